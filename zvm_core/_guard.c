@@ -1,0 +1,188 @@
+/*
+ * Runtime guard for the zvm_core sandbox: unicorn hooks that must not run in
+ * Python because they fire on every translated block or on instructions that
+ * must be answered deterministically.
+ *
+ *  - zg_block   (UC_HOOK_BLOCK): stop when a block starts on an address the
+ *                validator did not decode as an instruction start (catches
+ *                instructions hidden inside other instructions), and charge
+ *                the block's instructions to a deterministic budget ("fuel").
+ *  - zg_syscall (UC_HOOK_INSN/SYSCALL): read the argument registers in one
+ *                batch, call the Python dispatcher, write RAX back.
+ *  - zg_cpuid   (UC_HOOK_INSN/CPUID): answer from a fixed, versioned table.
+ *  - zg_rdtsc / zg_rdtscp: a virtual time-stamp counter (instructions used).
+ *
+ * The library is not linked against unicorn: the host passes the few unicorn
+ * entry points it needs as function pointers in struct zg_state, whose layout
+ * is mirrored by zvm_core/guard.py.
+ */
+#include <Python.h>
+#include <stdint.h>
+
+typedef void uc_engine;
+typedef int (*uc_emu_stop_fn)(uc_engine *);
+typedef int (*uc_reg_read_batch_fn)(uc_engine *, int *, void **, int);
+typedef int (*uc_reg_write_fn)(uc_engine *, int, const void *);
+typedef int64_t (*zg_syscall_cb)(void);
+
+enum { ZG_STOP_NONE = 0, ZG_STOP_BOUNDARY = 1, ZG_STOP_FUEL = 2, ZG_STOP_HOST = 3 };
+
+/* Register slots in zg_state.reg_ids; syscall arguments come first. */
+enum { R_RAX, R_RDI, R_RSI, R_RDX, R_R10, R_R8, R_R9, R_RBX, R_RCX, R_NREGS };
+
+#define ZG_CPUID_MAX 32
+
+struct zg_cpuid_entry { uint32_t leaf, subleaf, any_subleaf, eax, ebx, ecx, edx, pad; };
+
+struct zg_state {
+    const uint8_t *bitmap;     /* 1 bit per guest byte: instruction starts */
+    uint64_t bitmap_limit;     /* addresses >= this are never valid starts */
+    int64_t fuel;              /* instructions left before the run stops */
+    uint64_t used;             /* instructions charged so far */
+    uc_emu_stop_fn emu_stop;
+    uc_reg_read_batch_fn reg_read_batch;
+    uc_reg_write_fn reg_write;
+    zg_syscall_cb syscall;     /* returns 0 to continue, non-zero to stop */
+    int32_t reg_ids[R_NREGS];
+    uint32_t stop;             /* ZG_STOP_* */
+    uint64_t stop_addr;
+    uint64_t args[7];          /* rax (number), rdi, rsi, rdx, r10, r8, r9 */
+    int64_t ret;               /* syscall result written to RAX */
+    uint64_t syscalls;
+    uint32_t cpuid_count;
+    uint32_t pad;
+    struct zg_cpuid_entry cpuid[ZG_CPUID_MAX];
+};
+
+static inline int is_start(const struct zg_state *g, uint64_t a)
+{
+    return a < g->bitmap_limit && (g->bitmap[a >> 3] >> (a & 7)) & 1;
+}
+
+/* Number of instruction starts in [a, a + n). */
+static uint64_t count_starts(const struct zg_state *g, uint64_t a, uint32_t n)
+{
+    uint64_t end = a + n, c = 0;
+    if (end > g->bitmap_limit)
+        end = g->bitmap_limit;
+    while (a < end && (a & 7)) {
+        c += is_start(g, a);
+        a++;
+    }
+    while (a + 64 <= end) {
+        uint64_t w;
+        memcpy(&w, g->bitmap + (a >> 3), 8);
+        c += (uint64_t)__builtin_popcountll(w);
+        a += 64;
+    }
+    while (a + 8 <= end) {
+        c += (uint64_t)__builtin_popcount(g->bitmap[a >> 3]);
+        a += 8;
+    }
+    while (a < end) {
+        c += is_start(g, a);
+        a++;
+    }
+    return c;
+}
+
+static void halt(uc_engine *uc, struct zg_state *g, uint32_t why, uint64_t addr)
+{
+    if (g->stop == ZG_STOP_NONE) {
+        g->stop = why;
+        g->stop_addr = addr;
+    }
+    g->emu_stop(uc);
+}
+
+void zg_block(uc_engine *uc, uint64_t addr, uint32_t size, void *ud)
+{
+    struct zg_state *g = ud;
+    if (!is_start(g, addr)) {
+        halt(uc, g, ZG_STOP_BOUNDARY, addr);
+        return;
+    }
+    uint64_t n = size ? count_starts(g, addr, size) : 1;
+    g->used += n;
+    g->fuel -= (int64_t)n;
+    if (g->fuel < 0)
+        halt(uc, g, ZG_STOP_FUEL, addr);
+}
+
+void zg_syscall(uc_engine *uc, void *ud)
+{
+    struct zg_state *g = ud;
+    void *ptrs[7];
+    for (int i = 0; i < 7; i++)
+        ptrs[i] = &g->args[i];
+    g->reg_read_batch(uc, g->reg_ids, ptrs, 7);
+    g->syscalls++;
+    if (g->syscall() != 0) {
+        if (g->stop == ZG_STOP_NONE)
+            g->stop = ZG_STOP_HOST;
+        g->emu_stop(uc);
+        return;
+    }
+    g->reg_write(uc, g->reg_ids[R_RAX], &g->ret);
+}
+
+static void write4(uc_engine *uc, struct zg_state *g, uint64_t a, uint64_t b, uint64_t c,
+                   uint64_t d)
+{
+    g->reg_write(uc, g->reg_ids[R_RAX], &a);
+    g->reg_write(uc, g->reg_ids[R_RBX], &b);
+    g->reg_write(uc, g->reg_ids[R_RCX], &c);
+    g->reg_write(uc, g->reg_ids[R_RDX], &d);
+}
+
+int zg_cpuid(uc_engine *uc, void *ud)
+{
+    struct zg_state *g = ud;
+    uint64_t leaf = 0, sub = 0;
+    int ids[2] = {g->reg_ids[R_RAX], g->reg_ids[R_RCX]};
+    void *ptrs[2] = {&leaf, &sub};
+    g->reg_read_batch(uc, ids, ptrs, 2);
+    leaf &= 0xffffffffu;
+    sub &= 0xffffffffu;
+    for (uint32_t i = 0; i < g->cpuid_count && i < ZG_CPUID_MAX; i++) {
+        const struct zg_cpuid_entry *e = &g->cpuid[i];
+        if (e->leaf == leaf && (e->any_subleaf || e->subleaf == sub)) {
+            write4(uc, g, e->eax, e->ebx, e->ecx, e->edx);
+            return 1;
+        }
+    }
+    write4(uc, g, 0, 0, 0, 0);
+    return 1;
+}
+
+static void write_tsc(uc_engine *uc, struct zg_state *g)
+{
+    uint64_t lo = g->used & 0xffffffffu, hi = g->used >> 32;
+    g->reg_write(uc, g->reg_ids[R_RAX], &lo);
+    g->reg_write(uc, g->reg_ids[R_RDX], &hi);
+}
+
+int zg_rdtsc(uc_engine *uc, void *ud)
+{
+    write_tsc(uc, ud);
+    return 1;
+}
+
+int zg_rdtscp(uc_engine *uc, void *ud)
+{
+    struct zg_state *g = ud;
+    uint64_t aux = 0;
+    write_tsc(uc, g);
+    g->reg_write(uc, g->reg_ids[R_RCX], &aux);
+    return 1;
+}
+
+/* Lets guard.py check that its ctypes mirror has the same layout. */
+size_t zg_state_size(void) { return sizeof(struct zg_state); }
+
+/* Importable as a Python module only so that its path can be found. */
+static struct PyModuleDef guard_module = {PyModuleDef_HEAD_INIT, "_guard",
+                                          "C hooks for zvm_core (loaded with ctypes).", -1,
+                                          NULL};
+
+PyMODINIT_FUNC PyInit__guard(void) { return PyModule_Create(&guard_module); }

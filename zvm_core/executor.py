@@ -1,0 +1,348 @@
+"""Run one validated program in a fresh unicorn instance and report.
+
+:func:`run` is the library entry point: it loads and validates the program
+(the verdict is cached), builds a :class:`Machine` (segments with their exact
+ELF permissions, one heap arena, a 16 MiB stack, the C guard), runs it to
+``exit_group`` or to the first thing that stops it, and returns a
+:class:`~zvm_core.report.Report`.  Nothing the guest does can raise into the
+caller: faults, budgets and host-side errors all end as a status.
+"""
+
+from __future__ import annotations
+
+import collections
+import errno
+import os
+import struct
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from unicorn import UC_ARCH_X86, UC_HOOK_INTR, UC_HOOK_MEM_INVALID, UC_MODE_64, Uc, UcError
+from unicorn import unicorn_const as ucc
+from unicorn.x86_const import UC_X86_REG_RIP, UC_X86_REG_RSP
+
+from zvm_core import guard as zguard
+from zvm_core.channels import READ, WRITE, Channel
+from zvm_core.elf import PF_R, PF_W, PF_X, ElfError, Program, load_program
+from zvm_core.memory import (
+    MANIFEST_PAGE,
+    PROT_R,
+    PROT_W,
+    PROT_X,
+    STACK_SIZE,
+    STACK_TOP,
+    AddressSpace,
+    Arena,
+    GuestFault,
+    _host_mapping,
+    page_down,
+    page_up,
+)
+from zvm_core.report import Accounting, ChannelAccounting, Report
+from zvm_core.syscalls import HANDLERS, Stop, SysError, syscall_name
+from zvm_core.syscalls.io import OpenFile
+from zvm_core.syscalls.random import SeededStream
+from zvm_core.syscalls.time import VirtualClock
+from zvm_core.validator import Policy, Verdict, Violation, default_cache, validate
+
+DEFAULT_MEMORY = 256 << 20
+DEFAULT_FUEL = 200_000_000_000
+DEFAULT_TIMEOUT = 60.0
+MIN_HEAP = 1 << 20
+TCG_BUFFER = 32 << 20
+MAX_ARGS_SIZE = 256 << 10
+UID = 1000
+
+_FAULTS = {
+    ucc.UC_MEM_READ_UNMAPPED: 'read of unmapped memory',
+    ucc.UC_MEM_WRITE_UNMAPPED: 'write to unmapped memory',
+    ucc.UC_MEM_FETCH_UNMAPPED: 'jump to unmapped memory',
+    ucc.UC_MEM_READ_PROT: 'read of protected memory',
+    ucc.UC_MEM_WRITE_PROT: 'write to read-only memory',
+    ucc.UC_MEM_FETCH_PROT: 'jump to non-executable memory',
+}
+_TRAPS = {0: 'divide error', 1: 'debug trap', 3: 'breakpoint (int3)', 4: 'overflow',
+          5: 'bound range exceeded', 6: 'invalid opcode', 13: 'general protection fault',
+          16: 'x87 floating-point error', 17: 'alignment check', 19: 'SIMD floating-point error'}
+AT = dict(PHDR=3, PHENT=4, PHNUM=5, PAGESZ=6, BASE=7, FLAGS=8, ENTRY=9, UID=11, EUID=12,
+          GID=13, EGID=14, PLATFORM=15, HWCAP=16, CLKTCK=17, SECURE=23, RANDOM=25,
+          HWCAP2=26, EXECFN=31)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one run may use.  ``fuel`` is deterministic, ``timeout`` (s) is a safety net."""
+
+    memory: int = DEFAULT_MEMORY
+    fuel: int = DEFAULT_FUEL
+    timeout: float = DEFAULT_TIMEOUT
+
+
+class SetupError(ValueError):
+    """The run cannot start for a reason the caller gave (memory too small, args too long)."""
+
+    def __init__(self, status: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _uc_prot(flags: int) -> int:
+    return ((PROT_R if flags & PF_R else 0) | (PROT_W if flags & PF_W else 0)
+            | (PROT_X if flags & PF_X else 0))
+
+
+class Machine:
+    """One guest: address space, guard, channels, and the syscall dispatcher.
+
+    The attributes used by ``zvm_core.syscalls`` handlers (``mem``, ``arena``,
+    ``fds``, ``channels``, ``clock``, ``rng``, ``uc``, ``uid``,
+    ``memory_limit``) are this object's public surface for them.
+    """
+
+    uid = UID
+
+    def __init__(self, program: Program, verdict: Verdict, limits: Limits) -> None:
+        self.program, self.limits = program, limits
+        self.memory_limit = limits.memory
+        self.uc = Uc(UC_ARCH_X86, UC_MODE_64)
+        self.uc.ctl_set_tcg_buffer_size(TCG_BUFFER)
+        self.mem = AddressSpace(self.uc)
+        image = 0
+        for seg in program.segments:
+            start, end = page_down(seg.vaddr), page_up(seg.vaddr + seg.memsz)
+            region = self.mem.map(start, end - start, _uc_prot(seg.flags))
+            off = seg.vaddr - start
+            region.view[off:off + len(seg.data)] = seg.data
+            image += end - start
+        self.image_size = image
+        heap_start = page_up(program.image_end())
+        heap_size = page_down(min(limits.memory - image - STACK_SIZE, MANIFEST_PAGE - heap_start))
+        if heap_size < MIN_HEAP:
+            raise SetupError('memory', f'memory limit of {limits.memory} bytes leaves no heap: '
+                             f'the program image takes {image} bytes and the stack '
+                             f'{STACK_SIZE}; at least {MIN_HEAP} bytes of heap are needed')
+        self.mem.map(heap_start, heap_size, PROT_R | PROT_W)
+        self.arena = Arena(self.mem, heap_start, heap_start + heap_size)
+        self.mem.map(STACK_TOP - STACK_SIZE, STACK_SIZE, PROT_R | PROT_W)
+        limit = heap_start + heap_size
+        self._bitmap, bitmap_addr = _host_mapping(page_up((limit + 7) // 8))
+        for base, bits in verdict.boundaries:
+            self._bitmap[base // 8:base // 8 + len(bits)] = bits
+        self.guard = zguard.Guard(self.uc, bitmap_addr, limit, self._on_syscall)
+        self.args = self.guard.args
+        self.uc.hook_add(UC_HOOK_MEM_INVALID, self._on_mem_invalid)
+        self.uc.hook_add(UC_HOOK_INTR, self._on_interrupt)
+        self.channels: dict[str, Channel] = {}
+        self.fds: dict[int, OpenFile] = {}
+
+    # -- hooks -----------------------------------------------------------------
+
+    def _on_syscall(self) -> int:
+        a = self.args
+        nr = a[0]
+        entry = HANDLERS.get(nr)
+        try:
+            if entry is None:
+                self.unknown[syscall_name(nr)] += 1
+                ret = -errno.ENOSYS
+            else:
+                ret = entry[1](self, a[1], a[2], a[3], a[4], a[5], a[6])
+        except SysError as e:
+            ret = -e.errno
+        except GuestFault:
+            ret = -errno.EFAULT
+        except Stop as s:
+            self.outcome = s
+            return 1
+        except Exception as e:  # a sandbox bug must end the run, never escape into C
+            self.outcome = Stop('killed', f'internal error in {syscall_name(nr)}: {e!r}')
+            return 1
+        self.guard.state.ret = ret
+        return 0
+
+    def _on_mem_invalid(self, uc, access, address, size, value, _data) -> bool:
+        self.fault = (f'{_FAULTS.get(access, "invalid memory access")} at {address:#x}')
+        return False
+
+    def _on_interrupt(self, uc, intno, _data) -> None:
+        self.fault = _TRAPS.get(intno, f'CPU exception {intno}')
+        uc.emu_stop()
+
+    # -- set-up ----------------------------------------------------------------
+
+    def _initial_stack(self, argv: list[bytes], envp: list[bytes], at_random: bytes) -> int:
+        """Lay out argc, argv, envp, auxv and their strings below STACK_TOP (SysV ABI)."""
+        strings = [*argv, *envp, b'x86_64']
+        blob = b''.join(s + b'\0' for s in strings) + at_random
+        if len(blob) > MAX_ARGS_SIZE:
+            raise SetupError('fault', f'arguments and environment take {len(blob)} bytes; '
+                             f'the limit is {MAX_ARGS_SIZE}')
+        base = (STACK_TOP - 16 - len(blob)) & ~15
+        addrs, pos = [], base
+        for s in strings:
+            addrs.append(pos)
+            pos += len(s) + 1
+        random_addr = pos
+        argv_p, envp_p = addrs[:len(argv)], addrs[len(argv):len(argv) + len(envp)]
+        p = self.program
+        aux = dict(PHDR=p.phdr_addr, PHENT=p.phent, PHNUM=p.phnum, PAGESZ=4096, BASE=0,
+                   FLAGS=0, ENTRY=p.entry, UID=UID, EUID=UID, GID=UID, EGID=UID,
+                   PLATFORM=addrs[-1], HWCAP=zguard.CPUID_TABLE[1][5], CLKTCK=100, SECURE=0,
+                   RANDOM=random_addr, HWCAP2=0, EXECFN=argv_p[0] if argv_p else 0)
+        words = [len(argv), *argv_p, 0, *envp_p, 0]
+        for key, value in aux.items():
+            words += [AT[key], value]
+        words += [0, 0]
+        sp = (base - 8 * len(words)) & ~15
+        self.mem.write(base, blob)
+        self.mem.write(sp, struct.pack(f'<{len(words)}Q', *words))
+        return sp
+
+    def _attach(self, channels: Iterable[Channel]) -> None:
+        for ch in channels:
+            if ch.alias in self.channels:
+                raise SetupError('fault', f'channel {ch.alias} declared twice')
+            self.channels[ch.alias] = ch
+        for fd, (alias, access) in enumerate((('/dev/stdin', READ), ('/dev/stdout', WRITE),
+                                              ('/dev/stderr', WRITE))):
+            ch = self.channels.get(alias)
+            if ch is not None and ch.mode & access:
+                self.fds[fd] = OpenFile(ch, access)
+
+    # -- run -------------------------------------------------------------------
+
+    def run(self, channels: Iterable[Channel], argv: list[str], env: Mapping[str, str],
+            seed: int = 0, epoch: int = 0) -> Report:
+        start = time.perf_counter()
+        self.outcome: Stop | None = None
+        self.fault: str | None = None
+        self.unknown: collections.Counter = collections.Counter()
+        self.rng = SeededStream(seed)
+        self.clock = VirtualClock(epoch, lambda: self.guard.state.used)
+        self._attach(channels)
+        sp = self._initial_stack([a.encode() for a in argv],
+                                 [f'{k}={v}'.encode() for k, v in env.items()],
+                                 SeededStream(seed, b'AT_RANDOM').take(16))
+        self.uc.reg_write(UC_X86_REG_RSP, sp)
+        self.guard.arm(self.limits.fuel)
+        error = None
+        try:
+            self.uc.emu_start(self.program.entry, 0, timeout=int(self.limits.timeout * 1e6))
+        except UcError as e:
+            error = e
+        wall = time.perf_counter() - start
+        report = self._classify(error, wall)
+        report.accounting = self._accounting(wall)
+        report.etags = {a: ch.etag() for a, ch in sorted(self.channels.items())
+                        if ch.mode & WRITE}
+        return report
+
+    def _rip(self) -> int:
+        return self.uc.reg_read(UC_X86_REG_RIP)
+
+    def _classify(self, error: UcError | None, wall: float) -> Report:
+        st = self.guard.state
+        if self.outcome is not None:
+            o = self.outcome
+            status, retcode, message = o.status, o.retcode, o.message
+        elif st.stop == zguard.STOP_BOUNDARY:
+            status, retcode = 'fault', None
+            message = (f'execution reached {st.stop_addr:#x}, which is not an instruction '
+                       'boundary the validator saw (hidden or unvalidated code)')
+        elif st.stop == zguard.STOP_FUEL:
+            status, retcode = 'fuel', None
+            message = f'instruction budget of {self.limits.fuel} exhausted at {st.stop_addr:#x}'
+        elif error is not None or self.fault:
+            status, retcode = 'fault', None
+            what = self.fault or f'{error.args[0] if error else ""}'
+            if error is not None and not self.fault:
+                what = {ucc.UC_ERR_INSN_INVALID: 'invalid or unsupported instruction',
+                        ucc.UC_ERR_EXCEPTION: 'unhandled CPU exception'}.get(error.errno,
+                                                                            str(error))
+            message = f'{what} (rip {self._rip():#x})'
+        elif wall >= self.limits.timeout:
+            status, retcode = 'timeout', None
+            message = f'wall-clock timeout of {self.limits.timeout:g} s at {self._rip():#x}'
+        else:
+            status, retcode = 'fault', None
+            message = f'program stopped without calling exit (hlt; rip {self._rip():#x})'
+        if status != 'ok' or retcode:
+            status, message = self._blame_limits(status, message)
+        return Report(status, retcode, message)
+
+    def _blame_limits(self, status: str, message: str) -> tuple[str, str]:
+        """A failure after a refused allocation or write is reported as that limit."""
+        if status not in ('ok', 'fault', 'fuel'):
+            return status, message
+        if self.arena.refused:
+            return 'memory', (f'memory limit of {self.limits.memory} bytes reached '
+                              f'({self.arena.refused} allocation(s) refused)'
+                              + (f'; then: {message}' if message else ''))
+        over = [c.alias for c in self.channels.values() if c.refused]
+        if over:
+            return 'quota', (f'quota exceeded on {", ".join(over)}'
+                             + (f'; then: {message}' if message else ''))
+        return status, message
+
+    def _accounting(self, wall: float) -> Accounting:
+        st = self.guard.state
+        return Accounting(
+            instructions=st.used, syscalls=st.syscalls, unknown_syscalls=dict(self.unknown),
+            channels={a: ChannelAccounting(**vars(c.counters))
+                      for a, c in sorted(self.channels.items())},
+            peak_memory=self.image_size + self.arena.peak, wall_time=round(wall, 6))
+
+    def close(self) -> None:
+        self.mem.close()
+        self._bitmap.close()
+
+
+def _invalid(violations: list[Violation], message: str) -> Report:
+    return Report('validation', None, message,
+                  validation={'state': 'failed',
+                              'violations': [v.to_dict() for v in violations]})
+
+
+def run(program: Program | str | os.PathLike, channels: Iterable[Channel] = (), *,
+        argv: list[str] | None = None, env: Mapping[str, str] | None = None,
+        limits: Limits = Limits(), seed: int = 0, epoch: int = 0,
+        policy: Policy = Policy(), cache=None) -> Report:
+    """Validate and run ``program`` with ``channels``; never raises for guest behaviour.
+
+    Raises ``OSError`` only when the program file itself cannot be read.
+    """
+    channels = list(channels)
+    try:
+        try:
+            prog = program if isinstance(program, Program) else load_program(program)
+        except ElfError as e:
+            return _invalid([Violation(e.rule, 0, e.message)], f'not a valid program: {e}')
+        verdict = validate(prog, policy, cache if cache is not None else default_cache())
+        if not verdict.ok:
+            first = verdict.violations[0]
+            report = _invalid(verdict.violations,
+                              f'validation failed: {len(verdict.violations)} violation(s), '
+                              f'first {first.rule} at {first.address:#x}: {first.text}')
+            return report
+        if argv is None:
+            argv = [os.path.basename(str(program)) if not isinstance(program, Program)
+                    else 'program']
+        try:
+            machine = Machine(prog, verdict, limits)
+        except SetupError as e:
+            return Report(e.status, None, str(e))
+        try:
+            report = machine.run(channels, argv, env or {}, seed, epoch)
+        except SetupError as e:
+            report = Report(e.status, None, str(e))
+        finally:
+            machine.close()
+        report.validation = {'state': 'cached' if verdict.cached else 'ok', 'violations': []}
+        return report
+    finally:
+        for ch in channels:
+            ch.close()
+
+
+__all__ = ['Limits', 'Machine', 'SetupError', 'run']

@@ -1,0 +1,144 @@
+"""ctypes side of the C runtime guard (``_guard.c``).
+
+The guard is what makes the static validation mean something at run time:
+every translated block must start on an instruction boundary the validator
+decoded, and every block is charged to a deterministic instruction budget.
+It also answers ``syscall`` (by calling back into Python with the arguments
+already read), ``cpuid`` (from :data:`CPUID_TABLE`) and ``rdtsc``/``rdtscp``
+(a virtual counter: instructions executed so far).
+"""
+
+from __future__ import annotations
+
+import ctypes
+from collections.abc import Callable
+
+from unicorn import unicorn_py3
+from unicorn.unicorn_const import UC_HOOK_BLOCK, UC_HOOK_INSN
+from unicorn.x86_const import (
+    UC_X86_INS_CPUID,
+    UC_X86_INS_RDTSC,
+    UC_X86_INS_RDTSCP,
+    UC_X86_INS_SYSCALL,
+    UC_X86_REG_R8,
+    UC_X86_REG_R9,
+    UC_X86_REG_R10,
+    UC_X86_REG_RAX,
+    UC_X86_REG_RBX,
+    UC_X86_REG_RCX,
+    UC_X86_REG_RDI,
+    UC_X86_REG_RDX,
+    UC_X86_REG_RSI,
+)
+
+from zvm_core import _guard
+
+STOP_NONE, STOP_BOUNDARY, STOP_FUEL, STOP_HOST = range(4)
+
+# Fixed CPU identity (leaf, subleaf or None for any, eax, ebx, ecx, edx).  Bump
+# CPUID_VERSION when it changes: guests may take different code paths.
+CPUID_VERSION = '1'
+CPUID_TABLE: tuple[tuple[int, int | None, int, int, int, int], ...] = (
+    # max leaf 7, "GenuineIntel"
+    (0x0, None, 0x7, 0x756E6547, 0x6C65746E, 0x49656E69),
+    # family 6 model 0x3c; SSE3 SSSE3 CX16 SSE4.1 SSE4.2 POPCNT (no AVX, RDRAND,
+    # OSXSAVE); FPU TSC CX8 CMOV CLFSH MMX FXSR SSE SSE2
+    (0x1, None, 0x000306C3, 0x00000800, 0x00982201, 0x07888111),
+    (0x7, None, 0, 0, 0, 0),  # no AVX2, BMI, ERMS, SHA ...
+    (0x80000000, None, 0x80000008, 0, 0, 0),
+    (0x80000001, None, 0, 0, 0x00000001, 0x20100800),  # LAHF; SYSCALL NX LM
+    # brand string "zvm virtual x86-64 cpu"
+    (0x80000002, None, 0x206D767A, 0x74726976, 0x206C6175, 0x2D363878),
+    (0x80000003, None, 0x63203436, 0x00007570, 0, 0),
+    (0x80000004, None, 0, 0, 0, 0),
+    (0x80000008, None, 0x00003030, 0, 0, 0),  # 48-bit virtual/physical
+)
+
+_ARG_REGS = (UC_X86_REG_RAX, UC_X86_REG_RDI, UC_X86_REG_RSI, UC_X86_REG_RDX,
+             UC_X86_REG_R10, UC_X86_REG_R8, UC_X86_REG_R9, UC_X86_REG_RBX, UC_X86_REG_RCX)
+
+SyscallHandler = ctypes.CFUNCTYPE(ctypes.c_int64)
+
+
+class CpuidEntry(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_uint32) for n in
+                ('leaf', 'subleaf', 'any_subleaf', 'eax', 'ebx', 'ecx', 'edx', 'pad')]
+
+
+class GuardState(ctypes.Structure):
+    """Mirror of ``struct zg_state``."""
+
+    _fields_ = [
+        ('bitmap', ctypes.c_void_p),
+        ('bitmap_limit', ctypes.c_uint64),
+        ('fuel', ctypes.c_int64),
+        ('used', ctypes.c_uint64),
+        ('emu_stop', ctypes.c_void_p),
+        ('reg_read_batch', ctypes.c_void_p),
+        ('reg_write', ctypes.c_void_p),
+        ('syscall', SyscallHandler),
+        ('reg_ids', ctypes.c_int32 * len(_ARG_REGS)),
+        ('stop', ctypes.c_uint32),
+        ('stop_addr', ctypes.c_uint64),
+        ('args', ctypes.c_uint64 * 7),
+        ('ret', ctypes.c_int64),
+        ('syscalls', ctypes.c_uint64),
+        ('cpuid_count', ctypes.c_uint32),
+        ('pad', ctypes.c_uint32),
+        ('cpuid', CpuidEntry * 32),
+    ]
+
+
+_lib = ctypes.CDLL(_guard.__file__)
+_lib.zg_state_size.restype = ctypes.c_size_t
+if _lib.zg_state_size() != ctypes.sizeof(GuardState):
+    raise ImportError('zvm_core._guard does not match zvm_core.guard; rebuild the package')
+
+_uclib = unicorn_py3.unicorn.uclib
+
+
+def _fn(lib: ctypes.CDLL, name: str) -> int:
+    return ctypes.cast(getattr(lib, name), ctypes.c_void_p).value
+
+
+_HOOKS = (
+    (UC_HOOK_BLOCK, 'zg_block', None),
+    (UC_HOOK_INSN, 'zg_syscall', UC_X86_INS_SYSCALL),
+    (UC_HOOK_INSN, 'zg_cpuid', UC_X86_INS_CPUID),
+    (UC_HOOK_INSN, 'zg_rdtsc', UC_X86_INS_RDTSC),
+    (UC_HOOK_INSN, 'zg_rdtscp', UC_X86_INS_RDTSCP),
+)
+
+
+class Guard:
+    """The C hooks installed on one unicorn instance, and their shared state."""
+
+    def __init__(self, uc, bitmap_address: int, bitmap_limit: int,
+                 on_syscall: Callable[[], int]) -> None:
+        st = self.state = GuardState()
+        st.bitmap = bitmap_address
+        st.bitmap_limit = bitmap_limit
+        st.emu_stop = _fn(_uclib, 'uc_emu_stop')
+        st.reg_read_batch = _fn(_uclib, 'uc_reg_read_batch')
+        st.reg_write = _fn(_uclib, 'uc_reg_write')
+        self._handler = SyscallHandler(on_syscall)  # keep alive: C holds it
+        st.syscall = self._handler
+        st.reg_ids[:] = _ARG_REGS
+        for i, (leaf, sub, eax, ebx, ecx, edx) in enumerate(CPUID_TABLE):
+            st.cpuid[i] = CpuidEntry(leaf, sub or 0, sub is None, eax, ebx, ecx, edx, 0)
+        st.cpuid_count = len(CPUID_TABLE)
+        self.args = st.args
+        ud = ctypes.c_void_p(ctypes.addressof(st))
+        for htype, name, insn in _HOOKS:
+            handle = ctypes.c_size_t()
+            extra = () if insn is None else (ctypes.c_int(insn),)
+            err = _uclib.uc_hook_add(uc._uch, ctypes.byref(handle), htype,
+                                     ctypes.c_void_p(_fn(_lib, name)), ud,
+                                     ctypes.c_uint64(1), ctypes.c_uint64(0), *extra)
+            if err:
+                raise RuntimeError(f'uc_hook_add({name}) failed: {err}')
+
+    def arm(self, fuel: int) -> None:
+        """Reset the per-run state before a run."""
+        st = self.state
+        st.fuel, st.used, st.stop, st.stop_addr, st.syscalls = fuel, 0, STOP_NONE, 0, 0

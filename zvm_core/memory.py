@@ -1,0 +1,226 @@
+"""The guest address space: a fixed layout, host-backed regions, one arena.
+
+Every guest region is a private anonymous host mapping handed to unicorn
+with ``mem_map_ptr``, so system calls read and write guest memory through a
+``memoryview`` with no copy and no unicorn call.  The layout never depends on
+the host (no ASLR): ELF segments at their link addresses, then one heap arena
+that serves both ``brk`` (growing up) and ``mmap`` (growing down, first fit),
+then the ZeroVM user-manifest page and a 16 MiB stack ending at 4 GiB.
+Unicorn regions are few and fixed; ``mmap`` never creates one
+(sandbox-research §3.3: region count makes every map slower).
+"""
+
+from __future__ import annotations
+
+import bisect
+import ctypes
+import mmap
+from dataclasses import dataclass
+
+from unicorn import UC_PROT_EXEC, UC_PROT_NONE, UC_PROT_READ, UC_PROT_WRITE, Uc
+
+PAGE = 0x1000
+MAP_NORESERVE = getattr(mmap, "MAP_NORESERVE", 0x4000)  # Linux value; absent before 3.13
+TRAP_PAGE = 0x10000          # ZeroVM trap entry (kept unmapped until the trap API exists)
+STACK_TOP = 1 << 32
+STACK_SIZE = 16 << 20
+MANIFEST_PAGE = STACK_TOP - STACK_SIZE - 0x10000   # 0xFEFF0000, ZeroVM user manifest
+PROT_R, PROT_W, PROT_X = UC_PROT_READ, UC_PROT_WRITE, UC_PROT_EXEC
+
+
+def page_down(x: int) -> int:
+    return x & ~(PAGE - 1)
+
+
+def page_up(x: int) -> int:
+    return (x + PAGE - 1) & ~(PAGE - 1)
+
+
+class GuestFault(Exception):
+    """A guest pointer that does not name memory with the access needed (EFAULT)."""
+
+
+@dataclass
+class Region:
+    start: int
+    end: int
+    prot: int
+    host: mmap.mmap
+    view: memoryview
+
+
+def _host_mapping(size: int) -> tuple[mmap.mmap, int]:
+    m = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | MAP_NORESERVE)
+    addr = ctypes.addressof(ctypes.c_char.from_buffer(m))
+    return m, addr
+
+
+class AddressSpace:
+    """Regions of one unicorn instance, with the protection table syscalls check."""
+
+    def __init__(self, uc: Uc) -> None:
+        self.uc = uc
+        self.regions: list[Region] = []
+        self._starts: list[int] = []
+        # page-granular protection overrides (mprotect); region.prot otherwise
+        self._prot: dict[int, int] = {}
+
+    def map(self, start: int, size: int, prot: int) -> Region:
+        host, addr = _host_mapping(size)
+        self.uc.mem_map_ptr(start, size, prot, addr)
+        region = Region(start, start + size, prot, host, memoryview(host))
+        i = bisect.bisect(self._starts, start)
+        self._starts.insert(i, start)
+        self.regions.insert(i, region)
+        return region
+
+    def region_at(self, addr: int) -> Region | None:
+        i = bisect.bisect(self._starts, addr) - 1
+        if i >= 0 and addr < self.regions[i].end:
+            return self.regions[i]
+        return None
+
+    def protection(self, addr: int) -> int:
+        region = self.region_at(addr)
+        if region is None:
+            return UC_PROT_NONE
+        return self._prot.get(addr & ~(PAGE - 1), region.prot)
+
+    def view(self, addr: int, size: int, need: int) -> memoryview:
+        """Guest bytes [addr, addr+size) as host memory, if the guest may ``need`` them."""
+        region = self.region_at(addr)
+        if region is None or size < 0 or addr + size > region.end:
+            if size == 0:
+                return memoryview(b'')
+            raise GuestFault(addr)
+        if self._prot:
+            for page in range(page_down(addr), addr + size, PAGE):
+                if self._prot.get(page, region.prot) & need != need:
+                    raise GuestFault(addr)
+        elif region.prot & need != need:
+            raise GuestFault(addr)
+        off = addr - region.start
+        return region.view[off:off + size]
+
+    def read(self, addr: int, size: int) -> bytes:
+        return bytes(self.view(addr, size, PROT_R))
+
+    def write(self, addr: int, data: bytes) -> None:
+        self.view(addr, len(data), PROT_W)[:] = data
+
+    def read_cstring(self, addr: int, limit: int = 4096) -> bytes:
+        region = self.region_at(addr)
+        if region is None or not self.protection(addr) & PROT_R:
+            raise GuestFault(addr)
+        off = addr - region.start
+        end = region.host.find(b'\0', off, min(off + limit, region.end - region.start))
+        if end < 0:
+            raise GuestFault(addr)
+        return bytes(region.view[off:end])
+
+    def protect(self, start: int, end: int, prot: int) -> None:
+        """mprotect a page range that lies inside mapped regions."""
+        self.uc.mem_protect(start, end - start, prot)
+        for page in range(start, end, PAGE):
+            self._prot[page] = prot
+
+    def zero(self, start: int, end: int) -> None:
+        """Give [start, end) back to the host; it reads as zeros afterwards."""
+        region = self.region_at(start)
+        lo, hi = start - region.start, end - region.start
+        inner_lo, inner_hi = page_up(lo), page_down(hi)
+        if inner_lo < inner_hi:
+            region.host.madvise(mmap.MADV_DONTNEED, inner_lo, inner_hi - inner_lo)
+            region.view[lo:inner_lo] = bytes(inner_lo - lo)
+            region.view[inner_hi:hi] = bytes(hi - inner_hi)
+        else:
+            region.view[lo:hi] = bytes(hi - lo)
+
+    def close(self) -> None:
+        for region in self.regions:
+            region.view.release()
+        self.regions.clear()
+
+
+class Arena:
+    """Deterministic brk + mmap allocator over one pre-mapped region.
+
+    ``brk`` grows up from the bottom, anonymous mappings are carved from the
+    top down (first fit in the free list, lowest address first), and the two
+    may not cross.  Freed memory is zeroed, so a later allocation never sees
+    old data.  ``refused`` records that a request failed for lack of memory.
+    """
+
+    def __init__(self, space: AddressSpace, start: int, end: int) -> None:
+        self.space = space
+        self.start = self.brk = start
+        self.end = self.floor = end
+        self.free: list[tuple[int, int]] = []   # sorted (start, end) holes above floor
+        self.mapped = 0
+        self.peak = 0
+        self.refused = 0
+
+    def in_use(self) -> int:
+        return self.brk - self.start + self.mapped
+
+    def _note(self) -> None:
+        self.peak = max(self.peak, self.in_use())
+
+    def set_brk(self, new: int) -> int:
+        if new == 0 or new < self.start:
+            return self.brk
+        if page_up(new) > self.floor:
+            self.refused += 1
+            return self.brk
+        if new < self.brk:
+            self.space.zero(new, self.brk)
+        self.brk = new
+        self._note()
+        return self.brk
+
+    def allocate(self, length: int) -> int | None:
+        length = page_up(length)
+        for i, (lo, hi) in enumerate(self.free):
+            if hi - lo >= length:
+                if hi - lo == length:
+                    del self.free[i]
+                else:
+                    self.free[i] = (lo + length, hi)
+                self.mapped += length
+                self._note()
+                return lo
+        new_floor = self.floor - length
+        if length <= 0 or new_floor < page_up(self.brk):
+            self.refused += 1
+            return None
+        self.floor = new_floor
+        self.mapped += length
+        self._note()
+        return new_floor
+
+    def owns(self, start: int, end: int) -> bool:
+        return self.floor <= start and end <= self.end
+
+    def release(self, start: int, end: int) -> None:
+        """munmap [start, end) (page aligned, inside the mmap area)."""
+        self.space.zero(start, end)
+        holes = [(lo, hi) for lo, hi in self.free if hi <= start or lo >= end]
+        clipped = [(lo, hi) for lo, hi in self.free if not (hi <= start or lo >= end)]
+        already = sum(min(hi, end) - max(lo, start) for lo, hi in clipped)
+        for lo, hi in clipped:
+            if lo < start:
+                holes.append((lo, start))
+            if hi > end:
+                holes.append((end, hi))
+        self.mapped -= (end - start) - already
+        holes.append((start, end))
+        holes.sort()
+        merged: list[tuple[int, int]] = []
+        for lo, hi in holes:
+            if merged and merged[-1][1] >= lo:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
+            else:
+                merged.append((lo, hi))
+        while merged and merged[0][0] == self.floor:
+            self.floor = merged.pop(0)[1]
+        self.free = merged

@@ -1,0 +1,37 @@
+"""The Linux system-call personality, one module per family.
+
+Each family module exports ``HANDLERS``: syscall number -> (name, handler).
+A handler is called as ``handler(proc, a1, a2, a3, a4, a5, a6)`` and returns
+the value for RAX; it raises :class:`SysError` for ``-errno``,
+:class:`~zvm_core.memory.GuestFault` for a bad guest pointer (``-EFAULT``) or
+:class:`Stop` to end the run.  Numbers no family knows answer ``-ENOSYS``
+and are counted in the report.
+"""
+
+from __future__ import annotations
+
+from zvm_core.syscalls import io, mm, proc, random, time
+from zvm_core.syscalls.errors import Stop, SysError
+
+HANDLERS: dict[int, tuple] = {}
+for _family in (io, mm, proc, time, random):
+    HANDLERS.update(_family.HANDLERS)
+
+# Names of calls that are deliberately absent, so reports say what was tried.
+REFUSED_NAMES = {
+    7: 'poll', 22: 'pipe', 23: 'select', 41: 'socket', 42: 'connect', 43: 'accept',
+    49: 'bind', 50: 'listen', 53: 'socketpair', 56: 'clone', 57: 'fork', 58: 'vfork',
+    59: 'execve', 61: 'wait4', 76: 'truncate', 77: 'ftruncate', 78: 'getdents',
+    82: 'rename', 83: 'mkdir', 84: 'rmdir', 85: 'creat', 86: 'link', 87: 'unlink',
+    88: 'symlink', 90: 'chmod', 92: 'chown', 101: 'ptrace', 105: 'setuid',
+    165: 'mount', 202: 'futex', 217: 'getdents64', 288: 'accept4',
+    293: 'pipe2', 322: 'execveat', 435: 'clone3',
+}
+
+
+def syscall_name(nr: int) -> str:
+    entry = HANDLERS.get(nr)
+    return entry[0] if entry else REFUSED_NAMES.get(nr, str(nr))
+
+
+__all__ = ['HANDLERS', 'Stop', 'SysError', 'syscall_name']

@@ -1,0 +1,19 @@
+"""Outcomes a system-call handler can raise."""
+
+from __future__ import annotations
+
+
+class SysError(Exception):
+    """Answer the call with ``-errno``."""
+
+    def __init__(self, errno: int) -> None:
+        super().__init__(errno)
+        self.errno = errno
+
+
+class Stop(Exception):
+    """End the run: ``status`` as in the report, ``retcode`` when the guest exited."""
+
+    def __init__(self, status: str, message: str = '', retcode: int | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.retcode = status, message, retcode

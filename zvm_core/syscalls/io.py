@@ -1,0 +1,346 @@
+"""File system calls, served by channels only.
+
+``open`` knows channel names (``/dev/stdin``, ``/dev/input`` ...) and
+nothing else: every other path is ``-ENOENT``, so no host file is ever
+reachable.  Reads and writes go straight between the host backing and guest
+memory (``readv``/``preadv`` into a ``memoryview``), after the channel's
+quota has clipped or refused them.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import struct
+
+from zvm_core.channels import READ, WRITE, Channel
+from zvm_core.memory import PROT_R, PROT_W
+from zvm_core.syscalls.errors import Stop, SysError
+
+O_ACCMODE, O_WRONLY, O_RDWR, O_DIRECTORY, O_CLOEXEC = 3, 1, 2, 0o200000, 0o2000000
+AT_FDCWD, AT_EMPTY_PATH = -100, 0x1000
+SEEK_SET, SEEK_CUR, SEEK_END = 0, 1, 2
+F_DUPFD, F_GETFD, F_SETFD, F_GETFL, F_SETFL, F_DUPFD_CLOEXEC = 0, 1, 2, 3, 4, 1030
+MAX_FDS = 1024
+IOV_MAX = 1024
+BLKSIZE = 65536
+
+
+class OpenFile:
+    """An open description: shared by dup'd descriptors, one position each."""
+
+    __slots__ = ('channel', 'access', 'pos')
+
+    def __init__(self, channel: Channel, access: int) -> None:
+        self.channel, self.access, self.pos = channel, access, 0
+
+    @property
+    def flags(self) -> int:
+        return {READ: os.O_RDONLY, WRITE: O_WRONLY, READ | WRITE: O_RDWR}[self.access]
+
+
+def _file(p, fd: int, access: int = 0) -> OpenFile:
+    f = p.fds.get(fd)
+    if f is None or f.access & access != access:
+        raise SysError(errno.EBADF)
+    return f
+
+
+def _signed(x: int) -> int:
+    return x - (1 << 64) if x >= 1 << 63 else x
+
+
+def _fd32(x: int) -> int:
+    """A descriptor argument: the kernel reads an ``int``, the low 32 bits."""
+    return ((x & 0xFFFFFFFF) ^ 0x80000000) - 0x80000000
+
+
+def _iovecs(p, iov: int, count: int, need: int) -> list[memoryview]:
+    if count > IOV_MAX:
+        raise SysError(errno.EINVAL)
+    raw = p.mem.read(iov, 16 * count)
+    return [p.mem.view(base, size, need)
+            for base, size in struct.iter_unpack('<QQ', raw) if size]
+
+
+def _clip(bufs: list[memoryview], limit: int) -> list[memoryview]:
+    out = []
+    for buf in bufs:
+        if limit <= 0:
+            break
+        out.append(buf[:limit])
+        limit -= len(buf)
+    return out
+
+
+def _refused(p, ch: Channel, what: str) -> int:
+    """ZeroVM answers EDQUOT; a guest that ignores it and tries again is stopped."""
+    if ch.refused > 1:
+        q = ch.quota
+        raise Stop('quota', f'{ch.alias}: {what} quota exceeded and the program kept '
+                            f'trying (gets={q.gets} get_size={q.get_size} puts={q.puts} '
+                            f'put_size={q.put_size})')
+    return -errno.EDQUOT
+
+
+def _read(p, f: OpenFile, bufs: list[memoryview], offset: int | None) -> int:
+    ch = f.channel
+    want = sum(map(len, bufs))
+    if ch.random:
+        want = min(want, max(0, ch.size - (f.pos if offset is None else offset)))
+    budget = ch.read_budget(want)
+    if budget < 0:
+        return _refused(p, ch, 'read')
+    if not ch.random:
+        return ch.read(_clip(bufs, budget), None)
+    n = ch.read(_clip(bufs, budget), f.pos if offset is None else offset)
+    if offset is None:
+        f.pos += n
+    return n
+
+
+def _write(p, f: OpenFile, bufs: list[memoryview], offset: int | None) -> int:
+    ch = f.channel
+    budget = ch.write_budget(sum(map(len, bufs)))
+    if budget < 0:
+        return _refused(p, ch, 'write')
+    if not ch.random:
+        return ch.write(_clip(bufs, budget), None)
+    n = ch.write(_clip(bufs, budget), f.pos if offset is None else offset)
+    if offset is None:
+        f.pos += n
+    return n
+
+
+def sys_read(p, fd, buf, count, *_):
+    f = _file(p, fd, READ)
+    return _read(p, f, [p.mem.view(buf, min(count, 1 << 30), PROT_W)], None)
+
+
+def sys_write(p, fd, buf, count, *_):
+    f = _file(p, fd, WRITE)
+    return _write(p, f, [p.mem.view(buf, min(count, 1 << 30), PROT_R)], None)
+
+
+def sys_readv(p, fd, iov, count, *_):
+    f = _file(p, fd, READ)
+    return _read(p, f, _iovecs(p, iov, count, PROT_W), None)
+
+
+def sys_writev(p, fd, iov, count, *_):
+    f = _file(p, fd, WRITE)
+    return _write(p, f, _iovecs(p, iov, count, PROT_R), None)
+
+
+def _positional(f: OpenFile, offset: int) -> int:
+    if not f.channel.random:
+        raise SysError(errno.ESPIPE)
+    offset = _signed(offset)
+    if offset < 0:
+        raise SysError(errno.EINVAL)
+    return offset
+
+
+def sys_pread64(p, fd, buf, count, offset, *_):
+    f = _file(p, fd, READ)
+    off = _positional(f, offset)
+    return _read(p, f, [p.mem.view(buf, min(count, 1 << 30), PROT_W)], off)
+
+
+def sys_pwrite64(p, fd, buf, count, offset, *_):
+    f = _file(p, fd, WRITE)
+    off = _positional(f, offset)
+    return _write(p, f, [p.mem.view(buf, min(count, 1 << 30), PROT_R)], off)
+
+
+def sys_preadv(p, fd, iov, count, offset, *_):
+    f = _file(p, fd, READ)
+    return _read(p, f, _iovecs(p, iov, count, PROT_W), _positional(f, offset))
+
+
+def sys_pwritev(p, fd, iov, count, offset, *_):
+    f = _file(p, fd, WRITE)
+    return _write(p, f, _iovecs(p, iov, count, PROT_R), _positional(f, offset))
+
+
+def sys_lseek(p, fd, offset, whence, *_):
+    f = _file(p, fd)
+    if not f.channel.random:
+        raise SysError(errno.ESPIPE)
+    base = {SEEK_SET: 0, SEEK_CUR: f.pos, SEEK_END: f.channel.size}.get(whence)
+    if base is None or base + _signed(offset) < 0:
+        raise SysError(errno.EINVAL)
+    f.pos = base + _signed(offset)
+    return f.pos
+
+
+def _lookup(p, dirfd: int, path: int) -> Channel:
+    name = p.mem.read_cstring(path).decode('utf-8', 'replace')
+    if not name:
+        raise SysError(errno.ENOENT)
+    if not name.startswith('/'):
+        if _fd32(dirfd) != AT_FDCWD:
+            raise SysError(errno.ENOENT)
+        name = '/' + name
+    ch = p.channels.get(os.path.normpath(name))
+    if ch is None:
+        raise SysError(errno.ENOENT)
+    return ch
+
+
+def _lowest_fd(p, start: int = 0) -> int:
+    fd = start
+    while fd in p.fds:
+        fd += 1
+    if fd >= MAX_FDS:
+        raise SysError(errno.EMFILE)
+    return fd
+
+
+def _open(p, dirfd: int, path: int, flags: int) -> int:
+    ch = _lookup(p, dirfd, path)
+    if flags & O_DIRECTORY:
+        raise SysError(errno.ENOTDIR)
+    access = {os.O_RDONLY: READ, O_WRONLY: WRITE, O_RDWR: READ | WRITE}.get(flags & O_ACCMODE)
+    if access is None or ch.mode & access != access:
+        raise SysError(errno.EACCES)
+    fd = _lowest_fd(p)
+    p.fds[fd] = OpenFile(ch, access)
+    return fd
+
+
+def sys_open(p, path, flags, mode, *_):
+    return _open(p, AT_FDCWD, path, flags)
+
+
+def sys_openat(p, dirfd, path, flags, mode, *_):
+    return _open(p, dirfd, path, flags)
+
+
+def sys_close(p, fd, *_):
+    if p.fds.pop(fd, None) is None:
+        raise SysError(errno.EBADF)
+    return 0
+
+
+def _stat_fields(p, ch: Channel) -> tuple:
+    ino = 1 + sorted(p.channels).index(ch.alias)
+    size = ch.size
+    return ino, ch.st_mode(), size
+
+
+def _write_stat(p, ch: Channel, buf: int) -> int:
+    ino, mode, size = _stat_fields(p, ch)
+    epoch = p.clock.epoch
+    data = struct.pack('<QQQIIIIQqqq6q3q', 1, ino, 1, mode, p.uid, p.uid, 0, 0, size,
+                       BLKSIZE, (size + 511) // 512, epoch, 0, epoch, 0, epoch, 0, 0, 0, 0)
+    p.mem.write(buf, data)
+    return 0
+
+
+def sys_fstat(p, fd, buf, *_):
+    return _write_stat(p, _file(p, fd).channel, buf)
+
+
+def sys_stat(p, path, buf, *_):
+    return _write_stat(p, _lookup(p, AT_FDCWD, path), buf)
+
+
+def _at_channel(p, dirfd: int, path: int, flags: int) -> Channel:
+    if flags & AT_EMPTY_PATH and p.mem.read_cstring(path) == b'':
+        return _file(p, _fd32(dirfd)).channel
+    return _lookup(p, dirfd, path)
+
+
+def sys_newfstatat(p, dirfd, path, buf, flags, *_):
+    return _write_stat(p, _at_channel(p, dirfd, path, flags), buf)
+
+
+def sys_statx(p, dirfd, path, flags, mask, buf, *_):
+    ch = _at_channel(p, dirfd, path, flags)
+    ino, mode, size = _stat_fields(p, ch)
+    ts = (p.clock.epoch, 0, 0)
+    data = struct.pack('<IIQIIIHHQQQQ', 0x7FF, BLKSIZE, 0, 1, p.uid, p.uid, mode, 0, ino,
+                       size, (size + 511) // 512, 0)
+    data += struct.pack('<qIi', *ts) * 4 + struct.pack('<IIII', 0, 0, 0, 1)
+    p.mem.write(buf, data.ljust(256, b'\0'))
+    return 0
+
+
+def sys_access(p, path, mode, *_):
+    _lookup(p, AT_FDCWD, path)
+    return 0
+
+
+def sys_faccessat(p, dirfd, path, mode, *_):
+    _lookup(p, dirfd, path)
+    return 0
+
+
+def sys_ioctl(p, fd, request, *_):
+    _file(p, fd)
+    raise SysError(errno.ENOTTY)
+
+
+def _dup(p, f: OpenFile, fd: int) -> int:
+    if fd >= MAX_FDS:
+        raise SysError(errno.EBADF)
+    p.fds[fd] = f
+    return fd
+
+
+def sys_fcntl(p, fd, cmd, arg, *_):
+    f = _file(p, fd)
+    if cmd in (F_DUPFD, F_DUPFD_CLOEXEC):
+        return _dup(p, f, _lowest_fd(p, arg))
+    if cmd in (F_GETFD, F_SETFD, F_SETFL):
+        return 0
+    if cmd == F_GETFL:
+        return f.flags
+    raise SysError(errno.EINVAL)
+
+
+def sys_dup(p, fd, *_):
+    return _dup(p, _file(p, fd), _lowest_fd(p))
+
+
+def sys_dup2(p, old, new, *_):
+    f = _file(p, old)
+    return new if old == new else _dup(p, f, new)
+
+
+def sys_dup3(p, old, new, flags, *_):
+    if old == new or flags & ~O_CLOEXEC:
+        raise SysError(errno.EINVAL)
+    return _dup(p, _file(p, old), new)
+
+
+def sys_readlink(p, *_):
+    raise SysError(errno.ENOENT)
+
+
+def sys_getcwd(p, buf, size, *_):
+    if size < 2:
+        raise SysError(errno.ERANGE)
+    p.mem.write(buf, b'/\0')
+    return 2
+
+
+def sys_fsync(p, fd, *_):
+    _file(p, fd)
+    return 0
+
+
+HANDLERS = {
+    0: ('read', sys_read), 1: ('write', sys_write), 2: ('open', sys_open),
+    3: ('close', sys_close), 4: ('stat', sys_stat), 5: ('fstat', sys_fstat),
+    6: ('lstat', sys_stat), 8: ('lseek', sys_lseek), 16: ('ioctl', sys_ioctl),
+    17: ('pread64', sys_pread64), 18: ('pwrite64', sys_pwrite64), 19: ('readv', sys_readv),
+    20: ('writev', sys_writev), 21: ('access', sys_access), 32: ('dup', sys_dup),
+    33: ('dup2', sys_dup2), 72: ('fcntl', sys_fcntl), 74: ('fsync', sys_fsync),
+    75: ('fdatasync', sys_fsync), 79: ('getcwd', sys_getcwd), 89: ('readlink', sys_readlink),
+    257: ('openat', sys_openat), 262: ('newfstatat', sys_newfstatat),
+    267: ('readlinkat', sys_readlink), 269: ('faccessat', sys_faccessat),
+    292: ('dup3', sys_dup3), 295: ('preadv', sys_preadv), 296: ('pwritev', sys_pwritev),
+    332: ('statx', sys_statx), 439: ('faccessat2', sys_faccessat),
+}

@@ -1,0 +1,99 @@
+"""Memory system calls over the one pre-mapped arena.
+
+``brk`` and anonymous ``mmap`` are bookkeeping in :class:`~zvm_core.memory.Arena`
+(no unicorn region per call).  A readable random-access channel can be
+mapped: its bytes are copied into the arena, read-only unless asked otherwise.
+Nothing becomes executable here: code only ever comes from the validated
+program image.
+"""
+
+from __future__ import annotations
+
+import errno
+
+from zvm_core.channels import READ
+from zvm_core.memory import PAGE, PROT_R, PROT_W, PROT_X, page_up
+from zvm_core.syscalls.errors import SysError
+from zvm_core.syscalls.io import _file, _fd32, _read
+
+PROT_READ, PROT_WRITE, PROT_EXEC = 1, 2, 4
+MAP_SHARED, MAP_FIXED, MAP_ANONYMOUS = 0x01, 0x10, 0x20
+MAP_FIXED_NOREPLACE = 0x100000
+MADV_DONTNEED = 4
+
+
+def _uc_prot(prot: int) -> int:
+    return (PROT_R if prot & PROT_READ else 0) | (PROT_W if prot & PROT_WRITE else 0)
+
+
+def sys_brk(p, addr, *_):
+    return p.arena.set_brk(addr)
+
+
+def sys_mmap(p, addr, length, prot, flags, fd, offset):
+    if length == 0 or offset % PAGE or length > 1 << 40:
+        raise SysError(errno.EINVAL)
+    if prot & PROT_EXEC:
+        raise SysError(errno.EACCES)
+    length = page_up(length)
+    if flags & (MAP_FIXED | MAP_FIXED_NOREPLACE):
+        if addr % PAGE or not p.arena.owns(addr, addr + length):
+            raise SysError(errno.ENOMEM)
+        p.arena.space.zero(addr, addr + length)
+        start = addr
+    else:
+        f = None if flags & MAP_ANONYMOUS else _file(p, _fd32(fd), READ)
+        if f is not None and (not f.channel.random or flags & MAP_SHARED and prot & PROT_WRITE):
+            raise SysError(errno.EACCES)
+        start = p.arena.allocate(length)
+        if start is None:
+            raise SysError(errno.ENOMEM)
+        if f is not None:
+            n = _read(p, f, [p.mem.view(start, length, PROT_W)], offset)
+            if n < 0:
+                p.arena.release(start, start + length)
+                return n
+    if prot & (PROT_READ | PROT_WRITE) != PROT_READ | PROT_WRITE:
+        p.mem.protect(start, start + length, _uc_prot(prot))
+    return start
+
+
+def sys_munmap(p, addr, length, *_):
+    end = page_up(addr + length)
+    if addr % PAGE or length == 0 or not p.arena.owns(addr, end):
+        raise SysError(errno.EINVAL)
+    p.mem.protect(addr, end, PROT_R | PROT_W)
+    p.arena.release(addr, end)
+    return 0
+
+
+def sys_mprotect(p, addr, length, prot, *_):
+    end = page_up(addr + length)
+    if addr % PAGE:
+        raise SysError(errno.EINVAL)
+    pages = range(addr, end, PAGE)
+    if any(p.mem.region_at(a) is None for a in pages):
+        raise SysError(errno.ENOMEM)
+    if prot & PROT_EXEC or any(p.mem.protection(a) & PROT_X for a in pages):
+        # code is only what the validator saw: it cannot change, nor can data become code
+        raise SysError(errno.EACCES)
+    if end > addr:
+        p.mem.protect(addr, end, _uc_prot(prot))
+    return 0
+
+
+def sys_madvise(p, addr, length, advice, *_):
+    end = page_up(addr + length)
+    if advice == MADV_DONTNEED and p.arena.owns(addr, end):
+        p.arena.space.zero(addr, end)
+    return 0
+
+
+def sys_mremap(p, *_):
+    raise SysError(errno.ENOMEM)
+
+
+HANDLERS = {
+    9: ('mmap', sys_mmap), 10: ('mprotect', sys_mprotect), 11: ('munmap', sys_munmap),
+    12: ('brk', sys_brk), 25: ('mremap', sys_mremap), 28: ('madvise', sys_madvise),
+}

@@ -1,0 +1,41 @@
+"""``getrandom`` from a seeded stream, so "random" bytes repeat run to run."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+
+from zvm_core.memory import PROT_W
+from zvm_core.syscalls.errors import SysError
+
+GRND_NONBLOCK, GRND_RANDOM, GRND_INSECURE = 1, 2, 4
+
+
+class SeededStream:
+    """SHA-256 in counter mode over the seed: deterministic, well mixed bytes."""
+
+    def __init__(self, seed: int, label: bytes = b'getrandom') -> None:
+        self._key = hashlib.sha256(label + b'\0' + str(seed).encode()).digest()
+        self._counter = 0
+        self._buf = b''
+
+    def take(self, n: int) -> bytes:
+        blocks = max(0, n - len(self._buf) + 31) // 32
+        first = self._counter
+        self._buf += b''.join(hashlib.sha256(self._key + c.to_bytes(8, 'little')).digest()
+                              for c in range(first, first + blocks))
+        self._counter += blocks
+        out, self._buf = self._buf[:n], self._buf[n:]
+        return out
+
+
+def sys_getrandom(p, buf, length, flags, *_):
+    if flags & ~(GRND_NONBLOCK | GRND_RANDOM | GRND_INSECURE):
+        raise SysError(errno.EINVAL)
+    length = min(length, 1 << 25)
+    view = p.mem.view(buf, length, PROT_W)
+    view[:] = p.rng.take(length)
+    return length
+
+
+HANDLERS = {318: ('getrandom', sys_getrandom)}

@@ -1,0 +1,91 @@
+"""Clock calls answered by a virtual clock.
+
+Guest time is ``epoch`` (fixed by the caller; 0 by default, as ZeroVM's
+ZRT) plus one nanosecond per executed instruction plus whatever the guest
+slept: it moves forward, yet the same run always sees the same values.
+"""
+
+from __future__ import annotations
+
+import errno
+import struct
+
+from zvm_core.syscalls.errors import SysError
+
+NS = 1_000_000_000
+CLOCK_REALTIME, TIMER_ABSTIME = 0, 1
+KNOWN_CLOCKS = range(0, 12)
+
+
+class VirtualClock:
+    def __init__(self, epoch: int, instructions) -> None:
+        self.epoch = epoch
+        self._instructions = instructions    # callable: instructions executed so far
+        self.slept = 0
+
+    def monotonic_ns(self) -> int:
+        return self._instructions() + self.slept
+
+    def clock_ns(self, clock: int) -> int:
+        base = self.epoch * NS if clock in (CLOCK_REALTIME, 8, 11) else 0
+        return base + self.monotonic_ns()
+
+
+def _timespec(p, addr: int) -> int:
+    sec, nsec = struct.unpack('<qq', p.mem.read(addr, 16))
+    if sec < 0 or not 0 <= nsec < NS:
+        raise SysError(errno.EINVAL)
+    return sec * NS + nsec
+
+
+def sys_clock_gettime(p, clock, ts, *_):
+    if clock not in KNOWN_CLOCKS:
+        raise SysError(errno.EINVAL)
+    p.mem.write(ts, struct.pack('<qq', *divmod(p.clock.clock_ns(clock), NS)))
+    return 0
+
+
+def sys_clock_getres(p, clock, ts, *_):
+    if clock not in KNOWN_CLOCKS:
+        raise SysError(errno.EINVAL)
+    if ts:
+        p.mem.write(ts, struct.pack('<qq', 0, 1))
+    return 0
+
+
+def sys_gettimeofday(p, tv, tz, *_):
+    sec, nsec = divmod(p.clock.clock_ns(CLOCK_REALTIME), NS)
+    if tv:
+        p.mem.write(tv, struct.pack('<qq', sec, nsec // 1000))
+    if tz:
+        p.mem.write(tz, bytes(8))
+    return 0
+
+
+def sys_time(p, tloc, *_):
+    sec = p.clock.clock_ns(CLOCK_REALTIME) // NS
+    if tloc:
+        p.mem.write(tloc, struct.pack('<q', sec))
+    return sec
+
+
+def sys_nanosleep(p, req, rem, *_):
+    p.clock.slept += _timespec(p, req)
+    return 0
+
+
+def sys_clock_nanosleep(p, clock, flags, req, rem, *_):
+    if clock not in KNOWN_CLOCKS:
+        raise SysError(errno.EINVAL)
+    t = _timespec(p, req)
+    if flags & TIMER_ABSTIME:
+        t = max(0, t - p.clock.clock_ns(clock))
+    p.clock.slept += t
+    return 0
+
+
+HANDLERS = {
+    35: ('nanosleep', sys_nanosleep), 96: ('gettimeofday', sys_gettimeofday),
+    201: ('time', sys_time), 228: ('clock_gettime', sys_clock_gettime),
+    229: ('clock_getres', sys_clock_getres), 230: ('clock_nanosleep', sys_clock_nanosleep),
+}
