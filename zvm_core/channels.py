@@ -83,7 +83,9 @@ class FdBacking(Backing):
 
     @classmethod
     def open(cls, path: str | os.PathLike, mode: int) -> FdBacking:
-        flags = {READ: os.O_RDONLY, WRITE: os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
+        # written files are opened read-write too: the etag of randomly written
+        # content is computed from the file at the end
+        flags = {READ: os.O_RDONLY, WRITE: os.O_RDWR | os.O_CREAT | os.O_TRUNC,
                  READ | WRITE: os.O_RDWR | os.O_CREAT}[mode]
         try:
             return cls(os.open(path, flags | os.O_CLOEXEC, 0o644), owned=True)
@@ -108,9 +110,12 @@ class FdBacking(Backing):
             return None
         h = hashlib.md5()
         pos = 0
-        while chunk := os.pread(self.fd, 1 << 20, pos):
-            h.update(chunk)
-            pos += len(chunk)
+        try:
+            while chunk := os.pread(self.fd, 1 << 20, pos):
+                h.update(chunk)
+                pos += len(chunk)
+        except OSError:       # a write-only descriptor from the caller
+            return None
         return h.hexdigest()
 
     def close(self) -> None:

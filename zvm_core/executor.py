@@ -35,6 +35,7 @@ from zvm_core.memory import (
     AddressSpace,
     Arena,
     GuestFault,
+    Region,
     _host_mapping,
     page_down,
     page_up,
@@ -109,11 +110,14 @@ class Machine:
         self.uc.ctl_set_tcg_buffer_size(TCG_BUFFER)
         self.mem = AddressSpace(self.uc)
         image = 0
+        self._pristine: list[tuple[Region, bytes]] = []   # data segments, as loaded
         for seg in program.segments:
             start, end = page_down(seg.vaddr), page_up(seg.vaddr + seg.memsz)
             region = self.mem.map(start, end - start, _uc_prot(seg.flags))
             off = seg.vaddr - start
             region.view[off:off + len(seg.data)] = seg.data
+            if not seg.flags & PF_X:
+                self._pristine.append((region, bytes(region.view)))
             image += end - start
         self.image_size = image
         heap_start = page_up(program.image_end())
@@ -124,7 +128,7 @@ class Machine:
                              f'{STACK_SIZE}; at least {MIN_HEAP} bytes of heap are needed')
         self.mem.map(heap_start, heap_size, PROT_R | PROT_W)
         self.arena = Arena(self.mem, heap_start, heap_start + heap_size)
-        self.mem.map(STACK_TOP - STACK_SIZE, STACK_SIZE, PROT_R | PROT_W)
+        self.stack = self.mem.map(STACK_TOP - STACK_SIZE, STACK_SIZE, PROT_R | PROT_W)
         limit = heap_start + heap_size
         self._bitmap, bitmap_addr = _host_mapping(page_up((limit + 7) // 8))
         for base, bits in verdict.boundaries:
@@ -135,6 +139,8 @@ class Machine:
         self.uc.hook_add(UC_HOOK_INTR, self._on_interrupt)
         self.channels: dict[str, Channel] = {}
         self.fds: dict[int, OpenFile] = {}
+        self._context = self.uc.context_save()
+        self.runs = 0
 
     # -- hooks -----------------------------------------------------------------
 
@@ -212,9 +218,33 @@ class Machine:
 
     # -- run -------------------------------------------------------------------
 
+    def reset(self) -> None:
+        """Make a used machine indistinguishable from a fresh one.
+
+        Code pages were never writable, so they and their translated blocks
+        are kept; everything the guest could have changed is put back:
+        registers, data segments, heap arena, stack, protections.
+        """
+        self.uc.context_restore(self._context)
+        self.mem.reset_protections()
+        for region, data in self._pristine:
+            region.view[:] = data
+        self.arena.reset()
+        self.mem.zero(self.stack.start, self.stack.end)
+        self.channels, self.fds = {}, {}
+
     def run(self, channels: Iterable[Channel], argv: list[str], env: Mapping[str, str],
-            seed: int = 0, epoch: int = 0) -> Report:
+            seed: int = 0, epoch: int = 0, limits: Limits | None = None) -> Report:
+        """Run the program once; a machine can run again (it is reset first).
+
+        ``limits`` may change fuel and timeout per run; memory is the machine's.
+        """
         start = time.perf_counter()
+        if limits is not None:
+            self.limits = Limits(self.memory_limit, limits.fuel, limits.timeout)
+        if self.runs:
+            self.reset()
+        self.runs += 1
         self.outcome: Stop | None = None
         self.fault: str | None = None
         self.unknown: collections.Counter = collections.Counter()
@@ -304,6 +334,18 @@ def _invalid(violations: list[Violation], message: str) -> Report:
                               'violations': [v.to_dict() for v in violations]})
 
 
+def invalid_elf_report(error: ElfError) -> Report:
+    return _invalid([Violation(error.rule, 0, error.message)],
+                    f'not a valid program: {error}')
+
+
+def invalid_report(verdict: Verdict) -> Report:
+    first = verdict.violations[0]
+    return _invalid(verdict.violations,
+                    f'validation failed: {len(verdict.violations)} violation(s), '
+                    f'first {first.rule} at {first.address:#x}: {first.text}')
+
+
 def run(program: Program | str | os.PathLike, channels: Iterable[Channel] = (), *,
         argv: list[str] | None = None, env: Mapping[str, str] | None = None,
         limits: Limits = Limits(), seed: int = 0, epoch: int = 0,
@@ -317,14 +359,10 @@ def run(program: Program | str | os.PathLike, channels: Iterable[Channel] = (), 
         try:
             prog = program if isinstance(program, Program) else load_program(program)
         except ElfError as e:
-            return _invalid([Violation(e.rule, 0, e.message)], f'not a valid program: {e}')
+            return invalid_elf_report(e)
         verdict = validate(prog, policy, cache if cache is not None else default_cache())
         if not verdict.ok:
-            first = verdict.violations[0]
-            report = _invalid(verdict.violations,
-                              f'validation failed: {len(verdict.violations)} violation(s), '
-                              f'first {first.rule} at {first.address:#x}: {first.text}')
-            return report
+            return invalid_report(verdict)
         if argv is None:
             argv = [os.path.basename(str(program)) if not isinstance(program, Program)
                     else 'program']

@@ -124,8 +124,16 @@ class AddressSpace:
         for page in range(start, end, PAGE):
             self._prot[page] = prot
 
+    def reset_protections(self) -> None:
+        """Undo every ``protect`` (region permissions are as mapped again)."""
+        for page in sorted(self._prot):
+            self.uc.mem_protect(page, PAGE, self.region_at(page).prot)
+        self._prot.clear()
+
     def zero(self, start: int, end: int) -> None:
         """Give [start, end) back to the host; it reads as zeros afterwards."""
+        if start >= end:
+            return
         region = self.region_at(start)
         lo, hi = start - region.start, end - region.start
         inner_lo, inner_hi = page_up(lo), page_down(hi)
@@ -159,6 +167,13 @@ class Arena:
         self.mapped = 0
         self.peak = 0
         self.refused = 0
+
+    def reset(self) -> None:
+        """Forget every allocation and zero what they used."""
+        self.space.zero(self.start, page_up(self.brk))
+        self.space.zero(self.floor, self.end)
+        self.brk, self.floor, self.free = self.start, self.end, []
+        self.mapped = self.peak = self.refused = 0
 
     def in_use(self) -> int:
         return self.brk - self.start + self.mapped

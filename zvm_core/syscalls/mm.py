@@ -14,7 +14,7 @@ import errno
 from zvm_core.channels import READ
 from zvm_core.memory import PAGE, PROT_R, PROT_W, PROT_X, page_up
 from zvm_core.syscalls.errors import SysError
-from zvm_core.syscalls.io import _file, _fd32, _read
+from zvm_core.syscalls.io import _fd32, _file, _read
 
 PROT_READ, PROT_WRITE, PROT_EXEC = 1, 2, 4
 MAP_SHARED, MAP_FIXED, MAP_ANONYMOUS = 0x01, 0x10, 0x20

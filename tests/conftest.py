@@ -1,0 +1,199 @@
+"""Shared fixtures: guest programs compiled during the run, and the ``zvm`` CLI.
+
+``guest(name, cc='musl-gcc', flags=('-O2',))`` compiles ``tests/programs/<name>.c``
+(or ``.S``, linked with ``-nostdlib``: those define ``_start`` themselves) with
+``<cc> -static <flags>`` into ``<repo>/.zvm-build/programs/`` and returns the
+binary's path.  Builds are cached by a hash of the source, the compiler (its
+``--version``) and the flags, and are atomic (compile to a private name, then
+``os.replace``), so several pytest processes may build at once.
+
+``zvm`` drives ``python -m zvm_core.cli`` as a subprocess; ``native`` runs the
+same binary on the host with the same argv/env/stdin, as an oracle.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+PROGRAMS = REPO / 'tests' / 'programs'
+BUILD = REPO / '.zvm-build' / 'programs'
+CLI = [sys.executable, '-m', 'zvm_core.cli']
+RUN_TIMEOUT = 120          # seconds for one CLI subprocess; a hang fails the test
+
+
+@functools.cache
+def _compiler_id(cc: str) -> str:
+    if shutil.which(cc) is None:
+        hint = (' (Debian/Ubuntu: apt-get install musl-tools)' if 'musl' in cc
+                else ' (Debian/Ubuntu: apt-get install gcc libc6-dev)')
+        pytest.fail(f'compiler {cc!r} not found: install it to build the guest programs{hint}',
+                    pytrace=False)
+    out = subprocess.run([cc, '--version'], capture_output=True, text=True, check=False)
+    return f'{shutil.which(cc)}\n{out.stdout}'
+
+
+def build_guest(name: str, cc: str = 'musl-gcc', flags: Iterable[str] = ('-O2',)) -> Path:
+    candidates = [PROGRAMS / f'{name}.c', PROGRAMS / f'{name}.S']
+    sources = [p for p in candidates if p.exists()]
+    if len(sources) != 1:
+        pytest.fail(f'expected exactly one of {[str(p) for p in candidates]}', pytrace=False)
+    src = sources[0]
+    flags = list(flags)
+    if src.suffix == '.S':
+        flags.append('-nostdlib')
+    key = hashlib.sha256('\0'.join([src.name, src.read_text(), _compiler_id(cc), *flags])
+                         .encode()).hexdigest()[:16]
+    out = BUILD / f'{name}-{Path(cc).name}-{key}'
+    if out.exists():
+        return out
+    BUILD.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f'.{out.name}.{os.getpid()}.tmp')
+    cmd = [cc, '-static', *flags, '-o', str(tmp), str(src)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        tmp.unlink(missing_ok=True)
+        pytest.fail(f'building {src.name} failed: {" ".join(cmd)}\n{proc.stderr}',
+                    pytrace=False)
+    os.replace(tmp, out)
+    return out
+
+
+@pytest.fixture(scope='session')
+def guest():
+    """``guest(name, cc='musl-gcc', flags=('-O2',)) -> Path`` of the static binary."""
+    return build_guest
+
+
+@dataclass
+class Run:
+    """One ``zvm run``: exit status, parsed report, and what each channel got."""
+
+    returncode: int
+    report: dict
+    stdout: bytes            # /dev/stdout (the --stdout file, or the CLI's own stdout)
+    stderr: bytes            # /dev/stderr file (b'' when inherited)
+    output: bytes | None     # /dev/output file, when one was declared
+    cli_stdout: bytes
+    cli_stderr: bytes
+    files: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def status(self) -> str:
+        return self.report['status']
+
+    @property
+    def accounting(self) -> dict:
+        return self.report['accounting']
+
+    def __str__(self) -> str:      # shown by pytest when an assertion on a Run fails
+        return (f'zvm exit {self.returncode}; status {self.report.get("status")}: '
+                f'{self.report.get("message")}\nstdout={self.stdout[:400]!r}\n'
+                f'stderr={self.stderr[:400]!r}\ncli stderr={self.cli_stderr[-800:]!r}')
+
+
+class Zvm:
+    """Runs the ``zvm`` CLI in a subprocess, with channel files in a scratch dir."""
+
+    def __init__(self, workdir: Path, env: Mapping[str, str]) -> None:
+        self.workdir = workdir
+        self.env = dict(env)
+        self._n = 0
+
+    def _dir(self) -> Path:
+        self._n += 1
+        d = self.workdir / f'run{self._n}'
+        d.mkdir()
+        return d
+
+    def cli(self, *args: str, stdin: bytes = b'', timeout: float = RUN_TIMEOUT
+            ) -> subprocess.CompletedProcess:
+        return subprocess.run([*CLI, *map(str, args)], input=stdin, capture_output=True,
+                              cwd=REPO, env=self.env, timeout=timeout, check=False)
+
+    def validate(self, program: Path, *opts: str) -> subprocess.CompletedProcess:
+        return self.cli('validate', *opts, program)
+
+    def run(self, program: Path, *args: str, stdin: bytes | None = b'',
+            input: bytes | None = None, output: bool = False, opts: Iterable[str] = (),
+            inherit_stdout: bool = False, timeout: float = RUN_TIMEOUT) -> Run:
+        """Run ``program ARGS`` with ``stdin`` (bytes, or None: no --stdin), an
+        optional ``/dev/input`` and ``/dev/output``, and extra CLI ``opts``."""
+        d = self._dir()
+        files = {'report': d / 'report.json', 'stdout': d / 'stdout', 'stderr': d / 'stderr'}
+        cmd = ['run', '--report', files['report'], '--stderr', files['stderr']]
+        if not inherit_stdout:
+            cmd += ['--stdout', files['stdout']]
+        if stdin is not None:
+            files['stdin'] = d / 'stdin'
+            files['stdin'].write_bytes(stdin)
+            cmd += ['--stdin', files['stdin']]
+        if input is not None:
+            files['input'] = d / 'input'
+            files['input'].write_bytes(input)
+            cmd += ['--input', files['input']]
+        if output:
+            files['output'] = d / 'output'
+            cmd += ['--output', files['output']]
+        cmd += [*opts, program, *args]
+        proc = self.cli(*cmd, timeout=timeout)
+        try:
+            report = json.loads(files['report'].read_text())
+        except (OSError, ValueError) as e:
+            pytest.fail(f'zvm wrote no readable report ({e}); exit {proc.returncode}\n'
+                        f'stderr: {proc.stderr.decode(errors="replace")[-2000:]}',
+                        pytrace=False)
+
+        def read(key: str) -> bytes:
+            p = files[key]
+            return p.read_bytes() if p.exists() else b''
+
+        return Run(proc.returncode, report,
+                   proc.stdout if inherit_stdout else read('stdout'), read('stderr'),
+                   read('output') if output else None, proc.stdout, proc.stderr, files)
+
+
+@pytest.fixture(scope='session')
+def zvm(tmp_path_factory) -> Zvm:
+    """The CLI, with a private verdict cache for this session."""
+    env = dict(os.environ)
+    env['ZVM_CACHE_DIR'] = str(tmp_path_factory.mktemp('zvm-verdicts'))
+    env['PYTHONPATH'] = os.pathsep.join(filter(None, [str(REPO), env.get('PYTHONPATH')]))
+    return Zvm(tmp_path_factory.mktemp('zvm-runs'), env)
+
+
+def run_native(program: Path, *args: str, stdin: bytes = b'',
+               env: Mapping[str, str] | None = None, timeout: float = 60
+               ) -> subprocess.CompletedProcess:
+    """Run ``program`` on the host as the sandbox does: argv[0] is the basename,
+    the environment is exactly ``env`` (empty by default)."""
+    return subprocess.run([program.name, *args], executable=str(program), input=stdin,
+                          capture_output=True, env=dict(env or {}), timeout=timeout,
+                          check=False)
+
+
+@pytest.fixture(scope='session')
+def native():
+    """``native(program, *args, stdin=b'', env=None) -> CompletedProcess``."""
+    return run_native
+
+
+def md5(data: bytes) -> str:
+    return hashlib.md5(data).hexdigest()
+
+
+@pytest.fixture(scope='session')
+def etag():
+    """``etag(bytes) -> str``: the MD5 hex digest a written channel should report."""
+    return md5

@@ -1,0 +1,124 @@
+"""Fixtures for functional tests: one real local Swift cluster per session.
+
+``swift_cluster`` is a running ``DevCluster`` (proxy, account, container and
+three object servers with the ZeroCloud filters, object ring of 2 replicas),
+started once in a temporary directory and always stopped at the end. Tests
+share it, so they make their own containers (``make_container``) and undo
+what they break (``kill_object_server`` and ``pause_object_server`` restore
+the server after the test).
+"""
+
+from __future__ import annotations
+
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+from swiftclient import ClientException, Connection
+from swiftclient.client import get_auth
+
+from zerocloud.devcluster import USERS, DevCluster
+
+
+@pytest.fixture(scope='session')
+def swift_cluster(request: pytest.FixtureRequest,
+                  tmp_path_factory: pytest.TempPathFactory) -> DevCluster:
+    """The session's running cluster (stopped by a finalizer, even if start fails)."""
+    cluster = DevCluster(tmp_path_factory.mktemp('devcluster'))
+    request.addfinalizer(cluster.stop)
+    cluster.start()
+    return cluster
+
+
+@pytest.fixture
+def connect(swift_cluster: DevCluster) -> Callable[..., Connection]:
+    """Factory: a swiftclient Connection for a tempauth user, without retries."""
+    def connect(user: str = swift_cluster.user) -> Connection:
+        return Connection(authurl=swift_cluster.auth_url, user=user, key=USERS[user][0],
+                          retries=0)
+    return connect
+
+
+@pytest.fixture
+def conn(connect: Callable[..., Connection]) -> Connection:
+    """A Connection as test:tester (admin of AUTH_test)."""
+    return connect()
+
+
+@pytest.fixture
+def make_container(conn: Connection) -> Iterator[Callable[..., str]]:
+    """Factory: create a uniquely named container; it and its objects go at teardown."""
+    made: list[tuple[Connection, str]] = []
+
+    def make_container(prefix: str = 'c', headers: dict | None = None,
+                       connection: Connection | None = None) -> str:
+        connection = connection or conn
+        name = f'{prefix}-{uuid.uuid4().hex[:12]}'
+        connection.put_container(name, headers=headers)
+        made.append((connection, name))
+        return name
+
+    yield make_container
+    for connection, name in made:
+        try:
+            for obj in connection.get_container(name, full_listing=True)[1]:
+                connection.delete_object(name, obj['name'])
+            connection.delete_container(name)
+        except ClientException:
+            pass        # a test may have deleted it, or stopped a server on purpose
+
+
+@pytest.fixture
+def make_object(conn: Connection) -> Callable[..., str]:
+    """Factory: PUT an object, return its ETag."""
+    def make_object(container: str, name: str, data: bytes = b'', *,
+                    connection: Connection | None = None, **kwargs) -> str:
+        return (connection or conn).put_object(container, name, data, **kwargs)
+    return make_object
+
+
+@pytest.fixture
+def make_account(swift_cluster: DevCluster) -> Callable[[str], tuple[str, str]]:
+    """Factory: create account AUTH_<name>; return its storage URL and a token for it.
+
+    The token is the reseller admin's (admin:admin): tempauth's users are
+    fixed in the proxy conf, so a new account has none of its own.
+    """
+    def make_account(name: str) -> tuple[str, str]:
+        admin_url, token = get_auth(swift_cluster.auth_url, 'admin:admin',
+                                    USERS['admin:admin'][0])
+        url = admin_url.rsplit('/', 1)[0] + f'/AUTH_{name}'
+        request = urllib.request.Request(url, method='PUT', headers={'X-Auth-Token': token})
+        with urllib.request.urlopen(request, timeout=10):
+            pass                        # 201 Created (urlopen raises on errors)
+        return url, token
+    return make_account
+
+
+@pytest.fixture
+def kill_object_server(swift_cluster: DevCluster) -> Iterator[Callable[[int], None]]:
+    """Factory: SIGKILL object server i; it is started again after the test."""
+    killed: list[int] = []
+
+    def kill(i: int) -> None:
+        swift_cluster.kill_object_server(i)
+        killed.append(i)
+
+    yield kill
+    for i in killed:
+        swift_cluster.start_object_server(i)
+
+
+@pytest.fixture
+def pause_object_server(swift_cluster: DevCluster) -> Iterator[Callable[[int], None]]:
+    """Factory: SIGSTOP object server i; it is resumed after the test."""
+    paused: list[int] = []
+
+    def pause(i: int) -> None:
+        swift_cluster.pause_object_server(i)
+        paused.append(i)
+
+    yield pause
+    for i in paused:
+        swift_cluster.resume_object_server(i)

@@ -1,0 +1,122 @@
+"""Starting and stopping clusters of their own: the CLI, refusals, failures, clean-up.
+
+These use small clusters (one object server) in their own directories, not
+the session's cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from swiftclient import Connection
+
+from zerocloud.devcluster import DevCluster, ServerStartError, port_free, proc_state
+
+SMALL = ['--object-servers', '1', '--replicas', '1']
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    """Run zerocloud-devcluster (as ``python -m``, so PATH does not matter)."""
+    return subprocess.run([sys.executable, '-m', 'zerocloud.devcluster', *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+def processes_in(dir: Path) -> list[int]:
+    """Pids of live processes whose command line mentions dir."""
+    pids = []
+    for entry in Path('/proc').iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / 'cmdline').read_bytes().decode(errors='replace')
+        except OSError:
+            continue
+        if str(dir) in cmdline and proc_state(int(entry.name)) is not None:
+            pids.append(int(entry.name))
+    return pids
+
+
+@pytest.fixture
+def cluster_dir(tmp_path: Path) -> Path:
+    """A cluster directory whose cluster, if any, is stopped after the test."""
+    yield tmp_path / 'cluster'
+    DevCluster(tmp_path / 'cluster').stop()
+
+
+def test_cli_start_env_status_refuse_stop(cluster_dir: Path) -> None:
+    dir_opt = ['--dir', str(cluster_dir)]
+    started = cli('start', *dir_opt, *SMALL)
+    assert started.returncode == 0, started.stderr
+    state = json.loads((cluster_dir / 'state.json').read_text())
+    assert f'auth URL: {state["auth_url"]}' in started.stdout
+
+    env = cli('env', *dir_opt)
+    assert env.returncode == 0
+    exports = dict(shlex.split(line)[1].split('=', 1) for line in env.stdout.splitlines())
+    assert exports == {'ST_AUTH': state['auth_url'], 'ST_USER': 'test:tester',
+                       'ST_KEY': 'testing'}
+    conn = Connection(authurl=exports['ST_AUTH'], user=exports['ST_USER'],
+                      key=exports['ST_KEY'], retries=0)
+    conn.put_container('c')
+    assert conn.get_container('c')[1] == []
+
+    assert cli('status', *dir_opt).returncode == 0
+    again = cli('start', *dir_opt, *SMALL)
+    assert again.returncode == 1
+    assert 'already running' in again.stderr
+    assert json.loads((cluster_dir / 'state.json').read_text()) == state
+
+    pids = [s['pid'] for s in state['servers'].values()]
+    ports = [s['port'] for s in state['servers'].values()]
+    assert sorted(pids) == sorted(processes_in(cluster_dir))
+    stopped = cli('stop', *dir_opt)
+    assert stopped.returncode == 0, stopped.stderr
+    assert [pid for pid in pids if proc_state(pid) is not None] == []
+    assert processes_in(cluster_dir) == []
+    assert all(port_free(port) for port in ports)
+    assert not (cluster_dir / 'state.json').exists()
+    assert cli('status', *dir_opt).returncode == 1
+
+
+def test_failed_server_is_named_with_its_log_and_nothing_is_left(cluster_dir: Path) -> None:
+    broken = '[app:object-server]\nuse = egg:swift#no_such_app\n'
+    cluster = DevCluster(cluster_dir, replicas=1, object_servers=1,
+                         extra_conf={'object0': broken})
+    with pytest.raises(ServerStartError) as err:
+        cluster.start()
+    assert err.value.server == 'object0'
+    message = str(err.value)
+    assert message.startswith('object0 failed to start: exited with status 1')
+    assert "LookupError: Entry point 'no_such_app' not found" in message
+    assert processes_in(cluster_dir) == []
+    assert cluster.running_servers() == {}
+    assert not (cluster_dir / 'state.json').exists()
+
+
+def free_block(count: int) -> int:
+    """A port P such that P..P+count-1 are free right now."""
+    for _ in range(50):
+        with socket.socket() as sock:
+            sock.bind(('127.0.0.1', 0))
+            base = sock.getsockname()[1]
+        if base + count < 65536 and all(port_free(p) for p in range(base, base + count)):
+            return base
+    raise RuntimeError('no block of free ports found')
+
+
+def test_cli_start_refuses_a_taken_port(cluster_dir: Path) -> None:
+    base = free_block(4)
+    with socket.socket() as blocker:
+        blocker.bind(('127.0.0.1', base + 3))        # object0's port
+        blocker.listen()
+        result = cli('start', '--dir', str(cluster_dir), '--port-base', str(base), *SMALL)
+    assert result.returncode == 1
+    assert f'port {base + 3} for object0 is already in use' in result.stderr
+    assert processes_in(cluster_dir) == []

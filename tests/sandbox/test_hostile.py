@@ -1,0 +1,213 @@
+"""Hostile programs: each ends with a clear status, and nothing on the host changes.
+
+The validator rejects what can never be allowed (privileged instructions,
+other system-call gates, hardware randomness); the runtime stops the rest
+(W^X faults, hidden instructions, budgets, quotas) or answers with an error
+the program sees (host files, processes, sockets, executable memory).
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from elftools.elf.elffile import ELFFile
+
+NOT_OK = 125
+
+
+def symbol(path, name: str) -> int:
+    with open(path, 'rb') as f:
+        sym = ELFFile(f).get_section_by_name('.symtab').get_symbol_by_name(name)
+    assert sym, f'{name} not in {path}'
+    return sym[0]['st_value']
+
+
+def assert_stopped(run, status: str) -> None:
+    assert run.status == status, run
+    assert run.report['retcode'] is None, run
+    assert run.returncode == NOT_OK, run
+    assert run.report['message'], run
+
+
+# -- rejected by the validator ------------------------------------------------------
+
+@pytest.mark.parametrize('name, rule, mnemonic', [
+    ('wrmsr', 'I2', 'wrmsr'),
+    ('int80', 'I7', 'int'),
+    ('sysenter', 'I7', 'sysenter'),
+    ('rdrand', 'I3', 'rdrand'),
+])
+def test_validator_rejects(guest, zvm, name, rule, mnemonic):
+    prog = guest(name)
+    run = zvm.run(prog)
+    assert_stopped(run, 'validation')
+    validation = run.report['validation']
+    assert validation['state'] == 'failed'
+    hits = [v for v in validation['violations']
+            if v['rule'] == rule and mnemonic in v['text']]
+    assert hits, validation
+    assert all(re.fullmatch(r'0x[0-9a-f]+', v['address']) for v in validation['violations'])
+    # the address is in main, where the instruction was written
+    main = symbol(prog, 'main')
+    assert any(main <= int(v['address'], 16) < main + 256 for v in hits), validation
+    assert run.stdout == b''                # not a single instruction ran
+    assert run.accounting['instructions'] == 0
+
+    res = zvm.validate(prog)
+    assert res.returncode == 1, res
+    out = res.stdout.decode()
+    assert rule in out and hits[0]['address'] in out and mnemonic in out, out
+
+
+def test_validate_accepts_and_usage_errors(guest, zvm, tmp_path):
+    assert zvm.validate(guest('hello')).returncode == 0
+    missing = zvm.validate(tmp_path / 'no-such-program')
+    assert missing.returncode == 2, missing
+    (tmp_path / 'text').write_bytes(b'#!/bin/sh\necho hi\n')
+    res = zvm.validate(tmp_path / 'text')
+    assert res.returncode == 1, res          # readable but not a static x86-64 ELF
+    res = zvm.cli('run', '--report', tmp_path / 'r.json', tmp_path / 'text')
+    assert res.returncode == NOT_OK, res
+    assert '"validation"' in (tmp_path / 'r.json').read_text()
+
+
+def test_rdtsc_policy(guest, zvm):
+    prog = guest('rdtsc')
+    run = zvm.run(prog, opts=['--rdtsc', 'reject'])
+    assert_stopped(run, 'validation')
+    assert {v['rule'] for v in run.report['validation']['violations']} == {'I4'}
+    assert zvm.validate(prog, '--rdtsc', 'reject').returncode == 1
+    assert zvm.validate(prog, '--rdtsc', 'virtualize').returncode == 0
+
+    first = zvm.run(prog, opts=['--rdtsc', 'virtualize'])
+    second = zvm.run(prog)                  # virtualize is the default
+    assert first.status == second.status == 'ok', first
+    assert first.stdout == second.stdout
+    assert b'increasing 1\n' in first.stdout
+
+
+# -- stopped at run time ------------------------------------------------------------
+
+def test_hidden_rdtsc_is_stopped_by_the_guard(guest, zvm):
+    """sandbox-research 1.7: the sweep sees a movabs, the jump lands inside it."""
+    prog = guest('rdtsc_hidden')
+    assert zvm.validate(prog).returncode == 0          # nothing to see for a linear sweep
+    run = zvm.run(prog)
+    assert_stopped(run, 'fault')
+    target = symbol(prog, 'hidden') + 2
+    assert f'{target:#x}' in run.report['message'], run
+    assert 'boundary' in run.report['message'], run
+
+
+def test_write_to_text_faults(guest, zvm):
+    prog = guest('write_text')
+    run = zvm.run(prog)
+    assert_stopped(run, 'fault')
+    assert run.stdout == b'patching main\n'
+    assert f'{symbol(prog, "main"):#x}' in run.report['message'], run
+
+
+def test_jump_into_data_faults(guest, zvm):
+    prog = guest('jump_data')
+    run = zvm.run(prog)
+    assert_stopped(run, 'fault')
+    assert run.stdout == b'calling data\n'
+    assert f'{symbol(prog, "code"):#x}' in run.report['message'], run
+
+
+def test_no_executable_memory_at_run_time(guest, zvm):
+    """mmap(PROT_EXEC), mprotect(PROT_EXEC) of the heap and of the text all fail."""
+    run = zvm.run(guest('jit'))
+    assert run.status == 'ok', run
+    assert run.stdout.decode().splitlines() == [
+        'mmap rwx: Permission denied',
+        'mprotect rx: Permission denied',
+        'mprotect text rwx: Permission denied',
+        'no code was generated',
+    ]
+
+
+def test_host_files_are_unreachable(guest, zvm, tmp_path):
+    escape = tmp_path / 'escape'
+    run = zvm.run(guest('passwd'), str(escape))
+    assert run.status == 'ok', run
+    assert run.report['retcode'] == 0, run
+    out = run.stdout.decode()
+    assert out.endswith('all refused\n'), out
+    attempts = [line for line in out.splitlines() if line.startswith(('open', 'stat'))]
+    assert len(attempts) == 13 * 3
+    assert all(' = -1 errno=2' in line for line in attempts), out
+    assert f'create {escape} = -1 errno=2' in out
+    assert 'root:' not in out and 'read ' not in out
+    assert not escape.exists()
+    # no channel other than the declared ones was touched
+    assert set(run.accounting['channels']) <= {'/dev/stdin', '/dev/stdout', '/dev/stderr'}
+
+
+@pytest.mark.parametrize('call, names', [
+    ('execve', {'execve'}), ('socket', {'socket'}), ('fork', {'fork', 'clone'}),
+    ('clone', {'clone'}),
+])
+def test_processes_and_sockets_are_refused(guest, zvm, call, names):
+    run = zvm.run(guest('forbidden'), call)
+    assert run.status == 'ok', run
+    assert run.report['retcode'] == 0
+    out = run.stdout.decode()
+    assert f'{call} = -1 errno=38 ' in out, out              # ENOSYS
+    assert out.endswith('still one process\n'), out
+    assert 'pwned' not in out and 'alive' not in out
+    unknown = run.accounting['unknown_syscalls']
+    assert sum(unknown.get(n, 0) for n in names) == 1, unknown
+
+
+def test_all_refused_calls_are_counted(guest, zvm):
+    run = zvm.run(guest('forbidden'), 'all')
+    assert run.status == 'ok', run
+    unknown = run.accounting['unknown_syscalls']
+    assert unknown.get('execve') == 1 and unknown.get('socket') == 1, unknown
+    assert unknown.get('clone', 0) + unknown.get('fork', 0) == 2, unknown
+    assert run.stdout.count(b'errno=38 (') == 4
+
+
+def test_infinite_loop_runs_out_of_fuel(guest, zvm):
+    run = zvm.run(guest('loop'), opts=['--fuel', '10000000'])
+    assert_stopped(run, 'fuel')
+    assert 10_000_000 <= run.accounting['instructions'] <= 10_000_000 + 64, run
+    assert run.report['etags'].get('/dev/stdout', '') in ('', 'd41d8cd98f00b204e9800998ecf8427e')
+
+
+def test_infinite_loop_wall_clock_timeout(guest, zvm):
+    run = zvm.run(guest('loop'), opts=['--fuel', str(10**15), '--timeout', '1'], timeout=60)
+    assert_stopped(run, 'timeout')
+    assert 1.0 <= run.accounting['wall_time'] < 30, run
+
+
+def test_memory_bomb(guest, zvm):
+    run = zvm.run(guest('membomb'), opts=['--memory', str(64 << 20)])
+    assert_stopped(run, 'memory')
+    m = re.fullmatch(rb'malloc failed after (\d+) MiB\n', run.stderr)
+    assert m, run
+    assert 0 < int(m[1]) < 64
+    assert run.accounting['peak_memory'] <= 64 << 20
+
+
+@pytest.mark.parametrize('quota, max_bytes', [
+    ('puts:1000,put_size:65536', 65536),
+    ('puts:10', 10 * 4096),
+])
+def test_output_flood_hits_quota(guest, zvm, etag, quota, max_bytes):
+    run = zvm.run(guest('flood'), opts=['--quota', f'/dev/stdout={quota}'])
+    assert_stopped(run, 'quota')
+    assert '/dev/stdout' in run.report['message']
+    acc = run.accounting['channels']['/dev/stdout']
+    assert 0 < len(run.stdout) <= max_bytes
+    assert acc['write_bytes'] == len(run.stdout)
+    assert set(run.stdout) == {ord('y')}
+    assert run.report['etags']['/dev/stdout'] == etag(run.stdout)
+
+
+def test_output_flood_without_quota_runs_out_of_fuel(guest, zvm):
+    run = zvm.run(guest('flood'), opts=['--fuel', '100000'])
+    assert_stopped(run, 'fuel')
+    assert len(run.stdout) == run.accounting['channels']['/dev/stdout']['write_bytes'] > 0

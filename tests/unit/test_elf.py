@@ -1,0 +1,315 @@
+"""ELF checks E1–E6 on real binaries built by musl-gcc and gcc, and on patched copies."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import random
+import struct
+import subprocess
+from pathlib import Path
+
+import pytest
+from elftools.elf.elffile import ELFFile
+
+from zvm_core import elf
+from zvm_core.elf import PF_R, PF_W, PF_X, ElfError, load_program, parse_elf
+
+HELLO_C = '#include <stdio.h>\nint main(void) { puts("hello"); return 0; }\n'
+TLS_C = '__thread int x = 5;\n__thread char big[100000];\nint main(void) { return x + big[7]; }\n'
+EXIT_S = '.globl _start\n.text\n_start:\n  mov $60, %eax\n  xor %edi, %edi\n  syscall\n'
+
+PT_NULL, PT_LOAD, PT_INTERP, PT_TLS = 0, 1, 3, 7
+PHDR = struct.Struct('<IIQQQQQQ')   # type flags offset vaddr paddr filesz memsz align
+
+
+def build(directory: Path, name: str, source: str, *flags: str, cc: str = 'gcc',
+          suffix: str = '.c') -> bytes:
+    src = directory / f'{name}{suffix}'
+    src.write_text(source)
+    out = directory / name
+    subprocess.run([cc, '-O2', *flags, '-o', str(out), str(src)], check=True)
+    return out.read_bytes()
+
+
+@pytest.fixture(scope='module')
+def work(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp('elf')
+
+
+@pytest.fixture(scope='module')
+def musl_hello(work) -> bytes:
+    return build(work, 'musl_hello', HELLO_C, '-static', cc='musl-gcc')
+
+
+@pytest.fixture(scope='module')
+def glibc_hello(work) -> bytes:
+    return build(work, 'glibc_hello', HELLO_C, '-static')
+
+
+@pytest.fixture(scope='module')
+def asm_exit(work) -> bytes:
+    return build(work, 'asm_exit', EXIT_S, '-nostdlib', '-static', suffix='.S')
+
+
+# -- patching helpers (independent of the code under test) ----------------------
+
+
+def phdrs(data: bytes) -> list[list[int]]:
+    phoff, = struct.unpack_from('<Q', data, 0x20)
+    phnum, = struct.unpack_from('<H', data, 0x38)
+    return [list(PHDR.unpack_from(data, phoff + i * PHDR.size)) for i in range(phnum)]
+
+
+def with_phdr(data: bytes, index: int, **fields: int) -> bytes:
+    names = ['type', 'flags', 'offset', 'vaddr', 'paddr', 'filesz', 'memsz', 'align']
+    entry = phdrs(data)[index]
+    for key, value in fields.items():
+        entry[names.index(key)] = value
+    out = bytearray(data)
+    phoff, = struct.unpack_from('<Q', data, 0x20)
+    PHDR.pack_into(out, phoff + index * PHDR.size, *entry)
+    return bytes(out)
+
+
+def find(data: bytes, ptype: int, flags: int | None = None) -> int:
+    return next(i for i, p in enumerate(phdrs(data))
+                if p[0] == ptype and (flags is None or p[1] & flags == flags))
+
+
+def patched(data: bytes, offset: int, fmt: str, value: int) -> bytes:
+    out = bytearray(data)
+    struct.pack_into(fmt, out, offset, value)
+    return bytes(out)
+
+
+def rejects(data: bytes, rule: str, *words: str, **kwargs) -> ElfError:
+    with pytest.raises(ElfError) as info:
+        parse_elf(data, **kwargs)
+    err = info.value
+    assert err.rule == rule, str(err)
+    for word in words:
+        assert word in err.message, str(err)
+    return err
+
+
+# -- ordinary programs pass, and the image is what readelf says -------------------
+
+
+def test_musl_static_hello(musl_hello):
+    prog = parse_elf(musl_hello)
+    f = ELFFile(io.BytesIO(musl_hello))
+    loads = [s.header for s in f.iter_segments() if s.header.p_type == 'PT_LOAD']
+    assert [(s.vaddr, s.memsz, s.flags) for s in prog.segments] == \
+        [(h.p_vaddr, h.p_memsz, h.p_flags) for h in loads]
+    assert all(len(s.data) == h.p_filesz for s, h in zip(prog.segments, loads, strict=True))
+    assert prog.entry == f.header.e_entry
+    assert prog.phnum == f.header.e_phnum and prog.phent == 56
+    assert prog.phdr_addr == loads[0].p_vaddr + f.header.e_phoff   # musl has no PT_PHDR
+    assert prog.tls is None
+    assert prog.size == len(musl_hello)
+    assert prog.sha256 == hashlib.sha256(musl_hello).hexdigest()
+    sections = [(s.header.sh_addr, s.header.sh_size) for s in f.iter_sections()
+                if s.header.sh_flags & 4]
+    assert [(c.start, len(c.data)) for c in prog.code] == sections    # .init .text .fini
+    text = next(s for s in prog.segments if s.executable)
+    for c in prog.code:
+        assert c.data == text.data[c.start - text.vaddr:c.end - text.vaddr]
+    assert prog.image_end() == (max(s.end for s in prog.segments) + 0xFFF) & ~0xFFF
+
+
+def test_glibc_static_hello_with_tls(glibc_hello):
+    prog = parse_elf(glibc_hello)
+    tls = phdrs(glibc_hello)[find(glibc_hello, PT_TLS)]
+    assert prog.tls == (tls[3], tls[5], tls[6], tls[7])
+    assert [s.flags for s in prog.segments] == [PF_R, PF_R | PF_X, PF_R, PF_R | PF_W]
+    assert len(prog.code) >= 3
+
+
+def test_musl_tls_larger_than_segment(work):
+    data = build(work, 'musl_tls', TLS_C, '-static', cc='musl-gcc')
+    vaddr, filesz, memsz, _ = parse_elf(data).tls
+    assert filesz == 4 and memsz > 100000
+
+
+def test_load_program_reads_the_file(work, musl_hello):
+    path = work / 'musl_hello'
+    assert load_program(path) == parse_elf(musl_hello)
+
+
+def test_without_section_headers_the_whole_segment_is_code(asm_exit):
+    data = patched(patched(patched(asm_exit, 0x28, '<Q', 0), 0x3C, '<H', 0), 0x3E, '<H', 0)
+    prog = parse_elf(data)
+    text = next(s for s in prog.segments if s.executable)
+    assert [(c.start, c.data) for c in prog.code] == [(text.vaddr, text.data)]
+
+
+def test_garbage_section_headers_are_only_hints(asm_exit):
+    prog = parse_elf(patched(asm_exit, 0x28, '<Q', len(asm_exit) + 12345))
+    text = next(s for s in prog.segments if s.executable)
+    assert [c.start for c in prog.code] == [text.vaddr]
+
+
+def test_error_type():
+    err = ElfError('E4', 'something')
+    assert isinstance(err, ValueError)
+    assert str(err) == 'E4: something' and err.rule == 'E4' and err.message == 'something'
+
+
+# -- E1 -------------------------------------------------------------------------
+
+
+def test_e1_not_elf():
+    rejects(b'#!/bin/sh\necho hi\n' * 10, 'E1', 'not an ELF')
+    rejects(b'', 'E1', 'not an ELF')
+
+
+def test_e1_class_endianness_machine(asm_exit):
+    rejects(patched(asm_exit, 4, '<B', 1), 'E1', 'ELFCLASS64')
+    rejects(patched(asm_exit, 5, '<B', 2), 'E1', 'little-endian')
+    rejects(patched(asm_exit, 0x12, '<H', 3), 'E1', 'EM_386')
+
+
+def test_e1_relocatable_object(work):
+    src = work / 'obj.S'
+    src.write_text(EXIT_S)
+    subprocess.run(['gcc', '-c', '-o', str(work / 'obj.o'), str(src)], check=True)
+    rejects((work / 'obj.o').read_bytes(), 'E1', 'ET_REL')
+
+
+def test_e1_static_pie(work):
+    data = build(work, 'static_pie', HELLO_C, '-static-pie')
+    rejects(data, 'E1', 'ET_DYN', 'build with -static (not -static-pie)')
+
+
+def test_e1_default_pie(work):
+    rejects(build(work, 'pie', HELLO_C, '-pie', '-fPIE'), 'E1', 'ET_DYN')
+
+
+# -- E2 -------------------------------------------------------------------------
+
+
+def test_e2_dynamic_executable(work):
+    data = build(work, 'dynamic', HELLO_C, '-no-pie')
+    rejects(data, 'E2', 'PT_INTERP')
+    rejects(with_phdr(data, find(data, PT_INTERP), type=PT_NULL), 'E2', 'PT_DYNAMIC')
+
+
+# -- E3 -------------------------------------------------------------------------
+
+
+def test_e3_truncated(musl_hello):
+    rejects(musl_hello[:40], 'E3', 'truncated ELF header')
+    rejects(musl_hello[:100], 'E3', 'program header table')
+    text = phdrs(musl_hello)[find(musl_hello, PT_LOAD, PF_X)]
+    rejects(musl_hello[:text[2] + 10], 'E3', 'past the end')
+
+
+def test_e3_phnum_and_phentsize(musl_hello):
+    rejects(patched(musl_hello, 0x38, '<H', 200), 'E3', 'e_phnum is 200')
+    rejects(patched(musl_hello, 0x38, '<H', 0xFFFF), 'E3', 'e_phnum')
+    rejects(patched(musl_hello, 0x38, '<H', 0), 'E3', 'no program headers')
+    rejects(patched(musl_hello, 0x36, '<H', 32), 'E3', 'e_phentsize')
+
+
+def test_e3_segment_fields(musl_hello):
+    i = find(musl_hello, PT_LOAD, PF_W)
+    p = phdrs(musl_hello)[i]
+    rejects(with_phdr(musl_hello, i, filesz=p[6] + 1), 'E3', 'p_filesz')
+    rejects(with_phdr(musl_hello, i, offset=len(musl_hello)), 'E3', 'past the end')
+    rejects(with_phdr(musl_hello, i, vaddr=p[3] + 1), 'E3', 'modulo the page size')
+
+
+def test_e3_overlapping_segments(musl_hello):
+    text = phdrs(musl_hello)[find(musl_hello, PT_LOAD, PF_X)]
+    i = find(musl_hello, PT_LOAD, PF_W)
+    data = phdrs(musl_hello)[i]
+    vaddr = text[3] + data[2] % 0x1000        # same page as the code, same page offset
+    rejects(with_phdr(musl_hello, i, vaddr=vaddr), 'E3', 'overlaps')
+
+
+def test_e3_guest_window(musl_hello):
+    i = find(musl_hello, PT_LOAD, PF_W)
+    p = phdrs(musl_hello)[i]
+    rejects(with_phdr(musl_hello, i, vaddr=0x10000 + p[2] % 0x1000), 'E3', 'guest window')
+    rejects(with_phdr(musl_hello, i, vaddr=elf.GUEST_HIGH - 0x1000 + p[2] % 0x1000,
+                      memsz=0x2000), 'E3', 'guest window')
+    rejects(with_phdr(musl_hello, i, memsz=1 << 40), 'E3')
+
+
+def test_e3_memory_limit(musl_hello):
+    need = sum(((p[3] + p[6] + 0xFFF) & ~0xFFF) - (p[3] & ~0xFFF)
+               for p in phdrs(musl_hello) if p[0] == PT_LOAD)
+    assert parse_elf(musl_hello, memory_limit=need)
+    rejects(musl_hello, 'E3', f'need {need} bytes', f'the limit is {need - 1}',
+            memory_limit=need - 1)
+
+
+def test_e3_no_load_segments(asm_exit):
+    data = asm_exit
+    for i, p in enumerate(phdrs(asm_exit)):
+        if p[0] == PT_LOAD:
+            data = with_phdr(data, i, type=PT_NULL)
+    rejects(data, 'E3', 'PT_LOAD')
+
+
+def test_e3_file_size_checked_before_reading(tmp_path):
+    big = tmp_path / 'big'
+    with open(big, 'wb') as f:
+        f.truncate(elf.MAX_FILE_SIZE + 1)     # sparse: nothing to read if the check comes first
+    with pytest.raises(ElfError, match='E3: file is'):
+        load_program(big)
+
+
+def test_corrupted_headers_only_raise_elf_error(musl_hello):
+    """Random header damage: either a valid Program or an ElfError, never anything else."""
+    rng = random.Random(1234)
+    for _ in range(500):
+        data = bytearray(musl_hello)
+        for _ in range(rng.randint(1, 8)):
+            data[rng.randrange(4, 0x200)] = rng.randrange(256)
+        try:
+            parse_elf(bytes(data))
+        except ElfError:
+            pass
+    for n in range(0, 0x200, 7):
+        with pytest.raises(ElfError):
+            parse_elf(musl_hello[:n])
+
+
+# -- E4, E5, E6 -----------------------------------------------------------------
+
+
+def test_e4_writable_and_executable(work, musl_hello):
+    rwx = build(work, 'rwx', EXIT_S, '-nostdlib', '-static', '-Wl,-N', suffix='.S')
+    rejects(rwx, 'E4', 'both writable and executable')
+    i = find(musl_hello, PT_LOAD, PF_X)
+    rejects(with_phdr(musl_hello, i, flags=PF_R | PF_W | PF_X), 'E4', f'#{i}', 'RWX')
+
+
+def test_e4_zero_filled_code(musl_hello):
+    i = find(musl_hello, PT_LOAD, PF_X)
+    rejects(with_phdr(musl_hello, i, memsz=3 << 30), 'E4', 'zero-filled')
+
+
+def test_e4_no_executable_segment(musl_hello):
+    i = find(musl_hello, PT_LOAD, PF_X)
+    rejects(with_phdr(musl_hello, i, flags=PF_R), 'E4', 'no executable')
+
+
+def test_e5_entry_outside_code(musl_hello):
+    data = phdrs(musl_hello)[find(musl_hello, PT_LOAD, PF_W)]
+    rejects(patched(musl_hello, 0x18, '<Q', data[3]), 'E5', f'{data[3]:#x}')
+    rejects(patched(musl_hello, 0x18, '<Q', 0), 'E5')
+
+
+def test_e6_executable_stack(work):
+    data = build(work, 'execstack', HELLO_C, '-static', '-Wl,-z,execstack', cc='musl-gcc')
+    rejects(data, 'E6', 'executable stack')
+
+
+def test_e6_tls_outside_image(glibc_hello):
+    i = find(glibc_hello, PT_TLS)
+    rejects(with_phdr(glibc_hello, i, vaddr=0x30000), 'E6', 'PT_TLS')
+    p = phdrs(glibc_hello)[i]
+    rejects(with_phdr(glibc_hello, i, filesz=p[6] + 8), 'E6', 'p_filesz')

@@ -1,0 +1,416 @@
+"""Validator rules I1–I8 and E5, the boundary bitmap, and the verdict cache.
+
+Every rule is exercised by a real static binary: a few lines of assembly
+linked with ``gcc -nostdlib -static``, or C built with musl-gcc / gcc.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import struct
+import subprocess
+from pathlib import Path
+
+import pytest
+from capstone import CS_ARCH_X86, CS_MODE_64, Cs
+from elftools.elf.elffile import ELFFile
+
+from zvm_core.elf import parse_elf
+from zvm_core.validator import (
+    MAX_VIOLATIONS,
+    VALIDATOR_VERSION,
+    Policy,
+    Verdict,
+    VerdictCache,
+    Violation,
+    cache_key,
+    default_cache,
+    validate,
+    validate_code,
+)
+
+ASM = Path(__file__).resolve().parents[1] / 'programs' / 'asm'
+HELLO_C = '#include <stdio.h>\nint main(void) { puts("hello"); return 0; }\n'
+TEMPLATE = """\
+    .globl _start, mark
+    .weak missing
+    .text
+_start:
+    nop
+mark:
+    {}
+    mov $60, %eax
+    xor %edi, %edi
+    syscall
+"""
+REJECT = Policy(rdtsc='reject')
+
+
+@pytest.fixture(scope='module')
+def work(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp('validator')
+
+
+def build(directory: Path, name: str, source: str, *flags: str, cc: str = 'gcc',
+          suffix: str = '.S') -> bytes:
+    src = directory / f'{name}{suffix}'
+    src.write_text(source)
+    out = directory / name
+    extra = ('-nostdlib', '-static') if suffix == '.S' else ('-O2', '-static')
+    subprocess.run([cc, *extra, *flags, '-o', str(out), str(src)], check=True)
+    return out.read_bytes()
+
+
+def snippet(directory: Path, name: str, asm: str, *flags: str) -> bytes:
+    return build(directory, name, TEMPLATE.format(asm.replace(';', '\n    ')), *flags)
+
+
+def symbols(data: bytes) -> dict[str, int]:
+    table = ELFFile(io.BytesIO(data)).get_section_by_name('.symtab')
+    return {s.name: s['st_value'] for s in table.iter_symbols() if s.name}
+
+
+def is_start(verdict: Verdict, addr: int) -> bool:
+    for base, bits in verdict.boundaries:
+        o = addr - base
+        if 0 <= o < 8 * len(bits):
+            return bool(bits[o >> 3] >> (o & 7) & 1)
+    return False
+
+
+def starts(verdict: Verdict) -> list[int]:
+    return [base + 8 * j + k for base, bits in verdict.boundaries
+            for j, byte in enumerate(bits) if byte for k in range(8) if byte >> k & 1]
+
+
+def rules(verdict: Verdict) -> list[tuple[str, int]]:
+    return [(v.rule, v.address) for v in verdict.violations]
+
+
+@pytest.fixture(scope='module')
+def musl_hello(work) -> bytes:
+    return build(work, 'musl_hello', HELLO_C, cc='musl-gcc', suffix='.c')
+
+
+@pytest.fixture(scope='module')
+def glibc_hello(work) -> bytes:
+    return build(work, 'glibc_hello', HELLO_C, suffix='.c')
+
+
+# -- ordinary programs ------------------------------------------------------------
+
+
+@pytest.mark.parametrize('policy', [Policy(), REJECT], ids=['virtualize', 'reject'])
+def test_musl_hello_is_valid(musl_hello, policy):
+    verdict = validate(parse_elf(musl_hello), policy)
+    assert verdict.ok and verdict.violations == [] and not verdict.cached
+    assert verdict.instructions > 500
+
+
+def test_glibc_hello_is_valid_with_virtual_rdtsc(glibc_hello):
+    verdict = validate(parse_elf(glibc_hello))
+    assert verdict.ok, verdict.violations[:5]
+    assert verdict.instructions > 50000
+
+
+def test_glibc_hello_rejected_when_rdtsc_is_rejected(glibc_hello):
+    verdict = validate(parse_elf(glibc_hello), REJECT)
+    assert not verdict.ok
+    assert {v.rule for v in verdict.violations} == {'I4'}
+    assert all(v.text.startswith('rdtsc') for v in verdict.violations)
+
+
+def test_bitmap_is_closed_under_fall_through(musl_hello, glibc_hello):
+    """Every marked start either ends in a terminator or is followed by a marked start.
+
+    This is what lets the runtime guard check block starts only: a block
+    decodes sequentially from a marked start and so meets only checked code.
+    """
+    md = Cs(CS_ARCH_X86, CS_MODE_64)
+    terminators = {'jmp', 'ret', 'ud2', 'hlt', 'int3'}
+    for data in (musl_hello, glibc_hello):
+        prog = parse_elf(data)
+        verdict = validate(prog)
+        marked = starts(verdict)
+        assert len(marked) == verdict.instructions
+        assert is_start(verdict, prog.entry)
+        code = {s.vaddr: s.data for s in prog.segments if s.executable}
+        mark_set = set(marked)
+        for addr in marked:
+            vaddr = next(v for v in code if v <= addr < v + len(code[v]) + 0x1000)
+            raw = code[vaddr][addr - vaddr:addr - vaddr + 15].ljust(15, b'\0')
+            _, size, mnem, _ = next(md.disasm_lite(raw, addr, 1))
+            assert mnem.split()[-1] in terminators or addr + size in mark_set, hex(addr)
+    for base, _ in verdict.boundaries:
+        assert base % 8 == 0
+
+
+# -- the rule table -----------------------------------------------------------------
+
+FORBIDDEN = [
+    # I2: privileged and system instructions (they succeed at CPL 0 under unicorn)
+    ('wrmsr', 'wrmsr', 'I2'), ('rdmsr', 'rdmsr', 'I2'),
+    ('mov_to_cr3', 'mov %rax, %cr3', 'I2'), ('mov_from_cr0', 'mov %cr0, %rax', 'I2'),
+    ('mov_to_dr7', 'mov %rax, %dr7', 'I2'),
+    ('in', 'in %dx, %al', 'I2'), ('out', 'out %al, $0x80', 'I2'),
+    ('insb', 'insb', 'I2'), ('outsl', 'outsl', 'I2'),
+    ('cli', 'cli', 'I2'), ('sti', 'sti', 'I2'),
+    ('lgdt', 'lgdt (%rax)', 'I2'), ('lidt', 'lidt (%rax)', 'I2'), ('lldt', 'lldt %ax', 'I2'),
+    ('ltr', 'ltr %ax', 'I2'), ('sgdt', 'sgdt (%rax)', 'I2'), ('sidt', 'sidt (%rax)', 'I2'),
+    ('sldt', 'sldt %ax', 'I2'), ('str', 'str %ax', 'I2'), ('smsw', 'smsw %ax', 'I2'),
+    ('lmsw', 'lmsw %ax', 'I2'), ('clts', 'clts', 'I2'),
+    ('invlpg', 'invlpg (%rax)', 'I2'), ('invd', 'invd', 'I2'), ('wbinvd', 'wbinvd', 'I2'),
+    ('swapgs', 'swapgs', 'I2'), ('sysretq', 'sysretq', 'I2'), ('sysexitq', 'sysexitq', 'I2'),
+    ('iretq', 'iretq', 'I2'), ('rdpmc', 'rdpmc', 'I2'), ('xsetbv', 'xsetbv', 'I2'),
+    ('monitor', 'monitor', 'I2'), ('mwait', 'mwait', 'I2'), ('vmcall', 'vmcall', 'I2'),
+    ('vmxon', 'vmxon (%rax)', 'I2'), ('vmrun', 'vmrun', 'I2'), ('getsec', 'getsec', 'I2'),
+    ('encls', 'encls', 'I2'), ('xsaves', 'xsaves (%rax)', 'I2'),
+    # I3: hardware randomness
+    ('rdrand', 'rdrand %eax', 'I3'), ('rdseed', 'rdseed %rax', 'I3'),
+    # I4: rdpid is never hooked
+    ('rdpid', 'rdpid %rax', 'I4'),
+    # I6: segment state
+    ('mov_to_fs', 'mov %ax, %fs', 'I6'), ('mov_to_ss', 'mov %ax, %ss', 'I6'),
+    ('mov_mem_to_ds', 'mov (%rax), %ds', 'I6'), ('pop_fs', 'pop %fs', 'I6'),
+    ('pop_gs', 'pop %gs', 'I6'), ('lfs', 'lfs (%rax), %eax', 'I6'),
+    ('lss', 'lss (%rax), %eax', 'I6'), ('ljmp', 'ljmp *(%rax)', 'I6'),
+    ('ljmp_rexw', 'rex.w ljmp *(%rax)', 'I6'), ('lcall', 'lcall *(%rax)', 'I6'),
+    ('lcall_r12', 'lcall *(%r12)', 'I6'), ('lret', 'lret', 'I6'), ('lretq', 'lretq', 'I6'),
+    ('wrfsbase', 'wrfsbase %rax', 'I6'), ('wrgsbase', 'wrgsbase %rax', 'I6'),
+    # I7: system-call paths other than syscall
+    ('int80', 'int $0x80', 'I7'), ('sysenter', 'sysenter', 'I7'), ('int1', 'int1', 'I7'),
+    ('int_n', 'int $0x21', 'I7'),
+]
+
+
+@pytest.mark.parametrize('name,asm,rule', FORBIDDEN, ids=[f[0] for f in FORBIDDEN])
+def test_forbidden_instruction(work, name, asm, rule):
+    data = snippet(work, name, asm)
+    verdict = validate(parse_elf(data))
+    assert not verdict.ok
+    assert rules(verdict) == [(rule, symbols(data)['mark'])], verdict.violations
+    assert ': ' in verdict.violations[0].text         # the instruction, then the reason
+
+
+ALLOWED = [
+    ('syscall', 'syscall'), ('int3', 'int3'), ('ud2', 'ud2'), ('hlt', 'hlt'),
+    ('cpuid', 'cpuid'), ('xgetbv', 'xgetbv'), ('rdtsc', 'rdtsc'), ('rdtscp', 'rdtscp'),
+    ('fs_tls', 'mov %fs:0, %rax'), ('gs_override', 'mov %gs:8, %rax'),
+    ('read_fs', 'mov %fs, %ax'), ('push_fs', 'push %fs'), ('rdfsbase', 'rdfsbase %rax'),
+    ('cs_nop_padding', 'cs nopw 0(%rax,%rax,1)'),
+    ('ignored_prefix_nops', '.byte 0x3e, 0x90, 0x26, 0x90, 0x36, 0x90, 0x2e, 0x90'),
+    ('endbr64', 'endbr64'), ('tsx', 'xbegin 1f; xabort $1; 1: xend; xtest'),
+    ('cet', 'rdsspq %rax; incsspq %rax'), ('avx2', 'vpaddd %ymm0, %ymm1, %ymm2'),
+    ('avx512', 'vpaddd %zmm0, %zmm1, %zmm2'), ('lock', 'lock cmpxchg %rcx, (%rdx)'),
+    ('rep', 'rep stosb'), ('indirect', 'notrack jmp *%rax; call *(%rax); jmp *%rbx'),
+    ('weak_call', 'call missing'), ('mov_reg', 'mov %rax, %rdx; mov (%rax), %rcx'),
+    ('loops', '1: loop 1b; jrcxz 1b; loope 1b'),
+    ('prefix_skip', 'je skip; lock; skip: cmpxchg %rcx, (%rdx)'),
+]
+
+
+@pytest.mark.parametrize('name,asm', ALLOWED, ids=[a[0] for a in ALLOWED])
+def test_allowed_instruction(work, name, asm):
+    verdict = validate(parse_elf(snippet(work, name, asm)))
+    assert verdict.ok, verdict.violations
+
+
+def test_prefix_skipping_target_is_marked(work):
+    data = snippet(work, 'prefix_skip', 'je skip; lock; skip: cmpxchg %rcx, (%rdx)')
+    verdict = validate(parse_elf(data))
+    skip = symbols(data)['skip']
+    assert verdict.ok and is_start(verdict, skip) and is_start(verdict, skip - 1)
+
+
+@pytest.mark.parametrize('insn', ['rdtsc', 'rdtscp'])
+def test_rdtsc_follows_policy(work, insn):
+    data = snippet(work, insn, insn)
+    assert validate(parse_elf(data)).ok
+    verdict = validate(parse_elf(data), REJECT)
+    assert rules(verdict) == [('I4', symbols(data)['mark'])]
+    assert 'rdtsc=reject' in verdict.violations[0].text
+
+
+def test_i1_undecodable_byte_then_resync(work):
+    data = snippet(work, 'bad_byte', '.byte 0x06; wrmsr')
+    mark = symbols(data)['mark']
+    verdict = validate(parse_elf(data))
+    assert rules(verdict) == [('I1', mark), ('I2', mark + 1)]
+    assert '06' in verdict.violations[0].text
+
+
+def test_i1_operand_size_prefix_on_branch(work):
+    """capstone reads 66 0f 85 with a 32-bit offset, unicorn with a 16-bit one."""
+    data = snippet(work, 'branch16', '.byte 0x66, 0x0f, 0x85; .long 0')
+    verdict = validate(parse_elf(data))
+    assert ('I1', symbols(data)['mark']) in rules(verdict)
+    assert 'operand-size prefix' in verdict.violations[0].text
+
+
+def test_i8_jump_into_an_instruction(work):
+    data = snippet(work, 'mid_jump', 'jmp inner+2; inner: movabs $0x9090909090c3050f, %rax')
+    syms = symbols(data)
+    verdict = validate(parse_elf(data))
+    assert rules(verdict) == [('I8', syms['mark'])]
+    assert f'inside the instruction at {syms["inner"]:#x}' in verdict.violations[0].text
+
+
+def test_i8_jump_outside_code(work):
+    data = snippet(work, 'far_target', 'jmp 0x300000; call table; .section .rodata; '
+                                       'table: .quad 0; .text')
+    verdict = validate(parse_elf(data))
+    assert [r for r, _ in rules(verdict)] == ['I8', 'I8']
+    assert all('outside the executable segments' in v.text for v in verdict.violations)
+
+
+def test_e5_entry_not_on_a_boundary(work):
+    data = snippet(work, 'entry_mid', 'movabs $0x050f3cb8, %rax; .globl mid; .set mid, mark+2',
+                   '-Wl,-e,mid')
+    prog = parse_elf(data)
+    verdict = validate(prog)
+    assert rules(verdict) == [('E5', prog.entry)]
+
+
+def test_hidden_rdtsc_passes_but_is_not_marked(work):
+    """§1.7: the sweep cannot see it, so it must not be in the map the guard checks."""
+    data = build(work, 'hidden', (ASM / 'validator_hidden_rdtsc.S').read_text())
+    syms = symbols(data)
+    for policy in (Policy(), REJECT):
+        verdict = validate(parse_elf(data), policy)
+        assert verdict.ok
+        assert is_start(verdict, syms['_start']) and is_start(verdict, syms['hidden'])
+        assert not is_start(verdict, syms['hidden'] + 2)
+        assert not is_start(verdict, syms['hidden'] + 4)
+        assert is_start(verdict, syms['hidden'] + 10)
+
+
+def test_fall_through_past_a_section_is_validated(work):
+    """Bytes after a section that does not end in a jump are swept as well.
+
+    The section header claims .text ends after the nop; the rdrand after it
+    would run unvalidated in the same translated block otherwise.
+    """
+    data = snippet(work, 'tail', 'nop; tail: rdrand %eax; ret')
+    tail = symbols(data)['tail']
+    f = ELFFile(io.BytesIO(data))
+    text = f.get_section_by_name('.text')
+    sh_size = f.header.e_shoff + f.get_section_index('.text') * f.header.e_shentsize + 0x20
+    short = bytearray(data)
+    struct.pack_into('<Q', short, sh_size, tail - text.header.sh_addr)
+    prog = parse_elf(bytes(short))
+    assert prog.code[-1].end == tail
+    verdict = validate(prog)
+    assert rules(verdict) == [('I3', tail)]
+    assert is_start(verdict, tail + 3)
+
+
+def test_without_section_headers(work):
+    data = bytearray(snippet(work, 'no_shdr', 'cpuid'))
+    struct.pack_into('<Q', data, 0x28, 0)           # e_shoff
+    struct.pack_into('<HH', data, 0x3C, 0, 0)       # e_shnum, e_shstrndx
+    verdict = validate(parse_elf(bytes(data)))
+    assert verdict.ok, verdict.violations
+
+
+# -- validate_code ----------------------------------------------------------------
+
+
+def test_validate_code_bitmap_at_unaligned_base():
+    code = bytes.fromhex('b801000000' 'c3')          # mov eax, 1; ret
+    verdict = validate_code(code, 0x10003)
+    assert verdict.ok and verdict.instructions == 2
+    (base, bits), = verdict.boundaries
+    assert base == 0x10000
+    assert starts(verdict) == [0x10003, 0x10008]
+
+
+def test_validate_code_rules():
+    assert rules(validate_code(bytes.fromhex('0f30'), 0x1000)) == [('I2', 0x1000)]
+    truncated = validate_code(bytes.fromhex('b801'), 0x1000)     # mov eax, imm32 cut short
+    assert rules(truncated) == [('I1', 0x1000), ('I1', 0x1001)]
+    out = validate_code(bytes.fromhex('e9 00 10 00 00'), 0x1000)        # jmp 0x2005
+    assert rules(out) == [('I8', 0x1000)] and 'outside the buffer' in out.violations[0].text
+    assert validate_code(bytes.fromhex('eb fe'), 0x1000).ok            # jmp to itself
+    assert rules(validate_code(bytes.fromhex('0f31'), 0, REJECT)) == [('I4', 0)]
+
+
+def test_violation_list_is_capped():
+    verdict = validate_code(b'\xfa' * (MAX_VIOLATIONS + 50), 0x1000)     # cli
+    assert len(verdict.violations) == MAX_VIOLATIONS + 1
+    more = verdict.violations[-1]
+    assert more.rule == 'more' and more.text.startswith('50 more violations')
+    assert more.address == 0x1000 + MAX_VIOLATIONS
+
+
+def test_violation_dict_and_policy():
+    assert Violation('I2', 0x401000, 'cli').to_dict() == \
+        {'rule': 'I2', 'address': '0x401000', 'text': 'cli'}
+    assert Policy().key() != REJECT.key()
+    with pytest.raises(ValueError):
+        Policy(rdtsc='stub')
+
+
+# -- the cache ----------------------------------------------------------------------
+
+
+def uncached(verdict: Verdict) -> Verdict:
+    return dataclasses.replace(verdict, cached=False)
+
+
+def test_cache_hit_is_marked_and_equal(musl_hello, tmp_path):
+    prog, cache = parse_elf(musl_hello), VerdictCache(tmp_path)
+    first = validate(prog, cache=cache)
+    second = validate(prog, cache=cache)
+    assert not first.cached and second.cached
+    assert uncached(second) == first
+
+
+def test_cache_key_depends_on_policy_and_version(musl_hello, tmp_path):
+    prog, cache = parse_elf(musl_hello), VerdictCache(tmp_path)
+    assert cache_key(prog.sha256, Policy()) != cache_key(prog.sha256, REJECT)
+    assert VALIDATOR_VERSION
+    validate(prog, Policy(), cache)
+    assert not validate(prog, REJECT, cache).cached
+    assert len(list(tmp_path.glob('*.json'))) == 2
+
+
+def test_disk_cache_survives_a_new_instance(work, tmp_path):
+    data = snippet(work, 'cached_bad', 'cli')
+    prog = parse_elf(data)
+    first = validate(prog, cache=VerdictCache(tmp_path))
+    again = validate(prog, cache=VerdictCache(tmp_path))
+    assert again.cached and uncached(again) == first and not again.ok
+
+
+@pytest.mark.parametrize('content', [b'', b'{"key": ', b'\xff\xfe garbage', b'[]', b'{}',
+                                     b'{"key": "other", "ok": true, "instructions": 1, '
+                                     b'"violations": [], "boundaries": []}'])
+def test_corrupt_cache_file_is_a_miss(musl_hello, tmp_path, content):
+    prog = parse_elf(musl_hello)
+    first = validate(prog, cache=VerdictCache(tmp_path))
+    path, = tmp_path.glob('*.json')
+    path.write_bytes(content)
+    again = validate(prog, cache=VerdictCache(tmp_path))
+    assert not again.cached and again == first
+    assert validate(prog, cache=VerdictCache(tmp_path)).cached     # rewritten
+
+
+def test_memory_only_cache_and_unwritable_dir(musl_hello, tmp_path):
+    prog = parse_elf(musl_hello)
+    memory = VerdictCache(None)
+    validate(prog, cache=memory)
+    assert validate(prog, cache=memory).cached
+    blocked = tmp_path / 'file'
+    blocked.write_text('not a directory')
+    cache = VerdictCache(blocked / 'verdicts')
+    validate(prog, cache=cache)                      # the failed write is ignored
+    assert validate(prog, cache=cache).cached
+
+
+def test_default_cache_dir_and_singleton(monkeypatch, tmp_path, musl_hello):
+    monkeypatch.setenv('ZVM_CACHE_DIR', str(tmp_path))
+    assert VerdictCache().dir == tmp_path
+    assert default_cache() is default_cache()
+    validate(parse_elf(musl_hello), cache=VerdictCache())
+    assert len(list(tmp_path.glob('*.json'))) == 1

@@ -1,0 +1,715 @@
+"""Job descriptions: ZeroCloud's JSON job format, validated and expanded into nodes.
+
+A job is a JSON list of node groups::
+
+    [{"name": "sort",                          # required; unique in the job
+      "exec": {"path": "swift://~/bin/sort",   # required: swift:// object,
+                                               #   file://<image>:<path> or a
+                                               #   path inside the job's image
+               "name": "sort",                 # argv[0]; default: the node name
+               "args": "-n -k 2",              # split like a shell would
+               "env": {"LANG": "C"}},
+      "devices": [                             # deprecated alias: "file_list"
+          {"name": "stdin",                    # deprecated alias: "device"
+           "path": "swift://~/logs/log_*.txt"},
+          {"name": "stdout",
+           "path": "swift://~/sorted/log_*.txt",
+           "content_type": "text/plain",       # written objects only
+           "meta": {"Source": "sort"},         # -> X-Object-Meta-Source
+           "min_size": 1},                     # smaller output is dropped
+          {"name": "stderr"}],                 # no path: part of the response
+      "count": 1,                              # nodes, when no path has a wildcard
+      "connect": ["merge"],                    # groups this one writes to
+      "replicate": 1,                          # 1-3 runs compared by etag
+      "attach": "stdin",                       # device whose object places it
+      "location": "rack-a"}]                   # nodes sharing it run together
+
+Devices: ``stdin``, ``input``, ``script`` and ``image`` are read; ``stdout``,
+``stderr`` and ``output`` are written; system images configured by the
+operator (``python3.11``...) are read-only and take no path.  A read device
+without a path receives the request's payload; a written one without a path
+becomes part of the response.  ``mode`` (``file``, ``char``, ``pipe`` or
+``block``) changes what ``fstat`` shows to the program.
+
+Paths are ``swift://account/container/object`` with URL-encoded UTF-8 names;
+``~`` or ``.`` as the account means the caller's account.  A read device may
+name a container (its listing database) instead of an object.
+
+``*`` in the container and/or object of a read path expands to one node per
+matching object (pseudo-directories excluded), named ``<name>-1`` ...
+``<name>-N`` in listing order.  Every ``*`` of a written path is replaced by
+the text the read wildcards matched (``log_*.txt`` -> ``sorted/log_*.txt``),
+or by the node name when nothing was matched.  ``count: N`` also makes nodes
+``<name>-1`` ... ``<name>-N``; a group of one node keeps its name.
+
+``connect: ["B"]`` on group A lets every node of A write to every node of B:
+``A-3`` writes ``/dev/out/B-1``, which ``B-1`` reads as ``/dev/in/A-3``.  A
+group of several nodes may connect to itself (a node never to itself).
+
+Every invalid job raises :class:`JobError`, whose message (the body of the
+400 answer) says what is wrong and where.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from urllib.parse import quote, unquote
+
+READABLE, WRITABLE, RANDOM = 1, 2, 4
+DEVICES = {
+    'stdin': READABLE,
+    'stdout': WRITABLE,
+    'stderr': WRITABLE,
+    'input': RANDOM | READABLE,
+    'output': RANDOM | WRITABLE,
+    'image': RANDOM | READABLE,
+    'script': RANDOM | READABLE,
+}
+SYSTEM_IMAGE = RANDOM | READABLE
+PAYLOAD_DEVICES = ('stdin', 'input', 'script')
+MODES = ('file', 'char', 'pipe', 'block')
+MAX_REPLICATE = 3
+DEFAULT_ATTACH = 'default'
+HOME_ACCOUNTS = ('~', '.')
+SWIFT = 'swift://'
+FILE = 'file://'
+USER_IMAGE = 'image'
+
+# Characters that never belong in names, paths or values: they would end up in
+# manifests, NVRAM and response headers (ZeroCloud's has_control_chars).
+_ILLEGAL = re.compile('[\x00-\x1f\x7f\ud800-\udfff\ufffe\uffff]')
+# A node name is a channel name (/dev/in/<name>) and an item of comma-joined
+# X-Nexe-* headers.
+_NAME_FORBIDDEN = re.compile(r'[\s/,]')
+_ENV_NAME = re.compile(r'[A-Za-z_][A-Za-z0-9_]*')
+_HEADER_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
+class JobError(ValueError):
+    """An invalid job; the message is the 400 body.
+
+    Control characters are escaped, so the message is also safe in a header.
+    """
+
+    def __init__(self, message: str):
+        super().__init__(_ILLEGAL.sub(lambda m: ascii(m.group())[1:-1], message))
+
+
+class JobTooLarge(JobError):
+    """A job description over the size limit (ZeroCloud answered 413)."""
+
+
+@dataclass(frozen=True)
+class SwiftPath:
+    """A Swift object, or a container when ``obj`` is None; names are decoded."""
+
+    account: str
+    container: str
+    obj: str | None = None
+
+    def __str__(self) -> str:
+        return SWIFT + quote(self.path[1:], safe="/*!$&'()+,;=:@")
+
+    @property
+    def path(self) -> str:
+        """``/a/c/o``, unquoted as in a WSGI PATH_INFO (prefix ``/v1`` for Swift)."""
+        names = (self.account, self.container) + ((self.obj,) if self.obj is not None else ())
+        return '/' + '/'.join(names)
+
+    @property
+    def wildcard(self) -> bool:
+        return '*' in self.container or '*' in (self.obj or '')
+
+
+def parse_location(url: str, account: str, *, where: str | None = None) -> SwiftPath:
+    """Parse ``swift://account/container[/object]``; ``~`` or ``.`` is ``account``.
+
+    ``where`` (a group name) is added to error messages.
+    """
+    def fail(reason: str) -> JobError:
+        place = f' in {where}' if where else ''
+        return JobError(f'Invalid path {url}{place}: {reason}')
+
+    if not isinstance(url, str) or not url.startswith(SWIFT):
+        raise fail('expected swift://account/container[/object]')
+    acc, _, rest = url[len(SWIFT):].partition('/')
+    cont, _, obj = rest.partition('/')
+    try:
+        acc, cont, obj = (unquote(part, errors='strict') for part in (acc, cont, obj))
+    except UnicodeDecodeError:
+        raise fail('names must be URL-encoded UTF-8') from None
+    if '*' in acc:
+        raise fail('wildcards are allowed in container and object names only')
+    if acc in HOME_ACCOUNTS:
+        acc = account
+    if not acc or not cont:
+        raise fail('expected swift://account/container[/object]')
+    if '/' in acc or '/' in cont:
+        raise fail('account and container names cannot contain "/"')
+    if _ILLEGAL.search(acc + cont + obj):
+        raise fail('control characters are not allowed')
+    return SwiftPath(acc, cont, obj or None)
+
+
+@dataclass
+class Device:
+    """A channel of a node; ``path`` None means payload (read) or response (write)."""
+
+    name: str
+    path: SwiftPath | None = None
+    content_type: str | None = None
+    meta: dict[str, str] = field(default_factory=dict)
+    mode: str | None = None
+    min_size: int = 0
+
+    @property
+    def access(self) -> int:
+        """Access flags; names outside DEVICES are system images (read-only)."""
+        return DEVICES.get(self.name, SYSTEM_IMAGE)
+
+    @property
+    def readable(self) -> bool:
+        return bool(self.access & READABLE)
+
+    @property
+    def writable(self) -> bool:
+        return bool(self.access & WRITABLE)
+
+    @property
+    def random(self) -> bool:
+        return bool(self.access & RANDOM)
+
+    @property
+    def system_image(self) -> bool:
+        return self.name not in DEVICES
+
+
+@dataclass
+class Exec:
+    """The program: ``path`` is a ``swift://`` URL, ``file://<image>:<path>`` or a
+    path inside the job's image."""
+
+    path: str
+    name: str | None = None
+    args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def swift_path(self) -> SwiftPath | None:
+        """The program's object, which the caller must be allowed to read."""
+        if not self.path.startswith(SWIFT):
+            return None
+        return parse_location(self.path, '')
+
+    @property
+    def image_member(self) -> tuple[str | None, str] | None:
+        """``(image, member)`` for a program inside a tar image, else None.
+
+        ``image`` None: look in the job's image, then in the system images in
+        configuration order (ZeroCloud's rule for relative paths).
+        """
+        if self.path.startswith(SWIFT):
+            return None
+        if self.path.startswith(FILE):
+            image, sep, member = self.path[len(FILE):].partition(':')
+            return (image, member) if sep else (USER_IMAGE, image)
+        return None, self.path
+
+
+@dataclass
+class Group:
+    """One entry of the job description, validated."""
+
+    name: str
+    exec: Exec
+    devices: list[Device] = field(default_factory=list)
+    count: int = 1
+    connect: list[str] = field(default_factory=list)
+    replicate: int = 1
+    attach: str | None = None
+    location: str | None = None
+
+    @property
+    def wildcard_device(self) -> Device | None:
+        """The read device whose wildcard decides the nodes (at most one)."""
+        return next((d for d in self.devices if d.readable and d.path and d.path.wildcard),
+                    None)
+
+
+@dataclass
+class Node:
+    """One instance of a group: what runs, on which channels, wired to which peers."""
+
+    name: str
+    group: str
+    index: int
+    id: int
+    exec: Exec
+    devices: list[Device]
+    reads_from: list[str] = field(default_factory=list)
+    writes_to: list[str] = field(default_factory=list)
+    replicate: int = 1
+    attach: Device | None = None
+    location: str | None = None
+
+    @property
+    def argv(self) -> list[str]:
+        return [self.exec.name or self.name, *self.exec.args]
+
+
+def _show(value: object) -> str:
+    """A JSON value as the user wrote it, without echoing whole structures."""
+    if isinstance(value, dict):
+        return 'an object'
+    if isinstance(value, list):
+        return 'a list'
+    return json.dumps(value)
+
+
+def _invalid(what: str, where: str, reason: str) -> JobError:
+    return JobError(f'Invalid {what} in {where}: {reason}')
+
+
+def _optional(spec: dict, key: str, default: object = None) -> object:
+    """JSON null means "not given", as in ZeroCloud."""
+    value = spec.get(key)
+    return default if value is None else value
+
+
+def _string(value: object, what: str, where: str) -> str:
+    if not isinstance(value, str):
+        raise _invalid(what, where, f'must be a string, got {_show(value)}')
+    if _ILLEGAL.search(value):
+        raise _invalid(what, where, 'control characters are not allowed')
+    return value
+
+
+def _integer(value: object, what: str, where: str, low: int, high: int | None = None) -> int:
+    if (isinstance(value, int) and not isinstance(value, bool)
+            and value >= low and (high is None or value <= high)):
+        return value
+    bound = f'from {low} to {high}' if high is not None else f'>= {low}'
+    raise _invalid(what, where, f'must be an integer {bound}, got {_show(value)}')
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, object]]) -> dict:
+    """json object hook: a repeated key would silently override the first."""
+    result = {}
+    for key, value in pairs:
+        if key in result:
+            raise JobError(f'Duplicate key "{key}" in job description')
+        result[key] = value
+    return result
+
+
+def _load(data: bytes | str | list, max_size: int) -> list:
+    if isinstance(data, (bytes, bytearray, str)):
+        raw = data.encode('utf-8', 'surrogatepass') if isinstance(data, str) else bytes(data)
+        if len(raw) > max_size:
+            raise JobTooLarge(f'Job description too large: {len(raw)} bytes, max {max_size}')
+        try:
+            data = json.loads(raw.decode('utf-8'), object_pairs_hook=_no_duplicate_keys)
+        except UnicodeDecodeError:
+            raise JobError('Job description is not UTF-8') from None
+        except JobError:
+            raise
+        except (ValueError, RecursionError) as err:
+            raise JobError(f'Job description is not valid JSON: {err}') from None
+    if not isinstance(data, list):
+        raise JobError(f'Job description must be a JSON list of node groups, got {_show(data)}')
+    if not data:
+        raise JobError('Job description has no node groups')
+    return data
+
+
+def _group_name(value: object, number: int) -> str:
+    where = f'node group #{number}'
+    if value is None or value == '':
+        raise JobError(f'Must specify node name ({where})')
+    name = _string(value, 'node name', where)
+    if _NAME_FORBIDDEN.search(name) or name in ('.', '..'):
+        raise _invalid('node name', where, f'{json.dumps(name)}: whitespace, "/" and "," '
+                       'are not allowed, nor "." and ".."')
+    return name
+
+
+def _exec_path(path: str, account: str, images: frozenset[str], where: str) -> str:
+    if path.startswith(SWIFT):
+        location = parse_location(path, account, where=where)
+        if location.obj is None or location.wildcard:
+            raise _invalid('executable path', where, f'{path} must name one object')
+        return str(location)
+    scheme, sep, rest = path.partition('://')
+    if not sep:
+        return path
+    if scheme == 'zvm':
+        raise JobError(f'Executable path cannot be a zvm path in {where}')
+    if scheme != 'file':
+        raise _invalid('executable path', where,
+                       f'{path}: expected swift://, file:// or a path inside the image')
+    image, sep, member = rest.partition(':')
+    if not sep:
+        image, member = USER_IMAGE, image
+    if image != USER_IMAGE and image not in images:
+        known = ', '.join(sorted({USER_IMAGE, *images}))
+        raise _invalid('executable path', where, f'{path}: unknown image "{image}" '
+                       f'(known: {known})')
+    if not member:
+        raise _invalid('executable path', where, f'{path}: no file name')
+    return path
+
+
+def _args(value: object, where: str) -> list[str]:
+    what = 'nexe property exec.args'
+    if value is None:
+        return []
+    if isinstance(value, list):
+        if not all(isinstance(arg, str) for arg in value):
+            raise _invalid(what, where, 'must be a string or a list of strings')
+        return [_string(arg, what, where) for arg in value]
+    text = _string(value, what, where)
+    try:
+        return shlex.split(text)
+    except ValueError as err:
+        raise _invalid(what, where, str(err).lower()) from None
+
+
+def _env(value: object, where: str) -> dict[str, str]:
+    what = 'nexe property exec.env'
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _invalid(what, where, f'must be an object, got {_show(value)}')
+    for key, item in value.items():
+        if not _ENV_NAME.fullmatch(key):
+            raise _invalid(what, where, f'bad variable name {json.dumps(key)}: '
+                           'letters, digits and "_" only, not starting with a digit')
+        _string(item, f'{what} {key}', where)
+    return dict(value)
+
+
+def _parse_exec(spec: object, account: str, images: frozenset[str], where: str) -> Exec:
+    if spec is None:
+        raise JobError(f'Must specify exec stanza for {where}')
+    if not isinstance(spec, dict):
+        raise _invalid('exec stanza', where, f'must be an object, got {_show(spec)}')
+    path = spec.get('path')
+    if path is None or path == '':
+        raise JobError(f'Must specify executable path for {where}')
+    return Exec(
+        path=_exec_path(_string(path, 'executable path', where), account, images, where),
+        name=_string(_optional(spec, 'name', ''), 'nexe property exec.name', where) or None,
+        args=_args(spec.get('args'), where),
+        env=_env(spec.get('env'), where),
+    )
+
+
+def _meta(value: object, what: str, where: str) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise _invalid(what, where, f'must be an object, got {_show(value)}')
+    for key, item in value.items():
+        if not _HEADER_TOKEN.fullmatch(key):
+            raise _invalid(what, where, f'{json.dumps(key)} cannot be part of a header name')
+        _string(item, f'{what} {key}', where)
+    return dict(value)
+
+
+def _parse_device(spec: object, number: int, account: str, images: frozenset[str],
+                  where: str) -> Device:
+    if not isinstance(spec, dict):
+        raise _invalid(f'device #{number}', where, f'must be an object, got {_show(spec)}')
+    if 'name' in spec and 'device' in spec:
+        raise _invalid(f'device #{number}', where, 'give "name" or the deprecated "device", '
+                       'not both')
+    name = _optional(spec, 'name', spec.get('device'))
+    if not name:
+        raise JobError(f'Must specify device for file in {where}')
+    url = _optional(spec, 'path', '')
+    if not isinstance(name, str) or name not in DEVICES and name not in images:
+        raise JobError(f'Could not resolve channel path "{url}" for device: {name} in {where}')
+    device = Device(name)
+    if url != '':
+        url = _string(url, f'path for device {name}', where)
+        if device.system_image:
+            raise JobError(f'System image device {name} cannot have a path in {where}')
+        if device.readable and not url.startswith(SWIFT):
+            raise JobError(f'Readable device must be a swift object: {name} path {url} '
+                           f'in {where}')
+        device.path = parse_location(url, account, where=where)
+        if device.writable and device.path.obj is None:
+            raise JobError(f'Container path must be read-only: {name} path {url} in {where}')
+    content_type = _optional(spec, 'content_type')
+    if content_type is not None:
+        device.content_type = _string(content_type, f'content_type for device {name}', where)
+    device.meta = _meta(_optional(spec, 'meta', {}), f'meta for device {name}', where)
+    device.mode = _optional(spec, 'mode')
+    if device.mode is not None and device.mode not in MODES:
+        raise _invalid(f'mode for device {name}', where,
+                       f'must be one of {", ".join(MODES)}, got {_show(device.mode)}')
+    device.min_size = _integer(_optional(spec, 'min_size', 0), f'min_size for device {name}',
+                               where, 0)
+    return device
+
+
+def _parse_devices(spec: dict, account: str, images: frozenset[str],
+                   where: str) -> list[Device]:
+    if 'devices' in spec and 'file_list' in spec:
+        raise _invalid('devices', where, 'give "devices" or the deprecated "file_list", '
+                       'not both')
+    items = _optional(spec, 'devices', _optional(spec, 'file_list', []))
+    if not isinstance(items, list):
+        raise _invalid('devices', where, f'must be a list, got {_show(items)}')
+    devices = [_parse_device(item, number, account, images, where)
+               for number, item in enumerate(items, 1)]
+    seen = set()
+    for device in devices:
+        if device.name in seen:
+            raise JobError(f'Duplicate device {device.name} in {where}')
+        seen.add(device.name)
+    payload = [d.name for d in devices if d.name in PAYLOAD_DEVICES and not d.path]
+    if len(payload) > 1:
+        raise JobError(f'Only one readable device without a path (the request payload) '
+                       f'in {where}, got {", ".join(payload)}')
+    wild = [d.name for d in devices if d.readable and d.path and d.path.wildcard]
+    if len(wild) > 1:
+        raise JobError(f'Wildcards in more than one readable device in {where}: '
+                       f'{", ".join(wild)}')
+    return devices
+
+
+def _connect(value: object, where: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(target, str) for target in value):
+        raise _invalid('connect', where, f'must be a list of node names, got {_show(value)}')
+    seen = set()
+    for target in value:
+        if target in seen:
+            raise JobError(f'Duplicate node in connect {target} of {where}')
+        seen.add(target)
+    return list(value)
+
+
+def _parse_group(spec: object, number: int, account: str, images: frozenset[str]) -> Group:
+    if not isinstance(spec, dict):
+        raise JobError(f'Node group #{number} must be a JSON object, got {_show(spec)}')
+    name = _group_name(spec.get('name'), number)
+    group = Group(
+        name=name,
+        exec=_parse_exec(spec.get('exec'), account, images, name),
+        devices=_parse_devices(spec, account, images, name),
+        count=_integer(_optional(spec, 'count', 1), 'node count', name, 1),
+        connect=_connect(_optional(spec, 'connect', []), name),
+        replicate=_integer(_optional(spec, 'replicate', 1), 'replicate', name, 1,
+                           MAX_REPLICATE),
+    )
+    attach = _optional(spec, 'attach', DEFAULT_ATTACH)
+    if attach != DEFAULT_ATTACH:
+        if attach not in [d.name for d in group.devices]:
+            raise _invalid('attach', name, f'no device {_show(attach)} in the group')
+        group.attach = attach
+    location = _optional(spec, 'location', '')
+    group.location = _string(location, 'location', name) or None
+    return group
+
+
+def parse_job(data: bytes | str | list, account: str, *, system_images: Iterable[str] = (),
+              max_size: int = 65536) -> list[Group]:
+    """Validate a job description (JSON text or already decoded) for ``account``.
+
+    Everything that can be checked without listing containers is checked here,
+    so that a bad job is refused before any request leaves the proxy.
+    """
+    images = frozenset(system_images) - DEVICES.keys()
+    groups = [_parse_group(spec, number, account, images)
+              for number, spec in enumerate(_load(data, max_size), 1)]
+    names = set()
+    for group in groups:
+        if group.name in names:
+            raise JobError(f'Duplicate node name {group.name}')
+        names.add(group.name)
+    for group in groups:
+        for target in group.connect:
+            if target not in names:
+                raise JobError(f'Non-existing node in connect {target} of {group.name}')
+        if group.name in group.connect and group.count == 1 and not group.wildcard_device:
+            raise JobError(f'Cannot bind to itself: {group.name} (only a group of several '
+                           'nodes can connect to itself)')
+    return groups
+
+
+def _glob(pattern: str) -> re.Pattern:
+    """ZeroCloud's wildcard: each ``*`` is ``.*``, captured for output names."""
+    return re.compile('(.*)'.join(map(re.escape, pattern.split('*'))), re.DOTALL)
+
+
+def _select(names: Iterable[str], pattern: str) -> Iterator[tuple[str, tuple[str, ...]]]:
+    regex = _glob(pattern)
+    for name in names:
+        match = regex.fullmatch(name)
+        if match:
+            yield name, match.groups()
+
+
+def _find(path: SwiftPath, list_objects: Callable[[str, str], Iterable[str]],
+          list_containers: Callable[[str], Iterable[str]],
+          ) -> Iterator[tuple[SwiftPath, tuple[str, ...]]]:
+    """Objects (or containers) matching a wildcard path, with the matched text."""
+    containers = list_containers(path.account) if '*' in path.container else [path.container]
+    for container, found in _select(containers, path.container):
+        if path.obj is None:
+            yield SwiftPath(path.account, container), found
+            continue
+        objects = (o for o in list_objects(path.account, container) if not o.endswith('/'))
+        for obj, more in _select(objects, path.obj):
+            yield SwiftPath(path.account, container, obj), found + more
+
+
+def _stars(path: SwiftPath) -> int:
+    return path.container.count('*') + (path.obj or '').count('*')
+
+
+def _fill(text: str, values: Iterator[str]) -> str:
+    first, *rest = text.split('*')
+    return first + ''.join(next(values) + part for part in rest)
+
+
+def _output_path(path: SwiftPath, values: tuple[str, ...], node: str, group: str) -> SwiftPath:
+    """A written path with each ``*`` replaced by the next matched text."""
+    if _stars(path) > len(values):
+        raise JobError(f'Wildcards in input cannot be resolved into output path {path} '
+                       f'in {group}: more "*" than the input path has')
+    fill = iter(values)
+    mapped = SwiftPath(path.account, _fill(path.container, fill),
+                       _fill(path.obj, fill) if path.obj is not None else None)
+    if not mapped.container or '/' in mapped.container or mapped.obj == '':
+        raise JobError(f'Invalid output path {mapped} for node {node} in {group}: '
+                       'the wildcard text does not make a valid name')
+    return mapped
+
+
+def _placement(devices: list[Device], attach: str | None) -> Device | None:
+    """ZeroCloud's "top channel": the last read device, then image, script, writes.
+
+    Devices without a Swift path never decide (in ZeroCloud a path-less one
+    on top sent the node to a random server).
+    """
+    if attach:
+        chosen = next(d for d in devices if d.name == attach)
+        return chosen if chosen.path else None
+    placed = [d for d in devices if d.path]
+    reads = [d for d in placed if d.readable and d.name not in (USER_IMAGE, 'script')]
+    ranked = (reads[-1:] + [d for d in placed if d.name == USER_IMAGE]
+              + [d for d in placed if d.name == 'script'] + [d for d in placed if d.writable])
+    return ranked[0] if ranked else None
+
+
+def _too_large(max_nodes: int, group: str) -> JobError:
+    return JobError(f'Job too large: more than {max_nodes} nodes (at {group})')
+
+
+def _instances(group: Group, list_objects: Callable[[str, str], Iterable[str]],
+               list_containers: Callable[[str], Iterable[str]],
+               room: int, max_nodes: int) -> list[tuple[SwiftPath | None, tuple[str, ...]]]:
+    """One (matched read path, matched texts) per node of the group."""
+    wild = group.wildcard_device
+    if wild is None:
+        if group.count > room:
+            raise _too_large(max_nodes, group.name)
+        return [(None, ())] * group.count
+    matches = []
+    for match in _find(wild.path, list_objects, list_containers):
+        matches.append(match)
+        if False:
+            raise _too_large(max_nodes, group.name)
+    if not matches:
+        raise JobError(f'No objects found in path {wild.path} in {group.name}')
+    return sorted(matches, key=lambda m: (m[0].container, m[0].obj or ''))
+
+
+def _group_nodes(group: Group, instances: list[tuple[SwiftPath | None, tuple[str, ...]]],
+                 first_id: int) -> list[Node]:
+    wild = group.wildcard_device
+    several = len(instances) > 1
+    for device in group.devices:
+        if device.writable and device.path and not device.path.wildcard and several:
+            raise JobError(f'Single path {device.path} for multiple node definition: '
+                           f'{group.name}, please use wildcard')
+    nodes = []
+    for index, (matched, values) in enumerate(instances, 1):
+        name = f'{group.name}-{index}' if several or wild else group.name
+        devices = []
+        for device in group.devices:
+            path = device.path
+            if device is wild:
+                path = matched
+            elif device.writable and path and path.wildcard:
+                path = _output_path(path, values if wild else (name,) * _stars(path),
+                                    name, group.name)
+            devices.append(replace(device, path=path, meta=dict(device.meta)))
+        nodes.append(Node(name=name, group=group.name, index=index, id=first_id + index - 1,
+                          exec=group.exec, devices=devices, replicate=group.replicate,
+                          attach=_placement(devices, group.attach), location=group.location))
+    return nodes
+
+
+def _check_outputs(nodes: list[Node]) -> None:
+    """Two writers of one object would race; the job could not be deterministic."""
+    writers: dict[SwiftPath, str] = {}
+    for node in nodes:
+        for device in node.devices:
+            if device.writable and device.path:
+                writer = f'{node.name} ({device.name})'
+                if device.path in writers:
+                    raise JobError(f'Output {device.path} written by both '
+                                   f'{writers[device.path]} and {writer}')
+                writers[device.path] = writer
+
+
+def expand(groups: list[Group], list_objects: Callable[[str, str], Iterable[str]],
+           list_containers: Callable[[str], Iterable[str]], *,
+           max_nodes: int = 1000) -> list[Node]:
+    """Expand validated groups into nodes, in group order, with ids 1..M.
+
+    ``list_objects(account, container)`` and ``list_containers(account)``
+    list names (paged by the caller, authorised by the caller: their
+    exceptions pass through); they are only called for wildcard paths.
+    """
+    nodes: list[Node] = []
+    members: dict[str, list[Node]] = {}
+    owner: dict[str, str] = {}
+    for group in groups:
+        instances = _instances(group, list_objects, list_containers,
+                               max_nodes - len(nodes), max_nodes)
+        members[group.name] = _group_nodes(group, instances, len(nodes) + 1)
+        for node in members[group.name]:
+            if node.name in owner:
+                raise JobError(f'Duplicate node name {node.name} (groups {owner[node.name]} '
+                               f'and {group.name})')
+            owner[node.name] = group.name
+        nodes += members[group.name]
+    _check_outputs(nodes)
+    for group in groups:
+        for target in group.connect:
+            for source in members[group.name]:
+                for peer in members[target]:
+                    if peer is not source:
+                        source.writes_to.append(peer.name)
+                        peer.reads_from.append(source.name)
+    return nodes
+
+
+def job_paths(nodes: Iterable[Node]) -> tuple[set[SwiftPath], set[SwiftPath]]:
+    """Every object the job reads (programs included) and writes, to authorise first."""
+    reads: set[SwiftPath] = set()
+    writes: set[SwiftPath] = set()
+    for node in nodes:
+        program = node.exec.swift_path
+        if program:
+            reads.add(program)
+        for device in node.devices:
+            if device.path:
+                (writes if device.writable else reads).add(device.path)
+    return reads, writes

@@ -1,0 +1,356 @@
+"""Parse and check a static x86-64 Linux ELF program (rules E1–E7).
+
+The program headers are authoritative: they are what gets mapped.  Section
+headers are only hints that tell the validator where the sweep of each
+executable segment should start (``.init``, ``.text``, ``.fini`` ...); when
+they are missing or unreadable the whole executable segment is swept.
+Everything pyelftools raises on a malformed file becomes an :class:`ElfError`
+naming the rule, so callers handle exactly one exception type.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from dataclasses import dataclass, field
+
+from elftools.elf.elffile import ELFFile
+
+PF_X, PF_W, PF_R = 1, 2, 4
+GUEST_LOW = 0x20000          # below: null guard + ZeroVM trap page at 0x10000
+GUEST_HIGH = 0xFEFF0000      # above: user manifest page + 16 MiB stack up to 4 GiB
+MAX_FILE_SIZE = 256 << 20
+MAX_PHNUM = 128
+
+_PAGE = 0x1000
+_EHDR_SIZE = 64
+_PHDR_SIZE = 56
+_SHF_ALLOC, _SHF_EXECINSTR = 0x2, 0x4
+
+
+def _page_down(x: int) -> int:
+    return x & ~(_PAGE - 1)
+
+
+def _page_up(x: int) -> int:
+    return (x + _PAGE - 1) & ~(_PAGE - 1)
+
+
+class ElfError(ValueError):
+    """The file is not a program the sandbox can load; ``rule`` is E1..E7."""
+
+    def __init__(self, rule: str, message: str) -> None:
+        super().__init__(rule, message)
+        self.rule, self.message = rule, message
+
+    def __str__(self) -> str:
+        return f'{self.rule}: {self.message}'
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One PT_LOAD; ``data`` is its file bytes (the rest up to ``memsz`` is zero)."""
+
+    vaddr: int
+    memsz: int
+    flags: int
+    data: bytes = field(repr=False)
+
+    @property
+    def end(self) -> int:
+        return self.vaddr + self.memsz
+
+    @property
+    def executable(self) -> bool:
+        return bool(self.flags & PF_X)
+
+    @property
+    def writable(self) -> bool:
+        return bool(self.flags & PF_W)
+
+    @property
+    def readable(self) -> bool:
+        return bool(self.flags & PF_R)
+
+
+@dataclass(frozen=True)
+class CodeRange:
+    """Bytes the validator sweeps, starting at an address it trusts to be in sync."""
+
+    start: int
+    data: bytes = field(repr=False)
+
+    @property
+    def end(self) -> int:
+        return self.start + len(self.data)
+
+
+@dataclass(frozen=True)
+class Program:
+    """A checked program image: what the executor maps and the validator sweeps."""
+
+    sha256: str
+    entry: int
+    segments: tuple[Segment, ...]
+    code: tuple[CodeRange, ...]
+    phdr_addr: int
+    phent: int
+    phnum: int
+    tls: tuple[int, int, int, int] | None
+    size: int
+
+    def image_end(self) -> int:
+        """Page-rounded end of the highest segment; the heap may start here."""
+        return _page_up(max(seg.end for seg in self.segments))
+
+
+@dataclass(frozen=True)
+class _Phdr:
+    type: int
+    flags: int
+    offset: int
+    vaddr: int
+    filesz: int
+    memsz: int
+    align: int
+
+
+_PT_LOAD, _PT_DYNAMIC, _PT_INTERP, _PT_PHDR, _PT_TLS = 1, 2, 3, 6, 7
+_PT_GNU_STACK = 0x6474E551
+_ET_EXEC, _ET_DYN = 2, 3
+_EM_X86_64 = 62
+_TYPE_NAMES = {0: 'ET_NONE', 1: 'ET_REL', 2: 'ET_EXEC', 3: 'ET_DYN', 4: 'ET_CORE'}
+
+
+def load_program(path: str | os.PathLike, *, memory_limit: int = 4 << 30) -> Program:
+    """Read and check the program at ``path``; the size limit applies before reading."""
+    with open(path, 'rb') as f:
+        size = os.fstat(f.fileno()).st_size
+        _check_file_size(size)
+        data = f.read(MAX_FILE_SIZE + 1)
+    return parse_elf(data, memory_limit=memory_limit)
+
+
+def parse_elf(data: bytes, *, memory_limit: int = 4 << 30) -> Program:
+    """Check ``data`` against rules E1–E6 and return the loadable image."""
+    _check_file_size(len(data))
+    _check_ident(data)
+    elf = _open(data)
+    ehdr = elf.header
+    e_type, e_machine = _raw(ehdr['e_type']), _raw(ehdr['e_machine'])
+    if e_machine != _EM_X86_64:
+        raise ElfError('E1', f'e_machine is {ehdr["e_machine"]}, not EM_X86_64')
+    if e_type == _ET_DYN:
+        raise ElfError('E1', 'e_type is ET_DYN (position-independent executable or shared '
+                             'object); build with -static (not -static-pie)')
+    if e_type != _ET_EXEC:
+        raise ElfError('E1', f'e_type is {_TYPE_NAMES.get(e_type, hex(e_type))}, not ET_EXEC')
+    phdrs = _program_headers(elf, len(data))
+    for ph in phdrs:
+        if ph.type == _PT_INTERP:
+            raise ElfError('E2', 'PT_INTERP present: the program is dynamically linked; '
+                                 'build with -static')
+        if ph.type == _PT_DYNAMIC:
+            raise ElfError('E2', 'PT_DYNAMIC present: the program needs a dynamic loader; '
+                                 'build with -static')
+    segments = _segments(phdrs, data, memory_limit)
+    entry = ehdr['e_entry']
+    if not any(s.executable and s.vaddr <= entry < s.end for s in segments):
+        raise ElfError('E5', f'entry point {entry:#x} is not inside an executable segment')
+    tls = _check_stack_and_tls(phdrs, segments)
+    return Program(
+        sha256=hashlib.sha256(data).hexdigest(),
+        entry=entry,
+        segments=segments,
+        code=_code_ranges(elf, segments),
+        phdr_addr=_phdr_addr(phdrs, ehdr['e_phoff'], len(phdrs)),
+        phent=_PHDR_SIZE,
+        phnum=len(phdrs),
+        tls=tls,
+        size=len(data),
+    )
+
+
+def _check_file_size(size: int) -> None:
+    if size > MAX_FILE_SIZE:
+        raise ElfError('E3', f'file is {size} bytes; the limit is {MAX_FILE_SIZE}')
+
+
+def _check_ident(data: bytes) -> None:
+    """E1 on the identification bytes, before pyelftools guesses a layout from them."""
+    if data[:4] != b'\x7fELF':
+        raise ElfError('E1', f'not an ELF file (starts with {data[:4].hex(" ") or "nothing"})')
+    if len(data) < _EHDR_SIZE:
+        raise ElfError('E3', f'truncated ELF header: {len(data)} of {_EHDR_SIZE} bytes')
+    if data[4] != 2:
+        raise ElfError('E1', f'EI_CLASS is {data[4]}, not ELFCLASS64 (a 32-bit or bad file)')
+    if data[5] != 1:
+        raise ElfError('E1', f'EI_DATA is {data[5]}, not little-endian (ELFDATA2LSB)')
+
+
+def _open(data: bytes) -> ELFFile:
+    try:
+        return ELFFile(io.BytesIO(data))
+    except Exception as e:  # pyelftools raises many types on malformed input
+        raise ElfError('E3', f'malformed ELF header: {e}') from e
+
+
+def _raw(value: object) -> int:
+    """pyelftools names known enum values; map the names back to numbers."""
+    if isinstance(value, int):
+        return value
+    return {'ET_NONE': 0, 'ET_REL': 1, 'ET_EXEC': 2, 'ET_DYN': 3, 'ET_CORE': 4,
+            'EM_X86_64': _EM_X86_64}.get(str(value), -1)
+
+
+def _program_headers(elf: ELFFile, file_size: int) -> list[_Phdr]:
+    ehdr = elf.header
+    phnum, phoff, phentsize = ehdr['e_phnum'], ehdr['e_phoff'], ehdr['e_phentsize']
+    if phnum > MAX_PHNUM:
+        raise ElfError('E3', f'e_phnum is {phnum}; the limit is {MAX_PHNUM}')
+    if phnum == 0:
+        raise ElfError('E3', 'no program headers')
+    if phentsize != _PHDR_SIZE:
+        raise ElfError('E3', f'e_phentsize is {phentsize}, not {_PHDR_SIZE}')
+    if phoff + phnum * _PHDR_SIZE > file_size:
+        raise ElfError('E3', f'program header table ({phnum} entries at offset {phoff:#x}) '
+                             f'extends past the end of the {file_size}-byte file')
+    try:
+        headers = [elf.get_segment(i).header for i in range(phnum)]
+        return [_Phdr(_ptype(h['p_type']), h['p_flags'], h['p_offset'], h['p_vaddr'],
+                      h['p_filesz'], h['p_memsz'], h['p_align']) for h in headers]
+    except Exception as e:  # pyelftools raises many types on malformed input
+        raise ElfError('E3', f'malformed program header: {e}') from e
+
+
+_PT_NAMES = {'PT_LOAD': _PT_LOAD, 'PT_DYNAMIC': _PT_DYNAMIC, 'PT_INTERP': _PT_INTERP,
+             'PT_PHDR': _PT_PHDR, 'PT_TLS': _PT_TLS, 'PT_GNU_STACK': _PT_GNU_STACK}
+
+
+def _ptype(value: object) -> int:
+    if isinstance(value, int):
+        return value
+    return _PT_NAMES.get(str(value), -1)
+
+
+def _flags(flags: int) -> str:
+    return ''.join(c if flags & bit else '-' for c, bit in (('R', PF_R), ('W', PF_W),
+                                                            ('X', PF_X)))
+
+
+def _segments(phdrs: list[_Phdr], data: bytes, memory_limit: int) -> tuple[Segment, ...]:
+    """E3 and E4 on the PT_LOAD entries; returns them sorted by address."""
+    loads = []
+    for i, ph in enumerate(phdrs):
+        if ph.type != _PT_LOAD:
+            continue
+        name = f'PT_LOAD #{i} at {ph.vaddr:#x} ({_flags(ph.flags)})'
+        if ph.filesz > ph.memsz:
+            raise ElfError('E3', f'{name}: p_filesz {ph.filesz:#x} > p_memsz {ph.memsz:#x}')
+        if ph.offset + ph.filesz > len(data):
+            raise ElfError('E3', f'{name}: file range {ph.offset:#x}+{ph.filesz:#x} extends '
+                                 f'past the end of the {len(data)}-byte file')
+        if (ph.vaddr - ph.offset) % _PAGE:
+            raise ElfError('E3', f'{name}: p_vaddr {ph.vaddr:#x} and p_offset {ph.offset:#x} '
+                                 f'differ modulo the page size')
+        if ph.memsz == 0:
+            continue
+        lo, hi = _page_down(ph.vaddr), _page_up(ph.vaddr + ph.memsz)
+        if lo < GUEST_LOW or hi > GUEST_HIGH:
+            raise ElfError('E3', f'{name}: pages {lo:#x}-{hi:#x} are outside the guest window '
+                                 f'{GUEST_LOW:#x}-{GUEST_HIGH:#x}')
+        if ph.flags & PF_W and ph.flags & PF_X:
+            raise ElfError('E4', f'{name} is both writable and executable')
+        if ph.flags & PF_X and ph.memsz > ph.filesz:
+            # no linker makes these; the validator would have to sweep memory no file backs
+            raise ElfError('E4', f'{name} is executable and zero-filled past its file bytes '
+                                 f'(p_memsz {ph.memsz:#x} > p_filesz {ph.filesz:#x})')
+        loads.append((lo, hi, name, Segment(ph.vaddr, ph.memsz, ph.flags,
+                                            data[ph.offset:ph.offset + ph.filesz])))
+    if not loads:
+        raise ElfError('E3', 'no non-empty PT_LOAD segment')
+    loads.sort(key=lambda t: t[0])
+    for (_, prev_hi, prev, _), (lo, _, name, _) in zip(loads, loads[1:], strict=False):
+        if lo < prev_hi:
+            raise ElfError('E3', f'{name} overlaps {prev} (page-rounded)')
+    total = sum(hi - lo for lo, hi, _, _ in loads)
+    if total > memory_limit:
+        raise ElfError('E3', f'segments need {total} bytes of memory; the limit is '
+                             f'{memory_limit}')
+    segments = tuple(seg for _, _, _, seg in loads)
+    if not any(seg.executable for seg in segments):
+        raise ElfError('E4', 'no executable (PF_X) segment')
+    return segments
+
+
+def _check_stack_and_tls(phdrs: list[_Phdr],
+                         segments: tuple[Segment, ...]) -> tuple[int, int, int, int] | None:
+    """E6: never an executable stack; the TLS image must be part of the loaded image."""
+    tls = None
+    for ph in phdrs:
+        if ph.type == _PT_GNU_STACK and ph.flags & PF_X:
+            raise ElfError('E6', 'PT_GNU_STACK asks for an executable stack '
+                                 '(link without -z execstack)')
+        if ph.type != _PT_TLS:
+            continue
+        if tls is not None:
+            raise ElfError('E6', 'more than one PT_TLS')
+        if ph.filesz > ph.memsz:
+            raise ElfError('E6', f'PT_TLS p_filesz {ph.filesz:#x} > p_memsz {ph.memsz:#x}')
+        if ph.align & (ph.align - 1):
+            raise ElfError('E6', f'PT_TLS alignment {ph.align:#x} is not a power of two')
+        if not any(s.vaddr <= ph.vaddr and ph.vaddr + ph.filesz <= s.end for s in segments):
+            raise ElfError('E6', f'PT_TLS image {ph.vaddr:#x}+{ph.filesz:#x} is not inside '
+                                 f'a PT_LOAD segment')
+        tls = (ph.vaddr, ph.filesz, ph.memsz, ph.align)
+    return tls
+
+
+def _phdr_addr(phdrs: list[_Phdr], phoff: int, phnum: int) -> int:
+    """Where the program headers are mapped (for AT_PHDR); 0 when they are not."""
+    for ph in phdrs:
+        if ph.type == _PT_PHDR:
+            return ph.vaddr
+    for ph in phdrs:
+        if ph.type == _PT_LOAD and ph.offset <= phoff \
+                and phoff + phnum * _PHDR_SIZE <= ph.offset + ph.filesz:
+            return ph.vaddr + phoff - ph.offset
+    return 0
+
+
+def _exec_sections(elf: ELFFile) -> list[tuple[int, int]]:
+    """Address ranges of allocated executable sections; none if the table is unreadable."""
+    try:
+        ranges = []
+        for section in elf.iter_sections():
+            sh = section.header
+            flags = sh['sh_flags']
+            if (flags & _SHF_ALLOC and flags & _SHF_EXECINSTR and sh['sh_size']
+                    and sh['sh_type'] != 'SHT_NOBITS'):
+                ranges.append((sh['sh_addr'], sh['sh_addr'] + sh['sh_size']))
+        return ranges
+    except Exception:  # section headers are hints: a broken table is as good as none
+        return []
+
+
+def _code_ranges(elf: ELFFile, segments: tuple[Segment, ...]) -> tuple[CodeRange, ...]:
+    """Executable sections clipped to the file bytes of PF_X segments.
+
+    A PF_X segment that no executable section overlaps is swept whole.
+    Overlapping sections are merged; adjacent ones stay separate because each
+    section start is a point where the sweep is known to be in sync.
+    """
+    sections = sorted(_exec_sections(elf))
+    ranges: list[tuple[int, int, Segment]] = []
+    for seg in segments:
+        if not seg.executable or not seg.data:
+            continue
+        lo, hi = seg.vaddr, seg.vaddr + len(seg.data)
+        clipped = [(max(a, lo), min(b, hi)) for a, b in sections if a < hi and b > lo]
+        for a, b in clipped or [(lo, hi)]:
+            if ranges and ranges[-1][2] is seg and a < ranges[-1][1]:
+                start, end, _ = ranges.pop()
+                a, b = start, max(end, b)
+            ranges.append((a, b, seg))
+    return tuple(CodeRange(a, seg.data[a - seg.vaddr:b - seg.vaddr]) for a, b, seg in ranges)

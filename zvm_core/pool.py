@@ -1,0 +1,328 @@
+"""Warm sandbox workers: pre-started processes that keep template machines.
+
+A new Python process costs ~150 ms of imports and a new unicorn instance a
+few ms of code translation; a worker that already holds a machine for the
+program only resets it (``Machine.reset``) and runs again in well under a
+millisecond.  The caller (the object server, ``zvm serve``) never runs guest
+code itself: it sends a request and the channels' file descriptors over a
+Unix socket (no data is copied) and waits for the report.
+
+Usable from plain Python and from eventlet code: the socket, ``select`` and
+locks used here are the ones eventlet monkey-patches, so a waiting caller
+does not block the hub.
+
+Admission is bounded: ``size`` requests run at once, ``queue`` more may
+wait, and any further request gets :class:`PoolBusy` at once.  A worker that
+dies or overruns its time is replaced and its request ends with status
+``killed``.  Workers limit themselves (core size, open files, address space,
+no new privileges) as defence in depth.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import ctypes
+import errno
+import json
+import os
+import resource
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+
+from zvm_core.channels import READ, Channel, FdBacking, Quota
+from zvm_core.report import Report
+
+MAX_MESSAGE = 1 << 20
+MAX_FDS = 64
+KILL_GRACE = 2.0
+PR_SET_NO_NEW_PRIVS = 38
+
+
+class PoolBusy(Exception):
+    """Every worker is busy and the queue is full: try later (HTTP 503)."""
+
+
+@dataclass
+class ChannelSpec:
+    """A channel to give the guest: ``fd`` is a host descriptor the caller owns."""
+
+    alias: str
+    fd: int
+    mode: int = READ
+    random: bool = False
+    quota: Quota = field(default_factory=Quota)
+
+
+def _report_from(data: dict) -> Report:
+    from zvm_core.report import Accounting, ChannelAccounting
+    acc = dict(data.get('accounting') or {})
+    acc['channels'] = {k: ChannelAccounting(**v) for k, v in acc.get('channels', {}).items()}
+    data = dict(data, accounting=Accounting(**acc))
+    return Report(**data)
+
+
+def _failed(status: str, message: str) -> Report:
+    return Report(status, None, message, validation={'state': 'ok', 'violations': []})
+
+
+# -- transport -----------------------------------------------------------------
+
+def _wait(sock: socket.socket, readable: bool, deadline: float | None) -> None:
+    left = None if deadline is None else max(0.0, deadline - time.monotonic())
+    r, w, _ = select.select([sock] if readable else [], [] if readable else [sock], [], left)
+    if not (r or w):
+        raise TimeoutError
+
+
+def _send(sock: socket.socket, obj: object, fds: Iterable[int] = ()) -> None:
+    data = json.dumps(obj).encode()
+    fds = list(fds)
+    while True:
+        try:
+            socket.send_fds(sock, [data], fds)
+            return
+        except BlockingIOError:
+            _wait(sock, False, None)
+
+
+def _recv(sock: socket.socket, deadline: float | None = None) -> tuple[object | None, list[int]]:
+    while True:
+        try:
+            data, fds, _flags, _addr = socket.recv_fds(sock, MAX_MESSAGE, MAX_FDS)
+            break
+        except BlockingIOError:
+            _wait(sock, True, deadline)
+    if not data:
+        return None, fds
+    return json.loads(data), fds
+
+
+# -- worker side ---------------------------------------------------------------
+
+class Templates:
+    """LRU of machines by (program file, memory, policy), bounded by their memory."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self._machines: collections.OrderedDict = collections.OrderedDict()
+
+    def get(self, path: str, memory: int, rdtsc: str):
+        from zvm_core.elf import load_program
+        from zvm_core.executor import Limits, Machine
+        from zvm_core.validator import Policy, default_cache, validate
+        st = os.stat(path)
+        key = (os.path.realpath(path), st.st_ino, st.st_size, st.st_mtime_ns, memory, rdtsc)
+        machine = self._machines.pop(key, None)
+        if machine is None:
+            program = load_program(path)
+            verdict = validate(program, Policy(rdtsc=rdtsc), default_cache())
+            if not verdict.ok:
+                return None, verdict
+            machine = Machine(program, verdict, Limits(memory=memory))
+            machine.verdict = verdict
+        self._machines[key] = machine
+        self._evict()
+        return machine, machine.verdict
+
+    def _cost(self, machine) -> int:
+        return machine.image_size + machine.arena.peak + (4 << 20)
+
+    def _evict(self) -> None:
+        while (len(self._machines) > 1
+               and sum(map(self._cost, self._machines.values())) > self.budget):
+            _, old = self._machines.popitem(last=False)
+            old.close()
+
+
+def _serve_one(req: dict, fds: list[int], templates: Templates) -> Report:
+    from zvm_core.elf import ElfError
+    from zvm_core.executor import Limits, SetupError, invalid_elf_report, invalid_report
+    channels = [Channel(c['alias'], FdBacking(fds[c['fd']], owned=False), c['mode'],
+                        random=c['random'], quota=Quota(**c['quota']))
+                for c in req['channels']]
+    limits = Limits(**req['limits'])
+    try:
+        machine, verdict = templates.get(req['program'], limits.memory, req['rdtsc'])
+    except ElfError as e:
+        return invalid_elf_report(e)
+    except SetupError as e:
+        return Report(e.status, None, str(e))
+    if machine is None:
+        return invalid_report(verdict)
+    try:
+        report = machine.run(channels, req['argv'], req['env'], req['seed'], req['epoch'],
+                             limits=limits)
+    except SetupError as e:
+        report = Report(e.status, None, str(e))
+    report.validation = {'state': 'cached' if verdict.cached else 'ok', 'violations': []}
+    return report
+
+
+def _limit_self(address_space: int) -> None:
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (MAX_FDS * 2, MAX_FDS * 2))
+    if address_space:
+        resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+
+
+def worker_main(fd: int, template_bytes: int, address_space: int) -> int:
+    """Serve requests on the socket ``fd`` until the parent closes it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sock = socket.socket(fileno=fd)
+    _limit_self(address_space)
+    templates = Templates(template_bytes)
+    while True:
+        req, fds = _recv(sock)
+        if req is None:
+            return 0
+        try:
+            report = _serve_one(req, fds, templates)
+        except Exception as e:  # keep serving: one bad request must not take the worker
+            report = _failed('killed', f'sandbox worker error: {e!r}')
+        finally:
+            for f in fds:
+                os.close(f)
+        _send(sock, report.to_dict())
+
+
+# -- caller side ---------------------------------------------------------------
+
+class _Worker:
+    def __init__(self, template_bytes: int, address_space: int) -> None:
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.proc = subprocess.Popen(
+            [sys.executable, '-m', 'zvm_core.pool', '--fd', str(child.fileno()),
+             '--template-bytes', str(template_bytes), '--address-space', str(address_space)],
+            pass_fds=[child.fileno()], stdin=subprocess.DEVNULL)
+        child.close()
+        parent.setblocking(False)
+        self.sock = parent
+        self.served = 0
+
+    def close(self) -> None:
+        self.sock.close()
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(KILL_GRACE)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+        self.sock.close()
+
+
+class Pool:
+    """``size`` warm workers; ``run`` blocks (green-friendly) until the report."""
+
+    def __init__(self, size: int | None = None, queue: int = 16,
+                 template_bytes: int = 512 << 20, address_space: int = 0) -> None:
+        self.size = size or os.cpu_count() or 1
+        self.queue = queue
+        self._args = (template_bytes, address_space)
+        self._lock = threading.Lock()
+        self._slots = threading.Semaphore(self.size)
+        self._idle: list[_Worker] = [_Worker(*self._args) for _ in range(self.size)]
+        self._waiting = 0
+        self.replaced = 0
+
+    def run(self, program: str, channels: Iterable[ChannelSpec], *,
+            argv: list[str], env: Mapping[str, str] | None = None, limits=None,
+            seed: int = 0, epoch: int = 0, rdtsc: str = 'virtualize') -> Report:
+        """Run ``program`` (a host path) in a warm worker; :class:`PoolBusy` when full."""
+        from zvm_core.executor import Limits
+        limits = limits or Limits()
+        channels = list(channels)
+        fds = [c.fd for c in channels]
+        req = {'program': os.path.abspath(program), 'argv': list(argv), 'env': dict(env or {}),
+               'limits': asdict(limits), 'seed': seed, 'epoch': epoch, 'rdtsc': rdtsc,
+               'channels': [{'alias': c.alias, 'fd': i, 'mode': c.mode, 'random': c.random,
+                             'quota': asdict(c.quota)} for i, c in enumerate(channels)]}
+        with self._lock:
+            if self._waiting >= self.queue + self.size:
+                raise PoolBusy(f'{self.size} running and {self.queue} waiting')
+            self._waiting += 1
+        try:
+            with self._slots:
+                worker = self._idle.pop()
+                try:
+                    report = self._exchange(worker, req, fds, limits.timeout + KILL_GRACE)
+                finally:
+                    self._idle.append(worker if worker.proc.poll() is None
+                                      else self._replace(worker))
+                return report
+        finally:
+            with self._lock:
+                self._waiting -= 1
+
+    def _replace(self, worker: _Worker) -> _Worker:
+        worker.kill()
+        self.replaced += 1
+        return _Worker(*self._args)
+
+    def _exchange(self, worker: _Worker, req: dict, fds: list[int], wait: float) -> Report:
+        deadline = time.monotonic() + wait
+        try:
+            _send(worker.sock, req, fds)
+            reply, extra = _recv(worker.sock, deadline)
+        except TimeoutError:
+            worker.proc.kill()
+            worker.proc.wait()
+            return _failed('killed', f'sandbox worker did not answer within {wait:g} s')
+        except OSError as e:
+            if e.errno not in (errno.EPIPE, errno.ECONNRESET):
+                raise
+            reply, extra = None, []
+        for f in extra:
+            os.close(f)
+        if reply is None:
+            code = worker.proc.wait()
+            return _failed('killed', f'sandbox worker died ({_exit_text(code)})')
+        worker.served += 1
+        return _report_from(reply)
+
+    def close(self) -> None:
+        for worker in self._idle:
+            worker.close()
+        self._idle = []
+
+    def __enter__(self) -> Pool:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _exit_text(code: int) -> str:
+    if code < 0:
+        try:
+            return f'signal {signal.Signals(-code).name}'
+        except ValueError:
+            return f'signal {-code}'
+    return f'exit status {code}'
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description='zvm_core pool worker (internal)')
+    parser.add_argument('--fd', type=int, required=True)
+    parser.add_argument('--template-bytes', type=int, default=512 << 20)
+    parser.add_argument('--address-space', type=int, default=0)
+    opts = parser.parse_args(argv)
+    return worker_main(opts.fd, opts.template_bytes, opts.address_space)
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,548 @@
+"""Static validation of guest code (sandbox-research §1.8, rules I1–I12).
+
+A capstone linear sweep decodes every executable byte the program's sections
+point at, rejects what unicorn would run wrongly at CPL 0 (privileged and
+segment-state instructions, hardware randomness, other system-call paths,
+``rdtsc`` if the policy says so) and checks direct branch targets.  The
+sweep also produces the bitmap of instruction starts that the C runtime guard
+checks every executed block against; that is what stops code hidden inside
+other instructions (§1.7), which no static sweep can see.
+
+The bitmap is closed under fall-through: a translated block decodes
+sequentially from a checked start, so wherever a code range ends without an
+unconditional transfer, the sweep follows the bytes after it (section
+padding, a section the headers do not list) until it meets a known start or a
+terminator.  Otherwise code after the end of a section would run unvalidated.
+
+Verdicts are cached by SHA-256 of the file, :data:`VALIDATOR_VERSION` and the
+policy (I12).  Bump the version whenever a rule, or the code ranges
+``zvm_core.elf`` hands over, change.
+"""
+
+from __future__ import annotations
+
+import array
+import base64
+import collections
+import contextlib
+import functools
+import hashlib
+import json
+import os
+import tempfile
+import threading
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import EllipsisType
+
+from capstone import CS_ARCH_X86, CS_MODE_64, Cs
+
+from zvm_core.elf import PF_X, Program
+
+VALIDATOR_VERSION = '1'
+MAX_VIOLATIONS = 100
+
+_CHUNK = 4096        # instructions per capstone call: bounds capstone's result array
+_MAX_INSN = 15       # longest x86 instruction
+_PAGE = 0x1000
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Choices that change the verdict (and so are part of the cache key)."""
+
+    rdtsc: str = 'virtualize'   # 'virtualize': the guard returns a virtual counter
+
+    def __post_init__(self) -> None:
+        if self.rdtsc not in ('virtualize', 'reject'):
+            raise ValueError(f"rdtsc policy must be 'virtualize' or 'reject', not "
+                             f'{self.rdtsc!r}')
+
+    def key(self) -> str:
+        return f'rdtsc={self.rdtsc}'
+
+
+@dataclass(frozen=True)
+class Violation:
+    rule: str
+    address: int
+    text: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {'rule': self.rule, 'address': f'{self.address:#x}', 'text': self.text}
+
+
+@dataclass
+class Verdict:
+    """Outcome of a sweep.
+
+    ``boundaries`` holds ``(base, bitmap)`` pairs, ``base`` a multiple of 8:
+    bit k (LSB first) of byte j is set iff ``base + 8*j + k`` starts an
+    instruction the sweep decoded.  A list longer than :data:`MAX_VIOLATIONS`
+    ends with a ``'more'`` entry that says how many were left out.
+    """
+
+    ok: bool
+    violations: list[Violation]
+    boundaries: list[tuple[int, bytes]] = field(repr=False)
+    cached: bool = False
+    instructions: int = 0
+
+
+# -- the rule table --------------------------------------------------------------
+
+_I2 = ('I2', 'privileged or system instruction (it would succeed at CPL 0 under unicorn)')
+_I3 = ('I3', 'hardware random number: nondeterministic and cannot be hooked')
+_I4_TSC = ('I4', 'reads the time-stamp counter (policy rdtsc=reject)')
+_I4_PID = ('I4', 'reads the processor id: nondeterministic and not hooked')
+_I6 = ('I6', 'changes segment state (the FS/GS bases belong to the host, via arch_prctl)')
+_I7 = ('I7', 'a system-call or interrupt path other than syscall')
+
+_FORBIDDEN: dict[str, tuple[str, str]] = {
+    **dict.fromkeys((
+        'in out insb insw insd outsb outsw outsd cli sti clac stac '
+        'lgdt lidt lldt ltr sgdt sidt sldt str smsw lmsw clts lar lsl verr verw '
+        'rdmsr wrmsr rdpmc xsetbv xsaves xsaves64 xrstors xrstors64 '
+        'invlpg invlpga invpcid invd wbinvd wbnoinvd swapgs rsm pconfig '
+        'sysret sysretq sysexit sysexitq iret iretd iretq '
+        'monitor mwait monitorx mwaitx umonitor umwait tpause '
+        'wrussd wrussq setssbsy clrssbsy getsec encls enclu enclv '
+        'vmcall vmlaunch vmresume vmxoff vmxon vmread vmwrite vmptrld vmptrst vmclear '
+        'invept invvpid vmfunc vmrun vmload vmsave vmmcall stgi clgi skinit').split(), _I2),
+    'rdrand': _I3, 'rdseed': _I3,
+    'rdpid': _I4_PID,
+    **dict.fromkeys('lds les lfs lgs lss ljmp lcall retf retfq wrfsbase wrgsbase'.split(), _I6),
+    **dict.fromkeys('sysenter int into int1'.split(), _I7),
+}
+
+# Instructions that need a look at their operands or bytes.
+_DIRECT, _NEAR_OR_FAR, _MOV, _POP = 'direct', 'near-or-far', 'mov', 'pop'
+_CHECKED: dict[str, str] = {
+    **dict.fromkeys(('ja jae jb jbe je jne jg jge jl jle jo jno jp jnp js jns '
+                     'jcxz jecxz jrcxz loop loope loopne xbegin').split(), _DIRECT),
+    'jmp': _NEAR_OR_FAR, 'call': _NEAR_OR_FAR, 'mov': _MOV, 'pop': _POP,
+}
+
+# After these, execution never falls through to the next byte.
+_TERMINATORS = frozenset('jmp ljmp ret retf retfq ud0 ud1 ud2 hlt int3'.split())
+_PREFIXES = frozenset(b'\x26\x2e\x36\x3e\x64\x65\x66\x67\xf0\xf2\xf3' + bytes(range(0x40, 0x50)))
+_SREGS = frozenset('es cs ss ds fs gs'.split())
+
+
+@functools.cache
+def _table(policy: Policy) -> dict[str, str | tuple[str, str]]:
+    table: dict[str, str | tuple[str, str]] = {**_CHECKED, **_FORBIDDEN}
+    if policy.rdtsc == 'reject':
+        table.update(rdtsc=_I4_TSC, rdtscp=_I4_TSC)
+    return table
+
+
+# -- the sweep ------------------------------------------------------------------
+
+
+class _Image:
+    """Executable bytes as the guest will see them, and their instruction-start bits.
+
+    ``origin`` is a multiple of 8; offsets into ``data`` are bit numbers.
+    Only ``[lo, hi)`` holds code the caller vouches for.
+    """
+
+    def __init__(self, origin: int, data: bytearray, lo: int, hi: int) -> None:
+        self.origin, self.data, self.lo, self.hi = origin, data, lo, hi
+        self.view = memoryview(data)
+        self.bits = bytearray((len(data) + 7) // 8)
+
+    def is_start(self, addr: int) -> bool:
+        o = addr - self.origin
+        return 0 <= o < len(self.data) and bool(self.bits[o >> 3] >> (o & 7) & 1)
+
+    def start_before(self, addr: int) -> int | None:
+        """The closest instruction start below ``addr`` (to name what a target hits)."""
+        for a in range(addr - 1, max(addr - _MAX_INSN, self.origin) - 1, -1):
+            if self.is_start(a):
+                return a
+        return None
+
+
+class _Sweep:
+    """One validation: decodes, marks instruction starts, collects violations."""
+
+    def __init__(self, policy: Policy) -> None:
+        self.md = Cs(CS_ARCH_X86, CS_MODE_64)
+        self.table = _table(policy)
+        self.violations: list[Violation] = []
+        self.first_omitted: Violation | None = None
+        self.omitted = 0
+        # direct branches, as two flat arrays: a huge program must not cost a tuple each
+        self.sources, self.targets = array.array('Q'), array.array('Q')
+        self.count = 0
+
+    def violate(self, rule: str, address: int, text: str) -> None:
+        if len(self.violations) < MAX_VIOLATIONS:
+            self.violations.append(Violation(rule, address, text))
+            return
+        if self.first_omitted is None:
+            self.first_omitted = Violation(rule, address, text)
+        self.omitted += 1
+
+    def sweep(self, img: _Image, start: int, end: int, lim: int) -> tuple[int, str] | None:
+        """Decode offsets [start, end) of ``img``; the last instruction may run on to ``lim``.
+
+        Returns (offset after the last instruction, its mnemonic), or None
+        when the range ends in undecodable bytes.
+        """
+        bits, origin, table, view = img.bits, img.origin, self.table, img.view
+        off, last = start, None
+        while off < end:
+            n = 0
+            for insn in self.md.disasm_lite(view[off:lim], origin + off, _CHUNK):
+                addr, size, mnem, ops = insn
+                o = addr - origin
+                if o >= end:
+                    break
+                n += 1
+                bits[o >> 3] |= 1 << (o & 7)
+                m = mnem.rpartition(' ')[2] if ' ' in mnem else mnem
+                kind = table.get(m)
+                # most instructions are a plain mov: look closer only at sreg, crN, drN
+                if kind is not None and (kind is not _MOV or ops[2:3] == ','
+                                         or 'cr' in ops or 'dr' in ops):
+                    self.check(kind, img, o, insn)
+                off, last = o + size, m
+            else:
+                self.count += n
+                if n < _CHUNK and off < end:     # capstone stopped on a byte it cannot decode
+                    self.undecodable(img, off)
+                    off, last = off + 1, None
+                continue
+            self.count += n
+            break
+        return None if last is None else (off, last)
+
+    def follow(self, img: _Image, off: int) -> None:
+        """Decode the fall-through at ``off`` until a known start, a terminator or the end."""
+        while off < len(img.data) and not img.is_start(img.origin + off):
+            insn = self.decode_one(img, off)
+            if insn is None:
+                if not self.runs_off_the_end(img, off):
+                    self.undecodable(img, off, ' (reached by falling off the end of a code '
+                                               'range)')
+                return
+            if self.accept(img, off, insn) in _TERMINATORS:
+                return
+            off += insn[1]
+
+    def runs_off_the_end(self, img: _Image, off: int) -> bool:
+        """True if the instruction at ``off`` is cut off by the end of executable memory.
+
+        Fetching its tail faults, so nothing unvalidated can run.  (Honest
+        code ending in ``syscall``, e.g. exit, falls into the zero padding and
+        so reaches the end of the last page.)
+        """
+        tail = bytes(img.view[off:off + _MAX_INSN])
+        if len(tail) == _MAX_INSN:
+            return False
+        insn = next(self.md.disasm_lite(tail.ljust(_MAX_INSN, b'\0'), 0, 1), None)
+        return insn is not None and insn[1] > len(tail)
+
+    def decode_one(self, img: _Image, off: int) -> tuple[int, int, str, str] | None:
+        return next(self.md.disasm_lite(img.view[off:off + _MAX_INSN], img.origin + off, 1),
+                    None)
+
+    def accept(self, img: _Image, off: int, insn: tuple[int, int, str, str]) -> str:
+        """Mark and check one instruction found outside the linear sweep; return its mnemonic."""
+        img.bits[off >> 3] |= 1 << (off & 7)
+        self.count += 1
+        mnem = insn[2]
+        m = mnem.rpartition(' ')[2] if ' ' in mnem else mnem
+        kind = self.table.get(m)
+        if kind is not None:
+            self.check(kind, img, off, insn)
+        return m
+
+    def undecodable(self, img: _Image, off: int, why: str = '') -> None:
+        raw = img.data[off:off + 8].hex(' ')
+        self.violate('I1', img.origin + off, f'(bad) {raw}: not a valid x86-64 instruction{why}')
+
+    def check(self, kind: str | tuple[str, str], img: _Image, off: int,
+              insn: tuple[int, int, str, str]) -> None:
+        """Rules that need more than the mnemonic (or that always reject it)."""
+        addr, size, mnem, ops = insn
+        if isinstance(kind, tuple):
+            self.violate(kind[0], addr, f'{_text(insn)}: {kind[1]}')
+        elif kind == _MOV:
+            dst, _, src = ops.partition(', ')
+            if dst in _SREGS:
+                self.violate(_I6[0], addr, f'{_text(insn)}: {_I6[1]}')
+            elif dst[:2] in ('cr', 'dr') or src[:2] in ('cr', 'dr'):
+                self.violate(_I2[0], addr, f'{_text(insn)}: {_I2[1]}')
+        elif kind == _POP:
+            if ops in ('fs', 'gs'):
+                self.violate(_I6[0], addr, f'{_text(insn)}: {_I6[1]}')
+        elif kind == _DIRECT or ops[:1].isdigit():     # capstone prints a direct target
+            if self.operand_size_prefix(img, off, size):
+                self.violate('I1', addr, f'{_text(insn)}: operand-size prefix on a relative '
+                                         'branch (capstone and unicorn disagree on its length)')
+            self.sources.append(addr)
+            self.targets.append(int(ops, 0))
+        elif self.far(img, off, size):
+            self.violate(_I6[0], addr, f'{_text(insn)}: far transfer; {_I6[1]}')
+
+    @staticmethod
+    def operand_size_prefix(img: _Image, off: int, size: int) -> bool:
+        for b in img.data[off:off + size]:
+            if b == 0x66:
+                return True
+            if b not in _PREFIXES:
+                return False
+        return False
+
+    @staticmethod
+    def far(img: _Image, off: int, size: int) -> bool:
+        """FF /3 and FF /5 are far call and far jmp (capstone prints them as call/jmp)."""
+        raw = img.data[off:off + size]
+        i = 0
+        while i < len(raw) - 1 and raw[i] in _PREFIXES:
+            i += 1
+        return raw[i] == 0xFF and i + 1 < len(raw) and (raw[i + 1] >> 3 & 7) in (3, 5)
+
+    def check_branches(self, images: list[_Image], outside: str) -> None:
+        """I8: direct targets must be instruction starts the sweep decoded.
+
+        Two exceptions.  Target 0 is an undefined weak symbol (``call 0``
+        behind a null check; page 0 is never mapped).  A target that only
+        skips prefix bytes of an instruction (glibc's ``je 1f; lock; 1:
+        cmpxchg``) is decoded, checked and added to the boundary map, provided
+        it ends where that instruction ends.
+        """
+        i = 0
+        while i < len(self.targets):      # following a new start can find more branches
+            source, target = self.sources[i], self.targets[i]
+            i += 1
+            img = next((im for im in images if im.lo <= target < im.hi), None)
+            if target == 0 or img is not None and img.is_start(target):
+                continue
+            src_img = next(im for im in images if im.lo <= source < im.hi)
+            text = _text(self.decode_one(src_img, source - src_img.origin))
+            if img is None:
+                self.violate('I8', source, f'{text}: target is outside {outside}')
+                continue
+            inside = img.start_before(target)
+            whole = None if inside is None else self.decode_one(img, inside - img.origin)
+            if whole is None or inside + whole[1] <= target:
+                self.violate('I8', source, f'{text}: target {target:#x} is not an '
+                                           'instruction start the sweep decoded')
+            elif not self.prefix_skip(img, whole, target):
+                self.violate('I8', source, f'{text}: target {target:#x} is inside the '
+                                           f'instruction at {inside:#x}')
+
+    def prefix_skip(self, img: _Image, whole: tuple[int, int, str, str], target: int) -> bool:
+        """Accept ``target`` if it only skips prefixes of the instruction ``whole``."""
+        start, off = whole[0] - img.origin, target - img.origin
+        if any(b not in _PREFIXES for b in img.data[start:off]):
+            return False
+        rest = self.decode_one(img, off)
+        if rest is None or off + rest[1] != start + whole[1]:
+            return False
+        end = off + rest[1]
+        if self.accept(img, off, rest) not in _TERMINATORS \
+                and not img.is_start(img.origin + end):
+            self.follow(img, end)
+        return True
+
+    def verdict(self, images: list[_Image]) -> Verdict:
+        violations = sorted(self.violations, key=lambda v: (v.address, v.rule))
+        if self.first_omitted is not None:
+            first = self.first_omitted
+            violations.append(Violation('more', first.address,
+                                        f'{self.omitted} more violations not listed '
+                                        f'(the next: {first.rule} {first.text})'))
+        return Verdict(ok=not violations, violations=violations,
+                       boundaries=[(img.origin, bytes(img.bits)) for img in images],
+                       instructions=self.count)
+
+
+def _text(insn: tuple[int, int, str, str]) -> str:
+    return f'{insn[2]} {insn[3]}'.rstrip()
+
+
+def _images(program: Program) -> list[_Image]:
+    """One image per run of contiguous executable pages, laid out as the executor maps them."""
+    runs: list[list] = []
+    for seg in sorted((s for s in program.segments if s.flags & PF_X), key=lambda s: s.vaddr):
+        lo, hi = seg.vaddr & ~(_PAGE - 1), (seg.end + _PAGE - 1) & ~(_PAGE - 1)
+        if runs and runs[-1][1] == lo:
+            runs[-1][1] = hi
+            runs[-1][2].append(seg)
+        else:
+            runs.append([lo, hi, [seg]])
+    images = []
+    for lo, hi, segs in runs:
+        data = bytearray(hi - lo)
+        for seg in segs:
+            data[seg.vaddr - lo:seg.vaddr - lo + len(seg.data)] = seg.data
+        images.append(_Image(lo, data, lo, hi))
+    return images
+
+
+def _validate(program: Program, policy: Policy) -> Verdict:
+    sweep = _Sweep(policy)
+    images = _images(program)
+    fall_through = []
+    for rng in program.code:
+        img = next(i for i in images if i.lo <= rng.start < i.hi)
+        start, end = rng.start - img.origin, rng.end - img.origin
+        last = sweep.sweep(img, start, end, min(end + _MAX_INSN - 1, len(img.data)))
+        if last is not None and last[1] not in _TERMINATORS:
+            fall_through.append((img, last[0]))
+    for img, off in fall_through:
+        sweep.follow(img, off)
+    if not any(img.is_start(program.entry) for img in images):
+        sweep.violate('E5', program.entry,
+                      'entry point is not an instruction start the sweep decoded')
+    sweep.check_branches(images, 'the executable segments')
+    return sweep.verdict(images)
+
+
+def validate_code(code: bytes, base: int, policy: Policy = Policy()) -> Verdict:
+    """Validate one buffer of code to be mapped at ``base`` (e.g. JIT output to be jailed).
+
+    Every byte must decode, the last instruction must end at the end of the
+    buffer, and direct branches must stay inside it.  Nothing is assumed about
+    the bytes after it: the caller maps whole buffers so that what follows is
+    either not executable or another validated buffer.
+    """
+    origin = base & ~7
+    pad = base - origin
+    img = _Image(origin, bytearray(pad) + code, base, base + len(code))
+    sweep = _Sweep(policy)
+    sweep.sweep(img, pad, len(img.data), len(img.data))
+    sweep.check_branches([img], 'the buffer')
+    return sweep.verdict([img])
+
+
+# -- the cache ------------------------------------------------------------------
+
+
+def cache_key(sha256: str, policy: Policy) -> str:
+    return hashlib.sha256((sha256 + VALIDATOR_VERSION + policy.key()).encode()).hexdigest()
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get('ZVM_CACHE_DIR') or Path.home() / '.cache' / 'zvm' / 'verdicts')
+
+
+class VerdictCache:
+    """Verdicts by key in memory and, unless ``dir`` is None, one JSON file per key.
+
+    The disk cache is an optimisation only: a file that cannot be read or
+    parsed is a miss, and a failed write is ignored.  Files are written to a
+    temporary name and renamed, so readers never see half a verdict.  Whoever
+    can write the directory can make programs pass: it must be private to the
+    sandbox's user.
+    """
+
+    MEMORY_ENTRIES = 256
+
+    def __init__(self, dir: str | os.PathLike | None | EllipsisType = ...) -> None:
+        self.dir = default_cache_dir() if dir is ... else None if dir is None else Path(dir)
+        self._memory: collections.OrderedDict[str, Verdict] = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> Verdict | None:
+        with self._lock:
+            verdict = self._memory.get(key)
+            if verdict is not None:
+                self._memory.move_to_end(key)
+        if verdict is None and self.dir is not None:
+            verdict = self._read(key)
+            if verdict is not None:
+                self._remember(key, verdict)
+        if verdict is None:
+            return None
+        return replace(verdict, cached=True, violations=list(verdict.violations),
+                       boundaries=list(verdict.boundaries))
+
+    def put(self, key: str, verdict: Verdict) -> None:
+        verdict = replace(verdict, cached=False, violations=list(verdict.violations),
+                          boundaries=list(verdict.boundaries))
+        self._remember(key, verdict)
+        if self.dir is not None:
+            self._write(key, verdict)
+
+    def _remember(self, key: str, verdict: Verdict) -> None:
+        with self._lock:
+            self._memory[key] = verdict
+            self._memory.move_to_end(key)
+            while len(self._memory) > self.MEMORY_ENTRIES:
+                self._memory.popitem(last=False)
+
+    def _path(self, key: str) -> Path:
+        return self.dir / f'{key}.json'
+
+    def _read(self, key: str) -> Verdict | None:
+        try:
+            with open(self._path(key), 'rb') as f:
+                return _decode(json.load(f), key)
+        except (OSError, ValueError, TypeError, KeyError):
+            return None
+
+    def _write(self, key: str, verdict: Verdict) -> None:
+        tmp = None
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=f'.{key[:16]}.', suffix='.tmp')
+            with os.fdopen(fd, 'w') as f:
+                json.dump(_encode(key, verdict), f)
+            os.replace(tmp, self._path(key))
+        except OSError:
+            if tmp is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+
+
+def _encode(key: str, v: Verdict) -> dict:
+    return {'key': key, 'ok': v.ok, 'instructions': v.instructions,
+            'violations': [[x.rule, x.address, x.text] for x in v.violations],
+            'boundaries': [[base, base64.b64encode(bits).decode()] for base, bits in v.boundaries]}
+
+
+def _decode(obj: dict, key: str) -> Verdict:
+    """The inverse of :func:`_encode`; raises ValueError/TypeError/KeyError on anything else."""
+    if obj['key'] != key or not isinstance(obj['ok'], bool) \
+            or not isinstance(obj['instructions'], int):
+        raise ValueError('not this verdict')
+    violations = []
+    for rule, address, text in obj['violations']:
+        if not (isinstance(rule, str) and isinstance(address, int) and isinstance(text, str)):
+            raise TypeError('bad violation')
+        violations.append(Violation(rule, address, text))
+    boundaries = []
+    for base, bits in obj['boundaries']:
+        if not isinstance(base, int) or base % 8:
+            raise ValueError('bad boundary base')
+        boundaries.append((base, base64.b64decode(bits.encode(), validate=True)))
+    if obj['ok'] == bool(violations):
+        raise ValueError('inconsistent verdict')
+    return Verdict(ok=obj['ok'], violations=violations, boundaries=boundaries,
+                   instructions=obj['instructions'])
+
+
+@functools.cache
+def default_cache() -> VerdictCache:
+    """The process-wide cache (in :func:`default_cache_dir`)."""
+    return VerdictCache()
+
+
+def validate(program: Program, policy: Policy = Policy(),
+             cache: VerdictCache | None = None) -> Verdict:
+    """Validate ``program`` under ``policy``, answering from ``cache`` when it can."""
+    key = cache_key(program.sha256, policy)
+    if cache is not None:
+        hit = cache.get(key)
+        if hit is not None:
+            return hit
+    verdict = _validate(program, policy)
+    if cache is not None:
+        cache.put(key, verdict)
+    return verdict
