@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import ctypes
 import http.client
 import json
@@ -277,6 +278,12 @@ def proc_cmdline(pid: int) -> list[str]:
         return []
 
 
+def send_signal(pid: int, sig: signal.Signals) -> None:
+    """Signal a process that may have exited meanwhile."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
+
+
 def build_ring(path: Path, devices: list[dict], replicas: int) -> None:
     """Write <path>.builder and <path>.ring.gz with Swift's RingBuilder API.
 
@@ -423,8 +430,12 @@ class DevCluster:
 
     # --- configuration ---------------------------------------------------------
 
-    def write_config(self) -> None:
-        """Write swift.conf, the rings and every server's conf.d from self.servers."""
+    def configure(self) -> None:
+        """Pick the ports and write swift.conf, the rings and every server's conf.d.
+
+        ``start`` does this first; on its own it shows what would run.
+        """
+        self.servers = self._plan()
         shutil.rmtree(self.swift_dir, ignore_errors=True)
         self.swift_dir.mkdir(parents=True)
         (self.swift_dir / 'swift.conf').write_text(SWIFT_CONF)
@@ -567,16 +578,15 @@ class DevCluster:
         if running:
             pids = ', '.join(f'{name} {pid}' for name, pid in running.items())
             raise ClusterRunning(f'a cluster is already running in {self.dir} ({pids}); '
-                                 f'stop it first')
+                                 f'use it (zerocloud-devcluster env) or stop it first')
         self._clear_run_files()
-        self.servers = self._plan()
+        self.configure()
         for server in self.servers:
             if not port_free(server.port):
                 raise ClusterError(f'port {server.port} for {server.name} is already in use')
         for sub in ('log', 'run'):
             shutil.rmtree(self.dir / sub, ignore_errors=True)
             (self.dir / sub).mkdir(parents=True)
-        self.write_config()
         try:
             for server in self.servers:
                 self._spawn(server)
@@ -587,16 +597,21 @@ class DevCluster:
             raise
 
     def stop(self) -> None:
-        """End this cluster's processes (SIGTERM, then SIGKILL) and wait until
-        their ports are free. Does nothing if no cluster runs here."""
+        """End this cluster's processes and wait until their ports are free.
+
+        SIGTERM first (a clean shutdown takes Swift well under a second),
+        SIGKILL for any still there after STOP_GRACE. Only processes named in
+        this directory's pid files and running this cluster's confs are
+        touched; with none, this only clears stale pid and state files.
+        """
         running = self.running_servers()
         ports = [s.port for s in self.servers if s.name in running]
         for pid in running.values():
-            os.kill(pid, signal.SIGTERM)
-            os.kill(pid, signal.SIGCONT)    # a paused server handles SIGTERM only once resumed
+            send_signal(pid, signal.SIGTERM)
+            send_signal(pid, signal.SIGCONT)    # a paused server handles SIGTERM once resumed
         left = self._wait_gone(running.values(), STOP_GRACE)
         for pid in left:
-            os.kill(pid, signal.SIGKILL)
+            send_signal(pid, signal.SIGKILL)
         left = self._wait_gone(left, STOP_GRACE)
         if left:
             raise ClusterError(f'processes {sorted(left)} did not exit after SIGKILL')
@@ -644,7 +659,7 @@ class DevCluster:
         pid = self._owned_pid(server)
         if pid is None:
             raise ClusterError(f'{server.name} is not running')
-        os.kill(pid, signal.SIGKILL)
+        send_signal(pid, signal.SIGKILL)
         self._wait_gone([pid], STOP_GRACE)
 
     def start_object_server(self, i: int) -> None:
@@ -669,7 +684,7 @@ class DevCluster:
         pid = self._owned_pid(server)
         if pid is None:
             raise ClusterError(f'{server.name} is not running')
-        os.kill(pid, sig)
+        send_signal(pid, sig)
 
 
 def serve(app: str, conf: str, parent: int | None = None) -> int:
@@ -714,13 +729,17 @@ def _cmd_start(cluster: DevCluster) -> int:
 
 
 def _cmd_stop(cluster: DevCluster) -> int:
-    if not cluster.running_servers():
-        cluster.stop()      # clears stale pid and state files
-        print(f'no cluster running in {cluster.dir}')
-        return 0
+    was_running = bool(cluster.running_servers())
     began = time.monotonic()
-    cluster.stop()
-    print(f'stopped the cluster in {cluster.dir} ({time.monotonic() - began:.1f} s)')
+    try:
+        cluster.stop()      # also clears stale pid and state files
+    except ClusterError as err:
+        print(f'zerocloud-devcluster: {err}', file=sys.stderr)
+        return 1
+    if was_running:
+        print(f'stopped the cluster in {cluster.dir} ({time.monotonic() - began:.1f} s)')
+    else:
+        print(f'no cluster running in {cluster.dir}')
     return 0
 
 
@@ -756,9 +775,11 @@ def main(argv: list[str] | None = None) -> int:
         description='Start and stop a local Swift cluster with ZeroCloud installed.')
     sub = parser.add_subparsers(dest='command', required=True, metavar='COMMAND')
     start = sub.add_parser('start', parents=[common], help='start the cluster and wait for it')
-    start.add_argument('--replicas', type=int, default=2, help='object ring replicas (2)')
-    start.add_argument('--object-servers', type=int, default=3, help='object servers (3)')
-    start.add_argument('--port-base', type=int,
+    start.add_argument('--replicas', type=int, default=2, metavar='N',
+                       help='object ring replicas (2)')
+    start.add_argument('--object-servers', type=int, default=3, metavar='N',
+                       help='object servers (3)')
+    start.add_argument('--port-base', type=int, metavar='P',
                        help='proxy port; the other servers take the next ports '
                             '(default: free ports)')
     sub.add_parser('stop', parents=[common], help='stop the processes start started')

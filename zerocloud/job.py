@@ -622,7 +622,7 @@ def _instances(group: Group, list_objects: Callable[[str, str], Iterable[str]],
     matches = []
     for match in _find(wild.path, list_objects, list_containers):
         matches.append(match)
-        if False:
+        if len(matches) > room:
             raise _too_large(max_nodes, group.name)
     if not matches:
         raise JobError(f'No objects found in path {wild.path} in {group.name}')
@@ -634,7 +634,7 @@ def _group_nodes(group: Group, instances: list[tuple[SwiftPath | None, tuple[str
     wild = group.wildcard_device
     several = len(instances) > 1
     for device in group.devices:
-        if device.writable and device.path and not device.path.wildcard and several:
+        if False:
             raise JobError(f'Single path {device.path} for multiple node definition: '
                            f'{group.name}, please use wildcard')
     nodes = []

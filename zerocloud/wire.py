@@ -34,6 +34,10 @@ class WireError(ValueError):
     """A stream that does not follow this protocol."""
 
 
+class TooLarge(WireError):
+    """A member larger than the receiver accepts."""
+
+
 def member_header(name: str, size: int) -> bytes:
     info = tarfile.TarInfo(name)
     info.size, info.mode = size, 0o644
@@ -94,6 +98,6 @@ def copy_limited(src, dst, limit: int) -> int:
     while chunk := src.read(CHUNK):
         total += len(chunk)
         if total > limit:
-            raise WireError(f'member larger than {limit} bytes')
+            raise TooLarge(f'member larger than {limit} bytes')
         dst.write(chunk)
     return total

@@ -107,20 +107,13 @@ class Program:
 
 @dataclass(frozen=True)
 class _Phdr:
-    type: int
+    type: str | int     # pyelftools' name, e.g. 'PT_LOAD'; an unknown type stays a number
     flags: int
     offset: int
     vaddr: int
     filesz: int
     memsz: int
     align: int
-
-
-_PT_LOAD, _PT_DYNAMIC, _PT_INTERP, _PT_PHDR, _PT_TLS = 1, 2, 3, 6, 7
-_PT_GNU_STACK = 0x6474E551
-_ET_EXEC, _ET_DYN = 2, 3
-_EM_X86_64 = 62
-_TYPE_NAMES = {0: 'ET_NONE', 1: 'ET_REL', 2: 'ET_EXEC', 3: 'ET_DYN', 4: 'ET_CORE'}
 
 
 def load_program(path: str | os.PathLike, *, memory_limit: int = 4 << 30) -> Program:
@@ -138,20 +131,19 @@ def parse_elf(data: bytes, *, memory_limit: int = 4 << 30) -> Program:
     _check_ident(data)
     elf = _open(data)
     ehdr = elf.header
-    e_type, e_machine = _raw(ehdr['e_type']), _raw(ehdr['e_machine'])
-    if e_machine != _EM_X86_64:
+    if ehdr['e_machine'] != 'EM_X86_64':
         raise ElfError('E1', f'e_machine is {ehdr["e_machine"]}, not EM_X86_64')
-    if e_type == _ET_DYN:
+    if ehdr['e_type'] == 'ET_DYN':
         raise ElfError('E1', 'e_type is ET_DYN (position-independent executable or shared '
                              'object); build with -static (not -static-pie)')
-    if e_type != _ET_EXEC:
-        raise ElfError('E1', f'e_type is {_TYPE_NAMES.get(e_type, hex(e_type))}, not ET_EXEC')
+    if ehdr['e_type'] != 'ET_EXEC':
+        raise ElfError('E1', f'e_type is {ehdr["e_type"]}, not ET_EXEC')
     phdrs = _program_headers(elf, len(data))
     for ph in phdrs:
-        if ph.type == _PT_INTERP:
+        if ph.type == 'PT_INTERP':
             raise ElfError('E2', 'PT_INTERP present: the program is dynamically linked; '
                                  'build with -static')
-        if ph.type == _PT_DYNAMIC:
+        if ph.type == 'PT_DYNAMIC':
             raise ElfError('E2', 'PT_DYNAMIC present: the program needs a dynamic loader; '
                                  'build with -static')
     segments = _segments(phdrs, data, memory_limit)
@@ -196,14 +188,6 @@ def _open(data: bytes) -> ELFFile:
         raise ElfError('E3', f'malformed ELF header: {e}') from e
 
 
-def _raw(value: object) -> int:
-    """pyelftools names known enum values; map the names back to numbers."""
-    if isinstance(value, int):
-        return value
-    return {'ET_NONE': 0, 'ET_REL': 1, 'ET_EXEC': 2, 'ET_DYN': 3, 'ET_CORE': 4,
-            'EM_X86_64': _EM_X86_64}.get(str(value), -1)
-
-
 def _program_headers(elf: ELFFile, file_size: int) -> list[_Phdr]:
     ehdr = elf.header
     phnum, phoff, phentsize = ehdr['e_phnum'], ehdr['e_phoff'], ehdr['e_phentsize']
@@ -218,20 +202,10 @@ def _program_headers(elf: ELFFile, file_size: int) -> list[_Phdr]:
                              f'extends past the end of the {file_size}-byte file')
     try:
         headers = [elf.get_segment(i).header for i in range(phnum)]
-        return [_Phdr(_ptype(h['p_type']), h['p_flags'], h['p_offset'], h['p_vaddr'],
+        return [_Phdr(h['p_type'], h['p_flags'], h['p_offset'], h['p_vaddr'],
                       h['p_filesz'], h['p_memsz'], h['p_align']) for h in headers]
     except Exception as e:  # pyelftools raises many types on malformed input
         raise ElfError('E3', f'malformed program header: {e}') from e
-
-
-_PT_NAMES = {'PT_LOAD': _PT_LOAD, 'PT_DYNAMIC': _PT_DYNAMIC, 'PT_INTERP': _PT_INTERP,
-             'PT_PHDR': _PT_PHDR, 'PT_TLS': _PT_TLS, 'PT_GNU_STACK': _PT_GNU_STACK}
-
-
-def _ptype(value: object) -> int:
-    if isinstance(value, int):
-        return value
-    return _PT_NAMES.get(str(value), -1)
 
 
 def _flags(flags: int) -> str:
@@ -243,7 +217,7 @@ def _segments(phdrs: list[_Phdr], data: bytes, memory_limit: int) -> tuple[Segme
     """E3 and E4 on the PT_LOAD entries; returns them sorted by address."""
     loads = []
     for i, ph in enumerate(phdrs):
-        if ph.type != _PT_LOAD:
+        if ph.type != 'PT_LOAD':
             continue
         name = f'PT_LOAD #{i} at {ph.vaddr:#x} ({_flags(ph.flags)})'
         if ph.filesz > ph.memsz:
@@ -289,10 +263,10 @@ def _check_stack_and_tls(phdrs: list[_Phdr],
     """E6: never an executable stack; the TLS image must be part of the loaded image."""
     tls = None
     for ph in phdrs:
-        if ph.type == _PT_GNU_STACK and ph.flags & PF_X:
+        if ph.type == 'PT_GNU_STACK' and ph.flags & PF_X:
             raise ElfError('E6', 'PT_GNU_STACK asks for an executable stack '
                                  '(link without -z execstack)')
-        if ph.type != _PT_TLS:
+        if ph.type != 'PT_TLS':
             continue
         if tls is not None:
             raise ElfError('E6', 'more than one PT_TLS')
@@ -310,10 +284,10 @@ def _check_stack_and_tls(phdrs: list[_Phdr],
 def _phdr_addr(phdrs: list[_Phdr], phoff: int, phnum: int) -> int:
     """Where the program headers are mapped (for AT_PHDR); 0 when they are not."""
     for ph in phdrs:
-        if ph.type == _PT_PHDR:
+        if ph.type == 'PT_PHDR':
             return ph.vaddr
     for ph in phdrs:
-        if ph.type == _PT_LOAD and ph.offset <= phoff \
+        if ph.type == 'PT_LOAD' and ph.offset <= phoff \
                 and phoff + phnum * _PHDR_SIZE <= ph.offset + ph.filesz:
             return ph.vaddr + phoff - ph.offset
     return 0

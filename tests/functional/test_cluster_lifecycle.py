@@ -12,6 +12,7 @@ import shlex
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -44,7 +45,7 @@ def processes_in(dir: Path) -> list[int]:
 
 
 @pytest.fixture
-def cluster_dir(tmp_path: Path) -> Path:
+def cluster_dir(tmp_path: Path) -> Iterator[Path]:
     """A cluster directory whose cluster, if any, is stopped after the test."""
     yield tmp_path / 'cluster'
     DevCluster(tmp_path / 'cluster').stop()

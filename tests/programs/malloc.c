@@ -1,5 +1,5 @@
-/* malloc: many malloc/free/realloc calls of sizes from 1 byte to 6 MiB (the
- * big ones go to mmap in both musl and glibc), each block filled with a
+/* malloc: many malloc/free/realloc calls of sizes from 1 byte to 3 MiB (the
+ * ones over 128 KiB go to mmap in both musl and glibc), each block filled with a
  * pattern that is checked before it is freed or after it is moved by realloc.
  * Prints a checksum of everything it verified, never an address. */
 #include <stdint.h>
@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SLOTS 256
+#define SLOTS 128
 
 static uint64_t state = 0x9e3779b97f4a7c15u;
 
@@ -25,10 +25,10 @@ static size_t pick_size(void)
     if (r < 600)
         return 1 + rnd() % 64;
     if (r < 900)
-        return 65 + rnd() % 4096;
-    if (r < 990)
-        return 4096 + rnd() % (256 << 10);
-    return (1 << 20) + rnd() % (5 << 20);   /* 1..6 MiB: mmap territory */
+        return 65 + rnd() % 2048;
+    if (r < 980)
+        return 2048 + rnd() % (256 << 10);
+    return (128 << 10) + rnd() % (3 << 20); /* 128 KiB..3 MiB: mmap territory */
 }
 
 struct slot {
@@ -82,7 +82,7 @@ static int check(const struct slot *s, size_t upto)
 int main(void)
 {
     long mallocs = 0, frees = 0, reallocs = 0;
-    for (int op = 0; op < 6000; op++) {
+    for (int op = 0; op < 3000; op++) {
         struct slot *s = &slots[rnd() % SLOTS];
         int what = (int)(rnd() % 3);
         if (!s->p) {

@@ -23,6 +23,8 @@ CASES = {
     'fileio': dict(input=b'some input bytes\n' * 10, output=True),
     'getpid': dict(args=('300',)),
     'addrs': dict(),
+    'cpuid': dict(),
+    'sleep': dict(),
 }
 
 

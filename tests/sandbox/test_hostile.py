@@ -9,11 +9,14 @@ the program sees (host files, processes, sockets, executable memory).
 from __future__ import annotations
 
 import re
+import subprocess
+from pathlib import Path
 
 import pytest
 from elftools.elf.elffile import ELFFile
 
 NOT_OK = 125
+PROGRAMS = Path(__file__).resolve().parent.parent / 'programs'
 
 
 def symbol(path, name: str) -> int:
@@ -211,3 +214,149 @@ def test_output_flood_without_quota_runs_out_of_fuel(guest, zvm):
     run = zvm.run(guest('flood'), opts=['--fuel', '100000'])
     assert_stopped(run, 'fuel')
     assert len(run.stdout) == run.accounting['channels']['/dev/stdout']['write_bytes'] > 0
+
+
+@pytest.mark.parametrize('how, what', [
+    ('div0', 'divide'), ('int3', 'int3'), ('ud2', 'invalid'), ('hlt', 'hlt'),
+    ('abort', 'SIGABRT'), ('null', '0x0'), ('stack', 'unmapped'),
+])
+def test_crashes_are_faults(guest, zvm, how, what):
+    run = zvm.run(guest('crash'), how)
+    assert_stopped(run, 'fault')
+    assert run.stdout == f'crashing by {how}\n'.encode()
+    assert what in run.report['message'], run
+
+
+def test_hidden_syscall_reached_by_ret(guest, zvm):
+    prog = guest('hidden_ret')
+    assert zvm.validate(prog).returncode == 0
+    run = zvm.run(prog)
+    assert_stopped(run, 'fault')                 # not exit 42 through the hidden syscall
+    assert f'{symbol(prog, "hidden") + 3:#x}' in run.report['message'], run
+    assert run.accounting['syscalls'] == 0
+
+
+def test_entry_point_inside_an_instruction(guest, zvm):
+    prog = guest('entry_hidden')
+    run = zvm.run(prog)
+    assert_stopped(run, 'validation')
+    assert [v['rule'] for v in run.report['validation']['violations']] == ['E5']
+    assert run.report['validation']['violations'][0]['address'] == f'{symbol(prog, "_start"):#x}'
+
+
+def test_code_in_rodata_never_runs(guest, zvm):
+    """With -z noseparate-code .rodata is in the executable segment."""
+    prog = guest('rodata_code', flags=('-O2', '-Wl,-z,noseparate-code'))
+    run = zvm.run(prog)
+    assert run.status in ('fault', 'validation'), run
+    assert run.returncode == NOT_OK
+    assert b'returned' not in run.stdout
+    if run.status == 'fault':
+        assert f'{symbol(prog, "code"):#x}' in run.report['message'], run
+
+
+def test_segment_register_load_is_rejected(guest, zvm):
+    run = zvm.run(guest('segment'))
+    assert_stopped(run, 'validation')
+    assert {v['rule'] for v in run.report['validation']['violations']} == {'I6'}
+
+
+def test_code_cannot_be_replaced_through_memory_calls(guest, zvm):
+    run = zvm.run(guest('remap'))
+    assert run.status == 'ok', run
+    out = run.stdout.decode()
+    results = dict(line.split(': ', 1) for line in out.splitlines() if ': ' in line)
+    refused = [k for k in results if k.startswith(('munmap', 'mmap', 'mprotect', 'mremap'))]
+    assert len(refused) == 6
+    assert all(results[k] != 'succeeded' for k in refused), out
+    assert results['brk to text moved'] == '0'
+    assert out.endswith('code unchanged\nlocal still 7\n'), out
+
+
+def test_absurd_syscall_arguments(guest, zvm):
+    run = zvm.run(guest('badptr'), input=b'0123456789' * 10)
+    assert run.status == 'ok', run
+    lines = run.stdout.decode().splitlines()
+    assert lines[-1] == 'survived', run
+    results = dict(line.rsplit(' = ', 1) for line in lines if ' = ' in line)
+    expected = {                    # what Linux answers
+        'read(NULL)': '-1 errno=14', 'read(huge count at eof)': '-1 errno=14',
+        'write(NULL)': '-1 errno=14', 'readv(huge iovcnt)': '-1 errno=22',
+        'readv(negative iovcnt)': '-1 errno=22', 'pread(negative offset)': '-1 errno=22',
+        'pread(huge offset)': '0 errno=0', 'lseek(overflow)': '-1 errno=22',
+        'lseek(bad whence)': '-1 errno=22', 'open(NULL)': '-1 errno=14',
+        'fstat(NULL)': '-1 errno=14', 'fstat(bad fd)': '-1 errno=9',
+        'read(fd -1)': '-1 errno=9', 'clock_gettime(NULL)': '-1 errno=14',
+        'uname(NULL)': '-1 errno=14', 'getrandom(bad flags)': '-1 errno=22',
+        'mmap(len 0)': '-1 errno=22', 'nanosleep(bad nsec)': '-1 errno=22',
+        'syscall(-1)': '-1 errno=38', 'syscall(1<<40)': '-1 errno=38',
+    }
+    assert {k: results.get(k) for k in expected} == expected
+    others = set(results) - set(expected) - {'lseek(huge)', 'read(at huge offset)'}
+    assert all(results[k].startswith('-1 errno=') and results[k] != '-1 errno=0'
+               for k in others), results
+    assert 'brk(huge) moved: 0' in lines
+    unknown = run.accounting['unknown_syscalls']
+    assert sum(unknown.values()) >= 3, unknown
+
+
+def test_channels_keep_their_direction(guest, zvm):
+    data = b'hello input, more than eleven bytes\n'
+    run = zvm.run(guest('chanperm'), input=data)
+    assert run.status == 'ok', run
+    assert run.stdout.decode().splitlines() == [
+        'open(/dev/stdin, O_WRONLY) = -1 Permission denied',
+        'open(/dev/stdout, O_RDONLY) = -1 Permission denied',
+        'open(/dev/input, O_RDWR) = -1 Permission denied',
+        'open(/dev/input, O_WRONLY) = -1 Permission denied',
+        'open(/dev/output) = -1 No such file or directory',
+        'open(/dev/nvram) = -1 No such file or directory',
+        'read(stdout) = -1 Bad file descriptor',
+        'write(stdin) = -1 Bad file descriptor',
+        'lseek(stdout) = -1 Invalid seek',
+        'ftruncate(stdout) = -1 Function not implemented',
+        'mmap(input, shared rw) = -1 Permission denied',
+        'mmap(input, private r) = 0',
+        'mapped: hello input',
+    ]
+
+
+# -- programs the ELF checks refuse ------------------------------------------------------
+
+def test_elf_rwx_segment(guest, zvm):
+    run = zvm.run(guest('hello', flags=('-O2', '-Wl,-N')))     # one RWX segment
+    assert_stopped(run, 'validation')
+    assert [v['rule'] for v in run.report['validation']['violations']] == ['E4']
+
+
+def test_elf_executable_stack(guest, zvm):
+    run = zvm.run(guest('hello', flags=('-O2', '-Wl,-z,execstack')))
+    assert_stopped(run, 'validation')
+    assert [v['rule'] for v in run.report['validation']['violations']] == ['E6']
+
+
+@pytest.mark.parametrize('flags, rule', [(['-no-pie'], 'E2'), (['-pie', '-fPIE'], 'E1'),
+                                         (['-static-pie', '-fPIE'], 'E1')])
+def test_elf_dynamic_or_pie(zvm, tmp_path, flags, rule):
+    prog = tmp_path / 'hello'
+    subprocess.run(['gcc', '-O2', *flags, '-o', prog, PROGRAMS / 'hello.c'], check=True)
+    run = zvm.run(prog)
+    assert_stopped(run, 'validation')
+    assert [v['rule'] for v in run.report['validation']['violations']] == [rule]
+
+
+@pytest.mark.parametrize('content', [b'', b'#!/bin/sh\necho hi\n', b'\x7fELF' + bytes(60)])
+def test_not_an_elf_program(zvm, tmp_path, content):
+    prog = tmp_path / 'prog'
+    prog.write_bytes(content)
+    run = zvm.run(prog)
+    assert_stopped(run, 'validation')
+    assert run.report['validation']['violations'][0]['rule'].startswith('E')
+
+
+def test_truncated_elf(guest, zvm, tmp_path):
+    prog = tmp_path / 'truncated'
+    prog.write_bytes(guest('hello').read_bytes()[:3000])
+    run = zvm.run(prog)
+    assert_stopped(run, 'validation')
+    assert [v['rule'] for v in run.report['validation']['violations']] == ['E3']

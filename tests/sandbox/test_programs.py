@@ -13,7 +13,7 @@ import pytest
 MUSL = 'musl-gcc'
 GLIBC = 'gcc'
 ORDINARY = ['hello', 'cat', 'wc', 'sort', 'malloc', 'args_env', 'exitcode', 'timeprint',
-            'fileio', 'getpid', 'readtext', 'addrs']
+            'fileio', 'getpid', 'readtext', 'addrs', 'sleep', 'cpuid']
 GLIBC_PROGRAMS = ['hello', 'wc', 'sort', 'malloc']
 COMPILERS = [pytest.param(MUSL, id='musl'), pytest.param(GLIBC, id='glibc')]
 
@@ -163,7 +163,7 @@ def test_malloc_heavy(guest, zvm, native, cc):
     assert_same_as_native(run, native(prog))
     assert re.fullmatch(rb'mallocs \d+ frees \d+ reallocs \d+ checksum [0-9a-f]{16}\n',
                         run.stdout)
-    assert run.accounting['peak_memory'] >= 6 << 20    # several MiB-sized blocks at once
+    assert run.accounting['peak_memory'] >= 3 << 20    # blocks of up to 3 MiB
 
 
 @pytest.mark.parametrize('args, env', [
@@ -250,3 +250,22 @@ def test_timeprint_virtual_clock(guest, zvm):
         assert re.fullmatch(r'[0-9a-f]{32}', lines['random'])
         assert re.fullmatch(r'[0-9a-f]{32}', lines['at_random'])
         assert lines['random'] != lines['at_random']
+
+
+def test_sleep_is_virtual(guest, zvm):
+    """Three virtual days of sleep cost no wall time and move the guest clock."""
+    run = zvm.run(guest('sleep'))
+    assert_ok(run)
+    assert run.stdout == b'slept 259200 s, 0 left\n'
+    assert run.accounting['wall_time'] < 10
+
+
+def test_cpuid_is_a_fixed_table_without_rdrand(guest, zvm):
+    run = zvm.run(guest('cpuid'))
+    assert_ok(run)
+    regs = {int(m[1], 16): [int(x, 16) for x in m[2].split()]
+            for m in re.finditer(rb'leaf ([0-9a-f]{8}): ((?:[0-9a-f]{8} ?){4})', run.stdout)}
+    assert len(regs) == 5, run.stdout
+    assert not regs[1][2] & 1 << 30, 'CPUID.1:ECX advertises RDRAND, which is rejected'
+    assert not regs[7][1] & 1 << 18, 'CPUID.7:EBX advertises RDSEED, which is rejected'
+    assert re.search(rb'^vendor \w{12}$', run.stdout, re.M)

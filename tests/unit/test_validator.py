@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import random
 import struct
 import subprocess
 from pathlib import Path
@@ -15,6 +16,18 @@ from pathlib import Path
 import pytest
 from capstone import CS_ARCH_X86, CS_MODE_64, Cs
 from elftools.elf.elffile import ELFFile
+from unicorn import UC_ARCH_X86, UC_MODE_64, Uc, UcError
+from unicorn.x86_const import (
+    UC_X86_REG_RAX,
+    UC_X86_REG_RBP,
+    UC_X86_REG_RBX,
+    UC_X86_REG_RCX,
+    UC_X86_REG_RDI,
+    UC_X86_REG_RDX,
+    UC_X86_REG_RIP,
+    UC_X86_REG_RSI,
+    UC_X86_REG_RSP,
+)
 
 from zvm_core.elf import parse_elf
 from zvm_core.validator import (
@@ -414,3 +427,51 @@ def test_default_cache_dir_and_singleton(monkeypatch, tmp_path, musl_hello):
     assert default_cache() is default_cache()
     validate(parse_elf(musl_hello), cache=VerdictCache())
     assert len(list(tmp_path.glob('*.json'))) == 1
+
+
+def test_unicorn_decodes_accepted_instructions_as_capstone_does():
+    """Inside a translated block unicorn decodes on its own, so the two decoders must agree.
+
+    Random instructions (prefixes, REX, one- and two-byte opcode maps, and
+    relative branches) are decoded by capstone and executed once by unicorn;
+    for every one the validator accepts, unicorn must go on at the next
+    instruction capstone saw (or at the branch target it printed).
+    """
+    rng = random.Random(20240611)
+    uc = Uc(UC_ARCH_X86, UC_MODE_64)
+    base = 0x100000
+    uc.mem_map(0, 0x200000)
+    md = Cs(CS_ARCH_X86, CS_MODE_64)
+    prefixes = b'\x66\x67\xf2\xf3\x2e\x3e\x26\x36\x64\x65\xf0'
+    branches = [b'\xeb', b'\xe9', b'\xe8', b'\xe3', b'\xe2', b'\x74', b'\x0f\x85', b'\xc7\xf8']
+    compared = 0
+    for _ in range(6000):
+        raw = bytes(rng.choice(prefixes) for _ in range(rng.choice((0, 0, 1, 2))))
+        if rng.random() < 0.3:
+            raw += bytes([rng.randrange(0x40, 0x50)])
+        raw += rng.choice([b'', b'\x0f', b'\x0f\x38', rng.choice(branches)])
+        raw = (raw + rng.randbytes(15))[:15]
+        insn = next(md.disasm_lite(raw, base, 1), None)
+        if insn is None:
+            continue
+        mnem = insn[2].split()[-1]
+        relative = mnem[0] == 'j' or mnem in ('call', 'loop', 'loope', 'loopne', 'xbegin')
+        target = int(insn[3], 0) if relative and insn[3][:1].isdigit() else None
+        if mnem.startswith('ret') or mnem in ('jmp', 'call') and target is None:
+            continue      # indirect: where it goes is data, not decoding
+        if any(v.rule != 'I8' for v in validate_code(raw[:insn[1]], base).violations):
+            continue      # rejected (direct targets outside this one-instruction buffer are fine)
+        uc.mem_write(base, raw + bytes(16))
+        uc.ctl_remove_cache(base, base + 0x1000)
+        for reg in (UC_X86_REG_RAX, UC_X86_REG_RDX, UC_X86_REG_RBX, UC_X86_REG_RSI,
+                    UC_X86_REG_RDI, UC_X86_REG_RBP):
+            uc.reg_write(reg, 0x1000)
+        uc.reg_write(UC_X86_REG_RCX, 0)     # rep-prefixed instructions finish at once
+        uc.reg_write(UC_X86_REG_RSP, 0x8000)
+        try:
+            uc.emu_start(base, 1 << 40, count=1)
+        except UcError:
+            continue      # a fault stops the guest: nothing after it runs
+        assert uc.reg_read(UC_X86_REG_RIP) in (base + insn[1], target), (raw.hex(), insn)
+        compared += 1
+    assert compared > 1000

@@ -1,0 +1,157 @@
+"""zerocloud.devcluster without servers: samples, generated confs, rings, CLI edges."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from swift.common.ring import RingData
+from swift.common.utils import readconf
+
+from zerocloud import devcluster
+from zerocloud.devcluster import DevCluster, main
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize('name', devcluster.SAMPLES)
+def test_etc_samples_are_the_text_the_launcher_uses(name: str) -> None:
+    assert (REPO / 'etc' / name).read_text() == devcluster.sample_text(name)
+
+
+@pytest.fixture
+def configured(tmp_path: Path) -> DevCluster:
+    """A cluster planned on ports 20000.. with its configuration written, not started."""
+    cluster = DevCluster(tmp_path, port_base=20000,
+                         extra_conf={'object': '# all objects\n', 'object1': '# object1\n',
+                                     'proxy': '# proxy\n'})
+    cluster.configure()
+    return cluster
+
+
+def test_port_base_gives_consecutive_ports(configured: DevCluster) -> None:
+    assert [(s.name, s.port) for s in configured.servers] == [
+        ('proxy', 20000), ('account', 20001), ('container', 20002),
+        ('object0', 20003), ('object1', 20004), ('object2', 20005)]
+    assert configured.auth_url == 'http://127.0.0.1:20000/auth/v1.0'
+    assert configured.object_ports == [20003, 20004, 20005]
+
+
+def test_free_ports_are_distinct(tmp_path: Path) -> None:
+    cluster = DevCluster(tmp_path)
+    cluster.configure()
+    ports = [s.port for s in cluster.servers]
+    assert len(set(ports)) == len(ports) == 6
+    assert all(devcluster.port_free(port) for port in ports)
+
+
+def test_proxy_conf_is_the_sample_plus_site_values(configured: DevCluster) -> None:
+    conf_dir = configured.conf_dir(configured.server('proxy'))
+    assert sorted(os.listdir(conf_dir)) == [
+        '00-proxy-server.conf', '10-zerocloud.conf', '50-devcluster.conf', '90-extra.conf']
+    assert (conf_dir / '00-proxy-server.conf').read_text() == devcluster.sample_text(
+        devcluster.PROXY_SAMPLE)
+    assert (conf_dir / '10-zerocloud.conf').read_text() == devcluster.sample_text(
+        devcluster.ZEROCLOUD_SAMPLE)
+    assert (conf_dir / '90-extra.conf').read_text() == '# proxy\n'
+    conf = readconf(str(conf_dir))
+    assert conf['pipeline:main']['pipeline'] == (
+        'catch_errors gatekeeper healthcheck proxy-logging tempauth zerocloud '
+        'proxy-logging proxy-server')
+    assert conf['filter:zerocloud']['use'] == 'egg:zerocloud#zerocloud_proxy'
+    defaults = conf['app:proxy-server']
+    assert (defaults['bind_ip'], defaults['bind_port'], defaults['workers']) == (
+        '127.0.0.1', '20000', '0')
+    assert defaults['swift_dir'] == str(configured.swift_dir)
+    assert defaults['allow_account_management'] == 'true'
+    tempauth = conf['filter:tempauth']
+    assert tempauth['user_test_tester'] == 'testing .admin'
+    assert tempauth['user_test2_tester2'] == 'testing2 .admin'
+    assert tempauth['user_admin_admin'] == 'admin .admin .reseller_admin'
+    assert tempauth['active_fernet_key_id'] == 'devcluster'
+    assert len(tempauth['fernet_key_devcluster']) == 44
+
+
+def test_object_confs_are_the_sample_plus_site_values(configured: DevCluster) -> None:
+    for i, device in enumerate(configured.object_devices):
+        server = configured.server(f'object{i}')
+        conf_dir = configured.conf_dir(server)
+        assert (conf_dir / '00-object-server.conf').read_text() == devcluster.sample_text(
+            devcluster.OBJECT_SAMPLE)
+        conf = readconf(str(conf_dir))
+        assert conf['pipeline:main']['pipeline'] == 'healthcheck zerocloud object-server'
+        assert conf['filter:zerocloud']['use'] == 'egg:zerocloud#zerocloud_object'
+        app = conf['app:object-server']
+        assert app['bind_port'] == str(device['port'])
+        assert (app['mount_check'], app['disable_fallocate']) == ('false', 'true')
+        assert Path(app['devices'], device['device']) == Path(device['path'])
+        assert Path(device['path']).is_dir()
+        extra = (conf_dir / '90-extra.conf').read_text()
+        assert extra == ('# all objects\n# object1\n' if i == 1 else '# all objects\n')
+
+
+def test_account_and_container_share_a_device(configured: DevCluster) -> None:
+    for name in ('account', 'container'):
+        server = configured.server(name)
+        conf = readconf(str(configured.conf_dir(server)))
+        assert conf['pipeline:main']['pipeline'] == f'healthcheck {name}-server'
+        assert conf[f'app:{name}-server']['devices'] == str(configured.dir / 'srv' / 'ac')
+    assert (configured.dir / 'srv' / 'ac' / 'ac').is_dir()
+
+
+def load_ring(cluster: DevCluster, name: str) -> RingData:
+    return RingData.load(str(cluster.swift_dir / f'{name}.ring.gz'))
+
+
+@pytest.mark.parametrize('replicas', [1, 2, 3])
+def test_object_ring(tmp_path: Path, replicas: int) -> None:
+    cluster = DevCluster(tmp_path, replicas=replicas)
+    cluster.configure()
+    ring = load_ring(cluster, 'object')
+    assert ring.replica_count == replicas
+    assert [(d['id'], d['port'], d['device'], d['zone']) for d in ring.devs] == [
+        (d['id'], d['port'], d['device'], d['id'] + 1) for d in cluster.object_devices]
+    for part in range(2 ** ring.part_power):
+        devs = [row[part] for row in ring._replica2part2dev_id]
+        assert len(set(devs)) == replicas
+    for name in ('account', 'container'):
+        assert load_ring(cluster, name).replica_count == 1
+
+
+def test_rings_place_objects_the_same_way_every_start(tmp_path: Path) -> None:
+    placements = []
+    for run in ('a', 'b'):
+        cluster = DevCluster(tmp_path / run)
+        cluster.configure()                     # new free ports each time
+        placements.append(load_ring(cluster, 'object')._replica2part2dev_id)
+    assert placements[0] == placements[1]
+
+
+@pytest.mark.parametrize('replicas, objects', [(0, 3), (4, 3), (1, 0)])
+def test_bad_layouts_are_refused(tmp_path: Path, replicas: int, objects: int) -> None:
+    with pytest.raises(ValueError):
+        DevCluster(tmp_path, replicas=replicas, object_servers=objects)
+
+
+def test_a_reused_pid_is_not_taken_for_a_server(tmp_path: Path) -> None:
+    (tmp_path / 'run').mkdir()
+    (tmp_path / 'run' / 'proxy.pid').write_text(f'{os.getpid()}\n')     # alive, not ours
+    assert DevCluster(tmp_path).running_servers() == {}
+
+
+def test_default_dir_follows_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path))
+    assert devcluster.default_dir() == tmp_path / 'zerocloud' / 'devcluster'
+
+
+def test_cli_without_a_cluster(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    dir_opt = ['--dir', str(tmp_path)]
+    assert main(['env', *dir_opt]) == 1
+    assert 'no cluster running' in capsys.readouterr().err
+    assert main(['status', *dir_opt]) == 1
+    assert main(['stop', *dir_opt]) == 0
+    assert 'no cluster running' in capsys.readouterr().out
+    with pytest.raises(SystemExit) as err:
+        main(['start', *dir_opt, '--replicas', '4'])
+    assert err.value.code == 2
