@@ -76,7 +76,7 @@ def guest():
     return build_guest
 
 
-@dataclass
+@dataclass(repr=False)
 class Run:
     """One ``zvm run``: exit status, parsed report, and what each channel got."""
 
@@ -97,7 +97,7 @@ class Run:
     def accounting(self) -> dict:
         return self.report['accounting']
 
-    def __str__(self) -> str:      # shown by pytest when an assertion on a Run fails
+    def __repr__(self) -> str:     # what pytest shows when `assert ..., run` fails
         return (f'zvm exit {self.returncode}; status {self.report.get("status")}: '
                 f'{self.report.get("message")}\nstdout={self.stdout[:400]!r}\n'
                 f'stderr={self.stderr[:400]!r}\ncli stderr={self.cli_stderr[-800:]!r}')
@@ -121,6 +121,9 @@ class Zvm:
             ) -> subprocess.CompletedProcess:
         return subprocess.run([*CLI, *map(str, args)], input=stdin, capture_output=True,
                               cwd=REPO, env=self.env, timeout=timeout, check=False)
+
+    def popen(self, *args: str, **kwargs) -> subprocess.Popen:
+        return subprocess.Popen([*CLI, *map(str, args)], cwd=REPO, env=self.env, **kwargs)
 
     def validate(self, program: Path, *opts: str) -> subprocess.CompletedProcess:
         return self.cli('validate', *opts, program)

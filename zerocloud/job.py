@@ -18,7 +18,7 @@ A job is a JSON list of node groups::
            "meta": {"Source": "sort"},         # -> X-Object-Meta-Source
            "min_size": 1},                     # smaller output is dropped
           {"name": "stderr"}],                 # no path: part of the response
-      "count": 1,                              # nodes, when no path has a wildcard
+      "count": 1,                              # nodes, unless a read path has "*"
       "connect": ["merge"],                    # groups this one writes to
       "replicate": 1,                          # 1-3 runs compared by etag
       "attach": "stdin",                       # device whose object places it
@@ -26,25 +26,33 @@ A job is a JSON list of node groups::
 
 Devices: ``stdin``, ``input``, ``script`` and ``image`` are read; ``stdout``,
 ``stderr`` and ``output`` are written; system images configured by the
-operator (``python3.11``...) are read-only and take no path.  A read device
-without a path receives the request's payload; a written one without a path
-becomes part of the response.  ``mode`` (``file``, ``char``, ``pipe`` or
-``block``) changes what ``fstat`` shows to the program.
+operator (``python3.11``...) are read-only and take no path.  One of
+``stdin``, ``input`` or ``script`` may go without a path: it receives the
+request's payload; ``image`` without a path is the image sent with the
+request; a written device without a path becomes part of the response.
+``mode`` (``file``, ``char``, ``pipe`` or ``block``) changes what ``fstat``
+shows the program.  ``exec.args`` may also be a list of strings.
 
 Paths are ``swift://account/container/object`` with URL-encoded UTF-8 names;
 ``~`` or ``.`` as the account means the caller's account.  A read device may
 name a container (its listing database) instead of an object.
 
 ``*`` in the container and/or object of a read path expands to one node per
-matching object (pseudo-directories excluded), named ``<name>-1`` ...
-``<name>-N`` in listing order.  Every ``*`` of a written path is replaced by
-the text the read wildcards matched (``log_*.txt`` -> ``sorted/log_*.txt``),
-or by the node name when nothing was matched.  ``count: N`` also makes nodes
-``<name>-1`` ... ``<name>-N``; a group of one node keeps its name.
+matching object (pseudo-directories excluded; one such path per group),
+named ``<name>-1`` ... ``<name>-N`` in listing order.  Each ``*`` of a
+written path is replaced by the next text the read wildcards matched (with
+the paths above, ``logs/log_7.txt`` is written as ``sorted/log_7.txt``), or
+by the node name when nothing was matched.  ``count: N`` also makes nodes
+``<name>-1`` ... ``<name>-N``; a group of one node keeps its name.  No two
+nodes may write the same object.
 
 ``connect: ["B"]`` on group A lets every node of A write to every node of B:
 ``A-3`` writes ``/dev/out/B-1``, which ``B-1`` reads as ``/dev/in/A-3``.  A
 group of several nodes may connect to itself (a node never to itself).
+
+A node runs next to the object of its last read device with a path (then
+``image``, ``script``, the first written device), or of the device named
+by ``attach``; without one it runs on any server.
 
 Every invalid job raises :class:`JobError`, whose message (the body of the
 400 answer) says what is wrong and where.
@@ -634,19 +642,19 @@ def _group_nodes(group: Group, instances: list[tuple[SwiftPath | None, tuple[str
     wild = group.wildcard_device
     several = len(instances) > 1
     for device in group.devices:
-        if False:
+        if device.writable and device.path and not device.path.wildcard and several:
             raise JobError(f'Single path {device.path} for multiple node definition: '
                            f'{group.name}, please use wildcard')
     nodes = []
     for index, (matched, values) in enumerate(instances, 1):
-        name = f'{group.name}-{index}' if several or wild else group.name
+        name = f'{group.name}-{index}' if several or wild is not None else group.name
         devices = []
         for device in group.devices:
             path = device.path
             if device is wild:
                 path = matched
             elif device.writable and path and path.wildcard:
-                path = _output_path(path, values if wild else (name,) * _stars(path),
+                path = _output_path(path, values if wild is not None else (name,) * _stars(path),
                                     name, group.name)
             devices.append(replace(device, path=path, meta=dict(device.meta)))
         nodes.append(Node(name=name, group=group.name, index=index, id=first_id + index - 1,

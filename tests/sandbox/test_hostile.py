@@ -8,6 +8,7 @@ the program sees (host files, processes, sockets, executable memory).
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -186,6 +187,41 @@ def test_infinite_loop_wall_clock_timeout(guest, zvm):
     assert 1.0 <= run.accounting['wall_time'] < 30, run
 
 
+def test_timeout_while_blocked_on_a_read(guest, zvm, tmp_path):
+    """stdin is a pipe that never delivers: --timeout must still end the run."""
+    report = tmp_path / 'report.json'
+    proc = zvm.popen('run', '--timeout', '1', '--report', report, '--stdout', tmp_path / 'out',
+                     guest('cat'), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                     stderr=subprocess.DEVNULL)
+    try:
+        proc.wait(timeout=10)
+        hung = False
+    except subprocess.TimeoutExpired:
+        hung = True
+    finally:
+        proc.stdin.close()                  # EOF: lets a stuck read return
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    assert not hung, 'zvm run --timeout 1 was still running after 10 s, blocked in read()'
+    assert proc.returncode == NOT_OK
+    assert json.loads(report.read_text())['status'] == 'timeout'
+
+
+def test_input_quota(guest, zvm):
+    """cat gets get_size bytes, then EDQUOT, and gives up: status quota."""
+    data = bytes(range(256)) * 20
+    run = zvm.run(guest('cat'), stdin=data, opts=['--quota', '/dev/stdin=get_size:1000'])
+    assert run.status == 'quota', run
+    assert run.returncode == NOT_OK
+    assert run.report['retcode'] == 1           # the program did exit, after the refusal
+    assert run.stdout == data[:1000]
+    assert b'cat: read: ' in run.stderr
+    assert run.accounting['channels']['/dev/stdin']['read_bytes'] == 1000
+
+
 def test_memory_bomb(guest, zvm):
     run = zvm.run(guest('membomb'), opts=['--memory', str(64 << 20)])
     assert_stopped(run, 'memory')
@@ -360,3 +396,19 @@ def test_truncated_elf(guest, zvm, tmp_path):
     run = zvm.run(prog)
     assert_stopped(run, 'validation')
     assert [v['rule'] for v in run.report['validation']['violations']] == ['E3']
+
+
+def test_clock_overflow(guest, zvm):
+    """Sleeping ~2**64 virtual seconds must not break the sandbox's clock."""
+    run = zvm.run(guest('timewarp'))
+    assert run.status == 'ok', run
+    assert run.stdout.endswith(b'survived\n')
+
+
+@pytest.mark.parametrize('epoch', [str(2**62), str(2**63 - 1), str(2**63), str(2**64)])
+def test_huge_epoch(guest, zvm, epoch):
+    """An --epoch the clock cannot represent is a usage error, or it works; never
+    an internal failure."""
+    prog = guest('timeprint')
+    res = zvm.cli('run', '--epoch', epoch, '--stdout', '/dev/null', prog)
+    assert res.returncode in (0, 2), res.stderr.decode()[-2000:]

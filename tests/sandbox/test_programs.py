@@ -13,7 +13,8 @@ import pytest
 MUSL = 'musl-gcc'
 GLIBC = 'gcc'
 ORDINARY = ['hello', 'cat', 'wc', 'sort', 'malloc', 'args_env', 'exitcode', 'timeprint',
-            'fileio', 'getpid', 'readtext', 'addrs', 'sleep', 'cpuid']
+            'fileio', 'getpid', 'readtext', 'addrs', 'sleep', 'cpuid',
+            'reopen']
 GLIBC_PROGRAMS = ['hello', 'wc', 'sort', 'malloc']
 COMPILERS = [pytest.param(MUSL, id='musl'), pytest.param(GLIBC, id='glibc')]
 
@@ -269,3 +270,17 @@ def test_cpuid_is_a_fixed_table_without_rdrand(guest, zvm):
     assert not regs[1][2] & 1 << 30, 'CPUID.1:ECX advertises RDRAND, which is rejected'
     assert not regs[7][1] & 1 << 18, 'CPUID.7:EBX advertises RDSEED, which is rejected'
     assert re.search(rb'^vendor \w{12}$', run.stdout, re.M)
+
+
+def test_reopen_truncate_and_append(guest, zvm, native, etag, tmp_path):
+    """open(O_TRUNC) empties /dev/output, O_APPEND writes at its end, as on Linux."""
+    data = b'first line of input\n'
+    prog = guest('reopen')
+    run = zvm.run(prog, input=data, output=True)
+    assert_ok(run)
+    (tmp_path / 'in').write_bytes(data)
+    nat = native(prog, str(tmp_path / 'in'), str(tmp_path / 'out'))
+    assert run.stdout == nat.stdout
+    assert (tmp_path / 'out').read_bytes() == b'short\nappended\n'
+    assert run.output == b'short\nappended\n'
+    assert run.report['etags']['/dev/output'] == etag(run.output)

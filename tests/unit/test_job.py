@@ -501,7 +501,7 @@ def test_no_listing_without_wildcards():
 
 
 def test_no_objects_found():
-    swift = FakeSwift({'c': ['y1', 'dir/x1/']})
+    swift = FakeSwift({'c': ['y1', 'x1/']})
     message = error(group(devices=[{'name': 'stdin', 'path': 'swift://~/c/x*'}]), swift=swift)
     assert message == f'No objects found in path swift://{ACCOUNT}/c/x* in sort'
 
@@ -630,6 +630,7 @@ def test_self_connect_of_a_single_match_has_no_channel():
     (['input', 'stdin', 'stdout'], None, 'stdin'),
     (['script', 'image', 'stdout'], None, 'image'),
     (['stdout', 'script'], None, 'script'),
+    (['stdin', 'script', 'image'], None, 'stdin'),
     (['stdout', 'output'], None, 'stdout'),
     (['stdin', 'python3', 'stdout'], None, 'stdin'),
     (['input', 'stdout'], 'stdout', 'stdout'),
