@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import select
 import stat
+import time
 from dataclasses import dataclass, field
 
 UNLIMITED = (1 << 63) - 1
@@ -70,6 +72,13 @@ class Backing:
         """MD5 of the whole content, for random writes the stream hash cannot follow."""
         return None
 
+    def ready(self, write: bool, deadline: float) -> bool:
+        """Wait until I/O would not block, or until ``deadline`` (False)."""
+        return True
+
+    def truncate(self) -> None:
+        raise NotImplementedError
+
     def close(self) -> None:
         pass
 
@@ -104,6 +113,16 @@ class FdBacking(Backing):
         if offset is None:
             return os.writev(self.fd, bufs)
         return os.pwritev(self.fd, bufs, offset)
+
+    def ready(self, write: bool, deadline: float) -> bool:
+        if self.seekable:
+            return True
+        poll = select.poll()
+        poll.register(self.fd, select.POLLOUT if write else select.POLLIN)
+        return bool(poll.poll(max(0.0, deadline - time.monotonic()) * 1000))
+
+    def truncate(self) -> None:
+        os.ftruncate(self.fd, 0)
 
     def content_md5(self) -> str | None:
         if not self.seekable:
@@ -156,6 +175,9 @@ class MemoryBacking(Backing):
             self.data[pos:pos + len(buf)] = buf
             pos += len(buf)
         return pos - start
+
+    def truncate(self) -> None:
+        del self.data[:]
 
     def content_md5(self) -> str | None:
         return hashlib.md5(self.data).hexdigest()
@@ -235,6 +257,11 @@ class Channel:
         self.counters.writes += 1
         self.counters.write_bytes += n
         return n
+
+    def truncate(self) -> None:
+        """O_TRUNC on a random-access written channel: start the content again."""
+        self.backing.truncate()
+        self._md5, self._appended, self._appending = hashlib.md5(), 0, True
 
     def etag(self) -> str:
         if self._appending:

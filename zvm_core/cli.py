@@ -134,10 +134,14 @@ def _cmd_validate(opts: argparse.Namespace) -> int:
 
 
 def _cmd_run(opts: argparse.Namespace) -> int:
+    try:
+        limits = Limits(opts.memory, opts.fuel, opts.timeout)
+    except ValueError as e:
+        raise ChannelError(f'bad limit: {e}') from None
     channels = _channels(opts)
     report = run(opts.program, channels,
                  argv=[os.path.basename(opts.program), *opts.args], env=dict(opts.env),
-                 limits=Limits(opts.memory, opts.fuel, opts.timeout), seed=opts.seed,
+                 limits=limits, seed=opts.seed,
                  epoch=opts.epoch, policy=Policy(rdtsc=opts.rdtsc))
     text = report.to_json() + '\n'
     if opts.report == '-':

@@ -14,6 +14,7 @@ import collections
 import errno
 import os
 import struct
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -50,6 +51,8 @@ from zvm_core.validator import Policy, Verdict, Violation, default_cache, valida
 DEFAULT_MEMORY = 256 << 20
 DEFAULT_FUEL = 200_000_000_000
 DEFAULT_TIMEOUT = 60.0
+MAX_TIMEOUT = 7 * 24 * 3600.0
+MAX_MEMORY = MANIFEST_PAGE          # everything below the user manifest page
 MIN_HEAP = 1 << 20
 TCG_BUFFER = 32 << 20
 MAX_ARGS_SIZE = 256 << 10
@@ -66,6 +69,8 @@ _FAULTS = {
 _TRAPS = {0: 'divide error', 1: 'debug trap', 3: 'breakpoint (int3)', 4: 'overflow',
           5: 'bound range exceeded', 6: 'invalid opcode', 13: 'general protection fault',
           16: 'x87 floating-point error', 17: 'alignment check', 19: 'SIMD floating-point error'}
+_UC_ERRORS = {ucc.UC_ERR_INSN_INVALID: 'invalid or unsupported instruction',
+              ucc.UC_ERR_EXCEPTION: 'unhandled CPU exception'}
 AT = dict(PHDR=3, PHENT=4, PHNUM=5, PAGESZ=6, BASE=7, FLAGS=8, ENTRY=9, UID=11, EUID=12,
           GID=13, EGID=14, PLATFORM=15, HWCAP=16, CLKTCK=17, SECURE=23, RANDOM=25,
           HWCAP2=26, EXECFN=31)
@@ -78,6 +83,14 @@ class Limits:
     memory: int = DEFAULT_MEMORY
     fuel: int = DEFAULT_FUEL
     timeout: float = DEFAULT_TIMEOUT
+
+    def __post_init__(self) -> None:
+        if not 0 < self.memory <= MAX_MEMORY:
+            raise ValueError(f'memory must be between 1 and {MAX_MEMORY} bytes')
+        if self.fuel < 0:
+            raise ValueError('fuel must not be negative')
+        if not 0 < self.timeout <= MAX_TIMEOUT:     # also false for nan
+            raise ValueError(f'timeout must be more than 0 and at most {MAX_TIMEOUT:g} s')
 
 
 class SetupError(ValueError):
@@ -256,22 +269,32 @@ class Machine:
                                  SeededStream(seed, b'AT_RANDOM').take(16))
         self.uc.reg_write(UC_X86_REG_RSP, sp)
         self.guard.arm(self.limits.fuel)
+        self.timed_out = False
+        self.deadline = time.monotonic() + self.limits.timeout
         error = None
+        WATCHDOG.arm(self)
         try:
-            self.uc.emu_start(self.program.entry, 0, timeout=int(self.limits.timeout * 1e6))
+            self.uc.emu_start(self.program.entry, 0)
         except UcError as e:
             error = e
+        finally:
+            WATCHDOG.disarm(self)
         wall = time.perf_counter() - start
-        report = self._classify(error, wall)
+        report = self._classify(error)
         report.accounting = self._accounting(wall)
         report.etags = {a: ch.etag() for a, ch in sorted(self.channels.items())
                         if ch.mode & WRITE}
         return report
 
+    def expire(self) -> None:
+        """Called by the watchdog when the run passed its deadline."""
+        self.timed_out = True
+        self.uc.emu_stop()
+
     def _rip(self) -> int:
         return self.uc.reg_read(UC_X86_REG_RIP)
 
-    def _classify(self, error: UcError | None, wall: float) -> Report:
+    def _classify(self, error: UcError | None) -> Report:
         st = self.guard.state
         if self.outcome is not None:
             o = self.outcome
@@ -283,17 +306,13 @@ class Machine:
         elif st.stop == zguard.STOP_FUEL:
             status, retcode = 'fuel', None
             message = f'instruction budget of {self.limits.fuel} exhausted at {st.stop_addr:#x}'
-        elif error is not None or self.fault:
-            status, retcode = 'fault', None
-            what = self.fault or f'{error.args[0] if error else ""}'
-            if error is not None and not self.fault:
-                what = {ucc.UC_ERR_INSN_INVALID: 'invalid or unsupported instruction',
-                        ucc.UC_ERR_EXCEPTION: 'unhandled CPU exception'}.get(error.errno,
-                                                                            str(error))
-            message = f'{what} (rip {self._rip():#x})'
-        elif wall >= self.limits.timeout:
+        elif self.timed_out:
             status, retcode = 'timeout', None
             message = f'wall-clock timeout of {self.limits.timeout:g} s at {self._rip():#x}'
+        elif error is not None or self.fault:
+            status, retcode = 'fault', None
+            what = self.fault or _UC_ERRORS.get(error.errno, str(error))
+            message = f'{what} (rip {self._rip():#x})'
         else:
             status, retcode = 'fault', None
             message = f'program stopped without calling exit (hlt; rip {self._rip():#x})'
@@ -326,6 +345,48 @@ class Machine:
     def close(self) -> None:
         self.mem.close()
         self._bitmap.close()
+
+
+class Watchdog:
+    """One thread per process that stops runs past their wall-clock deadline.
+
+    unicorn's own ``emu_start(timeout=)`` starts and joins a thread per run
+    (~0.1 ms each); this one serves every machine of the process.  The
+    deadline is a safety net: a stop by time is not reproducible, which is
+    why the report calls it ``timeout``, apart from ``fuel``.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._armed: dict[int, Machine] = {}
+        self._thread: threading.Thread | None = None
+
+    def arm(self, machine: Machine) -> None:
+        with self._cond:
+            self._armed[id(machine)] = machine
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name='zvm-watchdog',
+                                                daemon=True)
+                self._thread.start()
+            self._cond.notify()
+
+    def disarm(self, machine: Machine) -> None:
+        with self._cond:
+            self._armed.pop(id(machine), None)
+
+    def _loop(self) -> None:
+        with self._cond:
+            while True:
+                now = time.monotonic()
+                for key, machine in list(self._armed.items()):
+                    if machine.deadline <= now:
+                        del self._armed[key]
+                        machine.expire()
+                nearest = min((m.deadline for m in self._armed.values()), default=None)
+                self._cond.wait(None if nearest is None else nearest - now)
+
+
+WATCHDOG = Watchdog()
 
 
 def _invalid(violations: list[Violation], message: str) -> Report:

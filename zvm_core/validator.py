@@ -15,8 +15,9 @@ padding, a section the headers do not list) until it meets a known start or a
 terminator.  Otherwise code after the end of a section would run unvalidated.
 
 Verdicts are cached by SHA-256 of the file, :data:`VALIDATOR_VERSION` and the
-policy (I12).  Bump the version whenever a rule, or the code ranges
-``zvm_core.elf`` hands over, change.
+policy (I12).  The version includes a digest of this module's and
+``zvm_core.elf``'s source and the capstone version, so a changed rule can
+never be answered by a verdict the old rules gave.
 """
 
 from __future__ import annotations
@@ -35,11 +36,21 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import EllipsisType
 
+import capstone
 from capstone import CS_ARCH_X86, CS_MODE_64, Cs
 
 from zvm_core.elf import PF_X, Program
 
-VALIDATOR_VERSION = '1'
+
+def _fingerprint() -> str:
+    from zvm_core import elf
+    h = hashlib.sha256(capstone.__version__.encode())
+    for module in (__file__, elf.__file__):
+        h.update(Path(module).read_bytes())
+    return h.hexdigest()[:16]
+
+
+VALIDATOR_VERSION = '2-' + _fingerprint()
 MAX_VIOLATIONS = 100
 
 _CHUNK = 4096        # instructions per capstone call: bounds capstone's result array

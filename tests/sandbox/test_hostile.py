@@ -412,3 +412,17 @@ def test_huge_epoch(guest, zvm, epoch):
     prog = guest('timeprint')
     res = zvm.cli('run', '--epoch', epoch, '--stdout', '/dev/null', prog)
     assert res.returncode in (0, 2), res.stderr.decode()[-2000:]
+
+
+@pytest.mark.parametrize('option, value', [
+    ('--fuel', str(2**64)), ('--fuel', str(2**64 + 1)), ('--fuel', str(2**100)),
+    ('--timeout', 'inf'), ('--timeout', 'nan'), ('--timeout', '1e308'), ('--timeout', '-1'),
+    ('--memory', str(2**80)), ('--seed', str(2**200)),
+])
+def test_cli_limits_out_of_range(guest, zvm, option, value):
+    """Extreme limit values: hello runs normally, or zvm refuses the value as a
+    usage error (exit 2); no traceback, no silent wrap-around to a tiny budget."""
+    res = zvm.cli('run', option, value, '--stdout', '/dev/null', guest('hello'))
+    err = res.stderr.decode()
+    assert res.returncode in (0, 2), err[-2000:]
+    assert 'Traceback' not in err, err[-2000:]

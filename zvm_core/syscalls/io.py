@@ -18,6 +18,8 @@ from zvm_core.memory import PROT_R, PROT_W
 from zvm_core.syscalls.errors import Stop, SysError
 
 O_ACCMODE, O_WRONLY, O_RDWR, O_DIRECTORY, O_CLOEXEC = 3, 1, 2, 0o200000, 0o2000000
+O_TRUNC, O_APPEND = 0o1000, 0o2000
+OFF_MAX = (1 << 63) - 1
 AT_FDCWD, AT_EMPTY_PATH = -100, 0x1000
 SEEK_SET, SEEK_CUR, SEEK_END = 0, 1, 2
 F_DUPFD, F_GETFD, F_SETFD, F_GETFL, F_SETFL, F_DUPFD_CLOEXEC = 0, 1, 2, 3, 4, 1030
@@ -29,14 +31,15 @@ BLKSIZE = 65536
 class OpenFile:
     """An open description: shared by dup'd descriptors, one position each."""
 
-    __slots__ = ('channel', 'access', 'pos')
+    __slots__ = ('channel', 'access', 'pos', 'append')
 
-    def __init__(self, channel: Channel, access: int) -> None:
-        self.channel, self.access, self.pos = channel, access, 0
+    def __init__(self, channel: Channel, access: int, append: bool = False) -> None:
+        self.channel, self.access, self.pos, self.append = channel, access, 0, append
 
     @property
     def flags(self) -> int:
-        return {READ: os.O_RDONLY, WRITE: O_WRONLY, READ | WRITE: O_RDWR}[self.access]
+        mode = {READ: os.O_RDONLY, WRITE: O_WRONLY, READ | WRITE: O_RDWR}[self.access]
+        return mode | (O_APPEND if self.append else 0)
 
 
 def _file(p, fd: int, access: int = 0) -> OpenFile:
@@ -83,6 +86,13 @@ def _refused(p, ch: Channel, what: str) -> int:
     return -errno.EDQUOT
 
 
+def _ready(p, ch: Channel, write: bool) -> None:
+    """A read or write that would block must not outlive the run's deadline."""
+    if not ch.backing.ready(write, p.deadline):
+        raise Stop('timeout', f'wall-clock timeout while {"writing" if write else "reading"} '
+                              f'{ch.alias}')
+
+
 def _read(p, f: OpenFile, bufs: list[memoryview], offset: int | None) -> int:
     ch = f.channel
     want = sum(map(len, bufs))
@@ -92,6 +102,7 @@ def _read(p, f: OpenFile, bufs: list[memoryview], offset: int | None) -> int:
     if budget < 0:
         return _refused(p, ch, 'read')
     if not ch.random:
+        _ready(p, ch, False)
         return ch.read(_clip(bufs, budget), None)
     n = ch.read(_clip(bufs, budget), f.pos if offset is None else offset)
     if offset is None:
@@ -105,7 +116,10 @@ def _write(p, f: OpenFile, bufs: list[memoryview], offset: int | None) -> int:
     if budget < 0:
         return _refused(p, ch, 'write')
     if not ch.random:
+        _ready(p, ch, True)
         return ch.write(_clip(bufs, budget), None)
+    if offset is None and f.append:
+        f.pos = ch.size
     n = ch.write(_clip(bufs, budget), f.pos if offset is None else offset)
     if offset is None:
         f.pos += n
@@ -168,7 +182,7 @@ def sys_lseek(p, fd, offset, whence, *_):
     if not f.channel.random:
         raise SysError(errno.ESPIPE)
     base = {SEEK_SET: 0, SEEK_CUR: f.pos, SEEK_END: f.channel.size}.get(whence)
-    if base is None or base + _signed(offset) < 0:
+    if base is None or not 0 <= base + _signed(offset) <= OFF_MAX:
         raise SysError(errno.EINVAL)
     f.pos = base + _signed(offset)
     return f.pos
@@ -205,7 +219,9 @@ def _open(p, dirfd: int, path: int, flags: int) -> int:
     if access is None or ch.mode & access != access:
         raise SysError(errno.EACCES)
     fd = _lowest_fd(p)
-    p.fds[fd] = OpenFile(ch, access)
+    if flags & O_TRUNC and access & WRITE and ch.random:
+        ch.truncate()
+    p.fds[fd] = OpenFile(ch, access, append=bool(flags & O_APPEND))
     return fd
 
 

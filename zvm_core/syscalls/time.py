@@ -13,22 +13,23 @@ import struct
 from zvm_core.syscalls.errors import SysError
 
 NS = 1_000_000_000
+MAX_NS = (1 << 63) - 1         # the clock saturates instead of wrapping
 CLOCK_REALTIME, TIMER_ABSTIME = 0, 1
 KNOWN_CLOCKS = range(0, 12)
 
 
 class VirtualClock:
     def __init__(self, epoch: int, instructions) -> None:
-        self.epoch = epoch
+        self.epoch = min(epoch, MAX_NS // NS)
         self._instructions = instructions    # callable: instructions executed so far
         self.slept = 0
 
     def monotonic_ns(self) -> int:
-        return self._instructions() + self.slept
+        return min(MAX_NS, self._instructions() + self.slept)
 
     def clock_ns(self, clock: int) -> int:
         base = self.epoch * NS if clock in (CLOCK_REALTIME, 8, 11) else 0
-        return base + self.monotonic_ns()
+        return min(MAX_NS, base + self.monotonic_ns())
 
 
 def _timespec(p, addr: int) -> int:
@@ -70,7 +71,7 @@ def sys_time(p, tloc, *_):
 
 
 def sys_nanosleep(p, req, rem, *_):
-    p.clock.slept += _timespec(p, req)
+    p.clock.slept = min(MAX_NS, p.clock.slept + _timespec(p, req))
     return 0
 
 
@@ -80,7 +81,7 @@ def sys_clock_nanosleep(p, clock, flags, req, rem, *_):
     t = _timespec(p, req)
     if flags & TIMER_ABSTIME:
         t = max(0, t - p.clock.clock_ns(clock))
-    p.clock.slept += t
+    p.clock.slept = min(MAX_NS, p.clock.slept + t)
     return 0
 
 

@@ -1,0 +1,165 @@
+"""Shared helpers of the benchmarks: guest builds, statistics, tables, test data.
+
+Guest programs are ``bench/programs/<name>.c``, compiled with
+``<cc> -static -O2`` into ``<repo>/.zvm-build/bench/``, cached by a hash of
+the source, the compiler's ``--version`` and the flags (as the tests'
+``guest`` fixture does; the test code itself is not imported).
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import hashlib
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+REPO = Path(__file__).resolve().parent.parent
+PROGRAMS = REPO / 'bench' / 'programs'
+BUILD = REPO / '.zvm-build' / 'bench'
+T = TypeVar('T')
+WORDS = ('object', 'storage', 'swift', 'ring', 'proxy', 'replica', 'sandbox', 'node',
+         'deterministic', 'channel', 'the', 'a', 'of', 'data', 'compute', 'zero', 'unicorn',
+         'template', 'worker', 'pool', 'validator', 'guard', 'fuel', 'x86', 'elf')
+
+
+# -- guest programs ------------------------------------------------------------
+
+@functools.cache
+def _compiler_id(cc: str) -> str:
+    if shutil.which(cc) is None:
+        sys.exit(f'compiler {cc!r} not found (Debian: apt-get install musl-tools gcc)')
+    out = subprocess.run([cc, '--version'], capture_output=True, text=True, check=False)
+    return f'{shutil.which(cc)}\n{out.stdout}'
+
+
+def build(name: str, cc: str = 'musl-gcc', flags: Iterable[str] = ('-O2',)) -> Path:
+    """Path of ``bench/programs/<name>.c`` compiled with ``cc -static flags``."""
+    src = PROGRAMS / f'{name}.c'
+    flags = list(flags)
+    key = hashlib.sha256('\0'.join([src.name, src.read_text(), _compiler_id(cc), *flags])
+                         .encode()).hexdigest()[:16]
+    out = BUILD / f'{name}-{Path(cc).name}-{key}'
+    if out.exists():
+        return out
+    BUILD.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f'.{out.name}.{os.getpid()}.tmp')
+    cmd = [cc, '-static', *flags, '-o', str(tmp), str(src)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        tmp.unlink(missing_ok=True)
+        sys.exit(f'building {src.name} failed: {" ".join(cmd)}\n{proc.stderr}')
+    os.replace(tmp, out)
+    return out
+
+
+def private_verdict_cache() -> Path:
+    """Point ``ZVM_CACHE_DIR`` (this process and its children) at a new empty dir.
+
+    Call it before anything uses ``zvm_core.validator.default_cache()``:
+    benchmarks must neither depend on nor pollute the user's verdict cache.
+    """
+    path = Path(tempfile.mkdtemp(prefix='zvm-bench-verdicts-'))
+    os.environ['ZVM_CACHE_DIR'] = str(path)
+    atexit.register(shutil.rmtree, path, True)
+    return path
+
+
+# -- test data -----------------------------------------------------------------
+
+def text(size: int, seed: int = 0) -> bytes:
+    """About ``size`` bytes of deterministic text: lines of 4-14 words."""
+    rng = random.Random(seed)
+    words = rng.choices(WORDS, k=size // 5 + 16)
+    out, total, i = [], 0, 0
+    while total < size:
+        n = rng.randint(4, 14)
+        line = ' '.join(words[i:i + n]) if i + n <= len(words) else ' '.join(
+            rng.choices(WORDS, k=n))
+        i += n
+        out.append(line)
+        total += len(line) + 1
+    return ('\n'.join(out) + '\n').encode()[:size]
+
+
+# -- timing and statistics -----------------------------------------------------
+
+def timed(fn: Callable[..., T], *args: object, **kwargs: object) -> tuple[float, T]:
+    """(seconds, result) of ``fn(*args, **kwargs)``."""
+    t = time.perf_counter()
+    result = fn(*args, **kwargs)
+    return time.perf_counter() - t, result
+
+
+def percentile(xs: Sequence[float], q: float) -> float:
+    """The q-th percentile (0..100), linear between closest ranks."""
+    s = sorted(xs)
+    if not s:
+        return float('nan')
+    k = (len(s) - 1) * q / 100
+    lo = int(k)
+    hi = min(lo + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (k - lo)
+
+
+def p50(xs: Sequence[float]) -> float:
+    return statistics.median(xs) if xs else float('nan')
+
+
+def p99(xs: Sequence[float]) -> float:
+    return percentile(xs, 99)
+
+
+def ms(seconds: float) -> str:
+    return f'{seconds * 1e3:.3f} ms'
+
+
+def us(seconds: float) -> str:
+    return f'{seconds * 1e6:.2f} µs'
+
+
+def ratio(a: float, b: float) -> str:
+    return f'{a / b:.2f}x' if b else 'n/a'
+
+
+def mib(n: float) -> str:
+    return f'{n / (1 << 20):.1f} MiB'
+
+
+def table(title: str, header: Sequence[str], rows: Iterable[Sequence[object]],
+          note: str = '') -> None:
+    """Print ``rows`` under ``header`` as an aligned plain-text table."""
+    rows = [[str(c) for c in r] for r in rows]
+    cols = [list(header), *rows]
+    widths = [max(len(r[i]) for r in cols) for i in range(len(header))]
+
+    def line(r: Sequence[str]) -> str:
+        return '  '.join(c.ljust(w) if i == 0 else c.rjust(w)
+                         for i, (c, w) in enumerate(zip(r, widths, strict=True))).rstrip()
+
+    print(f'\n## {title}')
+    print(line(header))
+    print('  '.join('-' * w for w in widths))
+    for r in rows:
+        print(line(r))
+    if note:
+        print(note)
+    sys.stdout.flush()
+
+
+def environment() -> str:
+    """One line about the host, printed at the top of each benchmark."""
+    import platform
+
+    import unicorn
+    return (f'host: {platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, '
+            f'Python {platform.python_version()}, unicorn {unicorn.__version__}')
