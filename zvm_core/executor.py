@@ -360,6 +360,7 @@ class Watchdog:
         self._cond = threading.Condition()
         self._armed: dict[int, Machine] = {}
         self._thread: threading.Thread | None = None
+        self._wakes_at = float('inf')
 
     def arm(self, machine: Machine) -> None:
         with self._cond:
@@ -368,7 +369,8 @@ class Watchdog:
                 self._thread = threading.Thread(target=self._loop, name='zvm-watchdog',
                                                 daemon=True)
                 self._thread.start()
-            self._cond.notify()
+            if machine.deadline < self._wakes_at:     # else it wakes in time anyway
+                self._cond.notify()
 
     def disarm(self, machine: Machine) -> None:
         with self._cond:
@@ -382,8 +384,10 @@ class Watchdog:
                     if machine.deadline <= now:
                         del self._armed[key]
                         machine.expire()
-                nearest = min((m.deadline for m in self._armed.values()), default=None)
-                self._cond.wait(None if nearest is None else nearest - now)
+                self._wakes_at = min((m.deadline for m in self._armed.values()),
+                                     default=float('inf'))
+                self._cond.wait(None if self._wakes_at == float('inf')
+                                else self._wakes_at - now)
 
 
 WATCHDOG = Watchdog()
