@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
         r.add_argument(f'--{name}', metavar='FILE', help=f'host file for /dev/{name}')
     r.add_argument('--memory', type=_int, default=DEFAULT_MEMORY, help='guest memory, bytes')
     r.add_argument('--fuel', type=_int, default=DEFAULT_FUEL,
-                   help='instruction budget (deterministic)')
+                   help='budget in bytes of guest code executed (deterministic)')
     r.add_argument('--timeout', type=float, default=DEFAULT_TIMEOUT,
                    help='wall-clock safety limit, seconds')
     r.add_argument('--seed', type=_int, default=0, help='seed of getrandom and AT_RANDOM')

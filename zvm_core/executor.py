@@ -16,6 +16,7 @@ import os
 import struct
 import threading
 import time
+import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -101,6 +102,12 @@ class SetupError(ValueError):
         self.status = status
 
 
+def _weak(method):
+    """A hook callback that does not keep its machine alive (unicorn holds hooks)."""
+    ref = weakref.WeakMethod(method)
+    return lambda *args: ref()(*args)
+
+
 def _uc_prot(flags: int) -> int:
     return ((PROT_R if flags & PF_R else 0) | (PROT_W if flags & PF_W else 0)
             | (PROT_X if flags & PF_X else 0))
@@ -148,12 +155,13 @@ class Machine:
             self._bitmap[base // 8:base // 8 + len(bits)] = bits
         self.guard = zguard.Guard(self.uc, bitmap_addr, limit, self._on_syscall)
         self.args = self.guard.args
-        self.uc.hook_add(UC_HOOK_MEM_INVALID, self._on_mem_invalid)
-        self.uc.hook_add(UC_HOOK_INTR, self._on_interrupt)
+        self.uc.hook_add(UC_HOOK_MEM_INVALID, _weak(self._on_mem_invalid))
+        self.uc.hook_add(UC_HOOK_INTR, _weak(self._on_interrupt))
         self.channels: dict[str, Channel] = {}
         self.fds: dict[int, OpenFile] = {}
         self._context = self.uc.context_save()
         self.runs = 0
+        self.dirty = False
 
     # -- hooks -----------------------------------------------------------------
 
@@ -172,7 +180,7 @@ class Machine:
         except GuestFault:
             ret = -errno.EFAULT
         except Stop as s:
-            self.outcome = s
+            self.outcome = s.with_traceback(None)    # frames would keep this machine alive
             return 1
         except Exception as e:  # a sandbox bug must end the run, never escape into C
             self.outcome = Stop('killed', f'internal error in {syscall_name(nr)}: {e!r}')
@@ -245,6 +253,7 @@ class Machine:
         self.arena.reset()
         self.mem.zero(self.stack.start, self.stack.end)
         self.channels, self.fds = {}, {}
+        self.dirty = False
 
     def run(self, channels: Iterable[Channel], argv: list[str], env: Mapping[str, str],
             seed: int = 0, epoch: int = 0, limits: Limits | None = None) -> Report:
@@ -255,14 +264,16 @@ class Machine:
         start = time.perf_counter()
         if limits is not None:
             self.limits = Limits(self.memory_limit, limits.fuel, limits.timeout)
-        if self.runs:
+        if self.dirty:
             self.reset()
         self.runs += 1
+        self.dirty = True
         self.outcome: Stop | None = None
         self.fault: str | None = None
         self.unknown: collections.Counter = collections.Counter()
         self.rng = SeededStream(seed)
-        self.clock = VirtualClock(epoch, lambda: self.guard.state.used)
+        state = self.guard.state
+        self.clock = VirtualClock(epoch, lambda: state.used)
         self._attach(channels)
         sp = self._initial_stack([a.encode() for a in argv],
                                  [f'{k}={v}'.encode() for k, v in env.items()],
@@ -305,7 +316,8 @@ class Machine:
                        'boundary the validator saw (hidden or unvalidated code)')
         elif st.stop == zguard.STOP_FUEL:
             status, retcode = 'fuel', None
-            message = f'instruction budget of {self.limits.fuel} exhausted at {st.stop_addr:#x}'
+            message = (f'fuel exhausted at {st.stop_addr:#x}: the budget of '
+                       f'{self.limits.fuel} bytes of code executed is used up')
         elif self.timed_out:
             status, retcode = 'timeout', None
             message = f'wall-clock timeout of {self.limits.timeout:g} s at {self._rip():#x}'
@@ -337,14 +349,24 @@ class Machine:
     def _accounting(self, wall: float) -> Accounting:
         st = self.guard.state
         return Accounting(
-            instructions=st.used, syscalls=st.syscalls, unknown_syscalls=dict(self.unknown),
+            fuel=st.used, syscalls=st.syscalls, unknown_syscalls=dict(self.unknown),
             channels={a: ChannelAccounting(**vars(c.counters))
                       for a, c in sorted(self.channels.items())},
             peak_memory=self.image_size + self.arena.peak, wall_time=round(wall, 6))
 
     def close(self) -> None:
+        """Free the instance now, not whenever the cycle collector runs.
+
+        The engine is closed first (its finalizer is idempotent), then the
+        host memory it mapped; the C guard's callback is dropped with it.
+        """
+        uc, self.uc = self.uc, None
+        close_engine = getattr(uc, '_Uc__finalizer', None)
+        if close_engine is not None:
+            close_engine()
         self.mem.close()
         self._bitmap.close()
+        self.guard = self.args = self.clock = None
 
 
 class Watchdog:
@@ -380,10 +402,9 @@ class Watchdog:
         with self._cond:
             while True:
                 now = time.monotonic()
-                for key, machine in list(self._armed.items()):
-                    if machine.deadline <= now:
-                        del self._armed[key]
-                        machine.expire()
+                late = [k for k, m in self._armed.items() if m.deadline <= now]
+                for key in late:      # no local names: they would keep machines alive
+                    self._armed.pop(key).expire()
                 self._wakes_at = min((m.deadline for m in self._armed.values()),
                                      default=float('inf'))
                 self._cond.wait(None if self._wakes_at == float('inf')

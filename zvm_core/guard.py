@@ -2,10 +2,11 @@
 
 The guard is what makes the static validation mean something at run time:
 every translated block must start on an instruction boundary the validator
-decoded, and every block is charged to a deterministic instruction budget.
+decoded, and every block's code bytes are charged to a deterministic budget
+(fuel).
 It also answers ``syscall`` (by calling back into Python with the arguments
 already read), ``cpuid`` (from :data:`CPUID_TABLE`) and ``rdtsc``/``rdtscp``
-(a virtual counter: instructions executed so far).
+(a virtual counter: fuel used so far).
 """
 
 from __future__ import annotations

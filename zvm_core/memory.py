@@ -119,15 +119,31 @@ class AddressSpace:
         return bytes(region.view[off:end])
 
     def protect(self, start: int, end: int, prot: int) -> None:
-        """mprotect a page range that lies inside mapped regions."""
+        """mprotect a page range that lies inside one mapped region."""
+        base = self.region_at(start).prot
+        pages = range(start, end, PAGE)
+        if prot == base and not any(page in self._prot for page in pages):
+            return          # nothing changes: keep unicorn's region table small
         self.uc.mem_protect(start, end - start, prot)
-        for page in range(start, end, PAGE):
-            self._prot[page] = prot
+        for page in pages:
+            if prot == base:
+                self._prot.pop(page, None)
+            else:
+                self._prot[page] = prot
 
     def reset_protections(self) -> None:
         """Undo every ``protect`` (region permissions are as mapped again)."""
-        for page in sorted(self._prot):
-            self.uc.mem_protect(page, PAGE, self.region_at(page).prot)
+        run_start = run_end = None
+        for page in sorted(self._prot) + [None]:
+            if page is not None and page == run_end and \
+                    self.region_at(page) is self.region_at(run_start):
+                run_end += PAGE
+                continue
+            if run_start is not None:
+                self.uc.mem_protect(run_start, run_end - run_start,
+                                    self.region_at(run_start).prot)
+            run_start = page
+            run_end = None if page is None else page + PAGE
         self._prot.clear()
 
     def zero(self, start: int, end: int) -> None:
@@ -145,9 +161,12 @@ class AddressSpace:
             region.view[lo:hi] = bytes(hi - lo)
 
     def close(self) -> None:
+        """Release the host memory; only once the engine that maps it is closed."""
         for region in self.regions:
             region.view.release()
+            region.host.close()
         self.regions.clear()
+        self.uc = None
 
 
 class Arena:

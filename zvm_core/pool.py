@@ -35,7 +35,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 from zvm_core.channels import READ, Channel, FdBacking, Quota
 from zvm_core.report import Report
@@ -44,6 +44,7 @@ MAX_MESSAGE = 1 << 20
 MAX_FDS = 64
 KILL_GRACE = 2.0
 PR_SET_NO_NEW_PRIVS = 38
+PR_SET_THP_DISABLE = 41
 
 
 class PoolBusy(Exception):
@@ -142,7 +143,8 @@ class Templates:
             old.close()
 
 
-def _serve_one(req: dict, fds: list[int], templates: Templates) -> Report:
+def _serve_one(req: dict, fds: list[int], templates: Templates):
+    """Run one request: (report, the machine to clean afterwards or None)."""
     from zvm_core.elf import ElfError
     from zvm_core.executor import Limits, SetupError, invalid_elf_report, invalid_report
     channels = [Channel(c['alias'], FdBacking(fds[c['fd']], owned=False), c['mode'],
@@ -152,18 +154,18 @@ def _serve_one(req: dict, fds: list[int], templates: Templates) -> Report:
     try:
         machine, verdict = templates.get(req['program'], limits.memory, req['rdtsc'])
     except ElfError as e:
-        return invalid_elf_report(e)
+        return invalid_elf_report(e), None
     except SetupError as e:
-        return Report(e.status, None, str(e))
+        return Report(e.status, None, str(e)), None
     if machine is None:
-        return invalid_report(verdict)
+        return invalid_report(verdict), None
     try:
         report = machine.run(channels, req['argv'], req['env'], req['seed'], req['epoch'],
                              limits=limits)
     except SetupError as e:
         report = Report(e.status, None, str(e))
     report.validation = {'state': 'cached' if verdict.cached else 'ok', 'violations': []}
-    return report
+    return report, machine
 
 
 def _limit_self(address_space: int) -> None:
@@ -173,6 +175,9 @@ def _limit_self(address_space: int) -> None:
         resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+    # each engine's first write to its translation buffer would fault in a 2 MiB
+    # huge page: 5-7 ms per new instance instead of 0.5 (bench/pool.py)
+    libc.prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0)
 
 
 def worker_main(fd: int, template_bytes: int, address_space: int) -> int:
@@ -185,14 +190,17 @@ def worker_main(fd: int, template_bytes: int, address_space: int) -> int:
         req, fds = _recv(sock)
         if req is None:
             return 0
+        machine = None
         try:
-            report = _serve_one(req, fds, templates)
+            report, machine = _serve_one(req, fds, templates)
         except Exception as e:  # keep serving: one bad request must not take the worker
             report = _failed('killed', f'sandbox worker error: {e!r}')
         finally:
             for f in fds:
                 os.close(f)
         _send(sock, report.to_dict())
+        if machine is not None:
+            machine.reset()     # after the reply: idle templates hold no guest data
 
 
 # -- caller side ---------------------------------------------------------------
@@ -236,8 +244,14 @@ class Pool:
         self._lock = threading.Lock()
         self._slots = threading.Semaphore(self.size)
         self._idle: list[_Worker] = [_Worker(*self._args) for _ in range(self.size)]
+        self._all = set(self._idle)
         self._waiting = 0
         self.replaced = 0
+
+    @property
+    def pids(self) -> list[int]:
+        """Process ids of the workers (idle or busy)."""
+        return sorted(w.proc.pid for w in self._all)
 
     def run(self, program: str, channels: Iterable[ChannelSpec], *,
             argv: list[str], env: Mapping[str, str] | None = None, limits=None,
@@ -248,9 +262,11 @@ class Pool:
         channels = list(channels)
         fds = [c.fd for c in channels]
         req = {'program': os.path.abspath(program), 'argv': list(argv), 'env': dict(env or {}),
-               'limits': asdict(limits), 'seed': seed, 'epoch': epoch, 'rdtsc': rdtsc,
+               'limits': {'memory': limits.memory, 'fuel': limits.fuel,
+                          'timeout': limits.timeout},
+               'seed': seed, 'epoch': epoch, 'rdtsc': rdtsc,
                'channels': [{'alias': c.alias, 'fd': i, 'mode': c.mode, 'random': c.random,
-                             'quota': asdict(c.quota)} for i, c in enumerate(channels)]}
+                             'quota': vars(c.quota)} for i, c in enumerate(channels)]}
         with self._lock:
             if self._waiting >= self.queue + self.size:
                 raise PoolBusy(f'{self.size} running and {self.queue} waiting')
@@ -271,7 +287,10 @@ class Pool:
     def _replace(self, worker: _Worker) -> _Worker:
         worker.kill()
         self.replaced += 1
-        return _Worker(*self._args)
+        self._all.discard(worker)
+        new = _Worker(*self._args)
+        self._all.add(new)
+        return new
 
     def _exchange(self, worker: _Worker, req: dict, fds: list[int], wait: float) -> Report:
         deadline = time.monotonic() + wait
@@ -295,9 +314,9 @@ class Pool:
         return _report_from(reply)
 
     def close(self) -> None:
-        for worker in self._idle:
+        for worker in self._all:
             worker.close()
-        self._idle = []
+        self._idle, self._all = [], set()
 
     def __enter__(self) -> Pool:
         return self

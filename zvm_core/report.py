@@ -24,7 +24,7 @@ class ChannelAccounting:
 
 @dataclass
 class Accounting:
-    instructions: int = 0
+    fuel: int = 0               # bytes of guest code executed: the deterministic budget
     syscalls: int = 0
     unknown_syscalls: dict[str, int] = field(default_factory=dict)
     channels: dict[str, ChannelAccounting] = field(default_factory=dict)
@@ -58,7 +58,7 @@ class Report:
                            'violations': list(self.validation.get('violations', ()))},
             'etags': dict(self.etags),
             'accounting': {
-                'instructions': acc.instructions, 'syscalls': acc.syscalls,
+                'fuel': acc.fuel, 'syscalls': acc.syscalls,
                 'unknown_syscalls': dict(acc.unknown_syscalls),
                 'channels': {k: vars(v).copy() for k, v in acc.channels.items()},
                 'peak_memory': acc.peak_memory, 'wall_time': acc.wall_time,

@@ -56,7 +56,7 @@ def test_validator_rejects(guest, zvm, name, rule, mnemonic):
     main = symbol(prog, 'main')
     assert any(main <= int(v['address'], 16) < main + 256 for v in hits), validation
     assert run.stdout == b''                # not a single instruction ran
-    assert run.accounting['instructions'] == 0
+    assert run.accounting['fuel'] == 0
 
     res = zvm.validate(prog)
     assert res.returncode == 1, res
@@ -177,7 +177,7 @@ def test_all_refused_calls_are_counted(guest, zvm):
 def test_infinite_loop_runs_out_of_fuel(guest, zvm):
     run = zvm.run(guest('loop'), opts=['--fuel', '10000000'])
     assert_stopped(run, 'fuel')
-    assert 10_000_000 <= run.accounting['instructions'] <= 10_000_000 + 64, run
+    assert 10_000_000 <= run.accounting['fuel'] <= 10_000_000 + 64, run
     assert run.report['etags'].get('/dev/stdout', '') in ('', 'd41d8cd98f00b204e9800998ecf8427e')
 
 

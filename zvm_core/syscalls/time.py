@@ -1,7 +1,7 @@
 """Clock calls answered by a virtual clock.
 
 Guest time is ``epoch`` (fixed by the caller; 0 by default, as ZeroVM's
-ZRT) plus one nanosecond per executed instruction plus whatever the guest
+ZRT) plus one nanosecond per unit of fuel used (a byte of code executed) plus whatever the guest
 slept: it moves forward, yet the same run always sees the same values.
 """
 
@@ -19,13 +19,13 @@ KNOWN_CLOCKS = range(0, 12)
 
 
 class VirtualClock:
-    def __init__(self, epoch: int, instructions) -> None:
+    def __init__(self, epoch: int, fuel_used) -> None:
         self.epoch = min(epoch, MAX_NS // NS)
-        self._instructions = instructions    # callable: instructions executed so far
+        self._fuel_used = fuel_used          # callable: fuel used so far
         self.slept = 0
 
     def monotonic_ns(self) -> int:
-        return min(MAX_NS, self._instructions() + self.slept)
+        return min(MAX_NS, self._fuel_used() + self.slept)
 
     def clock_ns(self, clock: int) -> int:
         base = self.epoch * NS if clock in (CLOCK_REALTIME, 8, 11) else 0
