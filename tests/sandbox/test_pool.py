@@ -1,0 +1,190 @@
+"""The warm worker pool: same results as a fresh run, bounded admission, no hangs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+
+import pytest
+
+from zvm_core.channels import READ, WRITE, Channel, FdBacking, Quota
+from zvm_core.executor import Limits, run
+from zvm_core.pool import ChannelSpec, Pool, PoolBusy
+
+
+@pytest.fixture(scope='module')
+def pool():
+    with Pool(size=2, queue=4) as p:
+        yield p
+
+
+def _files(stdin: bytes):
+    fin = tempfile.TemporaryFile()
+    fin.write(stdin)
+    fin.flush()
+    fin.seek(0)
+    return fin, tempfile.TemporaryFile()
+
+
+def _pool_run(pool: Pool, program, stdin: bytes = b'', argv=None, **kwargs):
+    fin, fout = _files(stdin)
+    with fin, fout:
+        report = pool.run(str(program), [ChannelSpec('/dev/stdin', fin.fileno(), READ),
+                                         ChannelSpec('/dev/stdout', fout.fileno(), WRITE)],
+                          argv=argv or [program.name], **kwargs)
+        fout.seek(0)
+        return report, fout.read()
+
+
+def _fresh_run(program, stdin: bytes = b'', argv=None, **kwargs):
+    fin, fout = _files(stdin)
+    with fin, fout:
+        report = run(program, [Channel('/dev/stdin', FdBacking(fin.fileno(), False), READ),
+                               Channel('/dev/stdout', FdBacking(fout.fileno(), False), WRITE)],
+                     argv=argv or [program.name], **kwargs)
+        fout.seek(0)
+        return report, fout.read()
+
+
+def _key(report) -> tuple:
+    acc = report.accounting
+    return (report.status, report.retcode, report.etags, acc.fuel, acc.syscalls,
+            {k: vars(v) for k, v in acc.channels.items()})
+
+
+@pytest.mark.parametrize('name,cc', [('wc', 'musl-gcc'), ('wc', 'gcc'), ('sort', 'musl-gcc')])
+def test_pool_results_equal_fresh_runs(guest, pool, name, cc):
+    program = guest(name, cc=cc)
+    for stdin in (b'b\na\nc\n', b'', b'zz yy\nxx\n' * 500, b'b\na\nc\n'):
+        got = _pool_run(pool, program, stdin)
+        want = _fresh_run(program, stdin)
+        assert (_key(got[0]), got[1]) == (_key(want[0]), want[1])
+
+
+def test_pool_reports_validation_failures(guest, pool):
+    report, out = _pool_run(pool, guest('wrmsr'))
+    assert report.status == 'validation'
+    assert {v['rule'] for v in report.validation['violations']} == {'I2'}
+    assert out == b''
+
+
+def test_quota_and_limits_travel_with_the_request(guest, pool):
+    fout = tempfile.TemporaryFile()
+    with fout:
+        report = pool.run(str(guest('flood')),
+                          [ChannelSpec('/dev/stdout', fout.fileno(), WRITE,
+                                       quota=Quota(put_size=4096))], argv=['flood'])
+    assert report.status == 'quota', report.message
+    report, _ = _pool_run(pool, guest('loop'), limits=Limits(fuel=1_000_000))
+    assert report.status == 'fuel' and 1_000_000 <= report.accounting.fuel < 1_000_100
+
+
+def test_full_pool_answers_busy_at_once(guest):
+    with Pool(size=1, queue=0) as small:
+        started = threading.Event()
+
+        def long_run():
+            started.set()
+            _pool_run(small, guest('loop'), limits=Limits(fuel=10**15, timeout=3))
+        t = threading.Thread(target=long_run)
+        t.start()
+        started.wait()
+        time.sleep(0.3)          # the long run holds the only worker now
+        t0 = time.monotonic()
+        with pytest.raises(PoolBusy):
+            _pool_run(small, guest('hello'))
+        assert time.monotonic() - t0 < 0.5
+        t.join()
+        report, out = _pool_run(small, guest('hello'))    # free again
+        assert report.status == 'ok' and out == b'Hello, world!\n'
+
+
+def test_a_dying_worker_is_replaced_and_its_request_fails_cleanly(guest):
+    with Pool(size=1, queue=2) as small:
+        result = {}
+
+        def long_run():
+            result['report'] = _pool_run(small, guest('loop'),
+                                         limits=Limits(fuel=10**15, timeout=30))[0]
+        t = threading.Thread(target=long_run)
+        t.start()
+        time.sleep(0.5)
+        (pid,) = small.pids
+        os.kill(pid, signal.SIGKILL)
+        t.join(10)
+        assert not t.is_alive()
+        assert result['report'].status == 'killed'
+        assert 'SIGKILL' in result['report'].message
+        assert small.replaced == 1 and small.pids != [pid]
+        report, out = _pool_run(small, guest('hello'))
+        assert report.status == 'ok' and out == b'Hello, world!\n'
+
+
+def test_timeout_inside_a_worker(guest, pool):
+    t0 = time.monotonic()
+    report, _ = _pool_run(pool, guest('loop'), limits=Limits(fuel=10**15, timeout=1))
+    assert report.status == 'timeout'
+    assert time.monotonic() - t0 < 5
+
+
+def test_workers_limit_themselves(pool):
+    for pid in pool.pids:
+        status = open(f'/proc/{pid}/status').read()
+        assert 'NoNewPrivs:\t1' in status
+        fds = os.listdir(f'/proc/{pid}/fd')
+        assert len(fds) <= 6, fds          # stdio, its socket, nothing inherited
+        limits = open(f'/proc/{pid}/limits').read()
+        assert any(line.startswith('Max core file size') and ' 0 ' in line
+                   for line in limits.splitlines())
+
+
+def test_pool_does_not_block_an_eventlet_hub(guest):
+    """A green thread waiting for a long run lets the others go on."""
+    script = textwrap.dedent(f'''
+        import eventlet
+        eventlet.monkey_patch(all=False, socket=True, select=True, thread=True)
+        import tempfile, time
+        from zvm_core.channels import WRITE
+        from zvm_core.executor import Limits
+        from zvm_core.pool import ChannelSpec, Pool
+        pool = Pool(size=1)
+        ticks = []
+        def ticker():
+            end = time.monotonic() + 1.5
+            while time.monotonic() < end:
+                ticks.append(time.monotonic())
+                eventlet.sleep(0.01)
+        def job():
+            out = tempfile.TemporaryFile()
+            spec = ChannelSpec('/dev/stdout', out.fileno(), WRITE)
+            return pool.run({str(guest('loop'))!r}, [spec], argv=['loop'],
+                            limits=Limits(fuel=10**15, timeout=1)).status
+        t = eventlet.spawn(ticker)
+        status = eventlet.spawn(job).wait()
+        t.wait()
+        gaps = max(b - a for a, b in zip(ticks, ticks[1:]))
+        print(status, len(ticks), round(gaps, 3))
+        pool.close()
+    ''')
+    out = subprocess.run([sys.executable, '-W', 'ignore', '-c', script], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    status, ticks, gap = out.stdout.split()
+    assert status == 'timeout'
+    assert int(ticks) > 50 and float(gap) < 0.2, out.stdout
+
+
+def test_cli_repeat_runs_through_a_warm_worker(guest, zvm, tmp_path):
+    stdin = tmp_path / 'in'
+    stdin.write_bytes(b'one two\nthree\n')
+    res = zvm.cli('run', '--repeat', '5', '--stdin', str(stdin), '--stdout',
+                  str(tmp_path / 'out'), str(guest('wc')))
+    assert res.returncode == 0, res.stderr
+    assert b'5 runs through a warm worker' in res.stderr
+    assert (tmp_path / 'out').read_bytes().split() == [b'2', b'3', b'14']
