@@ -1,26 +1,123 @@
 """ZeroCloud proxy filter: run a job next to the data it reads.
 
-A client POSTs a job description to its account::
+Running a job
+-------------
+
+A client POSTs a job description (``zerocloud.job`` documents the JSON) to
+its account::
 
     curl -X POST $STORAGE_URL -H "X-Auth-Token: $TOKEN" \\
          -H "X-Zerovm-Execute: 1.0" -H "Content-Type: application/json" \\
          --data-binary @job.json
 
-The filter parses and validates the job (``zerocloud.job``; any mistake is a
-400 that says what and where), expands wildcards into nodes, and checks,
-before anything runs, that the caller may POST to the account, read every
-object the job reads (programs included) and write every object it writes
-(403 naming the path otherwise, 404 for a missing object).  Each node is
-sent to an object server holding its data object (``zerocloud.placement``);
-the object-server filter (``zerocloud.object``) runs it in the sandbox there.
-Only when every node ended ``ok`` are outputs with a ``path`` stored, as
-normal Swift objects through the normal PUT path; path-less outputs form the
-response body.  A failed node stores nothing.
+Before anything runs, the filter
 
-The execute path never goes through the proxy's GET/PUT controllers: their
-``node_timeout`` and retries would re-run computations.  A node whose server
-fails before answering runs again on another replica (runs are
-deterministic, so this is safe).
+* checks that the caller may POST to the account (403 otherwise);
+* parses and validates the job (400 saying what and where; 413 for a
+  description over ``zerovm_maxconfig`` bytes; 501 for ``connect`` and
+  ``replicate`` above 1, which this version does not run), and expands
+  wildcards into nodes (listing the containers as the caller);
+* checks that the caller may write every object the job writes (403, or 404
+  when the container does not exist) and reads, as the caller, every object
+  the job reads: the programs (fetched once per job, at most
+  ``zerovm_maxnexe`` bytes), the objects read in place (HEAD) and the others
+  (fetched once per job, at most ``zerovm_maxinput`` bytes).  A missing one
+  is a 404 ``Error 404 Not Found while fetching swift://...``, a forbidden
+  one a 403 naming it, a large-object manifest or a symlink a 409 (jobs read
+  plain objects), a program that failed validation when it was uploaded a
+  422.
+
+Each node then goes to an object server holding its data object
+(``zerocloud.placement``), where the object-server filter
+(``zerocloud.object``) runs it in the sandbox with the object as a local
+channel.  The proxy tries the primaries in ring order, then the handoffs,
+moving on when a server cannot be reached, does not answer within
+``zerovm_timeout`` + 5 s, answers 404 (no such object there), 507 or 5xx
+(503: its worker pool is full).  Runs are deterministic, so running a node
+again elsewhere is safe.  Objects in erasure-coded or encrypted containers
+are fetched by the proxy and sent along; such nodes, and nodes without data,
+run on any object server.  The execute path never goes through the proxy's
+GET/PUT controllers: their ``node_timeout`` and retries would cut off or
+re-run computations.
+
+Only when every node ended ``ok`` (whatever its exit code) are outputs with
+a ``path`` stored, as normal Swift objects through the normal PUT path, as
+the caller (content type from the device, else ``application/octet-stream``;
+``meta`` as ``X-Object-Meta-*``; ``ETag`` the channel's MD5; an output
+smaller than the device's ``min_size`` is not stored).  A failed job stores
+nothing; when storing one output fails, the others may be stored already
+(every object is whole or absent, never partial).  Each node's first
+written device without a path forms the response body, in node order
+(content type from the first such device, else ``text/plain``).
+
+Response
+--------
+
+Status: 200 when every node ended ``ok`` and its outputs were stored.
+Otherwise the worst node's: 422 when a program failed (``validation``,
+``fault``, ``fuel``, ``quota``, ``memory``), 500 when the sandbox lost the
+node (``killed``), 503 when no object server could run it
+(``unavailable``), 504 when it hit the wall-clock limit (``timeout``), an
+object server's 4xx when it refused the node (``error``), the PUT's status
+when storing an output failed.  The body then lists the failed nodes, one
+``<node>: <status>: <what happened>`` line each.
+
+Headers, one comma-separated value per node in node order (commas inside a
+value become ``;``):
+
+``X-Nexe-System``
+    node names
+``X-Nexe-Status``
+    ``ok`` or what ended the node (the statuses above)
+``X-Nexe-Retcode``
+    the program's exit code (empty when it did not exit)
+``X-Nexe-Validation``
+    0 validated, 1 failed validation, 2 did not get that far
+``X-Nexe-Etag``
+    ``/dev/<device> <md5>`` of each written channel, or ``disabled``
+``X-Nexe-Host``
+    ``<ip>:<port>/<device>`` of the object server that ran the node (empty
+    when none did)
+``X-Nexe-Policy``
+    storage policy of the node's placement
+``X-Nexe-Cdr-Line``
+    total seconds, then per node: ``<seconds>, <fuel used> <syscalls>
+    <bytes read> <bytes written>`` (fuel: bytes of guest code executed)
+``X-Nexe-Error``
+    only when something failed: ``<node>: <what happened>`` for each failed
+    node (comma-separated)
+
+``ETag`` is the MD5 of the body.  Each ``X-Nexe-*`` header is at most 8192
+bytes (Swift's ``max_header_size``): a longer list ends with ``...`` and
+``X-Nexe-Truncated: true`` is set.  The full report of every node is
+available as JSON: send ``X-Zerovm-Report: json`` and the body is::
+
+    {"status": 200, "seconds": 0.42, "nodes": [
+      {"name": "wc-1", "status": "ok", "retcode": 0, "message": "",
+       "error": "", "host": "127.0.0.1:6203/d0", "policy": "Policy-0",
+       "seconds": 0.05, "validation": "ok", "etags": {"/dev/stdout": "..."},
+       "accounting": {"fuel": ..., "channels": {...}, ...},
+       "outputs": [{"device": "stdout", "path": null, "bytes": 24,
+                    "stored": false}]}]}
+
+(``application/json``) instead of the outputs; outputs with a path are
+stored as usual.
+
+Programs
+--------
+
+A ``PUT`` of an object with ``Content-Type: application/x-nexe`` or
+``X-Zerovm-Validate: true`` validates the program before storing it (in a
+separate process, at most ``zerovm_maxnexe`` bytes, 413 beyond) and stores
+the verdict with the object (system metadata, so it follows the object to
+every replica and survives POSTs).  The object is stored either way; the
+response says ``X-Zerovm-Valid: true`` or ``false`` plus
+``X-Zerovm-Validation-Error: <first violation>``, and so do GET and HEAD of
+the object later (while the validator version that gave the verdict is
+current).  A job whose program is known invalid is refused with 422 without
+running anything.  Object servers validate again (cached by SHA-256 per
+host) before they run a program: the stored verdict saves the round trip,
+never replaces the check.
 
 Configuration (``proxy-server.conf``), after the auth filter::
 
@@ -31,86 +128,195 @@ Configuration (``proxy-server.conf``), after the auth filter::
     use = egg:zerocloud#zerocloud_proxy
     # wall-clock limit of one node, seconds
     zerovm_timeout = 60
-    # largest job description and program, bytes
+    # largest job description, program, object read (or sent along) and
+    # written channel, bytes
     zerovm_maxconfig = 65536
     zerovm_maxnexe = 268435456
-    # guest memory (bytes) and instruction budget of one node
+    zerovm_maxinput = 1073741824
+    zerovm_maxoutput = 1073741824
+    # guest memory (bytes) and fuel (bytes of guest code executed) of one node
     zerovm_maxnexemem = 268435456
     zerovm_fuel = 200000000000
     # most nodes one job may expand to
     zerovm_maxnodes = 1000
+    # system images (name path ...; the proxy uses the names)
+    zerovm_sysimage_devices =
+    # seconds to connect to an object server
     conn_timeout = 0.5
 
-Response headers, one comma-separated value per node in node order:
-``X-Nexe-System`` (node names), ``X-Nexe-Status`` (``ok`` or the status and
-what happened), ``X-Nexe-Retcode``, ``X-Nexe-Validation`` (0 passed, 1 failed),
-``X-Nexe-Etag`` (``<device> <md5>`` of each written channel),
-``X-Nexe-Cdr-Line`` (total time, then per node: time, instructions,
-syscalls, bytes read, bytes written), ``X-Nexe-Policy``.  The response
-``ETag`` is the MD5 of the body.  Status: 200 when every node ended ``ok``;
-422 when a node's program failed (invalid, fault, fuel, quota, memory);
-504 when a node hit the wall-clock timeout; 503 when no server could run it.
+``swift_dir`` (usually from ``[DEFAULT]``) says where the rings are.
 """
 
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
+import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from urllib.parse import quote
 
 from swift.common.bufferedhttp import http_connect
-from swift.common.concurrency import GreenPool, Timeout
+from swift.common.concurrency import GreenPool, Timeout, subprocess
+from swift.common.constraints import valid_api_version
 from swift.common.exceptions import ConnectionTimeout
 from swift.common.http import is_success
 from swift.common.registry import register_swift_info
-from swift.common.storage_policy import POLICIES
+from swift.common.storage_policy import POLICIES, REPL_POLICY
 from swift.common.swob import (
     HTTPBadRequest,
-    HTTPException,
+    HTTPClientDisconnect,
+    HTTPConflict,
     HTTPForbidden,
     HTTPNotFound,
+    HTTPNotImplemented,
     HTTPRequestEntityTooLarge,
     HTTPServiceUnavailable,
+    HTTPUnprocessableEntity,
     Request,
     Response,
     wsgify,
 )
-from swift.common.utils import config_positive_int_value, get_logger
+from swift.common.utils import (
+    close_if_possible,
+    config_positive_int_value,
+    config_true_value,
+    get_logger,
+)
 from swift.common.wsgi import make_subrequest
 from swift.proxy.controllers.base import get_container_info
 
 from zerocloud import placement, wire
-from zerocloud.job import JobError, Node, SwiftPath, expand, job_paths, parse_job
+from zerocloud.job import (
+    Device,
+    JobError,
+    JobTooLarge,
+    Node,
+    SwiftPath,
+    expand,
+    job_paths,
+    parse_job,
+)
 from zvm_core.executor import DEFAULT_FUEL, DEFAULT_MEMORY, DEFAULT_TIMEOUT
+from zvm_core.validator import VALIDATOR_VERSION
 
 SWIFT_SOURCE = 'ZC'
 NODE_GRACE = 5.0
+VALIDATE_TIMEOUT = 120.0
 LISTING_LIMIT = 10000
-PROGRAM_FAILURES = ('validation', 'fault', 'fuel', 'quota', 'memory')
+MAX_CONCURRENCY = 64
+MAX_HEADER = 8192
+MAX_ERROR = 300
+NEXE_CONTENT_TYPE = 'application/x-nexe'
+DEFAULT_CONTENT_TYPE = 'application/octet-stream'
+REPORT_HEADER = 'X-Zerovm-Report'
+SYSMETA_VALID = 'X-Object-Sysmeta-Zerovm-Valid'
+SYSMETA_VALIDATOR = 'X-Object-Sysmeta-Zerovm-Validator'
+SYSMETA_ERROR = 'X-Object-Sysmeta-Zerovm-Validation-Error'
+# HTTP status of a node by how it ended.
+HTTP_STATUS = {'ok': 200, 'validation': 422, 'fault': 422, 'fuel': 422, 'quota': 422,
+               'memory': 422, 'killed': 500, 'unavailable': 503, 'timeout': 504}
+# Headers of objects whose data file is not their content.
+NOT_PLAIN = ('X-Object-Manifest', 'X-Static-Large-Object', 'X-Object-Sysmeta-Symlink-Target')
+
+
+class _Retry(Exception):
+    """This server did not run the node; another one may."""
+
+
+class _Refused(Exception):
+    """The object server refused the node for a reason any server would give."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(f'{status} {reason}')
+        self.status = status
 
 
 def _spooled():
     return tempfile.SpooledTemporaryFile(max_size=1 << 20)
 
 
+def _short(text: str, limit: int = MAX_ERROR) -> str:
+    text = ' '.join(text.split())
+    return text if len(text) <= limit else text[:limit - 3] + '...'
+
+
+@dataclass
+class Input:
+    """An object fetched once per job and sent to every node that reads it."""
+
+    file: object
+    size: int
+
+
+@dataclass
+class Plan:
+    """Where and how one node runs."""
+
+    node: Node
+    policy: int
+    partition: int
+    path: str                              # backend path: the data object or a placeholder
+    servers: Iterable[dict]
+    local: str | None                      # the device that reads ``path`` in place
+    program: bytes
+    inputs: dict[str, Input]               # device name -> object sent along
+
+
 class NodeResult:
     """What came back from the object server that ran one node."""
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Node, policy: str = '') -> None:
         self.node = node
-        self.report: dict = {'status': 'killed', 'retcode': None,
-                             'message': 'node did not run'}
-        self.policy = ''
-        self.outputs: dict[str, object] = {}   # device name -> spooled file
+        self.policy = policy
+        self.report: dict = {'status': 'unavailable', 'retcode': None, 'message': ''}
+        self.outputs: dict[str, object] = {}    # device name -> spooled file
+        self.stored: set[str] = set()           # devices stored as objects
         self.server = ''
-        self.elapsed = 0.0
+        self.seconds = 0.0
+        self.error = ''
+        self.http_status: int | None = None
 
     @property
     def status(self) -> str:
         return self.report.get('status', 'killed')
+
+    @property
+    def http(self) -> int:
+        return self.http_status or HTTP_STATUS.get(self.status, 500)
+
+    @property
+    def failed(self) -> bool:
+        return self.http != 200
+
+    def fail(self, status: str, message: str, http_status: int | None = None) -> None:
+        self.report = {'status': status, 'retcode': None, 'message': message}
+        self.error = message
+        self.http_status = http_status
+
+    def size(self, device: str) -> int:
+        out = self.outputs[device]
+        size = out.seek(0, 2)
+        out.seek(0)
+        return size
+
+    def to_dict(self) -> dict:
+        report = self.report
+        validation = (report.get('validation') or {}).get('state')
+        outputs = []
+        for dev in self.node.devices:
+            if dev.writable and dev.name in self.outputs:
+                outputs.append({'device': dev.name, 'path': str(dev.path) if dev.path else None,
+                                'bytes': self.size(dev.name), 'stored': dev.name in self.stored})
+        return {'name': self.node.name, 'status': self.status, 'retcode': report.get('retcode'),
+                'message': report.get('message', ''), 'error': self.error,
+                'host': self.server, 'policy': self.policy, 'seconds': round(self.seconds, 6),
+                'validation': validation, 'etags': report.get('etags') or {},
+                'accounting': report.get('accounting') or {}, 'outputs': outputs}
 
     def close(self) -> None:
         for f in self.outputs.values():
@@ -126,37 +332,115 @@ class ProxyExecMiddleware:
         self.max_config = config_positive_int_value(conf.get('zerovm_maxconfig', 65536))
         self.max_nexe = config_positive_int_value(conf.get('zerovm_maxnexe', 256 << 20))
         self.max_input = config_positive_int_value(conf.get('zerovm_maxinput', 1 << 30))
+        self.max_output = config_positive_int_value(conf.get('zerovm_maxoutput', 1 << 30))
         self.memory = config_positive_int_value(conf.get('zerovm_maxnexemem', DEFAULT_MEMORY))
         self.fuel = config_positive_int_value(conf.get('zerovm_fuel', DEFAULT_FUEL))
         self.max_nodes = config_positive_int_value(conf.get('zerovm_maxnodes', 1000))
         self.conn_timeout = float(conf.get('conn_timeout', 0.5))
-        self.system_images = [n.strip() for n in conf.get('zerovm_sysimage_devices', '').split()
-                              if n.strip()][::2]
+        self.system_images = conf.get('zerovm_sysimage_devices', '').split()[::2]
+
+    def __call__(self, env, start_response):
+        if 'HTTP_X_ZEROVM_EXECUTE' in env:
+            return self.execute_app(env, start_response)
+        method = env['REQUEST_METHOD']
+        if method == 'PUT' and _wants_validation(env):
+            return self.validated_put(env, start_response)
+        if method in ('GET', 'HEAD'):
+            def start_with_verdict(status, headers, exc_info=None):
+                return start_response(status, headers + _verdict_headers(headers), exc_info)
+            return self.app(env, start_with_verdict)
+        return self.app(env, start_response)
+
+    # -- program uploads -----------------------------------------------------------
 
     @wsgify
-    def __call__(self, req: Request):
-        if 'X-Zerovm-Execute' not in req.headers:
+    def validated_put(self, req: Request):
+        try:
+            req.split_path(4, 4, True)
+        except ValueError:
             return self.app
+        too_large = HTTPRequestEntityTooLarge(
+            body=f'a program to validate may have at most zerovm_maxnexe '
+                 f'({self.max_nexe}) bytes\n')
+        if (req.content_length or 0) > self.max_nexe:
+            raise too_large
+        with tempfile.NamedTemporaryFile(prefix='zerocloud-upload-') as program:
+            try:
+                size = wire.copy_limited(req.environ['wsgi.input'], program, self.max_nexe)
+            except wire.TooLarge:
+                raise too_large from None
+            except (OSError, ValueError):
+                raise HTTPClientDisconnect(body='upload interrupted\n') from None
+            if req.content_length is not None and size != req.content_length:
+                raise HTTPClientDisconnect(body='upload shorter than Content-Length\n')
+            program.flush()
+            verdict = self._validate(program.name)
+            program.seek(0)
+            req.environ['wsgi.input'] = program
+            req.environ.pop('HTTP_TRANSFER_ENCODING', None)
+            req.content_length = size
+            if verdict is not None:
+                valid, error = verdict
+                req.headers[SYSMETA_VALIDATOR] = VALIDATOR_VERSION
+                req.headers[SYSMETA_VALID] = 'true' if valid else 'false'
+                if error:
+                    req.headers[SYSMETA_ERROR] = error
+            resp = req.get_response(self.app)
+        if is_success(resp.status_int):
+            resp.headers.update(_verdict_headers(list(req.headers.items())))
+        return resp
+
+    def _validate(self, path: str) -> tuple[bool, str] | None:
+        """(valid, first violation) from ``zvm validate`` in a child process; None
+        when it could not decide (logged; the object is stored without a verdict)."""
+        proc = subprocess.Popen([sys.executable, '-m', 'zvm_core.cli', 'validate', path],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            out, err = proc.communicate(timeout=VALIDATE_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            self.logger.error('validating an upload took over %ss', VALIDATE_TIMEOUT)
+            return None
+        if proc.returncode not in (0, 1):
+            self.logger.error('zvm validate exited %s: %s', proc.returncode,
+                              err.decode('utf-8', 'replace')[-500:])
+            return None
+        lines = out.decode('utf-8', 'replace').splitlines() or ['']
+        if proc.returncode == 0:
+            return True, ''
+        reason = lines[1] if len(lines) > 1 else lines[0].rpartition(': invalid: ')[2]
+        return False, _short(reason, 200).encode('ascii', 'replace').decode()
+
+    # -- request -> nodes --------------------------------------------------------------
+
+    @wsgify
+    def execute_app(self, req: Request):
         try:
             version, account, rest = req.split_path(2, 3, True)
         except ValueError:
             return self.app
         if rest:
             raise HTTPBadRequest(body='POST jobs to the account URL (/v1/<account>)\n')
+        if not valid_api_version(version):
+            return self.app
         if req.method != 'POST':
-            return Response(status=501, body='execute a job with POST\n')
-        return self.execute(req, version, account)
-
-    # -- request -> nodes --------------------------------------------------------
+            raise HTTPNotImplemented(body='execute a job with POST\n')
+        mode = req.headers.get(REPORT_HEADER, '').lower()
+        if mode not in ('', 'json'):
+            raise HTTPBadRequest(body=f'{REPORT_HEADER} must be "json"\n')
+        return self.execute(req, version, account, report_json=mode == 'json')
 
     def _job_body(self, req: Request) -> bytes:
+        too_large = HTTPRequestEntityTooLarge(
+            body=f'Job description larger than zerovm_maxconfig ({self.max_config} bytes)\n')
         if req.content_length is None and req.headers.get('transfer-encoding') != 'chunked':
             raise HTTPBadRequest(body='Must specify Content-Length\n')
         if (req.content_length or 0) > self.max_config:
-            raise HTTPRequestEntityTooLarge(body=f'job larger than {self.max_config} bytes\n')
+            raise too_large
         body = req.body_file.read(self.max_config + 1)
         if len(body) > self.max_config:
-            raise HTTPRequestEntityTooLarge(body=f'job larger than {self.max_config} bytes\n')
+            raise too_large
         return body
 
     def _authorize(self, req: Request, method: str, path: str, acl_key: str | None) -> None:
@@ -167,25 +451,24 @@ class ProxyExecMiddleware:
         if acl_key:
             info = get_container_info(sub.environ, self.app, swift_source=SWIFT_SOURCE)
             if not is_success(info['status']):
-                raise HTTPNotFound(body=f'container of {path} does not exist\n')
+                raise HTTPNotFound(body=f'container of swift:/{path[3:]} does not exist\n')
             sub.acl = info.get(acl_key)
-        denied = authorize(sub)
-        if denied is not None:
-            what = {'POST': 'execute jobs in', 'GET': 'read', 'PUT': 'write'}[method]
-            raise HTTPForbidden(body=f'Denied: may not {what} {path}\n')
+        if authorize(sub) is not None:
+            what = {'POST': 'execute jobs in', 'PUT': 'write'}[method]
+            raise HTTPForbidden(body=f'Denied: may not {what} swift:/{path[3:]}\n')
 
     def _listing(self, req: Request, path: str):
         marker = ''
         while True:
             query = f'?format=json&limit={LISTING_LIMIT}&marker={quote(marker)}'
-            sub = _sub(req, 'GET', path, query)
-            resp = sub.get_response(self.app)
+            resp = _sub(req, 'GET', path, query).get_response(self.app)
             if resp.status_int == 404:
-                raise JobError(f'{path[3:]} does not exist')
+                raise JobError(f'swift:/{path[3:]} does not exist')
             if resp.status_int in (401, 403):
-                raise HTTPForbidden(body=f'Denied: may not list {path}\n')
+                raise HTTPForbidden(body=f'Denied: may not list swift:/{path[3:]}\n')
             if not is_success(resp.status_int):
-                raise HTTPServiceUnavailable(body=f'cannot list {path}: {resp.status}\n')
+                raise HTTPServiceUnavailable(body=f'cannot list swift:/{path[3:]}: '
+                                                  f'{resp.status}\n')
             items = json.loads(resp.body or b'[]')
             if not items:
                 return
@@ -194,228 +477,319 @@ class ProxyExecMiddleware:
             marker = items[-1].get('name') or items[-1].get('subdir')
 
     def _nodes(self, req: Request, account: str) -> list[Node]:
-        groups = parse_job(self._job_body(req), account, system_images=self.system_images,
-                           max_size=self.max_config)
-        return expand(groups,
-                      lambda a, c: self._listing(req, f'/v1/{a}/{c}'),
-                      lambda a: self._listing(req, f'/v1/{a}'),
-                      max_nodes=self.max_nodes)
+        try:
+            groups = parse_job(self._job_body(req), account, system_images=self.system_images,
+                               max_size=self.max_config)
+            nodes = expand(groups,
+                           lambda a, c: self._listing(req, f'/v1/{a}/{c}'),
+                           lambda a: self._listing(req, f'/v1/{a}'),
+                           max_nodes=self.max_nodes)
+        except JobTooLarge as e:
+            raise HTTPRequestEntityTooLarge(body=f'{e}\n') from None
+        except JobError as e:
+            raise HTTPBadRequest(body=f'{e}\n') from None
+        for node in nodes:
+            if node.writes_to or node.reads_from:
+                raise HTTPNotImplemented(body=f'connect (channels between nodes, in '
+                                              f'{node.group}) is not supported yet\n')
+            if node.replicate > 1:
+                raise HTTPNotImplemented(body=f'replicate above 1 (in {node.group}) is not '
+                                              'supported yet\n')
+            _program_path(node)
+            for dev in node.devices:
+                if dev.readable and dev.path is not None and dev.path.obj is None:
+                    raise HTTPBadRequest(body=f'reading a container ({dev.path}, device '
+                                              f'{dev.name} of {node.group}) is not supported; '
+                                              'name objects\n')
+        return nodes
 
-    def _head(self, req: Request, path: SwiftPath) -> None:
-        sub = _sub(req, 'HEAD', '/v1' + path.path)
-        resp = sub.get_response(self.app)
+    def _read(self, req: Request, method: str, path: SwiftPath) -> Response:
+        """HEAD or GET an object as the caller; 404/403/409 name it."""
+        resp = _sub(req, method, '/v1' + path.path).get_response(self.app)
         if resp.status_int == 404:
             raise HTTPNotFound(body=f'Error 404 Not Found while fetching {path}\n')
         if resp.status_int in (401, 403):
             raise HTTPForbidden(body=f'Denied: may not read {path}\n')
         if not is_success(resp.status_int):
             raise HTTPServiceUnavailable(body=f'cannot read {path}: {resp.status}\n')
+        kind = next((key for key in NOT_PLAIN if key in resp.headers), None)
+        if kind:
+            raise HTTPConflict(body=f'{path} is not a plain object ({kind}): jobs read the '
+                                    'objects themselves, not manifests or symlinks\n')
+        return resp
 
-    def _fetch(self, req: Request, path: SwiftPath, limit: int):
+    def _fetch(self, req: Request, path: SwiftPath, limit: int) -> tuple[Input, Response]:
         """GET an object as the caller into a spooled file."""
-        sub = _sub(req, 'GET', '/v1' + path.path)
-        resp = sub.get_response(self.app)
-        if resp.status_int == 404:
-            raise HTTPNotFound(body=f'Error 404 Not Found while fetching {path}\n')
-        if resp.status_int in (401, 403):
-            raise HTTPForbidden(body=f'Denied: may not read {path}\n')
-        if not is_success(resp.status_int):
-            raise HTTPServiceUnavailable(body=f'cannot read {path}: {resp.status}\n')
+        resp = self._read(req, 'GET', path)
         out, size = _spooled(), 0
-        for chunk in resp.app_iter:
-            size += len(chunk)
-            if size > limit:
-                out.close()
-                raise HTTPRequestEntityTooLarge(body=f'{path} is larger than {limit} bytes\n')
-            out.write(chunk)
-        out.seek(0)
-        return out
+        try:
+            for chunk in resp.app_iter:
+                size += len(chunk)
+                if size > limit:
+                    raise HTTPRequestEntityTooLarge(body=f'{path} is larger than {limit} '
+                                                         'bytes\n')
+                out.write(chunk)
+        except BaseException:
+            out.close()
+            raise
+        finally:
+            close_if_possible(resp.app_iter)
+        return Input(out, size), resp
 
-    # -- running nodes -----------------------------------------------------------
+    def _fetch_program(self, req: Request, path: SwiftPath) -> bytes:
+        program, resp = self._fetch(req, path, self.max_nexe)
+        with program.file:
+            if (resp.headers.get(SYSMETA_VALIDATOR) == VALIDATOR_VERSION
+                    and resp.headers.get(SYSMETA_VALID) == 'false'):
+                raise HTTPUnprocessableEntity(
+                    body=f'program {path} is not valid (checked at upload): '
+                         f'{resp.headers.get(SYSMETA_ERROR, "")}\n')
+            program.file.seek(0)
+            return program.file.read()
 
-    def _spec(self, node: Node) -> dict:
+    def _in_place(self, req: Request, path: SwiftPath) -> int | None:
+        """The policy of ``path`` if a node can run where it is stored, reading it
+        from the disk (replicated and not encrypted); None if it must travel."""
+        resp = self._read(req, 'HEAD', path)
+        info = get_container_info(_sub(req, 'HEAD', f'/v1/{path.account}/{path.container}'
+                                       ).environ, self.app, swift_source=SWIFT_SOURCE)
+        policy = POLICIES.get_by_index(info.get('storage_policy'))
+        encrypted = any(k.lower().startswith('x-object-sysmeta-crypto-') for k in resp.headers)
+        if policy is None or policy.policy_type != REPL_POLICY or encrypted:
+            return None
+        return int(policy)
+
+    def _plan(self, node: Node, account: str, job_id: str, program: bytes,
+              local: Device | None, policies: dict[SwiftPath, int | None],
+              inputs: dict[SwiftPath, Input]) -> Plan:
+        if local is not None:
+            p = local.path
+            policy = policies[p]
+            ring = placement.object_ring(self.swift_dir, policy)
+            part, servers = placement.nodes_for_object(ring, p.account, p.container, p.obj)
+            path = p.path
+        else:
+            policy = POLICIES.default.idx
+            ring = placement.object_ring(self.swift_dir, policy)
+            part, servers = placement.any_nodes(ring, job_id + node.name)
+            path = f'/{account}/.zerocloud/{node.name}'
+        return Plan(node, policy, part, path, servers, local.name if local else None, program,
+                    {dev.name: inputs[dev.path] for dev in node.devices
+                     if dev.readable and dev.path is not None and dev is not local})
+
+    def _prepare(self, req: Request, nodes: list[Node], account: str, job_id: str,
+                 inputs: dict[SwiftPath, Input]) -> list[Plan]:
+        """Check every object the job touches, as the caller; fetch what travels."""
+        for path in sorted(job_paths(nodes)[1], key=str):
+            self._authorize(req, 'PUT', '/v1' + path.path, 'write_acl')
+        programs = {}
+        for node in nodes:
+            if node.exec.path not in programs:
+                programs[node.exec.path] = self._fetch_program(req, _program_path(node))
+        attached = sorted({n.attach.path for n in nodes if _attached_object(n)}, key=str)
+        pool = GreenPool(MAX_CONCURRENCY)
+        policies = dict(zip(attached, pool.imap(lambda p: self._in_place(req, p), attached),
+                            strict=True))
+        local = {n.name: n.attach if _attached_object(n) and policies[n.attach.path] is not None
+                 else None for n in nodes}
+        remote = {dev.path for n in nodes for dev in n.devices
+                  if dev.readable and dev.path is not None and dev is not local[n.name]}
+        for path in sorted(remote, key=str):
+            inputs[path] = self._fetch(req, path, self.max_input)[0]
+        return [self._plan(n, account, job_id, programs[n.exec.path], local[n.name], policies,
+                           inputs) for n in nodes]
+
+    # -- running nodes -----------------------------------------------------------------
+
+    def _spec(self, plan: Plan) -> dict:
         devices = []
-        for dev in node.devices:
-            if dev.writable:
-                source = None
-            elif dev.path is not None:
-                source = 'local' if _attached(node, dev) else 'member'
-            else:
-                source = None
+        for dev in plan.node.devices:
+            source = None
+            if dev.name == plan.local:
+                source = 'local'
+            elif dev.name in plan.inputs:
+                source = 'member'
             devices.append({'name': dev.name, 'access': 'w' if dev.writable else 'r',
                             'random': dev.random, 'source': source})
+        node = plan.node
         return {'name': node.name, 'argv': node.argv, 'env': dict(node.exec.env),
                 'devices': devices, 'seed': 0, 'epoch': 0,
                 'limits': {'memory': self.memory, 'fuel': self.fuel, 'timeout': self.timeout}}
 
-    def _request_body(self, req: Request, node: Node, program: bytes):
-        """The node's tar stream, spooled once so that a retry can send it again."""
-        members = [wire.json_member(wire.SPEC, self._spec(node)),
-                   wire.bytes_member(wire.EXE, program)]
-        inputs = []
-        try:
-            for dev in node.devices:
-                if dev.readable and dev.path is not None and not _attached(node, dev):
-                    f = self._fetch(req, dev.path, self.max_input)
-                    inputs.append(f)
-                    size = f.seek(0, 2)
-                    f.seek(0)
-                    members.append((wire.DEV_PREFIX + dev.name, size,
-                                    iter(lambda f=f: f.read(wire.CHUNK), b'')))
-            body = _spooled()
-            for chunk in wire.stream_tar(members):
-                body.write(chunk)
-        finally:
-            for f in inputs:
-                f.close()
-        return body
+    def _members(self, plan: Plan) -> Callable[[], list[wire.Member]]:
+        """A maker of the node's request members (fresh iterators for every attempt)."""
+        spec = json.dumps(self._spec(plan), sort_keys=True).encode()
 
-    def _placement(self, req: Request, node: Node, account: str, job_id: str):
-        """(policy index, partition, backend path, candidate servers) for a node."""
-        if node.attach is not None and node.attach.readable and node.attach.path is not None:
-            p = node.attach.path
-            info = get_container_info(_sub(req, 'HEAD', f'/v1/{p.account}/{p.container}').environ,
-                                      self.app, swift_source=SWIFT_SOURCE)
-            policy = int(info.get('storage_policy') or 0)
-            ring = placement.object_ring(self.swift_dir, policy)
-            part, servers = placement.nodes_for_object(ring, p.account, p.container, p.obj)
-            return policy, part, p.path, servers
-        ring = placement.object_ring(self.swift_dir, 0)
-        part, servers = placement.any_nodes(ring, job_id + node.name)
-        return 0, part, f'/{account}/.zerocloud/{node.name}', iter(servers)
+        def members() -> list[wire.Member]:
+            return [wire.bytes_member(wire.SPEC, spec), wire.bytes_member(wire.EXE, plan.program),
+                    *(wire.shared_member(wire.DEV_PREFIX + name, i.file, i.size)
+                      for name, i in plan.inputs.items())]
+        return members
 
-    def _run_node(self, req: Request, node: Node, program: bytes, account: str,
-                  job_id: str) -> NodeResult:
-        res = NodeResult(node)
+    def _run_node(self, req: Request, plan: Plan, job_id: str) -> NodeResult:
+        res = NodeResult(plan.node, POLICIES.get_by_index(plan.policy).name)
         started = time.monotonic()
-        body = self._request_body(req, node, program)
-        try:
-            policy, part, path, servers = self._placement(req, node, account, job_id)
-            res.policy = POLICIES.get_by_index(policy).name
-            size = body.seek(0, 2)
-            headers = {'X-Zerovm-Execute': '1.0', 'Content-Type': 'application/x-tar',
-                       'Content-Length': str(size), 'X-Backend-Storage-Policy-Index': str(policy),
-                       'X-Trans-Id': req.environ.get('swift.trans_id', ''),
-                       'X-Zerocloud-Id': job_id}
-            errors = []
-            for server in servers:
-                where = f'{server["ip"]}:{server["port"]}/{server["device"]}'
-                try:
-                    if self._try_server(res, server, part, path, headers, body):
-                        res.server = where
-                        break
-                    errors.append(f'{where} {res.report["message"]}')
-                except (Exception, Timeout) as e:
-                    errors.append(f'{where} {e!r}')
-                    self.logger.info('node %s on %s failed: %r', node.name, where, e)
-            else:
-                res.report = {'status': 'unavailable', 'retcode': None,
-                              'message': 'no object server could run the node'
-                                         + (f' ({"; ".join(errors[-3:])})' if errors else '')}
-        finally:
-            body.close()
-            res.elapsed = time.monotonic() - started
+        members = self._members(plan)
+        headers = {wire.EXECUTE: wire.VERSION, 'Content-Type': 'application/x-tar',
+                   'Content-Length': str(wire.tar_size((n, s) for n, s, _ in members())),
+                   'Expect': '100-continue', 'X-Backend-Storage-Policy-Index': str(plan.policy),
+                   'X-Trans-Id': req.environ.get('swift.trans_id', ''), 'X-Zerocloud-Id': job_id}
+        if plan.local:
+            headers[wire.ACCESS] = 'GET'
+        errors = []
+        for server in plan.servers:
+            where = f'{server["ip"]}:{server["port"]}/{server["device"]}'
+            try:
+                res.report, res.outputs = self._exchange(server, plan, headers, members)
+                res.server = where
+                break
+            except _Refused as e:
+                res.fail('error', f'{where} refused the node: {e}', e.status)
+                break
+            except (_Retry, OSError, Timeout, http.client.HTTPException, ValueError) as e:
+                errors.append(f'{where} {_short(str(e) or repr(e), 120)}')
+                self.logger.info('node %s not run on %s: %r', plan.node.name, where, e)
+        else:
+            res.fail('unavailable', 'no object server could run the node'
+                     + (f' ({"; ".join(errors[-3:])})' if errors else ''))
+        res.seconds = time.monotonic() - started
         return res
 
-    def _try_server(self, res: NodeResult, server: dict, part: int, path: str,
-                    headers: dict, body) -> bool:
+    def _exchange(self, server: dict, plan: Plan, headers: dict,
+                  members: Callable[[], list[wire.Member]]) -> tuple[dict, dict]:
+        """Run the node on one server: (report, outputs), or an exception."""
         with ConnectionTimeout(self.conn_timeout):
-            conn = http_connect(server['ip'], server['port'], server['device'], part, 'POST',
-                                path, headers)
-        with Timeout(self.timeout + NODE_GRACE):
-            body.seek(0)
-            while chunk := body.read(wire.CHUNK):
-                conn.send(chunk)
-            resp = conn.getresponse()
-            if resp.status != 200:
-                reason = resp.read(512).decode('utf-8', 'replace').strip()
-                res.report = {'status': 'killed', 'retcode': None,
-                              'message': f'{resp.status} {reason}'}
-                return False
+            conn = http_connect(server['ip'], server['port'], server['device'], plan.partition,
+                                'POST', plan.path, headers)
+        try:
+            with Timeout(NODE_GRACE):
+                resp = conn.getexpect()
+            with Timeout(self.timeout + NODE_GRACE):
+                if resp.status == http.client.CONTINUE:
+                    for chunk in wire.stream_tar(members()):
+                        conn.send(chunk)
+                    resp = conn.getresponse()
+                return self._node_response(resp)
+        finally:
+            conn.close()
+
+    def _node_response(self, resp) -> tuple[dict, dict]:
+        if resp.getheader(wire.EXECUTE) is None:
+            raise _Retry(f'{resp.status}: the zerocloud filter is not in its pipeline')
+        if resp.status != 200:
+            reason = _short(resp.read(1024).decode('utf-8', 'replace'))
+            if resp.status in (404, 507) or resp.status >= 500:
+                raise _Retry(f'{resp.status} {reason}')
+            raise _Refused(resp.status, reason)
+        report, outputs = None, {}
+        try:
             for name, f in wire.read_members(resp, wire.REPORT):
                 if name == wire.REPORT:
-                    res.report = json.loads(f.read(1 << 20))
+                    report = json.loads(f.read(1 << 20))
                 elif name.startswith(wire.DEV_PREFIX):
-                    out = _spooled()
-                    wire.copy_limited(f, out, self.max_input)
-                    out.seek(0)
-                    res.outputs[name[len(wire.DEV_PREFIX):]] = out
-        return True
+                    out = outputs[name[len(wire.DEV_PREFIX):]] = _spooled()
+                    wire.copy_limited(f, out, self.max_output)
+            if not isinstance(report, dict):
+                raise wire.WireError('no report')
+        except BaseException:
+            for out in outputs.values():
+                out.close()
+            raise
+        return report, outputs
 
-    # -- the whole job -----------------------------------------------------------
+    # -- the whole job -----------------------------------------------------------------
 
-    def execute(self, req: Request, version: str, account: str) -> Response:
+    def execute(self, req: Request, version: str, account: str, report_json: bool) -> Response:
         started = time.monotonic()
+        req.environ.setdefault('swift.infocache', {})   # shared by every sub-request
         self._authorize(req, 'POST', f'/{version}/{account}', None)
+        nodes = self._nodes(req, account)
+        inputs: dict[SwiftPath, Input] = {}
+        results: list[NodeResult] = []
         try:
-            nodes = self._nodes(req, account)
-        except JobError as e:
-            raise HTTPBadRequest(body=f'{e}\n') from None
-        reads, writes = job_paths(nodes)
-        for path in sorted(reads, key=str):
-            self._head(req, path)
-        for path in sorted(writes, key=str):
-            self._authorize(req, 'PUT', '/v1' + path.path, 'write_acl')
-        programs = {}
-        for node in nodes:
-            key = node.exec.path
-            if key not in programs:
-                f = self._fetch(req, _program_path(node), self.max_nexe)
-                programs[key] = f.read()
-                f.close()
-        job_id = uuid.uuid4().hex
-        pool = GreenPool(min(len(nodes), 64))
-        results = list(pool.imap(
-            lambda n: self._run_node(req, n, programs[n.exec.path], account, job_id), nodes))
-        try:
-            return self._respond(req, results, time.monotonic() - started)
+            job_id = uuid.uuid4().hex
+            plans = self._prepare(req, nodes, account, job_id, inputs)
+            pool = GreenPool(min(len(plans), MAX_CONCURRENCY))
+            results = list(pool.imap(lambda p: self._run_node(req, p, job_id), plans))
+            if not any(r.failed for r in results):
+                self._store_all(req, results)
+            return self._respond(results, time.monotonic() - started, report_json)
         finally:
+            for i in inputs.values():
+                i.file.close()
             for r in results:
                 r.close()
 
-    def _store(self, req: Request, res: NodeResult) -> None:
-        for dev in res.node.devices:
-            out = res.outputs.get(dev.name)
-            if not dev.writable or dev.path is None or out is None:
-                continue
-            size = out.seek(0, 2)
-            out.seek(0)
-            if size < dev.min_size:
-                continue
-            headers = {'Content-Type': dev.content_type or 'application/octet-stream',
-                       'Content-Length': str(size)}
-            headers.update({f'X-Object-Meta-{k}': v for k, v in dev.meta.items()})
-            sub = _sub(req, 'PUT', '/v1' + dev.path.path, headers=headers)
-            sub.environ['wsgi.input'] = out
-            sub.content_length = size
-            resp = sub.get_response(self.app)
-            if not is_success(resp.status_int):
-                raise HTTPException(status=resp.status_int if resp.status_int >= 400 else 503,
-                                    body=f'storing {dev.path} failed: {resp.status}\n')
+    def _store_all(self, req: Request, results: list[NodeResult]) -> None:
+        todo = [(r, dev) for r in results for dev in r.node.devices
+                if dev.writable and dev.path is not None and dev.name in r.outputs
+                and r.size(dev.name) >= dev.min_size]
+        if todo:
+            pool = GreenPool(min(len(todo), MAX_CONCURRENCY))
+            for _ in pool.imap(lambda job: self._store(req, *job), todo):
+                pass
 
-    def _respond(self, req: Request, results: list[NodeResult], elapsed: float) -> Response:
-        failed = [r for r in results if r.status != 'ok']
-        headers = _nexe_headers(results, elapsed)
-        if failed:
-            status = _failure_status(failed)
-            body = ''.join(f'{r.node.name}: {r.status}: {r.report.get("message", "")}\n'
-                           for r in failed).encode()
-            return Response(status=status, body=body, headers=headers,
-                            content_type='text/plain')
-        for r in results:
-            self._store(req, r)
-        parts, content_type = [], None
-        for r in results:
-            for dev in r.node.devices:
-                if dev.writable and dev.path is None and dev.name in r.outputs:
-                    out = r.outputs[dev.name]
-                    out.seek(0)
-                    parts.append(out.read())
-                    content_type = content_type or dev.content_type
-                    break
-        body = b''.join(parts)
+    def _store(self, req: Request, res: NodeResult, dev: Device) -> None:
+        size = res.size(dev.name)
+        headers = {'Content-Type': dev.content_type or DEFAULT_CONTENT_TYPE,
+                   'Content-Length': str(size)}
+        etag = (res.report.get('etags') or {}).get('/dev/' + dev.name)
+        if etag:
+            headers['ETag'] = etag
+        headers.update({f'X-Object-Meta-{k}': v for k, v in dev.meta.items()})
+        sub = _sub(req, 'PUT', '/v1' + dev.path.path, headers=headers)
+        sub.environ['wsgi.input'] = res.outputs[dev.name]
+        resp = sub.get_response(self.app)
+        if is_success(resp.status_int):
+            res.stored.add(dev.name)
+            return
+        res.error = _short(f'Status {resp.status_int} when putting {dev.path}')
+        res.http_status = max(res.http_status or 0,
+                              resp.status_int if resp.status_int >= 400 else 503)
+
+    def _respond(self, results: list[NodeResult], seconds: float, report_json: bool
+                 ) -> Response:
+        status = max(r.http for r in results)
+        headers = _nexe_headers(results, seconds)
+        content_type = 'text/plain'
+        if report_json:
+            body = json.dumps({'status': status, 'seconds': round(seconds, 6),
+                               'nodes': [r.to_dict() for r in results]}, indent=1).encode()
+            content_type = 'application/json'
+        elif status != 200:
+            body = ''.join(f'{r.node.name}: {r.status}: {r.error or r.report.get("message")}\n'
+                           for r in results if r.failed).encode()
+        else:
+            parts = []
+            for r in results:
+                dev = next((d for d in r.node.devices
+                            if d.writable and d.path is None and d.name in r.outputs), None)
+                if dev is not None:
+                    r.outputs[dev.name].seek(0)
+                    parts.append(r.outputs[dev.name].read())
+                    if len(parts) == 1 and dev.content_type:
+                        content_type = dev.content_type
+            body = b''.join(parts)
         headers['Etag'] = hashlib.md5(body).hexdigest()
-        return Response(body=body, headers=headers, content_type=content_type or 'text/plain')
+        return Response(status=status, body=body, headers=headers, content_type=content_type)
+
+
+def _wants_validation(env: dict) -> bool:
+    content_type = env.get('CONTENT_TYPE', '').partition(';')[0].strip().lower()
+    return (content_type == NEXE_CONTENT_TYPE
+            or config_true_value(env.get('HTTP_X_ZEROVM_VALIDATE', 'false')))
+
+
+def _verdict_headers(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """``X-Zerovm-Valid`` (and why not) from a stored, current verdict in ``headers``."""
+    found = {k.lower(): v for k, v in headers if k.lower().startswith('x-object-sysmeta-zerovm-')}
+    valid = found.get(SYSMETA_VALID.lower())
+    if valid is None or found.get(SYSMETA_VALIDATOR.lower()) != VALIDATOR_VERSION:
+        return []
+    out = [('X-Zerovm-Valid', valid)]
+    if SYSMETA_ERROR.lower() in found:
+        out.append(('X-Zerovm-Validation-Error', found[SYSMETA_ERROR.lower()]))
+    return out
 
 
 def _sub(req: Request, method: str, path: str, query: str = '', **kwargs) -> Request:
@@ -424,9 +798,9 @@ def _sub(req: Request, method: str, path: str, query: str = '', **kwargs) -> Req
                            **kwargs)
 
 
-def _attached(node: Node, dev) -> bool:
-    """Is ``dev`` the device whose object is local to the server running ``node``?"""
-    return node.attach is not None and node.attach.name == dev.name
+def _attached_object(node: Node) -> bool:
+    """Does the node have an object to run next to (its attached device reads one)?"""
+    return node.attach is not None and node.attach.readable and node.attach.path is not None
 
 
 def _program_path(node: Node) -> SwiftPath:
@@ -437,31 +811,27 @@ def _program_path(node: Node) -> SwiftPath:
     return path
 
 
-def _failure_status(failed: list[NodeResult]) -> int:
-    statuses = {r.status for r in failed}
-    if statuses & set(PROGRAM_FAILURES):
-        return 422
-    if 'timeout' in statuses:
-        return 504
-    return 503
+def _header(values: Iterable[object], sep: str = ',') -> tuple[str, bool]:
+    """One header value per node, at most MAX_HEADER bytes: (text, truncated)."""
+    items = [str(v).replace(',', ';').replace('\r', ' ').replace('\n', ' ') for v in values]
+    text = sep.join(items)
+    if len(text) <= MAX_HEADER:
+        return text, False
+    kept, length = [], len(sep) + 3
+    for item in items:
+        length += len(item) + len(sep)
+        if length > MAX_HEADER:
+            break
+        kept.append(item)
+    return sep.join([*kept, '...']), True
 
 
-MAX_HEADER = 8192
-
-
-def _header(values, sep: str = ',') -> str:
-    """One header value per node; commas inside a value would split it, so they go."""
-    text = sep.join(str(v).replace(',', ';').replace('\n', ' ') for v in values)
-    return text if len(text) <= MAX_HEADER else text[:MAX_HEADER - 3] + '...'
-
-
-def _nexe_headers(results: list[NodeResult], elapsed: float) -> dict[str, str]:
-    def status(r):
-        return 'ok' if r.status == 'ok' else f'{r.status}: {r.report.get("message", "")}'
-
+def _nexe_headers(results: list[NodeResult], seconds: float) -> dict[str, str]:
     def validation(r):
         state = (r.report.get('validation') or {}).get('state')
-        return {'ok': 0, 'cached': 0, 'failed': 1}.get(state, 2)
+        if r.status == 'validation':
+            return 1
+        return 0 if state in ('ok', 'cached') else 2
 
     def etags(r):
         tags = r.report.get('etags') or {}
@@ -470,28 +840,43 @@ def _nexe_headers(results: list[NodeResult], elapsed: float) -> dict[str, str]:
     def cdr(r):
         acc = r.report.get('accounting') or {}
         chans = (acc.get('channels') or {}).values()
-        return [f'{r.elapsed:.3f}',
-                f'{acc.get("instructions", 0)} {acc.get("syscalls", 0)} '
+        return [f'{r.seconds:.3f}',
+                f'{acc.get("fuel", 0)} {acc.get("syscalls", 0)} '
                 f'{sum(c.get("read_bytes", 0) for c in chans)} '
                 f'{sum(c.get("write_bytes", 0) for c in chans)}']
 
-    return {
-        'X-Nexe-System': _header(r.node.name for r in results),
-        'X-Nexe-Status': _header(map(status, results)),
-        'X-Nexe-Retcode': _header('' if r.report.get('retcode') is None
-                                  else r.report['retcode'] for r in results),
-        'X-Nexe-Validation': _header(map(validation, results)),
-        'X-Nexe-Etag': _header(map(etags, results)),
-        'X-Nexe-Cdr-Line': _header([f'{elapsed:.3f}', *(x for r in results for x in cdr(r))],
-                                   sep=', '),
-        'X-Nexe-Policy': _header(r.policy for r in results),
+    columns = {
+        'X-Nexe-System': [r.node.name for r in results],
+        'X-Nexe-Status': [r.status for r in results],
+        'X-Nexe-Retcode': ['' if r.report.get('retcode') is None else r.report['retcode']
+                           for r in results],
+        'X-Nexe-Validation': [validation(r) for r in results],
+        'X-Nexe-Etag': [etags(r) for r in results],
+        'X-Nexe-Host': [r.server for r in results],
+        'X-Nexe-Policy': [r.policy for r in results],
     }
+    headers, truncated = {}, False
+    for name, values in columns.items():
+        headers[name], cut = _header(values)
+        truncated |= cut
+    headers['X-Nexe-Cdr-Line'], cut = _header(
+        [f'{seconds:.3f}', *(x for r in results for x in cdr(r))], sep=', ')
+    truncated |= cut
+    errors = [f'{r.node.name}: {_short(r.error or r.report.get("message") or r.status)}'
+              for r in results if r.failed]
+    if errors:
+        headers['X-Nexe-Error'], cut = _header(errors, sep=', ')
+        truncated |= cut
+    if truncated:
+        headers['X-Nexe-Truncated'] = 'true'
+    return headers
 
 
 def filter_factory(global_conf: dict, **local_conf):
     conf = dict(global_conf, **local_conf)
     register_swift_info('zerocloud', max_job_size=int(conf.get('zerovm_maxconfig', 65536)),
-                        timeout=float(conf.get('zerovm_timeout', DEFAULT_TIMEOUT)))
+                        timeout=float(conf.get('zerovm_timeout', DEFAULT_TIMEOUT)),
+                        validator_version=VALIDATOR_VERSION)
 
     def zerocloud_proxy_filter(app):
         return ProxyExecMiddleware(app, conf)

@@ -1,11 +1,24 @@
 """What travels between the proxy filter and an object server for one node.
 
-Both directions are plain tar streams, as in the original ZeroCloud, so
-that large payloads stream through without being held in memory:
+The proxy sends ``POST /<device>/<partition>/<account>/<container>/<object>``
+with these headers:
 
-* proxy -> object server (``POST`` with ``X-Zerovm-Execute``):
-  ``node.json`` (the node spec, first), ``exe`` (the program), then
-  ``dev/<device>`` for readable devices whose object is not local;
+* ``X-Zerovm-Execute: 1.0`` (marks the request; every answer of the object
+  filter echoes it, so the proxy can tell an object server without the
+  filter from one that refused the node);
+* ``X-Zerovm-Access: GET`` when the node reads the object of the path as a
+  local channel (otherwise the path only places the node);
+* ``X-Backend-Storage-Policy-Index``, ``X-Trans-Id``, ``X-Zerocloud-Id``
+  (the job), ``Content-Type: application/x-tar``, ``Content-Length`` and
+  ``Expect: 100-continue``: the object server checks its capacity and the
+  local object before the body travels.
+
+Both bodies are plain tar streams, as in the original ZeroCloud, so that
+large payloads stream through without being held in memory:
+
+* proxy -> object server: ``node.json`` (the node spec, first), ``exe``
+  (the program), then ``dev/<device>`` for readable devices whose object is
+  not local;
 * object server -> proxy: ``report.json`` (first), then ``dev/<device>``
   for every written channel the proxy must deliver (store or return).
 
@@ -28,6 +41,11 @@ REPORT = 'report.json'
 DEV_PREFIX = 'dev/'
 BLOCK = tarfile.BLOCKSIZE
 CHUNK = 1 << 16
+EXECUTE = 'X-Zerovm-Execute'
+VERSION = '1.0'
+ACCESS = 'X-Zerovm-Access'
+
+Member = tuple[str, int, Iterable[bytes]]
 
 
 class WireError(ValueError):
@@ -48,7 +66,13 @@ def _padding(size: int) -> bytes:
     return bytes(-size % BLOCK)
 
 
-def stream_tar(members: Iterable[tuple[str, int, Iterable[bytes]]]) -> Iterator[bytes]:
+def tar_size(members: Iterable[tuple[str, int]]) -> int:
+    """Length of the stream :func:`stream_tar` makes of members ``(name, size)``."""
+    return sum(len(member_header(name, size)) + size + len(_padding(size))
+               for name, size in members) + 2 * BLOCK
+
+
+def stream_tar(members: Iterable[Member]) -> Iterator[bytes]:
     """Yield a tar stream of ``(name, size, chunks)`` members without buffering them."""
     for name, size, chunks in members:
         yield member_header(name, size)
@@ -62,20 +86,38 @@ def stream_tar(members: Iterable[tuple[str, int, Iterable[bytes]]]) -> Iterator[
     yield bytes(2 * BLOCK)
 
 
-def bytes_member(name: str, data: bytes) -> tuple[str, int, Iterable[bytes]]:
+def bytes_member(name: str, data: bytes) -> Member:
     return name, len(data), [data]
 
 
-def json_member(name: str, obj: object) -> tuple[str, int, Iterable[bytes]]:
+def json_member(name: str, obj: object) -> Member:
     return bytes_member(name, json.dumps(obj, sort_keys=True).encode())
 
 
-def file_member(name: str, path: str) -> tuple[str, int, Iterable[bytes]]:
+def file_member(name: str, path: str) -> Member:
     def chunks() -> Iterator[bytes]:
         with open(path, 'rb') as f:
             while chunk := f.read(CHUNK):
                 yield chunk
     return name, os.path.getsize(path), chunks()
+
+
+def shared_member(name: str, f, size: int) -> Member:
+    """A member read from an open file that other streams read at the same time.
+
+    Each chunk is read at its own offset (seek and read with no green switch
+    in between), so concurrent streams of one file do not disturb each other.
+    """
+    def chunks() -> Iterator[bytes]:
+        offset = 0
+        while offset < size:
+            f.seek(offset)
+            chunk = f.read(min(CHUNK, size - offset))
+            if not chunk:
+                return
+            offset += len(chunk)
+            yield chunk
+    return name, size, chunks()
 
 
 def read_members(stream, first: str) -> Iterator[tuple[str, io.BufferedReader]]:
@@ -92,12 +134,15 @@ def read_members(stream, first: str) -> Iterator[tuple[str, io.BufferedReader]]:
         raise WireError(f'bad tar stream: {e}') from None
 
 
-def copy_limited(src, dst, limit: int) -> int:
-    """Copy ``src`` to ``dst``; :class:`WireError` past ``limit`` bytes."""
+def copy_limited(src, dst, limit: int, digest=None) -> int:
+    """Copy ``src`` to ``dst`` (feeding ``digest`` if given); :class:`TooLarge`
+    past ``limit`` bytes."""
     total = 0
     while chunk := src.read(CHUNK):
         total += len(chunk)
         if total > limit:
             raise TooLarge(f'member larger than {limit} bytes')
         dst.write(chunk)
+        if digest is not None:
+            digest.update(chunk)
     return total

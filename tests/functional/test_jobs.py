@@ -1,0 +1,331 @@
+"""Jobs on the session's real cluster: placement, outputs, authorisation, errors, failover.
+
+Each test makes its own containers; programs are the C sources in
+tests/programs, compiled by the ``guest`` fixture.  Whether an object server
+ran anything is read from its log (the object filter logs one ``execute``
+line per node it was sent).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import requests
+from swift.common import direct_client
+from swift.common.utils import hash_path
+from swiftclient import ClientException, Connection
+
+from zerocloud.devcluster import DevCluster
+
+TEXT = b'the quick brown fox\njumps over\n\nthe lazy dog \t again\n'
+
+
+def wc(data: bytes) -> bytes:
+    """What tests/programs/wc.c prints for ``data`` on stdin."""
+    return b'%7d %7d %7d\n' % (data.count(b'\n'), len(data.split()), len(data))
+
+
+def post_job(conn: Connection, job: object, headers: dict | None = None) -> requests.Response:
+    """POST ``job`` (JSON text, or a value to encode) to the connection's account."""
+    url, token = conn.get_auth()
+    data = job if isinstance(job, (str, bytes)) else json.dumps(job)
+    return requests.post(url, data=data, timeout=120, headers={
+        'X-Auth-Token': token, 'X-Zerovm-Execute': '1.0', 'Content-Type': 'application/json',
+        **(headers or {})})
+
+
+def nexe(resp: requests.Response, name: str) -> list[str]:
+    return resp.headers[f'X-Nexe-{name}'].split(',')
+
+
+def where(node: dict) -> str:
+    return f'{node["ip"]}:{node["port"]}/{node["device"]}'
+
+
+def wc_job(program: str, data: str, stdout: str | None = None, **exec_) -> list[dict]:
+    out = {'name': 'stdout', **({'path': stdout} if stdout else {})}
+    return [{'name': 'wc', 'exec': {'path': program, **exec_},
+             'devices': [{'name': 'stdin', 'path': data}, out]}]
+
+
+def executed(cluster: DevCluster, container: str) -> list[str]:
+    """The ``execute`` log lines of every object server for objects of ``container``."""
+    lines = []
+    for i in range(len(cluster.object_ports)):
+        log = cluster.log_file(cluster.server(f'object{i}'))
+        lines += [line for line in log.read_text().splitlines()
+                  if ' execute ' in line and f'/{container}/' in line]
+    return lines
+
+
+@pytest.fixture
+def upload(conn: Connection, make_container, guest):
+    """Factory: put guest program ``name`` into a fresh container; returns its swift:// URL."""
+    def upload(name: str, connection: Connection | None = None, **kwargs) -> str:
+        connection = connection or conn
+        container = make_container('bin', connection=connection)
+        connection.put_object(container, name, guest(name).read_bytes(), **kwargs)
+        account = connection.get_auth()[0].rsplit('/', 1)[1]
+        return f'swift://{account}/{container}/{name}'
+    return upload
+
+
+# -- running next to the data ------------------------------------------------------------
+
+def test_word_count_runs_on_a_server_holding_the_object(
+        swift_cluster: DevCluster, conn: Connection, make_container, upload) -> None:
+    container = make_container()
+    conn.put_object(container, 'book.txt', TEXT)
+    resp = post_job(conn, wc_job(upload('wc'), f'swift://~/{container}/book.txt'))
+    assert resp.status_code == 200, resp.text
+    assert resp.content == wc(TEXT)
+    assert resp.headers['Etag'] == hashlib.md5(resp.content).hexdigest()
+    assert nexe(resp, 'System') == ['wc']
+    assert nexe(resp, 'Status') == ['ok']
+    assert nexe(resp, 'Retcode') == ['0']
+    assert nexe(resp, 'Etag') == [f'/dev/stdout {hashlib.md5(wc(TEXT)).hexdigest()}']
+    assert 'X-Nexe-Error' not in resp.headers
+    _part, nodes = swift_cluster.object_nodes('AUTH_test', container, 'book.txt')
+    assert nexe(resp, 'Host') == [where(nodes[0])]       # the first primary: ring order
+    ran = executed(swift_cluster, container)
+    assert len(ran) == 1 and ran[0].startswith(f'object{nodes[0]["id"]}: ')
+    assert ' 200 ok ' in ran[0]
+
+
+def test_wildcard_job_writes_an_object_per_input(
+        swift_cluster: DevCluster, conn: Connection, make_container, upload) -> None:
+    container = make_container()
+    books = {f'{i:02d}': TEXT * (i + 1) for i in range(20)}
+    for key, text in books.items():
+        conn.put_object(container, f'in/book-{key}.txt', text)
+    program = upload('wc')
+    job = [{'name': 'count', 'exec': {'path': program},
+            'devices': [{'name': 'stdin', 'path': f'swift://~/{container}/in/book-*.txt'},
+                        {'name': 'stdout', 'path': f'swift://~/{container}/out/*.count',
+                         'content_type': 'text/x-count', 'meta': {'Source': 'wc'}}]}]
+    resp = post_job(conn, job)
+    assert resp.status_code == 200, resp.text
+    assert resp.content == b''
+    assert nexe(resp, 'System') == [f'count-{i}' for i in range(1, 21)]
+    assert nexe(resp, 'Status') == ['ok'] * 20
+    for key, host in zip(sorted(books), nexe(resp, 'Host'), strict=True):
+        nodes = swift_cluster.object_nodes('AUTH_test', container, f'in/book-{key}.txt')[1]
+        assert host in {where(n) for n in nodes}
+    listing = conn.get_container(container, prefix='out/')[1]
+    assert [o['name'] for o in listing] == [f'out/{key}.count' for key in sorted(books)]
+    for key, text in books.items():
+        headers, body = conn.get_object(container, f'out/{key}.count')
+        assert body == wc(text)
+        assert headers['content-type'] == 'text/x-count'
+        assert headers['x-object-meta-source'] == 'wc'
+    # the program was fetched once for the 20 nodes
+    path = '/v1/' + program[len('swift://'):]
+    proxy_log = swift_cluster.log_file(swift_cluster.server('proxy')).read_text()
+    assert sum(f'GET {path} ' in line for line in proxy_log.splitlines()) == 1
+
+
+def test_full_report_as_json(swift_cluster: DevCluster, conn: Connection, make_container,
+                             upload) -> None:
+    container = make_container()
+    for i in range(3):
+        conn.put_object(container, f'part{i}', TEXT * (i + 1))
+    resp = post_job(conn, wc_job(upload('wc'), f'swift://~/{container}/part*'),
+                    headers={'X-Zerovm-Report': 'json'})
+    assert resp.status_code == 200, resp.text
+    assert resp.headers['Content-Type'] == 'application/json'
+    report = resp.json()
+    assert report['status'] == 200
+    assert [n['name'] for n in report['nodes']] == ['wc-1', 'wc-2', 'wc-3']
+    for i, node in enumerate(report['nodes']):
+        assert node['status'] == 'ok' and node['retcode'] == 0
+        assert node['host'] == nexe(resp, 'Host')[i]
+        nodes = swift_cluster.object_nodes('AUTH_test', container, f'part{i}')[1]
+        assert node['host'] in {where(n) for n in nodes}
+        assert node['etags'] == {'/dev/stdout': hashlib.md5(wc(TEXT * (i + 1))).hexdigest()}
+        assert node['accounting']['fuel'] > 0
+        assert node['outputs'] == [{'device': 'stdout', 'path': None,
+                                    'bytes': len(wc(TEXT * (i + 1))), 'stored': False}]
+
+
+# -- authorisation -------------------------------------------------------------------------
+
+def test_another_user_cannot_read_a_private_object_through_a_job(
+        swift_cluster: DevCluster, conn: Connection, connect, make_container, upload) -> None:
+    private = make_container()
+    conn.put_object(private, 'secret', TEXT)
+    other = connect('test2:tester2')
+    resp = post_job(other, wc_job(upload('wc', other), f'swift://AUTH_test/{private}/secret'))
+    assert resp.status_code == 403, resp.text
+    assert f'swift://AUTH_test/{private}/secret' in resp.text
+    assert 'X-Nexe-System' not in resp.headers
+    assert executed(swift_cluster, private) == []
+
+
+def test_another_user_cannot_write_into_a_private_container(
+        swift_cluster: DevCluster, conn: Connection, connect, make_container, upload) -> None:
+    private = make_container()
+    other = connect('test2:tester2')
+    own = make_container(connection=other)
+    other.put_object(own, 'data', TEXT)
+    resp = post_job(other, wc_job(upload('wc', other), f'swift://~/{own}/data',
+                                  stdout=f'swift://AUTH_test/{private}/planted'))
+    assert resp.status_code == 403, resp.text
+    assert f'swift://AUTH_test/{private}/planted' in resp.text
+    assert executed(swift_cluster, own) == []
+    assert conn.get_container(private)[1] == []
+
+
+def test_acls_let_another_user_read_and_write_through_a_job(
+        conn: Connection, connect, make_container, upload) -> None:
+    shared = make_container(headers={'X-Container-Read': 'test2:tester2',
+                                     'X-Container-Write': 'test2:tester2'})
+    conn.put_object(shared, 'data', TEXT)
+    other = connect('test2:tester2')
+    program = upload('wc', other)
+    resp = post_job(other, wc_job(program, f'swift://AUTH_test/{shared}/data'))
+    assert resp.status_code == 200, resp.text
+    assert resp.content == wc(TEXT)
+    resp = post_job(other, wc_job(program, f'swift://AUTH_test/{shared}/data',
+                                  stdout=f'swift://AUTH_test/{shared}/count'))
+    assert resp.status_code == 200, resp.text
+    assert conn.get_object(shared, 'count')[1] == wc(TEXT)
+
+
+# -- the user's mistakes -------------------------------------------------------------------
+
+def test_missing_program_or_data_is_a_404_naming_it(
+        swift_cluster: DevCluster, conn: Connection, make_container, upload) -> None:
+    container = make_container()
+    conn.put_object(container, 'data', TEXT)
+    program = upload('wc')
+    resp = post_job(conn, wc_job(program + '-gone', f'swift://~/{container}/data'))
+    assert resp.status_code == 404
+    assert f'{program}-gone' in resp.text
+    resp = post_job(conn, wc_job(program, f'swift://~/{container}/gone'))
+    assert resp.status_code == 404
+    assert f'swift://AUTH_test/{container}/gone' in resp.text
+    assert executed(swift_cluster, container) == []
+
+
+@pytest.mark.parametrize(('job', 'status', 'says'), [
+    ('[{"name": "x",', 400, 'not valid JSON'),
+    ('{"name": "x"}', 400, 'must be a JSON list'),
+    ('[{"exec": {"path": "swift://~/c/p"}}]', 400, 'Must specify node name'),
+    ('[{"name": "x"}]', 400, 'Must specify exec stanza for x'),
+    ('[{"name": "x", "exec": {"path": "swift://~/c/p"}, "count": 0}]', 400,
+     'Invalid node count in x'),
+    ('[{"name": "x", "exec": {"path": "swift://~/c/p"}, "devices": [{"name": "stdtest"}]}]',
+     400, 'for device: stdtest in x'),
+    ('[{"name": "x", "exec": {"path": "swift://~/c/p"}, "count": 2, '
+     '"devices": [{"name": "stdout", "path": "swift://~/c/out"}]}]', 400,
+     'Single path swift://AUTH_test/c/out for multiple node definition'),
+    ('[{"name": "x", "exec": {"path": "file://python3:bin/python"}}]', 400,
+     'unknown image "python3"'),
+    ('[{"name": "x", "exec": {"path": "bin/sh"}}]', 400, 'only swift:// programs'),
+    ('[{"name": "x", "exec": {"path": "swift://~/c/p"}, '
+     '"devices": [{"name": "input", "path": "swift://~/c"}]}]', 400, 'reading a container'),
+    ('[{"name": "x", "exec": {"path": "swift://~/c/p"}, "count": 2, "connect": ["x"]}]', 501,
+     'connect'),
+    ('[' + ', '.join(['{"name": "%s", "exec": {"path": "swift://~/c/p"}}' % ('n' * 60 + str(i))
+                      for i in range(1000)]) + ']', 413, 'Job description larger than'),
+])
+def test_a_bad_job_is_refused_with_a_message(conn: Connection, job: str, status: int,
+                                             says: str) -> None:
+    resp = post_job(conn, job)
+    assert resp.status_code == status, resp.text
+    assert says in resp.text
+    assert 'X-Nexe-System' not in resp.headers
+
+
+def test_a_program_fault_is_reported_and_stores_nothing(
+        conn: Connection, make_container, upload) -> None:
+    container = make_container()
+    conn.put_object(container, 'data', TEXT)
+    resp = post_job(conn, wc_job(upload('crash'), f'swift://~/{container}/data',
+                                 stdout=f'swift://~/{container}/out', args='null'))
+    assert resp.status_code == 422, resp.text
+    assert nexe(resp, 'Status') == ['fault']
+    assert nexe(resp, 'Retcode') == ['']
+    assert resp.headers['X-Nexe-Error'].startswith('wc: ')
+    assert 'wc: fault: ' in resp.text
+    with pytest.raises(ClientException) as err:
+        conn.head_object(container, 'out')
+    assert err.value.http_status == 404
+
+
+# -- failing servers -----------------------------------------------------------------------
+
+def test_a_job_survives_a_killed_object_server(
+        swift_cluster: DevCluster, conn: Connection, make_container, upload,
+        kill_object_server) -> None:
+    container = make_container()
+    conn.put_object(container, 'data', TEXT)
+    program = upload('wc')
+    _part, nodes = swift_cluster.object_nodes('AUTH_test', container, 'data')
+    kill_object_server(nodes[0]['id'])
+    resp = post_job(conn, wc_job(program, f'swift://~/{container}/data'))
+    assert resp.status_code == 200, resp.text
+    assert resp.content == wc(TEXT)
+    assert nexe(resp, 'Host') == [where(nodes[1])]
+
+
+def test_a_lost_replica_sends_the_node_to_the_next_server(
+        swift_cluster: DevCluster, conn: Connection, make_container, upload) -> None:
+    container = make_container()
+    conn.put_object(container, 'data', TEXT)
+    program = upload('wc')
+    part, nodes = swift_cluster.object_nodes('AUTH_test', container, 'data')
+    digest = hash_path('AUTH_test', container, 'data')
+    device = swift_cluster.object_devices[nodes[0]['id']]
+    shutil.rmtree(Path(device['path']) / 'objects' / str(part) / digest[-3:] / digest)
+    resp = post_job(conn, wc_job(program, f'swift://~/{container}/data'))
+    assert resp.status_code == 200, resp.text
+    assert resp.content == wc(TEXT)
+    assert nexe(resp, 'Host') == [where(nodes[1])]
+    ran = {line.split(':')[0]: line for line in executed(swift_cluster, container)}
+    assert ran.keys() == {f'object{nodes[0]["id"]}', f'object{nodes[1]["id"]}'}
+    assert ' 404 ' in ran[f'object{nodes[0]["id"]}']
+    assert ' 200 ok ' in ran[f'object{nodes[1]["id"]}']
+
+
+# -- programs ------------------------------------------------------------------------------
+
+def test_program_upload_is_validated_and_the_verdict_kept(
+        swift_cluster: DevCluster, conn: Connection, make_container, guest) -> None:
+    container = make_container()
+    put: dict = {}
+    conn.put_object(container, 'wc', guest('wc').read_bytes(),
+                    content_type='application/x-nexe', response_dict=put)
+    assert put['status'] == 201
+    assert put['headers']['x-zerovm-valid'] == 'true'
+    assert conn.head_object(container, 'wc')['x-zerovm-valid'] == 'true'
+    part, nodes = swift_cluster.object_nodes('AUTH_test', container, 'wc')
+    for node in nodes:            # stored with the object on every replica
+        meta = direct_client.direct_head_object(node, part, 'AUTH_test', container, 'wc')
+        assert meta['X-Object-Sysmeta-Zerovm-Valid'] == 'true'
+    conn.put_object(container, 'plain', guest('wc').read_bytes())
+    assert 'x-zerovm-valid' not in conn.head_object(container, 'plain')
+
+
+def test_an_invalid_program_is_stored_and_refused_at_run_time(
+        swift_cluster: DevCluster, conn: Connection, make_container, guest) -> None:
+    container = make_container()
+    program = guest('rdrand').read_bytes()
+    put: dict = {}
+    conn.put_object(container, 'rdrand', program, headers={'X-Zerovm-Validate': 'true'},
+                    response_dict=put)
+    assert put['status'] == 201
+    assert put['headers']['x-zerovm-valid'] == 'false'
+    assert 'rdrand' in put['headers']['x-zerovm-validation-error']
+    headers, body = conn.get_object(container, 'rdrand')
+    assert body == program and headers['x-zerovm-valid'] == 'false'
+    conn.put_object(container, 'data', TEXT)
+    resp = post_job(conn, wc_job(f'swift://~/{container}/rdrand',
+                                 f'swift://~/{container}/data'))
+    assert resp.status_code == 422, resp.text
+    assert 'is not valid (checked at upload)' in resp.text and 'rdrand' in resp.text
+    assert executed(swift_cluster, container) == []

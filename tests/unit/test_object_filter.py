@@ -1,0 +1,227 @@
+"""zerocloud.object in front of a real ObjectController on a temporary disk."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+from swift.common.swob import Request
+from swift.common.utils import Timestamp
+from swift.obj.server import ObjectController
+
+from zerocloud import wire
+from zerocloud.object import ObjectExecMiddleware, ProgramCache
+
+PATH = '/sda1/0/a/c/o'
+TEXT = b'hello object\nserver\n'
+
+
+class Unread(io.RawIOBase):
+    """A request body that must not be read: the filter answers before it."""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf) -> int:
+        raise AssertionError('the request body was read')
+
+
+@pytest.fixture
+def devices(tmp_path: Path) -> Path:
+    (tmp_path / 'sda1').mkdir()
+    return tmp_path
+
+
+@pytest.fixture
+def server(devices: Path) -> ObjectController:
+    return ObjectController({'devices': str(devices), 'mount_check': 'false',
+                             'disable_fallocate': 'true'})
+
+
+@pytest.fixture
+def mw(server: ObjectController, devices: Path):
+    mw = ObjectExecMiddleware(server, {'devices': str(devices), 'mount_check': 'false',
+                                       'zerovm_maxpool': '1', 'zerovm_maxqueue': '0'})
+    yield mw
+    if mw._pool is not None:
+        mw._pool.close()
+
+
+def put(app, path: str = PATH, body: bytes = TEXT, **headers) -> None:
+    headers = {'X-Timestamp': Timestamp.now().internal, 'Content-Type': 'text/plain',
+               **headers}
+    resp = Request.blank(path, method='PUT', headers=headers, body=body).get_response(app)
+    assert resp.status_int == 201, resp.body
+
+
+def spec(*devices: dict, argv=('wc',), **limits) -> dict:
+    return {'name': 'wc', 'argv': list(argv), 'env': {}, 'devices': list(devices),
+            'seed': 0, 'epoch': 0, 'limits': limits}
+
+
+def execute(app, body: bytes | None = None, members=(), local: bool = True,
+            path: str = PATH, **headers):
+    if body is None:
+        body = b''.join(wire.stream_tar(members))
+    headers = {wire.EXECUTE: '1.0', 'Content-Type': 'application/x-tar', **headers}
+    if local:
+        headers[wire.ACCESS] = 'GET'
+    req = Request.blank(path, method='POST', headers=headers, body=body)
+    return req.get_response(app)
+
+
+def execute_unread(app, **headers):
+    """An execute request whose body would fail the test if read."""
+    req = Request.blank(PATH, method='POST', headers={
+        wire.EXECUTE: '1.0', 'Content-Type': 'application/x-tar', wire.ACCESS: 'GET',
+        'Content-Length': '4096', **headers})
+    req.environ['wsgi.input'] = io.BufferedReader(Unread())
+    return req.get_response(app)
+
+
+def untar(body: bytes) -> dict[str, bytes]:
+    with tarfile.open(fileobj=io.BytesIO(body)) as tar:
+        return {m.name: tar.extractfile(m).read() for m in tar}
+
+
+def wc_members(guest, stdin: str = 'local') -> list[wire.Member]:
+    devices = [{'name': 'stdin', 'access': 'r', 'random': False, 'source': stdin},
+               {'name': 'stdout', 'access': 'w', 'random': False, 'source': None}]
+    return [wire.json_member(wire.SPEC, spec(*devices)),
+            wire.bytes_member(wire.EXE, guest('wc').read_bytes())]
+
+
+def test_other_requests_pass_through(mw, server) -> None:
+    put(mw)
+    resp = Request.blank(PATH).get_response(mw)
+    assert resp.body == TEXT
+    resp = Request.blank(PATH, method='POST', headers={
+        'X-Timestamp': Timestamp.now().internal, 'X-Object-Meta-K': 'v'}).get_response(mw)
+    assert resp.status_int == 202
+    assert wire.EXECUTE not in resp.headers
+
+
+def test_runs_the_node_with_the_local_object_as_a_channel(mw, guest) -> None:
+    put(mw)
+    resp = execute(mw, members=wc_members(guest))
+    assert resp.status_int == 200, resp.body
+    assert resp.headers[wire.EXECUTE] == '1.0'
+    assert resp.headers['X-Nexe-Status'] == 'ok'
+    assert resp.headers['X-Nexe-Retcode'] == '0'
+    members = untar(resp.body)
+    assert list(members) == [wire.REPORT, 'dev/stdout']
+    assert members['dev/stdout'] == b'%7d %7d %7d\n' % (2, 3, len(TEXT))
+    report = json.loads(members[wire.REPORT])
+    assert report['status'] == 'ok' and set(report['etags']) == {'/dev/stdout'}
+
+
+@pytest.mark.parametrize('state', ['missing', 'deleted', 'expired'])
+def test_a_local_object_that_is_not_here_is_a_404_before_the_body(mw, state: str) -> None:
+    if state == 'deleted':
+        put(mw)
+        resp = Request.blank(PATH, method='DELETE', headers={
+            'X-Timestamp': Timestamp.now().internal}).get_response(mw)
+        assert resp.status_int == 204
+    elif state == 'expired':
+        put(mw, **{'X-Delete-At': str(int(time.time()) + 1)})
+        time.sleep(max(0.0, int(time.time()) + 1.05 - time.time()))
+    resp = execute_unread(mw)
+    assert resp.status_int == 404
+    assert b'/a/c/o is not on this server' in resp.body
+    assert resp.headers[wire.EXECUTE] == '1.0'
+
+
+def test_a_manifest_is_not_run_in_place(mw) -> None:
+    put(mw, body=b'', **{'X-Object-Manifest': 'c/seg'})
+    resp = execute_unread(mw)
+    assert resp.status_int == 409
+    assert b'X-Object-Manifest' in resp.body
+
+
+def test_a_missing_disk_is_a_507(mw) -> None:
+    req_path = '/sdz9/0/a/c/o'
+    resp = execute(mw, body=b'', path=req_path)
+    assert resp.status_int == 507
+
+
+def test_a_full_pool_is_a_503_before_the_body(mw) -> None:
+    put(mw)
+    mw.admitted = mw.pool_size + mw.queue
+    resp = execute_unread(mw)
+    assert resp.status_int == 503
+    assert resp.headers['Retry-After'] == '1'
+    assert b'Slot not available' in resp.body
+
+
+def test_a_request_over_zerovm_maxinput_is_a_413(server, devices) -> None:
+    mw = ObjectExecMiddleware(server, {'devices': str(devices), 'mount_check': 'false',
+                                       'zerovm_maxinput': '100'})
+    assert execute_unread(mw).status_int == 413
+
+
+@pytest.mark.parametrize(('body', 'says'), [
+    (b'not a tar stream' * 64, b'bad execute request'),
+    (b''.join(wire.stream_tar([wire.bytes_member(wire.EXE, b'x')])), b'must start with'),
+    (b''.join(wire.stream_tar([wire.json_member(wire.SPEC, spec())])),
+     b'node spec or program missing'),
+])
+def test_a_bad_request_body_is_a_400(mw, body: bytes, says: bytes) -> None:
+    resp = execute(mw, body=body, local=False)
+    assert resp.status_int == 400
+    assert says in resp.body
+    assert mw.admitted == 0
+
+
+def test_a_local_device_needs_the_access_header(mw, guest) -> None:
+    put(mw)
+    resp = execute(mw, members=wc_members(guest), local=False)
+    assert resp.status_int == 400
+    assert b'is not GET' in resp.body
+
+
+def test_a_member_device_and_no_local_object(mw, guest) -> None:
+    members = [*wc_members(guest, stdin='member'), wire.bytes_member('dev/stdin', b'a b c\n')]
+    resp = execute(mw, members=members, local=False, path='/sda1/3/a/.zerocloud/wc')
+    assert resp.status_int == 200, resp.body
+    assert untar(resp.body)['dev/stdout'] == b'%7d %7d %7d\n' % (1, 3, 6)
+
+
+def test_program_cache_keeps_one_file_per_program_and_evicts_idle_ones(tmp_path) -> None:
+    cache = ProgramCache(2, str(tmp_path))
+    first = cache.receive(io.BytesIO(b'one'), 100)
+    assert cache.receive(io.BytesIO(b'one'), 100) == first
+    assert Path(first).read_bytes() == b'one'
+    second = cache.receive(io.BytesIO(b'two'), 100)
+    cache.release(second)
+    third = cache.receive(io.BytesIO(b'three'), 100)
+    assert not os.path.exists(second)          # idle and least recently used
+    assert os.path.exists(first) and os.path.exists(third)   # both in use
+    cache.release(first)
+    cache.release(first)
+    cache.release(third)
+    assert sorted(os.listdir(cache.dir)) == sorted(map(os.path.basename, (first, third)))
+    with pytest.raises(wire.TooLarge):
+        cache.receive(io.BytesIO(b'x' * 101), 100)
+    assert sorted(os.listdir(cache.dir)) == sorted(map(os.path.basename, (first, third)))
+
+
+def test_program_cache_removes_the_directories_of_dead_processes(tmp_path) -> None:
+    gone = subprocess.Popen(['true'])              # a pid that has just gone
+    gone.wait()
+    stale = tmp_path / f'zerocloud-programs-{gone.pid}-abc'
+    stale.mkdir()
+    (stale / 'program').write_bytes(b'x')
+    live = tmp_path / f'zerocloud-programs-{os.getppid()}-def'
+    live.mkdir()
+    other = tmp_path / 'zerocloud-programs-notapid'
+    other.mkdir()
+    cache = ProgramCache(2, str(tmp_path))
+    cache.release(cache.receive(io.BytesIO(b'one'), 100))
+    assert os.path.basename(cache.dir).startswith(f'zerocloud-programs-{os.getpid()}-')
+    assert not stale.exists() and live.exists() and other.exists()

@@ -1,0 +1,460 @@
+"""zerocloud.proxy in front of a small fake Swift, with the object servers faked too.
+
+``FakeSwift`` serves accounts, containers (JSON listings) and objects from a
+dict and records every call; the object ring is a fixed three-server
+``FakeRing`` and ``ProxyExecMiddleware._exchange`` (one node on one object
+server) is replaced by a scripted ``Servers``, so these tests see exactly
+what the filter asks of Swift and of each object server.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+import tarfile
+import tempfile
+from pathlib import Path
+
+import pytest
+from swift.common.swob import Request, Response
+
+from zerocloud import object as object_filter
+from zerocloud import placement, proxy, wire
+from zerocloud.proxy import (
+    MAX_HEADER,
+    NodeResult,
+    ProxyExecMiddleware,
+    _nexe_headers,
+    _Refused,
+    _Retry,
+)
+from zvm_core.validator import VALIDATOR_VERSION
+
+ACCOUNT = '/v1/AUTH_a'
+TEXT = b'some text\n'
+
+
+class FakeSwift:
+    """Objects by path (``/v1/a/c/o``) -> (headers, body); every call is recorded."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, tuple[dict, bytes]] = {}
+        self.calls: list[tuple[str, str, dict]] = []
+        self.put_status = 201
+
+    def add(self, path: str, body: bytes = TEXT, **headers) -> None:
+        self.objects[ACCOUNT + path] = (headers, body)
+
+    def __call__(self, env, start_response):
+        req = Request(env)
+        self.calls.append((req.method, req.path, dict(req.headers)))
+        parts = req.path.split('/')
+        if req.method == 'PUT':
+            body = req.environ['wsgi.input'].read()
+            if self.put_status == 201:
+                self.objects[req.path] = (dict(req.headers), body)
+            resp = Response(status=self.put_status)
+        elif len(parts) <= 4:                    # account or container
+            prefix = req.path + '/'
+            names = sorted(p[len(prefix):] for p in self.objects if p.startswith(prefix))
+            marker = req.params.get('marker', '')
+            names = [n for n in names if n > marker][:int(req.params.get('limit', 10000))]
+            resp = Response(status=200 if req.method == 'GET' else 204,
+                            headers={'X-Backend-Storage-Policy-Index': '0'},
+                            body=json.dumps([{'name': n} for n in names]).encode()
+                            if req.method == 'GET' else b'')
+        elif req.path in self.objects:
+            headers, body = self.objects[req.path]
+            resp = Response(headers=headers, body=body if req.method == 'GET' else b'')
+            resp.content_length = len(body)
+        else:
+            resp = Response(status=404)
+        return resp(env, start_response)
+
+    def called(self, method: str, path: str) -> int:
+        return sum(1 for m, p, _h in self.calls if (m, p) == (method, ACCOUNT + path))
+
+
+class FakeRing:
+    devs = [{'id': i, 'ip': '10.0.0.1', 'port': 6200 + i, 'device': f'd{i}'} for i in range(3)]
+    partition_count = 8
+
+    def get_nodes(self, account: str, container: str, obj: str):
+        return 5, self.devs[:2]
+
+    def get_more_nodes(self, part: int):
+        yield self.devs[2]
+
+
+def ok(stdout: bytes = b'out\n', status: str = 'ok', retcode: int | None = 0):
+    """A server answer: the node ran and wrote ``stdout``."""
+    def answer(plan, headers, members):
+        out = tempfile.SpooledTemporaryFile()
+        out.write(stdout)
+        report = {'status': status, 'retcode': retcode, 'message': f'it said {status}',
+                  'validation': {'state': 'ok'},
+                  'etags': {'/dev/stdout': hashlib.md5(stdout).hexdigest()},
+                  'accounting': {'fuel': 7, 'syscalls': 3, 'channels': {}}}
+        return report, {'stdout': out}
+    return answer
+
+
+class Servers:
+    """Scripted object servers by port: an answer (see ``ok``) or an exception."""
+
+    def __init__(self, **by_device) -> None:
+        self.script = by_device
+        self.asked: list[tuple[str, dict, dict[str, bytes]]] = []
+
+    def __call__(self, server, plan, headers, members):
+        body = b''.join(wire.stream_tar(members()))
+        assert len(body) == int(headers['Content-Length'])
+        with tarfile.open(fileobj=io.BytesIO(body)) as tar:
+            sent = {m.name: tar.extractfile(m).read() for m in tar}
+        self.asked.append((server['device'], headers, sent))
+        action = self.script.get(server['device'], _Retry('connection refused'))
+        if isinstance(action, Exception):
+            raise action
+        return action(plan, headers, members)
+
+
+@pytest.fixture
+def swift() -> FakeSwift:
+    fake = FakeSwift()
+    fake.add('/bin/wc', b'\x7fELF program')
+    fake.add('/c/data')
+    return fake
+
+
+@pytest.fixture
+def mw(swift: FakeSwift, monkeypatch) -> ProxyExecMiddleware:
+    monkeypatch.setattr(placement, 'object_ring', lambda swift_dir, policy: FakeRing())
+    return ProxyExecMiddleware(swift, {'zerovm_maxconfig': '4096', 'zerovm_maxnexe': '1000'})
+
+
+@pytest.fixture
+def servers(monkeypatch):
+    def install(**script) -> Servers:
+        fake = Servers(**script)
+        monkeypatch.setattr(ProxyExecMiddleware, '_exchange', fake)
+        return fake
+    return install
+
+
+def job(stdin: str = 'swift://~/c/data', stdout: dict | None = None, **group) -> list[dict]:
+    return [{'name': 'wc', 'exec': {'path': 'swift://~/bin/wc'},
+             'devices': [{'name': 'stdin', 'path': stdin}, stdout or {'name': 'stdout'}],
+             **group}]
+
+
+def post(app, body, **headers):
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    req = Request.blank(ACCOUNT, method='POST', body=data, headers={
+        'X-Zerovm-Execute': '1.0', 'Content-Type': 'application/json', **headers})
+    return req.get_response(app)
+
+
+# -- pass-through and entry checks ------------------------------------------------------------
+
+def test_other_requests_pass_through(mw, swift) -> None:
+    resp = Request.blank(ACCOUNT + '/c/data').get_response(mw)
+    assert resp.body == TEXT and 'X-Zerovm-Valid' not in resp.headers
+    resp = Request.blank(ACCOUNT + '/c/x', method='PUT', body=b'abc').get_response(mw)
+    assert resp.status_int == 201 and swift.objects[ACCOUNT + '/c/x'][1] == b'abc'
+    assert [(m, p) for m, p, _h in swift.calls] == [('GET', ACCOUNT + '/c/data'),
+                                                    ('PUT', ACCOUNT + '/c/x')]
+
+
+@pytest.mark.parametrize(('version', 'shown'), [(VALIDATOR_VERSION, True), ('0', False)])
+@pytest.mark.parametrize('method', ['GET', 'HEAD'])
+def test_get_and_head_show_a_current_stored_verdict(mw, swift, method: str, version: str,
+                                                    shown: bool) -> None:
+    swift.add('/bin/bad', **{'X-Object-Sysmeta-Zerovm-Valid': 'false',
+                             'X-Object-Sysmeta-Zerovm-Validator': version,
+                             'X-Object-Sysmeta-Zerovm-Validation-Error': 'I3 rdrand'})
+    resp = Request.blank(ACCOUNT + '/bin/bad', method=method).get_response(mw)
+    assert resp.status_int == 200
+    if shown:
+        assert resp.headers['X-Zerovm-Valid'] == 'false'
+        assert resp.headers['X-Zerovm-Validation-Error'] == 'I3 rdrand'
+    else:
+        assert 'X-Zerovm-Valid' not in resp.headers
+
+
+@pytest.mark.parametrize(('method', 'path', 'headers', 'status', 'says'), [
+    ('GET', ACCOUNT, {}, 501, b'execute a job with POST'),
+    ('POST', ACCOUNT + '/c/o', {}, 400, b'POST jobs to the account URL'),
+    ('POST', ACCOUNT, {'X-Zerovm-Report': 'xml'}, 400, b'must be "json"'),
+    ('POST', ACCOUNT, {'Content-Length': '5000'}, 413, b'larger than zerovm_maxconfig'),
+])
+def test_requests_that_cannot_be_jobs(mw, swift, method, path, headers, status, says) -> None:
+    req = Request.blank(path, method=method, headers={'X-Zerovm-Execute': '1.0', **headers})
+    resp = req.get_response(mw)
+    assert resp.status_int == status
+    assert says in resp.body
+    assert swift.calls == []
+
+
+@pytest.mark.parametrize('path', ['/info', '/auth/v1.0'])
+def test_execute_on_a_non_swift_path_passes_through(mw, swift, path: str) -> None:
+    Request.blank(path, headers={'X-Zerovm-Execute': '1.0'}).get_response(mw)
+    assert [(m, p) for m, p, _h in swift.calls] == [('GET', path)]
+
+
+def test_a_denied_post_is_a_403_before_anything_is_read(mw, swift, servers) -> None:
+    asked = servers()
+    req = Request.blank(ACCOUNT, method='POST', body=json.dumps(job()).encode(), headers={
+        'X-Zerovm-Execute': '1.0', 'Content-Type': 'application/json'})
+    req.environ['swift.authorize'] = lambda r: Response(status=403)
+    resp = req.get_response(mw)
+    assert resp.status_int == 403
+    assert resp.body == b'Denied: may not execute jobs in swift://AUTH_a\n'
+    assert swift.calls == [] and asked.asked == []
+
+
+@pytest.mark.parametrize(('body', 'status', 'says'), [
+    (b'[', 400, b'not valid JSON'),
+    (job(count=0), 400, b'Invalid node count in wc'),
+    (job(stdin='swift://~/c/nothing*'), 400, b'No objects found in path'),
+    (job(stdin='swift://~/c/gone'), 404, b'Error 404 Not Found while fetching '
+                                         b'swift://AUTH_a/c/gone'),
+    (job(count=2, connect=['wc']), 501, b'connect'),
+    (job(replicate=2), 501, b'replicate'),
+])
+def test_a_bad_job_runs_nothing(mw, servers, body, status, says) -> None:
+    asked = servers()
+    resp = post(mw, body)
+    assert resp.status_int == status
+    assert says in resp.body
+    assert asked.asked == []
+
+
+def test_a_program_known_invalid_is_refused(mw, swift, servers) -> None:
+    swift.add('/bin/wc', b'\x7fELF', **{'X-Object-Sysmeta-Zerovm-Valid': 'false',
+                                        'X-Object-Sysmeta-Zerovm-Validator': VALIDATOR_VERSION,
+                                        'X-Object-Sysmeta-Zerovm-Validation-Error': 'I3 x'})
+    asked = servers()
+    resp = post(mw, job())
+    assert resp.status_int == 422
+    assert resp.body == b'program swift://AUTH_a/bin/wc is not valid (checked at upload): I3 x\n'
+    assert asked.asked == []
+
+
+@pytest.mark.parametrize('header', ['X-Object-Manifest', 'X-Static-Large-Object'])
+def test_a_large_object_is_not_an_input(mw, swift, servers, header: str) -> None:
+    swift.add('/c/data', b'', **{header: 'c/segments'})
+    resp = post(mw, job())
+    assert resp.status_int == 409
+    assert header.encode() in resp.body
+
+
+# -- running nodes --------------------------------------------------------------------------------
+
+def test_the_node_runs_next_to_its_object(mw, swift, servers) -> None:
+    asked = servers(d0=ok(b'counted\n'))
+    resp = post(mw, job())
+    assert resp.status_int == 200, resp.body
+    assert resp.body == b'counted\n'
+    assert resp.headers['Etag'] == hashlib.md5(b'counted\n').hexdigest()
+    assert resp.headers['X-Nexe-Host'] == '10.0.0.1:6200/d0'
+    assert resp.headers['X-Nexe-Cdr-Line'].split(', ')[2] == '7 3 0 0'
+    (device, headers, sent), = asked.asked
+    assert headers[wire.ACCESS] == 'GET' and headers['Expect'] == '100-continue'
+    assert set(sent) == {wire.SPEC, wire.EXE}
+    assert sent[wire.EXE] == b'\x7fELF program'
+    spec = json.loads(sent[wire.SPEC])
+    assert spec['argv'] == ['wc']
+    assert [(d['name'], d['source']) for d in spec['devices']] == [('stdin', 'local'),
+                                                                   ('stdout', None)]
+
+
+def test_a_node_moves_on_from_servers_that_cannot_run_it(mw, servers) -> None:
+    asked = servers(d0=_Retry('503 Slot not available'), d1=ok())
+    resp = post(mw, job())
+    assert resp.status_int == 200
+    assert resp.headers['X-Nexe-Host'] == '10.0.0.1:6201/d1'
+    assert [a[0] for a in asked.asked] == ['d0', 'd1']
+
+
+def test_no_server_can_run_the_node(mw, servers) -> None:
+    asked = servers(d0=_Retry('503 Slot not available'), d1=_Retry('507 no disk'))
+    resp = post(mw, job())
+    assert resp.status_int == 503
+    assert resp.headers['X-Nexe-Status'] == 'unavailable'
+    assert resp.headers['X-Nexe-Host'] == ''
+    error = resp.headers['X-Nexe-Error']
+    assert error.startswith('wc: no object server could run the node')
+    assert '10.0.0.1:6200/d0 503 Slot not available' in error and '507 no disk' in error
+    assert [a[0] for a in asked.asked] == ['d0', 'd1', 'd2']     # the handoff too
+
+
+def test_a_refusal_is_final(mw, servers) -> None:
+    asked = servers(d0=_Refused(413, 'request larger than zerovm_maxinput'), d1=ok())
+    resp = post(mw, job())
+    assert resp.status_int == 413
+    assert resp.headers['X-Nexe-Status'] == 'error'
+    assert 'refused the node: 413 request larger' in resp.headers['X-Nexe-Error']
+    assert [a[0] for a in asked.asked] == ['d0']
+
+
+@pytest.mark.parametrize(('status', 'http'), [('fault', 422), ('fuel', 422),
+                                              ('validation', 422), ('killed', 500),
+                                              ('timeout', 504)])
+def test_a_failed_node_stores_nothing(mw, swift, servers, status: str, http: int) -> None:
+    servers(d0=ok(b'partial', status=status, retcode=None))
+    resp = post(mw, job(stdout={'name': 'stdout', 'path': 'swift://~/c/out'}))
+    assert resp.status_int == http
+    assert resp.headers['X-Nexe-Status'] == status
+    assert resp.headers['X-Nexe-Error'] == f'wc: it said {status}'
+    assert resp.body == f'wc: {status}: it said {status}\n'.encode()
+    assert swift.called('PUT', '/c/out') == 0
+
+
+def test_outputs_are_stored_as_the_caller_with_their_metadata(mw, swift, servers) -> None:
+    servers(d0=ok(b'12\n', retcode=3))
+    out = {'name': 'stdout', 'path': 'swift://~/c/out', 'content_type': 'text/x-n',
+           'meta': {'Who': 'wc'}}
+    resp = post(mw, job(stdout=out))
+    assert resp.status_int == 200 and resp.body == b''
+    assert resp.headers['X-Nexe-Retcode'] == '3'
+    headers, body = swift.objects[ACCOUNT + '/c/out']
+    assert body == b'12\n'
+    assert headers['Content-Type'] == 'text/x-n'
+    assert headers['X-Object-Meta-Who'] == 'wc'
+    assert headers['Etag'] == hashlib.md5(b'12\n').hexdigest()
+
+
+def test_output_below_min_size_is_not_stored(mw, swift, servers) -> None:
+    servers(d0=ok(b'12\n'))
+    resp = post(mw, job(stdout={'name': 'stdout', 'path': 'swift://~/c/out', 'min_size': 4}))
+    assert resp.status_int == 200
+    assert swift.called('PUT', '/c/out') == 0
+
+
+def test_a_failed_store_is_the_jobs_status(mw, swift, servers) -> None:
+    servers(d0=ok())
+    swift.put_status = 507
+    resp = post(mw, job(stdout={'name': 'stdout', 'path': 'swift://~/c/out'}))
+    assert resp.status_int == 507
+    assert resp.headers['X-Nexe-Status'] == 'ok'
+    assert resp.headers['X-Nexe-Error'] == 'wc: Status 507 when putting swift://AUTH_a/c/out'
+
+
+def test_objects_sent_along_are_fetched_once(mw, swift, servers) -> None:
+    swift.add('/c/data2', b'more')
+    swift.add('/c/lib.tar', b'an image')
+    asked = servers(d0=ok(), d1=ok())
+    group = job(stdin='swift://~/c/data*')
+    group[0]['devices'].append({'name': 'image', 'path': 'swift://~/c/lib.tar'})
+    resp = post(mw, group)
+    assert resp.status_int == 200, resp.body
+    assert resp.headers['X-Nexe-System'] == 'wc-1,wc-2'
+    assert swift.called('GET', '/c/lib.tar') == 1
+    assert swift.called('GET', '/bin/wc') == 1
+    assert swift.called('GET', '/c/data') == 0          # read in place: HEAD only
+    assert [sent['dev/image'] for _d, _h, sent in asked.asked] == [b'an image'] * 2
+
+
+def test_an_encrypted_object_travels_and_the_node_runs_anywhere(mw, swift, servers) -> None:
+    swift.add('/c/data', TEXT, **{'X-Object-Sysmeta-Crypto-Body-Meta': 'x'})
+    asked = servers(d0=ok(), d1=ok(), d2=ok())
+    resp = post(mw, job())
+    assert resp.status_int == 200, resp.body
+    (_device, headers, sent), = asked.asked
+    assert wire.ACCESS not in headers
+    assert sent['dev/stdin'] == TEXT
+
+
+def test_the_full_report_as_json(mw, servers) -> None:
+    servers(d0=ok(b'abc'))
+    resp = post(mw, job(), **{'X-Zerovm-Report': 'json'})
+    assert resp.status_int == 200
+    assert resp.content_type == 'application/json'
+    report = json.loads(resp.body)
+    assert report['status'] == 200
+    node, = report['nodes']
+    assert node['name'] == 'wc' and node['host'] == '10.0.0.1:6200/d0'
+    assert node['outputs'] == [{'device': 'stdout', 'path': None, 'bytes': 3, 'stored': False}]
+    assert node['accounting']['fuel'] == 7
+
+
+# -- response headers -----------------------------------------------------------------------------
+
+def test_headers_stay_bounded_for_big_jobs() -> None:
+    from zerocloud.job import Exec, Node
+    results = []
+    for i in range(2000):
+        res = NodeResult(Node(f'node-{i}', 'node', i, i, Exec('swift://a/c/p'), []), 'Policy-0')
+        res.fail('fault', 'x' * 50)
+        results.append(res)
+    headers = _nexe_headers(results, 1.0)
+    assert headers['X-Nexe-Truncated'] == 'true'
+    for name, value in headers.items():
+        assert len(value) <= MAX_HEADER, name
+    assert headers['X-Nexe-System'].endswith(',...')
+    assert headers['X-Nexe-System'].startswith('node-0,node-1,')
+
+
+def test_a_small_job_has_whole_headers() -> None:
+    from zerocloud.job import Exec, Node
+    res = NodeResult(Node('a,b', 'g', 1, 1, Exec('swift://a/c/p'), []), 'Policy-0')
+    res.fail('killed', 'worker died,\nbadly')
+    headers = _nexe_headers([res], 0.5)
+    assert 'X-Nexe-Truncated' not in headers
+    assert headers['X-Nexe-System'] == 'a;b'
+    assert headers['X-Nexe-Error'] == 'a;b: worker died; badly'
+    assert headers['X-Nexe-Validation'] == '2'
+
+
+# -- program uploads ------------------------------------------------------------------------------
+
+def test_a_program_upload_is_validated_and_the_verdict_stored(swift, guest) -> None:
+    program = guest('wc').read_bytes()
+    mw = ProxyExecMiddleware(swift, {})
+    resp = Request.blank(ACCOUNT + '/bin/new', method='PUT', body=program,
+                         headers={'Content-Type': 'application/x-nexe'}).get_response(mw)
+    assert resp.status_int == 201
+    assert resp.headers['X-Zerovm-Valid'] == 'true'
+    headers, body = swift.objects[ACCOUNT + '/bin/new']
+    assert body == program
+    assert headers['X-Object-Sysmeta-Zerovm-Valid'] == 'true'
+    assert headers['X-Object-Sysmeta-Zerovm-Validator'] == VALIDATOR_VERSION
+
+
+def test_an_invalid_upload_is_stored_with_its_verdict(mw, swift) -> None:
+    req = Request.blank(ACCOUNT + '/bin/text', method='PUT', body=b'#!/bin/sh\n',
+                        headers={'X-Zerovm-Validate': 'yes'})
+    resp = req.get_response(mw)
+    assert resp.status_int == 201
+    assert resp.headers['X-Zerovm-Valid'] == 'false'
+    assert 'not an ELF file' in resp.headers['X-Zerovm-Validation-Error']
+    headers, body = swift.objects[ACCOUNT + '/bin/text']
+    assert body == b'#!/bin/sh\n' and headers['X-Object-Sysmeta-Zerovm-Valid'] == 'false'
+
+
+@pytest.mark.parametrize('chunked', [False, True])
+def test_a_program_over_zerovm_maxnexe_is_a_413(mw, swift, chunked: bool) -> None:
+    req = Request.blank(ACCOUNT + '/bin/big', method='PUT', body=b'x' * 1001,
+                        headers={'Content-Type': 'application/x-nexe'})
+    if chunked:
+        del req.headers['Content-Length']
+        req.headers['Transfer-Encoding'] = 'chunked'
+    resp = req.get_response(mw)
+    assert resp.status_int == 413
+    assert b'zerovm_maxnexe (1000)' in resp.body
+    assert swift.calls == []
+
+
+@pytest.mark.parametrize('module', [proxy, object_filter])
+def test_every_option_read_is_documented(module) -> None:
+    """In the module docstring and in etc/zerocloud.conf-sample (Swift's own
+    options, read from [DEFAULT], are named in the sample's header)."""
+    source = Path(module.__file__).read_text()
+    sample = (Path(__file__).parents[2] / 'etc' / 'zerocloud.conf-sample').read_text()
+    read = set(re.findall(r"conf\.get\('([a-z_]+)'", source))
+    assert read
+    for option in read:
+        assert re.search(rf'\b{option}\b', module.__doc__), option
+        assert re.search(rf'\b{option}\b', sample), option
