@@ -20,6 +20,8 @@ import stat
 import time
 from dataclasses import dataclass, field
 
+from zvm_core.report import ChannelAccounting
+
 UNLIMITED = (1 << 63) - 1
 READ, WRITE = 1, 2
 
@@ -184,14 +186,6 @@ class MemoryBacking(Backing):
 
 
 @dataclass
-class Counters:
-    reads: int = 0
-    read_bytes: int = 0
-    writes: int = 0
-    write_bytes: int = 0
-
-
-@dataclass
 class Channel:
     """One declared channel and its run-time state."""
 
@@ -200,7 +194,7 @@ class Channel:
     mode: int                      # READ, WRITE or both
     random: bool = False           # positional access (pread/lseek) allowed
     quota: Quota = field(default_factory=Quota)
-    counters: Counters = field(default_factory=Counters)
+    counters: ChannelAccounting = field(default_factory=ChannelAccounting)
     refused: int = 0               # calls refused for quota
     _md5: object = field(default_factory=hashlib.md5, repr=False)
     _appended: int = 0             # bytes written as one stream from offset 0

@@ -18,7 +18,7 @@ import threading
 import time
 import weakref
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from unicorn import UC_ARCH_X86, UC_HOOK_INTR, UC_HOOK_MEM_INVALID, UC_MODE_64, Uc, UcError
 from unicorn import unicorn_const as ucc
@@ -42,7 +42,7 @@ from zvm_core.memory import (
     page_down,
     page_up,
 )
-from zvm_core.report import Accounting, ChannelAccounting, Report
+from zvm_core.report import Accounting, Report
 from zvm_core.syscalls import HANDLERS, Stop, SysError, syscall_name
 from zvm_core.syscalls.io import OpenFile
 from zvm_core.syscalls.random import SeededStream
@@ -350,7 +350,7 @@ class Machine:
         st = self.guard.state
         return Accounting(
             fuel=st.used, syscalls=st.syscalls, unknown_syscalls=dict(self.unknown),
-            channels={a: ChannelAccounting(**vars(c.counters))
+            channels={a: replace(c.counters)
                       for a, c in sorted(self.channels.items())},
             peak_memory=self.image_size + self.arena.peak, wall_time=round(wall, 6))
 
