@@ -193,12 +193,13 @@ def guard_overhead(tmp: Path, size: int, reps: int) -> dict[str, list[float]]:
         sys.exit(f'outputs differ: {outputs}')
     g, n = p50(times['guard']), p50(times['nohook'])
     table(f'Guard + fuel overhead: wc over {common.mib(size)} ({reps} reps each, interleaved)',
-          ['machine', 'p50', 'min', 'max', 'MIPS (p50)', 'ratio'],
+          ['machine', 'p50', 'min', 'max', 'code MB/s (p50)', 'ratio'],
           [['no block hook (no guard, no fuel)', ms(n), ms(min(times['nohook'])),
             ms(max(times['nohook'])), f'{insns / n / 1e6:.0f}', '1.00x'],
            ['guard + fuel (C UC_HOOK_BLOCK)', ms(g), ms(min(times['guard'])),
             ms(max(times['guard'])), f'{insns / g / 1e6:.0f}', ratio(g, n)]],
-          note=f'guest instructions (fuel used): {insns:,}; goal (issue 2): ratio <= 1.5x')
+          note=f'fuel used (bytes of guest code executed): {insns:,}; '
+               'goal (issue 2): ratio <= 1.5x')
     return times
 
 
@@ -228,8 +229,8 @@ def emulated_vs_native(tmp: Path, wc_size: int, sort_size: int, reps: int) -> No
                      ratio(e, s), f'{insns / e / 1e6:.0f}', f'{insns / s / 1e6:.0f}'])
     table(f'Emulated vs native ({reps} reps, medians)',
           ['workload', 'emulated run()', 'native w/ spawn', 'native main only',
-           'ratio w/ spawn', 'ratio main only', 'emu MIPS', 'native MIPS'], rows,
-          note='MIPS = guest instructions counted by the guard (fuel) / time')
+           'ratio w/ spawn', 'ratio main only', 'emu code MB/s', 'native code MB/s'], rows,
+          note='code MB/s = fuel (bytes of guest code executed, counted by the guard) / time')
 
 
 # -- syscall round trip --------------------------------------------------------
