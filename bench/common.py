@@ -42,9 +42,11 @@ def _compiler_id(cc: str) -> str:
     return f'{shutil.which(cc)}\n{out.stdout}'
 
 
-def build(name: str, cc: str = 'musl-gcc', flags: Iterable[str] = ('-O2',)) -> Path:
-    """Path of ``bench/programs/<name>.c`` compiled with ``cc -static flags``."""
-    src = PROGRAMS / f'{name}.c'
+def build(name: str | Path, cc: str = 'musl-gcc', flags: Iterable[str] = ('-O2',)) -> Path:
+    """Path of ``bench/programs/<name>.c`` (or of the source ``name``, a Path, such as
+    an example's) compiled with ``cc -static flags``."""
+    src = name if isinstance(name, Path) else PROGRAMS / f'{name}.c'
+    name = src.stem
     flags = list(flags)
     key = hashlib.sha256('\0'.join([src.name, src.read_text(), _compiler_id(cc), *flags])
                          .encode()).hexdigest()[:16]

@@ -1,12 +1,23 @@
 #!/usr/bin/env bash
 # Install what ZeroCloud needs on a fresh Debian machine: the C toolchain for
-# guest programs (musl-gcc) and the Python package with its C guard.
+# guest programs (musl-gcc), Debian's static CPython library for the python3
+# system image, the Python package with its C guard, and then build the
+# python3 and lua system images (zvm-interpreters build: cached, so a second
+# run takes a fraction of a second).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! command -v musl-gcc >/dev/null || ! command -v gcc >/dev/null; then
+need=()
+command -v musl-gcc >/dev/null || need+=(musl-tools)
+command -v gcc >/dev/null || need+=(gcc libc6-dev)
+command -v strip >/dev/null || need+=(binutils)
+[ -f /usr/lib/python3.11/config-3.11-x86_64-linux-gnu/libpython3.11.a ] || need+=(libpython3.11-dev)
+[ -f /usr/include/expat.h ] || need+=(libexpat1-dev)
+[ -f /usr/include/zlib.h ] || need+=(zlib1g-dev)
+if [ ${#need[@]} -gt 0 ]; then
     SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
     export DEBIAN_FRONTEND=noninteractive
     $SUDO apt-get update -qq
-    $SUDO apt-get install -y -qq musl-tools gcc libc6-dev >/dev/null
+    $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 python3 -m pip install -q --disable-pip-version-check -e '.[test]'
+python3 -m zvm_core.interpreters build

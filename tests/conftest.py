@@ -1,7 +1,8 @@
 """Shared fixtures: guest programs compiled during the run, and the ``zvm`` CLI.
 
 ``guest(name, cc='musl-gcc', flags=('-O2',))`` compiles ``tests/programs/<name>.c``
-(or ``.S``, linked with ``-nostdlib``: those define ``_start`` themselves) with
+(or ``.S``, linked with ``-nostdlib``: those define ``_start`` themselves; or
+``name`` is the ``Path`` of a source elsewhere, such as an example) with
 ``<cc> -static <flags>`` into ``<repo>/.zvm-build/programs/`` and returns the
 binary's path.  Builds are cached by a hash of the source, the compiler (its
 ``--version``) and the flags, and are atomic (compile to a private name, then
@@ -44,8 +45,12 @@ def _compiler_id(cc: str) -> str:
     return f'{shutil.which(cc)}\n{out.stdout}'
 
 
-def build_guest(name: str, cc: str = 'musl-gcc', flags: Iterable[str] = ('-O2',)) -> Path:
-    candidates = [PROGRAMS / f'{name}.c', PROGRAMS / f'{name}.S']
+def build_guest(name: str | Path, cc: str = 'musl-gcc', flags: Iterable[str] = ('-O2',)
+                ) -> Path:
+    if isinstance(name, Path):          # a source elsewhere, e.g. examples/mapreduce/mapper.c
+        candidates, name = [name], name.stem
+    else:
+        candidates = [PROGRAMS / f'{name}.c', PROGRAMS / f'{name}.S']
     sources = [p for p in candidates if p.exists()]
     if len(sources) != 1:
         pytest.fail(f'expected exactly one of {[str(p) for p in candidates]}', pytrace=False)
@@ -200,3 +205,137 @@ def md5(data: bytes) -> str:
 def etag():
     """``etag(bytes) -> str``: the MD5 hex digest a written channel should report."""
     return md5
+
+
+SDK = REPO / 'zvm_core' / 'sdk'
+
+
+@pytest.fixture(scope='session')
+def zvm_guest():
+    """``zvm_guest(name, cc='musl-gcc') -> Path``: a program built against ``sdk/zvm.h``
+    (the header's digest is among the flags, so a changed header rebuilds it)."""
+    tag = hashlib.sha256((SDK / 'zvm.h').read_bytes()).hexdigest()[:12]
+    return lambda name, cc='musl-gcc': build_guest(name, cc, ('-O2', f'-I{SDK}',
+                                                             f'-DZVM_H_{tag}'))
+
+
+STD_CHANNELS = ('Channel = {d}/stdin, /dev/stdin, 0, 0, 1000, 1000000, 0, 0\n'
+                'Channel = {d}/stdout, /dev/stdout, 0, 0, 0, 0, 1000, 1000000\n'
+                'Channel = {d}/stderr, /dev/stderr, 0, 0, 0, 0, 1000, 1000000\n')
+
+
+@dataclass(repr=False)
+class Session:
+    """One ``zvm MANIFEST``: exit status, ZeroVM's report, and the session's files."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    dir: Path
+
+    @property
+    def lines(self) -> list[str]:
+        return self.stdout.split('\n')
+
+    @property
+    def validation(self) -> int:
+        return int(self.lines[0])
+
+    @property
+    def retcode(self) -> int:
+        return int(self.lines[2])
+
+    @property
+    def etags(self) -> dict[str, str]:
+        words = self.lines[3].split()
+        return {} if words == ['disabled'] else dict(zip(words[::2], words[1::2], strict=True))
+
+    @property
+    def accounting(self) -> list[str]:
+        return self.lines[4].split()
+
+    @property
+    def state(self) -> str:
+        return self.lines[5]
+
+    def read(self, name: str) -> bytes:
+        return (self.dir / name).read_bytes()
+
+    def __repr__(self) -> str:
+        return (f'zvm exit {self.returncode}\nreport={self.stdout!r}\n'
+                f'cli stderr={self.stderr[-800:]!r}')
+
+
+class ZeroVM:
+    """Runs ``zvm MANIFEST`` in a scratch directory; ``{d}`` in the manifest is that directory."""
+
+    def __init__(self, zvm: Zvm) -> None:
+        self.zvm = zvm
+
+    @staticmethod
+    def manifest(program: Path | str, channels: str = STD_CHANNELS, *, memory: int = 64 << 20,
+                 memory_etag: int = 0, timeout: int = 60, extra: str = '') -> str:
+        return (f'Version = 20130611\nProgram = {program}\nMemory = {memory}, {memory_etag}\n'
+                f'Timeout = {timeout}\n{extra}{channels}')
+
+    def run(self, manifest: str, *opts: str, files: Mapping[str, bytes] | None = None,
+            stdin: bytes | None = b'') -> Session:
+        d = self.zvm._dir()
+        files = dict(files or {})
+        if stdin is not None:
+            files.setdefault('stdin', stdin)
+        for name, data in files.items():
+            (d / name).write_bytes(data)
+        (d / 'manifest').write_text(manifest.replace('{d}', str(d)))
+        proc = self.zvm.cli(*opts, d / 'manifest')
+        return Session(proc.returncode, proc.stdout.decode(), proc.stderr.decode(), d)
+
+
+@pytest.fixture(scope='session')
+def zerovm(zvm) -> ZeroVM:
+    """``zerovm.run(zerovm.manifest(program, ...), *options, files={...})`` -> Session."""
+    return ZeroVM(zvm)
+
+
+@dataclass(frozen=True)
+class SysImages:
+    """The built system images: ``program(name)`` and ``tar(name)`` are host paths."""
+
+    directory: Path
+    images: dict
+
+    def program(self, name: str) -> Path:
+        return self.images[name].paths(self.directory)[0]
+
+    def tar(self, name: str) -> Path:
+        return self.images[name].paths(self.directory)[1]
+
+
+@pytest.fixture(scope='session')
+def sysimages() -> SysImages:
+    """The python3 and lua system images (``zvm_core.interpreters``), built on first use
+    into the default directory and reused while their inputs are unchanged."""
+    from zvm_core import interpreters
+    directory = interpreters.default_dir()
+    try:
+        images = interpreters.build(directory)
+    except interpreters.BuildError as e:
+        pytest.fail(f'building the system images failed: {e}', pytrace=False)
+    return SysImages(directory, images)
+
+
+NVRAM_CHANNEL = 'Channel = {d}/nvram, /dev/nvram, 3, 0, 10, 100000, 0, 0\n'
+
+
+@pytest.fixture(scope='session')
+def trapper(zerovm, zvm_guest):
+    """``trapper(ops, channels='', files=None) -> (Session, result lines)``: run
+    ``zvm_trapper`` with ``ops`` as its arguments (given through /dev/nvram)."""
+    def run(ops: list[str], channels: str = '', files: Mapping[str, bytes] | None = None):
+        files = dict(files or {})
+        files['nvram'] = ('[args]\nargs = zvm_trapper ' + ' '.join(ops) + '\n').encode()
+        s = zerovm.run(zerovm.manifest(zvm_guest('zvm_trapper'),
+                                       STD_CHANNELS + NVRAM_CHANNEL + channels), files=files)
+        assert s.returncode == 0, s
+        return s, s.read('stdout').decode().splitlines()
+    return run

@@ -322,11 +322,16 @@ class DevCluster:
     ``extra_conf`` maps a server name (``proxy``, ``account``, ``container``,
     ``object0``...) or ``object`` (every object server) to conf text appended
     after the site values, e.g. ``{'object': '[filter:zerocloud]\\nzerovm_timeout = 2\\n'}``.
+
+    ``sysimages`` ({name: tar path}) become ``zerovm_sysimage_devices`` of the
+    proxy and object servers; by default the system images ``zvm_core.sysimages``
+    finds (``$ZVM_SYSIMAGES``, else those ``zvm-interpreters build`` made).
     """
 
     def __init__(self, dir: str | os.PathLike | None = None, replicas: int = 2,
                  object_servers: int = 3, port_base: int | None = None,
-                 extra_conf: Mapping[str, str] | None = None, detach: bool = False) -> None:
+                 extra_conf: Mapping[str, str] | None = None, detach: bool = False,
+                 sysimages: Mapping[str, str | os.PathLike] | None = None) -> None:
         if object_servers < 1:
             raise ValueError('object_servers must be at least 1')
         if not 1 <= replicas <= object_servers:
@@ -338,6 +343,10 @@ class DevCluster:
         self.port_base = port_base
         self.extra_conf = dict(extra_conf or {})
         self.detach = detach
+        if sysimages is None:
+            from zvm_core.sysimages import configured
+            sysimages = configured()
+        self.sysimages = {name: Path(path).absolute() for name, path in sysimages.items()}
         self.servers: list[Server] = []
         self._procs: dict[int, subprocess.Popen] = {}
         self._load_state()
@@ -479,6 +488,9 @@ class DevCluster:
             users = '\n'.join(f'user_{user.replace(":", "_")} = {key} {groups}'
                               for user, (key, groups) in USERS.items())
             site += PROXY_SITE_CONF.format(users=users, fernet_key=fernet_key)
+        if server.app in ('proxy-server', 'object-server') and self.sysimages:
+            pairs = ' '.join(f'{name} {path}' for name, path in self.sysimages.items())
+            site += f'\n[filter:zerocloud]\nzerovm_sysimage_devices = {pairs}\n'
         yield '50-devcluster.conf', site
         extra = ''.join(self.extra_conf.get(key, '') for key in dict.fromkeys((kind, server.name)))
         if extra:

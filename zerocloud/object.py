@@ -21,6 +21,13 @@ describes the request).  This filter
 5. answers ``200`` with the report and the written channels (a tar stream),
    and ``X-Nexe-Status`` / ``X-Nexe-Retcode`` headers.
 
+Channels between the nodes of a job (``connect``) arrive as members and go
+back as members, like any other input and output: ``/dev/in/<node>`` is a
+sequential read channel holding everything that node wrote to this one,
+``/dev/out/<node>`` a sequential written channel (``zerocloud.graph`` says
+why the proxy carries them and never a direct link between servers: a node
+here never waits for another node while it holds a worker).
+
 Programs are kept by SHA-256 in a per-process directory under the system's
 temporary directory (``$TMPDIR``; the 32 most recently used), so a program
 arrives at the same path each time and the workers reuse its template
@@ -103,6 +110,7 @@ from zerocloud import wire
 from zvm_core.channels import READ, WRITE, Quota
 from zvm_core.executor import DEFAULT_FUEL, DEFAULT_MEMORY, DEFAULT_TIMEOUT, Limits
 from zvm_core.pool import ChannelSpec, Pool, PoolBusy
+from zvm_core.sysimages import SysImageError, SystemImages, parse
 
 STD_CHANNELS = ('stdin', 'stdout', 'stderr')
 PROGRAM_CACHE = 32
@@ -175,6 +183,17 @@ class ProgramCache:
                 os.unlink(os.path.join(self.dir, name))
 
 
+class _Removal:
+    """Removes a node's directory when its response is closed (``ClosingIterator``
+    calls ``close`` of its closeables, nothing else)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def close(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -200,6 +219,10 @@ class ObjectExecMiddleware:
                                                             os.cpu_count() or 1))
         self.queue = non_negative_int(conf.get('zerovm_maxqueue', 16))
         self.programs = ProgramCache(PROGRAM_CACHE)
+        try:
+            self.sysimages = SystemImages(parse(conf.get('zerovm_sysimage_devices', '')))
+        except SysImageError as e:
+            raise ValueError(f'zerovm_sysimage_devices: {e}') from None
         self.admitted = 0
         self._pool: Pool | None = None
 
@@ -269,9 +292,10 @@ class ObjectExecMiddleware:
             if reader is not None:
                 reader.close()
         members = [wire.json_member(wire.REPORT, report)]
-        members += [wire.file_member(wire.DEV_PREFIX + name, path) for name, path in outputs]
-        body = ClosingIterator(wire.stream_tar(members),
-                               [lambda: shutil.rmtree(tmp, ignore_errors=True)])
+        if spec.get('outputs', True):         # false for a replica that only votes
+            members += [wire.file_member(wire.DEV_PREFIX + name, path)
+                        for name, path in outputs]
+        body = ClosingIterator(wire.stream_tar(members), [_Removal(tmp)])
         return Response(app_iter=body, content_type='application/x-tar',
                         headers={'X-Nexe-Status': report['status'],
                                  'X-Nexe-Retcode': str(report.get('retcode'))})
@@ -330,9 +354,21 @@ class ObjectExecMiddleware:
             ) from None
         except ValueError as e:             # WireError, bad JSON
             raise HTTPBadRequest(body=f'bad execute request: {e}\n') from None
-        if not isinstance(spec, dict) or wire.EXE not in files:
+        if not isinstance(spec, dict) or (wire.EXE not in files and not spec.get('program')):
             raise HTTPBadRequest(body='bad execute request: node spec or program missing\n')
         return spec
+
+    def _program(self, spec: dict, files: dict[str, str]) -> str:
+        """The program's host path: the one sent, or a file of a system image here."""
+        if wire.EXE in files:
+            return files[wire.EXE]
+        try:
+            return str(self.sysimages.program(spec['program']['image'],
+                                              spec['program']['member']))
+        except (TypeError, KeyError) as e:
+            raise HTTPBadRequest(body=f'bad execute request: program {e!r}\n') from None
+        except SysImageError as e:
+            raise HTTPBadRequest(body=f'{e} on this server\n') from None
 
     def _channel(self, name: str, dev: dict | None, files: dict[str, str], reader, tmp: str,
                  opened: list) -> tuple[ChannelSpec, str | None]:
@@ -344,11 +380,24 @@ class ObjectExecMiddleware:
             return ChannelSpec(alias, f.fileno(), READ if name == 'stdin' else WRITE), None
         random = bool(dev.get('random'))
         if dev.get('access') == 'w':
-            path = os.path.join(tmp, 'out-' + name)
+            path = os.path.join(tmp, 'out-' + name.replace('/', '_'))     # out/<peer> too
             f = open(path, 'w+b')
             opened.append(f)
+            try:
+                put_size = min(int(dev.get('put_size', self.max_output)), self.max_output)
+            except (TypeError, ValueError) as e:
+                raise HTTPBadRequest(body=f'bad execute request: put_size of {name}: '
+                                          f'{e}\n') from None
             return ChannelSpec(alias, f.fileno(), WRITE, random=random,
-                               quota=Quota(put_size=self.max_output)), path
+                               quota=Quota(put_size=put_size)), path
+        if name in self.sysimages.images and dev.get('access') != 'w' and \
+                wire.DEV_PREFIX + name not in files:      # mounted read-only at /
+            try:
+                f = open(self.sysimages.tar(name), 'rb')
+            except (SysImageError, OSError) as e:
+                raise HTTPBadRequest(body=f'{e} on this server\n') from None
+            opened.append(f)
+            return ChannelSpec(alias, f.fileno(), READ, random=True, mount='/'), None
         if dev.get('source') == 'local':
             if reader is None:
                 raise HTTPBadRequest(body=f'bad execute request: device {name} reads the '
@@ -357,7 +406,8 @@ class ObjectExecMiddleware:
         member = files.get(wire.DEV_PREFIX + name)
         f = open(member or os.devnull, 'rb')
         opened.append(f)
-        return ChannelSpec(alias, f.fileno(), READ, random=random and member is not None), None
+        return ChannelSpec(alias, f.fileno(), READ, random=random and member is not None,
+                           mount='/' if name == 'image' and member else None), None
 
     def _limits(self, spec: dict) -> Limits:
         """The node's limits: what the proxy asks, within this server's."""
@@ -381,8 +431,10 @@ class ObjectExecMiddleware:
                 channels.append(channel)
                 if out:
                     outputs.append((name, out))
+            # system images first, the job's image last: its files win where paths meet
+            channels.sort(key=lambda c: c.mount is not None and c.alias == '/dev/image')
             try:
-                report = self.pool.run(files[wire.EXE], channels,
+                report = self.pool.run(self._program(spec, files), channels,
                                        argv=spec.get('argv') or [spec.get('name', 'program')],
                                        env=spec.get('env', {}), limits=limits,
                                        seed=int(spec.get('seed', 0)),

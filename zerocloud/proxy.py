@@ -10,12 +10,21 @@ its account::
          -H "X-Zerovm-Execute: 1.0" -H "Content-Type: application/json" \\
          --data-binary @job.json
 
+The same request may carry a zapp or a script instead, name a stored job with
+``X-Zerovm-Source``, go to a container or an object, or be a ``GET`` that
+"opens" an object with an app (``X-Zerovm-Execute: open/1.0`` or
+``/open/<account>/<container>/<object>``): ``zerocloud.sources`` documents
+each form.  ``X-Zerovm-Deferred`` answers before the job is done
+(``zerocloud.deferred``), a job whose response is a job runs it next
+(``zerocloud.chain``), and a program can write the HTTP response's status
+and headers itself (``zerocloud.cgiout``).
+
 Before anything runs, the filter
 
 * checks that the caller may POST to the account (403 otherwise);
-* parses and validates the job (400 saying what and where; 413 for a
-  description over ``zerovm_maxconfig`` bytes; 501 for ``connect`` and
-  ``replicate`` above 1, which this version does not run), and expands
+* parses and validates the job (400 saying what and where, also for a
+  ``connect`` cycle and a ``replicate`` above the servers that could run
+  it; 413 for a description over ``zerovm_maxconfig`` bytes), and expands
   wildcards into nodes (listing the containers as the caller);
 * checks that the caller may write every object the job writes (403, or 404
   when the container does not exist) and reads, as the caller, every object
@@ -32,13 +41,25 @@ Each node then goes to an object server holding its data object
 (``zerocloud.object``) runs it in the sandbox with the object as a local
 channel.  The proxy tries the primaries in ring order, then the handoffs,
 moving on when a server cannot be reached, does not answer within
-``zerovm_timeout`` + 5 s, answers 404 (no such object there), 507 or 5xx
-(503: its worker pool is full).  Runs are deterministic, so running a node
-again elsewhere is safe.  Objects in erasure-coded or encrypted containers
+``zerovm_timeout`` + 5 s, answers 404 (no such object there), 507 or 5xx.
+A server that answers 503 ``Slot not available`` while nodes of the same
+job run there is tried again after a pause (growing to 0.5 s, for up to
+``zerovm_timeout``): a job with more nodes than the cluster has workers
+waits for its own nodes instead of failing, while a server full of other
+work still sheds the load at once.  Runs are deterministic, so running a
+node again elsewhere is safe.  Objects in erasure-coded or encrypted containers
 are fetched by the proxy and sent along; such nodes, and nodes without data,
 run on any object server.  The execute path never goes through the proxy's
 GET/PUT controllers: their ``node_timeout`` and retries would cut off or
 re-run computations.
+
+Nodes wired with ``connect`` run in dataflow order: a node starts when
+every node it reads from has finished, and what they wrote to it
+(``/dev/out/<node>``) travels through the proxy, spooled to its disk (at
+most ``zerovm_maxspool`` bytes per job), as ``/dev/in/<node>`` of the
+reader.  ``replicate: N`` runs a node on N servers at once and compares the
+etags of everything they wrote.  ``zerocloud.graph`` explains both, and why
+nodes never wait for each other while they hold a worker.
 
 Only when every node ended ``ok`` (whatever its exit code) are outputs with
 a ``path`` stored, as normal Swift objects through the normal PUT path, as
@@ -58,12 +79,16 @@ Otherwise the worst node's: 422 when a program failed (``validation``,
 ``fault``, ``fuel``, ``quota``, ``memory``), 500 when the sandbox lost the
 node (``killed``), 503 when no object server could run it
 (``unavailable``), 504 when it hit the wall-clock limit (``timeout``), an
-object server's 4xx when it refused the node (``error``), the PUT's status
-when storing an output failed.  The body then lists the failed nodes, one
-``<node>: <status>: <what happened>`` line each.
+object server's 4xx when it refused the node (``error``), 409 when the
+replicas of a node disagree (``mismatch``), 413 when the nodes sent each
+other more than ``zerovm_maxspool`` bytes (``error``), the PUT's status
+when storing an output failed.  A node that did not run because a node it
+reads from failed is ``skipped`` (it never decides the status).  The body
+then lists the failed nodes, one ``<node>: <status>: <what happened>`` line
+each.
 
-Headers, one comma-separated value per node in node order (commas inside a
-value become ``;``):
+Headers, one comma-separated value per node in node order, each replica of
+a node one value (commas inside a value become ``;``):
 
 ``X-Nexe-System``
     node names
@@ -93,15 +118,18 @@ bytes (Swift's ``max_header_size``): a longer list ends with ``...`` and
 available as JSON: send ``X-Zerovm-Report: json`` and the body is::
 
     {"status": 200, "seconds": 0.42, "nodes": [
-      {"name": "wc-1", "status": "ok", "retcode": 0, "message": "",
+      {"name": "wc-1", "replica": 1, "status": "ok", "retcode": 0, "message": "",
        "error": "", "host": "127.0.0.1:6203/d0", "policy": "Policy-0",
        "seconds": 0.05, "validation": "ok", "etags": {"/dev/stdout": "..."},
        "accounting": {"fuel": ..., "channels": {...}, ...},
        "outputs": [{"device": "stdout", "path": null, "bytes": 24,
-                    "stored": false}]}]}
+                    "stored": false}],
+       "request_bytes": 38912}]}
 
 (``application/json``) instead of the outputs; outputs with a path are
-stored as usual.
+stored as usual.  ``outputs`` also lists the node's ``out/<node>``
+channels; ``request_bytes`` is what the proxy sent to the object server
+that ran it (program, objects sent along, other nodes' data).
 
 Programs
 --------
@@ -139,29 +167,38 @@ Configuration (``proxy-server.conf``), after the auth filter::
     zerovm_fuel = 200000000000
     # most nodes one job may expand to
     zerovm_maxnodes = 1000
+    # most bytes the nodes of one job may send each other (connect), in
+    # total; they wait on the proxy's disk ($TMPDIR) for their readers
+    zerovm_maxspool = 4294967296
     # system images (name path ...; the proxy uses the names)
     zerovm_sysimage_devices =
     # seconds to connect to an object server
     conn_timeout = 0.5
+    # X-Zerovm-Deferred: auto waits this long for the result (default:
+    # zerovm_timeout); a chain of jobs stops after chain_timeout seconds
+    interactive_timeout = 60
+    chain_timeout = 20
 
 ``swift_dir`` (usually from ``[DEFAULT]``) says where the rings are.
 """
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import http.client
 import json
+import random
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, replace
 from urllib.parse import quote
 
 from swift.common.bufferedhttp import http_connect
-from swift.common.concurrency import GreenPool, Timeout, subprocess
+from swift.common.concurrency import GreenPool, Timeout, sleep, subprocess
 from swift.common.constraints import valid_api_version
 from swift.common.exceptions import ConnectionTimeout
 from swift.common.http import is_success
@@ -173,7 +210,6 @@ from swift.common.swob import (
     HTTPConflict,
     HTTPForbidden,
     HTTPNotFound,
-    HTTPNotImplemented,
     HTTPRequestEntityTooLarge,
     HTTPServiceUnavailable,
     HTTPUnprocessableEntity,
@@ -190,7 +226,7 @@ from swift.common.utils import (
 from swift.common.wsgi import make_subrequest
 from swift.proxy.controllers.base import get_container_info
 
-from zerocloud import placement, wire
+from zerocloud import cgiout, chain, deferred, graph, placement, sources, wire
 from zerocloud.job import (
     Device,
     JobError,
@@ -201,11 +237,13 @@ from zerocloud.job import (
     job_paths,
     parse_job,
 )
+from zerocloud.sources import Input, Launch
 from zvm_core.executor import DEFAULT_FUEL, DEFAULT_MEMORY, DEFAULT_TIMEOUT
 from zvm_core.validator import VALIDATOR_VERSION
 
 SWIFT_SOURCE = 'ZC'
 NODE_GRACE = 5.0
+BUSY_PAUSE, BUSY_PAUSE_MAX = 0.02, 0.5      # seconds between tries of busy servers
 VALIDATE_TIMEOUT = 120.0
 LISTING_LIMIT = 10000
 MAX_CONCURRENCY = 64
@@ -219,13 +257,18 @@ SYSMETA_VALIDATOR = 'X-Object-Sysmeta-Zerovm-Validator'
 SYSMETA_ERROR = 'X-Object-Sysmeta-Zerovm-Validation-Error'
 # HTTP status of a node by how it ended.
 HTTP_STATUS = {'ok': 200, 'validation': 422, 'fault': 422, 'fuel': 422, 'quota': 422,
-               'memory': 422, 'killed': 500, 'unavailable': 503, 'timeout': 504}
+               'memory': 422, 'killed': 500, 'unavailable': 503, 'timeout': 504,
+               graph.MISMATCH: 409, graph.SKIPPED: 424}
 # Headers of objects whose data file is not their content.
 NOT_PLAIN = ('X-Object-Manifest', 'X-Static-Large-Object', 'X-Object-Sysmeta-Symlink-Target')
 
 
 class _Retry(Exception):
     """This server did not run the node; another one may."""
+
+
+class _Busy(_Retry):
+    """The server's worker pool is full (503 with Retry-After): it may take the node later."""
 
 
 class _Refused(Exception):
@@ -246,14 +289,6 @@ def _short(text: str, limit: int = MAX_ERROR) -> str:
 
 
 @dataclass
-class Input:
-    """An object fetched once per job and sent to every node that reads it."""
-
-    file: object
-    size: int
-
-
-@dataclass
 class Plan:
     """Where and how one node runs."""
 
@@ -263,8 +298,9 @@ class Plan:
     path: str                              # backend path: the data object or a placeholder
     servers: Iterable[dict]
     local: str | None                      # the device that reads ``path`` in place
-    program: bytes
+    program: bytes | None                  # None: a system image's file (the server's)
     inputs: dict[str, Input]               # device name -> object sent along
+    replica: int = 1                       # only replica 1 returns its outputs
 
 
 class NodeResult:
@@ -280,6 +316,9 @@ class NodeResult:
         self.seconds = 0.0
         self.error = ''
         self.http_status: int | None = None
+        self.replica = 1
+        self.links: dict[str, int] = {}         # peer -> bytes of /dev/out/<peer>
+        self.request_bytes = 0                  # sent to the object server that ran it
 
     @property
     def status(self) -> str:
@@ -312,11 +351,15 @@ class NodeResult:
             if dev.writable and dev.name in self.outputs:
                 outputs.append({'device': dev.name, 'path': str(dev.path) if dev.path else None,
                                 'bytes': self.size(dev.name), 'stored': dev.name in self.stored})
-        return {'name': self.node.name, 'status': self.status, 'retcode': report.get('retcode'),
+        outputs += [{'device': graph.OUT + peer, 'path': None, 'bytes': size, 'stored': False}
+                    for peer, size in self.links.items()]
+        return {'name': self.node.name, 'replica': self.replica, 'status': self.status,
+                'retcode': report.get('retcode'),
                 'message': report.get('message', ''), 'error': self.error,
                 'host': self.server, 'policy': self.policy, 'seconds': round(self.seconds, 6),
                 'validation': validation, 'etags': report.get('etags') or {},
-                'accounting': report.get('accounting') or {}, 'outputs': outputs}
+                'accounting': report.get('accounting') or {}, 'outputs': outputs,
+                'request_bytes': self.request_bytes}
 
     def close(self) -> None:
         for f in self.outputs.values():
@@ -336,11 +379,14 @@ class ProxyExecMiddleware:
         self.memory = config_positive_int_value(conf.get('zerovm_maxnexemem', DEFAULT_MEMORY))
         self.fuel = config_positive_int_value(conf.get('zerovm_fuel', DEFAULT_FUEL))
         self.max_nodes = config_positive_int_value(conf.get('zerovm_maxnodes', 1000))
+        self.max_spool = config_positive_int_value(conf.get('zerovm_maxspool', 4 << 30))
         self.conn_timeout = float(conf.get('conn_timeout', 0.5))
         self.system_images = conf.get('zerovm_sysimage_devices', '').split()[::2]
+        self.interactive_timeout = float(conf.get('interactive_timeout', self.timeout))
+        self.chain_timeout = float(conf.get('chain_timeout', 20))
 
     def __call__(self, env, start_response):
-        if 'HTTP_X_ZEROVM_EXECUTE' in env:
+        if 'HTTP_X_ZEROVM_EXECUTE' in env or env['PATH_INFO'].startswith(f'/{sources.OPEN}/'):
             return self.execute_app(env, start_response)
         method = env['REQUEST_METHOD']
         if method == 'PUT' and _wants_validation(env):
@@ -416,32 +462,28 @@ class ProxyExecMiddleware:
 
     @wsgify
     def execute_app(self, req: Request):
+        """Every way to start a job (``zerocloud.sources``), deferred and chained."""
         try:
-            version, account, rest = req.split_path(2, 3, True)
+            version, account, container, obj = req.split_path(2, 4, True)
         except ValueError:
             return self.app
-        if rest:
-            raise HTTPBadRequest(body='POST jobs to the account URL (/v1/<account>)\n')
-        if not valid_api_version(version):
+        opening = version == sources.OPEN
+        if not (opening or valid_api_version(version)):
             return self.app
-        if req.method != 'POST':
-            raise HTTPNotImplemented(body='execute a job with POST\n')
+        opening |= req.headers.get(wire.EXECUTE, '').strip().lower() == sources.OPEN_VERSION
         mode = req.headers.get(REPORT_HEADER, '').lower()
         if mode not in ('', 'json'):
             raise HTTPBadRequest(body=f'{REPORT_HEADER} must be "json"\n')
-        return self.execute(req, version, account, report_json=mode == 'json')
+        when = deferred.mode(req)
+        launch = (sources.open_launch if opening else sources.post_launch)(
+            self, req, account, container, obj)
+        version = 'v1' if version == sources.OPEN else version
 
-    def _job_body(self, req: Request) -> bytes:
-        too_large = HTTPRequestEntityTooLarge(
-            body=f'Job description larger than zerovm_maxconfig ({self.max_config} bytes)\n')
-        if req.content_length is None and req.headers.get('transfer-encoding') != 'chunked':
-            raise HTTPBadRequest(body='Must specify Content-Length\n')
-        if (req.content_length or 0) > self.max_config:
-            raise too_large
-        body = req.body_file.read(self.max_config + 1)
-        if len(body) > self.max_config:
-            raise too_large
-        return body
+        def job(launch: Launch) -> Response:
+            return self.execute(req, version, account, mode == 'json', launch)
+        return deferred.run(
+            self.app, req, when, account, container, self.interactive_timeout,
+            lambda: chain.run(job, launch, self.chain_timeout, self.max_config), self.logger)
 
     def _authorize(self, req: Request, method: str, path: str, acl_key: str | None) -> None:
         authorize = req.environ.get('swift.authorize')
@@ -476,26 +518,23 @@ class ProxyExecMiddleware:
                 yield item.get('name') or item.get('subdir')
             marker = items[-1].get('name') or items[-1].get('subdir')
 
-    def _nodes(self, req: Request, account: str) -> list[Node]:
+    def _nodes(self, req: Request, account: str, launch: Launch) -> list[Node]:
         try:
-            groups = parse_job(self._job_body(req), account, system_images=self.system_images,
+            groups = parse_job(launch.job, account, system_images=self.system_images,
                                max_size=self.max_config)
+            launch.adapt(groups)
+            graph.check_groups(groups)
             nodes = expand(groups,
                            lambda a, c: self._listing(req, f'/v1/{a}/{c}'),
                            lambda a: self._listing(req, f'/v1/{a}'),
                            max_nodes=self.max_nodes)
+            graph.check_nodes(nodes)
         except JobTooLarge as e:
             raise HTTPRequestEntityTooLarge(body=f'{e}\n') from None
         except JobError as e:
             raise HTTPBadRequest(body=f'{e}\n') from None
         for node in nodes:
-            if node.writes_to or node.reads_from:
-                raise HTTPNotImplemented(body=f'connect (channels between nodes, in '
-                                              f'{node.group}) is not supported yet\n')
-            if node.replicate > 1:
-                raise HTTPNotImplemented(body=f'replicate above 1 (in {node.group}) is not '
-                                              'supported yet\n')
-            _program_path(node)
+            sources.program_location(node)
             for dev in node.devices:
                 if dev.readable and dev.path is not None and dev.path.obj is None:
                     raise HTTPBadRequest(body=f'reading a container ({dev.path}, device '
@@ -578,14 +617,11 @@ class ProxyExecMiddleware:
                      if dev.readable and dev.path is not None and dev is not local})
 
     def _prepare(self, req: Request, nodes: list[Node], account: str, job_id: str,
-                 inputs: dict[SwiftPath, Input]) -> list[Plan]:
+                 inputs: dict[SwiftPath, Input], launch: Launch) -> list[Plan]:
         """Check every object the job touches, as the caller; fetch what travels."""
         for path in sorted(job_paths(nodes)[1], key=str):
             self._authorize(req, 'PUT', '/v1' + path.path, 'write_acl')
-        programs = {}
-        for node in nodes:
-            if node.exec.path not in programs:
-                programs[node.exec.path] = self._fetch_program(req, _program_path(node))
+        programs = sources.fetch_programs(self, req, nodes, launch)
         attached = sorted({n.attach.path for n in nodes if _attached_object(n)}, key=str)
         pool = GreenPool(MAX_CONCURRENCY)
         policies = dict(zip(attached, pool.imap(lambda p: self._in_place(req, p), attached),
@@ -596,8 +632,11 @@ class ProxyExecMiddleware:
                   if dev.readable and dev.path is not None and dev is not local[n.name]}
         for path in sorted(remote, key=str):
             inputs[path] = self._fetch(req, path, self.max_input)[0]
-        return [self._plan(n, account, job_id, programs[n.exec.path], local[n.name], policies,
-                           inputs) for n in nodes]
+        plans = [self._plan(n, account, job_id, programs[n.name], local[n.name], policies,
+                            inputs) for n in nodes]
+        for plan in plans:
+            plan.inputs.update(launch.device_inputs(plan.node))
+        return plans
 
     # -- running nodes -----------------------------------------------------------------
 
@@ -612,21 +651,32 @@ class ProxyExecMiddleware:
             devices.append({'name': dev.name, 'access': 'w' if dev.writable else 'r',
                             'random': dev.random, 'source': source})
         node = plan.node
-        return {'name': node.name, 'argv': node.argv, 'env': dict(node.exec.env),
-                'devices': devices, 'seed': 0, 'epoch': 0,
+        devices += graph.link_devices(node, self.max_output)
+        spec = {'name': node.name, 'argv': node.argv, 'env': dict(node.exec.env),
+                'devices': devices, 'seed': 0, 'epoch': 0, 'outputs': plan.replica == 1,
                 'limits': {'memory': self.memory, 'fuel': self.fuel, 'timeout': self.timeout}}
+        if plan.program is None:         # file://<system image>:<member>: mount that image
+            image, member = node.exec.image_member
+            spec['program'] = {'image': image, 'member': member}
+            if not any(d['name'] == image for d in devices):
+                devices.append({'name': image, 'access': 'r', 'random': True, 'source': None})
+        return spec
 
     def _members(self, plan: Plan) -> Callable[[], list[wire.Member]]:
         """A maker of the node's request members (fresh iterators for every attempt)."""
         spec = json.dumps(self._spec(plan), sort_keys=True).encode()
 
         def members() -> list[wire.Member]:
-            return [wire.bytes_member(wire.SPEC, spec), wire.bytes_member(wire.EXE, plan.program),
+            exe = [] if plan.program is None else [wire.bytes_member(wire.EXE, plan.program)]
+            return [wire.bytes_member(wire.SPEC, spec), *exe,
                     *(wire.shared_member(wire.DEV_PREFIX + name, i.file, i.size)
                       for name, i in plan.inputs.items())]
         return members
 
-    def _run_node(self, req: Request, plan: Plan, job_id: str) -> NodeResult:
+    def _run_node(self, req: Request, plan: Plan, job_id: str,
+                  load: collections.Counter | None = None) -> NodeResult:
+        """Run one node; ``load`` counts the job's nodes in flight per server."""
+        load = collections.Counter() if load is None else load
         res = NodeResult(plan.node, POLICIES.get_by_index(plan.policy).name)
         started = time.monotonic()
         members = self._members(plan)
@@ -636,19 +686,25 @@ class ProxyExecMiddleware:
                    'X-Trans-Id': req.environ.get('swift.trans_id', ''), 'X-Zerocloud-Id': job_id}
         if plan.local:
             headers[wire.ACCESS] = 'GET'
-        errors = []
-        for server in plan.servers:
+        errors, busy = [], []
+        for server in _attempts(plan.servers, busy, started + self.timeout):
             where = f'{server["ip"]}:{server["port"]}/{server["device"]}'
+            load[server['ip'], server['port']] += 1
             try:
                 res.report, res.outputs = self._exchange(server, plan, headers, members)
                 res.server = where
+                res.request_bytes = int(headers['Content-Length'])
                 break
             except _Refused as e:
                 res.fail('error', f'{where} refused the node: {e}', e.status)
                 break
             except (_Retry, OSError, Timeout, http.client.HTTPException, ValueError) as e:
+                if isinstance(e, _Busy) and load[server['ip'], server['port']] > 1:
+                    busy.append(server)           # full of this job's own nodes
                 errors.append(f'{where} {_short(str(e) or repr(e), 120)}')
                 self.logger.info('node %s not run on %s: %r', plan.node.name, where, e)
+            finally:
+                load[server['ip'], server['port']] -= 1
         else:
             res.fail('unavailable', 'no object server could run the node'
                      + (f' ({"; ".join(errors[-3:])})' if errors else ''))
@@ -678,14 +734,18 @@ class ProxyExecMiddleware:
             raise _Retry(f'{resp.status}: the zerocloud filter is not in its pipeline')
         if resp.status != 200:
             reason = _short(resp.read(1024).decode('utf-8', 'replace'))
+            if resp.status == 503 and resp.getheader('Retry-After'):
+                raise _Busy(f'{resp.status} {reason}')
             if resp.status in (404, 507) or resp.status >= 500:
                 raise _Retry(f'{resp.status} {reason}')
             raise _Refused(resp.status, reason)
-        report, outputs = None, {}
+        report, outputs, links = None, {}, graph.LinkSpool()
         try:
             for name, f in wire.read_members(resp, wire.REPORT):
                 if name == wire.REPORT:
                     report = json.loads(f.read(1 << 20))
+                elif name.startswith(wire.DEV_PREFIX + graph.OUT):
+                    outputs[name[len(wire.DEV_PREFIX):]] = links.add(f, self.max_output)
                 elif name.startswith(wire.DEV_PREFIX):
                     out = outputs[name[len(wire.DEV_PREFIX):]] = _spooled()
                     wire.copy_limited(f, out, self.max_output)
@@ -697,20 +757,43 @@ class ProxyExecMiddleware:
             raise
         return report, outputs
 
+    def _replica_servers(self, plan: Plan) -> tuple[int, str]:
+        """How many different servers could run a replica of the node, and which."""
+        ring = placement.object_ring(self.swift_dir, plan.policy)
+        if plan.local:
+            path = next(d.path for d in plan.node.devices if d.name == plan.local)
+            return int(ring.replica_count), f'replicas of {path}'
+        return len({(d['ip'], d['port']) for d in ring.devs if d}), 'object servers'
+
     # -- the whole job -----------------------------------------------------------------
 
-    def execute(self, req: Request, version: str, account: str, report_json: bool) -> Response:
+    def execute(self, req: Request, version: str, account: str, report_json: bool,
+                launch: Launch) -> Response:
         started = time.monotonic()
         req.environ.setdefault('swift.infocache', {})   # shared by every sub-request
         self._authorize(req, 'POST', f'/{version}/{account}', None)
-        nodes = self._nodes(req, account)
+        nodes = self._nodes(req, account, launch)
         inputs: dict[SwiftPath, Input] = {}
         results: list[NodeResult] = []
         try:
             job_id = uuid.uuid4().hex
-            plans = self._prepare(req, nodes, account, job_id, inputs)
-            pool = GreenPool(min(len(plans), MAX_CONCURRENCY))
-            results = list(pool.imap(lambda p: self._run_node(req, p, job_id), plans))
+            plans = self._prepare(req, nodes, account, job_id, inputs, launch)
+            try:
+                graph.check_replicas(plans, self._replica_servers)
+            except JobError as e:
+                raise HTTPBadRequest(body=f'{e}\n') from None
+            deferred.launched(req)
+
+            load: collections.Counter = collections.Counter()
+
+            def run_replica(plan: Plan, replica: int, servers: Iterable[dict],
+                            links: dict[str, tuple[object, int]]) -> NodeResult:
+                fed = dict(plan.inputs, **{name: Input(*link) for name, link in links.items()})
+                return self._run_node(req, replace(plan, servers=servers, replica=replica,
+                                                   inputs=fed), job_id, load)
+
+            results = graph.run(plans, run_replica, _skipped, max_spool=self.max_spool,
+                                concurrency=MAX_CONCURRENCY)
             if not any(r.failed for r in results):
                 self._store_all(req, results)
             return self._respond(results, time.monotonic() - started, report_json)
@@ -749,7 +832,7 @@ class ProxyExecMiddleware:
 
     def _respond(self, results: list[NodeResult], seconds: float, report_json: bool
                  ) -> Response:
-        status = max(r.http for r in results)
+        status = max(r.http for r in results if r.status != graph.SKIPPED)
         headers = _nexe_headers(results, seconds)
         content_type = 'text/plain'
         if report_json:
@@ -766,10 +849,13 @@ class ProxyExecMiddleware:
                             if d.writable and d.path is None and d.name in r.outputs), None)
                 if dev is not None:
                     r.outputs[dev.name].seek(0)
-                    parts.append(r.outputs[dev.name].read())
-                    if len(parts) == 1 and dev.content_type:
-                        content_type = dev.content_type
-            body = b''.join(parts)
+                    parts.append((r.node.name, dev.content_type, r.outputs[dev.name].read()))
+            try:
+                status, written, body = cgiout.compose(parts)
+            except cgiout.CgiError as e:
+                status, written, body = 422, {}, f'{e}\n'.encode()
+            content_type = written.pop('Content-Type', content_type)
+            headers.update(written)
         headers['Etag'] = hashlib.md5(body).hexdigest()
         return Response(status=status, body=body, headers=headers, content_type=content_type)
 
@@ -798,17 +884,34 @@ def _sub(req: Request, method: str, path: str, query: str = '', **kwargs) -> Req
                            **kwargs)
 
 
+def _attempts(servers: Iterable[dict], busy: list[dict], deadline: float) -> Iterator[dict]:
+    """The servers in order, then again those the caller put in ``busy`` (full of
+    the job's own nodes), after a growing pause, until ``deadline``.
+
+    Those nodes end, and a node waiting here holds no worker, so a job with more
+    nodes than the cluster has workers waits for them instead of failing; a server
+    full of other work still ends the node at once (``unavailable``, 503).
+    """
+    pause = BUSY_PAUSE
+    yield from servers
+    while busy and time.monotonic() + pause < deadline:
+        sleep(pause * random.uniform(0.5, 1.5))
+        pause = min(pause * 2, BUSY_PAUSE_MAX)
+        again, busy[:] = list(busy), []
+        yield from again
+
+
+def _skipped(plan: Plan, replica: int, why: str) -> NodeResult:
+    """The result of a node that could not run because a node it reads from failed."""
+    res = NodeResult(plan.node, POLICIES.get_by_index(plan.policy).name)
+    res.fail(graph.SKIPPED, why)
+    res.replica = replica
+    return res
+
+
 def _attached_object(node: Node) -> bool:
     """Does the node have an object to run next to (its attached device reads one)?"""
     return node.attach is not None and node.attach.readable and node.attach.path is not None
-
-
-def _program_path(node: Node) -> SwiftPath:
-    path = node.exec.swift_path
-    if path is None:
-        raise HTTPBadRequest(body=f'exec path {node.exec.path} of {node.name}: only '
-                                  'swift:// programs can run here\n')
-    return path
 
 
 def _header(values: Iterable[object], sep: str = ',') -> tuple[str, bool]:

@@ -18,13 +18,19 @@ large payloads stream through without being held in memory:
 
 * proxy -> object server: ``node.json`` (the node spec, first), ``exe``
   (the program), then ``dev/<device>`` for readable devices whose object is
-  not local;
+  not local, and ``dev/in/<node>`` for what each node this one reads from
+  wrote to it (``zerocloud.graph``);
 * object server -> proxy: ``report.json`` (first), then ``dev/<device>``
-  for every written channel the proxy must deliver (store or return).
+  for every written channel the proxy must deliver (store, return, or pass
+  on: ``dev/out/<node>``), unless the spec says ``"outputs": false`` (a
+  replica that only votes with its report's etags).
 
 The node spec is JSON: ``{"name", "argv", "env", "devices": [{"name",
-"access": "r"|"w", "random", "source": "local"|"member"|null}], "limits":
-{"memory", "fuel", "timeout"}, "seed", "epoch"}``.
+"access": "r"|"w", "random", "source": "local"|"member"|null, "put_size"}],
+"limits": {"memory", "fuel", "timeout"}, "seed", "epoch", "outputs"}``; a
+device name may be ``in/<node>`` or ``out/<node>`` (channel ``/dev/in/<node>``
+...); ``put_size`` (optional) asks for a smaller write quota than the object
+server's ``zerovm_maxoutput``.
 """
 
 from __future__ import annotations

@@ -6,6 +6,12 @@ ZeroVM quotas: ``gets``/``get_size`` (read calls and bytes) and
 ``puts``/``put_size`` (write calls and bytes).  Every written channel has an
 MD5 etag of its final content, which later becomes the Swift object's ETag.
 
+:func:`zerovm_channel` opens a ZeroVM manifest ``Channel`` line the way
+ZeroVM mounted it (``src/channels/preload.c``): the four access types,
+regular files (write channels preallocated to ``put_size`` and truncated to
+what was written at the end), character devices and FIFOs, and several
+sources whose reads must agree (:class:`ReplicatedBacking`).
+
 What the guest sees (``fstat``, ``lseek``) depends only on the declaration,
 never on what backs it on the host: a sequential channel is a character
 device, a random one a regular file of the backing's size.
@@ -13,12 +19,19 @@ device, a random one a regular file of the backing's size.
 
 from __future__ import annotations
 
+import collections
+import errno
 import hashlib
 import os
 import select
 import stat
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from zvm_core.manifest import ChannelDecl
 
 from zvm_core.report import ChannelAccounting
 
@@ -28,6 +41,21 @@ READ, WRITE = 1, 2
 
 class ChannelError(ValueError):
     """A channel declaration the host cannot honour."""
+
+
+class ChannelSetupError(ChannelError):
+    """A manifest channel ZeroVM would refuse to mount; ``errno`` is ZeroVM's exit code."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.errno = code
+
+
+class ChannelIOError(OSError):
+    """The host side of a channel failed mid-run (ZeroVM ends the session with EIO)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(errno.EIO, message)
 
 
 @dataclass
@@ -106,6 +134,13 @@ class FdBacking(Backing):
     def size(self) -> int:
         return os.fstat(self.fd).st_size if self.seekable else 0
 
+    def identity(self) -> tuple | None:
+        """What names this content on the host (device, inode, size, mtime), for caches."""
+        if not self.seekable:
+            return None
+        st = os.fstat(self.fd)
+        return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
     def readinto(self, bufs: list[memoryview], offset: int | None) -> int:
         if offset is None:
             return os.readv(self.fd, bufs)
@@ -127,22 +162,132 @@ class FdBacking(Backing):
         os.ftruncate(self.fd, 0)
 
     def content_md5(self) -> str | None:
-        if not self.seekable:
-            return None
-        h = hashlib.md5()
-        pos = 0
-        try:
-            while chunk := os.pread(self.fd, 1 << 20, pos):
-                h.update(chunk)
-                pos += len(chunk)
-        except OSError:       # a write-only descriptor from the caller
-            return None
-        return h.hexdigest()
+        return _file_md5(self.fd) if self.seekable else None
 
     def close(self) -> None:
         if self.owned:
             self.owned = False
             os.close(self.fd)
+
+
+def _file_md5(fd: int, end: int | None = None) -> str | None:
+    h = hashlib.md5()
+    pos = 0
+    try:
+        while chunk := os.pread(fd, 1 << 20 if end is None else min(1 << 20, end - pos), pos):
+            h.update(chunk)
+            pos += len(chunk)
+    except OSError:       # a write-only descriptor from the caller
+        return None
+    return h.hexdigest()
+
+
+def _clip(bufs: list[memoryview], limit: int) -> list[memoryview]:
+    out = []
+    for buf in bufs:
+        if limit <= 0:
+            break
+        out.append(buf[:limit])
+        limit -= len(buf)
+    return out
+
+
+class FileBacking(FdBacking):
+    """A regular file as ZeroVM keeps it: a logical size and a stream cursor of its own.
+
+    A preallocated write channel is ``put_size`` bytes long on disk while it
+    runs, so the size the guest sees is ``end`` (what was written), and the
+    file is cut back to it on close.  Sequential reads and writes go through
+    ``cursor`` with positional I/O; an appendable channel starts it at the end.
+    """
+
+    def __init__(self, fd: int, end: int, cursor: int = 0, preallocated: bool = False) -> None:
+        super().__init__(fd, owned=True)
+        self.end, self.cursor, self.preallocated = end, cursor, preallocated
+
+    def size(self) -> int:
+        return self.end
+
+    def readinto(self, bufs: list[memoryview], offset: int | None) -> int:
+        pos = self.cursor if offset is None else offset
+        bufs = _clip(bufs, self.end - pos)       # preallocated bytes past the end are not data
+        n = os.preadv(self.fd, bufs, pos) if bufs else 0
+        if offset is None:
+            self.cursor = pos + n
+        return n
+
+    def write(self, bufs: list[memoryview], offset: int | None) -> int:
+        pos = self.cursor if offset is None else offset
+        n = os.pwritev(self.fd, bufs, pos)
+        if offset is None:
+            self.cursor = pos + n
+        self.end = max(self.end, pos + n)
+        return n
+
+    def truncate(self) -> None:
+        os.ftruncate(self.fd, 0)
+        self.end = self.cursor = 0
+
+    def content_md5(self) -> str | None:
+        return _file_md5(self.fd, self.end)
+
+    def close(self) -> None:
+        if self.owned and self.preallocated:
+            os.ftruncate(self.fd, self.end)
+        super().close()
+
+
+class ReplicatedBacking(Backing):
+    """One channel over several sources (``a;b`` in a manifest).
+
+    ZeroVM reads every source and needs at least two identical copies of
+    each read, else the session fails (``EIO``); writes go to all sources.
+    """
+
+    def __init__(self, alias: str, copies: list[Backing]) -> None:
+        self.alias, self.copies = alias, copies
+        self.seekable = all(c.seekable for c in copies)
+
+    def size(self) -> int:
+        return self.copies[0].size()
+
+    def readinto(self, bufs: list[memoryview], offset: int | None) -> int:
+        want = sum(map(len, bufs))
+        reads = []
+        for copy in self.copies:
+            buf = bytearray(want)
+            reads.append(bytes(buf[:copy.readinto([memoryview(buf)], offset)]))
+        data, votes = collections.Counter(reads).most_common(1)[0]
+        if votes < 2:
+            raise ChannelIOError(f'{self.alias} failed to read: its {len(reads)} sources '
+                                 'do not agree')
+        pos = 0
+        for buf in bufs:
+            chunk = data[pos:pos + len(buf)]
+            buf[:len(chunk)] = chunk
+            pos += len(chunk)
+        return len(data)
+
+    def write(self, bufs: list[memoryview], offset: int | None) -> int:
+        done = {copy.write(bufs, offset) for copy in self.copies}
+        if len(done) != 1:
+            raise ChannelIOError(f'{self.alias} failed to write: its sources took '
+                                 f'{sorted(done)} bytes')
+        return done.pop()
+
+    def ready(self, write: bool, deadline: float) -> bool:
+        return all(copy.ready(write, deadline) for copy in self.copies)
+
+    def truncate(self) -> None:
+        for copy in self.copies:
+            copy.truncate()
+
+    def content_md5(self) -> str | None:
+        return self.copies[0].content_md5()
+
+    def close(self) -> None:
+        for copy in self.copies:
+            copy.close()
 
 
 class MemoryBacking(Backing):
@@ -196,23 +341,40 @@ class Channel:
     quota: Quota = field(default_factory=Quota)
     counters: ChannelAccounting = field(default_factory=ChannelAccounting)
     refused: int = 0               # calls refused for quota
+    append: bool = False           # every write goes to the end (ZeroVM type 1, "CDR")
+    kind: int = 0                  # stat file type from NVRAM [mapping]; 0: by access
+    tagged: bool = False           # digest reported in the ZeroVM report (etag 1)
+    eof: bool = False              # the trap API saw the end (sticky, as ZeroVM's)
+    declared_type: int | None = None   # ZeroVM access type from a manifest
     _md5: object = field(default_factory=hashlib.md5, repr=False)
     _appended: int = 0             # bytes written as one stream from offset 0
     _appending: bool = True        # ... and nothing else was written
+    _read_md5: object = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not self.alias.startswith('/dev/'):
             raise ChannelError(f'channel name {self.alias!r} must start with /dev/')
         if self.random and not self.backing.seekable:
             raise ChannelError(f'{self.alias}: random access needs a regular file or memory')
+        if self.random and self.mode & WRITE and self.backing.size():
+            self._appending = False       # old content: the etag must hash the file
+        if self.tagged and not self.mode & WRITE:
+            self._read_md5 = hashlib.md5()
 
     @property
     def size(self) -> int:
         return self.backing.size() if self.random else 0
 
+    @property
+    def access_type(self) -> int:
+        """ZeroVM's access type: as declared, else 0 sequential, 1 appendable, 3 random."""
+        if self.declared_type is not None:
+            return self.declared_type
+        return 1 if self.append else 3 if self.random else 0
+
     def st_mode(self) -> int:
         perm = (0o444 if self.mode & READ else 0) | (0o222 if self.mode & WRITE else 0)
-        return (stat.S_IFREG if self.random else stat.S_IFCHR) | perm
+        return (self.kind or (stat.S_IFREG if self.random else stat.S_IFCHR)) | perm
 
     def read_budget(self, want: int) -> int:
         """Bytes the quota lets one read call take; -1 when the quota refuses the call."""
@@ -232,6 +394,8 @@ class Channel:
     def read(self, bufs: list[memoryview], offset: int | None) -> int:
         """Read into ``bufs`` at ``offset`` (None on a sequential channel)."""
         n = self.backing.readinto(bufs, offset) if bufs else 0
+        if self._read_md5 is not None:
+            _update(self._read_md5, bufs, n)
         self.counters.reads += 1
         self.counters.read_bytes += n
         return n
@@ -239,12 +403,7 @@ class Channel:
     def write(self, bufs: list[memoryview], offset: int | None) -> int:
         n = self.backing.write(bufs, offset) if bufs else 0
         if self._appending and (offset is None or offset == self._appended):
-            left = n
-            for buf in bufs:
-                self._md5.update(buf[:left])
-                left -= len(buf)
-                if left <= 0:
-                    break
+            _update(self._md5, bufs, n)
             self._appended += n
         elif n:
             self._appending = False
@@ -262,12 +421,114 @@ class Channel:
             return self._md5.hexdigest()
         return self.backing.content_md5() or self._md5.hexdigest()
 
+    def digest(self) -> str:
+        """The ZeroVM report's digest: the content written, or for a read-only
+        channel the bytes read through it."""
+        return self.etag() if self.mode & WRITE else (self._read_md5 or hashlib.md5()).hexdigest()
+
     def close(self) -> None:
         self.backing.close()
 
 
-def standard_order(channels: list[Channel]) -> list[Channel]:
+def _update(md5, bufs: list[memoryview], n: int) -> None:
+    """Hash the first ``n`` bytes of ``bufs``."""
+    for buf in bufs:
+        if n <= 0:
+            break
+        md5.update(buf[:n])
+        n -= len(buf)
+
+
+_STANDARD_RANK = {'/dev/stdin': '\0', '/dev/stdout': '\1', '/dev/stderr': '\2'}  # before '/'
+
+
+def standard_order(channels: Iterable[Channel]) -> list[Channel]:
     """ZeroVM's order: stdin, stdout, stderr, then the rest by name."""
-    std = ('/dev/stdin', '/dev/stdout', '/dev/stderr')
-    first = [c for name in std for c in channels if c.alias == name]
-    return first + sorted((c for c in channels if c.alias not in std), key=lambda c: c.alias)
+    return sorted(channels, key=lambda c: _STANDARD_RANK.get(c.alias, c.alias))
+
+
+def zerovm_channel(decl: ChannelDecl, preallocate: bool = True) -> Channel:
+    """Open a manifest channel as ZeroVM mounted it; :class:`ChannelSetupError` if it cannot.
+
+    The declared access type decides what is positional: reads of types 1 and
+    3, writes of types 2 and 3; a type 1 channel that is also written appends
+    (ZeroVM's "CDR").  Character devices and FIFOs are always sequential.
+    """
+    if decl.network:
+        raise ChannelSetupError(errno.EPROTONOSUPPORT, f'{decl.alias}: network channels '
+                                f'({";".join(decl.sources)}) are not supported')
+    copies: list[Backing] = []
+    try:
+        for source in decl.sources:
+            copies.append(_open_source(decl, source, preallocate))
+        backing = copies[0] if len(copies) == 1 else ReplicatedBacking(decl.alias, copies)
+        random = backing.seekable and ((decl.readable and decl.type in (1, 3))
+                                       or (decl.writable and decl.type in (2, 3)))
+        return Channel(decl.alias, backing,
+                       (READ if decl.readable else 0) | (WRITE if decl.writable else 0),
+                       random=random, append=random and decl.writable and decl.type == 1,
+                       quota=Quota(decl.gets, decl.get_size, decl.puts, decl.put_size),
+                       tagged=decl.etag, declared_type=decl.type)
+    except BaseException as e:
+        for copy in copies:
+            copy.close()
+        if isinstance(e, ChannelError) and not isinstance(e, ChannelSetupError):
+            raise ChannelSetupError(errno.EFAULT, str(e)) from None
+        raise
+
+
+def _open_source(decl: ChannelDecl, path: str, preallocate: bool) -> Backing:
+    try:
+        kind = stat.S_IFMT(os.stat(path).st_mode)
+    except OSError:
+        kind = stat.S_IFREG               # ZeroVM: what does not exist is a new file
+    rw = decl.readable | decl.writable << 1
+    if kind in (stat.S_IFCHR, stat.S_IFIFO):
+        if rw not in (1, 2):
+            raise ChannelSetupError(errno.EINVAL, f'{decl.alias} has invalid i/o type')
+        # a FIFO is opened without waiting for its other end, as ZeroVM (O_RDWR) does
+        fd = _open(path, os.O_RDONLY | os.O_NONBLOCK if rw == 1 else os.O_RDWR)
+        os.set_blocking(fd, True)
+        return FdBacking(fd, owned=True)
+    if kind != stat.S_IFREG:
+        raise ChannelSetupError(errno.EPROTONOSUPPORT,
+                                f'invalid {decl.alias} source type: {path} is not a regular '
+                                'file, character device or FIFO')
+    if rw == 1:
+        fd = _open(path, os.O_RDONLY, errno.EFAULT)
+        return FileBacking(fd, end=os.fstat(fd).st_size)
+    if rw == 2:
+        fd = _open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC)
+        return FileBacking(fd, end=0, preallocated=_preallocate(fd, decl, preallocate))
+    if rw == 3:
+        if decl.type == 0:
+            raise ChannelSetupError(errno.EFAULT, 'sequential channels cannot have r/w access')
+        if decl.type == 2:
+            raise ChannelSetupError(errno.EFAULT,
+                                    'sequential read / random write channels not supported')
+        fd = _open(path, os.O_RDWR | os.O_CREAT)
+        size = os.fstat(fd).st_size
+        if size == 0:
+            return FileBacking(fd, end=0, preallocated=_preallocate(fd, decl, preallocate))
+        return FileBacking(fd, end=size, cursor=size if decl.type == 1 else 0)
+    raise ChannelSetupError(errno.EINVAL, f'{decl.alias} has invalid i/o type')
+
+
+def _open(path: str, flags: int, code: int = 0) -> int:
+    """``os.open``; on failure ZeroVM's exit code ``code`` (0: the OS error's own)."""
+    try:
+        return os.open(path, flags | os.O_CLOEXEC, 0o644)
+    except OSError as e:
+        raise ChannelSetupError(code or e.errno, f'cannot open {path}: {e.strerror}') from None
+
+
+def _preallocate(fd: int, decl: ChannelDecl, enabled: bool) -> bool:
+    if not enabled:
+        return False
+    try:
+        os.ftruncate(fd, decl.put_size)
+    except OSError as e:
+        os.close(fd)
+        raise ChannelSetupError(e.errno, f'cannot preallocate {decl.alias}: '
+                                f'{e.strerror}') from None
+    return True

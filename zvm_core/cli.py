@@ -1,9 +1,11 @@
 """The ``zvm`` command: validate or run a static x86-64 program in the sandbox.
 
+    zvm [-s] [-F] [-P] [-t 0|1|2] MANIFEST      (a drop-in for ``zerovm``)
     zvm validate [--rdtsc virtualize|reject] PROGRAM
     zvm run [--stdin F] [--stdout F] [--stderr F] [--input F] [--output F]
             [--memory BYTES] [--fuel N] [--timeout S] [--seed N] [--epoch SECONDS]
             [--env K=V ...] [--quota ALIAS=key:value,...] [--rdtsc POLICY]
+            [--image TAR] [--sysimage NAME ...]
             [--report F|-] [--repeat N] PROGRAM [ARGS...]
 
 ``run`` exits with the guest's return code when the report status is ``ok``
@@ -11,14 +13,33 @@ and with 125 otherwise; ``--report -`` writes the JSON report to stderr.
 ``--repeat N`` runs the program N times through a warm worker
 (``zvm_core.pool``) and prints the start-up times: the first run builds the
 template, the others reuse it.
+``--image TAR`` gives the guest a read-only file tree: the tar is the channel
+``/dev/image``, mounted at ``/``.  ``--sysimage NAME`` mounts a system image
+(``zvm_core.sysimages``: ``$ZVM_SYSIMAGES``, else the ones ``zvm-interpreters
+build`` made) as ``/dev/NAME`` at ``/`` too, user image last.  PROGRAM may
+be a file inside an image: ``file://NAME:PATH`` (a system image, mounted
+implicitly; ``zvm run file://python3:python3 -c 'print(1)'``) or
+``file://image:PATH`` (the ``--image`` tar).
 Usage errors (unreadable program, bad option values) exit with 2.
+
+The ``zerovm`` form runs a ZeroVM manifest (``zvm_core.manifest``), prints
+ZeroVM's six-line report on stdout (``-t 1``: to syslog) and exits with
+ZeroVM's code: 0 when the program ran (whatever it returned), else the errno
+of the first error.  ``-s`` reports validation as skipped (zvm validates
+anyway), ``-F`` stops after validation, ``-P`` does not preallocate write
+channels; ``-Q``, ``-v N``, ``-l N`` and ``-T FILE`` are accepted and ignored,
+``-M MANIFEST`` is the old spelling.  A bad command line exits with EINVAL.
+``zvm sdk`` prints the directory that holds ``zvm.h``.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
+import getopt
 import os
 import sys
+import syslog
 import time
 
 from zvm_core.channels import READ, WRITE, Channel, ChannelError, FdBacking, Quota
@@ -26,6 +47,7 @@ from zvm_core.elf import ElfError, load_program
 from zvm_core.executor import DEFAULT_FUEL, DEFAULT_MEMORY, DEFAULT_TIMEOUT, Limits, run
 from zvm_core.pool import ChannelSpec, Pool
 from zvm_core.report import Report
+from zvm_core.session import run_session
 from zvm_core.validator import Policy, default_cache, validate
 
 EXIT_NOT_OK = 125
@@ -82,8 +104,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument('--report', metavar='FILE', help='write the JSON report here (- = stderr)')
     r.add_argument('--repeat', type=_int, default=1, metavar='N',
                    help='run N times through a warm worker and print the timings')
+    r.add_argument('--image', metavar='TAR',
+                   help='a tar mounted read-only at / (the channel /dev/image)')
+    r.add_argument('--sysimage', action='append', default=[], metavar='NAME',
+                   help='mount this system image at / as well (repeatable)')
     r.add_argument('program')
     r.add_argument('args', nargs=argparse.REMAINDER)
+    sub.add_parser('sdk', help='print the directory that holds zvm.h (the ZeroVM API)')
+    parser.epilog = 'or, as zerovm: ' + ZEROVM_USAGE
     return parser
 
 
@@ -141,18 +169,85 @@ def _cmd_validate(opts: argparse.Namespace) -> int:
     return 1
 
 
+def _images(opts: argparse.Namespace) -> tuple[str, list[tuple[str, str]]]:
+    """The host path of PROGRAM, and the images to mount: [(alias, host tar)], in order.
+
+    Names are checked here, before any channel is opened.
+    """
+    from zvm_core.sysimages import SysImageError, SystemImages
+    system = SystemImages.from_config()
+    wanted = list(dict.fromkeys(opts.sysimage))
+    program = opts.program
+    image, sep, member = program[len('file://'):].partition(':')
+    inside = program.startswith('file://')
+    if inside and (not sep or not image or not member):
+        raise SysImageError(f'{program}: expected file://<image>:<path>')
+    if inside and image != 'image' and image not in wanted:
+        wanted.insert(0, image)
+    mounts = [(f'/dev/{name}', str(system.tar(name))) for name in wanted]
+    if opts.image is not None:
+        mounts.append(('/dev/image', opts.image))
+    if inside:
+        if image == 'image':
+            if opts.image is None:
+                raise SysImageError(f'{program}: no --image to take it from')
+            program = str(SystemImages({'image': opts.image}, system.cache_dir)
+                          .program('image', member))
+        else:
+            program = str(system.program(image, member))
+    return program, mounts
+
+
+def _mounted(mounts: list[tuple[str, str]]) -> list[Channel]:
+    channels: list[Channel] = []
+    try:
+        for alias, path in mounts:
+            channels.append(Channel(alias, FdBacking.open(path, READ), READ, random=True))
+    except ChannelError:
+        for ch in channels:
+            ch.close()
+        raise
+    return channels
+
+
 def _cmd_run(opts: argparse.Namespace) -> int:
+    from zvm_core.sysimages import SysImageError
     try:
         limits = Limits(opts.memory, opts.fuel, opts.timeout)
     except ValueError as e:
         raise ChannelError(f'bad limit: {e}') from None
-    argv = [os.path.basename(opts.program), *opts.args]
+    try:
+        program, mounts = _images(opts)
+    except SysImageError as e:
+        raise ChannelError(str(e)) from None
+    name = opts.program.rpartition(':')[2] if opts.program.startswith('file://') \
+        else opts.program
+    argv = [os.path.basename(name), *opts.args]
     if opts.repeat > 1:
-        report = _repeat(opts, argv, limits)
+        report = _repeat(opts, program, mounts, argv, limits)
     else:
-        report = run(opts.program, _channels(opts), argv=argv, env=dict(opts.env),
+        channels = _channels(opts)
+        image = None
+        if mounts:
+            from zvm_core.syscalls.fs import Image, ImageError
+            try:
+                images = _mounted(mounts)
+            except ChannelError:
+                for ch in channels:
+                    ch.close()
+                raise
+            channels += images
+            image = Image()
+            try:
+                for ch in images:
+                    image.mount(ch.backing, '/', ch.alias)
+            except ImageError as e:
+                for ch in channels:
+                    ch.close()
+                raise ChannelError(str(e)) from None
+        report = run(program, channels, argv=argv, env=dict(opts.env),
                      limits=limits, seed=opts.seed, epoch=opts.epoch,
-                     policy=Policy(rdtsc=opts.rdtsc))
+                     policy=Policy(rdtsc=opts.rdtsc), image=image)
     text = report.to_json() + '\n'
     if opts.report == '-':
         sys.stderr.write(text)
@@ -165,17 +260,21 @@ def _cmd_run(opts: argparse.Namespace) -> int:
     return report.retcode
 
 
-def _repeat(opts: argparse.Namespace, argv: list[str], limits: Limits) -> Report:
+def _repeat(opts: argparse.Namespace, program: str, mounts: list[tuple[str, str]],
+            argv: list[str], limits: Limits) -> Report:
     """``--repeat``: the same run N times through one warm worker, timed."""
     times = []
     with Pool(size=1) as pool:
         for _ in range(opts.repeat):
             channels = _channels(opts)
+            images = _mounted(mounts)
             specs = [ChannelSpec(c.alias, c.backing.fd, c.mode, c.random, c.quota)
                      for c in channels]
+            specs += [ChannelSpec(c.alias, c.backing.fd, READ, True, mount='/') for c in images]
+            channels += images
             start = time.perf_counter()
             try:
-                report = pool.run(opts.program, specs, argv=argv, env=dict(opts.env),
+                report = pool.run(program, specs, argv=argv, env=dict(opts.env),
                                   limits=limits, seed=opts.seed, epoch=opts.epoch,
                                   rdtsc=opts.rdtsc)
             finally:
@@ -188,9 +287,58 @@ def _repeat(opts: argparse.Namespace, argv: list[str], limits: Limits) -> Report
     return report
 
 
+ZEROVM_USAGE = 'zvm [-s] [-F] [-P] [-Q] [-t 0|1|2] [-v N] [-M] MANIFEST'
+SUBCOMMANDS = ('run', 'validate', 'sdk', '-h', '--help')
+SDK_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'sdk')
+
+
+def _zerovm(argv: list[str]) -> int:
+    """``zvm MANIFEST``: what ``zerovm MANIFEST`` did, report and exit code alike."""
+    try:
+        opts, names = getopt.gnu_getopt(argv, 'sFPQt:v:M:l:T:')
+    except getopt.GetoptError as e:
+        return _bad_cmdline(str(e))
+    kw = {}
+    target = 0
+    for opt, value in opts:
+        if opt == '-M':
+            names.append(value)
+        elif opt in ('-s', '-F', '-P'):
+            kw[{'-s': 'skip_validation', '-F': 'validate_only', '-P': 'preallocate'}[opt]] = \
+                opt != '-P'
+        elif opt == '-t':
+            if value not in ('0', '1', '2'):
+                return _bad_cmdline(f'-t {value}: report targets are 0 (stdout), 1 (syslog) '
+                                    'and 2 (stdout; no fast reports); 3, a daemon socket, '
+                                    'is not supported')
+            target = int(value)
+    if len(names) != 1:
+        return _bad_cmdline('2nd manifest encountered' if names else 'no manifest given')
+    session = run_session(names[0], **kw)
+    text = session.text()
+    if target == 1:
+        syslog.syslog(syslog.LOG_INFO, text.rstrip('\n').replace('\n', '; '))
+    else:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    return session.code
+
+
+def _bad_cmdline(message: str) -> int:
+    print(f'zvm: {message}\nusage: {ZEROVM_USAGE}\n       zvm run|validate|sdk ... '
+          '(zvm --help)', file=sys.stderr)
+    return errno.EINVAL
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] not in SUBCOMMANDS:
+        return _zerovm(argv)
     opts = build_parser().parse_args(argv)
     try:
+        if opts.command == 'sdk':
+            print(SDK_DIR)
+            return 0
         if opts.command == 'validate':
             return _cmd_validate(opts)
         return _cmd_run(opts)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import errno
+import hashlib
 import os
 import struct
 import threading
@@ -25,7 +26,8 @@ from unicorn import unicorn_const as ucc
 from unicorn.x86_const import UC_X86_REG_RIP, UC_X86_REG_RSP
 
 from zvm_core import guard as zguard
-from zvm_core.channels import READ, WRITE, Channel
+from zvm_core import trap
+from zvm_core.channels import READ, WRITE, Channel, standard_order
 from zvm_core.elf import PF_R, PF_W, PF_X, ElfError, Program, load_program
 from zvm_core.memory import (
     MANIFEST_PAGE,
@@ -44,6 +46,7 @@ from zvm_core.memory import (
 )
 from zvm_core.report import Accounting, Report
 from zvm_core.syscalls import HANDLERS, Stop, SysError, syscall_name
+from zvm_core.syscalls.fs import Image
 from zvm_core.syscalls.io import OpenFile
 from zvm_core.syscalls.random import SeededStream
 from zvm_core.syscalls.time import VirtualClock
@@ -70,6 +73,9 @@ _FAULTS = {
 _TRAPS = {0: 'divide error', 1: 'debug trap', 3: 'breakpoint (int3)', 4: 'overflow',
           5: 'bound range exceeded', 6: 'invalid opcode', 13: 'general protection fault',
           16: 'x87 floating-point error', 17: 'alignment check', 19: 'SIMD floating-point error'}
+# the signal a native run would die of, for ZeroVM's "Signal N from untrusted code"
+SIGSEGV, SIGILL, SIGFPE, SIGTRAP, SIGBUS = 11, 4, 8, 5, 7
+_SIGNALS = {0: SIGFPE, 1: SIGTRAP, 3: SIGTRAP, 6: SIGILL, 16: SIGFPE, 17: SIGBUS, 19: SIGFPE}
 _UC_ERRORS = {ucc.UC_ERR_INSN_INVALID: 'invalid or unsupported instruction',
               ucc.UC_ERR_EXCEPTION: 'unhandled CPU exception'}
 AT = dict(PHDR=3, PHENT=4, PHNUM=5, PAGESZ=6, BASE=7, FLAGS=8, ENTRY=9, UID=11, EUID=12,
@@ -116,14 +122,17 @@ def _uc_prot(flags: int) -> int:
 class Machine:
     """One guest: address space, guard, channels, and the syscall dispatcher.
 
-    The attributes used by ``zvm_core.syscalls`` handlers (``mem``, ``arena``,
-    ``fds``, ``channels``, ``clock``, ``rng``, ``uc``, ``uid``,
-    ``memory_limit``) are this object's public surface for them.
+    The attributes used by ``zvm_core.syscalls`` handlers and the ZeroVM trap
+    (``mem``, ``arena``, ``fds``, ``channels``, ``trap_channels``, ``image``,
+    ``jail``, ``clock``, ``rng``, ``uc``, ``uid``, ``memory_limit``,
+    ``deadline``) are this object's public surface for them.  Every machine
+    has the trap page at 0x10000 and the user manifest below the stack.
     """
 
     uid = UID
 
-    def __init__(self, program: Program, verdict: Verdict, limits: Limits) -> None:
+    def __init__(self, program: Program, verdict: Verdict, limits: Limits,
+                 policy: Policy = Policy()) -> None:
         self.program, self.limits = program, limits
         self.memory_limit = limits.memory
         self.uc = Uc(UC_ARCH_X86, UC_MODE_64)
@@ -153,12 +162,17 @@ class Machine:
         self._bitmap, bitmap_addr = _host_mapping(page_up((limit + 7) // 8))
         for base, bits in verdict.boundaries:
             self._bitmap[base // 8:base // 8 + len(bits)] = bits
+        self._user_manifest = trap.install(self.mem, self._bitmap)
+        self._user_manifest_size = 0
+        self.jail = trap.Jail(self.uc, self.mem, self.arena, self._bitmap, policy)
         self.guard = zguard.Guard(self.uc, bitmap_addr, limit, self._on_syscall)
         self.args = self.guard.args
         self.uc.hook_add(UC_HOOK_MEM_INVALID, _weak(self._on_mem_invalid))
         self.uc.hook_add(UC_HOOK_INTR, _weak(self._on_interrupt))
         self.channels: dict[str, Channel] = {}
+        self.trap_channels: list[Channel] = []      # ZeroVM order: trap descriptors
         self.fds: dict[int, OpenFile] = {}
+        self.image: Image | None = None
         self._context = self.uc.context_save()
         self.runs = 0
         self.dirty = False
@@ -168,7 +182,7 @@ class Machine:
     def _on_syscall(self) -> int:
         a = self.args
         nr = a[0]
-        entry = HANDLERS.get(nr)
+        entry = DISPATCH.get(nr)
         try:
             if entry is None:
                 self.unknown[syscall_name(nr)] += 1
@@ -182,6 +196,9 @@ class Machine:
         except Stop as s:
             self.outcome = s.with_traceback(None)    # frames would keep this machine alive
             return 1
+        except OSError as e:    # the host side of a channel failed (ZeroVM: EIO)
+            self.outcome = Stop('killed', f'host I/O failed in {entry[0]}: {e.strerror or e}')
+            return 1
         except Exception as e:  # a sandbox bug must end the run, never escape into C
             self.outcome = Stop('killed', f'internal error in {syscall_name(nr)}: {e!r}')
             return 1
@@ -189,11 +206,17 @@ class Machine:
         return 0
 
     def _on_mem_invalid(self, uc, access, address, size, value, _data) -> bool:
-        self.fault = (f'{_FAULTS.get(access, "invalid memory access")} at {address:#x}')
+        if access == ucc.UC_MEM_WRITE_PROT and MANIFEST_PAGE <= address < STACK_TOP - STACK_SIZE:
+            self.fault = (f'stack overflow: write at {address:#x}, below the {STACK_SIZE >> 20} '
+                          'MiB stack (into the read-only user manifest)')
+        else:
+            self.fault = f'{_FAULTS.get(access, "invalid memory access")} at {address:#x}'
+        self.signal = SIGSEGV
         return False
 
     def _on_interrupt(self, uc, intno, _data) -> None:
         self.fault = _TRAPS.get(intno, f'CPU exception {intno}')
+        self.signal = _SIGNALS.get(intno, SIGSEGV)
         uc.emu_stop()
 
     # -- set-up ----------------------------------------------------------------
@@ -248,6 +271,7 @@ class Machine:
         """
         self.uc.context_restore(self._context)
         self.mem.reset_protections()
+        self.jail.reset()
         for region, data in self._pristine:
             region.view[:] = data
         self.arena.reset()
@@ -256,10 +280,14 @@ class Machine:
         self.dirty = False
 
     def run(self, channels: Iterable[Channel], argv: list[str], env: Mapping[str, str],
-            seed: int = 0, epoch: int = 0, limits: Limits | None = None) -> Report:
+            seed: int = 0, epoch: int = 0, limits: Limits | None = None, *,
+            image: Image | None = None, memory_etag: bool = False) -> Report:
         """Run the program once; a machine can run again (it is reset first).
 
         ``limits`` may change fuel and timeout per run; memory is the machine's.
+        ``image`` is the read-only file tree that paths other than channels
+        open; ``memory_etag`` adds ZeroVM's digest of readable memory at the
+        end as the etag ``/dev/memory``.
         """
         start = time.perf_counter()
         if limits is not None:
@@ -270,11 +298,24 @@ class Machine:
         self.dirty = True
         self.outcome: Stop | None = None
         self.fault: str | None = None
+        self.signal: int | None = None
         self.unknown: collections.Counter = collections.Counter()
         self.rng = SeededStream(seed)
         state = self.guard.state
         self.clock = VirtualClock(epoch, lambda: state.used)
         self._attach(channels)
+        self.image = image
+        self.trap_channels = standard_order(list(self.channels.values()))
+        try:
+            data = trap.user_manifest(self.arena.start, self.arena.end - self.arena.start,
+                                      self.trap_channels)
+        except ValueError as e:
+            raise SetupError('fault', str(e)) from None
+        view = self._user_manifest.view
+        view[:len(data)] = data
+        if self._user_manifest_size > len(data):       # what a longer one left behind
+            view[len(data):self._user_manifest_size] = bytes(self._user_manifest_size - len(data))
+        self._user_manifest_size = len(data)
         sp = self._initial_stack([a.encode() for a in argv],
                                  [f'{k}={v}'.encode() for k, v in env.items()],
                                  SeededStream(seed, b'AT_RANDOM').take(16))
@@ -295,7 +336,28 @@ class Machine:
         report.accounting = self._accounting(wall)
         report.etags = {a: ch.etag() for a, ch in sorted(self.channels.items())
                         if ch.mode & WRITE}
+        if memory_etag:
+            report.etags[MEMORY_ETAG] = self._memory_digest()
         return report
+
+    def _memory_digest(self) -> str:
+        """MD5 of every guest-readable byte in address order (ZeroVM's memory etag).
+
+        The arena between the break and the lowest mapping was never handed
+        out and is all zeros; it is hashed as its length, not byte by byte, so
+        the digest of a 4 GiB guest costs what its used memory costs.
+        """
+        h = hashlib.md5()
+        gap_lo, gap_hi = page_up(self.arena.brk), self.arena.floor
+        for region, start, end in self.mem.readable_runs():
+            lo, hi = max(start, gap_lo), min(end, gap_hi)
+            if lo >= hi:
+                h.update(region.view[start - region.start:end - region.start])
+                continue
+            h.update(region.view[start - region.start:lo - region.start])
+            h.update(f'<{hi - lo} zero bytes>'.encode())
+            h.update(region.view[hi - region.start:end - region.start])
+        return h.hexdigest()
 
     def expire(self) -> None:
         """Called by the watchdog when the run passed its deadline."""
@@ -307,6 +369,7 @@ class Machine:
 
     def _classify(self, error: UcError | None) -> Report:
         st = self.guard.state
+        exit_state = ''
         if self.outcome is not None:
             o = self.outcome
             status, retcode, message = o.status, o.retcode, o.message
@@ -314,6 +377,7 @@ class Machine:
             status, retcode = 'fault', None
             message = (f'execution reached {st.stop_addr:#x}, which is not an instruction '
                        'boundary the validator saw (hidden or unvalidated code)')
+            exit_state = _halting(SIGSEGV, st.stop_addr)
         elif st.stop == zguard.STOP_FUEL:
             status, retcode = 'fuel', None
             message = (f'fuel exhausted at {st.stop_addr:#x}: the budget of '
@@ -325,12 +389,15 @@ class Machine:
             status, retcode = 'fault', None
             what = self.fault or _UC_ERRORS.get(error.errno, str(error))
             message = f'{what} (rip {self._rip():#x})'
+            invalid = error is not None and error.errno == ucc.UC_ERR_INSN_INVALID
+            exit_state = _halting(self.signal or (SIGILL if invalid else SIGSEGV), self._rip())
         else:
             status, retcode = 'fault', None
             message = f'program stopped without calling exit (hlt; rip {self._rip():#x})'
+            exit_state = _halting(SIGSEGV, self._rip())
         if status != 'ok' or retcode:
             status, message = self._blame_limits(status, message)
-        return Report(status, retcode, message)
+        return Report(status, retcode, message, exit_state=exit_state)
 
     def _blame_limits(self, status: str, message: str) -> tuple[str, str]:
         """A failure after a refused allocation or write is reported as that limit."""
@@ -412,6 +479,13 @@ class Watchdog:
 
 
 WATCHDOG = Watchdog()
+DISPATCH = {**HANDLERS, **trap.HANDLERS}     # Linux calls and the ZeroVM trap's stub
+MEMORY_ETAG = '/dev/memory'
+
+
+def _halting(signal: int, rip: int) -> str:
+    """ZeroVM's exit state for a program a signal stopped."""
+    return f'Signal {signal} from untrusted code: Halting at {rip:#x}'
 
 
 def _invalid(violations: list[Violation], message: str) -> Report:
@@ -435,8 +509,10 @@ def invalid_report(verdict: Verdict) -> Report:
 def run(program: Program | str | os.PathLike, channels: Iterable[Channel] = (), *,
         argv: list[str] | None = None, env: Mapping[str, str] | None = None,
         limits: Limits = Limits(), seed: int = 0, epoch: int = 0,
-        policy: Policy = Policy(), cache=None) -> Report:
+        policy: Policy = Policy(), cache=None, image: Image | None = None) -> Report:
     """Validate and run ``program`` with ``channels``; never raises for guest behaviour.
+
+    ``image`` is the read-only file tree (tar images mounted from channels).
 
     Raises ``OSError`` only when the program file itself cannot be read.
     """
@@ -453,11 +529,11 @@ def run(program: Program | str | os.PathLike, channels: Iterable[Channel] = (), 
             argv = [os.path.basename(str(program)) if not isinstance(program, Program)
                     else 'program']
         try:
-            machine = Machine(prog, verdict, limits)
+            machine = Machine(prog, verdict, limits, policy)
         except SetupError as e:
             return Report(e.status, None, str(e))
         try:
-            report = machine.run(channels, argv, env or {}, seed, epoch)
+            report = machine.run(channels, argv, env or {}, seed, epoch, image=image)
         except SetupError as e:
             report = Report(e.status, None, str(e))
         finally:

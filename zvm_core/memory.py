@@ -21,10 +21,11 @@ from unicorn import UC_PROT_EXEC, UC_PROT_NONE, UC_PROT_READ, UC_PROT_WRITE, Uc
 
 PAGE = 0x1000
 MAP_NORESERVE = getattr(mmap, "MAP_NORESERVE", 0x4000)  # Linux value; absent before 3.13
-TRAP_PAGE = 0x10000          # ZeroVM trap entry (kept unmapped until the trap API exists)
+TRAP_PAGE = 0x10000          # ZeroVM trap entry (zvm_core.trap maps one RX page here)
 STACK_TOP = 1 << 32
 STACK_SIZE = 16 << 20
 MANIFEST_PAGE = STACK_TOP - STACK_SIZE - 0x10000   # 0xFEFF0000, ZeroVM user manifest
+MANIFEST_POINTER = STACK_TOP - STACK_SIZE - 4      # 0xFEFFFFFC: where programs find it
 PROT_R, PROT_W, PROT_X = UC_PROT_READ, UC_PROT_WRITE, UC_PROT_EXEC
 
 
@@ -117,6 +118,26 @@ class AddressSpace:
         if end < 0:
             raise GuestFault(addr)
         return bytes(region.view[off:end])
+
+    def readable_runs(self) -> list[tuple[Region, int, int]]:
+        """``(region, start, end)`` for every run of guest-readable pages, in address order."""
+        runs = []
+        for region in self.regions:
+            start = region.start          # first page not yet accounted for
+            overrides = sorted(p for p in self._prot if region.start <= p < region.end)
+            for page in [*overrides, region.end]:
+                if page > start and region.prot & PROT_R:
+                    runs.append((region, start, page))
+                if page < region.end and self._prot[page] & PROT_R:
+                    runs.append((region, page, page + PAGE))
+                start = page + PAGE
+        merged: list[tuple[Region, int, int]] = []
+        for region, lo, hi in runs:
+            if merged and merged[-1][0] is region and merged[-1][2] == lo:
+                merged[-1] = (region, merged[-1][1], hi)
+            elif lo < hi:
+                merged.append((region, lo, hi))
+        return merged
 
     def protect(self, start: int, end: int, prot: int) -> None:
         """mprotect a page range that lies inside one mapped region."""

@@ -41,7 +41,7 @@ from zvm_core.channels import READ, Channel, FdBacking, Quota
 from zvm_core.report import Report
 
 MAX_MESSAGE = 1 << 20
-MAX_FDS = 64
+MAX_FDS = 253          # SCM_MAX_FD: descriptors (channels) one request can pass
 KILL_GRACE = 2.0
 PR_SET_NO_NEW_PRIVS = 38
 PR_SET_THP_DISABLE = 41
@@ -60,6 +60,7 @@ class ChannelSpec:
     mode: int = READ
     random: bool = False
     quota: Quota = field(default_factory=Quota)
+    mount: str | None = None      # a tar image: mounted read-only here (e.g. "/")
 
 
 def _report_from(data: dict) -> Report:
@@ -124,10 +125,11 @@ class Templates:
         machine = self._machines.pop(key, None)
         if machine is None:
             program = load_program(path)
-            verdict = validate(program, Policy(rdtsc=rdtsc), default_cache())
+            policy = Policy(rdtsc=rdtsc)
+            verdict = validate(program, policy, default_cache())
             if not verdict.ok:
                 return None, verdict
-            machine = Machine(program, verdict, Limits(memory=memory))
+            machine = Machine(program, verdict, Limits(memory=memory), policy)
             machine.verdict = verdict
         self._machines[key] = machine
         self._evict()
@@ -159,9 +161,20 @@ def _serve_one(req: dict, fds: list[int], templates: Templates):
         return Report(e.status, None, str(e)), None
     if machine is None:
         return invalid_report(verdict), None
+    image = None
+    mounts = [(ch, c['mount']) for ch, c in zip(channels, req['channels'], strict=True)
+              if c.get('mount')]
+    if mounts:
+        from zvm_core.syscalls.fs import Image, ImageError
+        image = Image()
+        try:
+            for ch, where in mounts:       # in order: a later image wins where paths meet
+                image.mount(ch.backing, where, ch.alias)
+        except ImageError as e:
+            return Report('fault', None, f'cannot mount {ch.alias} at {where}: {e}'), None
     try:
         report = machine.run(channels, req['argv'], req['env'], req['seed'], req['epoch'],
-                             limits=limits)
+                             limits=limits, image=image)
     except SetupError as e:
         report = Report(e.status, None, str(e))
     report.validation = {'state': 'cached' if verdict.cached else 'ok', 'violations': []}
@@ -266,7 +279,8 @@ class Pool:
                           'timeout': limits.timeout},
                'seed': seed, 'epoch': epoch, 'rdtsc': rdtsc,
                'channels': [{'alias': c.alias, 'fd': i, 'mode': c.mode, 'random': c.random,
-                             'quota': vars(c.quota)} for i, c in enumerate(channels)]}
+                             'quota': vars(c.quota), 'mount': c.mount}
+                            for i, c in enumerate(channels)]}
         with self._lock:
             if self._waiting >= self.queue + self.size:
                 raise PoolBusy(f'{self.size} running and {self.queue} waiting')

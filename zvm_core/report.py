@@ -4,10 +4,16 @@
 ``exit``/``exit_group`` (whatever the code); every other status says why the
 run ended without that.  The JSON form is what ``zvm run --report`` prints
 and what the Swift middleware turns into ``X-Nexe-*`` headers.
+
+:func:`zerovm_text` is ZeroVM's report (``src/main/report.c``, release
+build): six lines, validation state, daemon state, user return code, etags,
+accounting, exit state, and an empty seventh, the format ZeroCloud parsed.
+:func:`zerovm_outcome` gives a report's exit state and ZeroVM's exit code.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 from dataclasses import dataclass, field
 
@@ -40,6 +46,7 @@ class Report:
     validation: dict = field(default_factory=lambda: {'state': 'ok', 'violations': []})
     etags: dict[str, str] = field(default_factory=dict)
     accounting: Accounting = field(default_factory=Accounting)
+    exit_state: str = ''        # ZeroVM's exit state when more precise than the status
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -56,7 +63,7 @@ class Report:
             'status': self.status, 'retcode': self.retcode, 'message': self.message,
             'validation': {'state': self.validation.get('state'),
                            'violations': list(self.validation.get('violations', ()))},
-            'etags': dict(self.etags),
+            'etags': dict(self.etags), 'exit_state': self.exit_state,
             'accounting': {
                 'fuel': acc.fuel, 'syscalls': acc.syscalls,
                 'unknown_syscalls': dict(acc.unknown_syscalls),
@@ -67,3 +74,40 @@ class Report:
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent, sort_keys=True)
+
+
+# exit codes: ZeroVM exits with the errno of the first error (src/main/report.c)
+_CODES = {'fault': errno.EINTR, 'fuel': errno.EINTR, 'timeout': errno.EINTR,
+          'quota': errno.EDQUOT, 'memory': errno.ENOMEM, 'validation': errno.ENOEXEC,
+          'killed': errno.EIO}
+VALIDATION_PASSED, VALIDATION_FAILED, VALIDATION_SKIPPED = 0, 1, 2
+
+
+def zerovm_outcome(report: Report) -> tuple[str, int]:
+    """(exit state, exit code) as ZeroVM gives them for this report.
+
+    A program that exited ended the session normally ("ok", 0) whatever its
+    code; a signal-like stop is "Signal N from untrusted code: Halting at
+    0x...", a timeout "session timeout" (both EINTR), the rest the message.
+    """
+    if report.retcode is not None:
+        return 'ok', 0
+    if report.exit_state:
+        return report.exit_state, errno.EINTR
+    if report.status == 'timeout':
+        return 'session timeout', errno.EINTR
+    return report.message.replace('\n', ' '), _CODES[report.status]
+
+
+def zerovm_text(validation: int, retcode: int, etags: list[tuple[str, str]],
+                acc: Accounting, cpu: tuple[float, float], state: str) -> str:
+    """ZeroVM's report: ``etags`` in channel order ("disabled" if none), ``cpu`` =
+    (system, user) seconds; the accounting counts every channel as local I/O."""
+    chans = acc.channels.values()
+    counts = [sum(c.reads for c in chans), sum(c.read_bytes for c in chans),
+              sum(c.writes for c in chans), sum(c.write_bytes for c in chans), 0, 0, 0, 0]
+    tags = ' '.join(f'{name} {digest}' for name, digest in etags) or 'disabled'
+    lines = [str(validation), '0', str(retcode), tags,
+             f'{cpu[0]:.2f} {cpu[1]:.2f} ' + ' '.join(map(str, counts)),
+             state.replace('\n', ' '), '']
+    return '\n'.join(lines) + '\n'

@@ -1,7 +1,8 @@
 """Fixtures for functional tests: one real local Swift cluster per session.
 
 ``swift_cluster`` is a running ``DevCluster`` (proxy, account, container and
-three object servers with the ZeroCloud filters, object ring of 2 replicas),
+three object servers with the ZeroCloud filters, object ring of 2 replicas,
+``PROXY_CONF`` added to the proxy's configuration),
 started once in a temporary directory and always stopped at the end. Tests
 share it, so they make their own containers (``make_container``) and undo
 what they break (``kill_object_server`` and ``pause_object_server`` restore
@@ -20,12 +21,17 @@ from swiftclient.client import get_auth
 
 from zerocloud.devcluster import USERS, DevCluster
 
+# Short limits, so that tests of deferred jobs and chains run quickly.
+PROXY_CONF = '[filter:zerocloud]\ninteractive_timeout = 1\nchain_timeout = 2\n'
+
 
 @pytest.fixture(scope='session')
-def swift_cluster(request: pytest.FixtureRequest,
-                  tmp_path_factory: pytest.TempPathFactory) -> DevCluster:
-    """The session's running cluster (stopped by a finalizer, even if start fails)."""
-    cluster = DevCluster(tmp_path_factory.mktemp('devcluster'))
+def swift_cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+                  sysimages) -> DevCluster:
+    """The session's running cluster (stopped by a finalizer, even if start fails), with
+    the python3 and lua system images."""
+    cluster = DevCluster(tmp_path_factory.mktemp('devcluster'), extra_conf={'proxy': PROXY_CONF},
+                         sysimages={name: sysimages.tar(name) for name in sysimages.images})
     request.addfinalizer(cluster.stop)
     cluster.start()
     return cluster

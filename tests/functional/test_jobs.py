@@ -228,8 +228,11 @@ def test_missing_program_or_data_is_a_404_naming_it(
     ('[{"name": "x", "exec": {"path": "bin/sh"}}]', 400, 'only swift:// programs'),
     ('[{"name": "x", "exec": {"path": "swift://~/c/p"}, '
      '"devices": [{"name": "input", "path": "swift://~/c"}]}]', 400, 'reading a container'),
-    ('[{"name": "x", "exec": {"path": "swift://~/c/p"}, "count": 2, "connect": ["x"]}]', 501,
-     'connect'),
+    ('[{"name": "x", "exec": {"path": "swift://~/c/p"}, "count": 2, "connect": ["x"]}]', 400,
+     'Cannot connect x to itself (x -> x)'),
+    ('[{"name": "a", "exec": {"path": "swift://~/c/p"}, "connect": ["b"]}, '
+     '{"name": "b", "exec": {"path": "swift://~/c/p"}, "connect": ["a"]}]', 400,
+     'connect makes a cycle (a -> b -> a)'),
     ('[' + ', '.join(['{"name": "%s", "exec": {"path": "swift://~/c/p"}}' % ('n' * 60 + str(i))
                       for i in range(1000)]) + ']', 413, 'Job description larger than'),
 ])

@@ -254,7 +254,7 @@ def test_output_flood_without_quota_runs_out_of_fuel(guest, zvm):
 
 @pytest.mark.parametrize('how, what', [
     ('div0', 'divide'), ('int3', 'int3'), ('ud2', 'invalid'), ('hlt', 'hlt'),
-    ('abort', 'SIGABRT'), ('null', '0x0'), ('stack', 'unmapped'),
+    ('abort', 'SIGABRT'), ('null', '0x0'), ('stack', 'stack overflow'),
 ])
 def test_crashes_are_faults(guest, zvm, how, what):
     run = zvm.run(guest('crash'), how)

@@ -192,6 +192,36 @@ def test_a_member_device_and_no_local_object(mw, guest) -> None:
     assert untar(resp.body)['dev/stdout'] == b'%7d %7d %7d\n' % (1, 3, 6)
 
 
+def pipe_members(guest, put_size: int, outputs: bool = True) -> list[wire.Member]:
+    """Node B of a graph A -> B -> C: adds 1 to what A sent and passes it on to C."""
+    node = spec({'name': 'in/A', 'access': 'r', 'random': False, 'source': 'member'},
+                {'name': 'out/C', 'access': 'w', 'random': False, 'source': None,
+                 'put_size': put_size}, argv=('B', 'A', 'C', '1'))
+    return [wire.json_member(wire.SPEC, dict(node, outputs=outputs)),
+            wire.bytes_member(wire.EXE, guest('graph_pipe').read_bytes()),
+            wire.bytes_member('dev/in/A', b'abc' * 1000)]
+
+
+@pytest.mark.parametrize('outputs', [True, False])
+def test_channels_between_nodes_are_members_and_the_node_dir_goes(mw, guest, devices: Path,
+                                                                  outputs: bool) -> None:
+    resp = execute(mw, members=pipe_members(guest, 1 << 20, outputs), local=False,
+                   path='/sda1/3/a/.zerocloud/B')
+    assert resp.status_int == 200, resp.body
+    members = untar(resp.body)
+    report = json.loads(members.pop(wire.REPORT))
+    assert report['status'] == 'ok' and set(report['etags']) == {'/dev/out/C'}
+    assert members == ({'dev/out/C': b'bcd' * 1000} if outputs else {})
+    assert list((devices / 'sda1' / 'tmp').iterdir()) == []
+
+
+def test_a_channel_to_another_node_has_the_quota_the_proxy_asks(mw, guest) -> None:
+    resp = execute(mw, members=pipe_members(guest, 100), local=False,
+                   path='/sda1/3/a/.zerocloud/B')
+    assert resp.headers['X-Nexe-Status'] == 'quota'
+    assert untar(resp.body)['dev/out/C'] == b'bcd' * 33 + b'b'
+
+
 def test_program_cache_keeps_one_file_per_program_and_evicts_idle_ones(tmp_path) -> None:
     cache = ProgramCache(2, str(tmp_path))
     first = cache.receive(io.BytesIO(b'one'), 100)

@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from swift.common.concurrency import sleep
 from swift.common.swob import Request, Response
 
 from zerocloud import object as object_filter
@@ -26,6 +27,7 @@ from zerocloud.proxy import (
     MAX_HEADER,
     NodeResult,
     ProxyExecMiddleware,
+    _Busy,
     _nexe_headers,
     _Refused,
     _Retry,
@@ -80,6 +82,7 @@ class FakeSwift:
 class FakeRing:
     devs = [{'id': i, 'ip': '10.0.0.1', 'port': 6200 + i, 'device': f'd{i}'} for i in range(3)]
     partition_count = 8
+    replica_count = 2
 
     def get_nodes(self, account: str, container: str, obj: str):
         return 5, self.devs[:2]
@@ -185,7 +188,10 @@ def test_get_and_head_show_a_current_stored_verdict(mw, swift, method: str, vers
 
 @pytest.mark.parametrize(('method', 'path', 'headers', 'status', 'says'), [
     ('GET', ACCOUNT, {}, 501, b'execute a job with POST'),
-    ('POST', ACCOUNT + '/c/o', {}, 400, b'POST jobs to the account URL'),
+    ('POST', ACCOUNT + '/c/o', {}, 400, b'Must specify Content-Length'),
+    ('POST', ACCOUNT, {'X-Zerovm-Source': 'http://x/y'}, 412, b'X-Zerovm-Source format'),
+    ('POST', ACCOUNT, {'X-Zerovm-Deferred': 'later'}, 400, b'always, auto, never'),
+    ('GET', ACCOUNT + '/c', {'X-Zerovm-Execute': 'open/1.0'}, 412, b'Bad URL'),
     ('POST', ACCOUNT, {'X-Zerovm-Report': 'xml'}, 400, b'must be "json"'),
     ('POST', ACCOUNT, {'Content-Length': '5000'}, 413, b'larger than zerovm_maxconfig'),
 ])
@@ -220,8 +226,10 @@ def test_a_denied_post_is_a_403_before_anything_is_read(mw, swift, servers) -> N
     (job(stdin='swift://~/c/nothing*'), 400, b'No objects found in path'),
     (job(stdin='swift://~/c/gone'), 404, b'Error 404 Not Found while fetching '
                                          b'swift://AUTH_a/c/gone'),
-    (job(count=2, connect=['wc']), 501, b'connect'),
-    (job(replicate=2), 501, b'replicate'),
+    (job(count=2, connect=['wc']), 400, b'Cannot connect wc to itself (wc -> wc): its nodes '
+                                         b'would have to run at the same time'),
+    (job(replicate=3), 400, b'Invalid replicate in wc: 3 runs need 3 different servers, '
+                            b'there are 2 (replicas of swift://AUTH_a/c/data)'),
 ])
 def test_a_bad_job_runs_nothing(mw, servers, body, status, says) -> None:
     asked = servers()
@@ -288,6 +296,33 @@ def test_no_server_can_run_the_node(mw, servers) -> None:
     assert error.startswith('wc: no object server could run the node')
     assert '10.0.0.1:6200/d0 503 Slot not available' in error and '507 no disk' in error
     assert [a[0] for a in asked.asked] == ['d0', 'd1', 'd2']     # the handoff too
+
+
+def test_a_server_busy_with_the_jobs_own_nodes_is_asked_again(mw, swift, servers) -> None:
+    swift.add('/c/data2')
+    full = [_Busy('503 Slot not available')] * 2
+
+    def d0(plan, headers, members):
+        if plan.node.name == 'wc-1':
+            sleep(0.2)                     # wc-1 holds d0's only worker meanwhile
+        elif full:
+            raise full.pop()
+        return ok()(plan, headers, members)
+    asked = servers(d0=d0, d1=_Busy('503 Slot not available'), d2=_Retry('404 not here'))
+    resp = post(mw, job(stdin='swift://~/c/data*'))
+    assert resp.status_int == 200, resp.body
+    assert resp.headers['X-Nexe-Host'] == '10.0.0.1:6200/d0,10.0.0.1:6200/d0'
+    # d1 is busy with other work: asked once; d0 again until wc-1 left
+    assert [a[0] for a in asked.asked] == ['d0', 'd0', 'd1', 'd2', 'd0', 'd0']
+
+
+def test_servers_busy_with_other_work_end_the_node_at_once(mw, servers) -> None:
+    asked = servers(d0=_Busy('503 Slot not available'), d1=_Busy('503 Slot not available'))
+    resp = post(mw, job())
+    assert resp.status_int == 503
+    assert resp.headers['X-Nexe-Status'] == 'unavailable'
+    assert '503 Slot not available' in resp.headers['X-Nexe-Error']
+    assert [a[0] for a in asked.asked] == ['d0', 'd1', 'd2']
 
 
 def test_a_refusal_is_final(mw, servers) -> None:
@@ -378,6 +413,54 @@ def test_the_full_report_as_json(mw, servers) -> None:
     assert node['name'] == 'wc' and node['host'] == '10.0.0.1:6200/d0'
     assert node['outputs'] == [{'device': 'stdout', 'path': None, 'bytes': 3, 'stored': False}]
     assert node['accounting']['fuel'] == 7
+
+
+# -- graphs and replicas --------------------------------------------------------------------------
+
+def echo(plan, headers, members):
+    """A server where the node writes ``<node>-><peer>`` to each peer and what it read
+    from other nodes to stdout (outputs only when the spec asks for them)."""
+    sent = {name: b''.join(chunks) for name, _size, chunks in members()}
+    spec = json.loads(sent[wire.SPEC])
+    data = {'stdout': b''.join(v for k, v in sorted(sent.items()) if k.startswith('dev/in/'))}
+    data.update({d['name']: f'{spec["name"]}->{d["name"][4:]}'.encode()
+                 for d in spec['devices'] if d['name'].startswith('out/')})
+    report = {'status': 'ok', 'retcode': 0, 'validation': {'state': 'ok'},
+              'etags': {'/dev/' + k: hashlib.md5(v).hexdigest() for k, v in data.items()}}
+    outputs = {}
+    for name, value in data.items() if spec['outputs'] else ():
+        outputs[name] = tempfile.SpooledTemporaryFile()
+        outputs[name].write(value)
+    return report, outputs
+
+
+def test_connected_nodes_get_what_their_producers_wrote(mw, servers) -> None:
+    asked = servers(d0=echo, d1=echo, d2=echo)
+    group = job() + [{'name': 'r', 'exec': {'path': 'swift://~/bin/wc'}, 'replicate': 2,
+                      'devices': [{'name': 'stdout'}]}]
+    group[0]['connect'] = ['r']
+    resp = post(mw, group, **{'X-Zerovm-Report': 'json'})
+    assert resp.status_int == 200, resp.body
+    report = json.loads(resp.body)
+    assert [(n['name'], n['replica'], n['status']) for n in report['nodes']] == [
+        ('wc', 1, 'ok'), ('r', 1, 'ok'), ('r', 2, 'ok')]
+    assert report['nodes'][0]['outputs'] == [
+        {'device': 'stdout', 'path': None, 'bytes': 0, 'stored': False},
+        {'device': 'out/r', 'path': None, 'bytes': 5, 'stored': False}]
+    first, *replicas = asked.asked
+    assert [d['name'] for d in json.loads(first[2][wire.SPEC])['devices']] == [
+        'stdin', 'stdout', 'out/r']
+    assert len({device for device, _h, _s in replicas}) == 2
+    for number, (_device, headers, sent) in enumerate(replicas, 1):
+        spec = json.loads(sent[wire.SPEC])
+        assert wire.ACCESS not in headers
+        assert sent['dev/in/wc'] == b'wc->r'
+        assert spec['outputs'] is (number == 1)
+        assert spec['devices'][-1] == {'name': 'in/wc', 'access': 'r', 'random': False,
+                                       'source': 'member'}
+    resp = post(mw, group)
+    assert resp.body == b'wc->r'                        # the stdout of r, once
+    assert resp.headers['X-Nexe-System'] == 'wc,r,r'
 
 
 # -- response headers -----------------------------------------------------------------------------

@@ -10,11 +10,11 @@ and are counted in the report.
 
 from __future__ import annotations
 
-from zvm_core.syscalls import io, mm, proc, random, time
+from zvm_core.syscalls import fs, io, mm, proc, random, time
 from zvm_core.syscalls.errors import Stop, SysError
 
 HANDLERS: dict[int, tuple] = {}
-for _family in (io, mm, proc, time, random):
+for _family in (io, fs, mm, proc, time, random):
     HANDLERS.update(_family.HANDLERS)
 
 # Names of calls that are deliberately absent, so reports say what was tried.
@@ -24,7 +24,7 @@ REFUSED_NAMES = {
     59: 'execve', 61: 'wait4', 76: 'truncate', 77: 'ftruncate', 78: 'getdents',
     82: 'rename', 83: 'mkdir', 84: 'rmdir', 85: 'creat', 86: 'link', 87: 'unlink',
     88: 'symlink', 90: 'chmod', 92: 'chown', 101: 'ptrace', 105: 'setuid',
-    165: 'mount', 202: 'futex', 217: 'getdents64', 288: 'accept4',
+    165: 'mount', 288: 'accept4',
     293: 'pipe2', 322: 'execveat', 435: 'clone3',
 }
 

@@ -1,10 +1,12 @@
-"""File system calls, served by channels only.
+"""File system calls, served by channels and the read-only image tree.
 
-``open`` knows channel names (``/dev/stdin``, ``/dev/input`` ...) and
-nothing else: every other path is ``-ENOENT``, so no host file is ever
-reachable.  Reads and writes go straight between the host backing and guest
-memory (``readv``/``preadv`` into a ``memoryview``), after the channel's
-quota has clipped or refused them.
+``open`` knows channel names (``/dev/stdin``, ``/dev/input`` ...) and the
+paths of the tar images the run mounted (``zvm_core.syscalls.fs``); every
+other path is ``-ENOENT``, so no host file is ever reachable.  Reads and
+writes go straight between the host backing and guest memory
+(``readv``/``preadv`` into a ``memoryview``), after the channel's quota has
+clipped or refused them.  An image node has the channel surface used here
+(``random``, ``size``, ``read_budget``, ``read``, ``st_mode``).
 """
 
 from __future__ import annotations
@@ -115,7 +117,7 @@ def _write(p, f: OpenFile, bufs: list[memoryview], offset: int | None) -> int:
     budget = ch.write_budget(sum(map(len, bufs)))
     if budget < 0:
         return _refused(p, ch, 'write')
-    if not ch.random:
+    if not ch.random or ch.append:          # an appendable channel writes at its end
         _ready(p, ch, True)
         return ch.write(_clip(bufs, budget), None)
     if offset is None and f.append:
@@ -188,17 +190,25 @@ def sys_lseek(p, fd, offset, whence, *_):
     return f.pos
 
 
-def _lookup(p, dirfd: int, path: int) -> Channel:
+def _lookup(p, dirfd: int, path: int):
+    """The channel or image node a path names (relative paths: to ``/`` or ``dirfd``)."""
     name = p.mem.read_cstring(path).decode('utf-8', 'replace')
     if not name:
         raise SysError(errno.ENOENT)
     if not name.startswith('/'):
         if _fd32(dirfd) != AT_FDCWD:
-            raise SysError(errno.ENOENT)
-        name = '/' + name
-    ch = p.channels.get(os.path.normpath(name))
+            base = _file(p, _fd32(dirfd)).channel
+            if not getattr(base, 'is_dir', False):
+                raise SysError(errno.ENOTDIR)
+            name = os.path.join(base.path, name)
+        else:
+            name = '/' + name
+    name = os.path.normpath(name)
+    ch = p.channels.get(name)
     if ch is None:
-        raise SysError(errno.ENOENT)
+        if p.image is None:
+            raise SysError(errno.ENOENT)
+        return p.image.lookup(name)
     return ch
 
 
@@ -213,9 +223,11 @@ def _lowest_fd(p, start: int = 0) -> int:
 
 def _open(p, dirfd: int, path: int, flags: int) -> int:
     ch = _lookup(p, dirfd, path)
-    if flags & O_DIRECTORY:
+    if flags & O_DIRECTORY and not getattr(ch, 'is_dir', False):
         raise SysError(errno.ENOTDIR)
     access = {os.O_RDONLY: READ, O_WRONLY: WRITE, O_RDWR: READ | WRITE}.get(flags & O_ACCMODE)
+    if not isinstance(ch, Channel) and (access != READ or flags & O_TRUNC):
+        raise SysError(errno.EROFS)
     if access is None or ch.mode & access != access:
         raise SysError(errno.EACCES)
     fd = _lowest_fd(p)
@@ -239,17 +251,17 @@ def sys_close(p, fd, *_):
     return 0
 
 
-def _stat_fields(p, ch: Channel) -> tuple:
-    ino = 1 + sorted(p.channels).index(ch.alias)
-    size = ch.size
-    return ino, ch.st_mode(), size
+def _stat_fields(p, ch) -> tuple:
+    """(inode, mode, size, mtime) of a channel (times: the run's epoch) or an image node."""
+    if isinstance(ch, Channel):
+        return 1 + sorted(p.channels).index(ch.alias), ch.st_mode(), ch.size, p.clock.epoch
+    return ch.ino, ch.st_mode(), ch.size, ch.mtime
 
 
-def _write_stat(p, ch: Channel, buf: int) -> int:
-    ino, mode, size = _stat_fields(p, ch)
-    epoch = p.clock.epoch
+def _write_stat(p, ch, buf: int) -> int:
+    ino, mode, size, mtime = _stat_fields(p, ch)
     data = struct.pack('<QQQIIIIQqqq6q3q', 1, ino, 1, mode, p.uid, p.uid, 0, 0, size,
-                       BLKSIZE, (size + 511) // 512, epoch, 0, epoch, 0, epoch, 0, 0, 0, 0)
+                       BLKSIZE, (size + 511) // 512, mtime, 0, mtime, 0, mtime, 0, 0, 0, 0)
     p.mem.write(buf, data)
     return 0
 
@@ -262,7 +274,7 @@ def sys_stat(p, path, buf, *_):
     return _write_stat(p, _lookup(p, AT_FDCWD, path), buf)
 
 
-def _at_channel(p, dirfd: int, path: int, flags: int) -> Channel:
+def _at_channel(p, dirfd: int, path: int, flags: int):
     if flags & AT_EMPTY_PATH and p.mem.read_cstring(path) == b'':
         return _file(p, _fd32(dirfd)).channel
     return _lookup(p, dirfd, path)
@@ -274,8 +286,8 @@ def sys_newfstatat(p, dirfd, path, buf, flags, *_):
 
 def sys_statx(p, dirfd, path, flags, mask, buf, *_):
     ch = _at_channel(p, dirfd, path, flags)
-    ino, mode, size = _stat_fields(p, ch)
-    ts = (p.clock.epoch, 0, 0)
+    ino, mode, size, mtime = _stat_fields(p, ch)
+    ts = (mtime, 0, 0)
     data = struct.pack('<IIQIIIHHQQQQ', 0x7FF, BLKSIZE, 0, 1, p.uid, p.uid, mode, 0, ino,
                        size, (size + 511) // 512, 0)
     data += struct.pack('<qIi', *ts) * 4 + struct.pack('<IIII', 0, 0, 0, 1)

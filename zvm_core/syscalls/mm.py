@@ -4,7 +4,8 @@
 (no unicorn region per call).  A readable random-access channel can be
 mapped: its bytes are copied into the arena, read-only unless asked otherwise.
 Nothing becomes executable here: code only ever comes from the validated
-program image.
+program image or from the trap API's ``Jail``, and pages holding jailed code
+are never zeroed, freed or remapped here (``Unjail`` them first).
 """
 
 from __future__ import annotations
@@ -12,7 +13,16 @@ from __future__ import annotations
 import errno
 
 from zvm_core.channels import READ
-from zvm_core.memory import PAGE, PROT_R, PROT_W, PROT_X, page_up
+from zvm_core.memory import (
+    MANIFEST_PAGE,
+    PAGE,
+    PROT_R,
+    PROT_W,
+    PROT_X,
+    STACK_SIZE,
+    STACK_TOP,
+    page_up,
+)
 from zvm_core.syscalls.errors import SysError
 from zvm_core.syscalls.io import _fd32, _file, _read
 
@@ -26,7 +36,13 @@ def _uc_prot(prot: int) -> int:
     return (PROT_R if prot & PROT_READ else 0) | (PROT_W if prot & PROT_WRITE else 0)
 
 
+def _jailed(p, start: int, end: int) -> bool:
+    return bool(p.jail.pages) and p.jail.overlaps(start, end)
+
+
 def sys_brk(p, addr, *_):
+    if addr < p.arena.brk and _jailed(p, addr, p.arena.brk):
+        return p.arena.brk
     return p.arena.set_brk(addr)
 
 
@@ -37,7 +53,8 @@ def sys_mmap(p, addr, length, prot, flags, fd, offset):
         raise SysError(errno.EACCES)
     length = page_up(length)
     if flags & (MAP_FIXED | MAP_FIXED_NOREPLACE):
-        if addr % PAGE or not p.arena.owns(addr, addr + length):
+        if addr % PAGE or not p.arena.owns(addr, addr + length) or \
+                _jailed(p, addr, addr + length):
             raise SysError(errno.ENOMEM)
         p.arena.space.zero(addr, addr + length)
         start = addr
@@ -60,7 +77,7 @@ def sys_mmap(p, addr, length, prot, flags, fd, offset):
 
 def sys_munmap(p, addr, length, *_):
     end = page_up(addr + length)
-    if addr % PAGE or length == 0 or not p.arena.owns(addr, end):
+    if addr % PAGE or length == 0 or not p.arena.owns(addr, end) or _jailed(p, addr, end):
         raise SysError(errno.EINVAL)
     p.mem.protect(addr, end, PROT_R | PROT_W)
     p.arena.release(addr, end)
@@ -77,6 +94,8 @@ def sys_mprotect(p, addr, length, prot, *_):
     if prot & PROT_EXEC or any(p.mem.protection(a) & PROT_X for a in pages):
         # code is only what the validator saw: it cannot change, nor can data become code
         raise SysError(errno.EACCES)
+    if addr < STACK_TOP - STACK_SIZE and end > MANIFEST_PAGE:
+        raise SysError(errno.EACCES)        # the user manifest stays read-only
     if end > addr:
         p.mem.protect(addr, end, _uc_prot(prot))
     return 0
@@ -85,6 +104,8 @@ def sys_mprotect(p, addr, length, prot, *_):
 def sys_madvise(p, addr, length, advice, *_):
     end = page_up(addr + length)
     if advice == MADV_DONTNEED and p.arena.owns(addr, end):
+        if _jailed(p, addr, end):
+            raise SysError(errno.EINVAL)
         p.arena.space.zero(addr, end)
     return 0
 

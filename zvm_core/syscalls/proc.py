@@ -2,8 +2,13 @@
 
 Identity is constant (pid 1, uid/gid 1000) and the machine is a fixed
 ``uname``: nothing about the host leaks into the guest.  There is one thread
-and no new processes; signal set-up is accepted and recorded as a no-op, and
-a signal sent to itself (``abort()``) ends the run as a fault.
+and no new processes; signal set-up is accepted and recorded (``rt_sigaction``
+and ``rt_sigprocmask`` give back what was set) but no signal is ever
+delivered, and a signal sent to itself (``abort()``) ends the run as a fault.
+``futex`` serves the one thread: a wake finds no waiter, a wait either sees
+a changed word (``EAGAIN``), times out in virtual time, or would wait forever
+(a deadlock: the run ends as a fault).  ``sysinfo`` describes the guest's
+own memory limit and virtual uptime, never the host.
 """
 
 from __future__ import annotations
@@ -22,6 +27,13 @@ ARCH_SET_GS, ARCH_SET_FS, ARCH_GET_FS, ARCH_GET_GS = 0x1001, 0x1002, 0x1003, 0x1
 RLIM_INFINITY = (1 << 64) - 1
 RLIMIT_DATA, RLIMIT_STACK, RLIMIT_NOFILE, RLIMIT_AS = 2, 3, 7, 9
 UNAME = (b'Linux', b'zerovm', b'6.1.0-zvm', b'#1 ZeroCloud', b'x86_64', b'(none)')
+NSIG, SIGSET_SIZE, SIGACTION_SIZE = 64, 8, 32         # the kernel's sigset and k_sigaction
+SIGKILL, SIGSTOP = 9, 19
+UNBLOCKABLE = 1 << (SIGKILL - 1) | 1 << (SIGSTOP - 1)
+SIG_BLOCK, SIG_UNBLOCK, SIG_SETMASK = 0, 1, 2
+FUTEX_WAIT, FUTEX_WAKE, FUTEX_WAIT_BITSET, FUTEX_WAKE_BITSET = 0, 1, 9, 10
+FUTEX_PRIVATE, FUTEX_CLOCK_REALTIME = 128, 256
+NS = 1_000_000_000
 
 
 def sys_exit(p, code, *_):
@@ -94,15 +106,93 @@ def sys_uname(p, buf, *_):
     return 0
 
 
+def _signal_state(p) -> dict:
+    """This run's signal actions and mask (a used machine starts again from none)."""
+    state = p.__dict__.get('_signals')
+    if state is None or state['run'] != p.runs:
+        state = p._signals = {'run': p.runs, 'actions': {}, 'mask': 0}
+    return state
+
+
 def sys_rt_sigprocmask(p, how, new, old, size, *_):
+    if size != SIGSET_SIZE:
+        raise SysError(errno.EINVAL)
+    state = _signal_state(p)
+    mask = state['mask']
+    if new:
+        (bits,) = struct.unpack('<Q', p.mem.read(new, SIGSET_SIZE))
+        bits &= ~UNBLOCKABLE
+        if how == SIG_BLOCK:
+            mask |= bits
+        elif how == SIG_UNBLOCK:
+            mask &= ~bits
+        elif how == SIG_SETMASK:
+            mask = bits
+        else:
+            raise SysError(errno.EINVAL)
     if old:
-        p.mem.write(old, bytes(min(size, 128)))
+        p.mem.write(old, struct.pack('<Q', state['mask']))
+    state['mask'] = mask
     return 0
 
 
 def sys_rt_sigaction(p, sig, act, old, size, *_):
+    sig &= 0xFFFFFFFF
+    if size != SIGSET_SIZE or not 1 <= sig <= NSIG or act and sig in (SIGKILL, SIGSTOP):
+        raise SysError(errno.EINVAL)
+    actions = _signal_state(p)['actions']
+    new = p.mem.read(act, SIGACTION_SIZE) if act else None
     if old:
-        p.mem.write(old, bytes(32))
+        p.mem.write(old, actions.get(sig, bytes(SIGACTION_SIZE)))
+    if new is not None:
+        actions[sig] = new
+    return 0
+
+
+def sys_futex(p, uaddr, op, val, timeout, *_):
+    cmd = op & ~(FUTEX_PRIVATE | FUTEX_CLOCK_REALTIME)
+    if cmd in (FUTEX_WAKE, FUTEX_WAKE_BITSET):
+        if uaddr % 4:
+            raise SysError(errno.EINVAL)
+        p.mem.read(uaddr, 4)
+        return 0                      # one thread: nobody is waiting
+    if cmd not in (FUTEX_WAIT, FUTEX_WAIT_BITSET):
+        raise SysError(errno.ENOSYS)
+    if uaddr % 4:
+        raise SysError(errno.EINVAL)
+    (word,) = struct.unpack('<I', p.mem.read(uaddr, 4))
+    if word != val & 0xFFFFFFFF:
+        raise SysError(errno.EAGAIN)
+    if not timeout:
+        raise Stop('fault', f'deadlock: futex wait at {uaddr:#x} with no other thread '
+                            'to wake it (the sandbox runs one thread)')
+    sec, nsec = struct.unpack('<qq', p.mem.read(timeout, 16))
+    if sec < 0 or not 0 <= nsec < NS:
+        raise SysError(errno.EINVAL)
+    wait = sec * NS + nsec
+    if cmd == FUTEX_WAIT_BITSET:      # an absolute time on the chosen clock
+        clock = 0 if op & FUTEX_CLOCK_REALTIME else 1
+        wait = max(0, wait - p.clock.clock_ns(clock))
+    p.clock.slept = min((1 << 63) - 1, p.clock.slept + wait)
+    raise SysError(errno.ETIMEDOUT)
+
+
+def sys_sched_getaffinity(p, pid, size, mask, *_):
+    """One CPU: the guest runs on one thread (``os.cpu_count()`` is 1)."""
+    if pid not in (0, PID):
+        raise SysError(errno.ESRCH)
+    if size < 8 or size % 8:
+        raise SysError(errno.EINVAL)
+    p.mem.write(mask, struct.pack('<Q', 1))
+    return 8
+
+
+def sys_sysinfo(p, buf, *_):
+    total = p.memory_limit
+    used = min(total, p.image_size + STACK_SIZE + p.arena.in_use())
+    uptime = p.clock.monotonic_ns() // NS
+    p.mem.write(buf, struct.pack('<q3Q6QHxxxxxxQQI4x', uptime, 0, 0, 0, total, total - used,
+                                 0, 0, 0, 0, 1, 0, 0, 1))
     return 0
 
 
@@ -139,10 +229,11 @@ HANDLERS = {
     13: ('rt_sigaction', sys_rt_sigaction), 14: ('rt_sigprocmask', sys_rt_sigprocmask),
     24: ('sched_yield', sys_zero), 39: ('getpid', sys_getpid), 60: ('exit', sys_exit),
     62: ('kill', sys_kill), 63: ('uname', sys_uname), 97: ('getrlimit', sys_getrlimit),
-    102: ('getuid', sys_getuid), 104: ('getgid', sys_getuid), 107: ('geteuid', sys_getuid),
-    108: ('getegid', sys_getuid), 110: ('getppid', sys_getppid),
+    99: ('sysinfo', sys_sysinfo), 102: ('getuid', sys_getuid), 104: ('getgid', sys_getuid),
+    107: ('geteuid', sys_getuid), 108: ('getegid', sys_getuid), 110: ('getppid', sys_getppid),
     131: ('sigaltstack', sys_zero), 158: ('arch_prctl', sys_arch_prctl),
-    186: ('gettid', sys_getpid), 200: ('tkill', sys_tkill),
+    186: ('gettid', sys_getpid), 200: ('tkill', sys_tkill), 202: ('futex', sys_futex),
+    204: ('sched_getaffinity', sys_sched_getaffinity),
     218: ('set_tid_address', sys_set_tid_address), 231: ('exit_group', sys_exit),
     234: ('tgkill', sys_tgkill), 273: ('set_robust_list', sys_zero),
     302: ('prlimit64', sys_prlimit64), 334: ('rseq', sys_enosys),

@@ -1,0 +1,190 @@
+"""Map/reduce word count over a container (issue 7): wall time, bytes through the proxy,
+per-node overhead.
+
+On a fresh local cluster (``zerocloud.devcluster.DevCluster`` in a temporary
+directory: proxy, account, container, three object servers, 2 replicas;
+stopped at the end) with N text objects, the job of ``examples/mapreduce``
+runs: one mapper per object, next to it, sending its counts to R reducers
+(``connect``), which write the totals as objects.  It is checked against
+``collections.Counter`` over the same data.
+
+Reported (medians over the repetitions; the first job, which starts the
+object servers' worker pools, is reported apart):
+
+- wall time seen by the client, and the proxy's own total;
+- bytes crossing the proxy, by direction: client <-> proxy (job, response),
+  proxy -> object servers (execute requests: programs and the mappers' data
+  for the reducers), object servers -> proxy (the mappers' counts, the
+  reducers' results), proxy -> Swift (results stored); the objects
+  themselves never cross it;
+- per-node overhead: the time the proxy spent on a node minus the time its
+  program ran in the sandbox (report ``wall_time``), by stage; and the same
+  job over N objects of 1 KiB, whose wall time is nearly all fixed cost;
+- for scale: downloading every object through the proxy and counting in
+  the client (Python ``Counter``, 4 threads).
+
+All servers share this host's CPUs: the mappers do not spread over
+machines as on a real cluster.
+
+Usage: ``python bench/mapreduce.py [--objects N] [--size BYTES] [--reducers R]
+[--reps K]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common  # noqa: E402
+from common import mib, ms, p50, ratio, table  # noqa: E402
+
+common.private_verdict_cache()   # inherited by the cluster's servers and their workers
+
+from swiftclient import Connection  # noqa: E402
+
+from zerocloud.devcluster import USERS, DevCluster  # noqa: E402
+
+EXAMPLE = Path(__file__).resolve().parent.parent / 'examples' / 'mapreduce'
+CONTAINER = 'books'
+
+
+def post_job(conn: Connection, job: list[dict]) -> tuple[float, dict, dict, int]:
+    """(client seconds, response headers, JSON report, bytes of the response body)."""
+    resp: dict = {}
+    t, (_, body) = common.timed(conn.post_account, headers={
+        'X-Zerovm-Execute': '1.0', 'Content-Type': 'application/json',
+        'X-Zerovm-Report': 'json'}, data=json.dumps(job).encode(), response_dict=resp)
+    report = json.loads(body)
+    if resp['status'] != 200:
+        failed = [f'{n["name"]}: {n["status"]}: {n["error"] or n["message"]}'
+                  for n in report['nodes'] if n['status'] != 'ok']
+        sys.exit(f'job failed: {resp["status"]}\n' + '\n'.join(failed[:10]))
+    return t, resp['headers'], report, len(body)
+
+
+def job(reducers: int, prefix: str = 'books') -> list[dict]:
+    text = (EXAMPLE / 'job.json').read_text().replace('"count": 2', f'"count": {reducers}')
+    text = text.replace('/books/', f'/{prefix}/').replace('/counts/', f'/{prefix}-counts/')
+    return json.loads(text.replace('swift://~/demo/', f'swift://~/{CONTAINER}/'))
+
+
+def wire_bytes(report: dict, programs: dict[str, int]) -> dict[str, int]:
+    """Bytes crossing the proxy for one job, by direction (from the JSON report)."""
+    nodes = report['nodes']
+    links = sum(o['bytes'] for n in nodes for o in n['outputs'] if o['device'][:4] == 'out/')
+    outputs = sum(o['bytes'] for n in nodes for o in n['outputs'])
+    stored = sum(o['bytes'] for n in nodes for o in n['outputs'] if o['stored'])
+    return {'proxy -> object servers (execute requests)': sum(n['request_bytes'] for n in nodes),
+            '  of which programs (one copy per node)': sum(programs[n['name'].split('-')[0]]
+                                                           for n in nodes),
+            '  of which node-to-node data (to the reducers)': links,
+            'object servers -> proxy (outputs)': outputs,
+            '  of which node-to-node data (from the mappers)': links,
+            'proxy -> Swift (results stored)': stored}
+
+
+def overheads(report: dict, group: str) -> list[float]:
+    return [n['seconds'] - n['accounting']['wall_time'] for n in report['nodes']
+            if n['name'].startswith(group + '-') or n['name'] == group]
+
+
+def run(nobj: int, size: int, reducers: int, reps: int) -> None:
+    print(common.environment())
+    with tempfile.TemporaryDirectory(prefix='zc-bench-') as tmp, DevCluster(tmp) as cluster:
+        conn = Connection(authurl=cluster.auth_url, user=cluster.user,
+                          key=USERS[cluster.user][0], retries=0)
+        conn.put_container(CONTAINER)
+        programs = {}
+        for name in ('mapper', 'reducer'):
+            program = common.build(EXAMPLE / f'{name}.c').read_bytes()
+            conn.put_object(CONTAINER, name, program)
+            programs[name] = len(program)
+        books = {f'books/{i:03d}.txt': common.text(size, seed=i) for i in range(nobj)}
+        tiny = {f'tiny/{i:03d}.txt': common.text(1024, seed=i) for i in range(nobj)}
+        with ThreadPoolExecutor(8) as ex:
+            list(ex.map(lambda item: conn.put_object(CONTAINER, *item),
+                        [*books.items(), *tiny.items()]))
+        print(f'{nobj} objects x {size:,} bytes ({mib(nobj * size)}), {reducers} reducers')
+        the_job = job(reducers)
+        job_bytes = len(json.dumps(the_job))
+
+        first = post_job(conn, the_job)[0]
+        runs = [post_job(conn, the_job) for _ in range(reps)]
+        expected = collections.Counter(w for text in books.values() for w in text.split())
+        found = collections.Counter()
+        for r in range(1, reducers + 1):
+            body = conn.get_object(CONTAINER, f'books-counts/reducer-{r}.txt')[1]
+            found.update({w: int(n) for w, n in (line.rsplit(b' ', 1)
+                                                 for line in body.splitlines())})
+        if found != expected:
+            sys.exit('the job counted differently from Python')
+
+        wall = p50([t for t, *_ in runs])
+        proxy = p50([float(h['x-nexe-cdr-line'].split(',')[0]) for _t, h, _r, _b in runs])
+        report = runs[-1][2]
+        moved = wire_bytes(report, programs)
+        response = runs[-1][3] + sum(len(k) + len(v) + 4 for k, v in runs[-1][1].items())
+        rows = [['client -> proxy (job)', f'{job_bytes:,}'],
+                ['proxy -> client (response, JSON report)', f'{response:,}'],
+                *[[k, f'{v:,}'] for k, v in moved.items()],
+                ['objects read (stay on the object servers)', f'{nobj * size:,}']]
+        table(f'Bytes crossing the proxy, one job ({nobj} objects, {reducers} reducers)',
+              ['what', 'bytes'], rows)
+
+        def download() -> float:
+            start = time.perf_counter()
+            counts = collections.Counter()
+            with ThreadPoolExecutor(4) as ex:
+                for data in ex.map(lambda n: conn.get_object(CONTAINER, n)[1], books):
+                    counts.update(data.split())
+            if counts != expected:
+                sys.exit('download count differs')
+            return time.perf_counter() - start
+        dl = p50([download() for _ in range(reps)])
+        small = [post_job(conn, job(reducers, 'tiny')) for _ in range(reps)]
+        small_wall = p50([t for t, *_ in small])
+        table(f'Wall time ({reps} reps, medians)', ['method', 'wall', 'ratio', 'note'], [
+            ['map/reduce job', ms(wall), '1.00x',
+             f'proxy total {ms(proxy)}; first job {ms(first)}'],
+            ['download all + Counter in client (4 threads)', ms(dl), ratio(dl, wall),
+             f'{mib(nobj * size)} to the client'],
+            [f'same job, {nobj} objects of 1 KiB', ms(small_wall), ratio(small_wall, wall),
+             f'{ms(small_wall / (nobj + reducers))} per node, all fixed cost']])
+
+        rows = []
+        for group in ('mapper', 'reducer'):
+            over = [x for _t, _h, rep, _b in runs for x in overheads(rep, group)]
+            ran = [n['accounting']['wall_time'] for _t, _h, rep, _b in runs
+                   for n in rep['nodes'] if n['name'].startswith(group)]
+            rows.append([group, str(len(over) // reps), ms(p50(over)), ms(max(over)),
+                         ms(p50(ran))])
+        over = [x for _t, _h, rep, _b in small for x in overheads(rep, 'mapper')]
+        rows.append(['mapper, 1 KiB objects', str(nobj), ms(p50(over)), ms(max(over)),
+                     ms(p50([n['accounting']['wall_time'] for _t, _h, rep, _b in small
+                             for n in rep['nodes'] if n['name'].startswith('mapper')]))])
+        table('Per-node overhead: proxy time of a node minus its time in the sandbox',
+              ['stage', 'nodes', 'overhead p50', 'overhead max', 'in sandbox p50'], rows,
+              note='overhead = connection, request (program + inputs), admission/queue '
+                   'wait on a busy server, report and outputs back')
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--objects', type=int, default=100)
+    parser.add_argument('--size', type=int, default=64 << 10)
+    parser.add_argument('--reducers', type=int, default=2)
+    parser.add_argument('--reps', type=int, default=3)
+    opts = parser.parse_args()
+    run(opts.objects, opts.size, opts.reducers, opts.reps)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,159 @@
+"""Python and Lua jobs on the session's real cluster, from the python3 and lua system images.
+
+The cluster's proxy and object servers know the images by name
+(``zerovm_sysimage_devices``); a job names the interpreter as
+``file://python3:python3`` and the object server mounts the image at ``/``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import subprocess
+import sys
+import tarfile
+
+import requests
+from swiftclient import Connection
+
+from zerocloud.devcluster import DevCluster
+
+AGG = b'''import csv, sys
+from collections import defaultdict
+path = sys.argv[1] if len(sys.argv) > 1 else "/dev/input"
+total, count = defaultdict(float), defaultdict(int)
+with open(path, newline="") as f:
+    for row in csv.DictReader(f):
+        total[row["city"]] += float(row["amount"])
+        count[row["city"]] += 1
+for city in sorted(total):
+    print(f"{city},{count[city]},{total[city]:.2f}")
+'''
+
+LUA_UPPER = b'''local n = 0
+for line in io.lines() do n = n + 1; io.write(n, ": ", line:upper(), "\\n") end
+'''
+
+
+def post(conn: Connection, data, content_type: str = 'application/json') -> requests.Response:
+    url, token = conn.get_auth()
+    body = data if isinstance(data, (str, bytes)) else json.dumps(data)
+    return requests.post(url, data=body, timeout=300, headers={
+        'X-Auth-Token': token, 'X-Zerovm-Execute': '1.0', 'Content-Type': content_type})
+
+
+def tar_of(files: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode='w') as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def sales(rows: int) -> bytes:
+    cities = ['Oslo', 'Lima', 'Pune', 'Kyiv', 'Baku']
+    lines = ['city,amount'] + [f'{cities[i * 7 % 5]},{(i * 7919) % 10000 / 100:.2f}'
+                               for i in range(rows)]
+    return ('\n'.join(lines) + '\n').encode()
+
+
+def test_python_hello_job_from_the_system_image(swift_cluster: DevCluster,
+                                                conn: Connection) -> None:
+    job = [{'name': 'hello', 'exec': {'path': 'file://python3:python3',
+                                      'args': ['-c', 'import sys; print("hello", sys.argv[0])']},
+            'devices': [{'name': 'python3'}, {'name': 'stdout'}]}]
+    first, second = post(conn, job), post(conn, job)
+    for resp in (first, second):
+        assert resp.status_code == 200, resp.text
+        assert resp.headers['X-Nexe-Status'] == 'ok', resp.headers
+        assert resp.headers['X-Nexe-Retcode'] == '0'
+        assert resp.content == b'hello -c\n'
+    assert first.headers['ETag'] == second.headers['ETag'] == \
+        hashlib.md5(b'hello -c\n').hexdigest()
+
+
+def test_the_image_device_may_be_left_out(swift_cluster: DevCluster, conn: Connection) -> None:
+    job = [{'name': 'n', 'exec': {'path': 'file://lua:lua', 'args': '-e print(1+1)'},
+            'devices': [{'name': 'stdout'}]}]
+    resp = post(conn, job)
+    assert resp.status_code == 200, resp.text
+    assert resp.content == b'2\n'
+
+
+def test_python_csv_aggregation_in_place(swift_cluster: DevCluster, conn: Connection,
+                                         make_container, tmp_path) -> None:
+    container = make_container('py')
+    data = sales(20000)
+    conn.put_object(container, 'sales.csv', data)
+    conn.put_object(container, 'job.tar', tar_of({'agg.py': AGG}))
+    (tmp_path / 'sales.csv').write_bytes(data)
+    (tmp_path / 'agg.py').write_bytes(AGG)
+    expected = subprocess.run([sys.executable, str(tmp_path / 'agg.py'),
+                               str(tmp_path / 'sales.csv')],
+                              capture_output=True, check=True).stdout
+    job = [{'name': 'agg', 'exec': {'path': 'file://python3:python3', 'args': '/agg.py'},
+            'devices': [{'name': 'python3'},
+                        {'name': 'image', 'path': f'swift://~/{container}/job.tar'},
+                        {'name': 'input', 'path': f'swift://~/{container}/sales.csv'},
+                        {'name': 'stdout', 'path': f'swift://~/{container}/totals.csv'}]}]
+    resp = post(conn, job)
+    assert resp.status_code == 200, resp.text
+    assert resp.headers['X-Nexe-Status'] == 'ok', resp.headers
+    headers, body = conn.get_object(container, 'totals.csv')
+    assert body == expected and body.count(b'\n') == 5
+    assert headers['etag'] == hashlib.md5(expected).hexdigest()
+    assert '/sales.csv' in ''.join(executed_on(swift_cluster, container))
+
+
+def executed_on(cluster: DevCluster, container: str) -> list[str]:
+    lines = []
+    for i in range(len(cluster.object_ports)):
+        log = cluster.log_file(cluster.server(f'object{i}'))
+        lines += [line for line in log.read_text().splitlines()
+                  if ' execute ' in line and f'/{container}/' in line]
+    return lines
+
+
+def test_python_error_is_a_traceback_and_a_status(swift_cluster: DevCluster,
+                                                  conn: Connection, make_container) -> None:
+    container = make_container('err')
+    job = [{'name': 'bad', 'exec': {'path': 'file://python3:python3',
+                                    'args': ['-c', 'print("so far"); {}["missing"]']},
+            'devices': [{'name': 'python3'}, {'name': 'stdout'},
+                        {'name': 'stderr', 'path': f'swift://~/{container}/err.txt'}]}]
+    resp = post(conn, job)
+    assert resp.headers['X-Nexe-Status'] == 'ok', resp.text
+    assert resp.headers['X-Nexe-Retcode'] == '1'
+    assert b'so far\n' in resp.content
+    assert conn.get_object(container, 'err.txt')[1] == (
+        b'Traceback (most recent call last):\n  File "<string>", line 1, in <module>\n'
+        b"KeyError: 'missing'\n")
+    again = post(conn, [{'name': 'ok', 'exec': {'path': 'file://python3:python3',
+                                                'args': ['-c', 'print(2)']},
+                         'devices': [{'name': 'stdout'}]}])
+    assert again.status_code == 200 and again.content == b'2\n', again.text
+
+
+def test_lua_filter_over_an_object(swift_cluster: DevCluster, conn: Connection,
+                                   make_container) -> None:
+    container = make_container('lua')
+    text = b'alpha\nbeta\ngamma\n'
+    conn.put_object(container, 'words.txt', text)
+    conn.put_object(container, 'upper.tar', tar_of({'upper.lua': LUA_UPPER}))
+    job = [{'name': 'upper', 'exec': {'path': 'file://lua:lua', 'args': '/upper.lua'},
+            'devices': [{'name': 'stdin', 'path': f'swift://~/{container}/words.txt'},
+                        {'name': 'image', 'path': f'swift://~/{container}/upper.tar'},
+                        {'name': 'stdout'}]}]
+    resp = post(conn, job)
+    assert resp.status_code == 200, resp.text
+    assert resp.content == b'1: ALPHA\n2: BETA\n3: GAMMA\n'
+
+
+def test_python_script_post_with_a_shebang(swift_cluster: DevCluster, conn: Connection) -> None:
+    script = b'#!file://python3:python3\nimport sys\nprint("args", sys.argv[1:])\n'
+    resp = post(conn, script, 'text/x-python')
+    assert resp.status_code == 200, resp.text
+    assert resp.content == b"args []\n"

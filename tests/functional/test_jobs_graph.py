@@ -1,0 +1,244 @@
+"""Multi-node jobs on the session's real cluster: ``connect`` graphs and ``replicate``.
+
+The map/reduce test runs the programs of examples/mapreduce (so the example
+is what is tested); tests/programs/graph_pipe.c is a pipeline stage that
+adds a constant to every byte and can crash on one named node.  The
+cluster's object ring keeps 2 replicas on 3 object servers.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import random
+import time
+from pathlib import Path
+
+import requests
+from swift.common import direct_client
+from swift.common.utils import Timestamp
+from swiftclient import ClientException, Connection
+
+from zerocloud.devcluster import DevCluster
+
+EXAMPLE = Path(__file__).resolve().parents[2] / 'examples' / 'mapreduce'
+WORDS = [f'w{i}' for i in range(300)] + ['Swift', 'swift', 'ZeroVM', 'node,', '(data)', 'é']
+
+
+def post_job(conn: Connection, job: object, headers: dict | None = None) -> requests.Response:
+    url, token = conn.get_auth()
+    return requests.post(url, data=json.dumps(job), timeout=120, headers={
+        'X-Auth-Token': token, 'X-Zerovm-Execute': '1.0', 'Content-Type': 'application/json',
+        **(headers or {})})
+
+
+def nexe(resp: requests.Response, name: str) -> list[str]:
+    return resp.headers[f'X-Nexe-{name}'].split(',')
+
+
+def where(node: dict) -> str:
+    return f'{node["ip"]}:{node["port"]}/{node["device"]}'
+
+
+def fnv1a(word: bytes) -> int:
+    h = 2166136261
+    for byte in word:
+        h = ((h ^ byte) * 16777619) & 0xFFFFFFFF
+    return h
+
+
+def book(rng: random.Random, words: int) -> bytes:
+    seps = [' ', ' ', ' ', '\n', '\t', '  ', '\r\n', '\x0b']
+    return ''.join(rng.choice(WORDS) + rng.choice(seps) for _ in range(words)).encode()
+
+
+def shifted(data: bytes, add: int) -> bytes:
+    return data.translate(bytes((b + add) % 256 for b in range(256)))
+
+
+def upload(conn: Connection, container: str, name: str, program: Path) -> str:
+    conn.put_object(container, name, program.read_bytes())
+    return f'swift://~/{container}/{name}'
+
+
+def stage(name: str, program: str, args: str, **group) -> dict:
+    return {'name': name, 'exec': {'path': program, 'args': args}, **group}
+
+
+def test_map_reduce_word_count_equals_python(swift_cluster: DevCluster, conn: Connection,
+                                             make_container, guest) -> None:
+    container = make_container()
+    rng = random.Random(7)
+    books = {f'books/{i:02d}.txt': book(rng, rng.randrange(200, 3000)) for i in range(10)}
+    for name, text in books.items():
+        conn.put_object(container, name, text)
+    mapper = upload(conn, container, 'bin/mapper', guest(EXAMPLE / 'mapper.c'))
+    reducer = upload(conn, container, 'bin/reducer', guest(EXAMPLE / 'reducer.c'))
+    job = [stage('mapper', mapper, 'reducer', connect=['reducer'],
+                 devices=[{'name': 'stdin', 'path': f'swift://~/{container}/books/*.txt'}]),
+           stage('reducer', reducer, 'mapper', count=2, replicate=2,
+                 devices=[{'name': 'stdout', 'content_type': 'text/plain',
+                           'path': f'swift://~/{container}/counts/*.txt'}])]
+    resp = post_job(conn, job)
+    assert resp.status_code == 200, resp.text
+    mappers = [f'mapper-{i}' for i in range(1, 11)]
+    assert nexe(resp, 'System') == [*mappers, 'reducer-1', 'reducer-1', 'reducer-2', 'reducer-2']
+    assert set(nexe(resp, 'Status')) == {'ok'}
+    hosts = nexe(resp, 'Host')
+    for name, host in zip(sorted(books), hosts, strict=False):
+        assert host in {where(n) for n in swift_cluster.object_nodes('AUTH_test', container,
+                                                                      name)[1]}
+    assert hosts[10] != hosts[11] and hosts[12] != hosts[13]      # replicas: two servers
+    etags = nexe(resp, 'Etag')
+    assert etags[10] == etags[11] and etags[12] == etags[13]
+
+    expected = collections.Counter(w for text in books.values() for w in text.split())
+    found: dict[bytes, int] = {}
+    for reducer_no in (1, 2):
+        body = conn.get_object(container, f'counts/reducer-{reducer_no}.txt')[1]
+        lines = [line.rsplit(b' ', 1) for line in body.splitlines()]
+        words = [w for w, _n in lines]
+        assert words == sorted(words)
+        assert all(fnv1a(w) % 2 + 1 == reducer_no for w in words)
+        assert not found.keys() & set(words)
+        found.update((w, int(n)) for w, n in lines)
+    assert found == expected
+    assert [o['name'] for o in conn.get_container(container, prefix='counts/')[1]] == [
+        'counts/reducer-1.txt', 'counts/reducer-2.txt']
+
+
+def test_three_stage_pipeline_carries_megabytes(conn: Connection, make_container,
+                                                guest) -> None:
+    container = make_container()
+    data = random.Random(3).randbytes(4 << 20)
+    conn.put_object(container, 'in', data)
+    pipe = upload(conn, container, 'pipe', guest('graph_pipe'))
+    job = [stage('A', pipe, '- B 1', connect=['B'],
+                 devices=[{'name': 'stdin', 'path': f'swift://~/{container}/in'}]),
+           stage('B', pipe, 'A C 1', connect=['C']),
+           stage('C', pipe, 'B - 1',
+                 devices=[{'name': 'stdout', 'path': f'swift://~/{container}/out'}])]
+    resp = post_job(conn, job, headers={'X-Zerovm-Report': 'json'})
+    assert resp.status_code == 200, resp.text
+    nodes = resp.json()['nodes']
+    assert [(n['name'], n['status']) for n in nodes] == [('A', 'ok'), ('B', 'ok'), ('C', 'ok')]
+    assert nodes[0]['outputs'] == [{'device': 'out/B', 'path': None, 'bytes': len(data),
+                                    'stored': False}]
+    assert nodes[1]['outputs'][0]['bytes'] == len(data)
+    assert nodes[2]['request_bytes'] > len(data)          # B's data went to C's server
+    assert conn.get_object(container, 'out')[1] == shifted(data, 3)
+
+
+def test_replicate_2_runs_on_both_replicas_and_agrees(swift_cluster: DevCluster,
+                                                      conn: Connection, make_container,
+                                                      guest) -> None:
+    container = make_container()
+    text = book(random.Random(1), 500)
+    conn.put_object(container, 'data', text)
+    wc = upload(conn, container, 'wc', guest('wc'))
+    job = [stage('wc', wc, '', replicate=2, devices=[
+        {'name': 'stdin', 'path': f'swift://~/{container}/data'},
+        {'name': 'stdout', 'path': f'swift://~/{container}/count'}])]
+    resp = post_job(conn, job)
+    assert resp.status_code == 200, resp.text
+    assert nexe(resp, 'System') == ['wc', 'wc']
+    assert nexe(resp, 'Status') == ['ok', 'ok']
+    primaries = swift_cluster.object_nodes('AUTH_test', container, 'data')[1]
+    assert sorted(nexe(resp, 'Host')) == sorted(where(n) for n in primaries)
+    assert len(set(nexe(resp, 'Etag'))) == 1
+    count = b'%7d %7d %7d\n' % (text.count(b'\n'), len(text.split()), len(text))
+    assert conn.get_object(container, 'count')[1] == count
+
+    job[0]['replicate'] = 3
+    resp = post_job(conn, job)
+    assert resp.status_code == 400
+    assert resp.text == (f'Invalid replicate in wc: 3 runs need 3 different servers, there '
+                         f'are 2 (replicas of swift://AUTH_test/{container}/data)\n')
+
+
+def test_replicas_that_disagree_store_nothing(swift_cluster: DevCluster, conn: Connection,
+                                              make_container, guest) -> None:
+    container = make_container()
+    conn.put_object(container, 'data', b'one two three\n')
+    part, primaries = swift_cluster.object_nodes('AUTH_test', container, 'data')
+    direct_client.direct_put_object(primaries[1], part, 'AUTH_test', container, 'data',
+                                    b'one two three four\n', headers={
+                                        'X-Timestamp': Timestamp.now().internal,
+                                        'Content-Type': 'text/plain'})
+    wc = upload(conn, container, 'wc', guest('wc'))
+    job = [stage('wc', wc, '', replicate=2, devices=[
+        {'name': 'stdin', 'path': f'swift://~/{container}/data'},
+        {'name': 'stdout', 'path': f'swift://~/{container}/count'}])]
+    resp = post_job(conn, job)
+    assert resp.status_code == 409, resp.text
+    assert nexe(resp, 'Status') == ['mismatch', 'mismatch']
+    assert sorted(nexe(resp, 'Host')) == sorted(where(n) for n in primaries)
+    assert len(set(nexe(resp, 'Etag'))) == 2
+    assert resp.text.startswith('wc: mismatch: replicas disagree on /dev/stdout: ')
+    assert 'wc: replicas disagree on /dev/stdout' in resp.headers['X-Nexe-Error']
+    try:
+        conn.head_object(container, 'count')
+        raise AssertionError('a mismatched output was stored')
+    except ClientException as e:
+        assert e.http_status == 404
+
+
+def _stray(cluster: DevCluster) -> list[str]:
+    """What a finished job must not leave: temporary files and descriptors of deleted
+    files in the proxy and object servers, node directories, processes besides the
+    object servers' sandbox workers."""
+    found = []
+    for dev in cluster.object_devices:
+        tmp = Path(dev['path']) / 'tmp'
+        found += [str(p) for p in tmp.iterdir()] if tmp.exists() else []
+    servers = [cluster.server(name) for name in ['proxy'] + [f'object{i}' for i in
+                                                              range(len(cluster.object_ports))]]
+    for server in servers:
+        fd_dir = Path(f'/proc/{server.pid}/fd')
+        for fd in fd_dir.iterdir():
+            try:
+                target = os.readlink(fd)
+            except FileNotFoundError:
+                continue
+            if target.endswith('(deleted)'):
+                found.append(f'{server.name} fd {fd.name} -> {target}')
+        for child in _children(server.pid):
+            cmdline = Path(f'/proc/{child}/cmdline').read_bytes().split(b'\0')
+            if server.name == 'proxy' or b'zvm_core.pool' not in cmdline:
+                found.append(f'{server.name} child {child}: {cmdline}')
+    return found
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for task in Path(f'/proc/{pid}/task').iterdir():
+        kids += [int(k) for k in (task / 'children').read_text().split()]
+    return kids
+
+
+def test_a_failing_node_fails_the_graph_and_leaves_nothing(
+        swift_cluster: DevCluster, conn: Connection, make_container, guest) -> None:
+    container = make_container()
+    for i in range(3):
+        conn.put_object(container, f'in/{i}', b'%d some data\n' % i * 1000)
+    pipe = upload(conn, container, 'pipe', guest('graph_pipe'))
+    job = [stage('A', pipe, '- B 0', connect=['B'], devices=[
+               {'name': 'stdin', 'path': f'swift://~/{container}/in/*'},
+               {'name': 'stderr', 'path': f'swift://~/{container}/out/A-*'}]),
+           stage('B', pipe, 'A C 1 B-2', count=2, connect=['C']),
+           stage('C', pipe, 'B - 1', devices=[
+               {'name': 'stdout', 'path': f'swift://~/{container}/out/C'}])]
+    resp = post_job(conn, job)
+    assert resp.status_code == 422, resp.text
+    assert nexe(resp, 'System') == ['A-1', 'A-2', 'A-3', 'B-1', 'B-2', 'C']
+    assert nexe(resp, 'Status') == ['ok', 'ok', 'ok', 'ok', 'fault', 'skipped']
+    assert nexe(resp, 'Host')[5] == ''
+    assert resp.text.splitlines()[0].startswith('B-2: fault: ')
+    assert resp.text.splitlines()[1] == 'C: skipped: not run: B-2 failed'
+    assert resp.headers['X-Nexe-Error'].startswith('B-2: ')
+    assert conn.get_container(container, prefix='out/')[1] == []
+    deadline = time.monotonic() + 5
+    while (stray := _stray(swift_cluster)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert stray == []

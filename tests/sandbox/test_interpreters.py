@@ -1,0 +1,609 @@
+"""Script interpreters in the sandbox: the build step, Lua 5.4, CPython 3.11.
+
+The interpreters are the real ones, built from the host's packages by
+``zvm_core.interpreters`` (fixture ``sysimages``).  Every run is checked for
+exact output, and runs are repeated to show they give identical bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import random
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from zvm_core import interpreters
+
+LUA_FILTER = b'''-- a filter: "name,qty" lines -> per-name totals, sorted, and a checksum line
+local totals, order, lines = {}, {}, 0
+for line in io.lines() do
+  local name, qty = line:match("^(%w+),(%-?%d+)$")
+  if name then
+    if not totals[name] then totals[name] = 0; order[#order + 1] = name end
+    totals[name] = totals[name] + tonumber(qty)
+    lines = lines + 1
+  end
+end
+table.sort(order)
+for _, name in ipairs(order) do io.write(string.format("%-8s %d\\n", name, totals[name])) end
+io.write(string.format("lines %d\\n", lines))
+'''
+
+
+def filter_input(n: int = 3000) -> tuple[bytes, bytes]:
+    """Input for LUA_FILTER and the output it must give, computed here."""
+    names = ['apple', 'pear', 'fig', 'kiwi', 'lime', 'plum', 'date']
+    totals: dict[str, int] = {}
+    rows = []
+    for i in range(n):
+        name, qty = names[(i * 7 + i // 3) % len(names)], (i * 37) % 201 - 100
+        rows.append(f'{name},{qty}')
+        totals[name] = totals.get(name, 0) + qty
+        if i % 100 == 0:
+            rows.append('# not a record')
+    expected = ''.join(f'{k:<8} {v}\n' for k, v in sorted(totals.items())) + f'lines {n}\n'
+    return ('\n'.join(rows) + '\n').encode(), expected.encode()
+
+
+def assert_ok(run) -> None:
+    assert run.status == 'ok', run
+    assert run.report['retcode'] == 0, run
+    assert run.returncode == 0, run
+
+
+# -- the build -------------------------------------------------------------------
+
+def test_build_is_cached_and_complete(sysimages):
+    for name in interpreters.NAMES:
+        program, tar = sysimages.program(name), sysimages.tar(name)
+        assert program.exists() and tar.exists()
+        with tarfile.open(tar) as t:
+            member = t.getmember(name)
+            assert member.mode == 0o755 and member.size == program.stat().st_size
+            assert t.extractfile(member).read() == program.read_bytes()
+    log = []
+    again = interpreters.build(sysimages.directory, log=log.append)
+    assert again == sysimages.images
+    assert all('up to date' in line for line in log), log
+
+
+def test_python_image_contents(sysimages):
+    with tarfile.open(sysimages.tar('python3')) as t:
+        members = t.getmembers()
+    names = [m.name for m in members]
+    assert names == sorted(names)
+    assert all(m.uid == 0 and m.gid == 0 and m.uname == '' and m.mtime == 0 for m in members)
+    lib = 'usr/lib/python3.11'
+    for module in ('os', 'json/__init__', 're/_parser', 'csv', 'collections/__init__',
+                   'encodings/utf_8'):
+        assert f'{lib}/{module}.py' in names
+        folder, _, base = f'{lib}/{module}'.rpartition('/')
+        assert f'{folder}/__pycache__/{base}.cpython-311.pyc' in names
+    assert f'{lib}/lib-dynload' in names
+    for absent in ('test/', 'idlelib/', 'tkinter/', 'ensurepip/', 'lib2to3/', 'turtledemo/',
+                   'sitecustomize.py', 'config-3.11'):
+        assert not any(n.startswith(f'{lib}/{absent}') for n in names), absent
+    assert not any(n.endswith(('.so', '.opt-1.pyc', '.opt-2.pyc')) for n in names)
+    with tarfile.open(sysimages.tar('python3')) as t:
+        pyc = t.extractfile(f'{lib}/__pycache__/os.cpython-311.pyc').read()
+    assert int.from_bytes(pyc[4:8], 'little') == 0b01      # hash-based, unchecked
+
+
+def test_build_is_reproducible(sysimages, tmp_path):
+    """A second build from scratch elsewhere gives the same bytes."""
+    log = []
+    other = interpreters.build(tmp_path / 'again', log=log.append)
+    assert not any('up to date' in line for line in log), log
+    for name in interpreters.NAMES:
+        assert other[name].digests == sysimages.images[name].digests, name
+        assert other[name].key == sysimages.images[name].key
+
+
+def test_build_rejects_bad_input(tmp_path, monkeypatch):
+    with pytest.raises(interpreters.BuildError, match='unknown system image'):
+        interpreters.build(tmp_path, only=['perl'])
+    bad = tmp_path / interpreters.LUPA_SDIST
+    bad.write_bytes(b'not the sdist')
+    with pytest.raises(interpreters.BuildError, match='not the pinned'):
+        interpreters.build(tmp_path, only=['lua'], lua_sdist=bad)
+    monkeypatch.setenv('SOURCE_DATE_EPOCH', 'yesterday')
+    with pytest.raises(interpreters.BuildError, match='SOURCE_DATE_EPOCH'):
+        interpreters.build(tmp_path, only=['python3'])
+
+
+def test_programs_pass_the_validator(sysimages, zvm):
+    for name in interpreters.NAMES:
+        res = zvm.validate(sysimages.program(name))
+        assert res.returncode == 0, res.stdout
+        assert b': valid (' in res.stdout
+
+
+# -- what interpreters need from the personality ---------------------------------
+
+@pytest.mark.parametrize('cc', ['musl-gcc', 'gcc'])
+def test_interpreter_syscalls(guest, zvm, cc):
+    prog = guest('interp_sys', cc)
+    run = zvm.run(prog, opts=['--memory', str(64 << 20)])
+    assert_ok(run)
+    assert run.stdout.decode() == (
+        'usr1 before: default\n'
+        'usr1 after: handler restart=1\n'
+        'sigkill: EINVAL\n'
+        'mask: usr2=1 kill=0 usr1=0\n'
+        'futex wake: 0\n'
+        'futex wait changed: EAGAIN\n'
+        'futex wait timeout: ETIMEDOUT, slept >= 5 s: 1\n'
+        f'sysinfo: totalram {64 << 20} unit 1 procs 1 free<total 1 uptime>=5 1\n'
+        'cpus: 1\n'
+        'cwd: /\n')
+    assert run.accounting['unknown_syscalls'] == {}, run
+    again = zvm.run(prog, opts=['--memory', str(64 << 20)])
+    assert again.stdout == run.stdout
+    assert again.accounting['fuel'] == run.accounting['fuel']
+
+
+def test_futex_deadlock_is_a_fault(guest, zvm):
+    run = zvm.run(guest('interp_sys'), 'deadlock')
+    assert run.status == 'fault', run
+    assert 'deadlock' in run.report['message'] and 'one thread' in run.report['message']
+    assert run.stdout.endswith(b'cwd: /\n')
+
+
+# -- Lua -------------------------------------------------------------------------
+
+def test_lua_hello_from_stdin(sysimages, zvm):
+    lua = sysimages.program('lua')
+    runs = [zvm.run(lua, '-', stdin=b'print("hello from " .. _VERSION, 6 * 7)\n')
+            for _ in range(2)]
+    for run in runs:
+        assert_ok(run)
+        assert run.stdout == b'hello from Lua 5.4\t42\n'
+        assert run.stderr == b''
+        assert run.accounting['unknown_syscalls'] == {}
+    assert runs[0].report['etags'] == runs[1].report['etags']
+    assert runs[0].accounting['fuel'] == runs[1].accounting['fuel']
+
+
+def test_lua_filter_script_from_input_channel(sysimages, zvm):
+    data, expected = filter_input()
+    lua = sysimages.program('lua')
+    runs = [zvm.run(lua, '/dev/input', stdin=data, input=LUA_FILTER) for _ in range(2)]
+    for run in runs:
+        assert_ok(run)
+        assert run.stdout == expected
+    assert runs[0].report == {**runs[1].report, 'accounting': runs[0].accounting}
+    assert runs[0].accounting['fuel'] == runs[1].accounting['fuel']
+
+
+def test_lua_error_gives_message_and_status(sysimages, zvm):
+    run = zvm.run(sysimages.program('lua'), '-',
+                  stdin=b'local t = {}\nprint("before")\nerror("boom: " .. #t)\n')
+    assert run.status == 'ok', run
+    assert run.report['retcode'] == 1 and run.returncode == 1
+    assert run.stdout == b'before\n'
+    assert run.stderr.startswith(b'lua: stdin:3: boom: 0\nstack traceback:\n'), run
+
+
+def test_lua_cannot_reach_host_clock_or_randomness(sysimages, zvm):
+    script = b'''
+print(io.open("/etc/passwd"))
+print(io.open("/dev/input", "w"))
+print(os.execute("ls"))
+print(io.popen("ls"))
+print(os.getenv("HOME"), os.time(), os.clock() < 1, os.date("!%Y-%m-%d", os.time()))
+print(math.random(1000000), math.random(1000000))
+'''
+    lua = sysimages.program('lua')
+    runs = [zvm.run(lua, '-', stdin=script, opts=['--epoch', '86400']) for _ in range(2)]
+    assert_ok(runs[0])
+    lines = runs[0].stdout.decode().splitlines()
+    assert lines[0] == 'nil\t/etc/passwd: No such file or directory\t2'
+    assert lines[1].startswith('nil\t/dev/input: ')
+    assert lines[2] == 'nil\tFunction not implemented\t38'          # no processes
+    assert lines[3] == 'nil\tls: Function not implemented\t38'
+    home, now, clock, day = lines[4].split('\t')
+    assert (home, now, clock, day) == ('nil', '86400', 'true', '1970-01-02')
+    assert runs[0].stdout == runs[1].stdout           # same "random" numbers every run
+
+
+# -- Python ------------------------------------------------------------------------
+#
+# Python runs as ZeroCloud ran it: a ZeroVM manifest whose NVRAM mounts the
+# python3 system image (and the job's own image) read-only at "/".
+
+BIG = 1 << 40
+
+
+class PyJob:
+    """``zvm MANIFEST`` for ``python3 ARGS`` with the python3 image mounted at ``/``."""
+
+    def __init__(self, zerovm, sysimages) -> None:
+        self.zerovm, self.sysimages = zerovm, sysimages
+
+    def manifest(self, args: list[str], *, input: bool = False, image: bool = False,
+                 env: dict | None = None, epoch: int | None = None,
+                 memory: int = 256 << 20) -> tuple[str, bytes]:
+        from zvm_core import nvram
+        lines = [f'Channel = {{d}}/stdin, /dev/stdin, 0, 0, {BIG}, {BIG}, 0, 0',
+                 f'Channel = {{d}}/stdout, /dev/stdout, 0, 1, 0, 0, {BIG}, {BIG}',
+                 f'Channel = {{d}}/stderr, /dev/stderr, 0, 1, 0, 0, {BIG}, {BIG}',
+                 f'Channel = {self.sysimages.tar("python3")}, /dev/python3, 3, 0, {BIG}, {BIG},'
+                 ' 0, 0',
+                 f'Channel = {{d}}/nvram, /dev/nvram, 3, 0, {BIG}, {BIG}, 0, 0']
+        mounts = [nvram.Mount('/dev/python3', '/')]
+        if input:
+            lines.append(f'Channel = {{d}}/input, /dev/input, 3, 0, {BIG}, {BIG}, 0, 0')
+        if image:
+            lines.append(f'Channel = {{d}}/image, /dev/image, 3, 0, {BIG}, {BIG}, 0, 0')
+            mounts.append(nvram.Mount('/dev/image', '/'))
+        nv = nvram.Nvram(args=['python3', *args], env=dict(env or {}), mounts=mounts,
+                         time=epoch)
+        text = self.zerovm.manifest(self.sysimages.program('python3'),
+                                    '\n'.join(lines) + '\n', memory=memory)
+        return text, nv.to_text().encode()
+
+    def run(self, args: list[str], *, stdin: bytes = b'', input: bytes | None = None,
+            image: bytes | None = None, **kw):
+        manifest, nv = self.manifest(args, input=input is not None, image=image is not None,
+                                     **kw)
+        files = {'nvram': nv}
+        if input is not None:
+            files['input'] = input
+        if image is not None:
+            files['image'] = image
+        return self.zerovm.run(manifest, files=files, stdin=stdin)
+
+
+@pytest.fixture(scope='module')
+def python(zerovm, sysimages) -> PyJob:
+    return PyJob(zerovm, sysimages)
+
+
+def make_tar(files: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode='w', format=tarfile.GNU_FORMAT) as tar:
+        for name, data in sorted(files.items()):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def host_python(script: str, *args: str, cwd=None, stdin: bytes = b'') -> bytes:
+    """The same script on the host interpreter: the oracle for exact output."""
+    proc = subprocess.run([sys.executable, '-c', script, *args], input=stdin, cwd=cwd,
+                          capture_output=True, check=True, env={'PYTHONHASHSEED': '0'})
+    return proc.stdout
+
+
+def assert_ran(session, retcode: int = 0) -> None:
+    assert session.returncode == 0, session
+    assert session.state == 'ok', session
+    assert session.retcode == retcode, (session, session.read('stderr')[-2000:])
+
+
+def test_python_hello_isolated(python):
+    runs = [python.run(['-S', '-I', '-c', 'print(1)']) for _ in range(2)]
+    for run in runs:
+        assert_ran(run)
+        assert run.read('stdout') == b'1\n'
+        assert run.read('stderr') == b''
+    assert runs[0].etags == runs[1].etags
+    assert runs[0].etags['/dev/stdout'] == hashlib.md5(b'1\n').hexdigest()
+
+
+STDLIB_SCRIPT = '''
+import collections, csv, io, json, re, sys
+text = "the quick brown fox jumps over the lazy dog the fox"
+words = re.findall(r"[a-z]+", text)
+common = collections.Counter(words).most_common(3)
+rows = list(csv.DictReader(io.StringIO("name,n\\nann,3\\nbob,5\\n")))
+doc = {"common": common, "total": sum(int(r["n"]) for r in rows),
+       "names": [r["name"] for r in rows]}
+print(json.dumps(doc, sort_keys=True))
+print(json.loads(json.dumps({"x": [1.5, None, True]})))
+print(sys.version_info[:2], sys.platform, sys.getdefaultencoding(), sys.flags.hash_randomization)
+'''
+
+
+def test_python_stdlib_json_re_csv_collections(python):
+    expected = host_python(STDLIB_SCRIPT)
+    runs = [python.run(['-c', STDLIB_SCRIPT]) for _ in range(2)]
+    for run in runs:
+        assert_ran(run)
+        assert run.read('stdout') == expected
+        assert run.read('stderr') == b''
+    assert runs[0].etags == runs[1].etags
+
+
+NUMERIC_SCRIPT = '''
+import contextvars, decimal, fractions, statistics
+print(decimal.Decimal("1.10") + decimal.Decimal("2.205"), fractions.Fraction(6, 4))
+print(statistics.mean([1, 2, 4]), statistics.median([5, 1, 3, 2]))
+var = contextvars.ContextVar("var", default="outer")
+ctx = contextvars.copy_context()
+print(ctx.run(lambda: (var.set("inner"), var.get())[1]), var.get())
+'''
+
+
+def test_python_modules_that_need_contextvars(python):
+    """Debian ships _contextvars as a shared module; the static build has it built in."""
+    run = python.run(['-c', NUMERIC_SCRIPT])
+    assert_ran(run)
+    assert run.read('stdout') == host_python(NUMERIC_SCRIPT) == (
+        b'3.305 3/2\n2.3333333333333335 2.5\ninner outer\n')
+
+
+CSV_AGG = '''
+import csv, sys
+from collections import defaultdict
+path = sys.argv[1] if len(sys.argv) > 1 else "/dev/input"
+count, qty, revenue = defaultdict(int), defaultdict(int), defaultdict(float)
+with open(path, newline="") as f:
+    reader = csv.reader(f)
+    next(reader)
+    for region, product, q, price, note in reader:
+        q = int(q)
+        count[region] += 1
+        qty[region] += q
+        revenue[region] += q * float(price)
+for region in sorted(count):
+    print(f"{region},{count[region]},{qty[region]},{revenue[region]:.2f}")
+'''
+
+
+def csv_object(size: int, seed: int = 7) -> bytes:
+    rng = random.Random(seed)
+    regions = ['north', 'south', 'east', 'west', 'central']
+    words = ['lorem', 'ipsum', 'dolor', 'sit', 'amet', 'consectetur', 'adipiscing', 'elit']
+    out, total = ['region,product,qty,price,note\n'], 0
+    while total < size:
+        note = ' '.join(rng.choice(words) for _ in range(rng.randrange(20, 120)))
+        row = (f'{rng.choice(regions)},p{rng.randrange(200):03d},{rng.randrange(1, 100)},'
+               f'{rng.randrange(100, 100000) / 100:.2f},"{note}"\n')
+        out.append(row)
+        total += len(row)
+    return ''.join(out).encode()
+
+
+def test_python_csv_aggregation_over_20mb(python, tmp_path):
+    data = csv_object(20_000_000)
+    assert len(data) >= 20_000_000
+    (tmp_path / 'data.csv').write_bytes(data)
+    expected = host_python(CSV_AGG, str(tmp_path / 'data.csv'))
+    assert expected.count(b'\n') == 5
+    manifest, nv = python.manifest(['-c', CSV_AGG], input=True)
+    procs = []
+    for _ in range(2):       # two runs at once: same bytes
+        d = python.zerovm.zvm._dir()
+        (d / 'stdin').write_bytes(b'')
+        (d / 'nvram').write_bytes(nv)
+        (d / 'input').symlink_to(tmp_path / 'data.csv')
+        (d / 'manifest').write_text(manifest.replace('{d}', str(d)))
+        procs.append((d, python.zerovm.zvm.popen(d / 'manifest', stdout=subprocess.PIPE)))
+    for d, proc in procs:
+        report = proc.communicate(timeout=600)[0].decode().split('\n')
+        assert proc.returncode == 0 and report[2] == '0' and report[5] == 'ok', report
+        assert (d / 'stderr').read_bytes() == b''
+        assert (d / 'stdout').read_bytes() == expected
+        assert report[4].split()[3] == str(len(data))      # the whole object was read
+    outputs = [d.joinpath('stdout').read_bytes() for d, _ in procs]
+    assert outputs[0] == outputs[1]
+
+
+USER_MODULES = {
+    'job/main.py': b'''import sys
+from wordstat import count, top
+from wordstat.fmt import table
+counts = count(sys.stdin.read())
+print(table(top(counts, 5)))
+mods = [sys.modules[name] for name in ("wordstat", "wordstat.fmt")]
+print("modules from", sorted(m.__file__ for m in mods))
+''',
+    'job/wordstat/__init__.py': b'''import collections, re
+
+def count(text):
+    return collections.Counter(re.findall(r"[a-z']+", text.lower()))
+
+def top(counts, n):
+    return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
+''',
+    'job/wordstat/fmt.py': b'''def table(pairs):
+    width = max(len(w) for w, _ in pairs)
+    return "\\n".join(f"{w:<{width}} {n:>4}" for w, n in pairs)
+''',
+}
+USER_TEXT = (b'It was the best of times, it was the worst of times; '
+             b'it was the age of wisdom.\n') * 50
+
+
+def test_python_script_reads_its_modules_from_a_user_image(python, tmp_path):
+    for name, data in USER_MODULES.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(data)
+    expected = subprocess.run([sys.executable, 'job/main.py'], input=USER_TEXT, cwd=tmp_path,
+                              capture_output=True, check=True).stdout
+    expected = expected.replace(str(tmp_path).encode() + b'/', b'/')
+    image = make_tar(USER_MODULES)
+    runs = [python.run(['/job/main.py'], stdin=USER_TEXT, image=image) for _ in range(2)]
+    for run in runs:
+        assert_ran(run)
+        assert run.read('stderr') == b''
+        assert run.read('stdout') == expected
+    assert b"['/job/wordstat/__init__.py', '/job/wordstat/fmt.py']" in expected
+    assert runs[0].etags == runs[1].etags
+
+
+ESCAPE_SCRIPT = r'''
+import os, random, socket, subprocess, sys, threading, time
+def attempt(f):
+    try:
+        return repr(f())
+    except BaseException as e:
+        return f"{type(e).__name__}: {e}"
+print(attempt(lambda: open("/etc/passwd").read(10)))
+print(attempt(lambda: open("/proc/self/environ", "rb").read()))
+print(attempt(lambda: sorted(os.listdir("/"))))
+print(attempt(lambda: open("/tmp/x", "w")))
+print(attempt(lambda: open("/usr/lib/python3.11/os.py", "a")))
+print(attempt(lambda: socket.socket()))
+print(attempt(lambda: subprocess.run(["ls"])))
+print(attempt(lambda: threading.Thread(target=print).start()))
+print(attempt(lambda: os.fork()))
+print(int(time.time()), time.gmtime(time.time())[:3], time.monotonic() < 60)
+print(random.random(), os.urandom(8).hex(), hash("abc"))
+print(os.getpid(), os.getuid(), os.uname().nodename, os.cpu_count(), sorted(os.environ))
+'''
+
+
+def test_python_cannot_reach_host_files_clock_or_randomness(python):
+    runs = [python.run(['-c', ESCAPE_SCRIPT], epoch=1_700_000_000, env={'LANG': 'C'})
+            for _ in range(2)]
+    assert_ran(runs[0])
+    lines = runs[0].read('stdout').decode().splitlines()
+    assert lines[:9] == [
+        "FileNotFoundError: [Errno 2] No such file or directory: '/etc/passwd'",
+        "FileNotFoundError: [Errno 2] No such file or directory: '/proc/self/environ'",
+        "['python3', 'usr']",
+        "FileNotFoundError: [Errno 2] No such file or directory: '/tmp/x'",
+        "OSError: [Errno 30] Read-only file system: '/usr/lib/python3.11/os.py'",
+        'OSError: [Errno 38] Function not implemented',
+        'OSError: [Errno 38] Function not implemented',
+        "RuntimeError: can't start new thread",
+        'OSError: [Errno 38] Function not implemented'], lines
+    now, day, monotonic = lines[9].split(' ', 1)[0], lines[9].split(' ', 1)[1][:-5], lines[9][-4:]
+    assert now == '1700000000' and day == '(2023, 11, 14)' and monotonic == 'True', lines[9]
+    assert lines[11] == "1 1000 zerovm 1 ['LANG']"
+    assert runs[1].read('stdout') == runs[0].read('stdout')     # the same "random" values
+
+
+ERROR_SCRIPT = b'''import json
+def load(text):
+    return json.loads(text)
+print("partial output")
+load("{not json")
+'''
+
+
+def test_python_error_gives_traceback_and_status(python):
+    run = python.run(['/job/bad.py'], image=make_tar({'job/bad.py': ERROR_SCRIPT}))
+    assert_ran(run, retcode=1)
+    assert run.read('stdout') == b'partial output\n'
+    err = run.read('stderr').decode()
+    assert err.startswith('Traceback (most recent call last):\n'
+                          '  File "/job/bad.py", line 5, in <module>\n'
+                          '    load("{not json")\n'
+                          '  File "/job/bad.py", line 3, in load\n'
+                          '    return json.loads(text)\n'
+                          '           ^^^^^^^^^^^^^^^^\n'
+                          '  File "/usr/lib/python3.11/json/__init__.py", line 346, in loads\n'
+                          '    return _default_decoder.decode(s)\n'), err
+    assert err.endswith('json.decoder.JSONDecodeError: Expecting property name enclosed in '
+                        'double quotes: line 1 column 2 (char 1)\n'), err
+    exit3 = python.run(['-c', 'import sys; sys.exit(3)'])
+    assert_ran(exit3, retcode=3)
+
+
+def pool_python(pool, sysimages, tmp_path, args: list[str], tag: str):
+    """``python3 ARGS`` through a warm worker: (report, stdout, stderr)."""
+    from zvm_core.channels import READ, WRITE
+    from zvm_core.pool import ChannelSpec
+    files = {name: open(tmp_path / f'{tag}.{name}', 'w+b') for name in ('stdout', 'stderr')}
+    image = open(sysimages.tar('python3'), 'rb')
+    try:
+        specs = [ChannelSpec('/dev/stdout', files['stdout'].fileno(), WRITE),
+                 ChannelSpec('/dev/stderr', files['stderr'].fileno(), WRITE),
+                 ChannelSpec('/dev/python3', image.fileno(), READ, random=True, mount='/')]
+        report = pool.run(str(sysimages.program('python3')), specs, argv=['python3', *args])
+    finally:
+        image.close()
+        for f in files.values():
+            f.close()
+    return (report, (tmp_path / f'{tag}.stdout').read_bytes(),
+            (tmp_path / f'{tag}.stderr').read_bytes())
+
+
+def test_python_error_never_takes_the_worker(sysimages, tmp_path):
+    from zvm_core.pool import Pool
+    with Pool(size=1) as pool:
+        pids = pool.pids
+        bad, out, err = pool_python(pool, sysimages, tmp_path, ['-c', 'print(1)\n1/0'], 'bad')
+        assert (bad.status, bad.retcode) == ('ok', 1), bad
+        assert out == b'1\n'
+        assert err == (b'Traceback (most recent call last):\n  File "<string>", line 2, in '
+                       b'<module>\nZeroDivisionError: division by zero\n'), err
+        good, out, err = pool_python(pool, sysimages, tmp_path, ['-c', 'print(2)'], 'good')
+        assert (good.status, good.retcode, out, err) == ('ok', 0, b'2\n', b''), good
+        assert pool.pids == pids and pool.replaced == 0
+        bad_image = tmp_path / 'not-a-tar'
+        bad_image.write_bytes(b'x' * 2000)
+        from zvm_core.channels import READ
+        from zvm_core.pool import ChannelSpec
+        with open(bad_image, 'rb') as f:
+            report = pool.run(str(sysimages.program('python3')),
+                              [ChannelSpec('/dev/image', f.fileno(), READ, True, mount='/')],
+                              argv=['python3', '-c', 'pass'])
+        assert report.status == 'fault' and 'cannot mount /dev/image at /' in report.message
+        assert pool.pids == pids and pool.replaced == 0
+
+
+# -- system images by name -------------------------------------------------------
+
+def test_zvm_run_programs_from_system_images(sysimages, zvm, tmp_path):
+    run = zvm.run('file://python3:python3', '-S', '-c', 'import sys; print(sys.argv)')
+    assert_ok(run)
+    assert run.stdout == b"['-c']\n"
+    (tmp_path / 'hello.lua').write_bytes(b'print("lua", ...)\n')
+    image = tmp_path / 'job.tar'
+    image.write_bytes(make_tar({'job/hello.lua': b'print("lua", ...)\n',
+                                'job/main.py': b'import os\nprint(sorted(os.listdir("/")))\n'}))
+    run = zvm.run('file://lua:lua', '/job/hello.lua', 'a', 'b', opts=['--image', str(image)])
+    assert_ok(run)
+    assert run.stdout == b'lua\ta\tb\n'
+    run = zvm.run('file://python3:python3', '/job/main.py', opts=['--image', str(image)])
+    assert_ok(run)
+    assert run.stdout == b"['job', 'python3', 'usr']\n"
+    run = zvm.run(sysimages.program('lua'), '-e', 'print(io.open("/python3") ~= nil)',
+                  opts=['--sysimage', 'python3'])
+    assert_ok(run)
+    assert run.stdout == b'true\n'
+
+
+def test_zvm_run_refuses_unknown_images_clearly(sysimages, zvm, tmp_path):
+    for program, says in [('file://cobol:cobol', "unknown system image 'cobol' (known: "),
+                          ('file://python3', 'expected file://<image>:<path>'),
+                          ('file://python3:nothing', 'system image python3 has no file nothing'),
+                          ('file://image:x', 'no --image to take it from')]:
+        res = zvm.cli('run', program)
+        assert res.returncode == 2, res
+        assert says in res.stderr.decode(), res.stderr
+    (tmp_path / 'junk').write_bytes(b'x' * 3000)
+    res = zvm.cli('run', '--image', tmp_path / 'junk', sysimages.program('lua'), '-v')
+    assert res.returncode == 2 and 'not a readable tar image' in res.stderr.decode()
+
+
+def test_sysimage_configuration_is_checked(tmp_path):
+    from zvm_core import sysimages as si
+    assert si.parse('python3 /a/p.tar lua /b/l.tar') == {'python3': Path('/a/p.tar'),
+                                                        'lua': Path('/b/l.tar')}
+    assert si.parse('') == {}
+    for spec, says in [('python3', 'has no path'), ('py/3 /x', 'bad system image name'),
+                       ('stdin /x', 'bad system image name'), ('a /x a /y', 'twice'),
+                       ('a x.tar', 'not an absolute path')]:
+        with pytest.raises(si.SysImageError, match=says):
+            si.parse(spec)
+    images = si.SystemImages({'t': tmp_path / 't.tar', 'gone': tmp_path / 'gone.tar'},
+                             cache_dir=tmp_path / 'cache')
+    (tmp_path / 't.tar').write_bytes(make_tar({'./bin/tool': b'\x7fELF...'}))
+    first = images.program('t', 'bin/tool')
+    assert first.read_bytes() == b'\x7fELF...' and images.program('t', '/bin/tool') == first
+    assert first.parent == tmp_path / 'cache'
+    with pytest.raises(si.SysImageError, match='is not a readable file'):
+        images.program('gone', 'x')
+    with pytest.raises(si.SysImageError, match='has no file bin'):
+        images.program('t', 'bin')

@@ -1,0 +1,143 @@
+"""The ZeroVM program API: programs that use only ``zvm.h`` (the trap at 0x10000 and
+the user manifest at 0xFEFFFFFC), the trap's errors, and jail/unjail."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import random
+
+import pytest
+from conftest import STD_CHANNELS
+
+from zvm_core.channels import READ, WRITE, Channel, MemoryBacking
+from zvm_core.elf import load_program
+from zvm_core.executor import Limits, Machine
+from zvm_core.validator import validate
+
+
+def test_copy_with_the_zerovm_api(zerovm, zvm_guest):
+    data = bytes(random.Random(4).randrange(256) for _ in range(100_000))
+    s = zerovm.run(zerovm.manifest(zvm_guest('zvm_copy'),
+                                   STD_CHANNELS.replace('stdout, 0, 0', 'stdout, 0, 1')),
+                   stdin=data)
+    assert (s.returncode, s.state, s.retcode) == (0, 'ok', 0), s
+    assert s.read('stdout') == data
+    assert s.etags == {'/dev/stdout': hashlib.md5(data).hexdigest()}
+    reads, read_bytes, writes, write_bytes = map(int, s.accounting[2:6])
+    assert (read_bytes, write_bytes) == (len(data), len(data))
+    assert reads == len(data) // 4096 + 2 and writes == reads - 1     # + the end, the tail
+
+
+def test_copy_stops_at_the_read_quota(zerovm, zvm_guest):
+    """get_size 1000 on a 5000 byte input: 1000 bytes, then -EDQUOT (exit 1)."""
+    s = zerovm.run(zerovm.manifest(zvm_guest('zvm_copy'),
+                                   STD_CHANNELS.replace('1000, 1000000, 0', '1000, 1000, 0')),
+                   stdin=b'x' * 5000)
+    assert (s.returncode, s.state, s.retcode) == (0, 'ok', 1), s
+    assert s.read('stdout') == b'x' * 1000
+    assert s.read('stderr') == b'copy: error -122\n'
+
+
+def test_sort_with_the_zerovm_api(zerovm, zvm_guest):
+    rng = random.Random(5)
+    lines = [''.join(rng.choice('abcdefgh') for _ in range(rng.randrange(12)))
+             for _ in range(3000)]
+    data = ('\n'.join(lines) + '\n').encode()
+    one_write_per_line = STD_CHANNELS.replace('0, 0, 1000, 1000000', '0, 0, 5000, 1000000')
+    s = zerovm.run(zerovm.manifest(zvm_guest('zvm_sort'), one_write_per_line), stdin=data)
+    assert (s.returncode, s.state, s.retcode) == (0, 'ok', 0), s
+    assert s.read('stdout') == ('\n'.join(sorted(lines)) + '\n').encode()
+
+
+@pytest.mark.parametrize('stdin, code', [(b'3', 3), (b'0', 0), (b'', -7)])
+def test_zvm_exit_sets_the_user_return_code(zerovm, zvm_guest, stdin, code):
+    s = zerovm.run(zerovm.manifest(zvm_guest('zvm_exit')), stdin=stdin)
+    assert (s.returncode, s.state, s.retcode) == (0, 'ok', code), s   # zerovm exits 0
+    assert s.read('stdout') == b'bye\n'                               # nothing after the call
+
+
+def test_user_manifest_lists_channels_in_zerovm_order(trapper):
+    channels = ('Channel = {d}/b, /dev/b, 3, 0, 5, 6, 7, 8\n'
+                'Channel = {d}/a, /dev/a, 1, 0, 1, 2, 3, 4\n')
+    s, out = trapper(['m', 'p'], channels, files={'a': b'12345', 'b': b'xy'})
+    assert out == [
+        'm 6 heap 16777216',
+        'c 0 /dev/stdin 0 0 1000 1000000 0 0',
+        'c 1 /dev/stdout 0 0 0 0 1000 1000000',
+        'c 2 /dev/stderr 0 0 0 0 1000 1000000',
+        'c 3 /dev/a 1 5 1 2 3 4',          # appendable: random read, size of the file
+        'c 4 /dev/b 3 2 5 6 7 8',
+        'c 5 /dev/nvram 3 30 10 100000 0 0',
+        f'p = -1 {errno.EACCES}']                          # it stays read-only
+
+
+def test_trap_errors(trapper):
+    s, out = trapper([
+        'd:6:4', 'd:-1:4', 'b:/dev/stdin:0:4', 'b:/dev/stdin:0x10000:4', 'u:0x1234', 'u:0',
+        'f', 'r:/dev/stdin:-4:0', 'r:/dev/stdin:0:0', 'x:5', 'm'])
+    assert out == ['d 6 4 0 = -22', 'd -1 4 0 = -22',            # no such channel: EINVAL
+                   'b /dev/stdin 0 4 = -22',                     # no memory there: EINVAL
+                   'b /dev/stdin 0x10000 4 = -22',               # the trap page is not writable
+                   'u = -1', 'u = -1',                           # unknown function: EPERM
+                   'f = 0',                                      # fork without a daemon
+                   'r /dev/stdin -4 0 = -14',                    # negative size: EFAULT
+                   'r /dev/stdin 0 0 = 0']                       # nothing asked, nothing read
+    assert s.retcode == 5 and s.state == 'ok'
+
+
+@pytest.mark.parametrize('mode, lines, fault', [
+    ('v', ['jail=0', 'f(5)=22'], None),
+    ('u', ['jail=0', 'f(5)=22', 'unjail=0', 'jail=0', 'f(5)=25', 'unjail=0', 'calling'],
+     'jump to non-executable memory'),
+    ('w', ['jail=0', 'f(5)=22', 'writing'], 'write to read-only memory'),
+    ('i', [f'jail={-errno.EPERM}', 'calling'], 'jump to non-executable memory'),
+    ('n', ['calling'], 'jump to non-executable memory'),
+    ('b', ['unaligned=-22', 'empty=-22', 'stack=-22', 'unjail-unaligned=-22'], None),
+])
+def test_jail(zerovm, zvm_guest, mode, lines, fault):
+    """Generated code runs only once jailed; jailed code cannot be written; invalid
+    code is refused (-EPERM) and never runs (its marker write would say "ran")."""
+    s = zerovm.run(zerovm.manifest(zvm_guest('zvm_jail')), stdin=mode.encode())
+    assert s.read('stdout').decode().splitlines() == lines, s
+    if fault is None:
+        assert (s.returncode, s.state, s.retcode) == (0, 'ok', 0), s
+    else:
+        assert s.returncode == errno.EINTR, s
+        assert s.state.startswith('Signal 11 from untrusted code: Halting at 0x'), s
+
+
+def _jail_run(machine: Machine, mode: bytes) -> tuple:
+    out = MemoryBacking()
+    report = machine.run([Channel('/dev/stdin', MemoryBacking(mode), READ),
+                          Channel('/dev/stdout', out, WRITE),
+                          Channel('/dev/stderr', MemoryBacking(), WRITE)], ['zvm_jail'], {})
+    return report.status, report.retcode, report.message, bytes(out.data)
+
+
+def test_jail_does_not_survive_a_template_reset(zvm_guest):
+    """A reused machine forgets jailed code: a later run that calls the same address
+    without jailing faults exactly as on a fresh machine, and jailing works again."""
+    program = load_program(zvm_guest('zvm_jail'))
+    verdict = validate(program)
+    machines = []
+
+    def fresh() -> Machine:
+        machines.append(Machine(program, verdict, Limits(memory=64 << 20)))
+        return machines[-1]
+
+    try:
+        reused = fresh()
+        first = _jail_run(reused, b'v')
+        assert first == ('ok', 0, '', b'jail=0\nf(5)=22\n')
+        after = _jail_run(reused, b'n')
+        assert after == _jail_run(fresh(), b'n')
+        assert after[0] == 'fault' and 'jump to non-executable memory' in after[2]
+        assert _jail_run(reused, b'u') == _jail_run(fresh(), b'u')
+        assert _jail_run(reused, b'v') == first
+        assert reused.jail.pages
+        reused.reset()
+        assert not reused.jail.pages
+    finally:
+        for m in machines:
+            m.close()

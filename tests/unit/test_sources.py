@@ -1,0 +1,249 @@
+"""zerocloud.sources, zapp, cgiout, chain and deferred, in front of the fake Swift of
+test_proxy_filter (object servers scripted): what each way to start a job sends."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import tarfile
+
+import pytest
+from swift.common.concurrency import sleep
+from swift.common.swob import HTTPBadRequest, HTTPException, Request, Response
+from test_proxy_filter import ACCOUNT, TEXT, FakeRing, FakeSwift, Servers, ok
+
+from zerocloud import cgiout, chain, deferred, placement, sources, zapp
+from zerocloud.job import SwiftPath
+from zerocloud.proxy import ProxyExecMiddleware
+from zerocloud.sources import Input, Launch
+
+JOB = [{'name': 'up', 'exec': {'path': 'swift://~/bin/wc'},
+        'devices': [{'name': 'stdin'}, {'name': 'stdout'}]}]
+
+
+@pytest.fixture
+def swift() -> FakeSwift:
+    fake = FakeSwift()
+    fake.add('/bin/wc', b'\x7fELF program')
+    fake.add('/c/data')
+    fake.add('/jobs/up.json', json.dumps(JOB).encode(), **{'Content-Type': 'application/json'})
+    return fake
+
+
+@pytest.fixture
+def mw(swift: FakeSwift, monkeypatch) -> ProxyExecMiddleware:
+    monkeypatch.setattr(placement, 'object_ring', lambda swift_dir, policy: FakeRing())
+    return ProxyExecMiddleware(swift, {'zerovm_maxconfig': '4096', 'zerovm_maxnexe': '1000'})
+
+
+@pytest.fixture
+def servers(monkeypatch):
+    def install(**script) -> Servers:
+        fake = Servers(**script)
+        monkeypatch.setattr(ProxyExecMiddleware, '_exchange', fake)
+        return fake
+    return install
+
+
+def request(app, path: str = ACCOUNT, method: str = 'POST', body: bytes = b'', **headers):
+    headers.setdefault('X-Zerovm-Execute', '1.0')
+    return Request.blank(path, method=method, body=body, headers=headers).get_response(app)
+
+
+def tar(members: dict[str, bytes], gz: bool = False) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode='w') as t:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+    return gzip.compress(buf.getvalue()) if gz else buf.getvalue()
+
+
+# -- what travels to the object server ---------------------------------------------------------
+
+def test_a_source_job_sends_the_body_as_stdin(mw, swift, servers) -> None:
+    asked = servers(d0=ok(b'done\n'), d2=ok(b'done\n'))
+    resp = request(mw, body=b'payload', **{'X-Zerovm-Source': 'swift://~/jobs/up.json'})
+    assert resp.status_int == 200, resp.body
+    _device, _headers, sent = asked.asked[0]
+    assert sent['dev/stdin'] == b'payload'
+    assert json.loads(sent['node.json'])['devices'][0] == {
+        'name': 'stdin', 'access': 'r', 'random': False, 'source': 'member'}
+    assert resp.headers['X-Chain-Total-Time']
+
+
+def test_a_job_posted_to_an_object_reads_it_in_place(mw, swift, servers) -> None:
+    asked = servers(d0=ok())
+    resp = request(mw, ACCOUNT + '/c/data', body=json.dumps(JOB).encode())
+    assert resp.status_int == 200, resp.body
+    device, headers, sent = asked.asked[0]
+    assert device == 'd0' and headers['X-Zerovm-Access'] == 'GET'     # next to c/data
+    assert 'dev/stdin' not in sent
+
+
+def test_a_zapp_sends_its_program_and_itself_as_the_image(mw, swift, servers) -> None:
+    job = [{'name': 'app', 'exec': {'path': 'bin/prog'}, 'devices': [{'name': 'stdout'}]}]
+    archive = tar({'./boot/system.map': json.dumps(job).encode(), './bin/prog': b'\x7fELF z'})
+    asked = servers(d0=ok(), d1=ok(), d2=ok())
+    resp = request(mw, body=gzip.compress(archive), **{'Content-Type': 'application/x-gzip'})
+    assert resp.status_int == 200, resp.body
+    _device, _headers, sent = asked.asked[0]
+    assert sent['exe'] == b'\x7fELF z'
+    assert sent['dev/image'] == archive                       # uncompressed
+    assert swift.calls == []                                  # nothing else read
+
+
+def test_a_script_runs_its_interpreter_on_dev_script(mw, swift, servers) -> None:
+    asked = servers(d0=ok(), d1=ok(), d2=ok())
+    script = b'#!swift://~/bin/wc -l --x\nwhatever\n'
+    resp = request(mw, body=script, **{'Content-Type': 'text/x-script'})
+    assert resp.status_int == 200, resp.body
+    _device, _headers, sent = asked.asked[0]
+    spec = json.loads(sent['node.json'])
+    assert spec['name'] == 'script' and spec['argv'] == ['script', '-l', '--x', '/dev/script']
+    assert sent['dev/script'] == script and sent['exe'] == b'\x7fELF program'
+
+
+def test_open_substitutes_the_template_and_sets_cgi_variables(mw, swift, servers) -> None:
+    template = [{'name': 'v', 'exec': {'path': 'swift://~/bin/wc', 'args': ['{.opt=-w}', '{.x}']},
+                 'devices': [{'name': 'stdin', 'path': '{.object_path}'},
+                             {'name': 'stdout', 'content_type': '{.type=text/x-a}'}]}]
+    swift.add('/.zvm/text/plain/config', json.dumps(template).encode())
+    swift.add('/c/doc', TEXT, **{'Content-Type': 'text/plain; charset=utf-8'})
+    asked = servers(d0=ok(b'viewed\n'))
+    resp = request(mw, '/open/AUTH_a/c/doc?x=a%22b', method='GET')
+    assert resp.status_int == 200, resp.body
+    assert resp.body == b'viewed\n' and resp.headers['Content-Type'] == 'text/x-a'
+    spec = json.loads(asked.asked[0][2]['node.json'])
+    assert spec['argv'] == ['v', '-w', 'a"b']
+    assert spec['env'] == {'GATEWAY_INTERFACE': 'CGI/1.1', 'SERVER_SOFTWARE': 'zerocloud',
+                           'REQUEST_METHOD': 'GET', 'REQUEST_URI': '/open/AUTH_a/c/doc?x=a%22b',
+                           'PATH_INFO': '/AUTH_a/c/doc', 'QUERY_STRING': 'x=a%22b'}
+
+
+# -- errors before anything runs ---------------------------------------------------------------
+
+@pytest.mark.parametrize(('path', 'method', 'body', 'headers', 'status', 'says'), [
+    (ACCOUNT, 'POST', b'', {'X-Zerovm-Source': 'swift://~/jobs/none'}, 404,
+     b'Error 404 Not Found while fetching swift://AUTH_a/jobs/none'),
+    (ACCOUNT, 'POST', b'x' * 5000, {}, 413, b'Job description larger than zerovm_maxconfig'),
+    (ACCOUNT, 'POST', b'#!x', {}, 400, b'Bad interpreter x'),
+    (ACCOUNT, 'POST', b'\xff\xfe', {'Content-Type': 'text/x-whatever'}, 400,
+     b'Unsupported Content-Type text/x-whatever of the request body'),
+    (ACCOUNT, 'POST', tar({'a': b''}), {'Content-Type': 'application/x-tar'}, 400,
+     b'System boot map was not found in the request body'),
+    (ACCOUNT, 'POST', b'[{"name": "x", "exec": {"path": "swift://~/bin/wc"}, '
+                      b'"devices": [{"name": "image"}]}]', {}, 400,
+     b'Device image of x has no path, and the request is not a zapp'),
+    (ACCOUNT, 'POST', b'[{"name": "x", "exec": {"path": "bin/wc"}}]', {}, 400,
+     b'only swift:// programs and files of the job\'s image'),
+    (ACCOUNT, 'POST', b'[{"name": "x", "exec": {"path": "file://python:bin/python"}}]',
+     {}, 400, b'unknown image "python"'),
+    ('/open/AUTH_a/c/data', 'GET', b'', {}, 404, b'No application registered for text/html (no swift://AUTH_a/.zvm/text/html/config)'),
+    ('/open/AUTH_a/c/*', 'GET', b'', {}, 400, b'objects with "*" in their name'),
+])
+def test_requests_refused_before_anything_runs(mw, swift, servers, path, method, body, headers,
+                                               status, says) -> None:
+    asked = servers()
+    resp = request(mw, path, method, body, **headers)
+    assert resp.status_int == status, resp.body
+    assert says in resp.body
+    assert asked.asked == []
+
+
+# -- the parts ---------------------------------------------------------------------------------
+
+def test_substitute_escapes_values_and_uses_defaults() -> None:
+    text = b'["{.a}", "{.b=x y}", "{.c}", "{.object_path}"]'
+    out = sources.substitute(text, {'a': 'q"\\\n'}, SwiftPath('A', 'c', 'o b'))
+    assert json.loads(out) == ['q"\\\n', 'x y', '', 'swift://A/c/o%20b']
+
+
+@pytest.mark.parametrize(('data', 'expected'), [
+    (b'Status: 404 Nope\r\nContent-Type: text/html\r\nX-Object-Meta-A: b\r\n'
+     b'X-Nexe-Status: no\r\nContent-Length: 1\r\n\r\nbody',
+     (404, {'Content-Type': 'text/html', 'X-Object-Meta-A': 'b'}, b'body')),
+    (b'Location: /x\n\n', (200, {'Content-Type': 'text/plain', 'Location': '/x'}, b'')),
+])
+def test_cgi_output_is_parsed(data: bytes, expected) -> None:
+    assert cgiout.parse(cgiout.CGI, data) == expected
+
+
+@pytest.mark.parametrize(('content_type', 'data', 'says'), [
+    (cgiout.CGI, b'Status: 200 OK\n', 'no blank line'),
+    (cgiout.CGI, b'Status: 99\n\n', "bad Status header '99'"),
+    (cgiout.CGI, b'Status: 100 Continue\n\n', 'not a final HTTP status'),
+    (cgiout.CGI, b'no colon\n\n', "bad header line 'no colon'"),
+    (cgiout.HTTP, b'Content-Type: a/b\n\n', 'not an HTTP/1.x status line'),
+])
+def test_bad_cgi_output_says_why(content_type: str, data: bytes, says: str) -> None:
+    with pytest.raises(cgiout.CgiError, match=says):
+        cgiout.parse(content_type, data)
+
+
+def test_compose_takes_headers_from_the_first_node() -> None:
+    parts = [('a', cgiout.HTTP, b'HTTP/1.1 201 Made\r\nContent-Type: x/y\r\n\r\none'),
+             ('b', cgiout.CGI, b'Status: 500 Bad\n\ntwo'), ('c', None, b'three')]
+    assert cgiout.compose(parts) == (201, {'Content-Type': 'x/y'}, b'onetwothree')
+    with pytest.raises(cgiout.CgiError, match='^b: its message/cgi output'):
+        cgiout.compose([('a', None, b''), ('b', cgiout.CGI, b'')])
+
+
+def test_zapp_members_and_limits() -> None:
+    f = io.BytesIO(tar({'./boot/system.map': b'[]', 'bin/x': b'12345'}))
+    assert zapp.system_map(f, 10, 'z') == b'[]'
+    assert zapp.member(f, '/bin/x', 10, 'z') == b'12345'
+    with pytest.raises(HTTPException) as err:
+        zapp.member(f, 'bin/x', 4, 'z')
+    assert err.value.status_int == 413 and err.value.body == b'bin/x in z is larger than 4 bytes\n'
+    with pytest.raises(HTTPException) as err:
+        zapp.gunzip(io.BytesIO(gzip.compress(b'a' * 100)), io.BytesIO(), 99, 'z')
+    assert err.value.body == b'z is larger than 99 bytes uncompressed\n'
+    with pytest.raises(HTTPException) as err:
+        zapp.gunzip(io.BytesIO(gzip.compress(b'a' * 100)[:-5]), io.BytesIO(), 999, 'z')
+    assert err.value.body == b'z is not a valid gzip file: it ends too early\n'
+
+
+def test_a_chain_runs_jobs_until_a_response_is_not_one() -> None:
+    launches = []
+
+    def execute(launch: Launch) -> Response:
+        launches.append(launch)
+        if len(launches) < 3:
+            return Response(body=b'[]', content_type='application/json',
+                            headers={'X-Zerovm-Execute': '1.0'})
+        raise HTTPBadRequest(body='the last one failed')
+    first = Launch(b'[]', input=Input(io.BytesIO(b'x'), 1))
+    resp = chain.run(execute, first, timeout=10, max_config=100)
+    assert resp.status_int == 400 and 'X-Chain-Total-Time' in resp.headers
+    assert launches[1].input is first.input            # not taken by the first job
+    assert first.input.file.closed
+
+
+def test_deferred_always_stores_the_result_after_answering() -> None:
+    app = FakeSwift()
+    req = Request.blank(ACCOUNT + '/c', method='POST')
+
+    def work() -> Response:
+        deferred.launched(req)
+        sleep(0.01)
+        return Response(body=b'result', content_type='text/x-r', headers={'X-Nexe-Status': 'ok'})
+    resp = deferred.run(app, req, 'always', 'AUTH_a', 'c', 1.0, work, logger=None)
+    assert resp.status_int == 202
+    name = resp.body.decode().strip().rsplit('/', 1)[1]
+    assert not any(p.endswith(name) for p in app.objects)
+    sleep(0.05)
+    headers, body = app.objects[f'{ACCOUNT}/c/{name}']
+    assert body == b'result' and headers['Content-Type'] == 'text/x-r'
+    stored = json.loads(app.objects[f'{ACCOUNT}/c/{name}.headers'][1])
+    assert stored['Status'] == '200 OK' and stored['X-Nexe-Status'] == 'ok'
+
+
+def test_deferred_auto_answers_a_quick_result_itself() -> None:
+    app = FakeSwift()
+    req = Request.blank(ACCOUNT, method='POST')
+    resp = deferred.run(app, req, 'auto', 'AUTH_a', None, 1.0,
+                        lambda: Response(body=b'quick'), logger=None)
+    assert resp.body == b'quick' and app.calls == []

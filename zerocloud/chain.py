@@ -1,0 +1,63 @@
+"""Job chaining: a job whose response is a job runs that job next.
+
+When a job's response has ``X-Zerovm-Execute`` and ``Content-Type:
+application/json`` (a program writes them as ``message/cgi`` or
+``message/http`` output, see ``zerocloud.cgiout``) and status 200, its body
+runs as the next job, as the same caller in the same account, until a
+response is not a job, ``chain_timeout`` seconds have passed (the job
+description is then the response, with ``X-Chain-Stopped: chain_timeout``)
+or it is larger than ``zerovm_maxconfig`` (then it is the response as is).
+This lets a job decide at run time what to run next (fan out over objects
+it found, pass values in ``exec.env``).
+
+The request's input (body or object) goes to the first job of the chain
+with a readable device without a path.  Every response says
+``X-Chain-Total-Time: <seconds>``; ``X-Nexe-*`` describe the last job.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from swift.common.swob import HTTPException, Response
+
+from zerocloud.sources import Launch
+
+EXECUTE = 'X-Zerovm-Execute'
+TOTAL_TIME = 'X-Chain-Total-Time'
+STOPPED = 'X-Chain-Stopped'
+JOB_TYPE = 'application/json'
+
+
+def is_job(resp: Response) -> bool:
+    return resp.status_int == 200 and EXECUTE in resp.headers and resp.content_type == JOB_TYPE
+
+
+def run(execute: Callable[[Launch], Response], launch: Launch, timeout: float,
+        max_config: int) -> Response:
+    """Run ``launch`` and the jobs its responses name; the last response.
+
+    Errors of any job are answers too (they end the chain); every launch is
+    closed at the end.
+    """
+    started = time.monotonic()
+    launches = [launch]
+    try:
+        while True:
+            try:
+                resp = execute(launch)
+            except HTTPException as e:
+                resp = e
+            elapsed = time.monotonic() - started
+            if is_job(resp) and len(resp.body) <= max_config:
+                if elapsed < timeout:
+                    launch = launch.follow(resp.body)
+                    launches.append(launch)
+                    continue
+                resp.headers[STOPPED] = 'chain_timeout'
+            resp.headers[TOTAL_TIME] = f'{elapsed:.3f}'
+            return resp
+    finally:
+        for each in launches:
+            each.close()

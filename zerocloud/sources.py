@@ -1,0 +1,577 @@
+"""Every way to start a computation, turned into one job and its inputs.
+
+A :class:`Launch` is what the proxy filter runs: a job description, plus
+what the job's devices without a path receive (the request's *input* or the
+*object* it names, and an *image*), plus CGI variables.  This module makes
+one from each kind of request (ZeroCloud's forms, with the same headers and
+URLs):
+
+``POST /v1/<account>[/<container>[/<object>]]`` with ``X-Zerovm-Execute: 1.0``
+    The body is a job description (``application/json``; also when no or a
+    form content type is given), a zapp (``application/x-tar``,
+    ``application/x-gtar``, ``application/x-ustar``, ``application/x-gzip``,
+    ``application/gzip``: see ``zerocloud.zapp``), or a script: any body
+    starting with ``#!`` (below).  ``application/octet-stream`` is
+    recognised by its first bytes.
+
+    POSTed to an object, the job runs over that object: it becomes the path
+    of the job's readable device without a path (``stdin``, ``input`` or
+    ``script``), so the node runs next to it.  The container of the URL is
+    where a deferred result goes (``zerocloud.deferred``).
+
+``X-Zerovm-Source: swift://<account>/<container>/<object>`` on such a POST
+    The job, zapp or script is that object, read as the caller (403/404
+    naming it, like a GET); its content type and first bytes select which.
+    The request body, if any, is the input of the job's readable device
+    without a path.  A source that is not ``swift://a/c/o`` is a 412.
+
+``GET /v1/<a>/<c>/<o>`` with ``X-Zerovm-Execute: open/1.0``, or ``GET /open/<a>/<c>/<o>``
+    "Open" the object with the app registered for its content type: the job
+    description stored as ``/v1/<a>/.zvm/<content type>/config`` (read as
+    the caller).  In it, ``{.object_path}`` is the object's ``swift://`` URL
+    and ``{.<name>=<default>}`` the query parameter ``<name>`` (or the
+    default, or nothing); values are inserted JSON-escaped.  The object also
+    becomes the path of the job's readable device without a path.  An
+    ``application/x-nexe`` object without a registered app runs itself:
+    query parameters ``args`` (its arguments) and ``content_type`` (of its
+    stdout, default ``text/plain``).  Nothing registered: 404 ``No
+    application registered for <type>``.  A zapp object is run as a REST
+    service with any method: its ``boot/system.map``, the request body as
+    input.  Other methods than GET and HEAD on other objects: 405.
+
+``GET`` with ``X-Zerovm-Execute: open/1.0`` and ``X-Zerovm-Source``
+    Runs that app (job, zapp or script) over the object read, and answers
+    with the app's output: a transformed object for any Swift client.
+
+Open requests give every node CGI variables: ``GATEWAY_INTERFACE``,
+``SERVER_SOFTWARE``, ``REQUEST_METHOD``, ``REQUEST_URI``, ``PATH_INFO``
+(``/<a>/<c>/<o>``, URL-encoded), ``QUERY_STRING``, and ``CONTENT_TYPE`` and
+``CONTENT_LENGTH`` of a request body.
+
+Scripts
+-------
+
+The first line names the interpreter and its first arguments::
+
+    #!swift://~/bin/python -u        an executable object (~: your account)
+    #!/bin/python -u                 the same: /<container>/<object>
+    #!file://python3:bin/python3     a file of a system image
+
+The job runs ``<interpreter> [args] /dev/script`` on one node (``script``),
+with the script on ``/dev/script``, the object of the URL (or the request
+body, with ``X-Zerovm-Source``) on stdin, and stdout as the ``text/plain``
+response.  Bad first lines are a 400 (``Bad interpreter ...``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+from urllib.parse import quote
+
+from swift.common.swob import (
+    HTTPBadRequest,
+    HTTPClientDisconnect,
+    HTTPException,
+    HTTPMethodNotAllowed,
+    HTTPNotFound,
+    HTTPNotImplemented,
+    HTTPPreconditionFailed,
+    HTTPRequestEntityTooLarge,
+    Request,
+)
+from swift.common.utils import FileLikeIter, close_if_possible
+
+from zerocloud import zapp
+from zerocloud.job import (
+    PAYLOAD_DEVICES,
+    USER_IMAGE,
+    Device,
+    Group,
+    JobError,
+    Node,
+    SwiftPath,
+    parse_location,
+)
+
+if TYPE_CHECKING:
+    from zerocloud.proxy import ProxyExecMiddleware
+
+OPEN = 'open'
+OPEN_VERSION = 'open/1.0'
+SOURCE_HEADER = 'X-Zerovm-Source'
+REGISTRY = '.zvm'
+NEXE_TYPE = 'application/x-nexe'
+OCTET_STREAM = 'application/octet-stream'
+JOB_TYPES = ('', 'application/json', 'application/x-www-form-urlencoded', OCTET_STREAM)
+TAR_TYPES = ('application/x-tar', 'application/x-gtar', 'application/x-ustar')
+GZIP_TYPES = ('application/x-gzip', 'application/gzip')
+SHEBANG = b'#!'
+HEAD_SIZE = 512                  # enough for the tar magic
+MAX_SHEBANG = 4096
+SCRIPT_CHANNEL = '/dev/script'
+SCRIPT_NODE = 'script'
+# Runs an executable object itself (ZeroCloud's DEFAULT_EXE_SYSTEM_MAP).
+EXE_JOB = ('[{"name": "executable", "exec": {"path": "{.object_path}", "args": "{.args}"}, '
+           '"devices": [{"name": "stdout", "content_type": "{.content_type=text/plain}"}]}]')
+_PARAMETER = re.compile(r'\{\.([A-Za-z_][A-Za-z0-9_]*)(?:=([^}]*))?\}')
+_CHUNK = 1 << 16
+
+
+@dataclass
+class Input:
+    """An object or request body, spooled once and sent to every node that reads it."""
+
+    file: object
+    size: int
+
+
+def _spooled():
+    return tempfile.SpooledTemporaryFile(max_size=1 << 20)
+
+
+def _collect(src, head: bytes, limit: int, declared: int | None, where: str) -> Input:
+    """Spool ``head`` and the rest of ``src``: at most ``limit`` bytes, all that was declared."""
+    out, size = _spooled(), len(head)
+    try:
+        out.write(head)
+        while chunk := src.read(_CHUNK):
+            size += len(chunk)
+            if size > limit:
+                raise HTTPRequestEntityTooLarge(body=f'{where} is larger than {limit} bytes\n')
+            out.write(chunk)
+        if declared is not None and size < declared:
+            raise HTTPClientDisconnect(body=f'{where} is shorter than its Content-Length\n')
+    except BaseException:
+        out.close()
+        raise
+    out.seek(0)
+    return Input(out, size)
+
+
+def _read_head(src, size: int) -> bytes:
+    head = b''
+    while len(head) < size and (chunk := src.read(size - len(head))):
+        head += chunk
+    return head
+
+
+@dataclass
+class Launch:
+    """A job and what its devices without a path receive."""
+
+    job: bytes
+    input: Input | None = None          # the request body, for stdin/input/script
+    bind: SwiftPath | None = None       # or the object of the URL, as their path
+    image: Input | None = None          # an uncompressed tar, for image
+    env: dict[str, str] = field(default_factory=dict)
+    taken: bool = False                 # a job took the input (or object)
+
+    def adapt(self, groups: list[Group]) -> None:
+        """Give the job the request's object, image and CGI variables (before expansion)."""
+        for group in groups:
+            takers = [d for d in group.devices if d.name in PAYLOAD_DEVICES and d.path is None]
+            self.taken |= bool(takers)
+            if self.bind is not None:
+                for device in takers:
+                    device.path = self.bind
+            has_image = any(d.name == USER_IMAGE for d in group.devices)
+            if self.image is not None and not has_image:
+                group.devices.append(Device(USER_IMAGE))
+            elif self.image is None and any(d.name == USER_IMAGE and d.path is None
+                                            for d in group.devices):
+                raise JobError(f'Device image of {group.name} has no path, and the request '
+                               'is not a zapp: there is no image to give it')
+            group.exec.env = {**group.exec.env, **self.env}
+
+    def device_inputs(self, node: Node) -> dict[str, Input]:
+        """What the node's readable devices without a path read, by device name."""
+        found = {}
+        for dev in node.devices:
+            if dev.readable and dev.path is None:
+                if dev.name == USER_IMAGE and self.image is not None:
+                    found[dev.name] = self.image
+                elif dev.name in PAYLOAD_DEVICES and self.input is not None:
+                    found[dev.name] = self.input
+        return found
+
+    def follow(self, job: bytes) -> Launch:
+        """The next job of a chain: it gets the input if no job took it yet."""
+        if self.taken:
+            return Launch(job, env=self.env)
+        return Launch(job, self.input, self.bind, env=self.env)
+
+    def close(self) -> None:
+        for blob in (self.input, self.image):
+            if blob is not None:
+                blob.file.close()
+
+
+# -- what a body or object is -----------------------------------------------------------------
+
+def _base_type(content_type: str | None) -> str:
+    return (content_type or '').partition(';')[0].strip().lower()
+
+
+def _kind(content_type: str, head: bytes, where: str) -> str:
+    """``script``, ``zapp`` or ``job``, by the first bytes and the content type."""
+    if head.startswith(SHEBANG):
+        return 'script'
+    if content_type in TAR_TYPES + GZIP_TYPES or (
+            content_type == OCTET_STREAM and zapp.looks_like_archive(head)):
+        return 'zapp'
+    if content_type in JOB_TYPES:
+        return 'job'
+    if content_type == NEXE_TYPE:
+        raise HTTPBadRequest(body=f'{where} is a program ({NEXE_TYPE}): name it as exec.path '
+                                  'of a job, or GET it with X-Zerovm-Execute: open/1.0\n')
+    raise HTTPBadRequest(body=f'Unsupported Content-Type {content_type} of {where}: a job '
+                              'description is application/json, a zapp application/x-tar or '
+                              'application/x-gzip, and a script starts with #!\n')
+
+
+def _load(mw: ProxyExecMiddleware, src, content_type: str, declared: int | None, where: str,
+          account: str, script_path: SwiftPath | None, stdin: SwiftPath | None) -> Launch:
+    """A launch from a job description, zapp or script read from ``src``.
+
+    ``script_path`` is the object the script was read from (None: the script
+    is the request body); ``stdin``, the object a script reads on stdin.
+    """
+    head = _read_head(src, HEAD_SIZE)
+    kind = _kind(content_type, head, where)
+    if kind == 'job':
+        if declared is not None and declared > mw.max_config:
+            raise _job_too_large(mw)
+        body = head + _read_head(src, mw.max_config + 1 - len(head))
+        if len(body) > mw.max_config:
+            raise _job_too_large(mw)
+        return Launch(body)
+    data = _collect(src, head, mw.max_input, declared, where)
+    try:
+        if kind == 'script':
+            launch = Launch(_script_job(data, account, script_path, stdin))
+            if script_path is None:         # the script is the request body
+                launch.input, data = data, None
+            return launch
+        image = _image(mw, data, content_type, head, where)
+        launch = Launch(zapp.system_map(image.file, mw.max_config, where), image=image)
+        data = None
+        return launch
+    finally:
+        if data is not None:
+            data.file.close()
+
+
+def _image(mw: ProxyExecMiddleware, data: Input, content_type: str, head: bytes,
+           where: str) -> Input:
+    """``data`` uncompressed in place (the same Input, now a plain tar)."""
+    if content_type in GZIP_TYPES or head.startswith(zapp.GZIP_MAGIC):
+        plain = _spooled()
+        try:
+            data.size = zapp.gunzip(data.file, plain, mw.max_input, where)
+        except BaseException:
+            plain.close()
+            raise
+        data.file.close()
+        data.file = plain
+    return data
+
+
+def _job_too_large(mw: ProxyExecMiddleware) -> HTTPException:
+    return HTTPRequestEntityTooLarge(
+        body=f'Job description larger than zerovm_maxconfig ({mw.max_config} bytes)\n')
+
+
+def _script_job(script: Input, account: str, script_path: SwiftPath | None,
+                stdin: SwiftPath | None) -> bytes:
+    """The one-node job that runs a script: ``<interpreter> [args] /dev/script``."""
+    script.file.seek(0)
+    start = script.file.read(MAX_SHEBANG)
+    script.file.seek(0)
+    line, newline, _ = start.partition(b'\n')
+    if not newline and len(start) == MAX_SHEBANG:
+        raise HTTPBadRequest(body='Cannot find the end of the shebang (#!) line of the script '
+                                  f'in its first {MAX_SHEBANG} bytes\n')
+    try:
+        words = line[len(SHEBANG):].decode('utf-8').split()
+    except UnicodeDecodeError:
+        raise HTTPBadRequest(body='Bad interpreter: the #! line is not UTF-8\n') from None
+    if not words:
+        raise HTTPBadRequest(body='Bad interpreter: the #! line names none\n')
+    interpreter, args = words[0], words[1:]
+    devices: list[dict] = [{'name': 'script'}]
+    if script_path is not None:
+        devices[0]['path'] = str(script_path)
+        devices.append({'name': 'stdin'})             # the request body or URL object
+    elif stdin is not None:
+        devices.append({'name': 'stdin', 'path': str(stdin)})
+    if interpreter.startswith('file://'):
+        image, sep, _ = interpreter[len('file://'):].partition(':')
+        if not sep or not image or image == USER_IMAGE:
+            raise HTTPBadRequest(body=f'Must supply image name in shebang url {interpreter} '
+                                      '(file://<system image>:<path>)\n')
+        devices.append({'name': image})
+    else:
+        location = None
+        if interpreter.startswith(('swift://', '/')):
+            url = interpreter if interpreter.startswith('swift://') else 'swift://~' + interpreter
+            try:
+                location = parse_location(url, account)
+            except JobError:
+                pass
+        if location is None or location.obj is None or location.wildcard:
+            raise HTTPBadRequest(body=f'Bad interpreter {interpreter}: expected '
+                                      'swift://<account>/<container>/<object>, '
+                                      '/<container>/<object> or file://<system image>:<path>\n')
+        interpreter = str(location)
+    devices.append({'name': 'stdout', 'content_type': 'text/plain'})
+    return json.dumps([{'name': SCRIPT_NODE, 'devices': devices,
+                        'exec': {'path': interpreter, 'args': [*args, SCRIPT_CHANNEL]}}]).encode()
+
+
+# -- requests -------------------------------------------------------------------------------------
+
+def _object(account: str, container: str | None, obj: str | None) -> SwiftPath | None:
+    if obj is None:
+        return None
+    path = SwiftPath(account, container, obj)
+    if path.wildcard:
+        raise HTTPBadRequest(body=f'{path}: objects with "*" in their name cannot be run over '
+                                  '("*" is a wildcard in jobs)\n')
+    return path
+
+
+def source_path(req: Request, account: str) -> SwiftPath | None:
+    """The object of ``X-Zerovm-Source`` (412 when it is not one)."""
+    value = req.headers.get(SOURCE_HEADER)
+    if value is None:
+        return None
+    try:
+        path = parse_location(value.strip(), account)
+    except JobError as e:
+        path, why = None, str(e)
+    else:
+        why = 'it names a container' if path.obj is None else 'it has a wildcard'
+    if path is None or path.obj is None or path.wildcard:
+        raise HTTPPreconditionFailed(body=f'{SOURCE_HEADER} format is '
+                                          f'swift://account/container/object ({why})\n')
+    return path
+
+
+def _from_source(mw: ProxyExecMiddleware, req: Request, path: SwiftPath, account: str,
+                 params: dict[str, str] | None = None,
+                 target: SwiftPath | None = None) -> Launch:
+    """A launch from a stored job, zapp or script, read as the caller.
+
+    ``params`` (open requests) are substituted into a job description.
+    """
+    resp = mw._read(req, 'GET', path)
+    try:
+        launch = _load(mw, FileLikeIter(resp.app_iter), _base_type(resp.content_type),
+                       resp.content_length, str(path), account, path, None)
+    finally:
+        close_if_possible(resp.app_iter)
+    if params is not None:
+        launch.job = substitute(launch.job, params, target)
+    return launch
+
+
+def _body(req: Request) -> tuple[object, int | None, bool]:
+    """(stream, declared length, has a body) of the request."""
+    chunked = 'chunked' in req.headers.get('Transfer-Encoding', '').lower()
+    if req.content_length is None and not chunked:
+        return req.body_file, None, False
+    return req.body_file, req.content_length, chunked or req.content_length > 0
+
+
+def post_launch(mw: ProxyExecMiddleware, req: Request, account: str, container: str | None,
+                obj: str | None) -> Launch:
+    """The launch of ``POST`` with ``X-Zerovm-Execute: 1.0``."""
+    if req.method != 'POST':
+        raise HTTPNotImplemented(body='execute a job with POST\n')
+    target = _object(account, container, obj)
+    source = source_path(req, account)
+    src, declared, has_body = _body(req)
+    if source is None:
+        if declared is None and not has_body:
+            raise HTTPBadRequest(body='Must specify Content-Length\n')
+        launch = _load(mw, src, _base_type(req.headers.get('Content-Type')), declared,
+                       'the request body', account, None, target)
+        if launch.input is None:              # a job or a zapp: it runs over the object
+            launch.bind = target
+        return launch
+    if has_body and target is not None:
+        raise HTTPBadRequest(body='POST to an object runs the job over that object, so the '
+                                  'request body would be a second input: POST to the account '
+                                  'or container, or send no body\n')
+    data = _collect(src, b'', mw.max_input, declared, 'the request body') if has_body else None
+    try:
+        launch = _from_source(mw, req, source, account)
+    except BaseException:
+        if data is not None:
+            data.file.close()
+        raise
+    launch.input, launch.bind = data, target
+    return launch
+
+
+def open_launch(mw: ProxyExecMiddleware, req: Request, account: str, container: str | None,
+                obj: str | None) -> Launch:
+    """The launch of an open request (``/open/...`` or ``X-Zerovm-Execute: open/1.0``)."""
+    target = _object(account, container, obj)
+    if target is None:
+        raise HTTPPreconditionFailed(body='Bad URL: open needs an object: '
+                                          '/open/<account>/<container>/<object>\n')
+    params = dict(req.params)
+    source = source_path(req, account)
+    reading = req.method in ('GET', 'HEAD')
+    if source is not None:
+        if not reading:
+            raise HTTPMethodNotAllowed(body=f'{SOURCE_HEADER} with open/1.0 transforms an '
+                                            'object as it is read: use GET\n')
+        launch = _from_source(mw, req, source, account, params, target)
+        launch.bind = target
+    else:
+        content_type = _base_type(mw._read(req, 'HEAD', target).content_type)
+        launch = _stored_zapp(mw, req, target, account, content_type, params)
+        if launch is not None:
+            src, declared, has_body = _body(req)
+            try:
+                if has_body:
+                    launch.input = _collect(src, b'', mw.max_input, declared,
+                                            'the request body')
+            except BaseException:
+                launch.close()
+                raise
+        elif not reading:
+            raise HTTPMethodNotAllowed(body=f'open runs the app of {target} ({content_type}) '
+                                            'with GET; other methods only run zapps\n')
+        else:
+            launch = Launch(substitute(_registered(mw, req, account, content_type),
+                                       params, target))
+            if content_type != NEXE_TYPE:
+                launch.bind = target
+    launch.env = _cgi_env(req, target, launch)
+    return launch
+
+
+def _stored_zapp(mw: ProxyExecMiddleware, req: Request, path: SwiftPath, account: str,
+                 content_type: str, params: dict[str, str]) -> Launch | None:
+    """The launch of a zapp object (by content type, or first bytes if octet-stream)."""
+    if content_type not in TAR_TYPES + GZIP_TYPES + (OCTET_STREAM,):
+        return None
+    resp = mw._read(req, 'GET', path)
+    try:
+        src = FileLikeIter(resp.app_iter)
+        head = _read_head(src, HEAD_SIZE)
+        if content_type == OCTET_STREAM and not zapp.looks_like_archive(head):
+            return None
+        launch = _load(mw, FileLikeIter(itertools.chain([head], src)), content_type,
+                       resp.content_length, str(path), account, path, None)
+    finally:
+        close_if_possible(resp.app_iter)
+    launch.job = substitute(launch.job, params, path)
+    return launch
+
+
+def _registered(mw: ProxyExecMiddleware, req: Request, account: str, content_type: str) -> bytes:
+    """The app (job template) registered for ``content_type`` in the account."""
+    config = SwiftPath(account, REGISTRY, f'{content_type}/config')
+    try:
+        resp = mw._read(req, 'GET', config)
+    except HTTPException as e:
+        if e.status_int != 404:
+            raise
+        if content_type == NEXE_TYPE:
+            return EXE_JOB.encode()
+        raise HTTPNotFound(body=f'No application registered for {content_type or "(none)"} '
+                                f'(no {config})\n') from None
+    try:
+        body = _read_head(FileLikeIter(resp.app_iter), mw.max_config + 1)
+    finally:
+        close_if_possible(resp.app_iter)
+    if len(body) > mw.max_config:
+        raise HTTPRequestEntityTooLarge(body=f'{config} is larger than zerovm_maxconfig '
+                                             f'({mw.max_config} bytes)\n')
+    return body
+
+
+def substitute(job: bytes, params: dict[str, str], target: SwiftPath | None) -> bytes:
+    """``{.object_path}`` and ``{.<name>=<default>}`` of a job template, JSON-escaped."""
+    try:
+        text = job.decode('utf-8')
+    except UnicodeDecodeError:
+        return job                           # parse_job says it is not UTF-8
+
+    def value(match: re.Match) -> str:
+        name, default = match.group(1), match.group(2) or ''
+        found = str(target) if name == 'object_path' and target else params.get(name, default)
+        return json.dumps(found)[1:-1]
+    return _PARAMETER.sub(value, text).encode('utf-8')
+
+
+def _cgi_env(req: Request, target: SwiftPath, launch: Launch) -> dict[str, str]:
+    env = {'GATEWAY_INTERFACE': 'CGI/1.1', 'SERVER_SOFTWARE': 'zerocloud',
+           'REQUEST_METHOD': req.method, 'REQUEST_URI': req.path_qs,
+           'PATH_INFO': quote(target.path), 'QUERY_STRING': req.query_string or ''}
+    if launch.input is not None:
+        env['CONTENT_LENGTH'] = str(launch.input.size)
+        env['CONTENT_TYPE'] = req.headers.get('Content-Type', '')
+    return env
+
+
+# -- programs ---------------------------------------------------------------------------------
+
+def program_location(node: Node) -> SwiftPath | tuple[Device | str, str]:
+    """Where the node's program is: its object, or (image device, member), or
+    (system image name, member): the object server takes those from its own copy."""
+    path = node.exec.swift_path
+    if path is not None:
+        return path
+    image, member = node.exec.image_member
+    where = f'exec path {node.exec.path} of {node.group}'
+    if image not in (None, USER_IMAGE):
+        return image, member
+    device = next((d for d in node.devices if d.name == USER_IMAGE), None)
+    if device is None:
+        raise HTTPBadRequest(body=f"{where}: only swift:// programs and files of the job's "
+                                  f'image can run here, and {node.group} has no image device\n')
+    return device, member
+
+
+def fetch_programs(mw: ProxyExecMiddleware, req: Request, nodes: Iterable[Node],
+                   launch: Launch) -> dict[str, bytes | None]:
+    """Every node's program by node name, each read once (as the caller); None for a
+    system image's program (the object server has it)."""
+    found: dict[object, bytes] = {}
+    images: dict[SwiftPath, Input] = {}
+    programs: dict[str, bytes | None] = {}
+    try:
+        for node in nodes:
+            where = program_location(node)
+            if isinstance(where, tuple) and isinstance(where[0], str):
+                programs[node.name] = None
+                continue
+            key = where if isinstance(where, SwiftPath) else (where[0].path, where[1])
+            if key not in found:
+                if isinstance(where, SwiftPath):
+                    found[key] = mw._fetch_program(req, where)
+                else:
+                    device, member = where
+                    if device.path is None:
+                        image, name = launch.image, 'the zapp'
+                    else:
+                        if device.path not in images:
+                            images[device.path] = mw._fetch(req, device.path, mw.max_input)[0]
+                        image, name = images[device.path], str(device.path)
+                    found[key] = zapp.member(image.file, member, mw.max_nexe, name)
+            programs[node.name] = found[key]
+    finally:
+        for image in images.values():
+            image.file.close()
+    return programs

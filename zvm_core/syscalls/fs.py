@@ -1,0 +1,254 @@
+"""A read-only file tree from tar images, and ``getdents64`` over it.
+
+ZRT mounted tar channels into the program's file system from NVRAM's
+``[fstab]``; here :class:`Image` does that on the host side: each mounted tar
+is indexed once (``tarfile``), its members become :class:`Node` objects
+under the mount point, and later mounts win where paths collide.  File data
+is read straight from the tar channel's backing at the member's offset; no
+member is extracted or copied.
+
+``open``/``openat``, ``stat``/``newfstatat``/``statx``, ``read``/``pread``,
+``lseek``, ``mmap`` and ``close`` (``zvm_core.syscalls.io``) reach a node for
+any path that is not a channel; a node behaves like a random-access read-only
+channel without quotas.  Directories list with ``getdents64`` in name order.
+Writes are ``EROFS``; symbolic links are followed inside the tree.
+"""
+
+from __future__ import annotations
+
+import collections
+import errno
+import io
+import posixpath
+import stat
+import struct
+import tarfile
+
+from zvm_core.channels import READ, Backing
+from zvm_core.syscalls.errors import SysError
+from zvm_core.syscalls.io import _file
+
+MAX_LINKS = 40                  # symbolic links followed in one lookup (ELOOP beyond)
+DT_DIR, DT_REG, DT_LNK = 4, 8, 10
+FIRST_INO = 1 << 16             # channels use small inode numbers
+_INDEXES: collections.OrderedDict = collections.OrderedDict()
+_INDEXES_KEPT = 16
+
+
+class ImageError(ValueError):
+    """A channel that cannot be mounted as a tar image."""
+
+
+class Node:
+    """A file, directory or symbolic link of the tree (the channel-like surface io.py uses)."""
+
+    mode = READ
+    random = True
+
+    def __init__(self, path: str, kind: int, perm: int, mtime: int, ino: int,
+                 size: int = 0, backing: Backing | None = None, offset: int = 0,
+                 target: str = '') -> None:
+        self.path, self.kind, self.perm, self.mtime, self.ino = path, kind, perm, mtime, ino
+        self.size, self.backing, self.offset, self.target = size, backing, offset, target
+        self.children: dict[str, Node] = {}
+        self._listing: list[tuple[int, int, bytes]] | None = None
+
+    @property
+    def is_dir(self) -> bool:
+        return self.kind == stat.S_IFDIR
+
+    def st_mode(self) -> int:
+        return self.kind | self.perm
+
+    def read_budget(self, want: int) -> int:
+        if self.is_dir:
+            raise SysError(errno.EISDIR)
+        return want
+
+    def read(self, bufs: list[memoryview], offset: int) -> int:
+        left, out = self.size - offset, []
+        for buf in bufs:
+            if left <= 0:
+                break
+            out.append(buf[:left])
+            left -= len(buf)
+        return self.backing.readinto(out, self.offset + offset) if out else 0
+
+    def listing(self) -> list[tuple[int, int, bytes]]:
+        """(inode, d_type, name) of ".", ".." and the children in name order."""
+        if self._listing is None:
+            types = {stat.S_IFDIR: DT_DIR, stat.S_IFREG: DT_REG, stat.S_IFLNK: DT_LNK}
+            self._listing = [(self.ino, DT_DIR, b'.'), (self.ino, DT_DIR, b'..')] + [
+                (c.ino, types[c.kind], name.encode())
+                for name, c in sorted(self.children.items())]
+        return self._listing
+
+
+class _Reader(io.RawIOBase):
+    """A backing as a seekable file object, for ``tarfile``."""
+
+    def __init__(self, backing: Backing) -> None:
+        self.backing, self.pos = backing, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        n = self.backing.readinto([memoryview(b).cast('B')], self.pos)
+        self.pos += n
+        return n
+
+    def seek(self, pos: int, whence: int = io.SEEK_SET) -> int:
+        self.pos = {io.SEEK_SET: 0, io.SEEK_CUR: self.pos,
+                    io.SEEK_END: self.backing.size()}[whence] + pos
+        return self.pos
+
+    def tell(self) -> int:
+        return self.pos
+
+
+def _index(backing: Backing, label: str) -> list[tuple]:
+    """The tar's members as (path, kind, perm, mtime, size, data offset, link target).
+
+    Indexes of host files are kept (by device, inode, size and mtime): a big
+    image is indexed once per process, not once per run.
+    """
+    key = getattr(backing, 'identity', lambda: None)()
+    if key is not None and key in _INDEXES:
+        _INDEXES.move_to_end(key)
+        return _INDEXES[key]
+    entries = []
+    try:
+        with tarfile.open(fileobj=io.BufferedReader(_Reader(backing)), mode='r:') as tar:
+            for m in tar:
+                if m.isdir():
+                    kind = stat.S_IFDIR
+                elif m.isreg() and not m.issparse():
+                    kind = stat.S_IFREG
+                elif m.issym() or m.islnk():
+                    kind = stat.S_IFLNK if m.issym() else 0      # 0: hard link
+                else:
+                    continue                  # devices and FIFOs have no place here
+                entries.append((m.name, kind, m.mode & 0o7777, int(m.mtime), m.size,
+                                m.offset_data, m.linkname))
+    except (tarfile.TarError, OSError, EOFError) as e:
+        raise ImageError(f'{label} is not a readable tar image: {e}') from None
+    if key is not None:
+        _INDEXES[key] = entries
+        while len(_INDEXES) > _INDEXES_KEPT:
+            _INDEXES.popitem(last=False)
+    return entries
+
+
+def _clean(name: str) -> str | None:
+    """A member name as a relative path, or None for the root and names that climb out."""
+    path = posixpath.normpath('/' + name.lstrip('/'))
+    return None if path == '/' or '/../' in path + '/' else path.lstrip('/')
+
+
+class Image:
+    """The union of the mounted tar images: a tree of nodes under ``/``."""
+
+    def __init__(self) -> None:
+        self._ino = FIRST_INO
+        self.root = self._node('/', stat.S_IFDIR, 0o755, 0)
+
+    def _node(self, path: str, kind: int, perm: int, mtime: int, **kw) -> Node:
+        self._ino += 1
+        return Node(path, kind, perm, mtime, self._ino, **kw)
+
+    def _dir(self, path: str) -> Node:
+        """The directory at ``path``, made (with its parents) if missing or not a directory."""
+        node = self.root
+        for part in filter(None, path.split('/')):
+            child = node.children.get(part)
+            if child is None or not child.is_dir:
+                child = node.children[part] = self._node(
+                    posixpath.join(node.path, part), stat.S_IFDIR, 0o755, 0)
+                node._listing = None
+            node = child
+        return node
+
+    def mount(self, backing: Backing, mountpoint: str, label: str) -> None:
+        """Put the tar in ``backing`` under ``mountpoint``; ImageError if it is not a tar."""
+        top = posixpath.normpath('/' + mountpoint.lstrip('/'))
+        for name, kind, perm, mtime, size, offset, target in _index(backing, label):
+            rel = _clean(name)
+            if rel is None:
+                continue
+            path = posixpath.join(top, rel)
+            parent = self._dir(posixpath.dirname(path))
+            leaf = posixpath.basename(path)
+            if kind == stat.S_IFDIR:
+                self._dir(path).perm, self._dir(path).mtime = perm, mtime
+                continue
+            if kind == 0:                        # a hard link: the same data again
+                rel_target = _clean(target)
+                try:
+                    same = self.lookup(posixpath.join(top, rel_target or ''))
+                except SysError:
+                    continue
+                node = self._node(path, same.kind, same.perm, same.mtime, size=same.size,
+                                  backing=same.backing, offset=same.offset)
+            else:
+                node = self._node(path, kind, perm, mtime, size=size, backing=backing,
+                                  offset=offset, target=target)
+            parent.children[leaf] = node
+            parent._listing = None
+
+    def lookup(self, path: str) -> Node:
+        """The node at an absolute path, following symbolic links."""
+        parts = [p for p in path.split('/') if p]
+        node, links, i = self.root, 0, 0
+        while i < len(parts):
+            part = parts[i]
+            i += 1
+            if not node.is_dir:
+                raise SysError(errno.ENOTDIR)
+            if part == '.':
+                continue
+            if part == '..':
+                node = self.lookup(posixpath.dirname(node.path)) if node.path != '/' else node
+                continue
+            child = node.children.get(part)
+            if child is None:
+                raise SysError(errno.ENOENT)
+            if child.kind == stat.S_IFLNK:
+                links += 1
+                if links > MAX_LINKS:
+                    raise SysError(errno.ELOOP)
+                base = child.target if child.target.startswith('/') else \
+                    posixpath.join(node.path, child.target)
+                parts = [p for p in base.split('/') if p] + parts[i:]
+                node, i = self.root, 0
+                continue
+            node = child
+        return node
+
+
+def sys_getdents64(p, fd, dirp, count, *_):
+    f = _file(p, fd)
+    node = f.channel
+    if not isinstance(node, Node) or not node.is_dir:
+        raise SysError(errno.ENOTDIR)
+    entries = node.listing()
+    out = bytearray()
+    i = f.pos
+    while i < len(entries):
+        ino, dtype, name = entries[i]
+        reclen = (19 + len(name) + 1 + 7) & ~7
+        if len(out) + reclen > count:
+            break
+        out += struct.pack('<QqHB', ino, i + 1, reclen, dtype) + name.ljust(reclen - 19, b'\0')
+        i += 1
+    if not out and i < len(entries):
+        raise SysError(errno.EINVAL)
+    p.mem.write(dirp, bytes(out))
+    f.pos = i
+    return len(out)
+
+
+HANDLERS = {217: ('getdents64', sys_getdents64)}
