@@ -13,7 +13,8 @@
   the subprocess) and without (the program times its own ``main`` when given
   ``-t``); the emulated figure is a whole ``run()``;
 - syscall round trip: a loop of raw ``getpid`` syscalls, (t(N) - t(0)) / N,
-  medians, emulated (reused machine) and native.
+  medians, emulated (reused machine) and native; and the same for ZeroVM trap
+  calls (``zvm_pwrite`` of 0 bytes through the stub at 0x10000).
 
 Usage: ``python bench/sandbox.py [--quick]``.
 """
@@ -45,6 +46,8 @@ from zvm_core.elf import load_program  # noqa: E402
 from zvm_core.executor import Limits, Machine, run  # noqa: E402
 from zvm_core.report import Report  # noqa: E402
 from zvm_core.validator import Policy, default_cache, validate  # noqa: E402
+
+SDK = Path(__file__).resolve().parent.parent / 'zvm_core' / 'sdk'
 
 
 def std_channels(stdin: bytes | Path = b'', stdout: Path | None = None) -> list[Channel]:
@@ -235,23 +238,34 @@ def emulated_vs_native(tmp: Path, wc_size: int, sort_size: int, reps: int) -> No
 
 # -- syscall round trip --------------------------------------------------------
 
-def syscall_round_trip(tmp: Path, n: int, reps: int) -> None:
-    prog = common.build('getpid')
+def per_call(prog: Path, name: str, tmp: Path, n: int, reps: int
+             ) -> tuple[list[float], list[float], int]:
+    """t(0) and t(n) of ``prog`` on two template machines (argv[1] = calls), and
+    the system calls the t(n) run made."""
     null = tmp / 'empty'
     null.write_bytes(b'')
-    out = tmp / 'getpid.out'
+    out = tmp / f'{name}.out'
     m0, m1 = machine(prog), machine(prog)
     t0s, t1s, syscalls = [], [], 0
     for _ in range(reps + 1):                 # the first round translates the code
-        a, _ = emulated(m0, ['getpid', '0'], null, out)
-        b, rep = emulated(m1, ['getpid', str(n)], null, out)
+        a, _ = emulated(m0, [name, '0'], null, out)
+        b, rep = emulated(m1, [name, str(n)], null, out)
         syscalls = rep.accounting.syscalls
         t0s.append(a)
         t1s.append(b)
     m0.close()
     m1.close()
-    t0s, t1s = t0s[1:], t1s[1:]
+    return t0s[1:], t1s[1:], syscalls
+
+
+def syscall_round_trip(tmp: Path, n: int, reps: int) -> None:
+    prog = common.build('getpid')
+    null, out = tmp / 'empty', tmp / 'getpid.out'
+    t0s, t1s, syscalls = per_call(prog, 'getpid', tmp, n, reps)
     emu = (p50(t1s) - p50(t0s)) / n
+    trap0, trap1, _ = per_call(common.build('trap', flags=('-O2', f'-I{SDK}')), 'trap', tmp,
+                               n, reps)
+    trap = (p50(trap1) - p50(trap0)) / n
     nn = n * 20
     nat0 = [native(prog, null, out, ('0',))[0] for _ in range(reps)]
     nat1 = [native(prog, null, out, (str(nn),))[0] for _ in range(reps)]
@@ -260,6 +274,8 @@ def syscall_round_trip(tmp: Path, n: int, reps: int) -> None:
           ['where', 'N', 't(0) p50', 't(N) p50', 'per call', 'ratio'],
           [['emulated (template machine)', f'{n:,}', ms(p50(t0s)), ms(p50(t1s)), us(emu),
             ratio(emu, nat)],
+           ['emulated ZeroVM trap (zvm_pwrite, 0 bytes)', f'{n:,}', ms(p50(trap0)),
+            ms(p50(trap1)), us(trap), ratio(trap, nat)],
            ['native process', f'{nn:,}', ms(p50(nat0)), ms(p50(nat1)), us(nat), '1.00x']],
           note=f'syscalls counted in the emulated t(N) run: {syscalls:,}; '
                'goal (issue 2): emulated <= 10 µs')

@@ -33,6 +33,14 @@ temporary directory (``$TMPDIR``; the 32 most recently used), so a program
 arrives at the same path each time and the workers reuse its template
 machine (validated and translated once).
 
+System images (``zerovm_sysimage_devices``, ``zvm_core.sysimages``) are tars
+on this server's disk known by name, such as the python3 and lua images of
+``zvm-interpreters build``.  A node's device of that name is the tar,
+mounted read-only at ``/`` (the job's own ``image`` is mounted after them, so
+its files win); a program ``file://<name>:<path>`` is that file of the image
+(the proxy sends no program for it), taken out once into a content-addressed
+cache.  A name the proxy knows but this server does not is a ``400``.
+
 Every other request passes through untouched.  Object servers have no
 authentication: the proxy filter authorises every object a job reads or
 writes before it sends anything here, so object-server ports must stay on
@@ -58,6 +66,8 @@ Configuration (``object-server.conf``)::
     # and largest written channel, bytes
     zerovm_maxinput = 1073741824
     zerovm_maxoutput = 1073741824
+    # system images: name path name path ... (the proxy lists the same names)
+    zerovm_sysimage_devices = python3 /var/lib/zerocloud/python3.tar lua /var/lib/zerocloud/lua.tar
 
 ``devices`` and ``mount_check`` (usually from ``[DEFAULT]``) say where the
 disks are and whether they must be mount points (as for the object server);
@@ -402,7 +412,8 @@ class ObjectExecMiddleware:
             if reader is None:
                 raise HTTPBadRequest(body=f'bad execute request: device {name} reads the '
                                           f'local object but {wire.ACCESS} is not GET\n')
-            return ChannelSpec(alias, reader._fp.fileno(), READ, random=random), None
+            return ChannelSpec(alias, reader._fp.fileno(), READ, random=random,
+                               mount='/' if name == 'image' else None), None
         member = files.get(wire.DEV_PREFIX + name)
         f = open(member or os.devnull, 'rb')
         opened.append(f)

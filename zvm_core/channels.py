@@ -102,6 +102,10 @@ class Backing:
         """MD5 of the whole content, for random writes the stream hash cannot follow."""
         return None
 
+    def identity(self) -> tuple | None:
+        """What names this content on the host (device, inode, size, mtime), for caches."""
+        return None
+
     def ready(self, write: bool, deadline: float) -> bool:
         """Wait until I/O would not block, or until ``deadline`` (False)."""
         return True
@@ -135,7 +139,6 @@ class FdBacking(Backing):
         return os.fstat(self.fd).st_size if self.seekable else 0
 
     def identity(self) -> tuple | None:
-        """What names this content on the host (device, inode, size, mtime), for caches."""
         if not self.seekable:
             return None
         st = os.fstat(self.fd)

@@ -157,3 +157,43 @@ def test_python_script_post_with_a_shebang(swift_cluster: DevCluster, conn: Conn
     resp = post(conn, script, 'text/x-python')
     assert resp.status_code == 200, resp.text
     assert resp.content == b"args []\n"
+
+
+def test_a_missing_file_of_a_system_image_is_a_clear_error(swift_cluster: DevCluster,
+                                                          conn: Connection) -> None:
+    resp = post(conn, [{'name': 'x', 'exec': {'path': 'file://python3:bin/python9'},
+                        'devices': [{'name': 'stdout'}]}])
+    assert resp.status_code == 400, resp.text
+    assert 'system image python3 has no file bin/python9 on this server' in resp.text
+    resp = post(conn, [{'name': 'x', 'exec': {'path': 'file://perl:perl'},
+                        'devices': [{'name': 'stdout'}]}])
+    assert resp.status_code == 400 and 'unknown image "perl"' in resp.text, resp.text
+
+
+def test_python_map_reduce_word_count(swift_cluster: DevCluster, conn: Connection,
+                                      make_container) -> None:
+    """examples/python-wordcount: a mapper per book where it is stored, two reducers."""
+    import collections
+    import re
+    import zlib
+    from pathlib import Path
+    src = Path(__file__).resolve().parents[2] / 'examples' / 'python-wordcount'
+    container = make_container('wc')
+    books = [(' '.join(['swift', 'object', 'node', 'ring', 'Proxy'][(i * j) % 5]
+                       for j in range(300 + i)) + '\n').encode() for i in range(3)]
+    for i, book in enumerate(books):
+        conn.put_object(container, f'books/{i}.txt', book)
+    conn.put_object(container, 'wordcount.tar', tar_of(
+        {'mapper.py': (src / 'mapper.py').read_bytes(),
+         'reducer.py': (src / 'reducer.py').read_bytes()}))
+    job = (src / 'job.json').read_text().replace('swift://~/demo/', f'swift://~/{container}/')
+    resp = post(conn, job)
+    assert resp.status_code == 200, resp.text
+    assert resp.headers['X-Nexe-Status'].split(',') == ['ok'] * 5, resp.headers
+    assert resp.headers['X-Nexe-Retcode'].split(',') == ['0'] * 5, resp.headers
+    totals = collections.Counter(w for b in books
+                                 for w in re.findall(r"[a-z0-9']+", b.decode().lower()))
+    for r in (1, 2):
+        expected = ''.join(f'{w} {n}\n' for w, n in sorted(totals.items())
+                           if zlib.crc32(w.encode()) % 2 == r - 1).encode()
+        assert conn.get_object(container, f'counts/reducer-{r}.txt')[1] == expected

@@ -223,8 +223,8 @@ def test_missing_program_or_data_is_a_404_naming_it(
     ('[{"name": "x", "exec": {"path": "swift://~/c/p"}, "count": 2, '
      '"devices": [{"name": "stdout", "path": "swift://~/c/out"}]}]', 400,
      'Single path swift://AUTH_test/c/out for multiple node definition'),
-    ('[{"name": "x", "exec": {"path": "file://python3:bin/python"}}]', 400,
-     'unknown image "python3"'),
+    ('[{"name": "x", "exec": {"path": "file://cobol:bin/cobol"}}]', 400,
+     'unknown image "cobol"'),
     ('[{"name": "x", "exec": {"path": "bin/sh"}}]', 400, 'only swift:// programs'),
     ('[{"name": "x", "exec": {"path": "swift://~/c/p"}, '
      '"devices": [{"name": "input", "path": "swift://~/c"}]}]', 400, 'reading a container'),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import random
 import subprocess
 import sys
@@ -607,3 +608,42 @@ def test_sysimage_configuration_is_checked(tmp_path):
         images.program('gone', 'x')
     with pytest.raises(si.SysImageError, match='has no file bin'):
         images.program('t', 'bin')
+
+
+# -- the examples ------------------------------------------------------------------
+
+EXAMPLES = Path(__file__).resolve().parents[2] / 'examples'
+
+
+def test_example_python_csv(sysimages, zvm, tmp_path):
+    src = EXAMPLES / 'python-csv'
+    data = subprocess.run([sys.executable, str(src / 'make_data.py'), '300000'],
+                          capture_output=True, check=True).stdout
+    (tmp_path / 'sales.csv').write_bytes(data)
+    expected = subprocess.run([sys.executable, str(src / 'agg.py'), 'region', 'qty', 'revenue',
+                               '--file', str(tmp_path / 'sales.csv')],
+                              capture_output=True, check=True).stdout
+    assert expected.startswith(b'region,rows,qty,revenue\ncentral,')
+    image = tmp_path / 'agg.tar'
+    image.write_bytes(make_tar({'agg.py': (src / 'agg.py').read_bytes()}))
+    run = zvm.run('file://python3:python3', '/agg.py', 'region', 'qty', 'revenue', input=data,
+                  opts=['--image', str(image)])
+    assert_ok(run)
+    assert run.stdout == expected
+    bad = zvm.run('file://python3:python3', '/agg.py', 'nope', input=data,
+                  opts=['--image', str(image)])
+    assert bad.report['retcode'] == 1
+    assert bad.stderr.startswith(b"agg.py: no column nope in ['region', 'product', ")
+    job = json.loads((src / 'job.json').read_text())
+    assert job[0]['exec']['path'] == 'file://python3:python3'
+
+
+def test_example_lua_filter(sysimages, zvm, tmp_path):
+    src = EXAMPLES / 'lua-filter'
+    image = tmp_path / 'filter.tar'
+    image.write_bytes(make_tar({'filter.lua': (src / 'filter.lua').read_bytes()}))
+    run = zvm.run('file://lua:lua', '/filter.lua', '400', stdin=(src / 'access.log').read_bytes(),
+                  opts=['--image', str(image)])
+    assert_ok(run)
+    assert run.stdout == b'404\t2\n500\t1\nunparsed\t1\n'
+    assert json.loads((src / 'job.json').read_text())[0]['exec']['path'] == 'file://lua:lua'

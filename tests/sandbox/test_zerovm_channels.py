@@ -27,9 +27,8 @@ def test_sequential_read_only(trapper):
     """The offset is ignored; a quota that the data exactly fills answers the read
     that would have seen the end with -EDQUOT, not 0 (the EOF counts)."""
     ch = 'Channel = {d}/data, /dev/input, 0, 0, 100, 10, 0, 0'
-    out = run(trapper, ch, ['r:/dev/input:4:0', 'r:/dev/input:4:999',
-                                      'r:/dev/input:4:0', 'r:/dev/input:4:0'],
-              {'data': DATA})
+    out = run(trapper, ch, ['r:/dev/input:4:0', 'r:/dev/input:4:999', 'r:/dev/input:4:0',
+                            'r:/dev/input:4:0'], {'data': DATA})
     assert out == ['r /dev/input 4 0 = 4 0123', 'r /dev/input 4 999 = 4 4567',
                    'r /dev/input 4 0 = 2 89', f'r /dev/input 4 0 = {EDQUOT}']
 
@@ -64,7 +63,7 @@ def test_sequential_write_only(trapper):
     answers -EINVAL, as ZeroVM's did (its put position is past the limit)."""
     ch = 'Channel = {d}/out, /dev/output, 0, 0, 0, 0, 3, 8'
     s, out = trapper(['w:/dev/output:abcde:0', 'w:/dev/output:fghij:77',
-                                         'w:/dev/output:k:0', 'r:/dev/output:1:0'], ch + '\n')
+                      'w:/dev/output:k:0', 'r:/dev/output:1:0'], ch + '\n')
     assert out == ['w /dev/output 5 0 = 5', 'w /dev/output 5 77 = 3',
                    f'w /dev/output 1 0 = {EINVAL}', f'r /dev/output 1 0 = {EDQUOT}']
     assert s.read('out') == b'abcdefgh'
@@ -80,20 +79,23 @@ def test_write_calls_quota(trapper):
 
 def test_random_write_only(trapper):
     ch = 'Channel = {d}/out, /dev/output, 3, 0, 0, 0, 10, 20'
-    s, out = trapper(['w:/dev/output:xyz:5', 'w:/dev/output:ab:0',
-                                         'w:/dev/output:q:20', 'm'], ch + '\n',
-                     files={'out': b'old content that goes'})
-    assert out[:3] == ['w /dev/output 3 5 = 3', 'w /dev/output 2 0 = 2',
-                       f'w /dev/output 1 20 = {EINVAL}']     # past put_size, not readable
+    s, out = trapper(['w:/dev/output:xyz:5', 'w:/dev/output:ab:0', 'w:/dev/output:q:20',
+                      'w:/dev/output:0123456789abcdefghij:0', 'w:/dev/output:z:0', 'm'],
+                     ch + '\n', files={'out': b'old content that goes'})
+    assert out[:5] == ['w /dev/output 3 5 = 3', 'w /dev/output 2 0 = 2',
+                       f'w /dev/output 1 20 = {EINVAL}',     # past put_size, not readable
+                       'w /dev/output 20 0 = 15',            # clipped to what is left
+                       f'w /dev/output 1 0 = {EDQUOT}']      # nothing left
     assert 'c 4 /dev/output 3 0 0 0 10 20' in out            # truncated when opened
-    assert s.read('out') == b'ab\0\0\0xyz'                    # cut back to what was written
+    assert s.read('out') == b'0123456789abcde'               # cut back to what was written
 
 
 def test_random_read_write(trapper):
     ch = 'Channel = {d}/data, /dev/data, 3, 0, 10, 100, 10, 100'
-    s, out = trapper(['r:/dev/data:4:2', 'w:/dev/data:AB:4',
-                                         'r:/dev/data:6:0'], ch + '\n', files={'data': DATA})
-    assert out == ['r /dev/data 4 2 = 4 2345', 'w /dev/data 2 4 = 2', 'r /dev/data 6 0 = 6 0123AB']
+    s, out = trapper(['r:/dev/data:4:2', 'w:/dev/data:AB:4', 'r:/dev/data:6:0'], ch + '\n',
+                     files={'data': DATA})
+    assert out == ['r /dev/data 4 2 = 4 2345', 'w /dev/data 2 4 = 2',
+                   'r /dev/data 6 0 = 6 0123AB']
     assert s.read('data') == b'0123AB6789'                    # an existing file is kept
 
 
@@ -116,8 +118,8 @@ def test_appendable_cdr(trapper):
 def test_character_devices(trapper):
     chans = ('Channel = /dev/null, /dev/empty, 3, 0, 10, 100, 0, 0\n'
              'Channel = /dev/null, /dev/sink, 0, 0, 0, 0, 10, 100\n')
-    s, out = trapper(['r:/dev/empty:4:0', 'r:/dev/empty:4:0',
-                                         'w:/dev/sink:gone:0', 'm'], chans)
+    s, out = trapper(['r:/dev/empty:4:0', 'r:/dev/empty:4:0', 'w:/dev/sink:gone:0', 'm'],
+                     chans)
     assert out[:3] == ['r /dev/empty 4 0 = 0', 'r /dev/empty 4 0 = 0', 'w /dev/sink 4 0 = 4']
     assert 'c 3 /dev/empty 3 0 10 100 0 0' in out     # as declared; sequential: size 0
 

@@ -91,6 +91,20 @@ def test_object_confs_are_the_sample_plus_site_values(configured: DevCluster) ->
         assert extra == ('# all objects\n# object1\n' if i == 1 else '# all objects\n')
 
 
+def test_system_images_reach_the_proxy_and_object_servers(tmp_path: Path) -> None:
+    cluster = DevCluster(tmp_path, port_base=20000,
+                         sysimages={'python3': '/srv/images/python3.tar', 'lua': '/srv/lua.tar'})
+    cluster.configure()
+    for name in ('proxy', 'object0', 'object2'):
+        conf = readconf(str(cluster.conf_dir(cluster.server(name))))
+        assert conf['filter:zerocloud']['zerovm_sysimage_devices'] == \
+            'python3 /srv/images/python3.tar lua /srv/lua.tar'
+    none = DevCluster(tmp_path / 'none', port_base=20010, sysimages={})
+    none.configure()
+    conf = readconf(str(none.conf_dir(none.server('proxy'))))
+    assert 'zerovm_sysimage_devices' not in conf['filter:zerocloud']
+
+
 def test_account_and_container_share_a_device(configured: DevCluster) -> None:
     for name in ('account', 'container'):
         server = configured.server(name)

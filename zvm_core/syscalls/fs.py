@@ -116,7 +116,7 @@ def _index(backing: Backing, label: str) -> list[tuple]:
     Indexes of host files are kept (by device, inode, size and mtime): a big
     image is indexed once per process, not once per run.
     """
-    key = getattr(backing, 'identity', lambda: None)()
+    key = backing.identity()
     if key is not None and key in _INDEXES:
         _INDEXES.move_to_end(key)
         return _INDEXES[key]
@@ -183,7 +183,8 @@ class Image:
             parent = self._dir(posixpath.dirname(path))
             leaf = posixpath.basename(path)
             if kind == stat.S_IFDIR:
-                self._dir(path).perm, self._dir(path).mtime = perm, mtime
+                d = self._dir(path)
+                d.perm, d.mtime = perm, mtime
                 continue
             if kind == 0:                        # a hard link: the same data again
                 rel_target = _clean(target)
