@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from sandbox.manifests import NVRAM_CHANNEL, SDK, STD_CHANNELS
 
 REPO = Path(__file__).resolve().parent.parent
 PROGRAMS = REPO / 'tests' / 'programs'
@@ -207,7 +208,6 @@ def etag():
     return md5
 
 
-SDK = REPO / 'zvm_core' / 'sdk'
 
 
 @pytest.fixture(scope='session')
@@ -217,11 +217,6 @@ def zvm_guest():
     tag = hashlib.sha256((SDK / 'zvm.h').read_bytes()).hexdigest()[:12]
     return lambda name, cc='musl-gcc': build_guest(name, cc, ('-O2', f'-I{SDK}',
                                                              f'-DZVM_H_{tag}'))
-
-
-STD_CHANNELS = ('Channel = {d}/stdin, /dev/stdin, 0, 0, 1000, 1000000, 0, 0\n'
-                'Channel = {d}/stdout, /dev/stdout, 0, 0, 0, 0, 1000, 1000000\n'
-                'Channel = {d}/stderr, /dev/stderr, 0, 0, 0, 0, 1000, 1000000\n')
 
 
 @dataclass(repr=False)
@@ -322,9 +317,6 @@ def sysimages() -> SysImages:
     except interpreters.BuildError as e:
         pytest.fail(f'building the system images failed: {e}', pytrace=False)
     return SysImages(directory, images)
-
-
-NVRAM_CHANNEL = 'Channel = {d}/nvram, /dev/nvram, 3, 0, 10, 100000, 0, 0\n'
 
 
 @pytest.fixture(scope='session')

@@ -9,7 +9,8 @@ import io
 import tarfile
 
 import pytest
-from conftest import NVRAM_CHANNEL, STD_CHANNELS
+
+from .manifests import NVRAM_CHANNEL, STD_CHANNELS
 
 MTIME = 1_600_000_000
 IMAGE_CHANNEL = 'Channel = {d}/image.tar, /dev/image, 3, 0, 100, 100000000, 0, 0\n'

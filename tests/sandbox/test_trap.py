@@ -8,12 +8,13 @@ import hashlib
 import random
 
 import pytest
-from conftest import STD_CHANNELS
 
 from zvm_core.channels import READ, WRITE, Channel, MemoryBacking
 from zvm_core.elf import load_program
 from zvm_core.executor import Limits, Machine
 from zvm_core.validator import validate
+
+from .manifests import STD_CHANNELS
 
 
 def test_copy_with_the_zerovm_api(zerovm, zvm_guest):

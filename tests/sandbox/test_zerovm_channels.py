@@ -10,10 +10,11 @@ import os
 import threading
 
 import pytest
-from conftest import STD_CHANNELS
 
 from zvm_core.channels import ChannelSetupError, zerovm_channel
 from zvm_core.manifest import ChannelDecl
+
+from .manifests import STD_CHANNELS
 
 DATA = b'0123456789'
 EDQUOT, EINVAL, EFAULT = -errno.EDQUOT, -errno.EINVAL, -errno.EFAULT

@@ -10,7 +10,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import REPO, SDK, STD_CHANNELS
+
+from .manifests import REPO, SDK, STD_CHANNELS
 
 EXAMPLES = REPO / 'examples' / 'zvm-api'
 
