@@ -239,6 +239,11 @@ def _tool(name: str, package: str) -> str:
     return path
 
 
+def _strip_identity() -> str:
+    return _run([_tool('strip', 'binutils'), '--version'], 'strip --version',
+                text=True).stdout
+
+
 def _compiler_identity(cc: str) -> str:
     out = _run([cc, '--version'], f'{cc} --version', text=True).stdout
     ident = [shutil.which(cc) or cc, out]
@@ -257,7 +262,7 @@ def _compiler_identity(cc: str) -> str:
 
 def _key(parts: Iterable[str]) -> str:
     h = hashlib.sha256()
-    for part in parts:
+    for part in [*parts, _strip_identity()]:
         h.update(part.encode())
         h.update(b'\0')
     return h.hexdigest()
@@ -441,7 +446,7 @@ def _lupa_sdist(explicit: Path | None, log: Callable[[str], None]) -> Path:
     return cache / LUPA_SDIST
 
 
-def _lua_inputs(cc: str, sdist: Path) -> str:
+def _lua_inputs(cc: str) -> str:
     return _key(['lua', str(BUILDER_VERSION), LUPA_SHA256, *LUA_CFLAGS, _compiler_identity(cc),
                  str(source_date_epoch())])
 
@@ -530,12 +535,11 @@ def _build_locked(directory: Path, only: list[str], force: bool, lua_sdist: Path
         else:
             cc = _tool('musl-gcc', 'musl-tools')
             sdist = _lupa_sdist(lua_sdist, log)
-            key = _lua_inputs(cc, sdist)
+            key = _lua_inputs(cc)
         old = images.get(name)
         if not force and old is not None and old.key == key and _intact(directory, old):
             log(f'{name}: up to date ({time.monotonic() - t:.1f} s)')
             continue
-        _tool('strip', 'binutils')
         with tempfile.TemporaryDirectory(prefix=f'.{name}-', dir=directory) as tmp:
             work, out = Path(tmp) / 'work', Path(tmp) / 'out'
             work.mkdir()

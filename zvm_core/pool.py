@@ -11,6 +11,11 @@ Usable from plain Python and from eventlet code: the socket, ``select`` and
 locks used here are the ones eventlet monkey-patches, so a waiting caller
 does not block the hub.
 
+A channel with a ``mount`` point is a tar image: the worker mounts it
+read-only at that path (``zvm_core.syscalls.fs``; in request order, so a
+later image wins where paths meet), which is how interpreters get their
+libraries (``zvm_core.sysimages``).  A worker indexes each image file once.
+
 Admission is bounded: ``size`` requests run at once, ``queue`` more may
 wait, and any further request gets :class:`PoolBusy` at once.  A worker that
 dies or overruns its time is replaced and its request ends with status
