@@ -185,7 +185,8 @@ def _file_md5(fd: int, end: int | None = None) -> str | None:
     return h.hexdigest()
 
 
-def _clip(bufs: list[memoryview], limit: int) -> list[memoryview]:
+def clip(bufs: list[memoryview], limit: int) -> list[memoryview]:
+    """The first ``limit`` bytes of a scatter/gather list."""
     out = []
     for buf in bufs:
         if limit <= 0:
@@ -213,7 +214,7 @@ class FileBacking(FdBacking):
 
     def readinto(self, bufs: list[memoryview], offset: int | None) -> int:
         pos = self.cursor if offset is None else offset
-        bufs = _clip(bufs, self.end - pos)       # preallocated bytes past the end are not data
+        bufs = clip(bufs, self.end - pos)       # preallocated bytes past the end are not data
         n = os.preadv(self.fd, bufs, pos) if bufs else 0
         if offset is None:
             self.cursor = pos + n

@@ -15,7 +15,7 @@ import errno
 import os
 import struct
 
-from zvm_core.channels import READ, WRITE, Channel
+from zvm_core.channels import READ, WRITE, Channel, clip
 from zvm_core.memory import PROT_R, PROT_W
 from zvm_core.syscalls.errors import Stop, SysError
 
@@ -68,16 +68,6 @@ def _iovecs(p, iov: int, count: int, need: int) -> list[memoryview]:
             for base, size in struct.iter_unpack('<QQ', raw) if size]
 
 
-def _clip(bufs: list[memoryview], limit: int) -> list[memoryview]:
-    out = []
-    for buf in bufs:
-        if limit <= 0:
-            break
-        out.append(buf[:limit])
-        limit -= len(buf)
-    return out
-
-
 def _refused(p, ch: Channel, what: str) -> int:
     """ZeroVM answers EDQUOT; a guest that ignores it and tries again is stopped."""
     if ch.refused > 1:
@@ -105,8 +95,8 @@ def _read(p, f: OpenFile, bufs: list[memoryview], offset: int | None) -> int:
         return _refused(p, ch, 'read')
     if not ch.random:
         _ready(p, ch, False)
-        return ch.read(_clip(bufs, budget), None)
-    n = ch.read(_clip(bufs, budget), f.pos if offset is None else offset)
+        return ch.read(clip(bufs, budget), None)
+    n = ch.read(clip(bufs, budget), f.pos if offset is None else offset)
     if offset is None:
         f.pos += n
     return n
@@ -119,10 +109,10 @@ def _write(p, f: OpenFile, bufs: list[memoryview], offset: int | None) -> int:
         return _refused(p, ch, 'write')
     if not ch.random or ch.append:          # an appendable channel writes at its end
         _ready(p, ch, True)
-        return ch.write(_clip(bufs, budget), None)
+        return ch.write(clip(bufs, budget), None)
     if offset is None and f.append:
         f.pos = ch.size
-    n = ch.write(_clip(bufs, budget), f.pos if offset is None else offset)
+    n = ch.write(clip(bufs, budget), f.pos if offset is None else offset)
     if offset is None:
         f.pos += n
     return n
