@@ -9,19 +9,18 @@ the source, the compiler's ``--version`` and the flags (as the tests'
 from __future__ import annotations
 
 import atexit
-import functools
-import hashlib
 import os
 import random
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TypeVar
+
+from zvm_core.toolchain import BuildError, build_static
 
 REPO = Path(__file__).resolve().parent.parent
 PROGRAMS = REPO / 'bench' / 'programs'
@@ -34,34 +33,14 @@ WORDS = ('object', 'storage', 'swift', 'ring', 'proxy', 'replica', 'sandbox', 'n
 
 # -- guest programs ------------------------------------------------------------
 
-@functools.cache
-def _compiler_id(cc: str) -> str:
-    if shutil.which(cc) is None:
-        sys.exit(f'compiler {cc!r} not found (Debian: apt-get install musl-tools gcc)')
-    out = subprocess.run([cc, '--version'], capture_output=True, text=True, check=False)
-    return f'{shutil.which(cc)}\n{out.stdout}'
-
-
 def build(name: str | Path, cc: str = 'musl-gcc', flags: Iterable[str] = ('-O2',)) -> Path:
     """Path of ``bench/programs/<name>.c`` (or of the source ``name``, a Path, such as
     an example's) compiled with ``cc -static flags``."""
     src = name if isinstance(name, Path) else PROGRAMS / f'{name}.c'
-    name = src.stem
-    flags = list(flags)
-    key = hashlib.sha256('\0'.join([src.name, src.read_text(), _compiler_id(cc), *flags])
-                         .encode()).hexdigest()[:16]
-    out = BUILD / f'{name}-{Path(cc).name}-{key}'
-    if out.exists():
-        return out
-    BUILD.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f'.{out.name}.{os.getpid()}.tmp')
-    cmd = [cc, '-static', *flags, '-o', str(tmp), str(src)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        tmp.unlink(missing_ok=True)
-        sys.exit(f'building {src.name} failed: {" ".join(cmd)}\n{proc.stderr}')
-    os.replace(tmp, out)
-    return out
+    try:
+        return build_static(src, BUILD, cc, flags)
+    except BuildError as e:
+        sys.exit(str(e))
 
 
 def private_verdict_cache() -> Path:

@@ -14,11 +14,9 @@ same binary on the host with the same argv/env/stdin, as an oracle.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterable, Mapping
@@ -28,6 +26,8 @@ from pathlib import Path
 import pytest
 from sandbox.manifests import NVRAM_CHANNEL, SDK, STD_CHANNELS
 
+from zvm_core.toolchain import BuildError, build_static
+
 REPO = Path(__file__).resolve().parent.parent
 PROGRAMS = REPO / 'tests' / 'programs'
 BUILD = REPO / '.zvm-build' / 'programs'
@@ -35,45 +35,19 @@ CLI = [sys.executable, '-m', 'zvm_core.cli']
 RUN_TIMEOUT = 120          # seconds for one CLI subprocess; a hang fails the test
 
 
-@functools.cache
-def _compiler_id(cc: str) -> str:
-    if shutil.which(cc) is None:
-        hint = (' (Debian/Ubuntu: apt-get install musl-tools)' if 'musl' in cc
-                else ' (Debian/Ubuntu: apt-get install gcc libc6-dev)')
-        pytest.fail(f'compiler {cc!r} not found: install it to build the guest programs{hint}',
-                    pytrace=False)
-    out = subprocess.run([cc, '--version'], capture_output=True, text=True, check=False)
-    return f'{shutil.which(cc)}\n{out.stdout}'
-
-
 def build_guest(name: str | Path, cc: str = 'musl-gcc', flags: Iterable[str] = ('-O2',)
                 ) -> Path:
     if isinstance(name, Path):          # a source elsewhere, e.g. examples/mapreduce/mapper.c
-        candidates, name = [name], name.stem
+        candidates = [name]
     else:
         candidates = [PROGRAMS / f'{name}.c', PROGRAMS / f'{name}.S']
     sources = [p for p in candidates if p.exists()]
     if len(sources) != 1:
         pytest.fail(f'expected exactly one of {[str(p) for p in candidates]}', pytrace=False)
-    src = sources[0]
-    flags = list(flags)
-    if src.suffix == '.S':
-        flags.append('-nostdlib')
-    key = hashlib.sha256('\0'.join([src.name, src.read_text(), _compiler_id(cc), *flags])
-                         .encode()).hexdigest()[:16]
-    out = BUILD / f'{name}-{Path(cc).name}-{key}'
-    if out.exists():
-        return out
-    BUILD.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f'.{out.name}.{os.getpid()}.tmp')
-    cmd = [cc, '-static', *flags, '-o', str(tmp), str(src)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        tmp.unlink(missing_ok=True)
-        pytest.fail(f'building {src.name} failed: {" ".join(cmd)}\n{proc.stderr}',
-                    pytrace=False)
-    os.replace(tmp, out)
-    return out
+    try:
+        return build_static(sources[0], BUILD, cc, flags)
+    except BuildError as e:
+        pytest.fail(str(e), pytrace=False)
 
 
 @pytest.fixture(scope='session')

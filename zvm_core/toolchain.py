@@ -1,0 +1,56 @@
+"""Building guest programs: ``cc -static`` into a content-addressed cache.
+
+The test suite and the benchmarks compile the C (and assembly) programs they
+run in the sandbox with this.  The cache key covers the source, the
+compiler's identity and the flags, and a build takes its final name with an
+atomic rename, so builders running in parallel never see a half-written
+program.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import shutil
+import subprocess
+from collections.abc import Iterable
+from pathlib import Path
+
+
+class BuildError(RuntimeError):
+    """The program could not be built; the message says why."""
+
+
+@functools.cache
+def compiler_id(cc: str) -> str:
+    """Where ``cc`` is and what version it says it is (part of the cache key)."""
+    if shutil.which(cc) is None:
+        hint = ('apt-get install musl-tools' if 'musl' in cc
+                else 'apt-get install gcc libc6-dev')
+        raise BuildError(f'compiler {cc!r} not found: install it to build guest programs '
+                         f'(Debian/Ubuntu: {hint})')
+    out = subprocess.run([cc, '--version'], capture_output=True, text=True, check=False)
+    return f'{shutil.which(cc)}\n{out.stdout}'
+
+
+def build_static(src: Path, build_dir: Path, cc: str = 'musl-gcc',
+                 flags: Iterable[str] = ('-O2',)) -> Path:
+    """``src`` compiled with ``cc -static flags`` (assembly: also ``-nostdlib``)."""
+    flags = list(flags)
+    if src.suffix == '.S':
+        flags.append('-nostdlib')
+    key = hashlib.sha256('\0'.join([src.name, src.read_text(), compiler_id(cc), *flags])
+                         .encode()).hexdigest()[:16]
+    out = build_dir / f'{src.stem}-{Path(cc).name}-{key}'
+    if out.exists():
+        return out
+    build_dir.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f'.{out.name}.{os.getpid()}.tmp')
+    cmd = [cc, '-static', *flags, '-o', str(tmp), str(src)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        tmp.unlink(missing_ok=True)
+        raise BuildError(f'building {src.name} failed: {" ".join(cmd)}\n{proc.stderr}')
+    os.replace(tmp, out)
+    return out
