@@ -26,7 +26,7 @@ from unicorn import unicorn_const as ucc
 from unicorn.x86_const import UC_X86_REG_RIP, UC_X86_REG_RSP
 
 from zvm_core import guard as zguard
-from zvm_core import trap
+from zvm_core import snapshot, trap
 from zvm_core.channels import READ, WRITE, Channel, standard_order
 from zvm_core.elf import PF_R, PF_W, PF_X, ElfError, Program, load_program
 from zvm_core.memory import (
@@ -132,21 +132,21 @@ class Machine:
     uid = UID
 
     def __init__(self, program: Program, verdict: Verdict, limits: Limits,
-                 policy: Policy = Policy()) -> None:
+                 policy: Policy = Policy(), *, snapshots: bool = False) -> None:
         self.program, self.limits = program, limits
         self.memory_limit = limits.memory
         self.uc = Uc(UC_ARCH_X86, UC_MODE_64)
         self.uc.ctl_set_tcg_buffer_size(TCG_BUFFER)
         self.mem = AddressSpace(self.uc)
         image = 0
-        self._pristine: list[tuple[Region, bytes]] = []   # data segments, as loaded
+        self.pristine: list[tuple[Region, bytes]] = []   # data segments, as loaded
         for seg in program.segments:
             start, end = page_down(seg.vaddr), page_up(seg.vaddr + seg.memsz)
             region = self.mem.map(start, end - start, _uc_prot(seg.flags))
             off = seg.vaddr - start
             region.view[off:off + len(seg.data)] = seg.data
             if not seg.flags & PF_X:
-                self._pristine.append((region, bytes(region.view)))
+                self.pristine.append((region, bytes(region.view)))
             image += end - start
         self.image_size = image
         heap_start = page_up(program.image_end())
@@ -173,9 +173,12 @@ class Machine:
         self.trap_channels: list[Channel] = []      # ZeroVM order: trap descriptors
         self.fds: dict[int, OpenFile] = {}
         self.image: Image | None = None
+        self.recorder: snapshot.Recorder | None = None
+        self.snapshots = snapshot.Snapshots() if snapshots else None
         self._context = self.uc.context_save()
         self.runs = 0
         self.dirty = False
+        self.start = 'entry'        # or 'recorded' / 'resumed' (zvm_core.snapshot)
 
     # -- hooks -----------------------------------------------------------------
 
@@ -184,6 +187,8 @@ class Machine:
         nr = a[0]
         entry = DISPATCH.get(nr)
         try:
+            if self.recorder is not None and nr in trap.HANDLERS:
+                self.recorder.cut()
             if entry is None:
                 self.unknown[syscall_name(nr)] += 1
                 ret = -errno.ENOSYS
@@ -193,6 +198,9 @@ class Machine:
             ret = -e.errno
         except GuestFault:
             ret = -errno.EFAULT
+        except snapshot.Cut:
+            self._cut()
+            return self._on_syscall()
         except Stop as s:
             self.outcome = s.with_traceback(None)    # frames would keep this machine alive
             return 1
@@ -206,6 +214,10 @@ class Machine:
         return 0
 
     def _on_mem_invalid(self, uc, access, address, size, value, _data) -> bool:
+        if self.recorder is not None and access == ucc.UC_MEM_READ_PROT and \
+                MANIFEST_PAGE <= address < STACK_TOP - STACK_SIZE:
+            self.manifest_read = True       # not a fault: run() starts over unrecorded
+            return False
         if access == ucc.UC_MEM_WRITE_PROT and MANIFEST_PAGE <= address < STACK_TOP - STACK_SIZE:
             self.fault = (f'stack overflow: write at {address:#x}, below the {STACK_SIZE >> 20} '
                           'MiB stack (into the read-only user manifest)')
@@ -272,7 +284,7 @@ class Machine:
         self.uc.context_restore(self._context)
         self.mem.reset_protections()
         self.jail.reset()
-        for region, data in self._pristine:
+        for region, data in self.pristine:
             region.view[:] = data
         self.arena.reset()
         self.mem.zero(self.stack.start, self.stack.end)
@@ -290,6 +302,7 @@ class Machine:
         end as the etag ``/dev/memory``.
         """
         start = time.perf_counter()
+        channels = list(channels)
         if limits is not None:
             self.limits = Limits(self.memory_limit, limits.fuel, limits.timeout)
         if self.dirty:
@@ -316,21 +329,29 @@ class Machine:
         if self._user_manifest_size > len(data):       # what a longer one left behind
             view[len(data):self._user_manifest_size] = bytes(self._user_manifest_size - len(data))
         self._user_manifest_size = len(data)
-        sp = self._initial_stack([a.encode() for a in argv],
-                                 [f'{k}={v}'.encode() for k, v in env.items()],
-                                 SeededStream(seed, b'AT_RANDOM').take(16))
+        argv_b = [a.encode() for a in argv]
+        envp_b = [f'{k}={v}'.encode() for k, v in env.items()]
+        sp = self._initial_stack(argv_b, envp_b, SeededStream(seed, b'AT_RANDOM').take(16))
         self.uc.reg_write(UC_X86_REG_RSP, sp)
         self.guard.arm(self.limits.fuel)
-        self.timed_out = False
+        self.timed_out = self.manifest_read = False
         self.deadline = time.monotonic() + self.limits.timeout
         error = None
         WATCHDOG.arm(self)
         try:
-            self.uc.emu_start(self.program.entry, 0)
+            begin = self._begin((argv_b, envp_b, seed, epoch))
+            if begin is not None:
+                self.uc.emu_start(begin, 0)
         except UcError as e:
             error = e
         finally:
             WATCHDOG.disarm(self)
+            if self.recorder is not None:       # it ended before reaching a channel
+                self._stop_recording()
+        if self.manifest_read:
+            self.snapshots = None
+            return self.run(channels, argv, env, seed, epoch, limits, image=image,
+                            memory_etag=memory_etag)
         wall = time.perf_counter() - start
         report = self._classify(error)
         report.accounting = self._accounting(wall)
@@ -339,6 +360,42 @@ class Machine:
         if memory_etag:
             report.etags[MEMORY_ETAG] = self._memory_digest()
         return report
+
+    def _begin(self, inputs: tuple) -> int | None:
+        """Where the guest starts: its entry point (recording its prefix if this
+        machine keeps snapshots) or, from a snapshot of this prefix, past the
+        pending call (None when that call ended the run)."""
+        self.start = 'entry'
+        if self.snapshots is None:
+            return self.program.entry
+        self._key = hashlib.sha256(repr((*inputs, sorted(
+            (fd, f.channel.alias, f.access) for fd, f in self.fds.items()))).encode()).digest()
+        snap = self.snapshots.find(self._key, self)
+        if snap is None:
+            self.recorder = snapshot.Recorder()
+            self.mem.protect(MANIFEST_PAGE, STACK_TOP - STACK_SIZE, 0)
+            return self.program.entry
+        if snap.fuel_used > self.limits.fuel:   # the budget ends inside the prefix
+            return self.program.entry
+        snap.restore(self)
+        self.start = 'resumed'
+        if self._on_syscall():
+            return None
+        snapshot.resume_rax(self)
+        return snap.resume_at
+
+    def _stop_recording(self) -> snapshot.Recorder:
+        recorder, self.recorder = self.recorder, None
+        self.mem.protect(MANIFEST_PAGE, STACK_TOP - STACK_SIZE, PROT_R)
+        return recorder
+
+    def _cut(self) -> None:
+        """The first channel access of a recording run: keep its state if worth it."""
+        recorder = self._stop_recording()
+        if self.guard.state.used >= snapshot.MIN_PREFIX:
+            self.snapshots.keep(self._key, snapshot.capture(self, recorder))
+            self.start = 'recorded'
+
 
     def _memory_digest(self) -> str:
         """MD5 of every guest-readable byte in address order (ZeroVM's memory etag).

@@ -152,6 +152,10 @@ class AddressSpace:
             else:
                 self._prot[page] = prot
 
+    def overrides(self) -> dict[int, int]:
+        """Pages whose protection ``protect`` changed, with that protection."""
+        return dict(self._prot)
+
     def reset_protections(self) -> None:
         """Undo every ``protect`` (region permissions are as mapped again)."""
         run_start = run_end = None

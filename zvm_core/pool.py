@@ -134,14 +134,14 @@ class Templates:
             verdict = validate(program, policy, default_cache())
             if not verdict.ok:
                 return None, verdict
-            machine = Machine(program, verdict, Limits(memory=memory), policy)
+            machine = Machine(program, verdict, Limits(memory=memory), policy, snapshots=True)
             machine.verdict = verdict
         self._machines[key] = machine
         self._evict()
         return machine, machine.verdict
 
     def _cost(self, machine) -> int:
-        return machine.image_size + machine.arena.peak + (4 << 20)
+        return machine.image_size + machine.arena.peak + machine.snapshots.size + (4 << 20)
 
     def _evict(self) -> None:
         while (len(self._machines) > 1

@@ -48,7 +48,27 @@ def _file(p, fd: int, access: int = 0) -> OpenFile:
     f = p.fds.get(fd)
     if f is None or f.access & access != access:
         raise SysError(errno.EBADF)
+    if p.recorder is not None and isinstance(f.channel, Channel):
+        p.recorder.cut()            # the end of a recorded prefix (zvm_core.snapshot)
     return f
+
+
+def _described(p, fd: int) -> OpenFile:
+    """An open file for a call that sees only what it is, not its data (fstat, fcntl ...)."""
+    f = p.fds.get(fd)
+    if f is None:
+        raise SysError(errno.EBADF)
+    ch = f.channel
+    if p.recorder is not None and isinstance(ch, Channel):
+        if ch.mode & READ and ch.size:
+            p.recorder.cut()        # its size is the job's data: the prefix ends here
+        p.recorder.described(ch.alias, shape(p, ch))
+    return f
+
+
+def shape(p, ch: Channel) -> tuple:
+    """All that metadata calls tell of a channel: stat fields, seekable, access."""
+    return _stat_fields(p, ch), ch.random, ch.mode
 
 
 def _signed(x: int) -> int:
@@ -170,7 +190,7 @@ def sys_pwritev(p, fd, iov, count, offset, *_):
 
 
 def sys_lseek(p, fd, offset, whence, *_):
-    f = _file(p, fd)
+    f = _described(p, fd)
     if not f.channel.random:
         raise SysError(errno.ESPIPE)
     base = {SEEK_SET: 0, SEEK_CUR: f.pos, SEEK_END: f.channel.size}.get(whence)
@@ -195,11 +215,17 @@ def _lookup(p, dirfd: int, path: int):
             name = '/' + name
     name = os.path.normpath(name)
     ch = p.channels.get(name)
-    if ch is None:
-        if p.image is None:
-            raise SysError(errno.ENOENT)
-        return p.image.lookup(name)
-    return ch
+    if ch is not None:
+        if p.recorder is not None:
+            p.recorder.cut()
+        return ch
+    resolve = p.image.lookup if p.image is not None else _nothing
+    return resolve(name) if p.recorder is None else p.recorder.lookup(resolve, name)
+
+
+def _nothing(name: str):
+    """Path lookup without an image: no such file."""
+    raise SysError(errno.ENOENT)
 
 
 def _lowest_fd(p, start: int = 0) -> int:
@@ -257,7 +283,7 @@ def _write_stat(p, ch, buf: int) -> int:
 
 
 def sys_fstat(p, fd, buf, *_):
-    return _write_stat(p, _file(p, fd).channel, buf)
+    return _write_stat(p, _described(p, fd).channel, buf)
 
 
 def sys_stat(p, path, buf, *_):
@@ -266,7 +292,7 @@ def sys_stat(p, path, buf, *_):
 
 def _at_channel(p, dirfd: int, path: int, flags: int):
     if flags & AT_EMPTY_PATH and p.mem.read_cstring(path) == b'':
-        return _file(p, _fd32(dirfd)).channel
+        return _described(p, _fd32(dirfd)).channel
     return _lookup(p, dirfd, path)
 
 
@@ -296,7 +322,7 @@ def sys_faccessat(p, dirfd, path, mode, *_):
 
 
 def sys_ioctl(p, fd, request, *_):
-    _file(p, fd)
+    _described(p, fd)
     raise SysError(errno.ENOTTY)
 
 
@@ -308,7 +334,7 @@ def _dup(p, f: OpenFile, fd: int) -> int:
 
 
 def sys_fcntl(p, fd, cmd, arg, *_):
-    f = _file(p, fd)
+    f = _described(p, fd)
     if cmd in (F_DUPFD, F_DUPFD_CLOEXEC):
         return _dup(p, f, _lowest_fd(p, arg))
     if cmd in (F_GETFD, F_SETFD, F_SETFL):
@@ -319,18 +345,18 @@ def sys_fcntl(p, fd, cmd, arg, *_):
 
 
 def sys_dup(p, fd, *_):
-    return _dup(p, _file(p, fd), _lowest_fd(p))
+    return _dup(p, _described(p, fd), _lowest_fd(p))
 
 
 def sys_dup2(p, old, new, *_):
-    f = _file(p, old)
+    f = _described(p, old)
     return new if old == new else _dup(p, f, new)
 
 
 def sys_dup3(p, old, new, flags, *_):
     if old == new or flags & ~O_CLOEXEC:
         raise SysError(errno.EINVAL)
-    return _dup(p, _file(p, old), new)
+    return _dup(p, _described(p, old), new)
 
 
 def sys_readlink(p, *_):
@@ -345,7 +371,7 @@ def sys_getcwd(p, buf, size, *_):
 
 
 def sys_fsync(p, fd, *_):
-    _file(p, fd)
+    _described(p, fd)
     return 0
 
 
