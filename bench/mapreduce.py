@@ -26,8 +26,13 @@ object servers' worker pools, is reported apart):
 All servers share this host's CPUs: the mappers do not spread over
 machines as on a real cluster.
 
+The graph runs as a pipeline (the reducers start once the mappers run and
+read their counts as they are written); ``--staged`` runs it on a proxy with
+``zerovm_pipeline = false`` (the reducers start once the mappers have
+finished), for comparison.
+
 Usage: ``python bench/mapreduce.py [--objects N] [--size BYTES] [--reducers R]
-[--reps K]``.
+[--reps K] [--staged]``.
 """
 
 from __future__ import annotations
@@ -96,9 +101,11 @@ def overheads(report: dict, group: str) -> list[float]:
             if n['name'].startswith(group + '-') or n['name'] == group]
 
 
-def run(nobj: int, size: int, reducers: int, reps: int) -> None:
+def run(nobj: int, size: int, reducers: int, reps: int, staged: bool = False) -> None:
     print(common.environment())
-    with tempfile.TemporaryDirectory(prefix='zc-bench-') as tmp, DevCluster(tmp) as cluster:
+    conf = {'proxy': '[filter:zerocloud]\nzerovm_pipeline = false\n'} if staged else {}
+    with tempfile.TemporaryDirectory(prefix='zc-bench-') as tmp, \
+            DevCluster(tmp, extra_conf=conf) as cluster:
         conn = Connection(authurl=cluster.auth_url, user=cluster.user,
                           key=USERS[cluster.user][0], retries=0)
         conn.put_container(CONTAINER)
@@ -112,7 +119,8 @@ def run(nobj: int, size: int, reducers: int, reps: int) -> None:
         with ThreadPoolExecutor(8) as ex:
             list(ex.map(lambda item: conn.put_object(CONTAINER, *item),
                         [*books.items(), *tiny.items()]))
-        print(f'{nobj} objects x {size:,} bytes ({mib(nobj * size)}), {reducers} reducers')
+        print(f'{nobj} objects x {size:,} bytes ({mib(nobj * size)}), {reducers} reducers, '
+              + ('staged (zerovm_pipeline = false)' if staged else 'pipelined'))
         the_job = job(reducers)
         job_bytes = len(json.dumps(the_job))
 
@@ -182,8 +190,10 @@ def main() -> None:
     parser.add_argument('--size', type=int, default=64 << 10)
     parser.add_argument('--reducers', type=int, default=2)
     parser.add_argument('--reps', type=int, default=3)
+    parser.add_argument('--staged', action='store_true',
+                        help='run the graph stage by stage (zerovm_pipeline = false)')
     opts = parser.parse_args()
-    run(opts.objects, opts.size, opts.reducers, opts.reps)
+    run(opts.objects, opts.size, opts.reducers, opts.reps, opts.staged)
 
 
 if __name__ == '__main__':

@@ -7,39 +7,60 @@ module decides when each node runs and how those channels travel.
 How data moves between nodes
 ----------------------------
 
-Through the proxy, in dataflow order:
+Through the proxy, as it is written (a pipeline):
 
-1. a node starts as soon as every node it reads from has finished (nodes
-   that read from no node start at once, up to ``concurrency`` at a time);
-2. its object server returns each ``/dev/out/<peer>`` channel as a member of
-   the response tar; the proxy streams all of them into one temporary file
-   per node (on disk, unlinked when created, 64 KiB chunks: never whole in
-   memory, never left behind);
-3. the proxy streams those bytes to each consumer's object server as
-   ``dev/in/<producer>`` members of the consumer's request, where they are
-   ordinary sequential read channels;
-4. when a consumer (every replica of it) has finished, the data it read is
+1. a node starts as soon as every node it reads from is *running*: its
+   object server has given it a sandbox worker and answered with response
+   headers (nodes that read from no node start at once, up to
+   ``concurrency`` at a time);
+2. while it runs, its object server sends what it writes to each
+   ``/dev/out/<peer>`` as ``part/out/<peer>`` members of the response (it
+   looks at the growing channel files every few milliseconds); the proxy
+   appends each part to one temporary file per node (on disk, unlinked when
+   created, never whole in memory, never left behind), counting it against
+   ``zerovm_maxspool``, and never waits for a reader: a slow consumer never
+   slows a producer down;
+3. each reader's request (chunked) carries, after the node spec and program
+   and a ``start`` member, that data as ``part/in/<producer>`` members as it
+   arrives, then ``end/in/<producer>`` once the producer has ended ``ok``
+   (and its replicas agreed).  The reader's object server starts the node at
+   ``start`` and appends the parts to ``/dev/in/<producer>`` as they come; a
+   read there waits until it can return all it asked for or the end of the
+   data (``zvm_core.channels.StreamBacking``), never a short read that
+   depends on timing, so results are byte for byte those of a run on the
+   complete data, and replicas agree;
+4. when a reader (every replica of it) has finished, the data it read is
    dropped.
 
-Why not direct links between running nodes (ZeroVM's TCP channels)?  Every
-node of a connected graph would then need a worker at the same time: a
-reducer holding a worker while it waits for mappers that cannot get one
-deadlocks the pools, and a graph with more nodes than the cluster has
-workers could not run at all (ZeroCloud had a separate "cluster" pool and
-answered "Cluster slot not available").  Here no node ever waits for
-another while it holds a worker, so admission stays per node (a full pool
-is a 503 and the proxy tries another server, or the same one again later
-when it is full of the job's own nodes), a graph of 1000 nodes runs on
-three servers, and a consumer's inputs are complete before it starts, so it
-can be retried on another server and its replicas see identical inputs.
+Why no deadlock: a node is admitted only when the nodes it reads from run,
+so a running node only ever waits for running nodes, which wait for running
+nodes in turn and never for it (the graph is acyclic): every wait ends.  A
+node in an object server's queue holds no worker and nobody waits for it
+(its readers have not started).  A node that cannot be admitted anywhere
+(503 everywhere) waits and is tried again, as any node; its inputs are on
+the proxy's disk from their first byte, so a retry, on the same server or
+another, and every replica read the same bytes.  A graph of 1000 nodes runs
+on three servers: admission stays per node, and a node only takes a worker
+once what it reads from has one.
 
-The price, stated plainly: a consumer starts only when all its producers
-have finished.  ``connect`` is all-to-all between groups, so a node of B
-needs every node of A anyway: in practice the graph runs stage by stage
-(independent branches overlap).  Node-to-node data crosses the proxy twice
-and waits on its disk in between.
+Why not direct links between object servers (ZeroVM's TCP channels)?  Every
+node of a connected graph would then need a worker at the same time
+(ZeroCloud had a separate "cluster" pool and answered "Cluster slot not
+available"), a slow reader would stall its writer, and a reader could not
+be retried or replicated with the same input.  The price, stated plainly:
+node-to-node data crosses the proxy twice and waits on its disk.
 
-A graph must therefore be acyclic: a group connected to itself (ZeroCloud's
+A producer that fails (or whose replicas disagree) fails its links: the
+requests of its readers are cut before their ``end/in/...`` member, their
+reads of that channel fail with ``EIO``, and they end ``skipped`` whatever
+they did (see below).  Parts already sent are never taken back, but nothing
+of a failed job is stored.
+
+``zerovm_pipeline = false`` (``pipeline=False`` here) runs the same graph
+stage by stage: a node starts when the nodes it reads from have *finished*
+(then all of its input is on the proxy's disk before it starts).
+
+A graph must be acyclic: a group connected to itself (ZeroCloud's
 all-to-all ``mapper -> mapper``) or any cycle of groups would need its nodes
 to run at the same time, and is refused with a 400 that names the cycle.
 
@@ -49,7 +70,14 @@ Limits: each ``/dev/out/<peer>`` is a written channel with the proxy's
 send each other, in total, is at most ``zerovm_maxspool`` bytes (the node
 whose output crosses it ends ``error``, HTTP 413); a node has at most
 :data:`MAX_CHANNELS` channels (each is a descriptor passed to a sandbox
-worker).
+worker; a node that reads links counts one more, the pipe that wakes it).
+A node's wall-clock limit counts from when it got its worker, so the time
+it spends waiting for what it reads counts too.
+
+In the JSON report, ``started`` and ``finished`` give the order in which the
+proxy saw each node start (get its worker) and end, counted over the job's
+events (1, 2, ...): with a pipeline, a reader may start, and even end,
+before the nodes it reads from end.
 
 Replicas
 --------
@@ -58,25 +86,30 @@ Replicas
 different object servers: for a node placed next to its object, servers
 holding replicas of it (N above the ring's replica count is a 400); for
 other nodes, any servers.  Every replica gets the same inputs; only the
-first returns its outputs, the others return their report alone.  When all
+first returns its outputs (and streams its links), the others return their
+report alone.  When all
 replicas ended ``ok``, their exit codes and the etags of all their written
 channels (``/dev/out/<peer>`` included) are compared: any difference makes
 every replica of the node ``mismatch`` (HTTP 409), so the job stores
 nothing.  Each replica is one entry of the ``X-Nexe-*`` lists.
 
-A node whose producer failed does not run: its status is ``skipped``
-(HTTP 424, never the job's status: that is the failed producer's).  Nodes
-that do not depend on a failed node still run, so the statuses of a job do
-not depend on timing.
+A node whose producer failed does not run, or, if it had started, is cut
+short: either way its status is ``skipped`` (HTTP 424, never the job's
+status: that is the failed producer's), decided once every node has ended.
+Nodes that do not depend on a failed node still run, so the statuses of a
+job do not depend on timing.
 """
 
 from __future__ import annotations
 
+import bisect
+import itertools
+import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from typing import Protocol
 
-from swift.common.concurrency import GreenPile, GreenPool, LightQueue
+from swift.common.concurrency import Event, GreenPile, GreenPool, LightQueue
 
 from zerocloud import wire
 from zerocloud.job import Group, JobError, Node
@@ -84,7 +117,7 @@ from zvm_core.pool import MAX_FDS
 
 IN, OUT = 'in/', 'out/'
 STD_CHANNELS = ('stdin', 'stdout', 'stderr')
-# One descriptor per channel goes to the sandbox worker in one message.
+# The descriptors of a node's channels go to the sandbox worker in one message.
 MAX_CHANNELS = MAX_FDS
 MISMATCH, SKIPPED = 'mismatch', 'skipped'
 
@@ -145,9 +178,11 @@ def _cycle(names: list[str]) -> JobError:
 
 
 def channel_count(node: Node) -> int:
-    """Channels the node gets on its object server (undeclared std streams included)."""
+    """Descriptors the node takes on its object server: one per channel (undeclared
+    std streams included), and one that wakes it when data it reads arrives."""
     declared = {d.name for d in node.devices} | set(STD_CHANNELS)
-    return len(declared) + len(node.reads_from) + len(node.writes_to)
+    return (len(declared) + len(node.reads_from) + len(node.writes_to)
+            + bool(node.reads_from))
 
 
 def check_nodes(nodes: Iterable[Node]) -> None:
@@ -176,7 +211,7 @@ def check_replicas(plans: Iterable, servers_for: Callable[[object], tuple[int, s
 
 def link_devices(node: Node, max_output: int) -> list[dict]:
     """The node spec's devices for its channels to and from other nodes."""
-    return ([{'name': IN + peer, 'access': 'r', 'random': False, 'source': 'member'}
+    return ([{'name': IN + peer, 'access': 'r', 'random': False, 'source': 'link'}
              for peer in node.reads_from]
             + [{'name': OUT + peer, 'access': 'w', 'random': False, 'source': None,
                 'put_size': max_output} for peer in node.writes_to])
@@ -184,74 +219,193 @@ def link_devices(node: Node, max_output: int) -> list[dict]:
 
 # -- node-to-node data on the proxy ------------------------------------------------------
 
-class LinkSpool:
-    """The ``/dev/out/<peer>`` channels of one node, back to back in one temporary file.
+class SpoolFull(wire.TooLarge):
+    """The nodes of the job sent each other more than ``zerovm_maxspool`` bytes."""
 
-    One descriptor per node whatever its fan-out; each channel is read through
-    a :class:`LinkView`; the file goes with the last view.
+
+class LinkFailed(Exception):
+    """The node writing a link failed: what it wrote will never be complete."""
+
+
+OPEN, COMPLETE, FAILED = 'open', 'complete', 'failed'
+
+
+class Budget:
+    """What the nodes of one job may still send each other (``zerovm_maxspool``)."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.used = total, 0
+
+
+class Link:
+    """What one node writes to another (``/dev/out/<peer>``), kept as it arrives.
+
+    Readers (:class:`Feeder`) read it from the start, any number of times, while
+    it grows; it is ``complete`` once the node that writes it ended ``ok`` (and
+    its replicas agreed), ``failed`` if it did not.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, spool: Spool, peer: str) -> None:
+        self.spool, self.peer = spool, peer
+        self.extents: list[tuple[int, int, int]] = []   # (link offset, spool offset, bytes)
+        self.size = 0
+        self.state = OPEN
+        self.waiters: set = set()
+
+    def read(self, pos: int, n: int) -> bytes:
+        """Up to ``n`` bytes at ``pos`` (< size): from one extent, at its own offset."""
+        i = bisect.bisect_right(self.extents, (pos, float('inf'), 0)) - 1
+        start, where, size = self.extents[i]
+        return os.pread(self.spool.fileno(), min(n, start + size - pos), where + pos - start)
+
+    def notify(self) -> None:
+        for event in list(self.waiters):
+            if not event.ready():
+                event.send()
+
+    def release(self) -> None:
+        """Its reader is done with it."""
+        self.spool.release()
+
+
+class Spool:
+    """The links a node writes, back to back in one temporary file as their parts
+    arrive (on disk, unlinked when created: never whole in memory, never left
+    behind; one descriptor per node whatever its fan-out).  The file goes when
+    the writer and every reader of every link are done with it.
+    """
+
+    def __init__(self, peers: Iterable[str], budget: Budget, max_link: int) -> None:
+        self.links = {peer: Link(self, peer) for peer in peers}
+        self.budget, self.max_link = budget, max_link
         self._file = None
         self._end = 0
-        self._views = 0
+        self._users = len(self.links) + 1           # the readers and the writer
 
-    def add(self, src, limit: int) -> LinkView:
-        """Copy ``src`` (at most ``limit`` bytes, else ``wire.TooLarge``) into the spool."""
+    def fileno(self) -> int:
+        return self._file.fileno()
+
+    def append(self, link: Link, data: bytes) -> None:
+        if link.state != OPEN or not data:
+            return
+        if link.size + len(data) > self.max_link:
+            raise wire.TooLarge(f'/dev/out/{link.peer} larger than {self.max_link} bytes')
+        if self.budget.used + len(data) > self.budget.total:
+            raise SpoolFull(f'the nodes of this job sent each other more than '
+                            f'zerovm_maxspool bytes ({link.size + len(data)} or more from '
+                            f'this node to {link.peer})')
         if self._file is None:
             self._file = tempfile.TemporaryFile(prefix='zerocloud-links-')
-        try:
-            self._file.seek(self._end)
-            size = wire.copy_limited(src, self._file, limit)
-        except BaseException:
-            if not self._views:
-                self._file.close()
-            raise
-        view = LinkView(self, self._end, size)
-        self._end += size
-        self._views += 1
-        return view
+        os.pwrite(self._file.fileno(), data, self._end)
+        link.extents.append((link.size, self._end, len(data)))
+        self._end += len(data)
+        link.size += len(data)
+        self.budget.used += len(data)
+        link.notify()
 
-    def _read(self, offset: int, size: int) -> bytes:
-        self._file.seek(offset)
-        return self._file.read(size)
+    def finish(self, ok: bool) -> None:
+        """The writer is done: every link complete, or every link failed."""
+        for link in self.links.values():
+            if link.state == OPEN:
+                link.state = COMPLETE if ok else FAILED
+                link.notify()
+        self.release()
 
-    def _release(self) -> None:
-        self._views -= 1
-        if not self._views:
+    def release(self) -> None:
+        self._users -= 1
+        if not self._users and self._file is not None:
             self._file.close()
+            self._file = None
 
 
-class LinkView:
-    """A read-only file over one channel of a :class:`LinkSpool`."""
+class Relay:
+    """The links of one attempt at running a node, as its response brings them.
 
-    def __init__(self, spool: LinkSpool, offset: int, size: int) -> None:
-        self._spool, self._offset, self.size = spool, offset, size
-        self._pos = 0
-        self.closed = False
+    A node run again (its server failed) writes the same bytes again: only
+    those past what an earlier attempt brought are added.
+    """
 
-    def seek(self, pos: int, whence: int = 0) -> int:
-        self._pos = max(0, pos + (0, self._pos, self.size)[whence])
-        return self._pos
+    def __init__(self, spool: Spool) -> None:
+        self.spool = spool
+        self.seen: dict[str, int] = {}
 
-    def tell(self) -> int:
-        return self._pos
+    def add(self, peer: str, src) -> None:
+        link = self.spool.links.get(peer)
+        if link is None:
+            raise wire.WireError(f'a part of /dev/out/{peer}, which this node does not have')
+        while chunk := src.read(wire.CHUNK):
+            start = self.seen.get(peer, 0)
+            self.seen[peer] = start + len(chunk)
+            if self.seen[peer] > link.size:
+                self.spool.append(link, chunk[max(0, link.size - start):])
 
-    def read(self, n: int = -1) -> bytes:
-        left = max(0, self.size - self._pos)
-        data = self._spool._read(self._offset + self._pos, left if n < 0 else min(n, left))
-        self._pos += len(data)
-        return data
 
-    def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            self._spool._release()
+class Feeder:
+    """The request members that carry a node's input links to its object server.
+
+    Each link is sent from its start as it grows (``part/in/<peer>`` members,
+    round robin), then ``end/in/<peer>`` with its size once it is complete.
+    :exc:`LinkFailed` when one of them failed: the request is then cut, and
+    the node's reads of that link fail.  :meth:`stop` ends the members early.
+    """
+
+    def __init__(self, links: dict[str, Link]) -> None:
+        self.links = links
+        self.stopped = False
+        self._event = None
+
+    def stop(self) -> None:
+        self.stopped = True
+        if self._event is not None and not self._event.ready():
+            self._event.send()
+
+    def members(self) -> Iterator[wire.Member]:
+        pos = dict.fromkeys(self.links, 0)
+        pending = sorted(self.links)
+        while pending and not self.stopped:
+            moved = False
+            for name in list(pending):
+                link = self.links[name]
+                if link.state == FAILED:
+                    raise LinkFailed(f'{name}: its node failed')
+                if pos[name] < link.size:
+                    data = link.read(pos[name], wire.PART)
+                    pos[name] += len(data)
+                    moved = True
+                    yield wire.bytes_member(wire.PART_PREFIX + name, data)
+                elif link.state == COMPLETE:
+                    pending.remove(name)
+                    moved = True
+                    yield wire.bytes_member(wire.END_PREFIX + name, str(link.size).encode())
+            if not moved and not self.stopped:
+                self._wait([self.links[name] for name in pending])
+
+    def _wait(self, links: list[Link]) -> None:
+        self._event = Event()
+        for link in links:
+            link.waiters.add(self._event)
+        try:
+            self._event.wait()
+        finally:
+            for link in links:
+                link.waiters.discard(self._event)
+            self._event = None
+
+
+class NodeLinks:
+    """What ``run_replica`` gets for one replica of a node: its input links
+    (``in/<peer>`` -> :class:`Link`), where its output links go (a
+    :class:`Spool`, replica 1 only) and ``running()``, to call once an object
+    server has given the node a worker (replica 1 only)."""
+
+    def __init__(self, inputs: dict[str, Link], outputs: Spool | None,
+                 running: Callable[[], None] | None) -> None:
+        self.inputs, self.outputs, self.running = inputs, outputs, running
 
 
 # -- running the graph -------------------------------------------------------------------
 
-RunReplica = Callable[[object, int, Iterable[dict], dict[str, tuple[object, int]]], Result]
+RunReplica = Callable[[object, int, Iterable[dict], NodeLinks | None], Result]
 
 
 class _Distinct:
@@ -304,16 +458,23 @@ def vote(results: list[Result]) -> None:
         _mark(r, MISMATCH, f'replicas disagree on {what}')
 
 
-def _replicas(plan, run_replica: RunReplica, links: dict[str, tuple[object, int]]
-              ) -> list[Result]:
+def _replicas(plan, run_replica: RunReplica, inputs: dict[str, Link], outputs: Spool | None,
+              running: Callable[[], None]) -> list[Result]:
     count = plan.node.replicate
+    linked = plan.node.reads_from or plan.node.writes_to
+
+    def links(replica: int) -> NodeLinks | None:
+        if not linked:
+            return None
+        return NodeLinks(inputs, outputs if replica == 1 else None,
+                         running if replica == 1 else None)
     if count == 1:
-        results = [run_replica(plan, 1, plan.servers, links)]
+        results = [run_replica(plan, 1, plan.servers, links(1))]
     else:
         servers = _Distinct(plan.servers)        # shared: each server goes to one replica
         pile = GreenPile(count)
         for replica in range(1, count + 1):
-            pile.spawn(run_replica, plan, replica, servers, links)
+            pile.spawn(run_replica, plan, replica, servers, links(replica))
         results = list(pile)
     for replica, result in enumerate(results, 1):
         result.replica = replica
@@ -322,97 +483,152 @@ def _replicas(plan, run_replica: RunReplica, links: dict[str, tuple[object, int]
 
 
 def run(plans: list, run_replica: RunReplica, skipped: Callable[[object, int, str], Result],
-        *, max_spool: int, concurrency: int) -> list[Result]:
-    """Run every node once its producers have finished; results in node order, each
-    node's replicas together.
+        *, max_spool: int, max_link: int = 1 << 62, concurrency: int,
+        pipeline: bool = True) -> list[Result]:
+    """Run every node once the nodes it reads from run (``pipeline``) or have
+    finished; results in node order, each node's replicas together.
 
     ``run_replica(plan, replica, servers, links)`` runs one replica on the first
-    of ``servers`` that takes it, with ``links`` (``in/<peer>`` -> (file,
-    size)) as extra inputs; it reports failures in its result, never raises.
-    ``skipped(plan, replica, why)`` makes the result of a node that cannot run.
+    of ``servers`` that takes it, with ``links`` (a :class:`NodeLinks`, None
+    for a node without links); it reports failures in its result, never
+    raises.  ``skipped(plan, replica, why)`` makes the result of a node that
+    cannot run, or whose inputs failed.
     """
-    by_name = {p.node.name: p for p in plans}
-    waiting = {p.node.name: len(p.node.reads_from) for p in plans}
+    running: set[str] = set()
+    started: set[str] = set()
     done: dict[str, list[Result]] = {}
-    finished = LightQueue()
+    spools: dict[str, Spool] = {}
+    events = LightQueue()
     pool = GreenPool(concurrency)
-    spooled, errors = 0, []
+    budget = Budget(max_spool)
+    errors = []
+    clock = itertools.count(1)
+    began: dict[str, int] = {}
 
-    def work(plan, links) -> None:
+    def work(plan, inputs: dict[str, Link], outputs: Spool | None) -> None:
+        results: list[Result] = []
         try:
-            finished.put((plan, _replicas(plan, run_replica, links), None))
+            results = _replicas(plan, run_replica, inputs, outputs,
+                                lambda: events.put(('running', plan, None, None)))
+            if outputs is not None and not _failed(results):
+                _check_links(results, outputs)
+            events.put(('done', plan, results, None))
         except BaseException as e:      # a bug; the loop must still hear of the node
-            finished.put((plan, [], e))
+            events.put(('done', plan, results, e))
+        finally:
+            if outputs is not None:
+                outputs.finish(not _failed(results))
+
+    def can_start(plan) -> bool:
+        return all(p in done or (pipeline and p in running) for p in plan.node.reads_from)
 
     def start(plan) -> None:
         node = plan.node
-        bad = next((p for p in node.reads_from if _failed(done[p])), None)
+        started.add(node.name)
+        bad = _bad_producer(node, done)
         if bad is not None:
-            why = f'not run: {bad} ' + ('did not run' if done[bad] and done[bad][0].status
-                                        == SKIPPED else 'failed')
-            finished.put((plan, [skipped(plan, k, why) for k in range(1, node.replicate + 1)],
-                          None))
+            events.put(('done', plan, [skipped(plan, k, bad) for k in
+                                       range(1, node.replicate + 1)], None))
             return
-        links = {IN + p: (done[p][0].outputs[OUT + node.name], done[p][0].links[node.name])
-                 for p in node.reads_from}
-        pool.spawn_n(work, plan, links)
+        inputs = {IN + p: spools[p].links[node.name] for p in node.reads_from}
+        outputs = None
+        if node.writes_to:
+            outputs = spools[node.name] = Spool(node.writes_to, budget, max_link)
+        pool.spawn_n(work, plan, inputs, outputs)
+
+    def start_ready() -> None:
+        for plan in plans:
+            if plan.node.name not in started and can_start(plan):
+                start(plan)
 
     try:
-        for plan in plans:
-            if not waiting[plan.node.name]:
-                start(plan)
-        for _ in plans:
-            plan, results, error = finished.get()
+        start_ready()
+        while len(done) < len(plans):
+            kind, plan, results, error = events.get()
             node = plan.node
-            done[node.name] = results
-            if error is not None:
-                errors.append(error)
-            elif not _failed(results):
-                spooled += _keep_links(results, max_spool - spooled)
-            for peer in node.reads_from:          # what it read is no longer needed
-                view = done[peer][0].outputs.pop(OUT + node.name, None) if done[peer] else None
-                if view is not None:
-                    view.close()
-            for peer in node.writes_to:
-                waiting[peer] -= 1
-                if not waiting[peer]:
-                    start(by_name[peer])
+            if kind == 'running':
+                running.add(node.name)
+                began.setdefault(node.name, next(clock))
+            else:
+                done[node.name] = results
+                end = next(clock)
+                for r in results or ():
+                    r.started, r.finished = began.get(node.name), end
+                if error is not None:
+                    errors.append(error)
+                for peer in node.reads_from:          # what it read is no longer needed
+                    if peer in spools:
+                        spools[peer].links[node.name].release()
+            start_ready()
         if errors:
             raise errors[0]
+        _skip_after_failed_producers(plans, done, skipped)
     except BaseException:
+        for spool in spools.values():
+            for link in spool.links.values():
+                if link.state == OPEN:
+                    link.state = FAILED
+                    link.notify()
         pool.waitall()
-        left = [finished.get()[1] for _ in range(finished.qsize())]
+        left = [events.get()[2] for _ in range(events.qsize())]
         for results in [*done.values(), *left]:
-            for r in results:
+            for r in results or ():
                 r.close()
         raise
     return [r for plan in plans for r in done[plan.node.name]]
+
+
+def _bad_producer(node: Node, done: dict[str, list[Result]]) -> str | None:
+    """Why the node cannot count: a node it reads from failed or did not run."""
+    bad = next((p for p in node.reads_from if p in done and _failed(done[p])), None)
+    if bad is None:
+        return None
+    return f'not run: {bad} ' + ('did not run' if done[bad] and done[bad][0].status
+                                 == SKIPPED else 'failed')
+
+
+def _skip_after_failed_producers(plans: list, done: dict[str, list[Result]],
+                                 skipped: Callable[[object, int, str], Result]) -> None:
+    """A node that ran while a node it reads from failed is ``skipped`` too (what it
+    read was cut short): the statuses never depend on timing."""
+    for plan in _producers_first(plans):
+        node = plan.node
+        why = _bad_producer(node, done)
+        if why is not None and done[node.name][0].status != SKIPPED:
+            for r in done[node.name]:
+                r.close()
+            done[node.name] = [skipped(plan, k, why) for k in range(1, node.replicate + 1)]
+
+
+def _producers_first(plans: list) -> list:
+    """The plans in an order where every node comes after the nodes it reads from."""
+    by_name = {p.node.name: p for p in plans}
+    waiting = {p.node.name: len(p.node.reads_from) for p in plans}
+    ready = [p for p in plans if not waiting[p.node.name]]
+    order = []
+    while ready:
+        plan = ready.pop()
+        order.append(plan)
+        for peer in plan.node.writes_to:
+            waiting[peer] -= 1
+            if not waiting[peer]:
+                ready.append(by_name[peer])
+    return order
 
 
 def _failed(results: list[Result]) -> bool:
     return not results or any(r.failed for r in results)
 
 
-def _keep_links(results: list[Result], room: int) -> int:
-    """Check the node's ``/dev/out/<peer>`` data and record its sizes; returns the bytes."""
+def _check_links(results: list[Result], spool: Spool) -> None:
+    """Do the links hold all the node wrote to them?  Record their sizes."""
     first = results[0]
-    missing = [p for p in first.node.writes_to if OUT + p not in first.outputs]
-    if not missing:
-        sizes = {p: _size(first.outputs[OUT + p]) for p in first.node.writes_to}
-        total = sum(sizes.values())
-        if total <= room:
-            first.links = sizes
-            return total
-        why, http = (f'the nodes of this job sent each other more than zerovm_maxspool '
-                     f'bytes ({total} from this node)'), 413
-    else:
-        why, http = f'{first.server} returned no /dev/out/{missing[0]}', None
-    for r in results:
-        r.fail('error', why, http)
-    return 0
-
-
-def _size(f) -> int:
-    size = f.seek(0, 2)
-    f.seek(0)
-    return size
+    channels = (first.report.get('accounting') or {}).get('channels') or {}
+    for peer, link in spool.links.items():
+        wrote = (channels.get(f'/dev/{OUT}{peer}') or {}).get('write_bytes')
+        if wrote is not None and wrote != link.size:
+            why = f'{first.server} returned {link.size} of the {wrote} bytes of /dev/out/{peer}'
+            for r in results:
+                r.fail('error', why)
+            return
+    first.links = {peer: link.size for peer, link in spool.links.items()}

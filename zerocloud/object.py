@@ -21,12 +21,15 @@ describes the request).  This filter
 5. answers ``200`` with the report and the written channels (a tar stream),
    and ``X-Nexe-Status`` / ``X-Nexe-Retcode`` headers.
 
-Channels between the nodes of a job (``connect``) arrive as members and go
-back as members, like any other input and output: ``/dev/in/<node>`` is a
-sequential read channel holding everything that node wrote to this one,
-``/dev/out/<node>`` a sequential written channel (``zerocloud.graph`` says
-why the proxy carries them and never a direct link between servers: a node
-here never waits for another node while it holds a worker).
+A node of a ``connect`` graph (``"stream": true`` in its spec) moves its
+data while it runs, through the proxy (``zerocloud.graph`` says why never a
+direct link between servers): the answer, ``200`` with ``X-Zerovm-Stream:
+1`` and no status headers, comes once a worker has taken the node, and its
+body carries what the node writes to ``/dev/out/<node>`` as it writes it,
+then the report (the node's status) and the other outputs;
+``/dev/in/<node>`` channels fill while the node runs, from the rest of the
+request (chunked), and a read there waits for all it asked for
+(``_Streamed`` has the details).
 
 Programs are kept by SHA-256 in a per-process directory under the system's
 temporary directory (``$TMPDIR``; the 32 most recently used), so a program
@@ -74,7 +77,8 @@ disks are and whether they must be mount points (as for the object server);
 temporary files of a node live in ``<devices>/<device>/tmp``.  With several
 object-server ``workers``, each process has its own pool.  Each execute
 request is logged (``execute <path> <status> <node status> <seconds>
-<transaction id>``): the object server's own access log does not see them.
+<transaction id>``, with ``(streamed)`` for a graph node, logged when it
+ends): the object server's own access log does not see them.
 """
 
 from __future__ import annotations
@@ -88,6 +92,7 @@ import shutil
 import tempfile
 import time
 
+from swift.common.concurrency import Event, spawn
 from swift.common.constraints import check_drive
 from swift.common.exceptions import (
     DiskFileCollision,
@@ -117,7 +122,7 @@ from swift.common.utils import (
 )
 
 from zerocloud import wire
-from zvm_core.channels import READ, WRITE, Quota
+from zvm_core.channels import READ, WRITE, LinkWaker, LinkWriter, Quota
 from zvm_core.executor import DEFAULT_FUEL, DEFAULT_MEMORY, DEFAULT_TIMEOUT, Limits
 from zvm_core.pool import ChannelSpec, Pool, PoolBusy
 from zvm_core.sysimages import SysImageError, SystemImages, parse
@@ -125,6 +130,7 @@ from zvm_core.sysimages import SysImageError, SystemImages, parse
 STD_CHANNELS = ('stdin', 'stdout', 'stderr')
 PROGRAM_CACHE = 32
 RETRY_AFTER = '1'
+TAIL_PAUSE, TAIL_PAUSE_MAX = 0.002, 0.02    # seconds between looks at growing outputs
 PROGRAMS_DIR = 'zerocloud-programs-'
 # Metadata of objects whose data file is not the object's content.
 NOT_PLAIN = ('X-Static-Large-Object', 'X-Object-Manifest', 'X-Object-Sysmeta-Symlink-Target')
@@ -258,6 +264,8 @@ class ObjectExecMiddleware:
         except HTTPException as e:
             resp = e
         resp.headers[wire.EXECUTE] = wire.VERSION
+        if wire.STREAM in resp.headers:       # logged when it ends (_Streamed)
+            return resp(env, start_response)
         self.logger.info('execute %s %s %s %.4fs %s', req.path, resp.status_int,
                          resp.headers.get('X-Nexe-Status', '-'), time.monotonic() - started,
                          req.headers.get('X-Trans-Id', '-'))
@@ -277,7 +285,7 @@ class ObjectExecMiddleware:
             raise HTTPBadRequest(body='execute requests go to /<device>/<partition>/<account>'
                                       '/<container>/<object>\n') from None
         self.admitted += 1
-        reader = tmp = None
+        reader = tmp = streamed = None
         files: dict[str, str] = {}
         try:
             try:
@@ -289,18 +297,22 @@ class ObjectExecMiddleware:
             disk_tmp = os.path.join(disk, 'tmp')
             os.makedirs(disk_tmp, exist_ok=True)
             tmp = tempfile.mkdtemp(prefix='zerocloud-', dir=disk_tmp)
-            spec = self._receive(req, tmp, files)
+            spec, rest, budget = self._receive(req, tmp, files)
+            if spec.get('stream'):
+                streamed = _Streamed(self, spec, files, reader, tmp, rest, budget, req)
+                return streamed.start()       # it cleans up from now on
             report, outputs = self._run(spec, files, reader, tmp)
         except BaseException:
-            if tmp is not None:
+            if tmp is not None and streamed is None:
                 shutil.rmtree(tmp, ignore_errors=True)
             raise
         finally:
-            self.admitted -= 1
-            if wire.EXE in files:
-                self.programs.release(files[wire.EXE])
-            if reader is not None:
-                reader.close()
+            if streamed is None:
+                self.admitted -= 1
+                if wire.EXE in files:
+                    self.programs.release(files[wire.EXE])
+                if reader is not None:
+                    reader.close()
         members = [wire.json_member(wire.REPORT, report)]
         if spec.get('outputs', True):         # false for a replica that only votes
             members += [wire.file_member(wire.DEV_PREFIX + name, path)
@@ -338,18 +350,26 @@ class ObjectExecMiddleware:
                 body=f'{path} is larger than zerovm_maxinput ({self.max_input} bytes)\n')
         return reader
 
-    def _receive(self, req: Request, tmp: str, files: dict[str, str]) -> dict:
+    def _receive(self, req: Request, tmp: str, files: dict[str, str]):
         """Read the request's tar stream into ``files`` (member name -> path; the
-        program is held in the program cache); returns the node spec."""
-        spec = None
+        program is held in the program cache), up to its end or its ``start``
+        member; returns (the node spec, the members after ``start`` or None, the
+        bytes the rest of the request may still bring)."""
+        spec = rest = None
         budget = self.max_input
+        streamed = req.headers.get('Transfer-Encoding', '').lower() == 'chunked'
+        members = wire.read_members(req.environ['wsgi.input'], wire.SPEC,
+                                    wire.BLOCK if streamed else wire.RECORD)
         try:
-            for name, f in wire.read_members(req.environ['wsgi.input'], wire.SPEC):
+            for name, f in members:
                 if name in files:
                     raise wire.WireError(f'member {name} sent twice')
                 if name == wire.SPEC:
                     spec = json.loads(f.read(1 << 20))
                     continue
+                if name == wire.START:
+                    rest = members
+                    break
                 if name == wire.EXE:
                     files[name] = self.programs.receive(f, budget)
                     budget -= os.path.getsize(files[name])
@@ -366,7 +386,7 @@ class ObjectExecMiddleware:
             raise HTTPBadRequest(body=f'bad execute request: {e}\n') from None
         if not isinstance(spec, dict) or (wire.EXE not in files and not spec.get('program')):
             raise HTTPBadRequest(body='bad execute request: node spec or program missing\n')
-        return spec
+        return spec, rest, budget
 
     def _program(self, spec: dict, files: dict[str, str]) -> str:
         """The program's host path: the one sent, or a file of a system image here."""
@@ -381,9 +401,17 @@ class ObjectExecMiddleware:
             raise HTTPBadRequest(body=f'{e} on this server\n') from None
 
     def _channel(self, name: str, dev: dict | None, files: dict[str, str], reader, tmp: str,
-                 opened: list) -> tuple[ChannelSpec, str | None]:
+                 opened: list, links: dict) -> tuple[ChannelSpec, str | None]:
         """The channel for one device, and the host path of its output if it is written."""
         alias = '/dev/' + name
+        if dev is not None and dev.get('source') == 'link':     # arrives while the node runs
+            if None not in links:                  # one waker for all the node's links
+                links[None] = LinkWaker()
+                opened.append(links[None])
+            link = LinkWriter(os.path.join(tmp, 'link-' + name.replace('/', '_')), links[None])
+            opened.insert(0, link)                 # closed (aborted) before the waker
+            links[name] = link
+            return ChannelSpec(alias, link.fd, READ, notify=link.notify), None
         if dev is None:                       # an undeclared standard stream: /dev/null
             f = open(os.devnull, 'rb' if name == 'stdin' else 'wb')
             opened.append(f)
@@ -430,34 +458,210 @@ class ObjectExecMiddleware:
         except (TypeError, ValueError) as e:
             raise HTTPBadRequest(body=f'bad execute request: limits: {e}\n') from None
 
+    def _channels(self, spec: dict, files: dict[str, str], reader, tmp: str, opened: list,
+                  links: dict):
+        """The node's channels and its written outputs [(device, host path)]."""
+        declared = {d['name']: d for d in spec.get('devices', ())}
+        channels, outputs = [], []
+        for name in sorted(set(declared) | set(STD_CHANNELS)):
+            channel, out = self._channel(name, declared.get(name), files, reader, tmp, opened,
+                                         links)
+            channels.append(channel)
+            if out:
+                outputs.append((name, out))
+        # system images first, the job's image last: its files win where paths meet
+        channels.sort(key=lambda c: c.mount is not None and c.alias == '/dev/image')
+        return channels, outputs
+
+    def _pool_run(self, spec: dict, files: dict[str, str], channels: list[ChannelSpec],
+                  started=None) -> dict:
+        try:
+            report = self.pool.run(self._program(spec, files), channels,
+                                   argv=spec.get('argv') or [spec.get('name', 'program')],
+                                   env=spec.get('env', {}), limits=self._limits(spec),
+                                   seed=int(spec.get('seed', 0)),
+                                   epoch=int(spec.get('epoch', 0)), started=started)
+        except PoolBusy as e:
+            raise HTTPServiceUnavailable(body=f'Slot not available: {e}\n',
+                                         headers={'Retry-After': RETRY_AFTER}) from None
+        declared = {d['name'] for d in spec.get('devices', ())}
+        report.etags = {k: v for k, v in report.etags.items() if k[len('/dev/'):] in declared}
+        return report.to_dict()
+
     def _run(self, spec: dict, files: dict[str, str], reader, tmp: str):
         """Run the node in a warm worker; returns (report dict, [(device, output path)])."""
-        limits = self._limits(spec)
-        declared = {d['name']: d for d in spec.get('devices', ())}
-        opened, channels, outputs = [], [], []
+        self._limits(spec)
+        opened: list = []
+        links: dict = {}
         try:
-            for name in sorted(set(declared) | set(STD_CHANNELS)):
-                channel, out = self._channel(name, declared.get(name), files, reader, tmp,
-                                             opened)
-                channels.append(channel)
-                if out:
-                    outputs.append((name, out))
-            # system images first, the job's image last: its files win where paths meet
-            channels.sort(key=lambda c: c.mount is not None and c.alias == '/dev/image')
-            try:
-                report = self.pool.run(self._program(spec, files), channels,
-                                       argv=spec.get('argv') or [spec.get('name', 'program')],
-                                       env=spec.get('env', {}), limits=limits,
-                                       seed=int(spec.get('seed', 0)),
-                                       epoch=int(spec.get('epoch', 0)))
-            except PoolBusy as e:
-                raise HTTPServiceUnavailable(body=f'Slot not available: {e}\n',
-                                             headers={'Retry-After': RETRY_AFTER}) from None
+            channels, outputs = self._channels(spec, files, reader, tmp, opened, links)
+            for name, link in links.items():        # nothing follows a request not streamed
+                if name is not None:
+                    link.abort()
+            return self._pool_run(spec, files, channels), outputs
         finally:
             for f in opened:
                 f.close()
-        report.etags = {k: v for k, v in report.etags.items() if k[len('/dev/'):] in declared}
-        return report.to_dict(), outputs
+
+
+class _Streamed:
+    """One node whose data moves while it runs (``"stream": true`` in its spec).
+
+    The response (``X-Zerovm-Stream: 1``) starts once a worker has taken the
+    node: a node that waits in the pool's queue is not running, and the proxy
+    starts the nodes that read from this one only when it is.  Its body is
+    ``part/out/<node>`` members, in order, with the bytes the program wrote
+    to ``/dev/out/<node>`` so far (its output files are looked at every few
+    milliseconds), then ``report.json`` and the other written channels.  A
+    ``running`` member comes first: the server sends the headers with it.
+
+    The request goes on after its ``start`` member with ``part/in/<node>``
+    members (appended to that ``/dev/in/<node>`` channel as they come: a
+    :class:`zvm_core.channels.LinkWriter`, which the program reads through a
+    blocking :class:`zvm_core.channels.StreamBacking`) and an
+    ``end/in/<node>`` member when all of that link has come.  A request cut
+    before then makes a read that needs the missing data fail (the program
+    ends ``killed``: the proxy knows why and reports the node ``skipped``).
+    """
+
+    def __init__(self, owner: ObjectExecMiddleware, spec: dict, files: dict[str, str],
+                 reader, tmp: str, rest, budget: int, req: Request) -> None:
+        self.owner, self.spec, self.files, self.reader = owner, spec, files, reader
+        self.tmp, self.rest, self.budget, self.req = tmp, rest, budget, req
+        self.began = time.monotonic()
+        self.opened: list = []
+        self.links: dict = {}                  # device -> LinkWriter; None -> their LinkWaker
+        self.outputs: list[tuple[str, str]] = []
+        self.run = self.receiver = None
+        self.ended = Event()
+        self.cleaned = self.responded = False
+
+    def start(self) -> Response:
+        try:
+            self.owner._limits(self.spec)
+            channels, self.outputs = self.owner._channels(self.spec, self.files, self.reader,
+                                                          self.tmp, self.opened, self.links)
+            if self.rest is not None:
+                self.receiver = spawn(self._receive_links)
+            started = Event()
+            self.run = spawn(self._run, channels, started)
+            if not started.wait():
+                self.run.wait()                # raises why it did not start (503...)
+        except BaseException:
+            self.close()
+            raise
+        body = ClosingIterator(wire.stream_tar(self._members()), [self])
+        self.req.environ['eventlet.minimum_write_chunk_size'] = 0    # each part at once
+        self.responded = True
+        return Response(app_iter=body, content_type='application/x-tar',
+                        headers={wire.STREAM: '1'})
+
+    def _run(self, channels: list[ChannelSpec], started: Event) -> dict:
+        try:
+            return self.owner._pool_run(self.spec, self.files, channels,
+                                        started=lambda: started.send(True))
+        finally:
+            if not started.ready():
+                started.send(False)
+            self._stop_links()
+            self.ended.send()
+
+    def _stop_links(self) -> None:
+        if self.receiver is not None:
+            self.receiver.kill()
+        for f in self.opened:
+            f.close()
+        self.opened = []
+
+    def _receive_links(self) -> None:
+        try:
+            for name, f in self.rest:
+                kind, _, dev = name.partition('/')
+                link = self.links.get(dev) if dev else None
+                if link is None or kind + '/' not in (wire.PART_PREFIX, wire.END_PREFIX):
+                    raise wire.WireError(f'unexpected member {name}')
+                if kind + '/' == wire.END_PREFIX:
+                    size = int(f.read(64))
+                    if size != link.size:
+                        raise wire.WireError(f'{dev}: {link.size} bytes came, {size} sent')
+                    link.end()
+                    continue
+                while chunk := f.read(wire.CHUNK):
+                    self.budget -= len(chunk)
+                    if self.budget < 0:
+                        raise wire.TooLarge(f'request larger than zerovm_maxinput '
+                                            f'({self.owner.max_input} bytes)')
+                    link.append(chunk)
+        except Exception as e:           # a cut or bad request: the links stay incomplete
+            self.owner.logger.info('%s: links not complete: %r', self.spec.get('name'), e)
+        finally:
+            for name, link in self.links.items():
+                if name is not None:
+                    link.abort()       # those not complete (a no-op for the others)
+
+    def _members(self):
+        """The response's members: parts of the links while the node runs, then as usual."""
+        yield wire.bytes_member(wire.RUNNING, b'')      # the headers go with it, at once
+        tails = [(name, os.open(path, os.O_RDONLY | os.O_CLOEXEC))
+                 for name, path in self.outputs if name.startswith('out/')]
+        sent = dict.fromkeys((name for name, _ in tails), 0)
+        try:
+            pause = TAIL_PAUSE
+            while True:
+                done, moved = self.ended.ready(), False
+                for name, fd in tails:
+                    size = os.fstat(fd).st_size
+                    while sent[name] < size:
+                        chunk = os.pread(fd, min(wire.PART, size - sent[name]), sent[name])
+                        if not chunk:
+                            break
+                        sent[name] += len(chunk)
+                        moved = True
+                        if self.spec.get('outputs', True):
+                            yield wire.bytes_member(wire.PART_PREFIX + name, chunk)
+                if done:
+                    break
+                pause = TAIL_PAUSE if moved else min(pause * 2, TAIL_PAUSE_MAX)
+                if not moved:
+                    self.ended.wait(pause)
+        finally:
+            for _, fd in tails:
+                os.close(fd)
+        report = self.run.wait()
+        yield wire.json_member(wire.REPORT, report)
+        if self.spec.get('outputs', True):
+            yield from (wire.file_member(wire.DEV_PREFIX + name, path)
+                        for name, path in self.outputs if not name.startswith('out/'))
+
+    def close(self) -> None:
+        """The response is done (or was never sent): clean up once the run has ended."""
+        if self.run is not None and not self.run.dead:
+            self.run.link(lambda _gt: self._cleanup())
+        else:
+            self._cleanup()
+
+    def _cleanup(self) -> None:
+        if self.cleaned:
+            return
+        self.cleaned = True
+        self._stop_links()
+        owner = self.owner
+        status = '-'
+        if self.run is not None and self.run.dead:
+            try:
+                status = self.run.wait()['status']
+            except BaseException:
+                pass
+        if self.responded:
+            owner.logger.info('execute %s 200 %s %.4fs %s (streamed)', self.req.path, status,
+                              time.monotonic() - self.began,
+                              self.req.headers.get('X-Trans-Id', '-'))
+        owner.admitted -= 1
+        if wire.EXE in self.files:
+            owner.programs.release(self.files[wire.EXE])
+        if self.reader is not None:
+            self.reader.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 def filter_factory(global_conf: dict, **local_conf):

@@ -53,13 +53,14 @@ run on any object server.  The execute path never goes through the proxy's
 GET/PUT controllers: their ``node_timeout`` and retries would cut off or
 re-run computations.
 
-Nodes wired with ``connect`` run in dataflow order: a node starts when
-every node it reads from has finished, and what they wrote to it
-(``/dev/out/<node>``) travels through the proxy, spooled to its disk (at
-most ``zerovm_maxspool`` bytes per job), as ``/dev/in/<node>`` of the
-reader.  ``replicate: N`` runs a node on N servers at once and compares the
-etags of everything they wrote.  ``zerocloud.graph`` explains both, and why
-nodes never wait for each other while they hold a worker.
+Nodes wired with ``connect`` run as a pipeline: a node starts when every
+node it reads from is running, and what they write to it
+(``/dev/out/<node>``) travels through the proxy while they write it,
+spooled to its disk (at most ``zerovm_maxspool`` bytes per job), as
+``/dev/in/<node>`` of the reader (``zerovm_pipeline = false``: a node starts
+when the nodes it reads from have finished).  ``replicate: N`` runs a node
+on N servers at once and compares the etags of everything they wrote.
+``zerocloud.graph`` explains both, and why worker pools cannot deadlock.
 
 Only when every node ended ``ok`` (whatever its exit code) are outputs with
 a ``path`` stored, as normal Swift objects through the normal PUT path, as
@@ -124,12 +125,15 @@ available as JSON: send ``X-Zerovm-Report: json`` and the body is::
        "accounting": {"fuel": ..., "channels": {...}, ...},
        "outputs": [{"device": "stdout", "path": null, "bytes": 24,
                     "stored": false}],
-       "request_bytes": 38912}]}
+       "request_bytes": 38912, "started": null, "finished": null}]}
 
 (``application/json``) instead of the outputs; outputs with a path are
 stored as usual.  ``outputs`` also lists the node's ``out/<node>``
 channels; ``request_bytes`` is what the proxy sent to the object server
-that ran it (program, objects sent along, other nodes' data).
+that ran it (program, objects sent along, other nodes' data); for the nodes
+of a ``connect`` graph, ``started`` and ``finished`` are the order in which
+the proxy saw the node start (get a worker) and end, counted over the job's
+events (1, 2, ...; null otherwise).
 
 Programs
 --------
@@ -170,6 +174,9 @@ Configuration (``proxy-server.conf``), after the auth filter::
     # most bytes the nodes of one job may send each other (connect), in
     # total; they wait on the proxy's disk ($TMPDIR) for their readers
     zerovm_maxspool = 4294967296
+    # connect graphs as pipelines (a node starts when the nodes it reads
+    # from run); false: stage by stage (when they have finished)
+    zerovm_pipeline = true
     # system images (name path ...; the proxy uses the names)
     zerovm_sysimage_devices =
     # seconds to connect to an object server
@@ -198,7 +205,7 @@ from dataclasses import dataclass, replace
 from urllib.parse import quote
 
 from swift.common.bufferedhttp import http_connect
-from swift.common.concurrency import GreenPool, Timeout, sleep, subprocess
+from swift.common.concurrency import GreenPool, Timeout, sleep, spawn, subprocess
 from swift.common.constraints import valid_api_version
 from swift.common.exceptions import ConnectionTimeout
 from swift.common.http import is_success
@@ -319,6 +326,8 @@ class NodeResult:
         self.replica = 1
         self.links: dict[str, int] = {}         # peer -> bytes of /dev/out/<peer>
         self.request_bytes = 0                  # sent to the object server that ran it
+        self.started: int | None = None         # when it started and ended, in the order
+        self.finished: int | None = None        # of the job's events (zerocloud.graph)
 
     @property
     def status(self) -> str:
@@ -359,7 +368,8 @@ class NodeResult:
                 'host': self.server, 'policy': self.policy, 'seconds': round(self.seconds, 6),
                 'validation': validation, 'etags': report.get('etags') or {},
                 'accounting': report.get('accounting') or {}, 'outputs': outputs,
-                'request_bytes': self.request_bytes}
+                'request_bytes': self.request_bytes, 'started': self.started,
+                'finished': self.finished}
 
     def close(self) -> None:
         for f in self.outputs.values():
@@ -380,6 +390,7 @@ class ProxyExecMiddleware:
         self.fuel = config_positive_int_value(conf.get('zerovm_fuel', DEFAULT_FUEL))
         self.max_nodes = config_positive_int_value(conf.get('zerovm_maxnodes', 1000))
         self.max_spool = config_positive_int_value(conf.get('zerovm_maxspool', 4 << 30))
+        self.pipeline = config_true_value(conf.get('zerovm_pipeline', 'true'))
         self.conn_timeout = float(conf.get('conn_timeout', 0.5))
         self.system_images = conf.get('zerovm_sysimage_devices', '').split()[::2]
         self.interactive_timeout = float(conf.get('interactive_timeout', self.timeout))
@@ -655,6 +666,8 @@ class ProxyExecMiddleware:
         spec = {'name': node.name, 'argv': node.argv, 'env': dict(node.exec.env),
                 'devices': devices, 'seed': 0, 'epoch': 0, 'outputs': plan.replica == 1,
                 'limits': {'memory': self.memory, 'fuel': self.fuel, 'timeout': self.timeout}}
+        if node.reads_from or node.writes_to:
+            spec['stream'] = True
         if plan.program is None:         # file://<system image>:<member>: mount that image
             image, member = node.exec.image_member
             spec['program'] = {'image': image, 'member': member}
@@ -674,29 +687,38 @@ class ProxyExecMiddleware:
         return members
 
     def _run_node(self, req: Request, plan: Plan, job_id: str,
-                  load: collections.Counter | None = None) -> NodeResult:
+                  load: collections.Counter | None = None,
+                  links: graph.NodeLinks | None = None) -> NodeResult:
         """Run one node; ``load`` counts the job's nodes in flight per server."""
         load = collections.Counter() if load is None else load
         res = NodeResult(plan.node, POLICIES.get_by_index(plan.policy).name)
         started = time.monotonic()
         members = self._members(plan)
         headers = {wire.EXECUTE: wire.VERSION, 'Content-Type': 'application/x-tar',
-                   'Content-Length': str(wire.tar_size((n, s) for n, s, _ in members())),
                    'Expect': '100-continue', 'X-Backend-Storage-Policy-Index': str(plan.policy),
                    'X-Trans-Id': req.environ.get('swift.trans_id', ''), 'X-Zerocloud-Id': job_id}
+        if links is not None and links.inputs:       # the links follow as they arrive
+            headers['Transfer-Encoding'] = 'chunked'
+        else:
+            headers['Content-Length'] = str(wire.tar_size((n, s) for n, s, _ in members()))
         if plan.local:
             headers[wire.ACCESS] = 'GET'
         errors, busy = [], []
         for server in _attempts(plan.servers, busy, started + self.timeout):
             where = f'{server["ip"]}:{server["port"]}/{server["device"]}'
             load[server['ip'], server['port']] += 1
+            sent = [int(headers.get('Content-Length', 0))]
             try:
-                res.report, res.outputs = self._exchange(server, plan, headers, members)
+                res.report, res.outputs = self._exchange(server, plan, headers, members,
+                                                         links, sent)
                 res.server = where
-                res.request_bytes = int(headers['Content-Length'])
+                res.request_bytes = sent[0]
                 break
             except _Refused as e:
                 res.fail('error', f'{where} refused the node: {e}', e.status)
+                break
+            except graph.SpoolFull as e:
+                res.fail('error', str(e), 413)
                 break
             except (_Retry, OSError, Timeout, http.client.HTTPException, ValueError) as e:
                 if isinstance(e, _Busy) and load[server['ip'], server['port']] > 1:
@@ -712,24 +734,37 @@ class ProxyExecMiddleware:
         return res
 
     def _exchange(self, server: dict, plan: Plan, headers: dict,
-                  members: Callable[[], list[wire.Member]]) -> tuple[dict, dict]:
+                  members: Callable[[], list[wire.Member]], links: graph.NodeLinks | None,
+                  sent: list[int]) -> tuple[dict, dict]:
         """Run the node on one server: (report, outputs), or an exception."""
         with ConnectionTimeout(self.conn_timeout):
             conn = http_connect(server['ip'], server['port'], server['device'], plan.partition,
                                 'POST', plan.path, headers)
+        feeder = sender = None
         try:
             with Timeout(NODE_GRACE):
                 resp = conn.getexpect()
             with Timeout(self.timeout + NODE_GRACE):
                 if resp.status == http.client.CONTINUE:
-                    for chunk in wire.stream_tar(members()):
-                        conn.send(chunk)
+                    if 'Transfer-Encoding' in headers:
+                        feeder = graph.Feeder(links.inputs)
+                        sender = spawn(_send_chunked, conn.sock, [
+                            *members(), wire.bytes_member(wire.START, b''),
+                            feeder.members()], sent)
+                    else:
+                        for chunk in wire.stream_tar(members()):
+                            conn.send(chunk)
                     resp = conn.getresponse()
-                return self._node_response(resp)
+                return self._node_response(resp, links)
         finally:
+            if sender is not None:
+                feeder.stop()
+                with Timeout(NODE_GRACE, False):
+                    sender.wait()
+                sender.kill()
             conn.close()
 
-    def _node_response(self, resp) -> tuple[dict, dict]:
+    def _node_response(self, resp, links: graph.NodeLinks | None = None) -> tuple[dict, dict]:
         if resp.getheader(wire.EXECUTE) is None:
             raise _Retry(f'{resp.status}: the zerocloud filter is not in its pipeline')
         if resp.status != 200:
@@ -739,16 +774,29 @@ class ProxyExecMiddleware:
             if resp.status in (404, 507) or resp.status >= 500:
                 raise _Retry(f'{resp.status} {reason}')
             raise _Refused(resp.status, reason)
-        report, outputs, links = None, {}, graph.LinkSpool()
+        stream, first = resp, wire.REPORT
+        relay = None
+        if resp.getheader(wire.STREAM):       # running: parts of its links come first
+            stream, first = wire.Available(resp), None
+            if links is not None and links.running is not None:
+                links.running()
+            if links is not None and links.outputs is not None:
+                relay = graph.Relay(links.outputs)
+        report, outputs = None, {}
         try:
-            for name, f in wire.read_members(resp, wire.REPORT):
-                if name == wire.REPORT:
+            for name, f in wire.read_members(stream, first):
+                if name == wire.RUNNING and first is None:
+                    continue
+                if name.startswith(wire.PART_PREFIX + graph.OUT) and report is None:
+                    if relay is not None:
+                        relay.add(name[len(wire.PART_PREFIX + graph.OUT):], f)
+                elif name == wire.REPORT:
                     report = json.loads(f.read(1 << 20))
-                elif name.startswith(wire.DEV_PREFIX + graph.OUT):
-                    outputs[name[len(wire.DEV_PREFIX):]] = links.add(f, self.max_output)
-                elif name.startswith(wire.DEV_PREFIX):
+                elif name.startswith(wire.DEV_PREFIX) and report is not None:
                     out = outputs[name[len(wire.DEV_PREFIX):]] = _spooled()
                     wire.copy_limited(f, out, self.max_output)
+                else:
+                    raise wire.WireError(f'unexpected member {name}')
             if not isinstance(report, dict):
                 raise wire.WireError('no report')
         except BaseException:
@@ -787,13 +835,13 @@ class ProxyExecMiddleware:
             load: collections.Counter = collections.Counter()
 
             def run_replica(plan: Plan, replica: int, servers: Iterable[dict],
-                            links: dict[str, tuple[object, int]]) -> NodeResult:
-                fed = dict(plan.inputs, **{name: Input(*link) for name, link in links.items()})
-                return self._run_node(req, replace(plan, servers=servers, replica=replica,
-                                                   inputs=fed), job_id, load)
+                            links: graph.NodeLinks | None) -> NodeResult:
+                return self._run_node(req, replace(plan, servers=servers, replica=replica),
+                                      job_id, load, links)
 
             results = graph.run(plans, run_replica, _skipped, max_spool=self.max_spool,
-                                concurrency=MAX_CONCURRENCY)
+                                max_link=self.max_output, concurrency=MAX_CONCURRENCY,
+                                pipeline=self.pipeline)
             if not any(r.failed for r in results):
                 self._store_all(req, results)
             return self._respond(results, time.monotonic() - started, report_json)
@@ -899,6 +947,26 @@ def _attempts(servers: Iterable[dict], busy: list[dict], deadline: float) -> Ite
         pause = min(pause * 2, BUSY_PAUSE_MAX)
         again, busy[:] = list(busy), []
         yield from again
+
+
+def _send_chunked(sock, members: list, sent: list[int]) -> None:
+    """Send a tar stream of ``members`` (the last one an iterator of members that
+    come as they arrive) in chunked transfer encoding; a member that fails
+    (a link whose node failed) cuts the stream before the links are complete."""
+    def all_members():
+        yield from members[:-1]
+        yield from members[-1]
+    try:
+        try:
+            for chunk in wire.stream_tar(all_members()):
+                if chunk:
+                    sock.sendall(b'%x\r\n%s\r\n' % (len(chunk), chunk))
+                    sent[0] += len(chunk)
+        except graph.LinkFailed:
+            pass
+        sock.sendall(b'0\r\n\r\n')
+    except OSError:
+        pass                # the server went away: the response says what happened
 
 
 def _skipped(plan: Plan, replica: int, why: str) -> NodeResult:

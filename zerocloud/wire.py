@@ -18,19 +18,35 @@ large payloads stream through without being held in memory:
 
 * proxy -> object server: ``node.json`` (the node spec, first), ``exe``
   (the program), then ``dev/<device>`` for readable devices whose object is
-  not local, and ``dev/in/<node>`` for what each node this one reads from
-  wrote to it (``zerocloud.graph``);
+  not local;
 * object server -> proxy: ``report.json`` (first), then ``dev/<device>``
-  for every written channel the proxy must deliver (store, return, or pass
-  on: ``dev/out/<node>``), unless the spec says ``"outputs": false`` (a
-  replica that only votes with its report's etags).
+  for every written channel the proxy must deliver (store or return),
+  unless the spec says ``"outputs": false`` (a replica that only votes with
+  its report's etags).
+
+The nodes of a ``connect`` graph (``"stream": true`` in the spec) move
+their links while they run (``zerocloud.graph``):
+
+* a node that reads other nodes' data gets a chunked request (no
+  ``Content-Length``): after the members above, ``start`` (empty: the node
+  may start), then ``part/in/<node>`` members (the next bytes of that link)
+  as they arrive, and ``end/in/<node>`` (its size in bytes, decimal) once
+  the link is complete; a request that ends before a link's ``end/`` member
+  cuts that link;
+* the answer (``X-Zerovm-Stream: 1``, sent once the node has a worker) is
+  ``running`` (empty), ``part/out/<node>`` members (what the node wrote to ``/dev/out/<node>``
+  since the last part, at most 1 MiB each, in order), then ``report.json``
+  and the other written channels as above.  A node run again after a
+  failure sends its parts again from the start.
 
 The node spec is JSON: ``{"name", "argv", "env", "devices": [{"name",
-"access": "r"|"w", "random", "source": "local"|"member"|null, "put_size"}],
-"limits": {"memory", "fuel", "timeout"}, "seed", "epoch", "outputs"}``; a
-device name may be ``in/<node>`` or ``out/<node>`` (channel ``/dev/in/<node>``
-...); ``put_size`` (optional) asks for a smaller write quota than the object
-server's ``zerovm_maxoutput``.
+"access": "r"|"w", "random", "source": "local"|"member"|"link"|null,
+"put_size"}], "limits": {"memory", "fuel", "timeout"}, "seed", "epoch",
+"outputs", "stream"}``; a device name may be ``in/<node>`` or
+``out/<node>`` (channel ``/dev/in/<node>`` ...); ``put_size`` (optional)
+asks for a smaller write quota than the object server's
+``zerovm_maxoutput``; ``"source": "link"`` marks an ``in/<node>`` device
+that arrives as ``part/`` members.
 """
 
 from __future__ import annotations
@@ -45,8 +61,15 @@ SPEC = 'node.json'
 EXE = 'exe'
 REPORT = 'report.json'
 DEV_PREFIX = 'dev/'
+START = 'start'                 # request: the node may start; links follow as they arrive
+PART_PREFIX = 'part/'           # part/in/<node>, part/out/<node>: the next bytes of a link
+END_PREFIX = 'end/'             # end/in/<node>: that link is complete (its size, decimal)
+STREAM = 'X-Zerovm-Stream'      # response header of a streamed node
+RUNNING = 'running'             # first member of its response (empty)
 BLOCK = tarfile.BLOCKSIZE
+RECORD = tarfile.RECORDSIZE
 CHUNK = 1 << 16
+PART = 1 << 20                  # largest part/ member
 EXECUTE = 'X-Zerovm-Execute'
 VERSION = '1.0'
 ACCESS = 'X-Zerovm-Access'
@@ -126,18 +149,38 @@ def shared_member(name: str, f, size: int) -> Member:
     return name, size, chunks()
 
 
-def read_members(stream, first: str) -> Iterator[tuple[str, io.BufferedReader]]:
-    """Iterate ``(name, file)`` over a tar stream whose first member must be ``first``."""
+def read_members(stream, first: str | None, bufsize: int = RECORD
+                 ) -> Iterator[tuple[str, io.BufferedReader]]:
+    """Iterate ``(name, file)`` over a tar stream whose first member must be ``first``
+    (None: any).
+
+    The tar reader reads ``stream`` ``bufsize`` bytes at a time: from a stream
+    that only returns full reads, :data:`BLOCK` gets each member as soon as
+    all of it arrived (a bigger read could wait for the sender's next member);
+    a stream whose reads return what is there (:class:`Available`) needs no
+    such care.
+    """
     try:
-        tar = tarfile.open(fileobj=stream, mode='r|')
+        tar = tarfile.open(fileobj=stream, mode='r|', bufsize=bufsize)
         for i, info in enumerate(tar):
-            if i == 0 and info.name != first:
+            if i == 0 and first is not None and info.name != first:
                 raise WireError(f'stream must start with {first}, found {info.name}')
             if not info.isfile() or info.name.startswith('/') or '..' in info.name.split('/'):
                 raise WireError(f'bad member {info.name!r}')
             yield info.name, tar.extractfile(info)
     except tarfile.TarError as e:
         raise WireError(f'bad tar stream: {e}') from None
+
+
+class Available:
+    """A file whose reads return what has arrived (at least a byte, or the end),
+    over an HTTP response (its ``read1``)."""
+
+    def __init__(self, resp) -> None:
+        self.resp = resp
+
+    def read(self, n: int = -1) -> bytes:
+        return self.resp.read1(n if n >= 0 else CHUNK)
 
 
 def copy_limited(src, dst, limit: int, digest=None) -> int:

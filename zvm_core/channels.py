@@ -241,6 +241,174 @@ class FileBacking(FdBacking):
         super().close()
 
 
+# -- channels whose content is still arriving ---------------------------------------
+
+LINK_HEADER = 1                      # the state byte before a link file's data
+LINK_OPEN, LINK_END, LINK_ABORTED = b'\0', b'E', b'X'
+
+
+class LinkWaker:
+    """The pipe that wakes a reader of :class:`LinkWriter` files (one for any number
+    of links: a guest waits on one channel at a time).  ``notify``, the read
+    end, goes to the reader; closing the write end tells it that no more data
+    will come to any link still open."""
+
+    def __init__(self) -> None:
+        self.notify, self._fd = os.pipe()
+        os.set_blocking(self._fd, False)
+
+    def wake(self) -> None:
+        if self._fd >= 0:
+            try:
+                os.write(self._fd, b'.')
+            except BlockingIOError:   # the pipe is full: the reader has wake-ups to read
+                pass
+
+    def close(self) -> None:
+        for fd in (self.notify, self._fd):
+            if fd >= 0:
+                os.close(fd)
+        self.notify = self._fd = -1
+
+
+class LinkWriter:
+    """The writing side of a :class:`StreamBacking`: data that arrives while the
+    reader runs (the object server receiving another node's output).
+
+    A file holds a state byte (arriving, complete, aborted) and then the data,
+    appended as it comes; ``waker`` wakes the reader after each append and
+    once the state is final.  ``fd`` (read-only) and ``waker.notify`` are
+    what the reader's :class:`StreamBacking` gets.
+    """
+
+    def __init__(self, path: str | os.PathLike, waker: LinkWaker) -> None:
+        self.waker = waker
+        self._file = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        self.fd = -1
+        try:
+            os.pwrite(self._file, LINK_OPEN, 0)
+            self.fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except BaseException:
+            os.close(self._file)
+            raise
+        self.size = 0
+        self.state = LINK_OPEN
+
+    @property
+    def notify(self) -> int:
+        return self.waker.notify
+
+    def append(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            n = os.pwrite(self._file, view, LINK_HEADER + self.size)
+            self.size += n
+            view = view[n:]
+        self.waker.wake()
+
+    def end(self) -> None:
+        """Everything arrived: the reader reads to the end, then gets end of file."""
+        self._final(LINK_END)
+
+    def abort(self) -> None:
+        """Not everything will arrive: the reader's reads fail (EIO) from now on."""
+        self._final(LINK_ABORTED)
+
+    def _final(self, state: bytes) -> None:
+        if self.state == LINK_OPEN and self._file >= 0:
+            self.state = state
+            os.pwrite(self._file, state, 0)
+            self.waker.wake()
+
+    def close(self) -> None:
+        """Abort if still open, and close this side's descriptors (not the waker's)."""
+        self.abort()
+        for fd in (self._file, self.fd):
+            if fd >= 0:
+                os.close(fd)
+        self._file = self.fd = -1
+
+
+class StreamBacking(Backing):
+    """A sequential read channel whose content is still arriving (see :class:`LinkWriter`).
+
+    A read waits until it can return everything it asked for, or until the end
+    of the data: never a short read that depends on when the data came, so the
+    guest sees exactly what it would see reading the complete file.  Once the
+    writer aborted (or went away: ``notify`` at end of file while the link is
+    open), reads fail with ``EIO``; a wait ends at the run's deadline (given to
+    :meth:`ready`), which stops the run with ``timeout``.  Several channels may
+    share one ``notify``: a wake-up meant for another only makes this one look
+    at its file again.
+    """
+
+    seekable = False
+
+    def __init__(self, fd: int, notify: int, alias: str = 'link', owned: bool = False) -> None:
+        """``owned``: close ``fd`` (never ``notify``, which may be shared) on close."""
+        self.fd, self.notify, self.alias, self.owned = fd, notify, alias, owned
+        os.set_blocking(notify, False)
+        self.cursor = 0
+        self.deadline: float | None = None
+        self._writer_gone = False
+
+    def _wait(self, want: int, deadline: float | None) -> int | None:
+        """Bytes a read of ``want`` returns (fewer only at the end); None at ``deadline``."""
+        poll = select.poll()
+        poll.register(self.notify, select.POLLIN)
+        while True:
+            state = os.pread(self.fd, LINK_HEADER, 0)
+            available = os.fstat(self.fd).st_size - LINK_HEADER - self.cursor
+            if state == LINK_ABORTED or (state == LINK_OPEN and self._writer_gone):
+                raise ChannelIOError(f'{self.alias}: its data did not all arrive (the node '
+                                     'that writes it failed or the transfer was cut)')
+            if available >= want or state == LINK_END:
+                return min(want, available)
+            if state != LINK_OPEN:
+                raise ChannelIOError(f'{self.alias}: bad link state {state!r}')
+            if deadline is None:
+                timeout = None
+            else:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                timeout = max(1, int(left * 1000 + 1))
+            if poll.poll(timeout):
+                self._drain()
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                got = os.read(self.notify, 4096)
+            except BlockingIOError:
+                return
+            if not got:
+                self._writer_gone = True      # the state is final now, or never will be
+                return
+
+    def ready(self, write: bool, deadline: float) -> bool:
+        self.deadline = deadline
+        return self._wait(1, deadline) is not None
+
+    def readinto(self, bufs: list[memoryview], offset: int | None) -> int:
+        n = self._wait(sum(map(len, bufs)), self.deadline)
+        if n is None:
+            from zvm_core.syscalls.errors import Stop
+            raise Stop('timeout', f'wall-clock timeout while reading {self.alias}')
+        bufs = clip(bufs, n)
+        got = os.preadv(self.fd, bufs, LINK_HEADER + self.cursor) if bufs else 0
+        self.cursor += got
+        return got
+
+    def write(self, bufs: list[memoryview], offset: int | None) -> int:
+        raise ChannelIOError(f'{self.alias} is read-only')
+
+    def close(self) -> None:
+        if self.owned:
+            self.owned = False
+            os.close(self.fd)
+
+
 class ReplicatedBacking(Backing):
     """One channel over several sources (``a;b`` in a manifest).
 

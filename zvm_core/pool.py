@@ -39,10 +39,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from zvm_core.channels import READ, Channel, FdBacking, Quota
+from zvm_core.channels import READ, Channel, FdBacking, Quota, StreamBacking
 from zvm_core.report import Report
 
 MAX_MESSAGE = 1 << 20
@@ -66,6 +66,8 @@ class ChannelSpec:
     random: bool = False
     quota: Quota = field(default_factory=Quota)
     mount: str | None = None      # a tar image: mounted read-only here (e.g. "/")
+    notify: int | None = None     # data still arriving: ``fd`` is a ``channels.LinkWriter``
+                                  # file, ``notify`` its ``LinkWaker``'s (may be shared)
 
 
 def _report_from(data: dict) -> Report:
@@ -154,7 +156,9 @@ def _serve_one(req: dict, fds: list[int], templates: Templates):
     """Run one request: (report, the machine to clean afterwards or None)."""
     from zvm_core.elf import ElfError
     from zvm_core.executor import Limits, SetupError, invalid_elf_report, invalid_report
-    channels = [Channel(c['alias'], FdBacking(fds[c['fd']], owned=False), c['mode'],
+    channels = [Channel(c['alias'], FdBacking(fds[c['fd']], owned=False)
+                        if c.get('notify') is None else
+                        StreamBacking(fds[c['fd']], fds[c['notify']], c['alias']), c['mode'],
                         random=c['random'], quota=Quota(**c['quota']))
                 for c in req['channels']]
     limits = Limits(**req['limits'])
@@ -273,18 +277,32 @@ class Pool:
 
     def run(self, program: str, channels: Iterable[ChannelSpec], *,
             argv: list[str], env: Mapping[str, str] | None = None, limits=None,
-            seed: int = 0, epoch: int = 0, rdtsc: str = 'virtualize') -> Report:
-        """Run ``program`` (a host path) in a warm worker; :class:`PoolBusy` when full."""
+            seed: int = 0, epoch: int = 0, rdtsc: str = 'virtualize',
+            started: Callable[[], None] | None = None) -> Report:
+        """Run ``program`` (a host path) in a warm worker; :class:`PoolBusy` when full.
+
+        ``started`` is called once a worker has taken the request (it may have
+        waited in the queue until then).
+        """
         from zvm_core.executor import Limits
         limits = limits or Limits()
         channels = list(channels)
         fds = [c.fd for c in channels]
+        shared: dict[int, int] = {}                   # one descriptor may wake several
+        for c in channels:
+            if c.notify is not None and c.notify not in shared:
+                shared[c.notify] = len(fds)
+                fds.append(c.notify)
+        notify = {i: shared[c.notify] for i, c in enumerate(channels) if c.notify is not None}
+        if len(fds) > MAX_FDS:
+            raise ValueError(f'{len(fds)} descriptors for one run: at most {MAX_FDS}')
         req = {'program': os.path.abspath(program), 'argv': list(argv), 'env': dict(env or {}),
                'limits': {'memory': limits.memory, 'fuel': limits.fuel,
                           'timeout': limits.timeout},
                'seed': seed, 'epoch': epoch, 'rdtsc': rdtsc,
                'channels': [{'alias': c.alias, 'fd': i, 'mode': c.mode, 'random': c.random,
-                             'quota': vars(c.quota), 'mount': c.mount}
+                             'quota': vars(c.quota), 'mount': c.mount,
+                             'notify': notify.get(i)}
                             for i, c in enumerate(channels)]}
         with self._lock:
             if self._waiting >= self.queue + self.size:
@@ -294,6 +312,8 @@ class Pool:
             with self._slots:
                 worker = self._idle.pop()
                 try:
+                    if started is not None:
+                        started()
                     report = self._exchange(worker, req, fds, limits.timeout + KILL_GRACE)
                 finally:
                     self._idle.append(worker if worker.proc.poll() is None

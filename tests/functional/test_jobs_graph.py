@@ -2,8 +2,10 @@
 
 The map/reduce test runs the programs of examples/mapreduce (so the example
 is what is tested); tests/programs/graph_pipe.c is a pipeline stage that
-adds a constant to every byte and can crash on one named node.  The
-cluster's object ring keeps 2 replicas on 3 object servers.
+adds a constant to every byte and can crash on one named node;
+tests/programs/graph_stream.c a stage that copies a known number of bytes
+and can compute for a while afterwards.  The cluster's object ring keeps 2
+replicas on 3 object servers.
 """
 
 from __future__ import annotations
@@ -128,6 +130,57 @@ def test_three_stage_pipeline_carries_megabytes(conn: Connection, make_container
     assert nodes[1]['outputs'][0]['bytes'] == len(data)
     assert nodes[2]['request_bytes'] > len(data)          # B's data went to C's server
     assert conn.get_object(container, 'out')[1] == shifted(data, 3)
+
+
+def test_a_pipeline_stage_runs_while_the_stage_before_it_still_runs(
+        conn: Connection, make_container, guest) -> None:
+    """A writes its data, then computes for a while; B and C copy exactly that many
+    bytes (in reads of 100000 bytes: the parts of the links never line up) and
+    exit without waiting for the end of their input.  Run stage by stage, B could
+    start only once A had finished; streamed, all of the data goes through B and
+    C, and both finish, while A still runs (``started``/``finished``: the order of
+    the job's events on the proxy, no clock involved)."""
+    container = make_container()
+    data = random.Random(5).randbytes((5 << 20) + 12345)
+    conn.put_object(container, 'in', data)
+    prog = upload(conn, container, 'stream', guest('graph_stream'))
+    size = str(len(data))
+    job = [stage('A', prog, f'- B {size} 50', connect=['B'],
+                 devices=[{'name': 'stdin', 'path': f'swift://~/{container}/in'}]),
+           stage('B', prog, f'A C {size} 0', connect=['C']),
+           stage('C', prog, f'B - {size} 0',
+                 devices=[{'name': 'stdout', 'path': f'swift://~/{container}/out'}])]
+    resp = post_job(conn, job, headers={'X-Zerovm-Report': 'json'})
+    assert resp.status_code == 200, resp.text
+    a, b, c = resp.json()['nodes']
+    assert [(n['name'], n['status'], n['retcode']) for n in (a, b, c)] == [
+        ('A', 'ok', 0), ('B', 'ok', 0), ('C', 'ok', 0)]
+    assert a['started'] < b['started'] < c['started'] < c['finished'] < a['finished']
+    assert b['finished'] < a['finished']
+    assert conn.get_object(container, 'out')[1] == data
+
+
+def test_a_pipeline_longer_than_the_cluster_has_workers_completes(
+        swift_cluster: DevCluster, conn: Connection, make_container, guest) -> None:
+    """Every stage of a chain holds a worker while it waits for the one before it:
+    with more stages than workers, a stage waits for a worker (in a queue or
+    tried again) and none of those it waits for waits for it, so the chain ends."""
+    container = make_container()
+    data = random.Random(9).randbytes(1 << 20)
+    conn.put_object(container, 'in', data)
+    pipe = upload(conn, container, 'pipe', guest('graph_pipe'))
+    stages = 3 * len(swift_cluster.object_ports) * (os.cpu_count() or 1) + 1
+    names = ['-', *(f's{i}' for i in range(stages)), '-']
+    job = [stage(names[i], pipe, f'{names[i - 1]} {names[i + 1]} 1')
+           for i in range(1, stages + 1)]
+    for group, peer in zip(job[:-1], names[2:], strict=False):
+        group['connect'] = [peer]
+    job[0]['devices'] = [{'name': 'stdin', 'path': f'swift://~/{container}/in'}]
+    job[-1]['devices'] = [{'name': 'stdout', 'path': f'swift://~/{container}/out'}]
+    resp = post_job(conn, job)
+    assert resp.status_code == 200, resp.text
+    assert nexe(resp, 'Status') == ['ok'] * stages
+    assert conn.get_object(container, 'out')[1] == shifted(data, stages)
 
 
 def test_replicate_2_runs_on_both_replicas_and_agrees(swift_cluster: DevCluster,

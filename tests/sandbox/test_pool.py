@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from zvm_core.channels import READ, WRITE, Channel, FdBacking, Quota
+from zvm_core.channels import READ, WRITE, Channel, FdBacking, LinkWaker, LinkWriter, Quota
 from zvm_core.executor import Limits, run
 from zvm_core.pool import ChannelSpec, Pool, PoolBusy
 
@@ -188,3 +188,41 @@ def test_cli_repeat_runs_through_a_warm_worker(guest, zvm, tmp_path):
     assert res.returncode == 0, res.stderr
     assert b'5 runs through a warm worker' in res.stderr
     assert (tmp_path / 'out').read_bytes().split() == [b'2', b'3', b'14']
+
+
+def test_a_channel_that_arrives_while_the_guest_runs(guest, pool, tmp_path):
+    """A link (``ChannelSpec.notify``): cat's 1 MiB reads wait for all of it, so the
+    guest sees what it would see reading the whole file; cut short, reads fail."""
+    data = os.urandom(3 << 20)
+    for cut in (False, True):
+        waker = LinkWaker()
+        writer = LinkWriter(tmp_path / f'link-{cut}', waker)
+        fout = tempfile.TemporaryFile()
+
+        def feed(writer=writer, cut=cut):
+            for k in range(0, len(data), 100_000):
+                time.sleep(0.001)
+                writer.append(data[k:k + 100_000])
+                if cut and k > len(data) // 2:
+                    writer.abort()
+                    return
+            writer.end()
+        thread = threading.Thread(target=feed)
+        thread.start()
+        with fout:
+            report = pool.run(str(guest('cat')), [
+                ChannelSpec('/dev/stdin', writer.fd, READ, notify=writer.notify),
+                ChannelSpec('/dev/stdout', fout.fileno(), WRITE)], argv=['cat'])
+            thread.join()
+            writer.close()
+            waker.close()
+            fout.seek(0)
+            out = fout.read()
+        if cut:
+            assert report.status == 'killed'
+            assert 'did not all arrive' in report.message
+            assert len(out) % (1 << 20) == 0 and out == data[:len(out)]
+        else:
+            assert (report.status, report.retcode) == ('ok', 0)
+            assert report.accounting.channels['/dev/stdin'].reads == 4     # 3 full, then end
+            assert out == data

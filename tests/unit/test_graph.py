@@ -1,4 +1,4 @@
-"""zerocloud.graph: checks, node-to-node spools, replica votes and dataflow order.
+"""zerocloud.graph: checks, node-to-node links, replica votes and dataflow order.
 
 ``run`` is driven by a scripted ``run_replica`` that records when each
 replica started and what it was given, on green threads as in the proxy.
@@ -10,7 +10,7 @@ import io
 from dataclasses import dataclass, field
 
 import pytest
-from swift.common.concurrency import sleep
+from swift.common.concurrency import Event, Timeout, sleep, spawn
 
 from zerocloud import graph, wire
 from zerocloud.job import JobError, Node, expand, parse_job
@@ -28,6 +28,7 @@ class Result:
         self.report = {'status': status, 'retcode': retcode, 'etags': etags or {}}
         self.outputs: dict = {}
         self.replica, self.links, self.closed = 1, {}, False
+        self.started = self.finished = None
 
     @property
     def status(self) -> str:
@@ -55,8 +56,9 @@ class Plan:
 
 
 class Script:
-    """run_replica: each node writes ``<name>-><peer>`` to each peer, sleeping a little;
-    ``fail`` names nodes that end ``fault``."""
+    """run_replica: each node reads all its input links, then writes ``<name>-><peer>``
+    to each peer, sleeping a little; ``fail`` names nodes that end ``fault``; a node
+    whose input link fails ends ``killed`` (as the sandbox's EIO would)."""
 
     def __init__(self, fail: tuple[str, ...] = (), etags: dict | None = None) -> None:
         self.fail, self.etags = fail, etags or {}
@@ -66,18 +68,43 @@ class Script:
     def __call__(self, plan: Plan, replica: int, servers, links) -> Result:
         server = next(iter(servers))
         name = plan.node.name
-        self.log.append((name, replica, f'{server["port"]}',
-                         {k: f.read() for k, (f, _size) in links.items()}))
-        for f, _size in links.values():
-            f.seek(0)
-        sleep(0.001)
         res = Result(plan.node, 'fault' if name in self.fail else 'ok',
                      self.etags.get((name, replica)), server=f'{server["port"]}')
-        spool = graph.LinkSpool()
-        for peer in plan.node.writes_to:
-            res.outputs[graph.OUT + peer] = spool.add(io.BytesIO(f'{name}->{peer}'.encode()),
-                                                      1 << 20)
+        if links is not None and links.running is not None:
+            links.running()
+        try:
+            given = read_links(links.inputs) if links is not None else {}
+        except graph.LinkFailed as e:
+            res.fail('killed', str(e))
+            return res
+        self.log.append((name, replica, f'{server["port"]}', given))
+        sleep(0.001)
+        if links is not None and links.outputs is not None:
+            relay = graph.Relay(links.outputs)
+            try:
+                for peer in plan.node.writes_to:
+                    relay.add(peer, io.BytesIO(f'{name}->{peer}'.encode()))
+            except graph.SpoolFull as e:
+                res.fail('error', str(e), 413)
         return res
+
+
+def read_links(links: dict[str, graph.Link]) -> dict[str, bytes]:
+    """What a node's object server gets: the data of each link, checked against its end."""
+    got = dict.fromkeys(links, b'')
+    ended = set()
+    for name, size, chunks in graph.Feeder(links).members():
+        data = b''.join(chunks)
+        assert len(data) == size
+        kind, _, link = name.partition('/')
+        assert link not in ended
+        if kind + '/' == wire.PART_PREFIX:
+            got[link] += data
+        else:
+            assert int(data) == len(got[link])
+            ended.add(link)
+    assert ended == set(links)
+    return got
 
 
 def skipped(plan: Plan, replica: int, why: str) -> Result:
@@ -119,15 +146,15 @@ def test_a_long_chain_is_checked_without_recursion() -> None:
 
 
 def test_a_node_with_more_channels_than_a_worker_takes_is_refused() -> None:
-    ok = nodes({'name': 'm', 'count': graph.MAX_CHANNELS - 3, 'connect': ['r']},
-               {'name': 'r', 'devices': [{'name': 'stdout'}]})
+    # three standard streams, one descriptor per link, one that wakes the reader
+    ok = nodes({'name': 'm', 'count': graph.MAX_CHANNELS - 4, 'connect': ['r']}, {'name': 'r'})
     graph.check_nodes(ok)
     assert graph.channel_count(ok[-1]) == graph.MAX_CHANNELS
-    big = nodes({'name': 'm', 'count': graph.MAX_CHANNELS - 2, 'connect': ['r']}, {'name': 'r'})
+    big = nodes({'name': 'm', 'count': graph.MAX_CHANNELS - 3, 'connect': ['r']}, {'name': 'r'})
     with pytest.raises(JobError) as err:
         graph.check_nodes(big)
     assert str(err.value) == (f'Too many channels for node r: {graph.MAX_CHANNELS + 1} (reads '
-                              f'from {graph.MAX_CHANNELS - 2} nodes, writes to 0); a node may '
+                              f'from {graph.MAX_CHANNELS - 3} nodes, writes to 0); a node may '
                               f'have at most {graph.MAX_CHANNELS}')
 
 
@@ -136,28 +163,71 @@ def test_link_devices_name_the_peers() -> None:
     assert graph.link_devices(a, 100) == [{'name': 'out/b', 'access': 'w', 'random': False,
                                            'source': None, 'put_size': 100}]
     assert graph.link_devices(b, 100) == [{'name': 'in/a', 'access': 'r', 'random': False,
-                                           'source': 'member'}]
+                                           'source': 'link'}]
 
 
 # -- spools --------------------------------------------------------------------------------
 
-def test_a_spool_holds_channels_back_to_back_and_closes_with_the_last_view() -> None:
-    spool = graph.LinkSpool()
-    first = spool.add(io.BytesIO(b'hello'), 10)
-    second = spool.add(io.BytesIO(b'world!'), 10)
-    assert (first.size, second.size) == (5, 6)
-    assert second.read(3) == b'wor' and first.read() == b'hello' and second.read() == b'ld!'
-    assert second.seek(0, 2) == 6 and second.read() == b''
-    assert second.seek(1) == 1 and second.read(2) == b'or'
-    member = wire.shared_member('dev/in/x', first, first.size)
-    assert b''.join(member[2]) == b'hello'
+def test_a_spool_holds_links_back_to_back_and_closes_with_its_last_user() -> None:
+    spool = graph.Spool(['x', 'y'], graph.Budget(100), max_link=10)
+    x, y = spool.links['x'], spool.links['y']
+    spool.append(x, b'hel')
+    spool.append(y, b'wor')
+    spool.append(x, b'lo')
+    spool.append(y, b'ld!')
+    assert (x.size, y.size) == (5, 6)
+    assert x.read(0, 100) == b'hel' and x.read(3, 100) == b'lo' and x.read(1, 1) == b'e'
+    assert y.read(2, 100) == b'r' and y.read(3, 100) == b'ld!'
     with pytest.raises(wire.TooLarge):
-        spool.add(io.BytesIO(b'x' * 11), 10)
-    first.close()
-    assert not spool._file.closed
-    second.close()
-    second.close()
-    assert spool._file.closed
+        spool.append(x, b'x' * 6)
+    assert x.size == 5 and spool.budget.used == 11
+    spool.finish(True)
+    assert (x.state, y.state) == (graph.COMPLETE, graph.COMPLETE)
+    x.release()
+    assert spool._file is not None
+    y.release()
+    assert spool._file is None
+
+
+def test_the_job_budget_is_shared_and_a_retry_adds_only_new_bytes() -> None:
+    budget = graph.Budget(8)
+    one, two = graph.Spool(['p'], budget, 100), graph.Spool(['q'], budget, 100)
+    graph.Relay(one).add('p', io.BytesIO(b'abcd'))
+    graph.Relay(one).add('p', io.BytesIO(b'abcdef'))       # the same node, run again
+    assert one.links['p'].read(0, 100) == b'abcd' and one.links['p'].size == 6
+    with pytest.raises(graph.SpoolFull):
+        graph.Relay(two).add('q', io.BytesIO(b'xyz'))
+    with pytest.raises(wire.WireError):
+        graph.Relay(two).add('nobody', io.BytesIO(b''))
+
+
+def test_a_feeder_sends_parts_as_they_come_and_ends_each_link() -> None:
+    spool = graph.Spool(['a', 'b'], graph.Budget(100), 100)
+    links = {'in/a': spool.links['a'], 'in/b': spool.links['b']}
+    feeder = graph.Feeder(links)
+    members = feeder.members()
+    spool.append(spool.links['a'], b'12')
+    assert next(members)[:2] == ('part/in/a', 2)
+    got = []
+    reader = spawn(lambda: got.extend((n, b''.join(c)) for n, _s, c in members))
+    sleep(0.01)
+    assert got == [] and not reader.dead          # waits for more
+    spool.append(spool.links['b'], b'345')
+    spool.finish(True)
+    reader.wait()
+    assert got == [('end/in/a', b'2'), ('part/in/b', b'345'), ('end/in/b', b'3')]
+
+    failed = graph.Spool(['a'], graph.Budget(100), 100)
+    members = graph.Feeder({'in/a': failed.links['a']}).members()
+    failed.finish(False)
+    with pytest.raises(graph.LinkFailed):
+        next(members)
+
+    stopped = graph.Feeder({'in/a': graph.Spool(['a'], graph.Budget(1), 1).links['a']})
+    reader = spawn(lambda: list(stopped.members()))
+    sleep(0.01)
+    stopped.stop()
+    assert reader.wait() == []
 
 
 # -- votes ---------------------------------------------------------------------------------
@@ -242,18 +312,79 @@ def test_node_to_node_data_over_the_job_budget_fails_the_node() -> None:
     results = run(ns, Script(), max_spool=6)
     assert [r.status for r in results] == ['ok', 'error', 'skipped']
     assert results[1].error == ('the nodes of this job sent each other more than '
-                                'zerovm_maxspool bytes (4 from this node)')
+                                'zerovm_maxspool bytes (4 or more from this node to c)')
 
 
-def test_a_missing_channel_in_the_answer_fails_the_producer() -> None:
-    class Forgetful(Script):
+def test_a_link_shorter_than_what_the_node_wrote_fails_the_producer() -> None:
+    class Short(Script):
         def __call__(self, plan, replica, servers, links):
             res = super().__call__(plan, replica, servers, links)
-            res.outputs.pop('out/b', None)
+            res.report['accounting'] = {'channels': {'/dev/out/b': {'write_bytes': 5}}}
             return res
-    results = run(nodes({'name': 'a', 'connect': ['b']}, {'name': 'b'}), Forgetful())
+    results = run(nodes({'name': 'a', 'connect': ['b']}, {'name': 'b'}), Short())
     assert [r.status for r in results] == ['error', 'skipped']
-    assert results[0].error == '6200 returned no /dev/out/b'
+    assert results[0].error == '6200 returned 4 of the 5 bytes of /dev/out/b'
+
+
+def test_a_consumer_starts_once_its_producers_run_and_reads_as_they_write() -> None:
+    """The producer waits for its consumer to have read its first part before it
+    writes the rest: stage by stage, this graph could not end."""
+    read_first = Event()
+    order = []
+
+    def run_replica(plan, replica, servers, links):
+        name = plan.node.name
+        res = Result(plan.node, server='x')
+        links.running()
+        order.append(f'{name} runs')
+        if name == 'a':
+            relay = graph.Relay(links.outputs)
+            relay.add('b', io.BytesIO(b'first '))
+            with Timeout(5):
+                read_first.wait()
+            relay.add('b', io.BytesIO(b'second'))
+        else:
+            members = graph.Feeder(links.inputs).members()
+            assert next(members)[0] == 'part/in/a'
+            read_first.send()
+            rest = [(n, b''.join(c)) for n, _s, c in members]
+            assert rest == [('part/in/a', b'second'), ('end/in/a', b'12')]
+        order.append(f'{name} ends')
+        return res
+    results = run(nodes({'name': 'a', 'connect': ['b']}, {'name': 'b'}), run_replica)
+    assert [r.status for r in results] == ['ok', 'ok']
+    assert order == ['a runs', 'b runs', 'a ends', 'b ends']
+    assert (results[0].started, results[1].started) == (1, 2)
+    assert results[0].finished < results[1].finished
+
+
+def test_staged_runs_start_a_consumer_once_its_producers_have_finished() -> None:
+    script = Script()
+    ns = nodes({'name': 'a', 'connect': ['b']}, {'name': 'b', 'connect': ['c']}, {'name': 'c'})
+    results = run(ns, script, pipeline=False)
+    assert [r.status for r in results] == ['ok'] * 3
+    assert [r.started for r in results] == [1, 3, 5]
+    assert [r.finished for r in results] == [2, 4, 6]
+    assert script.log[2][3] == {'in/b': b'b->c'}
+
+
+def test_a_consumer_whose_producer_fails_while_it_runs_is_skipped() -> None:
+    def run_replica(plan, replica, servers, links):
+        res = Result(plan.node, server='x')
+        links.running()
+        if plan.node.name == 'a':
+            graph.Relay(links.outputs).add('b', io.BytesIO(b'some'))
+            sleep(0.01)
+            res.fail('fault', 'crashed')
+        else:
+            try:
+                list(graph.Feeder(links.inputs).members())
+            except graph.LinkFailed as e:
+                res.fail('killed', str(e))
+        return res
+    results = run(nodes({'name': 'a', 'connect': ['b']}, {'name': 'b'}), run_replica)
+    assert [(r.status, r.error) for r in results] == [('fault', 'crashed'),
+                                                     ('skipped', 'not run: a failed')]
 
 
 def test_a_bug_in_a_node_closes_every_result_and_raises() -> None:

@@ -21,8 +21,8 @@ import pytest
 from swift.common.concurrency import sleep
 from swift.common.swob import Request, Response
 
+from zerocloud import graph, placement, proxy, wire
 from zerocloud import object as object_filter
-from zerocloud import placement, proxy, wire
 from zerocloud.proxy import (
     MAX_HEADER,
     NodeResult,
@@ -111,16 +111,35 @@ class Servers:
         self.script = by_device
         self.asked: list[tuple[str, dict, dict[str, bytes]]] = []
 
-    def __call__(self, server, plan, headers, members):
+    def __call__(self, server, plan, headers, members, links=None, sent=None):
         body = b''.join(wire.stream_tar(members()))
-        assert len(body) == int(headers['Content-Length'])
+        fed: dict[str, bytes] = {}
+        if 'Transfer-Encoding' in headers:            # links follow, as they arrive
+            assert headers['Transfer-Encoding'] == 'chunked' and links.inputs
+            for name, _size, chunks in graph.Feeder(links.inputs).members():
+                kind, _, dev = name.partition('/')
+                if kind + '/' == wire.PART_PREFIX:
+                    fed[wire.DEV_PREFIX + dev] = fed.get(wire.DEV_PREFIX + dev, b'') + \
+                        b''.join(chunks)
+        else:
+            assert len(body) == int(headers['Content-Length'])
         with tarfile.open(fileobj=io.BytesIO(body)) as tar:
-            sent = {m.name: tar.extractfile(m).read() for m in tar}
-        self.asked.append((server['device'], headers, sent))
+            asked = {m.name: tar.extractfile(m).read() for m in tar}
+        self.asked.append((server['device'], headers, {**asked, **fed}))
         action = self.script.get(server['device'], _Retry('connection refused'))
         if isinstance(action, Exception):
             raise action
-        return action(plan, headers, members)
+        if links is not None and links.running is not None:
+            links.running()
+        report, outputs = action(plan, headers, lambda: [
+            *members(), *(wire.bytes_member(k, v) for k, v in fed.items())])
+        for name in [k for k in outputs if k.startswith(graph.OUT)]:
+            out = outputs.pop(name)            # the object server sends these as parts
+            if links is not None and links.outputs is not None:
+                out.seek(0)
+                graph.Relay(links.outputs).add(name[len(graph.OUT):], out)
+            out.close()
+        return report, outputs
 
 
 @pytest.fixture
@@ -457,7 +476,8 @@ def test_connected_nodes_get_what_their_producers_wrote(mw, servers) -> None:
         assert sent['dev/in/wc'] == b'wc->r'
         assert spec['outputs'] is (number == 1)
         assert spec['devices'][-1] == {'name': 'in/wc', 'access': 'r', 'random': False,
-                                       'source': 'member'}
+                                       'source': 'link'}
+        assert spec['stream'] is True
     resp = post(mw, group)
     assert resp.body == b'wc->r'                        # the stdout of r, once
     assert resp.headers['X-Nexe-System'] == 'wc,r,r'
