@@ -7,6 +7,8 @@ A job is a JSON list of node groups::
                                                #   file://<image>:<path> or a
                                                #   path inside the job's image
                "name": "sort",                 # argv[0]; default: the node name
+                                               #   (file://<image>:<path>: the
+                                               #   file's name, e.g. python3)
                "args": "-n -k 2",              # split like a shell would
                "env": {"LANG": "C"}},
       "devices": [                             # deprecated alias: "file_list"
@@ -266,7 +268,16 @@ class Node:
 
     @property
     def argv(self) -> list[str]:
-        return [self.exec.name or self.name, *self.exec.args]
+        """``exec.name`` or the node name, then the arguments.  A program of a system
+        image (``file://python3:python3``) is named as a shell would name it, not
+        after the node: every node of the group then runs one command line, and
+        warm workers resume it from one start-up snapshot (``zvm_core.snapshot``)."""
+        default = self.name
+        if self.exec.path.startswith(FILE):
+            image, member = self.exec.image_member
+            if image != USER_IMAGE:
+                default = member.rstrip('/').rpartition('/')[2]
+        return [self.exec.name or default, *self.exec.args]
 
 
 def _show(value: object) -> str:

@@ -476,7 +476,8 @@ class Machine:
             fuel=st.used, syscalls=st.syscalls, unknown_syscalls=dict(self.unknown),
             channels={a: replace(c.counters)
                       for a, c in sorted(self.channels.items())},
-            peak_memory=self.image_size + self.arena.peak, wall_time=round(wall, 6))
+            peak_memory=self.image_size + self.arena.peak, wall_time=round(wall, 6),
+            start=self.start)
 
     def close(self) -> None:
         """Free the instance now, not whenever the cycle collector runs.

@@ -42,7 +42,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from zvm_core.channels import READ, Channel, FdBacking, Quota, StreamBacking
+from zvm_core.channels import READ, WRITE, Channel, FdBacking, Quota, StreamBacking
 from zvm_core.report import Report
 
 MAX_MESSAGE = 1 << 20
@@ -152,6 +152,52 @@ class Templates:
             old.close()
 
 
+def _request(program: str, channels: list[ChannelSpec], argv, env, limits, seed: int,
+             epoch: int, rdtsc: str, notify: dict[int, int]) -> dict:
+    """The message for one run; channel ``fd`` fields index the descriptors sent with it."""
+    return {'program': os.path.abspath(program), 'argv': list(argv), 'env': dict(env or {}),
+            'limits': {'memory': limits.memory, 'fuel': limits.fuel, 'timeout': limits.timeout},
+            'seed': seed, 'epoch': epoch, 'rdtsc': rdtsc,
+            'channels': [{'alias': c.alias, 'fd': i, 'mode': c.mode, 'random': c.random,
+                          'quota': vars(c.quota), 'mount': c.mount, 'notify': notify.get(i)}
+                         for i, c in enumerate(channels)]}
+
+
+@dataclass(frozen=True)
+class WarmUp:
+    """A run each worker makes when it starts, so that the first request for the
+    program finds its template ready: validated, code translated, images indexed.
+
+    The program runs with ``argv``, empty stdin, output discarded and
+    ``images`` (tar files) mounted read-only at ``/``; its result is ignored.
+    """
+
+    program: str
+    argv: tuple[str, ...]
+    images: tuple[str, ...] = ()
+    memory: int = 256 << 20
+
+
+def _warm_up(warm: WarmUp, templates: Templates) -> None:
+    from zvm_core.executor import Limits
+    files = [open(os.devnull, 'rb'), open(os.devnull, 'wb'), open(os.devnull, 'wb')]
+    files += [open(path, 'rb') for path in warm.images]
+    channels = [ChannelSpec('/dev/stdin', files[0].fileno(), READ),
+                ChannelSpec('/dev/stdout', files[1].fileno(), WRITE),
+                ChannelSpec('/dev/stderr', files[2].fileno(), WRITE)]
+    channels += [ChannelSpec(f'/dev/image{i}', f.fileno(), READ, random=True, mount='/')
+                 for i, f in enumerate(files[3:])]
+    try:
+        req = _request(warm.program, channels, warm.argv, {}, Limits(memory=warm.memory), 0,
+                       0, 'virtualize', {})
+        _, machine = _serve_one(req, [c.fd for c in channels], templates)
+        if machine is not None:
+            machine.reset()
+    finally:
+        for f in files:
+            f.close()
+
+
 def _serve_one(req: dict, fds: list[int], templates: Templates):
     """Run one request: (report, the machine to clean afterwards or None)."""
     from zvm_core.elf import ElfError
@@ -202,12 +248,21 @@ def _limit_self(address_space: int) -> None:
     libc.prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0)
 
 
-def worker_main(fd: int, template_bytes: int, address_space: int) -> int:
+def worker_main(fd: int, template_bytes: int, address_space: int,
+                warm: Iterable[WarmUp] = ()) -> int:
     """Serve requests on the socket ``fd`` until the parent closes it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     sock = socket.socket(fileno=fd)
     _limit_self(address_space)
     templates = Templates(template_bytes)
+    import zvm_core.executor  # noqa: F401  (unicorn and the sandbox: now, not on the first request)
+    for w in warm:
+        try:
+            _warm_up(w, templates)
+        except Exception as e:     # a warm-up is an optimisation: the worker serves anyway
+            print(f'zvm pool worker: warm-up of {w.program} failed: {e!r}', file=sys.stderr)
+    if warm:
+        _send(sock, {'ready': True})        # the pool reads it before the first request
     while True:
         req, fds = _recv(sock)
         if req is None:
@@ -228,16 +283,18 @@ def worker_main(fd: int, template_bytes: int, address_space: int) -> int:
 # -- caller side ---------------------------------------------------------------
 
 class _Worker:
-    def __init__(self, template_bytes: int, address_space: int) -> None:
+    def __init__(self, template_bytes: int, address_space: int, warm: str) -> None:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.proc = subprocess.Popen(
             [sys.executable, '-m', 'zvm_core.pool', '--fd', str(child.fileno()),
-             '--template-bytes', str(template_bytes), '--address-space', str(address_space)],
+             '--template-bytes', str(template_bytes), '--address-space', str(address_space),
+             '--warm', warm],
             pass_fds=[child.fileno()], stdin=subprocess.DEVNULL)
         child.close()
         parent.setblocking(False)
         self.sock = parent
         self.served = 0
+        self.warming = warm != '[]'         # its "ready" message is still to come
 
     def close(self) -> None:
         self.sock.close()
@@ -259,16 +316,18 @@ class Pool:
     """``size`` warm workers; ``run`` blocks (green-friendly) until the report."""
 
     def __init__(self, size: int | None = None, queue: int = 16,
-                 template_bytes: int = 512 << 20, address_space: int = 0) -> None:
+                 template_bytes: int = 512 << 20, address_space: int = 0,
+                 warm: Iterable[WarmUp] = ()) -> None:
         self.size = size or os.cpu_count() or 1
         self.queue = queue
-        self._args = (template_bytes, address_space)
+        self._args = (template_bytes, address_space, json.dumps([vars(w) for w in warm]))
         self._lock = threading.Lock()
         self._slots = threading.Semaphore(self.size)
         self._idle: list[_Worker] = [_Worker(*self._args) for _ in range(self.size)]
         self._all = set(self._idle)
         self._waiting = 0
         self.replaced = 0
+        self.closed = False
 
     @property
     def pids(self) -> list[int]:
@@ -296,14 +355,7 @@ class Pool:
         notify = {i: shared[c.notify] for i, c in enumerate(channels) if c.notify is not None}
         if len(fds) > MAX_FDS:
             raise ValueError(f'{len(fds)} descriptors for one run: at most {MAX_FDS}')
-        req = {'program': os.path.abspath(program), 'argv': list(argv), 'env': dict(env or {}),
-               'limits': {'memory': limits.memory, 'fuel': limits.fuel,
-                          'timeout': limits.timeout},
-               'seed': seed, 'epoch': epoch, 'rdtsc': rdtsc,
-               'channels': [{'alias': c.alias, 'fd': i, 'mode': c.mode, 'random': c.random,
-                             'quota': vars(c.quota), 'mount': c.mount,
-                             'notify': notify.get(i)}
-                            for i, c in enumerate(channels)]}
+        req = _request(program, channels, argv, env, limits, seed, epoch, rdtsc, notify)
         with self._lock:
             if self._waiting >= self.queue + self.size:
                 raise PoolBusy(f'{self.size} running and {self.queue} waiting')
@@ -334,6 +386,7 @@ class Pool:
     def _exchange(self, worker: _Worker, req: dict, fds: list[int], wait: float) -> Report:
         deadline = time.monotonic() + wait
         try:
+            self._ready(worker, deadline)
             _send(worker.sock, req, fds)
             reply, extra = _recv(worker.sock, deadline)
         except TimeoutError:
@@ -352,10 +405,25 @@ class Pool:
         worker.served += 1
         return _report_from(reply)
 
+    @staticmethod
+    def _ready(worker: _Worker, deadline: float | None) -> None:
+        """Wait for the worker's warm-ups to end (TimeoutError past ``deadline``)."""
+        if worker.warming:
+            _recv(worker.sock, deadline)
+            worker.warming = False
+
+    def wait_warm(self, timeout: float) -> None:
+        """Block until every idle worker has done its warm-ups (TimeoutError after
+        ``timeout`` seconds); for a server that should start warm."""
+        deadline = time.monotonic() + timeout
+        for worker in list(self._idle):
+            self._ready(worker, deadline)
+
     def close(self) -> None:
         for worker in self._all:
             worker.close()
         self._idle, self._all = [], set()
+        self.closed = True
 
     def __enter__(self) -> Pool:
         return self
@@ -378,8 +446,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--fd', type=int, required=True)
     parser.add_argument('--template-bytes', type=int, default=512 << 20)
     parser.add_argument('--address-space', type=int, default=0)
+    parser.add_argument('--warm', default='[]', help='JSON list of WarmUp fields')
     opts = parser.parse_args(argv)
-    return worker_main(opts.fd, opts.template_bytes, opts.address_space)
+    warm = [WarmUp(w['program'], tuple(w['argv']), tuple(w['images']), w['memory'])
+            for w in json.loads(opts.warm)]
+    return worker_main(opts.fd, opts.template_bytes, opts.address_space, warm)
 
 
 if __name__ == '__main__':

@@ -36,6 +36,7 @@ class Accounting:
     channels: dict[str, ChannelAccounting] = field(default_factory=dict)
     peak_memory: int = 0
     wall_time: float = 0.0
+    start: str = 'entry'        # or from a start-up snapshot: 'recorded', 'resumed'
 
 
 @dataclass
@@ -69,6 +70,7 @@ class Report:
                 'unknown_syscalls': dict(acc.unknown_syscalls),
                 'channels': {k: vars(v).copy() for k, v in acc.channels.items()},
                 'peak_memory': acc.peak_memory, 'wall_time': acc.wall_time,
+                'start': acc.start,
             },
         }
 

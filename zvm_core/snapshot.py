@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import collections
 import copy
+import errno
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -152,7 +153,7 @@ class Snapshot:
                 return False
             try:
                 if image is None:
-                    return seen == -2           # ENOENT
+                    raise SysError(errno.ENOENT)
                 now = _signature(image.lookup(name))
             except SysError as e:
                 now = -e.errno

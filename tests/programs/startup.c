@@ -1,5 +1,5 @@
-/* startup: a long, pure start-up (table, clock, randomness, an image file
- * named by argv[1]), then a checksum of /dev/stdin.  What a snapshot of its
+/* startup: a long, pure start-up (table, clock, randomness, the image files
+ * named by its arguments), then a checksum of /dev/stdin.  What a snapshot of its
  * prefix must reproduce exactly (tests/sandbox/test_snapshot.py). */
 #include <fcntl.h>
 #include <stdio.h>
@@ -23,11 +23,13 @@ int main(int argc, char **argv)
     unsigned char rnd[8];
     getrandom(rnd, sizeof rnd, 0);
     char conf[64] = "(none)";
-    if (argc > 1) {
-        int fd = open(argv[1], O_RDONLY);
+    size_t len = 0;
+    for (int a = 1; a < argc; a++) {        /* the image files named, concatenated */
+        int fd = open(argv[a], O_RDONLY);
         if (fd >= 0) {
-            ssize_t k = read(fd, conf, sizeof conf - 1);
-            conf[k > 0 ? k : 0] = '\0';
+            ssize_t k = read(fd, conf + len, sizeof conf - 1 - len);
+            len += k > 0 ? (size_t)k : 0;
+            conf[len] = '\0';
             close(fd);
         }
     }

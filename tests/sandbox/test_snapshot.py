@@ -9,7 +9,9 @@ system calls, memory digest at the end).
 from __future__ import annotations
 
 import io
+import os
 import tarfile
+import tempfile
 
 import pytest
 
@@ -17,6 +19,7 @@ from zvm_core import snapshot
 from zvm_core.channels import READ, WRITE, Channel, FdBacking, MemoryBacking
 from zvm_core.elf import load_program
 from zvm_core.executor import MEMORY_ETAG, Limits, Machine
+from zvm_core.pool import ChannelSpec, Pool, WarmUp
 from zvm_core.syscalls.fs import Image
 from zvm_core.validator import validate
 
@@ -193,3 +196,31 @@ def test_python_resumed_equals_full(sysimages):
     finally:
         keeping.close()
         plain.close()
+
+
+def test_a_pool_warm_up_records_the_prefix_requests_resume(guest):
+    """A worker's warm-up run is a run like any other: with the same command line
+    and descriptors, the first request resumes from the snapshot it recorded."""
+    program = str(guest('startup'))
+    warm = WarmUp(program, ('startup', '/etc/conf'), memory=64 << 20)
+    with Pool(size=1, warm=[warm]) as pool, open(os.devnull, 'rb') as null:
+        out = tempfile.TemporaryFile()
+        report = pool.run(program, [ChannelSpec('/dev/stdin', null.fileno(), READ),
+                                    ChannelSpec('/dev/stdout', out.fileno(), WRITE),
+                                    ChannelSpec('/dev/stderr', out.fileno(), WRITE)],
+                          argv=['startup', '/etc/conf'], limits=Limits(memory=64 << 20))
+        out.seek(0)
+        assert report.status == 'ok' and out.read().startswith(b'sum ')
+        assert report.accounting.start == 'resumed'
+
+
+def test_every_path_is_checked_without_an_image(machines, tmp_path):
+    """Two paths looked up before the first channel access, the first missing: a
+    run without any image must not resume (the second would not be found)."""
+    tar = _tar(tmp_path / 'sys.tar', {'etc/conf': b'here'})
+    keeping = machines()
+    argv = ('startup', '/etc/none', '/etc/conf')
+    assert _run(keeping, b'', argv=argv, tar=tar)['output'].endswith(b'conf here\n')
+    got = _run(keeping, b'', argv=argv)
+    assert keeping.start == 'recorded'
+    assert got['output'].endswith(b'conf (none)\n')

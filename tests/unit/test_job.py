@@ -209,6 +209,17 @@ def test_argv0_is_exec_name_or_node_name():
     assert [node.argv for node in nodes] == [['a-1'], ['a-2'], ['sort', '-n']]
 
 
+def test_argv0_of_a_system_image_program_is_its_file_name():
+    """All nodes of a group run one command line (they share start-up snapshots)."""
+    nodes = run(group('py', count=2, exec={'path': 'file://python3:usr/bin/python3',
+                                           'args': '/job.py'}),
+                group('own', exec={'path': 'file://bin/tool'}),
+                group('named', exec={'path': 'file://python3:python3', 'name': 'py'}),
+                system_images=['python3'])
+    assert [node.argv for node in nodes] == [['python3', '/job.py'], ['python3', '/job.py'],
+                                             ['own'], ['py']]
+
+
 # -- devices ------------------------------------------------------------------------
 
 def test_device_catalogue():
