@@ -6,10 +6,13 @@
   in this process (a new machine each time), and a warm pool worker (the
   template kept; p50 of N runs);
 - cluster: a ``file://python3:python3 -c print(1)`` job on a fresh local
-  cluster (``zerocloud.devcluster``), client-observed: the first job
-  (its object server starts its workers, builds the template) and the p50
-  of the next ones; the issue's goals are < 0.5 s cold and < 0.1 s warm
-  (ZeroCloud's zpython: ~2.2 s);
+  cluster (``zerocloud.devcluster``), client-observed: the first job (its
+  object servers started warm: ``zerovm_prewarm`` translated CPython's
+  start-up code and indexed its image, but no worker has run this command
+  line: it runs all of the start-up and records its snapshot) and the p50
+  of the next ones (resumed from a snapshot once their worker has one); the
+  issue's goals are < 0.5 s cold and < 0.1 s warm (ZeroCloud's zpython:
+  ~2.2 s);
 - CSV: ``examples/python-csv/agg.py`` (``csv.reader``, group-by sums) over
   an N MB object through a warm worker, against the same script on the host
   Python: MB/s and the ratio.
@@ -167,8 +170,8 @@ def cluster(images: dict, reps: int) -> None:
     table('Python hello job on the local cluster (client-observed)',
           ['job', 'first (cold)', 'then p50', 'then min'], rows,
           note='goals: < 0.5 s cold, < 0.1 s warm; ZeroCloud zpython hello: ~2.2 s. Jobs go '
-               'to a random object server (no data), so "then" mixes servers whose '
-               'workers are warm and servers that are not yet')
+               'to a random object server (no data), so "then" mixes workers that '
+               'resume from a snapshot and workers that record one')
 
 
 def csv_throughput(images: dict, size_mb: int, tmp: Path) -> None:

@@ -13,8 +13,9 @@ object servers' worker pools, is reported apart):
 
 - wall time seen by the client, and the proxy's own total;
 - bytes crossing the proxy, by direction: client <-> proxy (job, response),
-  proxy -> object servers (execute requests: programs and the mappers' data
-  for the reducers), object servers -> proxy (the mappers' counts, the
+  proxy -> object servers (execute requests: programs, once per object
+  server and then by digest, and the mappers' data for the reducers; also
+  for the first job, which sends the programs), object servers -> proxy (the mappers' counts, the
   reducers' results), proxy -> Swift (results stored); the objects
   themselves never cross it;
 - per-node overhead: the time the proxy spent on a node minus the time its
@@ -88,8 +89,10 @@ def wire_bytes(report: dict, programs: dict[str, int]) -> dict[str, int]:
     outputs = sum(o['bytes'] for n in nodes for o in n['outputs'])
     stored = sum(o['bytes'] for n in nodes for o in n['outputs'] if o['stored'])
     return {'proxy -> object servers (execute requests)': sum(n['request_bytes'] for n in nodes),
-            '  of which programs (one copy per node)': sum(programs[n['name'].split('-')[0]]
-                                                           for n in nodes),
+            '  of which programs (by digest once a server has them)': sum(
+                n['program_bytes'] for n in nodes),
+            '  (programs, were one copy sent per node)': sum(
+                programs[n['name'].split('-')[0]] for n in nodes),
             '  of which node-to-node data (to the reducers)': links,
             'object servers -> proxy (outputs)': outputs,
             '  of which node-to-node data (from the mappers)': links,
@@ -124,7 +127,7 @@ def run(nobj: int, size: int, reducers: int, reps: int, staged: bool = False) ->
         the_job = job(reducers)
         job_bytes = len(json.dumps(the_job))
 
-        first = post_job(conn, the_job)[0]
+        first, _h, first_report, _b = post_job(conn, the_job)
         runs = [post_job(conn, the_job) for _ in range(reps)]
         expected = collections.Counter(w for text in books.values() for w in text.split())
         found = collections.Counter()
@@ -143,6 +146,9 @@ def run(nobj: int, size: int, reducers: int, reps: int, staged: bool = False) ->
         rows = [['client -> proxy (job)', f'{job_bytes:,}'],
                 ['proxy -> client (response, JSON report)', f'{response:,}'],
                 *[[k, f'{v:,}'] for k, v in moved.items()],
+                *[[f'first job: {k.strip()}', f'{v:,}'] for k, v in
+                  wire_bytes(first_report, programs).items() if 'proxy -> object' in k
+                  or 'programs (by' in k],
                 ['objects read (stay on the object servers)', f'{nobj * size:,}']]
         table(f'Bytes crossing the proxy, one job ({nobj} objects, {reducers} reducers)',
               ['what', 'bytes'], rows)

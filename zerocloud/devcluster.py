@@ -491,10 +491,26 @@ class DevCluster:
         if server.app in ('proxy-server', 'object-server') and self.sysimages:
             pairs = ' '.join(f'{name} {path}' for name, path in self.sysimages.items())
             site += f'\n[filter:zerocloud]\nzerovm_sysimage_devices = {pairs}\n'
+            if server.app == 'object-server':
+                site += f'zerovm_prewarm = {" ".join(self._interpreters())}\n'
         yield '50-devcluster.conf', site
         extra = ''.join(self.extra_conf.get(key, '') for key in dict.fromkeys((kind, server.name)))
         if extra:
             yield '90-extra.conf', extra
+
+    def _interpreters(self) -> list[str]:
+        """``image:member`` of the system images whose program has the image's name
+        (python3:python3, lua:lua): the object servers' workers warm them up."""
+        from zvm_core.sysimages import SysImageError, SystemImages
+        images = SystemImages(self.sysimages)
+        found = []
+        for name in self.sysimages:
+            try:
+                images.program(name, name)
+            except SysImageError:
+                continue
+            found.append(f'{name}:{name}')
+        return found
 
     # --- processes ---------------------------------------------------------------
 

@@ -34,7 +34,10 @@ request (chunked), and a read there waits for all it asked for
 Programs are kept by SHA-256 in a per-process directory under the system's
 temporary directory (``$TMPDIR``; the 32 most recently used), so a program
 arrives at the same path each time and the workers reuse its template
-machine (validated and translated once).
+machine (validated and translated once).  A request may name its program by
+digest (``X-Zerovm-Program``) instead of sending it: one not kept here is a
+``412`` before the body travels, and the proxy sends the node again with
+the program (``zerocloud.wire``).
 
 System images (``zerovm_sysimage_devices``, ``zvm_core.sysimages``) are tars
 on this server's disk known by name, such as the python3 and lua images of
@@ -71,11 +74,25 @@ Configuration (``object-server.conf``)::
     zerovm_maxoutput = 1073741824
     # system images: name path name path ... (the proxy lists the same names)
     zerovm_sysimage_devices = python3 /var/lib/zerocloud/python3.tar lua /var/lib/zerocloud/lua.tar
+    # programs of system images each worker runs once when it starts
+    # (image:member), so that the first job using them finds them warm
+    zerovm_prewarm = python3:python3 lua:lua
 
 ``devices`` and ``mount_check`` (usually from ``[DEFAULT]``) say where the
 disks are and whether they must be mount points (as for the object server);
 temporary files of a node live in ``<devices>/<device>/tmp``.  With several
-object-server ``workers``, each process has its own pool.  Each execute
+object-server ``workers``, each process has its own pool, started with its
+first request; with ``workers = 0`` (one process) the pool starts with the
+server, which answers once its workers are warm.  A warm-up
+(``zerovm_prewarm``) runs the program with no arguments and empty stdin,
+with its image mounted: it validates the program, translates its start-up
+code and indexes the image, so the first job that uses it does not pay for
+that (about 0.3 s for python3).
+
+A job's own image (its ``image`` device) is kept by SHA-256 like programs
+(the 8 most recently used), so the same image arrives as the same file:
+workers index it once, and the start-up snapshots of interpreters
+(``zvm_core.snapshot``) stay valid from one job to the next.  Each execute
 request is logged (``execute <path> <status> <node status> <seconds>
 <transaction id>``, with ``(streamed)`` for a graph node, logged when it
 ends): the object server's own access log does not see them.
@@ -108,6 +125,7 @@ from swift.common.swob import (
     HTTPException,
     HTTPInsufficientStorage,
     HTTPNotFound,
+    HTTPPreconditionFailed,
     HTTPRequestEntityTooLarge,
     HTTPServiceUnavailable,
     Request,
@@ -124,26 +142,29 @@ from swift.common.utils import (
 from zerocloud import wire
 from zvm_core.channels import READ, WRITE, LinkWaker, LinkWriter, Quota
 from zvm_core.executor import DEFAULT_FUEL, DEFAULT_MEMORY, DEFAULT_TIMEOUT, Limits
-from zvm_core.pool import ChannelSpec, Pool, PoolBusy
+from zvm_core.pool import ChannelSpec, Pool, PoolBusy, WarmUp
 from zvm_core.sysimages import SysImageError, SystemImages, parse
 
 STD_CHANNELS = ('stdin', 'stdout', 'stderr')
 PROGRAM_CACHE = 32
+IMAGE_CACHE = 8
+WARM_TIMEOUT = 120
+IMAGE_MEMBER = 'dev/image'
 RETRY_AFTER = '1'
 TAIL_PAUSE, TAIL_PAUSE_MAX = 0.002, 0.02    # seconds between looks at growing outputs
-PROGRAMS_DIR = 'zerocloud-programs-'
+CONTENT_DIR = 'zerocloud-content-'
 # Metadata of objects whose data file is not the object's content.
 NOT_PLAIN = ('X-Static-Large-Object', 'X-Object-Manifest', 'X-Object-Sysmeta-Symlink-Target')
 
 
-class ProgramCache:
-    """Received programs by SHA-256 in one directory of this process.
+class ContentCache:
+    """Received programs (or job images) by SHA-256 in one directory of this process.
 
     A worker keeps a template machine per program file, so the same program
     must arrive at the same path every time.  A cached file is never
     rewritten; beyond ``size`` programs the least recently used ones go,
     never one that a node is running.  The directory,
-    ``<root>/zerocloud-programs-<pid>-<random>``, goes when the process
+    ``<root>/zerocloud-content-<pid>-<random>``, goes when the process
     exits; the first program also removes those of processes that died
     without cleaning up (a server killed by a signal).
     """
@@ -156,10 +177,10 @@ class ProgramCache:
 
     def _make_dir(self) -> str:
         for name in os.listdir(self.root):
-            pid = name[len(PROGRAMS_DIR):].partition('-')[0]
-            if name.startswith(PROGRAMS_DIR) and pid.isdigit() and not _alive(int(pid)):
+            pid = name[len(CONTENT_DIR):].partition('-')[0]
+            if name.startswith(CONTENT_DIR) and pid.isdigit() and not _alive(int(pid)):
                 shutil.rmtree(os.path.join(self.root, name), ignore_errors=True)
-        path = tempfile.mkdtemp(prefix=f'{PROGRAMS_DIR}{os.getpid()}-', dir=self.root)
+        path = tempfile.mkdtemp(prefix=f'{CONTENT_DIR}{os.getpid()}-', dir=self.root)
         atexit.register(shutil.rmtree, path, True)
         return path
 
@@ -186,6 +207,14 @@ class ProgramCache:
         self._evict()
         return path
 
+    def hold(self, digest: str) -> str | None:
+        """Hold the cached file of SHA-256 ``digest`` (hex) and return its path;
+        None if it is not here (the proxy then sends it)."""
+        if digest not in self._users:
+            return None
+        self._users[digest] = self._users.pop(digest) + 1      # most recently used
+        return os.path.join(self.dir, digest)
+
     def release(self, path: str) -> None:
         self._users[os.path.basename(path)] -= 1
         self._evict()
@@ -208,6 +237,28 @@ class _Removal:
 
     def close(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
+
+
+_POOLS: dict[tuple, Pool] = {}
+
+
+def _process_pool(size: int, queue: int, warm: tuple[WarmUp, ...]) -> Pool:
+    """One pool per process and settings: Swift loads the pipeline twice (a check,
+    then the server), and both filters must share the workers."""
+    key = (os.getpid(), size, queue, warm)
+    if key not in _POOLS or _POOLS[key].closed:
+        _POOLS[key] = Pool(size, queue, warm=warm)
+    return _POOLS[key]
+
+
+def _warm_ups(sysimages: SystemImages, spec: str, memory: int):
+    """The warm-ups ``zerovm_prewarm`` names (``image:member ...``)."""
+    for item in spec.replace(',', ' ').split():
+        image, sep, member = item.partition(':')
+        if not sep or not member:
+            raise SysImageError(f'{item!r}: expected image:member')
+        yield WarmUp(str(sysimages.program(image, member)), (member,),
+                     (str(sysimages.tar(image)),), memory)
 
 
 def _alive(pid: int) -> bool:
@@ -234,19 +285,28 @@ class ObjectExecMiddleware:
         self.pool_size = config_positive_int_value(conf.get('zerovm_maxpool',
                                                             os.cpu_count() or 1))
         self.queue = non_negative_int(conf.get('zerovm_maxqueue', 16))
-        self.programs = ProgramCache(PROGRAM_CACHE)
+        self.programs = ContentCache(PROGRAM_CACHE)
+        self.images = ContentCache(IMAGE_CACHE)
         try:
             self.sysimages = SystemImages(parse(conf.get('zerovm_sysimage_devices', '')))
+            self.warm = tuple(_warm_ups(self.sysimages, conf.get('zerovm_prewarm', ''),
+                                        self.memory))
         except SysImageError as e:
-            raise ValueError(f'zerovm_sysimage_devices: {e}') from None
+            raise ValueError(f'zerovm_sysimage_devices / zerovm_prewarm: {e}') from None
         self.admitted = 0
         self._pool: Pool | None = None
+        if str(conf.get('workers', '')).strip() == '0':     # no fork will follow: start
+            try:                                            # warm (the server answers after)
+                self.pool.wait_warm(WARM_TIMEOUT)
+            except TimeoutError:
+                self.logger.warning('sandbox workers still warming up after %d s', WARM_TIMEOUT)
 
     @property
     def pool(self) -> Pool:
-        """Workers start with the first node, in the server process (after its fork)."""
+        """This process's workers: started with the first node (after the server's
+        fork) or, in a one-process server, with the server."""
         if self._pool is None:
-            self._pool = Pool(self.pool_size, self.queue)
+            self._pool = _process_pool(self.pool_size, self.queue, self.warm)
         return self._pool
 
     @property
@@ -294,6 +354,8 @@ class ObjectExecMiddleware:
                 raise HTTPInsufficientStorage(drive=device) from None
             if req.headers.get(wire.ACCESS, '').upper() == 'GET':
                 reader = self._local_object(req)
+            if wire.PROGRAM in req.headers:       # the program by digest, before any body
+                files[wire.EXE] = self._cached_program(req.headers[wire.PROGRAM])
             disk_tmp = os.path.join(disk, 'tmp')
             os.makedirs(disk_tmp, exist_ok=True)
             tmp = tempfile.mkdtemp(prefix='zerocloud-', dir=disk_tmp)
@@ -309,8 +371,7 @@ class ObjectExecMiddleware:
         finally:
             if streamed is None:
                 self.admitted -= 1
-                if wire.EXE in files:
-                    self.programs.release(files[wire.EXE])
+                self._release(files)
                 if reader is not None:
                     reader.close()
         members = [wire.json_member(wire.REPORT, report)]
@@ -321,6 +382,25 @@ class ObjectExecMiddleware:
         return Response(app_iter=body, content_type='application/x-tar',
                         headers={'X-Nexe-Status': report['status'],
                                  'X-Nexe-Retcode': str(report.get('retcode'))})
+
+    def _release(self, files: dict[str, str]) -> None:
+        """Let the caches drop the node's program and image again."""
+        if wire.EXE in files:
+            self.programs.release(files[wire.EXE])
+        if IMAGE_MEMBER in files:
+            self.images.release(files[IMAGE_MEMBER])
+
+    def _cached_program(self, digest: str) -> str:
+        """Hold the program of ``X-Zerovm-Program``; 412 (before the body travels)
+        when this process does not have it: the proxy sends it again with it."""
+        digest = digest.strip().lower()
+        if len(digest) != 64 or not all(c in '0123456789abcdef' for c in digest):
+            raise HTTPBadRequest(body=f'{wire.PROGRAM}: not a SHA-256 (64 hex digits)\n')
+        path = self.programs.hold(digest)
+        if path is None:
+            raise HTTPPreconditionFailed(body=f'program {digest} is not cached here: '
+                                              f'send it\n', headers={wire.PROGRAM: digest})
+        return path
 
     def _local_object(self, req: Request):
         """Open the object of the request path here; its reader holds the open data file."""
@@ -357,9 +437,7 @@ class ObjectExecMiddleware:
         bytes the rest of the request may still bring)."""
         spec = rest = None
         budget = self.max_input
-        streamed = req.headers.get('Transfer-Encoding', '').lower() == 'chunked'
-        members = wire.read_members(req.environ['wsgi.input'], wire.SPEC,
-                                    wire.BLOCK if streamed else wire.RECORD)
+        members = wire.read_members(req.environ['wsgi.input'], wire.SPEC)   # never reads ahead
         try:
             for name, f in members:
                 if name in files:
@@ -370,8 +448,9 @@ class ObjectExecMiddleware:
                 if name == wire.START:
                     rest = members
                     break
-                if name == wire.EXE:
-                    files[name] = self.programs.receive(f, budget)
+                if name in (wire.EXE, IMAGE_MEMBER):      # kept by content (see above)
+                    cache = self.programs if name == wire.EXE else self.images
+                    files[name] = cache.receive(f, budget)
                     budget -= os.path.getsize(files[name])
                     continue
                 path = os.path.join(tmp, 'in-' + name.replace('/', '_'))
@@ -657,8 +736,7 @@ class _Streamed:
                               time.monotonic() - self.began,
                               self.req.headers.get('X-Trans-Id', '-'))
         owner.admitted -= 1
-        if wire.EXE in self.files:
-            owner.programs.release(self.files[wire.EXE])
+        owner._release(self.files)
         if self.reader is not None:
             self.reader.close()
         shutil.rmtree(self.tmp, ignore_errors=True)

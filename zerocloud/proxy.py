@@ -39,7 +39,8 @@ Before anything runs, the filter
 Each node then goes to an object server holding its data object
 (``zerocloud.placement``), where the object-server filter
 (``zerocloud.object``) runs it in the sandbox with the object as a local
-channel.  The proxy tries the primaries in ring order, then the handoffs,
+channel (its program travels once per object server, then by SHA-256:
+``zerocloud.wire``).  The proxy tries the primaries in ring order, then the handoffs,
 moving on when a server cannot be reached, does not answer within
 ``zerovm_timeout`` + 5 s, answers 404 (no such object there), 507 or 5xx.
 A server that answers 503 ``Slot not available`` while nodes of the same
@@ -125,12 +126,15 @@ available as JSON: send ``X-Zerovm-Report: json`` and the body is::
        "accounting": {"fuel": ..., "channels": {...}, ...},
        "outputs": [{"device": "stdout", "path": null, "bytes": 24,
                     "stored": false}],
-       "request_bytes": 38912, "started": null, "finished": null}]}
+       "request_bytes": 38912, "program_bytes": 0, "started": null,
+       "finished": null}]}
 
 (``application/json``) instead of the outputs; outputs with a path are
 stored as usual.  ``outputs`` also lists the node's ``out/<node>``
 channels; ``request_bytes`` is what the proxy sent to the object server
-that ran it (program, objects sent along, other nodes' data); for the nodes
+that ran it (program, objects sent along, other nodes' data), of which
+``program_bytes`` the program (0 when it went by digest, ``zerocloud.wire``:
+once per object server, not per node); for the nodes
 of a ``connect`` graph, ``started`` and ``finished`` are the order in which
 the proxy saw the node start (get a worker) and end, counted over the job's
 events (1, 2, ...; null otherwise).
@@ -205,7 +209,7 @@ from dataclasses import dataclass, replace
 from urllib.parse import quote
 
 from swift.common.bufferedhttp import http_connect
-from swift.common.concurrency import GreenPool, Timeout, sleep, spawn, subprocess
+from swift.common.concurrency import Event, GreenPool, Timeout, sleep, spawn, subprocess
 from swift.common.constraints import valid_api_version
 from swift.common.exceptions import ConnectionTimeout
 from swift.common.http import is_success
@@ -256,6 +260,7 @@ LISTING_LIMIT = 10000
 MAX_CONCURRENCY = 64
 MAX_HEADER = 8192
 MAX_ERROR = 300
+KNOWN_PROGRAMS = 4096       # (server, program digest) pairs a proxy process remembers
 NEXE_CONTENT_TYPE = 'application/x-nexe'
 DEFAULT_CONTENT_TYPE = 'application/octet-stream'
 REPORT_HEADER = 'X-Zerovm-Report'
@@ -276,6 +281,10 @@ class _Retry(Exception):
 
 class _Busy(_Retry):
     """The server's worker pool is full (503 with Retry-After): it may take the node later."""
+
+
+class _NeedProgram(_Retry):
+    """The server does not have the program of ``X-Zerovm-Program`` (412): send it."""
 
 
 class _Refused(Exception):
@@ -308,6 +317,7 @@ class Plan:
     program: bytes | None                  # None: a system image's file (the server's)
     inputs: dict[str, Input]               # device name -> object sent along
     replica: int = 1                       # only replica 1 returns its outputs
+    digest: str | None = None              # SHA-256 (hex) of ``program``
 
 
 class NodeResult:
@@ -326,6 +336,7 @@ class NodeResult:
         self.replica = 1
         self.links: dict[str, int] = {}         # peer -> bytes of /dev/out/<peer>
         self.request_bytes = 0                  # sent to the object server that ran it
+        self.program_bytes = 0                  # of which the program (0: its digest went)
         self.started: int | None = None         # when it started and ended, in the order
         self.finished: int | None = None        # of the job's events (zerocloud.graph)
 
@@ -368,7 +379,8 @@ class NodeResult:
                 'host': self.server, 'policy': self.policy, 'seconds': round(self.seconds, 6),
                 'validation': validation, 'etags': report.get('etags') or {},
                 'accounting': report.get('accounting') or {}, 'outputs': outputs,
-                'request_bytes': self.request_bytes, 'started': self.started,
+                'request_bytes': self.request_bytes, 'program_bytes': self.program_bytes,
+                'started': self.started,
                 'finished': self.finished}
 
     def close(self) -> None:
@@ -395,6 +407,9 @@ class ProxyExecMiddleware:
         self.system_images = conf.get('zerovm_sysimage_devices', '').split()[::2]
         self.interactive_timeout = float(conf.get('interactive_timeout', self.timeout))
         self.chain_timeout = float(conf.get('chain_timeout', 20))
+        # (ip, port, digest) of programs sent to object servers, least recently used first
+        self.known_programs: collections.OrderedDict[tuple, None] = collections.OrderedDict()
+        self.sending: dict[tuple, Event] = {}   # programs on their way: set once sent
 
     def __call__(self, env, start_response):
         if 'HTTP_X_ZEROVM_EXECUTE' in env or env['PATH_INFO'].startswith(f'/{sources.OPEN}/'):
@@ -645,8 +660,12 @@ class ProxyExecMiddleware:
             inputs[path] = self._fetch(req, path, self.max_input)[0]
         plans = [self._plan(n, account, job_id, programs[n.name], local[n.name], policies,
                             inputs) for n in nodes]
+        digests: dict[int, str] = {}             # one program object per path and job
         for plan in plans:
             plan.inputs.update(launch.device_inputs(plan.node))
+            if plan.program is not None:
+                plan.digest = digests.get(id(plan.program)) or digests.setdefault(
+                    id(plan.program), hashlib.sha256(plan.program).hexdigest())
         return plans
 
     # -- running nodes -----------------------------------------------------------------
@@ -675,12 +694,15 @@ class ProxyExecMiddleware:
                 devices.append({'name': image, 'access': 'r', 'random': True, 'source': None})
         return spec
 
-    def _members(self, plan: Plan) -> Callable[[], list[wire.Member]]:
-        """A maker of the node's request members (fresh iterators for every attempt)."""
+    def _members(self, plan: Plan) -> Callable[[bool], list[wire.Member]]:
+        """A maker of the node's request members, with the program or not (fresh
+        iterators for every attempt)."""
         spec = json.dumps(self._spec(plan), sort_keys=True).encode()
 
-        def members() -> list[wire.Member]:
-            exe = [] if plan.program is None else [wire.bytes_member(wire.EXE, plan.program)]
+        def members(program: bool = True, sent: Callable[[], None] | None = None
+                    ) -> list[wire.Member]:
+            exe = [] if plan.program is None or not program else [
+                (wire.EXE, len(plan.program), _then(plan.program, sent))]
             return [wire.bytes_member(wire.SPEC, spec), *exe,
                     *(wire.shared_member(wire.DEV_PREFIX + name, i.file, i.size)
                       for name, i in plan.inputs.items())]
@@ -693,26 +715,60 @@ class ProxyExecMiddleware:
         load = collections.Counter() if load is None else load
         res = NodeResult(plan.node, POLICIES.get_by_index(plan.policy).name)
         started = time.monotonic()
-        members = self._members(plan)
-        headers = {wire.EXECUTE: wire.VERSION, 'Content-Type': 'application/x-tar',
-                   'Expect': '100-continue', 'X-Backend-Storage-Policy-Index': str(plan.policy),
-                   'X-Trans-Id': req.environ.get('swift.trans_id', ''), 'X-Zerocloud-Id': job_id}
-        if links is not None and links.inputs:       # the links follow as they arrive
-            headers['Transfer-Encoding'] = 'chunked'
-        else:
-            headers['Content-Length'] = str(wire.tar_size((n, s) for n, s, _ in members()))
+        make_members = self._members(plan)
+        base = {wire.EXECUTE: wire.VERSION, 'Content-Type': 'application/x-tar',
+                'Expect': '100-continue', 'X-Backend-Storage-Policy-Index': str(plan.policy),
+                'X-Trans-Id': req.environ.get('swift.trans_id', ''), 'X-Zerocloud-Id': job_id}
         if plan.local:
-            headers[wire.ACCESS] = 'GET'
+            base[wire.ACCESS] = 'GET'
+
+        sending: list[tuple[tuple, Event]] = []          # programs this node sends
+
+        def request(server: dict, program: bool
+                    ) -> tuple[dict, Callable[[], list[wire.Member]]]:
+            """Headers and members of one attempt, with the program or its digest."""
+            headers = dict(base)
+            if links is not None and links.inputs:       # the links follow as they arrive
+                headers['Transfer-Encoding'] = 'chunked'
+            else:
+                headers['Content-Length'] = str(wire.tar_size(
+                    (n, s) for n, s, _ in make_members(program)))
+            if not program:
+                headers[wire.PROGRAM] = plan.digest
+                return headers, lambda: make_members(False)
+            if plan.digest is None:
+                return headers, lambda: make_members(True)
+            self._program_known(server, plan.digest, True)   # later nodes: the digest
+            key = (server['ip'], server['port'], plan.digest)
+            if key not in self.sending:        # they wait until it has been sent
+                entry = key, self.sending.setdefault(key, Event())
+                sending.append(entry)
+                return headers, lambda: make_members(True, lambda: self._sent(*entry))
+            return headers, lambda: make_members(True)
         errors, busy = [], []
         for server in _attempts(plan.servers, busy, started + self.timeout):
             where = f'{server["ip"]}:{server["port"]}/{server["device"]}'
             load[server['ip'], server['port']] += 1
+            known = plan.digest is not None and self._program_known(server, plan.digest)
+            if known and (server['ip'], server['port'], plan.digest) in self.sending:
+                with Timeout(NODE_GRACE, False):    # another node is sending it there
+                    self.sending[server['ip'], server['port'], plan.digest].wait()
+            headers, members = request(server, not known)
             sent = [int(headers.get('Content-Length', 0))]
             try:
-                res.report, res.outputs = self._exchange(server, plan, headers, members,
-                                                         links, sent)
+                try:
+                    res.report, res.outputs = self._exchange(server, plan, headers, members,
+                                                             links, sent)
+                except _NeedProgram as e:      # not there after all: again, with it
+                    self.logger.debug('node %s on %s: %s', plan.node.name, where, e)
+                    self._program_known(server, plan.digest, False)
+                    headers, members = request(server, True)
+                    sent = [int(headers.get('Content-Length', 0))]
+                    res.report, res.outputs = self._exchange(server, plan, headers, members,
+                                                             links, sent)
                 res.server = where
                 res.request_bytes = sent[0]
+                res.program_bytes = 0 if wire.PROGRAM in headers else len(plan.program or b'')
                 break
             except _Refused as e:
                 res.fail('error', f'{where} refused the node: {e}', e.status)
@@ -727,11 +783,33 @@ class ProxyExecMiddleware:
                 self.logger.info('node %s not run on %s: %r', plan.node.name, where, e)
             finally:
                 load[server['ip'], server['port']] -= 1
+                while sending:                  # sent, or it never will be
+                    self._sent(*sending.pop())
         else:
             res.fail('unavailable', 'no object server could run the node'
                      + (f' ({"; ".join(errors[-3:])})' if errors else ''))
         res.seconds = time.monotonic() - started
         return res
+
+    def _program_known(self, server: dict, digest: str, known: bool | None = None) -> bool:
+        """Whether the program of ``digest`` was sent to ``server`` (it may have it);
+        ``known`` records that it was (True) or that the server lacked it (False)."""
+        key = (server['ip'], server['port'], digest)
+        if known is False:
+            self.known_programs.pop(key, None)
+        elif known:
+            self.known_programs[key] = None
+            self.known_programs.move_to_end(key)
+            while len(self.known_programs) > KNOWN_PROGRAMS:
+                self.known_programs.popitem(last=False)
+        return key in self.known_programs
+
+    def _sent(self, key: tuple, event: Event) -> None:
+        """The program of ``key`` has gone (or will not): nodes waiting for it go on."""
+        if self.sending.get(key) is event:
+            del self.sending[key]
+        if not event.ready():
+            event.send()
 
     def _exchange(self, server: dict, plan: Plan, headers: dict,
                   members: Callable[[], list[wire.Member]], links: graph.NodeLinks | None,
@@ -755,7 +833,7 @@ class ProxyExecMiddleware:
                         for chunk in wire.stream_tar(members()):
                             conn.send(chunk)
                     resp = conn.getresponse()
-                return self._node_response(resp, links)
+                return self._node_response(resp, links, headers.get(wire.PROGRAM))
         finally:
             if sender is not None:
                 feeder.stop()
@@ -764,11 +842,16 @@ class ProxyExecMiddleware:
                 sender.kill()
             conn.close()
 
-    def _node_response(self, resp, links: graph.NodeLinks | None = None) -> tuple[dict, dict]:
+    def _node_response(self, resp, links: graph.NodeLinks | None = None,
+                       digest: str | None = None) -> tuple[dict, dict]:
+        """The report and outputs of a node's response (``digest``: the program's,
+        sent instead of the program)."""
         if resp.getheader(wire.EXECUTE) is None:
             raise _Retry(f'{resp.status}: the zerocloud filter is not in its pipeline')
         if resp.status != 200:
             reason = _short(resp.read(1024).decode('utf-8', 'replace'))
+            if resp.status == 412 and digest is not None:
+                raise _NeedProgram(f'{resp.status} {reason}')
             if resp.status == 503 and resp.getheader('Retry-After'):
                 raise _Busy(f'{resp.status} {reason}')
             if resp.status in (404, 507) or resp.status >= 500:
@@ -947,6 +1030,13 @@ def _attempts(servers: Iterable[dict], busy: list[dict], deadline: float) -> Ite
         pause = min(pause * 2, BUSY_PAUSE_MAX)
         again, busy[:] = list(busy), []
         yield from again
+
+
+def _then(data: bytes, done: Callable[[], None] | None) -> Iterator[bytes]:
+    """``data`` as a member's chunks; ``done()`` once the consumer took it (sent it)."""
+    yield data
+    if done is not None:
+        done()
 
 
 def _send_chunked(sock, members: list, sent: list[int]) -> None:

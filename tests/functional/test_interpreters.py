@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import subprocess
 import sys
 import tarfile
@@ -197,3 +198,29 @@ def test_python_map_reduce_word_count(swift_cluster: DevCluster, conn: Connectio
         expected = ''.join(f'{w} {n}\n' for w, n in sorted(totals.items())
                            if zlib.crc32(w.encode()) % 2 == r - 1).encode()
         assert conn.get_object(container, f'counts/reducer-{r}.txt')[1] == expected
+
+
+def test_a_repeated_python_job_resumes_from_a_start_up_snapshot(
+        swift_cluster: DevCluster, conn: Connection, make_container) -> None:
+    """The job's image arrives as the same file each time (kept by content), so a
+    worker that ran the job once resumes the next run from its start-up snapshot.
+    More runs than the cluster has workers: some worker must serve two."""
+    container = make_container('snap')
+    conn.put_object(container, 'job.tar', tar_of({'hi.py': b'import sys, time\n'
+                                                  b'print(sys.argv[1], time.time())\n'}))
+    job = [{'name': 'hi', 'exec': {'path': 'file://python3:python3', 'args': '/hi.py there'},
+            'devices': [{'name': 'python3'}, {'name': 'stdout'},
+                        {'name': 'image', 'path': f'swift://~/{container}/job.tar'}]}]
+    url, token = conn.get_auth()
+    workers = len(swift_cluster.object_ports) * (os.cpu_count() or 1)    # zerovm_maxpool
+    runs = []
+    for _ in range(workers + 1):
+        resp = requests.post(url, data=json.dumps(job), timeout=300, headers={
+            'X-Auth-Token': token, 'X-Zerovm-Execute': '1.0', 'X-Zerovm-Report': 'json',
+            'Content-Type': 'application/json'})
+        assert resp.status_code == 200, resp.text
+        [node] = resp.json()['nodes']
+        assert node['status'] == 'ok', node
+        runs.append((node['accounting']['start'], node['etags']['/dev/stdout']))
+    assert {etag for _, etag in runs} == {runs[0][1]}      # same bytes, resumed or not
+    assert 'resumed' in {start for start, _ in runs}, runs

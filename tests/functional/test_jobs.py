@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -296,6 +297,33 @@ def test_a_lost_replica_sends_the_node_to_the_next_server(
 
 
 # -- programs ------------------------------------------------------------------------------
+
+def test_a_program_travels_once_per_server_and_again_after_a_restart(
+        swift_cluster: DevCluster, conn: Connection, make_container, upload, guest) -> None:
+    container = make_container()
+    conn.put_object(container, 'data', TEXT)
+    job = wc_job(upload('wc'), f'swift://~/{container}/data')
+    size = len(guest('wc').read_bytes())
+    node = swift_cluster.object_nodes('AUTH_test', container, 'data')[1][0]
+
+    def run() -> dict:
+        resp = post_job(conn, job, headers={'X-Zerovm-Report': 'json'})
+        assert resp.status_code == 200, resp.text
+        report, = resp.json()['nodes']
+        assert report['host'] == where(node) and report['status'] == 'ok'
+        return report
+    first = run()                      # the program, unless an earlier test sent it there
+    second = run()
+    assert second['program_bytes'] == 0
+    assert second['request_bytes'] == first['request_bytes'] - first['program_bytes'] < size
+    swift_cluster.kill_object_server(node['id'])        # a fresh server: an empty cache
+    swift_cluster.start_object_server(node['id'])
+    third = run()                      # 412 for the digest, then the program again
+    assert third['program_bytes'] == size
+    statuses = [re.search(r' execute \S+ (\d+) ', line)[1]
+                for line in executed(swift_cluster, container)]
+    assert statuses[-4:] == ['200', '200', '412', '200'] and len(statuses) in (4, 5)
+
 
 def test_program_upload_is_validated_and_the_verdict_kept(
         swift_cluster: DevCluster, conn: Connection, make_container, guest) -> None:

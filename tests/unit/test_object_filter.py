@@ -16,7 +16,7 @@ from swift.common.utils import Timestamp
 from swift.obj.server import ObjectController
 
 from zerocloud import wire
-from zerocloud.object import ObjectExecMiddleware, ProgramCache
+from zerocloud.object import ContentCache, ObjectExecMiddleware
 
 PATH = '/sda1/0/a/c/o'
 TEXT = b'hello object\nserver\n'
@@ -223,7 +223,7 @@ def test_a_channel_to_another_node_has_the_quota_the_proxy_asks(mw, guest) -> No
 
 
 def test_program_cache_keeps_one_file_per_program_and_evicts_idle_ones(tmp_path) -> None:
-    cache = ProgramCache(2, str(tmp_path))
+    cache = ContentCache(2, str(tmp_path))
     first = cache.receive(io.BytesIO(b'one'), 100)
     assert cache.receive(io.BytesIO(b'one'), 100) == first
     assert Path(first).read_bytes() == b'one'
@@ -244,14 +244,49 @@ def test_program_cache_keeps_one_file_per_program_and_evicts_idle_ones(tmp_path)
 def test_program_cache_removes_the_directories_of_dead_processes(tmp_path) -> None:
     gone = subprocess.Popen(['true'])              # a pid that has just gone
     gone.wait()
-    stale = tmp_path / f'zerocloud-programs-{gone.pid}-abc'
+    stale = tmp_path / f'zerocloud-content-{gone.pid}-abc'
     stale.mkdir()
     (stale / 'program').write_bytes(b'x')
-    live = tmp_path / f'zerocloud-programs-{os.getppid()}-def'
+    live = tmp_path / f'zerocloud-content-{os.getppid()}-def'
     live.mkdir()
-    other = tmp_path / 'zerocloud-programs-notapid'
+    other = tmp_path / 'zerocloud-content-notapid'
     other.mkdir()
-    cache = ProgramCache(2, str(tmp_path))
+    cache = ContentCache(2, str(tmp_path))
     cache.release(cache.receive(io.BytesIO(b'one'), 100))
-    assert os.path.basename(cache.dir).startswith(f'zerocloud-programs-{os.getpid()}-')
+    assert os.path.basename(cache.dir).startswith(f'zerocloud-content-{os.getpid()}-')
     assert not stale.exists() and live.exists() and other.exists()
+
+
+def _tar_with(path: Path, name: str, data: bytes) -> Path:
+    with tarfile.open(path, 'w') as tar:
+        info = tarfile.TarInfo(name)
+        info.size, info.mode = len(data), 0o755
+        tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_a_one_process_server_starts_its_workers_with_it(server, devices: Path, guest,
+                                                         tmp_path: Path) -> None:
+    tar = _tar_with(tmp_path / 'img.tar', 'hello', guest('hello').read_bytes())
+    conf = {'devices': str(devices), 'mount_check': 'false', 'zerovm_maxpool': '1',
+            'zerovm_sysimage_devices': f'img {tar}', 'zerovm_prewarm': 'img:hello'}
+    lazy = ObjectExecMiddleware(server, conf)
+    assert lazy._pool is None
+    eager = ObjectExecMiddleware(server, dict(conf, workers='0'))
+    again = ObjectExecMiddleware(server, dict(conf, workers='0'))   # Swift loads it twice
+    try:
+        assert eager._pool is not None and again.pool is eager.pool
+        [warm] = eager.warm
+        assert Path(warm.program).read_bytes() == guest('hello').read_bytes()
+        assert (warm.argv, warm.images) == (('hello',), (str(tar),))
+    finally:
+        eager.pool.close()
+
+
+@pytest.mark.parametrize('spec', ['img', 'img:', 'nothere:hello', 'img:missing'])
+def test_a_bad_prewarm_setting_is_refused(server, devices: Path, guest, tmp_path: Path,
+                                          spec: str) -> None:
+    tar = _tar_with(tmp_path / 'img.tar', 'hello', guest('hello').read_bytes())
+    with pytest.raises(ValueError, match='zerovm_prewarm'):
+        ObjectExecMiddleware(server, {'devices': str(devices), 'zerovm_prewarm': spec,
+                                      'zerovm_sysimage_devices': f'img {tar}'})

@@ -28,6 +28,7 @@ from zerocloud.proxy import (
     NodeResult,
     ProxyExecMiddleware,
     _Busy,
+    _NeedProgram,
     _nexe_headers,
     _Refused,
     _Retry,
@@ -432,6 +433,127 @@ def test_the_full_report_as_json(mw, servers) -> None:
     assert node['name'] == 'wc' and node['host'] == '10.0.0.1:6200/d0'
     assert node['outputs'] == [{'device': 'stdout', 'path': None, 'bytes': 3, 'stored': False}]
     assert node['accounting']['fuel'] == 7
+
+
+# -- programs by digest ---------------------------------------------------------------------------
+
+class Caching(Servers):
+    """Servers that keep the programs they received by SHA-256 (each its own cache)
+    and answer 412 to a digest they lack, before reading anything else."""
+
+    def __init__(self, forget: bool = False, delay: float = 0.0, **by_device) -> None:
+        super().__init__(**by_device)
+        self.cached: dict[str, set[str]] = {}
+        self.forget = forget                    # a cache that never keeps anything
+        self.delay = delay                      # seconds before the body travels
+
+    def __call__(self, server, plan, headers, members, links=None, sent=None):
+        cache = self.cached.setdefault(server['device'], set())
+        if wire.PROGRAM in headers and headers[wire.PROGRAM] not in cache:
+            self.asked.append((server['device'], headers, {}))
+            raise _NeedProgram(f'412 program {headers[wire.PROGRAM]} is not cached here')
+        sleep(self.delay)                       # other nodes go out meanwhile
+        for name, _size, chunks in members():
+            if name == wire.EXE and not self.forget:
+                cache.add(hashlib.sha256(b''.join(chunks)).hexdigest())
+        return super().__call__(server, plan, headers, members, links, sent)
+
+
+@pytest.fixture
+def caching(monkeypatch):
+    def install(**script) -> Caching:
+        fake = Caching(**script)
+        monkeypatch.setattr(ProxyExecMiddleware, '_exchange', fake)
+        return fake
+    return install
+
+
+PROGRAM_DIGEST = hashlib.sha256(b'\x7fELF program').hexdigest()
+
+
+def test_the_program_goes_once_to_each_server_then_its_digest(mw, swift, caching) -> None:
+    swift.add('/c/data2', b'more')
+    asked = caching(d0=ok())
+    group = job(stdin='swift://~/c/data*')
+    for _ in range(2):                                  # a second job: digests only
+        resp = post(mw, group, **{'X-Zerovm-Report': 'json'})
+        assert resp.status_int == 200, resp.body
+    assert [(h.get(wire.PROGRAM), wire.EXE in sent) for _d, h, sent in asked.asked] == [
+        (None, True), (PROGRAM_DIGEST, False), (PROGRAM_DIGEST, False),
+        (PROGRAM_DIGEST, False)]
+    for _d, headers, sent in asked.asked[1:]:
+        assert int(headers['Content-Length']) == len(b''.join(wire.stream_tar(
+            wire.bytes_member(k, v) for k, v in sent.items())))
+    report = json.loads(resp.body)
+    with_program = int(asked.asked[0][1]['Content-Length'])
+    assert [n['request_bytes'] for n in report['nodes']] == [with_program - 1024] * 2
+
+
+def test_nodes_sent_together_wait_for_the_first_copy_of_the_program(mw, swift,
+                                                                  caching) -> None:
+    for i in range(2, 6):
+        swift.add(f'/c/data{i}', b'more')
+    asked = caching(d0=ok(), delay=0.05)
+    resp = post(mw, job(stdin='swift://~/c/data*'))
+    assert resp.status_int == 200, resp.body
+    assert resp.headers['X-Nexe-System'] == 'wc-1,wc-2,wc-3,wc-4,wc-5'
+    assert [(h.get(wire.PROGRAM), wire.EXE in sent) for _d, h, sent in asked.asked] == [
+        (None, True)] + [(PROGRAM_DIGEST, False)] * 4          # and no 412
+    assert mw.sending == {}
+
+
+def test_a_server_without_the_program_gets_it_on_a_second_try(mw, caching) -> None:
+    asked = caching(d0=ok(b'counted\n'))
+    mw.known_programs[('10.0.0.1', 6200, PROGRAM_DIGEST)] = None   # e.g. it restarted
+    resp = post(mw, job(), **{'X-Zerovm-Report': 'json'})
+    assert resp.status_int == 200, resp.body
+    assert [(d, h.get(wire.PROGRAM), sent.get(wire.EXE)) for d, h, sent in asked.asked] == [
+        ('d0', PROGRAM_DIGEST, None), ('d0', None, b'\x7fELF program')]
+    node, = json.loads(resp.body)['nodes']
+    assert node['status'] == 'ok' and node['host'] == '10.0.0.1:6200/d0'
+    assert node['request_bytes'] == int(asked.asked[1][1]['Content-Length'])
+    assert ('10.0.0.1', 6200, PROGRAM_DIGEST) in mw.known_programs
+
+
+def test_a_graph_node_is_sent_its_program_again_before_its_links(mw, caching) -> None:
+    asked = caching(d0=echo, d1=echo, d2=echo, forget=True)
+    for server in (6200, 6201, 6202):
+        mw.known_programs[('10.0.0.1', server, PROGRAM_DIGEST)] = None
+    group = job() + [{'name': 'r', 'exec': {'path': 'swift://~/bin/wc'},
+                      'devices': [{'name': 'stdout'}]}]
+    group[0]['connect'] = ['r']
+    resp = post(mw, group)
+    assert resp.status_int == 200, resp.body
+    assert resp.body == b'wc->r'
+    tries = [(h.get(wire.PROGRAM), sorted(sent)) for _d, h, sent in asked.asked]
+    assert tries == [(PROGRAM_DIGEST, []), (None, [wire.EXE, wire.SPEC]),
+                     (PROGRAM_DIGEST, []), (None, ['dev/in/wc', wire.EXE, wire.SPEC])]
+    assert asked.asked[3][1]['Transfer-Encoding'] == 'chunked'
+
+
+def test_a_412_is_send_the_program_only_when_a_digest_went(mw) -> None:
+    class Resp:
+        status = 412
+
+        def getheader(self, name, default=None):
+            return {wire.EXECUTE: '1.0'}.get(name, default)
+
+        def read(self, n):
+            return b'program abc is not cached here: send it\n'
+    with pytest.raises(_NeedProgram):
+        mw._node_response(Resp(), None, 'abc')
+    with pytest.raises(_Refused):
+        mw._node_response(Resp(), None, None)
+
+
+def test_known_programs_stay_bounded(mw, monkeypatch) -> None:
+    monkeypatch.setattr(proxy, 'KNOWN_PROGRAMS', 3)
+    for port in range(5):
+        mw._program_known({'ip': 'h', 'port': port}, 'd', True)
+    assert list(mw.known_programs) == [('h', 2, 'd'), ('h', 3, 'd'), ('h', 4, 'd')]
+    assert not mw._program_known({'ip': 'h', 'port': 0}, 'd')
+    mw._program_known({'ip': 'h', 'port': 3}, 'd', False)
+    assert not mw._program_known({'ip': 'h', 'port': 3}, 'd')
 
 
 # -- graphs and replicas --------------------------------------------------------------------------
