@@ -159,8 +159,9 @@ def mw(swift: FakeSwift, monkeypatch) -> ProxyExecMiddleware:
 
 @pytest.fixture
 def servers(monkeypatch):
-    def install(**script) -> Servers:
-        fake = Servers(**script)
+    """``servers(**script)``: object servers faked by ``Servers`` (or ``kind``)."""
+    def install(kind: type | None = None, **script) -> Servers:
+        fake = (kind or Servers)(**script)
         monkeypatch.setattr(ProxyExecMiddleware, '_exchange', fake)
         return fake
     return install
@@ -460,12 +461,8 @@ class Caching(Servers):
 
 
 @pytest.fixture
-def caching(monkeypatch):
-    def install(**script) -> Caching:
-        fake = Caching(**script)
-        monkeypatch.setattr(ProxyExecMiddleware, '_exchange', fake)
-        return fake
-    return install
+def caching(servers):
+    return lambda **script: servers(Caching, **script)
 
 
 PROGRAM_DIGEST = hashlib.sha256(b'\x7fELF program').hexdigest()
