@@ -370,6 +370,8 @@ class Machine:
             return self.program.entry
         self._key = hashlib.sha256(repr((*inputs, sorted(
             (fd, f.channel.alias, f.access) for fd, f in self.fds.items()))).encode()).digest()
+        if self._key in self.snapshots.short:
+            return self.program.entry
         snap = self.snapshots.find(self._key, self)
         if snap is None:
             self.recorder = snapshot.Recorder()
@@ -395,7 +397,8 @@ class Machine:
         if self.guard.state.used >= snapshot.MIN_PREFIX:
             self.snapshots.keep(self._key, snapshot.capture(self, recorder))
             self.start = 'recorded'
-
+        else:
+            self.snapshots.too_short(self._key)
 
     def _memory_digest(self) -> str:
         """MD5 of every guest-readable byte in address order (ZeroVM's memory etag).

@@ -46,6 +46,7 @@ from zvm_core.syscalls.io import OpenFile, shape
 
 MIN_PREFIX = 2_000_000          # bytes of code (~5 ms): less is not worth the copy
 KEPT = 4                        # snapshots per machine, least recently used dropped
+SHORT_KEPT = 256                # keys remembered as not worth recording
 SYSCALL_SIZE = 2                # 0f 05
 _CHUNK = 16 * PAGE
 _ZERO = bytes(_CHUNK)
@@ -220,10 +221,18 @@ def capture(machine, recorder: Recorder) -> Snapshot:
 
 
 class Snapshots:
-    """A machine's snapshots by key, least recently used first out."""
+    """A machine's snapshots by key, least recently used first out, and the keys
+    whose prefix was too short to keep (not recorded again: a C program that
+    reads its input at once pays for recording only on its first run)."""
 
     def __init__(self) -> None:
         self._kept: collections.OrderedDict[bytes, Snapshot] = collections.OrderedDict()
+        self.short: collections.OrderedDict[bytes, None] = collections.OrderedDict()
+
+    def too_short(self, key: bytes) -> None:
+        self.short[key] = None
+        while len(self.short) > SHORT_KEPT:
+            self.short.popitem(last=False)
 
     def find(self, key: bytes, machine) -> Snapshot | None:
         snap = self._kept.get(key)

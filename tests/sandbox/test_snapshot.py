@@ -136,12 +136,16 @@ def test_a_budget_that_ends_inside_the_prefix(machines):
     assert got == _run(plain, b'', fuel=1_000_000)
 
 
-def test_short_prefixes_are_not_kept(machines):
+def test_short_prefixes_are_not_kept_nor_recorded_again(machines, monkeypatch):
+    recordings, real = [], snapshot.Recorder
+    monkeypatch.setattr(snapshot, 'Recorder', lambda: recordings.append(1) or real())
     keeping = machines('cat')
-    for _ in range(2):
-        _run(keeping, b'hello', argv=('cat',))
+    for _ in range(3):
+        assert _run(keeping, b'hello', argv=('cat',))['output'] == b'hello'
         assert keeping.start == 'entry'
-    assert keeping.snapshots.size == 0
+    assert keeping.snapshots.size == 0 and len(recordings) == 1
+    _run(keeping, b'other', argv=('cat', '-'))       # another key: recorded once
+    assert len(recordings) == 2
 
 
 def test_a_program_reading_the_user_manifest_runs_unrecorded(machines, zvm_guest):
