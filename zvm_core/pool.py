@@ -143,7 +143,8 @@ class Templates:
         return machine, machine.verdict
 
     def _cost(self, machine) -> int:
-        return machine.image_size + machine.arena.peak + machine.snapshots.size + (4 << 20)
+        snapshots = machine.snapshots.size if machine.snapshots is not None else 0
+        return machine.image_size + machine.arena.peak + snapshots + (4 << 20)
 
     def _evict(self) -> None:
         while (len(self._machines) > 1

@@ -226,3 +226,14 @@ def test_a_channel_that_arrives_while_the_guest_runs(guest, pool, tmp_path):
             assert (report.status, report.retcode) == ('ok', 0)
             assert report.accounting.channels['/dev/stdin'].reads == 4     # 3 full, then end
             assert out == data
+
+
+def test_a_zerovm_api_program_then_others_in_one_worker(guest, zvm_guest):
+    """A ZeroVM API program reads the user manifest, so its template keeps no
+    start-up snapshots; the worker's other templates are weighed all the same."""
+    with Pool(size=1) as one:
+        for program, stdin, want in [(zvm_guest('zvm_sort'), b'b\na\n', b'a\nb\n'),
+                                     (guest('cat'), b'text', b'text'),
+                                     (zvm_guest('zvm_sort'), b'd\nc\n', b'c\nd\n')]:
+            report, out = _pool_run(one, program, stdin)
+            assert (report.status, report.retcode, out) == ('ok', 0, want), report.message
