@@ -9,10 +9,7 @@ stdin; see its header for the commands).  The cluster's proxy has
 
 from __future__ import annotations
 
-import gzip
-import io
 import json
-import tarfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,6 +17,7 @@ from dataclasses import dataclass
 
 import pytest
 import requests
+from archives import tar_bytes
 from swiftclient import ClientException, Connection
 
 from zerocloud.devcluster import USERS, DevCluster
@@ -89,16 +87,6 @@ def source(url: str) -> dict:
 def replicas(cluster: DevCluster, container: str, obj: str) -> set[str]:
     return {f'{n["ip"]}:{n["port"]}/{n["device"]}'
             for n in cluster.object_nodes('AUTH_test', container, obj)[1]}
-
-
-def zapp(members: dict[str, bytes], gz: bool = True) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode='w') as tar:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return gzip.compress(buf.getvalue(), mtime=0) if gz else buf.getvalue()
 
 
 def app_zapp(env: Env, script: bytes = b'echo from the image\nupper\n', **more: bytes) -> dict:
@@ -177,7 +165,7 @@ def test_a_stored_script_or_zapp_is_run_by_its_type(env: Env) -> None:
     script = env.put('shout.sh', f'#!{env.interp}\nupper\n', 'text/x-sh')
     resp = call(env.conn, 'POST', headers=source(script), data=b'from a script')
     assert (resp.status_code, resp.content) == (200, b'FROM A SCRIPT'), resp.text
-    app = env.put('app.tar', zapp(app_zapp(env), gz=False), 'application/x-tar')
+    app = env.put('app.tar', tar_bytes(app_zapp(env)), 'application/x-tar')
     resp = call(env.conn, 'POST', headers=source(app), data=b'from a zapp')
     assert (resp.status_code, resp.content) == (200, b'from the image\nFROM A ZAPP'), resp.text
     resp = call(env.conn, 'POST', headers=source(env.url('interp.nexe')))
@@ -268,7 +256,7 @@ def test_open_with_a_source_transforms_the_object_read(swift_cluster: DevCluster
 
 def test_open_of_a_zapp_runs_it_as_a_rest_service(env: Env) -> None:
     members = app_zapp(env, b'env REQUEST_METHOD\nenv CONTENT_LENGTH\ncat\n')
-    env.put('app.zapp', zapp(members))                  # as swift upload stores it
+    env.put('app.zapp', tar_bytes(members, gz=True))                  # as swift upload stores it
     resp = call(env.conn, 'PUT', f'/{env.container}/app.zapp', open_url=True, data=b'payload')
     assert resp.status_code == 200, resp.text
     assert resp.content == b'PUT\n7\npayload'
@@ -321,12 +309,12 @@ def test_a_posted_zapp_runs_its_system_map(swift_cluster: DevCluster, env: Env) 
     members = app_zapp(env, b'echo from the image\ntarcat data/greeting\nupper\n',
                        **{'data/greeting': b'hello from a file of the zapp\n'})
     resp = call(env.conn, 'POST', headers={**EXECUTE, 'Content-Type': 'application/x-gzip'},
-                data=zapp(members))
+                data=tar_bytes(members, gz=True))
     assert resp.status_code == 200, resp.text
     assert resp.content == b'from the image\nhello from a file of the zapp\n'
     resp = call(env.conn, 'POST', f'/{env.container}/book.txt',
                 headers={**EXECUTE, 'Content-Type': 'application/x-tar'},
-                data=zapp(members, gz=False))
+                data=tar_bytes(members))
     assert resp.status_code == 200, resp.text
     assert resp.content == b'from the image\nhello from a file of the zapp\n' + TEXT.upper()
     assert resp.headers['X-Nexe-Host'] in replicas(swift_cluster, env.container, 'book.txt')
@@ -347,7 +335,7 @@ def test_a_bad_zapp_is_refused_with_a_message(env: Env, change: dict, status: in
                                               says: str) -> None:
     members = {k: v for k, v in {**app_zapp(env), **change}.items() if v is not None}
     resp = call(env.conn, 'POST', headers={**EXECUTE, 'Content-Type': 'application/x-gzip'},
-                data=zapp(members))
+                data=tar_bytes(members, gz=True))
     assert resp.status_code == status, resp.text
     assert says in resp.text
 

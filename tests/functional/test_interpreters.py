@@ -8,14 +8,14 @@ The cluster's proxy and object servers know the images by name
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import subprocess
 import sys
-import tarfile
 
 import requests
+from archives import tar_bytes
+from cluster_logs import executed
 from swiftclient import Connection
 
 from zerocloud.devcluster import DevCluster
@@ -42,16 +42,6 @@ def post(conn: Connection, data, content_type: str = 'application/json') -> requ
     body = data if isinstance(data, (str, bytes)) else json.dumps(data)
     return requests.post(url, data=body, timeout=300, headers={
         'X-Auth-Token': token, 'X-Zerovm-Execute': '1.0', 'Content-Type': content_type})
-
-
-def tar_of(files: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode='w') as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
 
 
 def sales(rows: int) -> bytes:
@@ -89,7 +79,7 @@ def test_python_csv_aggregation_in_place(swift_cluster: DevCluster, conn: Connec
     container = make_container('py')
     data = sales(20000)
     conn.put_object(container, 'sales.csv', data)
-    conn.put_object(container, 'job.tar', tar_of({'agg.py': AGG}))
+    conn.put_object(container, 'job.tar', tar_bytes({'agg.py': AGG}))
     (tmp_path / 'sales.csv').write_bytes(data)
     (tmp_path / 'agg.py').write_bytes(AGG)
     expected = subprocess.run([sys.executable, str(tmp_path / 'agg.py'),
@@ -106,16 +96,7 @@ def test_python_csv_aggregation_in_place(swift_cluster: DevCluster, conn: Connec
     headers, body = conn.get_object(container, 'totals.csv')
     assert body == expected and body.count(b'\n') == 5
     assert headers['etag'] == hashlib.md5(expected).hexdigest()
-    assert '/sales.csv' in ''.join(executed_on(swift_cluster, container))
-
-
-def executed_on(cluster: DevCluster, container: str) -> list[str]:
-    lines = []
-    for i in range(len(cluster.object_ports)):
-        log = cluster.log_file(cluster.server(f'object{i}'))
-        lines += [line for line in log.read_text().splitlines()
-                  if ' execute ' in line and f'/{container}/' in line]
-    return lines
+    assert '/sales.csv' in ''.join(executed(swift_cluster, container))
 
 
 def test_python_error_is_a_traceback_and_a_status(swift_cluster: DevCluster,
@@ -143,7 +124,7 @@ def test_lua_filter_over_an_object(swift_cluster: DevCluster, conn: Connection,
     container = make_container('lua')
     text = b'alpha\nbeta\ngamma\n'
     conn.put_object(container, 'words.txt', text)
-    conn.put_object(container, 'upper.tar', tar_of({'upper.lua': LUA_UPPER}))
+    conn.put_object(container, 'upper.tar', tar_bytes({'upper.lua': LUA_UPPER}))
     job = [{'name': 'upper', 'exec': {'path': 'file://lua:lua', 'args': '/upper.lua'},
             'devices': [{'name': 'stdin', 'path': f'swift://~/{container}/words.txt'},
                         {'name': 'image', 'path': f'swift://~/{container}/upper.tar'},
@@ -184,7 +165,7 @@ def test_python_map_reduce_word_count(swift_cluster: DevCluster, conn: Connectio
                        for j in range(300 + i)) + '\n').encode() for i in range(3)]
     for i, book in enumerate(books):
         conn.put_object(container, f'books/{i}.txt', book)
-    conn.put_object(container, 'wordcount.tar', tar_of(
+    conn.put_object(container, 'wordcount.tar', tar_bytes(
         {'mapper.py': (src / 'mapper.py').read_bytes(),
          'reducer.py': (src / 'reducer.py').read_bytes()}))
     job = (src / 'job.json').read_text().replace('swift://~/demo/', f'swift://~/{container}/')
@@ -206,7 +187,7 @@ def test_a_repeated_python_job_resumes_from_a_start_up_snapshot(
     worker that ran the job once resumes the next run from its start-up snapshot.
     More runs than the cluster has workers: some worker must serve two."""
     container = make_container('snap')
-    conn.put_object(container, 'job.tar', tar_of({'hi.py': b'import sys, time\n'
+    conn.put_object(container, 'job.tar', tar_bytes({'hi.py': b'import sys, time\n'
                                                   b'print(sys.argv[1], time.time())\n'}))
     job = [{'name': 'hi', 'exec': {'path': 'file://python3:python3', 'args': '/hi.py there'},
             'devices': [{'name': 'python3'}, {'name': 'stdout'},

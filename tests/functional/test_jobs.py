@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from cluster_logs import executed
 from swift.common import direct_client
 from swift.common.utils import hash_path
 from swiftclient import ClientException, Connection
@@ -51,16 +52,6 @@ def wc_job(program: str, data: str, stdout: str | None = None, **exec_) -> list[
     out = {'name': 'stdout', **({'path': stdout} if stdout else {})}
     return [{'name': 'wc', 'exec': {'path': program, **exec_},
              'devices': [{'name': 'stdin', 'path': data}, out]}]
-
-
-def executed(cluster: DevCluster, container: str) -> list[str]:
-    """The ``execute`` log lines of every object server for objects of ``container``."""
-    lines = []
-    for i in range(len(cluster.object_ports)):
-        log = cluster.log_file(cluster.server(f'object{i}'))
-        lines += [line for line in log.read_text().splitlines()
-                  if ' execute ' in line and f'/{container}/' in line]
-    return lines
 
 
 @pytest.fixture

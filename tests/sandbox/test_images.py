@@ -5,10 +5,9 @@ and mounts; a tar channel mounted by ``[fstab]`` is the program's read-only file
 from __future__ import annotations
 
 import errno
-import io
-import tarfile
 
 import pytest
+from archives import tar_bytes
 
 from .manifests import NVRAM_CHANNEL, STD_CHANNELS
 
@@ -31,30 +30,9 @@ require alias
 '''
 
 
-def tar(members: dict[str, bytes | str | tuple]) -> bytes:
-    """A tar: bytes are files, ``('dir',)`` a directory, ``('sym', target)`` a symbolic
-    link, ``('hard', target)`` a hard link."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode='w', format=tarfile.GNU_FORMAT) as t:
-        for name, what in members.items():
-            info = tarfile.TarInfo(name)
-            info.mtime, info.mode = MTIME, 0o644
-            data = None
-            if isinstance(what, bytes | str):
-                data = what.encode() if isinstance(what, str) else what
-                info.size = len(data)
-            elif what[0] == 'dir':
-                info.type, info.mode = tarfile.DIRTYPE, 0o755
-            else:
-                info.type = tarfile.SYMTYPE if what[0] == 'sym' else tarfile.LNKTYPE
-                info.linkname = what[1]
-            t.addfile(info, io.BytesIO(data) if data is not None else None)
-    return buf.getvalue()
-
-
-IMAGE = tar({'app': ('dir',), 'app/main.ms': MAIN, 'lib/ms/util.ms': 'print util loaded\n'
-             'require extra\n', 'lib/ms/alias.ms': ('sym', 'util.ms'),
-             './usr/share/ms/extra.ms': 'print extra here\n'})
+IMAGE = tar_bytes({'app': ('dir',), 'app/main.ms': MAIN, 'lib/ms/util.ms': 'print util loaded\n'
+                   'require extra\n', 'lib/ms/alias.ms': ('sym', 'util.ms'),
+                   './usr/share/ms/extra.ms': 'print extra here\n'}, mtime=MTIME)
 NVRAM = (b'[args]\nargs = miniscript /app/main.ms\n[env]\nname=MS_PATH, value=/lib/ms:'
          b'/usr/share/ms\n[fstab]\nchannel=/dev/image, mountpoint=/, access=ro, removable=no\n')
 EXPECTED = f'''hello from the image
@@ -92,9 +70,9 @@ def test_a_program_reads_its_script_and_libraries_from_a_tar_mounted_at_root(
 
 
 def test_later_mounts_win_and_mount_points_nest(guest, zerovm):
-    overlay = tar({'util.ms': 'print the overlay util\n', 'new.ms': 'print new\n',
-                   'hard.ms': ('hard', 'new.ms')})
-    app = tar({'app/main.ms': 'require util\nrequire hard\nlist /lib/ms\n'})
+    overlay = tar_bytes({'util.ms': 'print the overlay util\n', 'new.ms': 'print new\n',
+                         'hard.ms': ('hard', 'new.ms')}, mtime=MTIME)
+    app = tar_bytes({'app/main.ms': 'require util\nrequire hard\nlist /lib/ms\n'}, mtime=MTIME)
     nvram = NVRAM + (b'channel=/dev/overlay, mountpoint=/lib/ms, access=ro, removable=yes\n'
                      b'channel=/dev/app, mountpoint=/, access=ro\n')
     channels = (IMAGE_CHANNEL + IMAGE_CHANNEL.replace('image', 'overlay') +
@@ -133,7 +111,8 @@ def test_without_images_other_paths_do_not_exist(guest, zerovm):
 
 
 def test_mapping_sets_what_stat_says_of_channels(guest, zerovm):
-    script = tar({'s': 'stat /dev/stdin\nstat /dev/stdout\nstat /dev/stderr\nstat /dev/nvram\n'})
+    script = tar_bytes({'s': 'stat /dev/stdin\nstat /dev/stdout\nstat /dev/stderr\n'
+                             'stat /dev/nvram\n'}, mtime=MTIME)
     nvram = (b'[args]\nargs = miniscript /s\n[fstab]\nchannel=/dev/image, mountpoint=/, '
              b'access=ro\n[mapping]\nchannel=/dev/stdin, mode=pipe\n'
              b'channel=/dev/stdout, mode=file\n')

@@ -8,7 +8,6 @@ exact output, and runs are repeated to show they give identical bytes.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import random
 import subprocess
@@ -17,6 +16,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from archives import tar_bytes
 
 from zvm_core import interpreters
 
@@ -265,16 +265,6 @@ def python(zerovm, sysimages) -> PyJob:
     return PyJob(zerovm, sysimages)
 
 
-def make_tar(files: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode='w', format=tarfile.GNU_FORMAT) as tar:
-        for name, data in sorted(files.items()):
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
 def host_python(script: str, *args: str, cwd=None, stdin: bytes = b'') -> bytes:
     """The same script on the host interpreter: the oracle for exact output."""
     proc = subprocess.run([sys.executable, '-c', script, *args], input=stdin, cwd=cwd,
@@ -430,7 +420,7 @@ def test_python_script_reads_its_modules_from_a_user_image(python, tmp_path):
     expected = subprocess.run([sys.executable, 'job/main.py'], input=USER_TEXT, cwd=tmp_path,
                               capture_output=True, check=True).stdout
     expected = expected.replace(str(tmp_path).encode() + b'/', b'/')
-    image = make_tar(USER_MODULES)
+    image = tar_bytes(USER_MODULES)
     runs = [python.run(['/job/main.py'], stdin=USER_TEXT, image=image) for _ in range(2)]
     for run in runs:
         assert_ran(run)
@@ -492,7 +482,7 @@ load("{not json")
 
 
 def test_python_error_gives_traceback_and_status(python):
-    run = python.run(['/job/bad.py'], image=make_tar({'job/bad.py': ERROR_SCRIPT}))
+    run = python.run(['/job/bad.py'], image=tar_bytes({'job/bad.py': ERROR_SCRIPT}))
     assert_ran(run, retcode=1)
     assert run.read('stdout') == b'partial output\n'
     err = run.read('stderr').decode()
@@ -561,7 +551,7 @@ def test_zvm_run_programs_from_system_images(sysimages, zvm, tmp_path):
     assert run.stdout == b"['-c']\n"
     (tmp_path / 'hello.lua').write_bytes(b'print("lua", ...)\n')
     image = tmp_path / 'job.tar'
-    image.write_bytes(make_tar({'job/hello.lua': b'print("lua", ...)\n',
+    image.write_bytes(tar_bytes({'job/hello.lua': b'print("lua", ...)\n',
                                 'job/main.py': b'import os\nprint(sorted(os.listdir("/")))\n'}))
     run = zvm.run('file://lua:lua', '/job/hello.lua', 'a', 'b', opts=['--image', str(image)])
     assert_ok(run)
@@ -600,7 +590,7 @@ def test_sysimage_configuration_is_checked(tmp_path):
             si.parse(spec)
     images = si.SystemImages({'t': tmp_path / 't.tar', 'gone': tmp_path / 'gone.tar'},
                              cache_dir=tmp_path / 'cache')
-    (tmp_path / 't.tar').write_bytes(make_tar({'./bin/tool': b'\x7fELF...'}))
+    (tmp_path / 't.tar').write_bytes(tar_bytes({'./bin/tool': b'\x7fELF...'}))
     first = images.program('t', 'bin/tool')
     assert first.read_bytes() == b'\x7fELF...' and images.program('t', '/bin/tool') == first
     assert first.parent == tmp_path / 'cache'
@@ -625,7 +615,7 @@ def test_example_python_csv(sysimages, zvm, tmp_path):
                               capture_output=True, check=True).stdout
     assert expected.startswith(b'region,rows,qty,revenue\ncentral,')
     image = tmp_path / 'agg.tar'
-    image.write_bytes(make_tar({'agg.py': (src / 'agg.py').read_bytes()}))
+    image.write_bytes(tar_bytes({'agg.py': (src / 'agg.py').read_bytes()}))
     run = zvm.run('file://python3:python3', '/agg.py', 'region', 'qty', 'revenue', input=data,
                   opts=['--image', str(image)])
     assert_ok(run)
@@ -641,7 +631,7 @@ def test_example_python_csv(sysimages, zvm, tmp_path):
 def test_example_lua_filter(sysimages, zvm, tmp_path):
     src = EXAMPLES / 'lua-filter'
     image = tmp_path / 'filter.tar'
-    image.write_bytes(make_tar({'filter.lua': (src / 'filter.lua').read_bytes()}))
+    image.write_bytes(tar_bytes({'filter.lua': (src / 'filter.lua').read_bytes()}))
     run = zvm.run('file://lua:lua', '/filter.lua', '400', stdin=(src / 'access.log').read_bytes(),
                   opts=['--image', str(image)])
     assert_ok(run)

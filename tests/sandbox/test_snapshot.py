@@ -8,12 +8,11 @@ system calls, memory digest at the end).
 
 from __future__ import annotations
 
-import io
 import os
-import tarfile
 import tempfile
 
 import pytest
+from archives import tar_bytes
 
 from zvm_core import snapshot
 from zvm_core.channels import READ, WRITE, Channel, FdBacking, MemoryBacking
@@ -41,12 +40,8 @@ def machines(guest):
         m.close()
 
 
-def _tar(path, files: dict[str, bytes]):
-    with tarfile.open(path, 'w') as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
+def _write(path, data: bytes):
+    path.write_bytes(data)
     return path
 
 
@@ -77,7 +72,7 @@ def _run(machine: Machine, stdin: bytes, argv=('startup', '/etc/conf'), tar=None
 
 
 def test_resumed_runs_equal_full_runs(machines, tmp_path):
-    tar = _tar(tmp_path / 'sys.tar', {'etc/conf': b'from the image'})
+    tar = _write(tmp_path / 'sys.tar', tar_bytes({'etc/conf': b'from the image'}))
     keeping, plain = machines(), machines(snapshots=False)
     starts = []
     for stdin in STDINS:
@@ -90,7 +85,7 @@ def test_resumed_runs_equal_full_runs(machines, tmp_path):
 
 
 def test_other_arguments_are_another_prefix(machines, tmp_path):
-    tar = _tar(tmp_path / 'sys.tar', {'etc/conf': b'A', 'etc/other': b'B'})
+    tar = _write(tmp_path / 'sys.tar', tar_bytes({'etc/conf': b'A', 'etc/other': b'B'}))
     keeping, plain = machines(), machines(snapshots=False)
     for argv, start in [(('startup', '/etc/conf'), 'recorded'),
                         (('startup', '/etc/other'), 'recorded'),
@@ -102,8 +97,8 @@ def test_other_arguments_are_another_prefix(machines, tmp_path):
 
 
 def test_a_changed_image_is_not_resumed(machines, tmp_path):
-    one = _tar(tmp_path / 'one.tar', {'etc/conf': b'version one'})
-    two = _tar(tmp_path / 'two.tar', {'etc/conf': b'version two'})
+    one = _write(tmp_path / 'one.tar', tar_bytes({'etc/conf': b'version one'}))
+    two = _write(tmp_path / 'two.tar', tar_bytes({'etc/conf': b'version two'}))
     keeping = machines()
     _run(keeping, b'')
     assert keeping.start == 'recorded'
@@ -221,7 +216,7 @@ def test_a_pool_warm_up_records_the_prefix_requests_resume(guest):
 def test_every_path_is_checked_without_an_image(machines, tmp_path):
     """Two paths looked up before the first channel access, the first missing: a
     run without any image must not resume (the second would not be found)."""
-    tar = _tar(tmp_path / 'sys.tar', {'etc/conf': b'here'})
+    tar = _write(tmp_path / 'sys.tar', tar_bytes({'etc/conf': b'here'}))
     keeping = machines()
     argv = ('startup', '/etc/none', '/etc/conf')
     assert _run(keeping, b'', argv=argv, tar=tar)['output'].endswith(b'conf here\n')

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from archives import tar_bytes
 from swift.common.swob import Request
 from swift.common.utils import Timestamp
 from swift.obj.server import ObjectController
@@ -257,17 +258,10 @@ def test_program_cache_removes_the_directories_of_dead_processes(tmp_path) -> No
     assert not stale.exists() and live.exists() and other.exists()
 
 
-def _tar_with(path: Path, name: str, data: bytes) -> Path:
-    with tarfile.open(path, 'w') as tar:
-        info = tarfile.TarInfo(name)
-        info.size, info.mode = len(data), 0o755
-        tar.addfile(info, io.BytesIO(data))
-    return path
-
-
 def test_a_one_process_server_starts_its_workers_with_it(server, devices: Path, guest,
                                                          tmp_path: Path) -> None:
-    tar = _tar_with(tmp_path / 'img.tar', 'hello', guest('hello').read_bytes())
+    tar = tmp_path / 'img.tar'
+    tar.write_bytes(tar_bytes({'hello': guest('hello').read_bytes()}))
     conf = {'devices': str(devices), 'mount_check': 'false', 'zerovm_maxpool': '1',
             'zerovm_sysimage_devices': f'img {tar}', 'zerovm_prewarm': 'img:hello'}
     lazy = ObjectExecMiddleware(server, conf)
@@ -286,7 +280,8 @@ def test_a_one_process_server_starts_its_workers_with_it(server, devices: Path, 
 @pytest.mark.parametrize('spec', ['img', 'img:', 'nothere:hello', 'img:missing'])
 def test_a_bad_prewarm_setting_is_refused(server, devices: Path, guest, tmp_path: Path,
                                           spec: str) -> None:
-    tar = _tar_with(tmp_path / 'img.tar', 'hello', guest('hello').read_bytes())
+    tar = tmp_path / 'img.tar'
+    tar.write_bytes(tar_bytes({'hello': guest('hello').read_bytes()}))
     with pytest.raises(ValueError, match='zerovm_prewarm'):
         ObjectExecMiddleware(server, {'devices': str(devices), 'zerovm_prewarm': spec,
                                       'zerovm_sysimage_devices': f'img {tar}'})

@@ -6,9 +6,9 @@ from __future__ import annotations
 import gzip
 import io
 import json
-import tarfile
 
 import pytest
+from archives import tar_bytes
 from swift.common.concurrency import sleep
 from swift.common.swob import HTTPBadRequest, HTTPException, Request, Response
 from test_proxy_filter import ACCOUNT, TEXT, FakeRing, FakeSwift, Servers, ok
@@ -51,14 +51,7 @@ def request(app, path: str = ACCOUNT, method: str = 'POST', body: bytes = b'', *
     return Request.blank(path, method=method, body=body, headers=headers).get_response(app)
 
 
-def tar(members: dict[str, bytes], gz: bool = False) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode='w') as t:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            t.addfile(info, io.BytesIO(data))
-    return gzip.compress(buf.getvalue()) if gz else buf.getvalue()
+
 
 
 # -- what travels to the object server ---------------------------------------------------------
@@ -85,7 +78,8 @@ def test_a_job_posted_to_an_object_reads_it_in_place(mw, swift, servers) -> None
 
 def test_a_zapp_sends_its_program_and_itself_as_the_image(mw, swift, servers) -> None:
     job = [{'name': 'app', 'exec': {'path': 'bin/prog'}, 'devices': [{'name': 'stdout'}]}]
-    archive = tar({'./boot/system.map': json.dumps(job).encode(), './bin/prog': b'\x7fELF z'})
+    archive = tar_bytes({'./boot/system.map': json.dumps(job).encode(),
+                         './bin/prog': b'\x7fELF z'})
     asked = servers(d0=ok(), d1=ok(), d2=ok())
     resp = request(mw, body=gzip.compress(archive), **{'Content-Type': 'application/x-gzip'})
     assert resp.status_int == 200, resp.body
@@ -132,7 +126,7 @@ def test_open_substitutes_the_template_and_sets_cgi_variables(mw, swift, servers
     (ACCOUNT, 'POST', b'#!x', {}, 400, b'Bad interpreter x'),
     (ACCOUNT, 'POST', b'\xff\xfe', {'Content-Type': 'text/x-whatever'}, 400,
      b'Unsupported Content-Type text/x-whatever of the request body'),
-    (ACCOUNT, 'POST', tar({'a': b''}), {'Content-Type': 'application/x-tar'}, 400,
+    (ACCOUNT, 'POST', tar_bytes({'a': b''}), {'Content-Type': 'application/x-tar'}, 400,
      b'System boot map was not found in the request body'),
     (ACCOUNT, 'POST', b'[{"name": "x", "exec": {"path": "swift://~/bin/wc"}, '
                       b'"devices": [{"name": "image"}]}]', {}, 400,
@@ -192,7 +186,7 @@ def test_compose_takes_headers_from_the_first_node() -> None:
 
 
 def test_zapp_members_and_limits() -> None:
-    f = io.BytesIO(tar({'./boot/system.map': b'[]', 'bin/x': b'12345'}))
+    f = io.BytesIO(tar_bytes({'./boot/system.map': b'[]', 'bin/x': b'12345'}))
     assert zapp.system_map(f, 10, 'z') == b'[]'
     assert zapp.member(f, '/bin/x', 10, 'z') == b'12345'
     with pytest.raises(HTTPException) as err:
