@@ -24,6 +24,7 @@ from zvm_core.toolchain import BuildError, build_static
 
 REPO = Path(__file__).resolve().parent.parent
 PROGRAMS = REPO / 'bench' / 'programs'
+TEST_PROGRAMS = REPO / 'tests' / 'programs'   # guests the tests run too (wc)
 BUILD = REPO / '.zvm-build' / 'bench'
 T = TypeVar('T')
 WORDS = ('object', 'storage', 'swift', 'ring', 'proxy', 'replica', 'sandbox', 'node',
@@ -34,9 +35,12 @@ WORDS = ('object', 'storage', 'swift', 'ring', 'proxy', 'replica', 'sandbox', 'n
 # -- guest programs ------------------------------------------------------------
 
 def build(name: str | Path, cc: str = 'musl-gcc', flags: Iterable[str] = ('-O2',)) -> Path:
-    """Path of ``bench/programs/<name>.c`` (or of the source ``name``, a Path, such as
-    an example's) compiled with ``cc -static flags``."""
+    """Path of ``bench/programs/<name>.c`` (else ``tests/programs/<name>.c``; or of
+    the source ``name``, a Path, such as an example's) compiled with ``cc -static
+    flags``."""
     src = name if isinstance(name, Path) else PROGRAMS / f'{name}.c'
+    if not isinstance(name, Path) and not src.exists():
+        src = TEST_PROGRAMS / f'{name}.c'
     try:
         return build_static(src, BUILD, cc, flags)
     except BuildError as e:
