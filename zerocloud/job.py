@@ -10,7 +10,8 @@ A job is a JSON list of node groups::
                                                #   (file://<image>:<path>: the
                                                #   file's name, e.g. python3)
                "args": "-n -k 2",              # split like a shell would
-               "env": {"LANG": "C"}},
+               "env": {"LANG": "C"},
+               "ok_exit": [0, 1]},             # exit codes that are success (default 0)
       "devices": [                             # deprecated alias: "file_list"
           {"name": "stdin",                    # deprecated alias: "device"
            "path": "swift://~/logs/log_*.txt"},
@@ -18,7 +19,9 @@ A job is a JSON list of node groups::
            "path": "swift://~/sorted/log_*.txt",
            "content_type": "text/plain",       # written objects only
            "meta": {"Source": "sort"},         # -> X-Object-Meta-Source
-           "min_size": 1},                     # smaller output is dropped
+           "min_size": 1,                      # smaller output is dropped
+           "store": "always"},                 # even when the job fails (default:
+                                               #   "success", only when every node did)
           {"name": "stderr"}],                 # no path: part of the response
       "count": 1,                              # nodes, unless a read path has "*"
       "connect": ["merge"],                    # groups this one writes to
@@ -82,6 +85,7 @@ DEVICES = {
 SYSTEM_IMAGE = RANDOM | READABLE
 PAYLOAD_DEVICES = ('stdin', 'input', 'script')
 MODES = ('file', 'char', 'pipe', 'block')
+STORE = ('success', 'always')
 MAX_REPLICATE = 3
 DEFAULT_ATTACH = 'default'
 HOME_ACCOUNTS = ('~', '.')
@@ -175,6 +179,7 @@ class Device:
     meta: dict[str, str] = field(default_factory=dict)
     mode: str | None = None
     min_size: int = 0
+    store: str = 'success'            # or 'always': stored even when the job failed
 
     @property
     def access(self) -> int:
@@ -207,6 +212,7 @@ class Exec:
     name: str | None = None
     args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
+    ok_exit: tuple[int, ...] = (0,)   # exit codes that count as success
 
     @property
     def swift_path(self) -> SwiftPath | None:
@@ -424,7 +430,15 @@ def _parse_exec(spec: object, account: str, images: frozenset[str], where: str) 
         name=_string(_optional(spec, 'name', ''), 'nexe property exec.name', where) or None,
         args=_args(spec.get('args'), where),
         env=_env(spec.get('env'), where),
+        ok_exit=_ok_exit(_optional(spec, 'ok_exit', [0]), where),
     )
+
+
+def _ok_exit(value: object, where: str) -> tuple[int, ...]:
+    what = 'nexe property exec.ok_exit'
+    if not isinstance(value, list) or not value:
+        raise _invalid(what, where, f'must be a non-empty list of exit codes, got {_show(value)}')
+    return tuple(sorted({_integer(code, what, where, 0, 255) for code in value}))
 
 
 def _meta(value: object, what: str, where: str) -> dict[str, str]:
@@ -471,6 +485,11 @@ def _parse_device(spec: object, number: int, account: str, images: frozenset[str
                        f'must be one of {", ".join(MODES)}, got {_show(device.mode)}')
     device.min_size = _integer(_optional(spec, 'min_size', 0), f'min_size for device {name}',
                                where, 0)
+    device.store = _optional(spec, 'store', 'success')
+    if device.store not in STORE or device.store != 'success' and not device.writable:
+        raise _invalid(f'store for device {name}', where,
+                       f'must be one of {", ".join(STORE)} (written devices only), '
+                       f'got {_show(device.store)}')
     return device
 
 

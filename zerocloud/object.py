@@ -108,8 +108,9 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 
-from swift.common.concurrency import Event, spawn
+from swift.common.concurrency import Event, spawn, trampoline
 from swift.common.constraints import check_drive
 from swift.common.exceptions import (
     DiskFileCollision,
@@ -153,6 +154,7 @@ IMAGE_MEMBER = 'dev/image'
 RETRY_AFTER = '1'
 TAIL_PAUSE, TAIL_PAUSE_MAX = 0.002, 0.02    # seconds between looks at growing outputs
 CONTENT_DIR = 'zerocloud-content-'
+STDERR_TAIL = 64 << 10      # bytes of a node's stderr its report keeps (ZeroCloud's cap)
 # Metadata of objects whose data file is not the object's content.
 NOT_PLAIN = ('X-Static-Large-Object', 'X-Object-Manifest', 'X-Object-Sysmeta-Symlink-Target')
 
@@ -237,6 +239,65 @@ class _Removal:
 
     def close(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
+
+
+class _Tail:
+    """The last :data:`STDERR_TAIL` bytes written to a pipe: the stderr of a node
+    that did not declare one.  No quota, no disk: a program never fails for
+    what it writes there, and its report still says why it stopped."""
+
+    def __init__(self) -> None:
+        self._read_fd, self.fd = os.pipe2(os.O_CLOEXEC)
+        os.set_blocking(self._read_fd, False)
+        self.data = bytearray()
+        self.reader = spawn(self._read)
+
+    def _read(self) -> None:
+        while True:
+            try:
+                chunk = os.read(self._read_fd, wire.CHUNK)
+            except BlockingIOError:
+                trampoline(self._read_fd, read=True)
+                continue
+            if not chunk:
+                return
+            self.data += chunk
+            del self.data[:-STDERR_TAIL]
+
+    def tail(self) -> bytes:
+        """What was written, once every writer is done (the worker closed its copy)."""
+        self._close_writer()
+        self.reader.wait()
+        return bytes(self.data)
+
+    def _close_writer(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def close(self) -> None:
+        self._close_writer()
+        self.reader.kill()
+        if self._read_fd is not None:
+            os.close(self._read_fd)
+            self._read_fd = None
+
+
+def _file_tail(path: str) -> bytes:
+    """The last :data:`STDERR_TAIL` bytes of a written channel's file."""
+    with open(path, 'rb') as f:
+        size = f.seek(0, os.SEEK_END)
+        f.seek(max(0, size - STDERR_TAIL))
+        return f.read()
+
+
+def _stderr(opened: list, outputs: list[tuple[str, str]]) -> bytes:
+    """The end of what the node wrote to ``/dev/stderr``, declared or not."""
+    tail = next((f for f in opened if isinstance(f, _Tail)), None)
+    if tail is not None:
+        return tail.tail()
+    path = dict(outputs).get('stderr')
+    return _file_tail(path) if path else b''
 
 
 _POOLS: dict[tuple, Pool] = {}
@@ -491,6 +552,10 @@ class ObjectExecMiddleware:
             opened.insert(0, link)                 # closed (aborted) before the waker
             links[name] = link
             return ChannelSpec(alias, link.fd, READ, notify=link.notify), None
+        if dev is None and name == 'stderr':     # kept for the report (its end)
+            tail = _Tail()
+            opened.append(tail)
+            return ChannelSpec(alias, tail.fd, WRITE), None
         if dev is None:                       # an undeclared standard stream: /dev/null
             f = open(os.devnull, 'rb' if name == 'stdin' else 'wb')
             opened.append(f)
@@ -553,7 +618,8 @@ class ObjectExecMiddleware:
         return channels, outputs
 
     def _pool_run(self, spec: dict, files: dict[str, str], channels: list[ChannelSpec],
-                  started=None) -> dict:
+                  stderr: Callable[[], bytes], started=None) -> dict:
+        """The node's report, with the end of its stderr (``stderr()``)."""
         try:
             report = self.pool.run(self._program(spec, files), channels,
                                    argv=spec.get('argv') or [spec.get('name', 'program')],
@@ -565,7 +631,7 @@ class ObjectExecMiddleware:
                                          headers={'Retry-After': RETRY_AFTER}) from None
         declared = {d['name'] for d in spec.get('devices', ())}
         report.etags = {k: v for k, v in report.etags.items() if k[len('/dev/'):] in declared}
-        return report.to_dict()
+        return dict(report.to_dict(), stderr=stderr().decode('utf-8', 'replace'))
 
     def _run(self, spec: dict, files: dict[str, str], reader, tmp: str):
         """Run the node in a warm worker; returns (report dict, [(device, output path)])."""
@@ -577,7 +643,7 @@ class ObjectExecMiddleware:
             for name, link in links.items():        # nothing follows a request not streamed
                 if name is not None:
                     link.abort()
-            return self._pool_run(spec, files, channels), outputs
+            return self._pool_run(spec, files, channels, lambda: _stderr(opened, outputs)), outputs
         finally:
             for f in opened:
                 f.close()
@@ -638,6 +704,7 @@ class _Streamed:
     def _run(self, channels: list[ChannelSpec], started: Event) -> dict:
         try:
             return self.owner._pool_run(self.spec, self.files, channels,
+                                        lambda: _stderr(self.opened, self.outputs),
                                         started=lambda: started.send(True))
         finally:
             if not started.ready():

@@ -268,6 +268,7 @@ SYSMETA_VALID = 'X-Object-Sysmeta-Zerovm-Valid'
 SYSMETA_VALIDATOR = 'X-Object-Sysmeta-Zerovm-Validator'
 SYSMETA_ERROR = 'X-Object-Sysmeta-Zerovm-Validation-Error'
 # HTTP status of a node by how it ended.
+EXIT_FAILED = 422        # a program that exited with a code the job does not accept
 HTTP_STATUS = {'ok': 200, 'validation': 422, 'fault': 422, 'fuel': 422, 'quota': 422,
                'memory': 422, 'killed': 500, 'unavailable': 503, 'timeout': 504,
                graph.MISMATCH: 409, graph.SKIPPED: 424}
@@ -346,11 +347,43 @@ class NodeResult:
 
     @property
     def http(self) -> int:
-        return self.http_status or HTTP_STATUS.get(self.status, 500)
+        if self.http_status:
+            return self.http_status
+        return EXIT_FAILED if self.exit_failed else HTTP_STATUS.get(self.status, 500)
 
     @property
     def failed(self) -> bool:
         return self.http != 200
+
+    @property
+    def exit_failed(self) -> bool:
+        """Did the program exit by itself with a code the job does not count as success?"""
+        retcode = self.report.get('retcode')
+        return (self.status == 'ok' and retcode is not None
+                and retcode not in self.node.exec.ok_exit)
+
+    @property
+    def stderr(self) -> str:
+        """The end of what the node wrote to stderr (the object server keeps the last
+        64 KiB, whether the job declared the device or not)."""
+        return self.report.get('stderr') or ''
+
+    @property
+    def what(self) -> str:
+        """What went wrong, in one line: ``exit 1: <last line of stderr>`` for a
+        program that exited with a failure code, else the message."""
+        if self.error:
+            return self.error
+        if self.exit_failed:
+            last = next((line.strip() for line in reversed(self.stderr.splitlines())
+                         if line.strip()), '')
+            return f'exit {self.report["retcode"]}' + (f': {last}' if last else '')
+        return self.report.get('message') or self.status
+
+    @property
+    def summary(self) -> str:
+        """``<status>: <what happened>`` (``exit N: ...`` alone for a failed exit)."""
+        return self.what if self.exit_failed and not self.error else f'{self.status}: {self.what}'
 
     def fail(self, status: str, message: str, http_status: int | None = None) -> None:
         self.report = {'status': status, 'retcode': None, 'message': message}
@@ -374,8 +407,9 @@ class NodeResult:
         outputs += [{'device': graph.OUT + peer, 'path': None, 'bytes': size, 'stored': False}
                     for peer, size in self.links.items()]
         return {'name': self.node.name, 'replica': self.replica, 'status': self.status,
-                'retcode': report.get('retcode'),
-                'message': report.get('message', ''), 'error': self.error,
+                'retcode': report.get('retcode'), 'failed': self.failed,
+                'message': report.get('message', ''),
+                'error': self.what if self.failed else self.error, 'stderr': self.stderr,
                 'host': self.server, 'policy': self.policy, 'seconds': round(self.seconds, 6),
                 'validation': validation, 'etags': report.get('etags') or {},
                 'accounting': report.get('accounting') or {}, 'outputs': outputs,
@@ -925,8 +959,7 @@ class ProxyExecMiddleware:
             results = graph.run(plans, run_replica, _skipped, max_spool=self.max_spool,
                                 max_link=self.max_output, concurrency=MAX_CONCURRENCY,
                                 pipeline=self.pipeline)
-            if not any(r.failed for r in results):
-                self._store_all(req, results)
+            self._store_all(req, results, failed=any(r.failed for r in results))
             return self._respond(results, time.monotonic() - started, report_json)
         finally:
             for i in inputs.values():
@@ -934,10 +967,13 @@ class ProxyExecMiddleware:
             for r in results:
                 r.close()
 
-    def _store_all(self, req: Request, results: list[NodeResult]) -> None:
+    def _store_all(self, req: Request, results: list[NodeResult], failed: bool) -> None:
+        """Store the outputs with a path: all of them when the job succeeded, else
+        only those of devices with ``"store": "always"``."""
         todo = [(r, dev) for r in results for dev in r.node.devices
                 if dev.writable and dev.path is not None and dev.name in r.outputs
-                and r.size(dev.name) >= dev.min_size]
+                and r.size(dev.name) >= dev.min_size
+                and (not failed or dev.store == 'always')]
         if todo:
             pool = GreenPool(min(len(todo), MAX_CONCURRENCY))
             for _ in pool.imap(lambda job: self._store(req, *job), todo):
@@ -971,8 +1007,12 @@ class ProxyExecMiddleware:
                                'nodes': [r.to_dict() for r in results]}, indent=1).encode()
             content_type = 'application/json'
         elif status != 200:
-            body = ''.join(f'{r.node.name}: {r.status}: {r.error or r.report.get("message")}\n'
-                           for r in results if r.failed).encode()
+            failed = [r for r in results if r.failed]
+            body = ''.join(f'{r.node.name}: {r.summary}\n' for r in failed)
+            body += ''.join(f'\n--- stderr of {r.node.name} (its end) ---\n{r.stderr}'
+                            + ('' if r.stderr.endswith('\n') else '\n')
+                            for r in failed if r.stderr)
+            body = body.encode()
         else:
             parts = []
             for r in results:
@@ -1123,7 +1163,7 @@ def _nexe_headers(results: list[NodeResult], seconds: float) -> dict[str, str]:
     headers['X-Nexe-Cdr-Line'], cut = _header(
         [f'{seconds:.3f}', *(x for r in results for x in cdr(r))], sep=', ')
     truncated |= cut
-    errors = [f'{r.node.name}: {_short(r.error or r.report.get("message") or r.status)}'
+    errors = [f'{r.node.name}: {_short(r.what)}'.encode('ascii', 'replace').decode()
               for r in results if r.failed]
     if errors:
         headers['X-Nexe-Error'], cut = _header(errors, sep=', ')

@@ -473,3 +473,64 @@ def test_bad_cgi_output_is_a_422_naming_the_node(env: Env) -> None:
     assert resp.status_code == 422
     assert resp.text.startswith('run: its message/cgi output is not valid: no blank line')
     assert resp.headers['X-Nexe-Status'] == 'ok'
+
+
+# -- failures show at every entry point -------------------------------------------------------
+
+BOGUS = b'src_interp: unknown command: bogus'        # src_interp's stderr, then exit 2
+
+
+def failed_with_stderr(resp: requests.Response, node: str) -> None:
+    """A node that exited 2 after writing BOGUS to its undeclared stderr: 422, ZeroCloud's
+    headers, the error in X-Nexe-Error, the stderr in the body."""
+    assert resp.status_code == 422, resp.text
+    assert resp.headers['X-Nexe-Status'] == 'ok'
+    assert resp.headers['X-Nexe-Retcode'] == '2'
+    assert resp.headers['X-Nexe-Error'] == f'{node}: exit 2: {BOGUS.decode()}'
+    assert resp.content.startswith(f'{node}: exit 2: '.encode() + BOGUS + b'\n')
+    assert b'\n--- stderr of ' + node.encode() + b' (its end) ---\n' + BOGUS + b'\n' \
+        in resp.content
+
+
+def test_a_failing_program_fails_the_request_at_every_entry_point(env: Env) -> None:
+    job = env.job('echo partial\\nbogus', stdin=None)
+    failed_with_stderr(call(env.conn, 'POST', headers=EXECUTE, data=json.dumps(job)), 'run')
+    stored = env.put('bogus.json', job)
+    failed_with_stderr(call(env.conn, 'POST', headers=source(stored)), 'run')
+    failed_with_stderr(call(env.conn, 'POST', f'/{env.container}/book.txt',
+                            headers=source(env.put('bogus-over.json', env.job('bogus')))),
+                       'run')
+    failed_with_stderr(call(env.conn, 'POST', headers={**EXECUTE, 'Content-Type': 'text/x-sh'},
+                            data=f'#!{env.interp}\nbogus\n'), 'script')
+    script = env.put('bogus.sh', f'#!{env.interp}\nbogus\n', 'text/x-sh')
+    failed_with_stderr(call(env.conn, 'GET', f'/{env.container}/book.txt',
+                            {**OPEN, 'X-Zerovm-Source': script}), 'script')
+    app = tar_bytes(app_zapp(env, b'bogus\n'))
+    failed_with_stderr(call(env.conn, 'POST', headers={**EXECUTE,
+                                                       'Content-Type': 'application/x-tar'},
+                            data=app), 'app')
+    env.put('bogus.zapp', app, 'application/x-tar')
+    failed_with_stderr(call(env.conn, 'GET', f'/{env.container}/bogus.zapp', open_url=True),
+                       'app')
+    resp = call(env.conn, 'POST', f'/{env.container}',
+                headers={**source(stored), 'X-Zerovm-Deferred': 'always'})
+    assert resp.status_code == 202, resp.text
+    name = resp.text.strip()[len(env.url()):]
+    headers = json.loads(wait_for(env.conn, env.container, name + '.headers'))
+    assert headers['Status'] == '422 Unprocessable Entity'
+    assert headers['X-Nexe-Error'] == f'run: exit 2: {BOGUS.decode()}'
+    assert env.conn.get_object(env.container, name)[1].startswith(b'run: exit 2: ')
+
+
+def test_the_job_says_which_exit_codes_are_success(env: Env) -> None:
+    job = env.job('echo fine\\nexit 1', stdin=None)
+    assert call(env.conn, 'POST', headers=EXECUTE, data=json.dumps(job)).status_code == 422
+    job[0]['exec']['ok_exit'] = [0, 1]
+    resp = call(env.conn, 'POST', headers=EXECUTE, data=json.dumps(job))
+    assert (resp.status_code, resp.content) == (200, b'fine\n'), resp.text
+    assert resp.headers['X-Nexe-Retcode'] == '1' and 'X-Nexe-Error' not in resp.headers
+    job[0]['exec']['ok_exit'] = [256]
+    resp = call(env.conn, 'POST', headers=EXECUTE, data=json.dumps(job))
+    assert resp.status_code == 400
+    assert 'Invalid nexe property exec.ok_exit in run: must be an integer from 0 to 255' \
+        in resp.text

@@ -37,11 +37,12 @@ for line in io.lines() do n = n + 1; io.write(n, ": ", line:upper(), "\\n") end
 '''
 
 
-def post(conn: Connection, data, content_type: str = 'application/json') -> requests.Response:
+def post(conn: Connection, data, headers: dict | None = None) -> requests.Response:
     url, token = conn.get_auth()
     body = data if isinstance(data, (str, bytes)) else json.dumps(data)
     return requests.post(url, data=body, timeout=300, headers={
-        'X-Auth-Token': token, 'X-Zerovm-Execute': '1.0', 'Content-Type': content_type})
+        'X-Auth-Token': token, 'X-Zerovm-Execute': '1.0', 'Content-Type': 'application/json',
+        **(headers or {})})
 
 
 def sales(rows: int) -> bytes:
@@ -102,17 +103,31 @@ def test_python_csv_aggregation_in_place(swift_cluster: DevCluster, conn: Connec
 def test_python_error_is_a_traceback_and_a_status(swift_cluster: DevCluster,
                                                   conn: Connection, make_container) -> None:
     container = make_container('err')
+    traceback = (b'Traceback (most recent call last):\n  File "<string>", line 1, in <module>\n'
+                 b'ZeroDivisionError: division by zero\n')
     job = [{'name': 'bad', 'exec': {'path': 'file://python3:python3',
-                                    'args': ['-c', 'print("so far"); {}["missing"]']},
-            'devices': [{'name': 'python3'}, {'name': 'stdout'},
-                        {'name': 'stderr', 'path': f'swift://~/{container}/err.txt'}]}]
+                                    'args': ['-c', 'print("so far"); 1/0']},
+            'devices': [{'name': 'python3'},
+                        {'name': 'stdout', 'path': f'swift://~/{container}/out.txt'}]}]
     resp = post(conn, job)
-    assert resp.headers['X-Nexe-Status'] == 'ok', resp.text
+    assert resp.status_code == 422, resp.text
+    assert resp.headers['X-Nexe-Status'] == 'ok'
     assert resp.headers['X-Nexe-Retcode'] == '1'
-    assert b'so far\n' in resp.content
-    assert conn.get_object(container, 'err.txt')[1] == (
-        b'Traceback (most recent call last):\n  File "<string>", line 1, in <module>\n'
-        b"KeyError: 'missing'\n")
+    assert resp.headers['X-Nexe-Error'] == 'bad: exit 1: ZeroDivisionError: division by zero'
+    assert resp.content == (b'bad: exit 1: ZeroDivisionError: division by zero\n\n'
+                            b'--- stderr of bad (its end) ---\n' + traceback)
+    assert conn.get_container(container)[1] == []           # a failed job stores nothing
+    report = post(conn, job, {'X-Zerovm-Report': 'json'}).json()
+    assert report['status'] == 422
+    assert report['nodes'][0]['stderr'] == traceback.decode()
+    assert report['nodes'][0]['failed'] is True
+    assert report['nodes'][0]['error'] == 'exit 1: ZeroDivisionError: division by zero'
+    # unless the job asks for it: a declared stderr, stored whatever happened
+    job[0]['devices'].append({'name': 'stderr', 'path': f'swift://~/{container}/err.txt',
+                              'store': 'always'})
+    assert post(conn, job).status_code == 422
+    assert [o['name'] for o in conn.get_container(container)[1]] == ['err.txt']
+    assert conn.get_object(container, 'err.txt')[1] == traceback
     again = post(conn, [{'name': 'ok', 'exec': {'path': 'file://python3:python3',
                                                 'args': ['-c', 'print(2)']},
                          'devices': [{'name': 'stdout'}]}])
@@ -136,7 +151,7 @@ def test_lua_filter_over_an_object(swift_cluster: DevCluster, conn: Connection,
 
 def test_python_script_post_with_a_shebang(swift_cluster: DevCluster, conn: Connection) -> None:
     script = b'#!file://python3:python3\nimport sys\nprint("args", sys.argv[1:])\n'
-    resp = post(conn, script, 'text/x-python')
+    resp = post(conn, script, {'Content-Type': 'text/x-python'})
     assert resp.status_code == 200, resp.text
     assert resp.content == b"args []\n"
 

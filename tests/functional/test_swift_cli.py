@@ -62,3 +62,31 @@ def test_the_swift_cli_session_of_the_docs(swift_cluster: DevCluster, conn: Conn
             conn.delete_object('.zvm', REGISTERED)
         except ClientException:
             pass
+
+
+def test_swift_fails_when_the_job_fails(swift_cluster: DevCluster, conn: Connection,
+                                        make_container, guest) -> None:
+    """``swift post`` and ``swift download`` exit non-zero on a failed job, saying why."""
+    container = make_container('fail')
+    conn.put_object(container, 'interp', guest('src_interp').read_bytes())
+    conn.put_object(container, 'book.txt', b'text\n')
+    job = [{'name': 'bad', 'exec': {'path': f'swift://~/{container}/interp',
+                                    'args': ['-c', 'bogus']},
+            'devices': [{'name': 'stdin'},
+                        {'name': 'stdout', 'path': f'swift://~/{container}/out.txt'}]}]
+    conn.put_object(container, 'bad.json', json.dumps(job))
+    env = dict(os.environ, ST_AUTH=swift_cluster.auth_url, ST_USER=swift_cluster.user,
+               ST_KEY=swift_cluster.key)
+    execute = ['-H', 'X-Zerovm-Execute: 1.0',
+               '-H', f'X-Zerovm-Source: swift://~/{container}/bad.json']
+    for command in (['swift', 'post', *execute],
+                    ['swift', 'post', container, 'book.txt', *execute],
+                    ['swift', 'download', container, 'book.txt', '-o', '-',
+                     '-H', 'X-Zerovm-Execute: open/1.0',
+                     '-H', f'X-Zerovm-Source: swift://~/{container}/bad.json']):
+        proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60,
+                              check=False)
+        assert proc.returncode != 0, (command, proc.stdout, proc.stderr)
+        assert '422' in proc.stderr, (command, proc.stderr)
+    assert [o['name'] for o in conn.get_container(container)[1]] == [
+        'bad.json', 'book.txt', 'interp']                      # out.txt was not stored
