@@ -437,7 +437,8 @@ def _parse_exec(spec: object, account: str, images: frozenset[str], where: str) 
 def _ok_exit(value: object, where: str) -> tuple[int, ...]:
     what = 'nexe property exec.ok_exit'
     if not isinstance(value, list) or not value:
-        raise _invalid(what, where, f'must be a non-empty list of exit codes, got {_show(value)}')
+        raise _invalid(what, where, 'must be a non-empty list of exit codes, got '
+                       + ('an empty list' if value == [] else _show(value)))
     return tuple(sorted({_integer(code, what, where, 0, 255) for code in value}))
 
 

@@ -692,3 +692,28 @@ def test_job_paths():
 def test_node_argv_without_args():
     node = Node('n', 'g', 1, 1, Exec('p'), [])
     assert node.argv == ['n'] and node.attach is None and node.replicate == 1
+
+
+def test_success_exit_codes_and_storing_on_failure():
+    [parsed] = parse(group(exec={**EXE, 'ok_exit': [1, 0, 1]}, devices=[
+        {'name': 'stdout', 'path': 'swift://~/data/out.txt'},
+        {'name': 'stderr', 'path': 'swift://~/data/err.txt', 'store': 'always'}]))
+    assert parsed.exec.ok_exit == (0, 1)
+    assert [d.store for d in parsed.devices] == ['success', 'always']
+    assert parse(group())[0].exec.ok_exit == (0,)
+
+
+@pytest.mark.parametrize(('fields', 'message'), [
+    ({'exec': {**EXE, 'ok_exit': []}}, 'Invalid nexe property exec.ok_exit in sort: must be a '
+                                       'non-empty list of exit codes, got an empty list'),
+    ({'exec': {**EXE, 'ok_exit': 0}}, 'must be a non-empty list of exit codes, got 0'),
+    ({'exec': {**EXE, 'ok_exit': [-1]}}, 'must be an integer from 0 to 255, got -1'),
+    ({'devices': [{'name': 'stdin', 'store': 'always'}]},
+     'Invalid store for device stdin in sort: must be one of success, always (written devices '
+     'only), got "always"'),
+    ({'devices': [{'name': 'stdout', 'store': 'yes'}]}, 'got "yes"'),
+])
+def test_bad_success_exit_codes_or_store(fields, message):
+    with pytest.raises(JobError) as caught:
+        parse(group(**fields))
+    assert message in str(caught.value)

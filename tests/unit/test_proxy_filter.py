@@ -92,12 +92,14 @@ class FakeRing:
         yield self.devs[2]
 
 
-def ok(stdout: bytes = b'out\n', status: str = 'ok', retcode: int | None = 0):
-    """A server answer: the node ran and wrote ``stdout``."""
+def ok(stdout: bytes = b'out\n', status: str = 'ok', retcode: int | None = 0,
+       stderr: str = ''):
+    """A server answer: the node ran and wrote ``stdout`` (and ``stderr``)."""
     def answer(plan, headers, members):
         out = tempfile.SpooledTemporaryFile()
         out.write(stdout)
         report = {'status': status, 'retcode': retcode, 'message': f'it said {status}',
+                  'stderr': stderr,
                   'validation': {'state': 'ok'},
                   'etags': {'/dev/stdout': hashlib.md5(stdout).hexdigest()},
                   'accounting': {'fuel': 7, 'syscalls': 3, 'channels': {}}}
@@ -368,11 +370,33 @@ def test_a_failed_node_stores_nothing(mw, swift, servers, status: str, http: int
     assert swift.called('PUT', '/c/out') == 0
 
 
+def test_a_failed_exit_is_a_422_with_the_end_of_stderr(mw, swift, servers) -> None:
+    servers(d0=ok(b'partial', retcode=1, stderr='Traceback:\n  1/0\nZeroDivisionError: é\n\n'))
+    resp = post(mw, job(stdout={'name': 'stdout', 'path': 'swift://~/c/out'}))
+    assert resp.status_int == 422
+    assert resp.headers['X-Nexe-Status'] == 'ok' and resp.headers['X-Nexe-Retcode'] == '1'
+    assert resp.headers['X-Nexe-Error'] == 'wc: exit 1: ZeroDivisionError: ?'
+    assert resp.body == ('wc: exit 1: ZeroDivisionError: é\n\n--- stderr of wc (its end) ---\n'
+                         'Traceback:\n  1/0\nZeroDivisionError: é\n\n').encode()
+    assert swift.called('PUT', '/c/out') == 0
+    node = json.loads(post(mw, job(), **{'X-Zerovm-Report': 'json'}).body)['nodes'][0]
+    assert (node['failed'], node['error']) == (True, 'exit 1: ZeroDivisionError: é')
+    assert node['stderr'].startswith('Traceback:')
+
+
+def test_a_device_may_be_stored_when_the_job_fails(mw, swift, servers) -> None:
+    servers(d0=ok(b'partial', retcode=2))
+    resp = post(mw, job(stdout={'name': 'stdout', 'path': 'swift://~/c/out', 'store': 'always'}))
+    assert resp.status_int == 422
+    assert resp.headers['X-Nexe-Error'] == 'wc: exit 2'
+    assert swift.objects[ACCOUNT + '/c/out'][1] == b'partial'
+
+
 def test_outputs_are_stored_as_the_caller_with_their_metadata(mw, swift, servers) -> None:
     servers(d0=ok(b'12\n', retcode=3))
     out = {'name': 'stdout', 'path': 'swift://~/c/out', 'content_type': 'text/x-n',
            'meta': {'Who': 'wc'}}
-    resp = post(mw, job(stdout=out))
+    resp = post(mw, job(stdout=out, exec={'path': 'swift://~/bin/wc', 'ok_exit': [0, 3]}))
     assert resp.status_int == 200 and resp.body == b''
     assert resp.headers['X-Nexe-Retcode'] == '3'
     headers, body = swift.objects[ACCOUNT + '/c/out']
