@@ -109,7 +109,14 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from typing import Protocol
 
-from swift.common.concurrency import Event, GreenPile, GreenPool, LightQueue
+from swift.common.concurrency import (
+    Event,
+    GreenletExit,
+    GreenPile,
+    GreenPool,
+    LightQueue,
+    greenthread,
+)
 
 from zerocloud import wire
 from zerocloud.job import Group, JobError, Node
@@ -475,7 +482,11 @@ def _replicas(plan, run_replica: RunReplica, inputs: dict[str, Link], outputs: S
         pile = GreenPile(count)
         for replica in range(1, count + 1):
             pile.spawn(run_replica, plan, replica, servers, links(replica))
-        results = list(pile)
+        try:
+            results = list(pile)
+        except BaseException:        # stopped (its job's client went away): stop them too
+            _stop(pile.pool)
+            raise
     for replica, result in enumerate(results, 1):
         result.replica = replica
     vote(results)
@@ -504,10 +515,13 @@ def run(plans: list, run_replica: RunReplica, skipped: Callable[[object, int, st
     errors = []
     clock = itertools.count(1)
     began: dict[str, int] = {}
+    stopped: list[bool] = []
 
     def work(plan, inputs: dict[str, Link], outputs: Spool | None) -> None:
         results: list[Result] = []
         try:
+            if stopped:
+                raise GreenletExit
             results = _replicas(plan, run_replica, inputs, outputs,
                                 lambda: events.put(('running', plan, None, None)))
             if outputs is not None and not _failed(results):
@@ -564,6 +578,8 @@ def run(plans: list, run_replica: RunReplica, skipped: Callable[[object, int, st
             raise errors[0]
         _skip_after_failed_producers(plans, done, skipped)
     except BaseException:
+        stopped.append(True)            # stopped from outside (the client went away)
+        _stop(pool)
         for spool in spools.values():
             for link in spool.links.values():
                 if link.state == OPEN:
@@ -576,6 +592,17 @@ def run(plans: list, run_replica: RunReplica, skipped: Callable[[object, int, st
                 r.close()
         raise
     return [r for plan in plans for r in done[plan.node.name]]
+
+
+def _stop(pool: GreenPool) -> None:
+    """Stop the nodes running in ``pool``: their connections to object servers close.
+
+    Green threads of ``spawn_n`` that have not started yet cannot be killed
+    (the pool would wait for them forever): ``run`` tells them not to start.
+    """
+    for thread in list(pool.coroutines_running):
+        if thread:                   # started (a greenlet is true while it runs)
+            greenthread.kill(thread)
 
 
 def _bad_producer(node: Node, done: dict[str, list[Result]]) -> str | None:

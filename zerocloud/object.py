@@ -122,6 +122,7 @@ from swift.common.request_helpers import get_name_and_placement
 from swift.common.storage_policy import REPL_POLICY
 from swift.common.swob import (
     HTTPBadRequest,
+    HTTPClientDisconnect,
     HTTPConflict,
     HTTPException,
     HTTPInsufficientStorage,
@@ -140,7 +141,7 @@ from swift.common.utils import (
     non_negative_int,
 )
 
-from zerocloud import wire
+from zerocloud import hangup, wire
 from zvm_core.channels import READ, WRITE, LinkWaker, LinkWriter, Quota
 from zvm_core.executor import DEFAULT_FUEL, DEFAULT_MEMORY, DEFAULT_TIMEOUT, Limits
 from zvm_core.pool import ChannelSpec, Pool, PoolBusy, WarmUp
@@ -424,7 +425,9 @@ class ObjectExecMiddleware:
             if spec.get('stream'):
                 streamed = _Streamed(self, spec, files, reader, tmp, rest, budget, req)
                 return streamed.start()       # it cleans up from now on
-            report, outputs = self._run(spec, files, reader, tmp)
+            hangup.drain(req.environ)
+            with hangup.stop_on_hangup(req.environ, f'node {spec.get("name")}'):
+                report, outputs = self._run(spec, files, reader, tmp)
         except BaseException:
             if tmp is not None and streamed is None:
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -677,9 +680,9 @@ class _Streamed:
         self.opened: list = []
         self.links: dict = {}                  # device -> LinkWriter; None -> their LinkWaker
         self.outputs: list[tuple[str, str]] = []
-        self.run = self.receiver = None
+        self.run = self.receiver = self.watcher = None
         self.ended = Event()
-        self.cleaned = self.responded = False
+        self.cleaned = self.responded = self.stopped = False
 
     def start(self) -> Response:
         try:
@@ -691,7 +694,12 @@ class _Streamed:
             started = Event()
             self.run = spawn(self._run, channels, started)
             if not started.wait():
-                self.run.wait()                # raises why it did not start (503...)
+                try:
+                    self.run.wait()            # raises why it did not start (503...)
+                except hangup.HangUp:
+                    raise HTTPClientDisconnect(body='the proxy went away\n') from None
+            if self.rest is None:
+                self._watch()
         except BaseException:
             self.close()
             raise
@@ -712,7 +720,22 @@ class _Streamed:
             self._stop_links()
             self.ended.send()
 
+    def _watch(self) -> None:
+        """Stop the run when the proxy closes the connection (the job's client went
+        away): once the request has been read to its end (``zerocloud.hangup``)."""
+        hangup.drain(self.req.environ)
+        if self.stopped:
+            return
+
+        def gone() -> None:
+            if not self.run.dead:
+                self.run.kill(hangup.HangUp())
+        self.watcher = hangup.watch(self.req.environ, gone)
+
     def _stop_links(self) -> None:
+        self.stopped = True
+        if self.watcher is not None:
+            self.watcher.kill()
         if self.receiver is not None:
             self.receiver.kill()
         for f in self.opened:
@@ -744,6 +767,7 @@ class _Streamed:
             for name, link in self.links.items():
                 if name is not None:
                     link.abort()       # those not complete (a no-op for the others)
+            self._watch()
 
     def _members(self):
         """The response's members: parts of the links while the node runs, then as usual."""
@@ -773,7 +797,10 @@ class _Streamed:
         finally:
             for _, fd in tails:
                 os.close(fd)
-        report = self.run.wait()
+        try:
+            report = self.run.wait()
+        except hangup.HangUp:
+            return                     # stopped: nobody reads the rest
         yield wire.json_member(wire.REPORT, report)
         if self.spec.get('outputs', True):
             yield from (wire.file_member(wire.DEV_PREFIX + name, path)

@@ -200,6 +200,7 @@ import hashlib
 import http.client
 import json
 import random
+import socket
 import sys
 import tempfile
 import time
@@ -237,7 +238,7 @@ from swift.common.utils import (
 from swift.common.wsgi import make_subrequest
 from swift.proxy.controllers.base import get_container_info
 
-from zerocloud import cgiout, chain, deferred, graph, placement, sources, wire
+from zerocloud import cgiout, chain, deferred, graph, hangup, placement, sources, wire
 from zerocloud.job import (
     Device,
     JobError,
@@ -541,9 +542,16 @@ class ProxyExecMiddleware:
 
         def job(launch: Launch) -> Response:
             return self.execute(req, version, account, mode == 'json', launch)
-        return deferred.run(
-            self.app, req, when, account, container, self.interactive_timeout,
-            lambda: chain.run(job, launch, self.chain_timeout, self.max_config), self.logger)
+
+        def run() -> Response:
+            return deferred.run(
+                self.app, req, when, account, container, self.interactive_timeout,
+                lambda: chain.run(job, launch, self.chain_timeout, self.max_config),
+                self.logger)
+        if when != 'never':             # a deferred job goes on without its client
+            return run()
+        with hangup.stop_on_hangup(req.environ, 'the job'):
+            return run()
 
     def _authorize(self, req: Request, method: str, path: str, acl_key: str | None) -> None:
         authorize = req.environ.get('swift.authorize')
@@ -852,6 +860,7 @@ class ProxyExecMiddleware:
         with ConnectionTimeout(self.conn_timeout):
             conn = http_connect(server['ip'], server['port'], server['device'], plan.partition,
                                 'POST', plan.path, headers)
+        sock = conn.sock                  # the responses hold it too: shut it down at the end
         feeder = sender = None
         try:
             with Timeout(NODE_GRACE):
@@ -874,6 +883,10 @@ class ProxyExecMiddleware:
                 with Timeout(NODE_GRACE, False):
                     sender.wait()
                 sender.kill()
+            try:                    # the server sees the end at once, even if the node was
+                sock.shutdown(socket.SHUT_RDWR)       # stopped (its job's client went away)
+            except OSError:
+                pass
             conn.close()
 
     def _node_response(self, resp, links: graph.NodeLinks | None = None,

@@ -19,8 +19,11 @@ libraries (``zvm_core.sysimages``).  A worker indexes each image file once.
 Admission is bounded: ``size`` requests run at once, ``queue`` more may
 wait, and any further request gets :class:`PoolBusy` at once.  A worker that
 dies or overruns its time is replaced and its request ends with status
-``killed``.  Workers limit themselves (core size, open files, address space,
-no new privileges) as defence in depth.
+``killed``.  A caller that stops waiting (an exception raised in its green
+thread, such as ``GreenletExit`` or the object server's hang-up) ends the
+run: the worker is killed at once and replaced, so it is free again.
+Workers limit themselves (core size, open files, address space, no new
+privileges) as defence in depth.
 """
 
 from __future__ import annotations
@@ -398,6 +401,10 @@ class Pool:
             if e.errno not in (errno.EPIPE, errno.ECONNRESET):
                 raise
             reply, extra = None, []
+        except BaseException:       # the caller stopped waiting (its client went away):
+            worker.proc.kill()      # end the run; ``run`` replaces the worker
+            worker.proc.wait()
+            raise
         for f in extra:
             os.close(f)
         if reply is None:

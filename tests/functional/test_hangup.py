@@ -1,0 +1,118 @@
+"""A job whose client goes away stops, and frees its worker; a deferred job goes on.
+
+A cluster of its own: one object server that runs one node at a time and
+queues none (``zerovm_maxpool = 1``, ``zerovm_maxqueue = 0``), and a node may
+run for 120 s.  tests/programs/spin.c without arguments spins until stopped,
+so its worker is busy for 120 s unless the stop works; a job that needs that
+worker meanwhile is refused at once (503 ``Slot not available``).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import select
+import time
+import urllib.parse
+
+import pytest
+import requests
+from cluster_logs import executed
+from swiftclient import ClientException, Connection
+
+from zerocloud.devcluster import USERS, DevCluster
+
+TIMEOUT = 120
+POOL = f'[filter:zerocloud]\nzerovm_timeout = {TIMEOUT}\nzerovm_maxpool = 1\nzerovm_maxqueue = 0\n'
+WAIT = 30                   # seconds a test waits for what should come within one
+
+
+@pytest.fixture(scope='module')
+def cluster(request: pytest.FixtureRequest,
+            tmp_path_factory: pytest.TempPathFactory) -> DevCluster:
+    cluster = DevCluster(tmp_path_factory.mktemp('hangup'), replicas=1, object_servers=1,
+                         sysimages={}, extra_conf={
+                             'proxy': f'[filter:zerocloud]\nzerovm_timeout = {TIMEOUT}\n',
+                             'object': POOL})
+    request.addfinalizer(cluster.stop)
+    cluster.start()
+    return cluster
+
+
+@pytest.fixture(scope='module')
+def conn(cluster: DevCluster, guest) -> Connection:
+    conn = Connection(authurl=cluster.auth_url, user=cluster.user, key=USERS[cluster.user][0],
+                      retries=0)
+    conn.put_container('bin')
+    conn.put_object('bin', 'spin', guest('spin').read_bytes())
+    conn.put_container('data')
+    conn.put_object('data', 'obj', b'data\n')
+    return conn
+
+
+def spin_job(*args: str) -> str:
+    return json.dumps([{'name': 'spin', 'exec': {'path': 'swift://~/bin/spin', 'args': list(args)},
+                        'devices': [{'name': 'stdin', 'path': 'swift://~/data/obj'},
+                                    {'name': 'stdout'}]}])
+
+
+def post(conn: Connection, job: str, **headers: str) -> requests.Response:
+    url, token = conn.get_auth()
+    return requests.post(url, data=job, timeout=WAIT, headers={
+        'X-Auth-Token': token, 'X-Zerovm-Execute': '1.0', **headers})
+
+
+def until(what, seconds: float = WAIT):
+    """``what()`` once it is true, polling; the last (false) value after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while not (value := what()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return value
+
+
+def start_spinning(conn: Connection) -> http.client.HTTPConnection:
+    """The connection of a job spinning forever, once its node holds the worker: a quick
+    job is refused then.  (A quick job may take the worker first: the spinning job is
+    refused then, and sent again.)"""
+    url, token = conn.get_auth()
+    parts = urllib.parse.urlsplit(url)
+    for _ in range(10):
+        client = http.client.HTTPConnection(parts.hostname, parts.port, timeout=WAIT)
+        client.request('POST', parts.path, body=spin_job(), headers={
+            'X-Auth-Token': token, 'X-Zerovm-Execute': '1.0'})
+
+        def answered(client: http.client.HTTPConnection = client) -> bool:
+            return bool(select.select([client.sock], [], [], 0)[0])
+        if until(lambda: answered() or post(conn, spin_job('1')).status_code == 503) \
+                and not answered():
+            return client
+        client.close()
+    pytest.fail('the spinning job never got the worker')
+
+
+def test_a_client_that_goes_away_stops_its_job_and_frees_the_worker(
+        cluster: DevCluster, conn: Connection) -> None:
+    client = start_spinning(conn)
+    client.close()                                  # the client goes away
+    resp = until(lambda: post(conn, spin_job('1')))     # 503 while the worker spins
+    assert resp.status_code == 200, resp.text
+    assert resp.content == b'spun 1\n'
+    stopped = [line for line in executed(cluster, 'data') if ' 499 ' in line]
+    assert len(stopped) == 1, executed(cluster, 'data')
+
+
+def test_a_deferred_job_goes_on_without_its_client(cluster: DevCluster,
+                                                   conn: Connection) -> None:
+    resp = post(conn, spin_job('5000000'), **{'X-Zerovm-Deferred': 'always'})
+    assert resp.status_code == 202, resp.text
+    resp.close()
+    name = resp.text.strip().rpartition('/')[2]
+
+    def result() -> bytes | None:
+        try:
+            return conn.get_object('.zvm', name + '.headers')[1]
+        except ClientException:
+            return None
+    headers = until(result)
+    assert headers is not None and json.loads(headers)['Status'] == '200 OK'
+    assert conn.get_object('.zvm', name)[1] == b'spun 5000000\n'
