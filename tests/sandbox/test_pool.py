@@ -180,6 +180,35 @@ def test_pool_does_not_block_an_eventlet_hub(guest):
     assert int(ticks) > 50 and float(gap) < 0.2, out.stdout
 
 
+def test_a_caller_that_stops_waiting_ends_the_run_and_frees_the_worker(guest):
+    """Killing the green thread that waits for a run kills the worker and replaces it."""
+    script = textwrap.dedent(f'''
+        import eventlet
+        eventlet.monkey_patch(all=False, socket=True, select=True, thread=True)
+        import os, tempfile
+        from zvm_core.channels import WRITE
+        from zvm_core.executor import Limits
+        from zvm_core.pool import ChannelSpec, Pool
+        pool = Pool(size=1, queue=0)
+        out = tempfile.TemporaryFile()
+        spec = ChannelSpec('/dev/stdout', out.fileno(), WRITE)
+        (before,) = pool.pids
+        spinning = eventlet.spawn(pool.run, {str(guest('loop'))!r}, [spec], argv=['loop'],
+                                  limits=Limits(fuel=10**15, timeout=600))
+        eventlet.sleep(0.5)
+        spinning.kill()
+        gone = not os.path.exists(f'/proc/{{before}}') or \\
+            open(f'/proc/{{before}}/stat').read().split()[2] == 'Z'
+        report = pool.run({str(guest('hello'))!r}, [spec], argv=['hello'])
+        print(gone, pool.replaced, pool.pids != [before], report.status)
+        pool.close()
+    ''')
+    out = subprocess.run([sys.executable, '-W', 'ignore', '-c', script], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ['True', '1', 'True', 'ok']
+
+
 def test_cli_repeat_runs_through_a_warm_worker(guest, zvm, tmp_path):
     stdin = tmp_path / 'in'
     stdin.write_bytes(b'one two\nthree\n')
