@@ -12,9 +12,10 @@ regular files (write channels preallocated to ``put_size`` and truncated to
 what was written at the end), character devices and FIFOs, and several
 sources whose reads must agree (:class:`ReplicatedBacking`).
 
-What the guest sees (``fstat``, ``lseek``) depends only on the declaration,
-never on what backs it on the host: a sequential channel is a character
-device, a random one a regular file of the backing's size.
+What the guest sees (``fstat``, ``lseek``) depends only on the declaration
+and the data, never on how the host backs it: a sequential channel is a
+character device, a random one a regular file; both report the size of the
+data they read from a file (0 for pipes and written channels).
 """
 
 from __future__ import annotations
@@ -535,7 +536,12 @@ class Channel:
 
     @property
     def size(self) -> int:
-        return self.backing.size() if self.random else 0
+        """What ``fstat`` reports: the data of a random channel, or of a sequential
+        read channel backed by a file (an object: its size is part of the job's
+        input, the same on every replica); 0 for streams and written channels."""
+        if self.random or self.mode == READ and self.backing.seekable:
+            return self.backing.size()
+        return 0
 
     @property
     def access_type(self) -> int:

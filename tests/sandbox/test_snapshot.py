@@ -180,16 +180,17 @@ def test_python_resumed_equals_full(sysimages):
     try:
         runs = []
         for machine, stdin, seekable in [
-                (keeping, b'', False), (keeping, b'one', False), (keeping, b'', False),
-                (keeping, b'seekable', True), (keeping, b'other size', True),
-                (plain, b'other size', True)]:
+                (keeping, b'', False), (keeping, b'one', False), (keeping, b'three', False),
+                (keeping, b'', False), (keeping, b'seekable', True),
+                (keeping, b'other size', True), (plain, b'other size', True)]:
             got = _run(machine, stdin, argv=('python3', '-S', '-c', script),
                        tar=sysimages.tar('python3'), seekable=seekable)
             runs.append((machine.start, got))
-        # a sequential stdin's fstat tells nothing of its data: the prefix goes on;
-        # a seekable one tells its size (the job's data): its prefix ends there
-        assert [start for start, _ in runs] == ['recorded', 'resumed', 'resumed',
-                                                'recorded', 'resumed', 'entry']
+        # an empty stdin's fstat tells nothing of its data: the prefix goes on; one with
+        # data, sequential or seekable, tells its size (the job's data): the prefix ends
+        # there, before what it tells: runs over other data resume from it
+        assert [start for start, _ in runs] == ['recorded', 'recorded', 'resumed', 'resumed',
+                                                'resumed', 'resumed', 'entry']
         assert runs[-1][1] == runs[-2][1]
         assert runs[1][1]['status'] == 'ok' and runs[1][1]['output'].endswith(b' ONE\n')
     finally:
