@@ -71,9 +71,11 @@ def parse(content_type: str, data: bytes) -> tuple[int, dict[str, str], bytes]:
     return status, headers, data[end.end():]
 
 
-def compose(parts: list[tuple[str, str | None, bytes]]) -> tuple[int, dict[str, str], bytes]:
-    """(status, headers, body) of the response made of each node's ``(name, content
-    type, output)``; :class:`CgiError` naming the node when an output does not parse."""
+def compose(parts: list[tuple[str, str | None, bytes]]
+            ) -> tuple[int, dict[str, str], list[bytes]]:
+    """(status, headers, each part of the body) of the response made of each node's
+    ``(name, content type, output)``; :class:`CgiError` naming the node when an
+    output does not parse."""
     status, headers, bodies = 200, {'Content-Type': DEFAULT_TYPE}, []
     for i, (node, content_type, data) in enumerate(parts):
         if content_type in (CGI, HTTP):
@@ -86,4 +88,4 @@ def compose(parts: list[tuple[str, str | None, bytes]]) -> tuple[int, dict[str, 
         elif i == 0 and content_type:
             headers = {'Content-Type': content_type}
         bodies.append(data)
-    return status, headers, b''.join(bodies)
+    return status, headers, bodies

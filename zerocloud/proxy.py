@@ -200,13 +200,14 @@ import hashlib
 import http.client
 import json
 import random
+import re
 import socket
 import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from urllib.parse import quote
 
 from swift.common.bufferedhttp import http_connect
@@ -227,6 +228,7 @@ from swift.common.swob import (
     HTTPUnprocessableEntity,
     Request,
     Response,
+    wsgi_to_str,
     wsgify,
 )
 from swift.common.utils import (
@@ -265,6 +267,7 @@ KNOWN_PROGRAMS = 4096       # (server, program digest) pairs a proxy process rem
 NEXE_CONTENT_TYPE = 'application/x-nexe'
 DEFAULT_CONTENT_TYPE = 'application/octet-stream'
 REPORT_HEADER = 'X-Zerovm-Report'
+BODY_BYTES = 'X-Nexe-Body-Bytes'     # bytes of the response body from each node
 SYSMETA_VALID = 'X-Object-Sysmeta-Zerovm-Valid'
 SYSMETA_VALIDATOR = 'X-Object-Sysmeta-Zerovm-Validator'
 SYSMETA_ERROR = 'X-Object-Sysmeta-Zerovm-Validation-Error'
@@ -273,6 +276,11 @@ EXIT_FAILED = 422        # a program that exited with a code the job does not ac
 HTTP_STATUS = {'ok': 200, 'validation': 422, 'fault': 422, 'fuel': 422, 'quota': 422,
                'memory': 422, 'killed': 500, 'unavailable': 503, 'timeout': 504,
                graph.MISMATCH: 409, graph.SKIPPED: 424}
+# Object headers a node sees as LOCAL_* variables (and X-Object-Meta-*).
+LOCAL_HEADERS = {'content-length': 'LOCAL_CONTENT_LENGTH', 'content-type': 'LOCAL_CONTENT_TYPE',
+                 'etag': 'LOCAL_HTTP_ETAG', 'x-timestamp': 'LOCAL_HTTP_X_TIMESTAMP',
+                 'content-encoding': 'LOCAL_HTTP_CONTENT_ENCODING'}
+_ENV_UNSAFE = re.compile('[^A-Z0-9_]')
 # Headers of objects whose data file is not their content.
 NOT_PLAIN = ('X-Object-Manifest', 'X-Static-Large-Object', 'X-Object-Sysmeta-Symlink-Target')
 
@@ -320,6 +328,7 @@ class Plan:
     inputs: dict[str, Input]               # device name -> object sent along
     replica: int = 1                       # only replica 1 returns its outputs
     digest: str | None = None              # SHA-256 (hex) of ``program``
+    env: dict[str, str] = field(default_factory=dict)   # the node's CGI variables
 
 
 class NodeResult:
@@ -414,6 +423,7 @@ class NodeResult:
                 'host': self.server, 'policy': self.policy, 'seconds': round(self.seconds, 6),
                 'validation': validation, 'etags': report.get('etags') or {},
                 'accounting': report.get('accounting') or {}, 'outputs': outputs,
+                'object': str(self.node.attach.path) if _attached_object(self.node) else None,
                 'request_bytes': self.request_bytes, 'program_bytes': self.program_bytes,
                 'started': self.started,
                 'finished': self.finished}
@@ -654,17 +664,19 @@ class ProxyExecMiddleware:
             program.file.seek(0)
             return program.file.read()
 
-    def _in_place(self, req: Request, path: SwiftPath) -> int | None:
+    def _in_place(self, req: Request, path: SwiftPath) -> tuple[int | None, dict[str, str]]:
         """The policy of ``path`` if a node can run where it is stored, reading it
-        from the disk (replicated and not encrypted); None if it must travel."""
+        from the disk (replicated and not encrypted), else None (it must travel);
+        and the ``LOCAL_*`` variables of the object."""
         resp = self._read(req, 'HEAD', path)
         info = get_container_info(_sub(req, 'HEAD', f'/v1/{path.account}/{path.container}'
                                        ).environ, self.app, swift_source=SWIFT_SOURCE)
         policy = POLICIES.get_by_index(info.get('storage_policy'))
         encrypted = any(k.lower().startswith('x-object-sysmeta-crypto-') for k in resp.headers)
+        local_env = _local_env(path, resp.headers)
         if policy is None or policy.policy_type != REPL_POLICY or encrypted:
-            return None
-        return int(policy)
+            return None, local_env
+        return int(policy), local_env
 
     def _plan(self, node: Node, account: str, job_id: str, program: bytes,
               local: Device | None, policies: dict[SwiftPath, int | None],
@@ -692,8 +704,9 @@ class ProxyExecMiddleware:
         programs = sources.fetch_programs(self, req, nodes, launch)
         attached = sorted({n.attach.path for n in nodes if _attached_object(n)}, key=str)
         pool = GreenPool(MAX_CONCURRENCY)
-        policies = dict(zip(attached, pool.imap(lambda p: self._in_place(req, p), attached),
-                            strict=True))
+        found = dict(zip(attached, pool.imap(lambda p: self._in_place(req, p), attached),
+                         strict=True))
+        policies = {path: policy for path, (policy, _) in found.items()}
         local = {n.name: n.attach if _attached_object(n) and policies[n.attach.path] is not None
                  else None for n in nodes}
         remote = {dev.path for n in nodes for dev in n.devices
@@ -704,7 +717,12 @@ class ProxyExecMiddleware:
                             inputs) for n in nodes]
         digests: dict[int, str] = {}             # one program object per path and job
         for plan in plans:
-            plan.inputs.update(launch.device_inputs(plan.node))
+            node = plan.node
+            plan.env = {'SCRIPT_NAME': node.argv[0], 'SCRIPT_FILENAME': node.exec.path}
+            if _attached_object(node):
+                plan.env.update(found[node.attach.path][1],
+                                LOCAL_DOCUMENT_ROOT=f'/dev/{node.attach.name}')
+            plan.inputs.update(launch.device_inputs(node))
             if plan.program is not None:
                 plan.digest = digests.get(id(plan.program)) or digests.setdefault(
                     id(plan.program), hashlib.sha256(plan.program).hexdigest())
@@ -724,7 +742,7 @@ class ProxyExecMiddleware:
                             'random': dev.random, 'source': source})
         node = plan.node
         devices += graph.link_devices(node, self.max_output)
-        spec = {'name': node.name, 'argv': node.argv, 'env': dict(node.exec.env),
+        spec = {'name': node.name, 'argv': node.argv, 'env': {**plan.env, **node.exec.env},
                 'devices': devices, 'seed': 0, 'epoch': 0, 'outputs': plan.replica == 1,
                 'limits': {'memory': self.memory, 'fuel': self.fuel, 'timeout': self.timeout}}
         if node.reads_from or node.writes_to:
@@ -1027,15 +1045,21 @@ class ProxyExecMiddleware:
                             for r in failed if r.stderr)
             body = body.encode()
         else:
-            parts = []
+            parts, sizes = [], {}
             for r in results:
                 dev = next((d for d in r.node.devices
                             if d.writable and d.path is None and d.name in r.outputs), None)
                 if dev is not None:
                     r.outputs[dev.name].seek(0)
                     parts.append((r.node.name, dev.content_type, r.outputs[dev.name].read()))
+                    sizes[id(r)] = len(parts) - 1
             try:
-                status, written, body = cgiout.compose(parts)
+                status, written, bodies = cgiout.compose(parts)
+                body = b''.join(bodies)
+                headers[BODY_BYTES], cut = _header(
+                    len(bodies[sizes[id(r)]]) if id(r) in sizes else 0 for r in results)
+                if cut:
+                    headers['X-Nexe-Truncated'] = 'true'
             except cgiout.CgiError as e:
                 status, written, body = 422, {}, f'{e}\n'.encode()
             content_type = written.pop('Content-Type', content_type)
@@ -1118,6 +1142,18 @@ def _skipped(plan: Plan, replica: int, why: str) -> NodeResult:
     res.fail(graph.SKIPPED, why)
     res.replica = replica
     return res
+
+
+def _local_env(path: SwiftPath, headers) -> dict[str, str]:
+    """ZeroCloud's ``LOCAL_*`` variables of an object, from its metadata (``headers``
+    of a HEAD): the same for every replica, like the object's data."""
+    env = {'LOCAL_OBJECT': 'on', 'LOCAL_PATH_INFO': quote(path.path)}
+    for name, value in headers.items():
+        key = name.lower()
+        if key in LOCAL_HEADERS or key.startswith('x-object-meta-'):
+            var = LOCAL_HEADERS.get(key) or 'LOCAL_HTTP_' + _ENV_UNSAFE.sub('_', name.upper())
+            env[var] = wsgi_to_str(value)
+    return env
 
 
 def _attached_object(node: Node) -> bool:

@@ -43,10 +43,13 @@ URLs):
     Runs that app (job, zapp or script) over the object read, and answers
     with the app's output: a transformed object for any Swift client.
 
-Open requests give every node CGI variables: ``GATEWAY_INTERFACE``,
+Every request gives every node CGI variables (ZeroCloud's): ``GATEWAY_INTERFACE``,
 ``SERVER_SOFTWARE``, ``REQUEST_METHOD``, ``REQUEST_URI``, ``PATH_INFO``
-(``/<a>/<c>/<o>``, URL-encoded), ``QUERY_STRING``, and ``CONTENT_TYPE`` and
-``CONTENT_LENGTH`` of a request body.
+(the request's path without the version, URL-encoded: ``/<a>/<c>/<o>`` of
+an open request), ``QUERY_STRING``, and ``CONTENT_TYPE`` and
+``CONTENT_LENGTH`` of a request body that is the job's input.  The proxy
+filter adds the node's own (``SCRIPT_NAME``, ``SCRIPT_FILENAME`` and the
+``LOCAL_*`` variables of its object, ``zerocloud.proxy``).
 
 Scripts
 -------
@@ -392,6 +395,13 @@ def _body(req: Request) -> tuple[object, int | None, bool]:
 def post_launch(mw: ProxyExecMiddleware, req: Request, account: str, container: str | None,
                 obj: str | None) -> Launch:
     """The launch of ``POST`` with ``X-Zerovm-Execute: 1.0``."""
+    launch = _post_launch(mw, req, account, container, obj)
+    launch.env = _cgi_env(req, '/' + req.path.split('/', 2)[2], launch)
+    return launch
+
+
+def _post_launch(mw: ProxyExecMiddleware, req: Request, account: str, container: str | None,
+                 obj: str | None) -> Launch:
     if req.method != 'POST':
         raise HTTPNotImplemented(body='execute a job with POST\n')
     target = _object(account, container, obj)
@@ -456,7 +466,7 @@ def open_launch(mw: ProxyExecMiddleware, req: Request, account: str, container: 
                                        params, target))
             if content_type != NEXE_TYPE:
                 launch.bind = target
-    launch.env = _cgi_env(req, target, launch)
+    launch.env = _cgi_env(req, quote(target.path), launch)
     return launch
 
 
@@ -515,10 +525,11 @@ def substitute(job: bytes, params: dict[str, str], target: SwiftPath | None) -> 
     return _PARAMETER.sub(value, text).encode('utf-8')
 
 
-def _cgi_env(req: Request, target: SwiftPath, launch: Launch) -> dict[str, str]:
+def _cgi_env(req: Request, path_info: str, launch: Launch) -> dict[str, str]:
+    """The request's CGI variables (``path_info``: URL-encoded, without the version)."""
     env = {'GATEWAY_INTERFACE': 'CGI/1.1', 'SERVER_SOFTWARE': 'zerocloud',
            'REQUEST_METHOD': req.method, 'REQUEST_URI': req.path_qs,
-           'PATH_INFO': quote(target.path), 'QUERY_STRING': req.query_string or ''}
+           'PATH_INFO': path_info, 'QUERY_STRING': req.query_string or ''}
     if launch.input is not None:
         env['CONTENT_LENGTH'] = str(launch.input.size)
         env['CONTENT_TYPE'] = req.headers.get('Content-Type', '')

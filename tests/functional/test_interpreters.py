@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+from urllib.parse import quote
 
 import requests
 from archives import tar_bytes
@@ -220,3 +221,32 @@ def test_a_repeated_python_job_resumes_from_a_start_up_snapshot(
         runs.append((node['accounting']['start'], node['etags']['/dev/stdout']))
     assert {etag for _, etag in runs} == {runs[0][1]}      # same bytes, resumed or not
     assert 'resumed' in {start for start, _ in runs}, runs
+
+
+def test_every_node_knows_the_object_it_runs_next_to(swift_cluster: DevCluster,
+                                                     conn: Connection, make_container) -> None:
+    container = make_container('local')
+    data = {'a.csv': b'x,1\n', 'b c.csv': b'y,22\nz,3\n'}
+    conn.put_object(container, 'a.csv', data['a.csv'], content_type='text/csv',
+                    headers={'X-Object-Meta-Region': 'north'})
+    conn.put_object(container, 'b c.csv', data['b c.csv'], content_type='text/csv')
+    script = ('import os; e = os.environ; print(e["LOCAL_OBJECT"], e["LOCAL_PATH_INFO"], '
+              'e["LOCAL_CONTENT_LENGTH"], os.fstat(0).st_size, e["LOCAL_CONTENT_TYPE"], '
+              'e["LOCAL_HTTP_ETAG"], e.get("LOCAL_HTTP_X_OBJECT_META_REGION", "-"), '
+              'e["LOCAL_DOCUMENT_ROOT"], e["PATH_INFO"], e["REQUEST_METHOD"], e["SCRIPT_NAME"])')
+    job = [{'name': 'who', 'exec': {'path': 'file://python3:python3', 'args': ['-c', script]},
+            'devices': [{'name': 'python3'},
+                        {'name': 'stdin', 'path': f'swift://~/{container}/*.csv'},
+                        {'name': 'stdout'}]}]
+    resp = post(conn, job)
+    assert resp.status_code == 200, resp.text
+    lines = [f'on /AUTH_test/{container}/{quote(name)} {len(body)} {len(body)} text/csv '
+             f'{hashlib.md5(body).hexdigest()} {"north" if name == "a.csv" else "-"} '
+             f'/dev/stdin /AUTH_test POST python3\n'.encode() for name, body in data.items()]
+    assert resp.content == b''.join(lines)
+    # the response body, told apart: each node's bytes, in the order of X-Nexe-System
+    assert resp.headers['X-Nexe-System'] == 'who-1,who-2'
+    assert resp.headers['X-Nexe-Body-Bytes'] == f'{len(lines[0])},{len(lines[1])}'
+    report = post(conn, job, {'X-Zerovm-Report': 'json'}).json()
+    assert [n['object'] for n in report['nodes']] == [
+        f'swift://AUTH_test/{container}/a.csv', f'swift://AUTH_test/{container}/b%20c.csv']

@@ -180,7 +180,7 @@ def test_bad_cgi_output_says_why(content_type: str, data: bytes, says: str) -> N
 def test_compose_takes_headers_from_the_first_node() -> None:
     parts = [('a', cgiout.HTTP, b'HTTP/1.1 201 Made\r\nContent-Type: x/y\r\n\r\none'),
              ('b', cgiout.CGI, b'Status: 500 Bad\n\ntwo'), ('c', None, b'three')]
-    assert cgiout.compose(parts) == (201, {'Content-Type': 'x/y'}, b'onetwothree')
+    assert cgiout.compose(parts) == (201, {'Content-Type': 'x/y'}, [b'one', b'two', b'three'])
     with pytest.raises(cgiout.CgiError, match='^b: its message/cgi output'):
         cgiout.compose([('a', None, b''), ('b', cgiout.CGI, b'')])
 
