@@ -112,9 +112,31 @@ def test_open_substitutes_the_template_and_sets_cgi_variables(mw, swift, servers
     assert resp.body == b'viewed\n' and resp.headers['Content-Type'] == 'text/x-a'
     spec = json.loads(asked.asked[0][2]['node.json'])
     assert spec['argv'] == ['v', '-w', 'a"b']
+    local = {k: v for k, v in spec['env'].items() if k.startswith('LOCAL_')}
     assert spec['env'] == {'GATEWAY_INTERFACE': 'CGI/1.1', 'SERVER_SOFTWARE': 'zerocloud',
                            'REQUEST_METHOD': 'GET', 'REQUEST_URI': '/open/AUTH_a/c/doc?x=a%22b',
-                           'PATH_INFO': '/AUTH_a/c/doc', 'QUERY_STRING': 'x=a%22b'}
+                           'PATH_INFO': '/AUTH_a/c/doc', 'QUERY_STRING': 'x=a%22b',
+                           'SCRIPT_NAME': 'v', 'SCRIPT_FILENAME': 'swift://AUTH_a/bin/wc', **local}
+    assert local['LOCAL_PATH_INFO'] == '/AUTH_a/c/doc'
+    assert local['LOCAL_CONTENT_TYPE'] == 'text/plain; charset=utf-8'
+    assert local['LOCAL_CONTENT_LENGTH'] == str(len(TEXT))
+    assert local['LOCAL_DOCUMENT_ROOT'] == '/dev/stdin' and local['LOCAL_OBJECT'] == 'on'
+
+
+def test_a_post_gives_cgi_and_local_variables(mw, swift, servers) -> None:
+    swift.add('/c/my%20doc', TEXT, **{'X-Object-Meta-Lang.Code': 'nb'})     # as requested
+    asked = servers(d0=ok(b'ok\n'))
+    job = [{'name': 'v', 'exec': {'path': 'swift://~/bin/wc', 'env': {'PATH_INFO': 'mine'}},
+            'devices': [{'name': 'input', 'path': 'swift://~/c/my doc'}, {'name': 'stdout'}]}]
+    resp = request(mw, ACCOUNT + '?a=1', body=json.dumps(job).encode())
+    assert resp.status_int == 200, resp.body
+    env = json.loads(asked.asked[0][2]['node.json'])['env']
+    assert env['REQUEST_METHOD'] == 'POST' and env['QUERY_STRING'] == 'a=1'
+    assert env['PATH_INFO'] == '/AUTH_a'             # the request's (CGI wins over the job's)
+    assert env['LOCAL_PATH_INFO'] == '/AUTH_a/c/my%20doc'
+    assert env['LOCAL_DOCUMENT_ROOT'] == '/dev/input'
+    assert env['LOCAL_HTTP_X_OBJECT_META_LANG_CODE'] == 'nb'
+    assert 'CONTENT_LENGTH' not in env                # the body was the job, not its input
 
 
 # -- errors before anything runs ---------------------------------------------------------------
