@@ -19,7 +19,15 @@ describes the request).  This filter
    eventlet hub, so the server keeps answering), with the object's open
    data file as the channel: nothing is copied;
 5. answers ``200`` with the report and the written channels (a tar stream),
-   and ``X-Nexe-Status`` / ``X-Nexe-Retcode`` headers.
+   and ``X-Nexe-Status`` / ``X-Nexe-Retcode`` headers.  The report carries
+   the last 64 KiB the node wrote to ``/dev/stderr`` (``stderr``): from its
+   output file when the job declared the device, else from a pipe this
+   filter reads while the node runs (no quota, no disk: the program never
+   fails for writing there).
+
+When the proxy closes the connection before the answer (the job's client
+went away, ``zerocloud.hangup``), the node is stopped: its worker process is
+killed and replaced (``zvm_core.pool``), and the request is logged as 499.
 
 A node of a ``connect`` graph (``"stream": true`` in its spec) moves its
 data while it runs, through the proxy (``zerocloud.graph`` says why never a

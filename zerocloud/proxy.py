@@ -63,22 +63,41 @@ when the nodes it reads from have finished).  ``replicate: N`` runs a node
 on N servers at once and compares the etags of everything they wrote.
 ``zerocloud.graph`` explains both, and why worker pools cannot deadlock.
 
-Only when every node ended ``ok`` (whatever its exit code) are outputs with
-a ``path`` stored, as normal Swift objects through the normal PUT path, as
-the caller (content type from the device, else ``application/octet-stream``;
-``meta`` as ``X-Object-Meta-*``; ``ETag`` the channel's MD5; an output
-smaller than the device's ``min_size`` is not stored).  A failed job stores
-nothing; when storing one output fails, the others may be stored already
-(every object is whole or absent, never partial).  Each node's first
-written device without a path forms the response body, in node order
-(content type from the first such device, else ``text/plain``).
+A node succeeded when it ended ``ok`` with an exit code of its
+``exec.ok_exit`` (default 0): any other code is the program saying it
+failed.  Only when every node succeeded are outputs with a ``path`` stored,
+as normal Swift objects through the normal PUT path, as the caller (content
+type from the device, else ``application/octet-stream``; ``meta`` as
+``X-Object-Meta-*``; ``ETag`` the channel's MD5; an output smaller than the
+device's ``min_size`` is not stored).  A failed job stores only the devices
+with ``"store": "always"`` (of the nodes that ran); when storing one output
+fails, the others may be stored already (every object is whole or absent,
+never partial).  Each node's first written device without a path forms the
+response body, in node order (content type from the first such device, else
+``text/plain``).
+
+Every node gets CGI variables in its environment: the request's
+(``zerocloud.sources``), ``SCRIPT_NAME`` and ``SCRIPT_FILENAME`` (its
+``argv[0]`` and ``exec.path``) and, for a node with an object (its
+``attach`` device's), ZeroCloud's ``LOCAL_OBJECT=on``, ``LOCAL_PATH_INFO``
+(``/<a>/<c>/<o>``, URL-encoded), ``LOCAL_DOCUMENT_ROOT`` (``/dev/<device>``),
+``LOCAL_CONTENT_LENGTH``, ``LOCAL_CONTENT_TYPE``, ``LOCAL_HTTP_ETAG``,
+``LOCAL_HTTP_X_TIMESTAMP``, ``LOCAL_HTTP_CONTENT_ENCODING`` and
+``LOCAL_HTTP_X_OBJECT_META_<NAME>``, from the HEAD of the object made
+before the job runs: every replica of a node sees the same values.  They
+win over the job's own ``env``.
+
+A job answered when it is done stops when its client closes the connection
+(``zerocloud.hangup``): its node connections close, the object servers stop
+the nodes and free their workers, nothing is stored, and the proxy logs 499.
 
 Response
 --------
 
-Status: 200 when every node ended ``ok`` and its outputs were stored.
-Otherwise the worst node's: 422 when a program failed (``validation``,
-``fault``, ``fuel``, ``quota``, ``memory``), 500 when the sandbox lost the
+Status: 200 when every node succeeded and its outputs were stored.
+Otherwise the worst node's: 422 when a program failed (it exited with
+another code than ``ok_exit``, or ended ``validation``, ``fault``, ``fuel``,
+``quota``, ``memory``), 500 when the sandbox lost the
 node (``killed``), 503 when no object server could run it
 (``unavailable``), 504 when it hit the wall-clock limit (``timeout``), an
 object server's 4xx when it refused the node (``error``), 409 when the
@@ -87,7 +106,9 @@ other more than ``zerovm_maxspool`` bytes (``error``), the PUT's status
 when storing an output failed.  A node that did not run because a node it
 reads from failed is ``skipped`` (it never decides the status).  The body
 then lists the failed nodes, one ``<node>: <status>: <what happened>`` line
-each.
+each (``<node>: exit N: <last line of its stderr>`` for a failed exit), then
+the end of each failed node's stderr.  The object server keeps the last 64
+KiB of every node's stderr, declared or not (``zerocloud.object``).
 
 Headers, one comma-separated value per node in node order, each replica of
 a node one value (commas inside a value become ``;``):
@@ -112,7 +133,10 @@ a node one value (commas inside a value become ``;``):
     <bytes read> <bytes written>`` (fuel: bytes of guest code executed)
 ``X-Nexe-Error``
     only when something failed: ``<node>: <what happened>`` for each failed
-    node (comma-separated)
+    node (comma-separated; non-ASCII characters as ``?``)
+``X-Nexe-Body-Bytes``
+    bytes of the response body each node wrote (0 for none): where each
+    node's part of a concatenated body starts and ends
 
 ``ETag`` is the MD5 of the body.  Each ``X-Nexe-*`` header is at most 8192
 bytes (Swift's ``max_header_size``): a longer list ends with ``...`` and
@@ -120,24 +144,27 @@ bytes (Swift's ``max_header_size``): a longer list ends with ``...`` and
 available as JSON: send ``X-Zerovm-Report: json`` and the body is::
 
     {"status": 200, "seconds": 0.42, "nodes": [
-      {"name": "wc-1", "replica": 1, "status": "ok", "retcode": 0, "message": "",
-       "error": "", "host": "127.0.0.1:6203/d0", "policy": "Policy-0",
+      {"name": "wc-1", "replica": 1, "status": "ok", "retcode": 0, "failed": false,
+       "message": "", "error": "", "stderr": "",
+       "host": "127.0.0.1:6203/d0", "policy": "Policy-0",
        "seconds": 0.05, "validation": "ok", "etags": {"/dev/stdout": "..."},
        "accounting": {"fuel": ..., "channels": {...}, ...},
        "outputs": [{"device": "stdout", "path": null, "bytes": 24,
                     "stored": false}],
-       "request_bytes": 38912, "program_bytes": 0, "started": null,
-       "finished": null}]}
+       "object": "swift://AUTH_test/logs/day-1.log", "request_bytes": 38912,
+       "program_bytes": 0, "started": null, "finished": null}]}
 
 (``application/json``) instead of the outputs; outputs with a path are
-stored as usual.  ``outputs`` also lists the node's ``out/<node>``
-channels; ``request_bytes`` is what the proxy sent to the object server
-that ran it (program, objects sent along, other nodes' data), of which
-``program_bytes`` the program (0 when it went by digest, ``zerocloud.wire``:
-once per object server, not per node); for the nodes
-of a ``connect`` graph, ``started`` and ``finished`` are the order in which
-the proxy saw the node start (get a worker) and end, counted over the job's
-events (1, 2, ...; null otherwise).
+stored as usual.  ``failed`` says whether the node counts as failed,
+``error`` what went wrong (one line), ``stderr`` the end of its stderr,
+``object`` the object it ran next to (null without one).  ``outputs`` also
+lists the node's ``out/<node>`` channels; ``request_bytes`` is what the
+proxy sent to the object server that ran it (program, objects sent along,
+other nodes' data), of which ``program_bytes`` the program (0 when it went
+by digest, ``zerocloud.wire``: once per object server, not per node); for
+the nodes of a ``connect`` graph, ``started`` and ``finished`` are the order
+in which the proxy saw the node start (get a worker) and end, counted over
+the job's events (1, 2, ...; null otherwise).
 
 Programs
 --------
@@ -742,7 +769,7 @@ class ProxyExecMiddleware:
                             'random': dev.random, 'source': source})
         node = plan.node
         devices += graph.link_devices(node, self.max_output)
-        spec = {'name': node.name, 'argv': node.argv, 'env': {**plan.env, **node.exec.env},
+        spec = {'name': node.name, 'argv': node.argv, 'env': {**node.exec.env, **plan.env},
                 'devices': devices, 'seed': 0, 'epoch': 0, 'outputs': plan.replica == 1,
                 'limits': {'memory': self.memory, 'fuel': self.fuel, 'timeout': self.timeout}}
         if node.reads_from or node.writes_to:
