@@ -250,3 +250,17 @@ def test_every_node_knows_the_object_it_runs_next_to(swift_cluster: DevCluster,
     report = post(conn, job, {'X-Zerovm-Report': 'json'}).json()
     assert [n['object'] for n in report['nodes']] == [
         f'swift://AUTH_test/{container}/a.csv', f'swift://AUTH_test/{container}/b%20c.csv']
+
+
+def test_a_long_stderr_keeps_its_end(swift_cluster: DevCluster, conn: Connection) -> None:
+    """An undeclared stderr has no quota: the program writes all it wants, the report
+    keeps the last 64 KiB."""
+    script = 'import sys; sys.stderr.write("x" * 300000 + "the end\\n"); sys.exit(3)'
+    job = [{'name': 'noisy', 'exec': {'path': 'file://python3:python3', 'args': ['-c', script]},
+            'devices': [{'name': 'python3'}]}]
+    resp = post(conn, job, {'X-Zerovm-Report': 'json'})
+    assert resp.status_code == 422, resp.text
+    node, = resp.json()['nodes']
+    assert (node['status'], node['retcode'], node['failed']) == ('ok', 3, True)
+    assert node['stderr'] == 'x' * (65536 - 8) + 'the end\n'
+    assert node['error'].startswith('exit 3: xxx') and node['error'].endswith('the end')
