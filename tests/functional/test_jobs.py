@@ -210,8 +210,15 @@ def test_missing_program_or_data_is_a_404_naming_it(
     ('[{"name": "x"}]', 400, 'Must specify exec stanza for x'),
     ('[{"name": "x", "exec": {"path": "swift://~/c/p"}, "count": 0}]', 400,
      'Invalid node count in x'),
-    ('[{"name": "x", "exec": {"path": "swift://~/c/p"}, "devices": [{"name": "stdtest"}]}]',
-     400, 'for device: stdtest in x'),
+    ('[{"name": "x", "exec": {"path": "swift://~/c/p"}, "devices": [{"name": "stdn"}]}]',
+     400, 'Unknown device "stdn" in x, did you mean "stdin"? Valid devices: stdin, stdout,'),
+    ('[{"name": "x", "exec": {"path": "swift://~/c/p"}, "devises": [{"name": "stdout"}]}]',
+     400, 'Unknown key "devises" in node group #1 (x), did you mean "devices"? Valid keys: '),
+    ('[{"name": "x", "exce": {"path": "swift://~/c/p"}}]', 400,
+     'Unknown key "exce" in node group #1 (x), did you mean "exec"?'),
+    ('[{"name": "x", "exec": {"path": "swift://~/c/p"}, "devices": [{"name": "stdin", '
+     '"pth": "swift://~/c/in"}]}]', 400,
+     'Unknown key "pth" in device #1 (stdin) of x, did you mean "path"? Valid keys: name, '),
     ('[{"name": "x", "exec": {"path": "swift://~/c/p"}, "count": 2, '
      '"devices": [{"name": "stdout", "path": "swift://~/c/out"}]}]', 400,
      'Single path swift://AUTH_test/c/out for multiple node definition'),
