@@ -735,9 +735,14 @@ def serve(app: str, conf: str, parent: int | None = None) -> int:
     return run_wsgi(conf, app, verbose=True)
 
 
-def _print_started(cluster: DevCluster, seconds: float) -> None:
-    dir_opt = '' if cluster.dir == default_dir() else f' --dir {shlex.quote(str(cluster.dir))}'
-    print(f'ZeroCloud dev cluster running in {cluster.dir} (started in {seconds:.1f} s)\n'
+def _dir_opt(cluster: DevCluster) -> str:
+    """`` --dir DIR`` for the hints, unless DIR is the default."""
+    return '' if cluster.dir == default_dir() else f' --dir {shlex.quote(str(cluster.dir))}'
+
+
+def _print_running(cluster: DevCluster, how: str) -> None:
+    dir_opt = _dir_opt(cluster)
+    print(f'ZeroCloud dev cluster running in {cluster.dir} ({how})\n'
           f'  auth URL: {cluster.auth_url}\n'
           f'  user:     {cluster.user}\n'
           f'  key:      {cluster.key}\n'
@@ -746,13 +751,26 @@ def _print_started(cluster: DevCluster, seconds: float) -> None:
 
 
 def _cmd_start(cluster: DevCluster) -> int:
+    """Start the cluster; one that is already running and healthy is a success too
+    (the demo leaves one for the user to go on with)."""
     began = time.monotonic()
     try:
         cluster.start()
+    except ClusterRunning:
+        down = [s.name for s in cluster.status() if not s.healthy]
+        if down:
+            dir_opt = _dir_opt(cluster)
+            print(f'zerocloud-devcluster: the cluster in {cluster.dir} is running without '
+                  f'{", ".join(down)}; see zerocloud-devcluster status{dir_opt}, and '
+                  f'zerocloud-devcluster stop{dir_opt} before starting it again',
+                  file=sys.stderr)
+            return 1
+        _print_running(cluster, 'already running')
+        return 0
     except ClusterError as err:
         print(f'zerocloud-devcluster: {err}', file=sys.stderr)
         return 1
-    _print_started(cluster, time.monotonic() - began)
+    _print_running(cluster, f'started in {time.monotonic() - began:.1f} s')
     return 0
 
 
