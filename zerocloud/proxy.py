@@ -21,7 +21,8 @@ and headers itself (``zerocloud.cgiout``).
 
 Before anything runs, the filter
 
-* checks that the caller may POST to the account (403 otherwise);
+* checks that the caller may POST to the account (401 without a valid token, 403
+  otherwise);
 * parses and validates the job (400 saying what and where, also for a
   ``connect`` cycle and a ``replicate`` above the servers that could run
   it; 413 for a description over ``zerovm_maxconfig`` bytes), and expands
@@ -222,7 +223,9 @@ from swift.common.swob import (
     HTTPForbidden,
     HTTPNotFound,
     HTTPRequestEntityTooLarge,
+    HTTPException,
     HTTPServiceUnavailable,
+    HTTPUnauthorized,
     HTTPUnprocessableEntity,
     Request,
     Response,
@@ -521,8 +524,14 @@ class ProxyExecMiddleware:
             if not is_success(info['status']):
                 raise HTTPNotFound(body=f'container of swift:/{path[3:]} does not exist\n')
             sub.acl = info.get(acl_key)
-        if authorize(sub) is not None:
+        denied = authorize(sub)
+        if denied is not None:
             what = {'POST': 'execute jobs in', 'PUT': 'write'}[method]
+            if denied.status_int == 401:        # no token, or not a valid one
+                challenge = {k: v for k, v in denied.headers.items()
+                             if k.lower() == 'www-authenticate'}
+                raise HTTPUnauthorized(body=f'Unauthorized: a valid token is needed to {what} '
+                                            f'swift:/{path[3:]}\n', headers=challenge)
             raise HTTPForbidden(body=f'Denied: may not {what} swift:/{path[3:]}\n')
 
     def _listing(self, req: Request, path: str):
@@ -649,8 +658,7 @@ class ProxyExecMiddleware:
             self._authorize(req, 'PUT', '/v1' + path.path, 'write_acl')
         programs = sources.fetch_programs(self, req, nodes, launch)
         attached = sorted({n.attach.path for n in nodes if _attached_object(n)}, key=str)
-        pool = GreenPool(MAX_CONCURRENCY)
-        policies = dict(zip(attached, pool.imap(lambda p: self._in_place(req, p), attached),
+        policies = dict(zip(attached, _imap(lambda p: self._in_place(req, p), attached),
                             strict=True))
         local = {n.name: n.attach if _attached_object(n) and policies[n.attach.path] is not None
                  else None for n in nodes}
@@ -1013,6 +1021,23 @@ def _sub(req: Request, method: str, path: str, query: str = '', **kwargs) -> Req
     """A sub-request as the caller (same auth) for an unquoted Swift path."""
     return make_subrequest(req.environ, method, quote(path) + query, swift_source=SWIFT_SOURCE,
                            **kwargs)
+
+
+def _imap(func: Callable, items: list) -> list:
+    """``func`` over ``items`` concurrently; its HTTP error (a 404...) is raised here, in
+    the caller's green thread: raised in the pool's, the hub would also log it as a
+    traceback, as if it were a bug."""
+    def call(item: object) -> tuple[object, HTTPException | None]:
+        try:
+            return func(item), None
+        except HTTPException as e:
+            return None, e
+    results = []
+    for value, error in GreenPool(MAX_CONCURRENCY).imap(call, items):
+        if error is not None:
+            raise error
+        results.append(value)
+    return results
 
 
 def _attempts(servers: Iterable[dict], busy: list[dict], deadline: float) -> Iterator[dict]:
