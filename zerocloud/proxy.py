@@ -220,10 +220,10 @@ from swift.common.swob import (
     HTTPBadRequest,
     HTTPClientDisconnect,
     HTTPConflict,
+    HTTPException,
     HTTPForbidden,
     HTTPNotFound,
     HTTPRequestEntityTooLarge,
-    HTTPException,
     HTTPServiceUnavailable,
     HTTPUnauthorized,
     HTTPUnprocessableEntity,
@@ -527,12 +527,7 @@ class ProxyExecMiddleware:
         denied = authorize(sub)
         if denied is not None:
             what = {'POST': 'execute jobs in', 'PUT': 'write'}[method]
-            if denied.status_int == 401:        # no token, or not a valid one
-                challenge = {k: v for k, v in denied.headers.items()
-                             if k.lower() == 'www-authenticate'}
-                raise HTTPUnauthorized(body=f'Unauthorized: a valid token is needed to {what} '
-                                            f'swift:/{path[3:]}\n', headers=challenge)
-            raise HTTPForbidden(body=f'Denied: may not {what} swift:/{path[3:]}\n')
+            raise _denied(denied, f'{what} swift:/{path[3:]}')
 
     def _listing(self, req: Request, path: str):
         marker = ''
@@ -542,7 +537,7 @@ class ProxyExecMiddleware:
             if resp.status_int == 404:
                 raise JobError(f'swift:/{path[3:]} does not exist')
             if resp.status_int in (401, 403):
-                raise HTTPForbidden(body=f'Denied: may not list swift:/{path[3:]}\n')
+                raise _denied(resp, f'list swift:/{path[3:]}')
             if not is_success(resp.status_int):
                 raise HTTPServiceUnavailable(body=f'cannot list swift:/{path[3:]}: '
                                                   f'{resp.status}\n')
@@ -583,7 +578,7 @@ class ProxyExecMiddleware:
         if resp.status_int == 404:
             raise HTTPNotFound(body=f'Error 404 Not Found while fetching {path}\n')
         if resp.status_int in (401, 403):
-            raise HTTPForbidden(body=f'Denied: may not read {path}\n')
+            raise _denied(resp, f'read {path}')
         if not is_success(resp.status_int):
             raise HTTPServiceUnavailable(body=f'cannot read {path}: {resp.status}\n')
         kind = next((key for key in NOT_PLAIN if key in resp.headers), None)
@@ -1021,6 +1016,15 @@ def _sub(req: Request, method: str, path: str, query: str = '', **kwargs) -> Req
     """A sub-request as the caller (same auth) for an unquoted Swift path."""
     return make_subrequest(req.environ, method, quote(path) + query, swift_source=SWIFT_SOURCE,
                            **kwargs)
+
+
+def _denied(resp: Response, action: str) -> HTTPException:
+    """The 401 (no valid token: the auth's challenge kept) or 403 of Swift's ``resp``."""
+    if resp.status_int == 401:
+        challenge = {k: v for k, v in resp.headers.items() if k.lower() == 'www-authenticate'}
+        return HTTPUnauthorized(body=f'Unauthorized: a valid token is needed to {action}\n',
+                                headers=challenge)
+    return HTTPForbidden(body=f'Denied: may not {action}\n')
 
 
 def _imap(func: Callable, items: list) -> list:
