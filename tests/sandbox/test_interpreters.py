@@ -73,6 +73,15 @@ def test_build_is_cached_and_complete(sysimages):
     assert all('up to date' in line for line in log), log
 
 
+def test_list_shows_each_file_with_its_own_size(sysimages, capsys):
+    assert interpreters.main(['list', '--dir', str(sysimages.directory)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    for name in interpreters.NAMES:
+        program, tar = sysimages.program(name), sysimages.tar(name)
+        assert (f'{name} {tar} ({tar.stat().st_size} bytes), '
+                f'program {program} ({program.stat().st_size} bytes)') in lines
+
+
 def test_python_image_contents(sysimages):
     with tarfile.open(sysimages.tar('python3')) as t:
         members = t.getmembers()
