@@ -559,8 +559,10 @@ def _parse_group(spec: object, number: int, account: str, images: frozenset[str]
     )
     attach = _optional(spec, 'attach', DEFAULT_ATTACH)
     if attach != DEFAULT_ATTACH:
-        if attach not in [d.name for d in group.devices]:
-            raise _invalid('attach', name, f'no device {_show(attach)} in the group')
+        names = [d.name for d in group.devices]
+        if attach not in names:
+            raise _invalid('attach', name, f'no device {_show(attach)} in the group '
+                           f'(its devices: {", ".join(names) or "none"})')
         group.attach = attach
     location = _optional(spec, 'location', '')
     group.location = _string(location, 'location', name) or None

@@ -431,7 +431,10 @@ def test_swift_path_text_forms():
     ({'connect': [1]}, 'Invalid connect in sort: must be a list of node names, got a list'),
     ({'connect': ['reducer7']}, 'Non-existing node in connect reducer7 of sort'),
     ({'connect': ['sort'], 'count': 2}, None),
-    ({'attach': 'stdout'}, 'Invalid attach in sort: no device "stdout" in the group'),
+    ({'attach': 'stdout'}, 'Invalid attach in sort: no device "stdout" in the group (its '
+                           'devices: none)'),
+    ({'attach': 'stdn', 'devices': [{'name': 'stdin', 'path': 'swift://~/c/o'}]},
+     'Invalid attach in sort: no device "stdn" in the group (its devices: stdin)'),
     ({'attach': 3}, 'Invalid attach in sort: no device 3 in the group'),
     ({'location': 3}, 'Invalid location in sort: must be a string, got 3'),
     ({'location': 'r\n1'}, 'Invalid location in sort: control characters are not allowed'),
