@@ -79,7 +79,7 @@ def post_job(conn: Connection, job: list[dict]) -> tuple[float, dict, dict, int]
 def job(reducers: int, prefix: str = 'books') -> list[dict]:
     text = (EXAMPLE / 'job.json').read_text().replace('"count": 2', f'"count": {reducers}')
     text = text.replace('/books/', f'/{prefix}/').replace('/counts/', f'/{prefix}-counts/')
-    return json.loads(text.replace('swift://~/demo/', f'swift://~/{CONTAINER}/'))
+    return json.loads(text.replace('swift://~/mapreduce/', f'swift://~/{CONTAINER}/'))
 
 
 def wire_bytes(report: dict, programs: dict[str, int]) -> dict[str, int]:

@@ -60,6 +60,7 @@ import contextlib
 import ctypes
 import http.client
 import json
+import logging
 import os
 import pwd
 import shlex
@@ -715,6 +716,15 @@ class DevCluster:
         send_signal(pid, sig)
 
 
+NO_MEMCACHE = 'ERROR: swift.cache could not be found in env!'
+
+
+def _no_memcache_notice(record: logging.LogRecord) -> bool:
+    """tempauth logs NO_MEMCACHE at every token it issues when the pipeline has no
+    memcache; with fernet tokens (this cluster) it needs none, so that is no error."""
+    return record.getMessage() != NO_MEMCACHE
+
+
 def serve(app: str, conf: str, parent: int | None = None) -> int:
     """Run one Swift server in this process with its cluster's swift.conf.
 
@@ -723,6 +733,7 @@ def serve(app: str, conf: str, parent: int | None = None) -> int:
     so point Swift at swift_dir and reload them before running the server.
     With ``parent``, the server dies with that process (DevCluster's ``detach``).
     """
+    logging.getLogger().addFilter(_no_memcache_notice)
     from swift.common import constraints, storage_policy, utils
     from swift.common.wsgi import appconfig, run_wsgi
 
@@ -735,9 +746,14 @@ def serve(app: str, conf: str, parent: int | None = None) -> int:
     return run_wsgi(conf, app, verbose=True)
 
 
-def _print_started(cluster: DevCluster, seconds: float) -> None:
-    dir_opt = '' if cluster.dir == default_dir() else f' --dir {shlex.quote(str(cluster.dir))}'
-    print(f'ZeroCloud dev cluster running in {cluster.dir} (started in {seconds:.1f} s)\n'
+def _dir_opt(cluster: DevCluster) -> str:
+    """`` --dir DIR`` for the hints, unless DIR is the default."""
+    return '' if cluster.dir == default_dir() else f' --dir {shlex.quote(str(cluster.dir))}'
+
+
+def _print_running(cluster: DevCluster, how: str) -> None:
+    dir_opt = _dir_opt(cluster)
+    print(f'ZeroCloud dev cluster running in {cluster.dir} ({how})\n'
           f'  auth URL: {cluster.auth_url}\n'
           f'  user:     {cluster.user}\n'
           f'  key:      {cluster.key}\n'
@@ -746,13 +762,26 @@ def _print_started(cluster: DevCluster, seconds: float) -> None:
 
 
 def _cmd_start(cluster: DevCluster) -> int:
+    """Start the cluster; one that is already running and healthy is a success too
+    (the demo leaves one for the user to go on with)."""
     began = time.monotonic()
     try:
         cluster.start()
+    except ClusterRunning:
+        down = [s.name for s in cluster.status() if not s.healthy]
+        if down:
+            dir_opt = _dir_opt(cluster)
+            print(f'zerocloud-devcluster: the cluster in {cluster.dir} is running without '
+                  f'{", ".join(down)}; see zerocloud-devcluster status{dir_opt}, and '
+                  f'zerocloud-devcluster stop{dir_opt} before starting it again',
+                  file=sys.stderr)
+            return 1
+        _print_running(cluster, 'already running')
+        return 0
     except ClusterError as err:
         print(f'zerocloud-devcluster: {err}', file=sys.stderr)
         return 1
-    _print_started(cluster, time.monotonic() - began)
+    _print_running(cluster, f'started in {time.monotonic() - began:.1f} s')
     return 0
 
 

@@ -60,11 +60,14 @@ A node runs next to the object of its last read device with a path (then
 by ``attach``; without one it runs on any server.
 
 Every invalid job raises :class:`JobError`, whose message (the body of the
-400 answer) says what is wrong and where.
+400 answer) says what is wrong and where.  A key the format does not know
+(``"devises"``, ``"pth"``) is refused with the valid keys and the closest
+one, rather than ignored: a typo must not turn into an empty run.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 import shlex
@@ -83,6 +86,13 @@ DEVICES = {
     'script': RANDOM | READABLE,
 }
 SYSTEM_IMAGE = RANDOM | READABLE
+# Every key ZeroCloud's job format knows (doc/Servlets.md, configparser.py),
+# deprecated spellings included, and ours (exec.ok_exit, a device's store); any
+# other key is a typo, refused with a 400.
+GROUP_KEYS = ('name', 'exec', 'devices', 'file_list', 'count', 'connect', 'replicate',
+              'attach', 'location')
+EXEC_KEYS = ('path', 'name', 'args', 'env', 'ok_exit')
+DEVICE_KEYS = ('name', 'device', 'path', 'content_type', 'meta', 'mode', 'min_size', 'store')
 PAYLOAD_DEVICES = ('stdin', 'input', 'script')
 MODES = ('file', 'char', 'pipe', 'block')
 STORE = ('success', 'always')
@@ -299,6 +309,26 @@ def _invalid(what: str, where: str, reason: str) -> JobError:
     return JobError(f'Invalid {what} in {where}: {reason}')
 
 
+def _unknown(what: str, word: object, where: str, valid: list[str]) -> JobError:
+    """``Unknown key "pth" in ..., did you mean "path"? Valid keys: ...``."""
+    close = difflib.get_close_matches(str(word), valid, n=1, cutoff=0.7)
+    hint = f', did you mean {json.dumps(close[0])}?' if close else '.'
+    return JobError(f'Unknown {what} {_show(word)} in {where}{hint} '
+                    f'Valid {what}s: {", ".join(valid)}')
+
+
+def _known_keys(spec: dict, valid: tuple[str, ...], where: str) -> None:
+    """A misspelt key would otherwise be ignored and its value silently lost."""
+    for key in spec:
+        if key not in valid:
+            raise _unknown('key', key, where, list(valid))
+
+
+def _labelled(what: str, name: object) -> str:
+    """``device #2 (stdout)``: the position, and the name when there is one."""
+    return f'{what} ({name})' if isinstance(name, str) and name else what
+
+
 def _optional(spec: dict, key: str, default: object = None) -> object:
     """JSON null means "not given", as in ZeroCloud."""
     value = spec.get(key)
@@ -422,6 +452,7 @@ def _parse_exec(spec: object, account: str, images: frozenset[str], where: str) 
         raise JobError(f'Must specify exec stanza for {where}')
     if not isinstance(spec, dict):
         raise _invalid('exec stanza', where, f'must be an object, got {_show(spec)}')
+    _known_keys(spec, EXEC_KEYS, f'exec of {where}')
     path = spec.get('path')
     if path is None or path == '':
         raise JobError(f'Must specify executable path for {where}')
@@ -456,15 +487,17 @@ def _parse_device(spec: object, number: int, account: str, images: frozenset[str
                   where: str) -> Device:
     if not isinstance(spec, dict):
         raise _invalid(f'device #{number}', where, f'must be an object, got {_show(spec)}')
+    label = _labelled(f'device #{number}', spec.get('name', spec.get('device')))
+    _known_keys(spec, DEVICE_KEYS, f'{label} of {where}')
     if 'name' in spec and 'device' in spec:
         raise _invalid(f'device #{number}', where, 'give "name" or the deprecated "device", '
                        'not both')
     name = _optional(spec, 'name', spec.get('device'))
     if not name:
         raise JobError(f'Must specify device for file in {where}')
-    url = _optional(spec, 'path', '')
     if not isinstance(name, str) or name not in DEVICES and name not in images:
-        raise JobError(f'Could not resolve channel path "{url}" for device: {name} in {where}')
+        raise _unknown('device', name, where, [*DEVICES, *sorted(images)])
+    url = _optional(spec, 'path', '')
     device = Device(name)
     if url != '':
         url = _string(url, f'path for device {name}', where)
@@ -534,6 +567,7 @@ def _connect(value: object, where: str) -> list[str]:
 def _parse_group(spec: object, number: int, account: str, images: frozenset[str]) -> Group:
     if not isinstance(spec, dict):
         raise JobError(f'Node group #{number} must be a JSON object, got {_show(spec)}')
+    _known_keys(spec, GROUP_KEYS, _labelled(f'node group #{number}', spec.get('name')))
     name = _group_name(spec.get('name'), number)
     group = Group(
         name=name,
@@ -546,8 +580,10 @@ def _parse_group(spec: object, number: int, account: str, images: frozenset[str]
     )
     attach = _optional(spec, 'attach', DEFAULT_ATTACH)
     if attach != DEFAULT_ATTACH:
-        if attach not in [d.name for d in group.devices]:
-            raise _invalid('attach', name, f'no device {_show(attach)} in the group')
+        names = [d.name for d in group.devices]
+        if attach not in names:
+            raise _invalid('attach', name, f'no device {_show(attach)} in the group '
+                           f'(its devices: {", ".join(names) or "none"})')
         group.attach = attach
     location = _optional(spec, 'location', '')
     group.location = _string(location, 'location', name) or None

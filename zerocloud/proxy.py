@@ -21,7 +21,8 @@ and headers itself (``zerocloud.cgiout``).
 
 Before anything runs, the filter
 
-* checks that the caller may POST to the account (403 otherwise);
+* checks that the caller may POST to the account (401 without a valid token, 403
+  otherwise);
 * parses and validates the job (400 saying what and where, also for a
   ``connect`` cycle and a ``replicate`` above the servers that could run
   it; 413 for a description over ``zerovm_maxconfig`` bytes), and expands
@@ -248,10 +249,12 @@ from swift.common.swob import (
     HTTPBadRequest,
     HTTPClientDisconnect,
     HTTPConflict,
+    HTTPException,
     HTTPForbidden,
     HTTPNotFound,
     HTTPRequestEntityTooLarge,
     HTTPServiceUnavailable,
+    HTTPUnauthorized,
     HTTPUnprocessableEntity,
     Request,
     Response,
@@ -600,9 +603,10 @@ class ProxyExecMiddleware:
             if not is_success(info['status']):
                 raise HTTPNotFound(body=f'container of swift:/{path[3:]} does not exist\n')
             sub.acl = info.get(acl_key)
-        if authorize(sub) is not None:
+        denied = authorize(sub)
+        if denied is not None:
             what = {'POST': 'execute jobs in', 'PUT': 'write'}[method]
-            raise HTTPForbidden(body=f'Denied: may not {what} swift:/{path[3:]}\n')
+            raise _denied(denied, f'{what} swift:/{path[3:]}')
 
     def _listing(self, req: Request, path: str):
         marker = ''
@@ -612,7 +616,7 @@ class ProxyExecMiddleware:
             if resp.status_int == 404:
                 raise JobError(f'swift:/{path[3:]} does not exist')
             if resp.status_int in (401, 403):
-                raise HTTPForbidden(body=f'Denied: may not list swift:/{path[3:]}\n')
+                raise _denied(resp, f'list swift:/{path[3:]}')
             if not is_success(resp.status_int):
                 raise HTTPServiceUnavailable(body=f'cannot list swift:/{path[3:]}: '
                                                   f'{resp.status}\n')
@@ -653,7 +657,7 @@ class ProxyExecMiddleware:
         if resp.status_int == 404:
             raise HTTPNotFound(body=f'Error 404 Not Found while fetching {path}\n')
         if resp.status_int in (401, 403):
-            raise HTTPForbidden(body=f'Denied: may not read {path}\n')
+            raise _denied(resp, f'read {path}')
         if not is_success(resp.status_int):
             raise HTTPServiceUnavailable(body=f'cannot read {path}: {resp.status}\n')
         kind = next((key for key in NOT_PLAIN if key in resp.headers), None)
@@ -730,8 +734,7 @@ class ProxyExecMiddleware:
             self._authorize(req, 'PUT', '/v1' + path.path, 'write_acl')
         programs = sources.fetch_programs(self, req, nodes, launch)
         attached = sorted({n.attach.path for n in nodes if _attached_object(n)}, key=str)
-        pool = GreenPool(MAX_CONCURRENCY)
-        found = dict(zip(attached, pool.imap(lambda p: self._in_place(req, p), attached),
+        found = dict(zip(attached, _imap(lambda p: self._in_place(req, p), attached),
                          strict=True))
         policies = {path: policy for path, (policy, _) in found.items()}
         local = {n.name: n.attach if _attached_object(n) and policies[n.attach.path] is not None
@@ -1117,6 +1120,32 @@ def _sub(req: Request, method: str, path: str, query: str = '', **kwargs) -> Req
     """A sub-request as the caller (same auth) for an unquoted Swift path."""
     return make_subrequest(req.environ, method, quote(path) + query, swift_source=SWIFT_SOURCE,
                            **kwargs)
+
+
+def _denied(resp: Response, action: str) -> HTTPException:
+    """The 401 (no valid token: the auth's challenge kept) or 403 of Swift's ``resp``."""
+    if resp.status_int == 401:
+        challenge = {k: v for k, v in resp.headers.items() if k.lower() == 'www-authenticate'}
+        return HTTPUnauthorized(body=f'Unauthorized: a valid token is needed to {action}\n',
+                                headers=challenge)
+    return HTTPForbidden(body=f'Denied: may not {action}\n')
+
+
+def _imap(func: Callable, items: list) -> list:
+    """``func`` over ``items`` concurrently; its HTTP error (a 404...) is raised here, in
+    the caller's green thread: raised in the pool's, the hub would also log it as a
+    traceback, as if it were a bug."""
+    def call(item: object) -> tuple[object, HTTPException | None]:
+        try:
+            return func(item), None
+        except HTTPException as e:
+            return None, e
+    results = []
+    for value, error in GreenPool(MAX_CONCURRENCY).imap(call, items):
+        if error is not None:
+            raise error
+        results.append(value)
+    return results
 
 
 def _attempts(servers: Iterable[dict], busy: list[dict], deadline: float) -> Iterator[dict]:

@@ -595,7 +595,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     for name, image in sorted(images.items()):
         program, tar = image.paths(Path(directory))
-        print(f'{name} {tar} (program {program}, {image.sizes.get(image.image, 0)} bytes)')
+        print(f'{name} {tar} ({image.sizes.get(image.image, 0)} bytes), '
+              f'program {program} ({image.sizes.get(image.program, 0)} bytes)')
     return 0
 
 

@@ -70,13 +70,19 @@ def test_cli_start_env_status_refuse_stop(cluster_dir: Path) -> None:
 
     assert cli('status', *dir_opt).returncode == 0
     again = cli('start', *dir_opt, *SMALL)
-    assert again.returncode == 1
-    assert 'already running' in again.stderr
+    assert again.returncode == 0, again.stderr
+    assert f'running in {cluster_dir} (already running)' in again.stdout
+    assert f'eval "$(zerocloud-devcluster env --dir {cluster_dir})"' in again.stdout
     assert json.loads((cluster_dir / 'state.json').read_text()) == state
 
     pids = [s['pid'] for s in state['servers'].values()]
     ports = [s['port'] for s in state['servers'].values()]
     assert sorted(pids) == sorted(processes_in(cluster_dir))
+    DevCluster(cluster_dir).kill_object_server(0)
+    partial = cli('start', *dir_opt, *SMALL)
+    assert partial.returncode == 1
+    assert f'running without object0; see zerocloud-devcluster status --dir {cluster_dir}' \
+        in partial.stderr
     stopped = cli('stop', *dir_opt)
     assert stopped.returncode == 0, stopped.stderr
     assert [pid for pid in pids if proc_state(pid) is not None] == []

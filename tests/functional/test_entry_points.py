@@ -231,6 +231,14 @@ def test_open_of_another_users_private_object_is_a_403(swift_cluster: DevCluster
     assert resp.text == f'Denied: may not read {env.url("book.txt")}\n'
 
 
+def test_open_without_a_token_is_a_401(env: Env) -> None:
+    url, _ = env.conn.get_auth()
+    resp = requests.get(url.replace('/v1/', '/open/', 1) + f'/{env.container}/book.txt',
+                        timeout=60)
+    assert resp.status_code == 401
+    assert resp.text == f'Unauthorized: a valid token is needed to read {env.url("book.txt")}\n'
+
+
 def test_open_of_an_executable_runs_it(env: Env) -> None:
     resp = call(env.conn, 'GET',
                 f'/{env.container}/interp.nexe?args=-c%20args&content_type=text/x-args',
@@ -328,7 +336,7 @@ def test_a_posted_zapp_runs_its_system_map(swift_cluster: DevCluster, env: Env) 
      400, 'the zapp has no file bin/nope'),
     ({'boot/system.map': json.dumps([{'name': 'app', 'exec': {'path': 'bin/src_interp'},
                                       'devices': [{'name': 'stdtest'}]}]).encode()},
-     400, 'for device: stdtest in app'),
+     400, 'Unknown device "stdtest" in app'),
     ({'boot/system.map': b'[]' + b' ' * 70000}, 413, 'larger than zerovm_maxconfig'),
 ])
 def test_a_bad_zapp_is_refused_with_a_message(env: Env, change: dict, status: int,

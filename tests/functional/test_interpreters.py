@@ -184,7 +184,7 @@ def test_python_map_reduce_word_count(swift_cluster: DevCluster, conn: Connectio
     conn.put_object(container, 'wordcount.tar', tar_bytes(
         {'mapper.py': (src / 'mapper.py').read_bytes(),
          'reducer.py': (src / 'reducer.py').read_bytes()}))
-    job = (src / 'job.json').read_text().replace('swift://~/demo/', f'swift://~/{container}/')
+    job = (src / 'job.json').read_text().replace('swift://~/pywordcount/', f'swift://~/{container}/')
     resp = post(conn, job)
     assert resp.status_code == 200, resp.text
     assert resp.headers['X-Nexe-Status'].split(',') == ['ok'] * 5, resp.headers

@@ -146,6 +146,28 @@ def test_full_report_as_json(swift_cluster: DevCluster, conn: Connection, make_c
 
 # -- authorisation -------------------------------------------------------------------------
 
+@pytest.mark.parametrize('token', [None, 'not-a-token'])
+def test_a_job_without_a_valid_token_is_a_401(conn: Connection, token: str | None) -> None:
+    url, _ = conn.get_auth()
+    resp = requests.post(url, data=json.dumps(wc_job('swift://~/c/p', 'swift://~/c/d')),
+                         timeout=60, headers={'X-Zerovm-Execute': '1.0',
+                                              **({'X-Auth-Token': token} if token else {})})
+    assert resp.status_code == 401, resp.text
+    account = url.rsplit('/', 1)[1]
+    assert resp.text == f'Unauthorized: a valid token is needed to execute jobs in ' \
+                        f'swift://{account}\n'
+    assert resp.headers['WWW-Authenticate'] == f'Swift realm="{account}"'
+
+
+def test_a_job_in_another_account_is_a_403(connect, conn: Connection) -> None:
+    url, _ = conn.get_auth()
+    _, token = connect('test2:tester2').get_auth()
+    resp = requests.post(url, data='[]', timeout=60,
+                         headers={'X-Zerovm-Execute': '1.0', 'X-Auth-Token': token})
+    assert resp.status_code == 403, resp.text
+    assert resp.text == f'Denied: may not execute jobs in swift://{url.rsplit("/", 1)[1]}\n'
+
+
 def test_another_user_cannot_read_a_private_object_through_a_job(
         swift_cluster: DevCluster, conn: Connection, connect, make_container, upload) -> None:
     private = make_container()
@@ -198,10 +220,16 @@ def test_missing_program_or_data_is_a_404_naming_it(
     resp = post_job(conn, wc_job(program + '-gone', f'swift://~/{container}/data'))
     assert resp.status_code == 404
     assert f'{program}-gone' in resp.text
+    proxy_log = swift_cluster.log_file(swift_cluster.server('proxy'))
+    logged = proxy_log.stat().st_size
     resp = post_job(conn, wc_job(program, f'swift://~/{container}/gone'))
     assert resp.status_code == 404
     assert f'swift://AUTH_test/{container}/gone' in resp.text
     assert executed(swift_cluster, container) == []
+    with proxy_log.open() as log:       # a user's 404 is no error of the proxy's
+        log.seek(logged)
+        assert 'Traceback' not in log.read()
+    assert 'swift.cache could not be found' not in proxy_log.read_text()
 
 
 @pytest.mark.parametrize(('job', 'status', 'says'), [
@@ -211,8 +239,15 @@ def test_missing_program_or_data_is_a_404_naming_it(
     ('[{"name": "x"}]', 400, 'Must specify exec stanza for x'),
     ('[{"name": "x", "exec": {"path": "swift://~/c/p"}, "count": 0}]', 400,
      'Invalid node count in x'),
-    ('[{"name": "x", "exec": {"path": "swift://~/c/p"}, "devices": [{"name": "stdtest"}]}]',
-     400, 'for device: stdtest in x'),
+    ('[{"name": "x", "exec": {"path": "swift://~/c/p"}, "devices": [{"name": "stdn"}]}]',
+     400, 'Unknown device "stdn" in x, did you mean "stdin"? Valid devices: stdin, stdout,'),
+    ('[{"name": "x", "exec": {"path": "swift://~/c/p"}, "devises": [{"name": "stdout"}]}]',
+     400, 'Unknown key "devises" in node group #1 (x), did you mean "devices"? Valid keys: '),
+    ('[{"name": "x", "exce": {"path": "swift://~/c/p"}}]', 400,
+     'Unknown key "exce" in node group #1 (x), did you mean "exec"?'),
+    ('[{"name": "x", "exec": {"path": "swift://~/c/p"}, "devices": [{"name": "stdin", '
+     '"pth": "swift://~/c/in"}]}]', 400,
+     'Unknown key "pth" in device #1 (stdin) of x, did you mean "path"? Valid keys: name, '),
     ('[{"name": "x", "exec": {"path": "swift://~/c/p"}, "count": 2, '
      '"devices": [{"name": "stdout", "path": "swift://~/c/out"}]}]', 400,
      'Single path swift://AUTH_test/c/out for multiple node definition'),

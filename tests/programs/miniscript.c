@@ -8,6 +8,8 @@
  *   stat PATH        "PATH file|chr|fifo SIZE MTIME", "PATH dir" or "PATH missing ERRNO"
  *   tail PATH N      the last N bytes of PATH, read after lseek(fd, -N, SEEK_END)
  *   write PATH       "write PATH: ERRNO" (opening an image file to write must fail)
+ *   create PATH      "create PATH: ERRNO" (so must creating a file: EROFS, or ENOENT
+ *                    when its directory does not exist)
  *   at DIR NAME      the first line of NAME opened with openat() relative to DIR
  *   # ...            a comment
  * Exit status 0, or 1 when the script cannot be read. */
@@ -133,6 +135,9 @@ static int run(const char *path)
         } else if (!strcmp(line, "write")) {
             int fd = open(arg, O_WRONLY);
             printf("write %s: %d\n", arg, fd < 0 ? errno : 0);
+        } else if (!strcmp(line, "create")) {
+            int fd = open(arg, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+            printf("create %s: %d\n", arg, fd < 0 ? errno : 0);
         }
     }
     fclose(f);

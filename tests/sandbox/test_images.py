@@ -1,6 +1,7 @@
 """NVRAM and images: ``/dev/nvram`` gives argv, the environment, the clock, stat modes
 and mounts; a tar channel mounted by ``[fstab]`` is the program's read-only file tree
-(open, stat, getdents64, lseek and read on its members; EROFS for writes)."""
+(open, stat, getdents64, lseek and read on its members; EROFS for writes and for new
+files in its directories)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,12 @@ stat /nope
 tail /lib/ms/util.ms 6
 at /usr share/ms/extra.ms
 write /app/main.ms
+create /app/main.ms
+create /app/new.ms
+create /lib/ms/../new.ms
+create /new.ms
+create /nodir/new.ms
+write /app/new.ms
 require alias
 '''
 
@@ -49,6 +56,12 @@ tail /lib/ms/util.ms at 26: extra
 
 at /usr share/ms/extra.ms: print extra here
 write /app/main.ms: {errno.EROFS}
+create /app/main.ms: {errno.EROFS}
+create /app/new.ms: {errno.EROFS}
+create /lib/ms/../new.ms: {errno.EROFS}
+create /new.ms: {errno.EROFS}
+create /nodir/new.ms: {errno.ENOENT}
+write /app/new.ms: {errno.ENOENT}
 loaded /lib/ms/alias.ms
 util loaded
 '''

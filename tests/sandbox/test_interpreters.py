@@ -73,6 +73,15 @@ def test_build_is_cached_and_complete(sysimages):
     assert all('up to date' in line for line in log), log
 
 
+def test_list_shows_each_file_with_its_own_size(sysimages, capsys):
+    assert interpreters.main(['list', '--dir', str(sysimages.directory)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    for name in interpreters.NAMES:
+        program, tar = sysimages.program(name), sysimages.tar(name)
+        assert (f'{name} {tar} ({tar.stat().st_size} bytes), '
+                f'program {program} ({program.stat().st_size} bytes)') in lines
+
+
 def test_python_image_contents(sysimages):
     with tarfile.open(sysimages.tar('python3')) as t:
         members = t.getmembers()
@@ -442,6 +451,7 @@ print(attempt(lambda: open("/proc/self/environ", "rb").read()))
 print(attempt(lambda: sorted(os.listdir("/"))))
 print(attempt(lambda: open("/tmp/x", "w")))
 print(attempt(lambda: open("/usr/lib/python3.11/os.py", "a")))
+print(attempt(lambda: open("/usr/lib/python3.11/new.py", "w")))
 print(attempt(lambda: socket.socket()))
 print(attempt(lambda: subprocess.run(["ls"])))
 print(attempt(lambda: threading.Thread(target=print).start()))
@@ -457,19 +467,21 @@ def test_python_cannot_reach_host_files_clock_or_randomness(python):
             for _ in range(2)]
     assert_ran(runs[0])
     lines = runs[0].read('stdout').decode().splitlines()
-    assert lines[:9] == [
+    assert lines[:10] == [
         "FileNotFoundError: [Errno 2] No such file or directory: '/etc/passwd'",
         "FileNotFoundError: [Errno 2] No such file or directory: '/proc/self/environ'",
         "['python3', 'usr']",
         "FileNotFoundError: [Errno 2] No such file or directory: '/tmp/x'",
         "OSError: [Errno 30] Read-only file system: '/usr/lib/python3.11/os.py'",
+        "OSError: [Errno 30] Read-only file system: '/usr/lib/python3.11/new.py'",
         'OSError: [Errno 38] Function not implemented',
         'OSError: [Errno 38] Function not implemented',
         "RuntimeError: can't start new thread",
         'OSError: [Errno 38] Function not implemented'], lines
-    now, day, monotonic = lines[9].split(' ', 1)[0], lines[9].split(' ', 1)[1][:-5], lines[9][-4:]
-    assert now == '1700000000' and day == '(2023, 11, 14)' and monotonic == 'True', lines[9]
-    assert lines[11] == "1 1000 zerovm 1 ['LANG']"
+    clock = lines[10]
+    now, day, monotonic = clock.split(' ', 1)[0], clock.split(' ', 1)[1][:-5], clock[-4:]
+    assert now == '1700000000' and day == '(2023, 11, 14)' and monotonic == 'True', clock
+    assert lines[12] == "1 1000 zerovm 1 ['LANG']"
     assert runs[1].read('stdout') == runs[0].read('stdout')     # the same "random" values
 
 

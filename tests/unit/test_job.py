@@ -265,10 +265,11 @@ def test_deprecated_device_keys():
     ({'name': 'stdout'}, 'Invalid devices in sort: must be a list, got an object'),
     (['stdout'], 'Invalid device #1 in sort: must be an object, got "stdout"'),
     ([{'path': 'swift://~/c/o'}], 'Must specify device for file in sort'),
-    ([{'name': 'stdtest'}], 'Could not resolve channel path "" for device: stdtest in sort'),
-    ([{'name': 'debug', 'path': 'tcp://h:1'}], 'Could not resolve channel path "tcp://h:1" '
-                                               'for device: debug in sort'),
-    ([{'name': 'lua'}], 'Could not resolve channel path "" for device: lua in sort'),
+    ([{'name': 'stdtest'}], 'Unknown device "stdtest" in sort. Valid devices: stdin, stdout, '
+                            'stderr, input, output, image, script, python3'),
+    ([{'name': 'debug', 'path': 'tcp://h:1'}], 'Unknown device "debug" in sort. Valid devices'),
+    ([{'name': 'lua'}], 'Unknown device "lua" in sort. Valid devices: stdin,'),
+    ([{'name': 7}], 'Unknown device 7 in sort. Valid devices: stdin,'),
     ([{'name': 'stdout'}, {'name': 'stdout'}], 'Duplicate device stdout in sort'),
     ([{'name': 'stdout', 'device': 'stderr'}], 'Invalid device #1 in sort: give "name" or the '
                                                'deprecated "device", not both'),
@@ -305,6 +306,49 @@ def test_deprecated_device_keys():
 ])
 def test_bad_devices(devices, message):
     assert error(group(devices=devices), system_images=['python3']).startswith(message)
+
+
+@pytest.mark.parametrize('spec, message', [
+    (group(device=[{'name': 'stdout'}]),
+     'Unknown key "device" in node group #1 (sort), did you mean "devices"? Valid keys: name, '
+     'exec, devices, file_list, count, connect, replicate, attach, location'),
+    (group(devises=[]), 'Unknown key "devises" in node group #1 (sort), did you mean "devices"?'),
+    ({'name': 'sort', 'exce': EXE}, 'Unknown key "exce" in node group #1 (sort), did you mean '
+                                     '"exec"?'),
+    ({'nmae': 'sort', 'exec': EXE}, 'Unknown key "nmae" in node group #1, did you mean "name"?'),
+    (group(comment='x'), 'Unknown key "comment" in node group #1 (sort). Valid keys: name,'),
+    (group(exec={'pth': 'swift://~/bin/sort'}),
+     'Unknown key "pth" in exec of sort, did you mean "path"? Valid keys: path, name, args, env, '
+     'ok_exit'),
+    (group(exec={**EXE, 'argv': '-n'}), 'Unknown key "argv" in exec of sort, did you mean '
+                                         '"args"?'),
+    (group(devices=[{'name': 'stdout'}, {'name': 'stdin', 'pth': 'swift://~/c/o'}]),
+     'Unknown key "pth" in device #2 (stdin) of sort, did you mean "path"? Valid keys: name, '
+     'device, path, content_type, meta, mode, min_size, store'),
+    (group(file_list=[{'device': 'stdout', 'contenttype': 'text/csv'}]),
+     'Unknown key "contenttype" in device #1 (stdout) of sort, did you mean "content_type"?'),
+    (group(devices=[{'nam': 'stdout'}]), 'Unknown key "nam" in device #1 of sort, did you mean '
+                                         '"name"?'),
+    (group(devices=[{'name': 'stdn'}]),
+     'Unknown device "stdn" in sort, did you mean "stdin"? Valid devices: stdin, stdout, '
+     'stderr, input, output, image, script, lua5.4, python3'),
+    (group(devices=[{'name': 'python'}]), 'Unknown device "python" in sort, did you mean '
+                                          '"python3"?'),
+])
+def test_unknown_keys_and_devices_are_named(spec, message):
+    """A typo is a 400 naming the key, where it is, and the valid keys: never ignored."""
+    assert error(spec, system_images=['python3', 'lua5.4']).startswith(message)
+
+
+def test_every_zerocloud_key_is_accepted():
+    """ZeroCloud's whole format (doc/Servlets.md), deprecated spellings included."""
+    full = {'name': 'sort', 'exec': {'path': 'sort', 'name': 's', 'args': '-n', 'env': {}},
+            'devices': [{'name': 'stdin', 'path': 'swift://~/c/o', 'mode': 'file'},
+                        {'name': 'stdout', 'path': 'swift://~/c/p', 'content_type': 'text/plain',
+                         'meta': {'k': 'v'}, 'min_size': 1}],
+            'count': 1, 'connect': [], 'replicate': 1, 'attach': 'stdin', 'location': 'r1'}
+    old = {'name': 'old', 'exec': {'path': 'sort'}, 'file_list': [{'device': 'stdout'}]}
+    assert [g.name for g in parse(full, old)] == ['sort', 'old']
 
 
 def test_devices_and_file_list_together():
@@ -388,7 +432,10 @@ def test_swift_path_text_forms():
     ({'connect': [1]}, 'Invalid connect in sort: must be a list of node names, got a list'),
     ({'connect': ['reducer7']}, 'Non-existing node in connect reducer7 of sort'),
     ({'connect': ['sort'], 'count': 2}, None),
-    ({'attach': 'stdout'}, 'Invalid attach in sort: no device "stdout" in the group'),
+    ({'attach': 'stdout'}, 'Invalid attach in sort: no device "stdout" in the group (its '
+                           'devices: none)'),
+    ({'attach': 'stdn', 'devices': [{'name': 'stdin', 'path': 'swift://~/c/o'}]},
+     'Invalid attach in sort: no device "stdn" in the group (its devices: stdin)'),
     ({'attach': 3}, 'Invalid attach in sort: no device 3 in the group'),
     ({'location': 3}, 'Invalid location in sort: must be a string, got 3'),
     ({'location': 'r\n1'}, 'Invalid location in sort: control characters are not allowed'),

@@ -2,7 +2,8 @@
 
 ``open`` knows channel names (``/dev/stdin``, ``/dev/input`` ...) and the
 paths of the tar images the run mounted (``zvm_core.syscalls.fs``); every
-other path is ``-ENOENT``, so no host file is ever reachable.  Reads and
+other path is ``-ENOENT``, so no host file is ever reachable; creating a
+file in a directory of the image tree is ``-EROFS``, as on a read-only mount.  Reads and
 writes go straight between the host backing and guest memory
 (``readv``/``preadv`` into a ``memoryview``), after the channel's quota has
 clipped or refused them.  An image node has the channel surface used here
@@ -20,7 +21,7 @@ from zvm_core.memory import PROT_R, PROT_W
 from zvm_core.syscalls.errors import Stop, SysError
 
 O_ACCMODE, O_WRONLY, O_RDWR, O_DIRECTORY, O_CLOEXEC = 3, 1, 2, 0o200000, 0o2000000
-O_TRUNC, O_APPEND = 0o1000, 0o2000
+O_CREAT, O_TRUNC, O_APPEND = 0o100, 0o1000, 0o2000
 OFF_MAX = (1 << 63) - 1
 AT_FDCWD, AT_EMPTY_PATH = -100, 0x1000
 SEEK_SET, SEEK_CUR, SEEK_END = 0, 1, 2
@@ -202,6 +203,11 @@ def sys_lseek(p, fd, offset, whence, *_):
 
 def _lookup(p, dirfd: int, path: int):
     """The channel or image node a path names (relative paths: to ``/`` or ``dirfd``)."""
+    return _resolve(p, _path(p, dirfd, path))
+
+
+def _path(p, dirfd: int, path: int) -> str:
+    """The absolute, normalised name of a path argument."""
     name = p.mem.read_cstring(path).decode('utf-8', 'replace')
     if not name:
         raise SysError(errno.ENOENT)
@@ -213,7 +219,11 @@ def _lookup(p, dirfd: int, path: int):
             name = os.path.join(base.path, name)
         else:
             name = '/' + name
-    name = os.path.normpath(name)
+    return os.path.normpath(name)
+
+
+def _resolve(p, name: str):
+    """The channel or image node at an absolute name (recorded for snapshots)."""
     ch = p.channels.get(name)
     if ch is not None:
         if p.recorder is not None:
@@ -221,6 +231,16 @@ def _lookup(p, dirfd: int, path: int):
         return ch
     resolve = p.image.lookup if p.image is not None else _nothing
     return resolve(name) if p.recorder is None else p.recorder.lookup(resolve, name)
+
+
+def _in_image(p, name: str) -> bool:
+    """Whether ``name``'s directory is one of the image tree's (which is read-only)."""
+    if p.image is None or name == '/':
+        return False
+    try:
+        return bool(getattr(_resolve(p, os.path.dirname(name)), 'is_dir', False))
+    except SysError:
+        return False
 
 
 def _nothing(name: str):
@@ -238,7 +258,13 @@ def _lowest_fd(p, start: int = 0) -> int:
 
 
 def _open(p, dirfd: int, path: int, flags: int) -> int:
-    ch = _lookup(p, dirfd, path)
+    name = _path(p, dirfd, path)
+    try:
+        ch = _resolve(p, name)
+    except SysError as e:
+        if e.errno == errno.ENOENT and flags & O_CREAT and _in_image(p, name):
+            raise SysError(errno.EROFS) from None       # a new file in the read-only tree
+        raise
     if flags & O_DIRECTORY and not getattr(ch, 'is_dir', False):
         raise SysError(errno.ENOTDIR)
     access = {os.O_RDONLY: READ, O_WRONLY: WRITE, O_RDWR: READ | WRITE}.get(flags & O_ACCMODE)

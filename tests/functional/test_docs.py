@@ -1,0 +1,150 @@
+"""The docs' commands, run in order as a new user would: a step that does not work fails.
+
+Each doc below becomes one bash script, run in a fresh directory (for an
+example, a copy of its directory), whose line N is the doc's line N:
+
+- a fenced block tagged ``sh`` runs as written; ``python`` runs with ``python3``;
+- a block with ``file=NAME`` after its language (```` ```c file=lines.c ````)
+  is written to NAME, as the text before it tells the reader to do;
+- ``sh norun`` (or ``python norun``) marks a block deliberately not run
+  (installing the machine); blocks of other languages, and output without
+  a language, are not run; ``bash``/``shell``/``console`` are refused, so
+  that no shell block escapes the check by its tag.
+
+The script runs with ``set -e -o pipefail``; curl reads a ``.curlrc`` with
+``fail-with-body``, so an HTTP error fails its step too. The first step
+that fails ends the test, naming the doc, the line and the command. The
+docs start their own cluster with ``zerocloud-devcluster start``: it lives
+under this module's ``XDG_CACHE_HOME`` and is stopped at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from zerocloud.devcluster import DevCluster
+
+REPO = Path(__file__).resolve().parents[2]
+DOCS = [                        # (doc, the section that runs: None for all), in order
+    ('README.md', '## Trying it by hand'),
+    ('doc/user-guide.md', None),
+    ('examples/mapreduce/README.md', None),
+    ('examples/python-wordcount/README.md', None),
+]
+FENCE = re.compile(r'( *)(```+)(.*)')
+RUN = {'sh': '', 'python': "python3 - <<'ZC_DOC_EOF'"}
+REFUSED = ('bash', 'shell', 'console', 'zsh')
+END = 'ZC_DOC_EOF'
+FAILED = '@@doc step failed@@'
+PRELUDE = (f"set -eE -o pipefail; trap 'echo \"{FAILED} $LINENO: $BASH_COMMAND\" >&2' ERR")
+
+
+def doc_script(doc: str, section: str | None, root: Path = REPO) -> str:
+    """The doc as a bash script whose line N is the doc's line N (blank where nothing runs)."""
+    lines = (root / doc).read_text().splitlines()
+    out = [''] * len(lines)
+    heading, i = None, 0
+    while i < len(lines):
+        fence = FENCE.fullmatch(lines[i])
+        if not fence:
+            if lines[i].startswith('## '):
+                heading = lines[i].strip()
+            i += 1
+            continue
+        start, indent, ticks = i, len(fence[1]), fence[2]
+        words = fence[3].split()
+        i += 1
+        while i < len(lines) and lines[i].strip() != ticks:
+            i += 1
+        assert i < len(lines), f'{doc}:{start + 1}: the block does not end'
+        if section is not None and heading != section:
+            i += 1
+            continue
+        body = [line[min(indent, len(line) - len(line.lstrip(' '))):]
+                for line in lines[start + 1:i]]
+        opening = _opening(doc, start + 1, words)
+        if opening is not None:
+            assert END not in body, f'{doc}:{start + 1}: the block contains {END}'
+            out[start + 1:i] = body
+            if opening:
+                out[start], out[i] = opening, END
+        i += 1
+    assert out and not out[0], f'{doc}: the first line must not run'
+    out[0] = PRELUDE
+    return '\n'.join(out) + '\n'
+
+
+def _opening(doc: str, line: int, words: list[str]) -> str | None:
+    """What replaces a block's opening fence: None if it does not run, '' for shell lines."""
+    lang, attrs = (words[0], words[1:]) if words else ('', [])
+    where = f'{doc}:{line}'
+    assert lang not in REFUSED, f'{where}: tag shell blocks "sh" (run) or "sh norun"'
+    files = [a[len('file='):] for a in attrs if a.startswith('file=')]
+    others = [a for a in attrs if not a.startswith('file=')]
+    if files:
+        assert len(attrs) == 1 and re.fullmatch(r'[\w.-]+', files[0]), \
+            f'{where}: expected "<language> file=NAME", got {" ".join(words)!r}'
+        return f"cat > {files[0]} <<'{END}'"
+    if others == ['norun'] and lang in RUN:
+        return None
+    assert not others, f'{where}: unknown block attributes {" ".join(others)!r}'
+    return RUN.get(lang)
+
+
+@pytest.fixture(scope='module')
+def home(tmp_path_factory: pytest.TempPathFactory, sysimages) -> Iterator[Path]:
+    """XDG_CACHE_HOME and CURL_HOME of the docs' shell; stops the docs' cluster at the end."""
+    home = tmp_path_factory.mktemp('docs-home')
+    (home / '.curlrc').write_text('fail-with-body\n')
+    yield home
+    DevCluster(home / 'zerocloud' / 'devcluster').stop()
+
+
+@pytest.mark.parametrize('doc, section', DOCS, ids=[doc for doc, _ in DOCS])
+def test_the_docs_commands_work_as_written(doc: str, section: str | None, home: Path,
+                                           tmp_path: Path) -> None:
+    for tool in ('zerocloud-devcluster', 'zvm', 'swift', 'curl', 'musl-gcc'):
+        assert shutil.which(tool), f'{tool} is not on PATH: the docs need it'
+    work = tmp_path / 'work'
+    if doc.startswith('examples/'):
+        shutil.copytree(REPO / doc.rsplit('/', 1)[0], work)
+    else:
+        work.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(('ST_', 'OS_'))}
+    env.update(XDG_CACHE_HOME=str(home), CURL_HOME=str(home))
+    result = subprocess.run(['bash', '-c', doc_script(doc, section), doc], cwd=work, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            timeout=900)
+    failed = re.search(f'{FAILED} (\\d+): (.*)', result.stdout)
+    tail = '\n'.join(result.stdout.splitlines()[-40:])
+    assert not failed, f'{doc}:{failed[1]}: `{failed[2]}` failed:\n{tail}'
+    assert result.returncode == 0, f'{doc}: exit {result.returncode}:\n{tail}'
+
+
+@pytest.mark.parametrize('info, says', [
+    ('bash', 'tag shell blocks "sh" (run) or "sh norun"'),
+    ('sh fast', "unknown block attributes 'fast'"),
+    ('text norun', "unknown block attributes 'norun'"),
+    ('c file=a b', 'expected "<language> file=NAME"'),
+    ('c file=../x', 'expected "<language> file=NAME"'),
+])
+def test_a_block_the_runner_cannot_place_is_refused(info: str, says: str) -> None:
+    with pytest.raises(AssertionError, match=re.escape(says)):
+        _opening('doc.md', 3, info.split())
+
+
+def test_the_script_keeps_the_docs_line_numbers(tmp_path: Path) -> None:
+    (tmp_path / 'doc.md').write_text(
+        '# T\n\n```sh norun\nsetup\n```\n\n## Run\n\n```c file=a.c\nint x;\n```\n'
+        '  ```sh\n  echo one\n  ```\n```text\nout\n```\n```python\nprint(2)\n```\n')
+    assert doc_script('doc.md', None, tmp_path).splitlines() == [
+        PRELUDE, '', '', '', '', '', '', '', f"cat > a.c <<'{END}'", 'int x;', END, '',
+        'echo one', '', '', '', '', f"python3 - <<'{END}'", 'print(2)', END]
+    assert doc_script('doc.md', '## Run', tmp_path).splitlines()[3] == ''
