@@ -30,7 +30,7 @@ WAIT = 30                   # seconds a test waits for what should come within o
 @pytest.fixture(scope='module')
 def cluster(request: pytest.FixtureRequest,
             tmp_path_factory: pytest.TempPathFactory) -> DevCluster:
-    cluster = DevCluster(tmp_path_factory.mktemp('hangup'), replicas=1, object_servers=1,
+    cluster = DevCluster(tmp_path_factory.mktemp('disconnect'), replicas=1, object_servers=1,
                          sysimages={}, extra_conf={
                              'proxy': f'[filter:zerocloud]\nzerovm_timeout = {TIMEOUT}\n',
                              'object': POOL})
