@@ -42,6 +42,7 @@ from swift.common.swob import (
 )
 from swift.common.wsgi import make_subrequest
 
+from zerocloud.config import SWIFT_SOURCE
 from zerocloud.job import SwiftPath
 from zerocloud.sources import REGISTRY
 
@@ -49,7 +50,6 @@ HEADER = 'X-Zerovm-Deferred'
 MODES = ('always', 'auto', 'never')
 LAUNCHED = 'zerocloud.launched'         # environ: called when the nodes are sent
 HEADERS_SUFFIX = '.headers'
-SWIFT_SOURCE = 'ZC'
 
 
 def mode(req: Request) -> str:

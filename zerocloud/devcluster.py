@@ -207,7 +207,7 @@ def default_dir() -> Path:
 
 
 def sample_text(name: str) -> str:
-    """A shipped conf sample (package data; etc/ in the source tree holds copies)."""
+    """A shipped conf sample (package data; etc/ in the source tree links to it)."""
     return (resources.files('zerocloud') / 'etc' / name).read_text()
 
 

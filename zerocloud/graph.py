@@ -120,10 +120,9 @@ from swift.common.concurrency import (
 
 from zerocloud import wire
 from zerocloud.job import Group, JobError, Node
-from zvm_core.pool import MAX_FDS
+from zvm_core.limits import MAX_FDS
 
 IN, OUT = 'in/', 'out/'
-STD_CHANNELS = ('stdin', 'stdout', 'stderr')
 # The descriptors of a node's channels go to the sandbox worker in one message.
 MAX_CHANNELS = MAX_FDS
 MISMATCH, SKIPPED = 'mismatch', 'skipped'
@@ -187,7 +186,7 @@ def _cycle(names: list[str]) -> JobError:
 def channel_count(node: Node) -> int:
     """Descriptors the node takes on its object server: one per channel (undeclared
     std streams included), and one that wakes it when data it reads arrives."""
-    declared = {d.name for d in node.devices} | set(STD_CHANNELS)
+    declared = {d.name for d in node.devices} | set(wire.STD_CHANNELS)
     return (len(declared) + len(node.reads_from) + len(node.writes_to)
             + bool(node.reads_from))
 

@@ -143,19 +143,16 @@ from swift.common.swob import (
 )
 from swift.common.utils import (
     ClosingIterator,
-    config_positive_int_value,
-    config_true_value,
     get_logger,
-    non_negative_int,
 )
 
 from zerocloud import hangup, wire
+from zerocloud.config import NOT_PLAIN, Config
 from zvm_core.channels import READ, WRITE, LinkWaker, LinkWriter, Quota
-from zvm_core.executor import DEFAULT_FUEL, DEFAULT_MEMORY, DEFAULT_TIMEOUT, Limits
+from zvm_core.executor import Limits
 from zvm_core.pool import ChannelSpec, Pool, PoolBusy, WarmUp
 from zvm_core.sysimages import SysImageError, SystemImages, parse
 
-STD_CHANNELS = ('stdin', 'stdout', 'stderr')
 PROGRAM_CACHE = 32
 IMAGE_CACHE = 8
 WARM_TIMEOUT = 120
@@ -165,7 +162,6 @@ TAIL_PAUSE, TAIL_PAUSE_MAX = 0.002, 0.02    # seconds between looks at growing o
 CONTENT_DIR = 'zerocloud-content-'
 STDERR_TAIL = 64 << 10      # bytes of a node's stderr its report keeps (ZeroCloud's cap)
 # Metadata of objects whose data file is not the object's content.
-NOT_PLAIN = ('X-Static-Large-Object', 'X-Object-Manifest', 'X-Object-Sysmeta-Symlink-Target')
 
 
 class ContentCache:
@@ -345,27 +341,18 @@ class ObjectExecMiddleware:
     def __init__(self, app, conf: dict) -> None:
         self.app = app
         self.logger = get_logger(conf, log_route='zerocloud-object')
-        self.devices = conf.get('devices', '/srv/node')
-        self.mount_check = config_true_value(conf.get('mount_check', 'true'))
-        self.timeout = float(conf.get('zerovm_timeout', DEFAULT_TIMEOUT))
-        self.memory = config_positive_int_value(conf.get('zerovm_maxnexemem', DEFAULT_MEMORY))
-        self.fuel = config_positive_int_value(conf.get('zerovm_fuel', DEFAULT_FUEL))
-        self.max_input = config_positive_int_value(conf.get('zerovm_maxinput', 1 << 30))
-        self.max_output = config_positive_int_value(conf.get('zerovm_maxoutput', 1 << 30))
-        self.pool_size = config_positive_int_value(conf.get('zerovm_maxpool',
-                                                            os.cpu_count() or 1))
-        self.queue = non_negative_int(conf.get('zerovm_maxqueue', 16))
+        self.config = Config.from_conf(conf)
         self.programs = ContentCache(PROGRAM_CACHE)
         self.images = ContentCache(IMAGE_CACHE)
         try:
-            self.sysimages = SystemImages(parse(conf.get('zerovm_sysimage_devices', '')))
-            self.warm = tuple(_warm_ups(self.sysimages, conf.get('zerovm_prewarm', ''),
-                                        self.memory))
+            self.sysimages = SystemImages(parse(self.config.sysimage_devices))
+            self.warm = tuple(_warm_ups(self.sysimages, self.config.prewarm,
+                                        self.config.memory))
         except SysImageError as e:
             raise ValueError(f'zerovm_sysimage_devices / zerovm_prewarm: {e}') from None
         self.admitted = 0
         self._pool: Pool | None = None
-        if str(conf.get('workers', '')).strip() == '0':     # no fork will follow: start
+        if self.config.one_process:     # no fork will follow: start
             try:                                            # warm (the server answers after)
                 self.pool.wait_warm(WARM_TIMEOUT)
             except TimeoutError:
@@ -376,7 +363,7 @@ class ObjectExecMiddleware:
         """This process's workers: started with the first node (after the server's
         fork) or, in a one-process server, with the server."""
         if self._pool is None:
-            self._pool = _process_pool(self.pool_size, self.queue, self.warm)
+            self._pool = _process_pool(self.config.pool_size, self.config.queue, self.warm)
         return self._pool
 
     @property
@@ -402,13 +389,13 @@ class ObjectExecMiddleware:
         return resp(env, start_response)
 
     def execute(self, req: Request) -> Response:
-        if req.content_length is not None and req.content_length > self.max_input:
+        if req.content_length is not None and req.content_length > self.config.max_input:
             raise HTTPRequestEntityTooLarge(
-                body=f'request larger than zerovm_maxinput ({self.max_input} bytes)\n')
-        if self.admitted >= self.pool_size + self.queue:
+                body=f'request larger than zerovm_maxinput ({self.config.max_input} bytes)\n')
+        if self.admitted >= self.config.pool_size + self.config.queue:
             raise HTTPServiceUnavailable(
-                body=f'Slot not available: {self.pool_size} nodes running, '
-                     f'{self.queue} waiting\n', headers={'Retry-After': RETRY_AFTER})
+                body=f'Slot not available: {self.config.pool_size} nodes running, '
+                     f'{self.config.queue} waiting\n', headers={'Retry-After': RETRY_AFTER})
         try:
             device = req.split_path(5, 5, True)[0]
         except ValueError:
@@ -419,7 +406,7 @@ class ObjectExecMiddleware:
         files: dict[str, str] = {}
         try:
             try:
-                disk = check_drive(self.devices, device, self.mount_check)
+                disk = check_drive(self.config.devices, device, self.config.mount_check)
             except ValueError:
                 raise HTTPInsufficientStorage(drive=device) from None
             if req.headers.get(wire.ACCESS, '').upper() == 'GET':
@@ -494,12 +481,12 @@ class ObjectExecMiddleware:
         reader = disk_file.reader()
         kind = next((key for key in NOT_PLAIN if key in metadata), None)
         size = int(metadata['Content-Length'])
-        if kind or size > self.max_input:
+        if kind or size > self.config.max_input:
             reader.close()
             if kind:
                 raise HTTPConflict(body=f'{path} is not a plain object ({kind})\n')
             raise HTTPRequestEntityTooLarge(
-                body=f'{path} is larger than zerovm_maxinput ({self.max_input} bytes)\n')
+                body=f'{path} is larger than zerovm_maxinput ({self.config.max_input} bytes)\n')
         return reader
 
     def _receive(self, req: Request, tmp: str, files: dict[str, str]):
@@ -508,7 +495,7 @@ class ObjectExecMiddleware:
         member; returns (the node spec, the members after ``start`` or None, the
         bytes the rest of the request may still bring)."""
         spec = rest = None
-        budget = self.max_input
+        budget = self.config.max_input
         members = wire.read_members(req.environ['wsgi.input'], wire.SPEC)   # never reads ahead
         try:
             for name, f in members:
@@ -531,7 +518,7 @@ class ObjectExecMiddleware:
                 files[name] = path
         except wire.TooLarge:
             raise HTTPRequestEntityTooLarge(
-                body=f'request larger than zerovm_maxinput ({self.max_input} bytes)\n'
+                body=f'request larger than zerovm_maxinput ({self.config.max_input} bytes)\n'
             ) from None
         except ValueError as e:             # WireError, bad JSON
             raise HTTPBadRequest(body=f'bad execute request: {e}\n') from None
@@ -577,7 +564,8 @@ class ObjectExecMiddleware:
             f = open(path, 'w+b')
             opened.append(f)
             try:
-                put_size = min(int(dev.get('put_size', self.max_output)), self.max_output)
+                most = self.config.max_output
+                put_size = min(int(dev.get('put_size', most)), most)
             except (TypeError, ValueError) as e:
                 raise HTTPBadRequest(body=f'bad execute request: put_size of {name}: '
                                           f'{e}\n') from None
@@ -605,11 +593,11 @@ class ObjectExecMiddleware:
 
     def _limits(self, spec: dict) -> Limits:
         """The node's limits: what the proxy asks, within this server's."""
-        asked = spec.get('limits') or {}
+        asked, cfg = spec.get('limits') or {}, self.config
         try:
-            return Limits(memory=min(int(asked.get('memory', self.memory)), self.memory),
-                          fuel=min(int(asked.get('fuel', self.fuel)), self.fuel),
-                          timeout=min(float(asked.get('timeout', self.timeout)), self.timeout))
+            return Limits(memory=min(int(asked.get('memory', cfg.memory)), cfg.memory),
+                          fuel=min(int(asked.get('fuel', cfg.fuel)), cfg.fuel),
+                          timeout=min(float(asked.get('timeout', cfg.timeout)), cfg.timeout))
         except (TypeError, ValueError) as e:
             raise HTTPBadRequest(body=f'bad execute request: limits: {e}\n') from None
 
@@ -618,7 +606,7 @@ class ObjectExecMiddleware:
         """The node's channels and its written outputs [(device, host path)]."""
         declared = {d['name']: d for d in spec.get('devices', ())}
         channels, outputs = [], []
-        for name in sorted(set(declared) | set(STD_CHANNELS)):
+        for name in sorted(set(declared) | set(wire.STD_CHANNELS)):
             channel, out = self._channel(name, declared.get(name), files, reader, tmp, opened,
                                          links)
             channels.append(channel)
@@ -767,7 +755,7 @@ class _Streamed:
                     self.budget -= len(chunk)
                     if self.budget < 0:
                         raise wire.TooLarge(f'request larger than zerovm_maxinput '
-                                            f'({self.owner.max_input} bytes)')
+                                            f'({self.owner.config.max_input} bytes)')
                     link.append(chunk)
         except Exception as e:           # a cut or bad request: the links stay incomplete
             self.owner.logger.info('%s: links not complete: %r', self.spec.get('name'), e)

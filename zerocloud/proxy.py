@@ -263,7 +263,6 @@ from swift.common.swob import (
 )
 from swift.common.utils import (
     close_if_possible,
-    config_positive_int_value,
     config_true_value,
     get_logger,
 )
@@ -271,6 +270,7 @@ from swift.common.wsgi import make_subrequest
 from swift.proxy.controllers.base import get_container_info
 
 from zerocloud import cgiout, chain, deferred, graph, hangup, placement, sources, wire
+from zerocloud.config import NOT_PLAIN, SWIFT_SOURCE, Config
 from zerocloud.job import (
     Device,
     JobError,
@@ -282,10 +282,8 @@ from zerocloud.job import (
     parse_job,
 )
 from zerocloud.sources import Input, Launch
-from zvm_core.executor import DEFAULT_FUEL, DEFAULT_MEMORY, DEFAULT_TIMEOUT
 from zvm_core.validator import VALIDATOR_VERSION
 
-SWIFT_SOURCE = 'ZC'
 NODE_GRACE = 5.0
 BUSY_PAUSE, BUSY_PAUSE_MAX = 0.02, 0.5      # seconds between tries of busy servers
 VALIDATE_TIMEOUT = 120.0
@@ -312,7 +310,6 @@ LOCAL_HEADERS = {'content-length': 'LOCAL_CONTENT_LENGTH', 'content-type': 'LOCA
                  'content-encoding': 'LOCAL_HTTP_CONTENT_ENCODING'}
 _ENV_UNSAFE = re.compile('[^A-Z0-9_]')
 # Headers of objects whose data file is not their content.
-NOT_PLAIN = ('X-Object-Manifest', 'X-Static-Large-Object', 'X-Object-Sysmeta-Symlink-Target')
 
 
 class _Retry(Exception):
@@ -467,21 +464,7 @@ class ProxyExecMiddleware:
     def __init__(self, app, conf: dict) -> None:
         self.app = app
         self.logger = get_logger(conf, log_route='zerocloud-proxy')
-        self.swift_dir = conf.get('swift_dir', '/etc/swift')
-        self.timeout = float(conf.get('zerovm_timeout', DEFAULT_TIMEOUT))
-        self.max_config = config_positive_int_value(conf.get('zerovm_maxconfig', 65536))
-        self.max_nexe = config_positive_int_value(conf.get('zerovm_maxnexe', 256 << 20))
-        self.max_input = config_positive_int_value(conf.get('zerovm_maxinput', 1 << 30))
-        self.max_output = config_positive_int_value(conf.get('zerovm_maxoutput', 1 << 30))
-        self.memory = config_positive_int_value(conf.get('zerovm_maxnexemem', DEFAULT_MEMORY))
-        self.fuel = config_positive_int_value(conf.get('zerovm_fuel', DEFAULT_FUEL))
-        self.max_nodes = config_positive_int_value(conf.get('zerovm_maxnodes', 1000))
-        self.max_spool = config_positive_int_value(conf.get('zerovm_maxspool', 4 << 30))
-        self.pipeline = config_true_value(conf.get('zerovm_pipeline', 'true'))
-        self.conn_timeout = float(conf.get('conn_timeout', 0.5))
-        self.system_images = conf.get('zerovm_sysimage_devices', '').split()[::2]
-        self.interactive_timeout = float(conf.get('interactive_timeout', self.timeout))
-        self.chain_timeout = float(conf.get('chain_timeout', 20))
+        self.config = Config.from_conf(conf)
         # (ip, port, digest) of programs sent to object servers, least recently used first
         self.known_programs: collections.OrderedDict[tuple, None] = collections.OrderedDict()
         self.sending: dict[tuple, Event] = {}   # programs on their way: set once sent
@@ -508,12 +491,12 @@ class ProxyExecMiddleware:
             return self.app
         too_large = HTTPRequestEntityTooLarge(
             body=f'a program to validate may have at most zerovm_maxnexe '
-                 f'({self.max_nexe}) bytes\n')
-        if (req.content_length or 0) > self.max_nexe:
+                 f'({self.config.max_nexe}) bytes\n')
+        if (req.content_length or 0) > self.config.max_nexe:
             raise too_large
         with tempfile.NamedTemporaryFile(prefix='zerocloud-upload-') as program:
             try:
-                size = wire.copy_limited(req.environ['wsgi.input'], program, self.max_nexe)
+                size = wire.copy_limited(req.environ['wsgi.input'], program, self.config.max_nexe)
             except wire.TooLarge:
                 raise too_large from None
             except (OSError, ValueError):
@@ -585,8 +568,8 @@ class ProxyExecMiddleware:
 
         def run() -> Response:
             return deferred.run(
-                self.app, req, when, account, container, self.interactive_timeout,
-                lambda: chain.run(job, launch, self.chain_timeout, self.max_config),
+                self.app, req, when, account, container, self.config.interactive_timeout,
+                lambda: chain.run(job, launch, self.config.chain_timeout, self.config.max_config),
                 self.logger)
         if when != 'never':             # a deferred job goes on without its client
             return run()
@@ -629,14 +612,14 @@ class ProxyExecMiddleware:
 
     def _nodes(self, req: Request, account: str, launch: Launch) -> list[Node]:
         try:
-            groups = parse_job(launch.job, account, system_images=self.system_images,
-                               max_size=self.max_config)
+            groups = parse_job(launch.job, account, system_images=self.config.system_images,
+                               max_size=self.config.max_config)
             launch.adapt(groups)
             graph.check_groups(groups)
             nodes = expand(groups,
                            lambda a, c: self._listing(req, f'/v1/{a}/{c}'),
                            lambda a: self._listing(req, f'/v1/{a}'),
-                           max_nodes=self.max_nodes)
+                           max_nodes=self.config.max_nodes)
             graph.check_nodes(nodes)
         except JobTooLarge as e:
             raise HTTPRequestEntityTooLarge(body=f'{e}\n') from None
@@ -685,7 +668,7 @@ class ProxyExecMiddleware:
         return Input(out, size), resp
 
     def _fetch_program(self, req: Request, path: SwiftPath) -> bytes:
-        program, resp = self._fetch(req, path, self.max_nexe)
+        program, resp = self._fetch(req, path, self.config.max_nexe)
         with program.file:
             if (resp.headers.get(SYSMETA_VALIDATOR) == VALIDATOR_VERSION
                     and resp.headers.get(SYSMETA_VALID) == 'false'):
@@ -715,12 +698,12 @@ class ProxyExecMiddleware:
         if local is not None:
             p = local.path
             policy = policies[p]
-            ring = placement.object_ring(self.swift_dir, policy)
+            ring = placement.object_ring(self.config.swift_dir, policy)
             part, servers = placement.nodes_for_object(ring, p.account, p.container, p.obj)
             path = p.path
         else:
             policy = POLICIES.default.idx
-            ring = placement.object_ring(self.swift_dir, policy)
+            ring = placement.object_ring(self.config.swift_dir, policy)
             part, servers = placement.any_nodes(ring, job_id + node.name)
             path = f'/{account}/.zerocloud/{node.name}'
         return Plan(node, policy, part, path, servers, local.name if local else None, program,
@@ -742,7 +725,7 @@ class ProxyExecMiddleware:
         remote = {dev.path for n in nodes for dev in n.devices
                   if dev.readable and dev.path is not None and dev is not local[n.name]}
         for path in sorted(remote, key=str):
-            inputs[path] = self._fetch(req, path, self.max_input)[0]
+            inputs[path] = self._fetch(req, path, self.config.max_input)[0]
         plans = [self._plan(n, account, job_id, programs[n.name], local[n.name], policies,
                             inputs) for n in nodes]
         digests: dict[int, str] = {}             # one program object per path and job
@@ -771,10 +754,11 @@ class ProxyExecMiddleware:
             devices.append({'name': dev.name, 'access': 'w' if dev.writable else 'r',
                             'random': dev.random, 'source': source})
         node = plan.node
-        devices += graph.link_devices(node, self.max_output)
+        devices += graph.link_devices(node, self.config.max_output)
         spec = {'name': node.name, 'argv': node.argv, 'env': {**node.exec.env, **plan.env},
                 'devices': devices, 'seed': 0, 'epoch': 0, 'outputs': plan.replica == 1,
-                'limits': {'memory': self.memory, 'fuel': self.fuel, 'timeout': self.timeout}}
+                'limits': {'memory': self.config.memory, 'fuel': self.config.fuel,
+                           'timeout': self.config.timeout}}
         if node.reads_from or node.writes_to:
             spec['stream'] = True
         if plan.program is None:         # file://<system image>:<member>: mount that image
@@ -836,7 +820,7 @@ class ProxyExecMiddleware:
                 return headers, lambda: make_members(True, lambda: self._sent(*entry))
             return headers, lambda: make_members(True)
         errors, busy = [], []
-        for server in _attempts(plan.servers, busy, started + self.timeout):
+        for server in _attempts(plan.servers, busy, started + self.config.timeout):
             where = f'{server["ip"]}:{server["port"]}/{server["device"]}'
             load[server['ip'], server['port']] += 1
             known = plan.digest is not None and self._program_known(server, plan.digest)
@@ -905,7 +889,7 @@ class ProxyExecMiddleware:
                   members: Callable[[], list[wire.Member]], links: graph.NodeLinks | None,
                   sent: list[int]) -> tuple[dict, dict]:
         """Run the node on one server: (report, outputs), or an exception."""
-        with ConnectionTimeout(self.conn_timeout):
+        with ConnectionTimeout(self.config.conn_timeout):
             conn = http_connect(server['ip'], server['port'], server['device'], plan.partition,
                                 'POST', plan.path, headers)
         sock = conn.sock                  # the responses hold it too: shut it down at the end
@@ -913,7 +897,7 @@ class ProxyExecMiddleware:
         try:
             with Timeout(NODE_GRACE):
                 resp = conn.getexpect()
-            with Timeout(self.timeout + NODE_GRACE):
+            with Timeout(self.config.timeout + NODE_GRACE):
                 if resp.status == http.client.CONTINUE:
                     if 'Transfer-Encoding' in headers:
                         feeder = graph.Feeder(links.inputs)
@@ -972,7 +956,7 @@ class ProxyExecMiddleware:
                     report = json.loads(f.read(1 << 20))
                 elif name.startswith(wire.DEV_PREFIX) and report is not None:
                     out = outputs[name[len(wire.DEV_PREFIX):]] = _spooled()
-                    wire.copy_limited(f, out, self.max_output)
+                    wire.copy_limited(f, out, self.config.max_output)
                 else:
                     raise wire.WireError(f'unexpected member {name}')
             if not isinstance(report, dict):
@@ -985,7 +969,7 @@ class ProxyExecMiddleware:
 
     def _replica_servers(self, plan: Plan) -> tuple[int, str]:
         """How many different servers could run a replica of the node, and which."""
-        ring = placement.object_ring(self.swift_dir, plan.policy)
+        ring = placement.object_ring(self.config.swift_dir, plan.policy)
         if plan.local:
             path = next(d.path for d in plan.node.devices if d.name == plan.local)
             return int(ring.replica_count), f'replicas of {path}'
@@ -1017,9 +1001,9 @@ class ProxyExecMiddleware:
                 return self._run_node(req, replace(plan, servers=servers, replica=replica),
                                       job_id, load, links)
 
-            results = graph.run(plans, run_replica, _skipped, max_spool=self.max_spool,
-                                max_link=self.max_output, concurrency=MAX_CONCURRENCY,
-                                pipeline=self.pipeline)
+            results = graph.run(plans, run_replica, _skipped, max_spool=self.config.max_spool,
+                                max_link=self.config.max_output, concurrency=MAX_CONCURRENCY,
+                                pipeline=self.config.pipeline)
             self._store_all(req, results, failed=any(r.failed for r in results))
             return self._respond(results, time.monotonic() - started, report_json)
         finally:
@@ -1280,8 +1264,8 @@ def _nexe_headers(results: list[NodeResult], seconds: float) -> dict[str, str]:
 
 def filter_factory(global_conf: dict, **local_conf):
     conf = dict(global_conf, **local_conf)
-    register_swift_info('zerocloud', max_job_size=int(conf.get('zerovm_maxconfig', 65536)),
-                        timeout=float(conf.get('zerovm_timeout', DEFAULT_TIMEOUT)),
+    config = Config.from_conf(conf)
+    register_swift_info('zerocloud', max_job_size=config.max_config, timeout=config.timeout,
                         validator_version=VALIDATOR_VERSION)
 
     def zerocloud_proxy_filter(app):

@@ -248,13 +248,13 @@ def _load(mw: ProxyExecMiddleware, src, content_type: str, declared: int | None,
     head = _read_head(src, HEAD_SIZE)
     kind = _kind(content_type, head, where)
     if kind == 'job':
-        if declared is not None and declared > mw.max_config:
+        if declared is not None and declared > mw.config.max_config:
             raise _job_too_large(mw)
-        body = head + _read_head(src, mw.max_config + 1 - len(head))
-        if len(body) > mw.max_config:
+        body = head + _read_head(src, mw.config.max_config + 1 - len(head))
+        if len(body) > mw.config.max_config:
             raise _job_too_large(mw)
         return Launch(body)
-    data = _collect(src, head, mw.max_input, declared, where)
+    data = _collect(src, head, mw.config.max_input, declared, where)
     try:
         if kind == 'script':
             launch = Launch(_script_job(data, account, script_path, stdin))
@@ -262,7 +262,7 @@ def _load(mw: ProxyExecMiddleware, src, content_type: str, declared: int | None,
                 launch.input, data = data, None
             return launch
         image = _image(mw, data, content_type, head, where)
-        launch = Launch(zapp.system_map(image.file, mw.max_config, where), image=image)
+        launch = Launch(zapp.system_map(image.file, mw.config.max_config, where), image=image)
         data = None
         return launch
     finally:
@@ -276,7 +276,7 @@ def _image(mw: ProxyExecMiddleware, data: Input, content_type: str, head: bytes,
     if content_type in GZIP_TYPES or head.startswith(zapp.GZIP_MAGIC):
         plain = _spooled()
         try:
-            data.size = zapp.gunzip(data.file, plain, mw.max_input, where)
+            data.size = zapp.gunzip(data.file, plain, mw.config.max_input, where)
         except BaseException:
             plain.close()
             raise
@@ -287,7 +287,7 @@ def _image(mw: ProxyExecMiddleware, data: Input, content_type: str, head: bytes,
 
 def _job_too_large(mw: ProxyExecMiddleware) -> HTTPException:
     return HTTPRequestEntityTooLarge(
-        body=f'Job description larger than zerovm_maxconfig ({mw.max_config} bytes)\n')
+        body=f'Job description larger than zerovm_maxconfig ({mw.config.max_config} bytes)\n')
 
 
 def _script_job(script: Input, account: str, script_path: SwiftPath | None,
@@ -419,7 +419,8 @@ def _post_launch(mw: ProxyExecMiddleware, req: Request, account: str, container:
         raise HTTPBadRequest(body='POST to an object runs the job over that object, so the '
                                   'request body would be a second input: POST to the account '
                                   'or container, or send no body\n')
-    data = _collect(src, b'', mw.max_input, declared, 'the request body') if has_body else None
+    data = (_collect(src, b'', mw.config.max_input, declared, 'the request body')
+            if has_body else None)
     try:
         launch = _from_source(mw, req, source, account)
     except BaseException:
@@ -453,7 +454,7 @@ def open_launch(mw: ProxyExecMiddleware, req: Request, account: str, container: 
             src, declared, has_body = _body(req)
             try:
                 if has_body:
-                    launch.input = _collect(src, b'', mw.max_input, declared,
+                    launch.input = _collect(src, b'', mw.config.max_input, declared,
                                             'the request body')
             except BaseException:
                 launch.close()
@@ -502,12 +503,12 @@ def _registered(mw: ProxyExecMiddleware, req: Request, account: str, content_typ
         raise HTTPNotFound(body=f'No application registered for {content_type or "(none)"} '
                                 f'(no {config})\n') from None
     try:
-        body = _read_head(FileLikeIter(resp.app_iter), mw.max_config + 1)
+        body = _read_head(FileLikeIter(resp.app_iter), mw.config.max_config + 1)
     finally:
         close_if_possible(resp.app_iter)
-    if len(body) > mw.max_config:
+    if len(body) > mw.config.max_config:
         raise HTTPRequestEntityTooLarge(body=f'{config} is larger than zerovm_maxconfig '
-                                             f'({mw.max_config} bytes)\n')
+                                             f'({mw.config.max_config} bytes)\n')
     return body
 
 
@@ -578,9 +579,10 @@ def fetch_programs(mw: ProxyExecMiddleware, req: Request, nodes: Iterable[Node],
                         image, name = launch.image, 'the zapp'
                     else:
                         if device.path not in images:
-                            images[device.path] = mw._fetch(req, device.path, mw.max_input)[0]
+                            images[device.path] = mw._fetch(req, device.path,
+                                                            mw.config.max_input)[0]
                         image, name = images[device.path], str(device.path)
-                    found[key] = zapp.member(image.file, member, mw.max_nexe, name)
+                    found[key] = zapp.member(image.file, member, mw.config.max_nexe, name)
             programs[node.name] = found[key]
     finally:
         for image in images.values():

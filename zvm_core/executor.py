@@ -29,6 +29,7 @@ from zvm_core import guard as zguard
 from zvm_core import snapshot, trap
 from zvm_core.channels import READ, WRITE, Channel, standard_order
 from zvm_core.elf import PF_R, PF_W, PF_X, ElfError, Program, load_program
+from zvm_core.limits import DEFAULT_FUEL, DEFAULT_MEMORY, DEFAULT_TIMEOUT
 from zvm_core.memory import (
     MANIFEST_PAGE,
     PROT_R,
@@ -52,9 +53,6 @@ from zvm_core.syscalls.random import SeededStream
 from zvm_core.syscalls.time import VirtualClock
 from zvm_core.validator import Policy, Verdict, Violation, default_cache, validate
 
-DEFAULT_MEMORY = 256 << 20
-DEFAULT_FUEL = 200_000_000_000
-DEFAULT_TIMEOUT = 60.0
 MAX_TIMEOUT = 7 * 24 * 3600.0
 MAX_MEMORY = MANIFEST_PAGE          # everything below the user manifest page
 MIN_HEAP = 1 << 20

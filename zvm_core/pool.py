@@ -46,10 +46,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from zvm_core.channels import READ, WRITE, Channel, FdBacking, Quota, StreamBacking
+from zvm_core.limits import MAX_FDS
 from zvm_core.report import Report
 
 MAX_MESSAGE = 1 << 20
-MAX_FDS = 253          # SCM_MAX_FD: descriptors (channels) one request can pass
 KILL_GRACE = 2.0
 PR_SET_NO_NEW_PRIVS = 38
 PR_SET_THP_DISABLE = 41

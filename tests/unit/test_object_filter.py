@@ -153,7 +153,7 @@ def test_a_missing_disk_is_a_507(mw) -> None:
 
 def test_a_full_pool_is_a_503_before_the_body(mw) -> None:
     put(mw)
-    mw.admitted = mw.pool_size + mw.queue
+    mw.admitted = mw.config.pool_size + mw.config.queue
     resp = execute_unread(mw)
     assert resp.status_int == 503
     assert resp.headers['Retry-After'] == '1'
