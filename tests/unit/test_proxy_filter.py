@@ -21,9 +21,10 @@ import pytest
 from swift.common.concurrency import sleep
 from swift.common.swob import Request, Response
 
-from zerocloud import config, graph, placement, proxy, wire
+from zerocloud import config, graph, placement, wire
 from zerocloud import object as object_filter
-from zerocloud.proxy import (
+from zerocloud.proxy import middleware as proxy
+from zerocloud.proxy.middleware import (
     MAX_HEADER,
     NodeResult,
     ProxyExecMiddleware,

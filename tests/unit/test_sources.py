@@ -15,7 +15,7 @@ from test_proxy_filter import ACCOUNT, TEXT, FakeRing, FakeSwift, Servers, ok
 
 from zerocloud import cgiout, chain, deferred, placement, sources, zapp
 from zerocloud.job import SwiftPath
-from zerocloud.proxy import ProxyExecMiddleware
+from zerocloud.proxy.middleware import ProxyExecMiddleware
 from zerocloud.sources import Input, Launch
 
 JOB = [{'name': 'up', 'exec': {'path': 'swift://~/bin/wc'},

@@ -230,8 +230,6 @@ import json
 import random
 import re
 import socket
-import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -239,7 +237,7 @@ from dataclasses import dataclass, field, replace
 from urllib.parse import quote
 
 from swift.common.bufferedhttp import http_connect
-from swift.common.concurrency import Event, GreenPool, Timeout, sleep, spawn, subprocess
+from swift.common.concurrency import Event, GreenPool, Timeout, sleep, spawn
 from swift.common.constraints import valid_api_version
 from swift.common.exceptions import ConnectionTimeout
 from swift.common.http import is_success
@@ -247,30 +245,19 @@ from swift.common.registry import register_swift_info
 from swift.common.storage_policy import POLICIES, REPL_POLICY
 from swift.common.swob import (
     HTTPBadRequest,
-    HTTPClientDisconnect,
-    HTTPConflict,
     HTTPException,
-    HTTPForbidden,
-    HTTPNotFound,
     HTTPRequestEntityTooLarge,
-    HTTPServiceUnavailable,
-    HTTPUnauthorized,
-    HTTPUnprocessableEntity,
     Request,
     Response,
     wsgi_to_str,
     wsgify,
 )
 from swift.common.utils import (
-    close_if_possible,
-    config_true_value,
     get_logger,
 )
-from swift.common.wsgi import make_subrequest
-from swift.proxy.controllers.base import get_container_info
 
 from zerocloud import cgiout, chain, deferred, graph, hangup, placement, sources, wire
-from zerocloud.config import NOT_PLAIN, SWIFT_SOURCE, Config
+from zerocloud.config import Config
 from zerocloud.job import (
     Device,
     JobError,
@@ -281,24 +268,19 @@ from zerocloud.job import (
     job_paths,
     parse_job,
 )
-from zerocloud.sources import Input, Launch
-from zvm_core.validator import VALIDATOR_VERSION
+from zerocloud.proxy import uploads
+from zerocloud.proxy.caller import Caller, Input, spooled
+from zerocloud.sources import Launch
 
 NODE_GRACE = 5.0
 BUSY_PAUSE, BUSY_PAUSE_MAX = 0.02, 0.5      # seconds between tries of busy servers
-VALIDATE_TIMEOUT = 120.0
-LISTING_LIMIT = 10000
 MAX_CONCURRENCY = 64
 MAX_HEADER = 8192
 MAX_ERROR = 300
 KNOWN_PROGRAMS = 4096       # (server, program digest) pairs a proxy process remembers
-NEXE_CONTENT_TYPE = 'application/x-nexe'
 DEFAULT_CONTENT_TYPE = 'application/octet-stream'
 REPORT_HEADER = 'X-Zerovm-Report'
 BODY_BYTES = 'X-Nexe-Body-Bytes'     # bytes of the response body from each node
-SYSMETA_VALID = 'X-Object-Sysmeta-Zerovm-Valid'
-SYSMETA_VALIDATOR = 'X-Object-Sysmeta-Zerovm-Validator'
-SYSMETA_ERROR = 'X-Object-Sysmeta-Zerovm-Validation-Error'
 # HTTP status of a node by how it ended.
 EXIT_FAILED = 422        # a program that exited with a code the job does not accept
 HTTP_STATUS = {'ok': 200, 'validation': 422, 'fault': 422, 'fuel': 422, 'quota': 422,
@@ -309,7 +291,6 @@ LOCAL_HEADERS = {'content-length': 'LOCAL_CONTENT_LENGTH', 'content-type': 'LOCA
                  'etag': 'LOCAL_HTTP_ETAG', 'x-timestamp': 'LOCAL_HTTP_X_TIMESTAMP',
                  'content-encoding': 'LOCAL_HTTP_CONTENT_ENCODING'}
 _ENV_UNSAFE = re.compile('[^A-Z0-9_]')
-# Headers of objects whose data file is not their content.
 
 
 class _Retry(Exception):
@@ -330,10 +311,6 @@ class _Refused(Exception):
     def __init__(self, status: int, reason: str) -> None:
         super().__init__(f'{status} {reason}')
         self.status = status
-
-
-def _spooled():
-    return tempfile.SpooledTemporaryFile(max_size=1 << 20)
 
 
 def _short(text: str, limit: int = MAX_ERROR) -> str:
@@ -473,74 +450,14 @@ class ProxyExecMiddleware:
         if 'HTTP_X_ZEROVM_EXECUTE' in env or env['PATH_INFO'].startswith(f'/{sources.OPEN}/'):
             return self.execute_app(env, start_response)
         method = env['REQUEST_METHOD']
-        if method == 'PUT' and _wants_validation(env):
-            return self.validated_put(env, start_response)
+        if method == 'PUT' and uploads.wants_validation(env):
+            return uploads.ValidatedPut(self.app, self.config.max_nexe, self.logger)(
+                env, start_response)
         if method in ('GET', 'HEAD'):
             def start_with_verdict(status, headers, exc_info=None):
-                return start_response(status, headers + _verdict_headers(headers), exc_info)
+                return start_response(status, headers + uploads.verdict_headers(headers), exc_info)
             return self.app(env, start_with_verdict)
         return self.app(env, start_response)
-
-    # -- program uploads -----------------------------------------------------------
-
-    @wsgify
-    def validated_put(self, req: Request):
-        try:
-            req.split_path(4, 4, True)
-        except ValueError:
-            return self.app
-        too_large = HTTPRequestEntityTooLarge(
-            body=f'a program to validate may have at most zerovm_maxnexe '
-                 f'({self.config.max_nexe}) bytes\n')
-        if (req.content_length or 0) > self.config.max_nexe:
-            raise too_large
-        with tempfile.NamedTemporaryFile(prefix='zerocloud-upload-') as program:
-            try:
-                size = wire.copy_limited(req.environ['wsgi.input'], program, self.config.max_nexe)
-            except wire.TooLarge:
-                raise too_large from None
-            except (OSError, ValueError):
-                raise HTTPClientDisconnect(body='upload interrupted\n') from None
-            if req.content_length is not None and size != req.content_length:
-                raise HTTPClientDisconnect(body='upload shorter than Content-Length\n')
-            program.flush()
-            verdict = self._validate(program.name)
-            program.seek(0)
-            req.environ['wsgi.input'] = program
-            req.environ.pop('HTTP_TRANSFER_ENCODING', None)
-            req.content_length = size
-            if verdict is not None:
-                valid, error = verdict
-                req.headers[SYSMETA_VALIDATOR] = VALIDATOR_VERSION
-                req.headers[SYSMETA_VALID] = 'true' if valid else 'false'
-                if error:
-                    req.headers[SYSMETA_ERROR] = error
-            resp = req.get_response(self.app)
-        if is_success(resp.status_int):
-            resp.headers.update(_verdict_headers(list(req.headers.items())))
-        return resp
-
-    def _validate(self, path: str) -> tuple[bool, str] | None:
-        """(valid, first violation) from ``zvm validate`` in a child process; None
-        when it could not decide (logged; the object is stored without a verdict)."""
-        proc = subprocess.Popen([sys.executable, '-m', 'zvm_core.cli', 'validate', path],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        try:
-            out, err = proc.communicate(timeout=VALIDATE_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
-            self.logger.error('validating an upload took over %ss', VALIDATE_TIMEOUT)
-            return None
-        if proc.returncode not in (0, 1):
-            self.logger.error('zvm validate exited %s: %s', proc.returncode,
-                              err.decode('utf-8', 'replace')[-500:])
-            return None
-        lines = out.decode('utf-8', 'replace').splitlines() or ['']
-        if proc.returncode == 0:
-            return True, ''
-        reason = lines[1] if len(lines) > 1 else lines[0].rpartition(': invalid: ')[2]
-        return False, _short(reason, 200).encode('ascii', 'replace').decode()
 
     # -- request -> nodes --------------------------------------------------------------
 
@@ -559,12 +476,13 @@ class ProxyExecMiddleware:
         if mode not in ('', 'json'):
             raise HTTPBadRequest(body=f'{REPORT_HEADER} must be "json"\n')
         when = deferred.mode(req)
+        caller = Caller(self.app, req, self.config)
         launch = (sources.open_launch if opening else sources.post_launch)(
-            self, req, account, container, obj)
+            caller, account, container, obj)
         version = 'v1' if version == sources.OPEN else version
 
         def job(launch: Launch) -> Response:
-            return self.execute(req, version, account, mode == 'json', launch)
+            return self.execute(caller, version, account, mode == 'json', launch)
 
         def run() -> Response:
             return deferred.run(
@@ -576,49 +494,15 @@ class ProxyExecMiddleware:
         with hangup.stop_on_hangup(req.environ, 'the job'):
             return run()
 
-    def _authorize(self, req: Request, method: str, path: str, acl_key: str | None) -> None:
-        authorize = req.environ.get('swift.authorize')
-        if authorize is None:
-            return
-        sub = _sub(req, method, path)
-        if acl_key:
-            info = get_container_info(sub.environ, self.app, swift_source=SWIFT_SOURCE)
-            if not is_success(info['status']):
-                raise HTTPNotFound(body=f'container of swift:/{path[3:]} does not exist\n')
-            sub.acl = info.get(acl_key)
-        denied = authorize(sub)
-        if denied is not None:
-            what = {'POST': 'execute jobs in', 'PUT': 'write'}[method]
-            raise _denied(denied, f'{what} swift:/{path[3:]}')
-
-    def _listing(self, req: Request, path: str):
-        marker = ''
-        while True:
-            query = f'?format=json&limit={LISTING_LIMIT}&marker={quote(marker)}'
-            resp = _sub(req, 'GET', path, query).get_response(self.app)
-            if resp.status_int == 404:
-                raise JobError(f'swift:/{path[3:]} does not exist')
-            if resp.status_int in (401, 403):
-                raise _denied(resp, f'list swift:/{path[3:]}')
-            if not is_success(resp.status_int):
-                raise HTTPServiceUnavailable(body=f'cannot list swift:/{path[3:]}: '
-                                                  f'{resp.status}\n')
-            items = json.loads(resp.body or b'[]')
-            if not items:
-                return
-            for item in items:
-                yield item.get('name') or item.get('subdir')
-            marker = items[-1].get('name') or items[-1].get('subdir')
-
-    def _nodes(self, req: Request, account: str, launch: Launch) -> list[Node]:
+    def _nodes(self, caller: Caller, account: str, launch: Launch) -> list[Node]:
         try:
             groups = parse_job(launch.job, account, system_images=self.config.system_images,
                                max_size=self.config.max_config)
             launch.adapt(groups)
             graph.check_groups(groups)
             nodes = expand(groups,
-                           lambda a, c: self._listing(req, f'/v1/{a}/{c}'),
-                           lambda a: self._listing(req, f'/v1/{a}'),
+                           lambda a, c: caller.listing(f'/v1/{a}/{c}'),
+                           lambda a: caller.listing(f'/v1/{a}'),
                            max_nodes=self.config.max_nodes)
             graph.check_nodes(nodes)
         except JobTooLarge as e:
@@ -634,57 +518,12 @@ class ProxyExecMiddleware:
                                               'name objects\n')
         return nodes
 
-    def _read(self, req: Request, method: str, path: SwiftPath) -> Response:
-        """HEAD or GET an object as the caller; 404/403/409 name it."""
-        resp = _sub(req, method, '/v1' + path.path).get_response(self.app)
-        if resp.status_int == 404:
-            raise HTTPNotFound(body=f'Error 404 Not Found while fetching {path}\n')
-        if resp.status_int in (401, 403):
-            raise _denied(resp, f'read {path}')
-        if not is_success(resp.status_int):
-            raise HTTPServiceUnavailable(body=f'cannot read {path}: {resp.status}\n')
-        kind = next((key for key in NOT_PLAIN if key in resp.headers), None)
-        if kind:
-            raise HTTPConflict(body=f'{path} is not a plain object ({kind}): jobs read the '
-                                    'objects themselves, not manifests or symlinks\n')
-        return resp
-
-    def _fetch(self, req: Request, path: SwiftPath, limit: int) -> tuple[Input, Response]:
-        """GET an object as the caller into a spooled file."""
-        resp = self._read(req, 'GET', path)
-        out, size = _spooled(), 0
-        try:
-            for chunk in resp.app_iter:
-                size += len(chunk)
-                if size > limit:
-                    raise HTTPRequestEntityTooLarge(body=f'{path} is larger than {limit} '
-                                                         'bytes\n')
-                out.write(chunk)
-        except BaseException:
-            out.close()
-            raise
-        finally:
-            close_if_possible(resp.app_iter)
-        return Input(out, size), resp
-
-    def _fetch_program(self, req: Request, path: SwiftPath) -> bytes:
-        program, resp = self._fetch(req, path, self.config.max_nexe)
-        with program.file:
-            if (resp.headers.get(SYSMETA_VALIDATOR) == VALIDATOR_VERSION
-                    and resp.headers.get(SYSMETA_VALID) == 'false'):
-                raise HTTPUnprocessableEntity(
-                    body=f'program {path} is not valid (checked at upload): '
-                         f'{resp.headers.get(SYSMETA_ERROR, "")}\n')
-            program.file.seek(0)
-            return program.file.read()
-
-    def _in_place(self, req: Request, path: SwiftPath) -> tuple[int | None, dict[str, str]]:
+    def _in_place(self, caller: Caller, path: SwiftPath) -> tuple[int | None, dict[str, str]]:
         """The policy of ``path`` if a node can run where it is stored, reading it
         from the disk (replicated and not encrypted), else None (it must travel);
         and the ``LOCAL_*`` variables of the object."""
-        resp = self._read(req, 'HEAD', path)
-        info = get_container_info(_sub(req, 'HEAD', f'/v1/{path.account}/{path.container}'
-                                       ).environ, self.app, swift_source=SWIFT_SOURCE)
+        resp = caller.read('HEAD', path)
+        info = caller.container_info(f'/v1/{path.account}/{path.container}')
         policy = POLICIES.get_by_index(info.get('storage_policy'))
         encrypted = any(k.lower().startswith('x-object-sysmeta-crypto-') for k in resp.headers)
         local_env = _local_env(path, resp.headers)
@@ -710,14 +549,14 @@ class ProxyExecMiddleware:
                     {dev.name: inputs[dev.path] for dev in node.devices
                      if dev.readable and dev.path is not None and dev is not local})
 
-    def _prepare(self, req: Request, nodes: list[Node], account: str, job_id: str,
+    def _prepare(self, caller: Caller, nodes: list[Node], account: str, job_id: str,
                  inputs: dict[SwiftPath, Input], launch: Launch) -> list[Plan]:
         """Check every object the job touches, as the caller; fetch what travels."""
         for path in sorted(job_paths(nodes)[1], key=str):
-            self._authorize(req, 'PUT', '/v1' + path.path, 'write_acl')
-        programs = sources.fetch_programs(self, req, nodes, launch)
+            caller.authorize('PUT', '/v1' + path.path, 'write_acl')
+        programs = sources.fetch_programs(caller, nodes, launch)
         attached = sorted({n.attach.path for n in nodes if _attached_object(n)}, key=str)
-        found = dict(zip(attached, _imap(lambda p: self._in_place(req, p), attached),
+        found = dict(zip(attached, _imap(lambda p: self._in_place(caller, p), attached),
                          strict=True))
         policies = {path: policy for path, (policy, _) in found.items()}
         local = {n.name: n.attach if _attached_object(n) and policies[n.attach.path] is not None
@@ -725,7 +564,7 @@ class ProxyExecMiddleware:
         remote = {dev.path for n in nodes for dev in n.devices
                   if dev.readable and dev.path is not None and dev is not local[n.name]}
         for path in sorted(remote, key=str):
-            inputs[path] = self._fetch(req, path, self.config.max_input)[0]
+            inputs[path] = caller.fetch(path, self.config.max_input)[0]
         plans = [self._plan(n, account, job_id, programs[n.name], local[n.name], policies,
                             inputs) for n in nodes]
         digests: dict[int, str] = {}             # one program object per path and job
@@ -955,7 +794,7 @@ class ProxyExecMiddleware:
                 elif name == wire.REPORT:
                     report = json.loads(f.read(1 << 20))
                 elif name.startswith(wire.DEV_PREFIX) and report is not None:
-                    out = outputs[name[len(wire.DEV_PREFIX):]] = _spooled()
+                    out = outputs[name[len(wire.DEV_PREFIX):]] = spooled()
                     wire.copy_limited(f, out, self.config.max_output)
                 else:
                     raise wire.WireError(f'unexpected member {name}')
@@ -977,17 +816,18 @@ class ProxyExecMiddleware:
 
     # -- the whole job -----------------------------------------------------------------
 
-    def execute(self, req: Request, version: str, account: str, report_json: bool,
+    def execute(self, caller: Caller, version: str, account: str, report_json: bool,
                 launch: Launch) -> Response:
         started = time.monotonic()
+        req = caller.req
         req.environ.setdefault('swift.infocache', {})   # shared by every sub-request
-        self._authorize(req, 'POST', f'/{version}/{account}', None)
-        nodes = self._nodes(req, account, launch)
+        caller.authorize('POST', f'/{version}/{account}', None)
+        nodes = self._nodes(caller, account, launch)
         inputs: dict[SwiftPath, Input] = {}
         results: list[NodeResult] = []
         try:
             job_id = uuid.uuid4().hex
-            plans = self._prepare(req, nodes, account, job_id, inputs, launch)
+            plans = self._prepare(caller, nodes, account, job_id, inputs, launch)
             try:
                 graph.check_replicas(plans, self._replica_servers)
             except JobError as e:
@@ -1004,7 +844,7 @@ class ProxyExecMiddleware:
             results = graph.run(plans, run_replica, _skipped, max_spool=self.config.max_spool,
                                 max_link=self.config.max_output, concurrency=MAX_CONCURRENCY,
                                 pipeline=self.config.pipeline)
-            self._store_all(req, results, failed=any(r.failed for r in results))
+            self._store_all(caller, results, failed=any(r.failed for r in results))
             return self._respond(results, time.monotonic() - started, report_json)
         finally:
             for i in inputs.values():
@@ -1012,7 +852,7 @@ class ProxyExecMiddleware:
             for r in results:
                 r.close()
 
-    def _store_all(self, req: Request, results: list[NodeResult], failed: bool) -> None:
+    def _store_all(self, caller: Caller, results: list[NodeResult], failed: bool) -> None:
         """Store the outputs with a path: all of them when the job succeeded, else
         only those of devices with ``"store": "always"``."""
         todo = [(r, dev) for r in results for dev in r.node.devices
@@ -1021,10 +861,10 @@ class ProxyExecMiddleware:
                 and (not failed or dev.store == 'always')]
         if todo:
             pool = GreenPool(min(len(todo), MAX_CONCURRENCY))
-            for _ in pool.imap(lambda job: self._store(req, *job), todo):
+            for _ in pool.imap(lambda job: self._store(caller, *job), todo):
                 pass
 
-    def _store(self, req: Request, res: NodeResult, dev: Device) -> None:
+    def _store(self, caller: Caller, res: NodeResult, dev: Device) -> None:
         size = res.size(dev.name)
         headers = {'Content-Type': dev.content_type or DEFAULT_CONTENT_TYPE,
                    'Content-Length': str(size)}
@@ -1032,9 +872,7 @@ class ProxyExecMiddleware:
         if etag:
             headers['ETag'] = etag
         headers.update({f'X-Object-Meta-{k}': v for k, v in dev.meta.items()})
-        sub = _sub(req, 'PUT', '/v1' + dev.path.path, headers=headers)
-        sub.environ['wsgi.input'] = res.outputs[dev.name]
-        resp = sub.get_response(self.app)
+        resp = caller.put(dev.path, res.outputs[dev.name], headers)
         if is_success(resp.status_int):
             res.stored.add(dev.name)
             return
@@ -1080,39 +918,6 @@ class ProxyExecMiddleware:
             headers.update(written)
         headers['Etag'] = hashlib.md5(body).hexdigest()
         return Response(status=status, body=body, headers=headers, content_type=content_type)
-
-
-def _wants_validation(env: dict) -> bool:
-    content_type = env.get('CONTENT_TYPE', '').partition(';')[0].strip().lower()
-    return (content_type == NEXE_CONTENT_TYPE
-            or config_true_value(env.get('HTTP_X_ZEROVM_VALIDATE', 'false')))
-
-
-def _verdict_headers(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """``X-Zerovm-Valid`` (and why not) from a stored, current verdict in ``headers``."""
-    found = {k.lower(): v for k, v in headers if k.lower().startswith('x-object-sysmeta-zerovm-')}
-    valid = found.get(SYSMETA_VALID.lower())
-    if valid is None or found.get(SYSMETA_VALIDATOR.lower()) != VALIDATOR_VERSION:
-        return []
-    out = [('X-Zerovm-Valid', valid)]
-    if SYSMETA_ERROR.lower() in found:
-        out.append(('X-Zerovm-Validation-Error', found[SYSMETA_ERROR.lower()]))
-    return out
-
-
-def _sub(req: Request, method: str, path: str, query: str = '', **kwargs) -> Request:
-    """A sub-request as the caller (same auth) for an unquoted Swift path."""
-    return make_subrequest(req.environ, method, quote(path) + query, swift_source=SWIFT_SOURCE,
-                           **kwargs)
-
-
-def _denied(resp: Response, action: str) -> HTTPException:
-    """The 401 (no valid token: the auth's challenge kept) or 403 of Swift's ``resp``."""
-    if resp.status_int == 401:
-        challenge = {k: v for k, v in resp.headers.items() if k.lower() == 'www-authenticate'}
-        return HTTPUnauthorized(body=f'Unauthorized: a valid token is needed to {action}\n',
-                                headers=challenge)
-    return HTTPForbidden(body=f'Denied: may not {action}\n')
 
 
 def _imap(func: Callable, items: list) -> list:
@@ -1266,7 +1071,7 @@ def filter_factory(global_conf: dict, **local_conf):
     conf = dict(global_conf, **local_conf)
     config = Config.from_conf(conf)
     register_swift_info('zerocloud', max_job_size=config.max_config, timeout=config.timeout,
-                        validator_version=VALIDATOR_VERSION)
+                        validator_version=uploads.VALIDATOR_VERSION)
 
     def zerocloud_proxy_filter(app):
         return ProxyExecMiddleware(app, conf)
