@@ -25,15 +25,13 @@ from zerocloud import config, graph, placement, wire
 from zerocloud import object as object_filter
 from zerocloud.proxy import middleware as proxy
 from zerocloud.proxy.middleware import (
-    MAX_HEADER,
-    NodeResult,
     ProxyExecMiddleware,
     _Busy,
     _NeedProgram,
-    _nexe_headers,
     _Refused,
     _Retry,
 )
+from zerocloud.proxy.response import MAX_HEADER, NodeResult, nexe_headers
 from zvm_core.validator import VALIDATOR_VERSION
 
 ACCOUNT = '/v1/AUTH_a'
@@ -636,7 +634,7 @@ def test_headers_stay_bounded_for_big_jobs() -> None:
         res = NodeResult(Node(f'node-{i}', 'node', i, i, Exec('swift://a/c/p'), []), 'Policy-0')
         res.fail('fault', 'x' * 50)
         results.append(res)
-    headers = _nexe_headers(results, 1.0)
+    headers = nexe_headers(results, 1.0)
     assert headers['X-Nexe-Truncated'] == 'true'
     for name, value in headers.items():
         assert len(value) <= MAX_HEADER, name
@@ -648,7 +646,7 @@ def test_a_small_job_has_whole_headers() -> None:
     from zerocloud.job import Exec, Node
     res = NodeResult(Node('a,b', 'g', 1, 1, Exec('swift://a/c/p'), []), 'Policy-0')
     res.fail('killed', 'worker died,\nbadly')
-    headers = _nexe_headers([res], 0.5)
+    headers = nexe_headers([res], 0.5)
     assert 'X-Nexe-Truncated' not in headers
     assert headers['X-Nexe-System'] == 'a;b'
     assert headers['X-Nexe-Error'] == 'a;b: worker died; badly'
