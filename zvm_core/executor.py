@@ -23,7 +23,16 @@ from dataclasses import dataclass, replace
 
 from unicorn import UC_ARCH_X86, UC_HOOK_INTR, UC_HOOK_MEM_INVALID, UC_MODE_64, Uc, UcError
 from unicorn import unicorn_const as ucc
-from unicorn.x86_const import UC_X86_REG_RIP, UC_X86_REG_RSP
+from unicorn.x86_const import (
+    UC_X86_REG_CS,
+    UC_X86_REG_EFLAGS,
+    UC_X86_REG_FPCW,
+    UC_X86_REG_FPTAG,
+    UC_X86_REG_MXCSR,
+    UC_X86_REG_RIP,
+    UC_X86_REG_RSP,
+    UC_X86_REG_SS,
+)
 
 from zvm_core import guard as zguard
 from zvm_core import snapshot, trap
@@ -78,6 +87,15 @@ SIGSEGV, SIGILL, SIGFPE, SIGTRAP, SIGBUS = 11, 4, 8, 5, 7
 _SIGNALS = {0: SIGFPE, 1: SIGTRAP, 3: SIGTRAP, 6: SIGILL, 16: SIGFPE, 17: SIGBUS, 19: SIGFPE}
 _UC_ERRORS = {ucc.UC_ERR_INSN_INVALID: 'invalid or unsupported instruction',
               ucc.UC_ERR_EXCEPTION: 'unhandled CPU exception'}
+# What Linux gives a new x86-64 process where unicorn's reset state differs
+# (every other register, the FS/GS bases and the x87/SSE registers are zero in
+# both): IF set, the x87 control word of finit (64-bit precision, round to
+# nearest, exceptions masked) with every x87 register empty, MXCSR's power-on
+# value (exceptions masked, round to nearest) and the user code and stack
+# selectors.  tests/programs/initstate.c prints them natively and sandboxed.
+INITIAL_REGISTERS = ((UC_X86_REG_EFLAGS, 0x202), (UC_X86_REG_FPCW, 0x037F),
+                     (UC_X86_REG_FPTAG, 0xFFFF), (UC_X86_REG_MXCSR, 0x1F80),
+                     (UC_X86_REG_CS, 0x33), (UC_X86_REG_SS, 0x2B))
 AT = dict(PHDR=3, PHENT=4, PHNUM=5, PAGESZ=6, BASE=7, FLAGS=8, ENTRY=9, UID=11, EUID=12,
           GID=13, EGID=14, PLATFORM=15, HWCAP=16, CLKTCK=17, SECURE=23, RANDOM=25,
           HWCAP2=26, EXECFN=31)
@@ -164,8 +182,12 @@ class Machine:
             self._bitmap[base // 8:base // 8 + len(bits)] = bits
         self._user_manifest = trap.install(self.mem, self._bitmap)
         self._user_manifest_size = 0
-        self.jail = trap.Jail(self.uc, self.mem, self.arena, self._bitmap, policy)
         self.guard = zguard.Guard(self.uc, bitmap_addr, limit, self._on_syscall)
+        for seg in program.segments:
+            if seg.flags & PF_X:
+                self.guard.x87_on_host(self.uc, zguard.x87_sites(seg.vaddr, seg.data,
+                                                                 self._bitmap))
+        self.jail = trap.Jail(self.uc, self.mem, self.arena, self._bitmap, policy, self.guard)
         self.args = self.guard.args
         self.uc.hook_add(UC_HOOK_MEM_INVALID, _weak(self._on_mem_invalid))
         self.uc.hook_add(UC_HOOK_INTR, _weak(self._on_interrupt))
@@ -175,6 +197,8 @@ class Machine:
         self.image: Image | None = None
         self.recorder: snapshot.Recorder | None = None
         self.snapshots = snapshot.Snapshots() if snapshots else None
+        for reg, value in INITIAL_REGISTERS:
+            self.uc.reg_write(reg, value)
         self._context = self.uc.context_save()
         self.runs = 0
         self.dirty = False
