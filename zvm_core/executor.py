@@ -70,6 +70,8 @@ MIN_HEAP = 1 << 20
 TCG_BUFFER = 32 << 20
 MAX_ARGS_SIZE = 256 << 10
 UID = 1000
+MAX_UNKNOWN_KEYS = 64           # distinct unknown system calls named in a report; then:
+OTHER_UNKNOWN = 'other'
 
 _FAULTS = {
     ucc.UC_MEM_READ_UNMAPPED: 'read of unmapped memory',
@@ -214,7 +216,10 @@ class Machine:
             if self.recorder is not None and nr in trap.HANDLERS:
                 self.recorder.cut()
             if entry is None:
-                self.unknown[syscall_name(nr)] += 1
+                name = syscall_name(nr)
+                if name not in self.unknown and len(self.unknown) >= MAX_UNKNOWN_KEYS:
+                    name = OTHER_UNKNOWN        # the report stays small whatever the guest does
+                self.unknown[name] += 1
                 ret = -errno.ENOSYS
             else:
                 ret = entry[1](self, a[1], a[2], a[3], a[4], a[5], a[6])

@@ -91,8 +91,16 @@ def _wait(sock: socket.socket, readable: bool, deadline: float | None) -> None:
         raise TimeoutError
 
 
+class MessageTooLarge(ValueError):
+    """A message that one datagram of the worker socket cannot carry."""
+
+
 def _send(sock: socket.socket, obj: object, fds: Iterable[int] = ()) -> None:
+    """Send one message; :class:`MessageTooLarge` (nothing sent) if it cannot fit."""
     data = json.dumps(obj).encode()
+    if len(data) > MAX_MESSAGE:
+        raise MessageTooLarge(f'{len(data)} bytes; the worker transport carries at most '
+                              f'{MAX_MESSAGE}')
     fds = list(fds)
     while True:
         try:
@@ -100,6 +108,30 @@ def _send(sock: socket.socket, obj: object, fds: Iterable[int] = ()) -> None:
             return
         except BlockingIOError:
             _wait(sock, False, None)
+        except OSError as e:        # the socket buffer is smaller than MAX_MESSAGE here
+            if e.errno != errno.EMSGSIZE:
+                raise
+            raise MessageTooLarge(f'{len(data)} bytes; more than the socket buffer '
+                                  f'({sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)})'
+                                  ) from None
+
+
+def _socketpair() -> tuple[socket.socket, socket.socket]:
+    """The worker's socket pair, with buffers for a MAX_MESSAGE datagram where the
+    host allows (net.core.wmem_max); :func:`_send` refuses what does not fit."""
+    pair = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    for sock in pair:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 2 * MAX_MESSAGE)
+    return pair
+
+
+def _reply(sock: socket.socket, report: Report) -> None:
+    """Send a report, or, if it cannot travel, a short one that says so."""
+    try:
+        _send(sock, report.to_dict())
+    except MessageTooLarge as e:
+        _send(sock, _failed('killed', f'the report of this run is too large to return: '
+                                      f'{e}').to_dict())
 
 
 def _recv(sock: socket.socket, deadline: float | None = None) -> tuple[object | None, list[int]]:
@@ -276,7 +308,7 @@ def worker_main(fd: int, template_bytes: int, address_space: int,
         finally:
             for f in fds:
                 os.close(f)
-        _send(sock, report.to_dict())
+        _reply(sock, report)
         if machine is not None:
             machine.reset()     # after the reply: idle templates hold no guest data
 
@@ -285,7 +317,7 @@ def worker_main(fd: int, template_bytes: int, address_space: int,
 
 class _Worker:
     def __init__(self, template_bytes: int, address_space: int, warm: str) -> None:
-        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        parent, child = _socketpair()
         self.proc = subprocess.Popen(
             [sys.executable, '-m', 'zvm_core.pool', '--fd', str(child.fileno()),
              '--template-bytes', str(template_bytes), '--address-space', str(address_space),
@@ -388,7 +420,11 @@ class Pool:
         deadline = time.monotonic() + wait
         try:
             self._ready(worker, deadline)
-            _send(worker.sock, req, fds)
+            try:
+                _send(worker.sock, req, fds)
+            except MessageTooLarge as e:
+                return _failed('fault', 'the request (arguments, environment, channel names) '
+                                        f'is too large: {e}')
             reply, extra = _recv(worker.sock, deadline)
         except TimeoutError:
             worker.proc.kill()
