@@ -160,6 +160,7 @@ class Machine:
         self.mem = AddressSpace(self.uc)
         image = 0
         self.pristine: list[tuple[Region, bytes]] = []   # data segments, as loaded
+        self._loaded: list[tuple[Region, list[tuple[int, bytes]]]] = []  # their non-zero pages
         for seg in program.segments:
             start, end = page_down(seg.vaddr), page_up(seg.vaddr + seg.memsz)
             region = self.mem.map(start, end - start, _uc_prot(seg.flags))
@@ -167,6 +168,7 @@ class Machine:
             region.view[off:off + len(seg.data)] = seg.data
             if not seg.flags & PF_X:
                 self.pristine.append((region, bytes(region.view)))
+                self._loaded.append((region, snapshot.changed_runs(region, start, end, None)))
             image += end - start
         self.image_size = image
         heap_start = page_up(program.image_end())
@@ -225,7 +227,10 @@ class Machine:
                 ret = entry[1](self, a[1], a[2], a[3], a[4], a[5], a[6])
         except SysError as e:
             ret = -e.errno
-        except GuestFault:
+        except GuestFault as e:
+            if self.recorder is not None and _in_manifest(e.args[0] if e.args else 0):
+                self.manifest_read = True   # unreadable only while recording: start over
+                return 1
             ret = -errno.EFAULT
         except snapshot.Cut:
             self._cut()
@@ -244,10 +249,10 @@ class Machine:
 
     def _on_mem_invalid(self, uc, access, address, size, value, _data) -> bool:
         if self.recorder is not None and access == ucc.UC_MEM_READ_PROT and \
-                MANIFEST_PAGE <= address < STACK_TOP - STACK_SIZE:
+                _in_manifest(address):
             self.manifest_read = True       # not a fault: run() starts over unrecorded
             return False
-        if access == ucc.UC_MEM_WRITE_PROT and MANIFEST_PAGE <= address < STACK_TOP - STACK_SIZE:
+        if access == ucc.UC_MEM_WRITE_PROT and _in_manifest(address):
             self.fault = (f'stack overflow: write at {address:#x}, below the {STACK_SIZE >> 20} '
                           'MiB stack (into the read-only user manifest)')
         else:
@@ -308,13 +313,19 @@ class Machine:
 
         Code pages were never writable, so they and their translated blocks
         are kept; everything the guest could have changed is put back:
-        registers, data segments, heap arena, stack, protections.
+        registers, data segments, the whole heap arena, stack, protections.
+        Data segments and the arena are given back to the host and only the
+        non-zero pages of the loaded segments written again, so a reset
+        costs what the run touched and leaves only those pages held.
         """
         self.uc.context_restore(self._context)
         self.mem.reset_protections()
         self.jail.reset()
-        for region, data in self.pristine:
-            region.view[:] = data
+        for region, pages in self._loaded:
+            self.mem.zero(region.start, region.end)
+            for addr, data in pages:
+                off = addr - region.start
+                region.view[off:off + len(data)] = data
         self.arena.reset()
         self.mem.zero(self.stack.start, self.stack.end)
         self.channels, self.fds = {}, {}
@@ -571,6 +582,11 @@ class Watchdog:
 WATCHDOG = Watchdog()
 DISPATCH = {**HANDLERS, **trap.HANDLERS}     # Linux calls and the ZeroVM trap's stub
 MEMORY_ETAG = '/dev/memory'
+
+
+def _in_manifest(address: int) -> bool:
+    """In the pages of the user manifest (unreadable while a prefix is recorded)."""
+    return MANIFEST_PAGE <= address < STACK_TOP - STACK_SIZE
 
 
 def _halting(signal: int, rip: int) -> str:

@@ -175,8 +175,15 @@ class Templates:
         return machine, machine.verdict
 
     def _cost(self, machine) -> int:
+        """Host memory an idle template holds: its pages (measured after its last
+        reset), its snapshots, and an estimate of its translated code."""
         snapshots = machine.snapshots.size if machine.snapshots is not None else 0
-        return machine.image_size + machine.arena.peak + snapshots + (4 << 20)
+        return getattr(machine, 'held', machine.image_size) + snapshots + (4 << 20)
+
+    def settle(self, machine) -> None:
+        """A template was reset after a run: charge it what it still holds."""
+        machine.held = machine.mem.resident()
+        self._evict()
 
     def _evict(self) -> None:
         while (len(self._machines) > 1
@@ -226,6 +233,7 @@ def _warm_up(warm: WarmUp, templates: Templates) -> None:
         _, machine = _serve_one(req, [c.fd for c in channels], templates)
         if machine is not None:
             machine.reset()
+            templates.settle(machine)
     finally:
         for f in files:
             f.close()
@@ -311,6 +319,7 @@ def worker_main(fd: int, template_bytes: int, address_space: int,
         _reply(sock, report)
         if machine is not None:
             machine.reset()     # after the reply: idle templates hold no guest data
+            templates.settle(machine)
 
 
 # -- caller side ---------------------------------------------------------------
