@@ -160,7 +160,8 @@ class Machine:
         self.mem = AddressSpace(self.uc)
         image = 0
         self.pristine: list[tuple[Region, bytes]] = []   # data segments, as loaded
-        self._loaded: list[tuple[Region, list[tuple[int, bytes]]]] = []  # their non-zero pages
+        # data segments as runs of non-zero pages (copied back) and of zero pages (freed)
+        self._loaded: list[tuple[Region, list[tuple[int, bytes]], list[tuple[int, int]]]] = []
         for seg in program.segments:
             start, end = page_down(seg.vaddr), page_up(seg.vaddr + seg.memsz)
             region = self.mem.map(start, end - start, _uc_prot(seg.flags))
@@ -168,7 +169,10 @@ class Machine:
             region.view[off:off + len(seg.data)] = seg.data
             if not seg.flags & PF_X:
                 self.pristine.append((region, bytes(region.view)))
-                self._loaded.append((region, snapshot.changed_runs(region, start, end, None)))
+                data = snapshot.changed_runs(region, start, end, None)
+                ends = [start, *(a for addr, d in data for a in (addr, addr + len(d))), end]
+                self._loaded.append((region, data, [(lo, hi) for lo, hi in zip(
+                    ends[::2], ends[1::2], strict=True) if lo < hi]))
             image += end - start
         self.image_size = image
         heap_start = page_up(program.image_end())
@@ -314,22 +318,28 @@ class Machine:
         Code pages were never writable, so they and their translated blocks
         are kept; everything the guest could have changed is put back:
         registers, data segments, the whole heap arena, stack, protections.
-        Data segments and the arena are given back to the host and only the
-        non-zero pages of the loaded segments written again, so a reset
-        costs what the run touched and leaves only those pages held.
+        The pages of data segments that load as zeros (bss) and the arena
+        are given back to the host, the others are copied again: a reset
+        leaves held only the pages that hold the program's initial data.
         """
         self.uc.context_restore(self._context)
         self.mem.reset_protections()
         self.jail.reset()
-        for region, pages in self._loaded:
-            self.mem.zero(region.start, region.end)
+        for region, pages, zeros in self._loaded:
             for addr, data in pages:
                 off = addr - region.start
                 region.view[off:off + len(data)] = data
+            for lo, hi in zeros:
+                self.mem.zero(lo, hi)
         self.arena.reset()
         self.mem.zero(self.stack.start, self.stack.end)
         self.channels, self.fds = {}, {}
         self.dirty = False
+
+    def held(self) -> int:
+        """Host memory a reset machine holds: its data pages (``reset`` gave the
+        arena and the stack back, whatever the run touched)."""
+        return self.mem.resident(skip=(self.mem.region_at(self.arena.start), self.stack))
 
     def run(self, channels: Iterable[Channel], argv: list[str], env: Mapping[str, str],
             seed: int = 0, epoch: int = 0, limits: Limits | None = None, *,

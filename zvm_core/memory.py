@@ -216,10 +216,12 @@ class AddressSpace:
         used = entries[7::8].translate(_PAGEMAP_USED)   # the flags byte of each entry
         return [(lo + m.start() * PAGE, lo + m.end() * PAGE) for m in _RUN.finditer(used)]
 
-    def resident(self) -> int:
-        """Bytes of host memory the regions hold now (pages a run wrote, not yet zeroed)."""
+    def resident(self, skip: tuple[Region, ...] = ()) -> int:
+        """Bytes of host memory the regions (but ``skip``) hold now."""
         total = 0
         for region in self.regions:
+            if any(region is r for r in skip):
+                continue
             size = region.end - region.start
             vec = ctypes.create_string_buffer(size // PAGE)
             if _libc.mincore(region.addr, size, vec) != 0:

@@ -178,11 +178,11 @@ class Templates:
         """Host memory an idle template holds: its pages (measured after its last
         reset), its snapshots, and an estimate of its translated code."""
         snapshots = machine.snapshots.size if machine.snapshots is not None else 0
-        return getattr(machine, 'held', machine.image_size) + snapshots + (4 << 20)
+        return getattr(machine, 'charge', machine.image_size) + snapshots + (4 << 20)
 
     def settle(self, machine) -> None:
         """A template was reset after a run: charge it what it still holds."""
-        machine.held = machine.mem.resident()
+        machine.charge = machine.held()
         self._evict()
 
     def _evict(self) -> None:
