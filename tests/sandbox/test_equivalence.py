@@ -44,7 +44,7 @@ CASES: dict[str, list[tuple[tuple[str, ...], bytes]]] = {
     'sort': [((), b'')], 'src_interp': [(('/script',), b'')], 'startup': [((), TEXT)],
     'timeprint': [((), b'')], 'timewarp': [((), b'')], 'unknown_syscalls': [(('300',), b'')],
     'wc': [((), TEXT)], 'write_text': [((), b'')],
-    'zvm_copy': [((), TEXT)], 'zvm_exit': [((), b'5')], 'zvm_jail': [((), b'v')],
+    'zvm_copy': [((), TEXT)], 'zvm_exit': [((), b'5')], 'zvm_jail': [((), b'v'), ((), b'x')],
     'zvm_sort': [((), TEXT)], 'zvm_trapper': [(('read', '0', '10'), TEXT)],
     'hidden_ret': [((), b'')], 'rdtsc_hidden': [((), b'')], 'rodata_code': [((), b'')],
 }
