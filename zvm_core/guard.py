@@ -41,6 +41,7 @@ from unicorn.x86_const import (
 )
 
 from zvm_core import _guard
+from zvm_core.validator import _PREFIXES  # legacy prefixes and REX
 
 STOP_NONE, STOP_BOUNDARY, STOP_FUEL, STOP_HOST = range(4)
 
@@ -109,7 +110,6 @@ class GuardState(ctypes.Structure):
 
 
 _X87 = re.compile(b'\\xd9[' + bytes(X87_HOST).replace(b'\\', b'\\\\') + b']')
-_LEGACY = frozenset(b'\x26\x2e\x36\x3e\x64\x65\x66\x67\xf0\xf2\xf3' + bytes(range(0x40, 0x50)))
 
 
 def x87_sites(base: int, code: bytes, bitmap) -> dict[int, int]:
@@ -123,7 +123,7 @@ def x87_sites(base: int, code: bytes, bitmap) -> dict[int, int]:
             if bitmap[a // 8] >> (a % 8) & 1:
                 sites[a] = code[m.start() + 1]
                 break
-            if i == 0 or code[i - 1] not in _LEGACY or m.start() - i >= 14:
+            if i == 0 or code[i - 1] not in _PREFIXES or m.start() - i >= 14:
                 break
             i -= 1
     return sites
