@@ -13,12 +13,8 @@ from __future__ import annotations
 import math
 import random
 
-import pytest
-
 from zvm_core.channels import READ, WRITE, Channel, MemoryBacking
-from zvm_core.elf import load_program
-from zvm_core.executor import Limits, Machine
-from zvm_core.validator import validate
+from zvm_core.executor import Machine
 
 PROBE_FLAGS = ('-O2', '-Wl,-eprobe_entry')
 
@@ -35,21 +31,6 @@ def decimal_lines(n: int = 300, seed: int = 7) -> bytes:
             text += f'e{rng.randrange(-330, 310)}'
         lines.append(('-' if rng.random() < 0.2 else '') + text)
     return ('\n'.join(lines) + '\n').encode()
-
-
-@pytest.fixture
-def machine_for():
-    made = []
-
-    def make(path, snapshots: bool = False) -> Machine:
-        program = load_program(path)
-        machine = Machine(program, validate(program), Limits(memory=64 << 20),
-                          snapshots=snapshots)
-        made.append(machine)
-        return machine
-    yield make
-    for m in made:
-        m.close()
 
 
 def machine_run(machine: Machine, argv: list[str], stdin: bytes = b'') -> bytes:

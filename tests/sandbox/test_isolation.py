@@ -16,25 +16,8 @@ import time
 import pytest
 
 from zvm_core.channels import READ, WRITE, Channel, FdBacking, MemoryBacking
-from zvm_core.elf import load_program
 from zvm_core.executor import Limits, Machine
 from zvm_core.pool import ChannelSpec, Pool, Templates
-from zvm_core.validator import validate
-
-
-@pytest.fixture
-def machine_for():
-    made = []
-
-    def make(path, memory: int = 64 << 20, snapshots: bool = False) -> Machine:
-        program = load_program(path)
-        machine = Machine(program, validate(program), Limits(memory=memory),
-                          snapshots=snapshots)
-        made.append(machine)
-        return machine
-    yield make
-    for m in made:
-        m.close()
 
 
 def machine_run(machine: Machine, argv: list[str], stdin: bytes = b''):
