@@ -40,6 +40,7 @@ from zvm_core.channels import READ, WRITE, Channel, standard_order
 from zvm_core.elf import PF_R, PF_W, PF_X, ElfError, Program, load_program
 from zvm_core.memory import (
     MANIFEST_PAGE,
+    PAGE,
     PROT_R,
     PROT_W,
     PROT_X,
@@ -454,8 +455,10 @@ class Machine:
         """MD5 of every guest-readable byte in address order (ZeroVM's memory etag).
 
         The arena between the break and the lowest mapping was never handed
-        out and is all zeros; it is hashed as its length, not byte by byte, so
-        the digest of a 4 GiB guest costs what its used memory costs.
+        out: its runs of zero pages are hashed as their length, not byte by
+        byte, so the digest of a 4 GiB guest costs what its used memory costs;
+        the pages there that hold data (the guest may write anywhere in its
+        arena) are hashed as they are.
         """
         h = hashlib.md5()
         gap_lo, gap_hi = page_up(self.arena.brk), self.arena.floor
@@ -465,9 +468,27 @@ class Machine:
                 h.update(region.view[start - region.start:end - region.start])
                 continue
             h.update(region.view[start - region.start:lo - region.start])
-            h.update(f'<{hi - lo} zero bytes>'.encode())
+            self._digest_gap(h, region, lo, hi)
             h.update(region.view[hi - region.start:end - region.start])
         return h.hexdigest()
+
+    def _digest_gap(self, h, region: Region, lo: int, hi: int) -> None:
+        pos, zeros = lo, 0
+        for start, end in self.mem.touched(region, lo, hi):
+            zeros += start - pos
+            for page in range(start, end, PAGE):
+                data = region.view[page - region.start:page - region.start + PAGE]
+                if data == ZERO_PAGE:
+                    zeros += PAGE
+                    continue
+                if zeros:
+                    h.update(f'<{zeros} zero bytes>'.encode())
+                    zeros = 0
+                h.update(data)
+            pos = end
+        zeros += hi - pos
+        if zeros:
+            h.update(f'<{zeros} zero bytes>'.encode())
 
     def expire(self) -> None:
         """Called by the watchdog when the run passed its deadline."""
@@ -592,6 +613,7 @@ class Watchdog:
 WATCHDOG = Watchdog()
 DISPATCH = {**HANDLERS, **trap.HANDLERS}     # Linux calls and the ZeroVM trap's stub
 MEMORY_ETAG = '/dev/memory'
+ZERO_PAGE = bytes(PAGE)
 
 
 def _in_manifest(address: int) -> bool:

@@ -16,7 +16,7 @@ import time
 import pytest
 
 from zvm_core.channels import READ, WRITE, Channel, FdBacking, MemoryBacking
-from zvm_core.executor import Limits, Machine
+from zvm_core.executor import MEMORY_ETAG, Limits, Machine
 from zvm_core.pool import ChannelSpec, Pool, Templates
 
 
@@ -156,3 +156,18 @@ def test_recording_and_resuming_are_invisible(guest, machine_for, args):
         assert machine_run(keeping, ['sigstate', *args], b'hi\n')[1] == plain
         starts.append(keeping.start)
     assert starts == (['recorded', 'resumed', 'resumed'] if not args else ['entry'] * 3)
+
+
+def test_the_memory_digest_sees_data_outside_allocations(guest, machine_for):
+    """ZeroVM's memory etag hashes the unallocated arena as zero runs, but what a
+    run wrote there (it may) is hashed as data: same writes, same digest."""
+    prog = guest('scribble')
+    digests = {}
+    for fill in 'aba':
+        for machine in (machine_for(prog), machine_for(prog)):
+            out = MemoryBacking()
+            report = machine.run([Channel('/dev/stdout', out, WRITE)],
+                                 ['scribble', '2', fill, 'read-first'], {}, memory_etag=True)
+            assert report.status == 'ok', report.message
+            digests.setdefault(fill, set()).add(report.etags[MEMORY_ETAG])
+    assert len(digests['a']) == len(digests['b']) == 1 and digests['a'] != digests['b']
