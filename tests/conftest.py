@@ -184,6 +184,25 @@ def etag():
 
 
 
+@pytest.fixture
+def machine_for():
+    """``machine_for(path, memory=64 MiB, snapshots=False) -> Machine`` in this
+    process (a template instance), closed when the test ends."""
+    from zvm_core.elf import load_program
+    from zvm_core.executor import Limits, Machine
+    from zvm_core.validator import validate
+    made = []
+
+    def make(path: Path, memory: int = 64 << 20, snapshots: bool = False) -> Machine:
+        program = load_program(path)
+        made.append(Machine(program, validate(program), Limits(memory=memory),
+                            snapshots=snapshots))
+        return made[-1]
+    yield make
+    for m in made:
+        m.close()
+
+
 @pytest.fixture(scope='session')
 def zvm_guest():
     """``zvm_guest(name, cc='musl-gcc') -> Path``: a program built against ``sdk/zvm.h``

@@ -11,6 +11,11 @@
  *                batch, call the Python dispatcher, write RAX back.
  *  - zg_cpuid   (UC_HOOK_INSN/CPUID): answer from a fixed, versioned table.
  *  - zg_rdtsc / zg_rdtscp: a virtual time-stamp counter (fuel used).
+ *  - zg_x87     (UC_HOOK_CODE on one address each): the x87 instructions that
+ *                unicorn's QEMU 5.0 computes through host doubles (fprem,
+ *                fprem1, f2xm1, fyl2x, fyl2xp1, fpatan, fptan, fsin, fcos,
+ *                fsincos, fscale, fxtract) run on the host's FPU with the
+ *                guest's x87 state, and the guest skips them.
  *
  * The library is not linked against unicorn: the host passes the few unicorn
  * entry points it needs as function pointers in struct zg_state, whose layout
@@ -18,6 +23,7 @@
  */
 #include <Python.h>
 #include <stdint.h>
+#include <string.h>
 
 typedef void uc_engine;
 typedef int (*uc_emu_stop_fn)(uc_engine *);
@@ -151,6 +157,84 @@ int zg_rdtscp(uc_engine *uc, void *ud)
     g->reg_write(uc, g->reg_ids[R_RCX], &aux);
     return 1;
 }
+
+/* One x87 site: which registers to move (ids from guard.py) and the opcode. */
+enum { X_FPCW, X_FPSW, X_FPTAG, X_FP0, X_RIP = X_FP0 + 8, X_NREGS };
+
+struct zg_x87 {
+    struct zg_state *g;
+    int32_t ids[X_NREGS];
+    uint32_t op;               /* second byte of D9 xx */
+};
+
+struct fp80 { uint64_t mant; uint16_t exp; uint8_t pad[6]; };
+
+void zg_x87(uc_engine *uc, uint64_t addr, uint32_t size, void *ud)
+{
+    struct zg_x87 *x = ud;
+    struct zg_state *g = x->g;
+    uint64_t cw = 0, sw = 0, tag = 0;
+    struct fp80 fp[8];
+    void *ptrs[3 + 8] = {&cw, &sw, &tag};
+    for (int i = 0; i < 8; i++)
+        ptrs[3 + i] = &fp[i];
+    g->reg_read_batch(uc, x->ids, ptrs, 3 + 8);
+    /* the guest's x87 state as an FXSAVE image, exceptions masked on the host */
+    uint8_t host[512] __attribute__((aligned(16)));
+    uint8_t area[512] __attribute__((aligned(16)));
+    __asm__ volatile("fxsave %0" : "=m"(host));
+    memset(area, 0, sizeof area);
+    uint16_t fcw = (uint16_t)cw | 0x3f, fsw = (uint16_t)sw;
+    unsigned top = (sw >> 11) & 7;
+    uint8_t ftw = 0;
+    for (int i = 0; i < 8; i++)
+        if (((tag >> (2 * i)) & 3) != 3)
+            ftw |= 1u << i;
+    memcpy(area, &fcw, 2);
+    memcpy(area + 2, &fsw, 2);
+    area[4] = ftw;
+    memcpy(area + 24, host + 24, 8);          /* MXCSR and its mask: the host's */
+    for (int j = 0; j < 8; j++)
+        memcpy(area + 32 + 16 * j, &fp[(top + j) & 7], 10);
+    __asm__ volatile("fxrstor %0" : : "m"(area));
+    switch (x->op) {
+    case 0xf0: __asm__ volatile("f2xm1"); break;
+    case 0xf1: __asm__ volatile("fyl2x"); break;
+    case 0xf2: __asm__ volatile("fptan"); break;
+    case 0xf3: __asm__ volatile("fpatan"); break;
+    case 0xf4: __asm__ volatile("fxtract"); break;
+    case 0xf5: __asm__ volatile("fprem1"); break;
+    case 0xf8: __asm__ volatile("fprem"); break;
+    case 0xf9: __asm__ volatile("fyl2xp1"); break;
+    case 0xfb: __asm__ volatile("fsincos"); break;
+    case 0xfd: __asm__ volatile("fscale"); break;
+    case 0xfe: __asm__ volatile("fsin"); break;
+    case 0xff: __asm__ volatile("fcos"); break;
+    default: break;
+    }
+    __asm__ volatile("fxsave %0" : "=m"(area));
+    __asm__ volatile("fxrstor %0" : : "m"(host));
+    memcpy(&fsw, area + 2, 2);
+    fsw &= 0x7f7f;                             /* the host's ES/B: recomputed below */
+    if (fsw & ~(uint16_t)cw & 0x3f)            /* unmasked for the guest: pending */
+        fsw |= 0x8080;
+    top = (fsw >> 11) & 7;
+    tag = 0;
+    for (int i = 0; i < 8; i++)
+        if (!(area[4] >> i & 1))
+            tag |= 3ull << (2 * i);
+    for (int j = 0; j < 8; j++)
+        memcpy(&fp[(top + j) & 7], area + 32 + 16 * j, 10);
+    sw = fsw;
+    g->reg_write(uc, x->ids[X_FPSW], &sw);
+    g->reg_write(uc, x->ids[X_FPTAG], &tag);
+    for (int i = 0; i < 8; i++)
+        g->reg_write(uc, x->ids[X_FP0 + i], &fp[i]);
+    uint64_t next = addr + size;
+    g->reg_write(uc, x->ids[X_RIP], &next);
+}
+
+size_t zg_x87_size(void) { return sizeof(struct zg_x87); }
 
 /* Lets guard.py check that its ctypes mirror has the same layout. */
 size_t zg_state_size(void) { return sizeof(struct zg_state); }

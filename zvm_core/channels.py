@@ -119,11 +119,20 @@ class Backing:
 
 
 class FdBacking(Backing):
-    """A host descriptor: a regular file (positional I/O) or a pipe/tty (streaming)."""
+    """A host descriptor: a regular file (positional I/O) or a pipe/tty (streaming).
+
+    A read of a pipe, FIFO or socket returns everything it asked for, or what
+    is left before the end, as :class:`StreamBacking` does: how the writer's
+    data was split in time never shows.  A terminal stays interactive (a read
+    returns what was typed).  The wait ends at the run's deadline (given to
+    :meth:`ready`), which stops the run with ``timeout``.
+    """
 
     def __init__(self, fd: int, owned: bool) -> None:
         self.fd, self.owned = fd, owned
         self.seekable = stat.S_ISREG(os.fstat(fd).st_mode)
+        self.full_reads = not self.seekable and not os.isatty(fd)
+        self.deadline: float | None = None
 
     @classmethod
     def open(cls, path: str | os.PathLike, mode: int) -> FdBacking:
@@ -146,9 +155,25 @@ class FdBacking(Backing):
         return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
 
     def readinto(self, bufs: list[memoryview], offset: int | None) -> int:
-        if offset is None:
+        if offset is not None:
+            return os.preadv(self.fd, bufs, offset)
+        if not self.full_reads:
             return os.readv(self.fd, bufs)
-        return os.preadv(self.fd, bufs, offset)
+        total = 0
+        while bufs:
+            try:
+                got = os.readv(self.fd, bufs)
+            except BlockingIOError:
+                got = None
+            if got == 0:
+                break                   # the end: the writer closed
+            if got is not None:
+                total += got
+                bufs = skip(bufs, got)
+            if bufs and not self._poll(select.POLLIN, self.deadline):
+                from zvm_core.syscalls.errors import Stop
+                raise Stop('timeout', 'wall-clock timeout while reading a pipe')
+        return total
 
     def write(self, bufs: list[memoryview], offset: int | None) -> int:
         if offset is None:
@@ -158,9 +183,14 @@ class FdBacking(Backing):
     def ready(self, write: bool, deadline: float) -> bool:
         if self.seekable:
             return True
+        self.deadline = deadline
+        return self._poll(select.POLLOUT if write else select.POLLIN, deadline)
+
+    def _poll(self, event: int, deadline: float | None) -> bool:
         poll = select.poll()
-        poll.register(self.fd, select.POLLOUT if write else select.POLLIN)
-        return bool(poll.poll(max(0.0, deadline - time.monotonic()) * 1000))
+        poll.register(self.fd, event)
+        return bool(poll.poll(None if deadline is None
+                              else max(0.0, deadline - time.monotonic()) * 1000))
 
     def truncate(self) -> None:
         os.ftruncate(self.fd, 0)
@@ -194,6 +224,18 @@ def clip(bufs: list[memoryview], limit: int) -> list[memoryview]:
             break
         out.append(buf[:limit])
         limit -= len(buf)
+    return out
+
+
+def skip(bufs: list[memoryview], count: int) -> list[memoryview]:
+    """A scatter/gather list without its first ``count`` bytes."""
+    out = []
+    for buf in bufs:
+        if count >= len(buf):
+            count -= len(buf)
+        else:
+            out.append(buf[count:])
+            count = 0
     return out
 
 

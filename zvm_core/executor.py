@@ -23,7 +23,16 @@ from dataclasses import dataclass, replace
 
 from unicorn import UC_ARCH_X86, UC_HOOK_INTR, UC_HOOK_MEM_INVALID, UC_MODE_64, Uc, UcError
 from unicorn import unicorn_const as ucc
-from unicorn.x86_const import UC_X86_REG_RIP, UC_X86_REG_RSP
+from unicorn.x86_const import (
+    UC_X86_REG_CS,
+    UC_X86_REG_EFLAGS,
+    UC_X86_REG_FPCW,
+    UC_X86_REG_FPTAG,
+    UC_X86_REG_MXCSR,
+    UC_X86_REG_RIP,
+    UC_X86_REG_RSP,
+    UC_X86_REG_SS,
+)
 
 from zvm_core import guard as zguard
 from zvm_core import snapshot, trap
@@ -32,6 +41,7 @@ from zvm_core.elf import PF_R, PF_W, PF_X, ElfError, Program, load_program
 from zvm_core.limits import DEFAULT_FUEL, DEFAULT_MEMORY, DEFAULT_TIMEOUT
 from zvm_core.memory import (
     MANIFEST_PAGE,
+    PAGE,
     PROT_R,
     PROT_W,
     PROT_X,
@@ -59,6 +69,8 @@ MIN_HEAP = 1 << 20
 TCG_BUFFER = 32 << 20
 MAX_ARGS_SIZE = 256 << 10
 UID = 1000
+MAX_UNKNOWN_KEYS = 64           # distinct unknown system calls named in a report; then:
+OTHER_UNKNOWN = 'other'
 
 _FAULTS = {
     ucc.UC_MEM_READ_UNMAPPED: 'read of unmapped memory',
@@ -76,6 +88,15 @@ SIGSEGV, SIGILL, SIGFPE, SIGTRAP, SIGBUS = 11, 4, 8, 5, 7
 _SIGNALS = {0: SIGFPE, 1: SIGTRAP, 3: SIGTRAP, 6: SIGILL, 16: SIGFPE, 17: SIGBUS, 19: SIGFPE}
 _UC_ERRORS = {ucc.UC_ERR_INSN_INVALID: 'invalid or unsupported instruction',
               ucc.UC_ERR_EXCEPTION: 'unhandled CPU exception'}
+# What Linux gives a new x86-64 process where unicorn's reset state differs
+# (every other register, the FS/GS bases and the x87/SSE registers are zero in
+# both): IF set, the x87 control word of finit (64-bit precision, round to
+# nearest, exceptions masked) with every x87 register empty, MXCSR's power-on
+# value (exceptions masked, round to nearest) and the user code and stack
+# selectors.  tests/programs/initstate.c prints them natively and sandboxed.
+INITIAL_REGISTERS = ((UC_X86_REG_EFLAGS, 0x202), (UC_X86_REG_FPCW, 0x037F),
+                     (UC_X86_REG_FPTAG, 0xFFFF), (UC_X86_REG_MXCSR, 0x1F80),
+                     (UC_X86_REG_CS, 0x33), (UC_X86_REG_SS, 0x2B))
 AT = dict(PHDR=3, PHENT=4, PHNUM=5, PAGESZ=6, BASE=7, FLAGS=8, ENTRY=9, UID=11, EUID=12,
           GID=13, EGID=14, PLATFORM=15, HWCAP=16, CLKTCK=17, SECURE=23, RANDOM=25,
           HWCAP2=26, EXECFN=31)
@@ -138,6 +159,8 @@ class Machine:
         self.mem = AddressSpace(self.uc)
         image = 0
         self.pristine: list[tuple[Region, bytes]] = []   # data segments, as loaded
+        # data segments as runs of non-zero pages (copied back) and of zero pages (freed)
+        self._loaded: list[tuple[Region, list[tuple[int, bytes]], list[tuple[int, int]]]] = []
         for seg in program.segments:
             start, end = page_down(seg.vaddr), page_up(seg.vaddr + seg.memsz)
             region = self.mem.map(start, end - start, _uc_prot(seg.flags))
@@ -145,6 +168,10 @@ class Machine:
             region.view[off:off + len(seg.data)] = seg.data
             if not seg.flags & PF_X:
                 self.pristine.append((region, bytes(region.view)))
+                data = snapshot.changed_runs(region, start, end, None)
+                ends = [start, *(a for addr, d in data for a in (addr, addr + len(d))), end]
+                self._loaded.append((region, data, [(lo, hi) for lo, hi in zip(
+                    ends[::2], ends[1::2], strict=True) if lo < hi]))
             image += end - start
         self.image_size = image
         heap_start = page_up(program.image_end())
@@ -162,8 +189,12 @@ class Machine:
             self._bitmap[base // 8:base // 8 + len(bits)] = bits
         self._user_manifest = trap.install(self.mem, self._bitmap)
         self._user_manifest_size = 0
-        self.jail = trap.Jail(self.uc, self.mem, self.arena, self._bitmap, policy)
         self.guard = zguard.Guard(self.uc, bitmap_addr, limit, self._on_syscall)
+        for seg in program.segments:
+            if seg.flags & PF_X:
+                self.guard.x87_on_host(self.uc, zguard.x87_sites(seg.vaddr, seg.data,
+                                                                 self._bitmap))
+        self.jail = trap.Jail(self.uc, self.mem, self.arena, self._bitmap, policy, self.guard)
         self.args = self.guard.args
         self.uc.hook_add(UC_HOOK_MEM_INVALID, _weak(self._on_mem_invalid))
         self.uc.hook_add(UC_HOOK_INTR, _weak(self._on_interrupt))
@@ -173,6 +204,8 @@ class Machine:
         self.image: Image | None = None
         self.recorder: snapshot.Recorder | None = None
         self.snapshots = snapshot.Snapshots() if snapshots else None
+        for reg, value in INITIAL_REGISTERS:
+            self.uc.reg_write(reg, value)
         self._context = self.uc.context_save()
         self.runs = 0
         self.dirty = False
@@ -188,13 +221,19 @@ class Machine:
             if self.recorder is not None and nr in trap.HANDLERS:
                 self.recorder.cut()
             if entry is None:
-                self.unknown[syscall_name(nr)] += 1
+                name = syscall_name(nr)
+                if name not in self.unknown and len(self.unknown) >= MAX_UNKNOWN_KEYS:
+                    name = OTHER_UNKNOWN        # the report stays small whatever the guest does
+                self.unknown[name] += 1
                 ret = -errno.ENOSYS
             else:
                 ret = entry[1](self, a[1], a[2], a[3], a[4], a[5], a[6])
         except SysError as e:
             ret = -e.errno
-        except GuestFault:
+        except GuestFault as e:
+            if self.recorder is not None and _in_manifest(e.args[0] if e.args else 0):
+                self.manifest_read = True   # unreadable only while recording: start over
+                return 1
             ret = -errno.EFAULT
         except snapshot.Cut:
             self._cut()
@@ -213,10 +252,10 @@ class Machine:
 
     def _on_mem_invalid(self, uc, access, address, size, value, _data) -> bool:
         if self.recorder is not None and access == ucc.UC_MEM_READ_PROT and \
-                MANIFEST_PAGE <= address < STACK_TOP - STACK_SIZE:
+                _in_manifest(address):
             self.manifest_read = True       # not a fault: run() starts over unrecorded
             return False
-        if access == ucc.UC_MEM_WRITE_PROT and MANIFEST_PAGE <= address < STACK_TOP - STACK_SIZE:
+        if access == ucc.UC_MEM_WRITE_PROT and _in_manifest(address):
             self.fault = (f'stack overflow: write at {address:#x}, below the {STACK_SIZE >> 20} '
                           'MiB stack (into the read-only user manifest)')
         else:
@@ -277,17 +316,29 @@ class Machine:
 
         Code pages were never writable, so they and their translated blocks
         are kept; everything the guest could have changed is put back:
-        registers, data segments, heap arena, stack, protections.
+        registers, data segments, the whole heap arena, stack, protections.
+        The pages of data segments that load as zeros (bss) and the arena
+        are given back to the host, the others are copied again: a reset
+        leaves held only the pages that hold the program's initial data.
         """
         self.uc.context_restore(self._context)
         self.mem.reset_protections()
         self.jail.reset()
-        for region, data in self.pristine:
-            region.view[:] = data
+        for region, pages, zeros in self._loaded:
+            for addr, data in pages:
+                off = addr - region.start
+                region.view[off:off + len(data)] = data
+            for lo, hi in zeros:
+                self.mem.zero(lo, hi)
         self.arena.reset()
         self.mem.zero(self.stack.start, self.stack.end)
         self.channels, self.fds = {}, {}
         self.dirty = False
+
+    def held(self) -> int:
+        """Host memory a reset machine holds: its data pages (``reset`` gave the
+        arena and the stack back, whatever the run touched)."""
+        return self.mem.resident(skip=(self.mem.region_at(self.arena.start), self.stack))
 
     def run(self, channels: Iterable[Channel], argv: list[str], env: Mapping[str, str],
             seed: int = 0, epoch: int = 0, limits: Limits | None = None, *,
@@ -402,8 +453,10 @@ class Machine:
         """MD5 of every guest-readable byte in address order (ZeroVM's memory etag).
 
         The arena between the break and the lowest mapping was never handed
-        out and is all zeros; it is hashed as its length, not byte by byte, so
-        the digest of a 4 GiB guest costs what its used memory costs.
+        out: its runs of zero pages are hashed as their length, not byte by
+        byte, so the digest of a 4 GiB guest costs what its used memory costs;
+        the pages there that hold data (the guest may write anywhere in its
+        arena) are hashed as they are.
         """
         h = hashlib.md5()
         gap_lo, gap_hi = page_up(self.arena.brk), self.arena.floor
@@ -413,9 +466,27 @@ class Machine:
                 h.update(region.view[start - region.start:end - region.start])
                 continue
             h.update(region.view[start - region.start:lo - region.start])
-            h.update(f'<{hi - lo} zero bytes>'.encode())
+            self._digest_gap(h, region, lo, hi)
             h.update(region.view[hi - region.start:end - region.start])
         return h.hexdigest()
+
+    def _digest_gap(self, h, region: Region, lo: int, hi: int) -> None:
+        pos, zeros = lo, 0
+        for start, end in self.mem.touched(region, lo, hi):
+            zeros += start - pos
+            for page in range(start, end, PAGE):
+                data = region.view[page - region.start:page - region.start + PAGE]
+                if data == ZERO_PAGE:
+                    zeros += PAGE
+                    continue
+                if zeros:
+                    h.update(f'<{zeros} zero bytes>'.encode())
+                    zeros = 0
+                h.update(data)
+            pos = end
+        zeros += hi - pos
+        if zeros:
+            h.update(f'<{zeros} zero bytes>'.encode())
 
     def expire(self) -> None:
         """Called by the watchdog when the run passed its deadline."""
@@ -540,6 +611,12 @@ class Watchdog:
 WATCHDOG = Watchdog()
 DISPATCH = {**HANDLERS, **trap.HANDLERS}     # Linux calls and the ZeroVM trap's stub
 MEMORY_ETAG = '/dev/memory'
+ZERO_PAGE = bytes(PAGE)
+
+
+def _in_manifest(address: int) -> bool:
+    """In the pages of the user manifest (unreadable while a prefix is recorded)."""
+    return MANIFEST_PAGE <= address < STACK_TOP - STACK_SIZE
 
 
 def _halting(signal: int, rip: int) -> str:

@@ -6,21 +6,28 @@ decoded, and every block's code bytes are charged to a deterministic budget
 (fuel).
 It also answers ``syscall`` (by calling back into Python with the arguments
 already read), ``cpuid`` (from :data:`CPUID_TABLE`) and ``rdtsc``/``rdtscp``
-(a virtual counter: fuel used so far).
+(a virtual counter: fuel used so far).  The x87 instructions that unicorn
+computes through host doubles run on the host FPU instead (:data:`X87_HOST`),
+hooked at each address where the validated code has one.
 """
 
 from __future__ import annotations
 
 import ctypes
+import re
 from collections.abc import Callable
 
 from unicorn import unicorn_py3
-from unicorn.unicorn_const import UC_HOOK_BLOCK, UC_HOOK_INSN
+from unicorn.unicorn_const import UC_HOOK_BLOCK, UC_HOOK_CODE, UC_HOOK_INSN
 from unicorn.x86_const import (
     UC_X86_INS_CPUID,
     UC_X86_INS_RDTSC,
     UC_X86_INS_RDTSCP,
     UC_X86_INS_SYSCALL,
+    UC_X86_REG_FP0,
+    UC_X86_REG_FPCW,
+    UC_X86_REG_FPSW,
+    UC_X86_REG_FPTAG,
     UC_X86_REG_R8,
     UC_X86_REG_R9,
     UC_X86_REG_R10,
@@ -29,10 +36,12 @@ from unicorn.x86_const import (
     UC_X86_REG_RCX,
     UC_X86_REG_RDI,
     UC_X86_REG_RDX,
+    UC_X86_REG_RIP,
     UC_X86_REG_RSI,
 )
 
 from zvm_core import _guard
+from zvm_core.validator import _PREFIXES  # legacy prefixes and REX
 
 STOP_NONE, STOP_BOUNDARY, STOP_FUEL, STOP_HOST = range(4)
 
@@ -59,6 +68,16 @@ _ARG_REGS = (UC_X86_REG_RAX, UC_X86_REG_RDI, UC_X86_REG_RSI, UC_X86_REG_RDX,
              UC_X86_REG_R10, UC_X86_REG_R8, UC_X86_REG_R9, UC_X86_REG_RBX, UC_X86_REG_RCX)
 
 SyscallHandler = ctypes.CFUNCTYPE(ctypes.c_int64)
+
+# Second bytes of the ``D9 xx`` x87 instructions that QEMU 5.0 (unicorn 2)
+# computes in double precision or through the host's libm: fprem and fprem1
+# (musl's fmodl, so every strtod), f2xm1, fyl2x, fyl2xp1, fpatan (expl, logl,
+# atan2l ...), fptan, fsin, fcos, fsincos, and fscale/fxtract with them.  The
+# host FPU gives what a native run gives (fprem, fscale, fxtract are exact;
+# the transcendental ones are Intel's and AMD's own approximations).
+X87_HOST = frozenset((0xF0, 0xF1, 0xF2, 0xF3, 0xF4, 0xF5, 0xF8, 0xF9, 0xFB, 0xFD, 0xFE, 0xFF))
+_X87_REGS = (UC_X86_REG_FPCW, UC_X86_REG_FPSW, UC_X86_REG_FPTAG,
+             *range(UC_X86_REG_FP0, UC_X86_REG_FP0 + 8), UC_X86_REG_RIP)
 
 
 class CpuidEntry(ctypes.Structure):
@@ -90,9 +109,37 @@ class GuardState(ctypes.Structure):
     ]
 
 
+_X87 = re.compile(b'\\xd9[' + bytes(X87_HOST).replace(b'\\', b'\\\\') + b']')
+
+
+def x87_sites(base: int, code: bytes, bitmap) -> dict[int, int]:
+    """{address: opcode} of every validated instruction in ``code`` (at ``base``)
+    that :data:`X87_HOST` names, prefixes included."""
+    sites = {}
+    for m in _X87.finditer(code):
+        i = m.start()
+        while True:                     # back over prefixes to the instruction's start
+            a = base + i
+            if bitmap[a // 8] >> (a % 8) & 1:
+                sites[a] = code[m.start() + 1]
+                break
+            if i == 0 or code[i - 1] not in _PREFIXES or m.start() - i >= 14:
+                break
+            i -= 1
+    return sites
+
+
+class X87Site(ctypes.Structure):
+    """Mirror of ``struct zg_x87``."""
+
+    _fields_ = [('state', ctypes.c_void_p), ('reg_ids', ctypes.c_int32 * len(_X87_REGS)),
+                ('op', ctypes.c_uint32)]
+
+
 _lib = ctypes.CDLL(_guard.__file__)
-_lib.zg_state_size.restype = ctypes.c_size_t
-if _lib.zg_state_size() != ctypes.sizeof(GuardState):
+_lib.zg_state_size.restype = _lib.zg_x87_size.restype = ctypes.c_size_t
+if _lib.zg_state_size() != ctypes.sizeof(GuardState) or \
+        _lib.zg_x87_size() != ctypes.sizeof(X87Site):
     raise ImportError('zvm_core._guard does not match zvm_core.guard; rebuild the package')
 
 _uclib = unicorn_py3.unicorn.uclib
@@ -109,6 +156,18 @@ _HOOKS = (
     (UC_HOOK_INSN, 'zg_rdtsc', UC_X86_INS_RDTSC),
     (UC_HOOK_INSN, 'zg_rdtscp', UC_X86_INS_RDTSCP),
 )
+
+
+def _hook(uc, htype: int, name: str, ud: int, begin: int, end: int,
+          insn: int | None = None) -> int:
+    handle = ctypes.c_size_t()
+    extra = () if insn is None else (ctypes.c_int(insn),)
+    err = _uclib.uc_hook_add(uc._uch, ctypes.byref(handle), htype,
+                             ctypes.c_void_p(_fn(_lib, name)), ctypes.c_void_p(ud),
+                             ctypes.c_uint64(begin), ctypes.c_uint64(end), *extra)
+    if err:
+        raise RuntimeError(f'uc_hook_add({name}) failed: {err}')
+    return handle.value
 
 
 class Guard:
@@ -129,15 +188,25 @@ class Guard:
             st.cpuid[i] = CpuidEntry(leaf, sub or 0, sub is None, eax, ebx, ecx, edx, 0)
         st.cpuid_count = len(CPUID_TABLE)
         self.args = st.args
-        ud = ctypes.c_void_p(ctypes.addressof(st))
+        self._x87: dict[int, tuple[X87Site, int]] = {}      # site (C holds it), hook
         for htype, name, insn in _HOOKS:
-            handle = ctypes.c_size_t()
-            extra = () if insn is None else (ctypes.c_int(insn),)
-            err = _uclib.uc_hook_add(uc._uch, ctypes.byref(handle), htype,
-                                     ctypes.c_void_p(_fn(_lib, name)), ud,
-                                     ctypes.c_uint64(1), ctypes.c_uint64(0), *extra)
+            _hook(uc, htype, name, ctypes.addressof(st), 1, 0, insn)
+
+    def x87_on_host(self, uc, sites: dict[int, int]) -> None:
+        """Run the x87 instruction at each address (opcode ``D9 op``) on the host FPU."""
+        for addr, op in sites.items():
+            if addr in self._x87:
+                continue
+            site = X87Site(ctypes.addressof(self.state), tuple(_X87_REGS), op)
+            self._x87[addr] = site, _hook(uc, UC_HOOK_CODE, 'zg_x87', ctypes.addressof(site),
+                                          addr, addr)
+
+    def x87_forget(self, uc, start: int, end: int) -> None:
+        """Drop the sites in [start, end) (code that was taken back)."""
+        for addr in [a for a in self._x87 if start <= a < end]:
+            err = _uclib.uc_hook_del(uc._uch, ctypes.c_size_t(self._x87.pop(addr)[1]))
             if err:
-                raise RuntimeError(f'uc_hook_add({name}) failed: {err}')
+                raise RuntimeError(f'uc_hook_del failed: {err}')
 
     def arm(self, fuel: int) -> None:
         """Reset the per-run state before a run."""

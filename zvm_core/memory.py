@@ -8,6 +8,12 @@ that serves both ``brk`` (growing up) and ``mmap`` (growing down, first fit),
 then the ZeroVM user-manifest page and a 16 MiB stack ending at 4 GiB.
 Unicorn regions are few and fixed; ``mmap`` never creates one
 (sandbox-research §3.3: region count makes every map slower).
+
+Host pages a guest never wrote are not there (private anonymous memory
+reads as zeros), so the kernel's page tables say which pages a run could
+have changed: :meth:`AddressSpace.touched` (``/proc/self/pagemap``: present
+or swapped out) and :meth:`AddressSpace.resident` (``mincore``: the memory a
+machine holds) cost a walk of page tables, never a read of guest memory.
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ from __future__ import annotations
 import bisect
 import ctypes
 import mmap
+import os
+import re
 from dataclasses import dataclass
 
 from unicorn import UC_PROT_EXEC, UC_PROT_NONE, UC_PROT_READ, UC_PROT_WRITE, Uc
@@ -27,6 +35,13 @@ STACK_SIZE = 16 << 20
 MANIFEST_PAGE = STACK_TOP - STACK_SIZE - 0x10000   # 0xFEFF0000, ZeroVM user manifest
 MANIFEST_POINTER = STACK_TOP - STACK_SIZE - 4      # 0xFEFFFFFC: where programs find it
 PROT_R, PROT_W, PROT_X = UC_PROT_READ, UC_PROT_WRITE, UC_PROT_EXEC
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mincore.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p)
+_PAGEMAP_USED = bytes((1 if b & 0xC0 else 0) for b in range(256))   # present | swapped
+_MINCORE_IN = bytes(b & 1 for b in range(256))
+_RUN = re.compile(b'\x01+')
 
 
 def page_down(x: int) -> int:
@@ -48,6 +63,7 @@ class Region:
     prot: int
     host: mmap.mmap
     view: memoryview
+    addr: int           # where ``host`` is in this process
 
 
 def _host_mapping(size: int) -> tuple[mmap.mmap, int]:
@@ -69,7 +85,7 @@ class AddressSpace:
     def map(self, start: int, size: int, prot: int) -> Region:
         host, addr = _host_mapping(size)
         self.uc.mem_map_ptr(start, size, prot, addr)
-        region = Region(start, start + size, prot, host, memoryview(host))
+        region = Region(start, start + size, prot, host, memoryview(host), addr)
         i = bisect.bisect(self._starts, start)
         self._starts.insert(i, start)
         self.regions.insert(i, region)
@@ -185,6 +201,35 @@ class AddressSpace:
         else:
             region.view[lo:hi] = bytes(hi - lo)
 
+    def touched(self, region: Region, lo: int, hi: int) -> list[tuple[int, int]]:
+        """Runs of pages in [lo, hi) (page aligned, in ``region``) that hold data:
+        every other page of the range reads as zeros."""
+        first, count = (region.addr + lo - region.start) // PAGE, (hi - lo) // PAGE
+        try:
+            fd = os.open('/proc/self/pagemap', os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return [(lo, hi)] if hi > lo else []        # no /proc: all of it, to be safe
+        try:
+            entries = os.pread(fd, 8 * count, 8 * first) if count else b''
+        finally:
+            os.close(fd)
+        used = entries[7::8].translate(_PAGEMAP_USED)   # the flags byte of each entry
+        return [(lo + m.start() * PAGE, lo + m.end() * PAGE) for m in _RUN.finditer(used)]
+
+    def resident(self, skip: tuple[Region, ...] = ()) -> int:
+        """Bytes of host memory the regions (but ``skip``) hold now."""
+        total = 0
+        for region in self.regions:
+            if any(region is r for r in skip):
+                continue
+            size = region.end - region.start
+            vec = ctypes.create_string_buffer(size // PAGE)
+            if _libc.mincore(region.addr, size, vec) != 0:
+                err = ctypes.get_errno()
+                raise OSError(err, f'mincore: {os.strerror(err)}')
+            total += vec.raw.translate(_MINCORE_IN).count(1) * PAGE
+        return total
+
     def close(self) -> None:
         """Release the host memory; only once the engine that maps it is closed."""
         for region in self.regions:
@@ -213,9 +258,10 @@ class Arena:
         self.refused = 0
 
     def reset(self) -> None:
-        """Forget every allocation and zero what they used."""
-        self.space.zero(self.start, page_up(self.brk))
-        self.space.zero(self.floor, self.end)
+        """Forget every allocation and zero the whole arena: the guest can write
+        anywhere in it, not only where it allocated (the kernel frees only the
+        pages it holds, so this costs what the run touched)."""
+        self.space.zero(self.start, self.end)
         self.brk, self.floor, self.free = self.start, self.end, []
         self.mapped = self.peak = self.refused = 0
 

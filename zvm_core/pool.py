@@ -94,8 +94,16 @@ def _wait(sock: socket.socket, readable: bool, deadline: float | None) -> None:
         raise TimeoutError
 
 
+class MessageTooLarge(ValueError):
+    """A message that one datagram of the worker socket cannot carry."""
+
+
 def _send(sock: socket.socket, obj: object, fds: Iterable[int] = ()) -> None:
+    """Send one message; :class:`MessageTooLarge` (nothing sent) if it cannot fit."""
     data = json.dumps(obj).encode()
+    if len(data) > MAX_MESSAGE:
+        raise MessageTooLarge(f'{len(data)} bytes; the worker transport carries at most '
+                              f'{MAX_MESSAGE}')
     fds = list(fds)
     while True:
         try:
@@ -103,6 +111,30 @@ def _send(sock: socket.socket, obj: object, fds: Iterable[int] = ()) -> None:
             return
         except BlockingIOError:
             _wait(sock, False, None)
+        except OSError as e:        # the socket buffer is smaller than MAX_MESSAGE here
+            if e.errno != errno.EMSGSIZE:
+                raise
+            raise MessageTooLarge(f'{len(data)} bytes; more than the socket buffer '
+                                  f'({sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)})'
+                                  ) from None
+
+
+def _socketpair() -> tuple[socket.socket, socket.socket]:
+    """The worker's socket pair, with buffers for a MAX_MESSAGE datagram where the
+    host allows (net.core.wmem_max); :func:`_send` refuses what does not fit."""
+    pair = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    for sock in pair:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 2 * MAX_MESSAGE)
+    return pair
+
+
+def _reply(sock: socket.socket, report: Report) -> None:
+    """Send a report, or, if it cannot travel, a short one that says so."""
+    try:
+        _send(sock, report.to_dict())
+    except MessageTooLarge as e:
+        _send(sock, _failed('killed', f'the report of this run is too large to return: '
+                                      f'{e}').to_dict())
 
 
 def _recv(sock: socket.socket, deadline: float | None = None) -> tuple[object | None, list[int]]:
@@ -146,8 +178,15 @@ class Templates:
         return machine, machine.verdict
 
     def _cost(self, machine) -> int:
+        """Host memory an idle template holds: its pages (measured after its last
+        reset), its snapshots, and an estimate of its translated code."""
         snapshots = machine.snapshots.size if machine.snapshots is not None else 0
-        return machine.image_size + machine.arena.peak + snapshots + (4 << 20)
+        return getattr(machine, 'charge', machine.image_size) + snapshots + (4 << 20)
+
+    def settle(self, machine) -> None:
+        """A template was reset after a run: charge it what it still holds."""
+        machine.charge = machine.held()
+        self._evict()
 
     def _evict(self) -> None:
         while (len(self._machines) > 1
@@ -197,6 +236,7 @@ def _warm_up(warm: WarmUp, templates: Templates) -> None:
         _, machine = _serve_one(req, [c.fd for c in channels], templates)
         if machine is not None:
             machine.reset()
+            templates.settle(machine)
     finally:
         for f in files:
             f.close()
@@ -279,16 +319,17 @@ def worker_main(fd: int, template_bytes: int, address_space: int,
         finally:
             for f in fds:
                 os.close(f)
-        _send(sock, report.to_dict())
+        _reply(sock, report)
         if machine is not None:
             machine.reset()     # after the reply: idle templates hold no guest data
+            templates.settle(machine)
 
 
 # -- caller side ---------------------------------------------------------------
 
 class _Worker:
     def __init__(self, template_bytes: int, address_space: int, warm: str) -> None:
-        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        parent, child = _socketpair()
         self.proc = subprocess.Popen(
             [sys.executable, '-m', 'zvm_core.pool', '--fd', str(child.fileno()),
              '--template-bytes', str(template_bytes), '--address-space', str(address_space),
@@ -391,7 +432,11 @@ class Pool:
         deadline = time.monotonic() + wait
         try:
             self._ready(worker, deadline)
-            _send(worker.sock, req, fds)
+            try:
+                _send(worker.sock, req, fds)
+            except MessageTooLarge as e:
+                return _failed('fault', 'the request (arguments, environment, channel names) '
+                                        f'is too large: {e}')
             reply, extra = _recv(worker.sock, deadline)
         except TimeoutError:
             worker.proc.kill()

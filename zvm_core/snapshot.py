@@ -13,18 +13,20 @@ epoch, which standard descriptors are open) and of the image files it
 looked up.  A machine made with ``snapshots=True`` records its prefix when
 it has no snapshot for the key: every path it resolved in the images, with
 what it found.  At the first channel access it copies its state (registers,
-every page that differs from a fresh machine, protections, allocator,
-descriptors, fuel, clock, random stream) and goes on.  A later run with the
-same key whose recorded paths still resolve to identical nodes (same
-member of the same tar file, same directory listings; none of them now a
-channel) starts from that copy and carries on with the pending system call.
+every page that differs from a fresh machine, anywhere in the heap arena,
+protections, allocator, descriptors, signal actions and mask, fuel, clock,
+random stream) and goes on.  A later run with the same key whose recorded
+paths still resolve to identical nodes (same member of the same tar file,
+same directory listings; none of them now a channel) starts from that copy
+and carries on with the pending system call.
 
 The guest cannot tell: fuel, the virtual clock, every byte it reads and
 writes and its report are those of a full run (tests/sandbox/test_snapshot.py
 runs both ways and compares).  The user manifest describes the channels, so
-it is unreadable while recording; a guest that reads it before its first
-channel access (ZeroVM API programs do, at once) is run again from the
-start, and its machine stops recording.  Prefixes shorter than
+it is unreadable while recording; a guest that reads it, or has a system
+call read it, before its first channel access (ZeroVM API programs do, at
+once) is run again from the start, and its machine stops recording: it never
+sees the fault.  Prefixes shorter than
 :data:`MIN_PREFIX` bytes of code are not kept.
 """
 
@@ -39,10 +41,11 @@ from dataclasses import dataclass, field
 
 from unicorn.x86_const import UC_X86_REG_RAX, UC_X86_REG_RIP
 
-from zvm_core.memory import PAGE, Region, page_up
+from zvm_core.memory import PAGE, Region
 from zvm_core.syscalls.errors import SysError
 from zvm_core.syscalls.fs import Node
 from zvm_core.syscalls.io import OpenFile, shape
+from zvm_core.syscalls.proc import _signal_state as signal_state
 
 MIN_PREFIX = 2_000_000          # bytes of code (~5 ms): less is not worth the copy
 KEPT = 4                        # snapshots per machine, least recently used dropped
@@ -136,6 +139,7 @@ class Snapshot:
     slept: int
     rng: object
     unknown: collections.Counter
+    signals: dict                       # actions and mask (zvm_core.syscalls.proc)
     size: int = field(init=False)
 
     def __post_init__(self) -> None:
@@ -185,19 +189,20 @@ class Snapshot:
         machine.clock.slept = self.slept
         machine.rng = copy.copy(self.rng)
         machine.unknown = collections.Counter(self.unknown)
+        signal_state(machine).update(copy.deepcopy(self.signals))
         machine.args[:] = self.args
 
 
 def capture(machine, recorder: Recorder) -> Snapshot:
     """The machine's state now, inside the syscall hook of its first channel access."""
-    arena, stack = machine.arena, machine.stack
-    heap = machine.mem.region_at(arena.start)
+    mem, arena, stack = machine.mem, machine.arena, machine.stack
+    heap = mem.region_at(arena.start)
     areas = [(region, region.start, region.end, pristine)
              for region, pristine in machine.pristine]
-    areas += [(heap, arena.start, arena.brk, None), (heap, arena.floor, arena.end, None),
-              (stack, stack.start, stack.end, None)]
-    pages = [(region, addr, data) for region, lo, hi, base in areas
-             for addr, data in changed_runs(region, lo, min(region.end, page_up(hi)), base)]
+    areas += [(heap, arena.start, arena.end, None), (stack, stack.start, stack.end, None)]
+    pages = [(region, addr, data) for region, lo, hi, base in areas   # the whole arena:
+             for start, end in mem.touched(region, lo, hi)              # the guest may write
+             for addr, data in changed_runs(region, start, end, base)]  # outside allocations
     files: list = []
     index: dict[int, int] = {}
     fds = {}
@@ -217,7 +222,8 @@ def capture(machine, recorder: Recorder) -> Snapshot:
         arena=copy.deepcopy({k: v for k, v in vars(arena).items() if k != 'space'}),
         files=files, fds=fds, fuel_used=st.used, syscalls=st.syscalls,
         slept=machine.clock.slept, rng=copy.copy(machine.rng),
-        unknown=collections.Counter(machine.unknown))
+        unknown=collections.Counter(machine.unknown),
+        signals=copy.deepcopy({k: v for k, v in signal_state(machine).items() if k != 'run'}))
 
 
 class Snapshots:

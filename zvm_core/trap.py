@@ -26,6 +26,7 @@ import errno
 import struct
 
 from zvm_core.channels import READ, WRITE, Channel
+from zvm_core.guard import Guard, x87_sites
 from zvm_core.memory import (
     MANIFEST_PAGE,
     MANIFEST_POINTER,
@@ -105,8 +106,10 @@ def user_manifest(heap_ptr: int, heap_size: int, channels: list[Channel]) -> byt
 class Jail:
     """Heap pages that TrapJail made executable, and how to take them back."""
 
-    def __init__(self, uc, mem: AddressSpace, arena: Arena, bitmap, policy: Policy) -> None:
+    def __init__(self, uc, mem: AddressSpace, arena: Arena, bitmap, policy: Policy,
+                 guard: Guard) -> None:
         self.uc, self.mem, self.arena, self.bitmap, self.policy = uc, mem, arena, bitmap, policy
+        self.guard = guard
         self.pages: set[int] = set()
 
     def _checked(self, addr: int, size: int) -> int:
@@ -131,6 +134,7 @@ class Jail:
         self.mem.protect(addr, end, PROT_R | PROT_X)
         for base, bits in verdict.boundaries:
             self.bitmap[base // 8:base // 8 + len(bits)] = bits
+        self.guard.x87_on_host(self.uc, x87_sites(addr, code, self.bitmap))
         self.uc.ctl_remove_cache(addr, end)
         self.pages.update(range(addr, end, PAGE))
         return 0
@@ -146,6 +150,7 @@ class Jail:
 
     def _forget(self, start: int, end: int) -> None:
         self.bitmap[start // 8:end // 8] = bytes((end - start) // 8)
+        self.guard.x87_forget(self.uc, start, end)
         self.uc.ctl_remove_cache(start, end)
         self.pages.difference_update(range(start, end, PAGE))
 

@@ -8,6 +8,8 @@
  *      must fault without running (it would write "ran" to the marker)
  *   n  call generated code that was never jailed (must fault)
  *   b  bad arguments: unaligned, size 0, outside the heap -> -EINVAL each
+ *   x  jail an fprem loop (x87 remainder, which the guard runs on the host FPU)
+ *      and compare what it gives with libc's fmodl -> same=1
  */
 #include <string.h>
 #include <zvm.h>
@@ -52,6 +54,19 @@ static const unsigned char bad_code[] = {
     0xc7, 0x07, 'r', 'a', 'n', 0,       /* mov dword [rdi], "ran" */
     0xc3};
 
+static const unsigned char fprem_code[] = {    /* *a = fmodl(*a, *b): rdi = a, rsi = b */
+    0xdb, 0x2e,                         /* fldt (%rsi) */
+    0xdb, 0x2f,                         /* fldt (%rdi) */
+    0xd9, 0xf8,                         /* 1: fprem */
+    0xdf, 0xe0,                         /* fnstsw %ax */
+    0xf6, 0xc4, 0x04,                   /* test $4, %ah (C2: not done yet) */
+    0x75, 0xf7,                         /* jnz 1b */
+    0xdd, 0xd9,                         /* fstp %st(1) */
+    0xdb, 0x3f,                         /* fstpt (%rdi) */
+    0xc3};
+
+long double fmodl(long double, long double);
+
 int main(void)
 {
     char mode = 0;
@@ -64,6 +79,17 @@ int main(void)
         char stack[PAGE];
         put_int("stack=", zvm_jail(stack, PAGE));
         put_int("unjail-unaligned=", zvm_unjail(buf + PAGE, PAGE));
+        zvm_exit(0);
+    }
+    if (mode == 'x') {
+        volatile long double a = 1.37L, b = 1.37L;
+        long double x = a * 1e10L, want = fmodl(x, b);
+        emit(buf, fprem_code, sizeof fprem_code);
+        put_int("jail=", zvm_jail(buf, sizeof fprem_code));
+        long double got = x, div = b;
+        ((void (*)(long double *, long double *))(void *)buf)(&got, &div);
+        put_int("same=", memcmp(&got, &want, 10) == 0);
+        put_int("zero=", got == 0);
         zvm_exit(0);
     }
     if (mode == 'i') {

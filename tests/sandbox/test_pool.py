@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -14,8 +16,9 @@ import time
 import pytest
 
 from zvm_core.channels import READ, WRITE, Channel, FdBacking, LinkWaker, LinkWriter, Quota
-from zvm_core.executor import Limits, run
-from zvm_core.pool import ChannelSpec, Pool, PoolBusy
+from zvm_core.executor import MAX_UNKNOWN_KEYS, OTHER_UNKNOWN, Limits, run
+from zvm_core.pool import MAX_MESSAGE, ChannelSpec, Pool, PoolBusy, _reply
+from zvm_core.report import Report
 
 
 @pytest.fixture(scope='module')
@@ -266,3 +269,38 @@ def test_a_zerovm_api_program_then_others_in_one_worker(guest, zvm_guest):
                                      (zvm_guest('zvm_sort'), b'd\nc\n', b'c\nd\n')]:
             report, out = _pool_run(one, program, stdin)
             assert (report.status, report.retcode, out) == ('ok', 0, want), report.message
+
+
+def test_unknown_system_calls_are_counted_in_a_bounded_map(guest, pool):
+    """200,000 distinct unknown calls: the run ends normally, the report names at
+    most MAX_UNKNOWN_KEYS of them and counts the rest as 'other'."""
+    n = 200_000
+    replaced = pool.replaced
+    report, out = _pool_run(pool, guest('unknown_syscalls'), argv=['unknown_syscalls', str(n)])
+    assert report.status == 'ok' and out == f'{n} of {n} ENOSYS\n'.encode(), report.message
+    unknown = report.accounting.unknown_syscalls
+    assert len(unknown) == MAX_UNKNOWN_KEYS + 1
+    assert unknown[OTHER_UNKNOWN] == n - MAX_UNKNOWN_KEYS
+    assert sum(unknown.values()) == n
+    assert pool.replaced == replaced
+
+
+def test_a_request_too_large_for_the_transport_fails_cleanly(guest, pool):
+    replaced = pool.replaced
+    report, _ = _pool_run(pool, guest('hello'), env={'BIG': 'x' * (MAX_MESSAGE + 1)})
+    assert report.status == 'fault' and 'too large' in report.message
+    assert pool.replaced == replaced
+    report, out = _pool_run(pool, guest('hello'))
+    assert report.status == 'ok' and out == b'Hello, world!\n'
+
+
+def test_a_report_too_large_for_the_transport_is_replaced_by_a_status():
+    """The worker side: whatever a report holds, what is sent fits, and says why."""
+    worker, caller = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    with worker, caller:
+        huge = Report('ok', 0, 'm' * (2 * MAX_MESSAGE))
+        _reply(worker, huge)
+        data = json.loads(caller.recv(MAX_MESSAGE))
+        assert data['status'] == 'killed' and 'too large' in data['message']
+        _reply(worker, Report('ok', 0, 'fits'))
+        assert json.loads(caller.recv(MAX_MESSAGE))['message'] == 'fits'

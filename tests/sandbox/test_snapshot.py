@@ -26,18 +26,10 @@ STDINS = [b'first input\n', b'', b'x' * 100_000, b'first input\n']
 
 
 @pytest.fixture
-def machines(guest):
-    made = []
-
+def machines(guest, machine_for):
     def make(name: str = 'startup', snapshots: bool = True) -> Machine:
-        program = load_program(guest(name))
-        machine = Machine(program, validate(program), Limits(memory=64 << 20),
-                          snapshots=snapshots)
-        made.append(machine)
-        return machine
-    yield make
-    for m in made:
-        m.close()
+        return machine_for(guest(name), snapshots=snapshots)
+    return make
 
 
 def _write(path, data: bytes):

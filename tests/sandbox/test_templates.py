@@ -7,9 +7,8 @@ import hashlib
 import pytest
 
 from zvm_core.channels import READ, WRITE, Channel, MemoryBacking
-from zvm_core.elf import load_program
-from zvm_core.executor import Limits, Machine, run
-from zvm_core.validator import VerdictCache, validate
+from zvm_core.executor import Limits, run
+from zvm_core.validator import VerdictCache
 
 INPUTS = [b'', b'one two three\n', b'x' * 5000 + b'\n' * 300, b'a b\nc d e\n' * 2000]
 
@@ -32,20 +31,6 @@ def _summary(report, out: MemoryBacking) -> dict:
 def _fresh(path, argv, stdin: bytes) -> dict:
     channels, out = _channels(stdin)
     return _summary(run(path, channels, argv=argv, cache=VerdictCache(None)), out)
-
-
-@pytest.fixture
-def machine_for():
-    machines = []
-
-    def make(path, memory: int = 64 << 20) -> Machine:
-        program = load_program(path)
-        machine = Machine(program, validate(program), Limits(memory=memory))
-        machines.append(machine)
-        return machine
-    yield make
-    for m in machines:
-        m.close()
 
 
 @pytest.mark.parametrize('name,cc', [('wc', 'musl-gcc'), ('cat', 'musl-gcc'),

@@ -95,6 +95,7 @@ def test_trap_errors(trapper):
     ('i', [f'jail={-errno.EPERM}', 'calling'], 'jump to non-executable memory'),
     ('n', ['calling'], 'jump to non-executable memory'),
     ('b', ['unaligned=-22', 'empty=-22', 'stack=-22', 'unjail-unaligned=-22'], None),
+    ('x', ['jail=0', 'same=1', 'zero=0'], None),
 ])
 def test_jail(zerovm, zvm_guest, mode, lines, fault):
     """Generated code runs only once jailed; jailed code cannot be written; invalid
@@ -139,6 +140,10 @@ def test_jail_does_not_survive_a_template_reset(zvm_guest):
         assert reused.jail.pages
         reused.reset()
         assert not reused.jail.pages
+        # the jailed fprem ran on the host FPU; its hook goes with the code: the
+        # `ret` that 'v' jails at the same address runs as itself
+        assert _jail_run(reused, b'x') == ('ok', 0, '', b'jail=0\nsame=1\nzero=0\n')
+        assert _jail_run(reused, b'v') == first
     finally:
         for m in machines:
             m.close()
