@@ -2,8 +2,8 @@
 
 ``FakeSwift`` serves accounts, containers (JSON listings) and objects from a
 dict and records every call; the object ring is a fixed three-server
-``FakeRing`` and ``ProxyExecMiddleware._exchange`` (one node on one object
-server) is replaced by a scripted ``Servers``, so these tests see exactly
+``FakeRing`` and the node transport ``Dispatcher.exchange`` (one node on one
+object server) is replaced by a scripted ``Servers``, so these tests see exactly
 what the filter asks of Swift and of each object server.
 """
 
@@ -23,14 +23,10 @@ from swift.common.swob import Request, Response
 
 from zerocloud import config, graph, placement, wire
 from zerocloud import object as object_filter
+from zerocloud.proxy import dispatch
 from zerocloud.proxy import middleware as proxy
-from zerocloud.proxy.middleware import (
-    ProxyExecMiddleware,
-    _Busy,
-    _NeedProgram,
-    _Refused,
-    _Retry,
-)
+from zerocloud.proxy.dispatch import Dispatcher, _Busy, _NeedProgram, _Refused, _Retry
+from zerocloud.proxy.middleware import ProxyExecMiddleware
 from zerocloud.proxy.response import MAX_HEADER, NodeResult, nexe_headers
 from zvm_core.validator import VALIDATOR_VERSION
 
@@ -163,7 +159,7 @@ def servers(monkeypatch):
     """``servers(**script)``: object servers faked by ``Servers`` (or ``kind``)."""
     def install(kind: type | None = None, **script) -> Servers:
         fake = (kind or Servers)(**script)
-        monkeypatch.setattr(ProxyExecMiddleware, '_exchange', fake)
+        monkeypatch.setattr(Dispatcher, 'exchange', fake)
         return fake
     return install
 
@@ -519,12 +515,12 @@ def test_nodes_sent_together_wait_for_the_first_copy_of_the_program(mw, swift,
     assert resp.headers['X-Nexe-System'] == 'wc-1,wc-2,wc-3,wc-4,wc-5'
     assert [(h.get(wire.PROGRAM), wire.EXE in sent) for _d, h, sent in asked.asked] == [
         (None, True)] + [(PROGRAM_DIGEST, False)] * 4          # and no 412
-    assert mw.sending == {}
+    assert mw.dispatcher.programs.sending == {}
 
 
 def test_a_server_without_the_program_gets_it_on_a_second_try(mw, caching) -> None:
     asked = caching(d0=ok(b'counted\n'))
-    mw.known_programs[('10.0.0.1', 6200, PROGRAM_DIGEST)] = None   # e.g. it restarted
+    mw.dispatcher.programs.servers[('10.0.0.1', 6200, PROGRAM_DIGEST)] = None   # e.g. it restarted
     resp = post(mw, job(), **{'X-Zerovm-Report': 'json'})
     assert resp.status_int == 200, resp.body
     assert [(d, h.get(wire.PROGRAM), sent.get(wire.EXE)) for d, h, sent in asked.asked] == [
@@ -532,13 +528,13 @@ def test_a_server_without_the_program_gets_it_on_a_second_try(mw, caching) -> No
     node, = json.loads(resp.body)['nodes']
     assert node['status'] == 'ok' and node['host'] == '10.0.0.1:6200/d0'
     assert node['request_bytes'] == int(asked.asked[1][1]['Content-Length'])
-    assert ('10.0.0.1', 6200, PROGRAM_DIGEST) in mw.known_programs
+    assert ('10.0.0.1', 6200, PROGRAM_DIGEST) in mw.dispatcher.programs.servers
 
 
 def test_a_graph_node_is_sent_its_program_again_before_its_links(mw, caching) -> None:
     asked = caching(d0=echo, d1=echo, d2=echo, forget=True)
     for server in (6200, 6201, 6202):
-        mw.known_programs[('10.0.0.1', server, PROGRAM_DIGEST)] = None
+        mw.dispatcher.programs.servers[('10.0.0.1', server, PROGRAM_DIGEST)] = None
     group = job() + [{'name': 'r', 'exec': {'path': 'swift://~/bin/wc'},
                       'devices': [{'name': 'stdout'}]}]
     group[0]['connect'] = ['r']
@@ -561,19 +557,19 @@ def test_a_412_is_send_the_program_only_when_a_digest_went(mw) -> None:
         def read(self, n):
             return b'program abc is not cached here: send it\n'
     with pytest.raises(_NeedProgram):
-        mw._node_response(Resp(), None, 'abc')
+        mw.dispatcher.node_response(Resp(), None, 'abc')
     with pytest.raises(_Refused):
-        mw._node_response(Resp(), None, None)
+        mw.dispatcher.node_response(Resp(), None, None)
 
 
 def test_known_programs_stay_bounded(mw, monkeypatch) -> None:
-    monkeypatch.setattr(proxy, 'KNOWN_PROGRAMS', 3)
+    monkeypatch.setattr(dispatch, 'KNOWN_PROGRAMS', 3)
     for port in range(5):
-        mw._program_known({'ip': 'h', 'port': port}, 'd', True)
-    assert list(mw.known_programs) == [('h', 2, 'd'), ('h', 3, 'd'), ('h', 4, 'd')]
-    assert not mw._program_known({'ip': 'h', 'port': 0}, 'd')
-    mw._program_known({'ip': 'h', 'port': 3}, 'd', False)
-    assert not mw._program_known({'ip': 'h', 'port': 3}, 'd')
+        mw.dispatcher.programs.known({'ip': 'h', 'port': port}, 'd', True)
+    assert list(mw.dispatcher.programs.servers) == [('h', 2, 'd'), ('h', 3, 'd'), ('h', 4, 'd')]
+    assert not mw.dispatcher.programs.known({'ip': 'h', 'port': 0}, 'd')
+    mw.dispatcher.programs.known({'ip': 'h', 'port': 3}, 'd', False)
+    assert not mw.dispatcher.programs.known({'ip': 'h', 'port': 3}, 'd')
 
 
 # -- graphs and replicas --------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from test_proxy_filter import ACCOUNT, TEXT, FakeRing, FakeSwift, Servers, ok
 
 from zerocloud import cgiout, chain, deferred, placement, sources, zapp
 from zerocloud.job import SwiftPath
+from zerocloud.proxy.dispatch import Dispatcher
 from zerocloud.proxy.middleware import ProxyExecMiddleware
 from zerocloud.sources import Input, Launch
 
@@ -41,7 +42,7 @@ def mw(swift: FakeSwift, monkeypatch) -> ProxyExecMiddleware:
 def servers(monkeypatch):
     def install(**script) -> Servers:
         fake = Servers(**script)
-        monkeypatch.setattr(ProxyExecMiddleware, '_exchange', fake)
+        monkeypatch.setattr(Dispatcher, 'exchange', fake)
         return fake
     return install
 

@@ -225,21 +225,15 @@ from __future__ import annotations
 
 import collections
 import hashlib
-import http.client
-import json
-import random
 import re
-import socket
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterable
+from dataclasses import replace
 from urllib.parse import quote
 
-from swift.common.bufferedhttp import http_connect
-from swift.common.concurrency import Event, GreenPool, Timeout, sleep, spawn
+from swift.common.concurrency import GreenPool
 from swift.common.constraints import valid_api_version
-from swift.common.exceptions import ConnectionTimeout
 from swift.common.http import is_success
 from swift.common.registry import register_swift_info
 from swift.common.storage_policy import POLICIES, REPL_POLICY
@@ -269,14 +263,12 @@ from zerocloud.job import (
     parse_job,
 )
 from zerocloud.proxy import uploads
-from zerocloud.proxy.caller import Caller, Input, spooled
+from zerocloud.proxy.caller import Caller, Input
+from zerocloud.proxy.dispatch import Dispatcher, Plan, skipped
 from zerocloud.proxy.response import NodeResult, attached_object, respond, short
 from zerocloud.sources import Launch
 
-NODE_GRACE = 5.0
-BUSY_PAUSE, BUSY_PAUSE_MAX = 0.02, 0.5      # seconds between tries of busy servers
 MAX_CONCURRENCY = 64
-KNOWN_PROGRAMS = 4096       # (server, program digest) pairs a proxy process remembers
 DEFAULT_CONTENT_TYPE = 'application/octet-stream'
 REPORT_HEADER = 'X-Zerovm-Report'
 # Object headers a node sees as LOCAL_* variables (and X-Object-Meta-*).
@@ -286,51 +278,12 @@ LOCAL_HEADERS = {'content-length': 'LOCAL_CONTENT_LENGTH', 'content-type': 'LOCA
 _ENV_UNSAFE = re.compile('[^A-Z0-9_]')
 
 
-class _Retry(Exception):
-    """This server did not run the node; another one may."""
-
-
-class _Busy(_Retry):
-    """The server's worker pool is full (503 with Retry-After): it may take the node later."""
-
-
-class _NeedProgram(_Retry):
-    """The server does not have the program of ``X-Zerovm-Program`` (412): send it."""
-
-
-class _Refused(Exception):
-    """The object server refused the node for a reason any server would give."""
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(f'{status} {reason}')
-        self.status = status
-
-
-@dataclass
-class Plan:
-    """Where and how one node runs."""
-
-    node: Node
-    policy: int
-    partition: int
-    path: str                              # backend path: the data object or a placeholder
-    servers: Iterable[dict]
-    local: str | None                      # the device that reads ``path`` in place
-    program: bytes | None                  # None: a system image's file (the server's)
-    inputs: dict[str, Input]               # device name -> object sent along
-    replica: int = 1                       # only replica 1 returns its outputs
-    digest: str | None = None              # SHA-256 (hex) of ``program``
-    env: dict[str, str] = field(default_factory=dict)   # the node's CGI variables
-
-
 class ProxyExecMiddleware:
     def __init__(self, app, conf: dict) -> None:
         self.app = app
         self.logger = get_logger(conf, log_route='zerocloud-proxy')
         self.config = Config.from_conf(conf)
-        # (ip, port, digest) of programs sent to object servers, least recently used first
-        self.known_programs: collections.OrderedDict[tuple, None] = collections.OrderedDict()
-        self.sending: dict[tuple, Event] = {}   # programs on their way: set once sent
+        self.dispatcher = Dispatcher(self.config, self.logger)
 
     def __call__(self, env, start_response):
         if 'HTTP_X_ZEROVM_EXECUTE' in env or env['PATH_INFO'].startswith(f'/{sources.OPEN}/'):
@@ -468,230 +421,6 @@ class ProxyExecMiddleware:
 
     # -- running nodes -----------------------------------------------------------------
 
-    def _spec(self, plan: Plan) -> dict:
-        devices = []
-        for dev in plan.node.devices:
-            source = None
-            if dev.name == plan.local:
-                source = 'local'
-            elif dev.name in plan.inputs:
-                source = 'member'
-            devices.append({'name': dev.name, 'access': 'w' if dev.writable else 'r',
-                            'random': dev.random, 'source': source})
-        node = plan.node
-        devices += graph.link_devices(node, self.config.max_output)
-        spec = {'name': node.name, 'argv': node.argv, 'env': {**node.exec.env, **plan.env},
-                'devices': devices, 'seed': 0, 'epoch': 0, 'outputs': plan.replica == 1,
-                'limits': {'memory': self.config.memory, 'fuel': self.config.fuel,
-                           'timeout': self.config.timeout}}
-        if node.reads_from or node.writes_to:
-            spec['stream'] = True
-        if plan.program is None:         # file://<system image>:<member>: mount that image
-            image, member = node.exec.image_member
-            spec['program'] = {'image': image, 'member': member}
-            if not any(d['name'] == image for d in devices):
-                devices.append({'name': image, 'access': 'r', 'random': True, 'source': None})
-        return spec
-
-    def _members(self, plan: Plan) -> Callable[[bool], list[wire.Member]]:
-        """A maker of the node's request members, with the program or not (fresh
-        iterators for every attempt)."""
-        spec = json.dumps(self._spec(plan), sort_keys=True).encode()
-
-        def members(program: bool = True, sent: Callable[[], None] | None = None
-                    ) -> list[wire.Member]:
-            exe = [] if plan.program is None or not program else [
-                (wire.EXE, len(plan.program), _then(plan.program, sent))]
-            return [wire.bytes_member(wire.SPEC, spec), *exe,
-                    *(wire.shared_member(wire.DEV_PREFIX + name, i.file, i.size)
-                      for name, i in plan.inputs.items())]
-        return members
-
-    def _run_node(self, req: Request, plan: Plan, job_id: str,
-                  load: collections.Counter | None = None,
-                  links: graph.NodeLinks | None = None) -> NodeResult:
-        """Run one node; ``load`` counts the job's nodes in flight per server."""
-        load = collections.Counter() if load is None else load
-        res = NodeResult(plan.node, POLICIES.get_by_index(plan.policy).name)
-        started = time.monotonic()
-        make_members = self._members(plan)
-        base = {wire.EXECUTE: wire.VERSION, 'Content-Type': 'application/x-tar',
-                'Expect': '100-continue', 'X-Backend-Storage-Policy-Index': str(plan.policy),
-                'X-Trans-Id': req.environ.get('swift.trans_id', ''), 'X-Zerocloud-Id': job_id}
-        if plan.local:
-            base[wire.ACCESS] = 'GET'
-
-        sending: list[tuple[tuple, Event]] = []          # programs this node sends
-
-        def request(server: dict, program: bool
-                    ) -> tuple[dict, Callable[[], list[wire.Member]]]:
-            """Headers and members of one attempt, with the program or its digest."""
-            headers = dict(base)
-            if links is not None and links.inputs:       # the links follow as they arrive
-                headers['Transfer-Encoding'] = 'chunked'
-            else:
-                headers['Content-Length'] = str(wire.tar_size(
-                    (n, s) for n, s, _ in make_members(program)))
-            if not program:
-                headers[wire.PROGRAM] = plan.digest
-                return headers, lambda: make_members(False)
-            if plan.digest is None:
-                return headers, lambda: make_members(True)
-            self._program_known(server, plan.digest, True)   # later nodes: the digest
-            key = (server['ip'], server['port'], plan.digest)
-            if key not in self.sending:        # they wait until it has been sent
-                entry = key, self.sending.setdefault(key, Event())
-                sending.append(entry)
-                return headers, lambda: make_members(True, lambda: self._sent(*entry))
-            return headers, lambda: make_members(True)
-        errors, busy = [], []
-        for server in _attempts(plan.servers, busy, started + self.config.timeout):
-            where = f'{server["ip"]}:{server["port"]}/{server["device"]}'
-            load[server['ip'], server['port']] += 1
-            known = plan.digest is not None and self._program_known(server, plan.digest)
-            if known and (server['ip'], server['port'], plan.digest) in self.sending:
-                with Timeout(NODE_GRACE, False):    # another node is sending it there
-                    self.sending[server['ip'], server['port'], plan.digest].wait()
-            headers, members = request(server, not known)
-            sent = [int(headers.get('Content-Length', 0))]
-            try:
-                try:
-                    res.report, res.outputs = self._exchange(server, plan, headers, members,
-                                                             links, sent)
-                except _NeedProgram as e:      # not there after all: again, with it
-                    self.logger.debug('node %s on %s: %s', plan.node.name, where, e)
-                    self._program_known(server, plan.digest, False)
-                    headers, members = request(server, True)
-                    sent = [int(headers.get('Content-Length', 0))]
-                    res.report, res.outputs = self._exchange(server, plan, headers, members,
-                                                             links, sent)
-                res.server = where
-                res.request_bytes = sent[0]
-                res.program_bytes = 0 if wire.PROGRAM in headers else len(plan.program or b'')
-                break
-            except _Refused as e:
-                res.fail('error', f'{where} refused the node: {e}', e.status)
-                break
-            except graph.SpoolFull as e:
-                res.fail('error', str(e), 413)
-                break
-            except (_Retry, OSError, Timeout, http.client.HTTPException, ValueError) as e:
-                if isinstance(e, _Busy) and load[server['ip'], server['port']] > 1:
-                    busy.append(server)           # full of this job's own nodes
-                errors.append(f'{where} {short(str(e) or repr(e), 120)}')
-                self.logger.info('node %s not run on %s: %r', plan.node.name, where, e)
-            finally:
-                load[server['ip'], server['port']] -= 1
-                while sending:                  # sent, or it never will be
-                    self._sent(*sending.pop())
-        else:
-            res.fail('unavailable', 'no object server could run the node'
-                     + (f' ({"; ".join(errors[-3:])})' if errors else ''))
-        res.seconds = time.monotonic() - started
-        return res
-
-    def _program_known(self, server: dict, digest: str, known: bool | None = None) -> bool:
-        """Whether the program of ``digest`` was sent to ``server`` (it may have it);
-        ``known`` records that it was (True) or that the server lacked it (False)."""
-        key = (server['ip'], server['port'], digest)
-        if known is False:
-            self.known_programs.pop(key, None)
-        elif known:
-            self.known_programs[key] = None
-            self.known_programs.move_to_end(key)
-            while len(self.known_programs) > KNOWN_PROGRAMS:
-                self.known_programs.popitem(last=False)
-        return key in self.known_programs
-
-    def _sent(self, key: tuple, event: Event) -> None:
-        """The program of ``key`` has gone (or will not): nodes waiting for it go on."""
-        if self.sending.get(key) is event:
-            del self.sending[key]
-        if not event.ready():
-            event.send()
-
-    def _exchange(self, server: dict, plan: Plan, headers: dict,
-                  members: Callable[[], list[wire.Member]], links: graph.NodeLinks | None,
-                  sent: list[int]) -> tuple[dict, dict]:
-        """Run the node on one server: (report, outputs), or an exception."""
-        with ConnectionTimeout(self.config.conn_timeout):
-            conn = http_connect(server['ip'], server['port'], server['device'], plan.partition,
-                                'POST', plan.path, headers)
-        sock = conn.sock                  # the responses hold it too: shut it down at the end
-        feeder = sender = None
-        try:
-            with Timeout(NODE_GRACE):
-                resp = conn.getexpect()
-            with Timeout(self.config.timeout + NODE_GRACE):
-                if resp.status == http.client.CONTINUE:
-                    if 'Transfer-Encoding' in headers:
-                        feeder = graph.Feeder(links.inputs)
-                        sender = spawn(_send_chunked, conn.sock, [
-                            *members(), wire.bytes_member(wire.START, b''),
-                            feeder.members()], sent)
-                    else:
-                        for chunk in wire.stream_tar(members()):
-                            conn.send(chunk)
-                    resp = conn.getresponse()
-                return self._node_response(resp, links, headers.get(wire.PROGRAM))
-        finally:
-            if sender is not None:
-                feeder.stop()
-                with Timeout(NODE_GRACE, False):
-                    sender.wait()
-                sender.kill()
-            try:                    # the server sees the end at once, even if the node was
-                sock.shutdown(socket.SHUT_RDWR)       # stopped (its job's client went away)
-            except OSError:
-                pass
-            conn.close()
-
-    def _node_response(self, resp, links: graph.NodeLinks | None = None,
-                       digest: str | None = None) -> tuple[dict, dict]:
-        """The report and outputs of a node's response (``digest``: the program's,
-        sent instead of the program)."""
-        if resp.getheader(wire.EXECUTE) is None:
-            raise _Retry(f'{resp.status}: the zerocloud filter is not in its pipeline')
-        if resp.status != 200:
-            reason = short(resp.read(1024).decode('utf-8', 'replace'))
-            if resp.status == 412 and digest is not None:
-                raise _NeedProgram(f'{resp.status} {reason}')
-            if resp.status == 503 and resp.getheader('Retry-After'):
-                raise _Busy(f'{resp.status} {reason}')
-            if resp.status in (404, 507) or resp.status >= 500:
-                raise _Retry(f'{resp.status} {reason}')
-            raise _Refused(resp.status, reason)
-        stream, first = resp, wire.REPORT
-        relay = None
-        if resp.getheader(wire.STREAM):       # running: parts of its links come first
-            stream, first = wire.Available(resp), None
-            if links is not None and links.running is not None:
-                links.running()
-            if links is not None and links.outputs is not None:
-                relay = graph.Relay(links.outputs)
-        report, outputs = None, {}
-        try:
-            for name, f in wire.read_members(stream, first):
-                if name == wire.RUNNING and first is None:
-                    continue
-                if name.startswith(wire.PART_PREFIX + graph.OUT) and report is None:
-                    if relay is not None:
-                        relay.add(name[len(wire.PART_PREFIX + graph.OUT):], f)
-                elif name == wire.REPORT:
-                    report = json.loads(f.read(1 << 20))
-                elif name.startswith(wire.DEV_PREFIX) and report is not None:
-                    out = outputs[name[len(wire.DEV_PREFIX):]] = spooled()
-                    wire.copy_limited(f, out, self.config.max_output)
-                else:
-                    raise wire.WireError(f'unexpected member {name}')
-            if not isinstance(report, dict):
-                raise wire.WireError('no report')
-        except BaseException:
-            for out in outputs.values():
-                out.close()
-            raise
-        return report, outputs
-
     def _replica_servers(self, plan: Plan) -> tuple[int, str]:
         """How many different servers could run a replica of the node, and which."""
         ring = placement.object_ring(self.config.swift_dir, plan.policy)
@@ -721,13 +450,14 @@ class ProxyExecMiddleware:
             deferred.launched(req)
 
             load: collections.Counter = collections.Counter()
+            trans_id = req.environ.get('swift.trans_id', '')
 
             def run_replica(plan: Plan, replica: int, servers: Iterable[dict],
                             links: graph.NodeLinks | None) -> NodeResult:
-                return self._run_node(req, replace(plan, servers=servers, replica=replica),
-                                      job_id, load, links)
+                return self.dispatcher.run_node(
+                    trans_id, replace(plan, servers=servers, replica=replica), job_id, load, links)
 
-            results = graph.run(plans, run_replica, _skipped, max_spool=self.config.max_spool,
+            results = graph.run(plans, run_replica, skipped, max_spool=self.config.max_spool,
                                 max_link=self.config.max_output, concurrency=MAX_CONCURRENCY,
                                 pipeline=self.config.pipeline)
             self._store_all(caller, results, failed=any(r.failed for r in results))
@@ -781,58 +511,6 @@ def _imap(func: Callable, items: list) -> list:
             raise error
         results.append(value)
     return results
-
-
-def _attempts(servers: Iterable[dict], busy: list[dict], deadline: float) -> Iterator[dict]:
-    """The servers in order, then again those the caller put in ``busy`` (full of
-    the job's own nodes), after a growing pause, until ``deadline``.
-
-    Those nodes end, and a node waiting here holds no worker, so a job with more
-    nodes than the cluster has workers waits for them instead of failing; a server
-    full of other work still ends the node at once (``unavailable``, 503).
-    """
-    pause = BUSY_PAUSE
-    yield from servers
-    while busy and time.monotonic() + pause < deadline:
-        sleep(pause * random.uniform(0.5, 1.5))
-        pause = min(pause * 2, BUSY_PAUSE_MAX)
-        again, busy[:] = list(busy), []
-        yield from again
-
-
-def _then(data: bytes, done: Callable[[], None] | None) -> Iterator[bytes]:
-    """``data`` as a member's chunks; ``done()`` once the consumer took it (sent it)."""
-    yield data
-    if done is not None:
-        done()
-
-
-def _send_chunked(sock, members: list, sent: list[int]) -> None:
-    """Send a tar stream of ``members`` (the last one an iterator of members that
-    come as they arrive) in chunked transfer encoding; a member that fails
-    (a link whose node failed) cuts the stream before the links are complete."""
-    def all_members():
-        yield from members[:-1]
-        yield from members[-1]
-    try:
-        try:
-            for chunk in wire.stream_tar(all_members()):
-                if chunk:
-                    sock.sendall(b'%x\r\n%s\r\n' % (len(chunk), chunk))
-                    sent[0] += len(chunk)
-        except graph.LinkFailed:
-            pass
-        sock.sendall(b'0\r\n\r\n')
-    except OSError:
-        pass                # the server went away: the response says what happened
-
-
-def _skipped(plan: Plan, replica: int, why: str) -> NodeResult:
-    """The result of a node that could not run because a node it reads from failed."""
-    res = NodeResult(plan.node, POLICIES.get_by_index(plan.policy).name)
-    res.fail(graph.SKIPPED, why)
-    res.replica = replica
-    return res
 
 
 def _local_env(path: SwiftPath, headers) -> dict[str, str]:
