@@ -129,7 +129,7 @@ MISMATCH, SKIPPED = 'mismatch', 'skipped'
 
 
 class Result(Protocol):
-    """What the proxy keeps of one run of a node (``zerocloud.proxy.NodeResult``)."""
+    """What the proxy keeps of one run of a node (``zerocloud.proxy.response.NodeResult``)."""
 
     node: Node
     report: dict

@@ -149,7 +149,7 @@ from swift.common.utils import (
 from zerocloud import hangup, wire
 from zerocloud.config import NOT_PLAIN, Config
 from zvm_core.channels import READ, WRITE, LinkWaker, LinkWriter, Quota
-from zvm_core.executor import Limits
+from zvm_core.limits import Limits
 from zvm_core.pool import ChannelSpec, Pool, PoolBusy, WarmUp
 from zvm_core.sysimages import SysImageError, SystemImages, parse
 

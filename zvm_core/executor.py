@@ -19,7 +19,7 @@ import threading
 import time
 import weakref
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from unicorn import UC_ARCH_X86, UC_HOOK_INTR, UC_HOOK_MEM_INVALID, UC_MODE_64, Uc, UcError
 from unicorn import unicorn_const as ucc
@@ -38,7 +38,14 @@ from zvm_core import guard as zguard
 from zvm_core import snapshot, trap
 from zvm_core.channels import READ, WRITE, Channel, standard_order
 from zvm_core.elf import PF_R, PF_W, PF_X, ElfError, Program, load_program
-from zvm_core.limits import DEFAULT_FUEL, DEFAULT_MEMORY, DEFAULT_TIMEOUT
+from zvm_core.limits import (  # noqa: F401 (the executor's API)
+    DEFAULT_FUEL,
+    DEFAULT_MEMORY,
+    DEFAULT_TIMEOUT,
+    MAX_MEMORY,
+    MAX_TIMEOUT,
+    Limits,
+)
 from zvm_core.memory import (
     MANIFEST_PAGE,
     PAGE,
@@ -63,8 +70,6 @@ from zvm_core.syscalls.random import SeededStream
 from zvm_core.syscalls.time import VirtualClock
 from zvm_core.validator import Policy, Verdict, Violation, default_cache, validate
 
-MAX_TIMEOUT = 7 * 24 * 3600.0
-MAX_MEMORY = MANIFEST_PAGE          # everything below the user manifest page
 MIN_HEAP = 1 << 20
 TCG_BUFFER = 32 << 20
 MAX_ARGS_SIZE = 256 << 10
@@ -100,23 +105,6 @@ INITIAL_REGISTERS = ((UC_X86_REG_EFLAGS, 0x202), (UC_X86_REG_FPCW, 0x037F),
 AT = dict(PHDR=3, PHENT=4, PHNUM=5, PAGESZ=6, BASE=7, FLAGS=8, ENTRY=9, UID=11, EUID=12,
           GID=13, EGID=14, PLATFORM=15, HWCAP=16, CLKTCK=17, SECURE=23, RANDOM=25,
           HWCAP2=26, EXECFN=31)
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What one run may use.  ``fuel`` is deterministic, ``timeout`` (s) is a safety net."""
-
-    memory: int = DEFAULT_MEMORY
-    fuel: int = DEFAULT_FUEL
-    timeout: float = DEFAULT_TIMEOUT
-
-    def __post_init__(self) -> None:
-        if not 0 < self.memory <= MAX_MEMORY:
-            raise ValueError(f'memory must be between 1 and {MAX_MEMORY} bytes')
-        if self.fuel < 0:
-            raise ValueError('fuel must not be negative')
-        if not 0 < self.timeout <= MAX_TIMEOUT:     # also false for nan
-            raise ValueError(f'timeout must be more than 0 and at most {MAX_TIMEOUT:g} s')
 
 
 class SetupError(ValueError):

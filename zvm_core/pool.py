@@ -46,7 +46,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from zvm_core.channels import READ, WRITE, Channel, FdBacking, Quota, StreamBacking
-from zvm_core.limits import MAX_FDS
+from zvm_core.limits import MAX_FDS, Limits
 from zvm_core.report import Report
 
 MAX_MESSAGE = 1 << 20
@@ -388,7 +388,6 @@ class Pool:
         ``started`` is called once a worker has taken the request (it may have
         waited in the queue until then).
         """
-        from zvm_core.executor import Limits
         limits = limits or Limits()
         channels = list(channels)
         fds = [c.fd for c in channels]

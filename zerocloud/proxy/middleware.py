@@ -284,6 +284,7 @@ class ProxyExecMiddleware:
         self.logger = get_logger(conf, log_route='zerocloud-proxy')
         self.config = Config.from_conf(conf)
         self.dispatcher = Dispatcher(self.config, self.logger)
+        uploads.validator_version()      # once, at the start, not in a request
 
     def __call__(self, env, start_response):
         if 'HTTP_X_ZEROVM_EXECUTE' in env or env['PATH_INFO'].startswith(f'/{sources.OPEN}/'):
@@ -529,7 +530,7 @@ def filter_factory(global_conf: dict, **local_conf):
     conf = dict(global_conf, **local_conf)
     config = Config.from_conf(conf)
     register_swift_info('zerocloud', max_job_size=config.max_config, timeout=config.timeout,
-                        validator_version=uploads.VALIDATOR_VERSION)
+                        validator_version=uploads.validator_version())
 
     def zerocloud_proxy_filter(app):
         return ProxyExecMiddleware(app, conf)

@@ -10,6 +10,8 @@ and doc/http-api.md describe it for users.
 
 from __future__ import annotations
 
+import functools
+import subprocess as host_subprocess
 import sys
 import tempfile
 
@@ -24,13 +26,22 @@ from swift.common.swob import (
 from swift.common.utils import config_true_value
 
 from zerocloud import wire
-from zvm_core.validator import VALIDATOR_VERSION
 
 VALIDATE_TIMEOUT = 120.0
 NEXE_CONTENT_TYPE = 'application/x-nexe'
 SYSMETA_VALID = 'X-Object-Sysmeta-Zerovm-Valid'
 SYSMETA_VALIDATOR = 'X-Object-Sysmeta-Zerovm-Validator'
 SYSMETA_ERROR = 'X-Object-Sysmeta-Zerovm-Validation-Error'
+
+
+@functools.cache
+def validator_version() -> str:
+    """The sandbox's current validator version, asked of a child process once per
+    process (at the filter's start): the proxy never loads the validator itself,
+    so capstone and unicorn stay out of it."""
+    return host_subprocess.run(
+        [sys.executable, '-c', 'from zvm_core.validator import VALIDATOR_VERSION as v; print(v)'],
+        capture_output=True, check=True, text=True, timeout=VALIDATE_TIMEOUT).stdout.strip()
 
 
 def wants_validation(env: dict) -> bool:
@@ -44,7 +55,7 @@ def verdict_headers(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
     """``X-Zerovm-Valid`` (and why not) from a stored, current verdict in ``headers``."""
     found = {k.lower(): v for k, v in headers if k.lower().startswith('x-object-sysmeta-zerovm-')}
     valid = found.get(SYSMETA_VALID.lower())
-    if valid is None or found.get(SYSMETA_VALIDATOR.lower()) != VALIDATOR_VERSION:
+    if valid is None or found.get(SYSMETA_VALIDATOR.lower()) != validator_version():
         return []
     out = [('X-Zerovm-Valid', valid)]
     if SYSMETA_ERROR.lower() in found:
@@ -54,7 +65,7 @@ def verdict_headers(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
 
 def stored_verdict(headers) -> bool | None:
     """The current validator's stored verdict on an object (None: none, or an old one)."""
-    if headers.get(SYSMETA_VALIDATOR) != VALIDATOR_VERSION or SYSMETA_VALID not in headers:
+    if SYSMETA_VALID not in headers or headers.get(SYSMETA_VALIDATOR) != validator_version():
         return None
     return headers.get(SYSMETA_VALID) != 'false'
 
@@ -95,7 +106,7 @@ class ValidatedPut:
             req.content_length = size
             if verdict is not None:
                 valid, error = verdict
-                req.headers[SYSMETA_VALIDATOR] = VALIDATOR_VERSION
+                req.headers[SYSMETA_VALIDATOR] = validator_version()
                 req.headers[SYSMETA_VALID] = 'true' if valid else 'false'
                 if error:
                     req.headers[SYSMETA_ERROR] = error
