@@ -29,6 +29,8 @@ the database the answer is compared with.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import json
 import re
 import sqlite3
@@ -346,16 +348,57 @@ def _table(columns: list[str]) -> dict[str, tuple[list[str], list[str]]]:
     return {TABLE: (columns, ['NUMERIC'] * len(columns))}
 
 
-def _where_in(query: Query, message: str) -> str:
-    """``message`` with the character where SQLite's complaint points, when it says."""
-    m = re.search(r'near "(.*?)": syntax error|no such (?:column|function): (\S+)', message)
-    if not m:
-        return message
-    word = (m.group(1) or m.group(2)).lower()
-    for tok in query.tokens:
-        if tok.text.lower() == word or tok.key == word:
-            return f'{message} at character {tok.pos + 1}'
-    return message
+def _library():
+    """The host's libsqlite3 through ctypes (for error offsets), or None."""
+    name = ctypes.util.find_library('sqlite3')
+    try:
+        lib = ctypes.CDLL(name) if name else None
+    except OSError:
+        return None
+    if lib is None or not hasattr(lib, 'sqlite3_error_offset'):     # SQLite < 3.38
+        return None
+    lib.sqlite3_open.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_void_p)]
+    lib.sqlite3_exec.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p,
+                                 ctypes.c_void_p, ctypes.c_void_p]
+    lib.sqlite3_prepare_v2.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int,
+                                       ctypes.POINTER(ctypes.c_void_p), ctypes.c_void_p]
+    lib.sqlite3_error_offset.argtypes = [ctypes.c_void_p]
+    lib.sqlite3_finalize.argtypes = [ctypes.c_void_p]
+    lib.sqlite3_close.argtypes = [ctypes.c_void_p]
+    return lib
+
+
+def error_offset(sql: str, tables: list[str]) -> int | None:
+    """Where (0-based character) SQLite's complaint about ``sql`` points, if it says."""
+    lib = _library()
+    if lib is None:
+        return None
+    db = ctypes.c_void_p()
+    if lib.sqlite3_open(b':memory:', ctypes.byref(db)) != 0:
+        lib.sqlite3_close(db)
+        return None
+    try:
+        for create in tables:
+            lib.sqlite3_exec(db, create.encode(), None, None, None)
+        data, stmt = sql.encode(), ctypes.c_void_p()
+        if lib.sqlite3_prepare_v2(db, data, len(data), ctypes.byref(stmt), None) == 0:
+            lib.sqlite3_finalize(stmt)
+            return None
+        offset = lib.sqlite3_error_offset(db)
+        return len(data[:offset].decode('utf-8', 'replace')) if offset >= 0 else None
+    finally:
+        lib.sqlite3_close(db)
+
+
+def _where_in(query: Query, columns: list[str], message: str) -> str:
+    """``message`` with the character of the query it is about, when SQLite says."""
+    if message == 'incomplete input':
+        return f'{message}: the query ends too early'
+    url = query.tokens[query.source_at]
+    padded = (query.text[:url.pos] + TABLE.ljust(len(url.text))
+              + query.text[url.pos + len(url.text):])
+    offset = error_offset(padded, [schema(TABLE, columns)])
+    return message if offset is None else f'{message} at character {offset + 1}'
 
 
 def _checker() -> sqlite3.Connection:
@@ -368,8 +411,8 @@ def _checker() -> sqlite3.Connection:
 
 def check(sql: str, tables: dict[str, tuple[list[str], list[str]]],
           query: Query | None = None) -> list[str]:
-    """Compile ``sql`` (and run it over empty ``tables``: name -> (columns, types));
-    its result column names, or SqlError saying what and where."""
+    """Run ``sql`` over empty ``tables`` (name -> (columns, types)) with small limits:
+    its result column names, or SqlError saying what and where (in ``query``)."""
     db = _checker()
     try:
         for name, (columns, types) in tables.items():
@@ -377,19 +420,15 @@ def check(sql: str, tables: dict[str, tuple[list[str], list[str]]],
                              for c, t in zip(columns, types, strict=True))
             db.execute(f'CREATE TABLE {name}({cols})')
         try:
-            cur = db.execute(_compile_only(sql))
+            cur = db.execute(sql)
         except (sqlite3.Error, sqlite3.Warning) as e:
             message = str(e)
-            raise SqlError('query: ' + (_where_in(query, message) if query else message)
-                           ) from None
+            if query is not None:
+                message = _where_in(query, tables[TABLE][0], message)
+            raise SqlError(f'query: {message}') from None
         return [d[0] for d in cur.description or ()]
     finally:
         db.close()
-
-
-def _compile_only(sql: str) -> str:
-    """Wrap ``sql`` so that checking it compiles without running it."""
-    return f'SELECT * FROM ({sql}) WHERE 0'
 
 
 # -- analysis --------------------------------------------------------------------------------
