@@ -136,13 +136,16 @@ def _objects(mw: ProxyExecMiddleware, req: Request, path: jobs.SwiftPath
     if not path.wildcard:
         return [path]
     found = []
-    for obj, _ in jobs._find(path, lambda a, c: mw._listing(req, f'/v1/{a}/{c}'),
-                             lambda a: mw._listing(req, f'/v1/{a}')):
-        found.append(obj)
-        if len(found) > MAX_OBJECTS:
-            raise HTTPRequestEntityTooLarge(body=f'{path} matches more than {MAX_OBJECTS} '
-                                                 'objects: one query reads at most '
-                                                 f'{MAX_OBJECTS}\n')
+    try:
+        for obj, _ in jobs._find(path, lambda a, c: mw._listing(req, f'/v1/{a}/{c}'),
+                                 lambda a: mw._listing(req, f'/v1/{a}')):
+            found.append(obj)
+            if len(found) > MAX_OBJECTS:
+                raise HTTPRequestEntityTooLarge(body=f'{path} matches more than {MAX_OBJECTS} '
+                                                     'objects: one query reads at most '
+                                                     f'{MAX_OBJECTS}\n')
+    except jobs.JobError as e:                  # a container that does not exist
+        raise HTTPNotFound(body=f'{e}\n') from None
     if not found:
         raise HTTPNotFound(body=f'No objects found in path {path}\n')
     return sorted(found, key=lambda p: (p.container, p.obj or ''))
