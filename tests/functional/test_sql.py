@@ -245,3 +245,22 @@ def test_explain_shows_the_plan(swift_cluster, conn, sales) -> None:
                                   'count(qty) AS _zc1 FROM t GROUP BY "region"')
     assert [g['name'] for g in plan['job']] == ['sql', 'merge']
     assert 'X-Nexe-System' not in resp.headers
+
+
+def test_stored_query_and_stored_answer(swift_cluster, conn, sales, make_container,
+                                        make_object) -> None:
+    """The swift CLI form: the query is an object (X-Zerovm-Source), the answer another."""
+    c = make_container('sqlq')
+    query = f'SELECT region, count(*) AS n FROM {URL} GROUP BY region ORDER BY n DESC, region'
+    make_object(c, 'q.json', json.dumps({'query': query,
+                                         'output': f'swift://~/{c}/answer.csv'}).encode())
+    url, token = conn.get_auth()
+    resp = requests.post(url, timeout=300, headers={
+        'X-Auth-Token': token, 'X-Zerovm-Execute': 'sql/1.0',
+        'X-Zerovm-Source': f'swift://~/{c}/q.json'})
+    assert resp.status_code == 200, resp.text
+    assert resp.content == b''
+    headers, body = conn.get_object(c, 'answer.csv')
+    assert headers['content-type'] == 'text/csv; charset=utf-8'
+    names, rows = reference(sales[1], query, URL)
+    check_csv(body, names, rows, True)

@@ -41,9 +41,11 @@ from swift.common.swob import (
     Request,
     Response,
 )
+from swift.common.utils import close_if_possible
 from swift.common.wsgi import make_subrequest
 
 from zerocloud import job as jobs
+from zerocloud import sources
 from zerocloud.sources import Launch
 from zerocloud.sql import planner
 from zerocloud.sql.planner import SqlError
@@ -167,10 +169,14 @@ def _node_args(plan: planner.Plan, fmt: str, delimiter: str, has_header: bool,
 
 
 def build_job(plan: planner.Plan, source: jobs.SwiftPath, fmt: str, delimiter: str,
-              has_header: bool, out_format: str, out_header: bool) -> list[dict]:
-    """The job that runs ``plan`` over ``source`` (a wildcard path or one object)."""
+              has_header: bool, out_format: str, out_header: bool,
+              output: jobs.SwiftPath | None = None) -> list[dict]:
+    """The job that runs ``plan`` over ``source`` (a wildcard path or one object),
+    answering in the response or storing the answer as ``output``."""
     final = 'json' if out_format == 'json' else ('csvh' if out_header else 'csv')
     stdout = {'name': 'stdout', 'content_type': CONTENT_TYPES[out_format]}
+    if output is not None:
+        stdout['path'] = str(output)
     if plan.mode == 'single':
         return [{'name': MAP, 'exec': {'path': PROGRAM,
                                        'args': _node_args(plan, fmt, delimiter, has_header,
@@ -197,6 +203,30 @@ def _failed_exit(resp: Response) -> str | None:
     return None
 
 
+def _body(mw: ProxyExecMiddleware, req: Request, account: str) -> bytes:
+    """The request's JSON: its body, or the object ``X-Zerovm-Source`` names."""
+    too_large = HTTPRequestEntityTooLarge(body=f'the query is larger than zerovm_maxconfig '
+                                               f'({mw.max_config} bytes)\n')
+    source = sources.source_path(req, account)
+    if source is None:
+        if (req.content_length or 0) > mw.max_config:
+            raise too_large
+        body = req.body_file.read(mw.max_config + 1)
+    else:
+        resp = mw._read(req, 'GET', source)
+        try:
+            body = b''
+            for chunk in resp.app_iter:
+                body += chunk
+                if len(body) > mw.max_config:
+                    break
+        finally:
+            close_if_possible(resp.app_iter)
+    if len(body) > mw.max_config:
+        raise too_large
+    return body
+
+
 def respond(mw: ProxyExecMiddleware, req: Request, version: str, account: str,
             container: str | None, obj: str | None) -> Response:
     """Answer a ``sql/1.0`` request (swob HTTP exceptions for the caller's mistakes)."""
@@ -208,12 +238,17 @@ def respond(mw: ProxyExecMiddleware, req: Request, version: str, account: str,
     if IMAGE not in mw.system_images:
         raise HTTPNotImplemented(body=f'{VERSION} needs the system image {IMAGE}, which this '
                                       'cluster does not have (zvm-sysimages build)\n')
-    if (req.content_length or 0) > mw.max_config:
-        raise HTTPRequestEntityTooLarge(body=f'the request is larger than zerovm_maxconfig '
-                                             f'({mw.max_config} bytes)\n')
     try:
-        spec = planner.parse_request(req.body)
+        spec = planner.parse_request(_body(mw, req, account))
         query = planner.parse_query(spec.query)
+        output = None
+        if spec.output is not None:
+            try:
+                output = jobs.parse_location(spec.output, account)
+            except jobs.JobError as e:
+                raise SqlError(f'"output": {e}') from None
+            if output.obj is None:
+                raise SqlError(f'"output": {output} names a container, not an object')
         try:
             source = jobs.parse_location(query.source, account)
         except jobs.JobError as e:
@@ -239,7 +274,8 @@ def respond(mw: ProxyExecMiddleware, req: Request, version: str, account: str,
                 < len(plan.result_columns):
             raise SqlError('"format": "json" needs distinct result column names: name them '
                            'with AS')
-        job = build_job(plan, source, fmt, delimiter, has_header, spec.format, spec.header)
+        job = build_job(plan, source, fmt, delimiter, has_header, spec.format, spec.header,
+                        output)
     except SqlError as e:
         raise HTTPBadRequest(body=f'{e}\n') from None
     headers = {'X-Sql-Plan': plan.mode, 'X-Sql-Plan-Reason': plan.reason,

@@ -50,7 +50,7 @@ AGGREGATES = SPLITTABLE | {'group_concat', 'string_agg', 'json_group_array', 'js
 # words that end an expression (so they are no alias)
 _ENDING = {'end', 'null', 'true', 'false', 'current_date', 'current_time', 'current_timestamp',
            'isnull', 'notnull', 'nocase', 'binary', 'rtrim'}
-REQUEST_KEYS = {'query', 'format', 'header', 'input', 'explain'}
+REQUEST_KEYS = {'query', 'format', 'header', 'input', 'explain', 'output'}
 INPUT_KEYS = {'format', 'header', 'columns', 'delimiter'}
 CLAUSES = ('from', 'where', 'group', 'having', 'window', 'order', 'limit')
 COMPOUND = ('union', 'intersect', 'except')
@@ -135,6 +135,7 @@ class SqlRequest:
     header: bool = True
     input: InputSpec = field(default_factory=InputSpec)
     explain: bool = False
+    output: str | None = None             # swift:// object to store the answer in
 
 
 def _bool(spec: dict, key: str, default: bool, where: str) -> bool:
@@ -183,10 +184,14 @@ def parse_request(body: bytes) -> SqlRequest:
     if not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in '"\r\n' \
             or ord(delimiter) > 127:
         raise SqlError('"input"."delimiter" must be one ASCII character (not a quote or newline)')
+    output = spec.get('output')
+    if output is not None and (not isinstance(output, str) or not output.startswith('swift://')
+                               or '*' in output):
+        raise SqlError('"output" must be one object: swift://<account>/<container>/<object>')
     return SqlRequest(query, fmt, _bool(spec, 'header', True, ''),
                       InputSpec(in_fmt, _bool(raw, 'header', True, '"input".'), columns,
                                 delimiter),
-                      _bool(spec, 'explain', False, ''))
+                      _bool(spec, 'explain', False, ''), output)
 
 
 def check_columns(names: list[str], where: str) -> list[str]:
