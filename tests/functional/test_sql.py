@@ -20,7 +20,7 @@ import pytest
 import requests
 from swiftclient import Connection
 
-from zerocloud.devcluster import DevCluster
+from zerocloud.devcluster import USERS, DevCluster
 
 REGIONS = ['east', 'west', 'north', 'south, far', 'the "middle"']
 
@@ -60,9 +60,7 @@ COLUMNS = ['region', 'product', 'qty', 'price', 'note', 'id']
 def sales(swift_cluster: DevCluster) -> tuple[str, list[list[list[str]]]]:
     """A container of sales objects: plain, gzip-compressed, empty, header-only; and
     the same rows without header rows in a second container."""
-    from swiftclient import Connection as Conn
-    from zerocloud.devcluster import USERS
-    conn = Conn(authurl=swift_cluster.auth_url, user=swift_cluster.user,
+    conn = Connection(authurl=swift_cluster.auth_url, user=swift_cluster.user,
                 key=USERS[swift_cluster.user][0], retries=0)
     container, bare = 'sql-sales', 'sql-bare'
     conn.put_container(container)
