@@ -18,6 +18,8 @@
  *            reads back to the same double; csvh adds a header row.
  *   json     one JSON object per row, {"<column>": value, ...}.
  *
+ * In csv and json a blob is its bytes in hexadecimal (text).
+ *
  * An empty CSV field is NULL.  Errors go to stderr as "sqlite: <where>: <what>"
  * and the exit code is 1.  The planner that writes these command lines is
  * zerocloud/sql/planner.py.
@@ -112,7 +114,12 @@ static int src_get(struct src *s) {
             int err;
             die("cannot read: %s", gzerror(s->gz, &err));
         }
-        if (s->n == 0) return EOF;
+        if (s->n == 0) {
+            int err;
+            const char *msg = gzerror(s->gz, &err);
+            if (err != Z_OK) die("cannot read: %s (damaged or cut gzip data)", msg);
+            return EOF;
+        }
     }
     return s->buf[s->i++];
 }
@@ -457,12 +464,22 @@ static void plain_value(struct buf *o, sqlite3_stmt *st, int i, int json) {
         else
             puts_(o, tmp);
         break;
-    default: {              /* text; a blob is written as its bytes */
-        const void *s = sqlite3_column_type(st, i) == SQLITE_TEXT
-            ? (const void *)sqlite3_column_text(st, i) : sqlite3_column_blob(st, i);
+    case SQLITE_TEXT: {
+        const char *s = (const char *)sqlite3_column_text(st, i);
         int n = sqlite3_column_bytes(st, i);
-        if (json) json_text(o, s, n);
+        if (json) json_text(o, (const unsigned char *)s, n);
         else csv_text(o, s, n);
+        break;
+    }
+    default: {              /* a blob: its bytes in hexadecimal */
+        const unsigned char *s = sqlite3_column_blob(st, i);
+        int n = sqlite3_column_bytes(st, i);
+        if (json) putc_(o, '"');
+        for (int k = 0; k < n; k++) {
+            putc_(o, hexdigits[s[k] >> 4]);
+            putc_(o, hexdigits[s[k] & 15]);
+        }
+        if (json) putc_(o, '"');
     }
     }
 }
