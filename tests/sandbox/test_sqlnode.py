@@ -108,3 +108,14 @@ def test_the_query_only_reads(zvm, sqlite) -> None:
     assert run.report['retcode'] == 1 and 'the query must only read' in run.stderr.decode()
     run = node(zvm, sqlite, b'', SCHEMA, '--query', 'SELECT 1; SELECT 2')
     assert run.report['retcode'] == 1 and 'one statement only' in run.stderr.decode()
+
+
+def test_only_the_needed_fields_are_loaded(zvm, sqlite) -> None:
+    data = b'a,b,c\n1,x,3\n4,y,6\n'
+    out = ok(node(zvm, sqlite, data, 'CREATE TABLE t(a NUMERIC, c NUMERIC)', '--load', 'csvh',
+                  '/dev/input', '--fields', '3:1,3', '--query', 'SELECT sum(a), sum(c) FROM t',
+                  '--out', 'csv'))
+    assert out == b'5,9\r\n'
+    short = node(zvm, sqlite, b'a,b,c\n1,x\n', 'CREATE TABLE t(a NUMERIC, c NUMERIC)',
+                 '--load', 'csvh', '/dev/input', '--fields', '3:1,3', '--query', 'SELECT 1')
+    assert 'record 2 has 2 fields, not 3' in short.stderr.decode()

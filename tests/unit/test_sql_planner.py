@@ -43,6 +43,8 @@ def run(db: sqlite3.Connection, create: str, rows: list[tuple], query: str) -> l
 
 def simulate(p: planner.Plan, data: list[list[tuple]]) -> list[tuple]:
     """The plan's answer: node queries per part, then the merge query."""
+    keep = [COLUMNS.index(c) for c in p.loaded]
+    data = [[tuple(row[i] for i in keep) for row in rows] for rows in data]
     if p.mode == 'single':
         return run(sqlite3.connect(':memory:'), p.map_schema(), data[0], p.map_query)
     partial = []
@@ -147,6 +149,12 @@ def test_split_node_query_reads_only_what_it_needs() -> None:
                            'FROM t s WHERE price > 1 GROUP BY "region"')
     assert p.partial_columns == ['region', '_zc0', '_zc1']
     assert p.reduce_schema() == 'CREATE TABLE p("region" NUMERIC, "_zc0", "_zc1")'
+    assert p.loaded == ['region', 'qty', 'price'] and p.fields() == '5:1,3,4'
+    assert p.map_schema() == 'CREATE TABLE t("region" NUMERIC, "qty" NUMERIC, "price" NUMERIC)'
+    star = plan(parse_query(f'SELECT * FROM {URL}'), COLUMNS, 2)
+    assert star.loaded == COLUMNS and star.fields() is None
+    count = plan(parse_query(f'SELECT count(*) FROM {URL}'), COLUMNS, 2)
+    assert count.loaded == ['region'] and count.fields() == '5:1'
     rows = plan(parse_query(f'SELECT note FROM {URL} WHERE qty > 1 ORDER BY price LIMIT 3'),
                 COLUMNS, 3)
     assert rows.map_query == ('SELECT "price" AS "price", "note" AS "note" FROM t '

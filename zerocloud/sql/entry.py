@@ -10,14 +10,18 @@
 The proxy lists the objects the FROM URL matches (as the caller), reads the
 column names from the start of the first non-empty one (a ranged GET), and
 checks and plans the query (``zerocloud.sql.planner``): a bad query is a 400
-saying what and where before any node starts.  The plan becomes a job of the
-``sqlite`` system image: one node per object, next to it, and one node that
-merges their partial results; its answer is the response (``text/csv`` or
-``application/x-ndjson``), with the job's ``X-Nexe-*`` headers and
-``X-Sql-Plan`` (``single``, ``split`` or ``rows``), ``X-Sql-Plan-Reason``
-and ``X-Sql-Objects``.  ``"explain": true`` answers the plan as JSON
-instead of running it.  A node whose program fails (a malformed record, an
-error SQLite finds while running) makes the response a 422.
+saying what and where before any node starts.  The plan runs as jobs of the
+``sqlite`` system image: one node per object, next to it, writing its partial
+rows; then one node that reads them all (in object order) and merges them.
+The merging node runs as a second job, once the first has ended, so that it
+holds no worker and no wall-clock time while it would only wait.  Its answer
+is the response (``text/csv`` or ``application/x-ndjson``), with the
+``X-Nexe-*`` headers of both jobs as if they were one (the nodes, then
+``merge``), and ``X-Sql-Plan`` (``single``, ``split`` or ``rows``),
+``X-Sql-Plan-Reason`` and ``X-Sql-Objects``.  ``"explain": true`` answers
+the plan as JSON instead of running it.  A node whose program fails (a
+malformed record, an error SQLite finds while running) makes the response a
+422 and nothing is merged.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import tempfile
 import zlib
 from typing import TYPE_CHECKING
 from urllib.parse import quote
@@ -46,7 +51,7 @@ from swift.common.wsgi import make_subrequest
 
 from zerocloud import job as jobs
 from zerocloud import sources
-from zerocloud.sources import Launch
+from zerocloud.sources import Input, Launch
 from zerocloud.sql import planner
 from zerocloud.sql.planner import SqlError
 
@@ -56,10 +61,10 @@ if TYPE_CHECKING:
 VERSION = planner.VERSION
 IMAGE = 'sqlite'
 PROGRAM = f'file://{IMAGE}:{IMAGE}'
+PARTIAL_TYPE = 'text/x-sqlnode-partial'
 MAP, MERGE = 'sql', 'merge'
 HEAD_BYTES = 65536               # read from the first object to find its columns
 HEAD_TRIES = 20                  # objects tried for one that is not empty
-MAX_OBJECTS = 240                # a node reads at most ~250 others (zerocloud.graph)
 CONTENT_TYPES = {'csv': 'text/csv; charset=utf-8', 'json': 'application/x-ndjson'}
 SUFFIXES = {'.csv': ('csv', ','), '.tsv': ('csv', '\t'), '.jsonl': ('jsonl', None),
             '.ndjson': ('jsonl', None), '.json': ('jsonl', None)}
@@ -142,10 +147,10 @@ def _objects(mw: ProxyExecMiddleware, req: Request, path: jobs.SwiftPath
         for obj, _ in jobs._find(path, lambda a, c: mw._listing(req, f'/v1/{a}/{c}'),
                                  lambda a: mw._listing(req, f'/v1/{a}')):
             found.append(obj)
-            if len(found) > MAX_OBJECTS:
-                raise HTTPRequestEntityTooLarge(body=f'{path} matches more than {MAX_OBJECTS} '
-                                                     'objects: one query reads at most '
-                                                     f'{MAX_OBJECTS}\n')
+            if len(found) > mw.max_nodes:
+                raise HTTPRequestEntityTooLarge(body=f'{path} matches more than '
+                                                     f'zerovm_maxnodes ({mw.max_nodes}) '
+                                                     'objects\n')
     except jobs.JobError as e:                  # a container that does not exist
         raise HTTPNotFound(body=f'{e}\n') from None
     if not found:
@@ -154,43 +159,62 @@ def _objects(mw: ProxyExecMiddleware, req: Request, path: jobs.SwiftPath
 
 
 def _node_args(plan: planner.Plan, fmt: str, delimiter: str, has_header: bool,
-               out: str, output: str | None = None) -> list[str]:
+               out: str) -> list[str]:
     args = ['--schema', plan.map_schema()]
     if fmt == 'jsonl':
-        args += ['--load', 'jsonl', '/dev/input', '--insert', planner.jsonl_insert(plan.columns)]
+        args += ['--load', 'jsonl', '/dev/input', '--insert',
+                 planner.jsonl_insert(plan.loaded or plan.columns)]
     else:
         args += ['--load', 'csvh' if has_header else 'csv', '/dev/input']
         if delimiter != ',':
             args += ['--delimiter', delimiter]
-    args += ['--query', plan.map_query, '--out', out]
-    if output:
-        args += ['--output', output]
-    return args
+        if plan.fields():
+            args += ['--fields', plan.fields()]
+    return args + ['--query', plan.map_query, '--out', out]
 
 
-def build_job(plan: planner.Plan, source: jobs.SwiftPath, fmt: str, delimiter: str,
-              has_header: bool, out_format: str, out_header: bool,
-              output: jobs.SwiftPath | None = None) -> list[dict]:
-    """The job that runs ``plan`` over ``source`` (a wildcard path or one object),
-    answering in the response or storing the answer as ``output``."""
+def build_jobs(plan: planner.Plan, source: jobs.SwiftPath, fmt: str, delimiter: str,
+               has_header: bool, out_format: str, out_header: bool,
+               output: jobs.SwiftPath | None = None) -> list[list[dict]]:
+    """The jobs that run ``plan`` over ``source`` (a wildcard path or one object): the
+    nodes' job, then (unless one node answers) the merging job, which reads their
+    partial rows on stdin.  The last one answers in the response, or stores the
+    answer as ``output``."""
     final = 'json' if out_format == 'json' else ('csvh' if out_header else 'csv')
-    stdout = {'name': 'stdout', 'content_type': CONTENT_TYPES[out_format]}
+    answer = {'name': 'stdout', 'content_type': CONTENT_TYPES[out_format]}
     if output is not None:
-        stdout['path'] = str(output)
+        answer['path'] = str(output)
+    program = {'path': PROGRAM}
     if plan.mode == 'single':
-        return [{'name': MAP, 'exec': {'path': PROGRAM,
-                                       'args': _node_args(plan, fmt, delimiter, has_header,
-                                                          final)},
-                 'devices': [{'name': 'input', 'path': str(source)}, stdout]}]
-    return [{'name': MAP, 'exec': {'path': PROGRAM,
-                                   'args': _node_args(plan, fmt, delimiter, has_header,
-                                                      'partial', f'/dev/out/{MERGE}')},
-             'devices': [{'name': 'input', 'path': str(source)}], 'connect': [MERGE]},
-            {'name': MERGE, 'exec': {'path': PROGRAM,
-                                     'args': ['--schema', plan.reduce_schema(),
-                                              '--load', 'partials', f'/dev/in/{MAP}',
-                                              '--query', plan.reduce_query, '--out', final]},
-             'devices': [stdout]}]
+        return [[{'name': MAP, 'exec': {**program, 'args': _node_args(
+                    plan, fmt, delimiter, has_header, final)},
+                  'devices': [{'name': 'input', 'path': str(source)}, answer]}]]
+    nodes = [{'name': MAP, 'exec': {**program, 'args': _node_args(
+                 plan, fmt, delimiter, has_header, 'partial')},
+              'devices': [{'name': 'input', 'path': str(source)},
+                          {'name': 'stdout', 'content_type': PARTIAL_TYPE}]}]
+    merge = [{'name': MERGE, 'exec': {**program, 'args': [
+                 '--schema', plan.reduce_schema(), '--load', 'partials', '/dev/stdin',
+                 '--query', plan.reduce_query, '--out', final]},
+              'devices': [{'name': 'stdin'}, answer]}]
+    return [nodes, merge]
+
+
+def _joined(first: Response, second: Response) -> dict[str, str]:
+    """The ``X-Nexe-*`` headers of two jobs as if they were one (nodes in order)."""
+    out = {}
+    for key in set(first.headers) | set(second.headers):
+        if not key.lower().startswith('x-nexe-'):
+            continue
+        a, b = first.headers.get(key), second.headers.get(key)
+        if key.lower() == 'x-nexe-cdr-line' and a and b:
+            (ta, _, ra), (tb, _, rb) = a.partition(', '), b.partition(', ')
+            out[key] = f'{float(ta) + float(tb):.3f}, {ra}, {rb}'
+        elif key.lower() == 'x-nexe-truncated':
+            out[key] = 'true'
+        else:
+            out[key] = ','.join(v for v in (a, b) if v is not None)
+    return out
 
 
 def _failed_exit(resp: Response) -> str | None:
@@ -274,23 +298,39 @@ def respond(mw: ProxyExecMiddleware, req: Request, version: str, account: str,
                 < len(plan.result_columns):
             raise SqlError('"format": "json" needs distinct result column names: name them '
                            'with AS')
-        job = build_job(plan, source, fmt, delimiter, has_header, spec.format, spec.header,
-                        output)
+        job = build_jobs(plan, source, fmt, delimiter, has_header, spec.format, spec.header,
+                         output)
     except SqlError as e:
         raise HTTPBadRequest(body=f'{e}\n') from None
     headers = {'X-Sql-Plan': plan.mode, 'X-Sql-Plan-Reason': plan.reason,
                'X-Sql-Objects': str(len(objects))}
     if spec.explain:
         body = json.dumps({**plan.to_dict(), 'objects': len(objects), 'input_format': fmt,
-                           'job': job}, indent=1).encode()
+                           'jobs': job}, indent=1).encode()
         return Response(status=200, body=body, headers=headers,
                         content_type='application/json')
-    resp = mw.execute(req, version, account, False,
-                      Launch(json.dumps(job).encode()))
+    first = resp = _run(mw, req, version, account, Launch(json.dumps(job[0]).encode()))
+    if resp.status_int == 200 and len(job) > 1:
+        partials = Input(tempfile.SpooledTemporaryFile(max_size=1 << 20), len(first.body))
+        try:
+            partials.file.write(first.body)
+            partials.file.seek(0)
+            resp = _run(mw, req, version, account,
+                        Launch(json.dumps(job[1]).encode(), input=partials))
+        finally:
+            partials.file.close()
+        resp.headers.update(_joined(first, resp))
+    resp.headers.update(headers)
+    return resp
+
+
+def _run(mw: ProxyExecMiddleware, req: Request, version: str, account: str,
+         launch: Launch) -> Response:
+    """Run one job; a node that exited with a failure code makes it a 422."""
+    resp = mw.execute(req, version, account, False, launch)
     failed = _failed_exit(resp) if resp.status_int == 200 else None
     if failed:
-        resp = HTTPUnprocessableEntity(body=f'{failed}: the query failed on an object\n',
+        resp = HTTPUnprocessableEntity(body=f'{failed}: the query failed\n',
                                        headers={k: v for k, v in resp.headers.items()
                                                 if k.lower().startswith('x-nexe-')})
-    resp.headers.update(headers)
     return resp

@@ -539,15 +539,24 @@ class Plan:
 
     mode: str                              # single | split | rows
     reason: str
-    columns: list[str]                     # of the objects' table
+    columns: list[str]                     # of the objects
     map_query: str
     reduce_query: str | None = None
     partial_columns: list[str] = field(default_factory=list)
     partial_types: list[str] = field(default_factory=list)     # NUMERIC or '' per column
     result_columns: list[str] = field(default_factory=list)
+    loaded: list[str] = field(default_factory=list)     # the columns a node loads
 
     def map_schema(self) -> str:
-        return schema(TABLE, self.columns)
+        return schema(TABLE, self.loaded or self.columns)
+
+    def fields(self) -> str | None:
+        """``sqlnode``'s ``--fields`` (which CSV fields are loaded), None for all."""
+        if not self.loaded or self.loaded == self.columns:
+            return None
+        keep = {c.lower() for c in self.loaded}
+        return f'{len(self.columns)}:' + ','.join(
+            str(i) for i, c in enumerate(self.columns, 1) if c.lower() in keep)
 
     def reduce_schema(self) -> str:
         cols = ', '.join(f'{quote_name(c)} {t}'.rstrip()
@@ -556,7 +565,8 @@ class Plan:
 
     def to_dict(self) -> dict:
         out = {'mode': self.mode, 'reason': self.reason, 'columns': self.columns,
-               'node_query': self.map_query, 'result_columns': self.result_columns}
+               'loaded_columns': self.loaded or self.columns, 'node_query': self.map_query,
+               'result_columns': self.result_columns}
         if self.reduce_query is not None:
             out['merge_query'] = self.reduce_query
             out['partial_columns'] = self.partial_columns
@@ -567,14 +577,31 @@ def plan(query: Query, columns: list[str], objects: int) -> Plan:
     """The plan of ``query`` over ``objects`` objects with these columns; SqlError if bad."""
     table_sql = with_table(query, TABLE)
     result = check(table_sql, _table(columns), query)
-    if objects == 1:
-        return Plan('single', 'one object: one node runs the query', columns, table_sql,
-                    result_columns=result)
     by_name = {c.lower(): c for c in columns}
-    split, reason = _split(query, by_name, columns, result)
-    if split is not None:
-        return split
-    return _rows(query, by_name, columns, result, reason)
+    if objects == 1:
+        p = Plan('single', 'one object: one node runs the query', columns, table_sql,
+                 result_columns=result)
+    else:
+        p, reason = _split(query, by_name, columns, result)
+        if p is None:
+            p = _rows(query, by_name, columns, result, reason)
+    p.loaded = _loaded(query, by_name, columns, p.map_query)
+    return p
+
+
+def _loaded(query: Query, by_name: dict[str, str], columns: list[str], map_sql: str
+            ) -> list[str]:
+    """The columns a node needs to load to run ``map_sql`` (every column the query
+    names; all of them for ``*``; at least one, to count rows)."""
+    if _has_star(query):
+        return list(columns)
+    named = _columns_in(query, 0, len(query.tokens), by_name)
+    loaded = [c for c in columns if c in named] or columns[:1]
+    try:
+        check(map_sql, _table(loaded))
+    except SqlError:
+        return list(columns)
+    return loaded
 
 
 def _keys(query: Query, by_name: dict[str, str], items) -> set[str] | None:

@@ -1,11 +1,12 @@
 /* sqlnode: one node of an SQL query over objects (the `sqlite` system image).
  *
- *   sqlite --schema SQL [--load csv|csvh|jsonl|partials PATH [--insert SQL] [--delimiter C]]
- *          --query SQL [--out partial|csv|csvh|json] [--output PATH]
+ *   sqlite --schema SQL [--load csv|csvh|jsonl|partials PATH [--insert SQL] [--delimiter C]
+ *          [--fields WIDTH:F1,F2,...]] --query SQL [--out partial|csv|csvh|json] [--output PATH]
  *
  * An in-memory SQLite database gets the tables of --schema; --load reads a
  * source into the first table the schema creates (csv: RFC 4180 records, csvh:
- * the same with a header row to skip, jsonl: one JSON value per line, inserted
+ * the same with a header row to skip; --fields: records have WIDTH fields, of which
+ * fields F1, F2, ... (from 1, ascending) are the table's columns; jsonl: one JSON value per line, inserted
  * by --insert with the line as parameter ?1; partials: the typed rows other
  * nodes wrote, from PATH, else PATH-1, PATH-2, ... until one is missing).
  * Sources may be gzip-compressed (recognised by their first bytes).  --query
@@ -152,12 +153,38 @@ static void insert_row(sqlite3_stmt *st) {
     sqlite3_clear_bindings(st);
 }
 
+/* "WIDTH:F1,F2,..." -> keep[field] = column (from 1) or 0, for WIDTH fields. */
+static int *parse_fields(const char *spec, int ncols, int *width) {
+    char *end;
+    long w = strtol(spec, &end, 10);
+    if (w < 1 || w > 100000 || *end != ':') die("bad --fields %s", spec);
+    int *keep = need(calloc((size_t)w, sizeof *keep));
+    int col = 0;
+    long last = 0;
+    for (const char *p = end + 1; *p; p = *end ? end + 1 : end) {
+        long f = strtol(p, &end, 10);
+        if (f <= last || f > w || (*end && *end != ',')) die("bad --fields %s", spec);
+        keep[f - 1] = ++col;
+        last = f;
+    }
+    if (col != ncols) die("--fields names %d fields for %d columns", col, ncols);
+    *width = (int)w;
+    return keep;
+}
+
 /* RFC 4180 records; an empty field (quoted or not) is NULL. */
-static void load_csv(const char *path, const char *table, int header, int delim) {
+static void load_csv(const char *path, const char *table, int header, int delim,
+                     const char *fields) {
     struct src s;
     if (!src_open(&s, path)) die("cannot open %s: %s", path, strerror(errno));
-    int ncols;
+    int ncols, width;
     sqlite3_stmt *st = insert_stmt(table, &ncols);
+    int *keep = NULL;
+    if (fields) {
+        keep = parse_fields(fields, ncols, &width);
+    } else {
+        width = ncols;
+    }
     struct buf field = {0};
     long record = 0;
     int c = src_get(&s);
@@ -194,10 +221,11 @@ static void load_csv(const char *path, const char *table, int header, int delim)
             if (field.n || c == delim) empty_line = 0;
             nf++;
             if (!(header && record == 1) && !empty_line) {
-                if (nf > ncols)
-                    die("%s: record %ld has more than %d fields", path, record, ncols);
-                if (field.n)
-                    sqlite3_bind_text(st, nf, field.p, (int)field.n, SQLITE_TRANSIENT);
+                if (nf > width)
+                    die("%s: record %ld has more than %d fields", path, record, width);
+                int col = keep ? keep[nf - 1] : nf;
+                if (field.n && col)
+                    sqlite3_bind_text(st, col, field.p, (int)field.n, SQLITE_TRANSIENT);
             }
             if (c == delim) {
                 c = src_get(&s);
@@ -216,9 +244,10 @@ static void load_csv(const char *path, const char *table, int header, int delim)
             continue;
         }
         if (header && record == 1) continue;
-        if (nf != ncols) die("%s: record %ld has %d fields, not %d", path, record, nf, ncols);
+        if (nf != width) die("%s: record %ld has %d fields, not %d", path, record, nf, width);
         insert_row(st);
     }
+    free(keep);
     free(field.p);
     sqlite3_finalize(st);
     src_close(&s);
@@ -536,8 +565,8 @@ static void run_query(const char *sql, const char *format, const char *path) {
 
 static void usage(void) {
     fputs("usage: sqlite --schema SQL [--load csv|csvh|jsonl|partials PATH [--insert SQL] "
-          "[--delimiter C]] --query SQL [--out partial|csv|csvh|json] [--output PATH]\n",
-          stderr);
+          "[--delimiter C] [--fields WIDTH:F1,F2,...]] --query SQL "
+          "[--out partial|csv|csvh|json] [--output PATH]\n", stderr);
     exit(2);
 }
 
@@ -554,6 +583,7 @@ static void fp_state(void) {
 int main(int argc, char **argv) {
     fp_state();
     const char *schema = NULL, *load = NULL, *from = NULL, *insert = NULL, *query = NULL;
+    const char *fields = NULL;
     const char *format = "csvh", *output = "/dev/stdout";
     int delim = ',';
     for (int i = 1; i < argc; i++) {
@@ -566,6 +596,7 @@ int main(int argc, char **argv) {
             from = argv[++i];
         }
         else if (!strcmp(a, "--insert")) insert = argv[++i];
+        else if (!strcmp(a, "--fields")) fields = argv[++i];
         else if (!strcmp(a, "--delimiter")) delim = (unsigned char)argv[++i][0];
         else if (!strcmp(a, "--query")) query = argv[++i];
         else if (!strcmp(a, "--out")) format = argv[++i];
@@ -588,7 +619,8 @@ int main(int argc, char **argv) {
     if (load) {
         where = "load";
         check(sqlite3_exec(db, "BEGIN", NULL, NULL, NULL));
-        if (!strcmp(load, "csv") || !strcmp(load, "csvh")) load_csv(from, table, load[3] == 'h', delim);
+        if (!strcmp(load, "csv") || !strcmp(load, "csvh"))
+            load_csv(from, table, load[3] == 'h', delim, fields);
         else if (!strcmp(load, "jsonl")) {
             if (!insert) usage();
             load_jsonl(from, insert);
