@@ -110,7 +110,10 @@ CASES = [
     ('SELECT note, count(*) FROM {u} GROUP BY note HAVING note LIKE \'%,%\'', 'split', True),
     ('SELECT region, sum(qty) FILTER (WHERE qty > 3) FROM {u} GROUP BY region ORDER BY 1',
      'rows', True),
-    ('SELECT region, sum(qty) AS qty FROM {u} GROUP BY region ORDER BY qty', 'rows', True),
+    ('SELECT region, sum(qty) AS qty FROM {u} GROUP BY region ORDER BY qty', 'split', True),
+    ('SELECT region, sum(qty) AS qty FROM {u} GROUP BY region HAVING qty > 1', 'rows', None),
+    ('SELECT region, sum(price) AS qty FROM {u} GROUP BY region ORDER BY qty DESC', 'split',
+     True),
 ]
 
 

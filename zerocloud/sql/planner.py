@@ -484,13 +484,14 @@ def _depth(toks: list[Token], start: int, at: int) -> int:
 
 
 def _columns_in(query: Query, start: int, end: int, columns: dict[str, str],
-                skip: list[Call] = ()) -> set[str]:
-    """Table columns named among tokens [start, end), outside the calls ``skip``."""
+                skip: list[Call] = (), aliases: set[str] = frozenset()) -> set[str]:
+    """Table columns named among tokens [start, end), outside the calls ``skip``, not
+    counting names in ``aliases``."""
     toks, found = query.tokens, set()
     inside = {k for c in skip for k in range(c.start, c.end)}
     for i in range(start, end):
         tok = toks[i]
-        if i in inside or tok.kind not in ('word', 'ident'):
+        if i in inside or tok.kind not in ('word', 'ident') or tok.key in aliases:
             continue
         if i + 1 < len(toks) and toks[i + 1].text in ('(', '.'):
             continue                       # a function, or a table alias
@@ -660,10 +661,13 @@ def _split(query: Query, by_name: dict[str, str], columns: list[str],
     else:
         keys = set()
     used = set()
-    for a, b in outside:
-        if 'group' in query.clauses and (a, b) == query.clauses['group']:
-            continue
+    for a, b, _ in items:                  # select items, without their aliases
         used |= _columns_in(query, a, b, by_name, calls)
+    aliases = {alias for _, _, alias in items if alias}
+    for name in ('having', 'order', 'limit'):
+        if name in query.clauses:          # ORDER BY prefers an alias to a column
+            used |= _columns_in(query, *query.clauses[name], by_name, calls,
+                                aliases if name == 'order' else frozenset())
     if _has_star(query):
         return None, 'SELECT * with aggregates: the filtered rows are merged'
     stray = sorted(used - keys)
