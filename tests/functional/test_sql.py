@@ -15,6 +15,9 @@ import json
 import math
 import random
 import sqlite3
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import requests
@@ -263,3 +266,34 @@ def test_stored_query_and_stored_answer(swift_cluster, conn, sales, make_contain
     assert headers['content-type'] == 'text/csv; charset=utf-8'
     names, rows = reference(sales[1], query, URL)
     check_csv(body, names, rows, True)
+
+
+def test_the_example(swift_cluster, conn, tmp_path) -> None:
+    """examples/sql: its generated data set and its stored query (top.json)."""
+    example = Path(__file__).resolve().parents[2] / 'examples' / 'sql'
+    subprocess.run([sys.executable, str(example / 'make_data.py'), str(tmp_path / 'sales'),
+                    '6', '300'], check=True)
+    conn.put_container('sales')
+    conn.put_container('results')
+    db = sqlite3.connect(':memory:')
+    db.execute('CREATE TABLE t(day NUMERIC, region NUMERIC, product NUMERIC, qty NUMERIC, '
+               'price NUMERIC, note NUMERIC)')
+    for path in sorted((tmp_path / 'sales').iterdir()):
+        data = path.read_bytes()
+        conn.put_object('sales', path.name, data)
+        text = (gzip.decompress(data) if path.name.endswith('.gz') else data).decode()
+        rows = list(csv.reader(io.StringIO(text, newline='')))[1:]
+        db.executemany('INSERT INTO t VALUES (?,?,?,?,?,?)',
+                       [[v if v != '' else None for v in r] for r in rows])
+    assert any(p.name.endswith('.csv.gz') for p in (tmp_path / 'sales').iterdir())
+    body = json.loads((example / 'top.json').read_text())
+    resp = sql(conn, body)
+    assert resp.status_code == 200, resp.text
+    assert resp.headers['X-Sql-Plan'] == 'split' and resp.headers['X-Sql-Objects'] == '6'
+    _, stored = conn.get_object('results', 'top.csv')
+    query = body['query'].replace('swift://~/sales/day-*', 't')
+    cur = db.execute(query)
+    check_csv(stored, [d[0] for d in cur.description], cur.fetchall(), True)
+    for name in [o['name'] for o in conn.get_container('sales')[1]]:
+        conn.delete_object('sales', name)
+    conn.delete_object('results', 'top.csv')
