@@ -479,6 +479,19 @@ def _lupa_sdist(explicit: Path | None, log: Callable[[str], None]) -> Path:
     return _sdist('lupa', LUPA_VERSION, LUPA_SDIST, LUPA_SHA256, explicit, log)
 
 
+def _one_program(cmd: list[str], cwd: Path, out: Path, name: str, what: str,
+                 log: Callable[[str], None]) -> None:
+    """Compile ``out/name`` with ``cmd``, strip it, and make ``out/name.tar`` of it alone."""
+    program = out / name
+    t = time.monotonic()
+    _run(cmd, f'compiling {name}', cwd=cwd)
+    _run(['strip', str(program)], f'strip {name}')
+    log(f'{name}: built {what} ({program.stat().st_size} bytes, {time.monotonic() - t:.1f} s)')
+    tar = _TarWriter(out / f'{name}.tar', source_date_epoch())
+    tar.file(name, program, 0o755)
+    tar.close()
+
+
 def _lua_inputs(cc: str) -> str:
     return _key(['lua', str(BUILDER_VERSION), LUPA_SHA256, *LUA_CFLAGS, _compiler_identity(cc),
                  str(source_date_epoch())])
@@ -496,16 +509,8 @@ def _build_lua(work: Path, out: Path, cc: str, sdist: Path,
         raise BuildError(f'{sdist} has no {LUA_DIR}onelua.c')
     version = next((line.split('"')[1] for line in (src / 'lua.h').read_text().splitlines()
                     if line.startswith('#define LUA_VERSION_RELEASE\t')), '?')
-    program = out / 'lua'
-    t = time.monotonic()
-    _run([cc, *LUA_CFLAGS, '-static', '-o', str(program), 'onelua.c', '-lm'],
-         'compiling lua', cwd=src)
-    _run(['strip', str(program)], 'strip lua')
-    log(f'lua: built Lua 5.4.{version} ({program.stat().st_size} bytes, '
-        f'{time.monotonic() - t:.1f} s)')
-    tar = _TarWriter(out / 'lua.tar', source_date_epoch())
-    tar.file('lua', program, 0o755)
-    tar.close()
+    _one_program([cc, *LUA_CFLAGS, '-static', '-o', str(out / 'lua'), 'onelua.c', '-lm'],
+                 src, out, 'lua', f'Lua 5.4.{version}', log)
     return {'lua': f'5.4.{version}'}
 
 
@@ -541,16 +546,9 @@ def _build_sqlite(work: Path, out: Path, cc: str, sdist: Path,
     shutil.copyfile(SQLNODE_C, work / SQLNODE_C.name)
     version = next((line.split('"')[1] for line in (work / 'sqlite3.h').read_text().splitlines()
                     if line.startswith('#define SQLITE_VERSION ')), '?')
-    program = out / 'sqlite'
-    t = time.monotonic()
-    _run([cc, *SQLITE_CFLAGS, '-static', '-I.', '-o', str(program), SQLNODE_C.name, 'sqlite3.c',
-          str(ZLIB[2]), '-lm'], 'compiling sqlite', cwd=work)
-    _run(['strip', str(program)], 'strip sqlite')
-    log(f'sqlite: built SQLite {version} ({program.stat().st_size} bytes, '
-        f'{time.monotonic() - t:.1f} s)')
-    tar = _TarWriter(out / 'sqlite.tar', source_date_epoch())
-    tar.file('sqlite', program, 0o755)
-    tar.close()
+    _one_program([cc, *SQLITE_CFLAGS, '-static', '-I.', '-o', str(out / 'sqlite'),
+                  SQLNODE_C.name, 'sqlite3.c', str(ZLIB[2]), '-lm'],
+                 work, out, 'sqlite', f'SQLite {version}', log)
     return {'sqlite': version}
 
 

@@ -145,6 +145,13 @@ def _bool(spec: dict, key: str, default: bool, where: str) -> bool:
     return value
 
 
+def _known(spec: dict, keys: set[str], where: str) -> None:
+    unknown = sorted(set(spec) - keys)
+    if unknown:
+        raise SqlError(f'unknown key(s) {", ".join(map(json.dumps, unknown))} in {where} '
+                       f'(known: {", ".join(sorted(keys))})')
+
+
 def parse_request(body: bytes) -> SqlRequest:
     """The JSON body of a ``sql/1.0`` request; SqlError saying what is wrong."""
     try:
@@ -153,10 +160,7 @@ def parse_request(body: bytes) -> SqlRequest:
         raise SqlError(f'the body must be a JSON object: {e}') from None
     if not isinstance(spec, dict):
         raise SqlError('the body must be a JSON object with a "query"')
-    unknown = sorted(set(spec) - REQUEST_KEYS)
-    if unknown:
-        raise SqlError(f'unknown key(s) {", ".join(map(json.dumps, unknown))} in the body '
-                       f'(known: {", ".join(sorted(REQUEST_KEYS))})')
+    _known(spec, REQUEST_KEYS, 'the body')
     query = spec.get('query')
     if not isinstance(query, str) or not query.strip():
         raise SqlError('"query" must be a non-empty string')
@@ -166,10 +170,7 @@ def parse_request(body: bytes) -> SqlRequest:
     raw = spec.get('input', {})
     if not isinstance(raw, dict):
         raise SqlError('"input" must be a JSON object')
-    unknown = sorted(set(raw) - INPUT_KEYS)
-    if unknown:
-        raise SqlError(f'unknown key(s) {", ".join(map(json.dumps, unknown))} in "input" '
-                       f'(known: {", ".join(sorted(INPUT_KEYS))})')
+    _known(raw, INPUT_KEYS, '"input"')
     in_fmt = raw.get('format')
     if in_fmt is not None and in_fmt not in INPUT_FORMATS:
         raise SqlError(f'"input"."format" must be one of {", ".join(INPUT_FORMATS)}, '
