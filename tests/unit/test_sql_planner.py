@@ -231,3 +231,48 @@ def test_jsonl_insert() -> None:
     db.execute(sql, ('{"a": "12", "it\'s": [1]}',))
     assert db.execute('SELECT a, typeof(a), "it\'s" FROM t').fetchall() == \
         [(12, 'integer', '[1]')]
+
+
+def test_input_format_and_columns_from_the_first_object() -> None:
+    from zerocloud.sql import entry
+    spec = planner.InputSpec()
+    assert entry._input_format(spec, 'a.csv') == ('csv', ',')
+    assert entry._input_format(spec, 'a.TSV.gz') == ('csv', '\t')
+    assert entry._input_format(spec, 'a.ndjson.gz')[0] == 'jsonl'
+    assert entry._input_format(planner.InputSpec(format='csv', delimiter=';'), 'x.log') == \
+        ('csv', ';')
+    with pytest.raises(SqlError, match='cannot tell the format of x.log'):
+        entry._input_format(spec, 'x.log')
+    head = '\ufeffname,"a, b",,name2\r\n1,2,3,4\r\n'.encode()
+    assert entry._columns(head, 'csv', ',', True, 'o') == ['name', 'a, b', 'c3', 'name2']
+    assert entry._columns(head, 'csv', ',', False, 'o') == ['c1', 'c2', 'c3', 'c4']
+    assert entry._columns(b'\n{"k": 1, "v": 2}\n{"x"', 'jsonl', None, True, 'o') == ['k', 'v']
+    with pytest.raises(SqlError, match='column name .NAME. appears twice'):
+        entry._columns(b'name,NAME\n', 'csv', ',', True, 'o')
+    with pytest.raises(SqlError, match='not a JSON object'):
+        entry._columns(b'[1, 2]\n', 'jsonl', None, True, 'o')
+    with pytest.raises(SqlError, match='is not UTF-8'):
+        entry._columns(b'a\xff,b\n1,2\n', 'csv', ',', True, 'o')
+    cut = 'é'.encode()[:1]                              # a character cut by the range
+    assert entry._columns(b'a,b\n1,' + cut, 'csv', ',', True, 'o') == ['a', 'b']
+
+
+def test_jobs_of_a_plan() -> None:
+    from zerocloud.job import SwiftPath
+    from zerocloud.sql import entry
+    p = plan(parse_query(f'SELECT region, sum(qty) FROM {URL} GROUP BY region'), COLUMNS, 3)
+    nodes, merge = entry.build_jobs(p, SwiftPath('AUTH_a', 'sales', '*.csv'), 'csv', ',',
+                                    True, 'json', True)
+    assert nodes[0]['devices'][0] == {'name': 'input', 'path': 'swift://AUTH_a/sales/*.csv'}
+    args = nodes[0]['exec']['args']
+    assert args[args.index('--fields') + 1] == '5:1,3'
+    assert args[-2:] == ['--out', 'partial']
+    assert merge[0]['exec']['args'][-2:] == ['--out', 'json']
+    assert merge[0]['devices'] == [{'name': 'stdin'},
+                                   {'name': 'stdout', 'content_type': 'application/x-ndjson'}]
+    single = plan(parse_query(f'SELECT count(*) FROM {URL}'), COLUMNS, 1)
+    (job,) = entry.build_jobs(single, SwiftPath('AUTH_a', 'sales', 'x.csv'), 'jsonl', None,
+                              False, 'csv', False, SwiftPath('AUTH_a', 'out', 'n.csv'))
+    assert job[0]['exec']['args'][job[0]['exec']['args'].index('--load') + 1] == 'jsonl'
+    assert job[0]['devices'][1] == {'name': 'stdout', 'content_type': 'text/csv; charset=utf-8',
+                                    'path': 'swift://AUTH_a/out/n.csv'}
