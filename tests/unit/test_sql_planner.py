@@ -104,6 +104,7 @@ CASES = [
     ('SELECT * FROM {u} WHERE qty > 5 ORDER BY price DESC, product LIMIT 4 OFFSET 3', 'rows',
      True),
     ('SELECT product, price FROM {u} ORDER BY price LIMIT 2, 3', 'rows', True),
+    ('SELECT product, -price AS price FROM {u} ORDER BY price, product LIMIT 4', 'rows', True),
     ('SELECT DISTINCT region FROM {u} ORDER BY region', 'rows', True),
     ('SELECT region, qty, row_number() OVER (PARTITION BY region ORDER BY qty, price) AS n '
      'FROM {u} WHERE qty > 20 ORDER BY region, n', 'rows', True),

@@ -73,15 +73,12 @@ SUFFIXES = {'.csv': ('csv', ','), '.tsv': ('csv', '\t'), '.jsonl': ('jsonl', Non
 def _input_format(spec: planner.InputSpec, name: str) -> tuple[str, str]:
     """(csv | jsonl, delimiter) from the request, else from the object's name."""
     base = name[:-3] if name.endswith('.gz') else name
-    found = next((v for s, v in SUFFIXES.items() if base.lower().endswith(s)), None)
-    if spec.format is not None:
-        delimiter = spec.delimiter if spec.delimiter != ',' or found is None or found[1] is None \
-            else found[1]
-        return spec.format, delimiter
-    if found is None:
+    found = next((v for s, v in SUFFIXES.items() if base.lower().endswith(s)), (None, None))
+    fmt = spec.format or found[0]
+    if fmt is None:
         raise SqlError(f'cannot tell the format of {name} from its name: say '
                        '"input": {"format": "csv"} or "jsonl"')
-    return found[0], spec.delimiter if spec.delimiter != ',' else (found[1] or ',')
+    return fmt, spec.delimiter if spec.delimiter != ',' else (found[1] or ',')
 
 
 def _head(mw: ProxyExecMiddleware, req: Request, path: jobs.SwiftPath) -> bytes:

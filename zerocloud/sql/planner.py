@@ -78,15 +78,17 @@ class Token:
     pos: int
 
     @property
+    def name(self) -> str:
+        """A quoted identifier without its quotes; else the text."""
+        if self.kind != 'ident':
+            return self.text
+        body, quote = self.text[1:-1], self.text[0]
+        return body.replace(quote * 2, quote) if quote in '"`' else body
+
+    @property
     def key(self) -> str:
-        """Lower-case word, or the name of a quoted identifier."""
-        if self.kind == 'word':
-            return self.text.lower()
-        if self.kind == 'ident':
-            body = self.text[1:-1]
-            quote = self.text[0]
-            return (body.replace(quote * 2, quote) if quote in '"`' else body).lower()
-        return self.text
+        """Lower-case word or quoted identifier (names are case-insensitive)."""
+        return self.name.lower() if self.kind in ('word', 'ident') else self.text
 
 
 def tokenize(query: str) -> list[Token]:
@@ -229,14 +231,9 @@ class Query:
         return self.text[self.tokens[start].pos:self.tokens[end - 1].pos
                          + len(self.tokens[end - 1].text)]
 
-    def clause(self, name: str, body: bool = True) -> str:
-        """The text of a clause, without its keyword(s) when ``body``."""
-        if name not in self.clauses:
-            return ''
-        start, end = self.clauses[name]
-        if body:
-            start += 2 if name in ('group', 'order') else 1
-        return self.span(start, end)
+    def clause(self, name: str) -> str:
+        """The text of a clause, keywords included ('' when the query has none)."""
+        return self.span(*self.clauses[name]) if name in self.clauses else ''
 
 
 def _error_at(query: str, pos: int, what: str) -> SqlError:
@@ -304,8 +301,7 @@ def parse_query(text: str) -> Query:
                                        'not supported)')
     if len(urls) != 1:
         raise _error_at(text, tokens[urls[1]].pos, 'only the FROM clause may name objects')
-    url = src[0].text if src[0].kind == 'url' else src[0].key and src[0].text[1:-1]
-    return Query(text, tokens, url, start + 1, bounds)
+    return Query(text, tokens, src[0].name, start + 1, bounds)
 
 
 def _replace(query: Query, start: int, end: int, edits: dict[int, tuple[int, str]]) -> str:
@@ -327,19 +323,17 @@ def _replace(query: Query, start: int, end: int, edits: dict[int, tuple[int, str
     return ''.join(out)
 
 
-def with_table(query: Query, table: str, drop: tuple[str, ...] = ()) -> str:
-    """The query reading ``table`` instead of the URL, without the clauses ``drop``."""
-    edits = {query.source_at: (query.source_at + 1, table)}
+def rewrite(query: Query, table: str, edits: dict[int, tuple[int, str]] | None = None,
+            where: bool = True) -> str:
+    """The query reading ``table`` instead of the URL, with ``edits`` (see
+    ``_replace``), without its WHERE clause unless ``where``."""
+    edits = {**(edits or {}), query.source_at: (query.source_at + 1, table)}
     parts = []
     for name in ('select', *CLAUSES):
         if name == 'select':
-            start, end = 0, query.clauses[CLAUSES[0]][0]
-        elif name in query.clauses:
-            start, end = query.clauses[name]
-        else:
-            continue
-        if name not in drop:
-            parts.append(_replace(query, start, end, edits))
+            parts.append(_replace(query, 0, query.clauses['from'][0], edits))
+        elif name in query.clauses and (where or name != 'where'):
+            parts.append(_replace(query, *query.clauses[name], edits))
     return ' '.join(parts)
 
 
@@ -577,7 +571,7 @@ class Plan:
 
 def plan(query: Query, columns: list[str], objects: int) -> Plan:
     """The plan of ``query`` over ``objects`` objects with these columns; SqlError if bad."""
-    table_sql = with_table(query, TABLE)
+    table_sql = rewrite(query, TABLE)
     result = check(table_sql, _table(columns), query)
     by_name = {c.lower(): c for c in columns}
     if objects == 1:
@@ -651,7 +645,8 @@ def _split(query: Query, by_name: dict[str, str], columns: list[str],
         args = toks[c.args[0]:c.args[1]]
         if any(t.key in ('distinct', 'filter') for t in args) \
                 or (c.end < len(toks) and toks[c.end].key == 'filter'):
-            return None, f'{c.name}(DISTINCT ...) cannot be split: the filtered rows are merged'
+            return None, (f'{c.name}() with DISTINCT or FILTER cannot be split: the filtered '
+                          'rows are merged')
         if _calls(query, *c.args):
             return None, 'nested aggregates: the filtered rows are merged'
     items = _select_items(query)
@@ -702,7 +697,7 @@ def _split(query: Query, by_name: dict[str, str], columns: list[str],
     alias = _alias(query)
     map_sql = f'SELECT {select} FROM {TABLE}{alias}'
     if 'where' in query.clauses:
-        map_sql += ' ' + query.clause('where', body=False)
+        map_sql += ' ' + query.clause('where')
     if key_cols:
         map_sql += ' GROUP BY ' + ', '.join(quote_name(k) for k in key_cols)
     pcols = key_cols + list(seen.values())
@@ -711,7 +706,7 @@ def _split(query: Query, by_name: dict[str, str], columns: list[str],
         for (a, b, alias), name in zip(items, result, strict=True):
             if alias is None:
                 merge[a] = (b, f'{_replace(query, a, b, merge)} AS {quote_name(name)}')
-    reduce_sql = _reduce_text(query, merge)
+    reduce_sql = rewrite(query, PARTIALS, merge, where=False)
     try:
         check(map_sql, _table(columns))
         check(reduce_sql, {PARTIALS: (pcols, ptypes)})
@@ -727,22 +722,6 @@ def _alias(query: Query) -> str:
     start, end = query.clauses['from']
     rest = query.tokens[query.source_at + 1:end]
     return (' ' + ' '.join(t.text for t in rest)) if rest else ''
-
-
-def _reduce_text(query: Query, edits: dict[int, tuple[int, str]]) -> str:
-    """The query over the partials: the URL becomes ``p``, WHERE goes (the nodes applied
-    it), aggregate calls become their merges."""
-    edits = {**edits, query.source_at: (query.source_at + 1, PARTIALS)}
-    parts = []
-    for name in ('select', *CLAUSES):
-        if name == 'select':
-            start, end = 0, query.clauses['from'][0]
-        elif name in query.clauses and name != 'where':
-            start, end = query.clauses[name]
-        else:
-            continue
-        parts.append(_replace(query, start, end, edits))
-    return ' '.join(parts)
 
 
 def _rows(query: Query, by_name: dict[str, str], columns: list[str], result: list[str],
@@ -763,8 +742,8 @@ def _rows(query: Query, by_name: dict[str, str], columns: list[str], result: lis
     pcols = needed or ['_zc']
     map_sql = f'SELECT {select} FROM {TABLE}{alias}'
     if 'where' in query.clauses:
-        map_sql += ' ' + query.clause('where', body=False)
-    reduce_sql = _reduce_text(query, {})
+        map_sql += ' ' + query.clause('where')
+    reduce_sql = rewrite(query, PARTIALS, where=False)
     pushed = _limit_pushdown(query, map_sql, columns)
     if pushed:
         map_sql = pushed
@@ -795,13 +774,15 @@ def _limit_pushdown(query: Query, map_sql: str, columns: list[str]) -> str | Non
     if 'order' in query.clauses:
         start, end = query.clauses['order']
         by_name = {c.lower() for c in columns}
+        aliases = {alias for _, _, alias in _select_items(query)}
         for t in toks[start + 2:end]:
-            if t.kind == 'number' or (t.kind in ('word', 'ident') and t.key not in by_name
+            if t.kind == 'number' or t.key in aliases or (
+                    t.kind in ('word', 'ident') and t.key not in by_name
                                       and t.key not in ('asc', 'desc', 'nulls', 'first',
                                                         'last', 'collate', 'nocase', 'binary',
                                                         'rtrim')):
                 return None
-        order = ' ' + query.clause('order', body=False)
+        order = ' ' + query.clause('order')
     sql = f'{map_sql}{order} LIMIT {total}'
     try:
         check(sql, _table(columns))
