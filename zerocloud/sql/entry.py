@@ -113,7 +113,7 @@ def _columns(head: bytes, fmt: str, delimiter: str, header: bool, path) -> list[
             raise SqlError(f'{path} is not UTF-8 text (byte {e.start + 1})') from None
         text = head[:e.start].decode('utf-8')
     text = text.removeprefix('\ufeff')
-    first, newline, _ = text.partition('\n')
+    newline = '\n' in text
     if fmt == 'jsonl':
         line = next((ln for ln in text.split('\n') if ln.strip()), '')
         try:
@@ -299,8 +299,8 @@ def respond(mw: ProxyExecMiddleware, req: Request, version: str, account: str,
                          output)
     except SqlError as e:
         raise HTTPBadRequest(body=f'{e}\n') from None
-    headers = {'X-Sql-Plan': plan.mode, 'X-Sql-Plan-Reason': plan.reason,
-               'X-Sql-Objects': str(len(objects))}
+    headers = {'X-Sql-Plan': plan.mode, 'X-Sql-Objects': str(len(objects)),
+               'X-Sql-Plan-Reason': plan.reason.encode('ascii', 'backslashreplace').decode()}
     if spec.explain:
         body = json.dumps({**plan.to_dict(), 'objects': len(objects), 'input_format': fmt,
                            'jobs': job}, indent=1).encode()
