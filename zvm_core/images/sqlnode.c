@@ -215,6 +215,11 @@ static void load_csv(const char *path, const char *table, int header, int delim,
             } else {
                 while (c != delim && c != '\n' && c != '\r' && c != EOF) {
                     putc_(&field, (char)c);
+                    int j = s.i;                  /* the rest of the field in the buffer */
+                    while (j < s.n && s.buf[j] != delim && s.buf[j] != '\n' && s.buf[j] != '\r')
+                        j++;
+                    put(&field, s.buf + s.i, (size_t)(j - s.i));
+                    s.i = j;
                     c = src_get(&s);
                 }
             }
