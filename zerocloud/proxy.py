@@ -282,6 +282,7 @@ from zerocloud.job import (
     parse_job,
 )
 from zerocloud.sources import Input, Launch
+from zerocloud.sql import entry as sql_entry
 from zvm_core.executor import DEFAULT_FUEL, DEFAULT_MEMORY, DEFAULT_TIMEOUT
 from zvm_core.validator import VALIDATOR_VERSION
 
@@ -571,6 +572,8 @@ class ProxyExecMiddleware:
         opening = version == sources.OPEN
         if not (opening or valid_api_version(version)):
             return self.app
+        if req.headers.get(wire.EXECUTE, '').strip().lower() == sql_entry.VERSION:
+            return sql_entry.respond(self, req, version, account, container, obj)
         opening |= req.headers.get(wire.EXECUTE, '').strip().lower() == sources.OPEN_VERSION
         mode = req.headers.get(REPORT_HEADER, '').lower()
         if mode not in ('', 'json'):
