@@ -575,18 +575,7 @@ static void usage(void) {
     exit(2);
 }
 
-/* The floating-point state Linux starts a process with (x87 extended
- * precision, SSE exceptions masked): results must not depend on what the
- * sandbox left in the control words (see issue 13). */
-static void fp_state(void) {
-    unsigned short fcw = 0x037f;
-    unsigned int mxcsr = 0x1f80;
-    __asm__ volatile("fldcw %0" : : "m"(fcw));
-    __asm__ volatile("ldmxcsr %0" : : "m"(mxcsr));
-}
-
 int main(int argc, char **argv) {
-    fp_state();
     const char *schema = NULL, *load = NULL, *from = NULL, *insert = NULL, *query = NULL;
     const char *fields = NULL;
     const char *format = "csvh", *output = "/dev/stdout";
