@@ -431,17 +431,26 @@ class _Sweep:
 
     def check_preceding(self, before: bytes, starts: Sequence[int], code: bytes,
                         base: int) -> None:
-        """Instructions validated before ``base`` must end there, not run on into ``code``."""
-        window = before + code[:_MAX_INSN]
+        """Instructions validated before ``base`` must end there, not run on into ``code``.
+
+        Each start is followed through its fall-through (a translated block
+        decodes on), so an unmarked instruction after a marked one counts too.
+        """
+        window, origin = before + code[:_MAX_INSN], base - len(before)
+        seen: set[int] = set()
         for start in starts:
-            off = start - (base - len(before))
-            if not 0 <= off < len(before):
-                continue
-            insn = next(self.md.disasm_lite(window[off:], start, 1), None)
-            if insn is None or start + insn[1] > base:
-                raw = window[off:off + _MAX_INSN].hex(' ')
-                self.violate('I1', start, f'{raw}: the validated instruction at {start:#x} '
-                                          f'would run on into the code at {base:#x}')
+            addr = start
+            while origin <= addr < base and addr not in seen:
+                seen.add(addr)
+                insn = next(self.md.disasm_lite(window[addr - origin:], addr, 1), None)
+                if insn is None or addr + insn[1] > base:
+                    raw = window[addr - origin:addr - origin + _MAX_INSN].hex(' ')
+                    self.violate('I1', addr, f'{raw}: the instruction at {addr:#x}, before '
+                                             f'this code, would run on into it at {base:#x}')
+                    break
+                if insn[2].rpartition(' ')[2] in _TERMINATORS:
+                    break
+                addr += insn[1]
 
     def verdict(self, images: list[_Image]) -> Verdict:
         violations = sorted(self.violations, key=lambda v: (v.address, v.rule))

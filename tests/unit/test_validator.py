@@ -431,15 +431,19 @@ def test_validate_code_rules():
 def test_validate_code_in_the_context_of_the_bytes_before_it():
     """A jailed buffer: an instruction validated before it must end where it starts."""
     base = 0x410000
-    before = bytes.fromhex('90 90 90 90 90 90 90 90 90 90 90 90 48 b8')   # nop...; movabs
-    code = bytes(8) + bytes.fromhex('c3')        # the rest of the movabs's immediate...
-    starts = [base - 14 + k for k in range(12)] + [base - 2]
-    spanning = validate_code(code, base, before=before, before_starts=starts)
+    before = bytes.fromhex('90' * 12 + '48 b8')      # nop...; movabs rax, imm64 cut off
+    code = bytes(8) + bytes.fromhex('c3')            # ...its immediate would come from here
+    spanning = validate_code(code, base, before=before, before_starts=[base - 2])
     assert rules(spanning) == [('I1', base - 2)]
-    assert f'would run on into the code at {base:#x}' in spanning.violations[0].text
-    ends = bytes.fromhex('90' * 12 + 'eb fe')      # ...; jmp $: ends at the buffer
-    assert validate_code(code, base, before=ends, before_starts=starts).ok
-    assert validate_code(code, base).ok           # nothing executable before it
+    assert f'would run on into it at {base:#x}' in spanning.violations[0].text
+    # reached by falling through from a marked start: the same
+    fall = validate_code(code, base, before=before, before_starts=[base - 14, base - 13])
+    assert rules(fall) == [('I1', base - 2)]
+    ends = bytes.fromhex('90' * 12 + 'eb fe')        # ...; jmp $: ends where the code starts
+    assert validate_code(code, base, before=ends, before_starts=[base - 14]).ok
+    assert validate_code(code, base, before=bytes.fromhex('90' * 14),
+                         before_starts=[base - 14]).ok          # falls into it: fine
+    assert validate_code(code, base).ok              # nothing executable before it
 
 
 def test_violation_list_is_capped():
