@@ -17,8 +17,8 @@ stderr, then by name), the order of the user manifest that
 ``Jail`` validates a 64 KiB aligned heap buffer with the same validator as
 the program (and against the validated instructions just below it, which
 must not run on into it), records its instruction starts in the guard's
-bitmap and makes it read+execute (never writable); ``Unjail`` reverses that and drops the
-translated code.  Both are undone by a template reset.
+bitmap and makes it read+execute (never writable); ``Unjail`` reverses that
+and drops the translated code.  Both are undone by a template reset.
 """
 
 from __future__ import annotations

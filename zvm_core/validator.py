@@ -23,9 +23,9 @@ the two decoders disagree and unicorn does not fault: the AMD XOP escape
 runs ``8f /r`` as ``pop``), 3DNow! (``0f 0f``, ``femms``; unicorn has
 none), and a lock prefix without a memory operand (some make unicorn abort
 the process).  Operand-size prefixes on relative branches and returns
-(which unicorn decodes two bytes shorter) are I1.  ``tests/decoder_diff.py`` compares the two
-decoders on random and structured encodings of every opcode map, and
-``bench/fuzz_decoder.py`` runs it long.
+(which unicorn decodes two bytes shorter) are I1.  ``tests/decoder_diff.py``
+compares the two decoders on random and structured encodings of every
+opcode map, and ``bench/fuzz_decoder.py`` runs it long.
 
 Executable memory can grow only where the heap arena starts (ZeroVM's
 ``jail`` makes arena pages executable), so an instruction cut off there is
