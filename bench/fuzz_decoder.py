@@ -5,8 +5,9 @@ Generates random and structured encodings (legacy prefixes, REX, the
 one-byte, 0f, 0f38 and 0f3a maps, VEX, EVEX, XOP, 3DNow!, plain random
 bytes), runs the first instruction of each in unicorn (in a child process,
 since some encodings make unicorn abort) and prints how many agree, differ
-harmlessly (unicorn faults on the instruction), differ, crash unicorn, and
-how many of the differing ones the validator accepts (must be 0; each is
+harmlessly (unicorn faults on the instruction), differ, crash unicorn, give
+different registers when run twice (``random``), and how many of the
+differing, crashing and random ones the validator accepts (must be 0; each is
 printed).  The comparison is ``tests/decoder_diff.py``; the test suite runs a
 bounded version of it (``tests/unit/test_decoder_diff.py``).
 

@@ -12,9 +12,14 @@ encoding:
   itself (invalid opcode) whatever the bytes after it, so nothing runs after
   it;
 - ``disagree``: anything else;
-- ``crash``: unicorn aborted the process (the oracle runs in a child).
+- ``crash``: unicorn aborted the process (the oracle runs in a child);
+- ``random``: the lengths agree, but running the instruction twice from the
+  same registers gave different registers (``rdrand`` under a name capstone
+  does not refuse; only for instructions without a memory operand, whose
+  result cannot depend on what the first run wrote; ``rdtsc``/``rdtscp``
+  are answered by the guard's virtual counter and so do not count).
 
-The validator must refuse every ``disagree`` and ``crash``.
+The validator must refuse every ``disagree``, ``crash`` and ``random``.
 
 :func:`generate` makes random and structured encodings: legacy prefixes,
 REX, the one-byte map and the 0f, 0f38, 0f3a, VEX (c5, c4), EVEX (62), XOP
@@ -47,6 +52,7 @@ from unicorn import (
     UcError,
 )
 from unicorn.x86_const import (
+    UC_X86_REG_EFLAGS,
     UC_X86_REG_R8,
     UC_X86_REG_R9,
     UC_X86_REG_R10,
@@ -61,6 +67,7 @@ from unicorn.x86_const import (
     UC_X86_REG_RCX,
     UC_X86_REG_RDI,
     UC_X86_REG_RDX,
+    UC_X86_REG_RIP,
     UC_X86_REG_RSI,
     UC_X86_REG_RSP,
 )
@@ -73,6 +80,9 @@ DATA = 1 << 40
 _POINTERS = (UC_X86_REG_RAX, UC_X86_REG_RBX, UC_X86_REG_RDX, UC_X86_REG_RSI, UC_X86_REG_RDI,
              UC_X86_REG_RBP, UC_X86_REG_R8, UC_X86_REG_R9, UC_X86_REG_R10, UC_X86_REG_R11,
              UC_X86_REG_R12, UC_X86_REG_R13, UC_X86_REG_R14, UC_X86_REG_R15)
+_STATE = (*_POINTERS, UC_X86_REG_RCX, UC_X86_REG_RSP, UC_X86_REG_RIP, UC_X86_REG_EFLAGS)
+_VIRTUALIZED = ('rdtsc', 'rdtscp')     # the guard answers these from a virtual counter
+_MUST_REFUSE = ('disagree', 'crash', 'random')
 _UNPATCHED = 0xF1F1F1F1      # unicorn's hook size when translation stopped before patching it
 _LEGACY = b'\x66\x67\xf2\xf3\xf0\x2e\x3e\x26\x64\x65\x36'
 _FILLERS = (b'\x00' * 16, b'\xff' * 16)
@@ -103,7 +113,7 @@ def generate(rng: random.Random) -> tuple[str, bytes]:
 
 @dataclass
 class Outcome:
-    kind: str                 # undecodable, agree, harmless, disagree, crash
+    kind: str                 # undecodable, agree, harmless, disagree, crash, random
     capstone: int = 0         # capstone's length (0: undecodable)
     unicorn: int | None = None    # unicorn's first instruction length (None: unknown)
     error: int | None = None  # the UcError errno of the run, if any
@@ -152,23 +162,32 @@ class _Machine:
             return False
         return True
 
-    def first(self, code: bytes) -> tuple[int, int]:
-        """(length of the first instruction unicorn ran, or 0; errno, or 0)."""
+    def first(self, code: bytes, twice: bool = False) -> tuple[int, int, int]:
+        """(length of the first instruction unicorn ran, or 0; errno, or 0; whether a
+        second run from the same state ended in other registers, if ``twice``)."""
         self.runs += 1
         if self.runs % _REFRESH == 0:
             self._new()
         uc = self.uc
-        uc.context_restore(self.context)
         uc.mem_write(CODE, code.ljust(0x40, b'\x90'))
+        error = self._run()
+        size = self.seen[0][1] if self.seen and self.seen[0][0] == CODE else 0
+        varies = 0
+        if twice and not error and len(self.seen) == 2:
+            state = [uc.reg_read(r) for r in _STATE]
+            varies = int(self._run() != 0 or state != [uc.reg_read(r) for r in _STATE])
+        return (0 if size == _UNPATCHED else size), error, varies
+
+    def _run(self) -> int:
+        uc = self.uc
+        uc.context_restore(self.context)
         uc.ctl_remove_cache(CODE, CODE + 0x1000)
         self.seen.clear()
-        error = 0
         try:
             uc.emu_start(CODE, CODE + 0x1000, count=2)
         except UcError as e:
-            error = e.errno
-        size = self.seen[0][1] if self.seen and self.seen[0][0] == CODE else 0
-        return (0 if size == _UNPATCHED else size), error
+            return e.errno
+        return 0
 
 
 class Crash(Exception):
@@ -179,7 +198,7 @@ class Unicorn:
     """A :class:`_Machine` in a child process, so that an encoding that makes unicorn
     abort is an outcome (:class:`Crash`), not the end of the test."""
 
-    _REPLY = struct.Struct('<II')
+    _REPLY = struct.Struct('<III')
 
     def __init__(self) -> None:
         self.pid = 0
@@ -196,24 +215,26 @@ class Unicorn:
                 faulthandler.disable()        # an abort is an answer here, not news
                 os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
                 machine, inp = _Machine(), os.fdopen(child_in, 'rb')
-                while n := inp.read(1):
-                    os.write(child_out, self._REPLY.pack(*machine.first(inp.read(n[0]))))
+                while head := inp.read(2):
+                    answer = machine.first(inp.read(head[0]), bool(head[1]))
+                    os.write(child_out, self._REPLY.pack(*answer))
             finally:
                 os._exit(0)
         os.close(child_in)
         os.close(child_out)
         self.pid, self.out, self.inp = pid, parent_out, os.fdopen(parent_in, 'rb')
 
-    def first(self, code: bytes) -> tuple[int | None, int | None]:
-        """(length of the first instruction unicorn ran or None, errno or None)."""
-        os.write(self.out, bytes([len(code)]) + code)
+    def first(self, code: bytes, twice: bool = False) -> tuple[int | None, int | None, bool]:
+        """(length of the first instruction unicorn ran or None, errno or None, whether
+        running it again from the same state gave other registers)."""
+        os.write(self.out, bytes([len(code), twice]) + code)
         reply = self.inp.read(self._REPLY.size)
         if len(reply) < self._REPLY.size:
             self.close()
             self._spawn()
             raise Crash(code.hex(' '))
-        size, error = self._REPLY.unpack(reply)
-        return size or None, error or None
+        size, error, varies = self._REPLY.unpack(reply)
+        return size or None, error or None, bool(varies)
 
     def close(self) -> None:
         os.close(self.out)
@@ -230,12 +251,16 @@ def compare(code: bytes, uni: Unicorn, rng: random.Random) -> Outcome:
         return Outcome('undecodable')
     n = insn[1]
     text = f'{code[:n].hex(" ")}: {insn[2]} {insn[3]}'.rstrip()
+    # run twice if its result can only depend on registers (no memory operand it also wrote)
+    twice = '[' not in insn[3]
     try:
-        size, error = uni.first(code[:n] + rng.randbytes(16))
+        size, error, varies = uni.first(code[:n] + rng.randbytes(16), twice)
     except Crash:
         return Outcome('crash', n, None, None, text)
     if size == n and error != UC_ERR_INSN_INVALID:
-        return Outcome('agree', n, size, error, text)
+        virtual = insn[2].rpartition(' ')[2] in _VIRTUALIZED
+        kind = 'random' if varies and not virtual else 'agree'
+        return Outcome(kind, n, size, error, text)
     # unicorn rejects the opcode: harmless if that holds whatever follows capstone's bytes
     invalid = error == UC_ERR_INSN_INVALID and (size is None or size <= n)
     try:
@@ -263,13 +288,13 @@ def run(samples: int, seed: int,
     rng = random.Random(seed)
     uni = Unicorn()
     counts = dict.fromkeys(('undecodable', 'agree', 'harmless', 'disagree', 'crash',
-                             'accepted'), 0)
+                             'random', 'accepted'), 0)
     try:
         for _ in range(samples):
             _, code = generate(rng)
             outcome = compare(code, uni, rng)
             counts[outcome.kind] += 1
-            if outcome.kind in ('disagree', 'crash') and not refused(code[:outcome.capstone]):
+            if outcome.kind in _MUST_REFUSE and not refused(code[:outcome.capstone]):
                 counts['accepted'] += 1
                 if report is not None:
                     report(outcome)

@@ -6,9 +6,9 @@ whatever the input: ``parse_elf`` raises ``ElfError``; ``validate`` and
 (``parse``, ``Manifest.check``, ``Manifest.from_dict``) raises
 ``ManifestError``; the NVRAM parser never raises; a tar image raises
 ``ImageError``.  Inputs are random bytes and text, and mutations of valid
-inputs (a real static program, a manifest, a tar), so that the checks past
-the first header are reached too.  Bounded and derandomized (fixed examples)
-so that the suite stays quick and repeatable.
+inputs (a real static program, test_manifest's manifest, a tar), so that
+the checks past the first header are reached too.  Bounded and derandomized
+(fixed examples) so that the suite stays quick and repeatable.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import tarfile
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_manifest import GOOD as MANIFEST
 
 from zvm_core import nvram
 from zvm_core.channels import MemoryBacking
@@ -45,16 +46,6 @@ _start:
     syscall
     .data
 msg: .ascii "ok\\n"
-"""
-MANIFEST = """\
-Version = 20130611
-Program = /bin/prog
-Memory = 4294967296, 0
-Timeout = 10
-Channel = /dev/stdin, /dev/stdin, 0, 0, 999999, 999999, 0, 0
-Channel = /dev/stdout, /dev/stdout, 0, 0, 0, 0, 999999, 999999
-Channel = /dev/stderr, /dev/stderr, 0, 0, 0, 0, 999999, 999999
-Channel = tcp://1.2.3.4:5;/tmp/x, /dev/in/a, 1, 0, 9, 9, 0, 0
 """
 
 
