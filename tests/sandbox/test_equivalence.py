@@ -49,7 +49,7 @@ CASES: dict[str, list[tuple[tuple[str, ...], bytes]]] = {
     'hidden_ret': [((), b'')], 'rdtsc_hidden': [((), b'')], 'rodata_code': [((), b'')],
 }
 REFUSED = {   # programs the validator or the ELF check refuses: nothing to run
-    'rdrand', 'wrmsr', 'int80', 'sysenter', 'segment', 'entry_hidden',
+    'rdrand', 'wrmsr', 'int80', 'sysenter', 'segment', 'entry_hidden', 'xop_rdrand',
 }
 NOT_HERE = {  # need links between nodes: tests/functional runs them in jobs
     'graph_pipe', 'graph_stream',
