@@ -2,8 +2,8 @@
 # Install what ZeroCloud needs on a fresh Debian machine: the C toolchain for
 # guest programs (musl-gcc), Debian's static CPython library for the python3
 # system image, the Python package with its C guard, and then build the
-# python3 and lua system images (zvm-interpreters build: cached, so a second
-# run takes a fraction of a second).
+# python3, lua and sqlite system images (zvm-interpreters build: cached, so a
+# second run takes a fraction of a second).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()

@@ -3,8 +3,9 @@
     python -m zvm_core.interpreters build [--dir D] [--only NAME] [--force]
     python -m zvm_core.interpreters list [--dir D]
 
-(``zvm-interpreters`` is the same command.)  Two system images are built
-from the host's own packages, unmodified:
+(``zvm-interpreters`` and ``zvm-sysimages`` are the same command.)  Three
+system images are built from the host's own packages and pinned upstream
+sources, unmodified:
 
 ``python3``
     CPython 3.11 linked statically (``gcc -static``) from Debian's
@@ -17,6 +18,13 @@ from the host's own packages, unmodified:
     Lua 5.4 built with ``musl-gcc -static`` from the plain Lua sources in the
     PyPI ``lupa`` sdist (fetched once with ``pip download``, checked against a
     pinned SHA-256); ``lua.tar`` holds the program as ``/lua``.
+``sqlite``
+    SQLite (the plain amalgamation ``sqlite3.c`` bundled in the PyPI
+    ``sqlean.py`` sdist, fetched and pinned the same way) linked with
+    ``musl-gcc -static`` into ``sqlnode.c`` (next to this file), the node
+    program of SQL queries over objects (``zerocloud.sql``), with Debian's
+    zlib (``zlib1g-dev``) for gzip-compressed objects; ``sqlite.tar`` holds
+    the program as ``/sqlite``.
 
 Each program is checked against the sandbox validator.  Outputs are
 byte-for-byte reproducible: same inputs, same bytes (no timestamps, sorted
@@ -48,7 +56,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 BUILDER_VERSION = 1
-NAMES = ('python3', 'lua')
+NAMES = ('python3', 'lua', 'sqlite')
 MANIFEST = 'sysimages.json'
 
 PY_VERSION = '3.11'
@@ -69,6 +77,19 @@ LUPA_SDIST = f'lupa-{LUPA_VERSION}.tar.gz'
 LUPA_SHA256 = 'd8022641b9ec8ecf2c5ecbe9f47e5a70e0b87c4b5ae921b92cb02a638e0acd08'
 LUA_DIR = f'lupa-{LUPA_VERSION}/third-party/lua54/'
 LUA_CFLAGS = ('-O2', '-std=gnu99', '-DLUA_USE_POSIX')
+
+SQLEAN_VERSION = '3.50.4.5'
+SQLEAN_SDIST = f'sqlean_py-{SQLEAN_VERSION}.tar.gz'
+SQLEAN_SHA256 = '9764b565e7ab430ab6e9e43cb2816199c2b39926dffc93c212a52f0019278459'
+SQLITE_DIR = f'sqlean_py-{SQLEAN_VERSION}/sqlite/'
+SQLITE_END = b'/************************** End of sqlite3.c ******************************/\n'
+SQLNODE_C = Path(__file__).with_name('images') / 'sqlnode.c'
+# one thread, no extensions, temporary tables in memory (there is no disk)
+SQLITE_CFLAGS = ('-O2', '-DSQLITE_THREADSAFE=0', '-DSQLITE_OMIT_LOAD_EXTENSION',
+                 '-DSQLITE_DEFAULT_MEMSTATUS=0', '-DSQLITE_TEMP_STORE=3',
+                 '-DSQLITE_ENABLE_MATH_FUNCTIONS', '-DSQLITE_OMIT_DEPRECATED')
+ZLIB = (Path('/usr/include/zlib.h'), Path('/usr/include/zconf.h'),
+        Path('/usr/lib/x86_64-linux-gnu/libz.a'))
 
 # The interpreter's main: Py_BytesMain's behaviour, plus three sandbox defaults
 # that the user can still override (PYTHONHASHSEED in the environment):
@@ -420,37 +441,55 @@ def _build_python(work: Path, out: Path, cc: str, libs: list[Path], files: list[
 
 # -- lua -------------------------------------------------------------------------
 
-def _lupa_sdist(explicit: Path | None, log: Callable[[str], None]) -> Path:
-    """The pinned lupa sdist: given, cached, or fetched once with pip."""
+def _sdist(package: str, version: str, filename: str, sha256: str, explicit: Path | None,
+           log: Callable[[str], None]) -> Path:
+    """A pinned PyPI sdist: given, cached, or fetched once with pip."""
     if explicit is not None:
         candidates = [explicit]
     else:
-        candidates = [source_cache() / LUPA_SDIST]
+        candidates = [source_cache() / filename]
     for path in candidates:
         if path.exists():
             digest = _sha256_file(path)
-            if digest != LUPA_SHA256:
-                raise BuildError(f'{path}: SHA-256 {digest} is not the pinned {LUPA_SHA256} '
-                                 f'of {LUPA_SDIST}')
+            if digest != sha256:
+                raise BuildError(f'{path}: SHA-256 {digest} is not the pinned {sha256} '
+                                 f'of {filename}')
             return path
     if explicit is not None:
         raise BuildError(f'{explicit} not found')
     cache = source_cache()
     cache.mkdir(parents=True, exist_ok=True)
-    log(f'lua: fetching {LUPA_SDIST} with pip (once; cached in {cache})')
+    log(f'fetching {filename} with pip (once; cached in {cache})')
     with tempfile.TemporaryDirectory(dir=cache) as tmp:
         _run([sys.executable, '-m', 'pip', 'download', '--quiet', '--no-deps',
-              '--no-binary', 'lupa', '--disable-pip-version-check', '-d', tmp,
-              f'lupa=={LUPA_VERSION}'], f'pip download lupa=={LUPA_VERSION}')
-        got = Path(tmp) / LUPA_SDIST
+              '--no-binary', package, '--disable-pip-version-check', '-d', tmp,
+              f'{package}=={version}'], f'pip download {package}=={version}')
+        got = Path(tmp) / filename
         if not got.exists():
-            raise BuildError(f'pip download gave no {LUPA_SDIST}')
+            raise BuildError(f'pip download gave no {filename}')
         digest = _sha256_file(got)
-        if digest != LUPA_SHA256:
-            raise BuildError(f'downloaded {LUPA_SDIST} has SHA-256 {digest}, '
-                             f'not the pinned {LUPA_SHA256}')
-        os.replace(got, cache / LUPA_SDIST)
-    return cache / LUPA_SDIST
+        if digest != sha256:
+            raise BuildError(f'downloaded {filename} has SHA-256 {digest}, '
+                             f'not the pinned {sha256}')
+        os.replace(got, cache / filename)
+    return cache / filename
+
+
+def _lupa_sdist(explicit: Path | None, log: Callable[[str], None]) -> Path:
+    return _sdist('lupa', LUPA_VERSION, LUPA_SDIST, LUPA_SHA256, explicit, log)
+
+
+def _one_program(cmd: list[str], cwd: Path, out: Path, name: str, what: str,
+                 log: Callable[[str], None]) -> None:
+    """Compile ``out/name`` with ``cmd``, strip it, and make ``out/name.tar`` of it alone."""
+    program = out / name
+    t = time.monotonic()
+    _run(cmd, f'compiling {name}', cwd=cwd)
+    _run(['strip', str(program)], f'strip {name}')
+    log(f'{name}: built {what} ({program.stat().st_size} bytes, {time.monotonic() - t:.1f} s)')
+    tar = _TarWriter(out / f'{name}.tar', source_date_epoch())
+    tar.file(name, program, 0o755)
+    tar.close()
 
 
 def _lua_inputs(cc: str) -> str:
@@ -470,17 +509,47 @@ def _build_lua(work: Path, out: Path, cc: str, sdist: Path,
         raise BuildError(f'{sdist} has no {LUA_DIR}onelua.c')
     version = next((line.split('"')[1] for line in (src / 'lua.h').read_text().splitlines()
                     if line.startswith('#define LUA_VERSION_RELEASE\t')), '?')
-    program = out / 'lua'
-    t = time.monotonic()
-    _run([cc, *LUA_CFLAGS, '-static', '-o', str(program), 'onelua.c', '-lm'],
-         'compiling lua', cwd=src)
-    _run(['strip', str(program)], 'strip lua')
-    log(f'lua: built Lua 5.4.{version} ({program.stat().st_size} bytes, '
-        f'{time.monotonic() - t:.1f} s)')
-    tar = _TarWriter(out / 'lua.tar', source_date_epoch())
-    tar.file('lua', program, 0o755)
-    tar.close()
+    _one_program([cc, *LUA_CFLAGS, '-static', '-o', str(out / 'lua'), 'onelua.c', '-lm'],
+                 src, out, 'lua', f'Lua 5.4.{version}', log)
     return {'lua': f'5.4.{version}'}
+
+
+# -- sqlite ----------------------------------------------------------------------
+
+def _sqlite_inputs(cc: str) -> str:
+    for path in ZLIB:
+        if not path.exists():
+            raise BuildError(f'{path} not found (Debian: apt-get install zlib1g-dev)')
+    if not SQLNODE_C.exists():
+        raise BuildError(f'{SQLNODE_C} not found')
+    return _key(['sqlite', str(BUILDER_VERSION), SQLEAN_SHA256, *SQLITE_CFLAGS,
+                 _sha256_file(SQLNODE_C), *(f'{p} {_sha256_file(p)}' for p in ZLIB),
+                 _compiler_identity(cc), str(source_date_epoch())])
+
+
+def _build_sqlite(work: Path, out: Path, cc: str, sdist: Path,
+                  log: Callable[[str], None]) -> dict[str, str]:
+    with tarfile.open(sdist) as tar:
+        for name in ('sqlite3.c', 'sqlite3.h'):
+            try:
+                data = tar.extractfile(SQLITE_DIR + name).read()
+            except (KeyError, AttributeError):
+                raise BuildError(f'{sdist} has no {SQLITE_DIR}{name}') from None
+            if name == 'sqlite3.c':            # sqlean appends its own start-up code
+                end = data.find(SQLITE_END)
+                if end < 0:
+                    raise BuildError(f'{SQLITE_DIR}sqlite3.c of {sdist} is not an amalgamation')
+                data = data[:end + len(SQLITE_END)]
+            (work / name).write_bytes(data)
+    for header in ZLIB[:2]:
+        shutil.copyfile(header, work / header.name)
+    shutil.copyfile(SQLNODE_C, work / SQLNODE_C.name)
+    version = next((line.split('"')[1] for line in (work / 'sqlite3.h').read_text().splitlines()
+                    if line.startswith('#define SQLITE_VERSION ')), '?')
+    _one_program([cc, *SQLITE_CFLAGS, '-static', '-I.', '-o', str(out / 'sqlite'),
+                  SQLNODE_C.name, 'sqlite3.c', str(ZLIB[2]), '-lm'],
+                 work, out, 'sqlite', f'SQLite {version}', log)
+    return {'sqlite': version}
 
 
 # -- driver ----------------------------------------------------------------------
@@ -514,8 +583,8 @@ def _save(directory: Path, images: dict[str, SysImage]) -> None:
 
 
 def build(directory: Path | str | None = None, only: Iterable[str] = NAMES, force: bool = False,
-          lua_sdist: Path | None = None, log: Callable[[str], None] = lambda s: None
-          ) -> dict[str, SysImage]:
+          lua_sdist: Path | None = None, log: Callable[[str], None] = lambda s: None,
+          sqlite_sdist: Path | None = None) -> dict[str, SysImage]:
     """Build (or find up to date) the system images in ``directory``; BuildError on failure."""
     directory = Path(directory or default_dir())
     only = list(only)
@@ -526,11 +595,13 @@ def build(directory: Path | str | None = None, only: Iterable[str] = NAMES, forc
     directory.mkdir(parents=True, exist_ok=True)
     with open(directory / '.lock', 'w') as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)         # concurrent builders wait, then find it built
-        return _build_locked(directory, only, force, lua_sdist, log)
+        return _build_locked(directory, only, force, {'lua': lua_sdist, 'sqlite': sqlite_sdist},
+                             log)
 
 
-def _build_locked(directory: Path, only: list[str], force: bool, lua_sdist: Path | None,
-                  log: Callable[[str], None]) -> dict[str, SysImage]:
+def _build_locked(directory: Path, only: list[str], force: bool,
+                  sdists: dict[str, Path | None], log: Callable[[str], None]
+                  ) -> dict[str, SysImage]:
     images = load(directory)
     for name in NAMES:
         if name not in only:
@@ -539,10 +610,15 @@ def _build_locked(directory: Path, only: list[str], force: bool, lua_sdist: Path
         if name == 'python3':
             cc = _tool('gcc', 'gcc libc6-dev')
             key, libs, files = _py_inputs(cc)
+        elif name == 'lua':
+            cc = _tool('musl-gcc', 'musl-tools')
+            sdist = _lupa_sdist(sdists['lua'], log)
+            key = _lua_inputs(cc)
         else:
             cc = _tool('musl-gcc', 'musl-tools')
-            sdist = _lupa_sdist(lua_sdist, log)
-            key = _lua_inputs(cc)
+            sdist = _sdist('sqlean.py', SQLEAN_VERSION, SQLEAN_SDIST, SQLEAN_SHA256,
+                           sdists['sqlite'], log)
+            key = _sqlite_inputs(cc)
         old = images.get(name)
         if not force and old is not None and old.key == key and _intact(directory, old):
             log(f'{name}: up to date ({time.monotonic() - t:.1f} s)')
@@ -553,8 +629,10 @@ def _build_locked(directory: Path, only: list[str], force: bool, lua_sdist: Path
             out.mkdir()
             if name == 'python3':
                 info = _build_python(work, out, cc, libs, files, log)
-            else:
+            elif name == 'lua':
                 info = _build_lua(work, out, cc, sdist, log)
+            else:
+                info = _build_sqlite(work, out, cc, sdist, log)
             info['validator'] = _check_valid(out / name)
             image = SysImage(name, name, f'{name}.tar', name, key)
             for produced in (image.program, image.image):
@@ -581,6 +659,7 @@ def main(argv: list[str] | None = None) -> int:
                    help='build only this image (repeatable)')
     b.add_argument('--force', action='store_true', help='rebuild even when up to date')
     b.add_argument('--lua-sdist', type=Path, help=f'a local {LUPA_SDIST} instead of pip')
+    b.add_argument('--sqlite-sdist', type=Path, help=f'a local {SQLEAN_SDIST} instead of pip')
     ls = sub.add_parser('list', help='show the built images')
     ls.add_argument('--dir', type=Path, default=None)
     opts = parser.parse_args(argv)
@@ -588,7 +667,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if opts.command == 'build':
             build(directory, opts.only or NAMES, opts.force, opts.lua_sdist,
-                  log=lambda s: print(s, file=sys.stderr))
+                  log=lambda s: print(s, file=sys.stderr), sqlite_sdist=opts.sqlite_sdist)
         images = load(directory)
     except BuildError as e:
         print(f'zvm-interpreters: {e}', file=sys.stderr)

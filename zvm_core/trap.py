@@ -15,9 +15,10 @@ stderr, then by name), the order of the user manifest that
 ``0xFEFFFFFC``.
 
 ``Jail`` validates a 64 KiB aligned heap buffer with the same validator as
-the program, records its instruction starts in the guard's bitmap and makes
-it read+execute (never writable); ``Unjail`` reverses that and drops the
-translated code.  Both are undone by a template reset.
+the program (and against the validated instructions just below it, which
+must not run on into it), records its instruction starts in the guard's
+bitmap and makes it read+execute (never writable); ``Unjail`` reverses that
+and drops the translated code.  Both are undone by a template reset.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from zvm_core.memory import (
 )
 from zvm_core.syscalls.errors import Stop
 from zvm_core.syscalls.io import _ready
-from zvm_core.validator import Policy, validate_code
+from zvm_core.validator import JAIL_ALIGN, Policy, validate_code
 
 # function codes: ASCII names, little endian ("Read", "Writ", ...)
 TRAP_READ, TRAP_WRITE = 0x64616552, 0x74697257
@@ -54,7 +55,7 @@ TRAP_EXIT, TRAP_FORK = 0x74697845, 0x6B726F46
 
 TRAP_NR = 0x7A766D                      # the pseudo system call the stub makes ("zvm")
 STUB = b'\xb8' + TRAP_NR.to_bytes(4, 'little') + b'\x0f\x05\xc3'   # mov eax; syscall; ret
-JAIL_ALIGN = 0x10000
+_CONTEXT = 16       # bytes below a jailed buffer that an instruction could run on from
 MANIFEST_SIZE = MANIFEST_POINTER - MANIFEST_PAGE    # bytes for the user manifest proper
 
 _STUB_VERDICT = validate_code(STUB, TRAP_PAGE)
@@ -128,7 +129,7 @@ class Jail:
             code = self.mem.read(addr, end - addr)
         except GuestFault:
             return -errno.EACCES
-        verdict = validate_code(code, addr, self.policy)
+        verdict = validate_code(code, addr, self.policy, **self._preceding(addr))
         if not verdict.ok:
             return -errno.EPERM
         self.mem.protect(addr, end, PROT_R | PROT_X)
@@ -138,6 +139,19 @@ class Jail:
         self.uc.ctl_remove_cache(addr, end)
         self.pages.update(range(addr, end, PAGE))
         return 0
+
+    def _preceding(self, addr: int) -> dict:
+        """The executable bytes just below ``addr`` and their validated instruction starts.
+
+        The program's last page or another jailed buffer may end there: an
+        instruction of theirs must not run on into the new code.
+        """
+        lo = addr - _CONTEXT
+        if not self.mem.protection(lo) & PROT_X:
+            return {}
+        bits = int.from_bytes(self.bitmap[lo // 8:addr // 8], 'little')
+        return {'before': bytes(self.mem.view(lo, _CONTEXT, PROT_X)),
+                'before_starts': [lo + k for k in range(_CONTEXT) if bits >> k & 1]}
 
     def unjail(self, addr: int, size: int) -> int:
         """Make the pages read+write again and forget their code."""

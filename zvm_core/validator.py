@@ -14,10 +14,29 @@ unconditional transfer, the sweep follows the bytes after it (section
 padding, a section the headers do not list) until it meets a known start or a
 terminator.  Otherwise code after the end of a section would run unvalidated.
 
+The bitmap only means something if unicorn decodes each validated
+instruction as capstone does: a block is decoded sequentially from its
+checked start, so an instruction that unicorn finds shorter makes it run the
+bytes capstone saw as the rest of it.  Rule I13 refuses the encodings where
+the two decoders disagree and unicorn does not fault: the AMD XOP escape
+(``8f`` other than ``pop r/m``, which includes TBM; unicorn has no XOP and
+runs ``8f /r`` as ``pop``), 3DNow! (``0f 0f``, ``femms``; unicorn has
+none), and a lock prefix without a memory operand (some make unicorn abort
+the process).  Operand-size prefixes on relative branches and returns
+(which unicorn decodes two bytes shorter) are I1.  ``tests/decoder_diff.py``
+compares the two decoders on random and structured encodings of every
+opcode map, and ``bench/fuzz_decoder.py`` runs it long.
+
+Executable memory can grow only where the heap arena starts (ZeroVM's
+``jail`` makes arena pages executable), so an instruction cut off there is
+refused (its tail could be supplied later), and a jailed buffer is checked
+against the validated instructions just before it (:func:`validate_code`).
+
 Verdicts are cached by SHA-256 of the file, :data:`VALIDATOR_VERSION` and the
 policy (I12).  The version includes a digest of this module's and
-``zvm_core.elf``'s source and the capstone version, so a changed rule can
-never be answered by a verdict the old rules gave.
+``zvm_core.elf``'s source and the capstone and unicorn versions (the rules
+are about what unicorn decodes), so a changed rule can never be answered by
+a verdict the old rules gave.
 """
 
 from __future__ import annotations
@@ -32,11 +51,13 @@ import json
 import os
 import tempfile
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import EllipsisType
 
 import capstone
+import unicorn
 from capstone import CS_ARCH_X86, CS_MODE_64, Cs
 
 from zvm_core.elf import PF_X, Program
@@ -44,18 +65,19 @@ from zvm_core.elf import PF_X, Program
 
 def _fingerprint() -> str:
     from zvm_core import elf
-    h = hashlib.sha256(capstone.__version__.encode())
+    h = hashlib.sha256(f'{capstone.__version__} {unicorn.__version__}'.encode())
     for module in (__file__, elf.__file__):
         h.update(Path(module).read_bytes())
     return h.hexdigest()[:16]
 
 
-VALIDATOR_VERSION = '2-' + _fingerprint()
+VALIDATOR_VERSION = '3-' + _fingerprint()
 MAX_VIOLATIONS = 100
 
 _CHUNK = 4096        # instructions per capstone call: bounds capstone's result array
 _MAX_INSN = 15       # longest x86 instruction
 _PAGE = 0x1000
+JAIL_ALIGN = 0x10000  # ZeroVM's jail makes arena pages executable only from such addresses
 
 
 @dataclass(frozen=True)
@@ -108,6 +130,12 @@ _I4_TSC = ('I4', 'reads the time-stamp counter (policy rdtsc=reject)')
 _I4_PID = ('I4', 'reads the processor id: nondeterministic and not hooked')
 _I6 = ('I6', 'changes segment state (the FS/GS bases belong to the host, via arch_prctl)')
 _I7 = ('I7', 'a system-call or interrupt path other than syscall')
+_I13_XOP = ('I13', 'AMD XOP encoding (8f escape; XOP and TBM): unicorn does not implement '
+                   'XOP and would run these bytes as other, shorter instructions nobody '
+                   'validated')
+_I13_3DNOW = ('I13', '3DNow! instruction: unicorn does not implement 3DNow!')
+_I13_LOCK = ('I13', 'lock prefix without a memory operand: invalid on hardware, and unicorn '
+                    'aborts the whole process on some (lock bt* with a register)')
 
 _FORBIDDEN: dict[str, tuple[str, str]] = {
     **dict.fromkeys((
@@ -124,20 +152,23 @@ _FORBIDDEN: dict[str, tuple[str, str]] = {
     'rdpid': _I4_PID,
     **dict.fromkeys('lds les lfs lgs lss ljmp lcall retf retfq wrfsbase wrgsbase'.split(), _I6),
     **dict.fromkeys('sysenter int into int1'.split(), _I7),
+    'femms': _I13_3DNOW,
 }
 
 # Instructions that need a look at their operands or bytes.
-_DIRECT, _NEAR_OR_FAR, _MOV, _POP = 'direct', 'near-or-far', 'mov', 'pop'
+_DIRECT, _NEAR_OR_FAR, _MOV, _POP, _RET = 'direct', 'near-or-far', 'mov', 'pop', 'ret'
 _CHECKED: dict[str, str] = {
     **dict.fromkeys(('ja jae jb jbe je jne jg jge jl jle jo jno jp jnp js jns '
                      'jcxz jecxz jrcxz loop loope loopne xbegin').split(), _DIRECT),
-    'jmp': _NEAR_OR_FAR, 'call': _NEAR_OR_FAR, 'mov': _MOV, 'pop': _POP,
+    'jmp': _NEAR_OR_FAR, 'call': _NEAR_OR_FAR, 'mov': _MOV, 'pop': _POP, 'ret': _RET,
 }
 
 # After these, execution never falls through to the next byte.
 _TERMINATORS = frozenset('jmp ljmp ret retf retfq ud0 ud1 ud2 hlt int3'.split())
 _PREFIXES = frozenset(b'\x26\x2e\x36\x3e\x64\x65\x66\x67\xf0\xf2\xf3' + bytes(range(0x40, 0x50)))
 _SREGS = frozenset('es cs ss ds fs gs'.split())
+# opcode or prefix bytes that unicorn handles differently (I13), with what the rule says
+_ESCAPES = ((b'\x8f', _I13_XOP), (b'\x0f\x0f', _I13_3DNOW), (b'\xf0', _I13_LOCK))
 
 
 @functools.cache
@@ -155,11 +186,15 @@ class _Image:
     """Executable bytes as the guest will see them, and their instruction-start bits.
 
     ``origin`` is a multiple of 8; offsets into ``data`` are bit numbers.
-    Only ``[lo, hi)`` holds code the caller vouches for.
+    Only ``[lo, hi)`` holds code the caller vouches for.  ``open_end``: the
+    page after the image may become executable (the heap arena, where
+    ``jail`` makes code).
     """
 
-    def __init__(self, origin: int, data: bytearray, lo: int, hi: int) -> None:
+    def __init__(self, origin: int, data: bytearray, lo: int, hi: int,
+                 open_end: bool = True) -> None:
         self.origin, self.data, self.lo, self.hi = origin, data, lo, hi
+        self.open_end = open_end
         self.view = memoryview(data)
         self.bits = bytearray((len(data) + 7) // 8)
 
@@ -238,6 +273,11 @@ class _Sweep:
                 if not self.runs_off_the_end(img, off):
                     self.undecodable(img, off, ' (reached by falling off the end of a code '
                                                'range)')
+                elif img.open_end:
+                    self.violate('I1', img.origin + off,
+                                 f'{img.data[off:].hex(" ")}: instruction cut off at the end '
+                                 'of executable memory, where the heap arena starts; a page '
+                                 'made executable there (jail) would supply its tail')
                 return
             if self.accept(img, off, insn) in _TERMINATORS:
                 return
@@ -246,9 +286,9 @@ class _Sweep:
     def runs_off_the_end(self, img: _Image, off: int) -> bool:
         """True if the instruction at ``off`` is cut off by the end of executable memory.
 
-        Fetching its tail faults, so nothing unvalidated can run.  (Honest
-        code ending in ``syscall``, e.g. exit, falls into the zero padding and
-        so reaches the end of the last page.)
+        Unless the image is ``open_end``, fetching its tail faults, so nothing
+        unvalidated can run.  (Honest code ending in ``syscall``, e.g. exit,
+        falls into the zero padding and so reaches the end of the last page.)
         """
         tail = bytes(img.view[off:off + _MAX_INSN])
         if len(tail) == _MAX_INSN:
@@ -290,6 +330,10 @@ class _Sweep:
         elif kind == _POP:
             if ops in ('fs', 'gs'):
                 self.violate(_I6[0], addr, f'{_text(insn)}: {_I6[1]}')
+        elif kind == _RET:
+            if self.operand_size_prefix(img, off, size):
+                self.violate('I1', addr, f'{_text(insn)}: operand-size prefix on a return '
+                                         '(capstone and unicorn disagree on its length)')
         elif kind == _DIRECT or ops[:1].isdigit():     # capstone prints a direct target
             if self.operand_size_prefix(img, off, size):
                 self.violate('I1', addr, f'{_text(insn)}: operand-size prefix on a relative '
@@ -361,6 +405,53 @@ class _Sweep:
             self.follow(img, end)
         return True
 
+    def check_escapes(self, img: _Image) -> None:
+        """I13: find the bytes unicorn handles differently without decoding everything again.
+
+        A byte at ``p`` is an instruction's opcode or prefix iff walking back
+        from ``p`` over prefix bytes only meets an instruction start.  An
+        ``8f`` that capstone decodes as anything but ``pop`` is XOP; a lock
+        prefix needs a memory operand.
+        """
+        data = img.data
+        for pattern, (rule, why) in _ESCAPES:
+            p, flagged = data.find(pattern), None
+            while p >= 0:
+                q = p
+                while not img.is_start(img.origin + q) and q > 0 and p - q < _MAX_INSN \
+                        and data[q - 1] in _PREFIXES:
+                    q -= 1
+                insn = self.decode_one(img, q) if img.is_start(img.origin + q) else None
+                if insn is not None and insn[0] != flagged and (
+                        pattern == b'\x0f\x0f' or pattern == b'\x8f' and insn[2] != 'pop'
+                        or pattern == b'\xf0' and '[' not in insn[3]):
+                    self.violate(rule, insn[0], f'{_text(insn)}: {why}')
+                    flagged = insn[0]
+                p = data.find(pattern, p + 1)
+
+    def check_preceding(self, before: bytes, starts: Sequence[int], code: bytes,
+                        base: int) -> None:
+        """Instructions validated before ``base`` must end there, not run on into ``code``.
+
+        Each start is followed through its fall-through (a translated block
+        decodes on), so an unmarked instruction after a marked one counts too.
+        """
+        window, origin = before + code[:_MAX_INSN], base - len(before)
+        seen: set[int] = set()
+        for start in starts:
+            addr = start
+            while origin <= addr < base and addr not in seen:
+                seen.add(addr)
+                insn = next(self.md.disasm_lite(window[addr - origin:], addr, 1), None)
+                if insn is None or addr + insn[1] > base:
+                    raw = window[addr - origin:addr - origin + _MAX_INSN].hex(' ')
+                    self.violate('I1', addr, f'{raw}: the instruction at {addr:#x}, before '
+                                             f'this code, would run on into it at {base:#x}')
+                    break
+                if insn[2].rpartition(' ')[2] in _TERMINATORS:
+                    break
+                addr += insn[1]
+
     def verdict(self, images: list[_Image]) -> Verdict:
         violations = sorted(self.violations, key=lambda v: (v.address, v.rule))
         if self.first_omitted is not None:
@@ -378,7 +469,12 @@ def _text(insn: tuple[int, int, str, str]) -> str:
 
 
 def _images(program: Program) -> list[_Image]:
-    """One image per run of contiguous executable pages, laid out as the executor maps them."""
+    """One image per run of contiguous executable pages, laid out as the executor maps them.
+
+    Only the highest segment's end borders memory that can become executable:
+    the heap arena starts there, and ``jail`` can make it executable if it is
+    :data:`JAIL_ALIGN` aligned.  Other runs end at data or unmapped pages.
+    """
     runs: list[list] = []
     for seg in sorted((s for s in program.segments if s.flags & PF_X), key=lambda s: s.vaddr):
         lo, hi = seg.vaddr & ~(_PAGE - 1), (seg.end + _PAGE - 1) & ~(_PAGE - 1)
@@ -392,7 +488,8 @@ def _images(program: Program) -> list[_Image]:
         data = bytearray(hi - lo)
         for seg in segs:
             data[seg.vaddr - lo:seg.vaddr - lo + len(seg.data)] = seg.data
-        images.append(_Image(lo, data, lo, hi))
+        open_end = hi == program.image_end() and hi % JAIL_ALIGN == 0
+        images.append(_Image(lo, data, lo, hi, open_end=open_end))
     return images
 
 
@@ -412,16 +509,21 @@ def _validate(program: Program, policy: Policy) -> Verdict:
         sweep.violate('E5', program.entry,
                       'entry point is not an instruction start the sweep decoded')
     sweep.check_branches(images, 'the executable segments')
+    for img in images:
+        sweep.check_escapes(img)
     return sweep.verdict(images)
 
 
-def validate_code(code: bytes, base: int, policy: Policy = Policy()) -> Verdict:
+def validate_code(code: bytes, base: int, policy: Policy = Policy(), *,
+                  before: bytes = b'', before_starts: Sequence[int] = ()) -> Verdict:
     """Validate one buffer of code to be mapped at ``base`` (e.g. JIT output to be jailed).
 
     Every byte must decode, the last instruction must end at the end of the
     buffer, and direct branches must stay inside it.  Nothing is assumed about
     the bytes after it: the caller maps whole buffers so that what follows is
-    either not executable or another validated buffer.
+    either not executable or another validated buffer.  ``before`` are the
+    executable bytes just below ``base`` (up to 14) and ``before_starts`` the
+    validated instruction starts among them: none may run on into the buffer.
     """
     origin = base & ~7
     pad = base - origin
@@ -429,6 +531,8 @@ def validate_code(code: bytes, base: int, policy: Policy = Policy()) -> Verdict:
     sweep = _Sweep(policy)
     sweep.sweep(img, pad, len(img.data), len(img.data))
     sweep.check_branches([img], 'the buffer')
+    sweep.check_escapes(img)
+    sweep.check_preceding(before[-(_MAX_INSN - 1):], before_starts, code, base)
     return sweep.verdict([img])
 
 

@@ -41,7 +41,7 @@ CASES: dict[str, list[tuple[tuple[str, ...], bytes]]] = {
     'rdtsc': [((), b'')], 'readsizes': [(('5',), TEXT[:100])], 'readtext': [((), b'')],
     'remap': [((), b'')], 'reopen': [((), b'')], 'scribble': [(('4', 'w'), b'')],
     'sigstate': [((), b'hi\n'), (('manifest',), b'hi\n')], 'sleep': [((), b'')],
-    'sort': [((), b'')], 'src_interp': [(('/script',), b'')], 'startup': [((), TEXT)],
+    'sort': [((), b'')], 'spin': [(('100000',), b'')], 'src_interp': [(('/script',), b'')], 'startup': [((), TEXT)],
     'timeprint': [((), b'')], 'timewarp': [((), b'')], 'unknown_syscalls': [(('300',), b'')],
     'wc': [((), TEXT)], 'write_text': [((), b'')],
     'zvm_copy': [((), TEXT)], 'zvm_exit': [((), b'5')], 'zvm_jail': [((), b'v'), ((), b'x')],
@@ -49,7 +49,7 @@ CASES: dict[str, list[tuple[tuple[str, ...], bytes]]] = {
     'hidden_ret': [((), b'')], 'rdtsc_hidden': [((), b'')], 'rodata_code': [((), b'')],
 }
 REFUSED = {   # programs the validator or the ELF check refuses: nothing to run
-    'rdrand', 'wrmsr', 'int80', 'sysenter', 'segment', 'entry_hidden',
+    'rdrand', 'wrmsr', 'int80', 'sysenter', 'segment', 'entry_hidden', 'xop_rdrand',
 }
 NOT_HERE = {  # need links between nodes: tests/functional runs them in jobs
     'graph_pipe', 'graph_stream',

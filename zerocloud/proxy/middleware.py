@@ -267,6 +267,7 @@ from zerocloud.proxy.caller import Caller, Input
 from zerocloud.proxy.dispatch import Dispatcher, Plan, skipped
 from zerocloud.proxy.response import NodeResult, attached_object, respond, short
 from zerocloud.sources import Launch
+from zerocloud.sql import entry as sql_entry
 
 MAX_CONCURRENCY = 64
 DEFAULT_CONTENT_TYPE = 'application/octet-stream'
@@ -311,6 +312,11 @@ class ProxyExecMiddleware:
         opening = version == sources.OPEN
         if not (opening or valid_api_version(version)):
             return self.app
+        if req.headers.get(wire.EXECUTE, '').strip().lower() == sql_entry.VERSION:
+            caller = Caller(self.app, req, self.config)
+            return sql_entry.respond(
+                caller, lambda launch: self.execute(caller, version, account, False, launch),
+                version, account, container, obj)
         opening |= req.headers.get(wire.EXECUTE, '').strip().lower() == sources.OPEN_VERSION
         mode = req.headers.get(REPORT_HEADER, '').lower()
         if mode not in ('', 'json'):

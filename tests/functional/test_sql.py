@@ -1,0 +1,299 @@
+"""SQL over object collections (``X-Zerovm-Execute: sql/1.0``) on the session's cluster.
+
+Every answer is compared with the host's sqlite3 module running the same
+query over the same data (downloaded back from the cluster), loaded the way
+``doc/sql.md`` says: NUMERIC columns, an empty field is NULL, objects in
+name order.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import math
+import random
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+from swiftclient import Connection
+
+from zerocloud.devcluster import USERS, DevCluster
+
+REGIONS = ['east', 'west', 'north', 'south, far', 'the "middle"']
+
+
+def sql(conn: Connection, body: dict | bytes, method: str = 'POST') -> requests.Response:
+    url, token = conn.get_auth()
+    data = body if isinstance(body, bytes) else json.dumps(body)
+    return requests.request(method, url, data=data, timeout=300, headers={
+        'X-Auth-Token': token, 'X-Zerovm-Execute': 'sql/1.0',
+        'Content-Type': 'application/json'})
+
+
+def sales_rows(seed: int, n: int) -> list[list[str]]:
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        qty = '' if rng.random() < 0.1 else str(rng.randint(0, 40))
+        price = f'{rng.random() * 100:.2f}'
+        note = rng.choice(['', 'plain', 'with, comma', 'line\nbreak', 'say "hi"'])
+        rows.append([rng.choice(REGIONS), f'p{rng.randint(1, 12)}', qty, price, note, str(i)])
+    return rows
+
+
+def csv_bytes(rows: list[list[str]], header: list[str] | None) -> bytes:
+    out = io.StringIO()
+    w = csv.writer(out)
+    if header:
+        w.writerow(header)
+    w.writerows(rows)
+    return out.getvalue().encode()
+
+
+COLUMNS = ['region', 'product', 'qty', 'price', 'note', 'id']
+
+
+@pytest.fixture(scope='module')
+def sales(swift_cluster: DevCluster) -> tuple[str, list[list[list[str]]]]:
+    """A container of sales objects: plain, gzip-compressed, empty, header-only; and
+    the same rows without header rows in a second container."""
+    conn = Connection(authurl=swift_cluster.auth_url, user=swift_cluster.user,
+                key=USERS[swift_cluster.user][0], retries=0)
+    container, bare = 'sql-sales', 'sql-bare'
+    conn.put_container(container)
+    conn.put_container(bare)
+    parts = [sales_rows(seed, n) for seed, n in ((1, 300), (2, 250), (3, 0), (4, 200), (5, 1))]
+    for i, rows in enumerate(parts):
+        data = csv_bytes(rows, COLUMNS)
+        name = f'day{i}.csv'
+        if i == 1:
+            data, name = gzip.compress(data, mtime=0), 'day1.csv.gz'
+        conn.put_object(container, name, data)
+        conn.put_object(bare, f'day{i}.csv', csv_bytes(rows, None))
+    conn.put_object(container, 'day5.csv', b'')                     # empty object
+    conn.put_object(container, 'other.txt', b'not matched\n')
+    parts.append([])
+    return container, parts
+
+
+def reference(parts: list[list[list[str]]], query: str, url: str) -> tuple[list[str], list]:
+    db = sqlite3.connect(':memory:')
+    db.execute('CREATE TABLE t(' + ', '.join(f'"{c}" NUMERIC' for c in COLUMNS) + ')')
+    for rows in parts:
+        db.executemany('INSERT INTO t VALUES (?,?,?,?,?,?)',
+                       [[v if v != '' else None for v in row] for row in rows])
+    cur = db.execute(query.replace(url, 't'))
+    return [d[0] for d in cur.description], cur.fetchall()
+
+
+def same(value, text: str) -> bool:
+    if value is None:
+        return text == ''
+    if isinstance(value, float):
+        return text not in ('', 'Inf') and math.isclose(value, float(text), rel_tol=1e-12)
+    return str(value) == text
+
+
+def check_csv(body: bytes, names: list[str], rows: list, ordered: bool) -> None:
+    got = list(csv.reader(io.StringIO(body.decode(), newline='')))
+    assert got[0] == names
+    got = got[1:]
+    assert len(got) == len(rows), (got, rows)
+    if not ordered:
+        key = lambda r: [str(v) for v in r]                       # noqa: E731
+        rows = sorted(rows, key=lambda r: [str(v) if v is not None else '' for v in r])
+        got = sorted(got, key=key)
+    for want, have in zip(rows, got, strict=True):
+        assert all(same(w, h) for w, h in zip(want, have, strict=True)), (want, have)
+
+
+URL = 'swift://~/sql-sales/day*'
+QUERIES = [
+    # (query, plan, ordered)
+    (f'SELECT region, count(*), sum(qty) FROM {URL} WHERE qty > 10 GROUP BY region '
+     'ORDER BY 3 DESC, 1 LIMIT 3', 'split', True),
+    (f'SELECT count(*), count(qty), sum(qty), total(qty), min(price), max(price), avg(qty), '
+     f'avg(price) FROM {URL}', 'split', True),
+    (f'SELECT region, product, min(note), max(note), avg(price) AS a FROM {URL} '
+     'GROUP BY region, product HAVING count(*) > 3 ORDER BY a DESC, region, product', 'split',
+     True),
+    (f'SELECT substr(product, 1, 2) AS pp, sum(price) FROM {URL} GROUP BY 1 ORDER BY pp',
+     'split', True),
+    (f'SELECT region, count(*) FROM {URL} WHERE qty IS NULL GROUP BY region', 'split', False),
+    (f'SELECT region, count(DISTINCT product) FROM {URL} GROUP BY region ORDER BY region',
+     'rows', True),
+    (f'SELECT * FROM {URL} s WHERE s.price > 50 AND note <> \'\' ORDER BY price DESC, id '
+     'LIMIT 7 OFFSET 2', 'rows', True),
+    (f'SELECT id, region, note FROM {URL} WHERE note LIKE \'%"%\' OR note LIKE \'%,%\'',
+     'rows', False),
+    (f'SELECT region, qty, rank() OVER (PARTITION BY region ORDER BY qty DESC, id) AS r '
+     f'FROM {URL} WHERE qty >= 38 ORDER BY region, r', 'rows', True),
+    (f'SELECT region, group_concat(DISTINCT product) FROM {URL} WHERE region = \'east\' '
+     'AND product < \'p2\' GROUP BY region', 'rows', True),
+    (f'SELECT count(*) FROM {URL} WHERE region = \'nowhere\'', 'split', True),
+    (f'SELECT region, sum(qty) FROM {URL} WHERE region = \'nowhere\' GROUP BY region',
+     'split', True),
+]
+
+
+@pytest.mark.parametrize('query,mode,ordered', QUERIES, ids=range(len(QUERIES)))
+def test_same_answer_as_a_database(swift_cluster, conn, sales, query, mode, ordered) -> None:
+    resp = sql(conn, {'query': query})
+    assert resp.status_code == 200, resp.text
+    assert resp.headers['Content-Type'].startswith('text/csv')
+    assert resp.headers['X-Sql-Plan'] == mode, resp.headers['X-Sql-Plan-Reason']
+    assert resp.headers['X-Sql-Objects'] == '6'
+    assert resp.headers['X-Nexe-Status'] == ','.join(['ok'] * 7)
+    names, rows = reference(sales[1], query, URL)
+    check_csv(resp.content, names, rows, ordered)
+    again = sql(conn, {'query': query})
+    assert again.content == resp.content                      # deterministic
+
+
+def test_objects_without_header_rows(swift_cluster, conn, sales) -> None:
+    query = ('SELECT c1, count(*), sum(c3), max(c5) FROM swift://~/sql-bare/*.csv '
+             'GROUP BY c1 ORDER BY c1')
+    resp = sql(conn, {'query': query, 'input': {'header': False}})
+    assert resp.status_code == 200, resp.text
+    want = reference(sales[1], query.replace('c1', 'region').replace('c3', 'qty')
+                     .replace('c5', 'note'), 'swift://~/sql-bare/*.csv')[1]
+    check_csv(resp.content, ['c1', 'count(*)', 'sum(c3)', 'max(c5)'], want, True)
+    named = sql(conn, {'query': query.replace('c1', 'r').replace('c3', 'q').replace('c5', 'n'),
+                       'input': {'header': False, 'columns': ['r', 'p', 'q', 'x', 'n', 'i']}})
+    assert named.status_code == 200, named.text
+    assert named.content.split(b'\r\n')[1:] == resp.content.split(b'\r\n')[1:]
+
+
+def test_one_object_runs_as_one_node(swift_cluster, conn, sales) -> None:
+    query = ('SELECT region, count(*), avg(price) FROM swift://~/sql-sales/day1.csv.gz '
+             'GROUP BY region ORDER BY region')
+    resp = sql(conn, {'query': query, 'format': 'json'})
+    assert resp.status_code == 200, resp.text
+    assert resp.headers['X-Sql-Plan'] == 'single'
+    assert resp.headers['X-Nexe-System'] == 'sql'
+    assert resp.headers['Content-Type'] == 'application/x-ndjson'
+    names, rows = reference([sales[1][1]], query, 'swift://~/sql-sales/day1.csv.gz')
+    got = [json.loads(line) for line in resp.content.decode().splitlines()]
+    assert [list(g) for g in got] == [names] * len(rows)
+    for want, have in zip(rows, got, strict=True):
+        assert want[:2] == tuple(have.values())[:2]
+        assert math.isclose(want[2], have['avg(price)'], rel_tol=1e-12)
+
+
+def test_csv_without_header_row_and_json_lines(swift_cluster, conn, make_container,
+                                                make_object) -> None:
+    c = make_container('sqljson')
+    lines = [{'k': 'a', 'v': 1}, {'k': 'b', 'v': 2.5, 'extra': True}, {'k': 'a'},
+             {'k': 'a', 'v': 4}]
+    make_object(c, 'x1.jsonl', ''.join(json.dumps(v) + '\n' for v in lines[:2]).encode())
+    make_object(c, 'x2.jsonl', gzip.compress(
+        ''.join(json.dumps(v) + '\n' for v in lines[2:]).encode(), mtime=0))
+    resp = sql(conn, {'query': f'SELECT k, count(v), sum(v) FROM swift://~/{c}/x*.jsonl '
+                               'GROUP BY k ORDER BY k', 'header': False})
+    assert resp.status_code == 200, resp.text
+    assert resp.content == b'a,2,5\r\nb,1,2.5\r\n'
+
+
+def test_bad_queries_are_400_before_any_node(swift_cluster, conn, sales) -> None:
+    cases = [
+        ({'query': f'SELECT regoin FROM {URL}'}, 'no such column: regoin at character 8'),
+        ({'query': f'SELECT region FROM {URL} WHERE'}, 'incomplete input: the query ends'),
+        ({'query': f'SELECT region FROM {URL} WHERE qty = = 1'},
+         'near "=": syntax error at character 57'),
+        ({'query': f'SELECT sum(qty, 1) FROM {URL}'}, 'wrong number of arguments'),
+        ({'query': 'SELECT 1 FROM swift://~/sql-sales'}, 'names a container'),
+        ({'query': f'SELECT * FROM {URL} JOIN {URL}'}, 'joins are not supported'),
+        ({'query': f'SELECT * FROM {URL} WHERE id IN (SELECT 1)'}, 'subqueries'),
+        ({'query': f'SELECT 1 FROM {URL}', 'format': 'xml'}, '"format" must be one of'),
+        ({'query': f'SELECT 1 FROM {URL}', 'qurey': 1}, 'unknown key(s) "qurey"'),
+        ({'query': f'SELECT 1, 1 FROM {URL}', 'format': 'json'}, 'distinct result column'),
+        ({'query': f'DELETE FROM {URL}'}, 'expected SELECT'),
+    ]
+    for body, message in cases:
+        resp = sql(conn, body)
+        assert resp.status_code == 400, (body, resp.text)
+        assert message in resp.text, (body, resp.text)
+        assert 'X-Nexe-System' not in resp.headers          # nothing ran
+    assert sql(conn, b'{"query": ').status_code == 400
+    missing = sql(conn, {'query': 'SELECT 1 FROM swift://~/sql-nowhere/*.csv'})
+    assert missing.status_code == 404, missing.text
+    assert sql(conn, {'query': f'SELECT 1 FROM {URL}'}, method='PUT').status_code == 405
+
+
+def test_a_malformed_object_fails_the_query(swift_cluster, conn, make_container,
+                                            make_object) -> None:
+    c = make_container('sqlbad')
+    make_object(c, 'a.csv', b'x,y\n1,2\n')
+    make_object(c, 'b.csv', b'x,y\n1,2,3\n')
+    resp = sql(conn, {'query': f'SELECT sum(x) FROM swift://~/{c}/*.csv'})
+    assert resp.status_code == 422, resp.text
+    assert 'sql-2' in resp.text
+
+
+def test_explain_shows_the_plan(swift_cluster, conn, sales) -> None:
+    resp = sql(conn, {'query': f'SELECT region, avg(qty) FROM {URL} GROUP BY region',
+                      'explain': True})
+    assert resp.status_code == 200, resp.text
+    plan = json.loads(resp.content)
+    assert plan['mode'] == 'split' and plan['objects'] == 6
+    assert plan['node_query'] == ('SELECT "region" AS "region", sum(qty) AS _zc0, '
+                                  'count(qty) AS _zc1 FROM t GROUP BY "region"')
+    assert [[g['name'] for g in job] for job in plan['jobs']] == [['sql'], ['merge']]
+    assert plan['loaded_columns'] == ['region', 'qty']
+    assert 'X-Nexe-System' not in resp.headers
+
+
+def test_stored_query_and_stored_answer(swift_cluster, conn, sales, make_container,
+                                        make_object) -> None:
+    """The swift CLI form: the query is an object (X-Zerovm-Source), the answer another."""
+    c = make_container('sqlq')
+    query = f'SELECT region, count(*) AS n FROM {URL} GROUP BY region ORDER BY n DESC, region'
+    make_object(c, 'q.json', json.dumps({'query': query,
+                                         'output': f'swift://~/{c}/answer.csv'}).encode())
+    url, token = conn.get_auth()
+    resp = requests.post(url, timeout=300, headers={
+        'X-Auth-Token': token, 'X-Zerovm-Execute': 'sql/1.0',
+        'X-Zerovm-Source': f'swift://~/{c}/q.json'})
+    assert resp.status_code == 200, resp.text
+    assert resp.content == b''
+    headers, body = conn.get_object(c, 'answer.csv')
+    assert headers['content-type'] == 'text/csv; charset=utf-8'
+    names, rows = reference(sales[1], query, URL)
+    check_csv(body, names, rows, True)
+
+
+def test_the_example(swift_cluster, conn, tmp_path) -> None:
+    """examples/sql: its generated data set and its stored query (top.json)."""
+    example = Path(__file__).resolve().parents[2] / 'examples' / 'sql'
+    subprocess.run([sys.executable, str(example / 'make_data.py'), str(tmp_path / 'sales'),
+                    '6', '300'], check=True)
+    conn.put_container('sales')
+    conn.put_container('results')
+    db = sqlite3.connect(':memory:')
+    db.execute('CREATE TABLE t(day NUMERIC, region NUMERIC, product NUMERIC, qty NUMERIC, '
+               'price NUMERIC, note NUMERIC)')
+    for path in sorted((tmp_path / 'sales').iterdir()):
+        data = path.read_bytes()
+        conn.put_object('sales', path.name, data)
+        text = (gzip.decompress(data) if path.name.endswith('.gz') else data).decode()
+        rows = list(csv.reader(io.StringIO(text, newline='')))[1:]
+        db.executemany('INSERT INTO t VALUES (?,?,?,?,?,?)',
+                       [[v if v != '' else None for v in r] for r in rows])
+    assert any(p.name.endswith('.csv.gz') for p in (tmp_path / 'sales').iterdir())
+    body = json.loads((example / 'top.json').read_text())
+    resp = sql(conn, body)
+    assert resp.status_code == 200, resp.text
+    assert resp.headers['X-Sql-Plan'] == 'split' and resp.headers['X-Sql-Objects'] == '6'
+    _, stored = conn.get_object('results', 'top.csv')
+    query = body['query'].replace('swift://~/sales/day-*', 't')
+    cur = db.execute(query)
+    check_csv(stored, [d[0] for d in cur.description], cur.fetchall(), True)
+    for name in [o['name'] for o in conn.get_container('sales')[1]]:
+        conn.delete_object('sales', name)
+    conn.delete_object('results', 'top.csv')

@@ -1,0 +1,121 @@
+"""The ``sqlite`` system image's program (``zvm_core/images/sqlnode.c``) in the sandbox:
+how it reads CSV, JSON lines and partial rows, and what it writes, checked against
+the host's sqlite3 module and Python's csv module."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import struct
+
+import pytest
+
+SCHEMA = 'CREATE TABLE t(a NUMERIC, b NUMERIC, c NUMERIC)'
+
+
+@pytest.fixture(scope='module')
+def sqlite(sysimages):
+    return sysimages.program('sqlite')
+
+
+def node(zvm, program, data: bytes, *args: str):
+    run = zvm.run(program, '--schema', args[0], *args[1:], input=data)
+    return run
+
+
+def ok(run) -> bytes:
+    assert run.status == 'ok', run
+    assert run.report['retcode'] == 0, run.stderr
+    return run.stdout
+
+
+def test_csv_fields_as_rfc_4180_says(zvm, sqlite) -> None:
+    rows = [['x', 'y,z', 'say "hi"'], ['1', '', 'two\nlines'], ['2.50', '007', ''],
+            ['-3e2', ' 4 ', 'é']]
+    text = io.StringIO()
+    csv.writer(text).writerows([['a', 'b', 'c'], *rows])
+    data = '\ufeff'.encode() + text.getvalue().encode()        # BOM, CRLF records
+    out = ok(node(zvm, sqlite, gzip.compress(data, mtime=0), SCHEMA, '--load', 'csvh',
+                  '/dev/input', '--query', 'SELECT a, typeof(a), b, typeof(b), c FROM t'))
+    got = list(csv.reader(io.StringIO(out.decode(), newline='')))
+    assert got == [['a', 'typeof(a)', 'b', 'typeof(b)', 'c'],
+                   ['x', 'text', 'y,z', 'text', 'say "hi"'],
+                   ['1', 'integer', '', 'null', 'two\nlines'],
+                   ['2.5', 'real', '7', 'integer', ''],
+                   ['-300', 'integer', '4', 'integer', 'é']]
+
+
+def test_csv_without_header_and_blank_lines(zvm, sqlite) -> None:
+    out = ok(node(zvm, sqlite, b'1,2,3\n\n4,5,6', SCHEMA, '--load', 'csv', '/dev/input',
+                  '--query', 'SELECT sum(a), sum(c) FROM t', '--out', 'csv'))
+    assert out == b'5,9\r\n'
+
+
+@pytest.mark.parametrize('data,message', [
+    (b'a,b,c\n1,2\n', 'record 2 has 2 fields, not 3'),
+    (b'a,b,c\n1,2,3,4\n', 'record 2 has more than 3 fields'),
+    (b'a,b,c\n1,"2,3\n', 'record 2: a quoted field does not end'),
+    (b'a,b,c\n1,"2"x,3\n', 'record 2: text after a closing quote'),
+    (b'\x1f\x8b\x08\x00broken', 'cannot read'),
+])
+def test_malformed_csv_fails_saying_where(zvm, sqlite, data, message) -> None:
+    run = node(zvm, sqlite, data, SCHEMA, '--load', 'csvh', '/dev/input', '--query',
+               'SELECT * FROM t')
+    assert run.report['retcode'] == 1
+    assert message in run.stderr.decode(), run.stderr
+    assert run.stdout == b''
+
+
+def test_json_lines(zvm, sqlite) -> None:
+    lines = b'{"a": 1, "b": "x"}\n\n{"a": 2.5, "c": [1, 2]}\r\n{"b": "12"}'
+    insert = ("INSERT INTO t SELECT json_extract(?1, '$.\"a\"'), json_extract(?1, '$.\"b\"'), "
+              "json_extract(?1, '$.\"c\"')")
+    out = ok(node(zvm, sqlite, lines, SCHEMA, '--load', 'jsonl', '/dev/input', '--insert',
+                  insert, '--query', 'SELECT a, b, typeof(b), c FROM t', '--out', 'json'))
+    assert [json.loads(line) for line in out.decode().splitlines()] == [
+        {'a': 1, 'b': 'x', 'typeof(b)': 'text', 'c': None},
+        {'a': 2.5, 'b': None, 'typeof(b)': 'null', 'c': '[1,2]'},
+        {'a': None, 'b': 12, 'typeof(b)': 'integer', 'c': None}]
+    bad = node(zvm, sqlite, b'{"a": 1}\n{"a": \n', SCHEMA, '--load', 'jsonl', '/dev/input',
+               '--insert', insert, '--query', 'SELECT * FROM t')
+    assert bad.report['retcode'] == 1 and 'line 2: malformed JSON' in bad.stderr.decode()
+
+
+def test_partial_rows_are_exact(zvm, sqlite) -> None:
+    """What one node writes (--out partial), another reads back to the same values."""
+    values = "SELECT 1 AS a, 0.1 + 0.2 AS b, 'tab\tnew\nline\\\\' AS c UNION ALL " \
+             "SELECT -9223372036854775808, 1e308 * 10, NULL UNION ALL " \
+             "SELECT x'00ff', -0.0, ''"
+    partial = ok(node(zvm, sqlite, b'', SCHEMA, '--query', values, '--out', 'partial'))
+    lines = partial.split(b'\n')
+    assert lines[0] == b'i1\tr' + struct.pack('>d', 0.1 + 0.2).hex().encode() + \
+        b'\tttab\\tnew\\nline\\\\\\\\'
+    assert lines[2].startswith(b'x00ff\t')
+    back = ok(node(zvm, sqlite, partial, 'CREATE TABLE p(a, b, c)', '--load', 'partials',
+                   '/dev/input', '--query', 'SELECT a, typeof(a), b, c FROM p', '--out', 'json'))
+    got = [json.loads(line) for line in back.decode().splitlines()]
+    assert got[0] == {'a': 1, 'typeof(a)': 'integer', 'b': 0.30000000000000004,
+                      'c': 'tab\tnew\nline\\\\'}
+    assert got[1] == {'a': -9223372036854775808, 'typeof(a)': 'integer', 'b': float('inf'),
+                      'c': None}
+    assert got[2] == {'a': '00ff', 'typeof(a)': 'blob', 'b': -0.0, 'c': ''}
+
+
+def test_the_query_only_reads(zvm, sqlite) -> None:
+    run = node(zvm, sqlite, b'', SCHEMA, '--query', 'DELETE FROM t')
+    assert run.report['retcode'] == 1 and 'the query must only read' in run.stderr.decode()
+    run = node(zvm, sqlite, b'', SCHEMA, '--query', 'SELECT 1; SELECT 2')
+    assert run.report['retcode'] == 1 and 'one statement only' in run.stderr.decode()
+
+
+def test_only_the_needed_fields_are_loaded(zvm, sqlite) -> None:
+    data = b'a,b,c\n1,x,3\n4,y,6\n'
+    out = ok(node(zvm, sqlite, data, 'CREATE TABLE t(a NUMERIC, c NUMERIC)', '--load', 'csvh',
+                  '/dev/input', '--fields', '3:1,3', '--query', 'SELECT sum(a), sum(c) FROM t',
+                  '--out', 'csv'))
+    assert out == b'5,9\r\n'
+    short = node(zvm, sqlite, b'a,b,c\n1,x\n', 'CREATE TABLE t(a NUMERIC, c NUMERIC)',
+                 '--load', 'csvh', '/dev/input', '--fields', '3:1,3', '--query', 'SELECT 1')
+    assert 'record 2 has 2 fields, not 3' in short.stderr.decode()

@@ -1,0 +1,279 @@
+"""The SQL planner without a cluster: every plan, run with the host's sqlite3 over
+partitioned data (node queries per part, the merge query over their rows), gives the
+answer the query gives over all the data at once."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import sqlite3
+
+import pytest
+
+from zerocloud.sql import planner
+from zerocloud.sql.planner import SqlError, parse_query, parse_request, plan
+
+COLUMNS = ['region', 'product', 'qty', 'price', 'note']
+URL = 'swift://~/sales/*.csv'
+
+
+def parts(seed: int = 7) -> list[list[tuple]]:
+    rng = random.Random(seed)
+    out = []
+    for n in (40, 0, 25, 1, 33):
+        rows = []
+        for _ in range(n):
+            rows.append((rng.choice(['east', 'west', 'North', None]),
+                         f'p{rng.randint(1, 6)}',
+                         None if rng.random() < 0.15 else rng.randint(-5, 30),
+                         round(rng.random() * 100, 2),
+                         rng.choice(['', 'a', 'b,c', None, '12x'])))
+        out.append(rows)
+    return out
+
+
+def run(db: sqlite3.Connection, create: str, rows: list[tuple], query: str) -> list[tuple]:
+    db.execute(create)
+    if rows:
+        db.executemany(f'INSERT INTO {create.split()[2].split("(")[0]} VALUES '
+                       f'({",".join("?" * len(rows[0]))})', rows)
+    return db.execute(query).fetchall()
+
+
+def simulate(p: planner.Plan, data: list[list[tuple]]) -> list[tuple]:
+    """The plan's answer: node queries per part, then the merge query."""
+    keep = [COLUMNS.index(c) for c in p.loaded]
+    data = [[tuple(row[i] for i in keep) for row in rows] for rows in data]
+    if p.mode == 'single':
+        return run(sqlite3.connect(':memory:'), p.map_schema(), data[0], p.map_query)
+    partial = []
+    for rows in data:
+        partial += run(sqlite3.connect(':memory:'), p.map_schema(), rows, p.map_query)
+    return run(sqlite3.connect(':memory:'), p.reduce_schema(), partial, p.reduce_query)
+
+
+def direct(query: str, data: list[list[tuple]]) -> tuple[list[str], list[tuple]]:
+    db = sqlite3.connect(':memory:')
+    rows = [r for part in data for r in part]
+    cur = db.execute(planner.schema('t', COLUMNS))
+    db.executemany('INSERT INTO t VALUES (?,?,?,?,?)', rows)
+    cur = db.execute(query.replace(URL, 't'))
+    return [d[0] for d in cur.description], cur.fetchall()
+
+
+def same_rows(a: list[tuple], b: list[tuple], ordered: bool) -> bool:
+    if not ordered:
+        a, b = (sorted(x, key=lambda r: [repr(v) for v in r]) for x in (a, b))
+    if len(a) != len(b):
+        return False
+    for ra, rb in zip(a, b, strict=True):
+        for va, vb in zip(ra, rb, strict=True):
+            if isinstance(va, float) and isinstance(vb, float | int):
+                if not math.isclose(va, vb, rel_tol=1e-12, abs_tol=1e-9):
+                    return False
+            elif va != vb or type(va) is not type(vb):
+                return False
+    return True
+
+
+CASES = [
+    # (query, mode, ordered)
+    ('SELECT region, count(*), sum(qty) FROM {u} WHERE qty > 10 GROUP BY region '
+     'ORDER BY 3 DESC, 1 LIMIT 5', 'split', True),
+    ('SELECT count(*), count(qty), count(), sum(qty), total(qty), min(qty), max(qty), '
+     'avg(qty), avg(price), min(note), max(note) FROM {u}', 'split', True),
+    ('SELECT region r, avg(price) AS a, max(qty) - min(qty) spread FROM {u} GROUP BY r '
+     'HAVING count(*) > 2 AND sum(qty) IS NOT NULL ORDER BY a', 'split', True),
+    ('SELECT upper(region) AS up, product, CASE WHEN sum(qty) > 50 THEN \'big\' ELSE '
+     '\'small\' END FROM {u} GROUP BY 1, product ORDER BY up NULLS FIRST, product', 'split',
+     True),
+    ('SELECT s.region, count(*) FROM {u} AS s GROUP BY s.region ORDER BY 1', 'split', True),
+    ('SELECT region COLLATE NOCASE, count(*) FROM {u} GROUP BY region COLLATE NOCASE '
+     'ORDER BY 1', 'split', True),
+    ('SELECT max(qty, 3), count(*) FROM {u} GROUP BY max(qty, 3) ORDER BY 1', 'split', True),
+    ('SELECT region, sum(qty) FROM {u} WHERE region = \'nowhere\' GROUP BY region',
+     'split', True),
+    ('SELECT count(*) FROM {u} WHERE region = \'nowhere\'', 'split', True),
+    ('SELECT region, sum(qty) / count(qty) FROM {u} GROUP BY region ORDER BY 1', 'split',
+     True),
+    ('SELECT region, count(DISTINCT product) FROM {u} GROUP BY region ORDER BY 1', 'rows',
+     True),
+    ('SELECT region, group_concat(product) FROM {u} GROUP BY region', 'rows', False),
+    ('SELECT region, product, count(*) FROM {u} GROUP BY region ORDER BY 1', 'rows', None),
+    ('SELECT * FROM {u} WHERE qty > 5 ORDER BY price DESC, product LIMIT 4 OFFSET 3', 'rows',
+     True),
+    ('SELECT product, price FROM {u} ORDER BY price LIMIT 2, 3', 'rows', True),
+    ('SELECT product, -price AS price FROM {u} ORDER BY price, product LIMIT 4', 'rows', True),
+    ('SELECT DISTINCT region FROM {u} ORDER BY region', 'rows', True),
+    ('SELECT region, qty, row_number() OVER (PARTITION BY region ORDER BY qty, price) AS n '
+     'FROM {u} WHERE qty > 20 ORDER BY region, n', 'rows', True),
+    ('SELECT note, count(*) FROM {u} GROUP BY note HAVING note LIKE \'%,%\'', 'split', True),
+    ('SELECT region, sum(qty) FILTER (WHERE qty > 3) FROM {u} GROUP BY region ORDER BY 1',
+     'rows', True),
+    ('SELECT region, sum(qty) AS qty FROM {u} GROUP BY region ORDER BY qty', 'split', True),
+    ('SELECT region, sum(qty) AS qty FROM {u} GROUP BY region HAVING qty > 1', 'rows', None),
+    ('SELECT region, sum(price) AS qty FROM {u} GROUP BY region ORDER BY qty DESC', 'split',
+     True),
+]
+
+
+@pytest.mark.parametrize('query,mode,ordered', CASES, ids=range(len(CASES)))
+def test_plans_give_the_same_answer(query, mode, ordered) -> None:
+    query = query.format(u=URL)
+    data = parts()
+    p = plan(parse_query(query), COLUMNS, len(data))
+    assert p.mode == mode, p.reason
+    names, want = direct(query, data)
+    assert p.result_columns == names
+    if ordered is None:             # a column outside the GROUP BY: any row's value
+        assert len(simulate(p, data)) == len(want)
+        return
+    got = simulate(p, data)
+    assert same_rows(want, got, ordered), (p.map_query, p.reduce_query, want, got)
+    if p.reduce_query:              # the merge keeps the answer's column names
+        db = sqlite3.connect(':memory:')
+        db.execute(p.reduce_schema())
+        assert [d[0] for d in db.execute(p.reduce_query).description] == names
+
+
+def test_one_object_is_one_node() -> None:
+    data = parts()[:1]
+    query = f'SELECT region, count(*) FROM {URL} GROUP BY region'
+    p = plan(parse_query(query), COLUMNS, 1)
+    assert p.mode == 'single' and p.reduce_query is None
+    assert p.map_query == 'SELECT region, count(*) FROM t GROUP BY region'
+    assert same_rows(direct(query, data)[1], simulate(p, data), False)
+
+
+def test_split_node_query_reads_only_what_it_needs() -> None:
+    p = plan(parse_query(f'SELECT region, avg(qty) FROM {URL} s WHERE price > 1 '
+                         'GROUP BY region'), COLUMNS, 3)
+    assert p.map_query == ('SELECT "region" AS "region", sum(qty) AS _zc0, count(qty) AS _zc1 '
+                           'FROM t s WHERE price > 1 GROUP BY "region"')
+    assert p.partial_columns == ['region', '_zc0', '_zc1']
+    assert p.reduce_schema() == 'CREATE TABLE p("region" NUMERIC, "_zc0", "_zc1")'
+    assert p.loaded == ['region', 'qty', 'price'] and p.fields() == '5:1,3,4'
+    assert p.map_schema() == 'CREATE TABLE t("region" NUMERIC, "qty" NUMERIC, "price" NUMERIC)'
+    star = plan(parse_query(f'SELECT * FROM {URL}'), COLUMNS, 2)
+    assert star.loaded == COLUMNS and star.fields() is None
+    count = plan(parse_query(f'SELECT count(*) FROM {URL}'), COLUMNS, 2)
+    assert count.loaded == ['region'] and count.fields() == '5:1'
+    rows = plan(parse_query(f'SELECT note FROM {URL} WHERE qty > 1 ORDER BY price LIMIT 3'),
+                COLUMNS, 3)
+    assert rows.map_query == ('SELECT "price" AS "price", "note" AS "note" FROM t '
+                              'WHERE qty > 1 ORDER BY price LIMIT 3')
+    assert 'at most LIMIT + OFFSET rows' in rows.reason
+
+
+@pytest.mark.parametrize('query,message', [
+    (f'SELECT regoin FROM {URL}', 'no such column: regoin at character 8'),
+    (f'SELECT region FROM {URL} WHERE qty = = 1', 'near "=": syntax error at character 54'),
+    (f'SELECT nosuch(qty) FROM {URL}', 'no such function: nosuch at character 8'),
+    (f'SELECT region FROM {URL} WHERE', 'incomplete input'),
+    (f'SELECT sum(qty), region FROM {URL} GROUP BY sum(qty)', 'aggregate functions are not'),
+    ('WITH x AS (SELECT 1) SELECT * FROM x', 'WITH (common table expressions)'),
+    (f'SELECT 1 FROM {URL} UNION SELECT 2 FROM {URL}', 'UNION is not supported at character 37'),
+    (f'SELECT 1 FROM {URL} a, {URL} b', 'joins are not supported'),
+    (f'SELECT 1 FROM {URL}; DROP TABLE t', 'one statement only'),
+    (f'SELECT (1 FROM {URL}', 'a ")" is missing'),
+    ("SELECT 'abc FROM x", 'unterminated string at character 8'),
+    ('SELECT 1', 'FROM swift://'),
+    ('SELECT 1 FROM t', 'FROM takes one swift://'),
+    (f'SELECT 1 FROM {URL} WHERE 1 IN (SELECT 2)', 'subqueries are not supported'),
+    (f'SELECT 1 FROM {URL} ORDER BY 1 WHERE 1', 'clauses out of order'),
+])
+def test_bad_queries_say_what_and_where(query, message) -> None:
+    with pytest.raises(SqlError) as e:
+        plan(parse_query(query), COLUMNS, 2)
+    assert message in str(e.value)
+
+
+@pytest.mark.parametrize('body,message', [
+    (b'[]', 'must be a JSON object'),
+    (b'{', 'must be a JSON object'),
+    (b'{"query": ""}', '"query" must be a non-empty string'),
+    (b'{"query": "x", "format": "xml"}', '"format" must be one of csv, json'),
+    (b'{"query": "x", "header": "yes"}', '"header" must be true or false'),
+    (b'{"query": "x", "input": {"format": "parquet"}}', 'must be one of csv, jsonl'),
+    (b'{"query": "x", "input": {"columns": ["a", "A"]}}', "column name 'A' appears twice"),
+    (b'{"query": "x", "input": {"delimiter": ";;"}}', 'one ASCII character'),
+    (b'{"query": "x", "input": {"colums": []}}', 'unknown key(s) "colums" in "input"'),
+    (b'{"query": "x", "output": "swift://~/c/*.csv"}', '"output" must be one object'),
+])
+def test_bad_requests(body, message) -> None:
+    with pytest.raises(SqlError) as e:
+        parse_request(body)
+    assert message in str(e.value)
+
+
+def test_request_defaults() -> None:
+    r = parse_request(json.dumps({'query': 'SELECT 1'}).encode())
+    assert (r.format, r.header, r.explain, r.output) == ('csv', True, False, None)
+    assert (r.input.format, r.input.header, r.input.columns, r.input.delimiter) == \
+        (None, True, None, ',')
+
+
+def test_quoted_urls_and_names() -> None:
+    q = parse_query('SELECT "my col", count(*) FROM "swift://~/c/my objects*" x '
+                    'GROUP BY "my col"')
+    assert q.source == 'swift://~/c/my objects*'
+    p = plan(q, ['my col', 'b'], 2)
+    assert p.mode == 'split'
+    assert p.map_query.startswith('SELECT "my col" AS "my col", count(*) AS _zc0 FROM t x')
+
+
+def test_jsonl_insert() -> None:
+    sql = planner.jsonl_insert(['a', "it's"])
+    assert sql == ("INSERT INTO t SELECT json_extract(?1, '$.\"a\"'), "
+                   "json_extract(?1, '$.\"it''s\"')")
+    db = sqlite3.connect(':memory:')
+    db.execute(planner.schema('t', ['a', "it's"]))
+    db.execute(sql, ('{"a": "12", "it\'s": [1]}',))
+    assert db.execute('SELECT a, typeof(a), "it\'s" FROM t').fetchall() == \
+        [(12, 'integer', '[1]')]
+
+
+def test_input_format_and_columns_from_the_first_object() -> None:
+    from zerocloud.sql import entry
+    spec = planner.InputSpec()
+    assert entry._input_format(spec, 'a.csv') == ('csv', ',')
+    assert entry._input_format(spec, 'a.TSV.gz') == ('csv', '\t')
+    assert entry._input_format(spec, 'a.ndjson.gz')[0] == 'jsonl'
+    assert entry._input_format(planner.InputSpec(format='csv', delimiter=';'), 'x.log') == \
+        ('csv', ';')
+    with pytest.raises(SqlError, match='cannot tell the format of x.log'):
+        entry._input_format(spec, 'x.log')
+    head = '\ufeffname,"a, b",,name2\r\n1,2,3,4\r\n'.encode()
+    assert entry._columns(head, 'csv', ',', True, 'o') == ['name', 'a, b', 'c3', 'name2']
+    assert entry._columns(head, 'csv', ',', False, 'o') == ['c1', 'c2', 'c3', 'c4']
+    assert entry._columns(b'\n{"k": 1, "v": 2}\n{"x"', 'jsonl', None, True, 'o') == ['k', 'v']
+    with pytest.raises(SqlError, match='column name .NAME. appears twice'):
+        entry._columns(b'name,NAME\n', 'csv', ',', True, 'o')
+    with pytest.raises(SqlError, match='not a JSON object'):
+        entry._columns(b'[1, 2]\n', 'jsonl', None, True, 'o')
+    with pytest.raises(SqlError, match='is not UTF-8'):
+        entry._columns(b'a\xff,b\n1,2\n', 'csv', ',', True, 'o')
+    cut = 'é'.encode()[:1]                              # a character cut by the range
+    assert entry._columns(b'a,b\n1,' + cut, 'csv', ',', True, 'o') == ['a', 'b']
+
+
+def test_jobs_of_a_plan() -> None:
+    from zerocloud.job import SwiftPath
+    from zerocloud.sql import entry
+    p = plan(parse_query(f'SELECT region, sum(qty) FROM {URL} GROUP BY region'), COLUMNS, 3)
+    nodes, merge = entry.build_jobs(p, SwiftPath('AUTH_a', 'sales', '*.csv'), 'csv', ',',
+                                    True, 'json', True)
+    assert nodes[0]['devices'][0] == {'name': 'input', 'path': 'swift://AUTH_a/sales/*.csv'}
+    args = nodes[0]['exec']['args']
+    assert args[args.index('--fields') + 1] == '5:1,3'
+    assert args[-2:] == ['--out', 'partial']
+    assert merge[0]['exec']['args'][-2:] == ['--out', 'json']
+    assert merge[0]['devices'] == [{'name': 'stdin'},
+                                   {'name': 'stdout', 'content_type': 'application/x-ndjson'}]
+    single = plan(parse_query(f'SELECT count(*) FROM {URL}'), COLUMNS, 1)
+    (job,) = entry.build_jobs(single, SwiftPath('AUTH_a', 'sales', 'x.csv'), 'jsonl', None,
+                              False, 'csv', False, SwiftPath('AUTH_a', 'out', 'n.csv'))
+    assert job[0]['exec']['args'][job[0]['exec']['args'].index('--load') + 1] == 'jsonl'
+    assert job[0]['devices'][1] == {'name': 'stdout', 'content_type': 'text/csv; charset=utf-8',
+                                    'path': 'swift://AUTH_a/out/n.csv'}

@@ -1,0 +1,331 @@
+"""The ``sql/1.0`` entry point: one SQL query over a collection of objects, in place.
+
+``POST /v1/<account>`` with ``X-Zerovm-Execute: sql/1.0`` and a JSON body
+(``doc/sql.md`` has the whole form)::
+
+    {"query": "SELECT region, count(*), sum(qty) FROM swift://~/sales/*.csv
+               WHERE qty > 10 GROUP BY region ORDER BY 3 DESC LIMIT 5",
+     "format": "csv", "header": true}
+
+The proxy lists the objects the FROM URL matches (as the caller), reads the
+column names from the start of the first non-empty one (a ranged GET), and
+checks and plans the query (``zerocloud.sql.planner``): a bad query is a 400
+saying what and where before any node starts.  The plan runs as jobs of the
+``sqlite`` system image: one node per object, next to it, writing its partial
+rows; then one node that reads them all (in object order) and merges them.
+The merging node runs as a second job, once the first has ended, so that it
+holds no worker and no wall-clock time while it would only wait.  Its answer
+is the response (``text/csv`` or ``application/x-ndjson``), with the
+``X-Nexe-*`` headers of both jobs as if they were one (the nodes, then
+``merge``), and ``X-Sql-Plan`` (``single``, ``split`` or ``rows``),
+``X-Sql-Plan-Reason`` and ``X-Sql-Objects``.  ``"explain": true`` answers
+the plan as JSON instead of running it.  A node whose program fails (a
+malformed record, an error SQLite finds while running) makes the response a
+422 and nothing is merged.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import tempfile
+import zlib
+from typing import TYPE_CHECKING
+
+from swift.common.swob import (
+    HTTPBadRequest,
+    HTTPForbidden,
+    HTTPMethodNotAllowed,
+    HTTPNotFound,
+    HTTPNotImplemented,
+    HTTPRequestEntityTooLarge,
+    HTTPServiceUnavailable,
+    HTTPUnprocessableEntity,
+    Response,
+)
+from swift.common.utils import close_if_possible
+
+from zerocloud import job as jobs
+from zerocloud import sources
+from zerocloud.sources import Input, Launch
+from zerocloud.sql import planner
+from zerocloud.sql.planner import SqlError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from zerocloud.proxy.caller import Caller
+
+VERSION = planner.VERSION
+IMAGE = 'sqlite'
+PROGRAM = f'file://{IMAGE}:{IMAGE}'
+PARTIAL_TYPE = 'text/x-sqlnode-partial'
+MAP, MERGE = 'sql', 'merge'
+HEAD_BYTES = 65536               # read from the first object to find its columns
+HEAD_TRIES = 20                  # objects tried for one that is not empty
+CONTENT_TYPES = {'csv': 'text/csv; charset=utf-8', 'json': 'application/x-ndjson'}
+SUFFIXES = {'.csv': ('csv', ','), '.tsv': ('csv', '\t'), '.jsonl': ('jsonl', None),
+            '.ndjson': ('jsonl', None), '.json': ('jsonl', None)}
+
+
+def _input_format(spec: planner.InputSpec, name: str) -> tuple[str, str]:
+    """(csv | jsonl, delimiter) from the request, else from the object's name."""
+    base = name[:-3] if name.endswith('.gz') else name
+    found = next((v for s, v in SUFFIXES.items() if base.lower().endswith(s)), (None, None))
+    fmt = spec.format or found[0]
+    if fmt is None:
+        raise SqlError(f'cannot tell the format of {name} from its name: say '
+                       '"input": {"format": "csv"} or "jsonl"')
+    return fmt, spec.delimiter if spec.delimiter != ',' else (found[1] or ',')
+
+
+def _head(caller: Caller, path: jobs.SwiftPath) -> bytes:
+    """The first bytes of an object (decompressed when gzip), as the caller."""
+    sub = caller.sub('GET', '/v1' + path.path, headers={'Range': f'bytes=0-{HEAD_BYTES - 1}'})
+    resp = sub.get_response(caller.app)
+    if resp.status_int == 416:                       # an empty object
+        return b''
+    if resp.status_int == 404:
+        raise HTTPNotFound(body=f'Error 404 Not Found while fetching {path}\n')
+    if resp.status_int in (401, 403):
+        raise HTTPForbidden(body=f'Denied: may not read {path}\n')
+    if resp.status_int // 100 != 2:
+        raise HTTPServiceUnavailable(body=f'cannot read {path}: {resp.status}\n')
+    data = resp.body[:HEAD_BYTES]
+    if data[:2] == b'\x1f\x8b':
+        try:
+            data = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(data, HEAD_BYTES)
+        except zlib.error as e:
+            raise SqlError(f'{path} starts like gzip but is not ({e})') from None
+    return data
+
+
+def _columns(head: bytes, fmt: str, delimiter: str, header: bool, path) -> list[str]:
+    """Column names from the start of an object: its header record, c1..cN, or the
+    keys of its first JSON line."""
+    try:
+        text = head.decode('utf-8')
+    except UnicodeDecodeError as e:
+        if e.start < len(head) - 4:                   # not a character cut at the end
+            raise SqlError(f'{path} is not UTF-8 text (byte {e.start + 1})') from None
+        text = head[:e.start].decode('utf-8')
+    text = text.removeprefix('\ufeff')
+    newline = '\n' in text
+    if fmt == 'jsonl':
+        line = next((ln for ln in text.split('\n') if ln.strip()), '')
+        try:
+            value = json.loads(line)
+        except ValueError:
+            raise SqlError(f'the first line of {path} is not a JSON value (or is longer '
+                           f'than {HEAD_BYTES} bytes): say "input": {{"columns": [...]}}'
+                           ) from None
+        if not isinstance(value, dict) or not value:
+            raise SqlError(f'the first line of {path} is not a JSON object with keys: say '
+                           '"input": {"columns": [...]}')
+        return planner.check_columns(list(value), f'the first line of {path}')
+    if not newline and len(head) >= HEAD_BYTES:
+        raise SqlError(f'the first record of {path} is longer than {HEAD_BYTES} bytes')
+    record = next(csv.reader(io.StringIO(text), delimiter=delimiter), [])
+    if header:
+        return planner.check_columns(record, f'the header of {path}')
+    return [f'c{i}' for i in range(1, len(record) + 1)]
+
+
+def _objects(caller: Caller, path: jobs.SwiftPath) -> list[jobs.SwiftPath]:
+    """The objects ``path`` names, in the order the job's nodes will have."""
+    if not path.wildcard:
+        return [path]
+    found = []
+    try:
+        for obj, _ in jobs._find(path, lambda a, c: caller.listing(f'/v1/{a}/{c}'),
+                                 lambda a: caller.listing(f'/v1/{a}')):
+            found.append(obj)
+            most = caller.config.max_nodes
+            if len(found) > most:
+                raise HTTPRequestEntityTooLarge(body=f'{path} matches more than '
+                                                     f'zerovm_maxnodes ({most}) objects\n')
+    except jobs.JobError as e:                  # a container that does not exist
+        raise HTTPNotFound(body=f'{e}\n') from None
+    if not found:
+        raise HTTPNotFound(body=f'No objects found in path {path}\n')
+    return sorted(found, key=lambda p: (p.container, p.obj or ''))
+
+
+def _node_args(plan: planner.Plan, fmt: str, delimiter: str, has_header: bool,
+               out: str) -> list[str]:
+    args = ['--schema', plan.map_schema()]
+    if fmt == 'jsonl':
+        args += ['--load', 'jsonl', '/dev/input', '--insert',
+                 planner.jsonl_insert(plan.loaded or plan.columns)]
+    else:
+        args += ['--load', 'csvh' if has_header else 'csv', '/dev/input']
+        if delimiter != ',':
+            args += ['--delimiter', delimiter]
+        if plan.fields():
+            args += ['--fields', plan.fields()]
+    return args + ['--query', plan.map_query, '--out', out]
+
+
+def build_jobs(plan: planner.Plan, source: jobs.SwiftPath, fmt: str, delimiter: str,
+               has_header: bool, out_format: str, out_header: bool,
+               output: jobs.SwiftPath | None = None) -> list[list[dict]]:
+    """The jobs that run ``plan`` over ``source`` (a wildcard path or one object): the
+    nodes' job, then (unless one node answers) the merging job, which reads their
+    partial rows on stdin.  The last one answers in the response, or stores the
+    answer as ``output``."""
+    final = 'json' if out_format == 'json' else ('csvh' if out_header else 'csv')
+    answer = {'name': 'stdout', 'content_type': CONTENT_TYPES[out_format]}
+    if output is not None:
+        answer['path'] = str(output)
+    program = {'path': PROGRAM}
+    if plan.mode == 'single':
+        return [[{'name': MAP, 'exec': {**program, 'args': _node_args(
+                    plan, fmt, delimiter, has_header, final)},
+                  'devices': [{'name': 'input', 'path': str(source)}, answer]}]]
+    nodes = [{'name': MAP, 'exec': {**program, 'args': _node_args(
+                 plan, fmt, delimiter, has_header, 'partial')},
+              'devices': [{'name': 'input', 'path': str(source)},
+                          {'name': 'stdout', 'content_type': PARTIAL_TYPE}]}]
+    merge = [{'name': MERGE, 'exec': {**program, 'args': [
+                 '--schema', plan.reduce_schema(), '--load', 'partials', '/dev/stdin',
+                 '--query', plan.reduce_query, '--out', final]},
+              'devices': [{'name': 'stdin'}, answer]}]
+    return [nodes, merge]
+
+
+def _joined(first: Response, second: Response) -> dict[str, str]:
+    """The ``X-Nexe-*`` headers of two jobs as if they were one (nodes in order)."""
+    out = {}
+    for key in set(first.headers) | set(second.headers):
+        if not key.lower().startswith('x-nexe-'):
+            continue
+        a, b = first.headers.get(key), second.headers.get(key)
+        if key.lower() == 'x-nexe-cdr-line' and a and b:
+            (ta, _, ra), (tb, _, rb) = a.partition(', '), b.partition(', ')
+            out[key] = f'{float(ta) + float(tb):.3f}, {ra}, {rb}'
+        elif key.lower() == 'x-nexe-truncated':
+            out[key] = 'true'
+        else:
+            out[key] = ','.join(v for v in (a, b) if v is not None)
+    return out
+
+
+def _failed_exit(resp: Response) -> str | None:
+    """``<node>: exit <code>`` of the first node that exited with a failure code."""
+    names = resp.headers.get('X-Nexe-System', '').split(',')
+    codes = resp.headers.get('X-Nexe-Retcode', '').split(',')
+    for name, code in zip(names, codes, strict=False):
+        if code.strip() not in ('', '0'):
+            return f'{name.strip()}: exit {code.strip()}'
+    return None
+
+
+def _body(caller: Caller, account: str) -> bytes:
+    """The request's JSON: its body, or the object ``X-Zerovm-Source`` names."""
+    req = caller.req
+    too_large = HTTPRequestEntityTooLarge(body=f'the query is larger than zerovm_maxconfig '
+                                               f'({caller.config.max_config} bytes)\n')
+    source = sources.source_path(req, account)
+    if source is None:
+        if (req.content_length or 0) > caller.config.max_config:
+            raise too_large
+        body = req.body_file.read(caller.config.max_config + 1)
+    else:
+        resp = caller.read('GET', source)
+        try:
+            body = b''
+            for chunk in resp.app_iter:
+                body += chunk
+                if len(body) > caller.config.max_config:
+                    break
+        finally:
+            close_if_possible(resp.app_iter)
+    if len(body) > caller.config.max_config:
+        raise too_large
+    return body
+
+
+def respond(caller: Caller, execute: Callable[[Launch], Response], version: str,
+            account: str, container: str | None, obj: str | None) -> Response:
+    """Answer a ``sql/1.0`` request (swob HTTP exceptions for the caller's mistakes);
+    ``execute`` runs one job as the caller."""
+    req = caller.req
+    if req.method != 'POST':
+        raise HTTPMethodNotAllowed(body=f'{VERSION}: POST the query\n')
+    if container is not None:
+        raise HTTPBadRequest(body=f'{VERSION}: POST to the account (/{version}/{account}); '
+                                  'the query names its objects\n')
+    if IMAGE not in caller.config.system_images:
+        raise HTTPNotImplemented(body=f'{VERSION} needs the system image {IMAGE}, which this '
+                                      'cluster does not have (zvm-sysimages build)\n')
+    try:
+        spec = planner.parse_request(_body(caller, account))
+        query = planner.parse_query(spec.query)
+        output = None
+        if spec.output is not None:
+            try:
+                output = jobs.parse_location(spec.output, account)
+            except jobs.JobError as e:
+                raise SqlError(f'"output": {e}') from None
+            if output.obj is None:
+                raise SqlError(f'"output": {output} names a container, not an object')
+        try:
+            source = jobs.parse_location(query.source, account)
+        except jobs.JobError as e:
+            raise SqlError(f'query: FROM {e}') from None
+        if source.obj is None:
+            raise SqlError(f'query: FROM {source} names a container: name its objects '
+                           f'({source}/* for all)')
+        objects = _objects(caller, source)
+        fmt, delimiter = _input_format(spec.input, objects[0].obj)
+        has_header = fmt == 'csv' and spec.input.header
+        columns = spec.input.columns
+        if columns is None:
+            for path in objects[:HEAD_TRIES]:
+                head = _head(caller, path)
+                if head.strip():
+                    columns = _columns(head, fmt, delimiter, has_header, path)
+                    break
+            else:
+                raise SqlError(f'the first {min(len(objects), HEAD_TRIES)} object(s) of '
+                               f'{source} are empty: say "input": {{"columns": [...]}}')
+        plan = planner.plan(query, columns, len(objects))
+        if spec.format == 'json' and len({c.lower() for c in plan.result_columns}) \
+                < len(plan.result_columns):
+            raise SqlError('"format": "json" needs distinct result column names: name them '
+                           'with AS')
+        job = build_jobs(plan, source, fmt, delimiter, has_header, spec.format, spec.header,
+                         output)
+    except SqlError as e:
+        raise HTTPBadRequest(body=f'{e}\n') from None
+    headers = {'X-Sql-Plan': plan.mode, 'X-Sql-Objects': str(len(objects)),
+               'X-Sql-Plan-Reason': plan.reason.encode('ascii', 'backslashreplace').decode()}
+    if spec.explain:
+        body = json.dumps({**plan.to_dict(), 'objects': len(objects), 'input_format': fmt,
+                           'jobs': job}, indent=1).encode()
+        return Response(status=200, body=body, headers=headers,
+                        content_type='application/json')
+    first = resp = _run(execute, Launch(json.dumps(job[0]).encode()))
+    if resp.status_int == 200 and len(job) > 1:
+        partials = Input(tempfile.SpooledTemporaryFile(max_size=1 << 20), len(first.body))
+        try:
+            partials.file.write(first.body)
+            partials.file.seek(0)
+            resp = _run(execute, Launch(json.dumps(job[1]).encode(), input=partials))
+        finally:
+            partials.file.close()
+        resp.headers.update(_joined(first, resp))
+    resp.headers.update(headers)
+    return resp
+
+
+def _run(execute: Callable[[Launch], Response], launch: Launch) -> Response:
+    """Run one job; a node that exited with a failure code makes it a 422."""
+    resp = execute(launch)
+    failed = _failed_exit(resp) if resp.status_int == 200 else None
+    if failed:
+        resp = HTTPUnprocessableEntity(body=f'{failed}: the query failed\n',
+                                       headers={k: v for k, v in resp.headers.items()
+                                                if k.lower().startswith('x-nexe-')})
+    return resp

@@ -1,0 +1,802 @@
+"""Plan an SQL query over a collection of objects: which nodes run which SQL.
+
+No Swift here: the entry point (``zerocloud.sql.entry``) lists the objects
+and reads the columns; this module parses the request body, checks the
+query with the host's SQLite against an empty table of those columns (so a
+bad query is a 400 before any node starts), and splits it:
+
+``single``
+    one object: its node runs the query and writes the answer.
+``split``
+    every aggregate is decomposable (``count``, ``sum``, ``total``, ``min``,
+    ``max``, ``avg`` as a sum and a count; no ``DISTINCT``, ``FILTER`` or
+    window) and every column used outside them is a column of the GROUP BY:
+    each object's node runs WHERE and a partial GROUP BY (by the columns the
+    GROUP BY terms use), and one node merges the partial aggregates and
+    applies the GROUP BY terms, HAVING, ORDER BY and LIMIT.
+``rows``
+    anything else (no aggregates, ``count(DISTINCT ...)``, ``group_concat``,
+    window functions, a column outside the GROUP BY): each node ships its
+    filtered rows (only the columns the query uses; the first
+    ``LIMIT + OFFSET`` rows when the query has a LIMIT and no aggregates,
+    in ORDER BY order when it has one) and the merging node runs the rest
+    of the query.  The plan's ``reason`` says why.
+
+Tables: ``t`` is an object's rows, ``p`` the merged partial rows; columns
+have NUMERIC affinity (a field that looks like a number is one), as in
+the database the answer is compared with.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import json
+import re
+import sqlite3
+from dataclasses import dataclass, field
+
+VERSION = 'sql/1.0'
+FORMATS = ('csv', 'json')
+INPUT_FORMATS = ('csv', 'jsonl')
+MAX_COLUMNS = 2000
+CHECK_LENGTH = 1 << 20          # a checked query's values, bytes
+CHECK_STEPS = 1_000_000         # a checked query's virtual machine steps
+TABLE, PARTIALS = 't', 'p'
+SPLITTABLE = {'count', 'sum', 'total', 'min', 'max', 'avg'}
+AGGREGATES = SPLITTABLE | {'group_concat', 'string_agg', 'json_group_array', 'json_group_object',
+                           'jsonb_group_array', 'jsonb_group_object', 'median', 'percentile',
+                           'percentile_cont', 'percentile_disc'}
+# words that end an expression (so they are no alias)
+_ENDING = {'end', 'null', 'true', 'false', 'current_date', 'current_time', 'current_timestamp',
+           'isnull', 'notnull', 'nocase', 'binary', 'rtrim'}
+REQUEST_KEYS = {'query', 'format', 'header', 'input', 'explain', 'output'}
+INPUT_KEYS = {'format', 'header', 'columns', 'delimiter'}
+CLAUSES = ('from', 'where', 'group', 'having', 'window', 'order', 'limit')
+COMPOUND = ('union', 'intersect', 'except')
+
+_TOKEN = re.compile(r'''
+    (?P<space>\s+|--[^\n]*|/\*.*?(?:\*/|\Z))
+  | (?P<url>swift://[^\s,;()]*)
+  | (?P<string>'(?:[^']|'')*(?:'|\Z))
+  | (?P<ident>"(?:[^"]|"")*(?:"|\Z)|`(?:[^`]|``)*(?:`|\Z)|\[[^\]]*(?:\]|\Z))
+  | (?P<number>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|0[xX][0-9a-fA-F]+)
+  | (?P<word>[A-Za-z_\x80-\U0010ffff][A-Za-z0-9_$\x80-\U0010ffff]*)
+  | (?P<param>[?:@$][A-Za-z0-9_]*)
+  | (?P<op>\|\||<<|>>|<=|>=|==|!=|<>|->>|->|[-+*/%<>=~&|(),;.])
+''', re.VERBOSE | re.DOTALL | re.IGNORECASE)
+
+
+class SqlError(ValueError):
+    """A bad request or query; the message is the 400 body."""
+
+
+@dataclass(frozen=True)
+class Token:
+    kind: str
+    text: str
+    pos: int
+
+    @property
+    def name(self) -> str:
+        """A quoted identifier without its quotes; else the text."""
+        if self.kind != 'ident':
+            return self.text
+        body, quote = self.text[1:-1], self.text[0]
+        return body.replace(quote * 2, quote) if quote in '"`' else body
+
+    @property
+    def key(self) -> str:
+        """Lower-case word or quoted identifier (names are case-insensitive)."""
+        return self.name.lower() if self.kind in ('word', 'ident') else self.text
+
+
+def tokenize(query: str) -> list[Token]:
+    """SQLite's tokens (no whitespace or comments), plus ``swift://...`` URLs."""
+    tokens, pos = [], 0
+    while pos < len(query):
+        m = _TOKEN.match(query, pos)
+        if m is None:
+            raise SqlError(f'query: unexpected character {query[pos]!r} at character {pos + 1}')
+        kind = m.lastgroup
+        text = m.group()
+        if kind == 'string' and (len(text) < 2 or not text.endswith("'")):
+            raise SqlError(f'query: unterminated string at character {pos + 1}')
+        if kind == 'ident' and (len(text) < 2 or text[-1] not in '"`]'):
+            raise SqlError(f'query: unterminated quoted name at character {pos + 1}')
+        if kind == 'space' and text.startswith('/*') and not text.endswith('*/'):
+            raise SqlError(f'query: unterminated comment at character {pos + 1}')
+        if kind != 'space':
+            tokens.append(Token(kind, text, pos))
+        pos = m.end()
+    return tokens
+
+
+def quote_name(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def quote_text(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+# -- the request ---------------------------------------------------------------------------
+
+@dataclass
+class InputSpec:
+    format: str | None = None             # csv | jsonl; None: from the object's name
+    header: bool = True                   # CSV: the first record names the columns
+    columns: list[str] | None = None      # given names (else read from the first object)
+    delimiter: str = ','
+
+
+@dataclass
+class SqlRequest:
+    query: str
+    format: str = 'csv'
+    header: bool = True
+    input: InputSpec = field(default_factory=InputSpec)
+    explain: bool = False
+    output: str | None = None             # swift:// object to store the answer in
+
+
+def _bool(spec: dict, key: str, default: bool, where: str) -> bool:
+    value = spec.get(key, default)
+    if not isinstance(value, bool):
+        raise SqlError(f'{where}"{key}" must be true or false, not {json.dumps(value)}')
+    return value
+
+
+def _known(spec: dict, keys: set[str], where: str) -> None:
+    unknown = sorted(set(spec) - keys)
+    if unknown:
+        raise SqlError(f'unknown key(s) {", ".join(map(json.dumps, unknown))} in {where} '
+                       f'(known: {", ".join(sorted(keys))})')
+
+
+def parse_request(body: bytes) -> SqlRequest:
+    """The JSON body of a ``sql/1.0`` request; SqlError saying what is wrong."""
+    try:
+        spec = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise SqlError(f'the body must be a JSON object: {e}') from None
+    if not isinstance(spec, dict):
+        raise SqlError('the body must be a JSON object with a "query"')
+    _known(spec, REQUEST_KEYS, 'the body')
+    query = spec.get('query')
+    if not isinstance(query, str) or not query.strip():
+        raise SqlError('"query" must be a non-empty string')
+    fmt = spec.get('format', 'csv')
+    if fmt not in FORMATS:
+        raise SqlError(f'"format" must be one of {", ".join(FORMATS)}, not {json.dumps(fmt)}')
+    raw = spec.get('input', {})
+    if not isinstance(raw, dict):
+        raise SqlError('"input" must be a JSON object')
+    _known(raw, INPUT_KEYS, '"input"')
+    in_fmt = raw.get('format')
+    if in_fmt is not None and in_fmt not in INPUT_FORMATS:
+        raise SqlError(f'"input"."format" must be one of {", ".join(INPUT_FORMATS)}, '
+                       f'not {json.dumps(in_fmt)}')
+    columns = raw.get('columns')
+    if columns is not None:
+        if (not isinstance(columns, list) or not columns
+                or not all(isinstance(c, str) for c in columns)):
+            raise SqlError('"input"."columns" must be a non-empty list of names')
+        columns = check_columns(columns, '"input"."columns"')
+    delimiter = raw.get('delimiter', ',')
+    if not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in '"\r\n' \
+            or ord(delimiter) > 127:
+        raise SqlError('"input"."delimiter" must be one ASCII character (not a quote or newline)')
+    output = spec.get('output')
+    if output is not None and (not isinstance(output, str) or not output.startswith('swift://')
+                               or '*' in output):
+        raise SqlError('"output" must be one object: swift://<account>/<container>/<object>')
+    return SqlRequest(query, fmt, _bool(spec, 'header', True, ''),
+                      InputSpec(in_fmt, _bool(raw, 'header', True, '"input".'), columns,
+                                delimiter),
+                      _bool(spec, 'explain', False, ''), output)
+
+
+def check_columns(names: list[str], where: str) -> list[str]:
+    """Column names: empty ones become c<N>; duplicates (any case) are refused."""
+    if len(names) > MAX_COLUMNS:
+        raise SqlError(f'{where}: more than {MAX_COLUMNS} columns')
+    out, seen = [], set()
+    for i, name in enumerate(names, 1):
+        name = name.strip() or f'c{i}'
+        if '\0' in name:
+            raise SqlError(f'{where}: column {i} has a NUL character in its name')
+        if name.lower() in seen:
+            raise SqlError(f'{where}: column name {name!r} appears twice')
+        seen.add(name.lower())
+        out.append(name)
+    return out
+
+
+# -- the query -----------------------------------------------------------------------------
+
+@dataclass
+class Query:
+    """A ``SELECT ... FROM swift://... [...]`` split into its clauses (token ranges)."""
+
+    text: str
+    tokens: list[Token]
+    source: str                              # the swift:// URL
+    source_at: int                           # index of the URL token
+    clauses: dict[str, tuple[int, int]]      # clause -> [start, end) token indexes
+
+    def span(self, start: int, end: int) -> str:
+        if start >= end:
+            return ''
+        return self.text[self.tokens[start].pos:self.tokens[end - 1].pos
+                         + len(self.tokens[end - 1].text)]
+
+    def clause(self, name: str) -> str:
+        """The text of a clause, keywords included ('' when the query has none)."""
+        return self.span(*self.clauses[name]) if name in self.clauses else ''
+
+
+def _error_at(query: str, pos: int, what: str) -> SqlError:
+    return SqlError(f'query: {what} at character {pos + 1}')
+
+
+def parse_query(text: str) -> Query:
+    """Find the clauses of one SELECT and its one ``swift://`` source; SqlError otherwise."""
+    tokens = tokenize(text)
+    while tokens and tokens[-1].text == ';':
+        tokens.pop()
+    if not tokens:
+        raise SqlError('query: empty')
+    if tokens[0].key != 'select':
+        first = tokens[0]
+        if first.key == 'with':
+            raise _error_at(text, first.pos, 'WITH (common table expressions) is not supported')
+        raise _error_at(text, first.pos, f'expected SELECT, found {first.text!r}')
+    depth, clauses, order = 0, {}, []
+    for i, tok in enumerate(tokens):
+        if tok.text == '(':
+            depth += 1
+        elif tok.text == ')':
+            depth -= 1
+            if depth < 0:
+                raise _error_at(text, tok.pos, 'unbalanced ")"')
+        elif tok.text == ';':
+            raise _error_at(text, tok.pos, 'one statement only')
+        elif tok.kind == 'word' and tok.key == 'select' and i > 0:
+            raise _error_at(text, tok.pos, 'subqueries are not supported')
+        elif depth == 0 and tok.kind == 'word':
+            key = tok.key
+            nxt = tokens[i + 1].key if i + 1 < len(tokens) else ''
+            if key in COMPOUND:
+                raise _error_at(text, tok.pos, f'{tok.text.upper()} is not supported')
+            if key in ('group', 'order') and nxt != 'by':
+                continue
+            if key in CLAUSES:
+                if key in clauses:
+                    raise _error_at(text, tok.pos, f'a second {tok.text.upper()} clause')
+                clauses[key] = i
+                order.append(key)
+    if depth:
+        raise SqlError('query: unbalanced "(": a ")" is missing')
+    if order != sorted(order, key=CLAUSES.index):
+        raise SqlError(f'query: clauses out of order ({", ".join(o.upper() for o in order)})')
+    if 'from' not in clauses:
+        raise SqlError('query: FROM swift://<account>/<container>/<objects> is missing')
+    bounds, starts = {}, [clauses[c] for c in order] + [len(tokens)]
+    for name, start, end in zip(order, starts, starts[1:], strict=False):
+        bounds[name] = (start, end)
+    start, end = bounds['from']
+    src = tokens[start + 1:end]
+    urls = [i for i, t in enumerate(tokens) if t.kind == 'url'
+            or (t.kind == 'ident' and t.key.startswith('swift://'))]
+    if not src or src[0].kind not in ('url', 'ident') or not src[0].key.startswith('swift://'):
+        pos = src[0].pos if src else tokens[start].pos
+        raise _error_at(text, pos, 'FROM takes one swift://<account>/<container>/<objects>')
+    rest = src[1:]
+    if rest and rest[0].key == 'as':
+        rest = rest[1:]
+    if len(rest) > 1 or (rest and rest[0].kind not in ('word', 'ident')):
+        bad = rest[1] if len(rest) > 1 else rest[0]
+        raise _error_at(text, bad.pos, 'FROM takes one collection and an alias (joins are '
+                                       'not supported)')
+    if len(urls) != 1:
+        raise _error_at(text, tokens[urls[1]].pos, 'only the FROM clause may name objects')
+    return Query(text, tokens, src[0].name, start + 1, bounds)
+
+
+def _replace(query: Query, start: int, end: int, edits: dict[int, tuple[int, str]]) -> str:
+    """The text of tokens [start, end) with ``edits`` (first token -> (end, new text))."""
+    out, i, last = [], start, None
+    while i < end:
+        tok = query.tokens[i]
+        if last is not None:
+            out.append(query.text[last:tok.pos])
+        if i in edits:
+            stop, new = edits[i]
+            out.append(new)
+            last = query.tokens[stop - 1].pos + len(query.tokens[stop - 1].text)
+            i = stop
+        else:
+            out.append(tok.text)
+            last = tok.pos + len(tok.text)
+            i += 1
+    return ''.join(out)
+
+
+def rewrite(query: Query, table: str, edits: dict[int, tuple[int, str]] | None = None,
+            where: bool = True) -> str:
+    """The query reading ``table`` instead of the URL, with ``edits`` (see
+    ``_replace``), without its WHERE clause unless ``where``."""
+    edits = {**(edits or {}), query.source_at: (query.source_at + 1, table)}
+    parts = []
+    for name in ('select', *CLAUSES):
+        if name == 'select':
+            parts.append(_replace(query, 0, query.clauses['from'][0], edits))
+        elif name in query.clauses and (where or name != 'where'):
+            parts.append(_replace(query, *query.clauses[name], edits))
+    return ' '.join(parts)
+
+
+# -- checking against the host's SQLite ------------------------------------------------------
+
+def schema(table: str, columns: list[str]) -> str:
+    cols = ', '.join(f'{quote_name(c)} NUMERIC' for c in columns)
+    return f'CREATE TABLE {table}({cols})'
+
+
+def _table(columns: list[str]) -> dict[str, tuple[list[str], list[str]]]:
+    return {TABLE: (columns, ['NUMERIC'] * len(columns))}
+
+
+def _library():
+    """The host's libsqlite3 through ctypes (for error offsets), or None."""
+    name = ctypes.util.find_library('sqlite3')
+    try:
+        lib = ctypes.CDLL(name) if name else None
+    except OSError:
+        return None
+    if lib is None or not hasattr(lib, 'sqlite3_error_offset'):     # SQLite < 3.38
+        return None
+    lib.sqlite3_open.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_void_p)]
+    lib.sqlite3_exec.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p,
+                                 ctypes.c_void_p, ctypes.c_void_p]
+    lib.sqlite3_prepare_v2.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int,
+                                       ctypes.POINTER(ctypes.c_void_p), ctypes.c_void_p]
+    lib.sqlite3_error_offset.argtypes = [ctypes.c_void_p]
+    lib.sqlite3_finalize.argtypes = [ctypes.c_void_p]
+    lib.sqlite3_close.argtypes = [ctypes.c_void_p]
+    return lib
+
+
+def error_offset(sql: str, tables: list[str]) -> int | None:
+    """Where (0-based character) SQLite's complaint about ``sql`` points, if it says."""
+    lib = _library()
+    if lib is None:
+        return None
+    db = ctypes.c_void_p()
+    if lib.sqlite3_open(b':memory:', ctypes.byref(db)) != 0:
+        lib.sqlite3_close(db)
+        return None
+    try:
+        for create in tables:
+            lib.sqlite3_exec(db, create.encode(), None, None, None)
+        data, stmt = sql.encode(), ctypes.c_void_p()
+        if lib.sqlite3_prepare_v2(db, data, len(data), ctypes.byref(stmt), None) == 0:
+            lib.sqlite3_finalize(stmt)
+            return None
+        offset = lib.sqlite3_error_offset(db)
+        return len(data[:offset].decode('utf-8', 'replace')) if offset >= 0 else None
+    finally:
+        lib.sqlite3_close(db)
+
+
+def _where_in(query: Query, columns: list[str], message: str) -> str:
+    """``message`` with the character of the query it is about, when SQLite says."""
+    if message == 'incomplete input':
+        return f'{message}: the query ends too early'
+    url = query.tokens[query.source_at]
+    padded = (query.text[:url.pos] + TABLE.ljust(len(url.text))
+              + query.text[url.pos + len(url.text):])
+    offset = error_offset(padded, [schema(TABLE, columns)])
+    return message if offset is None else f'{message} at character {offset + 1}'
+
+
+def _checker() -> sqlite3.Connection:
+    """A connection for checking queries over empty tables: small values, few steps."""
+    db = sqlite3.connect(':memory:')
+    db.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, CHECK_LENGTH)
+    db.set_progress_handler(lambda: 1, CHECK_STEPS)     # nonzero: interrupt
+    return db
+
+
+def check(sql: str, tables: dict[str, tuple[list[str], list[str]]],
+          query: Query | None = None) -> list[str]:
+    """Run ``sql`` over empty ``tables`` (name -> (columns, types)) with small limits:
+    its result column names, or SqlError saying what and where (in ``query``)."""
+    db = _checker()
+    try:
+        for name, (columns, types) in tables.items():
+            cols = ', '.join(f'{quote_name(c)} {t}'.rstrip()
+                             for c, t in zip(columns, types, strict=True))
+            db.execute(f'CREATE TABLE {name}({cols})')
+        try:
+            cur = db.execute(sql)
+        except (sqlite3.Error, sqlite3.Warning) as e:
+            message = str(e)
+            if query is not None:
+                message = _where_in(query, tables[TABLE][0], message)
+            raise SqlError(f'query: {message}') from None
+        return [d[0] for d in cur.description or ()]
+    finally:
+        db.close()
+
+
+# -- analysis --------------------------------------------------------------------------------
+
+@dataclass
+class Call:
+    name: str
+    start: int              # token index of the name
+    end: int                # after the closing parenthesis
+    args: tuple[int, int]   # token range of the arguments
+
+
+def _calls(query: Query, start: int, end: int) -> list[Call]:
+    """Aggregate calls (not nested in another) among tokens [start, end)."""
+    toks, out, i = query.tokens, [], start
+    while i < end:
+        tok = toks[i]
+        if tok.kind in ('word', 'ident') and i + 1 < end and toks[i + 1].text == '(' \
+                and tok.key in AGGREGATES:
+            depth, j = 0, i + 1
+            while j < end:
+                if toks[j].text == '(':
+                    depth += 1
+                elif toks[j].text == ')':
+                    depth -= 1
+                    if depth == 0:
+                        break
+                j += 1
+            args = (i + 2, j)
+            commas = sum(1 for k in range(*args) if toks[k].text == ',' and
+                         _depth(toks, i + 2, k) == 0)
+            if tok.key in ('min', 'max') and commas:       # the scalar min/max
+                i += 1
+                continue
+            out.append(Call(tok.key, i, j + 1, args))
+            i = j + 1
+            continue
+        i += 1
+    return out
+
+
+def _depth(toks: list[Token], start: int, at: int) -> int:
+    depth = 0
+    for k in range(start, at):
+        depth += toks[k].text == '('
+        depth -= toks[k].text == ')'
+    return depth
+
+
+def _columns_in(query: Query, start: int, end: int, columns: dict[str, str],
+                skip: list[Call] = (), aliases: set[str] = frozenset()) -> set[str]:
+    """Table columns named among tokens [start, end), outside the calls ``skip``, not
+    counting names in ``aliases``."""
+    toks, found = query.tokens, set()
+    inside = {k for c in skip for k in range(c.start, c.end)}
+    for i in range(start, end):
+        tok = toks[i]
+        if i in inside or tok.kind not in ('word', 'ident') or tok.key in aliases:
+            continue
+        if i + 1 < len(toks) and toks[i + 1].text in ('(', '.'):
+            continue                       # a function, or a table alias
+        if tok.key in columns:
+            found.add(columns[tok.key])
+    return found
+
+
+def _select_items(query: Query) -> list[tuple[int, int, str | None]]:
+    """(start, end, alias) of each select-list item."""
+    toks = query.tokens
+    start = 1
+    while start < len(toks) and toks[start].key in ('distinct', 'all'):
+        start += 1
+    end = query.clauses['from'][0]
+    items, depth, first = [], 0, start
+    for i in range(start, end + 1):
+        if i == end or (toks[i].text == ',' and depth == 0):
+            a, b = first, i
+            alias = None
+            if b - a >= 2 and toks[b - 1].kind in ('word', 'ident') and toks[b - 2].key == 'as':
+                alias, b = toks[b - 1].key, b - 2
+            elif b - a >= 2 and toks[b - 1].kind in ('ident', 'word') \
+                    and (toks[b - 2].kind in ('word', 'ident', 'string', 'number')
+                         or toks[b - 2].text == ')') \
+                    and toks[b - 1].key not in _ENDING and toks[b - 2].key != 'collate':
+                alias, b = toks[b - 1].key, b - 1
+            items.append((a, b, alias))
+            first = i + 1
+        elif i < end:
+            depth += toks[i].text == '('
+            depth -= toks[i].text == ')'
+    return items
+
+
+def _has_star(query: Query) -> bool:
+    toks = query.tokens
+    end = query.clauses['from'][0]
+    return any(t.text == '*' and toks[i - 1].key in ('select', 'distinct', 'all', ',', '.')
+               for i, t in enumerate(toks[:end]) if i)
+
+
+@dataclass
+class Plan:
+    """What every node runs (``sqlnode.c``'s options) and why."""
+
+    mode: str                              # single | split | rows
+    reason: str
+    columns: list[str]                     # of the objects
+    map_query: str
+    reduce_query: str | None = None
+    partial_columns: list[str] = field(default_factory=list)
+    partial_types: list[str] = field(default_factory=list)     # NUMERIC or '' per column
+    result_columns: list[str] = field(default_factory=list)
+    loaded: list[str] = field(default_factory=list)     # the columns a node loads
+
+    def map_schema(self) -> str:
+        return schema(TABLE, self.loaded or self.columns)
+
+    def fields(self) -> str | None:
+        """``sqlnode``'s ``--fields`` (which CSV fields are loaded), None for all."""
+        if not self.loaded or self.loaded == self.columns:
+            return None
+        keep = {c.lower() for c in self.loaded}
+        return f'{len(self.columns)}:' + ','.join(
+            str(i) for i, c in enumerate(self.columns, 1) if c.lower() in keep)
+
+    def reduce_schema(self) -> str:
+        cols = ', '.join(f'{quote_name(c)} {t}'.rstrip()
+                         for c, t in zip(self.partial_columns, self.partial_types, strict=True))
+        return f'CREATE TABLE {PARTIALS}({cols})'
+
+    def to_dict(self) -> dict:
+        out = {'mode': self.mode, 'reason': self.reason, 'columns': self.columns,
+               'loaded_columns': self.loaded or self.columns, 'node_query': self.map_query,
+               'result_columns': self.result_columns}
+        if self.reduce_query is not None:
+            out['merge_query'] = self.reduce_query
+            out['partial_columns'] = self.partial_columns
+        return out
+
+
+def plan(query: Query, columns: list[str], objects: int) -> Plan:
+    """The plan of ``query`` over ``objects`` objects with these columns; SqlError if bad."""
+    table_sql = rewrite(query, TABLE)
+    result = check(table_sql, _table(columns), query)
+    by_name = {c.lower(): c for c in columns}
+    if objects == 1:
+        p = Plan('single', 'one object: one node runs the query', columns, table_sql,
+                 result_columns=result)
+    else:
+        p, reason = _split(query, by_name, columns, result)
+        if p is None:
+            p = _rows(query, by_name, columns, result, reason)
+    p.loaded = _loaded(query, by_name, columns, p.map_query)
+    return p
+
+
+def _loaded(query: Query, by_name: dict[str, str], columns: list[str], map_sql: str
+            ) -> list[str]:
+    """The columns a node needs to load to run ``map_sql`` (every column the query
+    names; all of them for ``*``; at least one, to count rows)."""
+    if _has_star(query):
+        return list(columns)
+    named = _columns_in(query, 0, len(query.tokens), by_name)
+    loaded = [c for c in columns if c in named] or columns[:1]
+    try:
+        check(map_sql, _table(loaded))
+    except SqlError:
+        return list(columns)
+    return loaded
+
+
+def _keys(query: Query, by_name: dict[str, str], items) -> set[str] | None:
+    """Columns the GROUP BY terms use (select-list positions and aliases resolved)."""
+    start, end = query.clauses['group']
+    toks = query.tokens
+    keys: set[str] = set()
+    depth, first = 0, start + 2
+    aliases = {alias: (a, b) for a, b, alias in items if alias}
+    for i in range(start + 2, end + 1):
+        if i == end or (toks[i].text == ',' and depth == 0):
+            term = toks[first:i]
+            if len(term) == 1 and term[0].kind == 'number':
+                n = int(term[0].text) if term[0].text.isdigit() else 0
+                if not 1 <= n <= len(items):
+                    return None
+                keys |= _columns_in(query, items[n - 1][0], items[n - 1][1], by_name)
+            elif len(term) == 1 and term[0].key in aliases and term[0].key not in by_name:
+                keys |= _columns_in(query, *aliases[term[0].key], by_name)
+            else:
+                keys |= _columns_in(query, first, i, by_name)
+            first = i + 1
+        elif i < end:
+            depth += toks[i].text == '('
+            depth -= toks[i].text == ')'
+    return keys
+
+
+def _split(query: Query, by_name: dict[str, str], columns: list[str],
+           result: list[str]) -> tuple[Plan | None, str]:
+    toks = query.tokens
+    outside = [(0, query.clauses['from'][0])] + [query.clauses[c] for c in
+                                                  ('group', 'having', 'order', 'limit')
+                                                  if c in query.clauses]
+    calls = [c for a, b in outside for c in _calls(query, a, b)]
+    if any(t.key in ('over', 'window') for t in toks if t.kind == 'word'):
+        return None, 'a window function: the rows are merged'
+    if not calls and 'group' not in query.clauses:
+        return None, 'no aggregates: the filtered rows are merged'
+    if not calls:
+        return None, 'GROUP BY without aggregates: the filtered rows are merged'
+    for c in calls:
+        if c.name not in SPLITTABLE:
+            return None, f'{c.name}() cannot be split: the filtered rows are merged'
+        args = toks[c.args[0]:c.args[1]]
+        if any(t.key in ('distinct', 'filter') for t in args) \
+                or (c.end < len(toks) and toks[c.end].key == 'filter'):
+            return None, (f'{c.name}() with DISTINCT or FILTER cannot be split: the filtered '
+                          'rows are merged')
+        if _calls(query, *c.args):
+            return None, 'nested aggregates: the filtered rows are merged'
+    items = _select_items(query)
+    if 'group' in query.clauses:
+        keys = _keys(query, by_name, items)
+        if not keys:
+            return None, 'GROUP BY terms without columns: the filtered rows are merged'
+    else:
+        keys = set()
+    used = set()
+    for a, b, _ in items:                  # select items, without their aliases
+        used |= _columns_in(query, a, b, by_name, calls)
+    aliases = {alias for _, _, alias in items if alias}
+    for name in ('having', 'order', 'limit'):
+        if name in query.clauses:          # ORDER BY prefers an alias to a column
+            used |= _columns_in(query, *query.clauses[name], by_name, calls,
+                                aliases if name == 'order' else frozenset())
+    if _has_star(query):
+        return None, 'SELECT * with aggregates: the filtered rows are merged'
+    stray = sorted(used - keys)
+    if stray:
+        return None, (f'column {stray[0]} is used outside the aggregates and the GROUP BY: '
+                      'the filtered rows are merged')
+    key_cols = [c for c in columns if c in keys]
+    partial_sql, merge = [], {}
+    seen: dict[str, str] = {}
+
+    def partial(expr: str) -> str:
+        if expr not in seen:
+            seen[expr] = f'_zc{len(seen)}'
+            partial_sql.append(f'{expr} AS {seen[expr]}')
+        return seen[expr]
+
+    for c in calls:
+        arg = query.span(*c.args) or ''
+        if c.name == 'count':
+            new = f'sum({partial(f"count({arg})")})'
+        elif c.name == 'avg':
+            s, n = partial(f'sum({arg})'), partial(f'count({arg})')
+            new = f'(CAST(sum({s}) AS REAL) / sum({n}))'
+        elif c.name == 'total':
+            new = f'total({partial(f"total({arg})")})'
+        else:
+            new = f'{c.name}({partial(f"{c.name}({arg})")})'
+        merge[c.start] = (c.end, new)
+    select = ', '.join([*(f'{quote_name(k)} AS {quote_name(k)}' for k in key_cols),
+                        *partial_sql])
+    alias = _alias(query)
+    map_sql = f'SELECT {select} FROM {TABLE}{alias}'
+    if 'where' in query.clauses:
+        map_sql += ' ' + query.clause('where')
+    if key_cols:
+        map_sql += ' GROUP BY ' + ', '.join(quote_name(k) for k in key_cols)
+    pcols = key_cols + list(seen.values())
+    ptypes = ['NUMERIC'] * len(key_cols) + [''] * len(seen)
+    if len(items) == len(result):          # keep the names the answer's columns would have
+        for (a, b, alias), name in zip(items, result, strict=True):
+            if alias is None:
+                merge[a] = (b, f'{_replace(query, a, b, merge)} AS {quote_name(name)}')
+    reduce_sql = rewrite(query, PARTIALS, merge, where=False)
+    try:
+        check(map_sql, _table(columns))
+        check(reduce_sql, {PARTIALS: (pcols, ptypes)})
+    except SqlError as e:
+        return None, f'the split query does not compile ({e}): the filtered rows are merged'
+    p = Plan('split', 'decomposable aggregates: each node aggregates its object, one node '
+                      'merges the partial aggregates', columns, map_sql, reduce_sql, pcols,
+             ptypes, result)
+    return p, ''
+
+
+def _alias(query: Query) -> str:
+    start, end = query.clauses['from']
+    rest = query.tokens[query.source_at + 1:end]
+    return (' ' + ' '.join(t.text for t in rest)) if rest else ''
+
+
+def _rows(query: Query, by_name: dict[str, str], columns: list[str], result: list[str],
+          reason: str) -> Plan:
+    """Each node ships its filtered rows; the merging node runs the rest."""
+    outside = [(0, query.clauses['from'][0])] + [query.clauses[c] for c in
+                                                  ('group', 'having', 'window', 'order',
+                                                   'limit') if c in query.clauses]
+    if _has_star(query):
+        needed = list(columns)
+    else:
+        used = set()
+        for a, b in outside:
+            used |= _columns_in(query, a, b, by_name)
+        needed = [c for c in columns if c in used]
+    alias = _alias(query)
+    select = ', '.join(f'{quote_name(c)} AS {quote_name(c)}' for c in needed) or '1 AS _zc'
+    pcols = needed or ['_zc']
+    map_sql = f'SELECT {select} FROM {TABLE}{alias}'
+    if 'where' in query.clauses:
+        map_sql += ' ' + query.clause('where')
+    reduce_sql = rewrite(query, PARTIALS, where=False)
+    pushed = _limit_pushdown(query, map_sql, columns)
+    if pushed:
+        map_sql = pushed
+        reason += ' (each node sends at most LIMIT + OFFSET rows)'
+    check(reduce_sql, {PARTIALS: (pcols, ['NUMERIC'] * len(pcols))})
+    return Plan('rows', reason, columns, map_sql, reduce_sql, pcols,
+                ['NUMERIC'] * len(pcols), result)
+
+
+def _limit_pushdown(query: Query, map_sql: str, columns: list[str]) -> str | None:
+    """``map_sql`` with ORDER BY and LIMIT (LIMIT + OFFSET rows) when that is safe: no
+    aggregates, no DISTINCT, no GROUP BY, a constant limit, ORDER BY over columns."""
+    if 'limit' not in query.clauses or 'group' in query.clauses:
+        return None
+    toks = query.tokens
+    if toks[1].key == 'distinct' or _calls(query, 0, len(toks)):
+        return None
+    if any(t.key in ('over', 'window') for t in toks if t.kind == 'word'):
+        return None
+    body = toks[query.clauses['limit'][0] + 1:query.clauses['limit'][1]]
+    nums = [t for t in body if t.kind == 'number']
+    if not body or any(t.kind not in ('number',) and t.key not in ('offset', ',')
+                       for t in body) or not all(t.text.isdigit() for t in nums):
+        return None
+    values = [int(t.text) for t in nums]
+    total = sum(values)
+    order = ''
+    if 'order' in query.clauses:
+        start, end = query.clauses['order']
+        by_name = {c.lower() for c in columns}
+        aliases = {alias for _, _, alias in _select_items(query)}
+        for t in toks[start + 2:end]:
+            if t.kind == 'number' or t.key in aliases or (
+                    t.kind in ('word', 'ident') and t.key not in by_name
+                                      and t.key not in ('asc', 'desc', 'nulls', 'first',
+                                                        'last', 'collate', 'nocase', 'binary',
+                                                        'rtrim')):
+                return None
+        order = ' ' + query.clause('order')
+    sql = f'{map_sql}{order} LIMIT {total}'
+    try:
+        check(sql, _table(columns))
+    except SqlError:
+        return None
+    return sql
+
+
+def jsonl_insert(columns: list[str]) -> str:
+    """The INSERT that loads one JSON line (parameter ?1) into ``t``."""
+    for c in columns:
+        if '"' in c or '\\' in c:
+            raise SqlError(f'column {c!r}: JSON keys with quotes or backslashes are not '
+                           'supported')
+    values = ', '.join(f"json_extract(?1, {quote_text('$.' + chr(34) + c + chr(34))})"
+                       for c in columns)
+    return f'INSERT INTO {TABLE} SELECT {values}'
