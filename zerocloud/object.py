@@ -118,7 +118,7 @@ import tempfile
 import time
 from collections.abc import Callable
 
-from swift.common.concurrency import Event, spawn, trampoline
+from swift.common.concurrency import Event, Semaphore, spawn, tpool, trampoline
 from swift.common.constraints import check_drive
 from swift.common.exceptions import (
     DiskFileCollision,
@@ -351,6 +351,7 @@ class ObjectExecMiddleware:
         except SysImageError as e:
             raise ValueError(f'zerovm_sysimage_devices / zerovm_prewarm: {e}') from None
         self.admitted = 0
+        self.extracting = Semaphore()       # a system image's program is read off the hub
         self._pool: Pool | None = None
         if self.config.one_process:     # no fork will follow: start
             try:                                            # warm (the server answers after)
@@ -531,8 +532,9 @@ class ObjectExecMiddleware:
         if wire.EXE in files:
             return files[wire.EXE]
         try:
-            return str(self.sysimages.program(spec['program']['image'],
-                                              spec['program']['member']))
+            image, member = spec['program']['image'], spec['program']['member']
+            with self.extracting:           # one at a time: the images' lock is a thread's
+                return str(tpool.execute(self.sysimages.program, image, member))
         except (TypeError, KeyError) as e:
             raise HTTPBadRequest(body=f'bad execute request: program {e!r}\n') from None
         except SysImageError as e:

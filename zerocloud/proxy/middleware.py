@@ -232,7 +232,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from urllib.parse import quote
 
-from swift.common.concurrency import GreenPool
+from swift.common.concurrency import GreenPool, tpool
 from swift.common.constraints import valid_api_version
 from swift.common.http import is_success
 from swift.common.registry import register_swift_info
@@ -423,7 +423,7 @@ class ProxyExecMiddleware:
             plan.inputs.update(launch.device_inputs(node))
             if plan.program is not None:
                 plan.digest = digests.get(id(plan.program)) or digests.setdefault(
-                    id(plan.program), hashlib.sha256(plan.program).hexdigest())
+                    id(plan.program), program_digest(plan.program))
         return plans
 
     # -- running nodes -----------------------------------------------------------------
@@ -502,6 +502,12 @@ class ProxyExecMiddleware:
         res.error = short(f'Status {resp.status_int} when putting {dev.path}')
         res.http_status = max(res.http_status or 0,
                               resp.status_int if resp.status_int >= 400 else 503)
+
+def program_digest(program: bytes) -> str:
+    """SHA-256 (hex) of a program, computed in a thread (``tpool``), off the hub: a
+    program may have hundreds of MB."""
+    return tpool.execute(lambda: hashlib.sha256(program).hexdigest())
+
 
 def _imap(func: Callable, items: list) -> list:
     """``func`` over ``items`` concurrently; its HTTP error (a 404...) is raised here, in
