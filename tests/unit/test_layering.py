@@ -70,7 +70,7 @@ def rule_breaks(modules: dict[str, str]) -> list[str]:
                 why = 'an entry point takes a Caller, never the filter'
             elif _within(name, ('zerocloud.proxy',)) and _within(imported, ('zerocloud.object',)):
                 why = 'the proxy talks to object servers over the wire only'
-            elif name == 'zerocloud.object' and _within(imported, ('zerocloud.proxy',)):
+            elif _within(name, ('zerocloud.object',)) and _within(imported, ('zerocloud.proxy',)):
                 why = 'the object filter knows only the wire'
             elif _within(name, NO_SWIFT) and _within(imported, ('swift',)):
                 why = 'a pure module'

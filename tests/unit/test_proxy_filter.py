@@ -22,7 +22,7 @@ from swift.common.concurrency import sleep
 from swift.common.swob import Request, Response
 
 from zerocloud import config, graph, placement, wire
-from zerocloud import object as object_filter
+from zerocloud.object import middleware as object_filter
 from zerocloud.proxy import dispatch
 from zerocloud.proxy import middleware as proxy
 from zerocloud.proxy.dispatch import Dispatcher, _Busy, _NeedProgram, _Refused, _Retry
