@@ -40,15 +40,13 @@ from swift.common.swob import (
     Request,
     Response,
 )
-from swift.common.wsgi import make_subrequest
 
-from zerocloud.config import SWIFT_SOURCE
 from zerocloud.job import SwiftPath
+from zerocloud.proxy.caller import Caller
 from zerocloud.sources import REGISTRY
 
 HEADER = 'X-Zerovm-Deferred'
 MODES = ('always', 'auto', 'never')
-LAUNCHED = 'zerocloud.launched'         # environ: called when the nodes are sent
 HEADERS_SUFFIX = '.headers'
 
 
@@ -59,26 +57,21 @@ def mode(req: Request) -> str:
     return value
 
 
-def launched(req: Request) -> None:
-    """The job passed its checks and its nodes are being sent."""
-    callback = req.environ.get(LAUNCHED)
-    if callback is not None:
-        callback()
-
-
-def run(app, req: Request, how: str, account: str, container: str | None, timeout: float,
-        work: Callable[[], Response], logger) -> Response:
-    """``work()``'s response, or 202 and its result stored later (``how``: a mode)."""
+def run(caller: Caller, how: str, account: str, container: str | None, timeout: float,
+        work: Callable[[Callable[[], None]], Response], logger) -> Response:
+    """``work(launched)``'s response, or 202 and its result stored later (``how``: a
+    mode); ``work`` calls ``launched()`` once the job passed its checks and its
+    nodes are being sent."""
     if how == 'never':
-        return work()
+        return work(lambda: None)
+    req = caller.req
     where = SwiftPath(account, container or REGISTRY, f'job-{uuid.uuid4().hex}')
     events: LightQueue = LightQueue()
     state = {'deferred': False}
-    req.environ[LAUNCHED] = lambda: events.put(('launched', None))
 
     def worker() -> None:
         try:
-            resp = work()
+            resp = work(lambda: events.put(('launched', None)))
         except HTTPException as e:
             resp = e
         except Exception:
@@ -86,7 +79,7 @@ def run(app, req: Request, how: str, account: str, container: str | None, timeou
             resp = HTTPInternalServerError(
                 body=f'internal error, transaction {req.environ.get("swift.trans_id")}\n')
         if state['deferred']:
-            _store(app, req, where, resp, logger)
+            _store(caller, where, resp, logger)
         else:
             events.put(('done', resp))
 
@@ -114,19 +107,17 @@ def run(app, req: Request, how: str, account: str, container: str | None, timeou
                         headers={'Location': req.host_url + '/v1' + quote(where.path)})
 
 
-def _put(app, req: Request, path: str, body: bytes = b'', content_type: str | None = None
+def _put(caller: Caller, path: str, body: bytes = b'', content_type: str | None = None
          ) -> Response:
     headers = {'Content-Length': str(len(body))}
     if content_type:
         headers['Content-Type'] = content_type
-    sub = make_subrequest(req.environ, 'PUT', quote(path), body=body, headers=headers,
-                          swift_source=SWIFT_SOURCE)
-    return sub.get_response(app)
+    return caller.sub('PUT', path, body=body, headers=headers).get_response(caller.app)
 
 
-def _store(app, req: Request, where: SwiftPath, resp: Response, logger) -> None:
+def _store(caller: Caller, where: SwiftPath, resp: Response, logger) -> None:
     """Store a deferred job's body, then its status and headers."""
-    container = _put(app, req, f'/v1/{where.account}/{where.container}')
+    container = _put(caller, f'/v1/{where.account}/{where.container}')
     if not is_success(container.status_int):
         logger.error('deferred result %s: cannot create its container: %s', where,
                      container.status)
@@ -136,7 +127,7 @@ def _store(app, req: Request, where: SwiftPath, resp: Response, logger) -> None:
             (where.obj, resp.body, resp.content_type),
             (where.obj + HEADERS_SUFFIX, json.dumps(headers, indent=1).encode(),
              'application/json')):
-        stored = _put(app, req, f'/v1/{where.account}/{where.container}/{name}', body,
+        stored = _put(caller, f'/v1/{where.account}/{where.container}/{name}', body,
                       content_type)
         if not is_success(stored.status_int):
             logger.error('deferred result %s: storing %s failed: %s', where, name,

@@ -14,7 +14,9 @@ from swift.common.swob import HTTPBadRequest, HTTPException, Request, Response
 from test_proxy_filter import ACCOUNT, TEXT, FakeRing, FakeSwift, Servers, ok
 
 from zerocloud import cgiout, chain, deferred, placement, sources, zapp
+from zerocloud.config import Config
 from zerocloud.job import SwiftPath
+from zerocloud.proxy.caller import Caller
 from zerocloud.proxy.dispatch import Dispatcher
 from zerocloud.proxy.middleware import ProxyExecMiddleware
 from zerocloud.sources import Input, Launch
@@ -241,13 +243,13 @@ def test_a_chain_runs_jobs_until_a_response_is_not_one() -> None:
 
 def test_deferred_always_stores_the_result_after_answering() -> None:
     app = FakeSwift()
-    req = Request.blank(ACCOUNT + '/c', method='POST')
+    caller = Caller(app, Request.blank(ACCOUNT + '/c', method='POST'), Config())
 
-    def work() -> Response:
-        deferred.launched(req)
+    def work(launched) -> Response:
+        launched()
         sleep(0.01)
         return Response(body=b'result', content_type='text/x-r', headers={'X-Nexe-Status': 'ok'})
-    resp = deferred.run(app, req, 'always', 'AUTH_a', 'c', 1.0, work, logger=None)
+    resp = deferred.run(caller, 'always', 'AUTH_a', 'c', 1.0, work, logger=None)
     assert resp.status_int == 202
     name = resp.body.decode().strip().rsplit('/', 1)[1]
     assert not any(p.endswith(name) for p in app.objects)
@@ -260,7 +262,7 @@ def test_deferred_always_stores_the_result_after_answering() -> None:
 
 def test_deferred_auto_answers_a_quick_result_itself() -> None:
     app = FakeSwift()
-    req = Request.blank(ACCOUNT, method='POST')
-    resp = deferred.run(app, req, 'auto', 'AUTH_a', None, 1.0,
-                        lambda: Response(body=b'quick'), logger=None)
+    caller = Caller(app, Request.blank(ACCOUNT, method='POST'), Config())
+    resp = deferred.run(caller, 'auto', 'AUTH_a', None, 1.0,
+                        lambda launched: Response(body=b'quick'), logger=None)
     assert resp.body == b'quick' and app.calls == []
