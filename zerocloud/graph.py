@@ -215,12 +215,11 @@ def check_replicas(plans: Iterable, servers_for: Callable[[object], tuple[int, s
                            f'({what})')
 
 
-def link_devices(node: Node, max_output: int) -> list[dict]:
+def link_devices(node: Node, max_output: int) -> list[wire.DeviceSpec]:
     """The node spec's devices for its channels to and from other nodes."""
-    return ([{'name': IN + peer, 'access': 'r', 'random': False, 'source': 'link'}
-             for peer in node.reads_from]
-            + [{'name': OUT + peer, 'access': 'w', 'random': False, 'source': None,
-                'put_size': max_output} for peer in node.writes_to])
+    return ([wire.DeviceSpec(IN + peer, 'r', False, 'link') for peer in node.reads_from]
+            + [wire.DeviceSpec(OUT + peer, 'w', False, None, put_size=max_output)
+               for peer in node.writes_to])
 
 
 # -- node-to-node data on the proxy ------------------------------------------------------

@@ -12,6 +12,7 @@ import threading
 
 from swift.common.concurrency import sleep, spawn
 
+from zerocloud import wire
 from zerocloud.object import ObjectExecMiddleware
 from zerocloud.proxy import middleware
 
@@ -55,7 +56,7 @@ def test_a_system_image_program_is_read_off_the_hub(tmp_path) -> None:
             return f'/images/{image}/{member}'
     mw.sysimages = SlowImages()
     try:
-        spec = {'program': {'image': 'python3', 'member': 'python3'}}
+        spec = wire.NodeSpec('py', ['python3'], program=('python3', 'python3'))
         assert mw._program(spec, {}) == '/images/python3/python3'
     finally:
         ticker.stop()

@@ -108,7 +108,6 @@ ends): the object server's own access log does not see them.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -334,11 +333,11 @@ class ObjectExecMiddleware:
             os.makedirs(disk_tmp, exist_ok=True)
             tmp = tempfile.mkdtemp(prefix='zerocloud-', dir=disk_tmp)
             spec, rest, budget = self._receive(req, tmp, files)
-            if spec.get('stream'):
+            if spec.stream:
                 streamed = _Streamed(self, spec, files, reader, tmp, rest, budget, req)
                 return streamed.start()       # it cleans up from now on
             hangup.drain(req.environ)
-            with hangup.stop_on_hangup(req.environ, f'node {spec.get("name")}'):
+            with hangup.stop_on_hangup(req.environ, f'node {spec.name}'):
                 report, outputs = self._run(spec, files, reader, tmp)
         except BaseException:
             if tmp is not None and streamed is None:
@@ -351,7 +350,7 @@ class ObjectExecMiddleware:
                 if reader is not None:
                     reader.close()
         members = [wire.json_member(wire.REPORT, report)]
-        if spec.get('outputs', True):         # false for a replica that only votes
+        if spec.outputs:                      # false for a replica that only votes
             members += [wire.file_member(wire.DEV_PREFIX + name, path)
                         for name, path in outputs]
         body = ClosingIterator(wire.stream_tar(members), [_Removal(tmp)])
@@ -419,7 +418,7 @@ class ObjectExecMiddleware:
                 if name in files:
                     raise wire.WireError(f'member {name} sent twice')
                 if name == wire.SPEC:
-                    spec = json.loads(f.read(1 << 20))
+                    spec = wire.NodeSpec.from_json(f.read(1 << 20))
                     continue
                 if name == wire.START:
                     rest = members
@@ -439,28 +438,25 @@ class ObjectExecMiddleware:
             ) from None
         except ValueError as e:             # WireError, bad JSON
             raise HTTPBadRequest(body=f'bad execute request: {e}\n') from None
-        if not isinstance(spec, dict) or (wire.EXE not in files and not spec.get('program')):
+        if spec is None or (wire.EXE not in files and spec.program is None):
             raise HTTPBadRequest(body='bad execute request: node spec or program missing\n')
         return spec, rest, budget
 
-    def _program(self, spec: dict, files: dict[str, str]) -> str:
+    def _program(self, spec: wire.NodeSpec, files: dict[str, str]) -> str:
         """The program's host path: the one sent, or a file of a system image here."""
         if wire.EXE in files:
             return files[wire.EXE]
         try:
-            image, member = spec['program']['image'], spec['program']['member']
             with self.extracting:           # one at a time: the images' lock is a thread's
-                return str(tpool.execute(self.sysimages.program, image, member))
-        except (TypeError, KeyError) as e:
-            raise HTTPBadRequest(body=f'bad execute request: program {e!r}\n') from None
+                return str(tpool.execute(self.sysimages.program, *spec.program))
         except SysImageError as e:
             raise HTTPBadRequest(body=f'{e} on this server\n') from None
 
-    def _channel(self, name: str, dev: dict | None, files: dict[str, str], reader, tmp: str,
-                 opened: list, links: dict) -> tuple[ChannelSpec, str | None]:
+    def _channel(self, name: str, dev: wire.DeviceSpec | None, files: dict[str, str], reader,
+                 tmp: str, opened: list, links: dict) -> tuple[ChannelSpec, str | None]:
         """The channel for one device, and the host path of its output if it is written."""
         alias = '/dev/' + name
-        if dev is not None and dev.get('source') == 'link':     # arrives while the node runs
+        if dev is not None and dev.source == 'link':     # arrives while the node runs
             if None not in links:                  # one waker for all the node's links
                 links[None] = LinkWaker()
                 opened.append(links[None])
@@ -476,20 +472,16 @@ class ObjectExecMiddleware:
             f = open(os.devnull, 'rb' if name == 'stdin' else 'wb')
             opened.append(f)
             return ChannelSpec(alias, f.fileno(), READ if name == 'stdin' else WRITE), None
-        random = bool(dev.get('random'))
-        if dev.get('access') == 'w':
+        random = dev.random
+        if dev.writable:
             path = os.path.join(tmp, 'out-' + name.replace('/', '_'))     # out/<peer> too
             f = open(path, 'w+b')
             opened.append(f)
-            try:
-                most = self.config.max_output
-                put_size = min(int(dev.get('put_size', most)), most)
-            except (TypeError, ValueError) as e:
-                raise HTTPBadRequest(body=f'bad execute request: put_size of {name}: '
-                                          f'{e}\n') from None
+            most = self.config.max_output
+            put_size = most if dev.put_size is None else min(dev.put_size, most)
             return ChannelSpec(alias, f.fileno(), WRITE, random=random,
                                quota=Quota(put_size=put_size)), path
-        if name in self.sysimages.images and dev.get('access') != 'w' and \
+        if name in self.sysimages.images and not dev.writable and \
                 wire.DEV_PREFIX + name not in files:      # mounted read-only at /
             try:
                 f = open(self.sysimages.tar(name), 'rb')
@@ -497,7 +489,7 @@ class ObjectExecMiddleware:
                 raise HTTPBadRequest(body=f'{e} on this server\n') from None
             opened.append(f)
             return ChannelSpec(alias, f.fileno(), READ, random=True, mount='/'), None
-        if dev.get('source') == 'local':
+        if dev.source == 'local':
             if reader is None:
                 raise HTTPBadRequest(body=f'bad execute request: device {name} reads the '
                                           f'local object but {wire.ACCESS} is not GET\n')
@@ -509,20 +501,20 @@ class ObjectExecMiddleware:
         return ChannelSpec(alias, f.fileno(), READ, random=random and member is not None,
                            mount='/' if name == 'image' and member else None), None
 
-    def _limits(self, spec: dict) -> Limits:
+    def _limits(self, spec: wire.NodeSpec) -> Limits:
         """The node's limits: what the proxy asks, within this server's."""
-        asked, cfg = spec.get('limits') or {}, self.config
+        asked, cfg = spec.limits, self.config
         try:
-            return Limits(memory=min(int(asked.get('memory', cfg.memory)), cfg.memory),
-                          fuel=min(int(asked.get('fuel', cfg.fuel)), cfg.fuel),
-                          timeout=min(float(asked.get('timeout', cfg.timeout)), cfg.timeout))
+            return Limits(*(mine if theirs is None else min(theirs, mine) for theirs, mine in (
+                (asked.memory, cfg.memory), (asked.fuel, cfg.fuel),
+                (asked.timeout, cfg.timeout))))
         except (TypeError, ValueError) as e:
             raise HTTPBadRequest(body=f'bad execute request: limits: {e}\n') from None
 
-    def _channels(self, spec: dict, files: dict[str, str], reader, tmp: str, opened: list,
+    def _channels(self, spec: wire.NodeSpec, files: dict[str, str], reader, tmp: str, opened: list,
                   links: dict):
         """The node's channels and its written outputs [(device, host path)]."""
-        declared = {d['name']: d for d in spec.get('devices', ())}
+        declared = {d.name: d for d in spec.devices}
         channels, outputs = [], []
         for name in sorted(set(declared) | set(wire.STD_CHANNELS)):
             channel, out = self._channel(name, declared.get(name), files, reader, tmp, opened,
@@ -534,23 +526,21 @@ class ObjectExecMiddleware:
         channels.sort(key=lambda c: c.mount is not None and c.alias == '/dev/image')
         return channels, outputs
 
-    def _pool_run(self, spec: dict, files: dict[str, str], channels: list[ChannelSpec],
+    def _pool_run(self, spec: wire.NodeSpec, files: dict[str, str], channels: list[ChannelSpec],
                   stderr: Callable[[], bytes], started=None) -> dict:
         """The node's report, with the end of its stderr (``stderr()``)."""
         try:
             report = self.pool.run(self._program(spec, files), channels,
-                                   argv=spec.get('argv') or [spec.get('name', 'program')],
-                                   env=spec.get('env', {}), limits=self._limits(spec),
-                                   seed=int(spec.get('seed', 0)),
-                                   epoch=int(spec.get('epoch', 0)), started=started)
+                                   argv=spec.argv, env=spec.env, limits=self._limits(spec),
+                                   seed=spec.seed, epoch=spec.epoch, started=started)
         except PoolBusy as e:
             raise HTTPServiceUnavailable(body=f'Slot not available: {e}\n',
                                          headers={'Retry-After': RETRY_AFTER}) from None
-        declared = {d['name'] for d in spec.get('devices', ())}
+        declared = {d.name for d in spec.devices}
         report.etags = {k: v for k, v in report.etags.items() if k[len('/dev/'):] in declared}
         return dict(report.to_dict(), stderr=stderr().decode('utf-8', 'replace'))
 
-    def _run(self, spec: dict, files: dict[str, str], reader, tmp: str):
+    def _run(self, spec: wire.NodeSpec, files: dict[str, str], reader, tmp: str):
         """Run the node in a warm worker; returns (report dict, [(device, output path)])."""
         self._limits(spec)
         opened: list = []
@@ -586,7 +576,7 @@ class _Streamed:
     ends ``killed``: the proxy knows why and reports the node ``skipped``).
     """
 
-    def __init__(self, owner: ObjectExecMiddleware, spec: dict, files: dict[str, str],
+    def __init__(self, owner: ObjectExecMiddleware, spec: wire.NodeSpec, files: dict[str, str],
                  reader, tmp: str, rest, budget: int, req: Request) -> None:
         self.owner, self.spec, self.files, self.reader = owner, spec, files, reader
         self.tmp, self.rest, self.budget, self.req = tmp, rest, budget, req
@@ -676,7 +666,7 @@ class _Streamed:
                                             f'({self.owner.config.max_input} bytes)')
                     link.append(chunk)
         except Exception as e:           # a cut or bad request: the links stay incomplete
-            self.owner.logger.info('%s: links not complete: %r', self.spec.get('name'), e)
+            self.owner.logger.info('%s: links not complete: %r', self.spec.name, e)
         finally:
             for name, link in self.links.items():
                 if name is not None:
@@ -701,7 +691,7 @@ class _Streamed:
                             break
                         sent[name] += len(chunk)
                         moved = True
-                        if self.spec.get('outputs', True):
+                        if self.spec.outputs:
                             yield wire.bytes_member(wire.PART_PREFIX + name, chunk)
                 if done:
                     break
@@ -716,7 +706,7 @@ class _Streamed:
         except hangup.HangUp:
             return                     # stopped: nobody reads the rest
         yield wire.json_member(wire.REPORT, report)
-        if self.spec.get('outputs', True):
+        if self.spec.outputs:
             yield from (wire.file_member(wire.DEV_PREFIX + name, path)
                         for name, path in self.outputs if not name.startswith('out/'))
 

@@ -112,35 +112,29 @@ class Dispatcher:
         self.logger = logger
         self.programs = programs or Programs()
 
-    def spec(self, plan: Plan) -> dict:
-        devices = []
-        for dev in plan.node.devices:
-            source = None
-            if dev.name == plan.local:
-                source = 'local'
-            elif dev.name in plan.inputs:
-                source = 'member'
-            devices.append({'name': dev.name, 'access': 'w' if dev.writable else 'r',
-                            'random': dev.random, 'source': source})
+    def spec(self, plan: Plan) -> wire.NodeSpec:
+        """What the object server needs to run the node (``zerocloud.wire``)."""
         node = plan.node
+        devices = [wire.DeviceSpec(dev.name, 'w' if dev.writable else 'r', dev.random,
+                                   'local' if dev.name == plan.local
+                                   else 'member' if dev.name in plan.inputs else None)
+                   for dev in node.devices]
         devices += graph.link_devices(node, self.config.max_output)
-        spec = {'name': node.name, 'argv': node.argv, 'env': {**node.exec.env, **plan.env},
-                'devices': devices, 'seed': 0, 'epoch': 0, 'outputs': plan.replica == 1,
-                'limits': {'memory': self.config.memory, 'fuel': self.config.fuel,
-                           'timeout': self.config.timeout}}
-        if node.reads_from or node.writes_to:
-            spec['stream'] = True
+        program = None
         if plan.program is None:         # file://<system image>:<member>: mount that image
-            image, member = node.exec.image_member
-            spec['program'] = {'image': image, 'member': member}
-            if not any(d['name'] == image for d in devices):
-                devices.append({'name': image, 'access': 'r', 'random': True, 'source': None})
-        return spec
+            program = node.exec.image_member
+            if not any(d.name == program[0] for d in devices):
+                devices.append(wire.DeviceSpec(program[0], 'r', True, None))
+        return wire.NodeSpec(
+            name=node.name, argv=node.argv, env={**node.exec.env, **plan.env},
+            devices=tuple(devices), outputs=plan.replica == 1,
+            stream=bool(node.reads_from or node.writes_to), program=program,
+            limits=wire.NodeLimits(self.config.memory, self.config.fuel, self.config.timeout))
 
     def members(self, plan: Plan) -> Callable[[bool], list[wire.Member]]:
         """A maker of the node's request members, with the program or not (fresh
         iterators for every attempt)."""
-        spec = json.dumps(self.spec(plan), sort_keys=True).encode()
+        spec = self.spec(plan).to_json()
 
         def members(program: bool = True, sent: Callable[[], None] | None = None
                     ) -> list[wire.Member]:
