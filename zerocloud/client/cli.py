@@ -396,7 +396,8 @@ def main(argv: list[str] | None = None) -> int:
                          + '\n')
         return EXIT_CANCELLED
     except Usage as e:
-        parser.error(str(e))
+        sys.stderr.write(f'zc: {e} (zc -h for help)\n')
+        return EXIT_USAGE
     except (jobs.BuildError, ServerError) as e:
         sys.stderr.write(f'zc: {e}\n')
         return EXIT_FAILED

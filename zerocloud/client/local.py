@@ -84,6 +84,8 @@ class LocalRun:
                     cmd += [f'--{dev.name}', str(self.file(dev.path))]
             else:
                 raise BuildError(f'{node.name}: device {dev.name} runs only on the cluster')
+        if not any(d.name == 'stderr' for d in node.devices):     # shown if it fails
+            cmd += ['--stderr', str(outdir / 'stderr')]
         if node.exec.swift_path is not None:
             program = str(self.file(node.exec.swift_path))
         else:
