@@ -63,6 +63,7 @@ def _job_options(p: argparse.ArgumentParser) -> None:
     p.add_argument('--as', dest='device', default='stdin', choices=jobs.DATA_DEVICES,
                    help='device that reads --on (stdin: sequential, input: random access)')
     p.add_argument('--env', type=_env, action='append', default=[], metavar='K=V')
+    p.add_argument('--name', help='name of the nodes (default: the program\'s file name)')
     p.add_argument('--json', action='store_true', help="print the job's JSON report")
 
 
@@ -152,7 +153,7 @@ class Client:
         if o.target is None and o.script is None:
             raise Usage('give a job (.json or .zapp), a program, or --script FILE')
         return jobs.build(o.target if o.script is None else None, o.script, o.on, o.out,
-                          o.args, o.device, dict(o.env), o.interpreter)
+                          o.args, o.device, dict(o.env), o.interpreter, o.name)
 
     def objects(self, job: list) -> dict[str, str]:
         """Node name -> the object it runs on, from the job as the proxy expands it."""

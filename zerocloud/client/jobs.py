@@ -68,7 +68,7 @@ def zapp_bytes(job: list, files: dict[str, bytes]) -> bytes:
 
 def build(program: str | None, script: str | None, on: str | None, out: str | None,
           args: str = '', device: str = 'stdin', env: dict[str, str] | None = None,
-          interpreter: str | None = None) -> Payload:
+          interpreter: str | None = None, name: str | None = None) -> Payload:
     """The job of ``zc run PROGRAM|--script FILE --on URL [--out URL]``."""
     if (program is None) == (script is None):
         raise BuildError('give a program or --script FILE, not both')
@@ -88,9 +88,9 @@ def build(program: str | None, script: str | None, on: str | None, out: str | No
         if interpreter is None:
             raise BuildError(f'no interpreter for {script}: name a .py or .lua file, or give '
                              '--interpreter file://<image>:<program>')
-        name = Path(script).name
-        files[name] = _read(script)
-        exec_ = {'path': interpreter, 'args': f'/{name} {args}'.strip()}
+        base = Path(script).name
+        files[base] = _read(script)
+        exec_ = {'path': interpreter, 'args': f'/{base} {args}'.strip()}
         group = group_name(script)
     elif program.startswith('swift://'):
         exec_ = {'path': program, 'args': args}
@@ -100,9 +100,9 @@ def build(program: str | None, script: str | None, on: str | None, out: str | No
         if data[:4] != b'\x7fELF':
             raise BuildError(f'{program} is not a program (an ELF executable): build it with '
                              'musl-gcc -static, or run a script with --script')
-        name = Path(program).name
-        files[f'bin/{name}'] = data
-        exec_ = {'path': f'bin/{name}', 'name': name, 'args': args}
+        base = Path(program).name
+        files[f'bin/{base}'] = data
+        exec_ = {'path': f'bin/{base}', 'name': base, 'args': args}
         group = group_name(program)
     if env:
         exec_['env'] = dict(env)
@@ -115,7 +115,7 @@ def build(program: str | None, script: str | None, on: str | None, out: str | No
     if out is not None:
         stdout['path'] = out
     devices.append(stdout)
-    job = [{'name': group, 'exec': exec_, 'devices': devices}]
+    job = [{'name': name or group, 'exec': exec_, 'devices': devices}]
     if files:
         return Payload(zapp_bytes(job, files), ZAPP_TYPE, job)
     return Payload(json.dumps(job).encode(), JSON_TYPE, job)
