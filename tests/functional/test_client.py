@@ -161,6 +161,9 @@ def test_new_bundle_deploy_open(zc, conn: Connection, make_container, tmp_path: 
     bundled = zc('bundle', cwd=app)
     assert bundled.returncode == 0, bundled.stderr
     assert 'bin/hello: valid program' in bundled.stderr
+    (tmp_path / 'a.txt').write_bytes(b'one two\nthree\n')
+    tried = zc('local', 'run', 'hello/hello.zapp', '--stdin', 'a.txt', '-q')
+    assert (tried.returncode, tried.stdout) == (0, '2 lines, 3 words, 14 bytes\n'), tried.stderr
     apps, docs = make_container('apps'), make_container('docs')
     deployed = zc('deploy', 'hello/hello.zapp', '--to', f'swift://~/{apps}/',
                   '--content-type', 'text/x-zc-hello')
@@ -251,7 +254,7 @@ def test_progress_on_a_terminal(swift_cluster: DevCluster, tmp_path: Path) -> No
                                    user_env(swift_cluster), tmp_path, b'')
     assert code == 0, shown
     assert out == f'{sum(range(300000))}\n'
-    assert b'\rrunning job: ' in shown and b' s elapsed, waiting for the nodes' in shown
+    assert b'\rrunning 1 node: ' in shown and b' s elapsed, waiting for the nodes' in shown
     assert b'1 node: 1 ok, 0 failed' in shown
     # quiet: nothing on the terminal
     code, shown, out = on_terminal(['run', '-q', '--script', 'spin.py', '--args', '1000'],

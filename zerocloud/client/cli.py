@@ -7,7 +7,7 @@
     zc status ID | wait ID | result ID
     zc new APP | bundle [DIR] | deploy APP.zapp [--to URL] [--content-type TYPE]
     zc open URL [--param K=V] [--source URL]
-    zc validate PROGRAM | local run JOB.json|APP.zapp --map swift://~/C=DIR
+    zc validate PROGRAM | local run JOB.json|APP.zapp [--map swift://~/C=DIR] [--stdin F]
 
 Auth options and variables are the ``swift`` command's (``zerocloud.client.
 session``).  Exit status: 0 when every node ended ``ok`` with exit code 0;
@@ -113,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('job')
     p.add_argument('--map', action='append', default=[], metavar='swift://~/C=DIR',
                    help='a container as a local directory (repeatable)')
+    p.add_argument('--stdin', metavar='FILE', type=Path,
+                   help='what stdin (or input) without a path reads: the object an app '
+                        'opens, or a request body')
     p.add_argument('--json', action='store_true')
     return parser
 
@@ -155,18 +158,18 @@ class Client:
         return jobs.build(o.target if o.script is None else None, o.script, o.on, o.out,
                           o.args, o.device, dict(o.env), o.interpreter, o.name)
 
-    def objects(self, job: list) -> dict[str, str]:
-        """Node name -> the object it runs on, from the job as the proxy expands it."""
+    def expand(self, job: list) -> dict[str, str]:
+        """Node name -> the object it runs on ('' for none), from the job as the proxy
+        expands it; empty when the client cannot tell (the server will say why)."""
         ses = self.session
         try:
             nodes = jobs.nodes(job, ses.account, ses.list_objects, ses.list_containers)
         except (ValueError, ClientException):
-            return {}        # the server says what is wrong with the job
+            return {}
         found = {}
         for node in nodes:
             path = jobs.node_object(node)
-            if path is not None:
-                found[node.name] = self.show(path)
+            found[node.name] = '' if path is None else self.show(path)
         return found
 
     def show(self, path: SwiftPath) -> str:
@@ -177,7 +180,7 @@ class Client:
         payload = self.payload()
         wants_report = self.opts.json or not _has_answer_output(payload.job)
         headers = {REPORT_HEADER: 'json'} if wants_report else {}
-        objects = self.objects(payload.job)
+        objects = self.expand(payload.job)
         total = f'{len(objects)} node{"s" * (len(objects) != 1)}' if objects else 'job'
         answer: list[Answer] = []
 
@@ -340,8 +343,9 @@ class Client:
         return EXIT_FAILED if problem else 0
 
     def cmd_local(self) -> int:
-        result, outputs = local.run(self.opts.job, local.parse_maps(self.opts.map))
-        if not self.opts.json and result.status < 300:
+        result, outputs = local.run(self.opts.job, local.parse_maps(self.opts.map),
+                                    self.opts.stdin)
+        if not self.opts.json:
             for part in outputs:
                 self.out.write(part)
         return self.show_result(result, {})

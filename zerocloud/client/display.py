@@ -71,8 +71,8 @@ def summary(result: JobResult) -> str:
     secs = '' if result.seconds is None else f' in {result.seconds:.2f} s'
     cut = ' (headers cut: use --json for every node)' if result.truncated else ''
     word = 'node' if total == 1 else 'nodes'
-    return (f'{total} {word}: {total - failed} ok, {failed} failed{secs}; '
-            f'HTTP {result.status}{cut}\n')
+    http = f'; HTTP {result.status}' if result.status else ''
+    return f'{total} {word}: {total - failed} ok, {failed} failed{secs}{http}{cut}\n'
 
 
 def report(result: JobResult) -> str:
@@ -80,7 +80,8 @@ def report(result: JobResult) -> str:
     text = table(result.nodes) if result.nodes else ''
     text += failures(result.nodes)
     if result.status >= 300 and not result.nodes:
-        return text + f'HTTP {result.status}\n' + result.body.decode('utf-8', 'replace')
+        body = result.body.decode('utf-8', 'replace')
+        return f'zc: the job was refused (HTTP {result.status}), nothing ran:\n{body}'
     return text + summary(result)
 
 

@@ -6,10 +6,11 @@ files, sorted, are the listing a wildcard expands over).  Each node then runs
 as ``zvm run`` with its devices as files: read devices are the mapped files,
 written devices with a path go to the mapped directory, and only when every
 node ended ``ok`` (as on the cluster, nothing is stored otherwise);
-``stdout`` without a path is printed.  ``exec.path`` may be a mapped
-``swift://`` program, a file of a system image (``file://python3:python3``)
-or, for a zapp, a file of the zapp.  Graphs (``connect``) and replicas run
-only on the cluster.
+``stdout`` without a path is printed, and ``stdin`` (or ``input``) without
+a path reads ``--stdin FILE`` (what an app opens, or a request body).
+``exec.path`` may be a mapped ``swift://`` program, a file of a system image
+(``file://python3:python3``) or, for a zapp, a file of the zapp.  Graphs
+(``connect``) and replicas run only on the cluster.
 """
 
 from __future__ import annotations
@@ -49,9 +50,10 @@ def parse_maps(specs: list[str]) -> dict[str, Path]:
 class LocalRun:
     """One job run locally; ``files(path)`` is where a ``swift://`` path lives here."""
 
-    def __init__(self, maps: dict[str, Path], work: Path) -> None:
+    def __init__(self, maps: dict[str, Path], work: Path, stdin: Path | None = None) -> None:
         self.maps = maps
         self.work = work
+        self.stdin = stdin              # what a readable device without a path reads
 
     def file(self, path: SwiftPath) -> Path:
         if path.account != ACCOUNT or path.container not in self.maps:
@@ -82,6 +84,8 @@ class LocalRun:
                     cmd += [f'--{dev.name}', str(outdir / dev.name)]
                 elif dev.path is not None:
                     cmd += [f'--{dev.name}', str(self.file(dev.path))]
+                elif self.stdin is not None:
+                    cmd += [f'--{dev.name}', str(self.stdin)]
             else:
                 raise BuildError(f'{node.name}: device {dev.name} runs only on the cluster')
         if not any(d.name == 'stderr' for d in node.devices):     # shown if it fails
@@ -128,7 +132,7 @@ class LocalRun:
                             outputs.append((outdir / dev.name).read_bytes())
                     elif (outdir / dev.name).stat().st_size >= dev.min_size:
                         written.append((outdir / dev.name, self.file(dev.path)))
-        job = JobResult(200, results)
+        job = JobResult(0, results)         # 0: no HTTP status, nothing was sent
         if not any(r.failed and r.status != 'ok' for r in results):
             for src, dst in written:
                 dst.parent.mkdir(parents=True, exist_ok=True)
@@ -142,8 +146,10 @@ def _pythonpath() -> str:
     return here + (os.pathsep + rest if rest else '')
 
 
-def run(job_file: str, maps: dict[str, Path]) -> tuple[JobResult, list[bytes]]:
-    """Run the job (JSON) or zapp in ``job_file`` locally: (result, outputs without a path)."""
+def run(job_file: str, maps: dict[str, Path], stdin: Path | None = None
+        ) -> tuple[JobResult, list[bytes]]:
+    """Run the job (JSON) or zapp in ``job_file`` locally: (result, outputs without a
+    path); ``stdin`` is what its readable devices without a path read (else nothing)."""
     payload = load(job_file)
     with tempfile.TemporaryDirectory(prefix='zc-local-') as tmp:
         work = Path(tmp)
@@ -159,7 +165,7 @@ def run(job_file: str, maps: dict[str, Path]) -> tuple[JobResult, list[bytes]]:
         for group in groups:
             if group.connect or group.replicate > 1:
                 raise BuildError(f'{group.name}: connect and replicate run only on the cluster')
-        local = LocalRun(maps, work / 'nodes')
+        local = LocalRun(maps, work / 'nodes', stdin)
         (work / 'nodes').mkdir()
         try:
             nodes = expand(groups, local.list_objects, local.list_containers)
