@@ -155,8 +155,13 @@ class Client:
             return jobs.load(o.target)
         if o.target is None and o.script is None:
             raise Usage('give a job (.json or .zapp), a program, or --script FILE')
-        return jobs.build(o.target if o.script is None else None, o.script, o.on, o.out,
-                          o.args, o.device, dict(o.env), o.interpreter, o.name)
+        payload = jobs.build(o.target if o.script is None else None, o.script, o.on, o.out,
+                             o.args, o.device, dict(o.env), o.interpreter, o.name)
+        if o.out is not None:           # as swift upload does, make the container
+            out = self.session.location(o.out)
+            if out.account == self.session.account and '*' not in out.container:
+                self.session.ensure_container(out.container)
+        return payload
 
     def expand(self, job: list) -> dict[str, str]:
         """Node name -> the object it runs on ('' for none), from the job as the proxy

@@ -59,7 +59,9 @@ def failures(nodes: list[NodeResult]) -> str:
         how = node.status if node.status == 'ok' else node.status or 'failed'
         if node.retcode not in (0, None):
             how = f'exit {node.retcode}' if node.status == 'ok' else f'{how}, exit {node.retcode}'
-        out.append(f'{node.name}: {how}' + (f': {node.error}' if node.error else '') + '\n')
+        what = how if not node.error else \
+            node.error if node.error.startswith(how) else f'{how}: {node.error}'
+        out.append(f'{node.name}: {what}\n')
         lines = node.stderr.rstrip('\n').splitlines()[-STDERR_LINES:]
         out.extend(f'  | {line}\n' for line in lines)
     return ''.join(out)

@@ -8,7 +8,8 @@ that reads them (so a change of the server's report changes one file):
 * the JSON report (``X-Zerovm-Report: json``), richer: host, accounting,
   outputs, and, where the server gives them, the node's object and stderr;
 * the body of a failed job: one ``<node>: <status>: <what happened>`` line
-  per failed node.
+  per failed node, then possibly the end of each one's stderr after a
+  ``--- stderr of <node> (its end) ---`` line.
 
 A deferred job's ``job-<id>.headers`` object is the same headers as JSON.
 Keys are looked up loosely (several spellings, missing ones tolerated), and
@@ -19,6 +20,7 @@ not 0, whatever the HTTP status says.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -26,6 +28,7 @@ OK = 'ok'
 NEXE = 'x-nexe-'
 OBJECT_KEYS = ('object', 'local_object', 'data_object', 'path')
 STDERR_KEYS = ('stderr', 'stderr_tail')
+STDERR_SECTION = re.compile(r'^\n?--- stderr of (\S+)(?: \([^)\n]*\))? ---\n', re.M)
 
 
 @dataclass
@@ -166,14 +169,17 @@ def _json_report(body: bytes) -> dict | None:
     return None
 
 
-def _failure_lines(body: bytes) -> list[tuple[str, ...]]:
-    """``<node>: <status>: <what happened>`` lines of a failed job's body."""
-    found = []
-    for line in body.decode('utf-8', 'replace').splitlines():
-        parts = line.split(': ', 2)
-        if len(parts) == 3:
-            found.append((parts[0], parts[2]))
-    return found
+def _failure_body(body: bytes) -> tuple[list[tuple[str, ...]], dict[str, str]]:
+    """A failed job's body: its ``<node>: <status>: <what happened>`` lines, and the
+    ``--- stderr of <node> (...) ---`` sections that may follow, by node."""
+    text = body.decode('utf-8', 'replace')
+    head, *sections = STDERR_SECTION.split(text)
+    errors = []
+    for line in head.splitlines():
+        name, sep, what = line.partition(': ')
+        if sep and what:
+            errors.append((name, what))
+    return errors, dict(zip(sections[::2], sections[1::2], strict=False))
 
 
 def parse(status: int, headers: Mapping[str, str], body: bytes) -> JobResult:
@@ -192,7 +198,10 @@ def parse(status: int, headers: Mapping[str, str], body: bytes) -> JobResult:
                 node.error = known.error
         seconds, truncated = _float(report.get('seconds')), False
     elif status >= 300:
-        _merge_errors(nodes, _failure_lines(body))
+        errors, stderr = _failure_body(body)
+        _merge_errors(nodes, errors)
+        for node in nodes:
+            node.stderr = node.stderr or stderr.get(node.name, '')
     return JobResult(status, nodes, seconds, truncated, body, report)
 
 
