@@ -264,7 +264,7 @@ def test_progress_on_a_terminal(swift_cluster: DevCluster, tmp_path: Path) -> No
 
 def test_ctrl_c_cancels_the_job(swift_cluster: DevCluster, tmp_path: Path) -> None:
     (tmp_path / 'spin.py').write_text(SPIN)
-    code, shown, out = on_terminal(['run', '--script', 'spin.py', '--args', '3000000'],
+    code, shown, out = on_terminal(['run', '--script', 'spin.py', '--args', '1500000'],
                                    user_env(swift_cluster), tmp_path, b'elapsed',
                                    lambda proc: proc.send_signal(signal.SIGINT))
     assert code == 130, shown

@@ -147,7 +147,19 @@ def test_truncated_headers_are_noticed() -> None:
 def test_the_failure_body_gives_the_reason_when_headers_do_not() -> None:
     headers = {k: v for k, v in HEADERS.items() if k != 'X-Nexe-Error'}
     result = report.parse(422, headers, b'wc-3: fault: SIGSEGV at 0x0\n')
-    assert result.nodes[2].error == 'SIGSEGV at 0x0'
+    assert result.nodes[2].error == 'fault: SIGSEGV at 0x0'
+
+
+def test_stderr_sections_of_a_failure_body_go_to_their_node() -> None:
+    body = (b'wc-2: exit 1: ValueError: bad\nwc-3: fault: SIGSEGV\n'
+            b'\n--- stderr of wc-2 (its end) ---\nTraceback\nValueError: bad\n'
+            b'\n--- stderr of wc-3 (its end) ---\nsegv\n')
+    headers = {k: v for k, v in HEADERS.items() if k != 'X-Nexe-Error'}
+    result = report.parse(422, headers, body)
+    assert [n.stderr for n in result.nodes] == ['', 'Traceback\nValueError: bad\n', 'segv\n']
+    assert result.nodes[1].error == 'exit 1: ValueError: bad'
+    text = display.failures(result.nodes)
+    assert 'wc-2: exit 1: ValueError: bad\n  | Traceback\n  | ValueError: bad\n' in text
 
 
 def test_the_json_report_is_read_loosely_with_object_and_stderr_when_given() -> None:
@@ -192,7 +204,7 @@ def test_the_table_has_a_row_per_node_and_failures_under_it() -> None:
     assert lines[1].split() == ['wc-1', 'logs/a.txt', '127.0.0.1:6203/d0', 'ok', '0', '2,000',
                                 '292', '24', '0.10']
     assert lines[3].split()[:5] == ['wc-3', '-', '-', 'fault', '-']
-    assert 'wc-2: exit 1: exit 1: bad input' in text
+    assert 'wc-2: exit 1: bad input' in text
     assert '  | line 29' in text and '  | line 9\n' not in text      # the last 20 lines
     assert 'wc-3: fault: SIGSEGV at 0x0 (null read)' in text
     assert lines[-1] == '3 nodes: 1 ok, 2 failed in 0.50 s; HTTP 200'

@@ -19,10 +19,12 @@ there yet; 130 when Ctrl-C cancelled.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
 from pathlib import Path
+from urllib.parse import quote, urlencode
 
 from swiftclient import ClientException
 from swiftclient.service import process_options
@@ -136,15 +138,20 @@ class Client:
             options = dict(vars(self.opts))
             process_options(options)
             os_options = options['os_options']
-            if not (options['auth'] and options['user'] and options['key']) and not (
-                    os_options['object_storage_url'] and os_options['auth_token']) and not (
-                    options['auth'] and (options['user'] or os_options['user_id'])
-                    and options['key']):
+            token = os_options['object_storage_url'] and os_options['auth_token']
+            password = options['auth'] and options['key'] and (
+                options['user'] or os_options['user_id'])
+            credential = options['auth'] and os_options['application_credential_id']
+            if not (token or password or credential):
                 raise Usage('no credentials: set ST_AUTH, ST_USER and ST_KEY (or OS_AUTH_URL, '
                             'OS_USERNAME, OS_PASSWORD...; or OS_STORAGE_URL and OS_AUTH_TOKEN), '
                             'or give -A, -U, -K as for the swift command')
             self._session = Session(options)
         return self._session
+
+    def progress(self, what: str, extra=lambda: ''):
+        """A live status line on a terminal, unless quiet."""
+        return contextlib.nullcontext() if self.quiet else display.Progress(what, extra)
 
     # -- running jobs --------------------------------------------------------------------
 
@@ -192,7 +199,7 @@ class Client:
         def extra() -> str:
             return f'{display.size(answer[0].received)} received' if answer else \
                 'waiting for the nodes'
-        with display.Progress(f'running {total}', extra) if not self.quiet else _Null():
+        with self.progress(f'running {total}', extra):
             answer.append(self.session.execute(payload.body, payload.content_type, headers))
             body = answer[0].read()
         result = report.parse(answer[0].status, answer[0].headers, body)
@@ -254,7 +261,7 @@ class Client:
         path = self.result_path(self.opts.id)
         deadline = None if self.opts.timeout is None else time.monotonic() + self.opts.timeout
         pause = POLL_START
-        with display.Progress(f'waiting for {self.opts.id}') if not self.quiet else _Null():
+        with self.progress(f'waiting for {self.opts.id}'):
             while (result := self.stored(path)) is None:
                 if deadline is not None and time.monotonic() >= deadline:
                     self.err.write(f'{self.opts.id}: not done after {self.opts.timeout} s\n')
@@ -312,7 +319,7 @@ class Client:
         headers = {'X-Zerovm-Execute': 'open/1.0'}
         if self.opts.source:
             headers['X-Zerovm-Source'] = self.opts.source
-        query = '&'.join(f'{_q(k)}={_q(v)}' for k, v in self.opts.param)
+        query = urlencode(self.opts.param, quote_via=quote)
         answer = ses.request('GET', path, headers, query='?' + query if query else '')
         body = answer.read()
         if answer.status >= 300 and not answer.headers.get('x-nexe-system'):
@@ -354,19 +361,6 @@ class Client:
             for part in outputs:
                 self.out.write(part)
         return self.show_result(result, {})
-
-
-class _Null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return None
-
-
-def _q(text: str) -> str:
-    from urllib.parse import quote
-    return quote(text, safe='')
 
 
 def _is_program(path: str) -> bool:

@@ -160,14 +160,15 @@ def zapp_job(data: bytes, where: str) -> list:
 def nodes(job: list, account: str, list_objects, list_containers) -> list[Node]:
     """The job's nodes as the proxy will expand them (same parser), for the object
     each one runs on; ``list_*`` list the caller's containers."""
-    groups = parse_job(job, account, system_images=_images(job))
+    groups = parse_job(job, account, system_images=system_images(job))
     for group in groups:            # devices the request fills in (zapp image...)
         group.devices = [d for d in group.devices if d.path is not None or d.name != 'image']
     return expand(groups, list_objects, list_containers)
 
 
-def _images(job: list) -> list[str]:
-    """System image names the job uses (the parser needs to know them)."""
+def system_images(job: list) -> list[str]:
+    """The names the job may use as system images (the parser needs to know them; the
+    server, which knows its images, refuses unknown ones)."""
     names = set()
     for group in job if isinstance(job, list) else []:
         if not isinstance(group, dict):

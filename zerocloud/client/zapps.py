@@ -37,8 +37,8 @@ from pathlib import Path
 
 import yaml
 
-from zerocloud.client.jobs import BuildError, zapp_bytes, zapp_job
-from zerocloud.job import FILE, SWIFT, USER_IMAGE, JobError, parse_job
+from zerocloud.client.jobs import BuildError, system_images, zapp_bytes, zapp_job
+from zerocloud.job import SWIFT, USER_IMAGE, JobError, parse_job
 from zerocloud.zapp import MAPS
 from zvm_core.elf import ElfError, load_program
 from zvm_core.validator import Policy, default_cache, validate
@@ -169,7 +169,7 @@ def check_program(name: str, data: bytes) -> str | None:
 def check(job: list, files: dict[str, bytes], where: str) -> list[str]:
     """Check a zapp's job and files as the cluster would; what was checked, one line each."""
     try:
-        groups = parse_job(job, 'zapp', system_images=_system_images(job))
+        groups = parse_job(job, 'zapp', system_images=system_images(job))
     except JobError as e:
         raise BuildError(f'{where}: the job is not valid: {e}') from None
     for group in groups:
@@ -191,17 +191,6 @@ def check(job: list, files: dict[str, bytes], where: str) -> list[str]:
                 raise BuildError(f'{where}: {name}:{e.lineno}: {e.msg}') from None
             done.append(f'{name}: Python compiles')
     return done
-
-
-def _system_images(job: list) -> list[str]:
-    names = []
-    for group in job:
-        path = str((group.get('exec') or {}).get('path') or '') if isinstance(group, dict) else ''
-        if path.startswith(FILE):
-            image = path[len(FILE):].partition(':')[0]
-            if image != USER_IMAGE:
-                names.append(image)
-    return names
 
 
 def bundle(root: Path, output: Path | None = None) -> tuple[Path, list[str]]:
