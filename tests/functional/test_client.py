@@ -102,9 +102,7 @@ def test_a_failing_node_fails_the_command_and_says_why(zc, conn: Connection, dat
                                                        guest) -> None:
     proc = zc('run', str(guest('exitcode')), '--name', 'exitcode', '--args', '3', '--on', f'swift://~/{data}/n1.txt')
     assert proc.returncode == 1
-    assert proc.stdout == 'exiting with 3 via exit\n'
-    row = rows(proc.stderr)['exitcode']
-    assert (row[3], row[4]) == ('ok', '3')
+    assert rows(proc.stderr)['exitcode'][4] == '3'
     assert 'exitcode: exit 3' in proc.stderr
     assert '0 ok, 1 failed' in proc.stderr
     proc = zc('run', str(guest('crash')), '--name', 'crash', '--args', 'null', '-q')
@@ -212,6 +210,14 @@ def test_validate_and_local_run(zc, guest, tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert 'py: exit 1' in proc.stderr and '  | ZeroDivisionError: division by zero' \
         in proc.stderr
+    (tmp_path / 'bin' / 'exitcode').write_bytes(guest('exitcode').read_bytes())
+    (tmp_path / 'exit.json').write_text(json.dumps([{
+        'name': 'ex', 'exec': {'path': 'swift://~/bin/exitcode', 'args': '2'},
+        'devices': [{'name': 'stdin', 'path': 'swift://~/data/*.txt'},
+                    {'name': 'stdout', 'path': 'swift://~/out/*.code'}]}]))
+    proc = zc('local', 'run', 'exit.json', *maps)
+    assert proc.returncode == 1 and 'ex-1: exit 2' in proc.stderr
+    assert not list((tmp_path / 'out').glob('*.code'))       # a failed job stores nothing
     unmapped = zc('local', 'run', 'job.json')
     assert unmapped.returncode == 1 and 'add --map swift://~/data=DIR' in unmapped.stderr
 

@@ -4,8 +4,8 @@ The job is parsed and expanded by the proxy's own code (``zerocloud.job``);
 ``--map swift://~/CONTAINER=DIR`` makes a container a local directory (its
 files, sorted, are the listing a wildcard expands over).  Each node then runs
 as ``zvm run`` with its devices as files: read devices are the mapped files,
-written devices with a path go to the mapped directory, and only when every
-node ended ``ok`` (as on the cluster, nothing is stored otherwise);
+written devices with a path go to the mapped directory, and only when no
+node failed (ended other than ``ok``, or with a non-zero exit code);
 ``stdout`` without a path is printed, and ``stdin`` (or ``input``) without
 a path reads ``--stdin FILE`` (what an app opens, or a request body).
 ``exec.path`` may be a mapped ``swift://`` program, a file of a system image
@@ -133,7 +133,7 @@ class LocalRun:
                     elif (outdir / dev.name).stat().st_size >= dev.min_size:
                         written.append((outdir / dev.name, self.file(dev.path)))
         job = JobResult(0, results)         # 0: no HTTP status, nothing was sent
-        if not any(r.failed and r.status != 'ok' for r in results):
+        if not any(r.failed for r in results):
             for src, dst in written:
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(src, dst)
