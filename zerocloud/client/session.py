@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from urllib.parse import quote, urlparse
 
-from swiftclient import ClientException
 from swiftclient.service import get_conn
 
 from zerocloud.job import SwiftPath, parse_location
@@ -125,27 +124,27 @@ class Session:
         return True
 
     def put(self, path: SwiftPath, data: bytes, headers: dict | None = None) -> dict:
-        """PUT an object (its container is created if needed); the answer's headers."""
-        for attempt in range(2):
-            answer = self.request('PUT', path, {'Content-Length': str(len(data)),
-                                                **(headers or {})}, data)
+        """PUT an object, creating its container if needed; the answer's headers."""
+        def put() -> Answer:
+            return self.request('PUT', path, {'Content-Length': str(len(data)),
+                                              **(headers or {})}, data)
+        answer = put()
+        body = answer.read()
+        if answer.status == 404:
+            self.ensure_container(path.container)
+            answer = put()
             body = answer.read()
-            if answer.status == 404 and attempt == 0:
-                self.ensure_container(path.container)
-                continue
-            if answer.status >= 300:
-                raise ServerError(f'PUT {path}', answer.status, answer.reason, body)
-            return answer.headers
-        raise AssertionError('unreachable')
+        if answer.status >= 300:
+            raise ServerError(f'PUT {path}', answer.status, answer.reason, body)
+        return answer.headers
 
     def ensure_container(self, container: str) -> None:
-        try:
-            self.conn.put_container(container)
-        except ClientException as e:
-            raise ServerError(f'PUT container {container}', e.http_status or 0,
-                              e.http_reason or '', (e.http_response_content or b'')
-                              if isinstance(e.http_response_content, bytes)
-                              else str(e.http_response_content or '').encode()) from None
+        """Create the container (as ``swift upload`` does); nothing if it exists."""
+        path = SwiftPath(self.account, container)
+        answer = self.request('PUT', path, {'Content-Length': '0'}, b'')
+        body = answer.read()
+        if answer.status >= 300:
+            raise ServerError(f'PUT {path}', answer.status, answer.reason, body)
 
     def list_objects(self, account: str, container: str) -> Iterator[str]:
         if account != self.account:
