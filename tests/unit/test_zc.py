@@ -168,13 +168,15 @@ def test_the_json_report_is_read_loosely_with_object_and_stderr_when_given() -> 
          'object': 'swift://AUTH_t/c/o1', 'stderr': 'Traceback\nZeroDivisionError\n',
          'accounting': {'fuel': 7, 'channels': {'/dev/stdin': {'read_bytes': 5},
                                                 '/dev/stdout': {'write_bytes': 3}}}},
-        {'name': 'a-2', 'status': 'ok', 'retcode': 0, 'stderr': {'text': 'warn'}}]})
+        {'name': 'a-2', 'status': 'ok', 'retcode': 0, 'stderr': {'text': 'warn'},
+         'object': {'account': 'AUTH_t', 'container': 'c', 'object': 'o2'}}]})
     result = report.parse(422, {'Content-Type': 'application/json'}, body.encode())
     first, second = result.nodes
     assert (first.object, first.fuel, first.bytes_in, first.bytes_out, first.retcode) == \
         ('swift://AUTH_t/c/o1', 7, 5, 3, 2)
     assert first.stderr.endswith('ZeroDivisionError\n') and first.failed
     assert second.stderr == 'warn' and not second.failed
+    assert second.object == 'AUTH_t/c/o2'
     assert result.to_json() == json.loads(body) and result.seconds == 1.5
 
 
@@ -308,3 +310,15 @@ def test_the_command_line_takes_swift_auth_options() -> None:
                                       '--script', 's.py', '--on', 'swift://~/c/*', '-q'])
     assert (opts.auth, opts.user, opts.key, opts.command, opts.quiet_cmd) == \
         ('http://a/auth/v1.0', 'u', 'k', 'run', True)
+
+
+def test_objects_in_your_account_are_shown_without_it() -> None:
+    from types import SimpleNamespace
+
+    from zerocloud.client.cli import Client
+    client = Client(build_parser().parse_args(['status', 'job-1']))
+    assert client.short('swift://AUTH_t/c/o') == 'swift://AUTH_t/c/o'    # no session yet
+    client._session = SimpleNamespace(account='AUTH_t')
+    assert [client.short(n) for n in ('swift://AUTH_t/c/o', 'AUTH_t/c/o', '/AUTH_t/c/o',
+                                      'swift://AUTH_u/c/o')] == ['c/o', 'c/o', 'c/o',
+                                                                 'swift://AUTH_u/c/o']

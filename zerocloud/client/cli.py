@@ -184,6 +184,16 @@ class Client:
             found[node.name] = '' if path is None else self.show(path)
         return found
 
+    def short(self, name: str) -> str:
+        """An object the server named, as ``c/o`` when it is in your account."""
+        if self._session is not None:
+            account = self._session.account
+            for prefix in (f'swift://{account}/', f'/v1/{account}/', f'/{account}/',
+                           f'{account}/'):
+                if name.startswith(prefix):
+                    return name[len(prefix):]
+        return name
+
     def show(self, path: SwiftPath) -> str:
         return path.path[len(self.session.account) + 2:] \
             if path.account == self.session.account else str(path)
@@ -207,7 +217,7 @@ class Client:
 
     def show_result(self, result: report.JobResult, objects: dict[str, str]) -> int:
         for node in result.nodes:
-            node.object = node.object or objects.get(node.name, '')
+            node.object = self.short(node.object) or objects.get(node.name, '')
         as_json = getattr(self.opts, 'json', False)
         if as_json:
             self.out.write(json.dumps(result.to_json(), indent=1).encode() + b'\n')

@@ -109,6 +109,14 @@ def _text(value: object) -> str:
     return value if isinstance(value, str) else ('' if value is None else str(value))
 
 
+def _object(value: object) -> str:
+    """An object named as a URL or path, or as {"account", "container", "object"}."""
+    if isinstance(value, dict) and not value.get('path'):
+        return '/'.join(str(value[k]) for k in ('account', 'container', 'object')
+                        if value.get(k))
+    return _text(value.get('path') if isinstance(value, dict) else value)
+
+
 def nodes_from_headers(headers: Mapping[str, str]) -> tuple[list[NodeResult], float | None, bool]:
     """Nodes from ``X-Nexe-*`` headers (keys lower case): (nodes, job seconds, truncated)."""
     names, cut = _split(headers.get(NEXE + 'system'))
@@ -154,7 +162,7 @@ def node_from_report(entry: Mapping) -> NodeResult:
         bytes_in=sum(c.get('read_bytes', 0) for c in channels) if channels else None,
         bytes_out=sum(c.get('write_bytes', 0) for c in channels) if channels else None,
         error=_text(entry.get('error') or entry.get('message')))
-    node.object = next((_text(entry[k]) for k in OBJECT_KEYS if entry.get(k)), '')
+    node.object = next((_object(entry[k]) for k in OBJECT_KEYS if entry.get(k)), '')
     node.stderr = next((_text(entry[k]) for k in STDERR_KEYS if entry.get(k)), '')
     return node
 
