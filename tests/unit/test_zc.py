@@ -188,6 +188,13 @@ def test_an_answer_without_nodes_keeps_the_whole_error_body() -> None:
     assert body.decode() in display.report(result)
 
 
+def test_a_refusal_that_names_no_failed_node_shows_the_body() -> None:
+    headers = {'X-Nexe-System': 'a', 'X-Nexe-Status': 'ok', 'X-Nexe-Retcode': '0'}
+    result = report.parse(422, headers, b'a: its message/cgi output is not valid: no blank line\n')
+    assert result.failed
+    assert 'HTTP 422:\na: its message/cgi output is not valid' in display.report(result)
+
+
 def test_a_stored_deferred_result_is_read_like_an_answer() -> None:
     stored = json.dumps({'Status': '200 OK', **HEADERS}).encode()
     result = report.parse_stored(stored, b'body')

@@ -84,6 +84,9 @@ def report(result: JobResult) -> str:
     if result.status >= 300 and not result.nodes:
         body = result.body.decode('utf-8', 'replace')
         return f'zc: the job was refused (HTTP {result.status}), nothing ran:\n{body}'
+    if result.status >= 300 and not any(n.failed for n in result.nodes):
+        text += f'the server answered HTTP {result.status}:\n' + \
+            result.body.decode('utf-8', 'replace')      # e.g. a program's bad CGI output
     return text + summary(result)
 
 
