@@ -376,7 +376,7 @@ class Client:
 def _is_program(path: str) -> bool:
     try:
         with open(path, 'rb') as f:
-            return f.read(4) == b'\x7fELF'
+            return f.read(4) == jobs.ELF_MAGIC
     except OSError:
         return False
 

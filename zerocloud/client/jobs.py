@@ -31,6 +31,7 @@ JSON_TYPE = 'application/json'
 ZAPP_TYPE = 'application/x-gzip'
 INTERPRETERS = {'.py': 'file://python3:python3', '.lua': 'file://lua:lua'}
 DATA_DEVICES = ('stdin', 'input')
+ELF_MAGIC = b'\x7fELF'
 _BAD_NAME = re.compile(r'[^A-Za-z0-9_.-]+')
 
 
@@ -60,8 +61,8 @@ def zapp_bytes(job: list, files: dict[str, bytes]) -> bytes:
     with tarfile.open(fileobj=raw, mode='w', format=tarfile.USTAR_FORMAT) as tar:
         for name, data in [(MAPS[0], json.dumps(job, indent=1).encode()), *files.items()]:
             info = tarfile.TarInfo(name)
-            info.size, info.mode, info.mtime = len(data), 0o755 if data[:4] == b'\x7fELF' \
-                else 0o644, 0
+            info.size, info.mtime = len(data), 0
+            info.mode = 0o755 if data[:4] == ELF_MAGIC else 0o644
             tar.addfile(info, io.BytesIO(data))
     return gzip.compress(raw.getvalue(), mtime=0)
 
@@ -97,7 +98,7 @@ def build(program: str | None, script: str | None, on: str | None, out: str | No
         group = group_name(program)
     else:
         data = _read(program)
-        if data[:4] != b'\x7fELF':
+        if data[:4] != ELF_MAGIC:
             raise BuildError(f'{program} is not a program (an ELF executable): build it with '
                              'musl-gcc -static, or run a script with --script')
         base = Path(program).name

@@ -96,10 +96,10 @@ class Session:
                            {'X-Auth-Token': token, **headers})
         return Answer(self._http.getresponse())
 
-    def execute(self, payload_body: bytes, content_type: str, headers: dict,
-                path: SwiftPath | None = None) -> Answer:
-        return self.request('POST', path, {EXECUTE: '1.0', 'Content-Type': content_type,
-                                           **headers}, payload_body)
+    def execute(self, body: bytes, content_type: str, headers: dict) -> Answer:
+        """POST a job (or zapp) to the account."""
+        return self.request('POST', None, {EXECUTE: '1.0', 'Content-Type': content_type,
+                                           **headers}, body)
 
     def cancel(self) -> None:
         """Close the connection of the request under way: the server stops its job."""

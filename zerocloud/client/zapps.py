@@ -37,14 +37,13 @@ from pathlib import Path
 
 import yaml
 
-from zerocloud.client.jobs import BuildError, system_images, zapp_bytes, zapp_job
+from zerocloud.client.jobs import ELF_MAGIC, BuildError, system_images, zapp_bytes, zapp_job
 from zerocloud.job import SWIFT, USER_IMAGE, JobError, parse_job
 from zerocloud.zapp import MAPS
 from zvm_core.elf import ElfError, load_program
 from zvm_core.validator import Policy, default_cache, validate
 
 MANIFEST = 'zapp.yaml'
-ELF_MAGIC = b'\x7fELF'
 
 ZAPP_YAML = '''\
 # The app: its job (boot/system.map of the zapp, doc/job-reference.md) and the
