@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -421,10 +422,13 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f'zc: {e.msg}: {e.http_status} {e.http_reason}\n{text}'.rstrip() + '\n'
                          if e.http_status else f'zc: {e}\n')
         return EXIT_FAILED
-    except OSError as e:
-        sys.stderr.write(f'zc: {e}\n')
+    except BrokenPipeError:            # zc run ... | head: the reader has enough
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_FAILED
-    return 0
+    except OSError as e:
+        where = f'{e.filename}: ' if e.filename else ''
+        sys.stderr.write(f'zc: {where}{e.strerror or e}\n')
+        return EXIT_FAILED
 
 
 if __name__ == '__main__':

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from zerocloud.job import Node, SwiftPath, expand, parse_job, parse_location
-from zerocloud.zapp import MAPS, looks_like_archive
+from zerocloud.zapp import GZIP_MAGIC, MAPS, looks_like_archive
 
 JSON_TYPE = 'application/json'
 ZAPP_TYPE = 'application/x-gzip'
@@ -141,12 +141,15 @@ def load(path: str) -> Payload:
     return Payload(data, JSON_TYPE, job)
 
 
+def tar_bytes(zapp: bytes) -> bytes:
+    """A zapp as a plain tar (zapps may be gzipped)."""
+    return gzip.decompress(zapp) if zapp[:2] == GZIP_MAGIC else zapp
+
+
 def zapp_job(data: bytes, where: str) -> list:
     """The job description inside a zapp (gzipped or not)."""
     try:
-        if data[:2] == b'\x1f\x8b':
-            data = gzip.decompress(data)
-        with tarfile.open(fileobj=io.BytesIO(data), mode='r:') as tar:
+        with tarfile.open(fileobj=io.BytesIO(tar_bytes(data)), mode='r:') as tar:
             names = {m.name.lstrip('./'): m for m in tar}
             found = next((names[m] for m in MAPS if m in names), None)
             if found is None:

@@ -15,7 +15,6 @@ a path reads ``--stdin FILE`` (what an app opens, or a request body).
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import shutil
@@ -24,10 +23,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from zerocloud.client.jobs import BuildError, load
+from zerocloud.client.jobs import ZAPP_TYPE, BuildError, load, tar_bytes
 from zerocloud.client.report import JobResult, node_from_report
 from zerocloud.job import USER_IMAGE, JobError, Node, SwiftPath, expand, parse_job
-from zerocloud.zapp import looks_like_archive
 from zvm_core import sysimages
 
 ACCOUNT = 'local'
@@ -154,10 +152,9 @@ def run(job_file: str, maps: dict[str, Path], stdin: Path | None = None
     with tempfile.TemporaryDirectory(prefix='zc-local-') as tmp:
         work = Path(tmp)
         image = None
-        data = Path(job_file).read_bytes()
-        if looks_like_archive(data[:512]):
+        if payload.content_type == ZAPP_TYPE:
             image = work / 'image.tar'
-            image.write_bytes(_tar(data))
+            image.write_bytes(tar_bytes(payload.body))
         try:
             groups = parse_job(payload.job, ACCOUNT, system_images=_images())
         except JobError as e:
@@ -172,10 +169,6 @@ def run(job_file: str, maps: dict[str, Path], stdin: Path | None = None
         except JobError as e:
             raise BuildError(f'{job_file}: {e}') from None
         return local.run(nodes, image)
-
-
-def _tar(data: bytes) -> bytes:
-    return gzip.decompress(data) if data[:2] == b'\x1f\x8b' else data
 
 
 def _images() -> list[str]:

@@ -28,7 +28,6 @@ job with the deployed zapp as ``image``, so ``zc open`` (a ``GET`` with
 from __future__ import annotations
 
 import glob
-import gzip
 import io
 import json
 import tarfile
@@ -37,7 +36,14 @@ from pathlib import Path
 
 import yaml
 
-from zerocloud.client.jobs import ELF_MAGIC, BuildError, system_images, zapp_bytes, zapp_job
+from zerocloud.client.jobs import (
+    ELF_MAGIC,
+    BuildError,
+    system_images,
+    tar_bytes,
+    zapp_bytes,
+    zapp_job,
+)
 from zerocloud.job import SWIFT, USER_IMAGE, JobError, parse_job
 from zerocloud.zapp import MAPS
 from zvm_core.elf import ElfError, load_program
@@ -214,7 +220,7 @@ def read_zapp(path: Path) -> tuple[list, dict[str, bytes], bytes]:
     """A zapp file's job, its files (without the map) and its uncompressed tar."""
     data = path.read_bytes()
     job = zapp_job(data, str(path))
-    raw = gzip.decompress(data) if data[:2] == b'\x1f\x8b' else data
+    raw = tar_bytes(data)
     files = {}
     with tarfile.open(fileobj=io.BytesIO(raw), mode='r:') as tar:
         for member in tar:
