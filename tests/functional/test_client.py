@@ -176,6 +176,8 @@ def test_new_bundle_deploy_open(zc, conn: Connection, make_container, tmp_path: 
         in deployed.stderr
     try:
         conn.put_object(docs, 'a.hello', b'one two\nthree\n', content_type='text/x-zc-hello')
+        ran = zc('run', 'hello/hello.zapp', '--on', f'swift://~/{docs}/*.hello', '-q')
+        assert (ran.returncode, ran.stdout) == (0, '2 lines, 3 words, 14 bytes\n'), ran.stderr
         opened = zc('open', f'swift://~/{docs}/a.hello', '-q')
         assert (opened.returncode, opened.stdout) == (0, '2 lines, 3 words, 14 bytes\n'), \
             opened.stderr

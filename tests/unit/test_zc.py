@@ -107,6 +107,18 @@ def test_a_job_file_or_zapp_is_read_as_is(tmp_path: Path) -> None:
         jobs.load(str(tmp_path / 'bad.json'))
 
 
+def test_a_zapp_runs_over_objects_given_on_the_command_line() -> None:
+    job = [{'name': 'a', 'exec': {'path': 'bin/a'},
+            'devices': [{'name': 'stdin'}, {'name': 'stdout'}]}]
+    zapp = jobs.Payload(jobs.zapp_bytes(job, {'bin/a': b'prog'}), jobs.ZAPP_TYPE, job)
+    bound = jobs.rebind(zapp, 'swift://~/c/*.txt', 'swift://~/o/*.out', 'a.zapp')
+    assert bound.job[0]['devices'] == [{'name': 'stdin', 'path': 'swift://~/c/*.txt'},
+                                       {'name': 'stdout', 'path': 'swift://~/o/*.out'}]
+    assert jobs.read_zapp(bound.body, 'a.zapp') == (bound.job, {'bin/a': b'prog'})
+    with pytest.raises(jobs.BuildError, match='no group has stdin or input without a path'):
+        jobs.rebind(bound, 'swift://~/c/x', None, 'a.zapp')
+
+
 def test_nodes_and_their_objects_are_expanded_like_the_proxy_does() -> None:
     job = [{'name': 'wc', 'exec': {'path': 'swift://~/bin/wc'},
             'devices': [{'name': 'stdin', 'path': 'swift://~/logs/*.txt'}, {'name': 'stdout'}]}]
@@ -270,7 +282,7 @@ def test_new_writes_a_skeleton_that_bundle_checks(tmp_path: Path, guest) -> None
     (root / 'bin' / 'hello').write_bytes(guest(root / 'hello.c').read_bytes())
     path, checked = zapps.bundle(root)
     assert checked == ['bin/hello: valid program', 'hello.py: Python compiles']
-    job, files, _ = zapps.read_zapp(path)
+    job, files = jobs.read_zapp(path.read_bytes(), str(path))
     assert sorted(files) == ['bin/hello', 'hello.py'] and job[0]['exec'] == {'path': 'bin/hello'}
 
 

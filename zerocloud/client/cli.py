@@ -1,7 +1,7 @@
 """The ``zc`` command (``doc/client.md``).
 
     zc [swift auth options] COMMAND ...
-    zc run JOB.json|APP.zapp [--json] [-q]
+    zc run JOB.json|APP.zapp [--json] [-q]   (a zapp also takes --on and --out)
     zc run PROGRAM|--script FILE [--on URL] [--out URL] [--args ARGS] [--as stdin|input]
     zc submit ...same as run...            prints the job id (deferred)
     zc status ID | wait ID | result ID
@@ -158,15 +158,25 @@ class Client:
 
     def payload(self) -> jobs.Payload:
         o = self.opts
-        if o.script is None and o.on is None and o.out is None and o.target and \
-                not o.target.startswith('swift://') and not _is_program(o.target):
-            return jobs.load(o.target)
         if o.target is None and o.script is None:
             raise Usage('give a job (.json or .zapp), a program, or --script FILE')
-        payload = jobs.build(o.target if o.script is None else None, o.script, o.on, o.out,
-                             o.args, o.device, dict(o.env), o.interpreter, o.name)
-        if o.out is not None:           # as swift upload does, make the container
-            out = self.session.location(o.out)
+        if o.script is None and not o.target.startswith('swift://') and \
+                not _is_program(o.target):
+            payload = jobs.load(o.target)
+            if o.on is None and o.out is None:
+                return payload
+            if payload.content_type != jobs.ZAPP_TYPE:
+                raise Usage('--on and --out go with a program, a script or a zapp: a job '
+                            'description names its objects itself')
+            return self.made_out(jobs.rebind(payload, o.on, o.out, o.target))
+        program = o.target if o.script is None else None
+        return self.made_out(jobs.build(program, o.script, o.on, o.out, o.args, o.device,
+                                        dict(o.env), o.interpreter, o.name))
+
+    def made_out(self, payload: jobs.Payload) -> jobs.Payload:
+        """Create the container of ``--out`` (as ``swift upload`` does)."""
+        if self.opts.out is not None:
+            out = self.session.location(self.opts.out)
             if out.account == self.session.account and '*' not in out.container:
                 self.session.ensure_container(out.container)
         return payload
@@ -305,7 +315,9 @@ class Client:
         return 0
 
     def cmd_deploy(self) -> int:
-        job, files, tar = zapps.read_zapp(Path(self.opts.zapp))
+        data = Path(self.opts.zapp).read_bytes()
+        job, files = jobs.read_zapp(data, self.opts.zapp)
+        tar = jobs.tar_bytes(data)
         for line in zapps.check(job, files, self.opts.zapp):
             self.err.write(f'  {line}\n')
         ses = self.session

@@ -161,6 +161,35 @@ def zapp_job(data: bytes, where: str) -> list:
         raise BuildError(f'{where} is not a valid zapp: {e}') from None
 
 
+def read_zapp(data: bytes, where: str) -> tuple[list, dict[str, bytes]]:
+    """A zapp's job and its other files (name -> content)."""
+    job = zapp_job(data, where)
+    files = {}
+    with tarfile.open(fileobj=io.BytesIO(tar_bytes(data)), mode='r:') as tar:
+        for member in tar:
+            name = member.name.removeprefix('./').lstrip('/')
+            if member.isfile() and name not in MAPS:
+                files[name] = tar.extractfile(member).read()
+    return job, files
+
+
+def rebind(payload: Payload, on: str | None, out: str | None, where: str) -> Payload:
+    """A zapp run over ``on`` (its devices without a path that read: stdin, input)
+    with its stdout without a path stored as ``out``."""
+    job, files = read_zapp(payload.body, where)
+    for url, names, what in ((on, DATA_DEVICES, 'stdin or input'), (out, ('stdout',),
+                                                                    'stdout')):
+        if url is None:
+            continue
+        free = [d for g in job for d in g.get('devices') or []
+                if isinstance(d, dict) and d.get('name') in names and not d.get('path')]
+        if not free:
+            raise BuildError(f'{where}: no group has {what} without a path to give {url}')
+        for device in free:
+            device['path'] = url
+    return Payload(zapp_bytes(job, files), ZAPP_TYPE, job)
+
+
 def nodes(job: list, account: str, list_objects, list_containers) -> list[Node]:
     """The job's nodes as the proxy will expand them (same parser), for the object
     each one runs on; ``list_*`` list the caller's containers."""

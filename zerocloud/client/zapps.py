@@ -28,24 +28,14 @@ job with the deployed zapp as ``image``, so ``zc open`` (a ``GET`` with
 from __future__ import annotations
 
 import glob
-import io
 import json
-import tarfile
 import tempfile
 from pathlib import Path
 
 import yaml
 
-from zerocloud.client.jobs import (
-    ELF_MAGIC,
-    BuildError,
-    system_images,
-    tar_bytes,
-    zapp_bytes,
-    zapp_job,
-)
+from zerocloud.client.jobs import ELF_MAGIC, BuildError, system_images, zapp_bytes
 from zerocloud.job import SWIFT, USER_IMAGE, JobError, parse_job
-from zerocloud.zapp import MAPS
 from zvm_core.elf import ElfError, load_program
 from zvm_core.validator import Policy, default_cache, validate
 
@@ -214,20 +204,6 @@ def bundle(root: Path, output: Path | None = None) -> tuple[Path, list[str]]:
     output = output or root / f'{spec["name"]}.zapp'
     output.write_bytes(zapp_bytes(spec['job'], files))
     return output, checked
-
-
-def read_zapp(path: Path) -> tuple[list, dict[str, bytes], bytes]:
-    """A zapp file's job, its files (without the map) and its uncompressed tar."""
-    data = path.read_bytes()
-    job = zapp_job(data, str(path))
-    raw = tar_bytes(data)
-    files = {}
-    with tarfile.open(fileobj=io.BytesIO(raw), mode='r:') as tar:
-        for member in tar:
-            name = member.name.lstrip('./')
-            if member.isfile() and name not in MAPS:
-                files[name] = tar.extractfile(member).read()
-    return job, files, raw
 
 
 def registered_job(job: list, image_url: str) -> list:
