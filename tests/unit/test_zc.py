@@ -341,3 +341,23 @@ def test_objects_in_your_account_are_shown_without_it() -> None:
     assert [client.short(n) for n in ('swift://AUTH_t/c/o', 'AUTH_t/c/o', '/AUTH_t/c/o',
                                       'swift://AUTH_u/c/o')] == ['c/o', 'c/o', 'c/o',
                                                                  'swift://AUTH_u/c/o']
+
+
+def test_keystone_and_v1_credentials_come_as_for_the_swift_command(monkeypatch) -> None:
+    from zerocloud.client.cli import Client
+    for name in ('ST_AUTH', 'ST_USER', 'ST_KEY', 'ST_AUTH_VERSION', 'OS_AUTH_URL',
+                 'OS_USERNAME', 'OS_PASSWORD', 'OS_STORAGE_URL', 'OS_AUTH_TOKEN'):
+        monkeypatch.delenv(name, raising=False)
+    keystone = Client(build_parser().parse_args([
+        '--os-auth-url', 'http://keystone/v3', '--os-username', 'u', '--os-password', 'p',
+        '--os-project-name', 'proj', '--os-user-domain-name', 'dom',
+        '--os-project-domain-name', 'dom', 'status', 'job-1'])).session.conn
+    assert (keystone.authurl, keystone.user, keystone.key, keystone.auth_version) == \
+        ('http://keystone/v3', 'u', 'p', '3')
+    assert keystone.os_options['project_name'] == 'proj'
+    monkeypatch.setenv('ST_AUTH', 'http://proxy/auth/v1.0')
+    monkeypatch.setenv('ST_USER', 'test:tester')
+    monkeypatch.setenv('ST_KEY', 'testing')
+    v1 = Client(build_parser().parse_args(['status', 'job-1'])).session.conn
+    assert (v1.authurl, v1.user, v1.key, v1.auth_version) == \
+        ('http://proxy/auth/v1.0', 'test:tester', 'testing', '1.0')
