@@ -62,7 +62,8 @@ def _job_options(p: argparse.ArgumentParser) -> None:
                    help='program that runs --script (default by extension)')
     p.add_argument('--on', metavar='URL', help="objects to run on, e.g. 'swift://~/c/*.csv'")
     p.add_argument('--out', metavar='URL', help="store stdout here, e.g. 'swift://~/c/*.out'")
-    p.add_argument('--args', default='', help='arguments of the program or script')
+    p.add_argument('--args', default='',
+                   help="arguments of the program or script (one starting with -: --args=-n)")
     p.add_argument('--as', dest='device', default='stdin', choices=jobs.DATA_DEVICES,
                    help='device that reads --on (stdin: sequential, input: random access)')
     p.add_argument('--env', type=_env, action='append', default=[], metavar='K=V')
@@ -72,7 +73,8 @@ def _job_options(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog='zc', description='Run jobs, scripts and apps on ZeroCloud.',
+        prog='zc', usage='zc [swift auth options] COMMAND [options]',
+        description='Run jobs, scripts and apps on ZeroCloud.',
         epilog='Auth: the swift command\'s options and ST_*/OS_* variables '
                '(zc --os-help lists them).')
     add_default_args(parser)
