@@ -175,6 +175,11 @@ class Client:
         return self.made_out(jobs.build(program, o.script, o.on, o.out, o.args, o.device,
                                         dict(o.env), o.interpreter, o.name))
 
+    def report_header(self, payload: jobs.Payload) -> dict[str, str]:
+        """Ask for the JSON report with --json, or when no output comes back anyway."""
+        wanted = self.opts.json or not _has_answer_output(payload.job)
+        return {REPORT_HEADER: 'json'} if wanted else {}
+
     def made_out(self, payload: jobs.Payload) -> jobs.Payload:
         """Create the container of ``--out`` (as ``swift upload`` does)."""
         if self.opts.out is not None:
@@ -208,13 +213,11 @@ class Client:
         return name
 
     def show(self, path: SwiftPath) -> str:
-        return path.path[len(self.session.account) + 2:] \
-            if path.account == self.session.account else str(path)
+        return self.short('swift:/' + path.path)
 
     def cmd_run(self) -> int:
         payload = self.payload()
-        wants_report = self.opts.json or not _has_answer_output(payload.job)
-        headers = {REPORT_HEADER: 'json'} if wants_report else {}
+        headers = self.report_header(payload)
         objects = self.expand(payload.job)
         total = f'{len(objects)} node{"s" * (len(objects) != 1)}' if objects else 'job'
         answer: list[Answer] = []
@@ -246,9 +249,7 @@ class Client:
 
     def cmd_submit(self) -> int:
         payload = self.payload()
-        headers = {DEFERRED_HEADER: 'always'}
-        if self.opts.json or not _has_answer_output(payload.job):
-            headers[REPORT_HEADER] = 'json'
+        headers = {DEFERRED_HEADER: 'always', **self.report_header(payload)}
         answer = self.session.execute(payload.body, payload.content_type, headers)
         body = answer.read()
         if answer.status != 202:
