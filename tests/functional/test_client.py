@@ -211,6 +211,9 @@ def test_validate_and_local_run(zc, guest, tmp_path: Path) -> None:
     assert (tmp_path / 'out' / 'a.count').read_text().split() == ['2', '2', '4']
     assert (tmp_path / 'out' / 'b.count').read_text().split() == ['1', '3', '6']
     assert rows(proc.stderr)['wc-2'][1:4] == ['data/b.txt', 'local', 'ok']
+    (tmp_path / 'words.py').write_text('import sys\nprint(len(sys.stdin.read().split()))\n')
+    proc = zc('local', 'run', '--script', 'words.py', '--on', 'swift://~/data/*.txt', *maps)
+    assert (proc.returncode, proc.stdout) == (0, '2\n3\n'), proc.stderr
     (tmp_path / 'fail.json').write_text(json.dumps([{
         'name': 'py', 'exec': {'path': 'file://python3:python3', 'args': '-c "1/0"'},
         'devices': [{'name': 'stdout'}]}]))

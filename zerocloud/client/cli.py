@@ -7,7 +7,8 @@
     zc status ID | wait ID | result ID
     zc new APP | bundle [DIR] | deploy APP.zapp [--to URL] [--content-type TYPE]
     zc open URL [--param K=V] [--source URL]
-    zc validate PROGRAM | local run JOB.json|APP.zapp [--map swift://~/C=DIR] [--stdin F]
+    zc validate PROGRAM
+    zc local run ...same as run... [--map swift://~/C=DIR] [--stdin FILE]
 
 Auth options and variables are the ``swift`` command's (``zerocloud.client.
 session``).  Exit status: 0 when every node ended ``ok`` with exit code 0;
@@ -114,14 +115,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('program', help='a local file, or swift://~/c/o (its stored verdict)')
     p = sub.add_parser('local', help='try a job on this machine (zvm)')
     lsub = p.add_subparsers(dest='local_command', metavar='run', required=True)
-    p = lsub.add_parser('run', parents=[quiet], help='run a job or zapp locally')
-    p.add_argument('job')
+    p = lsub.add_parser('run', parents=[quiet], help='run a job, zapp, program or script '
+                                                      'here, with --map for its objects')
+    _job_options(p)
     p.add_argument('--map', action='append', default=[], metavar='swift://~/C=DIR',
                    help='a container as a local directory (repeatable)')
     p.add_argument('--stdin', metavar='FILE', type=Path,
                    help='what stdin (or input) without a path reads: the object an app '
                         'opens, or a request body')
-    p.add_argument('--json', action='store_true')
     return parser
 
 
@@ -158,8 +159,10 @@ class Client:
 
     # -- running jobs --------------------------------------------------------------------
 
-    def payload(self) -> jobs.Payload:
+    def payload(self, remote: bool = True) -> jobs.Payload:
+        """What ``run`` sends (``remote``: also create the container of ``--out``)."""
         o = self.opts
+        made_out = self.made_out if remote else (lambda payload: payload)
         if o.target is None and o.script is None:
             raise Usage('give a job (.json or .zapp), a program, or --script FILE')
         if o.script is None and not o.target.startswith('swift://') and \
@@ -170,10 +173,10 @@ class Client:
             if payload.content_type != jobs.ZAPP_TYPE:
                 raise Usage('--on and --out go with a program, a script or a zapp: a job '
                             'description names its objects itself')
-            return self.made_out(jobs.rebind(payload, o.on, o.out, o.target))
+            return made_out(jobs.rebind(payload, o.on, o.out, o.target))
         program = o.target if o.script is None else None
-        return self.made_out(jobs.build(program, o.script, o.on, o.out, o.args, o.device,
-                                        dict(o.env), o.interpreter, o.name))
+        return made_out(jobs.build(program, o.script, o.on, o.out, o.args, o.device,
+                                   dict(o.env), o.interpreter, o.name))
 
     def report_header(self, payload: jobs.Payload) -> dict[str, str]:
         """Ask for the JSON report with --json, or when no output comes back anyway."""
@@ -381,8 +384,9 @@ class Client:
         return EXIT_FAILED if problem else 0
 
     def cmd_local(self) -> int:
-        result, outputs = local.run(self.opts.job, local.parse_maps(self.opts.map),
-                                    self.opts.stdin)
+        payload = self.payload(remote=False)
+        result, outputs = local.run(payload, self.opts.target or self.opts.script,
+                                    local.parse_maps(self.opts.map), self.opts.stdin)
         if not self.opts.json:
             for part in outputs:
                 self.out.write(part)

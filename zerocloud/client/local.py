@@ -1,4 +1,7 @@
-"""``zc local run``: a job (or zapp) run on this machine with ``zvm``, before the cluster.
+"""``zc local run``: a job run on this machine with ``zvm``, before the cluster.
+
+The job is what ``zc run`` would send (a job description, a zapp, or one
+built for a program or script ``--on`` objects).
 
 The job is parsed and expanded by the proxy's own code (``zerocloud.job``);
 ``--map swift://~/CONTAINER=DIR`` makes a container a local directory (its
@@ -23,9 +26,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from zerocloud.client.jobs import ZAPP_TYPE, BuildError, load, tar_bytes
+from zerocloud.client.jobs import ZAPP_TYPE, BuildError, Payload, tar_bytes
 from zerocloud.client.report import JobResult, node_from_report
-from zerocloud.job import USER_IMAGE, JobError, Node, SwiftPath, expand, parse_job
+from zerocloud.job import USER_IMAGE, Device, JobError, Node, SwiftPath, expand, parse_job
 from zvm_core import sysimages
 
 ACCOUNT = 'local'
@@ -144,11 +147,10 @@ def _pythonpath() -> str:
     return here + (os.pathsep + rest if rest else '')
 
 
-def run(job_file: str, maps: dict[str, Path], stdin: Path | None = None
+def run(payload: Payload, where: str, maps: dict[str, Path], stdin: Path | None = None
         ) -> tuple[JobResult, list[bytes]]:
-    """Run the job (JSON) or zapp in ``job_file`` locally: (result, outputs without a
+    """Run a job (JSON) or zapp (from ``where``) locally: (result, outputs without a
     path); ``stdin`` is what its readable devices without a path read (else nothing)."""
-    payload = load(job_file)
     with tempfile.TemporaryDirectory(prefix='zc-local-') as tmp:
         work = Path(tmp)
         image = None
@@ -158,16 +160,18 @@ def run(job_file: str, maps: dict[str, Path], stdin: Path | None = None
         try:
             groups = parse_job(payload.job, ACCOUNT, system_images=_images())
         except JobError as e:
-            raise BuildError(f'{job_file}: {e}') from None
+            raise BuildError(f'{where}: {e}') from None
         for group in groups:
             if group.connect or group.replicate > 1:
                 raise BuildError(f'{group.name}: connect and replicate run only on the cluster')
+            if image is not None and not any(d.name == USER_IMAGE for d in group.devices):
+                group.devices.append(Device(USER_IMAGE))    # as the proxy does for a zapp
         local = LocalRun(maps, work / 'nodes', stdin)
         (work / 'nodes').mkdir()
         try:
             nodes = expand(groups, local.list_objects, local.list_containers)
         except JobError as e:
-            raise BuildError(f'{job_file}: {e}') from None
+            raise BuildError(f'{where}: {e}') from None
         return local.run(nodes, image)
 
 
