@@ -258,6 +258,7 @@ from swift.common.swob import (
     HTTPUnprocessableEntity,
     Request,
     Response,
+    str_to_wsgi,
     wsgi_to_str,
     wsgify,
 )
@@ -1047,7 +1048,7 @@ class ProxyExecMiddleware:
         etag = (res.report.get('etags') or {}).get('/dev/' + dev.name)
         if etag:
             headers['ETag'] = etag
-        headers.update({f'X-Object-Meta-{k}': v for k, v in dev.meta.items()})
+        headers.update({f'X-Object-Meta-{k}': str_to_wsgi(v) for k, v in dev.meta.items()})
         sub = _sub(req, 'PUT', '/v1' + dev.path.path, headers=headers)
         sub.environ['wsgi.input'] = res.outputs[dev.name]
         resp = sub.get_response(self.app)
