@@ -217,6 +217,11 @@ Configuration (``proxy-server.conf``), after the auth filter::
     # zerovm_timeout); a chain of jobs stops after chain_timeout seconds
     interactive_timeout = 60
     chain_timeout = 20
+    # zapps are unpacked after authorisation, off the event loop, within:
+    # members, uncompressed bytes, uncompressed / compressed (beyond 1 MiB)
+    zapp_max_members = 10000
+    zapp_max_size = 268435456
+    zapp_max_ratio = 200
 
 ``swift_dir`` (usually from ``[DEFAULT]``) says where the rings are.
 """
@@ -271,7 +276,7 @@ from swift.common.utils import (
 from swift.common.wsgi import make_subrequest
 from swift.proxy.controllers.base import get_container_info
 
-from zerocloud import cgiout, chain, deferred, graph, hangup, placement, sources, wire
+from zerocloud import cgiout, chain, deferred, graph, hangup, placement, sources, wire, zapp
 from zerocloud.job import (
     Device,
     JobError,
@@ -483,6 +488,7 @@ class ProxyExecMiddleware:
         self.system_images = conf.get('zerovm_sysimage_devices', '').split()[::2]
         self.interactive_timeout = float(conf.get('interactive_timeout', self.timeout))
         self.chain_timeout = float(conf.get('chain_timeout', 20))
+        self.zapp_limits = zapp.Limits.from_conf(conf)
         # (ip, port, digest) of programs sent to object servers, least recently used first
         self.known_programs: collections.OrderedDict[tuple, None] = collections.OrderedDict()
         self.sending: dict[tuple, Event] = {}   # programs on their way: set once sent
@@ -577,9 +583,11 @@ class ProxyExecMiddleware:
         if mode not in ('', 'json'):
             raise HTTPBadRequest(body=f'{REPORT_HEADER} must be "json"\n')
         when = deferred.mode(req)
+        version = 'v1' if version == sources.OPEN else version
+        # before any work the request pays for: reading a body, unpacking a zapp
+        self._authorize(req, 'POST', f'/{version}/{account}', None)
         launch = (sources.open_launch if opening else sources.post_launch)(
             self, req, account, container, obj)
-        version = 'v1' if version == sources.OPEN else version
 
         def job(launch: Launch) -> Response:
             return self.execute(req, version, account, mode == 'json', launch)

@@ -6,10 +6,11 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import threading
 
 import pytest
 from archives import tar_bytes
-from swift.common.concurrency import sleep
+from swift.common.concurrency import sleep, spawn
 from swift.common.swob import HTTPBadRequest, HTTPException, Request, Response
 from test_proxy_filter import ACCOUNT, TEXT, FakeRing, FakeSwift, Servers, ok
 
@@ -220,6 +221,74 @@ def test_zapp_members_and_limits() -> None:
     with pytest.raises(HTTPException) as err:
         zapp.gunzip(io.BytesIO(gzip.compress(b'a' * 100)[:-5]), io.BytesIO(), 999, 'z')
     assert err.value.body == b'z is not a valid gzip file: it ends too early\n'
+
+
+def bomb(members: int = 20000, map_last: bool = True) -> bytes:
+    """A gzipped tar of many empty members (then the job description)."""
+    files = {f'e/{i}': b'' for i in range(members)}
+    if map_last:
+        files['boot/system.map'] = b'[]'
+    return gzip.compress(tar_bytes(files), mtime=0)
+
+
+def test_zapp_member_count_and_expansion_are_bounded() -> None:
+    f = io.BytesIO(gzip.decompress(bomb(50)))
+    assert zapp.system_map(f, 10, 'z', max_members=51) == b'[]'
+    with pytest.raises(HTTPException) as err:
+        zapp.system_map(f, 10, 'z', max_members=50)
+    assert err.value.status_int == 413
+    assert err.value.body == b'z has more than 50 members (zapp_max_members)\n'
+    zeros = gzip.compress(bytes(4 << 20))
+    with pytest.raises(HTTPException) as err:
+        zapp.gunzip(io.BytesIO(zeros), io.BytesIO(), 8 << 20, 'z', ratio=200)
+    assert err.value.status_int == 413
+    assert err.value.body == b'z expands more than 200 times (zapp_max_ratio)\n'
+    assert zapp.gunzip(io.BytesIO(zeros), io.BytesIO(), 8 << 20, 'z', ratio=2000) == 4 << 20
+    small = gzip.compress(bytes(1 << 19))                    # below the floor: any ratio
+    assert zapp.gunzip(io.BytesIO(small), io.BytesIO(), 1 << 20, 'z', ratio=2) == 1 << 19
+    assert zapp.Limits.from_conf({'zapp_max_members': '7'}) == zapp.Limits(members=7)
+    with pytest.raises(ValueError):
+        zapp.Limits.from_conf({'zapp_max_ratio': '0'})
+
+
+def test_a_zapp_without_a_token_is_refused_before_it_is_read(mw, swift, monkeypatch) -> None:
+    def unpacked(*args, **kwargs):
+        raise AssertionError('the zapp was unpacked before authorisation')
+    monkeypatch.setattr(zapp, 'gunzip', unpacked)
+    monkeypatch.setattr(zapp, 'system_map', unpacked)
+    req = Request.blank(ACCOUNT, method='POST', body=bomb(), headers={
+        'X-Zerovm-Execute': '1.0', 'Content-Type': 'application/x-gzip'})
+    req.environ['swift.authorize'] = lambda sub: Response(status=401)
+    resp = req.get_response(mw)
+    assert resp.status_int == 401
+    assert resp.body == b'Unauthorized: a valid token is needed to execute jobs in swift://AUTH_a\n'
+    assert req.environ['wsgi.input'].tell() == 0                       # not even read
+
+
+def test_a_zapp_bomb_is_refused_by_its_limit(swift, monkeypatch) -> None:
+    monkeypatch.setattr(placement, 'object_ring', lambda swift_dir, policy: FakeRing())
+    mw = ProxyExecMiddleware(swift, {'zapp_max_members': '1000'})
+    resp = request(mw, body=bomb(), **{'Content-Type': 'application/x-gzip'})
+    assert resp.status_int == 413
+    assert resp.body == (b'the request body has more than 1000 members '
+                         b'(zapp_max_members)\n')
+
+
+def test_a_zapp_is_unpacked_off_the_event_loop(mw, servers, monkeypatch) -> None:
+    """The map is read in a thread: meanwhile a green thread runs (it releases it)."""
+    released = threading.Event()
+    read_map = zapp.system_map
+
+    def system_map(*args, **kwargs):
+        assert released.wait(timeout=30), 'the event loop was blocked while unpacking'
+        return read_map(*args, **kwargs)
+    monkeypatch.setattr(zapp, 'system_map', system_map)
+    spawn(released.set)
+    job = [{'name': 'app', 'exec': {'path': 'bin/prog'}, 'devices': [{'name': 'stdout'}]}]
+    archive = tar_bytes({'boot/system.map': json.dumps(job).encode(), 'bin/prog': b'\x7fELF'})
+    servers(d0=ok(), d1=ok(), d2=ok())
+    resp = request(mw, body=gzip.compress(archive), **{'Content-Type': 'application/x-gzip'})
+    assert resp.status_int == 200, resp.body
 
 
 def test_a_chain_runs_jobs_until_a_response_is_not_one() -> None:
