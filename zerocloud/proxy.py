@@ -217,6 +217,9 @@ Configuration (``proxy-server.conf``), after the auth filter::
     # zerovm_timeout); a chain of jobs stops after chain_timeout seconds
     interactive_timeout = 60
     chain_timeout = 20
+    # a deferred job's state in Swift is refreshed this often (seconds); one
+    # three times as old is a lost job (its proxy stopped)
+    deferred_heartbeat = 10
     # zapps are unpacked after authorisation, off the event loop, within:
     # members, uncompressed bytes, uncompressed / compressed (beyond 1 MiB)
     zapp_max_members = 10000
@@ -489,6 +492,7 @@ class ProxyExecMiddleware:
         self.interactive_timeout = float(conf.get('interactive_timeout', self.timeout))
         self.chain_timeout = float(conf.get('chain_timeout', 20))
         self.zapp_limits = zapp.Limits.from_conf(conf)
+        self.deferred_heartbeat = float(conf.get('deferred_heartbeat', 10))
         # (ip, port, digest) of programs sent to object servers, least recently used first
         self.known_programs: collections.OrderedDict[tuple, None] = collections.OrderedDict()
         self.sending: dict[tuple, Event] = {}   # programs on their way: set once sent
@@ -500,6 +504,8 @@ class ProxyExecMiddleware:
         if method == 'PUT' and _wants_validation(env):
             return self.validated_put(env, start_response)
         if method in ('GET', 'HEAD'):
+            deferred.settle_lost(self.app, env, self.logger)
+
             def start_with_verdict(status, headers, exc_info=None):
                 return start_response(status, headers + _verdict_headers(headers), exc_info)
             return self.app(env, start_with_verdict)
@@ -596,7 +602,7 @@ class ProxyExecMiddleware:
             return deferred.run(
                 self.app, req, when, account, container, self.interactive_timeout,
                 lambda: chain.run(job, launch, self.chain_timeout, self.max_config),
-                self.logger)
+                self.logger, self.deferred_heartbeat)
         if when != 'never':             # a deferred job goes on without its client
             return run()
         with hangup.stop_on_hangup(req.environ, 'the job'):

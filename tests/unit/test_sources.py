@@ -6,11 +6,13 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import logging
 import threading
+import time
 
 import pytest
 from archives import tar_bytes
-from swift.common.concurrency import sleep, spawn
+from swift.common.concurrency import LightQueue, sleep, spawn
 from swift.common.swob import HTTPBadRequest, HTTPException, Request, Response
 from test_proxy_filter import ACCOUNT, TEXT, FakeRing, FakeSwift, Servers, ok
 
@@ -324,6 +326,69 @@ def test_deferred_always_stores_the_result_after_answering() -> None:
     assert body == b'result' and headers['Content-Type'] == 'text/x-r'
     stored = json.loads(app.objects[f'{ACCOUNT}/c/{name}.headers'][1])
     assert stored['Status'] == '200 OK' and stored['X-Nexe-Status'] == 'ok'
+
+
+class DeletingSwift(FakeSwift):
+    def __call__(self, env, start_response):
+        if env['REQUEST_METHOD'] == 'DELETE':
+            self.calls.append(('DELETE', env['PATH_INFO'], {}))
+            found = self.objects.pop(env['PATH_INFO'], None)
+            return Response(status=204 if found else 404)(env, start_response)
+        return super().__call__(env, start_response)
+
+
+def test_a_deferred_job_keeps_its_state_in_swift_while_it_runs() -> None:
+    app = DeletingSwift()
+    req = Request.blank(ACCOUNT + '/c', method='POST')
+    release: LightQueue = LightQueue()
+
+    def work() -> Response:
+        deferred.launched(req)
+        release.get()
+        return Response(body=b'result')
+    resp = deferred.run(app, req, 'always', 'AUTH_a', 'c', 1.0, work, logger=None,
+                        heartbeat=0.01)
+    name = resp.body.decode().strip().rsplit('/', 1)[1]
+    state = f'{ACCOUNT}/c/{name}.state'
+    sleep(0.05)
+    first = json.loads(app.objects[state][1])
+    assert first['state'] == 'running' and first['heartbeat'] == 0.01
+    sleep(0.05)
+    assert json.loads(app.objects[state][1])['updated'] > first['updated']     # refreshed
+    release.put(None)
+    sleep(0.05)
+    assert state not in app.objects                                           # done: gone
+    assert json.loads(app.objects[f'{ACCOUNT}/c/{name}.headers'][1])['Status'] == '200 OK'
+
+
+def lost_env(app: FakeSwift, updated: float, heartbeat: float = 10.0) -> dict:
+    name = 'job-' + '7' * 32
+    app.objects[f'{ACCOUNT}/c/{name}.state'] = ({}, json.dumps(
+        {'state': 'running', 'heartbeat': heartbeat, 'updated': updated}).encode())
+    return Request.blank(f'{ACCOUNT}/c/{name}.headers').environ
+
+
+def test_reading_the_result_of_a_job_whose_proxy_stopped_reports_it_lost() -> None:
+    app = DeletingSwift()
+    env = lost_env(app, time.time() - 31)
+    deferred.settle_lost(app, env, logging.getLogger('test'))
+    name = f'{ACCOUNT}/c/job-' + '7' * 32
+    stored = json.loads(app.objects[name + '.headers'][1])
+    assert stored['Status'] == '503 Service Unavailable' and stored['X-Nexe-Status'] == 'lost'
+    assert stored['X-Nexe-Error'].startswith('the proxy running this deferred job stopped')
+    assert app.objects[name][1].startswith(b'the proxy running this deferred job stopped')
+    assert name + '.state' not in app.objects
+
+
+def test_a_fresh_state_or_a_stored_result_is_left_alone() -> None:
+    app = DeletingSwift()
+    deferred.settle_lost(app, lost_env(app, time.time() - 29), logging.getLogger('test'))
+    assert not [c for c in app.calls if c[0] == 'PUT']                       # still running
+    app = DeletingSwift()
+    env = lost_env(app, time.time() - 100)
+    app.objects[f'{ACCOUNT}/c/job-' + '7' * 32 + '.headers'] = ({}, b'{}')
+    deferred.settle_lost(app, env, logging.getLogger('test'))
+    assert [c[0] for c in app.calls] == ['HEAD']                              # done already
 
 
 def test_deferred_auto_answers_a_quick_result_itself() -> None:
