@@ -590,8 +590,8 @@ class ProxyExecMiddleware:
             raise HTTPBadRequest(body=f'{REPORT_HEADER} must be "json"\n')
         when = deferred.mode(req)
         version = 'v1' if version == sources.OPEN else version
-        # before any work the request pays for: reading a body, unpacking a zapp
-        self._authorize(req, 'POST', f'/{version}/{account}', None)
+        if not opening:     # before any work the request pays for: its body, a zapp
+            self._authorize(req, 'POST', f'/{version}/{account}', None)
         launch = (sources.open_launch if opening else sources.post_launch)(
             self, req, account, container, obj)
 

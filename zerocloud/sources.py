@@ -480,6 +480,7 @@ def _stored_zapp(mw: ProxyExecMiddleware, req: Request, path: SwiftPath, account
     """The launch of a zapp object (by content type, or first bytes if octet-stream)."""
     if content_type not in TAR_TYPES + GZIP_TYPES + (OCTET_STREAM,):
         return None
+    mw._authorize(req, 'POST', f'/v1/{account}', None)     # before unpacking it
     resp = mw._read(req, 'GET', path)
     try:
         src = FileLikeIter(resp.app_iter)
