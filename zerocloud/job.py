@@ -75,6 +75,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from urllib.parse import quote, unquote
 
+from swift.common import constraints
+
 READABLE, WRITABLE, RANDOM = 1, 2, 4
 DEVICES = {
     'stdin': READABLE,
@@ -111,6 +113,10 @@ _ILLEGAL = re.compile('[\x00-\x1f\x7f\ud800-\udfff\ufffe\uffff]')
 _NAME_FORBIDDEN = re.compile(r'[\s/,]')
 _ENV_NAME = re.compile(r'[A-Za-z_][A-Za-z0-9_]*')
 _HEADER_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+# Metadata bounds are Swift's (swift.conf), checked here so that storing an
+# output never fails on them after the job ran.
+META_LIMITS = (constraints.MAX_META_NAME_LENGTH, constraints.MAX_META_VALUE_LENGTH,
+               constraints.MAX_META_COUNT, constraints.MAX_META_OVERALL_SIZE)
 
 
 class JobError(ValueError):
@@ -389,6 +395,9 @@ def _group_name(value: object, number: int) -> str:
     if _NAME_FORBIDDEN.search(name) or name in ('.', '..'):
         raise _invalid('node name', where, f'{json.dumps(name)}: whitespace, "/" and "," '
                        'are not allowed, nor "." and ".."')
+    if not name.isascii():
+        raise _invalid('node name', where, f'{json.dumps(name)}: only ASCII characters are '
+                       'allowed (node names are sent in X-Nexe-* response headers)')
     return name
 
 
@@ -474,12 +483,27 @@ def _ok_exit(value: object, where: str) -> tuple[int, ...]:
 
 
 def _meta(value: object, what: str, where: str) -> dict[str, str]:
+    """Object metadata; values are any Unicode text, stored UTF-8 encoded as Swift does."""
     if not isinstance(value, dict):
         raise _invalid(what, where, f'must be an object, got {_show(value)}')
+    max_name, max_value, max_count, max_total = META_LIMITS
+    if len(value) > max_count:
+        raise _invalid(what, where, f'{len(value)} items, at most {max_count} are allowed')
+    total = 0
     for key, item in value.items():
         if not _HEADER_TOKEN.fullmatch(key):
             raise _invalid(what, where, f'{json.dumps(key)} cannot be part of a header name')
-        _string(item, f'{what} {key}', where)
+        if len(key) > max_name:
+            raise _invalid(what, where, f'name {json.dumps(key)} is longer than {max_name} '
+                           'characters')
+        size = len(_string(item, f'{what} {key}', where).encode())
+        if size > max_value:
+            raise _invalid(what, where, f'value of {key} is {size} bytes (UTF-8), at most '
+                           f'{max_value} are allowed')
+        total += len(key) + size
+    if total > max_total:
+        raise _invalid(what, where, f'{total} bytes of names and values, at most {max_total} '
+                       'are allowed')
     return dict(value)
 
 
@@ -512,6 +536,9 @@ def _parse_device(spec: object, number: int, account: str, images: frozenset[str
     content_type = _optional(spec, 'content_type')
     if content_type is not None:
         device.content_type = _string(content_type, f'content_type for device {name}', where)
+        if not device.content_type.isascii():
+            raise _invalid(f'content_type for device {name}', where,
+                           'only ASCII characters are allowed (it is a header value)')
     device.meta = _meta(_optional(spec, 'meta', {}), f'meta for device {name}', where)
     device.mode = _optional(spec, 'mode')
     if device.mode is not None and device.mode not in MODES:

@@ -217,6 +217,14 @@ Configuration (``proxy-server.conf``), after the auth filter::
     # zerovm_timeout); a chain of jobs stops after chain_timeout seconds
     interactive_timeout = 60
     chain_timeout = 20
+    # a deferred job's state in Swift is refreshed this often (seconds); one
+    # three times as old is a lost job (its proxy stopped)
+    deferred_heartbeat = 10
+    # zapps are unpacked after authorisation, off the event loop, within:
+    # members, uncompressed bytes, uncompressed / compressed (beyond 1 MiB)
+    zapp_max_members = 10000
+    zapp_max_size = 268435456
+    zapp_max_ratio = 200
 
 ``swift_dir`` (usually from ``[DEFAULT]``) says where the rings are.
 """
@@ -258,6 +266,7 @@ from swift.common.swob import (
     HTTPUnprocessableEntity,
     Request,
     Response,
+    str_to_wsgi,
     wsgi_to_str,
     wsgify,
 )
@@ -270,7 +279,7 @@ from swift.common.utils import (
 from swift.common.wsgi import make_subrequest
 from swift.proxy.controllers.base import get_container_info
 
-from zerocloud import cgiout, chain, deferred, graph, hangup, placement, sources, wire
+from zerocloud import cgiout, chain, deferred, graph, hangup, placement, sources, wire, zapp
 from zerocloud.job import (
     Device,
     JobError,
@@ -483,6 +492,8 @@ class ProxyExecMiddleware:
         self.system_images = conf.get('zerovm_sysimage_devices', '').split()[::2]
         self.interactive_timeout = float(conf.get('interactive_timeout', self.timeout))
         self.chain_timeout = float(conf.get('chain_timeout', 20))
+        self.zapp_limits = zapp.Limits.from_conf(conf)
+        self.deferred_heartbeat = float(conf.get('deferred_heartbeat', 10))
         # (ip, port, digest) of programs sent to object servers, least recently used first
         self.known_programs: collections.OrderedDict[tuple, None] = collections.OrderedDict()
         self.sending: dict[tuple, Event] = {}   # programs on their way: set once sent
@@ -494,6 +505,8 @@ class ProxyExecMiddleware:
         if method == 'PUT' and _wants_validation(env):
             return self.validated_put(env, start_response)
         if method in ('GET', 'HEAD'):
+            deferred.settle_lost(self.app, env, self.logger)
+
             def start_with_verdict(status, headers, exc_info=None):
                 return start_response(status, headers + _verdict_headers(headers), exc_info)
             return self.app(env, start_with_verdict)
@@ -579,9 +592,11 @@ class ProxyExecMiddleware:
         if mode not in ('', 'json'):
             raise HTTPBadRequest(body=f'{REPORT_HEADER} must be "json"\n')
         when = deferred.mode(req)
+        version = 'v1' if version == sources.OPEN else version
+        if not opening:     # before any work the request pays for: its body, a zapp
+            self._authorize(req, 'POST', f'/{version}/{account}', None)
         launch = (sources.open_launch if opening else sources.post_launch)(
             self, req, account, container, obj)
-        version = 'v1' if version == sources.OPEN else version
 
         def job(launch: Launch) -> Response:
             return self.execute(req, version, account, mode == 'json', launch)
@@ -590,7 +605,7 @@ class ProxyExecMiddleware:
             return deferred.run(
                 self.app, req, when, account, container, self.interactive_timeout,
                 lambda: chain.run(job, launch, self.chain_timeout, self.max_config),
-                self.logger)
+                self.logger, self.deferred_heartbeat)
         if when != 'never':             # a deferred job goes on without its client
             return run()
         with hangup.stop_on_hangup(req.environ, 'the job'):
@@ -1050,7 +1065,7 @@ class ProxyExecMiddleware:
         etag = (res.report.get('etags') or {}).get('/dev/' + dev.name)
         if etag:
             headers['ETag'] = etag
-        headers.update({f'X-Object-Meta-{k}': v for k, v in dev.meta.items()})
+        headers.update({f'X-Object-Meta-{k}': str_to_wsgi(v) for k, v in dev.meta.items()})
         sub = _sub(req, 'PUT', '/v1' + dev.path.path, headers=headers)
         sub.environ['wsgi.input'] = res.outputs[dev.name]
         resp = sub.get_response(self.app)

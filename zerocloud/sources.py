@@ -77,6 +77,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
+from swift.common.concurrency import tpool
 from swift.common.swob import (
     HTTPBadRequest,
     HTTPClientDisconnect,
@@ -261,8 +262,7 @@ def _load(mw: ProxyExecMiddleware, src, content_type: str, declared: int | None,
             if script_path is None:         # the script is the request body
                 launch.input, data = data, None
             return launch
-        image = _image(mw, data, content_type, head, where)
-        launch = Launch(zapp.system_map(image.file, mw.max_config, where), image=image)
+        launch = tpool.execute(_open_zapp, mw, data, content_type, head, where)
         data = None
         return launch
     finally:
@@ -270,19 +270,24 @@ def _load(mw: ProxyExecMiddleware, src, content_type: str, declared: int | None,
             data.file.close()
 
 
-def _image(mw: ProxyExecMiddleware, data: Input, content_type: str, head: bytes,
-           where: str) -> Input:
-    """``data`` uncompressed in place (the same Input, now a plain tar)."""
+def _open_zapp(mw: ProxyExecMiddleware, data: Input, content_type: str, head: bytes,
+               where: str) -> Launch:
+    """The launch of zapp ``data``, uncompressed in place (run in a thread: untrusted)."""
+    limits = mw.zapp_limits
     if content_type in GZIP_TYPES or head.startswith(zapp.GZIP_MAGIC):
         plain = _spooled()
         try:
-            data.size = zapp.gunzip(data.file, plain, mw.max_input, where)
+            data.size = zapp.gunzip(data.file, plain, limits.size, where, limits.ratio,
+                                    'zapp_max_size')
         except BaseException:
             plain.close()
             raise
         data.file.close()
         data.file = plain
-    return data
+    elif data.size > limits.size:
+        raise HTTPRequestEntityTooLarge(
+            body=f'{where} is larger than {limits.size} bytes (zapp_max_size)\n')
+    return Launch(zapp.system_map(data.file, mw.max_config, where, limits.members), image=data)
 
 
 def _job_too_large(mw: ProxyExecMiddleware) -> HTTPException:
@@ -475,6 +480,7 @@ def _stored_zapp(mw: ProxyExecMiddleware, req: Request, path: SwiftPath, account
     """The launch of a zapp object (by content type, or first bytes if octet-stream)."""
     if content_type not in TAR_TYPES + GZIP_TYPES + (OCTET_STREAM,):
         return None
+    mw._authorize(req, 'POST', f'/v1/{account}', None)     # before unpacking it
     resp = mw._read(req, 'GET', path)
     try:
         src = FileLikeIter(resp.app_iter)
@@ -580,7 +586,8 @@ def fetch_programs(mw: ProxyExecMiddleware, req: Request, nodes: Iterable[Node],
                         if device.path not in images:
                             images[device.path] = mw._fetch(req, device.path, mw.max_input)[0]
                         image, name = images[device.path], str(device.path)
-                    found[key] = zapp.member(image.file, member, mw.max_nexe, name)
+                    found[key] = tpool.execute(zapp.member, image.file, member, mw.max_nexe,
+                                               name, mw.zapp_limits.members)
             programs[node.name] = found[key]
     finally:
         for image in images.values():
