@@ -153,6 +153,9 @@ def zvm(tmp_path_factory) -> Zvm:
     env = dict(os.environ)
     env['ZVM_CACHE_DIR'] = str(tmp_path_factory.mktemp('zvm-verdicts'))
     env['PYTHONPATH'] = os.pathsep.join(filter(None, [str(REPO), env.get('PYTHONPATH')]))
+    # the emulator's own tests check fuel and its fault messages; engine-neutral tests
+    # pass --engine (tests/sandbox/test_native.py), and ZVM_ENGINE=auto runs them all natively
+    env.setdefault('ZVM_ENGINE', 'emulated')
     return Zvm(tmp_path_factory.mktemp('zvm-runs'), env)
 
 

@@ -230,14 +230,13 @@ def _cmd_run(opts: argparse.Namespace) -> int:
     except ValueError as e:
         raise ChannelError(f'bad limit: {e}') from None
     try:
-        engine = engines.choose(opts.engine, fuel=opts.fuel is not None)
+        engines.choose(opts.engine, fuel=opts.fuel is not None)     # usage errors, now
     except engines.EngineError as e:
         raise ChannelError(str(e)) from None
-    if opts.repeat > 1 and engine == 'native':
-        engine = engines.requested(opts.engine)
-        if engine == 'native':
-            raise ChannelError('--repeat runs through the worker pool, which runs the '
-                               'emulated engine only: use --engine emulated or auto')
+    engine = 'emulated' if opts.fuel is not None else opts.engine
+    if opts.repeat > 1 and engines.requested(engine) == 'native':
+        raise ChannelError('--repeat runs through the worker pool, which runs the '
+                           'emulated engine only: use --engine emulated or auto')
     try:
         program, mounts = _images(opts)
     except SysImageError as e:

@@ -22,8 +22,11 @@ Performed by the kernel directly:
   personality would answer for that number).
 
 Refused outright: another architecture (``int 0x80``, ``sysenter``: the i386
-ABI) and the x32 ABI kill the process (``SIGSYS``, status ``fault``);
-``mprotect`` with ``PROT_EXEC`` or with bits above 32 is an errno.
+ABI) kills the process (``SIGSYS``, status ``fault``); the x32 ABI (numbers
+from ``0x40000000``, the range the kernel would run as x32) is ``ENOSYS``, as
+on a kernel built without it and under the emulator (other large or negative
+numbers go to the personality, which says ``ENOSYS`` too); ``mprotect`` with
+``PROT_EXEC`` or with bits above 32 is an errno.
 
 Written as BPF here rather than with libseccomp: the loader is a static
 program without libc, the filter is a dozen blocks, and building it in
@@ -38,6 +41,7 @@ import struct
 CTL_FD = 1030                   # loader.c: CTL_FD
 AUDIT_ARCH_X86_64 = 0xC000003E
 X32_SYSCALL_BIT = 0x40000000
+X32_RANGE = 0x1000              # numbers the kernel would run as x32 (it has ~550)
 NR_CLOSE, NR_MPROTECT, NR_SENDMSG, NR_EXIT, NR_ARCH_PRCTL, NR_EXIT_GROUP = 3, 10, 46, 60, 158, 231
 ARCH_CODES = (0x1001, 0x1002, 0x1003, 0x1004)     # SET_GS, SET_FS, GET_FS, GET_GS
 PROT_EXEC = 4
@@ -73,7 +77,8 @@ def program(ctl_fd: int = CTL_FD) -> list[tuple[int, int, int, int]]:
     """The filter as (code, jt, jf, k) instructions."""
     notify, allow = _ret(RET_USER_NOTIF), _ret(RET_ALLOW)
     prog = [_ld(_ARCH), _jeq(AUDIT_ARCH_X86_64, 1, 0), _ret(RET_KILL_PROCESS),
-            _ld(_NR), (_JGE, 0, 1, X32_SYSCALL_BIT), _ret(RET_KILL_PROCESS)]
+            _ld(_NR), (_JGE, 2, 0, X32_SYSCALL_BIT + X32_RANGE), (_JGE, 0, 1, X32_SYSCALL_BIT),
+            _ret(RET_ERRNO | errno.ENOSYS)]
     prog += _block(NR_EXIT, [allow]) + _block(NR_EXIT_GROUP, [allow])
     for nr in (NR_CLOSE, NR_SENDMSG):           # the kernel reads an int: the low half
         prog += _block(nr, [_ld(_arg(0)), _jeq(ctl_fd, 0, 1), allow, notify])
