@@ -51,9 +51,9 @@ import time
 from zvm_core import engines
 from zvm_core.channels import READ, WRITE, Channel, ChannelError, FdBacking, Quota
 from zvm_core.elf import ElfError, load_program
+from zvm_core.engines import CHOICES
 from zvm_core.executor import DEFAULT_FUEL, DEFAULT_MEMORY, DEFAULT_TIMEOUT, Limits, run
 from zvm_core.pool import ChannelSpec, Pool
-from zvm_core.engines import CHOICES
 from zvm_core.report import Report
 from zvm_core.session import run_session
 from zvm_core.validator import Policy, default_cache, validate

@@ -34,9 +34,8 @@ from unicorn.x86_const import (
     UC_X86_REG_SS,
 )
 
-from zvm_core import engines
+from zvm_core import engines, snapshot, trap
 from zvm_core import guard as zguard
-from zvm_core import snapshot, trap
 from zvm_core.channels import READ, WRITE, Channel, standard_order
 from zvm_core.elf import PF_R, PF_W, PF_X, ElfError, Program, load_program
 from zvm_core.memory import (
