@@ -101,4 +101,6 @@ NOTIF = struct.Struct('<QII iIQ6Q')     # id, pid, flags, data{nr, arch, ip, arg
 RESP = struct.Struct('<QqiI')           # id, val, error, flags
 IOCTL_NOTIF_RECV = 0xC0502100           # _IOWR('!', 0, struct seccomp_notif)
 IOCTL_NOTIF_SEND = 0xC0182101           # _IOWR('!', 1, struct seccomp_notif_resp)
+IOCTL_NOTIF_SET_FLAGS = 0x40082104      # _IOW('!', 4, __u64), Linux 6.6
 USER_NOTIF_FLAG_CONTINUE = 1
+USER_NOTIF_FD_SYNC_WAKE_UP = 1          # wake the supervisor on this CPU: a faster round trip

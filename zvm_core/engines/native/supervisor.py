@@ -189,6 +189,11 @@ class _Supervisor:
     def __init__(self, guest: Guest, pid: int, listener: int, deadline: float) -> None:
         self.guest, self.pid, self.listener, self.deadline = guest, pid, listener, deadline
         self.pidfd = os.pidfd_open(pid)
+        try:
+            fcntl.ioctl(listener, seccomp.IOCTL_NOTIF_SET_FLAGS,
+                        seccomp.USER_NOTIF_FD_SYNC_WAKE_UP)
+        except OSError:
+            pass                        # before Linux 6.6: the same, a little slower
         self.notif = bytearray(seccomp.NOTIF.size)
         self.stopped: str | None = None     # 'timeout' or 'stop' when we killed it
 
