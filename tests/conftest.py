@@ -31,6 +31,10 @@ from zvm_core.toolchain import BuildError, build_static
 REPO = Path(__file__).resolve().parent.parent
 PROGRAMS = REPO / 'tests' / 'programs'
 BUILD = REPO / '.zvm-build' / 'programs'
+# Most tests check the emulated engine's own accounting (fuel, snapshots, fault
+# messages): they run it unless ZVM_ENGINE says otherwise (the CLI, the pool and the
+# cluster's servers read it); tests/sandbox/test_native.py names its engines.
+os.environ.setdefault('ZVM_ENGINE', 'emulated')
 CLI = [sys.executable, '-m', 'zvm_core.cli']
 RUN_TIMEOUT = 120          # seconds for one CLI subprocess; a hang fails the test
 
@@ -153,9 +157,6 @@ def zvm(tmp_path_factory) -> Zvm:
     env = dict(os.environ)
     env['ZVM_CACHE_DIR'] = str(tmp_path_factory.mktemp('zvm-verdicts'))
     env['PYTHONPATH'] = os.pathsep.join(filter(None, [str(REPO), env.get('PYTHONPATH')]))
-    # the emulator's own tests check fuel and its fault messages; engine-neutral tests
-    # pass --engine (tests/sandbox/test_native.py), and ZVM_ENGINE=auto runs them all natively
-    env.setdefault('ZVM_ENGINE', 'emulated')
     return Zvm(tmp_path_factory.mktemp('zvm-runs'), env)
 
 

@@ -145,3 +145,22 @@ def test_rdtsc_programs_run_emulated_under_auto(guest, zvm):
     strict = zvm.run(prog, opts=NATIVE)
     assert strict.status == 'validation', strict
     assert 'rdtsc' in strict.report['message'] or 'time-stamp' in strict.report['message']
+
+
+def test_pool_worker_runs_either_engine(guest, tmp_path):
+    from zvm_core.channels import READ, WRITE
+    from zvm_core.pool import ChannelSpec, Pool
+    data = text_input(200)
+    (tmp_path / 'in').write_bytes(data)
+    outputs = {}
+    with Pool(size=1, queue=0) as pool:
+        for engine in ('native', 'emulated', 'native'):
+            with open(tmp_path / 'in', 'rb') as fin, open(tmp_path / 'out', 'wb') as fout:
+                report = pool.run(str(guest('cat')), [
+                    ChannelSpec('/dev/stdin', fin.fileno(), READ),
+                    ChannelSpec('/dev/stdout', fout.fileno(), WRITE)],
+                    argv=['cat'], engine=engine)
+            assert report.status == 'ok' and report.engine == engine, report
+            outputs[engine] = (tmp_path / 'out').read_bytes()
+        assert pool.pids and all(os.path.exists(f"/proc/{pid}") for pid in pool.pids)
+    assert outputs['native'] == outputs['emulated'] == data

@@ -45,6 +45,7 @@
 #define SYS_dup2 33
 #define SYS_sendmsg 46
 #define SYS_exit 60
+#define SYS_getrlimit 97
 #define SYS_getppid 110
 #define SYS_personality 135
 #define SYS_prctl 157
@@ -197,7 +198,10 @@ void __attribute__((noreturn, used)) loader_main(void) {
         if (sig != 9 && sig != 19) sys6(SYS_rt_sigaction, sig, (long)dfl, 0, 8, 0, 0);
 
     /* 5. limits and process attributes */
-    limit(9, hdr.as_limit, hdr.as_limit, "setrlimit AS");
+    struct rlim as;         /* lower only: a worker's own limit may be below ours */
+    check(sys3(SYS_getrlimit, 9, &as, 0), "getrlimit AS");
+    u64 cap = hdr.as_limit < as.max ? hdr.as_limit : as.max;
+    limit(9, cap, cap, "setrlimit AS");
     limit(4, 0, 0, "setrlimit CORE");
     limit(1, 0, 0, "setrlimit FSIZE");
     limit(6, 0, 0, "setrlimit NPROC");
