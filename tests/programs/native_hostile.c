@@ -12,8 +12,12 @@
  *   spin       a loop without system calls
  *   forkbomb   fork() 10000 times, printing how many succeeded
  *   fds        open /dev/stdin until refused, printing the count and errno
+ *   plant W    fill 16 MiB of heap and 1 MiB of stack with W reversed (not in argv)
+ *   scan W [loader]   count W reversed in fresh heap and stack (and, natively, in
+ *              the loader's pages at 0x7e0000000000): what an earlier run left
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
@@ -108,6 +112,40 @@ int main(int argc, char **argv)
         while ((fd = sys(SYS_open, (long)"/dev/stdin", 0, 0, 0, 0, 0)) >= 0)
             n++;
         printf("fds %d %ld\n", n, fd);
+        return 0;
+    }
+    if ((!strcmp(what, "plant") || !strcmp(what, "scan")) && argc > 2) {
+        char word[64];
+        size_t n = strlen(argv[2]), found = 0;
+        if (n == 0 || n >= sizeof word)
+            return 2;
+        for (size_t i = 0; i < n; i++)
+            word[i] = argv[2][n - 1 - i];
+        size_t heap = 16 << 20;
+        unsigned char *p = malloc(heap);
+        volatile unsigned char stack[1 << 20];
+        if (!strcmp(what, "plant")) {
+            for (size_t i = 0; i + n <= heap; i += n)
+                memcpy(p + i, word, n);
+            for (size_t i = 0; i + n <= sizeof stack; i++)
+                stack[i] = (unsigned char)word[i % n];
+            printf("planted\n");
+            return 0;
+        }
+        for (size_t i = 0; i + n <= heap; i++)
+            found += !memcmp(p + i, word, n);
+        for (size_t i = 0; i + n <= sizeof stack; i++) {
+            size_t k = 0;
+            while (k < n && stack[i + k] == (unsigned char)word[k])
+                k++;
+            found += k == n;
+        }
+        if (argc > 3 && !strcmp(argv[3], "loader")) {
+            const unsigned char *l = (const unsigned char *)0x7e0000000000UL;
+            for (size_t i = 0; i + n <= 0x14000; i++)
+                found += !memcmp(l + i, word, n);
+        }
+        printf("found %zu\n", found);
         return 0;
     }
     printf("still running after %s\n", what);

@@ -164,3 +164,11 @@ def test_pool_worker_runs_either_engine(guest, tmp_path):
             outputs[engine] = (tmp_path / 'out').read_bytes()
         assert pool.pids and all(os.path.exists(f"/proc/{pid}") for pid in pool.pids)
     assert outputs['native'] == outputs['emulated'] == data
+
+
+def test_nothing_of_an_earlier_run_is_left_to_find(guest, zvm):
+    prog = guest('native_hostile')
+    planted = zvm.run(prog, 'plant', 'zvm-secret-of-run-one', opts=NATIVE)
+    assert planted.stdout == b'planted\n', planted
+    scan = zvm.run(prog, 'scan', 'zvm-secret-of-run-one', 'loader', opts=NATIVE)
+    assert scan.stdout == b'found 0\n', scan

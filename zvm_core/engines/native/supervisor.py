@@ -186,9 +186,8 @@ def _listener(sock: socket.socket, deadline: float) -> int | str:
 class _Supervisor:
     """Serves one guest's notifications until it exits, is stopped or times out."""
 
-    def __init__(self, guest: Guest, pid: int, listener: int, deadline: float) -> None:
-        self.guest, self.pid, self.listener, self.deadline = guest, pid, listener, deadline
-        self.pidfd = os.pidfd_open(pid)
+    def __init__(self, guest: Guest, pidfd: int, listener: int, deadline: float) -> None:
+        self.guest, self.pidfd, self.listener, self.deadline = guest, pidfd, listener, deadline
         try:
             fcntl.ioctl(listener, seccomp.IOCTL_NOTIF_SET_FLAGS,
                         seccomp.USER_NOTIF_FD_SYNC_WAKE_UP)
@@ -292,16 +291,21 @@ class _Supervisor:
         except ProcessLookupError:
             pass
 
-    def reap(self) -> int:
-        """Kill (if still running) and reap the guest; its wait status."""
-        try:
-            signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        try:
-            return os.waitpid(self.pid, 0)[1]
-        finally:
-            os.close(self.pidfd)
+
+def _reap(pid: int, pidfd: int | None) -> int:
+    """Kill the guest (if still running) and reap it: its wait status."""
+    try:
+        if pidfd is None:
+            os.kill(pid, signal.SIGKILL)
+        else:
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    try:
+        return os.waitpid(pid, 0)[1]
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
 
 
 def run(program: Program, channels: list[Channel], argv: list[str], env: dict[str, str],
@@ -320,26 +324,33 @@ def run(program: Program, channels: list[Channel], argv: list[str], env: dict[st
     guest.deadline = time.monotonic() + timeout
     pid, sock = _spawn(spec)
     guest.mem.pid = pid
-    sup = None
+    listener = stopped = failure = None
+    try:
+        pidfd = os.pidfd_open(pid)
+    except BaseException:
+        _reap(pid, None)
+        sock.close()
+        raise
     try:
         got = _listener(sock, guest.deadline)
         if isinstance(got, int):
-            sup = _Supervisor(guest, pid, got, guest.deadline)
-            try:
-                sup.serve()
-            finally:
-                os.close(got)
+            listener = got
+            sup = _Supervisor(guest, pidfd, listener, guest.deadline)
+            sup.serve()
+            stopped = sup.stopped
+        else:
+            failure = f'native engine: {got}'
+    except Exception as e:      # a supervisor bug ends the run, never the caller
+        failure = f'native engine: internal error: {e!r}'
     finally:
         sock.close()
-        if sup is None:
-            os.kill(pid, signal.SIGKILL)
-            status = os.waitpid(pid, 0)[1]
-        else:
-            status = sup.reap()
-    if sup is None:
-        report = Report('killed', None, f'native engine: {got}')
+        if listener is not None:
+            os.close(listener)
+        status = _reap(pid, pidfd)
+    if failure is not None:
+        report = Report('killed', None, failure)
     else:
-        report = _classify(guest, status, sup.stopped, timeout)
+        report = _classify(guest, status, stopped, timeout)
     report.accounting = Accounting(
         fuel=0, syscalls=guest.syscalls, unknown_syscalls=dict(guest.unknown),
         channels={a: replace(c.counters) for a, c in sorted(guest.channels.items())},
