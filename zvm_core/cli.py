@@ -234,9 +234,6 @@ def _cmd_run(opts: argparse.Namespace) -> int:
     except engines.EngineError as e:
         raise ChannelError(str(e)) from None
     engine = 'emulated' if opts.fuel is not None else opts.engine
-    if opts.repeat > 1 and engines.requested(engine) == 'native':
-        raise ChannelError('--repeat runs through the worker pool, which runs the '
-                           'emulated engine only: use --engine emulated or auto')
     try:
         program, mounts = _images(opts)
     except SysImageError as e:
@@ -245,7 +242,7 @@ def _cmd_run(opts: argparse.Namespace) -> int:
         else opts.program
     argv = [os.path.basename(name), *opts.args]
     if opts.repeat > 1:
-        report = _repeat(opts, program, mounts, argv, limits)
+        report = _repeat(opts, program, mounts, argv, limits, engine)
     else:
         channels = _channels(opts)
         image = None
@@ -292,7 +289,7 @@ def _cmd_info() -> int:
 
 
 def _repeat(opts: argparse.Namespace, program: str, mounts: list[tuple[str, str]],
-            argv: list[str], limits: Limits) -> Report:
+            argv: list[str], limits: Limits, engine: str | None) -> Report:
     """``--repeat``: the same run N times through one warm worker, timed."""
     times = []
     with Pool(size=1) as pool:
@@ -307,7 +304,7 @@ def _repeat(opts: argparse.Namespace, program: str, mounts: list[tuple[str, str]
             try:
                 report = pool.run(program, specs, argv=argv, env=dict(opts.env),
                                   limits=limits, seed=opts.seed, epoch=opts.epoch,
-                                  rdtsc=opts.rdtsc)
+                                  rdtsc=opts.rdtsc, engine=engine)
             finally:
                 for ch in channels:
                     ch.close()

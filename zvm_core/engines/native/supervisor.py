@@ -207,10 +207,14 @@ class _Supervisor:
                 self._kill('timeout')
                 break
             ready = dict(poll.poll(left * 1000))
-            if ready.get(self.listener, 0) & select.POLLIN and self._receive():
-                self._answer()
-            elif self.pidfd in ready:
-                break
+            if self.pidfd in ready:
+                break                   # it exited: no call of it is pending any more
+            events = ready.get(self.listener, 0)
+            if events & select.POLLIN:
+                if self._receive():
+                    self._answer()
+            elif events:                # POLLHUP: it is exiting; wait for the pidfd alone
+                poll.unregister(self.listener)
 
     def _receive(self) -> bool:
         self.notif[:] = bytes(len(self.notif))
