@@ -106,8 +106,8 @@ static void __attribute__((noreturn)) fail(const char *what, long err) {
         line[n++] = ')';
     }
     line[n++] = '\n';
-    sys3(SYS_write, SOCK_FD, line, n);
-    sys3(SYS_write, CTL_FD, line, n);
+    if (sys3(SYS_write, CTL_FD, line, n) < 0)      /* before the dup2: still SOCK_FD */
+        sys3(SYS_write, SOCK_FD, line, n);
     sys3(SYS_exit, 127, 0, 0);
     __builtin_unreachable();
 }
