@@ -172,3 +172,30 @@ def test_nothing_of_an_earlier_run_is_left_to_find(guest, zvm):
     assert planted.stdout == b'planted\n', planted
     scan = zvm.run(prog, 'scan', 'zvm-secret-of-run-one', 'loader', opts=NATIVE)
     assert scan.stdout == b'found 0\n', scan
+
+
+@pytest.mark.parametrize('how,status', [('spin', 'timeout'), ('int80', 'fault'),
+                                        ('calls', 'ok')])
+def test_in_process_runs_leave_no_child(guest, how, status):
+    from zvm_core.channels import WRITE, Channel, MemoryBacking
+    from zvm_core.executor import Limits, run
+    before = set(_loaders())
+    report = run(guest('native_hostile'), [Channel('/dev/stdout', MemoryBacking(), WRITE)],
+                 argv=['native_hostile', how], limits=Limits(timeout=1), engine='native')
+    assert (report.status, report.engine) == (status, 'native'), report
+    assert set(_loaders()) <= before
+    assert not [c for c in _children() if c.startswith('loader')]     # not even a zombie
+
+
+def _children() -> list[str]:
+    """Command names of this process's children (zombies included)."""
+    names = []
+    for task in os.listdir('/proc/self/task'):
+        with open(f'/proc/self/task/{task}/children') as f:
+            for pid in f.read().split():
+                try:
+                    with open(f'/proc/{pid}/comm') as c:
+                        names.append(c.read().strip())
+                except OSError:
+                    continue
+    return names
