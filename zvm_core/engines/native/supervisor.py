@@ -68,6 +68,7 @@ DISPATCH = {**HANDLERS, **trap.HANDLERS}
 NR_MMAP = 9
 TICK_NS = 1000          # the native virtual clock: 1 us per mediated call (no fuel to count)
 AS_SLACK = 16 << 20     # the loader's own pages under RLIMIT_AS
+FILTER = seccomp.assemble(seccomp.program())
 _SIGNAL_TEXT = {
     signal.SIGSYS: 'a system call through a forbidden ABI (int 0x80, sysenter or x32)',
     signal.SIGSEGV: 'invalid memory access or forbidden instruction (SIGSEGV)',
@@ -127,8 +128,9 @@ class Guest:
         except ValueError as e:
             raise SetupError('fault', str(e)) from None
         spec = Spec(entry=p.entry, sp=sp, cpu_seconds=math.ceil(timeout) + 1,
-                    filter=seccomp.assemble(seccomp.program()))
-        spec.maps = [(r.start, r.end - r.start, _native_prot(r.prot)) for r in self.regions]
+                    filter=FILTER)
+        # unicorn's protection bits are mmap's (1, 2, 4)
+        spec.maps = [(r.start, r.end - r.start, r.prot) for r in self.regions]
         spec.as_limit = sum(r.end - r.start for r in self.regions) + AS_SLACK
         spec.copies = [(s.vaddr, s.data) for s in p.segments if s.data]
         spec.copies += [(TRAP_PAGE, trap.STUB), (MANIFEST_PAGE, manifest),
@@ -139,11 +141,6 @@ class Guest:
 def _prot(flags: int) -> int:
     return ((PROT_R if flags & PF_R else 0) | (PROT_W if flags & PF_W else 0)
             | (PROT_X if flags & PF_X else 0))
-
-
-def _native_prot(prot: int) -> int:
-    """unicorn's protection bits as mmap's (the same values; said once here)."""
-    return (1 if prot & PROT_R else 0) | (2 if prot & PROT_W else 0) | (4 if prot & PROT_X else 0)
 
 
 def _spawn(spec: Spec) -> tuple[int, socket.socket]:
@@ -173,7 +170,7 @@ def _listener(sock: socket.socket, deadline: float) -> int | str:
     for level, kind, data in anc:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS and len(data) >= 4:
             return int.from_bytes(data[:4], 'little')
-    text = msg.decode(errors='replace').strip()
+    text = msg.decode(errors='replace')
     while msg and not text.endswith('\n'):
         try:
             msg = sock.recv(256)
