@@ -141,10 +141,10 @@ def test_engine_choice_on_the_command_line(guest, zvm):
 def test_rdtsc_programs_run_emulated_under_auto(guest, zvm):
     prog = guest('rdtsc')
     auto = zvm.run(prog, opts=['--engine', 'auto'])
-    assert auto.report['engine'] == 'emulated', auto
-    strict = zvm.run(prog, opts=NATIVE)
-    assert strict.status == 'validation', strict
-    assert 'rdtsc' in strict.report['message'] or 'time-stamp' in strict.report['message']
+    assert auto.status == 'ok' and auto.report['engine'] == 'emulated', auto
+    native = zvm.run(prog, opts=NATIVE)         # asked for: it runs, and rdtsc faults
+    assert native.status == 'fault' and native.report['engine'] == 'native', native
+    assert 'SIGSEGV' in native.report['message']
 
 
 def test_pool_worker_runs_either_engine(guest, tmp_path):
