@@ -7,13 +7,17 @@
   ``zvm_core.run()`` with ``engine='native'`` and ``engine='emulated'`` (a whole
   run: validation from the in-memory cache, set-up, run, report); outputs must
   be identical everywhere;
+- the Python CSV aggregation of ``examples/python-csv`` (the python3 system
+  image, ``--engine native`` explicitly: the image contains ``rdtsc``, so
+  ``auto`` would pick the emulator) against host Python;
 - the mediated system-call round trip: a loop of raw ``getpid`` calls,
   (t(N) - t(0)) / N through ``run()``, per engine, and on the host.
 
 Goals (issue 16), as ratios in this run: native <= 1.2x the host process on the
-CPU-bound kernel, <= 1.5x on wc and sort; mediated call <= 10 us.
+CPU-bound kernel, <= 1.5x on wc and sort; Python CSV >= 0.7x host Python's
+throughput; mediated call <= 10 us.
 
-Usage: ``python bench/engines.py [--quick] [--reps N]``.
+Usage: ``python bench/engines.py [--quick] [--reps N] [--no-python]``.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+import tarfile
 import tempfile
 from pathlib import Path
 
@@ -93,6 +98,54 @@ def workloads(tmp: Path, sizes: dict[str, int], reps: int, engines: list[str]) -
           note='goals (issue 16): native <= 1.2x host on sha256, <= 1.5x on wc and sort')
 
 
+def _agg(engine: str, program: Path, tars: list[Path], data: Path, args: list[str]
+         ) -> tuple[float, bytes]:
+    """Seconds and output of agg.py over ``data`` in ``run()`` on ``engine``."""
+    from zvm_core.syscalls.fs import Image
+    out = MemoryBacking()
+    chans = [Channel('/dev/stdout', out, WRITE),
+             Channel('/dev/input', FdBacking.open(data, READ), READ, random=True)]
+    image = Image()
+    for i, tar in enumerate(tars):
+        chans.append(Channel(f'/dev/image{i}', FdBacking.open(tar, READ), READ, random=True))
+        image.mount(chans[-1].backing, '/', chans[-1].alias)
+    t, report = common.timed(run, program, chans, argv=['python3', '/agg.py', *args],
+                             image=image, engine=engine)
+    if report.status != 'ok' or report.retcode or report.engine != engine:
+        sys.exit(f'python csv on {engine}: {report.status} {report.message}')
+    return t, bytes(out.data)
+
+
+def python_csv(tmp: Path, size: int, engines: list[str]) -> None:
+    from zvm_core import interpreters
+    agg = common.REPO / 'examples' / 'python-csv'
+    py = interpreters.build(only=['python3'])['python3']
+    program = interpreters.default_dir() / py.program
+    tars = [interpreters.default_dir() / py.image, tmp / 'job.tar']
+    data, small = tmp / 'sales.csv', tmp / 'small.csv'
+    with open(data, 'wb') as f:
+        subprocess.run([sys.executable, str(agg / 'make_data.py'), str(size)], stdout=f,
+                       check=True)
+    small.write_bytes(b''.join(data.read_bytes().splitlines(True)[:100]))
+    with tarfile.open(tars[1], 'w') as t:
+        t.add(agg / 'agg.py', 'agg.py')
+    args = ['region', 'qty', 'revenue']
+    t_host, host = common.timed(subprocess.run, [sys.executable, str(agg / 'agg.py'), *args,
+                                                 '--file', str(data)],
+                                capture_output=True, check=True)
+    mb = data.stat().st_size / 1e6
+    rows = [['host Python', f'{t_host:.2f} s', f'{mb / t_host:.1f}', '1.00x']]
+    for engine in engines:
+        _agg(engine, program, tars, small, args)        # validation, then cached
+        t, out = _agg(engine, program, tars, data, args)
+        if out != host.stdout:
+            sys.exit(f'python csv: the {engine} engine and the host disagree')
+        rows.append([f'{engine} engine', f'{t:.2f} s', f'{mb / t:.1f}', ratio(t_host, t)])
+    table(f'Python CSV aggregation over {mb:.1f} MB (examples/python-csv/agg.py)',
+          ['where', 'time', 'MB/s', 'throughput vs host'], rows,
+          note='goal (issue 16): native >= 0.7x host Python; same output bytes everywhere')
+
+
 def round_trip(tmp: Path, n: int, reps: int, engines: list[str]) -> None:
     prog = common.build('getpid')
     null, out = tmp / 'empty', tmp / 'getpid.out'
@@ -118,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--quick', action='store_true', help='smaller inputs, fewer reps')
     parser.add_argument('--reps', type=int, default=None)
+    parser.add_argument('--no-python', action='store_true', help='skip the Python CSV part')
     opts = parser.parse_args(argv)
     reps = opts.reps or (1 if opts.quick else 3)
     sizes = ({'wc': 2 << 20, 'sort': 1 << 20, 'sha256': 4 << 20} if opts.quick else
@@ -129,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f'native engine unavailable: {reason}')
     with tempfile.TemporaryDirectory(prefix='zvm-bench-engines-') as d:
         workloads(Path(d), sizes, reps, engines)
+        if not opts.no_python:
+            python_csv(Path(d), 2_000_000 if opts.quick else 10_000_000, engines)
         round_trip(Path(d), 2000 if opts.quick else 20000, reps, engines)
     return 0
 
