@@ -9,6 +9,7 @@ natively the kernel must stop them (seccomp's architecture check, PR_SET_TSC).
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -199,3 +200,46 @@ def _children() -> list[str]:
                 except OSError:
                     continue
     return names
+
+
+def _userns_available() -> bool:
+    import shutil
+    import subprocess
+    return shutil.which('unshare') is not None and subprocess.run(
+        ['unshare', '-U', '-n', '-m', 'true'], capture_output=True, check=False).returncode == 0
+
+
+def test_the_guest_process_holds_only_what_it_was_given(guest, zvm, tmp_path):
+    import time
+    before = set(_loaders())
+    proc = zvm.popen('run', '--engine', 'native', '--timeout', '20', '--stdout',
+                     tmp_path / 'out', guest('native_hostile'), 'spin')
+    try:
+        deadline, pids = time.monotonic() + 15, []
+        while not pids and time.monotonic() < deadline:
+            pids = sorted(set(_loaders()) - before)
+            time.sleep(0.05)
+        assert pids, 'the guest never started'
+        pid = pids[0]
+        time.sleep(0.2)                         # past the loader: in the guest's loop
+        status = dict(line.split(':\t', 1) for line in
+                      Path(f'/proc/{pid}/status').read_text().splitlines() if ':\t' in line)
+        assert status['NoNewPrivs'].strip() == '1' and status['Seccomp'].strip() == '2'
+        assert os.listdir(f'/proc/{pid}/fd') == []             # not even the listener
+        maps = Path(f'/proc/{pid}/maps').read_text().splitlines()
+        names = {line.split()[-1] for line in maps if len(line.split()) > 5}
+        assert not names & {'[vdso]', '[vvar]', '[stack]', '[heap]'}, maps
+        assert not [m for m in maps if 'w' in m.split()[1] and 'x' in m.split()[1]], maps
+        limits = Path(f'/proc/{pid}/limits').read_text()
+        assert re.search(r'Max core file size\s+0\s+0', limits), limits
+        if _userns_available():
+            for ns in ('net', 'mnt', 'user'):
+                assert os.readlink(f'/proc/{pid}/ns/{ns}') != os.readlink(f'/proc/self/ns/{ns}')
+            assert os.listdir(f'/proc/{pid}/root') == []       # an empty file tree
+    finally:
+        proc.kill()
+        proc.wait()
+    deadline = time.monotonic() + 10            # PR_SET_PDEATHSIG: it dies with the CLI
+    while set(_loaders()) - before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not set(_loaders()) - before
