@@ -22,12 +22,12 @@ from pathlib import Path
 from zvm_core.toolchain import build_static
 
 LOADER_BASE = 0x7E0000000000        # far above the guest's 4 GiB
-MAGIC = 0x31764E4D565A4E4E          # loader.c: MAGIC
+MAGIC = 0x32764E4D565A4E4E          # loader.c: MAGIC
 SOURCE = Path(__file__).with_name('loader.c')
 FLAGS = ('-O2', '-nostdlib', '-fno-pie', '-no-pie', '-fno-stack-protector', '-ffreestanding',
          '-fno-asynchronous-unwind-tables', '-fcf-protection=none', '-mcmodel=large',
          f'-Wl,-Ttext-segment={LOADER_BASE:#x}', '-Wl,-z,noexecstack', '-Wl,--build-id=none')
-_HEADER = struct.Struct('<9Q')
+_HEADER = struct.Struct('<10Q')
 _TRIPLE = struct.Struct('<3Q')
 
 
@@ -52,6 +52,7 @@ class Spec:
     maps: list[tuple[int, int, int]] = field(default_factory=list)       # addr, size, prot
     copies: list[tuple[int, bytes]] = field(default_factory=list)        # addr, data
     filter: bytes = b''
+    namespaces: bool = True     # own user/mount/net/IPC/UTS namespaces where the host allows
 
     def memfd(self, parent: int) -> int:
         """The spec in a new memfd (close-on-exec; the spawn puts it on fd 3)."""
@@ -63,7 +64,8 @@ class Spec:
             blobs.append(data)
             data_at += len(data)
         parts = [_HEADER.pack(MAGIC, self.entry, self.sp, self.as_limit, self.cpu_seconds,
-                              parent, len(self.maps), len(self.copies), len(self.filter) // 8),
+                              parent, len(self.maps), len(self.copies), len(self.filter) // 8,
+                              int(self.namespaces)),
                  *(_TRIPLE.pack(*m) for m in self.maps), *table, self.filter, *blobs]
         fd = os.memfd_create('zvm-native-spec', os.MFD_CLOEXEC)
         try:

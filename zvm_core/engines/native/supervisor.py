@@ -128,7 +128,7 @@ class Guest:
         except ValueError as e:
             raise SetupError('fault', str(e)) from None
         spec = Spec(entry=p.entry, sp=sp, cpu_seconds=math.ceil(timeout) + 1,
-                    filter=FILTER)
+                    filter=FILTER, namespaces=os.environ.get('ZVM_NATIVE_NAMESPACES') != 'off')
         # unicorn's protection bits are mmap's (1, 2, 4)
         spec.maps = [(r.start, r.end - r.start, r.prot) for r in self.regions]
         spec.as_limit = sum(r.end - r.start for r in self.regions) + AS_SLACK
