@@ -692,15 +692,13 @@ def run(program: Program | str | os.PathLike, channels: Iterable[Channel] = (), 
         try:
             prog = program if isinstance(program, Program) else load_program(program)
         except ElfError as e:
-            return invalid_elf_report(e)
+            return replace(invalid_elf_report(e), engine=name)
         cache = cache if cache is not None else default_cache()
         verdict = validate(prog, policy, cache)
-        if verdict.ok and name == 'native':
-            name = _native_engine(prog, cache, engine)
         if not verdict.ok:
-            report = invalid_report(verdict)
-            report.engine = name
-            return report
+            return replace(invalid_report(verdict), engine=name)
+        if name == 'native':
+            name = _native_engine(prog, cache, engine)
         if argv is None:
             argv = [os.path.basename(str(program)) if not isinstance(program, Program)
                     else 'program']
