@@ -88,10 +88,10 @@ DEVICES = {
 }
 SYSTEM_IMAGE = RANDOM | READABLE
 # Every key ZeroCloud's job format knows (doc/Servlets.md, configparser.py),
-# deprecated spellings included, and ours (exec.ok_exit, a device's store); any
-# other key is a typo, refused with a 400.
+# deprecated spellings included, and ours (exec.ok_exit, a device's store, a
+# group's engine); any other key is a typo, refused with a 400.
 GROUP_KEYS = ('name', 'exec', 'devices', 'file_list', 'count', 'connect', 'replicate',
-              'attach', 'location')
+              'attach', 'location', 'engine')
 EXEC_KEYS = ('path', 'name', 'args', 'env', 'ok_exit')
 DEVICE_KEYS = ('name', 'device', 'path', 'content_type', 'meta', 'mode', 'min_size', 'store')
 PAYLOAD_DEVICES = ('stdin', 'input', 'script')

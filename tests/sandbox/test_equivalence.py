@@ -38,6 +38,7 @@ CASES: dict[str, list[tuple[tuple[str, ...], bytes]]] = {
     'interp_sys': [((), b'')], 'jit': [((), b'')], 'jump_data': [((), b'')],
     'leftover': [(('q',), b'')], 'loop': [((), b'')], 'malloc': [((), b'')],
     'membomb': [((), b'')], 'miniscript': [(('/script',), b'')], 'passwd': [((), b'')],
+    'native_hostile': [(('calls',), b''), (('fds',), b'')],
     'rdtsc': [((), b'')], 'readsizes': [(('5',), TEXT[:100])], 'readtext': [((), b'')],
     'remap': [((), b'')], 'reopen': [((), b'')], 'scribble': [(('4', 'w'), b'')],
     'sigstate': [((), b'hi\n'), (('manifest',), b'hi\n')], 'sleep': [((), b'')],
