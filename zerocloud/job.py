@@ -27,7 +27,8 @@ A job is a JSON list of node groups::
       "connect": ["merge"],                    # groups this one writes to
       "replicate": 1,                          # 1-3 runs compared by etag
       "attach": "stdin",                       # device whose object places it
-      "location": "rack-a"}]                   # nodes sharing it run together
+      "location": "rack-a",                    # nodes sharing it run together
+      "engine": "emulated"}]                   # auto (default), native or emulated
 
 Devices: ``stdin``, ``input``, ``script`` and ``image`` are read; ``stdout``,
 ``stderr`` and ``output`` are written; system images configured by the
@@ -89,16 +90,17 @@ DEVICES = {
 }
 SYSTEM_IMAGE = RANDOM | READABLE
 # Every key ZeroCloud's job format knows (doc/Servlets.md, configparser.py),
-# deprecated spellings included, and ours (exec.ok_exit, a device's store); any
-# other key is a typo, refused with a 400.
+# deprecated spellings included, and ours (exec.ok_exit, a device's store, a
+# group's engine); any other key is a typo, refused with a 400.
 GROUP_KEYS = ('name', 'exec', 'devices', 'file_list', 'count', 'connect', 'replicate',
-              'attach', 'location')
+              'attach', 'location', 'engine')
 EXEC_KEYS = ('path', 'name', 'args', 'env', 'ok_exit')
 DEVICE_KEYS = ('name', 'device', 'path', 'content_type', 'meta', 'mode', 'min_size', 'store')
 PAYLOAD_DEVICES = ('stdin', 'input', 'script')
 MODES = ('file', 'char', 'pipe', 'block')
 STORE = ('success', 'always')
 MAX_REPLICATE = 3
+ENGINES = ('auto', 'native', 'emulated')        # zvm_core.engines.CHOICES
 DEFAULT_ATTACH = 'default'
 HOME_ACCOUNTS = ('~', '.')
 SWIFT = 'swift://'
@@ -264,6 +266,7 @@ class Group:
     replicate: int = 1
     attach: str | None = None
     location: str | None = None
+    engine: str | None = None
 
     @property
     def wildcard_device(self) -> Device | None:
@@ -287,6 +290,7 @@ class Node:
     replicate: int = 1
     attach: Device | None = None
     location: str | None = None
+    engine: str | None = None
 
     @property
     def argv(self) -> list[str]:
@@ -614,6 +618,10 @@ def _parse_group(spec: object, number: int, account: str, images: frozenset[str]
         group.attach = attach
     location = _optional(spec, 'location', '')
     group.location = _string(location, 'location', name) or None
+    engine = _optional(spec, 'engine')
+    if engine is not None and engine not in ENGINES:
+        raise _invalid('engine', name, f'must be one of {", ".join(ENGINES)}, got {_show(engine)}')
+    group.engine = engine
     return group
 
 
@@ -753,7 +761,8 @@ def _group_nodes(group: Group, instances: list[tuple[SwiftPath | None, tuple[str
             devices.append(replace(device, path=path, meta=dict(device.meta)))
         nodes.append(Node(name=name, group=group.name, index=index, id=first_id + index - 1,
                           exec=group.exec, devices=devices, replicate=group.replicate,
-                          attach=_placement(devices, group.attach), location=group.location))
+                          attach=_placement(devices, group.attach), location=group.location,
+                          engine=group.engine))
     return nodes
 
 

@@ -85,6 +85,10 @@ Configuration (``object-server.conf``)::
     # programs of system images each worker runs once when it starts
     # (image:member), so that the first job using them finds them warm
     zerovm_prewarm = python3:python3 lua:lua
+    # engine: auto (native where this host can, emulated when a fuel limit is
+    # set; the default, or $ZVM_ENGINE of the server), native (a node may still
+    # ask for "emulated") or emulated (nodes asking for "native" get a 400)
+    zerovm_engine = auto
 
 ``devices`` and ``mount_check`` (usually from ``[DEFAULT]``) say where the
 disks are and whether they must be mount points (as for the object server);
@@ -151,6 +155,7 @@ from swift.common.utils import (
 
 from zerocloud import hangup, wire
 from zvm_core.channels import READ, WRITE, LinkWaker, LinkWriter, Quota
+from zvm_core.engines import CHOICES
 from zvm_core.executor import DEFAULT_FUEL, DEFAULT_MEMORY, DEFAULT_TIMEOUT, Limits
 from zvm_core.pool import ChannelSpec, Pool, PoolBusy, WarmUp
 from zvm_core.sysimages import SysImageError, SystemImages, parse
@@ -355,6 +360,10 @@ class ObjectExecMiddleware:
         self.pool_size = config_positive_int_value(conf.get('zerovm_maxpool',
                                                             os.cpu_count() or 1))
         self.queue = non_negative_int(conf.get('zerovm_maxqueue', 16))
+        self.engine = conf.get('zerovm_engine') or None      # None: the workers' default
+        if self.engine not in (None, *CHOICES):
+            raise ValueError(f'zerovm_engine = {self.engine}: choose one of '
+                             f'{", ".join(CHOICES)}')
         self.programs = ContentCache(PROGRAM_CACHE)
         self.images = ContentCache(IMAGE_CACHE)
         try:
@@ -628,15 +637,31 @@ class ObjectExecMiddleware:
         channels.sort(key=lambda c: c.mount is not None and c.alias == '/dev/image')
         return channels, outputs
 
+    def _engine(self, spec: dict) -> str | None:
+        """The engine the node asks for, within what the operator allows."""
+        asked = spec.get('engine')
+        if asked not in (None, *CHOICES):
+            raise HTTPBadRequest(body=f'bad execute request: engine {asked!r}\n')
+        if self.engine == 'emulated':
+            if asked == 'native':
+                raise HTTPBadRequest(body='this object server runs the emulated engine only '
+                                          '(zerovm_engine = emulated)\n')
+            return 'emulated'
+        if asked in (None, 'auto'):
+            return self.engine or asked
+        return asked
+
     def _pool_run(self, spec: dict, files: dict[str, str], channels: list[ChannelSpec],
                   stderr: Callable[[], bytes], started=None) -> dict:
         """The node's report, with the end of its stderr (``stderr()``)."""
+        engine = self._engine(spec)
         try:
             report = self.pool.run(self._program(spec, files), channels,
                                    argv=spec.get('argv') or [spec.get('name', 'program')],
                                    env=spec.get('env', {}), limits=self._limits(spec),
                                    seed=int(spec.get('seed', 0)),
-                                   epoch=int(spec.get('epoch', 0)), started=started)
+                                   epoch=int(spec.get('epoch', 0)), started=started,
+                                   engine=engine)
         except PoolBusy as e:
             raise HTTPServiceUnavailable(body=f'Slot not available: {e}\n',
                                          headers={'Retry-After': RETRY_AFTER}) from None
@@ -647,6 +672,7 @@ class ObjectExecMiddleware:
     def _run(self, spec: dict, files: dict[str, str], reader, tmp: str):
         """Run the node in a warm worker; returns (report dict, [(device, output path)])."""
         self._limits(spec)
+        self._engine(spec)
         opened: list = []
         links: dict = {}
         try:
@@ -695,6 +721,7 @@ class _Streamed:
     def start(self) -> Response:
         try:
             self.owner._limits(self.spec)
+            self.owner._engine(self.spec)
             channels, self.outputs = self.owner._channels(self.spec, self.files, self.reader,
                                                           self.tmp, self.opened, self.links)
             if self.rest is not None:

@@ -148,7 +148,8 @@ available as JSON: send ``X-Zerovm-Report: json`` and the body is::
       {"name": "wc-1", "replica": 1, "status": "ok", "retcode": 0, "failed": false,
        "message": "", "error": "", "stderr": "",
        "host": "127.0.0.1:6203/d0", "policy": "Policy-0",
-       "seconds": 0.05, "validation": "ok", "etags": {"/dev/stdout": "..."},
+       "seconds": 0.05, "validation": "ok", "engine": "native",
+       "etags": {"/dev/stdout": "..."},
        "accounting": {"fuel": ..., "channels": {...}, ...},
        "outputs": [{"device": "stdout", "path": null, "bytes": 24,
                     "stored": false}],
@@ -158,7 +159,9 @@ available as JSON: send ``X-Zerovm-Report: json`` and the body is::
 (``application/json``) instead of the outputs; outputs with a path are
 stored as usual.  ``failed`` says whether the node counts as failed,
 ``error`` what went wrong (one line), ``stderr`` the end of its stderr,
-``object`` the object it ran next to (null without one).  ``outputs`` also
+``object`` the object it ran next to (null without one), ``engine`` the
+engine that ran it (``native`` or ``emulated``; a node's ``"engine"`` in the
+job asks for one).  ``outputs`` also
 lists the node's ``out/<node>`` channels; ``request_bytes`` is what the
 proxy sent to the object server that ran it (program, objects sent along,
 other nodes' data), of which ``program_bytes`` the program (0 when it went
@@ -461,7 +464,8 @@ class NodeResult:
                 'message': report.get('message', ''),
                 'error': self.what if self.failed else self.error, 'stderr': self.stderr,
                 'host': self.server, 'policy': self.policy, 'seconds': round(self.seconds, 6),
-                'validation': validation, 'etags': report.get('etags') or {},
+                'validation': validation, 'engine': report.get('engine'),
+                'etags': report.get('etags') or {},
                 'accounting': report.get('accounting') or {}, 'outputs': outputs,
                 'object': str(self.node.attach.path) if _attached_object(self.node) else None,
                 'request_bytes': self.request_bytes, 'program_bytes': self.program_bytes,
@@ -793,6 +797,8 @@ class ProxyExecMiddleware:
         spec = {'name': node.name, 'argv': node.argv, 'env': {**node.exec.env, **plan.env},
                 'devices': devices, 'seed': 0, 'epoch': 0, 'outputs': plan.replica == 1,
                 'limits': {'memory': self.memory, 'fuel': self.fuel, 'timeout': self.timeout}}
+        if node.engine is not None:
+            spec['engine'] = node.engine
         if node.reads_from or node.writes_to:
             spec['stream'] = True
         if plan.program is None:         # file://<system image>:<member>: mount that image

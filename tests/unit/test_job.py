@@ -311,7 +311,7 @@ def test_bad_devices(devices, message):
 @pytest.mark.parametrize('spec, message', [
     (group(device=[{'name': 'stdout'}]),
      'Unknown key "device" in node group #1 (sort), did you mean "devices"? Valid keys: name, '
-     'exec, devices, file_list, count, connect, replicate, attach, location'),
+     'exec, devices, file_list, count, connect, replicate, attach, location, engine'),
     (group(devises=[]), 'Unknown key "devises" in node group #1 (sort), did you mean "devices"?'),
     ({'name': 'sort', 'exce': EXE}, 'Unknown key "exce" in node group #1 (sort), did you mean '
                                      '"exec"?'),
@@ -818,3 +818,12 @@ def test_non_ascii_content_type_is_refused():
     message = error(group(devices=[{'name': 'stdout', 'path': 'swift://~/c/o',
                                     'content_type': 'text/plain; charset=ütf'}]))
     assert 'Invalid content_type for device stdout in sort' in message and 'ASCII' in message
+
+
+def test_a_group_may_ask_for_an_engine():
+    """Every node of the group carries it (the proxy sends it to the object server)."""
+    [plain, strict] = parse(group('a'), group('b', engine='emulated'))
+    assert (plain.engine, strict.engine) == (None, 'emulated')
+    assert error(group(engine='fast')) == ('Invalid engine in sort: must be one of auto, '
+                                           'native, emulated, got "fast"')
+    assert error(group(engine=['native'])).endswith('got a list')
