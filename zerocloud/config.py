@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 from swift.common.utils import config_positive_int_value, config_true_value, non_negative_int
 
+from zerocloud import zapp
+from zvm_core.engines import CHOICES
 from zvm_core.limits import DEFAULT_FUEL, DEFAULT_MEMORY, DEFAULT_TIMEOUT
 
 SWIFT_SOURCE = 'ZC'     # the swift_source of our sub-requests (proxy access logs)
@@ -41,6 +43,8 @@ class Config:
     conn_timeout: float = 0.5
     interactive_timeout: float = DEFAULT_TIMEOUT
     chain_timeout: float = 20.0
+    deferred_heartbeat: float = 10.0
+    zapp_limits: zapp.Limits = zapp.Limits()
     # both: "name path name path ..." (the proxy reads the names, object servers the paths)
     sysimage_devices: str = ''
     # object server
@@ -49,6 +53,7 @@ class Config:
     pool_size: int = 1
     queue: int = 16
     prewarm: str = ''
+    engine: str | None = None       # zerovm_engine; None: the workers' default
     one_process: bool = False       # workers = 0: no fork follows the filter's start
 
     @classmethod
@@ -77,12 +82,17 @@ class Config:
             conn_timeout=option('conn_timeout', float, 0.5),
             interactive_timeout=option('interactive_timeout', float, timeout),
             chain_timeout=option('chain_timeout', float, 20),
+            deferred_heartbeat=option('deferred_heartbeat', float, 10),
+            zapp_limits=zapp.Limits(option('zapp_max_members', positive, zapp.Limits.members),
+                                    option('zapp_max_size', positive, zapp.Limits.size),
+                                    option('zapp_max_ratio', positive, zapp.Limits.ratio)),
             sysimage_devices=conf.get('zerovm_sysimage_devices', ''),
             devices=conf.get('devices', '/srv/node'),
             mount_check=config_true_value(conf.get('mount_check', 'true')),
             pool_size=option('zerovm_maxpool', positive, os.cpu_count() or 1),
             queue=option('zerovm_maxqueue', non_negative_int, 16),
             prewarm=conf.get('zerovm_prewarm', ''),
+            engine=option('zerovm_engine', _engine, None),
             one_process=str(conf.get('workers', '')).strip() == '0',
         )
 
@@ -90,3 +100,9 @@ class Config:
     def system_images(self) -> list[str]:
         """The names of the configured system images (what jobs may name as devices)."""
         return self.sysimage_devices.split()[::2]
+
+
+def _engine(value: str | None) -> str | None:
+    if value and value not in CHOICES:
+        raise ValueError(f'{value}: choose one of {", ".join(CHOICES)}')
+    return value or None

@@ -684,16 +684,24 @@ class DevCluster:
 
     def kill_object_server(self, i: int) -> None:
         """SIGKILL object server i (a crash: no clean shutdown) and wait until it is gone."""
-        server = self._object_server(i)
+        self.kill_server(self._object_server(i).name)
+
+    def start_object_server(self, i: int) -> None:
+        """Start object server i again (after kill_object_server) and wait until healthy."""
+        self.start_server(self._object_server(i).name)
+
+    def kill_server(self, name: str) -> None:
+        """SIGKILL server ``name`` (``proxy``, ``object0``...) and wait until it is gone."""
+        server = self.server(name)
         pid = self._owned_pid(server)
         if pid is None:
             raise ClusterError(f'{server.name} is not running')
         send_signal(pid, signal.SIGKILL)
         self._wait_gone([pid], STOP_GRACE)
 
-    def start_object_server(self, i: int) -> None:
-        """Start object server i again (after kill_object_server) and wait until healthy."""
-        server = self._object_server(i)
+    def start_server(self, name: str) -> None:
+        """Start server ``name`` again (after kill_server) and wait until it is healthy."""
+        server = self.server(name)
         if self._owned_pid(server) is not None:
             raise ClusterRunning(f'{server.name} is already running')
         self._spawn(server)

@@ -75,6 +75,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
+from swift.common.concurrency import tpool
 from swift.common.swob import (
     HTTPBadRequest,
     HTTPClientDisconnect,
@@ -245,8 +246,7 @@ def _load(caller: Caller, src, content_type: str, declared: int | None, where: s
             if script_path is None:         # the script is the request body
                 launch.input, data = data, None
             return launch
-        image = _image(caller, data, content_type, head, where)
-        launch = Launch(zapp.system_map(image.file, caller.config.max_config, where), image=image)
+        launch = tpool.execute(_open_zapp, caller, data, content_type, head, where)
         data = None
         return launch
     finally:
@@ -254,19 +254,25 @@ def _load(caller: Caller, src, content_type: str, declared: int | None, where: s
             data.file.close()
 
 
-def _image(caller: Caller, data: Input, content_type: str, head: bytes,
-           where: str) -> Input:
-    """``data`` uncompressed in place (the same Input, now a plain tar)."""
+def _open_zapp(caller: Caller, data: Input, content_type: str, head: bytes,
+               where: str) -> Launch:
+    """The launch of zapp ``data``, uncompressed in place (run in a thread: untrusted)."""
+    limits = caller.config.zapp_limits
     if content_type in GZIP_TYPES or head.startswith(zapp.GZIP_MAGIC):
         plain = spooled()
         try:
-            data.size = zapp.gunzip(data.file, plain, caller.config.max_input, where)
+            data.size = zapp.gunzip(data.file, plain, limits.size, where, limits.ratio,
+                                    'zapp_max_size')
         except BaseException:
             plain.close()
             raise
         data.file.close()
         data.file = plain
-    return data
+    elif data.size > limits.size:
+        raise HTTPRequestEntityTooLarge(
+            body=f'{where} is larger than {limits.size} bytes (zapp_max_size)\n')
+    return Launch(zapp.system_map(data.file, caller.config.max_config, where, limits.members),
+                  image=data)
 
 
 def _job_too_large(caller: Caller) -> HTTPException:
@@ -463,6 +469,7 @@ def _stored_zapp(caller: Caller, path: SwiftPath, account: str,
     """The launch of a zapp object (by content type, or first bytes if octet-stream)."""
     if content_type not in TAR_TYPES + GZIP_TYPES + (OCTET_STREAM,):
         return None
+    caller.authorize('POST', f'/v1/{account}', None)     # before unpacking it
     resp = caller.read('GET', path)
     try:
         src = FileLikeIter(resp.app_iter)
@@ -567,9 +574,11 @@ def fetch_programs(caller: Caller, nodes: Iterable[Node],
                     else:
                         if device.path not in images:
                             images[device.path] = caller.fetch(device.path,
-                                                            caller.config.max_input)[0]
+                                                               caller.config.max_input)[0]
                         image, name = images[device.path], str(device.path)
-                    found[key] = zapp.member(image.file, member, caller.config.max_nexe, name)
+                    found[key] = tpool.execute(zapp.member, image.file, member,
+                                               caller.config.max_nexe, name,
+                                               caller.config.zapp_limits.members)
             programs[node.name] = found[key]
     finally:
         for image in images.values():

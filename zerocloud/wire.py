@@ -161,6 +161,7 @@ class NodeSpec:
     outputs: bool = True                    # false: a replica that only votes with its etags
     stream: bool = False                    # a connect graph's node: links while it runs
     program: tuple[str, str] | None = None  # (image, member): a system image's file
+    engine: str | None = None               # the engine the job asks for (auto, native...)
 
     def device(self, name: str) -> DeviceSpec | None:
         return next((d for d in self.devices if d.name == name), None)
@@ -172,8 +173,9 @@ class NodeSpec:
         obj['devices'] = [{k: v for k, v in d.items() if v is not None or k == 'source'}
                           for d in obj['devices']]
         obj['limits'] = {k: v for k, v in obj['limits'].items() if v is not None}
-        if obj['program'] is None:
-            del obj['program']
+        for key in ('program', 'engine'):
+            if obj[key] is None:
+                del obj[key]
         return json.dumps(obj, sort_keys=True).encode()
 
     @classmethod
@@ -197,7 +199,7 @@ class NodeSpec:
                 name=_text(obj.get('name', 'program')), argv=list(argv), env=dict(env),
                 devices=devices, program=program, seed=int(obj.get('seed', 0)),
                 epoch=int(obj.get('epoch', 0)), outputs=bool(obj.get('outputs', True)),
-                stream=bool(obj.get('stream', False)),
+                stream=bool(obj.get('stream', False)), engine=obj.get('engine'),
                 limits=NodeLimits(
                     memory=None if limits.get('memory') is None else int(limits['memory']),
                     fuel=None if limits.get('fuel') is None else int(limits['fuel']),

@@ -85,6 +85,10 @@ Configuration (``object-server.conf``)::
     # programs of system images each worker runs once when it starts
     # (image:member), so that the first job using them finds them warm
     zerovm_prewarm = python3:python3 lua:lua
+    # engine: auto (native where this host can, emulated when a fuel limit is
+    # set; the default, or $ZVM_ENGINE of the server), native (a node may still
+    # ask for "emulated") or emulated (nodes asking for "native" get a 400)
+    zerovm_engine = auto
 
 ``devices`` and ``mount_check`` (usually from ``[DEFAULT]``) say where the
 disks are and whether they must be mount points (as for the object server);
@@ -146,6 +150,7 @@ from zerocloud import hangup, wire
 from zerocloud.config import NOT_PLAIN, Config
 from zerocloud.object.cache import ContentCache
 from zvm_core.channels import READ, WRITE, LinkWaker, LinkWriter, Quota
+from zvm_core.engines import CHOICES
 from zvm_core.limits import Limits
 from zvm_core.pool import ChannelSpec, Pool, PoolBusy, WarmUp
 from zvm_core.sysimages import SysImageError, SystemImages, parse
@@ -526,13 +531,29 @@ class ObjectExecMiddleware:
         channels.sort(key=lambda c: c.mount is not None and c.alias == '/dev/image')
         return channels, outputs
 
+    def _engine(self, spec: wire.NodeSpec) -> str | None:
+        """The engine the node asks for, within what the operator allows."""
+        asked, mine = spec.engine, self.config.engine
+        if asked not in (None, *CHOICES):
+            raise HTTPBadRequest(body=f'bad execute request: engine {asked!r}\n')
+        if mine == 'emulated':
+            if asked == 'native':
+                raise HTTPBadRequest(body='this object server runs the emulated engine only '
+                                          '(zerovm_engine = emulated)\n')
+            return 'emulated'
+        if asked in (None, 'auto'):
+            return mine or asked
+        return asked
+
     def _pool_run(self, spec: wire.NodeSpec, files: dict[str, str], channels: list[ChannelSpec],
                   stderr: Callable[[], bytes], started=None) -> dict:
         """The node's report, with the end of its stderr (``stderr()``)."""
+        engine = self._engine(spec)
         try:
             report = self.pool.run(self._program(spec, files), channels,
                                    argv=spec.argv, env=spec.env, limits=self._limits(spec),
-                                   seed=spec.seed, epoch=spec.epoch, started=started)
+                                   seed=spec.seed, epoch=spec.epoch, started=started,
+                                   engine=engine)
         except PoolBusy as e:
             raise HTTPServiceUnavailable(body=f'Slot not available: {e}\n',
                                          headers={'Retry-After': RETRY_AFTER}) from None
@@ -543,6 +564,7 @@ class ObjectExecMiddleware:
     def _run(self, spec: wire.NodeSpec, files: dict[str, str], reader, tmp: str):
         """Run the node in a warm worker; returns (report dict, [(device, output path)])."""
         self._limits(spec)
+        self._engine(spec)
         opened: list = []
         links: dict = {}
         try:
@@ -591,6 +613,7 @@ class _Streamed:
     def start(self) -> Response:
         try:
             self.owner._limits(self.spec)
+            self.owner._engine(self.spec)
             channels, self.outputs = self.owner._channels(self.spec, self.files, self.reader,
                                                           self.tmp, self.opened, self.links)
             if self.rest is not None:

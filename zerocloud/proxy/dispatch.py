@@ -128,7 +128,7 @@ class Dispatcher:
         return wire.NodeSpec(
             name=node.name, argv=node.argv, env={**node.exec.env, **plan.env},
             devices=tuple(devices), outputs=plan.replica == 1,
-            stream=bool(node.reads_from or node.writes_to), program=program,
+            stream=bool(node.reads_from or node.writes_to), program=program, engine=node.engine,
             limits=wire.NodeLimits(self.config.memory, self.config.fuel, self.config.timeout))
 
     def members(self, plan: Plan) -> Callable[[bool], list[wire.Member]]:

@@ -148,7 +148,8 @@ available as JSON: send ``X-Zerovm-Report: json`` and the body is::
       {"name": "wc-1", "replica": 1, "status": "ok", "retcode": 0, "failed": false,
        "message": "", "error": "", "stderr": "",
        "host": "127.0.0.1:6203/d0", "policy": "Policy-0",
-       "seconds": 0.05, "validation": "ok", "etags": {"/dev/stdout": "..."},
+       "seconds": 0.05, "validation": "ok", "engine": "native",
+       "etags": {"/dev/stdout": "..."},
        "accounting": {"fuel": ..., "channels": {...}, ...},
        "outputs": [{"device": "stdout", "path": null, "bytes": 24,
                     "stored": false}],
@@ -158,7 +159,9 @@ available as JSON: send ``X-Zerovm-Report: json`` and the body is::
 (``application/json``) instead of the outputs; outputs with a path are
 stored as usual.  ``failed`` says whether the node counts as failed,
 ``error`` what went wrong (one line), ``stderr`` the end of its stderr,
-``object`` the object it ran next to (null without one).  ``outputs`` also
+``object`` the object it ran next to (null without one), ``engine`` the
+engine that ran it (``native`` or ``emulated``; a node's ``"engine"`` in the
+job asks for one).  ``outputs`` also
 lists the node's ``out/<node>`` channels; ``request_bytes`` is what the
 proxy sent to the object server that ran it (program, objects sent along,
 other nodes' data), of which ``program_bytes`` the program (0 when it went
@@ -217,6 +220,14 @@ Configuration (``proxy-server.conf``), after the auth filter::
     # zerovm_timeout); a chain of jobs stops after chain_timeout seconds
     interactive_timeout = 60
     chain_timeout = 20
+    # a deferred job's state in Swift is refreshed this often (seconds); one
+    # three times as old is a lost job (its proxy stopped)
+    deferred_heartbeat = 10
+    # zapps are unpacked after authorisation, off the event loop, within:
+    # members, uncompressed bytes, uncompressed / compressed (beyond 1 MiB)
+    zapp_max_members = 10000
+    zapp_max_size = 268435456
+    zapp_max_ratio = 200
 
 ``swift_dir`` (usually from ``[DEFAULT]``) says where the rings are.
 """
@@ -243,6 +254,7 @@ from swift.common.swob import (
     HTTPRequestEntityTooLarge,
     Request,
     Response,
+    str_to_wsgi,
     wsgi_to_str,
     wsgify,
 )
@@ -295,6 +307,8 @@ class ProxyExecMiddleware:
             return uploads.ValidatedPut(self.app, self.config.max_nexe, self.logger)(
                 env, start_response)
         if method in ('GET', 'HEAD'):
+            deferred.settle_lost(self.app, env, self.logger)
+
             def start_with_verdict(status, headers, exc_info=None):
                 return start_response(status, headers + uploads.verdict_headers(headers), exc_info)
             return self.app(env, start_with_verdict)
@@ -323,18 +337,20 @@ class ProxyExecMiddleware:
             raise HTTPBadRequest(body=f'{REPORT_HEADER} must be "json"\n')
         when = deferred.mode(req)
         caller = Caller(self.app, req, self.config)
+        version = 'v1' if version == sources.OPEN else version
+        if not opening:     # before any work the request pays for: its body, a zapp
+            caller.authorize('POST', f'/{version}/{account}', None)
         launch = (sources.open_launch if opening else sources.post_launch)(
             caller, account, container, obj)
-        version = 'v1' if version == sources.OPEN else version
 
-        def work(launched: Callable[[], None]) -> Response:
-            def job(launch: Launch) -> Response:
-                return self.execute(caller, version, account, mode == 'json', launch, launched)
-            return chain.run(job, launch, self.config.chain_timeout, self.config.max_config)
+        def job(launch: Launch) -> Response:
+            return self.execute(caller, version, account, mode == 'json', launch)
 
         def run() -> Response:
-            return deferred.run(caller, when, account, container,
-                                self.config.interactive_timeout, work, self.logger)
+            return deferred.run(
+                self.app, req, when, account, container, self.config.interactive_timeout,
+                lambda: chain.run(job, launch, self.config.chain_timeout, self.config.max_config),
+                self.logger, self.config.deferred_heartbeat)
         if when != 'never':             # a deferred job goes on without its client
             return run()
         with hangup.stop_on_hangup(req.environ, 'the job'):
@@ -439,8 +455,8 @@ class ProxyExecMiddleware:
     # -- the whole job -----------------------------------------------------------------
 
     def execute(self, caller: Caller, version: str, account: str, report_json: bool,
-                launch: Launch, launched: Callable[[], None] | None = None) -> Response:
-        """Run one job as the caller; ``launched()`` once its nodes are on their way."""
+                launch: Launch) -> Response:
+        """Run one job as the caller."""
         started = time.monotonic()
         req = caller.req
         req.environ.setdefault('swift.infocache', {})   # shared by every sub-request
@@ -455,8 +471,7 @@ class ProxyExecMiddleware:
                 graph.check_replicas(plans, self._replica_servers)
             except JobError as e:
                 raise HTTPBadRequest(body=f'{e}\n') from None
-            if launched is not None:
-                launched()
+            deferred.launched(req)
 
             load: collections.Counter = collections.Counter()
             trans_id = req.environ.get('swift.trans_id', '')
@@ -496,7 +511,7 @@ class ProxyExecMiddleware:
         etag = (res.report.get('etags') or {}).get('/dev/' + dev.name)
         if etag:
             headers['ETag'] = etag
-        headers.update({f'X-Object-Meta-{k}': v for k, v in dev.meta.items()})
+        headers.update({f'X-Object-Meta-{k}': str_to_wsgi(v) for k, v in dev.meta.items()})
         resp = caller.put(dev.path, res.outputs[dev.name], headers)
         if is_success(resp.status_int):
             res.stored.add(dev.name)

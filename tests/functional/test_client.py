@@ -1,0 +1,289 @@
+"""``zc`` driven as a user would, against the session's cluster: the command in a
+subprocess with the swift command's ``ST_*`` variables, its stdout, stderr and exit
+status; progress and Ctrl-C on a pseudo-terminal."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from swiftclient import Connection
+
+from zerocloud.devcluster import DevCluster
+
+REPO = Path(__file__).resolve().parents[2]
+ZC = [sys.executable, '-m', 'zerocloud.client.cli']
+TIMEOUT = 120
+# Our own build of wc, so that the other tests' wc (same program, same digest) is not
+# already known to a server when they check that it travels once per server.
+def wc(guest) -> Path:
+    return guest('wc', flags=('-O1',))
+
+
+SPIN = 'import sys\nt = 0\nfor i in range(int(sys.argv[1])):\n    t += i\nprint(t)\n'
+
+
+@pytest.fixture
+def zc(swift_cluster: DevCluster, tmp_path: Path) -> Callable[..., subprocess.CompletedProcess]:
+    """``zc(*args)``: run the command in ``tmp_path``; text stdout and stderr."""
+    def zc(*args: str, env: dict | None = None, timeout: float = TIMEOUT,
+           cwd: Path = tmp_path) -> subprocess.CompletedProcess:
+        return subprocess.run([*ZC, *args], cwd=cwd, env=env or user_env(swift_cluster),
+                              capture_output=True, text=True, timeout=timeout, check=False)
+    return zc
+
+
+def user_env(cluster: DevCluster) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(('ST_', 'OS_'))}
+    return dict(env, ST_AUTH=cluster.auth_url, ST_USER=cluster.user, ST_KEY=cluster.key,
+                PYTHONPATH=str(REPO))
+
+
+def rows(stderr: str) -> dict[str, list[str]]:
+    """The table's rows by node name."""
+    lines = stderr.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.split()[:2] == ['NODE', 'OBJECT'])
+    found = {}
+    for line in lines[start + 1:]:
+        cells = line.split()
+        if len(cells) != 9:
+            break
+        found[cells[0]] = cells
+    return found
+
+
+@pytest.fixture
+def data(conn: Connection, make_container) -> str:
+    """A container of three number files: n1.txt 1..100, n2.txt 1..200, n3.txt 1..300."""
+    name = make_container('zc')
+    for i in (1, 2, 3):
+        conn.put_object(name, f'n{i}.txt', ''.join(f'{n}\n' for n in range(1, 100 * i + 1)))
+    return name
+
+
+def test_run_a_job_file_prints_outputs_and_a_row_per_node(zc, conn: Connection, data: str,
+                                                          guest, tmp_path: Path) -> None:
+    conn.put_object(data, 'wc', wc(guest).read_bytes())
+    (tmp_path / 'job.json').write_text(json.dumps([{
+        'name': 'wc', 'exec': {'path': f'swift://~/{data}/wc'},
+        'devices': [{'name': 'stdin', 'path': f'swift://~/{data}/n*.txt'},
+                    {'name': 'stdout'}]}]))
+    proc = zc('run', 'job.json')
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ['100', '100', '292', '200', '200', '692',
+                                   '300', '300', '1092']
+    table = rows(proc.stderr)
+    assert sorted(table) == ['wc-1', 'wc-2', 'wc-3']
+    node, obj, server, status, code, fuel, _in, out, _secs = table['wc-3']
+    assert (obj, status, code, out) == (f'{data}/n3.txt', 'ok', '0', '24')
+    assert server.startswith('127.0.0.1:') and int(fuel.replace(',', '')) > 0
+    assert proc.stderr.splitlines()[-1].startswith('3 nodes: 3 ok, 0 failed in ')
+
+
+def test_a_script_over_a_wildcard_with_outputs_to_objects(zc, conn: Connection, data: str,
+                                                          tmp_path: Path) -> None:
+    (tmp_path / 'total.py').write_text('import sys\nprint(sum(int(x) for x in sys.stdin))\n')
+    proc = zc('run', '--script', 'total.py', '--on', f'swift://~/{data}/*.txt',
+              '--out', f'swift://~/{data}/*.total')
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == ''
+    assert [conn.get_object(data, f'n{i}.total')[1] for i in (1, 2, 3)] == \
+        [b'5050\n', b'20100\n', b'45150\n']
+    assert {r[1] for r in rows(proc.stderr).values()} == {f'{data}/n{i}.txt' for i in (1, 2, 3)}
+    # a local program goes the same way, its output back in the answer
+    proc = zc('run', '--script', 'total.py', '--on', f'swift://~/{data}/n2.txt', '-q')
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, '20100\n', '')
+
+
+def test_a_failing_node_fails_the_command_and_says_why(zc, conn: Connection, data: str,
+                                                       guest) -> None:
+    proc = zc('run', str(guest('exitcode')), '--name', 'exitcode', '--args', '3', '--on', f'swift://~/{data}/n1.txt')
+    assert proc.returncode == 1
+    assert rows(proc.stderr)['exitcode'][4] == '3'
+    assert 'exitcode: exit 3' in proc.stderr
+    assert '0 ok, 1 failed' in proc.stderr
+    proc = zc('run', str(guest('crash')), '--name', 'crash', '--args', 'null', '-q')
+    assert proc.returncode == 1
+    assert rows(proc.stderr)['crash'][3] == 'fault'
+    fault = next(line for line in proc.stderr.splitlines() if line.startswith('crash: fault'))
+    assert len(fault) > len('crash: fault: ')          # what happened, from the server
+
+
+def test_json_prints_the_report_of_every_node(zc, data: str, guest) -> None:
+    proc = zc('run', '--json', str(wc(guest)), '--name', 'wc', '--on', f'swift://~/{data}/n*.txt')
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report['status'] == 200
+    assert [n['name'] for n in report['nodes']] == ['wc-1', 'wc-2', 'wc-3']
+    assert all(n['status'] == 'ok' and n['retcode'] == 0 for n in report['nodes'])
+    assert proc.stderr == ''
+
+
+def test_the_servers_whole_error_body_is_shown(zc, data: str, tmp_path: Path) -> None:
+    (tmp_path / 'job.json').write_text(json.dumps([{
+        'name': 'wc', 'exec': {'path': f'swift://~/{data}/no-such-program'},
+        'devices': [{'name': 'stdout'}]}]))
+    proc = zc('run', 'job.json')
+    assert proc.returncode == 1
+    assert f'Error 404 Not Found while fetching swift://AUTH_test/{data}/no-such-program' \
+        in proc.stderr
+    proc = zc('run', 'job.json', env={'PATH': os.environ['PATH'], 'PYTHONPATH': str(REPO)})
+    assert proc.returncode == 2 and 'no credentials: set ST_AUTH' in proc.stderr
+
+
+def test_submit_then_status_wait_and_result(zc, data: str, guest) -> None:
+    proc = zc('submit', str(wc(guest)), '--name', 'wc', '--on', f'swift://~/{data}/n*.txt')
+    assert proc.returncode == 0, proc.stderr
+    job_id = proc.stdout.strip()
+    assert job_id.startswith('job-')
+    waited = zc('wait', job_id, '--timeout', '60')
+    assert waited.returncode == 0, waited.stderr
+    assert waited.stdout.split()[-3:] == ['300', '300', '1092']
+    assert sorted(rows(waited.stderr)) == ['wc-1', 'wc-2', 'wc-3']
+    status = zc('status', job_id)
+    assert status.returncode == 0 and 'done: 3 nodes: 3 ok, 0 failed' in status.stderr
+    result = zc('result', job_id, '--json')
+    assert [n['status'] for n in json.loads(result.stdout)['nodes']] == ['ok'] * 3
+    unknown = zc('result', 'job-0000')
+    assert unknown.returncode == 3 and 'no result yet' in unknown.stderr
+
+
+def test_new_bundle_deploy_open(zc, conn: Connection, make_container, tmp_path: Path) -> None:
+    assert zc('new', 'hello').returncode == 0
+    app = tmp_path / 'hello'
+    made = subprocess.run(['make', '-s'], cwd=app, capture_output=True, text=True, check=False)
+    assert made.returncode == 0, made.stderr
+    bundled = zc('bundle', cwd=app)
+    assert bundled.returncode == 0, bundled.stderr
+    assert 'bin/hello: valid program' in bundled.stderr
+    (tmp_path / 'a.txt').write_bytes(b'one two\nthree\n')
+    tried = zc('local', 'run', 'hello/hello.zapp', '--stdin', 'a.txt', '-q')
+    assert (tried.returncode, tried.stdout) == (0, '2 lines, 3 words, 14 bytes\n'), tried.stderr
+    apps, docs = make_container('apps'), make_container('docs')
+    deployed = zc('deploy', 'hello/hello.zapp', '--to', f'swift://~/{apps}/',
+                  '--content-type', 'text/x-zc-hello')
+    assert deployed.returncode == 0, deployed.stderr
+    assert f'REST endpoint: {conn.url.rsplit("/v1/", 1)[0]}/open/AUTH_test/{apps}/hello.zapp' \
+        in deployed.stderr
+    try:
+        conn.put_object(docs, 'a.hello', b'one two\nthree\n', content_type='text/x-zc-hello')
+        ran = zc('run', 'hello/hello.zapp', '--on', f'swift://~/{docs}/*.hello', '-q')
+        assert (ran.returncode, ran.stdout) == (0, '2 lines, 3 words, 14 bytes\n'), ran.stderr
+        opened = zc('open', f'swift://~/{docs}/a.hello', '-q')
+        assert (opened.returncode, opened.stdout) == (0, '2 lines, 3 words, 14 bytes\n'), \
+            opened.stderr
+        # the deployed zapp is an endpoint: the request body is its input
+        resp = conn.http_connection()[1]
+        resp.request('POST', f'/open/AUTH_test/{apps}/hello.zapp', b'a b c',
+                     {'X-Auth-Token': conn.token})
+        answer = resp.getresponse()
+        assert (answer.status, answer.read()) == (200, b'0 lines, 3 words, 5 bytes\n')
+    finally:
+        conn.delete_object('.zvm', 'text/x-zc-hello/config')
+
+
+def test_validate_and_local_run(zc, guest, tmp_path: Path) -> None:
+    assert zc('validate', str(wc(guest))).stderr.endswith(': valid\n')
+    refused = zc('validate', str(guest('wrmsr')))
+    assert refused.returncode == 1 and 'invalid' in refused.stderr
+    for d in ('data', 'bin', 'out'):
+        (tmp_path / d).mkdir()
+    (tmp_path / 'data' / 'a.txt').write_text('1\n2\n')
+    (tmp_path / 'data' / 'b.txt').write_text('x y z\n')
+    (tmp_path / 'bin' / 'wc').write_bytes(wc(guest).read_bytes())
+    (tmp_path / 'job.json').write_text(json.dumps([{
+        'name': 'wc', 'exec': {'path': 'swift://~/bin/wc'},
+        'devices': [{'name': 'stdin', 'path': 'swift://~/data/*.txt'},
+                    {'name': 'stdout', 'path': 'swift://~/out/*.count'}]}]))
+    maps = ['--map', 'swift://~/data=data', '--map', 'swift://~/bin=bin',
+            '--map', 'swift://~/out=out']
+    proc = zc('local', 'run', 'job.json', *maps)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / 'out' / 'a.count').read_text().split() == ['2', '2', '4']
+    assert (tmp_path / 'out' / 'b.count').read_text().split() == ['1', '3', '6']
+    assert rows(proc.stderr)['wc-2'][1:4] == ['data/b.txt', 'local', 'ok']
+    (tmp_path / 'words.py').write_text('import sys\nprint(len(sys.stdin.read().split()))\n')
+    proc = zc('local', 'run', '--script', 'words.py', '--on', 'swift://~/data/*.txt', *maps)
+    assert (proc.returncode, proc.stdout) == (0, '2\n3\n'), proc.stderr
+    (tmp_path / 'fail.json').write_text(json.dumps([{
+        'name': 'py', 'exec': {'path': 'file://python3:python3', 'args': '-c "1/0"'},
+        'devices': [{'name': 'stdout'}]}]))
+    proc = zc('local', 'run', 'fail.json')
+    assert proc.returncode == 1
+    assert 'py: exit 1' in proc.stderr and '  | ZeroDivisionError: division by zero' \
+        in proc.stderr
+    (tmp_path / 'bin' / 'exitcode').write_bytes(guest('exitcode').read_bytes())
+    (tmp_path / 'exit.json').write_text(json.dumps([{
+        'name': 'ex', 'exec': {'path': 'swift://~/bin/exitcode', 'args': '2'},
+        'devices': [{'name': 'stdin', 'path': 'swift://~/data/*.txt'},
+                    {'name': 'stdout', 'path': 'swift://~/out/*.code'}]}]))
+    proc = zc('local', 'run', 'exit.json', *maps)
+    assert proc.returncode == 1 and 'ex-1: exit 2' in proc.stderr
+    assert not list((tmp_path / 'out').glob('*.code'))       # a failed job stores nothing
+    unmapped = zc('local', 'run', 'job.json')
+    assert unmapped.returncode == 1 and 'add --map swift://~/data=DIR' in unmapped.stderr
+
+
+def on_terminal(args: list[str], env: dict, cwd: Path, until: bytes, then=None
+                ) -> tuple[int, bytes, str]:
+    """Run zc with stderr on a pseudo-terminal: (exit status, what the terminal showed,
+    stdout).  ``then(proc)`` is called once the terminal showed ``until``."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([*ZC, *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=slave, stdin=subprocess.DEVNULL)
+    os.close(slave)
+    shown, called = b'', False
+    deadline = time.monotonic() + TIMEOUT
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.1)
+            if ready:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:         # the other side closed: zc ended
+                    break
+                if not chunk:
+                    break
+                shown += chunk
+            if not called and until in shown and then is not None:
+                then(proc)
+                called = True
+        code = proc.wait(timeout=TIMEOUT)
+        return code, shown, proc.stdout.read().decode()
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_progress_on_a_terminal(swift_cluster: DevCluster, tmp_path: Path) -> None:
+    (tmp_path / 'spin.py').write_text(SPIN)
+    code, shown, out = on_terminal(['run', '--script', 'spin.py', '--args', '300000'],
+                                   user_env(swift_cluster), tmp_path, b'')
+    assert code == 0, shown
+    assert out == f'{sum(range(300000))}\n'
+    assert b'\rrunning 1 node: ' in shown and b' s elapsed, waiting for the nodes' in shown
+    assert b'1 node: 1 ok, 0 failed' in shown
+    # quiet: nothing on the terminal
+    code, shown, out = on_terminal(['run', '-q', '--script', 'spin.py', '--args', '1000'],
+                                   user_env(swift_cluster), tmp_path, b'')
+    assert (code, shown, out) == (0, b'', f'{sum(range(1000))}\n')
+
+
+def test_ctrl_c_cancels_the_job(swift_cluster: DevCluster, tmp_path: Path) -> None:
+    (tmp_path / 'spin.py').write_text(SPIN)
+    code, shown, out = on_terminal(['run', '--script', 'spin.py', '--args', '500000'],
+                                   user_env(swift_cluster), tmp_path, b'elapsed',
+                                   lambda proc: proc.send_signal(signal.SIGINT))
+    assert code == 130, shown
+    assert b'zc: cancelled' in shown
+    assert out == ''                # it did not wait for the job's answer

@@ -1,0 +1,363 @@
+"""The ``zc`` client without a cluster: jobs it builds, how it reads answers, what it prints."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from zerocloud.client import display, jobs, local, report, zapps
+from zerocloud.client.cli import _has_answer_output, build_parser
+from zerocloud.job import parse_job
+from zerocloud.zapp import system_map
+
+HEADERS = {
+    'X-Nexe-System': 'wc-1,wc-2,wc-3',
+    'X-Nexe-Status': 'ok,ok,fault',
+    'X-Nexe-Retcode': '0,1,',
+    'X-Nexe-Host': '127.0.0.1:6203/d0,127.0.0.1:6213/d1,',
+    'X-Nexe-Cdr-Line': '0.500, 0.100, 2000 10 292 24, 0.200, 3000 11 692 24, 0.050, 0 0 0 0',
+    'X-Nexe-Error': 'wc-2: exit 1: bad input, wc-3: SIGSEGV at 0x0 (null read)',
+    'Content-Type': 'text/plain',
+}
+
+
+def members(zapp: bytes) -> dict[str, bytes]:
+    with tarfile.open(fileobj=io.BytesIO(gzip.decompress(zapp))) as tar:
+        return {m.name: tar.extractfile(m).read() for m in tar}
+
+
+def test_a_local_program_travels_in_a_zapp_with_the_job(tmp_path: Path) -> None:
+    prog = tmp_path / 'wc'
+    prog.write_bytes(b'\x7fELF' + b'\0' * 60)
+    payload = jobs.build(str(prog), None, 'swift://~/logs/*.txt', 'swift://~/out/*.count',
+                         args='-l', env={'LANG': 'C'})
+    assert payload.content_type == jobs.ZAPP_TYPE
+    files = members(payload.body)
+    assert files['bin/wc'] == prog.read_bytes()
+    job = json.loads(files['boot/system.map'])
+    assert job == payload.job == [{
+        'name': 'wc', 'exec': {'path': 'bin/wc', 'name': 'wc', 'args': '-l',
+                               'env': {'LANG': 'C'}},
+        'devices': [{'name': 'stdin', 'path': 'swift://~/logs/*.txt'},
+                    {'name': 'stdout', 'content_type': 'text/plain',
+                     'path': 'swift://~/out/*.count'}]}]
+    # the proxy's parser takes it, and the proxy's zapp reader finds the map
+    parse_job(job, 'AUTH_test')
+    assert json.loads(system_map(io.BytesIO(gzip.decompress(payload.body)), 65536, 'z')) == job
+
+
+def test_zapps_are_the_same_bytes_for_the_same_inputs(tmp_path: Path) -> None:
+    job = [{'name': 'a', 'exec': {'path': 'bin/a'}}]
+    assert jobs.zapp_bytes(job, {'bin/a': b'x'}) == jobs.zapp_bytes(job, {'bin/a': b'x'})
+
+
+def test_a_script_runs_with_the_interpreter_of_its_extension(tmp_path: Path) -> None:
+    script = tmp_path / 'col-sum.py'
+    script.write_text('print(1)\n')
+    payload = jobs.build(None, str(script), 'swift://~/data/*.csv', None, args='2')
+    group = payload.job[0]
+    assert group['name'] == 'col-sum'
+    assert group['exec'] == {'path': 'file://python3:python3', 'args': '/col-sum.py 2'}
+    assert group['devices'][1] == {'name': 'stdout', 'content_type': 'text/plain'}
+    assert members(payload.body)['col-sum.py'] == b'print(1)\n'
+    parse_job(payload.job, 'AUTH_test', system_images=['python3'])
+    lua = tmp_path / 'f.lua'
+    lua.write_text('print(1)')
+    assert jobs.build(None, str(lua), None, None).job[0]['exec']['path'] == 'file://lua:lua'
+
+
+def test_a_stored_program_needs_no_zapp() -> None:
+    payload = jobs.build('swift://~/bin/sort', None, 'swift://~/d/x', None, device='input')
+    assert payload.content_type == jobs.JSON_TYPE
+    assert json.loads(payload.body)[0]['devices'][0] == {'name': 'input', 'path': 'swift://~/d/x'}
+
+
+@pytest.mark.parametrize('kwargs, message', [
+    ({'program': None, 'script': None}, 'give a program or --script'),
+    ({'program': 'swift://~/b/p', 'script': 'x.py'}, 'not both'),
+    ({'program': None, 'script': 'x.sh'}, 'no interpreter for x.sh'),
+    ({'program': 'swift://~/b/p', 'script': None, 'on': 'http://x/y'}, '--on: Invalid path'),
+    ({'program': 'missing-program', 'script': None}, 'cannot read missing-program'),
+])
+def test_bad_requests_for_a_built_job_say_what_to_fix(kwargs: dict, message: str) -> None:
+    args = {'on': None, 'out': None, **kwargs}
+    with pytest.raises(jobs.BuildError, match=message):
+        jobs.build(**args)
+
+
+def test_a_file_that_is_not_a_program_is_refused(tmp_path: Path) -> None:
+    (tmp_path / 'notes.txt').write_text('hello')
+    with pytest.raises(jobs.BuildError, match='not a program'):
+        jobs.build(str(tmp_path / 'notes.txt'), None, None, None)
+
+
+def test_a_job_file_or_zapp_is_read_as_is(tmp_path: Path) -> None:
+    (tmp_path / 'job.json').write_text('[{"name": "a", "exec": {"path": "swift://~/b/a"}}]')
+    assert jobs.load(str(tmp_path / 'job.json')).job[0]['name'] == 'a'
+    (tmp_path / 'app.zapp').write_bytes(jobs.zapp_bytes([{'name': 'z'}], {}))
+    loaded = jobs.load(str(tmp_path / 'app.zapp'))
+    assert loaded.content_type == jobs.ZAPP_TYPE and loaded.job == [{'name': 'z'}]
+    (tmp_path / 'bad.json').write_text('[{')
+    with pytest.raises(jobs.BuildError, match='not a job description'):
+        jobs.load(str(tmp_path / 'bad.json'))
+
+
+def test_a_zapp_runs_over_objects_given_on_the_command_line() -> None:
+    job = [{'name': 'a', 'exec': {'path': 'bin/a'},
+            'devices': [{'name': 'stdin'}, {'name': 'stdout'}]}]
+    zapp = jobs.Payload(jobs.zapp_bytes(job, {'bin/a': b'prog'}), jobs.ZAPP_TYPE, job)
+    bound = jobs.rebind(zapp, 'swift://~/c/*.txt', 'swift://~/o/*.out', 'a.zapp')
+    assert bound.job[0]['devices'] == [{'name': 'stdin', 'path': 'swift://~/c/*.txt'},
+                                       {'name': 'stdout', 'path': 'swift://~/o/*.out'}]
+    assert jobs.read_zapp(bound.body, 'a.zapp') == (bound.job, {'bin/a': b'prog'})
+    with pytest.raises(jobs.BuildError, match='no group has stdin or input without a path'):
+        jobs.rebind(bound, 'swift://~/c/x', None, 'a.zapp')
+
+
+def test_nodes_and_their_objects_are_expanded_like_the_proxy_does() -> None:
+    job = [{'name': 'wc', 'exec': {'path': 'swift://~/bin/wc'},
+            'devices': [{'name': 'stdin', 'path': 'swift://~/logs/*.txt'}, {'name': 'stdout'}]}]
+    listing = {('AUTH_t', 'logs'): ['a.txt', 'b.csv', 'c.txt']}
+    nodes = jobs.nodes(job, 'AUTH_t', lambda a, c: listing[a, c], lambda a: [])
+    assert [(n.name, str(jobs.node_object(n))) for n in nodes] == [
+        ('wc-1', 'swift://AUTH_t/logs/a.txt'), ('wc-2', 'swift://AUTH_t/logs/c.txt')]
+
+
+def test_only_jobs_that_answer_with_output_are_run_without_the_json_report() -> None:
+    assert _has_answer_output([{'devices': [{'name': 'stdout'}]}])
+    assert not _has_answer_output([{'devices': [{'name': 'stdout', 'path': 'swift://~/c/o'},
+                                                {'name': 'stdin'}]}])
+
+
+# -- reading answers -------------------------------------------------------------------------
+
+def test_nodes_from_headers_fail_on_a_bad_status_or_a_non_zero_exit() -> None:
+    result = report.parse(200, HEADERS, b'out')
+    assert [n.name for n in result.nodes] == ['wc-1', 'wc-2', 'wc-3']
+    one, two, three = result.nodes
+    assert (one.status, one.retcode, one.fuel, one.bytes_in, one.bytes_out, one.seconds) == \
+        ('ok', 0, 2000, 292, 24, 0.1)
+    assert not one.failed
+    assert two.failed and two.retcode == 1 and two.error == 'exit 1: bad input'
+    assert three.failed and three.retcode is None and three.host == ''
+    assert three.error == 'SIGSEGV at 0x0 (null read)'
+    assert result.failed            # whatever the HTTP status said
+    assert result.seconds == 0.5 and not result.truncated
+
+
+def test_truncated_headers_are_noticed() -> None:
+    headers = dict(HEADERS, **{'X-Nexe-System': 'wc-1,wc-2,...', 'X-Nexe-Truncated': 'true'})
+    result = report.parse(200, headers, b'')
+    assert result.truncated and len(result.nodes) == 2
+
+
+def test_the_failure_body_gives_the_reason_when_headers_do_not() -> None:
+    headers = {k: v for k, v in HEADERS.items() if k != 'X-Nexe-Error'}
+    result = report.parse(422, headers, b'wc-3: fault: SIGSEGV at 0x0\n')
+    assert result.nodes[2].error == 'fault: SIGSEGV at 0x0'
+
+
+def test_stderr_sections_of_a_failure_body_go_to_their_node() -> None:
+    body = (b'wc-2: exit 1: ValueError: bad\nwc-3: fault: SIGSEGV\n'
+            b'\n--- stderr of wc-2 (its end) ---\nTraceback\nValueError: bad\n'
+            b'\n--- stderr of wc-3 (its end) ---\nsegv\n')
+    headers = {k: v for k, v in HEADERS.items() if k != 'X-Nexe-Error'}
+    result = report.parse(422, headers, body)
+    assert [n.stderr for n in result.nodes] == ['', 'Traceback\nValueError: bad\n', 'segv\n']
+    assert result.nodes[1].error == 'exit 1: ValueError: bad'
+    text = display.failures(result.nodes)
+    assert 'wc-2: exit 1: ValueError: bad\n  | Traceback\n  | ValueError: bad\n' in text
+
+
+def test_the_json_report_is_read_loosely_with_object_and_stderr_when_given() -> None:
+    body = json.dumps({'status': 422, 'seconds': 1.5, 'nodes': [
+        {'name': 'a-1', 'status': 'ok', 'retcode': 2, 'host': 'h:1/d', 'seconds': 0.25,
+         'object': 'swift://AUTH_t/c/o1', 'stderr': 'Traceback\nZeroDivisionError\n',
+         'accounting': {'fuel': 7, 'channels': {'/dev/stdin': {'read_bytes': 5},
+                                                '/dev/stdout': {'write_bytes': 3}}}},
+        {'name': 'a-2', 'status': 'ok', 'retcode': 0, 'stderr': {'text': 'warn'},
+         'object': {'account': 'AUTH_t', 'container': 'c', 'object': 'o2'}}]})
+    result = report.parse(422, {'Content-Type': 'application/json'}, body.encode())
+    first, second = result.nodes
+    assert (first.object, first.fuel, first.bytes_in, first.bytes_out, first.retcode) == \
+        ('swift://AUTH_t/c/o1', 7, 5, 3, 2)
+    assert first.stderr.endswith('ZeroDivisionError\n') and first.failed
+    assert second.stderr == 'warn' and not second.failed
+    assert second.object == 'AUTH_t/c/o2'
+    assert result.to_json() == json.loads(body) and result.seconds == 1.5
+
+
+def test_an_answer_without_nodes_keeps_the_whole_error_body() -> None:
+    body = b'Invalid device stdn in wc: valid names are stdin, stdout, ' + b'x' * 200 + b'\n'
+    result = report.parse(400, {'Content-Type': 'text/plain'}, body)
+    assert result.failed and result.nodes == []
+    assert result.to_json()['error'] == body.decode()
+    assert body.decode() in display.report(result)
+
+
+def test_a_refusal_that_names_no_failed_node_shows_the_body() -> None:
+    headers = {'X-Nexe-System': 'a', 'X-Nexe-Status': 'ok', 'X-Nexe-Retcode': '0'}
+    result = report.parse(422, headers, b'a: its message/cgi output is not valid: no blank line\n')
+    assert result.failed
+    assert 'HTTP 422:\na: its message/cgi output is not valid' in display.report(result)
+
+
+def test_a_stored_deferred_result_is_read_like_an_answer() -> None:
+    stored = json.dumps({'Status': '200 OK', **HEADERS}).encode()
+    result = report.parse_stored(stored, b'body')
+    assert result.status == 200 and len(result.nodes) == 3 and result.body == b'body'
+
+
+# -- what is printed -------------------------------------------------------------------------
+
+def test_the_table_has_a_row_per_node_and_failures_under_it() -> None:
+    result = report.parse(200, HEADERS, b'')
+    result.nodes[0].object = 'logs/a.txt'
+    result.nodes[1].stderr = ''.join(f'line {i}\n' for i in range(30))
+    text = display.report(result)
+    lines = text.splitlines()
+    assert lines[0].split() == list(display.COLUMNS)
+    assert lines[1].split() == ['wc-1', 'logs/a.txt', '127.0.0.1:6203/d0', 'ok', '0', '2,000',
+                                '292', '24', '0.10']
+    assert lines[3].split()[:5] == ['wc-3', '-', '-', 'fault', '-']
+    assert 'wc-2: exit 1: bad input' in text
+    assert '  | line 29' in text and '  | line 9\n' not in text      # the last 20 lines
+    assert 'wc-3: fault: SIGSEGV at 0x0 (null read)' in text
+    assert lines[-1] == '3 nodes: 1 ok, 2 failed in 0.50 s; HTTP 200'
+
+
+def test_columns_line_up() -> None:
+    nodes = [report.NodeResult('a', 'ok', 0, fuel=1), report.NodeResult('long-name', 'ok', 0,
+                                                                         fuel=1234567)]
+    lines = display.table(nodes).splitlines()
+    fuel_end = lines[0].index('FUEL') + len('FUEL')
+    assert lines[2].split()[5] == '1,234,567'
+    assert [line[:fuel_end].rstrip()[-1] for line in lines] == ['L', '1', '7']   # right-aligned
+    assert lines[1].index('ok') == lines[2].index('ok') == lines[0].index('STATUS')
+
+
+@pytest.mark.parametrize('n, text', [(None, '-'), (812, '812'), (12700, '12.4K'),
+                                     (3 << 20, '3.0M')])
+def test_sizes_for_people(n, text) -> None:
+    assert display.size(n) == text
+
+
+def test_progress_is_drawn_only_on_a_terminal() -> None:
+    class Stream(io.StringIO):
+        def __init__(self, tty: bool) -> None:
+            super().__init__()
+            self.tty = tty
+
+        def isatty(self) -> bool:
+            return self.tty
+
+    for tty in (False, True):
+        stream = Stream(tty)
+        with display.Progress('running 3 nodes', lambda: '1.0K received', stream,
+                              interval=0.01) as progress:
+            while tty and 'received' not in stream.getvalue():
+                pass
+        assert progress.line().startswith('running 3 nodes: ')
+        assert ('\r' in stream.getvalue()) == tty
+        assert not tty or stream.getvalue().endswith('\r')      # the line is cleared
+
+
+# -- apps and local runs ---------------------------------------------------------------------
+
+def test_new_writes_a_skeleton_that_bundle_checks(tmp_path: Path, guest) -> None:
+    root = zapps.new('hello', tmp_path)
+    assert sorted(p.name for p in root.iterdir()) == ['Makefile', 'hello.c', 'hello.py',
+                                                      'zapp.yaml']
+    assert 'musl-gcc' in (root / 'Makefile').read_text()
+    with pytest.raises(jobs.BuildError, match='exists already'):
+        zapps.new('hello', tmp_path)
+    with pytest.raises(jobs.BuildError, match=r'nothing matches bin/hello \(run make first'):
+        zapps.bundle(root)
+    (root / 'bin').mkdir()
+    (root / 'bin' / 'hello').write_bytes(guest(root / 'hello.c').read_bytes())
+    path, checked = zapps.bundle(root)
+    assert checked == ['bin/hello: valid program', 'hello.py: Python compiles']
+    job, files = jobs.read_zapp(path.read_bytes(), str(path))
+    assert sorted(files) == ['bin/hello', 'hello.py'] and job[0]['exec'] == {'path': 'bin/hello'}
+
+
+def test_bundle_refuses_an_invalid_program_or_a_broken_script(tmp_path: Path, guest) -> None:
+    root = zapps.new('app', tmp_path)
+    (root / 'bin').mkdir()
+    for bad in (guest('wrmsr').read_bytes(), b'\x7fELF, not really a program'):
+        (root / 'bin' / 'app').write_bytes(bad)
+        with pytest.raises(jobs.BuildError, match='bin/app: invalid'):
+            zapps.bundle(root)
+    (root / 'bin' / 'app').write_bytes(guest(root / 'app.c').read_bytes())
+    (root / 'app.py').write_text('def broken(:\n')
+    with pytest.raises(jobs.BuildError, match='app.py:1'):
+        zapps.bundle(root)
+    assert not (root / 'app.zapp').exists()
+
+
+def test_bundle_refuses_a_job_whose_program_is_not_bundled(tmp_path: Path) -> None:
+    root = tmp_path / 'app'
+    root.mkdir()
+    (root / 'zapp.yaml').write_text('name: app\njob:\n  - name: a\n    exec: {path: bin/nope}\n'
+                                    'bundle: []\n')
+    with pytest.raises(jobs.BuildError, match='runs bin/nope, which is not bundled'):
+        zapps.bundle(root)
+
+
+def test_a_registered_app_mounts_the_deployed_zapp_as_its_image() -> None:
+    job = [{'name': 'a', 'exec': {'path': 'bin/a'}, 'devices': [{'name': 'stdin'}]}]
+    out = zapps.registered_job(job, 'swift://AUTH_t/apps/a.zapp')
+    assert out[0]['devices'] == [{'name': 'stdin'},
+                                 {'name': 'image', 'path': 'swift://AUTH_t/apps/a.zapp'}]
+    assert job[0]['devices'] == [{'name': 'stdin'}]          # the original is untouched
+
+
+def test_local_maps_name_containers() -> None:
+    assert local.parse_maps(['swift://~/data=./d', 'out=o']) == {'data': Path('d'),
+                                                                 'out': Path('o')}
+    with pytest.raises(jobs.BuildError, match='expected swift://~/CONTAINER=DIR'):
+        local.parse_maps(['swift://~/data'])
+
+
+def test_the_command_line_takes_swift_auth_options() -> None:
+    opts = build_parser().parse_args(['-A', 'http://a/auth/v1.0', '-U', 'u', '-K', 'k', 'run',
+                                      '--script', 's.py', '--on', 'swift://~/c/*', '-q'])
+    assert (opts.auth, opts.user, opts.key, opts.command, opts.quiet_cmd) == \
+        ('http://a/auth/v1.0', 'u', 'k', 'run', True)
+
+
+def test_objects_in_your_account_are_shown_without_it() -> None:
+    from types import SimpleNamespace
+
+    from zerocloud.client.cli import Client
+    client = Client(build_parser().parse_args(['status', 'job-1']))
+    assert client.short('swift://AUTH_t/c/o') == 'swift://AUTH_t/c/o'    # no session yet
+    client._session = SimpleNamespace(account='AUTH_t')
+    assert [client.short(n) for n in ('swift://AUTH_t/c/o', 'AUTH_t/c/o', '/AUTH_t/c/o',
+                                      'swift://AUTH_u/c/o')] == ['c/o', 'c/o', 'c/o',
+                                                                 'swift://AUTH_u/c/o']
+
+
+def test_keystone_and_v1_credentials_come_as_for_the_swift_command(monkeypatch) -> None:
+    from zerocloud.client.cli import Client
+    for name in ('ST_AUTH', 'ST_USER', 'ST_KEY', 'ST_AUTH_VERSION', 'OS_AUTH_URL',
+                 'OS_USERNAME', 'OS_PASSWORD', 'OS_STORAGE_URL', 'OS_AUTH_TOKEN'):
+        monkeypatch.delenv(name, raising=False)
+    keystone = Client(build_parser().parse_args([
+        '--os-auth-url', 'http://keystone/v3', '--os-username', 'u', '--os-password', 'p',
+        '--os-project-name', 'proj', '--os-user-domain-name', 'dom',
+        '--os-project-domain-name', 'dom', 'status', 'job-1'])).session.conn
+    assert (keystone.authurl, keystone.user, keystone.key, keystone.auth_version) == \
+        ('http://keystone/v3', 'u', 'p', '3')
+    assert keystone.os_options['project_name'] == 'proj'
+    monkeypatch.setenv('ST_AUTH', 'http://proxy/auth/v1.0')
+    monkeypatch.setenv('ST_USER', 'test:tester')
+    monkeypatch.setenv('ST_KEY', 'testing')
+    v1 = Client(build_parser().parse_args(['status', 'job-1'])).session.conn
+    assert (v1.authurl, v1.user, v1.key, v1.auth_version) == \
+        ('http://proxy/auth/v1.0', 'test:tester', 'testing', '1.0')

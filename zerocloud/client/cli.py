@@ -1,0 +1,454 @@
+"""The ``zc`` command (``doc/client.md``).
+
+    zc [swift auth options] COMMAND ...
+    zc run JOB.json|APP.zapp [--json] [-q]   (a zapp also takes --on and --out)
+    zc run PROGRAM|--script FILE [--on URL] [--out URL] [--args ARGS] [--as stdin|input]
+    zc submit ...same as run...            prints the job id (deferred)
+    zc status ID | wait ID | result ID
+    zc new APP | bundle [DIR] | deploy APP.zapp [--to URL] [--content-type TYPE]
+    zc open URL [--param K=V] [--source URL]
+    zc validate PROGRAM
+    zc local run ...same as run... [--map swift://~/C=DIR] [--stdin FILE]
+
+Auth options and variables are the ``swift`` command's (``zerocloud.client.
+session``).  Exit status: 0 when every node ended ``ok`` with exit code 0;
+1 when a node failed or the server refused the request (its whole error
+body is printed); 2 for a usage error; 3 when a deferred result is not
+there yet; 130 when Ctrl-C cancelled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from urllib.parse import quote, urlencode
+
+from swiftclient import ClientException
+from swiftclient.service import process_options
+from swiftclient.shell import add_default_args
+
+from zerocloud.client import display, jobs, local, report, zapps
+from zerocloud.client.session import Answer, ServerError, Session
+from zerocloud.job import SwiftPath
+
+EXIT_FAILED, EXIT_USAGE, EXIT_PENDING, EXIT_CANCELLED = 1, 2, 3, 130
+REPORT_HEADER = 'X-Zerovm-Report'
+DEFERRED_HEADER = 'X-Zerovm-Deferred'
+RESULTS = '.zvm'
+POLL_START, POLL_MAX = 0.2, 2.0
+
+
+class Usage(Exception):
+    """A mistake on the command line."""
+
+
+def _env(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition('=')
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f'expected K=V, got {text!r}')
+    return key, value
+
+
+def _job_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument('target', nargs='?', metavar='JOB|PROGRAM',
+                   help='a job description (.json), a zapp, a program (local file or '
+                        'swift://), or nothing with --script')
+    p.add_argument('--script', metavar='FILE', help='a Python (.py) or Lua (.lua) script')
+    p.add_argument('--interpreter', metavar='URL',
+                   help='program that runs --script (default by extension)')
+    p.add_argument('--on', metavar='URL', help="objects to run on, e.g. 'swift://~/c/*.csv'")
+    p.add_argument('--out', metavar='URL', help="store stdout here, e.g. 'swift://~/c/*.out'")
+    p.add_argument('--args', default='',
+                   help="arguments of the program or script (one starting with -: --args=-n)")
+    p.add_argument('--as', dest='device', default='stdin', choices=jobs.DATA_DEVICES,
+                   help='device that reads --on (stdin: sequential, input: random access)')
+    p.add_argument('--env', type=_env, action='append', default=[], metavar='K=V')
+    p.add_argument('--name', help='name of the nodes (default: the program\'s file name)')
+    p.add_argument('--json', action='store_true', help="print the job's JSON report")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog='zc', usage='zc [swift auth options] COMMAND [options]',
+        description='Run jobs, scripts and apps on ZeroCloud.',
+        epilog='Auth: the swift command\'s options and ST_*/OS_* variables '
+               '(zc --os-help lists them).')
+    add_default_args(parser)
+    sub = parser.add_subparsers(dest='command', metavar='COMMAND')
+    quiet = argparse.ArgumentParser(add_help=False)
+    quiet.add_argument('--quiet', '-q', dest='quiet_cmd', action='store_true',
+                       help='no progress and no table unless something failed')
+    p = sub.add_parser('run', parents=[quiet], help='run a job and show every node')
+    _job_options(p)
+    p = sub.add_parser('submit', help='start a job deferred; print its id')
+    _job_options(p)
+    for name, text in (('status', 'is a deferred job done?'),
+                       ('wait', 'wait for a deferred job, then show its result'),
+                       ('result', "a deferred job's result")):
+        p = sub.add_parser(name, parents=[quiet], help=text)
+        p.add_argument('id', help='what submit printed (job-..., c/job-... or swift://)')
+        if name != 'status':
+            p.add_argument('--json', action='store_true')
+        if name == 'wait':
+            p.add_argument('--timeout', type=float, default=None, metavar='SECONDS')
+    p = sub.add_parser('new', help='write the skeleton of an app (zapp)')
+    p.add_argument('name')
+    p = sub.add_parser('bundle', help="check an app's programs locally and build its zapp")
+    p.add_argument('dir', nargs='?', default='.')
+    p.add_argument('-o', '--output', metavar='FILE')
+    p = sub.add_parser('deploy', help='upload a zapp; register it for a content type')
+    p.add_argument('zapp')
+    p.add_argument('--to', metavar='URL', help='default: swift://~/apps/<name>.zapp')
+    p.add_argument('--content-type', metavar='TYPE',
+                   help='open objects of this type with the app')
+    p = sub.add_parser('open', parents=[quiet], help='run the app of an object on it (GET)')
+    p.add_argument('url', help='swift://~/c/o')
+    p.add_argument('--param', type=_env, action='append', default=[], metavar='K=V',
+                   help='query parameter of the app')
+    p.add_argument('--source', metavar='URL', help='run this app over the object instead')
+    p = sub.add_parser('validate', help='check a program as the object servers will')
+    p.add_argument('program', help='a local file, or swift://~/c/o (its stored verdict)')
+    p = sub.add_parser('local', help='try a job on this machine (zvm)')
+    lsub = p.add_subparsers(dest='local_command', metavar='run', required=True)
+    p = lsub.add_parser('run', parents=[quiet], help='run a job, zapp, program or script '
+                                                      'here, with --map for its objects')
+    _job_options(p)
+    p.add_argument('--map', action='append', default=[], metavar='swift://~/C=DIR',
+                   help='a container as a local directory (repeatable)')
+    p.add_argument('--stdin', metavar='FILE', type=Path,
+                   help='what stdin (or input) without a path reads: the object an app '
+                        'opens, or a request body')
+    return parser
+
+
+class Client:
+    """One ``zc`` invocation: options, the session (made when first needed), output."""
+
+    def __init__(self, opts: argparse.Namespace, out=None, err=None) -> None:
+        self.opts = opts
+        self.out = out or sys.stdout.buffer
+        self.err = err or sys.stderr
+        self._session: Session | None = None
+        self.quiet = opts.verbose == 0 or getattr(opts, 'quiet_cmd', False)
+
+    @property
+    def session(self) -> Session:
+        if self._session is None:
+            options = dict(vars(self.opts))
+            process_options(options)
+            os_options = options['os_options']
+            token = os_options['object_storage_url'] and os_options['auth_token']
+            password = options['auth'] and options['key'] and (
+                options['user'] or os_options['user_id'])
+            credential = options['auth'] and os_options['application_credential_id']
+            if not (token or password or credential):
+                raise Usage('no credentials: set ST_AUTH, ST_USER and ST_KEY (or OS_AUTH_URL, '
+                            'OS_USERNAME, OS_PASSWORD...; or OS_STORAGE_URL and OS_AUTH_TOKEN), '
+                            'or give -A, -U, -K as for the swift command')
+            self._session = Session(options)
+        return self._session
+
+    def progress(self, what: str, extra=lambda: ''):
+        """A live status line on a terminal, unless quiet."""
+        return contextlib.nullcontext() if self.quiet else display.Progress(what, extra)
+
+    # -- running jobs --------------------------------------------------------------------
+
+    def payload(self, remote: bool = True) -> jobs.Payload:
+        """What ``run`` sends (``remote``: also create the container of ``--out``)."""
+        o = self.opts
+        made_out = self.made_out if remote else (lambda payload: payload)
+        if o.target is None and o.script is None:
+            raise Usage('give a job (.json or .zapp), a program, or --script FILE')
+        if o.script is None and not o.target.startswith('swift://') and \
+                not _is_program(o.target):
+            payload = jobs.load(o.target)
+            if o.on is None and o.out is None:
+                return payload
+            if payload.content_type != jobs.ZAPP_TYPE:
+                raise Usage('--on and --out go with a program, a script or a zapp: a job '
+                            'description names its objects itself')
+            return made_out(jobs.rebind(payload, o.on, o.out, o.target))
+        program = o.target if o.script is None else None
+        return made_out(jobs.build(program, o.script, o.on, o.out, o.args, o.device,
+                                   dict(o.env), o.interpreter, o.name))
+
+    def report_header(self, payload: jobs.Payload) -> dict[str, str]:
+        """Ask for the JSON report with --json, or when no output comes back anyway."""
+        wanted = self.opts.json or not _has_answer_output(payload.job)
+        return {REPORT_HEADER: 'json'} if wanted else {}
+
+    def made_out(self, payload: jobs.Payload) -> jobs.Payload:
+        """Create the container of ``--out`` (as ``swift upload`` does)."""
+        if self.opts.out is not None:
+            out = self.session.location(self.opts.out)
+            if out.account == self.session.account and '*' not in out.container:
+                self.session.ensure_container(out.container)
+        return payload
+
+    def expand(self, job: list) -> dict[str, str]:
+        """Node name -> the object it runs on ('' for none), from the job as the proxy
+        expands it; empty when the client cannot tell (the server will say why)."""
+        ses = self.session
+        try:
+            nodes = jobs.nodes(job, ses.account, ses.list_objects, ses.list_containers)
+        except (ValueError, ClientException):
+            return {}
+        found = {}
+        for node in nodes:
+            path = jobs.node_object(node)
+            found[node.name] = '' if path is None else self.show(path)
+        return found
+
+    def short(self, name: str) -> str:
+        """An object the server named, as ``c/o`` when it is in your account."""
+        if self._session is not None:
+            account = self._session.account
+            for prefix in (f'swift://{account}/', f'/v1/{account}/', f'/{account}/',
+                           f'{account}/'):
+                if name.startswith(prefix):
+                    return name[len(prefix):]
+        return name
+
+    def show(self, path: SwiftPath) -> str:
+        return self.short('swift:/' + path.path)
+
+    def cmd_run(self) -> int:
+        payload = self.payload()
+        headers = self.report_header(payload)
+        objects = self.expand(payload.job)
+        total = f'{len(objects)} node{"s" * (len(objects) != 1)}' if objects else 'job'
+        answer: list[Answer] = []
+
+        def extra() -> str:
+            return f'{display.size(answer[0].received)} received' if answer else \
+                'waiting for the nodes'
+        with self.progress(f'running {total}', extra):
+            answer.append(self.session.execute(payload.body, payload.content_type, headers))
+            body = answer[0].read()
+        result = report.parse(answer[0].status, answer[0].headers, body)
+        return self.show_result(result, objects)
+
+    def show_result(self, result: report.JobResult, objects: dict[str, str]) -> int:
+        for node in result.nodes:
+            node.object = self.short(node.object) or objects.get(node.name, '')
+        as_json = getattr(self.opts, 'json', False)
+        if as_json:
+            self.out.write(json.dumps(result.to_json(), indent=1).encode() + b'\n')
+        elif result.report is None and result.status < 300:
+            self.out.write(result.body)
+        self.out.flush()
+        if not self.quiet or result.failed:
+            if not (as_json and not result.failed):
+                self.err.write(display.report(result))
+        return EXIT_FAILED if result.failed else 0
+
+    # -- deferred ----------------------------------------------------------------------
+
+    def cmd_submit(self) -> int:
+        payload = self.payload()
+        headers = {DEFERRED_HEADER: 'always', **self.report_header(payload)}
+        answer = self.session.execute(payload.body, payload.content_type, headers)
+        body = answer.read()
+        if answer.status != 202:
+            return self.show_result(report.parse(answer.status, answer.headers, body), {})
+        where = self.session.location(body.decode().strip())
+        job_id = where.obj if where.container == RESULTS else self.show(where)
+        self.out.write(f'{job_id}\n'.encode())
+        return 0
+
+    def result_path(self, job_id: str) -> SwiftPath:
+        if job_id.startswith('swift://') or '/' in job_id:
+            return self.session.location(job_id)
+        return self.session.location(f'{RESULTS}/{job_id}')
+
+    def stored(self, path: SwiftPath) -> report.JobResult | None:
+        headers_path = SwiftPath(path.account, path.container, path.obj + '.headers')
+        if not self.session.exists(headers_path):
+            return None
+        return report.parse_stored(self.session.get(headers_path), self.session.get(path))
+
+    def cmd_status(self) -> int:
+        path = self.result_path(self.opts.id)
+        result = self.stored(path)
+        if result is None:
+            self.err.write(f'{self.opts.id}: running (no result yet; a proxy restart loses '
+                           'a running deferred job)\n')
+            return EXIT_PENDING
+        state = 'failed' if result.failed else 'done'
+        self.err.write(f'{self.opts.id}: {state}: {display.summary(result)}')
+        return EXIT_FAILED if result.failed else 0
+
+    def cmd_wait(self) -> int:
+        path = self.result_path(self.opts.id)
+        deadline = None if self.opts.timeout is None else time.monotonic() + self.opts.timeout
+        pause = POLL_START
+        with self.progress(f'waiting for {self.opts.id}'):
+            while (result := self.stored(path)) is None:
+                if deadline is not None and time.monotonic() >= deadline:
+                    self.err.write(f'{self.opts.id}: not done after {self.opts.timeout} s\n')
+                    return EXIT_PENDING
+                time.sleep(pause)
+                pause = min(pause * 1.5, POLL_MAX)
+        return self.show_result(result, {})
+
+    def cmd_result(self) -> int:
+        result = self.stored(self.result_path(self.opts.id))
+        if result is None:
+            self.err.write(f'{self.opts.id}: no result yet (zc wait {self.opts.id})\n')
+            return EXIT_PENDING
+        return self.show_result(result, {})
+
+    # -- apps ----------------------------------------------------------------------------
+
+    def cmd_new(self) -> int:
+        root = zapps.new(self.opts.name, Path.cwd())
+        self.err.write(f'{root}/: {", ".join(sorted(p.name for p in root.iterdir()))}\n'
+                       f'next: cd {root.name} && make && zc bundle\n')
+        return 0
+
+    def cmd_bundle(self) -> int:
+        output = Path(self.opts.output) if self.opts.output else None
+        path, checked = zapps.bundle(Path(self.opts.dir), output)
+        for line in checked:
+            self.err.write(f'  {line}\n')
+        self.err.write(f'{path}: {display.size(path.stat().st_size)}\n')
+        return 0
+
+    def cmd_deploy(self) -> int:
+        data = Path(self.opts.zapp).read_bytes()
+        job, files = jobs.read_zapp(data, self.opts.zapp)
+        tar = jobs.tar_bytes(data)
+        for line in zapps.check(job, files, self.opts.zapp):
+            self.err.write(f'  {line}\n')
+        ses = self.session
+        target = ses.location(self.opts.to or f'apps/{Path(self.opts.zapp).name}')
+        if target.obj is None or target.obj.endswith('/'):
+            target = SwiftPath(target.account, target.container,
+                               (target.obj or '') + Path(self.opts.zapp).name)
+        ses.put(target, tar, {'Content-Type': 'application/x-tar'})
+        self.err.write(f'uploaded {target} ({display.size(len(tar))})\n'
+                       f'REST endpoint: {ses.http_url(target, "/open")}\n')
+        if self.opts.content_type:
+            config = SwiftPath(ses.account, RESULTS, f'{self.opts.content_type}/config')
+            body = json.dumps(zapps.registered_job(job, str(target)), indent=1).encode()
+            ses.put(config, body, {'Content-Type': 'application/json'})
+            self.err.write(f'registered for {self.opts.content_type}: zc open '
+                           f'swift://~/<container>/<object of that type>\n')
+        return 0
+
+    def cmd_open(self) -> int:
+        ses = self.session
+        path = ses.location(self.opts.url)
+        headers = {'X-Zerovm-Execute': 'open/1.0'}
+        if self.opts.source:
+            headers['X-Zerovm-Source'] = self.opts.source
+        query = urlencode(self.opts.param, quote_via=quote)
+        answer = ses.request('GET', path, headers, query='?' + query if query else '')
+        body = answer.read()
+        if answer.status >= 300 and not answer.headers.get('x-nexe-system'):
+            raise ServerError(f'open {self.opts.url}', answer.status, answer.reason, body)
+        result = report.parse(answer.status, answer.headers, body)
+        if result.nodes:
+            return self.show_result(result, {n.name: self.show(path) for n in result.nodes})
+        self.out.write(body)
+        return 0
+
+    def cmd_validate(self) -> int:
+        target = self.opts.program
+        if target.startswith('swift://'):
+            path = self.session.location(target)
+            answer = self.session.request('HEAD', path, {})
+            answer.read()
+            if answer.status >= 300:
+                raise ServerError(f'HEAD {path}', answer.status, answer.reason, b'')
+            valid = answer.headers.get('x-zerovm-valid')
+            if valid is None:
+                self.err.write(f'{target}: no verdict stored (upload it with '
+                               'X-Zerovm-Validate: true, or as application/x-nexe)\n')
+                return EXIT_FAILED
+            why = answer.headers.get('x-zerovm-validation-error', '')
+            self.err.write(f'{target}: {"valid" if valid == "true" else "invalid: " + why}\n')
+            return 0 if valid == 'true' else EXIT_FAILED
+        try:
+            data = Path(target).read_bytes()
+        except OSError as e:
+            raise jobs.BuildError(f'cannot read {target}: {e.strerror}') from None
+        problem = zapps.check_program(target, data)
+        self.err.write((problem or f'{target}: valid') + '\n')
+        return EXIT_FAILED if problem else 0
+
+    def cmd_local(self) -> int:
+        payload = self.payload(remote=False)
+        result, outputs = local.run(payload, self.opts.target or self.opts.script,
+                                    local.parse_maps(self.opts.map), self.opts.stdin)
+        if not self.opts.json:
+            for part in outputs:
+                self.out.write(part)
+        return self.show_result(result, {})
+
+
+def _is_program(path: str) -> bool:
+    try:
+        with open(path, 'rb') as f:
+            return f.read(4) == jobs.ELF_MAGIC
+    except OSError:
+        return False
+
+
+def _has_answer_output(job: list) -> bool:
+    """Does a node write a device without a path (the answer's body)?"""
+    for group in job if isinstance(job, list) else []:
+        for dev in (group.get('devices') or group.get('file_list') or []) \
+                if isinstance(group, dict) else []:
+            if isinstance(dev, dict) and not dev.get('path') and \
+                    (dev.get('name') or dev.get('device')) in ('stdout', 'stderr', 'output'):
+                return True
+    return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    opts = parser.parse_args(argv)
+    if opts.os_help or opts.command is None:
+        parser.print_help()
+        return 0 if opts.os_help else EXIT_USAGE
+    client = Client(opts)
+    command = getattr(client, f'cmd_{opts.command}')
+    try:
+        return command()
+    except KeyboardInterrupt:
+        if client._session is not None:
+            client._session.cancel()
+        sys.stderr.write('\nzc: cancelled: the connection to the job is closed'
+                         + (' (a deferred job goes on)' if opts.command == 'wait' else '')
+                         + '\n')
+        return EXIT_CANCELLED
+    except Usage as e:
+        sys.stderr.write(f'zc: {e} (zc -h for help)\n')
+        return EXIT_USAGE
+    except (jobs.BuildError, ServerError) as e:
+        sys.stderr.write(f'zc: {e}\n')
+        return EXIT_FAILED
+    except ClientException as e:
+        body = e.http_response_content
+        text = body.decode('utf-8', 'replace') if isinstance(body, bytes) else str(body or '')
+        sys.stderr.write(f'zc: {e.msg}: {e.http_status} {e.http_reason}\n{text}'.rstrip() + '\n'
+                         if e.http_status else f'zc: {e}\n')
+        return EXIT_FAILED
+    except BrokenPipeError:            # zc run ... | head: the reader has enough
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED
+    except OSError as e:
+        where = f'{e.filename}: ' if e.filename else ''
+        sys.stderr.write(f'zc: {where}{e.strerror or e}\n')
+        return EXIT_FAILED
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""What ``zc`` shows a person: the per-node table, failures, live progress.
+
+Results (the job's output) go to stdout; the table, failures and progress go
+to stderr, so ``zc run ... > out.txt`` keeps only the output.  Progress is a
+single line redrawn in place, only when stderr is a terminal.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Callable
+
+from zerocloud.client.report import JobResult, NodeResult
+
+COLUMNS = ('NODE', 'OBJECT', 'SERVER', 'STATUS', 'EXIT', 'FUEL', 'IN', 'OUT', 'SECONDS')
+STDERR_LINES = 20               # of each failed node's stderr shown under the table
+
+
+def size(n: int | None) -> str:
+    """Bytes for people: ``812``, ``12.4K``, ``3.1M``."""
+    if n is None:
+        return '-'
+    for unit in ('', 'K', 'M', 'G'):
+        if n < 1024 or unit == 'G':
+            return f'{n}' if not unit else f'{n:.1f}{unit}'
+        n /= 1024
+    return str(n)
+
+
+def _row(node: NodeResult) -> tuple[str, ...]:
+    return (node.name, node.object or '-', node.host or '-', node.status or '-',
+            '-' if node.retcode is None else str(node.retcode),
+            '-' if node.fuel is None else f'{node.fuel:,}',
+            size(node.bytes_in), size(node.bytes_out),
+            '-' if node.seconds is None else f'{node.seconds:.2f}')
+
+
+def table(nodes: list[NodeResult]) -> str:
+    """Aligned columns, one row per node (numbers right-aligned)."""
+    rows = [COLUMNS, *map(_row, nodes)]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS))]
+    right = {COLUMNS.index(c) for c in ('EXIT', 'FUEL', 'IN', 'OUT', 'SECONDS')}
+    lines = []
+    for row in rows:
+        cells = [cell.rjust(w) if i in right else cell.ljust(w)
+                 for i, (cell, w) in enumerate(zip(row, widths, strict=True))]
+        lines.append('  '.join(cells).rstrip() + '\n')
+    return ''.join(lines)
+
+
+def failures(nodes: list[NodeResult]) -> str:
+    """What went wrong in each failed node: its status, error and stderr's last lines."""
+    out = []
+    for node in nodes:
+        if not node.failed:
+            continue
+        how = node.status if node.status == 'ok' else node.status or 'failed'
+        if node.retcode not in (0, None):
+            how = f'exit {node.retcode}' if node.status == 'ok' else f'{how}, exit {node.retcode}'
+        what = how if not node.error else \
+            node.error if node.error.startswith(how) else f'{how}: {node.error}'
+        out.append(f'{node.name}: {what}\n')
+        lines = node.stderr.rstrip('\n').splitlines()[-STDERR_LINES:]
+        out.extend(f'  | {line}\n' for line in lines)
+    return ''.join(out)
+
+
+def summary(result: JobResult) -> str:
+    failed = sum(n.failed for n in result.nodes)
+    total = len(result.nodes)
+    secs = '' if result.seconds is None else f' in {result.seconds:.2f} s'
+    cut = ' (headers cut: use --json for every node)' if result.truncated else ''
+    word = 'node' if total == 1 else 'nodes'
+    http = f'; HTTP {result.status}' if result.status else ''
+    return f'{total} {word}: {total - failed} ok, {failed} failed{secs}{http}{cut}\n'
+
+
+def report(result: JobResult) -> str:
+    """The table, the failures under it, and a summary line."""
+    text = table(result.nodes) if result.nodes else ''
+    text += failures(result.nodes)
+    if result.status >= 300 and not result.nodes:
+        body = result.body.decode('utf-8', 'replace')
+        return f'zc: the job was refused (HTTP {result.status}), nothing ran:\n{body}'
+    if result.status >= 300 and not any(n.failed for n in result.nodes):
+        text += f'the server answered HTTP {result.status}:\n' + \
+            result.body.decode('utf-8', 'replace')      # e.g. a program's bad CGI output
+    return text + summary(result)
+
+
+class Progress:
+    """A live status line on a terminal: ``what`` plus elapsed seconds and ``extra()``."""
+
+    def __init__(self, what: str, extra: Callable[[], str] = lambda: '',
+                 stream=None, interval: float = 0.2) -> None:
+        self.stream = stream or sys.stderr
+        self.what, self.extra, self.interval = what, extra, interval
+        self.started = time.monotonic()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._width = 0
+
+    def __enter__(self) -> Progress:
+        if self.stream.isatty():
+            self._thread = threading.Thread(target=self._run, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def line(self) -> str:
+        extra = self.extra()
+        return (f'{self.what}: {time.monotonic() - self.started:.1f} s elapsed'
+                + (f', {extra}' if extra else ''))
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            text = self.line()
+            self.stream.write('\r' + text.ljust(self._width))
+            self.stream.flush()
+            self._width = len(text)
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._thread = None
+            if self._width:
+                self.stream.write('\r' + ' ' * self._width + '\r')
+                self.stream.flush()

@@ -1,0 +1,222 @@
+"""Jobs for the common cases, and the requests that carry them.
+
+``zc run PROGRAM --on URL`` and ``zc run --script FILE --on URL`` build a job
+of one group (``doc/job-reference.md``): the program (a ``swift://`` object,
+or a local static binary sent along in a zapp as ``bin/<name>``) or the
+script (sent in a zapp, run by the system image its extension names: ``.py``
+by ``file://python3:python3``, ``.lua`` by ``file://lua:lua``) reads each
+object of ``--on`` (one node per object of a wildcard) on ``stdin`` (or
+``input``), and writes ``stdout`` back in the answer, or to ``--out``
+objects (``swift://~/c/*.out``: each ``*`` is what the ``--on`` wildcard
+matched).
+
+A :class:`Payload` is what the POST sends: the job description (JSON), or a
+zapp (a gzipped tar whose ``boot/system.map`` is the job).
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import re
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from zerocloud.job import Node, SwiftPath, expand, parse_job, parse_location
+from zerocloud.zapp import GZIP_MAGIC, MAPS, looks_like_archive
+
+JSON_TYPE = 'application/json'
+ZAPP_TYPE = 'application/x-gzip'
+INTERPRETERS = {'.py': 'file://python3:python3', '.lua': 'file://lua:lua'}
+DATA_DEVICES = ('stdin', 'input')
+ELF_MAGIC = b'\x7fELF'
+_BAD_NAME = re.compile(r'[^A-Za-z0-9_.-]+')
+
+
+class BuildError(ValueError):
+    """A job the client cannot build or read: the message says what to fix."""
+
+
+@dataclass
+class Payload:
+    """The body of an execute request and its content type; ``job`` is the description."""
+
+    body: bytes
+    content_type: str
+    job: list
+
+
+def group_name(path: str) -> str:
+    """A node name from a file name: ``./count_words.py`` -> ``count_words``."""
+    stem = Path(path.rpartition(':')[2]).stem or 'job'
+    return _BAD_NAME.sub('-', stem).strip('-') or 'job'
+
+
+def zapp_bytes(job: list, files: dict[str, bytes]) -> bytes:
+    """A gzipped tar: ``boot/system.map`` = ``job``, then ``files`` (name -> content).
+    Members have fixed times and owners, so the same inputs give the same bytes."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode='w', format=tarfile.USTAR_FORMAT) as tar:
+        for name, data in [(MAPS[0], json.dumps(job, indent=1).encode()), *files.items()]:
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime = len(data), 0
+            info.mode = 0o755 if data[:4] == ELF_MAGIC else 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return gzip.compress(raw.getvalue(), mtime=0)
+
+
+def build(program: str | None, script: str | None, on: str | None, out: str | None,
+          args: str = '', device: str = 'stdin', env: dict[str, str] | None = None,
+          interpreter: str | None = None, name: str | None = None) -> Payload:
+    """The job of ``zc run PROGRAM|--script FILE --on URL [--out URL]``."""
+    if (program is None) == (script is None):
+        raise BuildError('give a program or --script FILE, not both')
+    if device not in DATA_DEVICES:
+        raise BuildError(f'--as must be one of {", ".join(DATA_DEVICES)}')
+    for what, url in (('--on', on), ('--out', out)):
+        if url is not None:
+            try:
+                parse_location(url, '~')
+            except ValueError as e:
+                raise BuildError(f'{what}: {e}') from None
+    files: dict[str, bytes] = {}
+    exec_: dict = {}
+    if script is not None:
+        suffix = Path(script).suffix.lower()
+        interpreter = interpreter or INTERPRETERS.get(suffix)
+        if interpreter is None:
+            raise BuildError(f'no interpreter for {script}: name a .py or .lua file, or give '
+                             '--interpreter file://<image>:<program>')
+        base = Path(script).name
+        files[base] = _read(script)
+        exec_ = {'path': interpreter, 'args': f'/{base} {args}'.strip()}
+        group = group_name(script)
+    elif program.startswith('swift://'):
+        exec_ = {'path': program, 'args': args}
+        group = group_name(program)
+    else:
+        data = _read(program)
+        if data[:4] != ELF_MAGIC:
+            raise BuildError(f'{program} is not a program (an ELF executable): build it with '
+                             'musl-gcc -static, or run a script with --script')
+        base = Path(program).name
+        files[f'bin/{base}'] = data
+        exec_ = {'path': f'bin/{base}', 'name': base, 'args': args}
+        group = group_name(program)
+    if env:
+        exec_['env'] = dict(env)
+    if not exec_.get('args'):
+        exec_.pop('args', None)
+    devices: list[dict] = []
+    if on is not None:
+        devices.append({'name': device, 'path': on})
+    stdout: dict = {'name': 'stdout', 'content_type': 'text/plain'}
+    if out is not None:
+        stdout['path'] = out
+    devices.append(stdout)
+    job = [{'name': name or group, 'exec': exec_, 'devices': devices}]
+    if files:
+        return Payload(zapp_bytes(job, files), ZAPP_TYPE, job)
+    return Payload(json.dumps(job).encode(), JSON_TYPE, job)
+
+
+def _read(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as e:
+        raise BuildError(f'cannot read {path}: {e.strerror}') from None
+
+
+def load(path: str) -> Payload:
+    """A job description (JSON) or a zapp from a local file."""
+    data = _read(path)
+    if looks_like_archive(data[:512]):
+        return Payload(data, ZAPP_TYPE, zapp_job(data, path))
+    try:
+        job = json.loads(data)
+    except ValueError as e:
+        raise BuildError(f'{path} is not a job description (JSON) nor a zapp: {e}') from None
+    return Payload(data, JSON_TYPE, job)
+
+
+def tar_bytes(zapp: bytes) -> bytes:
+    """A zapp as a plain tar (zapps may be gzipped)."""
+    return gzip.decompress(zapp) if zapp[:2] == GZIP_MAGIC else zapp
+
+
+def zapp_job(data: bytes, where: str) -> list:
+    """The job description inside a zapp (gzipped or not)."""
+    try:
+        with tarfile.open(fileobj=io.BytesIO(tar_bytes(data)), mode='r:') as tar:
+            names = {m.name.lstrip('./'): m for m in tar}
+            found = next((names[m] for m in MAPS if m in names), None)
+            if found is None:
+                raise BuildError(f'{where} has no {MAPS[0]}: it is not a zapp')
+            return json.loads(tar.extractfile(found).read())
+    except (OSError, EOFError, tarfile.TarError, ValueError) as e:
+        if isinstance(e, BuildError):
+            raise
+        raise BuildError(f'{where} is not a valid zapp: {e}') from None
+
+
+def read_zapp(data: bytes, where: str) -> tuple[list, dict[str, bytes]]:
+    """A zapp's job and its other files (name -> content)."""
+    job = zapp_job(data, where)
+    files = {}
+    with tarfile.open(fileobj=io.BytesIO(tar_bytes(data)), mode='r:') as tar:
+        for member in tar:
+            name = member.name.removeprefix('./').lstrip('/')
+            if member.isfile() and name not in MAPS:
+                files[name] = tar.extractfile(member).read()
+    return job, files
+
+
+def rebind(payload: Payload, on: str | None, out: str | None, where: str) -> Payload:
+    """A zapp run over ``on`` (its devices without a path that read: stdin, input)
+    with its stdout without a path stored as ``out``."""
+    job, files = read_zapp(payload.body, where)
+    for url, names, what in ((on, DATA_DEVICES, 'stdin or input'), (out, ('stdout',),
+                                                                    'stdout')):
+        if url is None:
+            continue
+        free = [d for g in job for d in g.get('devices') or []
+                if isinstance(d, dict) and d.get('name') in names and not d.get('path')]
+        if not free:
+            raise BuildError(f'{where}: no group has {what} without a path to give {url}')
+        for device in free:
+            device['path'] = url
+    return Payload(zapp_bytes(job, files), ZAPP_TYPE, job)
+
+
+def nodes(job: list, account: str, list_objects, list_containers) -> list[Node]:
+    """The job's nodes as the proxy will expand them (same parser), for the object
+    each one runs on; ``list_*`` list the caller's containers."""
+    groups = parse_job(job, account, system_images=system_images(job))
+    for group in groups:            # devices the request fills in (zapp image...)
+        group.devices = [d for d in group.devices if d.path is not None or d.name != 'image']
+    return expand(groups, list_objects, list_containers)
+
+
+def system_images(job: list) -> list[str]:
+    """The names the job may use as system images (the parser needs to know them; the
+    server, which knows its images, refuses unknown ones)."""
+    names = set()
+    for group in job if isinstance(job, list) else []:
+        if not isinstance(group, dict):
+            continue
+        path = str((group.get('exec') or {}).get('path') or '')
+        if path.startswith('file://') and ':' in path[7:]:
+            names.add(path[7:].partition(':')[0])
+        for dev in group.get('devices') or group.get('file_list') or []:
+            if isinstance(dev, dict):
+                names.add(str(dev.get('name') or dev.get('device') or ''))
+    return sorted(n for n in names if n)
+
+
+def node_object(node: Node) -> SwiftPath | None:
+    """The object a node runs next to (its attached device's), if any."""
+    if node.attach is not None and node.attach.readable and node.attach.path is not None:
+        return node.attach.path
+    return None

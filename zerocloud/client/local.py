@@ -1,0 +1,180 @@
+"""``zc local run``: a job run on this machine with ``zvm``, before the cluster.
+
+The job is what ``zc run`` would send (a job description, a zapp, or one
+built for a program or script ``--on`` objects).
+
+The job is parsed and expanded by the proxy's own code (``zerocloud.job``);
+``--map swift://~/CONTAINER=DIR`` makes a container a local directory (its
+files, sorted, are the listing a wildcard expands over).  Each node then runs
+as ``zvm run`` with its devices as files: read devices are the mapped files,
+written devices with a path go to the mapped directory, and only when no
+node failed (ended other than ``ok``, or with a non-zero exit code);
+``stdout`` without a path is printed, and ``stdin`` (or ``input``) without
+a path reads ``--stdin FILE`` (what an app opens, or a request body).
+``exec.path`` may be a mapped ``swift://`` program, a file of a system image
+(``file://python3:python3``) or, for a zapp, a file of the zapp.  Graphs
+(``connect``) and replicas run only on the cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from zerocloud.client.jobs import ZAPP_TYPE, BuildError, Payload, tar_bytes
+from zerocloud.client.report import JobResult, node_from_report
+from zerocloud.job import USER_IMAGE, Device, JobError, Node, SwiftPath, expand, parse_job
+from zvm_core import sysimages
+
+ACCOUNT = 'local'
+ZVM = [sys.executable, '-m', 'zvm_core.cli']
+STREAMS = ('stdin', 'stdout', 'stderr', 'input', 'output')
+
+
+def parse_maps(specs: list[str]) -> dict[str, Path]:
+    """``swift://~/c=./dir`` (or ``c=dir``) -> {container: dir}."""
+    maps = {}
+    for spec in specs:
+        url, sep, directory = spec.partition('=')
+        container = url.removeprefix('swift://').removeprefix('~/').removeprefix('./').strip('/')
+        if not sep or not container or '/' in container or not directory:
+            raise BuildError(f'--map {spec}: expected swift://~/CONTAINER=DIR')
+        maps[container] = Path(directory)
+    return maps
+
+
+class LocalRun:
+    """One job run locally; ``files(path)`` is where a ``swift://`` path lives here."""
+
+    def __init__(self, maps: dict[str, Path], work: Path, stdin: Path | None = None) -> None:
+        self.maps = maps
+        self.work = work
+        self.stdin = stdin              # what a readable device without a path reads
+
+    def file(self, path: SwiftPath) -> Path:
+        if path.account != ACCOUNT or path.container not in self.maps:
+            raise BuildError(f'{path} is not mapped: add --map swift://~/{path.container}=DIR')
+        return self.maps[path.container] / (path.obj or '')
+
+    def list_objects(self, account: str, container: str) -> list[str]:
+        root = self.file(SwiftPath(account, container))
+        return sorted(p.relative_to(root).as_posix() for p in root.rglob('*') if p.is_file())
+
+    def list_containers(self, account: str) -> list[str]:
+        return sorted(self.maps)
+
+    def command(self, node: Node, image: Path | None, outdir: Path) -> list[str]:
+        cmd = [*ZVM, 'run', '--report', str(outdir / 'report.json')]
+        for key, value in node.exec.env.items():
+            cmd += ['--env', f'{key}={value}']
+        for dev in node.devices:
+            if dev.system_image:
+                cmd += ['--sysimage', dev.name]
+            elif dev.name == USER_IMAGE:
+                tar = self.file(dev.path) if dev.path else image
+                if tar is None:
+                    raise BuildError(f'{node.name}: image has no path, and no zapp was given')
+                cmd += ['--image', str(tar)]
+            elif dev.name in STREAMS:
+                if dev.writable:
+                    cmd += [f'--{dev.name}', str(outdir / dev.name)]
+                elif dev.path is not None:
+                    cmd += [f'--{dev.name}', str(self.file(dev.path))]
+                elif self.stdin is not None:
+                    cmd += [f'--{dev.name}', str(self.stdin)]
+            else:
+                raise BuildError(f'{node.name}: device {dev.name} runs only on the cluster')
+        if not any(d.name == 'stderr' for d in node.devices):     # shown if it fails
+            cmd += ['--stderr', str(outdir / 'stderr')]
+        if node.exec.swift_path is not None:
+            program = str(self.file(node.exec.swift_path))
+        else:
+            where, member = node.exec.image_member
+            if where is None:
+                if image is None and not any(d.name == USER_IMAGE for d in node.devices):
+                    raise BuildError(f'{node.name}: {node.exec.path} is a file of the zapp, '
+                                     'and no zapp was given')
+                where = USER_IMAGE
+            if where == USER_IMAGE and image is not None and '--image' not in cmd:
+                cmd += ['--image', str(image)]
+            program = f'file://{where}:{member}'
+        return [*cmd, program, *node.argv[1:]]
+
+    def run(self, nodes: list[Node], image: Path | None) -> tuple[JobResult, list[bytes]]:
+        results, outputs, written = [], [], []
+        for node in nodes:
+            outdir = self.work / node.name
+            outdir.mkdir()
+            cmd = self.command(node, image, outdir)
+            proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True,
+                                  check=False, env={**os.environ, 'PYTHONPATH': _pythonpath()})
+            try:
+                report = json.loads((outdir / 'report.json').read_text())
+            except (OSError, ValueError):
+                raise BuildError(f'{node.name}: zvm failed: '
+                                 f'{proc.stderr.decode("utf-8", "replace").strip()}') from None
+            result = node_from_report({'name': node.name, **report})
+            result.host = 'local'
+            stderr = outdir / 'stderr'
+            if result.failed and stderr.exists():
+                result.stderr = stderr.read_text('utf-8', 'replace')
+            attached = node.attach.path if node.attach is not None else None
+            result.object = attached.path[len(ACCOUNT) + 2:] if attached else ''
+            results.append(result)
+            for dev in node.devices:
+                if dev.writable and (outdir / dev.name).exists():
+                    if dev.path is None:
+                        if dev.name != 'stderr' or result.failed:
+                            outputs.append((outdir / dev.name).read_bytes())
+                    elif (outdir / dev.name).stat().st_size >= dev.min_size:
+                        written.append((outdir / dev.name, self.file(dev.path)))
+        job = JobResult(0, results)         # 0: no HTTP status, nothing was sent
+        if not any(r.failed for r in results):
+            for src, dst in written:
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(src, dst)
+        return job, outputs
+
+
+def _pythonpath() -> str:
+    here = str(Path(__file__).resolve().parents[2])
+    rest = os.environ.get('PYTHONPATH')
+    return here + (os.pathsep + rest if rest else '')
+
+
+def run(payload: Payload, where: str, maps: dict[str, Path], stdin: Path | None = None
+        ) -> tuple[JobResult, list[bytes]]:
+    """Run a job (JSON) or zapp (from ``where``) locally: (result, outputs without a
+    path); ``stdin`` is what its readable devices without a path read (else nothing)."""
+    with tempfile.TemporaryDirectory(prefix='zc-local-') as tmp:
+        work = Path(tmp)
+        image = None
+        if payload.content_type == ZAPP_TYPE:
+            image = work / 'image.tar'
+            image.write_bytes(tar_bytes(payload.body))
+        try:
+            groups = parse_job(payload.job, ACCOUNT, system_images=_images())
+        except JobError as e:
+            raise BuildError(f'{where}: {e}') from None
+        for group in groups:
+            if group.connect or group.replicate > 1:
+                raise BuildError(f'{group.name}: connect and replicate run only on the cluster')
+            if image is not None and not any(d.name == USER_IMAGE for d in group.devices):
+                group.devices.append(Device(USER_IMAGE))    # as the proxy does for a zapp
+        local = LocalRun(maps, work / 'nodes', stdin)
+        (work / 'nodes').mkdir()
+        try:
+            nodes = expand(groups, local.list_objects, local.list_containers)
+        except JobError as e:
+            raise BuildError(f'{where}: {e}') from None
+        return local.run(nodes, image)
+
+
+def _images() -> list[str]:
+    """The system images ``zvm`` has here (``$ZVM_SYSIMAGES`` or those built)."""
+    return list(sysimages.configured())

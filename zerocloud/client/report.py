@@ -1,0 +1,220 @@
+"""What a job's answer says about each node, read from whatever the server sent.
+
+The proxy describes a job three ways, and this module is the only place
+that reads them (so a change of the server's report changes one file):
+
+* the ``X-Nexe-*`` response headers, one comma-separated value per node
+  (``doc/http-api.md``), cut at 8 KiB with ``X-Nexe-Truncated``;
+* the JSON report (``X-Zerovm-Report: json``), richer: host, accounting,
+  outputs, and, where the server gives them, the node's object and stderr;
+* the body of a failed job: one ``<node>: <status>: <what happened>`` line
+  per failed node, then possibly the end of each one's stderr after a
+  ``--- stderr of <node> (its end) ---`` line.
+
+A deferred job's ``job-<id>.headers`` object is the same headers as JSON.
+Keys are looked up loosely (several spellings, missing ones tolerated), and
+a node counts as failed when its status is not ``ok`` *or* its exit code is
+not 0, whatever the HTTP status says.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+OK = 'ok'
+NEXE = 'x-nexe-'
+OBJECT_KEYS = ('object', 'local_object', 'data_object', 'path')
+STDERR_KEYS = ('stderr', 'stderr_tail')
+STDERR_SECTION = re.compile(r'^\n?--- stderr of (\S+)(?: \([^)\n]*\))? ---\n', re.M)
+
+
+@dataclass
+class NodeResult:
+    """One node (or replica) of a job, as far as the answer told."""
+
+    name: str
+    status: str = ''
+    retcode: int | None = None
+    host: str = ''
+    object: str = ''
+    fuel: int | None = None
+    bytes_in: int | None = None
+    bytes_out: int | None = None
+    seconds: float | None = None
+    error: str = ''
+    stderr: str = ''
+
+    @property
+    def failed(self) -> bool:
+        return self.status != OK or self.retcode not in (0, None)
+
+
+@dataclass
+class JobResult:
+    """The HTTP status and every node's result; ``body`` is what the server sent."""
+
+    status: int
+    nodes: list[NodeResult] = field(default_factory=list)
+    seconds: float | None = None
+    truncated: bool = False
+    body: bytes = b''
+    report: dict | None = None          # the JSON report, when the body was one
+
+    @property
+    def failed(self) -> bool:
+        return self.status >= 300 or any(n.failed for n in self.nodes)
+
+    def to_json(self) -> dict:
+        """The JSON report, or one made from the headers (``--json`` always prints one)."""
+        if self.report is not None:
+            return self.report
+        out: dict = {'status': self.status, 'seconds': self.seconds,
+                     'nodes': [vars(n) for n in self.nodes]}
+        if self.status >= 300 and not self.nodes:
+            out['error'] = self.body.decode('utf-8', 'replace')
+        return out
+
+
+def _split(value: str | None) -> tuple[list[str], bool]:
+    """A header's per-node values, and whether it was cut (ends with ``...``)."""
+    if value is None:
+        return [], False
+    items = [v.strip() for v in value.split(',')]
+    if items and items[-1] == '...':
+        return items[:-1], True
+    return items, False
+
+
+def _int(text: object) -> int | None:
+    try:
+        return int(text)
+    except (TypeError, ValueError):
+        return None
+
+
+def _float(text: object) -> float | None:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return None
+
+
+def _text(value: object) -> str:
+    """A report value that may be a string, bytes-as-text or {"text"/"data": ...}."""
+    if isinstance(value, dict):
+        value = value.get('text', value.get('data', value.get('tail', '')))
+    return value if isinstance(value, str) else ('' if value is None else str(value))
+
+
+def _object(value: object) -> str:
+    """An object named as a URL or path, or as {"account", "container", "object"}."""
+    if isinstance(value, dict) and not value.get('path'):
+        return '/'.join(str(value[k]) for k in ('account', 'container', 'object')
+                        if value.get(k))
+    return _text(value.get('path') if isinstance(value, dict) else value)
+
+
+def nodes_from_headers(headers: Mapping[str, str]) -> tuple[list[NodeResult], float | None, bool]:
+    """Nodes from ``X-Nexe-*`` headers (keys lower case): (nodes, job seconds, truncated)."""
+    names, cut = _split(headers.get(NEXE + 'system'))
+    nodes = [NodeResult(name) for name in names]
+    for key, attr, conv in (('status', 'status', str), ('retcode', 'retcode', _int),
+                            ('host', 'host', str)):
+        values, more = _split(headers.get(NEXE + key))
+        cut |= more
+        for node, value in zip(nodes, values, strict=False):
+            setattr(node, attr, conv(value))
+    cdr, more = _split(headers.get(NEXE + 'cdr-line'))
+    cut |= more
+    seconds = _float(cdr[0]) if cdr else None
+    for node, (secs, counts) in zip(nodes, zip(cdr[1::2], cdr[2::2], strict=False), strict=False):
+        node.seconds = _float(secs)
+        numbers = [_int(x) for x in counts.split()]
+        if len(numbers) == 4:
+            node.fuel, _, node.bytes_in, node.bytes_out = numbers
+    errors, more = _split(headers.get(NEXE + 'error'))
+    cut |= more or headers.get(NEXE + 'truncated', '').lower() == 'true'
+    _merge_errors(nodes, [tuple(e.split(': ', 1)) for e in errors if ': ' in e])
+    return nodes, seconds, cut
+
+
+def _merge_errors(nodes: list[NodeResult], errors: list[tuple[str, ...]]) -> None:
+    by_name: dict[str, list[NodeResult]] = {}
+    for node in nodes:
+        by_name.setdefault(node.name, []).append(node)
+    for name, message in errors:
+        for node in by_name.get(name, []):
+            if not node.error:
+                node.error = message
+
+
+def node_from_report(entry: Mapping) -> NodeResult:
+    """A node from one entry of the JSON report (or from a ``zvm run`` report)."""
+    acc = entry.get('accounting') or {}
+    channels = (acc.get('channels') or {}).values()
+    node = NodeResult(
+        name=str(entry.get('name', '')), status=str(entry.get('status', '')),
+        retcode=_int(entry.get('retcode')), host=str(entry.get('host') or ''),
+        fuel=_int(acc.get('fuel')), seconds=_float(entry.get('seconds', acc.get('wall_time'))),
+        bytes_in=sum(c.get('read_bytes', 0) for c in channels) if channels else None,
+        bytes_out=sum(c.get('write_bytes', 0) for c in channels) if channels else None,
+        error=_text(entry.get('error') or entry.get('message')))
+    node.object = next((_object(entry[k]) for k in OBJECT_KEYS if entry.get(k)), '')
+    node.stderr = next((_text(entry[k]) for k in STDERR_KEYS if entry.get(k)), '')
+    return node
+
+
+def _json_report(body: bytes) -> dict | None:
+    try:
+        report = json.loads(body)
+    except ValueError:
+        return None
+    if isinstance(report, dict) and isinstance(report.get('nodes'), list):
+        return report
+    return None
+
+
+def _failure_body(body: bytes) -> tuple[list[tuple[str, ...]], dict[str, str]]:
+    """A failed job's body: its ``<node>: <status>: <what happened>`` lines, and the
+    ``--- stderr of <node> (...) ---`` sections that may follow, by node."""
+    text = body.decode('utf-8', 'replace')
+    head, *sections = STDERR_SECTION.split(text)
+    errors = []
+    for line in head.splitlines():
+        name, sep, what = line.partition(': ')
+        if sep and what:
+            errors.append((name, what))
+    return errors, dict(zip(sections[::2], sections[1::2], strict=False))
+
+
+def parse(status: int, headers: Mapping[str, str], body: bytes) -> JobResult:
+    """Everything the answer says (``headers`` with lower-case keys)."""
+    headers = {k.lower(): v for k, v in headers.items()}
+    content_type = headers.get('content-type', '').partition(';')[0].strip()
+    report = _json_report(body) if content_type == 'application/json' else None
+    nodes, seconds, truncated = nodes_from_headers(headers)
+    if report is not None:
+        by_name = {n.name: n for n in nodes}
+        nodes = [node_from_report(entry) for entry in report['nodes']
+                 if isinstance(entry, Mapping)]
+        for node in nodes:          # what the report left out, the headers may say
+            known = by_name.get(node.name)
+            if known is not None and not node.error:
+                node.error = known.error
+        seconds, truncated = _float(report.get('seconds')), False
+    elif status >= 300:
+        errors, stderr = _failure_body(body)
+        _merge_errors(nodes, errors)
+        for node in nodes:
+            node.stderr = node.stderr or stderr.get(node.name, '')
+    return JobResult(status, nodes, seconds, truncated, body, report)
+
+
+def parse_stored(headers_json: bytes, body: bytes) -> JobResult:
+    """A deferred job's result: its ``.headers`` object (JSON) and its body."""
+    stored = json.loads(headers_json)
+    status = _int(str(stored.get('Status', '')).partition(' ')[0]) or 0
+    return parse(status, {str(k): str(v) for k, v in stored.items()}, body)

@@ -1,0 +1,159 @@
+"""Talking to Swift as the ``swift`` command does.
+
+Authentication is python-swiftclient's: the same options and variables
+(``ST_AUTH``/``ST_USER``/``ST_KEY`` for v1, ``OS_AUTH_URL``, ``OS_USERNAME``,
+``OS_PASSWORD``, ``OS_PROJECT_NAME``... for Keystone, or
+``OS_STORAGE_URL`` with ``OS_AUTH_TOKEN``), parsed by
+``swiftclient.shell.add_default_args`` and turned into a ``Connection`` by
+``swiftclient.service.get_conn``.  Execute requests go through the
+connection's own HTTP connection (its TLS options), streamed, so a caller
+can show progress and close the connection to cancel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from urllib.parse import quote, urlparse
+
+from swiftclient.service import get_conn
+
+from zerocloud.job import SwiftPath, parse_location
+
+EXECUTE = 'X-Zerovm-Execute'
+CHUNK = 1 << 16
+
+
+class ServerError(Exception):
+    """The server refused a request: its status and whole body say why."""
+
+    def __init__(self, what: str, status: int, reason: str, body: bytes) -> None:
+        text = body.decode('utf-8', 'replace').strip()
+        super().__init__(f'{what}: {status} {reason}' + (f'\n{text}' if text else ''))
+        self.status = status
+        self.body = body
+
+
+class Answer:
+    """A streamed response: status, headers (lower-case keys), body chunks."""
+
+    def __init__(self, resp) -> None:
+        self._resp = resp
+        self.status = resp.status
+        self.reason = resp.reason or ''
+        self.headers = {k.lower(): v for k, v in resp.getheaders()}
+        self.received = 0
+
+    def chunks(self) -> Iterator[bytes]:
+        while chunk := self._resp.read(CHUNK):
+            self.received += len(chunk)
+            yield chunk
+
+    def read(self) -> bytes:
+        return b''.join(self.chunks())
+
+
+class Session:
+    """An authenticated connection to one Swift account."""
+
+    def __init__(self, options: dict) -> None:
+        self.conn = get_conn(options)
+        self._http = None
+
+    def _auth(self) -> tuple[str, str]:
+        if not (self.conn.url and self.conn.token):
+            self.conn.get_auth()
+        return self.conn.url, self.conn.token
+
+    @property
+    def url(self) -> str:
+        return self._auth()[0]
+
+    @property
+    def account(self) -> str:
+        return urlparse(self.url).path.rstrip('/').rpartition('/')[2]
+
+    def location(self, url: str) -> SwiftPath:
+        """``swift://~/c/o`` (or ``c/o``) in this account."""
+        if not url.startswith('swift://'):
+            url = 'swift://~/' + url.lstrip('/')
+        return parse_location(url, self.account)
+
+    def http_url(self, path: SwiftPath | None = None, prefix: str = '') -> str:
+        """The HTTP URL of an object (``prefix`` ``/open``: its open URL)."""
+        parsed = urlparse(self.url)
+        version = parsed.path.strip('/').partition('/')[0]
+        base = f'{parsed.scheme}://{parsed.netloc}'
+        return base + (prefix or f'/{version}') + (quote(path.path) if path else
+                                                    f'/{quote(self.account)}')
+
+    def request(self, method: str, path: SwiftPath | None, headers: dict,
+                body: bytes | None = None, prefix: str = '', query: str = '') -> Answer:
+        """Send a request (``path`` None: the account) and return the streamed answer."""
+        url, token = self._auth()
+        target = self.http_url(path, prefix)
+        _, self._http = self.conn.http_connection(url)
+        self._http.request(method, urlparse(target).path + query, body,
+                           {'X-Auth-Token': token, **headers})
+        return Answer(self._http.getresponse())
+
+    def execute(self, body: bytes, content_type: str, headers: dict) -> Answer:
+        """POST a job (or zapp) to the account."""
+        return self.request('POST', None, {EXECUTE: '1.0', 'Content-Type': content_type,
+                                           **headers}, body)
+
+    def cancel(self) -> None:
+        """Close the connection of the request under way: the server stops its job."""
+        if self._http is not None:
+            self._http.close()
+
+    def get(self, path: SwiftPath, headers: dict | None = None) -> bytes:
+        """An object's content (raises ServerError with the server's whole body)."""
+        answer = self.request('GET', path, headers or {})
+        body = answer.read()
+        if answer.status >= 300:
+            raise ServerError(f'GET {path}', answer.status, answer.reason, body)
+        return body
+
+    def exists(self, path: SwiftPath) -> bool:
+        answer = self.request('HEAD', path, {})
+        answer.read()
+        if answer.status == 404:
+            return False
+        if answer.status >= 300:
+            raise ServerError(f'HEAD {path}', answer.status, answer.reason, b'')
+        return True
+
+    def put(self, path: SwiftPath, data: bytes, headers: dict | None = None) -> dict:
+        """PUT an object, creating its container if needed; the answer's headers."""
+        def put() -> Answer:
+            return self.request('PUT', path, {'Content-Length': str(len(data)),
+                                              **(headers or {})}, data)
+        answer = put()
+        body = answer.read()
+        if answer.status == 404:
+            self.ensure_container(path.container)
+            answer = put()
+            body = answer.read()
+        if answer.status >= 300:
+            raise ServerError(f'PUT {path}', answer.status, answer.reason, body)
+        return answer.headers
+
+    def ensure_container(self, container: str) -> None:
+        """Create the container (as ``swift upload`` does); nothing if it exists."""
+        path = SwiftPath(self.account, container)
+        answer = self.request('PUT', path, {'Content-Length': '0'}, b'')
+        body = answer.read()
+        if answer.status >= 300:
+            raise ServerError(f'PUT {path}', answer.status, answer.reason, body)
+
+    def list_objects(self, account: str, container: str) -> Iterator[str]:
+        if account != self.account:
+            return iter(())         # another account: the proxy lists it, as you
+        _, objects = self.conn.get_container(container, full_listing=True)
+        return (o.get('name') or o.get('subdir') for o in objects)
+
+    def list_containers(self, account: str) -> Iterator[str]:
+        if account != self.account:
+            return iter(())
+        _, containers = self.conn.get_account(full_listing=True)
+        return (c['name'] for c in containers)

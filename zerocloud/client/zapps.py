@@ -1,0 +1,219 @@
+"""Zapps: ``zc new`` (a skeleton), ``zc bundle`` (checked, then packed), ``zc deploy``.
+
+An app's directory has ``zapp.yaml``::
+
+    name: hello
+    version: "0.1"
+    job:                      # the job description, boot/system.map of the zapp
+      - name: hello
+        exec: {path: bin/hello}
+        devices: [{name: stdin}, {name: stdout, content_type: text/plain}]
+    bundle: [bin/hello, hello.py]     # files (globs) put into the zapp
+
+``bundle`` checks the job with the proxy's own parser, checks that every
+program the job runs from the zapp is bundled, validates every program
+(ELF) locally with zvm_core's validator (the object servers' rules) and
+compiles every Python file, and only then writes ``<name>.zapp`` (a gzipped
+tar, the same bytes for the same files).
+
+``deploy`` checks the zapp the same way and uploads it uncompressed
+(``application/x-tar``), so it is both a REST endpoint (``/open/<account>/
+<container>/<name>.zapp``: any method runs its job, the request body as
+input) and an image other jobs can mount.  ``--content-type TYPE`` also
+registers it for objects of that type: ``.zvm/<TYPE>/config`` becomes its
+job with the deployed zapp as ``image``, so ``zc open`` (a ``GET`` with
+``X-Zerovm-Execute: open/1.0``) of such an object runs the app over it.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import tempfile
+from pathlib import Path
+
+import yaml
+
+from zerocloud.client.jobs import ELF_MAGIC, BuildError, system_images, zapp_bytes
+from zerocloud.job import SWIFT, USER_IMAGE, JobError, parse_job
+from zvm_core.elf import ElfError, load_program
+from zvm_core.validator import Policy, default_cache, validate
+
+MANIFEST = 'zapp.yaml'
+
+ZAPP_YAML = '''\
+# The app: its job (boot/system.map of the zapp, doc/job-reference.md) and the
+# files bundled with it.  Devices without a path read the object the app opens
+# (or the request body) and write the answer.
+name: {name}
+version: "0.1"
+job:
+  - name: {name}
+    exec: {{path: bin/{name}}}
+    devices:
+      - {{name: stdin}}
+      - {{name: stdout, content_type: text/plain}}
+# The Python example runs the same way with
+#     exec: {{path: "file://python3:python3", args: "/{name}.py"}}
+# or, without bundling: zc run --script {name}.py --on 'swift://~/data/*.txt'
+bundle:
+  - bin/{name}
+  - {name}.py
+'''
+
+C_EXAMPLE = '''\
+/* {name}: count the lines, words and bytes of stdin (the object the app runs on). */
+#include <ctype.h>
+#include <stdio.h>
+
+int main(void)
+{{
+    long lines = 0, words = 0, bytes = 0;
+    int c, in_word = 0;
+    while ((c = getchar()) != EOF) {{
+        bytes++;
+        lines += c == '\\n';
+        if (isspace(c))
+            in_word = 0;
+        else if (!in_word) {{
+            in_word = 1;
+            words++;
+        }}
+    }}
+    printf("%ld lines, %ld words, %ld bytes\\n", lines, words, bytes);
+    return 0;
+}}
+'''
+
+PY_EXAMPLE = '''\
+"""{name}: count the lines, words and bytes of stdin, like bin/{name}."""
+import sys
+
+data = sys.stdin.buffer.read()
+lines, words = data.count(b"\\n"), len(data.split())
+print(f"{{lines}} lines, {{words}} words, {{len(data)}} bytes")
+'''
+
+MAKEFILE = '''\
+# Programs are static x86-64 Linux executables: musl-gcc -static.
+CC = musl-gcc
+CFLAGS = -static -O2
+
+all: bin/{name}
+
+bin/{name}: {name}.c
+\tmkdir -p bin
+\t$(CC) $(CFLAGS) -o $@ $<
+
+zapp: all
+\tzc bundle
+
+clean:
+\trm -rf bin {name}.zapp
+
+.PHONY: all zapp clean
+'''
+
+
+def new(name: str, where: Path) -> Path:
+    """Write the skeleton of app ``name`` into ``where/name``; refuse to overwrite."""
+    if not name or any(c in name for c in '/, \t') or name.startswith('.'):
+        raise BuildError(f'bad app name {name!r}: use letters, digits, - and _')
+    root = where / name
+    if root.exists():
+        raise BuildError(f'{root} exists already')
+    root.mkdir(parents=True)
+    for file, text in ((MANIFEST, ZAPP_YAML), (f'{name}.c', C_EXAMPLE),
+                       (f'{name}.py', PY_EXAMPLE), ('Makefile', MAKEFILE)):
+        (root / file).write_text(text.format(name=name))
+    return root
+
+
+def manifest(root: Path) -> dict:
+    path = root / MANIFEST
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as e:
+        raise BuildError(f'cannot read {path}: {e.strerror}') from None
+    except yaml.YAMLError as e:
+        raise BuildError(f'{path} is not valid YAML: {e}') from None
+    if not isinstance(data, dict) or not isinstance(data.get('job'), list):
+        raise BuildError(f'{path} needs a "job" (a list of groups, doc/job-reference.md)')
+    if not isinstance(data.get('name'), str) or not data['name']:
+        raise BuildError(f'{path} needs a "name"')
+    return data
+
+
+def check_program(name: str, data: bytes) -> str | None:
+    """Why the program ``data`` would be refused by the object servers, or None."""
+    with tempfile.NamedTemporaryFile(suffix='-' + Path(name).name) as f:
+        f.write(data)
+        f.flush()
+        try:
+            program = load_program(f.name)
+        except ElfError as e:
+            return f'{name}: invalid: {e}'
+        verdict = validate(program, Policy(), default_cache())
+    if verdict.ok:
+        return None
+    first = verdict.violations[0]
+    return (f'{name}: invalid: {len(verdict.violations)} violation(s), first '
+            f'{first.rule} at {first.address:#x}: {first.text}')
+
+
+def check(job: list, files: dict[str, bytes], where: str) -> list[str]:
+    """Check a zapp's job and files as the cluster would; what was checked, one line each."""
+    try:
+        groups = parse_job(job, 'zapp', system_images=system_images(job))
+    except JobError as e:
+        raise BuildError(f'{where}: the job is not valid: {e}') from None
+    for group in groups:
+        member = group.exec.image_member
+        if member is not None and member[0] in (None, USER_IMAGE) and member[1] not in files:
+            raise BuildError(f'{where}: {group.name} runs {group.exec.path}, which is not '
+                             f'bundled (files: {", ".join(sorted(files)) or "none"})')
+    done = []
+    for name, data in sorted(files.items()):
+        if data[:4] == ELF_MAGIC:
+            problem = check_program(name, data)
+            if problem:
+                raise BuildError(f'{where}: {problem}')
+            done.append(f'{name}: valid program')
+        elif name.endswith('.py'):
+            try:
+                compile(data, name, 'exec')
+            except SyntaxError as e:
+                raise BuildError(f'{where}: {name}:{e.lineno}: {e.msg}') from None
+            done.append(f'{name}: Python compiles')
+    return done
+
+
+def bundle(root: Path, output: Path | None = None) -> tuple[Path, list[str]]:
+    """Check the app in ``root`` and write its zapp; (path, what was checked)."""
+    spec = manifest(root)
+    files: dict[str, bytes] = {}
+    for pattern in spec.get('bundle') or []:
+        matches = sorted(glob.glob(str(pattern), root_dir=root, recursive=True))
+        if not matches:
+            hint = ' (run make first?)' if (root / 'Makefile').exists() else ''
+            raise BuildError(f'{root / MANIFEST}: bundle: nothing matches {pattern}{hint}')
+        for match in matches:
+            if (root / match).is_file():
+                files[Path(match).as_posix()] = (root / match).read_bytes()
+    checked = check(spec['job'], files, str(root / MANIFEST))
+    output = output or root / f'{spec["name"]}.zapp'
+    output.write_bytes(zapp_bytes(spec['job'], files))
+    return output, checked
+
+
+def registered_job(job: list, image_url: str) -> list:
+    """The zapp's job for ``.zvm/<type>/config``: its ``image`` is the deployed zapp."""
+    out = json.loads(json.dumps(job))
+    for group in out:
+        devices = group.setdefault('devices', [])
+        image = next((d for d in devices if d.get('name') == USER_IMAGE), None)
+        if image is None:
+            devices.append({'name': USER_IMAGE, 'path': image_url})
+        elif not str(image.get('path') or '').startswith(SWIFT):
+            image['path'] = image_url
+    return out
