@@ -6,11 +6,10 @@ import json
 import urllib.request
 
 import pytest
+from archives import tar_bytes
 from swift.common import direct_client
 from swiftclient import ClientException, Connection
 from swiftclient.client import get_auth, head_account
-
-from archives import tar_bytes
 
 from zerocloud.devcluster import DevCluster, healthy
 
