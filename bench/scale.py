@@ -59,7 +59,8 @@ SIZE = 1024
 PER_TAR = 2000           # objects per bulk upload
 UPLOADS = 8              # bulk uploads at a time
 GETTERS = 16             # concurrent GETs of the download path
-EXECUTE_LOG = re.compile(rb'execute \S+ (\d+) \S+ ([0-9.]+)s')
+EXECUTE_LOG = re.compile(rb'execute \S+ (\d+) \S+ ([0-9.]+)s (\S+)')
+LOG_WAIT = 10.0          # seconds to wait for the object servers' last log lines
 
 
 def name(i: int) -> str:
@@ -112,14 +113,20 @@ def proc_kib(pid: int, field: str) -> int:
     raise KeyError(field)
 
 
-def object_side(cluster: DevCluster) -> list[tuple[int, float]]:
-    """(status, seconds) of every node request the object servers logged (``execute``)."""
-    found = []
-    for server in cluster.servers:
-        if server.app == 'object-server':
-            text = cluster.log_file(server).read_bytes()
-            found += [(int(m.group(1)), float(m.group(2))) for m in EXECUTE_LOG.finditer(text)]
-    return found
+def object_side(cluster: DevCluster, trans_id: str, nodes: int) -> list[tuple[int, float]]:
+    """(status, seconds) of every node request of the job ``trans_id`` that the object
+    servers logged (``execute`` lines); waits a little for lines still on their way."""
+    deadline = time.monotonic() + LOG_WAIT
+    while True:
+        found = []
+        for server in cluster.servers:
+            if server.app == 'object-server':
+                for m in EXECUTE_LOG.finditer(cluster.log_file(server).read_bytes()):
+                    if m.group(3).decode() == trans_id:
+                        found.append((int(m.group(1)), float(m.group(2))))
+        if sum(status == 200 for status, _ in found) >= nodes or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
 
 
 def wc(data: bytes) -> tuple[int, int, int]:
@@ -136,8 +143,9 @@ def totals(wc_output: bytes) -> tuple[int, int, int]:
     return sums[0], sums[1], sums[2]
 
 
-def post_job(conn: Connection, report: bool = False) -> tuple[float, int, str, bytes]:
-    """(wall s, status, reason, body) of the wildcard job; a refusal is a result too."""
+def post_job(conn: Connection, report: bool = False) -> tuple[float, int, str, dict, bytes]:
+    """(wall s, status, reason, headers, body) of the wildcard job; a refusal is a
+    result too."""
     job = [{'name': 'wc', 'exec': {'path': f'swift://~/{CONTAINER}/wc'},
             'devices': [{'name': 'stdin', 'path': f'swift://~/{CONTAINER}/data/*.txt'},
                         {'name': 'stdout'}]}]
@@ -149,27 +157,27 @@ def post_job(conn: Connection, report: bool = False) -> tuple[float, int, str, b
         resp: dict = {}
         _, body = conn.post_account(headers=headers, data=json.dumps(job).encode(),
                                     response_dict=resp)
-        status, reason = resp['status'], resp['reason']
+        status, reason, headers = resp['status'], resp['reason'], resp['headers']
     except ClientException as e:
         status, reason, body = e.http_status, e.http_reason, e.http_response_content or b''
-    return time.perf_counter() - start, status, reason, body
+        headers = e.http_response_headers or {}
+    return time.perf_counter() - start, status, reason, headers, body
 
 
 def run_job(cluster: DevCluster, conn: Connection) -> dict:
     """The wildcard job, timed, and its costs (see the module docstring)."""
     pid = cluster.server('proxy').pid
     idle_hwm = proc_kib(pid, 'VmHWM')
-    wall, status, reason, body = post_job(conn)
+    wall, status, reason, _, body = post_job(conn)
     out = {'status': status, 'reason': reason, 'body': body, 'wall': wall,
            'hwm': proc_kib(pid, 'VmHWM'), 'idle_hwm': idle_hwm}
     if status == 200:       # again, for the per-node report (bytes, times)
-        logged = len(object_side(cluster))
-        _, _, _, body = post_job(conn, report=True)
+        _, _, _, headers, body = post_job(conn, report=True)
         nodes = json.loads(body)['nodes']
         out['sent'] = sum(n['request_bytes'] for n in nodes)
         out['returned'] = sum(o['bytes'] for n in nodes for o in n['outputs'])
         out['proxy_node_s'] = [n['seconds'] for n in nodes]
-        out['object_side'] = object_side(cluster)[logged:]
+        out['object_side'] = object_side(cluster, headers['x-trans-id'], len(nodes))
     return out
 
 
