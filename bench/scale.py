@@ -86,7 +86,6 @@ def connect(cluster: DevCluster) -> Connection:
 def populate(cluster: DevCluster, n: int) -> float:
     """Upload N objects by bulk extraction; seconds taken. Exits if an object failed."""
     url, token = connect(cluster).get_auth()
-
     per_tar = min(PER_TAR, -(-n // UPLOADS))
 
     def upload(first: int) -> None:
