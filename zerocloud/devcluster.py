@@ -4,7 +4,8 @@
 with fernet tokens, so no memcached), an account server, a container server
 and three object servers, each a separate process with its own port, and
 waits until every one answers ``/healthcheck``. The proxy and the object
-servers have the ZeroCloud filters in their pipelines. Nothing needs root
+servers have the ZeroCloud filters in their pipelines; the proxy also has
+Swift's ``bulk`` (``PUT ...?extract-archive=tar``). Nothing needs root
 devices, ``/etc/swift`` or anything beyond loopback.
 
 Commands (all take ``--dir``)::
