@@ -1,34 +1,39 @@
-"""SQL over a collection of CSV objects (issue 19): in place vs download + DuckDB vs
-download + sqlite3, side by side.
+"""SQL over a collection of CSV objects (issue 19): in place on each engine vs
+download + DuckDB vs download + sqlite3, side by side.
 
 On a fresh local cluster (``zerocloud.devcluster.DevCluster`` in a temporary
 directory, with the ``sqlite`` system image; stopped at the end) holding N
-CSV objects of about S bytes each, one group-by query is answered three ways:
+CSV objects of about S bytes each, one group-by query is answered four ways:
 
-- in place: ``POST /v1/<account>`` with ``X-Zerovm-Execute: sql/1.0``: one
-  node per object computes partial aggregates next to it, one node merges
-  them; only the answer comes back;
+- in place, native engine, and in place, emulated engine: ``POST
+  /v1/<account>`` with ``X-Zerovm-Execute: sql/1.0`` and ``"engine"`` in the
+  query: one node per object computes partial aggregates next to it, one
+  node merges them; only the answer comes back;
 - download + DuckDB: the client GETs every object through the proxy (4
   threads) and runs the query with DuckDB over the files (the ``duckdb``
   package from PyPI: skipped, saying so, when it is not installed);
 - download + sqlite3: the same downloads, loaded into the host's sqlite3
-  module (NUMERIC columns, as the in-place nodes do) and queried;
-- and, for scale, the in-place plan's node program run natively on this
-  host over the downloaded files, one object after the other, then the
-  merge (the ``explain`` of the query gives their command lines): what the
-  nodes compute without the emulator, an estimate of the native engine's
-  compute (not a path a client takes; its download is not counted).
+  module (NUMERIC columns, as the in-place nodes do) and queried.
 
 For each: wall time (median over repetitions, client-observed) and bytes the
 client received (bodies + approximate response heads); the answers are
-checked to be the same.  The first in-place query is reported apart (it
-starts the object servers' warm workers).  The cluster's ``zerovm_timeout``
-is raised (``--timeout``, default 1200 s): on the emulated engine, 100 nodes
-of 1 MiB queue longer than the default 60 s for the few workers of one
-machine.  All servers share this host's
-CPUs: the in-place nodes are not spread over machines as on a real cluster.
+checked to be the same.  The first in-place query on each engine is reported
+apart (it starts the object servers' warm workers).
 
-Usage: ``python bench/sql.py [--quick] [--objects N] [--size BYTES] [--reps R]``.
+Then where the native in-place time goes: planning (the same request with
+``"explain": true``: listing, reading the first object's header, checking
+the query), the nodes' job (run again as a plain job with ``X-Zerovm-Report:
+json``: per node the time the proxy saw, queueing for a worker included, and
+the time the guest ran), the merge, and the node program run on this host
+over one downloaded object (no sandbox, no server): loading it, and loading
+plus the query.  The cluster's ``zerovm_timeout`` is raised (``--timeout``,
+default 1200 s): on the emulated engine, 100 nodes of 1 MiB queue longer than
+the default 60 s for the few workers of one machine.  All servers share this
+host's CPUs: the in-place nodes are not spread over machines as on a real
+cluster.
+
+Usage: ``python bench/sql.py [--quick] [--objects N] [--size BYTES] [--reps R]
+[--engines native,emulated]``.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ import csv
 import io
 import json
 import math
+import os
 import random
 import sqlite3
 import subprocess
@@ -101,15 +107,23 @@ def upload(conn: Connection, nobj: int, size: int) -> list[str]:
     return names
 
 
-def in_place(conn: Connection) -> tuple[float, int, list[list[str]], dict]:
+def post(conn: Connection, body: dict, execute: str = 'sql/1.0', **headers: str
+         ) -> requests.Response:
     url, token = conn.get_auth()
-    body = json.dumps({'query': QUERY.format(source=f'swift://~/{CONTAINER}/*.csv')})
+    return requests.post(url, data=json.dumps(body), timeout=3600, headers={
+        'X-Auth-Token': token, 'X-Zerovm-Execute': execute, **headers})
+
+
+def in_place(conn: Connection, engine: str) -> tuple[float, int, list[list[str]], dict]:
+    body = {'query': QUERY.format(source=f'swift://~/{CONTAINER}/*.csv'), 'engine': engine}
     t = time.perf_counter()
-    resp = requests.post(url, data=body, timeout=600, headers={
-        'X-Auth-Token': token, 'X-Zerovm-Execute': 'sql/1.0'})
+    resp = post(conn, body)
     seconds = time.perf_counter() - t
     if resp.status_code != 200:
-        sys.exit(f'in-place query failed: {resp.status_code} {resp.text[:500]}')
+        sys.exit(f'in-place query ({engine}) failed: {resp.status_code} {resp.text[:500]}')
+    fuel = [int(acc.split()[0]) for acc in resp.headers['X-Nexe-Cdr-Line'].split(', ')[2::2]]
+    if (engine == 'native') != (sum(fuel) == 0):      # the native engine counts no fuel
+        sys.exit(f'in-place query: asked for the {engine} engine, the nodes ran another')
     rows = list(csv.reader(io.StringIO(resp.content.decode(), newline='')))[1:]
     return seconds, len(resp.content) + header_bytes(resp.headers), rows, dict(resp.headers)
 
@@ -156,27 +170,47 @@ def with_sqlite(conn: Connection, names: list[str]) -> tuple[float, int, list[tu
         return time.perf_counter() - t, received, rows
 
 
-def natively(conn: Connection, names: list[str], program: Path
-             ) -> tuple[float, int, list[list[str]]]:
-    """The plan's node and merge programs run on the host, over downloaded files."""
-    url, token = conn.get_auth()
-    body = json.dumps({'query': QUERY.format(source=f'swift://~/{CONTAINER}/*.csv'),
-                       'explain': True})
-    plan = requests.post(url, data=body, timeout=600, headers={
-        'X-Auth-Token': token, 'X-Zerovm-Execute': 'sql/1.0'}).json()
-    nodes, merge = (job[0]['exec']['args'] for job in plan['jobs'])
+def breakdown(conn: Connection, names: list[str], program: Path, workers: int
+              ) -> list[list[str]]:
+    """Where the native in-place time goes (rows of a table)."""
+    body = {'query': QUERY.format(source=f'swift://~/{CONTAINER}/*.csv'), 'engine': 'native'}
+    t0 = time.perf_counter()
+    plan = post(conn, {**body, 'explain': True}).json()
+    planning = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    report = post(conn, plan['jobs'][0], '1.0', **{'X-Zerovm-Report': 'json'}).json()
+    job = time.perf_counter() - t0
+    nodes = report['nodes']
+    if any(n['status'] != 'ok' or n['engine'] != 'native' for n in nodes):
+        sys.exit(f'the nodes\' job failed: {json.dumps(nodes[:3])[:800]}')
+    seen = [n['seconds'] for n in nodes]
+    ran = [n['accounting']['wall_time'] for n in nodes]
+    merged = in_place(conn, 'native')[3]['X-Nexe-Cdr-Line'].split(', ')[-2]
+    args = plan['jobs'][0][0]['exec']['args']
     with tempfile.TemporaryDirectory(prefix='zvm-bench-sql-') as d:
-        download(conn, names, Path(d))
-        t = time.perf_counter()
-        partials = b''.join(
-            subprocess.run([str(program), *[str(Path(d) / n) if a == '/dev/input' else a
-                                            for a in nodes]],
-                           capture_output=True, check=True).stdout for n in names)
-        answer = subprocess.run([str(program), *['/dev/stdin' if a == '/dev/stdin' else a
-                                                 for a in merge]],
-                                input=partials, capture_output=True, check=True).stdout
-        seconds = time.perf_counter() - t
-    return seconds, 0, list(csv.reader(io.StringIO(answer.decode(), newline='')))[1:]
+        download(conn, names[:1], Path(d))
+        local = [str(Path(d) / names[0]) if a == '/dev/input' else a for a in args]
+        only_load = list(local)
+        only_load[local.index('--query') + 1] = 'SELECT 1'
+        host = {}
+        for name, argv in (('load', only_load), ('load + query', local)):
+            host[name] = p50([common.timed(subprocess.run, [str(program), *argv],
+                                           capture_output=True, check=True)[0]
+                              for _ in range(3)])
+    n = len(nodes)
+    return [
+        ['planning (explain: list, read a header, check)', f'{planning:.2f} s', ''],
+        [f'the nodes\' job ({n} nodes, {workers} workers)', f'{job:.2f} s',
+         f'sum of guest run times / workers: {sum(ran) / workers:.2f} s'],
+        ['  a node as the proxy saw it (queueing included)', f'{p50(seen):.3f} s',
+         f'max {max(seen):.3f} s'],
+        ['  a node\'s guest run (start, load, query)', f'{p50(ran):.3f} s',
+         f'max {max(ran):.3f} s, sum {sum(ran):.2f} s'],
+        ['the merge node (as the proxy saw it)', f'{float(merged):.3f} s', ''],
+        ['the node program on this host, one object: load', f'{host["load"]:.3f} s', ''],
+        ['  load + query', f'{host["load + query"]:.3f} s',
+         f'x {n} objects: {host["load + query"] * n:.2f} s of CPU'],
+    ]
 
 
 def same(a: list[list[str]], b: list[tuple]) -> bool:
@@ -203,12 +237,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--objects', type=int, help='number of objects (default 100)')
     parser.add_argument('--size', type=int, help='bytes per object (default 1 MiB)')
     parser.add_argument('--reps', type=int, help='repetitions (default 3)')
+    parser.add_argument('--engines', default='native,emulated',
+                        help='in-place engines, comma-separated (default native,emulated)')
     parser.add_argument('--timeout', type=int, default=1200,
                         help='zerovm_timeout of the cluster, seconds (default 1200)')
     opts = parser.parse_args(argv)
     nobj = opts.objects or (20 if opts.quick else 100)
     size = opts.size or (1 << 20)
     reps = opts.reps or (2 if opts.quick else 3)
+    engines = [e for e in opts.engines.split(',') if e]
+    if not engines or set(engines) - {'native', 'emulated'}:
+        parser.error('--engines: native and/or emulated')
     print(common.environment())
     if duckdb is None:
         print('duckdb is not installed (pip install duckdb): its column is skipped')
@@ -221,8 +260,9 @@ def main(argv: list[str] | None = None) -> int:
         from zvm_core.sysimages import SystemImages
         program = SystemImages(cluster.sysimages).program('sqlite', 'sqlite')
         t, _ = common.timed(cluster.start)
+        workers = cluster.object_servers * (os.cpu_count() or 1)     # zerovm_maxpool
         print(f'local cluster started in {t:.1f} s ({cluster.object_servers} object servers, '
-              f'{cluster.replicas} replicas)')
+              f'{cluster.replicas} replicas, {workers} workers)')
         try:
             conn = Connection(authurl=cluster.auth_url, user=cluster.user, key=cluster.key,
                               retries=0)
@@ -230,41 +270,39 @@ def main(argv: list[str] | None = None) -> int:
             t, names = common.timed(upload, conn, nobj, size)
             total = sum(int(o['bytes']) for o in conn.get_container(CONTAINER)[1])
             print(f'{nobj} objects, {mib(total)} in all, uploaded in {t:.1f} s')
-            first = in_place(conn)
-            print(f'first in-place query (starts the warm workers): {first[0]:.2f} s; '
-                  f'plan {first[3].get("X-Sql-Plan")}: {first[3].get("X-Sql-Plan-Reason")}')
+            for engine in engines:
+                first = in_place(conn, engine)
+                print(f'first in-place query, {engine} engine (starts the warm workers): '
+                      f'{first[0]:.2f} s; plan {first[3].get("X-Sql-Plan")}: '
+                      f'{first[3].get("X-Sql-Plan-Reason")}')
+            methods = [(f'in place, {e} engine', lambda e=e: in_place(conn, e)) for e in engines]
+            if duckdb is not None:
+                methods.append(('download + DuckDB', lambda: with_duckdb(conn, names)))
+            methods.append(('download + sqlite3', lambda: with_sqlite(conn, names)))
             results: dict[str, tuple[list[float], int, object]] = {}
             for _ in range(reps):
-                for name, fn in (('in place (sql/1.0)', in_place),
-                                 ('download + DuckDB', with_duckdb),
-                                 ('download + sqlite3', with_sqlite),
-                                 ('node program natively (estimate)', natively)):
-                    if fn is with_duckdb and duckdb is None:
-                        continue
-                    if fn is in_place:
-                        out = fn(conn)
-                    elif fn is natively:
-                        out = fn(conn, names, program)
-                    else:
-                        out = fn(conn, names)
+                for name, fn in methods:
+                    out = fn()
                     times, _, _ = results.setdefault(name, ([], out[1], out[2]))
                     times.append(out[0])
+            where = breakdown(conn, names, program, workers) if 'native' in engines else None
             conn.close()
         finally:
             cluster.stop()
-    answer = results['in place (sql/1.0)'][2]
-    base = p50(results['in place (sql/1.0)'][0])
-    base_bytes = results['in place (sql/1.0)'][1]
+    first_name = methods[0][0]
+    answer, base, base_bytes = results[first_name][2], p50(results[first_name][0]), \
+        results[first_name][1]
     rows = []
     for name, (times, received, got) in results.items():
-        agrees = 'yes' if name.startswith('in place') or same(answer, got) else 'NO'
-        rows.append([name, f'{p50(times):.2f} s', ratio(p50(times), base),
-                     f'{received:,}' if received else '-',
-                     ratio(received, base_bytes) if received else '-', agrees])
+        agrees = 'yes' if same(answer, got) else 'NO'
+        rows.append([name, f'{p50(times):.2f} s', ratio(p50(times), base), f'{received:,}',
+                     ratio(received, base_bytes), agrees])
     table(f'group-by over {nobj} CSV objects of {mib(size)} ({reps} repetitions)',
-          ['method', 'wall p50', 'vs in place', 'bytes to client', 'vs in place',
+          ['method', 'wall p50', f'vs {first_name}', 'bytes to client', 'vs in place',
            'same answer'], rows,
           note=f'query: {QUERY.format(source="...")}')
+    if where:
+        table('where the native in-place time goes', ['part', 'seconds', ''], where)
     return 0
 
 

@@ -186,6 +186,26 @@ def test_one_object_runs_as_one_node(swift_cluster, conn, sales) -> None:
         assert math.isclose(want[2], have['avg(price)'], rel_tol=1e-12)
 
 
+def fuel_per_node(resp: requests.Response) -> list[int]:
+    """Each node's fuel from ``X-Nexe-Cdr-Line`` (the native engine counts none)."""
+    fields = resp.headers['X-Nexe-Cdr-Line'].split(', ')[1:]
+    return [int(acc.split()[0]) for acc in fields[1::2]]
+
+
+def test_the_query_picks_the_engine(swift_cluster, conn, sales) -> None:
+    query = f'SELECT region, count(*), sum(qty) FROM {URL} GROUP BY region ORDER BY region'
+    answers = {}
+    for engine in ('native', 'emulated'):
+        resp = sql(conn, {'query': query, 'engine': engine})
+        assert resp.status_code == 200, resp.text
+        fuel = fuel_per_node(resp)
+        assert len(fuel) == len(resp.headers['X-Nexe-System'].split(',')) == 7
+        assert all(f == 0 for f in fuel) if engine == 'native' else all(f > 0 for f in fuel)
+        answers[engine] = resp.content
+    assert answers['native'] == answers['emulated']
+    assert sql(conn, {'query': query, 'engine': 'fast'}).status_code == 400
+
+
 def test_csv_without_header_row_and_json_lines(swift_cluster, conn, make_container,
                                                 make_object) -> None:
     c = make_container('sqljson')

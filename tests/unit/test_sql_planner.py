@@ -200,6 +200,7 @@ def test_bad_queries_say_what_and_where(query, message) -> None:
     (b'{"query": "x", "input": {"delimiter": ";;"}}', 'one ASCII character'),
     (b'{"query": "x", "input": {"colums": []}}', 'unknown key(s) "colums" in "input"'),
     (b'{"query": "x", "output": "swift://~/c/*.csv"}', '"output" must be one object'),
+    (b'{"query": "x", "engine": "fast"}', '"engine" must be one of auto, native, emulated'),
 ])
 def test_bad_requests(body, message) -> None:
     with pytest.raises(SqlError) as e:
@@ -209,7 +210,9 @@ def test_bad_requests(body, message) -> None:
 
 def test_request_defaults() -> None:
     r = parse_request(json.dumps({'query': 'SELECT 1'}).encode())
-    assert (r.format, r.header, r.explain, r.output) == ('csv', True, False, None)
+    assert (r.format, r.header, r.explain, r.output, r.engine) == \
+        ('csv', True, False, None, None)
+    assert parse_request(b'{"query": "SELECT 1", "engine": "emulated"}').engine == 'emulated'
     assert (r.input.format, r.input.header, r.input.columns, r.input.delimiter) == \
         (None, True, None, ',')
 
@@ -271,6 +274,10 @@ def test_jobs_of_a_plan() -> None:
     assert merge[0]['exec']['args'][-2:] == ['--out', 'json']
     assert merge[0]['devices'] == [{'name': 'stdin'},
                                    {'name': 'stdout', 'content_type': 'application/x-ndjson'}]
+    assert 'engine' not in nodes[0] and 'engine' not in merge[0]
+    nodes, merge = entry.build_jobs(p, SwiftPath('AUTH_a', 'sales', '*.csv'), 'csv', ',',
+                                    True, 'csv', True, engine='native')
+    assert nodes[0]['engine'] == merge[0]['engine'] == 'native'
     single = plan(parse_query(f'SELECT count(*) FROM {URL}'), COLUMNS, 1)
     (job,) = entry.build_jobs(single, SwiftPath('AUTH_a', 'sales', 'x.csv'), 'jsonl', None,
                               False, 'csv', False, SwiftPath('AUTH_a', 'out', 'n.csv'))

@@ -169,28 +169,30 @@ def _node_args(plan: planner.Plan, fmt: str, delimiter: str, has_header: bool,
 
 def build_jobs(plan: planner.Plan, source: jobs.SwiftPath, fmt: str, delimiter: str,
                has_header: bool, out_format: str, out_header: bool,
-               output: jobs.SwiftPath | None = None) -> list[list[dict]]:
+               output: jobs.SwiftPath | None = None, engine: str | None = None
+               ) -> list[list[dict]]:
     """The jobs that run ``plan`` over ``source`` (a wildcard path or one object): the
     nodes' job, then (unless one node answers) the merging job, which reads their
     partial rows on stdin.  The last one answers in the response, or stores the
-    answer as ``output``."""
+    answer as ``output``.  ``engine`` is every node's (None: the object servers')."""
     final = 'json' if out_format == 'json' else ('csvh' if out_header else 'csv')
     answer = {'name': 'stdout', 'content_type': CONTENT_TYPES[out_format]}
     if output is not None:
         answer['path'] = str(output)
     program = {'path': PROGRAM}
+    picked = {} if engine is None else {'engine': engine}
     if plan.mode == 'single':
         return [[{'name': MAP, 'exec': {**program, 'args': _node_args(
                     plan, fmt, delimiter, has_header, final)},
-                  'devices': [{'name': 'input', 'path': str(source)}, answer]}]]
+                  'devices': [{'name': 'input', 'path': str(source)}, answer], **picked}]]
     nodes = [{'name': MAP, 'exec': {**program, 'args': _node_args(
                  plan, fmt, delimiter, has_header, 'partial')},
               'devices': [{'name': 'input', 'path': str(source)},
-                          {'name': 'stdout', 'content_type': PARTIAL_TYPE}]}]
+                          {'name': 'stdout', 'content_type': PARTIAL_TYPE}], **picked}]
     merge = [{'name': MERGE, 'exec': {**program, 'args': [
                  '--schema', plan.reduce_schema(), '--load', 'partials', '/dev/stdin',
                  '--query', plan.reduce_query, '--out', final]},
-              'devices': [{'name': 'stdin'}, answer]}]
+              'devices': [{'name': 'stdin'}, answer], **picked}]
     return [nodes, merge]
 
 
@@ -296,7 +298,7 @@ def respond(caller: Caller, execute: Callable[[Launch], Response], version: str,
             raise SqlError('"format": "json" needs distinct result column names: name them '
                            'with AS')
         job = build_jobs(plan, source, fmt, delimiter, has_header, spec.format, spec.header,
-                         output)
+                         output, spec.engine)
     except SqlError as e:
         raise HTTPBadRequest(body=f'{e}\n') from None
     headers = {'X-Sql-Plan': plan.mode, 'X-Sql-Objects': str(len(objects)),

@@ -36,6 +36,8 @@ import re
 import sqlite3
 from dataclasses import dataclass, field
 
+from zvm_core.engines import CHOICES
+
 VERSION = 'sql/1.0'
 FORMATS = ('csv', 'json')
 INPUT_FORMATS = ('csv', 'jsonl')
@@ -50,7 +52,7 @@ AGGREGATES = SPLITTABLE | {'group_concat', 'string_agg', 'json_group_array', 'js
 # words that end an expression (so they are no alias)
 _ENDING = {'end', 'null', 'true', 'false', 'current_date', 'current_time', 'current_timestamp',
            'isnull', 'notnull', 'nocase', 'binary', 'rtrim'}
-REQUEST_KEYS = {'query', 'format', 'header', 'input', 'explain', 'output'}
+REQUEST_KEYS = {'query', 'format', 'header', 'input', 'explain', 'output', 'engine'}
 INPUT_KEYS = {'format', 'header', 'columns', 'delimiter'}
 CLAUSES = ('from', 'where', 'group', 'having', 'window', 'order', 'limit')
 COMPOUND = ('union', 'intersect', 'except')
@@ -138,6 +140,7 @@ class SqlRequest:
     input: InputSpec = field(default_factory=InputSpec)
     explain: bool = False
     output: str | None = None             # swift:// object to store the answer in
+    engine: str | None = None             # every node's engine (None: the servers' choice)
 
 
 def _bool(spec: dict, key: str, default: bool, where: str) -> bool:
@@ -191,10 +194,13 @@ def parse_request(body: bytes) -> SqlRequest:
     if output is not None and (not isinstance(output, str) or not output.startswith('swift://')
                                or '*' in output):
         raise SqlError('"output" must be one object: swift://<account>/<container>/<object>')
+    engine = spec.get('engine')
+    if engine is not None and engine not in CHOICES:
+        raise SqlError(f'"engine" must be one of {", ".join(CHOICES)}, not {json.dumps(engine)}')
     return SqlRequest(query, fmt, _bool(spec, 'header', True, ''),
                       InputSpec(in_fmt, _bool(raw, 'header', True, '"input".'), columns,
                                 delimiter),
-                      _bool(spec, 'explain', False, ''), output)
+                      _bool(spec, 'explain', False, ''), output, engine)
 
 
 def check_columns(names: list[str], where: str) -> list[str]:
