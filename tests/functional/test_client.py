@@ -12,13 +12,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from swiftclient import Connection
+from test_disconnect import POOL, until
 
-from zerocloud.devcluster import DevCluster
+from zerocloud.devcluster import USERS, DevCluster
 
 REPO = Path(__file__).resolve().parents[2]
 ZC = [sys.executable, '-m', 'zerocloud.client.cli']
@@ -105,12 +106,25 @@ def test_a_script_over_a_wildcard_with_outputs_to_objects(zc, conn: Connection, 
 
 
 def test_a_failing_node_fails_the_command_and_says_why(zc, conn: Connection, data: str,
-                                                       guest) -> None:
+                                                       guest, tmp_path: Path) -> None:
     proc = zc('run', str(guest('exitcode')), '--name', 'exitcode', '--args', '3', '--on', f'swift://~/{data}/n1.txt')
     assert proc.returncode == 1
     assert rows(proc.stderr)['exitcode'][4] == '3'
     assert 'exitcode: exit 3' in proc.stderr
     assert '0 ok, 1 failed' in proc.stderr
+    # a node's stderr comes back with its failure, under the table and in the report
+    (tmp_path / 'fail.py').write_text(
+        'import sys\nprint("read 0 numbers", file=sys.stderr)\nsys.exit("no numbers here")\n')
+    proc = zc('run', '--script', 'fail.py', '--on', f'swift://~/{data}/n1.txt')
+    assert proc.returncode == 1 and proc.stdout == ''
+    assert 'fail: exit 1: no numbers here\n  | read 0 numbers\n  | no numbers here\n' \
+        in proc.stderr
+    assert proc.stderr.splitlines()[-1].startswith('1 node: 0 ok, 1 failed in ')
+    assert proc.stderr.splitlines()[-1].endswith('; HTTP 422')
+    proc = zc('run', '--json', '--script', 'fail.py', '--on', f'swift://~/{data}/n1.txt')
+    node, = json.loads(proc.stdout)['nodes']
+    assert (proc.returncode, node['failed'], node['stderr']) == \
+        (1, True, 'read 0 numbers\nno numbers here\n')
     proc = zc('run', str(guest('crash')), '--name', 'crash', '--args', 'null', '-q')
     assert proc.returncode == 1
     assert rows(proc.stderr)['crash'][3] == 'fault'
@@ -279,11 +293,46 @@ def test_progress_on_a_terminal(swift_cluster: DevCluster, tmp_path: Path) -> No
     assert (code, shown, out) == (0, b'', f'{sum(range(1000))}\n')
 
 
-def test_ctrl_c_cancels_the_job(swift_cluster: DevCluster, tmp_path: Path) -> None:
-    (tmp_path / 'spin.py').write_text(SPIN)
-    code, shown, out = on_terminal(['run', '--script', 'spin.py', '--args', '500000'],
-                                   user_env(swift_cluster), tmp_path, b'elapsed',
-                                   lambda proc: proc.send_signal(signal.SIGINT))
+@pytest.fixture(scope='module')
+def one_worker(tmp_path_factory: pytest.TempPathFactory, guest) -> Iterator[DevCluster]:
+    """A cluster of one object server that runs one node at a time and queues none (as
+    test_disconnect's): while a node holds the worker, any other job is refused (503)."""
+    cluster = DevCluster(tmp_path_factory.mktemp('zc-one-worker'), replicas=1,
+                         object_servers=1, sysimages={}, extra_conf={'object': POOL})
+    try:
+        cluster.start()
+        conn = Connection(authurl=cluster.auth_url, user=cluster.user,
+                          key=USERS[cluster.user][0], retries=0)
+        conn.put_container('bin')
+        conn.put_object('bin', 'spin', guest('spin').read_bytes())
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def test_ctrl_c_stops_the_job_and_frees_its_worker(one_worker: DevCluster,
+                                                   tmp_path: Path) -> None:
+    env = user_env(one_worker)
+
+    def quick() -> subprocess.CompletedProcess:
+        return subprocess.run([*ZC, 'run', 'swift://~/bin/spin', '--args', '1', '-q'],
+                              env=env, cwd=tmp_path, capture_output=True, text=True,
+                              timeout=TIMEOUT, check=False)
+
+    def interrupt_once_spinning(proc: subprocess.Popen) -> None:
+        # the spinning node holds the worker once a quick job is refused
+        if until(lambda: proc.poll() is not None or quick().returncode != 0) and \
+                proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+    for _ in range(5):          # a quick job may take the worker first: zc then fails (503)
+        code, shown, out = on_terminal(['run', 'swift://~/bin/spin'], env, tmp_path,
+                                       b'elapsed', interrupt_once_spinning)
+        if code != 1:
+            break
     assert code == 130, shown
     assert b'zc: cancelled' in shown
     assert out == ''                # it did not wait for the job's answer
+    # the worker is free again: a job runs (it would be refused for the 120 s the
+    # spinning node may run if the server had not stopped it)
+    ran = until(lambda: (p := quick()).returncode == 0 and p)
+    assert ran and ran.stdout == 'spun 1\n'
