@@ -88,6 +88,12 @@ def test_run_a_job_file_prints_outputs_and_a_row_per_node(zc, conn: Connection, 
     assert (obj, status, code, out) == (f'{data}/n3.txt', 'ok', '0', '24')
     assert server.startswith('127.0.0.1:') and int(fuel.replace(',', '')) > 0
     assert proc.stderr.splitlines()[-1].startswith('3 nodes: 3 ok, 0 failed in ')
+    # each node's output to a file of its own (X-Nexe-Body-Bytes)
+    proc = zc('run', 'job.json', '--split', 'parts', '-q')
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, '', '')
+    assert {p.name: p.read_text().split() for p in (tmp_path / 'parts').iterdir()} == {
+        'wc-1': ['100', '100', '292'], 'wc-2': ['200', '200', '692'],
+        'wc-3': ['300', '300', '1092']}
 
 
 def test_a_script_over_a_wildcard_with_outputs_to_objects(zc, conn: Connection, data: str,
@@ -125,6 +131,15 @@ def test_a_failing_node_fails_the_command_and_says_why(zc, conn: Connection, dat
     node, = json.loads(proc.stdout)['nodes']
     assert (proc.returncode, node['failed'], node['stderr']) == \
         (1, True, 'read 0 numbers\nno numbers here\n')
+    # an exit code the job accepts (exec.ok_exit) is success
+    conn.put_object(data, 'exitcode', guest('exitcode').read_bytes())
+    (tmp_path / 'ok3.json').write_text(json.dumps([{
+        'name': 'exitcode',
+        'exec': {'path': f'swift://~/{data}/exitcode', 'args': '3', 'ok_exit': [0, 3]},
+        'devices': [{'name': 'stdout'}]}]))
+    proc = zc('run', 'ok3.json')
+    assert (proc.returncode, proc.stdout) == (0, 'exiting with 3 via exit\n'), proc.stderr
+    assert rows(proc.stderr)['exitcode'][4] == '3' and '1 ok, 0 failed' in proc.stderr
     proc = zc('run', str(guest('crash')), '--name', 'crash', '--args', 'null', '-q')
     assert proc.returncode == 1
     assert rows(proc.stderr)['crash'][3] == 'fault'
@@ -154,7 +169,7 @@ def test_the_servers_whole_error_body_is_shown(zc, data: str, tmp_path: Path) ->
     assert proc.returncode == 2 and 'no credentials: set ST_AUTH' in proc.stderr
 
 
-def test_submit_then_status_wait_and_result(zc, data: str, guest) -> None:
+def test_submit_then_status_wait_and_result(zc, data: str, guest, tmp_path: Path) -> None:
     proc = zc('submit', str(wc(guest)), '--name', 'wc', '--on', f'swift://~/{data}/n*.txt')
     assert proc.returncode == 0, proc.stderr
     job_id = proc.stdout.strip()
@@ -165,6 +180,9 @@ def test_submit_then_status_wait_and_result(zc, data: str, guest) -> None:
     assert sorted(rows(waited.stderr)) == ['wc-1', 'wc-2', 'wc-3']
     status = zc('status', job_id)
     assert status.returncode == 0 and 'done: 3 nodes: 3 ok, 0 failed' in status.stderr
+    split = zc('result', job_id, '--split', 'parts', '-q')
+    assert (split.returncode, split.stdout) == (0, ''), split.stderr
+    assert (tmp_path / 'parts' / 'wc-3').read_text().split() == ['300', '300', '1092']
     result = zc('result', job_id, '--json')
     assert [n['status'] for n in json.loads(result.stdout)['nodes']] == ['ok'] * 3
     unknown = zc('result', 'job-0000')

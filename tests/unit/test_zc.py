@@ -150,6 +150,32 @@ def test_nodes_from_headers_fail_on_a_bad_status_or_a_non_zero_exit() -> None:
     assert result.seconds == 0.5 and not result.truncated
 
 
+def test_a_node_fails_when_the_server_says_so_an_exit_code_the_job_accepts_is_ok() -> None:
+    accepted = {'X-Nexe-System': 'grep-1,grep-2', 'X-Nexe-Status': 'ok,ok',
+                'X-Nexe-Retcode': '1,0'}
+    result = report.parse(200, accepted, b'')
+    assert not result.failed and not any(n.failed for n in result.nodes)
+    refused = dict(accepted, **{'X-Nexe-Error': 'grep-1: exit 1: no match'})
+    result = report.parse(422, refused, b'grep-1: exit 1: no match\n')
+    assert [n.failed for n in result.nodes] == [True, False]
+    body = json.dumps({'status': 200, 'nodes': [
+        {'name': 'grep', 'status': 'ok', 'retcode': 1, 'failed': False}]}).encode()
+    result = report.parse(200, {'Content-Type': 'application/json'}, body)
+    assert not result.failed
+    first = report.parse(200, accepted, b'').to_json()['nodes'][0]     # as the server's
+    assert first['failed'] is False and 'verdict' not in first
+
+
+def test_each_nodes_part_of_the_body_by_body_bytes() -> None:
+    headers = {'X-Nexe-System': 'a,b,c', 'X-Nexe-Status': 'ok,ok,ok',
+               'X-Nexe-Retcode': '0,0,0', 'X-Nexe-Body-Bytes': '3,0,4'}
+    assert report.parse(200, headers, b'onefour').parts() == \
+        [('a', b'one'), ('b', b''), ('c', b'four')]
+    assert report.parse(200, headers, b'onefive!').parts() is None     # does not add up
+    del headers['X-Nexe-Body-Bytes']
+    assert report.parse(200, headers, b'onefour').parts() is None      # not said
+
+
 def test_truncated_headers_are_noticed() -> None:
     headers = dict(HEADERS, **{'X-Nexe-System': 'wc-1,wc-2,...', 'X-Nexe-Truncated': 'true'})
     result = report.parse(200, headers, b'')

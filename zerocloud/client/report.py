@@ -12,9 +12,12 @@ that reads them (so a change of the server's report changes one file):
   ``--- stderr of <node> (its end) ---`` line.
 
 A deferred job's ``job-<id>.headers`` object is the same headers as JSON.
-Keys are looked up loosely (several spellings, missing ones tolerated), and
-a node counts as failed when its status is not ``ok`` *or* its exit code is
-not 0, whatever the HTTP status says.
+Keys are looked up loosely (several spellings, missing ones tolerated).  A
+node counts as failed when the server says so (the report's ``failed``, or
+an ``X-Nexe-Error`` entry: an exit code in the job's ``exec.ok_exit`` is
+success); when it does not say, when its status is not ``ok`` or its exit
+code is not 0.  ``X-Nexe-Body-Bytes`` says which bytes of a concatenated
+body each node wrote (:meth:`JobResult.parts`).
 """
 
 from __future__ import annotations
@@ -46,9 +49,13 @@ class NodeResult:
     seconds: float | None = None
     error: str = ''
     stderr: str = ''
+    body_bytes: int | None = None       # of the answer's body, from X-Nexe-Body-Bytes
+    verdict: bool | None = None         # failed, as the server (or zvm's caller) said
 
     @property
     def failed(self) -> bool:
+        if self.verdict is not None:
+            return self.verdict
         return self.status != OK or self.retcode not in (0, None)
 
 
@@ -71,11 +78,25 @@ class JobResult:
         """The JSON report, or one made from the headers (``--json`` always prints one)."""
         if self.report is not None:
             return self.report
-        out: dict = {'status': self.status, 'seconds': self.seconds,
-                     'nodes': [vars(n) for n in self.nodes]}
+        nodes = [{**{k: v for k, v in vars(n).items() if k != 'verdict'}, 'failed': n.failed}
+                 for n in self.nodes]
+        out: dict = {'status': self.status, 'seconds': self.seconds, 'nodes': nodes}
         if self.status >= 300 and not self.nodes:
             out['error'] = self.body.decode('utf-8', 'replace')
         return out
+
+    def parts(self) -> list[tuple[str, bytes]] | None:
+        """Each node's part of the body, by ``X-Nexe-Body-Bytes``; None when the answer
+        does not say (a JSON report, a failure, headers cut) or does not add up."""
+        sizes = [n.body_bytes for n in self.nodes]
+        if self.report is not None or self.status >= 300 or self.truncated or \
+                not sizes or None in sizes or sum(sizes) != len(self.body):
+            return None
+        parts, start = [], 0
+        for node, size in zip(self.nodes, sizes, strict=True):
+            parts.append((node.name, self.body[start:start + size]))
+            start += size
+        return parts
 
 
 def _split(value: str | None) -> tuple[list[str], bool]:
@@ -122,7 +143,7 @@ def nodes_from_headers(headers: Mapping[str, str]) -> tuple[list[NodeResult], fl
     names, cut = _split(headers.get(NEXE + 'system'))
     nodes = [NodeResult(name) for name in names]
     for key, attr, conv in (('status', 'status', str), ('retcode', 'retcode', _int),
-                            ('host', 'host', str)):
+                            ('host', 'host', str), ('body-bytes', 'body_bytes', _int)):
         values, more = _split(headers.get(NEXE + key))
         cut |= more
         for node, value in zip(nodes, values, strict=False):
@@ -138,6 +159,9 @@ def nodes_from_headers(headers: Mapping[str, str]) -> tuple[list[NodeResult], fl
     errors, more = _split(headers.get(NEXE + 'error'))
     cut |= more or headers.get(NEXE + 'truncated', '').lower() == 'true'
     _merge_errors(nodes, [tuple(e.split(': ', 1)) for e in errors if ': ' in e])
+    if errors and not cut:          # the server names every failed node, and only those
+        for node in nodes:
+            node.verdict = node.status != OK or bool(node.error)
     return nodes, seconds, cut
 
 
@@ -162,6 +186,8 @@ def node_from_report(entry: Mapping) -> NodeResult:
         bytes_in=sum(c.get('read_bytes', 0) for c in channels) if channels else None,
         bytes_out=sum(c.get('write_bytes', 0) for c in channels) if channels else None,
         error=_text(entry.get('error') or entry.get('message')))
+    if isinstance(entry.get('failed'), bool):
+        node.verdict = entry['failed']
     node.object = next((_object(entry[k]) for k in OBJECT_KEYS if entry.get(k)), '')
     node.stderr = next((_text(entry[k]) for k in STDERR_KEYS if entry.get(k)), '')
     return node
@@ -210,6 +236,9 @@ def parse(status: int, headers: Mapping[str, str], body: bytes) -> JobResult:
         _merge_errors(nodes, errors)
         for node in nodes:
             node.stderr = node.stderr or stderr.get(node.name, '')
+    if report is None and status == 200 and not truncated:
+        for node in nodes:          # no X-Nexe-Error: an exit code the job accepts
+            node.verdict = node.verdict or node.status != OK
     return JobResult(status, nodes, seconds, truncated, body, report)
 
 
