@@ -185,6 +185,13 @@ def test_submit_then_status_wait_and_result(zc, data: str, guest, tmp_path: Path
     assert (tmp_path / 'parts' / 'wc-3').read_text().split() == ['300', '300', '1092']
     result = zc('result', job_id, '--json')
     assert [n['status'] for n in json.loads(result.stdout)['nodes']] == ['ok'] * 3
+    # outputs to objects: the result is the JSON report, which names each node's object
+    proc = zc('submit', str(wc(guest)), '--name', 'wc', '--on', f'swift://~/{data}/n*.txt',
+              '--out', f'swift://~/{data}/*.wc')
+    waited = zc('wait', proc.stdout.strip(), '--timeout', '60')
+    assert waited.returncode == 0, waited.stderr
+    assert {n: r[1] for n, r in rows(waited.stderr).items()} == {
+        f'wc-{i}': f'{data}/n{i}.txt' for i in (1, 2, 3)}
     unknown = zc('result', 'job-0000')
     assert unknown.returncode == 3 and 'no result yet' in unknown.stderr
 
