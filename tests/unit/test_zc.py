@@ -188,6 +188,14 @@ def test_the_failure_body_gives_the_reason_when_headers_do_not() -> None:
     assert result.nodes[2].error == 'fault: SIGSEGV at 0x0'
 
 
+def test_the_failure_bodys_whole_line_wins_over_the_headers_comma_list() -> None:
+    headers = {'X-Nexe-System': 'py', 'X-Nexe-Status': 'ok', 'X-Nexe-Retcode': '1',
+               'X-Nexe-Error': 'py: exit 1: KeyError: (1, 2)'}
+    result = report.parse(422, headers, b'py: exit 1: KeyError: (1, 2)\n')
+    assert result.nodes[0].error == 'exit 1: KeyError: (1, 2)'
+    assert report.parse(422, headers, b'').nodes[0].error == 'exit 1: KeyError: (1'
+
+
 def test_stderr_sections_of_a_failure_body_go_to_their_node() -> None:
     body = (b'wc-2: exit 1: ValueError: bad\nwc-3: fault: SIGSEGV\n'
             b'\n--- stderr of wc-2 (its end) ---\nTraceback\nValueError: bad\n'
@@ -200,21 +208,20 @@ def test_stderr_sections_of_a_failure_body_go_to_their_node() -> None:
     assert 'wc-2: exit 1: ValueError: bad\n  | Traceback\n  | ValueError: bad\n' in text
 
 
-def test_the_json_report_is_read_loosely_with_object_and_stderr_when_given() -> None:
+def test_the_json_report_gives_each_nodes_object_and_stderr() -> None:
     body = json.dumps({'status': 422, 'seconds': 1.5, 'nodes': [
         {'name': 'a-1', 'status': 'ok', 'retcode': 2, 'host': 'h:1/d', 'seconds': 0.25,
          'object': 'swift://AUTH_t/c/o1', 'stderr': 'Traceback\nZeroDivisionError\n',
          'accounting': {'fuel': 7, 'channels': {'/dev/stdin': {'read_bytes': 5},
                                                 '/dev/stdout': {'write_bytes': 3}}}},
-        {'name': 'a-2', 'status': 'ok', 'retcode': 0, 'stderr': {'text': 'warn'},
-         'object': {'account': 'AUTH_t', 'container': 'c', 'object': 'o2'}}]})
+        {'name': 'a-2', 'status': 'ok', 'retcode': 0, 'stderr': 'warn', 'object': None}]})
     result = report.parse(422, {'Content-Type': 'application/json'}, body.encode())
     first, second = result.nodes
     assert (first.object, first.fuel, first.bytes_in, first.bytes_out, first.retcode) == \
         ('swift://AUTH_t/c/o1', 7, 5, 3, 2)
     assert first.stderr.endswith('ZeroDivisionError\n') and first.failed
     assert second.stderr == 'warn' and not second.failed
-    assert second.object == 'AUTH_t/c/o2'
+    assert second.object == ''
     assert result.to_json() == json.loads(body) and result.seconds == 1.5
 
 

@@ -6,13 +6,13 @@ that reads them (so a change of the server's report changes one file):
 * the ``X-Nexe-*`` response headers, one comma-separated value per node
   (``doc/http-api.md``), cut at 8 KiB with ``X-Nexe-Truncated``;
 * the JSON report (``X-Zerovm-Report: json``), richer: host, accounting,
-  outputs, and, where the server gives them, the node's object and stderr;
+  outputs, whether the node failed, its object and the end of its stderr;
 * the body of a failed job: one ``<node>: <status>: <what happened>`` line
-  per failed node, then possibly the end of each one's stderr after a
+  per failed node, then the end of each one's stderr after a
   ``--- stderr of <node> (its end) ---`` line.
 
 A deferred job's ``job-<id>.headers`` object is the same headers as JSON.
-Keys are looked up loosely (several spellings, missing ones tolerated).  A
+Missing keys are tolerated (an older server's answer, ``zvm``'s report).  A
 node counts as failed when the server says so (the report's ``failed``, or
 an ``X-Nexe-Error`` entry: an exit code in the job's ``exec.ok_exit`` is
 success); when it does not say, when its status is not ``ok`` or its exit
@@ -29,8 +29,6 @@ from dataclasses import dataclass, field
 
 OK = 'ok'
 NEXE = 'x-nexe-'
-OBJECT_KEYS = ('object', 'local_object', 'data_object', 'path')
-STDERR_KEYS = ('stderr', 'stderr_tail')
 STDERR_SECTION = re.compile(r'^\n?--- stderr of (\S+)(?: \([^)\n]*\))? ---\n', re.M)
 
 
@@ -123,21 +121,6 @@ def _float(text: object) -> float | None:
         return None
 
 
-def _text(value: object) -> str:
-    """A report value that may be a string, bytes-as-text or {"text"/"data": ...}."""
-    if isinstance(value, dict):
-        value = value.get('text', value.get('data', value.get('tail', '')))
-    return value if isinstance(value, str) else ('' if value is None else str(value))
-
-
-def _object(value: object) -> str:
-    """An object named as a URL or path, or as {"account", "container", "object"}."""
-    if isinstance(value, dict) and not value.get('path'):
-        return '/'.join(str(value[k]) for k in ('account', 'container', 'object')
-                        if value.get(k))
-    return _text(value.get('path') if isinstance(value, dict) else value)
-
-
 def nodes_from_headers(headers: Mapping[str, str]) -> tuple[list[NodeResult], float | None, bool]:
     """Nodes from ``X-Nexe-*`` headers (keys lower case): (nodes, job seconds, truncated)."""
     names, cut = _split(headers.get(NEXE + 'system'))
@@ -165,13 +148,15 @@ def nodes_from_headers(headers: Mapping[str, str]) -> tuple[list[NodeResult], fl
     return nodes, seconds, cut
 
 
-def _merge_errors(nodes: list[NodeResult], errors: list[tuple[str, ...]]) -> None:
+def _merge_errors(nodes: list[NodeResult], errors: list[tuple[str, ...]],
+                  replace: bool = False) -> None:
+    """Give each node its error by name (``replace``: also those it has)."""
     by_name: dict[str, list[NodeResult]] = {}
     for node in nodes:
         by_name.setdefault(node.name, []).append(node)
     for name, message in errors:
         for node in by_name.get(name, []):
-            if not node.error:
+            if replace or not node.error:
                 node.error = message
 
 
@@ -185,11 +170,10 @@ def node_from_report(entry: Mapping) -> NodeResult:
         fuel=_int(acc.get('fuel')), seconds=_float(entry.get('seconds', acc.get('wall_time'))),
         bytes_in=sum(c.get('read_bytes', 0) for c in channels) if channels else None,
         bytes_out=sum(c.get('write_bytes', 0) for c in channels) if channels else None,
-        error=_text(entry.get('error') or entry.get('message')))
+        error=str(entry.get('error') or entry.get('message') or ''),
+        object=str(entry.get('object') or ''), stderr=str(entry.get('stderr') or ''))
     if isinstance(entry.get('failed'), bool):
         node.verdict = entry['failed']
-    node.object = next((_object(entry[k]) for k in OBJECT_KEYS if entry.get(k)), '')
-    node.stderr = next((_text(entry[k]) for k in STDERR_KEYS if entry.get(k)), '')
     return node
 
 
@@ -233,7 +217,7 @@ def parse(status: int, headers: Mapping[str, str], body: bytes) -> JobResult:
         seconds, truncated = _float(report.get('seconds')), False
     elif status >= 300:
         errors, stderr = _failure_body(body)
-        _merge_errors(nodes, errors)
+        _merge_errors(nodes, errors, replace=True)     # whole lines; the header's are cut
         for node in nodes:
             node.stderr = node.stderr or stderr.get(node.name, '')
     if report is None and status == 200 and not truncated:
