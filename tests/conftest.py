@@ -31,6 +31,10 @@ from zvm_core.toolchain import BuildError, build_static
 REPO = Path(__file__).resolve().parent.parent
 PROGRAMS = REPO / 'tests' / 'programs'
 BUILD = REPO / '.zvm-build' / 'programs'
+# Most tests check the emulated engine's own accounting (fuel, snapshots, fault
+# messages): they run it unless ZVM_ENGINE says otherwise (the CLI, the pool and the
+# cluster's servers read it); tests/sandbox/test_native.py names its engines.
+os.environ.setdefault('ZVM_ENGINE', 'emulated')
 CLI = [sys.executable, '-m', 'zvm_core.cli']
 RUN_TIMEOUT = 120          # seconds for one CLI subprocess; a hang fails the test
 

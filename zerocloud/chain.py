@@ -22,16 +22,17 @@ from collections.abc import Callable
 
 from swift.common.swob import HTTPException, Response
 
+from zerocloud import wire
 from zerocloud.sources import Launch
 
-EXECUTE = 'X-Zerovm-Execute'
 TOTAL_TIME = 'X-Chain-Total-Time'
 STOPPED = 'X-Chain-Stopped'
 JOB_TYPE = 'application/json'
 
 
 def is_job(resp: Response) -> bool:
-    return resp.status_int == 200 and EXECUTE in resp.headers and resp.content_type == JOB_TYPE
+    return (resp.status_int == 200 and wire.EXECUTE in resp.headers
+            and resp.content_type == JOB_TYPE)
 
 
 def run(execute: Callable[[Launch], Response], launch: Launch, timeout: float,

@@ -18,13 +18,26 @@ type) and a JSON object of its status and headers as ``<that name>.headers``
 found before the job starts (400, 403, 404...) are answered directly.
 
 Unlike ZeroCloud, the result never overwrites the object of the request URL,
-and the answer says 202, not 200.  A proxy restarted while a deferred job
-runs loses it (nothing is stored).
+and the answer says 202, not 200.
+
+A deferred job's state lives in Swift, next to its result: while it runs,
+the proxy running it keeps ``<that name>.state`` (``{"state": "running",
+"heartbeat": <s>, "updated": <unix time>, "proxy": ...}``), rewritten every
+``deferred_heartbeat`` seconds and deleted once the result is stored.  If
+that proxy stops (restart, crash) the state stops being refreshed; the
+first GET or HEAD of ``<that name>.headers`` that finds no result and a state
+older than three heartbeats stores the result of a lost job: the error as
+body and ``{"Status": "503 Service Unavailable", "X-Nexe-Status": "lost",
+"X-Nexe-Error": ...}`` (as that reader, so it must be allowed to write
+there).  A job is never resumed: it may have written objects already.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
+import socket
 import time
 import uuid
 from collections.abc import Callable
@@ -37,11 +50,13 @@ from swift.common.swob import (
     HTTPBadRequest,
     HTTPException,
     HTTPInternalServerError,
+    HTTPServiceUnavailable,
     Request,
     Response,
 )
 from swift.common.wsgi import make_subrequest
 
+from zerocloud.config import SWIFT_SOURCE
 from zerocloud.job import SwiftPath
 from zerocloud.sources import REGISTRY
 
@@ -49,7 +64,10 @@ HEADER = 'X-Zerovm-Deferred'
 MODES = ('always', 'auto', 'never')
 LAUNCHED = 'zerocloud.launched'         # environ: called when the nodes are sent
 HEADERS_SUFFIX = '.headers'
-SWIFT_SOURCE = 'ZC'
+STATE_SUFFIX = '.state'
+STALE_BEATS = 3                          # a state this many heartbeats old is a lost job
+_RESULT = re.compile(r'/([^/]+)/([^/]+)/([^/]+)/(job-[0-9a-f]{32})' + re.escape(HEADERS_SUFFIX))
+_PROXY = f'{socket.gethostname()}:{os.getpid()}'
 
 
 def mode(req: Request) -> str:
@@ -67,12 +85,13 @@ def launched(req: Request) -> None:
 
 
 def run(app, req: Request, how: str, account: str, container: str | None, timeout: float,
-        work: Callable[[], Response], logger) -> Response:
+        work: Callable[[], Response], logger, heartbeat: float = 10.0) -> Response:
     """``work()``'s response, or 202 and its result stored later (``how``: a mode)."""
     if how == 'never':
         return work()
     where = SwiftPath(account, container or REGISTRY, f'job-{uuid.uuid4().hex}')
     events: LightQueue = LightQueue()
+    finished: LightQueue = LightQueue()
     state = {'deferred': False}
     req.environ[LAUNCHED] = lambda: events.put(('launched', None))
 
@@ -87,6 +106,7 @@ def run(app, req: Request, how: str, account: str, container: str | None, timeou
                 body=f'internal error, transaction {req.environ.get("swift.trans_id")}\n')
         if state['deferred']:
             _store(app, req, where, resp, logger)
+            finished.put(None)
         else:
             events.put(('done', resp))
 
@@ -110,8 +130,65 @@ def run(app, req: Request, how: str, account: str, container: str | None, timeou
             break
         if kind == 'done':
             return resp
+    spawn(_keep_state, app, req, where, heartbeat, finished, logger)
     return HTTPAccepted(body=f'{where}\n', content_type='text/plain',
                         headers={'Location': req.host_url + '/v1' + quote(where.path)})
+
+
+def _keep_state(app, req: Request, where: SwiftPath, heartbeat: float, finished: LightQueue,
+                logger) -> None:
+    """Keep the job's state fresh in Swift until its result is stored, then delete it."""
+    base = f'/v1/{where.account}/{where.container}'
+    state = f'{base}/{where.obj}{STATE_SUFFIX}'
+    _put(app, req, base)
+    while True:
+        body = json.dumps({'state': 'running', 'heartbeat': heartbeat, 'updated': time.time(),
+                           'proxy': _PROXY}).encode()
+        stored = _put(app, req, state, body, 'application/json')
+        if not is_success(stored.status_int):
+            logger.error('deferred job %s: storing its state failed: %s', where, stored.status)
+        try:
+            finished.get(timeout=heartbeat)
+            break
+        except Empty:
+            pass
+    _request(app, req, 'DELETE', state)
+
+
+def settle_lost(app, env: dict, logger) -> None:
+    """Before a GET/HEAD of a deferred result: if it is missing and its job's state is
+    stale (the proxy running it stopped), store the result of a lost job."""
+    found = _RESULT.fullmatch(env.get('PATH_INFO', ''))
+    if found is None:
+        return
+    req = Request(env)
+    version, account, container, name = found.groups()
+    base = f'/{version}/{account}/{container}/{name}'
+    if _request(app, req, 'HEAD', base + HEADERS_SUFFIX).status_int != 404:
+        return
+    state = _request(app, req, 'GET', base + STATE_SUFFIX)
+    try:
+        running = json.loads(state.body) if state.status_int == 200 else None
+        age = time.time() - float(running['updated'])
+        stale = age > STALE_BEATS * float(running['heartbeat'])
+    except (ValueError, TypeError, KeyError):
+        return
+    if not stale:
+        return
+    logger.error('deferred job %s was lost: its state was last updated %.0f s ago by %s',
+                 base, age, running.get('proxy'))
+    lost = HTTPServiceUnavailable(
+        body=f'the proxy running this deferred job stopped before it finished (its state was '
+             f'last updated {age:.0f} s ago); its result is lost: run the job again\n',
+        content_type='text/plain', headers={'X-Nexe-Status': 'lost'})
+    lost.headers['X-Nexe-Error'] = lost.body.decode().strip()
+    _store(app, req, SwiftPath(account, container, name), lost, logger, version)
+    _request(app, req, 'DELETE', base + STATE_SUFFIX)
+
+
+def _request(app, req: Request, method: str, path: str) -> Response:
+    return make_subrequest(req.environ, method, quote(path),
+                           swift_source=SWIFT_SOURCE).get_response(app)
 
 
 def _put(app, req: Request, path: str, body: bytes = b'', content_type: str | None = None
@@ -124,9 +201,10 @@ def _put(app, req: Request, path: str, body: bytes = b'', content_type: str | No
     return sub.get_response(app)
 
 
-def _store(app, req: Request, where: SwiftPath, resp: Response, logger) -> None:
+def _store(app, req: Request, where: SwiftPath, resp: Response, logger,
+           version: str = 'v1') -> None:
     """Store a deferred job's body, then its status and headers."""
-    container = _put(app, req, f'/v1/{where.account}/{where.container}')
+    container = _put(app, req, f'/{version}/{where.account}/{where.container}')
     if not is_success(container.status_int):
         logger.error('deferred result %s: cannot create its container: %s', where,
                      container.status)
@@ -136,7 +214,7 @@ def _store(app, req: Request, where: SwiftPath, resp: Response, logger) -> None:
             (where.obj, resp.body, resp.content_type),
             (where.obj + HEADERS_SUFFIX, json.dumps(headers, indent=1).encode(),
              'application/json')):
-        stored = _put(app, req, f'/v1/{where.account}/{where.container}/{name}', body,
+        stored = _put(app, req, f'/{version}/{where.account}/{where.container}/{name}', body,
                       content_type)
         if not is_success(stored.status_int):
             logger.error('deferred result %s: storing %s failed: %s', where, name,

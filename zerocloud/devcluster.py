@@ -4,7 +4,8 @@
 with fernet tokens, so no memcached), an account server, a container server
 and three object servers, each a separate process with its own port, and
 waits until every one answers ``/healthcheck``. The proxy and the object
-servers have the ZeroCloud filters in their pipelines. Nothing needs root
+servers have the ZeroCloud filters in their pipelines; the proxy also has
+Swift's ``bulk`` (``PUT ...?extract-archive=tar``). Nothing needs root
 devices, ``/etc/swift`` or anything beyond loopback.
 
 Commands (all take ``--dir``)::
@@ -207,7 +208,7 @@ def default_dir() -> Path:
 
 
 def sample_text(name: str) -> str:
-    """A shipped conf sample (package data; etc/ in the source tree holds copies)."""
+    """A shipped conf sample (package data; etc/ in the source tree links to it)."""
     return (resources.files('zerocloud') / 'etc' / name).read_text()
 
 
@@ -684,16 +685,24 @@ class DevCluster:
 
     def kill_object_server(self, i: int) -> None:
         """SIGKILL object server i (a crash: no clean shutdown) and wait until it is gone."""
-        server = self._object_server(i)
+        self.kill_server(self._object_server(i).name)
+
+    def start_object_server(self, i: int) -> None:
+        """Start object server i again (after kill_object_server) and wait until healthy."""
+        self.start_server(self._object_server(i).name)
+
+    def kill_server(self, name: str) -> None:
+        """SIGKILL server ``name`` (``proxy``, ``object0``...) and wait until it is gone."""
+        server = self.server(name)
         pid = self._owned_pid(server)
         if pid is None:
             raise ClusterError(f'{server.name} is not running')
         send_signal(pid, signal.SIGKILL)
         self._wait_gone([pid], STOP_GRACE)
 
-    def start_object_server(self, i: int) -> None:
-        """Start object server i again (after kill_object_server) and wait until healthy."""
-        server = self._object_server(i)
+    def start_server(self, name: str) -> None:
+        """Start server ``name`` again (after kill_server) and wait until it is healthy."""
+        server = self.server(name)
         if self._owned_pid(server) is not None:
             raise ClusterRunning(f'{server.name} is already running')
         self._spawn(server)

@@ -120,17 +120,16 @@ from swift.common.concurrency import (
 
 from zerocloud import wire
 from zerocloud.job import Group, JobError, Node
-from zvm_core.pool import MAX_FDS
+from zvm_core.limits import MAX_FDS
 
 IN, OUT = 'in/', 'out/'
-STD_CHANNELS = ('stdin', 'stdout', 'stderr')
 # The descriptors of a node's channels go to the sandbox worker in one message.
 MAX_CHANNELS = MAX_FDS
 MISMATCH, SKIPPED = 'mismatch', 'skipped'
 
 
 class Result(Protocol):
-    """What the proxy keeps of one run of a node (``zerocloud.proxy.NodeResult``)."""
+    """What the proxy keeps of one run of a node (``zerocloud.proxy.response.NodeResult``)."""
 
     node: Node
     report: dict
@@ -187,7 +186,7 @@ def _cycle(names: list[str]) -> JobError:
 def channel_count(node: Node) -> int:
     """Descriptors the node takes on its object server: one per channel (undeclared
     std streams included), and one that wakes it when data it reads arrives."""
-    declared = {d.name for d in node.devices} | set(STD_CHANNELS)
+    declared = {d.name for d in node.devices} | set(wire.STD_CHANNELS)
     return (len(declared) + len(node.reads_from) + len(node.writes_to)
             + bool(node.reads_from))
 
@@ -216,12 +215,11 @@ def check_replicas(plans: Iterable, servers_for: Callable[[object], tuple[int, s
                            f'({what})')
 
 
-def link_devices(node: Node, max_output: int) -> list[dict]:
+def link_devices(node: Node, max_output: int) -> list[wire.DeviceSpec]:
     """The node spec's devices for its channels to and from other nodes."""
-    return ([{'name': IN + peer, 'access': 'r', 'random': False, 'source': 'link'}
-             for peer in node.reads_from]
-            + [{'name': OUT + peer, 'access': 'w', 'random': False, 'source': None,
-                'put_size': max_output} for peer in node.writes_to])
+    return ([wire.DeviceSpec(IN + peer, 'r', False, 'link') for peer in node.reads_from]
+            + [wire.DeviceSpec(OUT + peer, 'w', False, None, put_size=max_output)
+               for peer in node.writes_to])
 
 
 # -- node-to-node data on the proxy ------------------------------------------------------

@@ -27,7 +27,8 @@ A job is a JSON list of node groups::
       "connect": ["merge"],                    # groups this one writes to
       "replicate": 1,                          # 1-3 runs compared by etag
       "attach": "stdin",                       # device whose object places it
-      "location": "rack-a"}]                   # nodes sharing it run together
+      "location": "rack-a",                    # nodes sharing it run together
+      "engine": "emulated"}]                   # auto (default), native or emulated
 
 Devices: ``stdin``, ``input``, ``script`` and ``image`` are read; ``stdout``,
 ``stderr`` and ``output`` are written; system images configured by the
@@ -75,6 +76,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from urllib.parse import quote, unquote
 
+from swift.common import constraints
+
 READABLE, WRITABLE, RANDOM = 1, 2, 4
 DEVICES = {
     'stdin': READABLE,
@@ -87,16 +90,17 @@ DEVICES = {
 }
 SYSTEM_IMAGE = RANDOM | READABLE
 # Every key ZeroCloud's job format knows (doc/Servlets.md, configparser.py),
-# deprecated spellings included, and ours (exec.ok_exit, a device's store); any
-# other key is a typo, refused with a 400.
+# deprecated spellings included, and ours (exec.ok_exit, a device's store, a
+# group's engine); any other key is a typo, refused with a 400.
 GROUP_KEYS = ('name', 'exec', 'devices', 'file_list', 'count', 'connect', 'replicate',
-              'attach', 'location')
+              'attach', 'location', 'engine')
 EXEC_KEYS = ('path', 'name', 'args', 'env', 'ok_exit')
 DEVICE_KEYS = ('name', 'device', 'path', 'content_type', 'meta', 'mode', 'min_size', 'store')
 PAYLOAD_DEVICES = ('stdin', 'input', 'script')
 MODES = ('file', 'char', 'pipe', 'block')
 STORE = ('success', 'always')
 MAX_REPLICATE = 3
+ENGINES = ('auto', 'native', 'emulated')        # zvm_core.engines.CHOICES
 DEFAULT_ATTACH = 'default'
 HOME_ACCOUNTS = ('~', '.')
 SWIFT = 'swift://'
@@ -111,6 +115,10 @@ _ILLEGAL = re.compile('[\x00-\x1f\x7f\ud800-\udfff\ufffe\uffff]')
 _NAME_FORBIDDEN = re.compile(r'[\s/,]')
 _ENV_NAME = re.compile(r'[A-Za-z_][A-Za-z0-9_]*')
 _HEADER_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+# Metadata bounds are Swift's (swift.conf), checked here so that storing an
+# output never fails on them after the job ran.
+META_LIMITS = (constraints.MAX_META_NAME_LENGTH, constraints.MAX_META_VALUE_LENGTH,
+               constraints.MAX_META_COUNT, constraints.MAX_META_OVERALL_SIZE)
 
 
 class JobError(ValueError):
@@ -258,6 +266,7 @@ class Group:
     replicate: int = 1
     attach: str | None = None
     location: str | None = None
+    engine: str | None = None
 
     @property
     def wildcard_device(self) -> Device | None:
@@ -281,6 +290,7 @@ class Node:
     replicate: int = 1
     attach: Device | None = None
     location: str | None = None
+    engine: str | None = None
 
     @property
     def argv(self) -> list[str]:
@@ -389,6 +399,9 @@ def _group_name(value: object, number: int) -> str:
     if _NAME_FORBIDDEN.search(name) or name in ('.', '..'):
         raise _invalid('node name', where, f'{json.dumps(name)}: whitespace, "/" and "," '
                        'are not allowed, nor "." and ".."')
+    if not name.isascii():
+        raise _invalid('node name', where, f'{json.dumps(name)}: only ASCII characters are '
+                       'allowed (node names are sent in X-Nexe-* response headers)')
     return name
 
 
@@ -474,12 +487,27 @@ def _ok_exit(value: object, where: str) -> tuple[int, ...]:
 
 
 def _meta(value: object, what: str, where: str) -> dict[str, str]:
+    """Object metadata; values are any Unicode text, stored UTF-8 encoded as Swift does."""
     if not isinstance(value, dict):
         raise _invalid(what, where, f'must be an object, got {_show(value)}')
+    max_name, max_value, max_count, max_total = META_LIMITS
+    if len(value) > max_count:
+        raise _invalid(what, where, f'{len(value)} items, at most {max_count} are allowed')
+    total = 0
     for key, item in value.items():
         if not _HEADER_TOKEN.fullmatch(key):
             raise _invalid(what, where, f'{json.dumps(key)} cannot be part of a header name')
-        _string(item, f'{what} {key}', where)
+        if len(key) > max_name:
+            raise _invalid(what, where, f'name {json.dumps(key)} is longer than {max_name} '
+                           'characters')
+        size = len(_string(item, f'{what} {key}', where).encode())
+        if size > max_value:
+            raise _invalid(what, where, f'value of {key} is {size} bytes (UTF-8), at most '
+                           f'{max_value} are allowed')
+        total += len(key) + size
+    if total > max_total:
+        raise _invalid(what, where, f'{total} bytes of names and values, at most {max_total} '
+                       'are allowed')
     return dict(value)
 
 
@@ -512,6 +540,9 @@ def _parse_device(spec: object, number: int, account: str, images: frozenset[str
     content_type = _optional(spec, 'content_type')
     if content_type is not None:
         device.content_type = _string(content_type, f'content_type for device {name}', where)
+        if not device.content_type.isascii():
+            raise _invalid(f'content_type for device {name}', where,
+                           'only ASCII characters are allowed (it is a header value)')
     device.meta = _meta(_optional(spec, 'meta', {}), f'meta for device {name}', where)
     device.mode = _optional(spec, 'mode')
     if device.mode is not None and device.mode not in MODES:
@@ -587,6 +618,10 @@ def _parse_group(spec: object, number: int, account: str, images: frozenset[str]
         group.attach = attach
     location = _optional(spec, 'location', '')
     group.location = _string(location, 'location', name) or None
+    engine = _optional(spec, 'engine')
+    if engine is not None and engine not in ENGINES:
+        raise _invalid('engine', name, f'must be one of {", ".join(ENGINES)}, got {_show(engine)}')
+    group.engine = engine
     return group
 
 
@@ -726,7 +761,8 @@ def _group_nodes(group: Group, instances: list[tuple[SwiftPath | None, tuple[str
             devices.append(replace(device, path=path, meta=dict(device.meta)))
         nodes.append(Node(name=name, group=group.name, index=index, id=first_id + index - 1,
                           exec=group.exec, devices=devices, replicate=group.replicate,
-                          attach=_placement(devices, group.attach), location=group.location))
+                          attach=_placement(devices, group.attach), location=group.location,
+                          engine=group.engine))
     return nodes
 
 

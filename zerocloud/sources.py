@@ -71,12 +71,11 @@ from __future__ import annotations
 import itertools
 import json
 import re
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 from urllib.parse import quote
 
+from swift.common.concurrency import tpool
 from swift.common.swob import (
     HTTPBadRequest,
     HTTPClientDisconnect,
@@ -101,9 +100,7 @@ from zerocloud.job import (
     SwiftPath,
     parse_location,
 )
-
-if TYPE_CHECKING:
-    from zerocloud.proxy import ProxyExecMiddleware
+from zerocloud.proxy.caller import Caller, Input, spooled
 
 OPEN = 'open'
 OPEN_VERSION = 'open/1.0'
@@ -126,21 +123,9 @@ _PARAMETER = re.compile(r'\{\.([A-Za-z_][A-Za-z0-9_]*)(?:=([^}]*))?\}')
 _CHUNK = 1 << 16
 
 
-@dataclass
-class Input:
-    """An object or request body, spooled once and sent to every node that reads it."""
-
-    file: object
-    size: int
-
-
-def _spooled():
-    return tempfile.SpooledTemporaryFile(max_size=1 << 20)
-
-
 def _collect(src, head: bytes, limit: int, declared: int | None, where: str) -> Input:
     """Spool ``head`` and the rest of ``src``: at most ``limit`` bytes, all that was declared."""
-    out, size = _spooled(), len(head)
+    out, size = spooled(), len(head)
     try:
         out.write(head)
         while chunk := src.read(_CHUNK):
@@ -238,7 +223,7 @@ def _kind(content_type: str, head: bytes, where: str) -> str:
                               'application/x-gzip, and a script starts with #!\n')
 
 
-def _load(mw: ProxyExecMiddleware, src, content_type: str, declared: int | None, where: str,
+def _load(caller: Caller, src, content_type: str, declared: int | None, where: str,
           account: str, script_path: SwiftPath | None, stdin: SwiftPath | None) -> Launch:
     """A launch from a job description, zapp or script read from ``src``.
 
@@ -248,21 +233,20 @@ def _load(mw: ProxyExecMiddleware, src, content_type: str, declared: int | None,
     head = _read_head(src, HEAD_SIZE)
     kind = _kind(content_type, head, where)
     if kind == 'job':
-        if declared is not None and declared > mw.max_config:
-            raise _job_too_large(mw)
-        body = head + _read_head(src, mw.max_config + 1 - len(head))
-        if len(body) > mw.max_config:
-            raise _job_too_large(mw)
+        if declared is not None and declared > caller.config.max_config:
+            raise _job_too_large(caller)
+        body = head + _read_head(src, caller.config.max_config + 1 - len(head))
+        if len(body) > caller.config.max_config:
+            raise _job_too_large(caller)
         return Launch(body)
-    data = _collect(src, head, mw.max_input, declared, where)
+    data = _collect(src, head, caller.config.max_input, declared, where)
     try:
         if kind == 'script':
             launch = Launch(_script_job(data, account, script_path, stdin))
             if script_path is None:         # the script is the request body
                 launch.input, data = data, None
             return launch
-        image = _image(mw, data, content_type, head, where)
-        launch = Launch(zapp.system_map(image.file, mw.max_config, where), image=image)
+        launch = tpool.execute(_open_zapp, caller, data, content_type, head, where)
         data = None
         return launch
     finally:
@@ -270,24 +254,30 @@ def _load(mw: ProxyExecMiddleware, src, content_type: str, declared: int | None,
             data.file.close()
 
 
-def _image(mw: ProxyExecMiddleware, data: Input, content_type: str, head: bytes,
-           where: str) -> Input:
-    """``data`` uncompressed in place (the same Input, now a plain tar)."""
+def _open_zapp(caller: Caller, data: Input, content_type: str, head: bytes,
+               where: str) -> Launch:
+    """The launch of zapp ``data``, uncompressed in place (run in a thread: untrusted)."""
+    limits = caller.config.zapp_limits
     if content_type in GZIP_TYPES or head.startswith(zapp.GZIP_MAGIC):
-        plain = _spooled()
+        plain = spooled()
         try:
-            data.size = zapp.gunzip(data.file, plain, mw.max_input, where)
+            data.size = zapp.gunzip(data.file, plain, limits.size, where, limits.ratio,
+                                    'zapp_max_size')
         except BaseException:
             plain.close()
             raise
         data.file.close()
         data.file = plain
-    return data
+    elif data.size > limits.size:
+        raise HTTPRequestEntityTooLarge(
+            body=f'{where} is larger than {limits.size} bytes (zapp_max_size)\n')
+    return Launch(zapp.system_map(data.file, caller.config.max_config, where, limits.members),
+                  image=data)
 
 
-def _job_too_large(mw: ProxyExecMiddleware) -> HTTPException:
+def _job_too_large(caller: Caller) -> HTTPException:
     return HTTPRequestEntityTooLarge(
-        body=f'Job description larger than zerovm_maxconfig ({mw.max_config} bytes)\n')
+        body=f'Job description larger than zerovm_maxconfig ({caller.config.max_config} bytes)\n')
 
 
 def _script_job(script: Input, account: str, script_path: SwiftPath | None,
@@ -366,16 +356,16 @@ def source_path(req: Request, account: str) -> SwiftPath | None:
     return path
 
 
-def _from_source(mw: ProxyExecMiddleware, req: Request, path: SwiftPath, account: str,
+def _from_source(caller: Caller, path: SwiftPath, account: str,
                  params: dict[str, str] | None = None,
                  target: SwiftPath | None = None) -> Launch:
     """A launch from a stored job, zapp or script, read as the caller.
 
     ``params`` (open requests) are substituted into a job description.
     """
-    resp = mw._read(req, 'GET', path)
+    resp = caller.read('GET', path)
     try:
-        launch = _load(mw, FileLikeIter(resp.app_iter), _base_type(resp.content_type),
+        launch = _load(caller, FileLikeIter(resp.app_iter), _base_type(resp.content_type),
                        resp.content_length, str(path), account, path, None)
     finally:
         close_if_possible(resp.app_iter)
@@ -392,16 +382,18 @@ def _body(req: Request) -> tuple[object, int | None, bool]:
     return req.body_file, req.content_length, chunked or req.content_length > 0
 
 
-def post_launch(mw: ProxyExecMiddleware, req: Request, account: str, container: str | None,
+def post_launch(caller: Caller, account: str, container: str | None,
                 obj: str | None) -> Launch:
     """The launch of ``POST`` with ``X-Zerovm-Execute: 1.0``."""
-    launch = _post_launch(mw, req, account, container, obj)
+    req = caller.req
+    launch = _post_launch(caller, account, container, obj)
     launch.env = _cgi_env(req, '/' + req.path.split('/', 2)[2], launch)
     return launch
 
 
-def _post_launch(mw: ProxyExecMiddleware, req: Request, account: str, container: str | None,
+def _post_launch(caller: Caller, account: str, container: str | None,
                  obj: str | None) -> Launch:
+    req = caller.req
     if req.method != 'POST':
         raise HTTPNotImplemented(body='execute a job with POST\n')
     target = _object(account, container, obj)
@@ -410,7 +402,7 @@ def _post_launch(mw: ProxyExecMiddleware, req: Request, account: str, container:
     if source is None:
         if declared is None and not has_body:
             raise HTTPBadRequest(body='Must specify Content-Length\n')
-        launch = _load(mw, src, _base_type(req.headers.get('Content-Type')), declared,
+        launch = _load(caller, src, _base_type(req.headers.get('Content-Type')), declared,
                        'the request body', account, None, target)
         if launch.input is None:              # a job or a zapp: it runs over the object
             launch.bind = target
@@ -419,9 +411,10 @@ def _post_launch(mw: ProxyExecMiddleware, req: Request, account: str, container:
         raise HTTPBadRequest(body='POST to an object runs the job over that object, so the '
                                   'request body would be a second input: POST to the account '
                                   'or container, or send no body\n')
-    data = _collect(src, b'', mw.max_input, declared, 'the request body') if has_body else None
+    data = (_collect(src, b'', caller.config.max_input, declared, 'the request body')
+            if has_body else None)
     try:
-        launch = _from_source(mw, req, source, account)
+        launch = _from_source(caller, source, account)
     except BaseException:
         if data is not None:
             data.file.close()
@@ -430,13 +423,14 @@ def _post_launch(mw: ProxyExecMiddleware, req: Request, account: str, container:
     return launch
 
 
-def open_launch(mw: ProxyExecMiddleware, req: Request, account: str, container: str | None,
+def open_launch(caller: Caller, account: str, container: str | None,
                 obj: str | None) -> Launch:
     """The launch of an open request (``/open/...`` or ``X-Zerovm-Execute: open/1.0``)."""
     target = _object(account, container, obj)
     if target is None:
         raise HTTPPreconditionFailed(body='Bad URL: open needs an object: '
                                           '/open/<account>/<container>/<object>\n')
+    req = caller.req
     params = dict(req.params)
     source = source_path(req, account)
     reading = req.method in ('GET', 'HEAD')
@@ -444,16 +438,16 @@ def open_launch(mw: ProxyExecMiddleware, req: Request, account: str, container: 
         if not reading:
             raise HTTPMethodNotAllowed(body=f'{SOURCE_HEADER} with open/1.0 transforms an '
                                             'object as it is read: use GET\n')
-        launch = _from_source(mw, req, source, account, params, target)
+        launch = _from_source(caller, source, account, params, target)
         launch.bind = target
     else:
-        content_type = _base_type(mw._read(req, 'HEAD', target).content_type)
-        launch = _stored_zapp(mw, req, target, account, content_type, params)
+        content_type = _base_type(caller.read('HEAD', target).content_type)
+        launch = _stored_zapp(caller, target, account, content_type, params)
         if launch is not None:
             src, declared, has_body = _body(req)
             try:
                 if has_body:
-                    launch.input = _collect(src, b'', mw.max_input, declared,
+                    launch.input = _collect(src, b'', caller.config.max_input, declared,
                                             'the request body')
             except BaseException:
                 launch.close()
@@ -462,7 +456,7 @@ def open_launch(mw: ProxyExecMiddleware, req: Request, account: str, container: 
             raise HTTPMethodNotAllowed(body=f'open runs the app of {target} ({content_type}) '
                                             'with GET; other methods only run zapps\n')
         else:
-            launch = Launch(substitute(_registered(mw, req, account, content_type),
+            launch = Launch(substitute(_registered(caller, account, content_type),
                                        params, target))
             if content_type != NEXE_TYPE:
                 launch.bind = target
@@ -470,18 +464,19 @@ def open_launch(mw: ProxyExecMiddleware, req: Request, account: str, container: 
     return launch
 
 
-def _stored_zapp(mw: ProxyExecMiddleware, req: Request, path: SwiftPath, account: str,
+def _stored_zapp(caller: Caller, path: SwiftPath, account: str,
                  content_type: str, params: dict[str, str]) -> Launch | None:
     """The launch of a zapp object (by content type, or first bytes if octet-stream)."""
     if content_type not in TAR_TYPES + GZIP_TYPES + (OCTET_STREAM,):
         return None
-    resp = mw._read(req, 'GET', path)
+    caller.authorize('POST', f'/v1/{account}', None)     # before unpacking it
+    resp = caller.read('GET', path)
     try:
         src = FileLikeIter(resp.app_iter)
         head = _read_head(src, HEAD_SIZE)
         if content_type == OCTET_STREAM and not zapp.looks_like_archive(head):
             return None
-        launch = _load(mw, FileLikeIter(itertools.chain([head], src)), content_type,
+        launch = _load(caller, FileLikeIter(itertools.chain([head], src)), content_type,
                        resp.content_length, str(path), account, path, None)
     finally:
         close_if_possible(resp.app_iter)
@@ -489,11 +484,11 @@ def _stored_zapp(mw: ProxyExecMiddleware, req: Request, path: SwiftPath, account
     return launch
 
 
-def _registered(mw: ProxyExecMiddleware, req: Request, account: str, content_type: str) -> bytes:
+def _registered(caller: Caller, account: str, content_type: str) -> bytes:
     """The app (job template) registered for ``content_type`` in the account."""
     config = SwiftPath(account, REGISTRY, f'{content_type}/config')
     try:
-        resp = mw._read(req, 'GET', config)
+        resp = caller.read('GET', config)
     except HTTPException as e:
         if e.status_int != 404:
             raise
@@ -502,12 +497,12 @@ def _registered(mw: ProxyExecMiddleware, req: Request, account: str, content_typ
         raise HTTPNotFound(body=f'No application registered for {content_type or "(none)"} '
                                 f'(no {config})\n') from None
     try:
-        body = _read_head(FileLikeIter(resp.app_iter), mw.max_config + 1)
+        body = _read_head(FileLikeIter(resp.app_iter), caller.config.max_config + 1)
     finally:
         close_if_possible(resp.app_iter)
-    if len(body) > mw.max_config:
+    if len(body) > caller.config.max_config:
         raise HTTPRequestEntityTooLarge(body=f'{config} is larger than zerovm_maxconfig '
-                                             f'({mw.max_config} bytes)\n')
+                                             f'({caller.config.max_config} bytes)\n')
     return body
 
 
@@ -555,7 +550,7 @@ def program_location(node: Node) -> SwiftPath | tuple[Device | str, str]:
     return device, member
 
 
-def fetch_programs(mw: ProxyExecMiddleware, req: Request, nodes: Iterable[Node],
+def fetch_programs(caller: Caller, nodes: Iterable[Node],
                    launch: Launch) -> dict[str, bytes | None]:
     """Every node's program by node name, each read once (as the caller); None for a
     system image's program (the object server has it)."""
@@ -571,16 +566,19 @@ def fetch_programs(mw: ProxyExecMiddleware, req: Request, nodes: Iterable[Node],
             key = where if isinstance(where, SwiftPath) else (where[0].path, where[1])
             if key not in found:
                 if isinstance(where, SwiftPath):
-                    found[key] = mw._fetch_program(req, where)
+                    found[key] = caller.fetch_program(where)
                 else:
                     device, member = where
                     if device.path is None:
                         image, name = launch.image, 'the zapp'
                     else:
                         if device.path not in images:
-                            images[device.path] = mw._fetch(req, device.path, mw.max_input)[0]
+                            images[device.path] = caller.fetch(device.path,
+                                                               caller.config.max_input)[0]
                         image, name = images[device.path], str(device.path)
-                    found[key] = zapp.member(image.file, member, mw.max_nexe, name)
+                    found[key] = tpool.execute(zapp.member, image.file, member,
+                                               caller.config.max_nexe, name,
+                                               caller.config.zapp_limits.members)
             programs[node.name] = found[key]
     finally:
         for image in images.values():

@@ -64,14 +64,17 @@ ones none (0.63 MB in all).  Trying the digest first for every node
 instead sent 3.0 MB of programs in the first job, after 66 412s (nodes
 sent together all miss until a copy has arrived), and the same afterwards.
 
-The node spec is JSON: ``{"name", "argv", "env", "devices": [{"name",
+The node spec is :class:`NodeSpec` (with :class:`DeviceSpec` and
+:class:`NodeLimits`), as JSON: ``{"name", "argv", "env", "devices": [{"name",
 "access": "r"|"w", "random", "source": "local"|"member"|"link"|null,
 "put_size"}], "limits": {"memory", "fuel", "timeout"}, "seed", "epoch",
-"outputs", "stream"}``; a device name may be ``in/<node>`` or
-``out/<node>`` (channel ``/dev/in/<node>`` ...); ``put_size`` (optional)
-asks for a smaller write quota than the object server's
-``zerovm_maxoutput``; ``"source": "link"`` marks an ``in/<node>`` device
-that arrives as ``part/`` members.
+"outputs", "stream", "program": {"image", "member"}}``; a device name may be
+``in/<node>`` or ``out/<node>`` (channel ``/dev/in/<node>`` ...);
+``put_size`` (optional) asks for a smaller write quota than the object
+server's ``zerovm_maxoutput``; ``"source": "link"`` marks an ``in/<node>``
+device that arrives as ``part/`` members; ``program`` names a system image's
+file to run instead of an ``exe`` member.  Both sides build and read the
+types; :meth:`NodeSpec.from_json` raises :class:`SpecError` for anything else.
 """
 
 from __future__ import annotations
@@ -80,6 +83,7 @@ import json
 import os
 import tarfile
 from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
 
 SPEC = 'node.json'
 EXE = 'exe'
@@ -95,6 +99,7 @@ CHUNK = 1 << 16
 PART = 1 << 20                  # largest part/ member
 PAX_LIMIT = 1 << 16             # largest PAX extended header read
 EXECUTE = 'X-Zerovm-Execute'
+STD_CHANNELS = ('stdin', 'stdout', 'stderr')      # the channels every node has
 VERSION = '1.0'
 ACCESS = 'X-Zerovm-Access'
 PROGRAM = 'X-Zerovm-Program'    # request: the program by SHA-256 (hex) instead of ``exe``
@@ -108,6 +113,119 @@ class WireError(ValueError):
 
 class TooLarge(WireError):
     """A member larger than the receiver accepts."""
+
+
+class SpecError(WireError):
+    """A node spec that does not follow the contract."""
+
+
+ACCESSES = ('r', 'w')
+SOURCES = (None, 'local', 'member', 'link')
+
+
+@dataclass(frozen=True)
+class DeviceSpec:
+    """One device of a node: its channel ``/dev/<name>`` and where its data comes from."""
+
+    name: str
+    access: str = 'r'                       # 'r' or 'w'
+    random: bool = False                    # seekable
+    source: str | None = None               # local (the object here), member, link or None
+    put_size: int | None = None             # a smaller write quota than the server's
+
+    @property
+    def writable(self) -> bool:
+        return self.access == 'w'
+
+
+@dataclass(frozen=True)
+class NodeLimits:
+    """What the proxy asks for the node (the object server gives at most its own)."""
+
+    memory: int | None = None
+    fuel: int | None = None
+    timeout: float | None = None
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One node as the object server runs it (the ``node.json`` member)."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    devices: tuple[DeviceSpec, ...] = ()
+    limits: NodeLimits = NodeLimits()
+    seed: int = 0
+    epoch: int = 0
+    outputs: bool = True                    # false: a replica that only votes with its etags
+    stream: bool = False                    # a connect graph's node: links while it runs
+    program: tuple[str, str] | None = None  # (image, member): a system image's file
+    engine: str | None = None               # the engine the job asks for (auto, native...)
+
+    def device(self, name: str) -> DeviceSpec | None:
+        return next((d for d in self.devices if d.name == name), None)
+
+    def to_json(self) -> bytes:
+        obj = asdict(self)
+        obj['program'] = (None if self.program is None else
+                          {'image': self.program[0], 'member': self.program[1]})
+        obj['devices'] = [{k: v for k, v in d.items() if v is not None or k == 'source'}
+                          for d in obj['devices']]
+        obj['limits'] = {k: v for k, v in obj['limits'].items() if v is not None}
+        for key in ('program', 'engine'):
+            if obj[key] is None:
+                del obj[key]
+        return json.dumps(obj, sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> NodeSpec:
+        """Parse and check a spec; SpecError says what is wrong."""
+        try:
+            obj = json.loads(data)
+            if not isinstance(obj, dict):
+                raise SpecError('not a JSON object')
+            program = obj.get('program')
+            if program is not None:
+                program = (_text(program['image']), _text(program['member']))
+            limits = obj.get('limits') or {}
+            devices = tuple(_device(d) for d in obj.get('devices') or ())
+            argv = obj.get('argv') or [obj.get('name', 'program')]
+            env = obj.get('env') or {}
+            if not all(isinstance(a, str) for a in argv) or not all(
+                    isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
+                raise SpecError('argv and env must be strings')
+            return cls(
+                name=_text(obj.get('name', 'program')), argv=list(argv), env=dict(env),
+                devices=devices, program=program, seed=int(obj.get('seed', 0)),
+                epoch=int(obj.get('epoch', 0)), outputs=bool(obj.get('outputs', True)),
+                stream=bool(obj.get('stream', False)), engine=obj.get('engine'),
+                limits=NodeLimits(
+                    memory=None if limits.get('memory') is None else int(limits['memory']),
+                    fuel=None if limits.get('fuel') is None else int(limits['fuel']),
+                    timeout=None if limits.get('timeout') is None
+                    else float(limits['timeout'])))
+        except SpecError:
+            raise
+        except (ValueError, TypeError, KeyError, AttributeError) as e:
+            raise SpecError(f'node spec: {type(e).__name__}: {e}') from None
+
+
+def _text(value: object) -> str:
+    if not isinstance(value, str):
+        raise SpecError(f'expected a string, not {value!r}')
+    return value
+
+
+def _device(obj: dict) -> DeviceSpec:
+    if not isinstance(obj, dict):
+        raise SpecError(f'device {obj!r} is not a JSON object')
+    dev = DeviceSpec(name=_text(obj['name']), access=obj.get('access', 'r'),
+                     random=bool(obj.get('random')), source=obj.get('source'),
+                     put_size=None if obj.get('put_size') is None else int(obj['put_size']))
+    if dev.access not in ACCESSES or dev.source not in SOURCES:
+        raise SpecError(f'device {dev.name}: access {dev.access!r}, source {dev.source!r}')
+    return dev
 
 
 def member_header(name: str, size: int) -> bytes:

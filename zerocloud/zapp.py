@@ -8,7 +8,10 @@ node as ``/dev/image``, and takes programs named by a relative ``exec.path``
 without a leading ``./`` or ``/``.
 
 Every problem with an archive is a 400 that names the archive and says what
-is wrong; sizes beyond the limits are a 413.
+is wrong; sizes beyond the limits are a 413 that names the limit.  Archives
+are untrusted: the caller runs these functions off the event loop
+(``eventlet.tpool``), after authorising the request, within :class:`Limits`
+(``zapp_max_members``, ``zapp_max_size``, ``zapp_max_ratio``).
 """
 
 from __future__ import annotations
@@ -16,13 +19,33 @@ from __future__ import annotations
 import json
 import tarfile
 import zlib
+from dataclasses import dataclass
 
 from swift.common.swob import HTTPBadRequest, HTTPRequestEntityTooLarge
+from swift.common.utils import config_positive_int_value
 
 MAPS = ('boot/system.map', 'boot/cluster.map')
 GZIP_MAGIC = b'\x1f\x8b'
 TAR_MAGIC_OFFSET = 257
 CHUNK = 1 << 16
+# Below this many uncompressed bytes the expansion ratio is not checked: a small
+# tar is mostly zero padding and compresses far better than its content.
+RATIO_FLOOR = 1 << 20
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one archive may expand to (operator options of the proxy filter)."""
+
+    members: int = 10000        # zapp_max_members
+    size: int = 256 << 20       # zapp_max_size: uncompressed bytes
+    ratio: int = 200            # zapp_max_ratio: uncompressed / compressed bytes
+
+    @classmethod
+    def from_conf(cls, conf: dict) -> Limits:
+        return cls(*(config_positive_int_value(conf.get(f'zapp_max_{name}', default))
+                     for name, default in (('members', cls.members), ('size', cls.size),
+                                           ('ratio', cls.ratio))))
 
 
 def looks_like_archive(head: bytes) -> bool:
@@ -30,18 +53,25 @@ def looks_like_archive(head: bytes) -> bool:
     return head.startswith(GZIP_MAGIC) or head[TAR_MAGIC_OFFSET:TAR_MAGIC_OFFSET + 5] == b'ustar'
 
 
-def gunzip(src, dst, limit: int, where: str) -> int:
-    """Decompress gzip ``src`` into ``dst``; at most ``limit`` bytes come out."""
+def gunzip(src, dst, limit: int, where: str, ratio: int | None = None,
+           limit_name: str = '') -> int:
+    """Decompress gzip ``src`` into ``dst``; at most ``limit`` bytes come out, and
+    (beyond :data:`RATIO_FLOOR`) at most ``ratio`` times the bytes read."""
     inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    size = 0
+    size = read = 0
+    named = f' ({limit_name})' if limit_name else ''
     try:
         while chunk := src.read(CHUNK):
+            read += len(chunk)
             while chunk:
                 out = inflate.decompress(chunk, CHUNK)
                 size += len(out)
                 if size > limit:
                     raise HTTPRequestEntityTooLarge(
-                        body=f'{where} is larger than {limit} bytes uncompressed\n')
+                        body=f'{where} is larger than {limit} bytes uncompressed{named}\n')
+                if ratio is not None and size > max(RATIO_FLOOR, ratio * read):
+                    raise HTTPRequestEntityTooLarge(
+                        body=f'{where} expands more than {ratio} times (zapp_max_ratio)\n')
                 dst.write(out)
                 chunk = inflate.unconsumed_tail
             if inflate.eof:
@@ -54,7 +84,7 @@ def gunzip(src, dst, limit: int, where: str) -> int:
     size += len(rest)
     if size > limit:
         raise HTTPRequestEntityTooLarge(
-            body=f'{where} is larger than {limit} bytes uncompressed\n')
+            body=f'{where} is larger than {limit} bytes uncompressed{named}\n')
     dst.write(rest)
     return size
 
@@ -65,18 +95,25 @@ def _name(member: str) -> str:
     return member
 
 
-def _members(f, where: str) -> dict[str, tarfile.TarInfo]:
+def _members(f, where: str, max_members: int | None) -> dict[str, tarfile.TarInfo]:
     f.seek(0)
+    found: dict[str, tarfile.TarInfo] = {}
     try:
         with tarfile.open(fileobj=f, mode='r:') as tar:
-            return {_name(info.name): info for info in tar}
+            for count, info in enumerate(tar, 1):
+                if max_members is not None and count > max_members:
+                    raise HTTPRequestEntityTooLarge(
+                        body=f'{where} has more than {max_members} members '
+                             '(zapp_max_members)\n')
+                found[_name(info.name)] = info
     except tarfile.TarError as e:
         raise HTTPBadRequest(body=f'{where} is not a tar archive: {e}\n') from None
+    return found
 
 
-def member(f, name: str, limit: int, where: str) -> bytes:
+def member(f, name: str, limit: int, where: str, max_members: int | None = None) -> bytes:
     """The content of regular file ``name`` of the tar in ``f`` (400 if absent)."""
-    found = _members(f, where).get(_name(name))
+    found = _members(f, where, max_members).get(_name(name))
     if found is None or not found.isfile():
         raise HTTPBadRequest(body=f'{where} has no file {name}\n')
     if found.size > limit:
@@ -86,9 +123,9 @@ def member(f, name: str, limit: int, where: str) -> bytes:
     return f.read(found.size)
 
 
-def system_map(f, limit: int, where: str) -> bytes:
+def system_map(f, limit: int, where: str, max_members: int | None = None) -> bytes:
     """The job description of the zapp in ``f`` (an uncompressed tar)."""
-    members = _members(f, where)
+    members = _members(f, where, max_members)
     name = next((m for m in MAPS if m in members and members[m].isfile()), None)
     if name is None:
         raise HTTPBadRequest(body=f'System boot map was not found in {where}: a zapp is a tar '

@@ -5,8 +5,9 @@
     zvm run [--stdin F] [--stdout F] [--stderr F] [--input F] [--output F]
             [--memory BYTES] [--fuel N] [--timeout S] [--seed N] [--epoch SECONDS]
             [--env K=V ...] [--quota ALIAS=key:value,...] [--rdtsc POLICY]
-            [--image TAR] [--sysimage NAME ...]
+            [--image TAR] [--sysimage NAME ...] [--engine auto|native|emulated]
             [--report F|-] [--repeat N] PROGRAM [ARGS...]
+    zvm info
 
 ``run`` exits with the guest's return code when the report status is ``ok``
 and with 125 otherwise; ``--report -`` writes the JSON report to stderr.
@@ -20,6 +21,11 @@ build`` made) as ``/dev/NAME`` at ``/`` too, user image last.  PROGRAM may
 be a file inside an image: ``file://NAME:PATH`` (a system image, mounted
 implicitly; ``zvm run file://python3:python3 -c 'print(1)'``) or
 ``file://image:PATH`` (the ``--image`` tar).
+``--engine`` picks the engine (``zvm_core.engines``; default ``auto``, or
+``$ZVM_ENGINE``): ``native`` runs the program on the CPU, contained by the
+kernel, ``emulated`` under the strict emulator; ``--fuel`` asks for the
+emulated engine (``--engine native --fuel N`` is a usage error).  ``zvm info``
+lists the engines and, for one this host cannot run, why.
 Usage errors (unreadable program, bad option values) exit with 2.
 
 The ``zerovm`` form runs a ZeroVM manifest (``zvm_core.manifest``), prints
@@ -42,8 +48,10 @@ import sys
 import syslog
 import time
 
+from zvm_core import engines
 from zvm_core.channels import READ, WRITE, Channel, ChannelError, FdBacking, Quota
 from zvm_core.elf import ElfError, load_program
+from zvm_core.engines import CHOICES
 from zvm_core.executor import DEFAULT_FUEL, DEFAULT_MEMORY, DEFAULT_TIMEOUT, Limits, run
 from zvm_core.pool import ChannelSpec, Pool
 from zvm_core.report import Report
@@ -90,8 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ('stdin', 'stdout', 'stderr', 'input', 'output'):
         r.add_argument(f'--{name}', metavar='FILE', help=f'host file for /dev/{name}')
     r.add_argument('--memory', type=_int, default=DEFAULT_MEMORY, help='guest memory, bytes')
-    r.add_argument('--fuel', type=_int, default=DEFAULT_FUEL,
-                   help='budget in bytes of guest code executed (deterministic)')
+    r.add_argument('--fuel', type=_int, default=None,
+                   help='budget in bytes of guest code executed (deterministic; emulated '
+                        f'engine only; default {DEFAULT_FUEL})')
+    r.add_argument('--engine', choices=CHOICES, default=None,
+                   help='auto (default, or $ZVM_ENGINE), native or emulated')
     r.add_argument('--timeout', type=float, default=DEFAULT_TIMEOUT,
                    help='wall-clock safety limit, seconds')
     r.add_argument('--seed', type=_int, default=0, help='seed of getrandom and AT_RANDOM')
@@ -111,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument('program')
     r.add_argument('args', nargs=argparse.REMAINDER)
     sub.add_parser('sdk', help='print the directory that holds zvm.h (the ZeroVM API)')
+    sub.add_parser('info', help='list the engines this host can run')
     parser.epilog = 'or, as zerovm: ' + ZEROVM_USAGE
     return parser
 
@@ -213,9 +225,15 @@ def _mounted(mounts: list[tuple[str, str]]) -> list[Channel]:
 def _cmd_run(opts: argparse.Namespace) -> int:
     from zvm_core.sysimages import SysImageError
     try:
-        limits = Limits(opts.memory, opts.fuel, opts.timeout)
+        limits = Limits(opts.memory, DEFAULT_FUEL if opts.fuel is None else opts.fuel,
+                        opts.timeout)
     except ValueError as e:
         raise ChannelError(f'bad limit: {e}') from None
+    try:
+        engines.choose(opts.engine, fuel=opts.fuel is not None)     # usage errors, now
+    except engines.EngineError as e:
+        raise ChannelError(str(e)) from None
+    engine = 'emulated' if opts.fuel is not None else opts.engine
     try:
         program, mounts = _images(opts)
     except SysImageError as e:
@@ -224,7 +242,7 @@ def _cmd_run(opts: argparse.Namespace) -> int:
         else opts.program
     argv = [os.path.basename(name), *opts.args]
     if opts.repeat > 1:
-        report = _repeat(opts, program, mounts, argv, limits)
+        report = _repeat(opts, program, mounts, argv, limits, engine)
     else:
         channels = _channels(opts)
         image = None
@@ -247,7 +265,7 @@ def _cmd_run(opts: argparse.Namespace) -> int:
                 raise ChannelError(str(e)) from None
         report = run(program, channels, argv=argv, env=dict(opts.env),
                      limits=limits, seed=opts.seed, epoch=opts.epoch,
-                     policy=Policy(rdtsc=opts.rdtsc), image=image)
+                     policy=Policy(rdtsc=opts.rdtsc), image=image, engine=engine)
     text = report.to_json() + '\n'
     if opts.report == '-':
         sys.stderr.write(text)
@@ -260,8 +278,18 @@ def _cmd_run(opts: argparse.Namespace) -> int:
     return report.retcode
 
 
+def _cmd_info() -> int:
+    """The engines, which one ``auto`` picks here, and why one cannot run."""
+    available = engines.available()
+    for name in engines.ENGINES:
+        reason = available[name]
+        print(f'{name}: {"available" if reason is None else "unavailable: " + reason}')
+    print(f'auto: {engines.choose("auto")}')
+    return 0
+
+
 def _repeat(opts: argparse.Namespace, program: str, mounts: list[tuple[str, str]],
-            argv: list[str], limits: Limits) -> Report:
+            argv: list[str], limits: Limits, engine: str | None) -> Report:
     """``--repeat``: the same run N times through one warm worker, timed."""
     times = []
     with Pool(size=1) as pool:
@@ -276,7 +304,7 @@ def _repeat(opts: argparse.Namespace, program: str, mounts: list[tuple[str, str]
             try:
                 report = pool.run(program, specs, argv=argv, env=dict(opts.env),
                                   limits=limits, seed=opts.seed, epoch=opts.epoch,
-                                  rdtsc=opts.rdtsc)
+                                  rdtsc=opts.rdtsc, engine=engine)
             finally:
                 for ch in channels:
                     ch.close()
@@ -288,7 +316,7 @@ def _repeat(opts: argparse.Namespace, program: str, mounts: list[tuple[str, str]
 
 
 ZEROVM_USAGE = 'zvm [-s] [-F] [-P] [-Q] [-t 0|1|2] [-v N] [-M] MANIFEST'
-SUBCOMMANDS = ('run', 'validate', 'sdk', '-h', '--help')
+SUBCOMMANDS = ('run', 'validate', 'sdk', 'info', '-h', '--help')
 SDK_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'sdk')
 
 
@@ -341,6 +369,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if opts.command == 'validate':
             return _cmd_validate(opts)
+        if opts.command == 'info':
+            return _cmd_info()
         return _cmd_run(opts)
     except (OSError, ChannelError) as e:
         print(f'zvm: {e}', file=sys.stderr)

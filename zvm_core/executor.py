@@ -19,7 +19,7 @@ import threading
 import time
 import weakref
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from unicorn import UC_ARCH_X86, UC_HOOK_INTR, UC_HOOK_MEM_INVALID, UC_MODE_64, Uc, UcError
 from unicorn import unicorn_const as ucc
@@ -34,10 +34,18 @@ from unicorn.x86_const import (
     UC_X86_REG_SS,
 )
 
+from zvm_core import engines, snapshot, trap
 from zvm_core import guard as zguard
-from zvm_core import snapshot, trap
 from zvm_core.channels import READ, WRITE, Channel, standard_order
 from zvm_core.elf import PF_R, PF_W, PF_X, ElfError, Program, load_program
+from zvm_core.limits import (  # noqa: F401 (the executor's API)
+    DEFAULT_FUEL,
+    DEFAULT_MEMORY,
+    DEFAULT_TIMEOUT,
+    MAX_MEMORY,
+    MAX_TIMEOUT,
+    Limits,
+)
 from zvm_core.memory import (
     MANIFEST_PAGE,
     PAGE,
@@ -62,11 +70,6 @@ from zvm_core.syscalls.random import SeededStream
 from zvm_core.syscalls.time import VirtualClock
 from zvm_core.validator import Policy, Verdict, Violation, default_cache, validate
 
-DEFAULT_MEMORY = 256 << 20
-DEFAULT_FUEL = 200_000_000_000
-DEFAULT_TIMEOUT = 60.0
-MAX_TIMEOUT = 7 * 24 * 3600.0
-MAX_MEMORY = MANIFEST_PAGE          # everything below the user manifest page
 MIN_HEAP = 1 << 20
 TCG_BUFFER = 32 << 20
 MAX_ARGS_SIZE = 256 << 10
@@ -102,23 +105,6 @@ INITIAL_REGISTERS = ((UC_X86_REG_EFLAGS, 0x202), (UC_X86_REG_FPCW, 0x037F),
 AT = dict(PHDR=3, PHENT=4, PHNUM=5, PAGESZ=6, BASE=7, FLAGS=8, ENTRY=9, UID=11, EUID=12,
           GID=13, EGID=14, PLATFORM=15, HWCAP=16, CLKTCK=17, SECURE=23, RANDOM=25,
           HWCAP2=26, EXECFN=31)
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What one run may use.  ``fuel`` is deterministic, ``timeout`` (s) is a safety net."""
-
-    memory: int = DEFAULT_MEMORY
-    fuel: int = DEFAULT_FUEL
-    timeout: float = DEFAULT_TIMEOUT
-
-    def __post_init__(self) -> None:
-        if not 0 < self.memory <= MAX_MEMORY:
-            raise ValueError(f'memory must be between 1 and {MAX_MEMORY} bytes')
-        if self.fuel < 0:
-            raise ValueError('fuel must not be negative')
-        if not 0 < self.timeout <= MAX_TIMEOUT:     # also false for nan
-            raise ValueError(f'timeout must be more than 0 and at most {MAX_TIMEOUT:g} s')
 
 
 class SetupError(ValueError):
@@ -176,12 +162,7 @@ class Machine:
                     ends[::2], ends[1::2], strict=True) if lo < hi]))
             image += end - start
         self.image_size = image
-        heap_start = page_up(program.image_end())
-        heap_size = page_down(min(limits.memory - image - STACK_SIZE, MANIFEST_PAGE - heap_start))
-        if heap_size < MIN_HEAP:
-            raise SetupError('memory', f'memory limit of {limits.memory} bytes leaves no heap: '
-                             f'the program image takes {image} bytes and the stack '
-                             f'{STACK_SIZE}; at least {MIN_HEAP} bytes of heap are needed')
+        heap_start, heap_size = heap_bounds(program, limits.memory)
         self.mem.map(heap_start, heap_size, PROT_R | PROT_W)
         self.arena = Arena(self.mem, heap_start, heap_start + heap_size)
         self.stack = self.mem.map(STACK_TOP - STACK_SIZE, STACK_SIZE, PROT_R | PROT_W)
@@ -273,43 +254,12 @@ class Machine:
     # -- set-up ----------------------------------------------------------------
 
     def _initial_stack(self, argv: list[bytes], envp: list[bytes], at_random: bytes) -> int:
-        """Lay out argc, argv, envp, auxv and their strings below STACK_TOP (SysV ABI)."""
-        strings = [*argv, *envp, b'x86_64']
-        blob = b''.join(s + b'\0' for s in strings) + at_random
-        if len(blob) > MAX_ARGS_SIZE:
-            raise SetupError('fault', f'arguments and environment take {len(blob)} bytes; '
-                             f'the limit is {MAX_ARGS_SIZE}')
-        base = (STACK_TOP - 16 - len(blob)) & ~15
-        addrs, pos = [], base
-        for s in strings:
-            addrs.append(pos)
-            pos += len(s) + 1
-        random_addr = pos
-        argv_p, envp_p = addrs[:len(argv)], addrs[len(argv):len(argv) + len(envp)]
-        p = self.program
-        aux = dict(PHDR=p.phdr_addr, PHENT=p.phent, PHNUM=p.phnum, PAGESZ=4096, BASE=0,
-                   FLAGS=0, ENTRY=p.entry, UID=UID, EUID=UID, GID=UID, EGID=UID,
-                   PLATFORM=addrs[-1], HWCAP=zguard.CPUID_TABLE[1][5], CLKTCK=100, SECURE=0,
-                   RANDOM=random_addr, HWCAP2=0, EXECFN=argv_p[0] if argv_p else 0)
-        words = [len(argv), *argv_p, 0, *envp_p, 0]
-        for key, value in aux.items():
-            words += [AT[key], value]
-        words += [0, 0]
-        sp = (base - 8 * len(words)) & ~15
-        self.mem.write(base, blob)
-        self.mem.write(sp, struct.pack(f'<{len(words)}Q', *words))
+        sp, data = initial_stack(self.program, argv, envp, at_random)
+        self.mem.write(sp, data)
         return sp
 
     def _attach(self, channels: Iterable[Channel]) -> None:
-        for ch in channels:
-            if ch.alias in self.channels:
-                raise SetupError('fault', f'channel {ch.alias} declared twice')
-            self.channels[ch.alias] = ch
-        for fd, (alias, access) in enumerate((('/dev/stdin', READ), ('/dev/stdout', WRITE),
-                                              ('/dev/stderr', WRITE))):
-            ch = self.channels.get(alias)
-            if ch is not None and ch.mode & access:
-                self.fds[fd] = OpenFile(ch, access)
+        self.channels, self.fds = attach(channels)
 
     # -- run -------------------------------------------------------------------
 
@@ -531,18 +481,7 @@ class Machine:
         return Report(status, retcode, message, exit_state=exit_state)
 
     def _blame_limits(self, status: str, message: str) -> tuple[str, str]:
-        """A failure after a refused allocation or write is reported as that limit."""
-        if status not in ('ok', 'fault', 'fuel'):
-            return status, message
-        if self.arena.refused:
-            return 'memory', (f'memory limit of {self.limits.memory} bytes reached '
-                              f'({self.arena.refused} allocation(s) refused)'
-                              + (f'; then: {message}' if message else ''))
-        over = [c.alias for c in self.channels.values() if c.refused]
-        if over:
-            return 'quota', (f'quota exceeded on {", ".join(over)}'
-                             + (f'; then: {message}' if message else ''))
-        return status, message
+        return blame_limits(status, message, self.arena, self.channels, self.limits.memory)
 
     def _accounting(self, wall: float) -> Accounting:
         st = self.guard.state
@@ -566,6 +505,80 @@ class Machine:
         self.mem.close()
         self._bitmap.close()
         self.guard = self.args = self.clock = None
+
+
+def heap_bounds(program: Program, memory: int) -> tuple[int, int]:
+    """(start, size) of the heap arena: after the image, what the memory limit leaves."""
+    image = sum(page_up(s.vaddr + s.memsz) - page_down(s.vaddr) for s in program.segments)
+    heap_start = page_up(program.image_end())
+    heap_size = page_down(min(memory - image - STACK_SIZE, MANIFEST_PAGE - heap_start))
+    if heap_size < MIN_HEAP:
+        raise SetupError('memory', f'memory limit of {memory} bytes leaves no heap: '
+                         f'the program image takes {image} bytes and the stack '
+                         f'{STACK_SIZE}; at least {MIN_HEAP} bytes of heap are needed')
+    return heap_start, heap_size
+
+
+def initial_stack(program: Program, argv: list[bytes], envp: list[bytes],
+                  at_random: bytes) -> tuple[int, bytes]:
+    """argc, argv, envp, auxv and their strings below STACK_TOP (SysV ABI):
+    the initial stack pointer and the bytes from there up."""
+    strings = [*argv, *envp, b'x86_64']
+    blob = b''.join(s + b'\0' for s in strings) + at_random
+    if len(blob) > MAX_ARGS_SIZE:
+        raise SetupError('fault', f'arguments and environment take {len(blob)} bytes; '
+                         f'the limit is {MAX_ARGS_SIZE}')
+    base = (STACK_TOP - 16 - len(blob)) & ~15
+    addrs, pos = [], base
+    for s in strings:
+        addrs.append(pos)
+        pos += len(s) + 1
+    random_addr = pos
+    argv_p, envp_p = addrs[:len(argv)], addrs[len(argv):len(argv) + len(envp)]
+    p = program
+    aux = dict(PHDR=p.phdr_addr, PHENT=p.phent, PHNUM=p.phnum, PAGESZ=4096, BASE=0,
+               FLAGS=0, ENTRY=p.entry, UID=UID, EUID=UID, GID=UID, EGID=UID,
+               PLATFORM=addrs[-1], HWCAP=zguard.CPUID_TABLE[1][5], CLKTCK=100, SECURE=0,
+               RANDOM=random_addr, HWCAP2=0, EXECFN=argv_p[0] if argv_p else 0)
+    words = [len(argv), *argv_p, 0, *envp_p, 0]
+    for key, value in aux.items():
+        words += [AT[key], value]
+    words += [0, 0]
+    sp = (base - 8 * len(words)) & ~15
+    table = struct.pack(f'<{len(words)}Q', *words)
+    return sp, table + bytes(base - sp - len(table)) + blob
+
+
+def attach(channels: Iterable[Channel]) -> tuple[dict[str, Channel], dict[int, OpenFile]]:
+    """The run's channels by alias, and descriptors 0-2 on the standard ones."""
+    by_alias: dict[str, Channel] = {}
+    for ch in channels:
+        if ch.alias in by_alias:
+            raise SetupError('fault', f'channel {ch.alias} declared twice')
+        by_alias[ch.alias] = ch
+    fds = {}
+    for fd, (alias, access) in enumerate((('/dev/stdin', READ), ('/dev/stdout', WRITE),
+                                          ('/dev/stderr', WRITE))):
+        ch = by_alias.get(alias)
+        if ch is not None and ch.mode & access:
+            fds[fd] = OpenFile(ch, access)
+    return by_alias, fds
+
+
+def blame_limits(status: str, message: str, arena: Arena, channels: Mapping[str, Channel],
+                 memory: int) -> tuple[str, str]:
+    """A failure after a refused allocation or write is reported as that limit."""
+    if status not in ('ok', 'fault', 'fuel'):
+        return status, message
+    if arena.refused:
+        return 'memory', (f'memory limit of {memory} bytes reached '
+                          f'({arena.refused} allocation(s) refused)'
+                          + (f'; then: {message}' if message else ''))
+    over = [c.alias for c in channels.values() if c.refused]
+    if over:
+        return 'quota', (f'quota exceeded on {", ".join(over)}'
+                         + (f'; then: {message}' if message else ''))
+    return status, message
 
 
 class Watchdog:
@@ -647,40 +660,69 @@ def invalid_report(verdict: Verdict) -> Report:
 def run(program: Program | str | os.PathLike, channels: Iterable[Channel] = (), *,
         argv: list[str] | None = None, env: Mapping[str, str] | None = None,
         limits: Limits = Limits(), seed: int = 0, epoch: int = 0,
-        policy: Policy = Policy(), cache=None, image: Image | None = None) -> Report:
+        policy: Policy = Policy(), cache=None, image: Image | None = None,
+        engine: str | None = None) -> Report:
     """Validate and run ``program`` with ``channels``; never raises for guest behaviour.
 
     ``image`` is the read-only file tree (tar images mounted from channels).
+    ``engine`` is ``auto`` (the default, or ``ZVM_ENGINE``), ``native`` or
+    ``emulated`` (``zvm_core.engines``); a fuel limit other than the default
+    asks for the emulated engine.
 
-    Raises ``OSError`` only when the program file itself cannot be read.
+    Raises ``OSError`` only when the program file itself cannot be read, and
+    ``EngineError`` when the engine asked for cannot run the job.
     """
     channels = list(channels)
     try:
+        name = engines.choose(engine, fuel=limits.fuel != DEFAULT_FUEL)
         try:
             prog = program if isinstance(program, Program) else load_program(program)
         except ElfError as e:
-            return invalid_elf_report(e)
-        verdict = validate(prog, policy, cache if cache is not None else default_cache())
+            return replace(invalid_elf_report(e), engine=name)
+        cache = cache if cache is not None else default_cache()
+        verdict = validate(prog, policy, cache)
         if not verdict.ok:
-            return invalid_report(verdict)
+            return replace(invalid_report(verdict), engine=name)
+        if name == 'native':
+            name = _native_engine(prog, cache, engine)
         if argv is None:
             argv = [os.path.basename(str(program)) if not isinstance(program, Program)
                     else 'program']
         try:
-            machine = Machine(prog, verdict, limits, policy)
-        except SetupError as e:
-            return Report(e.status, None, str(e))
-        try:
-            report = machine.run(channels, argv, env or {}, seed, epoch, image=image)
+            report = _run_on(name, prog, verdict, channels, argv, env or {}, limits, seed,
+                             epoch, policy, image)
         except SetupError as e:
             report = Report(e.status, None, str(e))
-        finally:
-            machine.close()
+        report.engine = name
         report.validation = {'state': 'cached' if verdict.cached else 'ok', 'violations': []}
         return report
     finally:
         for ch in channels:
             ch.close()
+
+
+def _native_engine(prog: Program, cache, engine: str | None) -> str:
+    """Natively ``rdtsc`` faults (nothing can virtualise it): under ``auto`` a
+    program that contains it runs emulated, where it reads the virtual counter;
+    asked for ``native``, it runs there and faults if it executes one."""
+    if engines.requested(engine) == 'native' or validate(prog, Policy(rdtsc='reject'),
+                                                          cache).ok:
+        return 'native'
+    return 'emulated'
+
+
+def _run_on(name: str, prog: Program, verdict: Verdict, channels: list[Channel],
+            argv: list[str], env: Mapping[str, str], limits: Limits, seed: int, epoch: int,
+            policy: Policy, image: Image | None) -> Report:
+    if name == 'native':
+        from zvm_core.engines import native
+        return native.run(prog, channels, argv, dict(env), limits.memory, limits.timeout,
+                          seed, epoch, image)
+    machine = Machine(prog, verdict, limits, policy)
+    try:
+        return machine.run(channels, argv, env, seed, epoch, image=image)
+    finally:
+        machine.close()
 
 
 __all__ = ['Limits', 'Machine', 'SetupError', 'run']

@@ -46,10 +46,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from zvm_core.channels import READ, WRITE, Channel, FdBacking, Quota, StreamBacking
+from zvm_core.limits import MAX_FDS, Limits
 from zvm_core.report import Report
 
 MAX_MESSAGE = 1 << 20
-MAX_FDS = 253          # SCM_MAX_FD: descriptors (channels) one request can pass
 KILL_GRACE = 2.0
 PR_SET_NO_NEW_PRIVS = 38
 PR_SET_THP_DISABLE = 41
@@ -196,11 +196,11 @@ class Templates:
 
 
 def _request(program: str, channels: list[ChannelSpec], argv, env, limits, seed: int,
-             epoch: int, rdtsc: str, notify: dict[int, int]) -> dict:
+             epoch: int, rdtsc: str, notify: dict[int, int], engine: str | None = None) -> dict:
     """The message for one run; channel ``fd`` fields index the descriptors sent with it."""
     return {'program': os.path.abspath(program), 'argv': list(argv), 'env': dict(env or {}),
             'limits': {'memory': limits.memory, 'fuel': limits.fuel, 'timeout': limits.timeout},
-            'seed': seed, 'epoch': epoch, 'rdtsc': rdtsc,
+            'seed': seed, 'epoch': epoch, 'rdtsc': rdtsc, 'engine': engine,
             'channels': [{'alias': c.alias, 'fd': i, 'mode': c.mode, 'random': c.random,
                           'quota': vars(c.quota), 'mount': c.mount, 'notify': notify.get(i)}
                          for i, c in enumerate(channels)]}
@@ -244,8 +244,17 @@ def _warm_up(warm: WarmUp, templates: Templates) -> None:
 
 def _serve_one(req: dict, fds: list[int], templates: Templates):
     """Run one request: (report, the machine to clean afterwards or None)."""
+    from zvm_core import engines
     from zvm_core.elf import ElfError
-    from zvm_core.executor import Limits, SetupError, invalid_elf_report, invalid_report
+    from zvm_core.executor import (
+        DEFAULT_FUEL,
+        Limits,
+        SetupError,
+        invalid_elf_report,
+        invalid_report,
+        run,
+    )
+    from zvm_core.validator import Policy
     channels = [Channel(c['alias'], FdBacking(fds[c['fd']], owned=False)
                         if c.get('notify') is None else
                         StreamBacking(fds[c['fd']], fds[c['notify']], c['alias']), c['mode'],
@@ -253,13 +262,9 @@ def _serve_one(req: dict, fds: list[int], templates: Templates):
                 for c in req['channels']]
     limits = Limits(**req['limits'])
     try:
-        machine, verdict = templates.get(req['program'], limits.memory, req['rdtsc'])
-    except ElfError as e:
-        return invalid_elf_report(e), None
-    except SetupError as e:
-        return Report(e.status, None, str(e)), None
-    if machine is None:
-        return invalid_report(verdict), None
+        engine = engines.choose(req.get('engine'), fuel=limits.fuel != DEFAULT_FUEL)
+    except engines.EngineError as e:
+        return Report('killed', None, str(e)), None
     image = None
     mounts = [(ch, c['mount']) for ch, c in zip(channels, req['channels'], strict=True)
               if c.get('mount')]
@@ -271,6 +276,18 @@ def _serve_one(req: dict, fds: list[int], templates: Templates):
                 image.mount(ch.backing, where, ch.alias)
         except ImageError as e:
             return Report('fault', None, f'cannot mount {ch.alias} at {where}: {e}'), None
+    if engine == 'native':      # a fresh process per run: no template to keep
+        return run(req['program'], channels, argv=req['argv'], env=req['env'], limits=limits,
+                   seed=req['seed'], epoch=req['epoch'], policy=Policy(rdtsc=req['rdtsc']),
+                   image=image, engine=req.get('engine')), None
+    try:
+        machine, verdict = templates.get(req['program'], limits.memory, req['rdtsc'])
+    except ElfError as e:
+        return invalid_elf_report(e), None
+    except SetupError as e:
+        return Report(e.status, None, str(e)), None
+    if machine is None:
+        return invalid_report(verdict), None
     try:
         report = machine.run(channels, req['argv'], req['env'], req['seed'], req['epoch'],
                              limits=limits, image=image)
@@ -282,7 +299,8 @@ def _serve_one(req: dict, fds: list[int], templates: Templates):
 
 def _limit_self(address_space: int) -> None:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    resource.setrlimit(resource.RLIMIT_NOFILE, (MAX_FDS * 2, MAX_FDS * 2))
+    # the hard limit leaves room for the native loader's control socket (fd 1030)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (MAX_FDS * 2, 2048))
     if address_space:
         resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
     libc = ctypes.CDLL(None, use_errno=True)
@@ -382,13 +400,13 @@ class Pool:
     def run(self, program: str, channels: Iterable[ChannelSpec], *,
             argv: list[str], env: Mapping[str, str] | None = None, limits=None,
             seed: int = 0, epoch: int = 0, rdtsc: str = 'virtualize',
-            started: Callable[[], None] | None = None) -> Report:
+            started: Callable[[], None] | None = None, engine: str | None = None) -> Report:
         """Run ``program`` (a host path) in a warm worker; :class:`PoolBusy` when full.
 
         ``started`` is called once a worker has taken the request (it may have
-        waited in the queue until then).
+        waited in the queue until then).  ``engine`` (``zvm_core.engines``) is
+        chosen in the worker; a native run starts a fresh guest process from it.
         """
-        from zvm_core.executor import Limits
         limits = limits or Limits()
         channels = list(channels)
         fds = [c.fd for c in channels]
@@ -400,7 +418,7 @@ class Pool:
         notify = {i: shared[c.notify] for i, c in enumerate(channels) if c.notify is not None}
         if len(fds) > MAX_FDS:
             raise ValueError(f'{len(fds)} descriptors for one run: at most {MAX_FDS}')
-        req = _request(program, channels, argv, env, limits, seed, epoch, rdtsc, notify)
+        req = _request(program, channels, argv, env, limits, seed, epoch, rdtsc, notify, engine)
         with self._lock:
             if self._waiting >= self.queue + self.size:
                 raise PoolBusy(f'{self.size} running and {self.queue} waiting')

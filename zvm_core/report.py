@@ -48,6 +48,7 @@ class Report:
     etags: dict[str, str] = field(default_factory=dict)
     accounting: Accounting = field(default_factory=Accounting)
     exit_state: str = ''        # ZeroVM's exit state when more precise than the status
+    engine: str = 'emulated'    # or 'native' (zvm_core.engines)
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -64,7 +65,7 @@ class Report:
             'status': self.status, 'retcode': self.retcode, 'message': self.message,
             'validation': {'state': self.validation.get('state'),
                            'violations': list(self.validation.get('violations', ()))},
-            'etags': dict(self.etags), 'exit_state': self.exit_state,
+            'etags': dict(self.etags), 'exit_state': self.exit_state, 'engine': self.engine,
             'accounting': {
                 'fuel': acc.fuel, 'syscalls': acc.syscalls,
                 'unknown_syscalls': dict(acc.unknown_syscalls),

@@ -555,12 +555,21 @@ class VerdictCache:
     temporary name and renamed, so readers never see half a verdict.  Whoever
     can write the directory can make programs pass: it must be private to the
     sandbox's user.
+
+    The directory is bounded: after a write that takes it beyond
+    ``max_files`` verdicts or ``max_bytes`` bytes, the least recently used
+    verdicts (by mtime, which a hit refreshes) are removed until it is back
+    under 90% of both, so anyone who can submit programs cannot fill the disk.
     """
 
     MEMORY_ENTRIES = 256
+    MAX_FILES = 4096
+    MAX_BYTES = 256 << 20
 
-    def __init__(self, dir: str | os.PathLike | None | EllipsisType = ...) -> None:
+    def __init__(self, dir: str | os.PathLike | None | EllipsisType = ...,
+                 max_files: int = MAX_FILES, max_bytes: int = MAX_BYTES) -> None:
         self.dir = default_cache_dir() if dir is ... else None if dir is None else Path(dir)
+        self.max_files, self.max_bytes = max_files, max_bytes
         self._memory: collections.OrderedDict[str, Verdict] = collections.OrderedDict()
         self._lock = threading.Lock()
 
@@ -598,9 +607,12 @@ class VerdictCache:
     def _read(self, key: str) -> Verdict | None:
         try:
             with open(self._path(key), 'rb') as f:
-                return _decode(json.load(f), key)
+                verdict = _decode(json.load(f), key)
         except (OSError, ValueError, TypeError, KeyError):
             return None
+        with contextlib.suppress(OSError):
+            os.utime(self._path(key))           # recently used: evicted last
+        return verdict
 
     def _write(self, key: str, verdict: Verdict) -> None:
         tmp = None
@@ -614,6 +626,32 @@ class VerdictCache:
             if tmp is not None:
                 with contextlib.suppress(OSError):
                     os.unlink(tmp)
+            return
+        self._evict()
+
+    def _evict(self) -> None:
+        """Remove the least recently used verdicts if the directory is over its bounds."""
+        entries = []
+        try:
+            with os.scandir(self.dir) as it:
+                for entry in it:
+                    if entry.name.endswith('.json'):
+                        with contextlib.suppress(OSError):
+                            st = entry.stat()
+                            entries.append((st.st_mtime_ns, st.st_size, entry.path))
+        except OSError:
+            return
+        total = sum(size for _, size, _ in entries)
+        if len(entries) <= self.max_files and total <= self.max_bytes:
+            return
+        entries.sort()
+        count = len(entries)
+        for _, size, path in entries:
+            if count <= self.max_files * 9 // 10 and total <= self.max_bytes * 9 // 10:
+                break
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            count, total = count - 1, total - size
 
 
 def _encode(key: str, v: Verdict) -> dict:

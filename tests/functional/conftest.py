@@ -21,8 +21,9 @@ from swiftclient.client import get_auth
 
 from zerocloud.devcluster import USERS, DevCluster
 
-# Short limits, so that tests of deferred jobs and chains run quickly.
-PROXY_CONF = '[filter:zerocloud]\ninteractive_timeout = 1\nchain_timeout = 2\n'
+# Short limits, so that tests of deferred jobs (and their loss) and chains run quickly.
+PROXY_CONF = ('[filter:zerocloud]\ninteractive_timeout = 1\nchain_timeout = 2\n'
+              'deferred_heartbeat = 1\n')
 
 
 @pytest.fixture(scope='session')

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import urllib.request
+
 import pytest
+from archives import tar_bytes
 from swift.common import direct_client
 from swiftclient import ClientException, Connection
 from swiftclient.client import get_auth, head_account
@@ -59,6 +63,38 @@ def test_reseller_admin_makes_accounts(make_account) -> None:
 
 def test_zerocloud_proxy_filter_is_installed(conn: Connection) -> None:
     assert 'zerocloud' in conn.get_capabilities()
+
+
+def extract_archive(conn: Connection, container: str, archive: bytes) -> dict:
+    """PUT a tar with ``?extract-archive=tar``; Swift's bulk answers 200 and reports
+    in its JSON body."""
+    url, token = conn.get_auth()
+    request = urllib.request.Request(
+        f'{url}/{container}?extract-archive=tar', data=archive, method='PUT',
+        headers={'X-Auth-Token': token, 'Accept': 'application/json'})
+    with urllib.request.urlopen(request, timeout=30) as resp:
+        return json.loads(resp.read())
+
+
+def test_bulk_upload_extracts_a_tar_into_objects(conn: Connection, make_container) -> None:
+    container = make_container()
+    files = {'a.txt': b'alpha\n', 'dir/b.txt': b'beta beta\n', 'dir/sub/c': b'x' * 3000}
+    report = extract_archive(conn, container, tar_bytes(files))
+    assert report['Response Status'] == '201 Created'
+    assert report['Number Files Created'] == 3 and report['Errors'] == []
+    listing = conn.get_container(container)[1]
+    assert {o['name']: o['bytes'] for o in listing} == {n: len(d) for n, d in files.items()}
+    for name, data in files.items():
+        assert conn.get_object(container, name)[1] == data
+
+
+def test_bulk_upload_refuses_a_broken_tar_and_creates_nothing(
+        conn: Connection, make_container) -> None:
+    container = make_container()
+    report = extract_archive(conn, container, b'not a tar archive at all' * 40)
+    assert report['Response Status'].startswith('400 ')
+    assert 'Invalid Tar File' in report['Response Body']
+    assert conn.get_container(container)[1] == []
 
 
 def test_objects_have_two_replicas_on_distinct_servers(

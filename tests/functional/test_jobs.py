@@ -144,6 +144,20 @@ def test_full_report_as_json(swift_cluster: DevCluster, conn: Connection, make_c
                                     'bytes': len(wc(TEXT * (i + 1))), 'stored': False}]
 
 
+@pytest.mark.parametrize('engine', ['native', 'emulated'])
+def test_a_node_runs_on_the_engine_it_asks_for(conn: Connection, make_container, upload,
+                                               engine: str) -> None:
+    container = make_container()
+    conn.put_object(container, 'text', TEXT)
+    job = wc_job(upload('wc'), f'swift://~/{container}/text')
+    job[0]['engine'] = engine
+    resp = post_job(conn, job, headers={'X-Zerovm-Report': 'json'})
+    assert resp.status_code == 200, resp.text
+    node = resp.json()['nodes'][0]
+    assert (node['status'], node['retcode'], node['engine']) == ('ok', 0, engine), node
+    assert node['etags'] == {'/dev/stdout': hashlib.md5(wc(TEXT)).hexdigest()}
+
+
 # -- authorisation -------------------------------------------------------------------------
 
 @pytest.mark.parametrize('token', [None, 'not-a-token'])
@@ -254,6 +268,8 @@ def test_missing_program_or_data_is_a_404_naming_it(
     ('[{"name": "x", "exec": {"path": "file://cobol:bin/cobol"}}]', 400,
      'unknown image "cobol"'),
     ('[{"name": "x", "exec": {"path": "bin/sh"}}]', 400, 'only swift:// programs'),
+    ('[{"name": "x", "exec": {"path": "swift://~/c/p"}, "engine": "fast"}]', 400,
+     'Invalid engine in x: must be one of auto, native, emulated, got "fast"'),
     ('[{"name": "x", "exec": {"path": "swift://~/c/p"}, '
      '"devices": [{"name": "input", "path": "swift://~/c"}]}]', 400, 'reading a container'),
     ('[{"name": "x", "exec": {"path": "swift://~/c/p"}, "count": 2, "connect": ["x"]}]', 400,

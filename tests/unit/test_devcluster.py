@@ -57,7 +57,7 @@ def test_proxy_conf_is_the_sample_plus_site_values(configured: DevCluster) -> No
     assert (conf_dir / '90-extra.conf').read_text() == '# proxy\n'
     conf = readconf(str(conf_dir))
     assert conf['pipeline:main']['pipeline'] == (
-        'catch_errors gatekeeper healthcheck proxy-logging tempauth zerocloud '
+        'catch_errors gatekeeper healthcheck proxy-logging bulk tempauth zerocloud '
         'proxy-logging proxy-server')
     assert conf['filter:zerocloud']['use'] == 'egg:zerocloud#zerocloud_proxy'
     defaults = conf['app:proxy-server']

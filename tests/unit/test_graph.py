@@ -160,10 +160,8 @@ def test_a_node_with_more_channels_than_a_worker_takes_is_refused() -> None:
 
 def test_link_devices_name_the_peers() -> None:
     a, b = nodes({'name': 'a', 'connect': ['b']}, {'name': 'b'})
-    assert graph.link_devices(a, 100) == [{'name': 'out/b', 'access': 'w', 'random': False,
-                                           'source': None, 'put_size': 100}]
-    assert graph.link_devices(b, 100) == [{'name': 'in/a', 'access': 'r', 'random': False,
-                                           'source': 'link'}]
+    assert graph.link_devices(a, 100) == [wire.DeviceSpec('out/b', 'w', put_size=100)]
+    assert graph.link_devices(b, 100) == [wire.DeviceSpec('in/a', 'r', source='link')]
 
 
 # -- spools --------------------------------------------------------------------------------

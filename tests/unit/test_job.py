@@ -311,7 +311,7 @@ def test_bad_devices(devices, message):
 @pytest.mark.parametrize('spec, message', [
     (group(device=[{'name': 'stdout'}]),
      'Unknown key "device" in node group #1 (sort), did you mean "devices"? Valid keys: name, '
-     'exec, devices, file_list, count, connect, replicate, attach, location'),
+     'exec, devices, file_list, count, connect, replicate, attach, location, engine'),
     (group(devises=[]), 'Unknown key "devises" in node group #1 (sort), did you mean "devices"?'),
     ({'name': 'sort', 'exce': EXE}, 'Unknown key "exce" in node group #1 (sort), did you mean '
                                      '"exec"?'),
@@ -764,3 +764,66 @@ def test_bad_success_exit_codes_or_store(fields, message):
     with pytest.raises(JobError) as caught:
         parse(group(**fields))
     assert message in str(caught.value)
+
+
+# -- what ends up in headers, manifests and metadata -------------------------------------------
+
+@pytest.mark.parametrize('name', ['sört', 'ноде', 'node-β'])
+def test_non_ascii_node_name_is_refused(name):
+    message = error(group(name))
+    assert 'Invalid node name in node group #1' in message
+    assert 'only ASCII characters are allowed' in message
+
+
+@pytest.mark.parametrize('name', ['a\rb', 'a\nX-Evil: 1', 'nul\x00'])
+def test_header_unsafe_node_name_is_refused(name):
+    assert 'Invalid node name in node group #1' in error(group(name))
+
+
+@pytest.mark.parametrize('field, value', [
+    ('args', ['ok', 'with\x00nul']), ('args', 'a "b\x00c"'), ('env', {'X': 'a\x00b'}),
+    ('env', {'X': 'line\r\nbreak'}), ('name', 'argv0\n')])
+def test_nul_and_newlines_in_exec_strings_are_refused(field, value):
+    message = error(group(exec={**EXE, field: value}))
+    assert f'exec.{field}' in message and 'in sort' in message
+    assert 'control characters are not allowed' in message
+
+
+def test_huge_arguments_are_bounded_by_the_job_size():
+    with pytest.raises(JobTooLarge):
+        parse_job(json.dumps([group(exec={**EXE, 'args': ['x' * 5000]})]), ACCOUNT,
+                  max_size=4096)
+
+
+def test_unicode_meta_value_is_carried():
+    node, = run(group(devices=[{'name': 'stdout', 'path': 'swift://~/c/o',
+                                'meta': {'Source': 'Zürich ✓'}}]))
+    assert node.devices[0].meta == {'Source': 'Zürich ✓'}
+
+
+@pytest.mark.parametrize('meta, reason', [
+    ({'Source': 'ü' * 129}, 'value of Source is 258 bytes (UTF-8), at most 256 are allowed'),
+    ({'N' * 129: 'v'}, 'is longer than 128 characters'),
+    ({f'K{i}': 'v' for i in range(91)}, '91 items, at most 90 are allowed'),
+    ({f'K{i:02}': 'v' * 250 for i in range(17)}, 'bytes of names and values, at most 4096'),
+    ({'Söurce': 'v'}, 'cannot be part of a header name'),
+    ({'Source': 'a\r\nb'}, 'control characters are not allowed')])
+def test_meta_beyond_swift_limits_is_refused(meta, reason):
+    message = error(group(devices=[{'name': 'stdout', 'path': 'swift://~/c/o', 'meta': meta}]))
+    assert message.startswith('Invalid meta for device stdout') and 'in sort' in message
+    assert reason in message
+
+
+def test_non_ascii_content_type_is_refused():
+    message = error(group(devices=[{'name': 'stdout', 'path': 'swift://~/c/o',
+                                    'content_type': 'text/plain; charset=ütf'}]))
+    assert 'Invalid content_type for device stdout in sort' in message and 'ASCII' in message
+
+
+def test_a_group_may_ask_for_an_engine():
+    """Every node of the group carries it (the proxy sends it to the object server)."""
+    [plain, strict] = parse(group('a'), group('b', engine='emulated'))
+    assert (plain.engine, strict.engine) == (None, 'emulated')
+    assert error(group(engine='fast')) == ('Invalid engine in sort: must be one of auto, '
+                                           'native, emulated, got "fast"')
+    assert error(group(engine=['native'])).endswith('got a list')

@@ -61,9 +61,10 @@ def put(app, path: str = PATH, body: bytes = TEXT, **headers) -> None:
     assert resp.status_int == 201, resp.body
 
 
-def spec(*devices: dict, argv=('wc',), **limits) -> dict:
-    return {'name': 'wc', 'argv': list(argv), 'env': {}, 'devices': list(devices),
-            'seed': 0, 'epoch': 0, 'limits': limits}
+def spec(*devices: wire.DeviceSpec, argv=('wc',), **options) -> wire.Member:
+    """The ``node.json`` member of a node, as the proxy builds it."""
+    node = wire.NodeSpec('wc', list(argv), devices=devices, **options)
+    return wire.bytes_member(wire.SPEC, node.to_json())
 
 
 def execute(app, body: bytes | None = None, members=(), local: bool = True,
@@ -92,9 +93,8 @@ def untar(body: bytes) -> dict[str, bytes]:
 
 
 def wc_members(guest, stdin: str = 'local') -> list[wire.Member]:
-    devices = [{'name': 'stdin', 'access': 'r', 'random': False, 'source': stdin},
-               {'name': 'stdout', 'access': 'w', 'random': False, 'source': None}]
-    return [wire.json_member(wire.SPEC, spec(*devices)),
+    devices = [wire.DeviceSpec('stdin', 'r', source=stdin), wire.DeviceSpec('stdout', 'w')]
+    return [spec(*devices),
             wire.bytes_member(wire.EXE, guest('wc').read_bytes())]
 
 
@@ -153,7 +153,7 @@ def test_a_missing_disk_is_a_507(mw) -> None:
 
 def test_a_full_pool_is_a_503_before_the_body(mw) -> None:
     put(mw)
-    mw.admitted = mw.pool_size + mw.queue
+    mw.admitted = mw.config.pool_size + mw.config.queue
     resp = execute_unread(mw)
     assert resp.status_int == 503
     assert resp.headers['Retry-After'] == '1'
@@ -169,7 +169,7 @@ def test_a_request_over_zerovm_maxinput_is_a_413(server, devices) -> None:
 @pytest.mark.parametrize(('body', 'says'), [
     (b'not a tar stream' * 64, b'bad execute request'),
     (b''.join(wire.stream_tar([wire.bytes_member(wire.EXE, b'x')])), b'must start with'),
-    (b''.join(wire.stream_tar([wire.json_member(wire.SPEC, spec())])),
+    (b''.join(wire.stream_tar([spec()])),
      b'node spec or program missing'),
 ])
 def test_a_bad_request_body_is_a_400(mw, body: bytes, says: bytes) -> None:
@@ -195,10 +195,10 @@ def test_a_member_device_and_no_local_object(mw, guest) -> None:
 
 def pipe_members(guest, put_size: int, outputs: bool = True) -> list[wire.Member]:
     """Node B of a graph A -> B -> C: adds 1 to what A sent and passes it on to C."""
-    node = spec({'name': 'in/A', 'access': 'r', 'random': False, 'source': 'member'},
-                {'name': 'out/C', 'access': 'w', 'random': False, 'source': None,
-                 'put_size': put_size}, argv=('B', 'A', 'C', '1'))
-    return [wire.json_member(wire.SPEC, dict(node, outputs=outputs)),
+    node = spec(wire.DeviceSpec('in/A', 'r', source='member'),
+                wire.DeviceSpec('out/C', 'w', put_size=put_size), argv=('B', 'A', 'C', '1'),
+                outputs=outputs)
+    return [node,
             wire.bytes_member(wire.EXE, guest('graph_pipe').read_bytes()),
             wire.bytes_member('dev/in/A', b'abc' * 1000)]
 

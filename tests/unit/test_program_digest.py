@@ -45,10 +45,9 @@ def execute(app, members, **headers):
 
 
 def wc_spec() -> wire.Member:
-    return wire.json_member(wire.SPEC, {
-        'name': 'wc', 'argv': ['wc'], 'env': {}, 'seed': 0, 'epoch': 0, 'limits': {},
-        'devices': [{'name': 'stdin', 'access': 'r', 'random': False, 'source': 'local'},
-                    {'name': 'stdout', 'access': 'w', 'random': False, 'source': None}]})
+    node = wire.NodeSpec('wc', ['wc'], devices=(wire.DeviceSpec('stdin', 'r', source='local'),
+                                                wire.DeviceSpec('stdout', 'w')))
+    return wire.bytes_member(wire.SPEC, node.to_json())
 
 
 def test_a_cached_program_runs_by_its_digest_and_a_missing_one_is_a_412(mw, guest) -> None:

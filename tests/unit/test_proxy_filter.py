@@ -2,8 +2,8 @@
 
 ``FakeSwift`` serves accounts, containers (JSON listings) and objects from a
 dict and records every call; the object ring is a fixed three-server
-``FakeRing`` and ``ProxyExecMiddleware._exchange`` (one node on one object
-server) is replaced by a scripted ``Servers``, so these tests see exactly
+``FakeRing`` and the node transport ``Dispatcher.exchange`` (one node on one
+object server) is replaced by a scripted ``Servers``, so these tests see exactly
 what the filter asks of Swift and of each object server.
 """
 
@@ -21,18 +21,13 @@ import pytest
 from swift.common.concurrency import sleep
 from swift.common.swob import Request, Response
 
-from zerocloud import graph, placement, proxy, wire
-from zerocloud import object as object_filter
-from zerocloud.proxy import (
-    MAX_HEADER,
-    NodeResult,
-    ProxyExecMiddleware,
-    _Busy,
-    _NeedProgram,
-    _nexe_headers,
-    _Refused,
-    _Retry,
-)
+from zerocloud import config, graph, placement, wire
+from zerocloud.object import middleware as object_filter
+from zerocloud.proxy import dispatch
+from zerocloud.proxy import middleware as proxy
+from zerocloud.proxy.dispatch import Dispatcher, _Busy, _NeedProgram, _Refused, _Retry
+from zerocloud.proxy.middleware import ProxyExecMiddleware
+from zerocloud.proxy.response import MAX_HEADER, NodeResult, nexe_headers
 from zvm_core.validator import VALIDATOR_VERSION
 
 ACCOUNT = '/v1/AUTH_a'
@@ -164,7 +159,7 @@ def servers(monkeypatch):
     """``servers(**script)``: object servers faked by ``Servers`` (or ``kind``)."""
     def install(kind: type | None = None, **script) -> Servers:
         fake = (kind or Servers)(**script)
-        monkeypatch.setattr(ProxyExecMiddleware, '_exchange', fake)
+        monkeypatch.setattr(Dispatcher, 'exchange', fake)
         return fake
     return install
 
@@ -520,12 +515,12 @@ def test_nodes_sent_together_wait_for_the_first_copy_of_the_program(mw, swift,
     assert resp.headers['X-Nexe-System'] == 'wc-1,wc-2,wc-3,wc-4,wc-5'
     assert [(h.get(wire.PROGRAM), wire.EXE in sent) for _d, h, sent in asked.asked] == [
         (None, True)] + [(PROGRAM_DIGEST, False)] * 4          # and no 412
-    assert mw.sending == {}
+    assert mw.dispatcher.programs.sending == {}
 
 
 def test_a_server_without_the_program_gets_it_on_a_second_try(mw, caching) -> None:
     asked = caching(d0=ok(b'counted\n'))
-    mw.known_programs[('10.0.0.1', 6200, PROGRAM_DIGEST)] = None   # e.g. it restarted
+    mw.dispatcher.programs.servers[('10.0.0.1', 6200, PROGRAM_DIGEST)] = None   # e.g. it restarted
     resp = post(mw, job(), **{'X-Zerovm-Report': 'json'})
     assert resp.status_int == 200, resp.body
     assert [(d, h.get(wire.PROGRAM), sent.get(wire.EXE)) for d, h, sent in asked.asked] == [
@@ -533,13 +528,13 @@ def test_a_server_without_the_program_gets_it_on_a_second_try(mw, caching) -> No
     node, = json.loads(resp.body)['nodes']
     assert node['status'] == 'ok' and node['host'] == '10.0.0.1:6200/d0'
     assert node['request_bytes'] == int(asked.asked[1][1]['Content-Length'])
-    assert ('10.0.0.1', 6200, PROGRAM_DIGEST) in mw.known_programs
+    assert ('10.0.0.1', 6200, PROGRAM_DIGEST) in mw.dispatcher.programs.servers
 
 
 def test_a_graph_node_is_sent_its_program_again_before_its_links(mw, caching) -> None:
     asked = caching(d0=echo, d1=echo, d2=echo, forget=True)
     for server in (6200, 6201, 6202):
-        mw.known_programs[('10.0.0.1', server, PROGRAM_DIGEST)] = None
+        mw.dispatcher.programs.servers[('10.0.0.1', server, PROGRAM_DIGEST)] = None
     group = job() + [{'name': 'r', 'exec': {'path': 'swift://~/bin/wc'},
                       'devices': [{'name': 'stdout'}]}]
     group[0]['connect'] = ['r']
@@ -562,19 +557,19 @@ def test_a_412_is_send_the_program_only_when_a_digest_went(mw) -> None:
         def read(self, n):
             return b'program abc is not cached here: send it\n'
     with pytest.raises(_NeedProgram):
-        mw._node_response(Resp(), None, 'abc')
+        mw.dispatcher.node_response(Resp(), None, 'abc')
     with pytest.raises(_Refused):
-        mw._node_response(Resp(), None, None)
+        mw.dispatcher.node_response(Resp(), None, None)
 
 
 def test_known_programs_stay_bounded(mw, monkeypatch) -> None:
-    monkeypatch.setattr(proxy, 'KNOWN_PROGRAMS', 3)
+    monkeypatch.setattr(dispatch, 'KNOWN_PROGRAMS', 3)
     for port in range(5):
-        mw._program_known({'ip': 'h', 'port': port}, 'd', True)
-    assert list(mw.known_programs) == [('h', 2, 'd'), ('h', 3, 'd'), ('h', 4, 'd')]
-    assert not mw._program_known({'ip': 'h', 'port': 0}, 'd')
-    mw._program_known({'ip': 'h', 'port': 3}, 'd', False)
-    assert not mw._program_known({'ip': 'h', 'port': 3}, 'd')
+        mw.dispatcher.programs.known({'ip': 'h', 'port': port}, 'd', True)
+    assert list(mw.dispatcher.programs.servers) == [('h', 2, 'd'), ('h', 3, 'd'), ('h', 4, 'd')]
+    assert not mw.dispatcher.programs.known({'ip': 'h', 'port': 0}, 'd')
+    mw.dispatcher.programs.known({'ip': 'h', 'port': 3}, 'd', False)
+    assert not mw.dispatcher.programs.known({'ip': 'h', 'port': 3}, 'd')
 
 
 # -- graphs and replicas --------------------------------------------------------------------------
@@ -635,7 +630,7 @@ def test_headers_stay_bounded_for_big_jobs() -> None:
         res = NodeResult(Node(f'node-{i}', 'node', i, i, Exec('swift://a/c/p'), []), 'Policy-0')
         res.fail('fault', 'x' * 50)
         results.append(res)
-    headers = _nexe_headers(results, 1.0)
+    headers = nexe_headers(results, 1.0)
     assert headers['X-Nexe-Truncated'] == 'true'
     for name, value in headers.items():
         assert len(value) <= MAX_HEADER, name
@@ -647,7 +642,7 @@ def test_a_small_job_has_whole_headers() -> None:
     from zerocloud.job import Exec, Node
     res = NodeResult(Node('a,b', 'g', 1, 1, Exec('swift://a/c/p'), []), 'Policy-0')
     res.fail('killed', 'worker died,\nbadly')
-    headers = _nexe_headers([res], 0.5)
+    headers = nexe_headers([res], 0.5)
     assert 'X-Nexe-Truncated' not in headers
     assert headers['X-Nexe-System'] == 'a;b'
     assert headers['X-Nexe-Error'] == 'a;b: worker died; badly'
@@ -693,14 +688,21 @@ def test_a_program_over_zerovm_maxnexe_is_a_413(mw, swift, chunked: bool) -> Non
     assert swift.calls == []
 
 
-@pytest.mark.parametrize('module', [proxy, object_filter])
-def test_every_option_read_is_documented(module) -> None:
-    """In the module docstring and in etc/zerocloud.conf-sample (Swift's own
-    options, read from [DEFAULT], are named in the sample's header)."""
-    source = Path(module.__file__).read_text()
+def test_every_option_read_is_documented() -> None:
+    """zerocloud.config reads every option once; each is in etc/zerocloud.conf-sample
+    (Swift's own options, read from [DEFAULT], are named in the sample's header)."""
+    source = Path(config.__file__).read_text()
     sample = (Path(__file__).parents[2] / 'etc' / 'zerocloud.conf-sample').read_text()
-    read = set(re.findall(r"conf\.get\('([a-z_]+)'", source))
-    assert read
-    for option in read:
-        assert re.search(rf'\b{option}\b', module.__doc__), option
+    read = set(re.findall(r"(?:conf\.get|option)\('([a-z_]+)'", source))
+    assert {'zerovm_timeout', 'zerovm_maxnexe', 'zerovm_maxpool', 'swift_dir'} <= read
+    for option in read - {'workers'}:       # workers: Swift's server option
         assert re.search(rf'\b{option}\b', sample), option
+
+
+@pytest.mark.parametrize('module', [proxy, object_filter])
+def test_the_filters_document_real_options(module) -> None:
+    """The config snippet of each filter's docstring names options zerocloud.config reads."""
+    source = Path(config.__file__).read_text()
+    read = set(re.findall(r"(?:conf\.get|option)\('([a-z_]+)'", source))
+    shown = set(re.findall(r'^    ([a-z_]+) = ', module.__doc__, re.M)) - {'use', 'pipeline'}
+    assert shown and shown <= read, shown - read

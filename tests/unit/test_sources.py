@@ -6,16 +6,20 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import logging
+import threading
+import time
 
 import pytest
 from archives import tar_bytes
-from swift.common.concurrency import sleep
+from swift.common.concurrency import LightQueue, sleep, spawn
 from swift.common.swob import HTTPBadRequest, HTTPException, Request, Response
 from test_proxy_filter import ACCOUNT, TEXT, FakeRing, FakeSwift, Servers, ok
 
 from zerocloud import cgiout, chain, deferred, placement, sources, zapp
 from zerocloud.job import SwiftPath
-from zerocloud.proxy import ProxyExecMiddleware
+from zerocloud.proxy.dispatch import Dispatcher
+from zerocloud.proxy.middleware import ProxyExecMiddleware
 from zerocloud.sources import Input, Launch
 
 JOB = [{'name': 'up', 'exec': {'path': 'swift://~/bin/wc'},
@@ -41,7 +45,7 @@ def mw(swift: FakeSwift, monkeypatch) -> ProxyExecMiddleware:
 def servers(monkeypatch):
     def install(**script) -> Servers:
         fake = Servers(**script)
-        monkeypatch.setattr(ProxyExecMiddleware, '_exchange', fake)
+        monkeypatch.setattr(Dispatcher, 'exchange', fake)
         return fake
     return install
 
@@ -222,6 +226,74 @@ def test_zapp_members_and_limits() -> None:
     assert err.value.body == b'z is not a valid gzip file: it ends too early\n'
 
 
+def bomb(members: int = 20000, map_last: bool = True) -> bytes:
+    """A gzipped tar of many empty members (then the job description)."""
+    files = {f'e/{i}': b'' for i in range(members)}
+    if map_last:
+        files['boot/system.map'] = b'[]'
+    return gzip.compress(tar_bytes(files), mtime=0)
+
+
+def test_zapp_member_count_and_expansion_are_bounded() -> None:
+    f = io.BytesIO(gzip.decompress(bomb(50)))
+    assert zapp.system_map(f, 10, 'z', max_members=51) == b'[]'
+    with pytest.raises(HTTPException) as err:
+        zapp.system_map(f, 10, 'z', max_members=50)
+    assert err.value.status_int == 413
+    assert err.value.body == b'z has more than 50 members (zapp_max_members)\n'
+    zeros = gzip.compress(bytes(4 << 20))
+    with pytest.raises(HTTPException) as err:
+        zapp.gunzip(io.BytesIO(zeros), io.BytesIO(), 8 << 20, 'z', ratio=200)
+    assert err.value.status_int == 413
+    assert err.value.body == b'z expands more than 200 times (zapp_max_ratio)\n'
+    assert zapp.gunzip(io.BytesIO(zeros), io.BytesIO(), 8 << 20, 'z', ratio=2000) == 4 << 20
+    small = gzip.compress(bytes(1 << 19))                    # below the floor: any ratio
+    assert zapp.gunzip(io.BytesIO(small), io.BytesIO(), 1 << 20, 'z', ratio=2) == 1 << 19
+    assert zapp.Limits.from_conf({'zapp_max_members': '7'}) == zapp.Limits(members=7)
+    with pytest.raises(ValueError):
+        zapp.Limits.from_conf({'zapp_max_ratio': '0'})
+
+
+def test_a_zapp_without_a_token_is_refused_before_it_is_read(mw, swift, monkeypatch) -> None:
+    def unpacked(*args, **kwargs):
+        raise AssertionError('the zapp was unpacked before authorisation')
+    monkeypatch.setattr(zapp, 'gunzip', unpacked)
+    monkeypatch.setattr(zapp, 'system_map', unpacked)
+    req = Request.blank(ACCOUNT, method='POST', body=bomb(), headers={
+        'X-Zerovm-Execute': '1.0', 'Content-Type': 'application/x-gzip'})
+    req.environ['swift.authorize'] = lambda sub: Response(status=401)
+    resp = req.get_response(mw)
+    assert resp.status_int == 401
+    assert resp.body == b'Unauthorized: a valid token is needed to execute jobs in swift://AUTH_a\n'
+    assert req.environ['wsgi.input'].tell() == 0                       # not even read
+
+
+def test_a_zapp_bomb_is_refused_by_its_limit(swift, monkeypatch) -> None:
+    monkeypatch.setattr(placement, 'object_ring', lambda swift_dir, policy: FakeRing())
+    mw = ProxyExecMiddleware(swift, {'zapp_max_members': '1000'})
+    resp = request(mw, body=bomb(), **{'Content-Type': 'application/x-gzip'})
+    assert resp.status_int == 413
+    assert resp.body == (b'the request body has more than 1000 members '
+                         b'(zapp_max_members)\n')
+
+
+def test_a_zapp_is_unpacked_off_the_event_loop(mw, servers, monkeypatch) -> None:
+    """The map is read in a thread: meanwhile a green thread runs (it releases it)."""
+    released = threading.Event()
+    read_map = zapp.system_map
+
+    def system_map(*args, **kwargs):
+        assert released.wait(timeout=30), 'the event loop was blocked while unpacking'
+        return read_map(*args, **kwargs)
+    monkeypatch.setattr(zapp, 'system_map', system_map)
+    spawn(released.set)
+    job = [{'name': 'app', 'exec': {'path': 'bin/prog'}, 'devices': [{'name': 'stdout'}]}]
+    archive = tar_bytes({'boot/system.map': json.dumps(job).encode(), 'bin/prog': b'\x7fELF'})
+    servers(d0=ok(), d1=ok(), d2=ok())
+    resp = request(mw, body=gzip.compress(archive), **{'Content-Type': 'application/x-gzip'})
+    assert resp.status_int == 200, resp.body
+
+
 def test_a_chain_runs_jobs_until_a_response_is_not_one() -> None:
     launches = []
 
@@ -255,6 +327,69 @@ def test_deferred_always_stores_the_result_after_answering() -> None:
     assert body == b'result' and headers['Content-Type'] == 'text/x-r'
     stored = json.loads(app.objects[f'{ACCOUNT}/c/{name}.headers'][1])
     assert stored['Status'] == '200 OK' and stored['X-Nexe-Status'] == 'ok'
+
+
+class DeletingSwift(FakeSwift):
+    def __call__(self, env, start_response):
+        if env['REQUEST_METHOD'] == 'DELETE':
+            self.calls.append(('DELETE', env['PATH_INFO'], {}))
+            found = self.objects.pop(env['PATH_INFO'], None)
+            return Response(status=204 if found else 404)(env, start_response)
+        return super().__call__(env, start_response)
+
+
+def test_a_deferred_job_keeps_its_state_in_swift_while_it_runs() -> None:
+    app = DeletingSwift()
+    req = Request.blank(ACCOUNT + '/c', method='POST')
+    release: LightQueue = LightQueue()
+
+    def work() -> Response:
+        deferred.launched(req)
+        release.get()
+        return Response(body=b'result')
+    resp = deferred.run(app, req, 'always', 'AUTH_a', 'c', 1.0, work, logger=None,
+                        heartbeat=0.01)
+    name = resp.body.decode().strip().rsplit('/', 1)[1]
+    state = f'{ACCOUNT}/c/{name}.state'
+    sleep(0.05)
+    first = json.loads(app.objects[state][1])
+    assert first['state'] == 'running' and first['heartbeat'] == 0.01
+    sleep(0.05)
+    assert json.loads(app.objects[state][1])['updated'] > first['updated']     # refreshed
+    release.put(None)
+    sleep(0.05)
+    assert state not in app.objects                                           # done: gone
+    assert json.loads(app.objects[f'{ACCOUNT}/c/{name}.headers'][1])['Status'] == '200 OK'
+
+
+def lost_env(app: FakeSwift, updated: float, heartbeat: float = 10.0) -> dict:
+    name = 'job-' + '7' * 32
+    app.objects[f'{ACCOUNT}/c/{name}.state'] = ({}, json.dumps(
+        {'state': 'running', 'heartbeat': heartbeat, 'updated': updated}).encode())
+    return Request.blank(f'{ACCOUNT}/c/{name}.headers').environ
+
+
+def test_reading_the_result_of_a_job_whose_proxy_stopped_reports_it_lost() -> None:
+    app = DeletingSwift()
+    env = lost_env(app, time.time() - 31)
+    deferred.settle_lost(app, env, logging.getLogger('test'))
+    name = f'{ACCOUNT}/c/job-' + '7' * 32
+    stored = json.loads(app.objects[name + '.headers'][1])
+    assert stored['Status'] == '503 Service Unavailable' and stored['X-Nexe-Status'] == 'lost'
+    assert stored['X-Nexe-Error'].startswith('the proxy running this deferred job stopped')
+    assert app.objects[name][1].startswith(b'the proxy running this deferred job stopped')
+    assert name + '.state' not in app.objects
+
+
+def test_a_fresh_state_or_a_stored_result_is_left_alone() -> None:
+    app = DeletingSwift()
+    deferred.settle_lost(app, lost_env(app, time.time() - 29), logging.getLogger('test'))
+    assert not [c for c in app.calls if c[0] == 'PUT']                       # still running
+    app = DeletingSwift()
+    env = lost_env(app, time.time() - 100)
+    app.objects[f'{ACCOUNT}/c/job-' + '7' * 32 + '.headers'] = ({}, b'{}')
+    deferred.settle_lost(app, env, logging.getLogger('test'))
+    assert [c[0] for c in app.calls] == ['HEAD']                              # done already
 
 
 def test_deferred_auto_answers_a_quick_result_itself() -> None:

@@ -32,7 +32,6 @@ import json
 import tempfile
 import zlib
 from typing import TYPE_CHECKING
-from urllib.parse import quote
 
 from swift.common.swob import (
     HTTPBadRequest,
@@ -43,11 +42,9 @@ from swift.common.swob import (
     HTTPRequestEntityTooLarge,
     HTTPServiceUnavailable,
     HTTPUnprocessableEntity,
-    Request,
     Response,
 )
 from swift.common.utils import close_if_possible
-from swift.common.wsgi import make_subrequest
 
 from zerocloud import job as jobs
 from zerocloud import sources
@@ -56,7 +53,9 @@ from zerocloud.sql import planner
 from zerocloud.sql.planner import SqlError
 
 if TYPE_CHECKING:
-    from zerocloud.proxy import ProxyExecMiddleware
+    from collections.abc import Callable
+
+    from zerocloud.proxy.caller import Caller
 
 VERSION = planner.VERSION
 IMAGE = 'sqlite'
@@ -81,11 +80,10 @@ def _input_format(spec: planner.InputSpec, name: str) -> tuple[str, str]:
     return fmt, spec.delimiter if spec.delimiter != ',' else (found[1] or ',')
 
 
-def _head(mw: ProxyExecMiddleware, req: Request, path: jobs.SwiftPath) -> bytes:
+def _head(caller: Caller, path: jobs.SwiftPath) -> bytes:
     """The first bytes of an object (decompressed when gzip), as the caller."""
-    sub = make_subrequest(req.environ, 'GET', '/v1' + quote(path.path),
-                          headers={'Range': f'bytes=0-{HEAD_BYTES - 1}'}, swift_source='ZC')
-    resp = sub.get_response(mw.app)
+    sub = caller.sub('GET', '/v1' + path.path, headers={'Range': f'bytes=0-{HEAD_BYTES - 1}'})
+    resp = sub.get_response(caller.app)
     if resp.status_int == 416:                       # an empty object
         return b''
     if resp.status_int == 404:
@@ -134,20 +132,19 @@ def _columns(head: bytes, fmt: str, delimiter: str, header: bool, path) -> list[
     return [f'c{i}' for i in range(1, len(record) + 1)]
 
 
-def _objects(mw: ProxyExecMiddleware, req: Request, path: jobs.SwiftPath
-             ) -> list[jobs.SwiftPath]:
+def _objects(caller: Caller, path: jobs.SwiftPath) -> list[jobs.SwiftPath]:
     """The objects ``path`` names, in the order the job's nodes will have."""
     if not path.wildcard:
         return [path]
     found = []
     try:
-        for obj, _ in jobs._find(path, lambda a, c: mw._listing(req, f'/v1/{a}/{c}'),
-                                 lambda a: mw._listing(req, f'/v1/{a}')):
+        for obj, _ in jobs._find(path, lambda a, c: caller.listing(f'/v1/{a}/{c}'),
+                                 lambda a: caller.listing(f'/v1/{a}')):
             found.append(obj)
-            if len(found) > mw.max_nodes:
+            most = caller.config.max_nodes
+            if len(found) > most:
                 raise HTTPRequestEntityTooLarge(body=f'{path} matches more than '
-                                                     f'zerovm_maxnodes ({mw.max_nodes}) '
-                                                     'objects\n')
+                                                     f'zerovm_maxnodes ({most}) objects\n')
     except jobs.JobError as e:                  # a container that does not exist
         raise HTTPNotFound(body=f'{e}\n') from None
     if not found:
@@ -224,43 +221,46 @@ def _failed_exit(resp: Response) -> str | None:
     return None
 
 
-def _body(mw: ProxyExecMiddleware, req: Request, account: str) -> bytes:
+def _body(caller: Caller, account: str) -> bytes:
     """The request's JSON: its body, or the object ``X-Zerovm-Source`` names."""
+    req = caller.req
     too_large = HTTPRequestEntityTooLarge(body=f'the query is larger than zerovm_maxconfig '
-                                               f'({mw.max_config} bytes)\n')
+                                               f'({caller.config.max_config} bytes)\n')
     source = sources.source_path(req, account)
     if source is None:
-        if (req.content_length or 0) > mw.max_config:
+        if (req.content_length or 0) > caller.config.max_config:
             raise too_large
-        body = req.body_file.read(mw.max_config + 1)
+        body = req.body_file.read(caller.config.max_config + 1)
     else:
-        resp = mw._read(req, 'GET', source)
+        resp = caller.read('GET', source)
         try:
             body = b''
             for chunk in resp.app_iter:
                 body += chunk
-                if len(body) > mw.max_config:
+                if len(body) > caller.config.max_config:
                     break
         finally:
             close_if_possible(resp.app_iter)
-    if len(body) > mw.max_config:
+    if len(body) > caller.config.max_config:
         raise too_large
     return body
 
 
-def respond(mw: ProxyExecMiddleware, req: Request, version: str, account: str,
-            container: str | None, obj: str | None) -> Response:
-    """Answer a ``sql/1.0`` request (swob HTTP exceptions for the caller's mistakes)."""
+def respond(caller: Caller, execute: Callable[[Launch], Response], version: str,
+            account: str, container: str | None, obj: str | None) -> Response:
+    """Answer a ``sql/1.0`` request (swob HTTP exceptions for the caller's mistakes);
+    ``execute`` runs one job as the caller."""
+    req = caller.req
     if req.method != 'POST':
         raise HTTPMethodNotAllowed(body=f'{VERSION}: POST the query\n')
     if container is not None:
         raise HTTPBadRequest(body=f'{VERSION}: POST to the account (/{version}/{account}); '
                                   'the query names its objects\n')
-    if IMAGE not in mw.system_images:
+    if IMAGE not in caller.config.system_images:
         raise HTTPNotImplemented(body=f'{VERSION} needs the system image {IMAGE}, which this '
                                       'cluster does not have (zvm-sysimages build)\n')
     try:
-        spec = planner.parse_request(_body(mw, req, account))
+        spec = planner.parse_request(_body(caller, account))
         query = planner.parse_query(spec.query)
         output = None
         if spec.output is not None:
@@ -277,13 +277,13 @@ def respond(mw: ProxyExecMiddleware, req: Request, version: str, account: str,
         if source.obj is None:
             raise SqlError(f'query: FROM {source} names a container: name its objects '
                            f'({source}/* for all)')
-        objects = _objects(mw, req, source)
+        objects = _objects(caller, source)
         fmt, delimiter = _input_format(spec.input, objects[0].obj)
         has_header = fmt == 'csv' and spec.input.header
         columns = spec.input.columns
         if columns is None:
             for path in objects[:HEAD_TRIES]:
-                head = _head(mw, req, path)
+                head = _head(caller, path)
                 if head.strip():
                     columns = _columns(head, fmt, delimiter, has_header, path)
                     break
@@ -306,14 +306,13 @@ def respond(mw: ProxyExecMiddleware, req: Request, version: str, account: str,
                            'jobs': job}, indent=1).encode()
         return Response(status=200, body=body, headers=headers,
                         content_type='application/json')
-    first = resp = _run(mw, req, version, account, Launch(json.dumps(job[0]).encode()))
+    first = resp = _run(execute, Launch(json.dumps(job[0]).encode()))
     if resp.status_int == 200 and len(job) > 1:
         partials = Input(tempfile.SpooledTemporaryFile(max_size=1 << 20), len(first.body))
         try:
             partials.file.write(first.body)
             partials.file.seek(0)
-            resp = _run(mw, req, version, account,
-                        Launch(json.dumps(job[1]).encode(), input=partials))
+            resp = _run(execute, Launch(json.dumps(job[1]).encode(), input=partials))
         finally:
             partials.file.close()
         resp.headers.update(_joined(first, resp))
@@ -321,10 +320,9 @@ def respond(mw: ProxyExecMiddleware, req: Request, version: str, account: str,
     return resp
 
 
-def _run(mw: ProxyExecMiddleware, req: Request, version: str, account: str,
-         launch: Launch) -> Response:
+def _run(execute: Callable[[Launch], Response], launch: Launch) -> Response:
     """Run one job; a node that exited with a failure code makes it a 422."""
-    resp = mw.execute(req, version, account, False, launch)
+    resp = execute(launch)
     failed = _failed_exit(resp) if resp.status_int == 200 else None
     if failed:
         resp = HTTPUnprocessableEntity(body=f'{failed}: the query failed\n',

@@ -85,6 +85,10 @@ Configuration (``object-server.conf``)::
     # programs of system images each worker runs once when it starts
     # (image:member), so that the first job using them finds them warm
     zerovm_prewarm = python3:python3 lua:lua
+    # engine: auto (native where this host can, emulated when a fuel limit is
+    # set; the default, or $ZVM_ENGINE of the server), native (a node may still
+    # ask for "emulated") or emulated (nodes asking for "native" get a 400)
+    zerovm_engine = auto
 
 ``devices`` and ``mount_check`` (usually from ``[DEFAULT]``) say where the
 disks are and whether they must be mount points (as for the object server);
@@ -108,17 +112,13 @@ ends): the object server's own access log does not see them.
 
 from __future__ import annotations
 
-import atexit
-import collections
-import hashlib
-import json
 import os
 import shutil
 import tempfile
 import time
 from collections.abc import Callable
 
-from swift.common.concurrency import Event, spawn, trampoline
+from swift.common.concurrency import Event, Semaphore, spawn, tpool, trampoline
 from swift.common.constraints import check_drive
 from swift.common.exceptions import (
     DiskFileCollision,
@@ -143,100 +143,26 @@ from swift.common.swob import (
 )
 from swift.common.utils import (
     ClosingIterator,
-    config_positive_int_value,
-    config_true_value,
     get_logger,
-    non_negative_int,
 )
 
 from zerocloud import hangup, wire
+from zerocloud.config import NOT_PLAIN, Config
+from zerocloud.object.cache import ContentCache
 from zvm_core.channels import READ, WRITE, LinkWaker, LinkWriter, Quota
-from zvm_core.executor import DEFAULT_FUEL, DEFAULT_MEMORY, DEFAULT_TIMEOUT, Limits
+from zvm_core.engines import CHOICES
+from zvm_core.limits import Limits
 from zvm_core.pool import ChannelSpec, Pool, PoolBusy, WarmUp
 from zvm_core.sysimages import SysImageError, SystemImages, parse
 
-STD_CHANNELS = ('stdin', 'stdout', 'stderr')
 PROGRAM_CACHE = 32
 IMAGE_CACHE = 8
 WARM_TIMEOUT = 120
 IMAGE_MEMBER = 'dev/image'
 RETRY_AFTER = '1'
 TAIL_PAUSE, TAIL_PAUSE_MAX = 0.002, 0.02    # seconds between looks at growing outputs
-CONTENT_DIR = 'zerocloud-content-'
 STDERR_TAIL = 64 << 10      # bytes of a node's stderr its report keeps (ZeroCloud's cap)
 # Metadata of objects whose data file is not the object's content.
-NOT_PLAIN = ('X-Static-Large-Object', 'X-Object-Manifest', 'X-Object-Sysmeta-Symlink-Target')
-
-
-class ContentCache:
-    """Received programs (or job images) by SHA-256 in one directory of this process.
-
-    A worker keeps a template machine per program file, so the same program
-    must arrive at the same path every time.  A cached file is never
-    rewritten; beyond ``size`` programs the least recently used ones go,
-    never one that a node is running.  The directory,
-    ``<root>/zerocloud-content-<pid>-<random>``, goes when the process
-    exits; the first program also removes those of processes that died
-    without cleaning up (a server killed by a signal).
-    """
-
-    def __init__(self, size: int, root: str | None = None) -> None:
-        self.size = size
-        self.root = root or tempfile.gettempdir()
-        self.dir: str | None = None
-        self._users: collections.OrderedDict[str, int] = collections.OrderedDict()
-
-    def _make_dir(self) -> str:
-        for name in os.listdir(self.root):
-            pid = name[len(CONTENT_DIR):].partition('-')[0]
-            if name.startswith(CONTENT_DIR) and pid.isdigit() and not _alive(int(pid)):
-                shutil.rmtree(os.path.join(self.root, name), ignore_errors=True)
-        path = tempfile.mkdtemp(prefix=f'{CONTENT_DIR}{os.getpid()}-', dir=self.root)
-        atexit.register(shutil.rmtree, path, True)
-        return path
-
-    def receive(self, src, limit: int) -> str:
-        """Store the program read from ``src`` and hold it; returns its path."""
-        if self.dir is None:
-            self.dir = self._make_dir()
-        fd, incoming = tempfile.mkstemp(prefix='.incoming-', dir=self.dir)
-        digest = hashlib.sha256()
-        try:
-            with os.fdopen(fd, 'wb') as out:
-                wire.copy_limited(src, out, limit, digest)
-            name = digest.hexdigest()
-            path = os.path.join(self.dir, name)
-            if name in self._users:
-                os.unlink(incoming)
-            else:
-                os.replace(incoming, path)
-        except BaseException:
-            if os.path.exists(incoming):
-                os.unlink(incoming)
-            raise
-        self._users[name] = self._users.pop(name, 0) + 1
-        self._evict()
-        return path
-
-    def hold(self, digest: str) -> str | None:
-        """Hold the cached file of SHA-256 ``digest`` (hex) and return its path;
-        None if it is not here (the proxy then sends it)."""
-        if digest not in self._users:
-            return None
-        self._users[digest] = self._users.pop(digest) + 1      # most recently used
-        return os.path.join(self.dir, digest)
-
-    def release(self, path: str) -> None:
-        self._users[os.path.basename(path)] -= 1
-        self._evict()
-
-    def _evict(self) -> None:
-        for name, users in list(self._users.items()):
-            if len(self._users) <= self.size:
-                return
-            if not users:
-                del self._users[name]
-                os.unlink(os.path.join(self.dir, name))
 
 
 class _Removal:
@@ -331,41 +257,23 @@ def _warm_ups(sysimages: SystemImages, spec: str, memory: int):
                      (str(sysimages.tar(image)),), memory)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return True
-
-
 class ObjectExecMiddleware:
     def __init__(self, app, conf: dict) -> None:
         self.app = app
         self.logger = get_logger(conf, log_route='zerocloud-object')
-        self.devices = conf.get('devices', '/srv/node')
-        self.mount_check = config_true_value(conf.get('mount_check', 'true'))
-        self.timeout = float(conf.get('zerovm_timeout', DEFAULT_TIMEOUT))
-        self.memory = config_positive_int_value(conf.get('zerovm_maxnexemem', DEFAULT_MEMORY))
-        self.fuel = config_positive_int_value(conf.get('zerovm_fuel', DEFAULT_FUEL))
-        self.max_input = config_positive_int_value(conf.get('zerovm_maxinput', 1 << 30))
-        self.max_output = config_positive_int_value(conf.get('zerovm_maxoutput', 1 << 30))
-        self.pool_size = config_positive_int_value(conf.get('zerovm_maxpool',
-                                                            os.cpu_count() or 1))
-        self.queue = non_negative_int(conf.get('zerovm_maxqueue', 16))
+        self.config = Config.from_conf(conf)
         self.programs = ContentCache(PROGRAM_CACHE)
         self.images = ContentCache(IMAGE_CACHE)
         try:
-            self.sysimages = SystemImages(parse(conf.get('zerovm_sysimage_devices', '')))
-            self.warm = tuple(_warm_ups(self.sysimages, conf.get('zerovm_prewarm', ''),
-                                        self.memory))
+            self.sysimages = SystemImages(parse(self.config.sysimage_devices))
+            self.warm = tuple(_warm_ups(self.sysimages, self.config.prewarm,
+                                        self.config.memory))
         except SysImageError as e:
             raise ValueError(f'zerovm_sysimage_devices / zerovm_prewarm: {e}') from None
         self.admitted = 0
+        self.extracting = Semaphore()       # a system image's program is read off the hub
         self._pool: Pool | None = None
-        if str(conf.get('workers', '')).strip() == '0':     # no fork will follow: start
+        if self.config.one_process:     # no fork will follow: start
             try:                                            # warm (the server answers after)
                 self.pool.wait_warm(WARM_TIMEOUT)
             except TimeoutError:
@@ -376,7 +284,7 @@ class ObjectExecMiddleware:
         """This process's workers: started with the first node (after the server's
         fork) or, in a one-process server, with the server."""
         if self._pool is None:
-            self._pool = _process_pool(self.pool_size, self.queue, self.warm)
+            self._pool = _process_pool(self.config.pool_size, self.config.queue, self.warm)
         return self._pool
 
     @property
@@ -402,13 +310,13 @@ class ObjectExecMiddleware:
         return resp(env, start_response)
 
     def execute(self, req: Request) -> Response:
-        if req.content_length is not None and req.content_length > self.max_input:
+        if req.content_length is not None and req.content_length > self.config.max_input:
             raise HTTPRequestEntityTooLarge(
-                body=f'request larger than zerovm_maxinput ({self.max_input} bytes)\n')
-        if self.admitted >= self.pool_size + self.queue:
+                body=f'request larger than zerovm_maxinput ({self.config.max_input} bytes)\n')
+        if self.admitted >= self.config.pool_size + self.config.queue:
             raise HTTPServiceUnavailable(
-                body=f'Slot not available: {self.pool_size} nodes running, '
-                     f'{self.queue} waiting\n', headers={'Retry-After': RETRY_AFTER})
+                body=f'Slot not available: {self.config.pool_size} nodes running, '
+                     f'{self.config.queue} waiting\n', headers={'Retry-After': RETRY_AFTER})
         try:
             device = req.split_path(5, 5, True)[0]
         except ValueError:
@@ -419,7 +327,7 @@ class ObjectExecMiddleware:
         files: dict[str, str] = {}
         try:
             try:
-                disk = check_drive(self.devices, device, self.mount_check)
+                disk = check_drive(self.config.devices, device, self.config.mount_check)
             except ValueError:
                 raise HTTPInsufficientStorage(drive=device) from None
             if req.headers.get(wire.ACCESS, '').upper() == 'GET':
@@ -430,11 +338,11 @@ class ObjectExecMiddleware:
             os.makedirs(disk_tmp, exist_ok=True)
             tmp = tempfile.mkdtemp(prefix='zerocloud-', dir=disk_tmp)
             spec, rest, budget = self._receive(req, tmp, files)
-            if spec.get('stream'):
+            if spec.stream:
                 streamed = _Streamed(self, spec, files, reader, tmp, rest, budget, req)
                 return streamed.start()       # it cleans up from now on
             hangup.drain(req.environ)
-            with hangup.stop_on_hangup(req.environ, f'node {spec.get("name")}'):
+            with hangup.stop_on_hangup(req.environ, f'node {spec.name}'):
                 report, outputs = self._run(spec, files, reader, tmp)
         except BaseException:
             if tmp is not None and streamed is None:
@@ -447,7 +355,7 @@ class ObjectExecMiddleware:
                 if reader is not None:
                     reader.close()
         members = [wire.json_member(wire.REPORT, report)]
-        if spec.get('outputs', True):         # false for a replica that only votes
+        if spec.outputs:                      # false for a replica that only votes
             members += [wire.file_member(wire.DEV_PREFIX + name, path)
                         for name, path in outputs]
         body = ClosingIterator(wire.stream_tar(members), [_Removal(tmp)])
@@ -494,12 +402,12 @@ class ObjectExecMiddleware:
         reader = disk_file.reader()
         kind = next((key for key in NOT_PLAIN if key in metadata), None)
         size = int(metadata['Content-Length'])
-        if kind or size > self.max_input:
+        if kind or size > self.config.max_input:
             reader.close()
             if kind:
                 raise HTTPConflict(body=f'{path} is not a plain object ({kind})\n')
             raise HTTPRequestEntityTooLarge(
-                body=f'{path} is larger than zerovm_maxinput ({self.max_input} bytes)\n')
+                body=f'{path} is larger than zerovm_maxinput ({self.config.max_input} bytes)\n')
         return reader
 
     def _receive(self, req: Request, tmp: str, files: dict[str, str]):
@@ -508,14 +416,14 @@ class ObjectExecMiddleware:
         member; returns (the node spec, the members after ``start`` or None, the
         bytes the rest of the request may still bring)."""
         spec = rest = None
-        budget = self.max_input
+        budget = self.config.max_input
         members = wire.read_members(req.environ['wsgi.input'], wire.SPEC)   # never reads ahead
         try:
             for name, f in members:
                 if name in files:
                     raise wire.WireError(f'member {name} sent twice')
                 if name == wire.SPEC:
-                    spec = json.loads(f.read(1 << 20))
+                    spec = wire.NodeSpec.from_json(f.read(1 << 20))
                     continue
                 if name == wire.START:
                     rest = members
@@ -531,31 +439,29 @@ class ObjectExecMiddleware:
                 files[name] = path
         except wire.TooLarge:
             raise HTTPRequestEntityTooLarge(
-                body=f'request larger than zerovm_maxinput ({self.max_input} bytes)\n'
+                body=f'request larger than zerovm_maxinput ({self.config.max_input} bytes)\n'
             ) from None
         except ValueError as e:             # WireError, bad JSON
             raise HTTPBadRequest(body=f'bad execute request: {e}\n') from None
-        if not isinstance(spec, dict) or (wire.EXE not in files and not spec.get('program')):
+        if spec is None or (wire.EXE not in files and spec.program is None):
             raise HTTPBadRequest(body='bad execute request: node spec or program missing\n')
         return spec, rest, budget
 
-    def _program(self, spec: dict, files: dict[str, str]) -> str:
+    def _program(self, spec: wire.NodeSpec, files: dict[str, str]) -> str:
         """The program's host path: the one sent, or a file of a system image here."""
         if wire.EXE in files:
             return files[wire.EXE]
         try:
-            return str(self.sysimages.program(spec['program']['image'],
-                                              spec['program']['member']))
-        except (TypeError, KeyError) as e:
-            raise HTTPBadRequest(body=f'bad execute request: program {e!r}\n') from None
+            with self.extracting:           # one at a time: the images' lock is a thread's
+                return str(tpool.execute(self.sysimages.program, *spec.program))
         except SysImageError as e:
             raise HTTPBadRequest(body=f'{e} on this server\n') from None
 
-    def _channel(self, name: str, dev: dict | None, files: dict[str, str], reader, tmp: str,
-                 opened: list, links: dict) -> tuple[ChannelSpec, str | None]:
+    def _channel(self, name: str, dev: wire.DeviceSpec | None, files: dict[str, str], reader,
+                 tmp: str, opened: list, links: dict) -> tuple[ChannelSpec, str | None]:
         """The channel for one device, and the host path of its output if it is written."""
         alias = '/dev/' + name
-        if dev is not None and dev.get('source') == 'link':     # arrives while the node runs
+        if dev is not None and dev.source == 'link':     # arrives while the node runs
             if None not in links:                  # one waker for all the node's links
                 links[None] = LinkWaker()
                 opened.append(links[None])
@@ -571,19 +477,16 @@ class ObjectExecMiddleware:
             f = open(os.devnull, 'rb' if name == 'stdin' else 'wb')
             opened.append(f)
             return ChannelSpec(alias, f.fileno(), READ if name == 'stdin' else WRITE), None
-        random = bool(dev.get('random'))
-        if dev.get('access') == 'w':
+        random = dev.random
+        if dev.writable:
             path = os.path.join(tmp, 'out-' + name.replace('/', '_'))     # out/<peer> too
             f = open(path, 'w+b')
             opened.append(f)
-            try:
-                put_size = min(int(dev.get('put_size', self.max_output)), self.max_output)
-            except (TypeError, ValueError) as e:
-                raise HTTPBadRequest(body=f'bad execute request: put_size of {name}: '
-                                          f'{e}\n') from None
+            most = self.config.max_output
+            put_size = most if dev.put_size is None else min(dev.put_size, most)
             return ChannelSpec(alias, f.fileno(), WRITE, random=random,
                                quota=Quota(put_size=put_size)), path
-        if name in self.sysimages.images and dev.get('access') != 'w' and \
+        if name in self.sysimages.images and not dev.writable and \
                 wire.DEV_PREFIX + name not in files:      # mounted read-only at /
             try:
                 f = open(self.sysimages.tar(name), 'rb')
@@ -591,7 +494,7 @@ class ObjectExecMiddleware:
                 raise HTTPBadRequest(body=f'{e} on this server\n') from None
             opened.append(f)
             return ChannelSpec(alias, f.fileno(), READ, random=True, mount='/'), None
-        if dev.get('source') == 'local':
+        if dev.source == 'local':
             if reader is None:
                 raise HTTPBadRequest(body=f'bad execute request: device {name} reads the '
                                           f'local object but {wire.ACCESS} is not GET\n')
@@ -603,22 +506,22 @@ class ObjectExecMiddleware:
         return ChannelSpec(alias, f.fileno(), READ, random=random and member is not None,
                            mount='/' if name == 'image' and member else None), None
 
-    def _limits(self, spec: dict) -> Limits:
+    def _limits(self, spec: wire.NodeSpec) -> Limits:
         """The node's limits: what the proxy asks, within this server's."""
-        asked = spec.get('limits') or {}
+        asked, cfg = spec.limits, self.config
         try:
-            return Limits(memory=min(int(asked.get('memory', self.memory)), self.memory),
-                          fuel=min(int(asked.get('fuel', self.fuel)), self.fuel),
-                          timeout=min(float(asked.get('timeout', self.timeout)), self.timeout))
+            return Limits(*(mine if theirs is None else min(theirs, mine) for theirs, mine in (
+                (asked.memory, cfg.memory), (asked.fuel, cfg.fuel),
+                (asked.timeout, cfg.timeout))))
         except (TypeError, ValueError) as e:
             raise HTTPBadRequest(body=f'bad execute request: limits: {e}\n') from None
 
-    def _channels(self, spec: dict, files: dict[str, str], reader, tmp: str, opened: list,
+    def _channels(self, spec: wire.NodeSpec, files: dict[str, str], reader, tmp: str, opened: list,
                   links: dict):
         """The node's channels and its written outputs [(device, host path)]."""
-        declared = {d['name']: d for d in spec.get('devices', ())}
+        declared = {d.name: d for d in spec.devices}
         channels, outputs = [], []
-        for name in sorted(set(declared) | set(STD_CHANNELS)):
+        for name in sorted(set(declared) | set(wire.STD_CHANNELS)):
             channel, out = self._channel(name, declared.get(name), files, reader, tmp, opened,
                                          links)
             channels.append(channel)
@@ -628,25 +531,40 @@ class ObjectExecMiddleware:
         channels.sort(key=lambda c: c.mount is not None and c.alias == '/dev/image')
         return channels, outputs
 
-    def _pool_run(self, spec: dict, files: dict[str, str], channels: list[ChannelSpec],
+    def _engine(self, spec: wire.NodeSpec) -> str | None:
+        """The engine the node asks for, within what the operator allows."""
+        asked, mine = spec.engine, self.config.engine
+        if asked not in (None, *CHOICES):
+            raise HTTPBadRequest(body=f'bad execute request: engine {asked!r}\n')
+        if mine == 'emulated':
+            if asked == 'native':
+                raise HTTPBadRequest(body='this object server runs the emulated engine only '
+                                          '(zerovm_engine = emulated)\n')
+            return 'emulated'
+        if asked in (None, 'auto'):
+            return mine or asked
+        return asked
+
+    def _pool_run(self, spec: wire.NodeSpec, files: dict[str, str], channels: list[ChannelSpec],
                   stderr: Callable[[], bytes], started=None) -> dict:
         """The node's report, with the end of its stderr (``stderr()``)."""
+        engine = self._engine(spec)
         try:
             report = self.pool.run(self._program(spec, files), channels,
-                                   argv=spec.get('argv') or [spec.get('name', 'program')],
-                                   env=spec.get('env', {}), limits=self._limits(spec),
-                                   seed=int(spec.get('seed', 0)),
-                                   epoch=int(spec.get('epoch', 0)), started=started)
+                                   argv=spec.argv, env=spec.env, limits=self._limits(spec),
+                                   seed=spec.seed, epoch=spec.epoch, started=started,
+                                   engine=engine)
         except PoolBusy as e:
             raise HTTPServiceUnavailable(body=f'Slot not available: {e}\n',
                                          headers={'Retry-After': RETRY_AFTER}) from None
-        declared = {d['name'] for d in spec.get('devices', ())}
+        declared = {d.name for d in spec.devices}
         report.etags = {k: v for k, v in report.etags.items() if k[len('/dev/'):] in declared}
         return dict(report.to_dict(), stderr=stderr().decode('utf-8', 'replace'))
 
-    def _run(self, spec: dict, files: dict[str, str], reader, tmp: str):
+    def _run(self, spec: wire.NodeSpec, files: dict[str, str], reader, tmp: str):
         """Run the node in a warm worker; returns (report dict, [(device, output path)])."""
         self._limits(spec)
+        self._engine(spec)
         opened: list = []
         links: dict = {}
         try:
@@ -680,7 +598,7 @@ class _Streamed:
     ends ``killed``: the proxy knows why and reports the node ``skipped``).
     """
 
-    def __init__(self, owner: ObjectExecMiddleware, spec: dict, files: dict[str, str],
+    def __init__(self, owner: ObjectExecMiddleware, spec: wire.NodeSpec, files: dict[str, str],
                  reader, tmp: str, rest, budget: int, req: Request) -> None:
         self.owner, self.spec, self.files, self.reader = owner, spec, files, reader
         self.tmp, self.rest, self.budget, self.req = tmp, rest, budget, req
@@ -695,6 +613,7 @@ class _Streamed:
     def start(self) -> Response:
         try:
             self.owner._limits(self.spec)
+            self.owner._engine(self.spec)
             channels, self.outputs = self.owner._channels(self.spec, self.files, self.reader,
                                                           self.tmp, self.opened, self.links)
             if self.rest is not None:
@@ -767,10 +686,10 @@ class _Streamed:
                     self.budget -= len(chunk)
                     if self.budget < 0:
                         raise wire.TooLarge(f'request larger than zerovm_maxinput '
-                                            f'({self.owner.max_input} bytes)')
+                                            f'({self.owner.config.max_input} bytes)')
                     link.append(chunk)
         except Exception as e:           # a cut or bad request: the links stay incomplete
-            self.owner.logger.info('%s: links not complete: %r', self.spec.get('name'), e)
+            self.owner.logger.info('%s: links not complete: %r', self.spec.name, e)
         finally:
             for name, link in self.links.items():
                 if name is not None:
@@ -795,7 +714,7 @@ class _Streamed:
                             break
                         sent[name] += len(chunk)
                         moved = True
-                        if self.spec.get('outputs', True):
+                        if self.spec.outputs:
                             yield wire.bytes_member(wire.PART_PREFIX + name, chunk)
                 if done:
                     break
@@ -810,7 +729,7 @@ class _Streamed:
         except hangup.HangUp:
             return                     # stopped: nobody reads the rest
         yield wire.json_member(wire.REPORT, report)
-        if self.spec.get('outputs', True):
+        if self.spec.outputs:
             yield from (wire.file_member(wire.DEV_PREFIX + name, path)
                         for name, path in self.outputs if not name.startswith('out/'))
 

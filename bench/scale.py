@@ -1,0 +1,267 @@
+"""Jobs over whole containers (issue 17): a wildcard job over N objects vs downloading them.
+
+For each N (1,000 and 10,000 objects of 1 KiB; ``--full`` adds 100,000;
+``--quick``: 200 and 1,000), on a fresh local cluster
+(``zerocloud.devcluster.DevCluster`` in a temporary directory, 3 object
+servers, 2 replicas):
+
+- populate: the objects go up as tars through Swift's bulk middleware
+  (``PUT /v1/<account>/<container>?extract-archive=tar``, 8 tars at a time),
+  then the cluster is restarted, so the proxy's peak RSS below is the job's
+  and not the upload's (storage survives a restart);
+- job: one wildcard job (``swift://~/bench/data/*.txt``, the word-count
+  program ``tests/programs/wc.c``): wall time, amortised ms per node, the
+  proxy's peak RSS (``VmHWM`` of ``/proc/<pid>/status`` after the job, and
+  its growth over the idle proxy). A job the proxy refuses (today: ``400
+  Job too large`` beyond ``zerovm_maxnodes``, 1,000) is reported as such,
+  with the reason, and the run goes on;
+- the same job again with ``X-Zerovm-Report: json``: bytes between proxy
+  and object servers per node (request bodies sent, outputs returned), the
+  node time the proxy saw, and from the object servers' logs (``execute``
+  lines) the time they spent per node and how they answered (503: queue
+  full, and the proxy tried another replica);
+- download: every object with 16 concurrent GETs (one connection per
+  thread), counted locally in Python exactly as wc.c counts; the totals
+  must equal the job's.
+
+Usage: ``python bench/scale.py [--quick | --full] [--sizes N,N,...]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import io
+import json
+import re
+import sys
+import tarfile
+import tempfile
+import threading
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common  # noqa: E402
+from common import mib, table  # noqa: E402
+
+common.private_verdict_cache()   # inherited by the cluster's servers and their workers
+
+from swiftclient import ClientException, Connection  # noqa: E402
+
+from zerocloud.devcluster import DevCluster  # noqa: E402
+
+CONTAINER = 'bench'
+SIZE = 1024
+PER_TAR = 2000           # objects per bulk upload
+UPLOADS = 8              # bulk uploads at a time
+GETTERS = 16             # concurrent GETs of the download path
+EXECUTE_LOG = re.compile(rb'execute \S+ (\d+) \S+ ([0-9.]+)s (\S+)')
+LOG_WAIT = 10.0          # seconds to wait for the object servers' last log lines
+
+
+def name(i: int) -> str:
+    return f'data/obj-{i:06d}.txt'
+
+
+def tar_of(first: int, count: int) -> bytes:
+    """A tar of objects ``first .. first+count-1`` (1 KiB of text each)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode='w', format=tarfile.GNU_FORMAT) as tar:
+        for i in range(first, first + count):
+            data = common.text(SIZE, seed=i)
+            info = tarfile.TarInfo(name(i))
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def connect(cluster: DevCluster) -> Connection:
+    return Connection(authurl=cluster.auth_url, user=cluster.user, key=cluster.key, retries=0)
+
+
+def populate(cluster: DevCluster, n: int) -> float:
+    """Upload N objects by bulk extraction; seconds taken. Exits if an object failed."""
+    url, token = connect(cluster).get_auth()
+    per_tar = min(PER_TAR, -(-n // UPLOADS))
+
+    def upload(first: int) -> None:
+        request = urllib.request.Request(
+            f'{url}/{CONTAINER}?extract-archive=tar', method='PUT',
+            data=tar_of(first, min(per_tar, n - first)),
+            headers={'X-Auth-Token': token, 'Accept': 'application/json'})
+        with urllib.request.urlopen(request, timeout=600) as resp:
+            report = json.loads(resp.read())
+        if report['Response Status'] != '201 Created' or report['Errors']:
+            sys.exit(f'bulk upload failed: {report}')
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(UPLOADS) as ex:
+        list(ex.map(upload, range(0, n, per_tar)))
+    return time.perf_counter() - start
+
+
+def proc_kib(pid: int, field: str) -> int:
+    """A ``/proc/<pid>/status`` field in KiB (VmHWM, VmRSS)."""
+    for line in Path(f'/proc/{pid}/status').read_text().splitlines():
+        if line.startswith(field + ':'):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+def object_side(cluster: DevCluster, trans_id: str, nodes: int) -> list[tuple[int, float]]:
+    """(status, seconds) of every node request of the job ``trans_id`` that the object
+    servers logged (``execute`` lines); waits a little for lines still on their way."""
+    deadline = time.monotonic() + LOG_WAIT
+    while True:
+        found = []
+        for server in cluster.servers:
+            if server.app == 'object-server':
+                for m in EXECUTE_LOG.finditer(cluster.log_file(server).read_bytes()):
+                    if m.group(3).decode() == trans_id:
+                        found.append((int(m.group(1)), float(m.group(2))))
+        if sum(status == 200 for status, _ in found) >= nodes or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
+
+
+def wc(data: bytes) -> tuple[int, int, int]:
+    """(lines, words, bytes) as tests/programs/wc.c counts (C-locale whitespace)."""
+    return data.count(b'\n'), len(data.split()), len(data)
+
+
+def totals(wc_output: bytes) -> tuple[int, int, int]:
+    """Sums of the ``lines words bytes`` lines of wc outputs."""
+    sums = [0, 0, 0]
+    for line in wc_output.splitlines():
+        for k, x in enumerate(line.split()):
+            sums[k] += int(x)
+    return sums[0], sums[1], sums[2]
+
+
+def post_job(conn: Connection, report: bool = False) -> tuple[float, int, str, dict, bytes]:
+    """(wall s, status, reason, headers, body) of the wildcard job; a refusal is a
+    result too."""
+    job = [{'name': 'wc', 'exec': {'path': f'swift://~/{CONTAINER}/wc'},
+            'devices': [{'name': 'stdin', 'path': f'swift://~/{CONTAINER}/data/*.txt'},
+                        {'name': 'stdout'}]}]
+    headers = {'X-Zerovm-Execute': '1.0', 'Content-Type': 'application/json'}
+    if report:
+        headers['X-Zerovm-Report'] = 'json'
+    start = time.perf_counter()
+    try:
+        resp: dict = {}
+        _, body = conn.post_account(headers=headers, data=json.dumps(job).encode(),
+                                    response_dict=resp)
+        status, reason, headers = resp['status'], resp['reason'], resp['headers']
+    except ClientException as e:
+        status, reason, body = e.http_status, e.http_reason, e.http_response_content or b''
+        headers = e.http_response_headers or {}
+    return time.perf_counter() - start, status, reason, headers, body
+
+
+def run_job(cluster: DevCluster, conn: Connection) -> dict:
+    """The wildcard job, timed, and its costs (see the module docstring)."""
+    pid = cluster.server('proxy').pid
+    idle_hwm = proc_kib(pid, 'VmHWM')
+    wall, status, reason, _, body = post_job(conn)
+    out = {'status': status, 'reason': reason, 'body': body, 'wall': wall,
+           'hwm': proc_kib(pid, 'VmHWM'), 'idle_hwm': idle_hwm}
+    if status == 200:       # again, for the per-node report (bytes, times)
+        _, _, _, headers, body = post_job(conn, report=True)
+        nodes = json.loads(body)['nodes']
+        out['sent'] = sum(n['request_bytes'] for n in nodes)
+        out['returned'] = sum(o['bytes'] for n in nodes for o in n['outputs'])
+        out['proxy_node_s'] = [n['seconds'] for n in nodes]
+        out['object_side'] = object_side(cluster, headers['x-trans-id'], len(nodes))
+    return out
+
+
+def download_and_count(cluster: DevCluster, n: int) -> tuple[float, tuple[int, int, int]]:
+    """(wall s, summed counts) of GETting every object with GETTERS threads and counting."""
+    local = threading.local()
+
+    def one(i: int) -> tuple[int, int, int]:
+        if not hasattr(local, 'conn'):
+            local.conn = connect(cluster)
+        return wc(local.conn.get_object(CONTAINER, name(i))[1])
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(GETTERS) as ex:
+        counts = list(ex.map(one, range(n)))
+    wall = time.perf_counter() - start
+    sums = tuple(sum(c[k] for c in counts) for k in range(3))
+    return wall, (sums[0], sums[1], sums[2])
+
+
+def measure(n: int, program: bytes) -> list[str]:
+    """One table row for N objects, on a fresh cluster."""
+    with tempfile.TemporaryDirectory(prefix='zvm-bench-scale-') as d:
+        cluster = DevCluster(Path(d) / 'cluster', detach=False)
+        cluster.start()
+        try:
+            conn = connect(cluster)
+            conn.put_container(CONTAINER)
+            conn.put_object(CONTAINER, 'wc', program, content_type='application/x-executable')
+            conn.close()
+            upload = populate(cluster, n)
+            cluster.stop()
+            cluster.start()         # a fresh proxy: its VmHWM is the job's, not the upload's
+            conn = connect(cluster)
+            job = run_job(cluster, conn)
+            conn.close()
+            download, expect = download_and_count(cluster, n)
+        finally:
+            cluster.stop()
+    print(f'{n:,} objects: bulk upload {upload:.1f} s ({n / upload:,.0f} objects/s); '
+          f'job {job["status"]} {job["reason"]} in {job["wall"]:.2f} s', flush=True)
+    download_col = f'{download:.2f} s'
+    if job['status'] != 200:
+        reason = job['body'].decode(errors='replace').strip()[:60]
+        return [f'{n:,}', f'refused: {job["status"]} {reason}', *['-'] * 6, download_col, '-']
+    got = totals(job['body'])
+    if got != expect:
+        sys.exit(f'{n} objects: the job counted {got}, the download path {expect}')
+    ok = [s for status, s in job['object_side'] if status == 200]
+    statuses = collections.Counter(status for status, _ in job['object_side'])
+    return [f'{n:,}', f'{job["wall"]:.2f} s', f'{job["wall"] / n * 1e3:.2f}',
+            f'{mib(job["hwm"] << 10)} (+{mib((job["hwm"] - job["idle_hwm"]) << 10)})',
+            f'{job["sent"] / n:,.0f} / {job["returned"] / n:,.0f}',
+            f'{common.p50(job["proxy_node_s"]) * 1e3:.1f}',
+            f'{common.p50(ok) * 1e3:.1f}' if ok else '-',
+            ' '.join(f'{k}:{v}' for k, v in sorted(statuses.items())),
+            download_col, common.ratio(download, job['wall'])]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument('--quick', action='store_true', help='200 and 1,000 objects')
+    size.add_argument('--full', action='store_true', help='also 100,000 objects')
+    size.add_argument('--sizes', help='comma-separated object counts')
+    opts = parser.parse_args(argv)
+    sizes = ([int(s) for s in opts.sizes.split(',')] if opts.sizes else
+             [200, 1000] if opts.quick else
+             [1000, 10_000, 100_000] if opts.full else [1000, 10_000])
+    print(common.environment())
+    program = common.build('wc').read_bytes()
+    rows = [measure(n, program) for n in sizes]
+    table(f'Wildcard word-count job over N objects of {SIZE} B vs download + count '
+          f'({GETTERS} GETs at a time)',
+          ['objects', 'job wall', 'ms/node', 'proxy peak RSS (+ over idle)',
+           'B/node to/from obj', 'node p50 ms', 'obj-server p50 ms', 'obj-server answers',
+           'download + count', 'download / job'], rows,
+          note='B/node: request body bytes the proxy sent per node (request_bytes of '
+               'X-Zerovm-Report: json) / output bytes it got back (HTTP heads not counted);\n'
+               'node p50: one node as the proxy timed it (sending it until its answer); '
+               'obj-server p50: the "execute" time the object servers logged for the nodes '
+               'they ran; answers: status:count of every node request they got (503: queue '
+               'full, the proxy tries another replica; 404: a handoff without the object)')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""A deferred job whose proxy restarts: its state is in Swift, and it ends reported lost
+(never silently gone).  The session cluster's proxy is restarted in the middle."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import requests
+from swiftclient import ClientException, Connection
+
+from zerocloud.devcluster import DevCluster
+
+WAIT = 60.0
+
+
+def wait_for(what: str, probe):
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        found = probe()
+        if found is not None:
+            return found
+        time.sleep(0.2)
+    raise AssertionError(f'{what} did not happen within {WAIT} s')
+
+
+def test_a_deferred_job_is_reported_lost_after_a_proxy_restart(
+        swift_cluster: DevCluster, conn: Connection, make_container, guest) -> None:
+    container = make_container()
+    conn.put_object(container, 'spin', guest('spin').read_bytes())
+    job = [{'name': 'spin', 'exec': {'path': f'swift://~/{container}/spin'},
+            'devices': [{'name': 'stdout'}]}]
+    url, token = conn.get_auth()
+    resp = requests.post(f'{url}/{container}', data=json.dumps(job), timeout=60, headers={
+        'X-Auth-Token': token, 'X-Zerovm-Execute': '1.0', 'X-Zerovm-Deferred': 'always',
+        'Content-Type': 'application/json'})
+    assert resp.status_code == 202, resp.text
+    name = resp.text.strip().rsplit('/', 1)[1]
+
+    def state():
+        try:
+            return json.loads(conn.get_object(container, name + '.state')[1])
+        except ClientException:
+            return None
+    assert wait_for('the job state in Swift', state)['state'] == 'running'
+    swift_cluster.kill_server('proxy')
+    try:
+        time.sleep(0.5)
+    finally:
+        swift_cluster.start_server('proxy')
+
+    def result():
+        got = requests.get(f'{url}/{container}/{name}.headers', timeout=60,
+                           headers={'X-Auth-Token': token})
+        return got if got.status_code == 200 else None
+    stored = wait_for('the lost job report', result).json()
+    assert stored['Status'] == '503 Service Unavailable'
+    assert stored['X-Nexe-Status'] == 'lost'
+    assert stored['X-Nexe-Error'].startswith(
+        'the proxy running this deferred job stopped before it finished')
+    assert conn.get_object(container, name)[1].startswith(b'the proxy running this deferred')
+    assert state() is None                                  # settled: no state left behind

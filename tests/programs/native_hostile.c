@@ -1,0 +1,153 @@
+/* native_hostile (hostile): what a guest can try against the native engine's
+ * containment.  argv[1] picks the attempt:
+ *
+ *   calls      every dangerous system call, printed as "name result" (raw -errno):
+ *              both engines must print the same, all refused
+ *   edges      calls the native filter answers itself (differently from the emulator)
+ *   int80      `int $0x80` hidden in an immediate, reached by an indirect jump
+ *   sysenter   `sysenter`, hidden the same way
+ *   x32        a system call through the x32 ABI (bit 30 of the number)
+ *   rdtsc      `rdtsc`, hidden
+ *   selfwrite  a store into its own code
+ *   spin       a loop without system calls
+ *   forkbomb   fork() 10000 times, printing how many succeeded
+ *   fds        open /dev/stdin until refused, printing the count and errno
+ *   plant W    fill 16 MiB of heap and 1 MiB of stack with W reversed (not in argv)
+ *   scan W [loader]   count W reversed in fresh heap and stack (and, natively, in
+ *              the loader's pages at 0x7e0000000000): what an earlier run left
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+
+static long sys(long n, long a, long b, long c, long d, long e, long f)
+{
+    long ret;
+    register long r10 __asm__("r10") = d, r8 __asm__("r8") = e, r9 __asm__("r9") = f;
+    __asm__ volatile("syscall" : "=a"(ret) : "a"(n), "D"(a), "S"(b), "d"(c), "r"(r10),
+                     "r"(r8), "r"(r9) : "rcx", "r11", "memory");
+    return ret;
+}
+
+#define TRY(name, ...) printf("%s %ld\n", name, sys(__VA_ARGS__))
+/* jump into the immediate of a movabs: the hidden bytes run, the validator saw a mov */
+#define HIDDEN(imm, eax) __asm__ volatile( \
+    "lea 1f(%%rip), %%rcx\n\tadd $2, %%rcx\n\tjmp *%%rcx\n" \
+    "1: movabs $" imm ", %%rax\n\t" : : "a"(eax) : "rcx", "memory")
+
+static char page[8192] __attribute__((aligned(4096)));
+
+int main(int argc, char **argv)
+{
+    const char *what = argc > 1 ? argv[1] : "";
+    setvbuf(stdout, NULL, _IONBF, 0);
+    if (!strcmp(what, "calls")) {
+        static char sh[] = "/bin/sh";
+        static char *args[] = {sh, NULL};
+        TRY("ptrace", SYS_ptrace, 0, 0, 0, 0, 0, 0);
+        TRY("process_vm_writev", SYS_process_vm_writev, 1, (long)page, 1, (long)page, 1, 0);
+        TRY("clone", SYS_clone, 17, 0, 0, 0, 0, 0);
+        TRY("fork", SYS_fork, 0, 0, 0, 0, 0, 0);
+        TRY("vfork", SYS_vfork, 0, 0, 0, 0, 0, 0);
+        TRY("execve", SYS_execve, (long)sh, (long)args, 0, 0, 0, 0);
+        TRY("open_host", SYS_open, (long)"/etc/passwd", 0, 0, 0, 0, 0);
+        TRY("open_proc", SYS_open, (long)"/proc/self/mem", 2, 0, 0, 0, 0);
+        TRY("socket", SYS_socket, 2, 1, 0, 0, 0, 0);
+        TRY("io_uring_setup", SYS_io_uring_setup, 8, (long)page, 0, 0, 0, 0);
+        TRY("userfaultfd", SYS_userfaultfd, 0, 0, 0, 0, 0, 0);
+        TRY("perf_event_open", SYS_perf_event_open, (long)page, 0, -1, -1, 0, 0);
+        TRY("bpf", SYS_bpf, 0, (long)page, 64, 0, 0, 0);
+        TRY("seccomp", SYS_seccomp, 0, 0, 0, 0, 0, 0);
+        TRY("prctl", SYS_prctl, 26, 1, 0, 0, 0, 0);               /* PR_SET_TSC enable */
+        TRY("personality", SYS_personality, 0x0400000, 0, 0, 0, 0, 0);
+        TRY("modify_ldt", SYS_modify_ldt, 1, (long)page, 16, 0, 0, 0);
+        TRY("kill_other", SYS_kill, 2, 9, 0, 0, 0, 0);
+        TRY("kill_init", SYS_kill, -1, 9, 0, 0, 0, 0);
+        TRY("tgkill", SYS_tgkill, 12345, 12345, 9, 0, 0, 0);
+        TRY("setrlimit_up", SYS_setrlimit, 9, (long)"\xff\xff\xff\xff\xff\xff\xff\xff"
+            "\xff\xff\xff\xff\xff\xff\xff\xff", 0, 0, 0, 0);
+        TRY("prlimit_up", SYS_prlimit64, 0, 9, (long)"\xff\xff\xff\xff\xff\xff\xff\xff"
+            "\xff\xff\xff\xff\xff\xff\xff\xff", 0, 0, 0);
+        TRY("arch_set_cpuid", SYS_arch_prctl, 0x1012, 0, 0, 0, 0, 0);
+        TRY("arch_map_vdso", SYS_arch_prctl, 0x2001, 0x200000, 0, 0, 0, 0);
+        TRY("mmap_exec", SYS_mmap, 0, 4096, PROT_READ | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS,
+            -1, 0);
+        TRY("mprotect_exec", SYS_mprotect, (long)page, 4096, PROT_READ | PROT_EXEC, 0, 0, 0);
+        TRY("mprotect_code_rw", SYS_mprotect, (long)main & ~4095L, 4096,
+            PROT_READ | PROT_WRITE, 0, 0, 0);
+        TRY("mremap", SYS_mremap, (long)page, 4096, 8192, 1, 0, 0);
+        TRY("close_ctl", SYS_close, 1030, 0, 0, 0, 0, 0);
+        TRY("x32_bit_clear", SYS_getpid, 0, 0, 0, 0, 0, 0);
+        return 0;
+    }
+    if (!strcmp(what, "edges")) {      /* native only: answered by the filter itself */
+        TRY("mprotect_high_bits", SYS_mprotect, (long)page, 4096, 0x100000001L, 0, 0, 0);
+        TRY("sendmsg_ctl", SYS_sendmsg, 1030, (long)page, 0, 0, 0, 0);
+        return 0;
+    }
+    if (!strcmp(what, "int80"))
+        HIDDEN("0x909090900b0f80cd", 20);          /* int $0x80; ud2 */
+    else if (!strcmp(what, "sysenter"))
+        HIDDEN("0x909090900b0f340f", 20);        /* sysenter; ud2 */
+    else if (!strcmp(what, "rdtsc"))
+        HIDDEN("0x909090900b0f310f", 0);         /* rdtsc; ud2 */
+    else if (!strcmp(what, "x32"))
+        printf("x32 %ld\n", sys(0x40000000 | SYS_getpid, 0, 0, 0, 0, 0, 0));
+    else if (!strcmp(what, "selfwrite"))
+        *(volatile unsigned char *)main = 0xc3;
+    else if (!strcmp(what, "spin"))
+        for (volatile unsigned long i = 0;; i++) {}
+    else if (!strcmp(what, "forkbomb")) {
+        int ok = 0;
+        for (int i = 0; i < 10000; i++)
+            if (sys(SYS_fork, 0, 0, 0, 0, 0, 0) >= 0)
+                ok++;
+        printf("forks %d\n", ok);
+        return 0;
+    } else if (!strcmp(what, "fds")) {
+        int n = 0;
+        long fd;
+        while ((fd = sys(SYS_open, (long)"/dev/stdin", 0, 0, 0, 0, 0)) >= 0)
+            n++;
+        printf("fds %d %ld\n", n, fd);
+        return 0;
+    }
+    if ((!strcmp(what, "plant") || !strcmp(what, "scan")) && argc > 2) {
+        char word[64];
+        size_t n = strlen(argv[2]), found = 0;
+        if (n == 0 || n >= sizeof word)
+            return 2;
+        for (size_t i = 0; i < n; i++)
+            word[i] = argv[2][n - 1 - i];
+        size_t heap = 16 << 20;
+        unsigned char *p = malloc(heap);
+        volatile unsigned char stack[1 << 20];
+        if (!strcmp(what, "plant")) {
+            for (size_t i = 0; i + n <= heap; i += n)
+                memcpy(p + i, word, n);
+            for (size_t i = 0; i + n <= sizeof stack; i++)
+                stack[i] = (unsigned char)word[i % n];
+            printf("planted\n");
+            return 0;
+        }
+        for (size_t i = 0; i + n <= heap; i++)
+            found += !memcmp(p + i, word, n);
+        for (size_t i = 0; i + n <= sizeof stack; i++) {
+            size_t k = 0;
+            while (k < n && stack[i + k] == (unsigned char)word[k])
+                k++;
+            found += k == n;
+        }
+        if (argc > 3 && !strcmp(argv[3], "loader")) {
+            const unsigned char *l = (const unsigned char *)0x7e0000000000UL;
+            for (size_t i = 0; i + n <= 0x14000; i++)
+                found += !memcmp(l + i, word, n);
+        }
+        printf("found %zu\n", found);
+        return 0;
+    }
+    printf("still running after %s\n", what);
+    return 3;
+}

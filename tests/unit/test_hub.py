@@ -1,0 +1,81 @@
+"""Work that can take long runs off the eventlet hub (D6): the hub keeps serving.
+
+Each test makes one such piece of work slow (it blocks its thread until the hub
+has run another green thread, or gives up after a few seconds) and checks that
+the other green thread did run meanwhile: done in the hub, the work would block
+it and the ticker would never run.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from swift.common.concurrency import sleep, spawn
+
+from zerocloud import wire
+from zerocloud.object import ObjectExecMiddleware
+from zerocloud.proxy import middleware
+
+GIVE_UP = 10.0          # seconds a slow piece waits for the hub before saying it was blocked
+
+
+class Ticker:
+    """A green thread that counts while the hub is free."""
+
+    def __init__(self) -> None:
+        self.ticks = 0
+        self.thread = spawn(self._run)
+
+    def _run(self) -> None:
+        while True:
+            self.ticks += 1
+            sleep(0.001)
+
+    def waits_for_a_tick(self) -> bool:
+        """In a thread: whether the ticker moves (the hub is free) while it waits."""
+        start, moved = self.ticks, threading.Event()
+        for _ in range(int(GIVE_UP / 0.01)):
+            if self.ticks > start:
+                moved.set()
+                break
+            moved.wait(0.01)
+        return moved.is_set()
+
+    def stop(self) -> None:
+        self.thread.kill()
+
+
+def test_a_system_image_program_is_read_off_the_hub(tmp_path) -> None:
+    mw = ObjectExecMiddleware(None, {'devices': str(tmp_path), 'mount_check': 'false'})
+    ticker, seen = Ticker(), []
+    sleep(0)                                     # the ticker has started
+
+    class SlowImages:
+        def program(self, image: str, member: str) -> str:
+            seen.append(ticker.waits_for_a_tick())
+            return f'/images/{image}/{member}'
+    mw.sysimages = SlowImages()
+    try:
+        spec = wire.NodeSpec('py', ['python3'], program=('python3', 'python3'))
+        assert mw._program(spec, {}) == '/images/python3/python3'
+    finally:
+        ticker.stop()
+    assert seen == [True]
+
+
+def test_a_program_is_hashed_off_the_hub(monkeypatch) -> None:
+    ticker, seen = Ticker(), []
+    sleep(0)
+
+    class SlowHash:
+        def __init__(self, data: bytes) -> None:
+            seen.append(ticker.waits_for_a_tick())
+
+        def hexdigest(self) -> str:
+            return 'ab' * 32
+    monkeypatch.setattr(middleware.hashlib, 'sha256', SlowHash)
+    try:
+        assert middleware.program_digest(b'\x7fELF') == 'ab' * 32
+    finally:
+        ticker.stop()
+    assert seen == [True]

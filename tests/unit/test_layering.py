@@ -1,0 +1,125 @@
+"""The layering rules of the code (README "Layout"), checked.
+
+Data flows one way: a module knows the parts below it, never those above.
+``rule_breaks`` reads the imports of every module (also those inside
+functions) and names each import that breaks a rule; the subprocess test
+checks that the Swift filters can be imported without loading the emulator
+(unicorn) or the disassembler (capstone): they reach the sandbox only through
+the pool, whose workers are other processes.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parents[2]
+# What zerocloud may import from the sandbox: its light modules and the pool.
+SANDBOX_DOORS = ('zvm_core.limits', 'zvm_core.pool', 'zvm_core.channels', 'zvm_core.sysimages')
+LIGHT = ('zvm_core.engines',)       # the engines' names only, not the engines
+# Modules that turn requests into jobs: they take a Caller, never the filter.
+ENTRY_POINTS = ('zerocloud.sources', 'zerocloud.chain', 'zerocloud.deferred',
+                'zerocloud.zapp', 'zerocloud.cgiout', 'zerocloud.sql')
+# Pure modules: the job JSON and the wire contract know nothing of Swift's servers
+# (Swift's name limits, a table of constants, excepted).
+NO_SWIFT = ('zerocloud.job', 'zerocloud.wire')
+SWIFT_CONSTANTS = ('swift.common.constraints',)
+# The users' command runs on their machine, not in Swift: it may validate locally.
+CLIENT = ('zerocloud.client',)
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix('').parts
+    return '.'.join(parts[:-1] if parts[-1] == '__init__' else parts)
+
+
+PACKAGES = ('zvm_core', 'zerocloud', 'zerocloud.proxy', 'swift.common')
+
+
+def imports(source: str) -> list[str]:
+    """Every module a source imports (``from <package> import b`` counts as ``<package>.b``)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            if node.module in PACKAGES:
+                found += [f'{node.module}.{alias.name}' for alias in node.names]
+            else:
+                found.append(node.module)
+    return found
+
+
+def _within(name: str, packages: tuple[str, ...]) -> bool:
+    return any(name == p or name.startswith(p + '.') for p in packages)
+
+
+def rule_breaks(modules: dict[str, str]) -> list[str]:
+    """``module: import`` for each import of ``modules`` (name -> source) that breaks a rule."""
+    breaks = []
+    for name, source in sorted(modules.items()):
+        for imported in imports(source):
+            why = None
+            if name.startswith('zvm_core') and _within(imported, ('zerocloud', 'swift')):
+                why = 'the sandbox knows nothing of Swift'
+            elif (name.startswith('zerocloud') and not _within(name, CLIENT)
+                  and _within(imported, ('zvm_core',))
+                  and not _within(imported, SANDBOX_DOORS) and imported not in LIGHT):
+                why = 'zerocloud reaches the sandbox only through the pool and zvm_core.limits'
+            elif _within(name, ENTRY_POINTS) and _within(imported, ('zerocloud.proxy.middleware',
+                                                                    'zerocloud.object')):
+                why = 'an entry point takes a Caller, never the filter'
+            elif _within(name, ('zerocloud.proxy',)) and _within(imported, ('zerocloud.object',)):
+                why = 'the proxy talks to object servers over the wire only'
+            elif _within(name, ('zerocloud.object',)) and _within(imported, ('zerocloud.proxy',)):
+                why = 'the object filter knows only the wire'
+            elif (_within(name, NO_SWIFT) and _within(imported, ('swift',))
+                  and not _within(imported, SWIFT_CONSTANTS)):
+                why = 'a pure module'
+            if why:
+                breaks.append(f'{name}: {imported} ({why})')
+    return breaks
+
+
+def test_the_code_keeps_the_layering_rules() -> None:
+    modules = {module_name(p): p.read_text() for package in ('zerocloud', 'zvm_core')
+               for p in (ROOT / package).rglob('*.py')}
+    assert 'zerocloud.proxy.middleware' in modules
+    assert rule_breaks(modules) == []
+
+
+@pytest.mark.parametrize(('name', 'source', 'broken'), [
+    ('zerocloud.object', 'from zvm_core.executor import Limits', 'zvm_core.executor'),
+    ('zerocloud.graph', 'import zvm_core.validator', 'zvm_core.validator'),
+    ('zerocloud.sources', 'def f():\n    from zerocloud.proxy.middleware import X',
+     'zerocloud.proxy.middleware'),
+    ('zerocloud.job', 'from swift.common.swob import Request', 'swift.common.swob'),
+    ('zvm_core.pool', 'import zerocloud.wire', 'zerocloud.wire'),
+    ('zerocloud.proxy.dispatch', 'from zerocloud import object', 'zerocloud.object'),
+])
+def test_a_broken_rule_is_named(name: str, source: str, broken: str) -> None:
+    found = rule_breaks({name: source})
+    assert len(found) == 1 and found[0].startswith(f'{name}: {broken} (')
+
+
+def test_allowed_imports_are_not_breaks() -> None:
+    assert rule_breaks({
+        'zerocloud.object': 'from zvm_core.pool import Pool\nfrom zvm_core.limits import Limits',
+        'zerocloud.sources': 'from zerocloud.proxy.caller import Caller',
+        'zerocloud.config': 'from zvm_core import limits',
+    }) == []
+
+
+def test_the_filters_load_neither_unicorn_nor_capstone() -> None:
+    heavy = ('unicorn', 'capstone', 'zvm_core._guard', 'zvm_core.executor', 'zvm_core.validator')
+    code = ('import json, sys\n'
+            'import zerocloud.proxy, zerocloud.proxy.middleware, zerocloud.object\n'
+            f'print(json.dumps([m for m in {heavy!r} if m in sys.modules]))\n')
+    out = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True,
+                         text=True, check=True, env={'PYTHONPATH': str(ROOT)}).stdout
+    assert json.loads(out) == []

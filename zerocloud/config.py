@@ -1,0 +1,108 @@
+"""Every option of the two ZeroCloud filters, parsed once, and the constants they share.
+
+Both filters build one :class:`Config` from their paste section in
+``filter_factory`` (a bad value fails the server's start with the option's
+name, as Swift's own middlewares do) and read it from then on.  The options
+and their defaults are documented in ``etc/zerocloud.conf-sample`` (the
+packaged ``zerocloud/etc/zerocloud.conf-sample``) and doc/operator-guide.md.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from swift.common.utils import config_positive_int_value, config_true_value, non_negative_int
+
+from zerocloud import zapp
+from zvm_core.engines import CHOICES
+from zvm_core.limits import DEFAULT_FUEL, DEFAULT_MEMORY, DEFAULT_TIMEOUT
+
+SWIFT_SOURCE = 'ZC'     # the swift_source of our sub-requests (proxy access logs)
+# Objects a node cannot read in place: their bytes are elsewhere (manifests, symlinks).
+NOT_PLAIN = ('X-Object-Manifest', 'X-Static-Large-Object', 'X-Object-Sysmeta-Symlink-Target')
+
+
+@dataclass(frozen=True)
+class Config:
+    """The options of ``[filter:zerocloud]`` (and the few Swift options the filters read)."""
+
+    # limits of one node (both filters)
+    timeout: float = DEFAULT_TIMEOUT
+    memory: int = DEFAULT_MEMORY
+    fuel: int = DEFAULT_FUEL
+    max_input: int = 1 << 30
+    max_output: int = 1 << 30
+    # proxy
+    swift_dir: str = '/etc/swift'
+    max_config: int = 65536
+    max_nexe: int = 256 << 20
+    max_nodes: int = 1000
+    max_spool: int = 4 << 30
+    pipeline: bool = True
+    conn_timeout: float = 0.5
+    interactive_timeout: float = DEFAULT_TIMEOUT
+    chain_timeout: float = 20.0
+    deferred_heartbeat: float = 10.0
+    zapp_limits: zapp.Limits = zapp.Limits()
+    # both: "name path name path ..." (the proxy reads the names, object servers the paths)
+    sysimage_devices: str = ''
+    # object server
+    devices: str = '/srv/node'
+    mount_check: bool = True
+    pool_size: int = 1
+    queue: int = 16
+    prewarm: str = ''
+    engine: str | None = None       # zerovm_engine; None: the workers' default
+    one_process: bool = False       # workers = 0: no fork follows the filter's start
+
+    @classmethod
+    def from_conf(cls, conf: dict) -> Config:
+        """Parse a paste section (``[DEFAULT]`` merged in); ValueError names the option."""
+        def option(name: str, parse, default):
+            try:
+                return parse(conf.get(name, default))
+            except (TypeError, ValueError) as e:
+                raise ValueError(f'{name}: {e}') from None
+
+        positive = config_positive_int_value
+        timeout = option('zerovm_timeout', float, DEFAULT_TIMEOUT)
+        return cls(
+            timeout=timeout,
+            memory=option('zerovm_maxnexemem', positive, DEFAULT_MEMORY),
+            fuel=option('zerovm_fuel', positive, DEFAULT_FUEL),
+            max_input=option('zerovm_maxinput', positive, 1 << 30),
+            max_output=option('zerovm_maxoutput', positive, 1 << 30),
+            swift_dir=conf.get('swift_dir', '/etc/swift'),
+            max_config=option('zerovm_maxconfig', positive, 65536),
+            max_nexe=option('zerovm_maxnexe', positive, 256 << 20),
+            max_nodes=option('zerovm_maxnodes', positive, 1000),
+            max_spool=option('zerovm_maxspool', positive, 4 << 30),
+            pipeline=config_true_value(conf.get('zerovm_pipeline', 'true')),
+            conn_timeout=option('conn_timeout', float, 0.5),
+            interactive_timeout=option('interactive_timeout', float, timeout),
+            chain_timeout=option('chain_timeout', float, 20),
+            deferred_heartbeat=option('deferred_heartbeat', float, 10),
+            zapp_limits=zapp.Limits(option('zapp_max_members', positive, zapp.Limits.members),
+                                    option('zapp_max_size', positive, zapp.Limits.size),
+                                    option('zapp_max_ratio', positive, zapp.Limits.ratio)),
+            sysimage_devices=conf.get('zerovm_sysimage_devices', ''),
+            devices=conf.get('devices', '/srv/node'),
+            mount_check=config_true_value(conf.get('mount_check', 'true')),
+            pool_size=option('zerovm_maxpool', positive, os.cpu_count() or 1),
+            queue=option('zerovm_maxqueue', non_negative_int, 16),
+            prewarm=conf.get('zerovm_prewarm', ''),
+            engine=option('zerovm_engine', _engine, None),
+            one_process=str(conf.get('workers', '')).strip() == '0',
+        )
+
+    @property
+    def system_images(self) -> list[str]:
+        """The names of the configured system images (what jobs may name as devices)."""
+        return self.sysimage_devices.split()[::2]
+
+
+def _engine(value: str | None) -> str | None:
+    if value and value not in CHOICES:
+        raise ValueError(f'{value}: choose one of {", ".join(CHOICES)}')
+    return value or None

@@ -1,0 +1,12 @@
+"""The ZeroCloud object-server filter (``egg:zerocloud#zerocloud_object``).
+
+``zerocloud.object.middleware`` is the filter and its operator's manual: it
+runs the nodes the proxy sends (``zerocloud.wire``) next to the object they
+read, in the sandbox's warm workers (``zvm_core.pool``); ``cache`` keeps the
+programs it received.  See doc/operator-guide.md.
+"""
+
+from zerocloud.object.cache import ContentCache
+from zerocloud.object.middleware import ObjectExecMiddleware, filter_factory
+
+__all__ = ['ContentCache', 'ObjectExecMiddleware', 'filter_factory']

@@ -1,0 +1,167 @@
+"""The caller of one request: every Swift read and write a job does, as that user.
+
+D7 (doc/architecture in /work/shared/DESIGN.md, doc/http-api.md): a job reads
+and writes objects only as its caller could with plain GETs and PUTs, through
+the proxy's own pipeline (``swift.authorize``, container ACLs, quotas).  The
+middleware makes one :class:`Caller` per request and hands it to every entry
+point (``zerocloud.sources``, ``zerocloud.deferred``, ``zerocloud.sql``), which
+never reach back into the middleware.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from urllib.parse import quote
+
+from swift.common.http import is_success
+from swift.common.swob import (
+    HTTPConflict,
+    HTTPException,
+    HTTPForbidden,
+    HTTPNotFound,
+    HTTPRequestEntityTooLarge,
+    HTTPServiceUnavailable,
+    HTTPUnauthorized,
+    HTTPUnprocessableEntity,
+    Request,
+    Response,
+)
+from swift.common.utils import close_if_possible
+from swift.common.wsgi import make_subrequest
+from swift.proxy.controllers.base import get_container_info
+
+from zerocloud.config import NOT_PLAIN, SWIFT_SOURCE, Config
+from zerocloud.job import JobError, SwiftPath
+from zerocloud.proxy import uploads
+
+LISTING_LIMIT = 10000
+
+
+@dataclass
+class Input:
+    """An object or request body, spooled once and sent to every node that reads it."""
+
+    file: object
+    size: int
+
+
+def spooled():
+    """A file for bytes that may be small (memory) or large (disk)."""
+    return tempfile.SpooledTemporaryFile(max_size=1 << 20)
+
+
+class Caller:
+    """Swift as the user of ``req`` sees it (sub-requests through ``app``)."""
+
+    def __init__(self, app, req: Request, config: Config) -> None:
+        self.app = app
+        self.req = req
+        self.config = config
+
+    def sub(self, method: str, path: str, query: str = '', **kwargs) -> Request:
+        """A sub-request as the caller (same auth) for an unquoted Swift path."""
+        return make_subrequest(self.req.environ, method, quote(path) + query,
+                               swift_source=SWIFT_SOURCE, **kwargs)
+
+    def container_info(self, path: str) -> dict:
+        """Swift's (cached) info of the container of ``/v1/<a>/<c>...``."""
+        return get_container_info(self.sub('HEAD', path).environ, self.app,
+                                  swift_source=SWIFT_SOURCE)
+
+    def authorize(self, method: str, path: str, acl_key: str | None) -> None:
+        """Raise 401/403 unless the caller may ``method`` (POST, PUT) ``path``."""
+        authorize = self.req.environ.get('swift.authorize')
+        if authorize is None:
+            return
+        sub = self.sub(method, path)
+        if acl_key:
+            info = get_container_info(sub.environ, self.app, swift_source=SWIFT_SOURCE)
+            if not is_success(info['status']):
+                raise HTTPNotFound(body=f'container of swift:/{path[3:]} does not exist\n')
+            sub.acl = info.get(acl_key)
+        denied = authorize(sub)
+        if denied is not None:
+            what = {'POST': 'execute jobs in', 'PUT': 'write'}[method]
+            raise denied_error(denied, f'{what} swift:/{path[3:]}')
+
+    def listing(self, path: str) -> Iterator[str]:
+        """The names in the account or container ``path`` (``/v1/...``), page by page."""
+        marker = ''
+        while True:
+            query = f'?format=json&limit={LISTING_LIMIT}&marker={quote(marker)}'
+            resp = self.sub('GET', path, query).get_response(self.app)
+            if resp.status_int == 404:
+                raise JobError(f'swift:/{path[3:]} does not exist')
+            if resp.status_int in (401, 403):
+                raise denied_error(resp, f'list swift:/{path[3:]}')
+            if not is_success(resp.status_int):
+                raise HTTPServiceUnavailable(body=f'cannot list swift:/{path[3:]}: '
+                                                  f'{resp.status}\n')
+            items = json.loads(resp.body or b'[]')
+            if not items:
+                return
+            for item in items:
+                yield item.get('name') or item.get('subdir')
+            marker = items[-1].get('name') or items[-1].get('subdir')
+
+    def read(self, method: str, path: SwiftPath) -> Response:
+        """HEAD or GET an object as the caller; 404/403/409 name it."""
+        resp = self.sub(method, '/v1' + path.path).get_response(self.app)
+        if resp.status_int == 404:
+            raise HTTPNotFound(body=f'Error 404 Not Found while fetching {path}\n')
+        if resp.status_int in (401, 403):
+            raise denied_error(resp, f'read {path}')
+        if not is_success(resp.status_int):
+            raise HTTPServiceUnavailable(body=f'cannot read {path}: {resp.status}\n')
+        kind = next((key for key in NOT_PLAIN if key in resp.headers), None)
+        if kind:
+            raise HTTPConflict(body=f'{path} is not a plain object ({kind}): jobs read the '
+                                    'objects themselves, not manifests or symlinks\n')
+        return resp
+
+    def fetch(self, path: SwiftPath, limit: int) -> tuple[Input, Response]:
+        """GET an object as the caller into a spooled file (413 beyond ``limit`` bytes)."""
+        resp = self.read('GET', path)
+        out, size = spooled(), 0
+        try:
+            for chunk in resp.app_iter:
+                size += len(chunk)
+                if size > limit:
+                    raise HTTPRequestEntityTooLarge(body=f'{path} is larger than {limit} '
+                                                         'bytes\n')
+                out.write(chunk)
+        except BaseException:
+            out.close()
+            raise
+        finally:
+            close_if_possible(resp.app_iter)
+        return Input(out, size), resp
+
+    def fetch_program(self, path: SwiftPath) -> bytes:
+        """A stored program's bytes; 422 when its upload's verdict says it is not valid."""
+        program, resp = self.fetch(path, self.config.max_nexe)
+        with program.file:
+            if uploads.stored_verdict(resp.headers) is False:
+                raise HTTPUnprocessableEntity(
+                    body=f'program {path} is not valid (checked at upload): '
+                         f'{resp.headers.get(uploads.SYSMETA_ERROR, "")}\n')
+            program.file.seek(0)
+            return program.file.read()
+
+    def put(self, path: SwiftPath, body, headers: dict[str, str]) -> Response:
+        """PUT ``body`` (a file) to ``path`` through the normal PUT path, as the caller."""
+        sub = self.sub('PUT', '/v1' + path.path, headers=headers)
+        sub.environ['wsgi.input'] = body
+        return sub.get_response(self.app)
+
+
+def denied_error(resp: Response, action: str) -> HTTPException:
+    """The 401 (no valid token: the auth's challenge kept) or 403 of Swift's ``resp``."""
+    if resp.status_int == 401:
+        challenge = {k: v for k, v in resp.headers.items() if k.lower() == 'www-authenticate'}
+        return HTTPUnauthorized(body=f'Unauthorized: a valid token is needed to {action}\n',
+                                headers=challenge)
+    return HTTPForbidden(body=f'Denied: may not {action}\n')

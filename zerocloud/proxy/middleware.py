@@ -1,0 +1,566 @@
+"""ZeroCloud proxy filter: run a job next to the data it reads.
+
+Running a job
+-------------
+
+A client POSTs a job description (``zerocloud.job`` documents the JSON) to
+its account::
+
+    curl -X POST $STORAGE_URL -H "X-Auth-Token: $TOKEN" \\
+         -H "X-Zerovm-Execute: 1.0" -H "Content-Type: application/json" \\
+         --data-binary @job.json
+
+The same request may carry a zapp or a script instead, name a stored job with
+``X-Zerovm-Source``, go to a container or an object, or be a ``GET`` that
+"opens" an object with an app (``X-Zerovm-Execute: open/1.0`` or
+``/open/<account>/<container>/<object>``): ``zerocloud.sources`` documents
+each form.  ``X-Zerovm-Deferred`` answers before the job is done
+(``zerocloud.deferred``), a job whose response is a job runs it next
+(``zerocloud.chain``), and a program can write the HTTP response's status
+and headers itself (``zerocloud.cgiout``).
+
+Before anything runs, the filter
+
+* checks that the caller may POST to the account (401 without a valid token, 403
+  otherwise);
+* parses and validates the job (400 saying what and where, also for a
+  ``connect`` cycle and a ``replicate`` above the servers that could run
+  it; 413 for a description over ``zerovm_maxconfig`` bytes), and expands
+  wildcards into nodes (listing the containers as the caller);
+* checks that the caller may write every object the job writes (403, or 404
+  when the container does not exist) and reads, as the caller, every object
+  the job reads: the programs (fetched once per job, at most
+  ``zerovm_maxnexe`` bytes), the objects read in place (HEAD) and the others
+  (fetched once per job, at most ``zerovm_maxinput`` bytes).  A missing one
+  is a 404 ``Error 404 Not Found while fetching swift://...``, a forbidden
+  one a 403 naming it, a large-object manifest or a symlink a 409 (jobs read
+  plain objects), a program that failed validation when it was uploaded a
+  422.
+
+Each node then goes to an object server holding its data object
+(``zerocloud.placement``), where the object-server filter
+(``zerocloud.object``) runs it in the sandbox with the object as a local
+channel (its program travels once per object server, then by SHA-256:
+``zerocloud.wire``).  The proxy tries the primaries in ring order, then the handoffs,
+moving on when a server cannot be reached, does not answer within
+``zerovm_timeout`` + 5 s, answers 404 (no such object there), 507 or 5xx.
+A server that answers 503 ``Slot not available`` while nodes of the same
+job run there is tried again after a pause (growing to 0.5 s, for up to
+``zerovm_timeout``): a job with more nodes than the cluster has workers
+waits for its own nodes instead of failing, while a server full of other
+work still sheds the load at once.  Runs are deterministic, so running a
+node again elsewhere is safe.  Objects in erasure-coded or encrypted containers
+are fetched by the proxy and sent along; such nodes, and nodes without data,
+run on any object server.  The execute path never goes through the proxy's
+GET/PUT controllers: their ``node_timeout`` and retries would cut off or
+re-run computations.
+
+Nodes wired with ``connect`` run as a pipeline: a node starts when every
+node it reads from is running, and what they write to it
+(``/dev/out/<node>``) travels through the proxy while they write it,
+spooled to its disk (at most ``zerovm_maxspool`` bytes per job), as
+``/dev/in/<node>`` of the reader (``zerovm_pipeline = false``: a node starts
+when the nodes it reads from have finished).  ``replicate: N`` runs a node
+on N servers at once and compares the etags of everything they wrote.
+``zerocloud.graph`` explains both, and why worker pools cannot deadlock.
+
+A node succeeded when it ended ``ok`` with an exit code of its
+``exec.ok_exit`` (default 0): any other code is the program saying it
+failed.  Only when every node succeeded are outputs with a ``path`` stored,
+as normal Swift objects through the normal PUT path, as the caller (content
+type from the device, else ``application/octet-stream``; ``meta`` as
+``X-Object-Meta-*``; ``ETag`` the channel's MD5; an output smaller than the
+device's ``min_size`` is not stored).  A failed job stores only the devices
+with ``"store": "always"`` (of the nodes that ran); when storing one output
+fails, the others may be stored already (every object is whole or absent,
+never partial).  Each node's first written device without a path forms the
+response body, in node order (content type from the first such device, else
+``text/plain``).
+
+Every node gets CGI variables in its environment: the request's
+(``zerocloud.sources``), ``SCRIPT_NAME`` and ``SCRIPT_FILENAME`` (its
+``argv[0]`` and ``exec.path``) and, for a node with an object (its
+``attach`` device's), ZeroCloud's ``LOCAL_OBJECT=on``, ``LOCAL_PATH_INFO``
+(``/<a>/<c>/<o>``, URL-encoded), ``LOCAL_DOCUMENT_ROOT`` (``/dev/<device>``),
+``LOCAL_CONTENT_LENGTH``, ``LOCAL_CONTENT_TYPE``, ``LOCAL_HTTP_ETAG``,
+``LOCAL_HTTP_X_TIMESTAMP``, ``LOCAL_HTTP_CONTENT_ENCODING`` and
+``LOCAL_HTTP_X_OBJECT_META_<NAME>``, from the HEAD of the object made
+before the job runs: every replica of a node sees the same values.  They
+win over the job's own ``env``.
+
+A job answered when it is done stops when its client closes the connection
+(``zerocloud.hangup``): its node connections close, the object servers stop
+the nodes and free their workers, nothing is stored, and the proxy logs 499.
+
+Response
+--------
+
+Status: 200 when every node succeeded and its outputs were stored.
+Otherwise the worst node's: 422 when a program failed (it exited with
+another code than ``ok_exit``, or ended ``validation``, ``fault``, ``fuel``,
+``quota``, ``memory``), 500 when the sandbox lost the
+node (``killed``), 503 when no object server could run it
+(``unavailable``), 504 when it hit the wall-clock limit (``timeout``), an
+object server's 4xx when it refused the node (``error``), 409 when the
+replicas of a node disagree (``mismatch``), 413 when the nodes sent each
+other more than ``zerovm_maxspool`` bytes (``error``), the PUT's status
+when storing an output failed.  A node that did not run because a node it
+reads from failed is ``skipped`` (it never decides the status).  The body
+then lists the failed nodes, one ``<node>: <status>: <what happened>`` line
+each (``<node>: exit N: <last line of its stderr>`` for a failed exit), then
+the end of each failed node's stderr.  The object server keeps the last 64
+KiB of every node's stderr, declared or not (``zerocloud.object``).
+
+Headers, one comma-separated value per node in node order, each replica of
+a node one value (commas inside a value become ``;``):
+
+``X-Nexe-System``
+    node names
+``X-Nexe-Status``
+    ``ok`` or what ended the node (the statuses above)
+``X-Nexe-Retcode``
+    the program's exit code (empty when it did not exit)
+``X-Nexe-Validation``
+    0 validated, 1 failed validation, 2 did not get that far
+``X-Nexe-Etag``
+    ``/dev/<device> <md5>`` of each written channel, or ``disabled``
+``X-Nexe-Host``
+    ``<ip>:<port>/<device>`` of the object server that ran the node (empty
+    when none did)
+``X-Nexe-Policy``
+    storage policy of the node's placement
+``X-Nexe-Cdr-Line``
+    total seconds, then per node: ``<seconds>, <fuel used> <syscalls>
+    <bytes read> <bytes written>`` (fuel: bytes of guest code executed)
+``X-Nexe-Error``
+    only when something failed: ``<node>: <what happened>`` for each failed
+    node (comma-separated; non-ASCII characters as ``?``)
+``X-Nexe-Body-Bytes``
+    bytes of the response body each node wrote (0 for none): where each
+    node's part of a concatenated body starts and ends
+
+``ETag`` is the MD5 of the body.  Each ``X-Nexe-*`` header is at most 8192
+bytes (Swift's ``max_header_size``): a longer list ends with ``...`` and
+``X-Nexe-Truncated: true`` is set.  The full report of every node is
+available as JSON: send ``X-Zerovm-Report: json`` and the body is::
+
+    {"status": 200, "seconds": 0.42, "nodes": [
+      {"name": "wc-1", "replica": 1, "status": "ok", "retcode": 0, "failed": false,
+       "message": "", "error": "", "stderr": "",
+       "host": "127.0.0.1:6203/d0", "policy": "Policy-0",
+       "seconds": 0.05, "validation": "ok", "engine": "native",
+       "etags": {"/dev/stdout": "..."},
+       "accounting": {"fuel": ..., "channels": {...}, ...},
+       "outputs": [{"device": "stdout", "path": null, "bytes": 24,
+                    "stored": false}],
+       "object": "swift://AUTH_test/logs/day-1.log", "request_bytes": 38912,
+       "program_bytes": 0, "started": null, "finished": null}]}
+
+(``application/json``) instead of the outputs; outputs with a path are
+stored as usual.  ``failed`` says whether the node counts as failed,
+``error`` what went wrong (one line), ``stderr`` the end of its stderr,
+``object`` the object it ran next to (null without one), ``engine`` the
+engine that ran it (``native`` or ``emulated``; a node's ``"engine"`` in the
+job asks for one).  ``outputs`` also
+lists the node's ``out/<node>`` channels; ``request_bytes`` is what the
+proxy sent to the object server that ran it (program, objects sent along,
+other nodes' data), of which ``program_bytes`` the program (0 when it went
+by digest, ``zerocloud.wire``: once per object server, not per node); for
+the nodes of a ``connect`` graph, ``started`` and ``finished`` are the order
+in which the proxy saw the node start (get a worker) and end, counted over
+the job's events (1, 2, ...; null otherwise).
+
+Programs
+--------
+
+A ``PUT`` of an object with ``Content-Type: application/x-nexe`` or
+``X-Zerovm-Validate: true`` validates the program before storing it (in a
+separate process, at most ``zerovm_maxnexe`` bytes, 413 beyond) and stores
+the verdict with the object (system metadata, so it follows the object to
+every replica and survives POSTs).  The object is stored either way; the
+response says ``X-Zerovm-Valid: true`` or ``false`` plus
+``X-Zerovm-Validation-Error: <first violation>``, and so do GET and HEAD of
+the object later (while the validator version that gave the verdict is
+current).  A job whose program is known invalid is refused with 422 without
+running anything.  Object servers validate again (cached by SHA-256 per
+host) before they run a program: the stored verdict saves the round trip,
+never replaces the check.
+
+Configuration (``proxy-server.conf``), after the auth filter::
+
+    [pipeline:main]
+    pipeline = catch_errors gatekeeper ... tempauth zerocloud proxy-logging proxy-server
+
+    [filter:zerocloud]
+    use = egg:zerocloud#zerocloud_proxy
+    # wall-clock limit of one node, seconds
+    zerovm_timeout = 60
+    # largest job description, program, object read (or sent along) and
+    # written channel, bytes
+    zerovm_maxconfig = 65536
+    zerovm_maxnexe = 268435456
+    zerovm_maxinput = 1073741824
+    zerovm_maxoutput = 1073741824
+    # guest memory (bytes) and fuel (bytes of guest code executed) of one node
+    zerovm_maxnexemem = 268435456
+    zerovm_fuel = 200000000000
+    # most nodes one job may expand to
+    zerovm_maxnodes = 1000
+    # most bytes the nodes of one job may send each other (connect), in
+    # total; they wait on the proxy's disk ($TMPDIR) for their readers
+    zerovm_maxspool = 4294967296
+    # connect graphs as pipelines (a node starts when the nodes it reads
+    # from run); false: stage by stage (when they have finished)
+    zerovm_pipeline = true
+    # system images (name path ...; the proxy uses the names)
+    zerovm_sysimage_devices =
+    # seconds to connect to an object server
+    conn_timeout = 0.5
+    # X-Zerovm-Deferred: auto waits this long for the result (default:
+    # zerovm_timeout); a chain of jobs stops after chain_timeout seconds
+    interactive_timeout = 60
+    chain_timeout = 20
+    # a deferred job's state in Swift is refreshed this often (seconds); one
+    # three times as old is a lost job (its proxy stopped)
+    deferred_heartbeat = 10
+    # zapps are unpacked after authorisation, off the event loop, within:
+    # members, uncompressed bytes, uncompressed / compressed (beyond 1 MiB)
+    zapp_max_members = 10000
+    zapp_max_size = 268435456
+    zapp_max_ratio = 200
+
+``swift_dir`` (usually from ``[DEFAULT]``) says where the rings are.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from urllib.parse import quote
+
+from swift.common.concurrency import GreenPool, tpool
+from swift.common.constraints import valid_api_version
+from swift.common.http import is_success
+from swift.common.registry import register_swift_info
+from swift.common.storage_policy import POLICIES, REPL_POLICY
+from swift.common.swob import (
+    HTTPBadRequest,
+    HTTPException,
+    HTTPRequestEntityTooLarge,
+    Request,
+    Response,
+    str_to_wsgi,
+    wsgi_to_str,
+    wsgify,
+)
+from swift.common.utils import (
+    get_logger,
+)
+
+from zerocloud import chain, deferred, graph, hangup, placement, sources, wire
+from zerocloud.config import Config
+from zerocloud.job import (
+    Device,
+    JobError,
+    JobTooLarge,
+    Node,
+    SwiftPath,
+    expand,
+    job_paths,
+    parse_job,
+)
+from zerocloud.proxy import uploads
+from zerocloud.proxy.caller import Caller, Input
+from zerocloud.proxy.dispatch import Dispatcher, Plan, skipped
+from zerocloud.proxy.response import NodeResult, attached_object, respond, short
+from zerocloud.sources import Launch
+from zerocloud.sql import entry as sql_entry
+
+MAX_CONCURRENCY = 64
+DEFAULT_CONTENT_TYPE = 'application/octet-stream'
+REPORT_HEADER = 'X-Zerovm-Report'
+# Object headers a node sees as LOCAL_* variables (and X-Object-Meta-*).
+LOCAL_HEADERS = {'content-length': 'LOCAL_CONTENT_LENGTH', 'content-type': 'LOCAL_CONTENT_TYPE',
+                 'etag': 'LOCAL_HTTP_ETAG', 'x-timestamp': 'LOCAL_HTTP_X_TIMESTAMP',
+                 'content-encoding': 'LOCAL_HTTP_CONTENT_ENCODING'}
+_ENV_UNSAFE = re.compile('[^A-Z0-9_]')
+
+
+class ProxyExecMiddleware:
+    def __init__(self, app, conf: dict) -> None:
+        self.app = app
+        self.logger = get_logger(conf, log_route='zerocloud-proxy')
+        self.config = Config.from_conf(conf)
+        self.dispatcher = Dispatcher(self.config, self.logger)
+        uploads.validator_version()      # once, at the start, not in a request
+
+    def __call__(self, env, start_response):
+        if 'HTTP_X_ZEROVM_EXECUTE' in env or env['PATH_INFO'].startswith(f'/{sources.OPEN}/'):
+            return self.execute_app(env, start_response)
+        method = env['REQUEST_METHOD']
+        if method == 'PUT' and uploads.wants_validation(env):
+            return uploads.ValidatedPut(self.app, self.config.max_nexe, self.logger)(
+                env, start_response)
+        if method in ('GET', 'HEAD'):
+            deferred.settle_lost(self.app, env, self.logger)
+
+            def start_with_verdict(status, headers, exc_info=None):
+                return start_response(status, headers + uploads.verdict_headers(headers), exc_info)
+            return self.app(env, start_with_verdict)
+        return self.app(env, start_response)
+
+    # -- request -> nodes --------------------------------------------------------------
+
+    @wsgify
+    def execute_app(self, req: Request):
+        """Every way to start a job (``zerocloud.sources``), deferred and chained."""
+        try:
+            version, account, container, obj = req.split_path(2, 4, True)
+        except ValueError:
+            return self.app
+        opening = version == sources.OPEN
+        if not (opening or valid_api_version(version)):
+            return self.app
+        if req.headers.get(wire.EXECUTE, '').strip().lower() == sql_entry.VERSION:
+            caller = Caller(self.app, req, self.config)
+            return sql_entry.respond(
+                caller, lambda launch: self.execute(caller, version, account, False, launch),
+                version, account, container, obj)
+        opening |= req.headers.get(wire.EXECUTE, '').strip().lower() == sources.OPEN_VERSION
+        mode = req.headers.get(REPORT_HEADER, '').lower()
+        if mode not in ('', 'json'):
+            raise HTTPBadRequest(body=f'{REPORT_HEADER} must be "json"\n')
+        when = deferred.mode(req)
+        caller = Caller(self.app, req, self.config)
+        version = 'v1' if version == sources.OPEN else version
+        if not opening:     # before any work the request pays for: its body, a zapp
+            caller.authorize('POST', f'/{version}/{account}', None)
+        launch = (sources.open_launch if opening else sources.post_launch)(
+            caller, account, container, obj)
+
+        def job(launch: Launch) -> Response:
+            return self.execute(caller, version, account, mode == 'json', launch)
+
+        def run() -> Response:
+            return deferred.run(
+                self.app, req, when, account, container, self.config.interactive_timeout,
+                lambda: chain.run(job, launch, self.config.chain_timeout, self.config.max_config),
+                self.logger, self.config.deferred_heartbeat)
+        if when != 'never':             # a deferred job goes on without its client
+            return run()
+        with hangup.stop_on_hangup(req.environ, 'the job'):
+            return run()
+
+    def _nodes(self, caller: Caller, account: str, launch: Launch) -> list[Node]:
+        try:
+            groups = parse_job(launch.job, account, system_images=self.config.system_images,
+                               max_size=self.config.max_config)
+            launch.adapt(groups)
+            graph.check_groups(groups)
+            nodes = expand(groups,
+                           lambda a, c: caller.listing(f'/v1/{a}/{c}'),
+                           lambda a: caller.listing(f'/v1/{a}'),
+                           max_nodes=self.config.max_nodes)
+            graph.check_nodes(nodes)
+        except JobTooLarge as e:
+            raise HTTPRequestEntityTooLarge(body=f'{e}\n') from None
+        except JobError as e:
+            raise HTTPBadRequest(body=f'{e}\n') from None
+        for node in nodes:
+            sources.program_location(node)
+            for dev in node.devices:
+                if dev.readable and dev.path is not None and dev.path.obj is None:
+                    raise HTTPBadRequest(body=f'reading a container ({dev.path}, device '
+                                              f'{dev.name} of {node.group}) is not supported; '
+                                              'name objects\n')
+        return nodes
+
+    def _in_place(self, caller: Caller, path: SwiftPath) -> tuple[int | None, dict[str, str]]:
+        """The policy of ``path`` if a node can run where it is stored, reading it
+        from the disk (replicated and not encrypted), else None (it must travel);
+        and the ``LOCAL_*`` variables of the object."""
+        resp = caller.read('HEAD', path)
+        info = caller.container_info(f'/v1/{path.account}/{path.container}')
+        policy = POLICIES.get_by_index(info.get('storage_policy'))
+        encrypted = any(k.lower().startswith('x-object-sysmeta-crypto-') for k in resp.headers)
+        local_env = _local_env(path, resp.headers)
+        if policy is None or policy.policy_type != REPL_POLICY or encrypted:
+            return None, local_env
+        return int(policy), local_env
+
+    def _plan(self, node: Node, account: str, job_id: str, program: bytes,
+              local: Device | None, policies: dict[SwiftPath, int | None],
+              inputs: dict[SwiftPath, Input]) -> Plan:
+        if local is not None:
+            p = local.path
+            policy = policies[p]
+            ring = placement.object_ring(self.config.swift_dir, policy)
+            part, servers = placement.nodes_for_object(ring, p.account, p.container, p.obj)
+            path = p.path
+        else:
+            policy = POLICIES.default.idx
+            ring = placement.object_ring(self.config.swift_dir, policy)
+            part, servers = placement.any_nodes(ring, job_id + node.name)
+            path = f'/{account}/.zerocloud/{node.name}'
+        return Plan(node, policy, part, path, servers, local.name if local else None, program,
+                    {dev.name: inputs[dev.path] for dev in node.devices
+                     if dev.readable and dev.path is not None and dev is not local})
+
+    def _prepare(self, caller: Caller, nodes: list[Node], account: str, job_id: str,
+                 inputs: dict[SwiftPath, Input], launch: Launch) -> list[Plan]:
+        """Check every object the job touches, as the caller; fetch what travels."""
+        for path in sorted(job_paths(nodes)[1], key=str):
+            caller.authorize('PUT', '/v1' + path.path, 'write_acl')
+        programs = sources.fetch_programs(caller, nodes, launch)
+        attached = sorted({n.attach.path for n in nodes if attached_object(n)}, key=str)
+        found = dict(zip(attached, _imap(lambda p: self._in_place(caller, p), attached),
+                         strict=True))
+        policies = {path: policy for path, (policy, _) in found.items()}
+        local = {n.name: n.attach if attached_object(n) and policies[n.attach.path] is not None
+                 else None for n in nodes}
+        remote = {dev.path for n in nodes for dev in n.devices
+                  if dev.readable and dev.path is not None and dev is not local[n.name]}
+        for path in sorted(remote, key=str):
+            inputs[path] = caller.fetch(path, self.config.max_input)[0]
+        plans = [self._plan(n, account, job_id, programs[n.name], local[n.name], policies,
+                            inputs) for n in nodes]
+        digests: dict[int, str] = {}             # one program object per path and job
+        for plan in plans:
+            node = plan.node
+            plan.env = {'SCRIPT_NAME': node.argv[0], 'SCRIPT_FILENAME': node.exec.path}
+            if attached_object(node):
+                plan.env.update(found[node.attach.path][1],
+                                LOCAL_DOCUMENT_ROOT=f'/dev/{node.attach.name}')
+            plan.inputs.update(launch.device_inputs(node))
+            if plan.program is not None:
+                plan.digest = digests.get(id(plan.program)) or digests.setdefault(
+                    id(plan.program), program_digest(plan.program))
+        return plans
+
+    # -- running nodes -----------------------------------------------------------------
+
+    def _replica_servers(self, plan: Plan) -> tuple[int, str]:
+        """How many different servers could run a replica of the node, and which."""
+        ring = placement.object_ring(self.config.swift_dir, plan.policy)
+        if plan.local:
+            path = next(d.path for d in plan.node.devices if d.name == plan.local)
+            return int(ring.replica_count), f'replicas of {path}'
+        return len({(d['ip'], d['port']) for d in ring.devs if d}), 'object servers'
+
+    # -- the whole job -----------------------------------------------------------------
+
+    def execute(self, caller: Caller, version: str, account: str, report_json: bool,
+                launch: Launch) -> Response:
+        """Run one job as the caller."""
+        started = time.monotonic()
+        req = caller.req
+        req.environ.setdefault('swift.infocache', {})   # shared by every sub-request
+        caller.authorize('POST', f'/{version}/{account}', None)
+        nodes = self._nodes(caller, account, launch)
+        inputs: dict[SwiftPath, Input] = {}
+        results: list[NodeResult] = []
+        try:
+            job_id = uuid.uuid4().hex
+            plans = self._prepare(caller, nodes, account, job_id, inputs, launch)
+            try:
+                graph.check_replicas(plans, self._replica_servers)
+            except JobError as e:
+                raise HTTPBadRequest(body=f'{e}\n') from None
+            deferred.launched(req)
+
+            load: collections.Counter = collections.Counter()
+            trans_id = req.environ.get('swift.trans_id', '')
+
+            def run_replica(plan: Plan, replica: int, servers: Iterable[dict],
+                            links: graph.NodeLinks | None) -> NodeResult:
+                return self.dispatcher.run_node(
+                    trans_id, replace(plan, servers=servers, replica=replica), job_id, load, links)
+
+            results = graph.run(plans, run_replica, skipped, max_spool=self.config.max_spool,
+                                max_link=self.config.max_output, concurrency=MAX_CONCURRENCY,
+                                pipeline=self.config.pipeline)
+            self._store_all(caller, results, failed=any(r.failed for r in results))
+            return respond(results, time.monotonic() - started, report_json)
+        finally:
+            for i in inputs.values():
+                i.file.close()
+            for r in results:
+                r.close()
+
+    def _store_all(self, caller: Caller, results: list[NodeResult], failed: bool) -> None:
+        """Store the outputs with a path: all of them when the job succeeded, else
+        only those of devices with ``"store": "always"``."""
+        todo = [(r, dev) for r in results for dev in r.node.devices
+                if dev.writable and dev.path is not None and dev.name in r.outputs
+                and r.size(dev.name) >= dev.min_size
+                and (not failed or dev.store == 'always')]
+        if todo:
+            pool = GreenPool(min(len(todo), MAX_CONCURRENCY))
+            for _ in pool.imap(lambda job: self._store(caller, *job), todo):
+                pass
+
+    def _store(self, caller: Caller, res: NodeResult, dev: Device) -> None:
+        size = res.size(dev.name)
+        headers = {'Content-Type': dev.content_type or DEFAULT_CONTENT_TYPE,
+                   'Content-Length': str(size)}
+        etag = (res.report.get('etags') or {}).get('/dev/' + dev.name)
+        if etag:
+            headers['ETag'] = etag
+        headers.update({f'X-Object-Meta-{k}': str_to_wsgi(v) for k, v in dev.meta.items()})
+        resp = caller.put(dev.path, res.outputs[dev.name], headers)
+        if is_success(resp.status_int):
+            res.stored.add(dev.name)
+            return
+        res.error = short(f'Status {resp.status_int} when putting {dev.path}')
+        res.http_status = max(res.http_status or 0,
+                              resp.status_int if resp.status_int >= 400 else 503)
+
+def program_digest(program: bytes) -> str:
+    """SHA-256 (hex) of a program, computed in a thread (``tpool``), off the hub: a
+    program may have hundreds of MB."""
+    return tpool.execute(lambda: hashlib.sha256(program).hexdigest())
+
+
+def _imap(func: Callable, items: list) -> list:
+    """``func`` over ``items`` concurrently; its HTTP error (a 404...) is raised here, in
+    the caller's green thread: raised in the pool's, the hub would also log it as a
+    traceback, as if it were a bug."""
+    def call(item: object) -> tuple[object, HTTPException | None]:
+        try:
+            return func(item), None
+        except HTTPException as e:
+            return None, e
+    results = []
+    for value, error in GreenPool(MAX_CONCURRENCY).imap(call, items):
+        if error is not None:
+            raise error
+        results.append(value)
+    return results
+
+
+def _local_env(path: SwiftPath, headers) -> dict[str, str]:
+    """ZeroCloud's ``LOCAL_*`` variables of an object, from its metadata (``headers``
+    of a HEAD): the same for every replica, like the object's data."""
+    env = {'LOCAL_OBJECT': 'on', 'LOCAL_PATH_INFO': quote(path.path)}
+    for name, value in headers.items():
+        key = name.lower()
+        if key in LOCAL_HEADERS or key.startswith('x-object-meta-'):
+            var = LOCAL_HEADERS.get(key) or 'LOCAL_HTTP_' + _ENV_UNSAFE.sub('_', name.upper())
+            env[var] = wsgi_to_str(value)
+    return env
+
+
+def filter_factory(global_conf: dict, **local_conf):
+    conf = dict(global_conf, **local_conf)
+    config = Config.from_conf(conf)
+    register_swift_info('zerocloud', max_job_size=config.max_config, timeout=config.timeout,
+                        validator_version=uploads.validator_version())
+
+    def zerocloud_proxy_filter(app):
+        return ProxyExecMiddleware(app, conf)
+    return zerocloud_proxy_filter

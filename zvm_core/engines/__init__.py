@@ -1,0 +1,54 @@
+"""The two engines and how a run picks one.
+
+``emulated`` (unicorn, ``zvm_core.executor``) validates every executed block
+and counts deterministic fuel; it works everywhere.  ``native``
+(``zvm_core.engines.native``) runs the same validated program on the CPU in
+a process the kernel confines, at native speed, without fuel.  ``auto``
+(the default; ``ZVM_ENGINE`` in the environment) is native where the host
+can run it and emulated when a fuel limit is asked for or it cannot.
+"""
+
+from __future__ import annotations
+
+import os
+
+ENGINES = ('native', 'emulated')
+CHOICES = ('auto', *ENGINES)
+
+
+class EngineError(ValueError):
+    """The engine asked for cannot run this job (a usage error)."""
+
+
+def requested(engine: str | None = None) -> str:
+    """``engine``, else ``ZVM_ENGINE``, else ``auto``; EngineError if unknown."""
+    name = engine or os.environ.get('ZVM_ENGINE') or 'auto'
+    if name not in CHOICES:
+        raise EngineError(f'unknown engine {name!r}: choose one of {", ".join(CHOICES)}')
+    return name
+
+
+def native_unavailable() -> str | None:
+    from zvm_core.engines.native import unavailable
+    return unavailable()
+
+
+def available() -> dict[str, str | None]:
+    """Each engine -> None if this host can run it, else why not."""
+    return {'native': native_unavailable(), 'emulated': None}
+
+
+def choose(engine: str | None = None, *, fuel: bool = False) -> str:
+    """The engine a run uses: ``fuel`` says a fuel limit was asked for."""
+    name = requested(engine)
+    if name == 'emulated':
+        return name
+    if name == 'native':
+        if fuel:
+            raise EngineError('the native engine has no fuel: drop the fuel limit or use '
+                              '--engine emulated (or auto)')
+        reason = native_unavailable()
+        if reason:
+            raise EngineError(f'the native engine cannot run on this host: {reason}')
+        return name
+    return 'emulated' if fuel or native_unavailable() else 'native'

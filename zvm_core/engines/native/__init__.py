@@ -1,0 +1,37 @@
+"""The native engine: validated programs on the CPU, contained by the kernel.
+
+See ``doc/sandbox.md`` ("Engines").  :func:`unavailable` says why this host
+cannot run it (None when it can); :func:`run` runs one validated program.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import platform
+
+from zvm_core.engines.native.supervisor import run
+
+MIN_KERNEL = (5, 9)     # user notifications with CONTINUE (5.5), pidfd_open, close_range
+
+
+@functools.cache
+def unavailable() -> str | None:
+    """Why the native engine cannot run here, or None; probed once per process."""
+    if platform.system() != 'Linux' or platform.machine() != 'x86_64':
+        return f'needs Linux on x86_64, not {platform.system()} on {platform.machine()}'
+    release = platform.release()
+    try:
+        version = tuple(int(x) for x in release.split('-')[0].split('.')[:2])
+    except ValueError:
+        version = (0, 0)
+    if version < MIN_KERNEL:
+        return (f'needs Linux {MIN_KERNEL[0]}.{MIN_KERNEL[1]} or later '
+                f'(seccomp user notification, close_range); this kernel is {release}')
+    if os.environ.get('ZVM_NATIVE') == 'off':
+        return 'turned off by the operator (ZVM_NATIVE=off)'
+    from zvm_core.engines.native.probe import probe
+    return probe()
+
+
+__all__ = ['run', 'unavailable']

@@ -1,0 +1,276 @@
+/* The native engine's trusted loader: turns a fresh process into a contained guest.
+ *
+ * The supervisor (zvm_core/engines/native/supervisor.py) spawns this static,
+ * libc-free program with the run's spec on fd 3 and a unix socket on fd 4.
+ * Everything happens before any guest instruction runs, in this order:
+ *
+ *   0. where unprivileged user namespaces exist (and the spec asks), enter new
+ *      user, mount, network, IPC and UTS namespaces with an empty, read-only
+ *      root (defence in depth);
+ *   1. read the spec: the guest mappings (address, size, final protection),
+ *      the bytes to copy into them (segments, initial stack, user manifest),
+ *      the entry point and stack pointer, the limits and the seccomp filter;
+ *   2. map the guest (fixed addresses below 4 GiB, never writable and
+ *      executable), copy its bytes, give each mapping its final protection;
+ *   3. unmap everything else the kernel gave this process except this
+ *      loader's own image (its original stack, vDSO, vvar, brk area), so the
+ *      address space is the same on every run and has no clock page;
+ *   4. keep no descriptor but the socket (moved to CTL_FD, above every
+ *      descriptor number the personality hands out), reset signals;
+ *   5. resource limits (address space, no core, no files, no processes, CPU
+ *      seconds), no_new_privs, rdtsc faults (PR_SET_TSC), killed with its
+ *      parent (PR_SET_PDEATHSIG);
+ *   6. install the default-deny filter with a user-notification listener as
+ *      the last step, pass the listener to the supervisor over the socket
+ *      (sendmsg on CTL_FD is the one call the filter lets through for this),
+ *      close it (the supervisor lets that one notification continue), close
+ *      the socket, and jump to the entry point with Linux's initial state.
+ *
+ * Any failure before the filter is reported as one line on the socket and
+ * exit status 127; the supervisor turns it into a report.  The loader is
+ * linked at LOADER_BASE, far above the guest: its pages stay mapped, hold no
+ * secret, and any system call made from them passes the same filter.
+ */
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define SYS_read 0
+#define SYS_write 1
+#define SYS_close 3
+#define SYS_mmap 9
+#define SYS_mprotect 10
+#define SYS_munmap 11
+#define SYS_rt_sigaction 13
+#define SYS_rt_sigprocmask 14
+#define SYS_pread64 17
+#define SYS_dup2 33
+#define SYS_chdir 80
+#define SYS_sendmsg 46
+#define SYS_exit 60
+#define SYS_getrlimit 97
+#define SYS_getppid 110
+#define SYS_personality 135
+#define SYS_pivot_root 155
+#define SYS_prctl 157
+#define SYS_setrlimit 160
+#define SYS_mount 165
+#define SYS_umount2 166
+#define SYS_unshare 272
+#define SYS_seccomp 317
+#define SYS_close_range 436
+
+#define SPEC_FD 3
+#define SOCK_FD 4
+#define CTL_FD 1030          /* above MAX_FDS (1024) of the personality */
+#define MAGIC 0x32764e4d565a4e4eULL   /* "NNZVMNv2" */
+#define MAX_MAPS 64
+#define MAX_COPIES 64
+#define MAX_FILTER 512
+#define GUEST_TOP (1ULL << 32)
+#define USER_TOP 0x7ffffffff000ULL
+
+typedef uint64_t u64;
+
+static long sys6(long n, long a, long b, long c, long d, long e, long f) {
+    long ret;
+    register long r10 __asm__("r10") = d;
+    register long r8 __asm__("r8") = e;
+    register long r9 __asm__("r9") = f;
+    __asm__ volatile("syscall" : "=a"(ret) : "a"(n), "D"(a), "S"(b), "d"(c), "r"(r10),
+                     "r"(r8), "r"(r9) : "rcx", "r11", "memory");
+    return ret;
+}
+#define sys3(n, a, b, c) sys6(n, (long)(a), (long)(b), (long)(c), 0, 0, 0)
+
+struct header {
+    u64 magic, entry, sp, as_limit, cpu_seconds, parent, nmaps, ncopies, nfilter, namespaces;
+};
+struct map { u64 addr, size, prot; };
+struct copy { u64 dest, offset, length; };
+
+static struct header hdr;
+static struct map maps[MAX_MAPS];
+static struct copy copies[MAX_COPIES];
+static struct sock_filter filter[MAX_FILTER];
+
+extern char __executable_start[], _end[];
+
+static u64 slen(const char *s) { u64 n = 0; while (s[n]) n++; return n; }
+
+static void __attribute__((noreturn)) fail(const char *what, long err) {
+    char line[160];
+    u64 n = 0;
+    for (const char *p = "loader: "; *p; p++) line[n++] = *p;
+    for (u64 i = 0; i < slen(what) && n < 120; i++) line[n++] = what[i];
+    if (err < 0) {
+        char digits[24];
+        int d = 0;
+        u64 v = (u64)-err;
+        for (const char *p = " (errno "; *p; p++) line[n++] = *p;
+        do { digits[d++] = (char)('0' + v % 10); v /= 10; } while (v);
+        while (d) line[n++] = digits[--d];
+        line[n++] = ')';
+    }
+    line[n++] = '\n';
+    if (sys3(SYS_write, CTL_FD, line, n) < 0)      /* before the dup2: still SOCK_FD */
+        sys3(SYS_write, SOCK_FD, line, n);
+    sys3(SYS_exit, 127, 0, 0);
+    __builtin_unreachable();
+}
+
+static void check(long ret, const char *what) { if (ret < 0) fail(what, ret); }
+
+static void pread_all(void *dest, u64 length, u64 offset, const char *what) {
+    char *p = dest;
+    while (length) {
+        long n = sys6(SYS_pread64, SPEC_FD, (long)p, (long)length, (long)offset, 0, 0);
+        if (n <= 0) fail(what, n < 0 ? n : -5);
+        p += n; length -= (u64)n; offset += (u64)n;
+    }
+}
+
+struct rlim { u64 cur, max; };
+static void limit(int resource, u64 cur, u64 max, const char *what) {
+    struct rlim r = {cur, max};
+    check(sys3(SYS_setrlimit, resource, &r, 0), what);
+}
+
+/* Linux's initial state for a static program: registers zero, rsp at argc,
+ * the FPU as after fninit (FCW 0x037F), MXCSR 0x1F80, direction flag clear. */
+static void __attribute__((noreturn)) enter(u64 entry, u64 sp) {
+    static const uint32_t mxcsr = 0x1F80;
+    __asm__ volatile(
+        "fninit\n\tldmxcsr %2\n\tcld\n\t"
+        "mov %0, %%rsp\n\tpush %1\n\t"
+        "xor %%eax, %%eax\n\txor %%ebx, %%ebx\n\txor %%ecx, %%ecx\n\txor %%edx, %%edx\n\t"
+        "xor %%esi, %%esi\n\txor %%edi, %%edi\n\txor %%ebp, %%ebp\n\t"
+        "xor %%r8d, %%r8d\n\txor %%r9d, %%r9d\n\txor %%r10d, %%r10d\n\txor %%r11d, %%r11d\n\t"
+        "xor %%r12d, %%r12d\n\txor %%r13d, %%r13d\n\txor %%r14d, %%r14d\n\t"
+        "xor %%r15d, %%r15d\n\t"
+        "pxor %%xmm0, %%xmm0\n\tpxor %%xmm1, %%xmm1\n\tpxor %%xmm2, %%xmm2\n\t"
+        "pxor %%xmm3, %%xmm3\n\tpxor %%xmm4, %%xmm4\n\tpxor %%xmm5, %%xmm5\n\t"
+        "pxor %%xmm6, %%xmm6\n\tpxor %%xmm7, %%xmm7\n\tpxor %%xmm8, %%xmm8\n\t"
+        "pxor %%xmm9, %%xmm9\n\tpxor %%xmm10, %%xmm10\n\tpxor %%xmm11, %%xmm11\n\t"
+        "pxor %%xmm12, %%xmm12\n\tpxor %%xmm13, %%xmm13\n\tpxor %%xmm14, %%xmm14\n\t"
+        "pxor %%xmm15, %%xmm15\n\t"
+        "ret\n\t"       /* pops the entry point: rsp is the initial stack pointer again */
+        : : "r"(sp), "r"(entry), "m"(mxcsr) : "memory");
+    __builtin_unreachable();
+}
+
+/* Defence in depth where unprivileged user namespaces exist: no network, an
+ * empty mount namespace (a tmpfs root, the old one detached), private IPC and
+ * host name.  Containment does not depend on it: nothing reaches the kernel
+ * but what the filter lets through.  Returns whether it was done. */
+static int isolate(void) {
+    if (sys3(SYS_unshare, 0x10000000 | 0x00020000 | 0x40000000 | 0x08000000 | 0x04000000, 0,
+             0) < 0)              /* NEWUSER | NEWNS | NEWNET | NEWIPC | NEWUTS */
+        return 0;
+    check(sys6(SYS_mount, 0, (long)"/", 0, 0x4000 | 0x40000, 0, 0), "mount private");
+    check(sys6(SYS_mount, (long)"zvm", (long)"/", (long)"tmpfs", 0x1 | 0x2 | 0x8 | 0x4,
+               (long)"size=4k,nr_inodes=1,mode=0111", 0), "mount tmpfs");   /* RDONLY NOSUID NODEV NOEXEC */
+    check(sys3(SYS_chdir, "/..", 0, 0), "chdir");     /* "..": onto the mount over "/" */
+    check(sys3(SYS_pivot_root, ".", ".", 0), "pivot_root");
+    check(sys3(SYS_umount2, ".", 2, 0), "umount2");       /* MNT_DETACH */
+    check(sys3(SYS_chdir, "/", 0, 0), "chdir");
+    return 1;
+}
+
+void __attribute__((noreturn, used)) loader_main(void) {
+    pread_all(&hdr, sizeof hdr, 0, "cannot read the spec");
+    int isolated = hdr.namespaces && isolate();
+    if (hdr.magic != MAGIC || hdr.nmaps > MAX_MAPS || hdr.ncopies > MAX_COPIES ||
+            hdr.nfilter == 0 || hdr.nfilter > MAX_FILTER)
+        fail("bad spec", 0);
+    u64 off = sizeof hdr;
+    pread_all(maps, hdr.nmaps * sizeof maps[0], off, "cannot read the maps");
+    off += hdr.nmaps * sizeof maps[0];
+    pread_all(copies, hdr.ncopies * sizeof copies[0], off, "cannot read the copies");
+    off += hdr.ncopies * sizeof copies[0];
+    pread_all(filter, hdr.nfilter * sizeof filter[0], off, "cannot read the filter");
+
+    /* 2. the guest's mappings */
+    for (u64 i = 0; i < hdr.nmaps; i++) {
+        struct map *m = &maps[i];
+        if ((m->prot & 2) && (m->prot & 4)) fail("a mapping both writable and executable", 0);
+        if (m->addr + m->size > GUEST_TOP || m->addr + m->size < m->addr)
+            fail("a mapping outside the guest's 4 GiB", 0);
+        long a = sys6(SYS_mmap, (long)m->addr, (long)m->size, 3,
+                      0x02 | 0x20 | 0x100000 | 0x4000, -1, 0);   /* PRIVATE ANON NOREPLACE NORESERVE */
+        if (a != (long)m->addr) fail("cannot map guest memory", a < 0 ? a : -17);
+    }
+    for (u64 i = 0; i < hdr.ncopies; i++)
+        pread_all((void *)copies[i].dest, copies[i].length, copies[i].offset,
+                  "cannot copy the guest's bytes");
+    for (u64 i = 0; i < hdr.nmaps; i++)
+        check(sys3(SYS_mprotect, maps[i].addr, maps[i].size, maps[i].prot), "mprotect");
+
+    /* 3. nothing else: the kernel's stack (we run on .bss), vDSO, vvar, brk */
+    u64 lo = (u64)__executable_start & ~0xFFFULL, hi = ((u64)_end + 0xFFF) & ~0xFFFULL;
+    check(sys3(SYS_munmap, GUEST_TOP, lo - GUEST_TOP, 0), "munmap below the loader");
+    check(sys3(SYS_munmap, hi, USER_TOP - hi, 0), "munmap above the loader");
+    if (sys3(SYS_personality, 0xffffffff, 0, 0) & 0x0400000)   /* READ_IMPLIES_EXEC */
+        fail("personality READ_IMPLIES_EXEC is set", 0);
+
+    /* 4. descriptors and signals */
+    limit(7, CTL_FD + 1, CTL_FD + 1, "setrlimit NOFILE");
+    check(sys3(SYS_dup2, SOCK_FD, CTL_FD, 0), "dup2 of the control socket");
+    long r = sys3(SYS_close_range, 0, CTL_FD - 1, 0);
+    if (r == -38) { for (int fd = 0; fd < CTL_FD; fd++) sys3(SYS_close, fd, 0, 0); }
+    else check(r, "close_range");
+    check(sys3(SYS_close_range, CTL_FD + 1, ~0U, 0), "close_range");
+    u64 none = 0;
+    check(sys6(SYS_rt_sigprocmask, 2, (long)&none, 0, 8, 0, 0), "rt_sigprocmask");
+    u64 dfl[4] = {0, 0, 0, 0};
+    for (int sig = 1; sig <= 64; sig++)
+        if (sig != 9 && sig != 19) sys6(SYS_rt_sigaction, sig, (long)dfl, 0, 8, 0, 0);
+
+    /* 5. limits and process attributes */
+    struct rlim as;         /* lower only: a worker's own limit may be below ours */
+    check(sys3(SYS_getrlimit, 9, &as, 0), "getrlimit AS");
+    u64 cap = hdr.as_limit < as.max ? hdr.as_limit : as.max;
+    limit(9, cap, cap, "setrlimit AS");
+    limit(4, 0, 0, "setrlimit CORE");
+    limit(1, 0, 0, "setrlimit FSIZE");
+    limit(6, 0, 0, "setrlimit NPROC");
+    limit(8, 0, 0, "setrlimit MEMLOCK");
+    limit(12, 0, 0, "setrlimit MSGQUEUE");
+    if (hdr.cpu_seconds) limit(0, hdr.cpu_seconds, hdr.cpu_seconds + 1, "setrlimit CPU");
+    check(sys6(SYS_prctl, 38, 1, 0, 0, 0, 0), "PR_SET_NO_NEW_PRIVS");
+    check(sys6(SYS_prctl, 26, 2, 0, 0, 0, 0), "PR_SET_TSC");        /* PR_TSC_SIGSEGV */
+    check(sys6(SYS_prctl, 1, 9, 0, 0, 0, 0), "PR_SET_PDEATHSIG");
+    if ((u64)sys3(SYS_getppid, 0, 0, 0) != hdr.parent) fail("the supervisor is gone", 0);
+    /* RLIMIT_NOFILE stays CTL_FD + 1: it also bounds the descriptors its user may have
+     * in flight over unix sockets (sendmsg below), and no call of the guest can make a
+     * descriptor anyway (they are all answered by the supervisor) */
+
+    /* 6. the filter, last */
+    struct sock_fprog prog = {(unsigned short)hdr.nfilter, filter};
+    long listener = sys3(SYS_seccomp, SECCOMP_SET_MODE_FILTER,
+                         SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog);
+    check(listener, "seccomp");
+    union { char buf[24]; u64 align; } cmsg = {{0}};
+    struct { u64 len; int level, type; int fd; } *c = (void *)cmsg.buf;
+    c->len = 20; c->level = 1; c->type = 1; c->fd = (int)listener;    /* SOL_SOCKET SCM_RIGHTS */
+    char byte = isolated ? 'N' : 'L';      /* N: in its own namespaces */
+    struct { void *base; u64 len; } iov = {&byte, 1};
+    struct { void *name; int namelen; void *iov; u64 iovlen; void *control; u64 controllen;
+             int flags; } msg = {0, 0, &iov, 1, cmsg.buf, 24, 0};
+    long sent;
+    for (int tries = 0; (sent = sys3(SYS_sendmsg, CTL_FD, &msg, 0)) == -109 && tries < 100000;
+         tries++) {}              /* ETOOMANYREFS: its user's descriptors in flight, for now */
+    if (sent != 1) sys3(SYS_exit, 126, 0, 0);
+    sys3(SYS_close, listener, 0, 0);     /* the supervisor lets this one continue */
+    sys3(SYS_close, CTL_FD, 0, 0);       /* the filter allows close of CTL_FD only */
+    enter(hdr.entry, hdr.sp);
+}
+
+char loader_stack[1 << 16] __attribute__((aligned(16)));
+
+__asm__(".globl _start\n_start:\n\t"
+        "lea loader_stack+65536(%rip), %rsp\n\t"
+        "xor %ebp, %ebp\n\t"
+        "call loader_main\n\t"
+        "hlt\n");

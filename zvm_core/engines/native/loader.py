@@ -1,0 +1,77 @@
+"""Building the trusted loader and the spec it reads.
+
+The loader (``loader.c``) is compiled once per host with ``gcc`` into a
+content-addressed cache (:func:`zvm_core.toolchain.build_static`), static,
+without libc, linked at :data:`LOADER_BASE`.  Whoever can write the cache
+directory can replace it: it must be private to the sandbox's user, like the
+verdict cache.
+
+The spec is one sealed-free memfd the loader reads with ``pread``: a header,
+the mappings, the copies (guest address, offset in the spec, length), the
+seccomp filter, then the bytes the copies take.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from zvm_core.toolchain import build_static
+
+LOADER_BASE = 0x7E0000000000        # far above the guest's 4 GiB
+MAGIC = 0x32764E4D565A4E4E          # loader.c: MAGIC
+SOURCE = Path(__file__).with_name('loader.c')
+FLAGS = ('-O2', '-nostdlib', '-fno-pie', '-no-pie', '-fno-stack-protector', '-ffreestanding',
+         '-fno-asynchronous-unwind-tables', '-fcf-protection=none', '-mcmodel=large',
+         f'-Wl,-Ttext-segment={LOADER_BASE:#x}', '-Wl,-z,noexecstack', '-Wl,--build-id=none')
+_HEADER = struct.Struct('<10Q')
+_TRIPLE = struct.Struct('<3Q')
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get('ZVM_NATIVE_CACHE') or Path.home() / '.cache' / 'zvm' / 'native')
+
+
+@functools.cache
+def loader_path() -> Path:
+    """The built loader (BuildError if gcc is missing or the build fails)."""
+    return build_static(SOURCE, cache_dir(), cc='gcc', flags=FLAGS)
+
+
+@dataclass
+class Spec:
+    """What the loader maps, copies and installs, and where the guest starts."""
+
+    entry: int
+    sp: int = 0
+    as_limit: int = 0
+    cpu_seconds: int = 0
+    maps: list[tuple[int, int, int]] = field(default_factory=list)       # addr, size, prot
+    copies: list[tuple[int, bytes]] = field(default_factory=list)        # addr, data
+    filter: bytes = b''
+    namespaces: bool = True     # own user/mount/net/IPC/UTS namespaces where the host allows
+
+    def memfd(self, parent: int) -> int:
+        """The spec in a new memfd (close-on-exec; the spawn puts it on fd 3)."""
+        head = _HEADER.size + _TRIPLE.size * (len(self.maps) + len(self.copies))
+        data_at = head + len(self.filter)
+        table, blobs = [], []
+        for addr, data in self.copies:
+            table.append(_TRIPLE.pack(addr, data_at, len(data)))
+            blobs.append(data)
+            data_at += len(data)
+        parts = [_HEADER.pack(MAGIC, self.entry, self.sp, self.as_limit, self.cpu_seconds,
+                              parent, len(self.maps), len(self.copies), len(self.filter) // 8,
+                              int(self.namespaces)),
+                 *(_TRIPLE.pack(*m) for m in self.maps), *table, self.filter, *blobs]
+        fd = os.memfd_create('zvm-native-spec', os.MFD_CLOEXEC)
+        try:
+            with os.fdopen(os.dup(fd), 'wb', closefd=True) as f:
+                f.writelines(parts)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd

@@ -1,0 +1,177 @@
+"""Guest memory of a native guest, read and written with process_vm_readv/writev.
+
+:class:`ProcessMemory` is the native side of the guest-memory interface the
+personality uses (``zvm_core.syscalls``; the emulator's side is
+:class:`zvm_core.memory.AddressSpace`): ``read``, ``write``, ``view``,
+``read_cstring``, ``region_at``, ``protection``, ``protect`` and ``zero``.
+It keeps the same layout and protection table as the emulator, so a bad
+pointer is ``EFAULT`` under both engines for the same reasons.
+
+A view cannot be a window on another process's memory: a readable view is a
+copy, a writable one is a staging buffer that :meth:`flush` copies into the
+guest once the call is answered -- the bytes the call produced (its result,
+in view order), or for a fresh mapping every non-zero page.  The guest is
+one thread stopped in the call while the supervisor reads and writes, and
+it is not reaped before the supervisor is done, so its pid cannot name
+another process meanwhile.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+from dataclasses import dataclass
+
+from zvm_core.memory import PAGE, PROT_R, PROT_W, GuestFault, page_down
+
+_libc = ctypes.CDLL(None, use_errno=True)
+for _name in ('process_vm_readv', 'process_vm_writev'):
+    _fn = getattr(_libc, _name)
+    _fn.restype = ctypes.c_ssize_t
+    _fn.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_ulong, ctypes.c_void_p,
+                    ctypes.c_ulong, ctypes.c_ulong]
+
+
+class _IOVec(ctypes.Structure):
+    _fields_ = [('base', ctypes.c_void_p), ('len', ctypes.c_size_t)]
+
+
+CHUNK = 1 << 20
+
+
+@dataclass
+class Region:
+    start: int
+    end: int
+    prot: int
+
+
+class ProcessMemory:
+    """The guest process's memory, as laid out by the loader."""
+
+    def __init__(self, pid: int, regions: list[Region]) -> None:
+        self.pid = pid
+        self.regions = sorted(regions, key=lambda r: r.start)
+        self._prot: dict[int, int] = {}
+        self._staged: list[tuple[int, bytearray]] = []
+
+    # -- protection table (the emulator's rules) ---------------------------------
+
+    def region_at(self, addr: int) -> Region | None:
+        for r in self.regions:
+            if r.start <= addr < r.end:
+                return r
+        return None
+
+    def protection(self, addr: int) -> int:
+        region = self.region_at(addr)
+        return 0 if region is None else self._prot.get(page_down(addr), region.prot)
+
+    def _check(self, addr: int, size: int, need: int) -> None:
+        region = self.region_at(addr)
+        if region is None or size < 0 or addr + size > region.end:
+            raise GuestFault(addr)
+        for page in range(page_down(addr), addr + size, PAGE):
+            if self._prot.get(page, region.prot) & need != need:
+                raise GuestFault(addr)
+
+    def protect(self, start: int, end: int, prot: int) -> None:
+        """Record what mprotect changes; the kernel applies it (the call continues)."""
+        region = self.region_at(start)
+        for page in range(start, end, PAGE):
+            if prot == region.prot:
+                self._prot.pop(page, None)
+            else:
+                self._prot[page] = prot
+
+    # -- transfers -----------------------------------------------------------------
+
+    def _transfer(self, fn, addr: int, buf, size: int) -> int:
+        if size == 0:
+            return 0
+        c_buf = (ctypes.c_char * size).from_buffer(buf)
+        local = _IOVec(ctypes.addressof(c_buf), size)
+        remote = _IOVec(addr, size)
+        n = fn(self.pid, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0)
+        del c_buf
+        if n < 0:
+            err = ctypes.get_errno()
+            if err == errno.EFAULT:
+                raise GuestFault(addr)
+            raise OSError(err, os.strerror(err))
+        return n
+
+    def _readv(self, addr: int, size: int) -> bytearray:
+        buf = bytearray(size)
+        if self._transfer(_libc.process_vm_readv, addr, buf, size) != size:
+            raise GuestFault(addr)
+        return buf
+
+    def _writev(self, addr: int, data) -> None:
+        buf = data if isinstance(data, bytearray) else bytearray(data)
+        if self._transfer(_libc.process_vm_writev, addr, buf, len(buf)) != len(buf):
+            raise GuestFault(addr)
+
+    def read(self, addr: int, size: int) -> bytes:
+        self._check(addr, size, PROT_R)
+        return bytes(self._readv(addr, size))
+
+    def write(self, addr: int, data: bytes) -> None:
+        self._check(addr, len(data), PROT_W)
+        self._writev(addr, data)
+
+    def view(self, addr: int, size: int, need: int) -> memoryview:
+        if size == 0:
+            return memoryview(b'')
+        self._check(addr, size, need)
+        if need & PROT_W:
+            buf = bytearray(size)           # zero pages until the call fills them
+            self._staged.append((addr, buf))
+            return memoryview(buf)
+        return memoryview(self._readv(addr, size))
+
+    def read_cstring(self, addr: int, limit: int = 4096) -> bytes:
+        out = b''
+        while len(out) < limit:
+            if not self.protection(addr) & PROT_R:
+                raise GuestFault(addr)
+            n = min(PAGE - addr % PAGE, limit - len(out))
+            chunk = bytes(self._readv(addr, n))
+            end = chunk.find(b'\0')
+            if end >= 0:
+                return out + chunk[:end]
+            out += chunk
+            addr += n
+        raise GuestFault(addr)
+
+    def flush(self, produced: int | None) -> None:
+        """Copy the staged views into the guest: ``produced`` bytes across them in
+        order, or (None) every non-zero page of each (a fresh mapping's contents)."""
+        staged, self._staged = self._staged, []
+        if produced is not None and produced <= 0:
+            return
+        for addr, buf in staged:
+            if produced is None:
+                for off in range(0, len(buf), CHUNK):
+                    piece = buf[off:off + CHUNK]
+                    if piece.count(0) != len(piece):
+                        self._writev(addr + off, piece)
+                continue
+            n = min(produced, len(buf))
+            self._writev(addr, buf if n == len(buf) else buf[:n])
+            produced -= n
+            if not produced:
+                break
+
+    def discard(self) -> None:
+        self._staged = []
+
+    def zero(self, start: int, end: int) -> None:
+        """Make [start, end) read as zeros, writing only chunks that are not
+        already zero (untouched pages stay untouched)."""
+        for addr in range(start, end, CHUNK):
+            n = min(CHUNK, end - addr)
+            data = self._readv(addr, n)
+            if data.count(0) != n:
+                self._writev(addr, bytearray(n))
