@@ -12,13 +12,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from swiftclient import Connection
+from test_disconnect import POOL, until
 
-from zerocloud.devcluster import DevCluster
+from zerocloud.devcluster import USERS, DevCluster
 
 REPO = Path(__file__).resolve().parents[2]
 ZC = [sys.executable, '-m', 'zerocloud.client.cli']
@@ -87,6 +88,12 @@ def test_run_a_job_file_prints_outputs_and_a_row_per_node(zc, conn: Connection, 
     assert (obj, status, code, out) == (f'{data}/n3.txt', 'ok', '0', '24')
     assert server.startswith('127.0.0.1:') and int(fuel.replace(',', '')) > 0
     assert proc.stderr.splitlines()[-1].startswith('3 nodes: 3 ok, 0 failed in ')
+    # each node's output to a file of its own (X-Nexe-Body-Bytes)
+    proc = zc('run', 'job.json', '--split', 'parts', '-q')
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, '', '')
+    assert {p.name: p.read_text().split() for p in (tmp_path / 'parts').iterdir()} == {
+        'wc-1': ['100', '100', '292'], 'wc-2': ['200', '200', '692'],
+        'wc-3': ['300', '300', '1092']}
 
 
 def test_a_script_over_a_wildcard_with_outputs_to_objects(zc, conn: Connection, data: str,
@@ -105,12 +112,34 @@ def test_a_script_over_a_wildcard_with_outputs_to_objects(zc, conn: Connection, 
 
 
 def test_a_failing_node_fails_the_command_and_says_why(zc, conn: Connection, data: str,
-                                                       guest) -> None:
+                                                       guest, tmp_path: Path) -> None:
     proc = zc('run', str(guest('exitcode')), '--name', 'exitcode', '--args', '3', '--on', f'swift://~/{data}/n1.txt')
     assert proc.returncode == 1
     assert rows(proc.stderr)['exitcode'][4] == '3'
     assert 'exitcode: exit 3' in proc.stderr
     assert '0 ok, 1 failed' in proc.stderr
+    # a node's stderr comes back with its failure, under the table and in the report
+    (tmp_path / 'fail.py').write_text(
+        'import sys\nprint("read 0 numbers", file=sys.stderr)\nsys.exit("no numbers here")\n')
+    proc = zc('run', '--script', 'fail.py', '--on', f'swift://~/{data}/n1.txt')
+    assert proc.returncode == 1 and proc.stdout == ''
+    assert 'fail: exit 1: no numbers here\n  | read 0 numbers\n  | no numbers here\n' \
+        in proc.stderr
+    assert proc.stderr.splitlines()[-1].startswith('1 node: 0 ok, 1 failed in ')
+    assert proc.stderr.splitlines()[-1].endswith('; HTTP 422')
+    proc = zc('run', '--json', '--script', 'fail.py', '--on', f'swift://~/{data}/n1.txt')
+    node, = json.loads(proc.stdout)['nodes']
+    assert (proc.returncode, node['failed'], node['stderr']) == \
+        (1, True, 'read 0 numbers\nno numbers here\n')
+    # an exit code the job accepts (exec.ok_exit) is success
+    conn.put_object(data, 'exitcode', guest('exitcode').read_bytes())
+    (tmp_path / 'ok3.json').write_text(json.dumps([{
+        'name': 'exitcode',
+        'exec': {'path': f'swift://~/{data}/exitcode', 'args': '3', 'ok_exit': [0, 3]},
+        'devices': [{'name': 'stdout'}]}]))
+    proc = zc('run', 'ok3.json')
+    assert (proc.returncode, proc.stdout) == (0, 'exiting with 3 via exit\n'), proc.stderr
+    assert rows(proc.stderr)['exitcode'][4] == '3' and '1 ok, 0 failed' in proc.stderr
     proc = zc('run', str(guest('crash')), '--name', 'crash', '--args', 'null', '-q')
     assert proc.returncode == 1
     assert rows(proc.stderr)['crash'][3] == 'fault'
@@ -140,7 +169,7 @@ def test_the_servers_whole_error_body_is_shown(zc, data: str, tmp_path: Path) ->
     assert proc.returncode == 2 and 'no credentials: set ST_AUTH' in proc.stderr
 
 
-def test_submit_then_status_wait_and_result(zc, data: str, guest) -> None:
+def test_submit_then_status_wait_and_result(zc, data: str, guest, tmp_path: Path) -> None:
     proc = zc('submit', str(wc(guest)), '--name', 'wc', '--on', f'swift://~/{data}/n*.txt')
     assert proc.returncode == 0, proc.stderr
     job_id = proc.stdout.strip()
@@ -151,8 +180,18 @@ def test_submit_then_status_wait_and_result(zc, data: str, guest) -> None:
     assert sorted(rows(waited.stderr)) == ['wc-1', 'wc-2', 'wc-3']
     status = zc('status', job_id)
     assert status.returncode == 0 and 'done: 3 nodes: 3 ok, 0 failed' in status.stderr
+    split = zc('result', job_id, '--split', 'parts', '-q')
+    assert (split.returncode, split.stdout) == (0, ''), split.stderr
+    assert (tmp_path / 'parts' / 'wc-3').read_text().split() == ['300', '300', '1092']
     result = zc('result', job_id, '--json')
     assert [n['status'] for n in json.loads(result.stdout)['nodes']] == ['ok'] * 3
+    # outputs to objects: the result is the JSON report, which names each node's object
+    proc = zc('submit', str(wc(guest)), '--name', 'wc', '--on', f'swift://~/{data}/n*.txt',
+              '--out', f'swift://~/{data}/*.wc')
+    waited = zc('wait', proc.stdout.strip(), '--timeout', '60')
+    assert waited.returncode == 0, waited.stderr
+    assert {n: r[1] for n, r in rows(waited.stderr).items()} == {
+        f'wc-{i}': f'{data}/n{i}.txt' for i in (1, 2, 3)}
     unknown = zc('result', 'job-0000')
     assert unknown.returncode == 3 and 'no result yet' in unknown.stderr
 
@@ -279,11 +318,46 @@ def test_progress_on_a_terminal(swift_cluster: DevCluster, tmp_path: Path) -> No
     assert (code, shown, out) == (0, b'', f'{sum(range(1000))}\n')
 
 
-def test_ctrl_c_cancels_the_job(swift_cluster: DevCluster, tmp_path: Path) -> None:
-    (tmp_path / 'spin.py').write_text(SPIN)
-    code, shown, out = on_terminal(['run', '--script', 'spin.py', '--args', '500000'],
-                                   user_env(swift_cluster), tmp_path, b'elapsed',
-                                   lambda proc: proc.send_signal(signal.SIGINT))
+@pytest.fixture(scope='module')
+def one_worker(tmp_path_factory: pytest.TempPathFactory, guest) -> Iterator[DevCluster]:
+    """A cluster of one object server that runs one node at a time and queues none (as
+    test_disconnect's): while a node holds the worker, any other job is refused (503)."""
+    cluster = DevCluster(tmp_path_factory.mktemp('zc-one-worker'), replicas=1,
+                         object_servers=1, sysimages={}, extra_conf={'object': POOL})
+    try:
+        cluster.start()
+        conn = Connection(authurl=cluster.auth_url, user=cluster.user,
+                          key=USERS[cluster.user][0], retries=0)
+        conn.put_container('bin')
+        conn.put_object('bin', 'spin', guest('spin').read_bytes())
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def test_ctrl_c_stops_the_job_and_frees_its_worker(one_worker: DevCluster,
+                                                   tmp_path: Path) -> None:
+    env = user_env(one_worker)
+
+    def quick() -> subprocess.CompletedProcess:
+        return subprocess.run([*ZC, 'run', 'swift://~/bin/spin', '--args', '1', '-q'],
+                              env=env, cwd=tmp_path, capture_output=True, text=True,
+                              timeout=TIMEOUT, check=False)
+
+    def interrupt_once_spinning(proc: subprocess.Popen) -> None:
+        # the spinning node holds the worker once a quick job is refused
+        if until(lambda: proc.poll() is not None or quick().returncode != 0) and \
+                proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+    for _ in range(5):          # a quick job may take the worker first: zc then fails (503)
+        code, shown, out = on_terminal(['run', 'swift://~/bin/spin'], env, tmp_path,
+                                       b'elapsed', interrupt_once_spinning)
+        if code != 1:
+            break
     assert code == 130, shown
     assert b'zc: cancelled' in shown
     assert out == ''                # it did not wait for the job's answer
+    # the worker is free again: a job runs (it would be refused for the 120 s the
+    # spinning node may run if the server had not stopped it)
+    ran = until(lambda: (p := quick()).returncode == 0 and p)
+    assert ran and ran.stdout == 'spun 1\n'

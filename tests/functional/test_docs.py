@@ -43,6 +43,9 @@ RUN = {'sh': '', 'python': "python3 - <<'ZC_DOC_EOF'"}
 REFUSED = ('bash', 'shell', 'console', 'zsh')
 END = 'ZC_DOC_EOF'
 FAILED = '@@doc step failed@@'
+ENTRY_POINTS = ('zerocloud-devcluster', 'zvm', 'zc')     # the package's commands
+INSTALLED = (' (the package installs it: scripts/setup.sh runs pip install -e .; '
+             'or put the bin directory of that Python on PATH)')
 PRELUDE = (f"set -eE -o pipefail; trap 'echo \"{FAILED} $LINENO: $BASH_COMMAND\" >&2' ERR")
 
 
@@ -110,8 +113,9 @@ def home(tmp_path_factory: pytest.TempPathFactory, sysimages) -> Iterator[Path]:
 @pytest.mark.parametrize('doc, section', DOCS, ids=[doc for doc, _ in DOCS])
 def test_the_docs_commands_work_as_written(doc: str, section: str | None, home: Path,
                                            tmp_path: Path) -> None:
-    for tool in ('zerocloud-devcluster', 'zvm', 'swift', 'curl', 'musl-gcc'):
-        assert shutil.which(tool), f'{tool} is not on PATH: the docs need it'
+    for tool in ('zerocloud-devcluster', 'zvm', 'zc', 'swift', 'curl', 'musl-gcc'):
+        assert shutil.which(tool), f'{tool} is not on PATH: the docs need it' + (
+            INSTALLED if tool in ENTRY_POINTS else '')
     work = tmp_path / 'work'
     if doc.startswith('examples/'):
         shutil.copytree(REPO / doc.rsplit('/', 1)[0], work)

@@ -150,6 +150,32 @@ def test_nodes_from_headers_fail_on_a_bad_status_or_a_non_zero_exit() -> None:
     assert result.seconds == 0.5 and not result.truncated
 
 
+def test_a_node_fails_when_the_server_says_so_an_exit_code_the_job_accepts_is_ok() -> None:
+    accepted = {'X-Nexe-System': 'grep-1,grep-2', 'X-Nexe-Status': 'ok,ok',
+                'X-Nexe-Retcode': '1,0'}
+    result = report.parse(200, accepted, b'')
+    assert not result.failed and not any(n.failed for n in result.nodes)
+    refused = dict(accepted, **{'X-Nexe-Error': 'grep-1: exit 1: no match'})
+    result = report.parse(422, refused, b'grep-1: exit 1: no match\n')
+    assert [n.failed for n in result.nodes] == [True, False]
+    body = json.dumps({'status': 200, 'nodes': [
+        {'name': 'grep', 'status': 'ok', 'retcode': 1, 'failed': False}]}).encode()
+    result = report.parse(200, {'Content-Type': 'application/json'}, body)
+    assert not result.failed
+    first = report.parse(200, accepted, b'').to_json()['nodes'][0]     # as the server's
+    assert first['failed'] is False and 'verdict' not in first
+
+
+def test_each_nodes_part_of_the_body_by_body_bytes() -> None:
+    headers = {'X-Nexe-System': 'a,b,c', 'X-Nexe-Status': 'ok,ok,ok',
+               'X-Nexe-Retcode': '0,0,0', 'X-Nexe-Body-Bytes': '3,0,4'}
+    assert report.parse(200, headers, b'onefour').parts() == \
+        [('a', b'one'), ('b', b''), ('c', b'four')]
+    assert report.parse(200, headers, b'onefive!').parts() is None     # does not add up
+    del headers['X-Nexe-Body-Bytes']
+    assert report.parse(200, headers, b'onefour').parts() is None      # not said
+
+
 def test_truncated_headers_are_noticed() -> None:
     headers = dict(HEADERS, **{'X-Nexe-System': 'wc-1,wc-2,...', 'X-Nexe-Truncated': 'true'})
     result = report.parse(200, headers, b'')
@@ -160,6 +186,14 @@ def test_the_failure_body_gives_the_reason_when_headers_do_not() -> None:
     headers = {k: v for k, v in HEADERS.items() if k != 'X-Nexe-Error'}
     result = report.parse(422, headers, b'wc-3: fault: SIGSEGV at 0x0\n')
     assert result.nodes[2].error == 'fault: SIGSEGV at 0x0'
+
+
+def test_the_failure_bodys_whole_line_wins_over_the_headers_comma_list() -> None:
+    headers = {'X-Nexe-System': 'py', 'X-Nexe-Status': 'ok', 'X-Nexe-Retcode': '1',
+               'X-Nexe-Error': 'py: exit 1: KeyError: (1, 2)'}
+    result = report.parse(422, headers, b'py: exit 1: KeyError: (1, 2)\n')
+    assert result.nodes[0].error == 'exit 1: KeyError: (1, 2)'
+    assert report.parse(422, headers, b'').nodes[0].error == 'exit 1: KeyError: (1'
 
 
 def test_stderr_sections_of_a_failure_body_go_to_their_node() -> None:
@@ -174,21 +208,20 @@ def test_stderr_sections_of_a_failure_body_go_to_their_node() -> None:
     assert 'wc-2: exit 1: ValueError: bad\n  | Traceback\n  | ValueError: bad\n' in text
 
 
-def test_the_json_report_is_read_loosely_with_object_and_stderr_when_given() -> None:
+def test_the_json_report_gives_each_nodes_object_and_stderr() -> None:
     body = json.dumps({'status': 422, 'seconds': 1.5, 'nodes': [
         {'name': 'a-1', 'status': 'ok', 'retcode': 2, 'host': 'h:1/d', 'seconds': 0.25,
          'object': 'swift://AUTH_t/c/o1', 'stderr': 'Traceback\nZeroDivisionError\n',
          'accounting': {'fuel': 7, 'channels': {'/dev/stdin': {'read_bytes': 5},
                                                 '/dev/stdout': {'write_bytes': 3}}}},
-        {'name': 'a-2', 'status': 'ok', 'retcode': 0, 'stderr': {'text': 'warn'},
-         'object': {'account': 'AUTH_t', 'container': 'c', 'object': 'o2'}}]})
+        {'name': 'a-2', 'status': 'ok', 'retcode': 0, 'stderr': 'warn', 'object': None}]})
     result = report.parse(422, {'Content-Type': 'application/json'}, body.encode())
     first, second = result.nodes
     assert (first.object, first.fuel, first.bytes_in, first.bytes_out, first.retcode) == \
         ('swift://AUTH_t/c/o1', 7, 5, 3, 2)
     assert first.stderr.endswith('ZeroDivisionError\n') and first.failed
     assert second.stderr == 'warn' and not second.failed
-    assert second.object == 'AUTH_t/c/o2'
+    assert second.object == ''
     assert result.to_json() == json.loads(body) and result.seconds == 1.5
 
 

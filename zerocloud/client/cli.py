@@ -3,8 +3,9 @@
     zc [swift auth options] COMMAND ...
     zc run JOB.json|APP.zapp [--json] [-q]   (a zapp also takes --on and --out)
     zc run PROGRAM|--script FILE [--on URL] [--out URL] [--args ARGS] [--as stdin|input]
+    zc run ... --split DIR                 each node's output to DIR/<node>
     zc submit ...same as run...            prints the job id (deferred)
-    zc status ID | wait ID | result ID
+    zc status ID | wait ID [--split DIR] | result ID [--split DIR]
     zc new APP | bundle [DIR] | deploy APP.zapp [--to URL] [--content-type TYPE]
     zc open URL [--param K=V] [--source URL]
     zc validate PROGRAM
@@ -41,6 +42,12 @@ REPORT_HEADER = 'X-Zerovm-Report'
 DEFERRED_HEADER = 'X-Zerovm-Deferred'
 RESULTS = '.zvm'
 POLL_START, POLL_MAX = 0.2, 2.0
+CANCELLED = {                   # what Ctrl-C did, by command
+    'run': ': the connection is closed, so the server stops the job',
+    'open': ': the connection is closed, so the server stops the job',
+    'submit': ': a deferred job goes on once started',
+    'wait': ': stopped waiting; the deferred job goes on',
+}
 
 
 class Usage(Exception):
@@ -83,14 +90,17 @@ def build_parser() -> argparse.ArgumentParser:
     quiet = argparse.ArgumentParser(add_help=False)
     quiet.add_argument('--quiet', '-q', dest='quiet_cmd', action='store_true',
                        help='no progress and no table unless something failed')
-    p = sub.add_parser('run', parents=[quiet], help='run a job and show every node')
+    split = argparse.ArgumentParser(add_help=False)
+    split.add_argument('--split', metavar='DIR', type=Path,
+                       help="write each node's output to DIR/<node> instead of stdout")
+    p = sub.add_parser('run', parents=[quiet, split], help='run a job and show every node')
     _job_options(p)
     p = sub.add_parser('submit', help='start a job deferred; print its id')
     _job_options(p)
     for name, text in (('status', 'is a deferred job done?'),
                        ('wait', 'wait for a deferred job, then show its result'),
                        ('result', "a deferred job's result")):
-        p = sub.add_parser(name, parents=[quiet], help=text)
+        p = sub.add_parser(name, parents=[quiet] + [split] * (name != 'status'), help=text)
         p.add_argument('id', help='what submit printed (job-..., c/job-... or swift://)')
         if name != 'status':
             p.add_argument('--json', action='store_true')
@@ -238,15 +248,37 @@ class Client:
         for node in result.nodes:
             node.object = self.short(node.object) or objects.get(node.name, '')
         as_json = getattr(self.opts, 'json', False)
+        split = getattr(self.opts, 'split', None)
         if as_json:
             self.out.write(json.dumps(result.to_json(), indent=1).encode() + b'\n')
         elif result.report is None and result.status < 300:
-            self.out.write(result.body)
+            if split is None:
+                self.out.write(result.body)
+            else:
+                self.write_parts(result, split)
         self.out.flush()
         if not self.quiet or result.failed:
             if not (as_json and not result.failed):
                 self.err.write(display.report(result))
         return EXIT_FAILED if result.failed else 0
+
+    def write_parts(self, result: report.JobResult, where: Path) -> None:
+        """``--split``: each node's part of the body as ``where/<node>`` (replicas of a node
+        as ``<node>.2``...); the whole body on stdout if the answer does not say."""
+        parts = result.parts()
+        if parts is None:
+            self.err.write('zc: --split: the answer does not say which bytes each node wrote '
+                           '(X-Nexe-Body-Bytes): all of it on stdout\n')
+            self.out.write(result.body)
+            return
+        where.mkdir(parents=True, exist_ok=True)
+        seen: dict[str, int] = {}
+        for name, data in parts:
+            seen[name] = seen.get(name, 0) + 1
+            file = where / (name if seen[name] == 1 else f'{name}.{seen[name]}')
+            file.write_bytes(data)
+            if not self.quiet:
+                self.err.write(f'{file}: {display.size(len(data))}\n')
 
     # -- deferred ----------------------------------------------------------------------
 
@@ -425,9 +457,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         if client._session is not None:
             client._session.cancel()
-        sys.stderr.write('\nzc: cancelled: the connection to the job is closed'
-                         + (' (a deferred job goes on)' if opts.command == 'wait' else '')
-                         + '\n')
+        sys.stderr.write(f'\nzc: cancelled{CANCELLED.get(opts.command, "")}\n')
         return EXIT_CANCELLED
     except Usage as e:
         sys.stderr.write(f'zc: {e} (zc -h for help)\n')

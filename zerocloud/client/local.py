@@ -27,7 +27,7 @@ import tempfile
 from pathlib import Path
 
 from zerocloud.client.jobs import ZAPP_TYPE, BuildError, Payload, tar_bytes
-from zerocloud.client.report import JobResult, node_from_report
+from zerocloud.client.report import OK, JobResult, node_from_report
 from zerocloud.job import USER_IMAGE, Device, JobError, Node, SwiftPath, expand, parse_job
 from zvm_core import sysimages
 
@@ -120,6 +120,7 @@ class LocalRun:
                                  f'{proc.stderr.decode("utf-8", "replace").strip()}') from None
             result = node_from_report({'name': node.name, **report})
             result.host = 'local'
+            result.verdict = result.status != OK or result.retcode not in node.exec.ok_exit
             stderr = outdir / 'stderr'
             if result.failed and stderr.exists():
                 result.stderr = stderr.read_text('utf-8', 'replace')

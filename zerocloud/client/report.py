@@ -6,15 +6,18 @@ that reads them (so a change of the server's report changes one file):
 * the ``X-Nexe-*`` response headers, one comma-separated value per node
   (``doc/http-api.md``), cut at 8 KiB with ``X-Nexe-Truncated``;
 * the JSON report (``X-Zerovm-Report: json``), richer: host, accounting,
-  outputs, and, where the server gives them, the node's object and stderr;
+  outputs, whether the node failed, its object and the end of its stderr;
 * the body of a failed job: one ``<node>: <status>: <what happened>`` line
-  per failed node, then possibly the end of each one's stderr after a
+  per failed node, then the end of each one's stderr after a
   ``--- stderr of <node> (its end) ---`` line.
 
 A deferred job's ``job-<id>.headers`` object is the same headers as JSON.
-Keys are looked up loosely (several spellings, missing ones tolerated), and
-a node counts as failed when its status is not ``ok`` *or* its exit code is
-not 0, whatever the HTTP status says.
+Missing keys are tolerated (an older server's answer, ``zvm``'s report).  A
+node counts as failed when the server says so (the report's ``failed``, or
+an ``X-Nexe-Error`` entry: an exit code in the job's ``exec.ok_exit`` is
+success); when it does not say, when its status is not ``ok`` or its exit
+code is not 0.  ``X-Nexe-Body-Bytes`` says which bytes of a concatenated
+body each node wrote (:meth:`JobResult.parts`).
 """
 
 from __future__ import annotations
@@ -26,8 +29,6 @@ from dataclasses import dataclass, field
 
 OK = 'ok'
 NEXE = 'x-nexe-'
-OBJECT_KEYS = ('object', 'local_object', 'data_object', 'path')
-STDERR_KEYS = ('stderr', 'stderr_tail')
 STDERR_SECTION = re.compile(r'^\n?--- stderr of (\S+)(?: \([^)\n]*\))? ---\n', re.M)
 
 
@@ -46,9 +47,13 @@ class NodeResult:
     seconds: float | None = None
     error: str = ''
     stderr: str = ''
+    body_bytes: int | None = None       # of the answer's body, from X-Nexe-Body-Bytes
+    verdict: bool | None = None         # failed, as the server (or zvm's caller) said
 
     @property
     def failed(self) -> bool:
+        if self.verdict is not None:
+            return self.verdict
         return self.status != OK or self.retcode not in (0, None)
 
 
@@ -71,11 +76,25 @@ class JobResult:
         """The JSON report, or one made from the headers (``--json`` always prints one)."""
         if self.report is not None:
             return self.report
-        out: dict = {'status': self.status, 'seconds': self.seconds,
-                     'nodes': [vars(n) for n in self.nodes]}
+        nodes = [{**{k: v for k, v in vars(n).items() if k != 'verdict'}, 'failed': n.failed}
+                 for n in self.nodes]
+        out: dict = {'status': self.status, 'seconds': self.seconds, 'nodes': nodes}
         if self.status >= 300 and not self.nodes:
             out['error'] = self.body.decode('utf-8', 'replace')
         return out
+
+    def parts(self) -> list[tuple[str, bytes]] | None:
+        """Each node's part of the body, by ``X-Nexe-Body-Bytes``; None when the answer
+        does not say (a JSON report, a failure, headers cut) or does not add up."""
+        sizes = [n.body_bytes for n in self.nodes]
+        if self.report is not None or self.status >= 300 or self.truncated or \
+                not sizes or None in sizes or sum(sizes) != len(self.body):
+            return None
+        parts, start = [], 0
+        for node, size in zip(self.nodes, sizes, strict=True):
+            parts.append((node.name, self.body[start:start + size]))
+            start += size
+        return parts
 
 
 def _split(value: str | None) -> tuple[list[str], bool]:
@@ -102,27 +121,12 @@ def _float(text: object) -> float | None:
         return None
 
 
-def _text(value: object) -> str:
-    """A report value that may be a string, bytes-as-text or {"text"/"data": ...}."""
-    if isinstance(value, dict):
-        value = value.get('text', value.get('data', value.get('tail', '')))
-    return value if isinstance(value, str) else ('' if value is None else str(value))
-
-
-def _object(value: object) -> str:
-    """An object named as a URL or path, or as {"account", "container", "object"}."""
-    if isinstance(value, dict) and not value.get('path'):
-        return '/'.join(str(value[k]) for k in ('account', 'container', 'object')
-                        if value.get(k))
-    return _text(value.get('path') if isinstance(value, dict) else value)
-
-
 def nodes_from_headers(headers: Mapping[str, str]) -> tuple[list[NodeResult], float | None, bool]:
     """Nodes from ``X-Nexe-*`` headers (keys lower case): (nodes, job seconds, truncated)."""
     names, cut = _split(headers.get(NEXE + 'system'))
     nodes = [NodeResult(name) for name in names]
     for key, attr, conv in (('status', 'status', str), ('retcode', 'retcode', _int),
-                            ('host', 'host', str)):
+                            ('host', 'host', str), ('body-bytes', 'body_bytes', _int)):
         values, more = _split(headers.get(NEXE + key))
         cut |= more
         for node, value in zip(nodes, values, strict=False):
@@ -138,16 +142,21 @@ def nodes_from_headers(headers: Mapping[str, str]) -> tuple[list[NodeResult], fl
     errors, more = _split(headers.get(NEXE + 'error'))
     cut |= more or headers.get(NEXE + 'truncated', '').lower() == 'true'
     _merge_errors(nodes, [tuple(e.split(': ', 1)) for e in errors if ': ' in e])
+    if errors and not cut:          # the server names every failed node, and only those
+        for node in nodes:
+            node.verdict = node.status != OK or bool(node.error)
     return nodes, seconds, cut
 
 
-def _merge_errors(nodes: list[NodeResult], errors: list[tuple[str, ...]]) -> None:
+def _merge_errors(nodes: list[NodeResult], errors: list[tuple[str, ...]],
+                  replace: bool = False) -> None:
+    """Give each node its error by name (``replace``: also those it has)."""
     by_name: dict[str, list[NodeResult]] = {}
     for node in nodes:
         by_name.setdefault(node.name, []).append(node)
     for name, message in errors:
         for node in by_name.get(name, []):
-            if not node.error:
+            if replace or not node.error:
                 node.error = message
 
 
@@ -161,9 +170,10 @@ def node_from_report(entry: Mapping) -> NodeResult:
         fuel=_int(acc.get('fuel')), seconds=_float(entry.get('seconds', acc.get('wall_time'))),
         bytes_in=sum(c.get('read_bytes', 0) for c in channels) if channels else None,
         bytes_out=sum(c.get('write_bytes', 0) for c in channels) if channels else None,
-        error=_text(entry.get('error') or entry.get('message')))
-    node.object = next((_object(entry[k]) for k in OBJECT_KEYS if entry.get(k)), '')
-    node.stderr = next((_text(entry[k]) for k in STDERR_KEYS if entry.get(k)), '')
+        error=str(entry.get('error') or entry.get('message') or ''),
+        object=str(entry.get('object') or ''), stderr=str(entry.get('stderr') or ''))
+    if isinstance(entry.get('failed'), bool):
+        node.verdict = entry['failed']
     return node
 
 
@@ -207,9 +217,12 @@ def parse(status: int, headers: Mapping[str, str], body: bytes) -> JobResult:
         seconds, truncated = _float(report.get('seconds')), False
     elif status >= 300:
         errors, stderr = _failure_body(body)
-        _merge_errors(nodes, errors)
+        _merge_errors(nodes, errors, replace=True)     # whole lines; the header's are cut
         for node in nodes:
             node.stderr = node.stderr or stderr.get(node.name, '')
+    if report is None and status == 200 and not truncated:
+        for node in nodes:          # no X-Nexe-Error: an exit code the job accepts
+            node.verdict = node.verdict or node.status != OK
     return JobResult(status, nodes, seconds, truncated, body, report)
 
 
