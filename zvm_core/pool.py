@@ -22,6 +22,9 @@ dies or overruns its time is replaced and its request ends with status
 ``killed``.  A caller that stops waiting (an exception raised in its green
 thread, such as ``GreenletExit`` or the object server's hang-up) ends the
 run: the worker is killed at once and replaced, so it is free again.
+Starting a worker (a fork and exec) is handed to ``offload`` (the object
+server passes ``eventlet.tpool.execute``), so that a replacement never runs
+in the caller's event loop.
 Workers limit themselves (core size, open files, address space, no new
 privileges) as defence in depth.
 """
@@ -380,7 +383,10 @@ class Pool:
 
     def __init__(self, size: int | None = None, queue: int = 16,
                  template_bytes: int = 512 << 20, address_space: int = 0,
-                 warm: Iterable[WarmUp] = ()) -> None:
+                 warm: Iterable[WarmUp] = (),
+                 offload: Callable[..., object] | None = None) -> None:
+        """``offload(fn, *args)`` runs ``fn`` elsewhere (a thread) and returns its
+        result; the pool starts replacement workers through it."""
         self.size = size or os.cpu_count() or 1
         self.queue = queue
         self._args = (template_bytes, address_space, json.dumps([vars(w) for w in warm]))
@@ -389,6 +395,7 @@ class Pool:
         self._idle: list[_Worker] = [_Worker(*self._args) for _ in range(self.size)]
         self._all = set(self._idle)
         self._waiting = 0
+        self._offload = offload or (lambda fn, *args: fn(*args))
         self.replaced = 0
         self.closed = False
 
@@ -439,12 +446,16 @@ class Pool:
                 self._waiting -= 1
 
     def _replace(self, worker: _Worker) -> _Worker:
-        worker.kill()
+        new = self._offload(self._restart, worker)
         self.replaced += 1
         self._all.discard(worker)
-        new = _Worker(*self._args)
         self._all.add(new)
         return new
+
+    def _restart(self, worker: _Worker) -> _Worker:
+        """Reap ``worker`` and start its successor (run through ``offload``)."""
+        worker.kill()
+        return _Worker(*self._args)
 
     def _exchange(self, worker: _Worker, req: dict, fds: list[int], wait: float) -> Report:
         deadline = time.monotonic() + wait

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import threading
 
-from swift.common.concurrency import sleep, spawn
+from swift.common.concurrency import sleep, spawn, tpool
 
 from zerocloud import wire
 from zerocloud.object import ObjectExecMiddleware
+from zerocloud.object import middleware as object_middleware
 from zerocloud.proxy import middleware
+from zvm_core import pool as zvm_pool
+from zvm_core.report import Report
 
 GIVE_UP = 10.0          # seconds a slow piece waits for the hub before saying it was blocked
 
@@ -79,3 +82,55 @@ def test_a_program_is_hashed_off_the_hub(monkeypatch) -> None:
     finally:
         ticker.stop()
     assert seen == [True]
+
+
+class _DeadProc:
+    pid = 1
+
+    def poll(self) -> int:
+        return -9                                 # the worker died during the run
+
+
+def test_a_dead_worker_is_replaced_off_the_hub(monkeypatch) -> None:
+    ticker, seen, workers = Ticker(), [], []
+    sleep(0)
+
+    class SlowWorker:
+        def __init__(self, *args) -> None:
+            if workers:                          # a replacement, not the first worker
+                seen.append(ticker.waits_for_a_tick())
+            self.proc = _DeadProc()
+            workers.append(self)
+
+        def kill(self) -> None:
+            pass
+    monkeypatch.setattr(zvm_pool, '_Worker', SlowWorker)
+    monkeypatch.setattr(zvm_pool.Pool, '_exchange',
+                        lambda self, worker, req, fds, wait: Report(status='killed'))
+    try:
+        pool = zvm_pool.Pool(size=1, queue=0, offload=tpool.execute)
+        report = pool.run('/bin/true', [], argv=['true'])
+    finally:
+        ticker.stop()
+    assert report.status == 'killed' and seen == [True]
+    assert pool.replaced == 1 and len(workers) == 2 and pool._idle == [workers[1]]
+
+
+def test_the_first_workers_start_off_the_hub(tmp_path, monkeypatch) -> None:
+    mw = ObjectExecMiddleware(None, {'devices': str(tmp_path), 'mount_check': 'false'})
+    ticker, seen = Ticker(), []
+    sleep(0)
+
+    class SlowPool:
+        closed = False
+
+        def __init__(self, size, queue, *, warm, offload) -> None:
+            seen.append(ticker.waits_for_a_tick())
+            self.offload = offload
+    monkeypatch.setattr(object_middleware, 'Pool', SlowPool)
+    monkeypatch.setattr(object_middleware, '_POOLS', {})
+    try:
+        pool = mw.pool
+    finally:
+        ticker.stop()
+    assert seen == [True] and pool.offload is tpool.execute

@@ -236,14 +236,21 @@ def _stderr(opened: list, outputs: list[tuple[str, str]]) -> bytes:
 
 
 _POOLS: dict[tuple, Pool] = {}
+_POOLS_LOCK = Semaphore()
 
 
-def _process_pool(size: int, queue: int, warm: tuple[WarmUp, ...]) -> Pool:
+def _process_pool(size: int, queue: int, warm: tuple[WarmUp, ...],
+                  in_request: bool = True) -> Pool:
     """One pool per process and settings: Swift loads the pipeline twice (a check,
-    then the server), and both filters must share the workers."""
+    then the server), and both filters must share the workers.  In a request the
+    workers are started in a thread (``tpool``), off the hub; so are replacements.
+    Before the server runs (``in_request`` false) tpool must not start yet: its
+    threads would not survive the server's start."""
     key = (os.getpid(), size, queue, warm)
-    if key not in _POOLS or _POOLS[key].closed:
-        _POOLS[key] = Pool(size, queue, warm=warm)
+    with _POOLS_LOCK:
+        if key not in _POOLS or _POOLS[key].closed:
+            start = tpool.execute if in_request else (lambda fn, *a, **kw: fn(*a, **kw))
+            _POOLS[key] = start(Pool, size, queue, warm=warm, offload=tpool.execute)
     return _POOLS[key]
 
 
@@ -274,8 +281,10 @@ class ObjectExecMiddleware:
         self.extracting = Semaphore()       # a system image's program is read off the hub
         self._pool: Pool | None = None
         if self.config.one_process:     # no fork will follow: start
+            self._pool = _process_pool(self.config.pool_size, self.config.queue, self.warm,
+                                       in_request=False)
             try:                                            # warm (the server answers after)
-                self.pool.wait_warm(WARM_TIMEOUT)
+                self._pool.wait_warm(WARM_TIMEOUT)
             except TimeoutError:
                 self.logger.warning('sandbox workers still warming up after %d s', WARM_TIMEOUT)
 
