@@ -27,6 +27,10 @@ server passes ``eventlet.tpool.execute``), so that a replacement never runs
 in the caller's event loop.
 Workers limit themselves (core size, open files, address space, no new
 privileges) as defence in depth.
+
+``Pool.validate`` asks a worker for the validator's verdict on a program
+without running it (the proxy's upload check), so the caller never loads the
+validator itself.
 """
 
 from __future__ import annotations
@@ -60,6 +64,10 @@ PR_SET_THP_DISABLE = 41
 
 class PoolBusy(Exception):
     """Every worker is busy and the queue is full: try later (HTTP 503)."""
+
+
+class WorkerFailed(RuntimeError):
+    """A worker died or overran its time before it answered a validation."""
 
 
 @dataclass
@@ -300,6 +308,23 @@ def _serve_one(req: dict, fds: list[int], templates: Templates):
     return report, machine
 
 
+def _validate_one(req: dict, fds: list[int]) -> dict:
+    """The verdict on the program open as ``fds[0]``: valid, and the first reason
+    if not (``zvm validate``'s words)."""
+    from zvm_core.elf import ElfError, load_program
+    from zvm_core.validator import Policy, default_cache, validate
+    try:
+        program = load_program(f'/proc/self/fd/{fds[0]}')
+    except ElfError as e:
+        return {'valid': False, 'reason': str(e)}
+    verdict = validate(program, Policy(rdtsc=req['rdtsc']), default_cache())
+    if verdict.ok:
+        return {'valid': True, 'reason': ''}
+    first = verdict.violations[0] if verdict.violations else None
+    return {'valid': False, 'reason': f'{first.rule} {first.address:#x} {first.text}'
+            if first else f'{len(verdict.violations)} violation(s)'}
+
+
 def _limit_self(address_space: int) -> None:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     # the hard limit leaves room for the native loader's control socket (fd 1030)
@@ -333,6 +358,13 @@ def worker_main(fd: int, template_bytes: int, address_space: int,
         if req is None:
             return 0
         machine = None
+        if req.get('validate'):
+            try:
+                _send(sock, _validate_one(req, fds))
+            finally:
+                for f in fds:
+                    os.close(f)
+            continue
         try:
             report, machine = _serve_one(req, fds, templates)
         except Exception as e:  # keep serving: one bad request must not take the worker
@@ -426,6 +458,21 @@ class Pool:
         if len(fds) > MAX_FDS:
             raise ValueError(f'{len(fds)} descriptors for one run: at most {MAX_FDS}')
         req = _request(program, channels, argv, env, limits, seed, epoch, rdtsc, notify, engine)
+        return self._admit(req, fds, limits.timeout + KILL_GRACE, started, _report_from)
+
+    def validate(self, fd: int, *, rdtsc: str = 'virtualize',
+                 timeout: float = 120.0) -> tuple[bool, str]:
+        """(valid, first reason) of the program open as ``fd``, checked in a worker
+        as ``zvm validate`` does; :class:`PoolBusy` when full, :class:`WorkerFailed`
+        when no verdict came within ``timeout`` seconds."""
+        reply = self._admit({'validate': True, 'rdtsc': rdtsc}, [fd], timeout, None, dict)
+        if isinstance(reply, Report):
+            raise WorkerFailed(reply.message)
+        return bool(reply['valid']), str(reply['reason'])
+
+    def _admit(self, req: dict, fds: list[int], wait: float,
+               started: Callable[[], None] | None, parse: Callable[[dict], object]):
+        """Queue ``req`` for a worker (bounded), exchange it, and put the worker back."""
         with self._lock:
             if self._waiting >= self.queue + self.size:
                 raise PoolBusy(f'{self.size} running and {self.queue} waiting')
@@ -436,11 +483,11 @@ class Pool:
                 try:
                     if started is not None:
                         started()
-                    report = self._exchange(worker, req, fds, limits.timeout + KILL_GRACE)
+                    reply = self._exchange(worker, req, fds, wait, parse)
                 finally:
                     self._idle.append(worker if worker.proc.poll() is None
                                       else self._replace(worker))
-                return report
+                return reply
         finally:
             with self._lock:
                 self._waiting -= 1
@@ -457,7 +504,9 @@ class Pool:
         worker.kill()
         return _Worker(*self._args)
 
-    def _exchange(self, worker: _Worker, req: dict, fds: list[int], wait: float) -> Report:
+    def _exchange(self, worker: _Worker, req: dict, fds: list[int], wait: float,
+                  parse: Callable[[dict], object] = _report_from):
+        """``parse`` of the worker's reply, or a failed :class:`Report`."""
         deadline = time.monotonic() + wait
         try:
             self._ready(worker, deadline)
@@ -485,7 +534,7 @@ class Pool:
             code = worker.proc.wait()
             return _failed('killed', f'sandbox worker died ({_exit_text(code)})')
         worker.served += 1
-        return _report_from(reply)
+        return parse(reply)
 
     @staticmethod
     def _ready(worker: _Worker, deadline: float | None) -> None:

@@ -77,6 +77,27 @@ def test_pool_reports_validation_failures(guest, pool):
     assert out == b''
 
 
+@pytest.mark.parametrize('name', ['hello', 'rdrand', 'wrmsr', None])
+def test_pool_validates_as_zvm_validate_does(guest, pool, zvm, tmp_path, name):
+    """A verdict without a run: the proxy's upload check, in the CLI's words."""
+    if name is None:
+        program = tmp_path / 'text'
+        program.write_bytes(b'#!/bin/sh\n')
+    else:
+        program = guest(name)
+    with open(program, 'rb') as f:
+        valid, reason = pool.validate(f.fileno())
+    cli = zvm.validate(program)
+    assert valid == (cli.returncode == 0)
+    lines = cli.stdout.decode().splitlines()
+    if valid:
+        assert reason == ''
+    elif name is None:
+        assert reason == lines[0].rpartition(': invalid: ')[2] and 'not an ELF' in reason
+    else:
+        assert reason == ' '.join(lines[1].split())
+
+
 def test_quota_and_limits_travel_with_the_request(guest, pool):
     fout = tempfile.TemporaryFile()
     with fout:

@@ -106,7 +106,7 @@ def test_a_dead_worker_is_replaced_off_the_hub(monkeypatch) -> None:
             pass
     monkeypatch.setattr(zvm_pool, '_Worker', SlowWorker)
     monkeypatch.setattr(zvm_pool.Pool, '_exchange',
-                        lambda self, worker, req, fds, wait: Report(status='killed'))
+                        lambda *args: Report(status='killed'))
     try:
         pool = zvm_pool.Pool(size=1, queue=0, offload=tpool.execute)
         report = pool.run('/bin/true', [], argv=['true'])

@@ -4,18 +4,21 @@ A PUT with ``Content-Type: application/x-nexe`` or ``X-Zerovm-Validate:
 true`` is validated (at most ``zerovm_maxnexe`` bytes, 413 beyond) before it
 is stored; the verdict travels with the object as system metadata and is
 shown as ``X-Zerovm-Valid`` (and ``X-Zerovm-Validation-Error``) while the
-validator that gave it is current.  The proxy filter's docstring ("Programs")
-and doc/http-api.md describe it for users.
+validator that gave it is current.  The verdict comes from a worker of the
+proxy's own small ``zvm_core.pool`` (started with the first validated upload,
+off the hub), so the proxy never loads the validator.  The proxy filter's
+docstring ("Programs") and doc/http-api.md describe it for users.
 """
 
 from __future__ import annotations
 
 import functools
-import subprocess as host_subprocess
+import os
+import subprocess
 import sys
 import tempfile
 
-from swift.common.concurrency import subprocess
+from swift.common.concurrency import Semaphore, tpool
 from swift.common.http import is_success
 from swift.common.swob import (
     HTTPClientDisconnect,
@@ -26,8 +29,11 @@ from swift.common.swob import (
 from swift.common.utils import config_true_value
 
 from zerocloud import wire
+from zvm_core.pool import Pool, PoolBusy, WorkerFailed
 
 VALIDATE_TIMEOUT = 120.0
+VALIDATE_WORKERS = 2        # uploads validated at once per proxy process
+VALIDATE_QUEUE = 64         # more wait; beyond, an upload is stored without a verdict
 NEXE_CONTENT_TYPE = 'application/x-nexe'
 SYSMETA_VALID = 'X-Object-Sysmeta-Zerovm-Valid'
 SYSMETA_VALIDATOR = 'X-Object-Sysmeta-Zerovm-Validator'
@@ -39,9 +45,24 @@ def validator_version() -> str:
     """The sandbox's current validator version, asked of a child process once per
     process (at the filter's start): the proxy never loads the validator itself,
     so capstone and unicorn stay out of it."""
-    return host_subprocess.run(
+    return subprocess.run(
         [sys.executable, '-c', 'from zvm_core.validator import VALIDATOR_VERSION as v; print(v)'],
         capture_output=True, check=True, text=True, timeout=VALIDATE_TIMEOUT).stdout.strip()
+
+
+_POOLS: dict[int, Pool] = {}
+_POOLS_LOCK = Semaphore()
+
+
+def validation_pool() -> Pool:
+    """This process's validating workers, started (in a thread) on first use:
+    after the proxy server's fork, never in the hub."""
+    with _POOLS_LOCK:
+        pool = _POOLS.get(os.getpid())
+        if pool is None or pool.closed:
+            pool = _POOLS[os.getpid()] = tpool.execute(
+                Pool, VALIDATE_WORKERS, VALIDATE_QUEUE, offload=tpool.execute)
+    return pool
 
 
 def wants_validation(env: dict) -> bool:
@@ -116,25 +137,17 @@ class ValidatedPut:
         return resp
 
     def validate(self, path: str) -> tuple[bool, str] | None:
-        """(valid, first violation) from ``zvm validate`` in a child process; None
-        when it could not decide (logged; the object is stored without a verdict)."""
-        proc = subprocess.Popen([sys.executable, '-m', 'zvm_core.cli', 'validate', path],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        """(valid, first violation) from a validating worker; None when it could
+        not decide (logged; the object is stored without a verdict)."""
         try:
-            out, err = proc.communicate(timeout=VALIDATE_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
-            self.logger.error('validating an upload took over %ss', VALIDATE_TIMEOUT)
+            with open(path, 'rb') as program:
+                valid, reason = validation_pool().validate(program.fileno(),
+                                                           timeout=VALIDATE_TIMEOUT)
+        except (PoolBusy, WorkerFailed, OSError) as e:
+            self.logger.error('validating an upload failed: %s', e)
             return None
-        if proc.returncode not in (0, 1):
-            self.logger.error('zvm validate exited %s: %s', proc.returncode,
-                              err.decode('utf-8', 'replace')[-500:])
-            return None
-        lines = out.decode('utf-8', 'replace').splitlines() or ['']
-        if proc.returncode == 0:
+        if valid:
             return True, ''
-        reason = lines[1] if len(lines) > 1 else lines[0].rpartition(': invalid: ')[2]
         reason = ' '.join(reason.split())
         if len(reason) > 200:
             reason = reason[:197] + '...'
