@@ -15,7 +15,7 @@ from swift.common.concurrency import sleep, spawn, tpool
 from zerocloud import wire
 from zerocloud.object import ObjectExecMiddleware
 from zerocloud.object import middleware as object_middleware
-from zerocloud.proxy import middleware
+from zerocloud.proxy import middleware, uploads
 from zvm_core import pool as zvm_pool
 from zvm_core.report import Report
 
@@ -134,3 +134,23 @@ def test_the_first_workers_start_off_the_hub(tmp_path, monkeypatch) -> None:
     finally:
         ticker.stop()
     assert seen == [True] and pool.offload is tpool.execute
+
+
+def test_the_validating_workers_start_off_the_hub(monkeypatch) -> None:
+    ticker, seen = Ticker(), []
+    sleep(0)
+
+    class SlowPool:
+        closed = False
+
+        def __init__(self, size, queue, *, offload) -> None:
+            seen.append(ticker.waits_for_a_tick())
+            self.offload = offload
+    monkeypatch.setattr(uploads, 'Pool', SlowPool)
+    monkeypatch.setattr(uploads, '_POOLS', {})
+    try:
+        pool = uploads.validation_pool()
+    finally:
+        ticker.stop()
+    assert seen == [True] and pool.offload is tpool.execute
+    assert uploads.validation_pool() is pool             # one per process
