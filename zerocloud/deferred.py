@@ -62,7 +62,6 @@ from zerocloud.sources import REGISTRY
 
 HEADER = 'X-Zerovm-Deferred'
 MODES = ('always', 'auto', 'never')
-LAUNCHED = 'zerocloud.launched'         # environ: called when the nodes are sent
 HEADERS_SUFFIX = '.headers'
 STATE_SUFFIX = '.state'
 STALE_BEATS = 3                          # a state this many heartbeats old is a lost job
@@ -77,27 +76,26 @@ def mode(req: Request) -> str:
     return value
 
 
-def launched(req: Request) -> None:
-    """The job passed its checks and its nodes are being sent."""
-    callback = req.environ.get(LAUNCHED)
-    if callback is not None:
-        callback()
+def _nothing() -> None:
+    pass
 
 
 def run(app, req: Request, how: str, account: str, container: str | None, timeout: float,
-        work: Callable[[], Response], logger, heartbeat: float = 10.0) -> Response:
-    """``work()``'s response, or 202 and its result stored later (``how``: a mode)."""
+        work: Callable[[Callable[[], None]], Response], logger,
+        heartbeat: float = 10.0) -> Response:
+    """``work(launched)``'s response, or 202 and its result stored later (``how``: a
+    mode); ``work`` calls ``launched()`` once its job passed its checks and its nodes
+    are being sent."""
     if how == 'never':
-        return work()
+        return work(_nothing)
     where = SwiftPath(account, container or REGISTRY, f'job-{uuid.uuid4().hex}')
     events: LightQueue = LightQueue()
     finished: LightQueue = LightQueue()
     state = {'deferred': False}
-    req.environ[LAUNCHED] = lambda: events.put(('launched', None))
 
     def worker() -> None:
         try:
-            resp = work()
+            resp = work(lambda: events.put(('launched', None)))
         except HTTPException as e:
             resp = e
         except Exception:

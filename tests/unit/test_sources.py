@@ -314,8 +314,8 @@ def test_deferred_always_stores_the_result_after_answering() -> None:
     app = FakeSwift()
     req = Request.blank(ACCOUNT + '/c', method='POST')
 
-    def work() -> Response:
-        deferred.launched(req)
+    def work(launched) -> Response:
+        launched()
         sleep(0.01)
         return Response(body=b'result', content_type='text/x-r', headers={'X-Nexe-Status': 'ok'})
     resp = deferred.run(app, req, 'always', 'AUTH_a', 'c', 1.0, work, logger=None)
@@ -343,8 +343,8 @@ def test_a_deferred_job_keeps_its_state_in_swift_while_it_runs() -> None:
     req = Request.blank(ACCOUNT + '/c', method='POST')
     release: LightQueue = LightQueue()
 
-    def work() -> Response:
-        deferred.launched(req)
+    def work(launched) -> Response:
+        launched()
         release.get()
         return Response(body=b'result')
     resp = deferred.run(app, req, 'always', 'AUTH_a', 'c', 1.0, work, logger=None,
@@ -396,5 +396,5 @@ def test_deferred_auto_answers_a_quick_result_itself() -> None:
     app = FakeSwift()
     req = Request.blank(ACCOUNT, method='POST')
     resp = deferred.run(app, req, 'auto', 'AUTH_a', None, 1.0,
-                        lambda: Response(body=b'quick'), logger=None)
+                        lambda launched: Response(body=b'quick'), logger=None)
     assert resp.body == b'quick' and app.calls == []

@@ -343,14 +343,15 @@ class ProxyExecMiddleware:
         launch = (sources.open_launch if opening else sources.post_launch)(
             caller, account, container, obj)
 
-        def job(launch: Launch) -> Response:
-            return self.execute(caller, version, account, mode == 'json', launch)
+        def jobs(launched: Callable[[], None]) -> Response:
+            def job(launch: Launch) -> Response:
+                return self.execute(caller, version, account, mode == 'json', launch, launched)
+            return chain.run(job, launch, self.config.chain_timeout, self.config.max_config)
 
         def run() -> Response:
             return deferred.run(
                 self.app, req, when, account, container, self.config.interactive_timeout,
-                lambda: chain.run(job, launch, self.config.chain_timeout, self.config.max_config),
-                self.logger, self.config.deferred_heartbeat)
+                jobs, self.logger, self.config.deferred_heartbeat)
         if when != 'never':             # a deferred job goes on without its client
             return run()
         with hangup.stop_on_hangup(req.environ, 'the job'):
@@ -455,8 +456,9 @@ class ProxyExecMiddleware:
     # -- the whole job -----------------------------------------------------------------
 
     def execute(self, caller: Caller, version: str, account: str, report_json: bool,
-                launch: Launch) -> Response:
-        """Run one job as the caller."""
+                launch: Launch, launched: Callable[[], None] | None = None) -> Response:
+        """Run one job as the caller; ``launched()`` once it passed its checks (a
+        deferred job then answers 202)."""
         started = time.monotonic()
         req = caller.req
         req.environ.setdefault('swift.infocache', {})   # shared by every sub-request
@@ -471,7 +473,8 @@ class ProxyExecMiddleware:
                 graph.check_replicas(plans, self._replica_servers)
             except JobError as e:
                 raise HTTPBadRequest(body=f'{e}\n') from None
-            deferred.launched(req)
+            if launched is not None:
+                launched()
 
             load: collections.Counter = collections.Counter()
             trans_id = req.environ.get('swift.trans_id', '')
