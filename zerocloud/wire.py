@@ -207,7 +207,8 @@ class NodeSpec:
                     else float(limits['timeout'])))
         except SpecError:
             raise
-        except (ValueError, TypeError, KeyError, AttributeError) as e:
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError,
+                RecursionError) as e:      # Infinity as an int, nesting too deep
             raise SpecError(f'node spec: {type(e).__name__}: {e}') from None
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -23,6 +24,7 @@ from swiftclient import ClientException, Connection
 
 from zerocloud import wire
 from zerocloud.devcluster import DevCluster
+from zvm_core.validator import Policy, cache_key, default_cache_dir
 
 TEXT = b'the quick brown fox\njumps over\n\nthe lazy dog \t again\n'
 
@@ -384,6 +386,30 @@ def test_program_upload_is_validated_and_the_verdict_kept(
         assert meta['X-Object-Sysmeta-Zerovm-Valid'] == 'true'
     conn.put_object(container, 'plain', guest('wc').read_bytes())
     assert 'x-zerovm-valid' not in conn.head_object(container, 'plain')
+
+
+def test_an_upload_without_a_token_is_a_401_and_is_not_validated(
+        conn: Connection, make_container, guest) -> None:
+    """Nothing is spooled or validated before the PUT is authorised: no verdict
+    is cached for a program sent without a token; with one, it is validated."""
+    container = make_container()
+    program = guest('wc').read_bytes() + os.urandom(16)     # a program no one validated yet
+    key = cache_key(hashlib.sha256(program).hexdigest(), Policy())
+    verdict = default_cache_dir() / f'{key}.json'
+    resp = requests.put(f'{conn.url}/{container}/wc', data=program,
+                        headers={'Content-Type': 'application/x-nexe'}, timeout=60)
+    assert resp.status_code == 401
+    assert 'valid token' in resp.text
+    assert 'x-zerovm-valid' not in resp.headers
+    assert not verdict.exists()
+    with pytest.raises(ClientException) as missing:
+        conn.head_object(container, 'wc')
+    assert missing.value.http_status == 404
+    put: dict = {}
+    conn.put_object(container, 'wc', program, content_type='application/x-nexe',
+                    response_dict=put)
+    assert put['status'] == 201 and put['headers']['x-zerovm-valid'] == 'true'
+    assert verdict.exists()
 
 
 def test_an_invalid_program_is_stored_and_refused_at_run_time(

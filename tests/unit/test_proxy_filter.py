@@ -23,7 +23,7 @@ from swift.common.swob import Request, Response
 
 from zerocloud import config, graph, placement, wire
 from zerocloud.object import middleware as object_filter
-from zerocloud.proxy import dispatch
+from zerocloud.proxy import dispatch, uploads
 from zerocloud.proxy import middleware as proxy
 from zerocloud.proxy.dispatch import Dispatcher, _Busy, _NeedProgram, _Refused, _Retry
 from zerocloud.proxy.middleware import ProxyExecMiddleware
@@ -673,6 +673,37 @@ def test_an_invalid_upload_is_stored_with_its_verdict(mw, swift) -> None:
     assert 'not an ELF file' in resp.headers['X-Zerovm-Validation-Error']
     headers, body = swift.objects[ACCOUNT + '/bin/text']
     assert body == b'#!/bin/sh\n' and headers['X-Object-Sysmeta-Zerovm-Valid'] == 'false'
+
+
+@pytest.mark.parametrize(('denied', 'says'), [
+    (401, b'Unauthorized: a valid token is needed to write swift://AUTH_a/bin/new\n'),
+    (403, b'Denied: may not write swift://AUTH_a/bin/new\n')])
+def test_an_unauthorised_upload_is_refused_before_it_is_read(
+        mw, swift, monkeypatch, denied: int, says: bytes) -> None:
+    monkeypatch.setattr(uploads, 'validation_pool', lambda: pytest.fail('validated'))
+    body = io.BytesIO(b'\x7fELF program')
+    req = Request.blank(ACCOUNT + '/bin/new', method='PUT',
+                        headers={'Content-Type': 'application/x-nexe', 'Content-Length': '13'})
+    req.environ['wsgi.input'] = body
+    asked = []
+    req.environ['swift.authorize'] = lambda r: asked.append((r.method, r.path, r.acl)) or \
+        Response(status=denied)
+    resp = req.get_response(mw)
+    assert resp.status_int == denied
+    assert resp.body == says
+    assert asked == [('PUT', ACCOUNT + '/bin/new', None)]   # the container's (no) ACL
+    assert body.tell() == 0                                # nothing spooled
+    assert {m for m, _p, _h in swift.calls} == {'HEAD'}    # the container's ACL only
+
+
+def test_an_authorised_upload_is_validated(swift, guest) -> None:
+    mw = ProxyExecMiddleware(swift, {})
+    req = Request.blank(ACCOUNT + '/bin/new', method='PUT', body=guest('wc').read_bytes(),
+                        headers={'Content-Type': 'application/x-nexe'})
+    req.environ['swift.authorize'] = lambda r: None
+    resp = req.get_response(mw)
+    assert resp.status_int == 201
+    assert resp.headers['X-Zerovm-Valid'] == 'true'
 
 
 @pytest.mark.parametrize('chunked', [False, True])

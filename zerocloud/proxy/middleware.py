@@ -184,7 +184,9 @@ the object later (while the validator version that gave the verdict is
 current).  A job whose program is known invalid is refused with 422 without
 running anything.  Object servers validate again (cached by SHA-256 per
 host) before they run a program: the stored verdict saves the round trip,
-never replaces the check.
+never replaces the check.  The PUT is authorised first (the auth's
+``swift.authorize`` with the container's write ACL): one the caller may not
+make is a 401 or 403 before a byte of it is read, spooled or validated.
 
 Configuration (``proxy-server.conf``), after the auth filter::
 
@@ -304,8 +306,7 @@ class ProxyExecMiddleware:
             return self.execute_app(env, start_response)
         method = env['REQUEST_METHOD']
         if method == 'PUT' and uploads.wants_validation(env):
-            return uploads.ValidatedPut(self.app, self.config.max_nexe, self.logger)(
-                env, start_response)
+            return self.validated_put(env, start_response)
         if method in ('GET', 'HEAD'):
             deferred.settle_lost(self.app, env, self.logger)
 
@@ -313,6 +314,19 @@ class ProxyExecMiddleware:
                 return start_response(status, headers + uploads.verdict_headers(headers), exc_info)
             return self.app(env, start_with_verdict)
         return self.app(env, start_response)
+
+    @wsgify
+    def validated_put(self, req: Request):
+        """A program upload, authorised before it is spooled or validated: an
+        unauthorised PUT costs the proxy nothing (401/403, body unread)."""
+        try:
+            version, account, container, obj = req.split_path(4, 4, True)
+        except ValueError:
+            return self.app
+        if valid_api_version(version):
+            Caller(self.app, req, self.config).authorize(
+                'PUT', f'/{version}/{account}/{container}/{obj}', 'write_acl')
+        return uploads.ValidatedPut(self.app, self.config.max_nexe, self.logger)
 
     # -- request -> nodes --------------------------------------------------------------
 

@@ -1,10 +1,12 @@
 """Programs validated on upload, and their verdict shown on GET and HEAD.
 
 A PUT with ``Content-Type: application/x-nexe`` or ``X-Zerovm-Validate:
-true`` is validated (at most ``zerovm_maxnexe`` bytes, 413 beyond) before it
-is stored; the verdict travels with the object as system metadata and is
-shown as ``X-Zerovm-Valid`` (and ``X-Zerovm-Validation-Error``) while the
-validator that gave it is current.  The verdict comes from a worker of the
+true`` is authorised by the proxy filter first (nothing here runs for a
+request that may not write the object), then validated (at most
+``zerovm_maxnexe`` bytes, 413 beyond) before it is stored; the verdict
+travels with the object as system metadata and is shown as
+``X-Zerovm-Valid`` (and ``X-Zerovm-Validation-Error``) while the validator
+that gave it is current.  The verdict comes from a worker of the
 proxy's own small ``zvm_core.pool`` (started with the first validated upload,
 off the hub), so the proxy never loads the validator.  The proxy filter's
 docstring ("Programs") and doc/http-api.md describe it for users.
@@ -92,7 +94,8 @@ def stored_verdict(headers) -> bool | None:
 
 
 class ValidatedPut:
-    """The WSGI app of one validated upload: spool, validate, store with the verdict."""
+    """The WSGI app of one validated (and already authorised) upload: spool,
+    validate, store with the verdict."""
 
     def __init__(self, app, max_nexe: int, logger) -> None:
         self.app = app
