@@ -217,14 +217,9 @@ def test_the_stream_to_mutate_is_read() -> None:
 
 
 @FUZZ
-@given(st.binary(max_size=2048))
-def test_stream_random_bytes(data):
+@given(data=st.binary(max_size=2048), edits=EDITS, cut=CUT)
+def test_stream_random_and_mutated(data, edits, cut):
     check_stream(data)
-
-
-@FUZZ
-@given(edits=EDITS, cut=CUT)
-def test_stream_mutations(edits, cut):
     check_stream(mutate(STREAM, [(pos % len(STREAM), value) for pos, value in edits], cut))
 
 
