@@ -363,14 +363,14 @@ class ObjectExecMiddleware:
                 self._release(files)
                 if reader is not None:
                     reader.close()
-        members = [wire.json_member(wire.REPORT, report)]
+        members = [wire.bytes_member(wire.REPORT, report.to_json())]
         if spec.outputs:                      # false for a replica that only votes
             members += [wire.file_member(wire.DEV_PREFIX + name, path)
                         for name, path in outputs]
         body = ClosingIterator(wire.stream_tar(members), [_Removal(tmp)])
         return Response(app_iter=body, content_type='application/x-tar',
-                        headers={'X-Nexe-Status': report['status'],
-                                 'X-Nexe-Retcode': str(report.get('retcode'))})
+                        headers={'X-Nexe-Status': report.status,
+                                 'X-Nexe-Retcode': str(report.retcode)})
 
     def _release(self, files: dict[str, str]) -> None:
         """Let the caches drop the node's program and image again."""
@@ -555,7 +555,7 @@ class ObjectExecMiddleware:
         return asked
 
     def _pool_run(self, spec: wire.NodeSpec, files: dict[str, str], channels: list[ChannelSpec],
-                  stderr: Callable[[], bytes], started=None) -> dict:
+                  stderr: Callable[[], bytes], started=None) -> wire.NodeReport:
         """The node's report, with the end of its stderr (``stderr()``)."""
         engine = self._engine(spec)
         try:
@@ -567,11 +567,16 @@ class ObjectExecMiddleware:
             raise HTTPServiceUnavailable(body=f'Slot not available: {e}\n',
                                          headers={'Retry-After': RETRY_AFTER}) from None
         declared = {d.name for d in spec.devices}
-        report.etags = {k: v for k, v in report.etags.items() if k[len('/dev/'):] in declared}
-        return dict(report.to_dict(), stderr=stderr().decode('utf-8', 'replace'))
+        done = report.to_dict()
+        return wire.NodeReport(
+            status=report.status, retcode=report.retcode, message=report.message,
+            validation=done['validation']['state'], violations=done['validation']['violations'],
+            etags={k: v for k, v in report.etags.items() if k[len('/dev/'):] in declared},
+            exit_state=report.exit_state, engine=report.engine, accounting=done['accounting'],
+            stderr=stderr().decode('utf-8', 'replace'))
 
     def _run(self, spec: wire.NodeSpec, files: dict[str, str], reader, tmp: str):
-        """Run the node in a warm worker; returns (report dict, [(device, output path)])."""
+        """Run the node in a warm worker; returns (report, [(device, output path)])."""
         self._limits(spec)
         self._engine(spec)
         opened: list = []
@@ -645,7 +650,7 @@ class _Streamed:
         return Response(app_iter=body, content_type='application/x-tar',
                         headers={wire.STREAM: '1'})
 
-    def _run(self, channels: list[ChannelSpec], started: Event) -> dict:
+    def _run(self, channels: list[ChannelSpec], started: Event) -> wire.NodeReport:
         try:
             return self.owner._pool_run(self.spec, self.files, channels,
                                         lambda: _stderr(self.opened, self.outputs),
@@ -737,7 +742,7 @@ class _Streamed:
             report = self.run.wait()
         except hangup.HangUp:
             return                     # stopped: nobody reads the rest
-        yield wire.json_member(wire.REPORT, report)
+        yield wire.bytes_member(wire.REPORT, report.to_json())
         if self.spec.outputs:
             yield from (wire.file_member(wire.DEV_PREFIX + name, path)
                         for name, path in self.outputs if not name.startswith('out/'))
@@ -758,7 +763,7 @@ class _Streamed:
         status = '-'
         if self.run is not None and self.run.dead:
             try:
-                status = self.run.wait()['status']
+                status = self.run.wait().status
             except BaseException:
                 pass
         if self.responded:
