@@ -103,6 +103,7 @@ job do not depend on timing.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import itertools
 import os
 import tempfile
@@ -437,7 +438,7 @@ class _Distinct:
 
 def _mark(result: Result, status: str, message: str) -> None:
     """A new status for a run that happened: its report (etags, accounting) stays."""
-    result.report = dict(result.report, status=status, message=message)
+    result.report = dataclasses.replace(result.report, status=status, message=message)
     result.error = message
 
 
@@ -447,11 +448,11 @@ def vote(results: list[Result]) -> None:
         return
     first = results[0]
     for other in results[1:]:
-        if other.report.get('retcode') != first.report.get('retcode'):
-            what = (f'the exit code: {first.server} {first.report.get("retcode")}; '
-                    f'{other.server} {other.report.get("retcode")}')
+        if other.report.retcode != first.report.retcode:
+            what = (f'the exit code: {first.server} {first.report.retcode}; '
+                    f'{other.server} {other.report.retcode}')
             break
-        ours, theirs = first.report.get('etags') or {}, other.report.get('etags') or {}
+        ours, theirs = first.report.etags, other.report.etags
         differ = sorted(k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k))
         if differ:
             what = (f'{differ[0]}: {first.server} {ours.get(differ[0], "none")}; '
@@ -648,7 +649,7 @@ def _failed(results: list[Result]) -> bool:
 def _check_links(results: list[Result], spool: Spool) -> None:
     """Do the links hold all the node wrote to them?  Record their sizes."""
     first = results[0]
-    channels = (first.report.get('accounting') or {}).get('channels') or {}
+    channels = first.report.accounting.get('channels') or {}
     for peer, link in spool.links.items():
         wrote = (channels.get(f'/dev/{OUT}{peer}') or {}).get('write_bytes')
         if wrote is not None and wrote != link.size:

@@ -75,6 +75,13 @@ server's ``zerovm_maxoutput``; ``"source": "link"`` marks an ``in/<node>``
 device that arrives as ``part/`` members; ``program`` names a system image's
 file to run instead of an ``exe`` member.  Both sides build and read the
 types; :meth:`NodeSpec.from_json` raises :class:`SpecError` for anything else.
+
+The report is :class:`NodeReport`, as JSON: ``{"status", "retcode", "message",
+"validation": {"state", "violations"}, "etags", "exit_state", "engine",
+"accounting", "stderr"}`` (the sandbox's report, its etags limited to the
+declared devices, and the end of the node's stderr); the proxy reads it with
+:meth:`NodeReport.from_json`, which raises :class:`ReportError` for anything
+else (the node is then tried on another server, as for a broken stream).
 """
 
 from __future__ import annotations
@@ -212,9 +219,9 @@ class NodeSpec:
             raise SpecError(f'node spec: {type(e).__name__}: {e}') from None
 
 
-def _text(value: object) -> str:
+def _text(value: object, error: type[WireError] = SpecError) -> str:
     if not isinstance(value, str):
-        raise SpecError(f'expected a string, not {value!r}')
+        raise error(f'expected a string, not {value!r}')
     return value
 
 
@@ -227,6 +234,77 @@ def _device(obj: dict) -> DeviceSpec:
     if dev.access not in ACCESSES or dev.source not in SOURCES:
         raise SpecError(f'device {dev.name}: access {dev.access!r}, source {dev.source!r}')
     return dev
+
+
+class ReportError(WireError):
+    """A node report that does not follow the contract."""
+
+
+@dataclass
+class NodeReport:
+    """How one node ended (the ``report.json`` member): the object server builds it
+    from the sandbox's report, the proxy reads it into the job's answer.
+
+    ``accounting`` is the sandbox's accounting as it is (``fuel``, ``syscalls``,
+    ``channels`` by path with ``read_bytes``/``write_bytes``...): the proxy passes
+    it on to the client unchanged.  ``stderr`` is the end of the node's stderr.
+    """
+
+    status: str
+    retcode: int | None = None
+    message: str = ''
+    validation: str | None = None           # ok, cached, failed... (None: not validated)
+    violations: list[dict] = field(default_factory=list)     # the validator's findings
+    etags: dict[str, str] = field(default_factory=dict)     # /dev/<name> -> etag
+    exit_state: str = ''
+    engine: str | None = None
+    accounting: dict = field(default_factory=dict)
+    stderr: str = ''
+
+    def to_json(self) -> bytes:
+        obj = asdict(self)
+        obj['validation'] = {'state': obj['validation'], 'violations': obj.pop('violations')}
+        return json.dumps(obj, sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> NodeReport:
+        """Parse and check a report; ReportError says what is wrong."""
+        try:
+            obj = json.loads(data)
+            if not isinstance(obj, dict):
+                raise ReportError('not a JSON object')
+            validation = obj.get('validation', {})
+            retcode, etags = obj.get('retcode'), obj.get('etags', {})
+            accounting = obj.get('accounting', {})
+            if retcode is not None and (isinstance(retcode, bool) or not isinstance(retcode, int)):
+                raise ReportError(f'retcode {retcode!r} is not an integer')
+            if not isinstance(etags, dict) or not all(
+                    isinstance(k, str) and isinstance(v, str) for k, v in etags.items()):
+                raise ReportError('etags must map strings to strings')
+            channels = accounting.get('channels') or {} if isinstance(accounting, dict) else None
+            if not isinstance(channels, dict) or not all(
+                    isinstance(c, dict) for c in channels.values()):
+                raise ReportError('accounting must be a JSON object, its channels too')
+            violations = validation.get('violations', [])
+            if not isinstance(violations, list):
+                raise ReportError('violations must be a list')
+            state, engine = validation.get('state'), obj.get('engine')
+            return cls(
+                status=_text(obj['status'], ReportError), retcode=retcode,
+                message=_text(obj.get('message', ''), ReportError),
+                validation=None if state is None else _text(state, ReportError),
+                violations=list(violations), etags=dict(etags),
+                exit_state=_text(obj.get('exit_state') or '', ReportError),
+                engine=None if engine is None else _text(engine, ReportError),
+                accounting=accounting, stderr=_text(obj.get('stderr') or '', ReportError))
+        except ReportError:
+            raise
+        except (ValueError, TypeError, KeyError, AttributeError) as e:
+            raise ReportError(f'node report: {type(e).__name__}: {e}') from None
+
+    def channel_bytes(self, key: str) -> int:
+        """``read_bytes`` or ``write_bytes`` summed over the node's channels."""
+        return sum(c.get(key, 0) for c in (self.accounting.get('channels') or {}).values())
 
 
 def member_header(name: str, size: int) -> bytes:
@@ -261,10 +339,6 @@ def stream_tar(members: Iterable[Member]) -> Iterator[bytes]:
 
 def bytes_member(name: str, data: bytes) -> Member:
     return name, len(data), [data]
-
-
-def json_member(name: str, obj: object) -> Member:
-    return bytes_member(name, json.dumps(obj, sort_keys=True).encode())
 
 
 def file_member(name: str, path: str) -> Member:

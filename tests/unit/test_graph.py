@@ -25,21 +25,21 @@ class Result:
     def __init__(self, node: Node, status: str = 'ok', etags: dict | None = None,
                  retcode: int = 0, server: str = '') -> None:
         self.node, self.server, self.error = node, server, ''
-        self.report = {'status': status, 'retcode': retcode, 'etags': etags or {}}
+        self.report = wire.NodeReport(status, retcode, etags=etags or {})
         self.outputs: dict = {}
         self.replica, self.links, self.closed = 1, {}, False
         self.started = self.finished = None
 
     @property
     def status(self) -> str:
-        return self.report['status']
+        return self.report.status
 
     @property
     def failed(self) -> bool:
         return self.status != 'ok'
 
     def fail(self, status: str, message: str, http_status: int | None = None) -> None:
-        self.report = {'status': status, 'retcode': None, 'message': message}
+        self.report = wire.NodeReport(status, message=message)
         self.error = message
 
     def close(self) -> None:
@@ -249,7 +249,7 @@ def test_replicas_that_differ_are_all_a_mismatch(change: dict, says: str) -> Non
     rs = [Result(n, etags={'/dev/stdout': 'x'}, server='a'), Result(n, server='b', **change)]
     graph.vote(rs)
     assert [r.status for r in rs] == ['mismatch', 'mismatch']
-    assert rs[0].error == says and rs[0].report['etags'] == {'/dev/stdout': 'x'}
+    assert rs[0].error == says and rs[0].report.etags == {'/dev/stdout': 'x'}
 
 
 def test_a_failed_replica_is_not_outvoted() -> None:
@@ -317,7 +317,7 @@ def test_a_link_shorter_than_what_the_node_wrote_fails_the_producer() -> None:
     class Short(Script):
         def __call__(self, plan, replica, servers, links):
             res = super().__call__(plan, replica, servers, links)
-            res.report['accounting'] = {'channels': {'/dev/out/b': {'write_bytes': 5}}}
+            res.report.accounting = {'channels': {'/dev/out/b': {'write_bytes': 5}}}
             return res
     results = run(nodes({'name': 'a', 'connect': ['b']}, {'name': 'b'}), Short())
     assert [r.status for r in results] == ['error', 'skipped']

@@ -60,7 +60,7 @@ def test_a_system_image_program_is_read_off_the_hub(tmp_path) -> None:
     mw.sysimages = SlowImages()
     try:
         spec = wire.NodeSpec('py', ['python3'], program=('python3', 'python3'))
-        assert mw._program(spec, {}) == '/images/python3/python3'
+        assert object_middleware.NodeRun(mw, None).program(spec, {}) == '/images/python3/python3'
     finally:
         ticker.stop()
     assert seen == [True]

@@ -108,7 +108,7 @@ class Sent(io.RawIOBase):
 
 def test_members_are_read_without_reading_ahead_and_in_large_reads() -> None:
     big = bytes(range(256)) * 4096 * 3                       # 3 MiB
-    head = [wire.json_member(wire.SPEC, {'stream': True}), wire.bytes_member(wire.START, b''),
+    head = [wire.bytes_member(wire.SPEC, b'{"stream": true}'), wire.bytes_member(wire.START, b''),
             wire.bytes_member('part/in/A', big)]
     sent = b''.join(wire.stream_tar(head))[:-2 * wire.BLOCK]   # the end is not sent yet
     stream = Sent(sent)

@@ -131,6 +131,7 @@ class Servers:
             links.running()
         report, outputs = action(plan, headers, lambda: [
             *members(), *(wire.bytes_member(k, v) for k, v in fed.items())])
+        report = wire.NodeReport.from_json(json.dumps(report).encode())    # as it travels
         for name in [k for k in outputs if k.startswith(graph.OUT)]:
             out = outputs.pop(name)            # the object server sends these as parts
             if links is not None and links.outputs is not None:

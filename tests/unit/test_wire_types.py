@@ -1,4 +1,4 @@
-"""The node spec as types: what the proxy builds is what the object server reads."""
+"""The wire as types: the node spec and report one side builds are what the other reads."""
 
 from __future__ import annotations
 
@@ -43,3 +43,44 @@ def test_a_bad_spec_is_one_error_that_says_why(data: bytes, why: str) -> None:
     with pytest.raises(wire.SpecError, match=why):
         wire.NodeSpec.from_json(data)
     assert issubclass(wire.SpecError, wire.WireError)
+
+
+def test_a_report_survives_the_wire() -> None:
+    report = wire.NodeReport(
+        'ok', 3, 'exited', 'cached', [{'address': 4096, 'reason': 'x'}],
+        {'/dev/stdout': 'a' * 32}, 'ok', 'native',
+        {'fuel': 7, 'syscalls': 2, 'channels': {'/dev/stdin': {'read_bytes': 5},
+                                                '/dev/stdout': {'write_bytes': 4,
+                                                                'read_bytes': 1}}},
+        'the end of stderr\n')
+    assert wire.NodeReport.from_json(report.to_json()) == report
+    assert json.loads(report.to_json())['validation'] == {
+        'state': 'cached', 'violations': [{'address': 4096, 'reason': 'x'}]}
+    assert (report.channel_bytes('read_bytes'), report.channel_bytes('write_bytes')) == (6, 4)
+
+
+def test_a_short_report_keeps_the_defaults() -> None:
+    report = wire.NodeReport.from_json(b'{"status": "killed"}')
+    assert report == wire.NodeReport('killed')
+    assert report.retcode is None and report.validation is None and report.etags == {}
+    assert report.channel_bytes('write_bytes') == 0
+
+
+@pytest.mark.parametrize(('data', 'why'), [
+    (b'"ok"', 'not a JSON object'),
+    (b'{}', 'KeyError'),
+    (b'{"status": 1}', 'expected a string'),
+    (b'{"status": "ok", "retcode": "0"}', "retcode '0' is not an integer"),
+    (b'{"status": "ok", "retcode": true}', 'retcode True is not an integer'),
+    (b'{"status": "ok", "etags": {"/dev/stdout": 1}}', 'etags must map strings'),
+    (b'{"status": "ok", "accounting": []}', 'accounting must be a JSON object'),
+    (b'{"status": "ok", "accounting": {"channels": {"/dev/x": 1}}}', 'its channels too'),
+    (b'{"status": "ok", "validation": {"violations": "x"}}', 'violations must be a list'),
+    (b'{"status": "ok", "validation": "ok"}', 'AttributeError'),
+    (b'{"status": "ok", "engine": 2}', 'expected a string'),
+    (b'{"status": "ok', 'JSONDecodeError'),
+])
+def test_a_bad_report_is_one_error_that_says_why(data: bytes, why: str) -> None:
+    with pytest.raises(wire.ReportError, match=why):
+        wire.NodeReport.from_json(data)
+    assert issubclass(wire.ReportError, wire.WireError)

@@ -2,8 +2,9 @@
 
 ``zerocloud.object.middleware`` is the filter and its operator's manual: it
 runs the nodes the proxy sends (``zerocloud.wire``) next to the object they
-read, in the sandbox's warm workers (``zvm_core.pool``); ``cache`` keeps the
-programs it received.  See doc/operator-guide.md.
+read, one ``NodeRun`` per request, in the sandbox's warm workers
+(``zvm_core.pool``); ``cache`` keeps the programs it received.  See
+doc/operator-guide.md.
 """
 
 from zerocloud.object.cache import ContentCache

@@ -307,7 +307,7 @@ class ObjectExecMiddleware:
         req = Request(env)
         started = time.monotonic()
         try:
-            resp = self.execute(req)
+            resp = NodeRun(self, req).execute()
         except HTTPException as e:
             resp = e
         resp.headers[wire.EXECUTE] = wire.VERSION
@@ -318,11 +318,24 @@ class ObjectExecMiddleware:
                          req.headers.get('X-Trans-Id', '-'))
         return resp(env, start_response)
 
-    def execute(self, req: Request) -> Response:
+
+class NodeRun:
+    """One execute request, from its tar stream to its answer: receive the node,
+    open its channels within this server's limits, run it in the pool, release
+    what it held (the middleware hands each request to one, as Swift's
+    ``symlink`` hands requests to its context)."""
+
+    def __init__(self, owner: ObjectExecMiddleware, req: Request) -> None:
+        self.owner, self.req = owner, req
+        self.config, self.logger = owner.config, owner.logger
+
+    def execute(self) -> Response:
+        """Receive the node, run it and answer with its report and outputs."""
+        req = self.req
         if req.content_length is not None and req.content_length > self.config.max_input:
             raise HTTPRequestEntityTooLarge(
                 body=f'request larger than zerovm_maxinput ({self.config.max_input} bytes)\n')
-        if self.admitted >= self.config.pool_size + self.config.queue:
+        if self.owner.admitted >= self.config.pool_size + self.config.queue:
             raise HTTPServiceUnavailable(
                 body=f'Slot not available: {self.config.pool_size} nodes running, '
                      f'{self.config.queue} waiting\n', headers={'Retry-After': RETRY_AFTER})
@@ -331,7 +344,7 @@ class ObjectExecMiddleware:
         except ValueError:
             raise HTTPBadRequest(body='execute requests go to /<device>/<partition>/<account>'
                                       '/<container>/<object>\n') from None
-        self.admitted += 1
+        self.owner.admitted += 1
         reader = tmp = streamed = None
         files: dict[str, str] = {}
         try:
@@ -340,58 +353,59 @@ class ObjectExecMiddleware:
             except ValueError:
                 raise HTTPInsufficientStorage(drive=device) from None
             if req.headers.get(wire.ACCESS, '').upper() == 'GET':
-                reader = self._local_object(req)
+                reader = self.local_object(req)
             if wire.PROGRAM in req.headers:       # the program by digest, before any body
-                files[wire.EXE] = self._cached_program(req.headers[wire.PROGRAM])
+                files[wire.EXE] = self.cached_program(req.headers[wire.PROGRAM])
             disk_tmp = os.path.join(disk, 'tmp')
             os.makedirs(disk_tmp, exist_ok=True)
             tmp = tempfile.mkdtemp(prefix='zerocloud-', dir=disk_tmp)
-            spec, rest, budget = self._receive(req, tmp, files)
+            spec, rest, budget = self.receive(req, tmp, files)
             if spec.stream:
                 streamed = _Streamed(self, spec, files, reader, tmp, rest, budget, req)
                 return streamed.start()       # it cleans up from now on
             hangup.drain(req.environ)
             with hangup.stop_on_hangup(req.environ, f'node {spec.name}'):
-                report, outputs = self._run(spec, files, reader, tmp)
+                report, outputs = self.run(spec, files, reader, tmp)
         except BaseException:
             if tmp is not None and streamed is None:
                 shutil.rmtree(tmp, ignore_errors=True)
             raise
         finally:
             if streamed is None:
-                self.admitted -= 1
-                self._release(files)
-                if reader is not None:
-                    reader.close()
-        members = [wire.json_member(wire.REPORT, report)]
+                self.release(files, reader)
+        members = [wire.bytes_member(wire.REPORT, report.to_json())]
         if spec.outputs:                      # false for a replica that only votes
             members += [wire.file_member(wire.DEV_PREFIX + name, path)
                         for name, path in outputs]
         body = ClosingIterator(wire.stream_tar(members), [_Removal(tmp)])
         return Response(app_iter=body, content_type='application/x-tar',
-                        headers={'X-Nexe-Status': report['status'],
-                                 'X-Nexe-Retcode': str(report.get('retcode'))})
+                        headers={'X-Nexe-Status': report.status,
+                                 'X-Nexe-Retcode': str(report.retcode)})
 
-    def _release(self, files: dict[str, str]) -> None:
-        """Let the caches drop the node's program and image again."""
+    def release(self, files: dict[str, str], reader) -> None:
+        """The node is done here: its slot is free, the caches may drop its program
+        and image again, the local object is closed."""
+        self.owner.admitted -= 1
+        if reader is not None:
+            reader.close()
         if wire.EXE in files:
-            self.programs.release(files[wire.EXE])
+            self.owner.programs.release(files[wire.EXE])
         if IMAGE_MEMBER in files:
-            self.images.release(files[IMAGE_MEMBER])
+            self.owner.images.release(files[IMAGE_MEMBER])
 
-    def _cached_program(self, digest: str) -> str:
+    def cached_program(self, digest: str) -> str:
         """Hold the program of ``X-Zerovm-Program``; 412 (before the body travels)
         when this process does not have it: the proxy sends it again with it."""
         digest = digest.strip().lower()
         if len(digest) != 64 or not all(c in '0123456789abcdef' for c in digest):
             raise HTTPBadRequest(body=f'{wire.PROGRAM}: not a SHA-256 (64 hex digits)\n')
-        path = self.programs.hold(digest)
+        path = self.owner.programs.hold(digest)
         if path is None:
             raise HTTPPreconditionFailed(body=f'program {digest} is not cached here: '
                                               f'send it\n', headers={wire.PROGRAM: digest})
         return path
 
-    def _local_object(self, req: Request):
+    def local_object(self, req: Request):
         """Open the object of the request path here; its reader holds the open data file."""
         device, part, account, container, obj, policy = get_name_and_placement(req, 5, 5, True)
         path = f'/{account}/{container}/{obj}'
@@ -399,8 +413,8 @@ class ObjectExecMiddleware:
             raise HTTPConflict(body=f'{path}: policy {policy.name} stores fragments here, '
                                     'not the object\n')
         try:
-            disk_file = self.object_server.get_diskfile(device, part, account, container, obj,
-                                                        policy=policy)
+            disk_file = self.owner.object_server.get_diskfile(
+                device, part, account, container, obj, policy=policy)
             disk_file.open()
         except DiskFileDeviceUnavailable:
             raise HTTPInsufficientStorage(drive=device) from None
@@ -419,7 +433,7 @@ class ObjectExecMiddleware:
                 body=f'{path} is larger than zerovm_maxinput ({self.config.max_input} bytes)\n')
         return reader
 
-    def _receive(self, req: Request, tmp: str, files: dict[str, str]):
+    def receive(self, req: Request, tmp: str, files: dict[str, str]):
         """Read the request's tar stream into ``files`` (member name -> path; the
         program is held in the program cache), up to its end or its ``start``
         member; returns (the node spec, the members after ``start`` or None, the
@@ -438,7 +452,7 @@ class ObjectExecMiddleware:
                     rest = members
                     break
                 if name in (wire.EXE, IMAGE_MEMBER):      # kept by content (see above)
-                    cache = self.programs if name == wire.EXE else self.images
+                    cache = self.owner.programs if name == wire.EXE else self.owner.images
                     files[name] = cache.receive(f, budget)
                     budget -= os.path.getsize(files[name])
                     continue
@@ -456,17 +470,17 @@ class ObjectExecMiddleware:
             raise HTTPBadRequest(body='bad execute request: node spec or program missing\n')
         return spec, rest, budget
 
-    def _program(self, spec: wire.NodeSpec, files: dict[str, str]) -> str:
+    def program(self, spec: wire.NodeSpec, files: dict[str, str]) -> str:
         """The program's host path: the one sent, or a file of a system image here."""
         if wire.EXE in files:
             return files[wire.EXE]
         try:
-            with self.extracting:           # one at a time: the images' lock is a thread's
-                return str(tpool.execute(self.sysimages.program, *spec.program))
+            with self.owner.extracting:           # one at a time: the images' lock is a thread's
+                return str(tpool.execute(self.owner.sysimages.program, *spec.program))
         except SysImageError as e:
             raise HTTPBadRequest(body=f'{e} on this server\n') from None
 
-    def _channel(self, name: str, dev: wire.DeviceSpec | None, files: dict[str, str], reader,
+    def channel(self, name: str, dev: wire.DeviceSpec | None, files: dict[str, str], reader,
                  tmp: str, opened: list, links: dict) -> tuple[ChannelSpec, str | None]:
         """The channel for one device, and the host path of its output if it is written."""
         alias = '/dev/' + name
@@ -495,10 +509,10 @@ class ObjectExecMiddleware:
             put_size = most if dev.put_size is None else min(dev.put_size, most)
             return ChannelSpec(alias, f.fileno(), WRITE, random=random,
                                quota=Quota(put_size=put_size)), path
-        if name in self.sysimages.images and not dev.writable and \
+        if name in self.owner.sysimages.images and not dev.writable and \
                 wire.DEV_PREFIX + name not in files:      # mounted read-only at /
             try:
-                f = open(self.sysimages.tar(name), 'rb')
+                f = open(self.owner.sysimages.tar(name), 'rb')
             except (SysImageError, OSError) as e:
                 raise HTTPBadRequest(body=f'{e} on this server\n') from None
             opened.append(f)
@@ -515,7 +529,7 @@ class ObjectExecMiddleware:
         return ChannelSpec(alias, f.fileno(), READ, random=random and member is not None,
                            mount='/' if name == 'image' and member else None), None
 
-    def _limits(self, spec: wire.NodeSpec) -> Limits:
+    def limits(self, spec: wire.NodeSpec) -> Limits:
         """The node's limits: what the proxy asks, within this server's."""
         asked, cfg = spec.limits, self.config
         try:
@@ -525,13 +539,13 @@ class ObjectExecMiddleware:
         except (TypeError, ValueError) as e:
             raise HTTPBadRequest(body=f'bad execute request: limits: {e}\n') from None
 
-    def _channels(self, spec: wire.NodeSpec, files: dict[str, str], reader, tmp: str, opened: list,
+    def channels(self, spec: wire.NodeSpec, files: dict[str, str], reader, tmp: str, opened: list,
                   links: dict):
         """The node's channels and its written outputs [(device, host path)]."""
         declared = {d.name: d for d in spec.devices}
         channels, outputs = [], []
         for name in sorted(set(declared) | set(wire.STD_CHANNELS)):
-            channel, out = self._channel(name, declared.get(name), files, reader, tmp, opened,
+            channel, out = self.channel(name, declared.get(name), files, reader, tmp, opened,
                                          links)
             channels.append(channel)
             if out:
@@ -540,7 +554,7 @@ class ObjectExecMiddleware:
         channels.sort(key=lambda c: c.mount is not None and c.alias == '/dev/image')
         return channels, outputs
 
-    def _engine(self, spec: wire.NodeSpec) -> str | None:
+    def engine(self, spec: wire.NodeSpec) -> str | None:
         """The engine the node asks for, within what the operator allows."""
         asked, mine = spec.engine, self.config.engine
         if asked not in (None, *CHOICES):
@@ -554,34 +568,39 @@ class ObjectExecMiddleware:
             return mine or asked
         return asked
 
-    def _pool_run(self, spec: wire.NodeSpec, files: dict[str, str], channels: list[ChannelSpec],
-                  stderr: Callable[[], bytes], started=None) -> dict:
+    def pool_run(self, spec: wire.NodeSpec, files: dict[str, str], channels: list[ChannelSpec],
+                  stderr: Callable[[], bytes], started=None) -> wire.NodeReport:
         """The node's report, with the end of its stderr (``stderr()``)."""
-        engine = self._engine(spec)
+        engine = self.engine(spec)
         try:
-            report = self.pool.run(self._program(spec, files), channels,
-                                   argv=spec.argv, env=spec.env, limits=self._limits(spec),
+            report = self.owner.pool.run(self.program(spec, files), channels,
+                                   argv=spec.argv, env=spec.env, limits=self.limits(spec),
                                    seed=spec.seed, epoch=spec.epoch, started=started,
                                    engine=engine)
         except PoolBusy as e:
             raise HTTPServiceUnavailable(body=f'Slot not available: {e}\n',
                                          headers={'Retry-After': RETRY_AFTER}) from None
         declared = {d.name for d in spec.devices}
-        report.etags = {k: v for k, v in report.etags.items() if k[len('/dev/'):] in declared}
-        return dict(report.to_dict(), stderr=stderr().decode('utf-8', 'replace'))
+        done = report.to_dict()
+        return wire.NodeReport(
+            status=report.status, retcode=report.retcode, message=report.message,
+            validation=done['validation']['state'], violations=done['validation']['violations'],
+            etags={k: v for k, v in report.etags.items() if k[len('/dev/'):] in declared},
+            exit_state=report.exit_state, engine=report.engine, accounting=done['accounting'],
+            stderr=stderr().decode('utf-8', 'replace'))
 
-    def _run(self, spec: wire.NodeSpec, files: dict[str, str], reader, tmp: str):
-        """Run the node in a warm worker; returns (report dict, [(device, output path)])."""
-        self._limits(spec)
-        self._engine(spec)
+    def run(self, spec: wire.NodeSpec, files: dict[str, str], reader, tmp: str):
+        """Run the node in a warm worker; returns (report, [(device, output path)])."""
+        self.limits(spec)
+        self.engine(spec)
         opened: list = []
         links: dict = {}
         try:
-            channels, outputs = self._channels(spec, files, reader, tmp, opened, links)
+            channels, outputs = self.channels(spec, files, reader, tmp, opened, links)
             for name, link in links.items():        # nothing follows a request not streamed
                 if name is not None:
                     link.abort()
-            return self._pool_run(spec, files, channels, lambda: _stderr(opened, outputs)), outputs
+            return self.pool_run(spec, files, channels, lambda: _stderr(opened, outputs)), outputs
         finally:
             for f in opened:
                 f.close()
@@ -607,7 +626,7 @@ class _Streamed:
     ends ``killed``: the proxy knows why and reports the node ``skipped``).
     """
 
-    def __init__(self, owner: ObjectExecMiddleware, spec: wire.NodeSpec, files: dict[str, str],
+    def __init__(self, owner: NodeRun, spec: wire.NodeSpec, files: dict[str, str],
                  reader, tmp: str, rest, budget: int, req: Request) -> None:
         self.owner, self.spec, self.files, self.reader = owner, spec, files, reader
         self.tmp, self.rest, self.budget, self.req = tmp, rest, budget, req
@@ -621,9 +640,9 @@ class _Streamed:
 
     def start(self) -> Response:
         try:
-            self.owner._limits(self.spec)
-            self.owner._engine(self.spec)
-            channels, self.outputs = self.owner._channels(self.spec, self.files, self.reader,
+            self.owner.limits(self.spec)
+            self.owner.engine(self.spec)
+            channels, self.outputs = self.owner.channels(self.spec, self.files, self.reader,
                                                           self.tmp, self.opened, self.links)
             if self.rest is not None:
                 self.receiver = spawn(self._receive_links)
@@ -645,9 +664,9 @@ class _Streamed:
         return Response(app_iter=body, content_type='application/x-tar',
                         headers={wire.STREAM: '1'})
 
-    def _run(self, channels: list[ChannelSpec], started: Event) -> dict:
+    def _run(self, channels: list[ChannelSpec], started: Event) -> wire.NodeReport:
         try:
-            return self.owner._pool_run(self.spec, self.files, channels,
+            return self.owner.pool_run(self.spec, self.files, channels,
                                         lambda: _stderr(self.opened, self.outputs),
                                         started=lambda: started.send(True))
         finally:
@@ -737,7 +756,7 @@ class _Streamed:
             report = self.run.wait()
         except hangup.HangUp:
             return                     # stopped: nobody reads the rest
-        yield wire.json_member(wire.REPORT, report)
+        yield wire.bytes_member(wire.REPORT, report.to_json())
         if self.spec.outputs:
             yield from (wire.file_member(wire.DEV_PREFIX + name, path)
                         for name, path in self.outputs if not name.startswith('out/'))
@@ -758,17 +777,14 @@ class _Streamed:
         status = '-'
         if self.run is not None and self.run.dead:
             try:
-                status = self.run.wait()['status']
+                status = self.run.wait().status
             except BaseException:
                 pass
         if self.responded:
             owner.logger.info('execute %s 200 %s %.4fs %s (streamed)', self.req.path, status,
                               time.monotonic() - self.began,
                               self.req.headers.get('X-Trans-Id', '-'))
-        owner.admitted -= 1
-        owner._release(self.files)
-        if self.reader is not None:
-            self.reader.close()
+        owner.release(self.files, self.reader)
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 

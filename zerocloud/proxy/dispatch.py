@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import collections
 import http.client
-import json
 import random
 import socket
 import time
@@ -296,14 +295,14 @@ class Dispatcher:
                     if relay is not None:
                         relay.add(name[len(wire.PART_PREFIX + graph.OUT):], f)
                 elif name == wire.REPORT:
-                    report = json.loads(f.read(1 << 20))
+                    report = wire.NodeReport.from_json(f.read(1 << 20))
                 elif name.startswith(wire.DEV_PREFIX) and report is not None:
                     out = outputs[name[len(wire.DEV_PREFIX):]] = spooled()
                     wire.copy_limited(f, out, self.config.max_output)
                 else:
                     raise wire.WireError(f'unexpected member {name}')
-            if not isinstance(report, dict):
-                raise wire.WireError('no report')
+            if report is None:
+                raise wire.ReportError('no report')
         except BaseException:
             for out in outputs.values():
                 out.close()

@@ -525,7 +525,7 @@ class ProxyExecMiddleware:
         size = res.size(dev.name)
         headers = {'Content-Type': dev.content_type or DEFAULT_CONTENT_TYPE,
                    'Content-Length': str(size)}
-        etag = (res.report.get('etags') or {}).get('/dev/' + dev.name)
+        etag = res.report.etags.get('/dev/' + dev.name)
         if etag:
             headers['ETag'] = etag
         headers.update({f'X-Object-Meta-{k}': str_to_wsgi(v) for k, v in dev.meta.items()})

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 
 from swift.common.swob import Response
 
-from zerocloud import cgiout, graph
+from zerocloud import cgiout, graph, wire
 from zerocloud.job import Node
 
 MAX_HEADER = 8192
@@ -39,7 +39,7 @@ class NodeResult:
     def __init__(self, node: Node, policy: str = '') -> None:
         self.node = node
         self.policy = policy
-        self.report: dict = {'status': 'unavailable', 'retcode': None, 'message': ''}
+        self.report = wire.NodeReport('unavailable')
         self.outputs: dict[str, object] = {}    # device name -> spooled file
         self.stored: set[str] = set()           # devices stored as objects
         self.server = ''
@@ -55,7 +55,7 @@ class NodeResult:
 
     @property
     def status(self) -> str:
-        return self.report.get('status', 'killed')
+        return self.report.status
 
     @property
     def http(self) -> int:
@@ -70,7 +70,7 @@ class NodeResult:
     @property
     def exit_failed(self) -> bool:
         """Did the program exit by itself with a code the job does not count as success?"""
-        retcode = self.report.get('retcode')
+        retcode = self.report.retcode
         return (self.status == 'ok' and retcode is not None
                 and retcode not in self.node.exec.ok_exit)
 
@@ -78,7 +78,7 @@ class NodeResult:
     def stderr(self) -> str:
         """The end of what the node wrote to stderr (the object server keeps the last
         64 KiB, whether the job declared the device or not)."""
-        return self.report.get('stderr') or ''
+        return self.report.stderr
 
     @property
     def what(self) -> str:
@@ -89,8 +89,8 @@ class NodeResult:
         if self.exit_failed:
             last = next((line.strip() for line in reversed(self.stderr.splitlines())
                          if line.strip()), '')
-            return f'exit {self.report["retcode"]}' + (f': {last}' if last else '')
-        return self.report.get('message') or self.status
+            return f'exit {self.report.retcode}' + (f': {last}' if last else '')
+        return self.report.message or self.status
 
     @property
     def summary(self) -> str:
@@ -98,7 +98,7 @@ class NodeResult:
         return self.what if self.exit_failed and not self.error else f'{self.status}: {self.what}'
 
     def fail(self, status: str, message: str, http_status: int | None = None) -> None:
-        self.report = {'status': status, 'retcode': None, 'message': message}
+        self.report = wire.NodeReport(status, message=message)
         self.error = message
         self.http_status = http_status
 
@@ -110,7 +110,6 @@ class NodeResult:
 
     def to_dict(self) -> dict:
         report = self.report
-        validation = (report.get('validation') or {}).get('state')
         outputs = []
         for dev in self.node.devices:
             if dev.writable and dev.name in self.outputs:
@@ -119,13 +118,12 @@ class NodeResult:
         outputs += [{'device': graph.OUT + peer, 'path': None, 'bytes': size, 'stored': False}
                     for peer, size in self.links.items()]
         return {'name': self.node.name, 'replica': self.replica, 'status': self.status,
-                'retcode': report.get('retcode'), 'failed': self.failed,
-                'message': report.get('message', ''),
+                'retcode': report.retcode, 'failed': self.failed,
+                'message': report.message,
                 'error': self.what if self.failed else self.error, 'stderr': self.stderr,
                 'host': self.server, 'policy': self.policy, 'seconds': round(self.seconds, 6),
-                'validation': validation, 'engine': report.get('engine'),
-                'etags': report.get('etags') or {},
-                'accounting': report.get('accounting') or {}, 'outputs': outputs,
+                'validation': report.validation, 'engine': report.engine,
+                'etags': report.etags, 'accounting': report.accounting, 'outputs': outputs,
                 'object': str(self.node.attach.path) if attached_object(self.node) else None,
                 'request_bytes': self.request_bytes, 'program_bytes': self.program_bytes,
                 'started': self.started,
@@ -200,27 +198,25 @@ def header(values: Iterable[object], sep: str = ',') -> tuple[str, bool]:
 def nexe_headers(results: list[NodeResult], seconds: float) -> dict[str, str]:
     """ZeroCloud's ``X-Nexe-*`` response headers: one comma-separated column per item."""
     def validation(r):
-        state = (r.report.get('validation') or {}).get('state')
+        state = r.report.validation
         if r.status == 'validation':
             return 1
         return 0 if state in ('ok', 'cached') else 2
 
     def etags(r):
-        tags = r.report.get('etags') or {}
+        tags = r.report.etags
         return ' '.join(f'{k} {v}' for k, v in sorted(tags.items())) or 'disabled'
 
     def cdr(r):
-        acc = r.report.get('accounting') or {}
-        chans = (acc.get('channels') or {}).values()
+        acc = r.report.accounting
         return [f'{r.seconds:.3f}',
                 f'{acc.get("fuel", 0)} {acc.get("syscalls", 0)} '
-                f'{sum(c.get("read_bytes", 0) for c in chans)} '
-                f'{sum(c.get("write_bytes", 0) for c in chans)}']
+                f'{r.report.channel_bytes("read_bytes")} {r.report.channel_bytes("write_bytes")}']
 
     columns = {
         'X-Nexe-System': [r.node.name for r in results],
         'X-Nexe-Status': [r.status for r in results],
-        'X-Nexe-Retcode': ['' if r.report.get('retcode') is None else r.report['retcode']
+        'X-Nexe-Retcode': ['' if r.report.retcode is None else r.report.retcode
                            for r in results],
         'X-Nexe-Validation': [validation(r) for r in results],
         'X-Nexe-Etag': [etags(r) for r in results],
