@@ -197,7 +197,7 @@ def test_spec_mutations(steps, key, value, action):
 
 
 STREAM = b''.join(wire.stream_tar([
-    wire.json_member(wire.SPEC, json.loads(SPEC.to_json())),
+    wire.bytes_member(wire.SPEC, SPEC.to_json()),
     wire.bytes_member('dev/stdin', b'hello\n' * 100),
     wire.bytes_member('part/in/' + 'n\u00e9' * 80, b'long, non-ASCII name'),   # PAX
 ]))
