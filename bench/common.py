@@ -18,9 +18,14 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from zvm_core.toolchain import BuildError, build_static
+
+if TYPE_CHECKING:
+    from swiftclient import Connection
+
+    from zerocloud.devcluster import DevCluster
 
 REPO = Path(__file__).resolve().parent.parent
 PROGRAMS = REPO / 'bench' / 'programs'
@@ -77,6 +82,12 @@ def text(size: int, seed: int = 0) -> bytes:
 
 
 # -- timing and statistics -----------------------------------------------------
+
+def connect(cluster: DevCluster) -> Connection:
+    """A swiftclient Connection to a local cluster as its test user, without retries."""
+    from swiftclient import Connection
+    return Connection(authurl=cluster.auth_url, user=cluster.user, key=cluster.key, retries=0)
+
 
 def timed(fn: Callable[..., T], *args: object, **kwargs: object) -> tuple[float, T]:
     """(seconds, result) of ``fn(*args, **kwargs)``."""

@@ -218,8 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f'local cluster started in {t:.1f} s ({cluster.object_servers} object servers, '
               f'{cluster.replicas} replicas)')
         try:
-            conn = Connection(authurl=cluster.auth_url, user=cluster.user, key=cluster.key,
-                              retries=0)
+            conn = common.connect(cluster)
             conn.put_container(CONTAINER)
             in_place_vs_download(conn, nobj, size, reps=2 if q else 3)
             latency(conn, reps=10 if q else 50)

@@ -143,7 +143,6 @@ def post_job(conn, job: list) -> tuple[float, bytes, dict]:
 
 
 def cluster(images: dict, reps: int) -> None:
-    from swiftclient import Connection
 
     from zerocloud.devcluster import DevCluster
     d = interpreters.default_dir()
@@ -155,8 +154,7 @@ def cluster(images: dict, reps: int) -> None:
         print(f'\nlocal cluster started in {t:.1f} s ({devcluster.object_servers} object '
               f'servers)')
         try:
-            conn = Connection(authurl=devcluster.auth_url, user=devcluster.user,
-                              key=devcluster.key, retries=0)
+            conn = common.connect(devcluster)
             for label, args in [('print(1), -S', ['-S', '-c', 'print(1)']),
                                 ('print(1)', ['-c', 'print(1)'])]:
                 job = [{'name': 'hello', 'exec': {'path': 'file://python3:python3',

@@ -56,7 +56,7 @@ common.private_verdict_cache()   # inherited by the cluster's servers and their 
 
 from swiftclient import Connection  # noqa: E402
 
-from zerocloud.devcluster import USERS, DevCluster  # noqa: E402
+from zerocloud.devcluster import DevCluster  # noqa: E402
 
 EXAMPLE = Path(__file__).resolve().parent.parent / 'examples' / 'mapreduce'
 CONTAINER = 'books'
@@ -109,8 +109,7 @@ def run(nobj: int, size: int, reducers: int, reps: int, staged: bool = False) ->
     conf = {'proxy': '[filter:zerocloud]\nzerovm_pipeline = false\n'} if staged else {}
     with tempfile.TemporaryDirectory(prefix='zc-bench-') as tmp, \
             DevCluster(tmp, extra_conf=conf) as cluster:
-        conn = Connection(authurl=cluster.auth_url, user=cluster.user,
-                          key=USERS[cluster.user][0], retries=0)
+        conn = common.connect(cluster)
         conn.put_container(CONTAINER)
         programs = {}
         for name in ('mapper', 'reducer'):

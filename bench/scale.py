@@ -79,13 +79,9 @@ def tar_of(first: int, count: int) -> bytes:
     return buf.getvalue()
 
 
-def connect(cluster: DevCluster) -> Connection:
-    return Connection(authurl=cluster.auth_url, user=cluster.user, key=cluster.key, retries=0)
-
-
 def populate(cluster: DevCluster, n: int) -> float:
     """Upload N objects by bulk extraction; seconds taken. Exits if an object failed."""
-    url, token = connect(cluster).get_auth()
+    url, token = common.connect(cluster).get_auth()
     per_tar = min(PER_TAR, -(-n // UPLOADS))
 
     def upload(first: int) -> None:
@@ -186,7 +182,7 @@ def download_and_count(cluster: DevCluster, n: int) -> tuple[float, tuple[int, i
 
     def one(i: int) -> tuple[int, int, int]:
         if not hasattr(local, 'conn'):
-            local.conn = connect(cluster)
+            local.conn = common.connect(cluster)
         return wc(local.conn.get_object(CONTAINER, name(i))[1])
 
     start = time.perf_counter()
@@ -203,14 +199,14 @@ def measure(n: int, program: bytes) -> list[str]:
         cluster = DevCluster(Path(d) / 'cluster', detach=False)
         cluster.start()
         try:
-            conn = connect(cluster)
+            conn = common.connect(cluster)
             conn.put_container(CONTAINER)
             conn.put_object(CONTAINER, 'wc', program, content_type='application/x-executable')
             conn.close()
             upload = populate(cluster, n)
             cluster.stop()
             cluster.start()         # a fresh proxy: its VmHWM is the job's, not the upload's
-            conn = connect(cluster)
+            conn = common.connect(cluster)
             job = run_job(cluster, conn)
             conn.close()
             download, expect = download_and_count(cluster, n)

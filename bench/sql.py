@@ -264,8 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f'local cluster started in {t:.1f} s ({cluster.object_servers} object servers, '
               f'{cluster.replicas} replicas, {workers} workers)')
         try:
-            conn = Connection(authurl=cluster.auth_url, user=cluster.user, key=cluster.key,
-                              retries=0)
+            conn = common.connect(cluster)
             conn.put_container(CONTAINER)
             t, names = common.timed(upload, conn, nobj, size)
             total = sum(int(o['bytes']) for o in conn.get_container(CONTAINER)[1])
