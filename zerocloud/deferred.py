@@ -14,16 +14,34 @@ where ``<container>`` is the one of the request URL (POST to
 When the job is done, its response body is stored there (with its content
 type) and a JSON object of its status and headers as ``<that name>.headers``
 (``{"Status": "200 OK", "X-Nexe-Status": "ok", ...}``), both as the caller;
-``.headers`` comes last, so once it exists the result is complete.  Errors
+``.headers`` comes last, so once it exists the result is complete.  Its
+``"Objects"`` (not a header) names the object each node ran next to, by node
+name (``{"wc-1": "swift://AUTH_a/logs/day-1.log", ...}``; nodes without one
+are left out): the ``X-Nexe-*`` headers do not say, and the body is the
+nodes' output unless the job asked for the JSON report.  Errors
 found before the job starts (400, 403, 404...) are answered directly.
 
 Unlike ZeroCloud, the result never overwrites the object of the request URL,
 and the answer says 202, not 200.
 
 A deferred job's state lives in Swift, next to its result: while it runs,
-the proxy running it keeps ``<that name>.state`` (``{"state": "running",
-"heartbeat": <s>, "updated": <unix time>, "proxy": ...}``), rewritten every
-``deferred_heartbeat`` seconds and deleted once the result is stored.  If
+the proxy running it keeps ``<that name>.state``::
+
+    {"state": "running", "heartbeat": 10.0, "updated": 1764687000.5,
+     "proxy": "proxy-1:4242", "started": 1764686990.1, "job": 1,
+     "nodes": {"total": 300, "done": 120, "failed": 2, "running": 64},
+     "bytes": {"in": 12582912, "out": 40960}}
+
+rewritten every ``deferred_heartbeat`` seconds, and at most once a second
+while nodes end (so a long job can be followed: ``zc wait``), and deleted
+once the result is stored.  ``nodes`` counts the nodes of the job (a node
+with ``replicate`` once): ``done`` ended successfully, ``failed`` did not
+(every replica of it counted), ``running`` were sent to an object server and
+have not ended, the others wait for a producer or a free request slot of the
+proxy; ``bytes`` is what the ended nodes read and wrote (all their channels).
+``job`` is the job's place in a chain (``zerocloud.chain``): each job of a
+chain counts its own nodes.  Counts are live: the result decides (a node
+cut short because its producer failed ends ``skipped`` in it).  If
 that proxy stops (restart, crash) the state stops being refreshed; the
 first GET or HEAD of ``<that name>.headers`` that finds no result and a state
 older than three heartbeats stores the result of a lost job: the error as
@@ -40,7 +58,7 @@ import re
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from urllib.parse import quote
 
 from swift.common.concurrency import Empty, LightQueue, spawn
@@ -57,13 +75,16 @@ from swift.common.swob import (
 from swift.common.wsgi import make_subrequest
 
 from zerocloud.config import SWIFT_SOURCE
-from zerocloud.job import SwiftPath
+from zerocloud.job import Node, SwiftPath
+from zerocloud.proxy.response import attached_object
 from zerocloud.sources import REGISTRY
 
 HEADER = 'X-Zerovm-Deferred'
 MODES = ('always', 'auto', 'never')
 HEADERS_SUFFIX = '.headers'
 STATE_SUFFIX = '.state'
+OBJECTS_KEY = 'Objects'                  # of .headers: node name -> its object
+PROGRESS_EVERY = 1.0                     # seconds; the state is rewritten at most this often
 STALE_BEATS = 3                          # a state this many heartbeats old is a lost job
 _RESULT = re.compile(r'/([^/]+)/([^/]+)/([^/]+)/(job-[0-9a-f]{32})' + re.escape(HEADERS_SUFFIX))
 _PROXY = f'{socket.gethostname()}:{os.getpid()}'
@@ -80,22 +101,69 @@ def _nothing() -> None:
     pass
 
 
+class Progress:
+    """How far a job is, as its nodes end: the counts of its deferred state.
+
+    The proxy calls :meth:`launched` once a job passed its checks, then
+    :meth:`started` and :meth:`finished` for each node it sends and sees end
+    (``zerocloud.graph.run``).
+    """
+
+    def __init__(self, on_launch: Callable[[], None] = _nothing) -> None:
+        self._on_launch = on_launch
+        self.started_at = time.time()
+        self.job = 0
+        self.total = self.done = self.failed = self.running = 0
+        self.bytes_in = self.bytes_out = 0
+        self.objects: dict[str, str] = {}
+
+    def launched(self, nodes: Sequence[Node]) -> None:
+        """A job (the next one of a chain) will run ``nodes``: counts start again."""
+        self.job += 1
+        self.total, self.done, self.failed, self.running = len(nodes), 0, 0, 0
+        self.bytes_in = self.bytes_out = 0
+        self.objects = {n.name: str(n.attach.path) for n in nodes if attached_object(n)}
+        self._on_launch()
+
+    def started(self) -> None:
+        self.running += 1
+
+    def finished(self, results: Sequence) -> None:
+        """A node ended; ``results``, one per replica (``NodeResult``)."""
+        self.running = max(0, self.running - 1)
+        if any(r.failed for r in results):
+            self.failed += 1
+        else:
+            self.done += 1
+        for r in results:
+            self.bytes_in += r.report.channel_bytes('read_bytes')
+            self.bytes_out += r.report.channel_bytes('write_bytes')
+
+    def counts(self) -> dict:
+        """The state's ``job``, ``nodes`` and ``bytes``."""
+        return {'job': self.job,
+                'nodes': {'total': self.total, 'done': self.done, 'failed': self.failed,
+                          'running': self.running},
+                'bytes': {'in': self.bytes_in, 'out': self.bytes_out}}
+
+
 def run(app, req: Request, how: str, account: str, container: str | None, timeout: float,
-        work: Callable[[Callable[[], None]], Response], logger,
+        work: Callable[[Progress], Response], logger,
         heartbeat: float = 10.0) -> Response:
-    """``work(launched)``'s response, or 202 and its result stored later (``how``: a
-    mode); ``work`` calls ``launched()`` once its job passed its checks and its nodes
-    are being sent."""
+    """``work(progress)``'s response, or 202 and its result stored later (``how``: a
+    mode); ``work`` calls ``progress.launched(nodes)`` once its job passed its checks
+    and its nodes are being sent, then counts them as they end (:class:`Progress`)."""
     if how == 'never':
-        return work(_nothing)
+        return work(Progress())
     where = SwiftPath(account, container or REGISTRY, f'job-{uuid.uuid4().hex}')
     events: LightQueue = LightQueue()
     finished: LightQueue = LightQueue()
     state = {'deferred': False}
+    progress = Progress(lambda: events.put(('launched', None)))
 
     def worker() -> None:
         try:
-            resp = work(lambda: events.put(('launched', None)))
+            resp = work(progress)
         except HTTPException as e:
             resp = e
         except Exception:
@@ -103,7 +171,7 @@ def run(app, req: Request, how: str, account: str, container: str | None, timeou
             resp = HTTPInternalServerError(
                 body=f'internal error, transaction {req.environ.get("swift.trans_id")}\n')
         if state['deferred']:
-            _store(app, req, where, resp, logger)
+            _store(app, req, where, resp, logger, objects=progress.objects)
             finished.put(None)
         else:
             events.put(('done', resp))
@@ -128,25 +196,34 @@ def run(app, req: Request, how: str, account: str, container: str | None, timeou
             break
         if kind == 'done':
             return resp
-    spawn(_keep_state, app, req, where, heartbeat, finished, logger)
+    spawn(_keep_state, app, req, where, heartbeat, finished, progress, logger)
     return HTTPAccepted(body=f'{where}\n', content_type='text/plain',
                         headers={'Location': req.host_url + '/v1' + quote(where.path)})
 
 
 def _keep_state(app, req: Request, where: SwiftPath, heartbeat: float, finished: LightQueue,
-                logger) -> None:
-    """Keep the job's state fresh in Swift until its result is stored, then delete it."""
+                progress: Progress, logger) -> None:
+    """Keep the job's state fresh in Swift until its result is stored, then delete it:
+    every ``heartbeat`` seconds, and when its counts changed (at most every
+    PROGRESS_EVERY seconds)."""
     base = f'/v1/{where.account}/{where.container}'
     state = f'{base}/{where.obj}{STATE_SUFFIX}'
     _put(app, req, base)
+    written, due = None, 0.0
     while True:
-        body = json.dumps({'state': 'running', 'heartbeat': heartbeat, 'updated': time.time(),
-                           'proxy': _PROXY}).encode()
-        stored = _put(app, req, state, body, 'application/json')
-        if not is_success(stored.status_int):
-            logger.error('deferred job %s: storing its state failed: %s', where, stored.status)
+        counts = progress.counts()
+        if counts != written or time.monotonic() >= due:
+            body = json.dumps({'state': 'running', 'heartbeat': heartbeat, 'updated': time.time(),
+                               'proxy': _PROXY, 'started': progress.started_at,
+                               **counts}).encode()
+            stored = _put(app, req, state, body, 'application/json')
+            if not is_success(stored.status_int):
+                logger.error('deferred job %s: storing its state failed: %s', where,
+                             stored.status)
+            written, due = counts, time.monotonic() + heartbeat
         try:
-            finished.get(timeout=heartbeat)
+            finished.get(timeout=max(0.0, min(PROGRESS_EVERY, heartbeat,
+                                              due - time.monotonic())))
             break
         except Empty:
             pass
@@ -200,14 +277,17 @@ def _put(app, req: Request, path: str, body: bytes = b'', content_type: str | No
 
 
 def _store(app, req: Request, where: SwiftPath, resp: Response, logger,
-           version: str = 'v1') -> None:
-    """Store a deferred job's body, then its status and headers."""
+           version: str = 'v1', objects: dict[str, str] | None = None) -> None:
+    """Store a deferred job's body, then its status and headers (and ``objects``: the
+    object of each node, by name)."""
     container = _put(app, req, f'/{version}/{where.account}/{where.container}')
     if not is_success(container.status_int):
         logger.error('deferred result %s: cannot create its container: %s', where,
                      container.status)
         return
     headers = {'Status': resp.status, **dict(resp.headers)}
+    if objects:
+        headers[OBJECTS_KEY] = objects
     for name, body, content_type in (
             (where.obj, resp.body, resp.content_type),
             (where.obj + HEADERS_SUFFIX, json.dumps(headers, indent=1).encode(),

@@ -494,7 +494,7 @@ def _replicas(plan, run_replica: RunReplica, inputs: dict[str, Link], outputs: S
 
 def run(plans: list, run_replica: RunReplica, skipped: Callable[[object, int, str], Result],
         *, max_spool: int, max_link: int = 1 << 62, concurrency: int,
-        pipeline: bool = True) -> list[Result]:
+        pipeline: bool = True, progress=None) -> list[Result]:
     """Run every node once the nodes it reads from run (``pipeline``) or have
     finished; results in node order, each node's replicas together.
 
@@ -502,7 +502,8 @@ def run(plans: list, run_replica: RunReplica, skipped: Callable[[object, int, st
     of ``servers`` that takes it, with ``links`` (a :class:`NodeLinks`, None
     for a node without links); it reports failures in its result, never
     raises.  ``skipped(plan, replica, why)`` makes the result of a node that
-    cannot run, or whose inputs failed.
+    cannot run, or whose inputs failed.  ``progress`` (a
+    ``zerocloud.deferred.Progress``) hears of each node sent and ended.
     """
     running: set[str] = set()
     started: set[str] = set()
@@ -538,6 +539,8 @@ def run(plans: list, run_replica: RunReplica, skipped: Callable[[object, int, st
     def start(plan) -> None:
         node = plan.node
         started.add(node.name)
+        if progress is not None:
+            progress.started()
         bad = _bad_producer(node, done)
         if bad is not None:
             events.put(('done', plan, [skipped(plan, k, bad) for k in
@@ -564,6 +567,8 @@ def run(plans: list, run_replica: RunReplica, skipped: Callable[[object, int, st
                 began.setdefault(node.name, next(clock))
             else:
                 done[node.name] = results
+                if progress is not None:
+                    progress.finished(results or ())
                 end = next(clock)
                 for r in results or ():
                     r.started, r.finished = began.get(node.name), end

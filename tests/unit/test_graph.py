@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import pytest
 from swift.common.concurrency import Event, Timeout, sleep, spawn
 
-from zerocloud import graph, wire
+from zerocloud import deferred, graph, wire
 from zerocloud.job import JobError, Node, expand, parse_job
 
 
@@ -283,7 +283,11 @@ def test_a_failed_node_skips_what_depends_on_it_and_nothing_else() -> None:
     ns = nodes({'name': 'a', 'count': 2, 'connect': ['b']},
                {'name': 'b', 'count': 2, 'connect': ['c']}, {'name': 'c', 'connect': ['d']},
                {'name': 'd', 'replicate': 2}, {'name': 'other'})
-    results = run(ns, script)
+    progress = deferred.Progress()
+    progress.launched(ns)
+    results = run(ns, script, progress=progress)
+    # the deferred state's counts: nodes (not replicas), every one ended
+    assert progress.counts()['nodes'] == {'total': 7, 'done': 4, 'failed': 3, 'running': 0}
     assert [(r.node.name, r.status) for r in results] == [
         ('a-1', 'ok'), ('a-2', 'ok'), ('b-1', 'ok'), ('b-2', 'fault'), ('c', 'skipped'),
         ('d', 'skipped'), ('d', 'skipped'), ('other', 'ok')]

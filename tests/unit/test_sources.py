@@ -9,6 +9,7 @@ import json
 import logging
 import threading
 import time
+from types import SimpleNamespace
 
 import pytest
 from archives import tar_bytes
@@ -16,7 +17,7 @@ from swift.common.concurrency import LightQueue, sleep, spawn
 from swift.common.swob import HTTPBadRequest, HTTPException, Request, Response
 from test_proxy_filter import ACCOUNT, TEXT, FakeRing, FakeSwift, Servers, ok
 
-from zerocloud import cgiout, chain, deferred, placement, sources, zapp
+from zerocloud import cgiout, chain, deferred, placement, sources, wire, zapp
 from zerocloud.job import SwiftPath
 from zerocloud.proxy.dispatch import Dispatcher
 from zerocloud.proxy.middleware import ProxyExecMiddleware
@@ -314,8 +315,8 @@ def test_deferred_always_stores_the_result_after_answering() -> None:
     app = FakeSwift()
     req = Request.blank(ACCOUNT + '/c', method='POST')
 
-    def work(launched) -> Response:
-        launched()
+    def work(progress) -> Response:
+        progress.launched([])
         sleep(0.01)
         return Response(body=b'result', content_type='text/x-r', headers={'X-Nexe-Status': 'ok'})
     resp = deferred.run(app, req, 'always', 'AUTH_a', 'c', 1.0, work, logger=None)
@@ -343,8 +344,8 @@ def test_a_deferred_job_keeps_its_state_in_swift_while_it_runs() -> None:
     req = Request.blank(ACCOUNT + '/c', method='POST')
     release: LightQueue = LightQueue()
 
-    def work(launched) -> Response:
-        launched()
+    def work(progress) -> Response:
+        progress.launched([])
         release.get()
         return Response(body=b'result')
     resp = deferred.run(app, req, 'always', 'AUTH_a', 'c', 1.0, work, logger=None,
@@ -360,6 +361,61 @@ def test_a_deferred_job_keeps_its_state_in_swift_while_it_runs() -> None:
     sleep(0.05)
     assert state not in app.objects                                           # done: gone
     assert json.loads(app.objects[f'{ACCOUNT}/c/{name}.headers'][1])['Status'] == '200 OK'
+
+
+def _node(name: str, obj: str | None) -> SimpleNamespace:
+    path = None if obj is None else SwiftPath('AUTH_a', 'c', obj)
+    return SimpleNamespace(name=name, attach=SimpleNamespace(readable=True, path=path))
+
+
+def _ended(failed: bool, read: int, wrote: int) -> SimpleNamespace:
+    channels = {'/dev/stdin': {'read_bytes': read}, '/dev/stdout': {'write_bytes': wrote}}
+    return SimpleNamespace(failed=failed,
+                           report=wire.NodeReport('ok', accounting={'channels': channels}))
+
+
+def test_the_state_counts_nodes_as_they_end_and_the_result_names_their_objects() -> None:
+    app = DeletingSwift()
+    req = Request.blank(ACCOUNT + '/c', method='POST')
+    step: LightQueue = LightQueue()
+
+    def work(progress) -> Response:
+        progress.launched([_node('wc-1', 'a.txt'), _node('wc-2', 'b.txt'), _node('x', None)])
+        for _ in range(3):
+            progress.started()
+        step.get()
+        progress.finished([_ended(False, 10, 3)])
+        progress.finished([_ended(False, 5, 1), _ended(True, 5, 1)])    # a replica failed
+        step.get()
+        return Response(body=b'3\n', headers={'X-Nexe-System': 'wc-1,wc-2,x'})
+    resp = deferred.run(app, req, 'always', 'AUTH_a', 'c', 1.0, work, logger=None,
+                        heartbeat=30)
+    name = resp.body.decode().strip().rsplit('/', 1)[1]
+    state = f'{ACCOUNT}/c/{name}.state'
+    sleep(0.05)
+    first = json.loads(app.objects[state][1])
+    assert first['nodes'] == {'total': 3, 'done': 0, 'failed': 0, 'running': 3}
+    assert first['job'] == 1 and first['started'] <= first['updated']
+    step.put(None)
+    # rewritten once the counts changed, long before the next heartbeat
+    assert until(lambda: json.loads(app.objects[state][1])['nodes']['running'] == 1)
+    later = json.loads(app.objects[state][1])
+    assert later['nodes'] == {'total': 3, 'done': 1, 'failed': 1, 'running': 1}
+    assert later['bytes'] == {'in': 20, 'out': 5}
+    step.put(None)
+    assert until(lambda: f'{ACCOUNT}/c/{name}.headers' in app.objects)
+    stored = json.loads(app.objects[f'{ACCOUNT}/c/{name}.headers'][1])
+    assert stored['Objects'] == {'wc-1': 'swift://AUTH_a/c/a.txt',
+                                 'wc-2': 'swift://AUTH_a/c/b.txt'}
+
+
+def until(check, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        sleep(0.02)
+    return False
 
 
 def lost_env(app: FakeSwift, updated: float, heartbeat: float = 10.0) -> dict:
@@ -396,5 +452,5 @@ def test_deferred_auto_answers_a_quick_result_itself() -> None:
     app = FakeSwift()
     req = Request.blank(ACCOUNT, method='POST')
     resp = deferred.run(app, req, 'auto', 'AUTH_a', None, 1.0,
-                        lambda launched: Response(body=b'quick'), logger=None)
+                        lambda progress: Response(body=b'quick'), logger=None)
     assert resp.body == b'quick' and app.calls == []

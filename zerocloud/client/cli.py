@@ -4,9 +4,11 @@
     zc run JOB.json|APP.zapp [--json] [-q]   (a zapp also takes --on and --out)
     zc run PROGRAM|--script FILE [--on URL] [--out URL] [--args ARGS] [--as stdin|input]
     zc run ... --split DIR                 each node's output to DIR/<node>
+    zc run ... --progress                  deferred, its progress shown as it runs
     zc submit ...same as run...            prints the job id (deferred)
-    zc status ID | wait ID [--split DIR] | result ID [--split DIR]
-    zc new APP | bundle [DIR] | deploy APP.zapp [--to URL] [--content-type TYPE]
+    zc status ID [--json] | wait ID [--split DIR] | result ID [--split DIR]
+    zc new APP | bundle [DIR]
+    zc deploy APP.zapp [--to URL] [--content-type TYPE] [--endpoint CONTAINER]
     zc open URL [--param K=V] [--source URL]
     zc validate PROGRAM
     zc local run ...same as run... [--map swift://~/C=DIR] [--stdin FILE]
@@ -48,6 +50,7 @@ CANCELLED = {                   # what Ctrl-C did, by command
     'submit': ': a deferred job goes on once started',
     'wait': ': stopped waiting; the deferred job goes on',
 }
+STATE_SUFFIX, HEADERS_SUFFIX = '.state', '.headers'   # of a deferred result (zerocloud.deferred)
 
 
 class Usage(Exception):
@@ -95,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="write each node's output to DIR/<node> instead of stdout")
     p = sub.add_parser('run', parents=[quiet, split], help='run a job and show every node')
     _job_options(p)
+    p.add_argument('--progress', action='store_true',
+                   help='run it deferred, to show nodes done/failed/total as it runs '
+                        '(Ctrl-C then stops following, not the job)')
     p = sub.add_parser('submit', help='start a job deferred; print its id')
     _job_options(p)
     for name, text in (('status', 'is a deferred job done?'),
@@ -102,8 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
                        ('result', "a deferred job's result")):
         p = sub.add_parser(name, parents=[quiet] + [split] * (name != 'status'), help=text)
         p.add_argument('id', help='what submit printed (job-..., c/job-... or swift://)')
-        if name != 'status':
-            p.add_argument('--json', action='store_true')
+        p.add_argument('--json', action='store_true',
+                       help="the job's JSON report" if name != 'status' else
+                       'the JSON of the progress, or of the result when done')
         if name == 'wait':
             p.add_argument('--timeout', type=float, default=None, metavar='SECONDS')
     p = sub.add_parser('new', help='write the skeleton of an app (zapp)')
@@ -229,6 +236,8 @@ class Client:
         return self.short('swift:/' + path.path)
 
     def cmd_run(self) -> int:
+        if self.opts.progress:
+            return self.run_deferred()
         payload = self.payload()
         headers = self.report_header(payload)
         objects = self.expand(payload.job)
@@ -243,6 +252,19 @@ class Client:
             body = answer[0].read()
         result = report.parse(answer[0].status, answer[0].headers, body)
         return self.show_result(result, objects)
+
+    def run_deferred(self) -> int:
+        """``run --progress``: submit deferred, follow its state, show the result, then
+        delete the stored result (kept when Ctrl-C stops following: zc wait ID)."""
+        path, early = self.submit()
+        if path is None:
+            return early
+        self.opts.id = self.job_id(path)
+        self.opts.timeout = None
+        code = self.cmd_wait()
+        for name in (path.obj + HEADERS_SUFFIX, path.obj):
+            self.session.delete(SwiftPath(path.account, path.container, name))
+        return code
 
     def show_result(self, result: report.JobResult, objects: dict[str, str]) -> int:
         for node in result.nodes:
@@ -282,16 +304,25 @@ class Client:
 
     # -- deferred ----------------------------------------------------------------------
 
-    def cmd_submit(self) -> int:
+    def submit(self) -> tuple[SwiftPath | None, int]:
+        """Start the job deferred: (where its result will be, 0), or (None, exit status)
+        when the server answered at once (a refused job)."""
         payload = self.payload()
         headers = {DEFERRED_HEADER: 'always', **self.report_header(payload)}
         answer = self.session.execute(payload.body, payload.content_type, headers)
         body = answer.read()
         if answer.status != 202:
-            return self.show_result(report.parse(answer.status, answer.headers, body), {})
-        where = self.session.location(body.decode().strip())
-        job_id = where.obj if where.container == RESULTS else self.show(where)
-        self.out.write(f'{job_id}\n'.encode())
+            return None, self.show_result(report.parse(answer.status, answer.headers, body), {})
+        return self.session.location(body.decode().strip()), 0
+
+    def job_id(self, where: SwiftPath) -> str:
+        return where.obj if where.container == RESULTS else self.show(where)
+
+    def cmd_submit(self) -> int:
+        where, early = self.submit()
+        if where is None:
+            return early
+        self.out.write(f'{self.job_id(where)}\n'.encode())
         return 0
 
     def result_path(self, job_id: str) -> SwiftPath:
@@ -300,31 +331,67 @@ class Client:
         return self.session.location(f'{RESULTS}/{job_id}')
 
     def stored(self, path: SwiftPath) -> report.JobResult | None:
-        headers_path = SwiftPath(path.account, path.container, path.obj + '.headers')
+        headers_path = SwiftPath(path.account, path.container, path.obj + HEADERS_SUFFIX)
         if not self.session.exists(headers_path):
             return None
         return report.parse_stored(self.session.get(headers_path), self.session.get(path))
+
+    def state(self, path: SwiftPath) -> dict | None:
+        """A running deferred job's state (its progress), None when there is none."""
+        try:
+            state = json.loads(self.session.get(
+                SwiftPath(path.account, path.container, path.obj + STATE_SUFFIX)))
+        except ServerError as e:
+            if e.status == 404:
+                return None
+            raise
+        except ValueError:
+            return None
+        return state if isinstance(state, dict) else None
 
     def cmd_status(self) -> int:
         path = self.result_path(self.opts.id)
         result = self.stored(path)
         if result is None:
-            self.err.write(f'{self.opts.id}: running (no result yet; a proxy restart loses '
-                           'a running deferred job)\n')
+            state = self.state(path)
+            if self.opts.json:
+                self.out.write(json.dumps(state or {'state': 'unknown'}).encode() + b'\n')
+            elif state is None:
+                self.err.write(f'{self.opts.id}: no result and no progress stored: not '
+                               'started yet, or no such job\n')
+            else:
+                since = time.time() - float(state.get('started') or time.time())
+                self.err.write(f'{self.opts.id}: running for {since:.0f} s: '
+                               f'{display.counts(state)}\n')
             return EXIT_PENDING
         state = 'failed' if result.failed else 'done'
-        self.err.write(f'{self.opts.id}: {state}: {display.summary(result)}')
+        if self.opts.json:
+            failed = sum(n.failed for n in result.nodes)
+            self.out.write(json.dumps({
+                'state': state, 'status': result.status, 'seconds': result.seconds,
+                'nodes': {'total': len(result.nodes), 'done': len(result.nodes) - failed,
+                          'failed': failed}}).encode() + b'\n')
+        else:
+            self.err.write(f'{self.opts.id}: {state}: {display.summary(result)}')
         return EXIT_FAILED if result.failed else 0
 
     def cmd_wait(self) -> int:
         path = self.result_path(self.opts.id)
         deadline = None if self.opts.timeout is None else time.monotonic() + self.opts.timeout
         pause = POLL_START
-        with self.progress(f'waiting for {self.opts.id}'):
+        follow = not self.quiet and self.err.isatty()       # the state costs a request
+        seen: list[dict] = []
+
+        def extra() -> str:
+            return display.counts(seen[-1]) if seen else ''
+        with self.progress(f'waiting for {self.opts.id}', extra):
             while (result := self.stored(path)) is None:
                 if deadline is not None and time.monotonic() >= deadline:
                     self.err.write(f'{self.opts.id}: not done after {self.opts.timeout} s\n')
                     return EXIT_PENDING
+                if follow and (state := self.state(path)) is not None:
+                    seen.append(state)
+                    del seen[:-1]
                 time.sleep(pause)
                 pause = min(pause * 1.5, POLL_MAX)
         return self.show_result(result, {})
@@ -457,7 +524,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         if client._session is not None:
             client._session.cancel()
-        sys.stderr.write(f'\nzc: cancelled{CANCELLED.get(opts.command, "")}\n')
+        what = CANCELLED.get(opts.command, '')
+        if getattr(opts, 'progress', False):       # run --progress: a deferred job
+            what = CANCELLED['wait'] + (f' (zc wait {opts.id})' if getattr(opts, 'id', None)
+                                        else ' once started')
+        sys.stderr.write(f'\nzc: cancelled{what}\n')
         return EXIT_CANCELLED
     except Usage as e:
         sys.stderr.write(f'zc: {e} (zc -h for help)\n')

@@ -90,6 +90,20 @@ def report(result: JobResult) -> str:
     return text + summary(result)
 
 
+def counts(state: dict) -> str:
+    """A deferred job's progress from its state (``zerocloud.deferred``):
+    ``120/300 nodes done, 2 failed, 64 running, 1.2M out``."""
+    nodes = state.get('nodes')
+    if not isinstance(nodes, dict) or not nodes.get('total'):
+        return 'checking the job'
+    ended = int(nodes.get('done', 0)) + int(nodes.get('failed', 0))
+    text = (f'{ended}/{nodes["total"]} nodes done, {nodes.get("failed", 0)} failed, '
+            f'{nodes.get("running", 0)} running')
+    out = (state.get('bytes') or {}).get('out')
+    chain = f' (job {state["job"]} of a chain)' if int(state.get('job') or 1) > 1 else ''
+    return text + ('' if out is None else f', {size(out)} out') + chain
+
+
 class Progress:
     """A live status line on a terminal: ``what`` plus elapsed seconds and ``extra()``."""
 

@@ -11,7 +11,8 @@ that reads them (so a change of the server's report changes one file):
   per failed node, then the end of each one's stderr after a
   ``--- stderr of <node> (its end) ---`` line.
 
-A deferred job's ``job-<id>.headers`` object is the same headers as JSON.
+A deferred job's ``job-<id>.headers`` object is the same headers as JSON,
+with the object of each node (``Objects``, by node name).
 Missing keys are tolerated (an older server's answer, ``zvm``'s report).  A
 node counts as failed when the server says so (the report's ``failed``, or
 an ``X-Nexe-Error`` entry: an exit code in the job's ``exec.ok_exit`` is
@@ -28,6 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 OK = 'ok'
+OBJECTS = 'Objects'                 # of a deferred result's .headers: node -> object
 NEXE = 'x-nexe-'
 STDERR_SECTION = re.compile(r'^\n?--- stderr of (\S+)(?: \([^)\n]*\))? ---\n', re.M)
 
@@ -227,7 +229,13 @@ def parse(status: int, headers: Mapping[str, str], body: bytes) -> JobResult:
 
 
 def parse_stored(headers_json: bytes, body: bytes) -> JobResult:
-    """A deferred job's result: its ``.headers`` object (JSON) and its body."""
+    """A deferred job's result: its ``.headers`` object (JSON) and its body; its
+    ``Objects`` name the object of each node the answer does not place."""
     stored = json.loads(headers_json)
+    objects = stored.pop(OBJECTS, None)
     status = _int(str(stored.get('Status', '')).partition(' ')[0]) or 0
-    return parse(status, {str(k): str(v) for k, v in stored.items()}, body)
+    result = parse(status, {str(k): str(v) for k, v in stored.items()}, body)
+    if isinstance(objects, dict):
+        for node in result.nodes:
+            node.object = node.object or str(objects.get(node.name) or '')
+    return result

@@ -138,6 +138,13 @@ class Session:
             raise ServerError(f'PUT {path}', answer.status, answer.reason, body)
         return answer.headers
 
+    def delete(self, path: SwiftPath) -> None:
+        """Delete an object; one already gone is fine."""
+        answer = self.request('DELETE', path, {})
+        body = answer.read()
+        if answer.status >= 300 and answer.status != 404:
+            raise ServerError(f'DELETE {path}', answer.status, answer.reason, body)
+
     def ensure_container(self, container: str) -> None:
         """Create the container (as ``swift upload`` does); nothing if it exists."""
         path = SwiftPath(self.account, container)

@@ -357,9 +357,9 @@ class ProxyExecMiddleware:
         launch = (sources.open_launch if opening else sources.post_launch)(
             caller, account, container, obj)
 
-        def jobs(launched: Callable[[], None]) -> Response:
+        def jobs(progress: deferred.Progress) -> Response:
             def job(launch: Launch) -> Response:
-                return self.execute(caller, version, account, mode == 'json', launch, launched)
+                return self.execute(caller, version, account, mode == 'json', launch, progress)
             return chain.run(job, launch, self.config.chain_timeout, self.config.max_config)
 
         def run() -> Response:
@@ -470,9 +470,9 @@ class ProxyExecMiddleware:
     # -- the whole job -----------------------------------------------------------------
 
     def execute(self, caller: Caller, version: str, account: str, report_json: bool,
-                launch: Launch, launched: Callable[[], None] | None = None) -> Response:
-        """Run one job as the caller; ``launched()`` once it passed its checks (a
-        deferred job then answers 202)."""
+                launch: Launch, progress: deferred.Progress | None = None) -> Response:
+        """Run one job as the caller; ``progress.launched()`` once it passed its checks
+        (a deferred job then answers 202), then counting its nodes as they end."""
         started = time.monotonic()
         req = caller.req
         req.environ.setdefault('swift.infocache', {})   # shared by every sub-request
@@ -487,8 +487,8 @@ class ProxyExecMiddleware:
                 graph.check_replicas(plans, self._replica_servers)
             except JobError as e:
                 raise HTTPBadRequest(body=f'{e}\n') from None
-            if launched is not None:
-                launched()
+            if progress is not None:
+                progress.launched(nodes)
 
             load: collections.Counter = collections.Counter()
             trans_id = req.environ.get('swift.trans_id', '')
@@ -500,7 +500,7 @@ class ProxyExecMiddleware:
 
             results = graph.run(plans, run_replica, skipped, max_spool=self.config.max_spool,
                                 max_link=self.config.max_output, concurrency=MAX_CONCURRENCY,
-                                pipeline=self.config.pipeline)
+                                pipeline=self.config.pipeline, progress=progress)
             self._store_all(caller, results, failed=any(r.failed for r in results))
             return respond(results, time.monotonic() - started, report_json)
         finally:
