@@ -43,6 +43,16 @@ URLs):
     Runs that app (job, zapp or script) over the object read, and answers
     with the app's output: a transformed object for any Swift client.
 
+``<METHOD> /api/<account>/<container>[/<path>]``, or ``/v1/...`` with ``X-Zerovm-Execute: api/1.0``
+    Runs the app the container names as its REST endpoint: its metadata
+    ``X-Container-Meta-Rest-Endpoint: swift://<account>/<container>/<app>``
+    (a zapp, job description or script, read as the caller), with any method,
+    the request body as input and ``PATH_INFO`` ``/<account>/<container>/<path>``:
+    one app serves a whole tree of URLs.  The caller must be allowed to run
+    jobs in the account (a POST to it, checked first) and to read the app.  No endpoint: 404
+    ``No API endpoint configured for container <container>``; one that is not
+    such a URL: 412.
+
 Every request gives every node CGI variables (ZeroCloud's): ``GATEWAY_INTERFACE``,
 ``SERVER_SOFTWARE``, ``REQUEST_METHOD``, ``REQUEST_URI``, ``PATH_INFO``
 (the request's path without the version, URL-encoded: ``/<a>/<c>/<o>`` of
@@ -104,6 +114,9 @@ from zerocloud.proxy.caller import Caller, Input, spooled
 
 OPEN = 'open'
 OPEN_VERSION = 'open/1.0'
+API = 'api'
+API_VERSION = 'api/1.0'
+ENDPOINT_META = 'rest-endpoint'          # X-Container-Meta-Rest-Endpoint
 SOURCE_HEADER = 'X-Zerovm-Source'
 REGISTRY = '.zvm'
 NEXE_TYPE = 'application/x-nexe'
@@ -461,6 +474,44 @@ def open_launch(caller: Caller, account: str, container: str | None,
             if content_type != NEXE_TYPE:
                 launch.bind = target
     launch.env = _cgi_env(req, quote(target.path), launch)
+    return launch
+
+
+def api_launch(caller: Caller, account: str, container: str | None,
+               path: str | None) -> Launch:
+    """The launch of an API request: the REST endpoint app of the container."""
+    req = caller.req
+    if container is None:
+        raise HTTPPreconditionFailed(body='Bad URL: api needs a container: '
+                                          '/api/<account>/<container>[/<path>]\n')
+    info = caller.container_info(f'/v1/{account}/{container}')
+    if info.get('status') == 404:
+        raise HTTPNotFound(body=f'Container {container} not found\n')
+    endpoint = (info.get('meta') or {}).get(ENDPOINT_META, '').strip()
+    if not endpoint:
+        raise HTTPNotFound(body=f'No API endpoint configured for container {container} (its '
+                                'X-Container-Meta-Rest-Endpoint names none)\n')
+    try:
+        app = parse_location(endpoint, account)
+    except JobError as e:
+        app, why = None, str(e)
+    else:
+        why = 'it names a container' if app.obj is None else 'it has a wildcard'
+    if app is None or app.obj is None or app.wildcard:
+        raise HTTPPreconditionFailed(body=f'X-Container-Meta-Rest-Endpoint of {container} is '
+                                          f'{endpoint}, not swift://account/container/object '
+                                          f'({why})\n')
+    src, declared, has_body = _body(req)
+    data = (_collect(src, b'', caller.config.max_input, declared, 'the request body')
+            if has_body else None)
+    try:
+        launch = _from_source(caller, app, account, dict(req.params))
+    except BaseException:
+        if data is not None:
+            data.file.close()
+        raise
+    launch.input = data
+    launch.env = _cgi_env(req, '/' + req.path.split('/', 2)[2], launch)
     return launch
 
 

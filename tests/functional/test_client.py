@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import re
 import select
 import signal
 import subprocess
@@ -16,7 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from swiftclient import Connection
+from swiftclient import ClientException, Connection
 from test_disconnect import POOL, until
 
 from zerocloud.devcluster import USERS, DevCluster
@@ -177,9 +178,16 @@ def test_submit_then_status_wait_and_result(zc, data: str, guest, tmp_path: Path
     waited = zc('wait', job_id, '--timeout', '60')
     assert waited.returncode == 0, waited.stderr
     assert waited.stdout.split()[-3:] == ['300', '300', '1092']
-    assert sorted(rows(waited.stderr)) == ['wc-1', 'wc-2', 'wc-3']
+    # the output came back in the answer; the stored result still names each node's object
+    assert {n: r[1] for n, r in rows(waited.stderr).items()} == {
+        f'wc-{i}': f'{data}/n{i}.txt' for i in (1, 2, 3)}
     status = zc('status', job_id)
     assert status.returncode == 0 and 'done: 3 nodes: 3 ok, 0 failed' in status.stderr
+    assert rows(zc('result', job_id).stderr)['wc-2'][1] == f'{data}/n2.txt'
+    done = zc('status', job_id, '--json')
+    assert (done.returncode, json.loads(done.stdout)) == (0, {
+        'state': 'done', 'status': 200, 'seconds': json.loads(done.stdout)['seconds'],
+        'nodes': {'total': 3, 'done': 3, 'failed': 0}})
     split = zc('result', job_id, '--split', 'parts', '-q')
     assert (split.returncode, split.stdout) == (0, ''), split.stderr
     assert (tmp_path / 'parts' / 'wc-3').read_text().split() == ['300', '300', '1092']
@@ -316,6 +324,79 @@ def test_progress_on_a_terminal(swift_cluster: DevCluster, tmp_path: Path) -> No
     code, shown, out = on_terminal(['run', '-q', '--script', 'spin.py', '--args', '1000'],
                                    user_env(swift_cluster), tmp_path, b'')
     assert (code, shown, out) == (0, b'', f'{sum(range(1000))}\n')
+
+
+def test_a_running_deferred_job_shows_its_progress(zc, conn: Connection, data: str,
+                                                   swift_cluster: DevCluster,
+                                                   tmp_path: Path) -> None:
+    (tmp_path / 'spin.py').write_text(SPIN)
+    job = ['--script', 'spin.py', '--args', '150000', '--on', f'swift://~/{data}/n*.txt']
+    submitted = zc('submit', *job)
+    assert submitted.returncode == 0, submitted.stderr
+    job_id = submitted.stdout.strip()
+    # while it runs, status says how far it is (the state the proxy keeps), or it is done
+    status = zc('status', job_id, '--json')
+    assert status.returncode in (0, 3), status.stderr
+    progress = json.loads(status.stdout)
+    assert progress['nodes']['total'] == 3 and progress['state'] in ('running', 'done')
+    if progress['state'] == 'running':
+        assert set(progress['nodes']) == {'total', 'done', 'failed', 'running'}
+        assert progress['bytes']['out'] >= 0 and progress['job'] == 1
+    # on a terminal, wait follows the nodes (a quiet wait shows only the output)
+    code, shown, out = on_terminal(['run', '--progress', *job], user_env(swift_cluster),
+                                   tmp_path, b'')
+    assert code == 0, shown
+    assert out == f'{sum(range(150000))}\n' * 3
+    assert b' nodes done, ' in shown and b'/3 nodes done, ' in shown, shown
+    table = rows(shown.decode())
+    assert {n: r[1] for n, r in table.items()} == {
+        f'spin-{i}': f'{data}/n{i}.txt' for i in (1, 2, 3)}
+    # run --progress deletes the result it showed
+    shown_id = re.search(rb'waiting for (job-[0-9a-f]{32})', shown).group(1).decode()
+    with pytest.raises(ClientException) as gone:
+        conn.head_object('.zvm', shown_id + '.headers')
+    assert gone.value.http_status == 404
+    waited = zc('wait', job_id, '-q', '--timeout', '60')
+    assert (waited.returncode, waited.stdout, waited.stderr) == (
+        0, f'{sum(range(150000))}\n' * 3, '')
+
+
+def test_deploy_an_api_endpoint_for_a_container(zc, conn: Connection, connect,
+                                                make_container, tmp_path: Path) -> None:
+    app = tmp_path / 'echo'
+    app.mkdir()
+    (app / 'zapp.yaml').write_text(
+        'name: echo\njob:\n  - name: echo\n'
+        '    exec: {path: "file://python3:python3", args: /echo.py}\n'
+        '    devices: [{name: stdin}, {name: stdout, content_type: text/plain}]\n'
+        'bundle: [echo.py]\n')
+    (app / 'echo.py').write_text(
+        'import os, sys\nbody = sys.stdin.read()\nprint(os.environ["REQUEST_METHOD"], '
+        'os.environ["PATH_INFO"], os.environ["QUERY_STRING"], repr(body))\n')
+    assert zc('bundle', cwd=app).returncode == 0
+    apps, site, plain = make_container('apps'), make_container('site'), make_container('p')
+    deployed = zc('deploy', 'echo/echo.zapp', '--to', f'swift://~/{apps}/', '--endpoint', site)
+    assert deployed.returncode == 0, deployed.stderr
+    base = conn.url.rsplit('/v1/', 1)[0]
+    assert f'API endpoint: {base}/api/AUTH_test/{site}/<path>' in deployed.stderr
+    assert conn.head_container(site)['x-container-meta-rest-endpoint'] == \
+        f'swift://AUTH_test/{apps}/echo.zapp'
+
+    def call(method: str, path: str, body: bytes = b'', token: str = conn.token):
+        http = conn.http_connection()[1]
+        http.request(method, path, body, {'X-Auth-Token': token})
+        answer = http.getresponse()
+        return answer.status, answer.read().decode()
+    assert call('PUT', f'/api/AUTH_test/{site}/users/7?x=1', b'hello') == \
+        (200, f"PUT /AUTH_test/{site}/users/7 x=1 'hello'\n")
+    assert call('GET', f'/api/AUTH_test/{site}/') == (200, f"GET /AUTH_test/{site}/  ''\n")
+    status, body = call('GET', f'/api/AUTH_test/{plain}/x')
+    assert (status, body) == (404, f'No API endpoint configured for container {plain} (its '
+                                    'X-Container-Meta-Rest-Endpoint names none)\n')
+    other = connect('test2:tester2')
+    other.get_auth()
+    status, body = call('GET', f'/api/AUTH_test/{site}/x', token=other.token)
+    assert status == 403, body
 
 
 @pytest.fixture(scope='module')

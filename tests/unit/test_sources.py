@@ -128,6 +128,51 @@ def test_open_substitutes_the_template_and_sets_cgi_variables(mw, swift, servers
     assert local['LOCAL_DOCUMENT_ROOT'] == '/dev/stdin' and local['LOCAL_OBJECT'] == 'on'
 
 
+class EndpointSwift(FakeSwift):
+    """Containers with an ``X-Container-Meta-Rest-Endpoint`` (``endpoints``)."""
+
+    def __init__(self, endpoints: dict[str, str]) -> None:
+        super().__init__()
+        self.endpoints = endpoints
+
+    def __call__(self, env, start_response):
+        parts = env['PATH_INFO'].split('/')
+        if env['REQUEST_METHOD'] == 'HEAD' and len(parts) == 4 and parts[3] in self.endpoints:
+            return Response(status=204, headers={
+                'X-Backend-Storage-Policy-Index': '0',
+                'X-Container-Meta-Rest-Endpoint': self.endpoints[parts[3]]})(env, start_response)
+        return super().__call__(env, start_response)
+
+
+def test_api_runs_the_endpoint_of_the_container(servers, monkeypatch) -> None:
+    swift = EndpointSwift({'site': 'swift://~/jobs/up.json', 'bad': 'swift://~/jobs'})
+    swift.add('/bin/wc', b'\x7fELF program')
+    swift.add('/jobs/up.json', json.dumps(JOB).encode(), **{'Content-Type': 'application/json'})
+    monkeypatch.setattr(placement, 'object_ring', lambda swift_dir, policy: FakeRing())
+    mw = ProxyExecMiddleware(swift, {})
+    asked = servers(d0=ok(b'served\n'), d1=ok(b'served\n'), d2=ok(b'served\n'))
+    resp = Request.blank('/api/AUTH_a/site/users/7?q=1', method='PUT',
+                         body=b'payload').get_response(mw)
+    assert (resp.status_int, resp.body) == (200, b'served\n')
+    _device, _headers, sent = asked.asked[0]
+    assert sent['dev/stdin'] == b'payload'
+    env = json.loads(sent['node.json'])['env']
+    assert (env['REQUEST_METHOD'], env['PATH_INFO'], env['QUERY_STRING']) == \
+        ('PUT', '/AUTH_a/site/users/7', 'q=1')
+    # the same with X-Zerovm-Execute: api/1.0 on a /v1 URL
+    resp = Request.blank('/v1/AUTH_a/site/users', headers={'X-Zerovm-Execute': 'api/1.0'}
+                         ).get_response(mw)
+    assert resp.status_int == 200
+    assert json.loads(asked.asked[-1][2]['node.json'])['env']['PATH_INFO'] == '/AUTH_a/site/users'
+    for path, status, says in (
+            ('/api/AUTH_a/plain/x', 404, 'No API endpoint configured for container plain'),
+            ('/api/AUTH_a/bad/x', 412, 'X-Container-Meta-Rest-Endpoint of bad is '
+                                       'swift://~/jobs, not swift://account/container/object'),
+            ('/api/AUTH_a', 412, 'Bad URL: api needs a container')):
+        resp = Request.blank(path, method='POST', body=b'x').get_response(mw)
+        assert resp.status_int == status and resp.body.decode().startswith(says), resp.body
+
+
 def test_a_post_gives_cgi_and_local_variables(mw, swift, servers) -> None:
     swift.add('/c/my%20doc', TEXT, **{'X-Object-Meta-Lang.Code': 'nb'})     # as requested
     asked = servers(d0=ok(b'ok\n'))

@@ -50,6 +50,7 @@ CANCELLED = {                   # what Ctrl-C did, by command
     'submit': ': a deferred job goes on once started',
     'wait': ': stopped waiting; the deferred job goes on',
 }
+ENDPOINT_HEADER = 'X-Container-Meta-Rest-Endpoint'
 STATE_SUFFIX, HEADERS_SUFFIX = '.state', '.headers'   # of a deferred result (zerocloud.deferred)
 
 
@@ -123,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--to', metavar='URL', help='default: swift://~/apps/<name>.zapp')
     p.add_argument('--content-type', metavar='TYPE',
                    help='open objects of this type with the app')
+    p.add_argument('--endpoint', metavar='CONTAINER',
+                   help='serve /api/<account>/CONTAINER/... with the app (created if needed)')
     p = sub.add_parser('open', parents=[quiet], help='run the app of an object on it (GET)')
     p.add_argument('url', help='swift://~/c/o')
     p.add_argument('--param', type=_env, action='append', default=[], metavar='K=V',
@@ -439,6 +442,14 @@ class Client:
             ses.put(config, body, {'Content-Type': 'application/json'})
             self.err.write(f'registered for {self.opts.content_type}: zc open '
                            f'swift://~/<container>/<object of that type>\n')
+        if self.opts.endpoint:
+            container = self.opts.endpoint.strip('/')
+            if not container or '/' in container:
+                raise Usage(f'--endpoint takes a container of your account, not '
+                            f'{self.opts.endpoint!r}')
+            ses.set_container_meta(container, {ENDPOINT_HEADER: str(target)})
+            url = ses.http_url(SwiftPath(ses.account, container), '/api')
+            self.err.write(f'API endpoint: {url}/<path> (any method runs the app)\n')
         return 0
 
     def cmd_open(self) -> int:

@@ -138,6 +138,17 @@ class Session:
             raise ServerError(f'PUT {path}', answer.status, answer.reason, body)
         return answer.headers
 
+    def set_container_meta(self, container: str, headers: dict) -> None:
+        """POST metadata to a container, creating it (with them) if needed."""
+        path = SwiftPath(self.account, container)
+        answer = self.request('POST', path, headers, b'')
+        body = answer.read()
+        if answer.status == 404:
+            answer = self.request('PUT', path, {'Content-Length': '0', **headers}, b'')
+            body = answer.read()
+        if answer.status >= 300:
+            raise ServerError(f'POST {path}', answer.status, answer.reason, body)
+
     def delete(self, path: SwiftPath) -> None:
         """Delete an object; one already gone is fine."""
         answer = self.request('DELETE', path, {})

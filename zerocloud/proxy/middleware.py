@@ -302,7 +302,8 @@ class ProxyExecMiddleware:
         uploads.validator_version()      # once, at the start, not in a request
 
     def __call__(self, env, start_response):
-        if 'HTTP_X_ZEROVM_EXECUTE' in env or env['PATH_INFO'].startswith(f'/{sources.OPEN}/'):
+        if 'HTTP_X_ZEROVM_EXECUTE' in env or \
+                env['PATH_INFO'].startswith((f'/{sources.OPEN}/', f'/{sources.API}/')):
             return self.execute_app(env, start_response)
         method = env['REQUEST_METHOD']
         if method == 'PUT' and uploads.wants_validation(env):
@@ -337,25 +338,28 @@ class ProxyExecMiddleware:
             version, account, container, obj = req.split_path(2, 4, True)
         except ValueError:
             return self.app
-        opening = version == sources.OPEN
-        if not (opening or valid_api_version(version)):
+        opening, api = version == sources.OPEN, version == sources.API
+        if not (opening or api or valid_api_version(version)):
             return self.app
         if req.headers.get(wire.EXECUTE, '').strip().lower() == sql_entry.VERSION:
             caller = Caller(self.app, req, self.config)
             return sql_entry.respond(
                 caller, lambda launch: self.execute(caller, version, account, False, launch),
                 version, account, container, obj)
-        opening |= req.headers.get(wire.EXECUTE, '').strip().lower() == sources.OPEN_VERSION
+        asked = req.headers.get(wire.EXECUTE, '').strip().lower()
+        opening |= asked == sources.OPEN_VERSION
+        api |= asked == sources.API_VERSION
         mode = req.headers.get(REPORT_HEADER, '').lower()
         if mode not in ('', 'json'):
             raise HTTPBadRequest(body=f'{REPORT_HEADER} must be "json"\n')
         when = deferred.mode(req)
         caller = Caller(self.app, req, self.config)
-        version = 'v1' if version == sources.OPEN else version
+        version = 'v1' if version in (sources.OPEN, sources.API) else version
         if not opening:     # before any work the request pays for: its body, a zapp
             caller.authorize('POST', f'/{version}/{account}', None)
-        launch = (sources.open_launch if opening else sources.post_launch)(
-            caller, account, container, obj)
+        start = sources.api_launch if api else \
+            sources.open_launch if opening else sources.post_launch
+        launch = start(caller, account, container, obj)
 
         def jobs(progress: deferred.Progress) -> Response:
             def job(launch: Launch) -> Response:
