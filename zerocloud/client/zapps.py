@@ -23,6 +23,8 @@ input) and an image other jobs can mount.  ``--content-type TYPE`` also
 registers it for objects of that type: ``.zvm/<TYPE>/config`` becomes its
 job with the deployed zapp as ``image``, so ``zc open`` (a ``GET`` with
 ``X-Zerovm-Execute: open/1.0``) of such an object runs the app over it.
+``--endpoint CONTAINER`` makes it the container's REST endpoint
+(``X-Container-Meta-Rest-Endpoint``: ``/api/<account>/<container>/<path>``).
 """
 
 from __future__ import annotations

@@ -11,10 +11,11 @@ its account::
          --data-binary @job.json
 
 The same request may carry a zapp or a script instead, name a stored job with
-``X-Zerovm-Source``, go to a container or an object, or be a ``GET`` that
+``X-Zerovm-Source``, go to a container or an object, be a ``GET`` that
 "opens" an object with an app (``X-Zerovm-Execute: open/1.0`` or
-``/open/<account>/<container>/<object>``): ``zerocloud.sources`` documents
-each form.  ``X-Zerovm-Deferred`` answers before the job is done
+``/open/<account>/<container>/<object>``), or any request to a container's
+REST endpoint (``/api/<account>/<container>/<path>``): ``zerocloud.sources``
+documents each form.  ``X-Zerovm-Deferred`` answers before the job is done
 (``zerocloud.deferred``), a job whose response is a job runs it next
 (``zerocloud.chain``), and a program can write the HTTP response's status
 and headers itself (``zerocloud.cgiout``).
