@@ -115,14 +115,14 @@ class Progress:
         self.job = 0
         self.total = self.done = self.failed = self.running = 0
         self.bytes_in = self.bytes_out = 0
-        self.objects: dict[str, str] = {}
+        self._nodes: Sequence[Node] = ()
 
     def launched(self, nodes: Sequence[Node]) -> None:
         """A job (the next one of a chain) will run ``nodes``: counts start again."""
         self.job += 1
         self.total, self.done, self.failed, self.running = len(nodes), 0, 0, 0
         self.bytes_in = self.bytes_out = 0
-        self.objects = {n.name: str(n.attach.path) for n in nodes if attached_object(n)}
+        self._nodes = nodes
         self._on_launch()
 
     def started(self) -> None:
@@ -138,6 +138,10 @@ class Progress:
         for r in results:
             self.bytes_in += r.report.channel_bytes('read_bytes')
             self.bytes_out += r.report.channel_bytes('write_bytes')
+
+    def objects(self) -> dict[str, str]:
+        """The object each node of the (last) job runs next to, by node name."""
+        return {n.name: str(n.attach.path) for n in self._nodes if attached_object(n)}
 
     def counts(self) -> dict:
         """The state's ``job``, ``nodes`` and ``bytes``."""
@@ -171,7 +175,7 @@ def run(app, req: Request, how: str, account: str, container: str | None, timeou
             resp = HTTPInternalServerError(
                 body=f'internal error, transaction {req.environ.get("swift.trans_id")}\n')
         if state['deferred']:
-            _store(app, req, where, resp, logger, objects=progress.objects)
+            _store(app, req, where, resp, logger, objects=progress.objects())
             finished.put(None)
         else:
             events.put(('done', resp))

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from swiftclient import ClientException, Connection
+from swiftclient import Connection
 from test_disconnect import POOL, until
 
 from zerocloud.devcluster import USERS, DevCluster
@@ -331,6 +331,8 @@ def test_a_running_deferred_job_shows_its_progress(zc, conn: Connection, data: s
                                                    tmp_path: Path) -> None:
     (tmp_path / 'spin.py').write_text(SPIN)
     job = ['--script', 'spin.py', '--args', '150000', '--on', f'swift://~/{data}/n*.txt']
+    output = f'{sum(range(150000))}\n' * 3
+    env = user_env(swift_cluster)
     submitted = zc('submit', *job)
     assert submitted.returncode == 0, submitted.stderr
     job_id = submitted.stdout.strip()
@@ -342,23 +344,28 @@ def test_a_running_deferred_job_shows_its_progress(zc, conn: Connection, data: s
     if progress['state'] == 'running':
         assert set(progress['nodes']) == {'total', 'done', 'failed', 'running'}
         assert progress['bytes']['out'] >= 0 and progress['job'] == 1
-    # on a terminal, wait follows the nodes (a quiet wait shows only the output)
-    code, shown, out = on_terminal(['run', '--progress', *job], user_env(swift_cluster),
-                                   tmp_path, b'')
-    assert code == 0, shown
-    assert out == f'{sum(range(150000))}\n' * 3
-    assert b' nodes done, ' in shown and b'/3 nodes done, ' in shown, shown
-    table = rows(shown.decode())
-    assert {n: r[1] for n, r in table.items()} == {
+    # on a terminal, wait follows the nodes, then shows each node's object
+    code, shown, out = on_terminal(['wait', job_id], env, tmp_path, b'')
+    assert (code, out) == (0, output), shown
+    if progress['state'] == 'running':
+        assert f'waiting for {job_id}: '.encode() in shown and b'/3 nodes done, ' in shown
+    assert {n: r[1] for n, r in rows(shown.decode()).items()} == {
         f'spin-{i}': f'{data}/n{i}.txt' for i in (1, 2, 3)}
-    # run --progress deletes the result it showed
-    shown_id = re.search(rb'waiting for (job-[0-9a-f]{32})', shown).group(1).decode()
-    with pytest.raises(ClientException) as gone:
-        conn.head_object('.zvm', shown_id + '.headers')
-    assert gone.value.http_status == 404
-    waited = zc('wait', job_id, '-q', '--timeout', '60')
-    assert (waited.returncode, waited.stdout, waited.stderr) == (
-        0, f'{sum(range(150000))}\n' * 3, '')
+    # run --progress: the same line; Ctrl-C stops following, not the job
+    code, shown, out = on_terminal(['run', '--progress', *job], env, tmp_path,
+                                   b'/3 nodes done, ', lambda proc: proc.send_signal(
+                                       signal.SIGINT))
+    assert code == 130 and out == '', shown
+    followed = re.search(rb'stopped waiting; the deferred job goes on \(zc wait '
+                         rb'(job-[0-9a-f]{32})\)', shown)
+    assert followed, shown
+    waited = zc('wait', followed.group(1).decode(), '-q', '--timeout', '60')
+    assert (waited.returncode, waited.stdout, waited.stderr) == (0, output, '')
+    # followed to the end, it shows the result and deletes it
+    before = {o['name'] for o in conn.get_container('.zvm', full_listing=True)[1]}
+    ran = zc('run', '--progress', '-q', *job)
+    assert (ran.returncode, ran.stdout, ran.stderr) == (0, output, '')
+    assert {o['name'] for o in conn.get_container('.zvm', full_listing=True)[1]} <= before
 
 
 def test_deploy_an_api_endpoint_for_a_container(zc, conn: Connection, connect,

@@ -244,6 +244,24 @@ def test_a_stored_deferred_result_is_read_like_an_answer() -> None:
     stored = json.dumps({'Status': '200 OK', **HEADERS}).encode()
     result = report.parse_stored(stored, b'body')
     assert result.status == 200 and len(result.nodes) == 3 and result.body == b'body'
+    # the proxy names each node's object next to the headers (not a header itself)
+    stored = json.dumps({'Status': '200 OK', **HEADERS, 'Objects': {
+        'wc-1': 'swift://AUTH_a/logs/a.txt', 'wc-3': 'swift://AUTH_a/logs/c.txt'}}).encode()
+    result = report.parse_stored(stored, b'body')
+    assert [n.object for n in result.nodes] == ['swift://AUTH_a/logs/a.txt', '',
+                                                'swift://AUTH_a/logs/c.txt']
+    assert result.nodes[0].status == 'ok' and result.nodes[2].status == 'fault'
+
+
+@pytest.mark.parametrize('state, text', [
+    ({'state': 'running'}, 'checking the job'),
+    ({'nodes': {'total': 300, 'done': 118, 'failed': 2, 'running': 64}, 'bytes': {'out': 1 << 20},
+      'job': 1}, '120/300 nodes done, 2 failed, 64 running, 1.0M out'),
+    ({'nodes': {'total': 4, 'done': 0, 'failed': 0, 'running': 4}, 'bytes': {'out': 0},
+      'job': 2}, '0/4 nodes done, 0 failed, 4 running, 0 out (job 2 of a chain)'),
+])
+def test_a_deferred_jobs_progress_for_people(state: dict, text: str) -> None:
+    assert display.counts(state) == text
 
 
 # -- what is printed -------------------------------------------------------------------------
