@@ -355,8 +355,11 @@ def _object(account: str, container: str | None, obj: str | None) -> SwiftPath |
 def source_path(req: Request, account: str) -> SwiftPath | None:
     """The object of ``X-Zerovm-Source`` (412 when it is not one)."""
     value = req.headers.get(SOURCE_HEADER)
-    if value is None:
-        return None
+    return None if value is None else _object_url(value, account, SOURCE_HEADER)
+
+
+def _object_url(value: str, account: str, what: str) -> SwiftPath:
+    """The object a ``swift://`` URL names (412 when it names none)."""
     try:
         path = parse_location(value.strip(), account)
     except JobError as e:
@@ -364,7 +367,7 @@ def source_path(req: Request, account: str) -> SwiftPath | None:
     else:
         why = 'it names a container' if path.obj is None else 'it has a wildcard'
     if path is None or path.obj is None or path.wildcard:
-        raise HTTPPreconditionFailed(body=f'{SOURCE_HEADER} format is '
+        raise HTTPPreconditionFailed(body=f'{what} format is '
                                           f'swift://account/container/object ({why})\n')
     return path
 
@@ -491,16 +494,7 @@ def api_launch(caller: Caller, account: str, container: str | None,
     if not endpoint:
         raise HTTPNotFound(body=f'No API endpoint configured for container {container} (its '
                                 'X-Container-Meta-Rest-Endpoint names none)\n')
-    try:
-        app = parse_location(endpoint, account)
-    except JobError as e:
-        app, why = None, str(e)
-    else:
-        why = 'it names a container' if app.obj is None else 'it has a wildcard'
-    if app is None or app.obj is None or app.wildcard:
-        raise HTTPPreconditionFailed(body=f'X-Container-Meta-Rest-Endpoint of {container} is '
-                                          f'{endpoint}, not swift://account/container/object '
-                                          f'({why})\n')
+    app = _object_url(endpoint, account, f'X-Container-Meta-Rest-Endpoint of {container}')
     src, declared, has_body = _body(req)
     data = (_collect(src, b'', caller.config.max_input, declared, 'the request body')
             if has_body else None)

@@ -166,8 +166,9 @@ def test_api_runs_the_endpoint_of_the_container(servers, monkeypatch) -> None:
     assert json.loads(asked.asked[-1][2]['node.json'])['env']['PATH_INFO'] == '/AUTH_a/site/users'
     for path, status, says in (
             ('/api/AUTH_a/plain/x', 404, 'No API endpoint configured for container plain'),
-            ('/api/AUTH_a/bad/x', 412, 'X-Container-Meta-Rest-Endpoint of bad is '
-                                       'swift://~/jobs, not swift://account/container/object'),
+            ('/api/AUTH_a/bad/x', 412, 'X-Container-Meta-Rest-Endpoint of bad format is '
+                                       'swift://account/container/object (it names a '
+                                       'container)'),
             ('/api/AUTH_a', 412, 'Bad URL: api needs a container')):
         resp = Request.blank(path, method='POST', body=b'x').get_response(mw)
         assert resp.status_int == status and resp.body.decode().startswith(says), resp.body
@@ -384,19 +385,24 @@ class DeletingSwift(FakeSwift):
         return super().__call__(env, start_response)
 
 
+def deferred_always(app: FakeSwift, work, heartbeat: float) -> tuple[str, str]:
+    """Start ``work`` deferred (``always``): the paths of its result and of its state."""
+    req = Request.blank(ACCOUNT + '/c', method='POST')
+    resp = deferred.run(app, req, 'always', 'AUTH_a', 'c', 1.0, work, logger=None,
+                        heartbeat=heartbeat)
+    name = resp.body.decode().strip().rsplit('/', 1)[1]
+    return f'{ACCOUNT}/c/{name}', f'{ACCOUNT}/c/{name}.state'
+
+
 def test_a_deferred_job_keeps_its_state_in_swift_while_it_runs() -> None:
     app = DeletingSwift()
-    req = Request.blank(ACCOUNT + '/c', method='POST')
     release: LightQueue = LightQueue()
 
     def work(progress) -> Response:
         progress.launched([])
         release.get()
         return Response(body=b'result')
-    resp = deferred.run(app, req, 'always', 'AUTH_a', 'c', 1.0, work, logger=None,
-                        heartbeat=0.01)
-    name = resp.body.decode().strip().rsplit('/', 1)[1]
-    state = f'{ACCOUNT}/c/{name}.state'
+    result, state = deferred_always(app, work, heartbeat=0.01)
     sleep(0.05)
     first = json.loads(app.objects[state][1])
     assert first['state'] == 'running' and first['heartbeat'] == 0.01
@@ -405,7 +411,7 @@ def test_a_deferred_job_keeps_its_state_in_swift_while_it_runs() -> None:
     release.put(None)
     sleep(0.05)
     assert state not in app.objects                                           # done: gone
-    assert json.loads(app.objects[f'{ACCOUNT}/c/{name}.headers'][1])['Status'] == '200 OK'
+    assert json.loads(app.objects[f'{result}.headers'][1])['Status'] == '200 OK'
 
 
 def _node(name: str, obj: str | None) -> SimpleNamespace:
@@ -421,7 +427,6 @@ def _ended(failed: bool, read: int, wrote: int) -> SimpleNamespace:
 
 def test_the_state_counts_nodes_as_they_end_and_the_result_names_their_objects() -> None:
     app = DeletingSwift()
-    req = Request.blank(ACCOUNT + '/c', method='POST')
     step: LightQueue = LightQueue()
 
     def work(progress) -> Response:
@@ -433,10 +438,7 @@ def test_the_state_counts_nodes_as_they_end_and_the_result_names_their_objects()
         progress.finished([_ended(False, 5, 1), _ended(True, 5, 1)])    # a replica failed
         step.get()
         return Response(body=b'3\n', headers={'X-Nexe-System': 'wc-1,wc-2,x'})
-    resp = deferred.run(app, req, 'always', 'AUTH_a', 'c', 1.0, work, logger=None,
-                        heartbeat=30)
-    name = resp.body.decode().strip().rsplit('/', 1)[1]
-    state = f'{ACCOUNT}/c/{name}.state'
+    result, state = deferred_always(app, work, heartbeat=30)
     sleep(0.05)
     first = json.loads(app.objects[state][1])
     assert first['nodes'] == {'total': 3, 'done': 0, 'failed': 0, 'running': 3}
@@ -448,8 +450,8 @@ def test_the_state_counts_nodes_as_they_end_and_the_result_names_their_objects()
     assert later['nodes'] == {'total': 3, 'done': 1, 'failed': 1, 'running': 1}
     assert later['bytes'] == {'in': 20, 'out': 5}
     step.put(None)
-    assert until(lambda: f'{ACCOUNT}/c/{name}.headers' in app.objects)
-    stored = json.loads(app.objects[f'{ACCOUNT}/c/{name}.headers'][1])
+    assert until(lambda: f'{result}.headers' in app.objects)
+    stored = json.loads(app.objects[f'{result}.headers'][1])
     assert stored['Objects'] == {'wc-1': 'swift://AUTH_a/c/a.txt',
                                  'wc-2': 'swift://AUTH_a/c/b.txt'}
 
