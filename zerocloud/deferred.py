@@ -36,7 +36,7 @@ rewritten every ``deferred_heartbeat`` seconds, and at most once a second
 while nodes end (so a long job can be followed: ``zc wait``), and deleted
 once the result is stored.  ``nodes`` counts the nodes of the job (a node
 with ``replicate`` once): ``done`` ended successfully, ``failed`` did not
-(every replica of it counted), ``running`` were sent to an object server and
+(a node fails when any replica of it failed), ``running`` were sent to an object server and
 have not ended, the others wait for a producer or a free request slot of the
 proxy; ``bytes`` is what the ended nodes read and wrote (all their channels).
 ``job`` is the job's place in a chain (``zerocloud.chain``): each job of a
