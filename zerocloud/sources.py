@@ -49,9 +49,9 @@ URLs):
     (a zapp, job description or script, read as the caller), with any method,
     the request body as input and ``PATH_INFO`` ``/<account>/<container>/<path>``:
     one app serves a whole tree of URLs.  The caller must be allowed to run
-    jobs in the account (a POST to it, checked first) and to read the app.  No endpoint: 404
-    ``No API endpoint configured for container <container>``; one that is not
-    such a URL: 412.
+    jobs in the account (a POST to it, checked first) and to read the app.
+    No endpoint: 404 ``No API endpoint configured for container
+    <container>``; one that is not such a URL: 412.
 
 Every request gives every node CGI variables (ZeroCloud's): ``GATEWAY_INTERFACE``,
 ``SERVER_SOFTWARE``, ``REQUEST_METHOD``, ``REQUEST_URI``, ``PATH_INFO``
