@@ -27,7 +27,7 @@ from zerocloud.proxy import dispatch, uploads
 from zerocloud.proxy import middleware as proxy
 from zerocloud.proxy.dispatch import Dispatcher, _Busy, _NeedProgram, _Refused, _Retry
 from zerocloud.proxy.middleware import ProxyExecMiddleware
-from zerocloud.proxy.response import MAX_HEADER, NodeResult, nexe_headers
+from zerocloud.proxy.response import MAX_HEADER, SUMMARY_NODES, NodeResult, nexe_headers
 from zvm_core.validator import VALIDATOR_VERSION
 
 ACCOUNT = '/v1/AUTH_a'
@@ -627,7 +627,7 @@ def test_connected_nodes_get_what_their_producers_wrote(mw, servers) -> None:
 def test_headers_stay_bounded_for_big_jobs() -> None:
     from zerocloud.job import Exec, Node
     results = []
-    for i in range(2000):
+    for i in range(SUMMARY_NODES):         # beyond: a summary (tests/unit/test_response.py)
         res = NodeResult(Node(f'node-{i}', 'node', i, i, Exec('swift://a/c/p'), []), 'Policy-0')
         res.fail('fault', 'x' * 50)
         results.append(res)

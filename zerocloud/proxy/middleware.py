@@ -502,12 +502,15 @@ class ProxyExecMiddleware:
                                 max_link=self.config.max_output, concurrency=MAX_CONCURRENCY,
                                 pipeline=self.config.pipeline)
             self._store_all(caller, results, failed=any(r.failed for r in results))
+            # the response's body is read from the results' outputs and closes them
             return respond(results, time.monotonic() - started, report_json)
+        except BaseException:
+            for r in results:
+                r.close()
+            raise
         finally:
             for i in inputs.values():
                 i.file.close()
-            for r in results:
-                r.close()
 
     def _store_all(self, caller: Caller, results: list[NodeResult], failed: bool) -> None:
         """Store the outputs with a path: all of them when the job succeeded, else
