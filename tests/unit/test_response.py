@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import random
 
 import pytest
 
@@ -151,6 +153,66 @@ def test_all_outputs_of_a_process_share_one_memory_budget(monkeypatch) -> None:
     third.write(b'c' * 90)
     assert OutputFile.held == response.PROCESS_MEMORY - 10
     third.close()
+
+
+def open_fds() -> int:
+    return len(os.listdir('/proc/self/fd'))
+
+
+def test_outputs_past_memory_share_one_file_descriptor(monkeypatch) -> None:
+    monkeypatch.setattr(response, 'SPOOL_MEMORY', 16)
+    monkeypatch.setattr(response._Spill, 'current', None)
+    fds = open_fds()
+    rng = random.Random(15)
+    outs = [OutputFile() for _ in range(200)]
+    expected = [bytearray() for _ in outs]
+    for _ in range(3000):                             # nodes writing at the same time
+        i = rng.randrange(len(outs))
+        data = rng.randbytes(rng.randint(0, 50))
+        assert outs[i].write(data) == len(data)
+        expected[i] += data
+    assert open_fds() == fds + 1
+    for out, data in zip(outs, expected, strict=True):
+        assert out.tell() == out.seek(0, 2) == len(data)
+        for _ in range(5):
+            start, size = rng.randrange(len(data) + 1), rng.randint(0, 300)
+            out.seek(start)
+            assert out.read(size) == data[start:start + size]
+            assert out.tell() == min(len(data), start + size)
+        out.seek(0)
+        assert out.read() == data and out.read(10) == b''
+    for out in outs:
+        out.close()
+    assert open_fds() == fds                          # the spill file went with the last
+
+
+def test_a_spill_file_is_replaced_when_full_and_freed_when_unused(monkeypatch) -> None:
+    monkeypatch.setattr(response, 'SPOOL_MEMORY', 0)
+    monkeypatch.setattr(response, 'SPILL_ROTATE', 100)
+    monkeypatch.setattr(response._Spill, 'current', None)
+    fds = open_fds()
+    first, second = OutputFile(), OutputFile()
+    first.write(b'1' * 150)
+    second.write(b'2' * 10)                           # the first spill is full: a new one
+    first.write(b'x')                                 # each goes on in its own
+    assert open_fds() == fds + 2
+    first.close()
+    assert open_fds() == fds + 1
+    second.seek(0)
+    assert second.read() == b'2' * 10
+    second.close()
+    assert open_fds() == fds
+
+
+def test_an_output_is_only_appended_to() -> None:
+    out = OutputFile()
+    out.write(b'abc')
+    out.seek(1)
+    with pytest.raises(OSError, match='only appended to'):
+        out.write(b'x')
+    out.close()
+    with pytest.raises(ValueError, match='closed'):
+        out.read()
 
 
 # -- headers of large jobs -----------------------------------------------------------------------
