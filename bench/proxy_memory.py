@@ -38,10 +38,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402
-from common import mib, proc_kib, table  # noqa: E402
-
 import requests  # noqa: E402
-from swiftclient import ClientException, Connection  # noqa: E402
+from common import mib, proc_kib, table  # noqa: E402
+from swiftclient import Connection  # noqa: E402
 
 from zerocloud.devcluster import DevCluster, ServerStartError  # noqa: E402
 
@@ -105,15 +104,14 @@ def run_case(conn: Connection, case: str, size: int) -> str:
         return f'{len(TAGS)} objects of {mib(size)} stored'
     name = post(conn, job(size), **{'X-Zerovm-Deferred': 'always'}).text.strip()
     name = name.rsplit('/', 1)[1]
+    url, token = conn.get_auth()
     deadline = time.monotonic() + 600
-    while True:
-        try:
-            headers = json.loads(conn.get_object(CONTAINER, name + '.headers')[1])
-            break
-        except ClientException as e:
-            if e.http_status != 404 or time.monotonic() > deadline:
-                raise
+    while (got := requests.get(f'{url}/{CONTAINER}/{name}.headers', timeout=60,
+                               headers={'X-Auth-Token': token})).status_code == 404:
+        if time.monotonic() > deadline:
+            sys.exit(f'deferred result {name}: not stored after 600 s')
         time.sleep(0.5)
+    headers = got.json()
     stored = conn.head_object(CONTAINER, name)
     if stored['etag'] != headers['Etag'] or int(stored['content-length']) != 2 * size:
         sys.exit(f'deferred result {name}: {stored} does not match {headers}')

@@ -4,6 +4,19 @@ The body is the JSON report (``X-Zerovm-Report: json``), the failed nodes
 with the end of their stderr, or what the nodes wrote to their unnamed
 outputs (a CGI response, ``zerocloud.cgiout``).  doc/http-api.md documents
 the headers and the report for users.
+
+Memory per response is a few buffers, whatever the outputs' size (issue 15.8):
+the dispatcher writes each node's outputs into an :class:`OutputFile` as
+they arrive (memory while small, within a process-wide budget, else one
+shared unlinked spill file); the headers go once every node has finished (the
+status depends on all of them), and the body (:class:`Body`) is read from
+those files :data:`CHUNK` bytes at a time, in node order.  A report or a
+failure listing is written the same way, node by node.  ``ETag`` stays the
+MD5 of the body: the object server's MD5 of the channel when the body is one
+whole channel, else hashed as it is written (report, failures) or by reading
+the spooled parts once in a thread before the headers go.  Above
+:data:`SUMMARY_NODES` results the ``X-Nexe-*`` headers are a summary
+(:func:`summary_headers`) instead of one column per node.
 """
 
 from __future__ import annotations
