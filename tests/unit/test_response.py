@@ -11,13 +11,13 @@ import pytest
 
 from zerocloud import cgiout, wire
 from zerocloud.job import Device, Exec, Node
-from zerocloud.proxy import response
+from zerocloud.proxy import outputs
+from zerocloud.proxy.outputs import OutputFile
 from zerocloud.proxy.response import (
     CHUNK,
     MAX_HEADER,
     SUMMARY_NODES,
     NodeResult,
-    OutputFile,
     nexe_headers,
     report_pieces,
     respond,
@@ -123,10 +123,10 @@ def test_a_response_that_cannot_be_made_closes_the_outputs() -> None:
     assert res.outputs['stdout'].closed
 
 
-# -- spooled outputs -----------------------------------------------------------------------------
+# -- spooled outputs (zerocloud.proxy.outputs) --------------------------------------------------
 
 def test_an_output_goes_to_disk_beyond_its_memory_share(monkeypatch) -> None:
-    monkeypatch.setattr(response, 'SPOOL_MEMORY', 10)
+    monkeypatch.setattr(outputs, 'SPOOL_MEMORY', 10)
     held = OutputFile.held
     out = OutputFile()
     out.write(b'0123456789')
@@ -140,18 +140,18 @@ def test_an_output_goes_to_disk_beyond_its_memory_share(monkeypatch) -> None:
 
 
 def test_all_outputs_of_a_process_share_one_memory_budget(monkeypatch) -> None:
-    monkeypatch.setattr(response, 'PROCESS_MEMORY', OutputFile.held + 100)
+    monkeypatch.setattr(outputs, 'PROCESS_MEMORY', OutputFile.held + 100)
     first, second = OutputFile(), OutputFile()
     first.write(b'a' * 80)
     second.write(b'b' * 30)                           # over the budget: on disk at once
-    assert OutputFile.held == response.PROCESS_MEMORY - 20
+    assert OutputFile.held == outputs.PROCESS_MEMORY - 20
     second.seek(0)
     assert second.read() == b'b' * 30
     first.close()
     second.close()
     third = OutputFile()                              # memory is free again
     third.write(b'c' * 90)
-    assert OutputFile.held == response.PROCESS_MEMORY - 10
+    assert OutputFile.held == outputs.PROCESS_MEMORY - 10
     third.close()
 
 
@@ -160,8 +160,8 @@ def open_fds() -> int:
 
 
 def test_outputs_past_memory_share_one_file_descriptor(monkeypatch) -> None:
-    monkeypatch.setattr(response, 'SPOOL_MEMORY', 16)
-    monkeypatch.setattr(response._Spill, 'current', None)
+    monkeypatch.setattr(outputs, 'SPOOL_MEMORY', 16)
+    monkeypatch.setattr(outputs._Spill, 'current', None)
     fds = open_fds()
     rng = random.Random(15)
     outs = [OutputFile() for _ in range(200)]
@@ -187,9 +187,9 @@ def test_outputs_past_memory_share_one_file_descriptor(monkeypatch) -> None:
 
 
 def test_a_spill_file_is_replaced_when_full_and_freed_when_unused(monkeypatch) -> None:
-    monkeypatch.setattr(response, 'SPOOL_MEMORY', 0)
-    monkeypatch.setattr(response, 'SPILL_ROTATE', 100)
-    monkeypatch.setattr(response._Spill, 'current', None)
+    monkeypatch.setattr(outputs, 'SPOOL_MEMORY', 0)
+    monkeypatch.setattr(outputs, 'SPILL_ROTATE', 100)
+    monkeypatch.setattr(outputs._Spill, 'current', None)
     fds = open_fds()
     first, second = OutputFile(), OutputFile()
     first.write(b'1' * 150)

@@ -28,7 +28,8 @@ from zerocloud import graph, wire
 from zerocloud.config import Config
 from zerocloud.job import Node
 from zerocloud.proxy.caller import Input
-from zerocloud.proxy.response import NodeResult, OutputFile, short
+from zerocloud.proxy.outputs import OutputFile
+from zerocloud.proxy.response import NodeResult, short
 
 NODE_GRACE = 5.0
 BUSY_PAUSE, BUSY_PAUSE_MAX = 0.02, 0.5      # seconds between tries of busy servers
