@@ -89,6 +89,14 @@ def connect(cluster: DevCluster) -> Connection:
     return Connection(authurl=cluster.auth_url, user=cluster.user, key=cluster.key, retries=0)
 
 
+def proc_kib(pid: int, field: str) -> int:
+    """A ``/proc/<pid>/status`` field in KiB (VmHWM: peak RSS, VmRSS)."""
+    for line in Path(f'/proc/{pid}/status').read_text().splitlines():
+        if line.startswith(field + ':'):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
 def timed(fn: Callable[..., T], *args: object, **kwargs: object) -> tuple[float, T]:
     """(seconds, result) of ``fn(*args, **kwargs)``."""
     t = time.perf_counter()

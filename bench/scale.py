@@ -46,7 +46,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402
-from common import mib, table  # noqa: E402
+from common import mib, proc_kib, table  # noqa: E402
 
 common.private_verdict_cache()   # inherited by the cluster's servers and their workers
 
@@ -98,14 +98,6 @@ def populate(cluster: DevCluster, n: int) -> float:
     with ThreadPoolExecutor(UPLOADS) as ex:
         list(ex.map(upload, range(0, n, per_tar)))
     return time.perf_counter() - start
-
-
-def proc_kib(pid: int, field: str) -> int:
-    """A ``/proc/<pid>/status`` field in KiB (VmHWM, VmRSS)."""
-    for line in Path(f'/proc/{pid}/status').read_text().splitlines():
-        if line.startswith(field + ':'):
-            return int(line.split()[1])
-    raise KeyError(field)
 
 
 def object_side(cluster: DevCluster, trans_id: str, nodes: int) -> list[tuple[int, float]]:

@@ -26,6 +26,7 @@ CGI = 'message/cgi'
 HTTP = 'message/http'
 DEFAULT_TYPE = 'text/plain'
 MAX_HEAD = 65536
+HEAD_BYTES = MAX_HEAD + 4       # read of an output to find its head's end
 PASSED = {'content-type', 'content-disposition', 'content-encoding', 'content-language',
           'cache-control', 'expires', 'last-modified', 'location', 'x-zerovm-execute'}
 PASSED_PREFIX = 'x-object-meta-'
@@ -39,12 +40,14 @@ class CgiError(ValueError):
     """Output that claims to be CGI or HTTP and is not."""
 
 
-def parse(content_type: str, data: bytes) -> tuple[int, dict[str, str], bytes]:
-    """(status, passed headers, body) of one output in ``content_type`` (CGI or HTTP)."""
-    end = _END.search(data, 0, MAX_HEAD + 4)
+def parse_head(content_type: str, head: bytes) -> tuple[int, dict[str, str], int]:
+    """(status, passed headers, where the body starts) of one output in
+    ``content_type`` (CGI or HTTP) that starts with ``head`` (its first
+    :data:`HEAD_BYTES` bytes, or all of it)."""
+    end = _END.search(head, 0, HEAD_BYTES)
     if end is None:
         raise CgiError(f'no blank line ends the headers in the first {MAX_HEAD} bytes')
-    lines = data[:end.start()].decode('latin-1').splitlines()
+    lines = head[:end.start()].decode('latin-1').splitlines()
     status = 200
     if content_type == HTTP:
         match = _STATUS_LINE.fullmatch(lines.pop(0) if lines else '')
@@ -68,24 +71,27 @@ def parse(content_type: str, data: bytes) -> tuple[int, dict[str, str], bytes]:
             headers['Content-Type' if name.lower() == 'content-type' else name] = value
     if not 200 <= status <= 599:
         raise CgiError(f'status {status} is not a final HTTP status (200-599)')
-    return status, headers, data[end.end():]
+    return status, headers, end.end()
 
 
 def compose(parts: list[tuple[str, str | None, bytes]]
-            ) -> tuple[int, dict[str, str], list[bytes]]:
-    """(status, headers, each part of the body) of the response made of each node's
-    ``(name, content type, output)``; :class:`CgiError` naming the node when an
-    output does not parse."""
-    status, headers, bodies = 200, {'Content-Type': DEFAULT_TYPE}, []
-    for i, (node, content_type, data) in enumerate(parts):
+            ) -> tuple[int, dict[str, str], list[int]]:
+    """(status, headers, where each part of the body starts) of the response made of
+    each node's ``(name, content type, head of its output)`` (heads as for
+    :func:`parse_head`); :class:`CgiError` naming the node when an output does
+    not parse.  The outputs themselves stay where they are (spooled): only
+    their heads are read."""
+    status, headers, starts = 200, {'Content-Type': DEFAULT_TYPE}, []
+    for i, (node, content_type, head) in enumerate(parts):
+        start = 0
         if content_type in (CGI, HTTP):
             try:
-                code, found, data = parse(content_type, data)
+                code, found, start = parse_head(content_type, head)
             except CgiError as e:
                 raise CgiError(f'{node}: its {content_type} output is not valid: {e}') from None
             if i == 0:
                 status, headers = code, found
         elif i == 0 and content_type:
             headers = {'Content-Type': content_type}
-        bodies.append(data)
-    return status, headers, bodies
+        starts.append(start)
+    return status, headers, starts

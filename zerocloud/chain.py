@@ -6,7 +6,8 @@ application/json`` (a program writes them as ``message/cgi`` or
 runs as the next job, as the same caller in the same account, until a
 response is not a job, ``chain_timeout`` seconds have passed (the job
 description is then the response, with ``X-Chain-Stopped: chain_timeout``)
-or it is larger than ``zerovm_maxconfig`` (then it is the response as is).
+or it is larger than ``zerovm_maxconfig`` (then it is the response as is,
+streamed like any other: only a job's body that runs next is read whole).
 This lets a job decide at run time what to run next (fan out over objects
 it found, pass values in ``exec.env``).
 
@@ -51,7 +52,8 @@ def run(execute: Callable[[Launch], Response], launch: Launch, timeout: float,
             except HTTPException as e:
                 resp = e
             elapsed = time.monotonic() - started
-            if is_job(resp) and len(resp.body) <= max_config:
+            if is_job(resp) and resp.content_length is not None \
+                    and resp.content_length <= max_config:
                 if elapsed < timeout:
                     launch = launch.follow(resp.body)
                     launches.append(launch)

@@ -72,6 +72,7 @@ from swift.common.swob import (
     Request,
     Response,
 )
+from swift.common.utils import FileLikeIter, close_if_possible
 from swift.common.wsgi import make_subrequest
 
 from zerocloud.config import SWIFT_SOURCE
@@ -270,14 +271,25 @@ def _request(app, req: Request, method: str, path: str) -> Response:
                            swift_source=SWIFT_SOURCE).get_response(app)
 
 
-def _put(app, req: Request, path: str, body: bytes = b'', content_type: str | None = None
-         ) -> Response:
-    headers = {'Content-Length': str(len(body))}
+def _put(app, req: Request, path: str, body: bytes | Response = b'',
+         content_type: str | None = None) -> Response:
+    """PUT ``body``: bytes, or the body of a response, streamed (a job's may be large)."""
+    headers = {}
     if content_type:
         headers['Content-Type'] = content_type
-    sub = make_subrequest(req.environ, 'PUT', quote(path), body=body, headers=headers,
+    if isinstance(body, bytes):
+        headers['Content-Length'] = str(len(body))
+        return make_subrequest(req.environ, 'PUT', quote(path), body=body, headers=headers,
+                               swift_source=SWIFT_SOURCE).get_response(app)
+    chunks = body.app_iter if body.app_iter is not None else [body.body]
+    headers['Content-Length'] = str(body.content_length or 0)
+    sub = make_subrequest(req.environ, 'PUT', quote(path), headers=headers,
                           swift_source=SWIFT_SOURCE)
-    return sub.get_response(app)
+    sub.environ['wsgi.input'] = FileLikeIter(chunks)
+    try:
+        return sub.get_response(app)
+    finally:
+        close_if_possible(chunks)
 
 
 def _store(app, req: Request, where: SwiftPath, resp: Response, logger,
@@ -288,12 +300,13 @@ def _store(app, req: Request, where: SwiftPath, resp: Response, logger,
     if not is_success(container.status_int):
         logger.error('deferred result %s: cannot create its container: %s', where,
                      container.status)
+        close_if_possible(resp.app_iter)
         return
     headers = {'Status': resp.status, **dict(resp.headers)}
     if objects:
         headers[OBJECTS_KEY] = objects
     for name, body, content_type in (
-            (where.obj, resp.body, resp.content_type),
+            (where.obj, resp, resp.content_type),
             (where.obj + HEADERS_SUFFIX, json.dumps(headers, indent=1).encode(),
              'application/json')):
         stored = _put(app, req, f'/{version}/{where.account}/{where.container}/{name}', body,

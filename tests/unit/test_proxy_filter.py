@@ -27,7 +27,7 @@ from zerocloud.proxy import dispatch, uploads
 from zerocloud.proxy import middleware as proxy
 from zerocloud.proxy.dispatch import Dispatcher, _Busy, _NeedProgram, _Refused, _Retry
 from zerocloud.proxy.middleware import ProxyExecMiddleware
-from zerocloud.proxy.response import MAX_HEADER, NodeResult, nexe_headers
+from zerocloud.proxy.response import MAX_HEADER, SUMMARY_NODES, NodeResult, nexe_headers
 from zvm_core.validator import VALIDATOR_VERSION
 
 ACCOUNT = '/v1/AUTH_a'
@@ -627,7 +627,7 @@ def test_connected_nodes_get_what_their_producers_wrote(mw, servers) -> None:
 def test_headers_stay_bounded_for_big_jobs() -> None:
     from zerocloud.job import Exec, Node
     results = []
-    for i in range(2000):
+    for i in range(SUMMARY_NODES):         # beyond: a summary (tests/unit/test_response.py)
         res = NodeResult(Node(f'node-{i}', 'node', i, i, Exec('swift://a/c/p'), []), 'Policy-0')
         res.fail('fault', 'x' * 50)
         results.append(res)
@@ -637,6 +637,24 @@ def test_headers_stay_bounded_for_big_jobs() -> None:
         assert len(value) <= MAX_HEADER, name
     assert headers['X-Nexe-System'].endswith(',...')
     assert headers['X-Nexe-System'].startswith('node-0,node-1,')
+
+
+def test_a_job_of_more_than_summary_nodes_is_answered_with_a_summary(
+        swift, servers, monkeypatch) -> None:
+    monkeypatch.setattr(placement, 'object_ring', lambda swift_dir, policy: FakeRing())
+    app = ProxyExecMiddleware(swift, {'zerovm_maxnodes': str(SUMMARY_NODES + 1)})
+    servers(d0=ok(b'x\n'), d1=ok(b'x\n'), d2=ok(b'x\n'))
+    nodes = [{'name': 'n', 'exec': {'path': 'swift://~/bin/wc'}, 'count': SUMMARY_NODES + 1,
+              'devices': [{'name': 'stdout'}]}]
+    resp = post(app, nodes)
+    assert resp.status_int == 200, resp.body
+    assert resp.body == b'x\n' * (SUMMARY_NODES + 1)
+    assert resp.headers['Etag'] == hashlib.md5(resp.body).hexdigest()
+    assert resp.headers['X-Nexe-Nodes'] == str(SUMMARY_NODES + 1)
+    assert resp.headers['X-Nexe-Status-Counts'] == f'ok {SUMMARY_NODES + 1}'
+    assert 'X-Nexe-System' not in resp.headers and 'X-Nexe-Body-Bytes' not in resp.headers
+    report = json.loads(post(app, nodes, **{'X-Zerovm-Report': 'json'}).body)
+    assert [n['name'] for n in report['nodes']] == [f'n-{i}' for i in range(1, SUMMARY_NODES + 2)]
 
 
 def test_a_small_job_has_whole_headers() -> None:

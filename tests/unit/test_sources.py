@@ -235,7 +235,8 @@ def test_substitute_escapes_values_and_uses_defaults() -> None:
     (b'Location: /x\n\n', (200, {'Content-Type': 'text/plain', 'Location': '/x'}, b'')),
 ])
 def test_cgi_output_is_parsed(data: bytes, expected) -> None:
-    assert cgiout.parse(cgiout.CGI, data) == expected
+    status, headers, start = cgiout.parse_head(cgiout.CGI, data)
+    assert (status, headers, data[start:]) == expected
 
 
 @pytest.mark.parametrize(('content_type', 'data', 'says'), [
@@ -247,13 +248,16 @@ def test_cgi_output_is_parsed(data: bytes, expected) -> None:
 ])
 def test_bad_cgi_output_says_why(content_type: str, data: bytes, says: str) -> None:
     with pytest.raises(cgiout.CgiError, match=says):
-        cgiout.parse(content_type, data)
+        cgiout.parse_head(content_type, data)
 
 
 def test_compose_takes_headers_from_the_first_node() -> None:
     parts = [('a', cgiout.HTTP, b'HTTP/1.1 201 Made\r\nContent-Type: x/y\r\n\r\none'),
              ('b', cgiout.CGI, b'Status: 500 Bad\n\ntwo'), ('c', None, b'three')]
-    assert cgiout.compose(parts) == (201, {'Content-Type': 'x/y'}, [b'one', b'two', b'three'])
+    status, headers, starts = cgiout.compose(parts)
+    assert (status, headers) == (201, {'Content-Type': 'x/y'})
+    assert [head[start:] for (_, _, head), start in zip(parts, starts, strict=True)] == \
+        [b'one', b'two', b'three']
     with pytest.raises(cgiout.CgiError, match='^b: its message/cgi output'):
         cgiout.compose([('a', None, b''), ('b', cgiout.CGI, b'')])
 

@@ -27,7 +27,8 @@ from swift.common.storage_policy import POLICIES
 from zerocloud import graph, wire
 from zerocloud.config import Config
 from zerocloud.job import Node
-from zerocloud.proxy.caller import Input, spooled
+from zerocloud.proxy.caller import Input
+from zerocloud.proxy.outputs import OutputFile
 from zerocloud.proxy.response import NodeResult, short
 
 NODE_GRACE = 5.0
@@ -297,7 +298,7 @@ class Dispatcher:
                 elif name == wire.REPORT:
                     report = wire.NodeReport.from_json(f.read(1 << 20))
                 elif name.startswith(wire.DEV_PREFIX) and report is not None:
-                    out = outputs[name[len(wire.DEV_PREFIX):]] = spooled()
+                    out = outputs[name[len(wire.DEV_PREFIX):]] = OutputFile()
                     wire.copy_limited(f, out, self.config.max_output)
                 else:
                     raise wire.WireError(f'unexpected member {name}')

@@ -76,7 +76,11 @@ with ``"store": "always"`` (of the nodes that ran); when storing one output
 fails, the others may be stored already (every object is whole or absent,
 never partial).  Each node's first written device without a path forms the
 response body, in node order (content type from the first such device, else
-``text/plain``).
+``text/plain``).  Outputs wait on the proxy's disk (``$TMPDIR``) once past a
+little memory, and both the response body and the stored objects are
+streamed from there, so a job's outputs cost the proxy a few buffers of
+memory whatever their size (``zerocloud.proxy.response``; a job of more than
+1000 nodes gets summary ``X-Nexe-*`` headers, below).
 
 Every node gets CGI variables in its environment: the request's
 (``zerocloud.sources``), ``SCRIPT_NAME`` and ``SCRIPT_FILENAME`` (its
@@ -140,9 +144,15 @@ a node one value (commas inside a value become ``;``):
     bytes of the response body each node wrote (0 for none): where each
     node's part of a concatenated body starts and ends
 
-``ETag`` is the MD5 of the body.  Each ``X-Nexe-*`` header is at most 8192
-bytes (Swift's ``max_header_size``): a longer list ends with ``...`` and
-``X-Nexe-Truncated: true`` is set.  The full report of every node is
+``ETag`` is the MD5 of the body.  A job of more than 1000 nodes (replicas
+counted) gets, instead of these columns, ``X-Nexe-Nodes`` (the count),
+``X-Nexe-Failed``, ``X-Nexe-Status-Counts`` (``ok 99998, fault 2``),
+``X-Nexe-Retcode-Counts`` (``0 99998, 1 2``), ``X-Nexe-Cdr-Total`` (``<total
+seconds>, <fuel> <syscalls> <bytes read> <bytes written>`` summed) and
+``X-Nexe-Error``; its status and body are those of a small job.  Each
+``X-Nexe-*`` header is at most 8192 bytes (Swift's ``max_header_size``): a
+longer list ends with ``...`` and ``X-Nexe-Truncated: true`` is set.  The
+full report of every node (of any job: it is written node by node) is
 available as JSON: send ``X-Zerovm-Report: json`` and the body is::
 
     {"status": 200, "seconds": 0.42, "nodes": [
@@ -507,12 +517,15 @@ class ProxyExecMiddleware:
                                 max_link=self.config.max_output, concurrency=MAX_CONCURRENCY,
                                 pipeline=self.config.pipeline, progress=progress)
             self._store_all(caller, results, failed=any(r.failed for r in results))
+            # the response's body is read from the results' outputs and closes them
             return respond(results, time.monotonic() - started, report_json)
+        except BaseException:
+            for r in results:
+                r.close()
+            raise
         finally:
             for i in inputs.values():
                 i.file.close()
-            for r in results:
-                r.close()
 
     def _store_all(self, caller: Caller, results: list[NodeResult], failed: bool) -> None:
         """Store the outputs with a path: all of them when the job succeeded, else

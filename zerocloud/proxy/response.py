@@ -4,20 +4,39 @@ The body is the JSON report (``X-Zerovm-Report: json``), the failed nodes
 with the end of their stderr, or what the nodes wrote to their unnamed
 outputs (a CGI response, ``zerocloud.cgiout``).  doc/http-api.md documents
 the headers and the report for users.
+
+Memory per response is a few buffers, whatever the outputs' size (issue 15.8):
+the dispatcher writes each node's outputs into an ``OutputFile`` as they
+arrive (``zerocloud.proxy.outputs``: memory while small, else disk); the
+headers go once every node has finished (the status depends on all of
+them), and the body (:class:`Body`) is read from those files :data:`CHUNK`
+bytes at a time, in node order.  A report or a
+failure listing is written the same way, node by node.  ``ETag`` stays the
+MD5 of the body: the object server's MD5 of the channel when the body is one
+whole channel, else hashed as it is written (report, failures) or by reading
+the spooled parts once in a thread before the headers go.  Above
+:data:`SUMMARY_NODES` results the ``X-Nexe-*`` headers are a summary
+(:func:`summary_headers`) instead of one column per node.
 """
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
+from swift.common.concurrency import tpool
 from swift.common.swob import Response
 
 from zerocloud import cgiout, graph, wire
 from zerocloud.job import Node
+from zerocloud.proxy.outputs import OutputFile
 
 MAX_HEADER = 8192
+SUMMARY_NODES = 1000        # above this many results, X-Nexe-* headers summarise the job
+CHUNK = 65536               # bytes of a body read and sent at a time
 MAX_ERROR = 300
 BODY_BYTES = 'X-Nexe-Body-Bytes'     # bytes of the response body from each node
 # HTTP status of a node by how it ended.
@@ -40,7 +59,7 @@ class NodeResult:
         self.node = node
         self.policy = policy
         self.report = wire.NodeReport('unavailable')
-        self.outputs: dict[str, object] = {}    # device name -> spooled file
+        self.outputs: dict[str, OutputFile] = {}    # device name -> its bytes
         self.stored: set[str] = set()           # devices stored as objects
         self.server = ''
         self.seconds = 0.0
@@ -135,44 +154,151 @@ class NodeResult:
 
 
 def respond(results: list[NodeResult], seconds: float, report_json: bool) -> Response:
-    """The job's response: the JSON report, the failures, or the nodes' output (CGI)."""
-    status = max(r.http for r in results if r.status != graph.SKIPPED)
-    headers = nexe_headers(results, seconds)
-    content_type = 'text/plain'
-    if report_json:
-        body = json.dumps({'status': status, 'seconds': round(seconds, 6),
-                           'nodes': [r.to_dict() for r in results]}, indent=1).encode()
-        content_type = 'application/json'
-    elif status != 200:
-        failed = [r for r in results if r.failed]
-        body = ''.join(f'{r.node.name}: {r.summary}\n' for r in failed)
-        body += ''.join(f'\n--- stderr of {r.node.name} (its end) ---\n{r.stderr}'
-                        + ('' if r.stderr.endswith('\n') else '\n')
-                        for r in failed if r.stderr)
-        body = body.encode()
-    else:
-        parts, sizes = [], {}
-        for r in results:
-            dev = next((d for d in r.node.devices
-                        if d.writable and d.path is None and d.name in r.outputs), None)
-            if dev is not None:
-                r.outputs[dev.name].seek(0)
-                parts.append((r.node.name, dev.content_type, r.outputs[dev.name].read()))
-                sizes[id(r)] = len(parts) - 1
-        try:
-            status, written, bodies = cgiout.compose(parts)
-            body = b''.join(bodies)
-            headers[BODY_BYTES], cut = header(
-                len(bodies[sizes[id(r)]]) if id(r) in sizes else 0 for r in results)
-            if cut:
-                headers['X-Nexe-Truncated'] = 'true'
-        except cgiout.CgiError as e:
-            status, written, body = 422, {}, f'{e}\n'.encode()
-        content_type = written.pop('Content-Type', content_type)
-        headers.update(written)
-    headers['Etag'] = hashlib.md5(body).hexdigest()
-    return Response(status=status, body=body, headers=headers, content_type=content_type)
+    """The job's response: the JSON report, the failures, or the nodes' output (CGI).
 
+    The body is read from the nodes' spooled outputs (or spooled as it is made)
+    and sent :data:`CHUNK` bytes at a time; closing it closes the results'
+    outputs: the response owns them (closed here if making it fails).
+    """
+    try:
+        status = max(r.http for r in results if r.status != graph.SKIPPED)
+        headers = nexe_headers(results, seconds)
+        content_type = 'text/plain'
+        if report_json:
+            part, etag = spool_body(report_pieces(status, seconds, results))
+            parts, content_type = [part], 'application/json'
+        elif status != 200:
+            part, etag = spool_body(failure_pieces(results))
+            parts = [part]
+        else:
+            try:
+                status, written, parts, etag = output_body(results)
+                if len(results) <= SUMMARY_NODES:
+                    sizes = {id(p.owner): p.size for p in parts}
+                    headers[BODY_BYTES], cut = header(sizes.get(id(r), 0) for r in results)
+                    if cut:
+                        headers['X-Nexe-Truncated'] = 'true'
+            except cgiout.CgiError as e:
+                part, etag = spool_body([f'{e}\n'.encode()])
+                status, written, parts = 422, {}, [part]
+            content_type = written.pop('Content-Type', content_type)
+            headers.update(written)
+        headers['Etag'] = etag
+        resp = Response(status=status, headers=headers, content_type=content_type,
+                        app_iter=Body(parts, results))
+        resp.content_length = sum(p.size for p in parts)
+        return resp
+    except BaseException:
+        for r in results:
+            r.close()
+        raise
+
+
+@dataclass
+class Part:
+    """``size`` bytes of ``file`` from ``start``: one node's part of a body."""
+
+    file: object
+    start: int
+    size: int
+    owner: object = None                # the NodeResult whose output it is
+
+
+def read_parts(parts: Iterable[Part]) -> Iterator[bytes]:
+    """The bytes of ``parts`` in order, at most :data:`CHUNK` at a time."""
+    for part in parts:
+        part.file.seek(part.start)
+        left = part.size
+        while left > 0:
+            chunk = part.file.read(min(CHUNK, left))
+            if not chunk:
+                raise OSError(f'spooled output ended {left} bytes early')
+            left -= len(chunk)
+            yield chunk
+
+
+class Body:
+    """A response body (WSGI ``app_iter``) read from spooled files; closing it
+    closes them and the outputs of ``results``."""
+
+    def __init__(self, parts: list[Part], results: list[NodeResult]) -> None:
+        self.parts, self.results = parts, results
+
+    def __iter__(self) -> Iterator[bytes]:
+        return read_parts(self.parts)
+
+    def close(self) -> None:
+        for part in self.parts:
+            if part.owner is None:
+                part.file.close()
+        for r in self.results:
+            r.close()
+
+
+def spool_body(pieces: Iterable[bytes]) -> tuple[Part, str]:
+    """A body made here (report, failures): spooled as it is made, with its MD5."""
+    out, md5 = OutputFile(), hashlib.md5()
+    try:
+        for piece in pieces:
+            out.write(piece)
+            md5.update(piece)
+    except BaseException:
+        out.close()
+        raise
+    return Part(out, 0, out.tell()), md5.hexdigest()
+
+
+def output_body(results: list[NodeResult]) -> tuple[int, dict[str, str], list[Part], str]:
+    """(status, headers, parts, MD5) of the body the nodes wrote: each node's first
+    written device without a path, less its CGI head; only the heads are read."""
+    found = []
+    for r in results:
+        dev = next((d for d in r.node.devices
+                    if d.writable and d.path is None and d.name in r.outputs), None)
+        if dev is not None:
+            out = r.outputs[dev.name]
+            out.seek(0)
+            found.append((r, dev, out.read(cgiout.HEAD_BYTES)))
+    status, written, starts = cgiout.compose(
+        [(r.node.name, dev.content_type, head) for r, dev, head in found])
+    parts = [Part(r.outputs[dev.name], start, r.size(dev.name) - start, r)
+             for (r, dev, _), start in zip(found, starts, strict=True)]
+    known = (len(found) == 1 and starts[0] == 0
+             and found[0][0].report.etags.get('/dev/' + found[0][1].name))
+    return status, written, parts, known or body_md5(parts)
+
+
+def body_md5(parts: list[Part]) -> str:
+    """MD5 of the bytes of ``parts``, read from their spools once, in a thread (off the
+    hub: hundreds of MB take a fraction of a second)."""
+    def digest() -> str:
+        md5 = hashlib.md5()
+        for chunk in read_parts(parts):
+            md5.update(chunk)
+        return md5.hexdigest()
+    return tpool.execute(digest)
+
+
+def report_pieces(status: int, seconds: float, results: list[NodeResult]) -> Iterator[bytes]:
+    """``json.dumps({"status", "seconds", "nodes": [...]}, indent=1)``, made one node
+    at a time (a job may have 100,000)."""
+    yield (f'{{\n "status": {json.dumps(status)},\n "seconds": '
+           f'{json.dumps(round(seconds, 6))},\n "nodes": [').encode()
+    for i, r in enumerate(results):
+        text = json.dumps(r.to_dict(), indent=1).replace('\n', '\n  ')
+        yield f'{"," if i else ""}\n  {text}'.encode()
+    yield b'\n ]\n}' if results else b']\n}'
+
+
+def failure_pieces(results: list[NodeResult]) -> Iterator[bytes]:
+    """The body of a failed job: a line per failed node, then the end of their stderr."""
+    failed = [r for r in results if r.failed]
+    for r in failed:
+        yield f'{r.node.name}: {r.summary}\n'.encode()
+    for r in failed:
+        if r.stderr:
+            yield (f'\n--- stderr of {r.node.name} (its end) ---\n{r.stderr}'
+                   + ('' if r.stderr.endswith('\n') else '\n')).encode()
 
 
 def attached_object(node: Node) -> bool:
@@ -196,7 +322,10 @@ def header(values: Iterable[object], sep: str = ',') -> tuple[str, bool]:
 
 
 def nexe_headers(results: list[NodeResult], seconds: float) -> dict[str, str]:
-    """ZeroCloud's ``X-Nexe-*`` response headers: one comma-separated column per item."""
+    """ZeroCloud's ``X-Nexe-*`` response headers: one comma-separated column per item,
+    or for more than :data:`SUMMARY_NODES` results a summary (:func:`summary_headers`)."""
+    if len(results) > SUMMARY_NODES:
+        return summary_headers(results, seconds)
     def validation(r):
         state = r.report.validation
         if r.status == 'validation':
@@ -230,11 +359,43 @@ def nexe_headers(results: list[NodeResult], seconds: float) -> dict[str, str]:
     headers['X-Nexe-Cdr-Line'], cut = header(
         [f'{seconds:.3f}', *(x for r in results for x in cdr(r))], sep=', ')
     truncated |= cut
+    truncated |= error_header(results, headers)
+    if truncated:
+        headers['X-Nexe-Truncated'] = 'true'
+    return headers
+
+
+def error_header(results: list[NodeResult], headers: dict[str, str]) -> bool:
+    """Set ``X-Nexe-Error`` when a node failed: ``<node>: <what happened>`` for each
+    (ASCII); whether it was cut."""
     errors = [f'{r.node.name}: {short(r.what)}'.encode('ascii', 'replace').decode()
               for r in results if r.failed]
-    if errors:
-        headers['X-Nexe-Error'], cut = header(errors, sep=', ')
-        truncated |= cut
-    if truncated:
+    if not errors:
+        return False
+    headers['X-Nexe-Error'], cut = header(errors, sep=', ')
+    return cut
+
+
+def summary_headers(results: list[NodeResult], seconds: float) -> dict[str, str]:
+    """The ``X-Nexe-*`` headers of a large job: counts and totals, whatever its size
+    (the per-node report is the body with ``X-Zerovm-Report: json``)."""
+    statuses = collections.Counter(r.status for r in results)
+    retcodes = collections.Counter(r.report.retcode for r in results
+                                   if r.report.retcode is not None)
+    totals = [0, 0, 0, 0]
+    for r in results:
+        acc = r.report.accounting
+        for i, value in enumerate((acc.get('fuel', 0), acc.get('syscalls', 0),
+                                   r.report.channel_bytes('read_bytes'),
+                                   r.report.channel_bytes('write_bytes'))):
+            totals[i] += value
+    headers = {
+        'X-Nexe-Nodes': str(len(results)),
+        'X-Nexe-Failed': str(sum(r.failed for r in results)),
+        'X-Nexe-Status-Counts': ', '.join(f'{k} {n}' for k, n in sorted(statuses.items())),
+        'X-Nexe-Retcode-Counts': ', '.join(f'{k} {n}' for k, n in sorted(retcodes.items())),
+        'X-Nexe-Cdr-Total': f'{seconds:.3f}, {" ".join(map(str, totals))}',
+    }
+    if error_header(results, headers):
         headers['X-Nexe-Truncated'] = 'true'
     return headers

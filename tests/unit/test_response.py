@@ -1,0 +1,268 @@
+"""zerocloud.proxy.response: bodies streamed from spooled outputs, and large jobs' headers."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+
+import pytest
+
+from zerocloud import cgiout, wire
+from zerocloud.job import Device, Exec, Node
+from zerocloud.proxy import outputs
+from zerocloud.proxy.outputs import OutputFile
+from zerocloud.proxy.response import (
+    CHUNK,
+    MAX_HEADER,
+    SUMMARY_NODES,
+    NodeResult,
+    nexe_headers,
+    report_pieces,
+    respond,
+)
+
+
+def result(name: str, stdout: bytes | None = b'', status: str = 'ok', retcode: int | None = 0,
+           content_type: str | None = None, stderr: str = '', etag: bool = True) -> NodeResult:
+    """A node's result as the dispatcher makes it: its stdout in an ``OutputFile``."""
+    node = Node(name, 'g', 1, 1, Exec('swift://a/c/p'),
+                [Device('stdin'), Device('stdout', content_type=content_type)])
+    res = NodeResult(node, 'Policy-0')
+    etags = {'/dev/stdout': hashlib.md5(stdout or b'').hexdigest()} if etag else {}
+    res.report = wire.NodeReport(status, retcode, message=f'it said {status}', stderr=stderr,
+                                 etags=etags, accounting={
+                                     'fuel': 10, 'syscalls': 2,
+                                     'channels': {'stdout': {'write_bytes': len(stdout or b'')}}})
+    if stdout is not None:
+        out = res.outputs['stdout'] = OutputFile()
+        out.write(stdout)
+    return res
+
+
+def body_of(resp) -> tuple[bytes, list[int]]:
+    """The streamed body and the size of each chunk; closes it as a WSGI server does."""
+    chunks = list(resp.app_iter)
+    resp.app_iter.close()
+    return b''.join(chunks), [len(c) for c in chunks]
+
+
+# -- the body ------------------------------------------------------------------------------------
+
+def test_the_body_is_each_nodes_output_in_node_order() -> None:
+    big = bytes(range(256)) * 2048                    # 512 KiB: many chunks
+    results = [result('a', b'first\n'), result('b', None), result('c', big)]
+    resp = respond(results, 0.5, False)
+    body, sizes = body_of(resp)
+    assert body == b'first\n' + big
+    assert max(sizes) <= CHUNK                        # sent a buffer at a time
+    assert resp.content_length == len(body)
+    assert resp.headers['Etag'] == hashlib.md5(body).hexdigest()
+    assert resp.headers['X-Nexe-Body-Bytes'] == f'6,0,{len(big)}'
+    assert all(r.outputs['stdout'].closed for r in results if r.outputs)
+
+
+def test_cgi_heads_are_cut_from_the_streamed_body() -> None:
+    results = [result('a', b'Status: 201 Made\r\nContent-Type: text/csv\r\n\r\nx,1\n',
+                      content_type=cgiout.CGI),
+               result('b', b'Status: 404 ignored\n\ny,2\n', content_type=cgiout.CGI),
+               result('c', b'z,3\n')]
+    resp = respond(results, 0.1, False)
+    body, _ = body_of(resp)
+    assert (resp.status_int, resp.content_type, body) == (201, 'text/csv', b'x,1\ny,2\nz,3\n')
+    assert resp.headers['Etag'] == hashlib.md5(body).hexdigest()
+    assert resp.headers['X-Nexe-Body-Bytes'] == '4,4,4'
+
+
+def test_one_output_takes_the_etag_the_object_server_computed() -> None:
+    res = result('a', b'data')
+    res.report.etags['/dev/stdout'] = 'from-the-object-server'
+    assert respond([res], 0.1, False).headers['Etag'] == 'from-the-object-server'
+    res = result('a', b'data', etag=False)           # none reported: hashed here
+    assert respond([res], 0.1, False).headers['Etag'] == hashlib.md5(b'data').hexdigest()
+
+
+def test_a_bad_cgi_head_is_a_422_naming_the_node() -> None:
+    resp = respond([result('a', b'no blank line', content_type=cgiout.CGI)], 0.1, False)
+    body, _ = body_of(resp)
+    assert resp.status_int == 422
+    assert body.startswith(b'a: its message/cgi output is not valid: no blank line')
+    assert resp.headers['Etag'] == hashlib.md5(body).hexdigest()
+
+
+def test_a_failed_job_lists_its_failures_and_their_stderr() -> None:
+    results = [result('a', b'out'), result('b', b'', retcode=3, stderr='oops\nbad line'),
+               result('c', None, status='fault')]
+    resp = respond(results, 0.1, False)
+    body, _ = body_of(resp)
+    assert resp.status_int == 422
+    assert body == (b'b: exit 3: bad line\nc: fault: it said fault\n'
+                    b'\n--- stderr of b (its end) ---\noops\nbad line\n')
+    assert resp.headers['Etag'] == hashlib.md5(body).hexdigest()
+
+
+def test_the_json_report_is_made_node_by_node_as_json_dumps_would() -> None:
+    results = [result('a', b'x'), result('b', b'yz', retcode=1, stderr='e\n')]
+    whole = json.dumps({'status': 422, 'seconds': 0.25,
+                        'nodes': [r.to_dict() for r in results]}, indent=1).encode()
+    assert b''.join(report_pieces(422, 0.25, results)) == whole
+    assert b''.join(report_pieces(200, 1.0, [])) == json.dumps(
+        {'status': 200, 'seconds': 1.0, 'nodes': []}, indent=1).encode()
+    resp = respond(results, 0.25, True)
+    body, _ = body_of(resp)
+    assert (resp.content_type, body) == ('application/json', whole)
+    assert resp.headers['Etag'] == hashlib.md5(whole).hexdigest()
+
+
+def test_a_response_that_cannot_be_made_closes_the_outputs() -> None:
+    res = result('a', b'x')
+    res.report = None                                 # breaks the status
+    with pytest.raises(AttributeError):
+        respond([res], 0.1, False)
+    assert res.outputs['stdout'].closed
+
+
+# -- spooled outputs (zerocloud.proxy.outputs) --------------------------------------------------
+
+def test_an_output_goes_to_disk_beyond_its_memory_share(monkeypatch) -> None:
+    monkeypatch.setattr(outputs, 'SPOOL_MEMORY', 10)
+    held = OutputFile.held
+    out = OutputFile()
+    out.write(b'0123456789')
+    assert OutputFile.held == held + 10
+    out.write(b'abc')                                 # past SPOOL_MEMORY: to disk
+    assert OutputFile.held == held
+    out.seek(0)
+    assert out.read() == b'0123456789abc'
+    out.close()
+    assert OutputFile.held == held
+
+
+def test_all_outputs_of_a_process_share_one_memory_budget(monkeypatch) -> None:
+    monkeypatch.setattr(outputs, 'PROCESS_MEMORY', OutputFile.held + 100)
+    first, second = OutputFile(), OutputFile()
+    first.write(b'a' * 80)
+    second.write(b'b' * 30)                           # over the budget: on disk at once
+    assert OutputFile.held == outputs.PROCESS_MEMORY - 20
+    second.seek(0)
+    assert second.read() == b'b' * 30
+    first.close()
+    second.close()
+    third = OutputFile()                              # memory is free again
+    third.write(b'c' * 90)
+    assert OutputFile.held == outputs.PROCESS_MEMORY - 10
+    third.close()
+
+
+def open_fds() -> int:
+    return len(os.listdir('/proc/self/fd'))
+
+
+def test_outputs_past_memory_share_one_file_descriptor(monkeypatch) -> None:
+    monkeypatch.setattr(outputs, 'SPOOL_MEMORY', 16)
+    monkeypatch.setattr(outputs._Spill, 'current', None)
+    fds = open_fds()
+    rng = random.Random(15)
+    outs = [OutputFile() for _ in range(200)]
+    expected = [bytearray() for _ in outs]
+    for _ in range(3000):                             # nodes writing at the same time
+        i = rng.randrange(len(outs))
+        data = rng.randbytes(rng.randint(0, 50))
+        assert outs[i].write(data) == len(data)
+        expected[i] += data
+    assert open_fds() == fds + 1
+    for out, data in zip(outs, expected, strict=True):
+        assert out.tell() == out.seek(0, 2) == len(data)
+        for _ in range(5):
+            start, size = rng.randrange(len(data) + 1), rng.randint(0, 300)
+            out.seek(start)
+            assert out.read(size) == data[start:start + size]
+            assert out.tell() == min(len(data), start + size)
+        out.seek(0)
+        assert out.read() == data and out.read(10) == b''
+    for out in outs:
+        out.close()
+    assert open_fds() == fds                          # the spill file went with the last
+
+
+def test_a_spill_file_is_replaced_when_full_and_freed_when_unused(monkeypatch) -> None:
+    monkeypatch.setattr(outputs, 'SPOOL_MEMORY', 0)
+    monkeypatch.setattr(outputs, 'SPILL_ROTATE', 100)
+    monkeypatch.setattr(outputs._Spill, 'current', None)
+    fds = open_fds()
+    first, second = OutputFile(), OutputFile()
+    first.write(b'1' * 150)
+    second.write(b'2' * 10)                           # the first spill is full: a new one
+    first.write(b'x')                                 # each goes on in its own
+    assert open_fds() == fds + 2
+    first.close()
+    assert open_fds() == fds + 1
+    second.seek(0)
+    assert second.read() == b'2' * 10
+    second.close()
+    assert open_fds() == fds
+
+
+def test_an_output_is_only_appended_to() -> None:
+    out = OutputFile()
+    out.write(b'abc')
+    out.seek(1)
+    with pytest.raises(OSError, match='only appended to'):
+        out.write(b'x')
+    out.close()
+    with pytest.raises(ValueError, match='closed'):
+        out.read()
+
+
+# -- headers of large jobs -----------------------------------------------------------------------
+
+def test_a_job_up_to_summary_nodes_has_a_column_per_node() -> None:
+    results = [result(f'n{i}', b'x') for i in range(SUMMARY_NODES)]
+    headers = nexe_headers(results, 1.0)
+    assert headers['X-Nexe-System'].startswith('n0,n1,n2,')
+    assert 'X-Nexe-Nodes' not in headers
+
+
+def test_a_large_job_has_summary_headers_and_the_same_body() -> None:
+    results = [result(f'n{i}', b'%d\n' % i) for i in range(SUMMARY_NODES + 2)]
+    results[5] = result('n5', b'', retcode=2, stderr='no\n')
+    results[7] = result('n7', None, status='timeout', retcode=None)
+    resp = respond(results, 2.5, False)
+    headers = resp.headers
+    assert resp.status_int == 504
+    assert headers['X-Nexe-Nodes'] == str(SUMMARY_NODES + 2)
+    assert headers['X-Nexe-Failed'] == '2'
+    assert headers['X-Nexe-Status-Counts'] == f'ok {SUMMARY_NODES + 1}, timeout 1'
+    assert headers['X-Nexe-Retcode-Counts'] == f'0 {SUMMARY_NODES}, 2 1'
+    assert headers['X-Nexe-Error'] == 'n5: exit 2: no, n7: it said timeout'
+    assert headers['X-Nexe-Cdr-Total'].startswith('2.500, ')
+    fuel, syscalls, _read, written = map(int, headers['X-Nexe-Cdr-Total'].split(', ')[1].split())
+    assert (fuel, syscalls) == (10 * (SUMMARY_NODES + 2), 2 * (SUMMARY_NODES + 2))
+    assert written == sum(len(b'%d\n' % i) for i in range(SUMMARY_NODES + 2) if i not in (5, 7))
+    for name in ('X-Nexe-System', 'X-Nexe-Status', 'X-Nexe-Etag', 'X-Nexe-Cdr-Line',
+                 'X-Nexe-Body-Bytes', 'X-Nexe-Truncated'):
+        assert name not in headers
+    body, _ = body_of(resp)
+    assert body.startswith(b'n5: exit 2: no\nn7: timeout')
+
+
+def test_a_successful_large_job_streams_every_output() -> None:
+    results = [result(f'n{i}', b'%d\n' % i) for i in range(SUMMARY_NODES + 1)]
+    resp = respond(results, 1.0, False)
+    body, _ = body_of(resp)
+    assert resp.status_int == 200
+    assert body == b''.join(b'%d\n' % i for i in range(SUMMARY_NODES + 1))
+    assert resp.headers['Etag'] == hashlib.md5(body).hexdigest()
+    assert resp.headers['X-Nexe-Failed'] == '0' and 'X-Nexe-Error' not in resp.headers
+
+
+def test_the_summary_stays_bounded_whatever_fails() -> None:
+    results = [result(f'node-{i}', None, status='fault', retcode=None)
+               for i in range(3 * SUMMARY_NODES)]
+    headers = nexe_headers(results, 1.0)
+    assert all(len(v) <= MAX_HEADER for v in headers.values())
+    assert headers['X-Nexe-Error'].endswith(', ...')
+    assert headers['X-Nexe-Truncated'] == 'true'
+    assert headers['X-Nexe-Status-Counts'] == f'fault {3 * SUMMARY_NODES}'
+    assert headers['X-Nexe-Retcode-Counts'] == ''
