@@ -3,9 +3,12 @@
 A new Python process costs ~150 ms of imports and a new unicorn instance a
 few ms of code translation; a worker that already holds a machine for the
 program only resets it (``Machine.reset``) and runs again in well under a
-millisecond.  The caller (the object server, ``zvm serve``) never runs guest
-code itself: it sends a request and the channels' file descriptors over a
-Unix socket (no data is copied) and waits for the report.
+millisecond.  For the native engine the template is a fork server that
+mapped the program once (``zvm_core.engines.native.warm``): each run is a
+child forked from it, and the next one is forked after the reply.  The caller
+(the object server, ``zvm serve``) never runs guest code itself: it sends a
+request and the channels' file descriptors over a Unix socket (no data is
+copied) and waits for the report.
 
 Usable from plain Python and from eventlet code: the socket, ``select`` and
 locks used here are the ones eventlet monkey-patches, so a waiting caller
@@ -476,7 +479,7 @@ class Pool:
 
         ``started`` is called once a worker has taken the request (it may have
         waited in the queue until then).  ``engine`` (``zvm_core.engines``) is
-        chosen in the worker; a native run starts a fresh guest process from it.
+        chosen in the worker; a native run is a child of the program's template there.
         """
         limits = limits or Limits()
         channels = list(channels)
