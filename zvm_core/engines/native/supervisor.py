@@ -136,8 +136,8 @@ class Guest:
 
     def run_spec(self, channels: list[Channel], argv: list[bytes], envp: list[bytes],
                  seed: int, timeout: float) -> Spec:
-        """This run's bytes (initial stack, user manifest) and limits, for a template's
-        child: the regions they go to are the manifest's and the stack's."""
+        """This run's bytes (user manifest, initial stack) and limits: what a
+        template's child is given (:meth:`Template.start`)."""
         p = self.program
         sp, stack = initial_stack(p, argv, envp, SeededStream(seed, b'AT_RANDOM').take(16))
         try:
@@ -146,8 +146,6 @@ class Guest:
         except ValueError as e:
             raise SetupError('fault', str(e)) from None
         spec = Spec(entry=p.entry, sp=sp, cpu_seconds=math.ceil(timeout) + 1)
-        spec.maps = [(r.start, r.end - r.start, r.prot) for r in self.regions[-2:]]
-        spec.as_limit = sum(r.end - r.start for r in self.regions) + AS_SLACK
         spec.copies = [(MANIFEST_PAGE, manifest), (sp, stack)]
         return spec
 
