@@ -527,11 +527,11 @@ def run(program: Program, channels: list[Channel], argv: list[str], env: dict[st
         child = template.take()
         pid, sock, pidfd = child.pid, child.sock, child.pidfd
     guest.mem.pid = pid
-    listener = stopped = failure = None
+    stopped = failure = None
+    listener, gate = (None, None) if child is None else (child.listener, child.gate)
     try:
         if tsc:
             guest.tracer = Tracer(pid, guest.ticks)     # attached before the first instruction
-        gate = None
         if child is None:
             got = _listener(sock, guest.deadline)
         elif guest.tracer is not None and not guest.tracer.attached():
@@ -539,10 +539,9 @@ def run(program: Program, channels: list[Channel], argv: list[str], env: dict[st
         else:
             try:
                 template.start(child, spec)
-                got, gate = (child.listener, b''), child.gate
+                got = (listener, b'')
             except OSError as e:
                 got = f"the template's child is gone: {e}"
-            child.listener = None               # closed below as this run's listener
         if isinstance(got, tuple):
             listener = got[0]
             sup = _Supervisor(guest, pidfd, listener, guest.deadline)
