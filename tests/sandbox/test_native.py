@@ -270,6 +270,25 @@ def test_warm_native_starts_fork_from_a_never_run_template(guest, zvm, tmp_path)
     assert not set(_loaders()) - before
 
 
+def test_warm_native_rdtsc_is_answered_in_template_children(guest, zvm, tmp_path):
+    """Through the pool a program with rdtsc runs in a template's child, traced
+    from its first instruction: the values of a fresh native run, every time."""
+    from zvm_core.channels import WRITE
+    from zvm_core.pool import ChannelSpec, Pool
+    prog = guest('rdtsc')
+    outputs = []
+    with Pool(size=1, queue=0) as pool:
+        for args in ((), ('handler',), ()):
+            with open(tmp_path / 'out', 'wb') as out:
+                report = pool.run(str(prog), [ChannelSpec('/dev/stdout', out.fileno(), WRITE)],
+                                  argv=['rdtsc', *args], engine='auto')
+            assert report.status == 'ok' and report.engine == 'native', report
+            outputs.append((tmp_path / 'out').read_bytes())
+    fresh = [zvm.run(prog, *args, opts=NATIVE).stdout for args in ((), ('handler',))]
+    assert outputs == [fresh[0], fresh[1], fresh[0]], (outputs, fresh)
+    assert b'handler' not in fresh[1]
+
+
 def test_nothing_of_an_earlier_run_is_left_to_find(guest, zvm):
     prog = guest('native_hostile')
     planted = zvm.run(prog, 'plant', 'zvm-secret-of-run-one', opts=NATIVE)
