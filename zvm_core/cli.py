@@ -285,6 +285,10 @@ def _cmd_info() -> int:
         reason = available[name]
         print(f'{name}: {"available" if reason is None else "unavailable: " + reason}')
     print(f'auto: {engines.choose("auto")}')
+    if available['native'] is None:
+        from zvm_core.engines.native import tsc_unavailable
+        reason = tsc_unavailable()
+        print(f'native rdtsc: {"answered" if reason is None else "unavailable: " + reason}')
     return 0
 
 

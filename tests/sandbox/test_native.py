@@ -139,13 +139,56 @@ def test_engine_choice_on_the_command_line(guest, zvm):
     assert b'native: available' in info.stdout and b'auto: native' in info.stdout
 
 
-def test_rdtsc_programs_run_emulated_under_auto(guest, zvm):
+def test_rdtsc_runs_natively_from_the_virtual_counter(guest, zvm):
+    """A program with rdtsc runs natively under auto: the fault is answered from
+    the virtual counter, the same values every run, rdtscp's aux 0 as emulated."""
     prog = guest('rdtsc')
-    auto = zvm.run(prog, opts=['--engine', 'auto'])
-    assert auto.status == 'ok' and auto.report['engine'] == 'emulated', auto
-    native = zvm.run(prog, opts=NATIVE)         # asked for: it runs, and rdtsc faults
-    assert native.status == 'fault' and native.report['engine'] == 'native', native
-    assert 'SIGSEGV' in native.report['message']
+    auto, again = zvm.run(prog, opts=['--engine', 'auto']), zvm.run(prog, opts=NATIVE)
+    assert auto.status == again.status == 'ok' and auto.report['engine'] == 'native', auto
+    assert auto.stdout == again.stdout
+    assert re.fullmatch(rb'tsc \d+ \d+ \d+ aux 0\nincreasing 1\n', auto.stdout), auto
+    nat, emu = _both(zvm, prog, ('wait',))    # a spin on rdtsc alone ends: the counter moves
+    assert nat.status == emu.status == 'ok', (nat, emu)
+    assert nat.stdout.endswith(b'waited 1\n') and emu.stdout.endswith(b'waited 1\n')
+
+
+def test_rdtsc_answer_cannot_be_diverted_by_the_guest(guest, zvm):
+    """Its own SIGSEGV handler never runs (the personality only records it, the
+    tracer answers the fault); a real SIGSEGV after rdtsc is still a fault."""
+    prog = guest('rdtsc')
+    nat, emu = _both(zvm, prog, ('handler',))
+    assert nat.status == emu.status == 'ok', (nat, emu)
+    assert b'handler' not in nat.stdout and b'aux 0' in nat.stdout
+    nat, emu = _both(zvm, prog, ('null',))
+    assert nat.status == emu.status == 'fault', (nat, emu)
+    assert nat.returncode == emu.returncode == 125
+    assert 'SIGSEGV' in nat.report['message'] and b'increasing 1' in nat.stdout
+
+
+PY_SCRIPT = """
+import collections, csv, decimal, hashlib, io, json, re, sys, time
+text = "the quick brown fox jumps over the lazy dog the fox" * 50
+print(collections.Counter(re.findall(r"[a-z]+", text)).most_common(3))
+print(list(csv.reader(io.StringIO("a,b\\n1,2\\n"))), decimal.Decimal("1.10") * 3)
+print(json.dumps({"x": [1.5, None]}), hashlib.sha256(text.encode()).hexdigest())
+print(sum(i * i for i in range(200000)), 2 ** 100 % 97, 1e300 * 10, 0.1 + 0.2)
+print(len(sys.argv), sys.flags.hash_randomization, hash("abc"))
+sys.stderr.write("to stderr\\n")
+"""
+
+
+def test_python_runs_natively_with_the_same_bytes(sysimages, zvm, tmp_path):
+    """CPython contains rdtsc: auto runs it natively now, with the emulator's bytes."""
+    from archives import tar_bytes
+    (tmp_path / 'job.tar').write_bytes(tar_bytes({'job.py': PY_SCRIPT.encode()}))
+    opts = ['--image', str(tmp_path / 'job.tar')]
+    auto = zvm.run('file://python3:python3', '/job.py', 'x', opts=[*opts, '--engine', 'auto'])
+    nat, emu = _both(zvm, 'file://python3:python3', ('/job.py', 'x'), opts)
+    assert auto.report['engine'] == 'native' and auto.stdout == nat.stdout, auto
+    assert nat.status == emu.status == 'ok', (nat, emu)
+    assert nat.stdout == emu.stdout and nat.stderr == emu.stderr == b'to stderr\n', (nat, emu)
+    assert nat.report['etags'] == emu.report['etags']
+    assert nat.stdout.count(b'\n') == 5
 
 
 def test_pool_worker_runs_either_engine(guest, tmp_path):
@@ -165,6 +208,85 @@ def test_pool_worker_runs_either_engine(guest, tmp_path):
             outputs[engine] = (tmp_path / 'out').read_bytes()
         assert pool.pids and all(os.path.exists(f"/proc/{pid}") for pid in pool.pids)
     assert outputs['native'] == outputs['emulated'] == data
+
+
+def _child_states(pid: int) -> dict[int, str]:
+    """The state letter of each child process of ``pid``."""
+    kids = {}
+    for entry in os.listdir('/proc'):
+        try:
+            stat = Path(f'/proc/{entry}/stat').read_text()
+        except (OSError, ValueError):
+            continue
+        fields = stat.rpartition(')')[2].split()
+        if int(fields[1]) == pid:
+            kids[int(entry)] = fields[0]
+    return kids
+
+
+def test_warm_native_starts_fork_from_a_never_run_template(guest, zvm, tmp_path):
+    """A pool worker keeps a template per program (a fork server that mapped it, and
+    the child the next run starts in): a run planting a secret leaves nothing for the
+    next child to find, even in the loader's pages; a killed template is replaced;
+    every child is reaped and closing the pool leaves no process behind."""
+    import signal
+    import time
+
+    from zvm_core.channels import WRITE
+    from zvm_core.pool import ChannelSpec, Pool
+    prog = str(guest('native_hostile'))
+    before = set(_loaders())
+
+    def run(*args) -> bytes:
+        with open(tmp_path / 'out', 'wb') as out:
+            report = pool.run(prog, [ChannelSpec('/dev/stdout', out.fileno(), WRITE)],
+                              argv=['native_hostile', *args], engine='native')
+        assert report.status == 'ok' and report.engine == 'native', report
+        return (tmp_path / 'out').read_bytes()
+
+    def settled() -> dict[int, str]:
+        """The worker's children once it is idle again (it forks and reaps after
+        its reply, before it reads the next request)."""
+        with open(prog, 'rb') as f:
+            assert pool.validate(f.fileno())[0]
+        return _child_states(worker)
+
+    with Pool(size=1, queue=0) as pool:
+        [worker] = pool.pids
+        assert run('plant', 'zvm-secret-of-run-one') == b'planted\n'
+        first = settled()               # the template and the next run's child, no zombie
+        assert len(first) == 2 and set(first) <= set(_loaders()) and 'Z' not in first.values()
+        assert run('scan', 'zvm-secret-of-run-one', 'loader') == b'found 0\n'
+        second = settled()
+        assert len(second) == 2 and 'Z' not in second.values(), second
+        [template] = set(first) & set(second)       # the same template, a new child
+        os.kill(template, signal.SIGKILL)
+        assert run('calls') == zvm.run(prog, 'calls', opts=NATIVE).stdout
+        third = settled()
+        assert len(third) == 2 and template not in third and 'Z' not in third.values()
+    deadline = time.monotonic() + 10
+    while set(_loaders()) - before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not set(_loaders()) - before
+
+
+def test_warm_native_rdtsc_is_answered_in_template_children(guest, zvm, tmp_path):
+    """Through the pool a program with rdtsc runs in a template's child, traced
+    from its first instruction: the values of a fresh native run, every time."""
+    from zvm_core.channels import WRITE
+    from zvm_core.pool import ChannelSpec, Pool
+    prog = guest('rdtsc')
+    outputs = []
+    with Pool(size=1, queue=0) as pool:
+        for args in ((), ('handler',), ()):
+            with open(tmp_path / 'out', 'wb') as out:
+                report = pool.run(str(prog), [ChannelSpec('/dev/stdout', out.fileno(), WRITE)],
+                                  argv=['rdtsc', *args], engine='auto')
+            assert report.status == 'ok' and report.engine == 'native', report
+            outputs.append((tmp_path / 'out').read_bytes())
+    fresh = [zvm.run(prog, *args, opts=NATIVE).stdout for args in ((), ('handler',))]
+    assert outputs == [fresh[0], fresh[1], fresh[0]], (outputs, fresh)
+    assert b'handler' not in fresh[1]
 
 
 def test_nothing_of_an_earlier_run_is_left_to_find(guest, zvm):

@@ -6,9 +6,10 @@ without libc, linked at :data:`LOADER_BASE`.  Whoever can write the cache
 directory can replace it: it must be private to the sandbox's user, like the
 verdict cache.
 
-The spec is one sealed-free memfd the loader reads with ``pread``: a header,
-the mappings, the copies (guest address, offset in the spec, length), the
-seccomp filter, then the bytes the copies take.
+The spec is one memfd the loader reads with ``pread``: a header, the
+mappings, the copies (guest address, offset in the spec, length), the seccomp
+filter, then the bytes the copies take.  A template's spec is the program's
+alone; its children get their run's bytes written into them by the supervisor.
 """
 
 from __future__ import annotations
@@ -22,12 +23,12 @@ from pathlib import Path
 from zvm_core.toolchain import build_static
 
 LOADER_BASE = 0x7E0000000000        # far above the guest's 4 GiB
-MAGIC = 0x32764E4D565A4E4E          # loader.c: MAGIC
+MAGIC = 0x33764E4D565A4E4E          # loader.c: MAGIC
 SOURCE = Path(__file__).with_name('loader.c')
 FLAGS = ('-O2', '-nostdlib', '-fno-pie', '-no-pie', '-fno-stack-protector', '-ffreestanding',
          '-fno-asynchronous-unwind-tables', '-fcf-protection=none', '-mcmodel=large',
          f'-Wl,-Ttext-segment={LOADER_BASE:#x}', '-Wl,-z,noexecstack', '-Wl,--build-id=none')
-_HEADER = struct.Struct('<10Q')
+_HEADER = struct.Struct('<11Q')
 _TRIPLE = struct.Struct('<3Q')
 
 
@@ -53,9 +54,10 @@ class Spec:
     copies: list[tuple[int, bytes]] = field(default_factory=list)        # addr, data
     filter: bytes = b''
     namespaces: bool = True     # own user/mount/net/IPC/UTS namespaces where the host allows
+    template: bool = False      # a fork server: maps the program, then forks a child per run
 
-    def memfd(self, parent: int) -> int:
-        """The spec in a new memfd (close-on-exec; the spawn puts it on fd 3)."""
+    def encode(self) -> bytes:
+        """The spec as the loader reads it: the parts in this order."""
         head = _HEADER.size + _TRIPLE.size * (len(self.maps) + len(self.copies))
         data_at = head + len(self.filter)
         table, blobs = [], []
@@ -63,14 +65,18 @@ class Spec:
             table.append(_TRIPLE.pack(addr, data_at, len(data)))
             blobs.append(data)
             data_at += len(data)
-        parts = [_HEADER.pack(MAGIC, self.entry, self.sp, self.as_limit, self.cpu_seconds,
-                              parent, len(self.maps), len(self.copies), len(self.filter) // 8,
-                              int(self.namespaces)),
-                 *(_TRIPLE.pack(*m) for m in self.maps), *table, self.filter, *blobs]
+        return b''.join([
+            _HEADER.pack(MAGIC, self.entry, self.sp, self.as_limit, self.cpu_seconds,
+                         os.getpid(), len(self.maps), len(self.copies), len(self.filter) // 8,
+                         int(self.namespaces), int(self.template)),
+            *(_TRIPLE.pack(*m) for m in self.maps), *table, self.filter, *blobs])
+
+    def memfd(self) -> int:
+        """The spec in a new memfd (close-on-exec; a spawned loader reads it as fd 3)."""
         fd = os.memfd_create('zvm-native-spec', os.MFD_CLOEXEC)
         try:
             with os.fdopen(os.dup(fd), 'wb', closefd=True) as f:
-                f.writelines(parts)
+                f.write(self.encode())
         except BaseException:
             os.close(fd)
             raise

@@ -24,6 +24,7 @@ import errno
 import fcntl
 import math
 import os
+import resource
 import select
 import signal
 import socket
@@ -36,6 +37,7 @@ from zvm_core.elf import PF_R, PF_W, PF_X, Program
 from zvm_core.engines.native import seccomp
 from zvm_core.engines.native.loader import Spec, loader_path
 from zvm_core.engines.native.memory import ProcessMemory, Region
+from zvm_core.engines.native.tsc import Tracer
 from zvm_core.executor import (
     UID,
     SetupError,
@@ -117,9 +119,25 @@ class Guest:
         self.unknown: collections.Counter = collections.Counter()
         self.syscalls = 0
         self.outcome: Stop | None = None
+        self.tracer: Tracer | None = None
 
-    def spec(self, channels: list[Channel], argv: list[bytes], envp: list[bytes],
-             seed: int, timeout: float) -> Spec:
+    def image_spec(self, template: bool = False) -> Spec:
+        """What the loader maps and copies whatever the run: the program's image."""
+        p = self.program
+        spec = Spec(entry=p.entry, filter=FILTER, template=template,
+                    namespaces=os.environ.get('ZVM_NATIVE_NAMESPACES') != 'off')
+        # unicorn's protection bits are mmap's (1, 2, 4)
+        spec.maps = [(r.start, r.end - r.start, r.prot) for r in self.regions]
+        spec.as_limit = sum(r.end - r.start for r in self.regions) + AS_SLACK
+        spec.copies = [(s.vaddr, s.data) for s in p.segments if s.data]
+        spec.copies += [(TRAP_PAGE, trap.STUB),
+                        (MANIFEST_POINTER, MANIFEST_PAGE.to_bytes(4, 'little'))]
+        return spec
+
+    def run_spec(self, channels: list[Channel], argv: list[bytes], envp: list[bytes],
+                 seed: int, timeout: float) -> Spec:
+        """This run's bytes (user manifest, initial stack) and limits: what a
+        template's child is given (:meth:`Template.start`)."""
         p = self.program
         sp, stack = initial_stack(p, argv, envp, SeededStream(seed, b'AT_RANDOM').take(16))
         try:
@@ -127,15 +145,22 @@ class Guest:
                                           channels)
         except ValueError as e:
             raise SetupError('fault', str(e)) from None
-        spec = Spec(entry=p.entry, sp=sp, cpu_seconds=math.ceil(timeout) + 1,
-                    filter=FILTER, namespaces=os.environ.get('ZVM_NATIVE_NAMESPACES') != 'off')
-        # unicorn's protection bits are mmap's (1, 2, 4)
-        spec.maps = [(r.start, r.end - r.start, r.prot) for r in self.regions]
-        spec.as_limit = sum(r.end - r.start for r in self.regions) + AS_SLACK
-        spec.copies = [(s.vaddr, s.data) for s in p.segments if s.data]
-        spec.copies += [(TRAP_PAGE, trap.STUB), (MANIFEST_PAGE, manifest),
-                        (MANIFEST_POINTER, MANIFEST_PAGE.to_bytes(4, 'little')), (sp, stack)]
+        spec = Spec(entry=p.entry, sp=sp, cpu_seconds=math.ceil(timeout) + 1)
+        spec.copies = [(MANIFEST_PAGE, manifest), (sp, stack)]
         return spec
+
+    def spec(self, channels: list[Channel], argv: list[bytes], envp: list[bytes],
+             seed: int, timeout: float) -> Spec:
+        """Everything, for a loader spawned for this run alone."""
+        spec, run = self.image_spec(), self.run_spec(channels, argv, envp, seed, timeout)
+        spec.sp, spec.cpu_seconds = run.sp, run.cpu_seconds
+        spec.copies += run.copies
+        return spec
+
+    def ticks(self) -> int:
+        """The virtual counter the clock and ``rdtsc`` read: mediated calls and
+        ``rdtsc`` reads so far, TICK_NS each."""
+        return TICK_NS * (self.syscalls + (self.tracer.reads if self.tracer else 0))
 
 
 def _prot(flags: int) -> int:
@@ -146,7 +171,7 @@ def _prot(flags: int) -> int:
 def _spawn(spec: Spec) -> tuple[int, socket.socket]:
     """Start the loader: spec on fd 3, its end of a socket pair on fd 4."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    spec_fd = spec.memfd(os.getpid())
+    spec_fd = spec.memfd()
     try:
         loader = str(loader_path())
         pid = os.posix_spawn(loader, [loader], {}, file_actions=[
@@ -160,8 +185,156 @@ def _spawn(spec: Spec) -> tuple[int, socket.socket]:
     return pid, ours
 
 
-def _listener(sock: socket.socket, deadline: float) -> int | str:
-    """The guest's notification listener, or the loader's error line."""
+class _Child:
+    """A template's child waiting at the gate: filter installed, listener passed."""
+
+    def __init__(self, pid: int, sock: socket.socket) -> None:
+        self.pid, self.sock = pid, sock
+        self.pidfd: int | None = None
+        self.listener: int | None = None
+        self.gate = 0                   # the notification id of its close (the gate)
+        self.sp_at = 0                  # where the loader reads the initial stack pointer
+
+    def close(self) -> None:
+        self.sock.close()
+        if self.listener is not None:
+            os.close(self.listener)
+        _reap(self.pid, self.pidfd)
+
+
+class Template:
+    """A fork server for one program at one memory size (the pool's warm native starts).
+
+    The loader maps the validated program once and then forks a child per
+    run from that state: no guest instruction has ever run in the template,
+    and it never sees a run's bytes, so a child is as fresh as a spawned
+    loader -- the same mappings with the same bytes, nothing of an earlier
+    run -- while the program is copied and the namespaces are made once.
+    :meth:`prefork` forks the next child ahead of its run (the pool calls it
+    after replying): the child sets its limits, installs the filter, passes
+    its listener and waits at the gate.  :meth:`start` gives it the run:
+    writes the run's initial stack and user manifest into it, its stack
+    pointer, its CPU limit, and lets it through the gate.  The children are
+    the supervisor's (``CLONE_PARENT``): it waits for them and they die with
+    it; the template and an unused child die with it too, or when
+    :meth:`close` kills them.  One caller at a time.
+    """
+
+    def __init__(self, program: Program, memory: int, timeout: float = 10.0) -> None:
+        layout = Guest(program, memory)         # SetupError if the memory is too small
+        self.image_size = layout.image_size
+        self.timeout = timeout
+        self.pid, self.sock = _spawn(layout.image_spec(template=True))
+        self.pidfd: int | None = None
+        self._next: _Child | None = None
+        self._dead: list[tuple[int, int]] = []
+        try:
+            self.pidfd = os.pidfd_open(self.pid)
+            self.sock.settimeout(timeout)
+            if self._reply() != 0:
+                raise OSError(errno.EPROTO, 'the template did not start')
+        except BaseException:
+            self.close()
+            raise
+
+    def _reply(self) -> int:
+        data = b''
+        while len(data) < 8:
+            more = self.sock.recv(8 - len(data))
+            if not more:
+                raise OSError(errno.EPIPE, 'the template is gone')
+            data += more
+        if data == b'loader: ':         # its error line (loader.c: fail)
+            raise OSError(errno.EPROTO, (data + self.sock.recv(256)).decode(errors='replace')
+                          .strip())
+        return int.from_bytes(data, 'little', signed=True)
+
+    def prefork(self) -> None:
+        """Fork the child the next run starts in and wait until it is at the gate."""
+        self.reap()
+        if self._next is not None:
+            return
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            socket.send_fds(self.sock, [b'F'], [theirs.fileno()])
+            pid = self._reply()
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        if pid <= 0:
+            ours.close()
+            raise OSError(-pid or errno.EPROTO, 'the template cannot fork')
+        child = _Child(pid, ours)
+        try:
+            child.pidfd = os.pidfd_open(pid)
+            deadline = time.monotonic() + self.timeout
+            got = _listener(ours, deadline)
+            if isinstance(got, str):
+                raise OSError(errno.EPROTO, got)
+            child.listener, hello = got
+            child.sp_at = int.from_bytes(hello[1:9], 'little')
+            ready = select.select([child.listener], [], [],
+                                  max(0.0, deadline - time.monotonic()))[0]
+            notif = bytearray(seccomp.NOTIF.size)
+            if ready:
+                fcntl.ioctl(child.listener, seccomp.IOCTL_NOTIF_RECV, notif, True)
+            child.gate, _pid, _flags, nr, *_ = seccomp.NOTIF.unpack(notif)
+            if nr != seccomp.NR_CLOSE:
+                raise OSError(errno.EPROTO, 'the child did not reach the gate')
+        except BaseException:
+            child.close()
+            raise
+        self._next = child
+
+    def take(self) -> _Child:
+        """The child the next run starts in (forked now if there is none)."""
+        self.prefork()
+        child, self._next = self._next, None
+        return child
+
+    @staticmethod
+    def start(child: _Child, spec: Spec) -> None:
+        """Give ``child`` its run (``spec``: a run spec): OSError if it is gone."""
+        fd = os.open(f'/proc/{child.pid}/mem', os.O_RDWR | os.O_CLOEXEC)
+        try:        # /proc/PID/mem writes the read-only manifest page too (a debugger's write)
+            for addr, data in [*spec.copies, (child.sp_at, spec.sp.to_bytes(8, 'little'))]:
+                if os.pwrite(fd, data, addr) != len(data):
+                    raise OSError(errno.EIO, 'short write into the guest')
+        finally:
+            os.close(fd)
+        resource.prlimit(child.pid, resource.RLIMIT_CPU, (spec.cpu_seconds, spec.cpu_seconds + 1))
+
+    def reap_later(self, pid: int, pidfd: int) -> None:
+        """A child killed after its run ended (its outcome is known): :meth:`reap`
+        waits for it after the reply, not before."""
+        self._dead.append((pid, pidfd))
+
+    def reap(self) -> None:
+        while self._dead:
+            _reap(*self._dead.pop())
+
+    def alive(self) -> bool:
+        return self.pidfd is not None and not select.select([self.pidfd], [], [], 0)[0]
+
+    def close(self) -> None:
+        """Kill and reap the template and its unused child."""
+        self.reap()
+        if self._next is not None:
+            self._next.close()
+            self._next = None
+        self.sock.close()
+        if self.pidfd is not None:
+            _reap(self.pid, self.pidfd)
+            self.pidfd = None
+        elif self.pid:
+            _reap(self.pid, None)
+        self.pid = 0
+
+
+def _listener(sock: socket.socket, deadline: float) -> tuple[int, bytes] | str:
+    """The guest's notification listener and the loader's hello, or its error line."""
     sock.settimeout(max(0.0, deadline - time.monotonic()))
     try:
         msg, anc, _flags, _addr = sock.recvmsg(256, socket.CMSG_SPACE(4))
@@ -169,7 +342,7 @@ def _listener(sock: socket.socket, deadline: float) -> int | str:
         return f'no answer from the loader: {e}'
     for level, kind, data in anc:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS and len(data) >= 4:
-            return int.from_bytes(data[:4], 'little')
+            return int.from_bytes(data[:4], 'little'), msg
     text = msg.decode(errors='replace')
     while msg and not text.endswith('\n'):
         try:
@@ -193,11 +366,15 @@ class _Supervisor:
         self.notif = bytearray(seccomp.NOTIF.size)
         self.stopped: str | None = None     # 'timeout' or 'stop' when we killed it
 
-    def serve(self) -> None:
+    def serve(self, gate: int | None = None) -> None:
+        """``gate``: the id of a template child's waiting close, let through now."""
         poll = select.poll()
         poll.register(self.listener, select.POLLIN)
         poll.register(self.pidfd, select.POLLIN)
-        self._bootstrap(poll)
+        if gate is None:
+            self._bootstrap(poll)
+        else:
+            self._send(gate, 0, 0, seccomp.USER_NOTIF_FLAG_CONTINUE)
         while self.stopped is None:
             left = self.deadline - time.monotonic()
             if left <= 0:
@@ -232,7 +409,8 @@ class _Supervisor:
                 raise
 
     def _bootstrap(self, poll: select.poll) -> None:
-        """The loader's close of its copy of the listener: the one call let through."""
+        """The loader's close of its copy of the listener: the one call let through,
+        once the tracer (if any) is attached."""
         left = self.deadline - time.monotonic()
         ready = dict(poll.poll(max(0.0, left) * 1000))
         if not ready:
@@ -244,6 +422,11 @@ class _Supervisor:
         if nr != seccomp.NR_CLOSE:
             self.guest.outcome = Stop('killed', 'native engine: the loader did not start '
                                                 'the guest')
+            self._kill('stop')
+            return
+        tracer = self.guest.tracer
+        if tracer is not None and not tracer.attached():      # before its first instruction
+            self.guest.outcome = Stop('killed', f'native engine: {tracer.error}')
             self._kill('stop')
             return
         self._send(notif_id, 0, 0, seccomp.USER_NOTIF_FLAG_CONTINUE)
@@ -293,7 +476,7 @@ class _Supervisor:
             pass
 
 
-def _reap(pid: int, pidfd: int | None) -> int:
+def _reap(pid: int, pidfd: int | None, tracer: Tracer | None = None) -> int:
     """Kill the guest (if still running) and reap it: its wait status."""
     try:
         if pidfd is None:
@@ -303,41 +486,66 @@ def _reap(pid: int, pidfd: int | None) -> int:
     except ProcessLookupError:
         pass
     try:
-        return os.waitpid(pid, 0)[1]
+        status = tracer.status() if tracer is not None else None
+        return os.waitpid(pid, 0)[1] if status is None else status
     finally:
         if pidfd is not None:
             os.close(pidfd)
 
 
 def run(program: Program, channels: list[Channel], argv: list[str], env: dict[str, str],
-        memory: int, timeout: float, seed: int = 0, epoch: int = 0, image=None) -> Report:
-    """Run ``program`` (already validated) natively; raises SetupError like the emulator."""
+        memory: int, timeout: float, seed: int = 0, epoch: int = 0, image=None, *,
+        tsc: bool = False, template: Template | None = None) -> Report:
+    """Run ``program`` (already validated) natively; raises SetupError like the emulator.
+
+    ``tsc``: the program contains ``rdtsc``, answered from the virtual counter
+    (the guest is traced: ``tsc.py``).  ``template``: fork the guest from this
+    template of the program (same memory) instead of spawning a loader.
+    """
     start = time.perf_counter()
     guest = Guest(program, memory)
     guest.channels, guest.fds = attach(channels)
     guest.trap_channels = standard_order(list(guest.channels.values()))
     guest.image = image
     guest.rng = SeededStream(seed)
-    guest.clock = VirtualClock(epoch, lambda: TICK_NS * guest.syscalls)
+    guest.clock = VirtualClock(epoch, guest.ticks)
     argv_b = [a.encode() for a in argv]
     envp_b = [f'{k}={v}'.encode() for k, v in env.items()]
-    spec = guest.spec(guest.trap_channels, argv_b, envp_b, seed, timeout)
+    make_spec = guest.spec if template is None else guest.run_spec
+    spec = make_spec(guest.trap_channels, argv_b, envp_b, seed, timeout)
     guest.deadline = time.monotonic() + timeout
-    pid, sock = _spawn(spec)
+    child = None
+    if template is None:
+        pid, sock = _spawn(spec)
+        try:
+            pidfd = os.pidfd_open(pid)
+        except BaseException:
+            _reap(pid, None)
+            sock.close()
+            raise
+    else:
+        child = template.take()
+        pid, sock, pidfd = child.pid, child.sock, child.pidfd
     guest.mem.pid = pid
-    listener = stopped = failure = None
+    stopped = failure = None
+    listener, gate = (None, None) if child is None else (child.listener, child.gate)
     try:
-        pidfd = os.pidfd_open(pid)
-    except BaseException:
-        _reap(pid, None)
-        sock.close()
-        raise
-    try:
-        got = _listener(sock, guest.deadline)
-        if isinstance(got, int):
-            listener = got
+        if tsc:
+            guest.tracer = Tracer(pid, guest.ticks)     # attached before the first instruction
+        if child is None:
+            got = _listener(sock, guest.deadline)
+        elif guest.tracer is not None and not guest.tracer.attached():
+            got = guest.tracer.error
+        else:
+            try:
+                template.start(child, spec)
+                got = (listener, b'')
+            except OSError as e:
+                got = f"the template's child is gone: {e}"
+        if isinstance(got, tuple):
+            listener = got[0]
             sup = _Supervisor(guest, pidfd, listener, guest.deadline)
-            sup.serve()
+            sup.serve(gate)
             stopped = sup.stopped
         else:
             failure = f'native engine: {got}'
@@ -347,7 +555,11 @@ def run(program: Program, channels: list[Channel], argv: list[str], env: dict[st
         sock.close()
         if listener is not None:
             os.close(listener)
-        status = _reap(pid, pidfd)
+        if template is not None and guest.tracer is None and guest.outcome is not None:
+            template.reap_later(pid, pidfd)     # killed, and its status would change nothing
+            status = 0
+        else:
+            status = _reap(pid, pidfd, guest.tracer)
     if failure is not None:
         report = Report('killed', None, failure)
     else:
