@@ -7,6 +7,16 @@ personality uses (``zvm_core.syscalls``; the emulator's side is
 It keeps the same layout and protection table as the emulator, so a bad
 pointer is ``EFAULT`` under both engines for the same reasons.
 
+Reads go through ``/proc/PID/mem`` opened read-only once the loader runs
+(:meth:`ProcessMemory.attach`): one ``pread`` is a fifth of the cost of a
+``process_vm_readv`` through ctypes, and most mediated calls are writes that
+read guest buffers (doc/sandbox.md, "Cost of a mediated call").  The
+descriptor pins the guest's address space, not its pid.  Writes stay with
+``process_vm_writev``, which honours the guest's page protections (a write
+through ``/proc/PID/mem`` would not), so a mistake in the protection table
+below can never write the guest's code.  Where ``/proc`` cannot be opened,
+reads use ``process_vm_readv`` too.
+
 A view cannot be a window on another process's memory: a readable view is a
 copy, a writable one is a staging buffer that :meth:`flush` copies into the
 guest once the call is answered -- the bytes the call produced (its result,
@@ -55,6 +65,20 @@ class ProcessMemory:
         self.regions = sorted(regions, key=lambda r: r.start)
         self._prot: dict[int, int] = {}
         self._staged: list[tuple[int, bytearray]] = []
+        self._memfd: int | None = None
+
+    def attach(self, pid: int) -> None:
+        """Address the guest process ``pid`` (the loader, already exec'd)."""
+        self.pid = pid
+        try:
+            self._memfd = os.open(f'/proc/{pid}/mem', os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            self._memfd = None          # no /proc here: process_vm_readv only
+
+    def close(self) -> None:
+        if self._memfd is not None:
+            os.close(self._memfd)
+            self._memfd = None
 
     # -- protection table (the emulator's rules) ---------------------------------
 
@@ -72,6 +96,8 @@ class ProcessMemory:
         region = self.region_at(addr)
         if region is None or size < 0 or addr + size > region.end:
             raise GuestFault(addr)
+        if not self._prot and region.prot & need == need:
+            return                      # no mprotect has changed a page: the region says
         for page in range(page_down(addr), addr + size, PAGE):
             if self._prot.get(page, region.prot) & need != need:
                 raise GuestFault(addr)
@@ -102,7 +128,15 @@ class ProcessMemory:
             raise OSError(err, os.strerror(err))
         return n
 
-    def _readv(self, addr: int, size: int) -> bytearray:
+    def _readv(self, addr: int, size: int) -> bytes | bytearray:
+        if self._memfd is not None:
+            try:
+                data = os.pread(self._memfd, size, addr)
+            except OSError as e:        # EIO: not mapped
+                raise GuestFault(addr) from e
+            if len(data) != size:
+                raise GuestFault(addr)
+            return data
         buf = bytearray(size)
         if self._transfer(_libc.process_vm_readv, addr, buf, size) != size:
             raise GuestFault(addr)
@@ -115,7 +149,8 @@ class ProcessMemory:
 
     def read(self, addr: int, size: int) -> bytes:
         self._check(addr, size, PROT_R)
-        return bytes(self._readv(addr, size))
+        data = self._readv(addr, size)
+        return data if isinstance(data, bytes) else bytes(data)
 
     def write(self, addr: int, data: bytes) -> None:
         self._check(addr, len(data), PROT_W)

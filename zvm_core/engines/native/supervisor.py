@@ -324,7 +324,7 @@ def run(program: Program, channels: list[Channel], argv: list[str], env: dict[st
     spec = guest.spec(guest.trap_channels, argv_b, envp_b, seed, timeout)
     guest.deadline = time.monotonic() + timeout
     pid, sock = _spawn(spec)
-    guest.mem.pid = pid
+    guest.mem.attach(pid)
     listener = stopped = failure = None
     try:
         pidfd = os.pidfd_open(pid)
@@ -345,6 +345,7 @@ def run(program: Program, channels: list[Channel], argv: list[str], env: dict[st
         failure = f'native engine: internal error: {e!r}'
     finally:
         sock.close()
+        guest.mem.close()
         if listener is not None:
             os.close(listener)
         status = _reap(pid, pidfd)
