@@ -66,6 +66,7 @@ class ProcessMemory:
         self._prot: dict[int, int] = {}
         self._staged: list[tuple[int, bytearray]] = []
         self._memfd: int | None = None
+        self._last = Region(0, 0, 0)    # the region found last: calls come in runs
 
     def attach(self, pid: int) -> None:
         """Address the guest process ``pid`` (the loader, already exec'd)."""
@@ -83,8 +84,12 @@ class ProcessMemory:
     # -- protection table (the emulator's rules) ---------------------------------
 
     def region_at(self, addr: int) -> Region | None:
+        r = self._last
+        if r.start <= addr < r.end:
+            return r
         for r in self.regions:
             if r.start <= addr < r.end:
+                self._last = r
                 return r
         return None
 
