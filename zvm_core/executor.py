@@ -683,14 +683,15 @@ def run(program: Program | str | os.PathLike, channels: Iterable[Channel] = (), 
         verdict = validate(prog, policy, cache)
         if not verdict.ok:
             return replace(invalid_report(verdict), engine=name)
+        tsc = False
         if name == 'native':
-            name = _native_engine(prog, cache, engine)
+            name, tsc = _native_engine(prog, cache, engine)
         if argv is None:
             argv = [os.path.basename(str(program)) if not isinstance(program, Program)
                     else 'program']
         try:
             report = _run_on(name, prog, verdict, channels, argv, env or {}, limits, seed,
-                             epoch, policy, image)
+                             epoch, policy, image, tsc)
         except SetupError as e:
             report = Report(e.status, None, str(e))
         report.engine = name
@@ -701,23 +702,25 @@ def run(program: Program | str | os.PathLike, channels: Iterable[Channel] = (), 
             ch.close()
 
 
-def _native_engine(prog: Program, cache, engine: str | None) -> str:
-    """Natively ``rdtsc`` faults (nothing can virtualise it): under ``auto`` a
-    program that contains it runs emulated, where it reads the virtual counter;
-    asked for ``native``, it runs there and faults if it executes one."""
-    if engines.requested(engine) == 'native' or validate(prog, Policy(rdtsc='reject'),
-                                                          cache).ok:
-        return 'native'
-    return 'emulated'
+def _native_engine(prog: Program, cache, engine: str | None) -> tuple[str, bool]:
+    """The engine and whether the native one must answer ``rdtsc``: a program that
+    contains it is traced natively (``engines/native/tsc.py``); where this host
+    cannot trace, ``auto`` runs it emulated and ``native`` lets ``rdtsc`` fault."""
+    from zvm_core.engines.native import tsc_unavailable
+    if validate(prog, Policy(rdtsc='reject'), cache).ok:
+        return 'native', False
+    if tsc_unavailable() is None:
+        return 'native', True
+    return ('native' if engines.requested(engine) == 'native' else 'emulated'), False
 
 
 def _run_on(name: str, prog: Program, verdict: Verdict, channels: list[Channel],
             argv: list[str], env: Mapping[str, str], limits: Limits, seed: int, epoch: int,
-            policy: Policy, image: Image | None) -> Report:
+            policy: Policy, image: Image | None, tsc: bool = False) -> Report:
     if name == 'native':
         from zvm_core.engines import native
         return native.run(prog, channels, argv, dict(env), limits.memory, limits.timeout,
-                          seed, epoch, image)
+                          seed, epoch, image, tsc=tsc)
     machine = Machine(prog, verdict, limits, policy)
     try:
         return machine.run(channels, argv, env, seed, epoch, image=image)

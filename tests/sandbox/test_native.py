@@ -139,13 +139,56 @@ def test_engine_choice_on_the_command_line(guest, zvm):
     assert b'native: available' in info.stdout and b'auto: native' in info.stdout
 
 
-def test_rdtsc_programs_run_emulated_under_auto(guest, zvm):
+def test_rdtsc_runs_natively_from_the_virtual_counter(guest, zvm):
+    """A program with rdtsc runs natively under auto: the fault is answered from
+    the virtual counter, the same values every run, rdtscp's aux 0 as emulated."""
     prog = guest('rdtsc')
-    auto = zvm.run(prog, opts=['--engine', 'auto'])
-    assert auto.status == 'ok' and auto.report['engine'] == 'emulated', auto
-    native = zvm.run(prog, opts=NATIVE)         # asked for: it runs, and rdtsc faults
-    assert native.status == 'fault' and native.report['engine'] == 'native', native
-    assert 'SIGSEGV' in native.report['message']
+    auto, again = zvm.run(prog, opts=['--engine', 'auto']), zvm.run(prog, opts=NATIVE)
+    assert auto.status == again.status == 'ok' and auto.report['engine'] == 'native', auto
+    assert auto.stdout == again.stdout
+    assert re.fullmatch(rb'tsc \d+ \d+ \d+ aux 0\nincreasing 1\n', auto.stdout), auto
+    nat, emu = _both(zvm, prog, ('wait',))    # a spin on rdtsc alone ends: the counter moves
+    assert nat.status == emu.status == 'ok', (nat, emu)
+    assert nat.stdout.endswith(b'waited 1\n') and emu.stdout.endswith(b'waited 1\n')
+
+
+def test_rdtsc_answer_cannot_be_diverted_by_the_guest(guest, zvm):
+    """Its own SIGSEGV handler never runs (the personality only records it, the
+    tracer answers the fault); a real SIGSEGV after rdtsc is still a fault."""
+    prog = guest('rdtsc')
+    nat, emu = _both(zvm, prog, ('handler',))
+    assert nat.status == emu.status == 'ok', (nat, emu)
+    assert b'handler' not in nat.stdout and b'aux 0' in nat.stdout
+    nat, emu = _both(zvm, prog, ('null',))
+    assert nat.status == emu.status == 'fault', (nat, emu)
+    assert nat.returncode == emu.returncode == 125
+    assert 'SIGSEGV' in nat.report['message'] and b'increasing 1' in nat.stdout
+
+
+PY_SCRIPT = """
+import collections, csv, decimal, hashlib, io, json, re, sys, time
+text = "the quick brown fox jumps over the lazy dog the fox" * 50
+print(collections.Counter(re.findall(r"[a-z]+", text)).most_common(3))
+print(list(csv.reader(io.StringIO("a,b\\n1,2\\n"))), decimal.Decimal("1.10") * 3)
+print(json.dumps({"x": [1.5, None]}), hashlib.sha256(text.encode()).hexdigest())
+print(sum(i * i for i in range(200000)), 2 ** 100 % 97, 1e300 * 10, 0.1 + 0.2)
+print(len(sys.argv), sys.flags.hash_randomization, hash("abc"))
+sys.stderr.write("to stderr\\n")
+"""
+
+
+def test_python_runs_natively_with_the_same_bytes(sysimages, zvm, tmp_path):
+    """CPython contains rdtsc: auto runs it natively now, with the emulator's bytes."""
+    from archives import tar_bytes
+    (tmp_path / 'job.tar').write_bytes(tar_bytes({'job.py': PY_SCRIPT.encode()}))
+    opts = ['--image', str(tmp_path / 'job.tar')]
+    auto = zvm.run('file://python3:python3', '/job.py', 'x', opts=[*opts, '--engine', 'auto'])
+    nat, emu = _both(zvm, 'file://python3:python3', ('/job.py', 'x'), opts)
+    assert auto.report['engine'] == 'native' and auto.stdout == nat.stdout, auto
+    assert nat.status == emu.status == 'ok', (nat, emu)
+    assert nat.stdout == emu.stdout and nat.stderr == emu.stderr == b'to stderr\n', (nat, emu)
+    assert nat.report['etags'] == emu.report['etags']
+    assert nat.stdout.count(b'\n') == 5
 
 
 def test_pool_worker_runs_either_engine(guest, tmp_path):

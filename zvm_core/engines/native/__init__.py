@@ -1,7 +1,9 @@
 """The native engine: validated programs on the CPU, contained by the kernel.
 
 See ``doc/sandbox.md`` ("Engines").  :func:`unavailable` says why this host
-cannot run it (None when it can); :func:`run` runs one validated program.
+cannot run it (None when it can), :func:`tsc_unavailable` why it cannot
+answer ``rdtsc``; :func:`run` runs one validated program, spawned or forked
+from a :class:`Template`.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import functools
 import os
 import platform
 
-from zvm_core.engines.native.supervisor import run
+from zvm_core.engines.native.supervisor import Template, run
 
 MIN_KERNEL = (5, 9)     # user notifications with CONTINUE (5.5), pidfd_open, close_range
 
@@ -34,4 +36,15 @@ def unavailable() -> str | None:
     return probe()
 
 
-__all__ = ['run', 'unavailable']
+@functools.cache
+def tsc_unavailable() -> str | None:
+    """Why this host cannot answer ``rdtsc`` natively (None when it can): the
+    guest must be traced (``tsc.py``), which ptrace restrictions may forbid."""
+    reason = unavailable()
+    if reason is None:
+        from zvm_core.engines.native.probe import probe_tsc
+        reason = probe_tsc()
+    return reason
+
+
+__all__ = ['Template', 'run', 'tsc_unavailable', 'unavailable']

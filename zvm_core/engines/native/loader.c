@@ -26,6 +26,11 @@
  *      close it (the supervisor lets that one notification continue), close
  *      the socket, and jump to the entry point with Linux's initial state.
  *
+ * A template (the spec says so; the pool's warm native starts) stops after
+ * step 3: it keeps no descriptor but its spec and socket, dies with the
+ * supervisor, and forks a child per run from that never-run state, which goes
+ * on from step 4 with the run's own spec and socket (see serve()).
+ *
  * Any failure before the filter is reported as one line on the socket and
  * exit status 127; the supervisor turns it into a report.  The loader is
  * linked at LOADER_BASE, far above the guest: its pages stay mapped, hold no
@@ -48,6 +53,8 @@
 #define SYS_dup2 33
 #define SYS_chdir 80
 #define SYS_sendmsg 46
+#define SYS_recvmsg 47
+#define SYS_clone 56
 #define SYS_exit 60
 #define SYS_getrlimit 97
 #define SYS_getppid 110
@@ -64,7 +71,7 @@
 #define SPEC_FD 3
 #define SOCK_FD 4
 #define CTL_FD 1030          /* above MAX_FDS (1024) of the personality */
-#define MAGIC 0x32764e4d565a4e4eULL   /* "NNZVMNv2" */
+#define MAGIC 0x33764e4d565a4e4eULL   /* "NNZVMNv3" */
 #define MAX_MAPS 64
 #define MAX_COPIES 64
 #define MAX_FILTER 512
@@ -85,7 +92,8 @@ static long sys6(long n, long a, long b, long c, long d, long e, long f) {
 #define sys3(n, a, b, c) sys6(n, (long)(a), (long)(b), (long)(c), 0, 0, 0)
 
 struct header {
-    u64 magic, entry, sp, as_limit, cpu_seconds, parent, nmaps, ncopies, nfilter, namespaces;
+    u64 magic, entry, sp, as_limit, cpu_seconds, parent, nmaps, ncopies, nfilter, namespaces,
+        template;
 };
 struct map { u64 addr, size, prot; };
 struct copy { u64 dest, offset, length; };
@@ -94,6 +102,7 @@ static struct header hdr;
 static struct map maps[MAX_MAPS];
 static struct copy copies[MAX_COPIES];
 static struct sock_filter filter[MAX_FILTER];
+static u64 filter_len;
 
 extern char __executable_start[], _end[];
 
@@ -178,42 +187,57 @@ static int isolate(void) {
     return 1;
 }
 
-void __attribute__((noreturn, used)) loader_main(void) {
-    pread_all(&hdr, sizeof hdr, 0, "cannot read the spec");
-    int isolated = hdr.namespaces && isolate();
-    if (hdr.magic != MAGIC || hdr.nmaps > MAX_MAPS || hdr.ncopies > MAX_COPIES ||
-            hdr.nfilter == 0 || hdr.nfilter > MAX_FILTER)
-        fail("bad spec", 0);
-    u64 off = sizeof hdr;
-    pread_all(maps, hdr.nmaps * sizeof maps[0], off, "cannot read the maps");
-    off += hdr.nmaps * sizeof maps[0];
-    pread_all(copies, hdr.ncopies * sizeof copies[0], off, "cannot read the copies");
-    off += hdr.ncopies * sizeof copies[0];
-    pread_all(filter, hdr.nfilter * sizeof filter[0], off, "cannot read the filter");
+static int isolated;
 
-    /* 2. the guest's mappings */
-    for (u64 i = 0; i < hdr.nmaps; i++) {
+/* 1. a spec: its header (which must be sound), mappings, copies and filter */
+static void read_spec(struct header *h) {
+    pread_all(h, sizeof *h, 0, "cannot read the spec");
+    if (h->magic != MAGIC || h->nmaps > MAX_MAPS || h->ncopies > MAX_COPIES ||
+            h->nfilter > MAX_FILTER)
+        fail("bad spec", 0);
+    u64 off = sizeof *h;
+    pread_all(maps, h->nmaps * sizeof maps[0], off, "cannot read the maps");
+    off += h->nmaps * sizeof maps[0];
+    pread_all(copies, h->ncopies * sizeof copies[0], off, "cannot read the copies");
+    off += h->ncopies * sizeof copies[0];
+    if (h->nfilter)
+        pread_all(filter, h->nfilter * sizeof filter[0], off, "cannot read the filter");
+}
+
+/* 2. the guest's mappings: new ones (fresh), or ones a template mapped, made
+ * writable for this run's bytes; then the bytes, then the final protections */
+static void load(const struct header *h, int fresh) {
+    for (u64 i = 0; i < h->nmaps; i++) {
         struct map *m = &maps[i];
         if ((m->prot & 2) && (m->prot & 4)) fail("a mapping both writable and executable", 0);
         if (m->addr + m->size > GUEST_TOP || m->addr + m->size < m->addr)
             fail("a mapping outside the guest's 4 GiB", 0);
+        if (!fresh) {
+            check(sys3(SYS_mprotect, m->addr, m->size, 3), "mprotect of a template mapping");
+            continue;
+        }
         long a = sys6(SYS_mmap, (long)m->addr, (long)m->size, 3,
                       0x02 | 0x20 | 0x100000 | 0x4000, -1, 0);   /* PRIVATE ANON NOREPLACE NORESERVE */
         if (a != (long)m->addr) fail("cannot map guest memory", a < 0 ? a : -17);
     }
-    for (u64 i = 0; i < hdr.ncopies; i++)
+    for (u64 i = 0; i < h->ncopies; i++)
         pread_all((void *)copies[i].dest, copies[i].length, copies[i].offset,
                   "cannot copy the guest's bytes");
-    for (u64 i = 0; i < hdr.nmaps; i++)
+    for (u64 i = 0; i < h->nmaps; i++)
         check(sys3(SYS_mprotect, maps[i].addr, maps[i].size, maps[i].prot), "mprotect");
+}
 
-    /* 3. nothing else: the kernel's stack (we run on .bss), vDSO, vvar, brk */
+/* 3. nothing else: the kernel's stack (we run on .bss), vDSO, vvar, brk */
+static void strip(void) {
     u64 lo = (u64)__executable_start & ~0xFFFULL, hi = ((u64)_end + 0xFFF) & ~0xFFFULL;
     check(sys3(SYS_munmap, GUEST_TOP, lo - GUEST_TOP, 0), "munmap below the loader");
     check(sys3(SYS_munmap, hi, USER_TOP - hi, 0), "munmap above the loader");
     if (sys3(SYS_personality, 0xffffffff, 0, 0) & 0x0400000)   /* READ_IMPLIES_EXEC */
         fail("personality READ_IMPLIES_EXEC is set", 0);
+}
 
+/* 4.-6. this run's descriptors, signals, limits and filter, then the guest */
+static void __attribute__((noreturn)) start(const struct header *h) {
     /* 4. descriptors and signals */
     limit(7, CTL_FD + 1, CTL_FD + 1, "setrlimit NOFILE");
     check(sys3(SYS_dup2, SOCK_FD, CTL_FD, 0), "dup2 of the control socket");
@@ -230,24 +254,25 @@ void __attribute__((noreturn, used)) loader_main(void) {
     /* 5. limits and process attributes */
     struct rlim as;         /* lower only: a worker's own limit may be below ours */
     check(sys3(SYS_getrlimit, 9, &as, 0), "getrlimit AS");
-    u64 cap = hdr.as_limit < as.max ? hdr.as_limit : as.max;
+    u64 cap = h->as_limit < as.max ? h->as_limit : as.max;
     limit(9, cap, cap, "setrlimit AS");
     limit(4, 0, 0, "setrlimit CORE");
     limit(1, 0, 0, "setrlimit FSIZE");
     limit(6, 0, 0, "setrlimit NPROC");
     limit(8, 0, 0, "setrlimit MEMLOCK");
     limit(12, 0, 0, "setrlimit MSGQUEUE");
-    if (hdr.cpu_seconds) limit(0, hdr.cpu_seconds, hdr.cpu_seconds + 1, "setrlimit CPU");
+    if (h->cpu_seconds) limit(0, h->cpu_seconds, h->cpu_seconds + 1, "setrlimit CPU");
     check(sys6(SYS_prctl, 38, 1, 0, 0, 0, 0), "PR_SET_NO_NEW_PRIVS");
     check(sys6(SYS_prctl, 26, 2, 0, 0, 0, 0), "PR_SET_TSC");        /* PR_TSC_SIGSEGV */
     check(sys6(SYS_prctl, 1, 9, 0, 0, 0, 0), "PR_SET_PDEATHSIG");
-    if ((u64)sys3(SYS_getppid, 0, 0, 0) != hdr.parent) fail("the supervisor is gone", 0);
+    if ((u64)sys3(SYS_getppid, 0, 0, 0) != h->parent) fail("the supervisor is gone", 0);
     /* RLIMIT_NOFILE stays CTL_FD + 1: it also bounds the descriptors its user may have
      * in flight over unix sockets (sendmsg below), and no call of the guest can make a
      * descriptor anyway (they are all answered by the supervisor) */
 
     /* 6. the filter, last */
-    struct sock_fprog prog = {(unsigned short)hdr.nfilter, filter};
+    if (filter_len == 0) fail("no filter", 0);
+    struct sock_fprog prog = {(unsigned short)filter_len, filter};
     long listener = sys3(SYS_seccomp, SECCOMP_SET_MODE_FILTER,
                          SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog);
     check(listener, "seccomp");
@@ -264,7 +289,75 @@ void __attribute__((noreturn, used)) loader_main(void) {
     if (sent != 1) sys3(SYS_exit, 126, 0, 0);
     sys3(SYS_close, listener, 0, 0);     /* the supervisor lets this one continue */
     sys3(SYS_close, CTL_FD, 0, 0);       /* the filter allows close of CTL_FD only */
-    enter(hdr.entry, hdr.sp);
+    enter(h->entry, h->sp);
+}
+
+static void reply(long value) {
+    if (sys3(SYS_write, SOCK_FD, &value, sizeof value) != sizeof value)
+        sys3(SYS_exit, 0, 0, 0);         /* the supervisor is gone: so is the template */
+}
+
+/* A template (a fork server): the program is mapped once, no guest instruction
+ * ever runs here.  Each request on SOCK_FD carries two descriptors, a run's
+ * spec and its control socket; the child, forked with CLONE_PARENT (so the
+ * supervisor is its parent: it waits for it, it dies with it), makes them its
+ * fds 3 and 4 and goes on exactly as a spawned loader after step 3.  The
+ * template replies with the child's pid (or -errno) and never reads the run's
+ * spec itself: no run's data is ever in its memory.  EOF ends it. */
+static void __attribute__((noreturn)) serve(void) {
+    static struct header run;
+    reply(0);                            /* ready */
+    for (;;) {
+        char byte;
+        union { char buf[32]; u64 align; } cmsg = {{0}};
+        struct { void *base; u64 len; } iov = {&byte, 1};
+        struct { void *name; int namelen; void *iov; u64 iovlen; void *control;
+                 u64 controllen; int flags; } msg = {0, 0, &iov, 1, cmsg.buf, 32, 0};
+        long n = sys3(SYS_recvmsg, SOCK_FD, &msg, 0);
+        if (n == -4) continue;                               /* EINTR */
+        if (n <= 0) sys3(SYS_exit, 0, 0, 0);
+        struct { u64 len; int level, type; int fd[2]; } *c = (void *)cmsg.buf;
+        int nfds = msg.controllen >= 16 && c->level == 1 && c->type == 1
+                   ? (int)((c->len - 16) / 4) : 0;
+        if (nfds != 2) {
+            for (int i = 0; i < nfds && i < 2; i++) sys3(SYS_close, c->fd[i], 0, 0);
+            reply(-22);
+            continue;
+        }
+        long pid = sys6(SYS_clone, 0x00008000 | 17, 0, 0, 0, 0, 0);   /* CLONE_PARENT | SIGCHLD */
+        if (pid == 0) {
+            /* the received descriptors are below SPEC_FD or above SOCK_FD (both open) */
+            check(sys3(SYS_dup2, c->fd[0], SPEC_FD, 0), "dup2 of the run's spec");
+            check(sys3(SYS_dup2, c->fd[1], SOCK_FD, 0), "dup2 of the run's socket");
+            read_spec(&run);
+            if (run.nfilter) fail("a run cannot bring a filter", 0);
+            load(&run, 0);
+            start(&run);
+        }
+        sys3(SYS_close, c->fd[0], 0, 0);
+        sys3(SYS_close, c->fd[1], 0, 0);
+        reply(pid);
+    }
+}
+
+void __attribute__((noreturn, used)) loader_main(void) {
+    read_spec(&hdr);
+    if (hdr.template) {
+        /* a long-lived template keeps nothing of the worker's but its spec and socket */
+        long r = sys3(SYS_close_range, 0, SPEC_FD - 1, 0);
+        if (r == 0) r = sys3(SYS_close_range, SOCK_FD + 1, ~0U, 0);
+        check(r, "close_range");
+    }
+    isolated = hdr.namespaces && isolate();
+    if (hdr.nfilter == 0) fail("bad spec", 0);
+    filter_len = hdr.nfilter;
+    load(&hdr, 1);
+    strip();
+    if (!hdr.template) start(&hdr);
+    limit(4, 0, 0, "setrlimit CORE");
+    check(sys6(SYS_prctl, 1, 9, 0, 0, 0, 0), "PR_SET_PDEATHSIG");
+    if ((u64)sys3(SYS_getppid, 0, 0, 0) != hdr.parent) fail("the supervisor is gone", 0);
+    serve();
 }
 
 char loader_stack[1 << 16] __attribute__((aligned(16)));

@@ -22,12 +22,12 @@ from pathlib import Path
 from zvm_core.toolchain import build_static
 
 LOADER_BASE = 0x7E0000000000        # far above the guest's 4 GiB
-MAGIC = 0x32764E4D565A4E4E          # loader.c: MAGIC
+MAGIC = 0x33764E4D565A4E4E          # loader.c: MAGIC
 SOURCE = Path(__file__).with_name('loader.c')
 FLAGS = ('-O2', '-nostdlib', '-fno-pie', '-no-pie', '-fno-stack-protector', '-ffreestanding',
          '-fno-asynchronous-unwind-tables', '-fcf-protection=none', '-mcmodel=large',
          f'-Wl,-Ttext-segment={LOADER_BASE:#x}', '-Wl,-z,noexecstack', '-Wl,--build-id=none')
-_HEADER = struct.Struct('<10Q')
+_HEADER = struct.Struct('<11Q')
 _TRIPLE = struct.Struct('<3Q')
 
 
@@ -53,9 +53,15 @@ class Spec:
     copies: list[tuple[int, bytes]] = field(default_factory=list)        # addr, data
     filter: bytes = b''
     namespaces: bool = True     # own user/mount/net/IPC/UTS namespaces where the host allows
+    template: bool = False      # a fork server: maps the program, then forks a child per run
 
-    def memfd(self, parent: int) -> int:
-        """The spec in a new memfd (close-on-exec; the spawn puts it on fd 3)."""
+    def memfd(self) -> int:
+        """The spec in a new memfd (close-on-exec; the loader reads it as fd 3).
+
+        A template's spec has the program's mappings and bytes and the filter;
+        a run's spec for a template only the mappings it writes to (made
+        writable for the copy, then given their protection again) and its bytes.
+        """
         head = _HEADER.size + _TRIPLE.size * (len(self.maps) + len(self.copies))
         data_at = head + len(self.filter)
         table, blobs = [], []
@@ -64,8 +70,8 @@ class Spec:
             blobs.append(data)
             data_at += len(data)
         parts = [_HEADER.pack(MAGIC, self.entry, self.sp, self.as_limit, self.cpu_seconds,
-                              parent, len(self.maps), len(self.copies), len(self.filter) // 8,
-                              int(self.namespaces)),
+                              os.getpid(), len(self.maps), len(self.copies),
+                              len(self.filter) // 8, int(self.namespaces), int(self.template)),
                  *(_TRIPLE.pack(*m) for m in self.maps), *table, self.filter, *blobs]
         fd = os.memfd_create('zvm-native-spec', os.MFD_CLOEXEC)
         try:

@@ -36,6 +36,7 @@ from zvm_core.elf import PF_R, PF_W, PF_X, Program
 from zvm_core.engines.native import seccomp
 from zvm_core.engines.native.loader import Spec, loader_path
 from zvm_core.engines.native.memory import ProcessMemory, Region
+from zvm_core.engines.native.tsc import Tracer
 from zvm_core.executor import (
     UID,
     SetupError,
@@ -118,9 +119,25 @@ class Guest:
         self.unknown: collections.Counter = collections.Counter()
         self.syscalls = 0
         self.outcome: Stop | None = None
+        self.tracer: Tracer | None = None
 
-    def spec(self, channels: list[Channel], argv: list[bytes], envp: list[bytes],
-             seed: int, timeout: float) -> Spec:
+    def image_spec(self, template: bool = False) -> Spec:
+        """What the loader maps and copies whatever the run: the program's image."""
+        p = self.program
+        spec = Spec(entry=p.entry, filter=FILTER, template=template,
+                    namespaces=os.environ.get('ZVM_NATIVE_NAMESPACES') != 'off')
+        # unicorn's protection bits are mmap's (1, 2, 4)
+        spec.maps = [(r.start, r.end - r.start, r.prot) for r in self.regions]
+        spec.as_limit = sum(r.end - r.start for r in self.regions) + AS_SLACK
+        spec.copies = [(s.vaddr, s.data) for s in p.segments if s.data]
+        spec.copies += [(TRAP_PAGE, trap.STUB),
+                        (MANIFEST_POINTER, MANIFEST_PAGE.to_bytes(4, 'little'))]
+        return spec
+
+    def run_spec(self, channels: list[Channel], argv: list[bytes], envp: list[bytes],
+                 seed: int, timeout: float) -> Spec:
+        """This run's bytes (initial stack, user manifest) and limits, for a template's
+        child: the regions they go to are the manifest's and the stack's."""
         p = self.program
         sp, stack = initial_stack(p, argv, envp, SeededStream(seed, b'AT_RANDOM').take(16))
         try:
@@ -128,15 +145,24 @@ class Guest:
                                           channels)
         except ValueError as e:
             raise SetupError('fault', str(e)) from None
-        spec = Spec(entry=p.entry, sp=sp, cpu_seconds=math.ceil(timeout) + 1,
-                    filter=FILTER, namespaces=os.environ.get('ZVM_NATIVE_NAMESPACES') != 'off')
-        # unicorn's protection bits are mmap's (1, 2, 4)
-        spec.maps = [(r.start, r.end - r.start, r.prot) for r in self.regions]
+        spec = Spec(entry=p.entry, sp=sp, cpu_seconds=math.ceil(timeout) + 1)
+        spec.maps = [(r.start, r.end - r.start, r.prot) for r in self.regions[-2:]]
         spec.as_limit = sum(r.end - r.start for r in self.regions) + AS_SLACK
-        spec.copies = [(s.vaddr, s.data) for s in p.segments if s.data]
-        spec.copies += [(TRAP_PAGE, trap.STUB), (MANIFEST_PAGE, manifest),
-                        (MANIFEST_POINTER, MANIFEST_PAGE.to_bytes(4, 'little')), (sp, stack)]
+        spec.copies = [(MANIFEST_PAGE, manifest), (sp, stack)]
         return spec
+
+    def spec(self, channels: list[Channel], argv: list[bytes], envp: list[bytes],
+             seed: int, timeout: float) -> Spec:
+        """Everything, for a loader spawned for this run alone."""
+        spec, run = self.image_spec(), self.run_spec(channels, argv, envp, seed, timeout)
+        spec.sp, spec.cpu_seconds = run.sp, run.cpu_seconds
+        spec.copies += run.copies
+        return spec
+
+    def ticks(self) -> int:
+        """The virtual counter the clock and ``rdtsc`` read: mediated calls and
+        ``rdtsc`` reads so far, TICK_NS each."""
+        return TICK_NS * (self.syscalls + (self.tracer.reads if self.tracer else 0))
 
 
 def _prot(flags: int) -> int:
@@ -147,7 +173,7 @@ def _prot(flags: int) -> int:
 def _spawn(spec: Spec) -> tuple[int, socket.socket]:
     """Start the loader: spec on fd 3, its end of a socket pair on fd 4."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    spec_fd = spec.memfd(os.getpid())
+    spec_fd = spec.memfd()
     try:
         loader = str(loader_path())
         pid = os.posix_spawn(loader, [loader], {}, file_actions=[
@@ -159,6 +185,78 @@ def _spawn(spec: Spec) -> tuple[int, socket.socket]:
         os.close(spec_fd)
         theirs.close()
     return pid, ours
+
+
+class Template:
+    """A fork server for one program at one memory size (the pool's warm native starts).
+
+    The loader maps the validated program once and then, per run, forks a
+    child from that state: no guest instruction has ever run in the
+    template, and it never reads a run's bytes (the child does, from the
+    run's own spec), so a child is as fresh as a spawned loader -- the same
+    mappings with the same bytes, nothing of an earlier run -- while the
+    program is copied and the namespaces are made once.  The children are
+    the supervisor's (``CLONE_PARENT``): it waits for them and they die with
+    it; the template dies with it too, or when :meth:`close` kills it.
+    """
+
+    def __init__(self, program: Program, memory: int, timeout: float = 10.0) -> None:
+        self.program, self.memory = program, memory
+        layout = Guest(program, memory)         # SetupError if the memory is too small
+        self.image_size = layout.image_size
+        self.pid, self.sock = _spawn(layout.image_spec(template=True))
+        self.pidfd: int | None = None
+        try:
+            self.pidfd = os.pidfd_open(self.pid)
+            self.sock.settimeout(timeout)
+            if self._reply() != 0:
+                raise OSError(errno.EPROTO, 'the template did not start')
+        except BaseException:
+            self.close()
+            raise
+
+    def _reply(self) -> int:
+        data = b''
+        while len(data) < 8:
+            more = self.sock.recv(8 - len(data))
+            if not more:
+                raise OSError(errno.EPIPE, 'the template is gone')
+            data += more
+        if data == b'loader: ':         # its error line (loader.c: fail)
+            raise OSError(errno.EPROTO, (data + self.sock.recv(256)).decode(errors='replace')
+                          .strip())
+        return int.from_bytes(data, 'little', signed=True)
+
+    def fork(self, spec: Spec) -> tuple[int, socket.socket]:
+        """A child of the template that starts the guest with ``spec`` (a run spec)."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        spec_fd = spec.memfd()
+        try:
+            socket.send_fds(self.sock, [b'F'], [spec_fd, theirs.fileno()])
+            pid = self._reply()
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            os.close(spec_fd)
+            theirs.close()
+        if pid <= 0:
+            ours.close()
+            raise OSError(-pid or errno.EPROTO, f'the template cannot fork: {os.strerror(-pid)}')
+        return pid, ours
+
+    def alive(self) -> bool:
+        return self.pidfd is not None and not select.select([self.pidfd], [], [], 0)[0]
+
+    def close(self) -> None:
+        """Kill and reap the template (its children are the supervisor's)."""
+        self.sock.close()
+        if self.pidfd is not None:
+            _reap(self.pid, self.pidfd)
+            self.pidfd = None
+        elif self.pid:
+            _reap(self.pid, None)
+        self.pid = 0
 
 
 def _listener(sock: socket.socket, deadline: float) -> int | str:
@@ -250,6 +348,11 @@ class _Supervisor:
                                                 'the guest')
             self._kill('stop')
             return
+        tracer = self.guest.tracer
+        if tracer is not None and not tracer.attached():      # before its first instruction
+            self.guest.outcome = Stop('killed', f'native engine: {tracer.error}')
+            self._kill('stop')
+            return
         self._send(notif_id, 0, 0, seccomp.USER_NOTIF_FLAG_CONTINUE)
 
     def _answer(self) -> None:
@@ -297,7 +400,7 @@ class _Supervisor:
             pass
 
 
-def _reap(pid: int, pidfd: int | None) -> int:
+def _reap(pid: int, pidfd: int | None, tracer: Tracer | None = None) -> int:
     """Kill the guest (if still running) and reap it: its wait status."""
     try:
         if pidfd is None:
@@ -307,31 +410,41 @@ def _reap(pid: int, pidfd: int | None) -> int:
     except ProcessLookupError:
         pass
     try:
-        return os.waitpid(pid, 0)[1]
+        status = tracer.status() if tracer is not None else None
+        return os.waitpid(pid, 0)[1] if status is None else status
     finally:
         if pidfd is not None:
             os.close(pidfd)
 
 
 def run(program: Program, channels: list[Channel], argv: list[str], env: dict[str, str],
-        memory: int, timeout: float, seed: int = 0, epoch: int = 0, image=None) -> Report:
-    """Run ``program`` (already validated) natively; raises SetupError like the emulator."""
+        memory: int, timeout: float, seed: int = 0, epoch: int = 0, image=None, *,
+        tsc: bool = False, template: Template | None = None) -> Report:
+    """Run ``program`` (already validated) natively; raises SetupError like the emulator.
+
+    ``tsc``: the program contains ``rdtsc``, answered from the virtual counter
+    (the guest is traced: ``tsc.py``).  ``template``: fork the guest from this
+    template of the program (same memory) instead of spawning a loader.
+    """
     start = time.perf_counter()
     guest = Guest(program, memory)
     guest.channels, guest.fds = attach(channels)
     guest.trap_channels = standard_order(list(guest.channels.values()))
     guest.image = image
     guest.rng = SeededStream(seed)
-    guest.clock = VirtualClock(epoch, lambda: TICK_NS * guest.syscalls)
+    guest.clock = VirtualClock(epoch, guest.ticks)
     argv_b = [a.encode() for a in argv]
     envp_b = [f'{k}={v}'.encode() for k, v in env.items()]
-    spec = guest.spec(guest.trap_channels, argv_b, envp_b, seed, timeout)
+    make_spec = guest.spec if template is None else guest.run_spec
+    spec = make_spec(guest.trap_channels, argv_b, envp_b, seed, timeout)
     guest.deadline = time.monotonic() + timeout
-    pid, sock = _spawn(spec)
+    pid, sock = _spawn(spec) if template is None else template.fork(spec)
     guest.mem.attach(pid)
     listener = stopped = failure = None
     try:
         pidfd = os.pidfd_open(pid)
+        if tsc:
+            guest.tracer = Tracer(pid, guest.ticks)
     except BaseException:
         _reap(pid, None)
         sock.close()
@@ -352,7 +465,7 @@ def run(program: Program, channels: list[Channel], argv: list[str], env: dict[st
         guest.mem.close()
         if listener is not None:
             os.close(listener)
-        status = _reap(pid, pidfd)
+        status = _reap(pid, pidfd, guest.tracer)
     if failure is not None:
         report = Report('killed', None, failure)
     else:

@@ -1,0 +1,150 @@
+"""``rdtsc``/``rdtscp`` natively: the fault answered from the virtual counter.
+
+The loader sets ``PR_SET_TSC`` (``PR_TSC_SIGSEGV``): the instruction raises a
+general-protection fault and the kernel sends ``SIGSEGV`` (``si_code``
+``SI_KERNEL``).  For a program that contains ``rdtsc`` (the validator says
+so: every CPython image does), the supervisor traces its guest with
+``ptrace`` (:class:`Tracer`) and answers that fault as the emulator's guard
+answers the instruction: ``edx:eax`` is the virtual counter the guest's
+clock is built on (``rdtscp``: ``ecx`` is 0), ``rip`` moves past the
+instruction, and the signal is never delivered.
+
+Why ptrace and not a handler in the loader: a ``SIGSEGV`` handler would run
+in the guest's address space, on its stack (leaving the host CPU's
+``xsave`` frame below the stack pointer), and would need ``rt_sigaction``
+and ``rt_sigreturn`` performed by the kernel for the guest, calls that a
+hostile guest could then reach by jumping into the loader.  With ptrace
+nothing in the guest changes but the three registers and ``rip``, the
+filter lets no signal call through, and the guest cannot forge the answer
+or see anything else: its ``rt_sigaction`` is the personality's bookkeeping
+(no handler is ever installed in the kernel), it cannot raise a signal
+itself (``kill``, ``tgkill`` are answered by the personality), and the
+tracer answers only a kernel-sent ``SIGSEGV`` whose ``rip`` points at
+``0f 31`` (``rdtsc``) or ``0f 01 f9`` (``rdtscp``); any other signal is
+delivered, and its default action ends the guest as without a tracer.
+
+The tracer is a thread of the supervisor, because ptrace requests come from
+the thread that attached (``PTRACE_O_EXITKILL``: the guest dies if it
+exits); it waits in ``waitpid`` without the GIL, so it also reaps the guest
+and hands its status to :meth:`Tracer.status`.  A program without ``rdtsc``
+is not traced (no thread, no cost), and a hidden ``rdtsc`` in it faults.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import threading
+from collections.abc import Callable
+
+PTRACE_CONT, PTRACE_GETREGS, PTRACE_SETREGS = 7, 12, 13
+PTRACE_PEEKTEXT, PTRACE_GETSIGINFO, PTRACE_SEIZE = 1, 0x4202, 0x4206
+PTRACE_O_EXITKILL = 0x100000
+SI_KERNEL = 0x80
+WALL = 0x40000000
+RDTSC, RDTSCP = b'\x0f\x31', b'\x0f\x01\xf9'
+# struct user_regs_struct (sys/user.h): 27 unsigned longs
+RAX, RCX, RDX, RIP = 10, 11, 12, 16
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.ptrace.restype = ctypes.c_long
+_libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+
+
+def _ptrace(request: int, pid: int, addr: int = 0, data=None) -> int:
+    ctypes.set_errno(0)
+    ret = _libc.ptrace(request, pid, addr, data)
+    err = ctypes.get_errno()
+    if ret == -1 and err:
+        raise OSError(err, os.strerror(err))
+    return ret
+
+
+class Tracer:
+    """Traces one guest from a thread of its own: answers its ``rdtsc``, reaps it.
+
+    ``ticks()`` is the guest's virtual counter; it is called only while the
+    guest is stopped, so it never races with the supervisor's answers.
+    """
+
+    def __init__(self, pid: int, ticks: Callable[[], int]) -> None:
+        self.pid, self.ticks = pid, ticks
+        self.reads = 0                  # rdtsc/rdtscp answered
+        self.error: str | None = None
+        self._status: int | None = None
+        self._seized = threading.Event()
+        self._thread = threading.Thread(target=self._trace, name=f'zvm-tsc-{pid}',
+                                        daemon=True)
+        self._thread.start()
+
+    def attached(self) -> bool:
+        """Wait until the guest is traced (before it runs a guest instruction)."""
+        self._seized.wait()
+        return self.error is None
+
+    def status(self) -> int | None:
+        """The guest's wait status once it is gone (the caller killed it first);
+        None if the tracer could not reap it (the caller then does)."""
+        self._thread.join()
+        return self._status
+
+    def _trace(self) -> None:
+        try:
+            _ptrace(PTRACE_SEIZE, self.pid, 0, PTRACE_O_EXITKILL)
+        except OSError as e:
+            self.error = f'cannot trace the guest: {e.strerror}'
+            self._seized.set()
+            return
+        self._seized.set()
+        try:
+            while True:
+                _pid, status = os.waitpid(self.pid, WALL)
+                if not os.WIFSTOPPED(status):
+                    self._status = status
+                    return
+                sig = os.WSTOPSIG(status)
+                if sig == signal.SIGSEGV and self._answer():
+                    sig = 0
+                _ptrace(PTRACE_CONT, self.pid, 0, sig)
+        except (OSError, ctypes.ArgumentError) as e:
+            # the guest dies with this thread's trace (EXITKILL); the caller reaps it
+            self.error = f'tracer failed: {e}'
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def _answer(self) -> bool:
+        """Emulate the rdtsc/rdtscp the guest stopped at; False if it is not one."""
+        info = (ctypes.c_int * 32)()
+        _ptrace(PTRACE_GETSIGINFO, self.pid, 0, ctypes.addressof(info))
+        if info[2] != SI_KERNEL:            # si_signo, si_errno, si_code
+            return False
+        regs = (ctypes.c_ulong * 27)()
+        _ptrace(PTRACE_GETREGS, self.pid, 0, ctypes.addressof(regs))
+        code = self._code(regs[RIP])
+        if code.startswith(RDTSCP):
+            size = 3
+        elif code.startswith(RDTSC):
+            size = 2
+        else:
+            return False
+        self.reads += 1
+        value = self.ticks()
+        regs[RAX], regs[RDX] = value & 0xFFFFFFFF, (value >> 32) & 0xFFFFFFFF
+        if size == 3:
+            regs[RCX] = 0                   # IA32_TSC_AUX, as the emulator's guard
+        regs[RIP] += size
+        _ptrace(PTRACE_SETREGS, self.pid, 0, ctypes.addressof(regs))
+        return True
+
+    def _code(self, rip: int) -> bytes:
+        """Three bytes at ``rip`` (fewer if the page after it is not mapped)."""
+        for start in (rip, rip - 5):        # a word ending at rip + 2 if rip's word fails
+            try:
+                word = _ptrace(PTRACE_PEEKTEXT, self.pid, start) & (2 ** 64 - 1)
+            except OSError:
+                continue
+            return word.to_bytes(8, 'little')[rip - start:rip - start + 3]
+        return b''
