@@ -284,6 +284,11 @@ def _cmd_info() -> int:
     for name in engines.ENGINES:
         reason = available[name]
         print(f'{name}: {"available" if reason is None else "unavailable: " + reason}')
+    if available['native'] is None:
+        from zvm_core.engines.native import cpuid
+        reason = cpuid.unsupported()
+        print('native cpuid: ' + ('faults, answered from the fixed table' if reason is None
+                                  else f'not virtualised: {reason}'))
     print(f'auto: {engines.choose("auto")}')
     return 0
 

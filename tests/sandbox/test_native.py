@@ -16,6 +16,7 @@ import pytest
 
 from tests.sandbox.test_programs import text_input
 from zvm_core import engines
+from zvm_core.engines.native import cpuid
 
 pytestmark = pytest.mark.skipif(engines.native_unavailable() is not None,
                                 reason=f'native engine: {engines.native_unavailable()}')
@@ -29,7 +30,7 @@ SAME = [('hello', ()), ('cat', ()), ('wc', ()), ('sort', ()), ('malloc', ()),
         ('native_hostile', ('calls',)), ('native_hostile', ('forkbomb',)),
         ('native_hostile', ('fds',)), ('native_hostile', ('x32',))]
 # not here: timeprint, sleep, timewarp, startup (the emulator's clock advances with fuel, the
-# native one with mediated calls) and cpuid (natively the host CPU answers)
+# native one with mediated calls) and cpuid (its own test: the answer needs CPUID faulting)
 # Natively a system-call number is its low 32 bits, as Linux reads it: badptr's
 # syscall(1<<40) is read() there, an unknown call (ENOSYS) under the emulator.
 DIFFERENT_LINES = (b'syscall(1<<40)',)
@@ -81,9 +82,14 @@ def test_dangerous_calls_are_refused(guest, zvm):
     assert edges.stdout == b'mprotect_high_bits -22\nsendmsg_ctl -9\n', edges
 
 
+NO_CPUID_FAULT = pytest.mark.skipif(cpuid.unsupported() is not None,
+                                    reason=f'native cpuid: {cpuid.unsupported()}')
+
+
 @pytest.mark.parametrize('how,text', [
     ('int80', 'forbidden ABI'), ('sysenter', 'Signal'),
-    ('rdtsc', 'SIGSEGV'), ('selfwrite', 'SIGSEGV')])
+    ('rdtsc', 'SIGSEGV'), ('selfwrite', 'SIGSEGV'),
+    pytest.param('cpuid', 'SIGSEGV', marks=NO_CPUID_FAULT)])
 def test_hidden_and_forbidden_instructions_fault(guest, zvm, how, text):
     run = zvm.run(guest('native_hostile'), how, opts=NATIVE)
     assert run.status == 'fault', run
@@ -163,6 +169,20 @@ def test_rdtsc_answer_cannot_be_diverted_by_the_guest(guest, zvm):
     assert nat.status == emu.status == 'fault', (nat, emu)
     assert nat.returncode == emu.returncode == 125
     assert 'SIGSEGV' in nat.report['message'] and b'increasing 1' in nat.stdout
+
+
+@NO_CPUID_FAULT
+def test_cpuid_natively_is_the_fixed_table(guest, zvm):
+    """cpuid faults natively and the tracer answers it from the emulator's table: the
+    same bytes under both engines (a hidden one faults: test above), and in zvm info."""
+    prog = guest('cpuid')
+    nat, emu = _both(zvm, prog)
+    assert nat.status == emu.status == 'ok', (nat, emu)
+    assert nat.report['engine'] == 'native'
+    assert nat.stdout == emu.stdout and b'vendor GenuineIntel' in nat.stdout, (nat, emu)
+    auto = zvm.run(prog, opts=['--engine', 'auto'])
+    assert auto.report['engine'] == 'native' and auto.stdout == emu.stdout, auto
+    assert b'native cpuid: faults, answered from the fixed table' in zvm.cli('info').stdout
 
 
 PY_SCRIPT = """
