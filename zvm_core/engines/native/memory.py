@@ -1,4 +1,4 @@
-"""Guest memory of a native guest, read and written with process_vm_readv/writev.
+"""Guest memory of a native guest, read and written through ``/proc/PID/mem``.
 
 :class:`ProcessMemory` is the native side of the guest-memory interface the
 personality uses (``zvm_core.syscalls``; the emulator's side is
@@ -7,15 +7,17 @@ personality uses (``zvm_core.syscalls``; the emulator's side is
 It keeps the same layout and protection table as the emulator, so a bad
 pointer is ``EFAULT`` under both engines for the same reasons.
 
-Reads go through ``/proc/PID/mem`` opened read-only once the loader runs
-(:meth:`ProcessMemory.attach`): one ``pread`` is a fifth of the cost of a
-``process_vm_readv`` through ctypes, and most mediated calls are writes that
-read guest buffers (doc/sandbox.md, "Cost of a mediated call").  The
-descriptor pins the guest's address space, not its pid.  Writes stay with
-``process_vm_writev``, which honours the guest's page protections (a write
-through ``/proc/PID/mem`` would not), so a mistake in the protection table
-below can never write the guest's code.  Where ``/proc`` cannot be opened,
-reads use ``process_vm_readv`` too.
+Reads and writes go through ``/proc/PID/mem``, opened once the loader runs
+(:meth:`ProcessMemory.attach`): one ``pread``/``pwrite`` is a fifth of the
+cost of ``process_vm_readv``/``writev`` through ctypes, and every mediated
+call that moves data pays it (doc/sandbox.md, "Cost of a mediated call").
+The descriptor pins the guest's address space, not its pid.  Such a write
+is not held to the guest's page protections as ``process_vm_writev`` is:
+the protection table below is, first, and it never holds a page both
+writable and executable (code stays the validated image's), so what it
+could let through at worst is the guest's own read-only data after a
+failed ``mprotect``.  Where ``/proc`` cannot be opened, both fall back to
+``process_vm_readv``/``writev``.
 
 A view cannot be a window on another process's memory: a readable view is a
 copy, a writable one is a staging buffer that :meth:`flush` copies into the
@@ -72,9 +74,9 @@ class ProcessMemory:
         """Address the guest process ``pid`` (the loader, already exec'd)."""
         self.pid = pid
         try:
-            self._memfd = os.open(f'/proc/{pid}/mem', os.O_RDONLY | os.O_CLOEXEC)
+            self._memfd = os.open(f'/proc/{pid}/mem', os.O_RDWR | os.O_CLOEXEC)
         except OSError:
-            self._memfd = None          # no /proc here: process_vm_readv only
+            self._memfd = None          # no /proc here: process_vm_readv/writev
 
     def close(self) -> None:
         if self._memfd is not None:
@@ -148,6 +150,14 @@ class ProcessMemory:
         return buf
 
     def _writev(self, addr: int, data) -> None:
+        if self._memfd is not None:
+            try:
+                done = os.pwrite(self._memfd, data, addr)
+            except OSError as e:        # EIO: not mapped
+                raise GuestFault(addr) from e
+            if done != len(data):
+                raise GuestFault(addr)
+            return
         buf = data if isinstance(data, bytearray) else bytearray(data)
         if self._transfer(_libc.process_vm_writev, addr, buf, len(buf)) != len(buf):
             raise GuestFault(addr)
