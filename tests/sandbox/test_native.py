@@ -230,6 +230,33 @@ def test_pool_worker_runs_either_engine(guest, tmp_path):
     assert outputs['native'] == outputs['emulated'] == data
 
 
+@pytest.mark.parametrize('memory', ['proc', 'process_vm'])
+def test_guest_memory_either_way(guest, monkeypatch, memory):
+    """Guest memory through /proc/PID/mem, or process_vm_readv/writev where /proc
+    cannot be opened: the same bytes (reads into the guest, writes out of it, a
+    bad pointer, munmap's zeroing), the same as the emulator's."""
+    from zvm_core.channels import READ, WRITE, Channel, MemoryBacking
+    from zvm_core.engines.native.memory import ProcessMemory
+    from zvm_core.executor import run
+    if memory == 'process_vm':
+        def no_proc(self, pid):
+            self.pid, self._memfd = pid, None
+        monkeypatch.setattr(ProcessMemory, 'attach', no_proc)
+    data = text_input(5000)
+    outs = {}
+    for engine in ('native', 'emulated'):
+        for name in ('cat', 'badptr', 'malloc'):
+            out = MemoryBacking()
+            report = run(guest(name), [Channel('/dev/stdin', MemoryBacking(data), READ),
+                                       Channel('/dev/stdout', out, WRITE)],
+                         argv=[name], engine=engine)
+            assert report.engine == engine, report
+            outs[engine, name] = report.status, report.retcode, _comparable(bytes(out.data))
+    for name in ('cat', 'badptr', 'malloc'):
+        assert outs['native', name] == outs['emulated', name], name
+    assert outs['native', 'cat'] == ('ok', 0, data)
+
+
 def test_nothing_of_an_earlier_run_is_left_to_find(guest, zvm):
     prog = guest('native_hostile')
     planted = zvm.run(prog, 'plant', 'zvm-secret-of-run-one', opts=NATIVE)
