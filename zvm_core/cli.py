@@ -284,12 +284,14 @@ def _cmd_info() -> int:
     for name in engines.ENGINES:
         reason = available[name]
         print(f'{name}: {"available" if reason is None else "unavailable: " + reason}')
+    print(f'auto: {engines.choose("auto")}')
     if available['native'] is None:
-        from zvm_core.engines.native import cpuid
+        from zvm_core.engines.native import cpuid, tsc_unavailable
+        reason = tsc_unavailable()
+        print(f'native rdtsc: {"answered" if reason is None else "unavailable: " + reason}')
         reason = cpuid.unsupported()
         print('native cpuid: ' + ('faults, answered from the fixed table' if reason is None
                                   else f'not virtualised: {reason}'))
-    print(f'auto: {engines.choose("auto")}')
     return 0
 
 

@@ -685,7 +685,7 @@ def run(program: Program | str | os.PathLike, channels: Iterable[Channel] = (), 
             return replace(invalid_report(verdict), engine=name)
         tsc = False
         if name == 'native':
-            name, tsc = _native_engine(prog, cache, engine)
+            name, tsc = native_engine(prog, cache, engine)
         if argv is None:
             argv = [os.path.basename(str(program)) if not isinstance(program, Program)
                     else 'program']
@@ -702,7 +702,7 @@ def run(program: Program | str | os.PathLike, channels: Iterable[Channel] = (), 
             ch.close()
 
 
-def _native_engine(prog: Program, cache, engine: str | None) -> tuple[str, bool]:
+def native_engine(prog: Program, cache, engine: str | None) -> tuple[str, bool]:
     """The engine and whether the native one must answer ``rdtsc``: a program that
     contains it is traced natively (``engines/native/tsc.py``); where this host
     cannot trace, ``auto`` runs it emulated and ``native`` lets ``rdtsc`` fault."""

@@ -3,9 +3,12 @@
 A new Python process costs ~150 ms of imports and a new unicorn instance a
 few ms of code translation; a worker that already holds a machine for the
 program only resets it (``Machine.reset``) and runs again in well under a
-millisecond.  The caller (the object server, ``zvm serve``) never runs guest
-code itself: it sends a request and the channels' file descriptors over a
-Unix socket (no data is copied) and waits for the report.
+millisecond.  For the native engine the template is a fork server that
+mapped the program once (``zvm_core.engines.native.warm``): each run is a
+child forked from it, and the next one is forked after the reply.  The caller
+(the object server, ``zvm serve``) never runs guest code itself: it sends a
+request and the channels' file descriptors over a Unix socket (no data is
+copied) and waits for the report.
 
 Usable from plain Python and from eventlet code: the socket, ``select`` and
 locks used here are the ones eventlet monkey-patches, so a waiting caller
@@ -50,7 +53,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from zvm_core.channels import READ, WRITE, Channel, FdBacking, Quota, StreamBacking
 from zvm_core.limits import MAX_FDS, Limits
@@ -188,6 +191,35 @@ class Templates:
         self._evict()
         return machine, machine.verdict
 
+    def native(self, path: str, memory: int, rdtsc: str, engine: str | None):
+        """(Warm, verdict) for a native run of ``path``: (None, verdict) if it is
+        invalid, (None, None) if it must run emulated (``rdtsc`` without ptrace)."""
+        from zvm_core.elf import load_program
+        from zvm_core.engines.native.warm import Warm
+        from zvm_core.executor import native_engine
+        from zvm_core.validator import Policy, default_cache, validate
+        st = os.stat(path)
+        key = ('native', os.path.realpath(path), st.st_ino, st.st_size, st.st_mtime_ns, memory,
+               rdtsc, engine)
+        warm = self._machines.pop(key, None)
+        if warm is None:
+            program = load_program(path)
+            verdict = validate(program, Policy(rdtsc=rdtsc), default_cache())
+            if not verdict.ok:
+                return None, verdict
+            name, tsc = native_engine(program, default_cache(), engine)
+            if name != 'native':
+                return None, None
+            warm = Warm(program, verdict, memory, tsc)
+        self._machines[key] = warm
+        self._evict()
+        return warm, warm.verdict
+
+    def close(self) -> None:
+        """Close every template (a native one is a process: killed and reaped)."""
+        while self._machines:
+            self._machines.popitem()[1].close()
+
     def _cost(self, machine) -> int:
         """Host memory an idle template holds: its pages (measured after its last
         reset), its snapshots, and an estimate of its translated code."""
@@ -263,9 +295,7 @@ def _serve_one(req: dict, fds: list[int], templates: Templates):
         SetupError,
         invalid_elf_report,
         invalid_report,
-        run,
     )
-    from zvm_core.validator import Policy
     channels = [Channel(c['alias'], FdBacking(fds[c['fd']], owned=False)
                         if c.get('notify') is None else
                         StreamBacking(fds[c['fd']], fds[c['notify']], c['alias']), c['mode'],
@@ -287,11 +317,15 @@ def _serve_one(req: dict, fds: list[int], templates: Templates):
                 image.mount(ch.backing, where, ch.alias)
         except ImageError as e:
             return Report('fault', None, f'cannot mount {ch.alias} at {where}: {e}'), None
-    if engine == 'native':      # a fresh process per run: no template to keep
-        return run(req['program'], channels, argv=req['argv'], env=req['env'], limits=limits,
-                   seed=req['seed'], epoch=req['epoch'], policy=Policy(rdtsc=req['rdtsc']),
-                   image=image, engine=req.get('engine')), None
     try:
+        if engine == 'native':  # a child of the program's template per run
+            warm, verdict = templates.native(req['program'], limits.memory, req['rdtsc'],
+                                             req.get('engine'))
+            if warm is not None:
+                return warm.run(channels, req['argv'], req['env'], req['seed'], req['epoch'],
+                                limits, image), warm
+            if verdict is not None:
+                return replace(invalid_report(verdict), engine=engine), None
         machine, verdict = templates.get(req['program'], limits.memory, req['rdtsc'])
     except ElfError as e:
         return invalid_elf_report(e), None
@@ -356,6 +390,7 @@ def worker_main(fd: int, template_bytes: int, address_space: int,
     while True:
         req, fds = _recv(sock)
         if req is None:
+            templates.close()
             return 0
         machine = None
         if req.get('validate'):
@@ -444,7 +479,7 @@ class Pool:
 
         ``started`` is called once a worker has taken the request (it may have
         waited in the queue until then).  ``engine`` (``zvm_core.engines``) is
-        chosen in the worker; a native run starts a fresh guest process from it.
+        chosen in the worker; a native run is a child of the program's template there.
         """
         limits = limits or Limits()
         channels = list(channels)

@@ -257,6 +257,66 @@ def test_guest_memory_either_way(guest, monkeypatch, memory):
     assert outs['native', 'cat'] == ('ok', 0, data)
 
 
+def _child_states(pid: int) -> dict[int, str]:
+    """The state letter of each child process of ``pid``."""
+    kids = {}
+    for entry in os.listdir('/proc'):
+        try:
+            stat = Path(f'/proc/{entry}/stat').read_text()
+        except (OSError, ValueError):
+            continue
+        fields = stat.rpartition(')')[2].split()
+        if int(fields[1]) == pid:
+            kids[int(entry)] = fields[0]
+    return kids
+
+
+def test_warm_native_starts_fork_from_a_never_run_template(guest, zvm, tmp_path):
+    """A pool worker keeps a template per program (a fork server that mapped it, and
+    the child the next run starts in): a run planting a secret leaves nothing for the
+    next child to find, even in the loader's pages; a killed template is replaced;
+    every child is reaped and closing the pool leaves no process behind."""
+    import signal
+    import time
+
+    from zvm_core.channels import WRITE
+    from zvm_core.pool import ChannelSpec, Pool
+    prog = str(guest('native_hostile'))
+    before = set(_loaders())
+
+    def run(*args) -> bytes:
+        with open(tmp_path / 'out', 'wb') as out:
+            report = pool.run(prog, [ChannelSpec('/dev/stdout', out.fileno(), WRITE)],
+                              argv=['native_hostile', *args], engine='native')
+        assert report.status == 'ok' and report.engine == 'native', report
+        return (tmp_path / 'out').read_bytes()
+
+    def settled() -> dict[int, str]:
+        """The worker's children once it is idle again (it forks and reaps after
+        its reply, before it reads the next request)."""
+        with open(prog, 'rb') as f:
+            assert pool.validate(f.fileno())[0]
+        return _child_states(worker)
+
+    with Pool(size=1, queue=0) as pool:
+        [worker] = pool.pids
+        assert run('plant', 'zvm-secret-of-run-one') == b'planted\n'
+        first = settled()               # the template and the next run's child, no zombie
+        assert len(first) == 2 and set(first) <= set(_loaders()) and 'Z' not in first.values()
+        assert run('scan', 'zvm-secret-of-run-one', 'loader') == b'found 0\n'
+        second = settled()
+        assert len(second) == 2 and 'Z' not in second.values(), second
+        [template] = set(first) & set(second)       # the same template, a new child
+        os.kill(template, signal.SIGKILL)
+        assert run('calls') == zvm.run(prog, 'calls', opts=NATIVE).stdout
+        third = settled()
+        assert len(third) == 2 and template not in third and 'Z' not in third.values()
+    deadline = time.monotonic() + 10
+    while set(_loaders()) - before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not set(_loaders()) - before
+
+
 def test_nothing_of_an_earlier_run_is_left_to_find(guest, zvm):
     prog = guest('native_hostile')
     planted = zvm.run(prog, 'plant', 'zvm-secret-of-run-one', opts=NATIVE)

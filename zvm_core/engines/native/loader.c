@@ -133,12 +133,20 @@ static void __attribute__((noreturn)) fail(const char *what, long err) {
 
 static void check(long ret, const char *what) { if (ret < 0) fail(what, ret); }
 
+/* The spec is read from SPEC_FD with pread, or, in a template's child, from its
+ * socket as a stream: then the parts must come in order (they do: see loader.py). */
+static int stream;
+static u64 stream_at;
+
 static void pread_all(void *dest, u64 length, u64 offset, const char *what) {
     char *p = dest;
+    if (stream && offset != stream_at) fail("a spec out of order", 0);
     while (length) {
-        long n = sys6(SYS_pread64, SPEC_FD, (long)p, (long)length, (long)offset, 0, 0);
+        long n = stream ? sys3(SYS_read, CTL_FD, p, length)
+                        : sys6(SYS_pread64, SPEC_FD, (long)p, (long)length, (long)offset, 0, 0);
+        if (n == 0 && stream && stream_at == 0) sys3(SYS_exit, 0, 0, 0);    /* never used */
         if (n <= 0) fail(what, n < 0 ? n : -5);
-        p += n; length -= (u64)n; offset += (u64)n;
+        p += n; length -= (u64)n; offset += (u64)n; stream_at += (u64)n;
     }
 }
 
@@ -238,8 +246,9 @@ static void strip(void) {
         fail("personality READ_IMPLIES_EXEC is set", 0);
 }
 
-/* 4.-6. this run's descriptors, signals, limits and filter, then the guest */
-static void __attribute__((noreturn)) start(const struct header *h) {
+/* 4.-5. descriptors, signals, limits but CPU time (a template's child does
+ * these before its run's spec comes) */
+static void prepare(const struct header *h) {
     /* 4. descriptors and signals */
     limit(7, CTL_FD + 1, CTL_FD + 1, "setrlimit NOFILE");
     check(sys3(SYS_dup2, SOCK_FD, CTL_FD, 0), "dup2 of the control socket");
@@ -263,7 +272,6 @@ static void __attribute__((noreturn)) start(const struct header *h) {
     limit(6, 0, 0, "setrlimit NPROC");
     limit(8, 0, 0, "setrlimit MEMLOCK");
     limit(12, 0, 0, "setrlimit MSGQUEUE");
-    if (h->cpu_seconds) limit(0, h->cpu_seconds, h->cpu_seconds + 1, "setrlimit CPU");
     check(sys6(SYS_prctl, 38, 1, 0, 0, 0, 0), "PR_SET_NO_NEW_PRIVS");
     check(sys6(SYS_prctl, 26, 2, 0, 0, 0, 0), "PR_SET_TSC");        /* PR_TSC_SIGSEGV */
     long cpuid = sys3(SYS_arch_prctl, 0x1012, 0, 0);     /* ARCH_SET_CPUID 0: cpuid faults */
@@ -273,8 +281,11 @@ static void __attribute__((noreturn)) start(const struct header *h) {
     /* RLIMIT_NOFILE stays CTL_FD + 1: it also bounds the descriptors its user may have
      * in flight over unix sockets (sendmsg below), and no call of the guest can make a
      * descriptor anyway (they are all answered by the supervisor) */
+}
 
-    /* 6. the filter, last */
+/* 5. (CPU time) and 6. the filter, last; then the guest */
+static void __attribute__((noreturn)) start(const struct header *h) {
+    if (h->cpu_seconds) limit(0, h->cpu_seconds, h->cpu_seconds + 1, "setrlimit CPU");
     if (filter_len == 0) fail("no filter", 0);
     struct sock_fprog prog = {(unsigned short)filter_len, filter};
     long listener = sys3(SYS_seccomp, SECCOMP_SET_MODE_FILTER,
@@ -290,7 +301,7 @@ static void __attribute__((noreturn)) start(const struct header *h) {
     long sent;
     for (int tries = 0; (sent = sys3(SYS_sendmsg, CTL_FD, &msg, 0)) == -109 && tries < 100000;
          tries++) {}              /* ETOOMANYREFS: its user's descriptors in flight, for now */
-    if (sent != 1) sys3(SYS_exit, 126, 0, 0);
+    if (sent != 1) __builtin_trap();     /* exit is the supervisor's now: ud2, SIGILL */
     sys3(SYS_close, listener, 0, 0);     /* the supervisor lets this one continue */
     sys3(SYS_close, CTL_FD, 0, 0);       /* the filter allows close of CTL_FD only */
     enter(h->entry, h->sp);
@@ -302,44 +313,47 @@ static void reply(long value) {
 }
 
 /* A template (a fork server): the program is mapped once, no guest instruction
- * ever runs here.  Each request on SOCK_FD carries two descriptors, a run's
- * spec and its control socket; the child, forked with CLONE_PARENT (so the
- * supervisor is its parent: it waits for it, it dies with it), makes them its
- * fds 3 and 4 and goes on exactly as a spawned loader after step 3.  The
- * template replies with the child's pid (or -errno) and never reads the run's
- * spec itself: no run's data is ever in its memory.  EOF ends it. */
+ * ever runs here.  Each request on SOCK_FD carries one descriptor, a run's
+ * control socket; the template forks a child with CLONE_PARENT (so the
+ * supervisor is its parent: it waits for it, and the child dies with it),
+ * replies with its pid (or -errno), and forgets it.  The child makes the
+ * socket its fd 4, waits there for a run's spec (the supervisor may fork it
+ * ahead of the run), reads it as a stream and goes on as a spawned loader
+ * after step 3.  The template never reads a run's spec: no run's data is
+ * ever in its memory, and every child starts from the same never-run state.
+ * EOF on SOCK_FD ends the template; EOF before a spec ends a child. */
 static void __attribute__((noreturn)) serve(void) {
     static struct header run;
     reply(0);                            /* ready */
     for (;;) {
         char byte;
-        union { char buf[32]; u64 align; } cmsg = {{0}};
+        union { char buf[24]; u64 align; } cmsg = {{0}};
         struct { void *base; u64 len; } iov = {&byte, 1};
         struct { void *name; int namelen; void *iov; u64 iovlen; void *control;
-                 u64 controllen; int flags; } msg = {0, 0, &iov, 1, cmsg.buf, 32, 0};
-        long n = sys3(SYS_recvmsg, SOCK_FD, &msg, 0);
+                 u64 controllen; int flags; } msg = {0, 0, &iov, 1, cmsg.buf, 24, 0};
+        long n = sys3(SYS_recvmsg, SOCK_FD, &msg, 0x40000000);    /* MSG_CMSG_CLOEXEC */
         if (n == -4) continue;                               /* EINTR */
         if (n <= 0) sys3(SYS_exit, 0, 0, 0);
-        struct { u64 len; int level, type; int fd[2]; } *c = (void *)cmsg.buf;
-        int nfds = msg.controllen >= 16 && c->level == 1 && c->type == 1
-                   ? (int)((c->len - 16) / 4) : 0;
-        if (nfds != 2) {
-            for (int i = 0; i < nfds && i < 2; i++) sys3(SYS_close, c->fd[i], 0, 0);
-            reply(-22);
+        struct { u64 len; int level, type; int fd; } *c = (void *)cmsg.buf;
+        if (msg.controllen < 20 || c->level != 1 || c->type != 1 || c->len != 20) {
+            reply(-22);                  /* one descriptor, nothing else */
             continue;
         }
         long pid = sys6(SYS_clone, 0x00008000 | 17, 0, 0, 0, 0, 0);   /* CLONE_PARENT | SIGCHLD */
         if (pid == 0) {
-            /* the received descriptors are below SPEC_FD or above SOCK_FD (both open) */
-            check(sys3(SYS_dup2, c->fd[0], SPEC_FD, 0), "dup2 of the run's spec");
-            check(sys3(SYS_dup2, c->fd[1], SOCK_FD, 0), "dup2 of the run's socket");
+            check(sys6(SYS_prctl, 1, 9, 0, 0, 0, 0), "PR_SET_PDEATHSIG");
+            if ((u64)sys3(SYS_getppid, 0, 0, 0) != hdr.parent) sys3(SYS_exit, 0, 0, 0);
+            /* the descriptor is below SPEC_FD (0-2 are closed here) */
+            check(sys3(SYS_dup2, c->fd, SOCK_FD, 0), "dup2 of the run's socket");
+            prepare(&hdr);                  /* the socket is CTL_FD from here */
+            stream = 1;
+            stream_at = 0;
             read_spec(&run);
-            if (run.nfilter) fail("a run cannot bring a filter", 0);
+            if (run.nfilter || run.template) fail("a run's spec cannot bring a filter", 0);
             load(&run, 0);
             start(&run);
         }
-        sys3(SYS_close, c->fd[0], 0, 0);
-        sys3(SYS_close, c->fd[1], 0, 0);
+        sys3(SYS_close, c->fd, 0, 0);
         reply(pid);
     }
 }
@@ -357,7 +371,10 @@ void __attribute__((noreturn, used)) loader_main(void) {
     filter_len = hdr.nfilter;
     load(&hdr, 1);
     strip();
-    if (!hdr.template) start(&hdr);
+    if (!hdr.template) {
+        prepare(&hdr);
+        start(&hdr);
+    }
     limit(4, 0, 0, "setrlimit CORE");
     check(sys6(SYS_prctl, 1, 9, 0, 0, 0, 0), "PR_SET_PDEATHSIG");
     if ((u64)sys3(SYS_getppid, 0, 0, 0) != hdr.parent) fail("the supervisor is gone", 0);

@@ -6,9 +6,10 @@ without libc, linked at :data:`LOADER_BASE`.  Whoever can write the cache
 directory can replace it: it must be private to the sandbox's user, like the
 verdict cache.
 
-The spec is one sealed-free memfd the loader reads with ``pread``: a header,
-the mappings, the copies (guest address, offset in the spec, length), the
-seccomp filter, then the bytes the copies take.
+The spec is one memfd the loader reads with ``pread`` (a template's child
+reads its run's spec from its socket, in order): a header, the mappings, the
+copies (guest address, offset in the spec, length), the seccomp filter, then
+the bytes the copies take.
 """
 
 from __future__ import annotations
@@ -55,8 +56,8 @@ class Spec:
     namespaces: bool = True     # own user/mount/net/IPC/UTS namespaces where the host allows
     template: bool = False      # a fork server: maps the program, then forks a child per run
 
-    def memfd(self) -> int:
-        """The spec in a new memfd (close-on-exec; the loader reads it as fd 3).
+    def encode(self) -> bytes:
+        """The spec as the loader reads it: the parts in this order.
 
         A template's spec has the program's mappings and bytes and the filter;
         a run's spec for a template only the mappings it writes to (made
@@ -69,14 +70,18 @@ class Spec:
             table.append(_TRIPLE.pack(addr, data_at, len(data)))
             blobs.append(data)
             data_at += len(data)
-        parts = [_HEADER.pack(MAGIC, self.entry, self.sp, self.as_limit, self.cpu_seconds,
-                              os.getpid(), len(self.maps), len(self.copies),
-                              len(self.filter) // 8, int(self.namespaces), int(self.template)),
-                 *(_TRIPLE.pack(*m) for m in self.maps), *table, self.filter, *blobs]
+        return b''.join([
+            _HEADER.pack(MAGIC, self.entry, self.sp, self.as_limit, self.cpu_seconds,
+                         os.getpid(), len(self.maps), len(self.copies), len(self.filter) // 8,
+                         int(self.namespaces), int(self.template)),
+            *(_TRIPLE.pack(*m) for m in self.maps), *table, self.filter, *blobs])
+
+    def memfd(self) -> int:
+        """The spec in a new memfd (close-on-exec; a spawned loader reads it as fd 3)."""
         fd = os.memfd_create('zvm-native-spec', os.MFD_CLOEXEC)
         try:
             with os.fdopen(os.dup(fd), 'wb', closefd=True) as f:
-                f.writelines(parts)
+                f.write(self.encode())
         except BaseException:
             os.close(fd)
             raise

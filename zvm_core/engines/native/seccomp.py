@@ -12,7 +12,6 @@ the guest could change in between; and the filter has already refused
 
 Performed by the kernel directly:
 
-- ``exit``, ``exit_group``: end the guest (the supervisor sees its status);
 - ``arch_prctl`` ``ARCH_SET_FS``/``ARCH_GET_FS``/``ARCH_SET_GS``/``ARCH_GET_GS``:
   the TLS base is guest register state the supervisor cannot set; any other
   code (``ARCH_SET_CPUID``, ``ARCH_MAP_VDSO_*`` ...) is ``EINVAL``;
@@ -20,6 +19,11 @@ Performed by the kernel directly:
   (:data:`CTL_FD`, above every descriptor the personality hands out; after
   the loader closes it both are ``EBADF`` from the kernel, exactly what the
   personality would answer for that number).
+
+``exit`` and ``exit_group`` are the personality's too: the supervisor has the
+exit status from the call and kills the guest, so a run's report does not
+wait for the kernel to tear the process down (a template's child is reaped
+after the reply).
 
 Refused outright: another architecture (``int 0x80``, ``sysenter``: the i386
 ABI) kills the process (``SIGSYS``, status ``fault``); the x32 ABI (numbers
@@ -42,7 +46,7 @@ CTL_FD = 1030                   # loader.c: CTL_FD
 AUDIT_ARCH_X86_64 = 0xC000003E
 X32_SYSCALL_BIT = 0x40000000
 X32_RANGE = 0x1000              # numbers the kernel would run as x32 (it has ~550)
-NR_CLOSE, NR_MPROTECT, NR_SENDMSG, NR_EXIT, NR_ARCH_PRCTL, NR_EXIT_GROUP = 3, 10, 46, 60, 158, 231
+NR_CLOSE, NR_MPROTECT, NR_SENDMSG, NR_ARCH_PRCTL = 3, 10, 46, 158
 ARCH_CODES = (0x1001, 0x1002, 0x1003, 0x1004)     # SET_GS, SET_FS, GET_FS, GET_GS
 PROT_EXEC = 4
 
@@ -79,7 +83,6 @@ def program(ctl_fd: int = CTL_FD) -> list[tuple[int, int, int, int]]:
     prog = [_ld(_ARCH), _jeq(AUDIT_ARCH_X86_64, 1, 0), _ret(RET_KILL_PROCESS),
             _ld(_NR), (_JGE, 2, 0, X32_SYSCALL_BIT + X32_RANGE), (_JGE, 0, 1, X32_SYSCALL_BIT),
             _ret(RET_ERRNO | errno.ENOSYS)]
-    prog += _block(NR_EXIT, [allow]) + _block(NR_EXIT_GROUP, [allow])
     for nr in (NR_CLOSE, NR_SENDMSG):           # the kernel reads an int: the low half
         prog += _block(nr, [_ld(_arg(0)), _jeq(ctl_fd, 0, 1), allow, notify])
     prog += _block(NR_MPROTECT, [

@@ -190,22 +190,25 @@ def _spawn(spec: Spec) -> tuple[int, socket.socket]:
 class Template:
     """A fork server for one program at one memory size (the pool's warm native starts).
 
-    The loader maps the validated program once and then, per run, forks a
-    child from that state: no guest instruction has ever run in the
-    template, and it never reads a run's bytes (the child does, from the
-    run's own spec), so a child is as fresh as a spawned loader -- the same
-    mappings with the same bytes, nothing of an earlier run -- while the
-    program is copied and the namespaces are made once.  The children are
-    the supervisor's (``CLONE_PARENT``): it waits for them and they die with
-    it; the template dies with it too, or when :meth:`close` kills it.
+    The loader maps the validated program once and then forks a child per
+    run from that state: no guest instruction has ever run in the template,
+    and it never reads a run's bytes (the child reads them from its own
+    socket), so a child is as fresh as a spawned loader -- the same mappings
+    with the same bytes, nothing of an earlier run -- while the program is
+    copied and the namespaces are made once.  :meth:`prefork` forks the next
+    child ahead of its run (the pool calls it after replying), so a run only
+    sends its spec.  The children are the supervisor's (``CLONE_PARENT``): it
+    waits for them and they die with it; the template and an unused child die
+    with it too, or when :meth:`close` kills them.  One caller at a time.
     """
 
     def __init__(self, program: Program, memory: int, timeout: float = 10.0) -> None:
-        self.program, self.memory = program, memory
         layout = Guest(program, memory)         # SetupError if the memory is too small
         self.image_size = layout.image_size
         self.pid, self.sock = _spawn(layout.image_spec(template=True))
         self.pidfd: int | None = None
+        self._next: tuple[int, socket.socket] | None = None
+        self._dead: list[tuple[int, int]] = []
         try:
             self.pidfd = os.pidfd_open(self.pid)
             self.sock.settimeout(timeout)
@@ -227,29 +230,58 @@ class Template:
                           .strip())
         return int.from_bytes(data, 'little', signed=True)
 
-    def fork(self, spec: Spec) -> tuple[int, socket.socket]:
-        """A child of the template that starts the guest with ``spec`` (a run spec)."""
+    def prefork(self) -> None:
+        """Fork the child the next run starts in, if there is none yet."""
+        self.reap()
+        if self._next is not None:
+            return
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        spec_fd = spec.memfd()
         try:
-            socket.send_fds(self.sock, [b'F'], [spec_fd, theirs.fileno()])
+            socket.send_fds(self.sock, [b'F'], [theirs.fileno()])
             pid = self._reply()
+            if pid <= 0:
+                raise OSError(-pid or errno.EPROTO, 'the template cannot fork')
         except BaseException:
             ours.close()
             raise
         finally:
-            os.close(spec_fd)
             theirs.close()
-        if pid <= 0:
-            ours.close()
-            raise OSError(-pid or errno.EPROTO, f'the template cannot fork: {os.strerror(-pid)}')
-        return pid, ours
+        self._next = pid, ours
+
+    def take(self) -> tuple[int, socket.socket]:
+        """A child of the template waiting for its run's spec: its pid and socket."""
+        self.prefork()
+        (pid, sock), self._next = self._next, None
+        return pid, sock
+
+    @staticmethod
+    def start(sock: socket.socket, spec: Spec) -> None:
+        """Send a child its run's spec (a run spec): it starts the guest."""
+        try:
+            sock.sendall(spec.encode())
+        except OSError:
+            pass            # it failed (its error line is on the socket) or died: the run says so
+
+    def reap_later(self, pid: int, pidfd: int) -> None:
+        """A child killed after its run ended (its outcome is known): :meth:`reap`
+        waits for it after the reply, not before."""
+        self._dead.append((pid, pidfd))
+
+    def reap(self) -> None:
+        while self._dead:
+            _reap(*self._dead.pop())
 
     def alive(self) -> bool:
         return self.pidfd is not None and not select.select([self.pidfd], [], [], 0)[0]
 
     def close(self) -> None:
-        """Kill and reap the template (its children are the supervisor's)."""
+        """Kill and reap the template and its unused child."""
+        self.reap()
+        if self._next is not None:
+            pid, sock = self._next
+            self._next = None
+            sock.close()
+            _reap(pid, None)
         self.sock.close()
         if self.pidfd is not None:
             _reap(self.pid, self.pidfd)
@@ -334,7 +366,8 @@ class _Supervisor:
                 raise
 
     def _bootstrap(self, poll: select.poll) -> None:
-        """The loader's close of its copy of the listener: the one call let through."""
+        """The loader's close of its copy of the listener: the one call let through,
+        once the tracer (if any) is attached."""
         left = self.deadline - time.monotonic()
         ready = dict(poll.poll(max(0.0, left) * 1000))
         if not ready:
@@ -438,7 +471,7 @@ def run(program: Program, channels: list[Channel], argv: list[str], env: dict[st
     make_spec = guest.spec if template is None else guest.run_spec
     spec = make_spec(guest.trap_channels, argv_b, envp_b, seed, timeout)
     guest.deadline = time.monotonic() + timeout
-    pid, sock = _spawn(spec) if template is None else template.fork(spec)
+    pid, sock = _spawn(spec) if template is None else template.take()
     guest.mem.attach(pid)
     listener = stopped = failure = None
     try:
@@ -449,8 +482,14 @@ def run(program: Program, channels: list[Channel], argv: list[str], env: dict[st
         _reap(pid, None)
         sock.close()
         raise
+    got: int | str | None = None
+    if template is not None:
+        if guest.tracer is None or guest.tracer.attached():     # before it starts
+            template.start(sock, spec)
+        else:
+            got = guest.tracer.error
     try:
-        got = _listener(sock, guest.deadline)
+        got = _listener(sock, guest.deadline) if got is None else got
         if isinstance(got, int):
             listener = got
             sup = _Supervisor(guest, pidfd, listener, guest.deadline)
@@ -465,7 +504,11 @@ def run(program: Program, channels: list[Channel], argv: list[str], env: dict[st
         guest.mem.close()
         if listener is not None:
             os.close(listener)
-        status = _reap(pid, pidfd, guest.tracer)
+        if template is not None and guest.tracer is None and guest.outcome is not None:
+            template.reap_later(pid, pidfd)     # killed, and its status would change nothing
+            status = 0
+        else:
+            status = _reap(pid, pidfd, guest.tracer)
     if failure is not None:
         report = Report('killed', None, failure)
     else:

@@ -1,0 +1,58 @@
+"""Warm native starts: a validated program and its template, kept by a pool worker.
+
+A :class:`Warm` is what the pool's template cache holds for a native
+program (``zvm_core.pool.Templates``), in place of the emulator's
+``Machine``: the program loaded and validated once, whether it must be
+traced for ``rdtsc``, and its :class:`~zvm_core.engines.native.Template`
+(a fork server that mapped it once).  Each run is a child forked from the
+never-run template; :meth:`reset`, called after the reply, forks the next
+one, so a warm start only sends the run's spec (``doc/sandbox.md``).
+"""
+
+from __future__ import annotations
+
+from zvm_core.elf import Program
+from zvm_core.engines.native.supervisor import Template, run
+from zvm_core.executor import Limits, SetupError
+from zvm_core.report import Report
+from zvm_core.validator import Verdict
+
+
+class Warm:
+    """One program at one memory size, ready to start natively."""
+
+    snapshots = None        # the pool's template cache counts emulator snapshots
+
+    def __init__(self, program: Program, verdict: Verdict, memory: int, tsc: bool) -> None:
+        self.program, self.verdict, self.memory, self.tsc = program, verdict, memory, tsc
+        self.template = Template(program, memory)
+        self.image_size = self.template.image_size
+
+    def run(self, channels: list, argv: list[str], env: dict[str, str], seed: int,
+            epoch: int, limits: Limits, image=None) -> Report:
+        if not self.template.alive():       # killed from outside: a new one
+            self.template.close()
+            self.template = Template(self.program, self.memory)
+        try:
+            report = run(self.program, channels, argv, env, self.memory, limits.timeout, seed,
+                         epoch, image, tsc=self.tsc, template=self.template)
+        except SetupError as e:
+            report = Report(e.status, None, str(e))
+        report.engine = 'native'
+        report.validation = {'state': 'cached' if self.verdict.cached else 'ok',
+                             'violations': []}
+        return report
+
+    def reset(self) -> None:
+        """After a run (and its reply): fork the next run's child now."""
+        try:
+            self.template.prefork()
+        except OSError:
+            self.template.close()       # the next run starts a new template
+
+    def held(self) -> int:
+        """Host memory the template holds: its copy of the program."""
+        return self.image_size
+
+    def close(self) -> None:
+        self.template.close()
