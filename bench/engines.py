@@ -46,8 +46,10 @@ common.private_verdict_cache()
 from zvm_core.channels import READ, WRITE, Channel, FdBacking, MemoryBacking  # noqa: E402
 from zvm_core.engines import native_unavailable  # noqa: E402
 from zvm_core.executor import run  # noqa: E402
+from zvm_core.limits import Limits  # noqa: E402
 from zvm_core.pool import ChannelSpec, Pool  # noqa: E402
 
+LONG = Limits(timeout=3600.0)   # the emulated runs of a loaded host outlast the default 60 s
 GOALS: list[list[str]] = []      # (what, goal, measured, met): the summary table
 
 
@@ -73,7 +75,8 @@ def sandboxed(engine: str, prog: Path, args: list[str], stdin: Path, stdout: Pat
     chans = [Channel('/dev/stdin', FdBacking.open(stdin, READ), READ),
              Channel('/dev/stdout', FdBacking.open(stdout, WRITE), WRITE),
              Channel('/dev/stderr', MemoryBacking(), WRITE)]
-    t, report = common.timed(run, prog, chans, argv=[prog.name, *args], engine=engine)
+    t, report = common.timed(run, prog, chans, argv=[prog.name, *args], engine=engine,
+                             limits=LONG)
     if report.status != 'ok' or report.retcode or report.engine != engine:
         sys.exit(f'{engine} {prog.name}: {report.status} {report.retcode} {report.message}')
     return t
@@ -133,7 +136,8 @@ def _interpreted(engine: str, program: Path, tars: list[Path], argv: list[str],
     for i, tar in enumerate(tars):
         chans.append(Channel(f'/dev/image{i}', FdBacking.open(tar, READ), READ, random=True))
         image.mount(chans[-1].backing, '/', chans[-1].alias)
-    t, report = common.timed(run, program, chans, argv=argv, image=image, engine=engine)
+    t, report = common.timed(run, program, chans, argv=argv, image=image, engine=engine,
+                             limits=LONG)
     if report.status != 'ok' or report.retcode or report.engine != engine:
         sys.exit(f'{argv[0]} on {engine}: {report.status} {report.message}')
     return t, bytes(out.data)
