@@ -30,7 +30,7 @@
  * A template (the spec says so; the pool's warm native starts) stops after
  * step 3: it keeps no descriptor but its spec and socket, dies with the
  * supervisor, and forks a child per run from that never-run state, which goes
- * on from step 4 with the run's own spec and socket (see serve()).
+ * on from step 4 and waits at the gate for the run's bytes (see serve()).
  *
  * Any failure before the filter is reported as one line on the socket and
  * exit status 127; the supervisor turns it into a report.  The loader is
@@ -133,20 +133,12 @@ static void __attribute__((noreturn)) fail(const char *what, long err) {
 
 static void check(long ret, const char *what) { if (ret < 0) fail(what, ret); }
 
-/* The spec is read from SPEC_FD with pread, or, in a template's child, from its
- * socket as a stream: then the parts must come in order (they do: see loader.py). */
-static int stream;
-static u64 stream_at;
-
 static void pread_all(void *dest, u64 length, u64 offset, const char *what) {
     char *p = dest;
-    if (stream && offset != stream_at) fail("a spec out of order", 0);
     while (length) {
-        long n = stream ? sys3(SYS_read, CTL_FD, p, length)
-                        : sys6(SYS_pread64, SPEC_FD, (long)p, (long)length, (long)offset, 0, 0);
-        if (n == 0 && stream && stream_at == 0) sys3(SYS_exit, 0, 0, 0);    /* never used */
+        long n = sys6(SYS_pread64, SPEC_FD, (long)p, (long)length, (long)offset, 0, 0);
         if (n <= 0) fail(what, n < 0 ? n : -5);
-        p += n; length -= (u64)n; offset += (u64)n; stream_at += (u64)n;
+        p += n; length -= (u64)n; offset += (u64)n;
     }
 }
 
@@ -214,18 +206,13 @@ static void read_spec(struct header *h) {
         pread_all(filter, h->nfilter * sizeof filter[0], off, "cannot read the filter");
 }
 
-/* 2. the guest's mappings: new ones (fresh), or ones a template mapped, made
- * writable for this run's bytes; then the bytes, then the final protections */
-static void load(const struct header *h, int fresh) {
+/* 2. the guest's mappings, their bytes, then their final protections */
+static void load(const struct header *h) {
     for (u64 i = 0; i < h->nmaps; i++) {
         struct map *m = &maps[i];
         if ((m->prot & 2) && (m->prot & 4)) fail("a mapping both writable and executable", 0);
         if (m->addr + m->size > GUEST_TOP || m->addr + m->size < m->addr)
             fail("a mapping outside the guest's 4 GiB", 0);
-        if (!fresh) {
-            check(sys3(SYS_mprotect, m->addr, m->size, 3), "mprotect of a template mapping");
-            continue;
-        }
         long a = sys6(SYS_mmap, (long)m->addr, (long)m->size, 3,
                       0x02 | 0x20 | 0x100000 | 0x4000, -1, 0);   /* PRIVATE ANON NOREPLACE NORESERVE */
         if (a != (long)m->addr) fail("cannot map guest memory", a < 0 ? a : -17);
@@ -247,7 +234,7 @@ static void strip(void) {
 }
 
 /* 4.-5. descriptors, signals, limits but CPU time (a template's child does
- * these before its run's spec comes) */
+ * these before its run: the supervisor sets its CPU limit) */
 static void prepare(const struct header *h) {
     /* 4. descriptors and signals */
     limit(7, CTL_FD + 1, CTL_FD + 1, "setrlimit NOFILE");
@@ -283,8 +270,12 @@ static void prepare(const struct header *h) {
      * descriptor anyway (they are all answered by the supervisor) */
 }
 
+/* A template's child starts the guest here: the supervisor writes the run's
+ * initial stack pointer while the child waits at the gate (see serve()). */
+static volatile u64 run_sp;
+
 /* 5. (CPU time) and 6. the filter, last; then the guest */
-static void __attribute__((noreturn)) start(const struct header *h) {
+static void __attribute__((noreturn)) start(const struct header *h, int forked) {
     if (h->cpu_seconds) limit(0, h->cpu_seconds, h->cpu_seconds + 1, "setrlimit CPU");
     if (filter_len == 0) fail("no filter", 0);
     struct sock_fprog prog = {(unsigned short)filter_len, filter};
@@ -294,17 +285,19 @@ static void __attribute__((noreturn)) start(const struct header *h) {
     union { char buf[24]; u64 align; } cmsg = {{0}};
     struct { u64 len; int level, type; int fd; } *c = (void *)cmsg.buf;
     c->len = 20; c->level = 1; c->type = 1; c->fd = (int)listener;    /* SOL_SOCKET SCM_RIGHTS */
-    char byte = isolated ? 'N' : 'L';      /* N: in its own namespaces */
-    struct { void *base; u64 len; } iov = {&byte, 1};
+    char hello[9] = {isolated ? 'N' : 'L'};         /* N: in its own namespaces */
+    u64 where = (u64)&run_sp;
+    for (int i = 0; i < 8; i++) hello[1 + i] = (char)(where >> (8 * i));
+    struct { void *base; u64 len; } iov = {hello, sizeof hello};
     struct { void *name; int namelen; void *iov; u64 iovlen; void *control; u64 controllen;
              int flags; } msg = {0, 0, &iov, 1, cmsg.buf, 24, 0};
     long sent;
     for (int tries = 0; (sent = sys3(SYS_sendmsg, CTL_FD, &msg, 0)) == -109 && tries < 100000;
          tries++) {}              /* ETOOMANYREFS: its user's descriptors in flight, for now */
-    if (sent != 1) __builtin_trap();     /* exit is the supervisor's now: ud2, SIGILL */
-    sys3(SYS_close, listener, 0, 0);     /* the supervisor lets this one continue */
+    if (sent != sizeof hello) __builtin_trap();  /* exit is the supervisor's now: ud2, SIGILL */
+    sys3(SYS_close, listener, 0, 0);     /* the gate: the supervisor lets it continue */
     sys3(SYS_close, CTL_FD, 0, 0);       /* the filter allows close of CTL_FD only */
-    enter(h->entry, h->sp);
+    enter(h->entry, forked ? run_sp : h->sp);
 }
 
 static void reply(long value) {
@@ -313,17 +306,18 @@ static void reply(long value) {
 }
 
 /* A template (a fork server): the program is mapped once, no guest instruction
- * ever runs here.  Each request on SOCK_FD carries one descriptor, a run's
- * control socket; the template forks a child with CLONE_PARENT (so the
- * supervisor is its parent: it waits for it, and the child dies with it),
- * replies with its pid (or -errno), and forgets it.  The child makes the
- * socket its fd 4, waits there for a run's spec (the supervisor may fork it
- * ahead of the run), reads it as a stream and goes on as a spawned loader
- * after step 3.  The template never reads a run's spec: no run's data is
- * ever in its memory, and every child starts from the same never-run state.
- * EOF on SOCK_FD ends the template; EOF before a spec ends a child. */
+ * ever runs here.  Each request on SOCK_FD carries one descriptor, a control
+ * socket; the template forks a child with CLONE_PARENT (so the supervisor is
+ * its parent: it waits for it, and the child dies with it), replies with its
+ * pid (or -errno), and forgets it.  The child makes the socket its CTL_FD and
+ * goes on from step 4 with the template's limits, installs the filter, passes
+ * its listener and waits at the gate (its close of the listener) -- the
+ * supervisor may fork it ahead of the run.  For the run, the supervisor writes
+ * the run's initial stack and user manifest into the child (/proc/PID/mem),
+ * then run_sp, sets its CPU limit and lets the gate continue.  The template
+ * never sees a run's bytes, and every child starts from the same never-run
+ * state.  EOF on SOCK_FD ends the template. */
 static void __attribute__((noreturn)) serve(void) {
-    static struct header run;
     reply(0);                            /* ready */
     for (;;) {
         char byte;
@@ -344,14 +338,9 @@ static void __attribute__((noreturn)) serve(void) {
             check(sys6(SYS_prctl, 1, 9, 0, 0, 0, 0), "PR_SET_PDEATHSIG");
             if ((u64)sys3(SYS_getppid, 0, 0, 0) != hdr.parent) sys3(SYS_exit, 0, 0, 0);
             /* the descriptor is below SPEC_FD (0-2 are closed here) */
-            check(sys3(SYS_dup2, c->fd, SOCK_FD, 0), "dup2 of the run's socket");
-            prepare(&hdr);                  /* the socket is CTL_FD from here */
-            stream = 1;
-            stream_at = 0;
-            read_spec(&run);
-            if (run.nfilter || run.template) fail("a run's spec cannot bring a filter", 0);
-            load(&run, 0);
-            start(&run);
+            check(sys3(SYS_dup2, c->fd, SOCK_FD, 0), "dup2 of the child's socket");
+            prepare(&hdr);
+            start(&hdr, 1);
         }
         sys3(SYS_close, c->fd, 0, 0);
         reply(pid);
@@ -369,11 +358,11 @@ void __attribute__((noreturn, used)) loader_main(void) {
     isolated = hdr.namespaces && isolate();
     if (hdr.nfilter == 0) fail("bad spec", 0);
     filter_len = hdr.nfilter;
-    load(&hdr, 1);
+    load(&hdr);
     strip();
     if (!hdr.template) {
         prepare(&hdr);
-        start(&hdr);
+        start(&hdr, 0);
     }
     limit(4, 0, 0, "setrlimit CORE");
     check(sys6(SYS_prctl, 1, 9, 0, 0, 0, 0), "PR_SET_PDEATHSIG");

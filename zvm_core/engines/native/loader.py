@@ -6,10 +6,10 @@ without libc, linked at :data:`LOADER_BASE`.  Whoever can write the cache
 directory can replace it: it must be private to the sandbox's user, like the
 verdict cache.
 
-The spec is one memfd the loader reads with ``pread`` (a template's child
-reads its run's spec from its socket, in order): a header, the mappings, the
-copies (guest address, offset in the spec, length), the seccomp filter, then
-the bytes the copies take.
+The spec is one memfd the loader reads with ``pread``: a header, the
+mappings, the copies (guest address, offset in the spec, length), the seccomp
+filter, then the bytes the copies take.  A template's spec is the program's
+alone; its children get their run's bytes written into them by the supervisor.
 """
 
 from __future__ import annotations
@@ -57,12 +57,7 @@ class Spec:
     template: bool = False      # a fork server: maps the program, then forks a child per run
 
     def encode(self) -> bytes:
-        """The spec as the loader reads it: the parts in this order.
-
-        A template's spec has the program's mappings and bytes and the filter;
-        a run's spec for a template only the mappings it writes to (made
-        writable for the copy, then given their protection again) and its bytes.
-        """
+        """The spec as the loader reads it: the parts in this order."""
         head = _HEADER.size + _TRIPLE.size * (len(self.maps) + len(self.copies))
         data_at = head + len(self.filter)
         table, blobs = [], []

@@ -24,6 +24,7 @@ import errno
 import fcntl
 import math
 import os
+import resource
 import select
 import signal
 import socket
@@ -136,8 +137,8 @@ class Guest:
 
     def run_spec(self, channels: list[Channel], argv: list[bytes], envp: list[bytes],
                  seed: int, timeout: float) -> Spec:
-        """This run's bytes (initial stack, user manifest) and limits, for a template's
-        child: the regions they go to are the manifest's and the stack's."""
+        """This run's bytes (user manifest, initial stack) and limits: what a
+        template's child is given (:meth:`Template.start`)."""
         p = self.program
         sp, stack = initial_stack(p, argv, envp, SeededStream(seed, b'AT_RANDOM').take(16))
         try:
@@ -146,8 +147,6 @@ class Guest:
         except ValueError as e:
             raise SetupError('fault', str(e)) from None
         spec = Spec(entry=p.entry, sp=sp, cpu_seconds=math.ceil(timeout) + 1)
-        spec.maps = [(r.start, r.end - r.start, r.prot) for r in self.regions[-2:]]
-        spec.as_limit = sum(r.end - r.start for r in self.regions) + AS_SLACK
         spec.copies = [(MANIFEST_PAGE, manifest), (sp, stack)]
         return spec
 
@@ -187,27 +186,48 @@ def _spawn(spec: Spec) -> tuple[int, socket.socket]:
     return pid, ours
 
 
+class _Child:
+    """A template's child waiting at the gate: filter installed, listener passed."""
+
+    def __init__(self, pid: int, sock: socket.socket) -> None:
+        self.pid, self.sock = pid, sock
+        self.pidfd: int | None = None
+        self.listener: int | None = None
+        self.gate = 0                   # the notification id of its close (the gate)
+        self.sp_at = 0                  # where the loader reads the initial stack pointer
+
+    def close(self) -> None:
+        self.sock.close()
+        if self.listener is not None:
+            os.close(self.listener)
+        _reap(self.pid, self.pidfd)
+
+
 class Template:
     """A fork server for one program at one memory size (the pool's warm native starts).
 
     The loader maps the validated program once and then forks a child per
     run from that state: no guest instruction has ever run in the template,
-    and it never reads a run's bytes (the child reads them from its own
-    socket), so a child is as fresh as a spawned loader -- the same mappings
-    with the same bytes, nothing of an earlier run -- while the program is
-    copied and the namespaces are made once.  :meth:`prefork` forks the next
-    child ahead of its run (the pool calls it after replying), so a run only
-    sends its spec.  The children are the supervisor's (``CLONE_PARENT``): it
-    waits for them and they die with it; the template and an unused child die
-    with it too, or when :meth:`close` kills them.  One caller at a time.
+    and it never sees a run's bytes, so a child is as fresh as a spawned
+    loader -- the same mappings with the same bytes, nothing of an earlier
+    run -- while the program is copied and the namespaces are made once.
+    :meth:`prefork` forks the next child ahead of its run (the pool calls it
+    after replying): the child sets its limits, installs the filter, passes
+    its listener and waits at the gate.  :meth:`start` gives it the run:
+    writes the run's initial stack and user manifest into it, its stack
+    pointer, its CPU limit, and lets it through the gate.  The children are
+    the supervisor's (``CLONE_PARENT``): it waits for them and they die with
+    it; the template and an unused child die with it too, or when
+    :meth:`close` kills them.  One caller at a time.
     """
 
     def __init__(self, program: Program, memory: int, timeout: float = 10.0) -> None:
         layout = Guest(program, memory)         # SetupError if the memory is too small
         self.image_size = layout.image_size
+        self.timeout = timeout
         self.pid, self.sock = _spawn(layout.image_spec(template=True))
         self.pidfd: int | None = None
-        self._next: tuple[int, socket.socket] | None = None
+        self._next: _Child | None = None
         self._dead: list[tuple[int, int]] = []
         try:
             self.pidfd = os.pidfd_open(self.pid)
@@ -231,7 +251,7 @@ class Template:
         return int.from_bytes(data, 'little', signed=True)
 
     def prefork(self) -> None:
-        """Fork the child the next run starts in, if there is none yet."""
+        """Fork the child the next run starts in and wait until it is at the gate."""
         self.reap()
         if self._next is not None:
             return
@@ -239,28 +259,53 @@ class Template:
         try:
             socket.send_fds(self.sock, [b'F'], [theirs.fileno()])
             pid = self._reply()
-            if pid <= 0:
-                raise OSError(-pid or errno.EPROTO, 'the template cannot fork')
         except BaseException:
             ours.close()
             raise
         finally:
             theirs.close()
-        self._next = pid, ours
+        if pid <= 0:
+            ours.close()
+            raise OSError(-pid or errno.EPROTO, 'the template cannot fork')
+        child = _Child(pid, ours)
+        try:
+            child.pidfd = os.pidfd_open(pid)
+            deadline = time.monotonic() + self.timeout
+            got = _listener(ours, deadline)
+            if isinstance(got, str):
+                raise OSError(errno.EPROTO, got)
+            child.listener, hello = got
+            child.sp_at = int.from_bytes(hello[1:9], 'little')
+            ready = select.select([child.listener], [], [],
+                                  max(0.0, deadline - time.monotonic()))[0]
+            notif = bytearray(seccomp.NOTIF.size)
+            if ready:
+                fcntl.ioctl(child.listener, seccomp.IOCTL_NOTIF_RECV, notif, True)
+            child.gate, _pid, _flags, nr, *_ = seccomp.NOTIF.unpack(notif)
+            if nr != seccomp.NR_CLOSE:
+                raise OSError(errno.EPROTO, 'the child did not reach the gate')
+        except BaseException:
+            child.close()
+            raise
+        self._next = child
 
-    def take(self) -> tuple[int, socket.socket]:
-        """A child of the template waiting for its run's spec: its pid and socket."""
+    def take(self) -> _Child:
+        """The child the next run starts in (forked now if there is none)."""
         self.prefork()
-        (pid, sock), self._next = self._next, None
-        return pid, sock
+        child, self._next = self._next, None
+        return child
 
     @staticmethod
-    def start(sock: socket.socket, spec: Spec) -> None:
-        """Send a child its run's spec (a run spec): it starts the guest."""
-        try:
-            sock.sendall(spec.encode())
-        except OSError:
-            pass            # it failed (its error line is on the socket) or died: the run says so
+    def start(child: _Child, spec: Spec) -> None:
+        """Give ``child`` its run (``spec``: a run spec): OSError if it is gone."""
+        fd = os.open(f'/proc/{child.pid}/mem', os.O_RDWR | os.O_CLOEXEC)
+        try:        # /proc/PID/mem writes the read-only manifest page too (a debugger's write)
+            for addr, data in [*spec.copies, (child.sp_at, spec.sp.to_bytes(8, 'little'))]:
+                if os.pwrite(fd, data, addr) != len(data):
+                    raise OSError(errno.EIO, 'short write into the guest')
+        finally:
+            os.close(fd)
+        resource.prlimit(child.pid, resource.RLIMIT_CPU, (spec.cpu_seconds, spec.cpu_seconds + 1))
 
     def reap_later(self, pid: int, pidfd: int) -> None:
         """A child killed after its run ended (its outcome is known): :meth:`reap`
@@ -278,10 +323,8 @@ class Template:
         """Kill and reap the template and its unused child."""
         self.reap()
         if self._next is not None:
-            pid, sock = self._next
+            self._next.close()
             self._next = None
-            sock.close()
-            _reap(pid, None)
         self.sock.close()
         if self.pidfd is not None:
             _reap(self.pid, self.pidfd)
@@ -291,8 +334,8 @@ class Template:
         self.pid = 0
 
 
-def _listener(sock: socket.socket, deadline: float) -> int | str:
-    """The guest's notification listener, or the loader's error line."""
+def _listener(sock: socket.socket, deadline: float) -> tuple[int, bytes] | str:
+    """The guest's notification listener and the loader's hello, or its error line."""
     sock.settimeout(max(0.0, deadline - time.monotonic()))
     try:
         msg, anc, _flags, _addr = sock.recvmsg(256, socket.CMSG_SPACE(4))
@@ -300,7 +343,7 @@ def _listener(sock: socket.socket, deadline: float) -> int | str:
         return f'no answer from the loader: {e}'
     for level, kind, data in anc:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS and len(data) >= 4:
-            return int.from_bytes(data[:4], 'little')
+            return int.from_bytes(data[:4], 'little'), msg
     text = msg.decode(errors='replace')
     while msg and not text.endswith('\n'):
         try:
@@ -325,11 +368,15 @@ class _Supervisor:
         self.resp = bytearray(seccomp.RESP.size)
         self.stopped: str | None = None     # 'timeout' or 'stop' when we killed it
 
-    def serve(self) -> None:
+    def serve(self, gate: int | None = None) -> None:
+        """``gate``: the id of a template child's waiting close, let through now."""
         poll = select.poll()
         poll.register(self.listener, select.POLLIN)
         poll.register(self.pidfd, select.POLLIN)
-        self._bootstrap(poll)
+        if gate is None:
+            self._bootstrap(poll)
+        else:
+            self._send(gate, 0, 0, seccomp.USER_NOTIF_FLAG_CONTINUE)
         listener, pidfd, monotonic = self.listener, self.pidfd, time.monotonic
         while self.stopped is None:     # the hot path: a few us per call (doc/sandbox.md)
             left = self.deadline - monotonic()
@@ -471,29 +518,38 @@ def run(program: Program, channels: list[Channel], argv: list[str], env: dict[st
     make_spec = guest.spec if template is None else guest.run_spec
     spec = make_spec(guest.trap_channels, argv_b, envp_b, seed, timeout)
     guest.deadline = time.monotonic() + timeout
-    pid, sock = _spawn(spec) if template is None else template.take()
+    child = None
+    if template is None:
+        pid, sock = _spawn(spec)
+        try:
+            pidfd = os.pidfd_open(pid)
+        except BaseException:
+            _reap(pid, None)
+            sock.close()
+            raise
+    else:
+        child = template.take()
+        pid, sock, pidfd = child.pid, child.sock, child.pidfd
     guest.mem.attach(pid)
-    listener = stopped = failure = None
+    stopped = failure = None
+    listener, gate = (None, None) if child is None else (child.listener, child.gate)
     try:
-        pidfd = os.pidfd_open(pid)
         if tsc:
-            guest.tracer = Tracer(pid, guest.ticks)
-    except BaseException:
-        _reap(pid, None)
-        sock.close()
-        raise
-    got: int | str | None = None
-    if template is not None:
-        if guest.tracer is None or guest.tracer.attached():     # before it starts
-            template.start(sock, spec)
-        else:
+            guest.tracer = Tracer(pid, guest.ticks)     # attached before the first instruction
+        if child is None:
+            got = _listener(sock, guest.deadline)
+        elif guest.tracer is not None and not guest.tracer.attached():
             got = guest.tracer.error
-    try:
-        got = _listener(sock, guest.deadline) if got is None else got
-        if isinstance(got, int):
-            listener = got
+        else:
+            try:
+                template.start(child, spec)
+                got = (listener, b'')
+            except OSError as e:
+                got = f"the template's child is gone: {e}"
+        if isinstance(got, tuple):
+            listener = got[0]
             sup = _Supervisor(guest, pidfd, listener, guest.deadline)
-            sup.serve()
+            sup.serve(gate)
             stopped = sup.stopped
         else:
             failure = f'native engine: {got}'
