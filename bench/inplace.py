@@ -16,7 +16,9 @@ stopped at the end) with N text objects:
   over repetitions, client-observed (all with the same swiftclient
   connection), plus the time the proxy itself reports (``X-Nexe-Cdr-Line``).
 
-The first job is reported apart: it starts the object servers' worker pools.
+Jobs run under each engine the host can run (the node's ``"engine"``:
+``native``, then ``emulated``), a row each.  The first job of each engine
+is reported apart: it starts the object servers' worker pools and templates.
 All servers share this host's CPUs, so the in-place compute is not spread
 over machines as on a real cluster.
 
@@ -44,8 +46,19 @@ common.private_verdict_cache()   # inherited by the cluster's servers and their 
 from swiftclient import Connection  # noqa: E402
 
 from zerocloud.devcluster import DevCluster  # noqa: E402
+from zvm_core.engines import native_unavailable  # noqa: E402
 
 CONTAINER = 'bench'
+
+
+def engines() -> list[str]:
+    """The engines jobs run under here: the cluster's servers share this host."""
+    return ['emulated'] if native_unavailable() else ['native', 'emulated']
+
+
+def on(engine: str, job: list[dict]) -> list[dict]:
+    """``job`` with every node asking for ``engine``."""
+    return [{**node, 'engine': engine} for node in job]
 
 
 def header_bytes(headers: dict) -> int:
@@ -122,26 +135,38 @@ def in_place_vs_download(conn: Connection, nobj: int, size: int, reps: int) -> N
     job = [{'name': 'wc', 'exec': {'path': f'swift://~/{CONTAINER}/wc'},
             'devices': [{'name': 'stdin', 'path': f'swift://~/{CONTAINER}/data/*.txt'},
                         {'name': 'stdout'}]}]
-    first, _, _ = post_job(conn, job)
-    jobs, proxy, nodes, jbytes, body = [], [], [], 0, b''
-    for _ in range(reps):
-        t, headers, body = post_job(conn, job)
-        jobs.append(t)
-        proxy.append(proxy_seconds(headers))
-        nodes.append(node_seconds(headers))
-        jbytes = len(body) + header_bytes(headers)
+    first: dict[str, float] = {}
+    jobs: dict[str, list[float]] = {}
+    proxy: dict[str, list[float]] = {}
+    nodes: dict[str, list[list[float]]] = {}
+    jbytes, bodies = 0, {}
+    for engine in engines():
+        first[engine] = post_job(conn, on(engine, job))[0]
+        jobs[engine], proxy[engine], nodes[engine] = [], [], []
+        for _ in range(reps):
+            t, headers, bodies[engine] = post_job(conn, on(engine, job))
+            jobs[engine].append(t)
+            proxy[engine].append(proxy_seconds(headers))
+            nodes[engine].append(node_seconds(headers))
+            jbytes = len(bodies[engine]) + header_bytes(headers)
     rows_dl = {}
     outs: list[bytes] = []
     for threads in (1, 4):
         runs = [download_and_count(conn, wc, names, threads) for _ in range(reps)]
         rows_dl[threads] = runs
         outs = runs[-1][2]
-    if sorted(body.splitlines()) != sorted(b''.join(outs).splitlines()):
-        sys.exit(f'in-place and native counts differ:\n{body[:300]!r}\n{b"".join(outs)[:300]!r}')
-    jt = p50(jobs)
-    rows = [['in place: one job, N nodes', f'{jbytes:,}', '1.00x', ms(jt), '1.00x',
-             f'proxy {ms(p50(proxy))}; per node p50 {ms(p50([x for n in nodes for x in n]))}'
-             f', sum {ms(p50([sum(n) for n in nodes]))}']]
+    for engine, body in bodies.items():
+        if sorted(body.splitlines()) != sorted(b''.join(outs).splitlines()):
+            sys.exit(f'in-place ({engine}) and native counts differ:\n{body[:300]!r}\n'
+                     f'{b"".join(outs)[:300]!r}')
+    jt = p50(next(iter(jobs.values())))
+    rows = []
+    for engine, times in jobs.items():
+        per_node = [x for n in nodes[engine] for x in n]
+        rows.append([f'in place: one job, N nodes, {engine}', f'{jbytes:,}', '1.00x',
+                     ms(p50(times)), ratio(p50(times), jt),
+                     f'proxy {ms(p50(proxy[engine]))}; per node p50 {ms(p50(per_node))}'
+                     f', sum {ms(p50([sum(n) for n in nodes[engine]]))}'])
     for threads, runs in rows_dl.items():
         dbytes = runs[-1][1]
         wall = p50([r[0] for r in runs])
@@ -152,8 +177,9 @@ def in_place_vs_download(conn: Connection, nobj: int, size: int, reps: int) -> N
     table(f'In place vs download: word count of {nobj} objects x {mib(size)} '
           f'({reps} reps, medians)',
           ['method', 'bytes to client', 'ratio', 'wall p50', 'ratio', 'where the time went'],
-          rows, note=f'first job (starts the object servers\' worker pools): {ms(first)}; '
-                     'node, GET and wc times are summed over objects (they overlap)')
+          rows, note='first job of each engine (starts the object servers\' worker pools): '
+                     + ', '.join(f'{e} {ms(t)}' for e, t in first.items())
+                     + '; node, GET and wc times are summed over objects (they overlap)')
 
 
 def latency(conn: Connection, reps: int) -> None:
@@ -169,8 +195,10 @@ def latency(conn: Connection, reps: int) -> None:
         return [{'name': program, 'exec': {'path': f'swift://~/{CONTAINER}/{program}'},
                  'devices': devices}]
 
-    jobs = {'trivial job (nop on the object)': job('nop', False),
-            'word count job of the object': job('wc', True)}
+    jobs = {}
+    for engine in engines():
+        jobs[f'trivial job (nop on the object), {engine}'] = on(engine, job('nop', False))
+        jobs[f'word count job of the object, {engine}'] = on(engine, job('wc', True))
     for j in jobs.values():                                 # templates, pools, caches
         for _ in range(3):
             post_job(conn, j)

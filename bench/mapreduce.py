@@ -24,6 +24,9 @@ object servers' worker pools, is reported apart):
 - for scale: downloading every object through the proxy and counting in
   the client (Python ``Counter``, 4 threads).
 
+The job runs under each engine the host can run (every node's
+``"engine"``: ``native``, then ``emulated``); wall times and per-node
+overheads have a column each, bytes are the same under both (shown once).
 All servers share this host's CPUs: the mappers do not spread over
 machines as on a real cluster.
 
@@ -57,6 +60,7 @@ common.private_verdict_cache()   # inherited by the cluster's servers and their 
 from swiftclient import Connection  # noqa: E402
 
 from zerocloud.devcluster import DevCluster  # noqa: E402
+from zvm_core.engines import native_unavailable  # noqa: E402
 
 EXAMPLE = Path(__file__).resolve().parent.parent / 'examples' / 'mapreduce'
 CONTAINER = 'books'
@@ -76,10 +80,11 @@ def post_job(conn: Connection, job: list[dict]) -> tuple[float, dict, dict, int]
     return t, resp['headers'], report, len(body)
 
 
-def job(reducers: int, prefix: str = 'books') -> list[dict]:
+def job(reducers: int, engine: str, prefix: str = 'books') -> list[dict]:
     text = (EXAMPLE / 'job.json').read_text().replace('"count": 2', f'"count": {reducers}')
     text = text.replace('/books/', f'/{prefix}/').replace('/counts/', f'/{prefix}-counts/')
-    return json.loads(text.replace('swift://~/mapreduce/', f'swift://~/{CONTAINER}/'))
+    nodes = json.loads(text.replace('swift://~/mapreduce/', f'swift://~/{CONTAINER}/'))
+    return [{**node, 'engine': engine} for node in nodes]
 
 
 def wire_bytes(report: dict, programs: dict[str, int]) -> dict[str, int]:
@@ -123,34 +128,38 @@ def run(nobj: int, size: int, reducers: int, reps: int, staged: bool = False) ->
                         [*books.items(), *tiny.items()]))
         print(f'{nobj} objects x {size:,} bytes ({mib(nobj * size)}), {reducers} reducers, '
               + ('staged (zerovm_pipeline = false)' if staged else 'pipelined'))
-        the_job = job(reducers)
-        job_bytes = len(json.dumps(the_job))
-
-        first, _h, first_report, _b = post_job(conn, the_job)
-        runs = [post_job(conn, the_job) for _ in range(reps)]
+        engines = ['emulated'] if native_unavailable() else ['native', 'emulated']
         expected = collections.Counter(w for text in books.values() for w in text.split())
-        found = collections.Counter()
-        for r in range(1, reducers + 1):
-            body = conn.get_object(CONTAINER, f'books-counts/reducer-{r}.txt')[1]
-            found.update({w: int(n) for w, n in (line.rsplit(b' ', 1)
-                                                 for line in body.splitlines())})
-        if found != expected:
-            sys.exit('the job counted differently from Python')
+        first, first_report, runs = {}, {}, {}
+        for engine in engines:
+            the_job = job(reducers, engine)
+            first[engine], _h, first_report[engine], _b = post_job(conn, the_job)
+            runs[engine] = [post_job(conn, the_job) for _ in range(reps)]
+            found = collections.Counter()
+            for r in range(1, reducers + 1):
+                body = conn.get_object(CONTAINER, f'books-counts/reducer-{r}.txt')[1]
+                found.update({w: int(n) for w, n in (line.rsplit(b' ', 1)
+                                                     for line in body.splitlines())})
+            if found != expected:
+                sys.exit(f'the job ({engine}) counted differently from Python')
+        job_bytes = len(json.dumps(job(reducers, engines[0])))
 
-        wall = p50([t for t, *_ in runs])
-        proxy = p50([float(h['x-nexe-cdr-line'].split(',')[0]) for _t, h, _r, _b in runs])
-        report = runs[-1][2]
+        wall = {e: p50([t for t, *_ in rs]) for e, rs in runs.items()}
+        proxy = {e: p50([float(h['x-nexe-cdr-line'].split(',')[0]) for _t, h, _r, _b in rs])
+                 for e, rs in runs.items()}
+        last = runs[engines[0]][-1]
+        report = last[2]
         moved = wire_bytes(report, programs)
-        response = runs[-1][3] + sum(len(k) + len(v) + 4 for k, v in runs[-1][1].items())
+        response = last[3] + sum(len(k) + len(v) + 4 for k, v in last[1].items())
         rows = [['client -> proxy (job)', f'{job_bytes:,}'],
                 ['proxy -> client (response, JSON report)', f'{response:,}'],
                 *[[k, f'{v:,}'] for k, v in moved.items()],
                 *[[f'first job: {k.strip()}', f'{v:,}'] for k, v in
-                  wire_bytes(first_report, programs).items() if 'proxy -> object' in k
-                  or 'programs (by' in k],
+                  wire_bytes(first_report[engines[0]], programs).items()
+                  if 'proxy -> object' in k or 'programs (by' in k],
                 ['objects read (stay on the object servers)', f'{nobj * size:,}']]
-        table(f'Bytes crossing the proxy, one job ({nobj} objects, {reducers} reducers)',
-              ['what', 'bytes'], rows)
+        table(f'Bytes crossing the proxy, one job ({nobj} objects, {reducers} reducers, '
+              f'{engines[0]})', ['what', 'bytes'], rows)
 
         def download() -> float:
             start = time.perf_counter()
@@ -162,29 +171,37 @@ def run(nobj: int, size: int, reducers: int, reps: int, staged: bool = False) ->
                 sys.exit('download count differs')
             return time.perf_counter() - start
         dl = p50([download() for _ in range(reps)])
-        small = [post_job(conn, job(reducers, 'tiny')) for _ in range(reps)]
-        small_wall = p50([t for t, *_ in small])
-        table(f'Wall time ({reps} reps, medians)', ['method', 'wall', 'ratio', 'note'], [
-            ['map/reduce job', ms(wall), '1.00x',
-             f'proxy total {ms(proxy)}; first job {ms(first)}'],
-            ['download all + Counter in client (4 threads)', ms(dl), ratio(dl, wall),
-             f'{mib(nobj * size)} to the client'],
-            [f'same job, {nobj} objects of 1 KiB', ms(small_wall), ratio(small_wall, wall),
-             f'{ms(small_wall / (nobj + reducers))} per node, all fixed cost']])
+        small = {e: [post_job(conn, job(reducers, e, 'tiny')) for _ in range(reps)]
+                 for e in engines}
+        small_wall = {e: p50([t for t, *_ in rs]) for e, rs in small.items()}
+        base = wall[engines[0]]
+        table(f'Wall time ({reps} reps, medians; ratios to the {engines[0]} job)',
+              ['method', *engines, 'note'], [
+                  ['map/reduce job', *[f'{ms(wall[e])} ({ratio(wall[e], base)})'
+                                       for e in engines],
+                   'proxy total ' + ', '.join(f'{e} {ms(proxy[e])}' for e in engines)
+                   + '; first job ' + ', '.join(f'{e} {ms(first[e])}' for e in engines)],
+                  ['download all + Counter in client (4 threads)',
+                   *[f'{ms(dl)} ({ratio(dl, wall[e])})' for e in engines],
+                   f'{mib(nobj * size)} to the client; ratio to each engine\'s job'],
+                  [f'same job, {nobj} objects of 1 KiB',
+                   *[f'{ms(small_wall[e])} ({ratio(small_wall[e], wall[e])})' for e in engines],
+                   'per node, all fixed cost: ' + ', '.join(
+                       f'{e} {ms(small_wall[e] / (nobj + reducers))}' for e in engines)]])
 
+        def stats(reports: list[dict], group: str) -> str:
+            over = [x for rep in reports for x in overheads(rep, group)]
+            ran = [n['accounting']['wall_time'] for rep in reports
+                   for n in rep['nodes'] if n['name'].startswith(group)]
+            return f'{ms(p50(over))} / {ms(max(over))} / {ms(p50(ran))}'
         rows = []
         for group in ('mapper', 'reducer'):
-            over = [x for _t, _h, rep, _b in runs for x in overheads(rep, group)]
-            ran = [n['accounting']['wall_time'] for _t, _h, rep, _b in runs
-                   for n in rep['nodes'] if n['name'].startswith(group)]
-            rows.append([group, str(len(over) // reps), ms(p50(over)), ms(max(over)),
-                         ms(p50(ran))])
-        over = [x for _t, _h, rep, _b in small for x in overheads(rep, 'mapper')]
-        rows.append(['mapper, 1 KiB objects', str(nobj), ms(p50(over)), ms(max(over)),
-                     ms(p50([n['accounting']['wall_time'] for _t, _h, rep, _b in small
-                             for n in rep['nodes'] if n['name'].startswith('mapper')]))])
-        table('Per-node overhead: proxy time of a node minus its time in the sandbox',
-              ['stage', 'nodes', 'overhead p50', 'overhead max', 'in sandbox p50'], rows,
+            rows.append([group, str(len(overheads(runs[engines[0]][0][2], group))),
+                         *[stats([r[2] for r in runs[e]], group) for e in engines]])
+        rows.append(['mapper, 1 KiB objects', str(nobj),
+                     *[stats([r[2] for r in small[e]], 'mapper') for e in engines]])
+        table('Per-node overhead: proxy time of a node minus its time in the sandbox '
+              '(p50 / max / in sandbox p50)', ['stage', 'nodes', *engines], rows,
               note='overhead = connection, request (program + inputs), admission/queue '
                    'wait on a busy server, report and outputs back')
 

@@ -286,9 +286,12 @@ def _cmd_info() -> int:
         print(f'{name}: {"available" if reason is None else "unavailable: " + reason}')
     print(f'auto: {engines.choose("auto")}')
     if available['native'] is None:
-        from zvm_core.engines.native import tsc_unavailable
+        from zvm_core.engines.native import cpuid, tsc_unavailable
         reason = tsc_unavailable()
         print(f'native rdtsc: {"answered" if reason is None else "unavailable: " + reason}')
+        reason = cpuid.unsupported()
+        print('native cpuid: ' + ('faults, answered from the fixed table' if reason is None
+                                  else f'not virtualised: {reason}'))
     return 0
 
 

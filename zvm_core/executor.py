@@ -706,8 +706,9 @@ def native_engine(prog: Program, cache, engine: str | None) -> tuple[str, bool]:
     """The engine and whether the native one must answer ``rdtsc``: a program that
     contains it is traced natively (``engines/native/tsc.py``); where this host
     cannot trace, ``auto`` runs it emulated and ``native`` lets ``rdtsc`` fault."""
-    from zvm_core.engines.native import tsc_unavailable
-    if validate(prog, Policy(rdtsc='reject'), cache).ok:
+    from zvm_core.engines.native import cpuid, tsc_unavailable
+    if validate(prog, Policy(rdtsc='reject'), cache).ok and (   # and cpuid, where it faults
+            cpuid.unsupported() or not cpuid.contains(prog, validate(prog, Policy(), cache))):
         return 'native', False
     if tsc_unavailable() is None:
         return 'native', True

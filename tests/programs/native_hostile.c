@@ -8,6 +8,7 @@
  *   sysenter   `sysenter`, hidden the same way
  *   x32        a system call through the x32 ABI (bit 30 of the number)
  *   rdtsc      `rdtsc`, hidden
+ *   cpuid      `cpuid`, hidden (where it faults natively, the program is not traced)
  *   selfwrite  a store into its own code
  *   spin       a loop without system calls
  *   forkbomb   fork() 10000 times, printing how many succeeded
@@ -93,6 +94,8 @@ int main(int argc, char **argv)
         HIDDEN("0x909090900b0f340f", 20);        /* sysenter; ud2 */
     else if (!strcmp(what, "rdtsc"))
         HIDDEN("0x909090900b0f310f", 0);         /* rdtsc; ud2 */
+    else if (!strcmp(what, "cpuid"))
+        HIDDEN("0x909090900b0fa20f", 0);         /* cpuid; ud2 */
     else if (!strcmp(what, "x32"))
         printf("x32 %ld\n", sys(0x40000000 | SYS_getpid, 0, 0, 0, 0, 0, 0));
     else if (!strcmp(what, "selfwrite"))

@@ -16,6 +16,7 @@ import pytest
 
 from tests.sandbox.test_programs import text_input
 from zvm_core import engines
+from zvm_core.engines.native import cpuid
 
 pytestmark = pytest.mark.skipif(engines.native_unavailable() is not None,
                                 reason=f'native engine: {engines.native_unavailable()}')
@@ -29,7 +30,7 @@ SAME = [('hello', ()), ('cat', ()), ('wc', ()), ('sort', ()), ('malloc', ()),
         ('native_hostile', ('calls',)), ('native_hostile', ('forkbomb',)),
         ('native_hostile', ('fds',)), ('native_hostile', ('x32',))]
 # not here: timeprint, sleep, timewarp, startup (the emulator's clock advances with fuel, the
-# native one with mediated calls) and cpuid (natively the host CPU answers)
+# native one with mediated calls) and cpuid (its own test: the answer needs CPUID faulting)
 # Natively a system-call number is its low 32 bits, as Linux reads it: badptr's
 # syscall(1<<40) is read() there, an unknown call (ENOSYS) under the emulator.
 DIFFERENT_LINES = (b'syscall(1<<40)',)
@@ -81,9 +82,14 @@ def test_dangerous_calls_are_refused(guest, zvm):
     assert edges.stdout == b'mprotect_high_bits -22\nsendmsg_ctl -9\n', edges
 
 
+NO_CPUID_FAULT = pytest.mark.skipif(cpuid.unsupported() is not None,
+                                    reason=f'native cpuid: {cpuid.unsupported()}')
+
+
 @pytest.mark.parametrize('how,text', [
     ('int80', 'forbidden ABI'), ('sysenter', 'Signal'),
-    ('rdtsc', 'SIGSEGV'), ('selfwrite', 'SIGSEGV')])
+    ('rdtsc', 'SIGSEGV'), ('selfwrite', 'SIGSEGV'),
+    pytest.param('cpuid', 'SIGSEGV', marks=NO_CPUID_FAULT)])
 def test_hidden_and_forbidden_instructions_fault(guest, zvm, how, text):
     run = zvm.run(guest('native_hostile'), how, opts=NATIVE)
     assert run.status == 'fault', run
@@ -165,6 +171,20 @@ def test_rdtsc_answer_cannot_be_diverted_by_the_guest(guest, zvm):
     assert 'SIGSEGV' in nat.report['message'] and b'increasing 1' in nat.stdout
 
 
+@NO_CPUID_FAULT
+def test_cpuid_natively_is_the_fixed_table(guest, zvm):
+    """cpuid faults natively and the tracer answers it from the emulator's table: the
+    same bytes under both engines (a hidden one faults: test above), and in zvm info."""
+    prog = guest('cpuid')
+    nat, emu = _both(zvm, prog)
+    assert nat.status == emu.status == 'ok', (nat, emu)
+    assert nat.report['engine'] == 'native'
+    assert nat.stdout == emu.stdout and b'vendor GenuineIntel' in nat.stdout, (nat, emu)
+    auto = zvm.run(prog, opts=['--engine', 'auto'])
+    assert auto.report['engine'] == 'native' and auto.stdout == emu.stdout, auto
+    assert b'native cpuid: faults, answered from the fixed table' in zvm.cli('info').stdout
+
+
 PY_SCRIPT = """
 import collections, csv, decimal, hashlib, io, json, re, sys, time
 text = "the quick brown fox jumps over the lazy dog the fox" * 50
@@ -208,6 +228,33 @@ def test_pool_worker_runs_either_engine(guest, tmp_path):
             outputs[engine] = (tmp_path / 'out').read_bytes()
         assert pool.pids and all(os.path.exists(f"/proc/{pid}") for pid in pool.pids)
     assert outputs['native'] == outputs['emulated'] == data
+
+
+@pytest.mark.parametrize('memory', ['proc', 'process_vm'])
+def test_guest_memory_either_way(guest, monkeypatch, memory):
+    """Guest memory through /proc/PID/mem, or process_vm_readv/writev where /proc
+    cannot be opened: the same bytes (reads into the guest, writes out of it, a
+    bad pointer, munmap's zeroing), the same as the emulator's."""
+    from zvm_core.channels import READ, WRITE, Channel, MemoryBacking
+    from zvm_core.engines.native.memory import ProcessMemory
+    from zvm_core.executor import run
+    if memory == 'process_vm':
+        def no_proc(self, pid):
+            self.pid, self._memfd = pid, None
+        monkeypatch.setattr(ProcessMemory, 'attach', no_proc)
+    data = text_input(5000)
+    outs = {}
+    for engine in ('native', 'emulated'):
+        for name in ('cat', 'badptr', 'malloc'):
+            out = MemoryBacking()
+            report = run(guest(name), [Channel('/dev/stdin', MemoryBacking(data), READ),
+                                       Channel('/dev/stdout', out, WRITE)],
+                         argv=[name], engine=engine)
+            assert report.engine == engine, report
+            outs[engine, name] = report.status, report.retcode, _comparable(bytes(out.data))
+    for name in ('cat', 'badptr', 'malloc'):
+        assert outs['native', name] == outs['emulated', name], name
+    assert outs['native', 'cat'] == ('ok', 0, data)
 
 
 def _child_states(pid: int) -> dict[int, str]:

@@ -18,7 +18,8 @@
  *   4. keep no descriptor but the socket (moved to CTL_FD, above every
  *      descriptor number the personality hands out), reset signals;
  *   5. resource limits (address space, no core, no files, no processes, CPU
- *      seconds), no_new_privs, rdtsc faults (PR_SET_TSC), killed with its
+ *      seconds), no_new_privs, rdtsc faults (PR_SET_TSC), so does cpuid where
+ *      the CPU can (ARCH_SET_CPUID; cpuid.py), killed with its
  *      parent (PR_SET_PDEATHSIG);
  *   6. install the default-deny filter with a user-notification listener as
  *      the last step, pass the listener to the supervisor over the socket
@@ -61,6 +62,7 @@
 #define SYS_personality 135
 #define SYS_pivot_root 155
 #define SYS_prctl 157
+#define SYS_arch_prctl 158
 #define SYS_setrlimit 160
 #define SYS_mount 165
 #define SYS_umount2 166
@@ -259,6 +261,8 @@ static void prepare(const struct header *h) {
     limit(12, 0, 0, "setrlimit MSGQUEUE");
     check(sys6(SYS_prctl, 38, 1, 0, 0, 0, 0), "PR_SET_NO_NEW_PRIVS");
     check(sys6(SYS_prctl, 26, 2, 0, 0, 0, 0), "PR_SET_TSC");        /* PR_TSC_SIGSEGV */
+    long cpuid = sys3(SYS_arch_prctl, 0x1012, 0, 0);     /* ARCH_SET_CPUID 0: cpuid faults */
+    if (cpuid < 0 && cpuid != -19) fail("ARCH_SET_CPUID", cpuid);   /* ENODEV: no CPU support */
     check(sys6(SYS_prctl, 1, 9, 0, 0, 0, 0), "PR_SET_PDEATHSIG");
     if ((u64)sys3(SYS_getppid, 0, 0, 0) != h->parent) fail("the supervisor is gone", 0);
     /* RLIMIT_NOFILE stays CTL_FD + 1: it also bounds the descriptors its user may have

@@ -71,6 +71,7 @@ NR_MMAP = 9
 TICK_NS = 1000          # the native virtual clock: 1 us per mediated call (no fuel to count)
 AS_SLACK = 16 << 20     # the loader's own pages under RLIMIT_AS
 FILTER = seccomp.assemble(seccomp.program())
+_NOTIF_ZERO = bytes(seccomp.NOTIF.size)
 _SIGNAL_TEXT = {
     signal.SIGSYS: 'a system call through a forbidden ABI (int 0x80, sysenter or x32)',
     signal.SIGSEGV: 'invalid memory access or forbidden instruction (SIGSEGV)',
@@ -364,6 +365,7 @@ class _Supervisor:
         except OSError:
             pass                        # before Linux 6.6: the same, a little slower
         self.notif = bytearray(seccomp.NOTIF.size)
+        self.resp = bytearray(seccomp.RESP.size)
         self.stopped: str | None = None     # 'timeout' or 'stop' when we killed it
 
     def serve(self, gate: int | None = None) -> None:
@@ -375,23 +377,25 @@ class _Supervisor:
             self._bootstrap(poll)
         else:
             self._send(gate, 0, 0, seccomp.USER_NOTIF_FLAG_CONTINUE)
-        while self.stopped is None:
-            left = self.deadline - time.monotonic()
+        listener, pidfd, monotonic = self.listener, self.pidfd, time.monotonic
+        while self.stopped is None:     # the hot path: a few us per call (doc/sandbox.md)
+            left = self.deadline - monotonic()
             if left <= 0:
                 self._kill('timeout')
                 break
-            ready = dict(poll.poll(left * 1000))
-            if self.pidfd in ready:
-                break                   # it exited: no call of it is pending any more
-            events = ready.get(self.listener, 0)
+            events = 0
+            for fd, ev in poll.poll(left * 1000):
+                if fd == pidfd:
+                    return              # it exited: no call of it is pending any more
+                events = ev
             if events & select.POLLIN:
                 if self._receive():
                     self._answer()
             elif events:                # POLLHUP: it is exiting; wait for the pidfd alone
-                poll.unregister(self.listener)
+                poll.unregister(listener)
 
     def _receive(self) -> bool:
-        self.notif[:] = bytes(len(self.notif))
+        self.notif[:] = _NOTIF_ZERO     # the kernel wants it zeroed
         try:
             fcntl.ioctl(self.listener, seccomp.IOCTL_NOTIF_RECV, self.notif, True)
         except OSError as e:
@@ -401,9 +405,9 @@ class _Supervisor:
         return True
 
     def _send(self, notif_id: int, val: int, error: int = 0, flags: int = 0) -> None:
+        seccomp.RESP.pack_into(self.resp, 0, notif_id, val, error, flags)
         try:
-            fcntl.ioctl(self.listener, seccomp.IOCTL_NOTIF_SEND,
-                        bytearray(seccomp.RESP.pack(notif_id, val, error, flags)), True)
+            fcntl.ioctl(self.listener, seccomp.IOCTL_NOTIF_SEND, self.resp, True)
         except OSError as e:
             if e.errno != errno.ENOENT:     # ENOENT: it died (killed) while we answered
                 raise
@@ -526,7 +530,7 @@ def run(program: Program, channels: list[Channel], argv: list[str], env: dict[st
     else:
         child = template.take()
         pid, sock, pidfd = child.pid, child.sock, child.pidfd
-    guest.mem.pid = pid
+    guest.mem.attach(pid)
     stopped = failure = None
     listener, gate = (None, None) if child is None else (child.listener, child.gate)
     try:
@@ -553,6 +557,7 @@ def run(program: Program, channels: list[Channel], argv: list[str], env: dict[st
         failure = f'native engine: internal error: {e!r}'
     finally:
         sock.close()
+        guest.mem.close()
         if listener is not None:
             os.close(listener)
         if template is not None and guest.tracer is None and guest.outcome is not None:

@@ -20,7 +20,8 @@ or see anything else: its ``rt_sigaction`` is the personality's bookkeeping
 (no handler is ever installed in the kernel), it cannot raise a signal
 itself (``kill``, ``tgkill`` are answered by the personality), and the
 tracer answers only a kernel-sent ``SIGSEGV`` whose ``rip`` points at
-``0f 31`` (``rdtsc``) or ``0f 01 f9`` (``rdtscp``); any other signal is
+``0f 31`` (``rdtsc``) or ``0f 01 f9`` (``rdtscp``), or ``0f a2`` (``cpuid``,
+where CPUID faulting is on: ``cpuid.py``); any other signal is
 delivered, and its default action ends the guest as without a tracer.
 
 The tracer is a thread of the supervisor, because ptrace requests come from
@@ -37,6 +38,8 @@ import os
 import signal
 import threading
 from collections.abc import Callable
+
+from zvm_core.engines.native import cpuid
 
 PTRACE_CONT, PTRACE_GETREGS, PTRACE_SETREGS = 7, 12, 13
 PTRACE_PEEKTEXT, PTRACE_GETSIGINFO, PTRACE_SEIZE = 1, 0x4202, 0x4206
@@ -124,6 +127,11 @@ class Tracer:
         regs = (ctypes.c_ulong * 27)()
         _ptrace(PTRACE_GETREGS, self.pid, 0, ctypes.addressof(regs))
         code = self._code(regs[RIP])
+        if code.startswith(cpuid.CPUID):        # where CPUID faulting is on (cpuid.py)
+            cpuid.emulate(regs)
+            regs[RIP] += 2
+            _ptrace(PTRACE_SETREGS, self.pid, 0, ctypes.addressof(regs))
+            return True
         if code.startswith(RDTSCP):
             size = 3
         elif code.startswith(RDTSC):
