@@ -547,7 +547,7 @@ def _build_sqlite(work: Path, out: Path, cc: str, sdist: Path,
     version = next((line.split('"')[1] for line in (work / 'sqlite3.h').read_text().splitlines()
                     if line.startswith('#define SQLITE_VERSION ')), '?')
     _one_program([cc, *SQLITE_CFLAGS, '-static', '-I.', '-o', str(out / 'sqlite'),
-                  SQLNODE_C.name, 'sqlite3.c', str(ZLIB[2]), '-lm'],
+                  SQLNODE_C.name, str(ZLIB[2]), '-lm'],          # it includes sqlite3.c
                  work, out, 'sqlite', f'SQLite {version}', log)
     return {'sqlite': version}
 
