@@ -64,7 +64,9 @@ int __snprintf_chk(char *s, size_t n, int flag, size_t slen, const char *fmt, ..
 /* musl's memcpy and memmove (rep movsq, then a byte loop) are slow for the
  * short copies SQLite makes by the million (values, records, cells); these
  * copy in 16- and 8-byte pieces, and large blocks with rep movsb.  Defining
- * both keeps musl's (one object file) out of the program. */
+ * both keeps musl's (one object file) out of the program.  (The byte loops must
+ * not be compiled into calls of memcpy and memmove themselves.) */
+__attribute__((optimize("no-tree-loop-distribute-patterns")))
 void *memcpy(void *restrict dest, const void *restrict src, size_t n) {
     unsigned char *d = dest;
     const unsigned char *s = src;
@@ -83,16 +85,8 @@ void *memcpy(void *restrict dest, const void *restrict src, size_t n) {
         __builtin_memcpy(&b, s + n - 8, 8);
         __builtin_memcpy(d, &a, 8);
         __builtin_memcpy(d + n - 8, &b, 8);
-    } else if (n >= 4) {
-        uint32_t a, b;
-        __builtin_memcpy(&a, s, 4);
-        __builtin_memcpy(&b, s + n - 4, 4);
-        __builtin_memcpy(d, &a, 4);
-        __builtin_memcpy(d + n - 4, &b, 4);
-    } else if (n) {
-        d[0] = s[0];
-        d[n / 2] = s[n / 2];
-        d[n - 1] = s[n - 1];
+    } else {
+        while (n--) *d++ = *s++;
     }
     return dest;
 }
@@ -259,6 +253,15 @@ static void bad_input(const char *fmt, ...) {
     exit(1);
 }
 
+/* `SELECT * FROM table`, prepared: its columns are the table's. */
+static sqlite3_stmt *table_columns(const char *table) {
+    char *sql = need(sqlite3_mprintf("SELECT * FROM \"%w\"", table));
+    sqlite3_stmt *st;
+    check(sqlite3_prepare_v2(db, sql, -1, &st, NULL));
+    sqlite3_free(sql);
+    return st;
+}
+
 /* "WIDTH:F1,F2,..." -> keep[field] = column (from 1) or 0, for WIDTH fields. */
 static int *parse_fields(const char *spec, int ncols, int *width) {
     char *end;
@@ -280,10 +283,7 @@ static int *parse_fields(const char *spec, int ncols, int *width) {
 
 /* The columns' values of one JSON line: json_extract(?1, '$."<name>"') each. */
 static sqlite3_stmt *extract_stmt(const char *table) {
-    char *sql = need(sqlite3_mprintf("SELECT * FROM \"%w\"", table));
-    sqlite3_stmt *st;
-    check(sqlite3_prepare_v2(db, sql, -1, &st, NULL));
-    sqlite3_free(sql);
+    sqlite3_stmt *st = table_columns(table);
     struct buf b = {0};
     puts_(&b, "SELECT ");
     for (int i = 0; i < sqlite3_column_count(st); i++) {
@@ -320,12 +320,9 @@ static void input_start(const char *path, const char *format, const char *table,
     in.path = path;
     in.format = format;
     in.delim = delim;
-    char *sql = need(sqlite3_mprintf("SELECT * FROM \"%w\"", table));
-    sqlite3_stmt *st;
-    check(sqlite3_prepare_v2(db, sql, -1, &st, NULL));
+    sqlite3_stmt *st = table_columns(table);
     in.ncols = sqlite3_column_count(st);
     sqlite3_finalize(st);
-    sqlite3_free(sql);
     in.width = in.ncols;
     if (fields) in.keep = parse_fields(fields, in.ncols, &in.width);
     in.off = need(calloc((size_t)in.ncols + 1, sizeof *in.off));
@@ -572,10 +569,7 @@ static int plain_table(const char *table) {
 
 /* `table`'s stand-in over `in`: temp."<table>", declared with the same columns. */
 static void stand_in(const char *table) {
-    char *sql = need(sqlite3_mprintf("SELECT * FROM \"%w\"", table));
-    sqlite3_stmt *st;
-    check(sqlite3_prepare_v2(db, sql, -1, &st, NULL));
-    sqlite3_free(sql);
+    sqlite3_stmt *st = table_columns(table);
     struct buf decl = {0};
     puts_(&decl, "CREATE TABLE x(");
     for (int i = 0; i < sqlite3_column_count(st); i++) {
@@ -587,7 +581,8 @@ static void stand_in(const char *table) {
     puts_(&decl, ")");
     sqlite3_finalize(st);
     check(sqlite3_create_module(db, "sqlnode_input", &input_module, decl.p));
-    sql = need(sqlite3_mprintf("CREATE VIRTUAL TABLE temp.\"%w\" USING sqlnode_input", table));
+    char *sql = need(sqlite3_mprintf("CREATE VIRTUAL TABLE temp.\"%w\" USING sqlnode_input",
+                                     table));
     check(sqlite3_exec(db, sql, NULL, NULL, NULL));
     sqlite3_free(sql);
 }
@@ -603,12 +598,9 @@ static int table_scans(sqlite3_stmt *st) {
 /* -- loading ---------------------------------------------------------------------- */
 
 static sqlite3_stmt *insert_stmt(const char *table, int *ncols) {
-    char *sql = need(sqlite3_mprintf("SELECT * FROM \"%w\"", table));
-    sqlite3_stmt *st;
-    check(sqlite3_prepare_v2(db, sql, -1, &st, NULL));
+    sqlite3_stmt *st = table_columns(table);
     *ncols = sqlite3_column_count(st);
     sqlite3_finalize(st);
-    sqlite3_free(sql);
     struct buf b = {0};
     char *head = need(sqlite3_mprintf("INSERT INTO \"%w\" VALUES (", table));
     puts_(&b, head);
