@@ -20,8 +20,9 @@ sources, unmodified:
     pinned SHA-256); ``lua.tar`` holds the program as ``/lua``.
 ``sqlite``
     SQLite (the plain amalgamation ``sqlite3.c`` bundled in the PyPI
-    ``sqlean.py`` sdist, fetched and pinned the same way) linked with
-    ``musl-gcc -static`` into ``sqlnode.c`` (next to this file), the node
+    ``sqlean.py`` sdist, fetched and pinned the same way) compiled with
+    ``musl-gcc -static`` as part of ``sqlnode.c`` (next to this file; it
+    includes the amalgamation), the node
     program of SQL queries over objects (``zerocloud.sql``), with Debian's
     zlib (``zlib1g-dev``) for gzip-compressed objects; ``sqlite.tar`` holds
     the program as ``/sqlite``.
@@ -547,7 +548,7 @@ def _build_sqlite(work: Path, out: Path, cc: str, sdist: Path,
     version = next((line.split('"')[1] for line in (work / 'sqlite3.h').read_text().splitlines()
                     if line.startswith('#define SQLITE_VERSION ')), '?')
     _one_program([cc, *SQLITE_CFLAGS, '-static', '-I.', '-o', str(out / 'sqlite'),
-                  SQLNODE_C.name, 'sqlite3.c', str(ZLIB[2]), '-lm'],
+                  SQLNODE_C.name, str(ZLIB[2]), '-lm'],          # it includes sqlite3.c
                  work, out, 'sqlite', f'SQLite {version}', log)
     return {'sqlite': version}
 

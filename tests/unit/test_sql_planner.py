@@ -226,15 +226,11 @@ def test_quoted_urls_and_names() -> None:
     assert p.map_query.startswith('SELECT "my col" AS "my col", count(*) AS _zc0 FROM t x')
 
 
-def test_jsonl_insert() -> None:
-    sql = planner.jsonl_insert(['a', "it's"])
-    assert sql == ("INSERT INTO t SELECT json_extract(?1, '$.\"a\"'), "
-                   "json_extract(?1, '$.\"it''s\"')")
-    db = sqlite3.connect(':memory:')
-    db.execute(planner.schema('t', ['a', "it's"]))
-    db.execute(sql, ('{"a": "12", "it\'s": [1]}',))
-    assert db.execute('SELECT a, typeof(a), "it\'s" FROM t').fetchall() == \
-        [(12, 'integer', '[1]')]
+def test_json_keys_a_node_can_look_up() -> None:
+    planner.check_json_keys(['a', "it's", 'x y'])
+    for bad in ('say "hi"', 'back\\slash'):
+        with pytest.raises(SqlError, match='JSON keys with quotes or backslashes'):
+            planner.check_json_keys(['a', bad])
 
 
 def test_input_format_and_columns_from_the_first_object() -> None:

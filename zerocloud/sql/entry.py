@@ -156,8 +156,8 @@ def _node_args(plan: planner.Plan, fmt: str, delimiter: str, has_header: bool,
                out: str) -> list[str]:
     args = ['--schema', plan.map_schema()]
     if fmt == 'jsonl':
-        args += ['--load', 'jsonl', '/dev/input', '--insert',
-                 planner.jsonl_insert(plan.loaded or plan.columns)]
+        planner.check_json_keys(plan.loaded or plan.columns)
+        args += ['--load', 'jsonl', '/dev/input']
     else:
         args += ['--load', 'csvh' if has_header else 'csv', '/dev/input']
         if delimiter != ',':

@@ -797,12 +797,10 @@ def _limit_pushdown(query: Query, map_sql: str, columns: list[str]) -> str | Non
     return sql
 
 
-def jsonl_insert(columns: list[str]) -> str:
-    """The INSERT that loads one JSON line (parameter ?1) into ``t``."""
+def check_json_keys(columns: list[str]) -> None:
+    """Refuse the column names a node cannot look up as JSON keys (``sqlnode`` reads
+    each column of a JSON line as ``json_extract(line, '$."<name>"')``)."""
     for c in columns:
         if '"' in c or '\\' in c:
             raise SqlError(f'column {c!r}: JSON keys with quotes or backslashes are not '
                            'supported')
-    values = ', '.join(f"json_extract(?1, {quote_text('$.' + chr(34) + c + chr(34))})"
-                       for c in columns)
-    return f'INSERT INTO {TABLE} SELECT {values}'

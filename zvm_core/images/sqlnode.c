@@ -1,13 +1,13 @@
 /* sqlnode: one node of an SQL query over objects (the `sqlite` system image).
  *
- *   sqlite --schema SQL [--load csv|csvh|jsonl|partials PATH [--insert SQL] [--delimiter C]
+ *   sqlite --schema SQL [--load csv|csvh|jsonl|partials PATH [--delimiter C]
  *          [--fields WIDTH:F1,F2,...]] --query SQL [--out partial|csv|csvh|json] [--output PATH]
  *
  * An in-memory SQLite database gets the tables of --schema; --load reads a
  * source into the first table the schema creates (csv: RFC 4180 records, csvh:
  * the same with a header row to skip; --fields: records have WIDTH fields, of which
- * fields F1, F2, ... (from 1, ascending) are the table's columns; jsonl: one JSON value per line, inserted
- * by --insert with the line as parameter ?1; partials: the typed rows other
+ * fields F1, F2, ... (from 1, ascending) are the table's columns; jsonl: one JSON
+ * value per line, each column the value of its key (json_extract); partials: the typed rows other
  * nodes wrote, from PATH, else PATH-1, PATH-2, ... until one is missing).
  * Sources may be gzip-compressed (recognised by their first bytes).  --query
  * runs once; its rows go to --output (default /dev/stdout):
@@ -21,11 +21,23 @@
  *
  * In csv and json a blob is its bytes in hexadecimal (text).
  *
+ * Streaming: when the table is plain (every column NUMERIC, no constraint,
+ * index or trigger), the source is csv, csvh or jsonl, and
+ * the query reads the table in one pass, the rows are not inserted: the query
+ * reads them from a virtual table over the source as it is parsed, each value
+ * given the NUMERIC affinity by the function SQLite's INSERT uses (this file
+ * includes the amalgamation for it), so the query sees the same values, rowids
+ * and row order as over the loaded table; the rest of a source the query did
+ * not read (LIMIT) is still parsed, so a malformed record fails the query
+ * either way.  Otherwise the rows are loaded into the table first.
+ *
  * An empty CSV field is NULL.  Errors go to stderr as "sqlite: <where>: <what>"
  * and the exit code is 1.  The planner that writes these command lines is
  * zerocloud/sql/planner.py.
  */
 #define _GNU_SOURCE
+#include "sqlite3.c"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -35,8 +47,6 @@
 #include <string.h>
 #include <unistd.h>
 #include <zlib.h>
-
-#include "sqlite3.h"
 
 /* Debian's libz.a is built with glibc's fortify wrappers; musl has none. */
 int __vsnprintf_chk(char *s, size_t n, int flag, size_t slen, const char *fmt, va_list ap) {
@@ -49,6 +59,60 @@ int __snprintf_chk(char *s, size_t n, int flag, size_t slen, const char *fmt, ..
     int r = __vsnprintf_chk(s, n, flag, slen, fmt, ap);
     va_end(ap);
     return r;
+}
+
+/* musl's memcpy and memmove (rep movsq, then a byte loop) are slow for the
+ * short copies SQLite makes by the million (values, records, cells); these
+ * copy in 16- and 8-byte pieces, and large blocks with rep movsb.  Defining
+ * both keeps musl's (one object file) out of the program.  (The byte loops must
+ * not be compiled into calls of memcpy and memmove themselves.) */
+__attribute__((optimize("no-tree-loop-distribute-patterns")))
+void *memcpy(void *restrict dest, const void *restrict src, size_t n) {
+    unsigned char *d = dest;
+    const unsigned char *s = src;
+    if (n >= 16) {
+        if (n > 512) {
+            __asm__ volatile("rep movsb" : "+D"(d), "+S"(s), "+c"(n) : : "memory");
+            return dest;
+        }
+        const unsigned char *last = s + n - 16;
+        unsigned char *dlast = d + n - 16;
+        for (; s < last; s += 16, d += 16) __builtin_memcpy(d, s, 16);
+        __builtin_memcpy(dlast, last, 16);          /* the last piece may overlap */
+    } else if (n >= 8) {
+        uint64_t a, b;
+        __builtin_memcpy(&a, s, 8);
+        __builtin_memcpy(&b, s + n - 8, 8);
+        __builtin_memcpy(d, &a, 8);
+        __builtin_memcpy(d + n - 8, &b, 8);
+    } else {
+        while (n--) *d++ = *s++;
+    }
+    return dest;
+}
+
+/* Overlapping: 8-byte pieces, each read before it is written, away from the overlap. */
+__attribute__((optimize("no-tree-loop-distribute-patterns")))
+void *memmove(void *dest, const void *src, size_t n) {
+    unsigned char *d = dest;
+    const unsigned char *s = src;
+    uint64_t v;
+    if (d + n <= s || s + n <= d) return memcpy(dest, src, n);
+    if (d < s) {
+        for (; n >= 8; n -= 8, d += 8, s += 8) {
+            __builtin_memcpy(&v, s, 8);
+            __builtin_memcpy(d, &v, 8);
+        }
+        while (n--) *d++ = *s++;
+    } else if (d > s) {
+        for (; n >= 8; ) {
+            n -= 8;
+            __builtin_memcpy(&v, s + n, 8);
+            __builtin_memcpy(d + n, &v, 8);
+        }
+        while (n--) d[n] = s[n];
+    }
+    return dest;
 }
 
 static sqlite3 *db;
@@ -89,11 +153,18 @@ static void put(struct buf *b, const void *data, size_t n) {
     b->p[b->n] = 0;
 }
 
-static void putc_(struct buf *b, char c) { put(b, &c, 1); }
+static void putc_(struct buf *b, char c) {
+    if (b->n + 2 > b->cap) {
+        put(b, &c, 1);
+        return;
+    }
+    b->p[b->n++] = c;
+    b->p[b->n] = 0;
+}
 
 static void puts_(struct buf *b, const char *s) { put(b, s, strlen(s)); }
 
-/* -- reading a (maybe gzip) source byte by byte -------------------------------- */
+/* -- reading a (maybe gzip) source ------------------------------------------------ */
 
 struct src { gzFile gz; unsigned char buf[1 << 16]; int n, i; };
 
@@ -107,50 +178,88 @@ static int src_open(struct src *s, const char *path) {
     return 1;
 }
 
-static int src_get(struct src *s) {
-    if (s->i == s->n) {
-        s->n = gzread(s->gz, s->buf, sizeof s->buf);
-        s->i = 0;
-        if (s->n < 0) {
-            int err;
-            die("cannot read: %s", gzerror(s->gz, &err));
-        }
-        if (s->n == 0) {
-            int err;
-            const char *msg = gzerror(s->gz, &err);
-            if (err != Z_OK) die("cannot read: %s (damaged or cut gzip data)", msg);
-            return EOF;
-        }
+/* Refill an empty buffer: 0 at the end of the source. */
+static int src_fill(struct src *s) {
+    s->n = gzread(s->gz, s->buf, sizeof s->buf);
+    s->i = 0;
+    if (s->n < 0) {
+        int err;
+        die("cannot read: %s", gzerror(s->gz, &err));
     }
-    return s->buf[s->i++];
+    if (s->n == 0) {
+        int err;
+        const char *msg = gzerror(s->gz, &err);
+        if (err != Z_OK) die("cannot read: %s (damaged or cut gzip data)", msg);
+        return 0;
+    }
+    return 1;
+}
+
+/* The next byte without taking it, or EOF. */
+static int src_peek(struct src *s) {
+    if (s->i == s->n && !src_fill(s)) return EOF;
+    return s->buf[s->i];
+}
+
+static int src_get(struct src *s) {
+    int c = src_peek(s);
+    if (c != EOF) s->i++;
+    return c;
+}
+
+/* The next line into `line` (without its '\n'): 0 at the end of the source,
+ * else 1, or 2 when the source ends without a '\n'. */
+static int src_line(struct src *s, struct buf *line) {
+    line->n = 0;
+    if (line->p) line->p[0] = 0;
+    if (src_peek(s) == EOF) return 0;
+    for (;;) {
+        unsigned char *at = s->buf + s->i, *nl = memchr(at, '\n', (size_t)(s->n - s->i));
+        put(line, at, (size_t)((nl ? nl : s->buf + s->n) - at));
+        if (nl) {
+            s->i = (int)(nl - s->buf) + 1;
+            return 1;
+        }
+        s->i = s->n;
+        if (!src_fill(s)) return 2;
+    }
 }
 
 static void src_close(struct src *s) { gzclose(s->gz); }
 
-/* -- loading ---------------------------------------------------------------------- */
+/* -- the rows of a CSV or JSON-lines source, one at a time ------------------------ */
 
-static sqlite3_stmt *insert_stmt(const char *table, int *ncols) {
+/* The source being read: its current row's columns are fields of `rec` (an
+ * empty one is NULL) or, for JSON lines, the columns of `extract`. */
+static struct input {
+    const char *path, *format;        /* csv | csvh | jsonl */
+    struct src s;
+    int delim, ncols, width, *keep;   /* CSV: fields per record; field -> column (from 1) */
+    long record;                      /* records read (CSV, the header too) or lines (JSON) */
+    sqlite3_int64 rows;               /* data rows read: the rowid of the current one */
+    struct buf rec;                   /* CSV: the current record's kept fields */
+    size_t *off, *len;                /* per column: where in `rec`, how long */
+    sqlite3_stmt *extract;            /* JSON lines: SELECT json_extract(?1, ...) */
+    int open, done;
+} in;
+
+static void bad_input(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "sqlite: load: %s: ", in.path);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    exit(1);
+}
+
+/* `SELECT * FROM table`, prepared: its columns are the table's. */
+static sqlite3_stmt *table_columns(const char *table) {
     char *sql = need(sqlite3_mprintf("SELECT * FROM \"%w\"", table));
     sqlite3_stmt *st;
     check(sqlite3_prepare_v2(db, sql, -1, &st, NULL));
-    *ncols = sqlite3_column_count(st);
-    sqlite3_finalize(st);
     sqlite3_free(sql);
-    struct buf b = {0};
-    char *head = need(sqlite3_mprintf("INSERT INTO \"%w\" VALUES (", table));
-    puts_(&b, head);
-    sqlite3_free(head);
-    for (int i = 0; i < *ncols; i++) puts_(&b, i ? ",?" : "?");
-    puts_(&b, ")");
-    check(sqlite3_prepare_v2(db, b.p, -1, &st, NULL));
-    free(b.p);
     return st;
-}
-
-static void insert_row(sqlite3_stmt *st) {
-    check(sqlite3_step(st));
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
 }
 
 /* "WIDTH:F1,F2,..." -> keep[field] = column (from 1) or 0, for WIDTH fields. */
@@ -172,116 +281,357 @@ static int *parse_fields(const char *spec, int ncols, int *width) {
     return keep;
 }
 
-/* RFC 4180 records; an empty field (quoted or not) is NULL. */
-static void load_csv(const char *path, const char *table, int header, int delim,
-                     const char *fields) {
-    struct src s;
-    if (!src_open(&s, path)) die("cannot open %s: %s", path, strerror(errno));
-    int ncols, width;
-    sqlite3_stmt *st = insert_stmt(table, &ncols);
-    int *keep = NULL;
-    if (fields) {
-        keep = parse_fields(fields, ncols, &width);
-    } else {
-        width = ncols;
+/* The columns' values of one JSON line: json_extract(?1, '$."<name>"') each. */
+static sqlite3_stmt *extract_stmt(const char *table) {
+    sqlite3_stmt *st = table_columns(table);
+    struct buf b = {0};
+    puts_(&b, "SELECT ");
+    for (int i = 0; i < sqlite3_column_count(st); i++) {
+        const char *name = sqlite3_column_name(st, i);
+        if (strpbrk(name, "\"\\")) die("column %s: JSON keys with quotes or backslashes are "
+                                       "not supported", name);
+        char *path = need(sqlite3_mprintf("$.\"%s\"", name));
+        char *item = need(sqlite3_mprintf("%sjson_extract(?1, %Q)", i ? ", " : "", path));
+        puts_(&b, item);
+        sqlite3_free(item);
+        sqlite3_free(path);
     }
-    struct buf field = {0};
-    long record = 0;
-    int c = src_get(&s);
-    if (c == 0xEF) {                         /* a UTF-8 byte order mark */
-        int c2 = src_get(&s), c3 = src_get(&s);
-        if (c2 != 0xBB || c3 != 0xBF) die("%s: does not start like UTF-8 text", path);
-        c = src_get(&s);
-    }
-    while (c != EOF) {
-        record++;
-        int nf = 0, empty_line = 1;
-        for (;;) {                            /* one record */
-            field.n = 0;
-            if (field.p) field.p[0] = 0;
-            if (c == '"') {
-                empty_line = 0;
-                for (;;) {
-                    c = src_get(&s);
-                    if (c == EOF) die("%s: record %ld: a quoted field does not end", path, record);
-                    if (c == '"') {
-                        c = src_get(&s);
-                        if (c != '"') break;
-                    }
-                    putc_(&field, (char)c);
-                }
-                if (c != delim && c != '\n' && c != '\r' && c != EOF)
-                    die("%s: record %ld: text after a closing quote", path, record);
-            } else {
-                while (c != delim && c != '\n' && c != '\r' && c != EOF) {
-                    putc_(&field, (char)c);
-                    int j = s.i;                  /* the rest of the field in the buffer */
-                    while (j < s.n && s.buf[j] != delim && s.buf[j] != '\n' && s.buf[j] != '\r')
-                        j++;
-                    put(&field, s.buf + s.i, (size_t)(j - s.i));
-                    s.i = j;
-                    c = src_get(&s);
-                }
-            }
-            if (field.n || c == delim) empty_line = 0;
-            nf++;
-            if (!(header && record == 1) && !empty_line) {
-                if (nf > width)
-                    die("%s: record %ld has more than %d fields", path, record, width);
-                int col = keep ? keep[nf - 1] : nf;
-                if (field.n && col)
-                    sqlite3_bind_text(st, col, field.p, (int)field.n, SQLITE_TRANSIENT);
-            }
-            if (c == delim) {
-                c = src_get(&s);
-                continue;
-            }
-            if (c == '\r') {
-                c = src_get(&s);
-                if (c == '\n') c = src_get(&s);
-            } else if (c == '\n') {
-                c = src_get(&s);
-            }
-            break;
-        }
-        if (empty_line) {                     /* a blank line is no record */
-            record--;
-            continue;
-        }
-        if (header && record == 1) continue;
-        if (nf != width) die("%s: record %ld has %d fields, not %d", path, record, nf, width);
-        insert_row(st);
-    }
-    free(keep);
-    free(field.p);
     sqlite3_finalize(st);
-    src_close(&s);
+    check(sqlite3_prepare_v2(db, b.p, -1, &st, NULL));
+    free(b.p);
+    return st;
 }
 
-/* One JSON value per line, inserted by `insert` with the line as ?1. */
-static void load_jsonl(const char *path, const char *insert) {
-    struct src s;
-    if (!src_open(&s, path)) die("cannot open %s: %s", path, strerror(errno));
-    sqlite3_stmt *st;
-    check(sqlite3_prepare_v2(db, insert, -1, &st, NULL));
-    struct buf line = {0};
-    long lineno = 0;
-    int c;
-    do {
-        line.n = 0;
-        while ((c = src_get(&s)) != EOF && c != '\n') putc_(&line, (char)c);
-        lineno++;
-        size_t n = line.n;
-        while (n && (line.p[n - 1] == '\r' || line.p[n - 1] == ' ' || line.p[n - 1] == '\t')) n--;
-        if (!n) continue;
-        sqlite3_bind_text(st, 1, line.p, (int)n, SQLITE_STATIC);
-        int rc = sqlite3_step(st);
-        if (rc != SQLITE_DONE) die("%s: line %ld: %s", path, lineno, sqlite3_errmsg(db));
-        sqlite3_reset(st);
-    } while (c != EOF);
-    free(line.p);
+static void input_open(void) {
+    if (!src_open(&in.s, in.path)) die("cannot open %s: %s", in.path, strerror(errno));
+    in.record = in.rows = 0;
+    in.open = 1;
+    in.done = 0;
+    if (in.format[0] == 'c' && src_peek(&in.s) == 0xEF) {       /* a UTF-8 byte order mark */
+        in.s.i++;
+        if (src_get(&in.s) != 0xBB || src_get(&in.s) != 0xBF)
+            bad_input("does not start like UTF-8 text");
+    }
+}
+
+/* Start reading `path` (format csv, csvh or jsonl) into the first table of the schema. */
+static void input_start(const char *path, const char *format, const char *table, int delim,
+                        const char *fields) {
+    in.path = path;
+    in.format = format;
+    in.delim = delim;
+    sqlite3_stmt *st = table_columns(table);
+    in.ncols = sqlite3_column_count(st);
     sqlite3_finalize(st);
-    src_close(&s);
+    in.width = in.ncols;
+    if (fields) in.keep = parse_fields(fields, in.ncols, &in.width);
+    in.off = need(calloc((size_t)in.ncols + 1, sizeof *in.off));
+    in.len = need(calloc((size_t)in.ncols + 1, sizeof *in.len));
+    if (!strcmp(format, "jsonl")) in.extract = extract_stmt(table);
+    input_open();
+}
+
+/* One CSV record (RFC 4180; quoted fields may hold delimiters, quotes as "" and
+ * line ends): its number of fields, 0 for a blank line, -1 at the end. */
+static int csv_record(void) {
+    struct src *s = &in.s;
+    if (src_peek(s) == EOF) return -1;
+    int nf = 0, blank = 1, c;
+    in.rec.n = 0;
+    for (;;) {                                   /* one field */
+        int col = nf < in.width ? (in.keep ? in.keep[nf] : nf + 1) : 0;
+        size_t at = in.rec.n, seen = 0;       /* seen: the field's bytes, kept or not */
+        c = src_peek(s);
+        if (c == '"') {
+            blank = 0;
+            s->i++;
+            for (;;) {
+                if (s->i == s->n && !src_fill(s))
+                    bad_input("record %ld: a quoted field does not end", in.record + 1);
+                unsigned char *p = s->buf + s->i, *q = memchr(p, '"', (size_t)(s->n - s->i));
+                unsigned char *stop = q ? q : s->buf + s->n;
+                if (col) put(&in.rec, p, (size_t)(stop - p));
+                s->i = (int)(stop - s->buf);
+                if (!q) continue;
+                s->i++;                          /* the quote */
+                if (src_peek(s) != '"') break;
+                if (col) putc_(&in.rec, '"');    /* "" is one quote */
+                s->i++;
+            }
+            c = src_peek(s);
+            if (c != in.delim && c != '\n' && c != '\r' && c != EOF)
+                bad_input("record %ld: text after a closing quote", in.record + 1);
+        } else {
+            for (;;) {
+                if (s->i == s->n && !src_fill(s)) {
+                    c = EOF;
+                    break;
+                }
+                unsigned char *p = s->buf + s->i, *e = s->buf + s->n, *q = p;
+                while (q < e && *q != in.delim && *q != '\n' && *q != '\r') q++;
+                if (col) put(&in.rec, p, (size_t)(q - p));
+                seen += (size_t)(q - p);
+                s->i = (int)(q - s->buf);
+                if (q < e) {
+                    c = *q;
+                    break;
+                }
+            }
+        }
+        if (seen || c == in.delim) blank = 0;
+        if (col) {
+            in.off[col - 1] = at;
+            in.len[col - 1] = in.rec.n - at;
+        }
+        nf++;
+        if (c == in.delim) {
+            s->i++;
+            continue;
+        }
+        if (c == '\r') {
+            s->i++;
+            if (src_peek(s) == '\n') s->i++;
+        } else if (c == '\n') {
+            s->i++;
+        }
+        return blank ? 0 : nf;
+    }
+}
+
+/* The next data row into `in`: 1, or 0 at the end of the source. */
+static int input_next(void) {
+    if (in.done || !in.open) return 0;
+    if (in.extract) {
+        sqlite3_reset(in.extract);               /* its values were the last row's */
+        while (src_line(&in.s, &in.rec)) {
+            in.record++;
+            size_t n = in.rec.n;
+            while (n && (in.rec.p[n - 1] == '\r' || in.rec.p[n - 1] == ' '
+                         || in.rec.p[n - 1] == '\t'))
+                n--;
+            if (!n) continue;
+            sqlite3_bind_text(in.extract, 1, in.rec.p, (int)n, SQLITE_STATIC);
+            if (sqlite3_step(in.extract) != SQLITE_ROW)
+                bad_input("line %ld: %s", in.record, sqlite3_errmsg(db));
+            in.rows++;
+            return 1;
+        }
+    } else {
+        int header = in.format[3] == 'h', nf;
+        while ((nf = csv_record()) >= 0) {
+            if (!nf) continue;                   /* a blank line is no record */
+            in.record++;
+            if (header && in.record == 1) continue;
+            if (nf > in.width)
+                bad_input("record %ld has more than %d fields", in.record, in.width);
+            if (nf != in.width)
+                bad_input("record %ld has %d fields, not %d", in.record, nf, in.width);
+            in.rows++;
+            return 1;
+        }
+    }
+    in.done = 1;
+    return 0;
+}
+
+static void input_close(void) {
+    if (in.open) src_close(&in.s);
+    in.open = 0;
+}
+
+static void input_end(void) {
+    input_close();
+    sqlite3_finalize(in.extract);
+    free(in.rec.p);
+    free(in.keep);
+    free(in.off);
+    free(in.len);
+}
+
+/* The current row's column i (from 0) as SQLite's INSERT would store it in a
+ * NUMERIC column: through `out`, or NULL. */
+static void input_value(sqlite3_context *ctx, int i) {
+    if (in.extract) {
+        sqlite3_result_value(ctx, sqlite3_column_value(in.extract, i));
+    } else {
+        if (!in.len[i]) return;                  /* an empty field is NULL */
+        sqlite3_result_text(ctx, in.rec.p + in.off[i], (int)in.len[i], SQLITE_STATIC);
+    }
+    Mem *out = ctx->pOut;
+    sqlite3ValueApplyAffinity(out, SQLITE_AFF_NUMERIC, SQLITE_UTF8);
+    if ((out->flags & (MEM_Str | MEM_Blob)) && sqlite3VdbeMemMakeWriteable(out) != SQLITE_OK)
+        sqlite3_result_error_nomem(ctx);        /* text outlives the row: a copy */
+}
+
+/* -- the source as a virtual table ------------------------------------------------ */
+
+/* The module's table is the loaded table's stand-in (in the temp schema, so the
+ * query's name finds it first); one cursor at a time reads `in`, from its start. */
+struct cursor { sqlite3_vtab_cursor base; int eof; };
+
+static int vt_connect(sqlite3 *d, void *aux, int argc, const char *const *argv,
+                      sqlite3_vtab **out, char **err) {
+    (void)argc; (void)argv; (void)err;
+    int rc = sqlite3_declare_vtab(d, (const char *)aux);
+    if (rc != SQLITE_OK) return rc;
+    *out = sqlite3_malloc(sizeof **out);
+    if (!*out) return SQLITE_NOMEM;
+    memset(*out, 0, sizeof **out);
+    return SQLITE_OK;
+}
+
+static int vt_disconnect(sqlite3_vtab *vt) {
+    sqlite3_free(vt);
+    return SQLITE_OK;
+}
+
+static int vt_best_index(sqlite3_vtab *vt, sqlite3_index_info *info) {
+    (void)vt;
+    info->estimatedCost = 1e9;                   /* one full scan; no constraint is used */
+    info->estimatedRows = 1000000;
+    return SQLITE_OK;
+}
+
+static int vt_open(sqlite3_vtab *vt, sqlite3_vtab_cursor **out) {
+    (void)vt;
+    struct cursor *c = sqlite3_malloc(sizeof *c);
+    if (!c) return SQLITE_NOMEM;
+    memset(c, 0, sizeof *c);
+    *out = &c->base;
+    return SQLITE_OK;
+}
+
+static int vt_close(sqlite3_vtab_cursor *cur) {
+    sqlite3_free(cur);
+    return SQLITE_OK;
+}
+
+static int vt_next(sqlite3_vtab_cursor *cur) {
+    ((struct cursor *)cur)->eof = !input_next();
+    return SQLITE_OK;
+}
+
+static int vt_filter(sqlite3_vtab_cursor *cur, int idx, const char *idx_str, int argc,
+                     sqlite3_value **argv) {
+    (void)idx; (void)idx_str; (void)argc; (void)argv;
+    if (in.rows || in.done) {                    /* read again (a second pass) */
+        input_close();
+        input_open();
+    }
+    return vt_next(cur);
+}
+
+static int vt_eof(sqlite3_vtab_cursor *cur) { return ((struct cursor *)cur)->eof; }
+
+static int vt_column(sqlite3_vtab_cursor *cur, sqlite3_context *ctx, int i) {
+    (void)cur;
+    input_value(ctx, i);
+    return SQLITE_OK;
+}
+
+static int vt_rowid(sqlite3_vtab_cursor *cur, sqlite3_int64 *rowid) {
+    (void)cur;
+    *rowid = in.rows;
+    return SQLITE_OK;
+}
+
+static sqlite3_module input_module = {
+    .iVersion = 0, .xCreate = vt_connect, .xConnect = vt_connect,
+    .xBestIndex = vt_best_index, .xDisconnect = vt_disconnect, .xDestroy = vt_disconnect,
+    .xOpen = vt_open, .xClose = vt_close, .xFilter = vt_filter, .xNext = vt_next,
+    .xEof = vt_eof, .xColumn = vt_column, .xRowid = vt_rowid,
+};
+
+/* Whether `table` is plain: a rowid table whose columns are all NUMERIC, with no
+ * key, constraint, default, collation, index or trigger (what the planner makes),
+ * so that rows read through the module are the rows INSERT would store. */
+static int plain_table(const char *table) {
+    Table *t = sqlite3FindTable(db, table, "main");
+    if (!t || !IsOrdinaryTable(t) || !HasRowid(t) || t->iPKey >= 0 || t->pIndex || t->pCheck
+            || t->u.tab.pFKey || t->pTrigger
+            || (t->tabFlags & (TF_Strict | TF_HasPrimaryKey | TF_HasGenerated)))
+        return 0;
+    for (int i = 0; i < t->nCol; i++) {
+        Column *c = &t->aCol[i];
+        if (c->affinity != SQLITE_AFF_NUMERIC || c->notNull || c->iDflt
+                || (c->colFlags & (COLFLAG_HASCOLL | COLFLAG_GENERATED | COLFLAG_PRIMKEY
+                                   | COLFLAG_UNIQUE)))
+            return 0;
+    }
+    sqlite3_stmt *st;
+    check(sqlite3_prepare_v2(db, "SELECT 1 FROM sqlite_schema WHERE type IN ('index', 'trigger') "
+                                 "AND tbl_name = ?1 COLLATE NOCASE", -1, &st, NULL));
+    sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
+    int none = sqlite3_step(st) == SQLITE_DONE;
+    sqlite3_finalize(st);
+    return none;
+}
+
+/* `table`'s stand-in over `in`: temp."<table>", declared with the same columns. */
+static void stand_in(const char *table) {
+    sqlite3_stmt *st = table_columns(table);
+    struct buf decl = {0};
+    puts_(&decl, "CREATE TABLE x(");
+    for (int i = 0; i < sqlite3_column_count(st); i++) {
+        char *col = need(sqlite3_mprintf("%s\"%w\" NUMERIC", i ? ", " : "",
+                                         sqlite3_column_name(st, i)));
+        puts_(&decl, col);
+        sqlite3_free(col);
+    }
+    puts_(&decl, ")");
+    sqlite3_finalize(st);
+    check(sqlite3_create_module(db, "sqlnode_input", &input_module, decl.p));
+    char *sql = need(sqlite3_mprintf("CREATE VIRTUAL TABLE temp.\"%w\" USING sqlnode_input",
+                                     table));
+    check(sqlite3_exec(db, sql, NULL, NULL, NULL));
+    sqlite3_free(sql);
+}
+
+/* How many times `st`'s program starts reading a virtual table. */
+static int table_scans(sqlite3_stmt *st) {
+    Vdbe *v = (Vdbe *)st;
+    int n = 0;
+    for (int i = 0; i < v->nOp; i++) n += v->aOp[i].opcode == OP_VFilter;
+    return n;
+}
+
+/* -- loading ---------------------------------------------------------------------- */
+
+static sqlite3_stmt *insert_stmt(const char *table, int *ncols) {
+    sqlite3_stmt *st = table_columns(table);
+    *ncols = sqlite3_column_count(st);
+    sqlite3_finalize(st);
+    struct buf b = {0};
+    char *head = need(sqlite3_mprintf("INSERT INTO \"%w\" VALUES (", table));
+    puts_(&b, head);
+    sqlite3_free(head);
+    for (int i = 0; i < *ncols; i++) puts_(&b, i ? ",?" : "?");
+    puts_(&b, ")");
+    check(sqlite3_prepare_v2(db, b.p, -1, &st, NULL));
+    free(b.p);
+    return st;
+}
+
+static void insert_row(sqlite3_stmt *st) {
+    check(sqlite3_step(st));
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+}
+
+/* Every row of `in` into `table`. */
+static void load_input(const char *table) {
+    int ncols;
+    sqlite3_stmt *st = insert_stmt(table, &ncols);
+    while (input_next()) {
+        for (int i = 0; i < ncols; i++) {
+            if (in.extract) sqlite3_bind_value(st, i + 1, sqlite3_column_value(in.extract, i));
+            else if (in.len[i])
+                sqlite3_bind_text(st, i + 1, in.rec.p + in.off[i], (int)in.len[i],
+                                  SQLITE_STATIC);
+        }
+        insert_row(st);
+    }
+    sqlite3_finalize(st);
 }
 
 static int hexval(int c) {
@@ -435,7 +785,7 @@ static void json_text(struct buf *o, const unsigned char *s, int n) {
     putc_(o, '"');
 }
 
-static const char hexdigits[] = "0123456789abcdef";
+static const char hex_digits[] = "0123456789abcdef";
 
 static void partial_value(struct buf *o, sqlite3_stmt *st, int i) {
     char tmp[32];
@@ -474,8 +824,8 @@ static void partial_value(struct buf *o, sqlite3_stmt *st, int i) {
         int n = sqlite3_column_bytes(st, i);
         putc_(o, 'x');
         for (int k = 0; k < n; k++) {
-            putc_(o, hexdigits[s[k] >> 4]);
-            putc_(o, hexdigits[s[k] & 15]);
+            putc_(o, hex_digits[s[k] >> 4]);
+            putc_(o, hex_digits[s[k] & 15]);
         }
     }
     }
@@ -510,8 +860,8 @@ static void plain_value(struct buf *o, sqlite3_stmt *st, int i, int json) {
         int n = sqlite3_column_bytes(st, i);
         if (json) putc_(o, '"');
         for (int k = 0; k < n; k++) {
-            putc_(o, hexdigits[s[k] >> 4]);
-            putc_(o, hexdigits[s[k] & 15]);
+            putc_(o, hex_digits[s[k] >> 4]);
+            putc_(o, hex_digits[s[k] & 15]);
         }
         if (json) putc_(o, '"');
     }
@@ -523,7 +873,7 @@ static void flush(struct buf *o, FILE *out) {
     o->n = 0;
 }
 
-static void run_query(const char *sql, const char *format, const char *path) {
+static sqlite3_stmt *prepare_query(const char *sql) {
     sqlite3_stmt *st;
     const char *tail;
     where = "query";
@@ -532,6 +882,10 @@ static void run_query(const char *sql, const char *format, const char *path) {
     while (*tail == ' ' || *tail == '\n' || *tail == '\t' || *tail == ';') tail++;
     if (*tail) die("one statement only");
     if (!sqlite3_stmt_readonly(st)) die("the query must only read");
+    return st;
+}
+
+static void run_query(sqlite3_stmt *st, const char *format, const char *path) {
     FILE *out = fopen(path, "w");
     if (!out) die("cannot open %s: %s", path, strerror(errno));
     int partial = !strcmp(format, "partial"), json = !strcmp(format, "json");
@@ -562,6 +916,7 @@ static void run_query(const char *sql, const char *format, const char *path) {
         if (o.n > (1 << 16)) flush(&o, out);
     }
     if (rc != SQLITE_DONE) die("%s", sqlite3_errmsg(db));
+    while (input_next()) {}          /* the rest of a source the query did not read */
     flush(&o, out);
     free(o.p);
     sqlite3_finalize(st);
@@ -569,14 +924,14 @@ static void run_query(const char *sql, const char *format, const char *path) {
 }
 
 static void usage(void) {
-    fputs("usage: sqlite --schema SQL [--load csv|csvh|jsonl|partials PATH [--insert SQL] "
+    fputs("usage: sqlite --schema SQL [--load csv|csvh|jsonl|partials PATH "
           "[--delimiter C] [--fields WIDTH:F1,F2,...]] --query SQL "
           "[--out partial|csv|csvh|json] [--output PATH]\n", stderr);
     exit(2);
 }
 
 int main(int argc, char **argv) {
-    const char *schema = NULL, *load = NULL, *from = NULL, *insert = NULL, *query = NULL;
+    const char *schema = NULL, *load = NULL, *from = NULL, *query = NULL;
     const char *fields = NULL;
     const char *format = "csvh", *output = "/dev/stdout";
     int delim = ',';
@@ -589,7 +944,6 @@ int main(int argc, char **argv) {
             if (i + 1 >= argc) usage();
             from = argv[++i];
         }
-        else if (!strcmp(a, "--insert")) insert = argv[++i];
         else if (!strcmp(a, "--fields")) fields = argv[++i];
         else if (!strcmp(a, "--delimiter")) delim = (unsigned char)argv[++i][0];
         else if (!strcmp(a, "--query")) query = argv[++i];
@@ -610,20 +964,38 @@ int main(int argc, char **argv) {
     if (sqlite3_step(first) != SQLITE_ROW) die("creates no table");
     char *table = need(strdup((const char *)sqlite3_column_text(first, 0)));
     sqlite3_finalize(first);
+    int streamed = 0;
     if (load) {
         where = "load";
-        check(sqlite3_exec(db, "BEGIN", NULL, NULL, NULL));
-        if (!strcmp(load, "csv") || !strcmp(load, "csvh"))
-            load_csv(from, table, load[3] == 'h', delim, fields);
-        else if (!strcmp(load, "jsonl")) {
-            if (!insert) usage();
-            load_jsonl(from, insert);
+        if (!strcmp(load, "csv") || !strcmp(load, "csvh") || !strcmp(load, "jsonl")) {
+            input_start(from, load, table, delim, fields);
+            streamed = plain_table(table);
+            if (streamed) stand_in(table);
+        } else if (!strcmp(load, "partials")) {
+            check(sqlite3_exec(db, "BEGIN", NULL, NULL, NULL));
+            load_partials(from, table);
+            check(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL));
+        } else {
+            usage();
         }
-        else if (!strcmp(load, "partials")) load_partials(from, table);
-        else usage();
-        check(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL));
     }
-    run_query(query, format, output);
+    sqlite3_stmt *st = prepare_query(query);
+    if (in.path && (!streamed || table_scans(st) > 1)) {    /* load the rows, then query */
+        sqlite3_finalize(st);
+        where = "load";
+        if (streamed) {
+            char *drop = need(sqlite3_mprintf("DROP TABLE temp.\"%w\"", table));
+            check(sqlite3_exec(db, drop, NULL, NULL, NULL));
+            sqlite3_free(drop);
+            streamed = 0;
+        }
+        check(sqlite3_exec(db, "BEGIN", NULL, NULL, NULL));
+        load_input(table);
+        check(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL));
+        st = prepare_query(query);
+    }
+    run_query(st, format, output);
+    input_end();
     free(table);
     sqlite3_close(db);
     return 0;
