@@ -157,10 +157,12 @@ def mw(swift: FakeSwift, monkeypatch) -> ProxyExecMiddleware:
 
 @pytest.fixture
 def servers(monkeypatch):
-    """``servers(**script)``: object servers faked by ``Servers`` (or ``kind``)."""
+    """``servers(**script)``: object servers faked by ``Servers`` (or ``kind``), each
+    node sent alone (tests/unit/test_batches.py fakes batches)."""
     def install(kind: type | None = None, **script) -> Servers:
         fake = (kind or Servers)(**script)
         monkeypatch.setattr(Dispatcher, 'exchange', fake)
+        monkeypatch.setattr(proxy, 'batchable', lambda plan: False)
         return fake
     return install
 

@@ -70,6 +70,7 @@ class Plan:
     replica: int = 1                       # only replica 1 returns its outputs
     digest: str | None = None              # SHA-256 (hex) of ``program``
     env: dict[str, str] = field(default_factory=dict)   # the node's CGI variables
+    local_env: bool = False                # the object server adds the LOCAL_* variables
 
 
 class Programs:
@@ -128,6 +129,7 @@ class Dispatcher:
             name=node.name, argv=node.argv, env={**node.exec.env, **plan.env},
             devices=tuple(devices), outputs=plan.replica == 1,
             stream=bool(node.reads_from or node.writes_to), program=program, engine=node.engine,
+            local_env=plan.local_env,
             limits=wire.NodeLimits(self.config.memory, self.config.fuel, self.config.timeout))
 
     def members(self, plan: Plan) -> Callable[[bool], list[wire.Member]]:
@@ -270,14 +272,8 @@ class Dispatcher:
         if resp.getheader(wire.EXECUTE) is None:
             raise _Retry(f'{resp.status}: the zerocloud filter is not in its pipeline')
         if resp.status != 200:
-            reason = short(resp.read(1024).decode('utf-8', 'replace'))
-            if resp.status == 412 and digest is not None:
-                raise _NeedProgram(f'{resp.status} {reason}')
-            if resp.status == 503 and resp.getheader('Retry-After'):
-                raise _Busy(f'{resp.status} {reason}')
-            if resp.status in (404, 507) or resp.status >= 500:
-                raise _Retry(f'{resp.status} {reason}')
-            raise _Refused(resp.status, reason)
+            raise refusal(resp.status, short(resp.read(1024).decode('utf-8', 'replace')),
+                          bool(resp.getheader('Retry-After')), digest is not None)
         stream, first = resp, wire.REPORT
         relay = None
         if resp.getheader(wire.STREAM):       # running: parts of its links come first
@@ -308,6 +304,17 @@ class Dispatcher:
                 out.close()
             raise
         return report, outputs
+
+
+def refusal(status: int, reason: str, retry_after: bool, by_digest: bool) -> Exception:
+    """What an object server's answer other than 200 means for the node."""
+    if status == 412 and by_digest:
+        return _NeedProgram(f'{status} {reason}')
+    if status == 503 and retry_after:
+        return _Busy(f'{status} {reason}')
+    if status in (404, 507) or status >= 500:
+        return _Retry(f'{status} {reason}')
+    return _Refused(status, reason)
 
 
 def _attempts(servers: Iterable[dict], busy: list[dict], deadline: float) -> Iterator[dict]:
