@@ -5,13 +5,14 @@ together, so that what a request costs (its connection, ``100 Continue``,
 the program or its digest, a scratch directory) is paid once per batch, not
 once per node.  The batch is admitted as one request (``503 Slot not
 available`` when ``zerovm_maxpool`` + ``zerovm_maxqueue`` requests are in,
-as for one node); its nodes then run up to twice ``zerovm_maxpool`` at a time
-in the same pool as every other node, each reading its own object in
-place, and their results stream back as they end.  A node this server cannot
-run (object not here, pool full, disk unmounted) gets an ``<i>/error``
-member with the status it would have had alone: the proxy sends that node
-again alone, elsewhere.  When the proxy goes away the nodes still running
-are stopped (their workers are replaced, as for one node).
+as for one node); its nodes then run in the same pool as every other node,
+``zerovm_maxpool`` at a time with as many again in the pool's queue (within
+``zerovm_maxqueue``), each reading its own object in place, and their
+results stream back as they end.  A node this server cannot run (object not
+here, pool full, disk unmounted) gets an ``<i>/error`` member with the
+status it would have had alone: the proxy sends that node again alone,
+elsewhere.  When the proxy goes away the nodes still running are stopped
+(their workers are replaced, as for one node).
 """
 
 from __future__ import annotations
@@ -140,7 +141,8 @@ class BatchRun:
     def members(self, entries: list[wire.BatchEntry]):
         """The answer's members, node by node as they end."""
         done = LightQueue()
-        width = min(len(entries), 2 * self.config.pool_size)
+        config = self.config          # its nodes wait in the pool's queue, not for a slot
+        width = min(len(entries), config.pool_size + min(config.pool_size, config.queue))
         self.pool = GreenPool(width)
         trans = self.req.headers.get('X-Trans-Id', '-')
 

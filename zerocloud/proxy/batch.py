@@ -2,12 +2,15 @@
 
 A node that reads its object in place and sends nothing else (no links, no
 replicas, no objects sent along: the nodes of a wildcard over a container)
-is queued for the first primary holding its object, in ring order, as a node
-sent alone (the ring spreads partitions, so the servers get even shares).  Per server at most
-:data:`PER_SERVER` batches are on their way; each takes an even share of
-what is queued, up to ``wire.BATCH_MAX`` nodes, as one request
-(``zerocloud.wire``, Batches): its connection, ``100 Continue`` and the
-program (or its digest, ``dispatch.Programs``) are paid once per batch.
+is queued for the first primary holding its object, in ring order, as a
+node sent alone would be (the ring spreads partitions, so the servers get
+even shares).  A batch takes what is queued for its server, up to
+``wire.BATCH_MAX`` nodes, as one request (``zerocloud.wire``, Batches): its
+connection, ``100 Continue`` and the program (or its digest,
+``dispatch.Programs``) are paid once per batch.  A second batch goes to the
+same server at the same time only when more than ``wire.BATCH_MAX`` nodes
+wait for it (:data:`PER_SERVER`): the server runs a batch's nodes several
+at a time already.
 
 A node the server did not run (an ``error`` member, no answer before the
 stream ended or the server went away) is sent again alone
@@ -92,8 +95,10 @@ class Batches:
         chosen = primaries[0]
         entry = _Entry(plan, chosen, primaries[1:], servers, Event())
         key = (chosen['ip'], chosen['port'], plan.policy, plan.digest)
-        self.queues[key].append(entry)
-        if self.senders[key] < PER_SERVER:
+        queue = self.queues[key]
+        queue.append(entry)
+        if not self.senders[key] or (len(queue) > wire.BATCH_MAX
+                                     and self.senders[key] < PER_SERVER):
             self.senders[key] += 1
             thread = spawn(self._sender, key)
             self.threads.add(thread)
@@ -113,19 +118,25 @@ class Batches:
             thread.kill()
 
     def _sender(self, key: tuple) -> None:
+        queue = self.queues[key]
+        batch: list[_Entry] = []
         try:
             sleep(0)                     # the job's other nodes join the queue first
-            queue = self.queues[key]
             while queue:
-                size = min(wire.BATCH_MAX, -(-len(queue) // PER_SERVER))
-                batch = queue[:size]
-                del queue[:size]
+                batch = queue[:wire.BATCH_MAX]
+                del queue[:len(batch)]
                 if len(batch) == 1:
                     batch[0].done.send(_FIRST)
                 else:
                     self._send(batch)
         finally:
             self.senders[key] -= 1
+            if not self.senders[key]:    # stopped (or a bug): nobody else sends them
+                batch += queue
+                queue.clear()
+            for entry in batch:
+                if not entry.done.ready():
+                    entry.done.send(_ALONE)
 
     def _send(self, batch: list[_Entry]) -> None:
         """One batch to its server; every node of it ends with a result or alone."""
