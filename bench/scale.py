@@ -196,7 +196,7 @@ def download_and_count(cluster: DevCluster, n: int) -> tuple[float, tuple[int, i
 def measure(n: int, program: bytes) -> list[str]:
     """One table row for N objects, on a fresh cluster."""
     with tempfile.TemporaryDirectory(prefix='zvm-bench-scale-') as d:
-        cluster = DevCluster(Path(d) / 'cluster', detach=False)
+        cluster = DevCluster(Path(d) / 'cluster', detach=False, sysimages={})   # C only
         cluster.start()
         try:
             conn = common.connect(cluster)

@@ -344,3 +344,13 @@ def test_a_bad_batch_is_a_400(mw, guest, count: str, says: bytes) -> None:
     resp = req.get_response(mw)
     assert resp.status_int == 400 and says in resp.body, resp.body
     assert mw.admitted == 0
+
+
+def test_an_image_by_digest_not_kept_here_is_a_412_before_the_body(mw) -> None:
+    put(mw)
+    digest = 'ab' * 32
+    resp = execute_unread(mw, **{wire.IMAGE: digest})
+    assert resp.status_int == 412
+    assert resp.headers[wire.IMAGE] == digest
+    assert f'image {digest} is not cached here'.encode() in resp.body
+    assert mw.admitted == 0

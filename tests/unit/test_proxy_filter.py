@@ -431,8 +431,10 @@ def test_objects_sent_along_are_fetched_once(mw, swift, servers) -> None:
     assert resp.headers['X-Nexe-System'] == 'wc-1,wc-2'
     assert swift.called('GET', '/c/lib.tar') == 1
     assert swift.called('GET', '/bin/wc') == 1
-    assert swift.called('GET', '/c/data') == 0          # read in place: HEAD only
-    assert [sent['dev/image'] for _d, _h, sent in asked.asked] == [b'an image'] * 2
+    assert swift.called('GET', '/c/data') == 0          # read in place
+    # the image once per server, then its digest (the server keeps it by SHA-256)
+    assert [sent.get('dev/image') for _d, _h, sent in asked.asked] == [b'an image', None]
+    assert asked.asked[1][1][wire.IMAGE] == hashlib.sha256(b'an image').hexdigest()
 
 
 def test_an_encrypted_object_travels_and_the_node_runs_anywhere(mw, swift, servers) -> None:
@@ -931,3 +933,20 @@ def test_a_one_node_job_is_sent_alone(mw, batch_servers) -> None:
     resp = post(mw, job())
     assert resp.status_int == 200 and resp.body == b'counted\n'
     assert fake.batches == [] and [d for d, _h, _s in single.asked] == ['d0']
+
+
+def test_the_jobs_image_goes_once_to_each_server_then_its_digest(mw, swift, caching) -> None:
+    image = b'\x1f\x8b image tar' * 1000
+    swift.add('/c/image.tar', image)
+    for i in range(2, 5):
+        swift.add(f'/c/data{i}', b'more')
+    asked = caching(d0=ok(), delay=0.05)
+    group = job(stdin='swift://~/c/data*')
+    group[0]['devices'].append({'name': 'image', 'path': 'swift://~/c/image.tar'})
+    resp = post(mw, group)
+    assert resp.status_int == 200, resp.body
+    assert resp.headers['X-Nexe-System'] == 'wc-1,wc-2,wc-3,wc-4'
+    digest = hashlib.sha256(image).hexdigest()
+    assert [(h.get(wire.IMAGE), sent.get('dev/image')) for _d, h, sent in asked.asked] == [
+        (None, image)] + [(digest, None)] * 3
+    assert swift.called('GET', '/c/image.tar') == 1

@@ -360,6 +360,9 @@ class NodeRun:
                 reader = self.local_object(req)
             if wire.PROGRAM in req.headers:       # the program by digest, before any body
                 files[wire.EXE] = self.cached_program(req.headers[wire.PROGRAM])
+            if wire.IMAGE in req.headers:         # the job's image too
+                files[IMAGE_MEMBER] = self.cached(self.owner.images, wire.IMAGE,
+                                                  req.headers[wire.IMAGE], 'image')
             disk_tmp = os.path.join(disk, 'tmp')
             os.makedirs(disk_tmp, exist_ok=True)
             tmp = tempfile.mkdtemp(prefix='zerocloud-', dir=disk_tmp)
@@ -400,13 +403,18 @@ class NodeRun:
     def cached_program(self, digest: str) -> str:
         """Hold the program of ``X-Zerovm-Program``; 412 (before the body travels)
         when this process does not have it: the proxy sends it again with it."""
+        return self.cached(self.owner.programs, wire.PROGRAM, digest, 'program')
+
+    def cached(self, cache: ContentCache, header: str, digest: str, what: str) -> str:
+        """Hold the file of ``digest`` (``header``'s value) in ``cache``; 412 when
+        this process does not have it."""
         digest = digest.strip().lower()
         if len(digest) != 64 or not all(c in '0123456789abcdef' for c in digest):
-            raise HTTPBadRequest(body=f'{wire.PROGRAM}: not a SHA-256 (64 hex digits)\n')
-        path = self.owner.programs.hold(digest)
+            raise HTTPBadRequest(body=f'{header}: not a SHA-256 (64 hex digits)\n')
+        path = cache.hold(digest)
         if path is None:
-            raise HTTPPreconditionFailed(body=f'program {digest} is not cached here: '
-                                              f'send it\n', headers={wire.PROGRAM: digest})
+            raise HTTPPreconditionFailed(body=f'{what} {digest} is not cached here: '
+                                              f'send it\n', headers={header: digest})
         return path
 
     def local_object(self, req: Request):

@@ -483,6 +483,10 @@ class ProxyExecMiddleware:
             if plan.program is not None:
                 plan.digest = digests.get(id(plan.program)) or digests.setdefault(
                     id(plan.program), program_digest(plan.program))
+            image = plan.inputs.get(wire.IMAGE_DEVICE)
+            if image is not None:               # kept by digest too (zerocloud.wire)
+                plan.image_digest = digests.get(id(image)) or digests.setdefault(
+                    id(image), input_digest(image))
         return plans
 
     # -- running nodes -----------------------------------------------------------------
@@ -577,6 +581,18 @@ def program_digest(program: bytes) -> str:
     """SHA-256 (hex) of a program, computed in a thread (``tpool``), off the hub: a
     program may have hundreds of MB."""
     return tpool.execute(lambda: hashlib.sha256(program).hexdigest())
+
+
+def input_digest(data: Input) -> str:
+    """SHA-256 (hex) of an object or payload sent along, in a thread, off the hub
+    (before any node reads it: the file's position is free)."""
+    def digest() -> str:
+        sha = hashlib.sha256()
+        data.file.seek(0)
+        while chunk := data.file.read(wire.CHUNK):
+            sha.update(chunk)
+        return sha.hexdigest()
+    return tpool.execute(digest)
 
 
 def _encrypting() -> bool:
