@@ -14,7 +14,10 @@ with these headers:
   local object before the body travels.
 
 * ``X-Zerovm-Program: <sha256 hex>`` instead of an ``exe`` member when the
-  proxy expects the server to have the program already (see below).
+  proxy expects the server to have the program already (see below), and
+  ``X-Zerovm-Image: <sha256 hex>`` instead of a ``dev/image`` member for the
+  job's own image, the same way (the server keeps the 8 most recent images;
+  a 412 names the digest it lacks, and the proxy sends both again in full).
 
 Both bodies are plain tar streams, as in the original ZeroCloud, so that
 large payloads stream through without being held in memory:
