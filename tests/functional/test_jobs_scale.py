@@ -129,3 +129,29 @@ def test_a_job_over_zerovm_maxnodes_names_the_option(conn: Connection,
     resp = post_job(conn, job)
     assert resp.status_code == 400
     assert 'more than 100000 nodes' in resp.text and 'zerovm_maxnodes' in resp.text
+
+
+def test_a_wildcard_reads_only_containers_the_caller_may_read(
+        conn: Connection, connect, make_container, guest) -> None:
+    """Read authorisation is decided once per container: the container's read ACL."""
+    bodies = {f'part-{i}': b'x y\n' * (i + 1) for i in range(3)}
+    shared = make_container('shared', headers={'X-Container-Read': 'test2:tester2'})
+    private = make_container('private')
+    for container in (shared, private):
+        for name, body in bodies.items():
+            conn.put_object(container, name, body)
+    other = connect('test2:tester2')
+    bin_container = make_container('bin2', connection=other)
+    other.put_object(bin_container, 'wc', guest('wc').read_bytes())
+    program = f'swift://AUTH_test2/{bin_container}/wc'
+
+    def job(container: str) -> list[dict]:
+        return [{'name': 'wc', 'exec': {'path': program},
+                 'devices': [{'name': 'stdin', 'path': f'swift://AUTH_test/{container}/*'},
+                             {'name': 'stdout'}]}]
+    resp = post_job(other, job(shared))
+    assert resp.status_code == 200, resp.text
+    assert resp.content == b''.join(wc(body) for body in bodies.values())
+    resp = post_job(other, job(private))
+    assert resp.status_code == 403, resp.text
+    assert private in resp.text
