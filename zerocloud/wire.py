@@ -139,6 +139,7 @@ BLOCK = tarfile.BLOCKSIZE
 CHUNK = 1 << 16
 PART = 1 << 20                  # largest part/ member
 PAX_LIMIT = 1 << 16             # largest PAX extended header read
+TAR_END = bytes(2 * BLOCK)      # the end of a tar stream
 EXECUTE = 'X-Zerovm-Execute'
 STD_CHANNELS = ('stdin', 'stdout', 'stderr')      # the channels every node has
 VERSION = '1.0'
@@ -435,6 +436,17 @@ def tar_size(members: Iterable[tuple[str, int]]) -> int:
 
 def stream_tar(members: Iterable[Member]) -> Iterator[bytes]:
     """Yield a tar stream of ``(name, size, chunks)`` members without buffering them."""
+    yield from stream_members(members)
+    yield TAR_END
+
+
+def tar_member(name: str, data: bytes) -> bytes:
+    """One whole member of a tar stream (header, data, padding)."""
+    return member_header(name, len(data)) + data + _padding(len(data))
+
+
+def stream_members(members: Iterable[Member]) -> Iterator[bytes]:
+    """The members of a tar stream (:func:`stream_tar` without its end)."""
     for name, size, chunks in members:
         yield member_header(name, size)
         sent = 0
@@ -444,7 +456,6 @@ def stream_tar(members: Iterable[Member]) -> Iterator[bytes]:
         if sent != size:
             raise WireError(f'{name}: {sent} bytes sent, {size} declared')
         yield _padding(size)
-    yield bytes(2 * BLOCK)
 
 
 def bytes_member(name: str, data: bytes) -> Member:
