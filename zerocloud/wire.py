@@ -235,10 +235,14 @@ class NodeSpec:
     @classmethod
     def from_json(cls, data: bytes) -> NodeSpec:
         """Parse and check a spec; SpecError says what is wrong."""
+        return cls.from_obj(_json_object(data, 'node spec'))
+
+    @classmethod
+    def from_obj(cls, obj: object) -> NodeSpec:
+        """Check a spec parsed from JSON; SpecError says what is wrong."""
         try:
-            obj = json.loads(data)
             if not isinstance(obj, dict):
-                raise SpecError('not a JSON object')
+                raise SpecError('node spec: not a JSON object')
             program = obj.get('program')
             if program is not None:
                 program = (_text(program['image']), _text(program['member']))
@@ -301,10 +305,8 @@ class BatchEntry:
     @classmethod
     def from_json(cls, data: bytes) -> BatchEntry:
         """Parse and check an entry; SpecError says what is wrong."""
+        obj = _json_object(data, 'batch entry')
         try:
-            obj = json.loads(data)
-            if not isinstance(obj, dict):
-                raise SpecError('batch entry: not a JSON object')
             path = _text(obj['object'])
             if path.count('/') < 3 or not path.startswith('/'):
                 raise SpecError(f'batch entry: object {path!r} is not /<a>/<c>/<o>')
@@ -314,11 +316,22 @@ class BatchEntry:
             device = _text(obj['device'])
             if not device or '/' in device or device in ('.', '..'):
                 raise SpecError(f'batch entry: device {device!r}')
-            return cls(device, partition, path, NodeSpec.from_json(json.dumps(obj['spec'])))
+            return cls(device, partition, path, NodeSpec.from_obj(obj['spec']))
         except SpecError:
             raise
-        except (ValueError, TypeError, KeyError, RecursionError) as e:
+        except (ValueError, TypeError, KeyError) as e:
             raise SpecError(f'batch entry: {type(e).__name__}: {e}') from None
+
+
+def _json_object(data: bytes, what: str) -> dict:
+    """``data`` parsed as a JSON object; SpecError otherwise."""
+    try:
+        obj = json.loads(data)
+    except (ValueError, RecursionError) as e:       # bad JSON, nesting too deep
+        raise SpecError(f'{what}: {type(e).__name__}: {e}') from None
+    if not isinstance(obj, dict):
+        raise SpecError(f'{what}: not a JSON object')
+    return obj
 
 
 def batch_member(index: int, name: str) -> str:
