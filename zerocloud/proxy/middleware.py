@@ -30,8 +30,10 @@ Before anything runs, the filter
 * checks that the caller may write every object the job writes (403, or 404
   when the container does not exist) and reads, as the caller, every object
   the job reads: the programs (fetched once per job, at most
-  ``zerovm_maxnexe`` bytes), the objects read in place (HEAD) and the others
-  (fetched once per job, at most ``zerovm_maxinput`` bytes).  A missing one
+  ``zerovm_maxnexe`` bytes), the objects read in place (HEAD; the objects a
+  wildcard found in a container's listing are authorised once per container,
+  ``_listed``) and the others (fetched once per job, at most
+  ``zerovm_maxinput`` bytes).  A missing one
   is a 404 ``Error 404 Not Found while fetching swift://...``, a forbidden
   one a 403 naming it, a large-object manifest or a symlink a 409 (jobs read
   plain objects), a program that failed validation when it was uploaded a
@@ -40,20 +42,21 @@ Before anything runs, the filter
 Each node then goes to an object server holding its data object
 (``zerocloud.placement``), where the object-server filter
 (``zerocloud.object``) runs it in the sandbox with the object as a local
-channel (its program travels once per object server, then by SHA-256:
-``zerocloud.wire``).  The proxy tries the primaries in ring order, then the handoffs,
-moving on when a server cannot be reached, does not answer within
-``zerovm_timeout`` + 5 s, answers 404 (no such object there), 507 or 5xx.
-A server that answers 503 ``Slot not available`` while nodes of the same
-job run there is tried again after a pause (growing to 0.5 s, for up to
-``zerovm_timeout``): a job with more nodes than the cluster has workers
-waits for its own nodes instead of failing, while a server full of other
-work still sheds the load at once.  Runs are deterministic, so running a
-node again elsewhere is safe.  Objects in erasure-coded or encrypted containers
-are fetched by the proxy and sent along; such nodes, and nodes without data,
-run on any object server.  The execute path never goes through the proxy's
-GET/PUT controllers: their ``node_timeout`` and retries would cut off or
-re-run computations.
+channel (its program and image travel once per object server, then by
+SHA-256: ``zerocloud.wire``); the nodes of a wildcard bound for one server
+travel together, in batches (``zerocloud.proxy.batch``). The proxy tries the
+primaries in ring order, then the handoffs, moving on when a server cannot
+be reached, does not answer within ``zerovm_timeout`` + 5 s, answers 404 (no
+such object there), 507 or 5xx. A server that answers 503 ``Slot not
+available`` while nodes of the same job run there is tried again after a
+pause (growing to 0.5 s, for up to ``zerovm_timeout``): a job with more
+nodes than the cluster has workers waits for its own nodes instead of
+failing, while a server full of other work still sheds the load at once.
+Runs are deterministic, so running a node again elsewhere is safe. Objects
+in erasure-coded or encrypted containers are fetched by the proxy and sent
+along; such nodes, and nodes without data, run on any object server. The
+execute path never goes through the proxy's GET/PUT controllers: their
+``node_timeout`` and retries would cut off or re-run computations.
 
 Nodes wired with ``connect`` run as a pipeline: a node starts when every
 node it reads from is running, and what they write to it
@@ -85,8 +88,10 @@ Every node gets CGI variables in its environment: the request's
 ``LOCAL_CONTENT_LENGTH``, ``LOCAL_CONTENT_TYPE``, ``LOCAL_HTTP_ETAG``,
 ``LOCAL_HTTP_X_TIMESTAMP``, ``LOCAL_HTTP_CONTENT_ENCODING`` and
 ``LOCAL_HTTP_X_OBJECT_META_<NAME>``, from the HEAD of the object made
-before the job runs: every replica of a node sees the same values.  They
-win over the job's own ``env``.
+before the job runs: every replica of a node sees the same values (a
+wildcard's node that is not replicated gets them from the object server
+that runs it, from the copy it reads: no HEAD).  They win over the job's
+own ``env``.
 
 A job answered when it is done stops when its client closes the connection
 (``zerocloud.hangup``): its node connections close, the object servers stop
