@@ -3,7 +3,7 @@
 For each N (1,000 and 10,000 objects of 1 KiB; ``--full`` adds 100,000;
 ``--quick``: 200 and 1,000), on a fresh local cluster
 (``zerocloud.devcluster.DevCluster`` in a temporary directory, 3 object
-servers, 2 replicas):
+servers, 2 replicas, no system images: the program is C):
 
 - populate: the objects go up as tars through Swift's bulk middleware
   (``PUT /v1/<account>/<container>?extract-archive=tar``, 8 tars at a time),
@@ -12,9 +12,9 @@ servers, 2 replicas):
 - job: one wildcard job (``swift://~/bench/data/*.txt``, the word-count
   program ``tests/programs/wc.c``): wall time, amortised ms per node, the
   proxy's peak RSS (``VmHWM`` of ``/proc/<pid>/status`` after the job, and
-  its growth over the idle proxy). A job the proxy refuses (today: ``400
-  Job too large`` beyond ``zerovm_maxnodes``, 1,000) is reported as such,
-  with the reason, and the run goes on;
+  its growth over the idle proxy). A job the proxy refuses (``400 Job too
+  large`` beyond ``zerovm_maxnodes``, 100,000 by default) is reported as
+  such, with the reason, and the run goes on;
 - the same job again with ``X-Zerovm-Report: json``: bytes between proxy
   and object servers per node (request bodies sent, outputs returned), the
   node time the proxy saw, and from the object servers' logs (``execute``
@@ -188,7 +188,7 @@ def download_and_count(cluster: DevCluster, n: int) -> tuple[float, tuple[int, i
 def measure(n: int, program: bytes) -> list[str]:
     """One table row for N objects, on a fresh cluster."""
     with tempfile.TemporaryDirectory(prefix='zvm-bench-scale-') as d:
-        cluster = DevCluster(Path(d) / 'cluster', detach=False)
+        cluster = DevCluster(Path(d) / 'cluster', detach=False, sysimages={})   # C only
         cluster.start()
         try:
             conn = common.connect(cluster)

@@ -37,7 +37,7 @@ class Config:
     swift_dir: str = '/etc/swift'
     max_config: int = 65536
     max_nexe: int = 256 << 20
-    max_nodes: int = 1000
+    max_nodes: int = 100000
     max_spool: int = 4 << 30
     pipeline: bool = True
     conn_timeout: float = 0.5
@@ -76,7 +76,7 @@ class Config:
             swift_dir=conf.get('swift_dir', '/etc/swift'),
             max_config=option('zerovm_maxconfig', positive, 65536),
             max_nexe=option('zerovm_maxnexe', positive, 256 << 20),
-            max_nodes=option('zerovm_maxnodes', positive, 1000),
+            max_nodes=option('zerovm_maxnodes', positive, 100000),
             max_spool=option('zerovm_maxspool', positive, 4 << 30),
             pipeline=config_true_value(conf.get('zerovm_pipeline', 'true')),
             conn_timeout=option('conn_timeout', float, 0.5),

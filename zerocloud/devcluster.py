@@ -323,7 +323,8 @@ class DevCluster:
 
     ``extra_conf`` maps a server name (``proxy``, ``account``, ``container``,
     ``object0``...) or ``object`` (every object server) to conf text appended
-    after the site values, e.g. ``{'object': '[filter:zerocloud]\\nzerovm_timeout = 2\\n'}``.
+    after the site values, e.g. ``{'object': '[filter:zerocloud]\\nzerovm_timeout = 2\\n'}``;
+    ``swift`` to text appended to ``swift.conf`` (``[swift-constraints]``...).
 
     ``sysimages`` ({name: tar path}) become ``zerovm_sysimage_devices`` of the
     proxy and object servers; by default the system images ``zvm_core.sysimages``
@@ -449,7 +450,7 @@ class DevCluster:
         self.servers = self._plan()
         shutil.rmtree(self.swift_dir, ignore_errors=True)
         self.swift_dir.mkdir(parents=True)
-        (self.swift_dir / 'swift.conf').write_text(SWIFT_CONF)
+        (self.swift_dir / 'swift.conf').write_text(SWIFT_CONF + self.extra_conf.get('swift', ''))
         self._write_rings()
         fernet_key = base64.urlsafe_b64encode(os.urandom(32)).decode()
         for server in self.servers:

@@ -552,10 +552,13 @@ def run(plans: list, run_replica: RunReplica, skipped: Callable[[object, int, st
             outputs = spools[node.name] = Spool(node.writes_to, budget, max_link)
         pool.spawn_n(work, plan, inputs, outputs)
 
+    waiting = list(plans)        # not started yet: a look at each event, not at every plan
+
     def start_ready() -> None:
-        for plan in plans:
+        for plan in waiting:
             if plan.node.name not in started and can_start(plan):
                 start(plan)
+        waiting[:] = [p for p in waiting if p.node.name not in started]
 
     try:
         start_ready()

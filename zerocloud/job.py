@@ -291,6 +291,7 @@ class Node:
     attach: Device | None = None
     location: str | None = None
     engine: str | None = None
+    listed: bool = False            # its attached object came from a container listing
 
     @property
     def argv(self) -> list[str]:
@@ -717,7 +718,8 @@ def _placement(devices: list[Device], attach: str | None) -> Device | None:
 
 
 def _too_large(max_nodes: int, group: str) -> JobError:
-    return JobError(f'Job too large: more than {max_nodes} nodes (at {group})')
+    return JobError(f'Job too large: more than {max_nodes} nodes (at {group}); the '
+                    'operator\'s zerovm_maxnodes (proxy) raises the limit')
 
 
 def _instances(group: Group, list_objects: Callable[[str, str], Iterable[str]],
@@ -759,10 +761,12 @@ def _group_nodes(group: Group, instances: list[tuple[SwiftPath | None, tuple[str
                 path = _output_path(path, values if wild is not None else (name,) * _stars(path),
                                     name, group.name)
             devices.append(replace(device, path=path, meta=dict(device.meta)))
+        attach = _placement(devices, group.attach)
         nodes.append(Node(name=name, group=group.name, index=index, id=first_id + index - 1,
                           exec=group.exec, devices=devices, replicate=group.replicate,
-                          attach=_placement(devices, group.attach), location=group.location,
-                          engine=group.engine))
+                          attach=attach, location=group.location, engine=group.engine,
+                          listed=wild is not None and attach is not None
+                          and attach.name == wild.name))
     return nodes
 
 
@@ -781,7 +785,7 @@ def _check_outputs(nodes: list[Node]) -> None:
 
 def expand(groups: list[Group], list_objects: Callable[[str, str], Iterable[str]],
            list_containers: Callable[[str], Iterable[str]], *,
-           max_nodes: int = 1000) -> list[Node]:
+           max_nodes: int = 100000) -> list[Node]:
     """Expand validated groups into nodes, in group order, with ids 1..M.
 
     ``list_objects(account, container)`` and ``list_containers(account)``

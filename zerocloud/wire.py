@@ -14,7 +14,10 @@ with these headers:
   local object before the body travels.
 
 * ``X-Zerovm-Program: <sha256 hex>`` instead of an ``exe`` member when the
-  proxy expects the server to have the program already (see below).
+  proxy expects the server to have the program already (see below), and
+  ``X-Zerovm-Image: <sha256 hex>`` instead of a ``dev/image`` member for the
+  job's own image, the same way (the server keeps the 8 most recent images;
+  a 412 names the digest it lacks, and the proxy sends both again in full).
 
 Both bodies are plain tar streams, as in the original ZeroCloud, so that
 large payloads stream through without being held in memory:
@@ -64,16 +67,45 @@ ones none (0.63 MB in all).  Trying the digest first for every node
 instead sent 3.0 MB of programs in the first job, after 66 412s (nodes
 sent together all miss until a copy has arrived), and the same afterwards.
 
+Batches
+-------
+
+Nodes bound for the same object server, with the same program and nothing
+but their spec to send (in-place nodes of a wildcard over a container: no
+links, no replicas, no objects sent along), travel together:
+``POST /<device>/0/<account>/.zerocloud/batch`` with the headers above (no
+``X-Zerovm-Access``) and ``X-Zerovm-Batch: <number of nodes>``.  Its tar
+stream is ``exe`` (first, unless ``X-Zerovm-Program`` names it), then one
+``batch/<i>`` member per node (``i`` = 0, 1, ...): a :class:`BatchEntry`,
+as JSON ``{"device", "partition", "object": "/<a>/<c>/<o>", "spec": <node
+spec>}``; each node reads its ``object`` in place (``"source": "local"``).
+The server admits the batch as one request (``503`` as for a node when it
+is full, before ``100 Continue``), reads every entry, then answers ``200``
+with ``X-Zerovm-Batch`` and a tar stream of results in the order the nodes
+end: for node ``i`` either ``<i>/report.json`` followed by its
+``<i>/dev/<device>`` outputs, or ``<i>/error`` whose body is the
+status and reason the server would have given that node alone
+(``404 ... is not on this server``, ``503 Slot not available ...``,
+``507 ...``).  A node with no answer in the stream (the server died, the
+stream was cut) or an ``error`` a retry may cure is sent again alone, to
+the object's other replicas, as any node; a batch refused whole is split
+into nodes sent alone the same way.  The proxy sends at most two batches
+at a time to a server, each of up to :data:`BATCH_MAX` nodes; the server runs up
+to its ``zerovm_maxpool`` nodes of a batch at once.
+
 The node spec is :class:`NodeSpec` (with :class:`DeviceSpec` and
 :class:`NodeLimits`), as JSON: ``{"name", "argv", "env", "devices": [{"name",
 "access": "r"|"w", "random", "source": "local"|"member"|"link"|null,
 "put_size"}], "limits": {"memory", "fuel", "timeout"}, "seed", "epoch",
-"outputs", "stream", "program": {"image", "member"}}``; a device name may be
+"outputs", "stream", "program": {"image", "member"}, "local_env"}``; a device name may be
 ``in/<node>`` or ``out/<node>`` (channel ``/dev/in/<node>`` ...);
 ``put_size`` (optional) asks for a smaller write quota than the object
 server's ``zerovm_maxoutput``; ``"source": "link"`` marks an ``in/<node>``
 device that arrives as ``part/`` members; ``program`` names a system image's
-file to run instead of an ``exe`` member.  Both sides build and read the
+file to run instead of an ``exe`` member; ``local_env: true`` asks the object
+server to add the ``LOCAL_*`` variables of the local object itself, from the
+metadata of the copy it opens (:func:`local_env`; the proxy then made no
+HEAD of the object).  Both sides build and read the
 types; :meth:`NodeSpec.from_json` raises :class:`SpecError` for anything else.
 
 The report is :class:`NodeReport`, as JSON: ``{"status", "retcode", "message",
@@ -88,9 +120,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tarfile
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
+from urllib.parse import quote
 
 SPEC = 'node.json'
 EXE = 'exe'
@@ -105,11 +139,23 @@ BLOCK = tarfile.BLOCKSIZE
 CHUNK = 1 << 16
 PART = 1 << 20                  # largest part/ member
 PAX_LIMIT = 1 << 16             # largest PAX extended header read
+TAR_END = bytes(2 * BLOCK)      # the end of a tar stream
 EXECUTE = 'X-Zerovm-Execute'
 STD_CHANNELS = ('stdin', 'stdout', 'stderr')      # the channels every node has
 VERSION = '1.0'
 ACCESS = 'X-Zerovm-Access'
 PROGRAM = 'X-Zerovm-Program'    # request: the program by SHA-256 (hex) instead of ``exe``
+IMAGE = 'X-Zerovm-Image'        # request: the job's image by SHA-256 instead of ``dev/image``
+IMAGE_DEVICE = 'image'          # the device of the job's own image
+BATCH = 'X-Zerovm-Batch'        # request and answer: a batch of this many nodes
+BATCH_PREFIX = 'batch/'         # batch/<i>: one node of a batch (a BatchEntry)
+ERROR = 'error'                 # <i>/error: why the server did not run node i
+BATCH_MAX = 512                 # most nodes of one batch
+# Object headers a node sees as LOCAL_* variables (and X-Object-Meta-*).
+LOCAL_HEADERS = {'content-length': 'LOCAL_CONTENT_LENGTH', 'content-type': 'LOCAL_CONTENT_TYPE',
+                 'etag': 'LOCAL_HTTP_ETAG', 'x-timestamp': 'LOCAL_HTTP_X_TIMESTAMP',
+                 'content-encoding': 'LOCAL_HTTP_CONTENT_ENCODING'}
+_ENV_UNSAFE = re.compile('[^A-Z0-9_]')
 
 Member = tuple[str, int, Iterable[bytes]]
 
@@ -169,6 +215,7 @@ class NodeSpec:
     stream: bool = False                    # a connect graph's node: links while it runs
     program: tuple[str, str] | None = None  # (image, member): a system image's file
     engine: str | None = None               # the engine the job asks for (auto, native...)
+    local_env: bool = False                 # the server adds the local object's LOCAL_*
 
     def device(self, name: str) -> DeviceSpec | None:
         return next((d for d in self.devices if d.name == name), None)
@@ -180,18 +227,22 @@ class NodeSpec:
         obj['devices'] = [{k: v for k, v in d.items() if v is not None or k == 'source'}
                           for d in obj['devices']]
         obj['limits'] = {k: v for k, v in obj['limits'].items() if v is not None}
-        for key in ('program', 'engine'):
-            if obj[key] is None:
+        for key in ('program', 'engine', 'local_env'):
+            if not obj[key]:
                 del obj[key]
         return json.dumps(obj, sort_keys=True).encode()
 
     @classmethod
     def from_json(cls, data: bytes) -> NodeSpec:
         """Parse and check a spec; SpecError says what is wrong."""
+        return cls.from_obj(_json_object(data, 'node spec'))
+
+    @classmethod
+    def from_obj(cls, obj: object) -> NodeSpec:
+        """Check a spec parsed from JSON; SpecError says what is wrong."""
         try:
-            obj = json.loads(data)
             if not isinstance(obj, dict):
-                raise SpecError('not a JSON object')
+                raise SpecError('node spec: not a JSON object')
             program = obj.get('program')
             if program is not None:
                 program = (_text(program['image']), _text(program['member']))
@@ -207,6 +258,7 @@ class NodeSpec:
                 devices=devices, program=program, seed=int(obj.get('seed', 0)),
                 epoch=int(obj.get('epoch', 0)), outputs=bool(obj.get('outputs', True)),
                 stream=bool(obj.get('stream', False)), engine=obj.get('engine'),
+                local_env=bool(obj.get('local_env', False)),
                 limits=NodeLimits(
                     memory=None if limits.get('memory') is None else int(limits['memory']),
                     fuel=None if limits.get('fuel') is None else int(limits['fuel']),
@@ -234,6 +286,78 @@ def _device(obj: dict) -> DeviceSpec:
     if dev.access not in ACCESSES or dev.source not in SOURCES:
         raise SpecError(f'device {dev.name}: access {dev.access!r}, source {dev.source!r}')
     return dev
+
+
+@dataclass(frozen=True)
+class BatchEntry:
+    """One node of a batch (a ``batch/<i>`` member): where its object is, and its spec."""
+
+    device: str
+    partition: int
+    object: str                             # /<account>/<container>/<object>
+    spec: NodeSpec
+
+    def to_json(self) -> bytes:
+        return json.dumps({'device': self.device, 'partition': self.partition,
+                           'object': self.object, 'spec': json.loads(self.spec.to_json())},
+                          sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> BatchEntry:
+        """Parse and check an entry; SpecError says what is wrong."""
+        obj = _json_object(data, 'batch entry')
+        try:
+            path = _text(obj['object'])
+            if path.count('/') < 3 or not path.startswith('/'):
+                raise SpecError(f'batch entry: object {path!r} is not /<a>/<c>/<o>')
+            partition = obj['partition']
+            if isinstance(partition, bool) or not isinstance(partition, int) or partition < 0:
+                raise SpecError(f'batch entry: partition {partition!r}')
+            device = _text(obj['device'])
+            if not device or '/' in device or device in ('.', '..'):
+                raise SpecError(f'batch entry: device {device!r}')
+            return cls(device, partition, path, NodeSpec.from_obj(obj['spec']))
+        except SpecError:
+            raise
+        except (ValueError, TypeError, KeyError) as e:
+            raise SpecError(f'batch entry: {type(e).__name__}: {e}') from None
+
+
+def _json_object(data: bytes, what: str) -> dict:
+    """``data`` parsed as a JSON object; SpecError otherwise."""
+    try:
+        obj = json.loads(data)
+    except (ValueError, RecursionError) as e:       # bad JSON, nesting too deep
+        raise SpecError(f'{what}: {type(e).__name__}: {e}') from None
+    if not isinstance(obj, dict):
+        raise SpecError(f'{what}: not a JSON object')
+    return obj
+
+
+def batch_member(index: int, name: str) -> str:
+    """The name of node ``index``'s member ``name`` in a batch's answer."""
+    return f'{index}/{name}'
+
+
+def batch_index(member: str) -> tuple[int, str]:
+    """(node index, member name) of a member of a batch's answer."""
+    index, sep, name = member.partition('/')
+    if not sep or not index.isdigit():
+        raise WireError(f'unexpected member {member}')
+    return int(index), name
+
+
+def local_env(path: str, headers) -> dict[str, str]:
+    """ZeroCloud's ``LOCAL_*`` variables of the object ``/<a>/<c>/<o>`` (``path``,
+    unquoted) from its metadata (``headers``: (name, native string) pairs): the
+    same for every replica, like the object's data."""
+    env = {'LOCAL_OBJECT': 'on', 'LOCAL_PATH_INFO': quote(path)}
+    for name, value in headers:
+        key = name.lower()
+        if key in LOCAL_HEADERS or key.startswith('x-object-meta-'):
+            var = LOCAL_HEADERS.get(key) or 'LOCAL_HTTP_' + _ENV_UNSAFE.sub('_', name.upper())
+            env[var] = value
+    return env
 
 
 class ReportError(WireError):
@@ -325,6 +449,17 @@ def tar_size(members: Iterable[tuple[str, int]]) -> int:
 
 def stream_tar(members: Iterable[Member]) -> Iterator[bytes]:
     """Yield a tar stream of ``(name, size, chunks)`` members without buffering them."""
+    yield from stream_members(members)
+    yield TAR_END
+
+
+def tar_member(name: str, data: bytes) -> bytes:
+    """One whole member of a tar stream (header, data, padding)."""
+    return member_header(name, len(data)) + data + _padding(len(data))
+
+
+def stream_members(members: Iterable[Member]) -> Iterator[bytes]:
+    """The members of a tar stream (:func:`stream_tar` without its end)."""
     for name, size, chunks in members:
         yield member_header(name, size)
         sent = 0
@@ -334,7 +469,6 @@ def stream_tar(members: Iterable[Member]) -> Iterator[bytes]:
         if sent != size:
             raise WireError(f'{name}: {sent} bytes sent, {size} declared')
         yield _padding(size)
-    yield bytes(2 * BLOCK)
 
 
 def bytes_member(name: str, data: bytes) -> Member:

@@ -2,7 +2,8 @@
 
 ``swift_cluster`` is a running ``DevCluster`` (proxy, account, container and
 three object servers with the ZeroCloud filters, object ring of 2 replicas,
-``PROXY_CONF`` added to the proxy's configuration),
+``PROXY_CONF`` added to the proxy's configuration, listing pages of
+``LISTING_LIMIT`` names),
 started once in a temporary directory and always stopped at the end. Tests
 share it, so they make their own containers (``make_container``) and undo
 what they break (``kill_object_server`` and ``pause_object_server`` restore
@@ -24,6 +25,10 @@ from zerocloud.devcluster import USERS, DevCluster
 # Short limits, so that tests of deferred jobs (and their loss) and chains run quickly.
 PROXY_CONF = ('[filter:zerocloud]\ninteractive_timeout = 1\nchain_timeout = 2\n'
               'deferred_heartbeat = 1\n')
+# Short listing pages (Swift's default: 10,000), so that a job reads several pages
+# of a container of a few objects (tests/functional/test_jobs_scale.py).
+LISTING_LIMIT = 400
+SWIFT_CONF = f'[swift-constraints]\ncontainer_listing_limit = {LISTING_LIMIT}\n'
 
 
 @pytest.fixture(scope='session')
@@ -31,7 +36,8 @@ def swift_cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
                   sysimages) -> DevCluster:
     """The session's running cluster (stopped by a finalizer, even if start fails), with
     the python3 and lua system images."""
-    cluster = DevCluster(tmp_path_factory.mktemp('devcluster'), extra_conf={'proxy': PROXY_CONF},
+    cluster = DevCluster(tmp_path_factory.mktemp('devcluster'),
+                         extra_conf={'proxy': PROXY_CONF, 'swift': SWIFT_CONF},
                          sysimages={name: sysimages.tar(name) for name in sysimages.images})
     request.addfinalizer(cluster.stop)
     cluster.start()

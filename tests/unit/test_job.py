@@ -631,7 +631,8 @@ def test_count_is_ignored_with_a_read_wildcard():
 def test_max_nodes_counts_the_whole_job():
     assert len(run(group('a', count=2), group('b', count=3), max_nodes=5)) == 5
     message = error(group('a', count=2), group('b', count=4), max_nodes=5)
-    assert message == 'Job too large: more than 5 nodes (at b)'
+    assert message == ("Job too large: more than 5 nodes (at b); the operator's "
+                       'zerovm_maxnodes (proxy) raises the limit')
 
 
 def test_max_nodes_stops_listing():
@@ -640,7 +641,8 @@ def test_max_nodes_stops_listing():
             yield f'o{number}'
 
     groups = parse(group(devices=[{'name': 'stdin', 'path': 'swift://~/c/*'}]))
-    with pytest.raises(JobError, match=r'^Job too large: more than 3 nodes \(at sort\)$'):
+    with pytest.raises(JobError, match=r'^Job too large: more than 3 nodes \(at sort\); '
+                                       r'.*zerovm_maxnodes'):
         expand(groups, endless, FakeSwift().list_containers, max_nodes=3)
 
 

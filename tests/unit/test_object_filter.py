@@ -285,3 +285,72 @@ def test_a_bad_prewarm_setting_is_refused(server, devices: Path, guest, tmp_path
     with pytest.raises(ValueError, match='zerovm_prewarm'):
         ObjectExecMiddleware(server, {'devices': str(devices), 'zerovm_prewarm': spec,
                                       'zerovm_sysimage_devices': f'img {tar}'})
+
+
+# -- batches ----------------------------------------------------------------------------------
+
+BATCH_PATH = '/sda1/0/a/.zerocloud/batch'
+
+
+def batch_request(app, entries: list[wire.BatchEntry], program: bytes):
+    members = [wire.bytes_member(wire.EXE, program), *(
+        wire.bytes_member(f'{wire.BATCH_PREFIX}{i}', e.to_json()) for i, e in enumerate(entries))]
+    req = Request.blank(BATCH_PATH, method='POST', body=b''.join(wire.stream_tar(members)),
+                        headers={wire.EXECUTE: '1.0', wire.BATCH: str(len(entries)),
+                                 'Content-Type': 'application/x-tar'})
+    return req.get_response(app)
+
+
+def test_a_batch_runs_each_node_next_to_its_object(mw, guest, devices: Path) -> None:
+    put(mw, '/sda1/0/a/c/o1', b'one\n', **{'X-Object-Meta-Color': 'red'})
+    put(mw, '/sda1/0/a/c/o3', b'three three\n', **{'Content-Type': 'text/x-three'})
+    channels = (wire.DeviceSpec('stdin', 'r', source='local'), wire.DeviceSpec('stdout', 'w'))
+    entries = [wire.BatchEntry('sda1', 0, f'/a/c/o{i}', wire.NodeSpec(
+        f'n{i}', ['args_env'], env={'LOCAL_OBJECT': 'job'}, devices=channels, local_env=True))
+        for i in (1, 2, 3)]
+    resp = batch_request(mw, entries, guest('args_env').read_bytes())
+    assert resp.status_int == 200, resp.body
+    assert resp.headers[wire.BATCH] == '3' and resp.headers[wire.EXECUTE] == '1.0'
+    members = untar(resp.body)
+    assert set(members) == {'0/report.json', '0/dev/stdout', '1/error',
+                            '2/report.json', '2/dev/stdout'}
+    assert members['1/error'].startswith(b'404 /a/c/o2 is not on this server')
+    for index, length, ctype in ((0, 4, 'text/plain'), (2, 12, 'text/x-three')):
+        assert json.loads(members[f'{index}/report.json'])['status'] == 'ok'
+        env = members[f'{index}/dev/stdout'].decode()
+        assert f'=LOCAL_PATH_INFO=/a/c/o{index + 1}\n' in env
+        assert f'=LOCAL_CONTENT_LENGTH={length}\n' in env
+        assert f'=LOCAL_CONTENT_TYPE={ctype}\n' in env
+        assert '=LOCAL_OBJECT=on\n' in env                   # the object's, not the job's
+    assert '=LOCAL_HTTP_X_OBJECT_META_COLOR=red\n' in members['0/dev/stdout'].decode()
+    assert mw.admitted == 0
+    assert list((devices / 'sda1' / 'tmp').iterdir()) == []     # scratch space gone
+
+
+def test_a_batch_is_admitted_as_one_request(mw) -> None:
+    mw.admitted = mw.config.pool_size + mw.config.queue
+    resp = execute_unread(mw, **{wire.BATCH: '2'})
+    assert resp.status_int == 503 and resp.headers['Retry-After'] == '1'
+    assert b'Slot not available' in resp.body
+
+
+@pytest.mark.parametrize(('count', 'says'), [('0', b'1 to 512'), ('x', b'1 to 512'),
+                                              ('3', b'2 nodes, X-Zerovm-Batch says 3')])
+def test_a_bad_batch_is_a_400(mw, guest, count: str, says: bytes) -> None:
+    entry = wire.BatchEntry('sda1', 0, '/a/c/o', wire.NodeSpec('n', ['wc']))
+    members = [wire.bytes_member(f'{wire.BATCH_PREFIX}{i}', entry.to_json()) for i in range(2)]
+    req = Request.blank(BATCH_PATH, method='POST', body=b''.join(wire.stream_tar(members)),
+                        headers={wire.EXECUTE: '1.0', wire.BATCH: count})
+    resp = req.get_response(mw)
+    assert resp.status_int == 400 and says in resp.body, resp.body
+    assert mw.admitted == 0
+
+
+def test_an_image_by_digest_not_kept_here_is_a_412_before_the_body(mw) -> None:
+    put(mw)
+    digest = 'ab' * 32
+    resp = execute_unread(mw, **{wire.IMAGE: digest})
+    assert resp.status_int == 412
+    assert resp.headers[wire.IMAGE] == digest
+    assert f'image {digest} is not cached here'.encode() in resp.body
+    assert mw.admitted == 0

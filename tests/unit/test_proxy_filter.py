@@ -157,10 +157,12 @@ def mw(swift: FakeSwift, monkeypatch) -> ProxyExecMiddleware:
 
 @pytest.fixture
 def servers(monkeypatch):
-    """``servers(**script)``: object servers faked by ``Servers`` (or ``kind``)."""
+    """``servers(**script)``: object servers faked by ``Servers`` (or ``kind``), each
+    node sent alone (tests/unit/test_batches.py fakes batches)."""
     def install(kind: type | None = None, **script) -> Servers:
         fake = (kind or Servers)(**script)
         monkeypatch.setattr(Dispatcher, 'exchange', fake)
+        monkeypatch.setattr(proxy, 'batchable', lambda plan: False)
         return fake
     return install
 
@@ -429,8 +431,10 @@ def test_objects_sent_along_are_fetched_once(mw, swift, servers) -> None:
     assert resp.headers['X-Nexe-System'] == 'wc-1,wc-2'
     assert swift.called('GET', '/c/lib.tar') == 1
     assert swift.called('GET', '/bin/wc') == 1
-    assert swift.called('GET', '/c/data') == 0          # read in place: HEAD only
-    assert [sent['dev/image'] for _d, _h, sent in asked.asked] == [b'an image'] * 2
+    assert swift.called('GET', '/c/data') == 0          # read in place
+    # the image once per server, then its digest (the server keeps it by SHA-256)
+    assert [sent.get('dev/image') for _d, _h, sent in asked.asked] == [b'an image', None]
+    assert asked.asked[1][1][wire.IMAGE] == hashlib.sha256(b'an image').hexdigest()
 
 
 def test_an_encrypted_object_travels_and_the_node_runs_anywhere(mw, swift, servers) -> None:
@@ -756,3 +760,211 @@ def test_the_filters_document_real_options(module) -> None:
     read = set(re.findall(r"(?:conf\.get|option)\('([a-z_]+)'", source))
     shown = set(re.findall(r'^    ([a-z_]+) = ', module.__doc__, re.M)) - {'use', 'pipeline'}
     assert shown and shown <= read, shown - read
+
+
+# -- batches ---------------------------------------------------------------------------------
+
+class BatchServers:
+    """Object servers answering batches (``zerocloud.wire``, Batches), scripted per
+    device: ``answer(entries) -> members`` of the answer, or ``(status, reason)``
+    to refuse the whole batch before its body.  Every batch is recorded as
+    (device, headers, program or None, [entry])."""
+
+    def __init__(self, **by_device) -> None:
+        self.script = by_device
+        self.batches: list[tuple[str, dict, bytes | None, list[wire.BatchEntry]]] = []
+        self.cached: set[tuple[str, str]] = set()      # (device, program digest)
+
+    def connect(self, ip, port, device, part, method, path, headers):
+        return FakeConnection(self, device, path, headers)
+
+
+class FakeResponse:
+    def __init__(self, status: int, headers: dict, body: bytes = b'') -> None:
+        self.status, self.headers, self.body = status, headers, io.BytesIO(body)
+
+    def getheader(self, name: str):
+        return self.headers.get(name)
+
+    def read(self, n: int = -1) -> bytes:
+        return self.body.read(n)
+
+
+class FakeConnection:
+    def __init__(self, servers: BatchServers, device: str, path: str, headers: dict) -> None:
+        self.servers, self.device, self.headers = servers, device, headers
+        self.sent = bytearray()
+        self.sock = self
+        assert path.endswith('/.zerocloud/batch') and headers[wire.BATCH]
+
+    def shutdown(self, how) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def getexpect(self) -> FakeResponse:
+        action = self.servers.script.get(self.device, (503, 'no such server'))
+        digest = self.headers.get(wire.PROGRAM)
+        if digest and (self.device, digest) not in self.servers.cached:
+            self.servers.batches.append((self.device, self.headers, None, []))
+            return FakeResponse(412, {wire.EXECUTE: '1.0'}, b'send it')
+        if isinstance(action, tuple):
+            self.servers.batches.append((self.device, self.headers, None, []))
+            return FakeResponse(action[0], {wire.EXECUTE: '1.0', 'Retry-After': '1'},
+                                action[1].encode())
+        return FakeResponse(100, {})
+
+    def send(self, chunk: bytes) -> None:
+        self.sent += chunk
+
+    def getresponse(self) -> FakeResponse:
+        assert len(self.sent) == int(self.headers['Content-Length'])
+        program, entries = None, []
+        for name, f in wire.read_members(io.BytesIO(bytes(self.sent)), None):
+            if name == wire.EXE:
+                program = f.read()
+                self.servers.cached.add((self.device, hashlib.sha256(program).hexdigest()))
+            else:
+                entries.append(wire.BatchEntry.from_json(f.read()))
+        self.servers.batches.append((self.device, self.headers, program, entries))
+        members = self.servers.script[self.device](entries)
+        return FakeResponse(200, {wire.EXECUTE: '1.0', wire.BATCH: str(len(entries))},
+                            b''.join(wire.stream_tar(members)))
+
+
+def ran(indexes=None, skip=()):
+    """A batch answer: each node (of ``indexes``, default all) wrote ``out <object>``
+    to stdout; nodes in ``skip`` get an ``error`` member instead."""
+    def answer(entries: list[wire.BatchEntry]) -> list[wire.Member]:
+        members = []
+        for i, entry in enumerate(entries):
+            if indexes is not None and i not in indexes:
+                continue
+            if entry.object in skip:
+                members.append(wire.bytes_member(f'{i}/error', b'404 not here'))
+                continue
+            out = f'out {entry.object}\n'.encode()
+            report = wire.NodeReport('ok', 0, etags={
+                '/dev/stdout': hashlib.md5(out).hexdigest()})
+            members += [wire.bytes_member(f'{i}/{wire.REPORT}', report.to_json()),
+                        wire.bytes_member(f'{i}/dev/stdout', out)]
+        return members
+    return answer
+
+
+@pytest.fixture
+def batch_servers(monkeypatch, servers):
+    """``batch_servers(alone={...}, **script)``: batches answered by ``BatchServers``,
+    nodes sent alone by ``Servers(**alone)``."""
+    from zerocloud.proxy import batch
+
+    def install(alone: dict | None = None, **script) -> tuple[BatchServers, Servers]:
+        single = servers(**(alone or {}))
+        monkeypatch.setattr(proxy, 'batchable', batch.batchable)
+        fake = BatchServers(**script)
+        monkeypatch.setattr(batch, 'http_connect', fake.connect)
+        return fake, single
+    return install
+
+
+def objects(swift: FakeSwift, count: int) -> list[str]:
+    names = [f'/c/item{i:02d}' for i in range(count)]
+    for name in names:
+        swift.add(name)
+    return names
+
+
+def test_nodes_bound_for_one_server_travel_in_one_batch(mw, swift, batch_servers) -> None:
+    names = objects(swift, 6)
+    fake, single = batch_servers(d0=ran())
+    resp = post(mw, job(stdin='swift://~/c/item*'), **{'X-Zerovm-Report': 'json'})
+    assert resp.status_int == 200, resp.body
+    (device, headers, program, entries), = fake.batches
+    assert device == 'd0' and headers[wire.BATCH] == '6' and wire.PROGRAM not in headers
+    assert program == b'\x7fELF program'
+    assert [e.object for e in entries] == ['/AUTH_a' + n for n in names]
+    assert all(e.spec.local_env and e.partition == 5 and e.device == 'd0' for e in entries)
+    assert single.asked == []
+    report = json.loads(resp.body)
+    assert [n['host'] for n in report['nodes']] == ['10.0.0.1:6200/d0'] * 6
+    assert [n['program_bytes'] for n in report['nodes']] == [len(program)] + [0] * 5
+    # the listing said what there is: no HEAD of any object, read authorised per container
+    assert not any(m == 'HEAD' and '/c/item' in p for m, p, _h in swift.calls)
+    resp = post(mw, job(stdin='swift://~/c/item*'))
+    assert resp.body == b''.join(f'out /AUTH_a{n}\n'.encode() for n in names)
+    _device, headers, program, _entries = fake.batches[1]       # now by digest
+    assert headers[wire.PROGRAM] == PROGRAM_DIGEST and program is None
+
+
+def test_a_node_a_batch_did_not_run_is_retried_alone_on_another_replica(
+        mw, swift, batch_servers) -> None:
+    names = objects(swift, 5)
+    refused = '/AUTH_a' + names[1]          # an error member; names[3]: no answer at all
+    fake, single = batch_servers(d0=ran(indexes={0, 1, 2, 4}, skip={refused}),
+                                 alone={'d1': ok(b'alone\n')})
+    resp = post(mw, job(stdin='swift://~/c/item*'))
+    assert resp.status_int == 200, resp.body
+    assert len(fake.batches) == 1
+    hosts = resp.headers['X-Nexe-Host'].split(',')
+    assert hosts == ['10.0.0.1:6200/d0', '10.0.0.1:6201/d1', '10.0.0.1:6200/d0',
+                     '10.0.0.1:6201/d1', '10.0.0.1:6200/d0']
+    assert [d for d, _h, _s in single.asked] == ['d1', 'd1']    # alone, not d0 again
+    assert resp.body.split(b'\n')[1] == resp.body.split(b'\n')[3] == b'alone'
+
+
+def test_a_batch_the_server_cannot_admit_is_split_into_nodes(mw, swift, batch_servers) -> None:
+    objects(swift, 4)
+    fake, single = batch_servers(d0=(503, 'Slot not available'), alone={'d0': ok()})
+    resp = post(mw, job(stdin='swift://~/c/item*'))
+    assert resp.status_int == 200, resp.body
+    assert len(fake.batches) == 1 and fake.batches[0][3] == []     # nothing sent
+    assert [d for d, _h, _s in single.asked] == ['d0'] * 4          # there first, alone
+
+
+def test_batches_hold_at_most_batch_max_nodes(mw, swift, batch_servers, monkeypatch) -> None:
+    monkeypatch.setattr(wire, 'BATCH_MAX', 3)
+    names = objects(swift, 10)
+    fake, single = batch_servers(d0=ran(), alone={'d0': ok(b'out /AUTH_a/c/item09\n')})
+    resp = post(mw, job(stdin='swift://~/c/item*'))
+    assert resp.status_int == 200, resp.body
+    assert [len(entries) for _d, _h, _p, entries in fake.batches] == [3, 3, 3]
+    assert [e.object for *_x, entries in fake.batches for e in entries] == [
+        '/AUTH_a' + n for n in names[:9]]
+    assert len(single.asked) == 1            # the last one: a batch of one goes alone
+    assert resp.body == b''.join(f'out /AUTH_a{n}\n'.encode() for n in names)
+
+
+def test_a_server_without_the_program_gets_the_batch_again_with_it(
+        mw, swift, batch_servers) -> None:
+    objects(swift, 3)
+    fake, _single = batch_servers(d0=ran())
+    mw.dispatcher.programs.servers[('10.0.0.1', 6200, PROGRAM_DIGEST)] = None
+    resp = post(mw, job(stdin='swift://~/c/item*'))
+    assert resp.status_int == 200, resp.body
+    assert [(h.get(wire.PROGRAM), p is not None, len(e)) for _d, h, p, e in fake.batches] == [
+        (PROGRAM_DIGEST, False, 0), (None, True, 3)]
+
+
+def test_a_one_node_job_is_sent_alone(mw, batch_servers) -> None:
+    fake, single = batch_servers(alone={'d0': ok(b'counted\n')})
+    resp = post(mw, job())
+    assert resp.status_int == 200 and resp.body == b'counted\n'
+    assert fake.batches == [] and [d for d, _h, _s in single.asked] == ['d0']
+
+
+def test_the_jobs_image_goes_once_to_each_server_then_its_digest(mw, swift, caching) -> None:
+    image = b'\x1f\x8b image tar' * 1000
+    swift.add('/c/image.tar', image)
+    for i in range(2, 5):
+        swift.add(f'/c/data{i}', b'more')
+    asked = caching(d0=ok(), delay=0.05)
+    group = job(stdin='swift://~/c/data*')
+    group[0]['devices'].append({'name': 'image', 'path': 'swift://~/c/image.tar'})
+    resp = post(mw, group)
+    assert resp.status_int == 200, resp.body
+    assert resp.headers['X-Nexe-System'] == 'wc-1,wc-2,wc-3,wc-4'
+    digest = hashlib.sha256(image).hexdigest()
+    assert [(h.get(wire.IMAGE), sent.get('dev/image')) for _d, h, sent in asked.asked] == [
+        (None, image)] + [(digest, None)] * 3
+    assert swift.called('GET', '/c/image.tar') == 1

@@ -45,6 +45,29 @@ def test_a_bad_spec_is_one_error_that_says_why(data: bytes, why: str) -> None:
     assert issubclass(wire.SpecError, wire.WireError)
 
 
+def test_a_batch_entry_survives_the_wire() -> None:
+    spec = wire.NodeSpec('wc-7', ['wc'], devices=(wire.DeviceSpec('stdin', source='local'),),
+                         local_env=True)
+    entry = wire.BatchEntry('sda1', 12, '/AUTH_a/c/o 7', spec)
+    assert wire.BatchEntry.from_json(entry.to_json()) == entry
+    assert wire.NodeSpec.from_json(wire.NodeSpec('n', ['n']).to_json()).local_env is False
+
+
+@pytest.mark.parametrize(('data', 'why'), [
+    (b'[1]', 'batch entry: not a JSON object'),
+    (b'{"device": "d", "partition": 1, "object": "/a/c"}', 'is not /<a>/<c>/<o>'),
+    (b'{"device": "d", "partition": -1, "object": "/a/c/o", "spec": {}}', 'partition -1'),
+    (b'{"device": "..", "partition": 1, "object": "/a/c/o", "spec": {}}', "device '..'"),
+    (b'{"device": "d", "partition": 1, "object": "/a/c/o"}', 'KeyError'),
+    (b'{"device": "d", "partition": 1, "object": "/a/c/o", "spec": [1]}',
+     'node spec: not a JSON object'),
+    (b'not json', 'JSONDecodeError'),
+])
+def test_a_bad_batch_entry_is_one_error_that_says_why(data: bytes, why: str) -> None:
+    with pytest.raises(wire.SpecError, match=why):
+        wire.BatchEntry.from_json(data)
+
+
 def test_a_report_survives_the_wire() -> None:
     report = wire.NodeReport(
         'ok', 3, 'exited', 'cached', [{'address': 4096, 'reason': 'x'}],

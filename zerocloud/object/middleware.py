@@ -117,6 +117,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from swift.common.concurrency import Event, Semaphore, spawn, tpool, trampoline
 from swift.common.constraints import check_drive
@@ -148,6 +149,7 @@ from swift.common.utils import (
 
 from zerocloud import hangup, wire
 from zerocloud.config import NOT_PLAIN, Config
+from zerocloud.object.batch import BatchRun
 from zerocloud.object.cache import ContentCache
 from zvm_core.channels import READ, WRITE, LinkWaker, LinkWriter, Quota
 from zvm_core.engines import CHOICES
@@ -162,7 +164,8 @@ IMAGE_MEMBER = 'dev/image'
 RETRY_AFTER = '1'
 TAIL_PAUSE, TAIL_PAUSE_MAX = 0.002, 0.02    # seconds between looks at growing outputs
 STDERR_TAIL = 64 << 10      # bytes of a node's stderr its report keeps (ZeroCloud's cap)
-# Metadata of objects whose data file is not the object's content.
+# Metadata of encrypted objects: their data file is ciphertext (the proxy decrypts).
+CRYPTO = ('X-Object-Sysmeta-Crypto-Body-Meta',)
 
 
 class _Removal:
@@ -307,11 +310,12 @@ class ObjectExecMiddleware:
         req = Request(env)
         started = time.monotonic()
         try:
-            resp = NodeRun(self, req).execute()
+            resp = (BatchRun(self, req, NodeRun) if wire.BATCH in req.headers
+                    else NodeRun(self, req)).execute()
         except HTTPException as e:
             resp = e
         resp.headers[wire.EXECUTE] = wire.VERSION
-        if wire.STREAM in resp.headers:       # logged when it ends (_Streamed)
+        if wire.STREAM in resp.headers or wire.BATCH in resp.headers:   # logged as they end
             return resp(env, start_response)
         self.logger.info('execute %s %s %s %.4fs %s', req.path, resp.status_int,
                          resp.headers.get('X-Nexe-Status', '-'), time.monotonic() - started,
@@ -356,6 +360,9 @@ class NodeRun:
                 reader = self.local_object(req)
             if wire.PROGRAM in req.headers:       # the program by digest, before any body
                 files[wire.EXE] = self.cached_program(req.headers[wire.PROGRAM])
+            if wire.IMAGE in req.headers:         # the job's image too
+                files[IMAGE_MEMBER] = self.cached(self.owner.images, wire.IMAGE,
+                                                  req.headers[wire.IMAGE], 'image')
             disk_tmp = os.path.join(disk, 'tmp')
             os.makedirs(disk_tmp, exist_ok=True)
             tmp = tempfile.mkdtemp(prefix='zerocloud-', dir=disk_tmp)
@@ -396,18 +403,29 @@ class NodeRun:
     def cached_program(self, digest: str) -> str:
         """Hold the program of ``X-Zerovm-Program``; 412 (before the body travels)
         when this process does not have it: the proxy sends it again with it."""
+        return self.cached(self.owner.programs, wire.PROGRAM, digest, 'program')
+
+    def cached(self, cache: ContentCache, header: str, digest: str, what: str) -> str:
+        """Hold the file of ``digest`` (``header``'s value) in ``cache``; 412 when
+        this process does not have it."""
         digest = digest.strip().lower()
         if len(digest) != 64 or not all(c in '0123456789abcdef' for c in digest):
-            raise HTTPBadRequest(body=f'{wire.PROGRAM}: not a SHA-256 (64 hex digits)\n')
-        path = self.owner.programs.hold(digest)
+            raise HTTPBadRequest(body=f'{header}: not a SHA-256 (64 hex digits)\n')
+        path = cache.hold(digest)
         if path is None:
-            raise HTTPPreconditionFailed(body=f'program {digest} is not cached here: '
-                                              f'send it\n', headers={wire.PROGRAM: digest})
+            raise HTTPPreconditionFailed(body=f'{what} {digest} is not cached here: '
+                                              f'send it\n', headers={header: digest})
         return path
 
     def local_object(self, req: Request):
         """Open the object of the request path here; its reader holds the open data file."""
         device, part, account, container, obj, policy = get_name_and_placement(req, 5, 5, True)
+        return self.open_local(device, part, account, container, obj, policy)
+
+    def open_local(self, device: str, part: str, account: str, container: str, obj: str,
+                   policy):
+        """Open an object here; its reader holds the open data file (and, as
+        ``local_metadata``, the object's metadata)."""
         path = f'/{account}/{container}/{obj}'
         if policy.policy_type != REPL_POLICY:
             raise HTTPConflict(body=f'{path}: policy {policy.name} stores fragments here, '
@@ -423,7 +441,7 @@ class NodeRun:
                                     f'({type(e).__name__})\n') from None
         metadata = disk_file.get_metadata()
         reader = disk_file.reader()
-        kind = next((key for key in NOT_PLAIN if key in metadata), None)
+        kind = next((key for key in (*NOT_PLAIN, *CRYPTO) if key in metadata), None)
         size = int(metadata['Content-Length'])
         if kind or size > self.config.max_input:
             reader.close()
@@ -431,6 +449,7 @@ class NodeRun:
                 raise HTTPConflict(body=f'{path} is not a plain object ({kind})\n')
             raise HTTPRequestEntityTooLarge(
                 body=f'{path} is larger than zerovm_maxinput ({self.config.max_input} bytes)\n')
+        reader.local_env = wire.local_env(path, metadata.items())
         return reader
 
     def receive(self, req: Request, tmp: str, files: dict[str, str]):
@@ -591,6 +610,7 @@ class NodeRun:
 
     def run(self, spec: wire.NodeSpec, files: dict[str, str], reader, tmp: str):
         """Run the node in a warm worker; returns (report, [(device, output path)])."""
+        spec = with_local_env(spec, reader)
         self.limits(spec)
         self.engine(spec)
         opened: list = []
@@ -604,6 +624,17 @@ class NodeRun:
         finally:
             for f in opened:
                 f.close()
+
+
+def with_local_env(spec: wire.NodeSpec, reader) -> wire.NodeSpec:
+    """The spec with the local object's ``LOCAL_*`` variables when it asks for them
+    (they win over the job's ``env``, as when the proxy adds them)."""
+    if not spec.local_env:
+        return spec
+    if reader is None:
+        raise HTTPBadRequest(body=f'bad execute request: local_env without {wire.ACCESS}: '
+                                  'GET\n')
+    return replace(spec, env={**spec.env, **reader.local_env})
 
 
 class _Streamed:
@@ -640,6 +671,7 @@ class _Streamed:
 
     def start(self) -> Response:
         try:
+            self.spec = with_local_env(self.spec, self.reader)
             self.owner.limits(self.spec)
             self.owner.engine(self.spec)
             channels, self.outputs = self.owner.channels(self.spec, self.files, self.reader,

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import quote
 
+from swift.common import constraints
 from swift.common.http import is_success
 from swift.common.swob import (
     HTTPConflict,
@@ -72,7 +73,7 @@ class Caller:
                                   swift_source=SWIFT_SOURCE)
 
     def authorize(self, method: str, path: str, acl_key: str | None) -> None:
-        """Raise 401/403 unless the caller may ``method`` (POST, PUT) ``path``."""
+        """Raise 401/403 unless the caller may ``method`` (POST, PUT, GET) ``path``."""
         authorize = self.req.environ.get('swift.authorize')
         if authorize is None:
             return
@@ -84,14 +85,15 @@ class Caller:
             sub.acl = info.get(acl_key)
         denied = authorize(sub)
         if denied is not None:
-            what = {'POST': 'execute jobs in', 'PUT': 'write'}[method]
+            what = {'POST': 'execute jobs in', 'PUT': 'write', 'GET': 'read'}[method]
             raise denied_error(denied, f'{what} swift:/{path[3:]}')
 
     def listing(self, path: str) -> Iterator[str]:
         """The names in the account or container ``path`` (``/v1/...``), page by page."""
         marker = ''
+        limit = min(LISTING_LIMIT, constraints.CONTAINER_LISTING_LIMIT)   # Swift's pages
         while True:
-            query = f'?format=json&limit={LISTING_LIMIT}&marker={quote(marker)}'
+            query = f'?format=json&limit={limit}&marker={quote(marker)}'
             resp = self.sub('GET', path, query).get_response(self.app)
             if resp.status_int == 404:
                 raise JobError(f'swift:/{path[3:]} does not exist')

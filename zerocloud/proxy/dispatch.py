@@ -45,7 +45,8 @@ class _Busy(_Retry):
 
 
 class _NeedProgram(_Retry):
-    """The server does not have the program of ``X-Zerovm-Program`` (412): send it."""
+    """The server does not have the program of ``X-Zerovm-Program`` or the image of
+    ``X-Zerovm-Image`` (412): send them."""
 
 
 class _Refused(Exception):
@@ -71,6 +72,8 @@ class Plan:
     replica: int = 1                       # only replica 1 returns its outputs
     digest: str | None = None              # SHA-256 (hex) of ``program``
     env: dict[str, str] = field(default_factory=dict)   # the node's CGI variables
+    local_env: bool = False                # the object server adds the LOCAL_* variables
+    image_digest: str | None = None        # SHA-256 (hex) of the job's image sent along
 
 
 class Programs:
@@ -129,20 +132,25 @@ class Dispatcher:
             name=node.name, argv=node.argv, env={**node.exec.env, **plan.env},
             devices=tuple(devices), outputs=plan.replica == 1,
             stream=bool(node.reads_from or node.writes_to), program=program, engine=node.engine,
+            local_env=plan.local_env,
             limits=wire.NodeLimits(self.config.memory, self.config.fuel, self.config.timeout))
 
-    def members(self, plan: Plan) -> Callable[[bool], list[wire.Member]]:
-        """A maker of the node's request members, with the program or not (fresh
+    def members(self, plan: Plan) -> Callable[..., list[wire.Member]]:
+        """A maker of the node's request members, without those in ``omit`` (sent by
+        digest), calling ``sent[member]()`` once a member has gone (fresh
         iterators for every attempt)."""
         spec = self.spec(plan).to_json()
 
-        def members(program: bool = True, sent: Callable[[], None] | None = None
-                    ) -> list[wire.Member]:
-            exe = [] if plan.program is None or not program else [
-                (wire.EXE, len(plan.program), _then(plan.program, sent))]
+        def members(omit: frozenset = frozenset(),
+                    sent: dict[str, Callable[[], None]] | None = None) -> list[wire.Member]:
+            sent = sent or {}
+            exe = [] if plan.program is None or wire.EXE in omit else [
+                (wire.EXE, len(plan.program), _then([plan.program], sent.get(wire.EXE)))]
+            inputs = [wire.shared_member(wire.DEV_PREFIX + name, i.file, i.size)
+                      for name, i in plan.inputs.items() if wire.DEV_PREFIX + name not in omit]
             return [wire.bytes_member(wire.SPEC, spec), *exe,
-                    *(wire.shared_member(wire.DEV_PREFIX + name, i.file, i.size)
-                      for name, i in plan.inputs.items())]
+                    *((name, size, _then(chunks, sent.get(name)))
+                      for name, size, chunks in inputs)]
         return members
 
     def run_node(self, trans_id: str, plan: Plan, job_id: str,
@@ -158,47 +166,51 @@ class Dispatcher:
                 'X-Trans-Id': trans_id, 'X-Zerocloud-Id': job_id}
         if plan.local:
             base[wire.ACCESS] = 'GET'
+        cached = _cached(plan)                  # (header, digest, member) of each
 
-        sending: list[tuple[tuple, Event]] = []          # programs this node sends
+        sending: list[tuple[tuple, Event]] = []          # programs and images this node sends
 
-        def request(server: dict, program: bool
+        def request(server: dict, full: bool
                     ) -> tuple[dict, Callable[[], list[wire.Member]]]:
-            """Headers and members of one attempt, with the program or its digest."""
-            headers = dict(base)
+            """Headers and members of one attempt: the program and image, or their
+            digests where the server should have them (unless ``full``)."""
+            headers, omit, sent = dict(base), set(), {}
+            for header, digest, member in cached:
+                if not full and self.programs.known(server, digest):
+                    headers[header] = digest
+                    omit.add(member)
+                    continue
+                self.programs.known(server, digest, True)   # later nodes: the digest
+                key = (server['ip'], server['port'], digest)
+                if key not in self.programs.sending:        # they wait until it has gone
+                    entry = key, self.programs.sending.setdefault(key, Event())
+                    sending.append(entry)
+                    sent[member] = lambda entry=entry: self.programs.sent(*entry)
             if links is not None and links.inputs:       # the links follow as they arrive
                 headers['Transfer-Encoding'] = 'chunked'
             else:
                 headers['Content-Length'] = str(wire.tar_size(
-                    (n, s) for n, s, _ in make_members(program)))
-            if not program:
-                headers[wire.PROGRAM] = plan.digest
-                return headers, lambda: make_members(False)
-            if plan.digest is None:
-                return headers, lambda: make_members(True)
-            self.programs.known(server, plan.digest, True)   # later nodes: the digest
-            key = (server['ip'], server['port'], plan.digest)
-            if key not in self.programs.sending:        # they wait until it has been sent
-                entry = key, self.programs.sending.setdefault(key, Event())
-                sending.append(entry)
-                return headers, lambda: make_members(True, lambda: self.programs.sent(*entry))
-            return headers, lambda: make_members(True)
+                    (n, s) for n, s, _ in make_members(frozenset(omit))))
+            return headers, lambda: make_members(frozenset(omit), sent)
         errors, busy = [], []
         for server in _attempts(plan.servers, busy, started + self.config.timeout):
             where = f'{server["ip"]}:{server["port"]}/{server["device"]}'
             load[server['ip'], server['port']] += 1
-            known = plan.digest is not None and self.programs.known(server, plan.digest)
-            if known and (server['ip'], server['port'], plan.digest) in self.programs.sending:
-                with Timeout(NODE_GRACE, False):    # another node is sending it there
-                    self.programs.sending[server['ip'], server['port'], plan.digest].wait()
-            headers, members = request(server, not known)
+            for _header, digest, _member in cached:
+                key = (server['ip'], server['port'], digest)
+                if self.programs.known(server, digest) and key in self.programs.sending:
+                    with Timeout(NODE_GRACE, False):    # another node is sending it there
+                        self.programs.sending[key].wait()
+            headers, members = request(server, False)
             sent = [int(headers.get('Content-Length', 0))]
             try:
                 try:
                     res.report, res.outputs = self.exchange(server, plan, headers, members,
                                                              links, sent)
-                except _NeedProgram as e:      # not there after all: again, with it
+                except _NeedProgram as e:      # not there after all: again, with them
                     self.logger.debug('node %s on %s: %s', plan.node.name, where, e)
-                    self.programs.known(server, plan.digest, False)
+                    for _header, digest, _member in cached:
+                        self.programs.known(server, digest, False)
                     headers, members = request(server, True)
                     sent = [int(headers.get('Content-Length', 0))]
                     res.report, res.outputs = self.exchange(server, plan, headers, members,
@@ -251,7 +263,8 @@ class Dispatcher:
                         for chunk in wire.stream_tar(members()):
                             conn.send(chunk)
                     resp = conn.getresponse()
-                return self.node_response(resp, links, headers.get(wire.PROGRAM))
+                return self.node_response(resp, links, headers.get(wire.PROGRAM)
+                                          or headers.get(wire.IMAGE))
         finally:
             if sender is not None:
                 feeder.stop()
@@ -271,14 +284,8 @@ class Dispatcher:
         if resp.getheader(wire.EXECUTE) is None:
             raise _Retry(f'{resp.status}: the zerocloud filter is not in its pipeline')
         if resp.status != 200:
-            reason = short(resp.read(1024).decode('utf-8', 'replace'))
-            if resp.status == 412 and digest is not None:
-                raise _NeedProgram(f'{resp.status} {reason}')
-            if resp.status == 503 and resp.getheader('Retry-After'):
-                raise _Busy(f'{resp.status} {reason}')
-            if resp.status in (404, 507) or resp.status >= 500:
-                raise _Retry(f'{resp.status} {reason}')
-            raise _Refused(resp.status, reason)
+            raise refusal(resp.status, short(resp.read(1024).decode('utf-8', 'replace')),
+                          bool(resp.getheader('Retry-After')), digest is not None)
         stream, first = resp, wire.REPORT
         relay = None
         if resp.getheader(wire.STREAM):       # running: parts of its links come first
@@ -311,6 +318,17 @@ class Dispatcher:
         return report, outputs
 
 
+def refusal(status: int, reason: str, retry_after: bool, by_digest: bool) -> Exception:
+    """What an object server's answer other than 200 means for the node."""
+    if status == 412 and by_digest:
+        return _NeedProgram(f'{status} {reason}')
+    if status == 503 and retry_after:
+        return _Busy(f'{status} {reason}')
+    if status in (404, 507) or status >= 500:
+        return _Retry(f'{status} {reason}')
+    return _Refused(status, reason)
+
+
 def _attempts(servers: Iterable[dict], busy: list[dict], deadline: float) -> Iterator[dict]:
     """The servers in order, then again those the caller put in ``busy`` (full of
     the job's own nodes), after a growing pause, until ``deadline``.
@@ -328,11 +346,22 @@ def _attempts(servers: Iterable[dict], busy: list[dict], deadline: float) -> Ite
         yield from again
 
 
-def _then(data: bytes, done: Callable[[], None] | None) -> Iterator[bytes]:
-    """``data`` as a member's chunks; ``done()`` once the consumer took it (sent it)."""
-    yield data
+def _then(chunks: Iterable[bytes], done: Callable[[], None] | None) -> Iterator[bytes]:
+    """A member's ``chunks``; ``done()`` once the consumer took them (sent them)."""
+    yield from chunks
     if done is not None:
         done()
+
+
+def _cached(plan: Plan) -> list[tuple[str, str, str]]:
+    """(header, digest, member) of what an object server may keep by digest: the
+    program and the job's image (``zerocloud.wire``)."""
+    items = []
+    if plan.program is not None and plan.digest is not None:
+        items.append((wire.PROGRAM, plan.digest, wire.EXE))
+    if plan.image_digest is not None and wire.IMAGE_DEVICE in plan.inputs:
+        items.append((wire.IMAGE, plan.image_digest, wire.DEV_PREFIX + wire.IMAGE_DEVICE))
+    return items
 
 
 def _send_chunked(sock, members: list, sent: list[int]) -> None:

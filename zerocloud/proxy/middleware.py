@@ -31,8 +31,10 @@ Before anything runs, the filter
 * checks that the caller may write every object the job writes (403, or 404
   when the container does not exist) and reads, as the caller, every object
   the job reads: the programs (fetched once per job, at most
-  ``zerovm_maxnexe`` bytes), the objects read in place (HEAD) and the others
-  (fetched once per job, at most ``zerovm_maxinput`` bytes).  A missing one
+  ``zerovm_maxnexe`` bytes), the objects read in place (HEAD; the objects a
+  wildcard found in a container's listing are authorised once per container,
+  ``_listed``) and the others (fetched once per job, at most
+  ``zerovm_maxinput`` bytes).  A missing one
   is a 404 ``Error 404 Not Found while fetching swift://...``, a forbidden
   one a 403 naming it, a large-object manifest or a symlink a 409 (jobs read
   plain objects), a program that failed validation when it was uploaded a
@@ -41,20 +43,21 @@ Before anything runs, the filter
 Each node then goes to an object server holding its data object
 (``zerocloud.placement``), where the object-server filter
 (``zerocloud.object``) runs it in the sandbox with the object as a local
-channel (its program travels once per object server, then by SHA-256:
-``zerocloud.wire``).  The proxy tries the primaries in ring order, then the handoffs,
-moving on when a server cannot be reached, does not answer within
-``zerovm_timeout`` + 5 s, answers 404 (no such object there), 507 or 5xx.
-A server that answers 503 ``Slot not available`` while nodes of the same
-job run there is tried again after a pause (growing to 0.5 s, for up to
-``zerovm_timeout``): a job with more nodes than the cluster has workers
-waits for its own nodes instead of failing, while a server full of other
-work still sheds the load at once.  Runs are deterministic, so running a
-node again elsewhere is safe.  Objects in erasure-coded or encrypted containers
-are fetched by the proxy and sent along; such nodes, and nodes without data,
-run on any object server.  The execute path never goes through the proxy's
-GET/PUT controllers: their ``node_timeout`` and retries would cut off or
-re-run computations.
+channel (its program and image travel once per object server, then by
+SHA-256: ``zerocloud.wire``); the nodes of a wildcard bound for one server
+travel together, in batches (``zerocloud.proxy.batch``). The proxy tries the
+primaries in ring order, then the handoffs, moving on when a server cannot
+be reached, does not answer within ``zerovm_timeout`` + 5 s, answers 404 (no
+such object there), 507 or 5xx. A server that answers 503 ``Slot not
+available`` while nodes of the same job run there is tried again after a
+pause (growing to 0.5 s, for up to ``zerovm_timeout``): a job with more
+nodes than the cluster has workers waits for its own nodes instead of
+failing, while a server full of other work still sheds the load at once.
+Runs are deterministic, so running a node again elsewhere is safe. Objects
+in erasure-coded or encrypted containers are fetched by the proxy and sent
+along; such nodes, and nodes without data, run on any object server. The
+execute path never goes through the proxy's GET/PUT controllers: their
+``node_timeout`` and retries would cut off or re-run computations.
 
 Nodes wired with ``connect`` run as a pipeline: a node starts when every
 node it reads from is running, and what they write to it
@@ -90,8 +93,10 @@ Every node gets CGI variables in its environment: the request's
 ``LOCAL_CONTENT_LENGTH``, ``LOCAL_CONTENT_TYPE``, ``LOCAL_HTTP_ETAG``,
 ``LOCAL_HTTP_X_TIMESTAMP``, ``LOCAL_HTTP_CONTENT_ENCODING`` and
 ``LOCAL_HTTP_X_OBJECT_META_<NAME>``, from the HEAD of the object made
-before the job runs: every replica of a node sees the same values.  They
-win over the job's own ``env``.
+before the job runs: every replica of a node sees the same values (a
+wildcard's node that is not replicated gets them from the object server
+that runs it, from the copy it reads: no HEAD).  They win over the job's
+own ``env``.
 
 A job answered when it is done stops when its client closes the connection
 (``zerocloud.hangup``): its node connections close, the object servers stop
@@ -217,8 +222,9 @@ Configuration (``proxy-server.conf``), after the auth filter::
     # guest memory (bytes) and fuel (bytes of guest code executed) of one node
     zerovm_maxnexemem = 268435456
     zerovm_fuel = 200000000000
-    # most nodes one job may expand to
-    zerovm_maxnodes = 1000
+    # most nodes one job may expand to (a wildcard over a container of
+    # 100,000 objects fits)
+    zerovm_maxnodes = 100000
     # most bytes the nodes of one job may send each other (connect), in
     # total; they wait on the proxy's disk ($TMPDIR) for their readers
     zerovm_maxspool = 4294967296
@@ -249,17 +255,15 @@ from __future__ import annotations
 
 import collections
 import hashlib
-import re
 import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import replace
-from urllib.parse import quote
 
 from swift.common.concurrency import GreenPool, tpool
 from swift.common.constraints import valid_api_version
 from swift.common.http import is_success
-from swift.common.registry import register_swift_info
+from swift.common.registry import get_swift_info, register_swift_info
 from swift.common.storage_policy import POLICIES, REPL_POLICY
 from swift.common.swob import (
     HTTPBadRequest,
@@ -288,6 +292,7 @@ from zerocloud.job import (
     parse_job,
 )
 from zerocloud.proxy import uploads
+from zerocloud.proxy.batch import Batches, batchable
 from zerocloud.proxy.caller import Caller, Input
 from zerocloud.proxy.dispatch import Dispatcher, Plan, skipped
 from zerocloud.proxy.response import NodeResult, attached_object, respond, short
@@ -295,13 +300,9 @@ from zerocloud.sources import Launch
 from zerocloud.sql import entry as sql_entry
 
 MAX_CONCURRENCY = 64
+BATCH_CONCURRENCY = 2048    # nodes of a batched job in flight (most wait in batches)
 DEFAULT_CONTENT_TYPE = 'application/octet-stream'
 REPORT_HEADER = 'X-Zerovm-Report'
-# Object headers a node sees as LOCAL_* variables (and X-Object-Meta-*).
-LOCAL_HEADERS = {'content-length': 'LOCAL_CONTENT_LENGTH', 'content-type': 'LOCAL_CONTENT_TYPE',
-                 'etag': 'LOCAL_HTTP_ETAG', 'x-timestamp': 'LOCAL_HTTP_X_TIMESTAMP',
-                 'content-encoding': 'LOCAL_HTTP_CONTENT_ENCODING'}
-_ENV_UNSAFE = re.compile('[^A-Z0-9_]')
 
 
 class ProxyExecMiddleware:
@@ -418,10 +419,38 @@ class ProxyExecMiddleware:
         info = caller.container_info(f'/v1/{path.account}/{path.container}')
         policy = POLICIES.get_by_index(info.get('storage_policy'))
         encrypted = any(k.lower().startswith('x-object-sysmeta-crypto-') for k in resp.headers)
-        local_env = _local_env(path, resp.headers)
+        local_env = wire.local_env(path.path, ((k, wsgi_to_str(v))
+                                               for k, v in resp.headers.items()))
         if policy is None or policy.policy_type != REPL_POLICY or encrypted:
             return None, local_env
         return int(policy), local_env
+
+    def _listed(self, caller: Caller, nodes: list[Node]) -> dict[SwiftPath, int]:
+        """The policies of the objects that wildcard nodes run next to, known without
+        a HEAD of each: the container's listing named them, reading is authorised
+        once per container (Swift's ACLs are the container's, the same for each
+        of its objects), the container's policy is replicated and the proxy does
+        not encrypt.  The object servers add their ``LOCAL_*`` variables; a node
+        whose object went since the listing ends ``unavailable`` (503).  Replicated
+        nodes keep the HEAD: their replicas must see the same values."""
+        if _encrypting():
+            return {}
+        listed: dict[SwiftPath, int] = {}
+        containers: dict[tuple[str, str], int | None] = {}
+        for node in nodes:
+            if not (node.listed and node.replicate == 1 and attached_object(node)):
+                continue
+            path = node.attach.path
+            where = (path.account, path.container)
+            if where not in containers:
+                caller.authorize('GET', '/v1' + path.path, 'read_acl')
+                info = caller.container_info(f'/v1/{path.account}/{path.container}')
+                policy = POLICIES.get_by_index(info.get('storage_policy'))
+                containers[where] = (int(policy) if policy is not None
+                                     and policy.policy_type == REPL_POLICY else None)
+            if containers[where] is not None:
+                listed[path] = containers[where]
+        return listed
 
     def _plan(self, node: Node, account: str, job_id: str, program: bytes,
               local: Device | None, policies: dict[SwiftPath, int | None],
@@ -447,10 +476,13 @@ class ProxyExecMiddleware:
         for path in sorted(job_paths(nodes)[1], key=str):
             caller.authorize('PUT', '/v1' + path.path, 'write_acl')
         programs = sources.fetch_programs(caller, nodes, launch)
-        attached = sorted({n.attach.path for n in nodes if attached_object(n)}, key=str)
+        listed = self._listed(caller, nodes)
+        attached = sorted({n.attach.path for n in nodes if attached_object(n)} - set(listed),
+                          key=str)
         found = dict(zip(attached, _imap(lambda p: self._in_place(caller, p), attached),
                          strict=True))
         policies = {path: policy for path, (policy, _) in found.items()}
+        policies.update(listed)
         local = {n.name: n.attach if attached_object(n) and policies[n.attach.path] is not None
                  else None for n in nodes}
         remote = {dev.path for n in nodes for dev in n.devices
@@ -464,12 +496,17 @@ class ProxyExecMiddleware:
             node = plan.node
             plan.env = {'SCRIPT_NAME': node.argv[0], 'SCRIPT_FILENAME': node.exec.path}
             if attached_object(node):
-                plan.env.update(found[node.attach.path][1],
-                                LOCAL_DOCUMENT_ROOT=f'/dev/{node.attach.name}')
+                plan.env.update(found[node.attach.path][1] if node.attach.path in found
+                                else {}, LOCAL_DOCUMENT_ROOT=f'/dev/{node.attach.name}')
+                plan.local_env = node.attach.path in listed
             plan.inputs.update(launch.device_inputs(node))
             if plan.program is not None:
                 plan.digest = digests.get(id(plan.program)) or digests.setdefault(
                     id(plan.program), program_digest(plan.program))
+            image = plan.inputs.get(wire.IMAGE_DEVICE)
+            if image is not None:               # kept by digest too (zerocloud.wire)
+                plan.image_digest = digests.get(id(image)) or digests.setdefault(
+                    id(image), input_digest(image))
         return plans
 
     # -- running nodes -----------------------------------------------------------------
@@ -507,15 +544,24 @@ class ProxyExecMiddleware:
 
             load: collections.Counter = collections.Counter()
             trans_id = req.environ.get('swift.trans_id', '')
+            batches = Batches(self.dispatcher, trans_id, job_id, load)
+            batched = sum(map(batchable, plans)) > 1
 
             def run_replica(plan: Plan, replica: int, servers: Iterable[dict],
                             links: graph.NodeLinks | None) -> NodeResult:
-                return self.dispatcher.run_node(
-                    trans_id, replace(plan, servers=servers, replica=replica), job_id, load, links)
+                plan = replace(plan, servers=servers, replica=replica)
+                if batched and batchable(plan):
+                    return batches.run(plan)
+                return self.dispatcher.run_node(trans_id, plan, job_id, load, links)
 
-            results = graph.run(plans, run_replica, skipped, max_spool=self.config.max_spool,
-                                max_link=self.config.max_output, concurrency=MAX_CONCURRENCY,
-                                pipeline=self.config.pipeline, progress=progress)
+            try:
+                results = graph.run(
+                    plans, run_replica, skipped, max_spool=self.config.max_spool,
+                    max_link=self.config.max_output, pipeline=self.config.pipeline,
+                    concurrency=BATCH_CONCURRENCY if batched else MAX_CONCURRENCY,
+                    progress=progress)
+            finally:
+                batches.close()
             self._store_all(caller, results, failed=any(r.failed for r in results))
             # the response's body is read from the results' outputs and closes them
             return respond(results, time.monotonic() - started, report_json)
@@ -561,6 +607,25 @@ def program_digest(program: bytes) -> str:
     return tpool.execute(lambda: hashlib.sha256(program).hexdigest())
 
 
+def input_digest(data: Input) -> str:
+    """SHA-256 (hex) of an object or payload sent along, in a thread, off the hub
+    (before any node reads it: the file's position is free)."""
+    def digest() -> str:
+        sha = hashlib.sha256()
+        data.file.seek(0)
+        while chunk := data.file.read(wire.CHUNK):
+            sha.update(chunk)
+        return sha.hexdigest()
+    return tpool.execute(digest)
+
+
+def _encrypting() -> bool:
+    """Does this proxy encrypt objects (Swift's ``encryption`` middleware)?  Their
+    data files are then ciphertext: nodes get them through the proxy, decrypted."""
+    admin = get_swift_info(admin=True).get('admin') or {}
+    return bool((admin.get('encryption') or {}).get('enabled'))
+
+
 def _imap(func: Callable, items: list) -> list:
     """``func`` over ``items`` concurrently; its HTTP error (a 404...) is raised here, in
     the caller's green thread: raised in the pool's, the hub would also log it as a
@@ -576,18 +641,6 @@ def _imap(func: Callable, items: list) -> list:
             raise error
         results.append(value)
     return results
-
-
-def _local_env(path: SwiftPath, headers) -> dict[str, str]:
-    """ZeroCloud's ``LOCAL_*`` variables of an object, from its metadata (``headers``
-    of a HEAD): the same for every replica, like the object's data."""
-    env = {'LOCAL_OBJECT': 'on', 'LOCAL_PATH_INFO': quote(path.path)}
-    for name, value in headers.items():
-        key = name.lower()
-        if key in LOCAL_HEADERS or key.startswith('x-object-meta-'):
-            var = LOCAL_HEADERS.get(key) or 'LOCAL_HTTP_' + _ENV_UNSAFE.sub('_', name.upper())
-            env[var] = wsgi_to_str(value)
-    return env
 
 
 def filter_factory(global_conf: dict, **local_conf):

@@ -1,0 +1,290 @@
+"""Batched dispatch: the nodes of a job bound for one object server travel together.
+
+A node that reads its object in place and sends nothing else (no links, no
+replicas, no objects sent along: the nodes of a wildcard over a container)
+is queued for the first primary holding its object, in ring order, as a
+node sent alone would be (the ring spreads partitions, so the servers get
+even shares).  A batch takes what is queued for its server, up to
+``wire.BATCH_MAX`` nodes, as one request (``zerocloud.wire``, Batches): its
+connection, ``100 Continue`` and the program (or its digest,
+``dispatch.Programs``) are paid once per batch.  A second batch goes to the
+same server at the same time only when more than ``wire.BATCH_MAX`` nodes
+wait for it (:data:`PER_SERVER`): the server runs a batch's nodes several
+at a time already.
+
+A node the server did not run (an ``error`` member, no answer before the
+stream ended or the server went away) is sent again alone
+(``Dispatcher.run_node``) to the object's other primaries, then the
+handoffs, as any node; a batch the server refused whole is split into
+nodes sent alone the same way (to the same server first when it was full:
+503, as a node alone would find it).  A batch of one
+node is sent alone from the start: a small job's requests are those of
+before.
+"""
+
+from __future__ import annotations
+
+import collections
+import http.client
+import itertools
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+
+from swift.common.bufferedhttp import http_connect
+from swift.common.concurrency import Event, Timeout, sleep, spawn
+from swift.common.exceptions import ConnectionTimeout
+from swift.common.storage_policy import POLICIES
+
+from zerocloud import placement, wire
+from zerocloud.proxy.dispatch import (
+    NODE_GRACE,
+    Dispatcher,
+    Plan,
+    _Busy,
+    _NeedProgram,
+    _Refused,
+    _Retry,
+    refusal,
+)
+from zerocloud.proxy.outputs import OutputFile
+from zerocloud.proxy.response import NodeResult, short
+
+PER_SERVER = 2              # batches on their way to one object server
+
+
+def batchable(plan: Plan) -> bool:
+    """Can the node travel in a batch (in place, nothing but its spec to send)?"""
+    node = plan.node
+    return (plan.local is not None and not plan.inputs and node.replicate == 1
+            and not node.reads_from and not node.writes_to)
+
+
+@dataclass
+class _Entry:
+    plan: Plan
+    server: dict                     # the primary the batch goes to
+    others: list[dict]               # the other primaries
+    rest: Iterator[dict]             # the handoffs
+    done: Event
+    member: bytes = b''
+
+
+_ALONE = 'alone'                     # not run in a batch: run it alone
+_FIRST = 'first'                     # a batch of one: alone, on the same server first
+
+
+class Batches:
+    """The batchable nodes of one job, in batches per object server."""
+
+    def __init__(self, dispatcher: Dispatcher, trans_id: str, job_id: str,
+                 load: collections.Counter) -> None:
+        self.dispatcher, self.trans_id, self.job_id, self.load = (
+            dispatcher, trans_id, job_id, load)
+        self.config, self.logger = dispatcher.config, dispatcher.logger
+        self.queues: dict[tuple, list[_Entry]] = collections.defaultdict(list)
+        self.senders: collections.Counter = collections.Counter()
+        self.threads: set = set()
+
+    def run(self, plan: Plan) -> NodeResult:
+        """Run one node in a batch (or alone when it has to be); never raises."""
+        ring = placement.object_ring(self.config.swift_dir, plan.policy)
+        servers = iter(plan.servers)
+        primaries = list(itertools.islice(servers, int(ring.replica_count)))
+        chosen = primaries[0]
+        entry = _Entry(plan, chosen, primaries[1:], servers, Event())
+        key = (chosen['ip'], chosen['port'], plan.policy, plan.digest)
+        queue = self.queues[key]
+        queue.append(entry)
+        if not self.senders[key] or (len(queue) > wire.BATCH_MAX
+                                     and self.senders[key] < PER_SERVER):
+            self.senders[key] += 1
+            thread = spawn(self._sender, key)
+            self.threads.add(thread)
+            thread.link(lambda t: self.threads.discard(t))
+        result = entry.done.wait()
+        if isinstance(result, NodeResult):
+            return result
+        first = [entry.server] if result == _FIRST else []
+        return self.dispatcher.run_node(
+            self.trans_id, replace(plan, servers=itertools.chain(first, entry.others,
+                                                                 entry.rest)),
+            self.job_id, self.load)
+
+    def close(self) -> None:
+        """The job is over or stopped: no batch goes on."""
+        for thread in list(self.threads):
+            thread.kill()
+
+    def _sender(self, key: tuple) -> None:
+        queue = self.queues[key]
+        batch: list[_Entry] = []
+        try:
+            sleep(0)                     # the job's other nodes join the queue first
+            while queue:
+                batch = queue[:wire.BATCH_MAX]
+                del queue[:len(batch)]
+                if len(batch) == 1:
+                    batch[0].done.send(_FIRST)
+                else:
+                    self._send(batch)
+        finally:
+            self.senders[key] -= 1
+            if not self.senders[key]:    # stopped (or a bug): nobody else sends them
+                batch += queue
+                queue.clear()
+            for entry in batch:
+                if not entry.done.ready():
+                    entry.done.send(_ALONE)
+
+    def _send(self, batch: list[_Entry]) -> None:
+        """One batch to its server; every node of it ends with a result or alone."""
+        server = batch[0].server
+        where = f'{server["ip"]}:{server["port"]}'
+        spec = self.dispatcher.spec
+        for entry in batch:
+            plan = entry.plan
+            entry.member = wire.BatchEntry(entry.server['device'], plan.partition, plan.path,
+                                           spec(plan)).to_json()
+        self.load[server['ip'], server['port']] += len(batch)
+        alone = _ALONE
+        try:
+            self._exchange(server, batch)
+        except _Busy as e:             # full: its nodes alone, there first (as before)
+            self.logger.info('batch of %d nodes not admitted by %s: %r', len(batch), where, e)
+            alone = _FIRST
+        except (_Retry, OSError, Timeout, http.client.HTTPException, ValueError) as e:
+            self.logger.info('batch of %d nodes not run on %s: %r', len(batch), where, e)
+        except _Refused as e:          # each node alone gets the answer it deserves
+            self.logger.info('batch of %d nodes refused by %s: %r', len(batch), where, e)
+        finally:
+            self.load[server['ip'], server['port']] -= len(batch)
+            for entry in batch:
+                if not entry.done.ready():
+                    entry.done.send(alone)
+
+    def _exchange(self, server: dict, batch: list[_Entry]) -> None:
+        plan = batch[0].plan
+        programs = self.dispatcher.programs
+        digest = plan.digest
+        known = digest is not None and programs.known(server, digest)
+        pair = (server['ip'], server['port'], digest)
+        if known and pair in programs.sending:
+            with Timeout(NODE_GRACE, False):     # another request is sending it there
+                programs.sending[pair].wait()
+        try:
+            self._attempt(server, batch, digest if known else None)
+        except _NeedProgram:
+            programs.known(server, digest, False)
+            self._attempt(server, batch, None)
+
+    def _attempt(self, server: dict, batch: list[_Entry], by_digest: str | None) -> None:
+        plan = batch[0].plan
+        programs = self.dispatcher.programs
+        exe = [] if plan.program is None or by_digest else [
+            wire.bytes_member(wire.EXE, plan.program)]
+        members = [*exe, *(wire.bytes_member(f'{wire.BATCH_PREFIX}{i}', e.member)
+                           for i, e in enumerate(batch))]
+        headers = {wire.EXECUTE: wire.VERSION, wire.BATCH: str(len(batch)),
+                   'Content-Type': 'application/x-tar', 'Expect': '100-continue',
+                   'X-Backend-Storage-Policy-Index': str(plan.policy),
+                   'X-Trans-Id': self.trans_id, 'X-Zerocloud-Id': self.job_id,
+                   'Content-Length': str(wire.tar_size((n, s) for n, s, _ in members))}
+        if by_digest:
+            headers[wire.PROGRAM] = by_digest
+        sending = None
+        if exe and plan.digest is not None:      # later requests there: the digest
+            programs.known(server, plan.digest, True)
+            pair = (server['ip'], server['port'], plan.digest)
+            if pair not in programs.sending:
+                sending = pair, programs.sending.setdefault(pair, Event())
+        account = plan.path.split('/')[1]
+        started = time.monotonic()
+        try:
+            with ConnectionTimeout(self.config.conn_timeout):
+                conn = http_connect(server['ip'], server['port'], server['device'], 0, 'POST',
+                                    f'/{account}/.zerocloud/batch', headers)
+        except BaseException:
+            if sending:
+                programs.sent(*sending)
+            raise
+        sock = conn.sock
+        try:
+            with Timeout(NODE_GRACE):
+                resp = conn.getexpect()
+            if resp.status == http.client.CONTINUE:
+                with Timeout(self.config.timeout + NODE_GRACE):
+                    for chunk in wire.stream_tar(members):
+                        conn.send(chunk)
+                    if sending:
+                        programs.sent(*sending)
+                    resp = conn.getresponse()
+            if resp.getheader(wire.EXECUTE) is None:
+                raise _Retry(f'{resp.status}: the zerocloud filter is not in its pipeline')
+            if resp.status != 200:
+                raise refusal(resp.status, short(resp.read(1024).decode('utf-8', 'replace')),
+                              bool(resp.getheader('Retry-After')), by_digest is not None)
+            self._results(resp, server, batch, started, len(plan.program or b'') if exe else 0)
+        finally:
+            if sending:
+                programs.sent(*sending)
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            conn.close()
+
+    def _results(self, resp, server: dict, batch: list[_Entry], started: float,
+                 program_bytes: int) -> None:
+        """Read the answer's members; each node's result goes to it once complete."""
+        where = f'{server["ip"]}:{server["port"]}/{server["device"]}'
+        members = wire.read_members(resp, None)
+        current: NodeResult | None = None
+        index = -1
+
+        def finish() -> None:
+            entry = batch[index]
+            current.server = where
+            current.seconds = time.monotonic() - started
+            current.request_bytes = len(entry.member)
+            if index == 0:
+                current.program_bytes = program_bytes
+                current.request_bytes += program_bytes
+            entry.done.send(current)
+
+        try:
+            while True:
+                with Timeout(self.config.timeout + NODE_GRACE):
+                    item = next(members, None)
+                    if item is None:
+                        break
+                    name, f = item
+                    i, sub = wire.batch_index(name)
+                    if sub.startswith(wire.DEV_PREFIX) and current is not None and i == index:
+                        out = current.outputs[sub[len(wire.DEV_PREFIX):]] = OutputFile()
+                        wire.copy_limited(f, out, self.config.max_output)
+                        continue
+                    if current is not None:
+                        finish()
+                        current = None
+                    if not 0 <= i < len(batch) or batch[i].done.ready():
+                        raise wire.WireError(f'unexpected member {name}')
+                    if sub == wire.ERROR:
+                        text = f.read(4096).decode('utf-8', 'replace')
+                        self.logger.debug('node %s not run in a batch on %s: %s',
+                                          batch[i].plan.node.name, where, short(text))
+                        batch[i].done.send(_ALONE)
+                    elif sub == wire.REPORT:
+                        index = i
+                        current = NodeResult(batch[i].plan.node,
+                                             POLICIES.get_by_index(batch[i].plan.policy).name)
+                        current.report = wire.NodeReport.from_json(f.read(1 << 20))
+                    else:
+                        raise wire.WireError(f'unexpected member {name}')
+            if current is not None:
+                finish()
+        except BaseException:
+            if current is not None:
+                current.close()
+            raise
