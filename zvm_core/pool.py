@@ -17,8 +17,10 @@ later image wins where paths meet), which is how interpreters get their
 libraries (``zvm_core.sysimages``).  A worker indexes each image file once.
 
 Admission is bounded: ``size`` requests run at once, ``queue`` more may
-wait, and any further request gets :class:`PoolBusy` at once.  A worker that
-dies or overruns its time is replaced and its request ends with status
+wait, and any further request gets :class:`PoolBusy` at once.  Requests
+carry an account: one account runs at most ``account_size`` at once, and
+freed workers go to the waiting accounts in turn (``zvm_core.fairshare``).
+A worker that dies or overruns its time is replaced and its request ends with status
 ``killed``.  A caller that stops waiting (an exception raised in its green
 thread, such as ``GreenletExit`` or the object server's hang-up) ends the
 run: the worker is killed at once and replaced, so it is free again.
@@ -53,6 +55,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from zvm_core.channels import READ, WRITE, Channel, FdBacking, Quota, StreamBacking
+from zvm_core.fairshare import FairSlots
 from zvm_core.limits import MAX_FDS, Limits
 from zvm_core.report import Report
 
@@ -82,6 +85,7 @@ class ChannelSpec:
     mount: str | None = None      # a tar image: mounted read-only here (e.g. "/")
     notify: int | None = None     # data still arriving: ``fd`` is a ``channels.LinkWriter``
                                   # file, ``notify`` its ``LinkWaker``'s (may be shared)
+    wait: float | None = None     # with ``notify``: seconds a read may wait for new data
 
 
 def _report_from(data: dict) -> Report:
@@ -213,7 +217,8 @@ def _request(program: str, channels: list[ChannelSpec], argv, env, limits, seed:
             'limits': {'memory': limits.memory, 'fuel': limits.fuel, 'timeout': limits.timeout},
             'seed': seed, 'epoch': epoch, 'rdtsc': rdtsc, 'engine': engine,
             'channels': [{'alias': c.alias, 'fd': i, 'mode': c.mode, 'random': c.random,
-                          'quota': vars(c.quota), 'mount': c.mount, 'notify': notify.get(i)}
+                          'quota': vars(c.quota), 'mount': c.mount, 'notify': notify.get(i),
+                          'wait': c.wait}
                          for i, c in enumerate(channels)]}
 
 
@@ -268,7 +273,8 @@ def _serve_one(req: dict, fds: list[int], templates: Templates):
     from zvm_core.validator import Policy
     channels = [Channel(c['alias'], FdBacking(fds[c['fd']], owned=False)
                         if c.get('notify') is None else
-                        StreamBacking(fds[c['fd']], fds[c['notify']], c['alias']), c['mode'],
+                        StreamBacking(fds[c['fd']], fds[c['notify']], c['alias'],
+                                      wait=c.get('wait')), c['mode'],
                         random=c['random'], quota=Quota(**c['quota']))
                 for c in req['channels']]
     limits = Limits(**req['limits'])
@@ -416,14 +422,16 @@ class Pool:
     def __init__(self, size: int | None = None, queue: int = 16,
                  template_bytes: int = 512 << 20, address_space: int = 0,
                  warm: Iterable[WarmUp] = (),
-                 offload: Callable[..., object] | None = None) -> None:
+                 offload: Callable[..., object] | None = None,
+                 account_size: int | None = None) -> None:
         """``offload(fn, *args)`` runs ``fn`` elsewhere (a thread) and returns its
-        result; the pool starts replacement workers through it."""
+        result; the pool starts replacement workers through it.  ``account_size``:
+        requests of one account running at once (default: ``size``)."""
         self.size = size or os.cpu_count() or 1
         self.queue = queue
         self._args = (template_bytes, address_space, json.dumps([vars(w) for w in warm]))
         self._lock = threading.Lock()
-        self._slots = threading.Semaphore(self.size)
+        self._slots = FairSlots(self.size, account_size)
         self._idle: list[_Worker] = [_Worker(*self._args) for _ in range(self.size)]
         self._all = set(self._idle)
         self._waiting = 0
@@ -439,12 +447,13 @@ class Pool:
     def run(self, program: str, channels: Iterable[ChannelSpec], *,
             argv: list[str], env: Mapping[str, str] | None = None, limits=None,
             seed: int = 0, epoch: int = 0, rdtsc: str = 'virtualize',
-            started: Callable[[], None] | None = None, engine: str | None = None) -> Report:
+            started: Callable[[], None] | None = None, engine: str | None = None,
+            account: str = '') -> Report:
         """Run ``program`` (a host path) in a warm worker; :class:`PoolBusy` when full.
 
         ``started`` is called once a worker has taken the request (it may have
-        waited in the queue until then).  ``engine`` (``zvm_core.engines``) is
-        chosen in the worker; a native run starts a fresh guest process from it.
+        waited in the queue until then, in turn with other accounts' requests).
+        ``engine`` (``zvm_core.engines``) is chosen in the worker; a native run starts a fresh guest process from it.
         """
         limits = limits or Limits()
         channels = list(channels)
@@ -458,7 +467,7 @@ class Pool:
         if len(fds) > MAX_FDS:
             raise ValueError(f'{len(fds)} descriptors for one run: at most {MAX_FDS}')
         req = _request(program, channels, argv, env, limits, seed, epoch, rdtsc, notify, engine)
-        return self._admit(req, fds, limits.timeout + KILL_GRACE, started, _report_from)
+        return self._admit(req, fds, limits.timeout + KILL_GRACE, started, _report_from, account)
 
     def validate(self, fd: int, *, rdtsc: str = 'virtualize',
                  timeout: float = 120.0) -> tuple[bool, str]:
@@ -471,14 +480,15 @@ class Pool:
         return bool(reply['valid']), str(reply['reason'])
 
     def _admit(self, req: dict, fds: list[int], wait: float,
-               started: Callable[[], None] | None, parse: Callable[[dict], object]):
+               started: Callable[[], None] | None, parse: Callable[[dict], object],
+               account: str = ''):
         """Queue ``req`` for a worker (bounded), exchange it, and put the worker back."""
         with self._lock:
             if self._waiting >= self.queue + self.size:
                 raise PoolBusy(f'{self.size} running and {self.queue} waiting')
             self._waiting += 1
         try:
-            with self._slots:
+            with self._slots.slot(account):
                 worker = self._idle.pop()
                 try:
                     if started is not None:

@@ -153,11 +153,29 @@ def test_a_missing_disk_is_a_507(mw) -> None:
 
 def test_a_full_pool_is_a_503_before_the_body(mw) -> None:
     put(mw)
-    mw.admitted = mw.config.pool_size + mw.config.queue
+    for account in range(mw.config.pool_size + mw.config.queue):     # one node each
+        mw.admission.enter(f'AUTH_{account}')
     resp = execute_unread(mw)
     assert resp.status_int == 503
     assert resp.headers['Retry-After'] == '1'
     assert b'Slot not available' in resp.body
+
+
+def test_an_account_at_its_share_is_a_503_and_others_still_get_in(server, devices) -> None:
+    mw = ObjectExecMiddleware(server, {'devices': str(devices), 'mount_check': 'false',
+                                       'zerovm_maxpool': '4', 'zerovm_maxqueue': '4',
+                                       'zerovm_account_maxpool': '1',
+                                       'zerovm_account_maxqueue': '1'})
+    put(mw)
+    mw.admission.enter('AUTH_a')
+    mw.admission.enter('AUTH_a')
+    resp = execute_unread(mw, **{wire.ACCOUNT: 'AUTH_a'})
+    assert resp.status_int == 503 and resp.headers['Retry-After'] == '1'
+    assert b'account AUTH_a has 2 nodes here, its share (1 running, 1 waiting)' in resp.body
+    resp = execute(mw, members=[spec(wire.DeviceSpec('stdin', 'r', source='local'))],
+                   **{wire.ACCOUNT: 'AUTH_b'})          # the other account gets in
+    assert resp.status_int == 400 and b'program missing' in resp.body
+    assert mw.admission.accounts == {'AUTH_a': 2} and mw.admission.total == 2
 
 
 def test_a_request_over_zerovm_maxinput_is_a_413(server, devices) -> None:
@@ -176,7 +194,7 @@ def test_a_bad_request_body_is_a_400(mw, body: bytes, says: bytes) -> None:
     resp = execute(mw, body=body, local=False)
     assert resp.status_int == 400
     assert says in resp.body
-    assert mw.admitted == 0
+    assert mw.admission.total == 0
 
 
 def test_a_local_device_needs_the_access_header(mw, guest) -> None:

@@ -6,8 +6,9 @@ server that holds the node's data object, as a ``POST`` with
 describes the request).  This filter
 
 1. admits the node or answers ``503 Slot not available`` at once when
-   ``zerovm_maxpool`` nodes run and ``zerovm_maxqueue`` wait (the proxy then
-   tries another replica);
+   ``zerovm_maxpool`` nodes run and ``zerovm_maxqueue`` wait, or when the
+   job's account has its share here (``zerocloud.object.admission``; the
+   proxy then tries another replica);
 2. with ``X-Zerovm-Access: GET``, opens the local object through Swift's
    DiskFile: a missing, deleted, expired or quarantined object is a ``404``
    and an unmounted disk a ``507`` (the proxy tries the next server); a
@@ -72,6 +73,11 @@ Configuration (``object-server.conf``)::
     # nodes running at once / waiting for a worker; beyond that: 503
     zerovm_maxpool = <number of CPUs>
     zerovm_maxqueue = 16
+    # one account's share of them (default: half of each, rounded up)
+    zerovm_account_maxpool = <half of zerovm_maxpool>
+    zerovm_account_maxqueue = 8
+    # seconds a node may wait on a link (/dev/in/<node>) with no new data
+    zerovm_link_wait = 30
     # guest memory (bytes) and fuel (bytes of guest code executed) of one
     # node: the most a node gets, whatever the proxy asks
     zerovm_maxnexemem = 268435456
@@ -148,6 +154,7 @@ from swift.common.utils import (
 
 from zerocloud import hangup, wire
 from zerocloud.config import NOT_PLAIN, Config
+from zerocloud.object.admission import RETRY_AFTER, Admission
 from zerocloud.object.cache import ContentCache
 from zvm_core.channels import READ, WRITE, LinkWaker, LinkWriter, Quota
 from zvm_core.engines import CHOICES
@@ -159,7 +166,6 @@ PROGRAM_CACHE = 32
 IMAGE_CACHE = 8
 WARM_TIMEOUT = 120
 IMAGE_MEMBER = 'dev/image'
-RETRY_AFTER = '1'
 TAIL_PAUSE, TAIL_PAUSE_MAX = 0.002, 0.02    # seconds between looks at growing outputs
 STDERR_TAIL = 64 << 10      # bytes of a node's stderr its report keeps (ZeroCloud's cap)
 # Metadata of objects whose data file is not the object's content.
@@ -240,17 +246,18 @@ _POOLS_LOCK = Semaphore()
 
 
 def _process_pool(size: int, queue: int, warm: tuple[WarmUp, ...],
-                  in_request: bool = True) -> Pool:
+                  in_request: bool = True, account_size: int | None = None) -> Pool:
     """One pool per process and settings: Swift loads the pipeline twice (a check,
     then the server), and both filters must share the workers.  In a request the
     workers are started in a thread (``tpool``), off the hub; so are replacements.
     Before the server runs (``in_request`` false) tpool must not start yet: its
     threads would not survive the server's start."""
-    key = (os.getpid(), size, queue, warm)
+    key = (os.getpid(), size, queue, warm, account_size)
     with _POOLS_LOCK:
         if key not in _POOLS or _POOLS[key].closed:
             start = tpool.execute if in_request else (lambda fn, *a, **kw: fn(*a, **kw))
-            _POOLS[key] = start(Pool, size, queue, warm=warm, offload=tpool.execute)
+            _POOLS[key] = start(Pool, size, queue, warm=warm, offload=tpool.execute,
+                                account_size=account_size)
     return _POOLS[key]
 
 
@@ -277,12 +284,12 @@ class ObjectExecMiddleware:
                                         self.config.memory))
         except SysImageError as e:
             raise ValueError(f'zerovm_sysimage_devices / zerovm_prewarm: {e}') from None
-        self.admitted = 0
+        self.admission = Admission(self.config)
         self.extracting = Semaphore()       # a system image's program is read off the hub
         self._pool: Pool | None = None
         if self.config.one_process:     # no fork will follow: start
             self._pool = _process_pool(self.config.pool_size, self.config.queue, self.warm,
-                                       in_request=False)
+                                       in_request=False, account_size=self.config.account_pool)
             try:                                            # warm (the server answers after)
                 self._pool.wait_warm(WARM_TIMEOUT)
             except TimeoutError:
@@ -293,7 +300,8 @@ class ObjectExecMiddleware:
         """This process's workers: started with the first node (after the server's
         fork) or, in a one-process server, with the server."""
         if self._pool is None:
-            self._pool = _process_pool(self.config.pool_size, self.config.queue, self.warm)
+            self._pool = _process_pool(self.config.pool_size, self.config.queue, self.warm,
+                                       account_size=self.config.account_pool)
         return self._pool
 
     @property
@@ -335,16 +343,13 @@ class NodeRun:
         if req.content_length is not None and req.content_length > self.config.max_input:
             raise HTTPRequestEntityTooLarge(
                 body=f'request larger than zerovm_maxinput ({self.config.max_input} bytes)\n')
-        if self.owner.admitted >= self.config.pool_size + self.config.queue:
-            raise HTTPServiceUnavailable(
-                body=f'Slot not available: {self.config.pool_size} nodes running, '
-                     f'{self.config.queue} waiting\n', headers={'Retry-After': RETRY_AFTER})
         try:
-            device = req.split_path(5, 5, True)[0]
+            device, _, account = req.split_path(5, 5, True)[:3]
         except ValueError:
             raise HTTPBadRequest(body='execute requests go to /<device>/<partition>/<account>'
                                       '/<container>/<object>\n') from None
-        self.owner.admitted += 1
+        self.account = req.headers.get(wire.ACCOUNT) or account
+        self.owner.admission.enter(self.account)
         reader = tmp = streamed = None
         files: dict[str, str] = {}
         try:
@@ -385,7 +390,7 @@ class NodeRun:
     def release(self, files: dict[str, str], reader) -> None:
         """The node is done here: its slot is free, the caches may drop its program
         and image again, the local object is closed."""
-        self.owner.admitted -= 1
+        self.owner.admission.leave(self.account)
         if reader is not None:
             reader.close()
         if wire.EXE in files:
@@ -491,7 +496,8 @@ class NodeRun:
             link = LinkWriter(os.path.join(tmp, 'link-' + name.replace('/', '_')), links[None])
             opened.insert(0, link)                 # closed (aborted) before the waker
             links[name] = link
-            return ChannelSpec(alias, link.fd, READ, notify=link.notify), None
+            return ChannelSpec(alias, link.fd, READ, notify=link.notify,
+                               wait=self.config.link_wait), None
         if dev is None and name == 'stderr':     # kept for the report (its end)
             tail = _Tail()
             opened.append(tail)
@@ -576,7 +582,7 @@ class NodeRun:
             report = self.owner.pool.run(self.program(spec, files), channels,
                                    argv=spec.argv, env=spec.env, limits=self.limits(spec),
                                    seed=spec.seed, epoch=spec.epoch, started=started,
-                                   engine=engine)
+                                   engine=engine, account=self.account)
         except PoolBusy as e:
             raise HTTPServiceUnavailable(body=f'Slot not available: {e}\n',
                                          headers={'Retry-After': RETRY_AFTER}) from None

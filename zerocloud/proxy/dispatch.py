@@ -70,6 +70,7 @@ class Plan:
     replica: int = 1                       # only replica 1 returns its outputs
     digest: str | None = None              # SHA-256 (hex) of ``program``
     env: dict[str, str] = field(default_factory=dict)   # the node's CGI variables
+    account: str = ''                      # the job's (object servers share slots by it)
 
 
 class Programs:
@@ -154,7 +155,7 @@ class Dispatcher:
         make_members = self.members(plan)
         base = {wire.EXECUTE: wire.VERSION, 'Content-Type': 'application/x-tar',
                 'Expect': '100-continue', 'X-Backend-Storage-Policy-Index': str(plan.policy),
-                'X-Trans-Id': trans_id, 'X-Zerocloud-Id': job_id}
+                'X-Trans-Id': trans_id, 'X-Zerocloud-Id': job_id, wire.ACCOUNT: plan.account}
         if plan.local:
             base[wire.ACCESS] = 'GET'
 
