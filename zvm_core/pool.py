@@ -453,7 +453,8 @@ class Pool:
 
         ``started`` is called once a worker has taken the request (it may have
         waited in the queue until then, in turn with other accounts' requests).
-        ``engine`` (``zvm_core.engines``) is chosen in the worker; a native run starts a fresh guest process from it.
+        ``engine`` (``zvm_core.engines``) is chosen in the worker; a native run
+        starts a fresh guest process from it.
         """
         limits = limits or Limits()
         channels = list(channels)

@@ -59,7 +59,7 @@ def test_a_freed_slot_goes_to_the_accounts_in_turn() -> None:
         waiters.append(Waiter(slots, account, served))
         queued(slots, len(waiters))
     first.finish()
-    for i, waiter in enumerate(waiters):    # each ends once it was served
+    for i in range(len(waiters)):           # each ends once it was served
         served_after(slots, served, i + 2)
         next(w for w in waiters if w.account == served[-1] and not w.done.is_set()).finish()
     assert served == ['a', 'a', 'b', 'a', 'a']
