@@ -96,9 +96,8 @@ class Config:
             mount_check=config_true_value(conf.get('mount_check', 'true')),
             pool_size=pool_size,
             queue=queue,
-            # by default one account gets half the workers and half the queue
-            account_pool=min(pool_size, option('zerovm_account_maxpool', positive,
-                                               (pool_size + 1) // 2)),
+            # by default one account may use every worker but only half the queue
+            account_pool=min(pool_size, option('zerovm_account_maxpool', positive, pool_size)),
             account_queue=min(queue, option('zerovm_account_maxqueue', non_negative_int,
                                             (queue + 1) // 2)),
             link_wait=option('zerovm_link_wait', _positive_float, 30),

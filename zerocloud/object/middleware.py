@@ -73,8 +73,8 @@ Configuration (``object-server.conf``)::
     # nodes running at once / waiting for a worker; beyond that: 503
     zerovm_maxpool = <number of CPUs>
     zerovm_maxqueue = 16
-    # one account's share of them (default: half of each, rounded up)
-    zerovm_account_maxpool = <half of zerovm_maxpool>
+    # one account's share of them (default: every worker, half the queue)
+    zerovm_account_maxpool = <zerovm_maxpool>
     zerovm_account_maxqueue = 8
     # seconds a node may wait on a link (/dev/in/<node>) with no new data
     zerovm_link_wait = 30
