@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
-import os
 import time
 
 import pytest
@@ -76,34 +75,17 @@ def attack() -> list:
         for r in readers]
 
 
-def workers_busy(cluster: DevCluster) -> int:
-    """Sandbox workers of the object server that used CPU in the last 0.3 s."""
-    server = cluster._owned_pid(cluster.server('object0'))
-
-    def cpu() -> dict[int, int]:
-        times = {}
-        for entry in os.scandir('/proc'):
-            if not entry.name.isdigit():
-                continue
-            try:
-                fields = open(f'/proc/{entry.name}/stat').read().rpartition(')')[2].split()
-            except OSError:
-                continue
-            if int(fields[1]) == server:
-                times[int(entry.name)] = int(fields[11]) + int(fields[12])
-        return times
-    before = cpu()
+def workers_busy(cluster: DevCluster, name: str = 'object0') -> int:
+    """Sandbox workers of server ``name`` that used CPU in the last 0.3 s."""
+    before = cluster.usage(name).children
     time.sleep(0.3)
-    after = cpu()
+    after = cluster.usage(name).children
     return sum(1 for pid, t in after.items() if t > before.get(pid, t))
-
-
-
 
 
 def test_an_account_that_holds_its_share_leaves_workers_to_another(
         cluster: DevCluster, accounts: dict[str, Connection]) -> None:
-    """The readers that got a worker end after 2 s without data (``zerovm_link_wait``),
+    """The readers that got a worker end 2 s without data (``zerovm_link_wait``),
     those beyond the account's share get 503 (the proxy sends them again), and
     the other account's node runs meanwhile."""
     attacker, other = accounts['test:tester'], accounts['test2:tester2']
@@ -124,4 +106,7 @@ def test_an_account_that_holds_its_share_leaves_workers_to_another(
     assert not [line for line in lines if '/AUTH_test2/' in line and ' 503 ' in line]
     assert [line for line in theirs if ' 503 ' in line]        # beyond its share
     readers = [line for line in theirs if '/r' in line and ' 200 ' in line]
-    assert readers and all(' 200 timeout ' in line for line in readers), readers
+    # the first ends for want of data; the job has failed then, and the links of
+    # the others are cut (killed), or they too wait in vain (timeout)
+    assert any(' 200 timeout ' in line for line in readers), readers
+    assert all(' 200 timeout ' in line or ' 200 killed ' in line for line in readers), readers
