@@ -98,7 +98,9 @@ Configuration (``object-server.conf``)::
 
 ``devices`` and ``mount_check`` (usually from ``[DEFAULT]``) say where the
 disks are and whether they must be mount points (as for the object server);
-temporary files of a node live in ``<devices>/<device>/tmp``.  With several
+temporary files of a node live in ``<devices>/<device>/tmp``
+(``zerocloud.object.scratch``: those of a killed server go when it starts
+again).  With several
 object-server ``workers``, each process has its own pool, started with its
 first request; with ``workers = 0`` (one process) the pool starts with the
 server, which answers once its workers are warm.  A warm-up
@@ -120,7 +122,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
 
@@ -154,6 +155,7 @@ from swift.common.utils import (
 
 from zerocloud import hangup, wire
 from zerocloud.config import NOT_PLAIN, Config
+from zerocloud.object import scratch
 from zerocloud.object.admission import RETRY_AFTER, Admission
 from zerocloud.object.cache import ContentCache
 from zvm_core.channels import READ, WRITE, LinkWaker, LinkWriter, Quota
@@ -285,6 +287,7 @@ class ObjectExecMiddleware:
         except SysImageError as e:
             raise ValueError(f'zerovm_sysimage_devices / zerovm_prewarm: {e}') from None
         self.admission = Admission(self.config)
+        scratch.remove_node_orphans(self.config.devices)    # of a server that was killed
         self.extracting = Semaphore()       # a system image's program is read off the hub
         self._pool: Pool | None = None
         if self.config.one_process:     # no fork will follow: start
@@ -361,9 +364,7 @@ class NodeRun:
                 reader = self.local_object(req)
             if wire.PROGRAM in req.headers:       # the program by digest, before any body
                 files[wire.EXE] = self.cached_program(req.headers[wire.PROGRAM])
-            disk_tmp = os.path.join(disk, 'tmp')
-            os.makedirs(disk_tmp, exist_ok=True)
-            tmp = tempfile.mkdtemp(prefix='zerocloud-', dir=disk_tmp)
+            tmp = scratch.node_dir(os.path.join(disk, 'tmp'))
             spec, rest, budget = self.receive(req, tmp, files)
             if spec.stream:
                 streamed = _Streamed(self, spec, files, reader, tmp, rest, budget, req)
