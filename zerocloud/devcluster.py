@@ -723,7 +723,8 @@ class DevCluster:
         if pid is None:
             raise ClusterError(f'{name} is not running')
         children = [c for c in _child_pids(pid) if proc_state(c) is not None]
-        return Usage(pid, _open_fds(pid), _rss(pid), {c: _cpu(c) for c in children})
+        return Usage(pid, _open_fds(pid), _rss(pid), {c: _cpu(c) for c in children},
+                     sum(map(_rss, children)))
 
     def _signal_object_server(self, i: int, sig: signal.Signals) -> None:
         server = self._object_server(i)
@@ -735,13 +736,14 @@ class DevCluster:
 
 @dataclass(frozen=True)
 class Usage:
-    """One server process: its open descriptors, resident memory (bytes), and its
-    children's CPU time (clock ticks, by pid)."""
+    """One server process: its open descriptors, resident memory (bytes), its
+    children's CPU time (clock ticks, by pid) and resident memory (in all)."""
 
     pid: int
     fds: int
     rss: int
     children: dict[int, int]
+    children_rss: int
 
 
 def _child_pids(pid: int) -> list[int]:
