@@ -5,7 +5,8 @@ A cluster of its own: two object servers (one replica) that run one node and
 queue two (``zerovm_maxpool``, ``zerovm_maxqueue``), one account at most one
 waiting (``zerovm_account_maxqueue``).  test:tester and test2:tester2 send
 one-node jobs (tests/programs/spin.c reading an object in place: each
-account's object is on one server) 16 at a time while ``/healthcheck`` of the proxy and of the object servers is polled.
+account's object is on one server) 16 at a time while ``/healthcheck`` of
+the proxy and of the object servers is polled.
 Before (after a warm-up) and after the load, once the workers are idle: each
 server's open descriptors and sandbox workers, and the object disks' tmp.
 ``bench/load.py`` prints the same with timings and memory.
