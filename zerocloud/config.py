@@ -54,6 +54,7 @@ class Config:
     queue: int = 16
     account_pool: int = 1           # nodes of one account running / waiting on one server
     account_queue: int = 8
+    job_slots: int = 17             # nodes of one job running or waiting on one server
     link_wait: float = 30.0         # seconds a node may wait for new data on a link
     prewarm: str = ''
     engine: str | None = None       # zerovm_engine; None: the workers' default
@@ -100,6 +101,7 @@ class Config:
             account_pool=min(pool_size, option('zerovm_account_maxpool', positive, pool_size)),
             account_queue=min(queue, option('zerovm_account_maxqueue', non_negative_int,
                                             (queue + 1) // 2)),
+            job_slots=option('zerovm_job_maxslots', positive, pool_size + queue),
             link_wait=option('zerovm_link_wait', _positive_float, 30),
             prewarm=conf.get('zerovm_prewarm', ''),
             engine=option('zerovm_engine', _engine, None),

@@ -178,6 +178,22 @@ def test_an_account_at_its_share_is_a_503_and_others_still_get_in(server, device
     assert mw.admission.accounts == {'AUTH_a': 2} and mw.admission.total == 2
 
 
+def test_a_job_at_its_share_is_a_503(server, devices) -> None:
+    mw = ObjectExecMiddleware(server, {'devices': str(devices), 'mount_check': 'false',
+                                       'zerovm_maxpool': '4', 'zerovm_maxqueue': '4',
+                                       'zerovm_job_maxslots': '1'})
+    put(mw)
+    mw.admission.enter('AUTH_a', 'job1')
+    resp = execute_unread(mw, **{wire.ACCOUNT: 'AUTH_a', 'X-Zerocloud-Id': 'job1'})
+    assert resp.status_int == 503
+    assert b'job job1 has 1 nodes here (zerovm_job_maxslots)' in resp.body
+    resp = execute(mw, members=[spec(wire.DeviceSpec('stdin', 'r', source='local'))],
+                   **{wire.ACCOUNT: 'AUTH_a', 'X-Zerocloud-Id': 'job2'})     # its other job
+    assert resp.status_int == 400 and b'program missing' in resp.body
+    mw.admission.leave('AUTH_a', 'job1')
+    assert mw.admission.total == 0 and not mw.admission.jobs and not mw.admission.accounts
+
+
 def test_a_request_over_zerovm_maxinput_is_a_413(server, devices) -> None:
     mw = ObjectExecMiddleware(server, {'devices': str(devices), 'mount_check': 'false',
                                        'zerovm_maxinput': '100'})

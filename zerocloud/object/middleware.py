@@ -76,6 +76,8 @@ Configuration (``object-server.conf``)::
     # one account's share of them (default: every worker, half the queue)
     zerovm_account_maxpool = <zerovm_maxpool>
     zerovm_account_maxqueue = 8
+    # nodes of one job running or waiting here (default: no limit but the above)
+    zerovm_job_maxslots = <zerovm_maxpool + zerovm_maxqueue>
     # seconds a node may wait on a link (/dev/in/<node>) with no new data
     zerovm_link_wait = 30
     # guest memory (bytes) and fuel (bytes of guest code executed) of one
@@ -352,7 +354,8 @@ class NodeRun:
             raise HTTPBadRequest(body='execute requests go to /<device>/<partition>/<account>'
                                       '/<container>/<object>\n') from None
         self.account = req.headers.get(wire.ACCOUNT) or account
-        self.owner.admission.enter(self.account)
+        self.job = req.headers.get('X-Zerocloud-Id', '')
+        self.owner.admission.enter(self.account, self.job)
         reader = tmp = streamed = None
         files: dict[str, str] = {}
         try:
@@ -391,7 +394,7 @@ class NodeRun:
     def release(self, files: dict[str, str], reader) -> None:
         """The node is done here: its slot is free, the caches may drop its program
         and image again, the local object is closed."""
-        self.owner.admission.leave(self.account)
+        self.owner.admission.leave(self.account, self.job)
         if reader is not None:
             reader.close()
         if wire.EXE in files:
