@@ -28,7 +28,7 @@ Starting a worker (a fork and exec) is handed to ``offload`` (the object
 server passes ``eventlet.tpool.execute``), so that a replacement never runs
 in the caller's event loop.
 Workers limit themselves (core size, open files, address space, no new
-privileges) as defence in depth.
+privileges) as defence in depth, and end when their parent is gone.
 
 ``Pool.validate`` asks a worker for the validator's verdict on a program
 without running it (the proxy's upload check), so the caller never loads the
@@ -61,6 +61,7 @@ from zvm_core.report import Report
 
 MAX_MESSAGE = 1 << 20
 KILL_GRACE = 2.0
+PARENT_CHECK = 1.0      # seconds between a worker's looks at its parent
 PR_SET_NO_NEW_PRIVS = 38
 PR_SET_THP_DISABLE = 41
 
@@ -344,11 +345,26 @@ def _limit_self(address_space: int) -> None:
     libc.prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0)
 
 
+def _die_with_parent(parent: int) -> None:
+    """End this worker when ``parent``, the process that started it, is gone (a
+    server killed by a signal, maybe before this worker got here): a run it was
+    serving would go on to its deadline for nobody.  A thread that looks, not
+    ``PR_SET_PDEATHSIG``, which fires when the *thread* that started the worker
+    ends (the object server starts them from a thread pool).  A native guest
+    dies with its worker."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK)
+        os._exit(1)
+    threading.Thread(target=watch, name='parent-watch', daemon=True).start()
+
+
 def worker_main(fd: int, template_bytes: int, address_space: int,
-                warm: Iterable[WarmUp] = ()) -> int:
-    """Serve requests on the socket ``fd`` until the parent closes it."""
+                warm: Iterable[WarmUp] = (), parent: int | None = None) -> int:
+    """Serve requests on the socket ``fd`` until the parent closes it (or dies)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     sock = socket.socket(fileno=fd)
+    _die_with_parent(parent or os.getppid())
     _limit_self(address_space)
     templates = Templates(template_bytes)
     import zvm_core.executor  # noqa: F401  (unicorn and the sandbox: now, not on the first request)
@@ -392,7 +408,7 @@ class _Worker:
         self.proc = subprocess.Popen(
             [sys.executable, '-m', 'zvm_core.pool', '--fd', str(child.fileno()),
              '--template-bytes', str(template_bytes), '--address-space', str(address_space),
-             '--warm', warm],
+             '--warm', warm, '--parent', str(os.getpid())],
             pass_fds=[child.fileno()], stdin=subprocess.DEVNULL)
         child.close()
         parent.setblocking(False)
@@ -589,10 +605,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--template-bytes', type=int, default=512 << 20)
     parser.add_argument('--address-space', type=int, default=0)
     parser.add_argument('--warm', default='[]', help='JSON list of WarmUp fields')
+    parser.add_argument('--parent', type=int, help='pid of the pool: the worker ends with it')
     opts = parser.parse_args(argv)
     warm = [WarmUp(w['program'], tuple(w['argv']), tuple(w['images']), w['memory'])
             for w in json.loads(opts.warm)]
-    return worker_main(opts.fd, opts.template_bytes, opts.address_space, warm)
+    return worker_main(opts.fd, opts.template_bytes, opts.address_space, warm, opts.parent)
 
 
 if __name__ == '__main__':

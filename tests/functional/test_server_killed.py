@@ -7,6 +7,9 @@ reads the object in place and writes ``out/result``; once a sandbox worker of
 one server spins, that server is killed (SIGKILL, no clean shutdown).  The
 proxy sees the connection break, runs the node again on the other replica,
 and stores the output once, whole: nothing of the run that died is stored.
+The killed server's sandbox workers end with it (the one that ran the node
+would otherwise spin on to its deadline), and its scratch directories go
+when it starts again.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import requests
 from cluster_logs import executed
 from swiftclient import Connection
 
-from zerocloud.devcluster import USERS, DevCluster
+from zerocloud.devcluster import USERS, DevCluster, proc_state
 
 WAIT = 120
 SECONDS = 3                 # how long the node should run (calibrated below)
@@ -74,6 +77,14 @@ def count_for(conn: Connection, seconds: float) -> int:
         count *= 4
 
 
+def until(what, seconds: float = 30):
+    """``what()`` once it is true, polling; its last (false) value after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while not (value := what()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return value
+
+
 def spinning_server(cluster: DevCluster, names: list[str]) -> str | None:
     """The object server one of whose workers used CPU in the last 0.3 s."""
     before = {name: cluster.usage(name).children for name in names}
@@ -97,6 +108,7 @@ def test_a_server_killed_mid_node_the_job_completes_on_the_other_replica(
         while victim is None and not running.done() and time.monotonic() < deadline:
             victim = spinning_server(cluster, names)
         assert victim is not None, 'the node never ran'
+        workers = cluster.usage(victim).children
         cluster.kill_server(victim)
         resp = running.result()
     assert resp.status_code == 200, resp.text
@@ -107,5 +119,6 @@ def test_a_server_killed_mid_node_the_job_completes_on_the_other_replica(
     assert [o['name'] for o in conn.get_container('out')[1]] == ['result']
     ran = [line for line in executed(cluster, 'data') if ' 200 ok ' in line]
     assert any(line.startswith(survivor) for line in ran)
+    assert until(lambda: not [pid for pid in workers if proc_state(pid) is not None])
     cluster.start_server(victim)             # back, with nothing of the node on its disk
     assert not list(cluster.devices_dir(cluster.server(victim)).glob('*/tmp/zerocloud-*'))
