@@ -19,10 +19,11 @@ import time
 
 import pytest
 import requests
+from accounts import account
 from cluster_logs import executed
 from swiftclient import Connection
 
-from zerocloud.devcluster import USERS, DevCluster
+from zerocloud.devcluster import DevCluster
 
 WAIT = 60
 OBJECT = ('[filter:zerocloud]\nzerovm_timeout = 8\nzerovm_maxpool = 3\nzerovm_maxqueue = 2\n'
@@ -45,14 +46,8 @@ def cluster(request: pytest.FixtureRequest,
 @pytest.fixture(scope='module')
 def accounts(cluster: DevCluster, guest) -> dict[str, Connection]:
     """A connection per account, each with bin/spin and bin/graph_stream."""
-    conns = {}
-    for user in ('test:tester', 'test2:tester2'):
-        conn = Connection(authurl=cluster.auth_url, user=user, key=USERS[user][0], retries=0)
-        conn.put_container('bin')
-        for name in ('spin', 'graph_stream'):
-            conn.put_object('bin', name, guest(name).read_bytes())
-        conns[user] = conn
-    return conns
+    return {user: account(cluster, guest, user, ('spin', 'graph_stream'))
+            for user in ('test:tester', 'test2:tester2')}
 
 
 def post(conn: Connection, job: list) -> requests.Response:

@@ -22,9 +22,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-from swiftclient import Connection
+from accounts import account
 
-from zerocloud.devcluster import USERS, DevCluster
+from zerocloud.devcluster import DevCluster
 
 OBJECT = ('[filter:zerocloud]\nzerovm_maxpool = 1\nzerovm_maxqueue = 2\n'
           'zerovm_account_maxqueue = 1\n')
@@ -47,15 +47,7 @@ def cluster(request: pytest.FixtureRequest,
 @pytest.fixture(scope='module')
 def auths(cluster: DevCluster, guest) -> dict[str, tuple[str, str]]:
     """(storage URL, token) per account, each with bin/spin and data/obj."""
-    auths = {}
-    for user in ACCOUNTS:
-        conn = Connection(authurl=cluster.auth_url, user=user, key=USERS[user][0], retries=0)
-        conn.put_container('bin')
-        conn.put_object('bin', 'spin', guest('spin').read_bytes())
-        conn.put_container('data')
-        conn.put_object('data', 'obj', b'data\n')
-        auths[user] = conn.get_auth()
-    return auths
+    return {user: account(cluster, guest, user).get_auth() for user in ACCOUNTS}
 
 
 def send(auth: tuple[str, str], count: int) -> tuple[int | str, str]:

@@ -20,10 +20,11 @@ import time
 
 import pytest
 import requests
+from accounts import account, until
 from cluster_logs import executed
 from swiftclient import Connection
 
-from zerocloud.devcluster import USERS, DevCluster, proc_state
+from zerocloud.devcluster import DevCluster, proc_state
 
 WAIT = 120
 SECONDS = 3                 # how long the node should run (calibrated below)
@@ -41,12 +42,7 @@ def cluster(request: pytest.FixtureRequest,
 
 @pytest.fixture(scope='module')
 def conn(cluster: DevCluster, guest) -> Connection:
-    conn = Connection(authurl=cluster.auth_url, user=cluster.user, key=USERS[cluster.user][0],
-                      retries=0)
-    conn.put_container('bin')
-    conn.put_object('bin', 'spin', guest('spin').read_bytes())
-    conn.put_container('data')
-    conn.put_object('data', 'obj', b'data\n')
+    conn = account(cluster, guest)
     conn.put_container('out')
     return conn
 
@@ -75,14 +71,6 @@ def count_for(conn: Connection, seconds: float) -> int:
         if took > seconds / 2:
             return int(count * seconds / took)
         count *= 4
-
-
-def until(what, seconds: float = 30):
-    """``what()`` once it is true, polling; its last (false) value after ``seconds``."""
-    deadline = time.monotonic() + seconds
-    while not (value := what()) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    return value
 
 
 def spinning_server(cluster: DevCluster, names: list[str]) -> str | None:
