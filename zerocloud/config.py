@@ -52,6 +52,10 @@ class Config:
     mount_check: bool = True
     pool_size: int = 1
     queue: int = 16
+    account_pool: int = 1           # nodes of one account running / waiting on one server
+    account_queue: int = 8
+    job_slots: int = 17             # nodes of one job running or waiting on one server
+    link_wait: float = 30.0         # seconds a node may wait for new data on a link
     prewarm: str = ''
     engine: str | None = None       # zerovm_engine; None: the workers' default
     one_process: bool = False       # workers = 0: no fork follows the filter's start
@@ -67,6 +71,8 @@ class Config:
 
         positive = config_positive_int_value
         timeout = option('zerovm_timeout', float, DEFAULT_TIMEOUT)
+        pool_size = option('zerovm_maxpool', positive, os.cpu_count() or 1)
+        queue = option('zerovm_maxqueue', non_negative_int, 16)
         return cls(
             timeout=timeout,
             memory=option('zerovm_maxnexemem', positive, DEFAULT_MEMORY),
@@ -89,8 +95,14 @@ class Config:
             sysimage_devices=conf.get('zerovm_sysimage_devices', ''),
             devices=conf.get('devices', '/srv/node'),
             mount_check=config_true_value(conf.get('mount_check', 'true')),
-            pool_size=option('zerovm_maxpool', positive, os.cpu_count() or 1),
-            queue=option('zerovm_maxqueue', non_negative_int, 16),
+            pool_size=pool_size,
+            queue=queue,
+            # by default one account may use every worker but only half the queue
+            account_pool=min(pool_size, option('zerovm_account_maxpool', positive, pool_size)),
+            account_queue=min(queue, option('zerovm_account_maxqueue', non_negative_int,
+                                            (queue + 1) // 2)),
+            job_slots=option('zerovm_job_maxslots', positive, pool_size + queue),
+            link_wait=option('zerovm_link_wait', _positive_float, 30),
             prewarm=conf.get('zerovm_prewarm', ''),
             engine=option('zerovm_engine', _engine, None),
             one_process=str(conf.get('workers', '')).strip() == '0',
@@ -100,6 +112,13 @@ class Config:
     def system_images(self) -> list[str]:
         """The names of the configured system images (what jobs may name as devices)."""
         return self.sysimage_devices.split()[::2]
+
+
+def _positive_float(value: str | float) -> float:
+    number = float(value)
+    if not number > 0:
+        raise ValueError(f'{value}: expected a number of seconds above 0')
+    return number
 
 
 def _engine(value: str | None) -> str | None:

@@ -718,12 +718,65 @@ class DevCluster:
         """SIGCONT object server i after pause_object_server."""
         self._signal_object_server(i, signal.SIGCONT)
 
+    def usage(self, name: str) -> Usage:
+        """What server ``name`` and its child processes (sandbox workers) hold now."""
+        pid = self._owned_pid(self.server(name))
+        if pid is None:
+            raise ClusterError(f'{name} is not running')
+        children = [c for c in _child_pids(pid) if proc_state(c) is not None]
+        return Usage(pid, _open_fds(pid), _rss(pid), {c: _cpu(c) for c in children},
+                     sum(map(_rss, children)))
+
     def _signal_object_server(self, i: int, sig: signal.Signals) -> None:
         server = self._object_server(i)
         pid = self._owned_pid(server)
         if pid is None:
             raise ClusterError(f'{server.name} is not running')
         send_signal(pid, sig)
+
+
+@dataclass(frozen=True)
+class Usage:
+    """One server process: its open descriptors, resident memory (bytes), its
+    children's CPU time (clock ticks, by pid) and resident memory (in all)."""
+
+    pid: int
+    fds: int
+    rss: int
+    children: dict[int, int]
+    children_rss: int
+
+
+def _child_pids(pid: int) -> list[int]:
+    try:
+        text = Path(f'/proc/{pid}/task/{pid}/children').read_text()
+    except OSError:
+        return []
+    return [int(c) for c in text.split()]
+
+
+def _open_fds(pid: int) -> int:
+    try:
+        return len(os.listdir(f'/proc/{pid}/fd'))
+    except OSError:
+        return 0
+
+
+def _rss(pid: int) -> int:
+    try:
+        return int(Path(f'/proc/{pid}/statm').read_text().split()[1]) * os.sysconf('SC_PAGESIZE')
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def _cpu(pid: int) -> int:
+    """User + system CPU time of ``pid`` and its live descendants (a native guest
+    is a worker's child), in clock ticks."""
+    try:
+        fields = Path(f'/proc/{pid}/stat').read_text().rpartition(')')[2].split()
+    except OSError:
+        return 0
+    return int(fields[11]) + int(fields[12]) + sum(map(_cpu, _child_pids(pid)))
 
 
 NO_MEMCACHE = 'ERROR: swift.cache could not be found in env!'

@@ -9,7 +9,8 @@ with these headers:
 * ``X-Zerovm-Access: GET`` when the node reads the object of the path as a
   local channel (otherwise the path only places the node);
 * ``X-Backend-Storage-Policy-Index``, ``X-Trans-Id``, ``X-Zerocloud-Id``
-  (the job), ``Content-Type: application/x-tar``, ``Content-Length`` and
+  (the job), ``X-Zerocloud-Account`` (the account that runs it, charged for
+  the node's slot), ``Content-Type: application/x-tar``, ``Content-Length`` and
   ``Expect: 100-continue``: the object server checks its capacity and the
   local object before the body travels.
 
@@ -144,6 +145,7 @@ EXECUTE = 'X-Zerovm-Execute'
 STD_CHANNELS = ('stdin', 'stdout', 'stderr')      # the channels every node has
 VERSION = '1.0'
 ACCESS = 'X-Zerovm-Access'
+ACCOUNT = 'X-Zerocloud-Account'   # request: the account whose share the node takes
 PROGRAM = 'X-Zerovm-Program'    # request: the program by SHA-256 (hex) instead of ``exe``
 IMAGE = 'X-Zerovm-Image'        # request: the job's image by SHA-256 instead of ``dev/image``
 IMAGE_DEVICE = 'image'          # the device of the job's own image

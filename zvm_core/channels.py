@@ -380,16 +380,21 @@ class StreamBacking(Backing):
     guest sees exactly what it would see reading the complete file.  Once the
     writer aborted (or went away: ``notify`` at end of file while the link is
     open), reads fail with ``EIO``; a wait ends at the run's deadline (given to
-    :meth:`ready`), which stops the run with ``timeout``.  Several channels may
+    :meth:`ready`), which stops the run with ``timeout``, and so does a wait
+    during which no new byte came for ``wait`` seconds (when given): a node
+    blocked on a link whose writer never writes gives its worker back instead
+    of holding it until the run's deadline.  Several channels may
     share one ``notify``: a wake-up meant for another only makes this one look
     at its file again.
     """
 
     seekable = False
 
-    def __init__(self, fd: int, notify: int, alias: str = 'link', owned: bool = False) -> None:
+    def __init__(self, fd: int, notify: int, alias: str = 'link', owned: bool = False,
+                 wait: float | None = None) -> None:
         """``owned``: close ``fd`` (never ``notify``, which may be shared) on close."""
         self.fd, self.notify, self.alias, self.owned = fd, notify, alias, owned
+        self.wait = wait
         os.set_blocking(notify, False)
         self.cursor = 0
         self.deadline: float | None = None
@@ -399,6 +404,7 @@ class StreamBacking(Backing):
         """Bytes a read of ``want`` returns (fewer only at the end); None at ``deadline``."""
         poll = select.poll()
         poll.register(self.notify, select.POLLIN)
+        seen, stall = -1, None
         while True:
             state = os.pread(self.fd, LINK_HEADER, 0)
             available = os.fstat(self.fd).st_size - LINK_HEADER - self.cursor
@@ -409,11 +415,19 @@ class StreamBacking(Backing):
                 return min(want, available)
             if state != LINK_OPEN:
                 raise ChannelIOError(f'{self.alias}: bad link state {state!r}')
-            if deadline is None:
+            now = time.monotonic()
+            if self.wait is not None and available > seen:     # progress: wait anew
+                seen, stall = available, now + self.wait
+            if stall is not None and now >= stall:
+                from zvm_core.syscalls.errors import Stop
+                raise Stop('timeout', f'no data came on {self.alias} for {self.wait:g} s '
+                                      '(a node blocked on its input gives its worker back)')
+            ends = [t for t in (deadline, stall) if t is not None]
+            if not ends:
                 timeout = None
             else:
-                left = deadline - time.monotonic()
-                if left <= 0:
+                left = min(ends) - now
+                if deadline is not None and deadline <= now:
                     return None
                 timeout = max(1, int(left * 1000 + 1))
             if poll.poll(timeout):

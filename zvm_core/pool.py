@@ -20,8 +20,10 @@ later image wins where paths meet), which is how interpreters get their
 libraries (``zvm_core.sysimages``).  A worker indexes each image file once.
 
 Admission is bounded: ``size`` requests run at once, ``queue`` more may
-wait, and any further request gets :class:`PoolBusy` at once.  A worker that
-dies or overruns its time is replaced and its request ends with status
+wait, and any further request gets :class:`PoolBusy` at once.  Requests
+carry an account: one account runs at most ``account_size`` at once, and
+freed workers go to the waiting accounts in turn (``zvm_core.fairshare``).
+A worker that dies or overruns its time is replaced and its request ends with status
 ``killed``.  A caller that stops waiting (an exception raised in its green
 thread, such as ``GreenletExit`` or the object server's hang-up) ends the
 run: the worker is killed at once and replaced, so it is free again.
@@ -29,7 +31,7 @@ Starting a worker (a fork and exec) is handed to ``offload`` (the object
 server passes ``eventlet.tpool.execute``), so that a replacement never runs
 in the caller's event loop.
 Workers limit themselves (core size, open files, address space, no new
-privileges) as defence in depth.
+privileges) as defence in depth, and end when their parent is gone.
 
 ``Pool.validate`` asks a worker for the validator's verdict on a program
 without running it (the proxy's upload check), so the caller never loads the
@@ -56,11 +58,13 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
 from zvm_core.channels import READ, WRITE, Channel, FdBacking, Quota, StreamBacking
+from zvm_core.fairshare import FairSlots
 from zvm_core.limits import MAX_FDS, Limits
 from zvm_core.report import Report
 
 MAX_MESSAGE = 1 << 20
 KILL_GRACE = 2.0
+PARENT_CHECK = 1.0      # seconds between a worker's looks at its parent
 PR_SET_NO_NEW_PRIVS = 38
 PR_SET_THP_DISABLE = 41
 
@@ -85,6 +89,7 @@ class ChannelSpec:
     mount: str | None = None      # a tar image: mounted read-only here (e.g. "/")
     notify: int | None = None     # data still arriving: ``fd`` is a ``channels.LinkWriter``
                                   # file, ``notify`` its ``LinkWaker``'s (may be shared)
+    wait: float | None = None     # with ``notify``: seconds a read may wait for new data
 
 
 def _report_from(data: dict) -> Report:
@@ -245,7 +250,8 @@ def _request(program: str, channels: list[ChannelSpec], argv, env, limits, seed:
             'limits': {'memory': limits.memory, 'fuel': limits.fuel, 'timeout': limits.timeout},
             'seed': seed, 'epoch': epoch, 'rdtsc': rdtsc, 'engine': engine,
             'channels': [{'alias': c.alias, 'fd': i, 'mode': c.mode, 'random': c.random,
-                          'quota': vars(c.quota), 'mount': c.mount, 'notify': notify.get(i)}
+                          'quota': vars(c.quota), 'mount': c.mount, 'notify': notify.get(i),
+                          'wait': c.wait}
                          for i, c in enumerate(channels)]}
 
 
@@ -298,7 +304,8 @@ def _serve_one(req: dict, fds: list[int], templates: Templates):
     )
     channels = [Channel(c['alias'], FdBacking(fds[c['fd']], owned=False)
                         if c.get('notify') is None else
-                        StreamBacking(fds[c['fd']], fds[c['notify']], c['alias']), c['mode'],
+                        StreamBacking(fds[c['fd']], fds[c['notify']], c['alias'],
+                                      wait=c.get('wait')), c['mode'],
                         random=c['random'], quota=Quota(**c['quota']))
                 for c in req['channels']]
     limits = Limits(**req['limits'])
@@ -372,11 +379,26 @@ def _limit_self(address_space: int) -> None:
     libc.prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0)
 
 
+def _die_with_parent(parent: int) -> None:
+    """End this worker when ``parent``, the process that started it, is gone (a
+    server killed by a signal, maybe before this worker got here): a run it was
+    serving would go on to its deadline for nobody.  A thread that looks, not
+    ``PR_SET_PDEATHSIG``, which fires when the *thread* that started the worker
+    ends (the object server starts them from a thread pool).  A native guest
+    dies with its worker."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK)
+        os._exit(1)
+    threading.Thread(target=watch, name='parent-watch', daemon=True).start()
+
+
 def worker_main(fd: int, template_bytes: int, address_space: int,
-                warm: Iterable[WarmUp] = ()) -> int:
-    """Serve requests on the socket ``fd`` until the parent closes it."""
+                warm: Iterable[WarmUp] = (), parent: int | None = None) -> int:
+    """Serve requests on the socket ``fd`` until the parent closes it (or dies)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     sock = socket.socket(fileno=fd)
+    _die_with_parent(parent or os.getppid())
     _limit_self(address_space)
     templates = Templates(template_bytes)
     import zvm_core.executor  # noqa: F401  (unicorn and the sandbox: now, not on the first request)
@@ -421,7 +443,7 @@ class _Worker:
         self.proc = subprocess.Popen(
             [sys.executable, '-m', 'zvm_core.pool', '--fd', str(child.fileno()),
              '--template-bytes', str(template_bytes), '--address-space', str(address_space),
-             '--warm', warm],
+             '--warm', warm, '--parent', str(os.getpid())],
             pass_fds=[child.fileno()], stdin=subprocess.DEVNULL)
         child.close()
         parent.setblocking(False)
@@ -451,14 +473,16 @@ class Pool:
     def __init__(self, size: int | None = None, queue: int = 16,
                  template_bytes: int = 512 << 20, address_space: int = 0,
                  warm: Iterable[WarmUp] = (),
-                 offload: Callable[..., object] | None = None) -> None:
+                 offload: Callable[..., object] | None = None,
+                 account_size: int | None = None) -> None:
         """``offload(fn, *args)`` runs ``fn`` elsewhere (a thread) and returns its
-        result; the pool starts replacement workers through it."""
+        result; the pool starts replacement workers through it.  ``account_size``:
+        requests of one account running at once (default: ``size``)."""
         self.size = size or os.cpu_count() or 1
         self.queue = queue
         self._args = (template_bytes, address_space, json.dumps([vars(w) for w in warm]))
         self._lock = threading.Lock()
-        self._slots = threading.Semaphore(self.size)
+        self._slots = FairSlots(self.size, account_size)
         self._idle: list[_Worker] = [_Worker(*self._args) for _ in range(self.size)]
         self._all = set(self._idle)
         self._waiting = 0
@@ -474,12 +498,14 @@ class Pool:
     def run(self, program: str, channels: Iterable[ChannelSpec], *,
             argv: list[str], env: Mapping[str, str] | None = None, limits=None,
             seed: int = 0, epoch: int = 0, rdtsc: str = 'virtualize',
-            started: Callable[[], None] | None = None, engine: str | None = None) -> Report:
+            started: Callable[[], None] | None = None, engine: str | None = None,
+            account: str = '') -> Report:
         """Run ``program`` (a host path) in a warm worker; :class:`PoolBusy` when full.
 
         ``started`` is called once a worker has taken the request (it may have
-        waited in the queue until then).  ``engine`` (``zvm_core.engines``) is
-        chosen in the worker; a native run is a child of the program's template there.
+        waited in the queue until then, in turn with other accounts' requests).
+        ``engine`` (``zvm_core.engines``) is chosen in the worker; a native run is a
+        child of the program's template there.
         """
         limits = limits or Limits()
         channels = list(channels)
@@ -493,7 +519,7 @@ class Pool:
         if len(fds) > MAX_FDS:
             raise ValueError(f'{len(fds)} descriptors for one run: at most {MAX_FDS}')
         req = _request(program, channels, argv, env, limits, seed, epoch, rdtsc, notify, engine)
-        return self._admit(req, fds, limits.timeout + KILL_GRACE, started, _report_from)
+        return self._admit(req, fds, limits.timeout + KILL_GRACE, started, _report_from, account)
 
     def validate(self, fd: int, *, rdtsc: str = 'virtualize',
                  timeout: float = 120.0) -> tuple[bool, str]:
@@ -506,14 +532,15 @@ class Pool:
         return bool(reply['valid']), str(reply['reason'])
 
     def _admit(self, req: dict, fds: list[int], wait: float,
-               started: Callable[[], None] | None, parse: Callable[[dict], object]):
+               started: Callable[[], None] | None, parse: Callable[[dict], object],
+               account: str = ''):
         """Queue ``req`` for a worker (bounded), exchange it, and put the worker back."""
         with self._lock:
             if self._waiting >= self.queue + self.size:
                 raise PoolBusy(f'{self.size} running and {self.queue} waiting')
             self._waiting += 1
         try:
-            with self._slots:
+            with self._slots.slot(account):
                 worker = self._idle.pop()
                 try:
                     if started is not None:
@@ -613,10 +640,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--template-bytes', type=int, default=512 << 20)
     parser.add_argument('--address-space', type=int, default=0)
     parser.add_argument('--warm', default='[]', help='JSON list of WarmUp fields')
+    parser.add_argument('--parent', type=int, help='pid of the pool: the worker ends with it')
     opts = parser.parse_args(argv)
     warm = [WarmUp(w['program'], tuple(w['argv']), tuple(w['images']), w['memory'])
             for w in json.loads(opts.warm)]
-    return worker_main(opts.fd, opts.template_bytes, opts.address_space, warm)
+    return worker_main(opts.fd, opts.template_bytes, opts.address_space, warm, opts.parent)
 
 
 if __name__ == '__main__':

@@ -12,15 +12,15 @@ from __future__ import annotations
 import http.client
 import json
 import select
-import time
 import urllib.parse
 
 import pytest
 import requests
+from accounts import account, until
 from cluster_logs import executed
 from swiftclient import ClientException, Connection
 
-from zerocloud.devcluster import USERS, DevCluster
+from zerocloud.devcluster import DevCluster
 
 TIMEOUT = 120
 POOL = f'[filter:zerocloud]\nzerovm_timeout = {TIMEOUT}\nzerovm_maxpool = 1\nzerovm_maxqueue = 0\n'
@@ -41,13 +41,7 @@ def cluster(request: pytest.FixtureRequest,
 
 @pytest.fixture(scope='module')
 def conn(cluster: DevCluster, guest) -> Connection:
-    conn = Connection(authurl=cluster.auth_url, user=cluster.user, key=USERS[cluster.user][0],
-                      retries=0)
-    conn.put_container('bin')
-    conn.put_object('bin', 'spin', guest('spin').read_bytes())
-    conn.put_container('data')
-    conn.put_object('data', 'obj', b'data\n')
-    return conn
+    return account(cluster, guest)
 
 
 def spin_job(*args: str) -> str:
@@ -60,14 +54,6 @@ def post(conn: Connection, job: str, **headers: str) -> requests.Response:
     url, token = conn.get_auth()
     return requests.post(url, data=job, timeout=WAIT, headers={
         'X-Auth-Token': token, 'X-Zerovm-Execute': '1.0', **headers})
-
-
-def until(what, seconds: float = WAIT):
-    """``what()`` once it is true, polling; the last (false) value after ``seconds``."""
-    deadline = time.monotonic() + seconds
-    while not (value := what()) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    return value
 
 
 def graph_job() -> str:

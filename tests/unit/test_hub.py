@@ -124,7 +124,7 @@ def test_the_first_workers_start_off_the_hub(tmp_path, monkeypatch) -> None:
     class SlowPool:
         closed = False
 
-        def __init__(self, size, queue, *, warm, offload) -> None:
+        def __init__(self, size, queue, *, warm, offload, account_size) -> None:
             seen.append(ticker.waits_for_a_tick())
             self.offload = offload
     monkeypatch.setattr(object_middleware, 'Pool', SlowPool)

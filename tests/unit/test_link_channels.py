@@ -136,6 +136,24 @@ def test_waiting_ends_at_the_deadline(link) -> None:
     assert stop.value.message == 'wall-clock timeout while reading /dev/in/a'
 
 
+def test_a_read_that_gets_no_new_data_for_its_wait_stops_the_run(tmp_path, waker) -> None:
+    writer = LinkWriter(tmp_path / 'link', waker)
+    backing = StreamBacking(os.dup(writer.fd), writer.notify, '/dev/in/a', owned=True,
+                            wait=0.3)
+    try:
+        thread = later(0.2, lambda: writer.append(b'ab'), lambda: writer.append(b'cd'))
+        assert read(backing, 4) == b'abcd'    # 0.6 s in all, never 0.3 s without a byte
+        thread.join()
+        with pytest.raises(Stop) as stop:
+            read(backing, 1)                  # the run's deadline is 5 s away
+        assert stop.value.status == 'timeout'
+        assert stop.value.message == ('no data came on /dev/in/a for 0.3 s (a node blocked '
+                                      'on its input gives its worker back)')
+    finally:
+        backing.close()
+        writer.close()
+
+
 def test_many_appends_never_block_the_writer(link) -> None:
     writer, backing = link
     for _ in range(100_000):                  # more wake-ups than a pipe holds

@@ -153,11 +153,45 @@ def test_a_missing_disk_is_a_507(mw) -> None:
 
 def test_a_full_pool_is_a_503_before_the_body(mw) -> None:
     put(mw)
-    mw.admitted = mw.config.pool_size + mw.config.queue
+    for account in range(mw.config.pool_size + mw.config.queue):     # one node each
+        mw.admission.enter(f'AUTH_{account}')
     resp = execute_unread(mw)
     assert resp.status_int == 503
     assert resp.headers['Retry-After'] == '1'
     assert b'Slot not available' in resp.body
+
+
+def test_an_account_at_its_share_is_a_503_and_others_still_get_in(server, devices) -> None:
+    mw = ObjectExecMiddleware(server, {'devices': str(devices), 'mount_check': 'false',
+                                       'zerovm_maxpool': '4', 'zerovm_maxqueue': '4',
+                                       'zerovm_account_maxpool': '1',
+                                       'zerovm_account_maxqueue': '1'})
+    put(mw)
+    mw.admission.enter('AUTH_a')
+    mw.admission.enter('AUTH_a')
+    resp = execute_unread(mw, **{wire.ACCOUNT: 'AUTH_a'})
+    assert resp.status_int == 503 and resp.headers['Retry-After'] == '1'
+    assert b'account AUTH_a has 2 nodes here, its share (1 running, 1 waiting)' in resp.body
+    resp = execute(mw, members=[spec(wire.DeviceSpec('stdin', 'r', source='local'))],
+                   **{wire.ACCOUNT: 'AUTH_b'})          # the other account gets in
+    assert resp.status_int == 400 and b'program missing' in resp.body
+    assert mw.admission.accounts == {'AUTH_a': 2} and mw.admission.total == 2
+
+
+def test_a_job_at_its_share_is_a_503(server, devices) -> None:
+    mw = ObjectExecMiddleware(server, {'devices': str(devices), 'mount_check': 'false',
+                                       'zerovm_maxpool': '4', 'zerovm_maxqueue': '4',
+                                       'zerovm_job_maxslots': '1'})
+    put(mw)
+    mw.admission.enter('AUTH_a', 'job1')
+    resp = execute_unread(mw, **{wire.ACCOUNT: 'AUTH_a', 'X-Zerocloud-Id': 'job1'})
+    assert resp.status_int == 503
+    assert b'job job1 has 1 nodes here (zerovm_job_maxslots)' in resp.body
+    resp = execute(mw, members=[spec(wire.DeviceSpec('stdin', 'r', source='local'))],
+                   **{wire.ACCOUNT: 'AUTH_a', 'X-Zerocloud-Id': 'job2'})     # its other job
+    assert resp.status_int == 400 and b'program missing' in resp.body
+    mw.admission.leave('AUTH_a', 'job1')
+    assert mw.admission.total == 0 and not mw.admission.jobs and not mw.admission.accounts
 
 
 def test_a_request_over_zerovm_maxinput_is_a_413(server, devices) -> None:
@@ -176,7 +210,7 @@ def test_a_bad_request_body_is_a_400(mw, body: bytes, says: bytes) -> None:
     resp = execute(mw, body=body, local=False)
     assert resp.status_int == 400
     assert says in resp.body
-    assert mw.admitted == 0
+    assert mw.admission.total == 0
 
 
 def test_a_local_device_needs_the_access_header(mw, guest) -> None:
@@ -323,15 +357,26 @@ def test_a_batch_runs_each_node_next_to_its_object(mw, guest, devices: Path) -> 
         assert f'=LOCAL_CONTENT_TYPE={ctype}\n' in env
         assert '=LOCAL_OBJECT=on\n' in env                   # the object's, not the job's
     assert '=LOCAL_HTTP_X_OBJECT_META_COLOR=red\n' in members['0/dev/stdout'].decode()
-    assert mw.admitted == 0
+    assert mw.admission.total == 0
     assert list((devices / 'sda1' / 'tmp').iterdir()) == []     # scratch space gone
 
 
 def test_a_batch_is_admitted_as_one_request(mw) -> None:
-    mw.admitted = mw.config.pool_size + mw.config.queue
+    mw.admission.total = mw.config.pool_size + mw.config.queue
     resp = execute_unread(mw, **{wire.BATCH: '2'})
     assert resp.status_int == 503 and resp.headers['Retry-After'] == '1'
     assert b'Slot not available' in resp.body
+
+
+def test_a_batch_counts_as_a_node_of_the_job_account(mw) -> None:
+    mw.admission.accounts['AUTH_runner'] = mw.admission.most_per_account
+    resp = execute_unread(mw, **{wire.BATCH: '2', wire.ACCOUNT: 'AUTH_runner'})
+    assert resp.status_int == 503
+    assert b'account AUTH_runner has' in resp.body, resp.body
+    resp = execute_unread(mw, **{wire.BATCH: '2', wire.ACCOUNT: 'AUTH_other',
+                                 wire.PROGRAM: 'ab' * 32})
+    assert resp.status_int == 412               # admitted: the other account has room
+    assert mw.admission.total == 0 and 'AUTH_other' not in mw.admission.accounts
 
 
 @pytest.mark.parametrize(('count', 'says'), [('0', b'1 to 512'), ('x', b'1 to 512'),
@@ -343,7 +388,7 @@ def test_a_bad_batch_is_a_400(mw, guest, count: str, says: bytes) -> None:
                         headers={wire.EXECUTE: '1.0', wire.BATCH: count})
     resp = req.get_response(mw)
     assert resp.status_int == 400 and says in resp.body, resp.body
-    assert mw.admitted == 0
+    assert mw.admission.total == 0
 
 
 def test_an_image_by_digest_not_kept_here_is_a_412_before_the_body(mw) -> None:
@@ -353,4 +398,4 @@ def test_an_image_by_digest_not_kept_here_is_a_412_before_the_body(mw) -> None:
     assert resp.status_int == 412
     assert resp.headers[wire.IMAGE] == digest
     assert f'image {digest} is not cached here'.encode() in resp.body
-    assert mw.admitted == 0
+    assert mw.admission.total == 0

@@ -65,7 +65,7 @@ def test_a_cached_program_runs_by_its_digest_and_a_missing_one_is_a_412(mw, gues
     with tarfile.open(fileobj=io.BytesIO(resp.body)) as tar:
         assert tar.extractfile('dev/stdout').read() == b'%7d %7d %7d\n' % (2, 3, len(TEXT))
     assert mw.programs._users[digest] == 0           # held while it ran, released since
-    assert mw.admitted == 0
+    assert mw.admission.total == 0
 
 
 def test_a_bad_digest_or_a_program_sent_twice_is_a_400(mw, guest) -> None:
@@ -77,7 +77,7 @@ def test_a_bad_digest_or_a_program_sent_twice_is_a_400(mw, guest) -> None:
     resp = execute(mw, [wc_spec(), wire.bytes_member(wire.EXE, program)],
                    **{wire.PROGRAM: digest})
     assert resp.status_int == 400 and b'sent twice' in resp.body
-    assert mw.programs._users[digest] == 0 and mw.admitted == 0
+    assert mw.programs._users[digest] == 0 and mw.admission.total == 0
 
 
 def test_the_cache_holds_by_digest_only_what_it_has(tmp_path: Path) -> None:

@@ -3,9 +3,10 @@
 The proxy sends the in-place nodes of a wildcard job bound for this server
 together, so that what a request costs (its connection, ``100 Continue``,
 the program or its digest, a scratch directory) is paid once per batch, not
-once per node.  The batch is admitted as one request (``503 Slot not
-available`` when ``zerovm_maxpool`` + ``zerovm_maxqueue`` requests are in,
-as for one node); its nodes then run in the same pool as every other node,
+once per node.  The batch is admitted as one node of its job's account
+(``503 Slot not available`` when the server or the account has no room:
+``zerocloud.object.admission``); its nodes then run in the same pool as
+every other node, in turn with other accounts' (``zvm_core.fairshare``),
 ``zerovm_maxpool`` at a time with as many again in the pool's queue (within
 ``zerovm_maxqueue``), each reading its own object in place, and their
 results stream back as they end.  A node this server cannot run (object not
@@ -30,15 +31,14 @@ from swift.common.swob import (
     HTTPException,
     HTTPInsufficientStorage,
     HTTPRequestEntityTooLarge,
-    HTTPServiceUnavailable,
     Request,
     Response,
 )
 from swift.common.utils import ClosingIterator
 
 from zerocloud import hangup, wire
+from zerocloud.object import scratch
 
-RETRY_AFTER = '1'
 SMALL = 1 << 18         # outputs up to this size travel in one write with their report
 TRASH_AT = 64           # node directories removed together
 
@@ -78,21 +78,18 @@ class BatchRun:
         if req.content_length is not None and req.content_length > config.max_input:
             raise HTTPRequestEntityTooLarge(
                 body=f'request larger than zerovm_maxinput ({config.max_input} bytes)\n')
-        if self.owner.admitted >= config.pool_size + config.queue:
-            raise HTTPServiceUnavailable(
-                body=f'Slot not available: {config.pool_size} nodes running, '
-                     f'{config.queue} waiting\n', headers={'Retry-After': RETRY_AFTER})
-        self.owner.admitted += 1
+        self.account = req.headers.get(wire.ACCOUNT) or req.split_path(5, 5, True)[2]
+        self.job = req.headers.get('X-Zerocloud-Id', '')
+        self.owner.admission.enter(self.account, self.job)
         try:
             try:
                 disk = check_drive(config.devices, device, config.mount_check)
             except ValueError:
                 raise HTTPInsufficientStorage(drive=device) from None
-            helper = self.node_run(self.owner, req)
+            helper = self.helper()
             if wire.PROGRAM in req.headers:
                 self.files[wire.EXE] = helper.cached_program(req.headers[wire.PROGRAM])
-            os.makedirs(os.path.join(disk, 'tmp'), exist_ok=True)
-            self.tmp = tempfile.mkdtemp(prefix='zerocloud-batch-', dir=os.path.join(disk, 'tmp'))
+            self.tmp = scratch.node_dir(os.path.join(disk, 'tmp'))
             entries = self.receive(count)
             hangup.drain(req.environ)           # the end of the tar: then only a hang-up
         except BaseException:
@@ -130,10 +127,16 @@ class BatchRun:
             raise HTTPBadRequest(body='bad batch request: program missing\n')
         return entries
 
+    def helper(self):
+        """A node run of this batch's request, charged to the batch's account."""
+        helper = self.node_run(self.owner, self.req)
+        helper.account, helper.job = self.account, self.job
+        return helper
+
     def run_one(self, entry: wire.BatchEntry) -> tuple[wire.NodeReport, list, str]:
         """Run one node of the batch: (report, outputs, its scratch directory)."""
         account, container, obj = entry.object[1:].split('/', 2)
-        helper = self.node_run(self.owner, self.req)
+        helper = self.helper()
         reader = helper.open_local(entry.device, str(entry.partition), account, container,
                                    obj, self.policy)
         tmp = tempfile.mkdtemp(dir=self.tmp)
@@ -229,7 +232,7 @@ class BatchRun:
         self.stop()
         if self.watcher is not None:
             self.watcher.kill()
-        self.owner.admitted -= 1
+        self.owner.admission.leave(self.account, self.job)
         if wire.EXE in self.files:
             self.owner.programs.release(self.files.pop(wire.EXE))
         if self.tmp is not None:           # in a thread: the hub goes on meanwhile

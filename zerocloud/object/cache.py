@@ -16,6 +16,7 @@ import shutil
 import tempfile
 
 from zerocloud import wire
+from zerocloud.object.scratch import remove_orphans
 
 CONTENT_DIR = 'zerocloud-content-'
 
@@ -39,10 +40,7 @@ class ContentCache:
         self._users: collections.OrderedDict[str, int] = collections.OrderedDict()
 
     def _make_dir(self) -> str:
-        for name in os.listdir(self.root):
-            pid = name[len(CONTENT_DIR):].partition('-')[0]
-            if name.startswith(CONTENT_DIR) and pid.isdigit() and not _alive(int(pid)):
-                shutil.rmtree(os.path.join(self.root, name), ignore_errors=True)
+        remove_orphans(self.root, CONTENT_DIR)
         path = tempfile.mkdtemp(prefix=f'{CONTENT_DIR}{os.getpid()}-', dir=self.root)
         atexit.register(shutil.rmtree, path, True)
         return path
@@ -89,13 +87,3 @@ class ContentCache:
             if not users:
                 del self._users[name]
                 os.unlink(os.path.join(self.dir, name))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return True

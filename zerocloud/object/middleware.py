@@ -6,8 +6,9 @@ server that holds the node's data object, as a ``POST`` with
 describes the request).  This filter
 
 1. admits the node or answers ``503 Slot not available`` at once when
-   ``zerovm_maxpool`` nodes run and ``zerovm_maxqueue`` wait (the proxy then
-   tries another replica);
+   ``zerovm_maxpool`` nodes run and ``zerovm_maxqueue`` wait, or when the
+   job's account has its share here (``zerocloud.object.admission``; the
+   proxy then tries another replica);
 2. with ``X-Zerovm-Access: GET``, opens the local object through Swift's
    DiskFile: a missing, deleted, expired or quarantined object is a ``404``
    and an unmounted disk a ``507`` (the proxy tries the next server); a
@@ -72,6 +73,13 @@ Configuration (``object-server.conf``)::
     # nodes running at once / waiting for a worker; beyond that: 503
     zerovm_maxpool = <number of CPUs>
     zerovm_maxqueue = 16
+    # one account's share of them (default: every worker, half the queue)
+    zerovm_account_maxpool = <zerovm_maxpool>
+    zerovm_account_maxqueue = 8
+    # nodes of one job running or waiting here (default: no limit but the above)
+    zerovm_job_maxslots = <zerovm_maxpool + zerovm_maxqueue>
+    # seconds a node may wait on a link (/dev/in/<node>) with no new data
+    zerovm_link_wait = 30
     # guest memory (bytes) and fuel (bytes of guest code executed) of one
     # node: the most a node gets, whatever the proxy asks
     zerovm_maxnexemem = 268435456
@@ -92,7 +100,9 @@ Configuration (``object-server.conf``)::
 
 ``devices`` and ``mount_check`` (usually from ``[DEFAULT]``) say where the
 disks are and whether they must be mount points (as for the object server);
-temporary files of a node live in ``<devices>/<device>/tmp``.  With several
+temporary files of a node live in ``<devices>/<device>/tmp``
+(``zerocloud.object.scratch``: those of a killed server go when it starts
+again).  With several
 object-server ``workers``, each process has its own pool, started with its
 first request; with ``workers = 0`` (one process) the pool starts with the
 server, which answers once its workers are warm.  A warm-up
@@ -114,7 +124,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -149,6 +158,8 @@ from swift.common.utils import (
 
 from zerocloud import hangup, wire
 from zerocloud.config import NOT_PLAIN, Config
+from zerocloud.object import scratch
+from zerocloud.object.admission import RETRY_AFTER, Admission
 from zerocloud.object.batch import BatchRun
 from zerocloud.object.cache import ContentCache
 from zvm_core.channels import READ, WRITE, LinkWaker, LinkWriter, Quota
@@ -161,7 +172,6 @@ PROGRAM_CACHE = 32
 IMAGE_CACHE = 8
 WARM_TIMEOUT = 120
 IMAGE_MEMBER = 'dev/image'
-RETRY_AFTER = '1'
 TAIL_PAUSE, TAIL_PAUSE_MAX = 0.002, 0.02    # seconds between looks at growing outputs
 STDERR_TAIL = 64 << 10      # bytes of a node's stderr its report keeps (ZeroCloud's cap)
 # Metadata of encrypted objects: their data file is ciphertext (the proxy decrypts).
@@ -243,17 +253,18 @@ _POOLS_LOCK = Semaphore()
 
 
 def _process_pool(size: int, queue: int, warm: tuple[WarmUp, ...],
-                  in_request: bool = True) -> Pool:
+                  in_request: bool = True, account_size: int | None = None) -> Pool:
     """One pool per process and settings: Swift loads the pipeline twice (a check,
     then the server), and both filters must share the workers.  In a request the
     workers are started in a thread (``tpool``), off the hub; so are replacements.
     Before the server runs (``in_request`` false) tpool must not start yet: its
     threads would not survive the server's start."""
-    key = (os.getpid(), size, queue, warm)
+    key = (os.getpid(), size, queue, warm, account_size)
     with _POOLS_LOCK:
         if key not in _POOLS or _POOLS[key].closed:
             start = tpool.execute if in_request else (lambda fn, *a, **kw: fn(*a, **kw))
-            _POOLS[key] = start(Pool, size, queue, warm=warm, offload=tpool.execute)
+            _POOLS[key] = start(Pool, size, queue, warm=warm, offload=tpool.execute,
+                                account_size=account_size)
     return _POOLS[key]
 
 
@@ -280,12 +291,13 @@ class ObjectExecMiddleware:
                                         self.config.memory))
         except SysImageError as e:
             raise ValueError(f'zerovm_sysimage_devices / zerovm_prewarm: {e}') from None
-        self.admitted = 0
+        self.admission = Admission(self.config)
+        scratch.remove_node_orphans(self.config.devices)    # of a server that was killed
         self.extracting = Semaphore()       # a system image's program is read off the hub
         self._pool: Pool | None = None
         if self.config.one_process:     # no fork will follow: start
             self._pool = _process_pool(self.config.pool_size, self.config.queue, self.warm,
-                                       in_request=False)
+                                       in_request=False, account_size=self.config.account_pool)
             try:                                            # warm (the server answers after)
                 self._pool.wait_warm(WARM_TIMEOUT)
             except TimeoutError:
@@ -296,7 +308,8 @@ class ObjectExecMiddleware:
         """This process's workers: started with the first node (after the server's
         fork) or, in a one-process server, with the server."""
         if self._pool is None:
-            self._pool = _process_pool(self.config.pool_size, self.config.queue, self.warm)
+            self._pool = _process_pool(self.config.pool_size, self.config.queue, self.warm,
+                                       account_size=self.config.account_pool)
         return self._pool
 
     @property
@@ -339,16 +352,14 @@ class NodeRun:
         if req.content_length is not None and req.content_length > self.config.max_input:
             raise HTTPRequestEntityTooLarge(
                 body=f'request larger than zerovm_maxinput ({self.config.max_input} bytes)\n')
-        if self.owner.admitted >= self.config.pool_size + self.config.queue:
-            raise HTTPServiceUnavailable(
-                body=f'Slot not available: {self.config.pool_size} nodes running, '
-                     f'{self.config.queue} waiting\n', headers={'Retry-After': RETRY_AFTER})
         try:
-            device = req.split_path(5, 5, True)[0]
+            device, _, account = req.split_path(5, 5, True)[:3]
         except ValueError:
             raise HTTPBadRequest(body='execute requests go to /<device>/<partition>/<account>'
                                       '/<container>/<object>\n') from None
-        self.owner.admitted += 1
+        self.account = req.headers.get(wire.ACCOUNT) or account
+        self.job = req.headers.get('X-Zerocloud-Id', '')
+        self.owner.admission.enter(self.account, self.job)
         reader = tmp = streamed = None
         files: dict[str, str] = {}
         try:
@@ -363,9 +374,7 @@ class NodeRun:
             if wire.IMAGE in req.headers:         # the job's image too
                 files[IMAGE_MEMBER] = self.cached(self.owner.images, wire.IMAGE,
                                                   req.headers[wire.IMAGE], 'image')
-            disk_tmp = os.path.join(disk, 'tmp')
-            os.makedirs(disk_tmp, exist_ok=True)
-            tmp = tempfile.mkdtemp(prefix='zerocloud-', dir=disk_tmp)
+            tmp = scratch.node_dir(os.path.join(disk, 'tmp'))
             spec, rest, budget = self.receive(req, tmp, files)
             if spec.stream:
                 streamed = _Streamed(self, spec, files, reader, tmp, rest, budget, req)
@@ -392,7 +401,7 @@ class NodeRun:
     def release(self, files: dict[str, str], reader) -> None:
         """The node is done here: its slot is free, the caches may drop its program
         and image again, the local object is closed."""
-        self.owner.admitted -= 1
+        self.owner.admission.leave(self.account, self.job)
         if reader is not None:
             reader.close()
         if wire.EXE in files:
@@ -510,7 +519,8 @@ class NodeRun:
             link = LinkWriter(os.path.join(tmp, 'link-' + name.replace('/', '_')), links[None])
             opened.insert(0, link)                 # closed (aborted) before the waker
             links[name] = link
-            return ChannelSpec(alias, link.fd, READ, notify=link.notify), None
+            return ChannelSpec(alias, link.fd, READ, notify=link.notify,
+                               wait=self.config.link_wait), None
         if dev is None and name == 'stderr':     # kept for the report (its end)
             tail = _Tail()
             opened.append(tail)
@@ -595,7 +605,7 @@ class NodeRun:
             report = self.owner.pool.run(self.program(spec, files), channels,
                                    argv=spec.argv, env=spec.env, limits=self.limits(spec),
                                    seed=spec.seed, epoch=spec.epoch, started=started,
-                                   engine=engine)
+                                   engine=engine, account=self.account)
         except PoolBusy as e:
             raise HTTPServiceUnavailable(body=f'Slot not available: {e}\n',
                                          headers={'Retry-After': RETRY_AFTER}) from None

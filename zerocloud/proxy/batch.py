@@ -190,6 +190,7 @@ class Batches:
                    'Content-Type': 'application/x-tar', 'Expect': '100-continue',
                    'X-Backend-Storage-Policy-Index': str(plan.policy),
                    'X-Trans-Id': self.trans_id, 'X-Zerocloud-Id': self.job_id,
+                   wire.ACCOUNT: plan.account,
                    'Content-Length': str(wire.tar_size((n, s) for n, s, _ in members))}
         if by_digest:
             headers[wire.PROGRAM] = by_digest

@@ -74,6 +74,7 @@ class Plan:
     env: dict[str, str] = field(default_factory=dict)   # the node's CGI variables
     local_env: bool = False                # the object server adds the LOCAL_* variables
     image_digest: str | None = None        # SHA-256 (hex) of the job's image sent along
+    account: str = ''                      # the job's (object servers share slots by it)
 
 
 class Programs:
@@ -163,7 +164,7 @@ class Dispatcher:
         make_members = self.members(plan)
         base = {wire.EXECUTE: wire.VERSION, 'Content-Type': 'application/x-tar',
                 'Expect': '100-continue', 'X-Backend-Storage-Policy-Index': str(plan.policy),
-                'X-Trans-Id': trans_id, 'X-Zerocloud-Id': job_id}
+                'X-Trans-Id': trans_id, 'X-Zerocloud-Id': job_id, wire.ACCOUNT: plan.account}
         if plan.local:
             base[wire.ACCESS] = 'GET'
         cached = _cached(plan)                  # (header, digest, member) of each

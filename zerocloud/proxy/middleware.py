@@ -468,7 +468,8 @@ class ProxyExecMiddleware:
             path = f'/{account}/.zerocloud/{node.name}'
         return Plan(node, policy, part, path, servers, local.name if local else None, program,
                     {dev.name: inputs[dev.path] for dev in node.devices
-                     if dev.readable and dev.path is not None and dev is not local})
+                     if dev.readable and dev.path is not None and dev is not local},
+                    account=account)
 
     def _prepare(self, caller: Caller, nodes: list[Node], account: str, job_id: str,
                  inputs: dict[SwiftPath, Input], launch: Launch) -> list[Plan]:

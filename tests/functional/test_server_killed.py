@@ -1,0 +1,112 @@
+"""An object server killed while it runs a node: the job completes on another replica.
+
+A cluster of its own (killing a server must not hurt other tests): two object
+servers, two replicas, so the node's data object is on both.  The node
+(tests/programs/spin.c with a count that keeps it busy for a few seconds)
+reads the object in place and writes ``out/result``; once a sandbox worker of
+one server spins, that server is killed (SIGKILL, no clean shutdown).  The
+proxy sees the connection break, runs the node again on the other replica,
+and stores the output once, whole: nothing of the run that died is stored.
+The killed server's sandbox workers end with it (the one that ran the node
+would otherwise spin on to its deadline), and its scratch directories go
+when it starts again.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import time
+
+import pytest
+import requests
+from accounts import account, until
+from cluster_logs import executed
+from swiftclient import Connection
+
+from zerocloud.devcluster import DevCluster, proc_state
+
+WAIT = 120
+SECONDS = 3                 # how long the node should run (calibrated below)
+
+
+@pytest.fixture(scope='module')
+def cluster(request: pytest.FixtureRequest,
+            tmp_path_factory: pytest.TempPathFactory) -> DevCluster:
+    cluster = DevCluster(tmp_path_factory.mktemp('killed'), replicas=2, object_servers=2,
+                         sysimages={})
+    request.addfinalizer(cluster.stop)
+    cluster.start()
+    return cluster
+
+
+@pytest.fixture(scope='module')
+def conn(cluster: DevCluster, guest) -> Connection:
+    conn = account(cluster, guest)
+    conn.put_container('out')
+    return conn
+
+
+def job(count: int) -> str:
+    return json.dumps([{'name': 'spin',
+                        'exec': {'path': 'swift://~/bin/spin', 'args': [str(count)]},
+                        'devices': [{'name': 'stdin', 'path': 'swift://~/data/obj'},
+                                    {'name': 'stdout', 'path': 'swift://~/out/result'}]}])
+
+
+def post(conn: Connection, body: str) -> requests.Response:
+    url, token = conn.get_auth()
+    return requests.post(url, data=body, timeout=WAIT, headers={
+        'X-Auth-Token': token, 'X-Zerovm-Execute': '1.0'})
+
+
+def count_for(conn: Connection, seconds: float) -> int:
+    """A spin count that keeps a node busy about ``seconds`` on this machine now."""
+    count = 10_000_000
+    while True:
+        started = time.monotonic()
+        resp = post(conn, job(count))
+        took = time.monotonic() - started
+        assert resp.status_code == 200, resp.text
+        if took > seconds / 2:
+            return int(count * seconds / took)
+        count *= 4
+
+
+def spinning_server(cluster: DevCluster, names: list[str]) -> str | None:
+    """The object server one of whose workers used CPU in the last 0.3 s."""
+    before = {name: cluster.usage(name).children for name in names}
+    time.sleep(0.3)
+    for name in names:
+        after = cluster.usage(name).children
+        if any(t > before[name].get(pid, t) for pid, t in after.items()):
+            return name
+    return None
+
+
+def test_a_server_killed_mid_node_the_job_completes_on_the_other_replica(
+        cluster: DevCluster, conn: Connection) -> None:
+    count = count_for(conn, SECONDS)
+    conn.delete_object('out', 'result')
+    names = ['object0', 'object1']
+    with concurrent.futures.ThreadPoolExecutor(1) as ex:
+        running = ex.submit(post, conn, job(count))
+        deadline = time.monotonic() + WAIT
+        victim = None
+        while victim is None and not running.done() and time.monotonic() < deadline:
+            victim = spinning_server(cluster, names)
+        assert victim is not None, 'the node never ran'
+        workers = cluster.usage(victim).children
+        cluster.kill_server(victim)
+        resp = running.result()
+    assert resp.status_code == 200, resp.text
+    assert resp.headers['X-Nexe-Status'] == 'ok'
+    survivor, = (n for n in names if n != victim)
+    assert survivor[-1] in resp.headers['X-Nexe-Host'].rpartition('/')[2]     # obj<i>
+    assert conn.get_object('out', 'result')[1] == f'spun {count}\n'.encode()
+    assert [o['name'] for o in conn.get_container('out')[1]] == ['result']
+    ran = [line for line in executed(cluster, 'data') if ' 200 ok ' in line]
+    assert any(line.startswith(survivor) for line in ran)
+    assert until(lambda: not [pid for pid in workers if proc_state(pid) is not None])
+    cluster.start_server(victim)             # back, with nothing of the node on its disk
+    assert not list(cluster.devices_dir(cluster.server(victim)).glob('*/tmp/zerocloud-*'))
