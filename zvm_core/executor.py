@@ -63,7 +63,7 @@ from zvm_core.memory import (
     page_up,
 )
 from zvm_core.report import Accounting, Report
-from zvm_core.syscalls import HANDLERS, Stop, SysError, syscall_name
+from zvm_core.syscalls import HANDLERS, Stop, SysError, count_unknown, syscall_name
 from zvm_core.syscalls.fs import Image
 from zvm_core.syscalls.io import OpenFile
 from zvm_core.syscalls.random import SeededStream
@@ -74,8 +74,6 @@ MIN_HEAP = 1 << 20
 TCG_BUFFER = 32 << 20
 MAX_ARGS_SIZE = 256 << 10
 UID = 1000
-MAX_UNKNOWN_KEYS = 64           # distinct unknown system calls named in a report; then:
-OTHER_UNKNOWN = 'other'
 
 _FAULTS = {
     ucc.UC_MEM_READ_UNMAPPED: 'read of unmapped memory',
@@ -198,16 +196,13 @@ class Machine:
 
     def _on_syscall(self) -> int:
         a = self.args
-        nr = a[0]
+        nr = (a[0] + (1 << 31) & 0xFFFFFFFF) - (1 << 31)    # an int, as Linux reads it
         entry = DISPATCH.get(nr)
         try:
             if self.recorder is not None and nr in trap.HANDLERS:
                 self.recorder.cut()
             if entry is None:
-                name = syscall_name(nr)
-                if name not in self.unknown and len(self.unknown) >= MAX_UNKNOWN_KEYS:
-                    name = OTHER_UNKNOWN        # the report stays small whatever the guest does
-                self.unknown[name] += 1
+                count_unknown(self.unknown, nr)
                 ret = -errno.ENOSYS
             else:
                 ret = entry[1](self, a[1], a[2], a[3], a[4], a[5], a[6])

@@ -60,7 +60,7 @@ from zvm_core.memory import (
     page_up,
 )
 from zvm_core.report import Accounting, Report
-from zvm_core.syscalls import HANDLERS, Stop, SysError, syscall_name
+from zvm_core.syscalls import HANDLERS, Stop, SysError, count_unknown, syscall_name
 from zvm_core.syscalls.random import SeededStream
 from zvm_core.syscalls.time import VirtualClock
 
@@ -256,7 +256,7 @@ class _Supervisor:
         flags = 0
         try:
             if entry is None:
-                g.unknown[syscall_name(nr)] += 1
+                count_unknown(g.unknown, nr)
                 ret = -errno.ENOSYS
             else:
                 ret = entry[1](g, *args)
