@@ -34,10 +34,10 @@ from unicorn.x86_const import (
     UC_X86_REG_SS,
 )
 
-from zvm_core import engines, snapshot, trap
 from zvm_core import guard as zguard
+from zvm_core import snapshot, trap
 from zvm_core.channels import READ, WRITE, Channel, standard_order
-from zvm_core.elf import PF_R, PF_W, PF_X, ElfError, Program, load_program
+from zvm_core.elf import PF_R, PF_W, PF_X, Program
 from zvm_core.limits import (  # noqa: F401 (the executor's API)
     DEFAULT_FUEL,
     DEFAULT_MEMORY,
@@ -62,13 +62,14 @@ from zvm_core.memory import (
     page_down,
     page_up,
 )
+from zvm_core.prepare import Prepared, Rejected, prepare
 from zvm_core.report import Accounting, Report
 from zvm_core.syscalls import HANDLERS, Stop, SysError, count_unknown, syscall_name
 from zvm_core.syscalls.fs import Image
 from zvm_core.syscalls.io import OpenFile
 from zvm_core.syscalls.random import SeededStream
 from zvm_core.syscalls.time import VirtualClock
-from zvm_core.validator import Policy, Verdict, Violation, default_cache, validate
+from zvm_core.validator import Policy, Verdict
 
 MIN_HEAP = 1 << 20
 TCG_BUFFER = 32 << 20
@@ -634,24 +635,6 @@ def _halting(signal: int, rip: int) -> str:
     return f'Signal {signal} from untrusted code: Halting at {rip:#x}'
 
 
-def _invalid(violations: list[Violation], message: str) -> Report:
-    return Report('validation', None, message,
-                  validation={'state': 'failed',
-                              'violations': [v.to_dict() for v in violations]})
-
-
-def invalid_elf_report(error: ElfError) -> Report:
-    return _invalid([Violation(error.rule, 0, error.message)],
-                    f'not a valid program: {error}')
-
-
-def invalid_report(verdict: Verdict) -> Report:
-    first = verdict.violations[0]
-    return _invalid(verdict.violations,
-                    f'validation failed: {len(verdict.violations)} violation(s), '
-                    f'first {first.rule} at {first.address:#x}: {first.text}')
-
-
 def run(program: Program | str | os.PathLike, channels: Iterable[Channel] = (), *,
         argv: list[str] | None = None, env: Mapping[str, str] | None = None,
         limits: Limits = Limits(), seed: int = 0, epoch: int = 0,
@@ -669,55 +652,46 @@ def run(program: Program | str | os.PathLike, channels: Iterable[Channel] = (), 
     """
     channels = list(channels)
     try:
-        name = engines.choose(engine, fuel=limits.fuel != DEFAULT_FUEL)
         try:
-            prog = program if isinstance(program, Program) else load_program(program)
-        except ElfError as e:
-            return replace(invalid_elf_report(e), engine=name)
-        cache = cache if cache is not None else default_cache()
-        verdict = validate(prog, policy, cache)
-        if not verdict.ok:
-            return replace(invalid_report(verdict), engine=name)
-        if name == 'native':
-            name = _native_engine(prog, cache, engine)
+            prepared = prepare(program, policy, cache, engine=engine,
+                               fuel=limits.fuel != DEFAULT_FUEL)
+        except Rejected as e:
+            return e.report
         if argv is None:
             argv = [os.path.basename(str(program)) if not isinstance(program, Program)
                     else 'program']
         try:
-            report = _run_on(name, prog, verdict, channels, argv, env or {}, limits, seed,
-                             epoch, policy, image)
+            return execute(prepared, channels, argv, env or {}, limits, seed, epoch,
+                           image=image)
         except SetupError as e:
-            report = Report(e.status, None, str(e))
-        report.engine = name
-        report.validation = {'state': 'cached' if verdict.cached else 'ok', 'violations': []}
-        return report
+            return replace(Report(e.status, None, str(e)), engine=prepared.engine,
+                           engine_reason=prepared.reason)
     finally:
         for ch in channels:
             ch.close()
 
 
-def _native_engine(prog: Program, cache, engine: str | None) -> str:
-    """Natively ``rdtsc`` faults (nothing can virtualise it): under ``auto`` a
-    program that contains it runs emulated, where it reads the virtual counter;
-    asked for ``native``, it runs there and faults if it executes one."""
-    if engines.requested(engine) == 'native' or validate(prog, Policy(rdtsc='reject'),
-                                                          cache).ok:
-        return 'native'
-    return 'emulated'
-
-
-def _run_on(name: str, prog: Program, verdict: Verdict, channels: list[Channel],
-            argv: list[str], env: Mapping[str, str], limits: Limits, seed: int, epoch: int,
-            policy: Policy, image: Image | None) -> Report:
-    if name == 'native':
+def execute(prepared: Prepared, channels: list[Channel], argv: list[str],
+            env: Mapping[str, str], limits: Limits, seed: int = 0, epoch: int = 0, *,
+            image: Image | None = None, memory_etag: bool = False) -> Report:
+    """Run a prepared program once on its engine (a fresh machine or process);
+    the caller closes the channels.  Raises :class:`SetupError` when the run
+    cannot start (memory too small for the program, arguments too long)."""
+    if prepared.engine == 'native':
         from zvm_core.engines import native
-        return native.run(prog, channels, argv, dict(env), limits.memory, limits.timeout,
-                          seed, epoch, image)
-    machine = Machine(prog, verdict, limits, policy)
-    try:
-        return machine.run(channels, argv, env, seed, epoch, image=image)
-    finally:
-        machine.close()
+        report = native.run(prepared.program, channels, argv, dict(env), limits.memory,
+                            limits.timeout, seed, epoch, image)
+    else:
+        machine = Machine(prepared.program, prepared.verdict, limits, prepared.policy)
+        try:
+            report = machine.run(channels, argv, env, seed, epoch, image=image,
+                                 memory_etag=memory_etag)
+        finally:
+            machine.close()
+    report.engine, report.engine_reason = prepared.engine, prepared.reason
+    report.validation = {'state': 'cached' if prepared.verdict.cached else 'ok',
+                         'violations': []}
+    return report
 
 
-__all__ = ['Limits', 'Machine', 'SetupError', 'run']
+__all__ = ['Limits', 'Machine', 'SetupError', 'execute', 'run']

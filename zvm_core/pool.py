@@ -170,20 +170,18 @@ class Templates:
         self._machines: collections.OrderedDict = collections.OrderedDict()
 
     def get(self, path: str, memory: int, rdtsc: str):
-        from zvm_core.elf import load_program
+        """The template machine for the program (Rejected if it is not valid)."""
         from zvm_core.executor import Limits, Machine
-        from zvm_core.validator import Policy, default_cache, validate
+        from zvm_core.prepare import prepare
+        from zvm_core.validator import Policy
         st = os.stat(path)
         key = (os.path.realpath(path), st.st_ino, st.st_size, st.st_mtime_ns, memory, rdtsc)
         machine = self._machines.pop(key, None)
         if machine is None:
-            program = load_program(path)
-            policy = Policy(rdtsc=rdtsc)
-            verdict = validate(program, policy, default_cache())
-            if not verdict.ok:
-                return None, verdict
-            machine = Machine(program, verdict, Limits(memory=memory), policy, snapshots=True)
-            machine.verdict = verdict
+            p = prepare(path, Policy(rdtsc=rdtsc), engine='emulated')
+            machine = Machine(p.program, p.verdict, Limits(memory=memory), p.policy,
+                              snapshots=True)
+            machine.verdict = p.verdict
         self._machines[key] = machine
         self._evict()
         return machine, machine.verdict
@@ -256,15 +254,8 @@ def _warm_up(warm: WarmUp, templates: Templates) -> None:
 def _serve_one(req: dict, fds: list[int], templates: Templates):
     """Run one request: (report, the machine to clean afterwards or None)."""
     from zvm_core import engines
-    from zvm_core.elf import ElfError
-    from zvm_core.executor import (
-        DEFAULT_FUEL,
-        Limits,
-        SetupError,
-        invalid_elf_report,
-        invalid_report,
-        run,
-    )
+    from zvm_core.executor import DEFAULT_FUEL, Limits, SetupError, run
+    from zvm_core.prepare import Rejected
     from zvm_core.validator import Policy
     channels = [Channel(c['alias'], FdBacking(fds[c['fd']], owned=False)
                         if c.get('notify') is None else
@@ -293,12 +284,10 @@ def _serve_one(req: dict, fds: list[int], templates: Templates):
                    image=image, engine=req.get('engine')), None
     try:
         machine, verdict = templates.get(req['program'], limits.memory, req['rdtsc'])
-    except ElfError as e:
-        return invalid_elf_report(e), None
+    except Rejected as e:
+        return e.report, None
     except SetupError as e:
         return Report(e.status, None, str(e)), None
-    if machine is None:
-        return invalid_report(verdict), None
     try:
         report = machine.run(channels, req['argv'], req['env'], req['seed'], req['epoch'],
                              limits=limits, image=image)
