@@ -226,7 +226,8 @@ def machine_for():
     """``machine_for(path, memory=64 MiB, snapshots=False) -> Machine`` in this
     process (a template instance), closed when the test ends."""
     from zvm_core.elf import load_program
-    from zvm_core.executor import Limits, Machine
+    from zvm_core.engines.emulated.machine import Machine
+    from zvm_core.executor import Limits
     from zvm_core.validator import validate
     made = []
 

@@ -171,7 +171,8 @@ class Templates:
 
     def get(self, path: str, memory: int, rdtsc: str):
         """The template machine for the program (Rejected if it is not valid)."""
-        from zvm_core.executor import Limits, Machine
+        from zvm_core.engines.emulated.machine import Machine
+        from zvm_core.executor import Limits
         from zvm_core.prepare import prepare
         from zvm_core.validator import Policy
         st = os.stat(path)

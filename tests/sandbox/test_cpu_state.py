@@ -14,7 +14,7 @@ import math
 import random
 
 from zvm_core.channels import READ, WRITE, Channel, MemoryBacking
-from zvm_core.executor import Machine
+from zvm_core.engines.emulated.machine import Machine
 
 PROBE_FLAGS = ('-O2', '-Wl,-eprobe_entry')
 

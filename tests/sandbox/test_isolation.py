@@ -16,7 +16,8 @@ import time
 import pytest
 
 from zvm_core.channels import READ, WRITE, Channel, FdBacking, MemoryBacking
-from zvm_core.executor import MEMORY_ETAG, Limits, Machine
+from zvm_core.engines.emulated.machine import Machine
+from zvm_core.executor import MEMORY_ETAG, Limits
 from zvm_core.pool import ChannelSpec, Pool, Templates
 
 

@@ -12,7 +12,8 @@ import pytest
 from zvm_core import engines
 from zvm_core.channels import READ, WRITE, Channel, MemoryBacking
 from zvm_core.elf import load_program
-from zvm_core.executor import Limits, Machine
+from zvm_core.engines.emulated.machine import Machine
+from zvm_core.executor import Limits
 from zvm_core.prepare import JAIL_CODE
 from zvm_core.session import run_session
 from zvm_core.trap import TRAP_JAIL
