@@ -40,9 +40,9 @@ common.private_verdict_cache()
 
 from unicorn.unicorn_const import UC_HOOK_BLOCK  # noqa: E402
 
-from zvm_core import guard as zguard  # noqa: E402
 from zvm_core.channels import READ, WRITE, Channel, FdBacking, MemoryBacking  # noqa: E402
 from zvm_core.elf import load_program  # noqa: E402
+from zvm_core.engines.emulated import guard as zguard  # noqa: E402
 from zvm_core.engines.emulated.machine import Machine  # noqa: E402
 from zvm_core.executor import Limits, run  # noqa: E402
 from zvm_core.report import Report  # noqa: E402

@@ -15,9 +15,9 @@ import tempfile
 import pytest
 from archives import tar_bytes
 
-from zvm_core import snapshot
 from zvm_core.channels import READ, WRITE, Channel, FdBacking, MemoryBacking
 from zvm_core.elf import load_program
+from zvm_core.engines.emulated import snapshot
 from zvm_core.engines.emulated.machine import Machine
 from zvm_core.executor import MEMORY_ETAG, Limits
 from zvm_core.pool import ChannelSpec, Pool, WarmUp

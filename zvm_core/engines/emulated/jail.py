@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import errno
 
+from zvm_core.engines.emulated.guard import Guard, x87_sites
 from zvm_core.engines.emulated.memory import AddressSpace, Region
-from zvm_core.guard import Guard, x87_sites
 from zvm_core.memory import (
     MANIFEST_PAGE,
     PAGE,

@@ -36,11 +36,11 @@ from unicorn.x86_const import (
     UC_X86_REG_SS,
 )
 
-from zvm_core import guard as zguard
-from zvm_core import snapshot, trap
+from zvm_core import trap
 from zvm_core.channels import WRITE, Channel, standard_order
 from zvm_core.elf import PF_R, PF_W, PF_X, Program
-from zvm_core.engines.emulated import jail
+from zvm_core.engines.emulated import guard as zguard
+from zvm_core.engines.emulated import jail, snapshot
 from zvm_core.engines.emulated.memory import AddressSpace, Region, _host_mapping
 from zvm_core.executor import (
     MEMORY_ETAG,
