@@ -48,7 +48,7 @@ from zvm_core.executor import Limits, run  # noqa: E402
 from zvm_core.report import Report  # noqa: E402
 from zvm_core.validator import Policy, default_cache, validate  # noqa: E402
 
-SDK = Path(__file__).resolve().parent.parent / 'zvm_core' / 'sdk'
+SDK = Path(__file__).resolve().parent.parent / 'zvm_core' / 'zerovm' / 'sdk'
 
 
 def std_channels(stdin: bytes | Path = b'', stdout: Path | None = None) -> list[Channel]:

@@ -238,7 +238,7 @@ class PyJob:
     def manifest(self, args: list[str], *, input: bool = False, image: bool = False,
                  env: dict | None = None, epoch: int | None = None,
                  memory: int = 256 << 20) -> tuple[str, bytes]:
-        from zvm_core import nvram
+        from zvm_core.zerovm import nvram
         lines = [f'Channel = {{d}}/stdin, /dev/stdin, 0, 0, {BIG}, {BIG}, 0, 0',
                  f'Channel = {{d}}/stdout, /dev/stdout, 0, 1, 0, 0, {BIG}, {BIG}',
                  f'Channel = {{d}}/stderr, /dev/stderr, 0, 1, 0, 0, {BIG}, {BIG}',

@@ -15,9 +15,9 @@ from zvm_core.elf import load_program
 from zvm_core.engines.emulated.machine import Machine
 from zvm_core.executor import Limits
 from zvm_core.prepare import JAIL_CODE
-from zvm_core.session import run_session
-from zvm_core.trap import TRAP_JAIL
 from zvm_core.validator import validate
+from zvm_core.zerovm.session import run_session
+from zvm_core.zerovm.trap import TRAP_JAIL
 
 from .manifests import STD_CHANNELS
 

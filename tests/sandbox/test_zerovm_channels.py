@@ -12,7 +12,7 @@ import threading
 import pytest
 
 from zvm_core.channels import ChannelSetupError, zerovm_channel
-from zvm_core.manifest import ChannelDecl
+from zvm_core.zerovm.manifest import ChannelDecl
 
 from .manifests import STD_CHANNELS
 

@@ -27,8 +27,8 @@ from zvm_core.memory import (
     GuestFault,
     page_up,
 )
-from zvm_core.trap import MANIFEST_SIZE, STUB, STUB_VERDICT
 from zvm_core.validator import JAIL_ALIGN, Policy, validate_code
+from zvm_core.zerovm.trap import MANIFEST_SIZE, STUB, STUB_VERDICT
 
 CONTEXT = 16        # bytes below a jailed buffer that an instruction could run on from
 

@@ -36,7 +36,6 @@ from unicorn.x86_const import (
     UC_X86_REG_SS,
 )
 
-from zvm_core import trap
 from zvm_core.channels import WRITE, Channel, standard_order
 from zvm_core.elf import PF_R, PF_W, PF_X, Program
 from zvm_core.engines.emulated import guard as zguard
@@ -72,6 +71,7 @@ from zvm_core.syscalls.io import OpenFile
 from zvm_core.syscalls.random import SeededStream
 from zvm_core.syscalls.time import VirtualClock
 from zvm_core.validator import Policy, Verdict
+from zvm_core.zerovm import trap
 
 TCG_BUFFER = 32 << 20
 _SEGMENT_BASES = {'fs': UC_X86_REG_FS_BASE, 'gs': UC_X86_REG_GS_BASE}

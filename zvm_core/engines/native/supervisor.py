@@ -30,7 +30,6 @@ import socket
 import time
 from dataclasses import replace
 
-from zvm_core import trap
 from zvm_core.channels import WRITE, Channel, standard_order
 from zvm_core.elf import PF_R, PF_W, PF_X, Program
 from zvm_core.engines.native import seccomp
@@ -63,6 +62,7 @@ from zvm_core.report import Accounting, Report
 from zvm_core.syscalls import HANDLERS, Stop, SysError, count_unknown, syscall_name
 from zvm_core.syscalls.random import SeededStream
 from zvm_core.syscalls.time import VirtualClock
+from zvm_core.zerovm import trap
 
 DISPATCH = {**HANDLERS, **trap.HANDLERS}
 NR_MMAP = 9

@@ -21,12 +21,10 @@ import os
 import stat
 from dataclasses import dataclass, field
 
-from zvm_core import nvram
 from zvm_core.channels import READ, Channel, ChannelSetupError, standard_order, zerovm_channel
 from zvm_core.elf import MAX_FILE_SIZE
 from zvm_core.engines import EngineError
 from zvm_core.executor import MAX_MEMORY, MAX_TIMEOUT, MEMORY_ETAG, Limits, SetupError, execute
-from zvm_core.manifest import Manifest, ManifestError, load
 from zvm_core.prepare import Rejected, prepare
 from zvm_core.report import (
     VALIDATION_FAILED,
@@ -39,6 +37,8 @@ from zvm_core.report import (
 )
 from zvm_core.syscalls.fs import Image, ImageError
 from zvm_core.validator import Policy, VerdictCache
+from zvm_core.zerovm import nvram
+from zvm_core.zerovm.manifest import Manifest, ManifestError, load
 
 NVRAM = '/dev/nvram'
 
