@@ -117,7 +117,7 @@ def _agg(engine: str, program: Path, tars: list[Path], data: Path, args: list[st
 
 
 def python_csv(tmp: Path, size: int, engines: list[str]) -> None:
-    from zvm_core import interpreters
+    from zvm_core.build import interpreters
     agg = common.REPO / 'examples' / 'python-csv'
     py = interpreters.build(only=['python3'])['python3']
     program = interpreters.default_dir() / py.program

@@ -33,7 +33,7 @@ import pytest
 from sandbox.manifests import NVRAM_CHANNEL, SDK, STD_CHANNELS
 
 from zvm_core import engines
-from zvm_core.toolchain import BuildError, build_static
+from zvm_core.build.toolchain import BuildError, build_static
 
 REPO = Path(__file__).resolve().parent.parent
 PROGRAMS = REPO / 'tests' / 'programs'
@@ -341,7 +341,7 @@ class SysImages:
 def sysimages() -> SysImages:
     """The python3 and lua system images (``zvm_core.interpreters``), built on first use
     into the default directory and reused while their inputs are unchanged."""
-    from zvm_core import interpreters
+    from zvm_core.build import interpreters
     directory = interpreters.default_dir()
     try:
         images = interpreters.build(directory)

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from archives import tar_bytes
 
-from zvm_core import interpreters
+from zvm_core.build import interpreters
 
 LUA_FILTER = b'''-- a filter: "name,qty" lines -> per-name totals, sorted, and a checksum line
 local totals, order, lines = {}, {}, 0

@@ -19,7 +19,7 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from zvm_core.toolchain import build_static
+from zvm_core.build.toolchain import build_static
 
 LOADER_BASE = 0x7E0000000000        # far above the guest's 4 GiB
 MAGIC = 0x32764E4D565A4E4E          # loader.c: MAGIC

@@ -8,8 +8,8 @@ the loader's set-up fails gives the reason instead of 42.
 
 from __future__ import annotations
 
+from zvm_core.build.toolchain import BuildError
 from zvm_core.elf import PF_R, PF_X, Program, Segment
-from zvm_core.toolchain import BuildError
 
 # mov eax, 39 (getpid); syscall; lea edi, [rax+41]; mov eax, 231 (exit_group); syscall
 CODE = bytes.fromhex('b827000000' '0f05' '8d7829' 'b8e7000000' '0f05')

@@ -83,7 +83,7 @@ SQLEAN_SDIST = f'sqlean_py-{SQLEAN_VERSION}.tar.gz'
 SQLEAN_SHA256 = '9764b565e7ab430ab6e9e43cb2816199c2b39926dffc93c212a52f0019278459'
 SQLITE_DIR = f'sqlean_py-{SQLEAN_VERSION}/sqlite/'
 SQLITE_END = b'/************************** End of sqlite3.c ******************************/\n'
-SQLNODE_C = Path(__file__).with_name('images') / 'sqlnode.c'
+SQLNODE_C = Path(__file__).parent.parent / 'images' / 'sqlnode.c'
 # one thread, no extensions, temporary tables in memory (there is no disk)
 SQLITE_CFLAGS = ('-O2', '-DSQLITE_THREADSAFE=0', '-DSQLITE_OMIT_LOAD_EXTENSION',
                  '-DSQLITE_DEFAULT_MEMSTATUS=0', '-DSQLITE_TEMP_STORE=3',
