@@ -191,8 +191,9 @@ def guard_overhead(tmp: Path, size: int, reps: int) -> dict[str, list[float]]:
             if kind == 'guard':
                 insns = rep.accounting.fuel
             elif rep.accounting.fuel:
-                sys.exit('the block hook is still charging fuel: has zvm_core.guard._HOOKS '
-                         'changed? (bench/sandbox.py no_block_hook)')
+                sys.exit('the block hook is still charging fuel: has '
+                         'zvm_core.engines.emulated.guard._HOOKS changed? '
+                         '(bench/sandbox.py no_block_hook)')
     if outputs['guard'] != outputs['nohook']:
         sys.exit(f'outputs differ: {outputs}')
     g, n = p50(times['guard']), p50(times['nohook'])

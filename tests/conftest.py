@@ -339,7 +339,7 @@ class SysImages:
 
 @pytest.fixture(scope='session')
 def sysimages() -> SysImages:
-    """The python3 and lua system images (``zvm_core.interpreters``), built on first use
+    """The python3 and lua system images (``zvm_core.build.interpreters``), built on first use
     into the default directory and reused while their inputs are unchanged."""
     from zvm_core.build import interpreters
     directory = interpreters.default_dir()

@@ -28,7 +28,7 @@ emulated engine (``--engine native --fuel N`` is a usage error).  ``zvm info``
 lists the engines and, for one this host cannot run, why.
 Usage errors (unreadable program, bad option values) exit with 2.
 
-The ``zerovm`` form runs a ZeroVM manifest (``zvm_core.manifest``), prints
+The ``zerovm`` form runs a ZeroVM manifest (``zvm_core.zerovm.manifest``), prints
 ZeroVM's six-line report on stdout (``-t 1``: to syslog) and exits with
 ZeroVM's code: 0 when the program ran (whatever it returned), else the errno
 of the first error.  ``-s`` reports validation as skipped (zvm validates

@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import Protocol
 
 PAGE = 0x1000
-TRAP_PAGE = 0x10000          # ZeroVM trap entry (zvm_core.trap: one RX page here)
+TRAP_PAGE = 0x10000          # ZeroVM trap entry (zvm_core.zerovm.trap: one RX page here)
 STACK_TOP = 1 << 32
 STACK_SIZE = 16 << 20
 MANIFEST_PAGE = STACK_TOP - STACK_SIZE - 0x10000   # 0xFEFF0000, ZeroVM user manifest

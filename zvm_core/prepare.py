@@ -24,7 +24,7 @@ from zvm_core.elf import ElfError, Program, load_program
 from zvm_core.report import Report
 from zvm_core.validator import Policy, Verdict, Violation, default_cache, validate
 
-JAIL_CODE = (0x6C69614A).to_bytes(4, 'little')     # zvm_core.trap.TRAP_JAIL ("Jail")
+JAIL_CODE = (0x6C69614A).to_bytes(4, 'little')     # zvm_core.zerovm.trap.TRAP_JAIL ("Jail")
 
 
 class Rejected(Exception):

@@ -1,7 +1,7 @@
 """Script interpreters in the sandbox: the build step, Lua 5.4, CPython 3.11.
 
 The interpreters are the real ones, built from the host's packages by
-``zvm_core.interpreters`` (fixture ``sysimages``).  Every run is checked for
+``zvm_core.build.interpreters`` (fixture ``sysimages``).  Every run is checked for
 exact output, and runs are repeated to show they give identical bytes.
 """
 

@@ -1,4 +1,4 @@
-"""Start-up snapshots (zvm_core.snapshot): a resumed run must be a full run.
+"""Start-up snapshots (zvm_core.engines.emulated.snapshot): a resumed run must be a full run.
 
 ``startup`` computes a table, reads the clock and getrandom, opens the image
 file named by argv[1], then checksums stdin: each run is compared with a

@@ -1,7 +1,7 @@
 """Build the script interpreters and their system images, reproducibly.
 
-    python -m zvm_core.interpreters build [--dir D] [--only NAME] [--force]
-    python -m zvm_core.interpreters list [--dir D]
+    python -m zvm_core.build.interpreters build [--dir D] [--only NAME] [--force]
+    python -m zvm_core.build.interpreters list [--dir D]
 
 (``zvm-interpreters`` and ``zvm-sysimages`` are the same command.)  Three
 system images are built from the host's own packages and pinned upstream

@@ -122,7 +122,8 @@ _lib = ctypes.CDLL(_guard.__file__)
 _lib.zg_state_size.restype = _lib.zg_x87_size.restype = ctypes.c_size_t
 if _lib.zg_state_size() != ctypes.sizeof(GuardState) or \
         _lib.zg_x87_size() != ctypes.sizeof(X87Site):
-    raise ImportError('zvm_core._guard does not match zvm_core.guard; rebuild the package')
+    raise ImportError('zvm_core._guard does not match zvm_core.engines.emulated.guard; '
+                      'rebuild the package')
 
 _uclib = unicorn_py3.unicorn.uclib
 

@@ -5,7 +5,7 @@ the program (and against the validated instructions just below it, which
 must not run on into it), records its instruction starts in the guard's
 bitmap and makes it read+execute (never writable); ``Unjail`` reverses that
 and drops the translated code.  Both are undone by a template reset.  The
-trap API itself (``zvm_core.trap``) calls them as ``p.jail``.
+trap API itself (``zvm_core.zerovm.trap``) calls them as ``p.jail``.
 """
 
 from __future__ import annotations

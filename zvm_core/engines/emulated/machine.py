@@ -179,7 +179,7 @@ class Machine:
         self._context = self.uc.context_save()
         self.runs = 0
         self.dirty = False
-        self.start = 'entry'        # or 'recorded' / 'resumed' (zvm_core.snapshot)
+        self.start = 'entry'        # or 'recorded' / 'resumed' (see .snapshot)
 
     # -- hooks -----------------------------------------------------------------
 

@@ -1,7 +1,7 @@
 """Building the trusted loader and the spec it reads.
 
 The loader (``loader.c``) is compiled once per host with ``gcc`` into a
-content-addressed cache (:func:`zvm_core.toolchain.build_static`), static,
+content-addressed cache (:func:`zvm_core.build.toolchain.build_static`), static,
 without libc, linked at :data:`LOADER_BASE`.  Whoever can write the cache
 directory can replace it: it must be private to the sandbox's user, like the
 verdict cache.

@@ -6,7 +6,7 @@ the read-only user manifest, a 16 MiB stack ending at 4 GiB; the same
 initial stack and auxiliary vector), hands that to the trusted loader
 (``loader.c``) in a fresh process, and serves the seccomp notifications the
 guest's system calls raise with the emulator's personality
-(``zvm_core.syscalls``, ``zvm_core.trap``) over :class:`ProcessMemory`.
+(``zvm_core.syscalls``, ``zvm_core.zerovm.trap``) over :class:`ProcessMemory`.
 
 Memory calls are the personality's too: ``brk`` and ``mmap`` are
 bookkeeping in the same :class:`~zvm_core.memory.Arena` over the heap the
