@@ -165,8 +165,10 @@ def pytest_configure(config) -> None:
 
 
 def pytest_generate_tests(metafunc) -> None:
-    if 'engine' not in metafunc.fixturenames:
-        return
+    if 'engine' not in metafunc.fixturenames or any(
+            'engine' in (names.replace(' ', '').split(',') if isinstance(names, str) else names)
+            for names in (m.args[0] for m in metafunc.definition.iter_markers('parametrize'))):
+        return          # not this fixture, or a test that names its engines itself
     only = metafunc.definition.get_closest_marker('emulated_only')
     if only is not None and not only.kwargs.get('reason'):
         raise pytest.UsageError(f'{metafunc.definition.nodeid}: emulated_only needs a reason')

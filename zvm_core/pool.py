@@ -60,6 +60,7 @@ MAX_MESSAGE = 1 << 20
 KILL_GRACE = 2.0
 PR_SET_NO_NEW_PRIVS = 38
 PR_SET_THP_DISABLE = 41
+PREPARED = 64               # programs whose engine choice a worker keeps
 
 
 class PoolBusy(Exception):
@@ -168,6 +169,7 @@ class Templates:
     def __init__(self, budget: int) -> None:
         self.budget = budget
         self._machines: collections.OrderedDict = collections.OrderedDict()
+        self._prepared: collections.OrderedDict = collections.OrderedDict()
 
     def get(self, path: str, memory: int, rdtsc: str):
         """The template machine for the program (Rejected if it is not valid)."""
@@ -186,6 +188,19 @@ class Templates:
         self._machines[key] = machine
         self._evict()
         return machine, machine.verdict
+
+    def prepared(self, path: str, engine: str | None, rdtsc: str):
+        """The program prepared for ``engine`` (``auto`` or ``native``), kept while the
+        file is unchanged: which engine ``auto`` picks is decided once per program."""
+        from zvm_core.prepare import prepare
+        from zvm_core.validator import Policy
+        st = os.stat(path)
+        key = (os.path.realpath(path), st.st_ino, st.st_size, st.st_mtime_ns, engine, rdtsc)
+        got = self._prepared.pop(key, None) or prepare(path, Policy(rdtsc=rdtsc), engine=engine)
+        self._prepared[key] = got
+        while len(self._prepared) > PREPARED:
+            self._prepared.popitem(last=False)
+        return got
 
     def _cost(self, machine) -> int:
         """Host memory an idle template holds: its pages (measured after its last
@@ -255,9 +270,8 @@ def _warm_up(warm: WarmUp, templates: Templates) -> None:
 def _serve_one(req: dict, fds: list[int], templates: Templates):
     """Run one request: (report, the machine to clean afterwards or None)."""
     from zvm_core import engines
-    from zvm_core.executor import DEFAULT_FUEL, Limits, SetupError, run
+    from zvm_core.executor import DEFAULT_FUEL, Limits, SetupError, execute
     from zvm_core.prepare import Rejected
-    from zvm_core.validator import Policy
     channels = [Channel(c['alias'], FdBacking(fds[c['fd']], owned=False)
                         if c.get('notify') is None else
                         StreamBacking(fds[c['fd']], fds[c['notify']], c['alias']), c['mode'],
@@ -279,10 +293,19 @@ def _serve_one(req: dict, fds: list[int], templates: Templates):
                 image.mount(ch.backing, where, ch.alias)
         except ImageError as e:
             return Report('fault', None, f'cannot mount {ch.alias} at {where}: {e}'), None
-    if engine == 'native':      # a fresh process per run: no template to keep
-        return run(req['program'], channels, argv=req['argv'], env=req['env'], limits=limits,
-                   seed=req['seed'], epoch=req['epoch'], policy=Policy(rdtsc=req['rdtsc']),
-                   image=image, engine=req.get('engine')), None
+    reason = ''
+    if engine == 'native':
+        try:
+            prepared = templates.prepared(req['program'], req.get('engine'), req['rdtsc'])
+        except Rejected as e:
+            return e.report, None
+        if prepared.engine == 'native':     # a fresh process per run: no template to keep
+            try:
+                return execute(prepared, channels, req['argv'], req['env'], limits,
+                               req['seed'], req['epoch'], image=image), None
+            except SetupError as e:
+                return Report(e.status, None, str(e), engine='native'), None
+        reason = prepared.reason    # auto runs it emulated (zvm_core.prepare): its template
     try:
         machine, verdict = templates.get(req['program'], limits.memory, req['rdtsc'])
     except Rejected as e:
@@ -295,6 +318,7 @@ def _serve_one(req: dict, fds: list[int], templates: Templates):
     except SetupError as e:
         report = Report(e.status, None, str(e))
     report.validation = {'state': 'cached' if verdict.cached else 'ok', 'violations': []}
+    report.engine_reason = reason
     return report, machine
 
 

@@ -24,6 +24,9 @@ from zerocloud.devcluster import USERS, DevCluster
 # Short limits, so that tests of deferred jobs (and their loss) and chains run quickly.
 PROXY_CONF = ('[filter:zerocloud]\ninteractive_timeout = 1\nchain_timeout = 2\n'
               'deferred_heartbeat = 1\n')
+# The object servers run what an operator's default runs: auto (native where the host
+# can), whatever ZVM_ENGINE the test process has (tests/conftest.py pins the emulated one).
+OBJECT_CONF = '[filter:zerocloud]\nzerovm_engine = auto\n'
 
 
 @pytest.fixture(scope='session')
@@ -31,7 +34,8 @@ def swift_cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
                   sysimages) -> DevCluster:
     """The session's running cluster (stopped by a finalizer, even if start fails), with
     the python3 and lua system images."""
-    cluster = DevCluster(tmp_path_factory.mktemp('devcluster'), extra_conf={'proxy': PROXY_CONF},
+    cluster = DevCluster(tmp_path_factory.mktemp('devcluster'),
+                         extra_conf={'proxy': PROXY_CONF, 'object': OBJECT_CONF},
                          sysimages={name: sysimages.tar(name) for name in sysimages.images})
     request.addfinalizer(cluster.stop)
     cluster.start()
