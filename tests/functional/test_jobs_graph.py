@@ -258,7 +258,7 @@ def _stray(cluster: DevCluster) -> list[str]:
                 found.append(f'{server.name} fd {fd.name} -> {target}')
         for child in _children(server.pid):
             cmdline = Path(f'/proc/{child}/cmdline').read_bytes().split(b'\0')
-            if b'zvm_core.pool' not in cmdline:    # the proxy's validate uploads
+            if b'zvm_core.pool.worker' not in cmdline:    # the proxy's validate uploads
                 found.append(f'{server.name} child {child}: {cmdline}')
     return found
 

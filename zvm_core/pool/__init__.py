@@ -1,0 +1,306 @@
+"""Warm sandbox workers, the caller side: the only door zerocloud uses to run programs.
+
+This package is the pool in two halves: this module is what a caller (the
+object server, the proxy's upload check, ``zvm run --repeat``) imports: it
+loads no engine; ``worker`` is the process that runs guests and keeps
+template machines; ``transport`` is the socket protocol between them.
+
+A new Python process costs ~150 ms of imports and a new unicorn instance a
+few ms of code translation; a worker that already holds a machine for the
+program only resets it (``Machine.reset``) and runs again in well under a
+millisecond.  The caller (the object server, ``zvm serve``) never runs guest
+code itself: it sends a request and the channels' file descriptors over a
+Unix socket (no data is copied) and waits for the report.
+
+Usable from plain Python and from eventlet code: the socket, ``select`` and
+locks used here are the ones eventlet monkey-patches, so a waiting caller
+does not block the hub.
+
+A channel with a ``mount`` point is a tar image: the worker mounts it
+read-only at that path (``zvm_core.syscalls.fs``; in request order, so a
+later image wins where paths meet), which is how interpreters get their
+libraries (``zvm_core.sysimages``).  A worker indexes each image file once.
+
+Admission is bounded: ``size`` requests run at once, ``queue`` more may
+wait, and any further request gets :class:`PoolBusy` at once.  A worker that
+dies or overruns its time is replaced and its request ends with status
+``killed``.  A caller that stops waiting (an exception raised in its green
+thread, such as ``GreenletExit`` or the object server's hang-up) ends the
+run: the worker is killed at once and replaced, so it is free again.
+Starting a worker (a fork and exec) is handed to ``offload`` (the object
+server passes ``eventlet.tpool.execute``), so that a replacement never runs
+in the caller's event loop.
+Workers limit themselves (core size, open files, address space, no new
+privileges) as defence in depth.
+
+``Pool.validate`` asks a worker for the validator's verdict on a program
+without running it (the proxy's upload check), so the caller never loads the
+validator itself.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+from zvm_core.channels import READ, Quota
+from zvm_core.limits import MAX_FDS, Limits
+from zvm_core.pool.transport import (
+    MessageTooLarge,
+    _failed,
+    _recv,
+    _report_from,
+    _send,
+    _socketpair,
+)
+from zvm_core.report import Report
+
+KILL_GRACE = 2.0
+
+
+class PoolBusy(Exception):
+    """Every worker is busy and the queue is full: try later (HTTP 503)."""
+
+
+class WorkerFailed(RuntimeError):
+    """A worker died or overran its time before it answered a validation."""
+
+
+@dataclass
+class ChannelSpec:
+    """A channel to give the guest: ``fd`` is a host descriptor the caller owns."""
+
+    alias: str
+    fd: int
+    mode: int = READ
+    random: bool = False
+    quota: Quota = field(default_factory=Quota)
+    mount: str | None = None      # a tar image: mounted read-only here (e.g. "/")
+    notify: int | None = None     # data still arriving: ``fd`` is a ``channels.LinkWriter``
+                                  # file, ``notify`` its ``LinkWaker``'s (may be shared)
+
+
+def _request(program: str, channels: list[ChannelSpec], argv, env, limits, seed: int,
+             epoch: int, rdtsc: str, notify: dict[int, int], engine: str | None = None) -> dict:
+    """The message for one run; channel ``fd`` fields index the descriptors sent with it."""
+    return {'program': os.path.abspath(program), 'argv': list(argv), 'env': dict(env or {}),
+            'limits': {'memory': limits.memory, 'fuel': limits.fuel, 'timeout': limits.timeout},
+            'seed': seed, 'epoch': epoch, 'rdtsc': rdtsc, 'engine': engine,
+            'channels': [{'alias': c.alias, 'fd': i, 'mode': c.mode, 'random': c.random,
+                          'quota': vars(c.quota), 'mount': c.mount, 'notify': notify.get(i)}
+                         for i, c in enumerate(channels)]}
+
+
+@dataclass(frozen=True)
+class WarmUp:
+    """A run each worker makes when it starts, so that the first request for the
+    program finds its template ready: validated, code translated, images indexed.
+
+    The program runs with ``argv``, empty stdin, output discarded and
+    ``images`` (tar files) mounted read-only at ``/``; its result is ignored.
+    """
+
+    program: str
+    argv: tuple[str, ...]
+    images: tuple[str, ...] = ()
+    memory: int = 256 << 20
+
+
+class _Worker:
+    def __init__(self, template_bytes: int, address_space: int, warm: str) -> None:
+        parent, child = _socketpair()
+        self.proc = subprocess.Popen(
+            [sys.executable, '-m', 'zvm_core.pool.worker', '--fd', str(child.fileno()),
+             '--template-bytes', str(template_bytes), '--address-space', str(address_space),
+             '--warm', warm],
+            pass_fds=[child.fileno()], stdin=subprocess.DEVNULL)
+        child.close()
+        parent.setblocking(False)
+        self.sock = parent
+        self.served = 0
+        self.warming = warm != '[]'         # its "ready" message is still to come
+
+    def close(self) -> None:
+        self.sock.close()
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(KILL_GRACE)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+        self.sock.close()
+
+
+class Pool:
+    """``size`` warm workers; ``run`` blocks (green-friendly) until the report."""
+
+    def __init__(self, size: int | None = None, queue: int = 16,
+                 template_bytes: int = 512 << 20, address_space: int = 0,
+                 warm: Iterable[WarmUp] = (),
+                 offload: Callable[..., object] | None = None) -> None:
+        """``offload(fn, *args)`` runs ``fn`` elsewhere (a thread) and returns its
+        result; the pool starts replacement workers through it."""
+        self.size = size or os.cpu_count() or 1
+        self.queue = queue
+        self._args = (template_bytes, address_space, json.dumps([vars(w) for w in warm]))
+        self._lock = threading.Lock()
+        self._slots = threading.Semaphore(self.size)
+        self._idle: list[_Worker] = [_Worker(*self._args) for _ in range(self.size)]
+        self._all = set(self._idle)
+        self._waiting = 0
+        self._offload = offload or (lambda fn, *args: fn(*args))
+        self.replaced = 0
+        self.closed = False
+
+    @property
+    def pids(self) -> list[int]:
+        """Process ids of the workers (idle or busy)."""
+        return sorted(w.proc.pid for w in self._all)
+
+    def run(self, program: str, channels: Iterable[ChannelSpec], *,
+            argv: list[str], env: Mapping[str, str] | None = None, limits=None,
+            seed: int = 0, epoch: int = 0, rdtsc: str = 'virtualize',
+            started: Callable[[], None] | None = None, engine: str | None = None) -> Report:
+        """Run ``program`` (a host path) in a warm worker; :class:`PoolBusy` when full.
+
+        ``started`` is called once a worker has taken the request (it may have
+        waited in the queue until then).  ``engine`` (``zvm_core.engines``) is
+        chosen in the worker; a native run starts a fresh guest process from it.
+        """
+        limits = limits or Limits()
+        channels = list(channels)
+        fds = [c.fd for c in channels]
+        shared: dict[int, int] = {}                   # one descriptor may wake several
+        for c in channels:
+            if c.notify is not None and c.notify not in shared:
+                shared[c.notify] = len(fds)
+                fds.append(c.notify)
+        notify = {i: shared[c.notify] for i, c in enumerate(channels) if c.notify is not None}
+        if len(fds) > MAX_FDS:
+            raise ValueError(f'{len(fds)} descriptors for one run: at most {MAX_FDS}')
+        req = _request(program, channels, argv, env, limits, seed, epoch, rdtsc, notify, engine)
+        return self._admit(req, fds, limits.timeout + KILL_GRACE, started, _report_from)
+
+    def validate(self, fd: int, *, rdtsc: str = 'virtualize',
+                 timeout: float = 120.0) -> tuple[bool, str]:
+        """(valid, first reason) of the program open as ``fd``, checked in a worker
+        as ``zvm validate`` does; :class:`PoolBusy` when full, :class:`WorkerFailed`
+        when no verdict came within ``timeout`` seconds."""
+        reply = self._admit({'validate': True, 'rdtsc': rdtsc}, [fd], timeout, None, dict)
+        if isinstance(reply, Report):
+            raise WorkerFailed(reply.message)
+        return bool(reply['valid']), str(reply['reason'])
+
+    def _admit(self, req: dict, fds: list[int], wait: float,
+               started: Callable[[], None] | None, parse: Callable[[dict], object]):
+        """Queue ``req`` for a worker (bounded), exchange it, and put the worker back."""
+        with self._lock:
+            if self._waiting >= self.queue + self.size:
+                raise PoolBusy(f'{self.size} running and {self.queue} waiting')
+            self._waiting += 1
+        try:
+            with self._slots:
+                worker = self._idle.pop()
+                try:
+                    if started is not None:
+                        started()
+                    reply = self._exchange(worker, req, fds, wait, parse)
+                finally:
+                    self._idle.append(worker if worker.proc.poll() is None
+                                      else self._replace(worker))
+                return reply
+        finally:
+            with self._lock:
+                self._waiting -= 1
+
+    def _replace(self, worker: _Worker) -> _Worker:
+        new = self._offload(self._restart, worker)
+        self.replaced += 1
+        self._all.discard(worker)
+        self._all.add(new)
+        return new
+
+    def _restart(self, worker: _Worker) -> _Worker:
+        """Reap ``worker`` and start its successor (run through ``offload``)."""
+        worker.kill()
+        return _Worker(*self._args)
+
+    def _exchange(self, worker: _Worker, req: dict, fds: list[int], wait: float,
+                  parse: Callable[[dict], object] = _report_from):
+        """``parse`` of the worker's reply, or a failed :class:`Report`."""
+        deadline = time.monotonic() + wait
+        try:
+            self._ready(worker, deadline)
+            try:
+                _send(worker.sock, req, fds)
+            except MessageTooLarge as e:
+                return _failed('fault', 'the request (arguments, environment, channel names) '
+                                        f'is too large: {e}')
+            reply, extra = _recv(worker.sock, deadline)
+        except TimeoutError:
+            worker.proc.kill()
+            worker.proc.wait()
+            return _failed('killed', f'sandbox worker did not answer within {wait:g} s')
+        except OSError as e:
+            if e.errno not in (errno.EPIPE, errno.ECONNRESET):
+                raise
+            reply, extra = None, []
+        except BaseException:       # the caller stopped waiting (its client went away):
+            worker.proc.kill()      # end the run; ``run`` replaces the worker
+            worker.proc.wait()
+            raise
+        for f in extra:
+            os.close(f)
+        if reply is None:
+            code = worker.proc.wait()
+            return _failed('killed', f'sandbox worker died ({_exit_text(code)})')
+        worker.served += 1
+        return parse(reply)
+
+    @staticmethod
+    def _ready(worker: _Worker, deadline: float | None) -> None:
+        """Wait for the worker's warm-ups to end (TimeoutError past ``deadline``)."""
+        if worker.warming:
+            _recv(worker.sock, deadline)
+            worker.warming = False
+
+    def wait_warm(self, timeout: float) -> None:
+        """Block until every idle worker has done its warm-ups (TimeoutError after
+        ``timeout`` seconds); for a server that should start warm."""
+        deadline = time.monotonic() + timeout
+        for worker in list(self._idle):
+            self._ready(worker, deadline)
+
+    def close(self) -> None:
+        for worker in self._all:
+            worker.close()
+        self._idle, self._all = [], set()
+        self.closed = True
+
+    def __enter__(self) -> Pool:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _exit_text(code: int) -> str:
+    if code < 0:
+        try:
+            return f'signal {signal.Signals(-code).name}'
+        except ValueError:
+            return f'signal {-code}'
+    return f'exit status {code}'
