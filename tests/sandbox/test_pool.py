@@ -21,8 +21,7 @@ import pytest
 
 from zvm_core.channels import READ, WRITE, Channel, FdBacking, LinkWaker, LinkWriter, Quota
 from zvm_core.executor import Limits, run
-from zvm_core.pool import ChannelSpec, Pool, PoolBusy
-from zvm_core.pool.transport import MAX_MESSAGE, _reply
+from zvm_core.pool import MAX_MESSAGE, ChannelSpec, Pool, PoolBusy, _reply
 from zvm_core.report import Report
 from zvm_core.syscalls import MAX_UNKNOWN_KEYS, OTHER_UNKNOWN
 

@@ -22,7 +22,7 @@ ROOT = Path(__file__).parents[2]
 # What zerocloud may import from the sandbox: its light modules and the pool.
 SANDBOX_DOORS = ('zvm_core.limits', 'zvm_core.pool', 'zvm_core.channels', 'zvm_core.sysimages')
 LIGHT = ('zvm_core.engines',)       # the engines' names only, not the engines
-POOL_INSIDE = ('zvm_core.pool.worker', 'zvm_core.pool.transport')   # the caller side only
+POOL_INSIDE = ('zvm_core.pool.worker',)    # zerocloud uses the caller side only
 # Modules that turn requests into jobs: they take a Caller, never the filter.
 ENTRY_POINTS = ('zerocloud.sources', 'zerocloud.chain', 'zerocloud.deferred',
                 'zerocloud.zapp', 'zerocloud.cgiout', 'zerocloud.sql')

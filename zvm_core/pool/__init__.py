@@ -1,9 +1,9 @@
 """Warm sandbox workers, the caller side: the only door zerocloud uses to run programs.
 
 This package is the pool in two halves: this module is what a caller (the
-object server, the proxy's upload check, ``zvm run --repeat``) imports: it
-loads no engine; ``worker`` is the process that runs guests and keeps
-template machines; ``transport`` is the socket protocol between them.
+object server, the proxy's upload check, ``zvm run --repeat``) imports, and
+the socket protocol both halves speak; it loads no engine.  ``worker`` is
+the process that runs guests and keeps template machines.
 
 A new Python process costs ~150 ms of imports and a new unicorn instance a
 few ms of code translation; a worker that already holds a machine for the
@@ -43,7 +43,9 @@ from __future__ import annotations
 import errno
 import json
 import os
+import select
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -53,14 +55,6 @@ from dataclasses import dataclass, field
 
 from zvm_core.channels import READ, Quota
 from zvm_core.limits import MAX_FDS, Limits
-from zvm_core.pool.transport import (
-    MessageTooLarge,
-    _failed,
-    _recv,
-    _report_from,
-    _send,
-    _socketpair,
-)
 from zvm_core.report import Report
 
 KILL_GRACE = 2.0
@@ -86,6 +80,83 @@ class ChannelSpec:
     mount: str | None = None      # a tar image: mounted read-only here (e.g. "/")
     notify: int | None = None     # data still arriving: ``fd`` is a ``channels.LinkWriter``
                                   # file, ``notify`` its ``LinkWaker``'s (may be shared)
+
+
+MAX_MESSAGE = 1 << 20
+
+
+def _report_from(data: dict) -> Report:
+    from zvm_core.report import Accounting, ChannelAccounting
+    acc = dict(data.get('accounting') or {})
+    acc['channels'] = {k: ChannelAccounting(**v) for k, v in acc.get('channels', {}).items()}
+    data = dict(data, accounting=Accounting(**acc))
+    return Report(**data)
+
+
+def _failed(status: str, message: str) -> Report:
+    return Report(status, None, message, validation={'state': 'ok', 'violations': []})
+
+
+def _wait(sock: socket.socket, readable: bool, deadline: float | None) -> None:
+    left = None if deadline is None else max(0.0, deadline - time.monotonic())
+    r, w, _ = select.select([sock] if readable else [], [] if readable else [sock], [], left)
+    if not (r or w):
+        raise TimeoutError
+
+
+class MessageTooLarge(ValueError):
+    """A message that one datagram of the worker socket cannot carry."""
+
+
+def _send(sock: socket.socket, obj: object, fds: Iterable[int] = ()) -> None:
+    """Send one message; :class:`MessageTooLarge` (nothing sent) if it cannot fit."""
+    data = json.dumps(obj).encode()
+    if len(data) > MAX_MESSAGE:
+        raise MessageTooLarge(f'{len(data)} bytes; the worker transport carries at most '
+                              f'{MAX_MESSAGE}')
+    fds = list(fds)
+    while True:
+        try:
+            socket.send_fds(sock, [data], fds)
+            return
+        except BlockingIOError:
+            _wait(sock, False, None)
+        except OSError as e:        # the socket buffer is smaller than MAX_MESSAGE here
+            if e.errno != errno.EMSGSIZE:
+                raise
+            raise MessageTooLarge(f'{len(data)} bytes; more than the socket buffer '
+                                  f'({sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)})'
+                                  ) from None
+
+
+def _socketpair() -> tuple[socket.socket, socket.socket]:
+    """The worker's socket pair, with buffers for a MAX_MESSAGE datagram where the
+    host allows (net.core.wmem_max); :func:`_send` refuses what does not fit."""
+    pair = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    for sock in pair:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 2 * MAX_MESSAGE)
+    return pair
+
+
+def _reply(sock: socket.socket, report: Report) -> None:
+    """Send a report, or, if it cannot travel, a short one that says so."""
+    try:
+        _send(sock, report.to_dict())
+    except MessageTooLarge as e:
+        _send(sock, _failed('killed', f'the report of this run is too large to return: '
+                                      f'{e}').to_dict())
+
+
+def _recv(sock: socket.socket, deadline: float | None = None) -> tuple[object | None, list[int]]:
+    while True:
+        try:
+            data, fds, _flags, _addr = socket.recv_fds(sock, MAX_MESSAGE, MAX_FDS)
+            break
+        except BlockingIOError:
+            _wait(sock, True, deadline)
+    if not data:
+        return None, fds
+    return json.loads(data), fds
 
 
 def _request(program: str, channels: list[ChannelSpec], argv, env, limits, seed: int,

@@ -22,8 +22,7 @@ from collections.abc import Iterable
 
 from zvm_core.channels import READ, WRITE, Channel, FdBacking, Quota, StreamBacking
 from zvm_core.limits import MAX_FDS
-from zvm_core.pool import ChannelSpec, WarmUp, _request
-from zvm_core.pool.transport import _failed, _recv, _reply, _send
+from zvm_core.pool import ChannelSpec, WarmUp, _failed, _recv, _reply, _request, _send
 from zvm_core.report import Report
 
 PR_SET_NO_NEW_PRIVS = 38
