@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from zvm_core.toolchain import BuildError, build_static
+from zvm_core.build.toolchain import BuildError, build_static
 
 if TYPE_CHECKING:
     from swiftclient import Connection

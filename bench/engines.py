@@ -160,7 +160,7 @@ def against_host(rows: list[list[str]], what: str, engines: list[str], program: 
 
 
 def python_csv(tmp: Path, size: int, engines: list[str]) -> None:
-    from zvm_core import interpreters
+    from zvm_core.build import interpreters
     agg = common.REPO / 'examples' / 'python-csv'
     py = interpreters.build(only=['python3'])['python3']
     program = interpreters.default_dir() / py.program
@@ -211,7 +211,7 @@ def access_log(size: int) -> bytes:
 
 
 def lua_filter(tmp: Path, size: int, engines: list[str]) -> None:
-    from zvm_core import interpreters
+    from zvm_core.build import interpreters
     example = common.REPO / 'examples' / 'lua-filter'
     lua = interpreters.build(only=['lua'])['lua']
     program = interpreters.default_dir() / lua.program

@@ -43,7 +43,7 @@ from common import ms, p50, ratio, table  # noqa: E402
 
 common.private_verdict_cache()
 
-from zvm_core import interpreters  # noqa: E402
+from zvm_core.build import interpreters  # noqa: E402
 from zvm_core.channels import READ, WRITE, Channel, FdBacking  # noqa: E402
 from zvm_core.executor import run  # noqa: E402
 from zvm_core.pool import ChannelSpec, Pool  # noqa: E402

@@ -40,14 +40,15 @@ common.private_verdict_cache()
 
 from unicorn.unicorn_const import UC_HOOK_BLOCK  # noqa: E402
 
-from zvm_core import guard as zguard  # noqa: E402
 from zvm_core.channels import READ, WRITE, Channel, FdBacking, MemoryBacking  # noqa: E402
 from zvm_core.elf import load_program  # noqa: E402
-from zvm_core.executor import Limits, Machine, run  # noqa: E402
+from zvm_core.engines.emulated import guard as zguard  # noqa: E402
+from zvm_core.engines.emulated.machine import Machine  # noqa: E402
+from zvm_core.executor import Limits, run  # noqa: E402
 from zvm_core.report import Report  # noqa: E402
 from zvm_core.validator import Policy, default_cache, validate  # noqa: E402
 
-SDK = Path(__file__).resolve().parent.parent / 'zvm_core' / 'sdk'
+SDK = Path(__file__).resolve().parent.parent / 'zvm_core' / 'zerovm' / 'sdk'
 
 
 def std_channels(stdin: bytes | Path = b'', stdout: Path | None = None) -> list[Channel]:
@@ -190,8 +191,9 @@ def guard_overhead(tmp: Path, size: int, reps: int) -> dict[str, list[float]]:
             if kind == 'guard':
                 insns = rep.accounting.fuel
             elif rep.accounting.fuel:
-                sys.exit('the block hook is still charging fuel: has zvm_core.guard._HOOKS '
-                         'changed? (bench/sandbox.py no_block_hook)')
+                sys.exit('the block hook is still charging fuel: has '
+                         'zvm_core.engines.emulated.guard._HOOKS changed? '
+                         '(bench/sandbox.py no_block_hook)')
     if outputs['guard'] != outputs['nohook']:
         sys.exit(f'outputs differ: {outputs}')
     g, n = p50(times['guard']), p50(times['nohook'])

@@ -21,4 +21,4 @@ if [ ${#need[@]} -gt 0 ]; then
     $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 python3 -m pip install -q --disable-pip-version-check -e '.[test]'
-python3 -m zvm_core.interpreters build
+python3 -m zvm_core.build.interpreters build

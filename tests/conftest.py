@@ -10,6 +10,12 @@ binary's path.  Builds are cached by a hash of the source, the compiler (its
 
 ``zvm`` drives ``python -m zvm_core.cli`` as a subprocess; ``native`` runs the
 same binary on the host with the same argv/env/stdin, as an oracle.
+
+``engine`` runs a test under each engine (``native``, ``emulated``): it sets
+``ZVM_ENGINE`` for the CLI, for ``run()`` and for the pools the test starts.  A
+test that checks what only the emulator does (fuel, the guard's instruction
+boundaries, the fixed CPUID table, snapshots) carries
+``@pytest.mark.emulated_only(reason=...)`` and runs there only.
 """
 
 from __future__ import annotations
@@ -26,15 +32,17 @@ from pathlib import Path
 import pytest
 from sandbox.manifests import NVRAM_CHANNEL, SDK, STD_CHANNELS
 
-from zvm_core.toolchain import BuildError, build_static
+from zvm_core import engines
+from zvm_core.build.toolchain import BuildError, build_static
 
 REPO = Path(__file__).resolve().parent.parent
 PROGRAMS = REPO / 'tests' / 'programs'
 BUILD = REPO / '.zvm-build' / 'programs'
-# Most tests check the emulated engine's own accounting (fuel, snapshots, fault
-# messages): they run it unless ZVM_ENGINE says otherwise (the CLI, the pool and the
+# A test that takes the ``engine`` fixture runs once per engine; the others run the
+# emulated engine unless ZVM_ENGINE says otherwise (the CLI, the pool and the
 # cluster's servers read it); tests/sandbox/test_native.py names its engines.
 os.environ.setdefault('ZVM_ENGINE', 'emulated')
+ENGINES = ('native', 'emulated')
 CLI = [sys.executable, '-m', 'zvm_core.cli']
 RUN_TIMEOUT = 120          # seconds for one CLI subprocess; a hang fails the test
 
@@ -151,6 +159,33 @@ class Zvm:
                    read('output') if output else None, proc.stdout, proc.stderr, files)
 
 
+def pytest_configure(config) -> None:
+    config.addinivalue_line('markers', 'emulated_only(reason): checks what only the '
+                            'emulated engine does; the engine fixture runs it there only')
+
+
+def pytest_generate_tests(metafunc) -> None:
+    if 'engine' not in metafunc.fixturenames or any(
+            'engine' in (names.replace(' ', '').split(',') if isinstance(names, str) else names)
+            for names in (m.args[0] for m in metafunc.definition.iter_markers('parametrize'))):
+        return          # not this fixture, or a test that names its engines itself
+    only = metafunc.definition.get_closest_marker('emulated_only')
+    if only is not None and not only.kwargs.get('reason'):
+        raise pytest.UsageError(f'{metafunc.definition.nodeid}: emulated_only needs a reason')
+    metafunc.parametrize('engine', ['emulated'] if only else list(ENGINES), indirect=True)
+
+
+@pytest.fixture
+def engine(request, zvm, monkeypatch) -> str:
+    """The engine this test runs under (``ZVM_ENGINE`` for the CLI, run() and pools)."""
+    name = request.param
+    if name == 'native' and engines.native_unavailable():
+        pytest.skip(f'this host cannot run the native engine: {engines.native_unavailable()}')
+    monkeypatch.setenv('ZVM_ENGINE', name)
+    monkeypatch.setitem(zvm.env, 'ZVM_ENGINE', name)
+    return name
+
+
 @pytest.fixture(scope='session')
 def zvm(tmp_path_factory) -> Zvm:
     """The CLI, with a private verdict cache for this session."""
@@ -193,7 +228,8 @@ def machine_for():
     """``machine_for(path, memory=64 MiB, snapshots=False) -> Machine`` in this
     process (a template instance), closed when the test ends."""
     from zvm_core.elf import load_program
-    from zvm_core.executor import Limits, Machine
+    from zvm_core.engines.emulated.machine import Machine
+    from zvm_core.executor import Limits
     from zvm_core.validator import validate
     made = []
 
@@ -305,9 +341,9 @@ class SysImages:
 
 @pytest.fixture(scope='session')
 def sysimages() -> SysImages:
-    """The python3 and lua system images (``zvm_core.interpreters``), built on first use
+    """The python3 and lua system images (``zvm_core.build.interpreters``), built on first use
     into the default directory and reused while their inputs are unchanged."""
-    from zvm_core import interpreters
+    from zvm_core.build import interpreters
     directory = interpreters.default_dir()
     try:
         images = interpreters.build(directory)

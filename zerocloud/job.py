@@ -298,7 +298,8 @@ class Node:
         """``exec.name`` or the node name, then the arguments.  A program of a system
         image (``file://python3:python3``) is named as a shell would name it, not
         after the node: every node of the group then runs one command line, and
-        warm workers resume it from one start-up snapshot (``zvm_core.snapshot``)."""
+        warm workers resume it from one start-up snapshot
+        (``zvm_core.engines.emulated.snapshot``)."""
         default = self.name
         if self.exec.path.startswith(FILE):
             image, member = self.exec.image_member

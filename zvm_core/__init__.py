@@ -7,9 +7,8 @@ give the same bytes, every run.  The native engine (``zvm_core.engines``)
 runs the same validated program on the CPU in a process the kernel confines,
 with the same personality and report.
 
-It also speaks ZeroVM: manifests (``zvm_core.manifest``) run as sessions
-(``zvm_core.session``) with ZeroVM's report and exit codes, programs get the
-trap API and the user manifest (``zvm_core.trap``, ``sdk/zvm.h``), and
-``/dev/nvram`` gives argv, environment and tar images mounted as the file
-tree (``zvm_core.nvram``, ``zvm_core.syscalls.fs``).
+It also speaks ZeroVM (``zvm_core.zerovm``): manifests run as sessions with
+ZeroVM's report and exit codes, programs get the trap API and the user
+manifest (``zerovm/sdk/zvm.h``), and ``/dev/nvram`` gives argv, environment
+and tar images mounted as the file tree.  README "Layout" lists the parts.
 """

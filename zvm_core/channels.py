@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from zvm_core.manifest import ChannelDecl
+    from zvm_core.zerovm.manifest import ChannelDecl
 
 from zvm_core.report import ChannelAccounting
 

@@ -28,7 +28,7 @@ emulated engine (``--engine native --fuel N`` is a usage error).  ``zvm info``
 lists the engines and, for one this host cannot run, why.
 Usage errors (unreadable program, bad option values) exit with 2.
 
-The ``zerovm`` form runs a ZeroVM manifest (``zvm_core.manifest``), prints
+The ``zerovm`` form runs a ZeroVM manifest (``zvm_core.zerovm.manifest``), prints
 ZeroVM's six-line report on stdout (``-t 1``: to syslog) and exits with
 ZeroVM's code: 0 when the program ran (whatever it returned), else the errno
 of the first error.  ``-s`` reports validation as skipped (zvm validates
@@ -55,8 +55,8 @@ from zvm_core.engines import CHOICES
 from zvm_core.executor import DEFAULT_FUEL, DEFAULT_MEMORY, DEFAULT_TIMEOUT, Limits, run
 from zvm_core.pool import ChannelSpec, Pool
 from zvm_core.report import Report
-from zvm_core.session import run_session
 from zvm_core.validator import Policy, default_cache, validate
+from zvm_core.zerovm.session import run_session
 
 EXIT_NOT_OK = 125
 EXIT_USAGE = 2
@@ -324,7 +324,7 @@ def _repeat(opts: argparse.Namespace, program: str, mounts: list[tuple[str, str]
 
 ZEROVM_USAGE = 'zvm [-s] [-F] [-P] [-Q] [-t 0|1|2] [-v N] [-M] MANIFEST'
 SUBCOMMANDS = ('run', 'validate', 'sdk', 'info', '-h', '--help')
-SDK_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'sdk')
+SDK_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'zerovm', 'sdk')
 
 
 def _zerovm(argv: list[str]) -> int:

@@ -1,47 +1,32 @@
-"""The guest address space: a fixed layout, host-backed regions, one arena.
+"""The guest's memory, as the personality sees it: a fixed layout and one interface.
 
-Every guest region is a private anonymous host mapping handed to unicorn
-with ``mem_map_ptr``, so system calls read and write guest memory through a
-``memoryview`` with no copy and no unicorn call.  The layout never depends on
-the host (no ASLR): ELF segments at their link addresses, then one heap arena
-that serves both ``brk`` (growing up) and ``mmap`` (growing down, first fit),
-then the ZeroVM user-manifest page and a 16 MiB stack ending at 4 GiB.
-Unicorn regions are few and fixed; ``mmap`` never creates one
-(sandbox-research §3.3: region count makes every map slower).
+The layout never depends on the host (no ASLR): ELF segments at their link
+addresses, then one heap arena that serves both ``brk`` (growing up) and
+``mmap`` (growing down, first fit), then the ZeroVM user-manifest page and a
+16 MiB stack ending at 4 GiB.  Both engines lay the guest out so.
 
-Host pages a guest never wrote are not there (private anonymous memory
-reads as zeros), so the kernel's page tables say which pages a run could
-have changed: :meth:`AddressSpace.touched` (``/proc/self/pagemap``: present
-or swapped out) and :meth:`AddressSpace.resident` (``mincore``: the memory a
-machine holds) cost a walk of page tables, never a read of guest memory.
+The system calls (``zvm_core.syscalls``) and the ZeroVM trap reach guest
+memory only through :class:`GuestMemory`, which each engine provides: the
+emulated engine's ``AddressSpace`` (``zvm_core.engines.emulated.memory``:
+host mappings that unicorn runs on) and the native engine's
+``ProcessMemory`` (``zvm_core.engines.native.memory``: process_vm_readv and
+writev into the guest process).  :class:`Arena` is the allocator both use.
+
+This module imports nothing heavy (no unicorn): the protection bits are
+mmap's (read 1, write 2, execute 4), which are also unicorn's.
 """
 
 from __future__ import annotations
 
-import bisect
-import ctypes
-import mmap
-import os
-import re
-from dataclasses import dataclass
-
-from unicorn import UC_PROT_EXEC, UC_PROT_NONE, UC_PROT_READ, UC_PROT_WRITE, Uc
+from typing import Protocol
 
 PAGE = 0x1000
-MAP_NORESERVE = getattr(mmap, "MAP_NORESERVE", 0x4000)  # Linux value; absent before 3.13
-TRAP_PAGE = 0x10000          # ZeroVM trap entry (zvm_core.trap maps one RX page here)
+TRAP_PAGE = 0x10000          # ZeroVM trap entry (zvm_core.zerovm.trap: one RX page here)
 STACK_TOP = 1 << 32
 STACK_SIZE = 16 << 20
 MANIFEST_PAGE = STACK_TOP - STACK_SIZE - 0x10000   # 0xFEFF0000, ZeroVM user manifest
 MANIFEST_POINTER = STACK_TOP - STACK_SIZE - 4      # 0xFEFFFFFC: where programs find it
-PROT_R, PROT_W, PROT_X = UC_PROT_READ, UC_PROT_WRITE, UC_PROT_EXEC
-
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.mincore.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p)
-_PAGEMAP_USED = bytes((1 if b & 0xC0 else 0) for b in range(256))   # present | swapped
-_MINCORE_IN = bytes(b & 1 for b in range(256))
-_RUN = re.compile(b'\x01+')
+PROT_NONE, PROT_R, PROT_W, PROT_X = 0, 1, 2, 4
 
 
 def page_down(x: int) -> int:
@@ -56,187 +41,24 @@ class GuestFault(Exception):
     """A guest pointer that does not name memory with the access needed (EFAULT)."""
 
 
-@dataclass
-class Region:
-    start: int
-    end: int
-    prot: int
-    host: mmap.mmap
-    view: memoryview
-    addr: int           # where ``host`` is in this process
+class GuestMemory(Protocol):
+    """What the personality may do with guest memory; ``need``/``prot`` are PROT_* bits.
 
+    ``view`` is guest bytes as a writable buffer (GuestFault unless the guest
+    may ``need`` them); ``region_at`` the mapped region holding ``addr`` (an
+    object with ``start``, ``end``, ``prot``) or None; ``protect`` changes the
+    protection of pages inside one region; ``zero`` gives pages back, they
+    read as zeros afterwards.
+    """
 
-def _host_mapping(size: int) -> tuple[mmap.mmap, int]:
-    m = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | MAP_NORESERVE)
-    addr = ctypes.addressof(ctypes.c_char.from_buffer(m))
-    return m, addr
-
-
-class AddressSpace:
-    """Regions of one unicorn instance, with the protection table syscalls check."""
-
-    def __init__(self, uc: Uc) -> None:
-        self.uc = uc
-        self.regions: list[Region] = []
-        self._starts: list[int] = []
-        # page-granular protection overrides (mprotect); region.prot otherwise
-        self._prot: dict[int, int] = {}
-
-    def map(self, start: int, size: int, prot: int) -> Region:
-        host, addr = _host_mapping(size)
-        self.uc.mem_map_ptr(start, size, prot, addr)
-        region = Region(start, start + size, prot, host, memoryview(host), addr)
-        i = bisect.bisect(self._starts, start)
-        self._starts.insert(i, start)
-        self.regions.insert(i, region)
-        return region
-
-    def region_at(self, addr: int) -> Region | None:
-        i = bisect.bisect(self._starts, addr) - 1
-        if i >= 0 and addr < self.regions[i].end:
-            return self.regions[i]
-        return None
-
-    def protection(self, addr: int) -> int:
-        region = self.region_at(addr)
-        if region is None:
-            return UC_PROT_NONE
-        return self._prot.get(addr & ~(PAGE - 1), region.prot)
-
-    def view(self, addr: int, size: int, need: int) -> memoryview:
-        """Guest bytes [addr, addr+size) as host memory, if the guest may ``need`` them."""
-        region = self.region_at(addr)
-        if region is None or size < 0 or addr + size > region.end:
-            if size == 0:
-                return memoryview(b'')
-            raise GuestFault(addr)
-        if self._prot:
-            for page in range(page_down(addr), addr + size, PAGE):
-                if self._prot.get(page, region.prot) & need != need:
-                    raise GuestFault(addr)
-        elif region.prot & need != need:
-            raise GuestFault(addr)
-        off = addr - region.start
-        return region.view[off:off + size]
-
-    def read(self, addr: int, size: int) -> bytes:
-        return bytes(self.view(addr, size, PROT_R))
-
-    def write(self, addr: int, data: bytes) -> None:
-        self.view(addr, len(data), PROT_W)[:] = data
-
-    def read_cstring(self, addr: int, limit: int = 4096) -> bytes:
-        region = self.region_at(addr)
-        if region is None or not self.protection(addr) & PROT_R:
-            raise GuestFault(addr)
-        off = addr - region.start
-        end = region.host.find(b'\0', off, min(off + limit, region.end - region.start))
-        if end < 0:
-            raise GuestFault(addr)
-        return bytes(region.view[off:end])
-
-    def readable_runs(self) -> list[tuple[Region, int, int]]:
-        """``(region, start, end)`` for every run of guest-readable pages, in address order."""
-        runs = []
-        for region in self.regions:
-            start = region.start          # first page not yet accounted for
-            overrides = sorted(p for p in self._prot if region.start <= p < region.end)
-            for page in [*overrides, region.end]:
-                if page > start and region.prot & PROT_R:
-                    runs.append((region, start, page))
-                if page < region.end and self._prot[page] & PROT_R:
-                    runs.append((region, page, page + PAGE))
-                start = page + PAGE
-        merged: list[tuple[Region, int, int]] = []
-        for region, lo, hi in runs:
-            if merged and merged[-1][0] is region and merged[-1][2] == lo:
-                merged[-1] = (region, merged[-1][1], hi)
-            elif lo < hi:
-                merged.append((region, lo, hi))
-        return merged
-
-    def protect(self, start: int, end: int, prot: int) -> None:
-        """mprotect a page range that lies inside one mapped region."""
-        base = self.region_at(start).prot
-        pages = range(start, end, PAGE)
-        if prot == base and not any(page in self._prot for page in pages):
-            return          # nothing changes: keep unicorn's region table small
-        self.uc.mem_protect(start, end - start, prot)
-        for page in pages:
-            if prot == base:
-                self._prot.pop(page, None)
-            else:
-                self._prot[page] = prot
-
-    def overrides(self) -> dict[int, int]:
-        """Pages whose protection ``protect`` changed, with that protection."""
-        return dict(self._prot)
-
-    def reset_protections(self) -> None:
-        """Undo every ``protect`` (region permissions are as mapped again)."""
-        run_start = run_end = None
-        for page in sorted(self._prot) + [None]:
-            if page is not None and page == run_end and \
-                    self.region_at(page) is self.region_at(run_start):
-                run_end += PAGE
-                continue
-            if run_start is not None:
-                self.uc.mem_protect(run_start, run_end - run_start,
-                                    self.region_at(run_start).prot)
-            run_start = page
-            run_end = None if page is None else page + PAGE
-        self._prot.clear()
-
-    def zero(self, start: int, end: int) -> None:
-        """Give [start, end) back to the host; it reads as zeros afterwards."""
-        if start >= end:
-            return
-        region = self.region_at(start)
-        lo, hi = start - region.start, end - region.start
-        inner_lo, inner_hi = page_up(lo), page_down(hi)
-        if inner_lo < inner_hi:
-            region.host.madvise(mmap.MADV_DONTNEED, inner_lo, inner_hi - inner_lo)
-            region.view[lo:inner_lo] = bytes(inner_lo - lo)
-            region.view[inner_hi:hi] = bytes(hi - inner_hi)
-        else:
-            region.view[lo:hi] = bytes(hi - lo)
-
-    def touched(self, region: Region, lo: int, hi: int) -> list[tuple[int, int]]:
-        """Runs of pages in [lo, hi) (page aligned, in ``region``) that hold data:
-        every other page of the range reads as zeros."""
-        first, count = (region.addr + lo - region.start) // PAGE, (hi - lo) // PAGE
-        try:
-            fd = os.open('/proc/self/pagemap', os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:
-            return [(lo, hi)] if hi > lo else []        # no /proc: all of it, to be safe
-        try:
-            entries = os.pread(fd, 8 * count, 8 * first) if count else b''
-        finally:
-            os.close(fd)
-        used = entries[7::8].translate(_PAGEMAP_USED)   # the flags byte of each entry
-        return [(lo + m.start() * PAGE, lo + m.end() * PAGE) for m in _RUN.finditer(used)]
-
-    def resident(self, skip: tuple[Region, ...] = ()) -> int:
-        """Bytes of host memory the regions (but ``skip``) hold now."""
-        total = 0
-        for region in self.regions:
-            if any(region is r for r in skip):
-                continue
-            size = region.end - region.start
-            vec = ctypes.create_string_buffer(size // PAGE)
-            if _libc.mincore(region.addr, size, vec) != 0:
-                err = ctypes.get_errno()
-                raise OSError(err, f'mincore: {os.strerror(err)}')
-            total += vec.raw.translate(_MINCORE_IN).count(1) * PAGE
-        return total
-
-    def close(self) -> None:
-        """Release the host memory; only once the engine that maps it is closed."""
-        for region in self.regions:
-            region.view.release()
-            region.host.close()
-        self.regions.clear()
-        self.uc = None
+    def view(self, addr: int, size: int, need: int) -> memoryview: ...
+    def read(self, addr: int, size: int) -> bytes: ...
+    def write(self, addr: int, data: bytes) -> None: ...
+    def read_cstring(self, addr: int, limit: int = 4096) -> bytes: ...
+    def protection(self, addr: int) -> int: ...
+    def protect(self, start: int, end: int, prot: int) -> None: ...
+    def region_at(self, addr: int): ...
+    def zero(self, start: int, end: int) -> None: ...
 
 
 class Arena:
@@ -248,7 +70,7 @@ class Arena:
     old data.  ``refused`` records that a request failed for lack of memory.
     """
 
-    def __init__(self, space: AddressSpace, start: int, end: int) -> None:
+    def __init__(self, space: GuestMemory, start: int, end: int) -> None:
         self.space = space
         self.start = self.brk = start
         self.end = self.floor = end

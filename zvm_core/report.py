@@ -49,6 +49,7 @@ class Report:
     accounting: Accounting = field(default_factory=Accounting)
     exit_state: str = ''        # ZeroVM's exit state when more precise than the status
     engine: str = 'emulated'    # or 'native' (zvm_core.engines)
+    engine_reason: str = ''     # why ``auto`` chose the emulated engine (zvm_core.prepare)
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -66,6 +67,7 @@ class Report:
             'validation': {'state': self.validation.get('state'),
                            'violations': list(self.validation.get('violations', ()))},
             'etags': dict(self.etags), 'exit_state': self.exit_state, 'engine': self.engine,
+            'engine_reason': self.engine_reason,
             'accounting': {
                 'fuel': acc.fuel, 'syscalls': acc.syscalls,
                 'unknown_syscalls': dict(acc.unknown_syscalls),

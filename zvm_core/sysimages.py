@@ -59,7 +59,7 @@ def configured(spec: str | None = None) -> dict[str, Path]:
         spec = os.environ.get('ZVM_SYSIMAGES')
     if spec is not None:
         return parse(spec)
-    from zvm_core import interpreters
+    from zvm_core.build import interpreters
     directory = interpreters.default_dir()
     try:
         built = interpreters.load(directory)

@@ -29,6 +29,9 @@ PROXY_CONF = ('[filter:zerocloud]\ninteractive_timeout = 1\nchain_timeout = 2\n'
 # of a container of a few objects (tests/functional/test_jobs_scale.py).
 LISTING_LIMIT = 400
 SWIFT_CONF = f'[swift-constraints]\ncontainer_listing_limit = {LISTING_LIMIT}\n'
+# The object servers run what an operator's default runs: auto (native where the host
+# can), whatever ZVM_ENGINE the test process has (tests/conftest.py pins the emulated one).
+OBJECT_CONF = '[filter:zerocloud]\nzerovm_engine = auto\n'
 
 
 @pytest.fixture(scope='session')
@@ -37,7 +40,8 @@ def swift_cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
     """The session's running cluster (stopped by a finalizer, even if start fails), with
     the python3 and lua system images."""
     cluster = DevCluster(tmp_path_factory.mktemp('devcluster'),
-                         extra_conf={'proxy': PROXY_CONF, 'swift': SWIFT_CONF},
+                         extra_conf={'proxy': PROXY_CONF, 'swift': SWIFT_CONF,
+                                     'object': OBJECT_CONF},
                          sysimages={name: sysimages.tar(name) for name in sysimages.images})
     request.addfinalizer(cluster.stop)
     cluster.start()

@@ -7,7 +7,7 @@ of them can be imported under that name.
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-SDK = REPO / 'zvm_core' / 'sdk'
+SDK = REPO / 'zvm_core' / 'zerovm' / 'sdk'
 
 STD_CHANNELS = ('Channel = {d}/stdin, /dev/stdin, 0, 0, 1000, 1000000, 0, 0\n'
                 'Channel = {d}/stdout, /dev/stdout, 0, 0, 0, 0, 1000, 1000000\n'

@@ -14,7 +14,7 @@ import math
 import random
 
 from zvm_core.channels import READ, WRITE, Channel, MemoryBacking
-from zvm_core.executor import Machine
+from zvm_core.engines.emulated.machine import Machine
 
 PROBE_FLAGS = ('-O2', '-Wl,-eprobe_entry')
 
@@ -42,7 +42,7 @@ def machine_run(machine: Machine, argv: list[str], stdin: bytes = b'') -> bytes:
     return bytes(out.data)
 
 
-def test_initial_state_is_linux_s(guest, zvm, native):
+def test_initial_state_is_linux_s(guest, zvm, native, engine):
     prog = guest('initstate', flags=PROBE_FLAGS)
     nat = native(prog)
     assert nat.returncode == 0
@@ -65,7 +65,7 @@ def test_initial_state_after_a_run_that_changed_it(guest, native, machine_for):
             assert machine_run(machine, ['initstate']) == expected
 
 
-def test_floats_are_native_s(guest, zvm, native):
+def test_floats_are_native_s(guest, zvm, native, engine):
     prog = guest('floats')
     stdin = decimal_lines()
     nat = native(prog, stdin=stdin)

@@ -23,7 +23,6 @@ CASES = {
     'fileio': dict(input=b'some input bytes\n' * 10, output=True),
     'getpid': dict(args=('300',)),
     'addrs': dict(),
-    'cpuid': dict(),
     'sleep': dict(),
 }
 
@@ -48,7 +47,7 @@ GLIBC = ('hello', 'wc', 'sort', 'malloc', 'timeprint')
 
 @pytest.mark.parametrize('name, cc', [(n, 'musl-gcc') for n in CASES]
                          + [(n, 'gcc') for n in GLIBC])
-def test_two_runs_are_identical(guest, zvm, etag, name, cc):
+def test_two_runs_are_identical(guest, zvm, etag, name, cc, engine):
     prog = guest(name, cc)
     a, b = twice(zvm, prog, CASES[name])
     assert a.status == 'ok', a
@@ -68,7 +67,7 @@ def clock_and_random(stdout: bytes) -> tuple[list[bytes], list[bytes]]:
 
 
 @pytest.mark.parametrize('cc', ['musl-gcc', 'gcc'])
-def test_seed_changes_random_bytes_only(guest, zvm, cc):
+def test_seed_changes_random_bytes_only(guest, zvm, cc, engine):
     prog = guest('timeprint', cc)
     runs = {seed: zvm.run(prog, opts=['--seed', str(seed)]) for seed in (0, 1, 2**40 + 3)}
     default = zvm.run(prog)
@@ -81,7 +80,7 @@ def test_seed_changes_random_bytes_only(guest, zvm, cc):
         assert len({rnd[i] for rnd in randoms.values()}) == 3, randoms
 
 
-def test_epoch_changes_clock_lines_only(guest, zvm):
+def test_epoch_changes_clock_lines_only(guest, zvm, engine):
     prog = guest('timeprint')
     a = zvm.run(prog, opts=['--epoch', '1000'])
     b = zvm.run(prog, opts=['--epoch', '2000'])
@@ -95,21 +94,31 @@ def test_epoch_changes_clock_lines_only(guest, zvm):
            [c for c in clock_b if c.startswith(b'monotonic ')]
 
 
-def test_fuel_stops_at_the_same_point(guest, zvm):
+@pytest.mark.emulated_only(reason='fuel is the emulated engine\'s deterministic budget')
+def test_fuel_stops_at_the_same_point(guest, zvm, engine):
     a, b = twice(zvm, guest('loop'), {}, opts=['--fuel', '5000000'])
     assert a.status == b.status == 'fuel', a
     assert stable(a.report) == stable(b.report)
 
 
-def test_memory_bomb_fails_at_the_same_point(guest, zvm):
+def test_memory_bomb_fails_at_the_same_point(guest, zvm, engine):
     a, b = twice(zvm, guest('membomb'), {}, opts=['--memory', str(48 << 20)])
     assert a.status == b.status == 'memory', a
     assert a.stderr == b.stderr and a.stderr
     assert stable(a.report) == stable(b.report)
 
 
-def test_quota_stops_at_the_same_point(guest, zvm):
+def test_quota_stops_at_the_same_point(guest, zvm, engine):
     a, b = twice(zvm, guest('flood'), {}, opts=['--quota', '/dev/stdout=put_size:20000'])
     assert a.status == b.status == 'quota', a
     assert a.stdout == b.stdout
     assert stable(a.report) == stable(b.report)
+
+
+@pytest.mark.emulated_only(reason='natively the host CPU answers cpuid (its APIC id '
+                           'differs between cores), unless the CPU can fault it; the '
+                           'emulated engine answers from a fixed table')
+def test_cpuid_is_the_same_every_run(guest, zvm, engine):
+    a, b = twice(zvm, guest('cpuid'), {})
+    assert a.status == 'ok', a
+    assert a.stdout == b.stdout and stable(a.report) == stable(b.report)

@@ -16,7 +16,8 @@ import pytest
 
 from zvm_core.channels import READ, WRITE, Channel, MemoryBacking, Quota
 from zvm_core.elf import ElfError, load_program
-from zvm_core.executor import MEMORY_ETAG, Limits, Machine
+from zvm_core.engines.emulated.machine import Machine
+from zvm_core.executor import MEMORY_ETAG, Limits
 from zvm_core.validator import validate
 
 PROGRAMS = Path(__file__).resolve().parents[1] / 'programs'

@@ -93,34 +93,40 @@ def test_rdtsc_policy(guest, zvm):
 
 # -- stopped at run time ------------------------------------------------------------
 
-def test_hidden_rdtsc_is_stopped_by_the_guard(guest, zvm):
-    """sandbox-research 1.7: the sweep sees a movabs, the jump lands inside it."""
+def test_hidden_rdtsc_is_stopped_by_the_guard(guest, zvm, engine):
+    """sandbox-research 1.7: the sweep sees a movabs, the jump lands inside it; the
+    guard stops it there, natively the hidden rdtsc faults."""
     prog = guest('rdtsc_hidden')
     assert zvm.validate(prog).returncode == 0          # nothing to see for a linear sweep
     run = zvm.run(prog)
     assert_stopped(run, 'fault')
+    if engine == 'native':          # rdtsc faults natively (PR_SET_TSC)
+        assert 'SIGSEGV' in run.report['message'], run
+        return
     target = symbol(prog, 'hidden') + 2
     assert f'{target:#x}' in run.report['message'], run
     assert 'boundary' in run.report['message'], run
 
 
-def test_write_to_text_faults(guest, zvm):
+def test_write_to_text_faults(guest, zvm, engine):
     prog = guest('write_text')
     run = zvm.run(prog)
     assert_stopped(run, 'fault')
     assert run.stdout == b'patching main\n'
-    assert f'{symbol(prog, "main"):#x}' in run.report['message'], run
+    if engine == 'emulated':        # natively the supervisor sees the signal, not the address
+        assert f'{symbol(prog, "main"):#x}' in run.report['message'], run
 
 
-def test_jump_into_data_faults(guest, zvm):
+def test_jump_into_data_faults(guest, zvm, engine):
     prog = guest('jump_data')
     run = zvm.run(prog)
     assert_stopped(run, 'fault')
     assert run.stdout == b'calling data\n'
-    assert f'{symbol(prog, "code"):#x}' in run.report['message'], run
+    if engine == 'emulated':
+        assert f'{symbol(prog, "code"):#x}' in run.report['message'], run
 
 
-def test_no_executable_memory_at_run_time(guest, zvm):
+def test_no_executable_memory_at_run_time(guest, zvm, engine):
     """mmap(PROT_EXEC), mprotect(PROT_EXEC) of the heap and of the text all fail."""
     run = zvm.run(guest('jit'))
     assert run.status == 'ok', run
@@ -132,7 +138,7 @@ def test_no_executable_memory_at_run_time(guest, zvm):
     ]
 
 
-def test_host_files_are_unreachable(guest, zvm, tmp_path):
+def test_host_files_are_unreachable(guest, zvm, tmp_path, engine):
     escape = tmp_path / 'escape'
     run = zvm.run(guest('passwd'), str(escape))
     assert run.status == 'ok', run
@@ -153,7 +159,7 @@ def test_host_files_are_unreachable(guest, zvm, tmp_path):
     ('execve', {'execve'}), ('socket', {'socket'}), ('fork', {'fork', 'clone'}),
     ('clone', {'clone'}),
 ])
-def test_processes_and_sockets_are_refused(guest, zvm, call, names):
+def test_processes_and_sockets_are_refused(guest, zvm, call, names, engine):
     run = zvm.run(guest('forbidden'), call)
     assert run.status == 'ok', run
     assert run.report['retcode'] == 0
@@ -165,7 +171,7 @@ def test_processes_and_sockets_are_refused(guest, zvm, call, names):
     assert sum(unknown.get(n, 0) for n in names) == 1, unknown
 
 
-def test_all_refused_calls_are_counted(guest, zvm):
+def test_all_refused_calls_are_counted(guest, zvm, engine):
     run = zvm.run(guest('forbidden'), 'all')
     assert run.status == 'ok', run
     unknown = run.accounting['unknown_syscalls']
@@ -174,20 +180,22 @@ def test_all_refused_calls_are_counted(guest, zvm):
     assert run.stdout.count(b'errno=38 (') == 4
 
 
-def test_infinite_loop_runs_out_of_fuel(guest, zvm):
+@pytest.mark.emulated_only(reason='fuel is the emulated engine\'s deterministic budget')
+def test_infinite_loop_runs_out_of_fuel(guest, zvm, engine):
     run = zvm.run(guest('loop'), opts=['--fuel', '10000000'])
     assert_stopped(run, 'fuel')
     assert 10_000_000 <= run.accounting['fuel'] <= 10_000_000 + 64, run
     assert run.report['etags'].get('/dev/stdout', '') in ('', 'd41d8cd98f00b204e9800998ecf8427e')
 
 
-def test_infinite_loop_wall_clock_timeout(guest, zvm):
-    run = zvm.run(guest('loop'), opts=['--fuel', str(10**15), '--timeout', '1'], timeout=60)
+def test_infinite_loop_wall_clock_timeout(guest, zvm, engine):
+    fuel = ['--fuel', str(10**15)] if engine == 'emulated' else []
+    run = zvm.run(guest('loop'), opts=[*fuel, '--timeout', '1'], timeout=60)
     assert_stopped(run, 'timeout')
     assert 1.0 <= run.accounting['wall_time'] < 30, run
 
 
-def test_timeout_while_blocked_on_a_read(guest, zvm, tmp_path):
+def test_timeout_while_blocked_on_a_read(guest, zvm, tmp_path, engine):
     """stdin is a pipe that never delivers: --timeout must still end the run."""
     report = tmp_path / 'report.json'
     proc = zvm.popen('run', '--timeout', '1', '--report', report, '--stdout', tmp_path / 'out',
@@ -210,7 +218,7 @@ def test_timeout_while_blocked_on_a_read(guest, zvm, tmp_path):
     assert json.loads(report.read_text())['status'] == 'timeout'
 
 
-def test_input_quota(guest, zvm):
+def test_input_quota(guest, zvm, engine):
     """cat gets get_size bytes, then EDQUOT, and gives up: status quota."""
     data = bytes(range(256)) * 20
     run = zvm.run(guest('cat'), stdin=data, opts=['--quota', '/dev/stdin=get_size:1000'])
@@ -222,7 +230,7 @@ def test_input_quota(guest, zvm):
     assert run.accounting['channels']['/dev/stdin']['read_bytes'] == 1000
 
 
-def test_memory_bomb(guest, zvm):
+def test_memory_bomb(guest, zvm, engine):
     run = zvm.run(guest('membomb'), opts=['--memory', str(64 << 20)])
     assert_stopped(run, 'memory')
     m = re.fullmatch(rb'malloc failed after (\d+) MiB\n', run.stderr)
@@ -235,7 +243,7 @@ def test_memory_bomb(guest, zvm):
     ('puts:1000,put_size:65536', 65536),
     ('puts:10', 10 * 4096),
 ])
-def test_output_flood_hits_quota(guest, zvm, etag, quota, max_bytes):
+def test_output_flood_hits_quota(guest, zvm, etag, quota, max_bytes, engine):
     run = zvm.run(guest('flood'), opts=['--quota', f'/dev/stdout={quota}'])
     assert_stopped(run, 'quota')
     assert '/dev/stdout' in run.report['message']
@@ -246,24 +254,30 @@ def test_output_flood_hits_quota(guest, zvm, etag, quota, max_bytes):
     assert run.report['etags']['/dev/stdout'] == etag(run.stdout)
 
 
-def test_output_flood_without_quota_runs_out_of_fuel(guest, zvm):
+@pytest.mark.emulated_only(reason='fuel is the emulated engine\'s deterministic budget')
+def test_output_flood_without_quota_runs_out_of_fuel(guest, zvm, engine):
     run = zvm.run(guest('flood'), opts=['--fuel', '100000'])
     assert_stopped(run, 'fuel')
     assert len(run.stdout) == run.accounting['channels']['/dev/stdout']['write_bytes'] > 0
 
 
-@pytest.mark.parametrize('how, what', [
-    ('div0', 'divide'), ('int3', 'int3'), ('ud2', 'invalid'), ('hlt', 'hlt'),
-    ('abort', 'SIGABRT'), ('null', '0x0'), ('stack', 'stack overflow'),
+# (how, what the emulator says, what the native engine says: the signal the guest got)
+@pytest.mark.parametrize('how, emulated, native', [
+    ('div0', 'divide', 'SIGFPE'), ('int3', 'int3', 'SIGTRAP'), ('ud2', 'invalid', 'SIGILL'),
+    ('hlt', 'hlt', 'SIGSEGV'), ('abort', 'SIGABRT', 'SIGABRT'), ('null', '0x0', 'SIGSEGV'),
+    ('stack', 'stack overflow', 'SIGSEGV'),
 ])
-def test_crashes_are_faults(guest, zvm, how, what):
+def test_crashes_are_faults(guest, zvm, how, emulated, native, engine):
     run = zvm.run(guest('crash'), how)
     assert_stopped(run, 'fault')
     assert run.stdout == f'crashing by {how}\n'.encode()
-    assert what in run.report['message'], run
+    assert (emulated if engine == 'emulated' else native) in run.report['message'], run
 
 
-def test_hidden_syscall_reached_by_ret(guest, zvm):
+@pytest.mark.emulated_only(reason='the guard checks every executed block starts on a '
+                           'validated boundary; natively a hidden instruction runs, and '
+                           'a hidden system call is still answered by the supervisor')
+def test_hidden_syscall_reached_by_ret(guest, zvm, engine):
     prog = guest('hidden_ret')
     assert zvm.validate(prog).returncode == 0
     run = zvm.run(prog)
@@ -280,7 +294,10 @@ def test_entry_point_inside_an_instruction(guest, zvm):
     assert run.report['validation']['violations'][0]['address'] == f'{symbol(prog, "_start"):#x}'
 
 
-def test_code_in_rodata_never_runs(guest, zvm):
+@pytest.mark.emulated_only(reason='the guard checks every executed block starts on a '
+                           'validated boundary; natively a hidden instruction runs, and '
+                           'a hidden system call is still answered by the supervisor')
+def test_code_in_rodata_never_runs(guest, zvm, engine):
     """With -z noseparate-code .rodata is in the executable segment."""
     prog = guest('rodata_code', flags=('-O2', '-Wl,-z,noseparate-code'))
     run = zvm.run(prog)
@@ -297,7 +314,7 @@ def test_segment_register_load_is_rejected(guest, zvm):
     assert {v['rule'] for v in run.report['validation']['violations']} == {'I6'}
 
 
-def test_code_cannot_be_replaced_through_memory_calls(guest, zvm):
+def test_code_cannot_be_replaced_through_memory_calls(guest, zvm, engine):
     run = zvm.run(guest('remap'))
     assert run.status == 'ok', run
     out = run.stdout.decode()
@@ -309,7 +326,7 @@ def test_code_cannot_be_replaced_through_memory_calls(guest, zvm):
     assert out.endswith('code unchanged\nlocal still 7\n'), out
 
 
-def test_absurd_syscall_arguments(guest, zvm):
+def test_absurd_syscall_arguments(guest, zvm, engine):
     run = zvm.run(guest('badptr'), input=b'0123456789' * 10)
     assert run.status == 'ok', run
     lines = run.stdout.decode().splitlines()
@@ -325,7 +342,8 @@ def test_absurd_syscall_arguments(guest, zvm):
         'read(fd -1)': '-1 errno=9', 'clock_gettime(NULL)': '-1 errno=14',
         'uname(NULL)': '-1 errno=14', 'getrandom(bad flags)': '-1 errno=22',
         'mmap(len 0)': '-1 errno=22', 'nanosleep(bad nsec)': '-1 errno=22',
-        'syscall(-1)': '-1 errno=38', 'syscall(1<<40)': '-1 errno=38',
+        'syscall(-1)': '-1 errno=38',
+        'syscall(1<<40)': '-1 errno=9',     # the low 32 bits, read(), as Linux reads it
     }
     assert {k: results.get(k) for k in expected} == expected
     others = set(results) - set(expected) - {'lseek(huge)', 'read(at huge offset)'}
@@ -333,10 +351,10 @@ def test_absurd_syscall_arguments(guest, zvm):
                for k in others), results
     assert 'brk(huge) moved: 0' in lines
     unknown = run.accounting['unknown_syscalls']
-    assert sum(unknown.values()) >= 3, unknown
+    assert unknown.get('-1') == 1, unknown     # natively the filter refuses x32 unseen
 
 
-def test_channels_keep_their_direction(guest, zvm):
+def test_channels_keep_their_direction(guest, zvm, engine):
     data = b'hello input, more than eleven bytes\n'
     run = zvm.run(guest('chanperm'), input=data)
     assert run.status == 'ok', run
@@ -398,7 +416,7 @@ def test_truncated_elf(guest, zvm, tmp_path):
     assert [v['rule'] for v in run.report['validation']['violations']] == ['E3']
 
 
-def test_clock_overflow(guest, zvm):
+def test_clock_overflow(guest, zvm, engine):
     """Sleeping ~2**64 virtual seconds must not break the sandbox's clock."""
     run = zvm.run(guest('timewarp'))
     assert run.status == 'ok', run

@@ -1,7 +1,7 @@
 """Script interpreters in the sandbox: the build step, Lua 5.4, CPython 3.11.
 
 The interpreters are the real ones, built from the host's packages by
-``zvm_core.interpreters`` (fixture ``sysimages``).  Every run is checked for
+``zvm_core.build.interpreters`` (fixture ``sysimages``).  Every run is checked for
 exact output, and runs are repeated to show they give identical bytes.
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from archives import tar_bytes
 
-from zvm_core import interpreters
+from zvm_core.build import interpreters
 
 LUA_FILTER = b'''-- a filter: "name,qty" lines -> per-name totals, sorted, and a checksum line
 local totals, order, lines = {}, {}, 0
@@ -238,7 +238,7 @@ class PyJob:
     def manifest(self, args: list[str], *, input: bool = False, image: bool = False,
                  env: dict | None = None, epoch: int | None = None,
                  memory: int = 256 << 20) -> tuple[str, bytes]:
-        from zvm_core import nvram
+        from zvm_core.zerovm import nvram
         lines = [f'Channel = {{d}}/stdin, /dev/stdin, 0, 0, {BIG}, {BIG}, 0, 0',
                  f'Channel = {{d}}/stdout, /dev/stdout, 0, 1, 0, 0, {BIG}, {BIG}',
                  f'Channel = {{d}}/stderr, /dev/stderr, 0, 1, 0, 0, {BIG}, {BIG}',

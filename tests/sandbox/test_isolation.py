@@ -16,8 +16,10 @@ import time
 import pytest
 
 from zvm_core.channels import READ, WRITE, Channel, FdBacking, MemoryBacking
-from zvm_core.executor import MEMORY_ETAG, Limits, Machine
-from zvm_core.pool import ChannelSpec, Pool, Templates
+from zvm_core.engines.emulated.machine import Machine
+from zvm_core.executor import MEMORY_ETAG, Limits
+from zvm_core.pool import ChannelSpec, Pool
+from zvm_core.pool.worker import Templates
 
 
 def machine_run(machine: Machine, argv: list[str], stdin: bytes = b''):

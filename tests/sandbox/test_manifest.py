@@ -88,7 +88,7 @@ CASES = {
 
 
 @pytest.mark.parametrize('name', sorted(CASES))
-def test_zerovm_functional_manifest_case(guest, zerovm, name):
+def test_zerovm_functional_manifest_case(guest, zerovm, name, engine):
     text, code, says = CASES[name]
     assert int(name.rsplit('.', 1)[1]) == code
     s = zerovm.run(text.replace('{prog}', str(guest('hello'))))
@@ -104,7 +104,7 @@ def test_zerovm_functional_manifest_case(guest, zerovm, name):
         assert s.validation == 0 and s.read('stdout') == b'Hello, world!\n', s
 
 
-def test_the_first_error_decides_the_exit_code(guest, zerovm):
+def test_the_first_error_decides_the_exit_code(guest, zerovm, engine):
     """A missing program is found before a nil channel (ZeroVM reads the program first)."""
     nil = STD.replace('0, 0, 32, 32, 0, 0', '0, 0, 0, 0, 0, 0')
     s = zerovm.run(case(HEAD.replace('{prog}', '{d}/none'), channels=nil))
@@ -113,14 +113,14 @@ def test_the_first_error_decides_the_exit_code(guest, zerovm):
     assert s.returncode == errno.EINVAL, s
 
 
-def test_a_grammar_error_names_its_line(guest, zerovm):
+def test_a_grammar_error_names_its_line(guest, zerovm, engine):
     s = zerovm.run(case(channels=STD.replace('32, 32, 0, 0', '32, 3x2, 0, 0')).replace(
         '{prog}', str(guest('hello'))))
     assert s.returncode == errno.EFAULT
     assert s.state == "MANIFEST 5: invalid numeric value 'x2'", s
 
 
-def test_values_are_checked_before_any_channel_is_opened(guest, zerovm):
+def test_values_are_checked_before_any_channel_is_opened(guest, zerovm, engine):
     """A bad timeout must not truncate an output that exists."""
     text = case(HEAD.replace('Timeout = 10', 'Timeout = 0')).replace('{prog}',
                                                                      str(guest('hello')))

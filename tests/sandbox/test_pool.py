@@ -1,4 +1,8 @@
-"""The warm worker pool: same results as a fresh run, bounded admission, no hangs."""
+"""The warm worker pool: same results as a fresh run, bounded admission, no hangs.
+
+Tests that take ``engine`` run under both engines: the module's pool gets the
+engine with each request, pools a test starts inherit ``ZVM_ENGINE``.
+"""
 
 from __future__ import annotations
 
@@ -16,9 +20,10 @@ import time
 import pytest
 
 from zvm_core.channels import READ, WRITE, Channel, FdBacking, LinkWaker, LinkWriter, Quota
-from zvm_core.executor import MAX_UNKNOWN_KEYS, OTHER_UNKNOWN, Limits, run
+from zvm_core.executor import Limits, run
 from zvm_core.pool import MAX_MESSAGE, ChannelSpec, Pool, PoolBusy, _reply
 from zvm_core.report import Report
+from zvm_core.syscalls import MAX_UNKNOWN_KEYS, OTHER_UNKNOWN
 
 
 @pytest.fixture(scope='module')
@@ -36,6 +41,7 @@ def _files(stdin: bytes):
 
 
 def _pool_run(pool: Pool, program, stdin: bytes = b'', argv=None, **kwargs):
+    kwargs.setdefault('engine', os.environ.get('ZVM_ENGINE'))
     fin, fout = _files(stdin)
     with fin, fout:
         report = pool.run(str(program), [ChannelSpec('/dev/stdin', fin.fileno(), READ),
@@ -55,6 +61,12 @@ def _fresh_run(program, stdin: bytes = b'', argv=None, **kwargs):
         return report, fout.read()
 
 
+def spin(engine: str, timeout: float) -> Limits:
+    """Limits for a program that never ends: only the timeout stops it."""
+    return Limits(fuel=10**15, timeout=timeout) if engine == 'emulated' else \
+        Limits(timeout=timeout)
+
+
 def _key(report) -> tuple:
     acc = report.accounting
     return (report.status, report.retcode, report.etags, acc.fuel, acc.syscalls,
@@ -62,7 +74,7 @@ def _key(report) -> tuple:
 
 
 @pytest.mark.parametrize('name,cc', [('wc', 'musl-gcc'), ('wc', 'gcc'), ('sort', 'musl-gcc')])
-def test_pool_results_equal_fresh_runs(guest, pool, name, cc):
+def test_pool_results_equal_fresh_runs(guest, pool, name, cc, engine):
     program = guest(name, cc=cc)
     for stdin in (b'b\na\nc\n', b'', b'zz yy\nxx\n' * 500, b'b\na\nc\n'):
         got = _pool_run(pool, program, stdin)
@@ -98,24 +110,28 @@ def test_pool_validates_as_zvm_validate_does(guest, pool, zvm, tmp_path, name):
         assert reason == ' '.join(lines[1].split())
 
 
-def test_quota_and_limits_travel_with_the_request(guest, pool):
+def test_quota_and_limits_travel_with_the_request(guest, pool, engine):
     fout = tempfile.TemporaryFile()
     with fout:
         report = pool.run(str(guest('flood')),
                           [ChannelSpec('/dev/stdout', fout.fileno(), WRITE,
-                                       quota=Quota(put_size=4096))], argv=['flood'])
+                                       quota=Quota(put_size=4096))], argv=['flood'],
+                          engine=engine)
     assert report.status == 'quota', report.message
-    report, _ = _pool_run(pool, guest('loop'), limits=Limits(fuel=1_000_000))
-    assert report.status == 'fuel' and 1_000_000 <= report.accounting.fuel < 1_000_100
+    report, _ = _pool_run(pool, guest('membomb'), limits=Limits(memory=64 << 20))
+    assert report.status == 'memory', report.message
+    if engine == 'emulated':        # fuel is the emulated engine's budget
+        report, _ = _pool_run(pool, guest('loop'), limits=Limits(fuel=1_000_000))
+        assert report.status == 'fuel' and 1_000_000 <= report.accounting.fuel < 1_000_100
 
 
-def test_full_pool_answers_busy_at_once(guest):
+def test_full_pool_answers_busy_at_once(guest, engine):
     with Pool(size=1, queue=0) as small:
         started = threading.Event()
 
         def long_run():
             started.set()
-            _pool_run(small, guest('loop'), limits=Limits(fuel=10**15, timeout=3))
+            _pool_run(small, guest('loop'), limits=spin(engine, 3))
         t = threading.Thread(target=long_run)
         t.start()
         started.wait()
@@ -129,13 +145,13 @@ def test_full_pool_answers_busy_at_once(guest):
         assert report.status == 'ok' and out == b'Hello, world!\n'
 
 
-def test_a_dying_worker_is_replaced_and_its_request_fails_cleanly(guest):
+def test_a_dying_worker_is_replaced_and_its_request_fails_cleanly(guest, engine):
     with Pool(size=1, queue=2) as small:
         result = {}
 
         def long_run():
             result['report'] = _pool_run(small, guest('loop'),
-                                         limits=Limits(fuel=10**15, timeout=30))[0]
+                                         limits=spin(engine, 30))[0]
         t = threading.Thread(target=long_run)
         t.start()
         time.sleep(0.5)
@@ -150,9 +166,9 @@ def test_a_dying_worker_is_replaced_and_its_request_fails_cleanly(guest):
         assert report.status == 'ok' and out == b'Hello, world!\n'
 
 
-def test_timeout_inside_a_worker(guest, pool):
+def test_timeout_inside_a_worker(guest, pool, engine):
     t0 = time.monotonic()
-    report, _ = _pool_run(pool, guest('loop'), limits=Limits(fuel=10**15, timeout=1))
+    report, _ = _pool_run(pool, guest('loop'), limits=spin(engine, 1))
     assert report.status == 'timeout'
     assert time.monotonic() - t0 < 5
 
@@ -168,7 +184,7 @@ def test_workers_limit_themselves(pool):
                    for line in limits.splitlines())
 
 
-def test_pool_does_not_block_an_eventlet_hub(guest):
+def test_pool_does_not_block_an_eventlet_hub(guest, engine):
     """A green thread waiting for a long run lets the others go on."""
     script = textwrap.dedent(f'''
         import eventlet
@@ -188,7 +204,7 @@ def test_pool_does_not_block_an_eventlet_hub(guest):
             out = tempfile.TemporaryFile()
             spec = ChannelSpec('/dev/stdout', out.fileno(), WRITE)
             return pool.run({str(guest('loop'))!r}, [spec], argv=['loop'],
-                            limits=Limits(fuel=10**15, timeout=1)).status
+                            limits={spin(engine, 1)!r}).status
         t = eventlet.spawn(ticker)
         status = eventlet.spawn(job).wait()
         t.wait()
@@ -204,7 +220,7 @@ def test_pool_does_not_block_an_eventlet_hub(guest):
     assert int(ticks) > 50 and float(gap) < 0.2, out.stdout
 
 
-def test_a_caller_that_stops_waiting_ends_the_run_and_frees_the_worker(guest):
+def test_a_caller_that_stops_waiting_ends_the_run_and_frees_the_worker(guest, engine):
     """Killing the green thread that waits for a run kills the worker and replaces it."""
     script = textwrap.dedent(f'''
         import eventlet
@@ -218,7 +234,7 @@ def test_a_caller_that_stops_waiting_ends_the_run_and_frees_the_worker(guest):
         spec = ChannelSpec('/dev/stdout', out.fileno(), WRITE)
         (before,) = pool.pids
         spinning = eventlet.spawn(pool.run, {str(guest('loop'))!r}, [spec], argv=['loop'],
-                                  limits=Limits(fuel=10**15, timeout=600))
+                                  limits={spin(engine, 600)!r})
         eventlet.sleep(0.5)
         spinning.kill()
         gone = not os.path.exists(f'/proc/{{before}}') or \\
@@ -243,7 +259,7 @@ def test_cli_repeat_runs_through_a_warm_worker(guest, zvm, tmp_path):
     assert (tmp_path / 'out').read_bytes().split() == [b'2', b'3', b'14']
 
 
-def test_a_channel_that_arrives_while_the_guest_runs(guest, pool, tmp_path):
+def test_a_channel_that_arrives_while_the_guest_runs(guest, pool, tmp_path, engine):
     """A link (``ChannelSpec.notify``): cat's 1 MiB reads wait for all of it, so the
     guest sees what it would see reading the whole file; cut short, reads fail."""
     data = os.urandom(3 << 20)
@@ -265,7 +281,7 @@ def test_a_channel_that_arrives_while_the_guest_runs(guest, pool, tmp_path):
         with fout:
             report = pool.run(str(guest('cat')), [
                 ChannelSpec('/dev/stdin', writer.fd, READ, notify=writer.notify),
-                ChannelSpec('/dev/stdout', fout.fileno(), WRITE)], argv=['cat'])
+                ChannelSpec('/dev/stdout', fout.fileno(), WRITE)], argv=['cat'], engine=engine)
             thread.join()
             writer.close()
             waker.close()
@@ -281,7 +297,7 @@ def test_a_channel_that_arrives_while_the_guest_runs(guest, pool, tmp_path):
             assert out == data
 
 
-def test_a_zerovm_api_program_then_others_in_one_worker(guest, zvm_guest):
+def test_a_zerovm_api_program_then_others_in_one_worker(guest, zvm_guest, engine):
     """A ZeroVM API program reads the user manifest, so its template keeps no
     start-up snapshots; the worker's other templates are weighed all the same."""
     with Pool(size=1) as one:
@@ -292,7 +308,7 @@ def test_a_zerovm_api_program_then_others_in_one_worker(guest, zvm_guest):
             assert (report.status, report.retcode, out) == ('ok', 0, want), report.message
 
 
-def test_unknown_system_calls_are_counted_in_a_bounded_map(guest, pool):
+def test_unknown_system_calls_are_counted_in_a_bounded_map(guest, pool, engine):
     """200,000 distinct unknown calls: the run ends normally, the report names at
     most MAX_UNKNOWN_KEYS of them and counts the rest as 'other'."""
     n = 200_000

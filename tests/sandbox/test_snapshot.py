@@ -1,9 +1,10 @@
-"""Start-up snapshots (zvm_core.snapshot): a resumed run must be a full run.
+"""Start-up snapshots (zvm_core.engines.emulated.snapshot): a resumed run must be a full run.
 
 ``startup`` computes a table, reads the clock and getrandom, opens the image
 file named by argv[1], then checksums stdin: each run is compared with a
 run on a machine that keeps no snapshots (same output, fuel, clock values,
-system calls, memory digest at the end).
+system calls, memory digest at the end).  Snapshots are the emulated
+engine's: these tests run its machines.
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ import tempfile
 import pytest
 from archives import tar_bytes
 
-from zvm_core import snapshot
 from zvm_core.channels import READ, WRITE, Channel, FdBacking, MemoryBacking
 from zvm_core.elf import load_program
-from zvm_core.executor import MEMORY_ETAG, Limits, Machine
+from zvm_core.engines.emulated import snapshot
+from zvm_core.engines.emulated.machine import Machine
+from zvm_core.executor import MEMORY_ETAG, Limits
 from zvm_core.pool import ChannelSpec, Pool, WarmUp
 from zvm_core.syscalls.fs import Image
 from zvm_core.validator import validate
@@ -200,7 +202,8 @@ def test_a_pool_warm_up_records_the_prefix_requests_resume(guest):
         report = pool.run(program, [ChannelSpec('/dev/stdin', null.fileno(), READ),
                                     ChannelSpec('/dev/stdout', out.fileno(), WRITE),
                                     ChannelSpec('/dev/stderr', out.fileno(), WRITE)],
-                          argv=['startup', '/etc/conf'], limits=Limits(memory=64 << 20))
+                          argv=['startup', '/etc/conf'], limits=Limits(memory=64 << 20),
+                          engine='emulated')
         out.seek(0)
         assert report.status == 'ok' and out.read().startswith(b'sum ')
         assert report.accounting.start == 'resumed'

@@ -17,10 +17,11 @@ import re
 
 from elftools.elf.elffile import ELFFile
 
+from zvm_core.build.toolchain import build_static
 from zvm_core.elf import load_program
-from zvm_core.executor import Limits, Machine
+from zvm_core.engines.emulated.machine import Machine
+from zvm_core.executor import Limits
 from zvm_core.memory import PAGE
-from zvm_core.toolchain import build_static
 from zvm_core.validator import validate
 
 

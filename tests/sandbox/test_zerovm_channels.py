@@ -12,7 +12,7 @@ import threading
 import pytest
 
 from zvm_core.channels import ChannelSetupError, zerovm_channel
-from zvm_core.manifest import ChannelDecl
+from zvm_core.zerovm.manifest import ChannelDecl
 
 from .manifests import STD_CHANNELS
 
@@ -24,7 +24,7 @@ def run(trapper, channel: str, ops: list[str], files=None) -> list[str]:
     return trapper(ops, channel + '\n', files)[1]
 
 
-def test_sequential_read_only(trapper):
+def test_sequential_read_only(trapper, engine):
     """The offset is ignored; a quota that the data exactly fills answers the read
     that would have seen the end with -EDQUOT, not 0 (the EOF counts)."""
     ch = 'Channel = {d}/data, /dev/input, 0, 0, 100, 10, 0, 0'
@@ -39,13 +39,13 @@ def test_sequential_read_only(trapper):
     (3, '6,4,0,0'),                     # the read that sees the end is the third get
     (2, f'6,4,{EDQUOT},{EDQUOT}'),      # two gets: the end is never seen
 ])
-def test_sequential_read_eof_is_sticky_and_counts_as_a_get(trapper, gets, results):
+def test_sequential_read_eof_is_sticky_and_counts_as_a_get(trapper, gets, results, engine):
     ch = f'Channel = {{d}}/data, /dev/input, 0, 0, {gets}, 100, 0, 0'
     out = run(trapper, ch, ['R:/dev/input:6:4'], {'data': DATA})
     assert out == [f'R /dev/input = {results}']
 
 
-def test_random_read_only(trapper):
+def test_random_read_only(trapper, engine):
     ch = 'Channel = {d}/data, /dev/input, 3, 0, 100, 8, 0, 0'
     out = run(trapper, ch, [
         'r:/dev/input:4:6', 'r:/dev/input:4:10', 'r:/dev/input:4:12', 'r:/dev/input:4:-1',
@@ -59,7 +59,7 @@ def test_random_read_only(trapper):
                    f'w /dev/input 1 0 = {EDQUOT}']         # not writable: no puts
 
 
-def test_sequential_write_only(trapper):
+def test_sequential_write_only(trapper, engine):
     """Writes clip to put_size; once it is used up a sequential write-only channel
     answers -EINVAL, as ZeroVM's did (its put position is past the limit)."""
     ch = 'Channel = {d}/out, /dev/output, 0, 0, 0, 0, 3, 8'
@@ -70,7 +70,7 @@ def test_sequential_write_only(trapper):
     assert s.read('out') == b'abcdefgh'
 
 
-def test_write_calls_quota(trapper):
+def test_write_calls_quota(trapper, engine):
     ch = 'Channel = {d}/out, /dev/output, 0, 0, 0, 0, 2, 100'
     s, out = trapper([f'w:/dev/output:{c}:0' for c in 'abc'], ch + '\n')
     assert out == ['w /dev/output 1 0 = 1', 'w /dev/output 1 0 = 1',
@@ -78,7 +78,7 @@ def test_write_calls_quota(trapper):
     assert s.read('out') == b'ab'
 
 
-def test_random_write_only(trapper):
+def test_random_write_only(trapper, engine):
     ch = 'Channel = {d}/out, /dev/output, 3, 0, 0, 0, 10, 20'
     s, out = trapper(['w:/dev/output:xyz:5', 'w:/dev/output:ab:0', 'w:/dev/output:q:20',
                       'w:/dev/output:0123456789abcdefghij:0', 'w:/dev/output:z:0', 'm'],
@@ -91,7 +91,7 @@ def test_random_write_only(trapper):
     assert s.read('out') == b'0123456789abcde'               # cut back to what was written
 
 
-def test_random_read_write(trapper):
+def test_random_read_write(trapper, engine):
     ch = 'Channel = {d}/data, /dev/data, 3, 0, 10, 100, 10, 100'
     s, out = trapper(['r:/dev/data:4:2', 'w:/dev/data:AB:4', 'r:/dev/data:6:0'], ch + '\n',
                      files={'data': DATA})
@@ -100,14 +100,14 @@ def test_random_read_write(trapper):
     assert s.read('data') == b'0123AB6789'                    # an existing file is kept
 
 
-def test_a_new_read_write_file_reads_only_what_was_written(trapper):
+def test_a_new_read_write_file_reads_only_what_was_written(trapper, engine):
     ch = 'Channel = {d}/new, /dev/data, 3, 0, 10, 100, 10, 100'
     s, out = trapper(['w:/dev/data:hello:0', 'r:/dev/data:50:0'], ch + '\n')
     assert out == ['w /dev/data 5 0 = 5', 'r /dev/data 50 0 = 5 hello']
     assert s.read('new') == b'hello'
 
 
-def test_appendable_cdr(trapper):
+def test_appendable_cdr(trapper, engine):
     """Type 1: random reads; writes go to the end whatever the offset."""
     ch = 'Channel = {d}/data, /dev/cdr, 1, 0, 10, 100, 10, 100'
     s, out = trapper(['w:/dev/cdr:AB:0', 'r:/dev/cdr:4:8', 'w:/dev/cdr:C:3'],
@@ -116,7 +116,7 @@ def test_appendable_cdr(trapper):
     assert s.read('data') == DATA + b'ABC'
 
 
-def test_character_devices(trapper):
+def test_character_devices(trapper, engine):
     chans = ('Channel = /dev/null, /dev/empty, 3, 0, 10, 100, 0, 0\n'
              'Channel = /dev/null, /dev/sink, 0, 0, 0, 0, 10, 100\n')
     s, out = trapper(['r:/dev/empty:4:0', 'r:/dev/empty:4:0', 'w:/dev/sink:gone:0', 'm'],
@@ -125,7 +125,7 @@ def test_character_devices(trapper):
     assert 'c 3 /dev/empty 3 0 10 100 0 0' in out     # as declared; sequential: size 0
 
 
-def test_a_character_device_cannot_be_read_and_written(zerovm, zvm_guest):
+def test_a_character_device_cannot_be_read_and_written(zerovm, zvm_guest, engine):
     s = zerovm.run(zerovm.manifest(zvm_guest('zvm_copy'), STD_CHANNELS +
                                    'Channel = /dev/null, /dev/both, 0, 0, 1, 1, 1, 1\n'))
     assert (s.returncode, s.state) == (errno.EINVAL, '/dev/both has invalid i/o type'), s
@@ -134,13 +134,13 @@ def test_a_character_device_cannot_be_read_and_written(zerovm, zvm_guest):
 @pytest.mark.parametrize('kind, code', [(0, 'sequential channels cannot have r/w access'),
                                         (2, 'sequential read / random write channels not '
                                             'supported')])
-def test_read_write_files_need_a_random_type(zerovm, zvm_guest, kind, code):
+def test_read_write_files_need_a_random_type(zerovm, zvm_guest, kind, code, engine):
     s = zerovm.run(zerovm.manifest(zvm_guest('zvm_copy'), STD_CHANNELS +
                                    f'Channel = {{d}}/f, /dev/f, {kind}, 0, 1, 1, 1, 1\n'))
     assert (s.returncode, s.state) == (errno.EFAULT, code), s
 
 
-def test_fifos_in_and_out(zerovm, zvm_guest, tmp_path):
+def test_fifos_in_and_out(zerovm, zvm_guest, tmp_path, engine):
     """A FIFO is opened without waiting for its other end, and read and written
     sequentially: here zvm_copy reads one FIFO and writes another."""
     fifo_in, fifo_out = tmp_path / 'in', tmp_path / 'out'
@@ -174,7 +174,7 @@ def test_fifos_in_and_out(zerovm, zvm_guest, tmp_path):
     assert got == [data]
 
 
-def test_several_sources_must_agree(zerovm, zvm_guest, trapper):
+def test_several_sources_must_agree(zerovm, zvm_guest, trapper, engine):
     files = {'a': DATA, 'b': DATA, 'c': b'9876543210'}
     agree = run(trapper, 'Channel = {d}/a;{d}/b;{d}/c, /dev/input, 0, 0, 9, 99, 0, 0',
                 ['r:/dev/input:4:0'], files)
@@ -186,13 +186,13 @@ def test_several_sources_must_agree(zerovm, zvm_guest, trapper):
                       'sources do not agree', s
 
 
-def test_writes_go_to_every_source(zerovm, zvm_guest):
+def test_writes_go_to_every_source(zerovm, zvm_guest, engine):
     chans = STD_CHANNELS.replace('{d}/stdout,', '{d}/o1;{d}/o2,')
     s = zerovm.run(zerovm.manifest(zvm_guest('zvm_copy'), chans), stdin=DATA)
     assert (s.returncode, s.read('o1'), s.read('o2')) == (0, DATA, DATA), s
 
 
-def test_network_channels_are_not_supported(zerovm, zvm_guest):
+def test_network_channels_are_not_supported(zerovm, zvm_guest, engine):
     s = zerovm.run(zerovm.manifest(zvm_guest('zvm_copy'), STD_CHANNELS +
                                    'Channel = tcp:2:, /dev/out/2, 0, 0, 0, 0, 1, 1\n'))
     assert s.returncode == errno.EPROTONOSUPPORT, s
@@ -220,7 +220,9 @@ def test_an_unwritable_channel_fails_with_the_hosts_errno(tmp_path):
     assert e.value.errno == errno.ENOENT
 
 
-def test_etags_of_read_and_written_channels_and_of_memory(zerovm, zvm_guest):
+@pytest.mark.emulated_only(reason='the memory etag digests guest memory after the run: '
+                           'auto runs such a manifest emulated (test_trap.py)')
+def test_etags_of_read_and_written_channels_and_of_memory(zerovm, zvm_guest, engine):
     chans = STD_CHANNELS.replace('stdin, 0, 0', 'stdin, 0, 1').replace('stdout, 0, 0',
                                                                          'stdout, 0, 1')
     one = zerovm.run(zerovm.manifest(zvm_guest('zvm_copy'), chans, memory_etag=1),

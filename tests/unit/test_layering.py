@@ -22,6 +22,7 @@ ROOT = Path(__file__).parents[2]
 # What zerocloud may import from the sandbox: its light modules and the pool.
 SANDBOX_DOORS = ('zvm_core.limits', 'zvm_core.pool', 'zvm_core.channels', 'zvm_core.sysimages')
 LIGHT = ('zvm_core.engines',)       # the engines' names only, not the engines
+POOL_INSIDE = ('zvm_core.pool.worker',)    # zerocloud uses the caller side only
 # Modules that turn requests into jobs: they take a Caller, never the filter.
 ENTRY_POINTS = ('zerocloud.sources', 'zerocloud.chain', 'zerocloud.deferred',
                 'zerocloud.zapp', 'zerocloud.cgiout', 'zerocloud.sql')
@@ -31,6 +32,14 @@ NO_SWIFT = ('zerocloud.job', 'zerocloud.wire')
 SWIFT_CONSTANTS = ('swift.common.constraints',)
 # The users' command runs on their machine, not in Swift: it may validate locally.
 CLIENT = ('zerocloud.client',)
+# Inside the sandbox: the personality and the ZeroVM trap are written against the
+# guest-memory interface, never the emulator; the engines do not know each other;
+# the guest-memory interface and the light modules import nothing heavy.
+EMULATOR = ('unicorn', 'zvm_core.engines.emulated', 'zvm_core._guard')
+PERSONALITY = ('zvm_core.syscalls', 'zvm_core.zerovm.trap', 'zvm_core.memory')
+ENGINES = ('zvm_core.engines.emulated', 'zvm_core.engines.native')
+LIGHT_MODULES = ('zvm_core.limits', 'zvm_core.report', 'zvm_core.cpu')
+HEAVY = ('unicorn', 'capstone', 'elftools')
 
 
 def module_name(path: Path) -> str:
@@ -38,7 +47,8 @@ def module_name(path: Path) -> str:
     return '.'.join(parts[:-1] if parts[-1] == '__init__' else parts)
 
 
-PACKAGES = ('zvm_core', 'zerocloud', 'zerocloud.proxy', 'swift.common')
+PACKAGES = ('zvm_core', 'zvm_core.engines.emulated', 'zvm_core.zerovm', 'zvm_core.pool',
+            'zvm_core.build', 'zerocloud', 'zerocloud.proxy', 'swift.common')
 
 
 def imports(source: str) -> list[str]:
@@ -69,7 +79,8 @@ def rule_breaks(modules: dict[str, str]) -> list[str]:
                 why = 'the sandbox knows nothing of Swift'
             elif (name.startswith('zerocloud') and not _within(name, CLIENT)
                   and _within(imported, ('zvm_core',))
-                  and not _within(imported, SANDBOX_DOORS) and imported not in LIGHT):
+                  and (not _within(imported, SANDBOX_DOORS) or _within(imported, POOL_INSIDE))
+                  and imported not in LIGHT):
                 why = 'zerocloud reaches the sandbox only through the pool and zvm_core.limits'
             elif _within(name, ENTRY_POINTS) and _within(imported, ('zerocloud.proxy.middleware',
                                                                     'zerocloud.object')):
@@ -81,6 +92,15 @@ def rule_breaks(modules: dict[str, str]) -> list[str]:
             elif (_within(name, NO_SWIFT) and _within(imported, ('swift',))
                   and not _within(imported, SWIFT_CONSTANTS)):
                 why = 'a pure module'
+            elif _within(name, PERSONALITY) and _within(imported, EMULATOR):
+                why = 'the personality reaches guest memory through the interface only'
+            elif any(_within(name, (e,)) and _within(imported, ENGINES)
+                     and not _within(imported, (e,)) for e in ENGINES):
+                why = 'an engine does not know the other'
+            elif _within(name, LIGHT_MODULES) and (
+                    _within(imported, HEAVY)
+                    or (_within(imported, ('zvm_core',)) and imported not in LIGHT_MODULES)):
+                why = 'a light module imports no other part of the sandbox'
             if why:
                 breaks.append(f'{name}: {imported} ({why})')
     return breaks
@@ -100,7 +120,14 @@ def test_the_code_keeps_the_layering_rules() -> None:
      'zerocloud.proxy.middleware'),
     ('zerocloud.job', 'from swift.common.swob import Request', 'swift.common.swob'),
     ('zvm_core.pool', 'import zerocloud.wire', 'zerocloud.wire'),
+    ('zerocloud.object', 'from zvm_core.pool.worker import Templates', 'zvm_core.pool.worker'),
     ('zerocloud.proxy.dispatch', 'from zerocloud import object', 'zerocloud.object'),
+    ('zvm_core.syscalls.proc', 'from unicorn.x86_const import X', 'unicorn.x86_const'),
+    ('zvm_core.zerovm.trap', 'from zvm_core.engines.emulated import guard',
+     'zvm_core.engines.emulated.guard'),
+    ('zvm_core.engines.native.supervisor', 'from zvm_core.engines.emulated.machine import M',
+     'zvm_core.engines.emulated.machine'),
+    ('zvm_core.report', 'from zvm_core.channels import READ', 'zvm_core.channels'),
 ])
 def test_a_broken_rule_is_named(name: str, source: str, broken: str) -> None:
     found = rule_breaks({name: source})
@@ -109,10 +136,22 @@ def test_a_broken_rule_is_named(name: str, source: str, broken: str) -> None:
 
 def test_allowed_imports_are_not_breaks() -> None:
     assert rule_breaks({
+        'zvm_core.engines.native.memory': 'from zvm_core.memory import PAGE',
+        'zvm_core.engines.emulated.jail': 'from zvm_core.engines.emulated.memory import R',
+        'zvm_core.syscalls.io': 'from zvm_core.memory import PROT_R',
         'zerocloud.object': 'from zvm_core.pool import Pool\nfrom zvm_core.limits import Limits',
         'zerocloud.sources': 'from zerocloud.proxy.caller import Caller',
         'zerocloud.config': 'from zvm_core import limits',
     }) == []
+
+
+def test_the_light_modules_load_nothing_heavy() -> None:
+    code = ('import json, sys\n'
+            f'import {", ".join((*LIGHT_MODULES, "zvm_core.memory"))}\n'
+            f'print(json.dumps([m for m in sys.modules if m.split(".")[0] in {HEAVY!r}]))\n')
+    out = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True,
+                         text=True, check=True, env={'PYTHONPATH': str(ROOT)}).stdout
+    assert json.loads(out) == []
 
 
 def test_the_filters_load_neither_unicorn_nor_capstone() -> None:

@@ -7,8 +7,6 @@ import stat
 
 import pytest
 
-from zvm_core import nvram
-from zvm_core.manifest import ChannelDecl, Manifest, ManifestError, load, parse, to_int
 from zvm_core.report import (
     Accounting,
     ChannelAccounting,
@@ -16,6 +14,8 @@ from zvm_core.report import (
     zerovm_outcome,
     zerovm_text,
 )
+from zvm_core.zerovm import nvram
+from zvm_core.zerovm.manifest import ChannelDecl, Manifest, ManifestError, load, parse, to_int
 
 GOOD = '''\
 =====================================================================

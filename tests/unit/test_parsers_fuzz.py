@@ -21,13 +21,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_manifest import GOOD as MANIFEST
 
-from zvm_core import nvram
+from zvm_core.build.toolchain import build_static
 from zvm_core.channels import MemoryBacking
 from zvm_core.elf import ElfError, parse_elf
-from zvm_core.manifest import Manifest, ManifestError, parse
 from zvm_core.syscalls.fs import Image, ImageError
-from zvm_core.toolchain import build_static
 from zvm_core.validator import Verdict, validate, validate_code
+from zvm_core.zerovm import nvram
+from zvm_core.zerovm.manifest import Manifest, ManifestError, parse
 
 FUZZ = settings(max_examples=150, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

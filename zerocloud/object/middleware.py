@@ -114,7 +114,7 @@ that (about 0.3 s for python3).
 A job's own image (its ``image`` device) is kept by SHA-256 like programs
 (the 8 most recently used), so the same image arrives as the same file:
 workers index it once, and the start-up snapshots of interpreters
-(``zvm_core.snapshot``) stay valid from one job to the next.  Each execute
+(``zvm_core.engines.emulated.snapshot``) stay valid from one job to the next.  Each execute
 request is logged (``execute <path> <status> <node status> <seconds>
 <transaction id>``, with ``(streamed)`` for a graph node, logged when it
 ends): the object server's own access log does not see them.

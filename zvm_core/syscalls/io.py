@@ -50,7 +50,7 @@ def _file(p, fd: int, access: int = 0) -> OpenFile:
     if f is None or f.access & access != access:
         raise SysError(errno.EBADF)
     if p.recorder is not None and isinstance(f.channel, Channel):
-        p.recorder.cut()            # the end of a recorded prefix (zvm_core.snapshot)
+        p.recorder.cut()            # the end of a recorded prefix (engines/emulated/snapshot)
     return f
 
 

@@ -17,8 +17,6 @@ import errno
 import signal
 import struct
 
-from unicorn.x86_const import UC_X86_REG_FS_BASE, UC_X86_REG_GS_BASE
-
 from zvm_core.memory import STACK_SIZE
 from zvm_core.syscalls.errors import Stop, SysError
 
@@ -53,13 +51,12 @@ def sys_getuid(p, *_):
 
 
 def sys_arch_prctl(p, code, addr, *_):
-    if code == ARCH_SET_FS:
-        p.uc.reg_write(UC_X86_REG_FS_BASE, addr)
-    elif code == ARCH_SET_GS:
-        p.uc.reg_write(UC_X86_REG_GS_BASE, addr)
+    """The engine keeps the segment bases (natively the kernel does this call itself)."""
+    if code in (ARCH_SET_FS, ARCH_SET_GS):
+        p.set_segment_base('fs' if code == ARCH_SET_FS else 'gs', addr)
     elif code in (ARCH_GET_FS, ARCH_GET_GS):
-        reg = UC_X86_REG_FS_BASE if code == ARCH_GET_FS else UC_X86_REG_GS_BASE
-        p.mem.write(addr, struct.pack('<Q', p.uc.reg_read(reg)))
+        base = p.segment_base('fs' if code == ARCH_GET_FS else 'gs')
+        p.mem.write(addr, struct.pack('<Q', base))
     else:
         raise SysError(errno.EINVAL)
     return 0

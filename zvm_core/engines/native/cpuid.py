@@ -6,7 +6,7 @@ faulting; the kernel's ``cpuid_fault`` flag, ``arch_prctl(ARCH_SET_CPUID,
 ``ARCH_SET_CPUID`` to the guest.  Every ``cpuid`` the guest executes raises
 a general-protection fault (``SIGSEGV``, ``SI_KERNEL``), as ``rdtsc`` does
 under ``PR_SET_TSC``, and the same tracer answers it (``tsc.py``): ``eax``,
-``ebx``, ``ecx``, ``edx`` from :data:`zvm_core.guard.CPUID_TABLE` for the
+``ebx``, ``ecx``, ``edx`` from :data:`zvm_core.cpu.CPUID_TABLE` for the
 leaf in ``eax`` and subleaf in ``ecx`` (zeros for a leaf it does not list),
 exactly the emulator guard's answer, and ``rip`` past the instruction.
 
@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import functools
 
+from zvm_core.cpu import CPUID_TABLE
 from zvm_core.elf import PF_X, Program
-from zvm_core.guard import CPUID_TABLE
 from zvm_core.validator import Verdict
 
 CPUID = b'\x0f\xa2'

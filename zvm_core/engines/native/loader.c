@@ -149,7 +149,8 @@ static void limit(int resource, u64 cur, u64 max, const char *what) {
 }
 
 /* Linux's initial state for a static program: registers zero, rsp at argc,
- * the FPU as after fninit (FCW 0x037F), MXCSR 0x1F80, direction flag clear. */
+ * the FPU as after fninit (FCW 0x037F), MXCSR 0x1F80, RFLAGS 0x202 (IF only:
+ * the xors above set ZF and PF, popfq clears them). */
 static void __attribute__((noreturn)) enter(u64 entry, u64 sp) {
     static const uint32_t mxcsr = 0x1F80;
     __asm__ volatile(
@@ -166,6 +167,7 @@ static void __attribute__((noreturn)) enter(u64 entry, u64 sp) {
         "pxor %%xmm9, %%xmm9\n\tpxor %%xmm10, %%xmm10\n\tpxor %%xmm11, %%xmm11\n\t"
         "pxor %%xmm12, %%xmm12\n\tpxor %%xmm13, %%xmm13\n\tpxor %%xmm14, %%xmm14\n\t"
         "pxor %%xmm15, %%xmm15\n\t"
+        "pushq $0x202\n\tpopfq\n\t"
         "ret\n\t"       /* pops the entry point: rsp is the initial stack pointer again */
         : : "r"(sp), "r"(entry), "m"(mxcsr) : "memory");
     __builtin_unreachable();

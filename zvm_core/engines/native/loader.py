@@ -1,7 +1,7 @@
 """Building the trusted loader and the spec it reads.
 
 The loader (``loader.c``) is compiled once per host with ``gcc`` into a
-content-addressed cache (:func:`zvm_core.toolchain.build_static`), static,
+content-addressed cache (:func:`zvm_core.build.toolchain.build_static`), static,
 without libc, linked at :data:`LOADER_BASE`.  Whoever can write the cache
 directory can replace it: it must be private to the sandbox's user, like the
 verdict cache.
@@ -20,7 +20,7 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from zvm_core.toolchain import build_static
+from zvm_core.build.toolchain import build_static
 
 LOADER_BASE = 0x7E0000000000        # far above the guest's 4 GiB
 MAGIC = 0x33764E4D565A4E4E          # loader.c: MAGIC

@@ -2,7 +2,7 @@
 
 :class:`ProcessMemory` is the native side of the guest-memory interface the
 personality uses (``zvm_core.syscalls``; the emulator's side is
-:class:`zvm_core.memory.AddressSpace`): ``read``, ``write``, ``view``,
+:class:`zvm_core.engines.emulated.memory.AddressSpace`): ``read``, ``write``, ``view``,
 ``read_cstring``, ``region_at``, ``protection``, ``protect`` and ``zero``.
 It keeps the same layout and protection table as the emulator, so a bad
 pointer is ``EFAULT`` under both engines for the same reasons.

@@ -12,8 +12,8 @@ the loader's set-up fails gives the reason instead of 42.
 
 from __future__ import annotations
 
+from zvm_core.build.toolchain import BuildError
 from zvm_core.elf import PF_R, PF_X, Program, Segment
-from zvm_core.toolchain import BuildError
 
 # rdtsc; lea edi, [rdx+42]; mov eax, 231 (exit_group); syscall
 TSC_CODE = bytes.fromhex('0f31' '8d7a2a' 'b8e7000000' '0f05')

@@ -6,7 +6,7 @@ the read-only user manifest, a 16 MiB stack ending at 4 GiB; the same
 initial stack and auxiliary vector), hands that to the trusted loader
 (``loader.c``) in a fresh process, and serves the seccomp notifications the
 guest's system calls raise with the emulator's personality
-(``zvm_core.syscalls``, ``zvm_core.trap``) over :class:`ProcessMemory`.
+(``zvm_core.syscalls``, ``zvm_core.zerovm.trap``) over :class:`ProcessMemory`.
 
 Memory calls are the personality's too: ``brk`` and ``mmap`` are
 bookkeeping in the same :class:`~zvm_core.memory.Arena` over the heap the
@@ -31,7 +31,6 @@ import socket
 import time
 from dataclasses import replace
 
-from zvm_core import trap
 from zvm_core.channels import WRITE, Channel, standard_order
 from zvm_core.elf import PF_R, PF_W, PF_X, Program
 from zvm_core.engines.native import seccomp
@@ -62,9 +61,10 @@ from zvm_core.memory import (
     page_up,
 )
 from zvm_core.report import Accounting, Report
-from zvm_core.syscalls import HANDLERS, Stop, SysError, syscall_name
+from zvm_core.syscalls import HANDLERS, Stop, SysError, count_unknown, syscall_name
 from zvm_core.syscalls.random import SeededStream
 from zvm_core.syscalls.time import VirtualClock
+from zvm_core.zerovm import trap
 
 DISPATCH = {**HANDLERS, **trap.HANDLERS}
 NR_MMAP = 9
@@ -443,7 +443,7 @@ class _Supervisor:
         flags = 0
         try:
             if entry is None:
-                g.unknown[syscall_name(nr)] += 1
+                count_unknown(g.unknown, nr)
                 ret = -errno.ENOSYS
             else:
                 ret = entry[1](g, *args)

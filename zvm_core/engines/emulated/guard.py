@@ -5,7 +5,7 @@ every translated block must start on an instruction boundary the validator
 decoded, and every block's code bytes are charged to a deterministic budget
 (fuel).
 It also answers ``syscall`` (by calling back into Python with the arguments
-already read), ``cpuid`` (from :data:`CPUID_TABLE`) and ``rdtsc``/``rdtscp``
+already read), ``cpuid`` (from ``zvm_core.cpu.CPUID_TABLE``) and ``rdtsc``/``rdtscp``
 (a virtual counter: fuel used so far).  The x87 instructions that unicorn
 computes through host doubles run on the host FPU instead (:data:`X87_HOST`),
 hooked at each address where the validated code has one.
@@ -41,28 +41,10 @@ from unicorn.x86_const import (
 )
 
 from zvm_core import _guard
+from zvm_core.cpu import CPUID_TABLE
 from zvm_core.validator import _PREFIXES  # legacy prefixes and REX
 
 STOP_NONE, STOP_BOUNDARY, STOP_FUEL, STOP_HOST = range(4)
-
-# Fixed CPU identity (leaf, subleaf or None for any, eax, ebx, ecx, edx).  Bump
-# CPUID_VERSION when it changes: guests may take different code paths.
-CPUID_VERSION = '1'
-CPUID_TABLE: tuple[tuple[int, int | None, int, int, int, int], ...] = (
-    # max leaf 7, "GenuineIntel"
-    (0x0, None, 0x7, 0x756E6547, 0x6C65746E, 0x49656E69),
-    # family 6 model 0x3c; SSE3 SSSE3 CX16 SSE4.1 SSE4.2 POPCNT (no AVX, RDRAND,
-    # OSXSAVE); FPU TSC CX8 CMOV CLFSH MMX FXSR SSE SSE2
-    (0x1, None, 0x000306C3, 0x00000800, 0x00982201, 0x07888111),
-    (0x7, None, 0, 0, 0, 0),  # no AVX2, BMI, ERMS, SHA ...
-    (0x80000000, None, 0x80000008, 0, 0, 0),
-    (0x80000001, None, 0, 0, 0x00000001, 0x20100800),  # LAHF; SYSCALL NX LM
-    # brand string "zvm virtual x86-64 cpu"
-    (0x80000002, None, 0x206D767A, 0x74726976, 0x206C6175, 0x2D363878),
-    (0x80000003, None, 0x63203436, 0x00007570, 0, 0),
-    (0x80000004, None, 0, 0, 0, 0),
-    (0x80000008, None, 0x00003030, 0, 0, 0),  # 48-bit virtual/physical
-)
 
 _ARG_REGS = (UC_X86_REG_RAX, UC_X86_REG_RDI, UC_X86_REG_RSI, UC_X86_REG_RDX,
              UC_X86_REG_R10, UC_X86_REG_R8, UC_X86_REG_R9, UC_X86_REG_RBX, UC_X86_REG_RCX)
@@ -140,7 +122,8 @@ _lib = ctypes.CDLL(_guard.__file__)
 _lib.zg_state_size.restype = _lib.zg_x87_size.restype = ctypes.c_size_t
 if _lib.zg_state_size() != ctypes.sizeof(GuardState) or \
         _lib.zg_x87_size() != ctypes.sizeof(X87Site):
-    raise ImportError('zvm_core._guard does not match zvm_core.guard; rebuild the package')
+    raise ImportError('zvm_core._guard does not match zvm_core.engines.emulated.guard; '
+                      'rebuild the package')
 
 _uclib = unicorn_py3.unicorn.uclib
 

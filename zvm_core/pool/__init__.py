@@ -1,4 +1,9 @@
-"""Warm sandbox workers: pre-started processes that keep template machines.
+"""Warm sandbox workers, the caller side: the only door zerocloud uses to run programs.
+
+This package is the pool in two halves: this module is what a caller (the
+object server, the proxy's upload check, ``zvm run --repeat``) imports, and
+the socket protocol both halves speak; it loads no engine.  ``worker`` is
+the process that runs guests and keeps template machines.
 
 A new Python process costs ~150 ms of imports and a new unicorn instance a
 few ms of code translation; a worker that already holds a machine for the
@@ -40,13 +45,9 @@ validator itself.
 
 from __future__ import annotations
 
-import argparse
-import collections
-import ctypes
 import errno
 import json
 import os
-import resource
 import select
 import signal
 import socket
@@ -55,18 +56,14 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
-from zvm_core.channels import READ, WRITE, Channel, FdBacking, Quota, StreamBacking
+from zvm_core.channels import READ, Quota
 from zvm_core.fairshare import FairSlots
 from zvm_core.limits import MAX_FDS, Limits
 from zvm_core.report import Report
 
-MAX_MESSAGE = 1 << 20
 KILL_GRACE = 2.0
-PARENT_CHECK = 1.0      # seconds between a worker's looks at its parent
-PR_SET_NO_NEW_PRIVS = 38
-PR_SET_THP_DISABLE = 41
 
 
 class PoolBusy(Exception):
@@ -92,6 +89,9 @@ class ChannelSpec:
     wait: float | None = None     # with ``notify``: seconds a read may wait for new data
 
 
+MAX_MESSAGE = 1 << 20
+
+
 def _report_from(data: dict) -> Report:
     from zvm_core.report import Accounting, ChannelAccounting
     acc = dict(data.get('accounting') or {})
@@ -103,8 +103,6 @@ def _report_from(data: dict) -> Report:
 def _failed(status: str, message: str) -> Report:
     return Report(status, None, message, validation={'state': 'ok', 'violations': []})
 
-
-# -- transport -----------------------------------------------------------------
 
 def _wait(sock: socket.socket, readable: bool, deadline: float | None) -> None:
     left = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -168,81 +166,6 @@ def _recv(sock: socket.socket, deadline: float | None = None) -> tuple[object | 
     return json.loads(data), fds
 
 
-# -- worker side ---------------------------------------------------------------
-
-class Templates:
-    """LRU of machines by (program file, memory, policy), bounded by their memory."""
-
-    def __init__(self, budget: int) -> None:
-        self.budget = budget
-        self._machines: collections.OrderedDict = collections.OrderedDict()
-
-    def get(self, path: str, memory: int, rdtsc: str):
-        from zvm_core.elf import load_program
-        from zvm_core.executor import Limits, Machine
-        from zvm_core.validator import Policy, default_cache, validate
-        st = os.stat(path)
-        key = (os.path.realpath(path), st.st_ino, st.st_size, st.st_mtime_ns, memory, rdtsc)
-        machine = self._machines.pop(key, None)
-        if machine is None:
-            program = load_program(path)
-            policy = Policy(rdtsc=rdtsc)
-            verdict = validate(program, policy, default_cache())
-            if not verdict.ok:
-                return None, verdict
-            machine = Machine(program, verdict, Limits(memory=memory), policy, snapshots=True)
-            machine.verdict = verdict
-        self._machines[key] = machine
-        self._evict()
-        return machine, machine.verdict
-
-    def native(self, path: str, memory: int, rdtsc: str, engine: str | None):
-        """(Warm, verdict) for a native run of ``path``: (None, verdict) if it is
-        invalid, (None, None) if it must run emulated (``rdtsc`` without ptrace)."""
-        from zvm_core.elf import load_program
-        from zvm_core.engines.native.warm import Warm
-        from zvm_core.executor import native_engine
-        from zvm_core.validator import Policy, default_cache, validate
-        st = os.stat(path)
-        key = ('native', os.path.realpath(path), st.st_ino, st.st_size, st.st_mtime_ns, memory,
-               rdtsc, engine)
-        warm = self._machines.pop(key, None)
-        if warm is None:
-            program = load_program(path)
-            verdict = validate(program, Policy(rdtsc=rdtsc), default_cache())
-            if not verdict.ok:
-                return None, verdict
-            name, tsc = native_engine(program, default_cache(), engine)
-            if name != 'native':
-                return None, None
-            warm = Warm(program, verdict, memory, tsc)
-        self._machines[key] = warm
-        self._evict()
-        return warm, warm.verdict
-
-    def close(self) -> None:
-        """Close every template (a native one is a process: killed and reaped)."""
-        while self._machines:
-            self._machines.popitem()[1].close()
-
-    def _cost(self, machine) -> int:
-        """Host memory an idle template holds: its pages (measured after its last
-        reset), its snapshots, and an estimate of its translated code."""
-        snapshots = machine.snapshots.size if machine.snapshots is not None else 0
-        return getattr(machine, 'charge', machine.image_size) + snapshots + (4 << 20)
-
-    def settle(self, machine) -> None:
-        """A template was reset after a run: charge it what it still holds."""
-        machine.charge = machine.held()
-        self._evict()
-
-    def _evict(self) -> None:
-        while (len(self._machines) > 1
-               and sum(map(self._cost, self._machines.values())) > self.budget):
-            _, old = self._machines.popitem(last=False)
-            old.close()
-
-
 def _request(program: str, channels: list[ChannelSpec], argv, env, limits, seed: int,
              epoch: int, rdtsc: str, notify: dict[int, int], engine: str | None = None) -> dict:
     """The message for one run; channel ``fd`` fields index the descriptors sent with it."""
@@ -270,178 +193,11 @@ class WarmUp:
     memory: int = 256 << 20
 
 
-def _warm_up(warm: WarmUp, templates: Templates) -> None:
-    from zvm_core.executor import Limits
-    files = [open(os.devnull, 'rb'), open(os.devnull, 'wb'), open(os.devnull, 'wb')]
-    files += [open(path, 'rb') for path in warm.images]
-    channels = [ChannelSpec('/dev/stdin', files[0].fileno(), READ),
-                ChannelSpec('/dev/stdout', files[1].fileno(), WRITE),
-                ChannelSpec('/dev/stderr', files[2].fileno(), WRITE)]
-    channels += [ChannelSpec(f'/dev/image{i}', f.fileno(), READ, random=True, mount='/')
-                 for i, f in enumerate(files[3:])]
-    try:
-        req = _request(warm.program, channels, warm.argv, {}, Limits(memory=warm.memory), 0,
-                       0, 'virtualize', {})
-        _, machine = _serve_one(req, [c.fd for c in channels], templates)
-        if machine is not None:
-            machine.reset()
-            templates.settle(machine)
-    finally:
-        for f in files:
-            f.close()
-
-
-def _serve_one(req: dict, fds: list[int], templates: Templates):
-    """Run one request: (report, the machine to clean afterwards or None)."""
-    from zvm_core import engines
-    from zvm_core.elf import ElfError
-    from zvm_core.executor import (
-        DEFAULT_FUEL,
-        Limits,
-        SetupError,
-        invalid_elf_report,
-        invalid_report,
-    )
-    channels = [Channel(c['alias'], FdBacking(fds[c['fd']], owned=False)
-                        if c.get('notify') is None else
-                        StreamBacking(fds[c['fd']], fds[c['notify']], c['alias'],
-                                      wait=c.get('wait')), c['mode'],
-                        random=c['random'], quota=Quota(**c['quota']))
-                for c in req['channels']]
-    limits = Limits(**req['limits'])
-    try:
-        engine = engines.choose(req.get('engine'), fuel=limits.fuel != DEFAULT_FUEL)
-    except engines.EngineError as e:
-        return Report('killed', None, str(e)), None
-    image = None
-    mounts = [(ch, c['mount']) for ch, c in zip(channels, req['channels'], strict=True)
-              if c.get('mount')]
-    if mounts:
-        from zvm_core.syscalls.fs import Image, ImageError
-        image = Image()
-        try:
-            for ch, where in mounts:       # in order: a later image wins where paths meet
-                image.mount(ch.backing, where, ch.alias)
-        except ImageError as e:
-            return Report('fault', None, f'cannot mount {ch.alias} at {where}: {e}'), None
-    try:
-        if engine == 'native':  # a child of the program's template per run
-            warm, verdict = templates.native(req['program'], limits.memory, req['rdtsc'],
-                                             req.get('engine'))
-            if warm is not None:
-                return warm.run(channels, req['argv'], req['env'], req['seed'], req['epoch'],
-                                limits, image), warm
-            if verdict is not None:
-                return replace(invalid_report(verdict), engine=engine), None
-        machine, verdict = templates.get(req['program'], limits.memory, req['rdtsc'])
-    except ElfError as e:
-        return invalid_elf_report(e), None
-    except SetupError as e:
-        return Report(e.status, None, str(e)), None
-    if machine is None:
-        return invalid_report(verdict), None
-    try:
-        report = machine.run(channels, req['argv'], req['env'], req['seed'], req['epoch'],
-                             limits=limits, image=image)
-    except SetupError as e:
-        report = Report(e.status, None, str(e))
-    report.validation = {'state': 'cached' if verdict.cached else 'ok', 'violations': []}
-    return report, machine
-
-
-def _validate_one(req: dict, fds: list[int]) -> dict:
-    """The verdict on the program open as ``fds[0]``: valid, and the first reason
-    if not (``zvm validate``'s words)."""
-    from zvm_core.elf import ElfError, load_program
-    from zvm_core.validator import Policy, default_cache, validate
-    try:
-        program = load_program(f'/proc/self/fd/{fds[0]}')
-    except ElfError as e:
-        return {'valid': False, 'reason': str(e)}
-    verdict = validate(program, Policy(rdtsc=req['rdtsc']), default_cache())
-    if verdict.ok:
-        return {'valid': True, 'reason': ''}
-    first = verdict.violations[0] if verdict.violations else None
-    return {'valid': False, 'reason': f'{first.rule} {first.address:#x} {first.text}'
-            if first else f'{len(verdict.violations)} violation(s)'}
-
-
-def _limit_self(address_space: int) -> None:
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    # the hard limit leaves room for the native loader's control socket (fd 1030)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (MAX_FDS * 2, 2048))
-    if address_space:
-        resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
-    # each engine's first write to its translation buffer would fault in a 2 MiB
-    # huge page: 5-7 ms per new instance instead of 0.5 (bench/pool.py)
-    libc.prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0)
-
-
-def _die_with_parent(parent: int) -> None:
-    """End this worker when ``parent``, the process that started it, is gone (a
-    server killed by a signal, maybe before this worker got here): a run it was
-    serving would go on to its deadline for nobody.  A thread that looks, not
-    ``PR_SET_PDEATHSIG``, which fires when the *thread* that started the worker
-    ends (the object server starts them from a thread pool).  A native guest
-    dies with its worker."""
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(PARENT_CHECK)
-        os._exit(1)
-    threading.Thread(target=watch, name='parent-watch', daemon=True).start()
-
-
-def worker_main(fd: int, template_bytes: int, address_space: int,
-                warm: Iterable[WarmUp] = (), parent: int | None = None) -> int:
-    """Serve requests on the socket ``fd`` until the parent closes it (or dies)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    sock = socket.socket(fileno=fd)
-    _die_with_parent(parent or os.getppid())
-    _limit_self(address_space)
-    templates = Templates(template_bytes)
-    import zvm_core.executor  # noqa: F401  (unicorn and the sandbox: now, not on the first request)
-    for w in warm:
-        try:
-            _warm_up(w, templates)
-        except Exception as e:     # a warm-up is an optimisation: the worker serves anyway
-            print(f'zvm pool worker: warm-up of {w.program} failed: {e!r}', file=sys.stderr)
-    if warm:
-        _send(sock, {'ready': True})        # the pool reads it before the first request
-    while True:
-        req, fds = _recv(sock)
-        if req is None:
-            templates.close()
-            return 0
-        machine = None
-        if req.get('validate'):
-            try:
-                _send(sock, _validate_one(req, fds))
-            finally:
-                for f in fds:
-                    os.close(f)
-            continue
-        try:
-            report, machine = _serve_one(req, fds, templates)
-        except Exception as e:  # keep serving: one bad request must not take the worker
-            report = _failed('killed', f'sandbox worker error: {e!r}')
-        finally:
-            for f in fds:
-                os.close(f)
-        _reply(sock, report)
-        if machine is not None:
-            machine.reset()     # after the reply: idle templates hold no guest data
-            templates.settle(machine)
-
-
-# -- caller side ---------------------------------------------------------------
-
 class _Worker:
     def __init__(self, template_bytes: int, address_space: int, warm: str) -> None:
         parent, child = _socketpair()
         self.proc = subprocess.Popen(
-            [sys.executable, '-m', 'zvm_core.pool', '--fd', str(child.fileno()),
+            [sys.executable, '-m', 'zvm_core.pool.worker', '--fd', str(child.fileno()),
              '--template-bytes', str(template_bytes), '--address-space', str(address_space),
              '--warm', warm, '--parent', str(os.getpid())],
             pass_fds=[child.fileno()], stdin=subprocess.DEVNULL)
@@ -632,20 +388,3 @@ def _exit_text(code: int) -> str:
         except ValueError:
             return f'signal {-code}'
     return f'exit status {code}'
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description='zvm_core pool worker (internal)')
-    parser.add_argument('--fd', type=int, required=True)
-    parser.add_argument('--template-bytes', type=int, default=512 << 20)
-    parser.add_argument('--address-space', type=int, default=0)
-    parser.add_argument('--warm', default='[]', help='JSON list of WarmUp fields')
-    parser.add_argument('--parent', type=int, help='pid of the pool: the worker ends with it')
-    opts = parser.parse_args(argv)
-    warm = [WarmUp(w['program'], tuple(w['argv']), tuple(w['images']), w['memory'])
-            for w in json.loads(opts.warm)]
-    return worker_main(opts.fd, opts.template_bytes, opts.address_space, warm, opts.parent)
-
-
-if __name__ == '__main__':
-    sys.exit(main())

@@ -14,11 +14,12 @@ stderr, then by name), the order of the user manifest that
 :func:`user_manifest` lays out below the stack, with its address at
 ``0xFEFFFFFC``.
 
-``Jail`` validates a 64 KiB aligned heap buffer with the same validator as
-the program (and against the validated instructions just below it, which
-must not run on into it), records its instruction starts in the guard's
-bitmap and makes it read+execute (never writable); ``Unjail`` reverses that
-and drops the translated code.  Both are undone by a template reset.
+``Jail`` and ``Unjail`` are the engine's (``p.jail``): the emulated engine
+validates the buffer and makes it executable
+(``zvm_core.engines.emulated.jail``); natively they are refused, and
+``auto`` runs a program that can call them emulated (``zvm_core.prepare``).
+The stub's instruction starts (``STUB_VERDICT``) are what an engine that
+checks boundaries marks valid on the trap page.
 """
 
 from __future__ import annotations
@@ -27,26 +28,18 @@ import errno
 import struct
 
 from zvm_core.channels import READ, WRITE, Channel
-from zvm_core.guard import Guard, x87_sites
 from zvm_core.memory import (
     MANIFEST_PAGE,
     MANIFEST_POINTER,
-    PAGE,
     PROT_R,
     PROT_W,
-    PROT_X,
     STACK_SIZE,
-    STACK_TOP,
     TRAP_PAGE,
-    AddressSpace,
-    Arena,
     GuestFault,
-    Region,
-    page_up,
 )
 from zvm_core.syscalls.errors import Stop
 from zvm_core.syscalls.io import _ready
-from zvm_core.validator import JAIL_ALIGN, Policy, validate_code
+from zvm_core.validator import validate_code
 
 # function codes: ASCII names, little endian ("Read", "Writ", ...)
 TRAP_READ, TRAP_WRITE = 0x64616552, 0x74697257
@@ -55,29 +48,16 @@ TRAP_EXIT, TRAP_FORK = 0x74697845, 0x6B726F46
 
 TRAP_NR = 0x7A766D                      # the pseudo system call the stub makes ("zvm")
 STUB = b'\xb8' + TRAP_NR.to_bytes(4, 'little') + b'\x0f\x05\xc3'   # mov eax; syscall; ret
-_CONTEXT = 16       # bytes below a jailed buffer that an instruction could run on from
 MANIFEST_SIZE = MANIFEST_POINTER - MANIFEST_PAGE    # bytes for the user manifest proper
 
-_STUB_VERDICT = validate_code(STUB, TRAP_PAGE)
-if not _STUB_VERDICT.ok:        # the validator's rules changed under the stub
-    raise ImportError(f'the trap stub does not validate: {_STUB_VERDICT.violations}')
+STUB_VERDICT = validate_code(STUB, TRAP_PAGE)
+if not STUB_VERDICT.ok:        # the validator's rules changed under the stub
+    raise ImportError(f'the trap stub does not validate: {STUB_VERDICT.violations}')
 
 # number of channels -> struct UserManifest (heap_ptr heap_size stack_size count pad
 # channels) and the ZVMChannel array (limits[4] size type pad name)
 _STRUCTS: dict[int, struct.Struct] = {}
 _HEADER_SIZE, _CHANNEL_SIZE = 32, 56
-
-
-def install(mem: AddressSpace, bitmap) -> Region:
-    """Map the trap page (read+execute), mark the stub's instructions as valid starts,
-    and map the read-only user manifest region, its address in its last four bytes."""
-    region = mem.map(TRAP_PAGE, PAGE, PROT_R | PROT_X)
-    region.view[:len(STUB)] = STUB
-    for base, bits in _STUB_VERDICT.boundaries:
-        bitmap[base // 8:base // 8 + len(bits)] = bits
-    manifest = mem.map(MANIFEST_PAGE, STACK_TOP - STACK_SIZE - MANIFEST_PAGE, PROT_R)
-    manifest.view[MANIFEST_SIZE:] = MANIFEST_PAGE.to_bytes(4, 'little')
-    return manifest
 
 
 def user_manifest(heap_ptr: int, heap_size: int, channels: list[Channel]) -> bytes:
@@ -102,80 +82,6 @@ def user_manifest(heap_ptr: int, heap_size: int, channels: list[Channel]) -> byt
         raise ValueError(f'{len(channels)} channels do not fit the user manifest '
                          f'({len(data)} bytes; {MANIFEST_SIZE} available)')
     return data
-
-
-class Jail:
-    """Heap pages that TrapJail made executable, and how to take them back."""
-
-    def __init__(self, uc, mem: AddressSpace, arena: Arena, bitmap, policy: Policy,
-                 guard: Guard) -> None:
-        self.uc, self.mem, self.arena, self.bitmap, self.policy = uc, mem, arena, bitmap, policy
-        self.guard = guard
-        self.pages: set[int] = set()
-
-    def _checked(self, addr: int, size: int) -> int:
-        """The end of the pages [addr, addr+size) covers, or -errno as ZeroVM answers."""
-        if size <= 0 or not self.arena.start <= addr < self.arena.end or addr % JAIL_ALIGN:
-            return -errno.EINVAL
-        end = page_up(addr + size)
-        return end if end <= self.arena.end else -errno.EACCES
-
-    def jail(self, addr: int, size: int) -> int:
-        """Validate whole pages (pad code with ``hlt``) and make them read+execute."""
-        end = self._checked(addr, size)
-        if end < 0:
-            return end
-        try:
-            code = self.mem.read(addr, end - addr)
-        except GuestFault:
-            return -errno.EACCES
-        verdict = validate_code(code, addr, self.policy, **self._preceding(addr))
-        if not verdict.ok:
-            return -errno.EPERM
-        self.mem.protect(addr, end, PROT_R | PROT_X)
-        for base, bits in verdict.boundaries:
-            self.bitmap[base // 8:base // 8 + len(bits)] = bits
-        self.guard.x87_on_host(self.uc, x87_sites(addr, code, self.bitmap))
-        self.uc.ctl_remove_cache(addr, end)
-        self.pages.update(range(addr, end, PAGE))
-        return 0
-
-    def _preceding(self, addr: int) -> dict:
-        """The executable bytes just below ``addr`` and their validated instruction starts.
-
-        The program's last page or another jailed buffer may end there: an
-        instruction of theirs must not run on into the new code.
-        """
-        lo = addr - _CONTEXT
-        if not self.mem.protection(lo) & PROT_X:
-            return {}
-        bits = int.from_bytes(self.bitmap[lo // 8:addr // 8], 'little')
-        return {'before': bytes(self.mem.view(lo, _CONTEXT, PROT_X)),
-                'before_starts': [lo + k for k in range(_CONTEXT) if bits >> k & 1]}
-
-    def unjail(self, addr: int, size: int) -> int:
-        """Make the pages read+write again and forget their code."""
-        end = self._checked(addr, size)
-        if end < 0:
-            return end
-        self.mem.protect(addr, end, PROT_R | PROT_W)
-        self._forget(addr, end)
-        return 0
-
-    def _forget(self, start: int, end: int) -> None:
-        self.bitmap[start // 8:end // 8] = bytes((end - start) // 8)
-        self.guard.x87_forget(self.uc, start, end)
-        self.uc.ctl_remove_cache(start, end)
-        self.pages.difference_update(range(start, end, PAGE))
-
-    def overlaps(self, start: int, end: int) -> bool:
-        """Whether [start, end) holds jailed code (which mm calls must not zero or free)."""
-        return any(start <= page < end for page in self.pages)
-
-    def reset(self) -> None:
-        """Template reset: no page stays jailed (protections are reset by the caller)."""
-        for page in sorted(self.pages):
-            self._forget(page, page + PAGE)
 
 
 def _buffer(p, buf: int, size: int, need: int) -> memoryview | None:

@@ -41,7 +41,8 @@ from dataclasses import dataclass, field
 
 from unicorn.x86_const import UC_X86_REG_RAX, UC_X86_REG_RIP
 
-from zvm_core.memory import PAGE, Region
+from zvm_core.engines.emulated.memory import Region
+from zvm_core.memory import PAGE
 from zvm_core.syscalls.errors import SysError
 from zvm_core.syscalls.fs import Node
 from zvm_core.syscalls.io import OpenFile, shape

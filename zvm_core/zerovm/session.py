@@ -21,20 +21,11 @@ import os
 import stat
 from dataclasses import dataclass, field
 
-from zvm_core import nvram
 from zvm_core.channels import READ, Channel, ChannelSetupError, standard_order, zerovm_channel
-from zvm_core.elf import MAX_FILE_SIZE, ElfError, load_program
-from zvm_core.executor import (
-    MAX_MEMORY,
-    MAX_TIMEOUT,
-    MEMORY_ETAG,
-    Limits,
-    Machine,
-    SetupError,
-    invalid_elf_report,
-    invalid_report,
-)
-from zvm_core.manifest import Manifest, ManifestError, load
+from zvm_core.elf import MAX_FILE_SIZE
+from zvm_core.engines import EngineError
+from zvm_core.executor import MAX_MEMORY, MAX_TIMEOUT, MEMORY_ETAG, Limits, SetupError, execute
+from zvm_core.prepare import Rejected, prepare
 from zvm_core.report import (
     VALIDATION_FAILED,
     VALIDATION_PASSED,
@@ -45,7 +36,9 @@ from zvm_core.report import (
     zerovm_text,
 )
 from zvm_core.syscalls.fs import Image, ImageError
-from zvm_core.validator import Policy, VerdictCache, default_cache, validate
+from zvm_core.validator import Policy, VerdictCache
+from zvm_core.zerovm import nvram
+from zvm_core.zerovm.manifest import Manifest, ManifestError, load
 
 NVRAM = '/dev/nvram'
 
@@ -78,10 +71,10 @@ class Session:
 
 def run_session(manifest: Manifest | str, *, skip_validation: bool = False,
                 validate_only: bool = False, preallocate: bool = True,
-                cache: VerdictCache | None = None) -> Session:
-    """Run a manifest (a model or a file name) as ``zerovm [-s] [-F] [-P]`` would."""
+                cache: VerdictCache | None = None, engine: str | None = None) -> Session:
+    """Run a manifest (a model or a file name) as ``zerovm [-s] [-F] [-P]`` would,
+    on ``engine`` (``zvm_core.engines``; None: ``ZVM_ENGINE``, else ``auto``)."""
     channels: list[Channel] = []
-    machine = None
     validation = VALIDATION_SKIPPED
     try:
         m = manifest if isinstance(manifest, Manifest) else load(manifest)
@@ -90,16 +83,16 @@ def run_session(manifest: Manifest | str, *, skip_validation: bool = False,
         for decl in m.channels:
             channels.append(zerovm_channel(decl, preallocate))
         try:
-            program = load_program(m.program)
-        except ElfError as e:
-            raise SessionError(errno.ENOEXEC, invalid_elf_report(e).message) from None
+            prepared = prepare(m.program, Policy(), cache, engine=engine,
+                               memory_etag=m.memory_etag)
+        except Rejected as e:
+            if e.verdict is not None:
+                validation = VALIDATION_FAILED
+            raise SessionError(errno.ENOEXEC, e.report.message) from None
+        except EngineError as e:
+            raise SessionError(errno.EINVAL, str(e)) from None
         except OSError as e:
             raise SessionError(errno.ENOENT, f"open '{m.program}': {e.strerror}") from None
-        policy = Policy()
-        verdict = validate(program, policy, cache if cache is not None else default_cache())
-        if not verdict.ok:
-            validation = VALIDATION_FAILED
-            raise SessionError(errno.ENOEXEC, invalid_report(verdict).message)
         validation = VALIDATION_SKIPPED if skip_validation else VALIDATION_PASSED
         by_alias = {ch.alias: ch for ch in channels}
         nv = _nvram(by_alias.get(NVRAM))
@@ -110,26 +103,27 @@ def run_session(manifest: Manifest | str, *, skip_validation: bool = False,
         if validate_only:
             return Session(0, 'ok', validation)
         limits = Limits(min(m.memory, MAX_MEMORY), timeout=min(m.timeout, MAX_TIMEOUT))
+        before = os.times()
         try:
-            machine = Machine(program, verdict, limits, policy)
-            before = os.times()
-            report = machine.run(channels, nv.args or [os.path.basename(m.program)], nv.env,
-                                 epoch=nv.time or 0, image=image, memory_etag=m.memory_etag)
-            after = os.times()
+            report = execute(prepared, channels, nv.args or [os.path.basename(m.program)],
+                             nv.env, limits, epoch=nv.time or 0, image=image,
+                             memory_etag=m.memory_etag)
         except SetupError as e:
             raise SessionError(errno.ENOMEM if e.status == 'memory' else errno.EFAULT,
                                str(e)) from None
+        after = os.times()
         etags = [(ch.alias, ch.digest()) for ch in standard_order(channels) if ch.tagged]
         if m.memory_etag:
             etags.append((MEMORY_ETAG, report.etags[MEMORY_ETAG]))
         state, code = zerovm_outcome(report)
+        # the native guest is a child process: its CPU time is the children's
         return Session(code, state, validation, report, etags,
-                       (after.system - before.system, after.user - before.user))
+                       (after.system + after.children_system - before.system
+                        - before.children_system,
+                        after.user + after.children_user - before.user - before.children_user))
     except (ManifestError, ChannelSetupError, SessionError) as e:
         return Session(e.errno, str(e), validation)
     finally:
-        if machine is not None:
-            machine.close()
         for ch in channels:
             ch.close()
 

@@ -1,7 +1,7 @@
 """Build the script interpreters and their system images, reproducibly.
 
-    python -m zvm_core.interpreters build [--dir D] [--only NAME] [--force]
-    python -m zvm_core.interpreters list [--dir D]
+    python -m zvm_core.build.interpreters build [--dir D] [--only NAME] [--force]
+    python -m zvm_core.build.interpreters list [--dir D]
 
 (``zvm-interpreters`` and ``zvm-sysimages`` are the same command.)  Three
 system images are built from the host's own packages and pinned upstream
@@ -21,7 +21,7 @@ sources, unmodified:
 ``sqlite``
     SQLite (the plain amalgamation ``sqlite3.c`` bundled in the PyPI
     ``sqlean.py`` sdist, fetched and pinned the same way) compiled with
-    ``musl-gcc -static`` as part of ``sqlnode.c`` (next to this file; it
+    ``musl-gcc -static`` as part of ``zvm_core/images/sqlnode.c`` (it
     includes the amalgamation), the node
     program of SQL queries over objects (``zerocloud.sql``), with Debian's
     zlib (``zlib1g-dev``) for gzip-compressed objects; ``sqlite.tar`` holds
@@ -84,7 +84,7 @@ SQLEAN_SDIST = f'sqlean_py-{SQLEAN_VERSION}.tar.gz'
 SQLEAN_SHA256 = '9764b565e7ab430ab6e9e43cb2816199c2b39926dffc93c212a52f0019278459'
 SQLITE_DIR = f'sqlean_py-{SQLEAN_VERSION}/sqlite/'
 SQLITE_END = b'/************************** End of sqlite3.c ******************************/\n'
-SQLNODE_C = Path(__file__).with_name('images') / 'sqlnode.c'
+SQLNODE_C = Path(__file__).parent.parent / 'images' / 'sqlnode.c'
 # one thread, no extensions, temporary tables in memory (there is no disk)
 SQLITE_CFLAGS = ('-O2', '-DSQLITE_THREADSAFE=0', '-DSQLITE_OMIT_LOAD_EXTENSION',
                  '-DSQLITE_DEFAULT_MEMSTATUS=0', '-DSQLITE_TEMP_STORE=3',

@@ -1,0 +1,132 @@
+"""Load -> validate -> a prepared program: the one pipeline every caller uses.
+
+:func:`prepare` reads the ELF file (``zvm_core.elf``), gets the validator's
+verdict (cached by content, ``zvm_core.validator``) and picks the engine that
+runs the program (``zvm_core.engines``).  The executor's ``run``, the ZeroVM
+session, the pool's workers and the CLI all start here, so a program is
+refused, and an engine chosen, the same way whoever runs it.
+
+A program that contains ``rdtsc``/``rdtscp`` (or ``cpuid``, where the CPU
+can make it fault) runs natively traced: the supervisor answers those
+instructions from the virtual counter and the fixed table
+(``zvm_core.engines.native.tsc``, :attr:`Prepared.tsc`).  Under ``auto`` a
+program that the native engine cannot run as the emulator does runs
+emulated, and :attr:`Prepared.reason` (the report's ``engine_reason``) says
+why: it needs the tracer and this host forbids tracing, it can call ZeroVM's
+``Jail`` (code made executable at run time: the kernel path cannot validate
+it), or ZeroVM's memory etag is asked for (a digest of the guest's memory
+after its exit).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+
+from zvm_core import engines
+from zvm_core.elf import ElfError, Program, load_program
+from zvm_core.report import Report
+from zvm_core.validator import Policy, Verdict, Violation, default_cache, validate
+
+JAIL_CODE = (0x6C69614A).to_bytes(4, 'little')     # zvm_core.zerovm.trap.TRAP_JAIL ("Jail")
+
+
+class Rejected(Exception):
+    """The program is not one the sandbox runs: ``report`` (status ``validation``)
+    says why; ``verdict`` is the validator's when it got that far."""
+
+    def __init__(self, report: Report, verdict: Verdict | None = None) -> None:
+        super().__init__(report.message)
+        self.report, self.verdict = report, verdict
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A validated program and the engine that runs it."""
+
+    program: Program
+    verdict: Verdict
+    policy: Policy
+    engine: str             # 'native' or 'emulated'
+    reason: str = ''        # why ``auto`` chose the emulated engine, when it did
+    tsc: bool = False       # natively: traced, rdtsc/rdtscp/cpuid answered (see above)
+
+
+def prepare(program: Program | str | os.PathLike, policy: Policy = Policy(), cache=None, *,
+            engine: str | None = None, fuel: bool = False,
+            memory_etag: bool = False) -> Prepared:
+    """Load (unless given a Program), validate and choose the engine.
+
+    ``engine`` is ``auto``/``native``/``emulated`` (None: ``ZVM_ENGINE``);
+    ``fuel`` says a fuel limit was asked for; ``memory_etag`` that ZeroVM's
+    memory digest was.  Raises ``EngineError`` (a usage error) before
+    anything is read, ``OSError`` when the file cannot be read, and
+    :class:`Rejected` for a file that is not a valid program.
+    """
+    name = engines.choose(engine, fuel=fuel)
+    if not isinstance(program, Program):
+        try:
+            program = load_program(program)
+        except ElfError as e:
+            raise Rejected(replace(invalid_elf_report(e), engine=name)) from None
+    cache = cache if cache is not None else default_cache()
+    verdict = validate(program, policy, cache)
+    if not verdict.ok:
+        raise Rejected(replace(invalid_report(verdict), engine=name), verdict)
+    reason, tsc = '', False
+    if name == 'native' and engines.requested(engine) == 'auto':
+        reason = emulated_because(program, cache, memory_etag)
+    elif name == 'native' and memory_etag:
+        raise engines.EngineError('the native engine has no memory etag: use the emulated '
+                                  'engine (or auto) for a manifest that asks for one')
+    if reason:
+        name = 'emulated'
+    elif name == 'native':      # forced native on a host that cannot trace: rdtsc faults
+        from zvm_core.engines.native import tsc_unavailable
+        tsc = needs_tracer(program, cache) and tsc_unavailable() is None
+    return Prepared(program, verdict, policy, name, reason, tsc)
+
+
+def emulated_because(program: Program, cache, memory_etag: bool = False) -> str:
+    """Why ``auto`` runs ``program`` emulated rather than natively ('' if it need not)."""
+    if memory_etag:
+        return ('the memory etag digests the guest memory after the run: the emulated '
+                'engine keeps it')
+    if any(JAIL_CODE in seg.data for seg in program.segments):
+        return ("the program can call ZeroVM's Jail (code made executable at run time), "
+                'which only the emulated engine validates')
+    if needs_tracer(program, cache):
+        from zvm_core.engines.native import tsc_unavailable
+        why = tsc_unavailable()
+        if why is not None:
+            return ('the program contains rdtsc or cpuid, which the native engine answers '
+                    f'by tracing the guest, and this host cannot trace: {why}')
+    return ''
+
+
+def needs_tracer(program: Program, cache) -> bool:
+    """Whether a native run must be traced: the program contains ``rdtsc``/``rdtscp``,
+    or ``cpuid`` on a CPU that makes it fault (elsewhere ``cpuid`` runs as the CPU
+    answers, which doc/sandbox.md states)."""
+    from zvm_core.engines.native import cpuid
+    if not validate(program, Policy(rdtsc='reject'), cache).ok:
+        return True
+    return not cpuid.unsupported() and cpuid.contains(program, validate(program, Policy(), cache))
+
+
+def _invalid(violations: list[Violation], message: str) -> Report:
+    return Report('validation', None, message,
+                  validation={'state': 'failed',
+                              'violations': [v.to_dict() for v in violations]})
+
+
+def invalid_elf_report(error: ElfError) -> Report:
+    return _invalid([Violation(error.rule, 0, error.message)],
+                    f'not a valid program: {error}')
+
+
+def invalid_report(verdict: Verdict) -> Report:
+    first = verdict.violations[0]
+    return _invalid(verdict.violations,
+                    f'validation failed: {len(verdict.violations)} violation(s), '
+                    f'first {first.rule} at {first.address:#x}: {first.text}')
