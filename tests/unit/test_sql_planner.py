@@ -280,3 +280,16 @@ def test_jobs_of_a_plan() -> None:
     assert job[0]['exec']['args'][job[0]['exec']['args'].index('--load') + 1] == 'jsonl'
     assert job[0]['devices'][1] == {'name': 'stdout', 'content_type': 'text/csv; charset=utf-8',
                                     'path': 'swift://AUTH_a/out/n.csv'}
+
+
+@pytest.mark.parametrize(('headers', 'says'), [
+    ({'X-Nexe-System': 'a,b', 'X-Nexe-Retcode': '0,3'}, 'b: exit 3'),
+    ({'X-Nexe-System': 'a,b', 'X-Nexe-Retcode': '0,0'}, None),
+    ({'X-Nexe-Nodes': '1200', 'X-Nexe-Retcode-Counts': '0 1198, 1 2'}, '2 nodes: exit 1'),
+    ({'X-Nexe-Nodes': '1200', 'X-Nexe-Retcode-Counts': '0 1200'}, None),
+])
+def test_a_node_exit_code_fails_the_query_small_or_large(headers: dict, says) -> None:
+    from swift.common.swob import Response
+
+    from zerocloud.sql.entry import _failed_exit
+    assert _failed_exit(Response(headers=headers)) == says

@@ -412,3 +412,32 @@ def test_keystone_and_v1_credentials_come_as_for_the_swift_command(monkeypatch) 
     v1 = Client(build_parser().parse_args(['status', 'job-1'])).session.conn
     assert (v1.authurl, v1.user, v1.key, v1.auth_version) == \
         ('http://proxy/auth/v1.0', 'test:tester', 'testing', '1.0')
+
+
+def test_a_large_jobs_counts_and_failed_nodes_are_read_from_its_answer() -> None:
+    from tests.unit.test_response import body_of, result
+    from zerocloud.proxy.response import SUMMARY_NODES, respond
+    results = [result(f'n{i}', b'%d\n' % i) for i in range(SUMMARY_NODES + 2)]
+    results[5] = result('n5', b'', retcode=2, stderr='no such key\n')
+    resp = respond(results, 2.5, False)
+    body, _ = body_of(resp)
+    got = report.parse(resp.status_int, dict(resp.headers), body)
+    assert got.failed and got.status == 422
+    assert got.summary == report.Summary(SUMMARY_NODES + 2, 1, f'ok {SUMMARY_NODES + 2}',
+                                         f'0 {SUMMARY_NODES + 1}, 2 1')
+    assert [(n.name, n.failed) for n in got.nodes] == [('n5', True)]
+    shown = display.report(got)
+    assert 'n5: exit 2' in shown and '| no such key' in shown
+    assert f'{SUMMARY_NODES + 2} nodes: {SUMMARY_NODES + 1} ok, 1 failed in 2.50 s' in shown
+    assert 'refused' not in shown                   # the job ran: it is not "nothing ran"
+    assert got.to_json()['summary']['nodes'] == SUMMARY_NODES + 2
+
+
+def test_a_successful_large_job_is_ok_with_its_counts() -> None:
+    from tests.unit.test_response import body_of, result
+    from zerocloud.proxy.response import SUMMARY_NODES, respond
+    resp = respond([result(f'n{i}', b'x') for i in range(SUMMARY_NODES + 1)], 1.0, False)
+    body, _ = body_of(resp)
+    got = report.parse(resp.status_int, dict(resp.headers), body)
+    assert not got.failed and got.nodes == [] and body == b'x' * (SUMMARY_NODES + 1)
+    assert f'{SUMMARY_NODES + 1} nodes: {SUMMARY_NODES + 1} ok, 0 failed' in display.report(got)

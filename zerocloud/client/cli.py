@@ -293,7 +293,8 @@ class Client:
         parts = result.parts()
         if parts is None:
             self.err.write('zc: --split: the answer does not say which bytes each node wrote '
-                           '(X-Nexe-Body-Bytes): all of it on stdout\n')
+                           '(X-Nexe-Body-Bytes; a job of more than 1,000 nodes is answered '
+                           'with counts): all of it on stdout\n')
             self.out.write(result.body)
             return
         where.mkdir(parents=True, exist_ok=True)

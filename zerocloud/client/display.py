@@ -59,8 +59,8 @@ def failures(nodes: list[NodeResult]) -> str:
         how = node.status if node.status == 'ok' else node.status or 'failed'
         if node.retcode not in (0, None):
             how = f'exit {node.retcode}' if node.status == 'ok' else f'{how}, exit {node.retcode}'
-        what = how if not node.error else \
-            node.error if node.error.startswith(how) else f'{how}: {node.error}'
+        what = how if not node.error else node.error if \
+            node.error.startswith(how) or not node.status else f'{how}: {node.error}'
         out.append(f'{node.name}: {what}\n')
         lines = node.stderr.rstrip('\n').splitlines()[-STDERR_LINES:]
         out.extend(f'  | {line}\n' for line in lines)
@@ -79,6 +79,8 @@ def summary(result: JobResult) -> str:
 
 def report(result: JobResult) -> str:
     """The table, the failures under it, and a summary line."""
+    if result.summary is not None:      # a large job: counts, and its failed nodes
+        return failures(result.nodes) + large_summary(result)
     text = table(result.nodes) if result.nodes else ''
     text += failures(result.nodes)
     if result.status >= 300 and not result.nodes:
@@ -88,6 +90,15 @@ def report(result: JobResult) -> str:
         text += f'the server answered HTTP {result.status}:\n' + \
             result.body.decode('utf-8', 'replace')      # e.g. a program's bad CGI output
     return text + summary(result)
+
+
+def large_summary(result: JobResult) -> str:
+    """The summary line of a job answered with counts (more than 1,000 nodes)."""
+    s = result.summary
+    secs = '' if result.seconds is None else f' in {result.seconds:.2f} s'
+    return (f'{s.nodes} nodes: {s.nodes - s.failed} ok, {s.failed} failed{secs}; '
+            f'HTTP {result.status}; statuses: {s.statuses or "-"}; exit codes: '
+            f'{s.retcodes or "-"} (a large job: --json for every node)\n')
 
 
 def counts(state: dict) -> str:

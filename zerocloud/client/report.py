@@ -4,7 +4,10 @@ The proxy describes a job three ways, and this module is the only place
 that reads them (so a change of the server's report changes one file):
 
 * the ``X-Nexe-*`` response headers, one comma-separated value per node
-  (``doc/http-api.md``), cut at 8 KiB with ``X-Nexe-Truncated``;
+  (``doc/http-api.md``), cut at 8 KiB with ``X-Nexe-Truncated``; a job of
+  more than 1,000 nodes gets counts instead (``X-Nexe-Nodes``,
+  ``X-Nexe-Failed``, ``X-Nexe-Status-Counts``, ``X-Nexe-Retcode-Counts``:
+  :class:`Summary`), and its failed nodes are named in the body;
 * the JSON report (``X-Zerovm-Report: json``), richer: host, accounting,
   outputs, whether the node failed, its object and the end of its stderr;
 * the body of a failed job: one ``<node>: <status>: <what happened>`` line
@@ -60,6 +63,26 @@ class NodeResult:
 
 
 @dataclass
+class Summary:
+    """A large job's counts, from its summary headers (no per-node columns)."""
+
+    nodes: int
+    failed: int
+    statuses: str = ''          # ``ok 998, nexe_error 2``
+    retcodes: str = ''          # ``0 998, 1 2``
+
+
+def summary_from_headers(headers: Mapping[str, str]) -> Summary | None:
+    """The summary of a large job's answer (keys lower case), None for a small job."""
+    nodes = _int(headers.get(NEXE + 'nodes'))
+    if nodes is None:
+        return None
+    return Summary(nodes, _int(headers.get(NEXE + 'failed')) or 0,
+                   headers.get(NEXE + 'status-counts', ''),
+                   headers.get(NEXE + 'retcode-counts', ''))
+
+
+@dataclass
 class JobResult:
     """The HTTP status and every node's result; ``body`` is what the server sent."""
 
@@ -69,10 +92,12 @@ class JobResult:
     truncated: bool = False
     body: bytes = b''
     report: dict | None = None          # the JSON report, when the body was one
+    summary: Summary | None = None      # a large job's counts, when no report came
 
     @property
     def failed(self) -> bool:
-        return self.status >= 300 or any(n.failed for n in self.nodes)
+        return self.status >= 300 or any(n.failed for n in self.nodes) or bool(
+            self.summary and self.summary.failed)
 
     def to_json(self) -> dict:
         """The JSON report, or one made from the headers (``--json`` always prints one)."""
@@ -81,6 +106,8 @@ class JobResult:
         nodes = [{**{k: v for k, v in vars(n).items() if k != 'verdict'}, 'failed': n.failed}
                  for n in self.nodes]
         out: dict = {'status': self.status, 'seconds': self.seconds, 'nodes': nodes}
+        if self.summary is not None:
+            out['summary'] = vars(self.summary)
         if self.status >= 300 and not self.nodes:
             out['error'] = self.body.decode('utf-8', 'replace')
         return out
@@ -208,6 +235,9 @@ def parse(status: int, headers: Mapping[str, str], body: bytes) -> JobResult:
     content_type = headers.get('content-type', '').partition(';')[0].strip()
     report = _json_report(body) if content_type == 'application/json' else None
     nodes, seconds, truncated = nodes_from_headers(headers)
+    summary = summary_from_headers(headers) if report is None else None
+    if summary is not None:
+        seconds = _float(headers.get(NEXE + 'cdr-total', '').partition(',')[0])
     if report is not None:
         by_name = {n.name: n for n in nodes}
         nodes = [node_from_report(entry) for entry in report['nodes']
@@ -219,13 +249,15 @@ def parse(status: int, headers: Mapping[str, str], body: bytes) -> JobResult:
         seconds, truncated = _float(report.get('seconds')), False
     elif status >= 300:
         errors, stderr = _failure_body(body)
+        if summary is not None:     # a large job: its failed nodes are named in the body
+            nodes = [NodeResult(name) for name in dict.fromkeys(e[0] for e in errors)]
         _merge_errors(nodes, errors, replace=True)     # whole lines; the header's are cut
         for node in nodes:
             node.stderr = node.stderr or stderr.get(node.name, '')
     if report is None and status == 200 and not truncated:
         for node in nodes:          # no X-Nexe-Error: an exit code the job accepts
             node.verdict = node.verdict or node.status != OK
-    return JobResult(status, nodes, seconds, truncated, body, report)
+    return JobResult(status, nodes, seconds, truncated, body, report, summary)
 
 
 def parse_stored(headers_json: bytes, body: bytes) -> JobResult:

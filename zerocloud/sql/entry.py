@@ -214,7 +214,15 @@ def _joined(first: Response, second: Response) -> dict[str, str]:
 
 
 def _failed_exit(resp: Response) -> str | None:
-    """``<node>: exit <code>`` of the first node that exited with a failure code."""
+    """``<node>: exit <code>`` of the first node that exited with a failure code (of a
+    job over more than 1,000 objects, answered with counts: ``<n> nodes: exit <code>``)."""
+    counts = resp.headers.get('X-Nexe-Retcode-Counts')
+    if counts is not None:
+        for entry in counts.split(','):
+            code, _, many = entry.strip().partition(' ')
+            if code not in ('', '0'):
+                return f'{many} nodes: exit {code}'
+        return None
     names = resp.headers.get('X-Nexe-System', '').split(',')
     codes = resp.headers.get('X-Nexe-Retcode', '').split(',')
     for name, code in zip(names, codes, strict=False):
