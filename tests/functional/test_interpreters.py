@@ -201,11 +201,14 @@ def test_a_repeated_python_job_resumes_from_a_start_up_snapshot(
         swift_cluster: DevCluster, conn: Connection, make_container) -> None:
     """The job's image arrives as the same file each time (kept by content), so a
     worker that ran the job once resumes the next run from its start-up snapshot.
-    More runs than the cluster has workers: some worker must serve two."""
+    More runs than the cluster has workers: some worker must serve two.  Start-up
+    snapshots are the emulated engine's (``auto`` runs Python natively, from a template
+    process but no snapshot), so the job asks for it."""
     container = make_container('snap')
     conn.put_object(container, 'job.tar', tar_bytes({'hi.py': b'import sys, time\n'
                                                   b'print(sys.argv[1], time.time())\n'}))
-    job = [{'name': 'hi', 'exec': {'path': 'file://python3:python3', 'args': '/hi.py there'},
+    job = [{'name': 'hi', 'engine': 'emulated',
+            'exec': {'path': 'file://python3:python3', 'args': '/hi.py there'},
             'devices': [{'name': 'python3'}, {'name': 'stdout'},
                         {'name': 'image', 'path': f'swift://~/{container}/job.tar'}]}]
     url, token = conn.get_auth()

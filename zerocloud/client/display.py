@@ -142,11 +142,13 @@ class Progress:
                 + (f', {extra}' if extra else ''))
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval):
+        while True:         # drawn at once, so even a quick job shows what it did
             text = self.line()
             self.stream.write('\r' + text.ljust(self._width))
             self.stream.flush()
             self._width = len(text)
+            if self._stop.wait(self.interval):
+                return
 
     def stop(self) -> None:
         if self._thread is not None:
