@@ -89,17 +89,35 @@ def test_hidden_and_forbidden_instructions_fault(guest, zvm, how, text):
 
 
 def _loaders() -> list[int]:
-    """Pids of live native guests (their executable is the loader)."""
+    """Pids of live native guests (their executable is the loader) of this test
+    session: started below this process, or orphans (a guest that outlived its run
+    is reparented to init).  Other runs on the machine have guests of their own."""
     from zvm_core.engines.native.loader import loader_path
     target, pids = str(loader_path()), []
     for entry in os.listdir('/proc'):
         if entry.isdigit():
             try:
-                if os.readlink(f'/proc/{entry}/exe') == target:
+                if os.readlink(f'/proc/{entry}/exe') == target and _ours(int(entry)):
                     pids.append(int(entry))
-            except OSError:
+            except (OSError, AttributeError):
                 continue
     return pids
+
+
+def _ours(pid: int) -> bool:
+    parent = _parent(pid)
+    if parent == 1:
+        return True
+    while parent > 1:
+        if parent == os.getpid():
+            return True
+        parent = _parent(parent)
+    return False
+
+
+def _parent(pid: int) -> int:
+    status = Path(f'/proc/{pid}/status').read_text()
+    return int(re.search(r'^PPid:\s+(\d+)', status, re.M).group(1))
 
 
 def test_spin_without_syscalls_times_out_and_leaves_nothing(guest, zvm):
