@@ -20,10 +20,27 @@ def object_ring(swift_dir: str, policy_index: int):
     return POLICIES.get_object_ring(policy_index, swift_dir)
 
 
-def nodes_for_object(ring, account: str, container: str, obj: str) -> tuple[int, Iterator[dict]]:
+class PartitionServers:
+    """The primaries then the handoffs of a partition, looked up each time they are
+    iterated: a job plans every node before it runs them (100,000 for a large
+    wildcard), and the ring's device dicts, copied per node, would be held
+    until it ends."""
+
+    __slots__ = ('ring', 'part')
+
+    def __init__(self, ring, part: int) -> None:
+        self.ring, self.part = ring, part
+
+    def __iter__(self) -> Iterator[dict]:
+        return itertools.chain(self.ring.get_part_nodes(self.part),
+                               self.ring.get_more_nodes(self.part))
+
+
+def nodes_for_object(ring, account: str, container: str,
+                     obj: str) -> tuple[int, PartitionServers]:
     """(partition, primaries then handoffs) for an object."""
-    part, primaries = ring.get_nodes(account, container, obj)
-    return part, itertools.chain(primaries, ring.get_more_nodes(part))
+    part = ring.get_part(account, container, obj)
+    return part, PartitionServers(ring, part)
 
 
 def any_nodes(ring, salt: str) -> tuple[int, list[dict]]:

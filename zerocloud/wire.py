@@ -433,10 +433,21 @@ class NodeReport:
         return sum(c.get(key, 0) for c in (self.accounting.get('channels') or {}).values())
 
 
+_USTAR_REST = (b'0' + bytes(100) + b'ustar\x0000').ljust(356, b'\0')   # type, link, magic, rest
+
+
 def member_header(name: str, size: int) -> bytes:
-    info = tarfile.TarInfo(name)
-    info.size, info.mode = size, 0o644
-    return info.tobuf(format=tarfile.PAX_FORMAT)
+    """A member's header as ``tarfile`` writes it (PAX format, mode 644): built here
+    for the plain ASCII names and sizes of the wire (a node of a batch has two or
+    three members, made and read per node), through ``tarfile`` otherwise."""
+    if not name.isascii() or len(name) > tarfile.LENGTH_NAME or not 0 <= size < 8 ** 11:
+        info = tarfile.TarInfo(name)
+        info.size, info.mode = size, 0o644
+        return info.tobuf(format=tarfile.PAX_FORMAT)
+    head = (name.encode().ljust(100, b'\0') + b'0000644\x000000000\x000000000\x00'
+            + b'%011o\x00' % size + b'00000000000\x00')
+    checksum = sum(head) + 8 * 32 + sum(_USTAR_REST)
+    return head + b'%06o\x00 ' % checksum + _USTAR_REST
 
 
 def _padding(size: int) -> bytes:

@@ -80,8 +80,11 @@ class FakeRing:
     partition_count = 8
     replica_count = 2
 
-    def get_nodes(self, account: str, container: str, obj: str):
-        return 5, self.devs[:2]
+    def get_part(self, account: str, container: str, obj: str) -> int:
+        return 5
+
+    def get_part_nodes(self, part: int):
+        return self.devs[:2]
 
     def get_more_nodes(self, part: int):
         yield self.devs[2]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tarfile
 
 import pytest
 
@@ -107,3 +108,12 @@ def test_a_bad_report_is_one_error_that_says_why(data: bytes, why: str) -> None:
     with pytest.raises(wire.ReportError, match=why):
         wire.NodeReport.from_json(data)
     assert issubclass(wire.ReportError, wire.WireError)
+
+
+@pytest.mark.parametrize('name, size', [
+    ('0/report', 5), ('511/dev/stdout', 1 << 20), ('spec', 0), ('x' * 100, 3),
+    ('x' * 101, 3), ('dev/é', 1), ('big', 8 ** 11 - 1), ('bigger', 8 ** 11)])
+def test_member_headers_are_the_bytes_tarfile_writes(name: str, size: int) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode = size, 0o644
+    assert wire.member_header(name, size) == info.tobuf(format=tarfile.PAX_FORMAT)

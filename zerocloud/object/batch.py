@@ -18,9 +18,9 @@ elsewhere.  When the proxy goes away the nodes still running are stopped
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
-import tempfile
 import time
 
 from swift.common.concurrency import GreenPool, LightQueue, greenthread, spawn, tpool
@@ -40,12 +40,20 @@ from zerocloud import hangup, wire
 from zerocloud.object import scratch
 
 SMALL = 1 << 18         # outputs up to this size travel in one write with their report
-TRASH_AT = 64           # node directories removed together
+TRASH_AT = 64           # outputs removed together
 
 
 def _remove(paths: list[str]) -> None:
     for path in paths:
         shutil.rmtree(path, ignore_errors=True)
+
+
+def _remove_files(paths: list[str]) -> None:
+    for path in paths:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
 
 
 class BatchRun:
@@ -59,7 +67,7 @@ class BatchRun:
         self.pool: GreenPool | None = None
         self.watcher = None
         self.closed = self.released = False
-        self.done_dirs: list[str] = []          # to remove (``trash``)
+        self.done_files: list[str] = []         # to remove (``trash``)
 
     def execute(self) -> Response:
         req, config = self.req, self.config
@@ -133,21 +141,21 @@ class BatchRun:
         helper.account, helper.job = self.account, self.job
         return helper
 
-    def run_one(self, entry: wire.BatchEntry) -> tuple[wire.NodeReport, list, str]:
-        """Run one node of the batch: (report, outputs, its scratch directory)."""
+    def run_one(self, index: int, entry: wire.BatchEntry) -> tuple[wire.NodeReport, list]:
+        """Run one node of the batch: (report, outputs).  Its outputs are files of
+        the batch's directory named after ``index``: no directory per node."""
         account, container, obj = entry.object[1:].split('/', 2)
         helper = self.helper()
+        helper.prefix = f'{index}-'
         reader = helper.open_local(entry.device, str(entry.partition), account, container,
                                    obj, self.policy)
-        tmp = tempfile.mkdtemp(dir=self.tmp)
         try:
-            report, outputs = helper.run(entry.spec, self.files, reader, tmp)
+            return helper.run(entry.spec, self.files, reader, self.tmp)
         except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
+            _remove_files(glob.glob(os.path.join(glob.escape(self.tmp), f'{index}-*')))
             raise
         finally:
             reader.close()
-        return report, outputs, tmp
 
     def members(self, entries: list[wire.BatchEntry]):
         """The answer (a tar stream), node by node as they end."""
@@ -163,7 +171,7 @@ class BatchRun:
                 done.put((index, hangup.HangUp()))
                 return
             try:
-                result = self.run_one(entry)
+                result = self.run_one(index, entry)
                 status = f'200 {result[0].status}'
             except HTTPException as e:
                 result, status = e, f'{e.status_int} -'
@@ -194,7 +202,7 @@ class BatchRun:
                 text = f'{getattr(result, "status_int", 500)} {reason}'.encode()
                 yield wire.tar_member(wire.batch_member(index, wire.ERROR), text)
                 continue
-            report, outputs, tmp = result
+            report, outputs = result
             parts = [wire.tar_member(wire.batch_member(index, wire.REPORT), report.to_json())]
             for name, path in outputs if entries[index].spec.outputs else ():
                 member = wire.file_member(wire.batch_member(index, wire.DEV_PREFIX + name), path)
@@ -205,16 +213,16 @@ class BatchRun:
                 parts = []
                 yield from wire.stream_members([member])
             yield b''.join(parts)
-            self.trash(tmp)
+            self.trash([path for _, path in outputs])
         yield wire.TAR_END
 
-    def trash(self, path: str) -> None:
-        """Remove the scratch directories of nodes whose results went, a few at a
-        time, in a thread: removing them in the hub cost a third of its time."""
-        self.done_dirs.append(path)
-        if len(self.done_dirs) >= TRASH_AT:
-            dirs, self.done_dirs = self.done_dirs, []
-            spawn(tpool.execute, _remove, dirs)
+    def trash(self, paths: list[str]) -> None:
+        """Remove the outputs of nodes whose results went, a few nodes' at a time,
+        in a thread: removing them in the hub cost a third of its time."""
+        self.done_files += paths
+        if len(self.done_files) >= TRASH_AT:
+            files, self.done_files = self.done_files, []
+            spawn(tpool.execute, _remove_files, files)
 
     def stop(self) -> None:
         """The proxy went away: stop the nodes still running."""
@@ -236,6 +244,6 @@ class BatchRun:
         if wire.EXE in self.files:
             self.owner.programs.release(self.files.pop(wire.EXE))
         if self.tmp is not None:           # in a thread: the hub goes on meanwhile
-            self.done_dirs = []
+            self.done_files = []
             tpool.execute(_remove, [self.tmp])
             self.tmp = None

@@ -342,6 +342,8 @@ class NodeRun:
     what it held (the middleware hands each request to one, as Swift's
     ``symlink`` hands requests to its context)."""
 
+    prefix = ''         # of the node's files in its directory (a batch's nodes share one)
+
     def __init__(self, owner: ObjectExecMiddleware, req: Request) -> None:
         self.owner, self.req = owner, req
         self.config, self.logger = owner.config, owner.logger
@@ -531,7 +533,7 @@ class NodeRun:
             return ChannelSpec(alias, f.fileno(), READ if name == 'stdin' else WRITE), None
         random = dev.random
         if dev.writable:
-            path = os.path.join(tmp, 'out-' + name.replace('/', '_'))     # out/<peer> too
+            path = os.path.join(tmp, f'{self.prefix}out-' + name.replace('/', '_'))  # out/<peer>
             f = open(path, 'w+b')
             opened.append(f)
             most = self.config.max_output

@@ -2,7 +2,8 @@
 processes that died.
 
 Each node gets a scratch directory in ``<devices>/<device>/tmp`` for its
-request's inputs and written channels, removed when its answer is done.  A
+request's inputs and written channels, removed when its answer is done (the
+nodes of a batch share one, their files named after their index).  A
 server killed by a signal (a crash, an OOM kill) removes nothing, so the
 directory names carry the process id (``zerocloud-node-<pid>-<random>``):
 when the object filter starts, it removes those of processes no longer
