@@ -74,33 +74,35 @@ def prepare(program: Program | str | os.PathLike, policy: Policy = Policy(), cac
     if not verdict.ok:
         raise Rejected(replace(invalid_report(verdict), engine=name), verdict)
     reason, tsc = '', False
-    if name == 'native' and engines.requested(engine) == 'auto':
-        reason = emulated_because(program, cache, memory_etag)
-    elif name == 'native' and memory_etag:
-        raise engines.EngineError('the native engine has no memory etag: use the emulated '
-                                  'engine (or auto) for a manifest that asks for one')
-    if reason:
-        name = 'emulated'
-    elif name == 'native':      # forced native on a host that cannot trace: rdtsc faults
+    if name == 'native':
+        auto = engines.requested(engine) == 'auto'
+        if memory_etag and not auto:
+            raise engines.EngineError('the native engine has no memory etag: use the emulated '
+                                      'engine (or auto) for a manifest that asks for one')
         from zvm_core.engines.native import tsc_unavailable
-        tsc = needs_tracer(program, cache) and tsc_unavailable() is None
+        traced = needs_tracer(program, cache)
+        untraceable = tsc_unavailable() if traced else None
+        reason = emulated_because(program, memory_etag, untraceable) if auto else ''
+        if reason:
+            name = 'emulated'
+        else:       # forced native on a host that cannot trace: rdtsc faults
+            tsc = traced and untraceable is None
     return Prepared(program, verdict, policy, name, reason, tsc)
 
 
-def emulated_because(program: Program, cache, memory_etag: bool = False) -> str:
-    """Why ``auto`` runs ``program`` emulated rather than natively ('' if it need not)."""
+def emulated_because(program: Program, memory_etag: bool = False,
+                     untraceable: str | None = None) -> str:
+    """Why ``auto`` runs ``program`` emulated rather than natively ('' if it need not);
+    ``untraceable``: why this host cannot trace a program that needs the tracer."""
     if memory_etag:
         return ('the memory etag digests the guest memory after the run: the emulated '
                 'engine keeps it')
     if any(JAIL_CODE in seg.data for seg in program.segments):
         return ("the program can call ZeroVM's Jail (code made executable at run time), "
                 'which only the emulated engine validates')
-    if needs_tracer(program, cache):
-        from zvm_core.engines.native import tsc_unavailable
-        why = tsc_unavailable()
-        if why is not None:
-            return ('the program contains rdtsc or cpuid, which the native engine answers '
-                    f'by tracing the guest, and this host cannot trace: {why}')
+    if untraceable is not None:
+        return ('the program contains rdtsc or cpuid, which the native engine answers '
+                f'by tracing the guest, and this host cannot trace: {untraceable}')
     return ''
 
 
