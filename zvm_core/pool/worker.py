@@ -35,6 +35,12 @@ PR_SET_THP_DISABLE = 41
 PREPARED = 64               # programs whose engine choice a worker keeps
 
 
+def _file_key(path: str) -> tuple:
+    """The program file as it is now: a changed file is another program."""
+    st = os.stat(path)
+    return os.path.realpath(path), st.st_ino, st.st_size, st.st_mtime_ns
+
+
 class Templates:
     """LRU of machines by (program file, memory, policy), bounded by their memory:
     emulated machines, and native template processes (``Warm``)."""
@@ -50,8 +56,7 @@ class Templates:
         from zvm_core.executor import Limits
         from zvm_core.prepare import prepare
         from zvm_core.validator import Policy
-        st = os.stat(path)
-        key = (os.path.realpath(path), st.st_ino, st.st_size, st.st_mtime_ns, memory, rdtsc)
+        key = (*_file_key(path), memory, rdtsc)
         machine = self._machines.pop(key, None)
         if machine is None:
             p = prepare(path, Policy(rdtsc=rdtsc), engine='emulated')
@@ -67,8 +72,7 @@ class Templates:
         file is unchanged: which engine ``auto`` picks is decided once per program."""
         from zvm_core.prepare import prepare
         from zvm_core.validator import Policy
-        st = os.stat(path)
-        key = (os.path.realpath(path), st.st_ino, st.st_size, st.st_mtime_ns, engine, rdtsc)
+        key = (*_file_key(path), engine, rdtsc)
         got = self._prepared.pop(key, None) or prepare(path, Policy(rdtsc=rdtsc), engine=engine)
         self._prepared[key] = got
         while len(self._prepared) > PREPARED:
@@ -78,9 +82,7 @@ class Templates:
     def native(self, path: str, prepared, memory: int):
         """The native template process (``Warm``) for a program prepared natively."""
         from zvm_core.engines.native.warm import Warm
-        st = os.stat(path)
-        key = ('native', os.path.realpath(path), st.st_ino, st.st_size, st.st_mtime_ns, memory,
-               prepared.policy.rdtsc, prepared.tsc)
+        key = ('native', *_file_key(path), memory, prepared.policy.rdtsc, prepared.tsc)
         warm = self._machines.pop(key, None)
         if warm is None:
             warm = Warm(prepared.program, prepared.verdict, memory, prepared.tsc)
