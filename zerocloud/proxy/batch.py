@@ -169,10 +169,8 @@ class Batches:
         programs = self.dispatcher.programs
         digest = plan.digest
         known = digest is not None and programs.known(server, digest)
-        pair = (server['ip'], server['port'], digest)
-        if known and pair in programs.sending:
-            with Timeout(NODE_GRACE, False):     # another request is sending it there
-                programs.sending[pair].wait()
+        if known:
+            programs.wait_sent(server, digest)
         try:
             self._attempt(server, batch, digest if known else None)
         except _NeedProgram:
@@ -196,10 +194,7 @@ class Batches:
             headers[wire.PROGRAM] = by_digest
         sending = None
         if exe and plan.digest is not None:      # later requests there: the digest
-            programs.known(server, plan.digest, True)
-            pair = (server['ip'], server['port'], plan.digest)
-            if pair not in programs.sending:
-                sending = pair, programs.sending.setdefault(pair, Event())
+            sending = programs.sending_now(server, plan.digest)
         account = plan.path.split('/')[1]
         started = time.monotonic()
         try:

@@ -100,6 +100,24 @@ class Programs:
                 self.servers.popitem(last=False)
         return key in self.servers
 
+    def wait_sent(self, server: dict, digest: str) -> None:
+        """If another request is sending the program of ``digest`` to ``server``, wait
+        (a while) until it has gone, so that this one can send the digest."""
+        key = (server['ip'], server['port'], digest)
+        if key in self.servers and key in self.sending:
+            with Timeout(NODE_GRACE, False):
+                self.sending[key].wait()
+
+    def sending_now(self, server: dict, digest: str) -> tuple[tuple, Event] | None:
+        """This request sends the program of ``digest`` to ``server``: later ones send
+        the digest, waiting until it has gone; the entry to pass to :meth:`sent`
+        then, or None when another request is sending it already."""
+        self.known(server, digest, True)
+        key = (server['ip'], server['port'], digest)
+        if key in self.sending:
+            return None
+        return key, self.sending.setdefault(key, Event())
+
     def sent(self, key: tuple, event: Event) -> None:
         """The program of ``key`` has gone (or will not): nodes waiting for it go on."""
         if self.sending.get(key) is event:
@@ -181,10 +199,8 @@ class Dispatcher:
                     headers[header] = digest
                     omit.add(member)
                     continue
-                self.programs.known(server, digest, True)   # later nodes: the digest
-                key = (server['ip'], server['port'], digest)
-                if key not in self.programs.sending:        # they wait until it has gone
-                    entry = key, self.programs.sending.setdefault(key, Event())
+                entry = self.programs.sending_now(server, digest)
+                if entry is not None:
                     sending.append(entry)
                     sent[member] = lambda entry=entry: self.programs.sent(*entry)
             if links is not None and links.inputs:       # the links follow as they arrive
@@ -198,10 +214,7 @@ class Dispatcher:
             where = f'{server["ip"]}:{server["port"]}/{server["device"]}'
             load[server['ip'], server['port']] += 1
             for _header, digest, _member in cached:
-                key = (server['ip'], server['port'], digest)
-                if self.programs.known(server, digest) and key in self.programs.sending:
-                    with Timeout(NODE_GRACE, False):    # another node is sending it there
-                        self.programs.sending[key].wait()
+                self.programs.wait_sent(server, digest)
             headers, members = request(server, False)
             sent = [int(headers.get('Content-Length', 0))]
             try:
