@@ -23,11 +23,18 @@ from __future__ import annotations
 
 import collections
 
-from swift.common.swob import HTTPServiceUnavailable
+from swift.common.swob import HTTPServiceUnavailable, Request
 
+from zerocloud import wire
 from zerocloud.config import Config
 
 RETRY_AFTER = '1'
+
+
+def charged_to(req: Request, path_account: str) -> tuple[str, str]:
+    """(account, job) the nodes of ``req`` count against: the account running the job,
+    as the proxy says (else the one in the path), and the job's id."""
+    return req.headers.get(wire.ACCOUNT) or path_account, req.headers.get('X-Zerocloud-Id', '')
 
 
 class Admission:

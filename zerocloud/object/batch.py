@@ -38,6 +38,7 @@ from swift.common.utils import ClosingIterator
 
 from zerocloud import hangup, wire
 from zerocloud.object import scratch
+from zerocloud.object.admission import charged_to
 
 SMALL = 1 << 18         # outputs up to this size travel in one write with their report
 TRASH_AT = 64           # outputs removed together
@@ -86,8 +87,7 @@ class BatchRun:
         if req.content_length is not None and req.content_length > config.max_input:
             raise HTTPRequestEntityTooLarge(
                 body=f'request larger than zerovm_maxinput ({config.max_input} bytes)\n')
-        self.account = req.headers.get(wire.ACCOUNT) or req.split_path(5, 5, True)[2]
-        self.job = req.headers.get('X-Zerocloud-Id', '')
+        self.account, self.job = charged_to(req, req.split_path(5, 5, True)[2])
         self.owner.admission.enter(self.account, self.job)
         try:
             try:

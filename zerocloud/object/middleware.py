@@ -159,7 +159,7 @@ from swift.common.utils import (
 from zerocloud import hangup, wire
 from zerocloud.config import NOT_PLAIN, Config
 from zerocloud.object import scratch
-from zerocloud.object.admission import RETRY_AFTER, Admission
+from zerocloud.object.admission import RETRY_AFTER, Admission, charged_to
 from zerocloud.object.batch import BatchRun
 from zerocloud.object.cache import ContentCache
 from zvm_core.channels import READ, WRITE, LinkWaker, LinkWriter, Quota
@@ -359,8 +359,7 @@ class NodeRun:
         except ValueError:
             raise HTTPBadRequest(body='execute requests go to /<device>/<partition>/<account>'
                                       '/<container>/<object>\n') from None
-        self.account = req.headers.get(wire.ACCOUNT) or account
-        self.job = req.headers.get('X-Zerocloud-Id', '')
+        self.account, self.job = charged_to(req, account)
         self.owner.admission.enter(self.account, self.job)
         reader = tmp = streamed = None
         files: dict[str, str] = {}
