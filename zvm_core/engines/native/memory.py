@@ -78,6 +78,16 @@ class ProcessMemory:
         except OSError:
             self._memfd = None          # no /proc here: process_vm_readv/writev
 
+    def table(self) -> tuple[int, int, tuple[tuple[int, int, int], ...], dict[int, int]] | None:
+        """What the supervisor's C loop (``fastcall.c``) checks and moves guest bytes
+        with: the ``/proc/PID/mem`` descriptor, the pid, the regions as (start, end,
+        prot), and the live page protections ``protect`` records (the same dict);
+        None without ``/proc``."""
+        if self._memfd is None:
+            return None
+        return (self._memfd, self.pid, tuple((r.start, r.end, r.prot) for r in self.regions),
+                self._prot)
+
     def close(self) -> None:
         if self._memfd is not None:
             os.close(self._memfd)

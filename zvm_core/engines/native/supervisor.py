@@ -31,9 +31,9 @@ import socket
 import time
 from dataclasses import replace
 
-from zvm_core.channels import WRITE, Channel, standard_order
+from zvm_core.channels import WRITE, Channel, FdBacking, FileBacking, standard_order
 from zvm_core.elf import PF_R, PF_W, PF_X, Program
-from zvm_core.engines.native import seccomp
+from zvm_core.engines.native import _fastcall, seccomp
 from zvm_core.engines.native.loader import Spec, loader_path
 from zvm_core.engines.native.memory import ProcessMemory, Region
 from zvm_core.engines.native.tsc import Tracer
@@ -62,6 +62,7 @@ from zvm_core.memory import (
 )
 from zvm_core.report import Accounting, Report
 from zvm_core.syscalls import HANDLERS, Stop, SysError, count_unknown, syscall_name
+from zvm_core.syscalls.io import OpenFile
 from zvm_core.syscalls.random import SeededStream
 from zvm_core.syscalls.time import VirtualClock
 from zvm_core.zerovm import trap
@@ -72,6 +73,7 @@ TICK_NS = 1000          # the native virtual clock: 1 us per mediated call (no f
 AS_SLACK = 16 << 20     # the loader's own pages under RLIMIT_AS
 FILTER = seccomp.assemble(seccomp.program())
 _NOTIF_ZERO = bytes(seccomp.NOTIF.size)
+FAST_PATH = True        # channel reads and writes served in C (fastcall.c); tests compare
 _SIGNAL_TEXT = {
     signal.SIGSYS: 'a system call through a forbidden ABI (int 0x80, sysenter or x32)',
     signal.SIGSEGV: 'invalid memory access or forbidden instruction (SIGSEGV)',
@@ -367,6 +369,7 @@ class _Supervisor:
         self.notif = bytearray(seccomp.NOTIF.size)
         self.resp = bytearray(seccomp.RESP.size)
         self.stopped: str | None = None     # 'timeout' or 'stop' when we killed it
+        self.hungup = False                 # the C loop saw the listener hang up
 
     def serve(self, gate: int | None = None) -> None:
         """``gate``: the id of a template child's waiting close, let through now."""
@@ -377,8 +380,12 @@ class _Supervisor:
             self._bootstrap(poll)
         else:
             self._send(gate, 0, 0, seccomp.USER_NOTIF_FLAG_CONTINUE)
+        if self.stopped is None and self._serve_fast():
+            return
         listener, pidfd, monotonic = self.listener, self.pidfd, time.monotonic
-        while self.stopped is None:     # the hot path: a few us per call (doc/sandbox.md)
+        if self.stopped is None and self.hungup:
+            poll.unregister(listener)
+        while self.stopped is None:     # without the C loop: a few us more per call
             left = self.deadline - monotonic()
             if left <= 0:
                 self._kill('timeout')
@@ -393,6 +400,29 @@ class _Supervisor:
                     self._answer()
             elif events:                # POLLHUP: it is exiting; wait for the pidfd alone
                 poll.unregister(listener)
+
+    def _serve_fast(self) -> bool:
+        """The C loop (``fastcall.c``): it answers plain channel reads and writes and
+        hands every other call to :meth:`_answer`.  True when the guest exited or
+        the run is over; False when the Python loop must go on (no C loop, or the
+        listener hung up: the guest is exiting)."""
+        table = self.guest.mem.table()
+        if not FAST_PATH or table is None:
+            return False
+        ctx = (self.guest, *table, OpenFile, Channel, FdBacking, FileBacking)
+        serve, slow = _fastcall.serve, _fastcall.SLOW
+        while self.stopped is None:
+            got = serve(self.listener, self.pidfd, self.deadline, self.notif, ctx)
+            if got == slow:
+                self._answer()
+            elif got == _fastcall.DEADLINE:
+                self._kill('timeout')
+            elif got == _fastcall.HUNGUP:
+                self.hungup = True
+                return False
+            else:
+                return True             # EXITED
+        return True
 
     def _receive(self) -> bool:
         self.notif[:] = _NOTIF_ZERO     # the kernel wants it zeroed

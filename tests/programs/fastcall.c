@@ -1,0 +1,155 @@
+/* fastcall (hostile): the channel reads and writes the native supervisor serves
+ * in C (engines/native/fastcall.c), with every argument it must refuse or hand
+ * to the personality.  Each call's result goes to stderr ("what = ret errno"):
+ * the bytes must be the same whichever code answers the call.
+ *
+ *   fastcall edges   pointers, lengths, iovec counts, overlaps, page protections,
+ *                    descriptors closed, dup'ed and of the wrong access
+ *   fastcall quota   1000-byte writes to stdout, then 1000-byte reads of stdin,
+ *                    each until the first error (the test sets the quotas)
+ *   fastcall copy    stdin to stdout, 1000 bytes a call */
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+static char data[4096], in[4096];
+static const char rodata[64] = "read-only bytes";
+
+static void show(const char *what, long r)
+{
+    dprintf(2, "%s = %ld errno=%d\n", what, r, r < 0 ? errno : 0);
+    errno = 0;
+}
+
+static long wv(int fd, const struct iovec *iov, long n)
+{
+    return syscall(SYS_writev, fd, iov, n);
+}
+
+static void edges(void)
+{
+    for (int i = 0; i < (int)sizeof data; i++)
+        data[i] = 'a' + i % 26;
+    show("write", syscall(SYS_write, 1, data, 100L));
+    show("write(NULL)", syscall(SYS_write, 1, 0L, 16L));
+    show("write(low page)", syscall(SYS_write, 1, 0x1000L, 16L));
+    show("write(top of memory)", syscall(SYS_write, 1, -16L, 16L));
+    show("write(huge count)", syscall(SYS_write, 1, data, INT64_MAX));
+    show("write(wrapping)", syscall(SYS_write, 1, data, -(long)(uintptr_t)data));
+    show("write(0 bytes)", syscall(SYS_write, 1, data, 0L));
+    show("write(rodata)", syscall(SYS_write, 1, rodata, 15L));
+    show("write(2 MiB from data, past its segment)", syscall(SYS_write, 1, data, 2L << 20));
+
+    struct iovec iov[1100];
+    for (int i = 0; i < 1100; i++)
+        iov[i] = (struct iovec){data + i % 100, 3};
+    show("writev(1024)", wv(1, iov, 1024));
+    show("writev(1025)", wv(1, iov, 1025));
+    show("writev(-1)", wv(1, iov, -1));
+    show("writev(0)", wv(1, iov, 0));
+    show("writev(NULL array)", wv(1, 0, 2));
+    show("writev(array past the top)", wv(1, (struct iovec *)-8L, 2));
+    struct iovec one_bad[3] = {{data, 10}, {(void *)0x1000, 10}, {data, 10}};
+    show("writev(one bad base)", wv(1, one_bad, 3));
+    struct iovec huge[2] = {{data, 10}, {data, (size_t)1 << 63}};
+    show("writev(huge length)", wv(1, huge, 2));
+    struct iovec wrap[2] = {{data, 10}, {data, -(size_t)(uintptr_t)data}};
+    show("writev(wrapping length)", wv(1, wrap, 2));
+    struct iovec overlap[3] = {{data, 50}, {data + 25, 50}, {data, 50}};
+    show("writev(overlapping)", wv(1, overlap, 3));
+    struct iovec empties[4] = {{0, 0}, {data, 5}, {(void *)0x1000, 0}, {data + 5, 5}};
+    show("writev(empty and bad-but-empty)", wv(1, empties, 4));
+    struct iovec zeros[2] = {{data, 0}, {data, 0}};
+    show("writev(all empty)", wv(1, zeros, 2));
+
+    /* a page whose protection changed: the protection table's per-page path */
+    char *pages = mmap(0, 3 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    memset(pages, 'p', 3 * 4096);
+    show("mprotect(middle none)", mprotect(pages + 4096, 4096, PROT_NONE));
+    show("write(before the none page)", syscall(SYS_write, 1, pages, 4096L));
+    show("write(into the none page)", syscall(SYS_write, 1, pages + 4000, 200L));
+    show("mprotect(middle read)", mprotect(pages + 4096, 4096, PROT_READ));
+    show("write(across read pages)", syscall(SYS_write, 1, pages + 4000, 200L));
+    show("read(into the read-only page)", syscall(SYS_read, 0, pages + 4096, 10L));
+    show("read(ending in it)", syscall(SYS_read, 0, pages + 4090, 10L));
+    show("read(into rodata)", syscall(SYS_read, 0, rodata, 10L));
+    show("read(into the last writable page)", syscall(SYS_read, 0, pages + 8192, 10L));
+    show("write(it)", syscall(SYS_write, 1, pages + 8192, 10L));
+
+    /* reads: overlapping iovecs (the later one wins), bad ones, the wrong access */
+    struct iovec rov[3] = {{in, 8}, {in + 4, 8}, {in + 100, 4}};
+    show("readv(overlapping)", syscall(SYS_readv, 0, rov, 3));
+    show("write(what it left)", syscall(SYS_write, 1, in, 120L));
+    struct iovec rbad[2] = {{in, 8}, {(void *)rodata, 8}};
+    show("readv(into rodata)", syscall(SYS_readv, 0, rbad, 2));
+    show("readv(1025)", syscall(SYS_readv, 0, iov, 1025L));
+    show("read(huge count)", syscall(SYS_read, 0, in, INT64_MAX));
+    show("read(stdout)", syscall(SYS_read, 1, in, 10L));
+    show("write(stdin)", syscall(SYS_write, 0, data, 10L));
+    show("write(fd 2^32 + 1)", syscall(SYS_write, (1L << 32) + 1, data, 10L));
+    show("write(fd -1)", syscall(SYS_write, -1L, data, 10L));
+    show("write(fd 1023)", syscall(SYS_write, 1023L, data, 10L));
+    show("write(fd 5000)", syscall(SYS_write, 5000L, data, 10L));
+
+    /* descriptors dup'ed and closed */
+    int copy = dup(1);
+    show("dup(1)", copy);
+    show("write(the copy)", syscall(SYS_write, copy, data, 7L));
+    show("close(1)", close(1));
+    show("write(closed 1)", syscall(SYS_write, 1, data, 7L));
+    show("write(the copy after close)", syscall(SYS_write, copy, data, 7L));
+    show("dup2(2, 1)", dup2(2, 1));
+    show("write(1 now stderr)", syscall(SYS_write, 1, "to stderr\n", 10L));
+    show("dup2(copy, 1)", dup2(copy, 1));
+    show("write(1 again)", syscall(SYS_write, 1, data, 7L));
+
+    /* the rest of stdin, in odd sizes, to its end and past it */
+    long got, total = 0;
+    while ((got = syscall(SYS_read, 0, in, 777L)) > 0) {
+        total += got;
+        syscall(SYS_write, 1, in, got);
+    }
+    show("read(to the end)", total);
+    show("read(at the end)", syscall(SYS_read, 0, in, 10L));
+    struct iovec rv[2] = {{in, 5}, {in + 10, 5}};
+    show("readv(at the end)", syscall(SYS_readv, 0, rv, 2));
+}
+
+static void quota(void)
+{
+    memset(data, 'q', 1000);
+    long r, n = 0;
+    while ((r = syscall(SYS_write, 1, data, 1000L)) > 0)
+        n += r;
+    int e = errno;
+    show("written", n);
+    errno = e;
+    show("write(after)", r);
+    n = 0;
+    while ((r = syscall(SYS_read, 0, in, 1000L)) > 0)
+        n += r;
+    e = errno;
+    show("read", n);
+    errno = e;
+    show("read(after)", r);
+}
+
+int main(int argc, char **argv)
+{
+    const char *mode = argc > 1 ? argv[1] : "edges";
+    long n;
+    if (strcmp(mode, "copy") == 0)
+        while ((n = read(0, in, 1000)) > 0)
+            if (write(1, in, n) != n)
+                return 1;
+    if (strcmp(mode, "quota") == 0)
+        quota();
+    if (strcmp(mode, "edges") == 0)
+        edges();
+    return 0;
+}

@@ -1,0 +1,139 @@
+"""The native supervisor's C loop (``engines/native/fastcall.c``) answers channel
+reads and writes exactly as the personality does.
+
+A hostile guest (``tests/programs/fastcall.c``) makes those calls with every
+argument the C path must refuse or hand on -- huge and wrapping lengths, bad
+pointers, iovec counts over IOV_MAX, overlapping iovecs, pages whose protection
+changed, descriptors closed, dup'ed or of the wrong access, quotas reached on
+the exact byte -- and its output, its stderr (one line per call, with the
+result) and its report (status, counters, etags, digests) must be the same
+natively with the C path, natively without it (the personality alone), and
+under the emulator.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tests.sandbox.test_programs import text_input
+from zvm_core import engines
+from zvm_core.channels import READ, WRITE, Channel, FdBacking, FileBacking, MemoryBacking, Quota
+from zvm_core.engines.native import supervisor
+from zvm_core.executor import run
+
+pytestmark = pytest.mark.skipif(engines.native_unavailable() is not None,
+                                reason=f'native engine: {engines.native_unavailable()}')
+
+WAYS = [('native', True), ('native', False), ('emulated', None)]
+
+
+def _backing(kind: str, path, mode: int):
+    if kind == 'fd':
+        return FdBacking.open(path, mode)
+    if mode == READ:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        return FileBacking(fd, end=os.fstat(fd).st_size)
+    return FileBacking(os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644),
+                       end=0)
+
+
+def _run(monkeypatch, tmp_path, program, args, kind, data, way, stdin_quota=None,
+         stdout_quota=None):
+    engine, fast = way
+    if fast is not None:
+        monkeypatch.setattr(supervisor, 'FAST_PATH', fast)
+    src, out = tmp_path / 'in', tmp_path / f'out-{engine}-{fast}'
+    src.write_bytes(data)
+    err = MemoryBacking()
+    chans = [Channel('/dev/stdin', _backing(kind, src, READ), READ,
+                     quota=stdin_quota or Quota(), tagged=True),
+             Channel('/dev/stdout', _backing(kind, out, WRITE), WRITE,
+                     quota=stdout_quota or Quota()),
+             Channel('/dev/stderr', err, WRITE)]
+    try:
+        report = run(program, chans, argv=[program.name, *args], engine=engine)
+    finally:
+        for ch in chans:
+            ch.close()
+    assert report.engine == engine, report
+    digests = {ch.alias: ch.digest() for ch in chans}
+    return report, out.read_bytes(), bytes(err.data), digests
+
+
+def _same(results):
+    (first, *_), rest = results[0], results[1:]
+    for report, out, err, digests in rest:
+        assert (report.status, report.retcode, report.message) == \
+            (first.status, first.retcode, first.message)
+        assert out == results[0][1]
+        assert err == results[0][2]
+        assert digests == results[0][3]
+        assert report.etags == first.etags
+        assert report.accounting.channels == first.accounting.channels
+
+
+@pytest.mark.parametrize('kind', ['fd', 'file'])
+def test_hostile_arguments_same_with_and_without_the_c_path(guest, monkeypatch, tmp_path, kind):
+    data = text_input(3000)
+    results = [_run(monkeypatch, tmp_path, guest('fastcall'), ['edges'], kind, data, way)
+               for way in WAYS]
+    report, out, err, _ = results[0]
+    assert report.status == 'ok' and report.retcode == 0, report
+    lines = err.decode().splitlines()
+    assert 'writev(1025) = -1 errno=22' in lines
+    assert 'writev(one bad base) = -1 errno=14' in lines
+    assert 'write(into the none page) = -1 errno=14' in lines
+    assert 'write(closed 1) = -1 errno=9' in lines
+    assert 'write(the copy after close) = 7 errno=0' in lines
+    assert 'readv(into rodata) = -1 errno=14' in lines
+    assert 'writev(overlapping) = 150 errno=0' in lines
+    assert out.endswith(data[136:])          # 16 + 120 bytes were read before the loop
+    _same(results)
+    fast, slow = results[0][0], results[1][0]
+    assert fast.accounting.syscalls == slow.accounting.syscalls
+
+
+@pytest.mark.parametrize('kind', ['fd', 'file'])
+@pytest.mark.parametrize('quota', [
+    'put_size:3000,get_size:2000',          # reached on the exact byte
+    'put_size:2500,get_size:1500',          # the last call clipped
+    'puts:3,gets:2',                        # by calls
+    'puts:0,get_size:0',                    # nothing at all
+])
+def test_quota_boundaries_same_with_and_without_the_c_path(guest, monkeypatch, tmp_path, kind,
+                                                           quota):
+    q = Quota.parse(quota)
+    results = [_run(monkeypatch, tmp_path, guest('fastcall'), ['quota'], kind,
+                    text_input(5000), way, stdin_quota=Quota(gets=q.gets, get_size=q.get_size),
+                    stdout_quota=Quota(puts=q.puts, put_size=q.put_size))
+               for way in WAYS]
+    report, out, err, _ = results[0]
+    assert report.status == 'ok', report
+    written = min(q.put_size, 1000 * q.puts)
+    assert len(out) == written
+    assert f'written = {written} errno=0'.encode() in err
+    assert b'write(after) = -1 errno=122' in err      # EDQUOT
+    assert b'read(after) = -1 errno=122' in err
+    _same(results)
+
+
+def test_channel_writes_do_not_reach_python(guest, monkeypatch, tmp_path):
+    """The C loop serves the channel reads and writes: the personality in Python sees
+    only the calls around them."""
+    answered = []
+    real = supervisor._Supervisor._answer
+
+    def counting(self):
+        answered.append(1)
+        real(self)
+
+    monkeypatch.setattr(supervisor._Supervisor, '_answer', counting)
+    data = text_input(20_000)
+    report, out, _, _ = _run(monkeypatch, tmp_path, guest('fastcall'), ['copy'], 'fd', data,
+                             ('native', True))
+    assert report.status == 'ok' and report.retcode == 0 and out == data, report
+    stdin, stdout = (report.accounting.channels[c] for c in ('/dev/stdin', '/dev/stdout'))
+    assert stdout.writes == len(data) // 1000 + 1 and stdin.reads == stdout.writes + 1
+    assert len(answered) < report.accounting.syscalls - stdin.reads - stdout.writes + 5

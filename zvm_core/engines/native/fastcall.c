@@ -1,0 +1,519 @@
+/* fastcall.c: the native supervisor's notification loop in C, and the
+ * personality's plain success path of a channel read or write.
+ *
+ * serve() waits for the guest's notifications (poll on the listener and the
+ * pidfd, the seccomp RECV ioctl) as supervisor.py's loop did, with the GIL
+ * released while it waits (the rdtsc tracer thread needs it).  A call it can
+ * serve it answers itself; any other call it hands back to Python, which
+ * answers it with the personality (zvm_core/syscalls), and serve() is called
+ * again.
+ *
+ * What it serves: read, write, readv and writev (at most IOV_MAX vectors,
+ * 1..CAP bytes) on a descriptor whose open file is the personality's
+ * OpenFile over a sequential Channel backed by a regular host file
+ * (FdBacking, seekable) or by a FileBacking, when the channel's quota lets
+ * the whole call through and every guest buffer lies in one region of the
+ * protection table with the needed access.  It reads the personality's own
+ * objects (guest.fds, the channel, its quota, counters, MD5 states, the
+ * backing's cursor) on every call and updates them exactly as Channel.read
+ * and Channel.write do: there is no second copy of any state, and after it
+ * the report, quotas and etags are the personality's.
+ *
+ * What it never decides: every error and edge -- an unknown or closed
+ * descriptor, the wrong access, a bad pointer, a refused or clipped quota, a
+ * recorded run, a pipe, a failed host call before any byte moved, a length
+ * over CAP, zero lengths -- is declined, and the personality answers the
+ * call as if this file did not exist.  Guest memory is read and written
+ * through the supervisor's /proc/PID/mem descriptor (memory.py), after the
+ * protection table says so, as ProcessMemory does.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <errno.h>
+#include <linux/seccomp.h>
+#include <math.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#define NR_READ 0
+#define NR_WRITE 1
+#define NR_READV 19
+#define NR_WRITEV 20
+#define MAX_IOV 1024            /* io.py: IOV_MAX */
+#define MAX_FD 1024             /* io.py: MAX_FDS */
+#define CAP (1 << 20)           /* larger calls go to Python: their round trip is amortised */
+#define PAGE 4096ULL
+#define PROT_R 1
+#define PROT_W 2
+#define CH_READ 1               /* channels.py: READ, WRITE */
+#define CH_WRITE 2
+#define MAX_REGIONS 32
+
+enum { SLOW = 0, EXITED = 1, DEADLINE = 2, HUNGUP = 3 };
+
+static PyObject *s_recorder, *s_fds, *s_syscalls, *s_access, *s_channel, *s_random, *s_backing,
+    *s_seekable, *s_fd, *s_cursor, *s_end, *s_quota, *s_counters, *s_gets, *s_get_size, *s_puts,
+    *s_put_size, *s_reads, *s_read_bytes, *s_writes, *s_write_bytes, *s_appending, *s_md5,
+    *s_appended, *s_read_md5, *s_update;
+
+static pthread_key_t scratch;       /* a thread's buffer, freed when the thread ends */
+
+struct region { uint64_t start, end; long prot; };
+
+struct ctx {
+    PyObject *guest, *prot, *openfile, *channel, *fdbacking, *filebacking;
+    unsigned char *buffer;              /* this thread's CAP bytes (hashlib may release the
+                                           GIL while it hashes them) */
+    int memfd, pid, nregions;
+    struct region regions[MAX_REGIONS];
+};
+
+/* -- reading the personality's objects: -1 (and no exception) means "decline" */
+
+static long long get_ll(PyObject *obj, PyObject *name)
+{
+    PyObject *v = PyObject_GetAttr(obj, name);
+    if (v == NULL) {
+        PyErr_Clear();
+        return -1;
+    }
+    long long x = PyLong_Check(v) ? PyLong_AsLongLong(v) : -1;
+    Py_DECREF(v);
+    if (x == -1 && PyErr_Occurred())
+        PyErr_Clear();          /* an int beyond 63 bits (a huge quota): Python's */
+    return x;
+}
+
+static int set_ll(PyObject *obj, PyObject *name, long long x)
+{
+    PyObject *v = PyLong_FromLongLong(x);
+    if (v == NULL)
+        return -1;
+    int r = PyObject_SetAttr(obj, name, v);
+    Py_DECREF(v);
+    return r;
+}
+
+static int add_ll(PyObject *obj, PyObject *name, long long x)
+{
+    long long old = get_ll(obj, name);
+    if (old < 0) {
+        PyErr_SetString(PyExc_RuntimeError, "fastcall: a counter is not an int");
+        return -1;
+    }
+    return set_ll(obj, name, old + x);
+}
+
+/* A borrowed attribute (the object stays referenced by its owner while we run). */
+static PyObject *attr(PyObject *obj, PyObject *name)
+{
+    PyObject *v = PyObject_GetAttr(obj, name);
+    if (v == NULL) {
+        PyErr_Clear();
+        return NULL;
+    }
+    Py_DECREF(v);
+    return v;
+}
+
+/* -- the protection table (memory.py ProcessMemory._check) --------------------- */
+
+static int allowed(struct ctx *c, uint64_t addr, uint64_t size, long need)
+{
+    for (int i = 0; i < c->nregions; i++) {
+        struct region *r = &c->regions[i];
+        if (addr < r->start || addr >= r->end)
+            continue;
+        if (size > r->end - addr)
+            return 0;
+        if (PyDict_GET_SIZE(c->prot) == 0)
+            return (r->prot & need) == need;
+        for (uint64_t page = addr & ~(PAGE - 1); page < addr + size; page += PAGE) {
+            PyObject *key = PyLong_FromUnsignedLongLong(page);
+            if (key == NULL) {
+                PyErr_Clear();
+                return 0;
+            }
+            PyObject *p = PyDict_GetItemWithError(c->prot, key);
+            Py_DECREF(key);
+            long prot = r->prot;
+            if (p != NULL)
+                prot = PyLong_AsLong(p);
+            if (PyErr_Occurred()) {
+                PyErr_Clear();
+                return 0;
+            }
+            if ((prot & need) != need)
+                return 0;
+        }
+        return 1;
+    }
+    return 0;
+}
+
+/* Gather the guest's buffers into buf: one process_vm_readv (no bounce page, as a
+ * /proc/PID/mem read has).  It holds to the guest's page protections, which the
+ * table has already checked: a short read is declined, and Python reads it again. */
+static int guest_read(struct ctx *c, void *buf, size_t size, const struct iovec *remote, int n)
+{
+    struct iovec local = {buf, size};
+    return process_vm_readv(c->pid, &local, 1, remote, n, 0) == (ssize_t)size;
+}
+
+/* Scatter the first size bytes of buf into the guest's buffers, in order (what
+ * ProcessMemory.flush does); where process_vm_writev stops short, /proc/PID/mem
+ * as ProcessMemory writes it.  0 or -EFAULT. */
+static int guest_write(struct ctx *c, const unsigned char *buf, size_t size,
+                       const struct iovec *remote, int n)
+{
+    struct iovec local = {(void *)buf, size}, trimmed[MAX_IOV];
+    int k = 0;
+    for (size_t left = size; k < n && left; k++) {
+        trimmed[k] = remote[k];
+        if (trimmed[k].iov_len > left)
+            trimmed[k].iov_len = left;
+        left -= trimmed[k].iov_len;
+    }
+    if (process_vm_writev(c->pid, &local, 1, trimmed, k, 0) == (ssize_t)size)
+        return 0;
+    for (int i = 0; i < k; buf += trimmed[i].iov_len, i++)
+        if (pwrite(c->memfd, buf, trimmed[i].iov_len, (off_t)(uintptr_t)trimmed[i].iov_base)
+            != (ssize_t)trimmed[i].iov_len)
+            return -EFAULT;
+    return 0;
+}
+
+/* -- one call ---------------------------------------------------------------------- */
+
+/* The hashlib object's update() over the first n bytes of the buffer. */
+static int md5_update(PyObject *md5, const unsigned char *buffer, size_t n)
+{
+    if (n == 0)
+        return 0;
+    PyObject *view = PyMemoryView_FromMemory((char *)buffer, (Py_ssize_t)n, PyBUF_READ);
+    if (view == NULL)
+        return -1;
+    PyObject *r = PyObject_CallMethodOneArg(md5, s_update, view);
+    Py_DECREF(view);
+    Py_XDECREF(r);
+    return r == NULL ? -1 : 0;
+}
+
+/* 1: answered (*ret: the value, or a negative errno); 0: declined (Python answers);
+ * -1: an exception (a sandbox bug: the run ends). */
+static int serve_one(struct ctx *c, const struct seccomp_notif *n, long long *ret)
+{
+    int nr = n->data.nr;
+    int writing = nr == NR_WRITE || nr == NR_WRITEV;
+    if (!(writing || nr == NR_READ || nr == NR_READV) || n->data.args[0] >= MAX_FD)
+        return 0;
+    PyObject *guest = c->guest;
+    PyObject *recorder = attr(guest, s_recorder);
+    if (recorder != Py_None)
+        return 0;                       /* a recorded run cuts its prefix at channel I/O */
+    PyObject *fds = attr(guest, s_fds);
+    if (fds == NULL || !PyDict_CheckExact(fds))
+        return 0;
+    PyObject *key = PyLong_FromUnsignedLongLong(n->data.args[0]);
+    if (key == NULL)
+        return -1;
+    PyObject *f = PyDict_GetItemWithError(fds, key);
+    Py_DECREF(key);
+    if (f == NULL || Py_TYPE(f) != (PyTypeObject *)c->openfile) {
+        PyErr_Clear();
+        return 0;
+    }
+    long long need = writing ? CH_WRITE : CH_READ, access = get_ll(f, s_access);
+    if (access < 0 || (access & need) != need)
+        return 0;
+    PyObject *ch = attr(f, s_channel);
+    if (ch == NULL || Py_TYPE(ch) != (PyTypeObject *)c->channel)
+        return 0;                       /* an image node, not a channel */
+    PyObject *random = attr(ch, s_random);
+    if (random != Py_False)
+        return 0;
+    PyObject *backing = attr(ch, s_backing);
+    if (backing == NULL)
+        return 0;
+    int file = Py_TYPE(backing) == (PyTypeObject *)c->filebacking;
+    if (!file && (Py_TYPE(backing) != (PyTypeObject *)c->fdbacking
+                  || attr(backing, s_seekable) != Py_True))
+        return 0;                       /* a pipe waits and reads fully: Python's */
+    long long hostfd = get_ll(backing, s_fd);
+    if (hostfd < 0 || hostfd > INT32_MAX)
+        return 0;
+
+    /* the guest's buffers: [buf, count) or its iovec array */
+    unsigned char *buffer = c->buffer;
+    struct iovec segs[MAX_IOV];
+    int nsegs = 0;
+    uint64_t total = 0;
+    long prot = writing ? PROT_R : PROT_W;
+    if (nr == NR_READ || nr == NR_WRITE) {
+        uint64_t len = n->data.args[2];
+        if (len == 0 || len > CAP || !allowed(c, n->data.args[1], len, prot))
+            return 0;
+        segs[nsegs++] = (struct iovec){(void *)(uintptr_t)n->data.args[1], len};
+        total = len;
+    } else {
+        uint64_t count = n->data.args[2], iov = n->data.args[1];
+        uint64_t raw[2 * MAX_IOV];
+        struct iovec array = {(void *)(uintptr_t)iov, 16 * count};
+        if (count == 0 || count > MAX_IOV || !allowed(c, iov, 16 * count, PROT_R)
+            || !guest_read(c, raw, 16 * count, &array, 1))
+            return 0;
+        for (uint64_t i = 0; i < count; i++) {
+            uint64_t base = raw[2 * i], len = raw[2 * i + 1];
+            if (len == 0)
+                continue;
+            if (len > CAP - total || !allowed(c, base, len, prot))
+                return 0;
+            segs[nsegs++] = (struct iovec){(void *)(uintptr_t)base, len};
+            total += len;
+        }
+        if (total == 0)
+            return 0;
+    }
+
+    /* the quota lets the whole call through (else Python refuses or clips it) */
+    PyObject *quota = attr(ch, s_quota), *counters = attr(ch, s_counters);
+    if (quota == NULL || counters == NULL)
+        return 0;
+    long long ops = get_ll(counters, writing ? s_writes : s_reads);
+    long long bytes = get_ll(counters, writing ? s_write_bytes : s_read_bytes);
+    long long max_ops = get_ll(quota, writing ? s_puts : s_gets);
+    long long max_bytes = get_ll(quota, writing ? s_put_size : s_get_size);
+    if (ops < 0 || bytes < 0 || max_ops < 0 || max_bytes < 0 || ops >= max_ops
+        || bytes >= max_bytes || (uint64_t)(max_bytes - bytes) < total)
+        return 0;
+    long long cursor = 0, end = 0;
+    if (file) {
+        cursor = get_ll(backing, s_cursor);
+        end = get_ll(backing, s_end);
+        if (cursor < 0 || end < 0)
+            return 0;
+    }
+
+    ssize_t done;
+    if (writing) {
+        if (!guest_read(c, buffer, total, segs, nsegs))
+            return 0;                   /* not readable after all: Python's EFAULT */
+        done = file ? pwrite((int)hostfd, buffer, total, cursor)
+                    : write((int)hostfd, buffer, total);
+        if (done < 0)
+            return 0;                   /* nothing written: Python retries or fails the run */
+        if (attr(ch, s_appending) == Py_True) {
+            PyObject *md5 = attr(ch, s_md5);
+            if (md5 == NULL || md5_update(md5, c->buffer, done) < 0 || add_ll(ch, s_appended, done) < 0)
+                return -1;
+        }
+    } else {
+        uint64_t want = total;
+        if (file)
+            want = end > cursor ? (uint64_t)(end - cursor) < total ? (uint64_t)(end - cursor)
+                                                                   : total : 0;
+        done = 0;
+        if (want) {
+            done = file ? pread((int)hostfd, buffer, want, cursor)
+                        : read((int)hostfd, buffer, want);
+            if (done < 0)
+                return 0;
+        }
+        PyObject *md5 = attr(ch, s_read_md5);
+        if (md5 != NULL && md5 != Py_None && md5_update(md5, c->buffer, done) < 0)
+            return -1;
+    }
+    if (add_ll(counters, writing ? s_writes : s_reads, 1) < 0
+        || add_ll(counters, writing ? s_write_bytes : s_read_bytes, done) < 0)
+        return -1;
+    if (file && (set_ll(backing, s_cursor, cursor + done) < 0
+                 || (writing && cursor + done > end && set_ll(backing, s_end, cursor + done) < 0)))
+        return -1;
+    *ret = done;
+    if (!writing && guest_write(c, buffer, done, segs, nsegs) < 0)
+        *ret = -EFAULT;                 /* as ProcessMemory.flush: the call has happened */
+    return 1;
+}
+
+/* -- the loop ------------------------------------------------------------------------ */
+
+static int load_ctx(PyObject *tuple, struct ctx *c)
+{
+    PyObject *regions;
+    if (!PyArg_ParseTuple(tuple, "OiiO!O!OOOO", &c->guest, &c->memfd, &c->pid, &PyTuple_Type,
+                          &regions,
+                          &PyDict_Type, &c->prot, &c->openfile, &c->channel, &c->fdbacking,
+                          &c->filebacking))
+        return -1;
+    c->buffer = pthread_getspecific(scratch);
+    if (c->buffer == NULL) {        /* malloc: its pages are touched only when used */
+        if ((c->buffer = malloc(CAP)) == NULL || pthread_setspecific(scratch, c->buffer)) {
+            free(c->buffer);
+            PyErr_NoMemory();
+            return -1;
+        }
+    }
+    Py_ssize_t count = PyTuple_GET_SIZE(regions);
+    if (count > MAX_REGIONS) {
+        PyErr_SetString(PyExc_ValueError, "fastcall: too many regions");
+        return -1;
+    }
+    c->nregions = (int)count;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        struct region *r = &c->regions[i];
+        if (!PyArg_ParseTuple(PyTuple_GET_ITEM(regions, i), "KKl", &r->start, &r->end, &r->prot))
+            return -1;
+    }
+    return 0;
+}
+
+static double monotonic(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static PyObject *serve(PyObject *self, PyObject *args)
+{
+    int listener, pidfd;
+    double deadline;
+    Py_buffer out;
+    PyObject *ctx_tuple;
+    struct ctx c;
+    if (!PyArg_ParseTuple(args, "iidw*O", &listener, &pidfd, &deadline, &out, &ctx_tuple))
+        return NULL;
+    if (out.len != (Py_ssize_t)sizeof(struct seccomp_notif) || load_ctx(ctx_tuple, &c) < 0) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "fastcall: the notification buffer's size");
+        PyBuffer_Release(&out);
+        return NULL;
+    }
+    struct pollfd fds[2] = {{listener, POLLIN, 0}, {pidfd, POLLIN, 0}};
+    struct seccomp_notif notif;
+    long result = -1;
+    for (;;) {
+        double left = deadline - monotonic();
+        if (left <= 0) {
+            result = DEADLINE;
+            break;
+        }
+        int ready, err;
+        Py_BEGIN_ALLOW_THREADS
+        ready = poll(fds, 2, (int)fmin(ceil(left * 1000), INT32_MAX));
+        err = errno;
+        Py_END_ALLOW_THREADS
+        if (ready < 0) {
+            if (err == EINTR && PyErr_CheckSignals() == 0)
+                continue;
+            if (err != EINTR) {
+                errno = err;
+                PyErr_SetFromErrno(PyExc_OSError);
+            }
+            break;
+        }
+        if (ready == 0)
+            continue;
+        if (fds[1].revents) {
+            result = EXITED;            /* no call of it is pending any more */
+            break;
+        }
+        if (!(fds[0].revents & POLLIN)) {
+            result = HUNGUP;            /* it is exiting: Python waits for the pidfd alone */
+            break;
+        }
+        memset(&notif, 0, sizeof notif);
+        int r;
+        Py_BEGIN_ALLOW_THREADS
+        r = ioctl(listener, SECCOMP_IOCTL_NOTIF_RECV, &notif);
+        err = errno;
+        Py_END_ALLOW_THREADS
+        if (r < 0) {
+            if (err == ENOENT || (err == EINTR && PyErr_CheckSignals() == 0))
+                continue;               /* the guest died between poll and receive */
+            if (err != EINTR) {
+                errno = err;
+                PyErr_SetFromErrno(PyExc_OSError);
+            }
+            break;
+        }
+        long long ret = 0;
+        int served = serve_one(&c, &notif, &ret);
+        if (served < 0)
+            break;
+        if (served == 0) {
+            memcpy(out.buf, &notif, sizeof notif);
+            result = SLOW;
+            break;
+        }
+        if (add_ll(c.guest, s_syscalls, 1) < 0)
+            break;
+        struct seccomp_notif_resp resp = {.id = notif.id};
+        if (ret < 0)
+            resp.error = (int32_t)ret;
+        else
+            resp.val = ret;
+        Py_BEGIN_ALLOW_THREADS
+        r = ioctl(listener, SECCOMP_IOCTL_NOTIF_SEND, &resp);
+        err = errno;
+        Py_END_ALLOW_THREADS
+        if (r < 0 && err != ENOENT) {   /* ENOENT: it died (killed) while we answered */
+            errno = err;
+            PyErr_SetFromErrno(PyExc_OSError);
+            break;
+        }
+    }
+    PyBuffer_Release(&out);
+    return result < 0 ? NULL : PyLong_FromLong(result);
+}
+
+static PyMethodDef methods[] = {
+    {"serve", serve, METH_VARARGS,
+     "serve(listener, pidfd, deadline, notif, ctx) -> SLOW (a call for Python is in notif), "
+     "EXITED, DEADLINE or HUNGUP.\n\nctx: (guest, memfd, pid, regions ((start, end, prot), "
+     "...), "
+     "page protections {page: prot}, OpenFile, Channel, FdBacking, FileBacking)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_fastcall",
+                                    "The native supervisor's notification loop (fastcall.c).",
+                                    -1, methods};
+
+PyMODINIT_FUNC PyInit__fastcall(void)
+{
+    struct { PyObject **slot; const char *name; } names[] = {
+        {&s_recorder, "recorder"}, {&s_fds, "fds"}, {&s_syscalls, "syscalls"},
+        {&s_access, "access"}, {&s_channel, "channel"}, {&s_random, "random"},
+        {&s_backing, "backing"}, {&s_seekable, "seekable"}, {&s_fd, "fd"},
+        {&s_cursor, "cursor"}, {&s_end, "end"}, {&s_quota, "quota"},
+        {&s_counters, "counters"}, {&s_gets, "gets"}, {&s_get_size, "get_size"},
+        {&s_puts, "puts"}, {&s_put_size, "put_size"}, {&s_reads, "reads"},
+        {&s_read_bytes, "read_bytes"}, {&s_writes, "writes"}, {&s_write_bytes, "write_bytes"},
+        {&s_appending, "_appending"}, {&s_md5, "_md5"}, {&s_appended, "_appended"},
+        {&s_read_md5, "_read_md5"}, {&s_update, "update"},
+    };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if ((*names[i].slot = PyUnicode_InternFromString(names[i].name)) == NULL)
+            return NULL;
+    if (pthread_key_create(&scratch, free) != 0)
+        return PyErr_NoMemory();
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL)
+        return NULL;
+    if (PyModule_AddIntConstant(m, "SLOW", SLOW) < 0
+        || PyModule_AddIntConstant(m, "CAP", CAP) < 0
+        || PyModule_AddIntConstant(m, "EXITED", EXITED) < 0
+        || PyModule_AddIntConstant(m, "DEADLINE", DEADLINE) < 0
+        || PyModule_AddIntConstant(m, "HUNGUP", HUNGUP) < 0)
+        return NULL;
+    return m;
+}
