@@ -112,16 +112,23 @@ static int add_ll(PyObject *obj, PyObject *name, long long x)
     return set_ll(obj, name, old + x);
 }
 
-/* A borrowed attribute (the object stays referenced by its owner while we run). */
-static PyObject *attr(PyObject *obj, PyObject *name)
+/* The attributes one call reads, referenced until it is answered (whatever the
+ * objects are: a property's fresh result stays alive too). */
+struct held {
+    PyObject *refs[16];
+    int n;
+};
+
+static PyObject *attr(struct held *h, PyObject *obj, PyObject *name)
 {
+    if (obj == NULL || h->n == (int)(sizeof h->refs / sizeof h->refs[0]))
+        return NULL;
     PyObject *v = PyObject_GetAttr(obj, name);
     if (v == NULL) {
         PyErr_Clear();
         return NULL;
     }
-    Py_DECREF(v);
-    return v;
+    return h->refs[h->n++] = v;
 }
 
 /* -- the protection table (memory.py ProcessMemory._check) --------------------- */
@@ -209,17 +216,18 @@ static int md5_update(PyObject *md5, const unsigned char *buffer, size_t n)
 
 /* 1: answered (*ret: the value, or a negative errno); 0: declined (Python answers);
  * -1: an exception (a sandbox bug: the run ends). */
-static int serve_one(struct ctx *c, const struct seccomp_notif *n, long long *ret)
+static int serve_one(struct ctx *c, const struct seccomp_notif *n, long long *ret,
+                     struct held *h)
 {
     int nr = n->data.nr;
     int writing = nr == NR_WRITE || nr == NR_WRITEV;
     if (!(writing || nr == NR_READ || nr == NR_READV) || n->data.args[0] >= MAX_FD)
         return 0;
     PyObject *guest = c->guest;
-    PyObject *recorder = attr(guest, s_recorder);
+    PyObject *recorder = attr(h, guest, s_recorder);
     if (recorder != Py_None)
         return 0;                       /* a recorded run cuts its prefix at channel I/O */
-    PyObject *fds = attr(guest, s_fds);
+    PyObject *fds = attr(h, guest, s_fds);
     if (fds == NULL || !PyDict_CheckExact(fds))
         return 0;
     PyObject *key = PyLong_FromUnsignedLongLong(n->data.args[0]);
@@ -227,25 +235,28 @@ static int serve_one(struct ctx *c, const struct seccomp_notif *n, long long *re
         return -1;
     PyObject *f = PyDict_GetItemWithError(fds, key);
     Py_DECREF(key);
-    if (f == NULL || Py_TYPE(f) != (PyTypeObject *)c->openfile) {
+    if (f == NULL || Py_TYPE(f) != (PyTypeObject *)c->openfile
+        || h->n == (int)(sizeof h->refs / sizeof h->refs[0])) {
         PyErr_Clear();
         return 0;
     }
+    Py_INCREF(f);
+    h->refs[h->n++] = f;
     long long need = writing ? CH_WRITE : CH_READ, access = get_ll(f, s_access);
     if (access < 0 || (access & need) != need)
         return 0;
-    PyObject *ch = attr(f, s_channel);
+    PyObject *ch = attr(h, f, s_channel);
     if (ch == NULL || Py_TYPE(ch) != (PyTypeObject *)c->channel)
         return 0;                       /* an image node, not a channel */
-    PyObject *random = attr(ch, s_random);
+    PyObject *random = attr(h, ch, s_random);
     if (random != Py_False)
         return 0;
-    PyObject *backing = attr(ch, s_backing);
+    PyObject *backing = attr(h, ch, s_backing);
     if (backing == NULL)
         return 0;
     int file = Py_TYPE(backing) == (PyTypeObject *)c->filebacking;
     if (!file && (Py_TYPE(backing) != (PyTypeObject *)c->fdbacking
-                  || attr(backing, s_seekable) != Py_True))
+                  || attr(h, backing, s_seekable) != Py_True))
         return 0;                       /* a pipe waits and reads fully: Python's */
     long long hostfd = get_ll(backing, s_fd);
     if (hostfd < 0 || hostfd > INT32_MAX)
@@ -284,7 +295,7 @@ static int serve_one(struct ctx *c, const struct seccomp_notif *n, long long *re
     }
 
     /* the quota lets the whole call through (else Python refuses or clips it) */
-    PyObject *quota = attr(ch, s_quota), *counters = attr(ch, s_counters);
+    PyObject *quota = attr(h, ch, s_quota), *counters = attr(h, ch, s_counters);
     if (quota == NULL || counters == NULL)
         return 0;
     long long ops = get_ll(counters, writing ? s_writes : s_reads);
@@ -310,8 +321,8 @@ static int serve_one(struct ctx *c, const struct seccomp_notif *n, long long *re
                     : write((int)hostfd, buffer, total);
         if (done < 0)
             return 0;                   /* nothing written: Python retries or fails the run */
-        if (attr(ch, s_appending) == Py_True) {
-            PyObject *md5 = attr(ch, s_md5);
+        if (attr(h, ch, s_appending) == Py_True) {
+            PyObject *md5 = attr(h, ch, s_md5);
             if (md5 == NULL || md5_update(md5, c->buffer, done) < 0 || add_ll(ch, s_appended, done) < 0)
                 return -1;
         }
@@ -327,7 +338,7 @@ static int serve_one(struct ctx *c, const struct seccomp_notif *n, long long *re
             if (done < 0)
                 return 0;
         }
-        PyObject *md5 = attr(ch, s_read_md5);
+        PyObject *md5 = attr(h, ch, s_read_md5);
         if (md5 != NULL && md5 != Py_None && md5_update(md5, c->buffer, done) < 0)
             return -1;
     }
@@ -401,6 +412,8 @@ static PyObject *serve(PyObject *self, PyObject *args)
     struct seccomp_notif notif;
     long result = -1;
     for (;;) {
+        if (PyErr_CheckSignals() < 0)   /* a handler's exception (the Python loop's too) */
+            break;
         double left = deadline - monotonic();
         if (left <= 0) {
             result = DEADLINE;
@@ -446,7 +459,10 @@ static PyObject *serve(PyObject *self, PyObject *args)
             break;
         }
         long long ret = 0;
-        int served = serve_one(&c, &notif, &ret);
+        struct held h = {.n = 0};
+        int served = serve_one(&c, &notif, &ret, &h);
+        while (h.n)
+            Py_DECREF(h.refs[--h.n]);
         if (served < 0)
             break;
         if (served == 0) {
