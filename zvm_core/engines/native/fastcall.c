@@ -323,7 +323,8 @@ static int serve_one(struct ctx *c, const struct seccomp_notif *n, long long *re
             return 0;                   /* nothing written: Python retries or fails the run */
         if (attr(h, ch, s_appending) == Py_True) {
             PyObject *md5 = attr(h, ch, s_md5);
-            if (md5 == NULL || md5_update(md5, c->buffer, done) < 0 || add_ll(ch, s_appended, done) < 0)
+            if (md5 == NULL || md5_update(md5, buffer, done) < 0
+                || add_ll(ch, s_appended, done) < 0)
                 return -1;
         }
     } else {
@@ -339,7 +340,7 @@ static int serve_one(struct ctx *c, const struct seccomp_notif *n, long long *re
                 return 0;
         }
         PyObject *md5 = attr(h, ch, s_read_md5);
-        if (md5 != NULL && md5 != Py_None && md5_update(md5, c->buffer, done) < 0)
+        if (md5 != NULL && md5 != Py_None && md5_update(md5, buffer, done) < 0)
             return -1;
     }
     if (add_ll(counters, writing ? s_writes : s_reads, 1) < 0

@@ -7,6 +7,9 @@ initial stack and auxiliary vector), hands that to the trusted loader
 (``loader.c``) in a fresh process, and serves the seccomp notifications the
 guest's system calls raise with the emulator's personality
 (``zvm_core.syscalls``, ``zvm_core.zerovm.trap``) over :class:`ProcessMemory`.
+The loop is C (``fastcall.c``): it answers plain channel reads and writes
+on the personality's own objects and hands every other call, and every edge
+of those, to the personality (doc/sandbox.md, "Cost of a mediated call").
 
 Memory calls are the personality's too: ``brk`` and ``mmap`` are
 bookkeeping in the same :class:`~zvm_core.memory.Arena` over the heap the
@@ -369,7 +372,6 @@ class _Supervisor:
         self.notif = bytearray(seccomp.NOTIF.size)
         self.resp = bytearray(seccomp.RESP.size)
         self.stopped: str | None = None     # 'timeout' or 'stop' when we killed it
-        self.hungup = False                 # the C loop saw the listener hang up
 
     def serve(self, gate: int | None = None) -> None:
         """``gate``: the id of a template child's waiting close, let through now."""
@@ -380,10 +382,11 @@ class _Supervisor:
             self._bootstrap(poll)
         else:
             self._send(gate, 0, 0, seccomp.USER_NOTIF_FLAG_CONTINUE)
-        if self.stopped is None and self._serve_fast():
+        left_to = self._serve_fast() if self.stopped is None else None
+        if left_to is None:
             return
         listener, pidfd, monotonic = self.listener, self.pidfd, time.monotonic
-        if self.stopped is None and self.hungup:
+        if left_to == 'exiting':
             poll.unregister(listener)
         while self.stopped is None:     # without the C loop: a few us more per call
             left = self.deadline - monotonic()
@@ -401,14 +404,14 @@ class _Supervisor:
             elif events:                # POLLHUP: it is exiting; wait for the pidfd alone
                 poll.unregister(listener)
 
-    def _serve_fast(self) -> bool:
+    def _serve_fast(self) -> str | None:
         """The C loop (``fastcall.c``): it answers plain channel reads and writes and
-        hands every other call to :meth:`_answer`.  True when the guest exited or
-        the run is over; False when the Python loop must go on (no C loop, or the
-        listener hung up: the guest is exiting)."""
+        hands every other call to :meth:`_answer`.  None when the guest exited or
+        the run is over; what the Python loop is left to do otherwise: ``'all'``
+        (no C loop here) or ``'exiting'`` (the listener hung up: wait for the pidfd)."""
         table = self.guest.mem.table()
         if not FAST_PATH or table is None:
-            return False
+            return 'all'
         ctx = (self.guest, *table, OpenFile, Channel, FdBacking, FileBacking)
         serve, slow = _fastcall.serve, _fastcall.SLOW
         while self.stopped is None:
@@ -418,11 +421,10 @@ class _Supervisor:
             elif got == _fastcall.DEADLINE:
                 self._kill('timeout')
             elif got == _fastcall.HUNGUP:
-                self.hungup = True
-                return False
+                return 'exiting'
             else:
-                return True             # EXITED
-        return True
+                return None             # EXITED
+        return None
 
     def _receive(self) -> bool:
         self.notif[:] = _NOTIF_ZERO     # the kernel wants it zeroed
