@@ -50,7 +50,7 @@ CASES: dict[str, list[tuple[tuple[str, ...], bytes]]] = {
     'zvm_copy': [((), TEXT)], 'zvm_exit': [((), b'5')], 'zvm_jail': [((), b'v'), ((), b'x')],
     'zvm_sort': [((), TEXT)], 'zvm_trapper': [(('read', '0', '10'), TEXT)],
     'hidden_ret': [((), b'')], 'rdtsc_hidden': [((), b'')], 'rodata_code': [((), b'')],
-    'emit': [(('200000', 'e'), b'')],
+    'emit': [(('200000', 'e'), b'')], 'fastcall': [(('edges',), TEXT)],
 }
 REFUSED = {   # programs the validator or the ELF check refuses: nothing to run
     'rdrand', 'wrmsr', 'int80', 'sysenter', 'segment', 'entry_hidden', 'xop_rdrand',
