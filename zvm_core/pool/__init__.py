@@ -24,6 +24,11 @@ read-only at that path (``zvm_core.syscalls.fs``; in request order, so a
 later image wins where paths meet), which is how interpreters get their
 libraries (``zvm_core.sysimages``).  A worker indexes each image file once.
 
+A worker cleans up after its reply (an emulated machine is reset, a native
+template forks the child of the next run), so an idle request goes to the
+worker idle longest, not to the one that has just answered and may still be
+cleaning up.
+
 Admission is bounded: ``size`` requests run at once, ``queue`` more may
 wait, and any further request gets :class:`PoolBusy` at once.  Requests
 carry an account: one account runs at most ``account_size`` at once, and
@@ -297,7 +302,7 @@ class Pool:
             self._waiting += 1
         try:
             with self._slots.slot(account):
-                worker = self._idle.pop()
+                worker = self._idle.pop(0)      # idle longest: done with its clean-up
                 try:
                     if started is not None:
                         started()
