@@ -145,7 +145,7 @@ def _serve_one(req: dict, fds: list[int], templates: Templates):
                         if c.get('notify') is None else
                         StreamBacking(fds[c['fd']], fds[c['notify']], c['alias'],
                                       wait=c.get('wait')), c['mode'],
-                        random=c['random'], quota=Quota(**c['quota']))
+                        random=c.get('random', False), quota=Quota(**c.get('quota', {})))
                 for c in req['channels']]
     limits = Limits(**req['limits'])
     try:
