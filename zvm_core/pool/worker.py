@@ -69,26 +69,29 @@ class Templates:
         self._evict()
         return machine, machine.verdict
 
-    def prepared(self, path: str, engine: str | None, rdtsc: str):
+    def prepared(self, path: str, engine: str | None, rdtsc: str, file: tuple | None = None):
         """The program prepared for ``engine`` (``auto`` or ``native``), kept while the
-        file is unchanged: which engine ``auto`` picks is decided once per program."""
+        file is unchanged: which engine ``auto`` picks is decided once per program.
+        ``file``: its :func:`_file_key`, if the caller has it."""
         from zvm_core.prepare import prepare
         from zvm_core.validator import Policy
-        key = (*_file_key(path), engine, rdtsc)
+        key = (*(file or _file_key(path)), engine, rdtsc)
         got = self._prepared.pop(key, None) or prepare(path, Policy(rdtsc=rdtsc), engine=engine)
         self._prepared[key] = got
         while len(self._prepared) > PREPARED:
             self._prepared.popitem(last=False)
         return got
 
-    def native(self, path: str, prepared, memory: int):
+    def native(self, path: str, prepared, memory: int, file: tuple | None = None):
         """The native template process (``Warm``) for a program prepared natively."""
         from zvm_core.engines.native.warm import Warm
-        key = ('native', *_file_key(path), memory, prepared.policy.rdtsc, prepared.tsc)
+        key = ('native', *(file or _file_key(path)), memory, prepared.policy.rdtsc, prepared.tsc)
         warm = self._machines.pop(key, None)
-        if warm is None:
-            warm = Warm(prepared.program, prepared.verdict, memory, prepared.tsc)
-        self._machines[key] = warm
+        if warm is not None:            # kept: the most recently used now, costs unchanged
+            self._machines[key] = warm
+            return warm
+        warm = self._machines[key] = Warm(prepared.program, prepared.verdict, memory,
+                                          prepared.tsc)
         self._evict()
         return warm
 
@@ -165,13 +168,14 @@ def _serve_one(req: dict, fds: list[int], templates: Templates):
             return Report('fault', None, f'cannot mount {ch.alias} at {where}: {e}'), None
     reason = ''
     if engine == 'native':
+        file = _file_key(req['program'])
         try:
-            prepared = templates.prepared(req['program'], req.get('engine'), req['rdtsc'])
+            prepared = templates.prepared(req['program'], req.get('engine'), req['rdtsc'], file)
         except Rejected as e:
             return e.report, None
         if prepared.engine == 'native':     # a child of the program's template per run
             try:
-                warm = templates.native(req['program'], prepared, limits.memory)
+                warm = templates.native(req['program'], prepared, limits.memory, file)
                 return warm.run(channels, req['argv'], req['env'], req['seed'], req['epoch'],
                                 limits, image), warm
             except SetupError as e:
