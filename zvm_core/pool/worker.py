@@ -33,6 +33,7 @@ PARENT_CHECK = 1.0      # seconds between a worker's looks at its parent
 PR_SET_NO_NEW_PRIVS = 38
 PR_SET_THP_DISABLE = 41
 PREPARED = 64               # programs whose engine choice a worker keeps
+_CHOSEN: dict[tuple, str] = {}      # (engine asked, fuel asked) -> the engine that runs
 
 
 def _file_key(path: str) -> tuple:
@@ -151,10 +152,13 @@ def _serve_one(req: dict, fds: list[int], templates: Templates):
                         random=c.get('random', False), quota=Quota(**c.get('quota', {})))
                 for c in req['channels']]
     limits = Limits(**req['limits'])
-    try:
-        engine = engines.choose(req.get('engine'), fuel=limits.fuel != DEFAULT_FUEL)
-    except engines.EngineError as e:
-        return Report('killed', None, str(e)), None
+    choice = (req.get('engine'), limits.fuel != DEFAULT_FUEL)
+    engine = _CHOSEN.get(choice)
+    if engine is None:
+        try:        # what this host can run does not change under a worker: asked once
+            engine = _CHOSEN[choice] = engines.choose(choice[0], fuel=choice[1])
+        except engines.EngineError as e:
+            return Report('killed', None, str(e)), None
     image = None
     mounts = [(ch, c['mount']) for ch, c in zip(channels, req['channels'], strict=True)
               if c.get('mount')]

@@ -227,6 +227,8 @@ class Template:
     def __init__(self, program: Program, memory: int, timeout: float = 10.0) -> None:
         layout = Guest(program, memory)         # SetupError if the memory is too small
         self.image_size = layout.image_size
+        self.program, self.memory = program, memory
+        self._guest: Guest | None = None        # the next run's, never used (see guest())
         self.timeout = timeout
         self.pid, self.sock = _spawn(layout.image_spec(template=True))
         self.pidfd: int | None = None
@@ -256,6 +258,8 @@ class Template:
     def prefork(self) -> None:
         """Fork the child the next run starts in and wait until it is at the gate
         (the runs killed since are reaped while it forks)."""
+        if self._guest is None:
+            self._guest = Guest(self.program, self.memory)
         if self._next is not None:
             self.reap()
             return
@@ -295,6 +299,11 @@ class Template:
             child.close()
             raise
         self._next = child
+
+    def guest(self) -> Guest:
+        """A new Guest for the next run: built by :meth:`prefork`, off the request path."""
+        guest, self._guest = self._guest, None
+        return guest or Guest(self.program, self.memory)
 
     def take(self) -> _Child:
         """The child the next run starts in (forked now if there is none)."""
@@ -527,7 +536,7 @@ def run(program: Program, channels: list[Channel], argv: list[str], env: dict[st
     template of the program (same memory) instead of spawning a loader.
     """
     start = time.perf_counter()
-    guest = Guest(program, memory)
+    guest = Guest(program, memory) if template is None else template.guest()
     guest.channels, guest.fds = attach(channels)
     guest.trap_channels = standard_order(list(guest.channels.values()))
     guest.image = image
