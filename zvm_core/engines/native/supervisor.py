@@ -307,7 +307,8 @@ class Template:
 
     def take(self) -> _Child:
         """The child the next run starts in (forked now if there is none)."""
-        self.prefork()
+        if self._next is None:
+            self.prefork()
         child, self._next = self._next, None
         return child
 
