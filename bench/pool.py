@@ -5,8 +5,9 @@
   only; the caller opened its channel descriptors before), p50/p99; in the
   same run, cold starts: ``executor.run()`` in process (new instance,
   verdict cached), the pool with a template miss (a new copy of the program
-  per request: new machine in the worker, verdict cached) and a new
-  ``zvm run`` process;
+  per request: new machine or template process in the worker, verdict
+  cached) and a new ``zvm run`` process -- each for the native and the
+  emulated engine side by side (the native one where the host can run it);
 - throughput: executions per second of a trivial program (returns 0) through
   a pool of 2 workers, with 1, 2, 4 and 8 caller threads, for a fixed time;
 - memory: VmRSS and VmHWM (peak RSS) from ``/proc/<pid>/status`` of a
@@ -39,6 +40,7 @@ from common import mib, ms, p50, p99, ratio, table  # noqa: E402
 
 common.private_verdict_cache()
 
+from zvm_core import engines  # noqa: E402
 from zvm_core.channels import READ, WRITE, Channel, MemoryBacking  # noqa: E402
 from zvm_core.executor import Limits, run  # noqa: E402
 from zvm_core.pool import ChannelSpec, Pool  # noqa: E402
@@ -67,57 +69,74 @@ def channels(stdin: Path | None = None, stdout: Path | None = None
 
 
 def pool_run(pool: Pool, program: Path, specs: list[ChannelSpec],
-             limits: Limits | None = None, argv: list[str] | None = None) -> Report:
-    return check(pool.run(str(program), specs, argv=argv or [program.name], limits=limits),
-                 program.name)
+             limits: Limits | None = None, argv: list[str] | None = None,
+             engine: str | None = None) -> Report:
+    report = check(pool.run(str(program), specs, argv=argv or [program.name], limits=limits,
+                            engine=engine), program.name)
+    if engine is not None and report.engine != engine:
+        sys.exit(f'{program.name}: ran {report.engine}, not {engine}: {report.engine_reason}')
+    return report
 
 
 # -- warm vs cold --------------------------------------------------------------
 
-def warm_vs_cold(tmp: Path, reps: int, miss_reps: int, cli_reps: int) -> None:
+def starts(tmp: Path, engine: str, reps: int, miss_reps: int,
+           cli_reps: int) -> dict[str, list[float]]:
+    """Seconds per start of musl hello on ``engine``, by path (the rows of
+    :func:`warm_vs_cold`)."""
     hello = common.build('hello')
     out = tmp / 'hello.out'
-    warm = []
+    times: dict[str, list[float]] = {'warm': [], 'miss': [], 'fresh': [], 'cli': []}
     with Pool(2) as pool, channels(stdout=out) as specs:
         for _ in range(20):                              # templates in both workers
-            pool_run(pool, hello, specs)
+            pool_run(pool, hello, specs, engine=engine)
         for _ in range(reps):
-            t, _ = common.timed(pool_run, pool, hello, specs)
-            warm.append(t)
-        miss = []
+            t, _ = common.timed(pool_run, pool, hello, specs, engine=engine)
+            times['warm'].append(t)
         for i in range(miss_reps):                      # a new path: a new template
             copy = tmp / f'hello-copy-{i}'
             shutil.copyfile(hello, copy)
-            t, _ = common.timed(pool_run, pool, copy, specs)
-            miss.append(t)
+            t, _ = common.timed(pool_run, pool, copy, specs, engine=engine)
+            times['miss'].append(t)
             copy.unlink()
     if not out.read_bytes().startswith(b'Hello, world!\n'):
         sys.exit(f'unexpected output: {out.read_bytes()[:100]!r}')
-    check(run(hello, mem_channels()), 'hello')            # verdict cached in this process
-    fresh = []
+    check(run(hello, mem_channels(), engine=engine), 'hello')     # verdict cached here
     for _ in range(reps // 4):
-        chans = mem_channels()
-        t, rep = common.timed(run, hello, chans)
+        t, rep = common.timed(run, hello, mem_channels(), engine=engine)
         check(rep, 'hello')
-        fresh.append(t)
-    cli = []
+        times['fresh'].append(t)
     for _ in range(cli_reps):
         t, proc = common.timed(subprocess.run, [sys.executable, '-m', 'zvm_core.cli', 'run',
-                                                str(hello)], capture_output=True, check=False)
+                                                '--engine', engine, str(hello)],
+                               capture_output=True, check=False)
         if proc.returncode:
             sys.exit(f'zvm run failed: {proc.stderr.decode()[-500:]}')
-        cli.append(t)
-    base = p50(warm)
-    rows = [['pool, warm template (client-observed)', len(warm), ms(p50(warm)), ms(p99(warm)),
-             ms(max(warm)), '1.00x', 'p50 <= 1 ms, p99 <= 5 ms'],
-            ['pool, template miss (new program path)', len(miss), ms(p50(miss)),
-             ms(p99(miss)), ms(max(miss)), ratio(p50(miss), base), ''],
-            ['in process: run(), fresh instance', len(fresh), ms(p50(fresh)), ms(p99(fresh)),
-             ms(max(fresh)), ratio(p50(fresh), base), ''],
-            ['new process: `zvm run`', len(cli), ms(p50(cli)), ms(p99(cli)), ms(max(cli)),
-             ratio(p50(cli), base), '']]
-    table('Warm vs cold start, musl hello (2 workers, 1 caller)',
-          ['path', 'n', 'p50', 'p99', 'max', 'vs warm p50', 'goal (issue 5)'], rows)
+        times['cli'].append(t)
+    return times
+
+
+def warm_vs_cold(tmp: Path, reps: int, miss_reps: int, cli_reps: int) -> None:
+    reason = engines.native_unavailable()
+    names = ['emulated'] if reason else ['native', 'emulated']
+    got = {engine: starts(tmp, engine, reps, miss_reps, cli_reps) for engine in names}
+    paths = {'warm': 'pool, warm template (client-observed)',
+             'miss': 'pool, template miss (new program path)',
+             'fresh': 'in process: run(), fresh instance', 'cli': 'new process: `zvm run`'}
+    rows = []
+    for key, what in paths.items():
+        row = [what, len(got[names[0]][key])]
+        for engine in names:
+            row += [ms(p50(got[engine][key])), ms(p99(got[engine][key]))]
+        if len(names) == 2:
+            row.append(ratio(p50(got['native'][key]), p50(got['emulated'][key])))
+        rows.append(row)
+    header = ['path', 'n'] + [f'{engine} {q}' for engine in names for q in ('p50', 'p99')]
+    table('Warm vs cold start, musl hello (2 workers, 1 caller), per engine',
+          header + (['native/emulated p50'] if len(names) == 2 else []), rows,
+          note='goals: warm p50 <= 1 ms, p99 <= 5 ms (issue 5); native warm p50 <= 0.5 ms '
+               f'(issue 16); load average {os.getloadavg()[0]:.1f} after the run'
+               + (f'; native engine unavailable: {reason}' if reason else ''))
 
 
 def mem_channels() -> list[Channel]:
@@ -252,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     opts = parser.parse_args(argv)
     q = opts.quick
     print(common.environment())
+    print('load average (1, 5, 15 min): ' + ', '.join(f'{x:.2f}' for x in os.getloadavg()))
     with tempfile.TemporaryDirectory(prefix='zvm-bench-') as d:
         tmp = Path(d)
         warm_vs_cold(tmp, reps=200 if q else 2000, miss_reps=20 if q else 100,

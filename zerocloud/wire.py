@@ -111,10 +111,12 @@ types; :meth:`NodeSpec.from_json` raises :class:`SpecError` for anything else.
 
 The report is :class:`NodeReport`, as JSON: ``{"status", "retcode", "message",
 "validation": {"state", "violations"}, "etags", "exit_state", "engine",
-"accounting", "stderr"}`` (the sandbox's report, its etags limited to the
-declared devices, and the end of the node's stderr); the proxy reads it with
-:meth:`NodeReport.from_json`, which raises :class:`ReportError` for anything
-else (the node is then tried on another server, as for a broken stream).
+"engine_reason", "accounting", "stderr"}`` (the sandbox's report, its etags
+limited to the declared devices, and the end of the node's stderr;
+``engine_reason`` says why ``auto`` ran the node emulated, empty otherwise);
+the proxy reads it with :meth:`NodeReport.from_json`, which raises
+:class:`ReportError` for anything else (the node is then tried on another
+server, as for a broken stream).
 """
 
 from __future__ import annotations
@@ -386,6 +388,7 @@ class NodeReport:
     engine: str | None = None
     accounting: dict = field(default_factory=dict)
     stderr: str = ''
+    engine_reason: str = ''                 # why ``auto`` ran it emulated ('' otherwise)
 
     def to_json(self) -> bytes:
         obj = asdict(self)
@@ -422,7 +425,8 @@ class NodeReport:
                 violations=list(violations), etags=dict(etags),
                 exit_state=_text(obj.get('exit_state') or '', ReportError),
                 engine=None if engine is None else _text(engine, ReportError),
-                accounting=accounting, stderr=_text(obj.get('stderr') or '', ReportError))
+                accounting=accounting, stderr=_text(obj.get('stderr') or '', ReportError),
+                engine_reason=_text(obj.get('engine_reason') or '', ReportError))
         except ReportError:
             raise
         except (ValueError, TypeError, KeyError, AttributeError) as e:

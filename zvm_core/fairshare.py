@@ -53,8 +53,12 @@ class FairSlots:
     def acquire(self, account: str = '') -> None:
         """Wait for a slot; a waiter interrupted (an exception in its thread) leaves
         the queue, and gives back the slot if one was handed to it meanwhile."""
-        event = threading.Event()
         with self._lock:
+            if self._free and not self._waiting and self._running[account] < self.per_account:
+                self._free -= 1             # what _dispatch would do, without an Event
+                self._running[account] += 1
+                return
+            event = threading.Event()
             self._waiting.setdefault(account, collections.deque()).append(event)
             self._dispatch()
         try:
@@ -79,7 +83,8 @@ class FairSlots:
         if not self._running[account]:
             del self._running[account]
         self._free += 1
-        self._dispatch()
+        if self._waiting:
+            self._dispatch()
 
     def _dispatch(self) -> None:
         """Hand free slots to waiting accounts in turn, skipping those at their

@@ -143,6 +143,7 @@ def test_full_report_as_json(swift_cluster: DevCluster, conn: Connection, make_c
         assert node['etags'] == {'/dev/stdout': hashlib.md5(wc(TEXT * (i + 1))).hexdigest()}
         assert node['engine'] in ('native', 'emulated')     # auto: native where it can
         assert (node['accounting']['fuel'] > 0) == (node['engine'] == 'emulated'), node
+        assert node['engine_reason'] == ''       # auto had no reason to run wc emulated
         assert node['outputs'] == [{'device': 'stdout', 'path': None,
                                     'bytes': len(wc(TEXT * (i + 1))), 'stored': False}]
 
@@ -159,6 +160,20 @@ def test_a_node_runs_on_the_engine_it_asks_for(conn: Connection, make_container,
     node = resp.json()['nodes'][0]
     assert (node['status'], node['retcode'], node['engine']) == ('ok', 0, engine), node
     assert node['etags'] == {'/dev/stdout': hashlib.md5(wc(TEXT)).hexdigest()}
+    assert node['engine_reason'] == ''       # it ran where it asked
+
+
+def test_the_node_report_says_why_auto_ran_it_emulated(conn: Connection, make_container,
+                                                        zvm_guest) -> None:
+    container = make_container()
+    conn.put_object(container, 'jail', zvm_guest('zvm_jail').read_bytes())
+    conn.put_object(container, 'text', b'v')
+    job = wc_job(f'swift://~/{container}/jail', f'swift://~/{container}/text')
+    resp = post_job(conn, job, headers={'X-Zerovm-Report': 'json'})
+    assert resp.status_code == 200, resp.text
+    node = resp.json()['nodes'][0]
+    assert node['engine'] == 'emulated', node     # auto, on a host that runs native
+    assert "can call ZeroVM's Jail" in node['engine_reason'], node
 
 
 # -- authorisation -------------------------------------------------------------------------

@@ -96,6 +96,8 @@ def test_a_dead_worker_is_replaced_off_the_hub(monkeypatch) -> None:
     sleep(0)
 
     class SlowWorker:
+        served = 0
+
         def __init__(self, *args) -> None:
             if workers:                          # a replacement, not the first worker
                 seen.append(ticker.waits_for_a_tick())

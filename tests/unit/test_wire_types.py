@@ -78,6 +78,10 @@ def test_a_report_survives_the_wire() -> None:
                                                                 'read_bytes': 1}}},
         'the end of stderr\n')
     assert wire.NodeReport.from_json(report.to_json()) == report
+    why = 'the memory etag digests the guest memory after the run'
+    emulated = wire.NodeReport('ok', 0, engine='emulated', engine_reason=why)
+    assert json.loads(emulated.to_json())['engine_reason'] == why
+    assert wire.NodeReport.from_json(emulated.to_json()) == emulated
     assert json.loads(report.to_json())['validation'] == {
         'state': 'cached', 'violations': [{'address': 4096, 'reason': 'x'}]}
     assert (report.channel_bytes('read_bytes'), report.channel_bytes('write_bytes')) == (6, 4)
@@ -87,6 +91,7 @@ def test_a_short_report_keeps_the_defaults() -> None:
     report = wire.NodeReport.from_json(b'{"status": "killed"}')
     assert report == wire.NodeReport('killed')
     assert report.retcode is None and report.validation is None and report.etags == {}
+    assert report.engine_reason == ''       # a server that does not send it
     assert report.channel_bytes('write_bytes') == 0
 
 
@@ -102,6 +107,7 @@ def test_a_short_report_keeps_the_defaults() -> None:
     (b'{"status": "ok", "validation": {"violations": "x"}}', 'violations must be a list'),
     (b'{"status": "ok", "validation": "ok"}', 'AttributeError'),
     (b'{"status": "ok", "engine": 2}', 'expected a string'),
+    (b'{"status": "ok", "engine_reason": ["x"]}', 'expected a string'),
     (b'{"status": "ok', 'JSONDecodeError'),
 ])
 def test_a_bad_report_is_one_error_that_says_why(data: bytes, why: str) -> None:

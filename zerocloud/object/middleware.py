@@ -617,7 +617,7 @@ class NodeRun:
             validation=done['validation']['state'], violations=done['validation']['violations'],
             etags={k: v for k, v in report.etags.items() if k[len('/dev/'):] in declared},
             exit_state=report.exit_state, engine=report.engine, accounting=done['accounting'],
-            stderr=stderr().decode('utf-8', 'replace'))
+            stderr=stderr().decode('utf-8', 'replace'), engine_reason=report.engine_reason)
 
     def run(self, spec: wire.NodeSpec, files: dict[str, str], reader, tmp: str):
         """Run the node in a warm worker; returns (report, [(device, output path)])."""

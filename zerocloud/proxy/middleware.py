@@ -164,7 +164,7 @@ available as JSON: send ``X-Zerovm-Report: json`` and the body is::
       {"name": "wc-1", "replica": 1, "status": "ok", "retcode": 0, "failed": false,
        "message": "", "error": "", "stderr": "",
        "host": "127.0.0.1:6203/d0", "policy": "Policy-0",
-       "seconds": 0.05, "validation": "ok", "engine": "native",
+       "seconds": 0.05, "validation": "ok", "engine": "native", "engine_reason": "",
        "etags": {"/dev/stdout": "..."},
        "accounting": {"fuel": ..., "channels": {...}, ...},
        "outputs": [{"device": "stdout", "path": null, "bytes": 24,
@@ -177,7 +177,8 @@ stored as usual.  ``failed`` says whether the node counts as failed,
 ``error`` what went wrong (one line), ``stderr`` the end of its stderr,
 ``object`` the object it ran next to (null without one), ``engine`` the
 engine that ran it (``native`` or ``emulated``; a node's ``"engine"`` in the
-job asks for one).  ``outputs`` also
+job asks for one), ``engine_reason`` why ``auto`` ran it emulated (empty when it
+ran on the engine asked for, or natively).  ``outputs`` also
 lists the node's ``out/<node>`` channels; ``request_bytes`` is what the
 proxy sent to the object server that ran it (program, objects sent along,
 other nodes' data), of which ``program_bytes`` the program (0 when it went

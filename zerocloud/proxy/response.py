@@ -142,6 +142,7 @@ class NodeResult:
                 'error': self.what if self.failed else self.error, 'stderr': self.stderr,
                 'host': self.server, 'policy': self.policy, 'seconds': round(self.seconds, 6),
                 'validation': report.validation, 'engine': report.engine,
+                'engine_reason': report.engine_reason,
                 'etags': report.etags, 'accounting': report.accounting, 'outputs': outputs,
                 'object': str(self.node.attach.path) if attached_object(self.node) else None,
                 'request_bytes': self.request_bytes, 'program_bytes': self.program_bytes,

@@ -24,6 +24,11 @@ read-only at that path (``zvm_core.syscalls.fs``; in request order, so a
 later image wins where paths meet), which is how interpreters get their
 libraries (``zvm_core.sysimages``).  A worker indexes each image file once.
 
+A worker cleans up after its reply (an emulated machine is reset, a native
+template forks the child of the next run), so an idle request goes to the
+worker idle longest, not to the one that has just answered and may still be
+cleaning up.
+
 Admission is bounded: ``size`` requests run at once, ``queue`` more may
 wait, and any further request gets :class:`PoolBusy` at once.  Requests
 carry an account: one account runs at most ``account_size`` at once, and
@@ -58,7 +63,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from zvm_core.channels import READ, Quota
+from zvm_core.channels import READ, UNLIMITED, Quota
 from zvm_core.fairshare import FairSlots
 from zvm_core.limits import MAX_FDS, Limits
 from zvm_core.report import Report
@@ -154,10 +159,18 @@ def _reply(sock: socket.socket, report: Report) -> None:
                                       f'{e}').to_dict())
 
 
+_PEEK = bytearray(1)
+
+
 def _recv(sock: socket.socket, deadline: float | None = None) -> tuple[object | None, list[int]]:
+    """The next message and its descriptors ((None, []) at the end).  Its size is
+    peeked first: a buffer of MAX_MESSAGE bytes for each one cost ~18 us."""
     while True:
         try:
-            data, fds, _flags, _addr = socket.recv_fds(sock, MAX_MESSAGE, MAX_FDS)
+            size = sock.recv_into(_PEEK, 1, socket.MSG_PEEK | socket.MSG_TRUNC)
+            if not size:
+                return None, []
+            data, fds, _flags, _addr = socket.recv_fds(sock, size, MAX_FDS)
             break
         except BlockingIOError:
             _wait(sock, True, deadline)
@@ -168,14 +181,26 @@ def _recv(sock: socket.socket, deadline: float | None = None) -> tuple[object | 
 
 def _request(program: str, channels: list[ChannelSpec], argv, env, limits, seed: int,
              epoch: int, rdtsc: str, notify: dict[int, int], engine: str | None = None) -> dict:
-    """The message for one run; channel ``fd`` fields index the descriptors sent with it."""
+    """The message for one run; channel ``fd`` fields index the descriptors sent with it.
+    A channel's fields at their defaults are left out (:func:`_channel_fields`): its
+    unlimited quota alone (four 19-digit numbers) made most of the encoding's cost."""
     return {'program': os.path.abspath(program), 'argv': list(argv), 'env': dict(env or {}),
             'limits': {'memory': limits.memory, 'fuel': limits.fuel, 'timeout': limits.timeout},
             'seed': seed, 'epoch': epoch, 'rdtsc': rdtsc, 'engine': engine,
-            'channels': [{'alias': c.alias, 'fd': i, 'mode': c.mode, 'random': c.random,
-                          'quota': vars(c.quota), 'mount': c.mount, 'notify': notify.get(i),
-                          'wait': c.wait}
-                         for i, c in enumerate(channels)]}
+            'channels': [_channel_fields(c, i, notify.get(i)) for i, c in enumerate(channels)]}
+
+
+def _channel_fields(c: ChannelSpec, fd: int, notify: int | None) -> dict:
+    fields = {'alias': c.alias, 'fd': fd, 'mode': c.mode}
+    if c.random:
+        fields['random'] = True
+    quota = {k: v for k, v in vars(c.quota).items() if v != UNLIMITED}
+    if quota:
+        fields['quota'] = quota
+    for key, value in (('mount', c.mount), ('notify', notify), ('wait', c.wait)):
+        if value is not None:
+            fields[key] = value
+    return fields
 
 
 @dataclass(frozen=True)
@@ -297,14 +322,15 @@ class Pool:
             self._waiting += 1
         try:
             with self._slots.slot(account):
-                worker = self._idle.pop()
+                worker = self._idle.pop(0)      # idle longest: done with its clean-up
+                served = worker.served
                 try:
                     if started is not None:
                         started()
                     reply = self._exchange(worker, req, fds, wait, parse)
-                finally:
-                    self._idle.append(worker if worker.proc.poll() is None
-                                      else self._replace(worker))
+                finally:        # one that answered is alive: no wait() to ask
+                    alive = worker.served > served or worker.proc.poll() is None
+                    self._idle.append(worker if alive else self._replace(worker))
                 return reply
         finally:
             with self._lock:
@@ -333,6 +359,7 @@ class Pool:
             except MessageTooLarge as e:
                 return _failed('fault', 'the request (arguments, environment, channel names) '
                                         f'is too large: {e}')
+            _wait(worker.sock, True, deadline)     # a reply is never there at once
             reply, extra = _recv(worker.sock, deadline)
         except TimeoutError:
             worker.proc.kill()

@@ -33,12 +33,15 @@ PARENT_CHECK = 1.0      # seconds between a worker's looks at its parent
 PR_SET_NO_NEW_PRIVS = 38
 PR_SET_THP_DISABLE = 41
 PREPARED = 64               # programs whose engine choice a worker keeps
+_CHOSEN: dict[tuple, str] = {}      # (engine asked, fuel asked) -> the engine that runs
 
 
 def _file_key(path: str) -> tuple:
-    """The program file as it is now: a changed file is another program."""
+    """The program file as it is now: a changed file is another program.  One
+    ``stat`` (its device and inode name it whatever the path: ``realpath`` cost
+    ten times more, twice per warm start)."""
     st = os.stat(path)
-    return os.path.realpath(path), st.st_ino, st.st_size, st.st_mtime_ns
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
 
 class Templates:
@@ -67,26 +70,29 @@ class Templates:
         self._evict()
         return machine, machine.verdict
 
-    def prepared(self, path: str, engine: str | None, rdtsc: str):
+    def prepared(self, path: str, engine: str | None, rdtsc: str, file: tuple | None = None):
         """The program prepared for ``engine`` (``auto`` or ``native``), kept while the
-        file is unchanged: which engine ``auto`` picks is decided once per program."""
+        file is unchanged: which engine ``auto`` picks is decided once per program.
+        ``file``: its :func:`_file_key`, if the caller has it."""
         from zvm_core.prepare import prepare
         from zvm_core.validator import Policy
-        key = (*_file_key(path), engine, rdtsc)
+        key = (*(file or _file_key(path)), engine, rdtsc)
         got = self._prepared.pop(key, None) or prepare(path, Policy(rdtsc=rdtsc), engine=engine)
         self._prepared[key] = got
         while len(self._prepared) > PREPARED:
             self._prepared.popitem(last=False)
         return got
 
-    def native(self, path: str, prepared, memory: int):
+    def native(self, path: str, prepared, memory: int, file: tuple | None = None):
         """The native template process (``Warm``) for a program prepared natively."""
         from zvm_core.engines.native.warm import Warm
-        key = ('native', *_file_key(path), memory, prepared.policy.rdtsc, prepared.tsc)
+        key = ('native', *(file or _file_key(path)), memory, prepared.policy.rdtsc, prepared.tsc)
         warm = self._machines.pop(key, None)
-        if warm is None:
-            warm = Warm(prepared.program, prepared.verdict, memory, prepared.tsc)
-        self._machines[key] = warm
+        if warm is not None:            # kept: the most recently used now, costs unchanged
+            self._machines[key] = warm
+            return warm
+        warm = self._machines[key] = Warm(prepared.program, prepared.verdict, memory,
+                                          prepared.tsc)
         self._evict()
         return warm
 
@@ -143,13 +149,16 @@ def _serve_one(req: dict, fds: list[int], templates: Templates):
                         if c.get('notify') is None else
                         StreamBacking(fds[c['fd']], fds[c['notify']], c['alias'],
                                       wait=c.get('wait')), c['mode'],
-                        random=c['random'], quota=Quota(**c['quota']))
+                        random=c.get('random', False), quota=Quota(**c.get('quota', {})))
                 for c in req['channels']]
     limits = Limits(**req['limits'])
-    try:
-        engine = engines.choose(req.get('engine'), fuel=limits.fuel != DEFAULT_FUEL)
-    except engines.EngineError as e:
-        return Report('killed', None, str(e)), None
+    choice = (req.get('engine'), limits.fuel != DEFAULT_FUEL)
+    engine = _CHOSEN.get(choice)
+    if engine is None:
+        try:        # what this host can run does not change under a worker: asked once
+            engine = _CHOSEN[choice] = engines.choose(choice[0], fuel=choice[1])
+        except engines.EngineError as e:
+            return Report('killed', None, str(e)), None
     image = None
     mounts = [(ch, c['mount']) for ch, c in zip(channels, req['channels'], strict=True)
               if c.get('mount')]
@@ -163,13 +172,14 @@ def _serve_one(req: dict, fds: list[int], templates: Templates):
             return Report('fault', None, f'cannot mount {ch.alias} at {where}: {e}'), None
     reason = ''
     if engine == 'native':
+        file = _file_key(req['program'])
         try:
-            prepared = templates.prepared(req['program'], req.get('engine'), req['rdtsc'])
+            prepared = templates.prepared(req['program'], req.get('engine'), req['rdtsc'], file)
         except Rejected as e:
             return e.report, None
         if prepared.engine == 'native':     # a child of the program's template per run
             try:
-                warm = templates.native(req['program'], prepared, limits.memory)
+                warm = templates.native(req['program'], prepared, limits.memory, file)
                 return warm.run(channels, req['argv'], req['env'], req['seed'], req['epoch'],
                                 limits, image), warm
             except SetupError as e:

@@ -70,9 +70,13 @@ class ProcessMemory:
         self._memfd: int | None = None
         self._last = Region(0, 0, 0)    # the region found last: calls come in runs
 
-    def attach(self, pid: int) -> None:
-        """Address the guest process ``pid`` (the loader, already exec'd)."""
+    def attach(self, pid: int, memfd: int | None = None) -> None:
+        """Address the guest process ``pid`` (the loader, already exec'd); ``memfd``:
+        its ``/proc/PID/mem``, opened already (this takes it over)."""
         self.pid = pid
+        if memfd is not None:
+            self._memfd = memfd
+            return
         try:
             self._memfd = os.open(f'/proc/{pid}/mem', os.O_RDWR | os.O_CLOEXEC)
         except OSError:

@@ -23,6 +23,7 @@ dies) and always reaped.
 from __future__ import annotations
 
 import collections
+import contextlib
 import errno
 import fcntl
 import math
@@ -200,11 +201,13 @@ class _Child:
         self.listener: int | None = None
         self.gate = 0                   # the notification id of its close (the gate)
         self.sp_at = 0                  # where the loader reads the initial stack pointer
+        self.memfd: int | None = None   # its /proc/PID/mem, opened ahead of the run
 
     def close(self) -> None:
         self.sock.close()
-        if self.listener is not None:
-            os.close(self.listener)
+        for fd in (self.listener, self.memfd):
+            if fd is not None:
+                os.close(fd)
         _reap(self.pid, self.pidfd)
 
 
@@ -229,11 +232,13 @@ class Template:
     def __init__(self, program: Program, memory: int, timeout: float = 10.0) -> None:
         layout = Guest(program, memory)         # SetupError if the memory is too small
         self.image_size = layout.image_size
+        self.program, self.memory = program, memory
+        self._guest: Guest | None = None        # the next run's, never used (see guest())
         self.timeout = timeout
         self.pid, self.sock = _spawn(layout.image_spec(template=True))
         self.pidfd: int | None = None
         self._next: _Child | None = None
-        self._dead: list[tuple[int, int]] = []
+        self._dead: list[tuple[int, int, int | None]] = []
         try:
             self.pidfd = os.pidfd_open(self.pid)
             self.sock.settimeout(timeout)
@@ -256,13 +261,17 @@ class Template:
         return int.from_bytes(data, 'little', signed=True)
 
     def prefork(self) -> None:
-        """Fork the child the next run starts in and wait until it is at the gate."""
-        self.reap()
+        """Fork the child the next run starts in and wait until it is at the gate
+        (the runs killed since are reaped while it forks)."""
+        if self._guest is None:
+            self._guest = Guest(self.program, self.memory)
         if self._next is not None:
+            self.reap()
             return
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             socket.send_fds(self.sock, [b'F'], [theirs.fileno()])
+            self.reap()
             pid = self._reply()
         except BaseException:
             ours.close()
@@ -289,37 +298,54 @@ class Template:
             child.gate, _pid, _flags, nr, *_ = seccomp.NOTIF.unpack(notif)
             if nr != seccomp.NR_CLOSE:
                 raise OSError(errno.EPROTO, 'the child did not reach the gate')
+            with contextlib.suppress(OSError):      # else start() opens it (and says why not)
+                child.memfd = os.open(f'/proc/{pid}/mem', os.O_RDWR | os.O_CLOEXEC)
         except BaseException:
             child.close()
             raise
         self._next = child
 
+    def guest(self) -> Guest:
+        """A new Guest for the next run: built by :meth:`prefork`, off the request path."""
+        guest, self._guest = self._guest, None
+        return guest or Guest(self.program, self.memory)
+
     def take(self) -> _Child:
         """The child the next run starts in (forked now if there is none)."""
-        self.prefork()
+        if self._next is None:
+            self.prefork()
         child, self._next = self._next, None
         return child
 
     @staticmethod
     def start(child: _Child, spec: Spec) -> None:
         """Give ``child`` its run (``spec``: a run spec): OSError if it is gone."""
-        fd = os.open(f'/proc/{child.pid}/mem', os.O_RDWR | os.O_CLOEXEC)
+        fd = child.memfd
+        if fd is None:
+            fd = os.open(f'/proc/{child.pid}/mem', os.O_RDWR | os.O_CLOEXEC)
         try:        # /proc/PID/mem writes the read-only manifest page too (a debugger's write)
             for addr, data in [*spec.copies, (child.sp_at, spec.sp.to_bytes(8, 'little'))]:
                 if os.pwrite(fd, data, addr) != len(data):
                     raise OSError(errno.EIO, 'short write into the guest')
         finally:
-            os.close(fd)
+            if fd != child.memfd:
+                os.close(fd)
         resource.prlimit(child.pid, resource.RLIMIT_CPU, (spec.cpu_seconds, spec.cpu_seconds + 1))
 
-    def reap_later(self, pid: int, pidfd: int) -> None:
-        """A child killed after its run ended (its outcome is known): :meth:`reap`
-        waits for it after the reply, not before."""
-        self._dead.append((pid, pidfd))
+    def reap_later(self, pid: int, pidfd: int, listener: int | None = None) -> None:
+        """A child whose run ended in a call it is still blocked in (its outcome is
+        known): :meth:`reap` kills it, closes its ``listener`` and waits for it after
+        the reply, not before."""
+        self._dead.append((pid, pidfd, listener))
 
     def reap(self) -> None:
         while self._dead:
-            _reap(*self._dead.pop())
+            pid, pidfd, listener = self._dead.pop()
+            try:
+                _reap(pid, pidfd)
+            finally:        # after the kill: closed before, it would resume the call
+                if listener is not None:
+                    os.close(listener)
 
     def alive(self) -> bool:
         return self.pidfd is not None and not select.select([self.pidfd], [], [], 0)[0]
@@ -372,6 +398,7 @@ class _Supervisor:
         self.notif = bytearray(seccomp.NOTIF.size)
         self.resp = bytearray(seccomp.RESP.size)
         self.stopped: str | None = None     # 'timeout' or 'stop' when we killed it
+        self.kill_later = False     # an outcome leaves it blocked in its call: killed later
 
     def serve(self, gate: int | None = None) -> None:
         """``gate``: the id of a template child's waiting close, let through now."""
@@ -497,7 +524,10 @@ class _Supervisor:
             g.outcome = Stop('killed', f'internal error in {syscall_name(nr)}: {e!r}')
         if g.outcome is not None:
             g.mem.discard()
-            self._kill('stop')
+            if self.kill_later:
+                self.stopped = 'stop'       # unanswered, it runs no instruction until killed
+            else:
+                self._kill('stop')
             return
         if -4096 < ret < 0:
             self._send(notif_id, 0, ret)
@@ -539,7 +569,7 @@ def run(program: Program, channels: list[Channel], argv: list[str], env: dict[st
     template of the program (same memory) instead of spawning a loader.
     """
     start = time.perf_counter()
-    guest = Guest(program, memory)
+    guest = Guest(program, memory) if template is None else template.guest()
     guest.channels, guest.fds = attach(channels)
     guest.trap_channels = standard_order(list(guest.channels.values()))
     guest.image = image
@@ -562,7 +592,10 @@ def run(program: Program, channels: list[Channel], argv: list[str], env: dict[st
     else:
         child = template.take()
         pid, sock, pidfd = child.pid, child.sock, child.pidfd
-    guest.mem.attach(pid)
+    if child is None:
+        guest.mem.attach(pid)
+    else:
+        guest.mem.attach(pid, child.memfd)      # guest.mem's now (closed with it)
     stopped = failure = None
     listener, gate = (None, None) if child is None else (child.listener, child.gate)
     try:
@@ -581,6 +614,7 @@ def run(program: Program, channels: list[Channel], argv: list[str], env: dict[st
         if isinstance(got, tuple):
             listener = got[0]
             sup = _Supervisor(guest, pidfd, listener, guest.deadline)
+            sup.kill_later = template is not None and guest.tracer is None
             sup.serve(gate)
             stopped = sup.stopped
         else:
@@ -590,12 +624,12 @@ def run(program: Program, channels: list[Channel], argv: list[str], env: dict[st
     finally:
         sock.close()
         guest.mem.close()
-        if listener is not None:
-            os.close(listener)
         if template is not None and guest.tracer is None and guest.outcome is not None:
-            template.reap_later(pid, pidfd)     # killed, and its status would change nothing
+            template.reap_later(pid, pidfd, listener)   # its status would change nothing
             status = 0
         else:
+            if listener is not None:
+                os.close(listener)
             status = _reap(pid, pidfd, guest.tracer)
     if failure is not None:
         report = Report('killed', None, failure)
