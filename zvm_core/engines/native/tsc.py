@@ -106,10 +106,9 @@ class Tracer:
                 if not os.WIFSTOPPED(status):
                     self._status = status
                     return
-                sig = os.WSTOPSIG(status)
-                if sig == signal.SIGSEGV and self._answer():
-                    sig = 0
-                _ptrace(PTRACE_CONT, self.pid, 0, sig)
+                sig = self._stopped(os.WSTOPSIG(status))
+                if sig is not None:
+                    _ptrace(PTRACE_CONT, self.pid, 0, sig)
         except (OSError, ctypes.ArgumentError) as e:
             # the guest dies with this thread's trace (EXITKILL); the caller reaps it
             self.error = f'tracer failed: {e}'
@@ -117,6 +116,11 @@ class Tracer:
                 os.kill(self.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+    def _stopped(self, sig: int) -> int | None:
+        """The guest stopped with ``sig``: the signal it goes on with (0: none), or
+        None to leave it stopped (start-up snapshots take its registers so)."""
+        return 0 if sig == signal.SIGSEGV and self._answer() else sig
 
     def _answer(self) -> bool:
         """Emulate the rdtsc/rdtscp the guest stopped at; False if it is not one."""

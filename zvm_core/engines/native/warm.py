@@ -12,6 +12,8 @@ one, so a warm start only sends the run's spec (``doc/sandbox.md``).
 from __future__ import annotations
 
 from zvm_core.elf import Program
+from zvm_core.engines.native import tsc_unavailable
+from zvm_core.engines.native.snapshot import Snapshots
 from zvm_core.engines.native.supervisor import Template, run
 from zvm_core.executor import Limits, SetupError
 from zvm_core.report import Report
@@ -21,12 +23,12 @@ from zvm_core.validator import Verdict
 class Warm:
     """One program at one memory size, ready to start natively."""
 
-    snapshots = None        # the pool's template cache counts emulator snapshots
-
     def __init__(self, program: Program, verdict: Verdict, memory: int, tsc: bool) -> None:
         self.program, self.verdict, self.memory, self.tsc = program, verdict, memory, tsc
         self.template = Template(program, memory)
         self.image_size = self.template.image_size
+        # start-up snapshots (snapshot.py) are recorded by a traced probe
+        self.snapshots = Snapshots(program, memory, tsc) if tsc_unavailable() is None else None
 
     def run(self, channels: list, argv: list[str], env: dict[str, str], seed: int,
             epoch: int, limits: Limits, image=None) -> Report:
@@ -35,7 +37,8 @@ class Warm:
             self.template = Template(self.program, self.memory)
         try:
             report = run(self.program, channels, argv, env, self.memory, limits.timeout, seed,
-                         epoch, image, tsc=self.tsc, template=self.template)
+                         epoch, image, tsc=self.tsc, template=self.template,
+                         snapshots=self.snapshots)
         except SetupError as e:
             report = Report(e.status, None, str(e))
         report.engine = 'native'
@@ -49,6 +52,12 @@ class Warm:
             self.template.prefork()
         except OSError:
             self.template.close()       # the next run starts a new template
+        last = self.snapshots.last if self.snapshots is not None else None
+        if last is not None:
+            try:
+                last.template.prefork()
+            except OSError:
+                self.snapshots.close()  # the next run probes again
 
     def held(self) -> int:
         """Host memory the template holds: its copy of the program."""
@@ -56,3 +65,5 @@ class Warm:
 
     def close(self) -> None:
         self.template.close()
+        if self.snapshots is not None:
+            self.snapshots.close()
