@@ -295,3 +295,14 @@ def test_every_path_is_checked_without_an_image(machines, tmp_path):
     got = _run(keeping, b'', argv=argv)
     assert keeping.start == 'recorded'
     assert got['output'].endswith(b'conf (none)\n')
+
+
+def test_a_resumed_run_finds_nothing_of_an_earlier_one(machines):
+    """Runs from one snapshot share only its prefix: what one run wrote after it
+    (in fresh heap, on the stack) is not there for the next."""
+    keeping = machines()
+    assert _run(keeping, b'')['status'] == 'ok'
+    planted = _run(keeping, b'plant zvm-secret-of-run-one\n')
+    assert keeping.start == 'resumed' and b'planted 0\n' in planted['output']
+    scanned = _run(keeping, b'scan zvm-secret-of-run-one\n')
+    assert keeping.start == 'resumed' and b'found 0\n' in scanned['output'], scanned

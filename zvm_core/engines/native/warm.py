@@ -6,7 +6,9 @@ program (``zvm_core.pool.Templates``), in place of the emulator's
 traced for ``rdtsc``, and its :class:`~zvm_core.engines.native.Template`
 (a fork server that mapped it once).  Each run is a child forked from the
 never-run template; :meth:`reset`, called after the reply, forks the next
-one, so a warm start only sends the run's spec (``doc/sandbox.md``).
+one, so a warm start only sends the run's spec (``doc/sandbox.md``).  Its
+:class:`~zvm_core.engines.native.snapshot.Snapshots` resume a run whose
+prefix a probe recorded from a child of that snapshot's template instead.
 """
 
 from __future__ import annotations
