@@ -20,7 +20,6 @@ from __future__ import annotations
 import collections
 import copy
 import errno
-import hashlib
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -71,10 +70,10 @@ class Recorder:
         return node
 
 
-def key(argv: list[bytes], envp: list[bytes], seed: int, epoch: int, fds: dict) -> bytes:
+def key(argv: list[str], env: dict[str, str], seed: int, epoch: int, fds: dict) -> tuple:
     """A run's inputs that its prefix may read: the key its snapshot is kept under."""
-    return hashlib.sha256(repr((argv, envp, seed, epoch, sorted(
-        (fd, f.channel.alias, f.access) for fd, f in fds.items()))).encode()).digest()
+    return (tuple(argv), tuple(env.items()), seed, epoch,
+            tuple((fd, f.channel.alias, f.access) for fd, f in sorted(fds.items())))
 
 
 @dataclass
@@ -156,22 +155,22 @@ class Snapshots:
     once pays for recording only on its first run)."""
 
     def __init__(self) -> None:
-        self._kept: collections.OrderedDict[bytes, object] = collections.OrderedDict()
-        self.short: collections.OrderedDict[bytes, None] = collections.OrderedDict()
+        self._kept: collections.OrderedDict[tuple, object] = collections.OrderedDict()
+        self.short: collections.OrderedDict[tuple, None] = collections.OrderedDict()
 
-    def too_short(self, key: bytes) -> None:
+    def too_short(self, key: tuple) -> None:
         self.short[key] = None
         while len(self.short) > SHORT_KEPT:
             self.short.popitem(last=False)
 
-    def find(self, key: bytes, p):
+    def find(self, key: tuple, p):
         snap = self._kept.get(key)
         if snap is None or not snap.personality.matches(p):
             return None
         self._kept.move_to_end(key)
         return snap
 
-    def keep(self, key: bytes, snap) -> None:
+    def keep(self, key: tuple, snap) -> None:
         old = self._kept.pop(key, None)
         if old is not None and old is not snap:
             old.close()
@@ -179,7 +178,7 @@ class Snapshots:
         while len(self._kept) > KEPT:
             self._kept.popitem(last=False)[1].close()
 
-    def drop(self, key: bytes) -> None:
+    def drop(self, key: tuple) -> None:
         snap = self._kept.pop(key, None)
         if snap is not None:
             snap.close()

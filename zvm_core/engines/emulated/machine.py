@@ -330,7 +330,7 @@ class Machine:
         error = None
         WATCHDOG.arm(self)
         try:
-            begin = self._begin((argv_b, envp_b, seed, epoch))
+            begin = self._begin((list(argv), dict(env), seed, epoch))
             if begin is not None:
                 self.uc.emu_start(begin, 0)
         except UcError as e:

@@ -1,13 +1,13 @@
 """Start-up snapshots of the native engine: a warm run resumes from its prefix.
 
 A warm CPython ``print(1)`` natively spends nearly all its time starting up
-(~1,100 mediated calls before its first channel access).  As under the
+(~300 of its ~320 mediated calls come before its first channel access).  As under the
 emulator (``zvm_core.prefix`` says what a prefix is, its key and what it
 depends on), a pool worker's program records the prefix of a key once and
 later runs with that key start where it ended.
 
-**Recording: a probe.**  The first run of a key is preceded by a probe: the
-same run in a loader spawned for it, traced (``tsc.py``), with the user
+**Recording: a probe.**  The first run of a key starts as a probe: the run
+in a loader spawned for it, traced (``tsc.py``), with the user
 manifest unreadable (mapped without access; a mediated call that would read
 it ends the probe too).  At its first channel access (the personality raises
 :class:`~zvm_core.prefix.Cut`; the guest is blocked in that call) the
@@ -16,12 +16,16 @@ page of the guest's data, heap and stack that differs from the loaded
 program (``/proc/PID/pagemap`` says which pages it ever touched), and the
 page protections ``mprotect`` changed.  The tracer then stops the guest with
 a signal it never receives (the call is abandoned, as a signal would restart
-it) and reads its registers, FS/GS bases and XSAVE state; the probe is killed.
-A probe that ends any other way (exit, fault, a read of the manifest: then
-this program's snapshots are off, as ZeroVM API programs read it at once),
-or whose prefix made fewer than :data:`MIN_PREFIX_CALLS` mediated calls (the
-decision is the same every time; CPython's makes ~300, a C program that reads
-its input at once a handful), leaves no snapshot.
+it) and reads its registers, FS/GS bases and XSAVE state; the probe is killed
+and the run resumes from the new snapshot with what is left of its timeout.
+A probe that ends any other way, without touching the manifest (exit, fault,
+timeout), was the run: nothing differs from a full run but the unreadable
+manifest, which it never read, so its report is the run's.  One that read
+the manifest turns this program's snapshots off (ZeroVM API programs read it
+at once) and the run starts again from its entry.  A prefix that made fewer
+than :data:`MIN_PREFIX_CALLS` mediated calls (the decision is the same every
+time; CPython's makes ~300, a C program that reads its input at once a
+handful) leaves no snapshot.
 
 **Restoring: a snapshot template.**  The snapshot becomes a fork server
 (``loader.c``, a :class:`~zvm_core.engines.native.Template` whose spec is
@@ -49,6 +53,7 @@ from dataclasses import dataclass
 
 from zvm_core import prefix
 from zvm_core.elf import PF_X, Program
+from zvm_core.engines.native import tsc_unavailable
 from zvm_core.engines.native.loader import RESUME, Spec
 from zvm_core.engines.native.memory import ProcessMemory
 from zvm_core.engines.native.supervisor import Guest, Template, run
@@ -63,6 +68,7 @@ from zvm_core.memory import (
     page_down,
     page_up,
 )
+from zvm_core.report import Report
 
 MIN_PREFIX_CALLS = 100      # a shorter prefix is not worth a template process
 CAPTURE_WAIT = 5.0          # seconds the tracer has to stop the probe
@@ -170,7 +176,7 @@ class Probe(prefix.Recorder):
         super().__init__()
         self.tsc = tsc
         self.captured: Capture | None = None
-        self.manifest_read = False
+        self.reached = self.manifest_read = False   # reached: its first channel access
         self._tracer: _ProbeTracer | None = None
 
     def setup(self, guest: Guest) -> None:
@@ -187,9 +193,12 @@ class Probe(prefix.Recorder):
 
     def take(self, guest: Guest, ip: int, cut: prefix.Cut) -> None:
         """The guest is blocked in its first channel access (ending at ``ip``)."""
+        self.reached = True
         if isinstance(cut, ManifestRead):
             self.manifest_read = True
             return
+        if guest.syscalls - 1 < MIN_PREFIX_CALLS:
+            return                  # not worth a copy (Snapshots.begin: a short key)
         personality = prefix.Personality.capture(guest, self)
         pages = _changed_pages(guest)
         if guest.mem.raw(ip - len(SYSCALL), len(SYSCALL)) != SYSCALL:
@@ -336,39 +345,60 @@ class Snapshots(prefix.Snapshots):
         self.last = None
         super().close()
 
+    def prefork(self) -> None:
+        """After a run: fork the next child of the snapshot used last (a template
+        that died is dropped: the next run of its key probes again)."""
+        last = self.last
+        if last is None:
+            return
+        try:
+            last.template.prefork()
+        except OSError:
+            self.last = None
+            for key, snap in list(self._kept.items()):
+                if snap is last:
+                    self.drop(key)
+
     def begin(self, guest: Guest, channels: list, argv: list[str], env: dict[str, str],
-              seed: int, epoch: int, image, timeout: float) -> Snapshot | None:
-        """The snapshot this run resumes from (probed and made now if there is none
-        and the key is not known to be short), or None: from the entry point."""
+              seed: int, epoch: int, image, timeout: float
+              ) -> tuple[Snapshot | None, Report | None]:
+        """(the snapshot this run resumes from, probed and made now if there is none
+        and the key is not known to be short, or None: from the entry point; the
+        run's report if the probe was the whole run)."""
         if self.off:
-            return None
-        key = prefix.key([a.encode() for a in argv],
-                         [f'{k}={v}'.encode() for k, v in env.items()], seed, epoch, guest.fds)
+            return None, None
+        key = prefix.key(argv, env, seed, epoch, guest.fds)
         if key in self.short:
-            return None
+            return None, None
         snap = self.find(key, guest)
         if snap is not None:
             if snap.template.alive():
                 self.last = snap
-                return snap
+                return snap, None
             self.drop(key)
+        if tsc_unavailable() is not None:   # a probe is traced
+            self.off = True
+            return None, None
         probe = Probe(self.tsc)
-        run(self.program, channels, argv, env, self.memory, timeout, seed, epoch, image,
-            tsc=self.tsc, start=probe)
+        report = run(self.program, channels, argv, env, self.memory, timeout, seed, epoch,
+                     image, tsc=self.tsc, start=probe)
         if probe.manifest_read or (probe._tracer is not None and probe._tracer.manifest_read):
             self.off = True
             self.close()
-            return None
-        captured = probe.captured
-        if captured is None or captured.syscalls < MIN_PREFIX_CALLS:
+            return None, None
+        if not probe.reached:             # it never reached a channel: that was the run
             self.too_short(key)
-            return None
+            return None, report
+        captured = probe.captured
+        if captured is None:
+            self.too_short(key)
+            return None, None
         try:
             snap = Snapshot(self.program, self.memory, captured)
         except OSError:
             self.too_short(key)
-            return None
+            return None, None
         self.keep(key, snap)
         self.last = snap
         guest.start = 'recorded'
-        return snap
+        return snap, None

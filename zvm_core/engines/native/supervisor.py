@@ -520,7 +520,7 @@ def run(program: Program, channels: list[Channel], argv: list[str], env: dict[st
     none; ``start``: how this run starts instead of at the entry point (a
     ``snapshot.Snapshot``, or the ``snapshot.Probe`` that records one).
     """
-    began = time.perf_counter()
+    began, began_at = time.perf_counter(), time.monotonic()
     guest = Guest(program, memory)
     guest.channels, guest.fds = attach(channels)
     guest.trap_channels = standard_order(list(guest.channels.values()))
@@ -530,7 +530,9 @@ def run(program: Program, channels: list[Channel], argv: list[str], env: dict[st
     argv_b = [a.encode() for a in argv]
     envp_b = [f'{k}={v}'.encode() for k, v in env.items()]
     if snapshots is not None:
-        start = snapshots.begin(guest, channels, argv, env, seed, epoch, image, timeout)
+        start, probed = snapshots.begin(guest, channels, argv, env, seed, epoch, image, timeout)
+        if probed is not None:
+            return probed
     if start is not None:
         start.setup(guest)
         template = start.template
@@ -538,7 +540,7 @@ def run(program: Program, channels: list[Channel], argv: list[str], env: dict[st
     spec = make_spec(guest.trap_channels, argv_b, envp_b, seed, timeout)
     if start is not None:
         start.adjust(spec)
-    guest.deadline = time.monotonic() + timeout
+    guest.deadline = began_at + timeout     # a probe before this run counts
     child = None
     if template is None:
         pid, sock = _spawn(spec)

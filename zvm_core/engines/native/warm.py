@@ -14,7 +14,6 @@ prefix a probe recorded from a child of that snapshot's template instead.
 from __future__ import annotations
 
 from zvm_core.elf import Program
-from zvm_core.engines.native import tsc_unavailable
 from zvm_core.engines.native.snapshot import Snapshots
 from zvm_core.engines.native.supervisor import Template, run
 from zvm_core.executor import Limits, SetupError
@@ -29,8 +28,7 @@ class Warm:
         self.program, self.verdict, self.memory, self.tsc = program, verdict, memory, tsc
         self.template = Template(program, memory)
         self.image_size = self.template.image_size
-        # start-up snapshots (snapshot.py) are recorded by a traced probe
-        self.snapshots = Snapshots(program, memory, tsc) if tsc_unavailable() is None else None
+        self.snapshots = Snapshots(program, memory, tsc)    # start-up (snapshot.py)
 
     def run(self, channels: list, argv: list[str], env: dict[str, str], seed: int,
             epoch: int, limits: Limits, image=None) -> Report:
@@ -54,12 +52,8 @@ class Warm:
             self.template.prefork()
         except OSError:
             self.template.close()       # the next run starts a new template
-        last = self.snapshots.last if self.snapshots is not None else None
-        if last is not None:
-            try:
-                last.template.prefork()
-            except OSError:
-                self.snapshots.close()  # the next run probes again
+        if self.snapshots is not None:
+            self.snapshots.prefork()
 
     def held(self) -> int:
         """Host memory the template holds: its copy of the program."""
