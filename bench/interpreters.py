@@ -1,10 +1,11 @@
 """Python and Lua in the sandbox (issue 9): start-up cold and warm, CSV throughput.
 
-- hello: Lua ``print(1)`` and Python ``-S -c print(1)`` / ``-c print(1)``
-  (with ``site``), each as a new ``zvm run`` process (cold: imports, image
-  index, validation from the verdict cache, translation), ``executor.run``
-  in this process (a new machine each time), and a warm pool worker (the
-  template kept; p50 of N runs);
+- hello: Lua ``print(1)`` and Python ``-S -c print(1)`` (on each engine)
+  / ``-c print(1)`` (with ``site``), each as a new ``zvm run`` process
+  (cold: imports, image index, validation from the verdict cache,
+  translation), ``executor.run`` in this process (a new machine each
+  time), and a warm pool worker (the template and start-up snapshot kept;
+  p50 and min of N runs, and how the last one started);
 - cluster: a ``file://python3:python3 -c print(1)`` job on a fresh local
   cluster (``zerocloud.devcluster``), client-observed: the first job (its
   object servers started warm: ``zerovm_prewarm`` translated CPython's
@@ -81,7 +82,8 @@ def specs(tars: list[Path], stdout: Path, stdin: Path | None = None,
             f.close()
 
 
-def in_process(program: Path, tars: list[Path], argv: list[str], tmp: Path) -> float:
+def in_process(program: Path, tars: list[Path], argv: list[str], tmp: Path,
+               engine: str) -> float:
     """executor.run: a new machine; the tar index is cached by the process."""
     channels = [Channel('/dev/stdout', FdBacking.open(tmp / 'out', WRITE), WRITE)]
     image = Image() if tars else None
@@ -89,7 +91,7 @@ def in_process(program: Path, tars: list[Path], argv: list[str], tmp: Path) -> f
         ch = Channel(f'/dev/sys{i}', FdBacking.open(tar, READ), READ, random=True)
         channels.append(ch)
         image.mount(ch.backing, '/', ch.alias)
-    t, report = common.timed(run, program, channels, argv=argv, image=image)
+    t, report = common.timed(run, program, channels, argv=argv, image=image, engine=engine)
     check(report, f'{argv} in process')
     return t
 
@@ -98,35 +100,40 @@ def hello(images: dict, reps: int, tmp: Path) -> None:
     d = interpreters.default_dir()
     lua, py = d / images['lua'].program, d / images['python3'].program
     py_tar = d / images['python3'].image
-    cases = [('Lua print(1)', lua, [], ['lua', '-e', 'print(1)']),
-             ('Python -S -c print(1)', py, [py_tar], ['python3', '-S', '-c', 'print(1)']),
-             ('Python -c print(1) (site)', py, [py_tar], ['python3', '-c', 'print(1)'])]
+    hello_py = ['python3', '-S', '-c', 'print(1)']
+    cases = [('Lua print(1)', lua, [], ['lua', '-e', 'print(1)'], 'auto'),
+             ('Python -S -c print(1), native', py, [py_tar], hello_py, 'native'),
+             ('Python -S -c print(1), emulated', py, [py_tar], hello_py, 'emulated'),
+             ('Python -c print(1) (site)', py, [py_tar], ['python3', '-c', 'print(1)'], 'auto')]
     for program in (lua, py):      # verdicts cached first: a cold start is not a first upload
         subprocess.run([sys.executable, '-m', 'zvm_core.cli', 'validate', str(program)],
                        stdout=subprocess.DEVNULL, check=True)
     rows = []
     with Pool(size=1) as pool:
-        for label, program, tars, argv in cases:
-            zvm = [sys.executable, '-m', 'zvm_core.cli', 'run',
+        for label, program, tars, argv, engine in cases:
+            zvm = [sys.executable, '-m', 'zvm_core.cli', 'run', '--engine', engine,
                    *(a for t in tars for a in ('--image', str(t))), str(program), *argv[1:]]
             cold = [common.timed(subprocess.run, zvm, stdout=subprocess.DEVNULL, check=True)[0]
                     for _ in range(max(3, reps // 5))]
-            local = [in_process(program, tars, argv, tmp) for _ in range(max(3, reps // 5))]
+            local = [in_process(program, tars, argv, tmp, engine)
+                     for _ in range(max(3, reps // 5))]
             warm = []
             for i in range(reps + 1):
                 with specs(tars, tmp / 'out') as chans:
-                    t, report = common.timed(pool.run, str(program), chans, argv=argv)
+                    t, report = common.timed(pool.run, str(program), chans, argv=argv,
+                                             engine=engine)
                 check(report, f'{label} in the pool')
                 if i:                         # the first run builds the template
                     warm.append(t)
             if (tmp / 'out').read_bytes() != b'1\n':
                 sys.exit(f'{label}: wrong output {(tmp / "out").read_bytes()!r}')
-            rows.append([label, ms(p50(cold)), ms(p50(local)), ms(p50(warm)),
+            rows.append([label, ms(p50(cold)), ms(p50(local)), ms(p50(warm)), ms(min(warm)),
+                         f'{report.engine}, {report.accounting.start}',
                          ratio(p50(cold), p50(warm))])
     host = [common.timed(subprocess.run, [sys.executable, '-S', '-c', 'print(1)'],
                          stdout=subprocess.DEVNULL, check=True)[0] for _ in range(5)]
     table('hello: cold and warm', ['case', 'zvm run process', 'executor.run',
-                                   'warm worker p50', 'cold/warm'], rows,
+                                   'warm worker p50', 'min', 'warm from', 'cold/warm'], rows,
           note=f'host Python 3 -S -c print(1), a new process: {ms(p50(host))}')
 
 

@@ -1,6 +1,9 @@
 /* startup: a long, pure start-up (table, clock, randomness, the image files
  * named by its arguments), then a checksum of /dev/stdin.  What a snapshot of its
- * prefix must reproduce exactly (tests/sandbox/test_snapshot.py). */
+ * prefix must reproduce exactly (tests/sandbox/test_snapshot.py).  After the
+ * prefix, stdin "plant W" fills 16 MiB of fresh heap and 64 KiB of stack with W
+ * reversed, "scan W" counts W reversed there and in the table: what an earlier
+ * run resumed from the same snapshot left. */
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,12 +38,42 @@ int main(int argc, char **argv)
     }
     unsigned sum = table[n / 3];         /* the first channel access is the next read */
     long total = 0;
-    char buf[4096];
+    char buf[4096], first[64] = "";
     ssize_t k;
     while ((k = read(0, buf, sizeof buf)) > 0) {
+        if (!total)
+            memcpy(first, buf, k < 63 ? (size_t)k : 63);
         for (ssize_t i = 0; i < k; i++)
             sum = sum * 31 + (unsigned char)buf[i];
         total += k;
+    }
+    int plant = !strncmp(first, "plant ", 6), scan = !strncmp(first, "scan ", 5);
+    if (plant || scan) {
+        char *w = first + (plant ? 6 : 5), word[64];
+        size_t len = strcspn(w, "\n"), found = 0, heap = 16 << 20;
+        for (size_t i = 0; i < len; i++)
+            word[i] = w[len - 1 - i];
+        unsigned char *p = malloc(heap);
+        volatile unsigned char stack[1 << 16];
+        for (size_t i = 0; len && i + len <= heap; i += plant ? len : 1) {
+            if (plant)
+                memcpy(p + i, word, len);
+            else
+                found += !memcmp(p + i, word, len);
+        }
+        for (size_t i = 0; len && i + len <= sizeof stack; i++) {
+            if (plant) {
+                stack[i] = (unsigned char)word[i % len];
+                continue;
+            }
+            size_t j = 0;
+            while (j < len && stack[i + j] == (unsigned char)word[j])
+                j++;
+            found += j == len;
+        }
+        for (size_t i = 0; scan && len && i + len <= n * sizeof *table; i++)
+            found += !memcmp((char *)table + i, word, len);
+        printf("%s %zu\n", plant ? "planted" : "found", found);
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);
     printf("sum %08x of %ld bytes\nclock %ld.%09ld %ld.%09ld\nrandom %02x%02x%02x%02x\n"

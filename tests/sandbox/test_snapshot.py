@@ -1,10 +1,13 @@
-"""Start-up snapshots (zvm_core.engines.emulated.snapshot): a resumed run must be a full run.
+"""Start-up snapshots (zvm_core.prefix, each engine's ``snapshot``): resumed is full.
 
 ``startup`` computes a table, reads the clock and getrandom, opens the image
 file named by argv[1], then checksums stdin: each run is compared with a
-run on a machine that keeps no snapshots (same output, fuel, clock values,
-system calls, memory digest at the end).  Snapshots are the emulated
-engine's: these tests run its machines.
+run of the same engine that keeps no snapshots (same output, clock values,
+system calls, peak memory, channel counters; emulated also fuel and the
+memory digest at the end).  The tests run under both engines (``engine``):
+emulated, a machine kept as a pool worker keeps it; natively, a pool
+worker's ``Warm`` (its prefix recorded by a probe, resumed in a child of
+the snapshot's template).
 """
 
 from __future__ import annotations
@@ -15,23 +18,84 @@ import tempfile
 import pytest
 from archives import tar_bytes
 
+from zvm_core import prefix
 from zvm_core.channels import READ, WRITE, Channel, FdBacking, MemoryBacking
 from zvm_core.elf import load_program
 from zvm_core.engines.emulated import snapshot
 from zvm_core.engines.emulated.machine import Machine
 from zvm_core.executor import MEMORY_ETAG, Limits
 from zvm_core.pool import ChannelSpec, Pool, WarmUp
+from zvm_core.prepare import prepare
 from zvm_core.syscalls.fs import Image
 from zvm_core.validator import validate
 
 STDINS = [b'first input\n', b'', b'x' * 100_000, b'first input\n']
 
 
+class Kept:
+    """One program kept for runs under ``engine``, with or without snapshots: an
+    emulated template machine, or a native pool worker's ``Warm``."""
+
+    def __init__(self, engine: str, path, snapshots: bool, memory: int = 64 << 20) -> None:
+        self.engine = engine
+        self.memory_limit = memory
+        self.start = 'entry'
+        if engine == 'emulated':
+            program = load_program(path)
+            self.kept = Machine(program, validate(program), Limits(memory=memory),
+                                snapshots=snapshots)
+            return
+        from zvm_core.engines.native.warm import Warm
+        p = prepare(path, engine='native')
+        self.kept = Warm(p.program, p.verdict, memory, p.tsc)
+        if not snapshots:
+            self.kept.snapshots = None
+
+    def run(self, channels: list[Channel], argv: list[str], limits: Limits | None,
+            image: Image | None):
+        if self.engine == 'emulated':
+            report = self.kept.run(channels, argv, {}, limits=limits, image=image,
+                                   memory_etag=True)
+        else:
+            report = self.kept.run(channels, argv, {}, 0, 0,
+                                   limits or Limits(memory=self.memory_limit), image)
+            self.kept.reset()
+        self.start = report.accounting.start
+        return report
+
+    @property
+    def snapshots(self):
+        return self.kept.snapshots
+
+    @property
+    def recording(self) -> bool:
+        """Whether new keys are still recorded (not for a program reading the manifest)."""
+        snaps = self.kept.snapshots
+        return snaps is not None and not getattr(snaps, 'off', False)
+
+    def close(self) -> None:
+        self.kept.close()
+
+
 @pytest.fixture
-def machines(guest, machine_for):
-    def make(name: str = 'startup', snapshots: bool = True) -> Machine:
-        return machine_for(guest(name), snapshots=snapshots)
-    return make
+def machines(engine, guest, monkeypatch):
+    """``machines(name='startup', snapshots=True) -> Kept`` under ``engine``; natively
+    every prefix is worth keeping (the test programs' make few calls)."""
+    if engine == 'native':
+        from zvm_core.engines.native import snapshot as native
+        from zvm_core.engines.native import tsc_unavailable
+        if tsc_unavailable():
+            pytest.skip(f'native snapshots are recorded by a traced probe: {tsc_unavailable()}')
+        monkeypatch.setattr(native, 'MIN_PREFIX_CALLS', 0)
+    made = []
+
+    def make(name='startup', snapshots: bool = True, memory: int = 64 << 20) -> Kept:
+        made.append(Kept(engine, guest(name) if isinstance(name, str) else name, snapshots,
+                         memory))
+        return made[-1]
+    yield make
+    for m in made:
+        m.close()
 
 
 def _write(path, data: bytes):
@@ -39,7 +103,7 @@ def _write(path, data: bytes):
     return path
 
 
-def _run(machine: Machine, stdin: bytes, argv=('startup', '/etc/conf'), tar=None,
+def _run(machine: Kept, stdin: bytes, argv=('startup', '/etc/conf'), tar=None,
          extra: tuple[Channel, ...] = (), fuel: int | None = None, seekable: bool = False
          ) -> dict:
     out = MemoryBacking()
@@ -53,15 +117,14 @@ def _run(machine: Machine, stdin: bytes, argv=('startup', '/etc/conf'), tar=None
         image.mount(ch.backing, '/', ch.alias)
     limits = Limits(memory=machine.memory_limit, fuel=fuel) if fuel else None
     try:
-        report = machine.run(channels, list(argv), {}, limits=limits, image=image,
-                             memory_etag=True)
+        report = machine.run(channels, list(argv), limits, image)
     finally:
         for ch in channels:
             ch.close()
     acc = report.accounting
     return {'status': report.status, 'message': report.message, 'retcode': report.retcode,
             'output': bytes(out.data), 'fuel': acc.fuel, 'syscalls': acc.syscalls,
-            'peak': acc.peak_memory, 'memory': report.etags[MEMORY_ETAG],
+            'peak': acc.peak_memory, 'memory': report.etags.get(MEMORY_ETAG),
             'channels': {k: vars(v) for k, v in acc.channels.items()}}
 
 
@@ -116,6 +179,7 @@ def test_a_path_that_is_now_a_channel_is_not_resumed(machines):
     assert got['output'].endswith(b'conf from a channel\n')
 
 
+@pytest.mark.emulated_only(reason='fuel is the emulated engine\'s')
 def test_a_budget_that_ends_inside_the_prefix(machines):
     keeping, plain = machines(), machines(snapshots=False)
     _run(keeping, b'')
@@ -125,9 +189,14 @@ def test_a_budget_that_ends_inside_the_prefix(machines):
     assert got == _run(plain, b'', fuel=1_000_000)
 
 
-def test_short_prefixes_are_not_kept_nor_recorded_again(machines, monkeypatch):
-    recordings, real = [], snapshot.Recorder
-    monkeypatch.setattr(snapshot, 'Recorder', lambda: recordings.append(1) or real())
+def test_short_prefixes_are_not_kept_nor_recorded_again(engine, machines, monkeypatch):
+    module, name = snapshot, 'Recorder'
+    if engine == 'native':
+        from zvm_core.engines.native import snapshot as module
+        name = 'Probe'
+        monkeypatch.setattr(module, 'MIN_PREFIX_CALLS', 1000)
+    recordings, real = [], getattr(module, name)
+    monkeypatch.setattr(module, name, lambda *a: recordings.append(1) or real(*a))
     keeping = machines('cat')
     for _ in range(3):
         assert _run(keeping, b'hello', argv=('cat',))['output'] == b'hello'
@@ -139,22 +208,19 @@ def test_short_prefixes_are_not_kept_nor_recorded_again(machines, monkeypatch):
 
 def test_a_program_reading_the_user_manifest_runs_unrecorded(machines, zvm_guest):
     """ZeroVM API programs read the manifest (it describes the channels) first."""
-    program = load_program(zvm_guest('zvm_sort'))
-    keeping = Machine(program, validate(program), Limits(memory=64 << 20), snapshots=True)
-    try:
-        for data in (b'b\na\n', b'z\ny\nx\n'):
-            out = MemoryBacking()
-            report = keeping.run([Channel('/dev/stdin', MemoryBacking(data), READ),
-                                  Channel('/dev/stdout', out, WRITE)], ['zvm_sort'], {})
-            assert (report.status, report.retcode) == ('ok', 0), report.message
-            assert bytes(out.data) == b''.join(sorted(data.splitlines(True)))
-        assert keeping.snapshots is None
-    finally:
-        keeping.close()
+    keeping = machines(zvm_guest('zvm_sort'))
+    for data in (b'b\na\n', b'z\ny\nx\n'):
+        out = MemoryBacking()
+        report = keeping.run([Channel('/dev/stdin', MemoryBacking(data), READ),
+                              Channel('/dev/stdout', out, WRITE)], ['zvm_sort'], None, None)
+        assert (report.status, report.retcode) == ('ok', 0), report.message
+        assert bytes(out.data) == b''.join(sorted(data.splitlines(True)))
+        assert keeping.start == 'entry'
+    assert not keeping.recording
 
 
 def test_snapshots_are_bounded(machines, monkeypatch):
-    monkeypatch.setattr(snapshot, 'KEPT', 2)
+    monkeypatch.setattr(prefix, 'KEPT', 2)
     keeping = machines()
     for i in range(4):
         _run(keeping, b'', argv=('startup', f'/etc/{i}'))
@@ -163,50 +229,60 @@ def test_snapshots_are_bounded(machines, monkeypatch):
     assert keeping.start == 'recorded'
 
 
-def test_python_resumed_equals_full(sysimages):
+def test_python_resumed_equals_full(machines, sysimages):
     """CPython's start-up is the prefix: time, hash seeds and random must not tell."""
-    program = load_program(sysimages.program('python3'))
-    verdict = validate(program)
-    keeping = Machine(program, verdict, Limits(), snapshots=True)
-    plain = Machine(program, verdict, Limits())
+    python = sysimages.program('python3')
+    keeping = machines(python, memory=Limits().memory)
+    plain = machines(python, snapshots=False, memory=Limits().memory)
     script = ('import time, random, sys; print(time.time(), time.monotonic(), hash("abc"), '
               'random.random(), sys.stdin.read().upper())')
-    try:
-        runs = []
-        for machine, stdin, seekable in [
-                (keeping, b'', False), (keeping, b'one', False), (keeping, b'three', False),
-                (keeping, b'', False), (keeping, b'seekable', True),
-                (keeping, b'other size', True), (plain, b'other size', True)]:
-            got = _run(machine, stdin, argv=('python3', '-S', '-c', script),
-                       tar=sysimages.tar('python3'), seekable=seekable)
-            runs.append((machine.start, got))
-        # an empty stdin's fstat tells nothing of its data: the prefix goes on; one with
-        # data, sequential or seekable, tells its size (the job's data): the prefix ends
-        # there, before what it tells: runs over other data resume from it
-        assert [start for start, _ in runs] == ['recorded', 'recorded', 'resumed', 'resumed',
-                                                'resumed', 'resumed', 'entry']
-        assert runs[-1][1] == runs[-2][1]
-        assert runs[1][1]['status'] == 'ok' and runs[1][1]['output'].endswith(b' ONE\n')
-    finally:
-        keeping.close()
-        plain.close()
+    runs = []
+    for machine, stdin, seekable in [
+            (keeping, b'', False), (keeping, b'one', False), (keeping, b'three', False),
+            (keeping, b'', False), (keeping, b'seekable', True),
+            (keeping, b'other size', True), (plain, b'other size', True),
+            (plain, b'', False)]:
+        got = _run(machine, stdin, argv=('python3', '-S', '-c', script),
+                   tar=sysimages.tar('python3'), seekable=seekable)
+        runs.append((machine.start, got))
+    # an empty stdin's fstat tells nothing of its data: the prefix goes on; one with
+    # data, sequential or seekable, tells its size (the job's data): the prefix ends
+    # there, before what it tells: runs over other data resume from it
+    assert [start for start, _ in runs] == ['recorded', 'recorded', 'resumed', 'resumed',
+                                            'resumed', 'resumed', 'entry', 'entry']
+    assert runs[-2][1] == runs[-3][1]
+    assert runs[-1][1] == runs[0][1] == runs[3][1]
+    assert runs[1][1]['status'] == 'ok' and runs[1][1]['output'].endswith(b' ONE\n')
 
 
-def test_a_pool_warm_up_records_the_prefix_requests_resume(guest):
+def test_a_pool_warm_up_records_the_prefix_requests_resume(engine, guest, sysimages):
     """A worker's warm-up run is a run like any other: with the same command line
-    and descriptors, the first request resumes from the snapshot it recorded."""
-    program = str(guest('startup'))
-    warm = WarmUp(program, ('startup', '/etc/conf'), memory=64 << 20)
-    with Pool(size=1, warm=[warm]) as pool, open(os.devnull, 'rb') as null:
-        out = tempfile.TemporaryFile()
-        report = pool.run(program, [ChannelSpec('/dev/stdin', null.fileno(), READ),
-                                    ChannelSpec('/dev/stdout', out.fileno(), WRITE),
-                                    ChannelSpec('/dev/stderr', out.fileno(), WRITE)],
-                          argv=['startup', '/etc/conf'], limits=Limits(memory=64 << 20),
-                          engine='emulated')
+    and descriptors, the first request resumes from the snapshot it recorded
+    (natively CPython: the C program's prefix makes too few calls to be kept)."""
+    if engine == 'native':
+        program, tars = str(sysimages.program('python3')), (str(sysimages.tar('python3')),)
+        argv, memory, expected = ['python3', '-S', '-c', 'print(1)'], 256 << 20, b'1\n'
+    else:
+        program, tars = str(guest('startup')), ()
+        argv, memory, expected = ['startup', '/etc/conf'], 64 << 20, b'sum '
+    warm = WarmUp(program, tuple(argv), tars, memory)
+    with Pool(size=1, warm=[warm]) as pool, open(os.devnull, 'rb') as null, \
+            tempfile.TemporaryFile() as out:
+        images = [open(tar, 'rb') for tar in tars]
+        try:
+            report = pool.run(program, [ChannelSpec('/dev/stdin', null.fileno(), READ),
+                                        ChannelSpec('/dev/stdout', out.fileno(), WRITE),
+                                        ChannelSpec('/dev/stderr', out.fileno(), WRITE),
+                                        *(ChannelSpec(f'/dev/image{i}', f.fileno(), READ,
+                                                      random=True, mount='/')
+                                          for i, f in enumerate(images))],
+                              argv=argv, limits=Limits(memory=memory), engine=engine)
+        finally:
+            for f in images:
+                f.close()
         out.seek(0)
-        assert report.status == 'ok' and out.read().startswith(b'sum ')
-        assert report.accounting.start == 'resumed'
+        assert report.status == 'ok' and out.read().startswith(expected), report
+        assert (report.engine, report.accounting.start) == (engine, 'resumed')
 
 
 def test_every_path_is_checked_without_an_image(machines, tmp_path):
@@ -219,3 +295,14 @@ def test_every_path_is_checked_without_an_image(machines, tmp_path):
     got = _run(keeping, b'', argv=argv)
     assert keeping.start == 'recorded'
     assert got['output'].endswith(b'conf (none)\n')
+
+
+def test_a_resumed_run_finds_nothing_of_an_earlier_one(machines):
+    """Runs from one snapshot share only its prefix: what one run wrote after it
+    (in fresh heap, on the stack) is not there for the next."""
+    keeping = machines()
+    assert _run(keeping, b'')['status'] == 'ok'
+    planted = _run(keeping, b'plant zvm-secret-of-run-one\n')
+    assert keeping.start == 'resumed' and b'planted 0\n' in planted['output']
+    scanned = _run(keeping, b'scan zvm-secret-of-run-one\n')
+    assert keeping.start == 'resumed' and b'found 0\n' in scanned['output'], scanned

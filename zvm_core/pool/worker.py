@@ -163,13 +163,11 @@ def _serve_one(req: dict, fds: list[int], templates: Templates):
     mounts = [(ch, c['mount']) for ch, c in zip(channels, req['channels'], strict=True)
               if c.get('mount')]
     if mounts:
-        from zvm_core.syscalls.fs import Image, ImageError
-        image = Image()
-        try:
-            for ch, where in mounts:       # in order: a later image wins where paths meet
-                image.mount(ch.backing, where, ch.alias)
+        from zvm_core.syscalls.fs import ImageError, mounted
+        try:        # in order: a later image wins where paths meet
+            image = mounted([(ch.backing, where, ch.alias) for ch, where in mounts])
         except ImageError as e:
-            return Report('fault', None, f'cannot mount {ch.alias} at {where}: {e}'), None
+            return Report('fault', None, str(e)), None
     reason = ''
     if engine == 'native':
         file = _file_key(req['program'])

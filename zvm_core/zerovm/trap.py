@@ -193,6 +193,8 @@ _LONGEST = max(fmt.size for fmt, _ in FUNCTIONS.values())
 
 def sys_trap(p, args, *_):
     """The stub's system call: ``args`` (RDI) points at ``{function, 0, arg1, ...}``."""
+    if p.recorder is not None:
+        p.recorder.cut()            # the ZeroVM API is the job's: a recorded prefix ends here
     try:
         raw = p.mem.view(args, _LONGEST, PROT_R)
     except GuestFault:                          # a short array at the end of its memory

@@ -36,6 +36,7 @@ from unicorn.x86_const import (
     UC_X86_REG_SS,
 )
 
+from zvm_core import prefix
 from zvm_core.channels import WRITE, Channel, standard_order
 from zvm_core.elf import PF_R, PF_W, PF_X, Program
 from zvm_core.engines.emulated import guard as zguard
@@ -188,8 +189,6 @@ class Machine:
         nr = (a[0] + (1 << 31) & 0xFFFFFFFF) - (1 << 31)    # an int, as Linux reads it
         entry = DISPATCH.get(nr)
         try:
-            if self.recorder is not None and nr in trap.HANDLERS:
-                self.recorder.cut()
             if entry is None:
                 count_unknown(self.unknown, nr)
                 ret = -errno.ENOSYS
@@ -331,7 +330,7 @@ class Machine:
         error = None
         WATCHDOG.arm(self)
         try:
-            begin = self._begin((argv_b, envp_b, seed, epoch))
+            begin = self._begin((list(argv), dict(env), seed, epoch))
             if begin is not None:
                 self.uc.emu_start(begin, 0)
         except UcError as e:
@@ -360,8 +359,7 @@ class Machine:
         self.start = 'entry'
         if self.snapshots is None:
             return self.program.entry
-        self._key = hashlib.sha256(repr((*inputs, sorted(
-            (fd, f.channel.alias, f.access) for fd, f in self.fds.items()))).encode()).digest()
+        self._key = prefix.key(*inputs, self.fds)
         if self._key in self.snapshots.short:
             return self.program.entry
         snap = self.snapshots.find(self._key, self)

@@ -32,6 +32,12 @@
  * supervisor, and forks a child per run from that never-run state, which goes
  * on from step 4 and waits at the gate for the run's bytes (see serve()).
  *
+ * A spec may also resume a start-up snapshot (engines/native/snapshot.py):
+ * its copies are then the guest's memory at its first channel access, its
+ * protections the page protections the guest had set, and its resume block
+ * the guest's registers there; instead of the entry point, the guest goes on
+ * at the pending system call (re-executed: the supervisor answers it).
+ *
  * Any failure before the filter is reported as one line on the socket and
  * exit status 127; the supervisor turns it into a report.  The loader is
  * linked at LOADER_BASE, far above the guest: its pages stay mapped, hold no
@@ -63,6 +69,8 @@
 #define SYS_pivot_root 155
 #define SYS_prctl 157
 #define SYS_arch_prctl 158
+#define ARCH_SET_GS 0x1001
+#define ARCH_SET_FS 0x1002
 #define SYS_setrlimit 160
 #define SYS_mount 165
 #define SYS_umount2 166
@@ -73,9 +81,11 @@
 #define SPEC_FD 3
 #define SOCK_FD 4
 #define CTL_FD 1030          /* above MAX_FDS (1024) of the personality */
-#define MAGIC 0x33764e4d565a4e4eULL   /* "NNZVMNv3" */
+#define MAGIC 0x34764e4d565a4e4eULL   /* "NNZVMNv4" */
 #define MAX_MAPS 64
-#define MAX_COPIES 64
+#define MAX_COPIES 1024
+#define MAX_PROTECTS 1024
+#define XSAVE_MAX 16384
 #define MAX_FILTER 512
 #define GUEST_TOP (1ULL << 32)
 #define USER_TOP 0x7ffffffff000ULL
@@ -95,7 +105,7 @@ static long sys6(long n, long a, long b, long c, long d, long e, long f) {
 
 struct header {
     u64 magic, entry, sp, as_limit, cpu_seconds, parent, nmaps, ncopies, nfilter, namespaces,
-        template;
+        template, nprotects, resume;
 };
 struct map { u64 addr, size, prot; };
 struct copy { u64 dest, offset, length; };
@@ -103,6 +113,16 @@ struct copy { u64 dest, offset, length; };
 static struct header hdr;
 static struct map maps[MAX_MAPS];
 static struct copy copies[MAX_COPIES];
+static struct map protects[MAX_PROTECTS];
+
+/* A snapshot's registers (loader.py: RESUME; resume() pops them in this order)
+ * and its x87/SSE/AVX state as XSAVE (xsave = 1) or FXSAVE (0) writes it. */
+struct resume {
+    u64 regs[16];           /* rax rbx rcx rdx rsi rdi rbp r8-r15, rflags */
+    u64 rsp, rip, fs_base, gs_base, xsave, xsize;
+};
+struct resume resume_state;
+unsigned char resume_area[XSAVE_MAX] __attribute__((aligned(64)));
 static struct sock_filter filter[MAX_FILTER];
 static u64 filter_len;
 
@@ -173,6 +193,26 @@ static void __attribute__((noreturn)) enter(u64 entry, u64 sp) {
     __builtin_unreachable();
 }
 
+/* A snapshot's guest state, then its pending system call again: the vector
+ * state first (xrstor with every component asked: those the block does not
+ * hold are initialised), then every register from resume_state, rflags last
+ * (pop and mov leave the flags alone), rsp, and a jump through memory. */
+static void __attribute__((noreturn)) resume(void) {
+    __asm__ volatile(
+        "lea resume_area(%rip), %rcx\n\t"
+        "cmpq $0, resume_state+160(%rip)\n\t"
+        "je 1f\n\t"
+        "mov $-1, %eax\n\tmov $-1, %edx\n\txrstor64 (%rcx)\n\tjmp 2f\n"
+        "1:\n\tfxrstor64 (%rcx)\n"
+        "2:\n\tlea resume_state(%rip), %rsp\n\t"
+        "pop %rax\n\tpop %rbx\n\tpop %rcx\n\tpop %rdx\n\tpop %rsi\n\tpop %rdi\n\t"
+        "pop %rbp\n\tpop %r8\n\tpop %r9\n\tpop %r10\n\tpop %r11\n\tpop %r12\n\t"
+        "pop %r13\n\tpop %r14\n\tpop %r15\n\tpopfq\n\t"
+        "mov resume_state+128(%rip), %rsp\n\t"
+        "jmp *resume_state+136(%rip)\n\t");
+    __builtin_unreachable();
+}
+
 /* Defence in depth where unprivileged user namespaces exist: no network, an
  * empty mount namespace (a tmpfs root, the old one detached), private IPC and
  * host name.  Containment does not depend on it: nothing reaches the kernel
@@ -197,15 +237,25 @@ static int isolated;
 static void read_spec(struct header *h) {
     pread_all(h, sizeof *h, 0, "cannot read the spec");
     if (h->magic != MAGIC || h->nmaps > MAX_MAPS || h->ncopies > MAX_COPIES ||
-            h->nfilter > MAX_FILTER)
+            h->nfilter > MAX_FILTER || h->nprotects > MAX_PROTECTS)
         fail("bad spec", 0);
     u64 off = sizeof *h;
     pread_all(maps, h->nmaps * sizeof maps[0], off, "cannot read the maps");
     off += h->nmaps * sizeof maps[0];
     pread_all(copies, h->ncopies * sizeof copies[0], off, "cannot read the copies");
     off += h->ncopies * sizeof copies[0];
+    pread_all(protects, h->nprotects * sizeof protects[0], off, "cannot read the protections");
+    off += h->nprotects * sizeof protects[0];
     if (h->nfilter)
         pread_all(filter, h->nfilter * sizeof filter[0], off, "cannot read the filter");
+    off += h->nfilter * sizeof filter[0];
+    if (h->resume) {
+        pread_all(&resume_state, sizeof resume_state, off, "cannot read the resume block");
+        struct resume *r = &resume_state;
+        if (r->xsize < 512 || r->xsize > XSAVE_MAX || r->rip >= GUEST_TOP)
+            fail("bad resume block", 0);
+        pread_all(resume_area, r->xsize, off + sizeof resume_state, "cannot read the resume block");
+    }
 }
 
 /* 2. the guest's mappings, their bytes, then their final protections */
@@ -224,6 +274,13 @@ static void load(const struct header *h) {
                   "cannot copy the guest's bytes");
     for (u64 i = 0; i < h->nmaps; i++)
         check(sys3(SYS_mprotect, maps[i].addr, maps[i].size, maps[i].prot), "mprotect");
+    for (u64 i = 0; i < h->nprotects; i++) {     /* a snapshot's pages that the guest changed */
+        struct map *m = &protects[i];
+        if ((m->prot & 2) && (m->prot & 4)) fail("a protection both writable and executable", 0);
+        if (m->addr + m->size > GUEST_TOP || m->addr + m->size < m->addr)
+            fail("a protection outside the guest's 4 GiB", 0);
+        check(sys3(SYS_mprotect, m->addr, m->size, m->prot), "mprotect");
+    }
 }
 
 /* 3. nothing else: the kernel's stack (we run on .bss), vDSO, vvar, brk */
@@ -280,6 +337,10 @@ static volatile u64 run_sp;
 static void __attribute__((noreturn)) start(const struct header *h, int forked) {
     if (h->cpu_seconds) limit(0, h->cpu_seconds, h->cpu_seconds + 1, "setrlimit CPU");
     if (filter_len == 0) fail("no filter", 0);
+    if (h->resume) {
+        check(sys3(SYS_arch_prctl, ARCH_SET_FS, resume_state.fs_base, 0), "ARCH_SET_FS");
+        check(sys3(SYS_arch_prctl, ARCH_SET_GS, resume_state.gs_base, 0), "ARCH_SET_GS");
+    }
     struct sock_fprog prog = {(unsigned short)filter_len, filter};
     long listener = sys3(SYS_seccomp, SECCOMP_SET_MODE_FILTER,
                          SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog);
@@ -299,6 +360,7 @@ static void __attribute__((noreturn)) start(const struct header *h, int forked) 
     if (sent != sizeof hello) __builtin_trap();  /* exit is the supervisor's now: ud2, SIGILL */
     sys3(SYS_close, listener, 0, 0);     /* the gate: the supervisor lets it continue */
     sys3(SYS_close, CTL_FD, 0, 0);       /* the filter allows close of CTL_FD only */
+    if (h->resume) resume();
     enter(h->entry, forked ? run_sp : h->sp);
 }
 

@@ -132,6 +132,10 @@ class ProcessMemory:
             else:
                 self._prot[page] = prot
 
+    def overrides(self) -> dict[int, int]:
+        """Pages whose protection mprotect changed -> their protection."""
+        return dict(self._prot)
+
     # -- transfers -----------------------------------------------------------------
 
     def _transfer(self, fn, addr: int, buf, size: int) -> int:

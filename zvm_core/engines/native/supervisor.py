@@ -64,6 +64,7 @@ from zvm_core.memory import (
     page_down,
     page_up,
 )
+from zvm_core.prefix import Cut
 from zvm_core.report import Accounting, Report
 from zvm_core.syscalls import HANDLERS, Stop, SysError, count_unknown, syscall_name
 from zvm_core.syscalls.io import OpenFile
@@ -107,6 +108,7 @@ class Guest:
     uid = UID
     recorder = None
     runs = 1
+    start = 'entry'         # or from a start-up snapshot: 'recorded', 'resumed' (snapshot.py)
     uc = None
     jail = _NoJail()
 
@@ -229,13 +231,16 @@ class Template:
     :meth:`close` kills them.  One caller at a time.
     """
 
-    def __init__(self, program: Program, memory: int, timeout: float = 10.0) -> None:
+    def __init__(self, program: Program, memory: int, timeout: float = 10.0,
+                 spec: Spec | None = None) -> None:
+        """``spec``: a template spec of this program's other than its image's (a
+        start-up snapshot's, ``snapshot.py``)."""
         layout = Guest(program, memory)         # SetupError if the memory is too small
         self.image_size = layout.image_size
         self.program, self.memory = program, memory
         self._guest: Guest | None = None        # the next run's, never used (see guest())
         self.timeout = timeout
-        self.pid, self.sock = _spawn(layout.image_spec(template=True))
+        self.pid, self.sock = _spawn(spec or layout.image_spec(template=True))
         self.pidfd: int | None = None
         self._next: _Child | None = None
         self._dead: list[tuple[int, int, int | None]] = []
@@ -496,7 +501,7 @@ class _Supervisor:
 
     def _answer(self) -> None:
         g = self.guest
-        notif_id, _pid, _flags, nr, _arch, _ip, *args = seccomp.NOTIF.unpack(self.notif)
+        notif_id, _pid, _flags, nr, _arch, ip, *args = seccomp.NOTIF.unpack(self.notif)
         g.syscalls += 1
         entry = DISPATCH.get(nr)
         flags = 0
@@ -518,6 +523,10 @@ class _Supervisor:
             ret = -errno.EFAULT
         except Stop as s:
             g.outcome = s.with_traceback(None)
+        except Cut as cut:      # a probe's first channel access: its state, then its end
+            g.mem.discard()
+            g.recorder.take(g, ip, cut)
+            g.outcome = Stop('killed', 'native engine: a start-up snapshot probe')
         except OSError as e:    # the host side of a channel failed (ZeroVM: EIO)
             g.outcome = Stop('killed', f'host I/O failed in {entry[0]}: {e.strerror or e}')
         except Exception as e:  # a sandbox bug ends the run, never the worker
@@ -561,14 +570,19 @@ def _reap(pid: int, pidfd: int | None, tracer: Tracer | None = None) -> int:
 
 def run(program: Program, channels: list[Channel], argv: list[str], env: dict[str, str],
         memory: int, timeout: float, seed: int = 0, epoch: int = 0, image=None, *,
-        tsc: bool = False, template: Template | None = None) -> Report:
+        tsc: bool = False, template: Template | None = None, snapshots=None,
+        start=None) -> Report:
     """Run ``program`` (already validated) natively; raises SetupError like the emulator.
 
     ``tsc``: the program contains ``rdtsc``, answered from the virtual counter
     (the guest is traced: ``tsc.py``).  ``template``: fork the guest from this
     template of the program (same memory) instead of spawning a loader.
+    ``snapshots``: the program's start-up snapshots (``snapshot.Snapshots``):
+    the run resumes from the one of its prefix, recorded first if there is
+    none; ``start``: how this run starts instead of at the entry point (a
+    ``snapshot.Snapshot``, or the ``snapshot.Probe`` that records one).
     """
-    start = time.perf_counter()
+    began, began_at = time.perf_counter(), time.monotonic()
     guest = Guest(program, memory) if template is None else template.guest()
     guest.channels, guest.fds = attach(channels)
     guest.trap_channels = standard_order(list(guest.channels.values()))
@@ -577,9 +591,18 @@ def run(program: Program, channels: list[Channel], argv: list[str], env: dict[st
     guest.clock = VirtualClock(epoch, guest.ticks)
     argv_b = [a.encode() for a in argv]
     envp_b = [f'{k}={v}'.encode() for k, v in env.items()]
+    if snapshots is not None:
+        start, probed = snapshots.begin(guest, channels, argv, env, seed, epoch, image, timeout)
+        if probed is not None:
+            return probed
+    if start is not None:
+        start.setup(guest)
+        template = start.template
     make_spec = guest.spec if template is None else guest.run_spec
     spec = make_spec(guest.trap_channels, argv_b, envp_b, seed, timeout)
-    guest.deadline = time.monotonic() + timeout
+    if start is not None:
+        start.adjust(spec)
+    guest.deadline = began_at + timeout     # a probe before this run counts
     child = None
     if template is None:
         pid, sock = _spawn(spec)
@@ -599,7 +622,9 @@ def run(program: Program, channels: list[Channel], argv: list[str], env: dict[st
     stopped = failure = None
     listener, gate = (None, None) if child is None else (child.listener, child.gate)
     try:
-        if tsc:
+        if start is not None:
+            guest.tracer = start.tracer(pid, guest.ticks, tsc)
+        elif tsc:
             guest.tracer = Tracer(pid, guest.ticks)     # attached before the first instruction
         if child is None:
             got = _listener(sock, guest.deadline)
@@ -639,7 +664,7 @@ def run(program: Program, channels: list[Channel], argv: list[str], env: dict[st
         fuel=0, syscalls=guest.syscalls, unknown_syscalls=dict(guest.unknown),
         channels={a: replace(c.counters) for a, c in sorted(guest.channels.items())},
         peak_memory=guest.image_size + guest.arena.peak,
-        wall_time=round(time.perf_counter() - start, 6))
+        wall_time=round(time.perf_counter() - began, 6), start=guest.start)
     report.etags = {a: ch.etag() for a, ch in sorted(guest.channels.items()) if ch.mode & WRITE}
     return report
 

@@ -27,7 +27,9 @@ delivered, and its default action ends the guest as without a tracer.
 The tracer is a thread of the supervisor, because ptrace requests come from
 the thread that attached (``PTRACE_O_EXITKILL``: the guest dies if it
 exits); it waits in ``waitpid`` without the GIL, so it also reaps the guest
-and hands its status to :meth:`Tracer.status`.  A program without ``rdtsc``
+and hands its status to :meth:`Tracer.status`.  Tracer threads are kept
+for the next guest once one is reaped: starting a thread per run cost
+milliseconds on a loaded host, more than a resumed CPython start-up.  A program without ``rdtsc``
 is not traced (no thread, no cost), and a hidden ``rdtsc`` in it faults.
 """
 
@@ -35,6 +37,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import queue
 import signal
 import threading
 from collections.abc import Callable
@@ -50,6 +53,9 @@ RDTSC, RDTSCP = b'\x0f\x31', b'\x0f\x01\xf9'
 # struct user_regs_struct (sys/user.h): 27 unsigned longs
 RAX, RCX, RDX, RIP = 10, 11, 12, 16
 
+_tasks: queue.SimpleQueue = queue.SimpleQueue()
+_idle = 0                       # tracer threads waiting for a guest
+_idle_lock = threading.Lock()
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.ptrace.restype = ctypes.c_long
 _libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
@@ -76,10 +82,8 @@ class Tracer:
         self.reads = 0                  # rdtsc/rdtscp answered
         self.error: str | None = None
         self._status: int | None = None
-        self._seized = threading.Event()
-        self._thread = threading.Thread(target=self._trace, name=f'zvm-tsc-{pid}',
-                                        daemon=True)
-        self._thread.start()
+        self._seized, self._done = threading.Event(), threading.Event()
+        _submit(self._run)
 
     def attached(self) -> bool:
         """Wait until the guest is traced (before it runs a guest instruction)."""
@@ -89,8 +93,15 @@ class Tracer:
     def status(self) -> int | None:
         """The guest's wait status once it is gone (the caller killed it first);
         None if the tracer could not reap it (the caller then does)."""
-        self._thread.join()
+        self._done.wait()
         return self._status
+
+    def _run(self) -> None:
+        try:
+            self._trace()
+        finally:
+            self._seized.set()
+            self._done.set()
 
     def _trace(self) -> None:
         try:
@@ -106,10 +117,9 @@ class Tracer:
                 if not os.WIFSTOPPED(status):
                     self._status = status
                     return
-                sig = os.WSTOPSIG(status)
-                if sig == signal.SIGSEGV and self._answer():
-                    sig = 0
-                _ptrace(PTRACE_CONT, self.pid, 0, sig)
+                sig = self._stopped(os.WSTOPSIG(status))
+                if sig is not None:
+                    _ptrace(PTRACE_CONT, self.pid, 0, sig)
         except (OSError, ctypes.ArgumentError) as e:
             # the guest dies with this thread's trace (EXITKILL); the caller reaps it
             self.error = f'tracer failed: {e}'
@@ -117,6 +127,11 @@ class Tracer:
                 os.kill(self.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+    def _stopped(self, sig: int) -> int | None:
+        """The guest stopped with ``sig``: the signal it goes on with (0: none), or
+        None to leave it stopped (start-up snapshots take its registers so)."""
+        return 0 if sig == signal.SIGSEGV and self._answer() else sig
 
     def _answer(self) -> bool:
         """Emulate the rdtsc/rdtscp the guest stopped at; False if it is not one."""
@@ -156,3 +171,23 @@ class Tracer:
                 continue
             return word.to_bytes(8, 'little')[rip - start:rip - start + 3]
         return b''
+
+
+def _submit(task: Callable[[], None]) -> None:
+    """Run ``task`` on an idle tracer thread, or a new one if none is idle."""
+    global _idle
+    with _idle_lock:
+        new = _idle == 0
+        if not new:
+            _idle -= 1
+    _tasks.put(task)
+    if new:
+        threading.Thread(target=_serve, name='zvm-tsc', daemon=True).start()
+
+
+def _serve() -> None:
+    global _idle
+    while True:
+        _tasks.get()()
+        with _idle_lock:
+            _idle += 1

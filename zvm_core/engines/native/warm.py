@@ -6,12 +6,15 @@ program (``zvm_core.pool.Templates``), in place of the emulator's
 traced for ``rdtsc``, and its :class:`~zvm_core.engines.native.Template`
 (a fork server that mapped it once).  Each run is a child forked from the
 never-run template; :meth:`reset`, called after the reply, forks the next
-one, so a warm start only sends the run's spec (``doc/sandbox.md``).
+one, so a warm start only sends the run's spec (``doc/sandbox.md``).  Its
+:class:`~zvm_core.engines.native.snapshot.Snapshots` resume a run whose
+prefix a probe recorded from a child of that snapshot's template instead.
 """
 
 from __future__ import annotations
 
 from zvm_core.elf import Program
+from zvm_core.engines.native.snapshot import Snapshots
 from zvm_core.engines.native.supervisor import Template, run
 from zvm_core.executor import Limits, SetupError
 from zvm_core.report import Report
@@ -21,12 +24,11 @@ from zvm_core.validator import Verdict
 class Warm:
     """One program at one memory size, ready to start natively."""
 
-    snapshots = None        # the pool's template cache counts emulator snapshots
-
     def __init__(self, program: Program, verdict: Verdict, memory: int, tsc: bool) -> None:
         self.program, self.verdict, self.memory, self.tsc = program, verdict, memory, tsc
         self.template = Template(program, memory)
         self.image_size = self.template.image_size
+        self.snapshots = Snapshots(program, memory, tsc)    # start-up (snapshot.py)
 
     def run(self, channels: list, argv: list[str], env: dict[str, str], seed: int,
             epoch: int, limits: Limits, image=None) -> Report:
@@ -35,7 +37,8 @@ class Warm:
             self.template = Template(self.program, self.memory)
         try:
             report = run(self.program, channels, argv, env, self.memory, limits.timeout, seed,
-                         epoch, image, tsc=self.tsc, template=self.template)
+                         epoch, image, tsc=self.tsc, template=self.template,
+                         snapshots=self.snapshots)
         except SetupError as e:
             report = Report(e.status, None, str(e))
         report.engine = 'native'
@@ -49,6 +52,8 @@ class Warm:
             self.template.prefork()
         except OSError:
             self.template.close()       # the next run starts a new template
+        if self.snapshots is not None:
+            self.snapshots.prefork()
 
     def held(self) -> int:
         """Host memory the template holds: its copy of the program."""
@@ -56,3 +61,5 @@ class Warm:
 
     def close(self) -> None:
         self.template.close()
+        if self.snapshots is not None:
+            self.snapshots.close()
