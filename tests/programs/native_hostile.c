@@ -14,8 +14,8 @@
  *   forkbomb   fork() 10000 times, printing how many succeeded
  *   fds        open /dev/stdin until refused, printing the count and errno
  *   plant W    fill 16 MiB of heap and 1 MiB of stack with W reversed (not in argv)
- *   scan W [loader]   count W reversed in fresh heap and stack (and, natively, in
- *              the loader's pages at 0x7e0000000000): what an earlier run left
+ *   scan W [loader N] count W reversed in fresh heap and stack (and, natively, in
+ *              the N bytes of the loader's pages at 0x7e0000000000): what an earlier run left
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -143,9 +143,10 @@ int main(int argc, char **argv)
                 k++;
             found += k == n;
         }
-        if (argc > 3 && !strcmp(argv[3], "loader")) {
+        if (argc > 4 && !strcmp(argv[3], "loader")) {
             const unsigned char *l = (const unsigned char *)0x7e0000000000UL;
-            for (size_t i = 0; i + n <= 0x14000; i++)
+            size_t span = strtoul(argv[4], NULL, 0);
+            for (size_t i = 0; i + n <= span; i++)
                 found += !memcmp(l + i, word, n);
         }
         printf("found %zu\n", found);

@@ -88,6 +88,18 @@ def test_hidden_and_forbidden_instructions_fault(guest, zvm, how, text):
     assert text in run.report['message'] + run.report['exit_state'], run
 
 
+def _loader_span() -> str:
+    """How many bytes the loader's segments span from its base, page-rounded: all of
+    its pages, which the guest scans for what an earlier run left."""
+    from elftools.elf.elffile import ELFFile
+
+    from zvm_core.engines.native.loader import LOADER_BASE, loader_path
+    with open(loader_path(), 'rb') as f:
+        end = max(seg['p_vaddr'] + seg['p_memsz'] for seg in ELFFile(f).iter_segments()
+                  if seg['p_type'] == 'PT_LOAD')
+    return hex((end - LOADER_BASE + 0xfff) & ~0xfff)
+
+
 def _loaders() -> list[int]:
     """Pids of live native guests (their executable is the loader) of this test
     session: started below this process, or orphans (a guest that outlived its run
@@ -311,7 +323,7 @@ def test_warm_native_starts_fork_from_a_never_run_template(guest, zvm, tmp_path)
         assert run('plant', 'zvm-secret-of-run-one') == b'planted\n'
         first = settled()               # the template and the next run's child, no zombie
         assert len(first) == 2 and set(first) <= set(_loaders()) and 'Z' not in first.values()
-        assert run('scan', 'zvm-secret-of-run-one', 'loader') == b'found 0\n'
+        assert run('scan', 'zvm-secret-of-run-one', 'loader', _loader_span()) == b'found 0\n'
         second = settled()
         assert len(second) == 2 and 'Z' not in second.values(), second
         [template] = set(first) & set(second)       # the same template, a new child
@@ -348,7 +360,8 @@ def test_nothing_of_an_earlier_run_is_left_to_find(guest, zvm):
     prog = guest('native_hostile')
     planted = zvm.run(prog, 'plant', 'zvm-secret-of-run-one', opts=NATIVE)
     assert planted.stdout == b'planted\n', planted
-    scan = zvm.run(prog, 'scan', 'zvm-secret-of-run-one', 'loader', opts=NATIVE)
+    scan = zvm.run(prog, 'scan', 'zvm-secret-of-run-one', 'loader', _loader_span(),
+                   opts=NATIVE)
     assert scan.stdout == b'found 0\n', scan
 
 
