@@ -41,7 +41,8 @@ def error(*groups, **kwargs):
 
 
 class FakeSwift:
-    """Container listings of one account, in deliberately unsorted order."""
+    """Container listings of one account, sorted by name as Swift lists them (nodes
+    follow the listing's order: they are made as it is read)."""
 
     def __init__(self, containers=None):
         self.containers = containers or {}
@@ -49,11 +50,11 @@ class FakeSwift:
 
     def list_containers(self, account):
         self.calls.append(account)
-        return iter(reversed(sorted(self.containers)))
+        return iter(sorted(self.containers))
 
     def list_objects(self, account, container):
         self.calls.append(f'{account}/{container}')
-        return iter(reversed(self.containers.get(container, [])))
+        return iter(sorted(self.containers.get(container, [])))
 
 
 def run(*groups, swift=None, max_nodes=1000, **kwargs):
@@ -519,7 +520,7 @@ def test_container_and_object_wildcards():
         {'name': 'input', 'path': 'swift://~/logs-*/*.log'},
         {'name': 'output', 'path': 'swift://~/out/*-*.sum'},
     ]), swift=swift)
-    assert swift.calls == [ACCOUNT, f'{ACCOUNT}/logs-2', f'{ACCOUNT}/logs-1']
+    assert swift.calls == [ACCOUNT, f'{ACCOUNT}/logs-1', f'{ACCOUNT}/logs-2']
     assert [paths(node) for node in nodes] == [
         {'input': f'swift://{ACCOUNT}/logs-1/z.log', 'output': f'swift://{ACCOUNT}/out/1-z.sum'},
         {'input': f'swift://{ACCOUNT}/logs-2/x.log', 'output': f'swift://{ACCOUNT}/out/2-x.sum'},
