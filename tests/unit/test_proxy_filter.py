@@ -770,7 +770,8 @@ def test_the_filters_document_real_options(module) -> None:
 class BatchServers:
     """Object servers answering batches (``zerocloud.wire``, Batches), scripted per
     device: ``answer(entries) -> members`` of the answer, or ``(status, reason)``
-    to refuse the whole batch before its body.  Every batch is recorded as
+    to refuse the whole batch before its body, or a list of those for the
+    batches in turn (the last one stays).  Every batch is recorded as
     (device, headers, program or None, [entry])."""
 
     def __init__(self, **by_device) -> None:
@@ -808,6 +809,9 @@ class FakeConnection:
 
     def getexpect(self) -> FakeResponse:
         action = self.servers.script.get(self.device, (503, 'no such server'))
+        if isinstance(action, list):
+            action = action.pop(0) if len(action) > 1 else action[0]
+        self.action = action
         digest = self.headers.get(wire.PROGRAM)
         if digest and (self.device, digest) not in self.servers.cached:
             self.servers.batches.append((self.device, self.headers, None, []))
@@ -831,7 +835,7 @@ class FakeConnection:
             else:
                 entries.append(wire.BatchEntry.from_json(f.read()))
         self.servers.batches.append((self.device, self.headers, program, entries))
-        members = self.servers.script[self.device](entries)
+        members = self.action(entries)
         return FakeResponse(200, {wire.EXECUTE: '1.0', wire.BATCH: str(len(entries))},
                             b''.join(wire.stream_tar(members)))
 
@@ -916,13 +920,29 @@ def test_a_node_a_batch_did_not_run_is_retried_alone_on_another_replica(
     assert resp.body.split(b'\n')[1] == resp.body.split(b'\n')[3] == b'alone'
 
 
-def test_a_batch_the_server_cannot_admit_is_split_into_nodes(mw, swift, batch_servers) -> None:
+def test_a_batch_the_server_cannot_admit_is_split_into_nodes(mw, swift, batch_servers,
+                                                             monkeypatch) -> None:
+    from zerocloud.proxy import batch
+    monkeypatch.setattr(batch, 'BUSY_WAIT', 0.2)
     objects(swift, 4)
     fake, single = batch_servers(d0=(503, 'Slot not available'), alone={'d0': ok()})
     resp = post(mw, job(stdin='swift://~/c/item*'))
     assert resp.status_int == 200, resp.body
-    assert len(fake.batches) == 1 and fake.batches[0][3] == []     # nothing sent
+    assert len(fake.batches) > 1                                    # offered again first
+    assert {(d, len(entries)) for d, _h, _p, entries in fake.batches} == {('d0', 0)}
     assert [d for d, _h, _s in single.asked] == ['d0'] * 4          # there first, alone
+
+
+def test_a_batch_refused_while_the_server_frees_a_place_runs_whole(
+        mw, swift, batch_servers) -> None:
+    names = objects(swift, 4)
+    fake, single = batch_servers(d0=[(503, 'Slot not available'), ran()])
+    resp = post(mw, job(stdin='swift://~/c/item*'))
+    assert resp.status_int == 200, resp.body
+    *refused, (_d, _h, _p, entries) = fake.batches     # (a 412 may ask for the program)
+    assert refused and all(not e for *_x, e in refused) and len(entries) == 4
+    assert single.asked == []                   # no node went alone, none to a handoff
+    assert resp.body == b''.join(f'out /AUTH_a{n}\n'.encode() for n in names)
 
 
 def test_batches_hold_at_most_batch_max_nodes(mw, swift, batch_servers, monkeypatch) -> None:

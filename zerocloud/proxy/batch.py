@@ -16,8 +16,11 @@ A node the server did not run (an ``error`` member, no answer before the
 stream ended or the server went away) is sent again alone
 (``Dispatcher.run_node``) to the object's other primaries, then the
 handoffs, as any node; a batch the server refused whole is split into
-nodes sent alone the same way (to the same server first when it was full:
-503, as a node alone would find it).  A batch of one
+nodes sent alone the same way, except when it was full (503): then it is
+offered again after a growing pause for up to :data:`BUSY_WAIT` seconds (a
+batch of the job just before may still hold its place there for a moment),
+and only then split, each node to the same server first, as a node alone
+would find it.  A batch of one
 node is sent alone from the start: a small job's requests are those of
 before.
 """
@@ -27,6 +30,7 @@ from __future__ import annotations
 import collections
 import http.client
 import itertools
+import random
 import socket
 import time
 from collections.abc import Iterator
@@ -39,6 +43,8 @@ from swift.common.storage_policy import POLICIES
 
 from zerocloud import placement, wire
 from zerocloud.proxy.dispatch import (
+    BUSY_PAUSE,
+    BUSY_PAUSE_MAX,
     NODE_GRACE,
     Dispatcher,
     Plan,
@@ -52,6 +58,7 @@ from zerocloud.proxy.outputs import OutputFile
 from zerocloud.proxy.response import NodeResult, short
 
 PER_SERVER = 2              # batches on their way to one object server
+BUSY_WAIT = 2.0             # seconds a batch a server cannot admit (503) is offered again
 
 
 def batchable(plan: Plan) -> bool:
@@ -149,11 +156,23 @@ class Batches:
                                            spec(plan)).to_json()
         self.load[server['ip'], server['port']] += len(batch)
         alone = _ALONE
+        pause, deadline = BUSY_PAUSE, time.monotonic() + BUSY_WAIT
         try:
-            self._exchange(server, batch)
-        except _Busy as e:             # full: its nodes alone, there first (as before)
-            self.logger.info('batch of %d nodes not admitted by %s: %r', len(batch), where, e)
-            alone = _FIRST
+            while True:
+                try:
+                    self._exchange(server, batch)
+                    break
+                except _Busy as e:         # full: again after a pause, then alone, there first
+                    if time.monotonic() + pause < deadline:
+                        self.logger.info('batch of %d nodes not admitted by %s, again: %r',
+                                         len(batch), where, e)
+                        sleep(pause * random.uniform(0.5, 1.5))
+                        pause = min(pause * 2, BUSY_PAUSE_MAX)
+                        continue
+                    self.logger.info('batch of %d nodes not admitted by %s: %r',
+                                     len(batch), where, e)
+                    alone = _FIRST
+                    break
         except (_Retry, OSError, Timeout, http.client.HTTPException, ValueError) as e:
             self.logger.info('batch of %d nodes not run on %s: %r', len(batch), where, e)
         except _Refused as e:          # each node alone gets the answer it deserves
