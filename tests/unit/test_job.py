@@ -20,6 +20,7 @@ from zerocloud.job import (
     job_paths,
     parse_job,
     parse_location,
+    stream,
 )
 
 ACCOUNT = 'AUTH_test'
@@ -645,6 +646,34 @@ def test_max_nodes_stops_listing():
     with pytest.raises(JobError, match=r'^Job too large: more than 3 nodes \(at sort\); '
                                        r'.*zerovm_maxnodes'):
         expand(groups, endless, FakeSwift().list_containers, max_nodes=3)
+
+
+def test_nodes_stream_as_the_listing_is_read():
+    read = []
+
+    def listing(account, container):       # a container of a million objects
+        for number in range(10**6):
+            read.append(number)
+            yield f'o{number:07d}'
+
+    nodes = stream(parse(group(devices=[{'name': 'stdin', 'path': 'swift://~/c/*'}])),
+                   listing, FakeSwift().list_containers, max_nodes=10**6)
+    first = [next(nodes) for _ in range(5)]
+    assert [n.name for n in first] == [f'sort-{i}' for i in range(1, 6)]
+    assert [n.id for n in first] == [1, 2, 3, 4, 5]
+    assert [str(n.attach.path) for n in first] == [
+        f'swift://{ACCOUNT}/c/o{i:07d}' for i in range(5)]
+    assert len(read) == 5                  # not a name more than the nodes taken
+
+
+def test_a_name_made_twice_is_found_while_streaming():
+    for groups in ([group('map', count=2), group('map-2')],
+                   [group('map-2'), group('map', count=2)]):
+        with pytest.raises(JobError, match='^Duplicate node name map-2 '):
+            list(stream(parse(*groups), FakeSwift().list_objects,
+                        FakeSwift().list_containers))
+    assert len(list(stream(parse(group('map', count=2), group('map-3')),
+                           FakeSwift().list_objects, FakeSwift().list_containers))) == 3
 
 
 def test_nodes_get_their_own_devices():

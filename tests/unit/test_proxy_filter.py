@@ -958,6 +958,32 @@ def test_batches_hold_at_most_batch_max_nodes(mw, swift, batch_servers, monkeypa
     assert resp.body == b''.join(f'out /AUTH_a{n}\n'.encode() for n in names)
 
 
+def test_a_large_wildcard_job_streams_through_its_spool_in_node_order(
+        mw, swift, batch_servers, monkeypatch) -> None:
+    """Planned two nodes at a time, answered from the spool past three results; a
+    node the batch did not run is retried alone and keeps its place."""
+    from zerocloud.proxy import middleware, stream
+    monkeypatch.setattr(middleware, 'CHUNK_NODES', 2)
+    monkeypatch.setattr(stream, 'SUMMARY_NODES', 3)
+    names = objects(swift, 7)
+    fake, single = batch_servers(d0=ran(skip={'/AUTH_a' + names[2]}),
+                                 alone={'d0': ok(b'alone d0\n'), 'd1': ok(b'alone d1\n')})
+    resp = post(mw, job(stdin='swift://~/c/item*'))
+    assert resp.status_int == 200, resp.body
+    lines = resp.body.splitlines(keepends=True)
+    assert lines[2] == b'alone d1\n'                   # not run in its batch: elsewhere
+    for line, name in zip(lines, names, strict=True):  # the others where they ran, in order
+        assert line in (f'out /AUTH_a{name}\n'.encode(), b'alone d0\n', b'alone d1\n')
+    assert sum(len(e) for *_x, e in fake.batches) >= 4
+    assert resp.headers['X-Nexe-Nodes'] == '7' and 'X-Nexe-System' not in resp.headers
+    assert resp.headers['Etag'] == hashlib.md5(resp.body).hexdigest()
+    report = json.loads(post(mw, job(stdin='swift://~/c/item*'),
+                             **{'X-Zerovm-Report': 'json'}).body)
+    assert [n['name'] for n in report['nodes']] == [f'wc-{i}' for i in range(1, 8)]
+    assert [n['object'] for n in report['nodes']] == [f'swift://AUTH_a{n}' for n in names]
+    assert report['nodes'][2]['host'].endswith('/d1')
+
+
 def test_a_server_without_the_program_gets_the_batch_again_with_it(
         mw, swift, batch_servers) -> None:
     objects(swift, 3)
