@@ -727,14 +727,24 @@ def _too_large(max_nodes: int, group: str) -> JobError:
 
 def _instances(group: Group, list_objects: Callable[[str, str], Iterable[str]],
                list_containers: Callable[[str], Iterable[str]], room: int, max_nodes: int,
+               count_objects: Callable[[str, str], int] | None = None,
                ) -> tuple[bool, Iterator[tuple[SwiftPath | None, tuple[str, ...]]]]:
     """(several nodes?, one (matched read path, matched texts) per node of the group),
-    the matches as the listing is read, in its order (Swift lists names sorted)."""
+    the matches as the listing is read, in its order (Swift lists names sorted).
+    A container that may hold more objects than ``room`` (``count_objects``) is
+    counted first (its listing read once more, streamed): a job over the limit is
+    refused before any of its nodes is made."""
     wild = group.wildcard_device
     if wild is None:
         if group.count > room:
             raise _too_large(max_nodes, group.name)
         return group.count > 1, itertools.repeat((None, ()), group.count)
+    path = wild.path
+    if (count_objects is not None and path.obj is not None and '*' not in path.container
+            and count_objects(path.account, path.container) > room):
+        found = _find(path, list_objects, list_containers)
+        if sum(1 for _ in itertools.islice(found, room + 1)) > room:
+            raise _too_large(max_nodes, group.name)
     matches = _find(wild.path, list_objects, list_containers)
     first = list(itertools.islice(matches, 2))
     if not first:
@@ -770,8 +780,8 @@ def _group_nodes(group: Group, several: bool,
 
 
 def stream(groups: list[Group], list_objects: Callable[[str, str], Iterable[str]],
-           list_containers: Callable[[str], Iterable[str]], *,
-           max_nodes: int = 100000) -> Iterator[Node]:
+           list_containers: Callable[[str], Iterable[str]], *, max_nodes: int = 100000,
+           count_objects: Callable[[str, str], int] | None = None) -> Iterator[Node]:
     """The nodes of validated groups one at a time, in group order, with ids 1..M,
     made as the listings are read: a wildcard over a container of a million
     objects never has its listing, nor its nodes, whole in memory (the caller
@@ -782,7 +792,9 @@ def stream(groups: list[Group], list_objects: Callable[[str, str], Iterable[str]
     through); they are only called for wildcard paths.  A :exc:`JobError` (too
     many nodes, a duplicate name, two writers of one object) comes when it is
     found, possibly after nodes were made: a job is checked whole only once
-    its last node is.  What is kept meanwhile: each object written (two writers
+    its last node is, except for its size over a container that
+    ``count_objects(account, container)`` says may be too large (see
+    ``_instances``).  What is kept meanwhile: each object written (two writers
     would race) and a count per group.
     """
     made: dict[str, int] = {}           # indexed group -> nodes made: <group>-1 .. -<count>
@@ -791,7 +803,7 @@ def stream(groups: list[Group], list_objects: Callable[[str, str], Iterable[str]
     total = 0
     for group in groups:
         several, instances = _instances(group, list_objects, list_containers,
-                                        max_nodes - total, max_nodes)
+                                        max_nodes - total, max_nodes, count_objects)
         for node in _group_nodes(group, several, instances, total + 1):
             total += 1
             if total > max_nodes:

@@ -666,6 +666,19 @@ def test_nodes_stream_as_the_listing_is_read():
     assert len(read) == 5                  # not a name more than the nodes taken
 
 
+def test_a_container_too_large_for_the_job_is_refused_before_any_node():
+    swift = FakeSwift({'c': [f'o{i}' for i in range(5)], 'd': ['a', 'b']})
+    groups = parse(group(devices=[{'name': 'stdin', 'path': 'swift://~/c/*'}]))
+    nodes = stream(groups, swift.list_objects, swift.list_containers, max_nodes=4,
+                   count_objects=lambda account, container: 5)
+    with pytest.raises(JobError, match=r'^Job too large: more than 4 nodes'):
+        next(nodes)
+    # a count above the limit is checked by listing: the objects that match decide
+    groups = parse(group(devices=[{'name': 'stdin', 'path': 'swift://~/d/*'}]))
+    assert len(list(stream(groups, swift.list_objects, swift.list_containers, max_nodes=4,
+                           count_objects=lambda account, container: 9))) == 2
+
+
 def test_a_name_made_twice_is_found_while_streaming():
     for groups in ([group('map', count=2), group('map-2')],
                    [group('map-2'), group('map', count=2)]):

@@ -405,11 +405,20 @@ class ProxyExecMiddleware:
             raise HTTPRequestEntityTooLarge(body=f'{e}\n') from None
         except JobError as e:
             raise HTTPBadRequest(body=f'{e}\n') from None
-        connected = any(g.connect for g in groups)
-        make = expand if connected else stream
-        return connected, self._checked(lambda: make(
-            groups, lambda a, c: caller.listing(f'/v1/{a}/{c}'),
-            lambda a: caller.listing(f'/v1/{a}'), max_nodes=self.config.max_nodes))
+        def list_objects(a: str, c: str) -> Iterator[str]:
+            return caller.listing(f'/v1/{a}/{c}')
+
+        def list_containers(a: str) -> Iterator[str]:
+            return caller.listing(f'/v1/{a}')
+
+        def count_objects(a: str, c: str) -> int:
+            return int(caller.container_info(f'/v1/{a}/{c}').get('object_count') or 0)
+        if any(g.connect for g in groups):
+            return True, self._checked(lambda: expand(
+                groups, list_objects, list_containers, max_nodes=self.config.max_nodes))
+        return False, self._checked(lambda: stream(
+            groups, list_objects, list_containers, max_nodes=self.config.max_nodes,
+            count_objects=count_objects))
 
     def _checked(self, make: Callable[[], Iterable[Node]]) -> Iterator[Node]:
         try:
