@@ -27,7 +27,10 @@ Before anything runs, the filter
 * parses and validates the job (400 saying what and where, also for a
   ``connect`` cycle and a ``replicate`` above the servers that could run
   it; 413 for a description over ``zerovm_maxconfig`` bytes), and expands
-  wildcards into nodes (listing the containers as the caller);
+  wildcards into nodes (listing the containers as the caller; a job without
+  ``connect`` is made, checked and run as the listing is read, a chunk of
+  nodes at a time, and its results are released as they end: the proxy's
+  memory stays bounded whatever the number of nodes, ``zerocloud.proxy.stream``);
 * checks that the caller may write every object the job writes (403, or 404
   when the container does not exist) and reads, as the caller, every object
   the job reads: the programs (fetched once per job, at most
