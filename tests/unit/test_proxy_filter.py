@@ -948,13 +948,13 @@ def test_a_batch_refused_while_the_server_frees_a_place_runs_whole(
 def test_batches_hold_at_most_batch_max_nodes(mw, swift, batch_servers, monkeypatch) -> None:
     monkeypatch.setattr(wire, 'BATCH_MAX', 3)
     names = objects(swift, 10)
-    fake, single = batch_servers(d0=ran(), alone={'d0': ok(b'out /AUTH_a/c/item09\n')})
+    fake, single = batch_servers(d0=ran())
     resp = post(mw, job(stdin='swift://~/c/item*'))
     assert resp.status_int == 200, resp.body
-    assert [len(entries) for _d, _h, _p, entries in fake.batches] == [3, 3, 3]
+    assert [len(entries) for _d, _h, _p, entries in fake.batches] == [3, 3, 3, 1]
     assert [e.object for *_x, entries in fake.batches for e in entries] == [
-        '/AUTH_a' + n for n in names[:9]]
-    assert len(single.asked) == 1            # the last one: a batch of one goes alone
+        '/AUTH_a' + n for n in names]
+    assert single.asked == []                # the last one: a batch of one, as batches went
     assert resp.body == b''.join(f'out /AUTH_a{n}\n'.encode() for n in names)
 
 

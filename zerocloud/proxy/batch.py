@@ -20,9 +20,10 @@ nodes sent alone the same way, except when it was full (503): then it is
 offered again after a growing pause for up to :data:`BUSY_WAIT` seconds (a
 batch of the job just before may still hold its place there for a moment),
 and only then split, each node to the same server first, as a node alone
-would find it.  A batch of one
-node is sent alone from the start: a small job's requests are those of
-before.
+would find it.  A first batch of one node is sent alone: a small job's
+requests are those of before; later, once batches went to that server, one
+node is a batch (a job's last nodes, streamed one by one as places free,
+would otherwise each take a request, and an admission slot, of their own).
 """
 
 from __future__ import annotations
@@ -92,6 +93,7 @@ class Batches:
         self.config, self.logger = dispatcher.config, dispatcher.logger
         self.queues: dict[tuple, list[_Entry]] = collections.defaultdict(list)
         self.senders: collections.Counter = collections.Counter()
+        self.sent: set[tuple] = set()        # keys that batches went to
         self.threads: set = set()
 
     def run(self, plan: Plan) -> NodeResult:
@@ -132,9 +134,10 @@ class Batches:
             while queue:
                 batch = queue[:wire.BATCH_MAX]
                 del queue[:len(batch)]
-                if len(batch) == 1:
+                if len(batch) == 1 and key not in self.sent:
                     batch[0].done.send(_FIRST)
                 else:
+                    self.sent.add(key)
                     self._send(batch)
         finally:
             self.senders[key] -= 1

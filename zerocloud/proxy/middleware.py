@@ -581,7 +581,7 @@ class ProxyExecMiddleware:
             load: collections.Counter = collections.Counter()
             trans_id = req.environ.get('swift.trans_id', '')
             batches = Batches(self.dispatcher, trans_id, job_id, load)
-            batched = sum(map(batchable, plans)) > 1 or len(first) == CHUNK_NODES
+            batched = sum(map(batchable, plans)) > 1
             concurrency = BATCH_CONCURRENCY if batched else MAX_CONCURRENCY
 
             def run_replica(plan: Plan, replica: int, servers: Iterable[dict],
