@@ -146,3 +146,15 @@ def test_nodes_are_taken_only_as_places_free_and_collected_as_they_end() -> None
     stream.run(plans(30, taken), run_replica, collect, concurrency=5)
     assert sorted(ended) == list(range(1, 31)) and ended != sorted(ended)
     assert max(window) <= 5 + 1     # the window in flight, and the next waiting for a place
+
+
+def test_a_large_output_is_copied_to_the_spool_whole() -> None:
+    big = bytes(range(256)) * 8192                      # 2 MiB: copied in a thread
+    results = job(SUMMARY_NODES + 1)
+    results[3] = result(4, big)
+    collector = stream.Collector()
+    for res in results:
+        collector.add([res])
+    status, _headers, body = answer(stream.respond_spooled(collector.spool, 1.0, False))
+    assert status == 200
+    assert body == b'1\n2\n3\n' + big + b''.join(b'%d\n' % i for i in range(5, SUMMARY_NODES + 2))

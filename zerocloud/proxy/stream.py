@@ -158,15 +158,18 @@ class JobSpool:
         """An output's bytes appended: (offset, size); a large one in a thread."""
         size = out.seek(0, 2)
         out.seek(0)
+        start = self.end
+        self.end += size                        # reserved: others may append meanwhile
 
-        def copy() -> int:
-            start = self.end
-            self.end += size                    # reserved: the hub may append meanwhile
+        def copy() -> None:
             pos = start
             while chunk := out.read(CHUNK):
                 pos += os.pwrite(self.fd, chunk, pos)
-            return start
-        return (tpool.execute(copy) if size > SPOOL_MEMORY else copy()), size
+        if size > SPOOL_MEMORY:
+            tpool.execute(copy)
+        else:
+            copy()
+        return start, size
 
     def add(self, results: list[NodeResult]) -> None:
         """A node's results (one per replica), written here; their outputs are closed."""
