@@ -945,6 +945,28 @@ def test_a_batch_refused_while_the_server_frees_a_place_runs_whole(
     assert resp.body == b''.join(f'out /AUTH_a{n}\n'.encode() for n in names)
 
 
+def test_a_batch_a_loaded_server_did_not_connect_in_time_is_offered_again(
+        mw, swift, batch_servers, monkeypatch) -> None:
+    from swift.common.exceptions import ConnectionTimeout
+
+    from zerocloud.proxy import batch
+    names = objects(swift, 4)
+    fake, single = batch_servers(d0=ran())
+    calls = []
+
+    def slow_once(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == 1:
+            raise ConnectionTimeout(0.5)
+        return fake.connect(*args, **kwargs)
+    monkeypatch.setattr(batch, 'http_connect', slow_once)
+    resp = post(mw, job(stdin='swift://~/c/item*'))
+    assert resp.status_int == 200, resp.body
+    assert len(calls) == 2 and [len(e) for *_x, e in fake.batches] == [4]
+    assert single.asked == []                   # not split into nodes sent alone
+    assert resp.body == b''.join(f'out /AUTH_a{n}\n'.encode() for n in names)
+
+
 def test_batches_hold_at_most_batch_max_nodes(mw, swift, batch_servers, monkeypatch) -> None:
     monkeypatch.setattr(wire, 'BATCH_MAX', 3)
     names = objects(swift, 10)

@@ -16,11 +16,15 @@ A node the server did not run (an ``error`` member, no answer before the
 stream ended or the server went away) is sent again alone
 (``Dispatcher.run_node``) to the object's other primaries, then the
 handoffs, as any node; a batch the server refused whole is split into
-nodes sent alone the same way, except when it was full (503): then it is
-offered again after a growing pause for up to :data:`BUSY_WAIT` seconds (a
-batch of the job just before may still hold its place there for a moment),
-and only then split, each node to the same server first, as a node alone
-would find it.  A first batch of one node is sent alone: a small job's
+nodes sent alone the same way, except when it was full (503) or did not
+accept the connection within ``conn_timeout`` (a loaded server): then it
+is offered again after a growing pause for up to :data:`BUSY_WAIT` seconds
+(at most ``zerovm_timeout``; the job's own nodes free its place, or a batch
+of the job just before), and only then split, each node to the same server
+first when it was full.  Splitting at once made hundreds of requests out of
+one on a loaded cluster, each needing an admission slot of the account's
+share: the nodes then went from server to server, to handoffs (404), and
+some to no server at all (``unavailable``).  A first batch of one node is sent alone: a small job's
 requests are those of before; later, once batches went to that server, one
 node is a batch (a job's last nodes, streamed one by one as places free,
 would otherwise each take a request, and an admission slot, of their own).
@@ -59,7 +63,7 @@ from zerocloud.proxy.outputs import OutputFile
 from zerocloud.proxy.response import NodeResult, short
 
 PER_SERVER = 2              # batches on their way to one object server
-BUSY_WAIT = 2.0             # seconds a batch a server cannot admit (503) is offered again
+BUSY_WAIT = 30.0            # seconds a batch a server cannot admit is offered again
 
 
 def batchable(plan: Plan) -> bool:
@@ -159,13 +163,17 @@ class Batches:
                                            spec(plan)).to_json()
         self.load[server['ip'], server['port']] += len(batch)
         alone = _ALONE
-        pause, deadline = BUSY_PAUSE, time.monotonic() + BUSY_WAIT
+        pause = BUSY_PAUSE
+        deadline = time.monotonic() + min(BUSY_WAIT, self.config.timeout)
         try:
             while True:
                 try:
                     self._exchange(server, batch)
                     break
-                except _Busy as e:         # full: again after a pause, then alone, there first
+                except (_Busy, ConnectionTimeout) as e:
+                    # full, or too busy to accept the connection in time: again after a
+                    # pause, then alone (there first when full); splitting at once would
+                    # turn one request into hundreds, each needing a slot of its own
                     if time.monotonic() + pause < deadline:
                         self.logger.info('batch of %d nodes not admitted by %s, again: %r',
                                          len(batch), where, e)
@@ -174,7 +182,7 @@ class Batches:
                         continue
                     self.logger.info('batch of %d nodes not admitted by %s: %r',
                                      len(batch), where, e)
-                    alone = _FIRST
+                    alone = _FIRST if isinstance(e, _Busy) else _ALONE
                     break
         except (_Retry, OSError, Timeout, http.client.HTTPException, ValueError) as e:
             self.logger.info('batch of %d nodes not run on %s: %r', len(batch), where, e)
