@@ -17,7 +17,8 @@ type) and a JSON object of its status and headers as ``<that name>.headers``
 ``.headers`` comes last, so once it exists the result is complete.  Its
 ``"Objects"`` (not a header) names the object each node ran next to, by node
 name (``{"wc-1": "swift://AUTH_a/logs/day-1.log", ...}``; nodes without one
-are left out): the ``X-Nexe-*`` headers do not say, and the body is the
+are left out; a job of more than :data:`OBJECTS_MAX` nodes has none, its
+report names them): the ``X-Nexe-*`` headers do not say, and the body is the
 nodes' output unless the job asked for the JSON report.  Errors
 found before the job starts (400, 403, 404...) are answered directly.
 
@@ -35,7 +36,8 @@ the proxy running it keeps ``<that name>.state``::
 rewritten every ``deferred_heartbeat`` seconds, and at most once a second
 while nodes end (so a long job can be followed: ``zc wait``), and deleted
 once the result is stored.  ``nodes`` counts the nodes of the job (a node
-with ``replicate`` once): ``done`` ended successfully, ``failed`` did not
+with ``replicate`` once; ``total``, of a wildcard job, grows as its listing
+is read: the nodes found so far): ``done`` ended successfully, ``failed`` did not
 (a node fails when any replica of it failed), ``running`` were sent to an object server and
 have not ended, the others wait for a producer or a free request slot of the
 proxy; ``bytes`` is what the ended nodes read and wrote (all their channels).
@@ -58,7 +60,7 @@ import re
 import socket
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from urllib.parse import quote
 
 from swift.common.concurrency import Empty, LightQueue, spawn
@@ -85,6 +87,7 @@ MODES = ('always', 'auto', 'never')
 HEADERS_SUFFIX = '.headers'
 STATE_SUFFIX = '.state'
 OBJECTS_KEY = 'Objects'                  # of .headers: node name -> its object
+OBJECTS_MAX = 1000                       # nodes beyond which a result has no "Objects"
 PROGRESS_EVERY = 1.0                     # seconds; the state is rewritten at most this often
 STALE_BEATS = 3                          # a state this many heartbeats old is a lost job
 _RESULT = re.compile(r'/([^/]+)/([^/]+)/([^/]+)/(job-[0-9a-f]{32})' + re.escape(HEADERS_SUFFIX))
@@ -105,9 +108,10 @@ def _nothing() -> None:
 class Progress:
     """How far a job is, as its nodes end: the counts of its deferred state.
 
-    The proxy calls :meth:`launched` once a job passed its checks, then
-    :meth:`started` and :meth:`finished` for each node it sends and sees end
-    (``zerocloud.graph.run``).
+    The proxy calls :meth:`launched` once a job passed its checks, :meth:`more`
+    for the nodes of a wildcard found later, as the listing is read (``total``
+    is then the nodes known so far), then :meth:`started` and :meth:`finished`
+    for each node it sends and sees end.
     """
 
     def __init__(self, on_launch: Callable[[], None] = _nothing) -> None:
@@ -116,15 +120,25 @@ class Progress:
         self.job = 0
         self.total = self.done = self.failed = self.running = 0
         self.bytes_in = self.bytes_out = 0
-        self._nodes: Sequence[Node] = ()
+        self._objects: dict[str, str] | None = {}
 
-    def launched(self, nodes: Sequence[Node]) -> None:
+    def launched(self, nodes: Iterable[Node]) -> None:
         """A job (the next one of a chain) will run ``nodes``: counts start again."""
         self.job += 1
-        self.total, self.done, self.failed, self.running = len(nodes), 0, 0, 0
+        self.total, self.done, self.failed, self.running = 0, 0, 0, 0
         self.bytes_in = self.bytes_out = 0
-        self._nodes = nodes
+        self._objects = {}
+        self.more(nodes)
         self._on_launch()
+
+    def more(self, nodes: Iterable[Node]) -> None:
+        """More nodes of the job (its objects are kept up to :data:`OBJECTS_MAX` nodes)."""
+        for node in nodes:
+            self.total += 1
+            if self._objects is not None and attached_object(node):
+                self._objects[node.name] = str(node.attach.path)
+        if self.total > OBJECTS_MAX:
+            self._objects = None
 
     def started(self) -> None:
         self.running += 1
@@ -141,8 +155,9 @@ class Progress:
             self.bytes_out += r.report.channel_bytes('write_bytes')
 
     def objects(self) -> dict[str, str]:
-        """The object each node of the (last) job runs next to, by node name."""
-        return {n.name: str(n.attach.path) for n in self._nodes if attached_object(n)}
+        """The object each node of the (last) job runs next to, by node name (none for a
+        job of more than :data:`OBJECTS_MAX` nodes)."""
+        return dict(self._objects or {})
 
     def counts(self) -> dict:
         """The state's ``job``, ``nodes`` and ``bytes``."""

@@ -484,12 +484,18 @@ def _replicas(plan, run_replica: RunReplica, inputs: dict[str, Link], outputs: S
         try:
             results = list(pile)
         except BaseException:        # stopped (its job's client went away): stop them too
-            _stop(pile.pool)
+            stop(pile.pool)
             raise
     for replica, result in enumerate(results, 1):
         result.replica = replica
     vote(results)
     return results
+
+
+def replicas(plan, run_replica: RunReplica) -> list[Result]:
+    """Every replica of a node without links, compared (``vote``): a wildcard's node
+    run by ``zerocloud.proxy.stream``, which needs no graph."""
+    return _replicas(plan, run_replica, {}, None, lambda: None)
 
 
 def run(plans: list, run_replica: RunReplica, skipped: Callable[[object, int, str], Result],
@@ -586,7 +592,7 @@ def run(plans: list, run_replica: RunReplica, skipped: Callable[[object, int, st
         _skip_after_failed_producers(plans, done, skipped)
     except BaseException:
         stopped.append(True)            # stopped from outside (the client went away)
-        _stop(pool)
+        stop(pool)
         for spool in spools.values():
             for link in spool.links.values():
                 if link.state == OPEN:
@@ -601,7 +607,7 @@ def run(plans: list, run_replica: RunReplica, skipped: Callable[[object, int, st
     return [r for plan in plans for r in done[plan.node.name]]
 
 
-def _stop(pool: GreenPool) -> None:
+def stop(pool: GreenPool) -> None:
     """Stop the nodes running in ``pool``: their connections to object servers close.
 
     Green threads of ``spawn_n`` that have not started yet cannot be killed

@@ -68,7 +68,9 @@ one, rather than ignored: a typo must not turn into an empty run.
 
 from __future__ import annotations
 
+import collections
 import difflib
+import itertools
 import json
 import re
 import shlex
@@ -724,33 +726,40 @@ def _too_large(max_nodes: int, group: str) -> JobError:
 
 
 def _instances(group: Group, list_objects: Callable[[str, str], Iterable[str]],
-               list_containers: Callable[[str], Iterable[str]],
-               room: int, max_nodes: int) -> list[tuple[SwiftPath | None, tuple[str, ...]]]:
-    """One (matched read path, matched texts) per node of the group."""
+               list_containers: Callable[[str], Iterable[str]], room: int, max_nodes: int,
+               count_objects: Callable[[str, str], int] | None = None,
+               ) -> tuple[bool, Iterator[tuple[SwiftPath | None, tuple[str, ...]]]]:
+    """(several nodes?, one (matched read path, matched texts) per node of the group),
+    the matches as the listing is read, in its order (Swift lists names sorted).
+    A container that may hold more objects than ``room`` (``count_objects``) is
+    counted first (its listing read once more, streamed): a job over the limit is
+    refused before any of its nodes is made."""
     wild = group.wildcard_device
     if wild is None:
         if group.count > room:
             raise _too_large(max_nodes, group.name)
-        return [(None, ())] * group.count
-    matches = []
-    for match in _find(wild.path, list_objects, list_containers):
-        matches.append(match)
-        if len(matches) > room:
+        return group.count > 1, itertools.repeat((None, ()), group.count)
+    path = wild.path
+    if (count_objects is not None and path.obj is not None and '*' not in path.container
+            and count_objects(path.account, path.container) > room):
+        found = _find(path, list_objects, list_containers)
+        if sum(1 for _ in itertools.islice(found, room + 1)) > room:
             raise _too_large(max_nodes, group.name)
-    if not matches:
+    matches = _find(wild.path, list_objects, list_containers)
+    first = list(itertools.islice(matches, 2))
+    if not first:
         raise JobError(f'No objects found in path {wild.path} in {group.name}')
-    return sorted(matches, key=lambda m: (m[0].container, m[0].obj or ''))
+    return len(first) > 1, itertools.chain(first, matches)
 
 
-def _group_nodes(group: Group, instances: list[tuple[SwiftPath | None, tuple[str, ...]]],
-                 first_id: int) -> list[Node]:
+def _group_nodes(group: Group, several: bool,
+                 instances: Iterable[tuple[SwiftPath | None, tuple[str, ...]]],
+                 first_id: int) -> Iterator[Node]:
     wild = group.wildcard_device
-    several = len(instances) > 1
     for device in group.devices:
         if device.writable and device.path and not device.path.wildcard and several:
             raise JobError(f'Single path {device.path} for multiple node definition: '
                            f'{group.name}, please use wildcard')
-    nodes = []
     for index, (matched, values) in enumerate(instances, 1):
         name = f'{group.name}-{index}' if several or wild is not None else group.name
         devices = []
@@ -763,50 +772,84 @@ def _group_nodes(group: Group, instances: list[tuple[SwiftPath | None, tuple[str
                                     name, group.name)
             devices.append(replace(device, path=path, meta=dict(device.meta)))
         attach = _placement(devices, group.attach)
-        nodes.append(Node(name=name, group=group.name, index=index, id=first_id + index - 1,
-                          exec=group.exec, devices=devices, replicate=group.replicate,
-                          attach=attach, location=group.location, engine=group.engine,
-                          listed=wild is not None and attach is not None
-                          and attach.name == wild.name))
-    return nodes
+        yield Node(name=name, group=group.name, index=index, id=first_id + index - 1,
+                   exec=group.exec, devices=devices, replicate=group.replicate,
+                   attach=attach, location=group.location, engine=group.engine,
+                   listed=wild is not None and attach is not None
+                   and attach.name == wild.name)
 
 
-def _check_outputs(nodes: list[Node]) -> None:
-    """Two writers of one object would race; the job could not be deterministic."""
+def stream(groups: list[Group], list_objects: Callable[[str, str], Iterable[str]],
+           list_containers: Callable[[str], Iterable[str]], *, max_nodes: int = 100000,
+           count_objects: Callable[[str, str], int] | None = None) -> Iterator[Node]:
+    """The nodes of validated groups one at a time, in group order, with ids 1..M,
+    made as the listings are read: a wildcard over a container of a million
+    objects never has its listing, nor its nodes, whole in memory (the caller
+    keeps what it needs).  Nodes are not wired (``connect``: :func:`expand`).
+
+    ``list_objects(account, container)`` and ``list_containers(account)`` list
+    names (paged by the caller, authorised by the caller: their exceptions pass
+    through); they are only called for wildcard paths.  A :exc:`JobError` (too
+    many nodes, a duplicate name, two writers of one object) comes when it is
+    found, possibly after nodes were made: a job is checked whole only once
+    its last node is, except for its size over a container that
+    ``count_objects(account, container)`` says may be too large (see
+    ``_instances``).  What is kept meanwhile: each object written (two writers
+    would race) and a count per group.
+    """
+    made: dict[str, int] = {}           # indexed group -> nodes made: <group>-1 .. -<count>
+    alone: set[str] = set()             # nodes named after their group (its only node)
     writers: dict[SwiftPath, str] = {}
-    for node in nodes:
-        for device in node.devices:
-            if device.writable and device.path:
-                writer = f'{node.name} ({device.name})'
-                if device.path in writers:
-                    raise JobError(f'Output {device.path} written by both '
-                                   f'{writers[device.path]} and {writer}')
-                writers[device.path] = writer
+    total = 0
+    for group in groups:
+        several, instances = _instances(group, list_objects, list_containers,
+                                        max_nodes - total, max_nodes, count_objects)
+        for node in _group_nodes(group, several, instances, total + 1):
+            total += 1
+            if total > max_nodes:
+                raise _too_large(max_nodes, group.name)
+            owner = _owner(node, made, alone)
+            if owner is not None:
+                raise JobError(f'Duplicate node name {node.name} (groups {owner} '
+                               f'and {group.name})')
+            if node.name == group.name:
+                alone.add(node.name)
+            else:
+                made[group.name] = node.index
+            _check_outputs(node, writers)
+            yield node
+
+
+def _owner(node: Node, made: dict[str, int], alone: set[str]) -> str | None:
+    """The other group that made a node of the same name already: a group's one node
+    is named after it, the others ``<group>-<index>``."""
+    if node.name != node.group:
+        return node.name if node.name in alone else None
+    group, _, index = node.name.rpartition('-')
+    if index.isdigit() and made.get(group, 0) >= int(index):
+        return group
+    return None
+
+
+def _check_outputs(node: Node, writers: dict[SwiftPath, str]) -> None:
+    """Two writers of one object would race; the job could not be deterministic."""
+    for device in node.devices:
+        if device.writable and device.path:
+            writer = f'{node.name} ({device.name})'
+            if device.path in writers:
+                raise JobError(f'Output {device.path} written by both '
+                               f'{writers[device.path]} and {writer}')
+            writers[device.path] = writer
 
 
 def expand(groups: list[Group], list_objects: Callable[[str, str], Iterable[str]],
            list_containers: Callable[[str], Iterable[str]], *,
            max_nodes: int = 100000) -> list[Node]:
-    """Expand validated groups into nodes, in group order, with ids 1..M.
-
-    ``list_objects(account, container)`` and ``list_containers(account)``
-    list names (paged by the caller, authorised by the caller: their
-    exceptions pass through); they are only called for wildcard paths.
-    """
-    nodes: list[Node] = []
-    members: dict[str, list[Node]] = {}
-    owner: dict[str, str] = {}
-    for group in groups:
-        instances = _instances(group, list_objects, list_containers,
-                               max_nodes - len(nodes), max_nodes)
-        members[group.name] = _group_nodes(group, instances, len(nodes) + 1)
-        for node in members[group.name]:
-            if node.name in owner:
-                raise JobError(f'Duplicate node name {node.name} (groups {owner[node.name]} '
-                               f'and {group.name})')
-            owner[node.name] = group.name
-        nodes += members[group.name]
-    _check_outputs(nodes)
+    """Every node of validated groups (:func:`stream`), wired (``connect``)."""
+    nodes = list(stream(groups, list_objects, list_containers, max_nodes=max_nodes))
+    members: dict[str, list[Node]] = collections.defaultdict(list)
+    for node in nodes:
+        members[node.group].append(node)
     for group in groups:
         for target in group.connect:
             for source in members[group.name]:

@@ -595,11 +595,12 @@ def program_location(node: Node) -> SwiftPath | tuple[Device | str, str]:
     return device, member
 
 
-def fetch_programs(caller: Caller, nodes: Iterable[Node],
-                   launch: Launch) -> dict[str, bytes | None]:
+def fetch_programs(caller: Caller, nodes: Iterable[Node], launch: Launch,
+                   found: dict | None = None) -> dict[str, bytes | None]:
     """Every node's program by node name, each read once (as the caller); None for a
-    system image's program (the object server has it)."""
-    found: dict[object, bytes] = {}
+    system image's program (the object server has it).  ``found`` keeps the programs
+    read for the next call (the next nodes of a job made as its listing is read)."""
+    found = {} if found is None else found
     images: dict[SwiftPath, Input] = {}
     programs: dict[str, bytes | None] = {}
     try:

@@ -20,6 +20,7 @@ from zerocloud.job import (
     job_paths,
     parse_job,
     parse_location,
+    stream,
 )
 
 ACCOUNT = 'AUTH_test'
@@ -41,7 +42,8 @@ def error(*groups, **kwargs):
 
 
 class FakeSwift:
-    """Container listings of one account, in deliberately unsorted order."""
+    """Container listings of one account, sorted by name as Swift lists them (nodes
+    follow the listing's order: they are made as it is read)."""
 
     def __init__(self, containers=None):
         self.containers = containers or {}
@@ -49,11 +51,11 @@ class FakeSwift:
 
     def list_containers(self, account):
         self.calls.append(account)
-        return iter(reversed(sorted(self.containers)))
+        return iter(sorted(self.containers))
 
     def list_objects(self, account, container):
         self.calls.append(f'{account}/{container}')
-        return iter(reversed(self.containers.get(container, [])))
+        return iter(sorted(self.containers.get(container, [])))
 
 
 def run(*groups, swift=None, max_nodes=1000, **kwargs):
@@ -519,7 +521,7 @@ def test_container_and_object_wildcards():
         {'name': 'input', 'path': 'swift://~/logs-*/*.log'},
         {'name': 'output', 'path': 'swift://~/out/*-*.sum'},
     ]), swift=swift)
-    assert swift.calls == [ACCOUNT, f'{ACCOUNT}/logs-2', f'{ACCOUNT}/logs-1']
+    assert swift.calls == [ACCOUNT, f'{ACCOUNT}/logs-1', f'{ACCOUNT}/logs-2']
     assert [paths(node) for node in nodes] == [
         {'input': f'swift://{ACCOUNT}/logs-1/z.log', 'output': f'swift://{ACCOUNT}/out/1-z.sum'},
         {'input': f'swift://{ACCOUNT}/logs-2/x.log', 'output': f'swift://{ACCOUNT}/out/2-x.sum'},
@@ -644,6 +646,47 @@ def test_max_nodes_stops_listing():
     with pytest.raises(JobError, match=r'^Job too large: more than 3 nodes \(at sort\); '
                                        r'.*zerovm_maxnodes'):
         expand(groups, endless, FakeSwift().list_containers, max_nodes=3)
+
+
+def test_nodes_stream_as_the_listing_is_read():
+    read = []
+
+    def listing(account, container):       # a container of a million objects
+        for number in range(10**6):
+            read.append(number)
+            yield f'o{number:07d}'
+
+    nodes = stream(parse(group(devices=[{'name': 'stdin', 'path': 'swift://~/c/*'}])),
+                   listing, FakeSwift().list_containers, max_nodes=10**6)
+    first = [next(nodes) for _ in range(5)]
+    assert [n.name for n in first] == [f'sort-{i}' for i in range(1, 6)]
+    assert [n.id for n in first] == [1, 2, 3, 4, 5]
+    assert [str(n.attach.path) for n in first] == [
+        f'swift://{ACCOUNT}/c/o{i:07d}' for i in range(5)]
+    assert len(read) == 5                  # not a name more than the nodes taken
+
+
+def test_a_container_too_large_for_the_job_is_refused_before_any_node():
+    swift = FakeSwift({'c': [f'o{i}' for i in range(5)], 'd': ['a', 'b']})
+    groups = parse(group(devices=[{'name': 'stdin', 'path': 'swift://~/c/*'}]))
+    nodes = stream(groups, swift.list_objects, swift.list_containers, max_nodes=4,
+                   count_objects=lambda account, container: 5)
+    with pytest.raises(JobError, match=r'^Job too large: more than 4 nodes'):
+        next(nodes)
+    # a count above the limit is checked by listing: the objects that match decide
+    groups = parse(group(devices=[{'name': 'stdin', 'path': 'swift://~/d/*'}]))
+    assert len(list(stream(groups, swift.list_objects, swift.list_containers, max_nodes=4,
+                           count_objects=lambda account, container: 9))) == 2
+
+
+def test_a_name_made_twice_is_found_while_streaming():
+    for groups in ([group('map', count=2), group('map-2')],
+                   [group('map-2'), group('map', count=2)]):
+        with pytest.raises(JobError, match='^Duplicate node name map-2 '):
+            list(stream(parse(*groups), FakeSwift().list_objects,
+                        FakeSwift().list_containers))
+    assert len(list(stream(parse(group('map', count=2), group('map-3')),
+                           FakeSwift().list_objects, FakeSwift().list_containers))) == 3
 
 
 def test_nodes_get_their_own_devices():

@@ -770,7 +770,8 @@ def test_the_filters_document_real_options(module) -> None:
 class BatchServers:
     """Object servers answering batches (``zerocloud.wire``, Batches), scripted per
     device: ``answer(entries) -> members`` of the answer, or ``(status, reason)``
-    to refuse the whole batch before its body.  Every batch is recorded as
+    to refuse the whole batch before its body, or a list of those for the
+    batches in turn (the last one stays).  Every batch is recorded as
     (device, headers, program or None, [entry])."""
 
     def __init__(self, **by_device) -> None:
@@ -808,6 +809,9 @@ class FakeConnection:
 
     def getexpect(self) -> FakeResponse:
         action = self.servers.script.get(self.device, (503, 'no such server'))
+        if isinstance(action, list):
+            action = action.pop(0) if len(action) > 1 else action[0]
+        self.action = action
         digest = self.headers.get(wire.PROGRAM)
         if digest and (self.device, digest) not in self.servers.cached:
             self.servers.batches.append((self.device, self.headers, None, []))
@@ -831,7 +835,7 @@ class FakeConnection:
             else:
                 entries.append(wire.BatchEntry.from_json(f.read()))
         self.servers.batches.append((self.device, self.headers, program, entries))
-        members = self.servers.script[self.device](entries)
+        members = self.action(entries)
         return FakeResponse(200, {wire.EXECUTE: '1.0', wire.BATCH: str(len(entries))},
                             b''.join(wire.stream_tar(members)))
 
@@ -916,26 +920,90 @@ def test_a_node_a_batch_did_not_run_is_retried_alone_on_another_replica(
     assert resp.body.split(b'\n')[1] == resp.body.split(b'\n')[3] == b'alone'
 
 
-def test_a_batch_the_server_cannot_admit_is_split_into_nodes(mw, swift, batch_servers) -> None:
+def test_a_batch_the_server_cannot_admit_is_split_into_nodes(mw, swift, batch_servers,
+                                                             monkeypatch) -> None:
+    from zerocloud.proxy import batch
+    monkeypatch.setattr(batch, 'BUSY_WAIT', 0.2)
     objects(swift, 4)
     fake, single = batch_servers(d0=(503, 'Slot not available'), alone={'d0': ok()})
     resp = post(mw, job(stdin='swift://~/c/item*'))
     assert resp.status_int == 200, resp.body
-    assert len(fake.batches) == 1 and fake.batches[0][3] == []     # nothing sent
+    assert len(fake.batches) > 1                                    # offered again first
+    assert {(d, len(entries)) for d, _h, _p, entries in fake.batches} == {('d0', 0)}
     assert [d for d, _h, _s in single.asked] == ['d0'] * 4          # there first, alone
+
+
+def test_a_batch_refused_while_the_server_frees_a_place_runs_whole(
+        mw, swift, batch_servers) -> None:
+    names = objects(swift, 4)
+    fake, single = batch_servers(d0=[(503, 'Slot not available'), ran()])
+    resp = post(mw, job(stdin='swift://~/c/item*'))
+    assert resp.status_int == 200, resp.body
+    *refused, (_d, _h, _p, entries) = fake.batches     # (a 412 may ask for the program)
+    assert refused and all(not e for *_x, e in refused) and len(entries) == 4
+    assert single.asked == []                   # no node went alone, none to a handoff
+    assert resp.body == b''.join(f'out /AUTH_a{n}\n'.encode() for n in names)
+
+
+def test_a_batch_a_loaded_server_did_not_connect_in_time_is_offered_again(
+        mw, swift, batch_servers, monkeypatch) -> None:
+    from swift.common.exceptions import ConnectionTimeout
+
+    from zerocloud.proxy import batch
+    names = objects(swift, 4)
+    fake, single = batch_servers(d0=ran())
+    calls = []
+
+    def slow_once(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == 1:
+            raise ConnectionTimeout(None)       # (no timer: as if it had fired)
+        return fake.connect(*args, **kwargs)
+    monkeypatch.setattr(batch, 'http_connect', slow_once)
+    resp = post(mw, job(stdin='swift://~/c/item*'))
+    assert resp.status_int == 200, resp.body
+    assert len(calls) >= 2 and [len(e) for *_x, e in fake.batches][-1] == 4
+    assert single.asked == []                   # not split into nodes sent alone
+    assert resp.body == b''.join(f'out /AUTH_a{n}\n'.encode() for n in names)
 
 
 def test_batches_hold_at_most_batch_max_nodes(mw, swift, batch_servers, monkeypatch) -> None:
     monkeypatch.setattr(wire, 'BATCH_MAX', 3)
     names = objects(swift, 10)
-    fake, single = batch_servers(d0=ran(), alone={'d0': ok(b'out /AUTH_a/c/item09\n')})
+    fake, single = batch_servers(d0=ran())
     resp = post(mw, job(stdin='swift://~/c/item*'))
     assert resp.status_int == 200, resp.body
-    assert [len(entries) for _d, _h, _p, entries in fake.batches] == [3, 3, 3]
+    assert [len(entries) for _d, _h, _p, entries in fake.batches] == [3, 3, 3, 1]
     assert [e.object for *_x, entries in fake.batches for e in entries] == [
-        '/AUTH_a' + n for n in names[:9]]
-    assert len(single.asked) == 1            # the last one: a batch of one goes alone
+        '/AUTH_a' + n for n in names]
+    assert single.asked == []                # the last one: a batch of one, as batches went
     assert resp.body == b''.join(f'out /AUTH_a{n}\n'.encode() for n in names)
+
+
+def test_a_large_wildcard_job_streams_through_its_spool_in_node_order(
+        mw, swift, batch_servers, monkeypatch) -> None:
+    """Planned two nodes at a time, answered from the spool past three results; a
+    node the batch did not run is retried alone and keeps its place."""
+    from zerocloud.proxy import middleware, stream
+    monkeypatch.setattr(middleware, 'CHUNK_NODES', 2)
+    monkeypatch.setattr(stream, 'SUMMARY_NODES', 3)
+    names = objects(swift, 7)
+    fake, single = batch_servers(d0=ran(skip={'/AUTH_a' + names[2]}),
+                                 alone={'d0': ok(b'alone d0\n'), 'd1': ok(b'alone d1\n')})
+    resp = post(mw, job(stdin='swift://~/c/item*'))
+    assert resp.status_int == 200, resp.body
+    lines = resp.body.splitlines(keepends=True)
+    assert lines[2] == b'alone d1\n'                   # not run in its batch: elsewhere
+    for line, name in zip(lines, names, strict=True):  # the others where they ran, in order
+        assert line in (f'out /AUTH_a{name}\n'.encode(), b'alone d0\n', b'alone d1\n')
+    assert sum(len(e) for *_x, e in fake.batches) >= 4
+    assert resp.headers['X-Nexe-Nodes'] == '7' and 'X-Nexe-System' not in resp.headers
+    assert resp.headers['Etag'] == hashlib.md5(resp.body).hexdigest()
+    report = json.loads(post(mw, job(stdin='swift://~/c/item*'),
+                             **{'X-Zerovm-Report': 'json'}).body)
+    assert [n['name'] for n in report['nodes']] == [f'wc-{i}' for i in range(1, 8)]
+    assert [n['object'] for n in report['nodes']] == [f'swift://AUTH_a{n}' for n in names]
+    assert report['nodes'][2]['host'].endswith('/d1')
 
 
 def test_a_server_without_the_program_gets_the_batch_again_with_it(

@@ -16,10 +16,18 @@ A node the server did not run (an ``error`` member, no answer before the
 stream ended or the server went away) is sent again alone
 (``Dispatcher.run_node``) to the object's other primaries, then the
 handoffs, as any node; a batch the server refused whole is split into
-nodes sent alone the same way (to the same server first when it was full:
-503, as a node alone would find it).  A batch of one
-node is sent alone from the start: a small job's requests are those of
-before.
+nodes sent alone the same way, except when it was full (503) or did not
+accept the connection within ``conn_timeout`` (a loaded server): then it
+is offered again after a growing pause for up to :data:`BUSY_WAIT` seconds
+(at most ``zerovm_timeout``; the job's own nodes free its place, or a batch
+of the job just before), and only then split, each node to the same server
+first when it was full.  Splitting at once made hundreds of requests out of
+one on a loaded cluster, each needing an admission slot of the account's
+share: the nodes then went from server to server, to handoffs (404), and
+some to no server at all (``unavailable``).  A first batch of one node is sent alone: a small job's
+requests are those of before; later, once batches went to that server, one
+node is a batch (a job's last nodes, streamed one by one as places free,
+would otherwise each take a request, and an admission slot, of their own).
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from __future__ import annotations
 import collections
 import http.client
 import itertools
+import random
 import socket
 import time
 from collections.abc import Iterator
@@ -39,6 +48,8 @@ from swift.common.storage_policy import POLICIES
 
 from zerocloud import placement, wire
 from zerocloud.proxy.dispatch import (
+    BUSY_PAUSE,
+    BUSY_PAUSE_MAX,
     NODE_GRACE,
     Dispatcher,
     Plan,
@@ -52,6 +63,7 @@ from zerocloud.proxy.outputs import OutputFile
 from zerocloud.proxy.response import NodeResult, short
 
 PER_SERVER = 2              # batches on their way to one object server
+BUSY_WAIT = 30.0            # seconds a batch a server cannot admit is offered again
 
 
 def batchable(plan: Plan) -> bool:
@@ -85,6 +97,7 @@ class Batches:
         self.config, self.logger = dispatcher.config, dispatcher.logger
         self.queues: dict[tuple, list[_Entry]] = collections.defaultdict(list)
         self.senders: collections.Counter = collections.Counter()
+        self.sent: set[tuple] = set()        # keys that batches went to
         self.threads: set = set()
 
     def run(self, plan: Plan) -> NodeResult:
@@ -125,9 +138,10 @@ class Batches:
             while queue:
                 batch = queue[:wire.BATCH_MAX]
                 del queue[:len(batch)]
-                if len(batch) == 1:
+                if len(batch) == 1 and key not in self.sent:
                     batch[0].done.send(_FIRST)
                 else:
+                    self.sent.add(key)
                     self._send(batch)
         finally:
             self.senders[key] -= 1
@@ -149,11 +163,27 @@ class Batches:
                                            spec(plan)).to_json()
         self.load[server['ip'], server['port']] += len(batch)
         alone = _ALONE
+        pause = BUSY_PAUSE
+        deadline = time.monotonic() + min(BUSY_WAIT, self.config.timeout)
         try:
-            self._exchange(server, batch)
-        except _Busy as e:             # full: its nodes alone, there first (as before)
-            self.logger.info('batch of %d nodes not admitted by %s: %r', len(batch), where, e)
-            alone = _FIRST
+            while True:
+                try:
+                    self._exchange(server, batch)
+                    break
+                except (_Busy, ConnectionTimeout) as e:
+                    # full, or too busy to accept the connection in time: again after a
+                    # pause, then alone (there first when full); splitting at once would
+                    # turn one request into hundreds, each needing a slot of its own
+                    if time.monotonic() + pause < deadline:
+                        self.logger.info('batch of %d nodes not admitted by %s, again: %r',
+                                         len(batch), where, e)
+                        sleep(pause * random.uniform(0.5, 1.5))
+                        pause = min(pause * 2, BUSY_PAUSE_MAX)
+                        continue
+                    self.logger.info('batch of %d nodes not admitted by %s: %r',
+                                     len(batch), where, e)
+                    alone = _FIRST if isinstance(e, _Busy) else _ALONE
+                    break
         except (_Retry, OSError, Timeout, http.client.HTTPException, ValueError) as e:
             self.logger.info('batch of %d nodes not run on %s: %r', len(batch), where, e)
         except _Refused as e:          # each node alone gets the answer it deserves

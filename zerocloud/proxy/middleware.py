@@ -27,7 +27,10 @@ Before anything runs, the filter
 * parses and validates the job (400 saying what and where, also for a
   ``connect`` cycle and a ``replicate`` above the servers that could run
   it; 413 for a description over ``zerovm_maxconfig`` bytes), and expands
-  wildcards into nodes (listing the containers as the caller);
+  wildcards into nodes (listing the containers as the caller; a job without
+  ``connect`` is made, checked and run as the listing is read, a chunk of
+  nodes at a time, and its results are released as they end: the proxy's
+  memory stays bounded whatever the number of nodes, ``zerocloud.proxy.stream``);
 * checks that the caller may write every object the job writes (403, or 404
   when the container does not exist) and reads, as the caller, every object
   the job reads: the programs (fetched once per job, at most
@@ -256,9 +259,10 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import itertools
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 
 from swift.common.concurrency import GreenPool, tpool
@@ -291,7 +295,9 @@ from zerocloud.job import (
     expand,
     job_paths,
     parse_job,
+    stream,
 )
+from zerocloud.proxy import stream as streamed
 from zerocloud.proxy import uploads
 from zerocloud.proxy.batch import Batches, batchable
 from zerocloud.proxy.caller import Caller, Input
@@ -301,6 +307,7 @@ from zerocloud.sources import Launch
 from zerocloud.sql import entry as sql_entry
 
 MAX_CONCURRENCY = 64
+CHUNK_NODES = 1000          # nodes of a streamed job planned at a time
 BATCH_CONCURRENCY = 2048    # nodes of a batched job in flight (most wait in batches)
 DEFAULT_CONTENT_TYPE = 'application/octet-stream'
 REPORT_HEADER = 'X-Zerovm-Report'
@@ -388,29 +395,50 @@ class ProxyExecMiddleware:
         with hangup.stop_on_hangup(req.environ, 'the job'):
             return run()
 
-    def _nodes(self, caller: Caller, account: str, launch: Launch) -> list[Node]:
+    def _nodes(self, caller: Caller, account: str, launch: Launch
+               ) -> tuple[bool, Iterator[Node]]:
+        """(connected?, the job's nodes): a job whose groups are connected is expanded
+        whole (its graph needs every node), any other as its listings are read
+        (``zerocloud.job.stream``).  A bad job is a 400 (413) when it is found."""
         try:
             groups = parse_job(launch.job, account, system_images=self.config.system_images,
                                max_size=self.config.max_config)
             launch.adapt(groups)
             graph.check_groups(groups)
-            nodes = expand(groups,
-                           lambda a, c: caller.listing(f'/v1/{a}/{c}'),
-                           lambda a: caller.listing(f'/v1/{a}'),
-                           max_nodes=self.config.max_nodes)
-            graph.check_nodes(nodes)
         except JobTooLarge as e:
             raise HTTPRequestEntityTooLarge(body=f'{e}\n') from None
         except JobError as e:
             raise HTTPBadRequest(body=f'{e}\n') from None
-        for node in nodes:
-            sources.program_location(node)
-            for dev in node.devices:
-                if dev.readable and dev.path is not None and dev.path.obj is None:
-                    raise HTTPBadRequest(body=f'reading a container ({dev.path}, device '
-                                              f'{dev.name} of {node.group}) is not supported; '
-                                              'name objects\n')
-        return nodes
+        def list_objects(a: str, c: str) -> Iterator[str]:
+            return caller.listing(f'/v1/{a}/{c}')
+
+        def list_containers(a: str) -> Iterator[str]:
+            return caller.listing(f'/v1/{a}')
+
+        def count_objects(a: str, c: str) -> int:
+            return int(caller.container_info(f'/v1/{a}/{c}').get('object_count') or 0)
+        if any(g.connect for g in groups):
+            return True, self._checked(lambda: expand(
+                groups, list_objects, list_containers, max_nodes=self.config.max_nodes))
+        return False, self._checked(lambda: stream(
+            groups, list_objects, list_containers, max_nodes=self.config.max_nodes,
+            count_objects=count_objects))
+
+    def _checked(self, make: Callable[[], Iterable[Node]]) -> Iterator[Node]:
+        try:
+            for node in make():
+                graph.check_nodes([node])
+                sources.program_location(node)
+                for dev in node.devices:
+                    if dev.readable and dev.path is not None and dev.path.obj is None:
+                        raise HTTPBadRequest(body=f'reading a container ({dev.path}, device '
+                                                  f'{dev.name} of {node.group}) is not '
+                                                  'supported; name objects\n')
+                yield node
+        except JobTooLarge as e:
+            raise HTTPRequestEntityTooLarge(body=f'{e}\n') from None
+        except JobError as e:
+            raise HTTPBadRequest(body=f'{e}\n') from None
 
     def _in_place(self, caller: Caller, path: SwiftPath) -> tuple[int | None, dict[str, str]]:
         """The policy of ``path`` if a node can run where it is stored, reading it
@@ -426,18 +454,19 @@ class ProxyExecMiddleware:
             return None, local_env
         return int(policy), local_env
 
-    def _listed(self, caller: Caller, nodes: list[Node]) -> dict[SwiftPath, int]:
+    def _listed(self, caller: Caller, nodes: list[Node],
+                containers: dict[tuple[str, str], int | None]) -> dict[SwiftPath, int]:
         """The policies of the objects that wildcard nodes run next to, known without
         a HEAD of each: the container's listing named them, reading is authorised
         once per container (Swift's ACLs are the container's, the same for each
         of its objects), the container's policy is replicated and the proxy does
         not encrypt.  The object servers add their ``LOCAL_*`` variables; a node
         whose object went since the listing ends ``unavailable`` (503).  Replicated
-        nodes keep the HEAD: their replicas must see the same values."""
+        nodes keep the HEAD: their replicas must see the same values.  ``containers``
+        keeps each container's policy for the job's next nodes."""
         if _encrypting():
             return {}
         listed: dict[SwiftPath, int] = {}
-        containers: dict[tuple[str, str], int | None] = {}
         for node in nodes:
             if not (node.listed and node.replicate == 1 and attached_object(node)):
                 continue
@@ -473,12 +502,13 @@ class ProxyExecMiddleware:
                     account=account)
 
     def _prepare(self, caller: Caller, nodes: list[Node], account: str, job_id: str,
-                 inputs: dict[SwiftPath, Input], launch: Launch) -> list[Plan]:
-        """Check every object the job touches, as the caller; fetch what travels."""
+                 inputs: dict[SwiftPath, Input], launch: Launch, known: _Known) -> list[Plan]:
+        """Check every object the nodes touch, as the caller; fetch what travels (once
+        per job: ``inputs`` and ``known`` serve its next nodes)."""
         for path in sorted(job_paths(nodes)[1], key=str):
             caller.authorize('PUT', '/v1' + path.path, 'write_acl')
-        programs = sources.fetch_programs(caller, nodes, launch)
-        listed = self._listed(caller, nodes)
+        programs = sources.fetch_programs(caller, nodes, launch, known.programs)
+        listed = self._listed(caller, nodes, known.containers)
         attached = sorted({n.attach.path for n in nodes if attached_object(n)} - set(listed),
                           key=str)
         found = dict(zip(attached, _imap(lambda p: self._in_place(caller, p), attached),
@@ -489,11 +519,11 @@ class ProxyExecMiddleware:
                  else None for n in nodes}
         remote = {dev.path for n in nodes for dev in n.devices
                   if dev.readable and dev.path is not None and dev is not local[n.name]}
-        for path in sorted(remote, key=str):
+        for path in sorted(remote - inputs.keys(), key=str):
             inputs[path] = caller.fetch(path, self.config.max_input)[0]
         plans = [self._plan(n, account, job_id, programs[n.name], local[n.name], policies,
                             inputs) for n in nodes]
-        digests: dict[int, str] = {}             # one program object per path and job
+        digests = known.digests                  # one program object per path and job
         for plan in plans:
             node = plan.node
             plan.env = {'SCRIPT_NAME': node.argv[0], 'SCRIPT_FILENAME': node.exec.path}
@@ -526,28 +556,34 @@ class ProxyExecMiddleware:
     def execute(self, caller: Caller, version: str, account: str, report_json: bool,
                 launch: Launch, progress: deferred.Progress | None = None) -> Response:
         """Run one job as the caller; ``progress.launched()`` once it passed its checks
-        (a deferred job then answers 202), then counting its nodes as they end."""
+        (a deferred job then answers 202), then counting its nodes as they end.
+
+        A job whose groups are connected runs as a graph (``zerocloud.graph``), every
+        node planned first; any other streams (``zerocloud.proxy.stream``): its
+        first :data:`CHUNK_NODES` nodes are planned and checked before it launches,
+        the next ones as the listing is read, while the first run."""
         started = time.monotonic()
         req = caller.req
         req.environ.setdefault('swift.infocache', {})   # shared by every sub-request
         caller.authorize('POST', f'/{version}/{account}', None)
-        nodes = self._nodes(caller, account, launch)
+        connected, nodes = self._nodes(caller, account, launch)
         inputs: dict[SwiftPath, Input] = {}
         results: list[NodeResult] = []
+        collector = streamed.Collector()
         try:
             job_id = uuid.uuid4().hex
-            plans = self._prepare(caller, nodes, account, job_id, inputs, launch)
-            try:
-                graph.check_replicas(plans, self._replica_servers)
-            except JobError as e:
-                raise HTTPBadRequest(body=f'{e}\n') from None
+            known = _Known()
+            first = list(nodes) if connected else list(itertools.islice(nodes, CHUNK_NODES))
+            plans = self._prepare(caller, first, account, job_id, inputs, launch, known)
+            self._check_replicas(plans)
             if progress is not None:
-                progress.launched(nodes)
+                progress.launched(first)
 
             load: collections.Counter = collections.Counter()
             trans_id = req.environ.get('swift.trans_id', '')
             batches = Batches(self.dispatcher, trans_id, job_id, load)
             batched = sum(map(batchable, plans)) > 1
+            concurrency = BATCH_CONCURRENCY if batched else MAX_CONCURRENCY
 
             def run_replica(plan: Plan, replica: int, servers: Iterable[dict],
                             links: graph.NodeLinks | None) -> NodeResult:
@@ -556,36 +592,79 @@ class ProxyExecMiddleware:
                     return batches.run(plan)
                 return self.dispatcher.run_node(trans_id, plan, job_id, load, links)
 
+            def planned() -> Iterator[Plan]:
+                """The plans, then those of the next nodes a chunk at a time, each let go
+                once it is sent."""
+                chunk = plans
+                while chunk:
+                    chunk.reverse()
+                    while chunk:
+                        yield chunk.pop()
+                    more = list(itertools.islice(nodes, CHUNK_NODES))
+                    chunk = self._prepare(caller, more, account, job_id, inputs, launch,
+                                          known)
+                    self._check_replicas(chunk)
+                    if progress is not None:
+                        progress.more(more)
+
             try:
-                results = graph.run(
-                    plans, run_replica, skipped, max_spool=self.config.max_spool,
-                    max_link=self.config.max_output, pipeline=self.config.pipeline,
-                    concurrency=BATCH_CONCURRENCY if batched else MAX_CONCURRENCY,
-                    progress=progress)
+                if connected:
+                    results = graph.run(
+                        plans, run_replica, skipped, max_spool=self.config.max_spool,
+                        max_link=self.config.max_output, pipeline=self.config.pipeline,
+                        concurrency=concurrency, progress=progress)
+                else:
+                    streamed.run(planned(), run_replica, collector.add,
+                               concurrency=concurrency, progress=progress)
+                    results, collector.held = collector.in_order(), []
             finally:
                 batches.close()
+            spool = collector.spool
+            if spool is not None:
+                self._store_spooled(caller, spool)
+                # the response's body is read from the spool and closes it
+                return streamed.respond_spooled(spool, time.monotonic() - started, report_json)
             self._store_all(caller, results, failed=any(r.failed for r in results))
             # the response's body is read from the results' outputs and closes them
             return respond(results, time.monotonic() - started, report_json)
         except BaseException:
             for r in results:
                 r.close()
+            collector.close()
             raise
         finally:
             for i in inputs.values():
                 i.file.close()
 
+    def _check_replicas(self, plans: list[Plan]) -> None:
+        try:
+            graph.check_replicas(plans, self._replica_servers)
+        except JobError as e:
+            raise HTTPBadRequest(body=f'{e}\n') from None
+
     def _store_all(self, caller: Caller, results: list[NodeResult], failed: bool) -> None:
         """Store the outputs with a path: all of them when the job succeeded, else
         only those of devices with ``"store": "always"``."""
-        todo = [(r, dev) for r in results for dev in r.node.devices
-                if dev.writable and dev.path is not None and dev.name in r.outputs
-                and r.size(dev.name) >= dev.min_size
-                and (not failed or dev.store == 'always')]
+        todo = list(_to_store(results, failed))
         if todo:
             pool = GreenPool(min(len(todo), MAX_CONCURRENCY))
             for _ in pool.imap(lambda job: self._store(caller, *job), todo):
                 pass
+
+    def _store_spooled(self, caller: Caller, spool: streamed.JobSpool) -> None:
+        """``_store_all`` for a large job: node by node, from its spool."""
+        failed = spool.tally.failed > 0
+
+        def store(node_id: int) -> None:
+            old, new = spool.load(node_id), spool.load(node_id)
+            todo = list(_to_store(new, failed))
+            for res, dev in todo:
+                self._store(caller, res, dev)
+            if todo:
+                spool.replace(node_id, old, new)
+        pool = GreenPool(MAX_CONCURRENCY)
+        for _ in pool.imap(store, sorted(set(spool.stores))):
+            pass
 
     def _store(self, caller: Caller, res: NodeResult, dev: Device) -> None:
         size = res.size(dev.name)
@@ -602,6 +681,25 @@ class ProxyExecMiddleware:
         res.error = short(f'Status {resp.status_int} when putting {dev.path}')
         res.http_status = max(res.http_status or 0,
                               resp.status_int if resp.status_int >= 400 else 503)
+
+def _to_store(results: Iterable[NodeResult], failed: bool) -> Iterator[tuple[NodeResult, Device]]:
+    """The outputs to store: with a path, at least ``min_size`` bytes, and when the job
+    ``failed`` only those of devices with ``"store": "always"``."""
+    return ((r, dev) for r in results for dev in r.node.devices
+            if dev.writable and dev.path is not None and dev.name in r.outputs
+            and r.size(dev.name) >= dev.min_size and (not failed or dev.store == 'always'))
+
+
+class _Known:
+    """What the job fetched or found for its first nodes and serves the next ones: its
+    programs (``sources.fetch_programs``), its containers' policies
+    (``ProxyExecMiddleware._listed``) and the digests of what it sends by digest."""
+
+    def __init__(self) -> None:
+        self.programs: dict = {}
+        self.containers: dict[tuple[str, str], int | None] = {}
+        self.digests: dict[int, str] = {}
+
 
 def program_digest(program: bytes) -> str:
     """SHA-256 (hex) of a program, computed in a thread (``tpool``), off the hub: a

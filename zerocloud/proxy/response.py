@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import itertools
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from swift.common.concurrency import tpool
@@ -164,35 +165,50 @@ def respond(results: list[NodeResult], seconds: float, report_json: bool) -> Res
     try:
         status = max(r.http for r in results if r.status != graph.SKIPPED)
         headers = nexe_headers(results, seconds)
-        content_type = 'text/plain'
-        if report_json:
-            part, etag = spool_body(report_pieces(status, seconds, results))
-            parts, content_type = [part], 'application/json'
-        elif status != 200:
-            part, etag = spool_body(failure_pieces(results))
-            parts = [part]
-        else:
-            try:
-                status, written, parts, etag = output_body(results)
-                if len(results) <= SUMMARY_NODES:
-                    sizes = {id(p.owner): p.size for p in parts}
-                    headers[BODY_BYTES], cut = header(sizes.get(id(r), 0) for r in results)
-                    if cut:
-                        headers['X-Nexe-Truncated'] = 'true'
-            except cgiout.CgiError as e:
-                part, etag = spool_body([f'{e}\n'.encode()])
-                status, written, parts = 422, {}, [part]
-            content_type = written.pop('Content-Type', content_type)
-            headers.update(written)
-        headers['Etag'] = etag
-        resp = Response(status=status, headers=headers, content_type=content_type,
-                        app_iter=Body(parts, results))
-        resp.content_length = sum(p.size for p in parts)
-        return resp
+
+        def outputs() -> tuple[int, dict[str, str], list[Part], str]:
+            status, written, parts, etag = output_body(results)
+            if len(results) <= SUMMARY_NODES:
+                sizes = {id(p.owner): p.size for p in parts}
+                headers[BODY_BYTES], cut = header(sizes.get(id(r), 0) for r in results)
+                if cut:
+                    headers['X-Nexe-Truncated'] = 'true'
+            return status, written, parts, etag
+        return answer(status, headers, seconds, report_json, results, results, outputs,
+                      lambda parts: Body(parts, results))
     except BaseException:
         for r in results:
             r.close()
         raise
+
+
+def answer(status: int, headers: dict[str, str], seconds: float, report_json: bool,
+           results: Iterable[NodeResult], failures: Iterable[NodeResult],
+           outputs: Callable[[], tuple[int, dict[str, str], Iterable[Part], str]],
+           body: Callable[[Iterable[Part]], Body]) -> Response:
+    """The response of a job of ``status`` with ``headers``: the JSON report of
+    ``results``, else the list of ``failures`` (both read as often as needed), else
+    ``outputs()`` (status, CGI headers, parts, MD5); ``body(parts)`` reads them."""
+    content_type = 'text/plain'
+    if report_json:
+        part, etag = spool_body(report_pieces(status, seconds, results))
+        parts, content_type = [part], 'application/json'
+    elif status != 200:
+        part, etag = spool_body(failure_pieces(failures))
+        parts = [part]
+    else:
+        try:
+            status, written, parts, etag = outputs()
+        except cgiout.CgiError as e:
+            part, etag = spool_body([f'{e}\n'.encode()])
+            status, written, parts = 422, {}, [part]
+        content_type = written.pop('Content-Type', content_type)
+        headers.update(written)
+    headers['Etag'] = etag
+    resp = Response(status=status, headers=headers, content_type=content_type,
+                    app_iter=body(parts))
+    resp.content_length = sum(p.size for p in parts)
+    return resp
 
 
 @dataclass
@@ -291,13 +307,14 @@ def report_pieces(status: int, seconds: float, results: list[NodeResult]) -> Ite
     yield b'\n ]\n}' if results else b']\n}'
 
 
-def failure_pieces(results: list[NodeResult]) -> Iterator[bytes]:
-    """The body of a failed job: a line per failed node, then the end of their stderr."""
-    failed = [r for r in results if r.failed]
-    for r in failed:
-        yield f'{r.node.name}: {r.summary}\n'.encode()
-    for r in failed:
-        if r.stderr:
+def failure_pieces(results: Iterable[NodeResult]) -> Iterator[bytes]:
+    """The body of a failed job: a line per failed node, then the end of their stderr
+    (``results`` is read twice: a list, or a job's spool)."""
+    for r in results:
+        if r.failed:
+            yield f'{r.node.name}: {r.summary}\n'.encode()
+    for r in results:
+        if r.failed and r.stderr:
             yield (f'\n--- stderr of {r.node.name} (its end) ---\n{r.stderr}'
                    + ('' if r.stderr.endswith('\n') else '\n')).encode()
 
@@ -308,11 +325,17 @@ def attached_object(node: Node) -> bool:
 
 
 def header(values: Iterable[object], sep: str = ',') -> tuple[str, bool]:
-    """One header value per node, at most MAX_HEADER bytes: (text, truncated)."""
-    items = [str(v).replace(',', ';').replace('\r', ' ').replace('\n', ' ') for v in values]
-    text = sep.join(items)
-    if len(text) <= MAX_HEADER:
-        return text, False
+    """One header value per node, at most MAX_HEADER bytes: (text, truncated).  The
+    values are read only as far as the header goes (a job may have 100,000)."""
+    items, length = [], -len(sep)
+    for value in values:
+        item = str(value).replace(',', ';').replace('\r', ' ').replace('\n', ' ')
+        items.append(item)
+        length += len(item) + len(sep)
+        if length > MAX_HEADER:
+            break
+    else:
+        return sep.join(items), False
     kept, length = [], len(sep) + 3
     for item in items:
         length += len(item) + len(sep)
@@ -366,37 +389,59 @@ def nexe_headers(results: list[NodeResult], seconds: float) -> dict[str, str]:
     return headers
 
 
-def error_header(results: list[NodeResult], headers: dict[str, str]) -> bool:
+def error_header(results: Iterable[NodeResult], headers: dict[str, str]) -> bool:
     """Set ``X-Nexe-Error`` when a node failed: ``<node>: <what happened>`` for each
     (ASCII); whether it was cut."""
-    errors = [f'{r.node.name}: {short(r.what)}'.encode('ascii', 'replace').decode()
-              for r in results if r.failed]
-    if not errors:
+    errors = (f'{r.node.name}: {short(r.what)}'.encode('ascii', 'replace').decode()
+              for r in results if r.failed)
+    first = next(errors, None)
+    if first is None:
         return False
-    headers['X-Nexe-Error'], cut = header(errors, sep=', ')
+    headers['X-Nexe-Error'], cut = header(itertools.chain([first], errors), sep=', ')
     return cut
+
+
+class Tally:
+    """The counts and totals of a job's results that its summary headers give, kept
+    as results come and go (``add(r, -1)``) without keeping them."""
+
+    def __init__(self) -> None:
+        self.nodes = self.failed = 0
+        self.statuses: collections.Counter = collections.Counter()
+        self.retcodes: collections.Counter = collections.Counter()
+        self.totals = [0, 0, 0, 0]           # fuel, syscalls, bytes read, bytes written
+
+    def add(self, r: NodeResult, sign: int = 1) -> None:
+        self.nodes += sign
+        self.failed += sign * r.failed
+        self.statuses[r.status] += sign
+        if r.report.retcode is not None:
+            self.retcodes[r.report.retcode] += sign
+        acc = r.report.accounting
+        for i, value in enumerate((acc.get('fuel', 0), acc.get('syscalls', 0),
+                                   r.report.channel_bytes('read_bytes'),
+                                   r.report.channel_bytes('write_bytes'))):
+            self.totals[i] += sign * value
+
+    def headers(self, seconds: float) -> dict[str, str]:
+        return {
+            'X-Nexe-Nodes': str(self.nodes),
+            'X-Nexe-Failed': str(self.failed),
+            'X-Nexe-Status-Counts': ', '.join(f'{k} {n}' for k, n in
+                                              sorted(self.statuses.items()) if n),
+            'X-Nexe-Retcode-Counts': ', '.join(f'{k} {n}' for k, n in
+                                               sorted(self.retcodes.items()) if n),
+            'X-Nexe-Cdr-Total': f'{seconds:.3f}, {" ".join(map(str, self.totals))}',
+        }
 
 
 def summary_headers(results: list[NodeResult], seconds: float) -> dict[str, str]:
     """The ``X-Nexe-*`` headers of a large job: counts and totals, whatever its size
     (the per-node report is the body with ``X-Zerovm-Report: json``)."""
-    statuses = collections.Counter(r.status for r in results)
-    retcodes = collections.Counter(r.report.retcode for r in results
-                                   if r.report.retcode is not None)
-    totals = [0, 0, 0, 0]
+    tally = Tally()
     for r in results:
-        acc = r.report.accounting
-        for i, value in enumerate((acc.get('fuel', 0), acc.get('syscalls', 0),
-                                   r.report.channel_bytes('read_bytes'),
-                                   r.report.channel_bytes('write_bytes'))):
-            totals[i] += value
-    headers = {
-        'X-Nexe-Nodes': str(len(results)),
-        'X-Nexe-Failed': str(sum(r.failed for r in results)),
-        'X-Nexe-Status-Counts': ', '.join(f'{k} {n}' for k, n in sorted(statuses.items())),
-        'X-Nexe-Retcode-Counts': ', '.join(f'{k} {n}' for k, n in sorted(retcodes.items())),
-        'X-Nexe-Cdr-Total': f'{seconds:.3f}, {" ".join(map(str, totals))}',
-    }
+        tally.add(r)
+    headers = tally.headers(seconds)
     if error_header(results, headers):
         headers['X-Nexe-Truncated'] = 'true'
     return headers

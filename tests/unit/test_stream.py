@@ -1,0 +1,160 @@
+"""zerocloud.proxy.stream: a bounded window of nodes in flight, and large jobs answered
+from a spool exactly as from memory."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from types import SimpleNamespace
+
+import pytest
+from swift.common.concurrency import Event, sleep, spawn
+
+from zerocloud import cgiout, wire
+from zerocloud.job import Device, Exec, Node, SwiftPath
+from zerocloud.proxy import outputs, stream
+from zerocloud.proxy.outputs import OutputFile
+from zerocloud.proxy.response import SUMMARY_NODES, NodeResult, respond
+
+
+def result(i: int, stdout: bytes | None, status: str = 'ok', retcode: int | None = 0,
+           content_type: str | None = None, stderr: str = '') -> NodeResult:
+    """Node ``i`` (id i, named n<i>) as the dispatcher returns it, stdout in an OutputFile."""
+    node = Node(f'n{i}', 'n', i, i, Exec('swift://a/c/p'),
+                [Device('stdin', path=SwiftPath('a', 'c', f'o{i}')),
+                 Device('stdout', content_type=content_type)])
+    res = NodeResult(node, 'Policy-0')
+    res.report = wire.NodeReport(status, retcode, message=f'it said {status}', stderr=stderr,
+                                 etags={'/dev/stdout': hashlib.md5(stdout or b'').hexdigest()},
+                                 accounting={'fuel': i, 'syscalls': 2, 'channels': {
+                                     'stdout': {'write_bytes': len(stdout or b'')}}})
+    res.server, res.seconds = f'10.0.0.{i % 3}:6200/d0', i / 1000
+    if stdout is not None:
+        res.outputs['stdout'] = OutputFile()
+        res.outputs['stdout'].write(stdout)
+    return res
+
+
+def job(count: int, fail: set[int] = frozenset(), cgi: bool = False) -> list[NodeResult]:
+    results = []
+    for i in range(1, count + 1):
+        out = b'%d\n' % i
+        if cgi:
+            out = b'Content-Type: text/x-counts\n\n' + out
+        if i in fail:
+            results.append(result(i, out, retcode=3, stderr=f'node {i} gave up\n'))
+        else:
+            results.append(result(i, out, content_type=cgiout.CGI if cgi else None))
+    return results
+
+
+def answer(resp) -> tuple[int, dict, bytes]:
+    body = b''.join(resp.app_iter)
+    resp.app_iter.close()
+    return resp.status_int, dict(resp.headers), body
+
+
+@pytest.mark.parametrize('report_json, fail, cgi', [
+    (False, set(), False), (False, {5, 900}, False), (True, {7}, False), (False, set(), True)])
+def test_a_large_job_answers_from_its_spool_exactly_as_from_memory(report_json, fail, cgi):
+    count = SUMMARY_NODES + 20
+    expected = answer(respond(job(count, fail, cgi), 3.5, report_json))
+    collector = stream.Collector()
+    ended = job(count, fail, cgi)
+    random.Random(17).shuffle(ended)                    # nodes end in any order
+    for res in ended:
+        collector.add([res])
+    assert collector.spool is not None and collector.held == []
+    got = answer(stream.respond_spooled(collector.spool, 3.5, report_json))
+    assert got == expected
+    status, headers, body = got
+    assert headers['X-Nexe-Nodes'] == str(count)
+    if report_json:
+        assert [n['name'] for n in json.loads(body)['nodes']] == [
+            f'n{i}' for i in range(1, count + 1)]
+    elif not fail:
+        assert status == 200 and body == b''.join(b'%d\n' % i for i in range(1, count + 1))
+
+
+def test_a_small_job_stays_in_memory_in_node_order() -> None:
+    collector = stream.Collector()
+    ended = job(SUMMARY_NODES)
+    random.Random(3).shuffle(ended)
+    for res in ended:
+        collector.add([res])
+    assert collector.spool is None
+    assert [r.node.id for r in collector.in_order()] == list(range(1, SUMMARY_NODES + 1))
+    collector.close()
+
+
+def test_spooled_results_leave_memory() -> None:
+    outputs.OutputFile.held = 0
+    collector = stream.Collector()
+    for res in job(SUMMARY_NODES + 500):
+        collector.add([res])
+    assert outputs.OutputFile.held == 0                 # every output copied and released
+    spool = collector.spool
+    assert len(spool) == SUMMARY_NODES + 500
+    assert spool.load(1200)[0].outputs['stdout'].read() == b'1200\n'
+    collector.close()
+
+
+def test_a_spooled_node_whose_output_failed_to_store_counts_as_failed() -> None:
+    collector = stream.Collector()
+    for res in job(SUMMARY_NODES + 1):
+        collector.add([res])
+    spool = collector.spool
+    old, new = spool.load(4), spool.load(4)
+    new[0].error, new[0].http_status = 'Status 507 when putting swift://a/c/x', 507
+    spool.replace(4, old, new)
+    status, headers, body = answer(stream.respond_spooled(spool, 1.0, False))
+    assert status == 507 and headers['X-Nexe-Failed'] == '1'
+    assert headers['X-Nexe-Error'] == 'n4: Status 507 when putting swift://a/c/x'
+    assert body.startswith(b'n4: ok: Status 507 when putting swift://a/c/x\n')
+
+
+def plans(count: int, taken: list[int]):
+    for i in range(1, count + 1):
+        taken.append(i)
+        yield SimpleNamespace(node=Node(f'n{i}', 'n', i, i, Exec('swift://a/c/p'), []),
+                              servers=[])
+
+
+def test_nodes_are_taken_only_as_places_free_and_collected_as_they_end() -> None:
+    taken: list[int] = []
+    ended: list[int] = []
+    window: list[int] = []
+    gates = {i: Event() for i in range(1, 31)}
+
+    def run_replica(plan, replica, servers, links) -> NodeResult:
+        window.append(len(taken) - len(ended))
+        gates[plan.node.id].wait()
+        return NodeResult(plan.node)
+
+    def collect(results: list[NodeResult]) -> None:
+        ended.append(results[0].node.id)
+
+    def release() -> None:          # the latest nodes taken end first, two at a time
+        released: set[int] = set()
+        while len(released) < 30:
+            sleep(0.001)
+            for i in sorted(set(taken) - released, reverse=True)[:2]:
+                gates[i].send()
+                released.add(i)
+    spawn(release)
+    stream.run(plans(30, taken), run_replica, collect, concurrency=5)
+    assert sorted(ended) == list(range(1, 31)) and ended != sorted(ended)
+    assert max(window) <= 5 + 1     # the window in flight, and the next waiting for a place
+
+
+def test_a_large_output_is_copied_to_the_spool_whole() -> None:
+    big = bytes(range(256)) * 8192                      # 2 MiB: copied in a thread
+    results = job(SUMMARY_NODES + 1)
+    results[3] = result(4, big)
+    collector = stream.Collector()
+    for res in results:
+        collector.add([res])
+    status, _headers, body = answer(stream.respond_spooled(collector.spool, 1.0, False))
+    assert status == 200
+    assert body == b'1\n2\n3\n' + big + b''.join(b'%d\n' % i for i in range(5, SUMMARY_NODES + 2))
