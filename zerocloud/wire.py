@@ -389,7 +389,7 @@ class NodeReport:
     stderr: str = ''
 
     def to_json(self) -> bytes:
-        obj = asdict(self)
+        obj = dict(vars(self))              # not asdict: its deep copy cost 0.1 ms a node
         obj['validation'] = {'state': obj['validation'], 'violations': obj.pop('violations')}
         return json.dumps(obj, sort_keys=True).encode()
 
