@@ -19,6 +19,7 @@ from swift.obj.server import ObjectController
 
 from zerocloud import wire
 from zerocloud.object import ContentCache, ObjectExecMiddleware
+from zerocloud.object.batch import CHUNK, Chunks
 
 PATH = '/sda1/0/a/c/o'
 TEXT = b'hello object\nserver\n'
@@ -363,8 +364,8 @@ def test_a_batch_runs_each_node_next_to_its_object(mw, guest, devices: Path) -> 
 
 
 def test_a_batch_larger_than_a_chunk_runs_every_node_alone(mw, guest, devices: Path) -> None:
-    """20 nodes go to the one worker as two requests (``CHUNK``); each is its own run:
-    its own output, status and stderr; a node whose object is not here is an error."""
+    """20 nodes go to the one worker in a few requests (``Chunks``); each is its own
+    run: its own output, status and stderr; a node whose object is not here is an error."""
     for i in range(20):
         if i != 7:
             put(mw, f'/sda1/0/a/c/o{i}', b'word ' * i)
@@ -386,6 +387,28 @@ def test_a_batch_larger_than_a_chunk_runs_every_node_alone(mw, guest, devices: P
     assert json.loads(members['3/report.json'])['stderr'].strip().isdigit()
     assert mw.admission.total == 0 and mw.pool.replaced == 0
     assert list((devices / 'sda1' / 'tmp').iterdir()) == []
+
+
+def test_chunks_take_about_chunk_seconds_of_a_worker() -> None:
+    """A quick program's nodes go CHUNK at a time, a slow one's one by one; the last
+    ones are spread over the workers; every node is handed out once, in order."""
+    chunks = Chunks(100, width=4)
+    assert chunks.take() == [0]                      # no pace known yet
+    chunks.ran(0.001)
+    assert len(chunks.take()) == CHUNK               # 50 ms of 1 ms nodes, at most CHUNK
+    for _ in range(20):
+        chunks.ran(0.02)
+    assert len(chunks.take()) == 2                   # 20 ms nodes: 2 make 50 ms
+    chunks.ran(5.0)
+    assert len(chunks.take()) == 1                   # a slow program: one at a time
+    for _ in range(50):
+        chunks.ran(0.0001)
+    sizes = []
+    while taken := chunks.take():
+        sizes.append(len(taken))
+        assert taken[0] == chunks.next - len(taken)
+    assert sum(sizes) == 100 - 1 - CHUNK - 2 - 1 and chunks.take() == []
+    assert sizes[-4:] == [3, 2, 1, 1]                # the rest shared by the 4 chunks
 
 
 def test_a_batch_carries_the_job_image_once(mw, guest, devices: Path) -> None:

@@ -6,9 +6,11 @@ the program and the job's image or their digests, a scratch directory) is
 paid once per batch, not once per node.  The batch is admitted as one node
 of its job's account (``503 Slot not available`` when the server or the
 account has no room: ``zerocloud.object.admission``).  Its nodes go to the
-pool's workers in chunks of up to :data:`CHUNK`, one request per chunk
+pool's workers in chunks, one request per chunk
 (``zvm_core.pool.Pool.run_many``): a chunk holds a worker and one of the
-account's turns (``zvm_core.fairshare``) until its last node ends, and
+account's turns (``zvm_core.fairshare``) until its last node ends, so it is
+sized to take about :data:`CHUNK_SECONDS` (:class:`Chunks`: up to
+:data:`CHUNK` nodes of a quick program, one of a slow one), and
 ``zerovm_maxpool`` chunks run at once with as many again waiting in the
 pool's queue (within ``zerovm_maxqueue``), so that no worker waits for the
 next.  Each node is still its own sandbox run, reading its own object in
@@ -48,7 +50,8 @@ from zerocloud.object.results import node_report, stderr_of, with_local_env
 from zvm_core.pool import PoolBusy, Run
 
 SMALL = 1 << 18         # outputs up to this size travel in one write with their report
-CHUNK = 16              # nodes handed to a worker in one request (``Pool.run_many``)
+CHUNK = 16              # most nodes handed to a worker in one request (``Pool.run_many``)
+CHUNK_SECONDS = 0.05    # worker time a chunk should take (``Chunks``)
 TRASH_AT = 64           # outputs removed together
 IMAGE_MEMBER = wire.DEV_PREFIX + wire.IMAGE_DEVICE
 CACHED = (wire.EXE, IMAGE_MEMBER)       # kept by content (``ObjectExecMiddleware``)
@@ -65,6 +68,33 @@ def _remove_files(paths: list[str]) -> None:
             os.unlink(path)
         except FileNotFoundError:
             pass
+
+
+class Chunks:
+    """Hands a batch's nodes out in chunks (``Pool.run_many``), each of about
+    :data:`CHUNK_SECONDS` in its worker at the pace its nodes have run so far,
+    at most :data:`CHUNK` nodes and the chunks' share of those left: a batch
+    holds a worker, and one of its account's turns, that long at a time
+    (or for one node), however long its nodes take, and its last nodes are
+    spread over the workers.  The first chunks, before any pace is known, are
+    one node each."""
+
+    def __init__(self, count: int, width: int) -> None:
+        self.count, self.width = count, width
+        self.next = 0
+        self.pace: float | None = None         # seconds a node takes (moving average)
+
+    def take(self) -> list[int]:
+        """The indexes of the next chunk ([] once every node was handed out)."""
+        left = self.count - self.next
+        size = 1 if self.pace is None else int(CHUNK_SECONDS / max(self.pace, 1e-6))
+        size = max(1, min(size, CHUNK, -(-left // self.width), left))
+        first, self.next = self.next, self.next + size
+        return list(range(first, self.next))
+
+    def ran(self, seconds: float) -> None:
+        """A node of the batch took ``seconds`` in its worker."""
+        self.pace = seconds if self.pace is None else 0.8 * self.pace + 0.2 * seconds
 
 
 class _Node:
@@ -216,9 +246,10 @@ class BatchRun:
             self.programs[key] = helper.program(spec, self.files)
         return self.programs[key]
 
-    def run_chunk(self, indexes: list[int], entries: list[wire.BatchEntry]):
+    def run_chunk(self, indexes: list[int], entries: list[wire.BatchEntry], chunks: Chunks):
         """Run some nodes of the batch in one worker, in one request (``Pool.run_many``):
-        yields (index, (report, outputs) or the exception of a node not run)."""
+        yields (index, (report, outputs) or the exception of a node not run), and
+        tells ``chunks`` how long each node took in the worker."""
         nodes: list[_Node] = []
         try:
             for index in indexes:
@@ -229,8 +260,16 @@ class BatchRun:
             if not nodes:
                 return
             try:
-                results = self.owner.pool.run_many([n.run for n in nodes], account=self.account)
+                clock = [0.0]
+
+                def started() -> None:
+                    clock[0] = time.monotonic()
+                results = self.owner.pool.run_many([n.run for n in nodes], account=self.account,
+                                                   started=started)
                 for i, result in enumerate(results):   # to its end: the worker goes back
+                    now = time.monotonic()
+                    chunks.ran(now - clock[0])
+                    clock[0] = now
                     node = nodes[i]
                     if result is None:
                         node.close(self.tmp)
@@ -258,11 +297,9 @@ class BatchRun:
         """The answer (a tar stream), node by node as they end."""
         done = LightQueue()
         config = self.config      # chunks waiting in the pool's queue: no worker waits for one
-        width = config.pool_size + min(config.pool_size, config.queue)
-        size = max(1, min(CHUNK, -(-len(entries) // width)))
-        chunks = [list(range(i, min(i + size, len(entries))))
-                  for i in range(0, len(entries), size)]
-        self.pool = GreenPool(min(width, len(chunks)))
+        width = min(len(entries), config.pool_size + min(config.pool_size, config.queue))
+        chunks = Chunks(len(entries), width)
+        self.pool = GreenPool(width)
         trans = self.req.headers.get('X-Trans-Id', '-')
 
         def log(index: int, began: float, status: str) -> None:
@@ -271,11 +308,8 @@ class BatchRun:
 
         def chunk(indexes: list[int]) -> None:
             began = time.monotonic()
-            if self.closed:
-                done.put((indexes[0], hangup.HangUp()))
-                return
             try:
-                for index, result in self.run_chunk(indexes, entries):
+                for index, result in self.run_chunk(indexes, entries, chunks):
                     if isinstance(result, HTTPException):
                         log(index, began, f'{result.status_int} -')
                     else:
@@ -289,11 +323,16 @@ class BatchRun:
                 for index in indexes:
                     done.put((index, e))
 
-        def start() -> None:
-            for indexes in chunks:
+        def chunks_in_turn() -> None:
+            while indexes := chunks.take():
                 if self.closed:
+                    done.put((indexes[0], hangup.HangUp()))
                     return
-                self.pool.spawn_n(chunk, indexes)
+                chunk(indexes)
+
+        def start() -> None:
+            for _ in range(width):
+                self.pool.spawn_n(chunks_in_turn)
         spawn(start)
         self.watcher = hangup.watch(self.req.environ, self.stop)
         answered: set[int] = set()
