@@ -302,18 +302,20 @@ class BatchRun:
         self.pool = GreenPool(width)
         trans = self.req.headers.get('X-Trans-Id', '-')
 
-        def log(index: int, began: float, status: str) -> None:
+        def log(index: int, seconds: float, status: str) -> None:
             self.logger.info('execute %s %s %.4fs %s (batch)', entries[index].object, status,
-                             time.monotonic() - began, trans)
+                             seconds, trans)
 
         def chunk(indexes: list[int]) -> None:
-            began = time.monotonic()
+            last = time.monotonic()      # a node's time: since the chunk's previous one ended
             try:
                 for index, result in self.run_chunk(indexes, entries, chunks):
+                    now = time.monotonic()
                     if isinstance(result, HTTPException):
-                        log(index, began, f'{result.status_int} -')
+                        log(index, now - last, f'{result.status_int} -')
                     else:
-                        log(index, began, f'200 {result[0].status}')
+                        log(index, now - last, f'200 {result[0].status}')
+                    last = now
                     done.put((index, result))
             except hangup.HangUp as e:
                 done.put((indexes[0], e))
