@@ -14,7 +14,7 @@ from swift.common.concurrency import spawn, trampoline
 from swift.common.swob import HTTPBadRequest
 
 from zerocloud import wire
-from zvm_core.report import Report
+from zvm_core.pool import Report  # the type of what the pool returns
 
 STDERR_TAIL = 64 << 10      # bytes of a node's stderr its report keeps (ZeroCloud's cap)
 
