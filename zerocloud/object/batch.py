@@ -87,6 +87,8 @@ class Chunks:
     def take(self) -> list[int]:
         """The indexes of the next chunk ([] once every node was handed out)."""
         left = self.count - self.next
+        if left <= 0:
+            return []
         size = 1 if self.pace is None else int(CHUNK_SECONDS / max(self.pace, 1e-6))
         size = max(1, min(size, CHUNK, -(-left // self.width), left))
         first, self.next = self.next, self.next + size
