@@ -372,6 +372,27 @@ class LinkWriter:
         self._file = self.fd = -1
 
 
+class TailBacking(Backing):
+    """A write-only stream that keeps only its last ``keep`` bytes, in memory: the
+    undeclared ``/dev/stderr`` of a batch's node (``zerocloud.object.batch``).  No
+    quota, no disk, no descriptor: a program never fails for what it writes
+    there, and its report still says why it stopped."""
+
+    def __init__(self, keep: int) -> None:
+        if keep < 1:
+            raise ValueError(f'TailBacking keeps at least 1 byte, not {keep}')
+        self.keep = keep
+        self.data = bytearray()
+
+    def write(self, bufs: list[memoryview], offset: int | None) -> int:
+        n = 0
+        for buf in bufs:
+            self.data += buf[-self.keep:]
+            n += len(buf)
+        del self.data[:-self.keep]
+        return n
+
+
 class StreamBacking(Backing):
     """A sequential read channel whose content is still arriving (see :class:`LinkWriter`).
 

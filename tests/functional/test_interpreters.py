@@ -140,14 +140,19 @@ def test_lua_filter_over_an_object(swift_cluster: DevCluster, conn: Connection,
     container = make_container('lua')
     text = b'alpha\nbeta\ngamma\n'
     conn.put_object(container, 'words.txt', text)
-    conn.put_object(container, 'upper.tar', tar_bytes({'upper.lua': LUA_UPPER}))
-    job = [{'name': 'upper', 'exec': {'path': 'file://lua:lua', 'args': '/upper.lua'},
-            'devices': [{'name': 'stdin', 'path': f'swift://~/{container}/words.txt'},
-                        {'name': 'image', 'path': f'swift://~/{container}/upper.tar'},
-                        {'name': 'stdout'}]}]
-    resp = post(conn, job)
+    resp = post(conn, lua_upper(conn, container, 'words.txt'))
     assert resp.status_code == 200, resp.text
     assert resp.content == b'1: ALPHA\n2: BETA\n3: GAMMA\n'
+
+
+def lua_upper(conn: Connection, container: str, stdin: str) -> list[dict]:
+    """A job of the Lua upper-casing script (its image put in ``container``) over
+    ``stdin`` (an object or a wildcard of ``container``)."""
+    conn.put_object(container, 'upper.tar', tar_bytes({'upper.lua': LUA_UPPER}))
+    return [{'name': 'upper', 'exec': {'path': 'file://lua:lua', 'args': '/upper.lua'},
+             'devices': [{'name': 'stdin', 'path': f'swift://~/{container}/{stdin}'},
+                         {'name': 'image', 'path': f'swift://~/{container}/upper.tar'},
+                         {'name': 'stdout'}]}]
 
 
 def test_python_script_post_with_a_shebang(swift_cluster: DevCluster, conn: Connection) -> None:
@@ -267,3 +272,18 @@ def test_a_long_stderr_keeps_its_end(swift_cluster: DevCluster, conn: Connection
     assert (node['status'], node['retcode'], node['failed']) == ('ok', 3, True)
     assert node['stderr'] == 'x' * (65536 - 8) + 'the end\n'
     assert node['error'].startswith('exit 3: xxx') and node['error'].endswith('the end')
+
+
+def test_a_wildcard_job_with_an_image_runs_in_batches(swift_cluster: DevCluster,
+                                                      conn: Connection, make_container) -> None:
+    """Nodes that carry the job's image travel in batches too: the image goes once
+    per object server, every node mounts it and reads its own object."""
+    container = make_container('luaw')
+    texts = {f'in/w{i:02d}.txt': f'word{i}\nmore{i}\n'.encode() for i in range(12)}
+    for name, text in texts.items():
+        conn.put_object(container, name, text)
+    resp = post(conn, lua_upper(conn, container, 'in/*.txt'))
+    assert resp.status_code == 200, resp.text
+    assert resp.content == b''.join(f'1: WORD{i}\n2: MORE{i}\n'.encode() for i in range(12))
+    lines = [line for line in executed(swift_cluster, container) if '/in/w' in line]
+    assert sum(' (batch)' in line for line in lines) >= 10, lines   # a node alone: < 2/server

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -18,6 +19,7 @@ from swift.obj.server import ObjectController
 
 from zerocloud import wire
 from zerocloud.object import ContentCache, ObjectExecMiddleware
+from zerocloud.object.batch import CHUNK, Chunks
 
 PATH = '/sda1/0/a/c/o'
 TEXT = b'hello object\nserver\n'
@@ -359,6 +361,83 @@ def test_a_batch_runs_each_node_next_to_its_object(mw, guest, devices: Path) -> 
     assert '=LOCAL_HTTP_X_OBJECT_META_COLOR=red\n' in members['0/dev/stdout'].decode()
     assert mw.admission.total == 0
     assert list((devices / 'sda1' / 'tmp').iterdir()) == []     # scratch space gone
+
+
+def test_a_batch_larger_than_a_chunk_runs_every_node_alone(mw, guest, devices: Path) -> None:
+    """20 nodes go to the one worker in a few requests (``Chunks``); each is its own
+    run: its own output, status and stderr; a node whose object is not here is an error."""
+    for i in range(20):
+        if i != 7:
+            put(mw, f'/sda1/0/a/c/o{i}', b'word ' * i)
+    channels = (wire.DeviceSpec('stdin', 'r', source='local'), wire.DeviceSpec('stdout', 'w'))
+    entries = [wire.BatchEntry('sda1', 0, f'/a/c/o{i}', wire.NodeSpec(
+        f'n{i}', ['wc', '-t'] if i == 3 else ['wc'], devices=channels)) for i in range(20)]
+    resp = batch_request(mw, entries, guest('wc').read_bytes())
+    assert resp.status_int == 200, resp.body
+    members = untar(resp.body)
+    assert members.pop('7/error').startswith(b'404 /a/c/o7 is not on this server')
+    assert set(members) == {f'{i}/{m}' for i in range(20) if i != 7
+                            for m in ('report.json', 'dev/stdout')}
+    for i in set(range(20)) - {7}:
+        assert members[f'{i}/dev/stdout'].split() == [b'0', str(i).encode(),
+                                                       str(5 * i).encode()]
+        report = json.loads(members[f'{i}/report.json'])
+        assert report['status'] == 'ok'
+        assert bool(report['stderr']) == (i == 3)     # wc -t: its time, to stderr
+    assert json.loads(members['3/report.json'])['stderr'].strip().isdigit()
+    assert mw.admission.total == 0 and mw.pool.replaced == 0
+    assert list((devices / 'sda1' / 'tmp').iterdir()) == []
+
+
+def test_chunks_take_about_chunk_seconds_of_a_worker() -> None:
+    """A quick program's nodes go CHUNK at a time, a slow one's one by one; the last
+    ones are spread over the workers; every node is handed out once, in order."""
+    chunks = Chunks(100, width=4)
+    assert chunks.take() == [0]                      # no pace known yet
+    chunks.ran(0.001)
+    assert len(chunks.take()) == CHUNK               # 50 ms of 1 ms nodes, at most CHUNK
+    for _ in range(20):
+        chunks.ran(0.02)
+    assert len(chunks.take()) == 2                   # 20 ms nodes: 2 make 50 ms
+    chunks.ran(5.0)
+    assert len(chunks.take()) == 1                   # a slow program: one at a time
+    for _ in range(50):
+        chunks.ran(0.0001)
+    sizes = []
+    while taken := chunks.take():
+        sizes.append(len(taken))
+        assert taken[0] == chunks.next - len(taken)
+    assert sum(sizes) == 100 - 1 - CHUNK - 2 - 1 and chunks.take() == []
+
+
+def test_a_batch_carries_the_job_image_once(mw, guest, devices: Path) -> None:
+    """The job's image (``dev/image``) is mounted for every node of the batch; a
+    second batch names it by digest (``X-Zerovm-Image``)."""
+    image = tar_bytes({'data.txt': b'from the image\n'})
+    for i in range(2):
+        put(mw, f'/sda1/0/a/c/o{i}', b'x\n')
+    channels = (wire.DeviceSpec('stdin', 'r', source='local'), wire.DeviceSpec('stdout', 'w'),
+                wire.DeviceSpec('output', 'w', random=True),
+                wire.DeviceSpec('image', 'r', random=True, source='member'))
+    entries = [wire.BatchEntry('sda1', 0, f'/a/c/o{i}', wire.NodeSpec(
+        f'n{i}', ['fileio', '/data.txt', '/dev/output'], devices=channels)) for i in range(2)]
+    program = guest('fileio').read_bytes()
+    members = [wire.bytes_member(wire.EXE, program),
+               wire.bytes_member(wire.DEV_PREFIX + 'image', image), *(
+        wire.bytes_member(f'{wire.BATCH_PREFIX}{i}', e.to_json()) for i, e in enumerate(entries))]
+    for headers, body in (({}, members), ({wire.IMAGE: hashlib.sha256(image).hexdigest(),
+                                           wire.PROGRAM: hashlib.sha256(program).hexdigest()},
+                                          members[2:])):
+        req = Request.blank(BATCH_PATH, method='POST', body=b''.join(wire.stream_tar(body)),
+                            headers={wire.EXECUTE: '1.0', wire.BATCH: '2', **headers,
+                                     'Content-Type': 'application/x-tar'})
+        resp = req.get_response(mw)
+        assert resp.status_int == 200, resp.body
+        got = untar(resp.body)
+        for i in range(2):
+            assert json.loads(got[f'{i}/report.json'])['status'] == 'ok'
+            assert b'pread(10, 0) = 10 [from the i]' in got[f'{i}/dev/stdout']
+    assert mw.admission.total == 0
 
 
 def test_a_batch_is_admitted_as_one_request(mw) -> None:

@@ -777,7 +777,8 @@ class BatchServers:
     def __init__(self, **by_device) -> None:
         self.script = by_device
         self.batches: list[tuple[str, dict, bytes | None, list[wire.BatchEntry]]] = []
-        self.cached: set[tuple[str, str]] = set()      # (device, program digest)
+        self.cached: set[tuple[str, str]] = set()      # (device, program or image digest)
+        self.images: list[bytes | None] = []           # the image each batch carried
 
     def connect(self, ip, port, device, part, method, path, headers):
         return FakeConnection(self, device, path, headers)
@@ -812,10 +813,12 @@ class FakeConnection:
         if isinstance(action, list):
             action = action.pop(0) if len(action) > 1 else action[0]
         self.action = action
-        digest = self.headers.get(wire.PROGRAM)
-        if digest and (self.device, digest) not in self.servers.cached:
-            self.servers.batches.append((self.device, self.headers, None, []))
-            return FakeResponse(412, {wire.EXECUTE: '1.0'}, b'send it')
+        for header in (wire.PROGRAM, wire.IMAGE):
+            digest = self.headers.get(header)
+            if digest and (self.device, digest) not in self.servers.cached:
+                self.servers.batches.append((self.device, self.headers, None, []))
+                self.servers.images.append(None)
+                return FakeResponse(412, {wire.EXECUTE: '1.0'}, b'send it')
         if isinstance(action, tuple):
             self.servers.batches.append((self.device, self.headers, None, []))
             return FakeResponse(action[0], {wire.EXECUTE: '1.0', 'Retry-After': '1'},
@@ -827,14 +830,19 @@ class FakeConnection:
 
     def getresponse(self) -> FakeResponse:
         assert len(self.sent) == int(self.headers['Content-Length'])
-        program, entries = None, []
+        program = image = None
+        entries = []
         for name, f in wire.read_members(io.BytesIO(bytes(self.sent)), None):
             if name == wire.EXE:
                 program = f.read()
                 self.servers.cached.add((self.device, hashlib.sha256(program).hexdigest()))
+            elif name == 'dev/image' and not entries:
+                image = f.read()
+                self.servers.cached.add((self.device, hashlib.sha256(image).hexdigest()))
             else:
                 entries.append(wire.BatchEntry.from_json(f.read()))
         self.servers.batches.append((self.device, self.headers, program, entries))
+        self.servers.images.append(image)
         members = self.action(entries)
         return FakeResponse(200, {wire.EXECUTE: '1.0', wire.BATCH: str(len(entries))},
                             b''.join(wire.stream_tar(members)))
@@ -1015,6 +1023,33 @@ def test_a_server_without_the_program_gets_the_batch_again_with_it(
     assert resp.status_int == 200, resp.body
     assert [(h.get(wire.PROGRAM), p is not None, len(e)) for _d, h, p, e in fake.batches] == [
         (PROGRAM_DIGEST, False, 0), (None, True, 3)]
+
+
+def test_nodes_with_the_jobs_image_travel_in_batches_with_it_once(
+        mw, swift, batch_servers) -> None:
+    """The image goes with the first batch to a server, then by digest; a server
+    that lost it (412) gets the batch again with it."""
+    image = b'\x1f\x8b image tar' * 1000
+    digest = hashlib.sha256(image).hexdigest()
+    swift.add('/c/image.tar', image)
+    names = objects(swift, 4)
+    fake, single = batch_servers(d0=ran())
+    group = job(stdin='swift://~/c/item*')
+    group[0]['devices'].append({'name': 'image', 'path': 'swift://~/c/image.tar'})
+    for _ in range(2):
+        resp = post(mw, group)
+        assert resp.status_int == 200, resp.body
+        assert resp.body == b''.join(f'out /AUTH_a{n}\n'.encode() for n in names)
+    fake.cached.discard(('d0', digest))          # the server lost the image
+    resp = post(mw, group)
+    assert resp.status_int == 200, resp.body
+    assert single.asked == []
+    assert [(h.get(wire.IMAGE), h.get(wire.PROGRAM), len(e)) for _d, h, _p, e in fake.batches
+            ] == [(None, None, 4), (digest, PROGRAM_DIGEST, 4), (digest, PROGRAM_DIGEST, 0),
+                  (None, None, 4)]
+    assert fake.images == [image, None, None, image]
+    assert all(any(d.name == 'image' for d in e.spec.devices)
+               for *_x, entries in fake.batches for e in entries)
 
 
 def test_a_one_node_job_is_sent_alone(mw, batch_servers) -> None:

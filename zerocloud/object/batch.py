@@ -2,14 +2,21 @@
 
 The proxy sends the in-place nodes of a wildcard job bound for this server
 together, so that what a request costs (its connection, ``100 Continue``,
-the program or its digest, a scratch directory) is paid once per batch, not
-once per node.  The batch is admitted as one node of its job's account
-(``503 Slot not available`` when the server or the account has no room:
-``zerocloud.object.admission``); its nodes then run in the same pool as
-every other node, in turn with other accounts' (``zvm_core.fairshare``),
-``zerovm_maxpool`` at a time with as many again in the pool's queue (within
-``zerovm_maxqueue``), each reading its own object in place, and their
-results stream back as they end.  A node this server cannot run (object not
+the program and the job's image or their digests, a scratch directory) is
+paid once per batch, not once per node.  The batch is admitted as one node
+of its job's account (``503 Slot not available`` when the server or the
+account has no room: ``zerocloud.object.admission``).  Its nodes go to the
+pool's workers in chunks, one request per chunk
+(``zvm_core.pool.Pool.run_many``): a chunk holds a worker and one of the
+account's turns (``zvm_core.fairshare``) until its last node ends, so it is
+sized to take about :data:`CHUNK_SECONDS` (:class:`Chunks`: up to
+:data:`CHUNK` nodes of a quick program, one of a slow one), and
+``zerovm_maxpool`` chunks run at once with as many again waiting in the
+pool's queue (within ``zerovm_maxqueue``), so that no worker waits for the
+next.  Each node is still its own sandbox run, reading its own object in
+place, with its own channels, output files and report; the end of an
+undeclared stderr is kept by the worker, in memory (no pipe per node), and
+results stream back as nodes end.  A node this server cannot run (object not
 here, pool full, disk unmounted) gets an ``<i>/error`` member with the
 status it would have had alone: the proxy sends that node again alone,
 elsewhere.  When the proxy goes away the nodes still running are stopped
@@ -18,7 +25,6 @@ elsewhere.  When the proxy goes away the nodes still running are stopped
 
 from __future__ import annotations
 
-import glob
 import os
 import shutil
 import time
@@ -31,6 +37,7 @@ from swift.common.swob import (
     HTTPException,
     HTTPInsufficientStorage,
     HTTPRequestEntityTooLarge,
+    HTTPServiceUnavailable,
     Request,
     Response,
 )
@@ -38,10 +45,16 @@ from swift.common.utils import ClosingIterator
 
 from zerocloud import hangup, wire
 from zerocloud.object import scratch
-from zerocloud.object.admission import charged_to
+from zerocloud.object.admission import RETRY_AFTER, charged_to
+from zerocloud.object.results import node_report, stderr_of, with_local_env
+from zvm_core.pool import PoolBusy, Run
 
 SMALL = 1 << 18         # outputs up to this size travel in one write with their report
+CHUNK = 16              # most nodes handed to a worker in one request (``Pool.run_many``)
+CHUNK_SECONDS = 0.05    # worker time a chunk should take (``Chunks``)
 TRASH_AT = 64           # outputs removed together
+IMAGE_MEMBER = wire.DEV_PREFIX + wire.IMAGE_DEVICE
+CACHED = (wire.EXE, IMAGE_MEMBER)       # kept by content (``ObjectExecMiddleware``)
 
 
 def _remove(paths: list[str]) -> None:
@@ -57,6 +70,61 @@ def _remove_files(paths: list[str]) -> None:
             pass
 
 
+class Chunks:
+    """Hands a batch's nodes out in chunks (``Pool.run_many``), each of about
+    :data:`CHUNK_SECONDS` in its worker at the pace its nodes have run so far,
+    at most :data:`CHUNK` nodes and the chunks' share of those left: a batch
+    holds a worker, and one of its account's turns, that long at a time
+    (or for one node), however long its nodes take, and its last nodes are
+    spread over the workers.  The first chunks, before any pace is known, are
+    one node each."""
+
+    def __init__(self, count: int, width: int) -> None:
+        self.count, self.width = count, width
+        self.next = 0
+        self.pace: float | None = None         # seconds a node takes (moving average)
+
+    def take(self) -> list[int]:
+        """The indexes of the next chunk ([] once every node was handed out)."""
+        left = self.count - self.next
+        if left <= 0:
+            return []
+        size = 1 if self.pace is None else int(CHUNK_SECONDS / max(self.pace, 1e-6))
+        size = max(1, min(size, CHUNK, -(-left // self.width), left))
+        first, self.next = self.next, self.next + size
+        return list(range(first, self.next))
+
+    def ran(self, seconds: float) -> None:
+        """A node of the batch took ``seconds`` in its worker."""
+        self.pace = seconds if self.pace is None else 0.8 * self.pace + 0.2 * seconds
+
+
+class _Node:
+    """One node of a batch while it runs: what it holds."""
+
+    def __init__(self, index: int, entry: wire.BatchEntry, began: float) -> None:
+        self.index, self.entry, self.began = index, entry, began
+        self.spec = entry.spec
+        self.reader = None
+        self.opened: list = []
+        self.outputs: list[tuple[str, str]] = []
+        self.run: Run | None = None
+        self.closed = False
+
+    def close(self, tmp: str | None = None) -> None:
+        """Free what the node holds (once); with ``tmp``, its outputs were not sent:
+        remove them too."""
+        if self.closed:
+            return
+        self.closed = True
+        for f in self.opened:
+            f.close()
+        if self.reader is not None:
+            self.reader.close()
+        if tmp is not None:
+            _remove_files([path for _, path in self.outputs])
+
+
 class BatchRun:
     """One batch request: receive its nodes, run them, stream their results."""
 
@@ -69,6 +137,7 @@ class BatchRun:
         self.watcher = None
         self.closed = self.released = False
         self.done_files: list[str] = []         # to remove (``trash``)
+        self.programs: dict = {}                # spec.program -> host path
 
     def execute(self) -> Response:
         req, config = self.req, self.config
@@ -97,6 +166,9 @@ class BatchRun:
             helper = self.helper()
             if wire.PROGRAM in req.headers:
                 self.files[wire.EXE] = helper.cached_program(req.headers[wire.PROGRAM])
+            if wire.IMAGE in req.headers:         # the job's image, once for the batch
+                self.files[IMAGE_MEMBER] = helper.cached(self.owner.images, wire.IMAGE,
+                                                         req.headers[wire.IMAGE], 'image')
             self.tmp = scratch.node_dir(os.path.join(disk, 'tmp'))
             entries = self.receive(count)
             hangup.drain(req.environ)           # the end of the tar: then only a hang-up
@@ -110,14 +182,16 @@ class BatchRun:
                         headers={wire.BATCH: str(count)})
 
     def receive(self, count: int) -> list[wire.BatchEntry]:
-        """The program (unless sent by digest) and the ``count`` entries, in order."""
+        """The program and the job's image (unless sent by digest), then the ``count``
+        entries, in order."""
         entries: list[wire.BatchEntry] = []
         budget = self.config.max_input
         try:
             for name, f in wire.read_members(self.req.environ['wsgi.input'], None):
-                if name == wire.EXE and not entries and wire.EXE not in self.files:
-                    self.files[wire.EXE] = self.owner.programs.receive(f, budget)
-                    budget -= os.path.getsize(self.files[wire.EXE])
+                if name in CACHED and not entries and name not in self.files:
+                    cache = self.owner.programs if name == wire.EXE else self.owner.images
+                    self.files[name] = cache.receive(f, budget)
+                    budget -= os.path.getsize(self.files[name])
                 elif name == f'{wire.BATCH_PREFIX}{len(entries)}' and len(entries) < count:
                     entries.append(wire.BatchEntry.from_json(f.read(1 << 20)))
                 else:
@@ -139,63 +213,140 @@ class BatchRun:
         """A node run of this batch's request, charged to the batch's account."""
         helper = self.node_run(self.owner, self.req)
         helper.account, helper.job = self.account, self.job
+        helper.tail_in_worker = True
         return helper
 
-    def run_one(self, index: int, entry: wire.BatchEntry) -> tuple[wire.NodeReport, list]:
-        """Run one node of the batch: (report, outputs).  Its outputs are files of
-        the batch's directory named after ``index``: no directory per node."""
+    def prepare(self, index: int, entry: wire.BatchEntry) -> _Node:
+        """Open one node's object and channels (its outputs are files of the batch's
+        directory named after ``index``: no directory per node)."""
         account, container, obj = entry.object[1:].split('/', 2)
         helper = self.helper()
         helper.prefix = f'{index}-'
-        reader = helper.open_local(entry.device, str(entry.partition), account, container,
-                                   obj, self.policy)
+        node = _Node(index, entry, time.monotonic())
         try:
-            return helper.run(entry.spec, self.files, reader, self.tmp)
+            node.reader = helper.open_local(entry.device, str(entry.partition), account,
+                                            container, obj, self.policy)
+            node.spec = spec = with_local_env(entry.spec, node.reader)
+            limits, engine = helper.limits(spec), helper.engine(spec)
+            links: dict = {}
+            channels, node.outputs = helper.channels(spec, self.files, node.reader, self.tmp,
+                                                     node.opened, links)
+            if links:
+                raise HTTPBadRequest(body=f'bad batch request: node {spec.name} reads a '
+                                          'link: send it alone\n')
+            node.run = Run(self.program(helper, spec), channels, spec.argv, spec.env, limits,
+                           spec.seed, spec.epoch, engine)
         except BaseException:
-            _remove_files(glob.glob(os.path.join(glob.escape(self.tmp), f'{index}-*')))
+            node.close(self.tmp)
             raise
+        return node
+
+    def program(self, helper, spec: wire.NodeSpec) -> str:
+        """The program's host path, looked up once per batch."""
+        key = spec.program
+        if key not in self.programs:
+            self.programs[key] = helper.program(spec, self.files)
+        return self.programs[key]
+
+    def run_chunk(self, indexes: list[int], entries: list[wire.BatchEntry], chunks: Chunks):
+        """Run some nodes of the batch in one worker, in one request (``Pool.run_many``):
+        yields (index, (report, outputs) or the exception of a node not run), and
+        tells ``chunks`` how long each node took in the worker."""
+        nodes: list[_Node] = []
+        try:
+            for index in indexes:
+                try:
+                    nodes.append(self.prepare(index, entries[index]))
+                except HTTPException as e:
+                    yield index, e
+            if not nodes:
+                return
+            try:
+                clock = [0.0]
+
+                def started() -> None:
+                    clock[0] = time.monotonic()
+                results = self.owner.pool.run_many([n.run for n in nodes], account=self.account,
+                                                   started=started)
+                for i, result in enumerate(results):   # to its end: the worker goes back
+                    now = time.monotonic()
+                    chunks.ran(now - clock[0])
+                    clock[0] = now
+                    node = nodes[i]
+                    if result is None:
+                        node.close(self.tmp)
+                        yield node.index, HTTPServiceUnavailable(
+                            body='Slot not available: the worker died before this node '
+                                 'ran\n', headers={'Retry-After': RETRY_AFTER})
+                        continue
+                    stderr = result.tails.get('/dev/stderr') or stderr_of(node.opened,
+                                                                          node.outputs)
+                    report = node_report(node.spec, result.report, stderr)
+                    node.close()
+                    yield node.index, (report, node.outputs)
+            except PoolBusy as e:
+                for node in nodes:
+                    node.close(self.tmp)
+                    if node.run is not None:
+                        yield node.index, HTTPServiceUnavailable(
+                            body=f'Slot not available: {e}\n',
+                            headers={'Retry-After': RETRY_AFTER})
         finally:
-            reader.close()
+            for node in nodes:
+                node.close(self.tmp)
 
     def members(self, entries: list[wire.BatchEntry]):
         """The answer (a tar stream), node by node as they end."""
         done = LightQueue()
-        config = self.config          # its nodes wait in the pool's queue, not for a slot
+        config = self.config      # chunks waiting in the pool's queue: no worker waits for one
         width = min(len(entries), config.pool_size + min(config.pool_size, config.queue))
+        chunks = Chunks(len(entries), width)
         self.pool = GreenPool(width)
         trans = self.req.headers.get('X-Trans-Id', '-')
 
-        def one(index: int, entry: wire.BatchEntry) -> None:
-            began = time.monotonic()
-            if self.closed:
-                done.put((index, hangup.HangUp()))
-                return
+        def log(index: int, seconds: float, status: str) -> None:
+            self.logger.info('execute %s %s %.4fs %s (batch)', entries[index].object, status,
+                             seconds, trans)
+
+        def chunk(indexes: list[int]) -> None:
+            last = time.monotonic()      # a node's time: since the chunk's previous one ended
             try:
-                result = self.run_one(index, entry)
-                status = f'200 {result[0].status}'
-            except HTTPException as e:
-                result, status = e, f'{e.status_int} -'
+                for index, result in self.run_chunk(indexes, entries, chunks):
+                    now = time.monotonic()
+                    if isinstance(result, HTTPException):
+                        log(index, now - last, f'{result.status_int} -')
+                    else:
+                        log(index, now - last, f'200 {result[0].status}')
+                    last = now
+                    done.put((index, result))
             except hangup.HangUp as e:
-                done.put((index, e))
+                done.put((indexes[0], e))
                 raise
-            except Exception as e:       # a bug: the proxy sends the node elsewhere
-                self.logger.exception('batch node %s', entry.object)
-                result, status = e, '500 -'
-            self.logger.info('execute %s %s %.4fs %s (batch)', entry.object, status,
-                             time.monotonic() - began, trans)
-            done.put((index, result))
+            except Exception as e:       # a bug: the proxy sends the nodes elsewhere
+                self.logger.exception('batch nodes %s', entries[indexes[0]].object)
+                for index in indexes:
+                    done.put((index, e))
+
+        def chunks_in_turn() -> None:
+            while indexes := chunks.take():
+                if self.closed:
+                    done.put((indexes[0], hangup.HangUp()))
+                    return
+                chunk(indexes)
 
         def start() -> None:
-            for index, entry in enumerate(entries):
-                if self.closed:
-                    return
-                self.pool.spawn_n(one, index, entry)
+            for _ in range(width):
+                self.pool.spawn_n(chunks_in_turn)
         spawn(start)
         self.watcher = hangup.watch(self.req.environ, self.stop)
-        for _ in entries:
+        answered: set[int] = set()
+        while len(answered) < len(entries):
             index, result = done.get()
             if isinstance(result, hangup.HangUp):
                 return
+            if index in answered:       # a bug after some of its nodes were answered
+                continue
+            answered.add(index)
             if isinstance(result, Exception):
                 reason = (result.body or b'').decode('utf-8', 'replace').strip() if isinstance(
                     result, HTTPException) else type(result).__name__
@@ -243,6 +394,8 @@ class BatchRun:
         self.owner.admission.leave(self.account, self.job)
         if wire.EXE in self.files:
             self.owner.programs.release(self.files.pop(wire.EXE))
+        if IMAGE_MEMBER in self.files:
+            self.owner.images.release(self.files.pop(IMAGE_MEMBER))
         if self.tmp is not None:           # in a thread: the hub goes on meanwhile
             self.done_files = []
             tpool.execute(_remove, [self.tmp])

@@ -126,9 +126,8 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import replace
 
-from swift.common.concurrency import Event, Semaphore, spawn, tpool, trampoline
+from swift.common.concurrency import Event, Semaphore, spawn, tpool
 from swift.common.constraints import check_drive
 from swift.common.exceptions import (
     DiskFileCollision,
@@ -162,6 +161,7 @@ from zerocloud.object import scratch
 from zerocloud.object.admission import RETRY_AFTER, Admission, charged_to
 from zerocloud.object.batch import BatchRun
 from zerocloud.object.cache import ContentCache
+from zerocloud.object.results import STDERR_TAIL, Tail, node_report, stderr_of, with_local_env
 from zvm_core.channels import READ, WRITE, LinkWaker, LinkWriter, Quota
 from zvm_core.engines import CHOICES
 from zvm_core.limits import Limits
@@ -173,7 +173,6 @@ IMAGE_CACHE = 8
 WARM_TIMEOUT = 120
 IMAGE_MEMBER = 'dev/image'
 TAIL_PAUSE, TAIL_PAUSE_MAX = 0.002, 0.02    # seconds between looks at growing outputs
-STDERR_TAIL = 64 << 10      # bytes of a node's stderr its report keeps (ZeroCloud's cap)
 # Metadata of encrypted objects: their data file is ciphertext (the proxy decrypts).
 CRYPTO = ('X-Object-Sysmeta-Crypto-Body-Meta',)
 
@@ -187,65 +186,6 @@ class _Removal:
 
     def close(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
-
-
-class _Tail:
-    """The last :data:`STDERR_TAIL` bytes written to a pipe: the stderr of a node
-    that did not declare one.  No quota, no disk: a program never fails for
-    what it writes there, and its report still says why it stopped."""
-
-    def __init__(self) -> None:
-        self._read_fd, self.fd = os.pipe2(os.O_CLOEXEC)
-        os.set_blocking(self._read_fd, False)
-        self.data = bytearray()
-        self.reader = spawn(self._read)
-
-    def _read(self) -> None:
-        while True:
-            try:
-                chunk = os.read(self._read_fd, wire.CHUNK)
-            except BlockingIOError:
-                trampoline(self._read_fd, read=True)
-                continue
-            if not chunk:
-                return
-            self.data += chunk
-            del self.data[:-STDERR_TAIL]
-
-    def tail(self) -> bytes:
-        """What was written, once every writer is done (the worker closed its copy)."""
-        self._close_writer()
-        self.reader.wait()
-        return bytes(self.data)
-
-    def _close_writer(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
-
-    def close(self) -> None:
-        self._close_writer()
-        self.reader.kill()
-        if self._read_fd is not None:
-            os.close(self._read_fd)
-            self._read_fd = None
-
-
-def _file_tail(path: str) -> bytes:
-    """The last :data:`STDERR_TAIL` bytes of a written channel's file."""
-    with open(path, 'rb') as f:
-        size = f.seek(0, os.SEEK_END)
-        f.seek(max(0, size - STDERR_TAIL))
-        return f.read()
-
-
-def _stderr(opened: list, outputs: list[tuple[str, str]]) -> bytes:
-    """The end of what the node wrote to ``/dev/stderr``, declared or not."""
-    tail = next((f for f in opened if isinstance(f, _Tail)), None)
-    if tail is not None:
-        return tail.tail()
-    path = dict(outputs).get('stderr')
-    return _file_tail(path) if path else b''
 
 
 _POOLS: dict[tuple, Pool] = {}
@@ -343,6 +283,7 @@ class NodeRun:
     ``symlink`` hands requests to its context)."""
 
     prefix = ''         # of the node's files in its directory (a batch's nodes share one)
+    tail_in_worker = False      # an undeclared stderr's end is kept by the worker (a batch's)
 
     def __init__(self, owner: ObjectExecMiddleware, req: Request) -> None:
         self.owner, self.req = owner, req
@@ -523,7 +464,9 @@ class NodeRun:
             return ChannelSpec(alias, link.fd, READ, notify=link.notify,
                                wait=self.config.link_wait), None
         if dev is None and name == 'stderr':     # kept for the report (its end)
-            tail = _Tail()
+            if self.tail_in_worker:
+                return ChannelSpec(alias, -1, WRITE, tail=STDERR_TAIL), None
+            tail = Tail()
             opened.append(tail)
             return ChannelSpec(alias, tail.fd, WRITE), None
         if dev is None:                       # an undeclared standard stream: /dev/null
@@ -610,14 +553,7 @@ class NodeRun:
         except PoolBusy as e:
             raise HTTPServiceUnavailable(body=f'Slot not available: {e}\n',
                                          headers={'Retry-After': RETRY_AFTER}) from None
-        declared = {d.name for d in spec.devices}
-        done = report.to_dict()
-        return wire.NodeReport(
-            status=report.status, retcode=report.retcode, message=report.message,
-            validation=done['validation']['state'], violations=done['validation']['violations'],
-            etags={k: v for k, v in report.etags.items() if k[len('/dev/'):] in declared},
-            exit_state=report.exit_state, engine=report.engine, accounting=done['accounting'],
-            stderr=stderr().decode('utf-8', 'replace'), engine_reason=report.engine_reason)
+        return node_report(spec, report, stderr())
 
     def run(self, spec: wire.NodeSpec, files: dict[str, str], reader, tmp: str):
         """Run the node in a warm worker; returns (report, [(device, output path)])."""
@@ -631,21 +567,11 @@ class NodeRun:
             for name, link in links.items():        # nothing follows a request not streamed
                 if name is not None:
                     link.abort()
-            return self.pool_run(spec, files, channels, lambda: _stderr(opened, outputs)), outputs
+            report = self.pool_run(spec, files, channels, lambda: stderr_of(opened, outputs))
+            return report, outputs
         finally:
             for f in opened:
                 f.close()
-
-
-def with_local_env(spec: wire.NodeSpec, reader) -> wire.NodeSpec:
-    """The spec with the local object's ``LOCAL_*`` variables when it asks for them
-    (they win over the job's ``env``, as when the proxy adds them)."""
-    if not spec.local_env:
-        return spec
-    if reader is None:
-        raise HTTPBadRequest(body=f'bad execute request: local_env without {wire.ACCESS}: '
-                                  'GET\n')
-    return replace(spec, env={**spec.env, **reader.local_env})
 
 
 class _Streamed:
@@ -710,7 +636,7 @@ class _Streamed:
     def _run(self, channels: list[ChannelSpec], started: Event) -> wire.NodeReport:
         try:
             return self.owner.pool_run(self.spec, self.files, channels,
-                                        lambda: _stderr(self.opened, self.outputs),
+                                        lambda: stderr_of(self.opened, self.outputs),
                                         started=lambda: started.send(True))
         finally:
             if not started.ready():

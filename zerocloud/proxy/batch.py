@@ -1,13 +1,14 @@
 """Batched dispatch: the nodes of a job bound for one object server travel together.
 
 A node that reads its object in place and sends nothing else (no links, no
-replicas, no objects sent along: the nodes of a wildcard over a container)
+replicas, no objects sent along but the job's image: the nodes of a wildcard
+over a container, with or without an ``image``)
 is queued for the first primary holding its object, in ring order, as a
 node sent alone would be (the ring spreads partitions, so the servers get
 even shares).  A batch takes what is queued for its server, up to
 ``wire.BATCH_MAX`` nodes, as one request (``zerocloud.wire``, Batches): its
-connection, ``100 Continue`` and the program (or its digest,
-``dispatch.Programs``) are paid once per batch.  A second batch goes to the
+connection, ``100 Continue``, the program and the job's image (or their
+digests, ``dispatch.Programs``) are paid once per batch.  A second batch goes to the
 same server at the same time only when more than ``wire.BATCH_MAX`` nodes
 wait for it (:data:`PER_SERVER`): the server runs a batch's nodes several
 at a time already.
@@ -54,6 +55,7 @@ from zerocloud.proxy.dispatch import (
     Dispatcher,
     Plan,
     _Busy,
+    _cached,
     _NeedProgram,
     _Refused,
     _Retry,
@@ -67,9 +69,12 @@ BUSY_WAIT = 30.0            # seconds a batch a server cannot admit is offered a
 
 
 def batchable(plan: Plan) -> bool:
-    """Can the node travel in a batch (in place, nothing but its spec to send)?"""
+    """Can the node travel in a batch (in place, nothing to send but its spec and
+    what the batch sends once: the program, the job's image)?"""
     node = plan.node
-    return (plan.local is not None and not plan.inputs and node.replicate == 1
+    image_only = not plan.inputs or (set(plan.inputs) == {wire.IMAGE_DEVICE}
+                                     and plan.image_digest is not None)
+    return (plan.local is not None and image_only and node.replicate == 1
             and not node.reads_from and not node.writes_to)
 
 
@@ -107,7 +112,7 @@ class Batches:
         primaries = list(itertools.islice(servers, int(ring.replica_count)))
         chosen = primaries[0]
         entry = _Entry(plan, chosen, primaries[1:], servers, Event())
-        key = (chosen['ip'], chosen['port'], plan.policy, plan.digest)
+        key = (chosen['ip'], chosen['port'], plan.policy, plan.digest, plan.image_digest)
         queue = self.queues[key]
         queue.append(entry)
         if not self.senders[key] or (len(queue) > wire.BATCH_MAX
@@ -195,23 +200,29 @@ class Batches:
                     entry.done.send(alone)
 
     def _exchange(self, server: dict, batch: list[_Entry]) -> None:
-        plan = batch[0].plan
         programs = self.dispatcher.programs
-        digest = plan.digest
-        known = digest is not None and programs.known(server, digest)
-        if known:
+        known = {digest for _, digest, _ in _cached(batch[0].plan)
+                 if programs.known(server, digest)}
+        for digest in known:
             programs.wait_sent(server, digest)
         try:
-            self._attempt(server, batch, digest if known else None)
+            self._attempt(server, batch, known)
         except _NeedProgram:
-            programs.known(server, digest, False)
-            self._attempt(server, batch, None)
+            for digest in known:
+                programs.known(server, digest, False)
+            self._attempt(server, batch, set())
 
-    def _attempt(self, server: dict, batch: list[_Entry], by_digest: str | None) -> None:
+    def _attempt(self, server: dict, batch: list[_Entry], by_digest: set[str]) -> None:
+        """One request for ``batch``: the program and the job's image sent by digest
+        where ``by_digest`` has theirs, else in full."""
         plan = batch[0].plan
         programs = self.dispatcher.programs
-        exe = [] if plan.program is None or by_digest else [
+        exe = [] if plan.program is None or plan.digest in by_digest else [
             wire.bytes_member(wire.EXE, plan.program)]
+        image = plan.inputs.get(wire.IMAGE_DEVICE)
+        if image is not None and plan.image_digest not in by_digest:
+            exe.append(wire.shared_member(wire.DEV_PREFIX + wire.IMAGE_DEVICE, image.file,
+                                          image.size))
         members = [*exe, *(wire.bytes_member(f'{wire.BATCH_PREFIX}{i}', e.member)
                            for i, e in enumerate(batch))]
         headers = {wire.EXECUTE: wire.VERSION, wire.BATCH: str(len(batch)),
@@ -220,11 +231,12 @@ class Batches:
                    'X-Trans-Id': self.trans_id, 'X-Zerocloud-Id': self.job_id,
                    wire.ACCOUNT: plan.account,
                    'Content-Length': str(wire.tar_size((n, s) for n, s, _ in members))}
-        if by_digest:
-            headers[wire.PROGRAM] = by_digest
-        sending = None
-        if exe and plan.digest is not None:      # later requests there: the digest
-            sending = programs.sending_now(server, plan.digest)
+        sending = []
+        for header, digest, _ in _cached(plan):
+            if digest in by_digest:
+                headers[header] = digest
+            elif (entry := programs.sending_now(server, digest)) is not None:
+                sending.append(entry)            # later requests there: the digest
         account = plan.path.split('/')[1]
         started = time.monotonic()
         try:
@@ -232,8 +244,8 @@ class Batches:
                 conn = http_connect(server['ip'], server['port'], server['device'], 0, 'POST',
                                     f'/{account}/.zerocloud/batch', headers)
         except BaseException:
-            if sending:
-                programs.sent(*sending)
+            for entry in sending:
+                programs.sent(*entry)
             raise
         sock = conn.sock
         try:
@@ -243,18 +255,20 @@ class Batches:
                 with Timeout(self.config.timeout + NODE_GRACE):
                     for chunk in wire.stream_tar(members):
                         conn.send(chunk)
-                    if sending:
-                        programs.sent(*sending)
+                    while sending:
+                        programs.sent(*sending.pop())
                     resp = conn.getresponse()
             if resp.getheader(wire.EXECUTE) is None:
                 raise _Retry(f'{resp.status}: the zerocloud filter is not in its pipeline')
             if resp.status != 200:
                 raise refusal(resp.status, short(resp.read(1024).decode('utf-8', 'replace')),
-                              bool(resp.getheader('Retry-After')), by_digest is not None)
-            self._results(resp, server, batch, started, len(plan.program or b'') if exe else 0)
+                              bool(resp.getheader('Retry-After')), bool(by_digest))
+            self._results(resp, server, batch, started,
+                          len(plan.program or b'') if exe and exe[0][0] == wire.EXE else 0,
+                          sum(size for _, size, _ in exe))
         finally:
-            if sending:
-                programs.sent(*sending)
+            for entry in sending:
+                programs.sent(*entry)
             try:
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:
@@ -262,7 +276,7 @@ class Batches:
             conn.close()
 
     def _results(self, resp, server: dict, batch: list[_Entry], started: float,
-                 program_bytes: int) -> None:
+                 program_bytes: int, once_bytes: int) -> None:
         """Read the answer's members; each node's result goes to it once complete."""
         where = f'{server["ip"]}:{server["port"]}/{server["device"]}'
         members = wire.read_members(resp, None)
@@ -276,7 +290,7 @@ class Batches:
             current.request_bytes = len(entry.member)
             if index == 0:
                 current.program_bytes = program_bytes
-                current.request_bytes += program_bytes
+                current.request_bytes += once_bytes      # the program and image sent
             entry.done.send(current)
 
         try:

@@ -50,6 +50,7 @@ validator itself.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -60,7 +61,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from zvm_core.channels import READ, UNLIMITED, Quota
@@ -92,6 +93,8 @@ class ChannelSpec:
     notify: int | None = None     # data still arriving: ``fd`` is a ``channels.LinkWriter``
                                   # file, ``notify`` its ``LinkWaker``'s (may be shared)
     wait: float | None = None     # with ``notify``: seconds a read may wait for new data
+    tail: int | None = None       # (``Pool.run_many`` only) no descriptor: a write-only
+                                  # stream of which the worker keeps the last ``tail`` bytes
 
 
 MAX_MESSAGE = 1 << 20
@@ -203,6 +206,51 @@ def _channel_fields(c: ChannelSpec, fd: int, notify: int | None) -> dict:
     return fields
 
 
+@dataclass
+class Run:
+    """One run of :meth:`Pool.run_many`: what :meth:`Pool.run` takes, as data."""
+
+    program: str
+    channels: list[ChannelSpec]
+    argv: list[str]
+    env: Mapping[str, str] | None = None
+    limits: Limits = field(default_factory=Limits)
+    seed: int = 0
+    epoch: int = 0
+    engine: str | None = None
+
+
+@dataclass
+class RunResult:
+    """What :meth:`Pool.run_many` gives for one run: its report and, per channel with
+    ``tail``, the bytes kept."""
+
+    report: Report
+    tails: dict[str, bytes] = field(default_factory=dict)
+
+
+def _many_request(runs: list[Run], rdtsc: str) -> tuple[dict, list[int]]:
+    """The message for :meth:`Pool.run_many` and the descriptors it carries (each run's
+    channel ``fd`` fields index those; a ``tail`` channel has none)."""
+    reqs, fds = [], []
+    for run in runs:
+        if any(c.notify is not None for c in run.channels):
+            raise ValueError('run_many: a channel with data still arriving (notify) '
+                             'needs Pool.run')
+        req = _request(run.program, run.channels, run.argv, run.env, run.limits, run.seed,
+                       run.epoch, rdtsc, {}, run.engine)
+        for c, spec in zip(run.channels, req['channels'], strict=True):
+            if c.tail is not None:
+                spec['fd'], spec['tail'] = None, c.tail
+            else:
+                spec['fd'] = len(fds)
+                fds.append(c.fd)
+        reqs.append(req)
+    if len(fds) > MAX_FDS:
+        raise ValueError(f'{len(fds)} descriptors for one request: at most {MAX_FDS}')
+    return {'runs': reqs}, fds
+
+
 @dataclass(frozen=True)
 class WarmUp:
     """A run each worker makes when it starts, so that the first request for the
@@ -302,6 +350,68 @@ class Pool:
         req = _request(program, channels, argv, env, limits, seed, epoch, rdtsc, notify, engine)
         return self._admit(req, fds, limits.timeout + KILL_GRACE, started, _report_from, account)
 
+    def run_many(self, runs: list[Run], *, rdtsc: str = 'virtualize', account: str = '',
+                 started: Callable[[], None] | None = None) -> Iterator[RunResult | None]:
+        """Run ``runs`` one after the other in one warm worker, sent in one request
+        (the nodes of a batch, ``zerocloud.object.batch``): what a round trip costs
+        is paid once for all of them, and each run is still its own sandbox with its
+        own channels and report.  Yields each run's result as it ends, in order;
+        :class:`PoolBusy` (before anything runs) when full.  The runs hold one worker
+        and one of ``account``'s turns until the last ends.  When the worker dies or
+        overruns a run's time, that run's result is a ``killed`` report and the runs
+        after it yield None: they did not run.  A caller that stops iterating
+        (``close``, an exception in its green thread) ends the runs left: the worker
+        is killed and replaced, as in :meth:`run`.
+        """
+        req, fds = _many_request(runs, rdtsc)
+        with self._worker(started, account) as worker:
+            yield from self._exchange_many(worker, req, fds, runs)
+
+    def _exchange_many(self, worker: _Worker, req: dict, fds: list[int],
+                       runs: list[Run]) -> Iterator[RunResult | None]:
+        """The worker's reply to each run of ``req`` (see :meth:`run_many`)."""
+        done = 0
+        try:
+            deadline = time.monotonic() + runs[0].limits.timeout + KILL_GRACE
+            self._ready(worker, deadline)
+            try:
+                _send(worker.sock, req, fds)
+            except MessageTooLarge as e:
+                failed = _failed('fault', f'the request is too large: {e}')
+                yield RunResult(failed)
+                done += 1
+                yield from (None for _ in runs[1:])
+                return
+            for run in runs:
+                reply, extra = _recv(worker.sock, time.monotonic() + run.limits.timeout
+                                     + KILL_GRACE)
+                for f in extra:
+                    os.close(f)
+                if reply is None:
+                    code = worker.proc.wait()
+                    break
+                done += 1
+                worker.served += 1
+                yield RunResult(_report_from(reply['report']),
+                                {k: v.encode('latin-1') for k, v in reply['tails'].items()})
+            else:
+                return
+            message = f'sandbox worker died ({_exit_text(code)})'
+        except TimeoutError:
+            worker.proc.kill()
+            worker.proc.wait()
+            message = 'sandbox worker did not answer within its time'
+        except OSError as e:
+            if e.errno not in (errno.EPIPE, errno.ECONNRESET):
+                raise
+            message = f'sandbox worker died ({_exit_text(worker.proc.wait())})'
+        except BaseException:       # the caller stopped waiting: end the runs
+            worker.proc.kill()
+            worker.proc.wait()
+            raise
+        yield RunResult(_failed('killed', message))
+        yield from (None for _ in runs[done + 1:])
+
     def validate(self, fd: int, *, rdtsc: str = 'virtualize',
                  timeout: float = 120.0) -> tuple[bool, str]:
         """(valid, first reason) of the program open as ``fd``, checked in a worker
@@ -316,6 +426,13 @@ class Pool:
                started: Callable[[], None] | None, parse: Callable[[dict], object],
                account: str = ''):
         """Queue ``req`` for a worker (bounded), exchange it, and put the worker back."""
+        with self._worker(started, account) as worker:
+            return self._exchange(worker, req, fds, wait, parse)
+
+    @contextlib.contextmanager
+    def _worker(self, started: Callable[[], None] | None, account: str) -> Iterator[_Worker]:
+        """A worker for one request, once admitted (bounded: :class:`PoolBusy`) and its
+        turn came; put back (or replaced, if it died) afterwards."""
         with self._lock:
             if self._waiting >= self.queue + self.size:
                 raise PoolBusy(f'{self.size} running and {self.queue} waiting')
@@ -327,11 +444,11 @@ class Pool:
                 try:
                     if started is not None:
                         started()
-                    reply = self._exchange(worker, req, fds, wait, parse)
-                finally:        # one that answered is alive: no wait() to ask
-                    alive = worker.served > served or worker.proc.poll() is None
+                    yield worker
+                finally:        # one that answered is alive (no wait() to ask), unless reaped
+                    alive = worker.proc.returncode is None and (
+                        worker.served > served or worker.proc.poll() is None)
                     self._idle.append(worker if alive else self._replace(worker))
-                return reply
         finally:
             with self._lock:
                 self._waiting -= 1

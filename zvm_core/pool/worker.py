@@ -24,9 +24,26 @@ import threading
 import time
 from collections.abc import Iterable
 
-from zvm_core.channels import READ, WRITE, Channel, FdBacking, Quota, StreamBacking
+from zvm_core.channels import (
+    READ,
+    WRITE,
+    Channel,
+    FdBacking,
+    Quota,
+    StreamBacking,
+    TailBacking,
+)
 from zvm_core.limits import MAX_FDS
-from zvm_core.pool import ChannelSpec, WarmUp, _failed, _recv, _reply, _request, _send
+from zvm_core.pool import (
+    ChannelSpec,
+    MessageTooLarge,
+    WarmUp,
+    _failed,
+    _recv,
+    _reply,
+    _request,
+    _send,
+)
 from zvm_core.report import Report
 
 PARENT_CHECK = 1.0      # seconds between a worker's looks at its parent
@@ -140,15 +157,24 @@ def _warm_up(warm: WarmUp, templates: Templates) -> None:
             f.close()
 
 
-def _serve_one(req: dict, fds: list[int], templates: Templates):
+def _backing(c: dict, fds: list[int], tails: dict[str, TailBacking] | None):
+    """The host side of one channel of a request (a ``tail`` one only in ``run_many``'s
+    requests: kept in ``tails``)."""
+    if c.get('tail') is not None and tails is not None:
+        tails[c['alias']] = TailBacking(c['tail'])
+        return tails[c['alias']]
+    if c.get('notify') is None:
+        return FdBacking(fds[c['fd']], owned=False)
+    return StreamBacking(fds[c['fd']], fds[c['notify']], c['alias'], wait=c.get('wait'))
+
+
+def _serve_one(req: dict, fds: list[int], templates: Templates,
+               tails: dict[str, TailBacking] | None = None):
     """Run one request: (report, the machine to clean afterwards or None)."""
     from zvm_core import engines
     from zvm_core.executor import DEFAULT_FUEL, Limits, SetupError
     from zvm_core.prepare import Rejected
-    channels = [Channel(c['alias'], FdBacking(fds[c['fd']], owned=False)
-                        if c.get('notify') is None else
-                        StreamBacking(fds[c['fd']], fds[c['notify']], c['alias'],
-                                      wait=c.get('wait')), c['mode'],
+    channels = [Channel(c['alias'], _backing(c, fds, tails), c['mode'],
                         random=c.get('random', False), quota=Quota(**c.get('quota', {})))
                 for c in req['channels']]
     limits = Limits(**req['limits'])
@@ -197,6 +223,39 @@ def _serve_one(req: dict, fds: list[int], templates: Templates):
     report.validation = {'state': 'cached' if verdict.cached else 'ok', 'violations': []}
     report.engine_reason = reason
     return report, machine
+
+
+def _serve_many(sock: socket.socket, runs: list[dict], fds: list[int],
+                templates: Templates) -> None:
+    """Serve ``Pool.run_many``'s request: each run in turn, its reply (report and
+    kept tails) sent as it ends; its descriptors closed once it ended."""
+    try:
+        for req in runs:
+            tails: dict[str, TailBacking] = {}
+            machine = None
+            try:
+                report, machine = _serve_one(req, fds, templates, tails)
+            except Exception as e:  # keep serving: one bad run must not take the others
+                report = _failed('killed', f'sandbox worker error: {e!r}')
+            finally:
+                for c in req['channels']:
+                    if c['fd'] is not None:
+                        os.close(fds[c['fd']])
+                        fds[c['fd']] = -1
+            try:
+                _send(sock, {'report': report.to_dict(),
+                             'tails': {k: t.data.decode('latin-1') for k, t in tails.items()}})
+            except MessageTooLarge as e:
+                _send(sock, {'report': _failed('killed', f'the report of this run is too '
+                                                         f'large to return: {e}').to_dict(),
+                             'tails': {}})
+            if machine is not None:
+                machine.reset()     # after the reply: idle templates hold no guest data
+                templates.settle(machine)
+    finally:
+        for f in fds:
+            if f >= 0:
+                os.close(f)
 
 
 def _validate_one(req: dict, fds: list[int]) -> dict:
@@ -271,6 +330,9 @@ def worker_main(fd: int, template_bytes: int, address_space: int,
             finally:
                 for f in fds:
                     os.close(f)
+            continue
+        if req.get('runs') is not None:
+            _serve_many(sock, req['runs'], fds, templates)
             continue
         try:
             report, machine = _serve_one(req, fds, templates)
