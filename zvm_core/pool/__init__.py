@@ -390,8 +390,7 @@ class Pool:
                 if reply is None:
                     code = worker.proc.wait()
                     break
-                done += 1
-                worker.served += 1
+                done += 1       # not in served: a chunk's worker may die after some replies
                 yield RunResult(_report_from(reply['report']),
                                 {k: v.encode('latin-1') for k, v in reply['tails'].items()})
             else:
@@ -445,9 +444,8 @@ class Pool:
                     if started is not None:
                         started()
                     yield worker
-                finally:        # one that answered is alive (no wait() to ask), unless reaped
-                    alive = worker.proc.returncode is None and (
-                        worker.served > served or worker.proc.poll() is None)
+                finally:        # one that answered is alive: no wait() to ask
+                    alive = worker.served > served or worker.proc.poll() is None
                     self._idle.append(worker if alive else self._replace(worker))
         finally:
             with self._lock:
