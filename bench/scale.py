@@ -24,7 +24,8 @@ servers, 2 replicas, no system images: the program is C):
   thread), counted locally in Python exactly as wc.c counts; the totals
   must equal the job's.
 
-Usage: ``python bench/scale.py [--quick | --full] [--sizes N,N,...] [--no-download]``.
+Usage: ``python bench/scale.py [--quick | --full] [--sizes N,N,...] [--no-download]
+[--keep DIR]``.
 ``bench/proxy_scale.py`` measures the proxy alone (object servers faked), which
 takes minutes for 100,000 nodes instead of the hour their bulk upload takes.
 """
@@ -187,18 +188,25 @@ def download_and_count(cluster: DevCluster, n: int) -> tuple[float, tuple[int, i
     return wall, (sums[0], sums[1], sums[2])
 
 
-def measure(n: int, program: bytes, download_too: bool = True) -> list[str]:
+def measure(n: int, program: bytes, download_too: bool = True,
+            keep: Path | None = None) -> list[str]:
     """One table row for N objects, on a fresh cluster (without the download path:
-    the expected counts come from the objects as they were made)."""
+    the expected counts come from the objects as they were made), or on the cluster
+    kept in ``keep`` by an earlier run (not populated again)."""
     with tempfile.TemporaryDirectory(prefix='zvm-bench-scale-') as d:
-        cluster = DevCluster(Path(d) / 'cluster', detach=False, sysimages={})   # C only
+        where = (keep or Path(d)) / f'cluster-{n}'
+        populated = where / 'populated'
+        cluster = DevCluster(where, detach=False, sysimages={})   # C only
         cluster.start()
         try:
             conn = common.connect(cluster)
             conn.put_container(CONTAINER)
             conn.put_object(CONTAINER, 'wc', program, content_type='application/x-executable')
             conn.close()
-            upload = populate(cluster, n)
+            upload = None
+            if not populated.exists():
+                upload = populate(cluster, n)
+                populated.touch()
             cluster.stop()
             cluster.start()         # a fresh proxy: its VmHWM is the job's, not the upload's
             conn = common.connect(cluster)
@@ -211,7 +219,9 @@ def measure(n: int, program: bytes, download_too: bool = True) -> list[str]:
                 download, expect = None, tuple(sum(c[k] for c in counts) for k in range(3))
         finally:
             cluster.stop()
-    print(f'{n:,} objects: bulk upload {upload:.1f} s ({n / upload:,.0f} objects/s); '
+    uploaded = ('kept from an earlier run' if upload is None else
+                f'bulk upload {upload:.1f} s ({n / upload:,.0f} objects/s)')
+    print(f'{n:,} objects: {uploaded}; '
           f'job {job["status"]} {job["reason"]} in {job["wall"]:.2f} s', flush=True)
     download_col = '-' if download is None else f'{download:.2f} s'
     if job['status'] != 200:
@@ -240,13 +250,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--no-download', action='store_true',
                         help='skip the download path (16 GETs per object set: ~an hour '
                              'for 100,000 objects on a loaded 2-vCPU host)')
+    parser.add_argument('--keep', type=Path, metavar='DIR',
+                        help='keep each populated cluster in DIR/cluster-N and reuse it in '
+                             'later runs (a 100,000-object upload takes ~20 minutes)')
     opts = parser.parse_args(argv)
     sizes = ([int(s) for s in opts.sizes.split(',')] if opts.sizes else
              [200, 1000] if opts.quick else
              [1000, 10_000, 100_000] if opts.full else [1000, 10_000])
     print(common.environment())
     program = common.build('wc').read_bytes()
-    rows = [measure(n, program, not opts.no_download) for n in sizes]
+    rows = [measure(n, program, not opts.no_download, opts.keep) for n in sizes]
     table(f'Wildcard word-count job over N objects of {SIZE} B vs download + count '
           f'({GETTERS} GETs at a time)',
           ['objects', 'job wall', 'ms/node', 'proxy peak RSS (+ over idle)',
