@@ -127,7 +127,7 @@ def test_channel_writes_do_not_reach_python(guest, monkeypatch, tmp_path):
 
     def counting(self):
         answered.append(1)
-        real(self)
+        return real(self)
 
     monkeypatch.setattr(supervisor._Supervisor, '_answer', counting)
     data = text_input(20_000)

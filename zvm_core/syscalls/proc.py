@@ -235,3 +235,10 @@ HANDLERS = {
     234: ('tgkill', sys_tgkill), 273: ('set_robust_list', sys_zero),
     302: ('prlimit64', sys_prlimit64), 334: ('rseq', sys_enosys),
 }
+
+# Calls whose answer reads nothing but the process's fixed identity: an engine may
+# answer them for a whole run with what their handler returns once (the native
+# supervisor's C loop does, engines/native/fastcall.c).
+CONSTANT = frozenset(nr for nr, (_name, handler) in HANDLERS.items()
+                     if handler in (sys_getpid, sys_getppid, sys_getuid, sys_set_tid_address,
+                                    sys_zero, sys_enosys))

@@ -1,30 +1,35 @@
-/* fastcall.c: the native supervisor's notification loop in C, and the
+/* fastcall.c: the native supervisor's notification loop in C, the answers
+ * of the calls that read only the process's fixed identity, and the
  * personality's plain success path of a channel read or write.
  *
  * serve() waits for the guest's notifications (poll on the listener and the
  * pidfd, the seccomp RECV ioctl) as supervisor.py's loop did, with the GIL
- * released while it waits (the rdtsc tracer thread needs it).  A call it can
- * serve it answers itself; any other call it hands back to Python, which
- * answers it with the personality (zvm_core/syscalls), and serve() is called
- * again.
+ * released while it sends an answer, waits and receives (the rdtsc tracer
+ * thread needs it).  A call it can serve it answers itself; any other call it
+ * hands to Python's answer() (the personality, zvm_core/syscalls), which
+ * answers it, and the loop goes on.
  *
- * What it serves: read, write, readv and writev (at most IOV_MAX vectors,
- * 1..CAP bytes) on a descriptor whose open file is the personality's
- * OpenFile over a sequential Channel backed by a regular host file
- * (FdBacking, seekable) or by a FileBacking, when the channel's quota lets
- * the whole call through and every guest buffer lies in one region of the
- * protection table with the needed access.  It reads the personality's own
- * objects (guest.fds, the channel, its quota, counters, MD5 states, the
- * backing's cursor) on every call and updates them exactly as Channel.read
- * and Channel.write do: there is no second copy of any state, and after it
- * the report, quotas and etags are the personality's.
+ * What it serves:
+ * - the calls whose answer is a constant of the run (getpid, gettid, getuid,
+ *   set_tid_address, sched_yield ...: proc.py's CONSTANT), from a table the
+ *   supervisor fills with what the personality's own handlers return;
+ * - read, write, readv and writev (at most IOV_MAX vectors, 1..CAP bytes) on
+ *   a descriptor whose open file is the personality's OpenFile over a
+ *   sequential Channel backed by a regular host file (FdBacking, seekable) or
+ *   by a FileBacking, when the channel's quota lets the whole call through
+ *   and every guest buffer lies in one region of the protection table with
+ *   the needed access.  It reads the personality's own objects (guest.fds,
+ *   the channel, its quota, counters, MD5 states, the backing's cursor) on
+ *   every call and updates them exactly as Channel.read and Channel.write do:
+ *   there is no second copy of any state, and after it the report, quotas and
+ *   etags are the personality's.
  *
  * What it never decides: every error and edge -- an unknown or closed
  * descriptor, the wrong access, a bad pointer, a refused or clipped quota, a
  * recorded run, a pipe, a failed host call before any byte moved, a length
  * over CAP, zero lengths -- is declined, and the personality answers the
  * call as if this file did not exist.  Guest memory is read and written
- * through the supervisor's /proc/PID/mem descriptor (memory.py), after the
+ * with process_vm_readv/writev (and /proc/PID/mem, memory.py), after the
  * protection table says so, as ProcessMemory does.
  */
 #define PY_SSIZE_T_CLEAN
@@ -56,8 +61,9 @@
 #define CH_READ 1               /* channels.py: READ, WRITE */
 #define CH_WRITE 2
 #define MAX_REGIONS 32
+#define MAX_CONSTANTS 64
 
-enum { SLOW = 0, EXITED = 1, DEADLINE = 2, HUNGUP = 3 };
+enum { STOPPED = 0, EXITED = 1, DEADLINE = 2, HUNGUP = 3 };
 
 static PyObject *s_recorder, *s_fds, *s_syscalls, *s_access, *s_channel, *s_random, *s_backing,
     *s_seekable, *s_fd, *s_cursor, *s_end, *s_quota, *s_counters, *s_gets, *s_get_size, *s_puts,
@@ -67,13 +73,15 @@ static PyObject *s_recorder, *s_fds, *s_syscalls, *s_access, *s_channel, *s_rand
 static pthread_key_t scratch;       /* a thread's buffer, freed when the thread ends */
 
 struct region { uint64_t start, end; long prot; };
+struct constant { int nr; long long value; };
 
 struct ctx {
     PyObject *guest, *prot, *openfile, *channel, *fdbacking, *filebacking;
     unsigned char *buffer;              /* this thread's CAP bytes (hashlib may release the
                                            GIL while it hashes them) */
-    int memfd, pid, nregions;
+    int memfd, pid, nregions, nconstants;
     struct region regions[MAX_REGIONS];
+    struct constant constants[MAX_CONSTANTS];
 };
 
 /* -- reading the personality's objects: -1 (and no exception) means "decline" */
@@ -359,11 +367,11 @@ static int serve_one(struct ctx *c, const struct seccomp_notif *n, long long *re
 
 static int load_ctx(PyObject *tuple, struct ctx *c)
 {
-    PyObject *regions;
-    if (!PyArg_ParseTuple(tuple, "OiiO!O!OOOO", &c->guest, &c->memfd, &c->pid, &PyTuple_Type,
+    PyObject *regions, *constants;
+    if (!PyArg_ParseTuple(tuple, "OiiO!O!OOOOO!", &c->guest, &c->memfd, &c->pid, &PyTuple_Type,
                           &regions,
                           &PyDict_Type, &c->prot, &c->openfile, &c->channel, &c->fdbacking,
-                          &c->filebacking))
+                          &c->filebacking, &PyTuple_Type, &constants))
         return -1;
     c->buffer = pthread_getspecific(scratch);
     if (c->buffer == NULL) {        /* malloc: its pages are touched only when used */
@@ -373,9 +381,9 @@ static int load_ctx(PyObject *tuple, struct ctx *c)
             return -1;
         }
     }
-    Py_ssize_t count = PyTuple_GET_SIZE(regions);
-    if (count > MAX_REGIONS) {
-        PyErr_SetString(PyExc_ValueError, "fastcall: too many regions");
+    Py_ssize_t count = PyTuple_GET_SIZE(regions), nconst = PyTuple_GET_SIZE(constants);
+    if (count > MAX_REGIONS || nconst > MAX_CONSTANTS) {
+        PyErr_SetString(PyExc_ValueError, "fastcall: too many regions or constant calls");
         return -1;
     }
     c->nregions = (int)count;
@@ -384,6 +392,24 @@ static int load_ctx(PyObject *tuple, struct ctx *c)
         if (!PyArg_ParseTuple(PyTuple_GET_ITEM(regions, i), "KKl", &r->start, &r->end, &r->prot))
             return -1;
     }
+    c->nconstants = (int)nconst;
+    for (Py_ssize_t i = 0; i < nconst; i++) {
+        struct constant *k = &c->constants[i];
+        if (!PyArg_ParseTuple(PyTuple_GET_ITEM(constants, i), "iL", &k->nr, &k->value))
+            return -1;
+    }
+    return 0;
+}
+
+/* The personality's answer to a call that reads nothing but the process's fixed
+ * identity (computed by its own handler for this run): 1 and *ret, or 0. */
+static int constant(const struct ctx *c, int nr, long long *ret)
+{
+    for (int i = 0; i < c->nconstants; i++)
+        if (c->constants[i].nr == nr) {
+            *ret = c->constants[i].value;
+            return 1;
+        }
     return 0;
 }
 
@@ -399,9 +425,10 @@ static PyObject *serve(PyObject *self, PyObject *args)
     int listener, pidfd;
     double deadline;
     Py_buffer out;
-    PyObject *ctx_tuple;
+    PyObject *ctx_tuple, *answer;
     struct ctx c;
-    if (!PyArg_ParseTuple(args, "iidw*O", &listener, &pidfd, &deadline, &out, &ctx_tuple))
+    if (!PyArg_ParseTuple(args, "iidw*OO", &listener, &pidfd, &deadline, &out, &ctx_tuple,
+                          &answer))
         return NULL;
     if (out.len != (Py_ssize_t)sizeof(struct seccomp_notif) || load_ctx(ctx_tuple, &c) < 0) {
         if (!PyErr_Occurred())
@@ -411,20 +438,39 @@ static PyObject *serve(PyObject *self, PyObject *args)
     }
     struct pollfd fds[2] = {{listener, POLLIN, 0}, {pidfd, POLLIN, 0}};
     struct seccomp_notif notif;
+    struct seccomp_notif_resp resp;
+    int pending = 0;            /* resp is the answer to send before waiting again */
     long result = -1;
     for (;;) {
         if (PyErr_CheckSignals() < 0)   /* a handler's exception (the Python loop's too) */
             break;
         double left = deadline - monotonic();
         if (left <= 0) {
-            result = DEADLINE;
+            result = DEADLINE;  /* an answer not sent: the guest is killed in its call */
             break;
         }
-        int ready, err;
+        /* one release of the GIL (the rdtsc tracer thread needs it) for the answer,
+         * the wait and the next notification */
+        int sent = 0, send_err = 0, ready, err, r = -1;
         Py_BEGIN_ALLOW_THREADS
+        if (pending) {
+            sent = ioctl(listener, SECCOMP_IOCTL_NOTIF_SEND, &resp);
+            send_err = errno;
+        }
         ready = poll(fds, 2, (int)fmin(ceil(left * 1000), INT32_MAX));
         err = errno;
+        if (ready > 0 && !fds[1].revents && (fds[0].revents & POLLIN)) {
+            memset(&notif, 0, sizeof notif);
+            r = ioctl(listener, SECCOMP_IOCTL_NOTIF_RECV, &notif);
+            err = errno;
+        }
         Py_END_ALLOW_THREADS
+        pending = 0;
+        if (sent < 0 && send_err != ENOENT) {   /* ENOENT: it died (killed) while we answered */
+            errno = send_err;
+            PyErr_SetFromErrno(PyExc_OSError);
+            break;
+        }
         if (ready < 0) {
             if (err == EINTR && PyErr_CheckSignals() == 0)
                 continue;
@@ -444,12 +490,6 @@ static PyObject *serve(PyObject *self, PyObject *args)
             result = HUNGUP;            /* it is exiting: Python waits for the pidfd alone */
             break;
         }
-        memset(&notif, 0, sizeof notif);
-        int r;
-        Py_BEGIN_ALLOW_THREADS
-        r = ioctl(listener, SECCOMP_IOCTL_NOTIF_RECV, &notif);
-        err = errno;
-        Py_END_ALLOW_THREADS
         if (r < 0) {
             if (err == ENOENT || (err == EINTR && PyErr_CheckSignals() == 0))
                 continue;               /* the guest died between poll and receive */
@@ -460,33 +500,36 @@ static PyObject *serve(PyObject *self, PyObject *args)
             break;
         }
         long long ret = 0;
-        struct held h = {.n = 0};
-        int served = serve_one(&c, &notif, &ret, &h);
-        while (h.n)
-            Py_DECREF(h.refs[--h.n]);
+        int served = constant(&c, notif.data.nr, &ret);
+        if (!served) {
+            struct held h = {.n = 0};
+            served = serve_one(&c, &notif, &ret, &h);
+            while (h.n)
+                Py_DECREF(h.refs[--h.n]);
+        }
         if (served < 0)
             break;
-        if (served == 0) {
+        if (served == 0) {              /* the personality answers it (and sends the answer) */
             memcpy(out.buf, &notif, sizeof notif);
-            result = SLOW;
-            break;
+            PyObject *more = PyObject_CallNoArgs(answer);
+            int go_on = more == NULL ? -1 : PyObject_IsTrue(more);
+            Py_XDECREF(more);
+            if (go_on < 0)
+                break;
+            if (!go_on) {
+                result = STOPPED;
+                break;
+            }
+            continue;
         }
         if (add_ll(c.guest, s_syscalls, 1) < 0)
             break;
-        struct seccomp_notif_resp resp = {.id = notif.id};
+        resp = (struct seccomp_notif_resp){.id = notif.id};
         if (ret < 0)
             resp.error = (int32_t)ret;
         else
             resp.val = ret;
-        Py_BEGIN_ALLOW_THREADS
-        r = ioctl(listener, SECCOMP_IOCTL_NOTIF_SEND, &resp);
-        err = errno;
-        Py_END_ALLOW_THREADS
-        if (r < 0 && err != ENOENT) {   /* ENOENT: it died (killed) while we answered */
-            errno = err;
-            PyErr_SetFromErrno(PyExc_OSError);
-            break;
-        }
+        pending = 1;
     }
     PyBuffer_Release(&out);
     return result < 0 ? NULL : PyLong_FromLong(result);
@@ -494,10 +537,11 @@ static PyObject *serve(PyObject *self, PyObject *args)
 
 static PyMethodDef methods[] = {
     {"serve", serve, METH_VARARGS,
-     "serve(listener, pidfd, deadline, notif, ctx) -> SLOW (a call for Python is in notif), "
-     "EXITED, DEADLINE or HUNGUP.\n\nctx: (guest, memfd, pid, regions ((start, end, prot), "
-     "...), "
-     "page protections {page: prot}, OpenFile, Channel, FdBacking, FileBacking)."},
+     "serve(listener, pidfd, deadline, notif, ctx, answer) -> STOPPED, EXITED, DEADLINE or "
+     "HUNGUP.\n\nA call it does not serve is put in notif and answer() is called: it answers "
+     "the call and says whether to go on (false: STOPPED).\n\nctx: (guest, memfd, pid, "
+     "regions ((start, end, prot), ...), page protections {page: prot}, OpenFile, Channel, "
+     "FdBacking, FileBacking, constant calls ((nr, answer), ...))."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -526,7 +570,7 @@ PyMODINIT_FUNC PyInit__fastcall(void)
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
         return NULL;
-    if (PyModule_AddIntConstant(m, "SLOW", SLOW) < 0
+    if (PyModule_AddIntConstant(m, "STOPPED", STOPPED) < 0
         || PyModule_AddIntConstant(m, "CAP", CAP) < 0
         || PyModule_AddIntConstant(m, "EXITED", EXITED) < 0
         || PyModule_AddIntConstant(m, "DEADLINE", DEADLINE) < 0

@@ -7,9 +7,10 @@ initial stack and auxiliary vector), hands that to the trusted loader
 (``loader.c``) in a fresh process, and serves the seccomp notifications the
 guest's system calls raise with the emulator's personality
 (``zvm_core.syscalls``, ``zvm_core.zerovm.trap``) over :class:`ProcessMemory`.
-The loop is C (``fastcall.c``): it answers plain channel reads and writes
-on the personality's own objects and hands every other call, and every edge
-of those, to the personality (doc/sandbox.md, "Cost of a mediated call").
+The loop is C (``fastcall.c``): it answers the calls whose answer is a
+constant of the run (with what the personality's handlers return) and plain
+channel reads and writes on the personality's own objects, and hands every
+other call, and every edge of those, to the personality (doc/sandbox.md, "Cost of a mediated call").
 
 Memory calls are the personality's too: ``brk`` and ``mmap`` are
 bookkeeping in the same :class:`~zvm_core.memory.Arena` over the heap the
@@ -68,6 +69,7 @@ from zvm_core.prefix import Cut
 from zvm_core.report import Accounting, Report
 from zvm_core.syscalls import HANDLERS, Stop, SysError, count_unknown, syscall_name
 from zvm_core.syscalls.io import OpenFile
+from zvm_core.syscalls.proc import CONSTANT
 from zvm_core.syscalls.random import SeededStream
 from zvm_core.syscalls.time import VirtualClock
 from zvm_core.zerovm import trap
@@ -437,26 +439,21 @@ class _Supervisor:
                 poll.unregister(listener)
 
     def _serve_fast(self) -> str | None:
-        """The C loop (``fastcall.c``): it answers plain channel reads and writes and
-        hands every other call to :meth:`_answer`.  None when the guest exited or
-        the run is over; what the Python loop is left to do otherwise: ``'all'``
-        (no C loop here) or ``'exiting'`` (the listener hung up: wait for the pidfd)."""
+        """The C loop (``fastcall.c``): it answers the constant calls and plain channel
+        reads and writes, and hands every other call to :meth:`_answer`.  None when
+        the guest exited or the run is over; what the Python loop is left to do
+        otherwise: ``'all'`` (no C loop here) or ``'exiting'`` (the listener hung up:
+        wait for the pidfd)."""
         table = self.guest.mem.table()
         if not FAST_PATH or table is None:
             return 'all'
-        ctx = (self.guest, *table, OpenFile, Channel, FdBacking, FileBacking)
-        serve, slow = _fastcall.serve, _fastcall.SLOW
-        while self.stopped is None:
-            got = serve(self.listener, self.pidfd, self.deadline, self.notif, ctx)
-            if got == slow:
-                self._answer()
-            elif got == _fastcall.DEADLINE:
-                self._kill('timeout')
-            elif got == _fastcall.HUNGUP:
-                return 'exiting'
-            else:
-                return None             # EXITED
-        return None
+        ctx = (self.guest, *table, OpenFile, Channel, FdBacking, FileBacking,
+               tuple((nr, _constant(self.guest, nr)) for nr in CONSTANT))
+        got = _fastcall.serve(self.listener, self.pidfd, self.deadline, self.notif, ctx,
+                              self._answer)
+        if got == _fastcall.DEADLINE:
+            self._kill('timeout')
+        return 'exiting' if got == _fastcall.HUNGUP else None
 
     def _receive(self) -> bool:
         self.notif[:] = _NOTIF_ZERO     # the kernel wants it zeroed
@@ -499,7 +496,8 @@ class _Supervisor:
             return
         self._send(notif_id, 0, 0, seccomp.USER_NOTIF_FLAG_CONTINUE)
 
-    def _answer(self) -> None:
+    def _answer(self) -> bool:
+        """Answer the call in ``self.notif`` with the personality: whether to go on."""
         g = self.guest
         notif_id, _pid, _flags, nr, _arch, ip, *args = seccomp.NOTIF.unpack(self.notif)
         g.syscalls += 1
@@ -537,11 +535,12 @@ class _Supervisor:
                 self.stopped = 'stop'       # unanswered, it runs no instruction until killed
             else:
                 self._kill('stop')
-            return
+            return False
         if -4096 < ret < 0:
             self._send(notif_id, 0, ret)
         else:
             self._send(notif_id, 0 if flags else ret, 0, flags)
+        return True
 
     def _kill(self, why: str) -> None:
         self.stopped = why
@@ -549,6 +548,14 @@ class _Supervisor:
             signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def _constant(guest: Guest, nr: int) -> int:
+    """The personality's answer to a call of ``proc.CONSTANT`` in this run."""
+    try:
+        return DISPATCH[nr][1](guest, 0, 0, 0, 0, 0, 0)
+    except SysError as e:
+        return -e.errno
 
 
 def _reap(pid: int, pidfd: int | None, tracer: Tracer | None = None) -> int:
