@@ -7,7 +7,10 @@
  *                    descriptors closed, dup'ed and of the wrong access
  *   fastcall quota   1000-byte writes to stdout, then 1000-byte reads of stdin,
  *                    each until the first error (the test sets the quotas)
- *   fastcall copy    stdin to stdout, 1000 bytes a call */
+ *   fastcall copy    stdin to stdout, 1000 bytes a call
+ *   fastcall identity  the calls answered with a constant of the run (getpid,
+ *                    getuid, set_tid_address ...), with hostile arguments, 100
+ *                    times each, then the virtual clock (it counts the calls) */
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -15,6 +18,7 @@
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 static char data[4096], in[4096];
@@ -139,6 +143,29 @@ static void quota(void)
     show("read(after)", r);
 }
 
+static void identity(void)
+{
+    static const struct { long nr; const char *name; } calls[] = {
+        {SYS_sched_yield, "sched_yield"}, {SYS_getpid, "getpid"}, {SYS_getuid, "getuid"},
+        {SYS_getgid, "getgid"}, {SYS_geteuid, "geteuid"}, {SYS_getegid, "getegid"},
+        {SYS_getppid, "getppid"}, {SYS_sigaltstack, "sigaltstack"}, {SYS_gettid, "gettid"},
+        {SYS_set_tid_address, "set_tid_address"}, {SYS_set_robust_list, "set_robust_list"},
+        {SYS_rseq, "rseq"},
+    };
+    for (unsigned i = 0; i < sizeof calls / sizeof calls[0]; i++) {
+        long first = syscall(calls[i].nr, -1L, 0x1000L, -16L, 1L << 62, 0L, 7L), changed = 0;
+        int e = errno;
+        for (int k = 0; k < 100; k++)
+            changed += syscall(calls[i].nr, (long)k, (long)data, -1L, 0L, 0L, 0L) != first;
+        errno = e;
+        show(calls[i].name, first);
+        show("  changed", changed);
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    dprintf(2, "monotonic = %lld.%09ld\n", (long long)ts.tv_sec, ts.tv_nsec);
+}
+
 int main(int argc, char **argv)
 {
     const char *mode = argc > 1 ? argv[1] : "edges";
@@ -151,5 +178,7 @@ int main(int argc, char **argv)
         quota();
     if (strcmp(mode, "edges") == 0)
         edges();
+    if (strcmp(mode, "identity") == 0)
+        identity();
     return 0;
 }

@@ -137,3 +137,35 @@ def test_channel_writes_do_not_reach_python(guest, monkeypatch, tmp_path):
     stdin, stdout = (report.accounting.channels[c] for c in ('/dev/stdin', '/dev/stdout'))
     assert stdout.writes == len(data) // 1000 + 1 and stdin.reads == stdout.writes + 1
     assert len(answered) < report.accounting.syscalls - stdin.reads - stdout.writes + 5
+
+
+def test_constant_calls_answered_in_c_as_the_personality_answers(guest, monkeypatch, tmp_path):
+    """getpid, getuid, set_tid_address ... (proc.CONSTANT) are answered by the C loop
+    with what the personality's handlers return, whatever the arguments: the same
+    results as the personality alone and the emulator, the same call count (the
+    virtual clock read after them is the same natively), and none reaches Python."""
+    answered = []
+    real = supervisor._Supervisor._answer
+
+    def counting(self):
+        answered.append(1)
+        return real(self)
+
+    monkeypatch.setattr(supervisor._Supervisor, '_answer', counting)
+    results = []
+    for way in WAYS:
+        answered.clear()
+        results.append(_run(monkeypatch, tmp_path, guest('fastcall'), ['identity'], 'fd', b'',
+                            way))
+        if way == ('native', True):
+            in_python = len(answered)
+    lines = [r[2].decode().splitlines() for r in results]
+    assert lines[0][:4] == ['sched_yield = 0 errno=0', '  changed = 0 errno=0',
+                            'getpid = 1 errno=0', '  changed = 0 errno=0']
+    assert 'rseq = -1 errno=38' in lines[0] and 'set_tid_address = 1 errno=0' in lines[0]
+    assert lines[0].count('  changed = 0 errno=0') == len(supervisor.CONSTANT) == 12
+    assert lines[0] == lines[1]                     # the clock line too: same call count
+    assert lines[2][:-1] == lines[0][:-1]           # the emulator's clock counts fuel
+    fast, slow = results[0][0], results[1][0]
+    assert fast.accounting.syscalls == slow.accounting.syscalls > 12 * 101
+    assert in_python < 50
