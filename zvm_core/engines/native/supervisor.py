@@ -10,7 +10,8 @@ guest's system calls raise with the emulator's personality
 The loop is C (``fastcall.c``): it answers the calls whose answer is a
 constant of the run (with what the personality's handlers return) and plain
 channel reads and writes on the personality's own objects, and hands every
-other call, and every edge of those, to the personality (doc/sandbox.md, "Cost of a mediated call").
+other call, and every edge of those, to the personality (doc/sandbox.md,
+"Cost of a mediated call").
 
 Memory calls are the personality's too: ``brk`` and ``mmap`` are
 bookkeeping in the same :class:`~zvm_core.memory.Arena` over the heap the
