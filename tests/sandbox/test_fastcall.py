@@ -119,17 +119,23 @@ def test_quota_boundaries_same_with_and_without_the_c_path(guest, monkeypatch, t
     _same(results)
 
 
-def test_channel_writes_do_not_reach_python(guest, monkeypatch, tmp_path):
-    """The C loop serves the channel reads and writes: the personality in Python sees
-    only the calls around them."""
-    answered = []
+@pytest.fixture
+def answered(monkeypatch):
+    """The calls the personality in Python answers natively (one entry each)."""
+    calls: list[int] = []
     real = supervisor._Supervisor._answer
 
     def counting(self):
-        answered.append(1)
+        calls.append(1)
         return real(self)
 
     monkeypatch.setattr(supervisor._Supervisor, '_answer', counting)
+    return calls
+
+
+def test_channel_writes_do_not_reach_python(guest, monkeypatch, tmp_path, answered):
+    """The C loop serves the channel reads and writes: the personality in Python sees
+    only the calls around them."""
     data = text_input(20_000)
     report, out, _, _ = _run(monkeypatch, tmp_path, guest('fastcall'), ['copy'], 'fd', data,
                              ('native', True))
@@ -139,19 +145,12 @@ def test_channel_writes_do_not_reach_python(guest, monkeypatch, tmp_path):
     assert len(answered) < report.accounting.syscalls - stdin.reads - stdout.writes + 5
 
 
-def test_constant_calls_answered_in_c_as_the_personality_answers(guest, monkeypatch, tmp_path):
+def test_constant_calls_answered_in_c_as_the_personality_answers(guest, monkeypatch, tmp_path,
+                                                                answered):
     """getpid, getuid, set_tid_address ... (proc.CONSTANT) are answered by the C loop
     with what the personality's handlers return, whatever the arguments: the same
     results as the personality alone and the emulator, the same call count (the
     virtual clock read after them is the same natively), and none reaches Python."""
-    answered = []
-    real = supervisor._Supervisor._answer
-
-    def counting(self):
-        answered.append(1)
-        return real(self)
-
-    monkeypatch.setattr(supervisor._Supervisor, '_answer', counting)
     results = []
     for way in WAYS:
         answered.clear()
