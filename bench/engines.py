@@ -31,11 +31,14 @@ Usage: ``python bench/engines.py [--quick] [--reps N] [--no-python]``.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
+import resource
 import subprocess
 import sys
 import tarfile
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -269,14 +272,34 @@ def warm_start(reps: int, engines: list[str]) -> None:
           note='goal (issue 16): native p50 <= 0.5 ms')
 
 
-def _host_round_trip(prog: Path, n: int, reps: int, null: Path, out: Path) -> list[float]:
-    """[t(0), t(n)]: medians of ``prog 0`` and ``prog n`` as host processes."""
-    times = []
+def _cpu() -> float:
+    """CPU seconds of this process and its reaped children (native guests, host runs)."""
+    usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    return sum(u.ru_utime + u.ru_stime for u in usage)
+
+
+def _per_call(run_one: Callable[[int], object], n: int, reps: int) -> tuple[float, float]:
+    """(wall, CPU) seconds per call: (t(n) - t(0)) / n, medians of ``reps`` runs each."""
+    out = []
     for count in (0, n):
+        walls, cpus = [], []
+        for _ in range(reps):
+            c = _cpu()
+            walls.append(common.timed(run_one, count)[0])
+            cpus.append(_cpu() - c)
+        out.append((p50(walls), p50(cpus)))
+    return (out[1][0] - out[0][0]) / n, (out[1][1] - out[0][1]) / n
+
+
+def _host(prog: Path, null: Path, out: Path) -> Callable[[int], object]:
+    def one(count: int) -> object:
         with open(null, 'rb') as i, open(out, 'wb') as o:
-            times.append(p50([common.timed(subprocess.run, [str(prog), str(count)], stdin=i,
-                                           stdout=o, check=True)[0] for _ in range(reps)]))
-    return times
+            return subprocess.run([str(prog), str(count)], stdin=i, stdout=o, check=True)
+    return one
+
+
+def _sandboxed_n(engine: str, prog: Path, null: Path, out: Path, count: int) -> float:
+    return sandboxed(engine, prog, [str(count)], null, out)
 
 
 def round_trip(tmp: Path, n: int, reps: int, engines: list[str]) -> None:
@@ -285,30 +308,28 @@ def round_trip(tmp: Path, n: int, reps: int, engines: list[str]) -> None:
     rows = []
     floor = None
     if 'native' in engines:     # the kernel's own round trip: a C supervisor answering getpid
-        t = _host_round_trip(common.build('floor', cc='gcc'), n, reps, null, tmp / 'floor.out')
-        floor = (t[1] - t[0]) / n
-        rows.append(['getpid', 'kernel floor (C)', f'{n:,}', ms(t[0]), ms(t[1]), us(floor),
-                     '1.00x'])
+        floor, cpu = _per_call(_host(common.build('floor', cc='gcc'), null, tmp / 'floor.out'),
+                               n, reps)
+        rows.append(['getpid', 'kernel floor (C)', f'{n:,}', us(floor), us(cpu), '1.00x'])
     for name, what in (('getpid', 'getpid'), ('writes', '1 KiB writev')):
         prog, out = common.build(name), tmp / f'{name}.out'
         for engine in engines:
             sandboxed(engine, prog, ['0'], null, out)     # validation (cached after)
-            t0 = p50([sandboxed(engine, prog, ['0'], null, out) for _ in range(reps)])
-            t1 = p50([sandboxed(engine, prog, [str(n)], null, out) for _ in range(reps)])
-            per = (t1 - t0) / n
-            rows.append([what, f'{engine} engine', f'{n:,}', ms(t0), ms(t1), us(per),
+            per, cpu = _per_call(functools.partial(_sandboxed_n, engine, prog, null, out),
+                                 n, reps)
+            rows.append([what, f'{engine} engine', f'{n:,}', us(per), us(cpu),
                          ratio(per, floor) if floor else 'n/a'])
             if engine == 'native':
                 goal(f'native mediated call ({what})', '<= 10 us', per, 10e-6,
                      us(per) + (f' ({ratio(per, floor)} the floor)' if floor else ''))
-        t = _host_round_trip(prog, n * 20, reps, null, out)
-        rows.append([what, 'host process', f'{n * 20:,}', ms(t[0]), ms(t[1]),
-                     us((t[1] - t[0]) / (n * 20)), 'n/a'])
+        per, cpu = _per_call(_host(prog, null, out), n * 20, reps)
+        rows.append([what, 'host process', f'{n * 20:,}', us(per), us(cpu), 'n/a'])
     table(f'System-call round trip: (t(N) - t(0)) / N ({reps} reps, medians)',
-          ['call', 'where', 'N', 't(0)', 't(N)', 'per call', 'vs floor'], rows,
+          ['call', 'where', 'N', 'wall per call', 'CPU per call', 'wall vs floor'], rows,
           note='goal (issue 16): native engine <= 10 us per mediated call. The floor is '
                'bench/programs/floor.c: a C supervisor that only polls, receives and '
-               'answers (the kernel\'s part of any mediated call). A mediated writev also '
+               'answers (the kernel\'s part of any mediated call). CPU: supervisor and guest '
+               'together, steadier than wall on a loaded host. A mediated writev also '
                'copies its bytes out of the guest, writes them and hashes them (natively '
                'served by the C loop, engines/native/fastcall.c); a stdio program pays one '
                'per 1 KiB it writes, which is why sort stays above 1.5x (doc/sandbox.md, '

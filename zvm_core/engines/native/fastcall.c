@@ -6,8 +6,8 @@
  * pidfd, the seccomp RECV ioctl) as supervisor.py's loop did, with the GIL
  * released while it sends an answer, waits and receives (the rdtsc tracer
  * thread needs it).  A call it can serve it answers itself; any other call it
- * hands to Python's answer() (the personality, zvm_core/syscalls), which
- * answers it, and the loop goes on.
+ * hands to Python's answer() (the personality, zvm_core/syscalls), and
+ * sends the answer it gives with the next wait.
  *
  * What it serves:
  * - the calls whose answer is a constant of the run (getpid, gettid, getuid,
@@ -509,17 +509,24 @@ static PyObject *serve(PyObject *self, PyObject *args)
         }
         if (served < 0)
             break;
-        if (served == 0) {              /* the personality answers it (and sends the answer) */
+        if (served == 0) {              /* the personality answers it */
             memcpy(out.buf, &notif, sizeof notif);
-            PyObject *more = PyObject_CallNoArgs(answer);
-            int go_on = more == NULL ? -1 : PyObject_IsTrue(more);
-            Py_XDECREF(more);
-            if (go_on < 0)
+            PyObject *sent_back = PyObject_CallNoArgs(answer);
+            if (sent_back == NULL)
                 break;
-            if (!go_on) {
+            if (sent_back == Py_None) { /* the run is over: the call stays unanswered */
+                Py_DECREF(sent_back);
                 result = STOPPED;
                 break;
             }
+            resp = (struct seccomp_notif_resp){0};
+            int ok = PyArg_ParseTuple(sent_back, "KLiI;fastcall: answer() must give "
+                                      "(id, val, error, flags)", &resp.id, &resp.val,
+                                      &resp.error, &resp.flags);
+            Py_DECREF(sent_back);
+            if (!ok)
+                break;
+            pending = 1;
             continue;
         }
         if (add_ll(c.guest, s_syscalls, 1) < 0)
@@ -538,8 +545,9 @@ static PyObject *serve(PyObject *self, PyObject *args)
 static PyMethodDef methods[] = {
     {"serve", serve, METH_VARARGS,
      "serve(listener, pidfd, deadline, notif, ctx, answer) -> STOPPED, EXITED, DEADLINE or "
-     "HUNGUP.\n\nA call it does not serve is put in notif and answer() is called: it answers "
-     "the call and says whether to go on (false: STOPPED).\n\nctx: (guest, memfd, pid, "
+     "HUNGUP.\n\nA call it does not serve is put in notif and answer() is called: it gives "
+     "the response to send, (id, val, error, flags), or None when the run is over "
+     "(STOPPED).\n\nctx: (guest, memfd, pid, "
      "regions ((start, end, prot), ...), page protections {page: prot}, OpenFile, Channel, "
      "FdBacking, FileBacking, constant calls ((nr, answer), ...))."},
     {NULL, NULL, 0, NULL},

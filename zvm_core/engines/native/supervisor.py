@@ -433,9 +433,10 @@ class _Supervisor:
                 if fd == pidfd:
                     return              # it exited: no call of it is pending any more
                 events = ev
-            if events & select.POLLIN:
-                if self._receive():
-                    self._answer()
+            if events & select.POLLIN and self._receive():
+                answer = self._answer()
+                if answer is not None:
+                    self._send(*answer)
             elif events:                # POLLHUP: it is exiting; wait for the pidfd alone
                 poll.unregister(listener)
 
@@ -497,8 +498,9 @@ class _Supervisor:
             return
         self._send(notif_id, 0, 0, seccomp.USER_NOTIF_FLAG_CONTINUE)
 
-    def _answer(self) -> bool:
-        """Answer the call in ``self.notif`` with the personality: whether to go on."""
+    def _answer(self) -> tuple[int, int, int, int] | None:
+        """The personality's answer to the call in ``self.notif``: what to send (its
+        id, value, error, flags), or None when the run is over (it is not answered)."""
         g = self.guest
         notif_id, _pid, _flags, nr, _arch, ip, *args = seccomp.NOTIF.unpack(self.notif)
         g.syscalls += 1
@@ -536,12 +538,10 @@ class _Supervisor:
                 self.stopped = 'stop'       # unanswered, it runs no instruction until killed
             else:
                 self._kill('stop')
-            return False
+            return None
         if -4096 < ret < 0:
-            self._send(notif_id, 0, ret)
-        else:
-            self._send(notif_id, 0 if flags else ret, 0, flags)
-        return True
+            return notif_id, 0, ret, 0
+        return notif_id, 0 if flags else ret, 0, flags
 
     def _kill(self, why: str) -> None:
         self.stopped = why
