@@ -168,3 +168,15 @@ def test_constant_calls_answered_in_c_as_the_personality_answers(guest, monkeypa
     fast, slow = results[0][0], results[1][0]
     assert fast.accounting.syscalls == slow.accounting.syscalls > 12 * 101
     assert in_python < 50
+
+
+def test_timeout_in_calls_answered_in_c(guest):
+    """A guest that makes only calls the C loop answers (getpid, forever) ends with
+    ``timeout`` at its deadline, killed and reaped in its call."""
+    from tests.sandbox.test_native import _children
+    from zvm_core.executor import Limits
+    report = run(guest('getpid'), [Channel('/dev/stdout', MemoryBacking(), WRITE)],
+                 argv=['getpid', str(10 ** 12)], limits=Limits(timeout=1), engine='native')
+    assert (report.status, report.engine) == ('timeout', 'native'), report
+    assert report.accounting.syscalls > 1000
+    assert not [c for c in _children() if c.startswith('loader')]     # not even a zombie
