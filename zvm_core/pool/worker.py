@@ -69,6 +69,7 @@ class Templates:
         self.budget = budget
         self._machines: collections.OrderedDict = collections.OrderedDict()
         self._prepared: collections.OrderedDict = collections.OrderedDict()
+        self._ran: list = []        # native templates settled since the worker was idle
 
     def get(self, path: str, memory: int, rdtsc: str):
         """The template machine for the program (Rejected if it is not valid)."""
@@ -127,7 +128,16 @@ class Templates:
     def settle(self, machine) -> None:
         """A template was reset after a run: charge it what it still holds."""
         machine.charge = machine.held()
+        if hasattr(machine, 'idle'):
+            self._ran.append(machine)
         self._evict()
+
+    def idle(self) -> None:
+        """Before the worker waits for its next request: the native templates that
+        ran since reap their runs' children (a batch's nodes leave that to the end)."""
+        for machine in self._ran:
+            machine.idle()
+        self._ran = []
 
     def _evict(self) -> None:
         while (len(self._machines) > 1
@@ -319,6 +329,7 @@ def worker_main(fd: int, template_bytes: int, address_space: int,
     if warm:
         _send(sock, {'ready': True})        # the pool reads it before the first request
     while True:
+        templates.idle()
         req, fds = _recv(sock)
         if req is None:
             templates.close()

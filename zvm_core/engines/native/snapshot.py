@@ -359,6 +359,11 @@ class Snapshots(prefix.Snapshots):
                 if snap is last:
                     self.drop(key)
 
+    def idle(self) -> None:
+        """Reap the children of the runs of the snapshot used last."""
+        if self.last is not None:
+            self.last.template.reap(wait=True)
+
     def begin(self, guest: Guest, channels: list, argv: list[str], env: dict[str, str],
               seed: int, epoch: int, image, timeout: float
               ) -> tuple[Snapshot | None, Report | None]:

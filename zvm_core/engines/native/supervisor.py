@@ -223,12 +223,14 @@ class Template:
     run -- while the program is copied and the namespaces are made once.
     :meth:`prefork` forks the next child ahead of its run (the pool calls it
     after replying): the child sets its limits, installs the filter, passes
-    its listener and waits at the gate.  :meth:`start` gives it the run:
-    writes the run's initial stack and user manifest into it, its stack
-    pointer, its CPU limit, and lets it through the gate.  The children are
-    the supervisor's (``CLONE_PARENT``): it waits for them and they die with
-    it; the template and an unused child die with it too, or when
-    :meth:`close` kills them.  One caller at a time.
+    its listener and waits at the gate.  :meth:`take` asks for the child
+    after next as soon as it hands one out, so that it forks while this run
+    runs (the nodes of a batch follow one another at once).
+    :meth:`start` gives a child its run: writes the run's initial stack and
+    user manifest into it, its stack pointer, its CPU limit, and lets it
+    through the gate.  The children are the supervisor's (``CLONE_PARENT``):
+    it waits for them and they die with it; the template and an unused child
+    die with it too, or when :meth:`close` kills them.  One caller at a time.
     """
 
     def __init__(self, program: Program, memory: int, timeout: float = 10.0,
@@ -243,7 +245,9 @@ class Template:
         self.pid, self.sock = _spawn(spec or layout.image_spec(template=True))
         self.pidfd: int | None = None
         self._next: _Child | None = None
-        self._dead: list[tuple[int, int, int | None]] = []
+        self._forking: socket.socket | None = None  # a child asked for: our end of its socket
+        self._dead: list[tuple[int, int, int | None]] = []      # ended runs, not killed yet
+        self._dying: list[tuple[int, int]] = []     # killed, not reaped yet (pid, pidfd)
         try:
             self.pidfd = os.pidfd_open(self.pid)
             self.sock.settimeout(timeout)
@@ -265,24 +269,40 @@ class Template:
                           .strip())
         return int.from_bytes(data, 'little', signed=True)
 
-    def prefork(self) -> None:
-        """Fork the child the next run starts in and wait until it is at the gate
-        (the runs killed since are reaped while it forks)."""
-        if self._guest is None:
-            self._guest = Guest(self.program, self.memory)
-        if self._next is not None:
-            self.reap()
+    def fork(self) -> None:
+        """Ask the template for the next run's child, without waiting for it
+        (:meth:`prefork` takes it in)."""
+        if self._next is not None or self._forking is not None:
             return
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             socket.send_fds(self.sock, [b'F'], [theirs.fileno()])
-            self.reap()
-            pid = self._reply()
         except BaseException:
             ours.close()
             raise
         finally:
             theirs.close()
+        self._forking = ours
+
+    def prefork(self) -> None:
+        """Have the child the next run starts in waiting at the gate (forked now,
+        unless :meth:`take` asked for it already); the runs ended since are killed
+        meanwhile (:meth:`reap`)."""
+        if self._guest is None:
+            self._guest = Guest(self.program, self.memory)
+        self.fork()
+        self.reap()
+        if self._next is None:
+            self._next = self._collect()
+
+    def _collect(self) -> _Child:
+        """The child :meth:`fork` asked for, once it waits at the gate."""
+        ours, self._forking = self._forking, None
+        try:
+            pid = self._reply()
+        except BaseException:
+            ours.close()
+            raise
         if pid <= 0:
             ours.close()
             raise OSError(-pid or errno.EPROTO, 'the template cannot fork')
@@ -308,7 +328,7 @@ class Template:
         except BaseException:
             child.close()
             raise
-        self._next = child
+        return child
 
     def guest(self) -> Guest:
         """A new Guest for the next run: built by :meth:`prefork`, off the request path."""
@@ -320,6 +340,7 @@ class Template:
         if self._next is None:
             self.prefork()
         child, self._next = self._next, None
+        self.fork()         # the next run's child forks while this one runs
         return child
 
     @staticmethod
@@ -339,25 +360,39 @@ class Template:
 
     def reap_later(self, pid: int, pidfd: int, listener: int | None = None) -> None:
         """A child whose run ended in a call it is still blocked in (its outcome is
-        known): :meth:`reap` kills it, closes its ``listener`` and waits for it after
-        the reply, not before."""
+        known): :meth:`reap` kills it after the reply, not before."""
         self._dead.append((pid, pidfd, listener))
 
-    def reap(self) -> None:
-        while self._dead:
-            pid, pidfd, listener = self._dead.pop()
-            try:
-                _reap(pid, pidfd)
-            finally:        # after the kill: closed before, it would resume the call
-                if listener is not None:
-                    os.close(listener)
+    def reap(self, wait: bool = False) -> None:
+        """Kill the children whose runs ended and reap them once gone: those killed
+        by an earlier call now (they are), these ones now only if they are gone
+        already (or ``wait``), else at the next call -- waiting for a process to
+        die is not put in front of the next run."""
+        killed = []
+        for pid, pidfd, listener in self._dead:
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            if listener is not None:    # killed, it resumes no call: closed before, it would
+                os.close(listener)
+            killed.append((pid, pidfd))
+        self._dead = []
+        dying, self._dying = self._dying, []
+        for pid, pidfd in dying + killed:
+            with contextlib.suppress(ChildProcessError):
+                if not os.waitpid(pid, 0 if wait or (pid, pidfd) in dying else os.WNOHANG)[0]:
+                    self._dying.append((pid, pidfd))
+                    continue
+            os.close(pidfd)
 
     def alive(self) -> bool:
         return self.pidfd is not None and not select.select([self.pidfd], [], [], 0)[0]
 
     def close(self) -> None:
-        """Kill and reap the template and its unused child."""
-        self.reap()
+        """Kill and reap the template, its unused child and the runs' children."""
+        self.reap(wait=True)
+        if self._forking is not None:       # collected to be killed: else a stray child
+            with contextlib.suppress(OSError):
+                self._next = self._collect()
         if self._next is not None:
             self._next.close()
             self._next = None

@@ -55,6 +55,13 @@ class Warm:
         if self.snapshots is not None:
             self.snapshots.prefork()
 
+    def idle(self) -> None:
+        """The worker waits for work: reap the children of the runs (``reset`` only
+        kills them, so that a batch's next node does not wait for that)."""
+        self.template.reap(wait=True)
+        if self.snapshots is not None:
+            self.snapshots.idle()
+
     def held(self) -> int:
         """Host memory the template holds: its copy of the program."""
         return self.image_size
