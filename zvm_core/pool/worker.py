@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Iterable
 
+from zvm_core import engines
 from zvm_core.channels import (
     READ,
     WRITE,
@@ -33,6 +34,7 @@ from zvm_core.channels import (
     StreamBacking,
     TailBacking,
 )
+from zvm_core.executor import DEFAULT_FUEL, Limits, SetupError
 from zvm_core.limits import MAX_FDS
 from zvm_core.pool import (
     ChannelSpec,
@@ -44,7 +46,9 @@ from zvm_core.pool import (
     _request,
     _send,
 )
+from zvm_core.prepare import Rejected, prepare
 from zvm_core.report import Report
+from zvm_core.validator import Policy
 
 PARENT_CHECK = 1.0      # seconds between a worker's looks at its parent
 PR_SET_NO_NEW_PRIVS = 38
@@ -74,9 +78,6 @@ class Templates:
     def get(self, path: str, memory: int, rdtsc: str):
         """The template machine for the program (Rejected if it is not valid)."""
         from zvm_core.engines.emulated.machine import Machine
-        from zvm_core.executor import Limits
-        from zvm_core.prepare import prepare
-        from zvm_core.validator import Policy
         key = (*_file_key(path), memory, rdtsc)
         machine = self._machines.pop(key, None)
         if machine is None:
@@ -92,8 +93,6 @@ class Templates:
         """The program prepared for ``engine`` (``auto`` or ``native``), kept while the
         file is unchanged: which engine ``auto`` picks is decided once per program.
         ``file``: its :func:`_file_key`, if the caller has it."""
-        from zvm_core.prepare import prepare
-        from zvm_core.validator import Policy
         key = (*(file or _file_key(path)), engine, rdtsc)
         got = self._prepared.pop(key, None) or prepare(path, Policy(rdtsc=rdtsc), engine=engine)
         self._prepared[key] = got
@@ -103,12 +102,12 @@ class Templates:
 
     def native(self, path: str, prepared, memory: int, file: tuple | None = None):
         """The native template process (``Warm``) for a program prepared natively."""
-        from zvm_core.engines.native.warm import Warm
         key = ('native', *(file or _file_key(path)), memory, prepared.policy.rdtsc, prepared.tsc)
         warm = self._machines.pop(key, None)
         if warm is not None:            # kept: the most recently used now, costs unchanged
             self._machines[key] = warm
             return warm
+        from zvm_core.engines.native.warm import Warm
         warm = self._machines[key] = Warm(prepared.program, prepared.verdict, memory,
                                           prepared.tsc)
         self._evict()
@@ -147,7 +146,6 @@ class Templates:
 
 
 def _warm_up(warm: WarmUp, templates: Templates) -> None:
-    from zvm_core.executor import Limits
     files = [open(os.devnull, 'rb'), open(os.devnull, 'wb'), open(os.devnull, 'wb')]
     files += [open(path, 'rb') for path in warm.images]
     channels = [ChannelSpec('/dev/stdin', files[0].fileno(), READ),
@@ -181,9 +179,6 @@ def _backing(c: dict, fds: list[int], tails: dict[str, TailBacking] | None):
 def _serve_one(req: dict, fds: list[int], templates: Templates,
                tails: dict[str, TailBacking] | None = None):
     """Run one request: (report, the machine to clean afterwards or None)."""
-    from zvm_core import engines
-    from zvm_core.executor import DEFAULT_FUEL, Limits, SetupError
-    from zvm_core.prepare import Rejected
     channels = [Channel(c['alias'], _backing(c, fds, tails), c['mode'],
                         random=c.get('random', False), quota=Quota(**c.get('quota', {})))
                 for c in req['channels']]
@@ -272,7 +267,7 @@ def _validate_one(req: dict, fds: list[int]) -> dict:
     """The verdict on the program open as ``fds[0]``: valid, and the first reason
     if not (``zvm validate``'s words)."""
     from zvm_core.elf import ElfError, load_program
-    from zvm_core.validator import Policy, default_cache, validate
+    from zvm_core.validator import default_cache, validate
     try:
         program = load_program(f'/proc/self/fd/{fds[0]}')
     except ElfError as e:
@@ -320,7 +315,6 @@ def worker_main(fd: int, template_bytes: int, address_space: int,
     _die_with_parent(parent or os.getppid())
     _limit_self(address_space)
     templates = Templates(template_bytes)
-    import zvm_core.executor  # noqa: F401  (unicorn and the sandbox: now, not on the first request)
     for w in warm:
         try:
             _warm_up(w, templates)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import copy
 import errno
 import fcntl
 import math
@@ -33,7 +34,6 @@ import select
 import signal
 import socket
 import time
-from dataclasses import replace
 
 from zvm_core.channels import WRITE, Channel, FdBacking, FileBacking, standard_order
 from zvm_core.elf import PF_R, PF_W, PF_X, Program
@@ -148,7 +148,7 @@ class Guest:
         """This run's bytes (user manifest, initial stack) and limits: what a
         template's child is given (:meth:`Template.start`)."""
         p = self.program
-        sp, stack = initial_stack(p, argv, envp, SeededStream(seed, b'AT_RANDOM').take(16))
+        sp, stack = _stack(p, argv, envp, seed)
         try:
             manifest = trap.user_manifest(self.arena.start, self.arena.end - self.arena.start,
                                           channels)
@@ -170,6 +170,26 @@ class Guest:
         """The virtual counter the clock and ``rdtsc`` read: mediated calls and
         ``rdtsc`` reads so far, TICK_NS each."""
         return TICK_NS * (self.syscalls + (self.tracer.reads if self.tracer else 0))
+
+
+_STACKS: collections.OrderedDict = collections.OrderedDict()
+STACKS, STACK_KEPT = 16, 4 * PAGE   # initial stacks kept (a worker's runs repeat them), bytes
+
+
+def _stack(program: Program, argv: list[bytes], envp: list[bytes],
+           seed: int) -> tuple[int, bytes]:
+    """The initial stack pointer and stack (a function of these alone: the same bytes
+    for every run of a program with the same arguments and seed)."""
+    key = (program.sha256, tuple(argv), tuple(envp), seed)
+    got = _STACKS.pop(key, None)
+    if got is None:
+        got = initial_stack(program, argv, envp, SeededStream(seed, b'AT_RANDOM').take(16))
+        if len(got[1]) > STACK_KEPT:
+            return got
+        if len(_STACKS) >= STACKS:
+            _STACKS.popitem(last=False)
+    _STACKS[key] = got
+    return got
 
 
 def _prot(flags: int) -> int:
@@ -697,7 +717,7 @@ def run(program: Program, channels: list[Channel], argv: list[str], env: dict[st
         report = _classify(guest, status, stopped, timeout)
     report.accounting = Accounting(
         fuel=0, syscalls=guest.syscalls, unknown_syscalls=dict(guest.unknown),
-        channels={a: replace(c.counters) for a, c in sorted(guest.channels.items())},
+        channels={a: copy.copy(c.counters) for a, c in sorted(guest.channels.items())},
         peak_memory=guest.image_size + guest.arena.peak,
         wall_time=round(time.perf_counter() - began, 6), start=guest.start)
     report.etags = {a: ch.etag() for a, ch in sorted(guest.channels.items()) if ch.mode & WRITE}
