@@ -73,7 +73,7 @@ class Templates:
         self.budget = budget
         self._machines: collections.OrderedDict = collections.OrderedDict()
         self._prepared: collections.OrderedDict = collections.OrderedDict()
-        self._ran: list = []        # native templates settled since the worker was idle
+        self._ran: dict = {}        # native templates settled since the worker was idle
 
     def get(self, path: str, memory: int, rdtsc: str):
         """The template machine for the program (Rejected if it is not valid)."""
@@ -128,15 +128,16 @@ class Templates:
         """A template was reset after a run: charge it what it still holds."""
         machine.charge = machine.held()
         if hasattr(machine, 'idle'):
-            self._ran.append(machine)
+            self._ran[id(machine)] = machine
         self._evict()
 
     def idle(self) -> None:
         """Before the worker waits for its next request: the native templates that
-        ran since reap their runs' children (a batch's nodes leave that to the end)."""
-        for machine in self._ran:
+        ran since take in their next children and reap their runs' (a batch's nodes
+        leave that to the end)."""
+        for machine in self._ran.values():
             machine.idle()
-        self._ran = []
+        self._ran = {}
 
     def _evict(self) -> None:
         while (len(self._machines) > 1
@@ -177,8 +178,9 @@ def _backing(c: dict, fds: list[int], tails: dict[str, TailBacking] | None):
 
 
 def _serve_one(req: dict, fds: list[int], templates: Templates,
-               tails: dict[str, TailBacking] | None = None):
-    """Run one request: (report, the machine to clean afterwards or None)."""
+               tails: dict[str, TailBacking] | None = None, ahead: bool = False):
+    """Run one request: (report, the machine to clean afterwards or None);
+    ``ahead``: another run follows at once (a batch's next node)."""
     channels = [Channel(c['alias'], _backing(c, fds, tails), c['mode'],
                         random=c.get('random', False), quota=Quota(**c.get('quota', {})))
                 for c in req['channels']]
@@ -210,7 +212,7 @@ def _serve_one(req: dict, fds: list[int], templates: Templates,
             try:
                 warm = templates.native(req['program'], prepared, limits.memory, file)
                 return warm.run(channels, req['argv'], req['env'], req['seed'], req['epoch'],
-                                limits, image), warm
+                                limits, image, ahead), warm
             except SetupError as e:
                 return Report(e.status, None, str(e), engine='native'), None
         reason = prepared.reason    # auto runs it emulated (zvm_core.prepare): its template
@@ -235,11 +237,11 @@ def _serve_many(sock: socket.socket, runs: list[dict], fds: list[int],
     """Serve ``Pool.run_many``'s request: each run in turn, its reply (report and
     kept tails) sent as it ends; its descriptors closed once it ended."""
     try:
-        for req in runs:
+        for i, req in enumerate(runs):
             tails: dict[str, TailBacking] = {}
             machine = None
             try:
-                report, machine = _serve_one(req, fds, templates, tails)
+                report, machine = _serve_one(req, fds, templates, tails, i + 1 < len(runs))
             except Exception as e:  # keep serving: one bad run must not take the others
                 report = _failed('killed', f'sandbox worker error: {e!r}')
             finally:

@@ -354,15 +354,24 @@ class Snapshots(prefix.Snapshots):
         try:
             last.template.prefork()
         except OSError:
-            self.last = None
-            for key, snap in list(self._kept.items()):
-                if snap is last:
-                    self.drop(key)
+            self._forget(last)
+
+    def _forget(self, snap: Snapshot) -> None:
+        """A snapshot whose template died: the next run of its key probes again."""
+        self.last = None
+        for key, kept in list(self._kept.items()):
+            if kept is snap:
+                self.drop(key)
 
     def idle(self) -> None:
-        """Reap the children of the runs of the snapshot used last."""
-        if self.last is not None:
-            self.last.template.reap(wait=True)
+        """Take in the next child of the snapshot used last and reap its runs'."""
+        last = self.last
+        if last is None:
+            return
+        try:
+            last.template.idle()
+        except OSError:
+            self._forget(last)
 
     def begin(self, guest: Guest, channels: list, argv: list[str], env: dict[str, str],
               seed: int, epoch: int, image, timeout: float

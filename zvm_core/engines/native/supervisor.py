@@ -243,9 +243,10 @@ class Template:
     run -- while the program is copied and the namespaces are made once.
     :meth:`prefork` forks the next child ahead of its run (the pool calls it
     after replying): the child sets its limits, installs the filter, passes
-    its listener and waits at the gate.  :meth:`take` asks for the child
-    after next as soon as it hands one out, so that it forks while this run
-    runs (the nodes of a batch follow one another at once).
+    its listener and waits at the gate; the worker takes it in when it is
+    idle (:meth:`idle`).  The nodes of a batch follow one another at once:
+    :meth:`take` asks for the next node's child as it hands out this one's,
+    and takes it in when that node starts.
     :meth:`start` gives a child its run: writes the run's initial stack and
     user manifest into it, its stack pointer, its CPU limit, and lets it
     through the gate.  The children are the supervisor's (``CLONE_PARENT``):
@@ -305,15 +306,19 @@ class Template:
         self._forking = ours
 
     def prefork(self) -> None:
-        """Have the child the next run starts in waiting at the gate (forked now,
-        unless :meth:`take` asked for it already); the runs ended since are killed
-        meanwhile (:meth:`reap`)."""
-        if self._guest is None:
-            self._guest = Guest(self.program, self.memory)
+        """After a reply: ask for the child the next run starts in (it forks and sets
+        itself up while the worker goes on: :meth:`idle` or :meth:`take` takes it
+        in), kill the runs ended since, build the next run's ``Guest``."""
         self.fork()
         self.reap()
-        if self._next is None:
+        if self._guest is None:
+            self._guest = Guest(self.program, self.memory)
+
+    def idle(self) -> None:
+        """The worker waits for work: take in the next run's child, reap the runs'."""
+        if self._next is None and self._forking is not None:
             self._next = self._collect()
+        self.reap(wait=True)
 
     def _collect(self) -> _Child:
         """The child :meth:`fork` asked for, once it waits at the gate."""
@@ -355,12 +360,16 @@ class Template:
         guest, self._guest = self._guest, None
         return guest or Guest(self.program, self.memory)
 
-    def take(self) -> _Child:
-        """The child the next run starts in (forked now if there is none)."""
+    def take(self, ahead: bool = False) -> _Child:
+        """The child the next run starts in (forked now if none was asked for);
+        ``ahead``: another run follows this one at once (a batch's next node): its
+        child is asked for now, to fork and set itself up while this one runs."""
         if self._next is None:
-            self.prefork()
+            self.fork()
+            self._next = self._collect()
         child, self._next = self._next, None
-        self.fork()         # the next run's child forks while this one runs
+        if ahead:
+            self.fork()
         return child
 
     @staticmethod
@@ -387,7 +396,7 @@ class Template:
         """Kill the children whose runs ended and reap them once gone: those killed
         by an earlier call now (they are), these ones now only if they are gone
         already (or ``wait``), else at the next call -- waiting for a process to
-        die is not put in front of the next run."""
+        die is not put in front of a batch's next node."""
         killed = []
         for pid, pidfd, listener in self._dead:
             with contextlib.suppress(ProcessLookupError):
@@ -626,7 +635,7 @@ def _reap(pid: int, pidfd: int | None, tracer: Tracer | None = None) -> int:
 def run(program: Program, channels: list[Channel], argv: list[str], env: dict[str, str],
         memory: int, timeout: float, seed: int = 0, epoch: int = 0, image=None, *,
         tsc: bool = False, template: Template | None = None, snapshots=None,
-        start=None) -> Report:
+        start=None, ahead: bool = False) -> Report:
     """Run ``program`` (already validated) natively; raises SetupError like the emulator.
 
     ``tsc``: the program contains ``rdtsc``, answered from the virtual counter
@@ -636,6 +645,7 @@ def run(program: Program, channels: list[Channel], argv: list[str], env: dict[st
     the run resumes from the one of its prefix, recorded first if there is
     none; ``start``: how this run starts instead of at the entry point (a
     ``snapshot.Snapshot``, or the ``snapshot.Probe`` that records one).
+    ``ahead``: another run of ``template`` follows at once (:meth:`Template.take`).
     """
     began, began_at = time.perf_counter(), time.monotonic()
     guest = Guest(program, memory) if template is None else template.guest()
@@ -668,7 +678,7 @@ def run(program: Program, channels: list[Channel], argv: list[str], env: dict[st
             sock.close()
             raise
     else:
-        child = template.take()
+        child = template.take(ahead)
         pid, sock, pidfd = child.pid, child.sock, child.pidfd
     if child is None:
         guest.mem.attach(pid)

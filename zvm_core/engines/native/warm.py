@@ -31,14 +31,15 @@ class Warm:
         self.snapshots = Snapshots(program, memory, tsc)    # start-up (snapshot.py)
 
     def run(self, channels: list, argv: list[str], env: dict[str, str], seed: int,
-            epoch: int, limits: Limits, image=None) -> Report:
+            epoch: int, limits: Limits, image=None, ahead: bool = False) -> Report:
+        """``ahead``: another run follows at once (a batch's next node)."""
         if not self.template.alive():       # killed from outside: a new one
             self.template.close()
             self.template = Template(self.program, self.memory)
         try:
             report = run(self.program, channels, argv, env, self.memory, limits.timeout, seed,
                          epoch, image, tsc=self.tsc, template=self.template,
-                         snapshots=self.snapshots)
+                         snapshots=self.snapshots, ahead=ahead)
         except SetupError as e:
             report = Report(e.status, None, str(e))
         report.engine = 'native'
@@ -56,9 +57,12 @@ class Warm:
             self.snapshots.prefork()
 
     def idle(self) -> None:
-        """The worker waits for work: reap the children of the runs (``reset`` only
-        kills them, so that a batch's next node does not wait for that)."""
-        self.template.reap(wait=True)
+        """The worker waits for work: take in the next run's child and reap the
+        runs' (``reset`` only asks and kills: a batch's next node waits for neither)."""
+        try:
+            self.template.idle()
+        except OSError:
+            self.template.close()       # the next run starts a new template
         if self.snapshots is not None:
             self.snapshots.idle()
 
