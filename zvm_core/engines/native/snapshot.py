@@ -346,32 +346,26 @@ class Snapshots(prefix.Snapshots):
         super().close()
 
     def prefork(self) -> None:
-        """After a run: fork the next child of the snapshot used last (a template
-        that died is dropped: the next run of its key probes again)."""
-        last = self.last
-        if last is None:
-            return
-        try:
-            last.template.prefork()
-        except OSError:
-            self._forget(last)
-
-    def _forget(self, snap: Snapshot) -> None:
-        """A snapshot whose template died: the next run of its key probes again."""
-        self.last = None
-        for key, kept in list(self._kept.items()):
-            if kept is snap:
-                self.drop(key)
+        """After a run: ask for the next child of the snapshot used last."""
+        self._tend('prefork')
 
     def idle(self) -> None:
         """Take in the next child of the snapshot used last and reap its runs'."""
+        self._tend('idle')
+
+    def _tend(self, step: str) -> None:
+        """``step`` of the last snapshot's template; a template that died is dropped
+        (the next run of its key probes again)."""
         last = self.last
         if last is None:
             return
         try:
-            last.template.idle()
+            getattr(last.template, step)()
         except OSError:
-            self._forget(last)
+            self.last = None
+            for key, snap in list(self._kept.items()):
+                if snap is last:
+                    self.drop(key)
 
     def begin(self, guest: Guest, channels: list, argv: list[str], env: dict[str, str],
               seed: int, epoch: int, image, timeout: float

@@ -48,23 +48,22 @@ class Warm:
         return report
 
     def reset(self) -> None:
-        """After a run (and its reply): fork the next run's child now."""
-        try:
-            self.template.prefork()
-        except OSError:
-            self.template.close()       # the next run starts a new template
-        if self.snapshots is not None:
-            self.snapshots.prefork()
+        """After a run (and its reply): ask for the next run's child now."""
+        self._tend('prefork')
 
     def idle(self) -> None:
         """The worker waits for work: take in the next run's child and reap the
         runs' (``reset`` only asks and kills: a batch's next node waits for neither)."""
+        self._tend('idle')
+
+    def _tend(self, step: str) -> None:
+        """``step`` (``prefork`` or ``idle``) of the template and of the snapshots."""
         try:
-            self.template.idle()
+            getattr(self.template, step)()
         except OSError:
             self.template.close()       # the next run starts a new template
         if self.snapshots is not None:
-            self.snapshots.idle()
+            getattr(self.snapshots, step)()
 
     def held(self) -> int:
         """Host memory the template holds: its copy of the program."""
