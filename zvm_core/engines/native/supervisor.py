@@ -368,8 +368,9 @@ class Template:
             self.fork()
             self._next = self._collect()
         child, self._next = self._next, None
-        if ahead:
-            self.fork()
+        if ahead:       # a template that died fails the next prefork or take, not this run
+            with contextlib.suppress(OSError):
+                self.fork()
         return child
 
     @staticmethod
