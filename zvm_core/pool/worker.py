@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Iterable
 
+from zvm_core import engines
 from zvm_core.channels import (
     READ,
     WRITE,
@@ -33,6 +34,7 @@ from zvm_core.channels import (
     StreamBacking,
     TailBacking,
 )
+from zvm_core.executor import DEFAULT_FUEL, Limits, SetupError
 from zvm_core.limits import MAX_FDS
 from zvm_core.pool import (
     ChannelSpec,
@@ -44,7 +46,9 @@ from zvm_core.pool import (
     _request,
     _send,
 )
+from zvm_core.prepare import Rejected, prepare
 from zvm_core.report import Report
+from zvm_core.validator import Policy
 
 PARENT_CHECK = 1.0      # seconds between a worker's looks at its parent
 PR_SET_NO_NEW_PRIVS = 38
@@ -69,13 +73,11 @@ class Templates:
         self.budget = budget
         self._machines: collections.OrderedDict = collections.OrderedDict()
         self._prepared: collections.OrderedDict = collections.OrderedDict()
+        self._ran: dict = {}        # native templates settled since the worker was idle
 
     def get(self, path: str, memory: int, rdtsc: str):
         """The template machine for the program (Rejected if it is not valid)."""
         from zvm_core.engines.emulated.machine import Machine
-        from zvm_core.executor import Limits
-        from zvm_core.prepare import prepare
-        from zvm_core.validator import Policy
         key = (*_file_key(path), memory, rdtsc)
         machine = self._machines.pop(key, None)
         if machine is None:
@@ -91,8 +93,6 @@ class Templates:
         """The program prepared for ``engine`` (``auto`` or ``native``), kept while the
         file is unchanged: which engine ``auto`` picks is decided once per program.
         ``file``: its :func:`_file_key`, if the caller has it."""
-        from zvm_core.prepare import prepare
-        from zvm_core.validator import Policy
         key = (*(file or _file_key(path)), engine, rdtsc)
         got = self._prepared.pop(key, None) or prepare(path, Policy(rdtsc=rdtsc), engine=engine)
         self._prepared[key] = got
@@ -102,12 +102,12 @@ class Templates:
 
     def native(self, path: str, prepared, memory: int, file: tuple | None = None):
         """The native template process (``Warm``) for a program prepared natively."""
-        from zvm_core.engines.native.warm import Warm
         key = ('native', *(file or _file_key(path)), memory, prepared.policy.rdtsc, prepared.tsc)
         warm = self._machines.pop(key, None)
         if warm is not None:            # kept: the most recently used now, costs unchanged
             self._machines[key] = warm
             return warm
+        from zvm_core.engines.native.warm import Warm
         warm = self._machines[key] = Warm(prepared.program, prepared.verdict, memory,
                                           prepared.tsc)
         self._evict()
@@ -127,7 +127,17 @@ class Templates:
     def settle(self, machine) -> None:
         """A template was reset after a run: charge it what it still holds."""
         machine.charge = machine.held()
+        if hasattr(machine, 'idle'):
+            self._ran[id(machine)] = machine
         self._evict()
+
+    def idle(self) -> None:
+        """Before the worker waits for its next request: the native templates that
+        ran since take in their next children and reap their runs' (a batch's nodes
+        leave that to the end)."""
+        for machine in self._ran.values():
+            machine.idle()
+        self._ran = {}
 
     def _evict(self) -> None:
         while (len(self._machines) > 1
@@ -137,7 +147,6 @@ class Templates:
 
 
 def _warm_up(warm: WarmUp, templates: Templates) -> None:
-    from zvm_core.executor import Limits
     files = [open(os.devnull, 'rb'), open(os.devnull, 'wb'), open(os.devnull, 'wb')]
     files += [open(path, 'rb') for path in warm.images]
     channels = [ChannelSpec('/dev/stdin', files[0].fileno(), READ),
@@ -169,11 +178,9 @@ def _backing(c: dict, fds: list[int], tails: dict[str, TailBacking] | None):
 
 
 def _serve_one(req: dict, fds: list[int], templates: Templates,
-               tails: dict[str, TailBacking] | None = None):
-    """Run one request: (report, the machine to clean afterwards or None)."""
-    from zvm_core import engines
-    from zvm_core.executor import DEFAULT_FUEL, Limits, SetupError
-    from zvm_core.prepare import Rejected
+               tails: dict[str, TailBacking] | None = None, ahead: bool = False):
+    """Run one request: (report, the machine to clean afterwards or None);
+    ``ahead``: another run follows at once (a batch's next node)."""
     channels = [Channel(c['alias'], _backing(c, fds, tails), c['mode'],
                         random=c.get('random', False), quota=Quota(**c.get('quota', {})))
                 for c in req['channels']]
@@ -205,7 +212,7 @@ def _serve_one(req: dict, fds: list[int], templates: Templates,
             try:
                 warm = templates.native(req['program'], prepared, limits.memory, file)
                 return warm.run(channels, req['argv'], req['env'], req['seed'], req['epoch'],
-                                limits, image), warm
+                                limits, image, ahead), warm
             except SetupError as e:
                 return Report(e.status, None, str(e), engine='native'), None
         reason = prepared.reason    # auto runs it emulated (zvm_core.prepare): its template
@@ -230,11 +237,11 @@ def _serve_many(sock: socket.socket, runs: list[dict], fds: list[int],
     """Serve ``Pool.run_many``'s request: each run in turn, its reply (report and
     kept tails) sent as it ends; its descriptors closed once it ended."""
     try:
-        for req in runs:
+        for i, req in enumerate(runs):
             tails: dict[str, TailBacking] = {}
             machine = None
             try:
-                report, machine = _serve_one(req, fds, templates, tails)
+                report, machine = _serve_one(req, fds, templates, tails, i + 1 < len(runs))
             except Exception as e:  # keep serving: one bad run must not take the others
                 report = _failed('killed', f'sandbox worker error: {e!r}')
             finally:
@@ -262,7 +269,7 @@ def _validate_one(req: dict, fds: list[int]) -> dict:
     """The verdict on the program open as ``fds[0]``: valid, and the first reason
     if not (``zvm validate``'s words)."""
     from zvm_core.elf import ElfError, load_program
-    from zvm_core.validator import Policy, default_cache, validate
+    from zvm_core.validator import default_cache, validate
     try:
         program = load_program(f'/proc/self/fd/{fds[0]}')
     except ElfError as e:
@@ -310,7 +317,6 @@ def worker_main(fd: int, template_bytes: int, address_space: int,
     _die_with_parent(parent or os.getppid())
     _limit_self(address_space)
     templates = Templates(template_bytes)
-    import zvm_core.executor  # noqa: F401  (unicorn and the sandbox: now, not on the first request)
     for w in warm:
         try:
             _warm_up(w, templates)
@@ -319,6 +325,7 @@ def worker_main(fd: int, template_bytes: int, address_space: int,
     if warm:
         _send(sock, {'ready': True})        # the pool reads it before the first request
     while True:
+        templates.idle()
         req, fds = _recv(sock)
         if req is None:
             templates.close()

@@ -28,9 +28,12 @@
  *      the socket, and jump to the entry point with Linux's initial state.
  *
  * A template (the spec says so; the pool's warm native starts) stops after
- * step 3: it keeps no descriptor but its spec and socket, dies with the
- * supervisor, and forks a child per run from that never-run state, which goes
- * on from step 4 and waits at the gate for the run's bytes (see serve()).
+ * step 3 and what of steps 4 and 5 a fork inherits (signals, limits but
+ * descriptors, processes and CPU time, no_new_privs, PR_SET_TSC, cpuid): it
+ * keeps no descriptor but its spec and socket, dies with the supervisor, and
+ * forks a child per run from that never-run state, which does the rest of
+ * steps 4 and 5 itself and step 6, and waits at the gate for the run's bytes
+ * (see serve()).
  *
  * A spec may also resume a start-up snapshot (engines/native/snapshot.py):
  * its copies are then the guest's memory at its first channel access, its
@@ -292,16 +295,11 @@ static void strip(void) {
         fail("personality READ_IMPLIES_EXEC is set", 0);
 }
 
-/* 4.-5. descriptors, signals, limits but CPU time (a template's child does
- * these before its run: the supervisor sets its CPU limit) */
-static void prepare(const struct header *h) {
-    /* 4. descriptors and signals */
-    limit(7, CTL_FD + 1, CTL_FD + 1, "setrlimit NOFILE");
-    check(sys3(SYS_dup2, SOCK_FD, CTL_FD, 0), "dup2 of the control socket");
-    long r = sys3(SYS_close_range, 0, CTL_FD - 1, 0);
-    if (r == -38) { for (int fd = 0; fd < CTL_FD; fd++) sys3(SYS_close, fd, 0, 0); }
-    else check(r, "close_range");
-    check(sys3(SYS_close_range, CTL_FD + 1, ~0U, 0), "close_range");
+/* 4.-5. signals, limits but descriptors, processes and CPU time, process
+ * attributes: all inherited across fork, so a template sets them once for
+ * every child it forks */
+static void restrict_all(const struct header *h) {
+    /* 4. signals */
     u64 none = 0;
     check(sys6(SYS_rt_sigprocmask, 2, (long)&none, 0, 8, 0, 0), "rt_sigprocmask");
     u64 dfl[4] = {0, 0, 0, 0};
@@ -315,13 +313,24 @@ static void prepare(const struct header *h) {
     limit(9, cap, cap, "setrlimit AS");
     limit(4, 0, 0, "setrlimit CORE");
     limit(1, 0, 0, "setrlimit FSIZE");
-    limit(6, 0, 0, "setrlimit NPROC");
     limit(8, 0, 0, "setrlimit MEMLOCK");
     limit(12, 0, 0, "setrlimit MSGQUEUE");
     check(sys6(SYS_prctl, 38, 1, 0, 0, 0, 0), "PR_SET_NO_NEW_PRIVS");
     check(sys6(SYS_prctl, 26, 2, 0, 0, 0, 0), "PR_SET_TSC");        /* PR_TSC_SIGSEGV */
     long cpuid = sys3(SYS_arch_prctl, 0x1012, 0, 0);     /* ARCH_SET_CPUID 0: cpuid faults */
     if (cpuid < 0 && cpuid != -19) fail("ARCH_SET_CPUID", cpuid);   /* ENODEV: no CPU support */
+}
+
+/* 4.-5. what each guest process does itself: descriptors, no processes (a
+ * template must fork), killed with its parent (not inherited) */
+static void prepare(const struct header *h) {
+    limit(7, CTL_FD + 1, CTL_FD + 1, "setrlimit NOFILE");
+    check(sys3(SYS_dup2, SOCK_FD, CTL_FD, 0), "dup2 of the control socket");
+    long r = sys3(SYS_close_range, 0, CTL_FD - 1, 0);
+    if (r == -38) { for (int fd = 0; fd < CTL_FD; fd++) sys3(SYS_close, fd, 0, 0); }
+    else check(r, "close_range");
+    check(sys3(SYS_close_range, CTL_FD + 1, ~0U, 0), "close_range");
+    limit(6, 0, 0, "setrlimit NPROC");
     check(sys6(SYS_prctl, 1, 9, 0, 0, 0, 0), "PR_SET_PDEATHSIG");
     if ((u64)sys3(SYS_getppid, 0, 0, 0) != h->parent) fail("the supervisor is gone", 0);
     /* RLIMIT_NOFILE stays CTL_FD + 1: it also bounds the descriptors its user may have
@@ -373,8 +382,9 @@ static void reply(long value) {
  * ever runs here.  Each request on SOCK_FD carries one descriptor, a control
  * socket; the template forks a child with CLONE_PARENT (so the supervisor is
  * its parent: it waits for it, and the child dies with it), replies with its
- * pid (or -errno), and forgets it.  The child makes the socket its CTL_FD and
- * goes on from step 4 with the template's limits, installs the filter, passes
+ * pid (or -errno), and forgets it.  The child makes the socket its CTL_FD,
+ * keeps the limits and attributes it inherited (restrict_all), does its own
+ * part of steps 4 and 5 (prepare), installs the filter, passes
  * its listener and waits at the gate (its close of the listener) -- the
  * supervisor may fork it ahead of the run.  For the run, the supervisor writes
  * the run's initial stack and user manifest into the child (/proc/PID/mem),
@@ -424,11 +434,11 @@ void __attribute__((noreturn, used)) loader_main(void) {
     filter_len = hdr.nfilter;
     load(&hdr);
     strip();
+    restrict_all(&hdr);
     if (!hdr.template) {
         prepare(&hdr);
         start(&hdr, 0);
     }
-    limit(4, 0, 0, "setrlimit CORE");
     check(sys6(SYS_prctl, 1, 9, 0, 0, 0, 0), "PR_SET_PDEATHSIG");
     if ((u64)sys3(SYS_getppid, 0, 0, 0) != hdr.parent) fail("the supervisor is gone", 0);
     serve();

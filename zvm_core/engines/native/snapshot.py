@@ -346,13 +346,21 @@ class Snapshots(prefix.Snapshots):
         super().close()
 
     def prefork(self) -> None:
-        """After a run: fork the next child of the snapshot used last (a template
-        that died is dropped: the next run of its key probes again)."""
+        """After a run: ask for the next child of the snapshot used last."""
+        self._tend('prefork')
+
+    def idle(self) -> None:
+        """Take in the next child of the snapshot used last and reap its runs'."""
+        self._tend('idle')
+
+    def _tend(self, step: str) -> None:
+        """``step`` of the last snapshot's template; a template that died is dropped
+        (the next run of its key probes again)."""
         last = self.last
         if last is None:
             return
         try:
-            last.template.prefork()
+            getattr(last.template, step)()
         except OSError:
             self.last = None
             for key, snap in list(self._kept.items()):

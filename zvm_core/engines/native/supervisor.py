@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import copy
 import errno
 import fcntl
 import math
@@ -35,7 +36,6 @@ import select
 import signal
 import socket
 import time
-from dataclasses import replace
 
 from zvm_core.channels import WRITE, Channel, FdBacking, FileBacking, standard_order
 from zvm_core.elf import PF_R, PF_W, PF_X, Program
@@ -151,7 +151,7 @@ class Guest:
         """This run's bytes (user manifest, initial stack) and limits: what a
         template's child is given (:meth:`Template.start`)."""
         p = self.program
-        sp, stack = initial_stack(p, argv, envp, SeededStream(seed, b'AT_RANDOM').take(16))
+        sp, stack = _stack(p, argv, envp, seed)
         try:
             manifest = trap.user_manifest(self.arena.start, self.arena.end - self.arena.start,
                                           channels)
@@ -173,6 +173,26 @@ class Guest:
         """The virtual counter the clock and ``rdtsc`` read: mediated calls and
         ``rdtsc`` reads so far, TICK_NS each."""
         return TICK_NS * (self.syscalls + (self.tracer.reads if self.tracer else 0))
+
+
+_STACKS: collections.OrderedDict = collections.OrderedDict()
+STACKS, STACK_KEPT = 16, 4 * PAGE   # initial stacks kept (a worker's runs repeat them), bytes
+
+
+def _stack(program: Program, argv: list[bytes], envp: list[bytes],
+           seed: int) -> tuple[int, bytes]:
+    """The initial stack pointer and stack (a function of these alone: the same bytes
+    for every run of a program with the same arguments and seed)."""
+    key = (program.sha256, tuple(argv), tuple(envp), seed)
+    got = _STACKS.pop(key, None)
+    if got is None:
+        got = initial_stack(program, argv, envp, SeededStream(seed, b'AT_RANDOM').take(16))
+        if len(got[1]) > STACK_KEPT:
+            return got
+        if len(_STACKS) >= STACKS:
+            _STACKS.popitem(last=False)
+    _STACKS[key] = got
+    return got
 
 
 def _prot(flags: int) -> int:
@@ -226,12 +246,15 @@ class Template:
     run -- while the program is copied and the namespaces are made once.
     :meth:`prefork` forks the next child ahead of its run (the pool calls it
     after replying): the child sets its limits, installs the filter, passes
-    its listener and waits at the gate.  :meth:`start` gives it the run:
-    writes the run's initial stack and user manifest into it, its stack
-    pointer, its CPU limit, and lets it through the gate.  The children are
-    the supervisor's (``CLONE_PARENT``): it waits for them and they die with
-    it; the template and an unused child die with it too, or when
-    :meth:`close` kills them.  One caller at a time.
+    its listener and waits at the gate; the worker takes it in when it is
+    idle (:meth:`idle`).  The nodes of a batch follow one another at once:
+    :meth:`take` asks for the next node's child as it hands out this one's,
+    and takes it in when that node starts.
+    :meth:`start` gives a child its run: writes the run's initial stack and
+    user manifest into it, its stack pointer, its CPU limit, and lets it
+    through the gate.  The children are the supervisor's (``CLONE_PARENT``):
+    it waits for them and they die with it; the template and an unused child
+    die with it too, or when :meth:`close` kills them.  One caller at a time.
     """
 
     def __init__(self, program: Program, memory: int, timeout: float = 10.0,
@@ -246,7 +269,9 @@ class Template:
         self.pid, self.sock = _spawn(spec or layout.image_spec(template=True))
         self.pidfd: int | None = None
         self._next: _Child | None = None
-        self._dead: list[tuple[int, int, int | None]] = []
+        self._forking: socket.socket | None = None  # a child asked for: our end of its socket
+        self._dead: list[tuple[int, int, int | None]] = []      # ended runs, not killed yet
+        self._dying: list[tuple[int, int]] = []     # killed, not reaped yet (pid, pidfd)
         try:
             self.pidfd = os.pidfd_open(self.pid)
             self.sock.settimeout(timeout)
@@ -268,24 +293,44 @@ class Template:
                           .strip())
         return int.from_bytes(data, 'little', signed=True)
 
-    def prefork(self) -> None:
-        """Fork the child the next run starts in and wait until it is at the gate
-        (the runs killed since are reaped while it forks)."""
-        if self._guest is None:
-            self._guest = Guest(self.program, self.memory)
-        if self._next is not None:
-            self.reap()
+    def fork(self) -> None:
+        """Ask the template for the next run's child, without waiting for it
+        (:meth:`prefork` takes it in)."""
+        if self._next is not None or self._forking is not None:
             return
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             socket.send_fds(self.sock, [b'F'], [theirs.fileno()])
-            self.reap()
-            pid = self._reply()
         except BaseException:
             ours.close()
             raise
         finally:
             theirs.close()
+        self._forking = ours
+
+    def prefork(self) -> None:
+        """After a reply: ask for the child the next run starts in (it forks and sets
+        itself up while the worker goes on: :meth:`idle` or :meth:`take` takes it
+        in), kill the runs ended since, build the next run's ``Guest``."""
+        self.fork()
+        self.reap()
+        if self._guest is None:
+            self._guest = Guest(self.program, self.memory)
+
+    def idle(self) -> None:
+        """The worker waits for work: take in the next run's child, reap the runs'."""
+        if self._next is None and self._forking is not None:
+            self._next = self._collect()
+        self.reap(wait=True)
+
+    def _collect(self) -> _Child:
+        """The child :meth:`fork` asked for, once it waits at the gate."""
+        ours, self._forking = self._forking, None
+        try:
+            pid = self._reply()
+        except BaseException:
+            ours.close()
+            raise
         if pid <= 0:
             ours.close()
             raise OSError(-pid or errno.EPROTO, 'the template cannot fork')
@@ -311,18 +356,24 @@ class Template:
         except BaseException:
             child.close()
             raise
-        self._next = child
+        return child
 
     def guest(self) -> Guest:
         """A new Guest for the next run: built by :meth:`prefork`, off the request path."""
         guest, self._guest = self._guest, None
         return guest or Guest(self.program, self.memory)
 
-    def take(self) -> _Child:
-        """The child the next run starts in (forked now if there is none)."""
+    def take(self, ahead: bool = False) -> _Child:
+        """The child the next run starts in (forked now if none was asked for);
+        ``ahead``: another run follows this one at once (a batch's next node): its
+        child is asked for now, to fork and set itself up while this one runs."""
         if self._next is None:
-            self.prefork()
+            self.fork()
+            self._next = self._collect()
         child, self._next = self._next, None
+        if ahead:       # a template that died fails the next prefork or take, not this run
+            with contextlib.suppress(OSError):
+                self.fork()
         return child
 
     @staticmethod
@@ -342,25 +393,39 @@ class Template:
 
     def reap_later(self, pid: int, pidfd: int, listener: int | None = None) -> None:
         """A child whose run ended in a call it is still blocked in (its outcome is
-        known): :meth:`reap` kills it, closes its ``listener`` and waits for it after
-        the reply, not before."""
+        known): :meth:`reap` kills it after the reply, not before."""
         self._dead.append((pid, pidfd, listener))
 
-    def reap(self) -> None:
-        while self._dead:
-            pid, pidfd, listener = self._dead.pop()
-            try:
-                _reap(pid, pidfd)
-            finally:        # after the kill: closed before, it would resume the call
-                if listener is not None:
-                    os.close(listener)
+    def reap(self, wait: bool = False) -> None:
+        """Kill the children whose runs ended and reap them once gone: those killed
+        by an earlier call now (they are), these ones now only if they are gone
+        already (or ``wait``), else at the next call -- waiting for a process to
+        die is not put in front of a batch's next node."""
+        killed = []
+        for pid, pidfd, listener in self._dead:
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            if listener is not None:    # killed, it resumes no call: closed before, it would
+                os.close(listener)
+            killed.append((pid, pidfd))
+        self._dead = []
+        dying, self._dying = self._dying, []
+        for pid, pidfd in dying + killed:
+            with contextlib.suppress(ChildProcessError):
+                if not os.waitpid(pid, 0 if wait or (pid, pidfd) in dying else os.WNOHANG)[0]:
+                    self._dying.append((pid, pidfd))
+                    continue
+            os.close(pidfd)
 
     def alive(self) -> bool:
         return self.pidfd is not None and not select.select([self.pidfd], [], [], 0)[0]
 
     def close(self) -> None:
-        """Kill and reap the template and its unused child."""
-        self.reap()
+        """Kill and reap the template, its unused child and the runs' children."""
+        self.reap(wait=True)
+        if self._forking is not None:       # collected to be killed: else a stray child
+            with contextlib.suppress(OSError):
+                self._next = self._collect()
         if self._next is not None:
             self._next.close()
             self._next = None
@@ -579,7 +644,7 @@ def _reap(pid: int, pidfd: int | None, tracer: Tracer | None = None) -> int:
 def run(program: Program, channels: list[Channel], argv: list[str], env: dict[str, str],
         memory: int, timeout: float, seed: int = 0, epoch: int = 0, image=None, *,
         tsc: bool = False, template: Template | None = None, snapshots=None,
-        start=None) -> Report:
+        start=None, ahead: bool = False) -> Report:
     """Run ``program`` (already validated) natively; raises SetupError like the emulator.
 
     ``tsc``: the program contains ``rdtsc``, answered from the virtual counter
@@ -589,6 +654,7 @@ def run(program: Program, channels: list[Channel], argv: list[str], env: dict[st
     the run resumes from the one of its prefix, recorded first if there is
     none; ``start``: how this run starts instead of at the entry point (a
     ``snapshot.Snapshot``, or the ``snapshot.Probe`` that records one).
+    ``ahead``: another run of ``template`` follows at once (:meth:`Template.take`).
     """
     began, began_at = time.perf_counter(), time.monotonic()
     guest = Guest(program, memory) if template is None else template.guest()
@@ -621,7 +687,7 @@ def run(program: Program, channels: list[Channel], argv: list[str], env: dict[st
             sock.close()
             raise
     else:
-        child = template.take()
+        child = template.take(ahead)
         pid, sock, pidfd = child.pid, child.sock, child.pidfd
     if child is None:
         guest.mem.attach(pid)
@@ -670,7 +736,7 @@ def run(program: Program, channels: list[Channel], argv: list[str], env: dict[st
         report = _classify(guest, status, stopped, timeout)
     report.accounting = Accounting(
         fuel=0, syscalls=guest.syscalls, unknown_syscalls=dict(guest.unknown),
-        channels={a: replace(c.counters) for a, c in sorted(guest.channels.items())},
+        channels={a: copy.copy(c.counters) for a, c in sorted(guest.channels.items())},
         peak_memory=guest.image_size + guest.arena.peak,
         wall_time=round(time.perf_counter() - began, 6), start=guest.start)
     report.etags = {a: ch.etag() for a, ch in sorted(guest.channels.items()) if ch.mode & WRITE}

@@ -31,14 +31,15 @@ class Warm:
         self.snapshots = Snapshots(program, memory, tsc)    # start-up (snapshot.py)
 
     def run(self, channels: list, argv: list[str], env: dict[str, str], seed: int,
-            epoch: int, limits: Limits, image=None) -> Report:
+            epoch: int, limits: Limits, image=None, ahead: bool = False) -> Report:
+        """``ahead``: another run follows at once (a batch's next node)."""
         if not self.template.alive():       # killed from outside: a new one
             self.template.close()
             self.template = Template(self.program, self.memory)
         try:
             report = run(self.program, channels, argv, env, self.memory, limits.timeout, seed,
                          epoch, image, tsc=self.tsc, template=self.template,
-                         snapshots=self.snapshots)
+                         snapshots=self.snapshots, ahead=ahead)
         except SetupError as e:
             report = Report(e.status, None, str(e))
         report.engine = 'native'
@@ -47,13 +48,22 @@ class Warm:
         return report
 
     def reset(self) -> None:
-        """After a run (and its reply): fork the next run's child now."""
+        """After a run (and its reply): ask for the next run's child now."""
+        self._tend('prefork')
+
+    def idle(self) -> None:
+        """The worker waits for work: take in the next run's child and reap the
+        runs' (``reset`` only asks and kills: a batch's next node waits for neither)."""
+        self._tend('idle')
+
+    def _tend(self, step: str) -> None:
+        """``step`` (``prefork`` or ``idle``) of the template and of the snapshots."""
         try:
-            self.template.prefork()
+            getattr(self.template, step)()
         except OSError:
             self.template.close()       # the next run starts a new template
         if self.snapshots is not None:
-            self.snapshots.prefork()
+            getattr(self.snapshots, step)()
 
     def held(self) -> int:
         """Host memory the template holds: its copy of the program."""
