@@ -1014,6 +1014,55 @@ def test_a_large_wildcard_job_streams_through_its_spool_in_node_order(
     assert report['nodes'][2]['host'].endswith('/d1')
 
 
+def test_a_wildcard_jobs_proxy_memory_does_not_grow_with_its_nodes(
+        mw, swift, batch_servers, monkeypatch) -> None:
+    """What the proxy holds for a job is bounded by its windows (nodes in flight,
+    planned, listed; results held in memory), not by its nodes: 10x the nodes
+    leave the peak of traced memory about where it was.  Anything kept per node
+    (a result, a green thread, a plan, a batch entry...) adds up to far more."""
+    import collections
+    import tracemalloc
+
+    from zerocloud.proxy import caller, middleware, stream
+    monkeypatch.setattr(middleware, 'BATCH_CONCURRENCY', 64)
+    monkeypatch.setattr(middleware, 'CHUNK_NODES', 50)
+    monkeypatch.setattr(caller, 'LISTING_LIMIT', 50)
+    monkeypatch.setattr(stream, 'SUMMARY_NODES', 20)
+    monkeypatch.setattr(wire, 'BATCH_MAX', 16)
+    few, many = 300, 3000
+    for prefix, count in (('few', few), ('many', many)):
+        for i in range(count):
+            swift.add(f'/c/{prefix}{i:05d}')
+    fake, _ = batch_servers(d0=ran(), d1=ran(), d2=ran())
+    fake.batches = collections.deque(maxlen=1)       # the fake keeps nothing either
+    fake.images = collections.deque(maxlen=1)
+    swift.calls = collections.deque(maxlen=1)
+
+    def peak(count: int) -> int:
+        """Traced bytes at most during a job over ``count`` objects, its body read
+        and let go a chunk at a time."""
+        prefix = 'few' if count == few else 'many'
+        req = Request.blank(ACCOUNT, method='POST', body=json.dumps(
+            job(stdin=f'swift://~/c/{prefix}*')).encode(),
+            headers={'X-Zerovm-Execute': '1.0', 'Content-Type': 'application/json'})
+        tracemalloc.reset_peak()
+        start = tracemalloc.get_traced_memory()[0]
+        body = req.call_application(mw)[2]
+        lines = sum(chunk.count(b'\n') for chunk in body)
+        body.close()
+        assert lines == count
+        return tracemalloc.get_traced_memory()[1] - start
+
+    tracemalloc.start()
+    try:
+        peak(few)                                    # warm: imports, caches
+        small, large = peak(few), peak(many)
+    finally:
+        tracemalloc.stop()
+    print(small, large)
+    assert large < 1.5 * small, (small, large)
+
+
 def test_a_server_without_the_program_gets_the_batch_again_with_it(
         mw, swift, batch_servers) -> None:
     objects(swift, 3)
