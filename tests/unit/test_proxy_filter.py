@@ -1017,9 +1017,10 @@ def test_a_large_wildcard_job_streams_through_its_spool_in_node_order(
 def test_a_wildcard_jobs_proxy_memory_does_not_grow_with_its_nodes(
         mw, swift, batch_servers, monkeypatch) -> None:
     """What the proxy holds for a job is bounded by its windows (nodes in flight,
-    planned, listed; results held in memory), not by its nodes: 10x the nodes
-    leave the peak of traced memory about where it was.  Anything kept per node
-    (a result, a green thread, a plan, a batch entry...) adds up to far more."""
+    planned, listed; results held in memory), not by its nodes: past the spool's
+    index (five integers a node, ``stream.JobSpool``), 10x the nodes leave the peak
+    of traced memory where it was.  Anything else kept per node (a result, a
+    plan, a batch entry, a log record...) costs hundreds of bytes a node."""
     import collections
     import tracemalloc
 
@@ -1029,7 +1030,7 @@ def test_a_wildcard_jobs_proxy_memory_does_not_grow_with_its_nodes(
     monkeypatch.setattr(caller, 'LISTING_LIMIT', 50)
     monkeypatch.setattr(stream, 'SUMMARY_NODES', 20)
     monkeypatch.setattr(wire, 'BATCH_MAX', 16)
-    few, many = 300, 3000
+    few, many = 200, 1400
     for prefix, count in (('few', few), ('many', many)):
         for i in range(count):
             swift.add(f'/c/{prefix}{i:05d}')
@@ -1055,12 +1056,11 @@ def test_a_wildcard_jobs_proxy_memory_does_not_grow_with_its_nodes(
 
     tracemalloc.start()
     try:
-        peak(few)                                    # warm: imports, caches
+        peak(many)          # warm: imports, caches, the event hub's heap of timers
         small, large = peak(few), peak(many)
     finally:
         tracemalloc.stop()
-    print(small, large)
-    assert large < 1.5 * small, (small, large)
+    assert (large - small) / (many - few) < 100, (small, large)
 
 
 def test_a_server_without_the_program_gets_the_batch_again_with_it(
