@@ -278,6 +278,8 @@ class Batches:
         try:
             with Timeout(NODE_GRACE):
                 resp = conn.getexpect()
+            while resp.status != http.client.CONTINUE and sending:
+                programs.refused(*sending.pop())
             if resp.status == http.client.CONTINUE:
                 with Timeout(self.config.timeout + NODE_GRACE):
                     for chunk in wire.stream_tar(members):
