@@ -12,7 +12,10 @@ servers, 2 replicas, no system images: the program is C):
 - job: one wildcard job (``swift://~/bench/data/*.txt``, the word-count
   program ``tests/programs/wc.c``): wall time, amortised ms per node, the
   proxy's peak RSS (``VmHWM`` of ``/proc/<pid>/status`` after the job, and
-  its growth over the idle proxy). A job the proxy refuses (``400 Job too
+  its growth over the idle proxy), and the CPU time (user + system, from
+  ``/proc``) it took per node in the proxy, the object servers' main
+  processes and their workers (with the sandboxes): unlike wall times, these
+  change little with the load of other processes. A job the proxy refuses (``400 Job too
   large`` beyond ``zerovm_maxnodes``, 100,000 by default) is reported as
   such, with the reason, and the run goes on;
 - the same job again with ``X-Zerovm-Report: json``: bytes between proxy
