@@ -1020,10 +1020,11 @@ def test_a_large_wildcard_job_streams_through_its_spool_in_node_order(
 def test_a_wildcard_jobs_proxy_memory_does_not_grow_with_its_nodes(
         mw, swift, batch_servers, monkeypatch) -> None:
     """What the proxy holds for a job is bounded by its windows (nodes in flight,
-    planned, listed; results held in memory), not by its nodes: past the spool's
-    index (five integers a node, ``stream.JobSpool``), 10x the nodes leave the peak
-    of traced memory where it was.  Anything else kept per node (a result, a
-    plan, a batch entry, a log record...) costs hundreds of bytes a node."""
+    planned, listed; results held in memory), not by its nodes: 7x the nodes add
+    to the peak of traced memory only the spool's index (five integers a node,
+    ``stream.JobSpool``) and the event hub's cancelled timers (bounded: it drops
+    them past a thousand).  Anything else kept per node (a result, a plan, a
+    batch entry...) costs a kilobyte or more a node."""
     import collections
     import tracemalloc
 
@@ -1063,7 +1064,7 @@ def test_a_wildcard_jobs_proxy_memory_does_not_grow_with_its_nodes(
         small, large = peak(few), peak(many)
     finally:
         tracemalloc.stop()
-    assert (large - small) / (many - few) < 100, (small, large)
+    assert (large - small) / (many - few) < 300, (small, large)
 
 
 def test_a_server_without_the_program_gets_the_batch_again_with_it(
