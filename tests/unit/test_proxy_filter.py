@@ -1017,6 +1017,21 @@ def test_a_large_wildcard_job_streams_through_its_spool_in_node_order(
     assert report['nodes'][2]['host'].endswith('/d1')
 
 
+def test_a_bug_sending_a_node_alone_after_its_batch_stops_the_job(
+        mw, swift, batch_servers, monkeypatch) -> None:
+    """A node waiting in a batch has no green thread of its own: when sending it
+    alone raises (a bug), the job hears of it and stops, it does not wait forever."""
+    from swift.common.concurrency import Timeout
+    names = objects(swift, 4)
+    batch_servers(d0=ran(skip={'/AUTH_a' + names[1]}))
+
+    def broken(*args, **kwargs):
+        raise RuntimeError('a bug')
+    monkeypatch.setattr(Dispatcher, 'run_node', broken)
+    with Timeout(30), pytest.raises(RuntimeError, match='a bug'):
+        post(mw, job(stdin='swift://~/c/item*'))
+
+
 def test_a_wildcard_jobs_proxy_memory_does_not_grow_with_its_nodes(
         mw, swift, batch_servers, monkeypatch) -> None:
     """What the proxy holds for a job is bounded by its windows (nodes in flight,

@@ -84,7 +84,7 @@ class _Entry:
     server: dict                     # the primary the batch goes to
     others: list[dict]               # the other primaries
     rest: Iterator[dict]             # the handoffs
-    finish: Callable[[NodeResult], None]
+    finish: Callable[[NodeResult | Exception], None]
     member: bytes = b''
     done: bool = False               # its result went to ``finish``, or it went alone
 
@@ -113,15 +113,17 @@ class Batches:
         self.closed = False
 
     def run(self, plan: Plan) -> NodeResult:
-        """Run one node in a batch (or alone when it has to be); never raises."""
+        """Run one node in a batch (or alone when it has to be); raises only a bug."""
         done = Event()
-        self.submit(plan, done.send)
+        self.submit(plan, lambda result: done.send(exc=result) if isinstance(
+            result, Exception) else done.send(result))
         return done.wait()
 
-    def submit(self, plan: Plan, finish: Callable[[NodeResult], None]) -> bool:
+    def submit(self, plan: Plan, finish: Callable[[NodeResult | Exception], None]) -> bool:
         """Queue one node for a batch (or alone when it has to be): its result goes to
-        ``finish``, from another green thread, unless the job was closed first.
-        False, and nothing done, for a node that cannot travel in a batch."""
+        ``finish``, from another green thread, unless the job was closed first (the
+        exception of a bug, if sending it alone raised one).  False, and nothing
+        done, for a node that cannot travel in a batch."""
         if not batchable(plan):
             return False
         ring = placement.object_ring(self.config.swift_dir, plan.policy)
@@ -162,7 +164,12 @@ class Batches:
     def _alone(self, entry: _Entry, how: str) -> None:
         first = [entry.server] if how == _FIRST else []
         plan = replace(entry.plan, servers=itertools.chain(first, entry.others, entry.rest))
-        entry.finish(self.dispatcher.run_node(self.trans_id, plan, self.job_id, self.load))
+        try:
+            result = self.dispatcher.run_node(self.trans_id, plan, self.job_id, self.load)
+        except Exception as e:           # a bug: whoever waits for the node hears of it
+            entry.finish(e)
+            return
+        entry.finish(result)
 
     def _sender(self, key: tuple) -> None:
         queue = self.queues[key]

@@ -57,7 +57,7 @@ from zerocloud.proxy.response import (
 )
 
 NONE = -1                       # no record, no body part
-Submit = Callable[[object, Callable[[NodeResult], None]], bool]
+Submit = Callable[[object, Callable[[NodeResult | Exception], None]], bool]
 
 
 def run(plans: Iterable, run_replica: graph.RunReplica,
@@ -70,8 +70,8 @@ def run(plans: Iterable, run_replica: graph.RunReplica,
 
     ``submit(plan, finish)``, if given, takes the plans it can run without a green
     thread of their own (``zerocloud.proxy.batch.Batches.submit``: they wait in a
-    batch) and says so; their result goes to ``finish``.  The others run in green
-    threads, through ``run_replica``."""
+    batch) and says so; their result (or a bug's exception) goes to ``finish``.
+    The others run in green threads, through ``run_replica``."""
     pool = GreenPool(concurrency)
     places = Semaphore(concurrency)
     errors: list[BaseException] = []
@@ -99,8 +99,14 @@ def run(plans: Iterable, run_replica: graph.RunReplica,
             return
         end(results)
 
-    def submitted(plan) -> Callable[[NodeResult], None]:
-        return lambda result: end(graph.replicas(plan, lambda *_: result))
+    def submitted(plan) -> Callable[[NodeResult | Exception], None]:
+        def finish(result: NodeResult | Exception) -> None:
+            if isinstance(result, Exception):       # a bug: the job stops with it
+                errors.append(result)
+                places.release()
+            else:
+                end(graph.replicas(plan, lambda *_: result))
+        return finish
 
     try:
         for plan in plans:
