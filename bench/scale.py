@@ -12,7 +12,10 @@ servers, 2 replicas, no system images: the program is C):
 - job: one wildcard job (``swift://~/bench/data/*.txt``, the word-count
   program ``tests/programs/wc.c``): wall time, amortised ms per node, the
   proxy's peak RSS (``VmHWM`` of ``/proc/<pid>/status`` after the job, and
-  its growth over the idle proxy). A job the proxy refuses (``400 Job too
+  its growth over the idle proxy), and the CPU time (user + system, from
+  ``/proc``) it took per node in the proxy, the object servers' main
+  processes and their workers (with the sandboxes): unlike wall times, these
+  change little with the load of other processes. A job the proxy refuses (``400 Job too
   large`` beyond ``zerovm_maxnodes``, 100,000 by default) is reported as
   such, with the reason, and the run goes on;
 - the same job again with ``X-Zerovm-Report: json``: bytes between proxy
@@ -36,6 +39,7 @@ import argparse
 import collections
 import io
 import json
+import os
 import re
 import sys
 import tarfile
@@ -154,13 +158,48 @@ def post_job(conn: Connection, report: bool = False) -> tuple[float, int, str, d
     return time.perf_counter() - start, status, reason, headers, body
 
 
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """(own, descendants') CPU seconds (user + system) of a process: its live
+    descendants' and those it reaped (the pool's workers of an object server)."""
+    ticks = os.sysconf('SC_CLK_TCK')
+    stats, children = {}, collections.defaultdict(list)
+    for entry in Path('/proc').iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / 'stat').read_text().rsplit(')', 1)[1].split()
+            except OSError:
+                continue                 # gone meanwhile
+            stats[int(entry.name)] = fields
+            children[int(fields[1])].append(int(entry.name))
+    own = stats[pid]
+    reaped = (int(own[13]) + int(own[14])) / ticks
+    below, todo = 0.0, list(children[pid])
+    while todo:
+        child = todo.pop()
+        fields = stats[child]
+        below += (int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])) / ticks
+        todo += children[child]
+    return (int(own[11]) + int(own[12])) / ticks, reaped + below
+
+
+def cpu_of(cluster: DevCluster) -> dict[str, float]:
+    """CPU seconds so far of the proxy, the object servers and their workers."""
+    proxy = cpu_seconds(cluster.server('proxy').pid)[0]
+    objects = [cpu_seconds(s.pid) for s in cluster.servers if s.app == 'object-server']
+    return {'proxy': proxy, 'object': sum(o for o, _ in objects),
+            'workers': sum(w for _, w in objects)}
+
+
 def run_job(cluster: DevCluster, conn: Connection) -> dict:
     """The wildcard job, timed, and its costs (see the module docstring)."""
     pid = cluster.server('proxy').pid
     idle_hwm = proc_kib(pid, 'VmHWM')
+    cpu = cpu_of(cluster)
     wall, status, reason, _, body = post_job(conn)
+    after = cpu_of(cluster)
     out = {'status': status, 'reason': reason, 'body': body, 'wall': wall,
-           'hwm': proc_kib(pid, 'VmHWM'), 'idle_hwm': idle_hwm}
+           'hwm': proc_kib(pid, 'VmHWM'), 'idle_hwm': idle_hwm,
+           'cpu': {k: after[k] - cpu[k] for k in cpu}}
     if status == 200:       # again, for the per-node report (bytes, times)
         _, _, _, headers, body = post_job(conn, report=True)
         nodes = json.loads(body)['nodes']
@@ -226,7 +265,7 @@ def measure(n: int, program: bytes, download_too: bool = True,
     download_col = '-' if download is None else f'{download:.2f} s'
     if job['status'] != 200:
         reason = job['body'].decode(errors='replace').strip()[:60]
-        return [f'{n:,}', f'refused: {job["status"]} {reason}', *['-'] * 6, download_col, '-']
+        return [f'{n:,}', f'refused: {job["status"]} {reason}', *['-'] * 7, download_col, '-']
     got = totals(job['body'])
     if got != expect:
         sys.exit(f'{n} objects: the job counted {got}, the download path {expect}')
@@ -236,6 +275,7 @@ def measure(n: int, program: bytes, download_too: bool = True,
             f'{mib(job["hwm"] << 10)} (+{mib((job["hwm"] - job["idle_hwm"]) << 10)})',
             f'{job["sent"] / n:,.0f} / {job["returned"] / n:,.0f}',
             f'{common.p50(job["proxy_node_s"]) * 1e3:.1f}',
+            ' / '.join(f'{job["cpu"][k] / n * 1e3:.2f}' for k in ('proxy', 'object', 'workers')),
             f'{common.p50(ok) * 1e3:.1f}' if ok else '-',
             ' '.join(f'{k}:{v}' for k, v in sorted(statuses.items())),
             download_col, '-' if download is None else common.ratio(download, job['wall'])]
@@ -263,10 +303,14 @@ def main(argv: list[str] | None = None) -> int:
     table(f'Wildcard word-count job over N objects of {SIZE} B vs download + count '
           f'({GETTERS} GETs at a time)',
           ['objects', 'job wall', 'ms/node', 'proxy peak RSS (+ over idle)',
-           'B/node to/from obj', 'node p50 ms', 'obj-server p50 ms', 'obj-server answers',
+           'B/node to/from obj', 'node p50 ms', 'CPU ms/node proxy / obj / workers',
+           'obj-server p50 ms', 'obj-server answers',
            'download + count', 'download / job'], rows,
           note='B/node: request body bytes the proxy sent per node (request_bytes of '
                'X-Zerovm-Report: json) / output bytes it got back (HTTP heads not counted);\n'
+               'CPU ms/node: CPU time (user + system) the job took in the proxy, the object '
+               'servers and their workers (the sandboxes), per node: the load of other '
+               'processes changes it little, unlike wall times;\n'
                'node p50: one node as the proxy timed it (sending it until its answer); '
                'obj-server p50: the "execute" time the object servers logged for the nodes '
                'they ran; answers: status:count of every node request they got (503: queue '

@@ -389,6 +389,46 @@ def test_a_batch_larger_than_a_chunk_runs_every_node_alone(mw, guest, devices: P
     assert list((devices / 'sda1' / 'tmp').iterdir()) == []
 
 
+def test_a_batch_writes_the_files_of_outputs_sent_again_each_node_its_own_bytes(
+        mw, guest, devices: Path, monkeypatch) -> None:
+    """A file whose output went is written again by a later node (no file made and
+    removed per node): emptied first, so a node that writes less than the one
+    before gets only its own bytes."""
+    from swift.common.concurrency import sleep
+
+    from zerocloud.object import middleware as object_middleware
+    from zerocloud.object.batch import BatchRun
+    used: list[str] = []
+    channel, prepare = object_middleware.NodeRun.channel, BatchRun.prepare
+
+    def recorded(self, name, dev, *args):
+        spec, path = channel(self, name, dev, *args)
+        if path is not None:
+            used.append(path)
+        return spec, path
+
+    def later(self, *args):             # the answers of the nodes before go out first
+        sleep(0.01)
+        return prepare(self, *args)
+    monkeypatch.setattr(object_middleware.NodeRun, 'channel', recorded)
+    monkeypatch.setattr(BatchRun, 'prepare', later)
+    count = 40
+    for i in range(count):
+        put(mw, f'/sda1/0/a/c/o{i}', b'word ' * (count - i))      # shorter and shorter
+    channels = (wire.DeviceSpec('stdin', 'r', source='local'), wire.DeviceSpec('stdout', 'w'))
+    entries = [wire.BatchEntry('sda1', 0, f'/a/c/o{i}', wire.NodeSpec(
+        f'n{i}', ['wc'], devices=channels)) for i in range(count)]
+    resp = batch_request(mw, entries, guest('wc').read_bytes())
+    assert resp.status_int == 200, resp.body
+    members = untar(resp.body)
+    for i in range(count):
+        words = count - i
+        assert members[f'{i}/dev/stdout'].split() == [b'0', str(words).encode(),
+                                                       str(5 * words).encode()]
+    assert len(used) == count and len(set(used)) < count       # files written again
+    assert list((devices / 'sda1' / 'tmp').iterdir()) == []
+
+
 def test_chunks_take_about_chunk_seconds_of_a_worker() -> None:
     """A quick program's nodes go CHUNK at a time, a slow one's one by one; the last
     ones are spread over the workers; every node is handed out once, in order."""

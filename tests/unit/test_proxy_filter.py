@@ -947,8 +947,11 @@ def test_a_batch_refused_while_the_server_frees_a_place_runs_whole(
     fake, single = batch_servers(d0=[(503, 'Slot not available'), ran()])
     resp = post(mw, job(stdin='swift://~/c/item*'))
     assert resp.status_int == 200, resp.body
-    *refused, (_d, _h, _p, entries) = fake.batches     # (a 412 may ask for the program)
-    assert refused and all(not e for *_x, e in refused) and len(entries) == 4
+    (_d, _h, _p, refused), (_d, headers, program, entries) = fake.batches
+    assert not refused and len(entries) == 4
+    # the program did not go with the refused batch: sent with the next one, not its
+    # digest first (the server would answer 412, and then it)
+    assert program == b'\x7fELF program' and wire.PROGRAM not in headers
     assert single.asked == []                   # no node went alone, none to a handoff
     assert resp.body == b''.join(f'out /AUTH_a{n}\n'.encode() for n in names)
 
@@ -1012,6 +1015,71 @@ def test_a_large_wildcard_job_streams_through_its_spool_in_node_order(
     assert [n['name'] for n in report['nodes']] == [f'wc-{i}' for i in range(1, 8)]
     assert [n['object'] for n in report['nodes']] == [f'swift://AUTH_a{n}' for n in names]
     assert report['nodes'][2]['host'].endswith('/d1')
+
+
+def test_a_bug_sending_a_node_alone_after_its_batch_stops_the_job(
+        mw, swift, batch_servers, monkeypatch) -> None:
+    """A node waiting in a batch has no green thread of its own: when sending it
+    alone raises (a bug), the job hears of it and stops, it does not wait forever."""
+    from swift.common.concurrency import Timeout
+    names = objects(swift, 4)
+    batch_servers(d0=ran(skip={'/AUTH_a' + names[1]}))
+
+    def broken(*args, **kwargs):
+        raise RuntimeError('a bug')
+    monkeypatch.setattr(Dispatcher, 'run_node', broken)
+    with Timeout(30), pytest.raises(RuntimeError, match='a bug'):
+        post(mw, job(stdin='swift://~/c/item*'))
+
+
+def test_a_wildcard_jobs_proxy_memory_does_not_grow_with_its_nodes(
+        mw, swift, batch_servers, monkeypatch) -> None:
+    """What the proxy holds for a job is bounded by its windows (nodes in flight,
+    planned, listed; results held in memory), not by its nodes: 7x the nodes add
+    to the peak of traced memory only the spool's index (five integers a node,
+    ``stream.JobSpool``) and the event hub's cancelled timers (bounded: it drops
+    them past a thousand).  Anything else kept per node (a result, a plan, a
+    batch entry...) costs a kilobyte or more a node."""
+    import collections
+    import tracemalloc
+
+    from zerocloud.proxy import caller, middleware, stream
+    monkeypatch.setattr(middleware, 'BATCH_CONCURRENCY', 64)
+    monkeypatch.setattr(middleware, 'CHUNK_NODES', 50)
+    monkeypatch.setattr(caller, 'LISTING_LIMIT', 50)
+    monkeypatch.setattr(stream, 'SUMMARY_NODES', 20)
+    monkeypatch.setattr(wire, 'BATCH_MAX', 16)
+    few, many = 200, 1400
+    for prefix, count in (('few', few), ('many', many)):
+        for i in range(count):
+            swift.add(f'/c/{prefix}{i:05d}')
+    fake, _ = batch_servers(d0=ran(), d1=ran(), d2=ran())
+    fake.batches = collections.deque(maxlen=1)       # the fake keeps nothing either
+    fake.images = collections.deque(maxlen=1)
+    swift.calls = collections.deque(maxlen=1)
+
+    def peak(count: int) -> int:
+        """Traced bytes at most during a job over ``count`` objects, its body read
+        and let go a chunk at a time."""
+        prefix = 'few' if count == few else 'many'
+        req = Request.blank(ACCOUNT, method='POST', body=json.dumps(
+            job(stdin=f'swift://~/c/{prefix}*')).encode(),
+            headers={'X-Zerovm-Execute': '1.0', 'Content-Type': 'application/json'})
+        tracemalloc.reset_peak()
+        start = tracemalloc.get_traced_memory()[0]
+        body = req.call_application(mw)[2]
+        lines = sum(chunk.count(b'\n') for chunk in body)
+        body.close()
+        assert lines == count
+        return tracemalloc.get_traced_memory()[1] - start
+
+    tracemalloc.start()
+    try:
+        peak(many)          # warm: imports, caches, the event hub's heap of timers
+        small, large = peak(few), peak(many)
+    finally:
+        tracemalloc.stop()
+    assert (large - small) / (many - few) < 300, (small, large)
 
 
 def test_a_server_without_the_program_gets_the_batch_again_with_it(

@@ -39,7 +39,7 @@ import itertools
 import random
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 
 from swift.common.bufferedhttp import http_connect
@@ -78,14 +78,15 @@ def batchable(plan: Plan) -> bool:
             and not node.reads_from and not node.writes_to)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Entry:
     plan: Plan
     server: dict                     # the primary the batch goes to
     others: list[dict]               # the other primaries
     rest: Iterator[dict]             # the handoffs
-    done: Event
+    finish: Callable[[NodeResult | Exception], None]
     member: bytes = b''
+    done: bool = False               # its result went to ``finish``, or it went alone
 
 
 _ALONE = 'alone'                     # not run in a batch: run it alone
@@ -93,7 +94,12 @@ _FIRST = 'first'                     # a batch of one: alone, on the same server
 
 
 class Batches:
-    """The batchable nodes of one job, in batches per object server."""
+    """The batchable nodes of one job, in batches per object server.
+
+    A node waiting in a batch costs its plan and an entry, no green thread: a
+    job keeps thousands of nodes in flight (``zerocloud.proxy.stream``), and a
+    green thread each cost the proxy ~6 KiB more per node, which grew its peak
+    RSS with the job; only a node sent alone again takes a thread."""
 
     def __init__(self, dispatcher: Dispatcher, trans_id: str, job_id: str,
                  load: collections.Counter) -> None:
@@ -104,36 +110,66 @@ class Batches:
         self.senders: collections.Counter = collections.Counter()
         self.sent: set[tuple] = set()        # keys that batches went to
         self.threads: set = set()
+        self.closed = False
 
     def run(self, plan: Plan) -> NodeResult:
-        """Run one node in a batch (or alone when it has to be); never raises."""
+        """Run one node in a batch (or alone when it has to be); raises only a bug."""
+        done = Event()
+        self.submit(plan, lambda result: done.send(exc=result) if isinstance(
+            result, Exception) else done.send(result))
+        return done.wait()
+
+    def submit(self, plan: Plan, finish: Callable[[NodeResult | Exception], None]) -> bool:
+        """Queue one node for a batch (or alone when it has to be): its result goes to
+        ``finish``, from another green thread, unless the job was closed first (the
+        exception of a bug, if sending it alone raised one).  False, and nothing
+        done, for a node that cannot travel in a batch."""
+        if not batchable(plan):
+            return False
         ring = placement.object_ring(self.config.swift_dir, plan.policy)
         servers = iter(plan.servers)
         primaries = list(itertools.islice(servers, int(ring.replica_count)))
         chosen = primaries[0]
-        entry = _Entry(plan, chosen, primaries[1:], servers, Event())
+        entry = _Entry(plan, chosen, primaries[1:], servers, finish)
         key = (chosen['ip'], chosen['port'], plan.policy, plan.digest, plan.image_digest)
         queue = self.queues[key]
         queue.append(entry)
         if not self.senders[key] or (len(queue) > wire.BATCH_MAX
                                      and self.senders[key] < PER_SERVER):
             self.senders[key] += 1
-            thread = spawn(self._sender, key)
-            self.threads.add(thread)
-            thread.link(lambda t: self.threads.discard(t))
-        result = entry.done.wait()
-        if isinstance(result, NodeResult):
-            return result
-        first = [entry.server] if result == _FIRST else []
-        return self.dispatcher.run_node(
-            self.trans_id, replace(plan, servers=itertools.chain(first, entry.others,
-                                                                 entry.rest)),
-            self.job_id, self.load)
+            self._spawn(self._sender, key)
+        return True
 
     def close(self) -> None:
-        """The job is over or stopped: no batch goes on."""
+        """The job is over or stopped: no batch goes on, no node goes alone."""
+        self.closed = True
         for thread in list(self.threads):
             thread.kill()
+
+    def _spawn(self, func: Callable, *args) -> None:
+        thread = spawn(func, *args)
+        self.threads.add(thread)
+        thread.link(lambda t: self.threads.discard(t))
+
+    def _end(self, entry: _Entry, outcome: NodeResult | str) -> None:
+        """The node's result to its ``finish`` (once), or the node sent alone."""
+        if entry.done:
+            return
+        entry.done = True
+        if isinstance(outcome, NodeResult):
+            entry.finish(outcome)
+        elif not self.closed:
+            self._spawn(self._alone, entry, outcome)
+
+    def _alone(self, entry: _Entry, how: str) -> None:
+        first = [entry.server] if how == _FIRST else []
+        plan = replace(entry.plan, servers=itertools.chain(first, entry.others, entry.rest))
+        try:
+            result = self.dispatcher.run_node(self.trans_id, plan, self.job_id, self.load)
+        except Exception as e:           # a bug: whoever waits for the node hears of it
+            entry.finish(e)
+            return
+        entry.finish(result)
 
     def _sender(self, key: tuple) -> None:
         queue = self.queues[key]
@@ -144,7 +180,7 @@ class Batches:
                 batch = queue[:wire.BATCH_MAX]
                 del queue[:len(batch)]
                 if len(batch) == 1 and key not in self.sent:
-                    batch[0].done.send(_FIRST)
+                    self._end(batch[0], _FIRST)
                 else:
                     self.sent.add(key)
                     self._send(batch)
@@ -154,8 +190,7 @@ class Batches:
                 batch += queue
                 queue.clear()
             for entry in batch:
-                if not entry.done.ready():
-                    entry.done.send(_ALONE)
+                self._end(entry, _ALONE)
 
     def _send(self, batch: list[_Entry]) -> None:
         """One batch to its server; every node of it ends with a result or alone."""
@@ -196,8 +231,7 @@ class Batches:
         finally:
             self.load[server['ip'], server['port']] -= len(batch)
             for entry in batch:
-                if not entry.done.ready():
-                    entry.done.send(alone)
+                self._end(entry, alone)
 
     def _exchange(self, server: dict, batch: list[_Entry]) -> None:
         programs = self.dispatcher.programs
@@ -251,6 +285,8 @@ class Batches:
         try:
             with Timeout(NODE_GRACE):
                 resp = conn.getexpect()
+            while resp.status != http.client.CONTINUE and sending:
+                programs.refused(*sending.pop())
             if resp.status == http.client.CONTINUE:
                 with Timeout(self.config.timeout + NODE_GRACE):
                     for chunk in wire.stream_tar(members):
@@ -291,7 +327,7 @@ class Batches:
             if index == 0:
                 current.program_bytes = program_bytes
                 current.request_bytes += once_bytes      # the program and image sent
-            entry.done.send(current)
+            self._end(entry, current)
 
         try:
             while True:
@@ -308,13 +344,13 @@ class Batches:
                     if current is not None:
                         finish()
                         current = None
-                    if not 0 <= i < len(batch) or batch[i].done.ready():
+                    if not 0 <= i < len(batch) or batch[i].done:
                         raise wire.WireError(f'unexpected member {name}')
                     if sub == wire.ERROR:
                         text = f.read(4096).decode('utf-8', 'replace')
                         self.logger.debug('node %s not run in a batch on %s: %s',
                                           batch[i].plan.node.name, where, short(text))
-                        batch[i].done.send(_ALONE)
+                        self._end(batch[i], _ALONE)
                     elif sub == wire.REPORT:
                         index = i
                         current = NodeResult(batch[i].plan.node,

@@ -118,6 +118,13 @@ class Programs:
             return None
         return key, self.sending.setdefault(key, Event())
 
+    def refused(self, key: tuple, event: Event) -> None:
+        """The program of ``key`` did not go: its request was refused before its body.
+        The server is not counted as having it (the next request sends it, not its
+        digest and then, on ``412``, it); nodes waiting for it go on."""
+        self.servers.pop(key, None)
+        self.sent(key, event)
+
     def sent(self, key: tuple, event: Event) -> None:
         """The program of ``key`` has gone (or will not): nodes waiting for it go on."""
         if self.sending.get(key) is event:

@@ -615,7 +615,8 @@ class ProxyExecMiddleware:
                         concurrency=concurrency, progress=progress)
                 else:
                     streamed.run(planned(), run_replica, collector.add,
-                               concurrency=concurrency, progress=progress)
+                                 concurrency=concurrency, progress=progress,
+                                 submit=batches.submit if batched else None)
                     results, collector.held = collector.in_order(), []
             finally:
                 batches.close()

@@ -39,7 +39,7 @@ import pickle
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 
-from swift.common.concurrency import GreenPool, tpool
+from swift.common.concurrency import GreenPool, Semaphore, tpool
 from swift.common.swob import Response
 
 from zerocloud import cgiout, graph
@@ -57,29 +57,56 @@ from zerocloud.proxy.response import (
 )
 
 NONE = -1                       # no record, no body part
+Submit = Callable[[object, Callable[[NodeResult | Exception], None]], bool]
 
 
 def run(plans: Iterable, run_replica: graph.RunReplica,
         collect: Callable[[list[NodeResult]], None], *, concurrency: int,
-        progress=None) -> None:
+        progress=None, submit: Submit | None = None) -> None:
     """Run every plan (nodes without links), at most ``concurrency`` at a time; each
     node's results (its replicas, compared) go to ``collect`` as it ends.  The next
     plan is only taken from ``plans`` when a place is free: a lazy ``plans`` is read
-    as nodes end.  ``progress`` hears of each node sent and ended."""
+    as nodes end.  ``progress`` hears of each node sent and ended.
+
+    ``submit(plan, finish)``, if given, takes the plans it can run without a green
+    thread of their own (``zerocloud.proxy.batch.Batches.submit``: they wait in a
+    batch) and says so; their result (or a bug's exception) goes to ``finish``.
+    The others run in green threads, through ``run_replica``."""
     pool = GreenPool(concurrency)
+    places = Semaphore(concurrency)
     errors: list[BaseException] = []
     stopped: list[bool] = []
 
-    def work(plan) -> None:
-        if stopped:
-            return
+    def end(results: list[NodeResult]) -> None:
         try:
-            results = graph.replicas(plan, run_replica)
             if progress is not None:
                 progress.finished(results)
             collect(results)
         except Exception as e:          # a bug: the job stops with it
             errors.append(e)
+        finally:
+            places.release()
+
+    def work(plan) -> None:
+        if stopped:
+            places.release()
+            return
+        try:
+            results = graph.replicas(plan, run_replica)
+        except Exception as e:          # a bug: the job stops with it
+            errors.append(e)
+            places.release()
+            return
+        end(results)
+
+    def submitted(plan) -> Callable[[NodeResult | Exception], None]:
+        def finish(result: NodeResult | Exception) -> None:
+            if isinstance(result, Exception):       # a bug: the job stops with it
+                errors.append(result)
+                places.release()
+            else:
+                end(graph.replicas(plan, lambda *_: result))
+        return finish
 
     try:
         for plan in plans:
@@ -87,8 +114,13 @@ def run(plans: Iterable, run_replica: graph.RunReplica,
                 break
             if progress is not None:
                 progress.started()
-            pool.spawn_n(work, plan)
-        pool.waitall()
+            places.acquire()
+            if submit is None or not submit(plan, submitted(plan)):
+                pool.spawn_n(work, plan)
+        for _ in range(concurrency):    # every node ended
+            if errors:
+                break
+            places.acquire()
         if errors:
             raise errors[0]
     except BaseException:
