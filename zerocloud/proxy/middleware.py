@@ -273,6 +273,7 @@ from swift.common.storage_policy import POLICIES, REPL_POLICY
 from swift.common.swob import (
     HTTPBadRequest,
     HTTPException,
+    HTTPNotFound,
     HTTPRequestEntityTooLarge,
     Request,
     Response,
@@ -290,6 +291,7 @@ from zerocloud.job import (
     Device,
     JobError,
     JobTooLarge,
+    NoData,
     Node,
     SwiftPath,
     expand,
@@ -437,6 +439,8 @@ class ProxyExecMiddleware:
                 yield node
         except JobTooLarge as e:
             raise HTTPRequestEntityTooLarge(body=f'{e}\n') from None
+        except NoData as e:
+            raise HTTPNotFound(body=f'{e}\n') from None
         except JobError as e:
             raise HTTPBadRequest(body=f'{e}\n') from None
 
