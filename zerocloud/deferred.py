@@ -26,7 +26,8 @@ Unlike ZeroCloud, the result never overwrites the object of the request URL,
 and the answer says 202, not 200.
 
 A deferred job's state lives in Swift, next to its result: while it runs,
-the proxy running it keeps ``<that name>.state``::
+the proxy running it keeps ``<that name>.state`` (stored before the 202, so
+that a job a client was told of has a state or a result)::
 
     {"state": "running", "heartbeat": 10.0, "updated": 1764687000.5,
      "proxy": "proxy-1:4242", "started": 1764686990.1, "job": 1,
@@ -216,21 +217,25 @@ def run(app, req: Request, how: str, account: str, container: str | None, timeou
             break
         if kind == 'done':
             return resp
-    spawn(_keep_state, app, req, where, heartbeat, finished, progress, logger)
+    spawn(_keep_state(app, req, where, heartbeat, finished, progress, logger))
     return HTTPAccepted(body=f'{where}\n', content_type='text/plain',
                         headers={'Location': req.host_url + '/v1' + quote(where.path)})
 
 
 def _keep_state(app, req: Request, where: SwiftPath, heartbeat: float, finished: LightQueue,
-                progress: Progress, logger) -> None:
-    """Keep the job's state fresh in Swift until its result is stored, then delete it:
-    every ``heartbeat`` seconds, and when its counts changed (at most every
+                progress: Progress, logger) -> Callable[[], None]:
+    """Store the job's state now (before the 202: a job a client was told of has a
+    state or a result, so a client can tell an unknown id from a job not done), and
+    return what keeps it fresh until the result is stored, then deletes it: every
+    ``heartbeat`` seconds, and when its counts changed (at most every
     PROGRESS_EVERY seconds)."""
     base = f'/v1/{where.account}/{where.container}'
     state = f'{base}/{where.obj}{STATE_SUFFIX}'
     _put(app, req, base)
     written, due = None, 0.0
-    while True:
+
+    def write() -> None:
+        nonlocal written, due
         counts = progress.counts()
         if counts != written or time.monotonic() >= due:
             body = json.dumps({'state': 'running', 'heartbeat': heartbeat, 'updated': time.time(),
@@ -241,13 +246,18 @@ def _keep_state(app, req: Request, where: SwiftPath, heartbeat: float, finished:
                 logger.error('deferred job %s: storing its state failed: %s', where,
                              stored.status)
             written, due = counts, time.monotonic() + heartbeat
-        try:
-            finished.get(timeout=max(0.0, min(PROGRESS_EVERY, heartbeat,
-                                              due - time.monotonic())))
-            break
-        except Empty:
-            pass
-    _request(app, req, 'DELETE', state)
+
+    def keep() -> None:
+        while True:
+            try:
+                finished.get(timeout=max(0.0, min(PROGRESS_EVERY, heartbeat,
+                                                  due - time.monotonic())))
+                break
+            except Empty:
+                write()
+        _request(app, req, 'DELETE', state)
+    write()
+    return keep
 
 
 def settle_lost(app, env: dict, logger) -> None:

@@ -353,17 +353,29 @@ class Client:
             return None
         return state if isinstance(state, dict) else None
 
-    def cmd_status(self) -> int:
-        path = self.result_path(self.opts.id)
+    def known(self, path: SwiftPath) -> tuple[report.JobResult | None, dict | None]:
+        """The job's stored result, else its state; (None, None) for no such job: the
+        proxy stores the state before it answers 202 and deletes it once the result
+        is stored, hence a second look for the result."""
         result = self.stored(path)
+        if result is not None:
+            return result, None
+        state = self.state(path)
+        return (self.stored(path), None) if state is None else (None, state)
+
+    def unknown(self) -> int:
+        self.err.write(f'zc: {self.opts.id}: no such job (no result and no progress '
+                       'stored: a typo in the id, or its result was deleted)\n')
+        return EXIT_FAILED
+
+    def cmd_status(self) -> int:
+        result, state = self.known(self.result_path(self.opts.id))
         if result is None:
-            state = self.state(path)
             if self.opts.json:
                 self.out.write(json.dumps(state or {'state': 'unknown'}).encode() + b'\n')
-            elif state is None:
-                self.err.write(f'{self.opts.id}: no result and no progress stored: not '
-                               'started yet, or no such job\n')
-            else:
+            if state is None:
+                return EXIT_FAILED if self.opts.json else self.unknown()
+            if not self.opts.json:
                 since = time.time() - float(state.get('started') or time.time())
                 self.err.write(f'{self.opts.id}: running for {since:.0f} s: '
                                f'{display.counts(state)}\n')
@@ -388,8 +400,13 @@ class Client:
 
         def extra() -> str:
             return display.counts(seen[-1]) if seen else ''
+        result, state = self.known(path)
+        if result is None and state is None:
+            return self.unknown()
+        if follow and state is not None:
+            seen.append(state)
         with self.progress(f'waiting for {self.opts.id}', extra):
-            while (result := self.stored(path)) is None:
+            while result is None and (result := self.stored(path)) is None:
                 if deadline is not None and time.monotonic() >= deadline:
                     self.err.write(f'{self.opts.id}: not done after {self.opts.timeout} s\n')
                     return EXIT_PENDING
@@ -401,7 +418,9 @@ class Client:
         return self.show_result(result, {})
 
     def cmd_result(self) -> int:
-        result = self.stored(self.result_path(self.opts.id))
+        result, state = self.known(self.result_path(self.opts.id))
+        if result is None and state is None:
+            return self.unknown()
         if result is None:
             self.err.write(f'{self.opts.id}: no result yet (zc wait {self.opts.id})\n')
             return EXIT_PENDING
