@@ -266,6 +266,18 @@ def test_a_bad_job_runs_nothing(mw, servers, body, status, says) -> None:
     assert asked.asked == []
 
 
+@pytest.mark.parametrize('asked', ['sql', '2.0', 'open'])
+def test_an_unknown_execute_version_is_a_400_naming_the_known_ones(mw, servers,
+                                                                   asked: str) -> None:
+    # it ran as a job (1.0): `sql` with a query as the body was "not a JSON list"
+    asked_servers = servers()
+    resp = post(mw, job(), **{'X-Zerovm-Execute': asked})
+    assert resp.status_int == 400
+    assert resp.body == (b'X-Zerovm-Execute must be 1.0 (a job), sql/1.0, open/1.0 or '
+                         b'api/1.0, not "' + asked.encode() + b'"\n')
+    assert asked_servers.asked == []
+
+
 def test_a_wildcard_over_a_missing_container_is_a_404(mw, swift, servers) -> None:
     # the data is not there, as for a missing object: not a bad job (400)
     swift.missing.add('/nowhere')

@@ -369,6 +369,10 @@ class ProxyExecMiddleware:
                 caller, lambda launch: self.execute(caller, version, account, False, launch),
                 version, account, container, obj)
         asked = req.headers.get(wire.EXECUTE, '').strip().lower()
+        if asked and asked not in (wire.VERSION, sources.OPEN_VERSION, sources.API_VERSION):
+            raise HTTPBadRequest(body=f'{wire.EXECUTE} must be {wire.VERSION} (a job), '
+                                      f'{sql_entry.VERSION}, {sources.OPEN_VERSION} or '
+                                      f'{sources.API_VERSION}, not "{asked}"\n')
         opening |= asked == sources.OPEN_VERSION
         api |= asked == sources.API_VERSION
         mode = req.headers.get(REPORT_HEADER, '').lower()
