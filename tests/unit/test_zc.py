@@ -103,8 +103,25 @@ def test_a_job_file_or_zapp_is_read_as_is(tmp_path: Path) -> None:
     loaded = jobs.load(str(tmp_path / 'app.zapp'))
     assert loaded.content_type == jobs.ZAPP_TYPE and loaded.job == [{'name': 'z'}]
     (tmp_path / 'bad.json').write_text('[{')
-    with pytest.raises(jobs.BuildError, match='not a job description'):
+    with pytest.raises(jobs.BuildError, match=r'bad.json is not valid JSON: Expecting '):
         jobs.load(str(tmp_path / 'bad.json'))
+
+
+@pytest.mark.parametrize('name, text, says', [
+    ('lines.c', '#include <stdio.h>\n', 'lines.c is not a job description (JSON), a zapp, '
+                                        'nor a program (a static ELF executable: musl-gcc '
+                                        '-static)'),
+    ('sum.py', 'print(1)\n', 'sum.py is not a job description (JSON), a zapp, nor a program '
+                             '(a static ELF executable: musl-gcc -static); a script runs with '
+                             '--script '),
+])
+def test_a_source_file_given_as_the_job_says_what_zc_runs(tmp_path: Path, name: str, text: str,
+                                                           says: str) -> None:
+    # `zc run lines.c --on ...`: not "Expecting value: line 1 column 1"
+    (tmp_path / name).write_text(text)
+    with pytest.raises(jobs.BuildError) as e:
+        jobs.load(str(tmp_path / name))
+    assert str(e.value).startswith(str(tmp_path / name)) and says in str(e.value)
 
 
 def test_a_zapp_runs_over_objects_given_on_the_command_line() -> None:
