@@ -26,11 +26,13 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
 from urllib.parse import quote, urlencode
 
+import requests
 from swiftclient import ClientException
 from swiftclient.service import process_options
 from swiftclient.shell import add_default_args
@@ -542,6 +544,17 @@ def _has_answer_output(job: list) -> bool:
     return False
 
 
+def unreachable(e: OSError) -> str:
+    """What to say when the server does not answer (its address, the reason): the
+    likely slip is a cluster that is not running or credentials for another."""
+    request = getattr(e, 'request', None)
+    where = f' at {request.url}' if request is not None else ''
+    reason = re.findall(r'\[Errno -?\d+\] ([^\'"()]+)', str(e))
+    why = reason[-1].strip() if reason else (e.strerror or str(e))
+    return (f'no server answers{where}: {why} (is the cluster running? are ST_AUTH, '
+            'OS_AUTH_URL or OS_STORAGE_URL its address?)')
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     opts = parser.parse_args(argv)
@@ -572,6 +585,9 @@ def main(argv: list[str] | None = None) -> int:
         text = body.decode('utf-8', 'replace') if isinstance(body, bytes) else str(body or '')
         sys.stderr.write(f'zc: {e.msg}: {e.http_status} {e.http_reason}\n{text}'.rstrip() + '\n'
                          if e.http_status else f'zc: {e}\n')
+        return EXIT_FAILED
+    except (ConnectionError, requests.ConnectionError) as e:
+        sys.stderr.write(f'zc: {unreachable(e)}\n')
         return EXIT_FAILED
     except BrokenPipeError:            # zc run ... | head: the reader has enough
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
