@@ -393,7 +393,11 @@ def main(argv: list[str] | None = None) -> int:
         if opts.command == 'info':
             return _cmd_info()
         return _cmd_run(opts)
-    except (OSError, ChannelError) as e:
+    except OSError as e:
+        where = f'cannot open {e.filename}: ' if e.filename else ''
+        print(f'zvm: {where}{e.strerror or e}', file=sys.stderr)
+        return EXIT_USAGE
+    except ChannelError as e:
         print(f'zvm: {e}', file=sys.stderr)
         return EXIT_USAGE
 

@@ -103,6 +103,14 @@ def test_a_missing_manifest_file_is_enoent(zvm, tmp_path):
     assert proc.stdout.decode().split('\n')[5].startswith('manifest open error')
 
 
+@pytest.mark.parametrize('command', ['run', 'validate'])
+def test_a_program_that_cannot_be_opened_is_named(zvm, tmp_path, command):
+    # not Python's "[Errno 2] No such file or directory: '...'"
+    proc = zvm.cli(command, tmp_path / 'nosuch')
+    assert (proc.returncode, proc.stderr.decode()) == (
+        2, f'zvm: cannot open {tmp_path / "nosuch"}: No such file or directory\n')
+
+
 def test_a_program_given_as_the_manifest_says_how_to_run_it(zvm, guest):
     # `zvm ./prog` for `zvm run ./prog`: ZeroVM's report and code, then the hint
     proc = zvm.cli(guest('hello'))
