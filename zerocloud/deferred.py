@@ -27,7 +27,8 @@ and the answer says 202, not 200.
 
 A deferred job's state lives in Swift, next to its result: while it runs,
 the proxy running it keeps ``<that name>.state`` (stored before the 202, so
-that a job a client was told of has a state or a result)::
+that a job a client was told of has a state or a result, unless storing it
+takes more than FIRST_STATE_WAIT seconds: the answer does not wait longer)::
 
     {"state": "running", "heartbeat": 10.0, "updated": 1764687000.5,
      "proxy": "proxy-1:4242", "started": 1764686990.1, "job": 1,
@@ -90,6 +91,7 @@ STATE_SUFFIX = '.state'
 OBJECTS_KEY = 'Objects'                  # of .headers: node name -> its object
 OBJECTS_MAX = 1000                       # nodes beyond which a result has no "Objects"
 PROGRESS_EVERY = 1.0                     # seconds; the state is rewritten at most this often
+FIRST_STATE_WAIT = 2.0                   # seconds the 202 waits for the state's first write
 STALE_BEATS = 3                          # a state this many heartbeats old is a lost job
 _RESULT = re.compile(r'/([^/]+)/([^/]+)/([^/]+)/(job-[0-9a-f]{32})' + re.escape(HEADERS_SUFFIX))
 _PROXY = f'{socket.gethostname()}:{os.getpid()}'
@@ -217,25 +219,26 @@ def run(app, req: Request, how: str, account: str, container: str | None, timeou
             break
         if kind == 'done':
             return resp
-    spawn(_keep_state(app, req, where, heartbeat, finished, progress, logger))
+    stored_once: LightQueue = LightQueue()
+    spawn(_keep_state, app, req, where, heartbeat, finished, progress, logger, stored_once)
+    try:        # a job a client is told of has a state (or a result): unless Swift is slow
+        stored_once.get(timeout=FIRST_STATE_WAIT)
+    except Empty:
+        pass
     return HTTPAccepted(body=f'{where}\n', content_type='text/plain',
                         headers={'Location': req.host_url + '/v1' + quote(where.path)})
 
 
 def _keep_state(app, req: Request, where: SwiftPath, heartbeat: float, finished: LightQueue,
-                progress: Progress, logger) -> Callable[[], None]:
-    """Store the job's state now (before the 202: a job a client was told of has a
-    state or a result, so a client can tell an unknown id from a job not done), and
-    return what keeps it fresh until the result is stored, then deletes it: every
-    ``heartbeat`` seconds, and when its counts changed (at most every
-    PROGRESS_EVERY seconds)."""
+                progress: Progress, logger, stored_once: LightQueue) -> None:
+    """Keep the job's state fresh in Swift until its result is stored, then delete it:
+    every ``heartbeat`` seconds, and when its counts changed (at most every
+    PROGRESS_EVERY seconds); ``stored_once`` gets None once it was first written."""
     base = f'/v1/{where.account}/{where.container}'
     state = f'{base}/{where.obj}{STATE_SUFFIX}'
     _put(app, req, base)
     written, due = None, 0.0
-
-    def write() -> None:
-        nonlocal written, due
+    while True:
         counts = progress.counts()
         if counts != written or time.monotonic() >= due:
             body = json.dumps({'state': 'running', 'heartbeat': heartbeat, 'updated': time.time(),
@@ -245,19 +248,16 @@ def _keep_state(app, req: Request, where: SwiftPath, heartbeat: float, finished:
             if not is_success(stored.status_int):
                 logger.error('deferred job %s: storing its state failed: %s', where,
                              stored.status)
+            if written is None:
+                stored_once.put(None)
             written, due = counts, time.monotonic() + heartbeat
-
-    def keep() -> None:
-        while True:
-            try:
-                finished.get(timeout=max(0.0, min(PROGRESS_EVERY, heartbeat,
-                                                  due - time.monotonic())))
-                break
-            except Empty:
-                write()
-        _request(app, req, 'DELETE', state)
-    write()
-    return keep
+        try:
+            finished.get(timeout=max(0.0, min(PROGRESS_EVERY, heartbeat,
+                                              due - time.monotonic())))
+            break
+        except Empty:
+            pass
+    _request(app, req, 'DELETE', state)
 
 
 def settle_lost(app, env: dict, logger) -> None:
