@@ -9,6 +9,7 @@ packaged ``zerocloud/etc/zerocloud.conf-sample``) and doc/operator-guide.md.
 
 from __future__ import annotations
 
+import difflib
 import os
 from dataclasses import dataclass
 
@@ -63,36 +64,39 @@ class Config:
     @classmethod
     def from_conf(cls, conf: dict) -> Config:
         """Parse a paste section (``[DEFAULT]`` merged in); ValueError names the option."""
+        known: set[str] = set()
+
         def option(name: str, parse, default):
+            known.add(name)
             try:
                 return parse(conf.get(name, default))
             except (TypeError, ValueError) as e:
                 raise ValueError(f'{name}: {e}') from None
 
         positive = config_positive_int_value
-        timeout = option('zerovm_timeout', float, DEFAULT_TIMEOUT)
+        timeout = option('zerovm_timeout', _positive_float, DEFAULT_TIMEOUT)
         pool_size = option('zerovm_maxpool', positive, os.cpu_count() or 1)
         queue = option('zerovm_maxqueue', non_negative_int, 16)
-        return cls(
+        config = cls(
             timeout=timeout,
             memory=option('zerovm_maxnexemem', positive, DEFAULT_MEMORY),
             fuel=option('zerovm_fuel', positive, DEFAULT_FUEL),
             max_input=option('zerovm_maxinput', positive, 1 << 30),
             max_output=option('zerovm_maxoutput', positive, 1 << 30),
-            swift_dir=conf.get('swift_dir', '/etc/swift'),
+            swift_dir=option('swift_dir', str, '/etc/swift'),
             max_config=option('zerovm_maxconfig', positive, 65536),
             max_nexe=option('zerovm_maxnexe', positive, 256 << 20),
             max_nodes=option('zerovm_maxnodes', positive, 100000),
             max_spool=option('zerovm_maxspool', positive, 4 << 30),
-            pipeline=config_true_value(conf.get('zerovm_pipeline', 'true')),
-            conn_timeout=option('conn_timeout', float, 0.5),
+            pipeline=option('zerovm_pipeline', config_true_value, 'true'),
+            conn_timeout=option('conn_timeout', _positive_float, 0.5),
             interactive_timeout=option('interactive_timeout', float, timeout),
-            chain_timeout=option('chain_timeout', float, 20),
-            deferred_heartbeat=option('deferred_heartbeat', float, 10),
+            chain_timeout=option('chain_timeout', _positive_float, 20),
+            deferred_heartbeat=option('deferred_heartbeat', _positive_float, 10),
             zapp_limits=zapp.Limits(option('zapp_max_members', positive, zapp.Limits.members),
                                     option('zapp_max_size', positive, zapp.Limits.size),
                                     option('zapp_max_ratio', positive, zapp.Limits.ratio)),
-            sysimage_devices=conf.get('zerovm_sysimage_devices', ''),
+            sysimage_devices=option('zerovm_sysimage_devices', str, ''),
             devices=conf.get('devices', '/srv/node'),
             mount_check=config_true_value(conf.get('mount_check', 'true')),
             pool_size=pool_size,
@@ -103,10 +107,17 @@ class Config:
                                             (queue + 1) // 2)),
             job_slots=option('zerovm_job_maxslots', positive, pool_size + queue),
             link_wait=option('zerovm_link_wait', _positive_float, 30),
-            prewarm=conf.get('zerovm_prewarm', ''),
+            prewarm=option('zerovm_prewarm', str, ''),
             engine=option('zerovm_engine', _engine, None),
             one_process=str(conf.get('workers', '')).strip() == '0',
         )
+        for name in sorted(conf):
+            if name.startswith('zerovm_') and name not in known:   # a typo does nothing
+                close = difflib.get_close_matches(   # on what follows the common prefix
+                    name[7:], [k[7:] for k in known if k.startswith('zerovm_')], 1)
+                hint = f': did you mean zerovm_{close[0]}?' if close else ''
+                raise ValueError(f'{name}: no such option{hint} (doc/operator-guide.md)')
+        return config
 
     @property
     def system_images(self) -> list[str]:

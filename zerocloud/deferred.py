@@ -26,7 +26,9 @@ Unlike ZeroCloud, the result never overwrites the object of the request URL,
 and the answer says 202, not 200.
 
 A deferred job's state lives in Swift, next to its result: while it runs,
-the proxy running it keeps ``<that name>.state``::
+the proxy running it keeps ``<that name>.state`` (stored before the 202, so
+that a job a client was told of has a state or a result, unless storing it
+takes more than FIRST_STATE_WAIT seconds: the answer does not wait longer)::
 
     {"state": "running", "heartbeat": 10.0, "updated": 1764687000.5,
      "proxy": "proxy-1:4242", "started": 1764686990.1, "job": 1,
@@ -89,6 +91,7 @@ STATE_SUFFIX = '.state'
 OBJECTS_KEY = 'Objects'                  # of .headers: node name -> its object
 OBJECTS_MAX = 1000                       # nodes beyond which a result has no "Objects"
 PROGRESS_EVERY = 1.0                     # seconds; the state is rewritten at most this often
+FIRST_STATE_WAIT = 2.0                   # seconds the 202 waits for the state's first write
 STALE_BEATS = 3                          # a state this many heartbeats old is a lost job
 _RESULT = re.compile(r'/([^/]+)/([^/]+)/([^/]+)/(job-[0-9a-f]{32})' + re.escape(HEADERS_SUFFIX))
 _PROXY = f'{socket.gethostname()}:{os.getpid()}'
@@ -216,16 +219,21 @@ def run(app, req: Request, how: str, account: str, container: str | None, timeou
             break
         if kind == 'done':
             return resp
-    spawn(_keep_state, app, req, where, heartbeat, finished, progress, logger)
+    stored_once: LightQueue = LightQueue()
+    spawn(_keep_state, app, req, where, heartbeat, finished, progress, logger, stored_once)
+    try:        # a job a client is told of has a state (or a result): unless Swift is slow
+        stored_once.get(timeout=FIRST_STATE_WAIT)
+    except Empty:
+        pass
     return HTTPAccepted(body=f'{where}\n', content_type='text/plain',
                         headers={'Location': req.host_url + '/v1' + quote(where.path)})
 
 
 def _keep_state(app, req: Request, where: SwiftPath, heartbeat: float, finished: LightQueue,
-                progress: Progress, logger) -> None:
+                progress: Progress, logger, stored_once: LightQueue) -> None:
     """Keep the job's state fresh in Swift until its result is stored, then delete it:
     every ``heartbeat`` seconds, and when its counts changed (at most every
-    PROGRESS_EVERY seconds)."""
+    PROGRESS_EVERY seconds); ``stored_once`` gets None once it was first written."""
     base = f'/v1/{where.account}/{where.container}'
     state = f'{base}/{where.obj}{STATE_SUFFIX}'
     _put(app, req, base)
@@ -240,6 +248,8 @@ def _keep_state(app, req: Request, where: SwiftPath, heartbeat: float, finished:
             if not is_success(stored.status_int):
                 logger.error('deferred job %s: storing its state failed: %s', where,
                              stored.status)
+            if written is None:
+                stored_once.put(None)
             written, due = counts, time.monotonic() + heartbeat
         try:
             finished.get(timeout=max(0.0, min(PROGRESS_EVERY, heartbeat,

@@ -93,7 +93,8 @@ DEFAULT_USER = 'test:tester'
 PART_POWER = 6
 RING_SEED = 1            # same devices -> same placement, so data survives restarts
 HEALTH_POLL = 0.05       # seconds between /healthcheck polls during start
-START_TIMEOUT = 30.0     # cap on waiting for all servers to answer /healthcheck
+START_TIMEOUT = 30.0     # seconds a starting server may use no CPU and not answer
+START_CAP = 600.0        # cap on waiting for a server to answer /healthcheck
 STOP_GRACE = 10.0        # SIGTERM -> SIGKILL
 LOG_TAIL_LINES = 20
 
@@ -580,8 +581,14 @@ class DevCluster:
         self.pid_file(server).write_text(f'{proc.pid}\n')
 
     def _wait_healthy(self, servers: list[Server]) -> None:
-        """Poll /healthcheck until every server answers; raise naming the first failure."""
-        deadline = time.monotonic() + START_TIMEOUT
+        """Poll /healthcheck until every server answers; raise naming the first failure.
+
+        A server that has not answered yet is waited for as long as it uses CPU
+        (on a loaded machine, starting takes minutes): it fails after
+        START_TIMEOUT seconds without any, or after START_CAP in all.
+        """
+        began = time.monotonic()
+        used: dict[str, tuple[int, float]] = {}       # name -> (CPU ticks, when they grew)
         waiting = list(servers)
         while waiting:
             for server in list(waiting):
@@ -591,11 +598,16 @@ class DevCluster:
                                            self.log_file(server))
                 if healthy(server.port):
                     waiting.remove(server)
-            if waiting and time.monotonic() > deadline:
-                server = waiting[0]
-                raise ServerStartError(server.name, f'no answer on /healthcheck (port '
-                                       f'{server.port}) after {START_TIMEOUT:.0f} s',
-                                       self.log_file(server))
+                    continue
+                now, ticks = time.monotonic(), _cpu(proc.pid)
+                if used.get(server.name, (None,))[0] != ticks:
+                    used[server.name] = (ticks, now)
+                idle = now - used[server.name][1]
+                if idle > START_TIMEOUT or now - began > START_CAP:
+                    why = (f'and no CPU used for {START_TIMEOUT:.0f} s' if idle > START_TIMEOUT
+                           else f'after {START_CAP:.0f} s')
+                    raise ServerStartError(server.name, f'no answer on /healthcheck (port '
+                                           f'{server.port}) {why}', self.log_file(server))
             if waiting:
                 time.sleep(HEALTH_POLL)
 

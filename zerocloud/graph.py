@@ -198,7 +198,8 @@ def check_nodes(nodes: Iterable[Node]) -> None:
         if count > MAX_CHANNELS:
             raise JobError(f'Too many channels for node {node.name}: {count} (reads from '
                            f'{len(node.reads_from)} nodes, writes to {len(node.writes_to)}); '
-                           f'a node may have at most {MAX_CHANNELS}')
+                           f'a node may have at most {MAX_CHANNELS}: connect fewer nodes to '
+                           'it (a narrower wildcard, run once per part of the container)')
 
 
 def check_replicas(plans: Iterable, servers_for: Callable[[object], tuple[int, str]]) -> None:

@@ -137,6 +137,11 @@ class JobTooLarge(JobError):
     """A job description over the size limit (ZeroCloud answered 413)."""
 
 
+class NoData(JobError):
+    """The data a job reads is not there: a wildcard that matches no object, or a
+    container that does not exist (a 404, like a missing object; not a bad job)."""
+
+
 @dataclass(frozen=True)
 class SwiftPath:
     """A Swift object, or a container when ``obj`` is None; names are decoded."""
@@ -748,7 +753,7 @@ def _instances(group: Group, list_objects: Callable[[str, str], Iterable[str]],
     matches = _find(wild.path, list_objects, list_containers)
     first = list(itertools.islice(matches, 2))
     if not first:
-        raise JobError(f'No objects found in path {wild.path} in {group.name}')
+        raise NoData(f'No objects found in path {wild.path} in {group.name}')
     return len(first) > 1, itertools.chain(first, matches)
 
 

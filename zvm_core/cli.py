@@ -44,13 +44,14 @@ import argparse
 import errno
 import getopt
 import os
+import shlex
 import sys
 import syslog
 import time
 
 from zvm_core import engines
 from zvm_core.channels import READ, WRITE, Channel, ChannelError, FdBacking, Quota
-from zvm_core.elf import ElfError, load_program
+from zvm_core.elf import ELF_MAGIC, ElfError, load_program
 from zvm_core.engines import CHOICES
 from zvm_core.executor import DEFAULT_FUEL, DEFAULT_MEMORY, DEFAULT_TIMEOUT, Limits, run
 from zvm_core.pool import ChannelSpec, Pool
@@ -356,7 +357,20 @@ def _zerovm(argv: list[str]) -> int:
     else:
         sys.stdout.write(text)
         sys.stdout.flush()
+    if session.code and _is_elf(names[0]):
+        print(f'zvm: {names[0]} is a program, not a manifest: run it with '
+              f'zvm run {shlex.quote(names[0])}', file=sys.stderr)
     return session.code
+
+
+def _is_elf(path: str) -> bool:
+    """Whether ``path`` is an ELF file: ``zvm PROGRAM`` (for ``zvm run PROGRAM``) is
+    a common slip that the manifest parser can only answer with a missing key."""
+    try:
+        with open(path, 'rb') as f:
+            return f.read(4) == ELF_MAGIC
+    except OSError:
+        return False
 
 
 def _bad_cmdline(message: str) -> int:
@@ -379,7 +393,11 @@ def main(argv: list[str] | None = None) -> int:
         if opts.command == 'info':
             return _cmd_info()
         return _cmd_run(opts)
-    except (OSError, ChannelError) as e:
+    except OSError as e:
+        where = f'cannot open {e.filename}: ' if e.filename else ''
+        print(f'zvm: {where}{e.strerror or e}', file=sys.stderr)
+        return EXIT_USAGE
+    except ChannelError as e:
         print(f'zvm: {e}', file=sys.stderr)
         return EXIT_USAGE
 

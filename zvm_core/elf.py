@@ -20,6 +20,7 @@ from elftools.elf.elffile import ELFFile
 PF_X, PF_W, PF_R = 1, 2, 4
 GUEST_LOW = 0x20000          # below: null guard + ZeroVM trap page at 0x10000
 GUEST_HIGH = 0xFEFF0000      # above: user manifest page + 16 MiB stack up to 4 GiB
+ELF_MAGIC = b'\x7fELF'
 MAX_FILE_SIZE = 256 << 20
 MAX_PHNUM = 128
 
@@ -171,7 +172,7 @@ def _check_file_size(size: int) -> None:
 
 def _check_ident(data: bytes) -> None:
     """E1 on the identification bytes, before pyelftools guesses a layout from them."""
-    if data[:4] != b'\x7fELF':
+    if data[:4] != ELF_MAGIC:
         raise ElfError('E1', f'not an ELF file (starts with {data[:4].hex(" ") or "nothing"})')
     if len(data) < _EHDR_SIZE:
         raise ElfError('E3', f'truncated ELF header: {len(data)} of {_EHDR_SIZE} bytes')

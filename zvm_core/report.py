@@ -112,7 +112,8 @@ def zerovm_text(validation: int, retcode: int, etags: list[tuple[str, str]],
     counts = [sum(c.reads for c in chans), sum(c.read_bytes for c in chans),
               sum(c.writes for c in chans), sum(c.write_bytes for c in chans), 0, 0, 0, 0]
     tags = ' '.join(f'{name} {digest}' for name, digest in etags) or 'disabled'
+    system, user = (max(0.0, t) for t in cpu)   # a difference of times can be -1e-17
     lines = [str(validation), '0', str(retcode), tags,
-             f'{cpu[0]:.2f} {cpu[1]:.2f} ' + ' '.join(map(str, counts)),
+             f'{system:.2f} {user:.2f} ' + ' '.join(map(str, counts)),
              state.replace('\n', ' '), '']
     return '\n'.join(lines) + '\n'

@@ -201,8 +201,13 @@ def test_submit_then_status_wait_and_result(zc, data: str, guest, tmp_path: Path
     assert waited.returncode == 0, waited.stderr
     assert {n: r[1] for n, r in rows(waited.stderr).items()} == {
         f'wc-{i}': f'{data}/n{i}.txt' for i in (1, 2, 3)}
-    unknown = zc('result', 'job-0000')
-    assert unknown.returncode == 3 and 'no result yet' in unknown.stderr
+    # a job id with a typo: said at once (a job the proxy answered 202 for has a
+    # state or a result), not waited for forever
+    for command in ('result', 'status', 'wait'):
+        unknown = zc(command, 'job-0000')
+        assert (unknown.returncode, unknown.stderr) == (1, (
+            'zc: job-0000: no such job (no result and no progress stored: a typo in the '
+            'id, or its result was deleted)\n')), command
 
 
 def test_new_bundle_deploy_open(zc, conn: Connection, make_container, tmp_path: Path) -> None:
@@ -337,7 +342,8 @@ def test_a_running_deferred_job_shows_its_progress(zc, conn: Connection, data: s
     submitted = zc('submit', *job)
     assert submitted.returncode == 0, submitted.stderr
     job_id = submitted.stdout.strip()
-    # while it runs, status says how far it is (the state the proxy keeps), or it is done
+    # while it runs, status says how far it is (the state the proxy keeps from before
+    # it answers 202), or it is done
     status = zc('status', job_id, '--json')
     assert status.returncode in (0, 3), status.stderr
     progress = json.loads(status.stdout)

@@ -103,6 +103,23 @@ def test_a_missing_manifest_file_is_enoent(zvm, tmp_path):
     assert proc.stdout.decode().split('\n')[5].startswith('manifest open error')
 
 
+@pytest.mark.parametrize('command', ['run', 'validate'])
+def test_a_program_that_cannot_be_opened_is_named(zvm, tmp_path, command):
+    # not Python's "[Errno 2] No such file or directory: '...'"
+    proc = zvm.cli(command, tmp_path / 'nosuch')
+    assert (proc.returncode, proc.stderr.decode()) == (
+        2, f'zvm: cannot open {tmp_path / "nosuch"}: No such file or directory\n')
+
+
+def test_a_program_given_as_the_manifest_says_how_to_run_it(zvm, guest):
+    # `zvm ./prog` for `zvm run ./prog`: ZeroVM's report and code, then the hint
+    proc = zvm.cli(guest('hello'))
+    assert proc.returncode == errno.EFAULT
+    assert proc.stdout.decode().split('\n')[5] == 'Timeout not specified'
+    assert proc.stderr.decode() == (f'zvm: {guest("hello")} is a program, not a manifest: '
+                                    f'run it with zvm run {guest("hello")}\n')
+
+
 def test_same_manifest_same_report(zerovm, zvm_guest, engine):
     """Determinism: only the CPU times of the accounting line may differ (the
     memory etag is the emulated engine's)."""

@@ -169,3 +169,55 @@ def test_cli_without_a_cluster(tmp_path: Path, capsys: pytest.CaptureFixture) ->
     with pytest.raises(SystemExit) as err:
         main(['start', *dir_opt, '--replicas', '4'])
     assert err.value.code == 2
+
+
+SLOW_SERVER = '''
+import http.server, sys, time
+start = time.process_time()
+while time.process_time() - start < {cpu}:      # busy starting: CPU, not a clock
+    pass
+if {answer}:
+    class Health(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.end_headers()
+    http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Health).serve_forever()
+time.sleep(600)
+'''
+
+
+def _slow_server(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, cpu: float,
+                 answer: bool) -> tuple[DevCluster, devcluster.Server]:
+    """A cluster whose proxy is a stand-in that uses ``cpu`` seconds of CPU, then
+    answers /healthcheck (or never does), waited for with a 0.2 s idle limit."""
+    import subprocess
+    import sys
+    monkeypatch.setattr(devcluster, 'START_TIMEOUT', 0.2)
+    cluster = DevCluster(tmp_path)
+    server = devcluster.Server('proxy', 'proxy-server', devcluster.free_ports(1)[0])
+    proc = subprocess.Popen([sys.executable, '-c', SLOW_SERVER.format(cpu=cpu, answer=answer),
+                             str(server.port)])
+    cluster._procs[proc.pid] = proc
+    server.pid = proc.pid
+    return cluster, server
+
+
+def test_a_server_slow_to_start_is_waited_for_while_it_works(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # a loaded machine: starting takes longer than the idle limit, using CPU all along
+    cluster, server = _slow_server(monkeypatch, tmp_path, cpu=1.0, answer=True)
+    try:
+        cluster._wait_healthy([server])
+        assert devcluster.healthy(server.port)
+    finally:
+        cluster._procs[server.pid].kill()
+
+
+def test_a_server_that_neither_works_nor_answers_fails_the_start(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    cluster, server = _slow_server(monkeypatch, tmp_path, cpu=0, answer=False)
+    try:
+        with pytest.raises(devcluster.ServerStartError, match='and no CPU used for 0 s'):
+            cluster._wait_healthy([server])
+    finally:
+        cluster._procs[server.pid].kill()

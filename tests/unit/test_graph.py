@@ -155,7 +155,8 @@ def test_a_node_with_more_channels_than_a_worker_takes_is_refused() -> None:
         graph.check_nodes(big)
     assert str(err.value) == (f'Too many channels for node r: {graph.MAX_CHANNELS + 1} (reads '
                               f'from {graph.MAX_CHANNELS - 3} nodes, writes to 0); a node may '
-                              f'have at most {graph.MAX_CHANNELS}')
+                              f'have at most {graph.MAX_CHANNELS}: connect fewer nodes to it '
+                              '(a narrower wildcard, run once per part of the container)')
 
 
 def test_link_devices_name_the_peers() -> None:

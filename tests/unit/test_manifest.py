@@ -287,6 +287,12 @@ def test_report_text_is_zerovms_six_lines():
     assert plain.split('\n')[3:6] == ['disabled', '0.00 0.00 0 0 0 0 0 0 0 0', 'two lines']
 
 
+def test_report_cpu_times_are_never_negative():
+    # the session's times are differences of sums of floats: 0.03 - 0.01 - 0.02 < 0
+    text = zerovm_text(0, 0, [], Accounting(), (0.03 - 0.01 - 0.02, -0.0), 'ok')
+    assert text.split('\n')[4] == '0.00 0.00 0 0 0 0 0 0 0 0'
+
+
 @pytest.mark.parametrize('report, outcome', [
     (Report('ok', 3), ('ok', 0)),
     (Report('quota', 1, 'quota exceeded'), ('ok', 0)),       # the program exited by itself

@@ -41,6 +41,7 @@ class FakeSwift:
         self.objects: dict[str, tuple[dict, bytes]] = {}
         self.calls: list[tuple[str, str, dict]] = []
         self.put_status = 201
+        self.missing: set[str] = set()          # containers (``/c``) that answer 404
 
     def add(self, path: str, body: bytes = TEXT, **headers) -> None:
         self.objects[ACCOUNT + path] = (headers, body)
@@ -54,6 +55,8 @@ class FakeSwift:
             if self.put_status == 201:
                 self.objects[req.path] = (dict(req.headers), body)
             resp = Response(status=self.put_status)
+        elif req.path[len(ACCOUNT):] in self.missing:
+            resp = Response(status=404)
         elif len(parts) <= 4:                    # account or container
             prefix = req.path + '/'
             names = sorted(p[len(prefix):] for p in self.objects if p.startswith(prefix))
@@ -247,7 +250,7 @@ def test_a_denied_post_is_a_403_before_anything_is_read(mw, swift, servers) -> N
 @pytest.mark.parametrize(('body', 'status', 'says'), [
     (b'[', 400, b'not valid JSON'),
     (job(count=0), 400, b'Invalid node count in wc'),
-    (job(stdin='swift://~/c/nothing*'), 400, b'No objects found in path'),
+    (job(stdin='swift://~/c/nothing*'), 404, b'No objects found in path'),
     (job(stdin='swift://~/c/gone'), 404, b'Error 404 Not Found while fetching '
                                          b'swift://AUTH_a/c/gone'),
     (job(count=2, connect=['wc']), 400, b'Cannot connect wc to itself (wc -> wc): its nodes '
@@ -260,6 +263,28 @@ def test_a_bad_job_runs_nothing(mw, servers, body, status, says) -> None:
     resp = post(mw, body)
     assert resp.status_int == status
     assert says in resp.body
+    assert asked.asked == []
+
+
+@pytest.mark.parametrize('asked', ['sql', '2.0', 'open'])
+def test_an_unknown_execute_version_is_a_400_naming_the_known_ones(mw, servers,
+                                                                   asked: str) -> None:
+    # it ran as a job (1.0): `sql` with a query as the body was "not a JSON list"
+    asked_servers = servers()
+    resp = post(mw, job(), **{'X-Zerovm-Execute': asked})
+    assert resp.status_int == 400
+    assert resp.body == (b'X-Zerovm-Execute must be 1.0 (a job), sql/1.0, open/1.0 or '
+                         b'api/1.0, not "' + asked.encode() + b'"\n')
+    assert asked_servers.asked == []
+
+
+def test_a_wildcard_over_a_missing_container_is_a_404(mw, swift, servers) -> None:
+    # the data is not there, as for a missing object: not a bad job (400)
+    swift.missing.add('/nowhere')
+    asked = servers()
+    resp = post(mw, job(stdin='swift://~/nowhere/*.txt'))
+    assert resp.status_int == 404
+    assert resp.body == b'container swift://AUTH_a/nowhere does not exist\n'
     assert asked.asked == []
 
 

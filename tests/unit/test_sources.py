@@ -407,6 +407,9 @@ def test_a_deferred_job_keeps_its_state_in_swift_while_it_runs() -> None:
         release.get()
         return Response(body=b'result')
     result, state = deferred_always(app, work, heartbeat=0.01)
+    # stored before the 202: a client told of the job finds its state or its result,
+    # never neither (how `zc wait` tells a typo in the id from a job not done)
+    assert json.loads(app.objects[state][1])['state'] == 'running'
     sleep(0.05)
     first = json.loads(app.objects[state][1])
     assert first['state'] == 'running' and first['heartbeat'] == 0.01

@@ -103,8 +103,25 @@ def test_a_job_file_or_zapp_is_read_as_is(tmp_path: Path) -> None:
     loaded = jobs.load(str(tmp_path / 'app.zapp'))
     assert loaded.content_type == jobs.ZAPP_TYPE and loaded.job == [{'name': 'z'}]
     (tmp_path / 'bad.json').write_text('[{')
-    with pytest.raises(jobs.BuildError, match='not a job description'):
+    with pytest.raises(jobs.BuildError, match=r'bad.json is not valid JSON: Expecting '):
         jobs.load(str(tmp_path / 'bad.json'))
+
+
+@pytest.mark.parametrize('name, text, says', [
+    ('lines.c', '#include <stdio.h>\n', 'lines.c is not a job description (JSON), a zapp, '
+                                        'nor a program (a static ELF executable: musl-gcc '
+                                        '-static)'),
+    ('sum.py', 'print(1)\n', 'sum.py is not a job description (JSON), a zapp, nor a program '
+                             '(a static ELF executable: musl-gcc -static); a script runs with '
+                             '--script '),
+])
+def test_a_source_file_given_as_the_job_says_what_zc_runs(tmp_path: Path, name: str, text: str,
+                                                           says: str) -> None:
+    # `zc run lines.c --on ...`: not "Expecting value: line 1 column 1"
+    (tmp_path / name).write_text(text)
+    with pytest.raises(jobs.BuildError) as e:
+        jobs.load(str(tmp_path / name))
+    assert str(e.value).startswith(str(tmp_path / name)) and says in str(e.value)
 
 
 def test_a_zapp_runs_over_objects_given_on_the_command_line() -> None:
@@ -441,3 +458,30 @@ def test_a_successful_large_job_is_ok_with_its_counts() -> None:
     got = report.parse(resp.status_int, dict(resp.headers), body)
     assert not got.failed and got.nodes == [] and body == b'x' * (SUMMARY_NODES + 1)
     assert f'{SUMMARY_NODES + 1} nodes: {SUMMARY_NODES + 1} ok, 0 failed' in display.report(got)
+
+
+@pytest.mark.parametrize('env', [
+    {'ST_AUTH': 'http://127.0.0.1:{port}/auth/v1.0', 'ST_USER': 'u', 'ST_KEY': 'k'},
+    {'OS_STORAGE_URL': 'http://127.0.0.1:{port}/v1/AUTH_a', 'OS_AUTH_TOKEN': 't'},
+])
+def test_no_server_at_the_address_is_said_in_one_line(monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture,
+                                                      env: dict) -> None:
+    # the cluster is not running: not urllib3's "Max retries exceeded ... NewConnectionError"
+    import socket
+
+    from zerocloud.client.cli import main
+    with socket.socket() as s:          # a port nothing listens on
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+        for name in ('ST_AUTH', 'ST_USER', 'ST_KEY', 'OS_AUTH_URL', 'OS_STORAGE_URL',
+                     'OS_AUTH_TOKEN'):
+            monkeypatch.delenv(name, raising=False)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value.format(port=port))
+        assert main(['status', 'job-1']) == 1
+    url = next(v for v in env.values() if v.startswith('http')).format(port=port)
+    err = capsys.readouterr().err
+    assert err.startswith(f'zc: no server answers at {url}') and err.endswith(
+        ': Connection refused (is the cluster running? are ST_AUTH, OS_AUTH_URL or '
+        'OS_STORAGE_URL its address?)\n') and err.count('\n') == 1, err

@@ -26,11 +26,13 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
 from urllib.parse import quote, urlencode
 
+import requests
 from swiftclient import ClientException
 from swiftclient.service import process_options
 from swiftclient.shell import add_default_args
@@ -353,17 +355,29 @@ class Client:
             return None
         return state if isinstance(state, dict) else None
 
-    def cmd_status(self) -> int:
-        path = self.result_path(self.opts.id)
+    def known(self, path: SwiftPath) -> tuple[report.JobResult | None, dict | None]:
+        """The job's stored result, else its state; (None, None) for no such job: the
+        proxy stores the state before it answers 202 and deletes it once the result
+        is stored, hence a second look for the result."""
         result = self.stored(path)
+        if result is not None:
+            return result, None
+        state = self.state(path)
+        return (self.stored(path), None) if state is None else (None, state)
+
+    def unknown(self) -> int:
+        self.err.write(f'zc: {self.opts.id}: no such job (no result and no progress '
+                       'stored: a typo in the id, or its result was deleted)\n')
+        return EXIT_FAILED
+
+    def cmd_status(self) -> int:
+        result, state = self.known(self.result_path(self.opts.id))
         if result is None:
-            state = self.state(path)
             if self.opts.json:
                 self.out.write(json.dumps(state or {'state': 'unknown'}).encode() + b'\n')
-            elif state is None:
-                self.err.write(f'{self.opts.id}: no result and no progress stored: not '
-                               'started yet, or no such job\n')
-            else:
+            if state is None:
+                return EXIT_FAILED if self.opts.json else self.unknown()
+            if not self.opts.json:
                 since = time.time() - float(state.get('started') or time.time())
                 self.err.write(f'{self.opts.id}: running for {since:.0f} s: '
                                f'{display.counts(state)}\n')
@@ -388,8 +402,13 @@ class Client:
 
         def extra() -> str:
             return display.counts(seen[-1]) if seen else ''
+        result, state = self.known(path)
+        if result is None and state is None:
+            return self.unknown()
+        if follow and state is not None:
+            seen.append(state)
         with self.progress(f'waiting for {self.opts.id}', extra):
-            while (result := self.stored(path)) is None:
+            while result is None and (result := self.stored(path)) is None:
                 if deadline is not None and time.monotonic() >= deadline:
                     self.err.write(f'{self.opts.id}: not done after {self.opts.timeout} s\n')
                     return EXIT_PENDING
@@ -401,7 +420,9 @@ class Client:
         return self.show_result(result, {})
 
     def cmd_result(self) -> int:
-        result = self.stored(self.result_path(self.opts.id))
+        result, state = self.known(self.result_path(self.opts.id))
+        if result is None and state is None:
+            return self.unknown()
         if result is None:
             self.err.write(f'{self.opts.id}: no result yet (zc wait {self.opts.id})\n')
             return EXIT_PENDING
@@ -523,6 +544,17 @@ def _has_answer_output(job: list) -> bool:
     return False
 
 
+def unreachable(e: OSError) -> str:
+    """What to say when the server does not answer (its address, the reason): the
+    likely slip is a cluster that is not running or credentials for another."""
+    request = getattr(e, 'request', None)
+    where = f' at {request.url}' if request is not None else ''
+    reason = re.findall(r'\[Errno -?\d+\] ([^\'"()]+)', str(e))
+    why = reason[-1].strip() if reason else (e.strerror or str(e))
+    return (f'no server answers{where}: {why} (is the cluster running? are ST_AUTH, '
+            'OS_AUTH_URL or OS_STORAGE_URL its address?)')
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     opts = parser.parse_args(argv)
@@ -553,6 +585,9 @@ def main(argv: list[str] | None = None) -> int:
         text = body.decode('utf-8', 'replace') if isinstance(body, bytes) else str(body or '')
         sys.stderr.write(f'zc: {e.msg}: {e.http_status} {e.http_reason}\n{text}'.rstrip() + '\n'
                          if e.http_status else f'zc: {e}\n')
+        return EXIT_FAILED
+    except (ConnectionError, requests.ConnectionError) as e:
+        sys.stderr.write(f'zc: {unreachable(e)}\n')
         return EXIT_FAILED
     except BrokenPipeError:            # zc run ... | head: the reader has enough
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

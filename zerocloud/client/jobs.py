@@ -137,7 +137,12 @@ def load(path: str) -> Payload:
     try:
         job = json.loads(data)
     except ValueError as e:
-        raise BuildError(f'{path} is not a job description (JSON) nor a zapp: {e}') from None
+        if data.lstrip()[:1] in (b'[', b'{'):
+            raise BuildError(f'{path} is not valid JSON: {e}') from None
+        script = f'; a script runs with --script {path}' \
+            if Path(path).suffix.lower() in INTERPRETERS else ''
+        raise BuildError(f'{path} is not a job description (JSON), a zapp, nor a program '
+                         f'(a static ELF executable: musl-gcc -static){script}') from None
     return Payload(data, JSON_TYPE, job)
 
 

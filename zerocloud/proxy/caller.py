@@ -35,7 +35,7 @@ from swift.common.wsgi import make_subrequest
 from swift.proxy.controllers.base import get_container_info
 
 from zerocloud.config import NOT_PLAIN, SWIFT_SOURCE, Config
-from zerocloud.job import JobError, SwiftPath
+from zerocloud.job import NoData, SwiftPath
 from zerocloud.proxy import uploads
 
 LISTING_LIMIT = 10000
@@ -96,7 +96,8 @@ class Caller:
             query = f'?format=json&limit={limit}&marker={quote(marker)}'
             resp = self.sub('GET', path, query).get_response(self.app)
             if resp.status_int == 404:
-                raise JobError(f'swift:/{path[3:]} does not exist')
+                what = 'container' if path.count('/') > 2 else 'account'
+                raise NoData(f'{what} swift:/{path[3:]} does not exist')
             if resp.status_int in (401, 403):
                 raise denied_error(resp, f'list swift:/{path[3:]}')
             if not is_success(resp.status_int):

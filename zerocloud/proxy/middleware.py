@@ -273,6 +273,7 @@ from swift.common.storage_policy import POLICIES, REPL_POLICY
 from swift.common.swob import (
     HTTPBadRequest,
     HTTPException,
+    HTTPNotFound,
     HTTPRequestEntityTooLarge,
     Request,
     Response,
@@ -290,6 +291,7 @@ from zerocloud.job import (
     Device,
     JobError,
     JobTooLarge,
+    NoData,
     Node,
     SwiftPath,
     expand,
@@ -367,6 +369,10 @@ class ProxyExecMiddleware:
                 caller, lambda launch: self.execute(caller, version, account, False, launch),
                 version, account, container, obj)
         asked = req.headers.get(wire.EXECUTE, '').strip().lower()
+        if asked and asked not in (wire.VERSION, sources.OPEN_VERSION, sources.API_VERSION):
+            raise HTTPBadRequest(body=f'{wire.EXECUTE} must be {wire.VERSION} (a job), '
+                                      f'{sql_entry.VERSION}, {sources.OPEN_VERSION} or '
+                                      f'{sources.API_VERSION}, not "{asked}"\n')
         opening |= asked == sources.OPEN_VERSION
         api |= asked == sources.API_VERSION
         mode = req.headers.get(REPORT_HEADER, '').lower()
@@ -437,6 +443,8 @@ class ProxyExecMiddleware:
                 yield node
         except JobTooLarge as e:
             raise HTTPRequestEntityTooLarge(body=f'{e}\n') from None
+        except NoData as e:
+            raise HTTPNotFound(body=f'{e}\n') from None
         except JobError as e:
             raise HTTPBadRequest(body=f'{e}\n') from None
 
