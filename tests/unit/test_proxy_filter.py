@@ -564,6 +564,29 @@ def test_a_server_without_the_program_gets_it_on_a_second_try(mw, caching) -> No
     assert ('10.0.0.1', 6200, PROGRAM_DIGEST) in mw.dispatcher.programs.servers
 
 
+class RefusingFirst(Caching):
+    """Caching servers whose first request is refused before its body is read
+    (a full queue answers the ``Expect: 100-continue`` with ``503``)."""
+
+    def __call__(self, server, plan, headers, members, links=None, sent=None):
+        if not self.asked:
+            self.asked.append((server['device'], headers, {}))
+            raise _Retry('503 Slot not available')
+        return super().__call__(server, plan, headers, members, links, sent)
+
+
+def test_a_server_that_refused_before_the_body_is_sent_the_program_next(
+        mw, servers) -> None:
+    asked = servers(RefusingFirst, d0=ok(), d1=ok())
+    assert post(mw, job()).status_int == 200                 # d0 refused it, d1 ran it
+    assert post(mw, job()).status_int == 200                 # d0 free again
+    # the program never went to d0 the first time: it is sent in full there next, not
+    # its digest first (answered 412, then the program)
+    assert [(d, h.get(wire.PROGRAM), wire.EXE in sent) for d, h, sent in asked.asked] == [
+        ('d0', None, False), ('d1', None, True), ('d0', None, True)]
+    assert mw.dispatcher.programs.sending == {}
+
+
 def test_a_graph_node_is_sent_its_program_again_before_its_links(mw, caching) -> None:
     asked = caching(d0=echo, d1=echo, d2=echo, forget=True)
     for server in (6200, 6201, 6202):

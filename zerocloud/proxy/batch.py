@@ -279,14 +279,12 @@ class Batches:
                                     f'/{account}/.zerocloud/batch', headers)
         except BaseException:
             for entry in sending:
-                programs.sent(*entry)
+                programs.ended(*entry)
             raise
         sock = conn.sock
         try:
             with Timeout(NODE_GRACE):
                 resp = conn.getexpect()
-            while resp.status != http.client.CONTINUE and sending:
-                programs.refused(*sending.pop())
             if resp.status == http.client.CONTINUE:
                 with Timeout(self.config.timeout + NODE_GRACE):
                     for chunk in wire.stream_tar(members):
@@ -304,7 +302,7 @@ class Batches:
                           sum(size for _, size, _ in exe))
         finally:
             for entry in sending:
-                programs.sent(*entry)
+                programs.ended(*entry)
             try:
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:

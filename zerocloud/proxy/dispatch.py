@@ -118,11 +118,13 @@ class Programs:
             return None
         return key, self.sending.setdefault(key, Event())
 
-    def refused(self, key: tuple, event: Event) -> None:
-        """The program of ``key`` did not go: its request was refused before its body.
-        The server is not counted as having it (the next request sends it, not its
-        digest and then, on ``412``, it); nodes waiting for it go on."""
-        self.servers.pop(key, None)
+    def ended(self, key: tuple, event: Event) -> None:
+        """The request that was to send the program of ``key`` is over.  If the
+        program's bytes did not all go (refused before its body, or cut off), the
+        server is not counted as having it: the next request sends it, not its
+        digest and then, on ``412``, it.  Nodes waiting for it go on."""
+        if not event.ready():
+            self.servers.pop(key, None)
         self.sent(key, event)
 
     def sent(self, key: tuple, event: Event) -> None:
@@ -254,7 +256,7 @@ class Dispatcher:
             finally:
                 load[server['ip'], server['port']] -= 1
                 while sending:                  # sent, or it never will be
-                    self.programs.sent(*sending.pop())
+                    self.programs.ended(*sending.pop())
         else:
             res.fail('unavailable', 'no object server could run the node'
                      + (f' ({"; ".join(errors[-3:])})' if errors else ''))
