@@ -8,7 +8,10 @@
  * SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP as the native supervisor sets it
  * (engines/native/supervisor.py; ignored before Linux 6.6).  bench/engines.py
  * times it as the engines: (t(N) - t(0)) / N is one round trip with nothing
- * answered but a constant. */
+ * answered but a constant.  With a second argument "tsc" the child also makes
+ * rdtsc fault (PR_SET_TSC), as the native loader does for every guest: the
+ * kernel then flips CR4.TSD at each switch between child and parent, which a
+ * hypervisor may charge for. */
 #define _GNU_SOURCE
 #include <linux/filter.h>
 #include <linux/seccomp.h>
@@ -54,7 +57,7 @@ static int take_fd(int sock)
     return fd;
 }
 
-static void guest(int sock, long n)
+static void guest(int sock, long n, int notsc)
 {
     struct sock_filter code[] = {
         BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
@@ -63,6 +66,8 @@ static void guest(int sock, long n)
         BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
     };
     struct sock_fprog prog = {sizeof code / sizeof code[0], code};
+    if (notsc && prctl(PR_SET_TSC, PR_TSC_SIGSEGV, 0, 0, 0))
+        _exit(2);
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))
         _exit(2);
     int listener = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER,
@@ -90,7 +95,7 @@ int main(int argc, char **argv)
     if (pid < 0)
         return 1;
     if (pid == 0)
-        guest(sv[0], n);
+        guest(sv[0], n, argc > 2 && strcmp(argv[2], "tsc") == 0);
     int listener = take_fd(sv[1]);
     if (listener < 0)
         return 1;
