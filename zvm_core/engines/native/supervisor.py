@@ -420,6 +420,16 @@ class Template:
     def alive(self) -> bool:
         return self.pidfd is not None and not select.select([self.pidfd], [], [], 0)[0]
 
+    def descriptors(self) -> int:
+        """Descriptors this template holds in the worker (its socket and pidfd, the
+        next child's, a child asked for, the ended runs not reaped yet): the pool's
+        worker bounds their sum over the templates it keeps."""
+        held = (self.sock.fileno() >= 0) + (self.pidfd is not None) + (self._forking is not None)
+        if self._next is not None:
+            held += 2 + (self._next.listener is not None) + (self._next.memfd is not None)
+        return held + len(self._dying) + sum(1 + (listener is not None)
+                                             for _, _, listener in self._dead)
+
     def close(self) -> None:
         """Kill and reap the template, its unused child and the runs' children."""
         self.reap(wait=True)
