@@ -139,6 +139,8 @@ TRAPS = {0: 'divide error', 1: 'debug trap', 3: 'breakpoint (int3)', 4: 'overflo
          5: 'bound range exceeded', 6: 'invalid opcode', 13: 'general protection fault',
          16: 'x87 floating-point error', 17: 'alignment check', 19: 'SIMD floating-point error'}
 INVALID_INSTRUCTION = 'invalid or unsupported instruction'
+STACK_OVERFLOW = ('stack overflow: write at {addr:#x}, below the {mib} MiB stack (into the '
+                  'read-only user manifest)')
 HLT_STOP = 'program stopped without calling exit (hlt; rip {rip:#x})'
 
 

@@ -47,6 +47,7 @@ from zvm_core.executor import (
     INVALID_INSTRUCTION,
     MEMORY_ETAG,
     MEMORY_FAULTS,
+    STACK_OVERFLOW,
     TRAPS,
     UID,
     SetupError,
@@ -224,8 +225,7 @@ class Machine:
             self.manifest_read = True       # not a fault: run() starts over unrecorded
             return False
         if access == ucc.UC_MEM_WRITE_PROT and _in_manifest(address):
-            self.fault = (f'stack overflow: write at {address:#x}, below the {STACK_SIZE >> 20} '
-                          'MiB stack (into the read-only user manifest)')
+            self.fault = STACK_OVERFLOW.format(addr=address, mib=STACK_SIZE >> 20)
         else:
             self.fault = f'{_FAULTS.get(access, "invalid memory access")} at {address:#x}'
         self.signal = SIGSEGV

@@ -83,6 +83,9 @@
 #define SYS_close_range 436
 
 #define TRAP_ENTRY 0x10000      /* memory.TRAP_PAGE: the ZeroVM trap stub (fault signals) */
+#define STACK_TOP 0x100000000UL /* memory.STACK_TOP and STACK_SIZE: the signal stack */
+#define STACK_SIZE 0x1000000UL
+#define SYS_sigaltstack 131
 #define SPEC_FD 3
 #define SOCK_FD 4
 #define CTL_FD 1030          /* above MAX_FDS (1024) of the personality */
@@ -313,9 +316,16 @@ static void restrict_all(const struct header *h) {
      * supervisor reads the fault's kind, address and rip from the frame and ends the run
      * (supervisor.py: _fault).  Nothing returns there: every signal is blocked in the
      * handler and its restorer is 0, so a fault before the filter (the stub's call then
-     * fails) or while the frame is written (a stack overflow) kills as without it. */
-    u64 fault[4] = {TRAP_ENTRY, 0x04000004UL | 0x80000000UL, 0, ~0UL};  /* SA_SIGINFO,
-                                                          SA_RESTORER, SA_RESETHAND */
+     * fails) or while the frame is written kills as without it.  The signal stack is
+     * the guest's stack: a fault there pushes the frame below its stack pointer as
+     * usual; one with the stack pointer elsewhere, below the stack (an overflow) or in
+     * the heap, at the stack's top (the initial stack, never used again: the guest is
+     * ended there), so a stack overflow is reported too. */
+    struct { u64 sp; int flags, pad; u64 size; } signal_stack =
+        {STACK_TOP - STACK_SIZE, 0, 0, STACK_SIZE};
+    check(sys3(SYS_sigaltstack, &signal_stack, 0, 0), "sigaltstack");
+    u64 fault[4] = {TRAP_ENTRY, 0x04000004UL | 0x80000000UL | 0x08000000UL, 0, ~0UL};
+                    /* SA_SIGINFO, SA_RESTORER, SA_RESETHAND, SA_ONSTACK */
     static const int faults[] = {4, 5, 7, 8, 11};
     for (unsigned i = 0; i < sizeof faults / sizeof faults[0]; i++)
         check(sys6(SYS_rt_sigaction, faults[i], (long)fault, 0, 8, 0, 0), "rt_sigaction");

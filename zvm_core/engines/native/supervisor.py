@@ -48,6 +48,7 @@ from zvm_core.executor import (
     HLT_STOP,
     INVALID_INSTRUCTION,
     MEMORY_FAULTS,
+    STACK_OVERFLOW,
     TRAPS,
     UID,
     SetupError,
@@ -650,7 +651,10 @@ def _fault(guest: Guest, sig: int, info: int, context: int) -> Stop:
         (addr,) = _SI_ADDR.unpack(guest.mem.read(info, _SI_ADDR.size))
         rip, err, trapno = _MCONTEXT.unpack(guest.mem.read(context + MCONTEXT_RIP,
                                                            _MCONTEXT.size))
-        if trapno == PAGE_FAULT:
+        below_stack = MANIFEST_PAGE <= addr < STACK_TOP - STACK_SIZE    # as the emulator
+        if trapno == PAGE_FAULT and err & PF_WRITE and below_stack:
+            what = STACK_OVERFLOW.format(addr=addr, mib=STACK_SIZE >> 20)
+        elif trapno == PAGE_FAULT:
             access = 'fetch' if err & PF_FETCH else 'write' if err & PF_WRITE else 'read'
             what = f'{MEMORY_FAULTS[access, bool(err & PF_PRESENT)]} at {addr:#x}'
         elif sig == signal.SIGILL:
