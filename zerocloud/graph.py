@@ -124,7 +124,8 @@ from zerocloud.job import Group, JobError, Node
 from zvm_core.limits import MAX_FDS
 
 IN, OUT = 'in/', 'out/'
-# The descriptors of a node's channels go to the sandbox worker in one message.
+# The descriptors of a node's channels go to the sandbox worker in one message
+# (SCM_MAX_FD): a node reads from at most MAX_CHANNELS - 4 nodes (check_nodes).
 MAX_CHANNELS = MAX_FDS
 MISMATCH, SKIPPED = 'mismatch', 'skipped'
 
@@ -196,10 +197,15 @@ def check_nodes(nodes: Iterable[Node]) -> None:
     for node in nodes:
         count = channel_count(node)
         if count > MAX_CHANNELS:
-            raise JobError(f'Too many channels for node {node.name}: {count} (reads from '
-                           f'{len(node.reads_from)} nodes, writes to {len(node.writes_to)}); '
-                           f'a node may have at most {MAX_CHANNELS}: connect fewer nodes to '
-                           'it (a narrower wildcard, run once per part of the container)')
+            raise JobError(
+                f'Too many channels for node {node.name}: {count} (reads from '
+                f'{len(node.reads_from)} nodes, writes to {len(node.writes_to)}); a node may '
+                f'have at most {MAX_CHANNELS}, a fixed limit (each channel is a descriptor '
+                'passed to a sandbox worker in one message, no option raises it): a node '
+                f'reads from at most {MAX_CHANNELS - len(wire.STD_CHANNELS) - 1} nodes. '
+                'Connect fewer nodes to it: reduce in stages (groups of mappers over parts '
+                'of the objects, each connected to its own reducer, and those reducers to '
+                'a final one: doc/job-reference.md, "Reading from many nodes")')
 
 
 def check_replicas(plans: Iterable, servers_for: Callable[[object], tuple[int, str]]) -> None:

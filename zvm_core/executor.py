@@ -127,6 +127,27 @@ def blame_limits(status: str, message: str, arena: Arena, channels: Mapping[str,
 
 MEMORY_ETAG = '/dev/memory'
 
+# What a fault is called, the same words under both engines: a memory access by its kind
+# and whether the page was mapped, a CPU exception by its x86 vector; and ZeroVM's exit state
+MEMORY_FAULTS = {('read', False): 'read of unmapped memory',
+                 ('write', False): 'write to unmapped memory',
+                 ('fetch', False): 'jump to unmapped memory',
+                 ('read', True): 'read of protected memory',
+                 ('write', True): 'write to read-only memory',
+                 ('fetch', True): 'jump to non-executable memory'}
+TRAPS = {0: 'divide error', 1: 'debug trap', 3: 'breakpoint (int3)', 4: 'overflow',
+         5: 'bound range exceeded', 6: 'invalid opcode', 13: 'general protection fault',
+         16: 'x87 floating-point error', 17: 'alignment check', 19: 'SIMD floating-point error'}
+INVALID_INSTRUCTION = 'invalid or unsupported instruction'
+STACK_OVERFLOW = ('stack overflow: write at {addr:#x}, below the {mib} MiB stack (into the '
+                  'read-only user manifest)')
+HLT_STOP = 'program stopped without calling exit (hlt; rip {rip:#x})'
+
+
+def halting(signal: int, rip: int) -> str:
+    """ZeroVM's exit state for a program a signal stopped."""
+    return f'Signal {signal} from untrusted code: Halting at {rip:#x}'
+
 
 def run(program: Program | str | os.PathLike, channels: Iterable[Channel] = (), *,
         argv: list[str] | None = None, env: Mapping[str, str] | None = None,

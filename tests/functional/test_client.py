@@ -159,6 +159,23 @@ def test_json_prints_the_report_of_every_node(zc, data: str, guest) -> None:
     assert proc.stderr == ''
 
 
+def test_engine_picks_the_engine_of_every_node(zc, data: str, guest) -> None:
+    """``--engine`` is every node's "engine" (the cluster's servers default to the
+    session's ZVM_ENGINE); an unknown one is a usage error before any request."""
+    from zvm_core import engines
+    wanted = ['emulated'] + ['native'] * (engines.native_unavailable() is None)
+    for engine in wanted:
+        proc = zc('run', '--json', str(wc(guest)), '--name', 'wc', '--engine', engine,
+                  '--on', f'swift://~/{data}/n*.txt')
+        assert proc.returncode == 0, proc.stderr
+        nodes = json.loads(proc.stdout)['nodes']
+        assert [(n['status'], n['engine']) for n in nodes] == [('ok', engine)] * 3, nodes
+    proc = zc('run', str(wc(guest)), '--engine', 'fast', '--on', f'swift://~/{data}/n1.txt')
+    assert proc.returncode == 2 and proc.stdout == ''
+    assert "argument --engine: invalid choice: 'fast' (choose from 'auto', 'native', " \
+        "'emulated')" in proc.stderr
+
+
 def test_the_servers_whole_error_body_is_shown(zc, data: str, tmp_path: Path) -> None:
     (tmp_path / 'job.json').write_text(json.dumps([{
         'name': 'wc', 'exec': {'path': f'swift://~/{data}/no-such-program'},

@@ -132,6 +132,34 @@ def test_three_stage_pipeline_carries_megabytes(conn: Connection, make_container
     assert conn.get_object(container, 'out')[1] == shifted(data, 3)
 
 
+def test_more_mappers_than_a_reader_takes_reduce_in_stages(conn: Connection, make_container,
+                                                           guest) -> None:
+    """A node reads from at most 249 nodes (its channels are descriptors a sandbox
+    worker takes in one message): one reducer over 260 mappers is a 400 that names
+    the limit and the way round it, before any node runs; the same objects reduced
+    in stages (a reducer per part, then a final one) give every byte, in order."""
+    from test_jobs_scale import bulk_upload
+    container = make_container('fanin')
+    objects = {f'part-{i:03d}': b'%d\n' % i for i in range(260)}
+    bulk_upload(conn, container, objects)
+    pipe = upload(conn, container, 'pipe', guest('graph_pipe'))
+    src = [{'name': 'stdin', 'path': f'swift://~/{container}/part-*'}]
+    resp = post_job(conn, [stage('map', pipe, '- reduce 0', connect=['reduce'], devices=src),
+                           stage('reduce', pipe, 'map - 0')])
+    assert resp.status_code == 400, resp.text
+    assert 'reads from 260 nodes' in resp.text and 'at most 253' in resp.text, resp.text
+    assert 'reads from at most 249 nodes' in resp.text and 'reduce in stages' in resp.text
+    assert 'X-Nexe-System' not in resp.headers
+    job = [stage(f'map{k}', pipe, f'- reduce{k} 0', connect=[f'reduce{k}'], devices=[
+               {'name': 'stdin', 'path': f'swift://~/{container}/part-{k}*'}])
+           for k in range(3)]
+    job += [stage(f'reduce{k}', pipe, f'map{k} final 0', connect=['final']) for k in range(3)]
+    job.append(stage('final', pipe, 'reduce0,reduce1,reduce2 - 0', devices=[{'name': 'stdout'}]))
+    resp = post_job(conn, job)
+    assert resp.status_code == 200, resp.text
+    assert resp.content == b''.join(objects.values())
+
+
 def test_a_pipeline_stage_runs_while_the_stage_before_it_still_runs(
         conn: Connection, make_container, guest) -> None:
     """A writes its data, then computes for a while; B and C copy exactly that many

@@ -248,12 +248,21 @@ def test_bad_queries_are_400_before_any_node(swift_cluster, conn, sales) -> None
 
 def test_a_malformed_object_fails_the_query(swift_cluster, conn, make_container,
                                             make_object) -> None:
+    """The answer names the node, the object it could not load and the line."""
     c = make_container('sqlbad')
     make_object(c, 'a.csv', b'x,y\n1,2\n')
-    make_object(c, 'b.csv', b'x,y\n1,2,3\n')
-    resp = sql(conn, {'query': f'SELECT sum(x) FROM swift://~/{c}/*.csv'})
-    assert resp.status_code == 422, resp.text
-    assert 'sql-2' in resp.text
+    make_object(c, 'b 2.csv', b'x,y\n1,2\n"3\n4",5,6\n')
+    make_object(c, 'c.jsonl', b'{"x": 1}\n{"x": \n')
+    account = conn.get_auth()[0].rstrip('/').rpartition('/')[2]
+    for query, node, error in [
+            (f'SELECT sum(x) FROM swift://~/{c}/*.csv', 'sql-2',
+             f'swift://{account}/{c}/b 2.csv: line 3: record 3 has more than 2 fields'),
+            (f'SELECT x FROM swift://~/{c}/c.jsonl', 'sql',
+             f'swift://{account}/{c}/c.jsonl: line 2: malformed JSON')]:
+        resp = sql(conn, {'query': query})
+        assert resp.status_code == 422, resp.text
+        assert resp.text.startswith(f'{node}: exit 1: sqlite: load: {error}\n'), resp.text
+        assert resp.headers['X-Nexe-Error'] == f'{node}: exit 1: sqlite: load: {error}'
 
 
 def test_explain_shows_the_plan(swift_cluster, conn, sales) -> None:

@@ -2,8 +2,8 @@
  *
  *     graph_pipe <from> <to> <add> [<crash node>]
  *
- * Reads <from>: "-" is /dev/stdin, otherwise a group whose channels are
- * /dev/in/<from> or /dev/in/<from>-1 ... (in that order), and writes every
+ * Reads <from>: "-" is /dev/stdin, otherwise groups ("a,b,...") whose channels
+ * are /dev/in/<group> or /dev/in/<group>-1 ... (in that order), and writes every
  * byte plus <add> (mod 256) to each of <to>: "-" is /dev/stdout, otherwise
  * /dev/out/<to> or /dev/out/<to>-1 ...  Data moves in 64 KiB chunks.  The
  * node named <crash node> (argv[0] is the node name) reads its input, then
@@ -17,7 +17,8 @@
 
 #define MAX 256
 
-static int open_all(const char *dir, const char *group, int flags, int *fds) {
+/* Open a group's channels into fds (at most `most`): how many. */
+static int open_all(const char *dir, const char *group, int flags, int *fds, int most) {
     char path[512];
     int n = 0;
     if (!strcmp(group, "-")) {
@@ -28,7 +29,7 @@ static int open_all(const char *dir, const char *group, int flags, int *fds) {
     if ((fds[0] = open(path, flags)) >= 0) return 1;
     for (;;) {
         snprintf(path, sizeof path, "/dev/%s/%s-%d", dir, group, n + 1);
-        if (n == MAX || (fds[n] = open(path, flags)) < 0) return n;
+        if (n == most || (fds[n] = open(path, flags)) < 0) return n;
         n++;
     }
 }
@@ -44,8 +45,10 @@ static void write_all(int fd, const unsigned char *p, size_t len) {
 
 int main(int argc, char **argv) {
     if (argc < 4) { fputs("usage: graph_pipe <from> <to> <add> [<crash node>]\n", stderr); return 2; }
-    int in[MAX], out[MAX];
-    int ins = open_all("in", argv[1], O_RDONLY, in), outs = open_all("out", argv[2], O_WRONLY, out);
+    int in[MAX], out[MAX], ins = 0;
+    for (char *group = strtok(argv[1], ","); group && ins < MAX; group = strtok(NULL, ","))
+        ins += open_all("in", group, O_RDONLY, in + ins, MAX - ins);
+    int outs = open_all("out", argv[2], O_WRONLY, out, MAX);
     int add = atoi(argv[3]);
     static unsigned char buf[1 << 16];
     if (!ins || !outs) { fputs("graph_pipe: no channels\n", stderr); return 1; }

@@ -11,6 +11,7 @@
  *   cpuid      `cpuid`, hidden (where it faults natively, the program is not traced)
  *   selfwrite  a store into its own code
  *   spin       a loop without system calls
+ *   spinning   write "spinning" to stdout (past the loader: a mediated call), then spin
  *   forkbomb   fork() 10000 times, printing how many succeeded
  *   fds        open /dev/stdin until refused, printing the count and errno
  *   plant W    fill 16 MiB of heap and 1 MiB of stack with W reversed (not in argv)
@@ -100,8 +101,11 @@ int main(int argc, char **argv)
         printf("x32 %ld\n", sys(0x40000000 | SYS_getpid, 0, 0, 0, 0, 0, 0));
     else if (!strcmp(what, "selfwrite"))
         *(volatile unsigned char *)main = 0xc3;
-    else if (!strcmp(what, "spin"))
+    else if (!strcmp(what, "spin") || !strcmp(what, "spinning")) {
+        if (what[4])
+            sys(SYS_write, 1, (long)"spinning\n", 9, 0, 0, 0);
         for (volatile unsigned long i = 0;; i++) {}
+    }
     else if (!strcmp(what, "forkbomb")) {
         int ok = 0;
         for (int i = 0; i < 10000; i++)

@@ -19,9 +19,12 @@ import time
 
 import pytest
 
+from zvm_core import engines
 from zvm_core.channels import READ, WRITE, Channel, FdBacking, LinkWaker, LinkWriter, Quota
 from zvm_core.executor import Limits, run
+from zvm_core.limits import MAX_FDS
 from zvm_core.pool import MAX_MESSAGE, ChannelSpec, Pool, PoolBusy, _reply
+from zvm_core.pool.worker import FDS_RESERVED
 from zvm_core.report import Report
 from zvm_core.syscalls import MAX_UNKNOWN_KEYS, OTHER_UNKNOWN
 
@@ -350,3 +353,42 @@ def test_a_report_too_large_for_the_transport_is_replaced_by_a_status():
         assert data['status'] == 'killed' and 'too large' in data['message']
         _reply(worker, Report('ok', 0, 'fits'))
         assert json.loads(caller.recv(MAX_MESSAGE))['message'] == 'fits'
+
+
+def _children(pid: int) -> list[str]:
+    """The states of ``pid``'s child processes (a zombie is ``Z``)."""
+    states = []
+    for entry in os.listdir('/proc'):
+        try:
+            stat = open(f'/proc/{entry}/stat').read()
+        except OSError:             # not a process, or gone
+            continue
+        state, ppid = stat.rpartition(')')[2].split()[:2]
+        if int(ppid) == pid:
+            states.append(state)
+    return states
+
+
+def test_a_worker_runs_any_number_of_native_programs(guest, tmp_path):
+    """Each native program keeps a template process and its descriptors in the
+    worker: ~80 of them once exhausted its open-files limit.  Far more distinct
+    programs than the worker keeps templates for all run right; the least recently
+    used templates are closed and their processes reaped to make room."""
+    if engines.native_unavailable():
+        pytest.skip(f'this host cannot run the native engine: {engines.native_unavailable()}')
+    exitcode = guest('exitcode').read_bytes()
+    soft = MAX_FDS * 2                  # the worker's own limit (worker._limit_self)
+    kept = (soft - MAX_FDS - FDS_RESERVED) // 6     # a template and its next child: 6
+    with Pool(size=1) as one:
+        [pid] = one.pids
+        for i in range(max(90, 2 * kept)):
+            program = tmp_path / f'exitcode{i}'    # another file: another program
+            program.write_bytes(exitcode)
+            program.chmod(0o755)
+            report, out = _pool_run(one, program, argv=['exitcode', str(i)], engine='native')
+            assert (report.status, report.retcode, out) == \
+                ('ok', i, f'exiting with {i} via exit\n'.encode()), report.message
+        assert len(os.listdir(f'/proc/{pid}/fd')) <= soft - MAX_FDS    # room for a request
+        children = _children(pid)
+        assert 'Z' not in children and len(children) <= 2 * (kept + 1), children
+        assert one.replaced == 0

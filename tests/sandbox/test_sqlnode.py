@@ -69,6 +69,28 @@ def test_malformed_csv_fails_saying_where(zvm, sqlite, data, message) -> None:
     assert run.stdout == b''
 
 
+@pytest.mark.parametrize('data,message', [
+    (b'a,b,c\n\n1,2,3\n4,"two\r\nlines",6\n7,8\n', 'line 6: record 4 has 2 fields, not 3'),
+    (b'a,b,c\r\n1,2,3\r\n"x\ny"z,1,2\r\n', 'line 3: record 3: text after a closing quote'),
+    (b'a,b,c\n1,2,3\n\n4,"5,6\n', 'line 4: record 3: a quoted field does not end'),
+])
+def test_a_load_error_names_the_object_and_its_line(zvm, sqlite, data, message) -> None:
+    """Run next to an object (ZeroCloud's LOCAL_* variables name it and the device
+    that reads it), a node that cannot load it says which object, and which line
+    (quoted line ends and blank lines counted); run otherwise, the path."""
+    local = ['--env', 'LOCAL_DOCUMENT_ROOT=/dev/input',
+             '--env', 'LOCAL_PATH_INFO=/AUTH_t/my%20data/d%C3%A9c.csv']
+    for opts, name in ((local, 'swift://AUTH_t/my data/déc.csv'), ((), '/dev/input')):
+        run = zvm.run(sqlite, '--schema', SCHEMA, '--load', 'csvh', '/dev/input', '--query',
+                      'SELECT count(*) FROM t', input=data, opts=opts)
+        assert run.report['retcode'] == 1
+        assert run.stderr.decode() == f'sqlite: load: {name}: {message}\n'
+    run = zvm.run(sqlite, '--schema', SCHEMA, '--load', 'jsonl', '/dev/input', '--query',
+                  'SELECT count(*) FROM t', input=b'{"a": 1}\n\n{"a": \n', opts=local)
+    assert run.stderr.decode() == ('sqlite: load: swift://AUTH_t/my data/déc.csv: line 3: '
+                                   'malformed JSON\n')
+
+
 def test_json_lines(zvm, sqlite) -> None:
     lines = b'{"a": 1, "b": "x"}\n\n{"a": 2.5, "c": [1, 2]}\r\n{"b": "12"}'
     out = ok(node(zvm, sqlite, lines, SCHEMA, '--load', 'jsonl', '/dev/input',

@@ -136,6 +136,38 @@ def test_a_zapp_runs_over_objects_given_on_the_command_line() -> None:
         jobs.rebind(bound, 'swift://~/c/x', None, 'a.zapp')
 
 
+def test_engine_on_the_command_line_is_every_groups_engine(tmp_path: Path, capsys) -> None:
+    """``zc run --engine E``: the "engine" of every group of whatever it sends (a built
+    job, a job file, a zapp), the proxy's parser takes it; an unknown one is a usage
+    error naming the choices."""
+    from zerocloud.client.cli import Client
+    prog = tmp_path / 'wc'
+    prog.write_bytes(b'\x7fELF' + b'\0' * 60)
+    two = [{'name': 'a', 'exec': {'path': 'swift://~/b/a'}, 'engine': 'native'},
+           {'name': 'b', 'exec': {'path': 'swift://~/b/b'}}]
+    (tmp_path / 'job.json').write_text(json.dumps(two))
+    (tmp_path / 'app.zapp').write_bytes(jobs.zapp_bytes(two, {'bin/x': b'x'}))
+    for command in ('run', 'submit'):
+        for target in (str(prog), str(tmp_path / 'job.json'), str(tmp_path / 'app.zapp')):
+            opts = build_parser().parse_args([command, target, '--engine', 'emulated'])
+            payload = Client(opts).payload(remote=False)
+            sent = (json.loads(members(payload.body)['boot/system.map'])
+                    if payload.content_type == jobs.ZAPP_TYPE else json.loads(payload.body))
+            assert sent == payload.job and {g['engine'] for g in sent} == {'emulated'}
+            assert [g.engine for g in parse_job(sent, 'AUTH_test')] == ['emulated'] * len(sent)
+    opts = build_parser().parse_args(['run', str(tmp_path / 'job.json')])
+    assert Client(opts).payload(remote=False).job == two        # without it: as the job says
+    opts = build_parser().parse_args(['local', 'run', str(prog), '--engine', 'native'])
+    node = jobs.nodes(Client(opts).payload(remote=False).job, 'AUTH_test', None, None)[0]
+    cmd = local.LocalRun({}, tmp_path).command(node, tmp_path / 'wc.zapp', tmp_path)
+    assert cmd[cmd.index('--engine') + 1] == 'native'         # zc local run: zvm run --engine
+    with pytest.raises(SystemExit) as e:
+        build_parser().parse_args(['run', str(prog), '--engine', 'fast'])
+    assert e.value.code == 2
+    assert ("argument --engine: invalid choice: 'fast' (choose from 'auto', 'native', "
+            "'emulated')") in capsys.readouterr().err
+
+
 def test_nodes_and_their_objects_are_expanded_like_the_proxy_does() -> None:
     job = [{'name': 'wc', 'exec': {'path': 'swift://~/bin/wc'},
             'devices': [{'name': 'stdin', 'path': 'swift://~/logs/*.txt'}, {'name': 'stdout'}]}]

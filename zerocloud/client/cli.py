@@ -3,6 +3,7 @@
     zc [swift auth options] COMMAND ...
     zc run JOB.json|APP.zapp [--json] [-q]   (a zapp also takes --on and --out)
     zc run PROGRAM|--script FILE [--on URL] [--out URL] [--args ARGS] [--as stdin|input]
+    zc run ... --engine auto|native|emulated   every node's engine
     zc run ... --split DIR                 each node's output to DIR/<node>
     zc run ... --progress                  deferred, its progress shown as it runs
     zc submit ...same as run...            prints the job id (deferred)
@@ -39,7 +40,7 @@ from swiftclient.shell import add_default_args
 
 from zerocloud.client import display, jobs, local, report, zapps
 from zerocloud.client.session import Answer, ServerError, Session
-from zerocloud.job import SwiftPath
+from zerocloud.job import ENGINES, SwiftPath
 
 EXIT_FAILED, EXIT_USAGE, EXIT_PENDING, EXIT_CANCELLED = 1, 2, 3, 130
 REPORT_HEADER = 'X-Zerovm-Report'
@@ -82,6 +83,9 @@ def _job_options(p: argparse.ArgumentParser) -> None:
                    help='device that reads --on (stdin: sequential, input: random access)')
     p.add_argument('--env', type=_env, action='append', default=[], metavar='K=V')
     p.add_argument('--name', help='name of the nodes (default: the program\'s file name)')
+    p.add_argument('--engine', choices=ENGINES,
+                   help='engine of every node (its "engine" in the job; default: what the job '
+                        'says, else the object servers\' choice)')
     p.add_argument('--json', action='store_true', help="print the job's JSON report")
 
 
@@ -182,7 +186,14 @@ class Client:
     # -- running jobs --------------------------------------------------------------------
 
     def payload(self, remote: bool = True) -> jobs.Payload:
-        """What ``run`` sends (``remote``: also create the container of ``--out``)."""
+        """What ``run`` sends (``remote``: also create the container of ``--out``), every
+        group on ``--engine`` when it is given."""
+        payload = self._payload(remote)
+        if self.opts.engine is None:
+            return payload
+        return jobs.with_engine(payload, self.opts.engine, self.opts.target or self.opts.script)
+
+    def _payload(self, remote: bool) -> jobs.Payload:
         o = self.opts
         made_out = self.made_out if remote else (lambda payload: payload)
         if o.target is None and o.script is None:

@@ -195,6 +195,23 @@ def rebind(payload: Payload, on: str | None, out: str | None, where: str) -> Pay
     return Payload(zapp_bytes(job, files), ZAPP_TYPE, job)
 
 
+def with_engine(payload: Payload, engine: str, where: str) -> Payload:
+    """The job with ``engine`` as the ``"engine"`` of every group (``zc run --engine``:
+    the command line wins over what the job says)."""
+    if not isinstance(payload.job, list):
+        raise BuildError(f'{where}: a job description is a JSON list of groups')
+    if payload.content_type == ZAPP_TYPE:
+        job, files = read_zapp(payload.body, where)
+    else:
+        job, files = payload.job, None
+    for group in job:
+        if isinstance(group, dict):
+            group['engine'] = engine
+    if files is None:
+        return Payload(json.dumps(job).encode(), JSON_TYPE, job)
+    return Payload(zapp_bytes(job, files), ZAPP_TYPE, job)
+
+
 def nodes(job: list, account: str, list_objects, list_containers) -> list[Node]:
     """The job's nodes as the proxy will expand them (same parser), for the object
     each one runs on; ``list_*`` list the caller's containers."""

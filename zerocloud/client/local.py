@@ -70,6 +70,8 @@ class LocalRun:
 
     def command(self, node: Node, image: Path | None, outdir: Path) -> list[str]:
         cmd = [*ZVM, 'run', '--report', str(outdir / 'report.json')]
+        if node.engine is not None:
+            cmd += ['--engine', node.engine]
         for key, value in node.exec.env.items():
             cmd += ['--env', f'{key}={value}']
         for dev in node.devices:

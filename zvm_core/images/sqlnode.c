@@ -32,7 +32,9 @@
  * either way.  Otherwise the rows are loaded into the table first.
  *
  * An empty CSV field is NULL.  Errors go to stderr as "sqlite: <where>: <what>"
- * and the exit code is 1.  The planner that writes these command lines is
+ * and the exit code is 1; a source that does not load is "sqlite: load: <name>:
+ * line <n>: <what>", its name the object's swift:// URL when ZeroCloud runs the
+ * node next to it (source_name), else its path.  The planner that writes these command lines is
  * zerocloud/sql/planner.py.
  */
 #define _GNU_SOURCE
@@ -166,9 +168,22 @@ static void puts_(struct buf *b, const char *s) { put(b, s, strlen(s)); }
 
 /* -- reading a (maybe gzip) source ------------------------------------------------ */
 
-struct src { gzFile gz; unsigned char buf[1 << 16]; int n, i; };
+struct src { gzFile gz; unsigned char buf[1 << 16]; int n, i; const char *name; };
 
-static int src_open(struct src *s, const char *path) {
+/* A source that cannot be read: "sqlite: load: <its name>: <what>", exit 1. */
+static void src_fail(const struct src *s, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "sqlite: load: %s: ", s->name);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    exit(1);
+}
+
+/* Open `path`; `name`: what errors call it. */
+static int src_open(struct src *s, const char *path, const char *name) {
+    s->name = name;
     int fd = open(path, O_RDONLY);
     if (fd < 0) return 0;
     s->gz = gzdopen(fd, "rb");         /* reads plain data as it is */
@@ -184,12 +199,12 @@ static int src_fill(struct src *s) {
     s->i = 0;
     if (s->n < 0) {
         int err;
-        die("cannot read: %s", gzerror(s->gz, &err));
+        src_fail(s, "cannot read: %s", gzerror(s->gz, &err));
     }
     if (s->n == 0) {
         int err;
         const char *msg = gzerror(s->gz, &err);
-        if (err != Z_OK) die("cannot read: %s (damaged or cut gzip data)", msg);
+        if (err != Z_OK) src_fail(s, "cannot read: %s (damaged or cut gzip data)", msg);
         return 0;
     }
     return 1;
@@ -233,9 +248,11 @@ static void src_close(struct src *s) { gzclose(s->gz); }
  * empty one is NULL) or, for JSON lines, the columns of `extract`. */
 static struct input {
     const char *path, *format;        /* csv | csvh | jsonl */
+    const char *name;                 /* what errors call it (source_name) */
     struct src s;
     int delim, ncols, width, *keep;   /* CSV: fields per record; field -> column (from 1) */
     long record;                      /* records read (CSV, the header too) or lines (JSON) */
+    long lines, line;                 /* CSV: line ends read; the line the record starts on */
     sqlite3_int64 rows;               /* data rows read: the rowid of the current one */
     struct buf rec;                   /* CSV: the current record's kept fields */
     size_t *off, *len;                /* per column: where in `rec`, how long */
@@ -246,7 +263,7 @@ static struct input {
 static void bad_input(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "sqlite: load: %s: ", in.path);
+    fprintf(stderr, "sqlite: load: %s: ", in.name);
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
     va_end(ap);
@@ -303,8 +320,8 @@ static sqlite3_stmt *extract_stmt(const char *table) {
 }
 
 static void input_open(void) {
-    if (!src_open(&in.s, in.path)) die("cannot open %s: %s", in.path, strerror(errno));
-    in.record = in.rows = 0;
+    if (!src_open(&in.s, in.path, in.name)) bad_input("cannot open: %s", strerror(errno));
+    in.record = in.rows = in.lines = 0;
     in.open = 1;
     in.done = 0;
     if (in.format[0] == 'c' && src_peek(&in.s) == 0xEF) {       /* a UTF-8 byte order mark */
@@ -314,10 +331,39 @@ static void input_open(void) {
     }
 }
 
+static int hexdigit(int c) {
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
+         : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* What errors call the source at `path`: the object, swift://<account>/<container>/<object>,
+ * when the node runs next to it (ZeroCloud gives the node LOCAL_DOCUMENT_ROOT, the device
+ * that reads its object, and LOCAL_PATH_INFO, the object's URL-encoded /<a>/<c>/<o>: a
+ * query over many objects says which one failed), else the path. */
+static const char *source_name(const char *path) {
+    const char *root = getenv("LOCAL_DOCUMENT_ROOT"), *info = getenv("LOCAL_PATH_INFO");
+    if (!root || !info || strcmp(root, path) || info[0] != '/') return path;
+    char *name = need(malloc(strlen(info) + sizeof "swift:/")), *o = name;
+    o += sprintf(name, "swift:/");
+    for (const char *p = info; *p; p++) {
+        int hi = *p == '%' ? hexdigit((unsigned char)p[1]) : -1;
+        int lo = hi >= 0 ? hexdigit((unsigned char)p[2]) : -1;
+        if (lo >= 0) {
+            *o++ = (char)(hi << 4 | lo);
+            p += 2;
+        } else {
+            *o++ = *p;
+        }
+    }
+    *o = 0;
+    return name;
+}
+
 /* Start reading `path` (format csv, csvh or jsonl) into the first table of the schema. */
 static void input_start(const char *path, const char *format, const char *table, int delim,
                         const char *fields) {
     in.path = path;
+    in.name = source_name(path);
     in.format = format;
     in.delim = delim;
     sqlite3_stmt *st = table_columns(table);
@@ -336,6 +382,7 @@ static void input_start(const char *path, const char *format, const char *table,
 static int csv_record(void) {
     struct src *s = &in.s;
     if (src_peek(s) == EOF) return -1;
+    in.line = in.lines + 1;
     int nf = 0, blank = 1, c;
     in.rec.n = 0;
     for (;;) {                                   /* one field */
@@ -347,10 +394,14 @@ static int csv_record(void) {
             s->i++;
             for (;;) {
                 if (s->i == s->n && !src_fill(s))
-                    bad_input("record %ld: a quoted field does not end", in.record + 1);
+                    bad_input("line %ld: record %ld: a quoted field does not end", in.line,
+                              in.record + 1);
                 unsigned char *p = s->buf + s->i, *q = memchr(p, '"', (size_t)(s->n - s->i));
                 unsigned char *stop = q ? q : s->buf + s->n;
                 if (col) put(&in.rec, p, (size_t)(stop - p));
+                for (unsigned char *nl = p; (nl = memchr(nl, '\n', (size_t)(stop - nl)));
+                     nl++)
+                    in.lines++;                  /* a line end inside quotes */
                 s->i = (int)(stop - s->buf);
                 if (!q) continue;
                 s->i++;                          /* the quote */
@@ -360,7 +411,8 @@ static int csv_record(void) {
             }
             c = src_peek(s);
             if (c != in.delim && c != '\n' && c != '\r' && c != EOF)
-                bad_input("record %ld: text after a closing quote", in.record + 1);
+                bad_input("line %ld: record %ld: text after a closing quote", in.line,
+                          in.record + 1);
         } else {
             for (;;) {
                 if (s->i == s->n && !src_fill(s)) {
@@ -394,6 +446,7 @@ static int csv_record(void) {
         } else if (c == '\n') {
             s->i++;
         }
+        in.lines += c == '\r' || c == '\n';
         return blank ? 0 : nf;
     }
 }
@@ -423,9 +476,11 @@ static int input_next(void) {
             in.record++;
             if (header && in.record == 1) continue;
             if (nf > in.width)
-                bad_input("record %ld has more than %d fields", in.record, in.width);
+                bad_input("line %ld: record %ld has more than %d fields", in.line, in.record,
+                          in.width);
             if (nf != in.width)
-                bad_input("record %ld has %d fields, not %d", in.record, nf, in.width);
+                bad_input("line %ld: record %ld has %d fields, not %d", in.line, in.record, nf,
+                          in.width);
             in.rows++;
             return 1;
         }
@@ -634,12 +689,6 @@ static void load_input(const char *table) {
     sqlite3_finalize(st);
 }
 
-static int hexval(int c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    return -1;
-}
-
 /* Bind one typed field (see the top of the file). */
 static void bind_typed(sqlite3_stmt *st, int i, char *f, size_t n, const char *path, long line) {
     if (n == 0) die("%s: line %ld: an empty field", path, line);
@@ -658,7 +707,7 @@ static void bind_typed(sqlite3_stmt *st, int i, char *f, size_t n, const char *p
         uint64_t bits = 0;
         if (n != 17) die("%s: line %ld: bad real", path, line);
         for (size_t k = 1; k < n; k++) {
-            int h = hexval((unsigned char)f[k]);
+            int h = hexdigit((unsigned char)f[k]);
             if (h < 0) die("%s: line %ld: bad real", path, line);
             bits = bits << 4 | (uint64_t)h;
         }
@@ -684,7 +733,7 @@ static void bind_typed(sqlite3_stmt *st, int i, char *f, size_t n, const char *p
         size_t o = 0;
         if (n % 2 == 0) die("%s: line %ld: bad blob", path, line);
         for (size_t k = 1; k + 1 < n; k += 2) {
-            int hi = hexval((unsigned char)f[k]), lo = hexval((unsigned char)f[k + 1]);
+            int hi = hexdigit((unsigned char)f[k]), lo = hexdigit((unsigned char)f[k + 1]);
             if (hi < 0 || lo < 0) die("%s: line %ld: bad blob", path, line);
             f[o++] = (char)(hi << 4 | lo);
         }
@@ -697,7 +746,7 @@ static void bind_typed(sqlite3_stmt *st, int i, char *f, size_t n, const char *p
 
 static void load_partial(const char *path, const char *table) {
     struct src s;
-    if (!src_open(&s, path)) die("cannot open %s: %s", path, strerror(errno));
+    if (!src_open(&s, path, path)) die("cannot open %s: %s", path, strerror(errno));
     int ncols;
     sqlite3_stmt *st = insert_stmt(table, &ncols);
     struct buf line = {0};

@@ -54,6 +54,7 @@ PARENT_CHECK = 1.0      # seconds between a worker's looks at its parent
 PR_SET_NO_NEW_PRIVS = 38
 PR_SET_THP_DISABLE = 41
 PREPARED = 64               # programs whose engine choice a worker keeps
+FDS_RESERVED = 32           # descriptors a run opens besides its request's (a probe's loader...)
 _CHOSEN: dict[tuple, str] = {}      # (engine asked, fuel asked) -> the engine that runs
 
 
@@ -65,12 +66,21 @@ def _file_key(path: str) -> tuple:
     return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
 
+def descriptor_budget() -> int:
+    """Descriptors the native templates a worker keeps may hold together: what its
+    open-files limit leaves once a request's (``MAX_FDS``) and a run's own are open."""
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0] - MAX_FDS - FDS_RESERVED
+
+
 class Templates:
     """LRU of machines by (program file, memory, policy), bounded by their memory:
-    emulated machines, and native template processes (``Warm``)."""
+    emulated machines, and native template processes (``Warm``), also bounded by
+    the descriptors those hold (:func:`descriptor_budget`): any number of programs
+    run in one worker, the least recently used templates closed to make room."""
 
     def __init__(self, budget: int) -> None:
         self.budget = budget
+        self.descriptors = descriptor_budget()
         self._machines: collections.OrderedDict = collections.OrderedDict()
         self._prepared: collections.OrderedDict = collections.OrderedDict()
         self._ran: dict = {}        # native templates settled since the worker was idle
@@ -142,8 +152,22 @@ class Templates:
     def _evict(self) -> None:
         while (len(self._machines) > 1
                and sum(map(self._cost, self._machines.values())) > self.budget):
-            _, old = self._machines.popitem(last=False)
-            old.close()
+            self._close(next(iter(self._machines)))
+        held = [(key, m.descriptors()) for key, m in self._machines.items()
+                if hasattr(m, 'descriptors')]
+        over = sum(fds for _, fds in held) - self.descriptors
+        newest = next(reversed(self._machines))
+        for key, fds in held:       # least recently used first; never the newest
+            if over <= 0 or key == newest:
+                break
+            over -= fds
+            self._close(key)
+
+    def _close(self, key: tuple) -> None:
+        """Drop a template: a native one's process, children and descriptors go too."""
+        machine = self._machines.pop(key)
+        self._ran.pop(id(machine), None)
+        machine.close()
 
 
 def _warm_up(warm: WarmUp, templates: Templates) -> None:

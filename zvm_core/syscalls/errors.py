@@ -14,6 +14,8 @@ class SysError(Exception):
 class Stop(Exception):
     """End the run: ``status`` as in the report, ``retcode`` when the guest exited."""
 
-    def __init__(self, status: str, message: str = '', retcode: int | None = None) -> None:
+    def __init__(self, status: str, message: str = '', retcode: int | None = None,
+                 exit_state: str = '') -> None:
         super().__init__(message)
         self.status, self.message, self.retcode = status, message, retcode
+        self.exit_state = exit_state        # ZeroVM's, when more precise (a native fault)

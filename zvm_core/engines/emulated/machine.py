@@ -43,11 +43,17 @@ from zvm_core.engines.emulated import guard as zguard
 from zvm_core.engines.emulated import jail, snapshot
 from zvm_core.engines.emulated.memory import AddressSpace, Region, _host_mapping
 from zvm_core.executor import (
+    HLT_STOP,
+    INVALID_INSTRUCTION,
     MEMORY_ETAG,
+    MEMORY_FAULTS,
+    STACK_OVERFLOW,
+    TRAPS,
     UID,
     SetupError,
     attach,
     blame_limits,
+    halting,
     heap_bounds,
     initial_stack,
 )
@@ -78,20 +84,17 @@ TCG_BUFFER = 32 << 20
 _SEGMENT_BASES = {'fs': UC_X86_REG_FS_BASE, 'gs': UC_X86_REG_GS_BASE}
 
 _FAULTS = {
-    ucc.UC_MEM_READ_UNMAPPED: 'read of unmapped memory',
-    ucc.UC_MEM_WRITE_UNMAPPED: 'write to unmapped memory',
-    ucc.UC_MEM_FETCH_UNMAPPED: 'jump to unmapped memory',
-    ucc.UC_MEM_READ_PROT: 'read of protected memory',
-    ucc.UC_MEM_WRITE_PROT: 'write to read-only memory',
-    ucc.UC_MEM_FETCH_PROT: 'jump to non-executable memory',
+    ucc.UC_MEM_READ_UNMAPPED: MEMORY_FAULTS['read', False],
+    ucc.UC_MEM_WRITE_UNMAPPED: MEMORY_FAULTS['write', False],
+    ucc.UC_MEM_FETCH_UNMAPPED: MEMORY_FAULTS['fetch', False],
+    ucc.UC_MEM_READ_PROT: MEMORY_FAULTS['read', True],
+    ucc.UC_MEM_WRITE_PROT: MEMORY_FAULTS['write', True],
+    ucc.UC_MEM_FETCH_PROT: MEMORY_FAULTS['fetch', True],
 }
-_TRAPS = {0: 'divide error', 1: 'debug trap', 3: 'breakpoint (int3)', 4: 'overflow',
-          5: 'bound range exceeded', 6: 'invalid opcode', 13: 'general protection fault',
-          16: 'x87 floating-point error', 17: 'alignment check', 19: 'SIMD floating-point error'}
 # the signal a native run would die of, for ZeroVM's "Signal N from untrusted code"
 SIGSEGV, SIGILL, SIGFPE, SIGTRAP, SIGBUS = 11, 4, 8, 5, 7
 _SIGNALS = {0: SIGFPE, 1: SIGTRAP, 3: SIGTRAP, 6: SIGILL, 16: SIGFPE, 17: SIGBUS, 19: SIGFPE}
-_UC_ERRORS = {ucc.UC_ERR_INSN_INVALID: 'invalid or unsupported instruction',
+_UC_ERRORS = {ucc.UC_ERR_INSN_INVALID: INVALID_INSTRUCTION,
               ucc.UC_ERR_EXCEPTION: 'unhandled CPU exception'}
 # What Linux gives a new x86-64 process where unicorn's reset state differs
 # (every other register, the FS/GS bases and the x87/SSE registers are zero in
@@ -222,15 +225,14 @@ class Machine:
             self.manifest_read = True       # not a fault: run() starts over unrecorded
             return False
         if access == ucc.UC_MEM_WRITE_PROT and _in_manifest(address):
-            self.fault = (f'stack overflow: write at {address:#x}, below the {STACK_SIZE >> 20} '
-                          'MiB stack (into the read-only user manifest)')
+            self.fault = STACK_OVERFLOW.format(addr=address, mib=STACK_SIZE >> 20)
         else:
             self.fault = f'{_FAULTS.get(access, "invalid memory access")} at {address:#x}'
         self.signal = SIGSEGV
         return False
 
     def _on_interrupt(self, uc, intno, _data) -> None:
-        self.fault = _TRAPS.get(intno, f'CPU exception {intno}')
+        self.fault = TRAPS.get(intno, f'CPU exception {intno}')
         self.signal = _SIGNALS.get(intno, SIGSEGV)
         uc.emu_stop()
 
@@ -447,7 +449,7 @@ class Machine:
             status, retcode = 'fault', None
             message = (f'execution reached {st.stop_addr:#x}, which is not an instruction '
                        'boundary the validator saw (hidden or unvalidated code)')
-            exit_state = _halting(SIGSEGV, st.stop_addr)
+            exit_state = halting(SIGSEGV, st.stop_addr)
         elif st.stop == zguard.STOP_FUEL:
             status, retcode = 'fuel', None
             message = (f'fuel exhausted at {st.stop_addr:#x}: the budget of '
@@ -460,11 +462,11 @@ class Machine:
             what = self.fault or _UC_ERRORS.get(error.errno, str(error))
             message = f'{what} (rip {self._rip():#x})'
             invalid = error is not None and error.errno == ucc.UC_ERR_INSN_INVALID
-            exit_state = _halting(self.signal or (SIGILL if invalid else SIGSEGV), self._rip())
+            exit_state = halting(self.signal or (SIGILL if invalid else SIGSEGV), self._rip())
         else:
             status, retcode = 'fault', None
-            message = f'program stopped without calling exit (hlt; rip {self._rip():#x})'
-            exit_state = _halting(SIGSEGV, self._rip())
+            message = HLT_STOP.format(rip=self._rip())
+            exit_state = halting(SIGSEGV, self._rip())
         if status != 'ok' or retcode:
             status, message = self._blame_limits(status, message)
         return Report(status, retcode, message, exit_state=exit_state)
@@ -546,11 +548,6 @@ ZERO_PAGE = bytes(PAGE)
 def _in_manifest(address: int) -> bool:
     """In the pages of the user manifest (unreadable while a prefix is recorded)."""
     return MANIFEST_PAGE <= address < STACK_TOP - STACK_SIZE
-
-
-def _halting(signal: int, rip: int) -> str:
-    """ZeroVM's exit state for a program a signal stopped."""
-    return f'Signal {signal} from untrusted code: Halting at {rip:#x}'
 
 
 __all__ = ['Machine', 'WATCHDOG']

@@ -16,7 +16,8 @@
  *      loader's own image (its original stack, vDSO, vvar, brk area), so the
  *      address space is the same on every run and has no clock page;
  *   4. keep no descriptor but the socket (moved to CTL_FD, above every
- *      descriptor number the personality hands out), reset signals;
+ *      descriptor number the personality hands out), reset signals, the fault
+ *      signals to the trap stub (the supervisor reports the fault from the frame);
  *   5. resource limits (address space, no core, no files, no processes, CPU
  *      seconds), no_new_privs, rdtsc faults (PR_SET_TSC), so does cpuid where
  *      the CPU can (ARCH_SET_CPUID; cpuid.py), killed with its
@@ -81,6 +82,10 @@
 #define SYS_seccomp 317
 #define SYS_close_range 436
 
+#define TRAP_ENTRY 0x10000      /* memory.TRAP_PAGE: the ZeroVM trap stub (fault signals) */
+#define STACK_TOP 0x100000000UL /* memory.STACK_TOP and STACK_SIZE: the signal stack */
+#define STACK_SIZE 0x1000000UL
+#define SYS_sigaltstack 131
 #define SPEC_FD 3
 #define SOCK_FD 4
 #define CTL_FD 1030          /* above MAX_FDS (1024) of the personality */
@@ -305,6 +310,25 @@ static void restrict_all(const struct header *h) {
     u64 dfl[4] = {0, 0, 0, 0};
     for (int sig = 1; sig <= 64; sig++)
         if (sig != 9 && sig != 19) sys6(SYS_rt_sigaction, sig, (long)dfl, 0, 8, 0, 0);
+    /* the fault signals (SIGILL, SIGTRAP, SIGBUS, SIGFPE, SIGSEGV) enter the trap stub with
+     * the kernel's frame: its call is then a trap with the signal number as its request
+     * pointer, which no trap request can be (no guest page is that low), and the
+     * supervisor reads the fault's kind, address and rip from the frame and ends the run
+     * (supervisor.py: _fault).  Nothing returns there: every signal is blocked in the
+     * handler and its restorer is 0, so a fault before the filter (the stub's call then
+     * fails) or while the frame is written kills as without it.  The signal stack is
+     * the guest's stack: a fault there pushes the frame below its stack pointer as
+     * usual; one with the stack pointer elsewhere, below the stack (an overflow) or in
+     * the heap, at the stack's top (the initial stack, never used again: the guest is
+     * ended there), so a stack overflow is reported too. */
+    struct { u64 sp; int flags, pad; u64 size; } signal_stack =
+        {STACK_TOP - STACK_SIZE, 0, 0, STACK_SIZE};
+    check(sys3(SYS_sigaltstack, &signal_stack, 0, 0), "sigaltstack");
+    u64 fault[4] = {TRAP_ENTRY, 0x04000004UL | 0x80000000UL | 0x08000000UL, 0, ~0UL};
+                    /* SA_SIGINFO, SA_RESTORER, SA_RESETHAND, SA_ONSTACK */
+    static const int faults[] = {4, 5, 7, 8, 11};
+    for (unsigned i = 0; i < sizeof faults / sizeof faults[0]; i++)
+        check(sys6(SYS_rt_sigaction, faults[i], (long)fault, 0, 8, 0, 0), "rt_sigaction");
 
     /* 5. limits and process attributes */
     struct rlim as;         /* lower only: a worker's own limit may be below ours */

@@ -345,6 +345,10 @@ class Snapshots(prefix.Snapshots):
         self.last = None
         super().close()
 
+    def descriptors(self) -> int:
+        """Descriptors the snapshots' templates hold (``Warm.descriptors``)."""
+        return sum(snap.template.descriptors() for snap in self._kept.values())
+
     def prefork(self) -> None:
         """After a run: ask for the next child of the snapshot used last."""
         self._tend('prefork')

@@ -35,6 +35,7 @@ import resource
 import select
 import signal
 import socket
+import struct
 import time
 
 from zvm_core.channels import WRITE, Channel, FdBacking, FileBacking, standard_order
@@ -44,10 +45,16 @@ from zvm_core.engines.native.loader import Spec, loader_path
 from zvm_core.engines.native.memory import ProcessMemory, Region
 from zvm_core.engines.native.tsc import Tracer
 from zvm_core.executor import (
+    HLT_STOP,
+    INVALID_INSTRUCTION,
+    MEMORY_FAULTS,
+    STACK_OVERFLOW,
+    TRAPS,
     UID,
     SetupError,
     attach,
     blame_limits,
+    halting,
     heap_bounds,
     initial_stack,
 )
@@ -82,6 +89,14 @@ AS_SLACK = 16 << 20     # the loader's own pages under RLIMIT_AS
 FILTER = seccomp.assemble(seccomp.program())
 _NOTIF_ZERO = bytes(seccomp.NOTIF.size)
 FAST_PATH = True        # channel reads and writes served in C (fastcall.c); tests compare
+# loader.c delivers these to the trap stub: a trap call with the signal as its argument
+FAULT_SIGNALS = frozenset({signal.SIGILL, signal.SIGTRAP, signal.SIGBUS, signal.SIGFPE,
+                           signal.SIGSEGV})
+_SI_ADDR = struct.Struct('<16xQ')        # siginfo_t: si_addr
+_MCONTEXT = struct.Struct('<Q16xQQ')    # ucontext from gregs[REG_RIP]: rip, err, trapno
+MCONTEXT_RIP = 168                      # offsetof(ucontext_t, uc_mcontext.gregs[REG_RIP])
+PAGE_FAULT, PF_PRESENT, PF_WRITE, PF_FETCH = 14, 1, 2, 16
+HLT = 0xF4
 _SIGNAL_TEXT = {
     signal.SIGSYS: 'a system call through a forbidden ABI (int 0x80, sysenter or x32)',
     signal.SIGSEGV: 'invalid memory access or forbidden instruction (SIGSEGV)',
@@ -420,6 +435,16 @@ class Template:
     def alive(self) -> bool:
         return self.pidfd is not None and not select.select([self.pidfd], [], [], 0)[0]
 
+    def descriptors(self) -> int:
+        """Descriptors this template holds in the worker (its socket and pidfd, the
+        next child's, a child asked for, the ended runs not reaped yet): the pool's
+        worker bounds their sum over the templates it keeps."""
+        held = (self.sock.fileno() >= 0) + (self.pidfd is not None) + (self._forking is not None)
+        if self._next is not None:
+            held += 2 + (self._next.listener is not None) + (self._next.memfd is not None)
+        return held + len(self._dying) + sum(1 + (listener is not None)
+                                             for _, _, listener in self._dead)
+
     def close(self) -> None:
         """Kill and reap the template, its unused child and the runs' children."""
         self.reap(wait=True)
@@ -568,10 +593,12 @@ class _Supervisor:
         id, value, error, flags), or None when the run is over (it is not answered)."""
         g = self.guest
         notif_id, _pid, _flags, nr, _arch, ip, *args = seccomp.NOTIF.unpack(self.notif)
-        g.syscalls += 1
         entry = DISPATCH.get(nr)
         flags = 0
         try:
+            if nr == trap.TRAP_NR and args[0] in FAULT_SIGNALS:
+                raise _fault(g, *args[:3])      # the kernel delivered a fault (loader.c)
+            g.syscalls += 1
             if entry is None:
                 count_unknown(g.unknown, nr)
                 ret = -errno.ENOSYS
@@ -614,6 +641,32 @@ class _Supervisor:
             signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def _fault(guest: Guest, sig: int, info: int, context: int) -> Stop:
+    """The run's end for a fault signal the kernel delivered to the trap stub: its kind,
+    address and rip read from the signal frame, in the emulator's words (a frame that
+    cannot be read: the signal's)."""
+    try:
+        (addr,) = _SI_ADDR.unpack(guest.mem.read(info, _SI_ADDR.size))
+        rip, err, trapno = _MCONTEXT.unpack(guest.mem.read(context + MCONTEXT_RIP,
+                                                           _MCONTEXT.size))
+        below_stack = MANIFEST_PAGE <= addr < STACK_TOP - STACK_SIZE    # as the emulator
+        if trapno == PAGE_FAULT and err & PF_WRITE and below_stack:
+            what = STACK_OVERFLOW.format(addr=addr, mib=STACK_SIZE >> 20)
+        elif trapno == PAGE_FAULT:
+            access = 'fetch' if err & PF_FETCH else 'write' if err & PF_WRITE else 'read'
+            what = f'{MEMORY_FAULTS[access, bool(err & PF_PRESENT)]} at {addr:#x}'
+        elif sig == signal.SIGILL:
+            what = INVALID_INSTRUCTION
+        elif sig == signal.SIGSEGV and guest.mem.read(rip, 1)[0] == HLT:
+            rip += 1                            # the emulator stops after it
+            return Stop('fault', HLT_STOP.format(rip=rip), exit_state=halting(sig, rip))
+        else:
+            what = TRAPS.get(trapno, _SIGNAL_TEXT[sig])
+    except GuestFault:
+        return Stop('fault', _SIGNAL_TEXT[sig], exit_state=f'Signal {sig} from untrusted code')
+    return Stop('fault', f'{what} (rip {rip:#x})', exit_state=halting(sig, rip))
 
 
 def _constant(guest: Guest, nr: int) -> int:
@@ -747,7 +800,7 @@ def _classify(guest: Guest, status: int, stopped: str | None, timeout: float) ->
     exit_state = ''
     if guest.outcome is not None:
         o = guest.outcome
-        kind, retcode, message = o.status, o.retcode, o.message
+        kind, retcode, message, exit_state = o.status, o.retcode, o.message, o.exit_state
     elif stopped == 'timeout':
         kind, retcode, message = 'timeout', None, f'wall-clock timeout of {timeout:g} s'
     elif os.WIFEXITED(status):

@@ -69,6 +69,11 @@ class Warm:
         """Host memory the template holds: its copy of the program."""
         return self.image_size
 
+    def descriptors(self) -> int:
+        """Descriptors its template processes hold in the worker (bounded there)."""
+        return self.template.descriptors() + (self.snapshots.descriptors()
+                                              if self.snapshots is not None else 0)
+
     def close(self) -> None:
         self.template.close()
         if self.snapshots is not None:
