@@ -80,6 +80,8 @@ from urllib.parse import quote, unquote
 
 from swift.common import constraints
 
+from zvm_core.engines import CHOICES
+
 READABLE, WRITABLE, RANDOM = 1, 2, 4
 DEVICES = {
     'stdin': READABLE,
@@ -102,7 +104,7 @@ PAYLOAD_DEVICES = ('stdin', 'input', 'script')
 MODES = ('file', 'char', 'pipe', 'block')
 STORE = ('success', 'always')
 MAX_REPLICATE = 3
-ENGINES = ('auto', 'native', 'emulated')        # zvm_core.engines.CHOICES
+ENGINES = CHOICES                   # what a group's "engine" may say
 DEFAULT_ATTACH = 'default'
 HOME_ACCOUNTS = ('~', '.')
 SWIFT = 'swift://'
