@@ -361,7 +361,9 @@ class Pool:
         overruns a run's time, that run's result is a ``killed`` report and the runs
         after it yield None: they did not run.  A caller that stops iterating
         (``close``, an exception in its green thread) ends the runs left: the worker
-        is killed and replaced, as in :meth:`run`.
+        is killed and replaced, as in :meth:`run`.  No run records a start-up
+        snapshot (each node's ``LOCAL_*`` variables make its key unlike any other
+        run's: ``zvm_core.engines.native.snapshot``); one its key has is used.
         """
         req, fds = _many_request(runs, rdtsc)
         with self._worker(started, account) as worker:
