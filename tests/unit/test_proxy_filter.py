@@ -819,6 +819,9 @@ class FakeResponse:
     def read(self, n: int = -1) -> bytes:
         return self.body.read(n)
 
+    def read1(self, n: int = -1) -> bytes:      # what "arrived": a few bytes at a time
+        return self.body.read(min(n, 100))
+
 
 class FakeConnection:
     def __init__(self, servers: BatchServers, device: str, path: str, headers: dict) -> None:

@@ -321,7 +321,7 @@ class Batches:
                  program_bytes: int, once_bytes: int) -> None:
         """Read the answer's members; each node's result goes to it once complete."""
         where = f'{server["ip"]}:{server["port"]}/{server["device"]}'
-        members = wire.read_members(resp, None)
+        members = wire.read_members(wire.ReadAhead(resp), None)
         current: NodeResult | None = None
         index = -1
 
