@@ -325,7 +325,7 @@ class BatchRun:
                     if stderr is None:      # declared: an output
                         path = dict(node.outputs).get('stderr')
                         stderr = self.outputs.tail(path) if path else b''
-                    report = node_report(node.spec, result.report, stderr)
+                    report = node_report(node.spec, result.data, stderr)
                     node.close()
                     yield node.index, (report, node.outputs)
             except PoolBusy as e:

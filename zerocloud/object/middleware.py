@@ -558,7 +558,7 @@ class NodeRun:
         except PoolBusy as e:
             raise HTTPServiceUnavailable(body=f'Slot not available: {e}\n',
                                          headers={'Retry-After': RETRY_AFTER}) from None
-        return node_report(spec, report, stderr())
+        return node_report(spec, report.to_dict(), stderr())
 
     def run(self, spec: wire.NodeSpec, files: dict[str, str], reader, tmp: str):
         """Run the node in a warm worker; returns (report, [(device, output path)])."""
