@@ -319,6 +319,10 @@ def worker_main(fd: int, template_bytes: int, address_space: int,
     sock = socket.socket(fileno=fd)
     _die_with_parent(parent or os.getppid())
     _limit_self(address_space)
+    # what this host can run, probed now (a loader and a tiny guest: ~0.16 s of CPU
+    # and 0.4 s here), not by the first request: a batch's first nodes reach
+    # every worker at once, and each waited for its probe
+    engines.native_unavailable()
     templates = Templates(template_bytes)
     for w in warm:
         try:
