@@ -8,7 +8,9 @@ servers, 2 replicas, no system images: the program is C):
 - populate: the objects go up as tars through Swift's bulk middleware
   (``PUT /v1/<account>/<container>?extract-archive=tar``, 8 tars at a time),
   then the cluster is restarted, so the proxy's peak RSS below is the job's
-  and not the upload's (storage survives a restart);
+  and not the upload's (storage survives a restart), and the job starts once
+  the servers and their pool workers are idle (``settle``: a worker still
+  starting would charge its start to the job);
 - job: one wildcard job (``swift://~/bench/data/*.txt``, the word-count
   program ``tests/programs/wc.c``): wall time, amortised ms per node, the
   proxy's peak RSS (``VmHWM`` of ``/proc/<pid>/status`` after the job, and
@@ -68,6 +70,7 @@ UPLOADS = 8              # bulk uploads at a time
 GETTERS = 16             # concurrent GETs of the download path
 EXECUTE_LOG = re.compile(rb'execute \S+ (\d+) \S+ ([0-9.]+)s (\S+)')
 LOG_WAIT = 10.0          # seconds to wait for the object servers' last log lines
+SETTLE_STEP, SETTLE_CPU, SETTLE_MOST = 0.5, 0.02, 60.0   # idle: < 20 ms of CPU in 0.5 s
 
 
 def name(i: int) -> str:
@@ -190,8 +193,24 @@ def cpu_of(cluster: DevCluster) -> dict[str, float]:
             'workers': sum(w for _, w in objects)}
 
 
+def settle(cluster: DevCluster, most: float = SETTLE_MOST) -> None:
+    """Wait (at most ``most`` seconds) until the servers and their pool workers are
+    idle: a worker that is still starting (its imports, its engine probe: ~0.4 s
+    of CPU each, six of them) when the job begins would charge its start to the
+    job's CPU per node."""
+    deadline = time.monotonic() + most
+    before = cpu_of(cluster)
+    while time.monotonic() < deadline:
+        time.sleep(SETTLE_STEP)
+        now = cpu_of(cluster)
+        if sum(now.values()) - sum(before.values()) < SETTLE_CPU:
+            return
+        before = now
+
+
 def run_job(cluster: DevCluster, conn: Connection) -> dict:
     """The wildcard job, timed, and its costs (see the module docstring)."""
+    settle(cluster)
     pid = cluster.server('proxy').pid
     idle_hwm = proc_kib(pid, 'VmHWM')
     cpu = cpu_of(cluster)

@@ -545,19 +545,20 @@ def read_members(stream, first: str | None) -> Iterator[tuple[str, MemberFile]]:
     """
     index = 0
     while True:
-        info = _next_header(stream)
-        if info is None:
+        header = _next_header(stream)
+        if header is None:
             if index == 0:
                 raise WireError('bad tar stream: empty')
             return
-        if index == 0 and first is not None and info.name != first:
-            raise WireError(f'stream must start with {first}, found {info.name}')
-        if not info.isfile() or info.name.startswith('/') or '..' in info.name.split('/'):
-            raise WireError(f'bad member {info.name!r}')
-        member = MemberFile(stream, info.size)
-        yield info.name, member
+        name, size, kind = header
+        if index == 0 and first is not None and name != first:
+            raise WireError(f'stream must start with {first}, found {name}')
+        if kind not in tarfile.REGULAR_TYPES or name.startswith('/') or '..' in name.split('/'):
+            raise WireError(f'bad member {name!r}')
+        member = MemberFile(stream, size)
+        yield name, member
         member.skip()
-        _read_exact(stream, -info.size % BLOCK)
+        _read_exact(stream, -size % BLOCK)
         index += 1
 
 
@@ -573,8 +574,9 @@ def _read_exact(stream, size: int) -> bytes:
     return b''.join(parts)
 
 
-def _next_header(stream) -> tarfile.TarInfo | None:
-    """The next member's header (PAX records applied), None at the end of the stream."""
+def _next_header(stream) -> tuple[str, int, bytes] | None:
+    """The next member's (name, size, type), PAX records applied; None at the end of
+    the stream."""
     pax: dict[str, str] = {}
     while True:
         block = stream.read(BLOCK)
@@ -584,23 +586,45 @@ def _next_header(stream) -> tarfile.TarInfo | None:
             if pax:
                 raise WireError('bad tar stream: PAX header without a member')
             return None
-        try:
-            info = tarfile.TarInfo.frombuf(block, 'utf-8', 'surrogateescape')
-        except tarfile.HeaderError as e:
-            raise WireError(f'bad tar stream: {e}') from None
-        if info.type != tarfile.XHDTYPE:
+        name, size, kind = _header(block)
+        if kind != tarfile.XHDTYPE:
             break
-        if pax or info.size > PAX_LIMIT:
+        if pax or size > PAX_LIMIT:
             raise WireError('bad tar stream: bad PAX header')
-        pax = _pax_records(_read_exact(stream, info.size + -info.size % BLOCK)[:info.size])
+        pax = _pax_records(_read_exact(stream, size + -size % BLOCK)[:size])
     if 'path' in pax:
-        info.name = pax['path']
+        name = pax['path']
     if 'size' in pax:
         try:
-            info.size = int(pax['size'])
+            size = int(pax['size'])
         except ValueError:
             raise WireError('bad tar stream: bad PAX size') from None
-    return info
+    return name, size, kind
+
+
+_USTAR_MAGIC = b'ustar\x0000'
+_PLAIN = (tarfile.REGTYPE, tarfile.XHDTYPE)
+
+
+def _header(block: bytes) -> tuple[str, int, bytes]:
+    """(name, size, type) of one header block.  A ustar header of a file or of PAX
+    records without a name prefix (what :func:`member_header` writes; two or three
+    a node of a batch, each way) is read here, as ``tarfile`` would: its
+    ``TarInfo`` took a tenth of the proxy's time per node; any other by ``tarfile``."""
+    kind = block[156:157]
+    if kind in _PLAIN and block[257:265] == _USTAR_MAGIC and not block[345]:
+        try:
+            size = int(block[124:136].split(b'\0', 1)[0].strip() or b'0', 8)
+            checksum = int(block[148:156].split(b'\0', 1)[0].strip() or b'0', 8)
+        except ValueError:
+            checksum = -1
+        if checksum == sum(block) - sum(block[148:156]) + 8 * 32:
+            return block[:100].split(b'\0', 1)[0].decode('utf-8', 'surrogateescape'), size, kind
+    try:
+        info = tarfile.TarInfo.frombuf(block, 'utf-8', 'surrogateescape')
+    except tarfile.HeaderError as e:
+        raise WireError(f'bad tar stream: {e}') from None
+    return info.name, info.size, info.type
 
 
 def _pax_records(data: bytes) -> dict[str, str]:
@@ -646,6 +670,30 @@ class Available:
 
     def read(self, n: int = -1) -> bytes:
         return self.resp.read1(n if n >= 0 else CHUNK)
+
+
+class ReadAhead:
+    """A file over an HTTP response whose small reads are served from what has
+    arrived (``read1``, up to :data:`CHUNK` bytes at a time): a batch's answer is
+    read a few hundred bytes at a time (a header, a report, a padding), and each
+    read of the response itself went through its chunked decoding in Python
+    (~10 us, six or more per node).  Reads never wait for more than one byte."""
+
+    def __init__(self, resp) -> None:
+        self.resp = resp
+        self.buf = b''
+        self.pos = 0
+
+    def read(self, n: int = -1) -> bytes:
+        if n < 0:
+            n = CHUNK
+        if self.pos >= len(self.buf):
+            if n >= CHUNK:                  # a large read: straight from the response
+                return self.resp.read1(n)
+            self.buf, self.pos = self.resp.read1(CHUNK), 0
+        data = self.buf[self.pos:self.pos + n]
+        self.pos += len(data)
+        return data
 
 
 def copy_limited(src, dst, limit: int, digest=None) -> int:

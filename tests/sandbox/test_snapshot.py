@@ -52,13 +52,14 @@ class Kept:
             self.kept.snapshots = None
 
     def run(self, channels: list[Channel], argv: list[str], limits: Limits | None,
-            image: Image | None):
+            image: Image | None, probe: bool = True):
         if self.engine == 'emulated':
             report = self.kept.run(channels, argv, {}, limits=limits, image=image,
                                    memory_etag=True)
         else:
             report = self.kept.run(channels, argv, {}, 0, 0,
-                                   limits or Limits(memory=self.memory_limit), image)
+                                   limits or Limits(memory=self.memory_limit), image,
+                                   probe=probe)
             self.kept.reset()
         self.start = report.accounting.start
         return report
@@ -104,8 +105,8 @@ def _write(path, data: bytes):
 
 
 def _run(machine: Kept, stdin: bytes, argv=('startup', '/etc/conf'), tar=None,
-         extra: tuple[Channel, ...] = (), fuel: int | None = None, seekable: bool = False
-         ) -> dict:
+         extra: tuple[Channel, ...] = (), fuel: int | None = None, seekable: bool = False,
+         probe: bool = True) -> dict:
     out = MemoryBacking()
     channels = [Channel('/dev/stdin', MemoryBacking(stdin), READ, random=seekable),
                 Channel('/dev/stdout', out, WRITE), *extra]
@@ -117,7 +118,7 @@ def _run(machine: Kept, stdin: bytes, argv=('startup', '/etc/conf'), tar=None,
         image.mount(ch.backing, '/', ch.alias)
     limits = Limits(memory=machine.memory_limit, fuel=fuel) if fuel else None
     try:
-        report = machine.run(channels, list(argv), limits, image)
+        report = machine.run(channels, list(argv), limits, image, probe)
     finally:
         for ch in channels:
             ch.close()
@@ -139,6 +140,20 @@ def test_resumed_runs_equal_full_runs(machines, tmp_path):
         assert b'conf from the image' in got['output']
     assert starts == ['recorded', 'resumed', 'resumed', 'resumed']
     assert plain.start == 'entry'
+
+
+@pytest.mark.parametrize('engine', ['native'], indirect=True)
+def test_a_run_that_may_not_probe_records_nothing_but_resumes(machines, tmp_path):
+    """A batch's node (``probe=False``: its key comes once) runs from the entry
+    without a probe, yet resumes from a snapshot its key already has."""
+    tar = _write(tmp_path / 'sys.tar', tar_bytes({'etc/conf': b'from the image'}))
+    keeping, plain = machines(), machines(snapshots=False)
+    starts = []
+    for probe in (False, False, True, False):
+        got = _run(keeping, b'data', tar=tar, probe=probe)
+        starts.append(keeping.start)
+        assert got == _run(plain, b'data', tar=tar)
+    assert starts == ['entry', 'entry', 'recorded', 'resumed']
 
 
 def test_other_arguments_are_another_prefix(machines, tmp_path):

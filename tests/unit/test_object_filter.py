@@ -392,13 +392,20 @@ def test_a_batch_larger_than_a_chunk_runs_every_node_alone(mw, guest, devices: P
 def test_a_batch_writes_the_files_of_outputs_sent_again_each_node_its_own_bytes(
         mw, guest, devices: Path, monkeypatch) -> None:
     """A file whose output went is written again by a later node (no file made and
-    removed per node): emptied first, so a node that writes less than the one
-    before gets only its own bytes."""
+    removed per node, none opened again: ``batch.Outputs``): emptied first, so a
+    node that writes less than the one before gets only its own bytes."""
     from swift.common.concurrency import sleep
 
+    from zerocloud.object import batch
     from zerocloud.object import middleware as object_middleware
     from zerocloud.object.batch import BatchRun
     used: list[str] = []
+    opened: list[str] = []
+
+    def counted(path, *args, **kwargs):
+        opened.append(path)
+        return open(path, *args, **kwargs)
+    monkeypatch.setattr(batch, 'open', counted, raising=False)
     channel, prepare = object_middleware.NodeRun.channel, BatchRun.prepare
 
     def recorded(self, name, dev, *args):
@@ -426,6 +433,26 @@ def test_a_batch_writes_the_files_of_outputs_sent_again_each_node_its_own_bytes(
         assert members[f'{i}/dev/stdout'].split() == [b'0', str(words).encode(),
                                                        str(5 * words).encode()]
     assert len(used) == count and len(set(used)) < count       # files written again
+    assert sorted(opened) == sorted(set(used))                  # each opened once
+    assert list((devices / 'sda1' / 'tmp').iterdir()) == []
+
+
+def test_a_batch_node_s_declared_stderr_is_an_output_and_its_end_in_the_report(
+        mw, guest, devices: Path) -> None:
+    for i in range(3):
+        put(mw, f'/sda1/0/a/c/o{i}', b'word ' * (i + 1))
+    channels = (wire.DeviceSpec('stdin', 'r', source='local'), wire.DeviceSpec('stdout', 'w'),
+                wire.DeviceSpec('stderr', 'w'))
+    entries = [wire.BatchEntry('sda1', 0, f'/a/c/o{i}', wire.NodeSpec(
+        f'n{i}', ['wc', '-t'] if i != 1 else ['wc'], devices=channels)) for i in range(3)]
+    resp = batch_request(mw, entries, guest('wc').read_bytes())
+    assert resp.status_int == 200, resp.body
+    members = untar(resp.body)
+    for i in range(3):
+        stderr = members[f'{i}/dev/stderr']
+        assert bool(stderr) == (i != 1) and stderr.strip().isdigit() == (i != 1)
+        assert json.loads(members[f'{i}/report.json'])['stderr'] == stderr.decode()
+        assert members[f'{i}/dev/stdout'].split()[1] == str(i + 1).encode()
     assert list((devices / 'sda1' / 'tmp').iterdir()) == []
 
 

@@ -842,6 +842,9 @@ class FakeResponse:
     def read(self, n: int = -1) -> bytes:
         return self.body.read(n)
 
+    def read1(self, n: int = -1) -> bytes:      # what "arrived": a few bytes at a time
+        return self.body.read(min(n, 100))
+
 
 class FakeConnection:
     def __init__(self, servers: BatchServers, device: str, path: str, headers: dict) -> None:
@@ -1036,6 +1039,45 @@ def test_batches_hold_at_most_batch_max_nodes(mw, swift, batch_servers, monkeypa
     assert [e.object for *_x, entries in fake.batches for e in entries] == [
         '/AUTH_a' + n for n in names]
     assert single.asked == []                # the last one: a batch of one, as batches went
+    assert resp.body == b''.join(f'out /AUTH_a{n}\n'.encode() for n in names)
+
+
+def test_a_second_batch_goes_to_a_server_while_one_runs_there(
+        mw, swift, batch_servers, monkeypatch) -> None:
+    """Nodes that queue for a server while its batch runs go in a second batch at
+    once (:data:`batch.AHEAD` of them), not after the first ended: the server never
+    waits for the proxy between batches; two at most, every node once, in order."""
+    from swift.common.concurrency import sleep
+
+    from zerocloud.proxy import batch, caller, middleware
+    monkeypatch.setattr(batch, 'AHEAD', 3)
+    monkeypatch.setattr(middleware, 'CHUNK_NODES', 4)
+    monkeypatch.setattr(caller, 'LISTING_LIMIT', 4)
+    listing = caller.Caller.listing
+
+    def paced(self, path):          # a page of names every 20 ms
+        for i, name in enumerate(listing(self, path)):
+            if i and i % 4 == 0:
+                sleep(0.02)
+            yield name
+    monkeypatch.setattr(caller.Caller, 'listing', paced)
+    names = objects(swift, 16)
+    running, most = [0], [0]
+    answer = ran()
+
+    def slow(entries):              # the server runs the batch for 0.1 s
+        running[0] += 1
+        most[0] = max(most[0], running[0])
+        sleep(0.1)
+        running[0] -= 1
+        return answer(entries)
+    fake, single = batch_servers(d0=slow)
+    resp = post(mw, job(stdin='swift://~/c/item*'))
+    assert resp.status_int == 200, resp.body
+    assert most[0] == batch.PER_SERVER == 2
+    assert sorted(e.object for *_x, entries in fake.batches for e in entries) == [
+        '/AUTH_a' + n for n in names]
+    assert single.asked == []
     assert resp.body == b''.join(f'out /AUTH_a{n}\n'.encode() for n in names)
 
 

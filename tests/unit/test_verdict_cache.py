@@ -23,3 +23,33 @@ def test_disk_cache_is_bounded_and_evicts_least_recently_used(tmp_path):
     VerdictCache(tmp_path, max_bytes=2 * size).put(keys[6], verdict)
     assert len(list(tmp_path.glob('*.json'))) == 1                   # 90% of 2 files
     assert VerdictCache(tmp_path).get(keys[6]).cached
+
+
+def test_a_program_validated_at_once_by_several_is_validated_once(tmp_path, monkeypatch):
+    """Several processes (here threads, each with its own cache object) that meet
+    the same new program together: one validates, the others wait and read its
+    verdict from the directory; no lock file stays."""
+    import threading
+    import time
+    from types import SimpleNamespace
+
+    from zvm_core import validator
+    calls = []
+
+    def slow(program, policy):
+        calls.append(program)
+        time.sleep(0.2)
+        return Verdict(ok=True, violations=[], boundaries=[], instructions=3)
+    monkeypatch.setattr(validator, '_validate', slow)
+    program = SimpleNamespace(sha256='ab' * 32)        # all validate() reads of it
+    got = []
+    threads = [threading.Thread(target=lambda: got.append(
+        validator.validate(program, cache=VerdictCache(tmp_path)))) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1
+    assert sorted(v.cached for v in got) == [False, True, True, True]
+    assert all(v.ok and v.instructions == 3 for v in got)
+    assert list(tmp_path.glob('*.lock')) == []

@@ -123,3 +123,56 @@ def test_member_headers_are_the_bytes_tarfile_writes(name: str, size: int) -> No
     info = tarfile.TarInfo(name)
     info.size, info.mode = size, 0o644
     assert wire.member_header(name, size) == info.tobuf(format=tarfile.PAX_FORMAT)
+
+
+class _Arriving:
+    """A response whose ``read1`` returns what has arrived: ``pieces`` in turn."""
+
+    def __init__(self, data: bytes, piece: int) -> None:
+        self.pieces = [data[i:i + piece] for i in range(0, len(data), piece)]
+        self.calls = 0
+
+    def read1(self, n: int) -> bytes:
+        self.calls += 1
+        if not self.pieces:
+            return b''
+        piece = self.pieces.pop(0)
+        if len(piece) > n:
+            self.pieces.insert(0, piece[n:])
+        return piece[:n]
+
+
+@pytest.mark.parametrize('piece', [1, 7, 512, 3000, 1 << 20])
+def test_members_read_ahead_are_the_members_sent(piece: int) -> None:
+    """``ReadAhead`` serves a batch answer's small reads from what arrived: the same
+    members, whatever the pieces, and one ``read1`` for many of them."""
+    members = [(f'{i}/report.json', b'{"status": "ok"}' * (i % 3)) for i in range(40)]
+    members.append(('40/dev/stdout', bytes(range(256)) * 1000))    # read in large reads
+    data = b''.join(wire.stream_tar([wire.bytes_member(n, d) for n, d in members]))
+    resp = _Arriving(data, piece)
+    got = [(name, f.read()) for name, f in wire.read_members(wire.ReadAhead(resp), None)]
+    assert got == members
+    assert resp.calls <= -(-len(data) // piece) + 2        # each piece read once, whole
+
+
+@pytest.mark.parametrize('fmt', [tarfile.PAX_FORMAT, tarfile.GNU_FORMAT, tarfile.USTAR_FORMAT])
+def test_headers_read_here_are_those_tarfile_reads(fmt: int) -> None:
+    """Plain ustar headers are read without ``tarfile`` (``wire._header``); the
+    same names and sizes as ``tarfile``'s, any format, and a header that does not
+    add up is refused."""
+    import io
+    names = ['0/report.json', 'x' * 100, '511/dev/stdout', 'dev/é', 'a' * 99 + '/b' * 40]
+    if fmt != tarfile.PAX_FORMAT:       # long names: PAX records (the wire's) only
+        names = names[:4]
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode='w', format=fmt) as tar:
+        for i, name in enumerate(names):
+            info = tarfile.TarInfo(name)
+            info.size = 3 * i
+            tar.addfile(info, io.BytesIO(b'abc' * i))
+    got = [(name, f.read()) for name, f in wire.read_members(io.BytesIO(buf.getvalue()), None)]
+    assert got == [(name, b'abc' * i) for i, name in enumerate(names)]
+    bad = bytearray(wire.member_header('0/report.json', 5))
+    bad[0] ^= 1                                     # the checksum no longer adds up
+    with pytest.raises(wire.WireError, match='checksum'):
+        list(wire.read_members(io.BytesIO(bytes(bad) + bytes(1024)), None))

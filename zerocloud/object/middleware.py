@@ -284,7 +284,7 @@ class NodeRun:
 
     prefix = ''         # of the node's files in its directory (a batch's nodes share one)
     tail_in_worker = False      # an undeclared stderr's end is kept by the worker (a batch's)
-    spare: list[str] | None = None      # files of outputs already sent, to write again
+    outputs = None      # a batch's output files (``zerocloud.object.batch.Outputs``)
 
     def __init__(self, owner: ObjectExecMiddleware, req: Request) -> None:
         self.owner, self.req = owner, req
@@ -476,10 +476,13 @@ class NodeRun:
             return ChannelSpec(alias, f.fileno(), READ if name == 'stdin' else WRITE), None
         random = dev.random
         if dev.writable:
-            path = self.spare.pop() if self.spare else os.path.join(
-                tmp, f'{self.prefix}out-' + name.replace('/', '_'))            # out/<peer>
-            f = open(path, 'w+b')       # emptied if spare
-            opened.append(f)
+            file = f'{self.prefix}out-' + name.replace('/', '_')          # out/<peer>
+            if self.outputs is not None:            # the batch's, kept open
+                f, path = self.outputs.take(file)
+            else:
+                path = os.path.join(tmp, file)
+                f = open(path, 'w+b')
+                opened.append(f)
             most = self.config.max_output
             put_size = most if dev.put_size is None else min(dev.put_size, most)
             return ChannelSpec(alias, f.fileno(), WRITE, random=random,
@@ -555,7 +558,7 @@ class NodeRun:
         except PoolBusy as e:
             raise HTTPServiceUnavailable(body=f'Slot not available: {e}\n',
                                          headers={'Retry-After': RETRY_AFTER}) from None
-        return node_report(spec, report, stderr())
+        return node_report(spec, report.to_dict(), stderr())
 
     def run(self, spec: wire.NodeSpec, files: dict[str, str], reader, tmp: str):
         """Run the node in a warm worker; returns (report, [(device, output path)])."""

@@ -14,7 +14,6 @@ from swift.common.concurrency import spawn, trampoline
 from swift.common.swob import HTTPBadRequest
 
 from zerocloud import wire
-from zvm_core.pool import Report  # the type of what the pool returns
 
 STDERR_TAIL = 64 << 10      # bytes of a node's stderr its report keeps (ZeroCloud's cap)
 
@@ -78,17 +77,17 @@ def stderr_of(opened: list, outputs: list[tuple[str, str]]) -> bytes:
     return _file_tail(path) if path else b''
 
 
-def node_report(spec: wire.NodeSpec, report: Report, stderr: bytes) -> wire.NodeReport:
-    """What the proxy gets of a node's run: its report, with the etags of the
+def node_report(spec: wire.NodeSpec, done: dict, stderr: bytes) -> wire.NodeReport:
+    """What the proxy gets of a node's run (``done``: its report as ``Report.to_dict``
+    gives it, or as a batch's worker sent it): its report, with the etags of the
     devices it declared and the end of its stderr."""
     declared = {d.name for d in spec.devices}
-    done = report.to_dict()
     return wire.NodeReport(
-        status=report.status, retcode=report.retcode, message=report.message,
+        status=done['status'], retcode=done['retcode'], message=done['message'],
         validation=done['validation']['state'], violations=done['validation']['violations'],
-        etags={k: v for k, v in report.etags.items() if k[len('/dev/'):] in declared},
-        exit_state=report.exit_state, engine=report.engine, accounting=done['accounting'],
-        stderr=stderr.decode('utf-8', 'replace'), engine_reason=report.engine_reason)
+        etags={k: v for k, v in done['etags'].items() if k[len('/dev/'):] in declared},
+        exit_state=done['exit_state'], engine=done['engine'], accounting=done['accounting'],
+        stderr=stderr.decode('utf-8', 'replace'), engine_reason=done['engine_reason'])
 
 
 def with_local_env(spec: wire.NodeSpec, reader) -> wire.NodeSpec:

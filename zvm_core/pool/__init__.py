@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import json
 import os
 import select
@@ -220,13 +221,18 @@ class Run:
     engine: str | None = None
 
 
-@dataclass
 class RunResult:
     """What :meth:`Pool.run_many` gives for one run: its report and, per channel with
-    ``tail``, the bytes kept."""
+    ``tail``, the bytes kept.  ``data`` is the report as the worker sent it
+    (``Report.to_dict``); ``report`` is built from it when first asked for: a
+    batch's node only passes it on (``zerocloud.object.results.node_report``)."""
 
-    report: Report
-    tails: dict[str, bytes] = field(default_factory=dict)
+    def __init__(self, data: dict, tails: dict[str, bytes] | None = None) -> None:
+        self.data, self.tails = data, tails or {}
+
+    @functools.cached_property
+    def report(self) -> Report:
+        return _report_from(self.data)
 
 
 def _many_request(runs: list[Run], rdtsc: str) -> tuple[dict, list[int]]:
@@ -361,7 +367,9 @@ class Pool:
         overruns a run's time, that run's result is a ``killed`` report and the runs
         after it yield None: they did not run.  A caller that stops iterating
         (``close``, an exception in its green thread) ends the runs left: the worker
-        is killed and replaced, as in :meth:`run`.
+        is killed and replaced, as in :meth:`run`.  No run records a start-up
+        snapshot (each node's ``LOCAL_*`` variables make its key unlike any other
+        run's: ``zvm_core.engines.native.snapshot``); one its key has is used.
         """
         req, fds = _many_request(runs, rdtsc)
         with self._worker(started, account) as worker:
@@ -378,7 +386,7 @@ class Pool:
                 _send(worker.sock, req, fds)
             except MessageTooLarge as e:
                 failed = _failed('fault', f'the request is too large: {e}')
-                yield RunResult(failed)
+                yield RunResult(failed.to_dict())
                 done += 1
                 yield from (None for _ in runs[1:])
                 return
@@ -391,7 +399,7 @@ class Pool:
                     code = worker.proc.wait()
                     break
                 done += 1       # not in served: a chunk's worker may die after some replies
-                yield RunResult(_report_from(reply['report']),
+                yield RunResult(reply['report'],
                                 {k: v.encode('latin-1') for k, v in reply['tails'].items()})
             else:
                 return
@@ -408,7 +416,7 @@ class Pool:
             worker.proc.kill()
             worker.proc.wait()
             raise
-        yield RunResult(_failed('killed', message))
+        yield RunResult(_failed('killed', message).to_dict())
         yield from (None for _ in runs[done + 1:])
 
     def validate(self, fd: int, *, rdtsc: str = 'virtualize',

@@ -204,7 +204,8 @@ def _backing(c: dict, fds: list[int], tails: dict[str, TailBacking] | None):
 def _serve_one(req: dict, fds: list[int], templates: Templates,
                tails: dict[str, TailBacking] | None = None, ahead: bool = False):
     """Run one request: (report, the machine to clean afterwards or None);
-    ``ahead``: another run follows at once (a batch's next node)."""
+    ``tails``: it is a run of ``Pool.run_many`` (a batch's node); ``ahead``: another
+    run follows at once (the batch's next node)."""
     channels = [Channel(c['alias'], _backing(c, fds, tails), c['mode'],
                         random=c.get('random', False), quota=Quota(**c.get('quota', {})))
                 for c in req['channels']]
@@ -235,8 +236,10 @@ def _serve_one(req: dict, fds: list[int], templates: Templates,
         if prepared.engine == 'native':     # a child of the program's template per run
             try:
                 warm = templates.native(req['program'], prepared, limits.memory, file)
+                # a batch's node is not probed for a start-up snapshot: its key (its
+                # object's LOCAL_* variables) comes once (Snapshots.begin)
                 return warm.run(channels, req['argv'], req['env'], req['seed'], req['epoch'],
-                                limits, image, ahead), warm
+                                limits, image, ahead, probe=tails is None), warm
             except SetupError as e:
                 return Report(e.status, None, str(e), engine='native'), None
         reason = prepared.reason    # auto runs it emulated (zvm_core.prepare): its template
@@ -340,6 +343,10 @@ def worker_main(fd: int, template_bytes: int, address_space: int,
     sock = socket.socket(fileno=fd)
     _die_with_parent(parent or os.getppid())
     _limit_self(address_space)
+    # what this host can run, probed now (a loader and a tiny guest: ~0.16 s of CPU
+    # and 0.4 s here), not by the first request: a batch's first nodes reach
+    # every worker at once, and each waited for its probe
+    engines.native_unavailable()
     templates = Templates(template_bytes)
     for w in warm:
         try:

@@ -372,11 +372,15 @@ class Snapshots(prefix.Snapshots):
                     self.drop(key)
 
     def begin(self, guest: Guest, channels: list, argv: list[str], env: dict[str, str],
-              seed: int, epoch: int, image, timeout: float
+              seed: int, epoch: int, image, timeout: float, probe: bool = True
               ) -> tuple[Snapshot | None, Report | None]:
         """(the snapshot this run resumes from, probed and made now if there is none
         and the key is not known to be short, or None: from the entry point; the
-        run's report if the probe was the whole run)."""
+        run's report if the probe was the whole run).  ``probe=False``: a key no
+        other run is expected to repeat (a batch's node, whose ``LOCAL_*``
+        variables name its object) is not recorded: its probe would cost a spawned,
+        traced loader, and for a short prefix the run again from the entry, for a
+        snapshot that no run resumes."""
         if self.off:
             return None, None
         key = prefix.key(argv, env, seed, epoch, guest.fds)
@@ -388,6 +392,8 @@ class Snapshots(prefix.Snapshots):
                 self.last = snap
                 return snap, None
             self.drop(key)
+        if not probe:
+            return None, None
         if tsc_unavailable() is not None:   # a probe is traced
             self.off = True
             return None, None

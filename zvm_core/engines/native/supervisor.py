@@ -697,7 +697,7 @@ def _reap(pid: int, pidfd: int | None, tracer: Tracer | None = None) -> int:
 def run(program: Program, channels: list[Channel], argv: list[str], env: dict[str, str],
         memory: int, timeout: float, seed: int = 0, epoch: int = 0, image=None, *,
         tsc: bool = False, template: Template | None = None, snapshots=None,
-        start=None, ahead: bool = False) -> Report:
+        start=None, ahead: bool = False, probe: bool = True) -> Report:
     """Run ``program`` (already validated) natively; raises SetupError like the emulator.
 
     ``tsc``: the program contains ``rdtsc``, answered from the virtual counter
@@ -708,6 +708,7 @@ def run(program: Program, channels: list[Channel], argv: list[str], env: dict[st
     none; ``start``: how this run starts instead of at the entry point (a
     ``snapshot.Snapshot``, or the ``snapshot.Probe`` that records one).
     ``ahead``: another run of ``template`` follows at once (:meth:`Template.take`).
+    ``probe``: ``snapshots`` may record this run's prefix (``snapshot.Snapshots.begin``).
     """
     began, began_at = time.perf_counter(), time.monotonic()
     guest = Guest(program, memory) if template is None else template.guest()
@@ -719,7 +720,8 @@ def run(program: Program, channels: list[Channel], argv: list[str], env: dict[st
     argv_b = [a.encode() for a in argv]
     envp_b = [f'{k}={v}'.encode() for k, v in env.items()]
     if snapshots is not None:
-        start, probed = snapshots.begin(guest, channels, argv, env, seed, epoch, image, timeout)
+        start, probed = snapshots.begin(guest, channels, argv, env, seed, epoch, image, timeout,
+                                        probe)
         if probed is not None:
             return probed
     if start is not None:

@@ -31,15 +31,17 @@ class Warm:
         self.snapshots = Snapshots(program, memory, tsc)    # start-up (snapshot.py)
 
     def run(self, channels: list, argv: list[str], env: dict[str, str], seed: int,
-            epoch: int, limits: Limits, image=None, ahead: bool = False) -> Report:
-        """``ahead``: another run follows at once (a batch's next node)."""
+            epoch: int, limits: Limits, image=None, ahead: bool = False,
+            probe: bool = True) -> Report:
+        """``ahead``: another run follows at once (a batch's next node); ``probe``:
+        a run without a snapshot may record one (``Snapshots.begin``)."""
         if not self.template.alive():       # killed from outside: a new one
             self.template.close()
             self.template = Template(self.program, self.memory)
         try:
             report = run(self.program, channels, argv, env, self.memory, limits.timeout, seed,
                          epoch, image, tsc=self.tsc, template=self.template,
-                         snapshots=self.snapshots, ahead=ahead)
+                         snapshots=self.snapshots, ahead=ahead, probe=probe)
         except SetupError as e:
             report = Report(e.status, None, str(e))
         report.engine = 'native'
