@@ -14,6 +14,7 @@ import json
 import resource
 import subprocess
 
+from archives import tar_bytes
 from conftest import CLI, REPO
 
 PUT_SIZE = 4096
@@ -71,3 +72,32 @@ def test_zerovm_api_writes_never_grow_a_channel_past_its_quota(trapper, engine):
                    f'w /dev/o 1 296 = {-errno.EINVAL}', 'w /dev/o 2 98 = 2',
                    'w /dev/o 2 5 = 2']
     assert s.read('o') == bytes(5) + b'zz' + bytes(91) + b'yy'
+
+
+DEEP = 2000                         # directories in the image's deepest path
+CLIMBS = 5000                       # "/a/.." pairs in its symbolic link
+
+
+def test_image_paths_resolve_in_linear_time(guest, zvm, tmp_path, engine):
+    """A 50 KB image whose link names a path of a deep directory and thousands of
+    ``a/..`` in it, and links back to itself: each ``..`` was a new lookup from the
+    root (as deep as the directory), so one open() took minutes of the supervisor's
+    time, past the run's timeout (a pool worker overrunning it is killed, and its
+    warm templates with it).  ELOOP comes after 40 links, as from Linux; and no link
+    reaches a host file."""
+    deep = '/'.join(['a'] * DEEP)
+    image = tar_bytes({deep: ('dir',), 'l': ('sym', deep + '/..' + '/a/..' * CLIMBS + '/l2'),
+                       deep.rsplit('/', 1)[0] + '/l2': ('sym', '/l'),
+                       'up': ('sym', '../../../../../../etc/passwd'),
+                       'abs': ('sym', '/etc/passwd'), 'etc': ('sym', '../../..'),
+                       's.ms': 'stat /l\nstat /up\nstat /abs\nstat /etc/passwd\n'
+                               'stat /../../../etc/hostname\nstat /proc/self/maps\n'})
+    (tmp_path / 'image.tar').write_bytes(image)
+    run = zvm.run(guest('miniscript'), '/s.ms',
+                  opts=['--image', str(tmp_path / 'image.tar'), '--timeout', '20'])
+    assert run.status == 'ok', run
+    assert run.stdout.decode().splitlines() == [
+        f'/l missing {errno.ELOOP}', f'/up missing {errno.ENOENT}',
+        f'/abs missing {errno.ENOENT}', f'/etc/passwd missing {errno.ENOENT}',
+        f'/../../../etc/hostname missing {errno.ENOENT}',
+        f'/proc/self/maps missing {errno.ENOENT}']
