@@ -14,6 +14,7 @@ import json
 import resource
 import subprocess
 
+import pytest
 from archives import tar_bytes
 from conftest import CLI, REPO
 
@@ -101,3 +102,15 @@ def test_image_paths_resolve_in_linear_time(guest, zvm, tmp_path, engine):
         f'/abs missing {errno.ENOENT}', f'/etc/passwd missing {errno.ENOENT}',
         f'/../../../etc/hostname missing {errno.ENOENT}',
         f'/proc/self/maps missing {errno.ENOENT}']
+
+
+@pytest.mark.parametrize('args', [[], ['gettimeofday']], ids=['time', 'gettimeofday'])
+def test_the_legacy_vsyscall_page_is_no_clock_and_faults_under_both_engines(
+        guest, zvm, engine, args):
+    """Natively the kernel's vsyscall page (``call 0xffffffffff600400``: time without a
+    system-call instruction) runs its calls through the filter, so the supervisor saw a
+    time() and answered it (``time = 0``) where the emulator faults: now both fault."""
+    run = zvm.run(guest('vsyscall'), *args)
+    assert run.status == 'fault', run
+    assert run.stdout == b''
+    assert 'jump to unmapped memory' in run.report['message'], run
