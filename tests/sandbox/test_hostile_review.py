@@ -114,3 +114,17 @@ def test_the_legacy_vsyscall_page_is_no_clock_and_faults_under_both_engines(
     assert run.status == 'fault', run
     assert run.stdout == b''
     assert 'jump to unmapped memory' in run.report['message'], run
+
+
+def test_mprotect_flags_the_kernel_refuses_are_refused_alike(guest, zvm, engine):
+    """mprotect(read-only data, RW | PROT_GROWSDOWN): natively the supervisor recorded
+    the page as writable and the kernel then refused the call (EINVAL), so read()
+    filled a page the program could not store to (through /proc/PID/mem); the
+    emulator made it writable.  Now EINVAL and EFAULT, as from Linux."""
+    run = zvm.run(guest('mprotbits'), stdin=b'ABCDEF')
+    assert run.status == 'ok', run
+    assert run.stdout.decode().splitlines() == [
+        'mprotect(rw|growsdown) = -1 Invalid argument', 'read(into it) = -1 Bad address',
+        'mprotect(rw|growsup) = -1 Invalid argument', 'read(into it) = -1 Bad address',
+        'mprotect(rw|0x100) = -1 Invalid argument', 'read(into it) = -1 Bad address',
+        'mprotect(r|sem) = 0', 'text: read-only text']
