@@ -24,10 +24,11 @@ TB = 1 << 40
 
 def test_a_written_channel_never_grows_past_its_quota(guest, zvm, etag, engine):
     quota = ['--quota', f'/dev/output=put_size:{PUT_SIZE}']
-    run = zvm.run(guest('sparse'), f'@{TB}:1', f'{PUT_SIZE - 2}:4', '10:5', output=True,
-                  opts=quota)
+    run = zvm.run(guest('sparse'), f'{TB}:0', f'@{TB}:1', f'{PUT_SIZE - 2}:4', '10:5',
+                  output=True, opts=quota)
     assert run.status == 'ok', run
     assert run.stdout.decode().splitlines() == [
+        f'{TB}:0 = 0',                                 # nothing to write: nothing refused
         f'@{TB}:1 = -1 Quota exceeded',          # beyond the quota: refused, nothing written
         f'{PUT_SIZE - 2}:4 = 2',                       # across it: clipped at put_size
         '10:5 = 5']

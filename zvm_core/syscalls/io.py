@@ -143,7 +143,7 @@ def _write(p, f: OpenFile, bufs: list[memoryview], offset: int | None) -> int:
         if want and room <= 0:
             ch.refused += 1
             return _refused(p, ch, 'write')
-        want = min(want, room)
+        want = min(want, max(0, room))
     budget = ch.write_budget(want)
     if budget < 0:
         return _refused(p, ch, 'write')
