@@ -454,6 +454,7 @@ def open_launch(caller: Caller, account: str, container: str | None,
         if not reading:
             raise HTTPMethodNotAllowed(body=f'{SOURCE_HEADER} with open/1.0 transforms an '
                                             'object as it is read: use GET\n')
+        caller.authorize('POST', f'/v1/{account}', None)     # before reading or unpacking it
         launch = _from_source(caller, source, account, params, target)
         launch.bind = target
     else:

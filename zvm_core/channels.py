@@ -646,6 +646,14 @@ class Channel:
             return -1
         return min(want, q.put_size - c.write_bytes)
 
+    def write_room(self, offset: int) -> int:
+        """Bytes a positional write at ``offset`` may put: a write never makes the
+        channel larger than ``put_size`` (or its size, if it was larger).  The quota
+        bounds what a channel holds, not only the bytes written: a byte written far
+        past it would leave a sparse file of any size, whose etag (an MD5 of all of
+        it, after the run) and upload cost what the quota is there to bound."""
+        return max(self.size, self.quota.put_size) - offset
+
     def read(self, bufs: list[memoryview], offset: int | None) -> int:
         """Read into ``bufs`` at ``offset`` (None on a sequential channel)."""
         if self._read_md5 is None or len(bufs) < 2:

@@ -51,6 +51,8 @@ CASES: dict[str, list[tuple[tuple[str, ...], bytes]]] = {
     'zvm_sort': [((), TEXT)], 'zvm_trapper': [(('read', '0', '10'), TEXT)],
     'hidden_ret': [((), b'')], 'rdtsc_hidden': [((), b'')], 'rodata_code': [((), b'')],
     'emit': [(('200000', 'e'), b'')], 'fastcall': [(('edges',), TEXT)],
+    'sparse': [(('1099511627776:0', '10:5'), b'')], 'iovbomb': [(('1', '4'), b'abc')],
+    'vsyscall': [((), b'')], 'mprotbits': [((), b'ABCDEF')],
 }
 REFUSED = {   # programs the validator or the ELF check refuses: nothing to run
     'rdrand', 'wrmsr', 'int80', 'sysenter', 'segment', 'entry_hidden', 'xop_rdrand',

@@ -204,18 +204,23 @@ class Image:
             parent._listing = None
 
     def lookup(self, path: str) -> Node:
-        """The node at an absolute path, following symbolic links."""
+        """The node at an absolute path, following symbolic links.  ``..`` steps back
+        along the walk (``trail``), never a new lookup from the root: a link naming a
+        deep directory and thousands of ``a/..`` cost each of them that depth, and
+        one open() took minutes.  A link restarts the walk from the root (a relative
+        target from its directory's path), so ``..`` after one is the physical parent."""
         parts = [p for p in path.split('/') if p]
-        node, links, i = self.root, 0, 0
+        trail, links, i = [self.root], 0, 0
         while i < len(parts):
-            part = parts[i]
+            node, part = trail[-1], parts[i]
             i += 1
             if not node.is_dir:
                 raise SysError(errno.ENOTDIR)
             if part == '.':
                 continue
             if part == '..':
-                node = self.lookup(posixpath.dirname(node.path)) if node.path != '/' else node
+                if len(trail) > 1:
+                    trail.pop()
                 continue
             child = node.children.get(part)
             if child is None:
@@ -227,10 +232,10 @@ class Image:
                 base = child.target if child.target.startswith('/') else \
                     posixpath.join(node.path, child.target)
                 parts = [p for p in base.split('/') if p] + parts[i:]
-                node, i = self.root, 0
+                trail, i = [self.root], 0
                 continue
-            node = child
-        return node
+            trail.append(child)
+        return trail[-1]
 
 
 def sys_getdents64(p, fd, dirp, count, *_):

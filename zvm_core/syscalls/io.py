@@ -28,6 +28,7 @@ SEEK_SET, SEEK_CUR, SEEK_END = 0, 1, 2
 F_DUPFD, F_GETFD, F_SETFD, F_GETFL, F_SETFL, F_DUPFD_CLOEXEC = 0, 1, 2, 3, 4, 1030
 MAX_FDS = 1024
 IOV_MAX = 1024
+MAX_IO = 1 << 30                # bytes one call moves at most
 BLKSIZE = 65536
 
 
@@ -82,11 +83,19 @@ def _fd32(x: int) -> int:
 
 
 def _iovecs(p, iov: int, count: int, need: int) -> list[memoryview]:
+    """The views of an iovec array, cut at MAX_IO bytes in all (as Linux cuts at
+    MAX_RW_COUNT): the native engine stages a copy of each view, and IOV_MAX
+    vectors naming one large buffer would otherwise make its supervisor hold
+    IOV_MAX copies of it."""
     if count > IOV_MAX:
         raise SysError(errno.EINVAL)
     raw = p.mem.read(iov, 16 * count)
-    return [p.mem.view(base, size, need)
-            for base, size in struct.iter_unpack('<QQ', raw) if size]
+    views, left = [], MAX_IO
+    for base, size in struct.iter_unpack('<QQ', raw):
+        if size and left:
+            views.append(p.mem.view(base, min(size, left), need))
+            left -= len(views[-1])
+    return views
 
 
 def _refused(p, ch: Channel, what: str) -> int:
@@ -125,14 +134,22 @@ def _read(p, f: OpenFile, bufs: list[memoryview], offset: int | None) -> int:
 
 def _write(p, f: OpenFile, bufs: list[memoryview], offset: int | None) -> int:
     ch = f.channel
-    budget = ch.write_budget(sum(map(len, bufs)))
+    want = sum(map(len, bufs))
+    positional = ch.random and not ch.append        # an appendable channel writes at its end
+    if positional:
+        if offset is None and f.append:
+            f.pos = ch.size
+        room = ch.write_room(f.pos if offset is None else offset)
+        if want and room <= 0:
+            ch.refused += 1
+            return _refused(p, ch, 'write')
+        want = min(want, max(0, room))
+    budget = ch.write_budget(want)
     if budget < 0:
         return _refused(p, ch, 'write')
-    if not ch.random or ch.append:          # an appendable channel writes at its end
+    if not positional:
         _ready(p, ch, True)
         return ch.write(clip(bufs, budget), None)
-    if offset is None and f.append:
-        f.pos = ch.size
     n = ch.write(clip(bufs, budget), f.pos if offset is None else offset)
     if offset is None:
         f.pos += n
@@ -141,12 +158,12 @@ def _write(p, f: OpenFile, bufs: list[memoryview], offset: int | None) -> int:
 
 def sys_read(p, fd, buf, count, *_):
     f = _file(p, fd, READ)
-    return _read(p, f, [p.mem.view(buf, min(count, 1 << 30), PROT_W)], None)
+    return _read(p, f, [p.mem.view(buf, min(count, MAX_IO), PROT_W)], None)
 
 
 def sys_write(p, fd, buf, count, *_):
     f = _file(p, fd, WRITE)
-    return _write(p, f, [p.mem.view(buf, min(count, 1 << 30), PROT_R)], None)
+    return _write(p, f, [p.mem.view(buf, min(count, MAX_IO), PROT_R)], None)
 
 
 def sys_readv(p, fd, iov, count, *_):
@@ -171,13 +188,13 @@ def _positional(f: OpenFile, offset: int) -> int:
 def sys_pread64(p, fd, buf, count, offset, *_):
     f = _file(p, fd, READ)
     off = _positional(f, offset)
-    return _read(p, f, [p.mem.view(buf, min(count, 1 << 30), PROT_W)], off)
+    return _read(p, f, [p.mem.view(buf, min(count, MAX_IO), PROT_W)], off)
 
 
 def sys_pwrite64(p, fd, buf, count, offset, *_):
     f = _file(p, fd, WRITE)
     off = _positional(f, offset)
-    return _write(p, f, [p.mem.view(buf, min(count, 1 << 30), PROT_R)], off)
+    return _write(p, f, [p.mem.view(buf, min(count, MAX_IO), PROT_R)], off)
 
 
 def sys_preadv(p, fd, iov, count, offset, *_):

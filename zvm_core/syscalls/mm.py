@@ -26,7 +26,7 @@ from zvm_core.memory import (
 from zvm_core.syscalls.errors import SysError
 from zvm_core.syscalls.io import _fd32, _file, _read
 
-PROT_READ, PROT_WRITE, PROT_EXEC = 1, 2, 4
+PROT_READ, PROT_WRITE, PROT_EXEC, PROT_SEM = 1, 2, 4, 8
 MAP_SHARED, MAP_FIXED, MAP_ANONYMOUS = 0x01, 0x10, 0x20
 MAP_FIXED_NOREPLACE = 0x100000
 MADV_DONTNEED = 4
@@ -94,6 +94,11 @@ def sys_mprotect(p, addr, length, prot, *_):
     if prot & PROT_EXEC or any(p.mem.protection(a) & PROT_X for a in pages):
         # code is only what the validator saw: it cannot change, nor can data become code
         raise SysError(errno.EACCES)
+    if end > addr and prot & ~(PROT_READ | PROT_WRITE | PROT_SEM):
+        # PROT_GROWSDOWN/UP (no mapping here grows) and unknown bits: EINVAL, as from
+        # Linux; natively the kernel refuses them after this check, which must not
+        # have recorded a protection the page does not get
+        raise SysError(errno.EINVAL)
     if addr < STACK_TOP - STACK_SIZE and end > MANIFEST_PAGE:
         raise SysError(errno.EACCES)        # the user manifest stays read-only
     if end > addr:

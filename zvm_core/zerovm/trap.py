@@ -156,7 +156,7 @@ def trap_write(p, desc: int, buf: int, size: int, offset: int) -> int:
         return -errno.EINVAL
     if offset >= (ch.size if ch.random else offset) + tail:
         return -errno.EINVAL
-    size = min(size, tail)
+    size = min(size, tail) if sequential else min(size, tail, ch.write_room(offset))
     if size < 1:
         return -errno.EDQUOT
     if sequential:

@@ -84,6 +84,10 @@ from zvm_core.zerovm import trap
 
 DISPATCH = {**HANDLERS, **trap.HANDLERS}
 NR_MMAP = 9
+# The kernel's legacy vsyscall page (time, gettimeofday, getcpu at fixed addresses):
+# no page of the guest's, and the loader cannot unmap it, but the kernel runs its
+# calls through the filter; the run ends as the emulator's does there, a fault.
+VSYSCALL = 0xFFFFFFFFFF600000
 TICK_NS = 1000          # the native virtual clock: 1 us per mediated call (no fuel to count)
 AS_SLACK = 16 << 20     # the loader's own pages under RLIMIT_AS
 FILTER = seccomp.assemble(seccomp.program())
@@ -598,6 +602,9 @@ class _Supervisor:
         try:
             if nr == trap.TRAP_NR and args[0] in FAULT_SIGNALS:
                 raise _fault(g, *args[:3])      # the kernel delivered a fault (loader.c)
+            if VSYSCALL <= ip < VSYSCALL + PAGE:
+                raise Stop('fault', f'jump to unmapped memory at {ip:#x} (the legacy vsyscall '
+                                    'page: the emulated engine has no page there either)')
             g.syscalls += 1
             if entry is None:
                 count_unknown(g.unknown, nr)
