@@ -105,16 +105,18 @@ def test_image_paths_resolve_in_linear_time(guest, zvm, tmp_path, engine):
         f'/proc/self/maps missing {errno.ENOENT}']
 
 
-@pytest.mark.parametrize('args', [[], ['gettimeofday']], ids=['time', 'gettimeofday'])
+@pytest.mark.parametrize(('args', 'entry'), [([], 0xffffffffff600400),
+                                             (['gettimeofday'], 0xffffffffff600000)],
+                         ids=['time', 'gettimeofday'])
 def test_the_legacy_vsyscall_page_is_no_clock_and_faults_under_both_engines(
-        guest, zvm, engine, args):
+        guest, zvm, engine, args, entry):
     """Natively the kernel's vsyscall page (``call 0xffffffffff600400``: time without a
     system-call instruction) runs its calls through the filter, so the supervisor saw a
     time() and answered it (``time = 0``) where the emulator faults: now both fault."""
     run = zvm.run(guest('vsyscall'), *args)
     assert run.status == 'fault', run
     assert run.stdout == b''
-    assert 'jump to unmapped memory' in run.report['message'], run
+    assert f'jump to unmapped memory at {entry:#x}' in run.report['message'], run
 
 
 def test_mprotect_flags_the_kernel_refuses_are_refused_alike(guest, zvm, engine):

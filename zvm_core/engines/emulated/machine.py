@@ -83,6 +83,12 @@ from zvm_core.zerovm import trap
 TCG_BUFFER = 32 << 20
 _SEGMENT_BASES = {'fs': UC_X86_REG_FS_BASE, 'gs': UC_X86_REG_GS_BASE}
 
+def _fetched(address: int, rip: int) -> int:
+    """The address of a failed fetch as the CPU names it: unicorn reports it cut to
+    52 bits (0xffffffffff600400, the vsyscall page, as 0xfffffff600400)."""
+    return rip if rip & ((1 << 52) - 1) == address else address
+
+
 _FAULTS = {
     ucc.UC_MEM_READ_UNMAPPED: MEMORY_FAULTS['read', False],
     ucc.UC_MEM_WRITE_UNMAPPED: MEMORY_FAULTS['write', False],
@@ -224,6 +230,8 @@ class Machine:
                 _in_manifest(address):
             self.manifest_read = True       # not a fault: run() starts over unrecorded
             return False
+        if access in (ucc.UC_MEM_FETCH_UNMAPPED, ucc.UC_MEM_FETCH_PROT):
+            address = _fetched(address, self._rip())
         if access == ucc.UC_MEM_WRITE_PROT and _in_manifest(address):
             self.fault = STACK_OVERFLOW.format(addr=address, mib=STACK_SIZE >> 20)
         else:
