@@ -147,10 +147,11 @@ def test_channel_writes_do_not_reach_python(guest, monkeypatch, tmp_path, answer
 
 def test_constant_calls_answered_in_c_as_the_personality_answers(guest, monkeypatch, tmp_path,
                                                                 answered):
-    """getpid, getuid, set_tid_address ... (proc.CONSTANT) are answered by the C loop
-    with what the personality's handlers return, whatever the arguments: the same
-    results as the personality alone and the emulator, the same call count (the
-    virtual clock read after them is the same natively), and none reaches Python."""
+    """getpid, getuid, set_tid_address ... (proc.CONSTANT) and ioctl are answered by
+    the C loop with what the personality's handlers return, whatever the arguments
+    (ioctl: ENOTTY on an open descriptor, EBADF on any other): the same results as
+    the personality alone and the emulator, the same call count (the virtual clock
+    read after them is the same natively), and none reaches Python."""
     results = []
     for way in WAYS:
         answered.clear()
@@ -163,10 +164,16 @@ def test_constant_calls_answered_in_c_as_the_personality_answers(guest, monkeypa
                             'getpid = 1 errno=0', '  changed = 0 errno=0']
     assert 'rseq = -1 errno=38' in lines[0] and 'set_tid_address = 1 errno=0' in lines[0]
     assert lines[0].count('  changed = 0 errno=0') == len(supervisor.CONSTANT) == 12
+    assert lines[0].count('  ioctl changed = 0 errno=0') == 6
+    assert {line for line in lines[0] if line.startswith('ioctl(')} == {
+        'ioctl(1, TIOCGWINSZ) = -1 errno=25', 'ioctl(0, TCGETS) = -1 errno=25',
+        'ioctl(2, -1) = -1 errno=25', 'ioctl(7: never open) = -1 errno=9',
+        'ioctl(-1) = -1 errno=9', 'ioctl(2^40 + 1) = -1 errno=9',
+        'ioctl(0 after close) = -1 errno=9', 'ioctl(3 = dup(2)) = -1 errno=25'}
     assert lines[0] == lines[1]                     # the clock line too: same call count
     assert lines[2][:-1] == lines[0][:-1]           # the emulator's clock counts fuel
     fast, slow = results[0][0], results[1][0]
-    assert fast.accounting.syscalls == slow.accounting.syscalls > 12 * 101
+    assert fast.accounting.syscalls == slow.accounting.syscalls > 18 * 101
     assert in_python < 50
 
 

@@ -13,6 +13,9 @@
  * - the calls whose answer is a constant of the run (getpid, gettid, getuid,
  *   set_tid_address, sched_yield ...: proc.py's CONSTANT), from a table the
  *   supervisor fills with what the personality's own handlers return;
+ * - ioctl, whatever its request: io.py's sys_ioctl answers ENOTTY on an open
+ *   descriptor and EBADF on any other (no channel is a terminal), read from
+ *   guest.fds as it does (a recorded run's is Python's: it may cut there);
  * - read, write, readv and writev (at most IOV_MAX vectors, 1..CAP bytes) on
  *   a descriptor whose open file is the personality's OpenFile over a
  *   sequential Channel backed by a regular host file (FdBacking, seekable) or
@@ -52,6 +55,7 @@
 #define NR_WRITE 1
 #define NR_READV 19
 #define NR_WRITEV 20
+#define NR_IOCTL 16
 #define MAX_IOV 1024            /* io.py: IOV_MAX */
 #define MAX_FD 1024             /* io.py: MAX_FDS */
 #define CAP (1 << 20)           /* larger calls go to Python: their round trip is amortised */
@@ -222,12 +226,34 @@ static int md5_update(PyObject *md5, const unsigned char *buffer, size_t n)
     return r == NULL ? -1 : 0;
 }
 
+/* ioctl as io.py's sys_ioctl answers it: 1 and *ret, 0 (declined), -1 (an exception) */
+static int serve_ioctl(struct ctx *c, const struct seccomp_notif *n, long long *ret,
+                       struct held *h)
+{
+    if (attr(h, c->guest, s_recorder) != Py_None)
+        return 0;                       /* a recorded run may cut its prefix here */
+    PyObject *fds = attr(h, c->guest, s_fds);
+    if (fds == NULL || !PyDict_CheckExact(fds))
+        return 0;
+    PyObject *key = PyLong_FromUnsignedLongLong(n->data.args[0]);
+    if (key == NULL)
+        return -1;
+    PyObject *f = PyDict_GetItemWithError(fds, key);
+    Py_DECREF(key);
+    if (f == NULL && PyErr_Occurred())
+        return -1;
+    *ret = f == NULL ? -EBADF : -ENOTTY;
+    return 1;
+}
+
 /* 1: answered (*ret: the value, or a negative errno); 0: declined (Python answers);
  * -1: an exception (a sandbox bug: the run ends). */
 static int serve_one(struct ctx *c, const struct seccomp_notif *n, long long *ret,
                      struct held *h)
 {
     int nr = n->data.nr;
+    if (nr == NR_IOCTL)
+        return serve_ioctl(c, n, ret, h);
     int writing = nr == NR_WRITE || nr == NR_WRITEV;
     if (!(writing || nr == NR_READ || nr == NR_READV) || n->data.args[0] >= MAX_FD)
         return 0;
@@ -425,10 +451,10 @@ static PyObject *serve(PyObject *self, PyObject *args)
     int listener, pidfd;
     double deadline;
     Py_buffer out;
-    PyObject *ctx_tuple, *answer;
+    PyObject *ctx_tuple, *answer, *gate = Py_None;
     struct ctx c;
-    if (!PyArg_ParseTuple(args, "iidw*OO", &listener, &pidfd, &deadline, &out, &ctx_tuple,
-                          &answer))
+    if (!PyArg_ParseTuple(args, "iidw*OO|O", &listener, &pidfd, &deadline, &out, &ctx_tuple,
+                          &answer, &gate))
         return NULL;
     if (out.len != (Py_ssize_t)sizeof(struct seccomp_notif) || load_ctx(ctx_tuple, &c) < 0) {
         if (!PyErr_Occurred())
@@ -440,6 +466,15 @@ static PyObject *serve(PyObject *self, PyObject *args)
     struct seccomp_notif notif;
     struct seccomp_notif_resp resp;
     int pending = 0;            /* resp is the answer to send before waiting again */
+    if (gate != Py_None) {      /* a template child's close at the gate: let it through */
+        resp = (struct seccomp_notif_resp){.flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE};
+        resp.id = PyLong_AsUnsignedLongLong(gate);
+        if (PyErr_Occurred()) {
+            PyBuffer_Release(&out);
+            return NULL;
+        }
+        pending = 1;
+    }
     long result = -1;
     for (;;) {
         if (PyErr_CheckSignals() < 0)   /* a handler's exception (the Python loop's too) */
@@ -544,8 +579,9 @@ static PyObject *serve(PyObject *self, PyObject *args)
 
 static PyMethodDef methods[] = {
     {"serve", serve, METH_VARARGS,
-     "serve(listener, pidfd, deadline, notif, ctx, answer) -> STOPPED, EXITED, DEADLINE or "
-     "HUNGUP.\n\nA call it does not serve is put in notif and answer() is called: it gives "
+     "serve(listener, pidfd, deadline, notif, ctx, answer, gate=None) -> STOPPED, EXITED, "
+     "DEADLINE or HUNGUP.\n\ngate: the id of a notification to let continue with the first "
+     "wait (a template child's close at the gate).  A call it does not serve is put in notif and answer() is called: it gives "
      "the response to send, (id, val, error, flags), or None when the run is over "
      "(STOPPED).\n\nctx: (guest, memfd, pid, "
      "regions ((start, end, prot), ...), page protections {page: prot}, OpenFile, Channel, "
