@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import copy
 import errno
 import fcntl
 import math
@@ -812,7 +811,7 @@ def run(program: Program, channels: list[Channel], argv: list[str], env: dict[st
         report = _classify(guest, status, stopped, timeout)
     report.accounting = Accounting(
         fuel=0, syscalls=guest.syscalls, unknown_syscalls=dict(guest.unknown),
-        channels={a: copy.copy(c.counters) for a, c in sorted(guest.channels.items())},
+        channels={a: c.counters.copy() for a, c in sorted(guest.channels.items())},
         peak_memory=guest.image_size + guest.arena.peak,
         wall_time=round(time.perf_counter() - began, 6), start=guest.start)
     report.etags = {a: ch.etag() for a, ch in sorted(guest.channels.items()) if ch.mode & WRITE}
