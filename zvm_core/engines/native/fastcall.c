@@ -18,7 +18,8 @@
  *   guest.fds as it does (a recorded run's is Python's: it may cut there);
  * - read, write, readv and writev (at most IOV_MAX vectors, 1..CAP bytes) on
  *   a descriptor whose open file is the personality's OpenFile over a
- *   sequential Channel backed by a regular host file (FdBacking, seekable) or
+ *   sequential Channel backed by a regular host file or /dev/null (FdBacking,
+ *   direct: a call that never waits nor stops short) or
  *   by a FileBacking, when the channel's quota lets the whole call through
  *   and every guest buffer lies in one region of the protection table with
  *   the needed access.  It reads the personality's own objects (guest.fds,
@@ -70,7 +71,7 @@
 enum { STOPPED = 0, EXITED = 1, DEADLINE = 2, HUNGUP = 3 };
 
 static PyObject *s_recorder, *s_fds, *s_syscalls, *s_access, *s_channel, *s_random, *s_backing,
-    *s_seekable, *s_fd, *s_cursor, *s_end, *s_quota, *s_counters, *s_gets, *s_get_size, *s_puts,
+    *s_direct, *s_fd, *s_cursor, *s_end, *s_quota, *s_counters, *s_gets, *s_get_size, *s_puts,
     *s_put_size, *s_reads, *s_read_bytes, *s_writes, *s_write_bytes, *s_appending, *s_md5,
     *s_appended, *s_read_md5, *s_update;
 
@@ -290,7 +291,7 @@ static int serve_one(struct ctx *c, const struct seccomp_notif *n, long long *re
         return 0;
     int file = Py_TYPE(backing) == (PyTypeObject *)c->filebacking;
     if (!file && (Py_TYPE(backing) != (PyTypeObject *)c->fdbacking
-                  || attr(h, backing, s_seekable) != Py_True))
+                  || attr(h, backing, s_direct) != Py_True))
         return 0;                       /* a pipe waits and reads fully: Python's */
     long long hostfd = get_ll(backing, s_fd);
     if (hostfd < 0 || hostfd > INT32_MAX)
@@ -598,7 +599,7 @@ PyMODINIT_FUNC PyInit__fastcall(void)
     struct { PyObject **slot; const char *name; } names[] = {
         {&s_recorder, "recorder"}, {&s_fds, "fds"}, {&s_syscalls, "syscalls"},
         {&s_access, "access"}, {&s_channel, "channel"}, {&s_random, "random"},
-        {&s_backing, "backing"}, {&s_seekable, "seekable"}, {&s_fd, "fd"},
+        {&s_backing, "backing"}, {&s_direct, "direct"}, {&s_fd, "fd"},
         {&s_cursor, "cursor"}, {&s_end, "end"}, {&s_quota, "quota"},
         {&s_counters, "counters"}, {&s_gets, "gets"}, {&s_get_size, "get_size"},
         {&s_puts, "puts"}, {&s_put_size, "put_size"}, {&s_reads, "reads"},
