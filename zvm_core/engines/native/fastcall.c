@@ -227,24 +227,39 @@ static int md5_update(PyObject *md5, const unsigned char *buffer, size_t n)
     return r == NULL ? -1 : 0;
 }
 
-/* ioctl as io.py's sys_ioctl answers it: 1 and *ret, 0 (declined), -1 (an exception) */
-static int serve_ioctl(struct ctx *c, const struct seccomp_notif *n, long long *ret,
-                       struct held *h)
+/* The open file (borrowed) of the call's descriptor, args[0], in guest.fds, or NULL
+ * when it is not open: 1; 0 when the call is Python's (a recorded run cuts its
+ * prefix at channel calls; no plain descriptor table; a failed lookup); -1 on an
+ * exception. */
+static int open_file(struct ctx *c, const struct seccomp_notif *n, struct held *h,
+                     PyObject **f)
 {
     if (attr(h, c->guest, s_recorder) != Py_None)
-        return 0;                       /* a recorded run may cut its prefix here */
+        return 0;
     PyObject *fds = attr(h, c->guest, s_fds);
     if (fds == NULL || !PyDict_CheckExact(fds))
         return 0;
     PyObject *key = PyLong_FromUnsignedLongLong(n->data.args[0]);
     if (key == NULL)
         return -1;
-    PyObject *f = PyDict_GetItemWithError(fds, key);
+    *f = PyDict_GetItemWithError(fds, key);
     Py_DECREF(key);
-    if (f == NULL && PyErr_Occurred())
-        return -1;
-    *ret = f == NULL ? -EBADF : -ENOTTY;
+    if (*f == NULL && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
     return 1;
+}
+
+/* ioctl as io.py's sys_ioctl answers it: 1 and *ret, 0 (declined), -1 (an exception) */
+static int serve_ioctl(struct ctx *c, const struct seccomp_notif *n, long long *ret,
+                       struct held *h)
+{
+    PyObject *f;
+    int got = open_file(c, n, h, &f);
+    if (got == 1)
+        *ret = f == NULL ? -EBADF : -ENOTTY;
+    return got;
 }
 
 /* 1: answered (*ret: the value, or a negative errno); 0: declined (Python answers);
@@ -258,23 +273,13 @@ static int serve_one(struct ctx *c, const struct seccomp_notif *n, long long *re
     int writing = nr == NR_WRITE || nr == NR_WRITEV;
     if (!(writing || nr == NR_READ || nr == NR_READV) || n->data.args[0] >= MAX_FD)
         return 0;
-    PyObject *guest = c->guest;
-    PyObject *recorder = attr(h, guest, s_recorder);
-    if (recorder != Py_None)
-        return 0;                       /* a recorded run cuts its prefix at channel I/O */
-    PyObject *fds = attr(h, guest, s_fds);
-    if (fds == NULL || !PyDict_CheckExact(fds))
-        return 0;
-    PyObject *key = PyLong_FromUnsignedLongLong(n->data.args[0]);
-    if (key == NULL)
-        return -1;
-    PyObject *f = PyDict_GetItemWithError(fds, key);
-    Py_DECREF(key);
+    PyObject *f;
+    int got = open_file(c, n, h, &f);
+    if (got <= 0)
+        return got;
     if (f == NULL || Py_TYPE(f) != (PyTypeObject *)c->openfile
-        || h->n == (int)(sizeof h->refs / sizeof h->refs[0])) {
-        PyErr_Clear();
+        || h->n == (int)(sizeof h->refs / sizeof h->refs[0]))
         return 0;
-    }
     Py_INCREF(f);
     h->refs[h->n++] = f;
     long long need = writing ? CH_WRITE : CH_READ, access = get_ll(f, s_access);

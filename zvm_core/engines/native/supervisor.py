@@ -8,8 +8,9 @@ initial stack and auxiliary vector), hands that to the trusted loader
 guest's system calls raise with the emulator's personality
 (``zvm_core.syscalls``, ``zvm_core.zerovm.trap``) over :class:`ProcessMemory`.
 The loop is C (``fastcall.c``): it answers the calls whose answer is a
-constant of the run (with what the personality's handlers return) and plain
-channel reads and writes on the personality's own objects, and hands every
+constant of the run (with what the personality's handlers return), ``ioctl``
+(as ``sys_ioctl`` does) and plain channel reads and writes on the
+personality's own objects, and hands every
 other call, and every edge of those, to the personality (doc/sandbox.md,
 "Cost of a mediated call").
 
