@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 from zvm_core.report import ChannelAccounting
 
 UNLIMITED = (1 << 63) - 1
+_DEV_NULL = os.makedev(1, 3)
 READ, WRITE = 1, 2
 
 
@@ -130,8 +131,12 @@ class FdBacking(Backing):
 
     def __init__(self, fd: int, owned: bool) -> None:
         self.fd, self.owned = fd, owned
-        self.seekable = stat.S_ISREG(os.fstat(fd).st_mode)
+        st = os.fstat(fd)
+        self.seekable = stat.S_ISREG(st.st_mode)
         self.full_reads = not self.seekable and not os.isatty(fd)
+        # a call never waits and never stops short (the native C loop may serve it):
+        # a regular file, or /dev/null (output discarded, ``zvm run > /dev/null``)
+        self.direct = self.seekable or (stat.S_ISCHR(st.st_mode) and st.st_rdev == _DEV_NULL)
         self.deadline: float | None = None
 
     @classmethod

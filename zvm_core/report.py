@@ -27,6 +27,10 @@ class ChannelAccounting:
     writes: int = 0
     write_bytes: int = 0
 
+    def copy(self) -> ChannelAccounting:
+        """A copy for a report (``copy.copy`` and ``dataclasses.replace`` cost ~4x more)."""
+        return ChannelAccounting(self.reads, self.read_bytes, self.writes, self.write_bytes)
+
 
 @dataclass
 class Accounting:

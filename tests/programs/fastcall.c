@@ -10,11 +10,13 @@
  *   fastcall copy    stdin to stdout, 1000 bytes a call
  *   fastcall identity  the calls answered with a constant of the run (getpid,
  *                    getuid, set_tid_address ...), with hostile arguments, 100
- *                    times each, then the virtual clock (it counts the calls) */
+ *                    times each; ioctl on open, closed and impossible descriptors
+ *                    (100 times each); then the virtual clock (it counts the calls) */
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -161,6 +163,24 @@ static void identity(void)
         show(calls[i].name, first);
         show("  changed", changed);
     }
+    static const struct { long fd, request; const char *name; } ioctls[] = {
+        {1, TIOCGWINSZ, "ioctl(1, TIOCGWINSZ)"}, {0, TCGETS, "ioctl(0, TCGETS)"},
+        {2, -1L, "ioctl(2, -1)"}, {7, TIOCGWINSZ, "ioctl(7: never open)"},
+        {-1L, TIOCGWINSZ, "ioctl(-1)"}, {1L << 40 | 1, TIOCGWINSZ, "ioctl(2^40 + 1)"},
+    };
+    struct winsize ws;
+    for (unsigned i = 0; i < sizeof ioctls / sizeof ioctls[0]; i++) {
+        long first = syscall(SYS_ioctl, ioctls[i].fd, ioctls[i].request, &ws), changed = 0;
+        int e = errno;
+        for (int k = 0; k < 100; k++)
+            changed += syscall(SYS_ioctl, ioctls[i].fd, ioctls[i].request, (long)k) != first;
+        errno = e;
+        show(ioctls[i].name, first);
+        show("  ioctl changed", changed);
+    }
+    close(0);
+    show("ioctl(0 after close)", syscall(SYS_ioctl, 0L, (long)TIOCGWINSZ, &ws));
+    show("ioctl(3 = dup(2))", syscall(SYS_ioctl, (long)dup(2), (long)TIOCGWINSZ, &ws));
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     dprintf(2, "monotonic = %lld.%09ld\n", (long long)ts.tv_sec, ts.tv_nsec);

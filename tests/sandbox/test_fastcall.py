@@ -32,6 +32,9 @@ WAYS = [('native', True), ('native', False), ('emulated', None)]
 def _backing(kind: str, path, mode: int):
     if kind == 'fd':
         return FdBacking.open(path, mode)
+    if kind == 'null':          # output discarded, input empty: the file is not used
+        return FdBacking(os.open(os.devnull, (os.O_RDONLY if mode == READ else os.O_WRONLY)
+                                 | os.O_CLOEXEC), owned=True)
     if mode == READ:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         return FileBacking(fd, end=os.fstat(fd).st_size)
@@ -59,7 +62,7 @@ def _run(monkeypatch, tmp_path, program, args, kind, data, way, stdin_quota=None
             ch.close()
     assert report.engine == engine, report
     digests = {ch.alias: ch.digest() for ch in chans}
-    return report, out.read_bytes(), bytes(err.data), digests
+    return report, out.read_bytes() if out.exists() else b'', bytes(err.data), digests
 
 
 def _same(results):
@@ -145,12 +148,35 @@ def test_channel_writes_do_not_reach_python(guest, monkeypatch, tmp_path, answer
     assert len(answered) < report.accounting.syscalls - stdin.reads - stdout.writes + 5
 
 
+def test_dev_null_served_in_c_as_the_personality_serves_it(guest, monkeypatch, tmp_path,
+                                                           answered):
+    """Writes to /dev/null and reads of it (a call there never waits nor stops short)
+    are served by the C loop, with the personality's results, quotas, counters and
+    etags (the same as the personality alone and the emulator)."""
+    results = []
+    for way in WAYS:
+        answered.clear()
+        results.append(_run(monkeypatch, tmp_path, guest('fastcall'), ['quota'], 'null', b'',
+                            way, stdout_quota=Quota(put_size=25_000)))
+        if way == ('native', True):
+            in_python = len(answered)
+    report, out, err, _ = results[0]
+    assert report.status == 'ok' and out == b'', report
+    assert b'written = 25000 errno=0' in err and b'write(after) = -1 errno=122' in err
+    assert b'read = 0 errno=0' in err and b'read(after) = 0 errno=0' in err
+    _same(results)
+    assert report.accounting.channels['/dev/stdout'].writes == 25
+    assert results[0][0].accounting.syscalls == results[1][0].accounting.syscalls
+    assert in_python < 10       # not the 25 writes and the read: start-up and the refusal
+
+
 def test_constant_calls_answered_in_c_as_the_personality_answers(guest, monkeypatch, tmp_path,
                                                                 answered):
-    """getpid, getuid, set_tid_address ... (proc.CONSTANT) are answered by the C loop
-    with what the personality's handlers return, whatever the arguments: the same
-    results as the personality alone and the emulator, the same call count (the
-    virtual clock read after them is the same natively), and none reaches Python."""
+    """getpid, getuid, set_tid_address ... (proc.CONSTANT) and ioctl are answered by
+    the C loop with what the personality's handlers return, whatever the arguments
+    (ioctl: ENOTTY on an open descriptor, EBADF on any other): the same results as
+    the personality alone and the emulator, the same call count (the virtual clock
+    read after them is the same natively), and none reaches Python."""
     results = []
     for way in WAYS:
         answered.clear()
@@ -163,10 +189,16 @@ def test_constant_calls_answered_in_c_as_the_personality_answers(guest, monkeypa
                             'getpid = 1 errno=0', '  changed = 0 errno=0']
     assert 'rseq = -1 errno=38' in lines[0] and 'set_tid_address = 1 errno=0' in lines[0]
     assert lines[0].count('  changed = 0 errno=0') == len(supervisor.CONSTANT) == 12
+    assert lines[0].count('  ioctl changed = 0 errno=0') == 6
+    assert {line for line in lines[0] if line.startswith('ioctl(')} == {
+        'ioctl(1, TIOCGWINSZ) = -1 errno=25', 'ioctl(0, TCGETS) = -1 errno=25',
+        'ioctl(2, -1) = -1 errno=25', 'ioctl(7: never open) = -1 errno=9',
+        'ioctl(-1) = -1 errno=9', 'ioctl(2^40 + 1) = -1 errno=9',
+        'ioctl(0 after close) = -1 errno=9', 'ioctl(3 = dup(2)) = -1 errno=25'}
     assert lines[0] == lines[1]                     # the clock line too: same call count
     assert lines[2][:-1] == lines[0][:-1]           # the emulator's clock counts fuel
     fast, slow = results[0][0], results[1][0]
-    assert fast.accounting.syscalls == slow.accounting.syscalls > 12 * 101
+    assert fast.accounting.syscalls == slow.accounting.syscalls > 18 * 101
     assert in_python < 50
 
 

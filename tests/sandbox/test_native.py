@@ -348,6 +348,34 @@ def test_warm_native_starts_fork_from_a_never_run_template(guest, zvm, tmp_path)
     assert not set(_loaders()) - before
 
 
+def test_template_children_get_their_runs_cpu_limit(guest):
+    """A template's child runs with its run's CPU limit (``RLIMIT_CPU``: the timeout
+    plus one, the hard limit one more), set when its run starts: it waits with the
+    template's (none), since a hard limit set ahead could not be raised for a run
+    with a longer timeout without CAP_SYS_RESOURCE."""
+    from zvm_core.elf import load_program
+    from zvm_core.engines.native.supervisor import Template
+
+    def cpu_limit(pid: int) -> list[str]:
+        line = next(line for line in Path(f'/proc/{pid}/limits').read_text().splitlines()
+                    if line.startswith('Max cpu time'))
+        return line.split()[3:5]
+
+    template = Template(load_program(str(guest('hello'))), 64 << 20)
+    try:
+        for timeout in (3, 7, 2):
+            template.prefork()
+            template.idle()                     # its next child, taken in
+            child = template.take()
+            assert cpu_limit(child.pid) == ['unlimited', 'unlimited']
+            spec = template.guest().run_spec([], [b'hello'], [], 0, timeout)
+            template.start(child, spec)
+            assert cpu_limit(child.pid) == [str(timeout + 1), str(timeout + 2)]
+            child.close()                       # killed at the gate: it never ran
+    finally:
+        template.close()
+
+
 def test_warm_native_rdtsc_is_answered_in_template_children(guest, zvm, tmp_path):
     """Through the pool a program with rdtsc runs in a template's child, traced
     from its first instruction: the values of a fresh native run, every time."""

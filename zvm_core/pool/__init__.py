@@ -68,7 +68,7 @@ from dataclasses import dataclass, field
 from zvm_core.channels import READ, UNLIMITED, Quota
 from zvm_core.fairshare import FairSlots
 from zvm_core.limits import MAX_FDS, Limits
-from zvm_core.report import Report
+from zvm_core.report import Accounting, ChannelAccounting, Report
 
 KILL_GRACE = 2.0
 
@@ -102,10 +102,10 @@ MAX_MESSAGE = 1 << 20
 
 
 def _report_from(data: dict) -> Report:
-    from zvm_core.report import Accounting, ChannelAccounting
-    acc = dict(data.get('accounting') or {})
+    """The report a worker sent (``data``, just parsed: taken over and changed)."""
+    acc = data.get('accounting') or {}
     acc['channels'] = {k: ChannelAccounting(**v) for k, v in acc.get('channels', {}).items()}
-    data = dict(data, accounting=Accounting(**acc))
+    data['accounting'] = Accounting(**acc)
     return Report(**data)
 
 

@@ -19,7 +19,6 @@ import threading
 import time
 import weakref
 from collections.abc import Iterable, Mapping
-from dataclasses import replace
 
 from unicorn import UC_ARCH_X86, UC_HOOK_INTR, UC_HOOK_MEM_INVALID, UC_MODE_64, Uc, UcError
 from unicorn import unicorn_const as ucc
@@ -486,8 +485,7 @@ class Machine:
         st = self.guard.state
         return Accounting(
             fuel=st.used, syscalls=st.syscalls, unknown_syscalls=dict(self.unknown),
-            channels={a: replace(c.counters)
-                      for a, c in sorted(self.channels.items())},
+            channels={a: c.counters.copy() for a, c in sorted(self.channels.items())},
             peak_memory=self.image_size + self.arena.peak, wall_time=round(wall, 6),
             start=self.start)
 

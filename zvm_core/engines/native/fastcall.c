@@ -13,9 +13,13 @@
  * - the calls whose answer is a constant of the run (getpid, gettid, getuid,
  *   set_tid_address, sched_yield ...: proc.py's CONSTANT), from a table the
  *   supervisor fills with what the personality's own handlers return;
+ * - ioctl, whatever its request: io.py's sys_ioctl answers ENOTTY on an open
+ *   descriptor and EBADF on any other (no channel is a terminal), read from
+ *   guest.fds as it does (a recorded run's is Python's: it may cut there);
  * - read, write, readv and writev (at most IOV_MAX vectors, 1..CAP bytes) on
  *   a descriptor whose open file is the personality's OpenFile over a
- *   sequential Channel backed by a regular host file (FdBacking, seekable) or
+ *   sequential Channel backed by a regular host file or /dev/null (FdBacking,
+ *   direct: a call that never waits nor stops short) or
  *   by a FileBacking, when the channel's quota lets the whole call through
  *   and every guest buffer lies in one region of the protection table with
  *   the needed access.  It reads the personality's own objects (guest.fds,
@@ -52,6 +56,7 @@
 #define NR_WRITE 1
 #define NR_READV 19
 #define NR_WRITEV 20
+#define NR_IOCTL 16
 #define MAX_IOV 1024            /* io.py: IOV_MAX */
 #define MAX_FD 1024             /* io.py: MAX_FDS */
 #define CAP (1 << 20)           /* larger calls go to Python: their round trip is amortised */
@@ -66,7 +71,7 @@
 enum { STOPPED = 0, EXITED = 1, DEADLINE = 2, HUNGUP = 3 };
 
 static PyObject *s_recorder, *s_fds, *s_syscalls, *s_access, *s_channel, *s_random, *s_backing,
-    *s_seekable, *s_fd, *s_cursor, *s_end, *s_quota, *s_counters, *s_gets, *s_get_size, *s_puts,
+    *s_direct, *s_fd, *s_cursor, *s_end, *s_quota, *s_counters, *s_gets, *s_get_size, *s_puts,
     *s_put_size, *s_reads, *s_read_bytes, *s_writes, *s_write_bytes, *s_appending, *s_md5,
     *s_appended, *s_read_md5, *s_update;
 
@@ -222,32 +227,59 @@ static int md5_update(PyObject *md5, const unsigned char *buffer, size_t n)
     return r == NULL ? -1 : 0;
 }
 
+/* The open file (borrowed) of the call's descriptor, args[0], in guest.fds, or NULL
+ * when it is not open: 1; 0 when the call is Python's (a recorded run cuts its
+ * prefix at channel calls; no plain descriptor table; a failed lookup); -1 on an
+ * exception. */
+static int open_file(struct ctx *c, const struct seccomp_notif *n, struct held *h,
+                     PyObject **f)
+{
+    if (attr(h, c->guest, s_recorder) != Py_None)
+        return 0;
+    PyObject *fds = attr(h, c->guest, s_fds);
+    if (fds == NULL || !PyDict_CheckExact(fds))
+        return 0;
+    PyObject *key = PyLong_FromUnsignedLongLong(n->data.args[0]);
+    if (key == NULL)
+        return -1;
+    *f = PyDict_GetItemWithError(fds, key);
+    Py_DECREF(key);
+    if (*f == NULL && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    return 1;
+}
+
+/* ioctl as io.py's sys_ioctl answers it: 1 and *ret, 0 (declined), -1 (an exception) */
+static int serve_ioctl(struct ctx *c, const struct seccomp_notif *n, long long *ret,
+                       struct held *h)
+{
+    PyObject *f;
+    int got = open_file(c, n, h, &f);
+    if (got == 1)
+        *ret = f == NULL ? -EBADF : -ENOTTY;
+    return got;
+}
+
 /* 1: answered (*ret: the value, or a negative errno); 0: declined (Python answers);
  * -1: an exception (a sandbox bug: the run ends). */
 static int serve_one(struct ctx *c, const struct seccomp_notif *n, long long *ret,
                      struct held *h)
 {
     int nr = n->data.nr;
+    if (nr == NR_IOCTL)
+        return serve_ioctl(c, n, ret, h);
     int writing = nr == NR_WRITE || nr == NR_WRITEV;
     if (!(writing || nr == NR_READ || nr == NR_READV) || n->data.args[0] >= MAX_FD)
         return 0;
-    PyObject *guest = c->guest;
-    PyObject *recorder = attr(h, guest, s_recorder);
-    if (recorder != Py_None)
-        return 0;                       /* a recorded run cuts its prefix at channel I/O */
-    PyObject *fds = attr(h, guest, s_fds);
-    if (fds == NULL || !PyDict_CheckExact(fds))
-        return 0;
-    PyObject *key = PyLong_FromUnsignedLongLong(n->data.args[0]);
-    if (key == NULL)
-        return -1;
-    PyObject *f = PyDict_GetItemWithError(fds, key);
-    Py_DECREF(key);
+    PyObject *f;
+    int got = open_file(c, n, h, &f);
+    if (got <= 0)
+        return got;
     if (f == NULL || Py_TYPE(f) != (PyTypeObject *)c->openfile
-        || h->n == (int)(sizeof h->refs / sizeof h->refs[0])) {
-        PyErr_Clear();
+        || h->n == (int)(sizeof h->refs / sizeof h->refs[0]))
         return 0;
-    }
     Py_INCREF(f);
     h->refs[h->n++] = f;
     long long need = writing ? CH_WRITE : CH_READ, access = get_ll(f, s_access);
@@ -264,7 +296,7 @@ static int serve_one(struct ctx *c, const struct seccomp_notif *n, long long *re
         return 0;
     int file = Py_TYPE(backing) == (PyTypeObject *)c->filebacking;
     if (!file && (Py_TYPE(backing) != (PyTypeObject *)c->fdbacking
-                  || attr(h, backing, s_seekable) != Py_True))
+                  || attr(h, backing, s_direct) != Py_True))
         return 0;                       /* a pipe waits and reads fully: Python's */
     long long hostfd = get_ll(backing, s_fd);
     if (hostfd < 0 || hostfd > INT32_MAX)
@@ -425,10 +457,10 @@ static PyObject *serve(PyObject *self, PyObject *args)
     int listener, pidfd;
     double deadline;
     Py_buffer out;
-    PyObject *ctx_tuple, *answer;
+    PyObject *ctx_tuple, *answer, *gate = Py_None;
     struct ctx c;
-    if (!PyArg_ParseTuple(args, "iidw*OO", &listener, &pidfd, &deadline, &out, &ctx_tuple,
-                          &answer))
+    if (!PyArg_ParseTuple(args, "iidw*OO|O", &listener, &pidfd, &deadline, &out, &ctx_tuple,
+                          &answer, &gate))
         return NULL;
     if (out.len != (Py_ssize_t)sizeof(struct seccomp_notif) || load_ctx(ctx_tuple, &c) < 0) {
         if (!PyErr_Occurred())
@@ -440,6 +472,15 @@ static PyObject *serve(PyObject *self, PyObject *args)
     struct seccomp_notif notif;
     struct seccomp_notif_resp resp;
     int pending = 0;            /* resp is the answer to send before waiting again */
+    if (gate != Py_None) {      /* a template child's close at the gate: let it through */
+        resp = (struct seccomp_notif_resp){.flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE};
+        resp.id = PyLong_AsUnsignedLongLong(gate);
+        if (PyErr_Occurred()) {
+            PyBuffer_Release(&out);
+            return NULL;
+        }
+        pending = 1;
+    }
     long result = -1;
     for (;;) {
         if (PyErr_CheckSignals() < 0)   /* a handler's exception (the Python loop's too) */
@@ -544,8 +585,9 @@ static PyObject *serve(PyObject *self, PyObject *args)
 
 static PyMethodDef methods[] = {
     {"serve", serve, METH_VARARGS,
-     "serve(listener, pidfd, deadline, notif, ctx, answer) -> STOPPED, EXITED, DEADLINE or "
-     "HUNGUP.\n\nA call it does not serve is put in notif and answer() is called: it gives "
+     "serve(listener, pidfd, deadline, notif, ctx, answer, gate=None) -> STOPPED, EXITED, "
+     "DEADLINE or HUNGUP.\n\ngate: the id of a notification to let continue with the first "
+     "wait (a template child's close at the gate).  A call it does not serve is put in notif and answer() is called: it gives "
      "the response to send, (id, val, error, flags), or None when the run is over "
      "(STOPPED).\n\nctx: (guest, memfd, pid, "
      "regions ((start, end, prot), ...), page protections {page: prot}, OpenFile, Channel, "
@@ -562,7 +604,7 @@ PyMODINIT_FUNC PyInit__fastcall(void)
     struct { PyObject **slot; const char *name; } names[] = {
         {&s_recorder, "recorder"}, {&s_fds, "fds"}, {&s_syscalls, "syscalls"},
         {&s_access, "access"}, {&s_channel, "channel"}, {&s_random, "random"},
-        {&s_backing, "backing"}, {&s_seekable, "seekable"}, {&s_fd, "fd"},
+        {&s_backing, "backing"}, {&s_direct, "direct"}, {&s_fd, "fd"},
         {&s_cursor, "cursor"}, {&s_end, "end"}, {&s_quota, "quota"},
         {&s_counters, "counters"}, {&s_gets, "gets"}, {&s_get_size, "get_size"},
         {&s_puts, "puts"}, {&s_put_size, "put_size"}, {&s_reads, "reads"},

@@ -8,8 +8,9 @@ initial stack and auxiliary vector), hands that to the trusted loader
 guest's system calls raise with the emulator's personality
 (``zvm_core.syscalls``, ``zvm_core.zerovm.trap``) over :class:`ProcessMemory`.
 The loop is C (``fastcall.c``): it answers the calls whose answer is a
-constant of the run (with what the personality's handlers return) and plain
-channel reads and writes on the personality's own objects, and hands every
+constant of the run (with what the personality's handlers return), ``ioctl``
+(as ``sys_ioctl`` does) and plain channel reads and writes on the
+personality's own objects, and hands every
 other call, and every edge of those, to the personality (doc/sandbox.md,
 "Cost of a mediated call").
 
@@ -26,7 +27,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import copy
 import errno
 import fcntl
 import math
@@ -362,6 +362,7 @@ class Template:
                 raise OSError(errno.EPROTO, got)
             child.listener, hello = got
             child.sp_at = int.from_bytes(hello[1:9], 'little')
+            _sync_wake(child.listener)
             ready = select.select([child.listener], [], [],
                                   max(0.0, deadline - time.monotonic()))[0]
             notif = bytearray(seccomp.NOTIF.size)
@@ -490,13 +491,12 @@ def _listener(sock: socket.socket, deadline: float) -> tuple[int, bytes] | str:
 class _Supervisor:
     """Serves one guest's notifications until it exits, is stopped or times out."""
 
-    def __init__(self, guest: Guest, pidfd: int, listener: int, deadline: float) -> None:
+    def __init__(self, guest: Guest, pidfd: int, listener: int, deadline: float,
+                 synced: bool = False) -> None:
+        """``synced``: :func:`_sync_wake` was called on ``listener`` already."""
         self.guest, self.pidfd, self.listener, self.deadline = guest, pidfd, listener, deadline
-        try:
-            fcntl.ioctl(listener, seccomp.IOCTL_NOTIF_SET_FLAGS,
-                        seccomp.USER_NOTIF_FD_SYNC_WAKE_UP)
-        except OSError:
-            pass                        # before Linux 6.6: the same, a little slower
+        if not synced:
+            _sync_wake(listener)
         self.notif = bytearray(seccomp.NOTIF.size)
         self.resp = bytearray(seccomp.RESP.size)
         self.stopped: str | None = None     # 'timeout' or 'stop' when we killed it
@@ -509,9 +509,7 @@ class _Supervisor:
         poll.register(self.pidfd, select.POLLIN)
         if gate is None:
             self._bootstrap(poll)
-        else:
-            self._send(gate, 0, 0, seccomp.USER_NOTIF_FLAG_CONTINUE)
-        left_to = self._serve_fast() if self.stopped is None else None
+        left_to = self._serve_fast(gate) if self.stopped is None else None
         if left_to is None:
             return
         listener, pidfd, monotonic = self.listener, self.pidfd, time.monotonic
@@ -534,19 +532,22 @@ class _Supervisor:
             elif events:                # POLLHUP: it is exiting; wait for the pidfd alone
                 poll.unregister(listener)
 
-    def _serve_fast(self) -> str | None:
-        """The C loop (``fastcall.c``): it answers the constant calls and plain channel
-        reads and writes, and hands every other call to :meth:`_answer`.  None when
-        the guest exited or the run is over; what the Python loop is left to do
-        otherwise: ``'all'`` (no C loop here) or ``'exiting'`` (the listener hung up:
-        wait for the pidfd)."""
+    def _serve_fast(self, gate: int | None) -> str | None:
+        """The C loop (``fastcall.c``): it lets ``gate`` (if not None) through with its
+        first wait, answers the constant calls, ``ioctl`` and plain channel reads and
+        writes, and hands every other call to :meth:`_answer`.  None when the guest
+        exited or the run is over; what the Python loop is left to do otherwise:
+        ``'all'`` (no C loop here) or ``'exiting'`` (the listener hung up: wait for
+        the pidfd)."""
         table = self.guest.mem.table()
         if not FAST_PATH or table is None:
+            if gate is not None:
+                self._send(gate, 0, 0, seccomp.USER_NOTIF_FLAG_CONTINUE)
             return 'all'
         ctx = (self.guest, *table, OpenFile, Channel, FdBacking, FileBacking,
-               tuple((nr, _constant(self.guest, nr)) for nr in CONSTANT))
+               _constants(self.guest))
         got = _fastcall.serve(self.listener, self.pidfd, self.deadline, self.notif, ctx,
-                              self._answer)
+                              self._answer, gate)
         if got == _fastcall.DEADLINE:
             self._kill('timeout')
         return 'exiting' if got == _fastcall.HUNGUP else None
@@ -676,6 +677,26 @@ def _fault(guest: Guest, sig: int, info: int, context: int) -> Stop:
     return Stop('fault', f'{what} (rip {rip:#x})', exit_state=halting(sig, rip))
 
 
+_CONSTANTS: dict[int, tuple[tuple[int, int], ...]] = {}
+
+
+def _constants(guest: Guest) -> tuple[tuple[int, int], ...]:
+    """The C loop's table of ``proc.CONSTANT``'s answers: those calls read nothing but
+    the process's fixed identity (its uid), so the table is made once per identity."""
+    got = _CONSTANTS.get(guest.uid)
+    if got is None:
+        got = _CONSTANTS[guest.uid] = tuple((nr, _constant(guest, nr)) for nr in CONSTANT)
+    return got
+
+
+def _sync_wake(listener: int) -> None:
+    """Ask the kernel to wake the supervisor on the guest's CPU (a faster round trip)."""
+    try:
+        fcntl.ioctl(listener, seccomp.IOCTL_NOTIF_SET_FLAGS, seccomp.USER_NOTIF_FD_SYNC_WAKE_UP)
+    except OSError:
+        pass                        # before Linux 6.6: the same, a little slower
+
+
 def _constant(guest: Guest, nr: int) -> int:
     """The personality's answer to a call of ``proc.CONSTANT`` in this run."""
     try:
@@ -774,7 +795,7 @@ def run(program: Program, channels: list[Channel], argv: list[str], env: dict[st
                 got = f"the template's child is gone: {e}"
         if isinstance(got, tuple):
             listener = got[0]
-            sup = _Supervisor(guest, pidfd, listener, guest.deadline)
+            sup = _Supervisor(guest, pidfd, listener, guest.deadline, synced=child is not None)
             sup.kill_later = template is not None and guest.tracer is None
             sup.serve(gate)
             stopped = sup.stopped
@@ -798,7 +819,7 @@ def run(program: Program, channels: list[Channel], argv: list[str], env: dict[st
         report = _classify(guest, status, stopped, timeout)
     report.accounting = Accounting(
         fuel=0, syscalls=guest.syscalls, unknown_syscalls=dict(guest.unknown),
-        channels={a: copy.copy(c.counters) for a, c in sorted(guest.channels.items())},
+        channels={a: c.counters.copy() for a, c in sorted(guest.channels.items())},
         peak_memory=guest.image_size + guest.arena.peak,
         wall_time=round(time.perf_counter() - began, 6), start=guest.start)
     report.etags = {a: ch.etag() for a, ch in sorted(guest.channels.items()) if ch.mode & WRITE}
