@@ -16,7 +16,8 @@ import subprocess
 
 import pytest
 from archives import tar_bytes
-from conftest import CLI, REPO
+
+from tests.conftest import CLI, REPO
 
 PUT_SIZE = 4096
 TB = 1 << 40
