@@ -340,7 +340,9 @@ def main(argv: list[str] | None = None) -> int:
                'processes changes it little, unlike wall times;\n'
                'node p50: one node as the proxy timed it (sending it until its answer); '
                'obj-server p50: the "execute" time the object servers logged for the nodes '
-               'they ran; answers: status:count of every node request they got (503: queue '
+               'they ran (a batch logs its nodes that ended ok as one line: each counts at '
+               'their mean, which the nodes waiting for a worker raise); answers: '
+               'status:count of every node request they got (503: queue '
                'full, the proxy tries another replica; 404: a handoff without the object)')
     return 0
 
