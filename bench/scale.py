@@ -68,7 +68,8 @@ SIZE = 1024
 PER_TAR = 2000           # objects per bulk upload
 UPLOADS = 8              # bulk uploads at a time
 GETTERS = 16             # concurrent GETs of the download path
-EXECUTE_LOG = re.compile(rb'execute \S+ (\d+) \S+ ([0-9.]+)s (\S+)')
+EXECUTE_LOG = re.compile(rb'execute \S+ (\d+) (\S+) ([0-9.]+)s (\S+)')
+BATCH_OK = re.compile(rb'ok\*(\d+)')   # a batch's line: its nodes that ran ok, their seconds
 LOG_WAIT = 10.0          # seconds to wait for the object servers' last log lines
 SETTLE_STEP, SETTLE_CPU, SETTLE_MOST = 0.5, 0.02, 60.0   # idle: < 20 ms of CPU in 0.5 s
 
@@ -112,15 +113,22 @@ def populate(cluster: DevCluster, n: int) -> float:
 
 def object_side(cluster: DevCluster, trans_id: str, nodes: int) -> list[tuple[int, float]]:
     """(status, seconds) of every node request of the job ``trans_id`` that the object
-    servers logged (``execute`` lines); waits a little for lines still on their way."""
+    servers logged (``execute`` lines: a batch's nodes that ended ok are one line, each
+    taken at their mean); waits a little for lines still on their way."""
     deadline = time.monotonic() + LOG_WAIT
     while True:
         found = []
         for server in cluster.servers:
             if server.app == 'object-server':
                 for m in EXECUTE_LOG.finditer(cluster.log_file(server).read_bytes()):
-                    if m.group(3).decode() == trans_id:
-                        found.append((int(m.group(1)), float(m.group(2))))
+                    if m.group(4).decode() != trans_id:
+                        continue
+                    ok = BATCH_OK.fullmatch(m.group(2))
+                    if ok is None:
+                        found.append((int(m.group(1)), float(m.group(3))))
+                    elif int(ok.group(1)):      # each counted at the batch's mean
+                        count = int(ok.group(1))
+                        found += [(200, float(m.group(3)) / count)] * count
         if sum(status == 200 for status, _ in found) >= nodes or time.monotonic() > deadline:
             return found
         time.sleep(0.2)
@@ -332,7 +340,9 @@ def main(argv: list[str] | None = None) -> int:
                'processes changes it little, unlike wall times;\n'
                'node p50: one node as the proxy timed it (sending it until its answer); '
                'obj-server p50: the "execute" time the object servers logged for the nodes '
-               'they ran; answers: status:count of every node request they got (503: queue '
+               'they ran (a batch logs its nodes that ended ok as one line: each counts at '
+               'their mean, which the nodes waiting for a worker raise); answers: '
+               'status:count of every node request they got (503: queue '
                'full, the proxy tries another replica; 404: a handoff without the object)')
     return 0
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from zerocloud.devcluster import DevCluster
 
 
@@ -13,3 +15,9 @@ def executed(cluster: DevCluster, container: str) -> list[str]:
         lines += [line for line in log.read_text().splitlines()
                   if ' execute ' in line and f'/{container}/' in line]
     return lines
+
+
+def batched_ok(lines: list[str]) -> int:
+    """How many nodes ran ok in batches, from the batches' ``execute`` lines (one per
+    batch: ``ok*<count>``; those nodes' own lines are at debug)."""
+    return sum(int(m[1]) for line in lines if (m := re.search(r' 200 ok\*(\d+) ', line)))

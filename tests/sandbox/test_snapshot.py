@@ -55,7 +55,7 @@ class Kept:
             image: Image | None, probe: bool = True):
         if self.engine == 'emulated':
             report = self.kept.run(channels, argv, {}, limits=limits, image=image,
-                                   memory_etag=True)
+                                   memory_etag=True, probe=probe)
         else:
             report = self.kept.run(channels, argv, {}, 0, 0,
                                    limits or Limits(memory=self.memory_limit), image,
@@ -142,7 +142,6 @@ def test_resumed_runs_equal_full_runs(machines, tmp_path):
     assert plain.start == 'entry'
 
 
-@pytest.mark.parametrize('engine', ['native'], indirect=True)
 def test_a_run_that_may_not_probe_records_nothing_but_resumes(machines, tmp_path):
     """A batch's node (``probe=False``: its key comes once) runs from the entry
     without a probe, yet resumes from a snapshot its key already has."""

@@ -363,9 +363,22 @@ def test_a_batch_runs_each_node_next_to_its_object(mw, guest, devices: Path) -> 
     assert list((devices / 'sda1' / 'tmp').iterdir()) == []     # scratch space gone
 
 
+class Logged:
+    """A logger that keeps each line it is given, by level."""
+
+    def __init__(self) -> None:
+        self.lines: dict[str, list[str]] = {'info': [], 'debug': [], 'exception': []}
+
+    def __getattr__(self, level: str):
+        return lambda msg, *args: self.lines[level].append(msg % args)
+
+
 def test_a_batch_larger_than_a_chunk_runs_every_node_alone(mw, guest, devices: Path) -> None:
     """20 nodes go to the one worker in a few requests (``Chunks``); each is its own
-    run: its own output, status and stderr; a node whose object is not here is an error."""
+    run: its own output, status and stderr; a node whose object is not here is an error.
+    The log has a line for the batch and one for the node that failed (those that
+    ran ok each have theirs at debug)."""
+    mw.logger = logged = Logged()
     for i in range(20):
         if i != 7:
             put(mw, f'/sda1/0/a/c/o{i}', b'word ' * i)
@@ -385,6 +398,12 @@ def test_a_batch_larger_than_a_chunk_runs_every_node_alone(mw, guest, devices: P
         assert report['status'] == 'ok'
         assert bool(report['stderr']) == (i == 3)     # wc -t: its time, to stderr
     assert json.loads(members['3/report.json'])['stderr'].strip().isdigit()
+    failed, batch = logged.lines['info']
+    assert failed.startswith('execute /a/c/o7 404 - ') and failed.endswith(' (batch)')
+    assert batch.startswith('execute /a/c/o0 200 ok*19 ')
+    assert '(batch of 20: 19 200 ok, 1 404 -; ' in batch
+    assert sorted(line.split()[1] for line in logged.lines['debug']) == sorted(
+        f'/a/c/o{i}' for i in range(20) if i != 7)
     assert mw.admission.total == 0 and mw.pool.replaced == 0
     assert list((devices / 'sda1' / 'tmp').iterdir()) == []
 

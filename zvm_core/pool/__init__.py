@@ -369,7 +369,8 @@ class Pool:
         (``close``, an exception in its green thread) ends the runs left: the worker
         is killed and replaced, as in :meth:`run`.  No run records a start-up
         snapshot (each node's ``LOCAL_*`` variables make its key unlike any other
-        run's: ``zvm_core.engines.native.snapshot``); one its key has is used.
+        run's: ``zvm_core.engines.native.snapshot``, and under the emulated engine
+        its ~2 MB copy would evict the kept ones); one its key has is used.
         """
         req, fds = _many_request(runs, rdtsc)
         with self._worker(started, account) as worker:

@@ -237,7 +237,7 @@ def _serve_one(req: dict, fds: list[int], templates: Templates,
             try:
                 warm = templates.native(req['program'], prepared, limits.memory, file)
                 # a batch's node is not probed for a start-up snapshot: its key (its
-                # object's LOCAL_* variables) comes once (Snapshots.begin)
+                # object's LOCAL_* variables) comes once (Snapshots.begin; emulated too)
                 return warm.run(channels, req['argv'], req['env'], req['seed'], req['epoch'],
                                 limits, image, ahead, probe=tails is None), warm
             except SetupError as e:
@@ -251,7 +251,7 @@ def _serve_one(req: dict, fds: list[int], templates: Templates,
         return Report(e.status, None, str(e)), None
     try:
         report = machine.run(channels, req['argv'], req['env'], req['seed'], req['epoch'],
-                             limits=limits, image=image)
+                             limits=limits, image=image, probe=tails is None)
     except SetupError as e:
         report = Report(e.status, None, str(e))
     report.validation = {'state': 'cached' if verdict.cached else 'ok', 'violations': []}

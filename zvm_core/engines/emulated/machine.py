@@ -293,13 +293,16 @@ class Machine:
 
     def run(self, channels: Iterable[Channel], argv: list[str], env: Mapping[str, str],
             seed: int = 0, epoch: int = 0, limits: Limits | None = None, *,
-            image: Image | None = None, memory_etag: bool = False) -> Report:
+            image: Image | None = None, memory_etag: bool = False, probe: bool = True
+            ) -> Report:
         """Run the program once; a machine can run again (it is reset first).
 
         ``limits`` may change fuel and timeout per run; memory is the machine's.
         ``image`` is the read-only file tree that paths other than channels
         open; ``memory_etag`` adds ZeroVM's digest of readable memory at the
-        end as the etag ``/dev/memory``.
+        end as the etag ``/dev/memory``.  ``probe=False``: a run whose key has no
+        snapshot does not record one (a batch's node: its ``LOCAL_*`` variables
+        make its key come once, and its copy would only evict the kept ones).
         """
         start = time.perf_counter()
         channels = list(channels)
@@ -339,7 +342,7 @@ class Machine:
         error = None
         WATCHDOG.arm(self)
         try:
-            begin = self._begin((list(argv), dict(env), seed, epoch))
+            begin = self._begin((list(argv), dict(env), seed, epoch), probe)
             if begin is not None:
                 self.uc.emu_start(begin, 0)
         except UcError as e:
@@ -351,7 +354,7 @@ class Machine:
         if self.manifest_read:
             self.snapshots = None
             return self.run(channels, argv, env, seed, epoch, limits, image=image,
-                            memory_etag=memory_etag)
+                            memory_etag=memory_etag, probe=probe)
         wall = time.perf_counter() - start
         report = self._classify(error)
         report.accounting = self._accounting(wall)
@@ -361,10 +364,10 @@ class Machine:
             report.etags[MEMORY_ETAG] = self._memory_digest()
         return report
 
-    def _begin(self, inputs: tuple) -> int | None:
+    def _begin(self, inputs: tuple, probe: bool) -> int | None:
         """Where the guest starts: its entry point (recording its prefix if this
-        machine keeps snapshots) or, from a snapshot of this prefix, past the
-        pending call (None when that call ended the run)."""
+        machine keeps snapshots and ``probe``) or, from a snapshot of this prefix,
+        past the pending call (None when that call ended the run)."""
         self.start = 'entry'
         if self.snapshots is None:
             return self.program.entry
@@ -372,6 +375,8 @@ class Machine:
         if self._key in self.snapshots.short:
             return self.program.entry
         snap = self.snapshots.find(self._key, self)
+        if snap is None and not probe:
+            return self.program.entry
         if snap is None:
             self.recorder = snapshot.Recorder()
             self.mem.protect(MANIFEST_PAGE, STACK_TOP - STACK_SIZE, 0)
