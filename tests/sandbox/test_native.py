@@ -29,7 +29,8 @@ SAME = [('hello', ()), ('cat', ()), ('wc', ()), ('sort', ()), ('malloc', ()),
         ('getpid', ('50',)), ('readtext', ()), ('addrs', ()), ('reopen', ()),
         ('leftover', ('x',)), ('badptr', ()), ('chanperm', ()), ('passwd', ()),
         ('native_hostile', ('calls',)), ('native_hostile', ('forkbomb',)),
-        ('native_hostile', ('fds',)), ('native_hostile', ('x32',))]
+        ('native_hostile', ('fds',)), ('native_hostile', ('x32',)),
+        ('reprotect', ('fixed',)), ('reprotect', ('reuse',)), ('reprotect', ('read',))]
 # not here: timeprint, sleep, timewarp, startup (the emulator's clock advances with fuel, the
 # native one with mediated calls) and cpuid (its own test: the answer needs CPUID faulting)
 
