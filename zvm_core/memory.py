@@ -78,6 +78,7 @@ class Arena:
         self.mapped = 0
         self.peak = 0
         self.refused = 0
+        self.held: set[int] = set()             # pages mprotect lowered (syscalls/mm.py)
 
     def reset(self) -> None:
         """Forget every allocation and zero the whole arena: the guest can write
@@ -86,6 +87,7 @@ class Arena:
         self.space.zero(self.start, self.end)
         self.brk, self.floor, self.free = self.start, self.end, []
         self.mapped = self.peak = self.refused = 0
+        self.held = set()
 
     def in_use(self) -> int:
         return self.brk - self.start + self.mapped

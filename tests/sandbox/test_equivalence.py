@@ -53,6 +53,7 @@ CASES: dict[str, list[tuple[tuple[str, ...], bytes]]] = {
     'emit': [(('200000', 'e'), b'')], 'fastcall': [(('edges',), TEXT)],
     'sparse': [(('1099511627776:0', '10:5'), b'')], 'iovbomb': [(('1', '4'), b'abc')],
     'vsyscall': [((), b'')], 'mprotbits': [((), b'ABCDEF')],
+    'reprotect': [((how,), b'') for how in ('fixed', 'reuse', 'read', 'reserve')],
 }
 REFUSED = {   # programs the validator or the ELF check refuses: nothing to run
     'rdrand', 'wrmsr', 'int80', 'sysenter', 'segment', 'entry_hidden', 'xop_rdrand',

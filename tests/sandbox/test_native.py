@@ -52,6 +52,29 @@ def test_same_bytes_under_both_engines(guest, zvm, name, args):
     assert nat.report['etags'] == emu.report['etags']
 
 
+@pytest.mark.parametrize('how', ['fixed', 'reuse', 'read'])
+def test_a_page_mprotect_lowered_keeps_it_through_munmap_and_mmap(guest, zvm, how):
+    """Natively only mprotect reaches the kernel's page table, so a PROT_NONE page stays
+    PROT_NONE through munmap and a new mmap of it: under both engines the touch is the
+    same fault, in the same words (a PROT_NONE page is not present to the CPU: natively
+    the fault's error code alone would say unmapped)."""
+    nat, emu = _both(zvm, guest('reprotect'), (how,))
+    assert nat.status == emu.status == 'fault', (nat, emu)
+    assert nat.stdout == emu.stdout == b'mprotect none\nmunmap\nmmap: same page\n'
+    what = 'read of protected' if how == 'read' else 'write to read-only'
+    assert nat.report['message'] == emu.report['message'], (nat, emu)
+    assert nat.report['message'].startswith(f'{what} memory at 0x'), nat
+
+
+def test_a_page_mmap_reserved_is_mapped_read_write_over(guest, zvm):
+    """mmap's own protection is the personality's table only (natively the page stays
+    read+write), so a MAP_FIXED read+write mapping over a PROT_NONE reservation is
+    writable under both engines, as on Linux."""
+    nat, emu = _both(zvm, guest('reprotect'), ('reserve',))
+    assert nat.status == emu.status == 'ok', (nat, emu)
+    assert nat.stdout == emu.stdout == b'mmap: same page\nstored\n'
+
+
 def test_native_runs_are_repeatable(guest, zvm):
     runs = [zvm.run(guest('addrs'), opts=NATIVE) for _ in range(3)]
     assert runs[0].status == 'ok', runs[0]

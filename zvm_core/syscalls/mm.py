@@ -6,6 +6,15 @@ mapped: its bytes are copied into the arena, read-only unless asked otherwise.
 Nothing becomes executable here: code only ever comes from the validated
 program image or from the trap API's ``Jail``, and pages holding jailed code
 are never zeroed, freed or remapped here (``Unjail`` them first).
+
+A page ``mprotect`` left with less than read+write keeps that protection
+through ``munmap`` and ``mmap`` until an ``mprotect`` changes it (the arena's
+``held`` pages).  Natively ``mprotect`` is the one memory call the kernel
+performs (``engines/native/seccomp.py``): ``mmap`` and ``munmap`` are
+bookkeeping, so the kernel's page keeps what ``mprotect`` gave it, and the
+emulator keeps the same rule so that touching such a page is the same fault
+under both engines (Linux would give a fresh read+write page).  What ``mmap``
+itself asks for is the personality's table only (natively read+write).
 """
 
 from __future__ import annotations
@@ -70,16 +79,29 @@ def sys_mmap(p, addr, length, prot, flags, fd, offset):
             if n < 0:
                 p.arena.release(start, start + length)
                 return n
-    if prot & (PROT_READ | PROT_WRITE) != PROT_READ | PROT_WRITE:
-        p.mem.protect(start, start + length, _uc_prot(prot))
+    _reprotect(p, start, start + length, _uc_prot(prot))
     return start
+
+
+def _reprotect(p, start: int, end: int, prot: int) -> None:
+    """Give the pages of [start, end) that mprotect did not lower ``prot`` (the held
+    ones keep theirs: the module's docstring says why)."""
+    if prot == PROT_R | PROT_W and not any(start <= a < end for a in p.mem.overrides()):
+        return                              # read+write already: the common case
+    run = start
+    for page in sorted(a for a in p.arena.held if start <= a < end):
+        if run < page:
+            p.mem.protect(run, page, prot)
+        run = page + PAGE
+    if run < end:
+        p.mem.protect(run, end, prot)
 
 
 def sys_munmap(p, addr, length, *_):
     end = page_up(addr + length)
     if addr % PAGE or length == 0 or not p.arena.owns(addr, end) or _jailed(p, addr, end):
         raise SysError(errno.EINVAL)
-    p.mem.protect(addr, end, PROT_R | PROT_W)
+    _reprotect(p, addr, end, PROT_R | PROT_W)
     p.arena.release(addr, end)
     return 0
 
@@ -103,6 +125,10 @@ def sys_mprotect(p, addr, length, prot, *_):
         raise SysError(errno.EACCES)        # the user manifest stays read-only
     if end > addr:
         p.mem.protect(addr, end, _uc_prot(prot))
+        if _uc_prot(prot) == PROT_R | PROT_W:
+            p.arena.held.difference_update(pages)
+        else:
+            p.arena.held.update(pages)
     return 0
 
 

@@ -664,7 +664,9 @@ def _fault(guest: Guest, sig: int, info: int, context: int) -> Stop:
             what = STACK_OVERFLOW.format(addr=addr, mib=STACK_SIZE >> 20)
         elif trapno == PAGE_FAULT:
             access = 'fetch' if err & PF_FETCH else 'write' if err & PF_WRITE else 'read'
-            what = f'{MEMORY_FAULTS[access, bool(err & PF_PRESENT)]} at {addr:#x}'
+            # a PROT_NONE page is not present to the CPU; the emulator calls it protected
+            mapped = bool(err & PF_PRESENT) or guest.mem.region_at(addr) is not None
+            what = f'{MEMORY_FAULTS[access, mapped]} at {addr:#x}'
         elif sig == signal.SIGILL:
             what = INVALID_INSTRUCTION
         elif sig == signal.SIGSEGV and guest.mem.read(rip, 1)[0] == HLT:
