@@ -517,3 +517,30 @@ def test_no_server_at_the_address_is_said_in_one_line(monkeypatch: pytest.Monkey
     assert err.startswith(f'zc: no server answers at {url}') and err.endswith(
         ': Connection refused (is the cluster running? are ST_AUTH, OS_AUTH_URL or '
         'OS_STORAGE_URL its address?)\n') and err.count('\n') == 1, err
+
+
+def test_a_ctrl_c_python_swallowed_still_stops_following(monkeypatch, capsys) -> None:
+    """A KeyboardInterrupt raised in a finaliser is printed and dropped by Python
+    ("Exception ignored in ..."): ``zc wait`` must stop at its next poll anyway,
+    not follow the job to its end."""
+    import signal
+
+    from zerocloud.client import cli
+    polls = []
+
+    def stored(self, path):
+        polls.append(path)
+        if len(polls) == 1:                 # Ctrl-C, swallowed where it landed
+            try:
+                signal.raise_signal(signal.SIGINT)
+            except KeyboardInterrupt:
+                pass
+        return None if len(polls) < 5 else 'the result'
+    monkeypatch.setattr(cli.Client, 'stored', stored)
+    monkeypatch.setattr(cli.Client, 'known', lambda self, path: (None, {'nodes': {}}))
+    monkeypatch.setattr(cli.Client, 'result_path', lambda self, job_id: job_id)
+    monkeypatch.setattr(cli, 'POLL_START', 0.0)
+    assert cli.main(['wait', 'job-1', '-q']) == cli.EXIT_CANCELLED
+    assert len(polls) == 1
+    assert 'zc: cancelled: stopped waiting; the deferred job goes on' in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler   # restored

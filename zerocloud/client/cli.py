@@ -28,7 +28,9 @@ import contextlib
 import json
 import os
 import re
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from urllib.parse import quote, urlencode
@@ -420,6 +422,8 @@ class Client:
             seen.append(state)
         with self.progress(f'waiting for {self.opts.id}', extra):
             while result is None and (result := self.stored(path)) is None:
+                if INTERRUPTED.is_set():
+                    raise KeyboardInterrupt
                 if deadline is not None and time.monotonic() >= deadline:
                     self.err.write(f'{self.opts.id}: not done after {self.opts.timeout} s\n')
                     return EXIT_PENDING
@@ -566,7 +570,29 @@ def unreachable(e: OSError) -> str:
             'OS_AUTH_URL or OS_STORAGE_URL its address?)')
 
 
+INTERRUPTED = threading.Event()        # Ctrl-C was pressed (see _interrupted)
+
+
+def _interrupted(signum, frame) -> None:
+    """Ctrl-C, remembered as well as raised: Python swallows (and prints) a
+    KeyboardInterrupt that lands in a finaliser, and a loop following a job
+    would then wait for all of it; those loops check :data:`INTERRUPTED` too."""
+    INTERRUPTED.set()
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
+    INTERRUPTED.clear()
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGINT, _interrupted)
+        try:
+            return _main(argv)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+    return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     opts = parser.parse_args(argv)
     if opts.os_help or opts.command is None:
