@@ -137,8 +137,7 @@ class Templates:
     def settle(self, machine) -> None:
         """A template was reset after a run: charge it what it still holds."""
         machine.charge = machine.held()
-        if hasattr(machine, 'idle'):
-            self._ran[id(machine)] = machine
+        self._ran[id(machine)] = machine
         self._evict()
 
     def idle(self) -> None:
@@ -153,8 +152,7 @@ class Templates:
         while (len(self._machines) > 1
                and sum(map(self._cost, self._machines.values())) > self.budget):
             self._close(next(iter(self._machines)))
-        held = [(key, m.descriptors()) for key, m in self._machines.items()
-                if hasattr(m, 'descriptors')]
+        held = [(key, m.descriptors()) for key, m in self._machines.items()]
         over = sum(fds for _, fds in held) - self.descriptors
         newest = next(reversed(self._machines))
         for key, fds in held:       # least recently used first; never the newest

@@ -291,6 +291,13 @@ class Machine:
         arena and the stack back, whatever the run touched)."""
         return self.mem.resident(skip=(self.mem.region_at(self.arena.start), self.stack))
 
+    def idle(self) -> None:
+        """Nothing to do between requests (a native template reaps its children)."""
+
+    def descriptors(self) -> int:
+        """Host descriptors held between runs: none (the pool bounds native ones)."""
+        return 0
+
     def run(self, channels: Iterable[Channel], argv: list[str], env: Mapping[str, str],
             seed: int = 0, epoch: int = 0, limits: Limits | None = None, *,
             image: Image | None = None, memory_etag: bool = False, probe: bool = True
