@@ -104,7 +104,6 @@ PAYLOAD_DEVICES = ('stdin', 'input', 'script')
 MODES = ('file', 'char', 'pipe', 'block')
 STORE = ('success', 'always')
 MAX_REPLICATE = 3
-ENGINES = CHOICES                   # what a group's "engine" may say
 DEFAULT_ATTACH = 'default'
 HOME_ACCOUNTS = ('~', '.')
 SWIFT = 'swift://'
@@ -630,8 +629,8 @@ def _parse_group(spec: object, number: int, account: str, images: frozenset[str]
     location = _optional(spec, 'location', '')
     group.location = _string(location, 'location', name) or None
     engine = _optional(spec, 'engine')
-    if engine is not None and engine not in ENGINES:
-        raise _invalid('engine', name, f'must be one of {", ".join(ENGINES)}, got {_show(engine)}')
+    if engine is not None and engine not in CHOICES:
+        raise _invalid('engine', name, f'must be one of {", ".join(CHOICES)}, got {_show(engine)}')
     group.engine = engine
     return group
 

@@ -42,7 +42,8 @@ from swiftclient.shell import add_default_args
 
 from zerocloud.client import display, jobs, local, report, zapps
 from zerocloud.client.session import Answer, ServerError, Session
-from zerocloud.job import ENGINES, SwiftPath
+from zerocloud.job import SwiftPath
+from zvm_core.engines import CHOICES
 
 EXIT_FAILED, EXIT_USAGE, EXIT_PENDING, EXIT_CANCELLED = 1, 2, 3, 130
 REPORT_HEADER = 'X-Zerovm-Report'
@@ -85,7 +86,7 @@ def _job_options(p: argparse.ArgumentParser) -> None:
                    help='device that reads --on (stdin: sequential, input: random access)')
     p.add_argument('--env', type=_env, action='append', default=[], metavar='K=V')
     p.add_argument('--name', help='name of the nodes (default: the program\'s file name)')
-    p.add_argument('--engine', choices=ENGINES,
+    p.add_argument('--engine', choices=CHOICES,
                    help='engine of every node (its "engine" in the job; default: what the job '
                         'says, else the object servers\' choice)')
     p.add_argument('--json', action='store_true', help="print the job's JSON report")
