@@ -60,7 +60,7 @@ CASES: dict[str, list[tuple[tuple[str, ...], bytes]]] = {
     'sparse': [(('1099511627776:0', '10:5'), b'')], 'iovbomb': [(('1', '4'), b'abc')],
     'vsyscall': [((), b'')], 'mprotbits': [((), b'ABCDEF')],
     'reprotect': [((how,), b'') for how in ('fixed', 'reuse', 'read', 'reserve')],
-    'protsnap': [((how,), b'') for how in ('calls', 'store', 'held', 'unmapped')],
+    'protsnap': [((how,), b'') for how in ('calls', 'store', 'held', 'data', 'unmapped')],
 }
 # the programs whose prefix is resumed under both engines (the others' may be too short)
 RESUMED = {'protsnap'}
