@@ -16,10 +16,11 @@ page of the guest's data, heap and stack that differs from the loaded
 program (``/proc/PID/pagemap`` says which pages it ever touched), and the
 page protections: the personality's table, and what the kernel has of it
 (what ``mprotect`` changed; a page ``mmap`` gave less than read+write is
-read+write natively, so a resumed run's page must be too).  The tracer then stops the guest with
-a signal it never receives (the call is abandoned, as a signal would restart
-it) and reads its registers, FS/GS bases and XSAVE state; the probe is killed
-and the run resumes from the new snapshot with what is left of its timeout.
+read+write natively, so a resumed run's page must be too).  The tracer then
+stops the guest with a signal it never receives (the call is abandoned, as a
+signal would restart it) and reads its registers, FS/GS bases and XSAVE
+state; the probe is killed and the run resumes from the new snapshot with
+what is left of its timeout.
 A probe that ends any other way, without touching the manifest (exit, fault,
 timeout), was the run: nothing differs from a full run but the unreadable
 manifest, which it never read, so its report is the run's.  One that read
