@@ -8,7 +8,7 @@ verdict cache.
 
 The spec is one memfd the loader reads with ``pread``: a header, the
 mappings, the copies (guest address, offset in the spec, length), the
-protections (a start-up snapshot's pages whose protection the guest changed),
+protections (a start-up snapshot's pages whose protection ``mprotect`` changed),
 the seccomp filter, a snapshot's resume block (its registers: ``RESUME``),
 then the bytes the copies take.  A template's spec is the program's
 alone; its children get their run's bytes written into them by the supervisor.

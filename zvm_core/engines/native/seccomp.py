@@ -8,13 +8,15 @@ supervisor, which answers it from the personality (``zvm_core.syscalls``)
 and never lets the kernel perform it -- except ``mprotect``, which the
 supervisor checks and then lets continue (no pointer argument, so nothing
 the guest could change in between; and the filter has already refused
-``PROT_EXEC``).
+``PROT_EXEC``), and ``arch_prctl`` ``ARCH_SET_FS``/``ARCH_GET_FS``/
+``ARCH_SET_GS``/``ARCH_GET_GS`` (the TLS base is guest register state the
+supervisor cannot set; it refuses every other code, ``ARCH_SET_CPUID``,
+``ARCH_MAP_VDSO_*`` ..., with ``EINVAL``, and lets a ``GET`` continue only
+with a pointer the guest may write).  Both go to the supervisor so that
+every call the guest makes is counted, as under the emulator.
 
 Performed by the kernel directly:
 
-- ``arch_prctl`` ``ARCH_SET_FS``/``ARCH_GET_FS``/``ARCH_SET_GS``/``ARCH_GET_GS``:
-  the TLS base is guest register state the supervisor cannot set; any other
-  code (``ARCH_SET_CPUID``, ``ARCH_MAP_VDSO_*`` ...) is ``EINVAL``;
 - ``sendmsg`` and ``close`` on the loader's control socket only
   (:data:`CTL_FD`, above every descriptor the personality hands out; after
   the loader closes it both are ``EBADF`` from the kernel, exactly what the
@@ -26,11 +28,11 @@ wait for the kernel to tear the process down (a template's child is reaped
 after the reply).
 
 Refused outright: another architecture (``int 0x80``, ``sysenter``: the i386
-ABI) kills the process (``SIGSYS``, status ``fault``); the x32 ABI (numbers
-from ``0x40000000``, the range the kernel would run as x32) is ``ENOSYS``, as
-on a kernel built without it and under the emulator (other large or negative
-numbers go to the personality, which says ``ENOSYS`` too); ``mprotect`` with
-``PROT_EXEC`` or with bits above 32 is an errno.
+ABI) kills the process (``SIGSYS``, status ``fault``); ``mprotect`` with
+``PROT_EXEC`` or with bits above 32 is an errno.  The x32 ABI (numbers from
+``0x40000000``) goes to the personality like any number it does not know,
+which counts it and says ``ENOSYS``, as on a kernel built without it and
+under the emulator.
 
 Written as BPF here rather than with libseccomp: the loader is a static
 program without libc, the filter is a dozen blocks, and building it in
@@ -44,15 +46,12 @@ import struct
 
 CTL_FD = 1030                   # loader.c: CTL_FD
 AUDIT_ARCH_X86_64 = 0xC000003E
-X32_SYSCALL_BIT = 0x40000000
-X32_RANGE = 0x1000              # numbers the kernel would run as x32 (it has ~550)
 NR_CLOSE, NR_MPROTECT, NR_SENDMSG, NR_ARCH_PRCTL = 3, 10, 46, 158
-ARCH_CODES = (0x1001, 0x1002, 0x1003, 0x1004)     # SET_GS, SET_FS, GET_FS, GET_GS
 PROT_EXEC = 4
 
 RET_KILL_PROCESS, RET_ERRNO, RET_USER_NOTIF, RET_ALLOW = 0x80000000, 0x00050000, 0x7FC00000, \
     0x7FFF0000
-_LD, _JEQ, _JGE, _JSET, _RET = 0x20, 0x15, 0x35, 0x45, 0x06
+_LD, _JEQ, _JSET, _RET = 0x20, 0x15, 0x45, 0x06
 _NR, _ARCH = 0, 4
 
 
@@ -80,16 +79,12 @@ def _block(nr: int, body: list[tuple]) -> list[tuple]:
 def program(ctl_fd: int = CTL_FD) -> list[tuple[int, int, int, int]]:
     """The filter as (code, jt, jf, k) instructions."""
     notify, allow = _ret(RET_USER_NOTIF), _ret(RET_ALLOW)
-    prog = [_ld(_ARCH), _jeq(AUDIT_ARCH_X86_64, 1, 0), _ret(RET_KILL_PROCESS),
-            _ld(_NR), (_JGE, 2, 0, X32_SYSCALL_BIT + X32_RANGE), (_JGE, 0, 1, X32_SYSCALL_BIT),
-            _ret(RET_ERRNO | errno.ENOSYS)]
+    prog = [_ld(_ARCH), _jeq(AUDIT_ARCH_X86_64, 1, 0), _ret(RET_KILL_PROCESS), _ld(_NR)]
     for nr in (NR_CLOSE, NR_SENDMSG):           # the kernel reads an int: the low half
         prog += _block(nr, [_ld(_arg(0)), _jeq(ctl_fd, 0, 1), allow, notify])
     prog += _block(NR_MPROTECT, [
         _ld(_arg(2, high=True)), _jeq(0, 1, 0), _ret(RET_ERRNO | errno.EINVAL),
         _ld(_arg(2)), (_JSET, 0, 1, PROT_EXEC), _ret(RET_ERRNO | errno.EACCES), notify])
-    codes = [_jeq(code, len(ARCH_CODES) - i, 0) for i, code in enumerate(ARCH_CODES)]
-    prog += _block(NR_ARCH_PRCTL, [_ld(_arg(0)), *codes, _ret(RET_ERRNO | errno.EINVAL), allow])
     prog.append(notify)
     return prog
 

@@ -14,10 +14,13 @@ it ends the probe too).  At its first channel access (the personality raises
 supervisor copies what it has of the guest: the personality's state, every
 page of the guest's data, heap and stack that differs from the loaded
 program (``/proc/PID/pagemap`` says which pages it ever touched), and the
-page protections ``mprotect`` changed.  The tracer then stops the guest with
-a signal it never receives (the call is abandoned, as a signal would restart
-it) and reads its registers, FS/GS bases and XSAVE state; the probe is killed
-and the run resumes from the new snapshot with what is left of its timeout.
+page protections: the personality's table, and what the kernel has of it
+(what ``mprotect`` changed; a page ``mmap`` gave less than read+write is
+read+write natively, so a resumed run's page must be too).  The tracer then
+stops the guest with a signal it never receives (the call is abandoned, as a
+signal would restart it) and reads its registers, FS/GS bases and XSAVE
+state; the probe is killed and the run resumes from the new snapshot with
+what is left of its timeout.
 A probe that ends any other way, without touching the manifest (exit, fault,
 timeout), was the run: nothing differs from a full run but the unreadable
 manifest, which it never read, so its report is the run's.  One that read
@@ -163,7 +166,8 @@ class Capture:
     syscalls: int               # mediated calls before the pending one
     reads: int                  # rdtsc reads answered
     pages: list[tuple[int, bytes]]
-    protections: dict[int, int]
+    protections: dict[int, int]     # the personality's table (ProcessMemory.overrides)
+    in_force: dict[int, int]        # those the kernel has (:func:`_in_force`)
     resume: bytes               # loader.c's resume block
 
 
@@ -212,7 +216,18 @@ class Probe(prefix.Recorder):
                             regs[_GS_BASE], int(tracer.xsave), len(tracer.xstate))
         self.captured = Capture(personality, guest.syscalls - 1, tracer.reads,
                                 _merged(pages, MAX_COPIES - 16),
-                                guest.mem.overrides(), block + tracer.xstate)
+                                guest.mem.overrides(), _in_force(guest), block + tracer.xstate)
+
+
+def _in_force(guest: Guest) -> dict[int, int]:
+    """The pages whose protection the kernel has changed -> that protection: what a
+    fresh run has in force at the cut.  ``mprotect`` is the one memory call the kernel
+    performs; ``mmap``'s own protection is the personality's table only (the page stays
+    read+write, doc/sandbox.md), so of the arena's pages only those ``mprotect``
+    lowered (``Arena.held``) differ; nothing but ``mprotect`` changes another page."""
+    arena = guest.arena
+    return {page: prot for page, prot in guest.mem.overrides().items()
+            if page in arena.held or not arena.start <= page < arena.end}
 
 
 def _initial(program: Program) -> dict[int, bytes]:
@@ -303,7 +318,7 @@ class Snapshot:
         self.size = sum(len(data) for _, data in captured.pages)
         spec = Guest(program, memory).image_spec(template=True)
         spec.copies += captured.pages
-        spec.protects = _protects(captured.protections)
+        spec.protects = _protects(captured.in_force)
         if any(prot & PROT_W and prot & PROT_X for _, _, prot in spec.protects):
             raise OSError('a snapshot page both writable and executable')
         spec.resume = captured.resume

@@ -77,16 +77,37 @@ from zvm_core.prefix import Cut
 from zvm_core.report import Accounting, Report
 from zvm_core.syscalls import HANDLERS, Stop, SysError, count_unknown, syscall_name
 from zvm_core.syscalls.io import OpenFile
-from zvm_core.syscalls.proc import CONSTANT
+from zvm_core.syscalls.proc import (
+    ARCH_GET_FS,
+    ARCH_GET_GS,
+    ARCH_SET_FS,
+    ARCH_SET_GS,
+    CONSTANT,
+)
 from zvm_core.syscalls.random import SeededStream
 from zvm_core.syscalls.time import VirtualClock
 from zvm_core.zerovm import trap
 
-DISPATCH = {**HANDLERS, **trap.HANDLERS}
+
+def _arch_prctl(g: Guest, code: int, addr: int, *_) -> int:
+    """The FS/GS bases are the kernel's: it performs the call (answered 0: continued,
+    :data:`PERFORMED`) for the codes the emulator answers, every other is EINVAL.  A
+    base read is checked as the emulator's write of it (the kernel's page is at least
+    as writable as the table says; nothing is staged: the call produces no bytes)."""
+    if code in (ARCH_GET_FS, ARCH_GET_GS):
+        g.mem.view(addr, 8, PROT_W)
+    elif code not in (ARCH_SET_FS, ARCH_SET_GS):
+        raise SysError(errno.EINVAL)
+    return 0
+
+
+DISPATCH = {**HANDLERS, **trap.HANDLERS, seccomp.NR_ARCH_PRCTL: ('arch_prctl', _arch_prctl)}
+PERFORMED = frozenset({seccomp.NR_MPROTECT, seccomp.NR_ARCH_PRCTL})     # checked, then continued
 NR_MMAP = 9
 # The kernel's legacy vsyscall page (time, gettimeofday, getcpu at fixed addresses):
 # no page of the guest's, and the loader cannot unmap it, but the kernel runs its
-# calls through the filter; the run ends as the emulator's does there, a fault.
+# calls through the filter; the run ends as the emulator's does there, a fault at the
+# address (the emulated engine has no page there either).
 VSYSCALL = 0xFFFFFFFFFF600000
 TICK_NS = 1000          # the native virtual clock: 1 us per mediated call (no fuel to count)
 AS_SLACK = 16 << 20     # the loader's own pages under RLIMIT_AS
@@ -604,15 +625,15 @@ class _Supervisor:
             if nr == trap.TRAP_NR and args[0] in FAULT_SIGNALS:
                 raise _fault(g, *args[:3])      # the kernel delivered a fault (loader.c)
             if VSYSCALL <= ip < VSYSCALL + PAGE:
-                raise Stop('fault', f'jump to unmapped memory at {ip:#x} (the legacy vsyscall '
-                                    'page: the emulated engine has no page there either)')
+                raise Stop('fault', f'{MEMORY_FAULTS["fetch", False]} at {ip:#x} (rip {ip:#x})',
+                           exit_state=halting(signal.SIGSEGV, ip))
             g.syscalls += 1
             if entry is None:
                 count_unknown(g.unknown, nr)
                 ret = -errno.ENOSYS
             else:
                 ret = entry[1](g, *args)
-                if nr == seccomp.NR_MPROTECT and ret == 0:
+                if nr in PERFORMED and ret == 0:
                     flags = seccomp.USER_NOTIF_FLAG_CONTINUE    # checked: the kernel does it
             if ret >= 0:
                 g.mem.flush(None if nr == NR_MMAP else ret)
