@@ -259,8 +259,14 @@ def _body(caller: Caller, account: str) -> bytes:
 def respond(caller: Caller, execute: Callable[[Launch], Response], version: str,
             account: str, container: str | None, obj: str | None) -> Response:
     """Answer a ``sql/1.0`` request (swob HTTP exceptions for the caller's mistakes);
-    ``execute`` runs one job as the caller."""
+    ``execute`` runs one job as the caller.
+
+    The caller must be allowed to run jobs in ``account`` (401/403) before anything
+    else: the query's body or stored source, a listing or an object's first bytes are
+    read as the caller, and reading them for one who may not run the query would
+    answer (``explain``, an error naming a column) from data the query never ran on."""
     req = caller.req
+    caller.authorize('POST', f'/{version}/{account}', None)
     if req.method != 'POST':
         raise HTTPMethodNotAllowed(body=f'{VERSION}: POST the query\n')
     if container is not None:
