@@ -400,6 +400,18 @@ def test_bundle_refuses_an_invalid_program_or_a_broken_script(tmp_path: Path, gu
     assert not (root / 'app.zapp').exists()
 
 
+def test_bundle_names_a_misspelt_key_of_zapp_yaml(tmp_path: Path) -> None:
+    """``bundel:`` was ignored: the zapp bundled nothing and said only that its program
+    was not bundled."""
+    root = zapps.new('app', tmp_path)
+    text = (root / 'zapp.yaml').read_text()
+    (root / 'zapp.yaml').write_text(text.replace('\nbundle:', '\nbundel:'))
+    with pytest.raises(jobs.BuildError, match='Unknown key "bundel" in .*zapp.yaml, did you '
+                                              'mean "bundle"'):
+        zapps.bundle(root)
+    assert not (root / 'app.zapp').exists()
+
+
 def test_bundle_refuses_a_job_whose_program_is_not_bundled(tmp_path: Path) -> None:
     root = tmp_path / 'app'
     root.mkdir()

@@ -294,7 +294,12 @@ def respond(caller: Caller, execute: Callable[[Launch], Response], version: str,
             raise SqlError(f'query: FROM {source} names a container: name its objects '
                            f'({source}/* for all)')
         objects = _objects(caller, source)
-        fmt, delimiter = _input_format(spec.input, objects[0].obj)
+        try:
+            fmt, delimiter = _input_format(spec.input, objects[0].obj)
+        except SqlError:
+            if not source.wildcard:         # a missing object: a 404, not its format
+                _head(caller, source)
+            raise
         has_header = fmt == 'csv' and spec.input.header
         columns = spec.input.columns
         if columns is None:
