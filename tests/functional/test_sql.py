@@ -243,6 +243,10 @@ def test_bad_queries_are_400_before_any_node(swift_cluster, conn, sales) -> None
     assert sql(conn, b'{"query": ').status_code == 400
     missing = sql(conn, {'query': 'SELECT 1 FROM swift://~/sql-nowhere/*.csv'})
     assert missing.status_code == 404, missing.text
+    # an object without a format suffix that does not exist: said so, not its format
+    missing = sql(conn, {'query': 'SELECT 1 FROM swift://~/sql-sales/nothing'})
+    assert (missing.status_code, missing.text) == (
+        404, 'Error 404 Not Found while fetching swift://AUTH_test/sql-sales/nothing\n')
     assert sql(conn, {'query': f'SELECT 1 FROM {URL}'}, method='PUT').status_code == 405
 
 
