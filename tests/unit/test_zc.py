@@ -282,6 +282,14 @@ def test_an_answer_without_nodes_keeps_the_whole_error_body() -> None:
     assert body.decode() in display.report(result)
 
 
+def test_a_job_refused_by_the_auth_says_which_credentials_to_check() -> None:
+    page = b'<html><h1>Unauthorized</h1><p>This server could not verify that you are ...'
+    assert display.report(report.parse(401, {}, page)) == (
+        'zc: the job was refused (HTTP 401), nothing ran:\n' + display.REFUSED + '\n')
+    ours = b'Unauthorized: a valid token is needed to execute jobs in swift://AUTH_t\n'
+    assert ours.decode() in display.report(report.parse(401, {}, ours))
+
+
 def test_a_refusal_that_names_no_failed_node_shows_the_body() -> None:
     headers = {'X-Nexe-System': 'a', 'X-Nexe-Status': 'ok', 'X-Nexe-Retcode': '0'}
     result = report.parse(422, headers, b'a: its message/cgi output is not valid: no blank line\n')
@@ -556,3 +564,20 @@ def test_a_ctrl_c_python_swallowed_still_stops_following(monkeypatch, capsys) ->
     assert len(polls) == 1
     assert 'zc: cancelled: stopped waiting; the deferred job goes on' in capsys.readouterr().err
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler   # restored
+
+
+def test_refused_credentials_say_which_to_check(monkeypatch, capsys) -> None:
+    """The auth's 401 page (HTML) was printed as it came: it names no variable."""
+    from swiftclient import ClientException
+
+    from zerocloud.client import cli
+
+    def refused(self):
+        raise ClientException('Auth GET failed', http_status=401, http_reason='Unauthorized',
+                              http_response_content=b'<html><h1>Unauthorized</h1></html>')
+    monkeypatch.setattr(cli.Client, 'cmd_status', refused)
+    assert cli.main(['status', 'job-1']) == cli.EXIT_FAILED
+    assert capsys.readouterr().err == (
+        'zc: Auth GET failed: 401 Unauthorized: the credentials were refused: check ST_USER '
+        'and ST_KEY (or OS_USERNAME, OS_PASSWORD, OS_PROJECT_NAME), or get a new '
+        'OS_AUTH_TOKEN if it has expired\n')
