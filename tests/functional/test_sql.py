@@ -269,6 +269,31 @@ def test_a_malformed_object_fails_the_query(swift_cluster, conn, make_container,
         assert resp.headers['X-Nexe-Error'] == f'{node}: exit 1: sqlite: load: {error}'
 
 
+def test_objects_whose_columns_differ_fail_the_query(swift_cluster, conn, make_container,
+                                                    make_object) -> None:
+    """The columns are read from the first object; another whose header row names them in
+    another order was read by position: region got the numbers, sum(qty) 0.0, and 200."""
+    c = make_container('sqlcols')
+    make_object(c, 'a.csv', b'region,qty\neast,1\nwest,2\n')
+    make_object(c, 'b.csv', b'qty,region\n10,east\n20,west\n')
+    account = conn.get_auth()[0].rstrip('/').rpartition('/')[2]
+    query = f'SELECT region, sum(qty) FROM swift://~/{c}/*.csv GROUP BY region'
+    resp = sql(conn, {'query': query})
+    assert resp.status_code == 422, resp.text
+    assert resp.text.startswith(
+        f'sql-2: exit 1: sqlite: load: swift://{account}/{c}/b.csv: line 1: the header row '
+        'names field 1 "qty", not "region" as the first object\'s'), resp.text
+    make_object(c, 'b.csv', b'\xef\xbb\xbf Region ,QTY\nnorth,10\n')   # case, blanks, BOM
+    resp = sql(conn, {'query': query + ' ORDER BY region'})
+    assert (resp.status_code, resp.text) == (200, 'region,sum(qty)\r\neast,1\r\nnorth,10\r\n'
+                                                  'west,2\r\n'), resp.text
+    # names the query gives itself replace every object's header row, unchecked
+    make_object(c, 'b.csv', b'qty,region\n10,east\n')
+    resp = sql(conn, {'query': query.replace('region', 'r').replace('qty', 'q'),
+                      'input': {'columns': ['r', 'q']}})
+    assert resp.status_code == 200 and '\n10,0.0\r\n' in resp.text, resp.text
+
+
 def test_explain_shows_the_plan(swift_cluster, conn, sales) -> None:
     resp = sql(conn, {'query': f'SELECT region, avg(qty) FROM {URL} GROUP BY region',
                       'explain': True})

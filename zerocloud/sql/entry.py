@@ -153,7 +153,7 @@ def _objects(caller: Caller, path: jobs.SwiftPath) -> list[jobs.SwiftPath]:
 
 
 def _node_args(plan: planner.Plan, fmt: str, delimiter: str, has_header: bool,
-               out: str) -> list[str]:
+               out: str, check_header: bool) -> list[str]:
     args = ['--schema', plan.map_schema()]
     if fmt == 'jsonl':
         planner.check_json_keys(plan.loaded or plan.columns)
@@ -164,17 +164,22 @@ def _node_args(plan: planner.Plan, fmt: str, delimiter: str, has_header: bool,
             args += ['--delimiter', delimiter]
         if plan.fields():
             args += ['--fields', plan.fields()]
+        if check_header:
+            args.append('--check-header')
     return args + ['--query', plan.map_query, '--out', out]
 
 
 def build_jobs(plan: planner.Plan, source: jobs.SwiftPath, fmt: str, delimiter: str,
                has_header: bool, out_format: str, out_header: bool,
-               output: jobs.SwiftPath | None = None, engine: str | None = None
-               ) -> list[list[dict]]:
+               output: jobs.SwiftPath | None = None, engine: str | None = None,
+               check_header: bool = False) -> list[list[dict]]:
     """The jobs that run ``plan`` over ``source`` (a wildcard path or one object): the
     nodes' job, then (unless one node answers) the merging job, which reads their
     partial rows on stdin.  The last one answers in the response, or stores the
-    answer as ``output``.  ``engine`` is every node's (None: the object servers')."""
+    answer as ``output``.  ``engine`` is every node's (None: the object servers').
+    ``check_header``: every object's header row must name the plan's columns (they
+    were read from the first object's), else its node fails: read by position, an
+    object with its columns in another order would give a wrong answer."""
     final = 'json' if out_format == 'json' else ('csvh' if out_header else 'csv')
     answer = {'name': 'stdout', 'content_type': CONTENT_TYPES[out_format]}
     if output is not None:
@@ -183,10 +188,10 @@ def build_jobs(plan: planner.Plan, source: jobs.SwiftPath, fmt: str, delimiter: 
     picked = {} if engine is None else {'engine': engine}
     if plan.mode == 'single':
         return [[{'name': MAP, 'exec': {**program, 'args': _node_args(
-                    plan, fmt, delimiter, has_header, final)},
+                    plan, fmt, delimiter, has_header, final, check_header)},
                   'devices': [{'name': 'input', 'path': str(source)}, answer], **picked}]]
     nodes = [{'name': MAP, 'exec': {**program, 'args': _node_args(
-                 plan, fmt, delimiter, has_header, 'partial')},
+                 plan, fmt, delimiter, has_header, 'partial', check_header)},
               'devices': [{'name': 'input', 'path': str(source)},
                           {'name': 'stdout', 'content_type': PARTIAL_TYPE}], **picked}]
     merge = [{'name': MERGE, 'exec': {**program, 'args': [
@@ -317,7 +322,7 @@ def respond(caller: Caller, execute: Callable[[Launch], Response], version: str,
             raise SqlError('"format": "json" needs distinct result column names: name them '
                            'with AS')
         job = build_jobs(plan, source, fmt, delimiter, has_header, spec.format, spec.header,
-                         output, spec.engine)
+                         output, spec.engine, has_header and spec.input.columns is None)
     except SqlError as e:
         raise HTTPBadRequest(body=f'{e}\n') from None
     headers = {'X-Sql-Plan': plan.mode, 'X-Sql-Objects': str(len(objects)),
