@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import http.client
 import io
 import json
 import math
@@ -17,10 +18,14 @@ import random
 import sqlite3
 import subprocess
 import sys
+import time
+import urllib.parse
 from pathlib import Path
 
 import pytest
 import requests
+from accounts import until
+from cluster_logs import executed
 from swiftclient import Connection
 
 from zerocloud.devcluster import USERS, DevCluster
@@ -292,6 +297,26 @@ def test_objects_whose_columns_differ_fail_the_query(swift_cluster, conn, make_c
     resp = sql(conn, {'query': query.replace('region', 'r').replace('qty', 'q'),
                       'input': {'columns': ['r', 'q']}})
     assert resp.status_code == 200 and '\n10,0.0\r\n' in resp.text, resp.text
+
+
+def test_a_client_that_goes_away_stops_its_query(swift_cluster, conn, make_container,
+                                                 make_object) -> None:
+    """A query's nodes ran to their end (and the merge after them) for a client that had
+    closed its connection, holding the object servers' workers for nobody."""
+    c = make_container('sqlgone')
+    make_object(c, 'x.csv', b'a\n' + b'1\n' * 500)
+    body = json.dumps({'query': f"SELECT count(*) FROM swift://~/{c}/x.csv WHERE "
+                                "length(printf('%.*c', 50000000, 'a')) > a",   # minutes
+                       'engine': 'emulated'})
+    url, token = conn.get_auth()
+    parts = urllib.parse.urlsplit(url)
+    client = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+    client.request('POST', parts.path, body=body, headers={
+        'X-Auth-Token': token, 'X-Zerovm-Execute': 'sql/1.0'})
+    time.sleep(2)                     # planned and sent (or not yet: then nothing runs)
+    client.close()                    # the client goes away
+    lines = until(lambda: executed(swift_cluster, c), 40)   # zerovm_timeout: 60 s
+    assert len(lines) == 1 and ' 499 ' in lines[0], lines
 
 
 def test_explain_shows_the_plan(swift_cluster, conn, sales) -> None:

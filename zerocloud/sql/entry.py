@@ -46,8 +46,8 @@ from swift.common.swob import (
 )
 from swift.common.utils import close_if_possible
 
+from zerocloud import hangup, sources
 from zerocloud import job as jobs
-from zerocloud import sources
 from zerocloud.sources import Input, Launch
 from zerocloud.sql import planner
 from zerocloud.sql.planner import SqlError
@@ -332,16 +332,17 @@ def respond(caller: Caller, execute: Callable[[Launch], Response], version: str,
                            'jobs': job}, indent=1).encode()
         return Response(status=200, body=body, headers=headers,
                         content_type='application/json')
-    first = resp = _run(execute, Launch(json.dumps(job[0]).encode()))
-    if resp.status_int == 200 and len(job) > 1:
-        partials = Input(tempfile.SpooledTemporaryFile(max_size=1 << 20), len(first.body))
-        try:
-            partials.file.write(first.body)
-            partials.file.seek(0)
-            resp = _run(execute, Launch(json.dumps(job[1]).encode(), input=partials))
-        finally:
-            partials.file.close()
-        resp.headers.update(_joined(first, resp))
+    with hangup.stop_on_hangup(req.environ, 'the query'):   # Ctrl-C frees the workers
+        first = resp = _run(execute, Launch(json.dumps(job[0]).encode()))
+        if resp.status_int == 200 and len(job) > 1:
+            partials = Input(tempfile.SpooledTemporaryFile(max_size=1 << 20), len(first.body))
+            try:
+                partials.file.write(first.body)
+                partials.file.seek(0)
+                resp = _run(execute, Launch(json.dumps(job[1]).encode(), input=partials))
+            finally:
+                partials.file.close()
+            resp.headers.update(_joined(first, resp))
     resp.headers.update(headers)
     return resp
 
