@@ -437,6 +437,17 @@ def test_a_registered_app_mounts_the_deployed_zapp_as_its_image() -> None:
     assert job[0]['devices'] == [{'name': 'stdin'}]          # the original is untouched
 
 
+def test_a_local_map_to_a_missing_directory_says_so(tmp_path: Path) -> None:
+    run = local.LocalRun(local.parse_maps([f'logs={tmp_path}/nowhere']), tmp_path)
+    with pytest.raises(jobs.BuildError, match=f'--map swift://~/logs={tmp_path}/nowhere: '
+                                              f'{tmp_path}/nowhere is not a directory'):
+        run.list_objects(local.ACCOUNT, 'logs')
+    (tmp_path / 'here').mkdir()
+    (tmp_path / 'here' / 'a.txt').write_text('a')
+    assert local.LocalRun({'logs': tmp_path / 'here'}, tmp_path).list_objects(
+        local.ACCOUNT, 'logs') == ['a.txt']
+
+
 def test_local_maps_name_containers() -> None:
     assert local.parse_maps(['swift://~/data=./d', 'out=o']) == {'data': Path('d'),
                                                                  'out': Path('o')}
