@@ -449,6 +449,8 @@ def _args(value: object, where: str) -> list[str]:
         if not all(isinstance(arg, str) for arg in value):
             raise _invalid(what, where, 'must be a string or a list of strings')
         return [_string(arg, what, where) for arg in value]
+    if not isinstance(value, str):
+        raise _invalid(what, where, f'must be a string or a list of strings, got {_show(value)}')
     text = _string(value, what, where)
     try:
         return shlex.split(text)
@@ -653,7 +655,10 @@ def parse_job(data: bytes | str | list, account: str, *, system_images: Iterable
     for group in groups:
         for target in group.connect:
             if target not in names:
-                raise JobError(f'Non-existing node in connect {target} of {group.name}')
+                close = difflib.get_close_matches(str(target), sorted(names), n=1, cutoff=0.7)
+                hint = f', did you mean {json.dumps(close[0])}?' if close else ''
+                raise JobError(f'Non-existing node in connect {target} of {group.name}{hint} '
+                               f'(the job\'s groups: {", ".join(g.name for g in groups)})')
         if group.name in group.connect and group.count == 1 and not group.wildcard_device:
             raise JobError(f'Cannot bind to itself: {group.name} (only a group of several '
                            'nodes can connect to itself)')

@@ -170,10 +170,23 @@ def _check_file_size(size: int) -> None:
         raise ElfError('E3', f'file is {size} bytes; the limit is {MAX_FILE_SIZE}')
 
 
+def _text_hint(data: bytes) -> str:
+    """What to do with a text file given as a program: the bytes alone do not say that
+    a script needs an interpreter, or that a manifest is run by ``zvm MANIFEST``."""
+    head = data[:40]
+    if not head or not all(32 <= b < 127 or b in b'\t\r\n' for b in head):
+        return ''
+    first = head.decode().splitlines()[0] if head.strip() else ''
+    return (f': a text file ({first!r}...), not a program: build one with musl-gcc -static; '
+            'a Python or Lua script runs with "file://python3:python3" or "file://lua:lua" '
+            '(doc/python.md, doc/lua.md), a ZeroVM manifest with zvm MANIFEST')
+
+
 def _check_ident(data: bytes) -> None:
     """E1 on the identification bytes, before pyelftools guesses a layout from them."""
     if data[:4] != ELF_MAGIC:
-        raise ElfError('E1', f'not an ELF file (starts with {data[:4].hex(" ") or "nothing"})')
+        raise ElfError('E1', f'not an ELF file (starts with {data[:4].hex(" ") or "nothing"})'
+                             f'{_text_hint(data)}')
     if len(data) < _EHDR_SIZE:
         raise ElfError('E3', f'truncated ELF header: {len(data)} of {_EHDR_SIZE} bytes')
     if data[4] != 2:

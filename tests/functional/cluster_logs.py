@@ -17,6 +17,18 @@ def executed(cluster: DevCluster, container: str) -> list[str]:
     return lines
 
 
+def storage_requests(cluster: DevCluster, container: str) -> list[str]:
+    """Every line the object and container servers logged for ``container`` or its
+    objects (their access log: one line per request, reads and listings included)."""
+    names = [f'object{i}' for i in range(len(cluster.object_ports))] + ['container']
+    lines = []
+    for name in names:
+        log = cluster.log_file(cluster.server(name))
+        lines += [line for line in log.read_text().splitlines()
+                  if f'/{container}' in line and '"' in line]
+    return lines
+
+
 def batched_ok(lines: list[str]) -> int:
     """How many nodes ran ok in batches, from the batches' ``execute`` lines (one per
     batch: ``ok*<count>``; those nodes' own lines are at debug)."""

@@ -12,7 +12,7 @@ import pytest
 import requests
 from accounts import until
 from archives import tar_bytes
-from cluster_logs import executed
+from cluster_logs import executed, storage_requests
 from swiftclient import Connection
 from test_jobs import TEXT, post_job, wc, wc_job
 
@@ -124,6 +124,59 @@ def test_sql_over_a_private_object_is_refused_even_to_explain(swift_cluster, set
         assert resp.status_code == 403, resp.text
         assert resp.text == f'Denied: may not read {secret}\n'
     assert executed(swift_cluster, setting['private']) == []
+
+
+def test_sql_in_an_account_one_may_not_run_jobs_in_reads_nothing(
+        swift_cluster, conn: Connection, make_container, setting) -> None:
+    """sql/1.0 in AUTH_test by test2 (who may read one of its containers, not run jobs
+    in it) or by anyone (over a public container) is a 403 or 401 before the query's
+    objects, their listing or a stored query are read: it read the first object's
+    header row (and, for "explain", answered the plan from it) before it checked."""
+    if 'sqlite' not in swift_cluster.sysimages:
+        pytest.skip('no sqlite system image on this cluster')
+    readable = setting['readable']
+    public = make_container('public', headers={'X-Container-Read': '.r:*,.rlistings'})
+    for container in (readable, public):
+        conn.put_object(container, 'sales.csv', b'region,qty\neast,3\nwest,4\n')
+        conn.put_object(container, 'q.json', json.dumps(
+            {'query': f'SELECT * FROM swift://AUTH_test/{container}/sales.csv'}).encode())
+    url = conn.get_auth()[0]
+    other = setting['other'].get_auth()[1]
+
+    def post(token: str | None, container: str, body: dict | None) -> requests.Response:
+        headers = {'X-Zerovm-Execute': 'sql/1.0', 'Content-Type': 'application/json'}
+        if token:
+            headers['X-Auth-Token'] = token
+        if body is None:
+            headers['X-Zerovm-Source'] = f'swift://AUTH_test/{container}/q.json'
+        return requests.post(url, timeout=120, headers=headers,
+                             data=json.dumps(body) if body else None)
+
+    def queries(container: str) -> list[dict | None]:
+        return [{'query': f'SELECT region, sum(qty) FROM swift://~/{container}/{name} '
+                          'GROUP BY region', **extra}
+                for name in ('sales.csv', '*.csv') for extra in ({}, {'explain': True})
+                ] + [None]
+    denied = []
+    for token, container, status, message in [
+            (other, readable, 403, 'Denied: may not execute jobs in swift://AUTH_test\n'),
+            (other, public, 403, 'Denied: may not execute jobs in swift://AUTH_test\n'),
+            (None, public, 401, 'Unauthorized: a valid token is needed to execute jobs in '
+                                'swift://AUTH_test\n')]:
+        for body in queries(container):
+            resp = post(token, container, body)
+            assert (resp.status_code, resp.text) == (status, message), body
+            assert 'X-Sql-Plan' not in resp.headers and 'X-Nexe-System' not in resp.headers
+            denied.append(resp.headers['X-Trans-Id'])
+    # The servers log every request with its transaction's id: the owner's explain
+    # (after the refused ones) reads the listing and the header row, theirs nothing.
+    owner = post(conn.get_auth()[1], readable, queries(readable)[3])
+    assert owner.status_code == 200, owner.text
+    assert until(lambda: any(owner.headers['X-Trans-Id'] in line
+                             for line in storage_requests(swift_cluster, readable)))
+    for container in (readable, public):
+        lines = storage_requests(swift_cluster, container)
+        assert [line for line in lines if any(t in line for t in denied)] == []
 
 
 def test_another_user_cannot_read_or_settle_a_deferred_result(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import http.client
 import io
 import json
 import math
@@ -17,10 +18,14 @@ import random
 import sqlite3
 import subprocess
 import sys
+import time
+import urllib.parse
 from pathlib import Path
 
 import pytest
 import requests
+from accounts import until
+from cluster_logs import executed
 from swiftclient import Connection
 
 from zerocloud.devcluster import USERS, DevCluster
@@ -243,6 +248,10 @@ def test_bad_queries_are_400_before_any_node(swift_cluster, conn, sales) -> None
     assert sql(conn, b'{"query": ').status_code == 400
     missing = sql(conn, {'query': 'SELECT 1 FROM swift://~/sql-nowhere/*.csv'})
     assert missing.status_code == 404, missing.text
+    # an object without a format suffix that does not exist: said so, not its format
+    missing = sql(conn, {'query': 'SELECT 1 FROM swift://~/sql-sales/nothing'})
+    assert (missing.status_code, missing.text) == (
+        404, 'Error 404 Not Found while fetching swift://AUTH_test/sql-sales/nothing\n')
     assert sql(conn, {'query': f'SELECT 1 FROM {URL}'}, method='PUT').status_code == 405
 
 
@@ -263,6 +272,61 @@ def test_a_malformed_object_fails_the_query(swift_cluster, conn, make_container,
         assert resp.status_code == 422, resp.text
         assert resp.text.startswith(f'{node}: exit 1: sqlite: load: {error}\n'), resp.text
         assert resp.headers['X-Nexe-Error'] == f'{node}: exit 1: sqlite: load: {error}'
+
+
+def test_objects_whose_columns_differ_fail_the_query(swift_cluster, conn, make_container,
+                                                    make_object) -> None:
+    """The columns are read from the first object; another whose header row names them in
+    another order was read by position: region got the numbers, sum(qty) 0.0, and 200."""
+    c = make_container('sqlcols')
+    make_object(c, 'a.csv', b'region,qty\neast,1\nwest,2\n')
+    make_object(c, 'b.csv', b'qty,region\n10,east\n20,west\n')
+    account = conn.get_auth()[0].rstrip('/').rpartition('/')[2]
+    query = f'SELECT region, sum(qty) FROM swift://~/{c}/*.csv GROUP BY region'
+    resp = sql(conn, {'query': query})
+    assert resp.status_code == 422, resp.text
+    assert resp.text.startswith(
+        f'sql-2: exit 1: sqlite: load: swift://{account}/{c}/b.csv: line 1: the header row '
+        'names field 1 "qty", not "region" as the first object\'s'), resp.text
+    make_object(c, 'b.csv', b'\xef\xbb\xbf Region ,QTY\nnorth,10\n')   # case, blanks, BOM
+    resp = sql(conn, {'query': query + ' ORDER BY region'})
+    assert (resp.status_code, resp.text) == (200, 'region,sum(qty)\r\neast,1\r\nnorth,10\r\n'
+                                                  'west,2\r\n'), resp.text
+    # names the query gives itself replace every object's header row, unchecked
+    make_object(c, 'b.csv', b'qty,region\n10,east\n')
+    resp = sql(conn, {'query': query.replace('region', 'r').replace('qty', 'q'),
+                      'input': {'columns': ['r', 'q']}})
+    assert resp.status_code == 200 and '\n10,0.0\r\n' in resp.text, resp.text
+
+
+def test_a_client_that_goes_away_stops_its_query(swift_cluster, conn, make_container,
+                                                 make_object) -> None:
+    """A query's nodes ran to their end (and the merge after them) for a client that had
+    closed its connection, holding the object servers' workers for nobody.  Stopped, a
+    batch of them (several objects on one server) lost its workers: every later node
+    on that server was a 500 (the pool had none left)."""
+    c = make_container('sqlgone')
+    for i in range(6):
+        make_object(c, f'x{i}.csv', b'a\n' + b'1\n' * 500)
+    body = json.dumps({'query': f"SELECT count(*) FROM swift://~/{c}/*.csv WHERE "
+                                "length(printf('%.*c', 50000000, 'a')) > a",   # minutes
+                       'engine': 'emulated'})
+    url, token = conn.get_auth()
+    parts = urllib.parse.urlsplit(url)
+    client = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+    client.request('POST', parts.path, body=body, headers={
+        'X-Auth-Token': token, 'X-Zerovm-Execute': 'sql/1.0'})
+    time.sleep(2)                     # planned and sent (or not yet: then nothing runs)
+    client.close()                    # the client goes away
+    lines = until(lambda: executed(swift_cluster, c), 40)      # zerovm_timeout: 60 s
+    assert lines and all(' 499 ' in line or ' ok*0 ' in line for line in lines), lines
+    for _ in range(3):                # every server's workers are there for the next query
+        resp = sql(conn, {'query': f'SELECT count(*) AS n FROM swift://~/{c}/*.csv'})
+        assert (resp.status_code, resp.text) == (200, 'n\r\n3000\r\n'), resp.text
+    failed = [line for i in range(len(swift_cluster.object_ports))
+              for line in swift_cluster.log_file(swift_cluster.server(f'object{i}'))
+              .read_text().splitlines() if 'batch nodes' in line and f'/{c}/' in line]
+    assert failed == []               # a node the pool could not run (a worker lost)
 
 
 def test_explain_shows_the_plan(swift_cluster, conn, sales) -> None:

@@ -162,6 +162,13 @@ def test_error_type():
 def test_e1_not_elf():
     rejects(b'#!/bin/sh\necho hi\n' * 10, 'E1', 'not an ELF')
     rejects(b'', 'E1', 'not an ELF')
+    err = rejects(b'import sys\nprint(1)\n', 'E1', 'not an ELF')
+    assert err.message == (
+        "not an ELF file (starts with 69 6d 70 6f): a text file ('import sys'...), not a "
+        'program: build one with musl-gcc -static; a Python or Lua script runs with '
+        '"file://python3:python3" or "file://lua:lua" (doc/python.md, doc/lua.md), a ZeroVM '
+        'manifest with zvm MANIFEST')
+    assert rejects(b'\x00\x01binary', 'E1').message == 'not an ELF file (starts with 00 01 62 69)'
 
 
 def test_e1_class_endianness_machine(asm_exit):

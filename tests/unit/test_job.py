@@ -159,7 +159,8 @@ def test_node_names_are_unique_after_expansion():
     ({'path': 'file://python3:'}, 'Invalid executable path in sort: file://python3:: no file'),
     ({'path': 'sort', 'name': 7}, 'Invalid nexe property exec.name in sort: must be a string'),
     ({'path': 'sort', 'name': 'a\nb'}, 'Invalid nexe property exec.name in sort: control'),
-    ({'path': 'sort', 'args': 5}, 'Invalid nexe property exec.args in sort: must be a string'),
+    ({'path': 'sort', 'args': 5}, 'Invalid nexe property exec.args in sort: must be a string or '
+                                  'a list of strings, got 5'),
     ({'path': 'sort', 'args': ['a', 1]}, 'Invalid nexe property exec.args in sort: must be a '
                                          'string or a list of strings'),
     ({'path': 'sort', 'args': '-k "2'}, 'Invalid nexe property exec.args in sort: no closing '
@@ -432,7 +433,10 @@ def test_swift_path_text_forms():
     ({'replicate': '2'}, 'Invalid replicate in sort: must be an integer from 1 to 3, got "2"'),
     ({'connect': 'sort'}, 'Invalid connect in sort: must be a list of node names, got "sort"'),
     ({'connect': [1]}, 'Invalid connect in sort: must be a list of node names, got a list'),
-    ({'connect': ['reducer7']}, 'Non-existing node in connect reducer7 of sort'),
+    ({'connect': ['reducer7']}, 'Non-existing node in connect reducer7 of sort (the job\'s '
+                                'groups: sort)'),
+    ({'connect': ['srot'], 'count': 2}, 'Non-existing node in connect srot of sort, did you '
+                                        'mean "sort"? (the job\'s groups: sort)'),
     ({'connect': ['sort'], 'count': 2}, None),
     ({'attach': 'stdout'}, 'Invalid attach in sort: no device "stdout" in the group (its '
                            'devices: none)'),

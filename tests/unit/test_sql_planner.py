@@ -271,6 +271,11 @@ def test_jobs_of_a_plan() -> None:
     assert merge[0]['devices'] == [{'name': 'stdin'},
                                    {'name': 'stdout', 'content_type': 'application/x-ndjson'}]
     assert 'engine' not in nodes[0] and 'engine' not in merge[0]
+    assert '--check-header' not in args
+    nodes, _ = entry.build_jobs(p, SwiftPath('AUTH_a', 'sales', '*.csv'), 'csv', ',',
+                                True, 'json', True, check_header=True)
+    checked = nodes[0]['exec']['args']
+    assert checked[checked.index('--fields') + 2] == '--check-header'
     nodes, merge = entry.build_jobs(p, SwiftPath('AUTH_a', 'sales', '*.csv'), 'csv', ',',
                                     True, 'csv', True, engine='native')
     assert nodes[0]['engine'] == merge[0]['engine'] == 'native'

@@ -282,6 +282,14 @@ def test_an_answer_without_nodes_keeps_the_whole_error_body() -> None:
     assert body.decode() in display.report(result)
 
 
+def test_a_job_refused_by_the_auth_says_which_credentials_to_check() -> None:
+    page = b'<html><h1>Unauthorized</h1><p>This server could not verify that you are ...'
+    assert display.report(report.parse(401, {}, page)) == (
+        'zc: the job was refused (HTTP 401), nothing ran:\n' + display.REFUSED + '\n')
+    ours = b'Unauthorized: a valid token is needed to execute jobs in swift://AUTH_t\n'
+    assert ours.decode() in display.report(report.parse(401, {}, ours))
+
+
 def test_a_refusal_that_names_no_failed_node_shows_the_body() -> None:
     headers = {'X-Nexe-System': 'a', 'X-Nexe-Status': 'ok', 'X-Nexe-Retcode': '0'}
     result = report.parse(422, headers, b'a: its message/cgi output is not valid: no blank line\n')
@@ -400,6 +408,18 @@ def test_bundle_refuses_an_invalid_program_or_a_broken_script(tmp_path: Path, gu
     assert not (root / 'app.zapp').exists()
 
 
+def test_bundle_names_a_misspelt_key_of_zapp_yaml(tmp_path: Path) -> None:
+    """``bundel:`` was ignored: the zapp bundled nothing and said only that its program
+    was not bundled."""
+    root = zapps.new('app', tmp_path)
+    text = (root / 'zapp.yaml').read_text()
+    (root / 'zapp.yaml').write_text(text.replace('\nbundle:', '\nbundel:'))
+    with pytest.raises(jobs.BuildError, match='Unknown key "bundel" in .*zapp.yaml, did you '
+                                              'mean "bundle"'):
+        zapps.bundle(root)
+    assert not (root / 'app.zapp').exists()
+
+
 def test_bundle_refuses_a_job_whose_program_is_not_bundled(tmp_path: Path) -> None:
     root = tmp_path / 'app'
     root.mkdir()
@@ -415,6 +435,17 @@ def test_a_registered_app_mounts_the_deployed_zapp_as_its_image() -> None:
     assert out[0]['devices'] == [{'name': 'stdin'},
                                  {'name': 'image', 'path': 'swift://AUTH_t/apps/a.zapp'}]
     assert job[0]['devices'] == [{'name': 'stdin'}]          # the original is untouched
+
+
+def test_a_local_map_to_a_missing_directory_says_so(tmp_path: Path) -> None:
+    run = local.LocalRun(local.parse_maps([f'logs={tmp_path}/nowhere']), tmp_path)
+    with pytest.raises(jobs.BuildError, match=f'--map swift://~/logs={tmp_path}/nowhere: '
+                                              f'{tmp_path}/nowhere is not a directory'):
+        run.list_objects(local.ACCOUNT, 'logs')
+    (tmp_path / 'here').mkdir()
+    (tmp_path / 'here' / 'a.txt').write_text('a')
+    assert local.LocalRun({'logs': tmp_path / 'here'}, tmp_path).list_objects(
+        local.ACCOUNT, 'logs') == ['a.txt']
 
 
 def test_local_maps_name_containers() -> None:
@@ -544,3 +575,20 @@ def test_a_ctrl_c_python_swallowed_still_stops_following(monkeypatch, capsys) ->
     assert len(polls) == 1
     assert 'zc: cancelled: stopped waiting; the deferred job goes on' in capsys.readouterr().err
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler   # restored
+
+
+def test_refused_credentials_say_which_to_check(monkeypatch, capsys) -> None:
+    """The auth's 401 page (HTML) was printed as it came: it names no variable."""
+    from swiftclient import ClientException
+
+    from zerocloud.client import cli
+
+    def refused(self):
+        raise ClientException('Auth GET failed', http_status=401, http_reason='Unauthorized',
+                              http_response_content=b'<html><h1>Unauthorized</h1></html>')
+    monkeypatch.setattr(cli.Client, 'cmd_status', refused)
+    assert cli.main(['status', 'job-1']) == cli.EXIT_FAILED
+    assert capsys.readouterr().err == (
+        'zc: Auth GET failed: 401 Unauthorized: the credentials were refused: check ST_USER '
+        'and ST_KEY (or OS_USERNAME, OS_PASSWORD, OS_PROJECT_NAME), or get a new '
+        'OS_AUTH_TOKEN if it has expired\n')

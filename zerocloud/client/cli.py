@@ -619,6 +619,9 @@ def _main(argv: list[str] | None) -> int:
         sys.stderr.write(f'zc: {e}\n')
         return EXIT_FAILED
     except ClientException as e:
+        if e.http_status == 401:        # the auth's HTML page says nothing of what to fix
+            sys.stderr.write(f'zc: {e.msg}: 401 Unauthorized: {display.REFUSED}\n')
+            return EXIT_FAILED
         body = e.http_response_content
         text = body.decode('utf-8', 'replace') if isinstance(body, bytes) else str(body or '')
         sys.stderr.write(f'zc: {e.msg}: {e.http_status} {e.http_reason}\n{text}'.rstrip() + '\n'

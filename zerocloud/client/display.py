@@ -77,6 +77,10 @@ def summary(result: JobResult) -> str:
     return f'{total} {word}: {total - failed} ok, {failed} failed{secs}{http}{cut}\n'
 
 
+REFUSED = ('the credentials were refused: check ST_USER and ST_KEY (or OS_USERNAME, '
+           'OS_PASSWORD, OS_PROJECT_NAME), or get a new OS_AUTH_TOKEN if it has expired')
+
+
 def report(result: JobResult) -> str:
     """The table, the failures under it, and a summary line."""
     if result.summary is not None:      # a large job: counts, and its failed nodes
@@ -85,6 +89,8 @@ def report(result: JobResult) -> str:
     text += failures(result.nodes)
     if result.status >= 300 and not result.nodes:
         body = result.body.decode('utf-8', 'replace')
+        if result.status == 401 and body.startswith('<html>'):   # the auth's page
+            body = REFUSED + '\n'
         return f'zc: the job was refused (HTTP {result.status}), nothing ran:\n{body}'
     if result.status >= 300 and not any(n.failed for n in result.nodes):
         text += f'the server answered HTTP {result.status}:\n' + \

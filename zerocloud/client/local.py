@@ -63,6 +63,8 @@ class LocalRun:
 
     def list_objects(self, account: str, container: str) -> list[str]:
         root = self.file(SwiftPath(account, container))
+        if not root.is_dir():           # else: "No objects found", as if it were empty
+            raise BuildError(f'--map swift://~/{container}={root}: {root} is not a directory')
         return sorted(p.relative_to(root).as_posix() for p in root.rglob('*') if p.is_file())
 
     def list_containers(self, account: str) -> list[str]:

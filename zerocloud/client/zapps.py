@@ -37,11 +37,12 @@ from pathlib import Path
 import yaml
 
 from zerocloud.client.jobs import ELF_MAGIC, BuildError, system_images, zapp_bytes
-from zerocloud.job import SWIFT, USER_IMAGE, JobError, parse_job
+from zerocloud.job import SWIFT, USER_IMAGE, JobError, _known_keys, parse_job
 from zvm_core.elf import ElfError, load_program
 from zvm_core.validator import Policy, default_cache, validate
 
 MANIFEST = 'zapp.yaml'
+MANIFEST_KEYS = ('name', 'version', 'job', 'bundle')
 
 ZAPP_YAML = '''\
 # The app: its job (boot/system.map of the zapp, doc/job-reference.md) and the
@@ -141,6 +142,10 @@ def manifest(root: Path) -> dict:
         raise BuildError(f'{path} is not valid YAML: {e}') from None
     if not isinstance(data, dict) or not isinstance(data.get('job'), list):
         raise BuildError(f'{path} needs a "job" (a list of groups, doc/job-reference.md)')
+    try:            # "bundel:" would bundle nothing, and say only that nothing is bundled
+        _known_keys(data, MANIFEST_KEYS, str(path))
+    except JobError as e:
+        raise BuildError(str(e)) from None
     if not isinstance(data.get('name'), str) or not data['name']:
         raise BuildError(f'{path} needs a "name"')
     return data

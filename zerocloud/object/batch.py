@@ -440,7 +440,11 @@ class BatchRun:
         yield b''.join([*parts, wire.TAR_END])
 
     def stop(self) -> None:
-        """The proxy went away: stop the nodes still running."""
+        """The proxy went away: stop the nodes still running, once (``close`` calls this
+        again: a second kill landed in a stopped node's worker being replaced, and the
+        pool lost that worker for good: every later node a 500)."""
+        if self.closed:
+            return
         self.closed = True
         if self.pool is not None:
             for thread in list(self.pool.coroutines_running):

@@ -46,8 +46,8 @@ from swift.common.swob import (
 )
 from swift.common.utils import close_if_possible
 
+from zerocloud import hangup, sources
 from zerocloud import job as jobs
-from zerocloud import sources
 from zerocloud.sources import Input, Launch
 from zerocloud.sql import planner
 from zerocloud.sql.planner import SqlError
@@ -153,7 +153,7 @@ def _objects(caller: Caller, path: jobs.SwiftPath) -> list[jobs.SwiftPath]:
 
 
 def _node_args(plan: planner.Plan, fmt: str, delimiter: str, has_header: bool,
-               out: str) -> list[str]:
+               out: str, check_header: bool) -> list[str]:
     args = ['--schema', plan.map_schema()]
     if fmt == 'jsonl':
         planner.check_json_keys(plan.loaded or plan.columns)
@@ -164,17 +164,22 @@ def _node_args(plan: planner.Plan, fmt: str, delimiter: str, has_header: bool,
             args += ['--delimiter', delimiter]
         if plan.fields():
             args += ['--fields', plan.fields()]
+        if check_header:
+            args.append('--check-header')
     return args + ['--query', plan.map_query, '--out', out]
 
 
 def build_jobs(plan: planner.Plan, source: jobs.SwiftPath, fmt: str, delimiter: str,
                has_header: bool, out_format: str, out_header: bool,
-               output: jobs.SwiftPath | None = None, engine: str | None = None
-               ) -> list[list[dict]]:
+               output: jobs.SwiftPath | None = None, engine: str | None = None,
+               check_header: bool = False) -> list[list[dict]]:
     """The jobs that run ``plan`` over ``source`` (a wildcard path or one object): the
     nodes' job, then (unless one node answers) the merging job, which reads their
     partial rows on stdin.  The last one answers in the response, or stores the
-    answer as ``output``.  ``engine`` is every node's (None: the object servers')."""
+    answer as ``output``.  ``engine`` is every node's (None: the object servers').
+    ``check_header``: every object's header row must name the plan's columns (they
+    were read from the first object's), else its node fails: read by position, an
+    object with its columns in another order would give a wrong answer."""
     final = 'json' if out_format == 'json' else ('csvh' if out_header else 'csv')
     answer = {'name': 'stdout', 'content_type': CONTENT_TYPES[out_format]}
     if output is not None:
@@ -183,10 +188,10 @@ def build_jobs(plan: planner.Plan, source: jobs.SwiftPath, fmt: str, delimiter: 
     picked = {} if engine is None else {'engine': engine}
     if plan.mode == 'single':
         return [[{'name': MAP, 'exec': {**program, 'args': _node_args(
-                    plan, fmt, delimiter, has_header, final)},
+                    plan, fmt, delimiter, has_header, final, check_header)},
                   'devices': [{'name': 'input', 'path': str(source)}, answer], **picked}]]
     nodes = [{'name': MAP, 'exec': {**program, 'args': _node_args(
-                 plan, fmt, delimiter, has_header, 'partial')},
+                 plan, fmt, delimiter, has_header, 'partial', check_header)},
               'devices': [{'name': 'input', 'path': str(source)},
                           {'name': 'stdout', 'content_type': PARTIAL_TYPE}], **picked}]
     merge = [{'name': MERGE, 'exec': {**program, 'args': [
@@ -259,8 +264,14 @@ def _body(caller: Caller, account: str) -> bytes:
 def respond(caller: Caller, execute: Callable[[Launch], Response], version: str,
             account: str, container: str | None, obj: str | None) -> Response:
     """Answer a ``sql/1.0`` request (swob HTTP exceptions for the caller's mistakes);
-    ``execute`` runs one job as the caller."""
+    ``execute`` runs one job as the caller.
+
+    The caller must be allowed to run jobs in ``account`` (401/403) before anything
+    else: the query's body or stored source, a listing or an object's first bytes are
+    read as the caller, and reading them for one who may not run the query would
+    answer (``explain``, an error naming a column) from data the query never ran on."""
     req = caller.req
+    caller.authorize('POST', f'/{version}/{account}', None)
     if req.method != 'POST':
         raise HTTPMethodNotAllowed(body=f'{VERSION}: POST the query\n')
     if container is not None:
@@ -288,7 +299,12 @@ def respond(caller: Caller, execute: Callable[[Launch], Response], version: str,
             raise SqlError(f'query: FROM {source} names a container: name its objects '
                            f'({source}/* for all)')
         objects = _objects(caller, source)
-        fmt, delimiter = _input_format(spec.input, objects[0].obj)
+        try:
+            fmt, delimiter = _input_format(spec.input, objects[0].obj)
+        except SqlError:
+            if not source.wildcard:         # a missing object: a 404, not its format
+                _head(caller, source)
+            raise
         has_header = fmt == 'csv' and spec.input.header
         columns = spec.input.columns
         if columns is None:
@@ -306,7 +322,7 @@ def respond(caller: Caller, execute: Callable[[Launch], Response], version: str,
             raise SqlError('"format": "json" needs distinct result column names: name them '
                            'with AS')
         job = build_jobs(plan, source, fmt, delimiter, has_header, spec.format, spec.header,
-                         output, spec.engine)
+                         output, spec.engine, has_header and spec.input.columns is None)
     except SqlError as e:
         raise HTTPBadRequest(body=f'{e}\n') from None
     headers = {'X-Sql-Plan': plan.mode, 'X-Sql-Objects': str(len(objects)),
@@ -316,16 +332,17 @@ def respond(caller: Caller, execute: Callable[[Launch], Response], version: str,
                            'jobs': job}, indent=1).encode()
         return Response(status=200, body=body, headers=headers,
                         content_type='application/json')
-    first = resp = _run(execute, Launch(json.dumps(job[0]).encode()))
-    if resp.status_int == 200 and len(job) > 1:
-        partials = Input(tempfile.SpooledTemporaryFile(max_size=1 << 20), len(first.body))
-        try:
-            partials.file.write(first.body)
-            partials.file.seek(0)
-            resp = _run(execute, Launch(json.dumps(job[1]).encode(), input=partials))
-        finally:
-            partials.file.close()
-        resp.headers.update(_joined(first, resp))
+    with hangup.stop_on_hangup(req.environ, 'the query'):   # Ctrl-C frees the workers
+        first = resp = _run(execute, Launch(json.dumps(job[0]).encode()))
+        if resp.status_int == 200 and len(job) > 1:
+            partials = Input(tempfile.SpooledTemporaryFile(max_size=1 << 20), len(first.body))
+            try:
+                partials.file.write(first.body)
+                partials.file.seek(0)
+                resp = _run(execute, Launch(json.dumps(job[1]).encode(), input=partials))
+            finally:
+                partials.file.close()
+            resp.headers.update(_joined(first, resp))
     resp.headers.update(headers)
     return resp
 

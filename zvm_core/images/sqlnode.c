@@ -1,7 +1,8 @@
 /* sqlnode: one node of an SQL query over objects (the `sqlite` system image).
  *
  *   sqlite --schema SQL [--load csv|csvh|jsonl|partials PATH [--delimiter C]
- *          [--fields WIDTH:F1,F2,...]] --query SQL [--out partial|csv|csvh|json] [--output PATH]
+ *          [--fields WIDTH:F1,F2,...] [--check-header]] --query SQL
+ *          [--out partial|csv|csvh|json] [--output PATH]
  *
  * An in-memory SQLite database gets the tables of --schema; --load reads a
  * source into the first table the schema creates (csv: RFC 4180 records, csvh:
@@ -9,6 +10,11 @@
  * fields F1, F2, ... (from 1, ascending) are the table's columns; jsonl: one JSON
  * value per line, each column the value of its key (json_extract); partials: the typed rows other
  * nodes wrote, from PATH, else PATH-1, PATH-2, ... until one is missing).
+ * --check-header (csvh): the header row must name the table's columns in field
+ * order (ASCII case and surrounding blanks aside; an empty name is c<field>),
+ * else the source does not load: the columns of a query's objects are read from
+ * the first one, and another object whose columns are in another order would
+ * otherwise be read by position, silently wrong.
  * Sources may be gzip-compressed (recognised by their first bytes).  --query
  * runs once; its rows go to --output (default /dev/stdout):
  *
@@ -257,6 +263,7 @@ static struct input {
     struct buf rec;                   /* CSV: the current record's kept fields */
     size_t *off, *len;                /* per column: where in `rec`, how long */
     sqlite3_stmt *extract;            /* JSON lines: SELECT json_extract(?1, ...) */
+    char **names;                     /* --check-header: the table's column names */
     int open, done;
 } in;
 
@@ -361,13 +368,18 @@ static const char *source_name(const char *path) {
 
 /* Start reading `path` (format csv, csvh or jsonl) into the first table of the schema. */
 static void input_start(const char *path, const char *format, const char *table, int delim,
-                        const char *fields) {
+                        const char *fields, int check_header) {
     in.path = path;
     in.name = source_name(path);
     in.format = format;
     in.delim = delim;
     sqlite3_stmt *st = table_columns(table);
     in.ncols = sqlite3_column_count(st);
+    if (check_header) {
+        in.names = need(calloc((size_t)in.ncols, sizeof *in.names));
+        for (int i = 0; i < in.ncols; i++)
+            in.names[i] = need(strdup(sqlite3_column_name(st, i)));
+    }
     sqlite3_finalize(st);
     in.width = in.ncols;
     if (fields) in.keep = parse_fields(fields, in.ncols, &in.width);
@@ -451,6 +463,33 @@ static int csv_record(void) {
     }
 }
 
+/* --check-header: the header record (`nf` fields, the kept ones in `in.rec`) names
+ * the table's columns in order, or the source does not load. */
+static void header_check(int nf) {
+    if (nf != in.width)
+        bad_input("line %ld: the header row has %d fields, not %d as the first object's: "
+                  "the objects of one query must have the same columns", in.line, nf, in.width);
+    for (int i = 0; i < in.ncols; i++) {
+        const char *p = in.rec.p + in.off[i];
+        size_t n = in.len[i];
+        if (in.line == 1 && n >= 3 && !memcmp(p, "\xef\xbb\xbf", 3)) p += 3, n -= 3;  /* BOM */
+        while (n && memchr(" \t\r\n\v\f", *p, 6)) p++, n--;
+        while (n && memchr(" \t\r\n\v\f", p[n - 1], 6)) n--;
+        int field = i + 1;
+        if (in.keep)
+            for (field = 1; in.keep[field - 1] != i + 1; field++) {}
+        char empty[24];
+        snprintf(empty, sizeof empty, "c%d", field);
+        const char *want = in.names[i];
+        if (n ? strlen(want) == n && !sqlite3_strnicmp(p, want, (int)n)
+              : !sqlite3_stricmp(want, empty))
+            continue;
+        bad_input("line %ld: the header row names field %d \"%.*s\", not \"%s\" as the first "
+                  "object's: the objects of one query must have the same columns in the same "
+                  "order", in.line, field, (int)(n > 200 ? 200 : n), p, want);
+    }
+}
+
 /* The next data row into `in`: 1, or 0 at the end of the source. */
 static int input_next(void) {
     if (in.done || !in.open) return 0;
@@ -474,7 +513,10 @@ static int input_next(void) {
         while ((nf = csv_record()) >= 0) {
             if (!nf) continue;                   /* a blank line is no record */
             in.record++;
-            if (header && in.record == 1) continue;
+            if (header && in.record == 1) {
+                if (in.names) header_check(nf);
+                continue;
+            }
             if (nf > in.width)
                 bad_input("line %ld: record %ld has more than %d fields", in.line, in.record,
                           in.width);
@@ -499,6 +541,8 @@ static void input_end(void) {
     sqlite3_finalize(in.extract);
     free(in.rec.p);
     free(in.keep);
+    for (int i = 0; in.names && i < in.ncols; i++) free(in.names[i]);
+    free(in.names);
     free(in.off);
     free(in.len);
 }
@@ -974,7 +1018,7 @@ static void run_query(sqlite3_stmt *st, const char *format, const char *path) {
 
 static void usage(void) {
     fputs("usage: sqlite --schema SQL [--load csv|csvh|jsonl|partials PATH "
-          "[--delimiter C] [--fields WIDTH:F1,F2,...]] --query SQL "
+          "[--delimiter C] [--fields WIDTH:F1,F2,...] [--check-header]] --query SQL "
           "[--out partial|csv|csvh|json] [--output PATH]\n", stderr);
     exit(2);
 }
@@ -983,9 +1027,13 @@ int main(int argc, char **argv) {
     const char *schema = NULL, *load = NULL, *from = NULL, *query = NULL;
     const char *fields = NULL;
     const char *format = "csvh", *output = "/dev/stdout";
-    int delim = ',';
+    int delim = ',', check_header = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
+        if (!strcmp(a, "--check-header")) {
+            check_header = 1;
+            continue;
+        }
         if (i + 1 >= argc) usage();
         if (!strcmp(a, "--schema")) schema = argv[++i];
         else if (!strcmp(a, "--load")) {
@@ -1017,7 +1065,8 @@ int main(int argc, char **argv) {
     if (load) {
         where = "load";
         if (!strcmp(load, "csv") || !strcmp(load, "csvh") || !strcmp(load, "jsonl")) {
-            input_start(from, load, table, delim, fields);
+            if (check_header && strcmp(load, "csvh")) usage();
+            input_start(from, load, table, delim, fields, check_header);
             streamed = plain_table(table);
             if (streamed) stand_in(table);
         } else if (!strcmp(load, "partials")) {
