@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+from greenlet import GreenletExit
 from swift.common.concurrency import sleep, spawn, tpool
 
 from zerocloud import wire
@@ -101,14 +103,17 @@ def test_a_dead_worker_is_replaced_off_the_hub(monkeypatch) -> None:
         def __init__(self, *args) -> None:
             if workers:                          # a replacement, not the first worker
                 seen.append(ticker.waits_for_a_tick())
-            self.proc = _DeadProc()
+            self.proc = _LiveProc()
             workers.append(self)
 
         def kill(self) -> None:
             pass
+
+    def dies(self, worker, *args) -> Report:
+        worker.proc = _DeadProc()
+        return Report(status='killed')
     monkeypatch.setattr(zvm_pool, '_Worker', SlowWorker)
-    monkeypatch.setattr(zvm_pool.Pool, '_exchange',
-                        lambda *args: Report(status='killed'))
+    monkeypatch.setattr(zvm_pool.Pool, '_exchange', dies)
     try:
         pool = zvm_pool.Pool(size=1, queue=0, offload=tpool.execute)
         report = pool.run('/bin/true', [], argv=['true'])
@@ -156,3 +161,42 @@ def test_the_validating_workers_start_off_the_hub(monkeypatch) -> None:
         ticker.stop()
     assert seen == [True] and pool.offload is tpool.execute
     assert uploads.validation_pool() is pool             # one per process
+
+
+def test_a_replacement_cut_short_leaves_the_slot_a_worker(monkeypatch) -> None:
+    """The caller's green thread killed while its dead worker's successor starts
+    (its client hung up): the next request gets a worker, not IndexError."""
+    workers, cut = [], [True]
+
+    class Worker:
+        served = 0
+
+        def __init__(self, *args) -> None:
+            self.proc = _DeadProc() if not workers else _LiveProc()
+            workers.append(self)
+
+        def kill(self) -> None:
+            pass
+
+    def offload(fn, *args):
+        if cut:
+            cut.pop()
+            raise GreenletExit()
+        return fn(*args)
+    monkeypatch.setattr(zvm_pool, '_Worker', Worker)
+    monkeypatch.setattr(zvm_pool.Pool, '_exchange',
+                        lambda self, worker, *args: Report(status='ok', message=str(id(worker))))
+    pool = zvm_pool.Pool(size=1, queue=0, offload=offload)
+    with pytest.raises(GreenletExit):
+        pool.run('/bin/true', [], argv=['true'])
+    assert pool._idle == [workers[0]]
+    report = pool.run('/bin/true', [], argv=['true'])
+    assert report.message == str(id(workers[1]))
+    assert pool._idle == [workers[1]] and pool.replaced == 1
+
+
+class _LiveProc:
+    pid = 2
+
+    def poll(self) -> None:
+        return None

@@ -448,29 +448,45 @@ class Pool:
         try:
             with self._slots.slot(account):
                 worker = self._idle.pop(0)      # idle longest: done with its clean-up
+                if worker.proc.poll() is not None:  # died idle, or its replacement was cut
+                    worker = self._successor(worker)
                 served = worker.served
                 try:
                     if started is not None:
                         started()
                     yield worker
                 finally:        # one that answered is alive: no wait() to ask
-                    alive = worker.served > served or worker.proc.poll() is None
-                    self._idle.append(worker if alive else self._replace(worker))
+                    if worker.served > served or worker.proc.poll() is None:
+                        self._idle.append(worker)
+                    else:
+                        self._idle.append(self._successor(worker))
         finally:
             with self._lock:
                 self._waiting -= 1
 
+    def _successor(self, dead: _Worker) -> _Worker:
+        """A new worker for ``dead``'s place.  If starting it is cut short (the
+        caller's green thread killed: its client hung up) the dead worker goes back
+        to the idle list, to be replaced when next taken: a slot keeps its worker."""
+        try:
+            return self._replace(dead)
+        except BaseException:
+            self._idle.append(dead)
+            raise
+
     def _replace(self, worker: _Worker) -> _Worker:
         new = self._offload(self._restart, worker)
         self.replaced += 1
-        self._all.discard(worker)
-        self._all.add(new)
         return new
 
     def _restart(self, worker: _Worker) -> _Worker:
-        """Reap ``worker`` and start its successor (run through ``offload``)."""
+        """Reap ``worker`` and start its successor (run through ``offload``); the
+        successor is known to ``close`` even if whoever waited for it went away."""
         worker.kill()
-        return _Worker(*self._args)
+        self._all.discard(worker)
+        new = _Worker(*self._args)
+        self._all.add(new)
+        return new
 
     def _exchange(self, worker: _Worker, req: dict, fds: list[int], wait: float,
                   parse: Callable[[dict], object] = _report_from):
