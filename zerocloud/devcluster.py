@@ -900,11 +900,12 @@ def _cmd_env(cluster: DevCluster) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``zerocloud-devcluster``."""
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument('--dir', type=Path, default=default_dir(),
-                        help='cluster directory (default: %(default)s)')
+    common.add_argument('--dir', type=Path, help=f'cluster directory (default: {default_dir()})')
     parser = argparse.ArgumentParser(
         prog='zerocloud-devcluster',
         description='Start and stop a local Swift cluster with ZeroCloud installed.')
+    parser.add_argument('--dir', type=Path, dest='dir_first', metavar='DIR',
+                        help='the same as the command\'s --dir, given before it')
     sub = parser.add_subparsers(dest='command', required=True, metavar='COMMAND')
     start = sub.add_parser('start', parents=[common], help='start the cluster and wait for it')
     start.add_argument('--replicas', type=int, default=2, metavar='N',
@@ -922,6 +923,7 @@ def main(argv: list[str] | None = None) -> int:
     serve_cmd.add_argument('conf')
     serve_cmd.add_argument('--parent', type=int)
     args = parser.parse_args(argv)
+    args.dir = getattr(args, 'dir', None) or args.dir_first or default_dir()
 
     if args.command == 'serve':
         return serve(args.app, args.conf, args.parent)

@@ -171,6 +171,16 @@ def test_cli_without_a_cluster(tmp_path: Path, capsys: pytest.CaptureFixture) ->
     assert err.value.code == 2
 
 
+def test_the_dir_may_come_before_the_command(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'default'))
+    (tmp_path / 'first').mkdir()
+    assert main(['--dir', str(tmp_path / 'first'), 'status']) == 1
+    assert str(tmp_path / 'first') in capsys.readouterr().out
+    assert main(['--dir', str(tmp_path / 'first'), 'status', '--dir', str(tmp_path)]) == 1
+    assert capsys.readouterr().out == f'no cluster in {tmp_path}\n'
+
+
 SLOW_SERVER = '''
 import http.server, sys, time
 start = time.process_time()
