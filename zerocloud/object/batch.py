@@ -2,8 +2,9 @@
 
 The proxy sends the in-place nodes of a wildcard job bound for this server
 together, so that what a request costs (its connection, ``100 Continue``,
-the program and the job's image or their digests, a scratch directory) is
-paid once per batch, not once per node.  The batch is admitted as one node
+the program and the job's image or their digests) is paid once per batch,
+not once per node, and the nodes' output files are kept from one batch to
+the next (:class:`Spares`).  The batch is admitted as one node
 of its job's account (``503 Slot not available`` when the server or the
 account has no room: ``zerocloud.object.admission``).  Its nodes go to the
 pool's workers in chunks, one request per chunk
