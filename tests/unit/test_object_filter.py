@@ -525,6 +525,48 @@ def test_output_files_go_back_to_the_spares_only_from_a_batch_that_ended(
         assert all(not f.closed and f.tell() == 0 for f in spares.files)
 
 
+def test_spare_output_files_go_once_no_batch_used_them_for_a_while(tmp_path: Path,
+                                                                    monkeypatch) -> None:
+    """Kept open, a spare would keep its disk from being unmounted: the spares go
+    ``SPARES_IDLE`` seconds after a batch last took or kept one (a timer looks)."""
+    from zerocloud.object import batch
+    now = [1000.0]
+    monkeypatch.setattr(batch.time, 'monotonic', lambda: now[0])
+    spares = batch.Spares(str(tmp_path))
+
+    def a_batch(files: int) -> None:
+        outputs = batch.Outputs(spares)
+        outputs.give([outputs.take()[1] for _ in range(files)])
+        outputs.release(True)
+
+    def fire() -> None:
+        """The timer's look, now."""
+        spares.timer.cancel()
+        spares._expire()
+    try:
+        a_batch(3)
+        assert spares.timer is not None
+        now[0] += batch.SPARES_IDLE - 5
+        a_batch(2)                      # used again: kept SPARES_IDLE more
+        now[0] += batch.SPARES_IDLE - 1
+        fire()                          # not idle long enough: it looks again later
+        assert spares.timer is not None
+        assert len(spares.files) == 3 and len(list(spares_dir(tmp_path).iterdir())) == 3
+        now[0] += 1
+        fire()
+        assert spares.timer is None and spares.files == [] and list(spares_dir(tmp_path).iterdir()) == []
+        a_batch(1)                      # a later batch makes new ones
+        assert len(spares.files) == 1
+    finally:
+        if spares.timer is not None:
+            spares.timer.cancel()
+
+
+def spares_dir(disk_tmp: Path) -> Path:
+    (only,) = disk_tmp.iterdir()
+    return only
+
+
 def test_a_batch_node_s_declared_stderr_is_an_output_and_its_end_in_the_report(
         mw, guest, devices: Path) -> None:
     for i in range(3):

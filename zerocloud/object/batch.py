@@ -59,6 +59,7 @@ CACHED = (wire.EXE, IMAGE_MEMBER)       # kept by content (``ObjectExecMiddlewar
 
 
 SPARES = 128            # emptied output files one process keeps open per disk for next batches
+SPARES_IDLE = 30.0      # seconds they stay open once no batch uses them (a disk may be unmounted)
 
 
 def _empty(files: list) -> None:
@@ -86,16 +87,20 @@ class Spares:
     made their own: ``open`` of a new file 0.1 ms of CPU, more of the hub's wall on
     a loaded disk).  A file comes back only from a batch whose every node ended,
     emptied: no run is left that could still write to it, and it holds nothing of
-    that batch's jobs."""
+    that batch's jobs.  Spares no batch used for :data:`SPARES_IDLE` seconds are
+    removed: an open file would keep its disk from being unmounted."""
 
     def __init__(self, disk_tmp: str) -> None:
         self.disk_tmp = disk_tmp
         self.dir: str | None = None
         self.files: list = []           # emptied, open (unbuffered), their ``name`` a path
         self.made = 0
+        self.used = 0.0                 # when a batch last took or kept one (monotonic)
+        self.timer = None               # removes the spares once idle
 
     def take(self):
         """An empty open file: a spare, or a new one."""
+        self.used = time.monotonic()
         if self.files:
             return self.files.pop()
         if self.dir is None or not os.path.isdir(self.dir):
@@ -108,8 +113,21 @@ class Spares:
         over :data:`SPARES` are removed, in a thread)."""
         room = max(0, SPARES - len(self.files))
         self.files += files[:room]
+        self.used = time.monotonic()
+        if self.timer is None:
+            self.timer = greenthread.spawn_after(SPARES_IDLE, self._expire)
         if files[room:]:
             tpool.execute(_discard, files[room:])
+
+    def _expire(self) -> None:
+        """Remove the spares if no batch used them for :data:`SPARES_IDLE` seconds."""
+        idle = time.monotonic() - self.used
+        if idle < SPARES_IDLE:
+            self.timer = greenthread.spawn_after(SPARES_IDLE - idle, self._expire)
+            return
+        self.timer = None
+        files, self.files = self.files, []
+        tpool.execute(_discard, files)
 
 
 class Outputs:
