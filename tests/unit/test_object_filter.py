@@ -337,6 +337,18 @@ def batch_request(app, entries: list[wire.BatchEntry], program: bytes):
     return req.get_response(app)
 
 
+def assert_only_spares(mw, devices: Path) -> list[Path]:
+    """What batches left in a disk's scratch space: the process's spare output files
+    (``batch.Spares``), each empty, in one directory of this process; returned."""
+    tmp = devices / 'sda1' / 'tmp'
+    dirs = list(tmp.iterdir())
+    assert [d.name.split('-')[2] for d in dirs] == [str(os.getpid())] * len(dirs) and len(dirs) < 2
+    files = [f for d in dirs for f in d.iterdir()]
+    assert all(f.stat().st_size == 0 for f in files)
+    assert sorted(f.name for f in mw.spare_files(str(tmp)).files) == sorted(map(str, files))
+    return files
+
+
 def test_a_batch_runs_each_node_next_to_its_object(mw, guest, devices: Path) -> None:
     put(mw, '/sda1/0/a/c/o1', b'one\n', **{'X-Object-Meta-Color': 'red'})
     put(mw, '/sda1/0/a/c/o3', b'three three\n', **{'Content-Type': 'text/x-three'})
@@ -360,7 +372,7 @@ def test_a_batch_runs_each_node_next_to_its_object(mw, guest, devices: Path) -> 
         assert '=LOCAL_OBJECT=on\n' in env                   # the object's, not the job's
     assert '=LOCAL_HTTP_X_OBJECT_META_COLOR=red\n' in members['0/dev/stdout'].decode()
     assert mw.admission.total == 0
-    assert list((devices / 'sda1' / 'tmp').iterdir()) == []     # scratch space gone
+    assert_only_spares(mw, devices)     # scratch space: emptied output files, kept open
 
 
 class Logged:
@@ -405,7 +417,7 @@ def test_a_batch_larger_than_a_chunk_runs_every_node_alone(mw, guest, devices: P
     assert sorted(line.split()[1] for line in logged.lines['debug']) == sorted(
         f'/a/c/o{i}' for i in range(20) if i != 7)
     assert mw.admission.total == 0 and mw.pool.replaced == 0
-    assert list((devices / 'sda1' / 'tmp').iterdir()) == []
+    assert_only_spares(mw, devices)
 
 
 def test_a_batch_writes_the_files_of_outputs_sent_again_each_node_its_own_bytes(
@@ -453,7 +465,107 @@ def test_a_batch_writes_the_files_of_outputs_sent_again_each_node_its_own_bytes(
                                                        str(5 * words).encode()]
     assert len(used) == count and len(set(used)) < count       # files written again
     assert sorted(opened) == sorted(set(used))                  # each opened once
-    assert list((devices / 'sda1' / 'tmp').iterdir()) == []
+    assert_only_spares(mw, devices)
+
+
+def test_a_later_batch_writes_the_spare_files_of_the_one_before(mw, guest, devices: Path,
+                                                                 monkeypatch) -> None:
+    """A batch's output files stay open, emptied, for the next batches of the process
+    (``batch.Spares``): a later batch opens none, and its nodes get only their own
+    bytes, not what longer outputs of the batch before left."""
+    from zerocloud.object import batch
+    opened: list[str] = []
+
+    def counted(path, *args, **kwargs):
+        opened.append(path)
+        return open(path, *args, **kwargs)
+    monkeypatch.setattr(batch, 'open', counted, raising=False)
+    channels = (wire.DeviceSpec('stdin', 'r', source='local'), wire.DeviceSpec('stdout', 'w'))
+    for i in range(6):
+        put(mw, f'/sda1/0/a/c/o{i}', b'word ' * i)
+    for program in ('args_env', 'wc'):         # its environment, long; then 3 counts
+        entries = [wire.BatchEntry('sda1', 0, f'/a/c/o{i}', wire.NodeSpec(
+            f'n{i}', [program], devices=channels, local_env=True)) for i in range(6)]
+        resp = batch_request(mw, entries, guest(program).read_bytes())
+        assert resp.status_int == 200, resp.body
+        members = untar(resp.body)
+        for i in range(6):
+            out = members[f'{i}/dev/stdout']
+            if program == 'wc':
+                assert out.split() == [b'0', str(i).encode(), str(5 * i).encode()]
+                assert len(out) < 30
+            else:
+                assert len(out) > 200 and f'=LOCAL_PATH_INFO=/a/c/o{i}\n'.encode() in out
+        if program == 'args_env':
+            first = list(opened)
+            assert first and len(assert_only_spares(mw, devices)) == len(first)
+    assert opened == first                              # none opened by the second batch
+    assert len(assert_only_spares(mw, devices)) == len(first)
+
+
+def test_output_files_go_back_to_the_spares_only_from_a_batch_that_ended(
+        tmp_path: Path, monkeypatch) -> None:
+    """A batch that ended gives its files back emptied, up to ``SPARES``, the rest
+    removed; one stopped at a hang-up (a run may still write to its files) removes
+    them all."""
+    from zerocloud.object import batch
+    monkeypatch.setattr(batch, 'SPARES', 3)
+    spares = batch.Spares(str(tmp_path))
+    for ended, kept in ((True, 3), (False, 0)):     # the second takes the 3 and 2 new
+        outputs = batch.Outputs(spares)
+        taken = [outputs.take() for _ in range(5)]
+        assert len({path for _, path in taken}) == 5
+        for f, _ in taken:
+            f.write(b'secret')
+        outputs.give([path for _, path in taken])
+        outputs.release(ended)
+        left = sorted(p for d in tmp_path.iterdir() for p in d.iterdir())
+        assert [str(p) for p in left] == sorted(f.name for f in spares.files)
+        assert len(spares.files) == kept and all(p.stat().st_size == 0 for p in left)
+        assert all(not f.closed and f.tell() == 0 for f in spares.files)
+
+
+def test_spare_output_files_go_once_no_batch_used_them_for_a_while(tmp_path: Path,
+                                                                    monkeypatch) -> None:
+    """Kept open, a spare would keep its disk from being unmounted: the spares go
+    ``SPARES_IDLE`` seconds after a batch last took or kept one (a timer looks)."""
+    from zerocloud.object import batch
+    now = [1000.0]
+    monkeypatch.setattr(batch.time, 'monotonic', lambda: now[0])
+    spares = batch.Spares(str(tmp_path))
+
+    def a_batch(files: int) -> None:
+        outputs = batch.Outputs(spares)
+        outputs.give([outputs.take()[1] for _ in range(files)])
+        outputs.release(True)
+
+    def fire() -> None:
+        """The timer's look, now."""
+        spares.timer.cancel()
+        spares._expire()
+    try:
+        a_batch(3)
+        assert spares.timer is not None
+        now[0] += batch.SPARES_IDLE - 5
+        a_batch(2)                      # used again: kept SPARES_IDLE more
+        now[0] += batch.SPARES_IDLE - 1
+        fire()                          # not idle long enough: it looks again later
+        assert spares.timer is not None
+        assert len(spares.files) == 3 and len(list(spares_dir(tmp_path).iterdir())) == 3
+        now[0] += 1
+        fire()
+        assert spares.timer is None and spares.files == []
+        assert list(spares_dir(tmp_path).iterdir()) == []
+        a_batch(1)                      # a later batch makes new ones
+        assert len(spares.files) == 1
+    finally:
+        if spares.timer is not None:
+            spares.timer.cancel()
+
+
+def spares_dir(disk_tmp: Path) -> Path:
+    (only,) = disk_tmp.iterdir()
+    return only
 
 
 def test_a_batch_node_s_declared_stderr_is_an_output_and_its_end_in_the_report(
@@ -472,7 +584,7 @@ def test_a_batch_node_s_declared_stderr_is_an_output_and_its_end_in_the_report(
         assert bool(stderr) == (i != 1) and stderr.strip().isdigit() == (i != 1)
         assert json.loads(members[f'{i}/report.json'])['stderr'] == stderr.decode()
         assert members[f'{i}/dev/stdout'].split()[1] == str(i + 1).encode()
-    assert list((devices / 'sda1' / 'tmp').iterdir()) == []
+    assert_only_spares(mw, devices)
 
 
 def test_chunks_take_about_chunk_seconds_of_a_worker() -> None:

@@ -2,8 +2,9 @@
 
 The proxy sends the in-place nodes of a wildcard job bound for this server
 together, so that what a request costs (its connection, ``100 Continue``,
-the program and the job's image or their digests, a scratch directory) is
-paid once per batch, not once per node.  The batch is admitted as one node
+the program and the job's image or their digests) is paid once per batch,
+not once per node, and the nodes' output files are kept from one batch to
+the next (:class:`Spares`).  The batch is admitted as one node
 of its job's account (``503 Slot not available`` when the server or the
 account has no room: ``zerocloud.object.admission``).  Its nodes go to the
 pool's workers in chunks, one request per chunk
@@ -27,7 +28,6 @@ from __future__ import annotations
 
 import collections
 import os
-import shutil
 import time
 
 from swift.common.concurrency import GreenPool, LightQueue, greenthread, spawn, tpool
@@ -58,10 +58,76 @@ IMAGE_MEMBER = wire.DEV_PREFIX + wire.IMAGE_DEVICE
 CACHED = (wire.EXE, IMAGE_MEMBER)       # kept by content (``ObjectExecMiddleware``)
 
 
-def _remove(files: list, tmp: str) -> None:
+SPARES = 128            # emptied output files one process keeps open per disk for next batches
+SPARES_IDLE = 30.0      # seconds they stay open once no batch uses them (a disk may be unmounted)
+
+
+def _empty(files: list) -> None:
+    """Empty files whose outputs went, for a next write from their start (in a
+    thread: ``ftruncate`` may wait on the disk)."""
+    for f in files:
+        f.truncate(0)
+        f.seek(0)
+
+
+def _discard(files: list) -> None:
     for f in files:
         f.close()
-    shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            os.unlink(f.name)
+        except OSError:
+            pass
+
+
+class Spares:
+    """One process's output files on one disk, emptied and kept open from one batch to
+    the next (at most :data:`SPARES`) in a directory of its own
+    (``zerocloud.object.scratch``: a killed server's goes when it starts again).  A
+    batch took ~60 new files and removed them (the first nodes of every batch each
+    made their own: ``open`` of a new file 0.1 ms of CPU, more of the hub's wall on
+    a loaded disk).  A file comes back only from a batch whose every node ended,
+    emptied: no run is left that could still write to it, and it holds nothing of
+    that batch's jobs.  Spares no batch used for :data:`SPARES_IDLE` seconds are
+    removed: an open file would keep its disk from being unmounted."""
+
+    def __init__(self, disk_tmp: str) -> None:
+        self.disk_tmp = disk_tmp
+        self.dir: str | None = None
+        self.files: list = []           # emptied, open (unbuffered), their ``name`` a path
+        self.made = 0
+        self.used = 0.0                 # when a batch last took or kept one (monotonic)
+        self.timer = None               # removes the spares once idle
+
+    def take(self):
+        """An empty open file: a spare, or a new one."""
+        self.used = time.monotonic()
+        if self.files:
+            return self.files.pop()
+        if self.dir is None or not os.path.isdir(self.dir):
+            self.dir = scratch.node_dir(self.disk_tmp)
+        self.made += 1
+        return open(os.path.join(self.dir, f'out-{self.made}'), 'w+b', buffering=0)
+
+    def keep(self, files: list) -> None:
+        """Files a batch emptied after its every node ended: kept for the next ones (those
+        over :data:`SPARES` are removed, in a thread)."""
+        room = max(0, SPARES - len(self.files))
+        self.files += files[:room]
+        self.used = time.monotonic()
+        if self.timer is None:
+            self.timer = greenthread.spawn_after(SPARES_IDLE, self._expire)
+        if files[room:]:
+            tpool.execute(_discard, files[room:])
+
+    def _expire(self) -> None:
+        """Remove the spares if no batch used them for :data:`SPARES_IDLE` seconds."""
+        idle = time.monotonic() - self.used
+        if idle < SPARES_IDLE:
+            self.timer = greenthread.spawn_after(SPARES_IDLE - idle, self._expire)
+            return
+        self.timer = None
+        files, self.files = self.files, []
+        tpool.execute(_discard, files)
 
 
 class Outputs:
@@ -71,24 +137,25 @@ class Outputs:
     file that an earlier node wrote and closed made this host's ext4 write its
     blocks out first (``auto_da_alloc``): 1.5 ms of the hub's time per node,
     during which it served nothing; a new file per node costs ~0.1 ms of CPU to
-    make and as much to remove.  The files close, and the batch's directory
-    goes, when the batch ends (:meth:`BatchRun.close`, in a thread)."""
+    make and as much to remove.  The files come from the process's
+    :class:`Spares` and go back there when the batch ends (:meth:`BatchRun.close`)."""
 
-    def __init__(self, tmp: str) -> None:
-        self.tmp = tmp
+    def __init__(self, spares: Spares) -> None:
+        self.spares = spares
         self.files: dict[str, object] = {}         # path -> its file (unbuffered)
         self.free: list[str] = []                  # files whose output went
 
-    def take(self, name: str) -> tuple[object, str]:
-        """An empty file for an output (``name``: a new file's name) and its path."""
+    def take(self) -> tuple[object, str]:
+        """An empty file for an output, and its path."""
         if self.free:
             path = self.free.pop()
             f = self.files[path]
             f.truncate(0)
             f.seek(0)
         else:
-            path = os.path.join(self.tmp, name)
-            f = self.files[path] = open(path, 'w+b', buffering=0)
+            f = self.spares.take()
+            path = f.name
+            self.files[path] = f
         return f, path
 
     def give(self, paths: list[str]) -> None:
@@ -106,10 +173,19 @@ class Outputs:
         size = os.fstat(f.fileno()).st_size
         return os.pread(f.fileno(), STDERR_TAIL, max(0, size - STDERR_TAIL))
 
-    def release(self) -> list:
-        """Every file, to close (this object is not used after)."""
-        files, self.files, self.free = list(self.files.values()), {}, []
-        return files
+    def release(self, ended: bool) -> None:
+        """The batch is over (this object is not used after): with ``ended`` (every
+        node ended), its free files, emptied, go back to the spares; any other is
+        removed (a run stopped at a hang-up may still be writing to it)."""
+        free = set(self.free) if ended else set()
+        back = [f for path, f in self.files.items() if path in free]
+        gone = [f for path, f in self.files.items() if path not in free]
+        self.files, self.free = {}, []
+        if gone:
+            tpool.execute(_discard, gone)
+        if back:
+            tpool.execute(_empty, back)
+            self.spares.keep(back)
 
 
 class Chunks:
@@ -174,8 +250,8 @@ class BatchRun:
         self.owner, self.req, self.node_run = owner, req, node_run
         self.config, self.logger = owner.config, owner.logger
         self.files: dict[str, str] = {}
-        self.tmp: str | None = None
         self.outputs: Outputs | None = None     # the nodes' output files (kept open)
+        self.ended = False                      # every node answered: none runs
         self.pool: GreenPool | None = None
         self.watcher = None
         self.closed = self.released = False
@@ -211,8 +287,7 @@ class BatchRun:
             if wire.IMAGE in req.headers:         # the job's image, once for the batch
                 self.files[IMAGE_MEMBER] = helper.cached(self.owner.images, wire.IMAGE,
                                                          req.headers[wire.IMAGE], 'image')
-            self.tmp = scratch.node_dir(os.path.join(disk, 'tmp'))
-            self.outputs = Outputs(self.tmp)
+            self.outputs = Outputs(self.owner.spare_files(os.path.join(disk, 'tmp')))
             entries = self.receive(count)
             hangup.drain(req.environ)           # the end of the tar: then only a hang-up
         except BaseException:
@@ -262,22 +337,21 @@ class BatchRun:
 
     def prepare(self, index: int, entry: wire.BatchEntry) -> _Node:
         """Open one node's object and channels (its outputs are files of the batch's
-        directory named after ``index``: no directory per node)."""
+        :class:`Outputs`: no directory per node)."""
         account, container, obj = entry.object[1:].split('/', 2)
         helper = self.helper()
-        helper.prefix = f'{index}-'
         node = _Node(index, entry, time.monotonic())
         try:
             node.reader = helper.open_local(entry.device, str(entry.partition), account,
                                             container, obj, self.policy)
             node.spec = spec = with_local_env(entry.spec, node.reader)
             limits, engine = helper.limits(spec), helper.engine(spec)
-            links: dict = {}
-            channels, node.outputs = helper.channels(spec, self.files, node.reader, self.tmp,
-                                                     node.opened, links)
-            if links:
+            if any(d.source == 'link' for d in spec.devices):
                 raise HTTPBadRequest(body=f'bad batch request: node {spec.name} reads a '
                                           'link: send it alone\n')
+            channels, node.outputs = helper.channels(spec, self.files, node.reader,
+                                                     self.outputs.spares.disk_tmp, node.opened,
+                                                     {})
             node.run = Run(self.program(helper, spec), channels, spec.argv, spec.env, limits,
                            spec.seed, spec.epoch, engine)
         except BaseException:
@@ -437,6 +511,7 @@ class BatchRun:
                 parts = []
                 yield from wire.stream_members([member])
             self.outputs.give([path for _, path in outputs])   # written again (Outputs)
+        self.ended = True
         yield b''.join([*parts, wire.TAR_END])
 
     def stop(self) -> None:
@@ -464,6 +539,5 @@ class BatchRun:
             self.owner.programs.release(self.files.pop(wire.EXE))
         if IMAGE_MEMBER in self.files:
             self.owner.images.release(self.files.pop(IMAGE_MEMBER))
-        if self.tmp is not None:           # in a thread: the hub goes on meanwhile
-            tpool.execute(_remove, self.outputs.release(), self.tmp)
-            self.tmp = None
+        if self.outputs is not None:
+            self.outputs.release(self.ended)

@@ -159,7 +159,7 @@ from zerocloud import hangup, wire
 from zerocloud.config import NOT_PLAIN, Config
 from zerocloud.object import scratch
 from zerocloud.object.admission import RETRY_AFTER, Admission, charged_to
-from zerocloud.object.batch import BatchRun
+from zerocloud.object.batch import BatchRun, Spares
 from zerocloud.object.cache import ContentCache
 from zerocloud.object.results import STDERR_TAIL, Tail, node_report, stderr_of, with_local_env
 from zvm_core.channels import READ, WRITE, LinkWaker, LinkWriter, Quota
@@ -234,6 +234,7 @@ class ObjectExecMiddleware:
         self.admission = Admission(self.config)
         scratch.remove_node_orphans(self.config.devices)    # of a server that was killed
         self.extracting = Semaphore()       # a system image's program is read off the hub
+        self._spares: dict[str, Spares] = {}    # a disk's tmp -> batches' output files
         self._pool: Pool | None = None
         if self.config.one_process:     # no fork will follow: start
             self._pool = _process_pool(self.config.pool_size, self.config.queue, self.warm,
@@ -251,6 +252,12 @@ class ObjectExecMiddleware:
             self._pool = _process_pool(self.config.pool_size, self.config.queue, self.warm,
                                        account_size=self.config.account_pool)
         return self._pool
+
+    def spare_files(self, disk_tmp: str) -> Spares:
+        """This process's output files for batches on the disk of ``disk_tmp``."""
+        if disk_tmp not in self._spares:
+            self._spares[disk_tmp] = Spares(disk_tmp)
+        return self._spares[disk_tmp]
 
     @property
     def object_server(self):
@@ -282,7 +289,6 @@ class NodeRun:
     what it held (the middleware hands each request to one, as Swift's
     ``symlink`` hands requests to its context)."""
 
-    prefix = ''         # of the node's files in its directory (a batch's nodes share one)
     tail_in_worker = False      # an undeclared stderr's end is kept by the worker (a batch's)
     outputs = None      # a batch's output files (``zerocloud.object.batch.Outputs``)
 
@@ -476,11 +482,10 @@ class NodeRun:
             return ChannelSpec(alias, f.fileno(), READ if name == 'stdin' else WRITE), None
         random = dev.random
         if dev.writable:
-            file = f'{self.prefix}out-' + name.replace('/', '_')          # out/<peer>
             if self.outputs is not None:            # the batch's, kept open
-                f, path = self.outputs.take(file)
+                f, path = self.outputs.take()
             else:
-                path = os.path.join(tmp, file)
+                path = os.path.join(tmp, 'out-' + name.replace('/', '_'))    # out/<peer>
                 f = open(path, 'w+b')
                 opened.append(f)
             most = self.config.max_output

@@ -2,8 +2,10 @@
 processes that died.
 
 Each node gets a scratch directory in ``<devices>/<device>/tmp`` for its
-request's inputs and written channels, removed when its answer is done (the
-nodes of a batch share one, their files named after their index).  A
+request's inputs and written channels, removed when its answer is done; the
+nodes of batches write their outputs in one directory per process and disk,
+whose files, emptied, are kept open from one batch to the next
+(``zerocloud.object.batch.Spares``).  A
 server killed by a signal (a crash, an OOM kill) removes nothing, so the
 directory names carry the process id (``zerocloud-node-<pid>-<random>``):
 when the object filter starts, it removes those of processes no longer

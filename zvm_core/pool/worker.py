@@ -84,6 +84,8 @@ class Templates:
         self._machines: collections.OrderedDict = collections.OrderedDict()
         self._prepared: collections.OrderedDict = collections.OrderedDict()
         self._ran: dict = {}        # native templates settled since the worker was idle
+        self._costs: dict[int, int] = {}    # id(template) -> its cost when last charged
+        self._held = 0                      # their sum: what ``_evict`` weighs
 
     def get(self, path: str, memory: int, rdtsc: str):
         """The template machine for the program (Rejected if it is not valid)."""
@@ -95,8 +97,11 @@ class Templates:
             machine = Machine(p.program, p.verdict, Limits(memory=memory), p.policy,
                               snapshots=True)
             machine.verdict = p.verdict
-        self._machines[key] = machine
-        self._evict()
+            self._machines[key] = machine
+            self._charge(machine)
+            self._evict()
+        else:
+            self._machines[key] = machine
         return machine, machine.verdict
 
     def prepared(self, path: str, engine: str | None, rdtsc: str, file: tuple | None = None):
@@ -120,6 +125,7 @@ class Templates:
         from zvm_core.engines.native.warm import Warm
         warm = self._machines[key] = Warm(prepared.program, prepared.verdict, memory,
                                           prepared.tsc)
+        self._charge(warm)
         self._evict()
         return warm
 
@@ -127,6 +133,7 @@ class Templates:
         """Close every template (a native one is a process: killed and reaped)."""
         while self._machines:
             self._machines.popitem()[1].close()
+        self._costs, self._held = {}, 0
 
     def _cost(self, machine) -> int:
         """Host memory an idle template holds: its pages (measured after its last
@@ -138,6 +145,7 @@ class Templates:
         """A template was reset after a run: charge it what it still holds."""
         machine.charge = machine.held()
         self._ran[id(machine)] = machine
+        self._charge(machine)
         self._evict()
 
     def idle(self) -> None:
@@ -148,10 +156,18 @@ class Templates:
             machine.idle()
         self._ran = {}
 
+    def _charge(self, machine) -> None:
+        """Weigh ``machine`` again (new, or settled after a run): the others' costs
+        are unchanged, so their sum is kept, not made again at each run."""
+        cost = self._cost(machine)
+        self._held += cost - self._costs.get(id(machine), 0)
+        self._costs[id(machine)] = cost
+
     def _evict(self) -> None:
-        while (len(self._machines) > 1
-               and sum(map(self._cost, self._machines.values())) > self.budget):
+        while len(self._machines) > 1 and self._held > self.budget:
             self._close(next(iter(self._machines)))
+        if len(self._machines) < 2:     # the newest is never closed
+            return
         held = [(key, m.descriptors()) for key, m in self._machines.items()]
         over = sum(fds for _, fds in held) - self.descriptors
         newest = next(reversed(self._machines))
@@ -165,6 +181,7 @@ class Templates:
         """Drop a template: a native one's process, children and descriptors go too."""
         machine = self._machines.pop(key)
         self._ran.pop(id(machine), None)
+        self._held -= self._costs.pop(id(machine), 0)
         machine.close()
 
 

@@ -1,0 +1,99 @@
+"""A pool worker's template cache (``zvm_core.pool.worker.Templates``): bounded by
+the memory and the descriptors its templates hold, least recently used out first.
+Its templates here are stand-ins: only what it keeps is under test."""
+
+from __future__ import annotations
+
+from zvm_core.pool import worker
+from zvm_core.pool.worker import Templates
+
+MIB = 1 << 20
+OVERHEAD = 4 * MIB          # what ``Templates`` adds per template (translated code)
+
+
+class _Template:
+    """A native template's stand-in: its size, what it holds after a run, its descriptors."""
+
+    snapshots = None
+
+    def __init__(self, size: int, fds: int = 2) -> None:
+        self.image_size, self.holds, self.fds = size, size, fds
+        self.closed = False
+
+    def held(self) -> int:
+        return self.holds
+
+    def descriptors(self) -> int:
+        return self.fds
+
+    def idle(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def _templates(monkeypatch, budget: int, descriptors: int = 1000) -> tuple[Templates, dict]:
+    """Templates whose ``native`` makes stand-ins, by program name."""
+    monkeypatch.setattr(worker, 'descriptor_budget', lambda: descriptors)
+    monkeypatch.setattr(worker, '_file_key', lambda path: (path,))
+    made: dict[str, _Template] = {}
+    sizes = {'a': 10 * MIB, 'b': 10 * MIB, 'c': 10 * MIB}
+
+    class Warm:
+        def __new__(cls, program, verdict, memory, tsc):
+            made[program] = _Template(sizes[program])
+            return made[program]
+    import zvm_core.engines.native.warm as warm
+    monkeypatch.setattr(warm, 'Warm', Warm)
+    return Templates(budget), made
+
+
+class _Prepared:
+    def __init__(self, name: str) -> None:
+        self.program, self.verdict, self.tsc = name, None, False
+        self.policy = type('Policy', (), {'rdtsc': 'virtualize'})()
+
+
+def _use(templates: Templates, name: str) -> _Template:
+    return templates.native(name, _Prepared(name), 64 * MIB)
+
+
+def _run(templates: Templates, name: str, holds: int) -> _Template:
+    """A run of ``name``'s template, after which it holds ``holds`` bytes."""
+    template = _use(templates, name)
+    template.holds = holds
+    templates.settle(template)
+    return template
+
+
+def test_templates_weigh_what_each_holds_after_its_runs(monkeypatch) -> None:
+    """The least recently used template goes once the sum of what each held at its
+    last settle (plus the overhead) passes the budget; the newest always stays."""
+    templates, made = _templates(monkeypatch, budget=2 * (10 * MIB + OVERHEAD))
+    a, b = _use(templates, 'a'), _use(templates, 'b')
+    assert not a.closed and not b.closed
+    _run(templates, 'a', 30 * MIB)      # over the budget: b, used least recently, goes
+    assert b.closed and not a.closed
+    _run(templates, 'a', 5 * MIB)
+    c = _use(templates, 'c')            # 5 + 10 (+ overheads) fit
+    assert not a.closed and not c.closed
+    _run(templates, 'a', 100 * MIB)     # alone over the budget: c goes, a stays
+    assert c.closed and not a.closed
+    b = _use(templates, 'b')            # a's 100 MiB still counted: a goes
+    assert a.closed and not b.closed
+    _run(templates, 'b', 10 * MIB)
+    c = _use(templates, 'c')            # a's cost went with it
+    assert not b.closed and not c.closed
+    templates.close()
+    assert b.closed and c.closed
+
+
+def test_templates_keep_their_descriptors_within_the_worker_s(monkeypatch) -> None:
+    templates, made = _templates(monkeypatch, budget=1 << 40, descriptors=5)
+    a = _use(templates, 'a')
+    a.fds = 9
+    templates.settle(a)                 # alone: kept, whatever it holds
+    assert not a.closed
+    b = _use(templates, 'b')            # 9 + 2 > 5: the least recently used goes
+    assert a.closed and not b.closed
