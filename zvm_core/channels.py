@@ -125,8 +125,11 @@ class FdBacking(Backing):
     A read of a pipe, FIFO or socket returns everything it asked for, or what
     is left before the end, as :class:`StreamBacking` does: how the writer's
     data was split in time never shows.  A terminal stays interactive (a read
-    returns what was typed).  The wait ends at the run's deadline (given to
-    :meth:`ready`), which stops the run with ``timeout``.
+    returns what was typed).  A write to a stream returns when all of it went
+    out, as a blocking write does.  Every wait ends at the run's deadline (given
+    to :meth:`ready`), which stops the run with ``timeout``: a stream is read and
+    written without blocking (``RWF_NOWAIT``) between polls, so a reader that
+    stops reading, or a writer that never writes, holds the run no longer.
     """
 
     def __init__(self, fd: int, owned: bool) -> None:
@@ -138,6 +141,7 @@ class FdBacking(Backing):
         # a regular file, or /dev/null (output discarded, ``zvm run > /dev/null``)
         self.direct = self.seekable or (stat.S_ISCHR(st.st_mode) and st.st_rdev == _DEV_NULL)
         self.deadline: float | None = None
+        self.nowait = True              # RWF_NOWAIT works here (until EOPNOTSUPP says not)
 
     @classmethod
     def open(cls, path: str | os.PathLike, mode: int) -> FdBacking:
@@ -166,24 +170,56 @@ class FdBacking(Backing):
             return os.readv(self.fd, bufs)
         total = 0
         while bufs:
-            try:
-                got = os.readv(self.fd, bufs)
-            except BlockingIOError:
-                got = None
+            got = self._nowait(os.preadv, bufs, select.POLLIN)
             if got == 0:
                 break                   # the end: the writer closed
             if got is not None:
                 total += got
                 bufs = skip(bufs, got)
-            if bufs and not self._poll(select.POLLIN, self.deadline):
-                from zvm_core.syscalls.errors import Stop
-                raise Stop('timeout', 'wall-clock timeout while reading a pipe')
+            if bufs:
+                self._wait(select.POLLIN, 'reading')
         return total
 
     def write(self, bufs: list[memoryview], offset: int | None) -> int:
-        if offset is None:
+        if offset is not None:
+            return os.pwritev(self.fd, bufs, offset)
+        if self.direct:
             return os.writev(self.fd, bufs)
-        return os.pwritev(self.fd, bufs, offset)
+        total = 0
+        while bufs:
+            done = self._nowait(os.pwritev, bufs, select.POLLOUT)
+            if done:
+                total += done
+                bufs = skip(bufs, done)
+            if bufs:
+                self._wait(select.POLLOUT, 'writing')
+        return total
+
+    def _nowait(self, call, bufs: list[memoryview], event: int) -> int | None:
+        """One ``preadv``/``pwritev`` of a stream that does not wait (None: it would).
+        ``RWF_NOWAIT``, not ``O_NONBLOCK``: an inherited descriptor's flags are its
+        other holders' too.  Where the kernel has no ``RWF_NOWAIT`` for this file (a
+        terminal; pipes before Linux 6.x), a blocking call once ready: a read takes
+        what is there, a write at most ``PIPE_BUF`` bytes, which a pipe with room
+        takes at once."""
+        if self.nowait:
+            try:
+                return call(self.fd, bufs, -1, os.RWF_NOWAIT)
+            except BlockingIOError:
+                return None
+            except OSError as e:
+                if e.errno != errno.EOPNOTSUPP:
+                    raise
+                self.nowait = False
+        if not self._poll(event, 0):
+            return None
+        return call(self.fd, bufs if event == select.POLLIN else clip(bufs, select.PIPE_BUF), -1)
+
+    def _wait(self, event: int, doing: str) -> None:
+        """Wait until the stream is ready again; the run's deadline stops the run."""
+        if not self._poll(event, self.deadline):
+            from zvm_core.syscalls.errors import Stop
+            raise Stop('timeout', f'wall-clock timeout while {doing} a pipe')
 
     def ready(self, write: bool, deadline: float) -> bool:
         if self.seekable:
