@@ -695,8 +695,9 @@ class Channel:
         it, after the run) and upload cost what the quota is there to bound."""
         return max(self.size, self.quota.put_size) - offset
 
-    def read(self, bufs: list[memoryview], offset: int | None) -> int:
-        """Read into ``bufs`` at ``offset`` (None on a sequential channel)."""
+    def read(self, bufs: list[memoryview], offset: int | None, first: bool = True) -> int:
+        """Read into ``bufs`` at ``offset`` (None on a sequential channel); ``first``:
+        this is a call (else a later step of one, ``zvm_core.syscalls.io``)."""
         if self._read_md5 is None or len(bufs) < 2:
             n = self.backing.readinto(bufs, offset) if bufs else 0
             if self._read_md5 is not None:
@@ -710,18 +711,19 @@ class Channel:
                 k = max(0, min(len(buf), n - done))
                 buf[:k] = staged[done:done + k]
                 done += k
-        self.counters.reads += 1
+        self.counters.reads += first
         self.counters.read_bytes += n
         return n
 
-    def write(self, bufs: list[memoryview], offset: int | None) -> int:
+    def write(self, bufs: list[memoryview], offset: int | None, first: bool = True) -> int:
+        """Write ``bufs`` at ``offset`` (None: sequentially); ``first`` as for :meth:`read`."""
         n = self.backing.write(bufs, offset) if bufs else 0
         if self._appending and (offset is None or offset == self._appended):
             _update(self._md5, bufs, n)
             self._appended += n
         elif n:
             self._appending = False
-        self.counters.writes += 1
+        self.counters.writes += first
         self.counters.write_bytes += n
         return n
 

@@ -1,12 +1,12 @@
-/* bigio MODE [MIB]: system calls that move many MiB at once, or name a buffer
- * whose last page the guest may not touch.  Results go to stderr.
+/* bigio MODE [MIB]: system calls that move many MiB at once (at least two pages),
+ * or name a buffer whose last page the guest may not touch.  Results go to stderr.
  *   write MIB   one write(1) of MIB MiB (byte i is i * 7 % 251)
  *   writev MIB  the same bytes in one writev(1) of three vectors
  *   read MIB    one read(0) of MIB MiB: its count and an FNV-1a hash of the bytes
  *   readv MIB   the same with three vectors
- *   edge MIB    write, read, writev and readv over a MIB MiB buffer (at least one
- *               page) whose last page is PROT_NONE: each call's answer, then a
- *               read of 10 bytes (what the failed reads left in the input) */
+ *   edge MIB    write, read, writev and readv over a MIB MiB buffer whose last
+ *               page is PROT_NONE: each call's answer, then a read of 10 bytes
+ *               (what the failed reads left in the input) */
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -43,8 +43,8 @@ int main(int argc, char **argv)
     if (argc < 2)
         return 2;
     size_t size = (size_t)strtoul(argc > 2 ? argv[2] : "1", NULL, 0) << 20;
-    if (size < 4096)
-        size = 4096;
+    if (size < 8192)
+        size = 8192;
     unsigned char *buf = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
                               -1, 0);
     if (buf == MAP_FAILED) {

@@ -9,11 +9,13 @@ import hashlib
 import json
 import os
 import subprocess
+import sys
 import threading
 
 import pytest
 
 from tests.conftest import CLI, REPO
+from zvm_core import engines
 from zvm_core.channels import READ, WRITE, Channel, FdBacking, MemoryBacking
 
 MIB = 1 << 20
@@ -116,3 +118,81 @@ def test_a_stuck_pipe_leaves_no_process_behind(guest, engine):
     assert (report.status, report.message) == ('timeout',
                                                'wall-clock timeout while writing a pipe')
     assert not [c for c in _children() if c.startswith('loader')]
+
+
+def fnv(data: bytes) -> str:
+    """``bigio read``'s hash of what it read."""
+    h = 1469598103934665603
+    for b in data:
+        h = (h ^ b) * 1099511628211 % (1 << 64)
+    return f'{h:016x}'
+
+
+STEPS = 9 * MIB + 4096          # two 4 MiB steps and a part; thirds cross step boundaries
+
+
+@pytest.mark.parametrize('mode', ['write', 'writev'])
+@pytest.mark.parametrize('put_size', [None, 5 * MIB + 3])
+def test_a_write_of_many_steps_is_one_call(guest, zvm, engine, mode, put_size):
+    """Natively a call is copied from the guest a step at a time: the answer, the
+    bytes, the counters and the etag are those of one call, quota clip included."""
+    opts = () if put_size is None else ('--quota', f'/dev/stdout=put_size:{put_size}')
+    run = zvm.run(guest('bigio'), mode, '9', opts=opts)
+    size = 9 * MIB if put_size is None else put_size
+    assert run.status == 'ok', run
+    assert run.stderr == f'{mode} = {size} errno=0\n'.encode()
+    assert run.stdout == pattern(9 * MIB)[:size]
+    assert run.report['etags']['/dev/stdout'] == hashlib.md5(run.stdout).hexdigest()
+    out = run.accounting['channels']['/dev/stdout']
+    assert (out['writes'], out['write_bytes']) == (1, size)
+
+
+@pytest.mark.parametrize('mode', ['read', 'readv'])
+@pytest.mark.parametrize(('given', 'get_size'), [(10 * MIB, None), (5 * MIB + 7, None),
+                                                 (10 * MIB, 6 * MIB + 1)])
+def test_a_read_of_many_steps_is_one_call(guest, zvm, engine, mode, given, get_size):
+    """A read stops at the end of the data or of the quota, whichever step that is."""
+    data = pattern(given)[::-1]
+    opts = () if get_size is None else ('--quota', f'/dev/stdin=get_size:{get_size}')
+    run = zvm.run(guest('bigio'), mode, '9', stdin=data, opts=opts)
+    size = min(9 * MIB, given, get_size or given)
+    assert run.status == 'ok', run
+    assert run.stderr == f'{mode} = {size} errno=0\nfnv {fnv(data[:size])}\n'.encode()
+    got = run.accounting['channels']['/dev/stdin']
+    assert (got['reads'], got['read_bytes']) == (1, size)
+
+
+@pytest.mark.parametrize('mib', ['0', '9'])
+def test_a_buffer_partly_out_of_reach_is_efault_and_moves_nothing(guest, zvm, engine, mib):
+    """Linux would move the bytes before the bad page and answer a short count; both
+    engines answer EFAULT and move nothing, whatever step the bad page is in: every
+    byte a call names is checked before the first moves."""
+    run = zvm.run(guest('bigio'), 'edge', mib, stdin=b'abcdefghijklmnop')
+    assert run.status == 'ok', run
+    assert run.stderr == (b'write = -1 errno=14\nwritev = -1 errno=14\nread = -1 errno=14\n'
+                          b'readv = -1 errno=14\nread 10 = 10 errno=0\ngot abcdefghij\n')
+    assert run.stdout == b''
+    assert run.accounting['channels']['/dev/stdout']['writes'] == 0
+
+
+PEAK = '''
+import os, resource, sys
+from zvm_core.channels import WRITE, Channel, FdBacking
+from zvm_core.executor import Limits, run
+out = os.open(os.devnull, os.O_WRONLY)
+report = run(sys.argv[1], [Channel('/dev/stdout', FdBacking(out, owned=False), WRITE)],
+             argv=['bigio', 'write', '256'], limits=Limits(memory=320 << 20), engine='native')
+assert report.status == 'ok', report
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss >> 10)
+'''
+
+
+def test_the_native_supervisor_holds_a_step_of_a_large_write_not_all(guest, zvm):
+    """A 256 MiB write held 256 MiB in the supervisor (a copy of the whole call);
+    now a step or two of 4 MiB."""
+    if engines.native_unavailable():
+        pytest.skip(engines.native_unavailable())
+    proc = subprocess.run([sys.executable, '-c', PEAK, guest('bigio')], capture_output=True,
+                          cwd=REPO, env=zvm.env, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert int(proc.stdout) < 160, f'supervisor peak RSS {int(proc.stdout)} MiB'
