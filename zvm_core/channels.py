@@ -140,6 +140,8 @@ class FdBacking(Backing):
         # a call never waits and never stops short (the native C loop may serve it):
         # a regular file, or /dev/null (output discarded, ``zvm run > /dev/null``)
         self.direct = self.seekable or (stat.S_ISCHR(st.st_mode) and st.st_rdev == _DEV_NULL)
+        # a write of at most PIPE_BUF bytes is all or nothing (the C loop may try one)
+        self.pipe = stat.S_ISFIFO(st.st_mode)
         self.deadline: float | None = None
         self.nowait = True              # RWF_NOWAIT works here (until EOPNOTSUPP says not)
 
