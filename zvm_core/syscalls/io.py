@@ -16,7 +16,7 @@ from __future__ import annotations
 import errno
 import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from zvm_core.channels import READ, WRITE, Channel
 from zvm_core.memory import PROT_R, PROT_W
@@ -109,10 +109,23 @@ def _iovecs(p, iov: int, count: int, need: int) -> list[tuple[int, int]]:
     return spans
 
 
-def _steps(spans: list[tuple[int, int]], limit: int) -> Iterator[list[tuple[int, int]]]:
+def _steps(spans: list[tuple[int, int]], limit: int) -> Iterable[list[tuple[int, int]]]:
     """The first ``limit`` bytes of ``spans``, as spans of at most STEP bytes in all;
     one empty step when there is nothing to move."""
-    step, size, steps = [], 0, 0
+    if limit <= STEP:                   # the common case: one step
+        step = []
+        for addr, n in spans:
+            if limit <= 0:
+                break
+            step.append((addr, min(n, limit)))
+            limit -= n
+        return (step,)
+    return _split(spans, limit)
+
+
+def _split(spans: list[tuple[int, int]], limit: int) -> Iterator[list[tuple[int, int]]]:
+    """The steps of a call larger than one."""
+    step, size = [], 0
     for addr, n in spans:
         n = min(n, limit)
         limit -= n
@@ -122,8 +135,8 @@ def _steps(spans: list[tuple[int, int]], limit: int) -> Iterator[list[tuple[int,
             addr, n, size = addr + k, n - k, size + k
             if size == STEP:
                 yield step
-                step, size, steps = [], 0, steps + 1
-    if step or not steps:
+                step, size = [], 0
+    if step:
         yield step
 
 
@@ -157,7 +170,7 @@ def write_steps(p, ch: Channel, spans: list[tuple[int, int]], limit: int,
         views = [p.mem.view(addr, n, PROT_R) for addr, n in step]
         put = ch.write(views, None if offset is None else offset + done, first=not i)
         done += put
-        if put < sum(n for _, n in step) or not step:
+        if put < sum(map(len, views)) or not step:
             break
     return done
 
