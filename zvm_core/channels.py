@@ -125,8 +125,11 @@ class FdBacking(Backing):
     A read of a pipe, FIFO or socket returns everything it asked for, or what
     is left before the end, as :class:`StreamBacking` does: how the writer's
     data was split in time never shows.  A terminal stays interactive (a read
-    returns what was typed).  The wait ends at the run's deadline (given to
-    :meth:`ready`), which stops the run with ``timeout``.
+    returns what was typed).  A write to a stream returns when all of it went
+    out, as a blocking write does.  Every wait ends at the run's deadline (given
+    to :meth:`ready`), which stops the run with ``timeout``: a stream is read and
+    written without blocking (``RWF_NOWAIT``) between polls, so a reader that
+    stops reading, or a writer that never writes, holds the run no longer.
     """
 
     def __init__(self, fd: int, owned: bool) -> None:
@@ -137,7 +140,10 @@ class FdBacking(Backing):
         # a call never waits and never stops short (the native C loop may serve it):
         # a regular file, or /dev/null (output discarded, ``zvm run > /dev/null``)
         self.direct = self.seekable or (stat.S_ISCHR(st.st_mode) and st.st_rdev == _DEV_NULL)
+        # a write of at most PIPE_BUF bytes is all or nothing (the C loop may try one)
+        self.pipe = stat.S_ISFIFO(st.st_mode)
         self.deadline: float | None = None
+        self.nowait = True              # RWF_NOWAIT works here (until EOPNOTSUPP says not)
 
     @classmethod
     def open(cls, path: str | os.PathLike, mode: int) -> FdBacking:
@@ -166,24 +172,56 @@ class FdBacking(Backing):
             return os.readv(self.fd, bufs)
         total = 0
         while bufs:
-            try:
-                got = os.readv(self.fd, bufs)
-            except BlockingIOError:
-                got = None
+            got = self._nowait(os.preadv, bufs, select.POLLIN)
             if got == 0:
                 break                   # the end: the writer closed
             if got is not None:
                 total += got
                 bufs = skip(bufs, got)
-            if bufs and not self._poll(select.POLLIN, self.deadline):
-                from zvm_core.syscalls.errors import Stop
-                raise Stop('timeout', 'wall-clock timeout while reading a pipe')
+            if bufs:
+                self._wait(select.POLLIN, 'reading')
         return total
 
     def write(self, bufs: list[memoryview], offset: int | None) -> int:
-        if offset is None:
+        if offset is not None:
+            return os.pwritev(self.fd, bufs, offset)
+        if self.direct:
             return os.writev(self.fd, bufs)
-        return os.pwritev(self.fd, bufs, offset)
+        total = 0
+        while bufs:
+            done = self._nowait(os.pwritev, bufs, select.POLLOUT)
+            if done:
+                total += done
+                bufs = skip(bufs, done)
+            if bufs:
+                self._wait(select.POLLOUT, 'writing')
+        return total
+
+    def _nowait(self, call, bufs: list[memoryview], event: int) -> int | None:
+        """One ``preadv``/``pwritev`` of a stream that does not wait (None: it would).
+        ``RWF_NOWAIT``, not ``O_NONBLOCK``: an inherited descriptor's flags are its
+        other holders' too.  Where the kernel has no ``RWF_NOWAIT`` for this file (a
+        terminal; pipes before Linux 6.x), a blocking call once ready: a read takes
+        what is there, a write at most ``PIPE_BUF`` bytes, which a pipe with room
+        takes at once."""
+        if self.nowait:
+            try:
+                return call(self.fd, bufs, -1, os.RWF_NOWAIT)
+            except BlockingIOError:
+                return None
+            except OSError as e:
+                if e.errno != errno.EOPNOTSUPP:
+                    raise
+                self.nowait = False
+        if not self._poll(event, 0):
+            return None
+        return call(self.fd, bufs if event == select.POLLIN else clip(bufs, select.PIPE_BUF), -1)
+
+    def _wait(self, event: int, doing: str) -> None:
+        """Wait until the stream is ready again; the run's deadline stops the run."""
+        if not self._poll(event, self.deadline):
+            from zvm_core.syscalls.errors import Stop
+            raise Stop('timeout', f'wall-clock timeout while {doing} a pipe')
 
     def ready(self, write: bool, deadline: float) -> bool:
         if self.seekable:
@@ -659,8 +697,9 @@ class Channel:
         it, after the run) and upload cost what the quota is there to bound."""
         return max(self.size, self.quota.put_size) - offset
 
-    def read(self, bufs: list[memoryview], offset: int | None) -> int:
-        """Read into ``bufs`` at ``offset`` (None on a sequential channel)."""
+    def read(self, bufs: list[memoryview], offset: int | None, first: bool = True) -> int:
+        """Read into ``bufs`` at ``offset`` (None on a sequential channel); ``first``:
+        this is a call (else a later step of one, ``zvm_core.syscalls.io``)."""
         if self._read_md5 is None or len(bufs) < 2:
             n = self.backing.readinto(bufs, offset) if bufs else 0
             if self._read_md5 is not None:
@@ -674,18 +713,19 @@ class Channel:
                 k = max(0, min(len(buf), n - done))
                 buf[:k] = staged[done:done + k]
                 done += k
-        self.counters.reads += 1
+        self.counters.reads += first
         self.counters.read_bytes += n
         return n
 
-    def write(self, bufs: list[memoryview], offset: int | None) -> int:
+    def write(self, bufs: list[memoryview], offset: int | None, first: bool = True) -> int:
+        """Write ``bufs`` at ``offset`` (None: sequentially); ``first`` as for :meth:`read`."""
         n = self.backing.write(bufs, offset) if bufs else 0
         if self._appending and (offset is None or offset == self._appended):
             _update(self._md5, bufs, n)
             self._appended += n
         elif n:
             self._appending = False
-        self.counters.writes += 1
+        self.counters.writes += first
         self.counters.write_bytes += n
         return n
 

@@ -35,7 +35,8 @@ FUEL = {'loop': 20_000_000}     # it ends by fuel: a short budget is as good a t
 
 # name -> the requests it is run with: (argv after the name, stdin)
 CASES: dict[str, list[tuple[tuple[str, ...], bytes]]] = {
-    'addrs': [((), b'')], 'args_env': [(('a', 'b c', ''), b'')], 'badptr': [((), b'')],
+    'addrs': [((), b'')], 'bigio': [(('edge', '9'), TEXT), (('readv', '9'), TEXT)],
+    'args_env': [(('a', 'b c', ''), b'')], 'badptr': [((), b'')],
     'cat': [((), TEXT)], 'chanperm': [((), b'')], 'cpuid': [((), b'')],
     'crash': [((what,), b'') for what in ('div0', 'int3', 'ud2', 'hlt', 'abort', 'null',
                                           'stack')],

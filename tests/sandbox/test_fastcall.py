@@ -212,3 +212,59 @@ def test_timeout_in_calls_answered_in_c(guest):
     assert (report.status, report.engine) == ('timeout', 'native'), report
     assert report.accounting.syscalls > 1000
     assert not [c for c in _children() if c.startswith('loader')]     # not even a zombie
+
+
+def test_small_writes_to_a_pipe_served_in_c_as_the_personality_serves_them(
+        guest, monkeypatch, tmp_path, answered):
+    """A write of at most PIPE_BUF bytes to a pipe is all or nothing: the C loop
+    serves it when the pipe has room (RWF_NOWAIT) and hands it to the personality,
+    which waits, when not.  The pipe starts full and is drained late, so both happen;
+    the bytes, counters and etags are the same every way."""
+    import threading
+    import time
+    data = text_input(20_000)
+    results = []
+    for way in WAYS:
+        engine, fast = way
+        if fast is not None:
+            monkeypatch.setattr(supervisor, 'FAST_PATH', fast)
+        answered.clear()
+        r, w = os.pipe()
+        full = 0
+        os.set_blocking(w, False)
+        while True:
+            try:
+                full += os.write(w, b'.' * 4096)
+            except BlockingIOError:
+                break
+        os.set_blocking(w, True)
+        got = bytearray()
+
+        def drain(r=r, got=got) -> None:
+            time.sleep(0.2)
+            while chunk := os.read(r, 3000):
+                got.extend(chunk)
+        reader = threading.Thread(target=drain)
+        reader.start()
+        src = tmp_path / 'in'
+        src.write_bytes(data)
+        chans = [Channel('/dev/stdin', FdBacking.open(src, READ), READ),
+                 Channel('/dev/stdout', FdBacking(w, owned=True), WRITE)]
+        try:
+            report = run(guest('fastcall'), chans, argv=['fastcall', 'copy'], engine=engine)
+        finally:
+            for ch in chans:
+                ch.close()
+            reader.join()
+            os.close(r)
+        assert report.status == 'ok' and report.retcode == 0, report
+        assert got == b'.' * full + data
+        results.append((report, len(answered)))
+    (first, in_python), *rest = results
+    for report, _ in rest:
+        assert report.etags == first.etags
+        assert report.accounting.channels == first.accounting.channels
+    assert first.accounting.syscalls == rest[0][0].accounting.syscalls     # the C loop counts
+    writes = first.accounting.channels['/dev/stdout'].writes
+    assert writes == len(data) // 1000 + 1
+    assert in_python < writes // 2         # most went through the C loop

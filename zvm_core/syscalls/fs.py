@@ -68,7 +68,8 @@ class Node:
             raise SysError(errno.EISDIR)
         return want
 
-    def read(self, bufs: list[memoryview], offset: int) -> int:
+    def read(self, bufs: list[memoryview], offset: int, first: bool = True) -> int:
+        """``first`` as for ``Channel.read`` (an image file counts no calls)."""
         left, out = self.size - offset, []
         for buf in bufs:
             if left <= 0:

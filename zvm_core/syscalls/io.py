@@ -4,10 +4,11 @@
 paths of the tar images the run mounted (``zvm_core.syscalls.fs``); every
 other path is ``-ENOENT``, so no host file is ever reachable; creating a
 file in a directory of the image tree is ``-EROFS``, as on a read-only mount.  Reads and
-writes go straight between the host backing and guest memory
-(``readv``/``preadv`` into a ``memoryview``), after the channel's quota has
-clipped or refused them.  An image node has the channel surface used here
-(``random``, ``size``, ``read_budget``, ``read``, ``st_mode``).
+writes move between the host backing and guest memory after the channel's
+quota has clipped or refused them and every guest byte they name was checked,
+STEP bytes at a time (:func:`read_steps`): the native engine copies guest
+memory, and a call may name a GiB.  An image node has the channel surface used
+here (``random``, ``size``, ``read_budget``, ``read``, ``st_mode``).
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from __future__ import annotations
 import errno
 import os
 import struct
+from collections.abc import Iterable, Iterator
 
-from zvm_core.channels import READ, WRITE, Channel, clip
+from zvm_core.channels import READ, WRITE, Channel
 from zvm_core.memory import PROT_R, PROT_W
 from zvm_core.syscalls.errors import Stop, SysError
 
@@ -29,6 +31,7 @@ F_DUPFD, F_GETFD, F_SETFD, F_GETFL, F_SETFL, F_DUPFD_CLOEXEC = 0, 1, 2, 3, 4, 10
 MAX_FDS = 1024
 IOV_MAX = 1024
 MAX_IO = 1 << 30                # bytes one call moves at most
+STEP = 4 << 20                  # bytes of guest memory a call moves at a time (read_steps)
 BLKSIZE = 65536
 
 
@@ -82,20 +85,94 @@ def _fd32(x: int) -> int:
     return ((x & 0xFFFFFFFF) ^ 0x80000000) - 0x80000000
 
 
-def _iovecs(p, iov: int, count: int, need: int) -> list[memoryview]:
-    """The views of an iovec array, cut at MAX_IO bytes in all (as Linux cuts at
-    MAX_RW_COUNT): the native engine stages a copy of each view, and IOV_MAX
-    vectors naming one large buffer would otherwise make its supervisor hold
-    IOV_MAX copies of it."""
+def _buffer(p, addr: int, count: int, need: int) -> list[tuple[int, int]]:
+    """One buffer as the spans a read or write moves: at most MAX_IO bytes, all of
+    which the guest may ``need`` (else GuestFault, before any byte moves)."""
+    count = min(count, MAX_IO)
+    if not count:
+        return []
+    p.mem.check(addr, count, need)
+    return [(addr, count)]
+
+
+def _iovecs(p, iov: int, count: int, need: int) -> list[tuple[int, int]]:
+    """The spans of an iovec array, cut at MAX_IO bytes in all (as Linux cuts at
+    MAX_RW_COUNT), each checked before any byte moves."""
     if count > IOV_MAX:
         raise SysError(errno.EINVAL)
     raw = p.mem.read(iov, 16 * count)
-    views, left = [], MAX_IO
+    spans, left = [], MAX_IO
     for base, size in struct.iter_unpack('<QQ', raw):
         if size and left:
-            views.append(p.mem.view(base, min(size, left), need))
-            left -= len(views[-1])
-    return views
+            spans += _buffer(p, base, min(size, left), need)
+            left -= spans[-1][1]
+    return spans
+
+
+def _steps(spans: list[tuple[int, int]], limit: int) -> Iterable[list[tuple[int, int]]]:
+    """The first ``limit`` bytes of ``spans``, as spans of at most STEP bytes in all;
+    one empty step when there is nothing to move."""
+    if limit <= STEP:                   # the common case: one step
+        step = []
+        for addr, n in spans:
+            if limit <= 0:
+                break
+            step.append((addr, min(n, limit)))
+            limit -= n
+        return (step,)
+    return _split(spans, limit)
+
+
+def _split(spans: list[tuple[int, int]], limit: int) -> Iterator[list[tuple[int, int]]]:
+    """The steps of a call larger than one."""
+    step, size = [], 0
+    for addr, n in spans:
+        n = min(n, limit)
+        limit -= n
+        while n:
+            k = min(n, STEP - size)
+            step.append((addr, k))
+            addr, n, size = addr + k, n - k, size + k
+            if size == STEP:
+                yield step
+                step, size = [], 0
+    if step:
+        yield step
+
+
+def read_steps(p, ch, spans: list[tuple[int, int]], limit: int, offset: int | None) -> int:
+    """One read call of ``ch`` into the guest's ``spans`` (checked), at most ``limit``
+    bytes, at ``offset`` (None: sequential), a STEP at a time: the native engine
+    holds a copy of one step, not of the call.  A short step ends the call, as a
+    short read does (a step of a stream is read in full or to its end)."""
+    done = 0
+    for i, step in enumerate(_steps(spans, limit)):
+        buf = memoryview(bytearray(sum(n for _, n in step)))
+        got = ch.read([buf] if step else [], None if offset is None else offset + done,
+                      first=not i)
+        pos = 0
+        for addr, n in step:
+            if pos >= got:
+                break
+            p.mem.write(addr, buf[pos:min(got, pos + n)])
+            pos += n
+        done += got
+        if got < len(buf) or not step:
+            break
+    return done
+
+
+def write_steps(p, ch: Channel, spans: list[tuple[int, int]], limit: int,
+                offset: int | None) -> int:
+    """One write call of the guest's ``spans`` (checked) to ``ch``, as :func:`read_steps`."""
+    done = 0
+    for i, step in enumerate(_steps(spans, limit)):
+        views = [p.mem.view(addr, n, PROT_R) for addr, n in step]
+        put = ch.write(views, None if offset is None else offset + done, first=not i)
+        done += put
+        if put < sum(map(len, views)) or not step:
+            break
+    return done
 
 
 def _refused(p, ch: Channel, what: str) -> int:
@@ -115,9 +192,9 @@ def _ready(p, ch: Channel, write: bool) -> None:
                               f'{ch.alias}')
 
 
-def _read(p, f: OpenFile, bufs: list[memoryview], offset: int | None) -> int:
+def _read(p, f: OpenFile, spans: list[tuple[int, int]], offset: int | None) -> int:
     ch = f.channel
-    want = sum(map(len, bufs))
+    want = sum(n for _, n in spans)
     if ch.random:
         want = min(want, max(0, ch.size - (f.pos if offset is None else offset)))
     budget = ch.read_budget(want)
@@ -125,16 +202,16 @@ def _read(p, f: OpenFile, bufs: list[memoryview], offset: int | None) -> int:
         return _refused(p, ch, 'read')
     if not ch.random:
         _ready(p, ch, False)
-        return ch.read(clip(bufs, budget), None)
-    n = ch.read(clip(bufs, budget), f.pos if offset is None else offset)
+        return read_steps(p, ch, spans, budget, None)
+    n = read_steps(p, ch, spans, budget, f.pos if offset is None else offset)
     if offset is None:
         f.pos += n
     return n
 
 
-def _write(p, f: OpenFile, bufs: list[memoryview], offset: int | None) -> int:
+def _write(p, f: OpenFile, spans: list[tuple[int, int]], offset: int | None) -> int:
     ch = f.channel
-    want = sum(map(len, bufs))
+    want = sum(n for _, n in spans)
     positional = ch.random and not ch.append        # an appendable channel writes at its end
     if positional:
         if offset is None and f.append:
@@ -149,8 +226,8 @@ def _write(p, f: OpenFile, bufs: list[memoryview], offset: int | None) -> int:
         return _refused(p, ch, 'write')
     if not positional:
         _ready(p, ch, True)
-        return ch.write(clip(bufs, budget), None)
-    n = ch.write(clip(bufs, budget), f.pos if offset is None else offset)
+        return write_steps(p, ch, spans, budget, None)
+    n = write_steps(p, ch, spans, budget, f.pos if offset is None else offset)
     if offset is None:
         f.pos += n
     return n
@@ -158,12 +235,12 @@ def _write(p, f: OpenFile, bufs: list[memoryview], offset: int | None) -> int:
 
 def sys_read(p, fd, buf, count, *_):
     f = _file(p, fd, READ)
-    return _read(p, f, [p.mem.view(buf, min(count, MAX_IO), PROT_W)], None)
+    return _read(p, f, _buffer(p, buf, count, PROT_W), None)
 
 
 def sys_write(p, fd, buf, count, *_):
     f = _file(p, fd, WRITE)
-    return _write(p, f, [p.mem.view(buf, min(count, MAX_IO), PROT_R)], None)
+    return _write(p, f, _buffer(p, buf, count, PROT_R), None)
 
 
 def sys_readv(p, fd, iov, count, *_):
@@ -188,13 +265,13 @@ def _positional(f: OpenFile, offset: int) -> int:
 def sys_pread64(p, fd, buf, count, offset, *_):
     f = _file(p, fd, READ)
     off = _positional(f, offset)
-    return _read(p, f, [p.mem.view(buf, min(count, MAX_IO), PROT_W)], off)
+    return _read(p, f, _buffer(p, buf, count, PROT_W), off)
 
 
 def sys_pwrite64(p, fd, buf, count, offset, *_):
     f = _file(p, fd, WRITE)
     off = _positional(f, offset)
-    return _write(p, f, [p.mem.view(buf, min(count, MAX_IO), PROT_R)], off)
+    return _write(p, f, _buffer(p, buf, count, PROT_R), off)
 
 
 def sys_preadv(p, fd, iov, count, offset, *_):

@@ -75,7 +75,8 @@ def sys_mmap(p, addr, length, prot, flags, fd, offset):
         if start is None:
             raise SysError(errno.ENOMEM)
         if f is not None:
-            n = _read(p, f, [p.mem.view(start, length, PROT_W)], offset)
+            p.mem.check(start, length, PROT_W)
+            n = _read(p, f, [(start, length)], offset)
             if n < 0:
                 p.arena.release(start, start + length)
                 return n

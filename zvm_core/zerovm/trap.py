@@ -38,7 +38,7 @@ from zvm_core.memory import (
     GuestFault,
 )
 from zvm_core.syscalls.errors import Stop
-from zvm_core.syscalls.io import _ready
+from zvm_core.syscalls.io import _ready, read_steps, write_steps
 from zvm_core.validator import validate_code
 
 # function codes: ASCII names, little endian ("Read", "Writ", ...)
@@ -84,14 +84,19 @@ def user_manifest(heap_ptr: int, heap_size: int, channels: list[Channel]) -> byt
     return data
 
 
-def _buffer(p, buf: int, size: int, need: int) -> memoryview | None:
-    """The guest buffer, or None where ZeroVM answers -EINVAL (no such memory)."""
+def _buffer(p, buf: int, size: int, need: int) -> list[tuple[int, int]] | None:
+    """The guest buffer as spans (``io.read_steps``), or None where ZeroVM answers
+    -EINVAL (no such memory)."""
     if size <= 0 and p.mem.region_at(buf) is None:
         return None
     try:
-        return p.mem.view(buf, max(size, 0), need)
+        if size > 0:
+            p.mem.check(buf, size, need)
+        else:
+            p.mem.view(buf, 0, need)    # each engine's answer for an empty buffer, as before
     except GuestFault:
         return None
+    return [(buf, max(size, 0))]
 
 
 def _channel(p, desc: int) -> Channel | None:
@@ -103,8 +108,8 @@ def trap_read(p, desc: int, buf: int, size: int, offset: int) -> int:
     ch = _channel(p, desc)
     if ch is None:
         return -errno.EINVAL
-    view = _buffer(p, buf, size, PROT_W)
-    if view is None:
+    spans = _buffer(p, buf, size, PROT_W)
+    if spans is None:
         return -errno.EINVAL
     if ch.random:
         size = min(ch.size - offset, size)      # nothing past the end
@@ -126,7 +131,7 @@ def trap_read(p, desc: int, buf: int, size: int, offset: int) -> int:
         return -errno.EDQUOT
     if not ch.random:
         _ready(p, ch, False)
-    n = ch.read([view[:size]], offset if ch.random else None)
+    n = read_steps(p, ch, spans, size, offset if ch.random else None)
     if n == 0 and not ch.random:
         ch.eof = True
     return n
@@ -136,8 +141,8 @@ def trap_write(p, desc: int, buf: int, size: int, offset: int) -> int:
     ch = _channel(p, desc)
     if ch is None:
         return -errno.EINVAL
-    view = _buffer(p, buf, size, PROT_R)
-    if view is None:
+    spans = _buffer(p, buf, size, PROT_R)
+    if spans is None:
         return -errno.EINVAL
     q, c = ch.quota, ch.counters
     sequential = not ch.random or ch.append
@@ -161,7 +166,7 @@ def trap_write(p, desc: int, buf: int, size: int, offset: int) -> int:
         return -errno.EDQUOT
     if sequential:
         _ready(p, ch, True)
-    return ch.write([view[:size]], None if sequential else offset)
+    return write_steps(p, ch, spans, size, None if sequential else offset)
 
 
 def trap_jail(p, addr: int, size: int) -> int:

@@ -83,12 +83,11 @@ class AddressSpace:
             return PROT_NONE
         return self._prot.get(addr & ~(PAGE - 1), region.prot)
 
-    def view(self, addr: int, size: int, need: int) -> memoryview:
-        """Guest bytes [addr, addr+size) as host memory, if the guest may ``need`` them."""
+    def check(self, addr: int, size: int, need: int) -> Region:
+        """The region of [addr, addr+size) if the guest may ``need`` all of it, else
+        GuestFault (``size`` > 0)."""
         region = self.region_at(addr)
         if region is None or size < 0 or addr + size > region.end:
-            if size == 0:
-                return memoryview(b'')
             raise GuestFault(addr)
         if self._prot:
             for page in range(page_down(addr), addr + size, PAGE):
@@ -96,6 +95,13 @@ class AddressSpace:
                     raise GuestFault(addr)
         elif region.prot & need != need:
             raise GuestFault(addr)
+        return region
+
+    def view(self, addr: int, size: int, need: int) -> memoryview:
+        """Guest bytes [addr, addr+size) as host memory, if the guest may ``need`` them."""
+        if size == 0 and self.region_at(addr) is None:
+            return memoryview(b'')
+        region = self.check(addr, size, need)
         off = addr - region.start
         return region.view[off:off + size]
 

@@ -19,10 +19,12 @@
  * - read, write, readv and writev (at most IOV_MAX vectors, 1..CAP bytes) on
  *   a descriptor whose open file is the personality's OpenFile over a
  *   sequential Channel backed by a regular host file or /dev/null (FdBacking,
- *   direct: a call that never waits nor stops short) or
- *   by a FileBacking, when the channel's quota lets the whole call through
- *   and every guest buffer lies in one region of the protection table with
- *   the needed access.  It reads the personality's own objects (guest.fds,
+ *   direct: a call that never waits nor stops short) or by a FileBacking --
+ *   or a write of at most PIPE_BUF bytes to a pipe or FIFO (FdBacking, pipe:
+ *   such a write is all or nothing, so with RWF_NOWAIT one that would wait
+ *   moves no byte and is handed on, and Python waits) -- when the channel's
+ *   quota lets the whole call through and every guest buffer lies in one
+ *   region of the protection table with the needed access.  It reads the personality's own objects (guest.fds,
  *   the channel, its quota, counters, MD5 states, the backing's cursor) on
  *   every call and updates them exactly as Channel.read and Channel.write do:
  *   there is no second copy of any state, and after it the report, quotas and
@@ -40,6 +42,7 @@
 #include <Python.h>
 
 #include <errno.h>
+#include <limits.h>
 #include <linux/seccomp.h>
 #include <math.h>
 #include <poll.h>
@@ -73,7 +76,7 @@ enum { STOPPED = 0, EXITED = 1, DEADLINE = 2, HUNGUP = 3 };
 static PyObject *s_recorder, *s_fds, *s_syscalls, *s_access, *s_channel, *s_random, *s_backing,
     *s_direct, *s_fd, *s_cursor, *s_end, *s_quota, *s_counters, *s_gets, *s_get_size, *s_puts,
     *s_put_size, *s_reads, *s_read_bytes, *s_writes, *s_write_bytes, *s_appending, *s_md5,
-    *s_appended, *s_read_md5, *s_update;
+    *s_appended, *s_read_md5, *s_update, *s_pipe, *s_nowait;
 
 static pthread_key_t scratch;       /* a thread's buffer, freed when the thread ends */
 
@@ -294,10 +297,19 @@ static int serve_one(struct ctx *c, const struct seccomp_notif *n, long long *re
     PyObject *backing = attr(h, ch, s_backing);
     if (backing == NULL)
         return 0;
-    int file = Py_TYPE(backing) == (PyTypeObject *)c->filebacking;
-    if (!file && (Py_TYPE(backing) != (PyTypeObject *)c->fdbacking
-                  || attr(h, backing, s_direct) != Py_True))
-        return 0;                       /* a pipe waits and reads fully: Python's */
+    int file = Py_TYPE(backing) == (PyTypeObject *)c->filebacking, pipe = 0;
+    if (!file) {
+        if (Py_TYPE(backing) != (PyTypeObject *)c->fdbacking)
+            return 0;
+        if (attr(h, backing, s_direct) != Py_True) {
+            /* a stream waits and reads fully: Python's, but for a write to a pipe
+             * small enough to be all or nothing (below) */
+            if (!writing || attr(h, backing, s_pipe) != Py_True
+                || attr(h, backing, s_nowait) != Py_True)
+                return 0;
+            pipe = 1;
+        }
+    }
     long long hostfd = get_ll(backing, s_fd);
     if (hostfd < 0 || hostfd > INT32_MAX)
         return 0;
@@ -333,6 +345,8 @@ static int serve_one(struct ctx *c, const struct seccomp_notif *n, long long *re
         if (total == 0)
             return 0;
     }
+    if (pipe && total > PIPE_BUF)
+        return 0;
 
     /* the quota lets the whole call through (else Python refuses or clips it) */
     PyObject *quota = attr(h, ch, s_quota), *counters = attr(h, ch, s_counters);
@@ -357,10 +371,13 @@ static int serve_one(struct ctx *c, const struct seccomp_notif *n, long long *re
     if (writing) {
         if (!guest_read(c, buffer, total, segs, nsegs))
             return 0;                   /* not readable after all: Python's EFAULT */
-        done = file ? pwrite((int)hostfd, buffer, total, cursor)
+        struct iovec whole = {buffer, total};
+        done = pipe ? pwritev2((int)hostfd, &whole, 1, -1, RWF_NOWAIT)
+             : file ? pwrite((int)hostfd, buffer, total, cursor)
                     : write((int)hostfd, buffer, total);
         if (done < 0)
-            return 0;                   /* nothing written: Python retries or fails the run */
+            return 0;                   /* nothing written (a full pipe: EAGAIN): Python
+                                           waits, retries or fails the run */
         if (attr(h, ch, s_appending) == Py_True) {
             PyObject *md5 = attr(h, ch, s_md5);
             if (md5 == NULL || md5_update(md5, buffer, done) < 0
@@ -610,7 +627,8 @@ PyMODINIT_FUNC PyInit__fastcall(void)
         {&s_puts, "puts"}, {&s_put_size, "put_size"}, {&s_reads, "reads"},
         {&s_read_bytes, "read_bytes"}, {&s_writes, "writes"}, {&s_write_bytes, "write_bytes"},
         {&s_appending, "_appending"}, {&s_md5, "_md5"}, {&s_appended, "_appended"},
-        {&s_read_md5, "_read_md5"}, {&s_update, "update"},
+        {&s_read_md5, "_read_md5"}, {&s_update, "update"}, {&s_pipe, "pipe"},
+        {&s_nowait, "nowait"},
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if ((*names[i].slot = PyUnicode_InternFromString(names[i].name)) == NULL)

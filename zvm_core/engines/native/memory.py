@@ -113,6 +113,11 @@ class ProcessMemory:
         region = self.region_at(addr)
         return 0 if region is None else self._prot.get(page_down(addr), region.prot)
 
+    def check(self, addr: int, size: int, need: int) -> None:
+        """GuestFault unless the guest may ``need`` all of [addr, addr+size): what a
+        call that moves its bytes a step at a time checks before the first."""
+        self._check(addr, size, need)
+
     def _check(self, addr: int, size: int, need: int) -> None:
         region = self.region_at(addr)
         if region is None or size < 0 or addr + size > region.end:
