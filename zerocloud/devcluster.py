@@ -93,7 +93,7 @@ DEFAULT_USER = 'test:tester'
 PART_POWER = 6
 RING_SEED = 1            # same devices -> same placement, so data survives restarts
 HEALTH_POLL = 0.05       # seconds between /healthcheck polls during start
-START_TIMEOUT = 30.0     # seconds a starting server may use no CPU and not answer
+START_TIMEOUT = 30.0     # seconds a starting server may neither run nor wait to run
 START_CAP = 600.0        # cap on waiting for a server to answer /healthcheck
 STOP_GRACE = 10.0        # SIGTERM -> SIGKILL
 LOG_TAIL_LINES = 20
@@ -583,12 +583,13 @@ class DevCluster:
     def _wait_healthy(self, servers: list[Server]) -> None:
         """Poll /healthcheck until every server answers; raise naming the first failure.
 
-        A server that has not answered yet is waited for as long as it uses CPU
-        (on a loaded machine, starting takes minutes): it fails after
-        START_TIMEOUT seconds without any, or after START_CAP in all.
+        A server that has not answered yet is waited for as long as it runs or waits
+        for a CPU (on a loaded machine, starting takes minutes, and a starved server
+        may get no CPU for a while): it fails after START_TIMEOUT seconds of neither,
+        or after START_CAP in all.
         """
         began = time.monotonic()
-        used: dict[str, tuple[int, float]] = {}       # name -> (CPU ticks, when they grew)
+        used: dict[str, tuple[int, float]] = {}       # name -> (CPU ticks, when it worked)
         waiting = list(servers)
         while waiting:
             for server in list(waiting):
@@ -600,11 +601,11 @@ class DevCluster:
                     waiting.remove(server)
                     continue
                 now, ticks = time.monotonic(), _cpu(proc.pid)
-                if used.get(server.name, (None,))[0] != ticks:
+                if used.get(server.name, (None,))[0] != ticks or _runnable(proc.pid):
                     used[server.name] = (ticks, now)
                 idle = now - used[server.name][1]
                 if idle > START_TIMEOUT or now - began > START_CAP:
-                    why = (f'and no CPU used for {START_TIMEOUT:.0f} s' if idle > START_TIMEOUT
+                    why = (f'and not running for {START_TIMEOUT:.0f} s' if idle > START_TIMEOUT
                            else f'after {START_CAP:.0f} s')
                     raise ServerStartError(server.name, f'no answer on /healthcheck (port '
                                            f'{server.port}) {why}', self.log_file(server))
@@ -789,6 +790,19 @@ def _cpu(pid: int) -> int:
     except OSError:
         return 0
     return int(fields[11]) + int(fields[12]) + sum(map(_cpu, _child_pids(pid)))
+
+
+def _runnable(pid: int) -> bool:
+    """True if a thread of ``pid`` or of its live descendants is running or waiting
+    for a CPU (state R): on a loaded machine a starting server may wait for one for
+    longer than it takes to use a clock tick of CPU (:func:`_cpu`)."""
+    for stat in Path(f'/proc/{pid}/task').glob('*/stat'):
+        try:
+            if stat.read_text().rpartition(')')[2].split()[0] == 'R':
+                return True
+        except (OSError, IndexError):
+            continue
+    return any(map(_runnable, _child_pids(pid)))
 
 
 NO_MEMCACHE = 'ERROR: swift.cache could not be found in env!'

@@ -15,6 +15,7 @@ from __future__ import annotations
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
+from urllib.parse import quote
 
 import pytest
 from swiftclient import ClientException, Connection
@@ -79,9 +80,14 @@ def make_container(conn: Connection) -> Iterator[Callable[..., str]]:
     yield make_container
     for connection, name in made:
         try:
-            for obj in connection.get_container(name, full_listing=True)[1]:
-                connection.delete_object(name, obj['name'])
-            connection.delete_container(name)
+            objects = connection.get_container(name, full_listing=True)[1]
+            # one bulk delete (Swift's bulk middleware): objects, then the container;
+            # one DELETE per object took 47 s for the 260 of a fan-in test
+            paths = [f'/{quote(name)}/{quote(obj["name"])}' for obj in objects]
+            connection.post_account({'Content-Type': 'text/plain',
+                                     'Accept': 'application/json'},
+                                    query_string='bulk-delete',
+                                    data=''.join(f'{p}\n' for p in [*paths, f'/{quote(name)}']))
         except ClientException:
             pass        # a test may have deleted it, or stopped a server on purpose
 

@@ -130,19 +130,14 @@ def test_quota_and_limits_travel_with_the_request(guest, pool, engine):
 
 def test_full_pool_answers_busy_at_once(guest, engine):
     with Pool(size=1, queue=0) as small:
-        started = threading.Event()
-
-        def long_run():
-            started.set()
-            _pool_run(small, guest('loop'), limits=spin(engine, 3))
-        t = threading.Thread(target=long_run)
+        taken = threading.Event()
+        t = threading.Thread(target=_pool_run, args=(small, guest('loop')),
+                             kwargs={'limits': spin(engine, 3), 'started': taken.set})
         t.start()
-        started.wait()
-        time.sleep(0.3)          # the long run holds the only worker now
-        t0 = time.monotonic()
+        assert taken.wait(30)    # the long run holds the only worker now
         with pytest.raises(PoolBusy):
             _pool_run(small, guest('hello'))
-        assert time.monotonic() - t0 < 0.5
+        assert t.is_alive()      # refused at once, not once the worker was free
         t.join()
         report, out = _pool_run(small, guest('hello'))    # free again
         assert report.status == 'ok' and out == b'Hello, world!\n'

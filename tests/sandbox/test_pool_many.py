@@ -121,9 +121,10 @@ def test_run_many_is_admitted_as_one_request(guest, engine):
     spin = Limits(fuel=10**15, timeout=3) if engine == 'emulated' else Limits(timeout=3)
     with Pool(size=1, queue=0) as pool:
         long_run, long_files = _run(guest('loop'), b'', limits=spin)
-        t = threading.Thread(target=lambda: list(pool.run_many([long_run])))
+        taken = threading.Event()
+        t = threading.Thread(target=lambda: list(pool.run_many([long_run], started=taken.set)))
         t.start()
-        time.sleep(0.3)
+        assert taken.wait(30)                  # the long run holds the only worker now
         run, files = _run(guest('wc'), b'a\n')
         with pytest.raises(PoolBusy):
             list(pool.run_many([run]))

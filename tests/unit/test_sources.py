@@ -9,11 +9,12 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from types import SimpleNamespace
 
 import pytest
 from archives import tar_bytes
-from swift.common.concurrency import LightQueue, sleep, spawn
+from swift.common.concurrency import Empty, LightQueue, spawn
 from swift.common.swob import HTTPBadRequest, HTTPException, Request, Response
 from test_proxy_filter import ACCOUNT, TEXT, FakeRing, FakeSwift, Servers, ok
 
@@ -361,32 +362,54 @@ def test_a_chain_runs_jobs_until_a_response_is_not_one() -> None:
     assert first.input.file.closed
 
 
+class DeletingSwift(FakeSwift):
+    """Answers DELETE too; :meth:`wait_until` wakes at each request it answered, so a
+    test waits for what the job's green threads store, not for a guessed time."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._answered: LightQueue = LightQueue()
+
+    def __call__(self, env, start_response):
+        try:
+            if env['REQUEST_METHOD'] == 'DELETE':
+                self.calls.append(('DELETE', env['PATH_INFO'], {}))
+                found = self.objects.pop(env['PATH_INFO'], None)
+                return Response(status=204 if found else 404)(env, start_response)
+            return super().__call__(env, start_response)
+        finally:
+            self._answered.put(None)
+
+    def wait_until(self, check: Callable[[], bool], idle: float = 30.0) -> bool:
+        """True once ``check()`` holds; False if no request came for ``idle`` seconds
+        before it did (a hung job: the test fails instead of hanging)."""
+        while not check():
+            try:
+                self._answered.get(timeout=idle)
+            except Empty:
+                return False
+        return True
+
+
 def test_deferred_always_stores_the_result_after_answering() -> None:
-    app = FakeSwift()
+    app = DeletingSwift()
     req = Request.blank(ACCOUNT + '/c', method='POST')
+    release: LightQueue = LightQueue()
 
     def work(progress) -> Response:
         progress.launched([])
-        sleep(0.01)
+        release.get()                   # still running when the 202 is sent
         return Response(body=b'result', content_type='text/x-r', headers={'X-Nexe-Status': 'ok'})
     resp = deferred.run(app, req, 'always', 'AUTH_a', 'c', 1.0, work, logger=None)
     assert resp.status_int == 202
     name = resp.body.decode().strip().rsplit('/', 1)[1]
     assert not any(p.endswith(name) for p in app.objects)
-    sleep(0.05)
+    release.put(None)
+    assert app.wait_until(lambda: f'{ACCOUNT}/c/{name}.headers' in app.objects)
     headers, body = app.objects[f'{ACCOUNT}/c/{name}']
     assert body == b'result' and headers['Content-Type'] == 'text/x-r'
     stored = json.loads(app.objects[f'{ACCOUNT}/c/{name}.headers'][1])
     assert stored['Status'] == '200 OK' and stored['X-Nexe-Status'] == 'ok'
-
-
-class DeletingSwift(FakeSwift):
-    def __call__(self, env, start_response):
-        if env['REQUEST_METHOD'] == 'DELETE':
-            self.calls.append(('DELETE', env['PATH_INFO'], {}))
-            found = self.objects.pop(env['PATH_INFO'], None)
-            return Response(status=204 if found else 404)(env, start_response)
-        return super().__call__(env, start_response)
 
 
 def deferred_always(app: FakeSwift, work, heartbeat: float) -> tuple[str, str]:
@@ -409,15 +432,12 @@ def test_a_deferred_job_keeps_its_state_in_swift_while_it_runs() -> None:
     result, state = deferred_always(app, work, heartbeat=0.01)
     # stored before the 202: a client told of the job finds its state or its result,
     # never neither (how `zc wait` tells a typo in the id from a job not done)
-    assert json.loads(app.objects[state][1])['state'] == 'running'
-    sleep(0.05)
     first = json.loads(app.objects[state][1])
     assert first['state'] == 'running' and first['heartbeat'] == 0.01
-    sleep(0.05)
-    assert json.loads(app.objects[state][1])['updated'] > first['updated']     # refreshed
+    assert app.wait_until(                                                  # refreshed
+        lambda: json.loads(app.objects[state][1])['updated'] > first['updated'])
     release.put(None)
-    sleep(0.05)
-    assert state not in app.objects                                           # done: gone
+    assert app.wait_until(lambda: state not in app.objects)                # done: gone
     assert json.loads(app.objects[f'{result}.headers'][1])['Status'] == '200 OK'
 
 
@@ -432,7 +452,9 @@ def _ended(failed: bool, read: int, wrote: int) -> SimpleNamespace:
                            report=wire.NodeReport('ok', accounting={'channels': channels}))
 
 
-def test_the_state_counts_nodes_as_they_end_and_the_result_names_their_objects() -> None:
+def test_the_state_counts_nodes_as_they_end_and_the_result_names_their_objects(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(deferred, 'PROGRESS_EVERY', 0.05)   # a change is seen sooner than 1 s
     app = DeletingSwift()
     step: LightQueue = LightQueue()
 
@@ -446,30 +468,20 @@ def test_the_state_counts_nodes_as_they_end_and_the_result_names_their_objects()
         step.get()
         return Response(body=b'3\n', headers={'X-Nexe-System': 'wc-1,wc-2,x'})
     result, state = deferred_always(app, work, heartbeat=30)
-    sleep(0.05)
     first = json.loads(app.objects[state][1])
     assert first['nodes'] == {'total': 3, 'done': 0, 'failed': 0, 'running': 3}
     assert first['job'] == 1 and first['started'] <= first['updated']
     step.put(None)
     # rewritten once the counts changed, long before the next heartbeat
-    assert until(lambda: json.loads(app.objects[state][1])['nodes']['running'] == 1)
+    assert app.wait_until(lambda: json.loads(app.objects[state][1])['nodes']['running'] == 1)
     later = json.loads(app.objects[state][1])
     assert later['nodes'] == {'total': 3, 'done': 1, 'failed': 1, 'running': 1}
     assert later['bytes'] == {'in': 20, 'out': 5}
     step.put(None)
-    assert until(lambda: f'{result}.headers' in app.objects)
+    assert app.wait_until(lambda: f'{result}.headers' in app.objects)
     stored = json.loads(app.objects[f'{result}.headers'][1])
     assert stored['Objects'] == {'wc-1': 'swift://AUTH_a/c/a.txt',
                                  'wc-2': 'swift://AUTH_a/c/b.txt'}
-
-
-def until(check, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        sleep(0.02)
-    return False
 
 
 def lost_env(app: FakeSwift, updated: float, heartbeat: float = 10.0) -> dict:
