@@ -111,6 +111,7 @@ from zerocloud.job import (
     parse_location,
 )
 from zerocloud.proxy.caller import Caller, Input, spooled
+from zerocloud.zapp_format import GZIP_MAGIC, looks_like_archive
 
 OPEN = 'open'
 OPEN_VERSION = 'open/1.0'
@@ -224,7 +225,7 @@ def _kind(content_type: str, head: bytes, where: str) -> str:
     if head.startswith(SHEBANG):
         return 'script'
     if content_type in TAR_TYPES + GZIP_TYPES or (
-            content_type == OCTET_STREAM and zapp.looks_like_archive(head)):
+            content_type == OCTET_STREAM and looks_like_archive(head)):
         return 'zapp'
     if content_type in JOB_TYPES:
         return 'job'
@@ -271,7 +272,7 @@ def _open_zapp(caller: Caller, data: Input, content_type: str, head: bytes,
                where: str) -> Launch:
     """The launch of zapp ``data``, uncompressed in place (run in a thread: untrusted)."""
     limits = caller.config.zapp_limits
-    if content_type in GZIP_TYPES or head.startswith(zapp.GZIP_MAGIC):
+    if content_type in GZIP_TYPES or head.startswith(GZIP_MAGIC):
         plain = spooled()
         try:
             data.size = zapp.gunzip(data.file, plain, limits.size, where, limits.ratio,
@@ -520,7 +521,7 @@ def _stored_zapp(caller: Caller, path: SwiftPath, account: str,
     try:
         src = FileLikeIter(resp.app_iter)
         head = _read_head(src, HEAD_SIZE)
-        if content_type == OCTET_STREAM and not zapp.looks_like_archive(head):
+        if content_type == OCTET_STREAM and not looks_like_archive(head):
             return None
         launch = _load(caller, FileLikeIter(itertools.chain([head], src)), content_type,
                        resp.content_length, str(path), account, path, None)

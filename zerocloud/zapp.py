@@ -24,9 +24,8 @@ from dataclasses import dataclass
 from swift.common.swob import HTTPBadRequest, HTTPRequestEntityTooLarge
 from swift.common.utils import config_positive_int_value
 
-MAPS = ('boot/system.map', 'boot/cluster.map')
-GZIP_MAGIC = b'\x1f\x8b'
-TAR_MAGIC_OFFSET = 257
+from zerocloud.zapp_format import MAPS
+
 CHUNK = 1 << 16
 # Below this many uncompressed bytes the expansion ratio is not checked: a small
 # tar is mostly zero padding and compresses far better than its content.
@@ -46,11 +45,6 @@ class Limits:
         return cls(*(config_positive_int_value(conf.get(f'zapp_max_{name}', default))
                      for name, default in (('members', cls.members), ('size', cls.size),
                                            ('ratio', cls.ratio))))
-
-
-def looks_like_archive(head: bytes) -> bool:
-    """Gzip or ustar magic at the start of ``head`` (at least 262 bytes)."""
-    return head.startswith(GZIP_MAGIC) or head[TAR_MAGIC_OFFSET:TAR_MAGIC_OFFSET + 5] == b'ustar'
 
 
 def gunzip(src, dst, limit: int, where: str, ratio: int | None = None,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -592,3 +594,12 @@ def test_refused_credentials_say_which_to_check(monkeypatch, capsys) -> None:
         'zc: Auth GET failed: 401 Unauthorized: the credentials were refused: check ST_USER '
         'and ST_KEY (or OS_USERNAME, OS_PASSWORD, OS_PROJECT_NAME), or get a new '
         'OS_AUTH_TOKEN if it has expired\n')
+
+
+def test_zc_starts_without_swifts_server_side() -> None:
+    """Swift's server modules import eventlet: 0.4 s of every zc command, none of
+    which serves anything."""
+    code = ('import sys, zerocloud.client.cli; '
+            'print(sorted(m for m in sys.modules if m.startswith(("eventlet", "swift."))))')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True)
+    assert out.stdout == '[]\n'

@@ -25,6 +25,7 @@ from test_parsers_fuzz import CUT, EDITS, FUZZ, mutate
 
 from zerocloud import wire, zapp
 from zerocloud.job import DEVICE_KEYS, EXEC_KEYS, GROUP_KEYS, JobError, parse_job
+from zerocloud.zapp_format import GZIP_MAGIC
 
 JOB = [
     {'name': 'wc', 'exec': {'path': 'swift://~/c/wc', 'args': ['-l', 'x y'],
@@ -243,7 +244,7 @@ LIMITS = zapp.Limits(members=20, size=1 << 16, ratio=50)
 def check_zapp(data: bytes) -> None:
     f = io.BytesIO()
     try:
-        if data.startswith(zapp.GZIP_MAGIC):
+        if data.startswith(GZIP_MAGIC):
             zapp.gunzip(io.BytesIO(data), f, LIMITS.size, 'the zapp', LIMITS.ratio)
         else:
             f.write(data)
@@ -265,7 +266,7 @@ def test_the_zapp_to_mutate_is_read() -> None:
 @given(st.binary(max_size=2048))
 def test_zapp_random_bytes(data):
     check_zapp(data)
-    check_zapp(zapp.GZIP_MAGIC + data)
+    check_zapp(GZIP_MAGIC + data)
 
 
 @FUZZ

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from zerocloud.job import Node, SwiftPath, expand, parse_job, parse_location
-from zerocloud.zapp import GZIP_MAGIC, MAPS, looks_like_archive
+from zerocloud.zapp_format import GZIP_MAGIC, MAPS, looks_like_archive
 
 JSON_TYPE = 'application/json'
 ZAPP_TYPE = 'application/x-gzip'
