@@ -273,7 +273,7 @@ def _stray(cluster: DevCluster) -> list[str]:
     found = []
     for dev in cluster.object_devices:
         tmp = Path(dev['path']) / 'tmp'
-        found += [str(p) for p in tmp.iterdir()] if tmp.exists() else []
+        found += [str(p) for p in tmp.iterdir() if not _spares(p)] if tmp.exists() else []
     servers = [cluster.server(name) for name in ['proxy'] + [f'object{i}' for i in
                                                               range(len(cluster.object_ports))]]
     for server in servers:
@@ -290,6 +290,13 @@ def _stray(cluster: DevCluster) -> list[str]:
             if b'zvm_core.pool.worker' not in cmdline:    # the proxy's validate uploads
                 found.append(f'{server.name} child {child}: {cmdline}')
     return found
+
+
+def _spares(path: Path) -> bool:
+    """An object server's emptied batch output files, kept open for its next batches
+    (``zerocloud.object.batch.Spares``, removed once idle): no job's leftovers."""
+    return path.is_dir() and all(f.name.startswith('out-') and f.stat().st_size == 0
+                                 for f in path.iterdir())
 
 
 def _children(pid: int) -> list[int]:

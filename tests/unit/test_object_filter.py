@@ -555,9 +555,19 @@ def test_spare_output_files_go_once_no_batch_used_them_for_a_while(tmp_path: Pat
         now[0] += 1
         fire()
         assert spares.timer is None and spares.files == []
-        assert list(spares_dir(tmp_path).iterdir()) == []
+        assert list(tmp_path.iterdir()) == []       # their directory too
         a_batch(1)                      # a later batch makes new ones
         assert len(spares.files) == 1
+        running = batch.Outputs(spares)         # a batch that runs longer than that
+        held, path = running.take()
+        now[0] += batch.SPARES_IDLE + 1
+        fire()                                  # its file's directory stays
+        assert spares.timer is not None and Path(path).parent.is_dir()
+        running.give([path])
+        running.release(True)
+        now[0] += batch.SPARES_IDLE + 1
+        fire()
+        assert spares.timer is None and list(tmp_path.iterdir()) == []
     finally:
         if spares.timer is not None:
             spares.timer.cancel()

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import collections
 import os
+import shutil
 import time
 
 from swift.common.concurrency import GreenPool, LightQueue, greenthread, spawn, tpool
@@ -70,13 +71,17 @@ def _empty(files: list) -> None:
         f.seek(0)
 
 
-def _discard(files: list) -> None:
+def _discard(files: list, directory: str | None = None) -> None:
+    """Close and remove ``files``, then ``directory`` (a :class:`Spares` directory no
+    batch uses any more) if given."""
     for f in files:
         f.close()
         try:
             os.unlink(f.name)
         except OSError:
             pass
+    if directory is not None:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 class Spares:
@@ -95,12 +100,14 @@ class Spares:
         self.dir: str | None = None
         self.files: list = []           # emptied, open (unbuffered), their ``name`` a path
         self.made = 0
+        self.lent = 0                   # files batches hold now
         self.used = 0.0                 # when a batch last took or kept one (monotonic)
         self.timer = None               # removes the spares once idle
 
     def take(self):
         """An empty open file: a spare, or a new one."""
         self.used = time.monotonic()
+        self.lent += 1
         if self.files:
             return self.files.pop()
         if self.dir is None or not os.path.isdir(self.dir):
@@ -108,9 +115,11 @@ class Spares:
         self.made += 1
         return open(os.path.join(self.dir, f'out-{self.made}'), 'w+b', buffering=0)
 
-    def keep(self, files: list) -> None:
+    def keep(self, files: list, removed: int = 0) -> None:
         """Files a batch emptied after its every node ended: kept for the next ones (those
-        over :data:`SPARES` are removed, in a thread)."""
+        over :data:`SPARES` are removed, in a thread); ``removed``: how many others of
+        its files it removed itself."""
+        self.lent -= len(files) + removed
         room = max(0, SPARES - len(self.files))
         self.files += files[:room]
         self.used = time.monotonic()
@@ -120,14 +129,16 @@ class Spares:
             tpool.execute(_discard, files[room:])
 
     def _expire(self) -> None:
-        """Remove the spares if no batch used them for :data:`SPARES_IDLE` seconds."""
+        """Remove the spares, and their directory, once no batch has used them for
+        :data:`SPARES_IDLE` seconds and none holds one of its files."""
         idle = time.monotonic() - self.used
-        if idle < SPARES_IDLE:
-            self.timer = greenthread.spawn_after(SPARES_IDLE - idle, self._expire)
+        if idle < SPARES_IDLE or self.lent:
+            self.timer = greenthread.spawn_after(max(SPARES_IDLE - idle, 1.0), self._expire)
             return
         self.timer = None
         files, self.files = self.files, []
-        tpool.execute(_discard, files)
+        directory, self.dir = self.dir, None
+        tpool.execute(_discard, files, directory)
 
 
 class Outputs:
@@ -185,7 +196,7 @@ class Outputs:
             tpool.execute(_discard, gone)
         if back:
             tpool.execute(_empty, back)
-            self.spares.keep(back)
+        self.spares.keep(back, len(gone))
 
 
 class Chunks:
