@@ -678,7 +678,7 @@ def test_zc_sql_sends_the_entry_points_body(monkeypatch, capsys, args, body) -> 
     assert (code, sent, out) == (0, body, 'region,sum(qty)\r\neast,3\r\n')
     parse_request(json.dumps(sent).encode())
     if '--explain' not in args:
-        assert err == 'plan split (aggregates) over 2 objects; 3 nodes: 3 ok, 0 failed; HTTP 200\n'
+        assert err == 'plan split over 2 objects; 3 nodes: 3 ok, 0 failed; HTTP 200\n'
 
 
 def test_zc_sql_reads_the_query_from_stdin_and_stores_the_answer(monkeypatch, capsys) -> None:

@@ -588,8 +588,8 @@ class Client:
         if not self.quiet and not o.explain:
             h = answer.headers
             stored = f'; the answer is in {self.short(body["output"])}' if o.out else ''
-            self.err.write(f'plan {h.get("x-sql-plan", "?")} ({h.get("x-sql-plan-reason", "")})'
-                           f' over {h.get("x-sql-objects", "?")} objects{stored}; ' +
+            self.err.write(f'plan {h.get("x-sql-plan", "?")} over '
+                           f'{h.get("x-sql-objects", "?")} objects{stored}; ' +
                            display.summary(report.parse(answer.status, h, b'')))
         return 0
 
