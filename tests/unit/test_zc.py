@@ -723,3 +723,20 @@ def test_zc_sql_refuses_an_empty_query_and_a_bad_format(monkeypatch, capsys) -> 
         build_parser().parse_args(['sql', QUERY, '--format', 'xml'])
     assert e.value.code == 2
     assert "invalid choice: 'xml' (choose from 'csv', 'json')" in capsys.readouterr().err
+
+
+def test_ctrl_c_during_a_query_closes_the_connection(monkeypatch, capsys) -> None:
+    """The server stops a query whose client went away (doc/sql.md): zc closes it."""
+    from zerocloud.client import cli
+    session = FakeSqlSession(FakeAnswer(200, 'OK', b''))
+    closed = []
+    session.cancel = lambda: closed.append(True)
+
+    def interrupted(body: bytes):
+        raise KeyboardInterrupt
+    session.query = interrupted
+    fake_session(monkeypatch, session)
+    assert cli.main(['sql', QUERY]) == cli.EXIT_CANCELLED
+    assert closed == [True]
+    assert capsys.readouterr().err == \
+        '\nzc: cancelled: the connection is closed, so the server stops the query\n'
