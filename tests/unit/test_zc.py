@@ -715,6 +715,12 @@ def test_zc_sql_prints_the_servers_reason_and_exits_1(monkeypatch, capsys, statu
     assert err.startswith(says) and 'Traceback' not in err
 
 
+def test_zc_sql_offers_the_formats_the_entry_point_takes() -> None:
+    from zerocloud.sql import planner
+    assert (jobs.SQL_FORMATS, jobs.SQL_INPUT_FORMATS) == (planner.FORMATS,
+                                                          planner.INPUT_FORMATS)
+
+
 def test_zc_sql_refuses_an_empty_query_and_a_bad_format(monkeypatch, capsys) -> None:
     code, sent, _, err = zc_sql(monkeypatch, capsys, FakeAnswer(200, 'OK', b''), ' ')
     assert (code, sent) == (1, None)
