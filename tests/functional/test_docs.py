@@ -37,6 +37,9 @@ DOCS = [                        # (doc, the section that runs: None for all), in
     ('doc/user-guide.md', None),
     ('examples/mapreduce/README.md', None),
     ('examples/python-wordcount/README.md', None),
+    ('examples/python-csv/README.md', None),
+    ('examples/lua-filter/README.md', None),
+    ('examples/sql/README.md', None),
 ]
 FENCE = re.compile(r'( *)(```+)(.*)')
 RUN = {'sh': '', 'python': "python3 - <<'ZC_DOC_EOF'"}

@@ -14,7 +14,9 @@ import http.client
 import io
 import json
 import math
+import os
 import random
+import re
 import sqlite3
 import subprocess
 import sys
@@ -27,6 +29,7 @@ import requests
 from accounts import until
 from cluster_logs import executed
 from swiftclient import Connection
+from test_client import ZC, user_env
 
 from zerocloud.devcluster import USERS, DevCluster
 
@@ -390,3 +393,50 @@ def test_the_example(swift_cluster, conn, tmp_path) -> None:
     for name in [o['name'] for o in conn.get_container('sales')[1]]:
         conn.delete_object('sales', name)
     conn.delete_object('results', 'top.csv')
+
+
+def test_zc_sql_answers_explains_stores_and_says_why_it_refuses(
+        swift_cluster, conn: Connection, connect, make_container, sales, tmp_path) -> None:
+    """``zc sql`` over test_sql's sales objects: the answer the database gives, the plan,
+    a stored answer; a syntax error, a missing container and a container of another
+    account print the server's reason and exit 1."""
+    query = (f'SELECT region, count(*), sum(qty) FROM {URL} WHERE qty > 10 GROUP BY region '
+             'ORDER BY 3 DESC, 1')
+    def zc(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*ZC, *args], cwd=tmp_path, env=user_env(swift_cluster),
+                              capture_output=True, text=True, timeout=300, check=False)
+    proc = zc('sql', query)
+    assert proc.returncode == 0, proc.stderr
+    check_csv(proc.stdout.encode(), *reference(sales[1], query, URL), ordered=True)
+    answer = proc.stdout.encode()
+    assert re.fullmatch(r'plan split over 6 objects; 7 nodes: 7 ok, 0 failed in '
+                        r'[\d.]+ s; HTTP 200\n', proc.stderr), proc.stderr
+    proc = zc('sql', query, '--format', 'json', '-q')
+    assert proc.returncode == 0 and proc.stderr == ''
+    assert [list(json.loads(line)) for line in proc.stdout.splitlines()][0] == \
+        ['region', 'count(*)', 'sum(qty)']
+    proc = zc('sql', query, '--explain', '--engine', 'native')
+    plan = json.loads(proc.stdout)
+    assert (plan['mode'], plan['objects']) == ('split', 6)
+    assert {g['engine'] for job in plan['jobs'] for g in job} == {'native'}
+    out = f'zcsql-{os.getpid()}'                # zc creates the answer's container
+    proc = zc('sql', query, '--out', f'swift://~/{out}/answer.csv', '--no-header')
+    assert proc.returncode == 0 and proc.stdout == '', proc.stderr
+    assert f'the answer is in {out}/answer.csv;' in proc.stderr
+    stored = conn.get_object(out, 'answer.csv')[1]       # (text=True read CRLF as LF)
+    assert stored.replace(b'\r\n', b'\n') == answer.split(b'\n', 1)[1]
+    conn.delete_object(out, 'answer.csv')
+    conn.delete_container(out)
+    other = connect('test2:tester2')
+    private = make_container('zcsql-private', connection=other)
+    other.put_object(private, 'a.csv', b'x\n1\n')
+    for text, says in [
+            (f'SELECT region FROM {URL} WHERE qty = = 1',
+             'zc: the query: 400 Bad Request\nquery: near "=": syntax error at character'),
+            ('SELECT 1 FROM swift://~/zcsql-nowhere/*.csv',
+             'zc: the query: 404 Not Found\n'),
+            (f'SELECT x FROM swift://AUTH_test2/{private}/*.csv', 'zc: the query: 403 ')]:
+        proc = zc('sql', text)
+        assert (proc.returncode, proc.stdout) == (1, ''), proc.stderr
+        assert proc.stderr.startswith(says) and 'Traceback' not in proc.stderr, proc.stderr
+        assert len(proc.stderr.splitlines()) >= 2, proc.stderr      # the server's reason

@@ -298,3 +298,32 @@ def test_a_node_exit_code_fails_the_query_small_or_large(headers: dict, says) ->
 
     from zerocloud.sql.entry import _failed_exit
     assert _failed_exit(Response(headers=headers)) == says
+
+
+def test_more_objects_than_zerovm_maxnodes_is_a_400_naming_the_option() -> None:
+    """As for a job (``job-reference.md``): the request is small, what it names is too
+    many; listing stops at the first object over the limit."""
+    from types import SimpleNamespace
+
+    from swift.common.swob import HTTPException
+
+    from zerocloud.job import SwiftPath
+    from zerocloud.sql import entry
+    listed = []
+
+    def listing(path: str):
+        for i in range(10**6):
+            listed.append(i)
+            yield f'day{i:07d}.csv'
+    caller = SimpleNamespace(listing=listing, config=SimpleNamespace(max_nodes=3))
+    with pytest.raises(HTTPException) as e:
+        entry._objects(caller, SwiftPath('AUTH_a', 'sales', '*.csv'))
+    assert e.value.status_int == 400
+    assert e.value.body.decode() == (
+        'swift://AUTH_a/sales/*.csv matches more than 3 objects (a node each): more nodes '
+        "than the operator's zerovm_maxnodes (proxy) allows; it raises the limit\n")
+    assert len(listed) == 4
+    at_limit = SimpleNamespace(listing=lambda path: ['a.csv', 'b.csv', 'c.csv'],
+                               config=caller.config)
+    assert [p.obj for p in entry._objects(at_limit, SwiftPath('AUTH_a', 's', '*.csv'))] == \
+        ['a.csv', 'b.csv', 'c.csv']

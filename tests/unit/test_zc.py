@@ -603,3 +603,146 @@ def test_zc_starts_without_swifts_server_side() -> None:
             'print(sorted(m for m in sys.modules if m.startswith(("eventlet", "swift."))))')
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True)
     assert out.stdout == '[]\n'
+
+
+class FakeAnswer:
+    def __init__(self, status: int, reason: str, body: bytes, headers: dict | None = None):
+        self.status, self.reason, self._body = status, reason, body
+        self.headers = {k.lower(): v for k, v in (headers or {}).items()}
+
+    def read(self) -> bytes:
+        return self._body
+
+
+class FakeSqlSession:
+    """What ``zc sql`` asks of the session: the POSTed bodies, the containers made."""
+
+    account = 'AUTH_test'
+
+    def __init__(self, answer: FakeAnswer) -> None:
+        self.answer, self.sent, self.made = answer, [], []
+
+    def location(self, url: str):
+        from zerocloud.job import parse_location
+        return parse_location(url if url.startswith('swift://') else 'swift://~/' + url,
+                              self.account)
+
+    def ensure_container(self, container: str) -> None:
+        self.made.append(container)
+
+    def query(self, body: bytes) -> FakeAnswer:
+        self.sent.append(json.loads(body))
+        return self.answer
+
+
+def fake_session(monkeypatch, session: FakeSqlSession) -> None:
+    from zerocloud.client import cli
+
+    def made(self):
+        self._session = session
+        return session
+    monkeypatch.setattr(cli.Client, 'session', property(made))
+
+
+def zc_sql(monkeypatch, capsys, answer: FakeAnswer, *args: str) -> tuple[int, dict, str, str]:
+    """``zc sql ARGS`` against a fake server: (exit status, body sent, stdout, stderr)."""
+    from zerocloud.client import cli
+    session = FakeSqlSession(answer)
+    fake_session(monkeypatch, session)
+    code = cli.main(['sql', *args])
+    out, err = capsys.readouterr()
+    return code, (session.sent or [None])[-1], out, err
+
+
+QUERY = 'SELECT region, sum(qty) FROM swift://~/sales/*.csv GROUP BY region'
+SQL_HEADERS = {'X-Sql-Plan': 'split', 'X-Sql-Objects': '2', 'X-Sql-Plan-Reason': 'aggregates',
+               'X-Nexe-System': 'sql-1,sql-2,merge', 'X-Nexe-Status': 'ok,ok,ok',
+               'X-Nexe-Retcode': '0,0,0'}
+
+
+@pytest.mark.parametrize('args, body', [
+    ([], {'query': QUERY}),
+    (['--format', 'json', '--explain', '--engine', 'native'],
+     {'query': QUERY, 'format': 'json', 'explain': True, 'engine': 'native'}),
+    (['--no-header', '--input-format', 'csv', '--columns', 'region,qty', '--delimiter', ';',
+      '--no-input-header'],
+     {'query': QUERY, 'header': False, 'input': {'format': 'csv', 'columns': ['region', 'qty'],
+                                                 'delimiter': ';', 'header': False}}),
+])
+def test_zc_sql_sends_the_entry_points_body(monkeypatch, capsys, args, body) -> None:
+    """Only the options given, as doc/sql.md's keys; the server's parser takes them."""
+    from zerocloud.sql.planner import parse_request
+    code, sent, out, err = zc_sql(monkeypatch, capsys,
+                                  FakeAnswer(200, 'OK', b'region,sum(qty)\r\neast,3\r\n',
+                                             SQL_HEADERS), QUERY, *args)
+    assert (code, sent, out) == (0, body, 'region,sum(qty)\r\neast,3\r\n')
+    parse_request(json.dumps(sent).encode())
+    if '--explain' not in args:
+        assert err == 'plan split over 2 objects; 3 nodes: 3 ok, 0 failed; HTTP 200\n'
+
+
+def test_zc_sql_reads_the_query_from_stdin_and_stores_the_answer(monkeypatch, capsys) -> None:
+    from zerocloud.client import cli
+    monkeypatch.setattr('sys.stdin', io.StringIO(QUERY + '\n'))
+    session = FakeSqlSession(FakeAnswer(200, 'OK', b'', SQL_HEADERS))
+    fake_session(monkeypatch, session)
+    assert cli.main(['sql', '-', '--out', 'results/top.csv']) == 0
+    assert session.sent == [{'query': QUERY + '\n',
+                             'output': 'swift://AUTH_test/results/top.csv'}]
+    assert session.made == ['results']                  # as zc run --out does
+    assert 'the answer is in results/top.csv' in capsys.readouterr().err
+    assert cli.main(['sql', QUERY, '--out', 'swift://~/results/*.csv']) == cli.EXIT_USAGE
+    assert "--out names one object (swift://~/c/o), not 'swift://~/results/*.csv'" in \
+        capsys.readouterr().err
+
+
+@pytest.mark.parametrize('status, reason, body, says', [
+    (400, 'Bad Request', b'query: near "=": syntax error at character 57\n',
+     'zc: the query: 400 Bad Request\nquery: near "=": syntax error at character 57\n'),
+    (404, 'Not Found', b'No objects found in path swift://AUTH_test/sales/*.csv\n',
+     'zc: the query: 404 Not Found\nNo objects found in path swift://AUTH_test/sales/*.csv\n'),
+    (403, 'Forbidden', b'Denied: may not read swift://AUTH_b/c/o\n',
+     'zc: the query: 403 Forbidden\nDenied: may not read swift://AUTH_b/c/o\n'),
+    (422, 'Unprocessable Entity', b'sql-2: exit 1: sqlite: load: line 8: record 7 has 4 fields',
+     'zc: the query: 422 Unprocessable Entity\nsql-2: exit 1: sqlite: load: line 8: record 7'),
+    (401, 'Unauthorized', b'<html><h1>Unauthorized</h1></html>',
+     'zc: the query: 401 Unauthorized\n' + display.REFUSED + '\n'),
+])
+def test_zc_sql_prints_the_servers_reason_and_exits_1(monkeypatch, capsys, status, reason,
+                                                      body, says) -> None:
+    code, _, out, err = zc_sql(monkeypatch, capsys, FakeAnswer(status, reason, body), QUERY)
+    assert (code, out) == (1, '')
+    assert err.startswith(says) and 'Traceback' not in err
+
+
+def test_zc_sql_offers_the_formats_the_entry_point_takes() -> None:
+    from zerocloud.sql import planner
+    assert (jobs.SQL_FORMATS, jobs.SQL_INPUT_FORMATS) == (planner.FORMATS,
+                                                          planner.INPUT_FORMATS)
+
+
+def test_zc_sql_refuses_an_empty_query_and_a_bad_format(monkeypatch, capsys) -> None:
+    code, sent, _, err = zc_sql(monkeypatch, capsys, FakeAnswer(200, 'OK', b''), ' ')
+    assert (code, sent) == (1, None)
+    assert err == 'zc: the query is empty: give one SELECT ... FROM swift://~/c/*.csv\n'
+    with pytest.raises(SystemExit) as e:
+        build_parser().parse_args(['sql', QUERY, '--format', 'xml'])
+    assert e.value.code == 2
+    assert "invalid choice: 'xml' (choose from 'csv', 'json')" in capsys.readouterr().err
+
+
+def test_ctrl_c_during_a_query_closes_the_connection(monkeypatch, capsys) -> None:
+    """The server stops a query whose client went away (doc/sql.md): zc closes it."""
+    from zerocloud.client import cli
+    session = FakeSqlSession(FakeAnswer(200, 'OK', b''))
+    closed = []
+    session.cancel = lambda: closed.append(True)
+
+    def interrupted(body: bytes):
+        raise KeyboardInterrupt
+    session.query = interrupted
+    fake_session(monkeypatch, session)
+    assert cli.main(['sql', QUERY]) == cli.EXIT_CANCELLED
+    assert closed == [True]
+    assert capsys.readouterr().err == \
+        '\nzc: cancelled: the connection is closed, so the server stops the query\n'

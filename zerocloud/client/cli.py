@@ -13,12 +13,14 @@
     zc open URL [--param K=V] [--source URL]
     zc validate PROGRAM
     zc local run ...same as run... [--map swift://~/C=DIR] [--stdin FILE]
+    zc sql QUERY|- [--format csv|json] [--no-header] [--explain] [--out URL] [--engine E]
+           [--input-format csv|jsonl] [--columns A,B] [--delimiter C] [--no-input-header]
 
 Auth options and variables are the ``swift`` command's (``zerocloud.client.
 session``).  Exit status: 0 when every node ended ``ok`` with exit code 0;
-1 when a node failed or the server refused the request (its whole error
-body is printed); 2 for a usage error; 3 when a deferred result is not
-there yet; 130 when Ctrl-C cancelled.
+1 when a node failed or the server refused the request or a query (its
+whole error body is printed); 2 for a usage error; 3 when a deferred
+result is not there yet; 130 when Ctrl-C cancelled.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ CANCELLED = {                   # what Ctrl-C did, by command
     'open': ': the connection is closed, so the server stops the job',
     'submit': ': a deferred job goes on once started',
     'wait': ': stopped waiting; the deferred job goes on',
+    'sql': ': the connection is closed, so the server stops the query',
 }
 ENDPOINT_HEADER = 'X-Container-Meta-Rest-Endpoint'
 STATE_SUFFIX, HEADERS_SUFFIX = '.state', '.headers'   # of a deferred result (zerocloud.deferred)
@@ -142,6 +145,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--source', metavar='URL', help='run this app over the object instead')
     p = sub.add_parser('validate', help='check a program as the object servers will')
     p.add_argument('program', help='a local file, or swift://~/c/o (its stored verdict)')
+    p = sub.add_parser('sql', parents=[quiet], help='run one SQL query over objects, where they '
+                                                     'are stored (doc/sql.md)')
+    p.add_argument('query', help="one SELECT ... FROM 'swift://~/c/*.csv' ... ('-': read it "
+                                 'from stdin)')
+    p.add_argument('--format', choices=jobs.SQL_FORMATS, default='csv',
+                   help='the answer: CSV, or JSON lines (one object per row)')
+    p.add_argument('--no-header', action='store_true',
+                   help='CSV answer without the first row of column names')
+    p.add_argument('--explain', action='store_true',
+                   help='print the plan (JSON: the nodes\' and the merge\'s SQL), run nothing')
+    p.add_argument('--out', metavar='URL', help='store the answer in this object instead '
+                                                '(its container is created if needed)')
+    p.add_argument('--engine', choices=CHOICES, help="every node's engine (default: the object "
+                                                    "servers' choice)")
+    p.add_argument('--input-format', choices=jobs.SQL_INPUT_FORMATS,
+                   help="the objects' format (default: from the first object's name)")
+    p.add_argument('--columns', metavar='A,B,...', type=lambda text: text.split(','),
+                   help="the objects' column names, in field order (default: read from the "
+                        'first object)')
+    p.add_argument('--delimiter', metavar='CHAR', help='CSV objects: the field separator')
+    p.add_argument('--no-input-header', action='store_true',
+                   help='CSV objects without a header row (columns c1, c2, ... unless --columns)')
     p = sub.add_parser('local', help='try a job on this machine (zvm)')
     lsub = p.add_subparsers(dest='local_command', metavar='run', required=True)
     p = lsub.add_parser('run', parents=[quiet], help='run a job, zapp, program or script '
@@ -530,6 +555,42 @@ class Client:
         problem = zapps.check_program(target, data)
         self.err.write((problem or f'{target}: valid') + '\n')
         return EXIT_FAILED if problem else 0
+
+    # -- SQL ----------------------------------------------------------------------------
+
+    def cmd_sql(self) -> int:
+        """One ``sql/1.0`` request: the answer on stdout, the plan and the nodes' count on
+        stderr (unless -q); a refused or failed query prints the server's whole answer."""
+        o = self.opts
+        query = sys.stdin.read() if o.query == '-' else o.query
+        body = jobs.sql_request(query, fmt=o.format, header=not o.no_header, explain=o.explain,
+                                engine=o.engine, input_format=o.input_format,
+                                columns=o.columns, delimiter=o.delimiter,
+                                input_header=not o.no_input_header)
+        ses = self.session
+        if o.out is not None:
+            out = ses.location(o.out)
+            if out.obj is None or '*' in out.path:
+                raise Usage(f'--out names one object (swift://~/c/o), not {o.out!r}')
+            if out.account == ses.account:
+                ses.ensure_container(out.container)
+            body['output'] = str(out)
+        with self.progress('running the query'):
+            answer = ses.query(json.dumps(body).encode())
+            data = answer.read()
+        if answer.status >= 300:
+            if answer.status == 401 and data.lstrip().startswith(b'<html>'):
+                data = display.REFUSED.encode()
+            raise ServerError('the query', answer.status, answer.reason, data)
+        self.out.write(data)
+        self.out.flush()
+        if not self.quiet and not o.explain:
+            h = answer.headers
+            stored = f'; the answer is in {self.short(body["output"])}' if o.out else ''
+            self.err.write(f'plan {h.get("x-sql-plan", "?")} over '
+                           f'{h.get("x-sql-objects", "?")} objects{stored}; ' +
+                           display.summary(report.parse(answer.status, h, b'')))
+        return 0
 
     def cmd_local(self) -> int:
         payload = self.payload(remote=False)

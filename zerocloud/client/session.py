@@ -20,6 +20,7 @@ from swiftclient.service import get_conn
 from zerocloud.job import SwiftPath, parse_location
 
 EXECUTE = 'X-Zerovm-Execute'
+SQL = 'sql/1.0'
 CHUNK = 1 << 16
 
 
@@ -100,6 +101,11 @@ class Session:
         """POST a job (or zapp) to the account."""
         return self.request('POST', None, {EXECUTE: '1.0', 'Content-Type': content_type,
                                            **headers}, body)
+
+    def query(self, body: bytes) -> Answer:
+        """POST a ``sql/1.0`` query (its JSON body, ``doc/sql.md``) to the account."""
+        return self.request('POST', None, {EXECUTE: SQL, 'Content-Type': 'application/json'},
+                            body)
 
     def cancel(self) -> None:
         """Close the connection of the request under way: the server stops its job."""

@@ -142,9 +142,11 @@ def _objects(caller: Caller, path: jobs.SwiftPath) -> list[jobs.SwiftPath]:
                                  lambda a: caller.listing(f'/v1/{a}')):
             found.append(obj)
             most = caller.config.max_nodes
-            if len(found) > most:
-                raise HTTPRequestEntityTooLarge(body=f'{path} matches more than '
-                                                     f'zerovm_maxnodes ({most}) objects\n')
+            if len(found) > most:       # a 400 as for a job: the request is small
+                raise HTTPBadRequest(body=f'{path} matches more than {most} objects (a node '
+                                          'each): more nodes than the operator\'s '
+                                          'zerovm_maxnodes (proxy) allows; it raises the '
+                                          'limit\n')
     except jobs.JobError as e:                  # a container that does not exist
         raise HTTPNotFound(body=f'{e}\n') from None
     if not found:
