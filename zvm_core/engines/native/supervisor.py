@@ -77,13 +77,7 @@ from zvm_core.prefix import Cut
 from zvm_core.report import Accounting, Report
 from zvm_core.syscalls import HANDLERS, Stop, SysError, count_unknown, syscall_name
 from zvm_core.syscalls.io import OpenFile
-from zvm_core.syscalls.proc import (
-    ARCH_GET_FS,
-    ARCH_GET_GS,
-    ARCH_SET_FS,
-    ARCH_SET_GS,
-    CONSTANT,
-)
+from zvm_core.syscalls.proc import CONSTANT, segment_request
 from zvm_core.syscalls.random import SeededStream
 from zvm_core.syscalls.time import VirtualClock
 from zvm_core.zerovm import trap
@@ -91,13 +85,16 @@ from zvm_core.zerovm import trap
 
 def _arch_prctl(g: Guest, code: int, addr: int, *_) -> int:
     """The FS/GS bases are the kernel's: it performs the call (answered 0: continued,
-    :data:`PERFORMED`) for the codes the emulator answers, every other is EINVAL.  A
-    base read is checked as the emulator's write of it (the kernel's page is at least
-    as writable as the table says; nothing is staged: the call produces no bytes)."""
-    if code in (ARCH_GET_FS, ARCH_GET_GS):
+    :data:`PERFORMED`) for what the emulator accepts, checked here by the same rule
+    (so a base past 4-level user space is EPERM on a 5-level host too; any other code
+    never reaches the kernel).  A base read is checked as the emulator's write of it
+    (the kernel's page is at least as writable as the table says; nothing is staged:
+    the call produces no bytes).  Continuing it is no race: the address is a register,
+    fixed in the notification, and the guest's one thread is stopped in this call, so
+    its pages cannot change before the kernel writes; the kernel's ``put_user`` can do
+    no more than the guest's own store could."""
+    if not segment_request(code, addr)[1]:
         g.mem.view(addr, 8, PROT_W)
-    elif code not in (ARCH_SET_FS, ARCH_SET_GS):
-        raise SysError(errno.EINVAL)
     return 0
 
 
