@@ -85,7 +85,7 @@ from zvm_core.zerovm import trap
 
 def _arch_prctl(g: Guest, code: int, addr: int, *_) -> int:
     """The FS/GS bases are the kernel's: it performs the call (answered 0: continued,
-    :data:`PERFORMED`) for what the emulator accepts, checked here by the same rule
+    :func:`seccomp.may_continue`) for what the emulator accepts, checked here by the same rule
     (so a base past 4-level user space is EPERM on a 5-level host too; any other code
     never reaches the kernel).  A base read is checked as the emulator's write of it
     (the kernel's page is at least as writable as the table says; nothing is staged:
@@ -99,7 +99,6 @@ def _arch_prctl(g: Guest, code: int, addr: int, *_) -> int:
 
 
 DISPATCH = {**HANDLERS, **trap.HANDLERS, seccomp.NR_ARCH_PRCTL: ('arch_prctl', _arch_prctl)}
-PERFORMED = frozenset({seccomp.NR_MPROTECT, seccomp.NR_ARCH_PRCTL})     # checked, then continued
 NR_MMAP = 9
 # The kernel's legacy vsyscall page (time, gettimeofday, getcpu at fixed addresses):
 # no page of the guest's, and the loader cannot unmap it, but the kernel runs its
@@ -630,7 +629,7 @@ class _Supervisor:
                 ret = -errno.ENOSYS
             else:
                 ret = entry[1](g, *args)
-                if nr in PERFORMED and ret == 0:
+                if ret == 0 and seccomp.may_continue(nr, args):
                     flags = seccomp.USER_NOTIF_FLAG_CONTINUE    # checked: the kernel does it
             if ret >= 0:
                 g.mem.flush(None if nr == NR_MMAP else ret)
