@@ -195,8 +195,8 @@ class ProcessMemory:
         self._writev(addr, data)
 
     def view(self, addr: int, size: int, need: int) -> memoryview:
-        if size == 0:
-            return memoryview(b'')
+        if size == 0:       # nothing to check (Linux, the emulator); writable: getrandom
+            return memoryview(bytearray())
         self._check(addr, size, need)
         if need & PROT_W:
             buf = bytearray(size)           # zero pages until the call fills them
