@@ -50,6 +50,7 @@ CASES: dict[str, list[tuple[tuple[str, ...], bytes]]] = {
     'getpid': [(('500',), b'')], 'hello': [((), b'')], 'initstate': [((), b''), (('x',), b'')],
     'interp_sys': [((), b'')], 'jit': [((), b'')], 'jump_data': [((), b'')],
     'leftover': [(('q',), b'')], 'loop': [((), b'')], 'malloc': [((), b'')],
+    'mapfile': [(('65536', '4096'), b''), (('100', '0'), b'')],
     'membomb': [((), b'')], 'miniscript': [(('/script',), b'')], 'passwd': [((), b'')],
     'native_hostile': [(('calls',), b''), (('fds',), b''), (('edges',), b'')],
     'rdtsc': [((), b'')], 'readsizes': [(('5',), TEXT[:100])], 'readtext': [((), b'')],

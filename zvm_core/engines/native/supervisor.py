@@ -99,7 +99,6 @@ def _arch_prctl(g: Guest, code: int, addr: int, *_) -> int:
 
 
 DISPATCH = {**HANDLERS, **trap.HANDLERS, seccomp.NR_ARCH_PRCTL: ('arch_prctl', _arch_prctl)}
-NR_MMAP = 9
 # The kernel's legacy vsyscall page (time, gettimeofday, getcpu at fixed addresses):
 # no page of the guest's, and the loader cannot unmap it, but the kernel runs its
 # calls through the filter; the run ends as the emulator's does there, a fault at the
@@ -632,7 +631,7 @@ class _Supervisor:
                 if ret == 0 and seccomp.may_continue(nr, args):
                     flags = seccomp.USER_NOTIF_FLAG_CONTINUE    # checked: the kernel does it
             if ret >= 0:
-                g.mem.flush(None if nr == NR_MMAP else ret)
+                g.mem.flush(ret)
             else:
                 g.mem.discard()
         except SysError as e:
