@@ -3,7 +3,9 @@
  *
  *   calls      every dangerous system call, printed as "name result" (raw -errno):
  *              both engines must print the same, all refused
- *   edges      calls the native filter answers itself (differently from the emulator)
+ *   edges      edges of the calls the native filter routes and the kernel performs
+ *              (the loader's socket, mprotect's bits, arch_prctl's addresses): both
+ *              engines must print the same and count the same
  *   int80      `int $0x80` hidden in an immediate, reached by an indirect jump
  *   sysenter   `sysenter`, hidden the same way
  *   x32        a system call through the x32 ABI (bit 30 of the number)
@@ -84,9 +86,24 @@ int main(int argc, char **argv)
         TRY("x32_bit_clear", SYS_getpid, 0, 0, 0, 0, 0, 0);
         return 0;
     }
-    if (!strcmp(what, "edges")) {      /* native only: answered by the filter itself */
+    if (!strcmp(what, "edges")) {
         TRY("mprotect_high_bits", SYS_mprotect, (long)page, 4096, 0x100000001L, 0, 0, 0);
+        TRY("mprotect_unaligned_exec", SYS_mprotect, (long)page + 1, 4096, PROT_EXEC, 0, 0, 0);
+        TRY("mprotect_unmapped_exec", SYS_mprotect, 0x7f0000000000L, 4096, PROT_EXEC, 0, 0, 0);
         TRY("sendmsg_ctl", SYS_sendmsg, 1030, (long)page, 0, 0, 0, 0);
+        /* Linux refuses a base outside user space (EPERM) whatever the host's paging */
+        TRY("set_fs_kernel", SYS_arch_prctl, 0x1002, 0xffff800000000000L, 0, 0, 0, 0);
+        TRY("set_gs_noncanonical", SYS_arch_prctl, 0x1001, 0x8000000000000000L, 0, 0, 0, 0);
+        TRY("set_fs_user_top", SYS_arch_prctl, 0x1002, 0x7ffffffff000L, 0, 0, 0, 0);
+        TRY("set_fs_la57", SYS_arch_prctl, 0x1002, 0x10000000000000L, 0, 0, 0, 0);
+        TRY("get_fs_kernel", SYS_arch_prctl, 0x1003, 0xffff800000000000L, 0, 0, 0, 0);
+        TRY("get_gs_code", SYS_arch_prctl, 0x1004, (long)main & ~4095L, 0, 0, 0, 0);
+        TRY("get_fs_ok", SYS_arch_prctl, 0x1003, (long)page, 0, 0, 0, 0);
+        TRY("set_gs_same", SYS_arch_prctl, 0x1001, 0, 0, 0, 0, 0);
+        TRY("arch_get_cpuid", SYS_arch_prctl, 0x1011, 0, 0, 0, 0, 0);
+        /* a buffer of no bytes is never touched: no protection to check (Linux) */
+        TRY("getrandom_zero_code", SYS_getrandom, (long)main, 0, 0, 0, 0, 0);
+        TRY("read_zero_code", SYS_read, 0, (long)main, 0, 0, 0, 0);
         return 0;
     }
     if (!strcmp(what, "int80"))

@@ -17,7 +17,7 @@ import pytest
 from tests.conftest import RUN_TIMEOUT
 from tests.sandbox.test_programs import text_input
 from zvm_core import engines
-from zvm_core.engines.native import cpuid
+from zvm_core.engines.native import cpuid, seccomp
 
 pytestmark = pytest.mark.skipif(engines.native_unavailable() is not None,
                                 reason=f'native engine: {engines.native_unavailable()}')
@@ -91,9 +91,22 @@ def test_dangerous_calls_are_refused(guest, zvm):
             assert value == allowed[name], (name, value)
         else:
             assert int(value) < 0, (name, value)
-    assert results['mprotect_exec'] == '-13'              # EACCES, by the filter natively
+    assert results['mprotect_exec'] == '-13'              # EACCES, never performed natively
+    assert results['close_ctl'] == '-9'         # the guest's close of the loader's socket
     edges = zvm.run(guest('native_hostile'), 'edges', opts=NATIVE)
-    assert edges.stdout == b'mprotect_high_bits -22\nsendmsg_ctl -9\n', edges
+    assert edges.stdout.startswith(b'mprotect_high_bits -22\nmprotect_unaligned_exec -22\n'
+                                   b'mprotect_unmapped_exec -12\nsendmsg_ctl -38\n'
+                                   b'set_fs_kernel -1\n'), edges
+
+
+def test_the_kernel_never_performs_an_mprotect_that_could_make_code():
+    """The supervisor continues mprotect only with read/write bits, whatever the
+    personality answered (the filter sends every mprotect to it, to be counted)."""
+    for prot in (4, 5, 7, 1 << 32, 0x1000000, 0x01000000 | 1):
+        assert not seccomp.may_continue(seccomp.NR_MPROTECT, (4096, 4096, prot, 0, 0, 0))
+    for prot in (0, 1, 2, 3, 8):
+        assert seccomp.may_continue(seccomp.NR_MPROTECT, (4096, 4096, prot, 0, 0, 0))
+    assert not seccomp.may_continue(seccomp.NR_CLOSE, (seccomp.CTL_FD, 0, 0, 0, 0, 0))
 
 
 NO_CPUID_FAULT = pytest.mark.skipif(cpuid.unsupported() is not None,

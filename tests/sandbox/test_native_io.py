@@ -196,3 +196,47 @@ def test_the_native_supervisor_holds_a_step_of_a_large_write_not_all(guest, zvm)
                           cwd=REPO, env=zvm.env, timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert int(proc.stdout) < 160, f'supervisor peak RSS {int(proc.stdout)} MiB'
+
+
+def mapfile_line(length: int, data: bytes, spots: list[range]) -> str:
+    """What ``mapfile LENGTH`` prints for a file whose only non-zero bytes are in
+    ``spots``."""
+    h, nonzero = 0xCBF29CE484222325, 0
+    for i in sorted({i for spot in spots for i in spot if data[i]}):
+        for b in (*i.to_bytes(8, 'little'), data[i]):
+            h = (h ^ b) * 0x100000001B3 & (1 << 64) - 1
+        nonzero += 1
+    return f'{length} {h:016x} {nonzero}\n'
+
+
+def test_mapping_a_sparse_file_writes_only_its_data(guest, engine, monkeypatch):
+    """A file mmap fills a fresh (zero) mapping: chunks of the file that are all zeros
+    are not written into the guest, so mapping a sparse 48 MiB file costs the guest
+    (natively its process, emulated the host pages behind it) what its data does; the
+    guest sees every byte, zeros and data, at its place."""
+    from zvm_core.engines.emulated.memory import AddressSpace
+    from zvm_core.engines.native.memory import ProcessMemory
+    from zvm_core.executor import Limits, run
+    size = 48 * MIB
+    data = bytearray(size)
+    spots = [range(5 * MIB + 7, 5 * MIB + 3007),             # inside one 1 MiB chunk
+             range(17 * MIB - 1, 17 * MIB + 1), range(size - 10, size)]   # across two; last
+    for spot in spots:
+        data[spot.start:spot.stop] = pattern(len(spot))[::-1]
+    written: list[int] = []
+    for cls in (AddressSpace, ProcessMemory):
+        real = cls.write
+
+        def counting(self, addr, chunk, real=real):
+            written.append(len(chunk))
+            return real(self, addr, chunk)
+        monkeypatch.setattr(cls, 'write', counting)
+    out = MemoryBacking()
+    report = run(guest('mapfile'), [Channel('/dev/input', MemoryBacking(bytes(data)), READ,
+                                            random=True),
+                                    Channel('/dev/stdout', out, WRITE)],
+                 argv=['mapfile', str(size + 4096), '0'], limits=Limits(memory=128 * MIB),
+                 engine=engine)
+    assert report.status == 'ok', report
+    assert out.data.decode() == mapfile_line(size + 4096, data, spots)
+    assert sum(written) <= 4 * MIB, sum(written)        # 3 chunks, not 48 MiB

@@ -32,6 +32,8 @@ MAX_FDS = 1024
 IOV_MAX = 1024
 MAX_IO = 1 << 30                # bytes one call moves at most
 STEP = 4 << 20                  # bytes of guest memory a call moves at a time (read_steps)
+SPARSE = 1 << 20                # a fresh mapping's chunk left unwritten where the file is zeros
+_ZEROS = bytes(SPARSE)
 BLKSIZE = 65536
 
 
@@ -140,11 +142,27 @@ def _split(spans: list[tuple[int, int]], limit: int) -> Iterator[list[tuple[int,
         yield step
 
 
-def read_steps(p, ch, spans: list[tuple[int, int]], limit: int, offset: int | None) -> int:
-    """One read call of ``ch`` into the guest's ``spans`` (checked), at most ``limit``
-    bytes, at ``offset`` (None: sequential), a STEP at a time: the native engine
-    holds a copy of one step, not of the call.  A short step ends the call, as a
-    short read does (a step of a stream is read in full or to its end)."""
+def _store(p, addr: int, data: memoryview, fresh: bool) -> None:
+    """``data`` into the guest at ``addr``; into ``fresh`` memory (known zeros: a new
+    mapping) only its SPARSE chunks that are not all zeros, so that mapping a sparse
+    file costs the guest's pages (natively its process's, emulated the host's) what
+    its data does, not its length."""
+    if not fresh:
+        p.mem.write(addr, data)
+        return
+    for off in range(0, len(data), SPARSE):
+        piece = data[off:off + SPARSE]
+        if piece.tobytes() != _ZEROS[:len(piece)]:
+            p.mem.write(addr + off, piece)
+
+
+def read_steps(p, ch, spans: list[tuple[int, int]], limit: int, offset: int | None,
+               fresh: bool = False) -> int:
+    """One read call of ``ch`` into the guest's ``spans`` (checked; ``fresh``: known
+    zeros, :func:`_store`), at most ``limit`` bytes, at ``offset`` (None: sequential),
+    a STEP at a time: the native engine holds a copy of one step, not of the call.  A
+    short step ends the call, as a short read does (a step of a stream is read in
+    full or to its end)."""
     done = 0
     for i, step in enumerate(_steps(spans, limit)):
         buf = memoryview(bytearray(sum(n for _, n in step)))
@@ -154,7 +172,7 @@ def read_steps(p, ch, spans: list[tuple[int, int]], limit: int, offset: int | No
         for addr, n in step:
             if pos >= got:
                 break
-            p.mem.write(addr, buf[pos:min(got, pos + n)])
+            _store(p, addr, buf[pos:min(got, pos + n)], fresh)
             pos += n
         done += got
         if got < len(buf) or not step:
@@ -192,7 +210,9 @@ def _ready(p, ch: Channel, write: bool) -> None:
                               f'{ch.alias}')
 
 
-def _read(p, f: OpenFile, spans: list[tuple[int, int]], offset: int | None) -> int:
+def _read(p, f: OpenFile, spans: list[tuple[int, int]], offset: int | None,
+          fresh: bool = False) -> int:
+    """A read of ``f`` into ``spans`` (``fresh``: :func:`read_steps`)."""
     ch = f.channel
     want = sum(n for _, n in spans)
     if ch.random:
@@ -203,7 +223,7 @@ def _read(p, f: OpenFile, spans: list[tuple[int, int]], offset: int | None) -> i
     if not ch.random:
         _ready(p, ch, False)
         return read_steps(p, ch, spans, budget, None)
-    n = read_steps(p, ch, spans, budget, f.pos if offset is None else offset)
+    n = read_steps(p, ch, spans, budget, f.pos if offset is None else offset, fresh)
     if offset is None:
         f.pos += n
     return n

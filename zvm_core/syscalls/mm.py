@@ -76,7 +76,7 @@ def sys_mmap(p, addr, length, prot, flags, fd, offset):
             raise SysError(errno.ENOMEM)
         if f is not None:
             p.mem.check(start, length, PROT_W)
-            n = _read(p, f, [(start, length)], offset)
+            n = _read(p, f, [(start, length)], offset, fresh=True)    # arena: zeros
             if n < 0:
                 p.arena.release(start, start + length)
                 return n

@@ -22,6 +22,10 @@ from zvm_core.syscalls.errors import Stop, SysError
 
 PID = TID = 1
 ARCH_SET_GS, ARCH_SET_FS, ARCH_GET_FS, ARCH_GET_GS = 0x1001, 0x1002, 0x1003, 0x1004
+# Linux's end of user space with 4-level paging (TASK_SIZE_MAX): a segment base at or
+# above it is EPERM.  The guest lives below 4 GiB; a 5-level host's larger bound is not
+# the guest's (the native supervisor checks this bound before the kernel sees the call)
+USER_TOP = (1 << 47) - 4096
 RLIM_INFINITY = (1 << 64) - 1
 RLIMIT_DATA, RLIMIT_STACK, RLIMIT_NOFILE, RLIMIT_AS = 2, 3, 7, 9
 UNAME = (b'Linux', b'zerovm', b'6.1.0-zvm', b'#1 ZeroCloud', b'x86_64', b'(none)')
@@ -50,15 +54,26 @@ def sys_getuid(p, *_):
     return p.uid
 
 
+def segment_request(code: int, addr: int) -> tuple[str, bool]:
+    """The base an ``arch_prctl`` code names ('fs' or 'gs') and whether it sets it,
+    refused as Linux refuses it (an unknown code: EINVAL; a base outside user space:
+    EPERM).  Both engines ask this first, so they answer alike."""
+    if code in (ARCH_SET_FS, ARCH_SET_GS):
+        if addr >= USER_TOP:
+            raise SysError(errno.EPERM)
+        return ('fs' if code == ARCH_SET_FS else 'gs'), True
+    if code in (ARCH_GET_FS, ARCH_GET_GS):
+        return ('fs' if code == ARCH_GET_FS else 'gs'), False
+    raise SysError(errno.EINVAL)
+
+
 def sys_arch_prctl(p, code, addr, *_):
     """The engine keeps the segment bases (natively the kernel does this call itself)."""
-    if code in (ARCH_SET_FS, ARCH_SET_GS):
-        p.set_segment_base('fs' if code == ARCH_SET_FS else 'gs', addr)
-    elif code in (ARCH_GET_FS, ARCH_GET_GS):
-        base = p.segment_base('fs' if code == ARCH_GET_FS else 'gs')
-        p.mem.write(addr, struct.pack('<Q', base))
+    which, sets = segment_request(code, addr)
+    if sets:
+        p.set_segment_base(which, addr)
     else:
-        raise SysError(errno.EINVAL)
+        p.mem.write(addr, struct.pack('<Q', p.segment_base(which)))
     return 0
 
 

@@ -86,17 +86,16 @@ def user_manifest(heap_ptr: int, heap_size: int, channels: list[Channel]) -> byt
 
 def _buffer(p, buf: int, size: int, need: int) -> list[tuple[int, int]] | None:
     """The guest buffer as spans (``io.read_steps``), or None where ZeroVM answers
-    -EINVAL (no such memory)."""
-    if size <= 0 and p.mem.region_at(buf) is None:
-        return None
+    -EINVAL (no such memory).  A buffer of no bytes (or a negative size, EFAULT later)
+    need only be guest memory: no byte of it is touched, so no protection is checked
+    (as Linux checks none for an empty buffer), under both engines."""
+    if size <= 0:
+        return None if p.mem.region_at(buf) is None else [(buf, 0)]
     try:
-        if size > 0:
-            p.mem.check(buf, size, need)
-        else:
-            p.mem.view(buf, 0, need)    # each engine's answer for an empty buffer, as before
+        p.mem.check(buf, size, need)
     except GuestFault:
         return None
-    return [(buf, max(size, 0))]
+    return [(buf, size)]
 
 
 def _channel(p, desc: int) -> Channel | None:

@@ -98,9 +98,11 @@ class AddressSpace:
         return region
 
     def view(self, addr: int, size: int, need: int) -> memoryview:
-        """Guest bytes [addr, addr+size) as host memory, if the guest may ``need`` them."""
-        if size == 0 and self.region_at(addr) is None:
-            return memoryview(b'')
+        """Guest bytes [addr, addr+size) as host memory, if the guest may ``need`` them
+        (no bytes: nothing to check, as Linux checks no protection for an empty buffer
+        and as the native engine answers)."""
+        if size == 0:
+            return memoryview(bytearray())
         region = self.check(addr, size, need)
         off = addr - region.start
         return region.view[off:off + size]

@@ -195,8 +195,8 @@ class ProcessMemory:
         self._writev(addr, data)
 
     def view(self, addr: int, size: int, need: int) -> memoryview:
-        if size == 0:
-            return memoryview(b'')
+        if size == 0:       # nothing to check (Linux, the emulator); writable: getrandom
+            return memoryview(bytearray())
         self._check(addr, size, need)
         if need & PROT_W:
             buf = bytearray(size)           # zero pages until the call fills them
@@ -218,19 +218,13 @@ class ProcessMemory:
             addr += n
         raise GuestFault(addr)
 
-    def flush(self, produced: int | None) -> None:
+    def flush(self, produced: int) -> None:
         """Copy the staged views into the guest: ``produced`` bytes across them in
-        order, or (None) every non-zero page of each (a fresh mapping's contents)."""
+        order (a call's result; nothing when it is not positive)."""
         staged, self._staged = self._staged, []
-        if produced is not None and produced <= 0:
+        if produced <= 0:
             return
         for addr, buf in staged:
-            if produced is None:
-                for off in range(0, len(buf), CHUNK):
-                    piece = buf[off:off + CHUNK]
-                    if piece.count(0) != len(piece):
-                        self._writev(addr + off, piece)
-                continue
             n = min(produced, len(buf))
             self._writev(addr, buf if n == len(buf) else buf[:n])
             produced -= n

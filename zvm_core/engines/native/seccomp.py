@@ -2,25 +2,31 @@
 
 The filter is the kernel-enforced half of the native engine's containment
 (the personality answering notifications is the other).  It is default
-deny: a call the kernel performs itself is one of the short list below,
-with the arguments the filter checks; every other call is sent to the
-supervisor, which answers it from the personality (``zvm_core.syscalls``)
-and never lets the kernel perform it -- except ``mprotect``, which the
-supervisor checks and then lets continue (no pointer argument, so nothing
-the guest could change in between; and the filter has already refused
-``PROT_EXEC``), and ``arch_prctl`` ``ARCH_SET_FS``/``ARCH_GET_FS``/
-``ARCH_SET_GS``/``ARCH_GET_GS`` (the TLS base is guest register state the
-supervisor cannot set; it refuses every other code, ``ARCH_SET_CPUID``,
-``ARCH_MAP_VDSO_*`` ..., with ``EINVAL``, and lets a ``GET`` continue only
-with a pointer the guest may write).  Both go to the supervisor so that
-every call the guest makes is counted, as under the emulator.
+deny: the kernel performs by itself only the loader's own ``sendmsg`` and
+``close`` of its control socket (:data:`CTL_FD`, from an instruction in the
+loader's image, :data:`LOADER_BASE`, and nowhere else); every other call,
+the guest's ``close(CTL_FD)`` too, is sent to the supervisor, which answers
+it from the personality (``zvm_core.syscalls``) and so counts it, as the
+emulator does.  The supervisor lets the kernel perform (continue) only what
+:func:`may_continue` says, after the personality accepted it: ``mprotect``
+(no pointer argument, nothing the guest could change in between) and
+``arch_prctl`` ``ARCH_SET_FS``/``ARCH_GET_FS``/``ARCH_SET_GS``/``ARCH_GET_GS``
+(the TLS base is guest register state the supervisor cannot set; every other
+code is ``EINVAL`` without reaching the kernel, and a ``GET`` continues only
+with a pointer the guest may write).
 
-Performed by the kernel directly:
-
-- ``sendmsg`` and ``close`` on the loader's control socket only
-  (:data:`CTL_FD`, above every descriptor the personality hands out; after
-  the loader closes it both are ``EBADF`` from the kernel, exactly what the
-  personality would answer for that number).
+``mprotect`` with ``PROT_EXEC`` or an unknown bit used to be refused by the
+filter with an errno, which the supervisor never saw to count, and whose
+errno could differ from the personality's (an unaligned address is
+``EINVAL`` before ``EACCES``).  It now goes to the supervisor like every
+call, and the rule that the kernel never performs it is
+:func:`may_continue`: a check of the notification's own argument (a
+register the guest cannot change afterwards) next to the one place that
+continues a call, independent of the personality's answer.  It is the same
+trusted code that builds this filter, so nothing is weakened: the kernel
+still never performs an ``mprotect`` that could make code, and the guest's
+answer is the personality's (``EACCES``, ``EINVAL``, ``ENOMEM``) under both
+engines.
 
 ``exit`` and ``exit_group`` are the personality's too: the supervisor has the
 exit status from the call and kills the guest, so a run's report does not
@@ -28,10 +34,9 @@ wait for the kernel to tear the process down (a template's child is reaped
 after the reply).
 
 Refused outright: another architecture (``int 0x80``, ``sysenter``: the i386
-ABI) kills the process (``SIGSYS``, status ``fault``); ``mprotect`` with
-``PROT_EXEC`` or with bits above 32 is an errno.  The x32 ABI (numbers from
-``0x40000000``) goes to the personality like any number it does not know,
-which counts it and says ``ENOSYS``, as on a kernel built without it and
+ABI) kills the process (``SIGSYS``, status ``fault``).  The x32 ABI (numbers
+from ``0x40000000``) goes to the personality like any number it does not
+know, which counts it and says ``ENOSYS``, as on a kernel built without it and
 under the emulator.
 
 Written as BPF here rather than with libseccomp: the loader is a static
@@ -41,18 +46,18 @@ Python keeps it next to the personality it routes to.
 
 from __future__ import annotations
 
-import errno
 import struct
+
+from zvm_core.engines.native.loader import LOADER_BASE
 
 CTL_FD = 1030                   # loader.c: CTL_FD
 AUDIT_ARCH_X86_64 = 0xC000003E
 NR_CLOSE, NR_MPROTECT, NR_SENDMSG, NR_ARCH_PRCTL = 3, 10, 46, 158
-PROT_EXEC = 4
+PROT_CONTINUED = 1 | 2 | 8      # PROT_READ, PROT_WRITE, PROT_SEM: never PROT_EXEC
 
-RET_KILL_PROCESS, RET_ERRNO, RET_USER_NOTIF, RET_ALLOW = 0x80000000, 0x00050000, 0x7FC00000, \
-    0x7FFF0000
-_LD, _JEQ, _JSET, _RET = 0x20, 0x15, 0x45, 0x06
-_NR, _ARCH = 0, 4
+RET_KILL_PROCESS, RET_USER_NOTIF, RET_ALLOW = 0x80000000, 0x7FC00000, 0x7FFF0000
+_LD, _JEQ, _RET = 0x20, 0x15, 0x06
+_NR, _ARCH, _IP_HIGH = 0, 4, 12
 
 
 def _arg(i: int, high: bool = False) -> int:
@@ -76,17 +81,27 @@ def _block(nr: int, body: list[tuple]) -> list[tuple]:
     return [_jeq(nr, 0, len(body)), *body]
 
 
-def program(ctl_fd: int = CTL_FD) -> list[tuple[int, int, int, int]]:
-    """The filter as (code, jt, jf, k) instructions."""
+def program(ctl_fd: int = CTL_FD, loader: int = LOADER_BASE) -> list[tuple[int, int, int, int]]:
+    """The filter as (code, jt, jf, k) instructions: ``close``/``sendmsg`` of ``ctl_fd``
+    made from the loader's 4 GiB at ``loader`` (its image; the guest is below 4 GiB)
+    are allowed, every other x86-64 call is notified."""
     notify, allow = _ret(RET_USER_NOTIF), _ret(RET_ALLOW)
     prog = [_ld(_ARCH), _jeq(AUDIT_ARCH_X86_64, 1, 0), _ret(RET_KILL_PROCESS), _ld(_NR)]
     for nr in (NR_CLOSE, NR_SENDMSG):           # the kernel reads an int: the low half
-        prog += _block(nr, [_ld(_arg(0)), _jeq(ctl_fd, 0, 1), allow, notify])
-    prog += _block(NR_MPROTECT, [
-        _ld(_arg(2, high=True)), _jeq(0, 1, 0), _ret(RET_ERRNO | errno.EINVAL),
-        _ld(_arg(2)), (_JSET, 0, 1, PROT_EXEC), _ret(RET_ERRNO | errno.EACCES), notify])
+        prog += _block(nr, [_ld(_arg(0)), _jeq(ctl_fd, 0, 3),
+                            _ld(_IP_HIGH), _jeq(loader >> 32, 0, 1), allow, notify])
     prog.append(notify)
     return prog
+
+
+def may_continue(nr: int, args) -> bool:
+    """Whether the kernel may perform a call the personality accepted (answered 0):
+    the four ``arch_prctl`` codes it checked, and ``mprotect`` without ``PROT_EXEC``
+    or any unknown bit -- whatever the personality said (an empty range is answered
+    by the supervisor: nothing to perform)."""
+    if nr == NR_MPROTECT:
+        return not args[2] & ~PROT_CONTINUED
+    return nr == NR_ARCH_PRCTL
 
 
 def assemble(prog: list[tuple[int, int, int, int]]) -> bytes:

@@ -77,13 +77,7 @@ from zvm_core.prefix import Cut
 from zvm_core.report import Accounting, Report
 from zvm_core.syscalls import HANDLERS, Stop, SysError, count_unknown, syscall_name
 from zvm_core.syscalls.io import OpenFile
-from zvm_core.syscalls.proc import (
-    ARCH_GET_FS,
-    ARCH_GET_GS,
-    ARCH_SET_FS,
-    ARCH_SET_GS,
-    CONSTANT,
-)
+from zvm_core.syscalls.proc import CONSTANT, segment_request
 from zvm_core.syscalls.random import SeededStream
 from zvm_core.syscalls.time import VirtualClock
 from zvm_core.zerovm import trap
@@ -91,19 +85,20 @@ from zvm_core.zerovm import trap
 
 def _arch_prctl(g: Guest, code: int, addr: int, *_) -> int:
     """The FS/GS bases are the kernel's: it performs the call (answered 0: continued,
-    :data:`PERFORMED`) for the codes the emulator answers, every other is EINVAL.  A
-    base read is checked as the emulator's write of it (the kernel's page is at least
-    as writable as the table says; nothing is staged: the call produces no bytes)."""
-    if code in (ARCH_GET_FS, ARCH_GET_GS):
+    :func:`seccomp.may_continue`) for what the emulator accepts, checked here by the same rule
+    (so a base past 4-level user space is EPERM on a 5-level host too; any other code
+    never reaches the kernel).  A base read is checked as the emulator's write of it
+    (the kernel's page is at least as writable as the table says; nothing is staged:
+    the call produces no bytes).  Continuing it is no race: the address is a register,
+    fixed in the notification, and the guest's one thread is stopped in this call, so
+    its pages cannot change before the kernel writes; the kernel's ``put_user`` can do
+    no more than the guest's own store could."""
+    if not segment_request(code, addr)[1]:
         g.mem.view(addr, 8, PROT_W)
-    elif code not in (ARCH_SET_FS, ARCH_SET_GS):
-        raise SysError(errno.EINVAL)
     return 0
 
 
 DISPATCH = {**HANDLERS, **trap.HANDLERS, seccomp.NR_ARCH_PRCTL: ('arch_prctl', _arch_prctl)}
-PERFORMED = frozenset({seccomp.NR_MPROTECT, seccomp.NR_ARCH_PRCTL})     # checked, then continued
-NR_MMAP = 9
 # The kernel's legacy vsyscall page (time, gettimeofday, getcpu at fixed addresses):
 # no page of the guest's, and the loader cannot unmap it, but the kernel runs its
 # calls through the filter; the run ends as the emulator's does there, a fault at the
@@ -633,10 +628,10 @@ class _Supervisor:
                 ret = -errno.ENOSYS
             else:
                 ret = entry[1](g, *args)
-                if nr in PERFORMED and ret == 0:
+                if ret == 0 and seccomp.may_continue(nr, args):
                     flags = seccomp.USER_NOTIF_FLAG_CONTINUE    # checked: the kernel does it
             if ret >= 0:
-                g.mem.flush(None if nr == NR_MMAP else ret)
+                g.mem.flush(ret)
             else:
                 g.mem.discard()
         except SysError as e:
