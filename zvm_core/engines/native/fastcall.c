@@ -13,6 +13,9 @@
  * - the calls whose answer is a constant of the run (getpid, gettid, getuid,
  *   set_tid_address, sched_yield ...: proc.py's CONSTANT), from a table the
  *   supervisor fills with what the personality's own handlers return;
+ * - arch_prctl setting the FS or GS base (ARCH_SET_FS, ARCH_SET_GS, the whole
+ *   64-bit code compared): let through to the kernel, as supervisor.py's
+ *   _arch_prctl answers it (it checks nothing else; every other code is its);
  * - ioctl, whatever its request: io.py's sys_ioctl answers ENOTTY on an open
  *   descriptor and EBADF on any other (no channel is a terminal), read from
  *   guest.fds as it does (a recorded run's is Python's: it may cut there);
@@ -60,6 +63,9 @@
 #define NR_READV 19
 #define NR_WRITEV 20
 #define NR_IOCTL 16
+#define NR_ARCH_PRCTL 158
+#define ARCH_SET_GS 0x1001      /* proc.py: the codes the personality lets the kernel do */
+#define ARCH_SET_FS 0x1002
 #define MAX_IOV 1024            /* io.py: IOV_MAX */
 #define MAX_FD 1024             /* io.py: MAX_FDS */
 #define CAP (1 << 20)           /* larger calls go to Python: their round trip is amortised */
@@ -558,7 +564,10 @@ static PyObject *serve(PyObject *self, PyObject *args)
             break;
         }
         long long ret = 0;
-        int served = constant(&c, notif.data.nr, &ret);
+        int served = constant(&c, notif.data.nr, &ret), performed = 0;
+        if (!served && notif.data.nr == NR_ARCH_PRCTL
+                && (notif.data.args[0] == ARCH_SET_FS || notif.data.args[0] == ARCH_SET_GS))
+            served = performed = 1;     /* the kernel sets the base (checked: the code) */
         if (!served) {
             struct held h = {.n = 0};
             served = serve_one(&c, &notif, &ret, &h);
@@ -590,7 +599,9 @@ static PyObject *serve(PyObject *self, PyObject *args)
         if (add_ll(c.guest, s_syscalls, 1) < 0)
             break;
         resp = (struct seccomp_notif_resp){.id = notif.id};
-        if (ret < 0)
+        if (performed)
+            resp.flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
+        else if (ret < 0)
             resp.error = (int32_t)ret;
         else
             resp.val = ret;
