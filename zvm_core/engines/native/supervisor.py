@@ -93,7 +93,9 @@ def _arch_prctl(g: Guest, code: int, addr: int, *_) -> int:
     """The FS/GS bases are the kernel's: it performs the call (answered 0: continued,
     :data:`PERFORMED`) for the codes the emulator answers, every other is EINVAL.  A
     base read is checked as the emulator's write of it (the kernel's page is at least
-    as writable as the table says; nothing is staged: the call produces no bytes)."""
+    as writable as the table says; nothing is staged: the call produces no bytes).
+    The C loop (``fastcall.c``) lets the two setting codes through itself, as here:
+    musl sets the FS base once per start."""
     if code in (ARCH_GET_FS, ARCH_GET_GS):
         g.mem.view(addr, 8, PROT_W)
     elif code not in (ARCH_SET_FS, ARCH_SET_GS):
