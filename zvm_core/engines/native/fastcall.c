@@ -16,6 +16,10 @@
  * - arch_prctl setting the FS or GS base (ARCH_SET_FS, ARCH_SET_GS, the whole
  *   64-bit code compared): let through to the kernel, as supervisor.py's
  *   _arch_prctl answers it (it checks nothing else; every other code is its);
+ * - clock_gettime of a known clock into a buffer the table says is writable, as
+ *   time.py's sys_clock_gettime answers it: the value is the personality's
+ *   clock's (guest.clock.clock_ns, called with the call counted, as the
+ *   personality counts it before its handler); a recorded run's is Python's;
  * - ioctl, whatever its request: io.py's sys_ioctl answers ENOTTY on an open
  *   descriptor and EBADF on any other (no channel is a terminal), read from
  *   guest.fds as it does (a recorded run's is Python's: it may cut there);
@@ -64,6 +68,9 @@
 #define NR_WRITEV 20
 #define NR_IOCTL 16
 #define NR_ARCH_PRCTL 158
+#define NR_CLOCK_GETTIME 228
+#define KNOWN_CLOCKS 12         /* time.py: KNOWN_CLOCKS, range(0, 12) */
+#define NS 1000000000LL
 #define ARCH_SET_GS 0x1001      /* proc.py: the codes the personality lets the kernel do */
 #define ARCH_SET_FS 0x1002
 #define MAX_IOV 1024            /* io.py: IOV_MAX */
@@ -82,7 +89,7 @@ enum { STOPPED = 0, EXITED = 1, DEADLINE = 2, HUNGUP = 3 };
 static PyObject *s_recorder, *s_fds, *s_syscalls, *s_access, *s_channel, *s_random, *s_backing,
     *s_direct, *s_fd, *s_cursor, *s_end, *s_quota, *s_counters, *s_gets, *s_get_size, *s_puts,
     *s_put_size, *s_reads, *s_read_bytes, *s_writes, *s_write_bytes, *s_appending, *s_md5,
-    *s_appended, *s_read_md5, *s_update, *s_pipe, *s_nowait;
+    *s_appended, *s_read_md5, *s_update, *s_pipe, *s_nowait, *s_clock, *s_clock_ns;
 
 static pthread_key_t scratch;       /* a thread's buffer, freed when the thread ends */
 
@@ -271,6 +278,38 @@ static int serve_ioctl(struct ctx *c, const struct seccomp_notif *n, long long *
     return got;
 }
 
+/* clock_gettime as time.py's sys_clock_gettime answers it: 1 (*ret 0), 0 (declined:
+ * an unknown clock, a buffer the table refuses, a recorded run, a short write -- the
+ * call count as before), -1 (an exception) */
+static int serve_clock(struct ctx *c, const struct seccomp_notif *n, long long *ret,
+                       struct held *h)
+{
+    uint64_t clock = n->data.args[0], ts = n->data.args[1];
+    if (clock >= KNOWN_CLOCKS || !allowed(c, ts, 16, PROT_W)
+        || attr(h, c->guest, s_recorder) != Py_None)
+        return 0;
+    PyObject *vclock = attr(h, c->guest, s_clock);
+    if (vclock == NULL)
+        return 0;
+    /* the personality counts the call before its handler reads the clock; the loop
+     * counts an answered call after: counted for the read, then given back */
+    if (add_ll(c->guest, s_syscalls, 1) < 0)
+        return -1;
+    PyObject *v = PyObject_CallMethod(vclock, "clock_ns", "K", (unsigned long long)clock);
+    long long now = v == NULL ? -1 : PyLong_AsLongLong(v);
+    Py_XDECREF(v);
+    if (add_ll(c->guest, s_syscalls, -1) < 0 || (now == -1 && PyErr_Occurred()))
+        return -1;
+    if (now < 0)
+        return 0;
+    int64_t value[2] = {now / NS, now % NS};
+    struct iovec remote = {(void *)(uintptr_t)ts, sizeof value};
+    if (guest_write(c, (const unsigned char *)value, sizeof value, &remote, 1) < 0)
+        return 0;
+    *ret = 0;
+    return 1;
+}
+
 /* 1: answered (*ret: the value, or a negative errno); 0: declined (Python answers);
  * -1: an exception (a sandbox bug: the run ends). */
 static int serve_one(struct ctx *c, const struct seccomp_notif *n, long long *ret,
@@ -279,6 +318,8 @@ static int serve_one(struct ctx *c, const struct seccomp_notif *n, long long *re
     int nr = n->data.nr;
     if (nr == NR_IOCTL)
         return serve_ioctl(c, n, ret, h);
+    if (nr == NR_CLOCK_GETTIME)
+        return serve_clock(c, n, ret, h);
     int writing = nr == NR_WRITE || nr == NR_WRITEV;
     if (!(writing || nr == NR_READ || nr == NR_READV) || n->data.args[0] >= MAX_FD)
         return 0;
@@ -639,7 +680,7 @@ PyMODINIT_FUNC PyInit__fastcall(void)
         {&s_read_bytes, "read_bytes"}, {&s_writes, "writes"}, {&s_write_bytes, "write_bytes"},
         {&s_appending, "_appending"}, {&s_md5, "_md5"}, {&s_appended, "_appended"},
         {&s_read_md5, "_read_md5"}, {&s_update, "update"}, {&s_pipe, "pipe"},
-        {&s_nowait, "nowait"},
+        {&s_nowait, "nowait"}, {&s_clock, "clock"}, {&s_clock_ns, "clock_ns"},
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if ((*names[i].slot = PyUnicode_InternFromString(names[i].name)) == NULL)
