@@ -295,7 +295,9 @@ static int serve_clock(struct ctx *c, const struct seccomp_notif *n, long long *
      * counts an answered call after: counted for the read, then given back */
     if (add_ll(c->guest, s_syscalls, 1) < 0)
         return -1;
-    PyObject *v = PyObject_CallMethod(vclock, "clock_ns", "K", (unsigned long long)clock);
+    PyObject *id = PyLong_FromUnsignedLongLong(clock);
+    PyObject *v = id == NULL ? NULL : PyObject_CallMethodOneArg(vclock, s_clock_ns, id);
+    Py_XDECREF(id);
     long long now = v == NULL ? -1 : PyLong_AsLongLong(v);
     Py_XDECREF(v);
     if (add_ll(c->guest, s_syscalls, -1) < 0 || (now == -1 && PyErr_Occurred()))
