@@ -136,10 +136,12 @@ class FdBacking(Backing):
         self.fd, self.owned = fd, owned
         st = os.fstat(fd)
         self.seekable = stat.S_ISREG(st.st_mode)
-        self.full_reads = not self.seekable and not os.isatty(fd)
+        null = stat.S_ISCHR(st.st_mode) and st.st_rdev == _DEV_NULL
+        # /dev/null is no terminal: not asked (an ioctl per channel of a warm run)
+        self.full_reads = not self.seekable and (null or not os.isatty(fd))
         # a call never waits and never stops short (the native C loop may serve it):
         # a regular file, or /dev/null (output discarded, ``zvm run > /dev/null``)
-        self.direct = self.seekable or (stat.S_ISCHR(st.st_mode) and st.st_rdev == _DEV_NULL)
+        self.direct = self.seekable or null
         # a write of at most PIPE_BUF bytes is all or nothing (the C loop may try one)
         self.pipe = stat.S_ISFIFO(st.st_mode)
         self.deadline: float | None = None

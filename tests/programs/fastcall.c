@@ -11,7 +11,10 @@
  *   fastcall identity  the calls answered with a constant of the run (getpid,
  *                    getuid, set_tid_address ...), with hostile arguments, 100
  *                    times each; ioctl on open, closed and impossible descriptors
- *                    (100 times each); then the virtual clock (it counts the calls) */
+ *                    (100 times each); arch_prctl setting the FS base (100 times)
+ *                    and GS, and with a code wider than 32 bits; clock_gettime
+ *                    (100 times, unknown clocks, bad and read-only buffers); then
+ *                    the virtual clock (it counts the calls) */
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -178,6 +181,40 @@ static void identity(void)
         show(ioctls[i].name, first);
         show("  ioctl changed", changed);
     }
+    /* arch_prctl setting a base (served in C: let through to the kernel), with the
+     * code's high bits set (every other code is the personality's: EINVAL) */
+    unsigned long fs = 0;
+    show("arch_prctl(ARCH_GET_FS)", syscall(SYS_arch_prctl, 0x1003L, &fs));
+    long set = 0;
+    for (int k = 0; k < 100; k++)
+        set += syscall(SYS_arch_prctl, 0x1002L, fs) != 0;
+    show("arch_prctl(ARCH_SET_FS, same) failed", set);
+    show("arch_prctl(ARCH_SET_GS, 0)", syscall(SYS_arch_prctl, 0x1001L, 0L));
+    show("arch_prctl(2^32 + ARCH_SET_FS)", syscall(SYS_arch_prctl, 1L << 32 | 0x1002, fs));
+    show("arch_prctl(2^63 + ARCH_SET_GS)", syscall(SYS_arch_prctl, (long)(1UL << 63 | 0x1001), 0L));
+    /* clock_gettime (served in C into a writable buffer of a known clock): results
+     * only (the values are the engine's clock), and that they never go back */
+    struct timespec now, before = {0, 0};
+    long failed = 0, back = 0;
+    for (int k = 0; k < 100; k++) {
+        failed += syscall(SYS_clock_gettime, (long)(k % 2 ? CLOCK_MONOTONIC : CLOCK_REALTIME),
+                          &now) != 0;
+        if (k % 2 && (now.tv_sec < before.tv_sec
+                      || (now.tv_sec == before.tv_sec && now.tv_nsec < before.tv_nsec)))
+            back++;
+        if (k % 2)
+            before = now;
+    }
+    show("clock_gettime failed", failed);
+    show("clock_gettime went back", back);
+    show("clock_gettime(11)", syscall(SYS_clock_gettime, 11L, &now));
+    show("clock_gettime(12)", syscall(SYS_clock_gettime, 12L, &now));
+    show("clock_gettime(-1)", syscall(SYS_clock_gettime, -1L, &now));
+    show("clock_gettime(2^32 + 1)", syscall(SYS_clock_gettime, 1L << 32 | 1, &now));
+    show("clock_gettime(NULL)", syscall(SYS_clock_gettime, (long)CLOCK_MONOTONIC, 0L));
+    show("clock_gettime(read-only)", syscall(SYS_clock_gettime, (long)CLOCK_MONOTONIC, rodata));
+    show("clock_gettime(page end)", syscall(SYS_clock_gettime, (long)CLOCK_MONOTONIC,
+                                            data + sizeof data - 8));
     close(0);
     show("ioctl(0 after close)", syscall(SYS_ioctl, 0L, (long)TIOCGWINSZ, &ws));
     show("ioctl(3 = dup(2))", syscall(SYS_ioctl, (long)dup(2), (long)TIOCGWINSZ, &ws));

@@ -13,6 +13,14 @@
  * - the calls whose answer is a constant of the run (getpid, gettid, getuid,
  *   set_tid_address, sched_yield ...: proc.py's CONSTANT), from a table the
  *   supervisor fills with what the personality's own handlers return;
+ * - arch_prctl setting the FS or GS base (ARCH_SET_FS, ARCH_SET_GS, the whole
+ *   64-bit code compared) to a base below USER_TOP: let through to the kernel,
+ *   as supervisor.py's _arch_prctl answers it (proc.py's segment_request; any
+ *   other code or base is its);
+ * - clock_gettime of a known clock into a buffer the table says is writable, as
+ *   time.py's sys_clock_gettime answers it: the value is the personality's
+ *   clock's (guest.clock.clock_ns, called with the call counted, as the
+ *   personality counts it before its handler); a recorded run's is Python's;
  * - ioctl, whatever its request: io.py's sys_ioctl answers ENOTTY on an open
  *   descriptor and EBADF on any other (no channel is a terminal), read from
  *   guest.fds as it does (a recorded run's is Python's: it may cut there);
@@ -60,6 +68,13 @@
 #define NR_READV 19
 #define NR_WRITEV 20
 #define NR_IOCTL 16
+#define NR_ARCH_PRCTL 158
+#define NR_CLOCK_GETTIME 228
+#define KNOWN_CLOCKS 12         /* time.py: KNOWN_CLOCKS, range(0, 12) */
+#define NS 1000000000LL
+#define ARCH_SET_GS 0x1001      /* proc.py: the codes the personality lets the kernel do */
+#define ARCH_SET_FS 0x1002
+#define USER_TOP 0x7ffffffff000ULL /* proc.py: a base at or above it is EPERM (4-level paging) */
 #define MAX_IOV 1024            /* io.py: IOV_MAX */
 #define MAX_FD 1024             /* io.py: MAX_FDS */
 #define CAP (1 << 20)           /* larger calls go to Python: their round trip is amortised */
@@ -76,7 +91,7 @@ enum { STOPPED = 0, EXITED = 1, DEADLINE = 2, HUNGUP = 3 };
 static PyObject *s_recorder, *s_fds, *s_syscalls, *s_access, *s_channel, *s_random, *s_backing,
     *s_direct, *s_fd, *s_cursor, *s_end, *s_quota, *s_counters, *s_gets, *s_get_size, *s_puts,
     *s_put_size, *s_reads, *s_read_bytes, *s_writes, *s_write_bytes, *s_appending, *s_md5,
-    *s_appended, *s_read_md5, *s_update, *s_pipe, *s_nowait;
+    *s_appended, *s_read_md5, *s_update, *s_pipe, *s_nowait, *s_clock, *s_clock_ns;
 
 static pthread_key_t scratch;       /* a thread's buffer, freed when the thread ends */
 
@@ -265,6 +280,40 @@ static int serve_ioctl(struct ctx *c, const struct seccomp_notif *n, long long *
     return got;
 }
 
+/* clock_gettime as time.py's sys_clock_gettime answers it: 1 (*ret 0), 0 (declined:
+ * an unknown clock, a buffer the table refuses, a recorded run, a short write -- the
+ * call count as before), -1 (an exception) */
+static int serve_clock(struct ctx *c, const struct seccomp_notif *n, long long *ret,
+                       struct held *h)
+{
+    uint64_t clock = n->data.args[0], ts = n->data.args[1];
+    if (clock >= KNOWN_CLOCKS || !allowed(c, ts, 16, PROT_W)
+        || attr(h, c->guest, s_recorder) != Py_None)
+        return 0;
+    PyObject *vclock = attr(h, c->guest, s_clock);
+    if (vclock == NULL)
+        return 0;
+    /* the personality counts the call before its handler reads the clock; the loop
+     * counts an answered call after: counted for the read, then given back */
+    if (add_ll(c->guest, s_syscalls, 1) < 0)
+        return -1;
+    PyObject *id = PyLong_FromUnsignedLongLong(clock);
+    PyObject *v = id == NULL ? NULL : PyObject_CallMethodOneArg(vclock, s_clock_ns, id);
+    Py_XDECREF(id);
+    long long now = v == NULL ? -1 : PyLong_AsLongLong(v);
+    Py_XDECREF(v);
+    if (add_ll(c->guest, s_syscalls, -1) < 0 || (now == -1 && PyErr_Occurred()))
+        return -1;
+    if (now < 0)
+        return 0;
+    int64_t value[2] = {now / NS, now % NS};
+    struct iovec remote = {(void *)(uintptr_t)ts, sizeof value};
+    if (guest_write(c, (const unsigned char *)value, sizeof value, &remote, 1) < 0)
+        return 0;
+    *ret = 0;
+    return 1;
+}
+
 /* 1: answered (*ret: the value, or a negative errno); 0: declined (Python answers);
  * -1: an exception (a sandbox bug: the run ends). */
 static int serve_one(struct ctx *c, const struct seccomp_notif *n, long long *ret,
@@ -273,6 +322,8 @@ static int serve_one(struct ctx *c, const struct seccomp_notif *n, long long *re
     int nr = n->data.nr;
     if (nr == NR_IOCTL)
         return serve_ioctl(c, n, ret, h);
+    if (nr == NR_CLOCK_GETTIME)
+        return serve_clock(c, n, ret, h);
     int writing = nr == NR_WRITE || nr == NR_WRITEV;
     if (!(writing || nr == NR_READ || nr == NR_READV) || n->data.args[0] >= MAX_FD)
         return 0;
@@ -558,7 +609,11 @@ static PyObject *serve(PyObject *self, PyObject *args)
             break;
         }
         long long ret = 0;
-        int served = constant(&c, notif.data.nr, &ret);
+        int served = constant(&c, notif.data.nr, &ret), performed = 0;
+        if (!served && notif.data.nr == NR_ARCH_PRCTL
+                && (notif.data.args[0] == ARCH_SET_FS || notif.data.args[0] == ARCH_SET_GS)
+                && notif.data.args[1] < USER_TOP)
+            served = performed = 1;     /* the kernel sets the base (checked: code, base) */
         if (!served) {
             struct held h = {.n = 0};
             served = serve_one(&c, &notif, &ret, &h);
@@ -590,7 +645,9 @@ static PyObject *serve(PyObject *self, PyObject *args)
         if (add_ll(c.guest, s_syscalls, 1) < 0)
             break;
         resp = (struct seccomp_notif_resp){.id = notif.id};
-        if (ret < 0)
+        if (performed)
+            resp.flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
+        else if (ret < 0)
             resp.error = (int32_t)ret;
         else
             resp.val = ret;
@@ -628,7 +685,7 @@ PyMODINIT_FUNC PyInit__fastcall(void)
         {&s_read_bytes, "read_bytes"}, {&s_writes, "writes"}, {&s_write_bytes, "write_bytes"},
         {&s_appending, "_appending"}, {&s_md5, "_md5"}, {&s_appended, "_appended"},
         {&s_read_md5, "_read_md5"}, {&s_update, "update"}, {&s_pipe, "pipe"},
-        {&s_nowait, "nowait"},
+        {&s_nowait, "nowait"}, {&s_clock, "clock"}, {&s_clock_ns, "clock_ns"},
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if ((*names[i].slot = PyUnicode_InternFromString(names[i].name)) == NULL)

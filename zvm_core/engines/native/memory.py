@@ -52,7 +52,7 @@ class _IOVec(ctypes.Structure):
 CHUNK = 1 << 20
 
 
-@dataclass
+@dataclass(frozen=True)
 class Region:
     start: int
     end: int

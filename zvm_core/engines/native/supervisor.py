@@ -92,7 +92,9 @@ def _arch_prctl(g: Guest, code: int, addr: int, *_) -> int:
     the call produces no bytes).  Continuing it is no race: the address is a register,
     fixed in the notification, and the guest's one thread is stopped in this call, so
     its pages cannot change before the kernel writes; the kernel's ``put_user`` can do
-    no more than the guest's own store could."""
+    no more than the guest's own store could.  The C loop (``fastcall.c``) lets the two
+    setting codes with a base below the same bound through itself, as here: musl sets
+    the FS base once per start."""
     if not segment_request(code, addr)[1]:
         g.mem.view(addr, 8, PROT_W)
     return 0
@@ -150,17 +152,25 @@ class Guest:
     uc = None
     jail = _NoJail()
 
-    def __init__(self, program: Program, memory: int) -> None:
+    def __init__(self, program: Program, memory: int, like: Guest | None = None) -> None:
+        """``like``: a Guest of the same program and memory whose layout (a function
+        of those two alone) is taken instead of made again (a template's runs)."""
         self.program, self.memory_limit = program, memory
-        self.heap_start, heap_size = heap_bounds(program, memory)
-        self.image_size = sum(page_up(s.vaddr + s.memsz) - page_down(s.vaddr)
-                              for s in program.segments)
-        self.regions = [Region(page_down(s.vaddr), page_up(s.vaddr + s.memsz),
-                               _prot(s.flags)) for s in program.segments]
-        self.regions += [Region(TRAP_PAGE, TRAP_PAGE + PAGE, PROT_R | PROT_X),
-                         Region(self.heap_start, self.heap_start + heap_size, PROT_R | PROT_W),
-                         Region(MANIFEST_PAGE, STACK_TOP - STACK_SIZE, PROT_R),
-                         Region(STACK_TOP - STACK_SIZE, STACK_TOP, PROT_R | PROT_W)]
+        if like is not None:
+            self.heap_start, heap_size = like.heap_start, like.heap_size
+            self.image_size, self.regions = like.image_size, like.regions
+        else:
+            self.heap_start, heap_size = heap_bounds(program, memory)
+            self.image_size = sum(page_up(s.vaddr + s.memsz) - page_down(s.vaddr)
+                                  for s in program.segments)
+            self.regions = (*(Region(page_down(s.vaddr), page_up(s.vaddr + s.memsz),
+                                     _prot(s.flags)) for s in program.segments),
+                            Region(TRAP_PAGE, TRAP_PAGE + PAGE, PROT_R | PROT_X),
+                            Region(self.heap_start, self.heap_start + heap_size,
+                                   PROT_R | PROT_W),
+                            Region(MANIFEST_PAGE, STACK_TOP - STACK_SIZE, PROT_R),
+                            Region(STACK_TOP - STACK_SIZE, STACK_TOP, PROT_R | PROT_W))
+        self.heap_size = heap_size
         self.mem = ProcessMemory(0, self.regions)
         self.arena = Arena(self.mem, self.heap_start, self.heap_start + heap_size)
         self.unknown: collections.Counter = collections.Counter()
@@ -297,7 +307,7 @@ class Template:
         """``spec``: a template spec of this program's other than its image's (a
         start-up snapshot's, ``snapshot.py``)."""
         layout = Guest(program, memory)         # SetupError if the memory is too small
-        self.image_size = layout.image_size
+        self.image_size, self._layout = layout.image_size, layout
         self.program, self.memory = program, memory
         self._guest: Guest | None = None        # the next run's, never used (see guest())
         self.timeout = timeout
@@ -350,7 +360,7 @@ class Template:
         self.fork()
         self.reap()
         if self._guest is None:
-            self._guest = Guest(self.program, self.memory)
+            self._guest = Guest(self.program, self.memory, self._layout)
 
     def idle(self) -> None:
         """The worker waits for work: take in the next run's child, reap the runs'."""
@@ -397,7 +407,7 @@ class Template:
     def guest(self) -> Guest:
         """A new Guest for the next run: built by :meth:`prefork`, off the request path."""
         guest, self._guest = self._guest, None
-        return guest or Guest(self.program, self.memory)
+        return guest or Guest(self.program, self.memory, self._layout)
 
     def take(self, ahead: bool = False) -> _Child:
         """The child the next run starts in (forked now if none was asked for);
