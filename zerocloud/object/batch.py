@@ -161,8 +161,7 @@ class Outputs:
         if self.free:
             path = self.free.pop()
             f = self.files[path]
-            f.truncate(0)
-            f.seek(0)
+            _empty([f])
         else:
             f = self.spares.take()
             path = f.name
