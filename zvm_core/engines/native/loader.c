@@ -19,7 +19,8 @@
  *      descriptor number the personality hands out), reset signals, the fault
  *      signals to the trap stub (the supervisor reports the fault from the frame);
  *   5. resource limits (address space, no core, no files, no processes, CPU
- *      seconds), no_new_privs, rdtsc faults (PR_SET_TSC), so does cpuid where
+ *      seconds), no_new_privs, no later executable memory (PR_SET_MDWE, where
+ *      the kernel has it), rdtsc faults (PR_SET_TSC), so does cpuid where
  *      the CPU can (ARCH_SET_CPUID; cpuid.py), killed with its
  *      parent (PR_SET_PDEATHSIG);
  *   6. install the default-deny filter with a user-notification listener as
@@ -341,6 +342,11 @@ static void restrict_all(const struct header *h) {
     limit(12, 0, 0, "setrlimit MSGQUEUE");
     check(sys6(SYS_prctl, 38, 1, 0, 0, 0, 0), "PR_SET_NO_NEW_PRIVS");
     check(sys6(SYS_prctl, 26, 2, 0, 0, 0, 0), "PR_SET_TSC");        /* PR_TSC_SIGSEGV */
+    /* after load()'s last mprotect: the kernel itself refuses any later gain of
+     * PROT_EXEC (and W+X), whatever the supervisor continues (seccomp.may_continue);
+     * inherited by a template's children.  EINVAL: a kernel before 6.3, without it. */
+    long mdwe = sys6(SYS_prctl, 65, 1, 0, 0, 0, 0);   /* PR_SET_MDWE REFUSE_EXEC_GAIN */
+    if (mdwe < 0 && mdwe != -22) fail("PR_SET_MDWE", mdwe);
     long cpuid = sys3(SYS_arch_prctl, 0x1012, 0, 0);     /* ARCH_SET_CPUID 0: cpuid faults */
     if (cpuid < 0 && cpuid != -19) fail("ARCH_SET_CPUID", cpuid);   /* ENODEV: no CPU support */
 }
