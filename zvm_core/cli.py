@@ -11,6 +11,9 @@
 
 ``run`` exits with the guest's return code when the report status is ``ok``
 and with 125 otherwise; ``--report -`` writes the JSON report to stderr.
+The CLI's own stderr lines wait at most :data:`STDERR_GRACE` for room (a guest
+may leave an inherited stderr pipe full), then are dropped: the exit status
+still says how the run ended.
 ``--repeat N`` runs the program N times through a warm worker
 (``zvm_core.pool``) and prints the start-up times: the first run builds the
 template, the others reuse it.
