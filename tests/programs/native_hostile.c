@@ -19,6 +19,7 @@
  *   plant W    fill 16 MiB of heap and 1 MiB of stack with W reversed (not in argv)
  *   scan W [loader N] count W reversed in fresh heap and stack (and, natively, in
  *              the N bytes of the loader's pages at 0x7e0000000000): what an earlier run left
+ *   loaderdump N  natively: write the N bytes of the loader's pages to stdout
  *   loadercall NR N  natively: call NR (close or sendmsg) of the loader's socket (1030)
  *              through a `syscall` of the loader's own code (found in its N bytes: one
  *              followed by its error check), with stdout as descriptor 4, where the
@@ -176,6 +177,12 @@ int main(int argc, char **argv)
         }
         printf("found %zu\n", found);
         return 0;
+    }
+    if (!strcmp(what, "loaderdump") && argc > 2) {
+        size_t span = strtoul(argv[2], NULL, 0);
+        char *copy = malloc(span);          /* a write names guest memory only */
+        memcpy(copy, (const void *)0x7e0000000000UL, span);
+        return fwrite(copy, 1, span, stdout) != span;
     }
     if (!strcmp(what, "loadercall") && argc > 3) {
         const unsigned char *l = (const unsigned char *)0x7e0000000000UL;

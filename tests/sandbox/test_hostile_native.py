@@ -66,3 +66,29 @@ def test_the_kernel_refuses_executable_memory_the_supervisor_would_allow(guest, 
     assert report.status == 'ok', report
     results = dict(line.split() for line in bytes(out.data).decode().splitlines())
     assert results['mprotect_exec'] == '-13', results       # EACCES from the kernel
+
+
+def test_the_loaders_pages_hold_nothing_of_the_host(guest, zvm, tmp_path):
+    """The loader's pages stay readable to the guest: what it finds there must be the
+    same in every run, spawned or forked by a template (they held the supervisor's pid,
+    and a template's child its elder sibling's, so a guest could print them)."""
+    from zvm_core.channels import WRITE
+    from zvm_core.pool import ChannelSpec, Pool
+
+    argv = ['native_hostile', 'loaderdump', _loader_span()]
+    spawned = [zvm.run(guest('native_hostile'), *argv[1:], opts=NATIVE) for _ in range(2)]
+    assert spawned[0].status == 'ok', spawned[0]
+    assert spawned[0].stdout == spawned[1].stdout
+    forked = []
+    for _ in range(2):                      # two templates (two supervisors), two children
+        with Pool(size=1) as pool:
+            for _ in range(2):
+                out = tmp_path / f'out{len(forked)}'
+                with open(out, 'wb') as f:
+                    report = pool.run(str(guest('native_hostile')),
+                                      [ChannelSpec('/dev/stdout', f.fileno(), WRITE)],
+                                      argv=argv, engine='native')
+                assert report.status == 'ok', report
+                forked.append(out.read_bytes())
+    assert len(forked[0]) == int(argv[2], 16)
+    assert forked[1:] == forked[:1] * 3

@@ -371,6 +371,7 @@ static void prepare(const struct header *h) {
 /* A template's child starts the guest here: the supervisor writes the run's
  * initial stack pointer while the child waits at the gate (see serve()). */
 static volatile u64 run_sp;
+static long replied;        /* the template's last reply: not on the stack, start() clears it */
 
 /* 5. (CPU time) and 6. the filter, last; then the guest */
 static void __attribute__((noreturn)) start(const struct header *h, int forked) {
@@ -399,12 +400,17 @@ static void __attribute__((noreturn)) start(const struct header *h, int forked) 
     if (sent != sizeof hello) __builtin_trap();  /* exit is the supervisor's now: ud2, SIGILL */
     sys3(SYS_close, listener, 0, 0);     /* the gate: the supervisor lets it continue */
     sys3(SYS_close, CTL_FD, 0, 0);       /* the filter allows close of CTL_FD only */
+    /* the loader's pages stay readable: nothing of the host may stay in them (the
+     * supervisor's pid, a sibling's pid replied by the template) */
+    hdr.parent = 0;
+    replied = 0;
     if (h->resume) resume();
     enter(h->entry, forked ? run_sp : h->sp);
 }
 
 static void reply(long value) {
-    if (sys3(SYS_write, SOCK_FD, &value, sizeof value) != sizeof value)
+    replied = value;
+    if (sys3(SYS_write, SOCK_FD, &replied, sizeof replied) != sizeof replied)
         sys3(SYS_exit, 0, 0, 0);         /* the supervisor is gone: so is the template */
 }
 
