@@ -46,7 +46,9 @@
  * Any failure before the filter is reported as one line on the socket and
  * exit status 127; the supervisor turns it into a report.  The loader is
  * linked at LOADER_BASE, far above the guest: its pages stay mapped, hold no
- * secret, and any system call made from them passes the same filter.
+ * secret nor anything of the host (start() clears what did), and any system
+ * call made from them passes the same filter (which lets close and sendmsg of
+ * CTL_FD through from there: EBADF once the guest runs, the socket is closed).
  */
 #include <linux/filter.h>
 #include <linux/seccomp.h>
