@@ -33,6 +33,7 @@ from __future__ import annotations
 import faulthandler
 import os
 import random
+import signal
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -88,6 +89,10 @@ _LEGACY = b'\x66\x67\xf2\xf3\xf0\x2e\x3e\x26\x64\x65\x36'
 _FILLERS = (b'\x00' * 16, b'\xff' * 16)
 _MAPS = ('legacy', '0f', '0f38', '0f3a', 'vex2', 'vex3', 'evex', 'xop', '3dnow', 'random')
 _REFRESH = 2000              # samples per unicorn instance (on-demand pages pile up)
+# Data pages are made on demand only below this: unicorn 2 keeps a page asked for above
+# its physical address width (52 bits) at a truncated address, and the access then
+# runs into memory it corrupts (the process segfaults some of the time, as ASLR has it)
+_MAPPABLE = 1 << 47
 
 
 def generate(rng: random.Random) -> tuple[str, bytes]:
@@ -126,8 +131,10 @@ class _Machine:
     The CPU is the executor's (``Uc(UC_ARCH_X86, UC_MODE_64)``, default
     model), restored from one context before each sample so that what one
     sample executed (a control register, a flag) cannot change the next.
-    Data accesses anywhere get a fresh page, so the length is learnt even for
-    instructions that touch memory; fetches outside the code page fault.
+    Data accesses in the lower half of the address space get a fresh page, so
+    the length is learnt even for instructions that touch memory (the code
+    hook has it before the access); other accesses and fetches outside the
+    code page fault, as they do for a guest.
     """
 
     def __init__(self) -> None:
@@ -154,7 +161,7 @@ class _Machine:
 
     @staticmethod
     def _page(uc, access: int, address: int, *_) -> bool:
-        if access == UC_MEM_FETCH_UNMAPPED:
+        if access == UC_MEM_FETCH_UNMAPPED or address >= _MAPPABLE:
             return False
         try:
             uc.mem_map(address & ~0xFFF, 0x1000)
@@ -230,16 +237,19 @@ class Unicorn:
         os.write(self.out, bytes([len(code), twice]) + code)
         reply = self.inp.read(self._REPLY.size)
         if len(reply) < self._REPLY.size:
-            self.close()
+            status = self.close()
             self._spawn()
-            raise Crash(code.hex(' '))
+            ended = os.waitstatus_to_exitcode(status)
+            raise Crash(f'killed by {signal.Signals(-ended).name}' if ended < 0
+                        else f'exit status {ended}')
         size, error, varies = self._REPLY.unpack(reply)
         return size or None, error or None, bool(varies)
 
-    def close(self) -> None:
+    def close(self) -> int:
+        """End the child: its wait status."""
         os.close(self.out)
         self.inp.close()
-        os.waitpid(self.pid, 0)
+        return os.waitpid(self.pid, 0)[1]
 
 
 _md = Cs(CS_ARCH_X86, CS_MODE_64)
@@ -255,8 +265,8 @@ def compare(code: bytes, uni: Unicorn, rng: random.Random) -> Outcome:
     twice = '[' not in insn[3]
     try:
         size, error, varies = uni.first(code[:n] + rng.randbytes(16), twice)
-    except Crash:
-        return Outcome('crash', n, None, None, text)
+    except Crash as e:
+        return Outcome('crash', n, None, None, f'{text} (unicorn {e})')
     if size == n and error != UC_ERR_INSN_INVALID:
         virtual = insn[2].rpartition(' ')[2] in _VIRTUALIZED
         kind = 'random' if varies and not virtual else 'agree'
@@ -267,8 +277,8 @@ def compare(code: bytes, uni: Unicorn, rng: random.Random) -> Outcome:
         if invalid and all(uni.first(code[:n] + f)[1] == UC_ERR_INSN_INVALID
                            for f in _FILLERS):
             return Outcome('harmless', n, size, error, text)
-    except Crash:
-        return Outcome('crash', n, None, None, text)
+    except Crash as e:
+        return Outcome('crash', n, None, None, f'{text} (unicorn {e})')
     if size == n:
         return Outcome('agree', n, size, error, text)
     return Outcome('disagree', n, size, error, text)

@@ -11,6 +11,9 @@
 
 ``run`` exits with the guest's return code when the report status is ``ok``
 and with 125 otherwise; ``--report -`` writes the JSON report to stderr.
+The CLI's own stderr lines wait at most :data:`STDERR_GRACE` for room (a guest
+may leave an inherited stderr pipe full), then are dropped: the exit status
+still says how the run ended.
 ``--repeat N`` runs the program N times through a warm worker
 (``zvm_core.pool``) and prints the start-up times: the first run builds the
 template, the others reuse it.
@@ -44,6 +47,7 @@ import argparse
 import errno
 import getopt
 import os
+import select
 import shlex
 import sys
 import syslog
@@ -126,6 +130,32 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser('info', help='list the engines this host can run')
     parser.epilog = 'or, as zerovm: ' + ZEROVM_USAGE
     return parser
+
+
+# How long one of the CLI's own messages waits for stderr: the guest may have left
+# the CLI's stderr a full pipe that nobody reads (the run is over, the exit status
+# says how it ended); the message is then dropped rather than the CLI hung forever.
+STDERR_GRACE = 2.0
+_PIPE_BUF = 4096        # a write this size to a pipe that polls writable does not block
+
+
+def _say(text: str) -> None:
+    """Write one of the CLI's own messages (and ``--report -``) to stderr, giving up
+    after :data:`STDERR_GRACE` seconds without room for it."""
+    data = memoryview(text.encode(errors='replace'))
+    deadline = time.monotonic() + STDERR_GRACE
+    poll = select.poll()
+    poll.register(2, select.POLLOUT)
+    while data:
+        left = deadline - time.monotonic()
+        if left <= 0 or not poll.poll(left * 1000):
+            return
+        try:
+            data = data[os.write(2, data[:_PIPE_BUF]):]
+        except BlockingIOError:
+            continue
+        except OSError:             # no stderr at all (closed, or its reader gone)
+            return
 
 
 def _is_open(fd: int) -> bool:
@@ -269,12 +299,12 @@ def _cmd_run(opts: argparse.Namespace) -> int:
                      policy=Policy(rdtsc=opts.rdtsc), image=image, engine=engine)
     text = report.to_json() + '\n'
     if opts.report == '-':
-        sys.stderr.write(text)
+        _say(text)
     elif opts.report:
         with open(opts.report, 'w') as f:
             f.write(text)
     if not report.ok:
-        print(f'zvm: {report.status}: {report.message}', file=sys.stderr)
+        _say(f'zvm: {report.status}: {report.message}\n')
         return EXIT_NOT_OK
     return report.retcode
 
@@ -318,8 +348,8 @@ def _repeat(opts: argparse.Namespace, program: str, mounts: list[tuple[str, str]
                     ch.close()
             times.append((time.perf_counter() - start) * 1000)
     rest = sorted(times[1:])
-    print(f'zvm: {len(times)} runs through a warm worker: first {times[0]:.3f} ms, then '
-          f'p50 {rest[len(rest) // 2]:.3f} ms, max {rest[-1]:.3f} ms', file=sys.stderr)
+    _say(f'zvm: {len(times)} runs through a warm worker: first {times[0]:.3f} ms, then '
+         f'p50 {rest[len(rest) // 2]:.3f} ms, max {rest[-1]:.3f} ms\n')
     return report
 
 
@@ -358,8 +388,8 @@ def _zerovm(argv: list[str]) -> int:
         sys.stdout.write(text)
         sys.stdout.flush()
     if session.code and _is_elf(names[0]):
-        print(f'zvm: {names[0]} is a program, not a manifest: run it with '
-              f'zvm run {shlex.quote(names[0])}', file=sys.stderr)
+        _say(f'zvm: {names[0]} is a program, not a manifest: run it with '
+             f'zvm run {shlex.quote(names[0])}\n')
     return session.code
 
 
@@ -374,8 +404,8 @@ def _is_elf(path: str) -> bool:
 
 
 def _bad_cmdline(message: str) -> int:
-    print(f'zvm: {message}\nusage: {ZEROVM_USAGE}\n       zvm run|validate|sdk ... '
-          '(zvm --help)', file=sys.stderr)
+    _say(f'zvm: {message}\nusage: {ZEROVM_USAGE}\n       zvm run|validate|sdk ... '
+         '(zvm --help)\n')
     return errno.EINVAL
 
 
@@ -395,10 +425,10 @@ def main(argv: list[str] | None = None) -> int:
         return _cmd_run(opts)
     except OSError as e:
         where = f'cannot open {e.filename}: ' if e.filename else ''
-        print(f'zvm: {where}{e.strerror or e}', file=sys.stderr)
+        _say(f'zvm: {where}{e.strerror or e}\n')
         return EXIT_USAGE
     except ChannelError as e:
-        print(f'zvm: {e}', file=sys.stderr)
+        _say(f'zvm: {e}\n')
         return EXIT_USAGE
 
 

@@ -9,12 +9,15 @@ the program sees (host files, processes, sockets, executable memory).
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 from pathlib import Path
 
 import pytest
 from elftools.elf.elffile import ELFFile
+
+from tests.conftest import CLI, REPO, RUN_TIMEOUT
 
 NOT_OK = 125
 PROGRAMS = Path(__file__).resolve().parent.parent / 'programs'
@@ -457,3 +460,25 @@ def test_cli_limits_out_of_range(guest, zvm, option, value):
     err = res.stderr.decode()
     assert res.returncode in (0, 2), err[-2000:]
     assert 'Traceback' not in err, err[-2000:]
+
+
+def test_a_stuck_stderr_pipe_does_not_hang_the_cli(guest, zvm):
+    """The CLI's stderr (the guest's too) is a full pipe that nobody reads: the run ends
+    (timeout), and the CLI's own "zvm: timeout" line waits for room a bounded time
+    (cli.STDERR_GRACE), then the CLI exits with the run's status (it blocked forever)."""
+    rd, wr = os.pipe()
+    try:
+        os.set_blocking(wr, False)
+        try:
+            while True:
+                os.write(wr, bytes(1 << 16))
+        except BlockingIOError:
+            pass
+        os.set_blocking(wr, True)
+        proc = subprocess.run([*CLI, 'run', '--timeout', '1', '--stdout', os.devnull,
+                               guest('flood')], stderr=wr, cwd=REPO, env=zvm.env,
+                              timeout=RUN_TIMEOUT, check=False)
+    finally:
+        os.close(wr)
+        os.close(rd)
+    assert proc.returncode == NOT_OK

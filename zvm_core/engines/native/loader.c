@@ -19,7 +19,8 @@
  *      descriptor number the personality hands out), reset signals, the fault
  *      signals to the trap stub (the supervisor reports the fault from the frame);
  *   5. resource limits (address space, no core, no files, no processes, CPU
- *      seconds), no_new_privs, rdtsc faults (PR_SET_TSC), so does cpuid where
+ *      seconds), no_new_privs, no later executable memory (PR_SET_MDWE, where
+ *      the kernel has it), rdtsc faults (PR_SET_TSC), so does cpuid where
  *      the CPU can (ARCH_SET_CPUID; cpuid.py), killed with its
  *      parent (PR_SET_PDEATHSIG);
  *   6. install the default-deny filter with a user-notification listener as
@@ -45,7 +46,9 @@
  * Any failure before the filter is reported as one line on the socket and
  * exit status 127; the supervisor turns it into a report.  The loader is
  * linked at LOADER_BASE, far above the guest: its pages stay mapped, hold no
- * secret, and any system call made from them passes the same filter.
+ * secret nor anything of the host (start() clears what did), and any system
+ * call made from them passes the same filter (which lets close and sendmsg of
+ * CTL_FD through from there: EBADF once the guest runs, the socket is closed).
  */
 #include <linux/filter.h>
 #include <linux/seccomp.h>
@@ -341,6 +344,11 @@ static void restrict_all(const struct header *h) {
     limit(12, 0, 0, "setrlimit MSGQUEUE");
     check(sys6(SYS_prctl, 38, 1, 0, 0, 0, 0), "PR_SET_NO_NEW_PRIVS");
     check(sys6(SYS_prctl, 26, 2, 0, 0, 0, 0), "PR_SET_TSC");        /* PR_TSC_SIGSEGV */
+    /* after load()'s last mprotect: the kernel itself refuses any later gain of
+     * PROT_EXEC (and W+X), whatever the supervisor continues (seccomp.may_continue);
+     * inherited by a template's children.  EINVAL: a kernel before 6.3, without it. */
+    long mdwe = sys6(SYS_prctl, 65, 1, 0, 0, 0, 0);   /* PR_SET_MDWE REFUSE_EXEC_GAIN */
+    if (mdwe < 0 && mdwe != -22) fail("PR_SET_MDWE", mdwe);
     long cpuid = sys3(SYS_arch_prctl, 0x1012, 0, 0);     /* ARCH_SET_CPUID 0: cpuid faults */
     if (cpuid < 0 && cpuid != -19) fail("ARCH_SET_CPUID", cpuid);   /* ENODEV: no CPU support */
 }
@@ -365,6 +373,7 @@ static void prepare(const struct header *h) {
 /* A template's child starts the guest here: the supervisor writes the run's
  * initial stack pointer while the child waits at the gate (see serve()). */
 static volatile u64 run_sp;
+static long replied;        /* the template's last reply: not on the stack, start() clears it */
 
 /* 5. (CPU time) and 6. the filter, last; then the guest */
 static void __attribute__((noreturn)) start(const struct header *h, int forked) {
@@ -393,12 +402,17 @@ static void __attribute__((noreturn)) start(const struct header *h, int forked) 
     if (sent != sizeof hello) __builtin_trap();  /* exit is the supervisor's now: ud2, SIGILL */
     sys3(SYS_close, listener, 0, 0);     /* the gate: the supervisor lets it continue */
     sys3(SYS_close, CTL_FD, 0, 0);       /* the filter allows close of CTL_FD only */
+    /* the loader's pages stay readable: nothing of the host may stay in them (the
+     * supervisor's pid, a sibling's pid replied by the template) */
+    hdr.parent = 0;
+    replied = 0;
     if (h->resume) resume();
     enter(h->entry, forked ? run_sp : h->sp);
 }
 
 static void reply(long value) {
-    if (sys3(SYS_write, SOCK_FD, &value, sizeof value) != sizeof value)
+    replied = value;
+    if (sys3(SYS_write, SOCK_FD, &replied, sizeof replied) != sizeof replied)
         sys3(SYS_exit, 0, 0, 0);         /* the supervisor is gone: so is the template */
 }
 

@@ -33,6 +33,15 @@ exit status from the call and kills the guest, so a run's report does not
 wait for the kernel to tear the process down (a template's child is reaped
 after the reply).
 
+The loader's pages stay mapped, so a guest can jump into one of its
+``syscall`` instructions and make the two allowed calls itself: harmless,
+as :data:`CTL_FD` is closed before the guest's first instruction and no
+call can make it exist again (the personality answers every call that makes
+a descriptor, none is continued, no descriptor is added), so both are
+``EBADF`` (uncounted); ``tests/sandbox/test_hostile_native.py`` does it.
+Behind :func:`may_continue`, the loader sets ``PR_SET_MDWE`` where the
+kernel has it: a continued ``mprotect`` could not make code anyway.
+
 Refused outright: another architecture (``int 0x80``, ``sysenter``: the i386
 ABI) kills the process (``SIGSYS``, status ``fault``).  The x32 ABI (numbers
 from ``0x40000000``) goes to the personality like any number it does not

@@ -1,0 +1,94 @@
+"""Hostile guests against what the native engine's kernel side allows.
+
+The seccomp filter lets the kernel perform two calls by itself: the loader's
+``sendmsg`` and ``close`` of its control socket (descriptor 1030), made from
+the loader's pages.  Those pages stay mapped, so a guest can jump into one of
+the loader's ``syscall`` instructions.  That is harmless: the loader closed
+1030 before the guest's first instruction and no call of the guest can make a
+descriptor (the personality answers them all), so both calls fail with EBADF
+and touch nothing.  The supervisor continues ``mprotect`` only without
+``PROT_EXEC``; behind that rule the kernel itself refuses an executable gain
+(``PR_SET_MDWE``, Linux 6.3+).
+"""
+
+from __future__ import annotations
+
+from mmap import PROT_EXEC
+
+import pytest
+
+from tests.sandbox.test_native import _loader_span
+from zvm_core import engines
+from zvm_core.engines.native import seccomp, supervisor
+
+pytestmark = pytest.mark.skipif(engines.native_unavailable() is not None,
+                                reason=f'native engine: {engines.native_unavailable()}')
+
+NATIVE = ['--engine', 'native']
+
+
+@pytest.mark.parametrize('nr,stdout,retcode', [
+    (seccomp.NR_CLOSE, b'loader: jumped in (errno 9)\n', 127),
+    (seccomp.NR_SENDMSG, b'loader: jumped in (errno 9)\n', 127),
+    (39, b'loadercall 1\n', 0)])           # getpid: notified, the personality's pid
+def test_the_loaders_own_syscall_reaches_only_a_closed_descriptor(guest, zvm, nr, stdout,
+                                                                  retcode):
+    """The guest jumps to a ``syscall`` of the loader (followed by its error check, then a
+    return through a frame the guest built) with close/sendmsg(1030).  The kernel
+    performs it (a guest's own sendmsg is ENOSYS from the personality: errno 38) and it
+    fails with EBADF, which sends the loader's code down its error path: its line on
+    descriptor 4 (the guest made that its stdout) and exit 127, both answered by the
+    personality.  Any other call from there is mediated as usual."""
+    run = zvm.run(guest('native_hostile'), 'loadercall', str(nr), _loader_span(),
+                  opts=NATIVE)
+    assert (run.stdout, run.report['retcode']) == (stdout, retcode), run
+
+
+def test_the_kernel_refuses_executable_memory_the_supervisor_would_allow(guest, monkeypatch):
+    """Were the personality and ``may_continue`` both wrong (they answer and continue an
+    mprotect to PROT_EXEC), the kernel still refuses it: PR_SET_MDWE, set by the loader
+    after its last mprotect.  The guest sees EACCES either way."""
+    from zvm_core.channels import WRITE, Channel, MemoryBacking
+    from zvm_core.executor import run
+
+    def exec_gain(nr: int, args) -> bool:
+        return nr == seccomp.NR_MPROTECT and bool(args[2] & PROT_EXEC)
+
+    name, mprotect = supervisor.DISPATCH[seccomp.NR_MPROTECT]
+    may_continue = seccomp.may_continue
+    monkeypatch.setattr(seccomp, 'may_continue',
+                        lambda nr, args: exec_gain(nr, args) or may_continue(nr, args))
+    monkeypatch.setitem(supervisor.DISPATCH, seccomp.NR_MPROTECT, (
+        name, lambda p, *args: 0 if exec_gain(seccomp.NR_MPROTECT, args) else mprotect(p, *args)))
+    out = MemoryBacking()
+    report = run(guest('native_hostile'), [Channel('/dev/stdout', out, WRITE)],
+                 argv=['native_hostile', 'calls'], engine='native')
+    assert report.status == 'ok', report
+    results = dict(line.split() for line in bytes(out.data).decode().splitlines())
+    assert results['mprotect_exec'] == '-13', results       # EACCES from the kernel
+
+
+def test_the_loaders_pages_hold_nothing_of_the_host(guest, zvm, tmp_path):
+    """The loader's pages stay readable to the guest: what it finds there must be the
+    same in every run, spawned or forked by a template (they held the supervisor's pid,
+    and a template's child its elder sibling's, so a guest could print them)."""
+    from zvm_core.channels import WRITE
+    from zvm_core.pool import ChannelSpec, Pool
+
+    argv = ['native_hostile', 'loaderdump', _loader_span()]
+    spawned = [zvm.run(guest('native_hostile'), *argv[1:], opts=NATIVE) for _ in range(2)]
+    assert spawned[0].status == 'ok', spawned[0]
+    assert spawned[0].stdout == spawned[1].stdout
+    forked = []
+    for _ in range(2):                      # two templates (two supervisors), two children
+        with Pool(size=1) as pool:
+            for _ in range(2):
+                out = tmp_path / f'out{len(forked)}'
+                with open(out, 'wb') as f:
+                    report = pool.run(str(guest('native_hostile')),
+                                      [ChannelSpec('/dev/stdout', f.fileno(), WRITE)],
+                                      argv=argv, engine='native')
+                assert report.status == 'ok', report
+                forked.append(out.read_bytes())
+    assert len(forked[0]) == int(argv[2], 16)
+    assert forked[1:] == forked[:1] * 3
