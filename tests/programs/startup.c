@@ -3,7 +3,9 @@
  * prefix must reproduce exactly (tests/sandbox/test_snapshot.py).  After the
  * prefix, stdin "plant W" fills 16 MiB of fresh heap and 64 KiB of stack with W
  * reversed, "scan W" counts W reversed there and in the table: what an earlier
- * run resumed from the same snapshot left. */
+ * run resumed from the same snapshot left; "check" counts the table's entries
+ * that are not what the prefix wrote, then overwrites every one (a resumed
+ * run's copy of the snapshot must be intact, and its writes its own). */
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,6 +76,16 @@ int main(int argc, char **argv)
         for (size_t i = 0; scan && len && i + len <= n * sizeof *table; i++)
             found += !memcmp((char *)table + i, word, len);
         printf("%s %zu\n", plant ? "planted" : "found", found);
+    }
+    if (!strncmp(first, "check", 5)) {
+        size_t wrong = 0;
+        x = 2166136261u;
+        for (size_t i = 0; i < n; i++) {
+            x = (x ^ (unsigned)i) * 16777619u;
+            wrong += table[i] != x;
+            table[i] = ~x;
+        }
+        printf("table %zu wrong\n", wrong);
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);
     printf("sum %08x of %ld bytes\nclock %ld.%09ld %ld.%09ld\nrandom %02x%02x%02x%02x\n"

@@ -9,7 +9,8 @@ verdict cache.
 The spec is one memfd the loader reads with ``pread``: a header, the
 mappings, the copies (guest address, offset in the spec, length), the
 protections (a start-up snapshot's pages whose protection ``mprotect`` changed),
-the seccomp filter, a snapshot's resume block (its registers: ``RESUME``),
+the prefaults (ranges a snapshot template's child copies ahead of its run), the
+seccomp filter, a snapshot's resume block (its registers: ``RESUME``),
 then the bytes the copies take.  A template's spec is the program's
 alone; its children get their run's bytes written into them by the supervisor.
 """
@@ -25,15 +26,16 @@ from pathlib import Path
 from zvm_core.build.toolchain import build_static
 
 LOADER_BASE = 0x7E0000000000        # far above the guest's 4 GiB
-MAGIC = 0x34764E4D565A4E4E          # loader.c: MAGIC
+MAGIC = 0x35764E4D565A4E4E          # loader.c: MAGIC
 SOURCE = Path(__file__).with_name('loader.c')
 FLAGS = ('-O2', '-nostdlib', '-fno-pie', '-no-pie', '-fno-stack-protector', '-ffreestanding',
          '-fno-asynchronous-unwind-tables', '-fcf-protection=none', '-mcmodel=large',
          f'-Wl,-Ttext-segment={LOADER_BASE:#x}', '-Wl,-z,noexecstack', '-Wl,--build-id=none')
-_HEADER = struct.Struct('<13Q')
+_HEADER = struct.Struct('<14Q')
 # loader.c: struct resume, then the XSAVE (or FXSAVE) area of ``xsize`` bytes
 RESUME = struct.Struct('<16Q6Q')
 _TRIPLE = struct.Struct('<3Q')
+_PAIR = struct.Struct('<2Q')
 
 
 def cache_dir() -> Path:
@@ -61,11 +63,13 @@ class Spec:
     template: bool = False      # a fork server: maps the program, then forks a child per run
     protects: list[tuple[int, int, int]] = field(default_factory=list)   # addr, size, prot
     resume: bytes = b''         # a snapshot's resume block (RESUME and its area), or none
+    prefaults: list[tuple[int, int]] = field(default_factory=list)     # addr, size
 
     def encode(self) -> bytes:
         """The spec as the loader reads it: the parts in this order."""
-        head = _HEADER.size + _TRIPLE.size * (len(self.maps) + len(self.copies)
-                                              + len(self.protects))
+        head = (_HEADER.size + _TRIPLE.size * (len(self.maps) + len(self.copies)
+                                               + len(self.protects))
+                + _PAIR.size * len(self.prefaults))
         data_at = head + len(self.filter) + len(self.resume)
         table, blobs = [], []
         for addr, data in self.copies:
@@ -76,9 +80,10 @@ class Spec:
             _HEADER.pack(MAGIC, self.entry, self.sp, self.as_limit, self.cpu_seconds,
                          os.getpid(), len(self.maps), len(self.copies), len(self.filter) // 8,
                          int(self.namespaces), int(self.template), len(self.protects),
-                         int(bool(self.resume))),
+                         int(bool(self.resume)), len(self.prefaults)),
             *(_TRIPLE.pack(*m) for m in self.maps), *table,
-            *(_TRIPLE.pack(*m) for m in self.protects), self.filter, self.resume, *blobs])
+            *(_TRIPLE.pack(*m) for m in self.protects),
+            *(_PAIR.pack(*r) for r in self.prefaults), self.filter, self.resume, *blobs])
 
     def memfd(self) -> int:
         """The spec in a new memfd (close-on-exec; a spawned loader reads it as fd 3)."""

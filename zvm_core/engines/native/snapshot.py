@@ -35,7 +35,9 @@ handful) leaves no snapshot.
 the program's image plus the captured pages, protections and a resume
 block): spawned, so its address space is fresh; it never runs a guest
 instruction.  Each run is a child forked from it (copy on write), which
-installs the filter like any template child, gets this run's user manifest,
+copies ahead of its run the snapshot's pages it may write (``MADV_POPULATE_WRITE``
+over them before its filter: the guest's run then takes no copy-on-write fault
+for them), installs the filter like any template child, gets this run's user manifest,
 restores the registers and executes the pending ``syscall`` again, which the
 supervisor answers from the restored personality state.  The mediated-call
 count (the native virtual clock) and the ``rdtsc`` reads start from the
@@ -77,6 +79,7 @@ MIN_PREFIX_CALLS = 100      # a shorter prefix is not worth a template process
 CAPTURE_WAIT = 5.0          # seconds the tracer has to stop the probe
 MANIFEST_END = STACK_TOP - STACK_SIZE
 MAX_COPIES = 1024           # loader.c: MAX_COPIES (the image's own copies included)
+MAX_PREFAULTS = 1024        # loader.c: MAX_PREFAULTS
 XSAVE_MAX = 16384           # loader.c: XSAVE_MAX
 SYSCALL = b'\x0f\x05'
 PTRACE_GETFPREGS, PTRACE_GETREGSET, NT_X86_XSTATE = 14, 0x4204, 0x202
@@ -297,6 +300,22 @@ def _merged(pages: dict[int, bytes], most: int) -> list[tuple[int, bytes]]:
             for lo, hi in runs]
 
 
+def _prefaults(copies: list[tuple[int, bytes]], maps: list[tuple[int, int, int]],
+               in_force: dict[int, int]) -> list[tuple[int, int]]:
+    """The snapshot's pages the guest may write at the cut, as (address, size)
+    runs: what a resumed run writes is nearly all of them (CPython's run and
+    finalisation write most of its heap), so its child copies them ahead (at most
+    :data:`MAX_PREFAULTS` runs: pages past them are copied at the guest's write)."""
+    def writable(page: int) -> bool:
+        prot = in_force.get(page)
+        if prot is None:
+            prot = next((p for a, size, p in maps if a <= page < a + size), 0)
+        return bool(prot & PROT_W)
+    pages = [page for addr, data in copies for page in range(addr, addr + len(data), PAGE)
+             if writable(page)]
+    return [(lo, hi - lo) for lo, hi in _runs(pages, 0)][:MAX_PREFAULTS]
+
+
 def _protects(protections: dict[int, int]) -> list[tuple[int, int, int]]:
     """Page protections as (address, size, protection) runs."""
     out: list[list[int]] = []
@@ -315,13 +334,18 @@ class Snapshot:
         self.personality = captured.personality
         self.syscalls, self.reads = captured.syscalls, captured.reads
         self.protections = captured.protections
-        self.size = sum(len(data) for _, data in captured.pages)
         spec = Guest(program, memory).image_spec(template=True)
         spec.copies += captured.pages
         spec.protects = _protects(captured.in_force)
         if any(prot & PROT_W and prot & PROT_X for _, _, prot in spec.protects):
             raise OSError('a snapshot page both writable and executable')
         spec.resume = captured.resume
+        spec.prefaults = self.prefaults = _prefaults(captured.pages, spec.maps,
+                                                     captured.in_force)
+        # held twice: by the template and by the child waiting for the next run,
+        # which copied its prefaults ahead
+        self.size = (sum(len(data) for _, data in captured.pages)
+                     + sum(size for _, size in self.prefaults))
         self.template = Template(program, memory, spec=spec)
 
     def setup(self, guest: Guest) -> None:
