@@ -412,6 +412,31 @@ def test_template_children_get_their_runs_cpu_limit(guest):
         template.close()
 
 
+def test_a_template_child_that_cannot_start_says_why_and_is_reaped(guest):
+    """A template's child passes its listener on the template's socket, and the
+    kernel names the sender (``SO_PASSCRED``): a child that fails before that (here
+    its descriptor limit, past the hard limit the template was given) sends its
+    loader line instead; taking it fails with that line, the child is reaped, and
+    the template goes on forking."""
+    import resource
+
+    from zvm_core.elf import load_program
+    from zvm_core.engines.native.supervisor import Template
+    if os.geteuid() == 0 and not _userns_available():
+        pytest.skip('root outside a user namespace may raise its own hard limit')
+    before = set(_child_states(os.getpid()))
+    template = Template(load_program(str(guest('hello'))), 64 << 20)
+    try:
+        resource.prlimit(template.pid, resource.RLIMIT_NOFILE, (64, 64))
+        for _ in range(2):
+            with pytest.raises(OSError, match='setrlimit NOFILE'):
+                template.take()
+            assert set(_child_states(os.getpid())) - before == {template.pid}   # no zombie
+            assert template.alive()
+    finally:
+        template.close()
+
+
 def test_warm_native_rdtsc_is_answered_in_template_children(guest, zvm, tmp_path):
     """Through the pool a program with rdtsc runs in a template's child, traced
     from its first instruction: the values of a fresh native run, every time."""

@@ -110,6 +110,8 @@ TICK_NS = 1000          # the native virtual clock: 1 us per mediated call (no f
 AS_SLACK = 16 << 20     # the loader's own pages under RLIMIT_AS
 FILTER = seccomp.assemble(seccomp.program())
 _NOTIF_ZERO = bytes(seccomp.NOTIF.size)
+HELLO = 9               # loader.c start(): 'N' or 'L', then where it reads run_sp
+_UCRED = struct.Struct('3i')            # SCM_CREDENTIALS: pid, uid, gid
 FAST_PATH = True        # channel reads and writes served in C (fastcall.c); tests compare
 # loader.c delivers these to the trap stub: a trap call with the signal as its argument
 FAULT_SIGNALS = frozenset({signal.SIGILL, signal.SIGTRAP, signal.SIGBUS, signal.SIGFPE,
@@ -265,8 +267,8 @@ def _spawn(spec: Spec) -> tuple[int, socket.socket]:
 class _Child:
     """A template's child waiting at the gate: filter installed, listener passed."""
 
-    def __init__(self, pid: int, sock: socket.socket) -> None:
-        self.pid, self.sock = pid, sock
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
         self.pidfd: int | None = None
         self.listener: int | None = None
         self.gate = 0                   # the notification id of its close (the gate)
@@ -274,7 +276,6 @@ class _Child:
         self.memfd: int | None = None   # its /proc/PID/mem, opened ahead of the run
 
     def close(self) -> None:
-        self.sock.close()
         for fd in (self.listener, self.memfd):
             if fd is not None:
                 os.close(fd)
@@ -314,12 +315,14 @@ class Template:
         self.pid, self.sock = _spawn(spec or layout.image_spec(template=True))
         self.pidfd: int | None = None
         self._next: _Child | None = None
-        self._forking: socket.socket | None = None  # a child asked for: our end of its socket
+        self._forking = False           # a child asked for, not taken in yet
         self._dead: list[tuple[int, int, int | None]] = []      # ended runs, not killed yet
         self._dying: list[tuple[int, int]] = []     # killed, not reaped yet (pid, pidfd)
         try:
             self.pidfd = os.pidfd_open(self.pid)
             self.sock.settimeout(timeout)
+            # a child's hello comes on this socket: the kernel says who sent it
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
             if self._reply() != 0:
                 raise OSError(errno.EPROTO, 'the template did not start')
         except BaseException:
@@ -341,17 +344,10 @@ class Template:
     def fork(self) -> None:
         """Ask the template for the next run's child, without waiting for it
         (:meth:`prefork` takes it in)."""
-        if self._next is not None or self._forking is not None:
+        if self._next is not None or self._forking:
             return
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            socket.send_fds(self.sock, [b'F'], [theirs.fileno()])
-        except BaseException:
-            ours.close()
-            raise
-        finally:
-            theirs.close()
-        self._forking = ours
+        self.sock.send(b'F')
+        self._forking = True
 
     def prefork(self) -> None:
         """After a reply: ask for the child the next run starts in (it forks and sets
@@ -364,29 +360,24 @@ class Template:
 
     def idle(self) -> None:
         """The worker waits for work: take in the next run's child, reap the runs'."""
-        if self._next is None and self._forking is not None:
+        if self._next is None and self._forking:
             self._next = self._collect()
         self.reap(wait=True)
 
     def _collect(self) -> _Child:
-        """The child :meth:`fork` asked for, once it waits at the gate."""
-        ours, self._forking = self._forking, None
-        try:
-            pid = self._reply()
-        except BaseException:
-            ours.close()
-            raise
-        if pid <= 0:
-            ours.close()
-            raise OSError(-pid or errno.EPROTO, 'the template cannot fork')
-        child = _Child(pid, ours)
+        """The child :meth:`fork` asked for, once it waits at the gate.  It passes
+        its listener on the template's socket, one message whose sender's pid the
+        kernel adds (``SO_PASSCRED``; no process can claim another's): one message
+        instead of the template's reply and the child's on a socket of its own."""
+        self._forking = False
+        deadline = time.monotonic() + self.timeout
+        pid, listener, hello = self._hello()
+        child = _Child(pid)
+        child.listener = listener
         try:
             child.pidfd = os.pidfd_open(pid)
-            deadline = time.monotonic() + self.timeout
-            got = _listener(ours, deadline)
-            if isinstance(got, str):
-                raise OSError(errno.EPROTO, got)
-            child.listener, hello = got
+            if listener is None:    # its error line: it exits (reaped by close)
+                raise OSError(errno.EPROTO, hello.decode(errors='replace').strip())
             child.sp_at = int.from_bytes(hello[1:9], 'little')
             _sync_wake(child.listener)
             ready = select.select([child.listener], [], [],
@@ -403,6 +394,33 @@ class Template:
             child.close()
             raise
         return child
+
+    def _hello(self) -> tuple[int, int | None, bytes]:
+        """The next message on the template's socket: (its sender's pid, the
+        listener passed with it, its bytes); a line (no listener) is an error, the
+        template's own (OSError) or a child's (returned, that child to reap)."""
+        msg, anc, _flags, _addr = self.sock.recvmsg(
+            HELLO, socket.CMSG_SPACE(4) + socket.CMSG_SPACE(_UCRED.size), socket.MSG_CMSG_CLOEXEC)
+        if not msg:
+            raise OSError(errno.EPIPE, 'the template is gone')
+        pid, listener = 0, None
+        for level, kind, data in anc:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
+                pid = _UCRED.unpack(data[:_UCRED.size])[0]
+            elif level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                listener = int.from_bytes(data[:4], 'little')
+        if listener is None:
+            while not msg.endswith(b'\n'):
+                more = self.sock.recv(256)
+                if not more:
+                    break
+                msg += more
+            if pid in (0, self.pid):
+                raise OSError(errno.EPROTO, msg.decode(errors='replace').strip())
+        elif pid <= 0 or pid == self.pid:
+            os.close(listener)
+            raise OSError(errno.EPROTO, 'a listener from no child of the template')
+        return pid, listener, msg
 
     def guest(self) -> Guest:
         """A new Guest for the next run: built by :meth:`prefork`, off the request path."""
@@ -470,16 +488,16 @@ class Template:
         """Descriptors this template holds in the worker (its socket and pidfd, the
         next child's, a child asked for, the ended runs not reaped yet): the pool's
         worker bounds their sum over the templates it keeps."""
-        held = (self.sock.fileno() >= 0) + (self.pidfd is not None) + (self._forking is not None)
+        held = (self.sock.fileno() >= 0) + (self.pidfd is not None)
         if self._next is not None:
-            held += 2 + (self._next.listener is not None) + (self._next.memfd is not None)
+            held += 1 + (self._next.listener is not None) + (self._next.memfd is not None)
         return held + len(self._dying) + sum(1 + (listener is not None)
                                              for _, _, listener in self._dead)
 
     def close(self) -> None:
         """Kill and reap the template, its unused child and the runs' children."""
         self.reap(wait=True)
-        if self._forking is not None:       # collected to be killed: else a stray child
+        if self._forking:       # collected to be killed: else a stray child
             with contextlib.suppress(OSError):
                 self._next = self._collect()
         if self._next is not None:
@@ -799,7 +817,7 @@ def run(program: Program, channels: list[Channel], argv: list[str], env: dict[st
             raise
     else:
         child = template.take(ahead)
-        pid, sock, pidfd = child.pid, child.sock, child.pidfd
+        pid, sock, pidfd = child.pid, None, child.pidfd
     if child is None:
         guest.mem.attach(pid)
     else:
@@ -832,7 +850,8 @@ def run(program: Program, channels: list[Channel], argv: list[str], env: dict[st
     except Exception as e:      # a supervisor bug ends the run, never the caller
         failure = f'native engine: internal error: {e!r}'
     finally:
-        sock.close()
+        if sock is not None:
+            sock.close()
         guest.mem.close()
         if template is not None and guest.tracer is None and guest.outcome is not None:
             template.reap_later(pid, pidfd, listener)   # its status would change nothing
