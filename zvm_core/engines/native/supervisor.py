@@ -31,7 +31,6 @@ import errno
 import fcntl
 import math
 import os
-import resource
 import select
 import signal
 import socket
@@ -375,21 +374,12 @@ class Template:
         child = _Child(pid)
         child.listener = listener
         try:
-            child.pidfd = os.pidfd_open(pid)
             if listener is None:    # its error line: it exits (reaped by close)
                 raise OSError(errno.EPROTO, hello.decode(errors='replace').strip())
             child.sp_at = int.from_bytes(hello[1:9], 'little')
-            _sync_wake(child.listener)
-            ready = select.select([child.listener], [], [],
-                                  max(0.0, deadline - time.monotonic()))[0]
-            notif = bytearray(seccomp.NOTIF.size)
-            if ready:
-                fcntl.ioctl(child.listener, seccomp.IOCTL_NOTIF_RECV, notif, True)
-            child.gate, _pid, _flags, nr, *_ = seccomp.NOTIF.unpack(notif)
-            if nr != seccomp.NR_CLOSE:
-                raise OSError(errno.EPROTO, 'the child did not reach the gate')
-            with contextlib.suppress(OSError):      # else start() opens it (and says why not)
-                child.memfd = os.open(f'/proc/{pid}/mem', os.O_RDWR | os.O_CLOEXEC)
+            child.pidfd, child.gate, memfd = _fastcall.gate(pid, listener,
+                                                            deadline - time.monotonic())
+            child.memfd = None if memfd < 0 else memfd
         except BaseException:
             child.close()
             raise
@@ -447,13 +437,12 @@ class Template:
         if fd is None:
             fd = os.open(f'/proc/{child.pid}/mem', os.O_RDWR | os.O_CLOEXEC)
         try:        # /proc/PID/mem writes the read-only manifest page too (a debugger's write)
-            for addr, data in [*spec.copies, (child.sp_at, spec.sp.to_bytes(8, 'little'))]:
-                if os.pwrite(fd, data, addr) != len(data):
-                    raise OSError(errno.EIO, 'short write into the guest')
+            _fastcall.start(fd, child.pid,
+                            [*spec.copies, (child.sp_at, spec.sp.to_bytes(8, 'little'))],
+                            spec.cpu_seconds, spec.cpu_seconds + 1)
         finally:
             if fd != child.memfd:
                 os.close(fd)
-        resource.prlimit(child.pid, resource.RLIMIT_CPU, (spec.cpu_seconds, spec.cpu_seconds + 1))
 
     def reap_later(self, pid: int, pidfd: int, listener: int | None = None) -> None:
         """A child whose run ended in a call it is still blocked in (its outcome is
