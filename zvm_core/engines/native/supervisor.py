@@ -450,24 +450,21 @@ class Template:
         self._dead.append((pid, pidfd, listener))
 
     def reap(self, wait: bool = False) -> None:
-        """Kill the children whose runs ended and reap them once gone: those killed
-        by an earlier call now (they are), these ones now only if they are gone
-        already (or ``wait``), else at the next call -- waiting for a process to
-        die is not put in front of a batch's next node."""
-        killed = []
+        """Kill the children whose runs ended, and reap those killed by an earlier
+        call (gone by now), these ones too with ``wait``: waiting for a process to
+        die is not put in front of a batch's next node (nor a look that finds it
+        still dying: a wasted ``waitpid`` per run)."""
+        dying, self._dying = self._dying, []
         for pid, pidfd, listener in self._dead:
             with contextlib.suppress(ProcessLookupError):
                 signal.pidfd_send_signal(pidfd, signal.SIGKILL)
             if listener is not None:    # killed, it resumes no call: closed before, it would
                 os.close(listener)
-            killed.append((pid, pidfd))
+            (dying if wait else self._dying).append((pid, pidfd))
         self._dead = []
-        dying, self._dying = self._dying, []
-        for pid, pidfd in dying + killed:
+        for pid, pidfd in dying:
             with contextlib.suppress(ChildProcessError):
-                if not os.waitpid(pid, 0 if wait or (pid, pidfd) in dying else os.WNOHANG)[0]:
-                    self._dying.append((pid, pidfd))
-                    continue
+                os.waitpid(pid, 0)
             os.close(pidfd)
 
     def alive(self) -> bool:
