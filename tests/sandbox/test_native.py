@@ -437,6 +437,36 @@ def test_a_template_child_that_cannot_start_says_why_and_is_reaped(guest):
         template.close()
 
 
+def test_a_template_child_that_answers_too_late_is_still_killed_and_reaped(guest,
+                                                                         monkeypatch):
+    """The worker learns a template's child's pid from its one message: when that
+    message does not come in time, the template is killed (it forks no more, and
+    is replaced at the next run) and closing it waits for the late message, so the
+    child it names is killed and reaped too."""
+    import select
+
+    from zvm_core.elf import load_program
+    from zvm_core.engines.native.supervisor import Template
+    hello, waits = Template._hello, []
+
+    def too_late(self):         # the first answer comes just after the wait gave up
+        if not waits:
+            waits.append(select.select([self.sock], [], [], RUN_TIMEOUT)[0])
+            raise TimeoutError('timed out')
+        return hello(self)
+
+    monkeypatch.setattr(Template, '_hello', too_late)
+    before = set(_child_states(os.getpid()))
+    template = Template(load_program(str(guest('hello'))), 64 << 20)
+    with pytest.raises(TimeoutError):
+        template.take()
+    with pytest.raises(OSError, match='being replaced'):
+        template.take()
+    assert waits[0] and len(set(_child_states(os.getpid())) - before) == 2   # and its child
+    template.close()
+    assert set(_child_states(os.getpid())) <= before
+
+
 def test_warm_native_rdtsc_is_answered_in_template_children(guest, zvm, tmp_path):
     """Through the pool a program with rdtsc runs in a template's child, traced
     from its first instruction: the values of a fresh native run, every time."""

@@ -315,6 +315,7 @@ class Template:
         self.pidfd: int | None = None
         self._next: _Child | None = None
         self._forking = False           # a child asked for, not taken in yet
+        self._lost = 0          # children asked for whose answer did not come in time
         self._dead: list[tuple[int, int, int | None]] = []      # ended runs, not killed yet
         self._dying: list[tuple[int, int]] = []     # killed, not reaped yet (pid, pidfd)
         try:
@@ -345,6 +346,8 @@ class Template:
         (:meth:`prefork` takes it in)."""
         if self._next is not None or self._forking:
             return
+        if self._lost:
+            raise OSError(errno.EPIPE, 'the template is being replaced')
         self.sock.send(b'F')
         self._forking = True
 
@@ -370,7 +373,13 @@ class Template:
         instead of the template's reply and the child's on a socket of its own."""
         self._forking = False
         deadline = time.monotonic() + self.timeout
-        pid, listener, hello = self._hello()
+        try:
+            pid, listener, hello = self._hello()
+        except TimeoutError:    # its answer may still come, and name it: this template
+            self._lost += 1     # forks no more (replaced), close() waits for the answer
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
+            raise
         child = _Child(pid)
         child.listener = listener
         try:
@@ -489,6 +498,12 @@ class Template:
         if self._next is not None:
             self._next.close()
             self._next = None
+        for _ in range(self._lost):     # killed: nothing but that child can answer now
+            with contextlib.suppress(OSError):
+                pid, listener, _hello = self._hello()
+                stray = _Child(pid)
+                stray.listener = listener
+                stray.close()
         self.sock.close()
         if self.pidfd is not None:
             _reap(self.pid, self.pidfd)
