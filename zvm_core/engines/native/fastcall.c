@@ -684,8 +684,9 @@ static PyObject *gate(PyObject *self, PyObject *args)
     if (pidfd < 0) {
         err = errno;
     } else {
-        uint64_t sync = 1;      /* SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP */
-        ioctl(listener, _IOW('!', 4, uint64_t), &sync);
+        /* SECCOMP_IOCTL_NOTIF_SET_FLAGS takes the flags as its argument's value:
+         * SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP */
+        ioctl(listener, _IOW('!', 4, uint64_t), 1UL);
         struct pollfd p = {listener, POLLIN, 0};
         double left = fmax(0.0, timeout) * 1000;
         do {
