@@ -481,7 +481,7 @@ class Template:
 
     def descriptors(self) -> int:
         """Descriptors this template holds in the worker (its socket and pidfd, the
-        next child's, a child asked for, the ended runs not reaped yet): the pool's
+        next child's pidfd, listener and memory, the ended runs not reaped yet): the pool's
         worker bounds their sum over the templates it keeps."""
         held = (self.sock.fileno() >= 0) + (self.pidfd is not None)
         if self._next is not None:
