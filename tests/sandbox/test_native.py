@@ -412,6 +412,61 @@ def test_template_children_get_their_runs_cpu_limit(guest):
         template.close()
 
 
+def test_a_template_child_that_cannot_start_says_why_and_is_reaped(guest):
+    """A template's child passes its listener on the template's socket, and the
+    kernel names the sender (``SO_PASSCRED``): a child that fails before that (here
+    its descriptor limit, past the hard limit the template was given) sends its
+    loader line instead; taking it fails with that line, the child is reaped, and
+    the template goes on forking."""
+    import resource
+
+    from zvm_core.elf import load_program
+    from zvm_core.engines.native.supervisor import Template
+    if os.geteuid() == 0 and not _userns_available():
+        pytest.skip('root outside a user namespace may raise its own hard limit')
+    before = set(_child_states(os.getpid()))
+    template = Template(load_program(str(guest('hello'))), 64 << 20)
+    try:
+        resource.prlimit(template.pid, resource.RLIMIT_NOFILE, (64, 64))
+        for _ in range(2):
+            with pytest.raises(OSError, match='setrlimit NOFILE'):
+                template.take()
+            assert set(_child_states(os.getpid())) - before == {template.pid}   # no zombie
+            assert template.alive()
+    finally:
+        template.close()
+
+
+def test_a_template_child_that_answers_too_late_is_still_killed_and_reaped(guest,
+                                                                         monkeypatch):
+    """The worker learns a template's child's pid from its one message: when that
+    message does not come in time, the template is killed (it forks no more, and
+    is replaced at the next run) and closing it waits for the late message, so the
+    child it names is killed and reaped too."""
+    import select
+
+    from zvm_core.elf import load_program
+    from zvm_core.engines.native.supervisor import Template
+    hello, waits = Template._hello, []
+
+    def too_late(self):         # the first answer comes just after the wait gave up
+        if not waits:
+            waits.append(select.select([self.sock], [], [], RUN_TIMEOUT)[0])
+            raise TimeoutError('timed out')
+        return hello(self)
+
+    monkeypatch.setattr(Template, '_hello', too_late)
+    before = set(_child_states(os.getpid()))
+    template = Template(load_program(str(guest('hello'))), 64 << 20)
+    with pytest.raises(TimeoutError):
+        template.take()
+    with pytest.raises(OSError, match='being replaced'):
+        template.take()
+    assert waits[0] and len(set(_child_states(os.getpid())) - before) == 2   # and its child
+    template.close()
+    assert set(_child_states(os.getpid())) <= before
+
+
 def test_warm_native_rdtsc_is_answered_in_template_children(guest, zvm, tmp_path):
     """Through the pool a program with rdtsc runs in a template's child, traced
     from its first instruction: the values of a fresh native run, every time."""

@@ -89,19 +89,14 @@ class Templates:
 
     def get(self, path: str, memory: int, rdtsc: str):
         """The template machine for the program (Rejected if it is not valid)."""
-        from zvm_core.engines.emulated.machine import Machine
-        key = (*_file_key(path), memory, rdtsc)
-        machine = self._machines.pop(key, None)
-        if machine is None:
+        def make():
+            from zvm_core.engines.emulated.machine import Machine
             p = prepare(path, Policy(rdtsc=rdtsc), engine='emulated')
             machine = Machine(p.program, p.verdict, Limits(memory=memory), p.policy,
                               snapshots=True)
             machine.verdict = p.verdict
-            self._machines[key] = machine
-            self._charge(machine)
-            self._evict()
-        else:
-            self._machines[key] = machine
+            return machine
+        machine = self._kept((*_file_key(path), memory, rdtsc), make)
         return machine, machine.verdict
 
     def prepared(self, path: str, engine: str | None, rdtsc: str, file: tuple | None = None):
@@ -117,17 +112,23 @@ class Templates:
 
     def native(self, path: str, prepared, memory: int, file: tuple | None = None):
         """The native template process (``Warm``) for a program prepared natively."""
-        key = ('native', *(file or _file_key(path)), memory, prepared.policy.rdtsc, prepared.tsc)
-        warm = self._machines.pop(key, None)
-        if warm is not None:            # kept: the most recently used now, costs unchanged
-            self._machines[key] = warm
-            return warm
-        from zvm_core.engines.native.warm import Warm
-        warm = self._machines[key] = Warm(prepared.program, prepared.verdict, memory,
-                                          prepared.tsc)
-        self._charge(warm)
+        def make():
+            from zvm_core.engines.native.warm import Warm
+            return Warm(prepared.program, prepared.verdict, memory, prepared.tsc)
+        return self._kept(('native', *(file or _file_key(path)), memory, prepared.policy.rdtsc,
+                           prepared.tsc), make)
+
+    def _kept(self, key: tuple, make):
+        """The template under ``key``, made by ``make()`` (charged, others evicted to
+        make room) if there is none; the most recently used now either way."""
+        machine = self._machines.pop(key, None)
+        if machine is not None:         # kept: its cost unchanged
+            self._machines[key] = machine
+            return machine
+        machine = self._machines[key] = make()
+        self._charge(machine)
         self._evict()
-        return warm
+        return machine
 
     def close(self) -> None:
         """Close every template (a native one is a process: killed and reaped)."""

@@ -69,7 +69,6 @@
 #define SYS_dup2 33
 #define SYS_chdir 80
 #define SYS_sendmsg 46
-#define SYS_recvmsg 47
 #define SYS_clone 56
 #define SYS_exit 60
 #define SYS_getrlimit 97
@@ -148,7 +147,8 @@ extern char __executable_start[], _end[];
 
 static u64 slen(const char *s) { u64 n = 0; while (s[n]) n++; return n; }
 
-static void __attribute__((noreturn)) fail(const char *what, long err) {
+/* One line on the socket: "loader: what (errno N)" */
+static void say(const char *what, long err) {
     char line[160];
     u64 n = 0;
     for (const char *p = "loader: "; *p; p++) line[n++] = *p;
@@ -165,6 +165,10 @@ static void __attribute__((noreturn)) fail(const char *what, long err) {
     line[n++] = '\n';
     if (sys3(SYS_write, CTL_FD, line, n) < 0)      /* before the dup2: still SOCK_FD */
         sys3(SYS_write, SOCK_FD, line, n);
+}
+
+static void __attribute__((noreturn)) fail(const char *what, long err) {
+    say(what, err);
     sys3(SYS_exit, 127, 0, 0);
     __builtin_unreachable();
 }
@@ -437,13 +441,15 @@ static void reply(long value) {
 }
 
 /* A template (a fork server): the program is mapped once, no guest instruction
- * ever runs here.  Each request on SOCK_FD carries one descriptor, a control
- * socket; the template forks a child with CLONE_PARENT (so the supervisor is
- * its parent: it waits for it, and the child dies with it), replies with its
- * pid (or -errno), and forgets it.  The child makes the socket its CTL_FD,
- * keeps the limits and attributes it inherited (restrict_all), does its own
- * part of steps 4 and 5 (prepare), installs the filter, passes
- * its listener and waits at the gate (its close of the listener) -- the
+ * ever runs here.  Each byte on SOCK_FD asks for a child: the template forks
+ * it with CLONE_PARENT (so the supervisor is its parent: it waits for it, and
+ * the child dies with it) and forgets it (a fork that fails is a line on the
+ * socket).  The child makes the template's socket its CTL_FD (the supervisor
+ * asks for one child at a time, and learns its pid from the kernel's
+ * credentials of its message: SO_PASSCRED), keeps the limits and attributes
+ * it inherited (restrict_all), does its own part of steps 4 and 5 (prepare),
+ * installs the filter, passes its listener on the template's socket and
+ * waits at the gate (its close of the listener) -- the
  * supervisor may fork it ahead of the run.  For the run, the supervisor writes
  * the run's initial stack and user manifest into the child (/proc/PID/mem),
  * then run_sp, sets its CPU limit and lets the gate continue.  The template
@@ -453,30 +459,18 @@ static void __attribute__((noreturn)) serve(void) {
     reply(0);                            /* ready */
     for (;;) {
         char byte;
-        union { char buf[24]; u64 align; } cmsg = {{0}};
-        struct { void *base; u64 len; } iov = {&byte, 1};
-        struct { void *name; int namelen; void *iov; u64 iovlen; void *control;
-                 u64 controllen; int flags; } msg = {0, 0, &iov, 1, cmsg.buf, 24, 0};
-        long n = sys3(SYS_recvmsg, SOCK_FD, &msg, 0x40000000);    /* MSG_CMSG_CLOEXEC */
+        long n = sys3(SYS_read, SOCK_FD, &byte, 1);
         if (n == -4) continue;                               /* EINTR */
         if (n <= 0) sys3(SYS_exit, 0, 0, 0);
-        struct { u64 len; int level, type; int fd; } *c = (void *)cmsg.buf;
-        if (msg.controllen < 20 || c->level != 1 || c->type != 1 || c->len != 20) {
-            reply(-22);                  /* one descriptor, nothing else */
-            continue;
-        }
         long pid = sys6(SYS_clone, 0x00008000 | 17, 0, 0, 0, 0, 0);   /* CLONE_PARENT | SIGCHLD */
         if (pid == 0) {
             check(sys6(SYS_prctl, 1, 9, 0, 0, 0, 0), "PR_SET_PDEATHSIG");
             if ((u64)sys3(SYS_getppid, 0, 0, 0) != hdr.parent) sys3(SYS_exit, 0, 0, 0);
-            /* the descriptor is below SPEC_FD (0-2 are closed here) */
-            check(sys3(SYS_dup2, c->fd, SOCK_FD, 0), "dup2 of the child's socket");
             prefault(&hdr);
             prepare(&hdr);
             start(&hdr, 1);
         }
-        sys3(SYS_close, c->fd, 0, 0);
-        reply(pid);
+        if (pid < 0) say("cannot fork", pid);
     }
 }
 

@@ -31,7 +31,6 @@ import errno
 import fcntl
 import math
 import os
-import resource
 import select
 import signal
 import socket
@@ -110,6 +109,8 @@ TICK_NS = 1000          # the native virtual clock: 1 us per mediated call (no f
 AS_SLACK = 16 << 20     # the loader's own pages under RLIMIT_AS
 FILTER = seccomp.assemble(seccomp.program())
 _NOTIF_ZERO = bytes(seccomp.NOTIF.size)
+HELLO = 9               # loader.c start(): 'N' or 'L', then where it reads run_sp
+_UCRED = struct.Struct('3i')            # SCM_CREDENTIALS: pid, uid, gid
 FAST_PATH = True        # channel reads and writes served in C (fastcall.c); tests compare
 # loader.c delivers these to the trap stub: a trap call with the signal as its argument
 FAULT_SIGNALS = frozenset({signal.SIGILL, signal.SIGTRAP, signal.SIGBUS, signal.SIGFPE,
@@ -265,8 +266,8 @@ def _spawn(spec: Spec) -> tuple[int, socket.socket]:
 class _Child:
     """A template's child waiting at the gate: filter installed, listener passed."""
 
-    def __init__(self, pid: int, sock: socket.socket) -> None:
-        self.pid, self.sock = pid, sock
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
         self.pidfd: int | None = None
         self.listener: int | None = None
         self.gate = 0                   # the notification id of its close (the gate)
@@ -274,7 +275,6 @@ class _Child:
         self.memfd: int | None = None   # its /proc/PID/mem, opened ahead of the run
 
     def close(self) -> None:
-        self.sock.close()
         for fd in (self.listener, self.memfd):
             if fd is not None:
                 os.close(fd)
@@ -314,12 +314,15 @@ class Template:
         self.pid, self.sock = _spawn(spec or layout.image_spec(template=True))
         self.pidfd: int | None = None
         self._next: _Child | None = None
-        self._forking: socket.socket | None = None  # a child asked for: our end of its socket
+        self._forking = False           # a child asked for, not taken in yet
+        self._lost = 0          # children asked for whose answer did not come in time
         self._dead: list[tuple[int, int, int | None]] = []      # ended runs, not killed yet
         self._dying: list[tuple[int, int]] = []     # killed, not reaped yet (pid, pidfd)
         try:
             self.pidfd = os.pidfd_open(self.pid)
             self.sock.settimeout(timeout)
+            # a child's hello comes on this socket: the kernel says who sent it
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
             if self._reply() != 0:
                 raise OSError(errno.EPROTO, 'the template did not start')
         except BaseException:
@@ -341,17 +344,12 @@ class Template:
     def fork(self) -> None:
         """Ask the template for the next run's child, without waiting for it
         (:meth:`prefork` takes it in)."""
-        if self._next is not None or self._forking is not None:
+        if self._next is not None or self._forking:
             return
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            socket.send_fds(self.sock, [b'F'], [theirs.fileno()])
-        except BaseException:
-            ours.close()
-            raise
-        finally:
-            theirs.close()
-        self._forking = ours
+        if self._lost:
+            raise OSError(errno.EPIPE, 'the template is being replaced')
+        self.sock.send(b'F')
+        self._forking = True
 
     def prefork(self) -> None:
         """After a reply: ask for the child the next run starts in (it forks and sets
@@ -364,45 +362,64 @@ class Template:
 
     def idle(self) -> None:
         """The worker waits for work: take in the next run's child, reap the runs'."""
-        if self._next is None and self._forking is not None:
+        if self._next is None and self._forking:
             self._next = self._collect()
         self.reap(wait=True)
 
     def _collect(self) -> _Child:
-        """The child :meth:`fork` asked for, once it waits at the gate."""
-        ours, self._forking = self._forking, None
+        """The child :meth:`fork` asked for, once it waits at the gate.  It passes
+        its listener on the template's socket, one message whose sender's pid the
+        kernel adds (``SO_PASSCRED``; no process can claim another's): one message
+        instead of the template's reply and the child's on a socket of its own."""
+        self._forking = False
+        deadline = time.monotonic() + self.timeout
         try:
-            pid = self._reply()
-        except BaseException:
-            ours.close()
+            pid, listener, hello = self._hello()
+        except TimeoutError:    # its answer may still come, and name it: this template
+            self._lost += 1     # forks no more (replaced), close() waits for the answer
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
             raise
-        if pid <= 0:
-            ours.close()
-            raise OSError(-pid or errno.EPROTO, 'the template cannot fork')
-        child = _Child(pid, ours)
+        child = _Child(pid)
+        child.listener = listener
         try:
-            child.pidfd = os.pidfd_open(pid)
-            deadline = time.monotonic() + self.timeout
-            got = _listener(ours, deadline)
-            if isinstance(got, str):
-                raise OSError(errno.EPROTO, got)
-            child.listener, hello = got
+            if listener is None:    # its error line: it exits (reaped by close)
+                raise OSError(errno.EPROTO, hello.decode(errors='replace').strip())
             child.sp_at = int.from_bytes(hello[1:9], 'little')
-            _sync_wake(child.listener)
-            ready = select.select([child.listener], [], [],
-                                  max(0.0, deadline - time.monotonic()))[0]
-            notif = bytearray(seccomp.NOTIF.size)
-            if ready:
-                fcntl.ioctl(child.listener, seccomp.IOCTL_NOTIF_RECV, notif, True)
-            child.gate, _pid, _flags, nr, *_ = seccomp.NOTIF.unpack(notif)
-            if nr != seccomp.NR_CLOSE:
-                raise OSError(errno.EPROTO, 'the child did not reach the gate')
-            with contextlib.suppress(OSError):      # else start() opens it (and says why not)
-                child.memfd = os.open(f'/proc/{pid}/mem', os.O_RDWR | os.O_CLOEXEC)
+            child.pidfd, child.gate, memfd = _fastcall.gate(pid, listener,
+                                                            deadline - time.monotonic())
+            child.memfd = None if memfd < 0 else memfd
         except BaseException:
             child.close()
             raise
         return child
+
+    def _hello(self) -> tuple[int, int | None, bytes]:
+        """The next message on the template's socket: (its sender's pid, the
+        listener passed with it, its bytes); a line (no listener) is an error, the
+        template's own (OSError) or a child's (returned, that child to reap)."""
+        msg, anc, _flags, _addr = self.sock.recvmsg(
+            HELLO, socket.CMSG_SPACE(4) + socket.CMSG_SPACE(_UCRED.size), socket.MSG_CMSG_CLOEXEC)
+        if not msg:
+            raise OSError(errno.EPIPE, 'the template is gone')
+        pid, listener = 0, None
+        for level, kind, data in anc:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
+                pid = _UCRED.unpack(data[:_UCRED.size])[0]
+            elif level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                listener = int.from_bytes(data[:4], 'little')
+        if listener is None:
+            while not msg.endswith(b'\n'):
+                more = self.sock.recv(256)
+                if not more:
+                    break
+                msg += more
+            if pid in (0, self.pid):
+                raise OSError(errno.EPROTO, msg.decode(errors='replace').strip())
+        elif pid <= 0 or pid == self.pid:
+            os.close(listener)
+            raise OSError(errno.EPROTO, 'a listener from no child of the template')
+        return pid, listener, msg
 
     def guest(self) -> Guest:
         """A new Guest for the next run: built by :meth:`prefork`, off the request path."""
@@ -429,13 +446,12 @@ class Template:
         if fd is None:
             fd = os.open(f'/proc/{child.pid}/mem', os.O_RDWR | os.O_CLOEXEC)
         try:        # /proc/PID/mem writes the read-only manifest page too (a debugger's write)
-            for addr, data in [*spec.copies, (child.sp_at, spec.sp.to_bytes(8, 'little'))]:
-                if os.pwrite(fd, data, addr) != len(data):
-                    raise OSError(errno.EIO, 'short write into the guest')
+            _fastcall.start(fd, child.pid,
+                            [*spec.copies, (child.sp_at, spec.sp.to_bytes(8, 'little'))],
+                            spec.cpu_seconds, spec.cpu_seconds + 1)
         finally:
             if fd != child.memfd:
                 os.close(fd)
-        resource.prlimit(child.pid, resource.RLIMIT_CPU, (spec.cpu_seconds, spec.cpu_seconds + 1))
 
     def reap_later(self, pid: int, pidfd: int, listener: int | None = None) -> None:
         """A child whose run ended in a call it is still blocked in (its outcome is
@@ -443,24 +459,21 @@ class Template:
         self._dead.append((pid, pidfd, listener))
 
     def reap(self, wait: bool = False) -> None:
-        """Kill the children whose runs ended and reap them once gone: those killed
-        by an earlier call now (they are), these ones now only if they are gone
-        already (or ``wait``), else at the next call -- waiting for a process to
-        die is not put in front of a batch's next node."""
-        killed = []
+        """Kill the children whose runs ended, and reap those killed by an earlier
+        call (gone by now), these ones too with ``wait``: waiting for a process to
+        die is not put in front of a batch's next node (nor a look that finds it
+        still dying: a wasted ``waitpid`` per run)."""
+        dying, self._dying = self._dying, []
         for pid, pidfd, listener in self._dead:
             with contextlib.suppress(ProcessLookupError):
                 signal.pidfd_send_signal(pidfd, signal.SIGKILL)
             if listener is not None:    # killed, it resumes no call: closed before, it would
                 os.close(listener)
-            killed.append((pid, pidfd))
+            (dying if wait else self._dying).append((pid, pidfd))
         self._dead = []
-        dying, self._dying = self._dying, []
-        for pid, pidfd in dying + killed:
+        for pid, pidfd in dying:
             with contextlib.suppress(ChildProcessError):
-                if not os.waitpid(pid, 0 if wait or (pid, pidfd) in dying else os.WNOHANG)[0]:
-                    self._dying.append((pid, pidfd))
-                    continue
+                os.waitpid(pid, 0)
             os.close(pidfd)
 
     def alive(self) -> bool:
@@ -468,23 +481,29 @@ class Template:
 
     def descriptors(self) -> int:
         """Descriptors this template holds in the worker (its socket and pidfd, the
-        next child's, a child asked for, the ended runs not reaped yet): the pool's
+        next child's pidfd, listener and memory, the ended runs not reaped yet): the pool's
         worker bounds their sum over the templates it keeps."""
-        held = (self.sock.fileno() >= 0) + (self.pidfd is not None) + (self._forking is not None)
+        held = (self.sock.fileno() >= 0) + (self.pidfd is not None)
         if self._next is not None:
-            held += 2 + (self._next.listener is not None) + (self._next.memfd is not None)
+            held += 1 + (self._next.listener is not None) + (self._next.memfd is not None)
         return held + len(self._dying) + sum(1 + (listener is not None)
                                              for _, _, listener in self._dead)
 
     def close(self) -> None:
         """Kill and reap the template, its unused child and the runs' children."""
         self.reap(wait=True)
-        if self._forking is not None:       # collected to be killed: else a stray child
+        if self._forking:       # collected to be killed: else a stray child
             with contextlib.suppress(OSError):
                 self._next = self._collect()
         if self._next is not None:
             self._next.close()
             self._next = None
+        for _ in range(self._lost):     # killed: nothing but that child can answer now
+            with contextlib.suppress(OSError):
+                pid, listener, _hello = self._hello()
+                stray = _Child(pid)
+                stray.listener = listener
+                stray.close()
         self.sock.close()
         if self.pidfd is not None:
             _reap(self.pid, self.pidfd)
@@ -799,7 +818,7 @@ def run(program: Program, channels: list[Channel], argv: list[str], env: dict[st
             raise
     else:
         child = template.take(ahead)
-        pid, sock, pidfd = child.pid, child.sock, child.pidfd
+        pid, sock, pidfd = child.pid, None, child.pidfd
     if child is None:
         guest.mem.attach(pid)
     else:
@@ -832,7 +851,8 @@ def run(program: Program, channels: list[Channel], argv: list[str], env: dict[st
     except Exception as e:      # a supervisor bug ends the run, never the caller
         failure = f'native engine: internal error: {e!r}'
     finally:
-        sock.close()
+        if sock is not None:
+            sock.close()
         guest.mem.close()
         if template is not None and guest.tracer is None and guest.outcome is not None:
             template.reap_later(pid, pidfd, listener)   # its status would change nothing
