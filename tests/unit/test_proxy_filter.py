@@ -881,7 +881,7 @@ class FakeConnection:
 
     def getresponse(self) -> FakeResponse:
         assert len(self.sent) == int(self.headers['Content-Length'])
-        program = image = None
+        program = image = shared = None
         entries = []
         for name, f in wire.read_members(io.BytesIO(bytes(self.sent)), None):
             if name == wire.EXE:
@@ -890,8 +890,11 @@ class FakeConnection:
             elif name == 'dev/image' and not entries:
                 image = f.read()
                 self.servers.cached.add((self.device, hashlib.sha256(image).hexdigest()))
+            elif name == wire.BATCH_SPEC:
+                shared = wire.SharedSpec(f.read())
             else:
-                entries.append(wire.BatchEntry.from_json(f.read()))
+                assert name == f'{wire.BATCH_PREFIX}{len(entries)}' and shared is not None
+                entries.append(wire.BatchEntry.from_json(f.read(), shared))
         self.servers.batches.append((self.device, self.headers, program, entries))
         self.servers.images.append(image)
         members = self.action(entries)
