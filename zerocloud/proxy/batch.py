@@ -205,7 +205,7 @@ class Batches:
         where = f'{server["ip"]}:{server["port"]}'
         specs = [self.dispatcher.spec(entry.plan) for entry in batch]
         shared = specs[0].to_obj()      # once (batch/spec): each entry sends what differs
-        for entry, spec in zip(batch, specs):
+        for entry, spec in zip(batch, specs, strict=True):
             plan = entry.plan
             entry.member = wire.BatchEntry(entry.server['device'], plan.partition, plan.path,
                                            spec).to_json(shared)
