@@ -123,11 +123,12 @@ server, as for a broken stream).
 from __future__ import annotations
 
 import json
+import operator
 import os
 import re
 import tarfile
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields
 from urllib.parse import quote
 
 SPEC = 'node.json'
@@ -285,6 +286,11 @@ class NodeSpec:
             raise SpecError(f'node spec: {type(e).__name__}: {e}') from None
 
 
+# A spec's fields but its name (the first), in order: the wildcard's nodes of a batch
+# differ only by name (``SharedSpec``).
+_BUT_NAME = operator.attrgetter(*[f.name for f in fields(NodeSpec)][1:])
+
+
 def _text(value: object, error: type[WireError] = SpecError) -> str:
     if not isinstance(value, str):
         raise error(f'expected a string, not {value!r}')
@@ -311,18 +317,15 @@ class BatchEntry:
     object: str                             # /<account>/<container>/<object>
     spec: NodeSpec
 
-    def to_json(self, shared: dict | None = None) -> bytes:
-        """The entry; with ``shared`` (the batch's ``batch/spec``, as ``to_obj`` gives
-        it) only the spec's fields that differ from it travel, as ``set`` (a field
-        the spec leaves out is set to null: its default)."""
-        obj = self.spec.to_obj()
+    def to_json(self, shared: SharedSpec | None = None) -> bytes:
+        """The entry: its whole spec, or with ``shared`` (the batch's ``batch/spec``)
+        only what differs from it (``set``)."""
         entry: dict = {'device': self.device, 'partition': self.partition,
                        'object': self.object}
         if shared is None:
-            entry['spec'] = obj
+            entry['spec'] = self.spec.to_obj()
         else:
-            entry['set'] = {k: obj.get(k) for k in obj.keys() | shared.keys()
-                            if obj.get(k) != shared.get(k)}
+            entry['set'] = shared.changes(self.spec)
         return json.dumps(entry, sort_keys=True).encode()
 
     @classmethod
@@ -355,19 +358,35 @@ class SharedSpec:
     """A batch's ``batch/spec`` member: the spec its entries share, checked once (its
     parse and check were a seventh of an object server's time per node)."""
 
-    def __init__(self, data: bytes) -> None:
-        self.obj = _json_object(data, BATCH_SPEC)
-        self.spec = NodeSpec.from_obj(self.obj)
+    def __init__(self, spec: NodeSpec) -> None:
+        self.spec, self.obj, self.rest = spec, spec.to_obj(), _BUT_NAME(spec)
+
+    @classmethod
+    def from_json(cls, data: bytes) -> SharedSpec:
+        """Parse and check the member; SpecError says what is wrong."""
+        return cls(NodeSpec.from_obj(_json_object(data, BATCH_SPEC)))
+
+    def to_json(self) -> bytes:
+        return json.dumps(self.obj, sort_keys=True).encode()
+
+    def changes(self, spec: NodeSpec) -> dict:
+        """An entry's ``set``: the fields of ``spec`` that differ (one the shared spec
+        has and ``spec`` leaves out is null: its default)."""
+        if _BUT_NAME(spec) == self.rest:        # a wildcard's nodes: their names
+            return {} if spec.name == self.spec.name else {'name': spec.name}
+        obj = spec.to_obj()
+        return {k: obj.get(k) for k in obj.keys() | self.obj.keys()
+                if obj.get(k) != self.obj.get(k)}
 
     def with_set(self, changes: object) -> NodeSpec:
-        """The shared spec with an entry's ``set`` fields: only a name (a wildcard's
-        nodes) is taken as it is; any other field, the whole spec checked again."""
+        """The shared spec with an entry's ``set``: a name alone is taken as it is;
+        any other field, the whole spec is checked again."""
         if not changes:
             return self.spec
         if not isinstance(changes, dict):
             raise SpecError(f'batch entry: set {changes!r} is not a JSON object')
         if changes.keys() == {'name'}:
-            return replace(self.spec, name=_text(changes['name']))
+            return NodeSpec(_text(changes['name']), *self.rest)
         return NodeSpec.from_obj({**self.obj, **changes})
 
 

@@ -332,10 +332,10 @@ def batch_request(app, entries: list[wire.BatchEntry], program: bytes, shared: b
     """The batch as the proxy sends it (the first entry's spec as ``batch/spec``, the
     entries what differs), or with ``shared=False`` as a proxy of before did (each
     entry's whole spec)."""
-    obj = entries[0].spec.to_obj() if shared else None
+    spec = wire.SharedSpec(entries[0].spec) if shared else None
     members = [wire.bytes_member(wire.EXE, program), *(
-        [wire.bytes_member(wire.BATCH_SPEC, json.dumps(obj).encode())] if shared else []), *(
-        wire.bytes_member(f'{wire.BATCH_PREFIX}{i}', e.to_json(obj))
+        [wire.bytes_member(wire.BATCH_SPEC, spec.to_json())] if spec else []), *(
+        wire.bytes_member(f'{wire.BATCH_PREFIX}{i}', e.to_json(spec))
         for i, e in enumerate(entries))]
     req = Request.blank(BATCH_PATH, method='POST', body=b''.join(wire.stream_tar(members)),
                         headers={wire.EXECUTE: '1.0', wire.BATCH: str(len(entries)),

@@ -891,7 +891,7 @@ class FakeConnection:
                 image = f.read()
                 self.servers.cached.add((self.device, hashlib.sha256(image).hexdigest()))
             elif name == wire.BATCH_SPEC:
-                shared = wire.SharedSpec(f.read())
+                shared = wire.SharedSpec.from_json(f.read())
             else:
                 assert name == f'{wire.BATCH_PREFIX}{len(entries)}' and shared is not None
                 entries.append(wire.BatchEntry.from_json(f.read(), shared))

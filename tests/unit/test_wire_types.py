@@ -61,17 +61,17 @@ def test_a_batch_entry_sends_only_what_differs_from_the_shared_spec() -> None:
     too, and the node gets exactly its own spec back."""
     base = wire.NodeSpec('wc-1', ['wc'], {'A': '1'}, (wire.DeviceSpec('stdin', source='local'),),
                          wire.NodeLimits(memory=1 << 20), engine='native', local_env=True)
-    shared = wire.SharedSpec(json.dumps(base.to_obj()).encode())
+    shared = wire.SharedSpec.from_json(wire.SharedSpec(base).to_json())
     assert shared.spec == base
     others = [replace(base, name='wc-2'), base,
               replace(base, name='x', env={'A': '2'}, engine=None, seed=3),
               replace(base, devices=(wire.DeviceSpec('stdin', source='local', put_size=5),))]
     for spec in others:
         entry = wire.BatchEntry('sda1', 12, '/AUTH_a/c/o 7', spec)
-        data = entry.to_json(base.to_obj())
+        data = entry.to_json(shared)
         assert b'"spec"' not in data
         assert wire.BatchEntry.from_json(data, shared) == entry
-    assert json.loads(wire.BatchEntry('d', 1, '/a/c/o', others[0]).to_json(base.to_obj()))[
+    assert json.loads(wire.BatchEntry('d', 1, '/a/c/o', others[0]).to_json(shared))[
         'set'] == {'name': 'wc-2'}
 
 
@@ -99,7 +99,7 @@ def test_a_bad_batch_entry_is_one_error_that_says_why(data: bytes, why: str) -> 
 ])
 def test_a_bad_change_of_the_shared_spec_is_one_error_that_says_why(data: bytes,
                                                                    why: str) -> None:
-    shared = wire.SharedSpec(wire.NodeSpec('n', ['n']).to_json())
+    shared = wire.SharedSpec(wire.NodeSpec('n', ['n']))
     with pytest.raises(wire.SpecError, match=why):
         wire.BatchEntry.from_json(data, shared)
 

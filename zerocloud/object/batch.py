@@ -323,7 +323,7 @@ class BatchRun:
                     self.files[name] = cache.receive(f, budget)
                     budget -= os.path.getsize(self.files[name])
                 elif name == wire.BATCH_SPEC and not entries and shared is None:
-                    shared = wire.SharedSpec(f.read(1 << 20))
+                    shared = wire.SharedSpec.from_json(f.read(1 << 20))
                 elif name == f'{wire.BATCH_PREFIX}{len(entries)}' and len(entries) < count:
                     entries.append(wire.BatchEntry.from_json(f.read(1 << 20), shared))
                 else:

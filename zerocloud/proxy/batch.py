@@ -41,7 +41,6 @@ from __future__ import annotations
 import collections
 import http.client
 import itertools
-import json
 import random
 import socket
 import time
@@ -204,12 +203,12 @@ class Batches:
         server = batch[0].server
         where = f'{server["ip"]}:{server["port"]}'
         specs = [self.dispatcher.spec(entry.plan) for entry in batch]
-        shared = specs[0].to_obj()      # once (batch/spec): each entry sends what differs
+        shared = wire.SharedSpec(specs[0])     # once (batch/spec): each entry, what differs
         for entry, spec in zip(batch, specs, strict=True):
             plan = entry.plan
             entry.member = wire.BatchEntry(entry.server['device'], plan.partition, plan.path,
                                            spec).to_json(shared)
-        once = wire.bytes_member(wire.BATCH_SPEC, json.dumps(shared, sort_keys=True).encode())
+        once = wire.bytes_member(wire.BATCH_SPEC, shared.to_json())
         self.load[server['ip'], server['port']] += len(batch)
         alone = _ALONE
         pause = BUSY_PAUSE
