@@ -77,10 +77,16 @@ links, no replicas, no objects sent along), travel together:
 ``POST /<device>/0/<account>/.zerocloud/batch`` with the headers above (no
 ``X-Zerovm-Access``) and ``X-Zerovm-Batch: <number of nodes>``.  Its tar
 stream is ``exe`` (first, unless ``X-Zerovm-Program`` names it), ``dev/image``
-(the job's image, if any, unless ``X-Zerovm-Image`` names it), then one
-``batch/<i>`` member per node (``i`` = 0, 1, ...): a :class:`BatchEntry`,
-as JSON ``{"device", "partition", "object": "/<a>/<c>/<o>", "spec": <node
-spec>}``; each node reads its ``object`` in place (``"source": "local"``).
+(the job's image, if any, unless ``X-Zerovm-Image`` names it),
+``batch/spec`` (a node spec the entries share: :class:`SharedSpec`), then
+one ``batch/<i>`` member per node (``i`` = 0, 1, ...): a :class:`BatchEntry`,
+as JSON ``{"device", "partition", "object": "/<a>/<c>/<o>", "set": {<the
+fields of its spec that differ from the shared one>}}`` (a wildcard's
+nodes: their ``name``); each node reads its ``object`` in place
+(``"source": "local"``).  An entry with ``"spec": <node spec>`` instead
+carries its whole spec (a proxy of before ``batch/spec``); a server of
+before refuses ``batch/spec`` (``400``), which the proxy logs as a warning
+before it sends those nodes alone: object servers are upgraded first.
 The server admits the batch as one request (``503`` as for a node when it
 is full, before ``100 Continue``), reads every entry, then answers ``200``
 with ``X-Zerovm-Batch`` and a tar stream of results in the order the nodes

@@ -27,7 +27,9 @@ accept the connection within ``conn_timeout`` (a loaded server): then it
 is offered again after a growing pause for up to :data:`BUSY_WAIT` seconds
 (at most ``zerovm_timeout``; the job's own nodes free its place, or a batch
 of the job just before), and only then split, each node to the same server
-first when it was full.  Splitting at once made hundreds of requests out of
+first when it was full.  A batch refused as a bad request (``400``: an
+object server older than this proxy's ``batch/spec``) is a warning, and its
+nodes go alone to the same server first.  Splitting at once made hundreds of requests out of
 one on a loaded cluster, each needing an admission slot of the account's
 share: the nodes then went from server to server, to handoffs (404), and
 some to no server at all (``unavailable``).  A first batch of one node is sent alone: a small job's
@@ -235,11 +237,12 @@ class Batches:
         except (_Retry, OSError, Timeout, http.client.HTTPException, ValueError) as e:
             self.logger.info('batch of %d nodes not run on %s: %r', len(batch), where, e)
         except _Refused as e:          # each node alone gets the answer it deserves
-            if e.status == 400:         # a server older than batch/spec says so too
+            if e.status == 400:         # a server older than batch/spec: alone, there too
                 self.logger.warning(
                     'batch of %d nodes refused by %s as a bad request, they run alone '
                     '(an object server older than this proxy? upgrade object servers '
                     'first): %r', len(batch), where, e)
+                alone = _FIRST
             else:
                 self.logger.info('batch of %d nodes refused by %s: %r', len(batch), where, e)
         finally:
