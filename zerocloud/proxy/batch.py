@@ -204,10 +204,11 @@ class Batches:
         """One batch to its server; every node of it ends with a result or alone."""
         server = batch[0].server
         where = f'{server["ip"]}:{server["port"]}'
-        specs = [self.dispatcher.spec(entry.plan) for entry in batch]
-        shared = wire.SharedSpec(specs[0])     # once (batch/spec): each entry, what differs
-        for entry, spec in zip(batch, specs, strict=True):
+        shared = None       # the first spec, sent once (batch/spec): each entry, what differs
+        for entry in batch:             # a spec at a time: 512 at once held ~0.4 MiB
             plan = entry.plan
+            spec = self.dispatcher.spec(plan)
+            shared = shared or wire.SharedSpec(spec)
             entry.member = wire.BatchEntry(entry.server['device'], plan.partition, plan.path,
                                            spec).to_json(shared)
         once = wire.bytes_member(wire.BATCH_SPEC, shared.to_json())
