@@ -328,9 +328,15 @@ def test_a_bad_prewarm_setting_is_refused(server, devices: Path, guest, tmp_path
 BATCH_PATH = '/sda1/0/a/.zerocloud/batch'
 
 
-def batch_request(app, entries: list[wire.BatchEntry], program: bytes):
+def batch_request(app, entries: list[wire.BatchEntry], program: bytes, shared: bool = True):
+    """The batch as the proxy sends it (the first entry's spec as ``batch/spec``, the
+    entries what differs), or with ``shared=False`` as a proxy of before did (each
+    entry's whole spec)."""
+    spec = wire.SharedSpec(entries[0].spec) if shared else None
     members = [wire.bytes_member(wire.EXE, program), *(
-        wire.bytes_member(f'{wire.BATCH_PREFIX}{i}', e.to_json()) for i, e in enumerate(entries))]
+        [wire.bytes_member(wire.BATCH_SPEC, spec.to_json())] if spec else []), *(
+        wire.bytes_member(f'{wire.BATCH_PREFIX}{i}', e.to_json(spec))
+        for i, e in enumerate(entries))]
     req = Request.blank(BATCH_PATH, method='POST', body=b''.join(wire.stream_tar(members)),
                         headers={wire.EXECUTE: '1.0', wire.BATCH: str(len(entries)),
                                  'Content-Type': 'application/x-tar'})
@@ -349,14 +355,18 @@ def assert_only_spares(mw, devices: Path) -> list[Path]:
     return files
 
 
-def test_a_batch_runs_each_node_next_to_its_object(mw, guest, devices: Path) -> None:
+@pytest.mark.parametrize('shared', [True, False], ids=['batch-spec', 'whole-specs'])
+def test_a_batch_runs_each_node_next_to_its_object(mw, guest, devices: Path,
+                                                   shared: bool) -> None:
+    """Each node of a batch reads its own object, gets its own variables, name and
+    argv; the same from a proxy of before ``batch/spec`` (a rolling upgrade)."""
     put(mw, '/sda1/0/a/c/o1', b'one\n', **{'X-Object-Meta-Color': 'red'})
     put(mw, '/sda1/0/a/c/o3', b'three three\n', **{'Content-Type': 'text/x-three'})
     channels = (wire.DeviceSpec('stdin', 'r', source='local'), wire.DeviceSpec('stdout', 'w'))
     entries = [wire.BatchEntry('sda1', 0, f'/a/c/o{i}', wire.NodeSpec(
-        f'n{i}', ['args_env'], env={'LOCAL_OBJECT': 'job'}, devices=channels, local_env=True))
-        for i in (1, 2, 3)]
-    resp = batch_request(mw, entries, guest('args_env').read_bytes())
+        f'n{i}', ['args_env', f'arg{i}'], env={'LOCAL_OBJECT': 'job'}, devices=channels,
+        local_env=True)) for i in (1, 2, 3)]
+    resp = batch_request(mw, entries, guest('args_env').read_bytes(), shared)
     assert resp.status_int == 200, resp.body
     assert resp.headers[wire.BATCH] == '3' and resp.headers[wire.EXECUTE] == '1.0'
     members = untar(resp.body)
@@ -370,6 +380,7 @@ def test_a_batch_runs_each_node_next_to_its_object(mw, guest, devices: Path) -> 
         assert f'=LOCAL_CONTENT_LENGTH={length}\n' in env
         assert f'=LOCAL_CONTENT_TYPE={ctype}\n' in env
         assert '=LOCAL_OBJECT=on\n' in env                   # the object's, not the job's
+        assert f'argv[1]=arg{index + 1}\n' in env
     assert '=LOCAL_HTTP_X_OBJECT_META_COLOR=red\n' in members['0/dev/stdout'].decode()
     assert mw.admission.total == 0
     assert_only_spares(mw, devices)     # scratch space: emptied output files, kept open

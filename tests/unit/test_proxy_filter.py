@@ -881,7 +881,7 @@ class FakeConnection:
 
     def getresponse(self) -> FakeResponse:
         assert len(self.sent) == int(self.headers['Content-Length'])
-        program = image = None
+        program = image = shared = None
         entries = []
         for name, f in wire.read_members(io.BytesIO(bytes(self.sent)), None):
             if name == wire.EXE:
@@ -890,8 +890,11 @@ class FakeConnection:
             elif name == 'dev/image' and not entries:
                 image = f.read()
                 self.servers.cached.add((self.device, hashlib.sha256(image).hexdigest()))
+            elif name == wire.BATCH_SPEC:
+                shared = wire.SharedSpec.from_json(f.read())
             else:
-                entries.append(wire.BatchEntry.from_json(f.read()))
+                assert name == f'{wire.BATCH_PREFIX}{len(entries)}' and shared is not None
+                entries.append(wire.BatchEntry.from_json(f.read(), shared))
         self.servers.batches.append((self.device, self.headers, program, entries))
         self.servers.images.append(image)
         members = self.action(entries)
@@ -990,6 +993,25 @@ def test_a_batch_the_server_cannot_admit_is_split_into_nodes(mw, swift, batch_se
     assert len(fake.batches) > 1                                    # offered again first
     assert {(d, len(entries)) for d, _h, _p, entries in fake.batches} == {('d0', 0)}
     assert [d for d, _h, _s in single.asked] == ['d0'] * 4          # there first, alone
+
+
+def test_a_batch_an_older_object_server_refuses_runs_alone_with_a_warning(
+        mw, swift, batch_servers, monkeypatch) -> None:
+    """An object server older than ``batch/spec`` refuses the batch (400, before its
+    body): the proxy says why in a warning, and the nodes run alone, with the same
+    results (a rolling upgrade that reached the proxy first)."""
+    names = objects(swift, 3)
+    fake, single = batch_servers(d0=(400, 'bad batch request: unexpected member batch/spec'),
+                                 alone={'d0': ok()})
+    warned: list[str] = []
+    monkeypatch.setattr(mw.logger, 'warning', lambda msg, *args: warned.append(msg % args))
+    resp = post(mw, job(stdin='swift://~/c/item*'))
+    assert resp.status_int == 200, resp.body
+    assert [d for d, _h, _s in single.asked] == ['d0'] * len(names)
+    assert resp.body == b'out\n' * len(names)
+    warning, = warned
+    assert 'refused by' in warning and 'upgrade object servers first' in warning
+    assert 'unexpected member batch/spec' in warning
 
 
 def test_a_batch_refused_while_the_server_frees_a_place_runs_whole(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import tarfile
+from dataclasses import replace
 
 import pytest
 
@@ -54,12 +55,32 @@ def test_a_batch_entry_survives_the_wire() -> None:
     assert wire.NodeSpec.from_json(wire.NodeSpec('n', ['n']).to_json()).local_env is False
 
 
+def test_a_batch_entry_sends_only_what_differs_from_the_shared_spec() -> None:
+    """With ``batch/spec``, a wildcard's entry carries its name alone; any other field
+    that differs (one the shared spec has and the node's leaves out: null) travels
+    too, and the node gets exactly its own spec back."""
+    base = wire.NodeSpec('wc-1', ['wc'], {'A': '1'}, (wire.DeviceSpec('stdin', source='local'),),
+                         wire.NodeLimits(memory=1 << 20), engine='native', local_env=True)
+    shared = wire.SharedSpec.from_json(wire.SharedSpec(base).to_json())
+    assert shared.spec == base
+    others = [replace(base, name='wc-2'), base,
+              replace(base, name='x', env={'A': '2'}, engine=None, seed=3),
+              replace(base, devices=(wire.DeviceSpec('stdin', source='local', put_size=5),))]
+    for spec in others:
+        entry = wire.BatchEntry('sda1', 12, '/AUTH_a/c/o 7', spec)
+        data = entry.to_json(shared)
+        assert b'"spec"' not in data
+        assert wire.BatchEntry.from_json(data, shared) == entry
+    assert json.loads(wire.BatchEntry('d', 1, '/a/c/o', others[0]).to_json(shared))[
+        'set'] == {'name': 'wc-2'}
+
+
 @pytest.mark.parametrize(('data', 'why'), [
     (b'[1]', 'batch entry: not a JSON object'),
     (b'{"device": "d", "partition": 1, "object": "/a/c"}', 'is not /<a>/<c>/<o>'),
     (b'{"device": "d", "partition": -1, "object": "/a/c/o", "spec": {}}', 'partition -1'),
     (b'{"device": "..", "partition": 1, "object": "/a/c/o", "spec": {}}', "device '..'"),
-    (b'{"device": "d", "partition": 1, "object": "/a/c/o"}', 'KeyError'),
+    (b'{"device": "d", "partition": 1, "object": "/a/c/o"}', 'no spec, and no batch/spec'),
     (b'{"device": "d", "partition": 1, "object": "/a/c/o", "spec": [1]}',
      'node spec: not a JSON object'),
     (b'not json', 'JSONDecodeError'),
@@ -67,6 +88,20 @@ def test_a_batch_entry_survives_the_wire() -> None:
 def test_a_bad_batch_entry_is_one_error_that_says_why(data: bytes, why: str) -> None:
     with pytest.raises(wire.SpecError, match=why):
         wire.BatchEntry.from_json(data)
+
+
+@pytest.mark.parametrize(('data', 'why'), [
+    (b'{"device": "d", "partition": 1, "object": "/a/c/o", "set": [1]}', 'is not a JSON object'),
+    (b'{"device": "d", "partition": 1, "object": "/a/c/o", "set": {"name": 1}}',
+     'expected a string'),
+    (b'{"device": "d", "partition": 1, "object": "/a/c/o", "set": {"seed": "x"}}',
+     'node spec: ValueError'),
+])
+def test_a_bad_change_of_the_shared_spec_is_one_error_that_says_why(data: bytes,
+                                                                   why: str) -> None:
+    shared = wire.SharedSpec(wire.NodeSpec('n', ['n']))
+    with pytest.raises(wire.SpecError, match=why):
+        wire.BatchEntry.from_json(data, shared)
 
 
 def test_a_report_survives_the_wire() -> None:

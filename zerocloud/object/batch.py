@@ -310,9 +310,11 @@ class BatchRun:
                         headers={wire.BATCH: str(count)})
 
     def receive(self, count: int) -> list[wire.BatchEntry]:
-        """The program and the job's image (unless sent by digest), then the ``count``
-        entries, in order."""
+        """The program and the job's image (unless sent by digest), the spec the
+        entries share (``batch/spec``; a proxy of before sends each entry's whole),
+        then the ``count`` entries, in order."""
         entries: list[wire.BatchEntry] = []
+        shared: wire.SharedSpec | None = None
         budget = self.config.max_input
         try:
             for name, f in wire.read_members(self.req.environ['wsgi.input'], None):
@@ -320,8 +322,10 @@ class BatchRun:
                     cache = self.owner.programs if name == wire.EXE else self.owner.images
                     self.files[name] = cache.receive(f, budget)
                     budget -= os.path.getsize(self.files[name])
+                elif name == wire.BATCH_SPEC and not entries and shared is None:
+                    shared = wire.SharedSpec.from_json(f.read(1 << 20))
                 elif name == f'{wire.BATCH_PREFIX}{len(entries)}' and len(entries) < count:
-                    entries.append(wire.BatchEntry.from_json(f.read(1 << 20)))
+                    entries.append(wire.BatchEntry.from_json(f.read(1 << 20), shared))
                 else:
                     raise wire.WireError(f'unexpected member {name}')
         except wire.TooLarge:

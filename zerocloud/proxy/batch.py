@@ -27,7 +27,9 @@ accept the connection within ``conn_timeout`` (a loaded server): then it
 is offered again after a growing pause for up to :data:`BUSY_WAIT` seconds
 (at most ``zerovm_timeout``; the job's own nodes free its place, or a batch
 of the job just before), and only then split, each node to the same server
-first when it was full.  Splitting at once made hundreds of requests out of
+first when it was full.  A batch refused as a bad request (``400``: an
+object server older than this proxy's ``batch/spec``) is a warning, and its
+nodes go alone to the same server first.  Splitting at once made hundreds of requests out of
 one on a loaded cluster, each needing an admission slot of the account's
 share: the nodes then went from server to server, to handoffs (404), and
 some to no server at all (``unavailable``).  A first batch of one node is sent alone: a small job's
@@ -202,11 +204,14 @@ class Batches:
         """One batch to its server; every node of it ends with a result or alone."""
         server = batch[0].server
         where = f'{server["ip"]}:{server["port"]}'
-        spec = self.dispatcher.spec
-        for entry in batch:
+        shared = None       # the first spec, sent once (batch/spec): each entry, what differs
+        for entry in batch:             # a spec at a time: 512 at once held ~0.4 MiB
             plan = entry.plan
+            spec = self.dispatcher.spec(plan)
+            shared = shared or wire.SharedSpec(spec)
             entry.member = wire.BatchEntry(entry.server['device'], plan.partition, plan.path,
-                                           spec(plan)).to_json()
+                                           spec).to_json(shared)
+        once = wire.bytes_member(wire.BATCH_SPEC, shared.to_json())
         self.load[server['ip'], server['port']] += len(batch)
         alone = _ALONE
         pause = BUSY_PAUSE
@@ -214,7 +219,7 @@ class Batches:
         try:
             while True:
                 try:
-                    self._exchange(server, batch)
+                    self._exchange(server, batch, once)
                     break
                 except (_Busy, ConnectionTimeout) as e:
                     # full, or too busy to accept the connection in time: again after a
@@ -233,28 +238,37 @@ class Batches:
         except (_Retry, OSError, Timeout, http.client.HTTPException, ValueError) as e:
             self.logger.info('batch of %d nodes not run on %s: %r', len(batch), where, e)
         except _Refused as e:          # each node alone gets the answer it deserves
-            self.logger.info('batch of %d nodes refused by %s: %r', len(batch), where, e)
+            if e.status == 400:         # a server older than batch/spec: alone, there too
+                self.logger.warning(
+                    'batch of %d nodes refused by %s as a bad request, they run alone '
+                    '(an object server older than this proxy? upgrade object servers '
+                    'first): %r', len(batch), where, e)
+                alone = _FIRST
+            else:
+                self.logger.info('batch of %d nodes refused by %s: %r', len(batch), where, e)
         finally:
             self.load[server['ip'], server['port']] -= len(batch)
             for entry in batch:
                 self._end(entry, alone)
 
-    def _exchange(self, server: dict, batch: list[_Entry]) -> None:
+    def _exchange(self, server: dict, batch: list[_Entry], shared: wire.Member) -> None:
         programs = self.dispatcher.programs
         known = {digest for _, digest, _ in _cached(batch[0].plan)
                  if programs.known(server, digest)}
         for digest in known:
             programs.wait_sent(server, digest)
         try:
-            self._attempt(server, batch, known)
+            self._attempt(server, batch, shared, known)
         except _NeedProgram:
             for digest in known:
                 programs.known(server, digest, False)
-            self._attempt(server, batch, set())
+            self._attempt(server, batch, shared, set())
 
-    def _attempt(self, server: dict, batch: list[_Entry], by_digest: set[str]) -> None:
+    def _attempt(self, server: dict, batch: list[_Entry], shared: wire.Member,
+                 by_digest: set[str]) -> None:
         """One request for ``batch``: the program and the job's image sent by digest
-        where ``by_digest`` has theirs, else in full."""
+        where ``by_digest`` has theirs, else in full, then ``shared`` (``batch/spec``)
+        and the entries."""
         plan = batch[0].plan
         programs = self.dispatcher.programs
         exe = [] if plan.program is None or plan.digest in by_digest else [
@@ -263,8 +277,8 @@ class Batches:
         if image is not None and plan.image_digest not in by_digest:
             exe.append(wire.shared_member(wire.DEV_PREFIX + wire.IMAGE_DEVICE, image.file,
                                           image.size))
-        members = [*exe, *(wire.bytes_member(f'{wire.BATCH_PREFIX}{i}', e.member)
-                           for i, e in enumerate(batch))]
+        members = [*exe, shared, *(wire.bytes_member(f'{wire.BATCH_PREFIX}{i}', e.member)
+                                   for i, e in enumerate(batch))]
         headers = {wire.EXECUTE: wire.VERSION, wire.BATCH: str(len(batch)),
                    'Content-Type': 'application/x-tar', 'Expect': '100-continue',
                    'X-Backend-Storage-Policy-Index': str(plan.policy),
@@ -305,7 +319,7 @@ class Batches:
                               bool(resp.getheader('Retry-After')), bool(by_digest))
             self._results(resp, server, batch, started,
                           len(plan.program or b'') if exe and exe[0][0] == wire.EXE else 0,
-                          sum(size for _, size, _ in exe))
+                          sum(size for _, size, _ in (*exe, shared)))
         finally:
             for entry in sending:
                 programs.ended(*entry)
@@ -330,7 +344,7 @@ class Batches:
             current.request_bytes = len(entry.member)
             if index == 0:
                 current.program_bytes = program_bytes
-                current.request_bytes += once_bytes      # the program and image sent
+                current.request_bytes += once_bytes      # the program, image, batch/spec
             self._end(entry, current)
 
         try:

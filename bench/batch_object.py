@@ -1,0 +1,95 @@
+"""An object server's own CPU per node of a batch (issue 17), without a cluster.
+
+The zerocloud filter (``ObjectExecMiddleware``) in front of a real Swift
+``ObjectController`` on a temporary disk, in this process (as
+``tests/unit/test_object_filter.py``), with its pool's workers: N objects of
+1 KiB, then a batch of N ``wc`` nodes (one per object, as the proxy sends a
+wildcard job's: ``batch/spec`` and entries) sent ``--reps`` times after a
+warm-up one.  Printed: this process's CPU time (``time.process_time``: the
+object server's main process, not its workers) per node, each time.  On a
+shared host the whole-cluster bench (``bench/scale.py``) spreads by a third
+from run to run; this one, alternated between two trees (``PYTHONPATH``),
+shows changes of a tenth.
+
+Usage: ``python bench/batch_object.py [--nodes 512] [--reps 3]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common  # noqa: E402
+
+common.private_verdict_cache()
+
+from swift.common.swob import Request  # noqa: E402
+from swift.common.utils import Timestamp  # noqa: E402
+from swift.obj.server import ObjectController  # noqa: E402
+
+from zerocloud import wire  # noqa: E402
+from zerocloud.object import ObjectExecMiddleware  # noqa: E402
+
+
+def batch_body(count: int, program: bytes) -> bytes:
+    """The request body of a batch of ``count`` wc nodes over /a/c/o0 ..."""
+    devices = (wire.DeviceSpec('stdin', 'r', source='local'), wire.DeviceSpec('stdout', 'w'))
+    entries = [wire.BatchEntry('sda1', 0, f'/a/c/o{i}', wire.NodeSpec(
+        f'wc-{i + 1}', ['wc'], {'SCRIPT_NAME': 'wc', 'SCRIPT_FILENAME': 'swift://a/c/wc'},
+        devices, wire.NodeLimits(1 << 28, None, 60.0), local_env=True)) for i in range(count)]
+    shared = wire.SharedSpec(entries[0].spec)
+    return b''.join(wire.stream_tar([
+        wire.bytes_member(wire.EXE, program), wire.bytes_member(wire.BATCH_SPEC, shared.to_json()),
+        *(wire.bytes_member(f'{wire.BATCH_PREFIX}{i}', e.to_json(shared))
+          for i, e in enumerate(entries))]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--nodes', type=int, default=512, help='nodes of the batch (<= 512)')
+    parser.add_argument('--reps', type=int, default=3, help='batches measured')
+    opts = parser.parse_args(argv)
+    print(common.environment())
+    disk = Path(tempfile.mkdtemp(prefix='zvm-bench-batch-'))
+    try:
+        (disk / 'sda1').mkdir()
+        conf = {'devices': str(disk), 'mount_check': 'false', 'disable_fallocate': 'true'}
+        mw = ObjectExecMiddleware(ObjectController(conf), {
+            **conf, 'zerovm_maxpool': '2', 'zerovm_maxqueue': '4'})
+        for i in range(opts.nodes):
+            Request.blank(f'/sda1/0/a/c/o{i}', method='PUT', body=common.text(1024, seed=i),
+                          headers={'X-Timestamp': Timestamp.now().internal,
+                                   'Content-Type': 'text/plain'}).get_response(mw)
+        body = batch_body(opts.nodes, common.build('wc').read_bytes())
+        rows = []
+        for rep in range(opts.reps + 1):        # the first one warms the workers up
+            req = Request.blank('/sda1/0/a/.zerocloud/batch', method='POST', body=body,
+                                headers={wire.EXECUTE: wire.VERSION, wire.BATCH: str(opts.nodes),
+                                         'Content-Type': 'application/x-tar'})
+            cpu, wall = time.process_time(), time.perf_counter()
+            resp = req.get_response(mw)
+            answer = resp.body
+            cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+            if resp.status_int != 200 or answer.count(b'/report.json') != opts.nodes:
+                sys.exit(f'the batch failed: {resp.status} {answer[:300]!r}')
+            if rep:
+                rows.append([str(rep), f'{cpu / opts.nodes * 1e3:.3f}',
+                             f'{wall / opts.nodes * 1e3:.3f}'])
+        mw._pool.close()
+    finally:
+        shutil.rmtree(disk, ignore_errors=True)
+    common.table(f'A batch of {opts.nodes} wc nodes to one object server (in process), '
+                 f'load {os.getloadavg()[0]:.1f}', ['batch', 'CPU ms/node', 'wall ms/node'],
+                 rows, note='CPU: the object server\'s main process (not its pool workers)')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
