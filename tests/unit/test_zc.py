@@ -453,8 +453,16 @@ def test_a_local_map_to_a_missing_directory_says_so(tmp_path: Path) -> None:
 def test_local_maps_name_containers() -> None:
     assert local.parse_maps(['swift://~/data=./d', 'out=o']) == {'data': Path('d'),
                                                                  'out': Path('o')}
-    with pytest.raises(jobs.BuildError, match='expected swift://~/CONTAINER=DIR'):
+    with pytest.raises(ValueError, match='expected swift://~/CONTAINER=DIR'):
         local.parse_maps(['swift://~/data'])
+
+
+def test_a_malformed_map_is_a_usage_error(tmp_path: Path, capsys) -> None:
+    # client.md: exit status 2 for a bad option, before anything is read or run
+    from zerocloud.client import cli
+    assert cli.main(['local', 'run', str(tmp_path / 'job.json'), '--map', 'here/demo']) == \
+        cli.EXIT_USAGE
+    assert 'zc: --map here/demo: expected swift://~/CONTAINER=DIR' in capsys.readouterr().err
 
 
 def test_the_command_line_takes_swift_auth_options() -> None:

@@ -593,9 +593,13 @@ class Client:
         return 0
 
     def cmd_local(self) -> int:
+        try:
+            maps = local.parse_maps(self.opts.map)
+        except ValueError as e:
+            raise Usage(str(e)) from None
         payload = self.payload(remote=False)
-        result, outputs = local.run(payload, self.opts.target or self.opts.script,
-                                    local.parse_maps(self.opts.map), self.opts.stdin)
+        result, outputs = local.run(payload, self.opts.target or self.opts.script, maps,
+                                    self.opts.stdin)
         if not self.opts.json:
             for part in outputs:
                 self.out.write(part)
