@@ -439,7 +439,8 @@ class ProxyExecMiddleware:
                     if dev.readable and dev.path is not None and dev.path.obj is None:
                         raise HTTPBadRequest(body=f'reading a container ({dev.path}, device '
                                                   f'{dev.name} of {node.group}) is not '
-                                                  'supported; name objects\n')
+                                                  f'supported; name objects: {dev.path}/* '
+                                                  'runs a node on each\n')
                 yield node
         except JobTooLarge as e:
             raise HTTPRequestEntityTooLarge(body=f'{e}\n') from None
