@@ -754,3 +754,16 @@ def test_ctrl_c_during_a_query_closes_the_connection(monkeypatch, capsys) -> Non
     assert closed == [True]
     assert capsys.readouterr().err == \
         '\nzc: cancelled: the connection is closed, so the server stops the query\n'
+
+
+def test_status_of_a_result_with_cut_headers_names_the_command_that_lists_every_node(
+        monkeypatch, capsys) -> None:
+    # it said "use --json for every node", and `zc status --json` gives counts only
+    from zerocloud.client import cli
+    headers = dict(HEADERS, **{'X-Nexe-System': 'wc-1,wc-2,...', 'X-Nexe-Truncated': 'true'})
+    result = report.parse(200, headers, b'')
+    monkeypatch.setattr(cli.Client, 'result_path', lambda self, job: job)
+    monkeypatch.setattr(cli.Client, 'known', lambda self, path: (result, None))
+    assert cli.main(['status', 'job-1']) == 0
+    assert capsys.readouterr().err.endswith(
+        'HTTP 200 (headers cut: zc result job-1 --json lists every node)\n')

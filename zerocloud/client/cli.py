@@ -429,7 +429,8 @@ class Client:
                 'nodes': {'total': len(result.nodes), 'done': len(result.nodes) - failed,
                           'failed': failed}}).encode() + b'\n')
         else:
-            self.err.write(f'{self.opts.id}: {state}: {display.summary(result)}')
+            every = f'zc result {self.opts.id} --json lists every node'
+            self.err.write(f'{self.opts.id}: {state}: {display.summary(result, every)}')
         return EXIT_FAILED if result.failed else 0
 
     def cmd_wait(self) -> int:
