@@ -764,6 +764,6 @@ def test_status_of_a_result_with_cut_headers_names_the_command_that_lists_every_
     result = report.parse(200, headers, b'')
     monkeypatch.setattr(cli.Client, 'result_path', lambda self, job: job)
     monkeypatch.setattr(cli.Client, 'known', lambda self, path: (result, None))
-    assert cli.main(['status', 'job-1']) == 0
+    assert cli.main(['status', 'job-1']) == cli.EXIT_FAILED       # HEADERS has a failed node
     assert capsys.readouterr().err.endswith(
         'HTTP 200 (headers cut: zc result job-1 --json lists every node)\n')
