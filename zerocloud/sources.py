@@ -256,7 +256,7 @@ def _load(caller: Caller, src, content_type: str, declared: int | None, where: s
     data = _collect(src, head, caller.config.max_input, declared, where)
     try:
         if kind == 'script':
-            launch = Launch(_script_job(data, account, script_path, stdin))
+            launch = Launch(_script_job(caller, data, account, script_path, stdin))
             if script_path is None:         # the script is the request body
                 launch.input, data = data, None
             return launch
@@ -294,7 +294,7 @@ def _job_too_large(caller: Caller) -> HTTPException:
         body=f'Job description larger than zerovm_maxconfig ({caller.config.max_config} bytes)\n')
 
 
-def _script_job(script: Input, account: str, script_path: SwiftPath | None,
+def _script_job(caller: Caller, script: Input, account: str, script_path: SwiftPath | None,
                 stdin: SwiftPath | None) -> bytes:
     """The one-node job that runs a script: ``<interpreter> [args] /dev/script``."""
     script.file.seek(0)
@@ -335,10 +335,27 @@ def _script_job(script: Input, account: str, script_path: SwiftPath | None,
             raise HTTPBadRequest(body=f'Bad interpreter {interpreter}: expected '
                                       'swift://<account>/<container>/<object>, '
                                       '/<container>/<object> or file://<system image>:<path>\n')
+        if not interpreter.startswith('swift://'):
+            _stored_interpreter(caller, location, interpreter)
         interpreter = str(location)
     devices.append({'name': 'stdout', 'content_type': 'text/plain'})
     return json.dumps([{'name': SCRIPT_NODE, 'devices': devices,
                         'exec': {'path': interpreter, 'args': [*args, SCRIPT_CHANNEL]}}]).encode()
+
+
+def _stored_interpreter(caller: Caller, location: SwiftPath, written: str) -> None:
+    """404 naming the usual fix when a ``#!/<container>/<object>`` line names no object:
+    most are a Unix line (``#!/usr/bin/env python3``) brought along with a script."""
+    try:
+        close_if_possible(caller.read('HEAD', location).app_iter)
+    except HTTPException as e:
+        if e.status_int != 404:
+            raise
+        raise HTTPNotFound(body=f'Bad interpreter {written}: it is read as {location} (a #! '
+                                'line names a program stored in Swift, /<container>/<object> '
+                                'of your account), which does not exist; a Python script '
+                                'starts with #!file://python3:python3, a Lua one with '
+                                '#!file://lua:lua\n') from None
 
 
 # -- requests -------------------------------------------------------------------------------------

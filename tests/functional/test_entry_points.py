@@ -300,6 +300,11 @@ def test_a_script_posted_to_an_object_reads_it_on_stdin(
     ('#!file://cobol:cobol\nupper\n', 'unknown image "cobol"'),
     ('#!swift://~/nowhere/interp\nupper\n', 'Error 404 Not Found while fetching '
                                             'swift://AUTH_test/nowhere/interp'),
+    # a Unix #! line: it named /usr/bin/env as an object and said only that it was missing
+    ('#!/usr/bin/env python3\nprint(1)\n', 'Bad interpreter /usr/bin/env: it is read as '
+                                           'swift://AUTH_test/usr/bin/env'),
+    ('#!/usr/bin/env python3\nprint(1)\n', 'a Python script starts with '
+                                           '#!file://python3:python3'),
     ('upper\n', 'Unsupported Content-Type text/x-script of the request body'),
     ('#!/c/' + 'x' * 5000, 'Cannot find the end of the shebang'),
 ])

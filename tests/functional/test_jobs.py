@@ -289,7 +289,9 @@ def test_missing_program_or_data_is_a_404_naming_it(
     ('[{"name": "x", "exec": {"path": "swift://~/c/p"}, "engine": "fast"}]', 400,
      'Invalid engine in x: must be one of auto, native, emulated, got "fast"'),
     ('[{"name": "x", "exec": {"path": "swift://~/c/p"}, '
-     '"devices": [{"name": "input", "path": "swift://~/c"}]}]', 400, 'reading a container'),
+     '"devices": [{"name": "input", "path": "swift://~/c"}]}]', 400,
+     'reading a container (swift://AUTH_test/c, device input of x) is not supported; name '
+     'objects: swift://AUTH_test/c/* runs a node on each'),
     ('[{"name": "x", "exec": {"path": "swift://~/c/p"}, "count": 2, "connect": ["x"]}]', 400,
      'Cannot connect x to itself (x -> x)'),
     ('[{"name": "a", "exec": {"path": "swift://~/c/p"}, "connect": ["b"]}, '

@@ -697,3 +697,20 @@ def test_an_image_by_digest_not_kept_here_is_a_412_before_the_body(mw) -> None:
     assert resp.headers[wire.IMAGE] == digest
     assert f'image {digest} is not cached here'.encode() in resp.body
     assert mw.admission.total == 0
+
+
+def test_zerovm_engine_native_on_a_host_without_it_stops_the_server(devices,
+                                                                    monkeypatch) -> None:
+    # every node sent here ended `killed` (HTTP 500) with the reason, job after job
+    from zvm_core import engines
+    monkeypatch.setattr(engines, 'native_unavailable',
+                        lambda: 'turned off by the operator (ZVM_NATIVE=off)')
+    with pytest.raises(ValueError) as e:
+        ObjectExecMiddleware(None, {'devices': str(devices), 'mount_check': 'false',
+                                    'zerovm_engine': 'native'})
+    assert str(e.value).startswith('zerovm_engine = native: this host cannot run the native '
+                                   'engine: turned off by the operator (ZVM_NATIVE=off); set '
+                                   'zerovm_engine = auto')
+    for engine in ('auto', 'emulated'):         # they run here whatever the host
+        ObjectExecMiddleware(None, {'devices': str(devices), 'mount_check': 'false',
+                                    'zerovm_engine': engine})

@@ -453,8 +453,16 @@ def test_a_local_map_to_a_missing_directory_says_so(tmp_path: Path) -> None:
 def test_local_maps_name_containers() -> None:
     assert local.parse_maps(['swift://~/data=./d', 'out=o']) == {'data': Path('d'),
                                                                  'out': Path('o')}
-    with pytest.raises(jobs.BuildError, match='expected swift://~/CONTAINER=DIR'):
+    with pytest.raises(ValueError, match='expected swift://~/CONTAINER=DIR'):
         local.parse_maps(['swift://~/data'])
+
+
+def test_a_malformed_map_is_a_usage_error(tmp_path: Path, capsys) -> None:
+    # client.md: exit status 2 for a bad option, before anything is read or run
+    from zerocloud.client import cli
+    assert cli.main(['local', 'run', str(tmp_path / 'job.json'), '--map', 'here/demo']) == \
+        cli.EXIT_USAGE
+    assert 'zc: --map here/demo: expected swift://~/CONTAINER=DIR' in capsys.readouterr().err
 
 
 def test_the_command_line_takes_swift_auth_options() -> None:
@@ -746,3 +754,16 @@ def test_ctrl_c_during_a_query_closes_the_connection(monkeypatch, capsys) -> Non
     assert closed == [True]
     assert capsys.readouterr().err == \
         '\nzc: cancelled: the connection is closed, so the server stops the query\n'
+
+
+def test_status_of_a_result_with_cut_headers_names_the_command_that_lists_every_node(
+        monkeypatch, capsys) -> None:
+    # it said "use --json for every node", and `zc status --json` gives counts only
+    from zerocloud.client import cli
+    headers = dict(HEADERS, **{'X-Nexe-System': 'wc-1,wc-2,...', 'X-Nexe-Truncated': 'true'})
+    result = report.parse(200, headers, b'')
+    monkeypatch.setattr(cli.Client, 'result_path', lambda self, job: job)
+    monkeypatch.setattr(cli.Client, 'known', lambda self, path: (result, None))
+    assert cli.main(['status', 'job-1']) == cli.EXIT_FAILED       # HEADERS has a failed node
+    assert capsys.readouterr().err.endswith(
+        'HTTP 200 (headers cut: zc result job-1 --json lists every node)\n')

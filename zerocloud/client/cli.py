@@ -429,7 +429,8 @@ class Client:
                 'nodes': {'total': len(result.nodes), 'done': len(result.nodes) - failed,
                           'failed': failed}}).encode() + b'\n')
         else:
-            self.err.write(f'{self.opts.id}: {state}: {display.summary(result)}')
+            every = f'zc result {self.opts.id} --json lists every node'
+            self.err.write(f'{self.opts.id}: {state}: {display.summary(result, every)}')
         return EXIT_FAILED if result.failed else 0
 
     def cmd_wait(self) -> int:
@@ -593,9 +594,13 @@ class Client:
         return 0
 
     def cmd_local(self) -> int:
+        try:
+            maps = local.parse_maps(self.opts.map)
+        except ValueError as e:
+            raise Usage(str(e)) from None
         payload = self.payload(remote=False)
-        result, outputs = local.run(payload, self.opts.target or self.opts.script,
-                                    local.parse_maps(self.opts.map), self.opts.stdin)
+        result, outputs = local.run(payload, self.opts.target or self.opts.script, maps,
+                                    self.opts.stdin)
         if not self.opts.json:
             for part in outputs:
                 self.out.write(part)

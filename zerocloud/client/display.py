@@ -67,11 +67,12 @@ def failures(nodes: list[NodeResult]) -> str:
     return ''.join(out)
 
 
-def summary(result: JobResult) -> str:
+def summary(result: JobResult, every: str = 'use --json for every node') -> str:
+    """The line under the table; ``every``: what gives every node when headers were cut."""
     failed = sum(n.failed for n in result.nodes)
     total = len(result.nodes)
     secs = '' if result.seconds is None else f' in {result.seconds:.2f} s'
-    cut = ' (headers cut: use --json for every node)' if result.truncated else ''
+    cut = f' (headers cut: {every})' if result.truncated else ''
     word = 'node' if total == 1 else 'nodes'
     http = f'; HTTP {result.status}' if result.status else ''
     return f'{total} {word}: {total - failed} ok, {failed} failed{secs}{http}{cut}\n'

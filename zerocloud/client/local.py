@@ -37,13 +37,13 @@ STREAMS = ('stdin', 'stdout', 'stderr', 'input', 'output')
 
 
 def parse_maps(specs: list[str]) -> dict[str, Path]:
-    """``swift://~/c=./dir`` (or ``c=dir``) -> {container: dir}."""
+    """``swift://~/c=./dir`` (or ``c=dir``) -> {container: dir}; ValueError for another form."""
     maps = {}
     for spec in specs:
         url, sep, directory = spec.partition('=')
         container = url.removeprefix('swift://').removeprefix('~/').removeprefix('./').strip('/')
         if not sep or not container or '/' in container or not directory:
-            raise BuildError(f'--map {spec}: expected swift://~/CONTAINER=DIR')
+            raise ValueError(f'--map {spec}: expected swift://~/CONTAINER=DIR')
         maps[container] = Path(directory)
     return maps
 

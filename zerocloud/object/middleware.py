@@ -162,8 +162,8 @@ from zerocloud.object.admission import RETRY_AFTER, Admission, charged_to
 from zerocloud.object.batch import BatchRun, Spares
 from zerocloud.object.cache import ContentCache
 from zerocloud.object.results import STDERR_TAIL, Tail, node_report, stderr_of, with_local_env
+from zvm_core import engines
 from zvm_core.channels import READ, WRITE, LinkWaker, LinkWriter, Quota
-from zvm_core.engines import CHOICES
 from zvm_core.limits import Limits
 from zvm_core.pool import ChannelSpec, Pool, PoolBusy, WarmUp
 from zvm_core.sysimages import SysImageError, SystemImages, parse
@@ -218,11 +218,23 @@ def _warm_ups(sysimages: SystemImages, spec: str, memory: int):
                      (str(sysimages.tar(image)),), memory)
 
 
+def _check_engine(engine: str) -> None:
+    """ValueError (the server does not start) for ``zerovm_engine = native`` on a host
+    that cannot run it: every node here would end ``killed`` with the reason."""
+    reason = engines.native_unavailable() if engine == 'native' else None
+    if reason:
+        raise ValueError(f'zerovm_engine = native: this host cannot run the native engine: '
+                         f'{reason}; set zerovm_engine = auto (native where the host can, '
+                         f'else emulated) or emulated, or fix the host (`zvm info`; '
+                         f'doc/operator-guide.md, "Engines and kernel requirements")')
+
+
 class ObjectExecMiddleware:
     def __init__(self, app, conf: dict) -> None:
         self.app = app
         self.logger = get_logger(conf, log_route='zerocloud-object')
         self.config = Config.from_conf(conf)
+        _check_engine(self.config.engine)
         self.programs = ContentCache(PROGRAM_CACHE)
         self.images = ContentCache(IMAGE_CACHE)
         try:
@@ -540,7 +552,7 @@ class NodeRun:
     def engine(self, spec: wire.NodeSpec) -> str | None:
         """The engine the node asks for, within what the operator allows."""
         asked, mine = spec.engine, self.config.engine
-        if asked not in (None, *CHOICES):
+        if asked not in (None, *engines.CHOICES):
             raise HTTPBadRequest(body=f'bad execute request: engine {asked!r}\n')
         if mine == 'emulated':
             if asked == 'native':

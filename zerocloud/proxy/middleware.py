@@ -299,8 +299,8 @@ from zerocloud.job import (
     parse_job,
     stream,
 )
+from zerocloud.proxy import pipeline, uploads
 from zerocloud.proxy import stream as streamed
-from zerocloud.proxy import uploads
 from zerocloud.proxy.batch import Batches, batchable
 from zerocloud.proxy.caller import Caller, Input
 from zerocloud.proxy.dispatch import Dispatcher, Plan, skipped
@@ -439,7 +439,8 @@ class ProxyExecMiddleware:
                     if dev.readable and dev.path is not None and dev.path.obj is None:
                         raise HTTPBadRequest(body=f'reading a container ({dev.path}, device '
                                                   f'{dev.name} of {node.group}) is not '
-                                                  'supported; name objects\n')
+                                                  f'supported; name objects: {dev.path}/* '
+                                                  'runs a node on each\n')
                 yield node
         except JobTooLarge as e:
             raise HTTPRequestEntityTooLarge(body=f'{e}\n') from None
@@ -755,6 +756,7 @@ def _imap(func: Callable, items: list) -> list:
 def filter_factory(global_conf: dict, **local_conf):
     conf = dict(global_conf, **local_conf)
     config = Config.from_conf(conf)
+    pipeline.check(conf)
     register_swift_info('zerocloud', max_job_size=config.max_config, timeout=config.timeout,
                         validator_version=uploads.validator_version())
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 import functools
 import os
 import platform
+import resource
 
+from zvm_core.engines.native.seccomp import CTL_FD
 from zvm_core.engines.native.supervisor import Template, run
 
 MIN_KERNEL = (5, 9)     # user notifications with CONTINUE (5.5), pidfd_open, close_range
@@ -32,6 +34,10 @@ def unavailable() -> str | None:
                 f'(seccomp user notification, close_range); this kernel is {release}')
     if os.environ.get('ZVM_NATIVE') == 'off':
         return 'turned off by the operator (ZVM_NATIVE=off)'
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard != resource.RLIM_INFINITY and hard <= CTL_FD:     # the loader moves its socket there
+        return (f'needs a hard limit of open files (RLIMIT_NOFILE) of at least {CTL_FD + 1}; '
+                f'this process has {hard} (ulimit -Hn; LimitNOFILE= of a systemd service)')
     from zvm_core.engines.native.probe import probe
     return probe()
 

@@ -1,0 +1,53 @@
+"""The proxy filter refuses to start in front of the auth filter, naming the fix.
+
+Placed before ``tempauth`` (or ``keystoneauth``), the filter sees no
+``swift.authorize`` and its sub-requests carry no token: every job of every
+user was a 401 ``a valid token is needed``, which sent users to renew tokens
+that were fine instead of the operator to the pipeline.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from zerocloud.proxy.middleware import filter_factory
+
+SAMPLE = Path(__file__).resolve().parents[2] / 'etc' / 'proxy-server.conf-sample'
+ORDERED = 'bulk tempauth zerocloud proxy-logging proxy-server'
+
+
+def conf_with(tmp_path: Path, pipeline: str, extra: str = '') -> str:
+    text = SAMPLE.read_text().replace(ORDERED, pipeline) + extra
+    path = tmp_path / 'proxy-server.conf'
+    path.write_text(text)
+    return str(path)
+
+
+def test_the_sample_pipeline_starts(tmp_path: Path) -> None:
+    assert ORDERED in SAMPLE.read_text()
+    factory = filter_factory({'__file__': conf_with(tmp_path, ORDERED)})
+    assert callable(factory)
+
+
+@pytest.mark.parametrize('pipeline, auth, extra', [
+    ('bulk zerocloud tempauth proxy-logging proxy-server', 'tempauth', ''),
+    ('bulk zerocloud authtoken keystoneauth proxy-logging proxy-server', 'authtoken',
+     '\n[filter:keystoneauth]\nuse = egg:swift#keystoneauth\n'
+     '\n[filter:authtoken]\nuse = egg:swift#tempauth\n'),
+    ('bulk zc keystone proxy-logging proxy-server', 'keystone',
+     '\n[filter:keystone]\nuse = egg:swift#keystoneauth\n'
+     '\n[filter:zc]\nuse = egg:zerocloud#zerocloud_proxy\n'),
+])
+def test_a_filter_before_auth_stops_the_server(tmp_path: Path, pipeline: str, auth: str,
+                                                extra: str) -> None:
+    with pytest.raises(ValueError) as e:
+        filter_factory({'__file__': conf_with(tmp_path, pipeline, extra)})
+    says = str(e.value)
+    assert f'before {auth}' in says and 'move it after' in says
+    assert 'operator-guide.md' in says
+
+
+def test_without_a_config_file_nothing_is_checked() -> None:
+    assert callable(filter_factory({}))
