@@ -636,6 +636,7 @@ class Channel:
     quota: Quota = field(default_factory=Quota)
     counters: ChannelAccounting = field(default_factory=ChannelAccounting)
     refused: int = 0               # calls refused for quota
+    cut: int = 0                   # writes the quota refused or shortened (``blame_limits``)
     append: bool = False           # every write goes to the end (ZeroVM type 1, "CDR")
     kind: int = 0                  # stat file type from NVRAM [mapping]; 0: by access
     tagged: bool = False           # digest reported in the ZeroVM report (etag 1)
@@ -685,11 +686,18 @@ class Channel:
         return min(want, q.get_size - c.read_bytes)
 
     def write_budget(self, want: int) -> int:
+        """Bytes the quota lets one write call put; -1 when the quota refuses the call.
+        A refused or shortened write is a cut: what the channel holds is not what the
+        program wrote."""
         q, c = self.quota, self.counters
         if c.writes >= q.puts or (want and c.write_bytes >= q.put_size):
             self.refused += 1
+            self.cut += 1
             return -1
-        return min(want, q.put_size - c.write_bytes)
+        budget = min(want, q.put_size - c.write_bytes)
+        if budget < want:
+            self.cut += 1
+        return budget
 
     def write_room(self, offset: int) -> int:
         """Bytes a positional write at ``offset`` may put: a write never makes the

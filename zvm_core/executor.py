@@ -109,16 +109,26 @@ def attach(channels: Iterable[Channel]) -> tuple[dict[str, Channel], dict[int, O
     return by_alias, fds
 
 
-def blame_limits(status: str, message: str, arena: Arena, channels: Mapping[str, Channel],
-                 memory: int) -> tuple[str, str]:
-    """A failure after a refused allocation or write is reported as that limit."""
+def blame_limits(status: str, retcode: int | None, message: str, arena: Arena,
+                 channels: Mapping[str, Channel], memory: int) -> tuple[str, str]:
+    """A failure after a refused allocation or write is reported as that limit, and
+    so is a run whose write the quota refused or shortened however it ended: a
+    program that ignores the short write or ``EDQUOT`` (stdio does, unless it checks
+    ``fclose``) exits 0 with an output that is not what it wrote, which must not
+    pass for a success (the cluster would store it)."""
+    if status == 'ok' and not retcode:
+        cut = [c.alias for c in channels.values() if c.cut]
+        if cut:
+            return 'quota', (f'quota exceeded on {", ".join(cut)}: a write was refused or '
+                             'cut short, the output is incomplete')
+        return status, message
     if status not in ('ok', 'fault', 'fuel'):
         return status, message
     if arena.refused:
         return 'memory', (f'memory limit of {memory} bytes reached '
                           f'({arena.refused} allocation(s) refused)'
                           + (f'; then: {message}' if message else ''))
-    over = [c.alias for c in channels.values() if c.refused]
+    over = [c.alias for c in channels.values() if c.refused or c.cut]
     if over:
         return 'quota', (f'quota exceeded on {", ".join(over)}'
                          + (f'; then: {message}' if message else ''))

@@ -1,4 +1,4 @@
-"""Limits on a small cluster of its own: full worker pools, wall-clock and fuel limits.
+"""Limits on a small cluster of its own: full worker pools, wall-clock, fuel and output limits.
 
 Every object server runs one node at a time and queues none
 (``zerovm_maxpool = 1``, ``zerovm_maxqueue = 0``); a node may run for 3 s
@@ -6,7 +6,8 @@ Every object server runs one node at a time and queues none
 forever, is a long job of a known length whatever the machine's speed.
 Object server 2 also caps the fuel of its nodes (``zerovm_fuel``): the
 objects "long" (replicas on servers 0 and 1) and "short" (first replica on
-server 2) are picked by their placement.
+server 2) are picked by their placement.  An output holds at most
+:data:`MAX_OUTPUT` bytes (``zerovm_maxoutput``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ from zerocloud.devcluster import USERS, DevCluster
 
 TIMEOUT = 3
 FUEL = 50_000_000
-POOL = '[filter:zerocloud]\nzerovm_maxpool = 1\nzerovm_maxqueue = 0\n'
+MAX_OUTPUT = 64
+POOL = ('[filter:zerocloud]\nzerovm_maxpool = 1\nzerovm_maxqueue = 0\n'
+        f'zerovm_maxoutput = {MAX_OUTPUT}\n')
 TEXT = b'one two three\n'
 
 
@@ -58,7 +61,7 @@ def conn(cluster: DevCluster, objects: dict[str, str], guest) -> Connection:
     conn = Connection(authurl=cluster.auth_url, user=cluster.user, key=USERS[cluster.user][0],
                       retries=0)
     conn.put_container('bin')
-    for name in ('loop', 'wc'):
+    for name in ('loop', 'wc', 'args_env'):
         conn.put_object('bin', name, guest(name).read_bytes())
     conn.put_container('data')
     for name in objects.values():
@@ -67,10 +70,10 @@ def conn(cluster: DevCluster, objects: dict[str, str], guest) -> Connection:
 
 
 def post_job(conn: Connection, program: str, data: str,
-             stdout: str | None = None) -> requests.Response:
+             stdout: str | None = None, args: tuple[str, ...] = ()) -> requests.Response:
     url, token = conn.get_auth()
     out = {'name': 'stdout', **({'path': stdout} if stdout else {})}
-    job = [{'name': program, 'exec': {'path': f'swift://~/bin/{program}'},
+    job = [{'name': program, 'exec': {'path': f'swift://~/bin/{program}', 'args': list(args)},
             'devices': [{'name': 'stdin', 'path': f'swift://~/data/{data}'}, out]}]
     return requests.post(url, data=json.dumps(job), timeout=60, headers={
         'X-Auth-Token': token, 'X-Zerovm-Execute': '1.0', 'Content-Type': 'application/json'})
@@ -143,3 +146,23 @@ def test_fuel_exhausted_is_reported_and_stores_nothing(
     with pytest.raises(ClientException) as err:
         conn.head_object('data', 'never')
     assert err.value.http_status == 404
+
+
+def test_an_output_cut_by_its_quota_fails_and_stores_nothing(
+        objects: dict[str, str], conn: Connection) -> None:
+    """args_env prints a few hundred bytes with stdio, flushed once at exit: the write
+    is cut at ``zerovm_maxoutput``, stdio ignores that (and the EDQUOT of its retry)
+    and the program exits 0.  The node is a ``quota`` failure, and no cut object is
+    stored; an output that fits is."""
+    resp = post_job(conn, 'args_env', objects['long'], stdout='swift://~/data/cut',
+                    args=('x' * 100,))
+    assert resp.status_code == 422, resp.text
+    assert resp.headers['X-Nexe-Status'] == 'quota'
+    assert resp.headers['X-Nexe-Retcode'] == '0', resp.headers
+    assert 'cut short' in resp.headers['X-Nexe-Error'], resp.headers
+    with pytest.raises(ClientException) as err:
+        conn.head_object('data', 'cut')
+    assert err.value.http_status == 404
+    fits = post_job(conn, 'wc', objects['long'], stdout='swift://~/data/fits')
+    assert fits.status_code == 200, fits.text
+    assert conn.get_object('data', 'fits')[1] == b'%7d %7d %7d\n' % (1, 3, len(TEXT))

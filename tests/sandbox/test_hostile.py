@@ -233,6 +233,24 @@ def test_input_quota(guest, zvm, engine):
     assert run.accounting['channels']['/dev/stdin']['read_bytes'] == 1000
 
 
+def test_output_cut_by_the_quota_is_not_a_success(guest, zvm, engine):
+    """stdio ignores the short write and the EDQUOT after it and hello exits 0: its
+    output is not what it wrote, so the run ends ``quota`` (the cluster must not store
+    a cut object as a success)."""
+    run = zvm.run(guest('hello'), opts=['--quota', '/dev/stdout=put_size:3'])
+    assert run.status == 'quota', run
+    assert run.returncode == NOT_OK
+    assert run.report['retcode'] == 0               # the program itself saw no failure
+    assert run.stdout == b'Hel'
+    assert '/dev/stdout' in run.report['message'] and 'cut short' in run.report['message']
+
+
+def test_output_that_fits_its_quota_exactly_is_ok(guest, zvm, engine):
+    run = zvm.run(guest('hello'), opts=['--quota', '/dev/stdout=put_size:14'])
+    assert run.status == 'ok', run
+    assert run.stdout == b'Hello, world!\n'
+
+
 def test_memory_bomb(guest, zvm, engine):
     run = zvm.run(guest('membomb'), opts=['--memory', str(64 << 20)])
     assert_stopped(run, 'memory')

@@ -239,8 +239,11 @@ def _write(p, f: OpenFile, spans: list[tuple[int, int]], offset: int | None) -> 
         room = ch.write_room(f.pos if offset is None else offset)
         if want and room <= 0:
             ch.refused += 1
+            ch.cut += 1
             return _refused(p, ch, 'write')
-        want = min(want, max(0, room))
+        if want > max(0, room):
+            ch.cut += 1
+            want = max(0, room)
     budget = ch.write_budget(want)
     if budget < 0:
         return _refused(p, ch, 'write')

@@ -153,14 +153,19 @@ def trap_write(p, desc: int, buf: int, size: int, offset: int) -> int:
         return -errno.EFAULT
     if offset < 0:
         return -errno.EINVAL
-    if not ch.mode & WRITE or c.writes >= q.puts:
+    if not ch.mode & WRITE:
         return -errno.EDQUOT
     tail = q.put_size - c.write_bytes
+    room = tail if sequential else min(tail, ch.write_room(offset))
+    if c.writes >= q.puts or room < size:
+        ch.cut += 1                 # the quota refuses or shortens it (``blame_limits``)
+    if c.writes >= q.puts:
+        return -errno.EDQUOT
     if offset >= q.put_size and not ch.mode & READ:
         return -errno.EINVAL
     if offset >= (ch.size if ch.random else offset) + tail:
         return -errno.EINVAL
-    size = min(size, tail) if sequential else min(size, tail, ch.write_room(offset))
+    size = min(size, room)
     if size < 1:
         return -errno.EDQUOT
     if sequential:

@@ -486,12 +486,9 @@ class Machine:
             status, retcode = 'fault', None
             message = HLT_STOP.format(rip=self._rip())
             exit_state = halting(SIGSEGV, self._rip())
-        if status != 'ok' or retcode:
-            status, message = self._blame_limits(status, message)
+        status, message = blame_limits(status, retcode, message, self.arena, self.channels,
+                                       self.limits.memory)
         return Report(status, retcode, message, exit_state=exit_state)
-
-    def _blame_limits(self, status: str, message: str) -> tuple[str, str]:
-        return blame_limits(status, message, self.arena, self.channels, self.limits.memory)
 
     def _accounting(self, wall: float) -> Accounting:
         st = self.guard.state

@@ -892,7 +892,6 @@ def _classify(guest: Guest, status: int, stopped: str | None, timeout: float) ->
             kind, retcode = 'fault', None
             message = _SIGNAL_TEXT.get(sig, f'killed by signal {sig}')
             exit_state = f'Signal {sig} from untrusted code'
-    if kind != 'ok' or retcode:
-        kind, message = blame_limits(kind, message, guest.arena, guest.channels,
-                                     guest.memory_limit)
+    kind, message = blame_limits(kind, retcode, message, guest.arena, guest.channels,
+                                 guest.memory_limit)
     return Report(kind, retcode, message, exit_state=exit_state)
