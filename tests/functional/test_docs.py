@@ -97,7 +97,7 @@ def doc_script(doc: str, section: str | None, root: Path = REPO) -> DocScript:
             i += 1
         assert i < len(lines), f'{doc}:{start + 1}: the block does not end'
         if section is not None and heading != section:
-            i += 1
+            i, previous = i + 1, None
             continue
         body = [line[min(indent, len(line) - len(line.lstrip(' '))):]
                 for line in lines[start + 1:i]]
@@ -244,9 +244,10 @@ def test_the_script_keeps_the_docs_line_numbers(tmp_path: Path) -> None:
     (['HTTP/1.1 200 OK', '...', 'X-Nexe-Status: ok'], 'HTTP/1.1 200 OK\nX-Nexe-Status: ok\n',
      True),                                              # "..." can be no line at all
     (['...', 'X-Nexe-Status: ok'], 'X-Nexe-Status: fault\n', False),
-    (['X-Nexe-Host: 127.0.0.1:...,...'], 'X-Nexe-Host: 127.0.0.1:6203/obj0,127.0.0.1:6205\n',
-     True),
-    (['X-Nexe-Host: 127.0.0.1:...'], 'X-Nexe-Host: 127.0.0.1:1\nmore\n', False),
+    (['X-Nexe-Host: 127.0.0.1:6203/obj0,...'],           # another port, another replica
+     'X-Nexe-Host: 127.0.0.1:41234/obj2,127.0.0.1:41236/obj1\n', True),
+    (['X-Nexe-Cdr-Line: 0.9...'], 'X-Nexe-Cdr-Line: 0.934, 0.7\n', True),
+    (['X-Nexe-Cdr-Line: 0.9...'], 'X-Nexe-Cdr-Line: 0.934\nmore\n', False),
     (['X-Trans-Id: tx0123456789abcdef01234-0065a1b2c3', 'Date: Mon, 01 Jan 2024 00:00:00 GMT'],
      'X-Trans-Id: txfedcba9876543210fedcb-00674f0e2a\nDate: Thu, 03 Dec 2026 13:40:02 GMT\n',
      True),
