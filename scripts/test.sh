@@ -5,4 +5,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 ruff check zvm_core zerocloud tests bench
-python3 -m pytest -q "$@"
+python3 -m pytest -q --durations=25 "$@"     # the slowest 25: where the suite time goes

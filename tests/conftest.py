@@ -21,11 +21,13 @@ boundaries, the fixed CPUID table, snapshots) carries
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
+import signal
 import subprocess
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -101,11 +103,10 @@ class Zvm:
     def __init__(self, workdir: Path, env: Mapping[str, str]) -> None:
         self.workdir = workdir
         self.env = dict(env)
-        self._n = 0
+        self._n = itertools.count(1)         # next() is atomic: tests may run in threads
 
     def _dir(self) -> Path:
-        self._n += 1
-        d = self.workdir / f'run{self._n}'
+        d = self.workdir / f'run{next(self._n)}'
         d.mkdir()
         return d
 
@@ -325,12 +326,51 @@ def zerovm(zvm) -> ZeroVM:
     return ZeroVM(zvm)
 
 
+class Rebuild:
+    """A second build of every system image, from scratch into ``directory``, by a
+    background process (niced) that runs while the other tests do: the rebuild costs
+    over a minute of CPU (SQLite's amalgamation is most of it), which the suite's
+    mostly idle second core absorbs instead of the test that compares it waiting."""
+
+    TIMEOUT = 1800          # seconds; a hung build fails the test instead of hanging it
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.log = directory.with_name(directory.name + '.log')
+        with open(self.log, 'wb') as log:
+            self.proc = subprocess.Popen(
+                ['nice', '-n', '10', sys.executable, '-m', 'zvm_core.build.interpreters',
+                 'build', '--dir', str(directory)],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
+                start_new_session=True)
+
+    def wait(self) -> tuple[dict, list[str]]:
+        """The images the rebuild recorded and its log lines (the test fails if it failed)."""
+        from zvm_core.build import interpreters
+        try:
+            code = self.proc.wait(timeout=self.TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.stop()
+            pytest.fail(f'the rebuild of the system images took over {self.TIMEOUT} s')
+        lines = self.log.read_text().splitlines()
+        assert code == 0, f'the rebuild of the system images failed: exit {code}: {lines}'
+        return interpreters.load(self.directory), lines
+
+    def stop(self) -> None:
+        """Kill the rebuild and its compilers if it still runs (the session is over)."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
 @dataclass(frozen=True)
 class SysImages:
-    """The built system images: ``program(name)`` and ``tar(name)`` are host paths."""
+    """The built system images: ``program(name)`` and ``tar(name)`` are host paths;
+    ``rebuild`` is the background rebuild when a selected test takes ``sysimage_rebuild``."""
 
     directory: Path
     images: dict
+    rebuild: Rebuild | None = None
 
     def program(self, name: str) -> Path:
         return self.images[name].paths(self.directory)[0]
@@ -340,16 +380,31 @@ class SysImages:
 
 
 @pytest.fixture(scope='session')
-def sysimages() -> SysImages:
-    """The python3 and lua system images (``zvm_core.build.interpreters``), built on first use
-    into the default directory and reused while their inputs are unchanged."""
+def sysimages(request: pytest.FixtureRequest,
+              tmp_path_factory: pytest.TempPathFactory) -> Iterator[SysImages]:
+    """The system images (``zvm_core.build.interpreters``), built on first use into the
+    default directory and reused while their inputs are unchanged; if a selected test
+    compares a second build (``sysimage_rebuild``), that build starts now, in the background."""
     from zvm_core.build import interpreters
     directory = interpreters.default_dir()
     try:
         images = interpreters.build(directory)
     except interpreters.BuildError as e:
         pytest.fail(f'building the system images failed: {e}', pytrace=False)
-    return SysImages(directory, images)
+    rebuild = None
+    if any('sysimage_rebuild' in getattr(item, 'fixturenames', ())
+           for item in request.session.items):
+        rebuild = Rebuild(tmp_path_factory.mktemp('sysimages-again') / 'images')
+    yield SysImages(directory, images, rebuild)
+    if rebuild is not None:
+        rebuild.stop()
+
+
+@pytest.fixture(scope='session')
+def sysimage_rebuild(sysimages: SysImages) -> Rebuild:
+    """The second, from-scratch build of the system images, running since ``sysimages``."""
+    assert sysimages.rebuild is not None
+    return sysimages.rebuild
 
 
 @pytest.fixture(scope='session')

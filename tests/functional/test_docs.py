@@ -9,11 +9,17 @@ example, a copy of its directory), whose line N is the doc's line N:
 - ``sh norun`` (or ``python norun``) marks a block deliberately not run
   (installing the machine); blocks of other languages, and output without
   a language, are not run; ``bash``/``shell``/``console`` are refused, so
-  that no shell block escapes the check by its tag.
+  that no shell block escapes the check by its tag;
+- a block without a language (or ``text``) right after a block that runs is
+  what that block prints on stdout, and must be: line by line, where a line
+  ``...`` stands for any lines (none too) and ``...`` within a line for any
+  text; transaction ids, dates and the node table's seconds are normalised
+  on both sides, since they differ from run to run.
 
 The script runs with ``set -e -o pipefail``; curl reads a ``.curlrc`` with
 ``fail-with-body``, so an HTTP error fails its step too. The first step
-that fails ends the test, naming the doc, the line and the command. The
+that fails ends the test, naming the doc, the line and the command; then
+each output block is compared with what its block printed. The
 docs start their own cluster with ``zerocloud-devcluster start``: it lives
 under this module's ``XDG_CACHE_HOME`` and is stopped at the end.
 """
@@ -25,6 +31,7 @@ import re
 import shutil
 import subprocess
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -43,6 +50,14 @@ DOCS = [                        # (doc, the section that runs: None for all), in
 ]
 FENCE = re.compile(r'( *)(```+)(.*)')
 RUN = {'sh': '', 'python': "python3 - <<'ZC_DOC_EOF'"}
+OUTPUT = ('', 'text')           # the language of a block that shows output
+ELIDED = '...'
+# what differs from run to run, and what it becomes on both sides of a comparison
+VARIES = [(re.compile(r'\btx[0-9a-f]{21}-[0-9a-f]{10}\b'), 'tx<id>'),
+          (re.compile(r'\b(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d \w{3} \d{4} \d\d:\d\d:\d\d GMT\b'),
+           '<date>'),
+          # the local cluster's ports are chosen free; a node may run on another replica's server
+          (re.compile(r'\b127\.0\.0\.1:\d+/obj\d+\b'), '<object server>')]
 REFUSED = ('bash', 'shell', 'console', 'zsh')
 END = 'ZC_DOC_EOF'
 FAILED = '@@doc step failed@@'
@@ -52,11 +67,22 @@ INSTALLED = (' (the package installs it: scripts/setup.sh runs pip install -e .;
 PRELUDE = (f"set -eE -o pipefail; trap 'echo \"{FAILED} $LINENO: $BASH_COMMAND\" >&2' ERR")
 
 
-def doc_script(doc: str, section: str | None, root: Path = REPO) -> str:
-    """The doc as a bash script whose line N is the doc's line N (blank where nothing runs)."""
+@dataclass
+class DocScript:
+    """A doc as a bash script whose line N is the doc's line N (blank where nothing runs),
+    and the doc's output blocks: the line of each one's fence -> the lines it shows."""
+
+    text: str
+    outputs: dict[int, list[str]] = field(default_factory=dict)
+
+
+def doc_script(doc: str, section: str | None, root: Path = REPO) -> DocScript:
+    """The doc as a script; a block followed by an output block writes its stdout to
+    ``$ZC_DOC_OUT/<line of the output block>``, which the output block's line prints."""
     lines = (root / doc).read_text().splitlines()
     out = [''] * len(lines)
-    heading, i = None, 0
+    outputs: dict[int, list[str]] = {}
+    heading, i, previous = None, 0, None     # previous: the last block, if it runs
     while i < len(lines):
         fence = FENCE.fullmatch(lines[i])
         if not fence:
@@ -71,20 +97,58 @@ def doc_script(doc: str, section: str | None, root: Path = REPO) -> str:
             i += 1
         assert i < len(lines), f'{doc}:{start + 1}: the block does not end'
         if section is not None and heading != section:
-            i += 1
+            i, previous = i + 1, None
             continue
         body = [line[min(indent, len(line) - len(line.lstrip(' '))):]
                 for line in lines[start + 1:i]]
+        if previous is not None and words in ([], ['text']):
+            outputs[start + 1] = body
+            saved = f'"$ZC_DOC_OUT/{start + 1}"'
+            run_start, run_end = previous
+            if out[run_start]:              # python3 - <<'END' > file
+                out[run_start] += f' > {saved}'
+            else:                           # { shell lines } > file
+                out[run_start], out[run_end] = '{', f'}} > {saved}'
+            out[start] = f'cat {saved}'
+            previous = None
+            i += 1
+            continue
         opening = _opening(doc, start + 1, words)
+        previous = None
         if opening is not None:
             assert END not in body, f'{doc}:{start + 1}: the block contains {END}'
             out[start + 1:i] = body
             if opening:
                 out[start], out[i] = opening, END
+            if not opening.startswith('cat > '):
+                previous = (start, i)
         i += 1
     assert out and not out[0], f'{doc}: the first line must not run'
     out[0] = PRELUDE
-    return '\n'.join(out) + '\n'
+    return DocScript('\n'.join(out) + '\n', outputs)
+
+
+def normalised(text: str) -> str:
+    """``text`` with what differs from run to run replaced (``VARIES``), CRLF as LF."""
+    text = text.replace('\r\n', '\n')
+    for pattern, replacement in VARIES:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def shows(expected: list[str], printed: str) -> bool:
+    """Whether ``printed`` is what the doc's output block ``expected`` shows (its
+    ``...`` lines and ``...`` within lines stand for what the doc leaves out)."""
+    pattern = []
+    for line in normalised('\n'.join(expected)).split('\n'):
+        if line.strip() == ELIDED:
+            pattern.append(r'(?:[^\n]*\n)*?')
+        else:
+            pattern.append('[^\n]*'.join(map(re.escape, line.split(ELIDED))) + '\n')
+    printed = normalised(printed)
+    if printed and not printed.endswith('\n'):
+        printed += '\n'
+    return re.fullmatch(''.join(pattern), printed) is not None
 
 
 def _opening(doc: str, line: int, words: list[str]) -> str | None:
@@ -125,14 +189,21 @@ def test_the_docs_commands_work_as_written(doc: str, section: str | None, home: 
     else:
         work.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith(('ST_', 'OS_'))}
-    env.update(XDG_CACHE_HOME=str(home), CURL_HOME=str(home))
-    result = subprocess.run(['bash', '-c', doc_script(doc, section), doc], cwd=work, env=env,
+    printed = tmp_path / 'printed'
+    printed.mkdir()
+    env.update(XDG_CACHE_HOME=str(home), CURL_HOME=str(home), ZC_DOC_OUT=str(printed))
+    script = doc_script(doc, section)
+    result = subprocess.run(['bash', '-c', script.text, doc], cwd=work, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             timeout=900)
     failed = re.search(f'{FAILED} (\\d+): (.*)', result.stdout)
     tail = '\n'.join(result.stdout.splitlines()[-40:])
     assert not failed, f'{doc}:{failed[1]}: `{failed[2]}` failed:\n{tail}'
     assert result.returncode == 0, f'{doc}: exit {result.returncode}:\n{tail}'
+    for line, expected in script.outputs.items():
+        got = (printed / str(line)).read_text()
+        assert shows(expected, got), (f'{doc}:{line}: the doc shows\n' + '\n'.join(expected)
+                                      + f'\nbut the block before it printed\n{got}')
 
 
 @pytest.mark.parametrize('info, says', [
@@ -150,8 +221,38 @@ def test_a_block_the_runner_cannot_place_is_refused(info: str, says: str) -> Non
 def test_the_script_keeps_the_docs_line_numbers(tmp_path: Path) -> None:
     (tmp_path / 'doc.md').write_text(
         '# T\n\n```sh norun\nsetup\n```\n\n## Run\n\n```c file=a.c\nint x;\n```\n'
-        '  ```sh\n  echo one\n  ```\n```text\nout\n```\n```python\nprint(2)\n```\n')
-    assert doc_script('doc.md', None, tmp_path).splitlines() == [
-        PRELUDE, '', '', '', '', '', '', '', f"cat > a.c <<'{END}'", 'int x;', END, '',
-        'echo one', '', '', '', '', f"python3 - <<'{END}'", 'print(2)', END]
-    assert doc_script('doc.md', '## Run', tmp_path).splitlines()[3] == ''
+        '  ```sh\n  echo one\n  ```\n```text\nout\n```\n```python\nprint(2)\n```\n'
+        'prints\n```\n2\n...\n```\n```\nnot output: no block runs before it\n```\n')
+    script = doc_script('doc.md', None, tmp_path)
+    assert script.text.splitlines() == [
+        PRELUDE, '', '', '', '', '', '', '', f"cat > a.c <<'{END}'", 'int x;', END,
+        '{', 'echo one', '} > "$ZC_DOC_OUT/15"', 'cat "$ZC_DOC_OUT/15"', '', '',
+        f"python3 - <<'{END}' > \"$ZC_DOC_OUT/22\"", 'print(2)', END, '',
+        'cat "$ZC_DOC_OUT/22"', '', '', '', '', '', '']
+    assert script.outputs == {15: ['out'], 22: ['2', '...']}
+    assert doc_script('doc.md', '## Run', tmp_path).text.splitlines()[3] == ''
+
+
+@pytest.mark.parametrize('expected, printed, same', [
+    (['one', 'two'], 'one\ntwo\n', True),
+    (['one', 'two'], 'one\ntwo', True),                  # no newline at the end
+    (['one', 'two'], 'one\ntwo\nthree\n', False),        # a line more
+    (['one', 'two'], 'one\n', False),
+    (['one', 'two'], 'one\nTwo\n', False),
+    (['HTTP/1.1 200 OK', '...', 'X-Nexe-Status: ok', '...'],
+     'HTTP/1.1 200 OK\r\nA: 1\r\nB: 2\r\nX-Nexe-Status: ok\r\n\r\n100\n', True),
+    (['HTTP/1.1 200 OK', '...', 'X-Nexe-Status: ok'], 'HTTP/1.1 200 OK\nX-Nexe-Status: ok\n',
+     True),                                              # "..." can be no line at all
+    (['...', 'X-Nexe-Status: ok'], 'X-Nexe-Status: fault\n', False),
+    (['X-Nexe-Host: 127.0.0.1:6203/obj0,...'],           # another port, another replica
+     'X-Nexe-Host: 127.0.0.1:41234/obj2,127.0.0.1:41236/obj1\n', True),
+    (['X-Nexe-Cdr-Line: 0.9...'], 'X-Nexe-Cdr-Line: 0.934, 0.7\n', True),
+    (['X-Nexe-Cdr-Line: 0.9...'], 'X-Nexe-Cdr-Line: 0.934\nmore\n', False),
+    (['X-Trans-Id: tx0123456789abcdef01234-0065a1b2c3', 'Date: Mon, 01 Jan 2024 00:00:00 GMT'],
+     'X-Trans-Id: txfedcba9876543210fedcb-00674f0e2a\nDate: Thu, 03 Dec 2026 13:40:02 GMT\n',
+     True),
+    (['x.y'], 'xzy\n', False),                          # the doc's text is not a pattern
+])
+def test_an_output_block_is_compared_line_by_line(expected: list[str], printed: str,
+                                                  same: bool) -> None:
+    assert shows(expected, printed) is same

@@ -212,6 +212,13 @@ def test_a_pipeline_longer_than_the_cluster_has_workers_completes(
     assert conn.get_object(container, 'out')[1] == shifted(data, stages)
 
 
+def replicated_wc(wc: str, container: str) -> list:
+    """``wc`` of the object ``data`` run on two of its replicas, its count stored as ``count``."""
+    return [stage('wc', wc, '', replicate=2, devices=[
+        {'name': 'stdin', 'path': f'swift://~/{container}/data'},
+        {'name': 'stdout', 'path': f'swift://~/{container}/count'}])]
+
+
 def test_replicate_2_runs_on_both_replicas_and_agrees(swift_cluster: DevCluster,
                                                       conn: Connection, make_container,
                                                       guest) -> None:
@@ -219,9 +226,7 @@ def test_replicate_2_runs_on_both_replicas_and_agrees(swift_cluster: DevCluster,
     text = book(random.Random(1), 500)
     conn.put_object(container, 'data', text)
     wc = upload(conn, container, 'wc', guest('wc'))
-    job = [stage('wc', wc, '', replicate=2, devices=[
-        {'name': 'stdin', 'path': f'swift://~/{container}/data'},
-        {'name': 'stdout', 'path': f'swift://~/{container}/count'}])]
+    job = replicated_wc(wc, container)
     resp = post_job(conn, job)
     assert resp.status_code == 200, resp.text
     assert nexe(resp, 'System') == ['wc', 'wc']
@@ -249,9 +254,7 @@ def test_replicas_that_disagree_store_nothing(swift_cluster: DevCluster, conn: C
                                         'X-Timestamp': Timestamp.now().internal,
                                         'Content-Type': 'text/plain'})
     wc = upload(conn, container, 'wc', guest('wc'))
-    job = [stage('wc', wc, '', replicate=2, devices=[
-        {'name': 'stdin', 'path': f'swift://~/{container}/data'},
-        {'name': 'stdout', 'path': f'swift://~/{container}/count'}])]
+    job = replicated_wc(wc, container)
     resp = post_job(conn, job)
     assert resp.status_code == 409, resp.text
     assert nexe(resp, 'Status') == ['mismatch', 'mismatch']

@@ -11,18 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from .manifests import REPO, SDK, STD_CHANNELS
+from .manifests import REPO, SDK, STD_CHANNELS, zerocloud_parse
 
 EXAMPLES = REPO / 'examples' / 'zvm-api'
-
-
-def zerocloud_parse(stdout: str) -> dict:
-    """zerocloud/objectquery.py (swift-2.0) on zerovm's stdout."""
-    report = stdout.split('\n', 5)
-    assert len(report) >= 6
-    return {'validation': int(report[0]), 'daemon': int(report[1]),
-            'retcode': int(report[2]), 'etag': report[3], 'cdr': report[4],
-            'status': report[5].replace('\n', ' ').rstrip()}
 
 
 def test_report_parses_line_by_line_as_zerocloud_did(zerovm, zvm_guest, engine):

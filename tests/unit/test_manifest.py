@@ -6,6 +6,7 @@ import errno
 import stat
 
 import pytest
+from sandbox.manifests import zerocloud_parse
 
 from zvm_core.report import (
     Accounting,
@@ -263,15 +264,6 @@ def test_an_empty_nvram_says_nothing():
 
 
 # -- the report -------------------------------------------------------------------
-
-def zerocloud_parse(stdout: str) -> dict:
-    """zerocloud/objectquery.py (swift-2.0): split into 6, ints, status with newlines folded."""
-    report = stdout.split('\n', 5)
-    assert len(report) >= 6
-    return {'validation': int(report[0]), 'daemon': int(report[1]),
-            'retcode': int(report[2]), 'etag': report[3], 'cdr': report[4],
-            'status': report[5].replace('\n', ' ').rstrip()}
-
 
 def test_report_text_is_zerovms_six_lines():
     acc = Accounting(channels={'/dev/stdin': ChannelAccounting(3, 100, 0, 0),

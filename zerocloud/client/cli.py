@@ -45,6 +45,7 @@ from swiftclient.shell import add_default_args
 from zerocloud.client import display, jobs, local, report, zapps
 from zerocloud.client.session import Answer, ServerError, Session
 from zerocloud.job import SwiftPath
+from zerocloud.sql import formats as sql_formats
 from zvm_core.engines import CHOICES
 
 EXIT_FAILED, EXIT_USAGE, EXIT_PENDING, EXIT_CANCELLED = 1, 2, 3, 130
@@ -149,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                      'are stored (doc/sql.md)')
     p.add_argument('query', help="one SELECT ... FROM 'swift://~/c/*.csv' ... ('-': read it "
                                  'from stdin)')
-    p.add_argument('--format', choices=jobs.SQL_FORMATS, default='csv',
+    p.add_argument('--format', choices=sql_formats.FORMATS, default='csv',
                    help='the answer: CSV, or JSON lines (one object per row)')
     p.add_argument('--no-header', action='store_true',
                    help='CSV answer without the first row of column names')
@@ -159,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                 '(its container is created if needed)')
     p.add_argument('--engine', choices=CHOICES, help="every node's engine (default: the object "
                                                     "servers' choice)")
-    p.add_argument('--input-format', choices=jobs.SQL_INPUT_FORMATS,
+    p.add_argument('--input-format', choices=sql_formats.INPUT_FORMATS,
                    help="the objects' format (default: from the first object's name)")
     p.add_argument('--columns', metavar='A,B,...', type=lambda text: text.split(','),
                    help="the objects' column names, in field order (default: read from the "

@@ -31,9 +31,6 @@ JSON_TYPE = 'application/json'
 ZAPP_TYPE = 'application/x-gzip'
 INTERPRETERS = {'.py': 'file://python3:python3', '.lua': 'file://lua:lua'}
 DATA_DEVICES = ('stdin', 'input')
-# sql/1.0's "format" and "input"."format" (zerocloud.sql.planner's, which zc does not
-# import: its SQLite checks cost every command 30 ms of start-up; a test keeps them equal)
-SQL_FORMATS, SQL_INPUT_FORMATS = ('csv', 'json'), ('csv', 'jsonl')
 ELF_MAGIC = b'\x7fELF'
 _BAD_NAME = re.compile(r'[^A-Za-z0-9_.-]+')
 

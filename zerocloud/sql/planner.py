@@ -36,11 +36,10 @@ import re
 import sqlite3
 from dataclasses import dataclass, field
 
+from zerocloud.sql.formats import FORMATS, INPUT_FORMATS
 from zvm_core.engines import CHOICES
 
 VERSION = 'sql/1.0'
-FORMATS = ('csv', 'json')
-INPUT_FORMATS = ('csv', 'jsonl')
 MAX_COLUMNS = 2000
 CHECK_LENGTH = 1 << 20          # a checked query's values, bytes
 CHECK_STEPS = 1_000_000         # a checked query's virtual machine steps
