@@ -467,6 +467,58 @@ def test_a_template_child_that_answers_too_late_is_still_killed_and_reaped(guest
     assert set(_child_states(os.getpid())) <= before
 
 
+def test_a_template_child_that_cannot_pass_its_listener_is_gone_at_once(guest, tmp_path):
+    """A child whose listener cannot be sent (here: its user has more descriptors in
+    flight than its NOFILE limit, ETOOMANYREFS) says so on the template's socket and
+    is killed by its own filter: the take fails with its line, not the timeout, and
+    nothing is left (before: it trapped, waiting on a listener only it held, until
+    the worker exited).  Run as another user in a user namespace of its own: the
+    descriptors kept in flight count against that user only, not this host's runs."""
+    import shutil
+    import subprocess
+    import sys
+    if shutil.which('unshare') is None:
+        pytest.skip('no unshare')
+    script = tmp_path / 'refs.py'
+    script.write_text(
+        'import os, socket, sys\n'
+        'from zvm_core.elf import load_program\n'
+        'from zvm_core.engines.native.supervisor import Template\n'
+        'template = Template(load_program(sys.argv[1]), 64 << 20, timeout=30)\n'
+        'a, b = socket.socketpair()\n'
+        'r, _w = os.pipe()\n'
+        'for _ in range(6):\n'
+        '    socket.send_fds(a, [b"x"], [r] * 250)\n'
+        'try:\n'
+        '    template.take()\n'
+        'except OSError as e:\n'
+        '    print(e)\n'
+        'a.close()\n'
+        'print(sorted(os.listdir(f"/proc/{template.pid}/task")) and\n'
+        '      [p for p in os.listdir("/proc") if p.isdigit() and p != str(template.pid)\n'
+        '       and open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[1]\n'
+        '       == str(os.getpid())])\n'
+        'template.close()\n')
+    prog = tmp_path / 'hello'
+    shutil.copy(guest('hello'), prog)
+    cache = tmp_path / 'cache'
+    cache.mkdir()
+    for path in (tmp_path, cache, script, prog):
+        path.chmod(0o777)
+    env = dict(os.environ, ZVM_NATIVE_CACHE=str(cache),
+               PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    got = subprocess.run(
+        ['unshare', '-U', '--map-user=1000', '--map-group=1000', 'sh', '-c',
+         'ulimit -n 4096 && exec "$@"', 'sh', sys.executable, str(script), str(prog)],
+        env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False)
+    if got.returncode != 0 and 'Traceback' not in got.stderr:
+        pytest.skip(f'no user namespace to run it in: {got.stderr.strip()}')
+    assert got.returncode == 0, got.stderr
+    error, children = got.stdout.splitlines()
+    assert 'cannot pass the listener (errno 109)' in error
+    assert children == '[]'         # its child killed and reaped (the template is alive)
+
+
 def test_warm_native_rdtsc_is_answered_in_template_children(guest, zvm, tmp_path):
     """Through the pool a program with rdtsc runs in a template's child, traced
     from its first instruction: the values of a fresh native run, every time."""
