@@ -734,3 +734,10 @@ def test_a_node_asking_an_engine_this_host_cannot_run_is_refused(server, devices
                                      'by the operator (ZVM_NATIVE=off)')
     finally:
         mw._pool.close()
+
+
+def test_a_bad_native_switch_stops_the_server(devices, monkeypatch) -> None:
+    # anything but `off` left the namespaces on: a typo went unseen on every node
+    monkeypatch.setenv('ZVM_NATIVE_NAMESPACES', 'no')
+    with pytest.raises(ValueError, match="ZVM_NATIVE_NAMESPACES='no': expected on or off"):
+        ObjectExecMiddleware(None, {'devices': str(devices), 'mount_check': 'false'})
