@@ -560,7 +560,18 @@ def test_no_server_at_the_address_is_said_in_one_line(monkeypatch: pytest.Monkey
         'OS_STORAGE_URL its address?)\n') and err.count('\n') == 1, err
 
 
-def test_a_ctrl_c_python_swallowed_still_stops_following(monkeypatch, capsys) -> None:
+@pytest.fixture
+def python_sigint():
+    """Python's own SIGINT handler, as in a terminal: pytest started in the background
+    (``&`` in a script) inherits SIGINT ignored, and Python then leaves it ignored."""
+    import signal
+    started = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, started)
+
+
+def test_a_ctrl_c_python_swallowed_still_stops_following(monkeypatch, capsys,
+                                                         python_sigint) -> None:
     """A KeyboardInterrupt raised in a finaliser is printed and dropped by Python
     ("Exception ignored in ..."): ``zc wait`` must stop at its next poll anyway,
     not follow the job to its end."""
