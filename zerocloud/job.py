@@ -427,11 +427,21 @@ def _group_name(value: object, number: int) -> str:
     return name
 
 
+def home_hint(path: SwiftPath, account: str) -> str:
+    """`` (did you mean swift://~/demo/lines?)`` for ``swift://demo/lines`` read as
+    container ``lines`` of account ``demo`` when ``account`` (the caller's) was meant:
+    a container of another account where an object is wanted; else ''."""
+    if path.obj is not None or path.account == account:
+        return ''
+    return f' (did you mean {SwiftPath("~", path.account, path.container)}?)'
+
+
 def _exec_path(path: str, account: str, images: frozenset[str], where: str) -> str:
     if path.startswith(SWIFT):
         location = parse_location(path, account, where=where)
         if location.obj is None or location.wildcard:
-            raise _invalid('executable path', where, f'{path} must name one object')
+            raise _invalid('executable path', where, f'{path} must name one object'
+                           f'{home_hint(location, account)}')
         return str(location)
     scheme, sep, rest = path.partition('://')
     if not sep:
@@ -560,7 +570,8 @@ def _parse_device(spec: object, number: int, account: str, images: frozenset[str
                            f'in {where}')
         device.path = parse_location(url, account, where=where)
         if device.writable and device.path.obj is None:
-            raise JobError(f'Container path must be read-only: {name} path {url} in {where}')
+            raise JobError(f'Container path must be read-only: {name} path {url} in {where}'
+                           f'{home_hint(device.path, account)}')
     content_type = _optional(spec, 'content_type')
     if content_type is not None:
         device.content_type = _string(content_type, f'content_type for device {name}', where)

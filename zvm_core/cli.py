@@ -4,7 +4,7 @@
     zvm validate [--rdtsc virtualize|reject] PROGRAM
     zvm run [--stdin F] [--stdout F] [--stderr F] [--input F] [--output F]
             [--memory BYTES] [--fuel N] [--timeout S] [--seed N] [--epoch SECONDS]
-            [--env K=V ...] [--quota ALIAS=key:value,...] [--rdtsc POLICY]
+            [--env K=V ...] [--quota /dev/NAME=key:value,...] [--rdtsc POLICY]
             [--image TAR] [--sysimage NAME ...] [--engine auto|native|emulated]
             [--report F|-] [--repeat N] PROGRAM [ARGS...]
     zvm info
@@ -114,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument('--epoch', type=_int, default=0, help='guest clock start, Unix seconds')
     r.add_argument('--env', type=_env, action='append', default=[], metavar='K=V')
     r.add_argument('--quota', type=_quota, action='append', default=[],
-                   metavar='ALIAS=key:value,...',
+                   metavar='/dev/NAME=key:value,...',
                    help='channel limits; keys gets, get_size, puts, put_size')
     r.add_argument('--rdtsc', **rdtsc)
     r.add_argument('--report', metavar='FILE', help='write the JSON report here (- = stderr)')
@@ -364,6 +364,10 @@ def _zerovm(argv: list[str]) -> int:
         opts, names = getopt.gnu_getopt(argv, 'sFPQt:v:M:l:T:')
     except getopt.GetoptError as e:
         return _bad_cmdline(str(e))
+    try:
+        engines.check_environment()
+    except engines.EngineError as e:
+        return _bad_cmdline(str(e))
     kw = {}
     target = 0
     for opt, value in opts:
@@ -420,6 +424,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if opts.command == 'validate':
             return _cmd_validate(opts)
+        engines.check_environment()
         if opts.command == 'info':
             return _cmd_info()
         return _cmd_run(opts)
@@ -427,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
         where = f'cannot open {e.filename}: ' if e.filename else ''
         _say(f'zvm: {where}{e.strerror or e}\n')
         return EXIT_USAGE
-    except ChannelError as e:
+    except (ChannelError, engines.EngineError) as e:
         _say(f'zvm: {e}\n')
         return EXIT_USAGE
 

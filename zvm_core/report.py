@@ -17,7 +17,9 @@ import errno
 import json
 from dataclasses import dataclass, field
 
-STATUSES = ('ok', 'fault', 'fuel', 'timeout', 'quota', 'memory', 'validation', 'killed')
+# ``refused``: nothing ran, the host cannot run the engine the request asked for
+STATUSES = ('ok', 'fault', 'fuel', 'timeout', 'quota', 'memory', 'validation', 'killed',
+            'refused')
 
 
 @dataclass
@@ -88,7 +90,7 @@ class Report:
 # exit codes: ZeroVM exits with the errno of the first error (src/main/report.c)
 _CODES = {'fault': errno.EINTR, 'fuel': errno.EINTR, 'timeout': errno.EINTR,
           'quota': errno.EDQUOT, 'memory': errno.ENOMEM, 'validation': errno.ENOEXEC,
-          'killed': errno.EIO}
+          'killed': errno.EIO, 'refused': errno.EINVAL}
 VALIDATION_PASSED, VALIDATION_FAILED, VALIDATION_SKIPPED = 0, 1, 2
 
 

@@ -152,6 +152,8 @@ def test_node_names_are_unique_after_expansion():
     ({'path': 'swift://~/bin'}, 'Invalid executable path in sort: swift://~/bin must name '
                                 'one object'),
     ({'path': 'swift://~/bin/*'}, 'Invalid executable path in sort: swift://~/bin/* must'),
+    ({'path': 'swift://bin/sort'}, 'Invalid executable path in sort: swift://bin/sort must name '
+                                   'one object (did you mean swift://~/bin/sort?)'),
     ({'path': 'zvm://host:stdout'}, 'Executable path cannot be a zvm path in sort'),
     ({'path': 'http://x/y'}, 'Invalid executable path in sort: http://x/y: expected swift://'),
     ({'path': 'file://lua:bin/lua'}, 'Invalid executable path in sort: file://lua:bin/lua: '
@@ -285,6 +287,9 @@ def test_deprecated_device_keys():
     ([{'name': 'stdout', 'path': 'zvm://n:stdin'}], 'Invalid path zvm://n:stdin in sort'),
     ([{'name': 'output', 'path': 'swift://~/c'}], 'Container path must be read-only: output '
                                                   'path swift://~/c in sort'),
+    ([{'name': 'stdout', 'path': 'swift://out/x'}], 'Container path must be read-only: stdout '
+                                                    'path swift://out/x in sort (did you mean '
+                                                    'swift://~/out/x?)'),
     ([{'name': 'python3', 'path': 'swift://~/c/o'}], 'System image device python3 cannot have '
                                                      'a path in sort'),
     ([{'name': 'stdin'}, {'name': 'input'}], 'Only one readable device without a path (the '

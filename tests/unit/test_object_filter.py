@@ -714,3 +714,30 @@ def test_zerovm_engine_native_on_a_host_without_it_stops_the_server(devices,
     for engine in ('auto', 'emulated'):         # they run here whatever the host
         ObjectExecMiddleware(None, {'devices': str(devices), 'mount_check': 'false',
                                     'zerovm_engine': engine})
+
+
+def test_a_node_asking_an_engine_this_host_cannot_run_is_refused(server, devices, guest,
+                                                                 monkeypatch) -> None:
+    # the worker finds out (the probe costs ~1 s: not in the server's event loop)
+    monkeypatch.setenv('ZVM_NATIVE', 'off')
+    mw = ObjectExecMiddleware(server, {'devices': str(devices), 'mount_check': 'false',
+                                       'zerovm_maxpool': '1'})
+    try:
+        put(mw)
+        members = wc_members(guest)
+        members[0] = spec(wire.DeviceSpec('stdin', 'r', source='local'),
+                          wire.DeviceSpec('stdout', 'w'), engine='native')
+        resp = execute(mw, members=members)
+        assert resp.headers['X-Nexe-Status'] == 'refused'
+        report = json.loads(untar(resp.body)[wire.REPORT])
+        assert report['message'] == ('the native engine cannot run on this host: turned off '
+                                     'by the operator (ZVM_NATIVE=off)')
+    finally:
+        mw._pool.close()
+
+
+def test_a_bad_native_switch_stops_the_server(devices, monkeypatch) -> None:
+    # anything but `off` left the namespaces on: a typo went unseen on every node
+    monkeypatch.setenv('ZVM_NATIVE_NAMESPACES', 'no')
+    with pytest.raises(ValueError, match="ZVM_NATIVE_NAMESPACES='no': expected on or off"):
+        ObjectExecMiddleware(None, {'devices': str(devices), 'mount_check': 'false'})

@@ -156,12 +156,6 @@ def swift() -> FakeSwift:
 
 
 @pytest.fixture
-def mw(swift: FakeSwift, monkeypatch) -> ProxyExecMiddleware:
-    monkeypatch.setattr(placement, 'object_ring', lambda swift_dir, policy: FakeRing())
-    return ProxyExecMiddleware(swift, {'zerovm_maxconfig': '4096', 'zerovm_maxnexe': '1000'})
-
-
-@pytest.fixture
 def servers(monkeypatch):
     """``servers(**script)``: object servers faked by ``Servers`` (or ``kind``), each
     node sent alone (tests/unit/test_batches.py fakes batches)."""
@@ -251,6 +245,9 @@ def test_a_denied_post_is_a_403_before_anything_is_read(mw, swift, servers) -> N
     (b'[', 400, b'not valid JSON'),
     (job(count=0), 400, b'Invalid node count in wc'),
     (job(stdin='swift://~/c/nothing*'), 404, b'No objects found in path'),
+    (job(stdin='swift://demo/lines'), 400, b'reading a container (swift://demo/lines, device '
+                                           b'stdin of wc) is not supported (did you mean '
+                                           b'swift://~/demo/lines?)'),
     (job(stdin='swift://~/c/gone'), 404, b'Error 404 Not Found while fetching '
                                          b'swift://AUTH_a/c/gone'),
     (job(count=2, connect=['wc']), 400, b'Cannot connect wc to itself (wc -> wc): its nodes '

@@ -102,6 +102,14 @@ def test_a_failed_job_lists_its_failures_and_their_stderr() -> None:
     assert resp.headers['Etag'] == hashlib.md5(body).hexdigest()
 
 
+def test_a_node_refused_by_its_engine_is_a_400_saying_why() -> None:
+    # the worker could not run the engine the node asked for: the user's request, not a 500
+    resp = respond([result('a', None, status='refused', retcode=None)], 0.1, False)
+    body, _ = body_of(resp)
+    assert resp.status_int == 400
+    assert body == b'a: refused: it said refused\n'
+
+
 def test_the_json_report_is_made_node_by_node_as_json_dumps_would() -> None:
     results = [result('a', b'x'), result('b', b'yz', retcode=1, stderr='e\n')]
     whole = json.dumps({'status': 422, 'seconds': 0.25,

@@ -38,12 +38,6 @@ def swift() -> FakeSwift:
 
 
 @pytest.fixture
-def mw(swift: FakeSwift, monkeypatch) -> ProxyExecMiddleware:
-    monkeypatch.setattr(placement, 'object_ring', lambda swift_dir, policy: FakeRing())
-    return ProxyExecMiddleware(swift, {'zerovm_maxconfig': '4096', 'zerovm_maxnexe': '1000'})
-
-
-@pytest.fixture
 def servers(monkeypatch):
     def install(**script) -> Servers:
         fake = Servers(**script)

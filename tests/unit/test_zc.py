@@ -560,7 +560,18 @@ def test_no_server_at_the_address_is_said_in_one_line(monkeypatch: pytest.Monkey
         'OS_STORAGE_URL its address?)\n') and err.count('\n') == 1, err
 
 
-def test_a_ctrl_c_python_swallowed_still_stops_following(monkeypatch, capsys) -> None:
+@pytest.fixture
+def python_sigint():
+    """Python's own SIGINT handler, as in a terminal: pytest started in the background
+    (``&`` in a script) inherits SIGINT ignored, and Python then leaves it ignored."""
+    import signal
+    started = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, started)
+
+
+def test_a_ctrl_c_python_swallowed_still_stops_following(monkeypatch, capsys,
+                                                         python_sigint) -> None:
     """A KeyboardInterrupt raised in a finaliser is printed and dropped by Python
     ("Exception ignored in ..."): ``zc wait`` must stop at its next poll anyway,
     not follow the job to its end."""
@@ -762,3 +773,21 @@ def test_status_of_a_result_with_cut_headers_names_the_command_that_lists_every_
     assert cli.main(['status', 'job-1']) == cli.EXIT_FAILED       # HEADERS has a failed node
     assert capsys.readouterr().err.endswith(
         'HTTP 200 (headers cut: zc result job-1 --json lists every node)\n')
+
+
+@pytest.mark.parametrize('argv', [['swift://~/b/p', '--on', 'http://x/y'],
+                                  ['swift://~/b/p', '--out', 'results/x']])
+def test_a_bad_on_or_out_url_is_a_usage_error(argv: list[str], capsys, monkeypatch) -> None:
+    # client.md: exit status 2 for a bad option, before any request
+    from zerocloud.client import cli
+    for k, v in {'ST_AUTH': 'http://127.0.0.1:9/auth/v1.0', 'ST_USER': 'u', 'ST_KEY': 'k'}.items():
+        monkeypatch.setenv(k, v)
+    assert cli.main(['run', *argv]) == cli.EXIT_USAGE
+    assert f'zc: {argv[1]}: Invalid path {argv[2]}: expected swift://account/container' in \
+        capsys.readouterr().err
+
+
+def test_a_zapp_given_a_bad_on_url_is_refused_before_any_request() -> None:
+    zapp = jobs.Payload(b'', jobs.ZAPP_TYPE, [])
+    with pytest.raises(jobs.OptionError, match='--on: Invalid path c/x'):
+        jobs.rebind(zapp, 'c/x', None, 'a.zapp')

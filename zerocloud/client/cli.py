@@ -679,7 +679,7 @@ def _main(argv: list[str] | None) -> int:
                                         else ' once started')
         sys.stderr.write(f'\nzc: cancelled{what}\n')
         return EXIT_CANCELLED
-    except Usage as e:
+    except (Usage, jobs.OptionError) as e:
         sys.stderr.write(f'zc: {e} (zc -h for help)\n')
         return EXIT_USAGE
     except (jobs.BuildError, ServerError) as e:

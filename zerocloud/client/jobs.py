@@ -39,6 +39,10 @@ class BuildError(ValueError):
     """A job the client cannot build or read: the message says what to fix."""
 
 
+class OptionError(BuildError):
+    """A bad option value (``--on``, ``--out``, ``--as``...): a usage error, exit 2."""
+
+
 @dataclass
 class Payload:
     """The body of an execute request and its content type; ``job`` is the description."""
@@ -72,15 +76,10 @@ def build(program: str | None, script: str | None, on: str | None, out: str | No
           interpreter: str | None = None, name: str | None = None) -> Payload:
     """The job of ``zc run PROGRAM|--script FILE --on URL [--out URL]``."""
     if (program is None) == (script is None):
-        raise BuildError('give a program or --script FILE, not both')
+        raise OptionError('give a program or --script FILE, not both')
     if device not in DATA_DEVICES:
-        raise BuildError(f'--as must be one of {", ".join(DATA_DEVICES)}')
-    for what, url in (('--on', on), ('--out', out)):
-        if url is not None:
-            try:
-                parse_location(url, '~')
-            except ValueError as e:
-                raise BuildError(f'{what}: {e}') from None
+        raise OptionError(f'--as must be one of {", ".join(DATA_DEVICES)}')
+    check_urls(on, out)
     files: dict[str, bytes] = {}
     exec_: dict = {}
     if script is not None:
@@ -120,6 +119,16 @@ def build(program: str | None, script: str | None, on: str | None, out: str | No
     if files:
         return Payload(zapp_bytes(job, files), ZAPP_TYPE, job)
     return Payload(json.dumps(job).encode(), JSON_TYPE, job)
+
+
+def check_urls(on: str | None, out: str | None) -> None:
+    """OptionError for an ``--on`` or ``--out`` that is not a ``swift://`` path."""
+    for what, url in (('--on', on), ('--out', out)):
+        if url is not None:
+            try:
+                parse_location(url, '~')
+            except ValueError as e:
+                raise OptionError(f'{what}: {e}') from None
 
 
 def _read(path: str) -> bytes:
@@ -181,6 +190,7 @@ def read_zapp(data: bytes, where: str) -> tuple[list, dict[str, bytes]]:
 def rebind(payload: Payload, on: str | None, out: str | None, where: str) -> Payload:
     """A zapp run over ``on`` (its devices without a path that read: stdin, input)
     with its stdout without a path stored as ``out``."""
+    check_urls(on, out)
     job, files = read_zapp(payload.body, where)
     for url, names, what in ((on, DATA_DEVICES, 'stdin or input'), (out, ('stdout',),
                                                                     'stdout')):

@@ -220,7 +220,9 @@ def _warm_ups(sysimages: SystemImages, spec: str, memory: int):
 
 def _check_engine(engine: str) -> None:
     """ValueError (the server does not start) for ``zerovm_engine = native`` on a host
-    that cannot run it: every node here would end ``killed`` with the reason."""
+    that cannot run it (every node here would be refused with the reason), or for a
+    ``ZVM_NATIVE*`` switch that is neither on nor off."""
+    engines.check_environment()
     reason = engines.native_unavailable() if engine == 'native' else None
     if reason:
         raise ValueError(f'zerovm_engine = native: this host cannot run the native engine: '

@@ -295,6 +295,7 @@ from zerocloud.job import (
     Node,
     SwiftPath,
     expand,
+    home_hint,
     job_paths,
     parse_job,
     stream,
@@ -424,23 +425,24 @@ class ProxyExecMiddleware:
         def count_objects(a: str, c: str) -> int:
             return int(caller.container_info(f'/v1/{a}/{c}').get('object_count') or 0)
         if any(g.connect for g in groups):
-            return True, self._checked(lambda: expand(
+            return True, self._checked(account, lambda: expand(
                 groups, list_objects, list_containers, max_nodes=self.config.max_nodes))
-        return False, self._checked(lambda: stream(
+        return False, self._checked(account, lambda: stream(
             groups, list_objects, list_containers, max_nodes=self.config.max_nodes,
             count_objects=count_objects))
 
-    def _checked(self, make: Callable[[], Iterable[Node]]) -> Iterator[Node]:
+    def _checked(self, account: str, make: Callable[[], Iterable[Node]]) -> Iterator[Node]:
         try:
             for node in make():
                 graph.check_nodes([node])
                 sources.program_location(node)
                 for dev in node.devices:
                     if dev.readable and dev.path is not None and dev.path.obj is None:
+                        fix = home_hint(dev.path, account) or \
+                            f'; name objects: {dev.path}/* runs a node on each'
                         raise HTTPBadRequest(body=f'reading a container ({dev.path}, device '
                                                   f'{dev.name} of {node.group}) is not '
-                                                  f'supported; name objects: {dev.path}/* '
-                                                  'runs a node on each\n')
+                                                  f'supported{fix}\n')
                 yield node
         except JobTooLarge as e:
             raise HTTPRequestEntityTooLarge(body=f'{e}\n') from None

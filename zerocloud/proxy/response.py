@@ -43,7 +43,7 @@ BODY_BYTES = 'X-Nexe-Body-Bytes'     # bytes of the response body from each node
 # HTTP status of a node by how it ended.
 EXIT_FAILED = 422        # a program that exited with a code the job does not accept
 HTTP_STATUS = {'ok': 200, 'validation': 422, 'fault': 422, 'fuel': 422, 'quota': 422,
-               'memory': 422, 'killed': 500, 'unavailable': 503, 'timeout': 504,
+               'memory': 422, 'refused': 400, 'killed': 500, 'unavailable': 503, 'timeout': 504,
                graph.MISMATCH: 409, graph.SKIPPED: 424}
 
 

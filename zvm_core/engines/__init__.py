@@ -14,10 +14,21 @@ import os
 
 ENGINES = ('native', 'emulated')
 CHOICES = ('auto', *ENGINES)
+# `off` turns off the native engine, its namespaces (doc/operator-guide.md)
+SWITCHES = ('ZVM_NATIVE', 'ZVM_NATIVE_NAMESPACES')
 
 
 class EngineError(ValueError):
     """The engine asked for cannot run this job (a usage error)."""
+
+
+def check_environment() -> None:
+    """EngineError naming a switch set to neither ``on`` nor ``off``: anything but
+    ``off`` meant on, so a typo went unseen."""
+    for name in SWITCHES:
+        value = os.environ.get(name)
+        if value not in (None, '', 'on', 'off'):
+            raise EngineError(f'{name}={value!r}: expected on or off')
 
 
 def requested(engine: str | None = None) -> str:

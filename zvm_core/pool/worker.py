@@ -231,8 +231,8 @@ def _serve_one(req: dict, fds: list[int], templates: Templates,
     if engine is None:
         try:        # what this host can run does not change under a worker: asked once
             engine = _CHOSEN[choice] = engines.choose(choice[0], fuel=choice[1])
-        except engines.EngineError as e:
-            return Report('killed', None, str(e)), None
+        except engines.EngineError as e:    # the request's fault: a 400 at the proxy
+            return Report('refused', None, str(e)), None
     image = None
     mounts = [(ch, c['mount']) for ch, c in zip(channels, req['channels'], strict=True)
               if c.get('mount')]

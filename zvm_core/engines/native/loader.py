@@ -23,7 +23,7 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from zvm_core.build.toolchain import build_static
+from zvm_core.build.toolchain import BuildError, build_static
 
 LOADER_BASE = 0x7E0000000000        # far above the guest's 4 GiB
 MAGIC = 0x35764E4D565A4E4E          # loader.c: MAGIC
@@ -39,7 +39,16 @@ _PAIR = struct.Struct('<2Q')
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get('ZVM_NATIVE_CACHE') or Path.home() / '.cache' / 'zvm' / 'native')
+    """The loader's directory, made if needed (BuildError naming ``ZVM_NATIVE_CACHE``:
+    the bare errno did not say which setting to fix)."""
+    named = os.environ.get('ZVM_NATIVE_CACHE')
+    where = Path(named or Path.home() / '.cache' / 'zvm' / 'native')
+    try:
+        where.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        what = f'ZVM_NATIVE_CACHE={where}' if named else f'{where} (ZVM_NATIVE_CACHE unset)'
+        raise BuildError(f'{what}: cannot make the directory: {e.strerror}') from None
+    return where
 
 
 @functools.cache
