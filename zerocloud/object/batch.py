@@ -301,6 +301,7 @@ class BatchRun:
         self.closed = self.released = False
         self.programs: dict = {}                # spec.program -> host path
         self.disk_files = DiskFiles(owner.object_server)
+        self.asked = self.given = None          # the last node's limits and engine (settings)
 
     def execute(self) -> Response:
         req, config = self.req, self.config
@@ -394,7 +395,7 @@ class BatchRun:
             node.reader = helper.open_local(entry.device, str(entry.partition), account,
                                             container, obj, self.policy, self.disk_files)
             node.spec = spec = with_local_env(entry.spec, node.reader)
-            limits, engine = helper.limits(spec), helper.engine(spec)
+            limits, engine = self.settings(helper, spec)
             if any(d.source == 'link' for d in spec.devices):
                 raise HTTPBadRequest(body=f'bad batch request: node {spec.name} reads a '
                                           'link: send it alone\n')
@@ -407,6 +408,15 @@ class BatchRun:
             node.close(self.outputs)
             raise
         return node
+
+    def settings(self, helper, spec: wire.NodeSpec) -> tuple:
+        """The node's limits and engine (``NodeRun.limits``, ``NodeRun.engine``), worked
+        out again only when they differ from the node's before: a wildcard's nodes
+        share their spec's (``SharedSpec.with_set``)."""
+        asked = (spec.limits, spec.engine)
+        if self.asked is None or self.asked[0] is not asked[0] or self.asked[1] != asked[1]:
+            self.asked, self.given = asked, (helper.limits(spec), helper.engine(spec))
+        return self.given
 
     def program(self, helper, spec: wire.NodeSpec) -> str:
         """The program's host path, looked up once per batch."""
