@@ -424,6 +424,20 @@ def test_a_batch_opens_each_object_as_swift_does_its_disk_looked_up_once(
     assert sorted(looked_up) == ['sda1', 'sdz9']
 
 
+def test_a_batch_node_with_limits_of_its_own_runs_within_them(mw, guest) -> None:
+    """The batch works a node's limits out again when they differ from the node's
+    before (``BatchRun.settings``): a node asking for little fuel runs out of it,
+    and the nodes around it, on the shared limits, do not."""
+    put(mw, '/sda1/0/a/c/o', TEXT)
+    channels = (wire.DeviceSpec('stdin', 'r', source='local'), wire.DeviceSpec('stdout', 'w'))
+    entries = [wire.BatchEntry('sda1', 0, '/a/c/o', wire.NodeSpec(
+        f'n{i}', ['wc'], devices=channels, limits=wire.NodeLimits(fuel=fuel)))
+        for i, fuel in enumerate((None, None, 10, None))]
+    members = untar(batch_request(mw, entries, guest('wc').read_bytes()).body)
+    statuses = [json.loads(members[f'{i}/report.json'])['status'] for i in range(4)]
+    assert statuses == ['ok', 'ok', 'fuel', 'ok']
+
+
 class Logged:
     """A logger that keeps each line it is given, by level."""
 
