@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from archives import tar_bytes
+from swift.common.storage_policy import POLICIES
 from swift.common.swob import Request
 from swift.common.utils import Timestamp
 from swift.obj.server import ObjectController
@@ -384,6 +385,57 @@ def test_a_batch_runs_each_node_next_to_its_object(mw, guest, devices: Path,
     assert '=LOCAL_HTTP_X_OBJECT_META_COLOR=red\n' in members['0/dev/stdout'].decode()
     assert mw.admission.total == 0
     assert_only_spares(mw, devices)     # scratch space: emptied output files, kept open
+
+
+def test_a_batch_opens_each_object_as_swift_does_its_disk_looked_up_once(
+        mw, guest, server: ObjectController, devices: Path, monkeypatch) -> None:
+    """The batch looks each device's path up once (``batch.DiskFiles``), yet each
+    object is still opened and checked by Swift: a deleted, expired or quarantined
+    one is refused as alone (404), and a node on a disk not here is a 507."""
+    put(mw, '/sda1/0/a/c/ok', b'one two\n')
+    put(mw, '/sda1/0/a/c/gone')
+    Request.blank('/sda1/0/a/c/gone', method='DELETE', headers={
+        'X-Timestamp': Timestamp.now().internal}).get_response(mw)
+    put(mw, '/sda1/0/a/c/expired', **{'X-Delete-At': str(int(time.time()) + 1)})
+    put(mw, '/sda1/0/a/c/bad', b'twelve bytes')
+    for data in (devices / 'sda1').rglob('*.data'):     # the one of 12 bytes: cut short
+        if data.stat().st_size == 12:
+            data.write_bytes(b'cut')
+    time.sleep(max(0.0, int(time.time()) + 1.05 - time.time()))
+    manager = server._diskfile_router[POLICIES[0]]
+    looked_up = []
+    real = manager.get_dev_path
+    monkeypatch.setattr(manager, 'get_dev_path', lambda dev: looked_up.append(dev) or real(dev))
+    channels = (wire.DeviceSpec('stdin', 'r', source='local'), wire.DeviceSpec('stdout', 'w'))
+    objects = [('sda1', 'ok'), ('sda1', 'gone'), ('sda1', 'expired'), ('sda1', 'bad'),
+               ('sdz9', 'ok'), ('sda1', 'ok')]
+    entries = [wire.BatchEntry(dev, 0, f'/a/c/{name}', wire.NodeSpec(f'n{i}', ['wc'],
+                                                                    devices=channels))
+               for i, (dev, name) in enumerate(objects)]
+    members = untar(batch_request(mw, entries, guest('wc').read_bytes()).body)
+    for index in (1, 2, 3):
+        assert members[f'{index}/error'].startswith(
+            f'404 /a/c/{objects[index][1]} is not on this server'.encode())
+    assert members['3/error'].endswith(b'(DiskFileQuarantined)')
+    assert members['4/error'].startswith(b'507')
+    for index in (0, 5):
+        assert json.loads(members[f'{index}/report.json'])['status'] == 'ok'
+        assert members[f'{index}/dev/stdout'] == b'%7d %7d %7d\n' % (1, 2, 8)
+    assert sorted(looked_up) == ['sda1', 'sdz9']
+
+
+def test_a_batch_node_with_limits_of_its_own_runs_within_them(mw, guest) -> None:
+    """The batch works a node's limits out again when they differ from the node's
+    before (``BatchRun.settings``): a node asking for little fuel runs out of it,
+    and the nodes around it, on the shared limits, do not."""
+    put(mw, '/sda1/0/a/c/o', TEXT)
+    channels = (wire.DeviceSpec('stdin', 'r', source='local'), wire.DeviceSpec('stdout', 'w'))
+    entries = [wire.BatchEntry('sda1', 0, '/a/c/o', wire.NodeSpec(
+        f'n{i}', ['wc'], devices=channels, limits=wire.NodeLimits(fuel=fuel)))
+        for i, fuel in enumerate((None, None, 10, None))]
+    members = untar(batch_request(mw, entries, guest('wc').read_bytes()).body)
+    statuses = [json.loads(members[f'{i}/report.json'])['status'] for i in range(4)]
+    assert statuses == ['ok', 'ok', 'fuel', 'ok']
 
 
 class Logged:

@@ -44,6 +44,8 @@ from swift.common.swob import (
     Response,
 )
 from swift.common.utils import ClosingIterator
+from swift.obj.diskfile import BaseDiskFileManager, DiskFileDeviceUnavailable
+from swift.obj.server import ObjectController
 
 from zerocloud import hangup, wire
 from zerocloud.object import scratch
@@ -227,6 +229,38 @@ class Chunks:
         self.pace = seconds if self.pace is None else 0.8 * self.pace + 0.2 * seconds
 
 
+class DiskFiles:
+    """A batch's ``get_diskfile``: Swift's, but each device's path is looked up
+    (``get_dev_path``: ``check_drive``, with the server's ``mount_check``) once per
+    batch, not once per object (4 % of this process's CPU per node).  Each object
+    is still opened and checked by Swift's DiskFile (``open``: its files, metadata,
+    expiry, quarantine).  An object server whose ``get_diskfile`` is not Swift's
+    own is asked for each object, as for a node alone."""
+
+    def __init__(self, server) -> None:
+        self.server = server
+        self.own = (type(server).get_diskfile is ObjectController.get_diskfile
+                    and hasattr(server, '_diskfile_router'))
+        self.paths: dict[tuple[str, int], str | None] = {}
+
+    def __call__(self, device: str, part: str, account: str, container: str, obj: str,
+                 policy):
+        if not self.own:
+            return self.server.get_diskfile(device, part, account, container, obj,
+                                            policy=policy)
+        manager = self.server._diskfile_router[policy]
+        if type(manager).get_diskfile is not BaseDiskFileManager.get_diskfile:
+            return manager.get_diskfile(device, part, account, container, obj, policy)
+        key = (device, int(policy))
+        if key not in self.paths:
+            self.paths[key] = manager.get_dev_path(device)
+        if not self.paths[key]:
+            raise DiskFileDeviceUnavailable()
+        return manager.diskfile_cls(manager, self.paths[key], part, account, container, obj,
+                                    policy=policy, use_splice=manager.use_splice,
+                                    pipe_size=manager.pipe_size)
+
+
 class _Node:
     """One node of a batch while it runs: what it holds."""
 
@@ -266,6 +300,8 @@ class BatchRun:
         self.watcher = None
         self.closed = self.released = False
         self.programs: dict = {}                # spec.program -> host path
+        self.disk_files = DiskFiles(owner.object_server)
+        self.asked = self.given = None          # the last node's limits and engine (settings)
 
     def execute(self) -> Response:
         req, config = self.req, self.config
@@ -357,9 +393,9 @@ class BatchRun:
         node = _Node(index, entry, time.monotonic())
         try:
             node.reader = helper.open_local(entry.device, str(entry.partition), account,
-                                            container, obj, self.policy)
+                                            container, obj, self.policy, self.disk_files)
             node.spec = spec = with_local_env(entry.spec, node.reader)
-            limits, engine = helper.limits(spec), helper.engine(spec)
+            limits, engine = self.settings(helper, spec)
             if any(d.source == 'link' for d in spec.devices):
                 raise HTTPBadRequest(body=f'bad batch request: node {spec.name} reads a '
                                           'link: send it alone\n')
@@ -372,6 +408,15 @@ class BatchRun:
             node.close(self.outputs)
             raise
         return node
+
+    def settings(self, helper, spec: wire.NodeSpec) -> tuple:
+        """The node's limits and engine (``NodeRun.limits``, ``NodeRun.engine``), worked
+        out again only when they differ from the node's before: a wildcard's nodes
+        share their spec's (``SharedSpec.with_set``)."""
+        asked = (spec.limits, spec.engine)
+        if self.asked is None or self.asked[0] is not asked[0] or self.asked[1] != asked[1]:
+            self.asked, self.given = asked, (helper.limits(spec), helper.engine(spec))
+        return self.given
 
     def program(self, helper, spec: wire.NodeSpec) -> str:
         """The program's host path, looked up once per batch."""

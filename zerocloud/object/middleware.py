@@ -395,15 +395,16 @@ class NodeRun:
         return self.open_local(device, part, account, container, obj, policy)
 
     def open_local(self, device: str, part: str, account: str, container: str, obj: str,
-                   policy):
+                   policy, get_diskfile: Callable | None = None):
         """Open an object here; its reader holds the open data file (and, as
-        ``local_metadata``, the object's metadata)."""
+        ``local_metadata``, the object's metadata).  ``get_diskfile``: the object
+        server's, or a batch's (``zerocloud.object.batch.DiskFiles``)."""
         path = f'/{account}/{container}/{obj}'
         if policy.policy_type != REPL_POLICY:
             raise HTTPConflict(body=f'{path}: policy {policy.name} stores fragments here, '
                                     'not the object\n')
         try:
-            disk_file = self.owner.object_server.get_diskfile(
+            disk_file = (get_diskfile or self.owner.object_server.get_diskfile)(
                 device, part, account, container, obj, policy=policy)
             disk_file.open()
         except DiskFileDeviceUnavailable:
