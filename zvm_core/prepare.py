@@ -73,7 +73,7 @@ def prepare(program: Program | str | os.PathLike, policy: Policy = Policy(), cac
     verdict = validate(program, policy, cache)
     if not verdict.ok:
         raise Rejected(replace(invalid_report(verdict), engine=name), verdict)
-    reason, tsc = '', False
+    reason, tsc = engines.unavailable_reason(engine, fuel=fuel), False
     if name == 'native':
         auto = engines.requested(engine) == 'auto'
         if memory_etag and not auto:

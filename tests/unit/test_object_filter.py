@@ -784,6 +784,14 @@ def test_a_node_asking_an_engine_this_host_cannot_run_is_refused(server, devices
         report = json.loads(untar(resp.body)[wire.REPORT])
         assert report['message'] == ('the native engine cannot run on this host: turned off '
                                      'by the operator (ZVM_NATIVE=off)')
+        members[0] = spec(wire.DeviceSpec('stdin', 'r', source='local'),
+                          wire.DeviceSpec('stdout', 'w'), engine='auto')
+        resp = execute(mw, members=members)         # auto runs it emulated, and says why
+        assert resp.headers['X-Nexe-Status'] == 'ok'
+        report = json.loads(untar(resp.body)[wire.REPORT])
+        assert (report['engine'], report['engine_reason']) == (
+            'emulated', 'the native engine cannot run on this host: turned off by the '
+                        'operator (ZVM_NATIVE=off)')
     finally:
         mw._pool.close()
 

@@ -63,3 +63,13 @@ def choose(engine: str | None = None, *, fuel: bool = False) -> str:
             raise EngineError(f'the native engine cannot run on this host: {reason}')
         return name
     return 'emulated' if fuel or native_unavailable() else 'native'
+
+
+def unavailable_reason(engine: str | None = None, *, fuel: bool = False) -> str:
+    """Why ``auto`` chose the emulated engine for this host ('' when it did not, or
+    when a fuel limit chose it): the report's ``engine_reason``, so that a host (or
+    a worker) whose probe failed does not run everything emulated unexplained."""
+    if fuel or requested(engine) != 'auto':
+        return ''
+    reason = native_unavailable()
+    return f'the native engine cannot run on this host: {reason}' if reason else ''

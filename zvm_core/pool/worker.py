@@ -242,7 +242,7 @@ def _serve_one(req: dict, fds: list[int], templates: Templates,
             image = mounted([(ch.backing, where, ch.alias) for ch, where in mounts])
         except ImageError as e:
             return Report('fault', None, str(e)), None
-    reason = ''
+    reason = '' if engine == 'native' else engines.unavailable_reason(choice[0], fuel=choice[1])
     if engine == 'native':
         file = _file_key(req['program'])
         try:
