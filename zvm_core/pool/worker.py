@@ -55,7 +55,7 @@ PR_SET_NO_NEW_PRIVS = 38
 PR_SET_THP_DISABLE = 41
 PREPARED = 64               # programs whose engine choice a worker keeps
 FDS_RESERVED = 32           # descriptors a run opens besides its request's (a probe's loader...)
-_CHOSEN: dict[tuple, str] = {}      # (engine asked, fuel asked) -> the engine that runs
+_CHOSEN: dict[tuple, tuple[str, str]] = {}  # (engine asked, fuel) -> (engine, engine_reason)
 
 
 def _file_key(path: str) -> tuple:
@@ -227,12 +227,14 @@ def _serve_one(req: dict, fds: list[int], templates: Templates,
                 for c in req['channels']]
     limits = Limits(**req['limits'])
     choice = (req.get('engine'), limits.fuel != DEFAULT_FUEL)
-    engine = _CHOSEN.get(choice)
-    if engine is None:
+    chosen = _CHOSEN.get(choice)
+    if chosen is None:
         try:        # what this host can run does not change under a worker: asked once
-            engine = _CHOSEN[choice] = engines.choose(choice[0], fuel=choice[1])
+            chosen = _CHOSEN[choice] = (engines.choose(choice[0], fuel=choice[1]),
+                                        engines.unavailable_reason(choice[0], fuel=choice[1]))
         except engines.EngineError as e:    # the request's fault: a 400 at the proxy
             return Report('refused', None, str(e)), None
+    engine, reason = chosen
     image = None
     mounts = [(ch, c['mount']) for ch, c in zip(channels, req['channels'], strict=True)
               if c.get('mount')]
@@ -242,7 +244,6 @@ def _serve_one(req: dict, fds: list[int], templates: Templates,
             image = mounted([(ch.backing, where, ch.alias) for ch, where in mounts])
         except ImageError as e:
             return Report('fault', None, str(e)), None
-    reason = '' if engine == 'native' else engines.unavailable_reason(choice[0], fuel=choice[1])
     if engine == 'native':
         file = _file_key(req['program'])
         try:

@@ -155,12 +155,13 @@ def trap_write(p, desc: int, buf: int, size: int, offset: int) -> int:
         return -errno.EINVAL
     if not ch.mode & WRITE:
         return -errno.EDQUOT
+    if c.writes >= q.puts:
+        ch.cut += 1                 # the quota refuses it (``blame_limits``)
+        return -errno.EDQUOT
     tail = q.put_size - c.write_bytes
     room = tail if sequential else min(tail, ch.write_room(offset))
-    if c.writes >= q.puts or room < size:
-        ch.cut += 1                 # the quota refuses or shortens it (``blame_limits``)
-    if c.writes >= q.puts:
-        return -errno.EDQUOT
+    if room < size:
+        ch.cut += 1                 # the quota shortens or refuses it
     if offset >= q.put_size and not ch.mode & READ:
         return -errno.EINVAL
     if offset >= (ch.size if ch.random else offset) + tail:
