@@ -359,11 +359,18 @@ def test_warm_native_starts_fork_from_a_never_run_template(guest, zvm, tmp_path)
         return (tmp_path / 'out').read_bytes()
 
     def settled() -> dict[int, str]:
-        """The worker's children once it is idle again (it forks and reaps after
-        its reply, before it reads the next request)."""
+        """The worker's children once it is idle again: it forks and reaps after its
+        reply, each step once what it waits for is ready (a request that comes first
+        is served first), so they are looked at until the template and the next
+        run's child alone are left; the deadline only fails a hang."""
         with open(prog, 'rb') as f:
             assert pool.validate(f.fileno())[0]
-        return _child_states(worker)
+        deadline = time.monotonic() + RUN_TIMEOUT
+        while True:
+            kids = _child_states(worker)
+            if (len(kids) == 2 and 'Z' not in kids.values()) or time.monotonic() > deadline:
+                return kids
+            time.sleep(0.01)
 
     with Pool(size=1, queue=0) as pool:
         [worker] = pool.pids
@@ -465,6 +472,80 @@ def test_a_template_child_that_answers_too_late_is_still_killed_and_reaped(guest
     assert waits[0] and len(set(_child_states(os.getpid())) - before) == 2   # and its child
     template.close()
     assert set(_child_states(os.getpid())) <= before
+
+
+def test_a_template_that_dies_before_its_child_s_message_leaves_no_zombie(guest,
+                                                                          monkeypatch):
+    """The kernel names a template's child in its message alone: when the template
+    and the child die before it comes (here: taken off the socket, as if never sent,
+    both killed), closing the template reaps that child too, found among this
+    process's children as a loader no template knows, and already a zombie."""
+    import errno
+    import select
+    import signal
+
+    from zvm_core.elf import load_program
+    from zvm_core.engines.native.supervisor import Template
+    hello = Template._hello
+
+    def lost(self):
+        pid, listener, _msg = hello(self)
+        os.close(listener)
+        pidfd = os.pidfd_open(pid)
+        os.kill(pid, signal.SIGKILL)
+        os.kill(self.pid, signal.SIGKILL)
+        assert select.select([pidfd], [], [], RUN_TIMEOUT)[0]     # a zombie now
+        os.close(pidfd)
+        raise OSError(errno.EPIPE, 'the template is gone')
+
+    before = set(_child_states(os.getpid()))
+    template = Template(load_program(str(guest('hello'))), 64 << 20)
+    monkeypatch.setattr(Template, '_hello', lost)
+    with pytest.raises(OSError, match='gone'):
+        template.take()
+    assert 'Z' in _child_states(os.getpid()).values()
+    template.close()
+    assert set(_child_states(os.getpid())) <= before
+
+
+def test_warm_native_runs_leave_no_zombie_nor_process(guest, tmp_path):
+    """A worker replies first and reaps its runs' children after, while it waits
+    for work (a request that comes first is served first): once idle, none of many
+    runs is left a zombie; a worker killed leaves no process of its own behind
+    (its template and child die with it)."""
+    import signal
+    import time
+
+    from zvm_core.channels import WRITE
+    from zvm_core.pool import ChannelSpec, Pool
+    prog = str(guest('hello'))
+    with Pool(size=1, queue=0) as pool, open(os.devnull, 'wb') as null:
+        [worker] = pool.pids
+        for _ in range(30):
+            report = pool.run(prog, [ChannelSpec('/dev/stdout', null.fileno(), WRITE)],
+                              argv=['hello'], engine='native')
+            assert report.status == 'ok' and report.engine == 'native', report
+        deadline = time.monotonic() + RUN_TIMEOUT
+        while True:
+            kids = _child_states(worker)
+            if (len(kids) == 2 and 'Z' not in kids.values()) or time.monotonic() > deadline:
+                break
+            time.sleep(0.01)
+        assert len(kids) == 2 and 'Z' not in kids.values(), kids   # template, next child
+        os.kill(worker, signal.SIGKILL)
+        deadline = time.monotonic() + RUN_TIMEOUT
+        while any(_alive(pid) for pid in kids) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not [pid for pid in kids if _alive(pid)]
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` is a process that has not been reaped (a zombie included)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def test_a_template_child_that_cannot_pass_its_listener_is_gone_at_once(guest, tmp_path):

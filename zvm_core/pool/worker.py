@@ -17,6 +17,7 @@ import ctypes
 import json
 import os
 import resource
+import select
 import signal
 import socket
 import sys
@@ -51,6 +52,7 @@ from zvm_core.report import Report
 from zvm_core.validator import Policy
 
 PARENT_CHECK = 1.0      # seconds between a worker's looks at its parent
+IDLE_WAIT = 10.0        # seconds an idle worker waits for a template's steps at most
 PR_SET_NO_NEW_PRIVS = 38
 PR_SET_THP_DISABLE = 41
 PREPARED = 64               # programs whose engine choice a worker keeps
@@ -149,12 +151,32 @@ class Templates:
         self._charge(machine)
         self._evict()
 
-    def idle(self) -> None:
+    def idle(self, sock: socket.socket | None = None) -> None:
         """Before the worker waits for its next request: the native templates that
         ran since take in their next children and reap their runs' (a batch's nodes
-        leave that to the end)."""
-        for machine in self._ran.values():
-            machine.idle()
+        leave that to the end), each step once what it waits for is ready, until a
+        request comes on ``sock``: it is served first, the rest is done after its
+        reply (a run does not wait behind a process dying, nor a child it does not
+        start in)."""
+        while self._ran:
+            waits = {fd: machine for machine in self._ran.values()
+                     for fd in machine.waiting()}
+            if not waits:
+                break
+            poll = select.poll()
+            for fd in waits:
+                poll.register(fd, select.POLLIN)
+            if sock is not None:
+                poll.register(sock, select.POLLIN)
+            ready = poll.poll(IDLE_WAIT * 1000)
+            if not ready:       # the steps themselves, with their own timeouts
+                for machine in self._ran.values():
+                    machine.idle()
+                break
+            for fd, _events in ready:
+                if sock is not None and fd == sock.fileno():
+                    return
+                waits[fd].tend(fd)
         self._ran = {}
 
     def _charge(self, machine) -> None:
@@ -373,7 +395,7 @@ def worker_main(fd: int, template_bytes: int, address_space: int,
     if warm:
         _send(sock, {'ready': True})        # the pool reads it before the first request
     while True:
-        templates.idle()
+        templates.idle(sock)
         req, fds = _recv(sock)
         if req is None:
             templates.close()

@@ -294,6 +294,10 @@ class Machine:
     def idle(self) -> None:
         """Nothing to do between requests (a native template reaps its children)."""
 
+    def waiting(self) -> list[int]:
+        """Nothing to wait for between requests (``Warm.waiting``)."""
+        return []
+
     def descriptors(self) -> int:
         """Host descriptors held between runs: none (the pool bounds native ones)."""
         return 0

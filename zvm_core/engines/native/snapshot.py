@@ -388,22 +388,19 @@ class Snapshots(prefix.Snapshots):
         """Descriptors the snapshots' templates hold (``Warm.descriptors``)."""
         return sum(snap.template.descriptors() for snap in self._kept.values())
 
-    def prefork(self) -> None:
-        """After a run: ask for the next child of the snapshot used last."""
-        self._tend('prefork')
+    def waiting(self) -> list[int]:
+        """What the snapshot used last waits for (``Template.waiting``)."""
+        return [] if self.last is None else self.last.template.waiting()
 
-    def idle(self) -> None:
-        """Take in the next child of the snapshot used last and reap its runs'."""
-        self._tend('idle')
-
-    def _tend(self, step: str) -> None:
-        """``step`` of the last snapshot's template; a template that died is dropped
-        (the next run of its key probes again)."""
+    def tend_step(self, step: str, *args) -> None:
+        """``step`` (``Template.prefork``, ``idle`` or ``tend``) of the template of
+        the snapshot used last; a template that died is dropped (the next run of its
+        key probes again)."""
         last = self.last
         if last is None:
             return
         try:
-            getattr(last.template, step)()
+            getattr(last.template, step)(*args)
         except OSError:
             self.last = None
             for key, snap in list(self._kept.items()):

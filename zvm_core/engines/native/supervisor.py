@@ -36,6 +36,7 @@ import signal
 import socket
 import struct
 import time
+import weakref
 
 from zvm_core.channels import WRITE, Channel, FdBacking, FileBacking, standard_order
 from zvm_core.elf import PF_R, PF_W, PF_X, Program
@@ -318,6 +319,8 @@ class Template:
         self._lost = 0          # children asked for whose answer did not come in time
         self._dead: list[tuple[int, int, int | None]] = []      # ended runs, not killed yet
         self._dying: list[tuple[int, int]] = []     # killed, not reaped yet (pid, pidfd)
+        self._unnamed = False   # a child was asked for whose message never came
+        _LIVE.add(self)
         try:
             self.pidfd = os.pidfd_open(self.pid)
             self.sock.settimeout(timeout)
@@ -325,6 +328,9 @@ class Template:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
             if self._reply() != 0:
                 raise OSError(errno.EPROTO, 'the template did not start')
+            # from now on no call on it waits unasked (a timed socket polls before
+            # each send and receive): :meth:`_hello` waits where it must
+            self.sock.setblocking(False)
         except BaseException:
             self.close()
             raise
@@ -353,7 +359,7 @@ class Template:
 
     def prefork(self) -> None:
         """After a reply: ask for the child the next run starts in (it forks and sets
-        itself up while the worker goes on: :meth:`idle` or :meth:`take` takes it
+        itself up while the worker goes on: :meth:`tend` or :meth:`take` takes it
         in), kill the runs ended since, build the next run's ``Guest``."""
         self.fork()
         self.reap()
@@ -361,10 +367,32 @@ class Template:
             self._guest = Guest(self.program, self.memory, self._layout)
 
     def idle(self) -> None:
-        """The worker waits for work: take in the next run's child, reap the runs'."""
+        """Take in the next run's child and reap the runs', waiting for both."""
         if self._next is None and self._forking:
             self._next = self._collect()
         self.reap(wait=True)
+
+    def waiting(self) -> list[int]:
+        """The descriptors the rest of :meth:`idle` waits for, to wait on with others
+        (the worker's socket: a request comes first): the template's socket while
+        the next child is on its way, the pidfd of each killed child not reaped."""
+        fds = [pidfd for _, pidfd in self._dying]
+        if self._next is None and self._forking:
+            fds.append(self.sock.fileno())
+        return fds
+
+    def tend(self, fd: int) -> None:
+        """``fd`` of :meth:`waiting` is ready: take the child in, or reap the one
+        that ended (a pidfd is readable once its process is a zombie)."""
+        if fd == self.sock.fileno():
+            self._next = self._collect()
+            return
+        for i, (_pid, pidfd) in enumerate(self._dying):
+            if pidfd == fd:
+                if _reaped(pidfd):
+                    del self._dying[i]
+                    os.close(pidfd)
+                return
 
     def _collect(self) -> _Child:
         """The child :meth:`fork` asked for, once it waits at the gate.  It passes
@@ -379,6 +407,9 @@ class Template:
             self._lost += 1     # forks no more (replaced), close() waits for the answer
             with contextlib.suppress(ProcessLookupError):
                 signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
+            raise
+        except OSError:         # the template is gone: a child it forked, unnamed
+            self._unnamed = True
             raise
         child = _Child(pid)
         child.listener = listener
@@ -397,9 +428,17 @@ class Template:
     def _hello(self) -> tuple[int, int | None, bytes]:
         """The next message on the template's socket: (its sender's pid, the
         listener passed with it, its bytes); a line (no listener) is an error, the
-        template's own (OSError) or a child's (returned, that child to reap)."""
-        msg, anc, _flags, _addr = self.sock.recvmsg(
-            HELLO, socket.CMSG_SPACE(4) + socket.CMSG_SPACE(_UCRED.size), socket.MSG_CMSG_CLOEXEC)
+        template's own (OSError) or a child's (returned, that child to reap).
+        TimeoutError if none comes within the template's timeout."""
+        while True:
+            try:
+                msg, anc, _flags, _addr = self.sock.recvmsg(
+                    HELLO, socket.CMSG_SPACE(4) + socket.CMSG_SPACE(_UCRED.size),
+                    socket.MSG_CMSG_CLOEXEC)
+                break
+            except BlockingIOError:
+                if not select.select([self.sock], [], [], self.timeout)[0]:
+                    raise TimeoutError('timed out') from None
         if not msg:
             raise OSError(errno.EPIPE, 'the template is gone')
         pid, listener = 0, None
@@ -409,11 +448,15 @@ class Template:
             elif level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
                 listener = int.from_bytes(data[:4], 'little')
         if listener is None:
-            while not msg.endswith(b'\n'):
-                more = self.sock.recv(256)
-                if not more:
-                    break
-                msg += more
+            self.sock.settimeout(self.timeout)      # the rest of its line
+            try:
+                while not msg.endswith(b'\n'):
+                    more = self.sock.recv(256)
+                    if not more:
+                        break
+                    msg += more
+            finally:
+                self.sock.setblocking(False)
             if pid in (0, self.pid):
                 raise OSError(errno.EPROTO, msg.decode(errors='replace').strip())
         elif pid <= 0 or pid == self.pid:
@@ -460,21 +503,32 @@ class Template:
 
     def reap(self, wait: bool = False) -> None:
         """Kill the children whose runs ended, and reap those killed by an earlier
-        call (gone by now), these ones too with ``wait``: waiting for a process to
-        die is not put in front of a batch's next node (nor a look that finds it
-        still dying: a wasted ``waitpid`` per run)."""
+        call that are gone by now (a look, never a wait: a batch's next node, or a
+        waiting request, is not put behind a process dying), or with ``wait`` every
+        killed one, waiting for it.  The worker reaps the rest when their pidfds
+        say they are gone (:meth:`waiting`, :meth:`tend`): none is left a zombie
+        while the worker waits for work."""
         dying, self._dying = self._dying, []
+        for pid, pidfd in dying:
+            if wait or _reaped(pidfd):
+                if wait:
+                    with contextlib.suppress(ChildProcessError):
+                        os.waitpid(pid, 0)
+                os.close(pidfd)
+            else:
+                self._dying.append((pid, pidfd))
         for pid, pidfd, listener in self._dead:
             with contextlib.suppress(ProcessLookupError):
                 signal.pidfd_send_signal(pidfd, signal.SIGKILL)
             if listener is not None:    # killed, it resumes no call: closed before, it would
                 os.close(listener)
-            (dying if wait else self._dying).append((pid, pidfd))
+            if wait:
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, 0)
+                os.close(pidfd)
+            else:
+                self._dying.append((pid, pidfd))
         self._dead = []
-        for pid, pidfd in dying:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, 0)
-            os.close(pidfd)
 
     def alive(self) -> bool:
         return self.pidfd is not None and not select.select([self.pidfd], [], [], 0)[0]
@@ -492,6 +546,7 @@ class Template:
     def close(self) -> None:
         """Kill and reap the template, its unused child and the runs' children."""
         self.reap(wait=True)
+        strays = self._unnamed or self._forking or self._lost   # children maybe unnamed
         if self._forking:       # collected to be killed: else a stray child
             with contextlib.suppress(OSError):
                 self._next = self._collect()
@@ -511,6 +566,66 @@ class Template:
         elif self.pid:
             _reap(self.pid, None)
         self.pid = 0
+        _LIVE.discard(self)
+        if strays:
+            _reap_strays()
+
+    def pids(self) -> set[int]:
+        """The processes of this template the worker knows: itself, the next run's
+        child, the ended runs' children not reaped yet."""
+        known = {pid for pid, *_ in (*self._dead, *self._dying)}
+        if self._next is not None:
+            known.add(self._next.pid)
+        return known | {self.pid}
+
+
+_LIVE: weakref.WeakSet[Template] = weakref.WeakSet()     # templates not closed
+PF_EXITING = 0x4            # /proc/PID/stat flags: the process is in its exit
+STRAY_WAIT = 5.0            # seconds an exiting stray has to become a zombie
+
+
+def _reap_strays() -> None:
+    """Reap this process's zombie loaders that no open template knows: children of
+    a template that died before their message came (the kernel names a child's pid
+    in its message alone).  The template's socket ends once every process holding
+    it is gone, and a child holds it until after its message, so when a message
+    never came its child is a zombie by then, whose pid only the kernel lists."""
+    known = set().union(*(t.pids() for t in list(_LIVE)))
+    name = loader_path().name[:15]          # a process's comm: at most 15 bytes
+    for task in os.listdir('/proc/self/task'):
+        try:
+            with open(f'/proc/self/task/{task}/children') as f:
+                kids = [int(pid) for pid in f.read().split()]
+        except OSError:
+            continue
+        for pid in kids:
+            try:
+                with open(f'/proc/{pid}/stat') as f:
+                    comm, _, rest = f.read().partition('(')[2].rpartition(')')
+                fields = rest.split()
+            except OSError:
+                continue
+            # a stray is a zombie, or exiting still (the socket ends as its files are
+            # closed, before it is a zombie); a live loader may be another template's
+            # child on its way, not ours to touch
+            if comm != name or pid in known or not (fields[0] == 'Z'
+                                                    or int(fields[6]) & PF_EXITING):
+                continue
+            with contextlib.suppress(ChildProcessError, ProcessLookupError):
+                pidfd = os.pidfd_open(pid)
+                try:
+                    select.select([pidfd], [], [], STRAY_WAIT)
+                finally:
+                    os.close(pidfd)
+                os.waitpid(pid, os.WNOHANG)
+
+
+def _reaped(pidfd: int) -> bool:
+    """Reap the process of ``pidfd`` if it is gone (a zombie): whether it is now."""
+    try:
+        return os.waitid(os.P_PIDFD, pidfd, os.WEXITED | os.WNOHANG) is not None
+    except ChildProcessError:       # reaped already
+        return True
 
 
 def _listener(sock: socket.socket, deadline: float) -> tuple[int, bytes] | str:

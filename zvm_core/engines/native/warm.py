@@ -58,14 +58,27 @@ class Warm:
         runs' (``reset`` only asks and kills: a batch's next node waits for neither)."""
         self._tend('idle')
 
-    def _tend(self, step: str) -> None:
-        """``step`` (``prefork`` or ``idle``) of the template and of the snapshots."""
+    def waiting(self) -> list[int]:
+        """The descriptors the rest of :meth:`idle` waits for (``Template.waiting``):
+        the worker waits on them and on its socket, and a request comes first."""
+        fds = self.template.waiting()
+        if self.snapshots is not None:
+            fds += self.snapshots.waiting()
+        return fds
+
+    def tend(self, fd: int) -> None:
+        """A descriptor of :meth:`waiting` is ready: its step of :meth:`idle`."""
+        self._tend('tend', fd)
+
+    def _tend(self, step: str, *args) -> None:
+        """``step`` (``prefork``, ``idle`` or ``tend``) of the template and of the
+        snapshots."""
         try:
-            getattr(self.template, step)()
+            getattr(self.template, step)(*args)
         except OSError:
             self.template.close()       # the next run starts a new template
         if self.snapshots is not None:
-            getattr(self.snapshots, step)()
+            self.snapshots.tend_step(step, *args)
 
     def held(self) -> int:
         """Host memory the template holds: its copy of the program."""
