@@ -546,19 +546,24 @@ class Template:
     def close(self) -> None:
         """Kill and reap the template, its unused child and the runs' children."""
         self.reap(wait=True)
-        strays = self._unnamed or self._forking or self._lost   # children maybe unnamed
+        strays = self._unnamed      # a child asked for may be left unnamed
         if self._forking:       # collected to be killed: else a stray child
-            with contextlib.suppress(OSError):
+            try:
                 self._next = self._collect()
+            except OSError:
+                strays = True
         if self._next is not None:
             self._next.close()
             self._next = None
         for _ in range(self._lost):     # killed: nothing but that child can answer now
-            with contextlib.suppress(OSError):
+            try:
                 pid, listener, _hello = self._hello()
-                stray = _Child(pid)
-                stray.listener = listener
-                stray.close()
+            except OSError:
+                strays = True
+                continue
+            stray = _Child(pid)
+            stray.listener = listener
+            stray.close()
         self.sock.close()
         if self.pidfd is not None:
             _reap(self.pid, self.pidfd)
