@@ -508,11 +508,11 @@ class BatchRun:
     def answers(self, entries: list[wire.BatchEntry], done: LightQueue):
         """The tar stream of the results that ``done`` receives, in the order they end."""
         answered: set[int] = set()
-        parts: list[bytes] = []     # answers ready: one write for all when no other is
+        ready = bytearray()         # answers ready: one write for all when no other is
         while len(answered) < len(entries):
-            if parts and (done.empty() or sum(map(len, parts)) > SMALL):
-                yield b''.join(parts)
-                parts = []
+            if ready and (done.empty() or len(ready) > SMALL):
+                yield bytes(ready)
+                ready.clear()
             index, result = done.get()
             if isinstance(result, hangup.HangUp):
                 return
@@ -523,22 +523,22 @@ class BatchRun:
                 reason = (result.body or b'').decode('utf-8', 'replace').strip() if isinstance(
                     result, HTTPException) else type(result).__name__
                 text = f'{getattr(result, "status_int", 500)} {reason}'.encode()
-                parts.append(wire.tar_member(wire.batch_member(index, wire.ERROR), text))
+                ready += wire.tar_member(wire.batch_member(index, wire.ERROR), text)
                 continue
             report, outputs = result
-            parts.append(wire.tar_member(wire.batch_member(index, wire.REPORT), report.to_json()))
+            ready += wire.tar_member(wire.batch_member(index, wire.REPORT), report.to_json())
             for name, path in outputs if entries[index].spec.outputs else ():
                 member = self.outputs.member(wire.batch_member(index, wire.DEV_PREFIX + name),
                                              path)
                 if member[1] <= SMALL:           # with the report
-                    parts.append(wire.tar_member(member[0], b''.join(member[2])))
+                    ready += wire.tar_member(member[0], b''.join(member[2]))
                     continue
-                yield b''.join(parts)
-                parts = []
+                yield bytes(ready)
+                ready.clear()
                 yield from wire.stream_members([member])
             self.outputs.give([path for _, path in outputs])   # written again (Outputs)
         self.ended = True
-        yield b''.join([*parts, wire.TAR_END])
+        yield bytes(ready + wire.TAR_END)
 
     def stop(self) -> None:
         """The proxy went away: stop the nodes still running, once (``close`` calls this
