@@ -160,24 +160,41 @@ def expired(server, devices, device) -> None:
     change_metadata(devices, device, X_Delete_At=str(int(NOW) - 1))
 
 
-def bad_delete_at(server, devices, device) -> None:
-    put(server, device)
-    change_metadata(devices, device, X_Delete_At='soon')
+def changed(case_name: str, **changes) -> Callable:
+    """A case: the object as a PUT left it, then its metadata rewritten with
+    ``changes`` (as ``change_metadata`` takes them)."""
+    def case(server, devices, device) -> None:
+        put(server, device)
+        change_metadata(devices, device, **changes)
+    case.__name__ = case_name
+    return case
+
+
+def raw_metadata(case_name: str, raw: bytes) -> Callable:
+    """A case: the object's metadata replaced by ``raw`` (no checksum)."""
+    def case(server, devices, device) -> None:
+        put(server, device)
+        path = data_file(devices, device)
+        os.setxattr(path, 'user.swift.metadata', raw)
+        os.removexattr(path, 'user.swift.metadata_checksum')
+    case.__name__ = case_name
+    return case
+
+
+bad_delete_at = changed('bad_delete_at', X_Delete_At='soon')
+bad_content_length = changed('bad_content_length', Content_Length='many')
+no_content_length = changed('no_content_length', Content_Length=None)
+no_name = changed('no_name', name=None)
+another_name = changed('another_name', name='/a/c/other')
+no_etag = changed('no_etag', ETag=None)
+not_a_pickle = raw_metadata('not_a_pickle', b'not a pickle')
+# a pickle that would call what Swift's unpickler does not allow
+forbidden_pickle = raw_metadata('forbidden_pickle', b'cos\nsystem\n(S"true"\ntR.')
 
 
 def cut_short(server, devices, device) -> None:
     put(server, device)
     data_file(devices, device).write_bytes(BODY[:3])
-
-
-def bad_content_length(server, devices, device) -> None:
-    put(server, device)
-    change_metadata(devices, device, Content_Length='many')
-
-
-def no_content_length(server, devices, device) -> None:
-    put(server, device)
-    change_metadata(devices, device, Content_Length=None)
 
 
 def bad_checksum(server, devices, device) -> None:
@@ -188,36 +205,6 @@ def bad_checksum(server, devices, device) -> None:
 def no_metadata(server, devices, device) -> None:
     put(server, device)
     os.removexattr(data_file(devices, device), 'user.swift.metadata')
-
-
-def not_a_pickle(server, devices, device) -> None:
-    put(server, device)
-    path = data_file(devices, device)
-    os.setxattr(path, 'user.swift.metadata', b'not a pickle')
-    os.removexattr(path, 'user.swift.metadata_checksum')
-
-
-def forbidden_pickle(server, devices, device) -> None:
-    """A pickle that would call anything but what Swift's unpickler allows."""
-    put(server, device)
-    path = data_file(devices, device)
-    os.setxattr(path, 'user.swift.metadata', b'cos\nsystem\n(S"true"\ntR.')
-    os.removexattr(path, 'user.swift.metadata_checksum')
-
-
-def no_name(server, devices, device) -> None:
-    put(server, device)
-    change_metadata(devices, device, name=None)
-
-
-def another_name(server, devices, device) -> None:
-    put(server, device)
-    change_metadata(devices, device, name='/a/c/other')
-
-
-def no_etag(server, devices, device) -> None:
-    put(server, device)
-    change_metadata(devices, device, ETag=None)
 
 
 def file_for_directory(server, devices, device) -> None:
