@@ -3,7 +3,8 @@
 ``zerocloud.object.middleware`` is the filter and its operator's manual: it
 runs the nodes the proxy sends (``zerocloud.wire``) next to the object they
 read, one ``NodeRun`` per request, in the sandbox's warm workers
-(``zvm_core.pool``); ``cache`` keeps the programs it received.  See
+(``zvm_core.pool``); ``batch`` runs a batch of a wildcard job's nodes,
+``diskfiles`` opens their objects; ``cache`` keeps the programs it received.  See
 doc/operator-guide.md.
 """
 

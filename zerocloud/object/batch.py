@@ -44,12 +44,11 @@ from swift.common.swob import (
     Response,
 )
 from swift.common.utils import ClosingIterator
-from swift.obj.diskfile import BaseDiskFileManager, DiskFileDeviceUnavailable
-from swift.obj.server import ObjectController
 
 from zerocloud import hangup, wire
 from zerocloud.object import scratch
 from zerocloud.object.admission import RETRY_AFTER, charged_to
+from zerocloud.object.diskfiles import DiskFiles
 from zerocloud.object.results import STDERR_TAIL, node_report, with_local_env
 from zvm_core.pool import PoolBusy, Run
 
@@ -227,38 +226,6 @@ class Chunks:
     def ran(self, seconds: float) -> None:
         """A node of the batch took ``seconds`` in its worker."""
         self.pace = seconds if self.pace is None else 0.8 * self.pace + 0.2 * seconds
-
-
-class DiskFiles:
-    """A batch's ``get_diskfile``: Swift's, but each device's path is looked up
-    (``get_dev_path``: ``check_drive``, with the server's ``mount_check``) once per
-    batch, not once per object (4 % of this process's CPU per node).  Each object
-    is still opened and checked by Swift's DiskFile (``open``: its files, metadata,
-    expiry, quarantine).  An object server whose ``get_diskfile`` is not Swift's
-    own is asked for each object, as for a node alone."""
-
-    def __init__(self, server) -> None:
-        self.server = server
-        self.own = (type(server).get_diskfile is ObjectController.get_diskfile
-                    and hasattr(server, '_diskfile_router'))
-        self.paths: dict[tuple[str, int], str | None] = {}
-
-    def __call__(self, device: str, part: str, account: str, container: str, obj: str,
-                 policy):
-        if not self.own:
-            return self.server.get_diskfile(device, part, account, container, obj,
-                                            policy=policy)
-        manager = self.server._diskfile_router[policy]
-        if type(manager).get_diskfile is not BaseDiskFileManager.get_diskfile:
-            return manager.get_diskfile(device, part, account, container, obj, policy)
-        key = (device, int(policy))
-        if key not in self.paths:
-            self.paths[key] = manager.get_dev_path(device)
-        if not self.paths[key]:
-            raise DiskFileDeviceUnavailable()
-        return manager.diskfile_cls(manager, self.paths[key], part, account, container, obj,
-                                    policy=policy, use_splice=manager.use_splice,
-                                    pipe_size=manager.pipe_size)
 
 
 class _Node:
@@ -541,11 +508,11 @@ class BatchRun:
     def answers(self, entries: list[wire.BatchEntry], done: LightQueue):
         """The tar stream of the results that ``done`` receives, in the order they end."""
         answered: set[int] = set()
-        parts: list[bytes] = []     # answers ready: one write for all when no other is
+        ready = bytearray()         # answers ready: one write for all when no other is
         while len(answered) < len(entries):
-            if parts and (done.empty() or sum(map(len, parts)) > SMALL):
-                yield b''.join(parts)
-                parts = []
+            if ready and (done.empty() or len(ready) > SMALL):
+                yield bytes(ready)
+                ready.clear()
             index, result = done.get()
             if isinstance(result, hangup.HangUp):
                 return
@@ -556,22 +523,22 @@ class BatchRun:
                 reason = (result.body or b'').decode('utf-8', 'replace').strip() if isinstance(
                     result, HTTPException) else type(result).__name__
                 text = f'{getattr(result, "status_int", 500)} {reason}'.encode()
-                parts.append(wire.tar_member(wire.batch_member(index, wire.ERROR), text))
+                ready += wire.tar_member(wire.batch_member(index, wire.ERROR), text)
                 continue
             report, outputs = result
-            parts.append(wire.tar_member(wire.batch_member(index, wire.REPORT), report.to_json()))
+            ready += wire.tar_member(wire.batch_member(index, wire.REPORT), report.to_json())
             for name, path in outputs if entries[index].spec.outputs else ():
                 member = self.outputs.member(wire.batch_member(index, wire.DEV_PREFIX + name),
                                              path)
                 if member[1] <= SMALL:           # with the report
-                    parts.append(wire.tar_member(member[0], b''.join(member[2])))
+                    ready += wire.tar_member(member[0], b''.join(member[2]))
                     continue
-                yield b''.join(parts)
-                parts = []
+                yield bytes(ready)
+                ready.clear()
                 yield from wire.stream_members([member])
             self.outputs.give([path for _, path in outputs])   # written again (Outputs)
         self.ended = True
-        yield b''.join([*parts, wire.TAR_END])
+        yield bytes(ready + wire.TAR_END)
 
     def stop(self) -> None:
         """The proxy went away: stop the nodes still running, once (``close`` calls this

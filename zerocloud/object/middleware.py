@@ -398,7 +398,7 @@ class NodeRun:
                    policy, get_diskfile: Callable | None = None):
         """Open an object here; its reader holds the open data file (and, as
         ``local_metadata``, the object's metadata).  ``get_diskfile``: the object
-        server's, or a batch's (``zerocloud.object.batch.DiskFiles``)."""
+        server's, or a batch's (``zerocloud.object.diskfiles.DiskFiles``)."""
         path = f'/{account}/{container}/{obj}'
         if policy.policy_type != REPL_POLICY:
             raise HTTPConflict(body=f'{path}: policy {policy.name} stores fragments here, '
