@@ -538,6 +538,8 @@ def run(plans: list, run_replica: RunReplica, skipped: Callable[[object, int, st
             results = _replicas(plan, run_replica, inputs, outputs,
                                 lambda: events.put(('running', plan, None, None)))
             if outputs is not None and not _failed(results):
+                _links_from_outputs(results[0], outputs)
+            if outputs is not None and not _failed(results):
                 _check_links(results, outputs)
             events.put(('done', plan, results, None))
         except BaseException as e:      # a bug; the loop must still hear of the node
@@ -585,6 +587,7 @@ def run(plans: list, run_replica: RunReplica, skipped: Callable[[object, int, st
                 done[node.name] = results
                 if progress is not None:
                     progress.finished(results or ())
+                began.setdefault(node.name, next(clock))    # ran in a batch: not seen start
                 end = next(clock)
                 for r in results or ():
                     r.started, r.finished = began.get(node.name), end
@@ -665,6 +668,24 @@ def _producers_first(plans: list) -> list:
 
 def _failed(results: list[Result]) -> bool:
     return not results or any(r.failed for r in results)
+
+
+def _links_from_outputs(result: Result, spool: Spool) -> None:
+    """The links of a node that ran in a batch came back as its outputs
+    (``out/<peer>``), once it ended: into the spool, as a streamed node's parts."""
+    for peer, link in spool.links.items():
+        out = result.outputs.pop(OUT + peer, None)
+        if out is None:
+            continue
+        try:
+            out.seek(0)
+            while chunk := out.read(wire.CHUNK):
+                spool.append(link, chunk)
+        except wire.TooLarge as e:
+            result.fail('error', str(e), 413)
+            return
+        finally:
+            out.close()
 
 
 def _check_links(results: list[Result], spool: Spool) -> None:

@@ -78,12 +78,13 @@ BUSY_WAIT = 30.0            # seconds a batch a server cannot admit is offered a
 
 def batchable(plan: Plan) -> bool:
     """Can the node travel in a batch (in place, nothing to send but its spec and
-    what the batch sends once: the program, the job's image)?"""
+    what the batch sends once: the program, the job's image; it may write to other
+    nodes, a mapper: ``Plan.links_after``)?"""
     node = plan.node
     image_only = not plan.inputs or (set(plan.inputs) == {wire.IMAGE_DEVICE}
                                      and plan.image_digest is not None)
     return (plan.local is not None and image_only and node.replicate == 1
-            and not node.reads_from and not node.writes_to)
+            and not node.reads_from)
 
 
 @dataclass(slots=True)

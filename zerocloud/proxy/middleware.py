@@ -600,6 +600,7 @@ class ProxyExecMiddleware:
                             links: graph.NodeLinks | None) -> NodeResult:
                 plan = replace(plan, servers=servers, replica=replica)
                 if batched and batchable(plan):
+                    plan.links_after = True     # a mapper's links: outputs, once it ended
                     return batches.run(plan)
                 return self.dispatcher.run_node(trans_id, plan, job_id, load, links)
 
