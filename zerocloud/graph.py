@@ -56,6 +56,19 @@ reads of that channel fail with ``EIO``, and they end ``skipped`` whatever
 they did (see below).  Parts already sent are never taken back, but nothing
 of a failed job is stored.
 
+Mappers travel in batches: a node that reads its object in place, writes to
+other nodes and reads from none (a wildcard's node, not replicated) goes in
+a batch with the job's other nodes bound for its object server
+(``zerocloud.proxy.batch``), as an unconnected wildcard's nodes do, instead
+of a request of its own.  A batch's node does not stream: what it wrote to
+``/dev/out/<peer>`` comes back with its report once it ended
+(``Plan.links_after``; also when it is sent again alone, on another
+replica), goes to the spool then (:func:`_links_from_outputs`), and its
+readers start only then, with that data complete.  No deadlock either: a
+node in a batch reads nothing and waits for nobody, and its readers take a
+worker only once it has ended.  A node's ``started`` is then the event of
+its end (the proxy does not see a batch's node start).
+
 ``zerovm_pipeline = false`` (``pipeline=False`` here) runs the same graph
 stage by stage: a node starts when the nodes it reads from have *finished*
 (then all of its input is on the proxy's disk before it starts).
@@ -587,7 +600,8 @@ def run(plans: list, run_replica: RunReplica, skipped: Callable[[object, int, st
                 done[node.name] = results
                 if progress is not None:
                     progress.finished(results or ())
-                began.setdefault(node.name, next(clock))    # ran in a batch: not seen start
+                if node.name not in began:      # ran in a batch: its start was not seen
+                    began[node.name] = next(clock)
                 end = next(clock)
                 for r in results or ():
                     r.started, r.finished = began.get(node.name), end

@@ -1,8 +1,9 @@
 """Batched dispatch: the nodes of a job bound for one object server travel together.
 
-A node that reads its object in place and sends nothing else (no links, no
-replicas, no objects sent along but the job's image: the nodes of a wildcard
-over a container, with or without an ``image``)
+A node that reads its object in place and sends nothing else (no links it
+reads, no replicas, no objects sent along but the job's image: the nodes of
+a wildcard over a container, with or without an ``image``, and the mappers
+of a ``connect`` graph, whose links come back as outputs: ``zerocloud.graph``)
 is queued for the first primary holding its object, in ring order, as a
 node sent alone would be (the ring spreads partitions, so the servers get
 even shares).  A batch takes what is queued for its server, up to
