@@ -56,6 +56,19 @@ reads of that channel fail with ``EIO``, and they end ``skipped`` whatever
 they did (see below).  Parts already sent are never taken back, but nothing
 of a failed job is stored.
 
+Mappers travel in batches: a node that reads its object in place, writes to
+other nodes and reads from none (a wildcard's node, not replicated) goes in
+a batch with the job's other nodes bound for its object server
+(``zerocloud.proxy.batch``), as an unconnected wildcard's nodes do, instead
+of a request of its own.  A batch's node does not stream: what it wrote to
+``/dev/out/<peer>`` comes back with its report once it ended
+(``Plan.links_after``; also when it is sent again alone, on another
+replica), goes to the spool then (:func:`_links_from_outputs`), and its
+readers start only then, with that data complete.  No deadlock either: a
+node in a batch reads nothing and waits for nobody, and its readers take a
+worker only once it has ended.  A node's ``started`` is then the event of
+its end (the proxy does not see a batch's node start).
+
 ``zerovm_pipeline = false`` (``pipeline=False`` here) runs the same graph
 stage by stage: a node starts when the nodes it reads from have *finished*
 (then all of its input is on the proxy's disk before it starts).
@@ -538,6 +551,8 @@ def run(plans: list, run_replica: RunReplica, skipped: Callable[[object, int, st
             results = _replicas(plan, run_replica, inputs, outputs,
                                 lambda: events.put(('running', plan, None, None)))
             if outputs is not None and not _failed(results):
+                _links_from_outputs(results[0], outputs)
+            if outputs is not None and not _failed(results):
                 _check_links(results, outputs)
             events.put(('done', plan, results, None))
         except BaseException as e:      # a bug; the loop must still hear of the node
@@ -585,6 +600,8 @@ def run(plans: list, run_replica: RunReplica, skipped: Callable[[object, int, st
                 done[node.name] = results
                 if progress is not None:
                     progress.finished(results or ())
+                if node.name not in began:      # ran in a batch: its start was not seen
+                    began[node.name] = next(clock)
                 end = next(clock)
                 for r in results or ():
                     r.started, r.finished = began.get(node.name), end
@@ -665,6 +682,24 @@ def _producers_first(plans: list) -> list:
 
 def _failed(results: list[Result]) -> bool:
     return not results or any(r.failed for r in results)
+
+
+def _links_from_outputs(result: Result, spool: Spool) -> None:
+    """The links of a node that ran in a batch came back as its outputs
+    (``out/<peer>``), once it ended: into the spool, as a streamed node's parts."""
+    for peer, link in spool.links.items():
+        out = result.outputs.pop(OUT + peer, None)
+        if out is None:
+            continue
+        try:
+            out.seek(0)
+            while chunk := out.read(wire.CHUNK):
+                spool.append(link, chunk)
+        except wire.TooLarge as e:
+            result.fail('error', str(e), 413)
+            return
+        finally:
+            out.close()
 
 
 def _check_links(results: list[Result], spool: Spool) -> None:

@@ -11,6 +11,7 @@ replicas on 3 object servers.
 from __future__ import annotations
 
 import collections
+import itertools
 import json
 import os
 import random
@@ -158,6 +159,76 @@ def test_more_mappers_than_a_reader_takes_reduce_in_stages(conn: Connection, mak
     resp = post_job(conn, job)
     assert resp.status_code == 200, resp.text
     assert resp.content == b''.join(objects.values())
+
+
+def test_a_map_reduce_over_more_mappers_than_a_batch_holds_gives_every_byte_in_order(
+        swift_cluster: DevCluster, conn: Connection, make_container, guest) -> None:
+    """Mappers (a wildcard's nodes that only write to other nodes) travel in batches,
+    more than ``BATCH_MAX`` of them bound for one server (objects chosen so): every
+    mapper's data reaches its reducer, in node order, through the reducers to the
+    final node; a mapper that fails in a batch fails the job and skips its reducer
+    and the final node only, and stores nothing."""
+    from swift.common.ring import Ring
+    from test_jobs_scale import bulk_upload
+
+    from zerocloud.wire import BATCH_MAX
+    container = make_container('mapred')
+    swift_cluster.object_nodes('AUTH_test', container, 'x')      # points Swift at its ring
+    ring = Ring(str(swift_cluster.swift_dir), ring_name='object')
+
+    def first_primary(name: str) -> int:
+        return ring.get_nodes('AUTH_test', container, name)[1][0]['port']
+    # names whose first primary is one server: all their nodes are queued for it
+    groups, per_group = 3, BATCH_MAX // 3 + 8     # a reader takes at most 249 nodes
+    server = first_primary('part-000000')
+    objects = {}
+    for g in range(groups):
+        names = (f'part-{g}{i:05d}' for i in range(100000))
+        mine = itertools.islice((n for n in names if first_primary(n) == server), per_group)
+        objects.update((name, b'%d.%d\n' % (g, i)) for i, name in enumerate(mine))
+    assert len(objects) > BATCH_MAX
+    bulk_upload(conn, container, objects)
+    pipe = upload(conn, container, 'pipe', guest('graph_pipe'))
+
+    def job(crash: str = '') -> list[dict]:
+        nodes = [stage(f'map{g}', pipe, f'- reduce{g} 0 {crash}'.strip(),
+                       connect=[f'reduce{g}'],
+                       devices=[{'name': 'stdin', 'path': f'swift://~/{container}/part-{g}*'}])
+                 for g in range(groups)]
+        nodes += [stage(f'reduce{g}', pipe, f'map{g} final 0', connect=['final'])
+                  for g in range(groups)]
+        return [*nodes, stage('final', pipe, ','.join(f'reduce{g}' for g in range(groups))
+                              + ' - 0', devices=[{'name': 'stdout',
+                                                  'path': f'swift://~/{container}/out'}])]
+    resp = post_job(conn, job(), headers={'X-Zerovm-Report': 'json'})
+    assert resp.status_code == 200, resp.text
+    nodes = resp.json()['nodes']
+    mappers = nodes[:len(objects)]
+    assert [n['name'] for n in mappers] == [f'map{g}-{i}' for g in range(groups)
+                                            for i in range(1, per_group + 1)]
+    assert [n['object'] for n in mappers] == [f'swift://AUTH_test/{container}/{name}'
+                                              for name in objects]
+    assert {n['status'] for n in nodes} == {'ok'}
+    assert [o['bytes'] for n in mappers for o in n['outputs']] == [
+        len(data) for data in objects.values()]
+    batched = [n for n in mappers if n['request_bytes'] < 1024]    # an entry, not a request
+    assert len(batched) > len(mappers) // 2, [n['request_bytes'] for n in mappers[:5]]
+    assert all(n['started'] < n['finished'] for n in nodes)
+    reducers = nodes[len(objects):-1]
+    assert all(r['started'] > max(m['finished'] for m in mappers[g * per_group:][:per_group])
+               for g, r in enumerate(reducers))
+    assert conn.get_object(container, 'out')[1] == b''.join(objects.values())
+    conn.delete_object(container, 'out')
+
+    resp = post_job(conn, job(crash='map1-117'))
+    assert resp.status_code == 422, resp.text
+    assert collections.Counter(nexe(resp, 'Status')) == {
+        'fault': 1, 'ok': len(objects) - 1 + groups - 1, 'skipped': 2}
+    lines = resp.text.splitlines()
+    assert lines[0].startswith('map1-117: fault: ')
+    assert lines[1:3] == ['reduce1: skipped: not run: map1-117 failed',
+                          'final: skipped: not run: reduce1 did not run']
+    assert conn.get_container(container, prefix='out')[1] == []    # nothing stored
 
 
 def test_a_pipeline_stage_runs_while_the_stage_before_it_still_runs(

@@ -363,6 +363,47 @@ def test_a_consumer_starts_once_its_producers_run_and_reads_as_they_write() -> N
     assert results[0].finished < results[1].finished
 
 
+def test_a_producer_run_in_a_batch_sends_its_links_as_outputs_its_readers_start_after_it(
+        ) -> None:
+    """A mapper sent in a batch (``Plan.links_after``) never says it runs: its
+    ``out/<peer>`` come back as outputs once it ended.  Its reader starts only then
+    (it never holds a worker waiting for a node queued in a batch), and reads those
+    bytes, in order, from the spool; they leave the outputs (the report lists them
+    as links) and a size that differs from what the node wrote fails it."""
+    order = []
+
+    def run_replica(plan, replica, servers, links):
+        name = plan.node.name
+        res = Result(plan.node, server='x')
+        order.append(f'{name} starts')
+        if name.startswith('m'):        # in a batch: no running(), links as outputs
+            for peer in plan.node.writes_to:
+                data = f'{name}->{peer};'.encode() * (3 if name == 'm-2' else 1)
+                res.outputs[graph.OUT + peer] = io.BytesIO(data)
+            res.report.accounting['channels'] = {
+                f'/dev/out/{peer}': {'write_bytes': len(f'{name}->{peer};') * (
+                    3 if name == 'm-2' else 1) + (1 if name == 'm-3' else 0)}
+                for peer in plan.node.writes_to}
+        else:
+            links.running()
+            res.outputs['got'] = read_links(links.inputs)
+        order.append(f'{name} ends')
+        return res
+    results = run(nodes({'name': 'm', 'count': 2, 'connect': ['r']}, {'name': 'r'}),
+                  run_replica)
+    assert [r.status for r in results] == ['ok', 'ok', 'ok']
+    assert order.index('r starts') > max(order.index('m-1 ends'), order.index('m-2 ends'))
+    assert results[2].outputs['got'] == {'in/m-1': b'm-1->r;', 'in/m-2': b'm-2->r;' * 3}
+    assert [r.outputs for r in results[:2]] == [{}, {}]
+    assert [r.links for r in results[:2]] == [{'r': 7}, {'r': 21}]
+    assert all(r.started < r.finished for r in results)
+
+    results = run(nodes({'name': 'm', 'count': 3, 'connect': ['r']}, {'name': 'r'}),
+                  run_replica)
+    assert [r.status for r in results] == ['ok', 'ok', 'error', 'skipped']
+    assert results[2].error == 'x returned 7 of the 8 bytes of /dev/out/r'
+
+
 def test_staged_runs_start_a_consumer_once_its_producers_have_finished() -> None:
     script = Script()
     ns = nodes({'name': 'a', 'connect': ['b']}, {'name': 'b', 'connect': ['c']}, {'name': 'c'})

@@ -1,8 +1,9 @@
 """Batched dispatch: the nodes of a job bound for one object server travel together.
 
-A node that reads its object in place and sends nothing else (no links, no
-replicas, no objects sent along but the job's image: the nodes of a wildcard
-over a container, with or without an ``image``)
+A node that reads its object in place and sends nothing else (no links it
+reads, no replicas, no objects sent along but the job's image: the nodes of
+a wildcard over a container, with or without an ``image``, and the mappers
+of a ``connect`` graph, whose links come back as outputs: ``zerocloud.graph``)
 is queued for the first primary holding its object, in ring order, as a
 node sent alone would be (the ring spreads partitions, so the servers get
 even shares).  A batch takes what is queued for its server, up to
@@ -78,12 +79,13 @@ BUSY_WAIT = 30.0            # seconds a batch a server cannot admit is offered a
 
 def batchable(plan: Plan) -> bool:
     """Can the node travel in a batch (in place, nothing to send but its spec and
-    what the batch sends once: the program, the job's image)?"""
+    what the batch sends once: the program, the job's image; it may write to other
+    nodes, a mapper: ``Plan.links_after``)?"""
     node = plan.node
     image_only = not plan.inputs or (set(plan.inputs) == {wire.IMAGE_DEVICE}
                                      and plan.image_digest is not None)
     return (plan.local is not None and image_only and node.replicate == 1
-            and not node.reads_from and not node.writes_to)
+            and not node.reads_from)
 
 
 @dataclass(slots=True)

@@ -75,6 +75,8 @@ class Plan:
     local_env: bool = False                # the object server adds the LOCAL_* variables
     image_digest: str | None = None        # SHA-256 (hex) of the job's image sent along
     account: str = ''                      # the job's (object servers share slots by it)
+    links_after: bool = False              # its /dev/out/<peer> come back as outputs once it
+                                           # ended, not streamed (a node sent in a batch)
 
 
 class Programs:
@@ -159,7 +161,8 @@ class Dispatcher:
         return wire.NodeSpec(
             name=node.name, argv=node.argv, env={**node.exec.env, **plan.env},
             devices=tuple(devices), outputs=plan.replica == 1,
-            stream=bool(node.reads_from or node.writes_to), program=program, engine=node.engine,
+            stream=bool(node.reads_from or (node.writes_to and not plan.links_after)),
+            program=program, engine=node.engine,
             local_env=plan.local_env,
             limits=wire.NodeLimits(self.config.memory, self.config.fuel, self.config.timeout))
 

@@ -188,7 +188,8 @@ other nodes' data), of which ``program_bytes`` the program (0 when it went
 by digest, ``zerocloud.wire``: once per object server, not per node); for
 the nodes of a ``connect`` graph, ``started`` and ``finished`` are the order
 in which the proxy saw the node start (get a worker) and end, counted over
-the job's events (1, 2, ...; null otherwise).
+the job's events (1, 2, ...; null otherwise; a mapper sent in a batch is not
+seen starting: its ``started`` is the event before its ``finished``).
 
 Programs
 --------
@@ -600,6 +601,7 @@ class ProxyExecMiddleware:
                             links: graph.NodeLinks | None) -> NodeResult:
                 plan = replace(plan, servers=servers, replica=replica)
                 if batched and batchable(plan):
+                    plan.links_after = True     # a mapper's links: outputs, once it ended
                     return batches.run(plan)
                 return self.dispatcher.run_node(trans_id, plan, job_id, load, links)
 
