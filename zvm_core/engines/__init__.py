@@ -73,3 +73,11 @@ def unavailable_reason(engine: str | None = None, *, fuel: bool = False) -> str:
         return ''
     reason = native_unavailable()
     return f'the native engine cannot run on this host: {reason}' if reason else ''
+
+
+def choice_lasts() -> float:
+    """Until when (``time.monotonic()``) :func:`choose` and :func:`unavailable_reason`
+    answer as they did: ``math.inf`` unless the native probe failed because the host
+    was busy, and is run again then (a worker keeps its choice until this)."""
+    from zvm_core.engines.native import unavailable
+    return unavailable.again

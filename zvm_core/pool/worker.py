@@ -55,7 +55,8 @@ PR_SET_NO_NEW_PRIVS = 38
 PR_SET_THP_DISABLE = 41
 PREPARED = 64               # programs whose engine choice a worker keeps
 FDS_RESERVED = 32           # descriptors a run opens besides its request's (a probe's loader...)
-_CHOSEN: dict[tuple, tuple[str, str]] = {}  # (engine asked, fuel) -> (engine, engine_reason)
+# (engine asked, fuel) -> (engine, engine_reason, until when: engines.choice_lasts)
+_CHOSEN: dict[tuple, tuple[str, str, float]] = {}
 
 
 def _file_key(path: str) -> tuple:
@@ -228,13 +229,14 @@ def _serve_one(req: dict, fds: list[int], templates: Templates,
     limits = Limits(**req['limits'])
     choice = (req.get('engine'), limits.fuel != DEFAULT_FUEL)
     chosen = _CHOSEN.get(choice)
-    if chosen is None:
-        try:        # what this host can run does not change under a worker: asked once
+    if chosen is None or chosen[2] <= time.monotonic():
+        try:        # what this host can run: asked again only after a busy host's probe
             chosen = _CHOSEN[choice] = (engines.choose(choice[0], fuel=choice[1]),
-                                        engines.unavailable_reason(choice[0], fuel=choice[1]))
+                                        engines.unavailable_reason(choice[0], fuel=choice[1]),
+                                        engines.choice_lasts())
         except engines.EngineError as e:    # the request's fault: a 400 at the proxy
             return Report('refused', None, str(e)), None
-    engine, reason = chosen
+    engine, reason, _until = chosen
     image = None
     mounts = [(ch, c['mount']) for ch, c in zip(channels, req['channels'], strict=True)
               if c.get('mount')]
