@@ -235,18 +235,12 @@ def _write(p, f: OpenFile, spans: list[tuple[int, int]], offset: int | None) -> 
     ch = f.channel
     want = sum(n for _, n in spans)
     positional = ch.random and not ch.append        # an appendable channel writes at its end
+    room = None
     if positional:
         if offset is None and f.append:
             f.pos = ch.size
         room = ch.write_room(f.pos if offset is None else offset)
-        if want and room <= 0:
-            ch.refused += 1
-            ch.cut += 1
-            return _refused(p, ch, 'write')
-        if want > max(0, room):
-            ch.cut += 1
-            want = max(0, room)
-    budget = ch.write_budget(want)
+    budget = ch.write_budget(want, room)
     if budget < 0:
         return _refused(p, ch, 'write')
     if not positional:
