@@ -43,8 +43,8 @@ def answers(monkeypatch, clock: _Clock) -> list[str | None]:
     """The probe's next answers; ``native.unavailable`` fresh, asking it; ``auto``."""
     monkeypatch.delenv('ZVM_ENGINE', raising=False)
     left: list[str | None] = []
-    asked = native._Kept(lambda: left.pop(0))
-    monkeypatch.setattr(native, 'unavailable', asked)
+    monkeypatch.setattr(native, 'unavailable', native._Kept(lambda: left.pop(0)))
+    monkeypatch.setattr(native, 'tsc_unavailable', native._Kept(lambda: None))
     return left
 
 
@@ -126,3 +126,28 @@ def test_a_worker_runs_native_once_its_busy_probe_is_retried(monkeypatch, answer
     clock.now += native.RETRY_FIRST
     worker._serve_one(req, [], templates)
     assert templates.engines == ['emulated', 'emulated', 'native']
+
+
+def test_a_worker_prepares_a_program_again_once_a_busy_tsc_probe_is_retried(
+        monkeypatch, answers, clock, tmp_path) -> None:
+    """``auto`` runs a program with ``rdtsc`` emulated where the traced probe failed;
+    a worker kept that choice per program for as long as the file was unchanged."""
+    tsc = [probe.Transient(BUSY), None]
+    monkeypatch.setattr(native, 'tsc_unavailable', native._Kept(lambda: tsc.pop(0)))
+    answers.append(None)
+    prepared = []
+
+    def prepare(path, policy, engine):
+        reason = native.tsc_unavailable()
+        prepared.append('emulated' if reason else 'native')
+        return prepared[-1]
+    monkeypatch.setattr(worker, 'prepare', prepare)
+    program = tmp_path / 'prog'
+    program.write_bytes(b'')
+    templates = worker.Templates(1 << 20)
+    assert [templates.prepared(str(program), None, 'virtualize') for _ in range(2)] == \
+        ['emulated', 'emulated']
+    clock.now += native.RETRY_FIRST
+    assert templates.prepared(str(program), None, 'virtualize') == 'native'
+    assert templates.prepared(str(program), None, 'virtualize') == 'native'
+    assert prepared == ['emulated', 'native']

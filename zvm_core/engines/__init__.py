@@ -76,8 +76,9 @@ def unavailable_reason(engine: str | None = None, *, fuel: bool = False) -> str:
 
 
 def choice_lasts() -> float:
-    """Until when (``time.monotonic()``) :func:`choose` and :func:`unavailable_reason`
-    answer as they did: ``math.inf`` unless the native probe failed because the host
-    was busy, and is run again then (a worker keeps its choice until this)."""
-    from zvm_core.engines.native import unavailable
-    return unavailable.again
+    """Until when (``time.monotonic()``) :func:`choose`, :func:`unavailable_reason` and
+    ``zvm_core.prepare`` answer as they did: ``math.inf`` unless a native probe (or the
+    traced one, for ``rdtsc``) failed because the host was busy, and is run again then
+    (a worker keeps its choices until this)."""
+    from zvm_core.engines.native import tsc_unavailable, unavailable
+    return min(unavailable.lasts, tsc_unavailable.lasts)

@@ -102,14 +102,17 @@ class Templates:
 
     def prepared(self, path: str, engine: str | None, rdtsc: str, file: tuple | None = None):
         """The program prepared for ``engine`` (``auto`` or ``native``), kept while the
-        file is unchanged: which engine ``auto`` picks is decided once per program.
+        file is unchanged: which engine ``auto`` picks is decided once per program (again
+        after a busy host's probe: ``engines.choice_lasts``).
         ``file``: its :func:`_file_key`, if the caller has it."""
         key = (*(file or _file_key(path)), engine, rdtsc)
-        got = self._prepared.pop(key, None) or prepare(path, Policy(rdtsc=rdtsc), engine=engine)
+        got = self._prepared.pop(key, None)
+        if got is None or got[1] <= time.monotonic():
+            got = (prepare(path, Policy(rdtsc=rdtsc), engine=engine), engines.choice_lasts())
         self._prepared[key] = got
         while len(self._prepared) > PREPARED:
             self._prepared.popitem(last=False)
-        return got
+        return got[0]
 
     def native(self, path: str, prepared, memory: int, file: tuple | None = None):
         """The native template process (``Warm``) for a program prepared natively."""

@@ -26,7 +26,7 @@ RETRY_MOST = 600.0      # doubled after each busy failure up to this
 
 class _Kept:
     """A probe's answer, kept for the process: a :class:`probe.Transient` failure (the
-    host was busy) only until ``again``, then probed anew, so that a worker whose
+    host was busy) only until then (:attr:`lasts`), then probed anew, so that a worker whose
     probe timed out under load is not emulated for the rest of its life, nor pays
     the probe on every run."""
 
@@ -34,19 +34,24 @@ class _Kept:
         functools.update_wrapper(self, probe)
         self._probe = probe
         self._reason: str | None = None
-        self.again = 0.0        # time.monotonic() of the next probe; inf: the answer is final
+        self._again = 0.0       # time.monotonic() of the next probe; inf: the answer is final
         self._wait = RETRY_FIRST
 
+    @property
+    def lasts(self) -> float:
+        """Until when the last answer stands (``math.inf``: for good, or never asked)."""
+        return self._again or math.inf
+
     def __call__(self) -> str | None:
-        if time.monotonic() < self.again:
+        if time.monotonic() < self._again:
             return self._reason
         from zvm_core.engines.native.probe import Transient
         self._reason = self._probe()
         if isinstance(self._reason, Transient):
-            self.again = time.monotonic() + self._wait
+            self._again = time.monotonic() + self._wait
             self._wait = min(2 * self._wait, RETRY_MOST)
         else:
-            self.again = math.inf
+            self._again = math.inf
         return self._reason
 
 
