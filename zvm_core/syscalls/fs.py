@@ -146,9 +146,10 @@ def _channel_dirs(aliases: tuple[str, ...]) -> dict[str, int]:
 def lookup(image: Image | None, channels: dict[str, Channel], name: str) -> Node:
     """The node at ``name``, an absolute normalised path that is not a channel's: a
     directory of channels, else the image's node (``ENOENT`` without an image)."""
-    dirs = _channel_dirs(tuple(channels))
-    if name in dirs:
-        return ChannelDir(name, image, channels, dirs)
+    if name == '/' or name.startswith('/dev'):      # a channel's name starts /dev/ (Channel)
+        dirs = _channel_dirs(tuple(channels))
+        if name in dirs:
+            return ChannelDir(name, image, channels, dirs)
     if image is None:
         raise SysError(errno.ENOENT)
     return image.lookup(name)
