@@ -612,17 +612,23 @@ class DevCluster:
             if waiting:
                 time.sleep(HEALTH_POLL)
 
-    def start(self) -> None:
-        """Configure and start every server, and wait until all answer /healthcheck.
+    def start(self) -> list[str]:
+        """Configure and start every server, and wait until all answer /healthcheck;
+        in a directory whose cluster runs without some of its servers (one died or
+        was killed), start those again instead.  The names of the servers started.
 
-        Raises ClusterRunning if this directory's cluster is running, and
-        ServerStartError (after stopping the others) if a server fails.
+        Raises ClusterRunning if this directory's cluster is running whole, and
+        ServerStartError (after stopping the ones it started) if a server fails.
         """
         running = self.running_servers()
         if running:
-            pids = ', '.join(f'{name} {pid}' for name, pid in running.items())
-            raise ClusterRunning(f'a cluster is already running in {self.dir} ({pids}); '
-                                 f'use it (zerocloud-devcluster env) or stop it first')
+            missing = [s for s in self.servers if s.name not in running]
+            if not missing or not self.state_file.exists():
+                pids = ', '.join(f'{name} {pid}' for name, pid in running.items())
+                raise ClusterRunning(f'a cluster is already running in {self.dir} ({pids}); '
+                                     f'use it (zerocloud-devcluster env) or stop it first')
+            self._start_again(missing)
+            return [s.name for s in missing]
         self._clear_run_files()
         self.configure()
         for server in self.servers:
@@ -638,6 +644,26 @@ class DevCluster:
             self._wait_healthy(self.servers)
         except BaseException:
             self.stop()
+            raise
+        return [s.name for s in self.servers]
+
+    def _start_again(self, servers: list[Server]) -> None:
+        """Start these servers of the running cluster on their own confs and ports and
+        wait until they are healthy; if one fails, these are killed again (the others
+        go on running)."""
+        for server in servers:
+            if not port_free(server.port):
+                raise ClusterError(f'port {server.port} of {server.name} is taken by another '
+                                   f'process: stop the cluster and start it again (new ports)')
+        try:
+            for server in servers:
+                self._spawn(server)
+            self._save_state()
+            self._wait_healthy(servers)
+        except BaseException:
+            for server in servers:
+                with contextlib.suppress(ClusterError):
+                    self.kill_server(server.name)
             raise
 
     def stop(self) -> None:
@@ -719,9 +745,7 @@ class DevCluster:
         server = self.server(name)
         if self._owned_pid(server) is not None:
             raise ClusterRunning(f'{server.name} is already running')
-        self._spawn(server)
-        self._save_state()
-        self._wait_healthy([server])
+        self._start_again([server])
 
     def pause_object_server(self, i: int) -> None:
         """SIGSTOP object server i: it keeps its port but answers nothing."""
@@ -852,10 +876,11 @@ def _print_running(cluster: DevCluster, how: str) -> None:
 
 def _cmd_start(cluster: DevCluster) -> int:
     """Start the cluster; one that is already running and healthy is a success too
-    (the demo leaves one for the user to go on with)."""
+    (the demo leaves one for the user to go on with), and one running without some
+    of its servers (one died) gets those started again."""
     began = time.monotonic()
     try:
-        cluster.start()
+        started = cluster.start()
     except ClusterRunning:
         down = [s.name for s in cluster.status() if not s.healthy]
         if down:
@@ -870,7 +895,8 @@ def _cmd_start(cluster: DevCluster) -> int:
     except ClusterError as err:
         print(f'zerocloud-devcluster: {err}', file=sys.stderr)
         return 1
-    _print_running(cluster, f'started in {time.monotonic() - began:.1f} s')
+    again = '' if len(started) == len(cluster.servers) else f'{", ".join(started)} again '
+    _print_running(cluster, f'started {again}in {time.monotonic() - began:.1f} s')
     return 0
 
 

@@ -685,16 +685,19 @@ class Channel:
             return -1
         return min(want, q.get_size - c.read_bytes)
 
-    def write_budget(self, want: int) -> int:
+    def write_budget(self, want: int, room: int | None = None) -> int:
         """Bytes the quota lets one write call put; -1 when the quota refuses the call.
-        A refused or shortened write is a cut: what the channel holds is not what the
-        program wrote."""
+        ``room``: what a positional write may put where it writes (:meth:`write_room`).
+        A refused or shortened write is a cut (counted once): what the channel holds is
+        not what the program wrote."""
         q, c = self.quota, self.counters
-        if c.writes >= q.puts or (want and c.write_bytes >= q.put_size):
+        left = q.put_size - c.write_bytes if room is None else min(q.put_size - c.write_bytes,
+                                                                   room)
+        if c.writes >= q.puts or (want and left <= 0):
             self.refused += 1
             self.cut += 1
             return -1
-        budget = min(want, q.put_size - c.write_bytes)
+        budget = min(want, max(left, 0))       # a write of nothing is 0 wherever it is
         if budget < want:
             self.cut += 1
         return budget

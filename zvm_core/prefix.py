@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import collections
 import copy
-import errno
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from zvm_core.syscalls.errors import SysError
-from zvm_core.syscalls.fs import Node
+from zvm_core.syscalls.fs import Node, lookup
 from zvm_core.syscalls.io import OpenFile, shape
 from zvm_core.syscalls.proc import _signal_state as signal_state
 
@@ -118,14 +117,11 @@ class Personality:
             ch = p.channels.get(alias)
             if ch is None or shape(p, ch) != seen:
                 return False
-        image = p.image
         for name, seen in self.lookups.items():
             if name in p.channels:
                 return False
             try:
-                if image is None:
-                    raise SysError(errno.ENOENT)
-                now = _signature(image.lookup(name))
+                now = _signature(lookup(p.image, p.channels, name))
             except SysError as e:
                 now = -e.errno
             if now != seen:
@@ -137,7 +133,8 @@ class Personality:
         vars(p.arena).update(copy.deepcopy(self.arena))
         opened = []
         for kind, name, access, pos, append in self.files:
-            target = p.channels[name] if kind == 'channel' else p.image.lookup(name)
+            target = p.channels[name] if kind == 'channel' else \
+                lookup(p.image, p.channels, name)
             f = OpenFile(target, access, append)
             f.pos = pos
             opened.append(f)

@@ -78,11 +78,18 @@ def test_cli_start_env_status_refuse_stop(cluster_dir: Path) -> None:
     pids = [s['pid'] for s in state['servers'].values()]
     ports = [s['port'] for s in state['servers'].values()]
     assert sorted(pids) == sorted(processes_in(cluster_dir))
-    DevCluster(cluster_dir).kill_object_server(0)
+    DevCluster(cluster_dir).kill_object_server(0)     # one server died: start starts it
     partial = cli('start', *dir_opt, *SMALL)
-    assert partial.returncode == 1
-    assert f'running without object0; see zerocloud-devcluster status --dir {cluster_dir}' \
-        in partial.stderr
+    assert partial.returncode == 0, partial.stderr
+    assert f'running in {cluster_dir} (started object0 again in ' in partial.stdout
+    assert all(s.healthy for s in DevCluster(cluster_dir).status())
+    conn.put_object('c', 'o', b'stored after the restart')
+    assert conn.get_object('c', 'o')[1] == b'stored after the restart'
+    restarted = json.loads((cluster_dir / 'state.json').read_text())
+    assert restarted['servers']['object0']['pid'] != state['servers']['object0']['pid']
+    assert {k: v for k, v in restarted['servers'].items() if k != 'object0'} == \
+        {k: v for k, v in state['servers'].items() if k != 'object0'}
+    pids.append(restarted['servers']['object0']['pid'])
     stopped = cli('stop', *dir_opt)
     assert stopped.returncode == 0, stopped.stderr
     assert [pid for pid in pids if proc_state(pid) is not None] == []

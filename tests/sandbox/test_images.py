@@ -48,7 +48,7 @@ util loaded
 loaded /usr/share/ms/extra.ms
 extra here
 /lib/ms: alias.ms util.ms
-/: app lib usr
+/: app dev lib usr
 /app/main.ms file {len(MAIN)} {MTIME}
 /lib dir
 /nope missing {errno.ENOENT}
@@ -155,3 +155,17 @@ def test_time_section_starts_the_clock(guest, zerovm):
     s = session(zerovm, guest('timeprint'), b'[time]\nseconds=1700000000\n', {}, channels='')
     assert s.returncode == 0, s
     assert b'time 1700000000\n' in s.read('stdout')
+
+
+def test_the_channels_directory_lists_what_open_accepts(guest, zerovm, engine):
+    """``os.listdir('/dev')`` was ENOENT while /dev/stdin opened: a directory of channels
+    lists them (and ``/`` lists ``dev``), merged with the image's entries there; the
+    listing is in name order and the same under both engines."""
+    script = tar_bytes({'s': 'list /dev\nlist /\nstat /dev\nlist /dev/nope\n',
+                        'dev/README': 'not a channel\n'}, mtime=MTIME)
+    nvram = b'[args]\nargs = miniscript /s\n[fstab]\nchannel=/dev/image, mountpoint=/, access=ro\n'
+    s = session(zerovm, guest('miniscript'), nvram, {'image.tar': script})
+    assert s.returncode == 0, s
+    assert s.read('stdout').decode().splitlines() == [
+        '/dev: README image nvram stderr stdin stdout', '/: dev s', '/dev dir',
+        f'list /dev/nope: errno {errno.ENOENT}']

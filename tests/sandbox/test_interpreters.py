@@ -479,7 +479,7 @@ def test_python_cannot_reach_host_files_clock_or_randomness(python):
     assert lines[:10] == [
         "FileNotFoundError: [Errno 2] No such file or directory: '/etc/passwd'",
         "FileNotFoundError: [Errno 2] No such file or directory: '/proc/self/environ'",
-        "['python3', 'usr']",
+        "['dev', 'python3', 'usr']",
         "FileNotFoundError: [Errno 2] No such file or directory: '/tmp/x'",
         "OSError: [Errno 30] Read-only file system: '/usr/lib/python3.11/os.py'",
         "OSError: [Errno 30] Read-only file system: '/usr/lib/python3.11/new.py'",
@@ -579,7 +579,7 @@ def test_zvm_run_programs_from_system_images(sysimages, zvm, tmp_path):
     assert run.stdout == b'lua\ta\tb\n'
     run = zvm.run('file://python3:python3', '/job/main.py', opts=['--image', str(image)])
     assert_ok(run)
-    assert run.stdout == b"['job', 'python3', 'usr']\n"
+    assert run.stdout == b"['dev', 'job', 'python3', 'usr']\n"
     run = zvm.run(sysimages.program('lua'), '-e', 'print(io.open("/python3") ~= nil)',
                   opts=['--sysimage', 'python3'])
     assert_ok(run)

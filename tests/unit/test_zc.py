@@ -791,3 +791,21 @@ def test_a_zapp_given_a_bad_on_url_is_refused_before_any_request() -> None:
     zapp = jobs.Payload(b'', jobs.ZAPP_TYPE, [])
     with pytest.raises(jobs.OptionError, match='--on: Invalid path c/x'):
         jobs.rebind(zapp, 'c/x', None, 'a.zapp')
+
+
+def test_an_ignored_sigint_stays_ignored(monkeypatch) -> None:
+    """Under nohup, or ``&`` in a script, SIGINT comes ignored: zc must not take it
+    back (a Ctrl-C meant for the foreground job would cancel zc's)."""
+    import signal
+
+    from zerocloud.client import cli
+    seen = []
+    monkeypatch.setattr(cli, '_main', lambda argv: seen.append(signal.getsignal(signal.SIGINT))
+                        or 0)
+    started = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        assert cli.main(['status', 'job-1']) == 0
+        assert seen == [signal.SIG_IGN]
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, started)

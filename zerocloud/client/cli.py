@@ -651,7 +651,9 @@ def _interrupted(signum, frame) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     INTERRUPTED.clear()
-    if threading.current_thread() is threading.main_thread():
+    # SIGINT ignored (nohup, `&` in a script) stays ignored: it is the caller's choice
+    if threading.current_thread() is threading.main_thread() and \
+            signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
         previous = signal.signal(signal.SIGINT, _interrupted)
         try:
             return _main(argv)

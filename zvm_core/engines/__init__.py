@@ -73,3 +73,12 @@ def unavailable_reason(engine: str | None = None, *, fuel: bool = False) -> str:
         return ''
     reason = native_unavailable()
     return f'the native engine cannot run on this host: {reason}' if reason else ''
+
+
+def choice_lasts() -> float:
+    """Until when (``time.monotonic()``) :func:`choose`, :func:`unavailable_reason` and
+    ``zvm_core.prepare`` answer as they did: ``math.inf`` unless a native probe (or the
+    traced one, for ``rdtsc``) failed because the host was busy, and is run again then
+    (a worker keeps its choices until this)."""
+    from zvm_core.engines.native import tsc_unavailable, unavailable
+    return min(unavailable.lasts, tsc_unavailable.lasts)

@@ -272,6 +272,17 @@ class WarmUp:
     memory: int = 256 << 20
 
 
+# Descriptors in flight (sent with SCM_RIGHTS, not received yet) count against their
+# sender's user, host-wide: past the sender's RLIMIT_NOFILE its sendmsg fails
+# ETOOMANYREFS, the loader's (limit CTL_FD + 1) too, and native runs fail.  None stays in
+# flight: a request's descriptors (_send) go to a worker that has read its previous
+# reply, so it is waiting to read them, and a worker that dies or is killed (past its
+# deadline, or when the caller stops waiting) takes its end of the socket pair with it
+# (the caller closed its copy): the kernel drops what was queued there.  A template
+# child's listener (loader.c: start) is taken in by the worker when it is idle or at the
+# run (supervisor.Template), and whatever a lost child sends late is drained or dropped
+# by Template.close (the next run's reset, or eviction).  So at most one request per
+# worker and one listener per template are in flight, and only for moments.
 class _Worker:
     def __init__(self, template_bytes: int, address_space: int, warm: str) -> None:
         parent, child = _socketpair()

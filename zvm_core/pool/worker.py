@@ -57,7 +57,8 @@ PR_SET_NO_NEW_PRIVS = 38
 PR_SET_THP_DISABLE = 41
 PREPARED = 64               # programs whose engine choice a worker keeps
 FDS_RESERVED = 32           # descriptors a run opens besides its request's (a probe's loader...)
-_CHOSEN: dict[tuple, tuple[str, str]] = {}  # (engine asked, fuel) -> (engine, engine_reason)
+# (engine asked, fuel) -> (engine, engine_reason, until when: engines.choice_lasts)
+_CHOSEN: dict[tuple, tuple[str, str, float]] = {}
 
 
 def _file_key(path: str) -> tuple:
@@ -103,14 +104,17 @@ class Templates:
 
     def prepared(self, path: str, engine: str | None, rdtsc: str, file: tuple | None = None):
         """The program prepared for ``engine`` (``auto`` or ``native``), kept while the
-        file is unchanged: which engine ``auto`` picks is decided once per program.
+        file is unchanged: which engine ``auto`` picks is decided once per program (again
+        after a busy host's probe: ``engines.choice_lasts``).
         ``file``: its :func:`_file_key`, if the caller has it."""
         key = (*(file or _file_key(path)), engine, rdtsc)
-        got = self._prepared.pop(key, None) or prepare(path, Policy(rdtsc=rdtsc), engine=engine)
+        got = self._prepared.pop(key, None)
+        if got is None or got[1] <= time.monotonic():
+            got = (prepare(path, Policy(rdtsc=rdtsc), engine=engine), engines.choice_lasts())
         self._prepared[key] = got
         while len(self._prepared) > PREPARED:
             self._prepared.popitem(last=False)
-        return got
+        return got[0]
 
     def native(self, path: str, prepared, memory: int, file: tuple | None = None):
         """The native template process (``Warm``) for a program prepared natively."""
@@ -250,13 +254,14 @@ def _serve_one(req: dict, fds: list[int], templates: Templates,
     limits = Limits(**req['limits'])
     choice = (req.get('engine'), limits.fuel != DEFAULT_FUEL)
     chosen = _CHOSEN.get(choice)
-    if chosen is None:
-        try:        # what this host can run does not change under a worker: asked once
+    if chosen is None or chosen[2] <= time.monotonic():
+        try:        # what this host can run: asked again only after a busy host's probe
             chosen = _CHOSEN[choice] = (engines.choose(choice[0], fuel=choice[1]),
-                                        engines.unavailable_reason(choice[0], fuel=choice[1]))
+                                        engines.unavailable_reason(choice[0], fuel=choice[1]),
+                                        engines.choice_lasts())
         except engines.EngineError as e:    # the request's fault: a 400 at the proxy
             return Report('refused', None, str(e)), None
-    engine, reason = chosen
+    engine, reason, _until = chosen
     image = None
     mounts = [(ch, c['mount']) for ch, c in zip(channels, req['channels'], strict=True)
               if c.get('mount')]

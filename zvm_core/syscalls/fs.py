@@ -11,13 +11,17 @@ member is extracted or copied.
 ``lseek``, ``mmap`` and ``close`` (``zvm_core.syscalls.io``) reach a node for
 any path that is not a channel; a node behaves like a random-access read-only
 channel without quotas.  Directories list with ``getdents64`` in name order.
-Writes are ``EROFS``; symbolic links are followed inside the tree.
+Writes are ``EROFS``; symbolic links are followed inside the tree.  The
+directories of the channels' names (``/dev`` and ``/`` above it) are
+:class:`ChannelDir`: they list the channels open() accepts there, with the
+image's entries at that path (:func:`lookup`).
 """
 
 from __future__ import annotations
 
 import collections
 import errno
+import functools
 import io
 import os
 import posixpath
@@ -25,9 +29,9 @@ import stat
 import struct
 import tarfile
 
-from zvm_core.channels import READ, Backing, FdBacking
+from zvm_core.channels import READ, Backing, Channel, FdBacking
+from zvm_core.syscalls import io as _io  # io resolves paths here: imported both ways
 from zvm_core.syscalls.errors import SysError
-from zvm_core.syscalls.io import _file
 
 MAX_LINKS = 40                  # symbolic links followed in one lookup (ELOOP beyond)
 DT_DIR, DT_REG, DT_LNK = 4, 8, 10
@@ -86,6 +90,69 @@ class Node:
                 (c.ino, types[c.kind], name.encode())
                 for name, c in sorted(self.children.items())]
         return self._listing
+
+
+class ChannelDir(Node):
+    """A directory that holds channels (``/dev``; ``/`` above it): open() accepts the
+    channels' names, so getdents lists them too, after the image's directory at the
+    same path if there is one (a channel wins where names meet, as in open()).  Its
+    inode is the image directory's, else one below the image's (``FIRST_INO``) fixed
+    by the channels' names: a listing depends on nothing but the run's channels and
+    images."""
+
+    def __init__(self, path: str, image: Image | None, channels: dict[str, Channel],
+                 dirs: dict[str, int]) -> None:
+        try:
+            below = image.lookup(path) if image is not None else None
+        except SysError:
+            below = None
+        below = below if below is not None and below.is_dir else None
+        super().__init__(path, stat.S_IFDIR, below.perm if below else 0o755,
+                         below.mtime if below else 0, below.ino if below else dirs[path])
+        self._below, self._image, self._channels, self._dirs = below, image, channels, dirs
+
+    def listing(self) -> list[tuple[int, int, bytes]]:
+        if self._listing is None:
+            entries = {name: (ino, dtype) for ino, dtype, name in
+                       (self._below.listing()[2:] if self._below is not None else ())}
+            for path in self._dirs:
+                if path != self.path and posixpath.dirname(path) == self.path:
+                    sub = ChannelDir(path, self._image, self._channels, self._dirs)
+                    entries[posixpath.basename(path).encode()] = (sub.ino, DT_DIR)
+            for i, alias in enumerate(sorted(self._channels)):
+                if posixpath.dirname(alias) == self.path:
+                    entries[posixpath.basename(alias).encode()] = (
+                        1 + i, stat.S_IFMT(self._channels[alias].st_mode()) >> 12)
+            self._listing = [(self.ino, DT_DIR, b'.'), (self.ino, DT_DIR, b'..')] + [
+                (ino, dtype, name) for name, (ino, dtype) in sorted(entries.items())]
+        return self._listing
+
+
+@functools.lru_cache(maxsize=64)
+def _channel_dirs(aliases: tuple[str, ...]) -> dict[str, int]:
+    """The directories above the channels' names, each with the inode it has where the
+    image has none: below ``FIRST_INO``, in name order (channels are 1, 2, ...)."""
+    dirs = set()
+    for alias in aliases:
+        path = posixpath.dirname(alias)
+        while path not in dirs:
+            dirs.add(path)
+            if path == '/':
+                break
+            path = posixpath.dirname(path)
+    return {path: FIRST_INO - 1 - i for i, path in enumerate(sorted(dirs))}
+
+
+def lookup(image: Image | None, channels: dict[str, Channel], name: str) -> Node:
+    """The node at ``name``, an absolute normalised path that is not a channel's: a
+    directory of channels, else the image's node (``ENOENT`` without an image)."""
+    if name == '/' or name.startswith('/dev'):      # a channel's name starts /dev/ (Channel)
+        dirs = _channel_dirs(tuple(channels))
+        if name in dirs:
+            return ChannelDir(name, image, channels, dirs)
+    if image is None:
+        raise SysError(errno.ENOENT)
+    return image.lookup(name)
 
 
 class _Reader(io.RawIOBase):
@@ -240,7 +307,7 @@ class Image:
 
 
 def sys_getdents64(p, fd, dirp, count, *_):
-    f = _file(p, fd)
+    f = _io._file(p, fd)
     node = f.channel
     if not isinstance(node, Node) or not node.is_dir:
         raise SysError(errno.ENOTDIR)

@@ -14,12 +14,14 @@ here (``random``, ``size``, ``read_budget``, ``read``, ``st_mode``).
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import struct
 from collections.abc import Iterable, Iterator
 
 from zvm_core.channels import READ, WRITE, Channel
 from zvm_core.memory import PROT_R, PROT_W
+from zvm_core.syscalls import fs  # fs imports io too: both used at call time only
 from zvm_core.syscalls.errors import Stop, SysError
 
 O_ACCMODE, O_WRONLY, O_RDWR, O_DIRECTORY, O_CLOEXEC = 3, 1, 2, 0o200000, 0o2000000
@@ -233,18 +235,12 @@ def _write(p, f: OpenFile, spans: list[tuple[int, int]], offset: int | None) -> 
     ch = f.channel
     want = sum(n for _, n in spans)
     positional = ch.random and not ch.append        # an appendable channel writes at its end
+    room = None
     if positional:
         if offset is None and f.append:
             f.pos = ch.size
         room = ch.write_room(f.pos if offset is None else offset)
-        if want and room <= 0:
-            ch.refused += 1
-            ch.cut += 1
-            return _refused(p, ch, 'write')
-        if want > max(0, room):
-            ch.cut += 1
-            want = max(0, room)
-    budget = ch.write_budget(want)
+    budget = ch.write_budget(want, room)
     if budget < 0:
         return _refused(p, ch, 'write')
     if not positional:
@@ -340,14 +336,16 @@ def _path(p, dirfd: int, path: int) -> str:
 
 
 def _resolve(p, name: str):
-    """The channel or image node at an absolute name (recorded for snapshots)."""
+    """The channel, directory of channels or image node at an absolute name (recorded
+    for snapshots)."""
     ch = p.channels.get(name)
     if ch is not None:
         if p.recorder is not None:
             p.recorder.cut()
         return ch
-    resolve = p.image.lookup if p.image is not None else _nothing
-    return resolve(name) if p.recorder is None else p.recorder.lookup(resolve, name)
+    if p.recorder is None:
+        return fs.lookup(p.image, p.channels, name)
+    return p.recorder.lookup(functools.partial(fs.lookup, p.image, p.channels), name)
 
 
 def _in_image(p, name: str) -> bool:
@@ -358,11 +356,6 @@ def _in_image(p, name: str) -> bool:
         return bool(getattr(_resolve(p, os.path.dirname(name)), 'is_dir', False))
     except SysError:
         return False
-
-
-def _nothing(name: str):
-    """Path lookup without an image: no such file."""
-    raise SysError(errno.ENOENT)
 
 
 def _lowest_fd(p, start: int = 0) -> int:

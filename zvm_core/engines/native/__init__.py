@@ -9,19 +9,55 @@ from a :class:`Template`.
 from __future__ import annotations
 
 import functools
+import math
 import os
 import platform
 import resource
+import time
+from collections.abc import Callable
 
 from zvm_core.engines.native.seccomp import CTL_FD
 from zvm_core.engines.native.supervisor import Template, run
 
 MIN_KERNEL = (5, 9)     # user notifications with CONTINUE (5.5), pidfd_open, close_range
+RETRY_FIRST = 30.0      # seconds before a busy host's failed probe is run again,
+RETRY_MOST = 600.0      # doubled after each busy failure up to this
 
 
-@functools.cache
+class _Kept:
+    """A probe's answer, kept for the process: a :class:`probe.Transient` failure (the
+    host was busy) only until then (:attr:`lasts`), then probed anew, so that a worker whose
+    probe timed out under load is not emulated for the rest of its life, nor pays
+    the probe on every run."""
+
+    def __init__(self, probe: Callable[[], str | None]) -> None:
+        functools.update_wrapper(self, probe)
+        self._probe = probe
+        self._reason: str | None = None
+        self._again = 0.0       # time.monotonic() of the next probe; inf: the answer is final
+        self._wait = RETRY_FIRST
+
+    @property
+    def lasts(self) -> float:
+        """Until when the last answer stands (``math.inf``: for good, or never asked)."""
+        return self._again or math.inf
+
+    def __call__(self) -> str | None:
+        if time.monotonic() < self._again:
+            return self._reason
+        from zvm_core.engines.native.probe import Transient
+        self._reason = self._probe()
+        if isinstance(self._reason, Transient):
+            self._again = time.monotonic() + self._wait
+            self._wait = min(2 * self._wait, RETRY_MOST)
+        else:
+            self._again = math.inf
+        return self._reason
+
+
+@_Kept
 def unavailable() -> str | None:
-    """Why the native engine cannot run here, or None; probed once per process."""
+    """Why the native engine cannot run here, or None."""
     if platform.system() != 'Linux' or platform.machine() != 'x86_64':
         return f'needs Linux on x86_64, not {platform.system()} on {platform.machine()}'
     release = platform.release()
@@ -42,7 +78,7 @@ def unavailable() -> str | None:
     return probe()
 
 
-@functools.cache
+@_Kept
 def tsc_unavailable() -> str | None:
     """Why this host cannot answer ``rdtsc`` natively (None when it can): the
     guest must be traced (``tsc.py``), which ptrace restrictions may forbid."""
