@@ -570,8 +570,12 @@ def _parse_device(spec: object, number: int, account: str, images: frozenset[str
                            f'in {where}')
         device.path = parse_location(url, account, where=where)
         if device.writable and device.path.obj is None:
+            own = '~' if device.path.account == account else device.path.account
             raise JobError(f'Container path must be read-only: {name} path {url} in {where}'
-                           f'{home_hint(device.path, account)}')
+                           + (home_hint(device.path, account) or
+                              ': a written device names an object, or objects '
+                              f'({SwiftPath(own, device.path.container, "*")} makes one '
+                              'per node)'))
     content_type = _optional(spec, 'content_type')
     if content_type is not None:
         device.content_type = _string(content_type, f'content_type for device {name}', where)

@@ -285,8 +285,10 @@ def test_deprecated_device_keys():
     ([{'name': 'stdin', 'path': 'swift://~'}], 'Invalid path swift://~ in sort: expected '
                                                'swift://account/container[/object]'),
     ([{'name': 'stdout', 'path': 'zvm://n:stdin'}], 'Invalid path zvm://n:stdin in sort'),
-    ([{'name': 'output', 'path': 'swift://~/c'}], 'Container path must be read-only: output '
-                                                  'path swift://~/c in sort'),
+    ([{'name': 'output', 'path': 'swift://~/c/'}], 'Container path must be read-only: output '
+                                                   'path swift://~/c/ in sort: a written device '
+                                                   'names an object, or objects (swift://~/c/* '
+                                                   'makes one per node)'),
     ([{'name': 'stdout', 'path': 'swift://out/x'}], 'Container path must be read-only: stdout '
                                                     'path swift://out/x in sort (did you mean '
                                                     'swift://~/out/x?)'),

@@ -787,6 +787,24 @@ def test_a_bad_on_or_out_url_is_a_usage_error(argv: list[str], capsys, monkeypat
         capsys.readouterr().err
 
 
+@pytest.mark.parametrize('out, says', [
+    ('swift://~/sums/', "not a container: swift://~/sums/; e.g. swift://~/sums/*.out (each * "
+                        "becomes what --on matched)"),
+    ('swift://~/sums', 'not a container: swift://~/sums; e.g. swift://~/sums/*.out'),
+    ('swift://sums/x', 'not a container: swift://sums/x (did you mean swift://~/sums/x?)'),
+])
+def test_an_out_naming_a_container_is_a_usage_error_saying_how_to_name_objects(
+        out: str, says: str, capsys, monkeypatch) -> None:
+    # a new user's --out 'swift://~/sums/' reached the server, whose 400 said only
+    # "Container path must be read-only"
+    from zerocloud.client import cli
+    for k, v in {'ST_AUTH': 'http://127.0.0.1:9/auth/v1.0', 'ST_USER': 'u', 'ST_KEY': 'k'}.items():
+        monkeypatch.setenv(k, v)
+    assert cli.main(['run', '--script', __file__, '--on', 'swift://~/c/*', '--out', out]) == \
+        cli.EXIT_USAGE
+    assert f'zc: --out names the objects to write, {says}' in capsys.readouterr().err
+
+
 def test_a_zapp_given_a_bad_on_url_is_refused_before_any_request() -> None:
     zapp = jobs.Payload(b'', jobs.ZAPP_TYPE, [])
     with pytest.raises(jobs.OptionError, match='--on: Invalid path c/x'):
