@@ -329,6 +329,9 @@ class ProxyExecMiddleware:
                 env['PATH_INFO'].startswith((f'/{sources.OPEN}/', f'/{sources.API}/')):
             return self.execute_app(env, start_response)
         method = env['REQUEST_METHOD']
+        unrun = sources.missing_execute(env)
+        if unrun:
+            return HTTPBadRequest(body=unrun)(env, start_response)
         if method == 'PUT' and uploads.wants_validation(env):
             return self.validated_put(env, start_response)
         if method in ('GET', 'HEAD'):
