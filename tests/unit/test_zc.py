@@ -457,6 +457,18 @@ def test_local_maps_name_containers() -> None:
         local.parse_maps(['swift://~/data'])
 
 
+def test_local_run_of_a_program_without_on_reads_stdin_from_the_file(tmp_path: Path, guest,
+                                                                      capsys, monkeypatch) -> None:
+    # zc local run PROGRAM --stdin FILE ran with an empty stdin (IN 0) and succeeded: the
+    # job zc made declared no stdin without a path to read it
+    from zerocloud.client import cli
+    (tmp_path / 'cat').write_bytes(guest('cat').read_bytes())
+    (tmp_path / 'in.txt').write_text('apple,3\npear,4\n')
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(['local', 'run', './cat', '--stdin', 'in.txt', '-q']) == 0
+    assert capsys.readouterr().out == 'apple,3\npear,4\n'
+
+
 def test_a_malformed_map_is_a_usage_error(tmp_path: Path, capsys) -> None:
     # client.md: exit status 2 for a bad option, before anything is read or run
     from zerocloud.client import cli

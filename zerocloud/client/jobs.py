@@ -108,9 +108,9 @@ def build(program: str | None, script: str | None, on: str | None, out: str | No
         exec_['env'] = dict(env)
     if not exec_.get('args'):
         exec_.pop('args', None)
-    devices: list[dict] = []
-    if on is not None:
-        devices.append({'name': device, 'path': on})
+    # without --on, the device reads the request's payload: zc local run --stdin FILE
+    # (the cluster's zc run sends none: empty)
+    devices: list[dict] = [{'name': device, 'path': on} if on is not None else {'name': device}]
     stdout: dict = {'name': 'stdout', 'content_type': 'text/plain'}
     if out is not None:
         stdout['path'] = out
