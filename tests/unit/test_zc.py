@@ -713,6 +713,15 @@ def test_zc_sql_sends_the_entry_points_body(monkeypatch, capsys, args, body) -> 
         assert err == 'plan split over 2 objects; 3 nodes: 3 ok, 0 failed; HTTP 200\n'
 
 
+def test_zc_sql_says_one_object_in_the_singular(monkeypatch, capsys) -> None:
+    headers = dict(SQL_HEADERS, **{'X-Sql-Plan': 'single', 'X-Sql-Objects': '1',
+                                   'X-Nexe-System': 'sql', 'X-Nexe-Status': 'ok',
+                                   'X-Nexe-Retcode': '0'})
+    code, _sent, _out, err = zc_sql(monkeypatch, capsys, FakeAnswer(200, 'OK', b'', headers),
+                                    QUERY)
+    assert (code, err) == (0, 'plan single over 1 object; 1 node: 1 ok, 0 failed; HTTP 200\n')
+
+
 def test_zc_sql_reads_the_query_from_stdin_and_stores_the_answer(monkeypatch, capsys) -> None:
     from zerocloud.client import cli
     monkeypatch.setattr('sys.stdin', io.StringIO(QUERY + '\n'))
