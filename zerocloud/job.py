@@ -73,6 +73,7 @@ import difflib
 import functools
 import itertools
 import json
+import posixpath
 import re
 import shlex
 from collections.abc import Callable, Iterable, Iterator
@@ -796,8 +797,11 @@ def _group_nodes(group: Group, several: bool,
     wild = group.wildcard_device
     for device in group.devices:
         if device.writable and device.path and not device.path.wildcard and several:
+            star = replace(device.path, obj=posixpath.join(
+                posixpath.dirname(device.path.obj), '*' + posixpath.splitext(device.path.obj)[1]))
             raise JobError(f'Single path {device.path} for multiple node definition: '
-                           f'{group.name}, please use wildcard')
+                           f'{group.name}, please use wildcard: every node would write '
+                           f'this one object; {star} writes one per node')
     for index, (matched, values) in enumerate(instances, 1):
         name = f'{group.name}-{index}' if several or wild is not None else group.name
         devices = []
