@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tarfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -469,6 +470,23 @@ def test_local_run_of_a_program_without_on_reads_stdin_from_the_file(tmp_path: P
     assert capsys.readouterr().out == 'apple,3\npear,4\n'
 
 
+def test_the_session_lists_a_container_of_another_account_as_you(monkeypatch) -> None:
+    # it listed none: zc run --on 'swift://AUTH_other/c/*' showed "-" for every node's object
+    from zerocloud.client import session as zsession
+    asked = []
+
+    def get_container(url, token, container, http_conn=None, full_listing=False):
+        asked.append((url, token, container, http_conn, full_listing))
+        return {}, [{'name': 'a.csv'}, {'subdir': 'dir/'}]
+    monkeypatch.setattr(zsession, 'get_container', get_container)
+    ses = object.__new__(zsession.Session)
+    ses.conn = SimpleNamespace(url='http://h:8080/v1/AUTH_me', token='tok',
+                               http_connection=lambda url: ('parsed', url))
+    assert list(ses.list_objects('AUTH_other', 'c')) == ['a.csv', 'dir/']
+    assert asked == [('http://h:8080/v1/AUTH_other', 'tok', 'c',
+                      ('parsed', 'http://h:8080/v1/AUTH_other'), True)]
+
+
 def test_a_malformed_map_is_a_usage_error(tmp_path: Path, capsys) -> None:
     # client.md: exit status 2 for a bad option, before anything is read or run
     from zerocloud.client import cli
@@ -485,8 +503,6 @@ def test_the_command_line_takes_swift_auth_options() -> None:
 
 
 def test_objects_in_your_account_are_shown_without_it() -> None:
-    from types import SimpleNamespace
-
     from zerocloud.client.cli import Client
     client = Client(build_parser().parse_args(['status', 'job-1']))
     assert client.short('swift://AUTH_t/c/o') == 'swift://AUTH_t/c/o'    # no session yet
