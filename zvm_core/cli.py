@@ -329,7 +329,7 @@ def _host_file_hint(args: list[str], image) -> str:
     return (f'zvm: {script} is a file of this machine, which the sandbox cannot see (only '
             f'its channels and images, at /): put it in an image, e.g. tar cf job.tar -C '
             f'{shlex.quote(os.path.dirname(script) or ".")} {shlex.quote(name)} and zvm run '
-            f'--image job.tar ... /{name} (doc/python.md)\n')
+            f'--image job.tar ... /{name} (doc/python.md, doc/lua.md)\n')
 
 
 def _cmd_info() -> int:
