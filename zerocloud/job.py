@@ -73,6 +73,7 @@ import difflib
 import functools
 import itertools
 import json
+import posixpath
 import re
 import shlex
 from collections.abc import Callable, Iterable, Iterator
@@ -570,8 +571,12 @@ def _parse_device(spec: object, number: int, account: str, images: frozenset[str
                            f'in {where}')
         device.path = parse_location(url, account, where=where)
         if device.writable and device.path.obj is None:
+            own = '~' if device.path.account == account else device.path.account
             raise JobError(f'Container path must be read-only: {name} path {url} in {where}'
-                           f'{home_hint(device.path, account)}')
+                           + (home_hint(device.path, account) or
+                              ': a written device names an object, or objects '
+                              f'({SwiftPath(own, device.path.container, "*")} makes one '
+                              'per node)'))
     content_type = _optional(spec, 'content_type')
     if content_type is not None:
         device.content_type = _string(content_type, f'content_type for device {name}', where)
@@ -792,8 +797,11 @@ def _group_nodes(group: Group, several: bool,
     wild = group.wildcard_device
     for device in group.devices:
         if device.writable and device.path and not device.path.wildcard and several:
+            star = replace(device.path, obj=posixpath.join(
+                posixpath.dirname(device.path.obj), '*' + posixpath.splitext(device.path.obj)[1]))
             raise JobError(f'Single path {device.path} for multiple node definition: '
-                           f'{group.name}, please use wildcard')
+                           f'{group.name}, please use wildcard: every node would write '
+                           f'this one object; {star} writes one per node')
     for index, (matched, values) in enumerate(instances, 1):
         name = f'{group.name}-{index}' if several or wild is not None else group.name
         devices = []

@@ -86,6 +86,7 @@ from dataclasses import dataclass, field
 from urllib.parse import quote
 
 from swift.common.concurrency import tpool
+from swift.common.constraints import valid_api_version
 from swift.common.swob import (
     HTTPBadRequest,
     HTTPClientDisconnect,
@@ -215,6 +216,26 @@ class Launch:
 
 
 # -- what a body or object is -----------------------------------------------------------------
+
+def missing_execute(env: dict) -> str | None:
+    """Why a POST without ``X-Zerovm-Execute`` whose body is a job description or a
+    zapp (by its content type) is refused, or None.  Swift would answer such a POST
+    ``204``/``202`` having only updated metadata (an object's content type, even),
+    the body ignored: the job silently not run.  Swift's own POSTs with a body
+    (``?bulk-delete``, form uploads) have other content types."""
+    kind = _base_type(env.get('CONTENT_TYPE'))
+    version, _, rest = env.get('PATH_INFO', '').lstrip('/').partition('/')
+    if env.get('REQUEST_METHOD') != 'POST' or not rest or not valid_api_version(version) \
+            or kind not in ('application/json', *TAR_TYPES, *GZIP_TYPES):
+        return None
+    chunked = 'chunked' in env.get('HTTP_TRANSFER_ENCODING', '').lower()
+    if not chunked and env.get('CONTENT_LENGTH') in (None, '', '0'):
+        return None
+    what = 'a job description' if kind == 'application/json' else 'a zapp'
+    return (f'This POST has a body of {kind} ({what}) but no X-Zerovm-Execute header: add '
+            f'X-Zerovm-Execute: 1.0 to run it (without it, Swift would only update '
+            f'metadata and ignore the body)\n')
+
 
 def _base_type(content_type: str | None) -> str:
     return (content_type or '').partition(';')[0].strip().lower()

@@ -47,6 +47,7 @@ import argparse
 import errno
 import getopt
 import os
+import posixpath
 import select
 import shlex
 import sys
@@ -297,6 +298,8 @@ def _cmd_run(opts: argparse.Namespace) -> int:
         report = run(program, channels, argv=argv, env=dict(opts.env),
                      limits=limits, seed=opts.seed, epoch=opts.epoch,
                      policy=Policy(rdtsc=opts.rdtsc), image=image, engine=engine)
+        if image is not None and not (report.ok and report.retcode == 0):
+            _say(_host_file_hint(opts.args, image))
     text = report.to_json() + '\n'
     if opts.report == '-':
         _say(text)
@@ -307,6 +310,26 @@ def _cmd_run(opts: argparse.Namespace) -> int:
         _say(f'zvm: {report.status}: {report.message}\n')
         return EXIT_NOT_OK
     return report.retcode
+
+
+def _host_file_hint(args: list[str], image) -> str:
+    """Why an interpreter could not open its script: ``zvm run file://python3:python3
+    job.py`` names a file of this machine, which the sandbox never sees (``job.py`` is
+    looked up in the images at ``/``). '' when the first argument is none of those."""
+    from zvm_core.syscalls.errors import SysError
+    script = next((a for a in args if not a.startswith('-')), None)
+    if script is None or not os.path.isfile(script):
+        return ''
+    try:
+        image.lookup(posixpath.join('/', script))
+        return ''
+    except SysError:
+        pass
+    name = os.path.basename(script)
+    return (f'zvm: {script} is a file of this machine, which the sandbox cannot see (only '
+            f'its channels and images, at /): put it in an image, e.g. tar cf job.tar -C '
+            f'{shlex.quote(os.path.dirname(script) or ".")} {shlex.quote(name)} and zvm run '
+            f'--image job.tar ... /{name} (doc/python.md, doc/lua.md)\n')
 
 
 def _cmd_info() -> int:

@@ -267,7 +267,9 @@ def test_memory_bomb(guest, zvm, engine):
 def test_output_flood_hits_quota(guest, zvm, etag, quota, max_bytes, engine):
     run = zvm.run(guest('flood'), opts=['--quota', f'/dev/stdout={quota}'])
     assert_stopped(run, 'quota')
-    assert '/dev/stdout' in run.report['message']
+    limits = quota.replace(':', '=').replace(',', ', ')     # only the limits set: no 2**63-1
+    assert run.report['message'] == ('/dev/stdout: write quota exceeded and the program kept '
+                                     f'trying (limits: {limits})')
     acc = run.accounting['channels']['/dev/stdout']
     assert 0 < len(run.stdout) <= max_bytes
     assert acc['write_bytes'] == len(run.stdout)

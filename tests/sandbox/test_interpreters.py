@@ -586,6 +586,25 @@ def test_zvm_run_programs_from_system_images(sysimages, zvm, tmp_path):
     assert run.stdout == b'true\n'
 
 
+def test_zvm_run_of_a_script_of_this_machine_says_to_put_it_in_an_image(sysimages, zvm,
+                                                                       tmp_path):
+    # a new user's `zvm run file://python3:python3 job.py` got only the interpreter's
+    # "can't open file '//job.py'": the sandbox sees images, not the host's files
+    script = tmp_path / 'hello.lua'
+    script.write_bytes(b'print("hi")\n')
+    res = zvm.cli('run', 'file://lua:lua', script)
+    assert res.returncode != 0
+    assert f'zvm: {script} is a file of this machine, which the sandbox cannot see' in \
+        res.stderr.decode()
+    assert f'tar cf job.tar -C {tmp_path} hello.lua and zvm run --image job.tar ... ' \
+        '/hello.lua' in res.stderr.decode()
+    image = tmp_path / 'job.tar'            # the same path in an image: it runs, no hint
+    image.write_bytes(tar_bytes({str(script).lstrip('/'): b'error("boom")\n'}))
+    res = zvm.cli('run', '--image', image, 'file://lua:lua', script)
+    assert res.returncode != 0 and b'boom' in res.stderr
+    assert b'file of this machine' not in res.stderr
+
+
 def test_zvm_run_refuses_unknown_images_clearly(sysimages, zvm, tmp_path):
     for program, says in [('file://cobol:cobol', "unknown system image 'cobol' (known: "),
                           ('file://python3', 'expected file://<image>:<path>'),

@@ -285,8 +285,10 @@ def test_deprecated_device_keys():
     ([{'name': 'stdin', 'path': 'swift://~'}], 'Invalid path swift://~ in sort: expected '
                                                'swift://account/container[/object]'),
     ([{'name': 'stdout', 'path': 'zvm://n:stdin'}], 'Invalid path zvm://n:stdin in sort'),
-    ([{'name': 'output', 'path': 'swift://~/c'}], 'Container path must be read-only: output '
-                                                  'path swift://~/c in sort'),
+    ([{'name': 'output', 'path': 'swift://~/c/'}], 'Container path must be read-only: output '
+                                                   'path swift://~/c/ in sort: a written device '
+                                                   'names an object, or objects (swift://~/c/* '
+                                                   'makes one per node)'),
     ([{'name': 'stdout', 'path': 'swift://out/x'}], 'Container path must be read-only: stdout '
                                                     'path swift://out/x in sort (did you mean '
                                                     'swift://~/out/x?)'),
@@ -615,7 +617,11 @@ def test_single_output_path_for_several_nodes():
     out = f'swift://{ACCOUNT}/data/out'
     one = {'name': 'stdout', 'path': 'swift://~/data/out'}
     message = error(group(count=2, devices=[one]))
-    assert message == f'Single path {out} for multiple node definition: sort, please use wildcard'
+    assert message == (f'Single path {out} for multiple node definition: sort, please use '
+                       f'wildcard: every node would write this one object; swift://{ACCOUNT}/'
+                       'data/* writes one per node')
+    sums = error(group(count=2, devices=[{'name': 'stdout', 'path': 'swift://~/s/d/t.sum'}]))
+    assert sums.endswith(f'swift://{ACCOUNT}/s/d/*.sum writes one per node')
     swift = FakeSwift({'c': ['a', 'b']})
     assert error(group(devices=[{'name': 'stdin', 'path': 'swift://~/c/*'}, one]),
                  swift=swift).startswith(f'Single path {out} for multiple')

@@ -275,6 +275,18 @@ def test_an_unknown_execute_version_is_a_400_naming_the_known_ones(mw, servers,
     assert asked_servers.asked == []
 
 
+def test_a_wildcard_read_as_containers_of_another_account_is_a_400_before_any_listing(
+        mw, swift, servers) -> None:
+    # a new user's swift://fruit/*.csv (for ~/fruit/*.csv) listed account "fruit": a 403
+    # "may not list swift://fruit", no hint
+    asked = servers()
+    resp = post(mw, job(stdin='swift://fruit/*.csv'))
+    assert resp.status_int == 400
+    assert resp.body == (b'reading a container (swift://fruit/*.csv, device stdin of wc) is not '
+                         b'supported (did you mean swift://~/fruit/*.csv?)\n')
+    assert swift.calls == [] and asked.asked == []
+
+
 def test_a_wildcard_over_a_missing_container_is_a_404(mw, swift, servers) -> None:
     # the data is not there, as for a missing object: not a bad job (400)
     swift.missing.add('/nowhere')

@@ -54,6 +54,40 @@ def request(app, path: str = ACCOUNT, method: str = 'POST', body: bytes = b'', *
 
 
 
+# -- a job POSTed without X-Zerovm-Execute -------------------------------------------------------
+
+@pytest.mark.parametrize('path, kind, what', [
+    (ACCOUNT, 'application/json', 'a job description'),
+    (ACCOUNT + '/c', 'application/json; charset=utf-8', 'a job description'),
+    (ACCOUNT + '/c/data', 'application/x-gzip', 'a zapp'),
+])
+def test_a_job_posted_without_the_execute_header_is_refused_saying_so(
+        mw, swift, path: str, kind: str, what: str) -> None:
+    # Swift answered 204 (an object's content type changed to application/json, even),
+    # the job silently not run
+    resp = Request.blank(path, method='POST', body=json.dumps(JOB).encode(),
+                         headers={'Content-Type': kind}).get_response(mw)
+    assert resp.status_int == 400
+    assert resp.body.decode() == (
+        f'This POST has a body of {kind.split(";")[0]} ({what}) but no X-Zerovm-Execute '
+        'header: add X-Zerovm-Execute: 1.0 to run it (without it, Swift would only update '
+        'metadata and ignore the body)\n')
+    assert not swift.calls
+
+
+@pytest.mark.parametrize('kind, body, query', [
+    ('application/json', b'', ''),                       # swift post -H 'Content-Type: ...'
+    ('text/plain', b'/c/data\n', '?bulk-delete'),         # Swift's bulk delete
+    ('multipart/form-data; boundary=x', b'--x--', ''),    # formpost
+])
+def test_swifts_own_posts_pass_without_the_execute_header(mw, swift, kind: str, body: bytes,
+                                                          query: str) -> None:
+    resp = Request.blank(ACCOUNT + '/c/data' + query, method='POST', body=body,
+                         headers={'Content-Type': kind}).get_response(mw)
+    assert resp.status_int != 400
+    assert swift.calls[0][:2] == ('POST', ACCOUNT + '/c/data')
+
+
 # -- what travels to the object server ---------------------------------------------------------
 
 def test_a_source_job_sends_the_body_as_stdin(mw, swift, servers) -> None:

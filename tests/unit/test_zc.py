@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tarfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -457,6 +458,35 @@ def test_local_maps_name_containers() -> None:
         local.parse_maps(['swift://~/data'])
 
 
+def test_local_run_of_a_program_without_on_reads_stdin_from_the_file(tmp_path: Path, guest,
+                                                                      capsys, monkeypatch) -> None:
+    # zc local run PROGRAM --stdin FILE ran with an empty stdin (IN 0) and succeeded: the
+    # job zc made declared no stdin without a path to read it
+    from zerocloud.client import cli
+    (tmp_path / 'cat').write_bytes(guest('cat').read_bytes())
+    (tmp_path / 'in.txt').write_text('apple,3\npear,4\n')
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(['local', 'run', './cat', '--stdin', 'in.txt', '-q']) == 0
+    assert capsys.readouterr().out == 'apple,3\npear,4\n'
+
+
+def test_the_session_lists_a_container_of_another_account_as_you(monkeypatch) -> None:
+    # it listed none: zc run --on 'swift://AUTH_other/c/*' showed "-" for every node's object
+    from zerocloud.client import session as zsession
+    asked = []
+
+    def get_container(url, token, container, http_conn=None, full_listing=False):
+        asked.append((url, token, container, http_conn, full_listing))
+        return {}, [{'name': 'a.csv'}, {'subdir': 'dir/'}]
+    monkeypatch.setattr(zsession, 'get_container', get_container)
+    ses = object.__new__(zsession.Session)
+    ses.conn = SimpleNamespace(url='http://h:8080/v1/AUTH_me', token='tok',
+                               http_connection=lambda url: ('parsed', url))
+    assert list(ses.list_objects('AUTH_other', 'c')) == ['a.csv', 'dir/']
+    assert asked == [('http://h:8080/v1/AUTH_other', 'tok', 'c',
+                      ('parsed', 'http://h:8080/v1/AUTH_other'), True)]
+
+
 def test_a_malformed_map_is_a_usage_error(tmp_path: Path, capsys) -> None:
     # client.md: exit status 2 for a bad option, before anything is read or run
     from zerocloud.client import cli
@@ -473,8 +503,6 @@ def test_the_command_line_takes_swift_auth_options() -> None:
 
 
 def test_objects_in_your_account_are_shown_without_it() -> None:
-    from types import SimpleNamespace
-
     from zerocloud.client.cli import Client
     client = Client(build_parser().parse_args(['status', 'job-1']))
     assert client.short('swift://AUTH_t/c/o') == 'swift://AUTH_t/c/o'    # no session yet
@@ -701,6 +729,15 @@ def test_zc_sql_sends_the_entry_points_body(monkeypatch, capsys, args, body) -> 
         assert err == 'plan split over 2 objects; 3 nodes: 3 ok, 0 failed; HTTP 200\n'
 
 
+def test_zc_sql_says_one_object_in_the_singular(monkeypatch, capsys) -> None:
+    headers = dict(SQL_HEADERS, **{'X-Sql-Plan': 'single', 'X-Sql-Objects': '1',
+                                   'X-Nexe-System': 'sql', 'X-Nexe-Status': 'ok',
+                                   'X-Nexe-Retcode': '0'})
+    code, _sent, _out, err = zc_sql(monkeypatch, capsys, FakeAnswer(200, 'OK', b'', headers),
+                                    QUERY)
+    assert (code, err) == (0, 'plan single over 1 object; 1 node: 1 ok, 0 failed; HTTP 200\n')
+
+
 def test_zc_sql_reads_the_query_from_stdin_and_stores_the_answer(monkeypatch, capsys) -> None:
     from zerocloud.client import cli
     monkeypatch.setattr('sys.stdin', io.StringIO(QUERY + '\n'))
@@ -785,6 +822,24 @@ def test_a_bad_on_or_out_url_is_a_usage_error(argv: list[str], capsys, monkeypat
     assert cli.main(['run', *argv]) == cli.EXIT_USAGE
     assert f'zc: {argv[1]}: Invalid path {argv[2]}: expected swift://account/container' in \
         capsys.readouterr().err
+
+
+@pytest.mark.parametrize('out, says', [
+    ('swift://~/sums/', "not a container: swift://~/sums/; e.g. swift://~/sums/*.out (each * "
+                        "becomes what --on matched)"),
+    ('swift://~/sums', 'not a container: swift://~/sums; e.g. swift://~/sums/*.out'),
+    ('swift://sums/x', 'not a container: swift://sums/x (did you mean swift://~/sums/x?)'),
+])
+def test_an_out_naming_a_container_is_a_usage_error_saying_how_to_name_objects(
+        out: str, says: str, capsys, monkeypatch) -> None:
+    # a new user's --out 'swift://~/sums/' reached the server, whose 400 said only
+    # "Container path must be read-only"
+    from zerocloud.client import cli
+    for k, v in {'ST_AUTH': 'http://127.0.0.1:9/auth/v1.0', 'ST_USER': 'u', 'ST_KEY': 'k'}.items():
+        monkeypatch.setenv(k, v)
+    assert cli.main(['run', '--script', __file__, '--on', 'swift://~/c/*', '--out', out]) == \
+        cli.EXIT_USAGE
+    assert f'zc: --out names the objects to write, {says}' in capsys.readouterr().err
 
 
 def test_a_zapp_given_a_bad_on_url_is_refused_before_any_request() -> None:

@@ -589,8 +589,9 @@ class Client:
         if not self.quiet and not o.explain:
             h = answer.headers
             stored = f'; the answer is in {self.short(body["output"])}' if o.out else ''
-            self.err.write(f'plan {h.get("x-sql-plan", "?")} over '
-                           f'{h.get("x-sql-objects", "?")} objects{stored}; ' +
+            objects = h.get('x-sql-objects', '?')
+            self.err.write(f'plan {h.get("x-sql-plan", "?")} over {objects} '
+                           f'object{"" if objects == "1" else "s"}{stored}; ' +
                            display.summary(report.parse(answer.status, h, b'')))
         return 0
 

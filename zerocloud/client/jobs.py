@@ -24,7 +24,7 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from zerocloud.job import Node, SwiftPath, expand, parse_job, parse_location
+from zerocloud.job import Node, SwiftPath, expand, home_hint, parse_job, parse_location
 from zerocloud.zapp_format import GZIP_MAGIC, MAPS, looks_like_archive
 
 JSON_TYPE = 'application/json'
@@ -108,9 +108,9 @@ def build(program: str | None, script: str | None, on: str | None, out: str | No
         exec_['env'] = dict(env)
     if not exec_.get('args'):
         exec_.pop('args', None)
-    devices: list[dict] = []
-    if on is not None:
-        devices.append({'name': device, 'path': on})
+    # without --on, the device reads the request's payload: zc local run --stdin FILE
+    # (the cluster's zc run sends none: empty)
+    devices: list[dict] = [{'name': device, 'path': on} if on is not None else {'name': device}]
     stdout: dict = {'name': 'stdout', 'content_type': 'text/plain'}
     if out is not None:
         stdout['path'] = out
@@ -122,13 +122,20 @@ def build(program: str | None, script: str | None, on: str | None, out: str | No
 
 
 def check_urls(on: str | None, out: str | None) -> None:
-    """OptionError for an ``--on`` or ``--out`` that is not a ``swift://`` path."""
+    """OptionError for an ``--on`` or ``--out`` that is not a ``swift://`` path, or an
+    ``--out`` naming a container: outputs are objects, which the user must name."""
     for what, url in (('--on', on), ('--out', out)):
         if url is not None:
             try:
-                parse_location(url, '~')
+                location = parse_location(url, '~')
             except ValueError as e:
                 raise OptionError(f'{what}: {e}') from None
+            if what == '--out' and location.obj is None:
+                objects = SwiftPath(location.account, location.container, '*')
+                fix = home_hint(location, '~') or \
+                    f'; e.g. {objects}.out (each * becomes what --on matched)'
+                raise OptionError(f'--out names the objects to write, not a container: '
+                                  f'{url}{fix}')
 
 
 def _read(path: str) -> bytes:

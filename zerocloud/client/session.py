@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from urllib.parse import quote, urlparse
 
+from swiftclient.client import get_account, get_container
 from swiftclient.service import get_conn
 
 from zerocloud.job import SwiftPath, parse_location
@@ -170,14 +171,26 @@ class Session:
         if answer.status >= 300:
             raise ServerError(f'PUT {path}', answer.status, answer.reason, body)
 
+    def _other(self, account: str) -> tuple[str, str, tuple]:
+        """URL, token and connection for listing another account (as you: an ACL may
+        allow it; a refusal is a ClientException, and the proxy will say why)."""
+        url, token = self._auth()
+        other = url.rstrip('/').rpartition('/')[0] + '/' + quote(account)
+        return other, token, self.conn.http_connection(other)
+
     def list_objects(self, account: str, container: str) -> Iterator[str]:
         if account != self.account:
-            return iter(())         # another account: the proxy lists it, as you
-        _, objects = self.conn.get_container(container, full_listing=True)
+            url, token, http = self._other(account)
+            _, objects = get_container(url, token, container, http_conn=http,
+                                       full_listing=True)
+        else:
+            _, objects = self.conn.get_container(container, full_listing=True)
         return (o.get('name') or o.get('subdir') for o in objects)
 
     def list_containers(self, account: str) -> Iterator[str]:
         if account != self.account:
-            return iter(())
-        _, containers = self.conn.get_account(full_listing=True)
+            url, token, http = self._other(account)
+            _, containers = get_account(url, token, http_conn=http, full_listing=True)
+        else:
+            _, containers = self.conn.get_account(full_listing=True)
         return (c['name'] for c in containers)

@@ -330,6 +330,9 @@ class ProxyExecMiddleware:
                 env['PATH_INFO'].startswith((f'/{sources.OPEN}/', f'/{sources.API}/')):
             return self.execute_app(env, start_response)
         method = env['REQUEST_METHOD']
+        unrun = sources.missing_execute(env)
+        if unrun:
+            return HTTPBadRequest(body=unrun)(env, start_response)
         if method == 'PUT' and uploads.wants_validation(env):
             return self.validated_put(env, start_response)
         if method in ('GET', 'HEAD'):
@@ -413,6 +416,13 @@ class ProxyExecMiddleware:
                                max_size=self.config.max_config)
             launch.adapt(groups)
             graph.check_groups(groups)
+            for group in groups:        # before any listing: swift://fruit/*.csv is a 403
+                for dev in group.devices:       # listing account "fruit" otherwise
+                    if dev.readable and dev.path is not None and dev.path.obj is None:
+                        fix = home_hint(dev.path, account) or \
+                            f'; name objects: {dev.path}/* runs a node on each'
+                        raise JobError(f'reading a container ({dev.path}, device {dev.name} '
+                                       f'of {group.name}) is not supported{fix}')
         except JobTooLarge as e:
             raise HTTPRequestEntityTooLarge(body=f'{e}\n') from None
         except JobError as e:
@@ -426,24 +436,17 @@ class ProxyExecMiddleware:
         def count_objects(a: str, c: str) -> int:
             return int(caller.container_info(f'/v1/{a}/{c}').get('object_count') or 0)
         if any(g.connect for g in groups):
-            return True, self._checked(account, lambda: expand(
+            return True, self._checked(lambda: expand(
                 groups, list_objects, list_containers, max_nodes=self.config.max_nodes))
-        return False, self._checked(account, lambda: stream(
+        return False, self._checked(lambda: stream(
             groups, list_objects, list_containers, max_nodes=self.config.max_nodes,
             count_objects=count_objects))
 
-    def _checked(self, account: str, make: Callable[[], Iterable[Node]]) -> Iterator[Node]:
+    def _checked(self, make: Callable[[], Iterable[Node]]) -> Iterator[Node]:
         try:
             for node in make():
                 graph.check_nodes([node])
                 sources.program_location(node)
-                for dev in node.devices:
-                    if dev.readable and dev.path is not None and dev.path.obj is None:
-                        fix = home_hint(dev.path, account) or \
-                            f'; name objects: {dev.path}/* runs a node on each'
-                        raise HTTPBadRequest(body=f'reading a container ({dev.path}, device '
-                                                  f'{dev.name} of {node.group}) is not '
-                                                  f'supported{fix}\n')
                 yield node
         except JobTooLarge as e:
             raise HTTPRequestEntityTooLarge(body=f'{e}\n') from None

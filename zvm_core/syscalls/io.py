@@ -19,7 +19,7 @@ import os
 import struct
 from collections.abc import Iterable, Iterator
 
-from zvm_core.channels import READ, WRITE, Channel
+from zvm_core.channels import READ, UNLIMITED, WRITE, Channel
 from zvm_core.memory import PROT_R, PROT_W
 from zvm_core.syscalls import fs  # fs imports io too: both used at call time only
 from zvm_core.syscalls.errors import Stop, SysError
@@ -198,10 +198,11 @@ def write_steps(p, ch: Channel, spans: list[tuple[int, int]], limit: int,
 def _refused(p, ch: Channel, what: str) -> int:
     """ZeroVM answers EDQUOT; a guest that ignores it and tries again is stopped."""
     if ch.refused > 1:
-        q = ch.quota
+        kind = 'put' if what == 'write' else 'get'
+        limits = ', '.join(f'{k}={v}' for k, v in vars(ch.quota).items()
+                           if k.startswith(kind) and v != UNLIMITED)
         raise Stop('quota', f'{ch.alias}: {what} quota exceeded and the program kept '
-                            f'trying (gets={q.gets} get_size={q.get_size} puts={q.puts} '
-                            f'put_size={q.put_size})')
+                            f'trying (limits: {limits})')
     return -errno.EDQUOT
 
 
