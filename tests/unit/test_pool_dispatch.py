@@ -137,11 +137,13 @@ def test_a_request_that_did_not_go_is_forgotten(pair) -> None:
 
 def test_a_run_many_reply_carries_its_tails_as_they_are(pair) -> None:
     caller, worker = pair
-    channels = {'/dev/stdin': ChannelAccounting(1, 2)}
-    report = Report('ok', 0, etags={'/dev/stdout': 'abc'}, engine='native',
-                    accounting=Accounting(fuel=5, channels=channels))
+    channels = {'/dev/stdin': ChannelAccounting(1, 2, 3, 4), '/dev/stdout': ChannelAccounting()}
+    report = Report('fault', None, 'why', {'state': 'cached', 'violations': [{'rule': 'x'}]},
+                    {'/dev/stdout': 'abc'}, Accounting(5, 6, {'nr9': 2}, channels, 7, 0.5,
+                                                       'resumed'),
+                    'Signal 11', 'native', 'reason')
     tail = bytes(range(256)) * 3                    # not text
-    zvm_pool._reply_many(worker, report, {'/dev/stderr': tail, '/dev/other': b''})
+    zvm_pool._reply(worker, report, {'/dev/stderr': tail, '/dev/other': b''})
     message, fds = zvm_pool._recv(caller, zvm_pool._buffer())
     result = zvm_pool._run_result(message)
     assert fds == [] and result.tails == {'/dev/stderr': tail, '/dev/other': b''}
@@ -150,7 +152,7 @@ def test_a_run_many_reply_carries_its_tails_as_they_are(pair) -> None:
 
 def test_a_run_many_reply_too_large_says_so(pair) -> None:
     caller, worker = pair
-    zvm_pool._reply_many(worker, Report('ok', 0), {'/dev/stderr': b'x' * zvm_pool.MAX_MESSAGE})
+    zvm_pool._reply(worker, Report('ok', 0), {'/dev/stderr': b'x' * zvm_pool.MAX_MESSAGE})
     result = zvm_pool._run_result(zvm_pool._recv(caller, zvm_pool._buffer())[0])
     assert result.report.status == 'killed' and 'too large' in result.report.message
     assert result.tails == {}

@@ -42,7 +42,6 @@ from zvm_core.pool import (
     _failed,
     _Inbox,
     _reply,
-    _reply_many,
     _request,
     _send_json,
 )
@@ -294,7 +293,7 @@ def _serve_many(sock: socket.socket, runs: list[tuple[dict, list[int]]],
                 done += 1
                 for f in fds:
                     os.close(f)
-            _reply_many(sock, report, {k: t.data for k, t in tails.items()})
+            _reply(sock, report, {k: t.data for k, t in tails.items()})
             if machine is not None:
                 machine.reset()     # after the reply: idle templates hold no guest data
                 templates.settle(machine)
