@@ -15,6 +15,14 @@ child forked from it, and the next one is forked after the reply.  The caller
 request and the channels' file descriptors over a Unix socket (no data is
 copied) and waits for the report.
 
+The messages are cheap per run, since a batch's node costs little else:
+a request carries each run's environment, seed and epoch, and what runs
+share (program, arguments, limits, engine, the channels' layout and quotas) as
+a shape the worker keeps, sent once per worker (:class:`_Shapes`); a reply is
+the report's values without their keys, and the kept tails as they are.  One
+``sendmsg`` per message (descriptors with it), one ``recvmsg`` into a buffer
+kept with the socket.
+
 Usable from plain Python and from eventlet code: the socket, ``select`` and
 locks used here are the ones eventlet monkey-patches, so a waiting caller
 does not block the hub.
@@ -103,7 +111,7 @@ class ChannelSpec:
 
 MAX_MESSAGE = 1 << 20
 SHAPES = 64                 # run shapes (:class:`_Shapes`) a worker keeps
-_LENGTH = struct.Struct('<I')     # a run_many reply: its JSON part's length, then tails
+_LENGTH = struct.Struct('<I')     # a run's reply: its JSON part's length (then tails)
 _ANCILLARY = socket.CMSG_SPACE(MAX_FDS * array.array('i').itemsize)
 _dumps = json.JSONEncoder(separators=(',', ':'), check_circular=False).encode
 _loads = json.JSONDecoder().raw_decode      # (value, end): what json.loads does, less
@@ -154,10 +162,9 @@ def _send(sock: socket.socket, parts: list, fds: list[int] | tuple = ()) -> None
                                   ) from None
 
 
-def _send_json(sock: socket.socket, obj: object, fds: list[int] | tuple = (),
-               kind: bytes = b'') -> None:
-    """Send ``obj`` as JSON after ``kind`` (a request's first byte)."""
-    _send(sock, [kind, _dumps(obj).encode()], fds)
+def _send_json(sock: socket.socket, obj: object) -> None:
+    """Send ``obj`` as JSON (a worker's ready message, a validation's verdict)."""
+    _send(sock, [_dumps(obj).encode()])
 
 
 def _socketpair() -> tuple[socket.socket, socket.socket]:
