@@ -92,15 +92,16 @@ def measure(pool: Pool, runs: Runs, count: int, many: bool) -> tuple[float, floa
                  for i in range(first, min(count, first + (CHUNK if many else 1)))]
         start = time.process_time()
         if many:
-            results = [r.report.status for r in pool.run_many(batch)]
+            results = [r.report for r in pool.run_many(batch) if r is not None]
         else:
             run = batch[0]
             results = [pool.run(run.program, run.channels, argv=run.argv, env=run.env,
-                                limits=run.limits, engine=run.engine).status]
+                                limits=run.limits, engine=run.engine)]
         caller += time.process_time() - start
         runs.close()
-        if results != ['ok'] * len(batch):
-            sys.exit(f'runs failed: {results}')
+        failed = [f'{r.status}: {r.message}' for r in results if r.status != 'ok']
+        if failed or len(results) != len(batch):
+            sys.exit(f'runs failed: {failed}')
     return caller / count, (worker_cpu(pid) - worker) / count
 
 
