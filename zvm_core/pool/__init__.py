@@ -563,7 +563,6 @@ class Pool:
                 return
             for run in runs:
                 deadline = time.monotonic() + run.limits.timeout + KILL_GRACE
-                _wait(worker.sock, True, deadline)      # a reply is seldom there at once
                 reply, extra = _recv(worker.sock, worker.buf, deadline)
                 for f in extra:
                     os.close(f)
