@@ -6,7 +6,6 @@ engine with each request, pools a test starts inherit ``ZVM_ENGINE``.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -23,7 +22,16 @@ from zvm_core import engines
 from zvm_core.channels import READ, WRITE, Channel, FdBacking, LinkWaker, LinkWriter, Quota
 from zvm_core.executor import Limits, run
 from zvm_core.limits import MAX_FDS
-from zvm_core.pool import MAX_MESSAGE, ChannelSpec, Pool, PoolBusy, _reply
+from zvm_core.pool import (
+    MAX_MESSAGE,
+    ChannelSpec,
+    Pool,
+    PoolBusy,
+    _buffer,
+    _recv,
+    _reply,
+    _run_report,
+)
 from zvm_core.pool.worker import FDS_RESERVED
 from zvm_core.report import Report
 from zvm_core.syscalls import MAX_UNKNOWN_KEYS, OTHER_UNKNOWN
@@ -343,11 +351,12 @@ def test_a_report_too_large_for_the_transport_is_replaced_by_a_status():
     worker, caller = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     with worker, caller:
         huge = Report('ok', 0, 'm' * (2 * MAX_MESSAGE))
+        buf = _buffer()
         _reply(worker, huge)
-        data = json.loads(caller.recv(MAX_MESSAGE))
-        assert data['status'] == 'killed' and 'too large' in data['message']
+        report = _run_report(_recv(caller, buf)[0])
+        assert report.status == 'killed' and 'too large' in report.message
         _reply(worker, Report('ok', 0, 'fits'))
-        assert json.loads(caller.recv(MAX_MESSAGE))['message'] == 'fits'
+        assert _run_report(_recv(caller, buf)[0]).message == 'fits'
 
 
 def _children(pid: int) -> list[str]:

@@ -9,12 +9,15 @@ only the choice and the message are under test.
 from __future__ import annotations
 
 import json
+import os
+
+import pytest
 
 from zvm_core import pool as zvm_pool
 from zvm_core.channels import READ, UNLIMITED, WRITE, Quota
 from zvm_core.limits import Limits
-from zvm_core.pool import ChannelSpec, Pool
-from zvm_core.report import Report
+from zvm_core.pool import ChannelSpec, Pool, Run
+from zvm_core.report import Accounting, ChannelAccounting, Report
 
 
 class _Alive:
@@ -55,3 +58,101 @@ def test_a_request_leaves_out_what_is_at_its_default() -> None:
         {'alias': '/dev/stdout', 'fd': 1, 'mode': WRITE, 'random': True,
          'quota': {'put_size': 4096}, 'mount': '/', 'notify': 2, 'wait': 2.5}]
     assert Quota(**req['channels'][1]['quota']) == Quota(UNLIMITED, UNLIMITED, UNLIMITED, 4096)
+
+
+def _node(i: int, fds: tuple[int, int], argv: list[str] | None = None) -> Run:
+    """A batch's node: stdin and stdout descriptors, stderr kept in the worker."""
+    channels = [ChannelSpec('/dev/stderr', -1, WRITE, tail=64),
+                ChannelSpec('/dev/stdin', fds[0], READ),
+                ChannelSpec('/dev/stdout', fds[1], WRITE, quota=Quota(put_size=4096))]
+    return Run('/bin/wc', channels, argv or ['wc'], {'LOCAL_PATH_INFO': f'/a/c/o{i}'},
+               Limits(timeout=5.0), seed=i, epoch=7, engine='auto')
+
+
+def _entries(message: list[bytes]) -> list[list]:
+    kind, body = message
+    assert kind == b'M'
+    return json.loads(body)
+
+
+@pytest.fixture
+def pair():
+    caller, worker = zvm_pool._socketpair()
+    with caller, worker:
+        yield caller, worker
+
+
+def test_what_a_batch_s_nodes_share_crosses_once_per_worker(pair) -> None:
+    caller, worker = pair
+    shapes, inbox = zvm_pool._Shapes(), zvm_pool._Inbox(worker)
+    with open(os.devnull, 'rb') as fin, open(os.devnull, 'wb') as fout:
+        ends = (fin.fileno(), fout.fileno())
+        for first in (0, 3):        # two requests: the second sends no shape at all
+            runs = [_node(i, ends) for i in range(first, first + 3)]
+            message = shapes.request(b'M', runs, 'virtualize', {})
+            assert [len(e) for e in _entries(message)] == ([5, 4, 4] if first == 0
+                                                           else [4, 4, 4])
+            zvm_pool._send(caller, message, [fd for _ in runs for fd in ends])
+            kind, got, fds = inbox.next()
+            assert kind == 'many' and len(fds) == 6
+            for run, (req, run_fds) in zip(runs, got, strict=True):
+                assert req == zvm_pool._request(run.program, run.channels, run.argv, run.env,
+                                                run.limits, run.seed, run.epoch, 'virtualize',
+                                                {}, run.engine)
+                assert req['channels'][0] == {'alias': '/dev/stderr', 'fd': None,
+                                              'mode': WRITE, 'tail': 64}
+                assert len(run_fds) == 2            # stdin's and stdout's, this run's own
+                assert [os.fstat(f).st_rdev for f in run_fds] == [os.fstat(f).st_rdev
+                                                                  for f in ends]
+            for f in fds:
+                os.close(f)
+
+
+def test_more_shapes_than_a_worker_keeps_still_reach_it_whole(pair) -> None:
+    """A request of more distinct shapes than SHAPES, then the first again: the
+    numbers are reused in order, and each run still gets its own shape."""
+    caller, worker = pair
+    shapes, inbox = zvm_pool._Shapes(), zvm_pool._Inbox(worker)
+    count = zvm_pool.SHAPES + 5
+    runs = [_node(i, (-1, -1), argv=['wc', str(i)]) for i in range(count)]
+    for run in runs:
+        run.channels = run.channels[:1]             # no descriptors: only the shapes
+    runs.append(runs[0])
+    zvm_pool._send(caller, shapes.request(b'M', runs, 'virtualize', {}))
+    _, got, _ = inbox.next()
+    assert [req['argv'] for req, _ in got] == [run.argv for run in runs]
+
+
+def test_a_request_that_did_not_go_is_forgotten(pair) -> None:
+    """A request the socket refused (a bad descriptor here) taught the worker
+    nothing: the next one sends its shape again."""
+    caller, _ = pair
+    worker = object.__new__(zvm_pool._Worker)       # its socket only, no process
+    worker.sock, worker.shapes = caller, zvm_pool._Shapes()
+    run = _node(0, (-1, -1))
+    with pytest.raises(OSError):
+        worker.send(lambda shapes: shapes.request(b'M', [run], 'virtualize', {}), [-1, -1])
+    assert len(_entries(worker.shapes.request(b'M', [run], 'virtualize', {}))[0]) == 5
+
+
+def test_a_run_many_reply_carries_its_tails_as_they_are(pair) -> None:
+    caller, worker = pair
+    channels = {'/dev/stdin': ChannelAccounting(1, 2, 3, 4), '/dev/stdout': ChannelAccounting()}
+    report = Report('fault', None, 'why', {'state': 'cached', 'violations': [{'rule': 'x'}]},
+                    {'/dev/stdout': 'abc'}, Accounting(5, 6, {'nr9': 2}, channels, 7, 0.5,
+                                                       'resumed'),
+                    'Signal 11', 'native', 'reason')
+    tail = bytes(range(256)) * 3                    # not text
+    zvm_pool._reply(worker, report, {'/dev/stderr': tail, '/dev/other': b''})
+    message, fds = zvm_pool._recv(caller, zvm_pool._buffer())
+    result = zvm_pool._run_result(message)
+    assert fds == [] and result.tails == {'/dev/stderr': tail, '/dev/other': b''}
+    assert result.data == report.to_dict() and result.report == report
+
+
+def test_a_run_many_reply_too_large_says_so(pair) -> None:
+    caller, worker = pair
+    zvm_pool._reply(worker, Report('ok', 0), {'/dev/stderr': b'x' * zvm_pool.MAX_MESSAGE})
+    result = zvm_pool._run_result(zvm_pool._recv(caller, zvm_pool._buffer())[0])
+    assert result.report.status == 'killed' and 'too large' in result.report.message
+    assert result.tails == {}

@@ -15,6 +15,14 @@ child forked from it, and the next one is forked after the reply.  The caller
 request and the channels' file descriptors over a Unix socket (no data is
 copied) and waits for the report.
 
+The messages are cheap per run, since a batch's node costs little else:
+a request carries each run's environment, seed and epoch, and what runs
+share (program, arguments, limits, engine, the channels' layout and quotas) as
+a shape the worker keeps, sent once per worker (:class:`_Shapes`); a reply is
+the report's values without their keys, and the kept tails as they are.  One
+``sendmsg`` per message (descriptors with it), one ``recvmsg`` into a buffer
+kept with the socket.
+
 Usable from plain Python and from eventlet code: the socket, ``select`` and
 locks used here are the ones eventlet monkey-patches, so a waiting caller
 does not block the hub.
@@ -50,14 +58,17 @@ validator itself.
 
 from __future__ import annotations
 
+import array
 import contextlib
 import errno
 import functools
 import json
+import mmap
 import os
 import select
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -99,6 +110,11 @@ class ChannelSpec:
 
 
 MAX_MESSAGE = 1 << 20
+SHAPES = 64                 # run shapes (:class:`_Shapes`) a worker keeps
+_LENGTH = struct.Struct('<I')     # a run's reply: its JSON part's length (then tails)
+_ANCILLARY = socket.CMSG_SPACE(MAX_FDS * array.array('i').itemsize)
+_dumps = json.JSONEncoder(separators=(',', ':'), check_circular=False).encode
+_loads = json.JSONDecoder().raw_decode      # (value, end): what json.loads does, less
 
 
 def _report_from(data: dict) -> Report:
@@ -124,25 +140,31 @@ class MessageTooLarge(ValueError):
     """A message that one datagram of the worker socket cannot carry."""
 
 
-def _send(sock: socket.socket, obj: object, fds: Iterable[int] = ()) -> None:
-    """Send one message; :class:`MessageTooLarge` (nothing sent) if it cannot fit."""
-    data = json.dumps(obj).encode()
-    if len(data) > MAX_MESSAGE:
-        raise MessageTooLarge(f'{len(data)} bytes; the worker transport carries at most '
+def _send(sock: socket.socket, parts: list, fds: list[int] | tuple = ()) -> None:
+    """Send one message, ``parts`` (bytes-like) end to end, in one ``sendmsg`` with
+    its descriptors; :class:`MessageTooLarge` (nothing sent) if it cannot fit."""
+    size = sum(map(len, parts))
+    if size > MAX_MESSAGE:
+        raise MessageTooLarge(f'{size} bytes; the worker transport carries at most '
                               f'{MAX_MESSAGE}')
-    fds = list(fds)
+    ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array('i', fds))] if fds else []
     while True:
         try:
-            socket.send_fds(sock, [data], fds)
+            sock.sendmsg(parts, ancillary)
             return
         except BlockingIOError:
             _wait(sock, False, None)
         except OSError as e:        # the socket buffer is smaller than MAX_MESSAGE here
             if e.errno != errno.EMSGSIZE:
                 raise
-            raise MessageTooLarge(f'{len(data)} bytes; more than the socket buffer '
+            raise MessageTooLarge(f'{size} bytes; more than the socket buffer '
                                   f'({sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)})'
                                   ) from None
+
+
+def _send_json(sock: socket.socket, obj: object) -> None:
+    """Send ``obj`` as JSON (a worker's ready message, a validation's verdict)."""
+    _send(sock, [_dumps(obj).encode()])
 
 
 def _socketpair() -> tuple[socket.socket, socket.socket]:
@@ -154,57 +176,161 @@ def _socketpair() -> tuple[socket.socket, socket.socket]:
     return pair
 
 
-def _reply(sock: socket.socket, report: Report) -> None:
-    """Send a report, or, if it cannot travel, a short one that says so."""
-    try:
-        _send(sock, report.to_dict())
-    except MessageTooLarge as e:
-        _send(sock, _failed('killed', f'the report of this run is too large to return: '
-                                      f'{e}').to_dict())
+def _buffer() -> mmap.mmap:
+    """A receive buffer for any message: pages are only taken as big messages use them."""
+    return mmap.mmap(-1, MAX_MESSAGE)
 
 
-_PEEK = bytearray(1)
-
-
-def _recv(sock: socket.socket, deadline: float | None = None) -> tuple[object | None, list[int]]:
-    """The next message and its descriptors ((None, []) at the end).  Its size is
-    peeked first: a buffer of MAX_MESSAGE bytes for each one cost ~18 us."""
+def _recv(sock: socket.socket, buf, deadline: float | None = None
+          ) -> tuple[memoryview | None, list[int]]:
+    """The next message, a view of ``buf`` (valid until the next receive into it), and
+    its descriptors; (None, []) at the end.  One ``recvmsg`` into a buffer kept
+    with the socket: no peek for its size, no buffer made per message."""
     while True:
         try:
-            size = sock.recv_into(_PEEK, 1, socket.MSG_PEEK | socket.MSG_TRUNC)
-            if not size:
-                return None, []
-            data, fds, _flags, _addr = socket.recv_fds(sock, size, MAX_FDS)
+            size, ancillary, _flags, _addr = sock.recvmsg_into([buf], _ANCILLARY)
             break
         except BlockingIOError:
             _wait(sock, True, deadline)
-    if not data:
+    fds: list[int] = []
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds += array.array('i', data[:len(data) - len(data) % 4])
+    if not size:
         return None, fds
-    return json.loads(data), fds
+    return memoryview(buf)[:size], fds
+
+
+def _json(message: memoryview):
+    """The value of a JSON message (or of a request's body)."""
+    return _loads(str(message, 'utf-8'))[0]
+
+
+def _report_fields(report: Report) -> list:
+    """A report as its reply carries it: the values of ``Report.to_dict`` in order,
+    without its keys (a third of the bytes, and of the time to encode and decode)."""
+    acc = report.accounting
+    return [report.status, report.retcode, report.message, report.validation.get('state'),
+            list(report.validation.get('violations', ())), report.etags, report.exit_state,
+            report.engine, report.engine_reason, acc.fuel, acc.syscalls, acc.unknown_syscalls,
+            [[k, c.reads, c.read_bytes, c.writes, c.write_bytes]
+             for k, c in acc.channels.items()],
+            acc.peak_memory, acc.wall_time, acc.start]
+
+
+def _report_data(fields: list) -> dict:
+    """``Report.to_dict`` of the report whose :func:`_report_fields` came."""
+    (status, retcode, message, state, violations, etags, exit_state, engine, reason, fuel,
+     syscalls, unknown, channels, peak, wall, start) = fields
+    return {'status': status, 'retcode': retcode, 'message': message,
+            'validation': {'state': state, 'violations': violations}, 'etags': etags,
+            'exit_state': exit_state, 'engine': engine, 'engine_reason': reason,
+            'accounting': {
+                'fuel': fuel, 'syscalls': syscalls, 'unknown_syscalls': unknown,
+                'channels': {k: {'reads': r, 'read_bytes': rb, 'writes': w, 'write_bytes': wb}
+                             for k, r, rb, w, wb in channels},
+                'peak_memory': peak, 'wall_time': wall, 'start': start}}
+
+
+def _reply(sock: socket.socket, report: Report, tails: Mapping[str, bytes] | None = None
+           ) -> None:
+    """Send a run's report and its tails (``Pool.run_many``'s): the length of a JSON
+    part (the report's fields, the tails' sizes), that part, then the tails as
+    they are.  One that cannot travel is replaced by a short report that says so."""
+    tails = tails or {}
+    head = _dumps([_report_fields(report), [[k, len(v)] for k, v in tails.items()]]).encode()
+    try:
+        _send(sock, [_LENGTH.pack(len(head)), head, *tails.values()])
+    except MessageTooLarge as e:
+        _reply(sock, _failed('killed', f'the report of this run is too large to return: {e}'))
+
+
+def _run_result(message: memoryview) -> RunResult:
+    """What :func:`_reply` sent."""
+    (size,) = _LENGTH.unpack_from(message)
+    end = _LENGTH.size + size
+    (fields, sizes), _ = _loads(str(message[_LENGTH.size:end], 'utf-8'))
+    tails = {}
+    for alias, size in sizes:
+        tails[alias] = bytes(message[end:end + size])
+        end += size
+    return RunResult(_report_data(fields), tails)
+
+
+def _run_report(message: memoryview) -> Report:
+    """The report :func:`_reply` sent (``Pool.run``'s)."""
+    return _report_from(_run_result(message).data)
+
+
+def _shape(program: str, channels: list[ChannelSpec], argv, limits, rdtsc: str,
+           notify: Mapping[int, int], engine: str | None) -> dict:
+    """What the request for a run says but its environment, seed and epoch: what
+    a batch's nodes share.  A channel's ``fd`` indexes the run's descriptors (a
+    ``tail`` channel has none); its fields at their defaults are left out
+    (:func:`_channel_fields`)."""
+    fields, fd = [], 0
+    for i, c in enumerate(channels):
+        fields.append(_channel_fields(c, None if c.tail is not None else fd, notify.get(i)))
+        fd += c.tail is None
+    return {'program': program, 'argv': list(argv),
+            'limits': {'memory': limits.memory, 'fuel': limits.fuel, 'timeout': limits.timeout},
+            'rdtsc': rdtsc, 'engine': engine, 'channels': fields}
 
 
 def _request(program: str, channels: list[ChannelSpec], argv, env, limits, seed: int,
              epoch: int, rdtsc: str, notify: dict[int, int], engine: str | None = None) -> dict:
-    """The message for one run; channel ``fd`` fields index the descriptors sent with it.
-    A channel's fields at their defaults are left out (:func:`_channel_fields`): its
-    unlimited quota alone (four 19-digit numbers) made most of the encoding's cost."""
-    return {'program': os.path.abspath(program), 'argv': list(argv), 'env': dict(env or {}),
-            'limits': {'memory': limits.memory, 'fuel': limits.fuel, 'timeout': limits.timeout},
-            'seed': seed, 'epoch': epoch, 'rdtsc': rdtsc, 'engine': engine,
-            'channels': [_channel_fields(c, i, notify.get(i)) for i, c in enumerate(channels)]}
+    """The request for one run as the worker serves it (``worker._serve_one``)."""
+    return {**_shape(os.path.abspath(program), channels, argv, limits, rdtsc, notify, engine),
+            'env': dict(env or {}), 'seed': seed, 'epoch': epoch}
 
 
-def _channel_fields(c: ChannelSpec, fd: int, notify: int | None) -> dict:
+def _channel_fields(c: ChannelSpec, fd: int | None, notify: int | None) -> dict:
+    """A channel's fields; those at their defaults left out: an unlimited quota
+    alone (four 19-digit numbers) made most of a request's encoding."""
     fields = {'alias': c.alias, 'fd': fd, 'mode': c.mode}
     if c.random:
         fields['random'] = True
     quota = {k: v for k, v in vars(c.quota).items() if v != UNLIMITED}
     if quota:
         fields['quota'] = quota
-    for key, value in (('mount', c.mount), ('notify', notify), ('wait', c.wait)):
+    for key, value in (('mount', c.mount), ('notify', notify), ('wait', c.wait),
+                       ('tail', c.tail)):
         if value is not None:
             fields[key] = value
     return fields
+
+
+class _Inbox:
+    """A worker's requests as its socket brings them, each run's whole (the form of
+    :func:`_request`) from the shapes its caller sent (:class:`_Shapes`)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock, self.buf = sock, _buffer()
+        self.shapes: dict[int, tuple[dict, int]] = {}   # number -> (shape, descriptors)
+
+    def next(self) -> tuple[str, object, list[int]] | None:
+        """The next request and its descriptors, None at the end: ('validate', request,
+        fds), ('run', request, fds), or ('many', [(request, its fds)...], fds)."""
+        message, fds = _recv(self.sock, self.buf)
+        if message is None:
+            return None
+        kind, body = message[0], _json(message[1:])
+        if kind == ord('V'):
+            return 'validate', body, fds
+        runs, at = [], 0
+        for number, env, seed, epoch, *shape in body:
+            if shape:
+                self.shapes[number] = (shape[0], sum(c['fd'] is not None
+                                                     for c in shape[0]['channels']))
+            base, count = self.shapes[number]
+            runs.append(({**base, 'env': env, 'seed': seed, 'epoch': epoch},
+                         fds[at:at + count]))
+            at += count
+        if kind == ord('R'):        # after its channels', the descriptors that wake them
+            return 'run', runs[0][0], fds
+        if at != len(fds):
+            raise ValueError(f'a request of {len(fds)} descriptors for runs of {at}')
+        return 'many', runs, fds
 
 
 @dataclass
@@ -235,28 +361,6 @@ class RunResult:
         return _report_from(self.data)
 
 
-def _many_request(runs: list[Run], rdtsc: str) -> tuple[dict, list[int]]:
-    """The message for :meth:`Pool.run_many` and the descriptors it carries (each run's
-    channel ``fd`` fields index those; a ``tail`` channel has none)."""
-    reqs, fds = [], []
-    for run in runs:
-        if any(c.notify is not None for c in run.channels):
-            raise ValueError('run_many: a channel with data still arriving (notify) '
-                             'needs Pool.run')
-        req = _request(run.program, run.channels, run.argv, run.env, run.limits, run.seed,
-                       run.epoch, rdtsc, {}, run.engine)
-        for c, spec in zip(run.channels, req['channels'], strict=True):
-            if c.tail is not None:
-                spec['fd'], spec['tail'] = None, c.tail
-            else:
-                spec['fd'] = len(fds)
-                fds.append(c.fd)
-        reqs.append(req)
-    if len(fds) > MAX_FDS:
-        raise ValueError(f'{len(fds)} descriptors for one request: at most {MAX_FDS}')
-    return {'runs': reqs}, fds
-
-
 @dataclass(frozen=True)
 class WarmUp:
     """A run each worker makes when it starts, so that the first request for the
@@ -270,6 +374,49 @@ class WarmUp:
     argv: tuple[str, ...]
     images: tuple[str, ...] = ()
     memory: int = 256 << 20
+
+
+class _Shapes:
+    """What a worker was sent of the runs' shapes (:func:`_shape`), in the caller:
+    the last :data:`SHAPES` of them, by number."""
+
+    def __init__(self) -> None:
+        self.forget()
+
+    def forget(self) -> None:
+        """Forget every shape: each is sent again when next used."""
+        self.numbers: dict[tuple, int] = {}     # a shape's key -> its number
+        self.keys: list[tuple | None] = [None] * SHAPES
+        self.next = 0
+
+    def request(self, kind: bytes, runs: list[Run], rdtsc: str,
+                notify: Mapping[int, int]) -> list[bytes]:
+        """The request of ``runs``: each run [shape number, env, seed, epoch], and the
+        shape itself after those the first time the worker is sent it: what a
+        batch's nodes share crosses once per worker, not once per node."""
+        entries = []
+        notified = tuple(notify.items())
+        for run in runs:
+            program = os.fspath(run.program)
+            if not program.startswith('/'):
+                program = os.path.abspath(program)
+            key = (program, tuple(run.argv), run.limits, run.engine, rdtsc, notified,
+                   tuple([(c.alias, c.mode, c.random, c.mount, c.wait, c.tail, c.quota.gets,
+                           c.quota.get_size, c.quota.puts, c.quota.put_size)
+                          for c in run.channels]))
+            env = run.env if type(run.env) is dict else dict(run.env or {})
+            number = self.numbers.get(key)
+            if number is not None:
+                entries.append([number, env, run.seed, run.epoch])
+                continue
+            number, self.next = self.next, (self.next + 1) % SHAPES
+            if self.keys[number] is not None:
+                del self.numbers[self.keys[number]]
+            self.keys[number], self.numbers[key] = key, number
+            entries.append([number, env, run.seed, run.epoch,
+                            _shape(program, run.channels, run.argv, run.limits, rdtsc, notify,
+                                   run.engine)])
+        return [kind, _dumps(entries).encode()]
 
 
 # Descriptors in flight (sent with SCM_RIGHTS, not received yet) count against their
@@ -294,8 +441,19 @@ class _Worker:
         child.close()
         parent.setblocking(False)
         self.sock = parent
+        self.buf = _buffer()
         self.served = 0
         self.warming = warm != '[]'         # its "ready" message is still to come
+        self.shapes = _Shapes()
+
+    def send(self, message: Callable[[_Shapes], list], fds: list[int]) -> None:
+        """Send ``message(self.shapes)``; what it taught the worker is forgotten if it
+        did not go."""
+        try:
+            _send(self.sock, message(self.shapes), fds)
+        except BaseException:
+            self.shapes.forget()
+            raise
 
     def close(self) -> None:
         self.sock.close()
@@ -355,6 +513,8 @@ class Pool:
         """
         limits = limits or Limits()
         channels = list(channels)
+        if any(c.tail is not None for c in channels):
+            raise ValueError('a channel with tail needs Pool.run_many')
         fds = [c.fd for c in channels]
         shared: dict[int, int] = {}                   # one descriptor may wake several
         for c in channels:
@@ -364,8 +524,9 @@ class Pool:
         notify = {i: shared[c.notify] for i, c in enumerate(channels) if c.notify is not None}
         if len(fds) > MAX_FDS:
             raise ValueError(f'{len(fds)} descriptors for one run: at most {MAX_FDS}')
-        req = _request(program, channels, argv, env, limits, seed, epoch, rdtsc, notify, engine)
-        return self._admit(req, fds, limits.timeout + KILL_GRACE, started, _report_from, account)
+        run = Run(program, channels, argv, env, limits, seed, epoch, engine)
+        return self._admit(lambda shapes: shapes.request(b'R', [run], rdtsc, notify), fds,
+                           limits.timeout + KILL_GRACE, started, _run_report, account)
 
     def run_many(self, runs: list[Run], *, rdtsc: str = 'virtualize', account: str = '',
                  started: Callable[[], None] | None = None) -> Iterator[RunResult | None]:
@@ -383,19 +544,28 @@ class Pool:
         run's: ``zvm_core.engines.native.snapshot``, and under the emulated engine
         its ~2 MB copy would evict the kept ones); one its key has is used.
         """
-        req, fds = _many_request(runs, rdtsc)
+        fds = []        # each run's channels' descriptors, in order (a tail has none)
+        for run in runs:
+            for c in run.channels:
+                if c.notify is not None:
+                    raise ValueError('run_many: a channel with data still arriving (notify) '
+                                     'needs Pool.run')
+                if c.tail is None:
+                    fds.append(c.fd)
+        if len(fds) > MAX_FDS:
+            raise ValueError(f'{len(fds)} descriptors for one request: at most {MAX_FDS}')
         with self._worker(started, account) as worker:
-            yield from self._exchange_many(worker, req, fds, runs)
+            yield from self._exchange_many(worker, fds, runs, rdtsc)
 
-    def _exchange_many(self, worker: _Worker, req: dict, fds: list[int],
-                       runs: list[Run]) -> Iterator[RunResult | None]:
-        """The worker's reply to each run of ``req`` (see :meth:`run_many`)."""
+    def _exchange_many(self, worker: _Worker, fds: list[int], runs: list[Run],
+                       rdtsc: str) -> Iterator[RunResult | None]:
+        """The worker's reply to each of ``runs`` (see :meth:`run_many`)."""
         done = 0
         try:
             deadline = time.monotonic() + runs[0].limits.timeout + KILL_GRACE
             self._ready(worker, deadline)
             try:
-                _send(worker.sock, req, fds)
+                worker.send(lambda shapes: shapes.request(b'M', runs, rdtsc, {}), fds)
             except MessageTooLarge as e:
                 failed = _failed('fault', f'the request is too large: {e}')
                 yield RunResult(failed.to_dict())
@@ -403,16 +573,15 @@ class Pool:
                 yield from (None for _ in runs[1:])
                 return
             for run in runs:
-                reply, extra = _recv(worker.sock, time.monotonic() + run.limits.timeout
-                                     + KILL_GRACE)
+                deadline = time.monotonic() + run.limits.timeout + KILL_GRACE
+                reply, extra = _recv(worker.sock, worker.buf, deadline)
                 for f in extra:
                     os.close(f)
                 if reply is None:
                     code = worker.proc.wait()
                     break
                 done += 1       # not in served: a chunk's worker may die after some replies
-                yield RunResult(reply['report'],
-                                {k: v.encode('latin-1') for k, v in reply['tails'].items()})
+                yield _run_result(reply)
             else:
                 return
             message = f'sandbox worker died ({_exit_text(code)})'
@@ -436,17 +605,19 @@ class Pool:
         """(valid, first reason) of the program open as ``fd``, checked in a worker
         as ``zvm validate`` does; :class:`PoolBusy` when full, :class:`WorkerFailed`
         when no verdict came within ``timeout`` seconds."""
-        reply = self._admit({'validate': True, 'rdtsc': rdtsc}, [fd], timeout, None, dict)
+        reply = self._admit(lambda _: [b'V', _dumps({'rdtsc': rdtsc}).encode()], [fd],
+                            timeout, None, _json)
         if isinstance(reply, Report):
             raise WorkerFailed(reply.message)
         return bool(reply['valid']), str(reply['reason'])
 
-    def _admit(self, req: dict, fds: list[int], wait: float,
-               started: Callable[[], None] | None, parse: Callable[[dict], object],
+    def _admit(self, message: Callable[[_Shapes], list], fds: list[int], wait: float,
+               started: Callable[[], None] | None, parse: Callable[[memoryview], object],
                account: str = ''):
-        """Queue ``req`` for a worker (bounded), exchange it, and put the worker back."""
+        """Queue a request for a worker (bounded), exchange it (``message(the worker's shapes)``),
+        and put the worker back."""
         with self._worker(started, account) as worker:
-            return self._exchange(worker, req, fds, wait, parse)
+            return self._exchange(worker, message, fds, wait, parse)
 
     @contextlib.contextmanager
     def _worker(self, started: Callable[[], None] | None, account: str) -> Iterator[_Worker]:
@@ -499,19 +670,20 @@ class Pool:
         self._all.add(new)
         return new
 
-    def _exchange(self, worker: _Worker, req: dict, fds: list[int], wait: float,
-                  parse: Callable[[dict], object] = _report_from):
-        """``parse`` of the worker's reply, or a failed :class:`Report`."""
+    def _exchange(self, worker: _Worker, message: Callable[[_Shapes], list], fds: list[int],
+                  wait: float, parse: Callable[[memoryview], object] = _run_report):
+        """``parse`` of the worker's reply to ``message(worker.shapes)``, or a failed
+        :class:`Report`."""
         deadline = time.monotonic() + wait
         try:
             self._ready(worker, deadline)
             try:
-                _send(worker.sock, req, fds)
+                worker.send(message, fds)
             except MessageTooLarge as e:
                 return _failed('fault', 'the request (arguments, environment, channel names) '
                                         f'is too large: {e}')
             _wait(worker.sock, True, deadline)     # a reply is never there at once
-            reply, extra = _recv(worker.sock, deadline)
+            reply, extra = _recv(worker.sock, worker.buf, deadline)
         except TimeoutError:
             worker.proc.kill()
             worker.proc.wait()
@@ -536,7 +708,7 @@ class Pool:
     def _ready(worker: _Worker, deadline: float | None) -> None:
         """Wait for the worker's warm-ups to end (TimeoutError past ``deadline``)."""
         if worker.warming:
-            _recv(worker.sock, deadline)
+            _recv(worker.sock, worker.buf, deadline)
             worker.warming = False
 
     def wait_warm(self, timeout: float) -> None:

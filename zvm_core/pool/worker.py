@@ -39,13 +39,12 @@ from zvm_core.executor import DEFAULT_FUEL, Limits, SetupError
 from zvm_core.limits import MAX_FDS
 from zvm_core.pool import (
     ChannelSpec,
-    MessageTooLarge,
     WarmUp,
     _failed,
-    _recv,
+    _Inbox,
     _reply,
     _request,
-    _send,
+    _send_json,
 )
 from zvm_core.prepare import Rejected, prepare
 from zvm_core.report import Report
@@ -303,12 +302,14 @@ def _serve_one(req: dict, fds: list[int], templates: Templates,
     return report, machine
 
 
-def _serve_many(sock: socket.socket, runs: list[dict], fds: list[int],
+def _serve_many(sock: socket.socket, runs: list[tuple[dict, list[int]]],
                 templates: Templates) -> None:
-    """Serve ``Pool.run_many``'s request: each run in turn, its reply (report and
-    kept tails) sent as it ends; its descriptors closed once it ended."""
+    """Serve ``Pool.run_many``'s request (each run and its descriptors): each run in
+    turn, its reply (report and kept tails) sent as it ends; its descriptors closed
+    once it ended."""
+    done = 0
     try:
-        for i, req in enumerate(runs):
+        for i, (req, fds) in enumerate(runs):
             tails: dict[str, TailBacking] = {}
             machine = None
             try:
@@ -316,23 +317,16 @@ def _serve_many(sock: socket.socket, runs: list[dict], fds: list[int],
             except Exception as e:  # keep serving: one bad run must not take the others
                 report = _failed('killed', f'sandbox worker error: {e!r}')
             finally:
-                for c in req['channels']:
-                    if c['fd'] is not None:
-                        os.close(fds[c['fd']])
-                        fds[c['fd']] = -1
-            try:
-                _send(sock, {'report': report.to_dict(),
-                             'tails': {k: t.data.decode('latin-1') for k, t in tails.items()}})
-            except MessageTooLarge as e:
-                _send(sock, {'report': _failed('killed', f'the report of this run is too '
-                                                         f'large to return: {e}').to_dict(),
-                             'tails': {}})
+                done += 1
+                for f in fds:
+                    os.close(f)
+            _reply(sock, report, {k: t.data for k, t in tails.items()})
             if machine is not None:
                 machine.reset()     # after the reply: idle templates hold no guest data
                 templates.settle(machine)
     finally:
-        for f in fds:
-            if f >= 0:
+        for _, fds in runs[done:]:
+            for f in fds:
                 os.close(f)
 
 
@@ -398,23 +392,25 @@ def worker_main(fd: int, template_bytes: int, address_space: int,
         except Exception as e:     # a warm-up is an optimisation: the worker serves anyway
             print(f'zvm pool worker: warm-up of {w.program} failed: {e!r}', file=sys.stderr)
     if warm:
-        _send(sock, {'ready': True})        # the pool reads it before the first request
+        _send_json(sock, {'ready': True})   # the pool reads it before the first request
+    inbox = _Inbox(sock)
     while True:
         templates.idle(sock)
-        req, fds = _recv(sock)
-        if req is None:
+        got = inbox.next()
+        if got is None:
             templates.close()
             return 0
+        kind, req, fds = got
         machine = None
-        if req.get('validate'):
+        if kind == 'validate':
             try:
-                _send(sock, _validate_one(req, fds))
+                _send_json(sock, _validate_one(req, fds))
             finally:
                 for f in fds:
                     os.close(f)
             continue
-        if req.get('runs') is not None:
-            _serve_many(sock, req['runs'], fds, templates)
+        if kind == 'many':
+            _serve_many(sock, req, templates)
             continue
         try:
             report, machine = _serve_one(req, fds, templates)
