@@ -163,6 +163,12 @@ class Zvm:
 def pytest_configure(config) -> None:
     config.addinivalue_line('markers', 'emulated_only(reason): checks what only the '
                             'emulated engine does; the engine fixture runs it there only')
+    if hasattr(config, 'workerinput'):
+        # An xdist worker builds its own native loader (a second of gcc), so that its
+        # loaders' path (test_native's ``_loaders``) is not the other worker's: an
+        # orphan guest of the cluster's servers is not counted as this worker's.
+        from zvm_core.engines.native.loader import cache_dir
+        os.environ['ZVM_NATIVE_CACHE'] = str(cache_dir() / config.workerinput['workerid'])
 
 
 @pytest.hookimpl(optionalhook=True)     # a pytest-xdist hook
