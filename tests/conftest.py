@@ -163,6 +163,30 @@ class Zvm:
 def pytest_configure(config) -> None:
     config.addinivalue_line('markers', 'emulated_only(reason): checks what only the '
                             'emulated engine does; the engine fixture runs it there only')
+    if hasattr(config, 'workerinput'):
+        # An xdist worker builds its own native loader (a second of gcc), so that its
+        # loaders' path (test_native's ``_loaders``) is not the other worker's: an
+        # orphan guest of the cluster's servers is not counted as this worker's.
+        from zvm_core.engines.native.loader import cache_dir
+        os.environ['ZVM_NATIVE_CACHE'] = str(cache_dir() / config.workerinput['workerid'])
+
+
+@pytest.hookimpl(optionalhook=True)     # a pytest-xdist hook
+def pytest_xdist_make_scheduler(config, log):
+    """``-n N --dist loadfile`` (scripts/test.sh) with tests/functional as one file: a
+    file's module fixtures are made once, on one worker, and the functional tests run
+    on one worker, which starts the session's one Swift cluster, while the other
+    workers take the unit and sandbox files."""
+    if config.getoption('dist') != 'loadfile':
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class FunctionalTogether(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            scope = super()._split_scope(nodeid)
+            return 'tests/functional' if scope.startswith('tests/functional/') else scope
+
+    return FunctionalTogether(config, log)
 
 
 def pytest_generate_tests(metafunc) -> None:
@@ -329,8 +353,8 @@ def zerovm(zvm) -> ZeroVM:
 class Rebuild:
     """A second build of every system image, from scratch into ``directory``, by a
     background process (niced) that runs while the other tests do: the rebuild costs
-    over a minute of CPU (SQLite's amalgamation is most of it), which the suite's
-    mostly idle second core absorbs instead of the test that compares it waiting."""
+    over a minute of CPU (SQLite's amalgamation is most of it), which the test that
+    compares it would otherwise wait for."""
 
     TIMEOUT = 1800          # seconds; a hung build fails the test instead of hanging it
 
@@ -365,12 +389,10 @@ class Rebuild:
 
 @dataclass(frozen=True)
 class SysImages:
-    """The built system images: ``program(name)`` and ``tar(name)`` are host paths;
-    ``rebuild`` is the background rebuild when a selected test takes ``sysimage_rebuild``."""
+    """The built system images: ``program(name)`` and ``tar(name)`` are host paths."""
 
     directory: Path
     images: dict
-    rebuild: Rebuild | None = None
 
     def program(self, name: str) -> Path:
         return self.images[name].paths(self.directory)[0]
@@ -380,31 +402,27 @@ class SysImages:
 
 
 @pytest.fixture(scope='session')
-def sysimages(request: pytest.FixtureRequest,
-              tmp_path_factory: pytest.TempPathFactory) -> Iterator[SysImages]:
+def sysimages() -> SysImages:
     """The system images (``zvm_core.build.interpreters``), built on first use into the
-    default directory and reused while their inputs are unchanged; if a selected test
-    compares a second build (``sysimage_rebuild``), that build starts now, in the background."""
+    default directory and reused while their inputs are unchanged."""
     from zvm_core.build import interpreters
     directory = interpreters.default_dir()
     try:
         images = interpreters.build(directory)
     except interpreters.BuildError as e:
         pytest.fail(f'building the system images failed: {e}', pytrace=False)
-    rebuild = None
-    if any('sysimage_rebuild' in getattr(item, 'fixturenames', ())
-           for item in request.session.items):
-        rebuild = Rebuild(tmp_path_factory.mktemp('sysimages-again') / 'images')
-    yield SysImages(directory, images, rebuild)
-    if rebuild is not None:
-        rebuild.stop()
+    return SysImages(directory, images)
 
 
 @pytest.fixture(scope='session')
-def sysimage_rebuild(sysimages: SysImages) -> Rebuild:
-    """The second, from-scratch build of the system images, running since ``sysimages``."""
-    assert sysimages.rebuild is not None
-    return sysimages.rebuild
+def sysimage_rebuild(sysimages: SysImages,
+                     tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rebuild]:
+    """The second, from-scratch build of the system images, started in the background
+    at the first request (a module whose last test compares it requests it at its
+    start: under xdist a module runs on one worker, so one worker starts one rebuild)."""
+    rebuild = Rebuild(tmp_path_factory.mktemp('sysimages-again') / 'images')
+    yield rebuild
+    rebuild.stop()
 
 
 @pytest.fixture(scope='session')

@@ -23,6 +23,17 @@ from archives import tar_bytes
 
 from zvm_core.build import interpreters
 
+
+@pytest.fixture(scope='module', autouse=True)
+def _rebuild_meanwhile(request: pytest.FixtureRequest) -> None:
+    """Start the second build of the system images with this file's first test when
+    its last one (test_build_is_reproducible) is selected: the rest runs meanwhile."""
+    if any('sysimage_rebuild' in getattr(item, 'fixturenames', ())
+           for item in request.session.items
+           if getattr(item, 'module', None) is request.module):
+        request.getfixturevalue('sysimage_rebuild')
+
+
 LUA_FILTER = b'''-- a filter: "name,qty" lines -> per-name totals, sorted, and a checksum line
 local totals, order, lines = {}, {}, 0
 for line in io.lines() do
@@ -681,8 +692,8 @@ def test_example_lua_filter(sysimages, zvm, tmp_path):
 
 def test_build_is_reproducible(sysimages, sysimage_rebuild):
     """A second build from scratch elsewhere gives the same bytes (it runs in the
-    background from the first use of ``sysimages``, conftest's ``Rebuild``: this test
-    comes last in the file so that the rest of it runs meanwhile)."""
+    background from this file's first test, conftest's ``Rebuild``: this test comes
+    last in the file so that the rest of it runs meanwhile)."""
     other, log = sysimage_rebuild.wait()
     assert not any('up to date' in line for line in log), log
     for name in interpreters.NAMES:

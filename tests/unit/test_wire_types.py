@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import json
 import tarfile
 from dataclasses import replace
@@ -164,16 +165,17 @@ class _Arriving:
     """A response whose ``read1`` returns what has arrived: ``pieces`` in turn."""
 
     def __init__(self, data: bytes, piece: int) -> None:
-        self.pieces = [data[i:i + piece] for i in range(0, len(data), piece)]
+        # a deque: 260,000 one-byte pieces popped from a list's front took 9 s
+        self.pieces = collections.deque(data[i:i + piece] for i in range(0, len(data), piece))
         self.calls = 0
 
     def read1(self, n: int) -> bytes:
         self.calls += 1
         if not self.pieces:
             return b''
-        piece = self.pieces.pop(0)
+        piece = self.pieces.popleft()
         if len(piece) > n:
-            self.pieces.insert(0, piece[n:])
+            self.pieces.appendleft(piece[n:])
         return piece[:n]
 
 
