@@ -53,16 +53,20 @@ import shlex
 import sys
 import syslog
 import time
+from typing import TYPE_CHECKING
 
 from zvm_core import engines
 from zvm_core.channels import READ, WRITE, Channel, ChannelError, FdBacking, Quota
 from zvm_core.elf import ELF_MAGIC, ElfError, load_program
 from zvm_core.engines import CHOICES
-from zvm_core.executor import DEFAULT_FUEL, DEFAULT_MEMORY, DEFAULT_TIMEOUT, Limits, run
-from zvm_core.pool import ChannelSpec, Pool
-from zvm_core.report import Report
+from zvm_core.limits import DEFAULT_FUEL, DEFAULT_MEMORY, DEFAULT_TIMEOUT, Limits
 from zvm_core.validator import Policy, default_cache, validate
-from zvm_core.zerovm.session import run_session
+
+if TYPE_CHECKING:
+    from zvm_core.report import Report
+
+# The executor, the pool and the ZeroVM session are imported by the commands that use
+# them: each command is one process, and start-up is most of a short run.
 
 EXIT_NOT_OK = 125
 EXIT_USAGE = 2
@@ -255,6 +259,7 @@ def _mounted(mounts: list[tuple[str, str]]) -> list[Channel]:
 
 
 def _cmd_run(opts: argparse.Namespace) -> int:
+    from zvm_core.executor import run
     from zvm_core.sysimages import SysImageError
     try:
         limits = Limits(opts.memory, DEFAULT_FUEL if opts.fuel is None else opts.fuel,
@@ -352,6 +357,7 @@ def _cmd_info() -> int:
 def _repeat(opts: argparse.Namespace, program: str, mounts: list[tuple[str, str]],
             argv: list[str], limits: Limits, engine: str | None) -> Report:
     """``--repeat``: the same run N times through one warm worker, timed."""
+    from zvm_core.pool import ChannelSpec, Pool
     times = []
     with Pool(size=1) as pool:
         for _ in range(opts.repeat):
@@ -407,6 +413,7 @@ def _zerovm(argv: list[str]) -> int:
             target = int(value)
     if len(names) != 1:
         return _bad_cmdline('2nd manifest encountered' if names else 'no manifest given')
+    from zvm_core.zerovm.session import run_session
     session = run_session(names[0], **kw)
     text = session.text()
     if target == 1:

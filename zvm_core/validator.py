@@ -34,9 +34,9 @@ against the validated instructions just before it (:func:`validate_code`).
 
 Verdicts are cached by SHA-256 of the file, :data:`VALIDATOR_VERSION` and the
 policy (I12).  The version includes a digest of this module's and
-``zvm_core.elf``'s source and the capstone and unicorn versions (the rules
-are about what unicorn decodes), so a changed rule can never be answered by
-a verdict the old rules gave.
+``zvm_core.elf``'s source and of the capstone and unicorn files that define
+their versions (the rules are about what unicorn decodes), so a changed rule
+can never be answered by a verdict the old rules gave.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ import contextlib
 import fcntl
 import functools
 import hashlib
+import importlib.util
 import json
 import os
 import tempfile
@@ -57,18 +58,24 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import EllipsisType
 
-import capstone
-import unicorn
-from capstone import CS_ARCH_X86, CS_MODE_64, Cs
-
 from zvm_core.elf import PF_X, Program
+
+
+def _decoder_sources() -> list[Path]:
+    """The files that define the capstone and unicorn versions, found without importing
+    either: a run whose verdict is cached needs neither, and importing them is most of
+    the ``zvm`` CLI's start-up."""
+    capstone = importlib.util.find_spec('capstone')
+    unicorn = importlib.util.find_spec('unicorn')
+    return [Path(capstone.origin),
+            Path(unicorn.submodule_search_locations[0]) / 'unicorn_const.py']
 
 
 def _fingerprint() -> str:
     from zvm_core import elf
-    h = hashlib.sha256(f'{capstone.__version__} {unicorn.__version__}'.encode())
-    for module in (__file__, elf.__file__):
-        h.update(Path(module).read_bytes())
+    h = hashlib.sha256()
+    for source in (__file__, elf.__file__, *_decoder_sources()):
+        h.update(Path(source).read_bytes())
     return h.hexdigest()[:16]
 
 
@@ -215,6 +222,7 @@ class _Sweep:
     """One validation: decodes, marks instruction starts, collects violations."""
 
     def __init__(self, policy: Policy) -> None:
+        from capstone import CS_ARCH_X86, CS_MODE_64, Cs  # only on a cache miss
         self.md = Cs(CS_ARCH_X86, CS_MODE_64)
         self.table = _table(policy)
         self.violations: list[Violation] = []

@@ -482,7 +482,13 @@ def test_cache_key_depends_on_policy_and_version(musl_hello, tmp_path, monkeypat
     assert cache_key(prog.sha256, Policy()) != cache_key(prog.sha256, REJECT)
     # the rules are about what unicorn decodes: another unicorn is another validator
     fingerprint = validator._fingerprint()
-    monkeypatch.setattr(unicorn, '__version__', unicorn.__version__ + '.1')
+    sources = validator._decoder_sources()
+    assert Path(unicorn.__file__).parent / 'unicorn_const.py' in sources
+    other = tmp_path / 'other' / 'unicorn_const.py'
+    other.parent.mkdir()
+    other.write_text(sources[-1].read_text().replace(
+        f'UC_VERSION_PATCH = {unicorn.__version__.split(".")[2]}', 'UC_VERSION_PATCH = 99'))
+    monkeypatch.setattr(validator, '_decoder_sources', lambda: [*sources[:-1], other])
     assert validator._fingerprint() != fingerprint
     monkeypatch.undo()
     assert VALIDATOR_VERSION.endswith(fingerprint)
