@@ -28,7 +28,11 @@ from zvm_core.memory import (
     page_up,
 )
 from zvm_core.validator import JAIL_ALIGN, Policy, validate_code
-from zvm_core.zerovm.trap import MANIFEST_SIZE, STUB, STUB_VERDICT
+from zvm_core.zerovm.trap import MANIFEST_SIZE, STUB
+
+STUB_VERDICT = validate_code(STUB, TRAP_PAGE)
+if not STUB_VERDICT.ok:        # the validator's rules changed under the stub
+    raise ImportError(f'the trap stub does not validate: {STUB_VERDICT.violations}')
 
 CONTEXT = 16        # bytes below a jailed buffer that an instruction could run on from
 
