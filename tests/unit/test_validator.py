@@ -10,6 +10,7 @@ import dataclasses
 import io
 import struct
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -536,3 +537,18 @@ def test_default_cache_dir_and_singleton(monkeypatch, tmp_path, musl_hello):
     assert default_cache() is default_cache()
     validate(parse_elf(musl_hello), cache=VerdictCache())
     assert len(list(tmp_path.glob('*.json'))) == 1
+
+
+def test_a_cached_verdict_needs_no_decoder(musl_hello, tmp_path):
+    # `zvm run` is one process per run: a verdict from the disk cache must not cost
+    # importing capstone and unicorn (most of the CLI's start-up)
+    (tmp_path / 'hello').write_bytes(musl_hello)
+    check = ('import sys\n'
+             'from zvm_core.elf import parse_elf\n'
+             'from zvm_core.validator import VerdictCache, validate\n'
+             f'v = validate(parse_elf(open({str(tmp_path / "hello")!r}, "rb").read()),\n'
+             f'             cache=VerdictCache({str(tmp_path / "cache")!r}))\n'
+             'print(v.ok, v.cached, "capstone" in sys.modules, "unicorn" in sys.modules)\n')
+    runs = [subprocess.run([sys.executable, '-c', check], capture_output=True, text=True,
+                           check=True).stdout for _ in range(2)]
+    assert runs == ['True False True False\n', 'True True False False\n']
