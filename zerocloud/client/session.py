@@ -170,10 +170,11 @@ class Session:
         if answer.status >= 300:
             raise ServerError(f'PUT {path}', answer.status, answer.reason, body)
 
-    def list_objects(self, account: str, container: str) -> Iterator[str]:
+    def list_objects(self, account: str, container: str, prefix: str = '') -> Iterator[str]:
         if account != self.account:
             return iter(())         # another account: the proxy lists it, as you
-        _, objects = self.conn.get_container(container, full_listing=True)
+        _, objects = self.conn.get_container(container, prefix=prefix or None,
+                                             full_listing=True)
         return (o.get('name') or o.get('subdir') for o in objects)
 
     def list_containers(self, account: str) -> Iterator[str]:

@@ -417,8 +417,8 @@ class ProxyExecMiddleware:
             raise HTTPRequestEntityTooLarge(body=f'{e}\n') from None
         except JobError as e:
             raise HTTPBadRequest(body=f'{e}\n') from None
-        def list_objects(a: str, c: str) -> Iterator[str]:
-            return caller.listing(f'/v1/{a}/{c}')
+        def list_objects(a: str, c: str, prefix: str) -> Iterator[str]:
+            return caller.listing(f'/v1/{a}/{c}', prefix)
 
         def list_containers(a: str) -> Iterator[str]:
             return caller.listing(f'/v1/{a}')
