@@ -18,7 +18,7 @@ from zerocloud.job import JobError, Node, expand, parse_job
 
 def nodes(*groups: dict) -> list[Node]:
     job = [{'exec': {'path': 'swift://a/c/p'}, **g} for g in groups]
-    return expand(parse_job(job, 'a'), lambda a, c: [], lambda a: [])
+    return expand(parse_job(job, 'a'), lambda a, c, p: [], lambda a: [])
 
 
 class Result:
