@@ -625,7 +625,8 @@ class ProxyExecMiddleware:
                     results = graph.run(
                         plans, run_replica, skipped, max_spool=self.config.max_spool,
                         max_link=self.config.max_output, pipeline=self.config.pipeline,
-                        concurrency=concurrency, progress=progress)
+                        concurrency=concurrency, progress=progress,
+                        batched=batchable if batched else None, alone=MAX_CONCURRENCY)
                 else:
                     streamed.run(planned(), run_replica, collector.add,
                                  concurrency=concurrency, progress=progress,
