@@ -630,7 +630,8 @@ class ProxyExecMiddleware:
                 else:
                     streamed.run(planned(), run_replica, collector.add,
                                  concurrency=concurrency, progress=progress,
-                                 submit=batches.submit if batched else None)
+                                 submit=batches.submit if batched else None,
+                                 alone=MAX_CONCURRENCY)
                     results, collector.held = collector.in_order(), []
             finally:
                 batches.close()
