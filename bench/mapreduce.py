@@ -73,7 +73,7 @@ from common import mib, ms, p50, ratio, table  # noqa: E402
 
 common.private_verdict_cache()   # inherited by the cluster's servers and their workers
 
-from swiftclient import Connection  # noqa: E402
+from swiftclient import ClientException, Connection  # noqa: E402
 
 from zerocloud.devcluster import DevCluster  # noqa: E402
 from zvm_core.engines import native_unavailable  # noqa: E402
@@ -86,16 +86,20 @@ MAX_READS = 249          # mappers one reducer reads from (doc/job-reference.md)
 
 
 def post_job(conn: Connection, job: list[dict]) -> tuple[float, dict, dict, int]:
-    """(client seconds, response headers, JSON report, bytes of the response body)."""
+    """(client seconds, response headers, JSON report, bytes of the response body);
+    a failed job exits with its status and its failed nodes' errors."""
     resp: dict = {}
-    t, (_, body) = common.timed(conn.post_account, headers={
-        'X-Zerovm-Execute': '1.0', 'Content-Type': 'application/json',
-        'X-Zerovm-Report': 'json'}, data=json.dumps(job).encode(), response_dict=resp)
+    try:
+        t, (_, body) = common.timed(conn.post_account, headers={
+            'X-Zerovm-Execute': '1.0', 'Content-Type': 'application/json',
+            'X-Zerovm-Report': 'json'}, data=json.dumps(job).encode(), response_dict=resp)
+    except ClientException as e:        # swiftclient raises on a status >= 300
+        resp, body = {'status': e.http_status}, e.http_response_content
     report = json.loads(body)
     if resp['status'] != 200:
         failed = [f'{n["name"]}: {n["status"]}: {n["error"] or n["message"]}'
                   for n in report['nodes'] if n['status'] != 'ok']
-        sys.exit(f'job failed: {resp["status"]}\n' + '\n'.join(failed[:10]))
+        sys.exit(f'job failed: {resp["status"]} ({len(failed)} nodes)\n' + '\n'.join(failed[:10]))
     return t, resp['headers'], report, len(body)
 
 
