@@ -520,9 +520,21 @@ def replicas(plan, run_replica: RunReplica) -> list[Result]:
 
 def run(plans: list, run_replica: RunReplica, skipped: Callable[[object, int, str], Result],
         *, max_spool: int, max_link: int = 1 << 62, concurrency: int,
-        pipeline: bool = True, progress=None) -> list[Result]:
+        pipeline: bool = True, progress=None,
+        batched: Callable[[object], bool] | None = None, alone: int | None = None
+        ) -> list[Result]:
     """Run every node once the nodes it reads from run (``pipeline``) or have
     finished; results in node order, each node's replicas together.
+
+    At most ``concurrency`` nodes are in flight; of them, at most ``alone``
+    (default: all) that ``batched(plan)`` does not say wait in a batch: those
+    send requests of their own (each replica one), which a flood of would
+    have object servers refuse with 503s and retries.  Counted per node, all
+    its replicas in one place, never per replica: a replicated producer
+    whose first replica runs admits its readers, and readers holding every
+    place would leave its second replica, whose end they wait for, without
+    one.  A node waiting for a place holds none, and the nodes holding one
+    only ever wait for running nodes (below): every wait ends.
 
     ``run_replica(plan, replica, servers, links)`` runs one replica on the first
     of ``servers`` that takes it, with ``links`` (a :class:`NodeLinks`, None
@@ -542,6 +554,7 @@ def run(plans: list, run_replica: RunReplica, skipped: Callable[[object, int, st
     clock = itertools.count(1)
     began: dict[str, int] = {}
     stopped: list[bool] = []
+    sent_alone: set[str] = set()     # in flight, not in a batch
 
     def work(plan, inputs: dict[str, Link], outputs: Spool | None) -> None:
         results: list[Result] = []
@@ -582,9 +595,20 @@ def run(plans: list, run_replica: RunReplica, skipped: Callable[[object, int, st
 
     waiting = list(plans)        # not started yet: a look at each event, not at every plan
 
+    def takes_place(plan) -> bool:
+        """May the node start now?  One sent alone takes one of the ``alone``
+        places (one that will be skipped sends nothing)."""
+        if (alone is None or (batched is not None and batched(plan))
+                or _bad_producer(plan.node, done) is not None):
+            return True
+        if len(sent_alone) >= alone:
+            return False
+        sent_alone.add(plan.node.name)
+        return True
+
     def start_ready() -> None:
         for plan in waiting:
-            if plan.node.name not in started and can_start(plan):
+            if plan.node.name not in started and can_start(plan) and takes_place(plan):
                 start(plan)
         waiting[:] = [p for p in waiting if p.node.name not in started]
 
@@ -598,6 +622,7 @@ def run(plans: list, run_replica: RunReplica, skipped: Callable[[object, int, st
                 began.setdefault(node.name, next(clock))
             else:
                 done[node.name] = results
+                sent_alone.discard(node.name)
                 if progress is not None:
                     progress.finished(results or ())
                 if node.name not in began:      # ran in a batch: its start was not seen

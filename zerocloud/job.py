@@ -706,16 +706,20 @@ def _select(names: Iterable[str], pattern: str) -> Iterator[tuple[str, tuple[str
             yield name, match.groups()
 
 
-def _find(path: SwiftPath, list_objects: Callable[[str, str], Iterable[str]],
+def _find(path: SwiftPath, list_objects: Callable[[str, str, str], Iterable[str]],
           list_containers: Callable[[str], Iterable[str]],
           ) -> Iterator[tuple[SwiftPath, tuple[str, ...]]]:
-    """Objects (or containers) matching a wildcard path, with the matched text."""
+    """Objects (or containers) matching a wildcard path, with the matched text.
+    Objects are listed from the text before the first ``*`` (Swift's ``prefix``):
+    groups over parts of one container each list their own part, not all of it."""
     containers = list_containers(path.account) if '*' in path.container else [path.container]
     for container, found in _select(containers, path.container):
         if path.obj is None:
             yield SwiftPath(path.account, container), found
             continue
-        objects = (o for o in list_objects(path.account, container) if not o.endswith('/'))
+        prefix = path.obj.split('*', 1)[0]
+        objects = (o for o in list_objects(path.account, container, prefix)
+                   if not o.endswith('/'))
         for obj, more in _select(objects, path.obj):
             yield SwiftPath(path.account, container, obj), found + more
 
@@ -764,7 +768,7 @@ def _too_large(max_nodes: int, group: str) -> JobError:
                     'operator\'s zerovm_maxnodes (proxy) raises the limit')
 
 
-def _instances(group: Group, list_objects: Callable[[str, str], Iterable[str]],
+def _instances(group: Group, list_objects: Callable[[str, str, str], Iterable[str]],
                list_containers: Callable[[str], Iterable[str]], room: int, max_nodes: int,
                count_objects: Callable[[str, str], int] | None = None,
                ) -> tuple[bool, Iterator[tuple[SwiftPath | None, tuple[str, ...]]]]:
@@ -821,7 +825,7 @@ def _group_nodes(group: Group, several: bool,
                    and attach.name == wild.name)
 
 
-def stream(groups: list[Group], list_objects: Callable[[str, str], Iterable[str]],
+def stream(groups: list[Group], list_objects: Callable[[str, str, str], Iterable[str]],
            list_containers: Callable[[str], Iterable[str]], *, max_nodes: int = 100000,
            count_objects: Callable[[str, str], int] | None = None) -> Iterator[Node]:
     """The nodes of validated groups one at a time, in group order, with ids 1..M,
@@ -884,7 +888,7 @@ def _check_outputs(node: Node, writers: dict[SwiftPath, str]) -> None:
             writers[device.path] = writer
 
 
-def expand(groups: list[Group], list_objects: Callable[[str, str], Iterable[str]],
+def expand(groups: list[Group], list_objects: Callable[[str, str, str], Iterable[str]],
            list_containers: Callable[[str], Iterable[str]], *,
            max_nodes: int = 100000) -> list[Node]:
     """Every node of validated groups (:func:`stream`), wired (``connect``)."""

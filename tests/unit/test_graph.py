@@ -18,7 +18,7 @@ from zerocloud.job import JobError, Node, expand, parse_job
 
 def nodes(*groups: dict) -> list[Node]:
     job = [{'exec': {'path': 'swift://a/c/p'}, **g} for g in groups]
-    return expand(parse_job(job, 'a'), lambda a, c: [], lambda a: [])
+    return expand(parse_job(job, 'a'), lambda a, c, p: [], lambda a: [])
 
 
 class Result:
@@ -402,6 +402,52 @@ def test_a_producer_run_in_a_batch_sends_its_links_as_outputs_its_readers_start_
                   run_replica)
     assert [r.status for r in results] == ['ok', 'ok', 'error', 'skipped']
     assert results[2].error == 'x returned 7 of the 8 bytes of /dev/out/r'
+
+
+class Alone(Script):
+    """Nodes named ``m...`` answer as in a batch (their links come back as outputs);
+    the others are sent alone: the most of them in flight at once is counted per
+    node, from its first replica's start to its last one's end."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.replicas: dict[str, int] = {}
+        self.most = 0
+
+    def __call__(self, plan: Plan, replica: int, servers, links) -> Result:
+        name = plan.node.name
+        if name.startswith('m'):
+            res = Result(plan.node, server='x')
+            for peer in plan.node.writes_to:
+                res.outputs[graph.OUT + peer] = io.BytesIO(f'{name}->{peer}'.encode())
+            return res
+        self.replicas[name] = self.replicas.get(name, 0) + 1
+        self.most = max(self.most, sum(1 for n in self.replicas.values() if n))
+        try:
+            if (name, replica) == ('p', 2):     # the second replica comes late
+                sleep(0.02)
+            return super().__call__(plan, replica, servers, links)
+        finally:
+            self.replicas[name] -= 1
+
+
+def test_nodes_sent_alone_are_bounded_per_node_and_a_replicated_producer_still_ends() -> None:
+    """Batched mappers do not count; of the others at most ``alone`` are in flight.
+    The replicated producer ``p`` admits its readers once its first replica runs;
+    they could hold every place, but its second replica needs none of its own:
+    the graph ends, each reader with everything ``p`` wrote."""
+    script = Alone()
+    ns = nodes({'name': 'm', 'count': 6, 'connect': ['r']}, {'name': 'r', 'count': 5},
+               {'name': 'p', 'replicate': 2, 'connect': ['q']}, {'name': 'q', 'count': 6})
+    with Timeout(10):
+        results = run(ns, script, concurrency=16, alone=2,
+                      batched=lambda plan: plan.node.name.startswith('m'))
+    assert {r.status for r in results} == {'ok'} and len(results) == 6 + 5 + 2 + 6
+    assert script.most == 2
+    got = {name: links for name, _r, _s, links in script.log}
+    assert all(got[f'q-{i}'] == {'in/p': f'p->q-{i}'.encode()} for i in range(1, 7))
+    assert all(got[f'r-{i}'] == {f'in/m-{k}': f'm-{k}->r-{i}'.encode() for k in range(1, 7)}
+               for i in range(1, 6))
 
 
 def test_staged_runs_start_a_consumer_once_its_producers_have_finished() -> None:

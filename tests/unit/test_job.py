@@ -53,9 +53,9 @@ class FakeSwift:
         self.calls.append(account)
         return iter(sorted(self.containers))
 
-    def list_objects(self, account, container):
-        self.calls.append(f'{account}/{container}')
-        return iter(sorted(self.containers.get(container, [])))
+    def list_objects(self, account, container, prefix):
+        self.calls.append(f'{account}/{container}' + (f'?prefix={prefix}' if prefix else ''))
+        return iter(sorted(n for n in self.containers.get(container, []) if n.startswith(prefix)))
 
 
 def run(*groups, swift=None, max_nodes=1000, **kwargs):
@@ -511,7 +511,7 @@ def test_object_wildcard():
         {'name': 'stdout', 'path': 'swift://~/data/sorted*.data'},
         {'name': 'stderr'},
     ]), swift=swift)
-    assert swift.calls == [f'{ACCOUNT}/data']
+    assert swift.calls == [f'{ACCOUNT}/data?prefix=binary']     # listed from the fixed text
     assert [(node.name, paths(node)) for node in nodes] == [
         ('sort-1', {'stdin': f'swift://{ACCOUNT}/data/binary_log_1.data',
                     'stdout': f'swift://{ACCOUNT}/data/sorted_log_1.data', 'stderr': None}),
@@ -543,6 +543,7 @@ def test_container_wildcard_with_fixed_object():
     swift = FakeSwift({'day-1': ['index', 'other'], 'day-2': ['other']})
     nodes = run(group(devices=[{'name': 'input', 'path': 'swift://~/day-*/index'}]), swift=swift)
     assert [paths(node) for node in nodes] == [{'input': f'swift://{ACCOUNT}/day-1/index'}]
+    assert swift.calls == [ACCOUNT, *(f'{ACCOUNT}/day-{d}?prefix=index' for d in (1, 2))]
 
 
 def test_container_only_wildcard_lists_no_objects():
@@ -581,7 +582,7 @@ def test_listing_errors_pass_through():
     class Denied(Exception):
         pass
 
-    def list_objects(account, container):
+    def list_objects(account, container, prefix):
         raise Denied(container)
 
     groups = parse(group(devices=[{'name': 'stdin', 'path': 'swift://~/c/*'}]))
@@ -653,7 +654,7 @@ def test_max_nodes_counts_the_whole_job():
 
 
 def test_max_nodes_stops_listing():
-    def endless(account, container):
+    def endless(account, container, prefix):
         for number in range(10**9):
             yield f'o{number}'
 
@@ -666,7 +667,7 @@ def test_max_nodes_stops_listing():
 def test_nodes_stream_as_the_listing_is_read():
     read = []
 
-    def listing(account, container):       # a container of a million objects
+    def listing(account, container, prefix):       # a container of a million objects
         for number in range(10**6):
             read.append(number)
             yield f'o{number:07d}'

@@ -42,6 +42,7 @@ class FakeSwift:
         self.calls: list[tuple[str, str, dict]] = []
         self.put_status = 201
         self.missing: set[str] = set()          # containers (``/c``) that answer 404
+        self.listed = 0                         # names the listings (pages) answered
 
     def add(self, path: str, body: bytes = TEXT, **headers) -> None:
         self.objects[ACCOUNT + path] = (headers, body)
@@ -60,8 +61,10 @@ class FakeSwift:
         elif len(parts) <= 4:                    # account or container
             prefix = req.path + '/'
             names = sorted(p[len(prefix):] for p in self.objects if p.startswith(prefix))
-            marker = req.params.get('marker', '')
-            names = [n for n in names if n > marker][:int(req.params.get('limit', 10000))]
+            marker, begins = req.params.get('marker', ''), req.params.get('prefix', '')
+            names = [n for n in names if n > marker and n.startswith(begins)
+                     ][:int(req.params.get('limit', 10000))]
+            self.listed += len(names) if 'marker' in req.params else 0
             resp = Response(status=200 if req.method == 'GET' else 204,
                             headers={'X-Backend-Storage-Policy-Index': '0'},
                             body=json.dumps([{'name': n} for n in names]).encode()
@@ -975,6 +978,20 @@ def test_nodes_bound_for_one_server_travel_in_one_batch(mw, swift, batch_servers
     assert headers[wire.PROGRAM] == PROGRAM_DIGEST and program is None
 
 
+def test_a_wildcard_lists_only_the_names_after_its_fixed_text(mw, swift, batch_servers) -> None:
+    """Two groups over parts of one container list their own part each (Swift's
+    ``prefix``), not the whole container once per group."""
+    names = objects(swift, 5)
+    for i in range(40):
+        swift.add(f'/c/other{i:02d}')
+    batch_servers(d0=ran())
+    resp = post(mw, job(stdin='swift://~/c/item0*') + [
+        {**job(stdin='swift://~/c/item*')[0], 'name': 'again'}])
+    assert resp.status_int == 200, resp.body
+    assert resp.body == b''.join(f'out /AUTH_a{n}\n'.encode() for n in names + names)
+    assert swift.listed == 2 * len(names)
+
+
 def test_a_node_a_batch_did_not_run_is_retried_alone_on_another_replica(
         mw, swift, batch_servers) -> None:
     names = objects(swift, 5)
@@ -1086,8 +1103,8 @@ def test_a_second_batch_goes_to_a_server_while_one_runs_there(
     monkeypatch.setattr(caller, 'LISTING_LIMIT', 4)
     listing = caller.Caller.listing
 
-    def paced(self, path):          # a page of names every 20 ms
-        for i, name in enumerate(listing(self, path)):
+    def paced(self, path, prefix):  # a page of names every 20 ms
+        for i, name in enumerate(listing(self, path, prefix)):
             if i and i % 4 == 0:
                 sleep(0.02)
             yield name

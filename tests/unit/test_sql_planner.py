@@ -311,7 +311,7 @@ def test_more_objects_than_zerovm_maxnodes_is_a_400_naming_the_option() -> None:
     from zerocloud.sql import entry
     listed = []
 
-    def listing(path: str):
+    def listing(path: str, prefix: str = ''):
         for i in range(10**6):
             listed.append(i)
             yield f'day{i:07d}.csv'
@@ -323,7 +323,7 @@ def test_more_objects_than_zerovm_maxnodes_is_a_400_naming_the_option() -> None:
         'swift://AUTH_a/sales/*.csv matches more than 3 objects (a node each): more nodes '
         "than the operator's zerovm_maxnodes (proxy) allows; it raises the limit\n")
     assert len(listed) == 4
-    at_limit = SimpleNamespace(listing=lambda path: ['a.csv', 'b.csv', 'c.csv'],
+    at_limit = SimpleNamespace(listing=lambda path, prefix='': ['a.csv', 'b.csv', 'c.csv'],
                                config=caller.config)
     assert [p.obj for p in entry._objects(at_limit, SwiftPath('AUTH_a', 's', '*.csv'))] == \
         ['a.csv', 'b.csv', 'c.csv']

@@ -148,6 +148,38 @@ def test_nodes_are_taken_only_as_places_free_and_collected_as_they_end() -> None
     assert max(window) <= 5 + 1     # the window in flight, and the next waiting for a place
 
 
+def test_nodes_not_taken_by_a_batch_are_at_most_alone_in_flight() -> None:
+    """A batched job's window is large (its nodes wait in batches); the nodes a
+    batch does not take (even ids here) each send requests of their own, a few
+    at a time."""
+    taken: list[int] = []
+    batched: list = []
+    running, most = [0], [0]
+
+    def submit(plan, finish) -> bool:
+        if plan.node.id % 2:
+            batched.append((plan, finish))
+        return bool(plan.node.id % 2)
+
+    def run_replica(plan, replica, servers, links) -> NodeResult:
+        running[0] += 1
+        most[0] = max(most[0], running[0])
+        sleep(0.002)
+        running[0] -= 1
+        return NodeResult(plan.node)
+
+    def answer_batches() -> None:
+        while len(batched) < 20:
+            sleep(0.001)
+        for plan, finish in batched:
+            finish(NodeResult(plan.node))
+    ended: list[int] = []
+    spawn(answer_batches)
+    stream.run(plans(40, taken), run_replica, lambda rs: ended.append(rs[0].node.id),
+               concurrency=40, submit=submit, alone=3)
+    assert sorted(ended) == list(range(1, 41)) and most[0] == 3
+
+
 def test_a_large_output_is_copied_to_the_spool_whole() -> None:
     big = bytes(range(256)) * 8192                      # 2 MiB: copied in a thread
     results = job(SUMMARY_NODES + 1)

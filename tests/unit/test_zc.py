@@ -175,7 +175,7 @@ def test_nodes_and_their_objects_are_expanded_like_the_proxy_does() -> None:
     job = [{'name': 'wc', 'exec': {'path': 'swift://~/bin/wc'},
             'devices': [{'name': 'stdin', 'path': 'swift://~/logs/*.txt'}, {'name': 'stdout'}]}]
     listing = {('AUTH_t', 'logs'): ['a.txt', 'b.csv', 'c.txt']}
-    nodes = jobs.nodes(job, 'AUTH_t', lambda a, c: listing[a, c], lambda a: [])
+    nodes = jobs.nodes(job, 'AUTH_t', lambda a, c, p: listing[a, c], lambda a: [])
     assert [(n.name, str(jobs.node_object(n))) for n in nodes] == [
         ('wc-1', 'swift://AUTH_t/logs/a.txt'), ('wc-2', 'swift://AUTH_t/logs/c.txt')]
 

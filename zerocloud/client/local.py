@@ -61,11 +61,12 @@ class LocalRun:
             raise BuildError(f'{path} is not mapped: add --map swift://~/{path.container}=DIR')
         return self.maps[path.container] / (path.obj or '')
 
-    def list_objects(self, account: str, container: str) -> list[str]:
+    def list_objects(self, account: str, container: str, prefix: str = '') -> list[str]:
         root = self.file(SwiftPath(account, container))
         if not root.is_dir():           # else: "No objects found", as if it were empty
             raise BuildError(f'--map swift://~/{container}={root}: {root} is not a directory')
-        return sorted(p.relative_to(root).as_posix() for p in root.rglob('*') if p.is_file())
+        names = (p.relative_to(root).as_posix() for p in root.rglob('*') if p.is_file())
+        return sorted(n for n in names if n.startswith(prefix))
 
     def list_containers(self, account: str) -> list[str]:
         return sorted(self.maps)

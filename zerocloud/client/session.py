@@ -178,13 +178,14 @@ class Session:
         other = url.rstrip('/').rpartition('/')[0] + '/' + quote(account)
         return other, token, self.conn.http_connection(other)
 
-    def list_objects(self, account: str, container: str) -> Iterator[str]:
+    def list_objects(self, account: str, container: str, prefix: str = '') -> Iterator[str]:
         if account != self.account:
             url, token, http = self._other(account)
-            _, objects = get_container(url, token, container, http_conn=http,
-                                       full_listing=True)
+            _, objects = get_container(url, token, container, prefix=prefix or None,
+                                       http_conn=http, full_listing=True)
         else:
-            _, objects = self.conn.get_container(container, full_listing=True)
+            _, objects = self.conn.get_container(container, prefix=prefix or None,
+                                                 full_listing=True)
         return (o.get('name') or o.get('subdir') for o in objects)
 
     def list_containers(self, account: str) -> Iterator[str]:

@@ -88,12 +88,13 @@ class Caller:
             what = {'POST': 'execute jobs in', 'PUT': 'write', 'GET': 'read'}[method]
             raise denied_error(denied, f'{what} swift:/{path[3:]}')
 
-    def listing(self, path: str) -> Iterator[str]:
-        """The names in the account or container ``path`` (``/v1/...``), page by page."""
+    def listing(self, path: str, prefix: str = '') -> Iterator[str]:
+        """The names in the account or container ``path`` (``/v1/...``) that begin with
+        ``prefix``, page by page."""
         marker = ''
         limit = min(LISTING_LIMIT, constraints.CONTAINER_LISTING_LIMIT)   # Swift's pages
         while True:
-            query = f'?format=json&limit={limit}&marker={quote(marker)}'
+            query = f'?format=json&limit={limit}&marker={quote(marker)}&prefix={quote(prefix)}'
             resp = self.sub('GET', path, query).get_response(self.app)
             if resp.status_int == 404:
                 what = 'container' if path.count('/') > 2 else 'account'

@@ -427,8 +427,8 @@ class ProxyExecMiddleware:
             raise HTTPRequestEntityTooLarge(body=f'{e}\n') from None
         except JobError as e:
             raise HTTPBadRequest(body=f'{e}\n') from None
-        def list_objects(a: str, c: str) -> Iterator[str]:
-            return caller.listing(f'/v1/{a}/{c}')
+        def list_objects(a: str, c: str, prefix: str) -> Iterator[str]:
+            return caller.listing(f'/v1/{a}/{c}', prefix)
 
         def list_containers(a: str) -> Iterator[str]:
             return caller.listing(f'/v1/{a}')
@@ -628,11 +628,13 @@ class ProxyExecMiddleware:
                     results = graph.run(
                         plans, run_replica, skipped, max_spool=self.config.max_spool,
                         max_link=self.config.max_output, pipeline=self.config.pipeline,
-                        concurrency=concurrency, progress=progress)
+                        concurrency=concurrency, progress=progress,
+                        batched=batchable if batched else None, alone=MAX_CONCURRENCY)
                 else:
                     streamed.run(planned(), run_replica, collector.add,
                                  concurrency=concurrency, progress=progress,
-                                 submit=batches.submit if batched else None)
+                                 submit=batches.submit if batched else None,
+                                 alone=MAX_CONCURRENCY)
                     results, collector.held = collector.in_order(), []
             finally:
                 batches.close()

@@ -62,7 +62,7 @@ Submit = Callable[[object, Callable[[NodeResult | Exception], None]], bool]
 
 def run(plans: Iterable, run_replica: graph.RunReplica,
         collect: Callable[[list[NodeResult]], None], *, concurrency: int,
-        progress=None, submit: Submit | None = None) -> None:
+        progress=None, submit: Submit | None = None, alone: int | None = None) -> None:
     """Run every plan (nodes without links), at most ``concurrency`` at a time; each
     node's results (its replicas, compared) go to ``collect`` as it ends.  The next
     plan is only taken from ``plans`` when a place is free: a lazy ``plans`` is read
@@ -71,9 +71,12 @@ def run(plans: Iterable, run_replica: graph.RunReplica,
     ``submit(plan, finish)``, if given, takes the plans it can run without a green
     thread of their own (``zerocloud.proxy.batch.Batches.submit``: they wait in a
     batch) and says so; their result (or a bug's exception) goes to ``finish``.
-    The others run in green threads, through ``run_replica``."""
+    The others run in green threads, through ``run_replica``, at most ``alone``
+    of them at a time (default: ``concurrency``): each sends requests of its own,
+    which a flood of would have object servers refuse with 503s and retries."""
     pool = GreenPool(concurrency)
     places = Semaphore(concurrency)
+    lone = Semaphore(alone if alone is not None else concurrency)
     errors: list[BaseException] = []
     stopped: list[bool] = []
 
@@ -88,15 +91,18 @@ def run(plans: Iterable, run_replica: graph.RunReplica,
             places.release()
 
     def work(plan) -> None:
-        if stopped:
-            places.release()
-            return
         try:
-            results = graph.replicas(plan, run_replica)
-        except Exception as e:          # a bug: the job stops with it
-            errors.append(e)
-            places.release()
-            return
+            if stopped:
+                places.release()
+                return
+            try:
+                results = graph.replicas(plan, run_replica)
+            except Exception as e:      # a bug: the job stops with it
+                errors.append(e)
+                places.release()
+                return
+        finally:
+            lone.release()
         end(results)
 
     def submitted(plan) -> Callable[[NodeResult | Exception], None]:
@@ -116,6 +122,7 @@ def run(plans: Iterable, run_replica: graph.RunReplica,
                 progress.started()
             places.acquire()
             if submit is None or not submit(plan, submitted(plan)):
+                lone.acquire()
                 pool.spawn_n(work, plan)
         for _ in range(concurrency):    # every node ended
             if errors:

@@ -138,7 +138,7 @@ def _objects(caller: Caller, path: jobs.SwiftPath) -> list[jobs.SwiftPath]:
         return [path]
     found = []
     try:
-        for obj, _ in jobs._find(path, lambda a, c: caller.listing(f'/v1/{a}/{c}'),
+        for obj, _ in jobs._find(path, lambda a, c, p: caller.listing(f'/v1/{a}/{c}', p),
                                  lambda a: caller.listing(f'/v1/{a}')):
             found.append(obj)
             most = caller.config.max_nodes
