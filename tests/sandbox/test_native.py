@@ -548,23 +548,37 @@ def _alive(pid: int) -> bool:
     return True
 
 
+# A real uid no account has: what a test keeps in flight is charged to it (see below).
+_INFLIGHT_UID = 3999999
+
+
 def test_a_template_child_that_cannot_pass_its_listener_is_gone_at_once(guest, tmp_path):
     """A child whose listener cannot be sent (here: its user has more descriptors in
     flight than its NOFILE limit, ETOOMANYREFS) says so on the template's socket and
     is killed by its own filter: the take fails with its line, not the timeout, and
     nothing is left (before: it trapped, waiting on a listener only it held, until
-    the worker exited).  Run as another user in a user namespace of its own: the
-    descriptors kept in flight count against that user only, not this host's runs."""
+    the worker exited).
+
+    The kernel counts descriptors in flight per user host-wide, by real uid; a user
+    namespace's mapping changes nothing of it.  Run as root's (before), the 1500
+    this script keeps in flight made every native run of root on the host fail
+    meanwhile, with the same errno 109.  So it runs with the real uid _INFLIGHT_UID
+    (root's effective uid: its files stay reachable) in a user namespace of its own
+    (no capability in the host's namespace exempts it, nor its loaders)."""
     import shutil
     import subprocess
     import sys
-    if shutil.which('unshare') is None:
-        pytest.skip('no unshare')
+    if os.geteuid() != 0:
+        pytest.skip('needs root: its script runs with a real uid of its own')
+    if shutil.which('unshare') is None or shutil.which('setpriv') is None:
+        pytest.skip('needs unshare and setpriv (util-linux)')
     script = tmp_path / 'refs.py'
     script.write_text(
-        'import os, socket, sys\n'
+        'import os, resource, socket, sys\n'
         'from zvm_core.elf import load_program\n'
         'from zvm_core.engines.native.supervisor import Template\n'
+        'hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]\n'
+        'resource.setrlimit(resource.RLIMIT_NOFILE, (min(4096, hard), hard))\n'
         'template = Template(load_program(sys.argv[1]), 64 << 20, timeout=30)\n'
         'a, b = socket.socketpair()\n'
         'r, _w = os.pipe()\n'
@@ -588,13 +602,12 @@ def test_a_template_child_that_cannot_pass_its_listener_is_gone_at_once(guest, t
     shutil.copy(guest('hello'), prog)
     cache = tmp_path / 'cache'
     cache.mkdir()
-    for path in (tmp_path, cache, script, prog):
-        path.chmod(0o777)
     env = dict(os.environ, ZVM_NATIVE_CACHE=str(cache),
                PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    # sys.executable itself: a shell (or a pyenv shim) would drop to the real uid
     got = subprocess.run(
-        ['unshare', '-U', '--map-user=1000', '--map-group=1000', 'sh', '-c',
-         'ulimit -n 4096 && exec "$@"', 'sh', sys.executable, str(script), str(prog)],
+        ['setpriv', f'--ruid={_INFLIGHT_UID}', 'unshare', '-U', '--map-user=1000',
+         '--map-group=1000', sys.executable, str(script), str(prog)],
         env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False)
     if got.returncode != 0 and 'Traceback' not in got.stderr:
         pytest.skip(f'no user namespace to run it in: {got.stderr.strip()}')
