@@ -114,7 +114,7 @@ another code than ``ok_exit``, or ended ``validation``, ``fault``, ``fuel``,
 ``quota``, ``memory``), 503 when no object server could run it
 (``unavailable``) or its host failed it (``killed``: a worker died or did not
 answer, host I/O failed, the native loader could not start it:
-``zvm_core.report.host_failed``), 500 when a bug of ours lost it (``killed``
+``zvm_core.pool.host_failed``), 500 when a bug of ours lost it (``killed``
 otherwise), 504 when it hit the wall-clock limit (``timeout``), an
 object server's 4xx when it refused the node (``error``), 409 when the
 replicas of a node disagree (``mismatch``), 413 when the nodes sent each

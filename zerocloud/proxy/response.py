@@ -34,7 +34,7 @@ from swift.common.swob import Response
 from zerocloud import cgiout, graph, wire
 from zerocloud.job import Node
 from zerocloud.proxy.outputs import OutputFile
-from zvm_core.report import host_failed
+from zvm_core.pool import host_failed
 
 MAX_HEADER = 8192
 SUMMARY_NODES = 1000        # above this many results, X-Nexe-* headers summarise the job
