@@ -19,9 +19,37 @@ from zvm_core.engines.native.supervisor import Template, run
 MIN_KERNEL = (5, 9)     # user notifications with CONTINUE (5.5), pidfd_open, close_range
 
 
-@functools.cache
 def unavailable() -> str | None:
     """Why the native engine cannot run here, or None; probed once per process."""
+    return _requirements() or _probe(False)
+
+
+def tsc_unavailable() -> str | None:
+    """Why this host cannot answer ``rdtsc`` natively (None when it can): the
+    guest must be traced (``tsc.py``), which ptrace restrictions may forbid."""
+    return unavailable() or _probe(True)
+
+
+_verdicts: dict[bool, str | None] = {}      # tsc -> the probe's verdict, kept
+
+
+def _probe(tsc: bool) -> str | None:
+    """The probe's verdict, kept once it is the host's: a probe a busy moment failed
+    (too many descriptors in flight, ETOOMANYREFS) says nothing of what it can run
+    (before: a worker that started then ran emulated, or refused native runs, for
+    good), and the next asks again."""
+    if tsc not in _verdicts:
+        from zvm_core.engines.native import probe
+        reason, transient = probe.probe(probe.TSC_CODE, tsc=True) if tsc else probe.probe()
+        if transient:
+            return reason
+        _verdicts[tsc] = reason
+    return _verdicts[tsc]
+
+
+@functools.cache
+def _requirements() -> str | None:
+    """What the host lacks, probe aside (None: nothing)."""
     if platform.system() != 'Linux' or platform.machine() != 'x86_64':
         return f'needs Linux on x86_64, not {platform.system()} on {platform.machine()}'
     release = platform.release()
@@ -38,19 +66,7 @@ def unavailable() -> str | None:
     if hard != resource.RLIM_INFINITY and hard <= CTL_FD:     # the loader moves its socket there
         return (f'needs a hard limit of open files (RLIMIT_NOFILE) of at least {CTL_FD + 1}; '
                 f'this process has {hard} (ulimit -Hn; LimitNOFILE= of a systemd service)')
-    from zvm_core.engines.native.probe import probe
-    return probe()
-
-
-@functools.cache
-def tsc_unavailable() -> str | None:
-    """Why this host cannot answer ``rdtsc`` natively (None when it can): the
-    guest must be traced (``tsc.py``), which ptrace restrictions may forbid."""
-    reason = unavailable()
-    if reason is None:
-        from zvm_core.engines.native.probe import probe_tsc
-        reason = probe_tsc()
-    return reason
+    return None
 
 
 __all__ = ['Template', 'run', 'tsc_unavailable', 'unavailable']

@@ -1,6 +1,6 @@
 """Whether this host can run the native engine: one real run of a tiny guest.
 
-:func:`probe_tsc` does the same for a guest that executes ``rdtsc``, traced
+``probe(TSC_CODE, tsc=True)`` does the same for a guest that executes ``rdtsc``, traced
 (``tsc.py``): its high half, 0 from the virtual counter, plus 42 is its exit
 status; where ptrace is not allowed the reason is returned.
 
@@ -22,7 +22,10 @@ CODE = bytes.fromhex('b827000000' '0f05' '8d7829' 'b8e7000000' '0f05')
 ENTRY = 0x400000
 
 
-def probe(code: bytes = CODE, tsc: bool = False) -> str | None:
+def probe(code: bytes = CODE, tsc: bool = False) -> tuple[str | None, bool]:
+    """(why the guest did not run as it should, or None; whether a busy moment of the
+    host failed it, not what the host is: its user had too many descriptors in flight,
+    ETOOMANYREFS, supervisor._failure)."""
     from zvm_core.engines.native.supervisor import run
     program = Program(sha256='probe', entry=ENTRY,
                       segments=(Segment(ENTRY, len(code), PF_R | PF_X, code),),
@@ -30,11 +33,9 @@ def probe(code: bytes = CODE, tsc: bool = False) -> str | None:
     try:
         report = run(program, [], ['probe'], {}, memory=32 << 20, timeout=10.0, tsc=tsc)
     except (BuildError, OSError) as e:
-        return f'the native loader cannot run: {e}'
+        return f'the native loader cannot run: {e}', False
     if report.status != 'ok' or report.retcode != 42:
-        return f'the probe run ended {report.status} ({report.retcode}): {report.message}'
-    return None
+        return (f'the probe run ended {report.status} ({report.retcode}): {report.message}',
+                report.status == 'killed' and '(errno 109)' in report.message)
+    return None, False
 
-
-def probe_tsc() -> str | None:
-    return probe(TSC_CODE, tsc=True)
