@@ -78,6 +78,9 @@ def test_a_probe_that_says_the_host_cannot_is_kept(answers, clock) -> None:
     (Report('killed', None, 'native engine: no answer from the loader: timed out'), True),
     (Report('timeout', None, 'wall-clock timeout of 10 s'), True),
     (Report('killed', None, f'native engine: loader: socketpair (errno {errno.EMFILE})'), True),
+    (Report('killed', None, 'native engine: loader: cannot pass the listener (errno 109): '
+            'this user has too many descriptors in flight on this host; the host is busy, '
+            'retry'), True),
     (Report('killed', None, 'native engine: loader: seccomp (errno 22)'), False),
     (Report('fault', None, 'Segmentation fault'), False),
 ])

@@ -110,6 +110,30 @@ def test_a_node_refused_by_its_engine_is_a_400_saying_why() -> None:
     assert body == b'a: refused: it said refused\n'
 
 
+@pytest.mark.parametrize(('message', 'http'), [
+    ('sandbox worker died (killed by signal 9)', 503),
+    ('sandbox worker did not answer within 30 s', 503),
+    ('native engine: loader: cannot pass the listener (errno 109): this user has too many '
+     'descriptors in flight on this host; the host is busy, retry', 503),
+    ('native engine: no answer from the loader: timed out', 503),
+    ('host I/O failed in write: No space left on device', 503),
+    ('internal error in read: KeyError(3)', 500),
+    ("sandbox worker error: AttributeError('x')", 500),
+    ('native engine: internal error: ValueError()', 500)])
+def test_a_node_killed_by_its_host_is_a_503_a_bug_of_ours_a_500(message: str, http: int) -> None:
+    # a map/reduce job under load: three mappers killed, the others and the reducer ran
+    results = [result(f'map-{i}', b'', status='ok') for i in range(1, 4)]
+    for i in range(4, 7):
+        res = result(f'map-{i}', None, status='killed', retcode=None)
+        res.report.message = message
+        results.append(res)
+    resp = respond([*results, result('reduce', b'sum')], 0.1, False)
+    assert resp.status_int == http
+    assert body_of(resp)[0] == b''.join(f'map-{i}: killed: {message}\n'.encode()
+                                        for i in range(4, 7))
+    assert resp.headers['X-Nexe-Status'] == 'ok,ok,ok,killed,killed,killed,ok'
+
+
 def test_the_json_report_is_made_node_by_node_as_json_dumps_would() -> None:
     results = [result('a', b'x'), result('b', b'yz', retcode=1, stderr='e\n')]
     whole = json.dumps({'status': 422, 'seconds': 0.25,

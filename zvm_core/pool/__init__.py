@@ -125,6 +125,23 @@ def _report_from(data: dict) -> Report:
     return Report(**data)
 
 
+# How the message of a run ``killed`` by the host begins (not by a bug of ours, such as
+# "internal error in ..." or the worker's "sandbox worker error: ..."): a sandbox worker
+# that died (an OOM kill) or did not answer, host I/O that failed, a native loader
+# that could not start the guest (supervisor._failure: e.g. too many descriptors in
+# flight, ETOOMANYREFS).  The program may well run on another try.
+HOST_FAILURES = ('sandbox worker died', 'sandbox worker did not answer', 'host I/O failed',
+                 'native engine: loader: ', 'native engine: no answer from the loader',
+                 "native engine: the template's child is gone",
+                 'native engine: the loader did not start')
+
+
+def host_failed(status: str, message: str) -> bool:
+    """Whether a run ended ``killed`` by the host's trouble, not by its program nor by a
+    bug of ours: the proxy answers 503 for it, not 500."""
+    return status == 'killed' and message.startswith(HOST_FAILURES)
+
+
 def _failed(status: str, message: str) -> Report:
     return Report(status, None, message, validation={'state': 'ok', 'violations': []})
 

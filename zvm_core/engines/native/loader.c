@@ -374,7 +374,20 @@ static void restrict_all(const struct header *h) {
 /* 4.-5. what each guest process does itself: descriptors, no processes (a
  * template must fork), killed with its parent (not inherited) */
 static void prepare(const struct header *h) {
-    limit(7, CTL_FD + 1, CTL_FD + 1, "setrlimit NOFILE");
+    /* NOFILE: its hard limit as it came (at least CTL_FD + 1, for the dup2 below), soft
+     * raised to it.  It bounds nothing of the guest's: no call of the guest makes a
+     * descriptor (the supervisor answers them all, adds none, continues none that
+     * does), and it keeps none but CTL_FD, closed before its first instruction.
+     * What it does bound is the sendmsg of the listener below: the kernel refuses
+     * it (ETOOMANYREFS) while the descriptors this process's user has in flight
+     * over unix sockets, host-wide (every worker and template of that user),
+     * exceed the sender's soft limit.  A limit of CTL_FD + 1 made runs fail under
+     * load; the inherited hard one is what any process of the user may give
+     * itself, so no bound of the host's is loosened. */
+    struct rlim files;
+    check(sys3(SYS_getrlimit, 7, &files, 0), "getrlimit NOFILE");
+    u64 most = files.max > CTL_FD + 1 ? files.max : CTL_FD + 1;
+    limit(7, most, most, "setrlimit NOFILE");
     check(sys3(SYS_dup2, SOCK_FD, CTL_FD, 0), "dup2 of the control socket");
     long r = sys3(SYS_close_range, 0, CTL_FD - 1, 0);
     if (r == -38) { for (int fd = 0; fd < CTL_FD; fd++) sys3(SYS_close, fd, 0, 0); }
@@ -383,9 +396,6 @@ static void prepare(const struct header *h) {
     limit(6, 0, 0, "setrlimit NPROC");
     check(sys6(SYS_prctl, 1, 9, 0, 0, 0, 0), "PR_SET_PDEATHSIG");
     if ((u64)sys3(SYS_getppid, 0, 0, 0) != h->parent) fail("the supervisor is gone", 0);
-    /* RLIMIT_NOFILE stays CTL_FD + 1: it also bounds the descriptors its user may have
-     * in flight over unix sockets (sendmsg below), and no call of the guest can make a
-     * descriptor anyway (they are all answered by the supervisor) */
 }
 
 /* A template's child starts the guest here: the supervisor writes the run's

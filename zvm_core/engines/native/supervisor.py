@@ -633,6 +633,15 @@ def _reaped(pidfd: int) -> bool:
         return True
 
 
+def _failure(what: str) -> str:
+    """A run's message when its loader failed (the host's trouble, not the program's):
+    ETOOMANYREFS said in words (loader.c: prepare)."""
+    if '(errno 109)' in what:
+        what += (': this user has too many descriptors in flight on this host; '
+                 'the host is busy, retry')
+    return f'native engine: {what}'
+
+
 def _listener(sock: socket.socket, deadline: float) -> tuple[int, bytes] | str:
     """The guest's notification listener and the loader's hello, or its error line."""
     sock.settimeout(max(0.0, deadline - time.monotonic()))
@@ -937,7 +946,10 @@ def run(program: Program, channels: list[Channel], argv: list[str], env: dict[st
             sock.close()
             raise
     else:
-        child = template.take(ahead)
+        try:
+            child = template.take(ahead)
+        except OSError as e:    # the template or its child failed: no guest ran
+            return Report('killed', None, _failure(e.strerror or str(e)))
         pid, sock, pidfd = child.pid, None, child.pidfd
     if child is None:
         guest.mem.attach(pid)
@@ -967,7 +979,7 @@ def run(program: Program, channels: list[Channel], argv: list[str], env: dict[st
             sup.serve(gate)
             stopped = sup.stopped
         else:
-            failure = f'native engine: {got}'
+            failure = _failure(got)
     except Exception as e:      # a supervisor bug ends the run, never the caller
         failure = f'native engine: internal error: {e!r}'
     finally:
