@@ -1,6 +1,7 @@
 /* passwd (hostile): try to reach host files by name, and to create argv[1]
  * (default /tmp/zvm-escape).  Every attempt must fail with ENOENT and nothing
- * of any file may be printed. */
+ * of any file may be printed.  ("/" and "/dev" are not tried: they are the
+ * directories of the guest's own channels, test_images lists them.) */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -11,7 +12,7 @@
 static const char *paths[] = {
     "/etc/passwd", "/dev/../etc/passwd", "/dev/stdout/../../etc/passwd",
     "../../../../etc/passwd", "etc/passwd", "/proc/self/environ", "/proc/self/mem",
-    "/dev/mem", "/dev/zero", "/dev/tty", "/", "/dev", "/tmp",
+    "/dev/mem", "/dev/zero", "/dev/tty", "/tmp", "/dev/null", "/dev/../tmp",
 };
 
 int main(int argc, char **argv)

@@ -475,16 +475,18 @@ def test_the_session_lists_a_container_of_another_account_as_you(monkeypatch) ->
     from zerocloud.client import session as zsession
     asked = []
 
-    def get_container(url, token, container, http_conn=None, full_listing=False):
-        asked.append((url, token, container, http_conn, full_listing))
+    def get_container(url, token, container, prefix=None, http_conn=None, full_listing=False):
+        asked.append((url, token, container, prefix, http_conn, full_listing))
         return {}, [{'name': 'a.csv'}, {'subdir': 'dir/'}]
     monkeypatch.setattr(zsession, 'get_container', get_container)
     ses = object.__new__(zsession.Session)
     ses.conn = SimpleNamespace(url='http://h:8080/v1/AUTH_me', token='tok',
                                http_connection=lambda url: ('parsed', url))
     assert list(ses.list_objects('AUTH_other', 'c')) == ['a.csv', 'dir/']
-    assert asked == [('http://h:8080/v1/AUTH_other', 'tok', 'c',
-                      ('parsed', 'http://h:8080/v1/AUTH_other'), True)]
+    assert list(ses.list_objects('AUTH_other', 'c', 'part-1')) == ['a.csv', 'dir/']
+    assert asked == [('http://h:8080/v1/AUTH_other', 'tok', 'c', prefix,
+                      ('parsed', 'http://h:8080/v1/AUTH_other'), True)
+                     for prefix in (None, 'part-1')]
 
 
 def test_a_malformed_map_is_a_usage_error(tmp_path: Path, capsys) -> None:
