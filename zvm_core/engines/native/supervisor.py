@@ -510,10 +510,9 @@ class Template:
         while the worker waits for work."""
         dying, self._dying = self._dying, []
         for pid, pidfd in dying:
-            if wait or _reaped(pidfd):
-                if wait:
-                    with contextlib.suppress(ChildProcessError):
-                        os.waitpid(pid, 0)
+            if wait:
+                _wait(pid, pidfd)
+            elif _reaped(pidfd):
                 os.close(pidfd)
             else:
                 self._dying.append((pid, pidfd))
@@ -523,9 +522,7 @@ class Template:
             if listener is not None:    # killed, it resumes no call: closed before, it would
                 os.close(listener)
             if wait:
-                with contextlib.suppress(ChildProcessError):
-                    os.waitpid(pid, 0)
-                os.close(pidfd)
+                _wait(pid, pidfd)
             else:
                 self._dying.append((pid, pidfd))
         self._dead = []
@@ -623,6 +620,13 @@ def _reap_strays() -> None:
                 finally:
                     os.close(pidfd)
                 os.waitpid(pid, os.WNOHANG)
+
+
+def _wait(pid: int, pidfd: int) -> None:
+    """Reap ``pid`` (killed), waiting for it, and close its pidfd."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)
+    os.close(pidfd)
 
 
 def _reaped(pidfd: int) -> bool:
