@@ -8,6 +8,7 @@ natively the kernel must stop them (seccomp's architecture check, PR_SET_TSC).
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 from pathlib import Path
@@ -506,6 +507,32 @@ def test_a_template_that_dies_before_its_child_s_message_leaves_no_zombie(guest,
     assert 'Z' in _child_states(os.getpid()).values()
     template.close()
     assert set(_child_states(os.getpid())) <= before
+
+
+@pytest.mark.parametrize('error', [OSError(errno.EPIPE, 'the template is gone'),
+                                   TimeoutError('timed out')])
+def test_a_template_that_gives_no_child_ends_the_run_as_the_host_s_trouble(
+        guest, monkeypatch, error):
+    """A template that died, or gave no child in time, fails the run ``killed`` with a
+    message the proxy answers 503 for (the host's trouble: the program may run on
+    another try), not a 500 as for a bug of ours."""
+    from zvm_core.elf import load_program
+    from zvm_core.engines.native.supervisor import Template, run
+    from zvm_core.pool import host_failed
+
+    def take(self, ahead=False):
+        raise error
+
+    program = load_program(str(guest('hello')))
+    template = Template(program, 64 << 20)
+    try:
+        monkeypatch.setattr(Template, 'take', take)
+        report = run(program, [], ['hello'], {}, 64 << 20, 30, template=template)
+    finally:
+        template.close()
+    assert report.status == 'killed', report
+    assert report.message == f'native engine: the template failed: {error.strerror or error}'
+    assert host_failed(report.status, report.message)
 
 
 def test_warm_native_runs_leave_no_zombie_nor_process(guest, tmp_path):

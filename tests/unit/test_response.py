@@ -116,6 +116,8 @@ def test_a_node_refused_by_its_engine_is_a_400_saying_why() -> None:
     ('native engine: loader: cannot pass the listener (errno 109): this user has too many '
      'descriptors in flight on this host; the host is busy, retry', 503),
     ('native engine: no answer from the loader: timed out', 503),
+    ('native engine: the template failed: the template is gone', 503),
+    ('native engine: the template failed: timed out', 503),
     ('host I/O failed in write: No space left on device', 503),
     ('internal error in read: KeyError(3)', 500),
     ("sandbox worker error: AttributeError('x')", 500),

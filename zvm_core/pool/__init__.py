@@ -129,11 +129,12 @@ def _report_from(data: dict) -> Report:
 # "internal error in ..." or the worker's "sandbox worker error: ..."): a sandbox worker
 # that died (an OOM kill) or did not answer, host I/O that failed, a native loader
 # that could not start the guest (supervisor._failure: e.g. too many descriptors in
-# flight, ETOOMANYREFS).  The program may well run on another try.
+# flight, ETOOMANYREFS), a template that died or gave no child in time.  The program
+# may well run on another try.
 HOST_FAILURES = ('sandbox worker died', 'sandbox worker did not answer', 'host I/O failed',
                  'native engine: loader: ', 'native engine: no answer from the loader',
                  "native engine: the template's child is gone",
-                 'native engine: the loader did not start')
+                 'native engine: the template failed: ', 'native engine: the loader did not start')
 
 
 def host_failed(status: str, message: str) -> bool:
@@ -438,7 +439,8 @@ class _Shapes:
 
 # Descriptors in flight (sent with SCM_RIGHTS, not received yet) count against their
 # sender's user, host-wide: past the sender's RLIMIT_NOFILE its sendmsg fails
-# ETOOMANYREFS, the loader's (limit CTL_FD + 1) too, and native runs fail.  None stays in
+# ETOOMANYREFS, the loader's too (its limit: the hard one it inherits, loader.c prepare),
+# and native runs fail.  None stays in
 # flight: a request's descriptors (_send) go to a worker that has read its previous
 # reply, so it is waiting to read them, and a worker that dies or is killed (past its
 # deadline, or when the caller stops waiting) takes its end of the socket pair with it

@@ -953,7 +953,10 @@ def run(program: Program, channels: list[Channel], argv: list[str], env: dict[st
         try:
             child = template.take(ahead)
         except OSError as e:    # the template or its child failed: no guest ran
-            return Report('killed', None, _failure(e.strerror or str(e)))
+            what = e.strerror or str(e)
+            if not what.startswith('loader: '):     # the loader's own line says where
+                what = f'the template failed: {what}'
+            return Report('killed', None, _failure(what))
         pid, sock, pidfd = child.pid, None, child.pidfd
     if child is None:
         guest.mem.attach(pid)
