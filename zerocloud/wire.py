@@ -458,6 +458,7 @@ class NodeReport:
     accounting: dict = field(default_factory=dict)
     stderr: str = ''
     engine_reason: str = ''                 # why ``auto`` ran it emulated ('' otherwise)
+    host_failure: bool = False              # ``killed`` by its host's trouble (Report's)
 
     def to_json(self) -> bytes:
         obj = dict(vars(self))              # not asdict: its deep copy cost 0.1 ms a node
@@ -487,6 +488,9 @@ class NodeReport:
             if not isinstance(violations, list):
                 raise ReportError('violations must be a list')
             state, engine = validation.get('state'), obj.get('engine')
+            host_failure = obj.get('host_failure', False)
+            if not isinstance(host_failure, bool):
+                raise ReportError(f'host_failure {host_failure!r} is not a boolean')
             return cls(
                 status=_text(obj['status'], ReportError), retcode=retcode,
                 message=_text(obj.get('message', ''), ReportError),
@@ -495,7 +499,8 @@ class NodeReport:
                 exit_state=_text(obj.get('exit_state') or '', ReportError),
                 engine=None if engine is None else _text(engine, ReportError),
                 accounting=accounting, stderr=_text(obj.get('stderr') or '', ReportError),
-                engine_reason=_text(obj.get('engine_reason') or '', ReportError))
+                engine_reason=_text(obj.get('engine_reason') or '', ReportError),
+                host_failure=host_failure)
         except ReportError:
             raise
         except (ValueError, TypeError, KeyError, AttributeError) as e:

@@ -2,8 +2,14 @@
 
 ``status`` is one of :data:`STATUSES`.  ``ok`` means the program called
 ``exit``/``exit_group`` (whatever the code); every other status says why the
-run ended without that.  The JSON form is what ``zvm run --report`` prints
-and what the Swift middleware turns into ``X-Nexe-*`` headers.
+run ended without that.  ``host_failure`` says that a ``killed`` run was the host's
+trouble (a sandbox worker that died or did not answer, host I/O that failed,
+a native loader or template that could not start the guest, e.g. too many
+descriptors in flight): the program may well run on another try or replica,
+and the proxy answers 503 for it, not the 500 of a bug of ours.  It is set
+where the failure is made; the message says it for humans.  The JSON form is
+what ``zvm run --report`` prints and what the Swift middleware turns into
+``X-Nexe-*`` headers.
 
 :func:`zerovm_text` is ZeroVM's report (``src/main/report.c``, release
 build): six lines, validation state, daemon state, user return code, etags,
@@ -56,6 +62,7 @@ class Report:
     exit_state: str = ''        # ZeroVM's exit state when more precise than the status
     engine: str = 'emulated'    # or 'native' (zvm_core.engines)
     engine_reason: str = ''     # why ``auto`` chose the emulated engine (zvm_core.prepare)
+    host_failure: bool = False  # ``killed`` by the host's trouble, not by a bug of ours
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -73,7 +80,7 @@ class Report:
             'validation': {'state': self.validation.get('state'),
                            'violations': list(self.validation.get('violations', ()))},
             'etags': dict(self.etags), 'exit_state': self.exit_state, 'engine': self.engine,
-            'engine_reason': self.engine_reason,
+            'engine_reason': self.engine_reason, 'host_failure': self.host_failure,
             'accounting': {
                 'fuel': acc.fuel, 'syscalls': acc.syscalls,
                 'unknown_syscalls': dict(acc.unknown_syscalls),

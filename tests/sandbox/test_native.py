@@ -518,7 +518,6 @@ def test_a_template_that_gives_no_child_ends_the_run_as_the_host_s_trouble(
     another try), not a 500 as for a bug of ours."""
     from zvm_core.elf import load_program
     from zvm_core.engines.native.supervisor import Template, run
-    from zvm_core.pool import host_failed
 
     def take(self, ahead=False):
         raise error
@@ -532,7 +531,7 @@ def test_a_template_that_gives_no_child_ends_the_run_as_the_host_s_trouble(
         template.close()
     assert report.status == 'killed', report
     assert report.message == f'native engine: the template failed: {error.strerror or error}'
-    assert host_failed(report.status, report.message)
+    assert report.host_failure
 
 
 def test_warm_native_runs_leave_no_zombie_nor_process(guest, tmp_path):
@@ -615,7 +614,7 @@ def test_a_template_child_that_cannot_pass_its_listener_is_gone_at_once(guest, t
         # a run (its report) where it fails; a take where it passes (a process started
         # with its real uid not its effective one is not dumpable: no /proc/PID/mem)
         + ('report = run(program, [], ["hello"], {}, 64 << 20, 30, template=template)\n'
-           'print(report.status, report.message)\n' if files < 1250 else
+           'print(report.status, report.host_failure, report.message)\n' if files < 1250 else
            'template.take()\n'
            'print("passed")\n') +
         'a.close()\n'
@@ -645,7 +644,7 @@ def test_a_template_child_that_cannot_pass_its_listener_is_gone_at_once(guest, t
     assert got.returncode == 0, got.stderr
     said, children = got.stdout.splitlines()
     if files < 1250:        # the host's trouble, said so (the proxy answers 503)
-        assert said == ('killed native engine: loader: cannot pass the listener (errno 109): '
+        assert said == ('killed True native engine: loader: cannot pass the listener (errno 109): '
                         'this user has too many descriptors in flight on this host; '
                         'the host is busy, retry')
         assert children == '[]'     # its child killed and reaped (the template is alive)

@@ -242,3 +242,20 @@ def test_mapping_a_sparse_file_writes_only_its_data(guest, engine, monkeypatch):
     assert report.status == 'ok', report
     assert out.data.decode() == mapfile_line(size + 4096, data, spots)
     assert sum(written) <= 4 * MIB, sum(written)        # 3 chunks, not 48 MiB
+
+
+def test_host_i_o_that_fails_is_the_host_s_trouble(guest, engine, tmp_path):
+    """A channel whose host side fails (here a directory for stdin: EISDIR) ends the run
+    ``killed`` flagged as the host's trouble (``Report.host_failure``: a 503 at the
+    proxy, which may run the node on another replica), not as a bug of ours."""
+    from zvm_core.executor import Limits, run
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        report = run(guest('cat'), [Channel('/dev/stdin', FdBacking(fd, owned=False), READ),
+                                    Channel('/dev/stdout', MemoryBacking(), WRITE)],
+                     argv=['cat'], limits=Limits(timeout=30), engine=engine)
+    finally:
+        os.close(fd)
+    assert (report.status, report.host_failure) == ('killed', True), report
+    assert report.message.startswith('host I/O failed in '), report
+    assert report.to_dict()['host_failure'] is True

@@ -167,6 +167,7 @@ def test_a_dying_worker_is_replaced_and_its_request_fails_cleanly(guest, engine)
         assert not t.is_alive()
         assert result['report'].status == 'killed'
         assert 'SIGKILL' in result['report'].message
+        assert result['report'].host_failure       # the host's trouble: a 503, not a 500
         assert small.replaced == 1 and small.pids != [pid]
         report, out = _pool_run(small, guest('hello'))
         assert report.status == 'ok' and out == b'Hello, world!\n'

@@ -108,6 +108,7 @@ def test_a_dead_worker_kills_its_run_and_the_rest_did_not_run(guest, engine):
         assert not t.is_alive()
         assert got[0].report.status == 'ok'
         assert got[1].report.status == 'killed' and 'SIGKILL' in got[1].report.message
+        assert got[1].report.host_failure
         assert got[2] is None                  # never ran: the caller may send it elsewhere
         assert pool.replaced == 1
         run, files = _run(guest('wc'), b'again\n')

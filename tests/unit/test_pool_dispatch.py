@@ -141,7 +141,7 @@ def test_a_run_many_reply_carries_its_tails_as_they_are(pair) -> None:
     report = Report('fault', None, 'why', {'state': 'cached', 'violations': [{'rule': 'x'}]},
                     {'/dev/stdout': 'abc'}, Accounting(5, 6, {'nr9': 2}, channels, 7, 0.5,
                                                        'resumed'),
-                    'Signal 11', 'native', 'reason')
+                    'Signal 11', 'native', 'reason', True)
     tail = bytes(range(256)) * 3                    # not text
     zvm_pool._reply(worker, report, {'/dev/stderr': tail, '/dev/other': b''})
     message, fds = zvm_pool._recv(caller, zvm_pool._buffer())
@@ -155,4 +155,5 @@ def test_a_run_many_reply_too_large_says_so(pair) -> None:
     zvm_pool._reply(worker, Report('ok', 0), {'/dev/stderr': b'x' * zvm_pool.MAX_MESSAGE})
     result = zvm_pool._run_result(zvm_pool._recv(caller, zvm_pool._buffer())[0])
     assert result.report.status == 'killed' and 'too large' in result.report.message
+    assert not result.report.host_failure      # a bug of ours (a 500), not the host's
     assert result.tails == {}

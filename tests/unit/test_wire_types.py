@@ -121,6 +121,8 @@ def test_a_report_survives_the_wire() -> None:
     assert json.loads(report.to_json())['validation'] == {
         'state': 'cached', 'violations': [{'address': 4096, 'reason': 'x'}]}
     assert (report.channel_bytes('read_bytes'), report.channel_bytes('write_bytes')) == (6, 4)
+    host = wire.NodeReport('killed', message='sandbox worker died', host_failure=True)
+    assert wire.NodeReport.from_json(host.to_json()).host_failure is True
 
 
 def test_a_short_report_keeps_the_defaults() -> None:
@@ -128,6 +130,7 @@ def test_a_short_report_keeps_the_defaults() -> None:
     assert report == wire.NodeReport('killed')
     assert report.retcode is None and report.validation is None and report.etags == {}
     assert report.engine_reason == ''       # a server that does not send it
+    assert report.host_failure is False
     assert report.channel_bytes('write_bytes') == 0
 
 
@@ -137,6 +140,7 @@ def test_a_short_report_keeps_the_defaults() -> None:
     (b'{"status": 1}', 'expected a string'),
     (b'{"status": "ok", "retcode": "0"}', "retcode '0' is not an integer"),
     (b'{"status": "ok", "retcode": true}', 'retcode True is not an integer'),
+    (b'{"status": "killed", "host_failure": 1}', 'host_failure 1 is not a boolean'),
     (b'{"status": "ok", "etags": {"/dev/stdout": 1}}', 'etags must map strings'),
     (b'{"status": "ok", "accounting": []}', 'accounting must be a JSON object'),
     (b'{"status": "ok", "accounting": {"channels": {"/dev/x": 1}}}', 'its channels too'),

@@ -87,7 +87,8 @@ def node_report(spec: wire.NodeSpec, done: dict, stderr: bytes) -> wire.NodeRepo
         validation=done['validation']['state'], violations=done['validation']['violations'],
         etags={k: v for k, v in done['etags'].items() if k[len('/dev/'):] in declared},
         exit_state=done['exit_state'], engine=done['engine'], accounting=done['accounting'],
-        stderr=stderr.decode('utf-8', 'replace'), engine_reason=done['engine_reason'])
+        stderr=stderr.decode('utf-8', 'replace'), engine_reason=done['engine_reason'],
+        host_failure=done['host_failure'])
 
 
 def with_local_env(spec: wire.NodeSpec, reader) -> wire.NodeSpec:

@@ -113,9 +113,9 @@ Otherwise the worst node's: 422 when a program failed (it exited with
 another code than ``ok_exit``, or ended ``validation``, ``fault``, ``fuel``,
 ``quota``, ``memory``), 503 when no object server could run it
 (``unavailable``) or its host failed it (``killed``: a worker died or did not
-answer, host I/O failed, the native loader could not start it:
-``zvm_core.pool.host_failed``), 500 when a bug of ours lost it (``killed``
-otherwise), 504 when it hit the wall-clock limit (``timeout``), an
+answer, host I/O failed, the native loader could not start it: the node
+report's ``host_failure``, ``zvm_core.report``), 500 when a bug of ours lost
+it (``killed`` otherwise), 504 when it hit the wall-clock limit (``timeout``), an
 object server's 4xx when it refused the node (``error``), 409 when the
 replicas of a node disagree (``mismatch``), 413 when the nodes sent each
 other more than ``zerovm_maxspool`` bytes (``error``), the PUT's status

@@ -34,14 +34,14 @@ from swift.common.swob import Response
 from zerocloud import cgiout, graph, wire
 from zerocloud.job import Node
 from zerocloud.proxy.outputs import OutputFile
-from zvm_core.pool import host_failed
 
 MAX_HEADER = 8192
 SUMMARY_NODES = 1000        # above this many results, X-Nexe-* headers summarise the job
 CHUNK = 65536               # bytes of a body read and sent at a time
 MAX_ERROR = 300
 BODY_BYTES = 'X-Nexe-Body-Bytes'     # bytes of the response body from each node
-# HTTP status of a node by how it ended; ``killed`` by the host's trouble: 503 (NodeResult.http).
+# HTTP status of a node by how it ended; ``killed`` by the host's trouble (its report's
+# ``host_failure``): 503 (NodeResult.http).
 EXIT_FAILED = 422        # a program that exited with a code the job does not accept
 HTTP_STATUS = {'ok': 200, 'validation': 422, 'fault': 422, 'fuel': 422, 'quota': 422,
                'memory': 422, 'refused': 400, 'killed': 500, 'unavailable': 503, 'timeout': 504,
@@ -84,7 +84,7 @@ class NodeResult:
             return self.http_status
         if self.exit_failed:
             return EXIT_FAILED
-        if host_failed(self.status, self.report.message):
+        if self.status == 'killed' and self.report.host_failure:
             return 503      # its server could not run it (a 500 is a bug of ours)
         return HTTP_STATUS.get(self.status, 500)
 

@@ -125,26 +125,9 @@ def _report_from(data: dict) -> Report:
     return Report(**data)
 
 
-# How the message of a run ``killed`` by the host begins (not by a bug of ours, such as
-# "internal error in ..." or the worker's "sandbox worker error: ..."): a sandbox worker
-# that died (an OOM kill) or did not answer, host I/O that failed, a native loader
-# that could not start the guest (supervisor._failure: e.g. too many descriptors in
-# flight, ETOOMANYREFS), a template that died or gave no child in time.  The program
-# may well run on another try.
-HOST_FAILURES = ('sandbox worker died', 'sandbox worker did not answer', 'host I/O failed',
-                 'native engine: loader: ', 'native engine: no answer from the loader',
-                 "native engine: the template's child is gone",
-                 'native engine: the template failed: ', 'native engine: the loader did not start')
-
-
-def host_failed(status: str, message: str) -> bool:
-    """Whether a run ended ``killed`` by the host's trouble, not by its program nor by a
-    bug of ours: the proxy answers 503 for it, not 500."""
-    return status == 'killed' and message.startswith(HOST_FAILURES)
-
-
-def _failed(status: str, message: str) -> Report:
-    return Report(status, None, message, validation={'state': 'ok', 'violations': []})
+def _failed(status: str, message: str, host_failure: bool = False) -> Report:
+    return Report(status, None, message, validation={'state': 'ok', 'violations': []},
+                  host_failure=host_failure)
 
 
 def _wait(sock: socket.socket, readable: bool, deadline: float | None) -> None:
@@ -233,17 +216,17 @@ def _report_fields(report: Report) -> list:
             report.engine, report.engine_reason, acc.fuel, acc.syscalls, acc.unknown_syscalls,
             [[k, c.reads, c.read_bytes, c.writes, c.write_bytes]
              for k, c in acc.channels.items()],
-            acc.peak_memory, acc.wall_time, acc.start]
+            acc.peak_memory, acc.wall_time, acc.start, report.host_failure]
 
 
 def _report_data(fields: list) -> dict:
     """``Report.to_dict`` of the report whose :func:`_report_fields` came."""
     (status, retcode, message, state, violations, etags, exit_state, engine, reason, fuel,
-     syscalls, unknown, channels, peak, wall, start) = fields
+     syscalls, unknown, channels, peak, wall, start, host_failure) = fields
     return {'status': status, 'retcode': retcode, 'message': message,
             'validation': {'state': state, 'violations': violations}, 'etags': etags,
             'exit_state': exit_state, 'engine': engine, 'engine_reason': reason,
-            'accounting': {
+            'host_failure': host_failure, 'accounting': {
                 'fuel': fuel, 'syscalls': syscalls, 'unknown_syscalls': unknown,
                 'channels': {k: {'reads': r, 'read_bytes': rb, 'writes': w, 'write_bytes': wb}
                              for k, r, rb, w, wb in channels},
@@ -616,7 +599,7 @@ class Pool:
             worker.proc.kill()
             worker.proc.wait()
             raise
-        yield RunResult(_failed('killed', message).to_dict())
+        yield RunResult(_failed('killed', message, host_failure=True).to_dict())
         yield from (None for _ in runs[done + 1:])
 
     def validate(self, fd: int, *, rdtsc: str = 'virtualize',
@@ -706,7 +689,8 @@ class Pool:
         except TimeoutError:
             worker.proc.kill()
             worker.proc.wait()
-            return _failed('killed', f'sandbox worker did not answer within {wait:g} s')
+            return _failed('killed', f'sandbox worker did not answer within {wait:g} s',
+                           host_failure=True)
         except OSError as e:
             if e.errno not in (errno.EPIPE, errno.ECONNRESET):
                 raise
@@ -719,7 +703,8 @@ class Pool:
             os.close(f)
         if reply is None:
             code = worker.proc.wait()
-            return _failed('killed', f'sandbox worker died ({_exit_text(code)})')
+            return _failed('killed', f'sandbox worker died ({_exit_text(code)})',
+                           host_failure=True)
         worker.served += 1
         return parse(reply)
 

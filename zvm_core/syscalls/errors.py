@@ -12,10 +12,12 @@ class SysError(Exception):
 
 
 class Stop(Exception):
-    """End the run: ``status`` as in the report, ``retcode`` when the guest exited."""
+    """End the run: ``status`` as in the report, ``retcode`` when the guest exited;
+    ``host_failure``: the host's trouble, not the program's nor ours (``Report.host_failure``)."""
 
     def __init__(self, status: str, message: str = '', retcode: int | None = None,
-                 exit_state: str = '') -> None:
+                 exit_state: str = '', host_failure: bool = False) -> None:
         super().__init__(message)
         self.status, self.message, self.retcode = status, message, retcode
         self.exit_state = exit_state        # ZeroVM's, when more precise (a native fault)
+        self.host_failure = host_failure

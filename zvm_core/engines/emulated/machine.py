@@ -216,7 +216,8 @@ class Machine:
             self.outcome = s.with_traceback(None)    # frames would keep this machine alive
             return 1
         except OSError as e:    # the host side of a channel failed (ZeroVM: EIO)
-            self.outcome = Stop('killed', f'host I/O failed in {entry[0]}: {e.strerror or e}')
+            self.outcome = Stop('killed', f'host I/O failed in {entry[0]}: {e.strerror or e}',
+                                host_failure=True)
             return 1
         except Exception as e:  # a sandbox bug must end the run, never escape into C
             self.outcome = Stop('killed', f'internal error in {syscall_name(nr)}: {e!r}')
@@ -492,7 +493,8 @@ class Machine:
             exit_state = halting(SIGSEGV, self._rip())
         status, message = blame_limits(status, retcode, message, self.arena, self.channels,
                                        self.limits.memory)
-        return Report(status, retcode, message, exit_state=exit_state)
+        host = self.outcome is not None and self.outcome.host_failure
+        return Report(status, retcode, message, exit_state=exit_state, host_failure=host)
 
     def _accounting(self, wall: float) -> Accounting:
         st = self.guard.state

@@ -761,7 +761,7 @@ class _Supervisor:
             notif_id, _pid, _flags, nr, *_ = seccomp.NOTIF.unpack(self.notif)
         if nr != seccomp.NR_CLOSE:
             self.guest.outcome = Stop('killed', 'native engine: the loader did not start '
-                                                'the guest')
+                                                'the guest', host_failure=True)
             self._kill('stop')
             return
         tracer = self.guest.tracer
@@ -807,7 +807,8 @@ class _Supervisor:
             g.recorder.take(g, ip, cut)
             g.outcome = Stop('killed', 'native engine: a start-up snapshot probe')
         except OSError as e:    # the host side of a channel failed (ZeroVM: EIO)
-            g.outcome = Stop('killed', f'host I/O failed in {entry[0]}: {e.strerror or e}')
+            g.outcome = Stop('killed', f'host I/O failed in {entry[0]}: {e.strerror or e}',
+                             host_failure=True)
         except Exception as e:  # a sandbox bug ends the run, never the worker
             g.outcome = Stop('killed', f'internal error in {syscall_name(nr)}: {e!r}')
         if g.outcome is not None:
@@ -956,13 +957,14 @@ def run(program: Program, channels: list[Channel], argv: list[str], env: dict[st
             what = e.strerror or str(e)
             if not what.startswith('loader: '):     # the loader's own line says where
                 what = f'the template failed: {what}'
-            return Report('killed', None, _failure(what))
+            return Report('killed', None, _failure(what), host_failure=True)
         pid, sock, pidfd = child.pid, None, child.pidfd
     if child is None:
         guest.mem.attach(pid)
     else:
         guest.mem.attach(pid, child.memfd)      # guest.mem's now (closed with it)
     stopped = failure = None
+    host = True         # a failure before the guest ran: the loader's, the template's
     listener, gate = (None, None) if child is None else (child.listener, child.gate)
     try:
         if start is not None:
@@ -972,7 +974,7 @@ def run(program: Program, channels: list[Channel], argv: list[str], env: dict[st
         if child is None:
             got = _listener(sock, guest.deadline)
         elif guest.tracer is not None and not guest.tracer.attached():
-            got = guest.tracer.error
+            got, host = guest.tracer.error, False
         else:
             try:
                 template.start(child, spec)
@@ -988,7 +990,7 @@ def run(program: Program, channels: list[Channel], argv: list[str], env: dict[st
         else:
             failure = _failure(got)
     except Exception as e:      # a supervisor bug ends the run, never the caller
-        failure = f'native engine: internal error: {e!r}'
+        failure, host = f'native engine: internal error: {e!r}', False
     finally:
         if sock is not None:
             sock.close()
@@ -1001,7 +1003,7 @@ def run(program: Program, channels: list[Channel], argv: list[str], env: dict[st
                 os.close(listener)
             status = _reap(pid, pidfd, guest.tracer)
     if failure is not None:
-        report = Report('killed', None, failure)
+        report = Report('killed', None, failure, host_failure=host)
     else:
         report = _classify(guest, status, stopped, timeout)
     report.accounting = Accounting(
@@ -1033,4 +1035,5 @@ def _classify(guest: Guest, status: int, stopped: str | None, timeout: float) ->
             exit_state = f'Signal {sig} from untrusted code'
     kind, message = blame_limits(kind, retcode, message, guest.arena, guest.channels,
                                  guest.memory_limit)
-    return Report(kind, retcode, message, exit_state=exit_state)
+    host = guest.outcome is not None and guest.outcome.host_failure
+    return Report(kind, retcode, message, exit_state=exit_state, host_failure=host)
