@@ -518,18 +518,60 @@ def replicas(plan, run_replica: RunReplica) -> list[Result]:
     return _replicas(plan, run_replica, {}, None, lambda: None)
 
 
+class Places:
+    """The places of a job's nodes sent alone (``run``'s and ``zerocloud.proxy.stream``'s
+    ``alone``): each such node in flight holds one.  A batched node that its batch
+    did not run and that goes alone (``zerocloud.proxy.batch``) waits for one too.
+    That wait ends: its readers cannot have started (a batched node is never seen
+    running, ``run``), so no node holding a place waits for it.  A freed place goes
+    to the first waiter, not to whoever asks next."""
+
+    def __init__(self, size: int) -> None:
+        self.size, self.used = size, 0
+        self._waiting: list[Event] = []
+
+    def take(self) -> bool:
+        """Take a place if one is free and nobody waits for one."""
+        if self.used >= self.size or self._waiting:
+            return False
+        self.used += 1
+        return True
+
+    def wait(self) -> None:
+        """Take a place, waiting (green) for one."""
+        if self.take():
+            return
+        given = Event()
+        self._waiting.append(given)
+        try:
+            given.wait()
+        except BaseException:
+            if given in self._waiting:
+                self._waiting.remove(given)
+            elif given.ready():         # handed one it will not use
+                self.release()
+            raise
+
+    def release(self) -> None:
+        if self._waiting:
+            self._waiting.pop(0).send()     # the place passes on
+        else:
+            self.used -= 1
+
+
 def run(plans: list, run_replica: RunReplica, skipped: Callable[[object, int, str], Result],
         *, max_spool: int, max_link: int = 1 << 62, concurrency: int,
         pipeline: bool = True, progress=None,
-        batched: Callable[[object], bool] | None = None, alone: int | None = None
+        batched: Callable[[object], bool] | None = None, alone: int | Places | None = None
         ) -> list[Result]:
     """Run every node once the nodes it reads from run (``pipeline``) or have
     finished; results in node order, each node's replicas together.
 
-    At most ``concurrency`` nodes are in flight; of them, at most ``alone``
-    (default: all) that ``batched(plan)`` does not say wait in a batch: those
-    send requests of their own (each replica one), which a flood of would
-    have object servers refuse with 503s and retries.  Counted per node, all
+    At most ``concurrency`` nodes are in flight; of them, at most ``alone`` (a
+    count, or :class:`Places` shared with the job's batches; default: all) that
+    ``batched(plan)`` does not say wait in a batch: those send requests of
+    their own (each replica one), which a flood of would have object servers
+    refuse with 503s and retries.  Counted per node, all
     its replicas in one place, never per replica: a replicated producer
     whose first replica runs admits its readers, and readers holding every
     place would leave its second replica, whose end they wait for, without
@@ -555,6 +597,7 @@ def run(plans: list, run_replica: RunReplica, skipped: Callable[[object, int, st
     began: dict[str, int] = {}
     stopped: list[bool] = []
     sent_alone: set[str] = set()     # in flight, not in a batch
+    places = Places(alone) if isinstance(alone, int) else alone
 
     def work(plan, inputs: dict[str, Link], outputs: Spool | None) -> None:
         results: list[Result] = []
@@ -598,10 +641,10 @@ def run(plans: list, run_replica: RunReplica, skipped: Callable[[object, int, st
     def takes_place(plan) -> bool:
         """May the node start now?  One sent alone takes one of the ``alone``
         places (one that will be skipped sends nothing)."""
-        if (alone is None or (batched is not None and batched(plan))
+        if (places is None or (batched is not None and batched(plan))
                 or _bad_producer(plan.node, done) is not None):
             return True
-        if len(sent_alone) >= alone:
+        if not places.take():
             return False
         sent_alone.add(plan.node.name)
         return True
@@ -622,7 +665,9 @@ def run(plans: list, run_replica: RunReplica, skipped: Callable[[object, int, st
                 began.setdefault(node.name, next(clock))
             else:
                 done[node.name] = results
-                sent_alone.discard(node.name)
+                if node.name in sent_alone:
+                    sent_alone.discard(node.name)
+                    places.release()
                 if progress is not None:
                     progress.finished(results or ())
                 if node.name not in began:      # ran in a batch: its start was not seen

@@ -1008,6 +1008,29 @@ def test_a_node_a_batch_did_not_run_is_retried_alone_on_another_replica(
     assert resp.body.split(b'\n')[1] == resp.body.split(b'\n')[3] == b'alone'
 
 
+
+def test_nodes_a_batch_did_not_run_count_among_those_sent_alone(
+        mw, swift, batch_servers, monkeypatch) -> None:
+    """A batch's nodes the server did not run go alone, each taking one of the job's
+    places for nodes sent alone (``graph.Places``): at most that many requests of
+    their own at once (before: not counted, all of them at once)."""
+    monkeypatch.setattr(proxy, 'MAX_CONCURRENCY', 2)
+    names = objects(swift, 8)
+    running, most = [0], [0]
+
+    def slow(plan, headers, members):
+        running[0] += 1
+        most[0] = max(most[0], running[0])
+        sleep(0.01)
+        running[0] -= 1
+        return ok()(plan, headers, members)
+    fake, single = batch_servers(d0=ran(skip={'/AUTH_a' + n for n in names}),
+                                 alone={'d1': slow})
+    resp = post(mw, job(stdin='swift://~/c/item*'))
+    assert resp.status_int == 200, resp.body
+    assert len(fake.batches) == 1 and len(single.asked) == 8
+    assert most[0] == 2
+
 def test_a_batch_the_server_cannot_admit_is_split_into_nodes(mw, swift, batch_servers,
                                                              monkeypatch) -> None:
     from zerocloud.proxy import batch

@@ -55,7 +55,7 @@ from swift.common.concurrency import Event, Timeout, sleep, spawn
 from swift.common.exceptions import ConnectionTimeout
 from swift.common.storage_policy import POLICIES
 
-from zerocloud import placement, wire
+from zerocloud import graph, placement, wire
 from zerocloud.proxy.dispatch import (
     BUSY_PAUSE,
     BUSY_PAUSE_MAX,
@@ -112,9 +112,12 @@ class Batches:
     RSS with the job; only a node sent alone again takes a thread."""
 
     def __init__(self, dispatcher: Dispatcher, trans_id: str, job_id: str,
-                 load: collections.Counter) -> None:
+                 load: collections.Counter, alone: graph.Places | None = None) -> None:
+        """``alone``: the job's places of nodes sent alone, which a node sent alone
+        from here waits for one of (``graph.Places``)."""
         self.dispatcher, self.trans_id, self.job_id, self.load = (
             dispatcher, trans_id, job_id, load)
+        self.alone = alone
         self.config, self.logger = dispatcher.config, dispatcher.logger
         self.queues: dict[tuple, list[_Entry]] = collections.defaultdict(list)
         self.senders: collections.Counter = collections.Counter()
@@ -174,11 +177,16 @@ class Batches:
     def _alone(self, entry: _Entry, how: str) -> None:
         first = [entry.server] if how == _FIRST else []
         plan = replace(entry.plan, servers=itertools.chain(first, entry.others, entry.rest))
+        if self.alone is not None:
+            self.alone.wait()
         try:
             result = self.dispatcher.run_node(self.trans_id, plan, self.job_id, self.load)
         except Exception as e:           # a bug: whoever waits for the node hears of it
             entry.finish(e)
             return
+        finally:
+            if self.alone is not None:
+                self.alone.release()
         entry.finish(result)
 
     def _sender(self, key: tuple) -> None:

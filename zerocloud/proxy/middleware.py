@@ -598,7 +598,8 @@ class ProxyExecMiddleware:
 
             load: collections.Counter = collections.Counter()
             trans_id = req.environ.get('swift.trans_id', '')
-            batches = Batches(self.dispatcher, trans_id, job_id, load)
+            alone = graph.Places(MAX_CONCURRENCY)     # shared: a batch's node sent alone too
+            batches = Batches(self.dispatcher, trans_id, job_id, load, alone)
             batched = sum(map(batchable, plans)) > 1
             concurrency = BATCH_CONCURRENCY if batched else MAX_CONCURRENCY
 
@@ -631,12 +632,12 @@ class ProxyExecMiddleware:
                         plans, run_replica, skipped, max_spool=self.config.max_spool,
                         max_link=self.config.max_output, pipeline=self.config.pipeline,
                         concurrency=concurrency, progress=progress,
-                        batched=batchable if batched else None, alone=MAX_CONCURRENCY)
+                        batched=batchable if batched else None, alone=alone)
                 else:
                     streamed.run(planned(), run_replica, collector.add,
                                  concurrency=concurrency, progress=progress,
                                  submit=batches.submit if batched else None,
-                                 alone=MAX_CONCURRENCY)
+                                 alone=alone)
                     results, collector.held = collector.in_order(), []
             finally:
                 batches.close()

@@ -62,7 +62,8 @@ Submit = Callable[[object, Callable[[NodeResult | Exception], None]], bool]
 
 def run(plans: Iterable, run_replica: graph.RunReplica,
         collect: Callable[[list[NodeResult]], None], *, concurrency: int,
-        progress=None, submit: Submit | None = None, alone: int | None = None) -> None:
+        progress=None, submit: Submit | None = None,
+        alone: int | graph.Places | None = None) -> None:
     """Run every plan (nodes without links), at most ``concurrency`` at a time; each
     node's results (its replicas, compared) go to ``collect`` as it ends.  The next
     plan is only taken from ``plans`` when a place is free: a lazy ``plans`` is read
@@ -72,11 +73,14 @@ def run(plans: Iterable, run_replica: graph.RunReplica,
     thread of their own (``zerocloud.proxy.batch.Batches.submit``: they wait in a
     batch) and says so; their result (or a bug's exception) goes to ``finish``.
     The others run in green threads, through ``run_replica``, at most ``alone``
-    of them at a time (default: ``concurrency``): each sends requests of its own,
-    which a flood of would have object servers refuse with 503s and retries."""
+    of them at a time (default: ``concurrency``; a :class:`graph.Places` the batches
+    share: a node a batch did not run, sent alone, holds one too): each sends
+    requests of its own, which a flood of would have object servers refuse with
+    503s and retries."""
     pool = GreenPool(concurrency)
     places = Semaphore(concurrency)
-    lone = Semaphore(alone if alone is not None else concurrency)
+    lone = alone if isinstance(alone, graph.Places) else graph.Places(
+        alone if alone is not None else concurrency)
     errors: list[BaseException] = []
     stopped: list[bool] = []
 
@@ -122,7 +126,7 @@ def run(plans: Iterable, run_replica: graph.RunReplica,
                 progress.started()
             places.acquire()
             if submit is None or not submit(plan, submitted(plan)):
-                lone.acquire()
+                lone.wait()
                 pool.spawn_n(work, plan)
         for _ in range(concurrency):    # every node ended
             if errors:
