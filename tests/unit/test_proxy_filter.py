@@ -395,6 +395,62 @@ def test_a_refusal_is_final(mw, servers) -> None:
     assert [a[0] for a in asked.asked] == ['d0']
 
 
+
+def killed_by_host(stdout: bytes = b'partial'):
+    """A server answer: the node's host killed it (``host_failure``) after it wrote
+    ``stdout``."""
+    def answer(plan, headers, members):
+        report, outputs = ok(stdout, status='killed', retcode=None)(plan, headers, members)
+        report.update(message='sandbox worker died (signal SIGKILL)', host_failure=True)
+        return report, outputs
+    return answer
+
+
+def test_a_node_its_host_killed_runs_again_on_another_replica(mw, swift, servers) -> None:
+    """As when its server dies: the program may well run elsewhere (before: a 503 at
+    once); what the killed run wrote is not stored."""
+    asked = servers(d0=killed_by_host(), d1=ok(b'whole\n'))
+    resp = post(mw, job(stdout={'name': 'stdout', 'path': 'swift://~/c/out'}))
+    assert resp.status_int == 200, resp.body
+    assert resp.headers['X-Nexe-Status'] == 'ok'
+    assert resp.headers['X-Nexe-Host'] == '10.0.0.1:6201/d1'
+    assert [a[0] for a in asked.asked] == ['d0', 'd1']
+    assert swift.called('PUT', '/c/out') == 1
+    assert swift.objects[ACCOUNT + '/c/out'][1] == b'whole\n'
+
+
+def test_a_node_every_replica_s_host_killed_ran_once_on_each_and_is_a_503(mw, servers) -> None:
+    asked = servers(d0=killed_by_host(), d1=killed_by_host(), d2=killed_by_host())
+    resp = post(mw, job())
+    assert resp.status_int == 503
+    assert resp.headers['X-Nexe-Status'] == 'killed'
+    assert resp.headers['X-Nexe-Host'] == '10.0.0.1:6202/d2'
+    assert resp.headers['X-Nexe-Error'] == 'wc: sandbox worker died (signal SIGKILL)'
+    assert [a[0] for a in asked.asked] == ['d0', 'd1', 'd2']     # once each
+
+
+def test_a_node_killed_by_a_bug_of_ours_is_not_run_again(mw, servers) -> None:
+    asked = servers(d0=ok(status='killed', retcode=None), d1=ok())
+    resp = post(mw, job())
+    assert resp.status_int == 500
+    assert [a[0] for a in asked.asked] == ['d0']
+
+
+def test_a_node_killed_by_its_host_after_its_links_reached_readers_is_not_run_again() -> None:
+    """Bytes of its links already in the spool its readers read: a run elsewhere
+    could not take them back; so its host's failure stands."""
+    from zerocloud.job import Exec, Node
+    from zerocloud.proxy.dispatch import host_killed
+    res = NodeResult(Node('m', 'g', 1, 1, Exec('swift://a/c/p'), []))
+    res.report = wire.NodeReport('killed', message='host I/O failed', host_failure=True)
+    spool = graph.Spool(['r'], graph.Budget(1 << 20), 1 << 20)
+    links = graph.NodeLinks({}, spool, None)
+    assert host_killed(res) and host_killed(res, links)
+    spool.append(spool.links['r'], b'sent')
+    assert not host_killed(res, links)
+    res.report.host_failure = False
+    assert not host_killed(res)
+
 @pytest.mark.parametrize(('status', 'http'), [('fault', 422), ('fuel', 422),
                                               ('validation', 422), ('killed', 500),
                                               ('timeout', 504)])
@@ -1008,6 +1064,44 @@ def test_a_node_a_batch_did_not_run_is_retried_alone_on_another_replica(
     assert resp.body.split(b'\n')[1] == resp.body.split(b'\n')[3] == b'alone'
 
 
+
+
+def test_a_batched_node_its_host_killed_runs_again_alone_on_another_replica(
+        mw, swift, batch_servers) -> None:
+    names = objects(swift, 3)
+    killed = '/AUTH_a' + names[1]
+
+    def answer(entries: list[wire.BatchEntry]) -> list[wire.Member]:
+        members = ran(skip={killed})(entries)
+        i = [e.object for e in entries].index(killed)
+        at = members.index(next(m for m in members if m[0] == f'{i}/error'))
+        report = wire.NodeReport('killed', message='host I/O failed in read: EIO',
+                                 host_failure=True)
+        members[at:at + 1] = [wire.bytes_member(f'{i}/{wire.REPORT}', report.to_json()),
+                              wire.bytes_member(f'{i}/dev/stdout', b'partial')]
+        return members
+    fake, single = batch_servers(d0=answer, alone={'d1': ok(b'alone\n')})
+    resp = post(mw, job(stdin='swift://~/c/item*'))
+    assert resp.status_int == 200, resp.body
+    assert resp.headers['X-Nexe-Host'].split(',') == [
+        '10.0.0.1:6200/d0', '10.0.0.1:6201/d1', '10.0.0.1:6200/d0']
+    assert [d for d, _h, _s in single.asked] == ['d1']     # alone, not d0 again
+    assert resp.body.split(b'\n')[1] == b'alone'
+
+
+def test_a_batched_node_its_host_killed_with_no_other_server_keeps_its_failure(
+        mw, swift, batch_servers) -> None:
+    names = objects(swift, 2)
+
+    def answer(entries: list[wire.BatchEntry]) -> list[wire.Member]:
+        report = wire.NodeReport('killed', message='sandbox worker died', host_failure=True)
+        return [wire.bytes_member(f'{i}/{wire.REPORT}', report.to_json())
+                for i in range(len(entries))]
+    fake, single = batch_servers(d0=answer, alone={'d1': killed_by_host(), 'd2': _Retry('404')})
+    resp = post(mw, job(stdin='swift://~/c/item*'))
+    assert resp.status_int == 503, resp.body
+    assert resp.headers['X-Nexe-Status'] == 'killed,killed'
+    assert [d for d, _h, _s in single.asked] == ['d1', 'd2'] * len(names)
 
 def test_nodes_a_batch_did_not_run_count_among_those_sent_alone(
         mw, swift, batch_servers, monkeypatch) -> None:

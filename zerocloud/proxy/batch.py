@@ -67,6 +67,7 @@ from zerocloud.proxy.dispatch import (
     _NeedProgram,
     _Refused,
     _Retry,
+    host_killed,
     refusal,
 )
 from zerocloud.proxy.outputs import OutputFile
@@ -97,6 +98,7 @@ class _Entry:
     finish: Callable[[NodeResult | Exception], None]
     member: bytes = b''
     done: bool = False               # its result went to ``finish``, or it went alone
+    killed: NodeResult | None = None  # its result when its server's host killed it
 
 
 _ALONE = 'alone'                     # not run in a batch: run it alone
@@ -174,6 +176,14 @@ class Batches:
         elif not self.closed:
             self._spawn(self._alone, entry, outcome)
 
+    def _killed(self, entry: _Entry, result: NodeResult) -> None:
+        """A node its server's host killed (``host_failure``) goes alone to the object's
+        other replicas, as when its server died; if none runs it, its result stands."""
+        self.logger.info('node %s killed by the host of %s, run elsewhere: %s',
+                         entry.plan.node.name, result.server, short(result.report.message))
+        entry.killed = result
+        self._end(entry, _ALONE)
+
     def _alone(self, entry: _Entry, how: str) -> None:
         first = [entry.server] if how == _FIRST else []
         plan = replace(entry.plan, servers=itertools.chain(first, entry.others, entry.rest))
@@ -187,7 +197,19 @@ class Batches:
         finally:
             if self.alone is not None:
                 self.alone.release()
+        if entry.killed is not None:
+            result = self._after_killed(entry.killed, result)
         entry.finish(result)
+
+    @staticmethod
+    def _after_killed(killed: NodeResult, result: NodeResult) -> NodeResult:
+        """The result of a node run again after its host killed it: the new one, or the
+        host's failure when no other server could run it."""
+        if result.status == 'unavailable':
+            result.close()
+            return killed
+        killed.close()
+        return result
 
     def _sender(self, key: tuple) -> None:
         queue = self.queues[key]
@@ -355,7 +377,10 @@ class Batches:
             if index == 0:
                 current.program_bytes = program_bytes
                 current.request_bytes += once_bytes      # the program, image, batch/spec
-            self._end(entry, current)
+            if host_killed(current):
+                self._killed(entry, current)
+            else:
+                self._end(entry, current)
 
         try:
             while True:

@@ -222,6 +222,7 @@ class Dispatcher:
                     (n, s) for n, s, _ in make_members(frozenset(omit))))
             return headers, lambda: make_members(frozenset(omit), sent)
         errors, busy = [], []
+        killed: tuple[str, wire.NodeReport] | None = None     # by its host, on a server
         for server in _attempts(plan.servers, busy, started + self.config.timeout):
             where = f'{server["ip"]}:{server["port"]}/{server["device"]}'
             load[server['ip'], server['port']] += 1
@@ -241,6 +242,10 @@ class Dispatcher:
                     sent = [int(headers.get('Content-Length', 0))]
                     res.report, res.outputs = self.exchange(server, plan, headers, members,
                                                              links, sent)
+                if host_killed(res, links):
+                    killed = where, res.report
+                    self._forget_killed(res, where, errors)
+                    continue
                 res.server = where
                 res.request_bytes = sent[0]
                 res.program_bytes = 0 if wire.PROGRAM in headers else len(plan.program or b'')
@@ -261,10 +266,22 @@ class Dispatcher:
                 while sending:                  # sent, or it never will be
                     self.programs.ended(*sending.pop())
         else:
-            res.fail('unavailable', 'no object server could run the node'
-                     + (f' ({"; ".join(errors[-3:])})' if errors else ''))
+            if killed is not None:      # no other server could: the host's answer stands
+                res.server, res.report = killed
+            else:
+                res.fail('unavailable', 'no object server could run the node'
+                         + (f' ({"; ".join(errors[-3:])})' if errors else ''))
         res.seconds = time.monotonic() - started
         return res
+
+    def _forget_killed(self, res: NodeResult, where: str, errors: list[str]) -> None:
+        """The node its server's host killed is run on the next server: its outputs
+        of this attempt go (nothing of them was stored)."""
+        self.logger.info('node %s killed by the host of %s, run elsewhere: %s',
+                         res.node.name, where, short(res.report.message))
+        errors.append(f'{where} killed: {short(res.report.message, 120)}')
+        res.close()
+        res.outputs = {}
 
     def exchange(self, server: dict, plan: Plan, headers: dict,
                   members: Callable[[], list[wire.Member]], links: graph.NodeLinks | None,
@@ -342,6 +359,17 @@ class Dispatcher:
                 out.close()
             raise
         return report, outputs
+
+
+def host_killed(res: NodeResult, links: graph.NodeLinks | None = None) -> bool:
+    """May the node, which ran, run again on another server: its host killed it
+    (``host_failure``: the program may well run elsewhere) and nothing of its output
+    was committed (no byte of its links reached their readers; outputs are only
+    stored once the job ended, from the attempt that counts)?"""
+    if res.report.status != 'killed' or not res.report.host_failure:
+        return False
+    return links is None or links.outputs is None or not any(
+        link.size for link in links.outputs.links.values())
 
 
 def refusal(status: int, reason: str, retry_after: bool, by_digest: bool) -> Exception:
