@@ -10,12 +10,18 @@ and stores the output once, whole: nothing of the run that died is stored.
 The killed server's sandbox workers end with it (the one that ran the node
 would otherwise spin on to its deadline), and its scratch directories go
 when it starts again.
+
+The same when only the node's sandbox worker is killed (as by the OOM killer):
+the server answers the node ``killed`` as its host's trouble (``host_failure``)
+and the proxy runs it again on the other replica, as it does when a server dies.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import json
+import os
+import signal
 import time
 
 import pytest
@@ -84,6 +90,7 @@ def spinning_server(cluster: DevCluster, names: list[str]) -> str | None:
     return None
 
 
+
 def test_a_server_killed_mid_node_the_job_completes_on_the_other_replica(
         cluster: DevCluster, conn: Connection) -> None:
     count = count_for(conn, SECONDS)
@@ -110,3 +117,38 @@ def test_a_server_killed_mid_node_the_job_completes_on_the_other_replica(
     assert until(lambda: not [pid for pid in workers if proc_state(pid) is not None])
     cluster.start_server(victim)             # back, with nothing of the node on its disk
     assert not list(cluster.devices_dir(cluster.server(victim)).glob('*/tmp/zerocloud-*'))
+
+
+def test_a_worker_killed_mid_node_the_job_completes_on_the_other_replica(
+        cluster: DevCluster, conn: Connection) -> None:
+    """Before: the node ended ``killed`` (503) although the other replica could run it."""
+    count = count_for(conn, SECONDS)
+    conn.delete_object('out', 'result')
+    names = ['object0', 'object1']
+    with concurrent.futures.ThreadPoolExecutor(1) as ex:
+        running = ex.submit(post, conn, job(count))
+        deadline = time.monotonic() + WAIT
+        victim = None
+        while victim is None and not running.done() and time.monotonic() < deadline:
+            victim = spinning_server(cluster, names)
+        assert victim is not None, 'the node never ran'
+        workers = [pid for pid in cluster.usage(victim).children
+                   if b'zvm_core.pool.worker' in _cmdline(pid)]
+        assert workers
+        for pid in workers:
+            os.kill(pid, signal.SIGKILL)
+        resp = running.result()
+    assert resp.status_code == 200, resp.text
+    assert resp.headers['X-Nexe-Status'] == 'ok'
+    survivor, = (n for n in names if n != victim)
+    assert survivor[-1] in resp.headers['X-Nexe-Host'].rpartition('/')[2]     # obj<i>
+    assert conn.get_object('out', 'result')[1] == f'spun {count}\n'.encode()
+    assert [o['name'] for o in conn.get_container('out')[1]] == ['result']
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        with open(f'/proc/{pid}/cmdline', 'rb') as f:
+            return f.read()
+    except OSError:
+        return b''
