@@ -39,6 +39,19 @@ as :data:`CTL_FD` is closed before the guest's first instruction and no
 call can make it exist again (the personality answers every call that makes
 a descriptor, none is continued, no descriptor is added), so both are
 ``EBADF`` (uncounted); ``tests/sandbox/test_hostile_native.py`` does it.
+
+The loader may also ``nanosleep`` from its pages, with no remainder pointer:
+between its tries of the listener's ``sendmsg`` while the kernel refuses it
+(``ETOOMANYREFS``, descriptors of its user in flight), as nobody listens to
+its filter yet; 100,000 tries back to back had cost 1-11 s of CPU per run
+on a host over the limit.  A guest that jumps to it can only wait: the
+kernel reads a ``timespec`` of the guest's memory and writes nothing (no
+remainder), the answer is 0, ``EFAULT`` or ``EINVAL`` by that memory alone
+(a signal's restart is the kernel's, and the signals that end a run end it),
+no descriptor, memory or process is touched, the guest has no clock to see
+the time go by (``rdtsc`` faults, the clock calls are the personality's),
+and the run's wall-clock deadline still kills it: what a read of a channel
+that waits gives it already, but uncounted, like the two calls above.
 Behind :func:`may_continue`, the loader sets ``PR_SET_MDWE`` where the
 kernel has it: a continued ``mprotect`` could not make code anyway.
 
@@ -62,6 +75,7 @@ from zvm_core.engines.native.loader import LOADER_BASE
 CTL_FD = 1030                   # loader.c: CTL_FD
 AUDIT_ARCH_X86_64 = 0xC000003E
 NR_CLOSE, NR_MPROTECT, NR_SENDMSG, NR_ARCH_PRCTL = 3, 10, 46, 158
+NR_NANOSLEEP = 35
 PROT_CONTINUED = 1 | 2 | 8      # PROT_READ, PROT_WRITE, PROT_SEM: never PROT_EXEC
 
 RET_KILL_PROCESS, RET_USER_NOTIF, RET_ALLOW = 0x80000000, 0x7FC00000, 0x7FFF0000
@@ -92,13 +106,17 @@ def _block(nr: int, body: list[tuple]) -> list[tuple]:
 
 def program(ctl_fd: int = CTL_FD, loader: int = LOADER_BASE) -> list[tuple[int, int, int, int]]:
     """The filter as (code, jt, jf, k) instructions: ``close``/``sendmsg`` of ``ctl_fd``
-    made from the loader's 4 GiB at ``loader`` (its image; the guest is below 4 GiB)
-    are allowed, every other x86-64 call is notified."""
+    and ``nanosleep`` without a remainder pointer made from the loader's 4 GiB at
+    ``loader`` (its image; the guest is below 4 GiB) are allowed, every other x86-64
+    call is notified."""
     notify, allow = _ret(RET_USER_NOTIF), _ret(RET_ALLOW)
     prog = [_ld(_ARCH), _jeq(AUDIT_ARCH_X86_64, 1, 0), _ret(RET_KILL_PROCESS), _ld(_NR)]
     for nr in (NR_CLOSE, NR_SENDMSG):           # the kernel reads an int: the low half
         prog += _block(nr, [_ld(_arg(0)), _jeq(ctl_fd, 0, 3),
                             _ld(_IP_HIGH), _jeq(loader >> 32, 0, 1), allow, notify])
+    prog += _block(NR_NANOSLEEP, [_ld(_arg(1)), _jeq(0, 0, 5), _ld(_arg(1, True)),
+                                  _jeq(0, 0, 3), _ld(_IP_HIGH), _jeq(loader >> 32, 0, 1),
+                                  allow, notify])
     prog.append(notify)
     return prog
 

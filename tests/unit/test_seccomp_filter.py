@@ -1,0 +1,54 @@
+"""The native guest's seccomp filter (``zvm_core.engines.native.seccomp.program``),
+run here by a small classic-BPF interpreter on made-up calls: what the kernel
+performs by itself, what goes to the supervisor."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from zvm_core.engines.native import seccomp
+from zvm_core.engines.native.loader import LOADER_BASE
+
+GUEST_IP, LOADER_IP = 0x401000, LOADER_BASE + 0x1234
+
+
+def verdict(nr: int, args=(0,) * 6, ip: int = LOADER_IP,
+            arch: int = seccomp.AUDIT_ARCH_X86_64) -> int:
+    """What the filter returns for the call (struct seccomp_data as the kernel fills it)."""
+    data = struct.pack('<iIQ6Q', nr, arch, ip, *args, *(0,) * (6 - len(args)))
+    acc, pc, prog = 0, 0, seccomp.program()
+    while True:
+        code, jt, jf, k = prog[pc]
+        pc += 1
+        if code == 0x20:                    # BPF_LD | BPF_W | BPF_ABS
+            acc = struct.unpack_from('<I', data, k)[0]
+        elif code == 0x15:                  # BPF_JMP | BPF_JEQ | BPF_K
+            pc += jt if acc == k else jf
+        elif code == 0x06:                  # BPF_RET | BPF_K
+            return k
+        else:
+            raise AssertionError(f'instruction {code:#x} not interpreted here')
+
+
+ALLOW, NOTIFY, KILL = seccomp.RET_ALLOW, seccomp.RET_USER_NOTIF, seccomp.RET_KILL_PROCESS
+
+
+@pytest.mark.parametrize(('nr', 'args', 'ip', 'expected'), [
+    (seccomp.NR_SENDMSG, (seccomp.CTL_FD, 1, 0), LOADER_IP, ALLOW),
+    (seccomp.NR_CLOSE, (seccomp.CTL_FD,), LOADER_IP, ALLOW),
+    (seccomp.NR_CLOSE, (seccomp.CTL_FD,), GUEST_IP, NOTIFY),
+    (seccomp.NR_SENDMSG, (4, 1, 0), LOADER_IP, NOTIFY),
+    # the loader's pauses between tries of its listener's sendmsg (ETOOMANYREFS)
+    (seccomp.NR_NANOSLEEP, (0x7e0000001000, 0), LOADER_IP, ALLOW),
+    (seccomp.NR_NANOSLEEP, (0x7e0000001000, 0x5000), LOADER_IP, NOTIFY),     # a remainder
+    (seccomp.NR_NANOSLEEP, (0x7e0000001000, 1 << 32), LOADER_IP, NOTIFY),
+    (seccomp.NR_NANOSLEEP, (0x5000, 0), GUEST_IP, NOTIFY),                   # the guest's
+    (39, (), LOADER_IP, NOTIFY)])
+def test_what_the_kernel_performs_by_itself(nr, args, ip, expected) -> None:
+    assert verdict(nr, args, ip) == expected
+
+
+def test_another_architecture_is_killed() -> None:
+    assert verdict(1, arch=0x40000003) == KILL        # AUDIT_ARCH_I386
