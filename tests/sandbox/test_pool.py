@@ -7,6 +7,7 @@ engine with each request, pools a test starts inherit ``ZVM_ENGINE``.
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -193,6 +194,22 @@ def test_workers_limit_themselves(guest):
         limits = open(f'/proc/{pid}/limits').read()
         assert any(line.startswith('Max core file size') and ' 0 ' in line
                    for line in limits.splitlines())
+        # open files: its own few, but the hard limit it came with (the native loader
+        # raises its soft limit to it: the ETOOMANYREFS bound), not 2048 as before
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        files = next(line.split()[3:5] for line in limits.splitlines()
+                     if line.startswith('Max open files'))
+        assert files == [str(MAX_FDS * 2), 'unlimited' if hard == resource.RLIM_INFINITY
+                         else str(hard)], files
+        # no descriptor of its own a process it spawns would inherit (its socket came
+        # inheritable; a loader would hold it until its close_range)
+        for fd in fds:
+            flags = int(next(line.split()[1] for line in
+                             open(f'/proc/{pid}/fdinfo/{fd}').read().splitlines()
+                             if line.startswith('flags:')), 8)
+            target = os.readlink(f'/proc/{pid}/fd/{fd}')
+            if int(fd) > 2:
+                assert flags & os.O_CLOEXEC, (fd, target)
 
 
 def test_pool_does_not_block_an_eventlet_hub(guest, engine):

@@ -82,6 +82,26 @@ def pair():
         yield caller, worker
 
 
+def test_received_descriptors_are_close_on_exec(pair) -> None:
+    """A request's channels (or a reply's stray descriptors) are not inherited by
+    a process spawned meanwhile, such as a native loader (before: until its
+    ``close_range``)."""
+    caller, worker = pair
+    r, w = os.pipe()
+    try:
+        os.set_inheritable(r, True)
+        zvm_pool._send(caller, [b'M[]'], [r])
+        _message, fds = zvm_pool._recv(worker, zvm_pool._buffer())
+        try:
+            assert len(fds) == 1 and not os.get_inheritable(fds[0])
+        finally:
+            for fd in fds:
+                os.close(fd)
+    finally:
+        os.close(r)
+        os.close(w)
+
+
 def test_what_a_batch_s_nodes_share_crosses_once_per_worker(pair) -> None:
     caller, worker = pair
     shapes, inbox = zvm_pool._Shapes(), zvm_pool._Inbox(worker)

@@ -186,10 +186,13 @@ def _recv(sock: socket.socket, buf, deadline: float | None = None
           ) -> tuple[memoryview | None, list[int]]:
     """The next message, a view of ``buf`` (valid until the next receive into it), and
     its descriptors; (None, []) at the end.  One ``recvmsg`` into a buffer kept
-    with the socket: no peek for its size, no buffer made per message."""
+    with the socket: no peek for its size, no buffer made per message.  The
+    descriptors come close-on-exec: a loader spawned meanwhile does not inherit
+    them (it would hold another run's channels until its ``close_range``)."""
     while True:
         try:
-            size, ancillary, _flags, _addr = sock.recvmsg_into([buf], _ANCILLARY)
+            size, ancillary, _flags, _addr = sock.recvmsg_into([buf], _ANCILLARY,
+                                                               socket.MSG_CMSG_CLOEXEC)
             break
         except BlockingIOError:
             _wait(sock, True, deadline)

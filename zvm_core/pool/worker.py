@@ -349,8 +349,15 @@ def _validate_one(req: dict, fds: list[int]) -> dict:
 
 def _limit_self(address_space: int) -> None:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    # the hard limit leaves room for the native loader's control socket (fd 1030)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (MAX_FDS * 2, 2048))
+    # the soft limit bounds this worker's own descriptors; the hard one stays as it
+    # came: the native loader raises its soft limit to it (loader.c: prepare), and
+    # the kernel refuses the loader's listener (ETOOMANYREFS) while its user has more
+    # descriptors in flight than that.  Lowered to 2048, it made a busy host's runs
+    # fail under a limit of ours, not the host's; the loader needs at least 1031 for
+    # its control socket (zvm_core.engines.native checks the hard limit)
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    soft = MAX_FDS * 2 if hard == resource.RLIM_INFINITY else min(MAX_FDS * 2, hard)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     if address_space:
         resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
     libc = ctypes.CDLL(None, use_errno=True)
@@ -378,6 +385,7 @@ def worker_main(fd: int, template_bytes: int, address_space: int,
                 warm: Iterable[WarmUp] = (), parent: int | None = None) -> int:
     """Serve requests on the socket ``fd`` until the parent closes it (or dies)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.set_inheritable(fd, False)   # passed to us inheritable: no loader gets it
     sock = socket.socket(fileno=fd)
     _die_with_parent(parent or os.getppid())
     _limit_self(address_space)

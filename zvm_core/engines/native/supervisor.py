@@ -650,7 +650,8 @@ def _listener(sock: socket.socket, deadline: float) -> tuple[int, bytes] | str:
     """The guest's notification listener and the loader's hello, or its error line."""
     sock.settimeout(max(0.0, deadline - time.monotonic()))
     try:
-        msg, anc, _flags, _addr = sock.recvmsg(256, socket.CMSG_SPACE(4))
+        msg, anc, _flags, _addr = sock.recvmsg(256, socket.CMSG_SPACE(4),
+                                               socket.MSG_CMSG_CLOEXEC)
     except (TimeoutError, OSError) as e:
         return f'no answer from the loader: {e}'
     for level, kind, data in anc:
