@@ -14,7 +14,6 @@ import functools
 import hashlib
 import os
 import shutil
-import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -43,6 +42,7 @@ def compiler_id(cc: str) -> str:
         raise BuildError(f'compiler {cc!r} ({real}) cannot be read: {e.strerror}') from None
     ident = f'{path}\n{real} {st.st_size} {st.st_mtime_ns}\n'
     if script:
+        import subprocess  # here and below: a zvm run needs the loader's key, not gcc
         ident += subprocess.run([cc, '--version'], capture_output=True, text=True,
                                 check=False).stdout
     return ident
@@ -61,6 +61,7 @@ def build_static(src: Path, build_dir: Path, cc: str = 'musl-gcc',
         return out
     build_dir.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f'.{out.name}.{os.getpid()}.tmp')
+    import subprocess
     cmd = [cc, '-static', *flags, '-o', str(tmp), str(src)]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
