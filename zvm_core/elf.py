@@ -107,17 +107,25 @@ class CodeRange:
 
 class _CodeRanges(Sequence[CodeRange]):
     """:func:`_code_ranges` of a file, computed on first use (the section headers need
-    pyelftools); the file's bytes are let go then."""
+    pyelftools); the file's bytes are let go then, or by :meth:`release`."""
 
     def __init__(self, data: bytes, segments: tuple[Segment, ...]) -> None:
         self._data: bytes | None = data
         self._segments = segments
-        self._ranges: tuple[CodeRange, ...] = ()
+        self._ranges: tuple[CodeRange, ...] | None = None
         self._lock = threading.Lock()
+
+    def release(self) -> None:
+        """Let the file's bytes go (a copy of the whole file, beside its segments') for
+        a program whose verdicts are all known; using the ranges after is an error."""
+        with self._lock:
+            self._data = None
 
     def _get(self) -> tuple[CodeRange, ...]:
         with self._lock:
-            if self._data is not None:
+            if self._ranges is None:
+                if self._data is None:
+                    raise RuntimeError('the code ranges of this program were released')
                 self._ranges = _code_ranges(_open(self._data), self._segments)
                 self._data = None
             return self._ranges
@@ -164,6 +172,13 @@ class _Phdr:
     filesz: int
     memsz: int
     align: int
+
+
+def release_code(program: Program) -> None:
+    """Let go of what computing ``program.code`` needs, if it was not computed: its
+    verdicts are known (``zvm_core.prepare``) and it may be kept long."""
+    if isinstance(program.code, _CodeRanges):
+        program.code.release()
 
 
 def load_program(path: str | os.PathLike, *, memory_limit: int = 4 << 30) -> Program:

@@ -376,3 +376,21 @@ def test_e3_a_dynamic_segment_pyelftools_cannot_read(work):
     data = with_phdr(data, find(data, PT_INTERP), type=PT_NULL)
     rejects(patched(data, 0x28, '<Q', len(data) + 12345), 'E3',
             'malformed program header: Reading section 0')
+
+
+def test_a_prepared_program_keeps_no_second_copy_of_its_file(work, musl_hello):
+    """Until its code ranges are computed a Program holds its file's bytes; the pool keeps
+    many prepared programs, so prepare() lets them go once the verdicts are known (a
+    Program it was given is the caller's, left as it is)."""
+    from zvm_core.prepare import prepare
+    from zvm_core.validator import VerdictCache
+    cache = VerdictCache(None)
+    first = prepare(work / 'musl_hello', cache=cache, engine='emulated')  # validated here
+    assert len(first.program.code) == len(parse_elf(musl_hello).code)
+    again = prepare(work / 'musl_hello', cache=cache, engine='emulated')  # cached verdict
+    assert again.verdict.cached
+    with pytest.raises(RuntimeError, match='released'):
+        len(again.program.code)
+    given = load_program(work / 'musl_hello')
+    assert prepare(given, cache=cache, engine='emulated').program is given
+    assert len(given.code) == len(first.program.code)
