@@ -223,7 +223,6 @@ def _images(opts: argparse.Namespace) -> tuple[str, list[tuple[str, str]]]:
     Names are checked here, before any channel is opened.
     """
     from zvm_core.sysimages import SysImageError, SystemImages
-    system = SystemImages.from_config()
     wanted = list(dict.fromkeys(opts.sysimage))
     program = opts.program
     image, sep, member = program[len('file://'):].partition(':')
@@ -232,6 +231,10 @@ def _images(opts: argparse.Namespace) -> tuple[str, list[tuple[str, str]]]:
         raise SysImageError(f'{program}: expected file://<image>:<path>')
     if inside and image != 'image' and image not in wanted:
         wanted.insert(0, image)
+    # the built images' list (zvm_core.build.interpreters) is read when one is named;
+    # $ZVM_SYSIMAGES is always checked
+    configured = wanted or os.environ.get('ZVM_SYSIMAGES') is not None
+    system = SystemImages.from_config() if configured else SystemImages({})
     mounts = [(f'/dev/{name}', str(system.tar(name))) for name in wanted]
     if opts.image is not None:
         mounts.append(('/dev/image', opts.image))

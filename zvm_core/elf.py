@@ -4,8 +4,15 @@ The program headers are authoritative: they are what gets mapped.  Section
 headers are only hints that tell the validator where the sweep of each
 executable segment should start (``.init``, ``.text``, ``.fini`` ...); when
 they are missing or unreadable the whole executable segment is swept.
-Everything pyelftools raises on a malformed file becomes an :class:`ElfError`
-naming the rule, so callers handle exactly one exception type.
+Every malformed file raises an :class:`ElfError` naming the rule, so callers
+handle exactly one exception type.
+
+The ELF header and the program headers (fixed-size little-endian records) are
+read here with ``struct``; pyelftools is imported only for what needs it: the
+section headers (:attr:`Program.code`, computed when the validator first asks,
+which a cached verdict never does) and the rejection paths that name an
+``e_type``/``e_machine`` or quote its error.  Importing it was a third of the
+``zvm`` command's start-up.
 """
 
 from __future__ import annotations
@@ -13,9 +20,14 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import struct
+import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from elftools.elf.elffile import ELFFile
+if TYPE_CHECKING:
+    from elftools.elf.elffile import ELFFile
 
 PF_X, PF_W, PF_R = 1, 2, 4
 GUEST_LOW = 0x20000          # below: null guard + ZeroVM trap page at 0x10000
@@ -28,6 +40,12 @@ _PAGE = 0x1000
 _EHDR_SIZE = 64
 _PHDR_SIZE = 56
 _SHF_ALLOC, _SHF_EXECINSTR = 0x2, 0x4
+# Elf64_Ehdr after e_ident: e_type e_machine e_version e_entry e_phoff e_shoff e_flags
+# e_ehsize e_phentsize e_phnum e_shentsize e_shnum e_shstrndx
+_EHDR = struct.Struct('<HHIQQQIHHHHHH')
+_PHDR = struct.Struct('<IIQQQQQQ')  # p_type flags offset vaddr paddr filesz memsz align
+ET_EXEC, ET_DYN, EM_X86_64 = 2, 3, 62
+PT_LOAD, PT_DYNAMIC, PT_INTERP, PT_PHDR, PT_TLS, PT_GNU_STACK = 1, 2, 3, 6, 7, 0x6474E551
 
 
 def _page_down(x: int) -> int:
@@ -87,14 +105,53 @@ class CodeRange:
         return self.start + len(self.data)
 
 
+class _CodeRanges(Sequence[CodeRange]):
+    """:func:`_code_ranges` of a file, computed on first use (the section headers need
+    pyelftools); the file's bytes are let go then, or by :meth:`release`."""
+
+    def __init__(self, data: bytes, segments: tuple[Segment, ...]) -> None:
+        self._data: bytes | None = data
+        self._segments = segments
+        self._ranges: tuple[CodeRange, ...] | None = None
+        self._lock = threading.Lock()
+
+    def release(self) -> None:
+        """Let the file's bytes go (a copy of the whole file, beside its segments') for
+        a program whose verdicts are all known; using the ranges after is an error."""
+        with self._lock:
+            self._data = None
+
+    def _get(self) -> tuple[CodeRange, ...]:
+        with self._lock:
+            if self._ranges is None:
+                if self._data is None:
+                    raise RuntimeError('the code ranges of this program were released')
+                self._ranges = _code_ranges(_open(self._data), self._segments)
+                self._data = None
+            return self._ranges
+
+    def __getitem__(self, index):
+        return self._get()[index]
+
+    def __len__(self) -> int:
+        return len(self._get())
+
+    def __iter__(self):
+        return iter(self._get())
+
+    def __repr__(self) -> str:
+        return repr(self._get())
+
+
 @dataclass(frozen=True)
 class Program:
-    """A checked program image: what the executor maps and the validator sweeps."""
+    """A checked program image: what the executor maps and the validator sweeps
+    (``code``; equal programs have equal ``sha256``)."""
 
     sha256: str
     entry: int
     segments: tuple[Segment, ...]
-    code: tuple[CodeRange, ...]
+    code: Sequence[CodeRange] = field(compare=False)
     phdr_addr: int
     phent: int
     phnum: int
@@ -108,13 +165,20 @@ class Program:
 
 @dataclass(frozen=True)
 class _Phdr:
-    type: str | int     # pyelftools' name, e.g. 'PT_LOAD'; an unknown type stays a number
+    type: int           # PT_LOAD ...
     flags: int
     offset: int
     vaddr: int
     filesz: int
     memsz: int
     align: int
+
+
+def release_code(program: Program) -> None:
+    """Let go of what computing ``program.code`` needs, if it was not computed: its
+    verdicts are known (``zvm_core.prepare``) and it may be kept long."""
+    if isinstance(program.code, _CodeRanges):
+        program.code.release()
 
 
 def load_program(path: str | os.PathLike, *, memory_limit: int = 4 << 30) -> Program:
@@ -130,25 +194,24 @@ def parse_elf(data: bytes, *, memory_limit: int = 4 << 30) -> Program:
     """Check ``data`` against rules E1–E6 and return the loadable image."""
     _check_file_size(len(data))
     _check_ident(data)
-    elf = _open(data)
-    ehdr = elf.header
-    if ehdr['e_machine'] != 'EM_X86_64':
-        raise ElfError('E1', f'e_machine is {ehdr["e_machine"]}, not EM_X86_64')
-    if ehdr['e_type'] == 'ET_DYN':
+    (e_type, e_machine, _, entry, phoff, _, _, _, phentsize, phnum, _, _,
+     _) = _EHDR.unpack_from(data, 16)
+    if e_machine != EM_X86_64:
+        raise ElfError('E1', f'e_machine is {_named(data, "e_machine")}, not EM_X86_64')
+    if e_type == ET_DYN:
         raise ElfError('E1', 'e_type is ET_DYN (position-independent executable or shared '
                              'object); build with -static (not -static-pie)')
-    if ehdr['e_type'] != 'ET_EXEC':
-        raise ElfError('E1', f'e_type is {ehdr["e_type"]}, not ET_EXEC')
-    phdrs = _program_headers(elf, len(data))
+    if e_type != ET_EXEC:
+        raise ElfError('E1', f'e_type is {_named(data, "e_type")}, not ET_EXEC')
+    phdrs = _program_headers(data, phoff, phnum, phentsize)
     for ph in phdrs:
-        if ph.type == 'PT_INTERP':
+        if ph.type == PT_INTERP:
             raise ElfError('E2', 'PT_INTERP present: the program is dynamically linked; '
                                  'build with -static')
-        if ph.type == 'PT_DYNAMIC':
+        if ph.type == PT_DYNAMIC:
             raise ElfError('E2', 'PT_DYNAMIC present: the program needs a dynamic loader; '
                                  'build with -static')
     segments = _segments(phdrs, data, memory_limit)
-    entry = ehdr['e_entry']
     if not any(s.executable and s.vaddr <= entry < s.end for s in segments):
         raise ElfError('E5', f'entry point {entry:#x} is not inside an executable segment')
     tls = _check_stack_and_tls(phdrs, segments)
@@ -156,8 +219,8 @@ def parse_elf(data: bytes, *, memory_limit: int = 4 << 30) -> Program:
         sha256=hashlib.sha256(data).hexdigest(),
         entry=entry,
         segments=segments,
-        code=_code_ranges(elf, segments),
-        phdr_addr=_phdr_addr(phdrs, ehdr['e_phoff'], len(phdrs)),
+        code=_CodeRanges(data, segments),
+        phdr_addr=_phdr_addr(phdrs, phoff, len(phdrs)),
         phent=_PHDR_SIZE,
         phnum=len(phdrs),
         tls=tls,
@@ -183,7 +246,7 @@ def _text_hint(data: bytes) -> str:
 
 
 def _check_ident(data: bytes) -> None:
-    """E1 on the identification bytes, before pyelftools guesses a layout from them."""
+    """E1 on the identification bytes, before any other field is read."""
     if data[:4] != ELF_MAGIC:
         raise ElfError('E1', f'not an ELF file (starts with {data[:4].hex(" ") or "nothing"})'
                              f'{_text_hint(data)}')
@@ -196,15 +259,20 @@ def _check_ident(data: bytes) -> None:
 
 
 def _open(data: bytes) -> ELFFile:
-    try:
-        return ELFFile(io.BytesIO(data))
-    except Exception as e:  # pyelftools raises many types on malformed input
-        raise ElfError('E3', f'malformed ELF header: {e}') from e
+    """pyelftools' view of a file that :func:`_check_ident` passed (which it then never
+    refuses: it reads only the 64-byte header)."""
+    from elftools.elf.elffile import ELFFile
+    return ELFFile(io.BytesIO(data))
 
 
-def _program_headers(elf: ELFFile, file_size: int) -> list[_Phdr]:
-    ehdr = elf.header
-    phnum, phoff, phentsize = ehdr['e_phnum'], ehdr['e_phoff'], ehdr['e_phentsize']
+def _named(data: bytes, name: str) -> str | int:
+    """pyelftools' name of the header field ``name`` (``EM_386``; a number it has no name
+    for), for the messages that have always named it."""
+    return _open(data).header[name]
+
+
+def _program_headers(data: bytes, phoff: int, phnum: int, phentsize: int) -> list[_Phdr]:
+    file_size = len(data)
     if phnum > MAX_PHNUM:
         raise ElfError('E3', f'e_phnum is {phnum}; the limit is {MAX_PHNUM}')
     if phnum == 0:
@@ -214,10 +282,24 @@ def _program_headers(elf: ELFFile, file_size: int) -> list[_Phdr]:
     if phoff + phnum * _PHDR_SIZE > file_size:
         raise ElfError('E3', f'program header table ({phnum} entries at offset {phoff:#x}) '
                              f'extends past the end of the {file_size}-byte file')
+    phdrs = []
+    for i in range(phnum):
+        p_type, flags, offset, vaddr, _, filesz, memsz, align = \
+            _PHDR.unpack_from(data, phoff + i * _PHDR_SIZE)
+        phdrs.append(_Phdr(p_type, flags, offset, vaddr, filesz, memsz, align))
+    if any(ph.type == PT_DYNAMIC for ph in phdrs):
+        _dynamic_segments(data, phnum)
+    return phdrs
+
+
+def _dynamic_segments(data: bytes, phnum: int) -> None:
+    """E3 where pyelftools cannot make a PT_DYNAMIC segment of the file (it reads the
+    section headers for it), as before it was left out of the common path: such a
+    file is refused whatever it holds, and now the same way."""
     try:
-        headers = [elf.get_segment(i).header for i in range(phnum)]
-        return [_Phdr(h['p_type'], h['p_flags'], h['p_offset'], h['p_vaddr'],
-                      h['p_filesz'], h['p_memsz'], h['p_align']) for h in headers]
+        elf = _open(data)
+        for i in range(phnum):
+            elf.get_segment(i)
     except Exception as e:  # pyelftools raises many types on malformed input
         raise ElfError('E3', f'malformed program header: {e}') from e
 
@@ -231,7 +313,7 @@ def _segments(phdrs: list[_Phdr], data: bytes, memory_limit: int) -> tuple[Segme
     """E3 and E4 on the PT_LOAD entries; returns them sorted by address."""
     loads = []
     for i, ph in enumerate(phdrs):
-        if ph.type != 'PT_LOAD':
+        if ph.type != PT_LOAD:
             continue
         name = f'PT_LOAD #{i} at {ph.vaddr:#x} ({_flags(ph.flags)})'
         if ph.filesz > ph.memsz:
@@ -277,10 +359,10 @@ def _check_stack_and_tls(phdrs: list[_Phdr],
     """E6: never an executable stack; the TLS image must be part of the loaded image."""
     tls = None
     for ph in phdrs:
-        if ph.type == 'PT_GNU_STACK' and ph.flags & PF_X:
+        if ph.type == PT_GNU_STACK and ph.flags & PF_X:
             raise ElfError('E6', 'PT_GNU_STACK asks for an executable stack '
                                  '(link without -z execstack)')
-        if ph.type != 'PT_TLS':
+        if ph.type != PT_TLS:
             continue
         if tls is not None:
             raise ElfError('E6', 'more than one PT_TLS')
@@ -298,10 +380,10 @@ def _check_stack_and_tls(phdrs: list[_Phdr],
 def _phdr_addr(phdrs: list[_Phdr], phoff: int, phnum: int) -> int:
     """Where the program headers are mapped (for AT_PHDR); 0 when they are not."""
     for ph in phdrs:
-        if ph.type == 'PT_PHDR':
+        if ph.type == PT_PHDR:
             return ph.vaddr
     for ph in phdrs:
-        if ph.type == 'PT_LOAD' and ph.offset <= phoff \
+        if ph.type == PT_LOAD and ph.offset <= phoff \
                 and phoff + phnum * _PHDR_SIZE <= ph.offset + ph.filesz:
             return ph.vaddr + phoff - ph.offset
     return 0

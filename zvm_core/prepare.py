@@ -24,7 +24,7 @@ import os
 from dataclasses import dataclass, replace
 
 from zvm_core import engines
-from zvm_core.elf import ElfError, Program, load_program
+from zvm_core.elf import ElfError, Program, load_program, release_code
 from zvm_core.report import Report
 from zvm_core.validator import Policy, Verdict, Violation, default_cache, validate
 
@@ -64,11 +64,21 @@ def prepare(program: Program | str | os.PathLike, policy: Policy = Policy(), cac
     :class:`Rejected` for a file that is not a valid program.
     """
     name = engines.choose(engine, fuel=fuel)
-    if not isinstance(program, Program):
+    loaded = not isinstance(program, Program)
+    if loaded:
         try:
             program = load_program(program)
         except ElfError as e:
             raise Rejected(replace(invalid_elf_report(e), engine=name)) from None
+    try:
+        return _prepare(program, policy, cache, engine, name, fuel, memory_etag)
+    finally:
+        if loaded:      # no one validates it again: kept (the pool keeps many), it
+            release_code(program)       # would hold a second copy of the file
+
+
+def _prepare(program: Program, policy: Policy, cache, engine: str | None, name: str,
+             fuel: bool, memory_etag: bool) -> Prepared:
     cache = cache if cache is not None else default_cache()
     verdict = validate(program, policy, cache)
     if not verdict.ok:

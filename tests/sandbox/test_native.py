@@ -475,19 +475,33 @@ def test_a_template_child_that_answers_too_late_is_still_killed_and_reaped(guest
     assert set(_child_states(os.getpid())) <= before
 
 
+@pytest.mark.parametrize('listed', [True, False], ids=['proc-children', 'no-proc-children'])
 def test_a_template_that_dies_before_its_child_s_message_leaves_no_zombie(guest,
-                                                                          monkeypatch):
+                                                                          monkeypatch,
+                                                                          listed):
     """The kernel names a template's child in its message alone: when the template
     and the child die before it comes (here: taken off the socket, as if never sent,
     both killed), closing the template reaps that child too, found among this
-    process's children as a loader no template knows, and already a zombie."""
+    process's children as a loader no template knows, and already a zombie -- also
+    where the kernel keeps no /proc/PID/task/TID/children (CONFIG_PROC_CHILDREN):
+    nothing was swept there."""
+    import builtins
     import errno
     import select
     import signal
 
     from zvm_core.elf import load_program
+    from zvm_core.engines.native import supervisor
     from zvm_core.engines.native.supervisor import Template
     hello = Template._hello
+
+    def no_children(path, *args, **kwargs):
+        if str(path).endswith('/children'):
+            raise FileNotFoundError(errno.ENOENT, 'No such file or directory', path)
+        return builtins.open(path, *args, **kwargs)
+
+    if not listed:
+        monkeypatch.setattr(supervisor, 'open', no_children, raising=False)
 
     def lost(self):
         pid, listener, _msg = hello(self)

@@ -7,6 +7,7 @@ import io
 import random
 import struct
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -320,3 +321,76 @@ def test_e6_tls_outside_image(glibc_hello):
     rejects(with_phdr(glibc_hello, i, vaddr=0x30000), 'E6', 'PT_TLS')
     p = phdrs(glibc_hello)[i]
     rejects(with_phdr(glibc_hello, i, filesz=p[6] + 8), 'E6', 'p_filesz')
+
+
+# -- pyelftools only where it is needed -------------------------------------------
+
+
+def test_a_program_is_read_without_pyelftools_until_its_sections_are_asked_for(work, musl_hello):
+    """A run whose verdict is cached never needs the section hints: importing pyelftools
+    for them was a third of the zvm command's start-up."""
+    code = ('import sys\nfrom zvm_core.elf import load_program\n'
+            f'p = load_program({str(work / "musl_hello")!r})\n'
+            'assert p.entry and p.segments and p.phdr_addr\n'
+            'print(any(m.startswith("elftools") for m in sys.modules))\n'
+            'print(len(p.code))\n'
+            'print(any(m.startswith("elftools") for m in sys.modules))\n')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ['False', str(len(parse_elf(musl_hello).code)), 'True']
+
+
+def test_program_headers_are_read_as_pyelftools_reads_them(musl_hello, glibc_hello):
+    """The struct reading of the program headers against pyelftools', on damaged copies."""
+    rng = random.Random(99)
+    names = {elf.PT_LOAD: 'PT_LOAD', elf.PT_DYNAMIC: 'PT_DYNAMIC', elf.PT_INTERP: 'PT_INTERP',
+             elf.PT_PHDR: 'PT_PHDR', elf.PT_TLS: 'PT_TLS', elf.PT_GNU_STACK: 'PT_GNU_STACK'}
+    for original in (musl_hello, glibc_hello):
+        phoff, = struct.unpack_from('<Q', original, 0x20)
+        for _ in range(200):
+            data = bytearray(original)
+            for _ in range(rng.randint(1, 6)):
+                at = phoff + rng.randrange(5 * PHDR.size)
+                data[at] = rng.choice([0, 1, 2, 3, 6, 7, 0x51, 0xE5, 0x64, rng.randrange(256)])
+            data = bytes(data)
+            phnum, = struct.unpack_from('<H', data, 0x38)
+            ours = elf._program_headers(data, phoff, phnum, 56)
+            theirs = [ELFFile(io.BytesIO(data)).get_segment(i).header for i in range(phnum)]
+            for ph, h in zip(ours, theirs, strict=True):
+                assert (names.get(ph.type, ph.type), ph.flags, ph.offset, ph.vaddr, ph.filesz,
+                        ph.memsz, ph.align) == (h.p_type if h.p_type in names.values()
+                                                else ph.type, h.p_flags, h.p_offset, h.p_vaddr,
+                                                h.p_filesz, h.p_memsz, h.p_align)
+
+
+def test_e1_names_the_machine_and_type_as_pyelftools_does(asm_exit):
+    assert rejects(patched(asm_exit, 0x12, '<H', 0xBEEF), 'E1').message == \
+        'e_machine is 48879, not EM_X86_64'
+    assert rejects(patched(asm_exit, 0x10, '<H', 4), 'E1').message == \
+        'e_type is ET_CORE, not ET_EXEC'
+
+
+def test_e3_a_dynamic_segment_pyelftools_cannot_read(work):
+    """PT_DYNAMIC with a section table past the end: refused as before, E3."""
+    data = build(work, 'dynamic', HELLO_C, '-no-pie')
+    data = with_phdr(data, find(data, PT_INTERP), type=PT_NULL)
+    rejects(patched(data, 0x28, '<Q', len(data) + 12345), 'E3',
+            'malformed program header: Reading section 0')
+
+
+def test_a_prepared_program_keeps_no_second_copy_of_its_file(work, musl_hello):
+    """Until its code ranges are computed a Program holds its file's bytes; the pool keeps
+    many prepared programs, so prepare() lets them go once the verdicts are known (a
+    Program it was given is the caller's, left as it is)."""
+    from zvm_core.prepare import prepare
+    from zvm_core.validator import VerdictCache
+    cache = VerdictCache(None)
+    first = prepare(work / 'musl_hello', cache=cache, engine='emulated')  # validated here
+    assert len(first.program.code) == len(parse_elf(musl_hello).code)
+    again = prepare(work / 'musl_hello', cache=cache, engine='emulated')  # cached verdict
+    assert again.verdict.cached
+    with pytest.raises(RuntimeError, match='released'):
+        len(again.program.code)
+    given = load_program(work / 'musl_hello')
+    assert prepare(given, cache=cache, engine='emulated').program is given
+    assert len(given.code) == len(first.program.code)

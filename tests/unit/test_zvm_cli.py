@@ -37,3 +37,36 @@ def test_a_native_cache_that_cannot_be_made_is_named(monkeypatch, tmp_path) -> N
         loader.cache_dir()
     assert str(e.value) == (f'ZVM_NATIVE_CACHE={tmp_path}/file/cache: cannot make the '
                             'directory: Not a directory')
+
+
+# what a run whose verdict is cached imports: each zvm command is one process, and
+# start-up was most of a short run (pyelftools alone ~1/3)
+_IMPORTS = '''
+import json, sys
+from zvm_core import cli
+code = cli.main(['run', '--engine', sys.argv[1], '--stdout', sys.argv[2], sys.argv[3]])
+heavy = ('elftools', 'zvm_core.build.interpreters', 'capstone', 'unicorn')
+print(json.dumps([code, sorted({h for m in sys.modules for h in heavy
+                                if m == h or m.startswith(h + '.')})]))
+'''
+
+
+@pytest.mark.parametrize('engine', ['native', 'emulated'])
+def test_a_run_with_a_cached_verdict_imports_only_what_it_uses(engine, guest, tmp_path,
+                                                               monkeypatch) -> None:
+    import json
+    import subprocess
+    import sys
+
+    from zvm_core import engines
+    if engine == 'native' and engines.native_unavailable():
+        pytest.skip(f'native engine: {engines.native_unavailable()}')
+    monkeypatch.setenv('ZVM_CACHE_DIR', str(tmp_path / 'verdicts'))
+    monkeypatch.delenv('ZVM_SYSIMAGES', raising=False)
+    argv = [sys.executable, '-c', _IMPORTS, engine, str(tmp_path / 'out'), str(guest('hello'))]
+    first = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=120)
+    assert json.loads(first.stdout)[0] == 0, first.stderr        # validates: imports all
+    again = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=120)
+    code, imported = json.loads(again.stdout)
+    assert code == 0 and (tmp_path / 'out').read_bytes() == b'Hello, world!\n'
+    assert imported == ([] if engine == 'native' else ['capstone', 'unicorn']), imported

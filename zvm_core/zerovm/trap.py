@@ -132,6 +132,8 @@ def trap_read(p, desc: int, buf: int, size: int, offset: int) -> int:
 
 
 def trap_write(p, desc: int, buf: int, size: int, offset: int) -> int:
+    """ZeroVM's checks in ZeroVM's order; what the quota lets the write put (and its
+    refusals and cuts) is ``Channel.write_budget``'s, as for the Linux calls."""
     ch = _channel(p, desc)
     if ch is None:
         return -errno.EINVAL
@@ -150,23 +152,16 @@ def trap_write(p, desc: int, buf: int, size: int, offset: int) -> int:
         return -errno.EINVAL
     if not ch.mode & WRITE:
         return -errno.EDQUOT
-    if c.writes >= q.puts:
-        ch.cut += 1                 # the quota refuses it (``blame_limits``)
-        return -errno.EDQUOT
-    tail = q.put_size - c.write_bytes
-    room = tail if sequential else min(tail, ch.write_room(offset))
-    if room < size:
-        ch.cut += 1                 # the quota shortens or refuses it
-    if offset >= q.put_size and not ch.mode & READ:
-        return -errno.EINVAL
-    if offset >= (ch.size if ch.random else offset) + tail:
-        return -errno.EINVAL
-    size = min(size, room)
-    if size < 1:
-        return -errno.EDQUOT
+    puts_left, tail = c.writes < q.puts, q.put_size - c.write_bytes
+    budget = ch.write_budget(size, None if sequential else ch.write_room(offset))
+    if puts_left and (offset >= q.put_size and not ch.mode & READ
+                      or offset >= (ch.size if ch.random else offset) + tail):
+        return -errno.EINVAL        # past what the quota lets the channel hold
+    if budget < 1:
+        return -errno.EDQUOT        # the puts used up (first, in ZeroVM), or no room left
     if sequential:
         _ready(p, ch, True)
-    return write_steps(p, ch, spans, size, None if sequential else offset)
+    return write_steps(p, ch, spans, budget, None if sequential else offset)
 
 
 def trap_jail(p, addr: int, size: int) -> int:

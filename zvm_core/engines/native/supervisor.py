@@ -35,6 +35,7 @@ import select
 import signal
 import socket
 import struct
+import threading
 import time
 import weakref
 
@@ -594,32 +595,63 @@ def _reap_strays() -> None:
     never came its child is a zombie by then, whose pid only the kernel lists."""
     known = set().union(*(t.pids() for t in list(_LIVE)))
     name = loader_path().name[:15]          # a process's comm: at most 15 bytes
-    for task in os.listdir('/proc/self/task'):
-        try:
-            with open(f'/proc/self/task/{task}/children') as f:
-                kids = [int(pid) for pid in f.read().split()]
-        except OSError:
+    for pid in _children():
+        stat = _stat(pid)
+        if stat is None:
             continue
-        for pid in kids:
+        comm, fields = stat
+        # a stray is a zombie, or exiting still (the socket ends as its files are
+        # closed, before it is a zombie); a live loader may be another template's
+        # child on its way, not ours to touch
+        if comm != name or pid in known or not (fields[0] == 'Z'
+                                                or int(fields[6]) & PF_EXITING):
+            continue
+        with contextlib.suppress(ChildProcessError, ProcessLookupError):
+            pidfd = os.pidfd_open(pid)
             try:
-                with open(f'/proc/{pid}/stat') as f:
-                    comm, _, rest = f.read().partition('(')[2].rpartition(')')
-                fields = rest.split()
-            except OSError:
-                continue
-            # a stray is a zombie, or exiting still (the socket ends as its files are
-            # closed, before it is a zombie); a live loader may be another template's
-            # child on its way, not ours to touch
-            if comm != name or pid in known or not (fields[0] == 'Z'
-                                                    or int(fields[6]) & PF_EXITING):
-                continue
-            with contextlib.suppress(ChildProcessError, ProcessLookupError):
-                pidfd = os.pidfd_open(pid)
-                try:
-                    select.select([pidfd], [], [], STRAY_WAIT)
-                finally:
-                    os.close(pidfd)
-                os.waitpid(pid, os.WNOHANG)
+                select.select([pidfd], [], [], STRAY_WAIT)
+            finally:
+                os.close(pidfd)
+            os.waitpid(pid, os.WNOHANG)
+
+
+def _proc_children() -> bool:
+    """Whether the kernel lists a thread's children (CONFIG_PROC_CHILDREN)."""
+    try:
+        with open(f'/proc/self/task/{threading.get_native_id()}/children'):
+            return True
+    except FileNotFoundError:
+        return False
+
+
+def _children() -> list[int]:
+    """This process's children (zombies included): its threads' lists where the kernel
+    keeps them, else every process whose parent (``/proc/PID/stat``) it is -- a walk
+    of all of them, for the rare template that died before its child's message."""
+    kids = []
+    if _proc_children():
+        for task in os.listdir('/proc/self/task'):
+            with contextlib.suppress(OSError):      # a thread that ended
+                with open(f'/proc/self/task/{task}/children') as f:
+                    kids += [int(pid) for pid in f.read().split()]
+        return kids
+    me = os.getpid()
+    for entry in os.listdir('/proc'):
+        stat = _stat(int(entry)) if entry.isdigit() else None
+        if stat is not None and int(stat[1][1]) == me:
+            kids.append(int(entry))
+    return kids
+
+
+def _stat(pid: int) -> tuple[str, list[str]] | None:
+    """``pid``'s command name and its ``/proc/PID/stat`` fields after it (state, ppid,
+    ...), or None when it is gone."""
+    try:
+        with open(f'/proc/{pid}/stat') as f:
+            comm, _, rest = f.read().partition('(')[2].rpartition(')')
+    except OSError:
+        return None
+    return comm, rest.split()
 
 
 def _wait(pid: int, pidfd: int) -> None:
