@@ -64,6 +64,7 @@ import dataclasses
 import errno
 import functools
 import json
+import json.encoder
 import mmap
 import operator
 import os
@@ -115,7 +116,18 @@ MAX_MESSAGE = 1 << 20
 SHAPES = 64                 # run shapes (:class:`_Shapes`) a worker keeps
 _LENGTH = struct.Struct('<I')     # a run's reply: its JSON part's length (then tails)
 _ANCILLARY = socket.CMSG_SPACE(MAX_FDS * array.array('i').itemsize)
-_dumps = json.JSONEncoder(separators=(',', ':'), check_circular=False).encode
+_ENCODER = json.JSONEncoder(separators=(',', ':'), check_circular=False)
+if json.encoder.c_make_encoder is not None:
+    # json's C encoder made once, not per message as ``JSONEncoder.encode`` makes it
+    # (the same output: what ``encode`` calls for a compact one-shot encoding)
+    _encode = json.encoder.c_make_encoder(None, _ENCODER.default,
+                                          json.encoder.encode_basestring_ascii, None, ':',
+                                          ',', False, False, True)
+
+    def _dumps(obj: object) -> str:
+        return ''.join(_encode(obj, 0))
+else:       # pragma: no cover (a Python built without json's C accelerator)
+    _dumps = _ENCODER.encode
 _loads = json.JSONDecoder().raw_decode      # (value, end): what json.loads does, less
 
 
@@ -331,6 +343,20 @@ def _channel_fields(c: ChannelSpec, fd: int | None, notify: int | None) -> dict:
     return fields
 
 
+def _plan(shape: dict) -> tuple:
+    """What the worker makes of a shape once, not per run (``worker._serve_one``):
+    its limits, and each channel's fields with its quota made (a quota is never
+    changed by a run)."""
+    limits = Limits(**shape['limits'])
+    return limits, tuple((c['alias'], c['fd'], c['mode'], c.get('random', False),
+                          Quota(**c['quota']) if 'quota' in c else _NO_QUOTA, c.get('mount'),
+                          c.get('notify'), c.get('wait'), c.get('tail'))
+                         for c in shape['channels'])
+
+
+_NO_QUOTA = Quota()
+
+
 class _Inbox:
     """A worker's requests as its socket brings them, each run's whole (the form of
     :func:`_request`) from the shapes its caller sent (:class:`_Shapes`)."""
@@ -351,6 +377,8 @@ class _Inbox:
         runs, at = [], 0
         for number, env, seed, epoch, *shape in body:
             if shape:
+                with contextlib.suppress(ValueError, TypeError):    # its run says so
+                    shape[0]['plan'] = _plan(shape[0])
                 self.shapes[number] = (shape[0], sum(c['fd'] is not None
                                                      for c in shape[0]['channels']))
             base, count = self.shapes[number]
