@@ -70,7 +70,7 @@ class ProcessMemory:
         if like is not None:
             self.regions, self._spans = like.regions, like._spans
         else:
-            self.regions = sorted(regions, key=lambda r: r.start)
+            self.regions = tuple(sorted(regions, key=lambda r: r.start))   # shared: never changed
             self._spans = tuple((r.start, r.end, r.prot) for r in self.regions)
         self._prot: dict[int, int] = {}
         self._staged: list[tuple[int, bytearray]] = []
