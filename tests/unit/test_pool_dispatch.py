@@ -8,6 +8,7 @@ only the choice and the message are under test.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
@@ -116,9 +117,11 @@ def test_what_a_batch_s_nodes_share_crosses_once_per_worker(pair) -> None:
             kind, got, fds = inbox.next()
             assert kind == 'many' and len(fds) == 6
             for run, (req, run_fds) in zip(runs, got, strict=True):
+                plan = req.pop('plan')      # what the worker made of the shape, once
                 assert req == zvm_pool._request(run.program, run.channels, run.argv, run.env,
                                                 run.limits, run.seed, run.epoch, 'virtualize',
                                                 {}, run.engine)
+                assert plan == zvm_pool._plan(req) and plan[0] == run.limits
                 assert req['channels'][0] == {'alias': '/dev/stderr', 'fd': None,
                                               'mode': WRITE, 'tail': 64}
                 assert len(run_fds) == 2            # stdin's and stdout's, this run's own
@@ -177,3 +180,58 @@ def test_a_run_many_reply_too_large_says_so(pair) -> None:
     assert result.report.status == 'killed' and 'too large' in result.report.message
     assert not result.report.host_failure      # a bug of ours (a 500), not the host's
     assert result.tails == {}
+
+
+def _leaves(data: dict, at: tuple = ()) -> set[tuple]:
+    """The key paths of ``data``'s values (nested dicts of the report's own fields)."""
+    out = set()
+    for key, value in data.items():
+        if isinstance(value, dict) and (key in ('validation', 'accounting', 'channels')
+                                        or at[-1:] == ('channels',)):
+            out |= _leaves(value, (*at, key))
+        else:
+            out.add((*at, key))
+    return out
+
+
+def test_a_reply_carries_every_field_of_the_report(pair) -> None:
+    """Every field of Report, Accounting and ChannelAccounting, each set apart from its
+    default, comes back as it went, and ``Report.to_dict`` has each: a field added to
+    one of them and left out of the reply (or of ``to_dict``) fails here."""
+    caller, worker = pair
+    counters = ChannelAccounting(*range(1, len(dataclasses.fields(ChannelAccounting)) + 1))
+    acc = Accounting(**{f.name: _unlike(f, counters) for f in dataclasses.fields(Accounting)})
+    report = Report(**{f.name: _unlike(f, acc) for f in dataclasses.fields(Report)})
+    zvm_pool._reply(worker, report)
+    result = zvm_pool._run_result(zvm_pool._recv(caller, zvm_pool._buffer())[0])
+    names = {(f.name,) for f in dataclasses.fields(Report)} - {('validation',), ('accounting',)}
+    names |= {('validation', 'state'), ('validation', 'violations')}
+    names |= {('accounting', f.name) for f in dataclasses.fields(Accounting)} - {
+        ('accounting', 'channels')}
+    names |= {('accounting', 'channels', '/dev/x', f.name)
+              for f in dataclasses.fields(ChannelAccounting)}
+    assert _leaves(report.to_dict()) == names == _leaves(result.data)
+    assert result.data == report.to_dict() and result.report == report
+
+
+def _unlike(f: dataclasses.Field, nested: object) -> object:
+    """A value for the field ``f`` unlike its default, of its type."""
+    default = f.default if f.default is not dataclasses.MISSING else (
+        f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+    if f.name == 'status':
+        return 'fault'
+    if f.name == 'validation':
+        return {'state': 'cached', 'violations': [{'rule': 'r'}]}
+    if f.name == 'channels':
+        return {'/dev/x': nested}
+    if f.name == 'accounting':
+        return nested
+    if isinstance(default, bool):
+        return not default
+    if isinstance(default, (int, float)) or default is None:
+        return (default or 0) + 7
+    if isinstance(default, str):
+        return default + 'x'
+    if isinstance(default, dict):
+        return {'k': 3}
+    raise AssertionError(f'no value for the field {f.name} ({f.type}): add one here')

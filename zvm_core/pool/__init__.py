@@ -60,10 +60,13 @@ from __future__ import annotations
 
 import array
 import contextlib
+import dataclasses
 import errno
 import functools
 import json
+import json.encoder
 import mmap
+import operator
 import os
 import select
 import signal
@@ -113,7 +116,18 @@ MAX_MESSAGE = 1 << 20
 SHAPES = 64                 # run shapes (:class:`_Shapes`) a worker keeps
 _LENGTH = struct.Struct('<I')     # a run's reply: its JSON part's length (then tails)
 _ANCILLARY = socket.CMSG_SPACE(MAX_FDS * array.array('i').itemsize)
-_dumps = json.JSONEncoder(separators=(',', ':'), check_circular=False).encode
+_ENCODER = json.JSONEncoder(separators=(',', ':'), check_circular=False)
+if json.encoder.c_make_encoder is not None:
+    # json's C encoder made once, not per message as ``JSONEncoder.encode`` makes it
+    # (the same output: what ``encode`` calls for a compact one-shot encoding)
+    _encode = json.encoder.c_make_encoder(None, _ENCODER.default,
+                                          json.encoder.encode_basestring_ascii, None, ':',
+                                          ',', False, False, True)
+
+    def _dumps(obj: object) -> str:
+        return ''.join(_encode(obj, 0))
+else:       # pragma: no cover (a Python built without json's C accelerator)
+    _dumps = _ENCODER.encode
 _loads = json.JSONDecoder().raw_decode      # (value, end): what json.loads does, less
 
 
@@ -210,30 +224,41 @@ def _json(message: memoryview):
     return _loads(str(message, 'utf-8'))[0]
 
 
+# A report as its reply carries it: the values of its fields without their keys (a
+# third of the bytes, and of the time to encode and decode), in the order of the
+# dataclasses' own fields: one list, so a field added to Report, Accounting or
+# ChannelAccounting travels with no change here (tests/unit/test_pool_dispatch.py
+# holds the reply to ``Report.to_dict``).  ``validation`` travels as [state,
+# violations], ``accounting`` as its values with ``channels`` as [alias, *counters].
+_REPORT = tuple(f.name for f in dataclasses.fields(Report))
+_ACCOUNTING = tuple(f.name for f in dataclasses.fields(Accounting))
+_CHANNEL = tuple(f.name for f in dataclasses.fields(ChannelAccounting))
+_VALIDATION_AT, _ACCOUNTING_AT = _REPORT.index('validation'), _REPORT.index('accounting')
+_CHANNELS_AT = _ACCOUNTING.index('channels')
+_report_values = operator.attrgetter(*_REPORT)
+_accounting_values = operator.attrgetter(*_ACCOUNTING)
+_channel_values = operator.attrgetter(*_CHANNEL)
+
+
 def _report_fields(report: Report) -> list:
-    """A report as its reply carries it: the values of ``Report.to_dict`` in order,
-    without its keys (a third of the bytes, and of the time to encode and decode)."""
-    acc = report.accounting
-    return [report.status, report.retcode, report.message, report.validation.get('state'),
-            list(report.validation.get('violations', ())), report.etags, report.exit_state,
-            report.engine, report.engine_reason, acc.fuel, acc.syscalls, acc.unknown_syscalls,
-            [[k, c.reads, c.read_bytes, c.writes, c.write_bytes]
-             for k, c in acc.channels.items()],
-            acc.peak_memory, acc.wall_time, acc.start, report.host_failure]
+    """A report as its reply carries it (the order of ``_REPORT``)."""
+    fields = list(_report_values(report))
+    validation = report.validation
+    fields[_VALIDATION_AT] = [validation.get('state'), list(validation.get('violations', ()))]
+    acc = fields[_ACCOUNTING_AT] = list(_accounting_values(report.accounting))
+    acc[_CHANNELS_AT] = [[k, *_channel_values(c)] for k, c in acc[_CHANNELS_AT].items()]
+    return fields
 
 
 def _report_data(fields: list) -> dict:
     """``Report.to_dict`` of the report whose :func:`_report_fields` came."""
-    (status, retcode, message, state, violations, etags, exit_state, engine, reason, fuel,
-     syscalls, unknown, channels, peak, wall, start, host_failure) = fields
-    return {'status': status, 'retcode': retcode, 'message': message,
-            'validation': {'state': state, 'violations': violations}, 'etags': etags,
-            'exit_state': exit_state, 'engine': engine, 'engine_reason': reason,
-            'host_failure': host_failure, 'accounting': {
-                'fuel': fuel, 'syscalls': syscalls, 'unknown_syscalls': unknown,
-                'channels': {k: {'reads': r, 'read_bytes': rb, 'writes': w, 'write_bytes': wb}
-                             for k, r, rb, w, wb in channels},
-                'peak_memory': peak, 'wall_time': wall, 'start': start}}
+    data = dict(zip(_REPORT, fields, strict=True))
+    state, violations = data['validation']
+    data['validation'] = {'state': state, 'violations': violations}
+    acc = data['accounting'] = dict(zip(_ACCOUNTING, data['accounting'], strict=True))
+    acc['channels'] = {k: dict(zip(_CHANNEL, counters, strict=True))
+                       for k, *counters in acc['channels']}
+    return data
 
 
 def _reply(sock: socket.socket, report: Report, tails: Mapping[str, bytes] | None = None
@@ -304,6 +329,20 @@ def _channel_fields(c: ChannelSpec, fd: int | None, notify: int | None) -> dict:
     return fields
 
 
+def _plan(shape: dict) -> tuple:
+    """What the worker makes of a shape once, not per run (``worker._serve_one``):
+    its limits, and each channel's fields with its quota made (a quota is never
+    changed by a run)."""
+    limits = Limits(**shape['limits'])
+    return limits, tuple((c['alias'], c['fd'], c['mode'], c.get('random', False),
+                          Quota(**c['quota']) if 'quota' in c else _NO_QUOTA, c.get('mount'),
+                          c.get('notify'), c.get('wait'), c.get('tail'))
+                         for c in shape['channels'])
+
+
+_NO_QUOTA = Quota()
+
+
 class _Inbox:
     """A worker's requests as its socket brings them, each run's whole (the form of
     :func:`_request`) from the shapes its caller sent (:class:`_Shapes`)."""
@@ -324,6 +363,8 @@ class _Inbox:
         runs, at = [], 0
         for number, env, seed, epoch, *shape in body:
             if shape:
+                with contextlib.suppress(ValueError, TypeError):    # its run says so
+                    shape[0]['plan'] = _plan(shape[0])
                 self.shapes[number] = (shape[0], sum(c['fd'] is not None
                                                      for c in shape[0]['channels']))
             base, count = self.shapes[number]

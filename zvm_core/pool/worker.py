@@ -31,7 +31,6 @@ from zvm_core.channels import (
     WRITE,
     Channel,
     FdBacking,
-    Quota,
     StreamBacking,
     TailBacking,
 )
@@ -42,6 +41,7 @@ from zvm_core.pool import (
     WarmUp,
     _failed,
     _Inbox,
+    _plan,
     _reply,
     _request,
     _send_json,
@@ -231,15 +231,16 @@ def _warm_up(warm: WarmUp, templates: Templates) -> None:
             f.close()
 
 
-def _backing(c: dict, fds: list[int], tails: dict[str, TailBacking] | None):
+def _backing(alias: str, fd: int, notify: int | None, wait: float | None, tail: int | None,
+             fds: list[int], tails: dict[str, TailBacking] | None):
     """The host side of one channel of a request (a ``tail`` one only in ``run_many``'s
     requests: kept in ``tails``)."""
-    if c.get('tail') is not None and tails is not None:
-        tails[c['alias']] = TailBacking(c['tail'])
-        return tails[c['alias']]
-    if c.get('notify') is None:
-        return FdBacking(fds[c['fd']], owned=False)
-    return StreamBacking(fds[c['fd']], fds[c['notify']], c['alias'], wait=c.get('wait'))
+    if tail is not None and tails is not None:
+        tails[alias] = TailBacking(tail)
+        return tails[alias]
+    if notify is None:
+        return FdBacking(fds[fd], owned=False)
+    return StreamBacking(fds[fd], fds[notify], alias, wait=wait)
 
 
 def _serve_one(req: dict, fds: list[int], templates: Templates,
@@ -247,10 +248,10 @@ def _serve_one(req: dict, fds: list[int], templates: Templates,
     """Run one request: (report, the machine to clean afterwards or None);
     ``tails``: it is a run of ``Pool.run_many`` (a batch's node); ``ahead``: another
     run follows at once (the batch's next node)."""
-    channels = [Channel(c['alias'], _backing(c, fds, tails), c['mode'],
-                        random=c.get('random', False), quota=Quota(**c.get('quota', {})))
-                for c in req['channels']]
-    limits = Limits(**req['limits'])
+    limits, plan = req.get('plan') or _plan(req)
+    channels = [Channel(alias, _backing(alias, fd, notify, wait, tail, fds, tails), mode,
+                        random=random, quota=quota)
+                for alias, fd, mode, random, quota, _mount, notify, wait, tail in plan]
     choice = (req.get('engine'), limits.fuel != DEFAULT_FUEL)
     chosen = _CHOSEN.get(choice)
     if chosen is None or chosen[2] <= time.monotonic():
@@ -262,8 +263,7 @@ def _serve_one(req: dict, fds: list[int], templates: Templates,
             return Report('refused', None, str(e)), None
     engine, reason, _until = chosen
     image = None
-    mounts = [(ch, c['mount']) for ch, c in zip(channels, req['channels'], strict=True)
-              if c.get('mount')]
+    mounts = [(ch, c[5]) for ch, c in zip(channels, plan, strict=True) if c[5]]
     if mounts:
         from zvm_core.syscalls.fs import ImageError, mounted
         try:        # in order: a later image wins where paths meet

@@ -62,9 +62,16 @@ class Region:
 class ProcessMemory:
     """The guest process's memory, as laid out by the loader."""
 
-    def __init__(self, pid: int, regions: list[Region]) -> None:
+    def __init__(self, pid: int, regions: list[Region], like: ProcessMemory | None = None
+                 ) -> None:
+        """``like``: the memory of a run over the same ``regions`` (a template's
+        runs share their layout): its sorted regions are taken, not sorted again."""
         self.pid = pid
-        self.regions = sorted(regions, key=lambda r: r.start)
+        if like is not None:
+            self.regions, self._spans = like.regions, like._spans
+        else:
+            self.regions = tuple(sorted(regions, key=lambda r: r.start))   # shared: never changed
+            self._spans = tuple((r.start, r.end, r.prot) for r in self.regions)
         self._prot: dict[int, int] = {}
         self._staged: list[tuple[int, bytearray]] = []
         self._memfd: int | None = None
@@ -89,8 +96,7 @@ class ProcessMemory:
         None without ``/proc``."""
         if self._memfd is None:
             return None
-        return (self._memfd, self.pid, tuple((r.start, r.end, r.prot) for r in self.regions),
-                self._prot)
+        return self._memfd, self.pid, self._spans, self._prot
 
     def close(self) -> None:
         if self._memfd is not None:

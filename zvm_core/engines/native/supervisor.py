@@ -174,7 +174,7 @@ class Guest:
                             Region(MANIFEST_PAGE, STACK_TOP - STACK_SIZE, PROT_R),
                             Region(STACK_TOP - STACK_SIZE, STACK_TOP, PROT_R | PROT_W))
         self.heap_size = heap_size
-        self.mem = ProcessMemory(0, self.regions)
+        self.mem = ProcessMemory(0, self.regions, like.mem if like is not None else None)
         self.arena = Arena(self.mem, self.heap_start, self.heap_start + heap_size)
         self.unknown: collections.Counter = collections.Counter()
         self.syscalls = 0
@@ -715,14 +715,14 @@ class _Supervisor:
 
     def serve(self, gate: int | None = None) -> None:
         """``gate``: the id of a template child's waiting close, let through now."""
-        poll = select.poll()
-        poll.register(self.listener, select.POLLIN)
-        poll.register(self.pidfd, select.POLLIN)
+        poll = None
         if gate is None:
+            poll = self._poll()
             self._bootstrap(poll)
         left_to = self._serve_fast(gate) if self.stopped is None else None
         if left_to is None:
             return
+        poll = poll or self._poll()
         listener, pidfd, monotonic = self.listener, self.pidfd, time.monotonic
         if left_to == 'exiting':
             poll.unregister(listener)
@@ -742,6 +742,13 @@ class _Supervisor:
                     self._send(*answer)
             elif events:                # POLLHUP: it is exiting; wait for the pidfd alone
                 poll.unregister(listener)
+
+    def _poll(self) -> select.poll:
+        """A poll of the listener and the pidfd (the C loop has its own)."""
+        poll = select.poll()
+        poll.register(self.listener, select.POLLIN)
+        poll.register(self.pidfd, select.POLLIN)
+        return poll
 
     def _serve_fast(self, gate: int | None) -> str | None:
         """The C loop (``fastcall.c``): it lets ``gate`` (if not None) through with its
