@@ -491,7 +491,6 @@ def test_a_batch_writes_the_files_of_outputs_sent_again_each_node_its_own_bytes(
     from swift.common.concurrency import sleep
 
     from zerocloud.object import batch
-    from zerocloud.object import middleware as object_middleware
     from zerocloud.object.batch import BatchRun
     used: list[str] = []
     opened: list[str] = []
@@ -500,18 +499,17 @@ def test_a_batch_writes_the_files_of_outputs_sent_again_each_node_its_own_bytes(
         opened.append(path)
         return open(path, *args, **kwargs)
     monkeypatch.setattr(batch, 'open', counted, raising=False)
-    channel, prepare = object_middleware.NodeRun.channel, BatchRun.prepare
+    take, prepare = batch.Outputs.take, BatchRun.prepare
 
-    def recorded(self, name, dev, *args):
-        spec, path = channel(self, name, dev, *args)
-        if path is not None:
-            used.append(path)
-        return spec, path
+    def recorded(self):
+        f, path = take(self)
+        used.append(path)
+        return f, path
 
     def later(self, *args):             # the answers of the nodes before go out first
         sleep(0.01)
         return prepare(self, *args)
-    monkeypatch.setattr(object_middleware.NodeRun, 'channel', recorded)
+    monkeypatch.setattr(batch.Outputs, 'take', recorded)
     monkeypatch.setattr(BatchRun, 'prepare', later)
     count = 40
     for i in range(count):
