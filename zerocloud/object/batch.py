@@ -27,6 +27,7 @@ elsewhere.  When the proxy goes away the nodes still running are stopped
 from __future__ import annotations
 
 import collections
+import logging
 import os
 import shutil
 import time
@@ -545,6 +546,7 @@ class BatchRun:
         trans = self.req.headers.get('X-Trans-Id', '-')
         outcomes: collections.Counter[str] = collections.Counter()
         ok_seconds = [0.0]
+        debug = self.logger.isEnabledFor(logging.DEBUG)     # asked once, not per node
 
         def log(index: int, seconds: float, status: str) -> None:
             """A node that ran ok is counted in the batch's line (its own at debug:
@@ -552,8 +554,9 @@ class BatchRun:
             outcomes[status] += 1
             if status == OK:
                 ok_seconds[0] += seconds
-                self.logger.debug('execute %s %s %.4fs %s (batch)', entries[index].object,
-                                  status, seconds, trans)
+                if debug:
+                    self.logger.debug('execute %s %s %.4fs %s (batch)', entries[index].object,
+                                      status, seconds, trans)
             else:
                 self.logger.info('execute %s %s %.4fs %s (batch)', entries[index].object,
                                  status, seconds, trans)
