@@ -444,7 +444,8 @@ class BatchRun:
             env = {**spec.env, **node.reader.local_env} if spec.local_env else spec.env
             limits, engine = self.settings(helper, spec)
             layout = self.layout
-            if layout is None or layout.devices is not spec.devices:
+            if layout is None or (layout.devices is not spec.devices
+                                  and layout.devices != spec.devices):   # whole specs
                 layout = self.layout = _Layout(spec.devices, self.config,
                                                self.owner.sysimages, self.null_fd)
             if layout.link:
