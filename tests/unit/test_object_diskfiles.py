@@ -290,3 +290,16 @@ def test_a_disk_not_here_is_unavailable_and_looked_up_once(server) -> None:
         assert answer(ours, 'sdz9') == answer(server.get_diskfile, 'sdz9') == (
             'DiskFileDeviceUnavailable', None)
     assert looked_up.count('sdz9') == 3         # once for the batch, twice for Swift's
+
+
+@pytest.mark.parametrize('by_py3', [True, False])
+def test_metadata_decodes_as_swifts_decoder_decodes_it(by_py3: bool) -> None:
+    """``decode_metadata`` (one pass for what a Python 3 Swift wrote) gives what
+    Swift's ``_decode_metadata`` gives, names and values beyond ASCII too."""
+    from swift.obj.diskfile import _decode_metadata
+
+    from zerocloud.object.diskfiles import decode_metadata
+    metadata = {b'name': '/a/c/é'.encode(), b'Content-Length': b'4', b'ETag': b'abc',
+                'X-Object-Meta-Str': 'text', b'X-Object-Meta-\xc3\xa9': b'\xff\xfe',
+                b'X-Object-Meta-N': 5}
+    assert decode_metadata(dict(metadata), by_py3) == _decode_metadata(dict(metadata), by_py3)

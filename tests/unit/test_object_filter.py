@@ -447,6 +447,9 @@ class Logged:
     def __getattr__(self, level: str):
         return lambda msg, *args: self.lines[level].append(msg % args)
 
+    def isEnabledFor(self, level: int) -> bool:      # noqa: N802 (logging's name)
+        return True
+
 
 def test_a_batch_larger_than_a_chunk_runs_every_node_alone(mw, guest, devices: Path) -> None:
     """20 nodes go to the one worker in a few requests (``Chunks``); each is its own
@@ -491,7 +494,6 @@ def test_a_batch_writes_the_files_of_outputs_sent_again_each_node_its_own_bytes(
     from swift.common.concurrency import sleep
 
     from zerocloud.object import batch
-    from zerocloud.object import middleware as object_middleware
     from zerocloud.object.batch import BatchRun
     used: list[str] = []
     opened: list[str] = []
@@ -500,18 +502,17 @@ def test_a_batch_writes_the_files_of_outputs_sent_again_each_node_its_own_bytes(
         opened.append(path)
         return open(path, *args, **kwargs)
     monkeypatch.setattr(batch, 'open', counted, raising=False)
-    channel, prepare = object_middleware.NodeRun.channel, BatchRun.prepare
+    take, prepare = batch.Outputs.take, BatchRun.prepare
 
-    def recorded(self, name, dev, *args):
-        spec, path = channel(self, name, dev, *args)
-        if path is not None:
-            used.append(path)
-        return spec, path
+    def recorded(self):
+        f, path = take(self)
+        used.append(path)
+        return f, path
 
     def later(self, *args):             # the answers of the nodes before go out first
         sleep(0.01)
         return prepare(self, *args)
-    monkeypatch.setattr(object_middleware.NodeRun, 'channel', recorded)
+    monkeypatch.setattr(batch.Outputs, 'take', recorded)
     monkeypatch.setattr(BatchRun, 'prepare', later)
     count = 40
     for i in range(count):
@@ -801,3 +802,86 @@ def test_a_bad_native_switch_stops_the_server(devices, monkeypatch) -> None:
     monkeypatch.setenv('ZVM_NATIVE_NAMESPACES', 'no')
     with pytest.raises(ValueError, match="ZVM_NATIVE_NAMESPACES='no': expected on or off"):
         ObjectExecMiddleware(None, {'devices': str(devices), 'mount_check': 'false'})
+
+
+@pytest.mark.parametrize('devices_of_node', [
+    (wire.DeviceSpec('stdin', 'r', source='local'), wire.DeviceSpec('stdout', 'w')),
+    (wire.DeviceSpec('stdin', 'r', source='local', random=True),
+     wire.DeviceSpec('stdout', 'w', put_size=7), wire.DeviceSpec('stderr', 'w'),
+     wire.DeviceSpec('out/n2', 'w', random=True)),
+    (wire.DeviceSpec('image', 'r', source='local'), wire.DeviceSpec('data', 'r', source='local'),
+     wire.DeviceSpec('stdout', 'w')),
+    (),
+], ids=['wc', 'outputs', 'image', 'none'])
+def test_a_batch_lays_its_nodes_channels_out_as_a_node_alone_gets_them(
+        mw, devices: Path, devices_of_node: tuple) -> None:
+    """``batch._Layout`` gives each node the channels ``NodeRun.channels`` would (in its
+    order, with its modes, quotas, mounts and tails), only with the node's own object
+    and output files; undeclared standard streams share one /dev/null."""
+    from zerocloud.object.batch import Outputs, _Layout
+    from zerocloud.object.middleware import NodeRun
+    helper = NodeRun(mw, Request.blank('/'))
+    helper.tail_in_worker = True
+    helper.outputs = Outputs(mw.spare_files(str(devices / 'sda1' / 'tmp')))
+    spec = wire.NodeSpec('n', ['n'], devices=devices_of_node)
+    opened: list = []
+    with open(os.devnull, 'rb') as null, open(os.devnull, 'rb') as local:
+
+        class Reader:
+            _fp = local
+        alone, alone_outputs = helper.channels(spec, {}, Reader, str(devices), opened, {})
+        layout = _Layout(spec.devices, mw.config, mw.sysimages, null.fileno)
+        assert layout.plan is not None and not layout.link
+        batched, batched_outputs = layout.channels(local.fileno(), helper.outputs)
+        fd, null_fd = local.fileno(), null.fileno()
+    for f in opened:
+        f.close()
+
+    def shape(channels, outputs):
+        return ([(c.alias, c.mode, c.random, c.quota, c.mount, c.tail, c.notify, c.fd == fd)
+                 for c in channels], sorted(name for name, _ in outputs))
+    assert shape(alone, alone_outputs) == shape(batched, batched_outputs)
+    undeclared = [c for c in batched if c.alias in ('/dev/stdin', '/dev/stdout')
+                  and c.alias[5:] not in {d.name for d in devices_of_node}]
+    assert all(c.fd == null_fd for c in undeclared)
+
+
+def test_a_batch_leaves_nodes_whose_devices_it_does_not_lay_out_to_a_node_alone(
+        mw) -> None:
+    """A device that reads a link, a member or a system image is not laid out
+    (``_Layout.plan`` None: ``NodeRun.channels`` opens it for each node); a link
+    marks the batch's nodes as refused (sent alone)."""
+    from zerocloud.object.batch import _Layout
+    for devices, link in (((wire.DeviceSpec('in/a', source='link'),), True),
+                          ((wire.DeviceSpec('input', source='member'),), False),
+                          ((wire.DeviceSpec('input'),), False)):
+        layout = _Layout(devices, mw.config, mw.sysimages, lambda: -1)
+        assert layout.plan is None and layout.link is link
+
+
+def test_a_batch_opens_dev_null_once_for_its_nodes_undeclared_streams(
+        mw, guest, devices: Path, monkeypatch) -> None:
+    """Undeclared stdin and stdout are /dev/null, opened once for the batch (it was
+    opened, and closed, twice per node), and the nodes still run as alone."""
+    from zerocloud.object import batch
+    from zerocloud.object import middleware as object_middleware
+    nulls: list[str] = []
+
+    def counted(path, *args, **kwargs):
+        if path == os.devnull:
+            nulls.append(path)
+        return open(path, *args, **kwargs)
+    monkeypatch.setattr(batch, 'open', counted, raising=False)
+    monkeypatch.setattr(object_middleware, 'open', counted, raising=False)
+    for i in range(6):
+        put(mw, f'/sda1/0/a/c/o{i}', b'word ' * i)
+    entries = [wire.BatchEntry('sda1', 0, f'/a/c/o{i}', wire.NodeSpec(
+        f'n{i}', ['args_env'], devices=(wire.DeviceSpec('data', 'r', source='local'),)))
+        for i in range(6)]
+    resp = batch_request(mw, entries, guest('args_env').read_bytes())
+    assert resp.status_int == 200, resp.body
+    members = untar(resp.body)
+    assert sorted(members) == sorted(f'{i}/report.json' for i in range(6))
+    assert all(json.loads(members[f'{i}/report.json'])['status'] == 'ok' for i in range(6))
+    assert nulls == [os.devnull]
+    assert mw.admission.total == 0

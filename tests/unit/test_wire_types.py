@@ -76,6 +76,27 @@ def test_a_batch_entry_sends_only_what_differs_from_the_shared_spec() -> None:
         'set'] == {'name': 'wc-2'}
 
 
+def test_an_entry_read_with_the_shared_spec_is_a_spec_like_any_other() -> None:
+    """An entry that sets only its name is made without the dataclasses' ``__init__``
+    (``wire._frozen``): still equal, alike in hash and repr, and frozen; a name with
+    characters beyond ASCII reads back as sent."""
+    import dataclasses
+    base = wire.NodeSpec('wc-1', ['wc'], {'A': '1'}, (wire.DeviceSpec('stdin', source='local'),),
+                         wire.NodeLimits(memory=1 << 20), local_env=True)
+    shared = wire.SharedSpec(base)
+    entry = wire.BatchEntry('sda1', 3, '/a/c/é 1', replace(base, name='wc-é'))
+    read = wire.BatchEntry.from_json(entry.to_json(shared), shared)
+    assert read == entry and repr(read) == repr(entry) and read.spec.name == 'wc-é'
+    assert hash(read.spec.limits) == hash(entry.spec.limits)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        read.spec.name = 'other'
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        read.object = '/a/c/other'
+    assert shared.spec.name == 'wc-1'               # the shared one is left as it was
+    with pytest.raises(wire.SpecError, match='UnicodeDecodeError'):
+        wire.BatchEntry.from_json(b'{"device": "\xff"}', shared)
+
+
 @pytest.mark.parametrize(('data', 'why'), [
     (b'[1]', 'batch entry: not a JSON object'),
     (b'{"device": "d", "partition": 1, "object": "/a/c"}', 'is not /<a>/<c>/<o>'),

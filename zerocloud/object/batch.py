@@ -27,6 +27,7 @@ elsewhere.  When the proxy goes away the nodes still running are stopped
 from __future__ import annotations
 
 import collections
+import logging
 import os
 import shutil
 import time
@@ -49,8 +50,9 @@ from zerocloud import hangup, wire
 from zerocloud.object import scratch
 from zerocloud.object.admission import RETRY_AFTER, charged_to
 from zerocloud.object.diskfiles import DiskFiles
-from zerocloud.object.results import STDERR_TAIL, node_report, with_local_env
-from zvm_core.pool import PoolBusy, Run
+from zerocloud.object.results import STDERR_TAIL, node_report
+from zvm_core.channels import READ, WRITE, Quota
+from zvm_core.pool import ChannelSpec, PoolBusy, Run
 
 SMALL = 1 << 18         # outputs up to this size travel in one write with their report
 CHUNK = 16              # most nodes handed to a worker in one request (``Pool.run_many``)
@@ -178,6 +180,21 @@ class Outputs:
         f = self.files[path]
         return wire.shared_member(name, f, os.fstat(f.fileno()).st_size)
 
+    def small(self, path: str) -> bytes | None:
+        """The output in ``path`` if it has at most :data:`SMALL` bytes (one ``pread``:
+        the member's seek and read through a generator cost twice as much), else None."""
+        fd = self.files[path].fileno()
+        size = os.fstat(fd).st_size
+        if size > SMALL:
+            return None
+        data = os.pread(fd, size, 0)
+        while len(data) < size:          # a regular file gives all of it at once
+            more = os.pread(fd, size - len(data), len(data))
+            if not more:
+                break
+            data += more
+        return data
+
     def tail(self, path: str) -> bytes:
         """The last :data:`STDERR_TAIL` bytes of the output in ``path``."""
         f = self.files[path]
@@ -228,6 +245,62 @@ class Chunks:
         self.pace = seconds if self.pace is None else 0.8 * self.pace + 0.2 * seconds
 
 
+class _Layout:
+    """The channels of a batch's nodes whose devices are one tuple (a wildcard's: its
+    ``SharedSpec``'s), worked out once: what ``NodeRun.channels`` decides per device
+    (a tenth of this process's time per node) is the same for each of them but the
+    descriptors of the local object and of the outputs.  Only devices that read the
+    local object (not a system image's name) or are written are laid out here; a
+    node with any other (a member, a system image, a link) takes ``NodeRun.channels``."""
+
+    LOCAL, OUT = 'local', 'out'
+
+    def __init__(self, devices: tuple, config, sysimages, null_fd) -> None:
+        self.devices = devices
+        self.link = any(d.source == 'link' for d in devices)
+        self.plan: list[tuple] | None = None
+        plain = all((d.writable and d.source != 'link') or (
+            d.source == 'local' and d.name not in sysimages.images) for d in devices)
+        if self.link or not plain:
+            return
+        declared = {d.name: d for d in devices}
+        plan = []
+        for name in sorted(set(declared) | set(wire.STD_CHANNELS)):
+            dev, alias = declared.get(name), '/dev/' + name
+            if dev is None and name == 'stderr':
+                plan.append((None, ChannelSpec(alias, -1, WRITE, tail=STDERR_TAIL)))
+            elif dev is None:           # an undeclared standard stream: /dev/null
+                mode = READ if name == 'stdin' else WRITE
+                plan.append((None, ChannelSpec(alias, null_fd(), mode)))
+            elif dev.writable:
+                most = config.max_output
+                quota = Quota(put_size=most if dev.put_size is None else min(dev.put_size, most))
+                plan.append((self.OUT, (name, alias, dev.random, quota)))
+            else:
+                plan.append((self.LOCAL, (alias, dev.random, '/' if name == 'image' else None)))
+        # as NodeRun.channels: the job's image last (a stable sort)
+        plan.sort(key=lambda p: p[0] == self.LOCAL and p[1][2] is not None
+                  and p[1][0] == '/dev/image')
+        self.plan = plan
+
+    def channels(self, fd: int, outputs: Outputs) -> tuple[list, list[tuple[str, str]]]:
+        """A node's channels (``fd``: its local object) and written outputs [(device,
+        path)], as ``NodeRun.channels`` gives them."""
+        channels, written = [], []
+        for kind, item in self.plan:
+            if kind is None:
+                channels.append(item)
+            elif kind is self.OUT:
+                name, alias, random, quota = item
+                f, path = outputs.take()
+                channels.append(ChannelSpec(alias, f.fileno(), WRITE, random, quota))
+                written.append((name, path))
+            else:
+                alias, random, mount = item
+                channels.append(ChannelSpec(alias, fd, READ, random, mount=mount))
+        return channels, written
+
+
 class _Node:
     """One node of a batch while it runs: what it holds."""
 
@@ -269,6 +342,9 @@ class BatchRun:
         self.programs: dict = {}                # spec.program -> host path
         self.disk_files = DiskFiles(owner.object_server)
         self.asked = self.given = None          # the last node's limits and engine (settings)
+        self.node_helper = None                 # the NodeRun of every node (``helper``)
+        self.layout: _Layout | None = None      # the last node's devices laid out
+        self.null = None                        # /dev/null, open for the batch's nodes
 
     def execute(self) -> Response:
         req, config = self.req, self.config
@@ -356,25 +432,45 @@ class BatchRun:
         """Open one node's object and channels (its outputs are files of the batch's
         :class:`Outputs`: no directory per node)."""
         account, container, obj = entry.object[1:].split('/', 2)
-        helper = self.helper()
+        helper = self.node_helper
+        if helper is None:              # no state of a node: one for them all
+            helper = self.node_helper = self.helper()
         node = _Node(index, entry, time.monotonic())
         try:
             node.reader = helper.open_local(entry.device, str(entry.partition), account,
                                             container, obj, self.policy, self.disk_files)
-            node.spec = spec = with_local_env(entry.spec, node.reader)
+            spec = entry.spec
+            # with_local_env's, without a spec made for each node (dataclasses.replace)
+            env = {**spec.env, **node.reader.local_env} if spec.local_env else spec.env
             limits, engine = self.settings(helper, spec)
-            if any(d.source == 'link' for d in spec.devices):
+            layout = self.layout
+            if layout is None or (layout.devices is not spec.devices
+                                  and layout.devices != spec.devices):   # whole specs
+                layout = self.layout = _Layout(spec.devices, self.config,
+                                               self.owner.sysimages, self.null_fd)
+            if layout.link:
                 raise HTTPBadRequest(body=f'bad batch request: node {spec.name} reads a '
                                           'link: send it alone\n')
-            channels, node.outputs = helper.channels(spec, self.files, node.reader,
-                                                     self.outputs.spares.disk_tmp, node.opened,
-                                                     {})
-            node.run = Run(self.program(helper, spec), channels, spec.argv, spec.env, limits,
+            if layout.plan is not None:
+                channels, node.outputs = layout.channels(node.reader._fp.fileno(),
+                                                         self.outputs)
+            else:
+                channels, node.outputs = helper.channels(spec, self.files, node.reader,
+                                                         self.outputs.spares.disk_tmp,
+                                                         node.opened, {})
+            node.run = Run(self.program(helper, spec), channels, spec.argv, env, limits,
                            spec.seed, spec.epoch, engine)
         except BaseException:
             node.close(self.outputs)
             raise
         return node
+
+    def null_fd(self) -> int:
+        """The descriptor of /dev/null for undeclared standard streams, opened once for
+        the batch (closed with it)."""
+        if self.null is None:
+            self.null = open(os.devnull, 'r+b', buffering=0)
+        return self.null.fileno()
 
     def settings(self, helper, spec: wire.NodeSpec) -> tuple:
         """The node's limits and engine (``NodeRun.limits``, ``NodeRun.engine``), worked
@@ -451,6 +547,7 @@ class BatchRun:
         trans = self.req.headers.get('X-Trans-Id', '-')
         outcomes: collections.Counter[str] = collections.Counter()
         ok_seconds = [0.0]
+        debug = self.logger.isEnabledFor(logging.DEBUG)     # asked once, not per node
 
         def log(index: int, seconds: float, status: str) -> None:
             """A node that ran ok is counted in the batch's line (its own at debug:
@@ -458,8 +555,9 @@ class BatchRun:
             outcomes[status] += 1
             if status == OK:
                 ok_seconds[0] += seconds
-                self.logger.debug('execute %s %s %.4fs %s (batch)', entries[index].object,
-                                  status, seconds, trans)
+                if debug:
+                    self.logger.debug('execute %s %s %.4fs %s (batch)', entries[index].object,
+                                      status, seconds, trans)
             else:
                 self.logger.info('execute %s %s %.4fs %s (batch)', entries[index].object,
                                  status, seconds, trans)
@@ -528,11 +626,12 @@ class BatchRun:
             report, outputs = result
             ready += wire.tar_member(wire.batch_member(index, wire.REPORT), report.to_json())
             for name, path in outputs if entries[index].spec.outputs else ():
-                member = self.outputs.member(wire.batch_member(index, wire.DEV_PREFIX + name),
-                                             path)
-                if member[1] <= SMALL:           # with the report
-                    ready += wire.tar_member(member[0], b''.join(member[2]))
+                member_name = wire.batch_member(index, wire.DEV_PREFIX + name)
+                data = self.outputs.small(path)
+                if data is not None:            # with the report
+                    ready += wire.tar_member(member_name, data)
                     continue
+                member = self.outputs.member(member_name, path)
                 yield bytes(ready)
                 ready.clear()
                 yield from wire.stream_members([member])
@@ -567,3 +666,5 @@ class BatchRun:
             self.owner.images.release(self.files.pop(IMAGE_MEMBER))
         if self.outputs is not None:
             self.outputs.release(self.ended)
+        if self.null is not None:
+            self.null.close()

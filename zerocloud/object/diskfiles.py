@@ -93,7 +93,19 @@ def read_metadata(fd: int) -> dict:
         checksum = None
     if checksum and checksum != hashlib.md5(raw, usedforsecurity=False).hexdigest().encode():
         raise ValueError('metadata checksum mismatch')
-    return _decode_metadata(unpickle(raw, encoding='bytes'), b'_codecs\nencode' in raw[:32])
+    return decode_metadata(unpickle(raw, encoding='bytes'), b'_codecs\nencode' in raw[:32])
+
+
+def decode_metadata(metadata: dict, written_by_py3: bool) -> dict:
+    """Swift's ``_decode_metadata``: for metadata a Python 3 Swift wrote (every
+    object of this cluster's), its keys and values as UTF-8 ``str`` in one pass,
+    not two calls of a nested function per item (a tenth of an open); older
+    metadata by Swift's own."""
+    if not written_by_py3:
+        return _decode_metadata(metadata, written_by_py3)
+    return {k.decode('utf8', 'surrogateescape') if isinstance(k, bytes) else k:
+            v.decode('utf8', 'surrogateescape') if isinstance(v, bytes) else v
+            for k, v in metadata.items()}
 
 
 def open_plain(datadir: str, name: str) -> Opened | None:

@@ -175,6 +175,7 @@ IMAGE_MEMBER = 'dev/image'
 TAIL_PAUSE, TAIL_PAUSE_MAX = 0.002, 0.02    # seconds between looks at growing outputs
 # Metadata of encrypted objects: their data file is ciphertext (the proxy decrypts).
 CRYPTO = ('X-Object-Sysmeta-Crypto-Body-Meta',)
+_NOT_LOCAL = (*NOT_PLAIN, *CRYPTO)     # metadata of objects a node cannot read in place
 
 
 class _Removal:
@@ -414,7 +415,7 @@ class NodeRun:
                                     f'({type(e).__name__})\n') from None
         metadata = disk_file.get_metadata()
         reader = disk_file.reader()
-        kind = next((key for key in (*NOT_PLAIN, *CRYPTO) if key in metadata), None)
+        kind = next((key for key in _NOT_LOCAL if key in metadata), None)
         size = int(metadata['Content-Length'])
         if kind or size > self.config.max_input:
             reader.close()
