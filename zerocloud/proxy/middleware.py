@@ -586,7 +586,7 @@ class ProxyExecMiddleware:
         connected, nodes = self._nodes(caller, account, launch)
         inputs: dict[SwiftPath, Input] = {}
         results: list[NodeResult] = []
-        collector = streamed.Collector()
+        collector = streamed.Collector(records=report_json)
         try:
             job_id = uuid.uuid4().hex
             known = _Known()

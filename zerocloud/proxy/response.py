@@ -416,17 +416,24 @@ class Tally:
         self.retcodes: collections.Counter = collections.Counter()
         self.totals = [0, 0, 0, 0]           # fuel, syscalls, bytes read, bytes written
 
-    def add(self, r: NodeResult, sign: int = 1) -> None:
+    def add(self, r: NodeResult, sign: int = 1, failed: bool | None = None) -> None:
+        """Count ``r`` (``sign`` -1: no longer); ``failed``: ``r.failed``, if known."""
+        report = r.report
         self.nodes += sign
-        self.failed += sign * r.failed
-        self.statuses[r.status] += sign
-        if r.report.retcode is not None:
-            self.retcodes[r.report.retcode] += sign
-        acc = r.report.accounting
-        for i, value in enumerate((acc.get('fuel', 0), acc.get('syscalls', 0),
-                                   r.report.channel_bytes('read_bytes'),
-                                   r.report.channel_bytes('write_bytes'))):
-            self.totals[i] += sign * value
+        self.failed += sign * (r.failed if failed is None else failed)
+        self.statuses[report.status] += sign
+        if report.retcode is not None:
+            self.retcodes[report.retcode] += sign
+        acc = report.accounting
+        read = written = 0
+        for channel in (acc.get('channels') or {}).values():
+            read += channel.get('read_bytes', 0)
+            written += channel.get('write_bytes', 0)
+        totals = self.totals
+        totals[0] += sign * acc.get('fuel', 0)
+        totals[1] += sign * acc.get('syscalls', 0)
+        totals[2] += sign * read
+        totals[3] += sign * written
 
     def headers(self, seconds: float) -> dict[str, str]:
         return {
