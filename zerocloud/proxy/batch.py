@@ -73,6 +73,7 @@ from zerocloud.proxy.outputs import OutputFile
 from zerocloud.proxy.response import NodeResult, short
 
 PER_SERVER = 2              # batches on their way to one object server
+PARTITIONS = 1024           # partitions whose primaries a job keeps (looked up once each)
 AHEAD = 64                  # nodes waiting for a server that send a batch while one runs
 BUSY_WAIT = 30.0            # seconds a batch a server cannot admit is offered again
 
@@ -93,7 +94,8 @@ class _Entry:
     plan: Plan
     server: dict                     # the primary the batch goes to
     others: list[dict]               # the other primaries
-    rest: Iterator[dict]             # the handoffs
+    rest: Iterator[dict] | None      # the handoffs (None: the plan's partition's, looked up
+                                     # if it goes alone)
     finish: Callable[[NodeResult | Exception], None]
     member: bytes = b''
     done: bool = False               # its result went to ``finish``, or it went alone
@@ -119,6 +121,10 @@ class Batches:
         self.queues: dict[tuple, list[_Entry]] = collections.defaultdict(list)
         self.senders: collections.Counter = collections.Counter()
         self.sent: set[tuple] = set()        # keys that batches went to
+        self.ring = None                     # the ring of ``partitions``
+        self.partitions: dict[int, tuple[dict, list[dict]]] = {}      # part ->
+                                             # (first primary, the others), shared by entries
+        self.devices: dict[tuple, dict] = {}     # (device id, index) -> its dict
         self.threads: set = set()
         self.closed = False
 
@@ -136,11 +142,8 @@ class Batches:
         done, for a node that cannot travel in a batch."""
         if not batchable(plan):
             return False
-        ring = placement.object_ring(self.config.swift_dir, plan.policy)
-        servers = iter(plan.servers)
-        primaries = list(itertools.islice(servers, int(ring.replica_count)))
-        chosen = primaries[0]
-        entry = _Entry(plan, chosen, primaries[1:], servers, finish)
+        chosen, others, rest = self._primaries(plan)
+        entry = _Entry(plan, chosen, others, rest, finish)
         key = (chosen['ip'], chosen['port'], plan.policy, plan.digest, plan.image_digest)
         queue = self.queues[key]
         queue.append(entry)
@@ -149,6 +152,29 @@ class Batches:
             self.senders[key] += 1
             self._spawn(self._sender, key)
         return True
+
+    def _primaries(self, plan: Plan) -> tuple[dict, list[dict], Iterator[dict] | None]:
+        """(the primary a node's batch goes to, the other primaries, the handoffs or
+        None: its partition's).  The ring is asked once per partition (it copies
+        its device dicts at every call: a tenth of the proxy's CPU per node), for
+        at most :data:`PARTITIONS` of them at a time, and the entries share one
+        dict per device: a few hundred bytes a partition."""
+        servers = plan.servers
+        ring = placement.object_ring(self.config.swift_dir, plan.policy)
+        if isinstance(servers, placement.PartitionServers):
+            if servers.ring is not self.ring or len(self.partitions) >= PARTITIONS:
+                self.ring, self.partitions, self.devices = servers.ring, {}, {}
+            found = self.partitions.get(servers.part)
+            if found is None:
+                primaries = [self.devices.setdefault((d['id'], d.get('index')), d)
+                             for d in servers.primaries()]
+                if len(primaries) == int(ring.replica_count):
+                    found = self.partitions[servers.part] = (primaries[0], primaries[1:])
+            if found is not None:
+                return found[0], found[1], None
+        servers = iter(servers)
+        primaries = list(itertools.islice(servers, int(ring.replica_count)))
+        return primaries[0], primaries[1:], servers
 
     def close(self) -> None:
         """The job is over or stopped: no batch goes on, no node goes alone."""
@@ -173,7 +199,8 @@ class Batches:
 
     def _alone(self, entry: _Entry, how: str) -> None:
         first = [entry.server] if how == _FIRST else []
-        plan = replace(entry.plan, servers=itertools.chain(first, entry.others, entry.rest))
+        rest = entry.plan.servers.handoffs() if entry.rest is None else entry.rest
+        plan = replace(entry.plan, servers=itertools.chain(first, entry.others, rest))
         try:
             result = self.dispatcher.run_node(self.trans_id, plan, self.job_id, self.load)
         except Exception as e:           # a bug: whoever waits for the node hears of it

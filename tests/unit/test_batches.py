@@ -1,0 +1,95 @@
+"""zerocloud.proxy.batch: what a node waiting in a batch costs the proxy (its servers
+looked up once per partition, shared by the entries) and that it still goes alone to
+the other primaries, then the handoffs."""
+
+from __future__ import annotations
+
+import collections
+from types import SimpleNamespace
+
+from zerocloud import placement
+from zerocloud.job import Device, Exec, Node, SwiftPath
+from zerocloud.proxy import batch
+from zerocloud.proxy.dispatch import Plan
+from zerocloud.proxy.response import NodeResult
+
+
+class CountingRing:
+    """Three servers, two replicas; counts the look-ups, copies dicts as Swift's ring."""
+
+    replica_count = 2
+    devs = [{'id': i, 'ip': '10.0.0.1', 'port': 6200 + i, 'device': f'd{i}'} for i in range(3)]
+
+    def __init__(self) -> None:
+        self.asked: collections.Counter = collections.Counter()
+
+    def get_part_nodes(self, part: int) -> list[dict]:
+        self.asked[part] += 1
+        return [dict(self.devs[(part + r) % 3], index=r) for r in range(2)]
+
+    def get_more_nodes(self, part: int):
+        yield dict(self.devs[(part + 2) % 3], handoff_index=0)
+
+
+def plan(ring: CountingRing, i: int, part: int) -> Plan:
+    stdin = Device('stdin', path=SwiftPath('a', 'c', f'o{i}'))
+    node = Node(f'wc-{i}', 'wc', i, i, Exec('swift://a/bin/wc'), [stdin, Device('stdout')],
+                attach=stdin, listed=True)
+    return Plan(node, 0, part, f'/a/c/o{i}', placement.PartitionServers(ring, part), 'stdin',
+                b'program', {}, digest='d' * 64, account='a')
+
+
+def batches(monkeypatch, ring: CountingRing, sent_alone: list) -> batch.Batches:
+    monkeypatch.setattr(placement, 'object_ring', lambda swift_dir, policy: ring)
+    monkeypatch.setattr(batch.Batches, '_spawn', lambda self, func, *args: None)
+
+    def run_node(trans_id, plan, job_id, load):
+        sent_alone.append([d['device'] for d in plan.servers])
+        return NodeResult(plan.node)
+    dispatcher = SimpleNamespace(config=SimpleNamespace(swift_dir='/etc/swift'),
+                                 logger=None, run_node=run_node)
+    return batch.Batches(dispatcher, 'tx', 'job', collections.Counter())
+
+
+def test_the_ring_is_asked_once_per_partition_and_entries_share_its_answer(
+        monkeypatch) -> None:
+    ring = CountingRing()
+    jobs = batches(monkeypatch, ring, [])
+    for i in range(30):
+        assert jobs.submit(plan(ring, i, i % 3), lambda result: None)
+    assert ring.asked == {0: 1, 1: 1, 2: 1}
+    entries = [e for queue in jobs.queues.values() for e in queue]
+    assert len(entries) == 30
+    by_part = collections.defaultdict(list)
+    for e in entries:
+        by_part[e.plan.partition].append(e)
+    for part, group in by_part.items():
+        assert {e.server['device'] for e in group} == {f'd{part}'}
+        assert all(e.server is group[0].server and e.others is group[0].others for e in group)
+
+
+def test_a_node_of_a_cached_partition_goes_alone_to_the_other_primary_then_handoffs(
+        monkeypatch) -> None:
+    ring = CountingRing()
+    sent_alone: list = []
+    jobs = batches(monkeypatch, ring, sent_alone)
+    got = []
+    for i in range(2):
+        jobs.submit(plan(ring, i, 1), got.append)
+    first, second = jobs.queues[next(iter(jobs.queues))]
+    jobs._alone(first, batch._ALONE)
+    jobs._alone(second, batch._FIRST)
+    assert sent_alone == [['d2', 'd0'], ['d1', 'd2', 'd0']]
+    assert [r.node.name for r in got] == ['wc-0', 'wc-1']
+
+
+def test_the_partitions_kept_are_bounded_and_follow_the_ring(monkeypatch) -> None:
+    monkeypatch.setattr(batch, 'PARTITIONS', 4)
+    ring = CountingRing()
+    jobs = batches(monkeypatch, ring, [])
+    for part in range(10):
+        jobs.submit(plan(ring, part, part), lambda result: None)
+    assert len(jobs.partitions) <= 4
+    other = CountingRing()                      # a new ring: nothing of the old one is kept
+    jobs.submit(plan(other, 99, 0), lambda result: None)
+    assert list(jobs.partitions) == [0] and other.asked == {0: 1}
