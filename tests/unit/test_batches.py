@@ -93,3 +93,29 @@ def test_the_partitions_kept_are_bounded_and_follow_the_ring(monkeypatch) -> Non
     other = CountingRing()                      # a new ring: nothing of the old one is kept
     jobs.submit(plan(other, 99, 0), lambda result: None)
     assert list(jobs.partitions) == [0] and other.asked == {0: 1}
+
+
+def test_an_entrys_set_is_the_one_the_wire_makes() -> None:
+    """``batch._Shared`` makes a wildcard entry's ``set`` from its name, argv and env;
+    any spec gets the ``set`` that ``wire.SharedSpec`` makes, and the object server
+    reads the same spec back."""
+    from dataclasses import replace
+
+    from zerocloud import wire
+    base = wire.NodeSpec('wc-1', ['wc-1', '-l'], {'SCRIPT_NAME': 'wc-1', 'X': '1'},
+                         (wire.DeviceSpec('stdin', 'r', False, 'local'),
+                          wire.DeviceSpec('stdout', 'w')),
+                         wire.NodeLimits(1 << 20, 10, 5.0), local_env=True)
+    specs = [base, replace(base, name='wc-2'),
+             replace(base, name='wc-2', argv=['wc-2', '-l'],
+                     env={'SCRIPT_NAME': 'wc-2', 'X': '1'}),
+             replace(base, argv=['other']), replace(base, env={}),
+             replace(base, name='wc-3', engine='native'),
+             replace(base, devices=base.devices[:1]), replace(base, local_env=False),
+             replace(base, program=('python3', 'bin/python3'), argv=['python3'])]
+    ours, theirs = batch._Shared(base), wire.SharedSpec(base)
+    assert ours.to_json() == theirs.to_json()
+    for spec in specs:
+        entry = wire.BatchEntry('d0', 3, '/a/c/o', spec)
+        assert entry.to_json(ours) == entry.to_json(theirs)
+        assert wire.BatchEntry.from_json(entry.to_json(ours), theirs).spec == spec

@@ -111,6 +111,9 @@ def run(plans: Iterable, run_replica: graph.RunReplica,
             if isinstance(result, Exception):       # a bug: the job stops with it
                 errors.append(result)
                 places.release()
+            elif plan.node.replicate == 1:          # a batch's node: one replica, no vote
+                result.replica = 1
+                end([result])
             else:
                 end(graph.replicas(plan, lambda *_: result))
         return finish
