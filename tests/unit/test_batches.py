@@ -119,3 +119,65 @@ def test_an_entrys_set_is_the_one_the_wire_makes() -> None:
         entry = wire.BatchEntry('d0', 3, '/a/c/o', spec)
         assert entry.to_json(ours) == entry.to_json(theirs)
         assert wire.BatchEntry.from_json(entry.to_json(ours), theirs).spec == spec
+
+
+class Trickle:
+    """A batch's answer arriving a member at a time, ``pause`` seconds apart, then
+    nothing more for ``stall`` seconds before its end."""
+
+    def __init__(self, members: list[bytes], pause: float, stall: float = 0.0) -> None:
+        self.members, self.pause, self.stall = members, pause, stall
+
+    def read1(self, n: int) -> bytes:
+        from swift.common.concurrency import sleep
+        if not self.members:
+            sleep(self.stall)
+            self.stall = 0
+            return b''
+        sleep(self.pause)
+        return self.members.pop(0)
+
+
+def answered(monkeypatch, count: int, pause: float, stall: float = 0.0):
+    """``Batches._results`` of a batch of ``count`` nodes answered through ``Trickle``
+    (``zerovm_timeout`` 0.2 s, 0.1 s of grace: each member is due within 0.3 s):
+    the results that ended, and what the read raised."""
+    from zerocloud import wire
+    monkeypatch.setattr(batch, 'NODE_GRACE', 0.1)
+    monkeypatch.setattr(batch, 'REARM', 0.05)
+    ring = CountingRing()
+    jobs = batches(monkeypatch, ring, [])
+    jobs.config = SimpleNamespace(timeout=0.2, max_output=1 << 20, swift_dir='/etc/swift')
+    ended = []
+    for i in range(count):
+        jobs.submit(plan(ring, i, 0), ended.append)
+    entries = jobs.queues[next(iter(jobs.queues))]
+    report = wire.NodeReport('ok', 0).to_json()
+    members = [wire.tar_member(f'{i}/{name}', data) for i in range(count)
+               for name, data in ((wire.REPORT, report), ('dev/stdout', b'%d\n' % i))]
+    if not stall:
+        members.append(wire.TAR_END)
+    try:
+        jobs._results(Trickle(members, pause, stall), {'ip': 'x', 'port': 1, 'device': 'd0'},
+                      entries, 0.0, 0, 0)
+    except BaseException as e:      # noqa: BLE001 (the Timeout is what is looked at)
+        return ended, e
+    return ended, None
+
+
+def test_a_batch_answer_slower_than_the_node_timeout_in_all_is_read_whole(monkeypatch):
+    ended, error = answered(monkeypatch, 6, pause=0.1)        # 1.3 s, 0.1 s a member
+    assert error is None
+    assert [(r.outputs['stdout'].seek(0), r.outputs['stdout'].read())[1] for r in ended] == [
+        b'%d\n' % i for i in range(6)]
+
+
+def test_a_batch_answer_that_stops_is_cut_after_the_node_timeout(monkeypatch):
+    import time
+
+    from swift.common.concurrency import Timeout
+    started = time.monotonic()
+    ended, error = answered(monkeypatch, 2, pause=0.0, stall=5.0)
+    # the second node's output may go on until the next member: it was not complete
+    assert isinstance(error, Timeout) and len(ended) == 1
+    assert 0.3 <= time.monotonic() - started < 1.0

@@ -78,6 +78,7 @@ PER_SERVER = 2              # batches on their way to one object server
 PARTITIONS = 1024           # partitions whose primaries a job keeps (looked up once each)
 AHEAD = 64                  # nodes waiting for a server that send a batch while one runs
 BUSY_WAIT = 30.0            # seconds a batch a server cannot admit is offered again
+REARM = 1.0                 # seconds a batch's answer is read under one timer
 BLOCK_ENTRIES = 128         # entries' tar members sent at once (a send each cost ~10 us)
 
 
@@ -415,38 +416,50 @@ class Batches:
                 current.request_bytes += once_bytes      # the program, image, batch/spec
             self._end(entry, current)
 
+        limit = self.config.timeout + NODE_GRACE
+        timer, armed = None, 0.0
         try:
             while True:
-                with Timeout(self.config.timeout + NODE_GRACE):
-                    item = next(members, None)
-                    if item is None:
-                        break
-                    name, f = item
-                    i, sub = wire.batch_index(name)
-                    if sub.startswith(wire.DEV_PREFIX) and current is not None and i == index:
-                        out = current.outputs[sub[len(wire.DEV_PREFIX):]] = OutputFile()
-                        wire.copy_limited(f, out, self.config.max_output)
-                        continue
-                    if current is not None:
-                        finish()
-                        current = None
-                    if not 0 <= i < len(batch) or batch[i].done:
-                        raise wire.WireError(f'unexpected member {name}')
-                    if sub == wire.ERROR:
-                        text = f.read(4096).decode('utf-8', 'replace')
-                        self.logger.debug('node %s not run in a batch on %s: %s',
-                                          batch[i].plan.node.name, where, short(text))
-                        self._end(batch[i], _ALONE)
-                    elif sub == wire.REPORT:
-                        index = i
-                        current = NodeResult(batch[i].plan.node,
-                                             POLICIES.get_by_index(batch[i].plan.policy).name)
-                        current.report = wire.NodeReport.from_json(f.read(1 << 20))
-                    else:
-                        raise wire.WireError(f'unexpected member {name}')
+                # each member within ``limit`` of when it was asked for: the timer is armed
+                # for ``limit`` + REARM and armed again once REARM seconds went (two per
+                # node, a timer cost ~4 us each)
+                now = time.monotonic()
+                if timer is None or now - armed > REARM:
+                    if timer is not None:
+                        timer.cancel()
+                    timer, armed = Timeout(limit + REARM), now
+                item = next(members, None)
+                if item is None:
+                    break
+                name, f = item
+                i, sub = wire.batch_index(name)
+                if sub.startswith(wire.DEV_PREFIX) and current is not None and i == index:
+                    out = current.outputs[sub[len(wire.DEV_PREFIX):]] = OutputFile()
+                    wire.copy_limited(f, out, self.config.max_output)
+                    continue
+                if current is not None:
+                    finish()
+                    current = None
+                if not 0 <= i < len(batch) or batch[i].done:
+                    raise wire.WireError(f'unexpected member {name}')
+                if sub == wire.ERROR:
+                    text = f.read(4096).decode('utf-8', 'replace')
+                    self.logger.debug('node %s not run in a batch on %s: %s',
+                                      batch[i].plan.node.name, where, short(text))
+                    self._end(batch[i], _ALONE)
+                elif sub == wire.REPORT:
+                    index = i
+                    current = NodeResult(batch[i].plan.node,
+                                         POLICIES.get_by_index(batch[i].plan.policy).name)
+                    current.report = wire.NodeReport.from_json(f.read(1 << 20))
+                else:
+                    raise wire.WireError(f'unexpected member {name}')
             if current is not None:
                 finish()
         except BaseException:
             if current is not None:
                 current.close()
             raise
+        finally:
+            if timer is not None:
+                timer.cancel()
