@@ -181,3 +181,29 @@ def test_a_batch_answer_that_stops_is_cut_after_the_node_timeout(monkeypatch):
     # the second node's output may go on until the next member: it was not complete
     assert isinstance(error, Timeout) and len(ended) == 1
     assert 0.3 <= time.monotonic() - started < 1.0
+
+
+def test_nodes_of_one_kind_share_their_device_specs_and_others_keep_theirs() -> None:
+    """``Dispatcher.spec`` makes the device specs once per kind of node (names, the
+    local device, what is sent along); a node's links or system image are its own."""
+    from dataclasses import replace
+
+    from zerocloud import graph, wire
+    from zerocloud.config import Config
+    from zerocloud.proxy.dispatch import Dispatcher
+    dispatcher = Dispatcher(Config.from_conf({}), None)
+    ring = CountingRing()
+    first, second = (dispatcher.spec(plan(ring, i, 0)) for i in (1, 2))
+    assert first.devices is second.devices and first.limits is second.limits
+    assert [(d.name, d.access, d.source) for d in first.devices] == [
+        ('stdin', 'r', 'local'), ('stdout', 'w', None)]
+    linked = plan(ring, 3, 0)
+    linked.node.writes_to.append('reducer')
+    system = replace(plan(ring, 4, 0), program=None)
+    system.node.exec = Exec('file://python3:bin/python3')
+    assert [d.name for d in dispatcher.spec(linked).devices] == [
+        'stdin', 'stdout', graph.OUT + 'reducer']
+    assert [d.name for d in dispatcher.spec(system).devices] == ['stdin', 'stdout', 'python3']
+    assert dispatcher.spec(plan(ring, 5, 0)).devices is first.devices      # untouched
+    assert first.limits == wire.NodeLimits(dispatcher.config.memory, dispatcher.config.fuel,
+                                           dispatcher.config.timeout)
