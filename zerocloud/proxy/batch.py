@@ -191,7 +191,6 @@ class Batches:
         at most :data:`PARTITIONS` of them at a time, and the entries share one
         dict per device: a few hundred bytes a partition."""
         servers = plan.servers
-        ring = placement.object_ring(self.config.swift_dir, plan.policy)
         if isinstance(servers, placement.PartitionServers):
             if servers.ring is not self.ring or len(self.partitions) >= PARTITIONS:
                 self.ring, self.partitions, self.devices = servers.ring, {}, {}
@@ -199,10 +198,12 @@ class Batches:
             if found is None:
                 primaries = [self.devices.setdefault((d['id'], d.get('index')), d)
                              for d in servers.primaries()]
+                ring = placement.object_ring(self.config.swift_dir, plan.policy)
                 if len(primaries) == int(ring.replica_count):
                     found = self.partitions[servers.part] = (primaries[0], primaries[1:])
             if found is not None:
                 return found[0], found[1], None
+        ring = placement.object_ring(self.config.swift_dir, plan.policy)
         servers = iter(servers)
         primaries = list(itertools.islice(servers, int(ring.replica_count)))
         return primaries[0], primaries[1:], servers
