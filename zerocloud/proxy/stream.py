@@ -13,10 +13,12 @@ groups are not connected: its nodes need no graph) goes through here:
   ``SUMMARY_NODES`` results stay in memory, and the answer is made from them
   exactly as for any small job (``zerocloud.proxy.response.respond``);
   beyond, every result (those held, then each as it ends) is written to the
-  job's :class:`JobSpool` and released: its outputs and its pickled
-  ``NodeResult`` go to one unlinked temporary file, and what stays in
-  memory per node is its place in that file (a few integers in arrays),
-  plus the summary's counts (``response.Tally``);
+  job's :class:`JobSpool` and released: its outputs, and its pickled
+  ``NodeResult`` when the answer may read it (always for the JSON report;
+  else only for a node that failed, has outputs to store or a CGI head), go
+  to one unlinked temporary file, and what stays in memory per node is its
+  place in that file (a few integers in arrays), plus the summary's counts
+  (``response.Tally``);
 - the answer of a large job (:func:`respond_spooled`) is then read back from
   the spool in node order: the ``X-Nexe-*`` summary, the JSON report, the
   failures or the nodes' outputs, as ``zerocloud.proxy.response`` documents
