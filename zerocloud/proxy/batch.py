@@ -418,6 +418,7 @@ class Batches:
             self._end(entry, current)
 
         limit = self.config.timeout + NODE_GRACE
+        policy = POLICIES.get_by_index(batch[0].plan.policy).name       # one per batch
         timer, armed = None, 0.0
         try:
             while True:
@@ -450,8 +451,7 @@ class Batches:
                     self._end(batch[i], _ALONE)
                 elif sub == wire.REPORT:
                     index = i
-                    current = NodeResult(batch[i].plan.node,
-                                         POLICIES.get_by_index(batch[i].plan.policy).name)
+                    current = NodeResult(batch[i].plan.node, policy)
                     current.report = wire.NodeReport.from_json(f.read(1 << 20))
                 else:
                     raise wire.WireError(f'unexpected member {name}')
