@@ -35,6 +35,12 @@ class PartitionServers:
         return itertools.chain(self.ring.get_part_nodes(self.part),
                                self.ring.get_more_nodes(self.part))
 
+    def primaries(self) -> list[dict]:
+        return self.ring.get_part_nodes(self.part)
+
+    def handoffs(self) -> Iterator[dict]:
+        return self.ring.get_more_nodes(self.part)
+
 
 def nodes_for_object(ring, account: str, container: str,
                      obj: str) -> tuple[int, PartitionServers]:

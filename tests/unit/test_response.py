@@ -300,3 +300,25 @@ def test_the_summary_stays_bounded_whatever_fails() -> None:
     assert headers['X-Nexe-Truncated'] == 'true'
     assert headers['X-Nexe-Status-Counts'] == f'fault {3 * SUMMARY_NODES}'
     assert headers['X-Nexe-Retcode-Counts'] == ''
+
+
+def test_small_parts_are_read_in_chunks_of_many() -> None:
+    """The body of 20,000 nodes of a few bytes each goes in a few chunks, each at most
+    CHUNK bytes, not one per node; a large part is still cut at CHUNK."""
+    from zerocloud.proxy.response import Part, read_parts
+    files = []
+    for i in range(20000):
+        out = OutputFile()
+        out.write(b'%d\n' % i)
+        files.append(out)
+    big = OutputFile()
+    big.write(bytes(range(256)) * 1024)
+    parts = [Part(f, 0, f.tell()) for f in files[:10000]] + [Part(big, 3, big.tell() - 3)] + [
+        Part(f, 1, f.tell() - 1) for f in files[10000:]]
+    chunks = list(read_parts(parts))
+    expected = (b''.join(b'%d\n' % i for i in range(10000)) + (bytes(range(256)) * 1024)[3:]
+                + b''.join((b'%d\n' % i)[1:] for i in range(10000, 20000)))
+    assert b''.join(chunks) == expected
+    assert all(len(c) <= CHUNK for c in chunks) and len(chunks) <= len(expected) // CHUNK + 2
+    for f in [*files, big]:
+        f.close()

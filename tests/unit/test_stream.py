@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 from types import SimpleNamespace
 
@@ -60,12 +61,16 @@ def answer(resp) -> tuple[int, dict, bytes]:
 def test_a_large_job_answers_from_its_spool_exactly_as_from_memory(report_json, fail, cgi):
     count = SUMMARY_NODES + 20
     expected = answer(respond(job(count, fail, cgi), 3.5, report_json))
-    collector = stream.Collector()
+    collector = stream.Collector(records=report_json)   # as the middleware makes it
     ended = job(count, fail, cgi)
     random.Random(17).shuffle(ended)                    # nodes end in any order
     for res in ended:
         collector.add([res])
     assert collector.spool is not None and collector.held == []
+    recorded = {i + 1 for i in range(count) if collector.spool.where[2 * i] != stream.NONE}
+    # the answer reads every node's record (report), the failed ones', or those with a
+    # CGI head (their name): only those were written
+    assert recorded == (set(range(1, count + 1)) if report_json or cgi else fail)
     got = answer(stream.respond_spooled(collector.spool, 3.5, report_json))
     assert got == expected
     status, headers, body = got
@@ -98,6 +103,39 @@ def test_spooled_results_leave_memory() -> None:
     assert len(spool) == SUMMARY_NODES + 500
     assert spool.load(1200)[0].outputs['stdout'].read() == b'1200\n'
     collector.close()
+
+
+def test_a_spool_without_records_keeps_those_of_nodes_with_outputs_to_store() -> None:
+    collector = stream.Collector(records=False)
+    results = job(SUMMARY_NODES + 2)
+    stored = results[6]
+    stored.node.devices.append(Device('stderr', path=SwiftPath('a', 'c', 'err-7')))
+    stored.outputs['stderr'] = OutputFile()
+    stored.outputs['stderr'].write(b'kept')
+    for res in results:
+        collector.add([res])
+    spool = collector.spool
+    assert list(spool.stores) == [7]
+    assert [i + 1 for i in range(len(results)) if spool.where[2 * i] != stream.NONE] == [7]
+    loaded = spool.load(7)[0]
+    assert loaded.outputs['stderr'].read() == b'kept' and loaded.node.name == 'n7'
+    collector.close()
+
+
+def test_small_writes_are_gathered_and_made_before_a_read() -> None:
+    spool = stream.JobSpool()
+    for res in job(3):
+        spool.add([res])
+    assert spool.pending and os.fstat(spool.fd).st_size == 0      # nothing written yet
+    assert spool.load(2)[0].outputs['stdout'].read() == b'2\n'    # flushed first
+    assert not spool.pending and os.fstat(spool.fd).st_size == spool.end
+    big = job(5)[4]
+    big.outputs['stdout'] = OutputFile()
+    big.outputs['stdout'].write(b'x' * (stream.GATHER * 2))        # larger: copied, not gathered
+    spool.add([big])
+    assert b''.join(p.file.read() for p in spool.parts()) == b'1\n2\n3\n' + b'x' * (
+        stream.GATHER * 2)
+    spool.close()
 
 
 def test_a_spooled_node_whose_output_failed_to_store_counts_as_failed() -> None:

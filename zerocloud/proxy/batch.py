@@ -44,11 +44,13 @@ from __future__ import annotations
 import collections
 import http.client
 import itertools
+import operator
 import random
 import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from dataclasses import fields as dataclass_fields
 
 from swift.common.bufferedhttp import http_connect
 from swift.common.concurrency import Event, Timeout, sleep, spawn
@@ -74,8 +76,11 @@ from zerocloud.proxy.outputs import OutputFile
 from zerocloud.proxy.response import NodeResult, short
 
 PER_SERVER = 2              # batches on their way to one object server
+PARTITIONS = 1024           # partitions whose primaries a job keeps (looked up once each)
 AHEAD = 64                  # nodes waiting for a server that send a batch while one runs
 BUSY_WAIT = 30.0            # seconds a batch a server cannot admit is offered again
+REARM = 1.0                 # seconds a batch's answer is read under one timer
+BLOCK_ENTRIES = 128         # entries' tar members sent at once (a send each cost ~10 us)
 
 
 def batchable(plan: Plan) -> bool:
@@ -94,12 +99,40 @@ class _Entry:
     plan: Plan
     server: dict                     # the primary the batch goes to
     others: list[dict]               # the other primaries
-    rest: Iterator[dict]             # the handoffs
+    rest: Iterator[dict] | None      # the handoffs (None: the plan's partition's, looked up
+                                     # if it goes alone)
     finish: Callable[[NodeResult | Exception], None]
-    member: bytes = b''
+    size: int = 0                    # bytes of its entry (its part of the request)
     done: bool = False               # its result went to ``finish``, or it went alone
     killed: NodeResult | None = None  # its result when its server's host killed it
 
+
+class _Shared(wire.SharedSpec):
+    """``batch/spec``, whose ``set`` of an entry differing in its name, ``argv`` and
+    ``env`` only (a wildcard's node: ``argv[0]`` and ``SCRIPT_NAME`` are its name) is
+    made from those three fields, not from the whole spec as JSON and compared
+    (a tenth of the proxy's CPU per node); the same ``set``."""
+
+    def __init__(self, spec: wire.NodeSpec) -> None:
+        super().__init__(spec)
+        self.fixed = _FIXED(spec)
+
+    def changes(self, spec: wire.NodeSpec) -> dict:
+        if _FIXED(spec) != self.fixed:
+            return super().changes(spec)
+        changed = {}
+        if spec.name != self.spec.name:
+            changed['name'] = spec.name
+        if list(spec.argv) != self.obj['argv']:
+            changed['argv'] = list(spec.argv)
+        if spec.env != self.obj['env']:
+            changed['env'] = dict(spec.env)
+        return changed
+
+
+# A node spec's fields but its name, argv and env, in order.
+_FIXED = operator.attrgetter(*[f.name for f in dataclass_fields(wire.NodeSpec)
+                               if f.name not in ('name', 'argv', 'env')])
 
 _ALONE = 'alone'                     # not run in a batch: run it alone
 _FIRST = 'first'                     # a batch of one: alone, on the same server first
@@ -124,6 +157,10 @@ class Batches:
         self.queues: dict[tuple, list[_Entry]] = collections.defaultdict(list)
         self.senders: collections.Counter = collections.Counter()
         self.sent: set[tuple] = set()        # keys that batches went to
+        self.ring = None                     # the ring of ``partitions``
+        self.partitions: dict[int, tuple[dict, list[dict]]] = {}      # part ->
+                                             # (first primary, the others), shared by entries
+        self.devices: dict[tuple, dict] = {}     # (device id, index) -> its dict
         self.threads: set = set()
         self.closed = False
 
@@ -141,11 +178,8 @@ class Batches:
         done, for a node that cannot travel in a batch."""
         if not batchable(plan):
             return False
-        ring = placement.object_ring(self.config.swift_dir, plan.policy)
-        servers = iter(plan.servers)
-        primaries = list(itertools.islice(servers, int(ring.replica_count)))
-        chosen = primaries[0]
-        entry = _Entry(plan, chosen, primaries[1:], servers, finish)
+        chosen, others, rest = self._primaries(plan)
+        entry = _Entry(plan, chosen, others, rest, finish)
         key = (chosen['ip'], chosen['port'], plan.policy, plan.digest, plan.image_digest)
         queue = self.queues[key]
         queue.append(entry)
@@ -154,6 +188,30 @@ class Batches:
             self.senders[key] += 1
             self._spawn(self._sender, key)
         return True
+
+    def _primaries(self, plan: Plan) -> tuple[dict, list[dict], Iterator[dict] | None]:
+        """(the primary a node's batch goes to, the other primaries, the handoffs or
+        None: its partition's).  The ring is asked once per partition (it copies
+        its device dicts at every call: a tenth of the proxy's CPU per node), for
+        at most :data:`PARTITIONS` of them at a time, and the entries share one
+        dict per device: a few hundred bytes a partition."""
+        servers = plan.servers
+        if isinstance(servers, placement.PartitionServers):
+            if servers.ring is not self.ring or len(self.partitions) >= PARTITIONS:
+                self.ring, self.partitions, self.devices = servers.ring, {}, {}
+            found = self.partitions.get(servers.part)
+            if found is None:
+                primaries = [self.devices.setdefault((d['id'], d.get('index')), d)
+                             for d in servers.primaries()]
+                ring = placement.object_ring(self.config.swift_dir, plan.policy)
+                if len(primaries) == int(ring.replica_count):
+                    found = self.partitions[servers.part] = (primaries[0], primaries[1:])
+            if found is not None:
+                return found[0], found[1], None
+        ring = placement.object_ring(self.config.swift_dir, plan.policy)
+        servers = iter(servers)
+        primaries = list(itertools.islice(servers, int(ring.replica_count)))
+        return primaries[0], primaries[1:], servers
 
     def close(self) -> None:
         """The job is over or stopped: no batch goes on, no node goes alone."""
@@ -186,7 +244,8 @@ class Batches:
 
     def _alone(self, entry: _Entry, how: str) -> None:
         first = [entry.server] if how == _FIRST else []
-        plan = replace(entry.plan, servers=itertools.chain(first, entry.others, entry.rest))
+        rest = entry.plan.servers.handoffs() if entry.rest is None else entry.rest
+        plan = replace(entry.plan, servers=itertools.chain(first, entry.others, rest))
         if self.alone is not None:
             self.alone.wait()
         try:
@@ -237,12 +296,19 @@ class Batches:
         server = batch[0].server
         where = f'{server["ip"]}:{server["port"]}'
         shared = None       # the first spec, sent once (batch/spec): each entry, what differs
-        for entry in batch:             # a spec at a time: 512 at once held ~0.4 MiB
+        members, blocks = [], []        # the entries' tar members, joined into blocks
+        for i, entry in enumerate(batch):   # a spec at a time: 512 at once held ~0.4 MiB
             plan = entry.plan
             spec = self.dispatcher.spec(plan)
-            shared = shared or wire.SharedSpec(spec)
-            entry.member = wire.BatchEntry(entry.server['device'], plan.partition, plan.path,
-                                           spec).to_json(shared)
+            shared = shared or _Shared(spec)
+            data = wire.BatchEntry(entry.server['device'], plan.partition, plan.path,
+                                   spec).to_json(shared)
+            entry.size = len(data)
+            members.append(wire.tar_member(f'{wire.BATCH_PREFIX}{i}', data))
+            if len(members) == BLOCK_ENTRIES:
+                blocks.append(b''.join(members))
+                members = []
+        blocks.append(b''.join(members))
         once = wire.bytes_member(wire.BATCH_SPEC, shared.to_json())
         self.load[server['ip'], server['port']] += len(batch)
         alone = _ALONE
@@ -251,7 +317,7 @@ class Batches:
         try:
             while True:
                 try:
-                    self._exchange(server, batch, once)
+                    self._exchange(server, batch, once, blocks)
                     break
                 except (_Busy, ConnectionTimeout) as e:
                     # full, or too busy to accept the connection in time: again after a
@@ -283,24 +349,25 @@ class Batches:
             for entry in batch:
                 self._end(entry, alone)
 
-    def _exchange(self, server: dict, batch: list[_Entry], shared: wire.Member) -> None:
+    def _exchange(self, server: dict, batch: list[_Entry], shared: wire.Member,
+                  blocks: list[bytes]) -> None:
         programs = self.dispatcher.programs
         known = {digest for _, digest, _ in _cached(batch[0].plan)
                  if programs.known(server, digest)}
         for digest in known:
             programs.wait_sent(server, digest)
         try:
-            self._attempt(server, batch, shared, known)
+            self._attempt(server, batch, shared, blocks, known)
         except _NeedProgram:
             for digest in known:
                 programs.known(server, digest, False)
-            self._attempt(server, batch, shared, set())
+            self._attempt(server, batch, shared, blocks, set())
 
     def _attempt(self, server: dict, batch: list[_Entry], shared: wire.Member,
-                 by_digest: set[str]) -> None:
+                 blocks: list[bytes], by_digest: set[str]) -> None:
         """One request for ``batch``: the program and the job's image sent by digest
         where ``by_digest`` has theirs, else in full, then ``shared`` (``batch/spec``)
-        and the entries."""
+        and the entries (their tar members, joined in ``blocks``: a send each)."""
         plan = batch[0].plan
         programs = self.dispatcher.programs
         exe = [] if plan.program is None or plan.digest in by_digest else [
@@ -309,14 +376,14 @@ class Batches:
         if image is not None and plan.image_digest not in by_digest:
             exe.append(wire.shared_member(wire.DEV_PREFIX + wire.IMAGE_DEVICE, image.file,
                                           image.size))
-        members = [*exe, shared, *(wire.bytes_member(f'{wire.BATCH_PREFIX}{i}', e.member)
-                                   for i, e in enumerate(batch))]
+        members = [*exe, shared]
         headers = {wire.EXECUTE: wire.VERSION, wire.BATCH: str(len(batch)),
                    'Content-Type': 'application/x-tar', 'Expect': '100-continue',
                    'X-Backend-Storage-Policy-Index': str(plan.policy),
                    'X-Trans-Id': self.trans_id, 'X-Zerocloud-Id': self.job_id,
                    wire.ACCOUNT: plan.account,
-                   'Content-Length': str(wire.tar_size((n, s) for n, s, _ in members))}
+                   'Content-Length': str(wire.tar_size((n, s) for n, s, _ in members)
+                                         + sum(map(len, blocks)))}
         sending = []
         for header, digest, _ in _cached(plan):
             if digest in by_digest:
@@ -339,7 +406,8 @@ class Batches:
                 resp = conn.getexpect()
             if resp.status == http.client.CONTINUE:
                 with Timeout(self.config.timeout + NODE_GRACE):
-                    for chunk in wire.stream_tar(members):
+                    for chunk in itertools.chain(wire.stream_members(members), blocks,
+                                                 [wire.TAR_END]):
                         conn.send(chunk)
                     while sending:
                         programs.sent(*sending.pop())
@@ -373,7 +441,7 @@ class Batches:
             entry = batch[index]
             current.server = where
             current.seconds = time.monotonic() - started
-            current.request_bytes = len(entry.member)
+            current.request_bytes = entry.size
             if index == 0:
                 current.program_bytes = program_bytes
                 current.request_bytes += once_bytes      # the program, image, batch/spec
@@ -382,38 +450,50 @@ class Batches:
             else:
                 self._end(entry, current)
 
+        limit = self.config.timeout + NODE_GRACE
+        policy = POLICIES.get_by_index(batch[0].plan.policy).name       # one per batch
+        timer, armed = None, 0.0
         try:
             while True:
-                with Timeout(self.config.timeout + NODE_GRACE):
-                    item = next(members, None)
-                    if item is None:
-                        break
-                    name, f = item
-                    i, sub = wire.batch_index(name)
-                    if sub.startswith(wire.DEV_PREFIX) and current is not None and i == index:
-                        out = current.outputs[sub[len(wire.DEV_PREFIX):]] = OutputFile()
-                        wire.copy_limited(f, out, self.config.max_output)
-                        continue
-                    if current is not None:
-                        finish()
-                        current = None
-                    if not 0 <= i < len(batch) or batch[i].done:
-                        raise wire.WireError(f'unexpected member {name}')
-                    if sub == wire.ERROR:
-                        text = f.read(4096).decode('utf-8', 'replace')
-                        self.logger.debug('node %s not run in a batch on %s: %s',
-                                          batch[i].plan.node.name, where, short(text))
-                        self._end(batch[i], _ALONE)
-                    elif sub == wire.REPORT:
-                        index = i
-                        current = NodeResult(batch[i].plan.node,
-                                             POLICIES.get_by_index(batch[i].plan.policy).name)
-                        current.report = wire.NodeReport.from_json(f.read(1 << 20))
-                    else:
-                        raise wire.WireError(f'unexpected member {name}')
+                # each member within ``limit`` of when it was asked for: the timer is armed
+                # for ``limit`` + REARM and armed again once REARM seconds went (two per
+                # node, a timer cost ~4 us each)
+                now = time.monotonic()
+                if timer is None or now - armed > REARM:
+                    if timer is not None:
+                        timer.cancel()
+                    timer, armed = Timeout(limit + REARM), now
+                item = next(members, None)
+                if item is None:
+                    break
+                name, f = item
+                i, sub = wire.batch_index(name)
+                if sub.startswith(wire.DEV_PREFIX) and current is not None and i == index:
+                    out = current.outputs[sub[len(wire.DEV_PREFIX):]] = OutputFile()
+                    wire.copy_limited(f, out, self.config.max_output)
+                    continue
+                if current is not None:
+                    finish()
+                    current = None
+                if not 0 <= i < len(batch) or batch[i].done:
+                    raise wire.WireError(f'unexpected member {name}')
+                if sub == wire.ERROR:
+                    text = f.read(4096).decode('utf-8', 'replace')
+                    self.logger.debug('node %s not run in a batch on %s: %s',
+                                      batch[i].plan.node.name, where, short(text))
+                    self._end(batch[i], _ALONE)
+                elif sub == wire.REPORT:
+                    index = i
+                    current = NodeResult(batch[i].plan.node, policy)
+                    current.report = wire.NodeReport.from_json(f.read(1 << 20))
+                else:
+                    raise wire.WireError(f'unexpected member {name}')
             if current is not None:
                 finish()
         except BaseException:
             if current is not None:
                 current.close()
             raise
+        finally:
+            if timer is not None:
+                timer.cancel()

@@ -34,6 +34,7 @@ from zerocloud.proxy.response import NodeResult, short
 NODE_GRACE = 5.0
 BUSY_PAUSE, BUSY_PAUSE_MAX = 0.02, 0.5      # seconds between tries of busy servers
 KNOWN_PROGRAMS = 4096       # (server, program digest) pairs a proxy process remembers
+DEVICE_SPECS = 256          # kinds of node whose device specs a dispatcher keeps
 
 
 class _Retry(Exception):
@@ -144,27 +145,37 @@ class Dispatcher:
         self.config = config
         self.logger = logger
         self.programs = programs or Programs()
+        self.limits = wire.NodeLimits(config.memory, config.fuel, config.timeout)  # frozen
+        self.device_specs: dict[tuple, tuple[wire.DeviceSpec, ...]] = {}    # see spec()
 
     def spec(self, plan: Plan) -> wire.NodeSpec:
         """What the object server needs to run the node (``zerocloud.wire``)."""
         node = plan.node
-        devices = [wire.DeviceSpec(dev.name, 'w' if dev.writable else 'r', dev.random,
-                                   'local' if dev.name == plan.local
-                                   else 'member' if dev.name in plan.inputs else None)
-                   for dev in node.devices]
-        devices += graph.link_devices(node, self.config.max_output)
+        names = tuple(dev.name for dev in node.devices)     # access follows from the name
+        key = (names, plan.local, tuple(plan.inputs))
+        devices = self.device_specs.get(key)
+        if devices is None:             # once per kind of node: the wildcard's are alike
+            if len(self.device_specs) >= DEVICE_SPECS:
+                self.device_specs.clear()
+            devices = self.device_specs[key] = tuple(
+                wire.DeviceSpec(dev.name, 'w' if dev.writable else 'r', dev.random,
+                                'local' if dev.name == plan.local
+                                else 'member' if dev.name in plan.inputs else None)
+                for dev in node.devices)
+        if node.reads_from or node.writes_to:
+            devices += tuple(graph.link_devices(node, self.config.max_output))
         program = None
         if plan.program is None:         # file://<system image>:<member>: mount that image
             program = node.exec.image_member
             if not any(d.name == program[0] for d in devices):
-                devices.append(wire.DeviceSpec(program[0], 'r', True, None))
+                devices += (wire.DeviceSpec(program[0], 'r', True, None),)
         return wire.NodeSpec(
             name=node.name, argv=node.argv, env={**node.exec.env, **plan.env},
-            devices=tuple(devices), outputs=plan.replica == 1,
+            devices=devices, outputs=plan.replica == 1,
             stream=bool(node.reads_from or (node.writes_to and not plan.links_after)),
             program=program, engine=node.engine,
             local_env=plan.local_env,
-            limits=wire.NodeLimits(self.config.memory, self.config.fuel, self.config.timeout))
+            limits=self.limits)
 
     def members(self, plan: Plan) -> Callable[..., list[wire.Member]]:
         """A maker of the node's request members, without those in ``omit`` (sent by

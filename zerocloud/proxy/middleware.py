@@ -501,11 +501,13 @@ class ProxyExecMiddleware:
 
     def _plan(self, node: Node, account: str, job_id: str, program: bytes,
               local: Device | None, policies: dict[SwiftPath, int | None],
-              inputs: dict[SwiftPath, Input]) -> Plan:
+              inputs: dict[SwiftPath, Input], rings: dict[int, object]) -> Plan:
+        """``rings``: the object rings by policy (looked up once per chunk of nodes)."""
         if local is not None:
             p = local.path
             policy = policies[p]
-            ring = placement.object_ring(self.config.swift_dir, policy)
+            ring = rings.get(policy) or rings.setdefault(
+                policy, placement.object_ring(self.config.swift_dir, policy))
             part, servers = placement.nodes_for_object(ring, p.account, p.container, p.obj)
             path = p.path
         else:
@@ -538,8 +540,9 @@ class ProxyExecMiddleware:
                   if dev.readable and dev.path is not None and dev is not local[n.name]}
         for path in sorted(remote - inputs.keys(), key=str):
             inputs[path] = caller.fetch(path, self.config.max_input)[0]
+        rings: dict[int, object] = {}
         plans = [self._plan(n, account, job_id, programs[n.name], local[n.name], policies,
-                            inputs) for n in nodes]
+                            inputs, rings) for n in nodes]
         digests = known.digests                  # one program object per path and job
         for plan in plans:
             node = plan.node
@@ -586,7 +589,7 @@ class ProxyExecMiddleware:
         connected, nodes = self._nodes(caller, account, launch)
         inputs: dict[SwiftPath, Input] = {}
         results: list[NodeResult] = []
-        collector = streamed.Collector()
+        collector = streamed.Collector(records=report_json)
         try:
             job_id = uuid.uuid4().hex
             known = _Known()

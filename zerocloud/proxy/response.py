@@ -227,16 +227,25 @@ class Part:
 
 
 def read_parts(parts: Iterable[Part]) -> Iterator[bytes]:
-    """The bytes of ``parts`` in order, at most :data:`CHUNK` at a time."""
+    """The bytes of ``parts`` in order, at most :data:`CHUNK` at a time; small parts
+    gathered into one chunk (the parts of a wildcard's nodes are a few bytes each,
+    and each chunk passes every filter of the proxy's pipeline and a send)."""
+    gathered, size = [], 0
     for part in parts:
         part.file.seek(part.start)
         left = part.size
         while left > 0:
-            chunk = part.file.read(min(CHUNK, left))
+            chunk = part.file.read(min(CHUNK - size, left))
             if not chunk:
                 raise OSError(f'spooled output ended {left} bytes early')
             left -= len(chunk)
-            yield chunk
+            gathered.append(chunk)
+            size += len(chunk)
+            if size >= CHUNK:
+                yield b''.join(gathered)
+                gathered, size = [], 0
+    if gathered:
+        yield b''.join(gathered)
 
 
 class Body:
@@ -416,17 +425,24 @@ class Tally:
         self.retcodes: collections.Counter = collections.Counter()
         self.totals = [0, 0, 0, 0]           # fuel, syscalls, bytes read, bytes written
 
-    def add(self, r: NodeResult, sign: int = 1) -> None:
+    def add(self, r: NodeResult, sign: int = 1, failed: bool | None = None) -> None:
+        """Count ``r`` (``sign`` -1: no longer); ``failed``: ``r.failed``, if known."""
+        report = r.report
         self.nodes += sign
-        self.failed += sign * r.failed
-        self.statuses[r.status] += sign
-        if r.report.retcode is not None:
-            self.retcodes[r.report.retcode] += sign
-        acc = r.report.accounting
-        for i, value in enumerate((acc.get('fuel', 0), acc.get('syscalls', 0),
-                                   r.report.channel_bytes('read_bytes'),
-                                   r.report.channel_bytes('write_bytes'))):
-            self.totals[i] += sign * value
+        self.failed += sign * (r.failed if failed is None else failed)
+        self.statuses[report.status] += sign
+        if report.retcode is not None:
+            self.retcodes[report.retcode] += sign
+        acc = report.accounting
+        read = written = 0
+        for channel in (acc.get('channels') or {}).values():
+            read += channel.get('read_bytes', 0)
+            written += channel.get('write_bytes', 0)
+        totals = self.totals
+        totals[0] += sign * acc.get('fuel', 0)
+        totals[1] += sign * acc.get('syscalls', 0)
+        totals[2] += sign * read
+        totals[3] += sign * written
 
     def headers(self, seconds: float) -> dict[str, str]:
         return {

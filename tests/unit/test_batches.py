@@ -1,0 +1,209 @@
+"""zerocloud.proxy.batch: what a node waiting in a batch costs the proxy (its servers
+looked up once per partition, shared by the entries) and that it still goes alone to
+the other primaries, then the handoffs."""
+
+from __future__ import annotations
+
+import collections
+from types import SimpleNamespace
+
+from zerocloud import placement
+from zerocloud.job import Device, Exec, Node, SwiftPath
+from zerocloud.proxy import batch
+from zerocloud.proxy.dispatch import Plan
+from zerocloud.proxy.response import NodeResult
+
+
+class CountingRing:
+    """Three servers, two replicas; counts the look-ups, copies dicts as Swift's ring."""
+
+    replica_count = 2
+    devs = [{'id': i, 'ip': '10.0.0.1', 'port': 6200 + i, 'device': f'd{i}'} for i in range(3)]
+
+    def __init__(self) -> None:
+        self.asked: collections.Counter = collections.Counter()
+
+    def get_part_nodes(self, part: int) -> list[dict]:
+        self.asked[part] += 1
+        return [dict(self.devs[(part + r) % 3], index=r) for r in range(2)]
+
+    def get_more_nodes(self, part: int):
+        yield dict(self.devs[(part + 2) % 3], handoff_index=0)
+
+
+def plan(ring: CountingRing, i: int, part: int) -> Plan:
+    stdin = Device('stdin', path=SwiftPath('a', 'c', f'o{i}'))
+    node = Node(f'wc-{i}', 'wc', i, i, Exec('swift://a/bin/wc'), [stdin, Device('stdout')],
+                attach=stdin, listed=True)
+    return Plan(node, 0, part, f'/a/c/o{i}', placement.PartitionServers(ring, part), 'stdin',
+                b'program', {}, digest='d' * 64, account='a')
+
+
+def batches(monkeypatch, ring: CountingRing, sent_alone: list) -> batch.Batches:
+    monkeypatch.setattr(placement, 'object_ring', lambda swift_dir, policy: ring)
+    monkeypatch.setattr(batch.Batches, '_spawn', lambda self, func, *args: None)
+
+    def run_node(trans_id, plan, job_id, load):
+        sent_alone.append([d['device'] for d in plan.servers])
+        return NodeResult(plan.node)
+    dispatcher = SimpleNamespace(config=SimpleNamespace(swift_dir='/etc/swift'),
+                                 logger=None, run_node=run_node)
+    return batch.Batches(dispatcher, 'tx', 'job', collections.Counter())
+
+
+def test_the_ring_is_asked_once_per_partition_and_entries_share_its_answer(
+        monkeypatch) -> None:
+    ring = CountingRing()
+    jobs = batches(monkeypatch, ring, [])
+    for i in range(30):
+        assert jobs.submit(plan(ring, i, i % 3), lambda result: None)
+    assert ring.asked == {0: 1, 1: 1, 2: 1}
+    entries = [e for queue in jobs.queues.values() for e in queue]
+    assert len(entries) == 30
+    by_part = collections.defaultdict(list)
+    for e in entries:
+        by_part[e.plan.partition].append(e)
+    for part, group in by_part.items():
+        assert {e.server['device'] for e in group} == {f'd{part}'}
+        assert all(e.server is group[0].server and e.others is group[0].others for e in group)
+
+
+def test_a_node_of_a_cached_partition_goes_alone_to_the_other_primary_then_handoffs(
+        monkeypatch) -> None:
+    ring = CountingRing()
+    sent_alone: list = []
+    jobs = batches(monkeypatch, ring, sent_alone)
+    got = []
+    for i in range(2):
+        jobs.submit(plan(ring, i, 1), got.append)
+    first, second = jobs.queues[next(iter(jobs.queues))]
+    jobs._alone(first, batch._ALONE)
+    jobs._alone(second, batch._FIRST)
+    assert sent_alone == [['d2', 'd0'], ['d1', 'd2', 'd0']]
+    assert [r.node.name for r in got] == ['wc-0', 'wc-1']
+
+
+def test_the_partitions_kept_are_bounded_and_follow_the_ring(monkeypatch) -> None:
+    monkeypatch.setattr(batch, 'PARTITIONS', 4)
+    ring = CountingRing()
+    jobs = batches(monkeypatch, ring, [])
+    for part in range(10):
+        jobs.submit(plan(ring, part, part), lambda result: None)
+    assert len(jobs.partitions) <= 4
+    other = CountingRing()                      # a new ring: nothing of the old one is kept
+    jobs.submit(plan(other, 99, 0), lambda result: None)
+    assert list(jobs.partitions) == [0] and other.asked == {0: 1}
+
+
+def test_an_entrys_set_is_the_one_the_wire_makes() -> None:
+    """``batch._Shared`` makes a wildcard entry's ``set`` from its name, argv and env;
+    any spec gets the ``set`` that ``wire.SharedSpec`` makes, and the object server
+    reads the same spec back."""
+    from dataclasses import replace
+
+    from zerocloud import wire
+    base = wire.NodeSpec('wc-1', ['wc-1', '-l'], {'SCRIPT_NAME': 'wc-1', 'X': '1'},
+                         (wire.DeviceSpec('stdin', 'r', False, 'local'),
+                          wire.DeviceSpec('stdout', 'w')),
+                         wire.NodeLimits(1 << 20, 10, 5.0), local_env=True)
+    specs = [base, replace(base, name='wc-2'),
+             replace(base, name='wc-2', argv=['wc-2', '-l'],
+                     env={'SCRIPT_NAME': 'wc-2', 'X': '1'}),
+             replace(base, argv=['other']), replace(base, env={}),
+             replace(base, name='wc-3', engine='native'),
+             replace(base, devices=base.devices[:1]), replace(base, local_env=False),
+             replace(base, program=('python3', 'bin/python3'), argv=['python3'])]
+    ours, theirs = batch._Shared(base), wire.SharedSpec(base)
+    assert ours.to_json() == theirs.to_json()
+    for spec in specs:
+        entry = wire.BatchEntry('d0', 3, '/a/c/o', spec)
+        assert entry.to_json(ours) == entry.to_json(theirs)
+        assert wire.BatchEntry.from_json(entry.to_json(ours), theirs).spec == spec
+
+
+class Trickle:
+    """A batch's answer arriving a member at a time, ``pause`` seconds apart, then
+    nothing more for ``stall`` seconds before its end."""
+
+    def __init__(self, members: list[bytes], pause: float, stall: float = 0.0) -> None:
+        self.members, self.pause, self.stall = members, pause, stall
+
+    def read1(self, n: int) -> bytes:
+        from swift.common.concurrency import sleep
+        if not self.members:
+            sleep(self.stall)
+            self.stall = 0
+            return b''
+        sleep(self.pause)
+        return self.members.pop(0)
+
+
+def answered(monkeypatch, count: int, pause: float, stall: float = 0.0):
+    """``Batches._results`` of a batch of ``count`` nodes answered through ``Trickle``
+    (``zerovm_timeout`` 0.2 s, 0.1 s of grace: each member is due within 0.3 s):
+    the results that ended, and what the read raised."""
+    from zerocloud import wire
+    monkeypatch.setattr(batch, 'NODE_GRACE', 0.1)
+    monkeypatch.setattr(batch, 'REARM', 0.05)
+    ring = CountingRing()
+    jobs = batches(monkeypatch, ring, [])
+    jobs.config = SimpleNamespace(timeout=0.2, max_output=1 << 20, swift_dir='/etc/swift')
+    ended = []
+    for i in range(count):
+        jobs.submit(plan(ring, i, 0), ended.append)
+    entries = jobs.queues[next(iter(jobs.queues))]
+    report = wire.NodeReport('ok', 0).to_json()
+    members = [wire.tar_member(f'{i}/{name}', data) for i in range(count)
+               for name, data in ((wire.REPORT, report), ('dev/stdout', b'%d\n' % i))]
+    if not stall:
+        members.append(wire.TAR_END)
+    try:
+        jobs._results(Trickle(members, pause, stall), {'ip': 'x', 'port': 1, 'device': 'd0'},
+                      entries, 0.0, 0, 0)
+    except BaseException as e:      # noqa: BLE001 (the Timeout is what is looked at)
+        return ended, e
+    return ended, None
+
+
+def test_a_batch_answer_slower_than_the_node_timeout_in_all_is_read_whole(monkeypatch):
+    ended, error = answered(monkeypatch, 6, pause=0.1)        # 1.3 s, 0.1 s a member
+    assert error is None
+    assert [(r.outputs['stdout'].seek(0), r.outputs['stdout'].read())[1] for r in ended] == [
+        b'%d\n' % i for i in range(6)]
+
+
+def test_a_batch_answer_that_stops_is_cut_after_the_node_timeout(monkeypatch):
+    import time
+
+    from swift.common.concurrency import Timeout
+    started = time.monotonic()
+    ended, error = answered(monkeypatch, 2, pause=0.0, stall=5.0)
+    # the second node's output may go on until the next member: it was not complete
+    assert isinstance(error, Timeout) and len(ended) == 1
+    assert 0.3 <= time.monotonic() - started < 1.0
+
+
+def test_nodes_of_one_kind_share_their_device_specs_and_others_keep_theirs() -> None:
+    """``Dispatcher.spec`` makes the device specs once per kind of node (names, the
+    local device, what is sent along); a node's links or system image are its own."""
+    from dataclasses import replace
+
+    from zerocloud import graph, wire
+    from zerocloud.config import Config
+    from zerocloud.proxy.dispatch import Dispatcher
+    dispatcher = Dispatcher(Config.from_conf({}), None)
+    ring = CountingRing()
+    first, second = (dispatcher.spec(plan(ring, i, 0)) for i in (1, 2))
+    assert first.devices is second.devices and first.limits is second.limits
+    assert [(d.name, d.access, d.source) for d in first.devices] == [
+        ('stdin', 'r', 'local'), ('stdout', 'w', None)]
+    linked = plan(ring, 3, 0)
+    linked.node.writes_to.append('reducer')
+    system = replace(plan(ring, 4, 0), program=None)
+    system.node.exec = Exec('file://python3:bin/python3')
+    assert [d.name for d in dispatcher.spec(linked).devices] == [
+        'stdin', 'stdout', graph.OUT + 'reducer']
+    assert [d.name for d in dispatcher.spec(system).devices] == ['stdin', 'stdout', 'python3']
+    assert dispatcher.spec(plan(ring, 5, 0)).devices is first.devices      # untouched
+    assert first.limits == wire.NodeLimits(dispatcher.config.memory, dispatcher.config.fuel,
+                                           dispatcher.config.timeout)
