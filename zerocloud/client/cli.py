@@ -581,8 +581,6 @@ class Client:
             answer = ses.query(json.dumps(body).encode())
             data = answer.read()
         if answer.status >= 300:
-            if answer.status == 401 and data.lstrip().startswith(b'<html>'):
-                data = display.REFUSED.encode()
             raise ServerError('the query', answer.status, answer.reason, data)
         self.out.write(data)
         self.out.flush()
