@@ -164,7 +164,7 @@ int main(int argc, char **argv)
         goto fail;
     PyConfig_Clear(&config);
     /* What start-up made lives as long as the run: the collector need not
-     * traverse it again (at exit that saves ~11 M bytes of code, a sixth) */
+     * traverse it again during the script */
     PyObject *gc = PyImport_ImportModule("gc");
     PyObject *frozen = gc ? PyObject_CallMethod(gc, "freeze", NULL) : NULL;
     Py_XDECREF(frozen);
