@@ -6,7 +6,9 @@ that keeps nothing, :class:`NullCache`), an account server, a container server
 and three object servers, each a separate process with its own port, and
 waits until every one answers ``/healthcheck``. The proxy and the object
 servers have the ZeroCloud filters in their pipelines; the proxy also has
-Swift's ``bulk`` (``PUT ...?extract-archive=tar``). Nothing needs root
+Swift's ``bulk`` (``PUT ...?extract-archive=tar``) and, after zerocloud so
+that they limit what jobs write, ``container_quotas`` and ``account_quotas``
+(``X-Container-Meta-Quota-Bytes`` ...). Nothing needs root
 devices, ``/etc/swift`` or anything beyond loopback.
 
 Commands (all take ``--dir``)::
