@@ -1,11 +1,14 @@
 """A real local Swift cluster with ZeroCloud installed, for the demo and tests.
 
 ``zerocloud-devcluster start`` runs, on 127.0.0.1, a proxy server (tempauth
-with fernet tokens, so no memcached), an account server, a container server
+with fernet tokens, so no memcached: the proxy's ``cache`` filter is a cache
+that keeps nothing, :class:`NullCache`), an account server, a container server
 and three object servers, each a separate process with its own port, and
 waits until every one answers ``/healthcheck``. The proxy and the object
 servers have the ZeroCloud filters in their pipelines; the proxy also has
-Swift's ``bulk`` (``PUT ...?extract-archive=tar``). Nothing needs root
+Swift's ``bulk`` (``PUT ...?extract-archive=tar``) and, after zerocloud so
+that they limit what jobs write, ``container_quotas`` and ``account_quotas``
+(``X-Container-Meta-Quota-Bytes`` ...). Nothing needs root
 devices, ``/etc/swift`` or anything beyond loopback.
 
 Commands (all take ``--dir``)::
@@ -61,7 +64,6 @@ import contextlib
 import ctypes
 import http.client
 import json
-import logging
 import os
 import pwd
 import shlex
@@ -71,7 +73,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -138,6 +140,12 @@ disable_fallocate = true
 """
 
 PROXY_SITE_CONF = """\
+
+[pipeline:main]
+pipeline = {pipeline}
+
+[filter:cache]
+paste.filter_factory = zerocloud.devcluster:null_cache
 
 [app:proxy-server]
 allow_account_management = true
@@ -491,7 +499,8 @@ class DevCluster:
         if server.app == 'proxy-server':
             users = '\n'.join(f'user_{user.replace(":", "_")} = {key} {groups}'
                               for user, (key, groups) in USERS.items())
-            site += PROXY_SITE_CONF.format(users=users, fernet_key=fernet_key)
+            site += PROXY_SITE_CONF.format(users=users, fernet_key=fernet_key,
+                                           pipeline=_with_cache(sample_text(PROXY_SAMPLE)))
         if server.app in ('proxy-server', 'object-server') and self.sysimages:
             pairs = ' '.join(f'{name} {path}' for name, path in self.sysimages.items())
             site += f'\n[filter:zerocloud]\nzerovm_sysimage_devices = {pairs}\n'
@@ -829,13 +838,56 @@ def _runnable(pid: int) -> bool:
     return any(map(_runnable, _child_pids(pid)))
 
 
-NO_MEMCACHE = 'ERROR: swift.cache could not be found in env!'
+class NullCache:
+    """The devcluster proxy's ``swift.cache``: a memcache that keeps nothing (every
+    ``get`` misses, which memcached may always do). Without any cache, tempauth
+    answers a token of its memcache form (``AUTH_tk...``: another cluster's, or
+    an old one) with a 500 'Memcache required' instead of a 401, and logs an
+    error at every token it issues; its fernet tokens need no cache."""
+
+    def get(self, key: str, *args: object, **kwargs: object) -> None:
+        return None
+
+    def get_multi(self, keys: Iterable[str], *args: object, **kwargs: object) -> list[None]:
+        return [None for _ in keys]
+
+    def set(self, key: str, value: object, *args: object, **kwargs: object) -> None:
+        return None
+
+    def set_multi(self, mapping: Mapping[str, object], *args: object, **kwargs: object) -> None:
+        return None
+
+    def delete(self, key: str, *args: object, **kwargs: object) -> None:
+        return None
+
+    def incr(self, key: str, delta: int = 1, *args: object, **kwargs: object) -> int:
+        return delta
+
+    def decr(self, key: str, delta: int = 1, *args: object, **kwargs: object) -> int:
+        return 0
 
 
-def _no_memcache_notice(record: logging.LogRecord) -> bool:
-    """tempauth logs NO_MEMCACHE at every token it issues when the pipeline has no
-    memcache; with fernet tokens (this cluster) it needs none, so that is no error."""
-    return record.getMessage() != NO_MEMCACHE
+def null_cache(global_conf: Mapping[str, str],
+               **local_conf: str) -> Callable[[Callable], Callable]:
+    """Paste filter factory of the proxy's ``cache``: sets ``swift.cache`` to a
+    :class:`NullCache` (as Swift's ``memcache`` filter sets its client)."""
+    cache = NullCache()
+
+    def make(app: Callable) -> Callable:
+        def cached(env: dict, start_response: Callable) -> Iterable[bytes]:
+            env.setdefault('swift.cache', cache)
+            return app(env, start_response)
+        return cached
+    return make
+
+
+def _with_cache(proxy_conf: str) -> str:
+    """The sample proxy conf's pipeline with ``cache`` before ``tempauth``."""
+    for line in proxy_conf.splitlines():
+        key, sep, value = line.partition('=')
+        if sep and key.strip() == 'pipeline':
+            return value.strip().replace('tempauth', 'cache tempauth', 1)
+    raise ClusterError(f'{PROXY_SAMPLE} has no pipeline')
 
 
 def serve(app: str, conf: str, parent: int | None = None) -> int:
@@ -846,7 +898,6 @@ def serve(app: str, conf: str, parent: int | None = None) -> int:
     so point Swift at swift_dir and reload them before running the server.
     With ``parent``, the server dies with that process (DevCluster's ``detach``).
     """
-    logging.getLogger().addFilter(_no_memcache_notice)
     from swift.common import constraints, storage_policy, utils
     from swift.common.wsgi import appconfig, run_wsgi
 

@@ -431,10 +431,11 @@ def _group_name(value: object, number: int) -> str:
 def home_hint(path: SwiftPath, account: str) -> str:
     """`` (did you mean swift://~/demo/lines?)`` for ``swift://demo/lines`` read as
     container ``lines`` of account ``demo`` when ``account`` (the caller's) was meant:
-    a container of another account where an object is wanted; else ''."""
+    a container of another account where an object is wanted (``swift://~bin/lines``,
+    the ``/`` after ``~`` forgotten, too); else ''."""
     if path.obj is not None or path.account == account:
         return ''
-    return f' (did you mean {SwiftPath("~", path.account, path.container)}?)'
+    return f' (did you mean {SwiftPath("~", path.account.lstrip("~"), path.container)}?)'
 
 
 def _exec_path(path: str, account: str, images: frozenset[str], where: str) -> str:

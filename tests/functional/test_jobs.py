@@ -324,6 +324,20 @@ def test_a_program_fault_is_reported_and_stores_nothing(
     assert err.value.http_status == 404
 
 
+def test_a_container_quota_limits_what_a_job_writes(
+        conn: Connection, make_container, upload) -> None:
+    # the quota filters are after zerocloud in the proxy pipeline (etc/, operator-guide):
+    # before it they saw only the job's POST, and the output was stored past the quota
+    data = make_container()
+    conn.put_object(data, 'data', TEXT)
+    small = make_container('small', headers={'X-Container-Meta-Quota-Bytes': '4'})
+    resp = post_job(conn, wc_job(upload('wc'), f'swift://~/{data}/data',
+                                 stdout=f'swift://~/{small}/out'))
+    assert resp.status_code == 413, resp.text
+    assert 'Status 413 when putting' in resp.headers['X-Nexe-Error']
+    assert conn.get_container(small)[1] == []
+
+
 # -- failing servers -----------------------------------------------------------------------
 
 def test_a_job_survives_a_killed_object_server(

@@ -309,6 +309,25 @@ def test_python_hello_isolated(python):
     assert runs[0].etags['/dev/stdout'] == hashlib.md5(b'1\n').hexdigest()
 
 
+UNCLOSED_SCRIPT = """
+def total(xs):
+    return sum(xs)
+out = open('/dev/stdout', 'w')
+out.write(f'total {total([1, 2, 3])}\\n')
+"""
+
+
+def test_python_flushes_a_scripts_unclosed_files_at_exit(python):
+    # start-up's objects are frozen (gc.freeze), the __main__ dict with them: a function
+    # of the script made a cycle with it that was never collected, so an unclosed file
+    # was never flushed: "total 6" lost, exit 0 (CPython writes it)
+    expected = host_python(UNCLOSED_SCRIPT)
+    assert expected == b'total 6\n'
+    run = python.run(['-c', UNCLOSED_SCRIPT])
+    assert_ran(run)
+    assert run.read('stdout') == expected
+
+
 STDLIB_SCRIPT = '''
 import collections, csv, io, json, re, sys
 text = "the quick brown fox jumps over the lazy dog the fox"

@@ -56,9 +56,11 @@ def test_proxy_conf_is_the_sample_plus_site_values(configured: DevCluster) -> No
         devcluster.ZEROCLOUD_SAMPLE)
     assert (conf_dir / '90-extra.conf').read_text() == '# proxy\n'
     conf = readconf(str(conf_dir))
+    # the sample's pipeline with a cache before tempauth (no memcached here: it keeps nothing)
     assert conf['pipeline:main']['pipeline'] == (
-        'catch_errors gatekeeper healthcheck proxy-logging bulk tempauth zerocloud '
-        'proxy-logging proxy-server')
+        'catch_errors gatekeeper healthcheck proxy-logging bulk cache tempauth zerocloud '
+        'container-quotas account-quotas proxy-logging proxy-server')
+    assert conf['filter:cache']['paste.filter_factory'] == 'zerocloud.devcluster:null_cache'
     assert conf['filter:zerocloud']['use'] == 'egg:zerocloud#zerocloud_proxy'
     defaults = conf['app:proxy-server']
     assert (defaults['bind_ip'], defaults['bind_port'], defaults['workers']) == (
@@ -71,6 +73,23 @@ def test_proxy_conf_is_the_sample_plus_site_values(configured: DevCluster) -> No
     assert tempauth['user_admin_admin'] == 'admin .admin .reseller_admin'
     assert tempauth['active_fernet_key_id'] == 'devcluster'
     assert len(tempauth['fernet_key_devcluster']) == 44
+
+
+def test_a_token_of_the_memcache_form_is_refused_not_an_error() -> None:
+    """tempauth looks an ``AUTH_tk...`` token (another cluster's, an old one) up in
+    ``swift.cache`` and raises 'Memcache required' without one (a 500); the devcluster's
+    cache keeps nothing, so such a token is simply unknown: 401."""
+    from swift.common.middleware import tempauth
+    from swift.common.swob import Request, Response
+
+    app = devcluster.null_cache({})(
+        tempauth.filter_factory({'user_test_tester': 'testing .admin'})(Response()))
+    resp = Request.blank('/v1/AUTH_test', headers={
+        'X-Auth-Token': 'AUTH_tk0123456789abcdef0123456789abcdef'}).get_response(app)
+    assert resp.status_int == 401
+    cache = devcluster.NullCache()
+    cache.set('k', 1, time=60)
+    assert cache.get('k') is None and cache.get_multi(['k'], 'd') == [None]
 
 
 def test_object_confs_are_the_sample_plus_site_values(configured: DevCluster) -> None:

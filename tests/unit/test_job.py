@@ -154,6 +154,8 @@ def test_node_names_are_unique_after_expansion():
     ({'path': 'swift://~/bin/*'}, 'Invalid executable path in sort: swift://~/bin/* must'),
     ({'path': 'swift://bin/sort'}, 'Invalid executable path in sort: swift://bin/sort must name '
                                    'one object (did you mean swift://~/bin/sort?)'),
+    ({'path': 'swift://~bin/sort'}, 'Invalid executable path in sort: swift://~bin/sort must '
+                                    'name one object (did you mean swift://~/bin/sort?)'),
     ({'path': 'zvm://host:stdout'}, 'Executable path cannot be a zvm path in sort'),
     ({'path': 'http://x/y'}, 'Invalid executable path in sort: http://x/y: expected swift://'),
     ({'path': 'file://lua:bin/lua'}, 'Invalid executable path in sort: file://lua:bin/lua: '

@@ -102,6 +102,17 @@ def test_a_failed_job_lists_its_failures_and_their_stderr() -> None:
     assert resp.headers['Etag'] == hashlib.md5(body).hexdigest()
 
 
+def test_a_lua_error_is_summed_up_by_its_message_not_its_traceback() -> None:
+    # Lua prints the error first, then "stack traceback:"; the last line ("[C]: in ?")
+    # said nothing of what went wrong
+    lua = "lua: /bad.lua:1: boom\nstack traceback:\n\t[C]: in function 'error'\n\t[C]: in ?\n"
+    assert result('b', b'', retcode=1, stderr=lua).what == 'exit 1: lua: /bad.lua:1: boom'
+    python = ('Traceback (most recent call last):\n  File "x"\n'
+              'ZeroDivisionError: division by zero\n')
+    assert result('b', b'', retcode=1, stderr=python).what == \
+        'exit 1: ZeroDivisionError: division by zero'
+
+
 def test_a_node_refused_by_its_engine_is_a_400_saying_why() -> None:
     # the worker could not run the engine the node asked for: the user's request, not a 500
     resp = respond([result('a', None, status='refused', retcode=None)], 0.1, False)

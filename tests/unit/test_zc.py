@@ -489,6 +489,26 @@ def test_the_session_lists_a_container_of_another_account_as_you(monkeypatch) ->
                      for prefix in (None, 'part-1')]
 
 
+def test_a_refused_token_without_credentials_is_sent_again_for_the_server_to_refuse(
+        monkeypatch) -> None:
+    # OS_STORAGE_URL + OS_AUTH_TOKEN of another cluster (or expired): the listing's 401 made
+    # swiftclient drop the token, and the next request tried to log in with no credentials:
+    # "zc: No tenant specified", not the server's 401 (which zc explains)
+    from swiftclient.client import Connection
+
+    from zerocloud.client import session as zsession
+    monkeypatch.setattr(zsession, 'get_conn', lambda options: Connection(
+        preauthurl='http://h:8080/v1/AUTH_me', preauthtoken='AUTH_tkold'))
+    ses = zsession.Session({})
+    ses.conn.url = ses.conn.token = None         # what swiftclient's retry does on a 401
+    assert ses._auth() == ('http://h:8080/v1/AUTH_me', 'AUTH_tkold')
+    # and any request's 401 says what to fix, not the auth's HTML page (zc status, deploy)
+    page = b'<html><h1>Unauthorized</h1><p>This server could not verify ...</p></html>'
+    for body in (page, b''):
+        assert str(zsession.ServerError('PUT x', 401, 'Unauthorized', body)) == \
+            f'PUT x: 401 Unauthorized\n{display.REFUSED}'
+
+
 def test_a_malformed_map_is_a_usage_error(tmp_path: Path, capsys) -> None:
     # client.md: exit status 2 for a bad option, before anything is read or run
     from zerocloud.client import cli
@@ -782,6 +802,17 @@ def test_zc_sql_refuses_an_empty_query_and_a_bad_format(monkeypatch, capsys) -> 
         build_parser().parse_args(['sql', QUERY, '--format', 'xml'])
     assert e.value.code == 2
     assert "invalid choice: 'xml' (choose from 'csv', 'json')" in capsys.readouterr().err
+
+
+def test_zc_sql_names_its_option_where_the_server_names_a_request_key(
+        monkeypatch, capsys) -> None:
+    # zc sql "SELECT * FROM swift://~/bin/lines" said: say "input": {"format": "csv"}
+    refusal = (b'cannot tell the format of lines from its name: say '
+               b'"input": {"format": "csv"} or "jsonl"')
+    code, _, _, err = zc_sql(monkeypatch, capsys, FakeAnswer(400, 'Bad Request', refusal), QUERY)
+    assert code == 1
+    assert err == ('zc: the query: 400 Bad Request\ncannot tell the format of lines from its '
+                   'name: say --input-format csv (or jsonl)\n')
 
 
 def test_ctrl_c_during_a_query_closes_the_connection(monkeypatch, capsys) -> None:

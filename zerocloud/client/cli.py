@@ -181,6 +181,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# The request's keys the server's refusals name, and the options of zc sql that set them
+SQL_KEYS = {b'"input": {"format": "csv"} or "jsonl"': b'--input-format csv (or jsonl)'}
+
+
+def _as_options(answer: bytes) -> bytes:
+    """The server's refusal of a query, its request keys said as zc sql's options."""
+    for key, option in SQL_KEYS.items():
+        answer = answer.replace(key, option)
+    return answer
+
+
 class Client:
     """One ``zc`` invocation: options, the session (made when first needed), output."""
 
@@ -581,9 +592,8 @@ class Client:
             answer = ses.query(json.dumps(body).encode())
             data = answer.read()
         if answer.status >= 300:
-            if answer.status == 401 and data.lstrip().startswith(b'<html>'):
-                data = display.REFUSED.encode()
-            raise ServerError('the query', answer.status, answer.reason, data)
+            raise ServerError('the query', answer.status, answer.reason,
+                              _as_options(data))
         self.out.write(data)
         self.out.flush()
         if not self.quiet and not o.explain:

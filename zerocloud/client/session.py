@@ -18,6 +18,7 @@ from urllib.parse import quote, urlparse
 from swiftclient.client import get_account, get_container
 from swiftclient.service import get_conn
 
+from zerocloud.client.display import REFUSED
 from zerocloud.job import SwiftPath, parse_location
 
 EXECUTE = 'X-Zerovm-Execute'
@@ -30,6 +31,8 @@ class ServerError(Exception):
 
     def __init__(self, what: str, status: int, reason: str, body: bytes) -> None:
         text = body.decode('utf-8', 'replace').strip()
+        if status == 401 and (not text or text.startswith('<html>')):  # the auth's page
+            text = REFUSED
         super().__init__(f'{what}: {status} {reason}' + (f'\n{text}' if text else ''))
         self.status = status
         self.body = body
@@ -60,10 +63,18 @@ class Session:
     def __init__(self, options: dict) -> None:
         self.conn = get_conn(options)
         self._http = None
+        # OS_STORAGE_URL with OS_AUTH_TOKEN and nothing to log in with: swiftclient
+        # drops a refused token, then tries to log in ('No tenant specified'); send it
+        # again instead, so that the server's 401 says it was refused
+        self._given = ((self.conn.url, self.conn.token)
+                       if self.conn.url and self.conn.token and not self.conn.authurl else None)
 
     def _auth(self) -> tuple[str, str]:
         if not (self.conn.url and self.conn.token):
-            self.conn.get_auth()
+            if self._given:
+                self.conn.url, self.conn.token = self._given
+            else:
+                self.conn.get_auth()
         return self.conn.url, self.conn.token
 
     @property

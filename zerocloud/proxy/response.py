@@ -54,6 +54,15 @@ def short(text: str, limit: int = MAX_ERROR) -> str:
     return text if len(text) <= limit else text[:limit - 3] + '...'
 
 
+def _error_line(stderr: str) -> str:
+    """The line of stderr that says what went wrong: the last one, but for a Lua error
+    the one before its ``stack traceback:`` (Lua prints the message first)."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    if 'stack traceback:' in lines[1:]:
+        return lines[lines.index('stack traceback:') - 1]
+    return lines[-1] if lines else ''
+
+
 class NodeResult:
     """What came back from the object server that ran one node."""
 
@@ -112,8 +121,7 @@ class NodeResult:
         if self.error:
             return self.error
         if self.exit_failed:
-            last = next((line.strip() for line in reversed(self.stderr.splitlines())
-                         if line.strip()), '')
+            last = _error_line(self.stderr)
             return f'exit {self.report.retcode}' + (f': {last}' if last else '')
         return self.report.message or self.status
 
