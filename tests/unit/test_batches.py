@@ -95,6 +95,29 @@ def test_the_partitions_kept_are_bounded_and_follow_the_ring(monkeypatch) -> Non
     assert list(jobs.partitions) == [0] and other.asked == {0: 1}
 
 
+def test_the_partitions_kept_follow_a_ring_reloaded_in_place(monkeypatch) -> None:
+    """Swift reloads a ring in place (the same object, every ``reload_time``): a
+    partition's primaries are not kept longer, or a long job would send its nodes to
+    the servers of before a rebalance, and alone to handoffs that leave out the new
+    primaries."""
+    now = [1000.0]
+    monkeypatch.setattr(batch, 'time', SimpleNamespace(monotonic=lambda: now[0]))
+    ring = CountingRing()
+    ring.reload_time = 15
+    jobs = batches(monkeypatch, ring, [])
+    jobs.submit(plan(ring, 0, 0), lambda result: None)
+    ring.devs = ring.devs[1:] + ring.devs[:1]   # rebalanced: partition 0 is d1's, d2's
+    now[0] += 10
+    jobs.submit(plan(ring, 1, 0), lambda result: None)
+    assert ring.asked == {0: 1}                 # within the ring's own reload time
+    now[0] += 6
+    jobs.submit(plan(ring, 2, 0), lambda result: None)
+    assert ring.asked == {0: 2}
+    entry = jobs.queues[next(k for k in jobs.queues if k[0:2] == ('10.0.0.1', 6201))][0]
+    assert entry.plan.node.name == 'wc-2'
+    assert [d['device'] for d in entry.others] == ['d2']
+
+
 def test_an_entrys_set_is_the_one_the_wire_makes() -> None:
     """``batch._Shared`` makes a wildcard entry's ``set`` from its name, argv and env;
     any spec gets the ``set`` that ``wire.SharedSpec`` makes, and the object server

@@ -77,6 +77,7 @@ from zerocloud.proxy.response import NodeResult, short
 
 PER_SERVER = 2              # batches on their way to one object server
 PARTITIONS = 1024           # partitions whose primaries a job keeps (looked up once each)
+RING_RELOAD = 15.0          # seconds they are kept, for a ring without its reload_time
 AHEAD = 64                  # nodes waiting for a server that send a batch while one runs
 BUSY_WAIT = 30.0            # seconds a batch a server cannot admit is offered again
 REARM = 1.0                 # seconds a batch's answer is read under one timer
@@ -158,6 +159,7 @@ class Batches:
         self.senders: collections.Counter = collections.Counter()
         self.sent: set[tuple] = set()        # keys that batches went to
         self.ring = None                     # the ring of ``partitions``
+        self.ring_until = 0.0                # monotonic time they are kept until
         self.partitions: dict[int, tuple[dict, list[dict]]] = {}      # part ->
                                              # (first primary, the others), shared by entries
         self.devices: dict[tuple, dict] = {}     # (device id, index) -> its dict
@@ -193,12 +195,17 @@ class Batches:
         """(the primary a node's batch goes to, the other primaries, the handoffs or
         None: its partition's).  The ring is asked once per partition (it copies
         its device dicts at every call: a tenth of the proxy's CPU per node), for
-        at most :data:`PARTITIONS` of them at a time, and the entries share one
-        dict per device: a few hundred bytes a partition."""
+        at most :data:`PARTITIONS` of them at a time and no longer than the ring's
+        ``reload_time`` (Swift reloads a ring in place: after a rebalance, nodes would
+        go to the old primaries), and the entries share one dict per device: a few
+        hundred bytes a partition."""
         servers = plan.servers
         if isinstance(servers, placement.PartitionServers):
-            if servers.ring is not self.ring or len(self.partitions) >= PARTITIONS:
+            now = time.monotonic()
+            if (servers.ring is not self.ring or len(self.partitions) >= PARTITIONS
+                    or now >= self.ring_until):
                 self.ring, self.partitions, self.devices = servers.ring, {}, {}
+                self.ring_until = now + getattr(servers.ring, 'reload_time', RING_RELOAD)
             found = self.partitions.get(servers.part)
             if found is None:
                 primaries = [self.devices.setdefault((d['id'], d.get('index')), d)
