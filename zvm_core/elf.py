@@ -140,7 +140,13 @@ class _CodeRanges(Sequence[CodeRange]):
         return iter(self._get())
 
     def __repr__(self) -> str:
-        return repr(self._get())
+        """Never computes them (nor fails once they were released): a Program's
+        repr is a log line's or an error's."""
+        with self._lock:
+            if self._ranges is not None:
+                return repr(self._ranges)
+            return '<code ranges: not computed>' if self._data is not None \
+                else '<code ranges: released>'
 
 
 @dataclass(frozen=True)

@@ -391,6 +391,7 @@ def test_a_prepared_program_keeps_no_second_copy_of_its_file(work, musl_hello):
     assert again.verdict.cached
     with pytest.raises(RuntimeError, match='released'):
         len(again.program.code)
+    assert 'released' in repr(again)        # a repr (a log line, an error) still works
     given = load_program(work / 'musl_hello')
     assert prepare(given, cache=cache, engine='emulated').program is given
     assert len(given.code) == len(first.program.code)
