@@ -429,6 +429,20 @@ def test_a_node_every_replica_s_host_killed_ran_once_on_each_and_is_a_503(mw, se
     assert [a[0] for a in asked.asked] == ['d0', 'd1', 'd2']     # once each
 
 
+def test_a_node_its_host_killed_runs_again_on_at_most_host_reruns_servers(
+        mw, servers, monkeypatch) -> None:
+    """Each run may last the whole timeout, and a node that makes its worker die (an OOM
+    kill) would otherwise run on every object server (a node without data may run on
+    any): the host's answer stands after HOST_RERUNS more."""
+    monkeypatch.setattr(dispatch, 'HOST_RERUNS', 1, raising=False)
+    asked = servers(d0=killed_by_host(), d1=killed_by_host(), d2=ok())
+    resp = post(mw, job(stdout={'name': 'stdout', 'path': 'swift://~/c/out'}))
+    assert resp.status_int == 503
+    assert resp.headers['X-Nexe-Status'] == 'killed'
+    assert resp.headers['X-Nexe-Host'] == '10.0.0.1:6201/d1'
+    assert [a[0] for a in asked.asked] == ['d0', 'd1']
+
+
 def test_a_node_killed_by_a_bug_of_ours_is_not_run_again(mw, servers) -> None:
     asked = servers(d0=ok(status='killed', retcode=None), d1=ok())
     resp = post(mw, job())

@@ -35,6 +35,10 @@ NODE_GRACE = 5.0
 BUSY_PAUSE, BUSY_PAUSE_MAX = 0.02, 0.5      # seconds between tries of busy servers
 KNOWN_PROGRAMS = 4096       # (server, program digest) pairs a proxy process remembers
 DEVICE_SPECS = 256          # kinds of node whose device specs a dispatcher keeps
+# Servers a node its host killed (``host_failure``) runs on again, at most: each run may
+# last the whole timeout, and a node that makes its worker die (an OOM kill) would
+# otherwise run on every object server of the policy (a node without data: any_nodes)
+HOST_RERUNS = 2
 
 
 class _Retry(Exception):
@@ -234,6 +238,7 @@ class Dispatcher:
             return headers, lambda: make_members(frozenset(omit), sent)
         errors, busy = [], []
         killed: tuple[str, wire.NodeReport] | None = None     # by its host, on a server
+        kills = 0
         for server in _attempts(plan.servers, busy, started + self.config.timeout):
             where = f'{server["ip"]}:{server["port"]}/{server["device"]}'
             load[server['ip'], server['port']] += 1
@@ -254,7 +259,11 @@ class Dispatcher:
                     res.report, res.outputs = self.exchange(server, plan, headers, members,
                                                              links, sent)
                 if host_killed(res, links):
-                    killed = where, res.report
+                    killed, kills = (where, res.report), kills + 1
+                    if kills > HOST_RERUNS:     # the host's answer stands, as when no
+                        res.close()             # other server could run it
+                        res.server, res.outputs = where, {}
+                        break
                     self._forget_killed(res, where, errors)
                     continue
                 res.server = where
