@@ -57,8 +57,9 @@ def batch_body(count: int, program: bytes) -> bytes:
         devices, wire.NodeLimits(1 << 28, None, 60.0), local_env=True)) for i in range(count)]
     shared = wire.SharedSpec(entries[0].spec)
     data = [e.to_json(shared) for e in entries]
-    return b''.join([*wire.stream_members([
-        wire.bytes_member(wire.EXE, program), wire.bytes_member(wire.BATCH_SPEC, shared.to_json())]),
+    head = [wire.bytes_member(wire.EXE, program),
+            wire.bytes_member(wire.BATCH_SPEC, shared.to_json())]
+    return b''.join([*wire.stream_members(head),
         *(wire.entries_member(data[i:i + wire.ENTRIES_MAX])
           for i in range(0, len(data), wire.ENTRIES_MAX)), wire.TAR_END])
 
