@@ -79,13 +79,19 @@ links, no replicas, no objects sent along), travel together:
 stream is ``exe`` (first, unless ``X-Zerovm-Program`` names it), ``dev/image``
 (the job's image, if any, unless ``X-Zerovm-Image`` names it),
 ``batch/spec`` (a node spec the entries share: :class:`SharedSpec`), then
-one ``batch/<i>`` member per node (``i`` = 0, 1, ...): a :class:`BatchEntry`,
+the nodes' entries, in order (node ``i`` = 0, 1, ...), in ``batch/entries``
+members: each a JSON array of up to :data:`ENTRIES_MAX` entries (the proxy
+starts a new member once one holds :data:`ENTRIES_BYTES`; the server reads
+none larger than :data:`ENTRIES_LIMIT`), an entry being a :class:`BatchEntry`
 as JSON ``{"device", "partition", "object": "/<a>/<c>/<o>", "set": {<the
 fields of its spec that differ from the shared one>}}`` (a wildcard's
 nodes: their ``name``); each node reads its ``object`` in place
-(``"source": "local"``).  An entry with ``"spec": <node spec>`` instead
-carries its whole spec (a proxy of before ``batch/spec``); a server of
-before refuses ``batch/spec`` (``400``), which the proxy logs as a warning
+(``"source": "local"``).  The proxy decides which objects the entries name,
+as for nodes sent alone.  A server also reads the forms of older proxies: a
+``batch/<i>`` member per entry (before ``batch/entries``), and an entry with
+``"spec": <node spec>`` carrying its whole spec (before ``batch/spec``).  A
+server older than ``batch/entries`` refuses a newer proxy's batch (``400
+... unexpected member batch/entries``), which the proxy logs as a warning
 before it sends those nodes alone: object servers are upgraded first.
 The server admits the batch as one request (``503`` as for a node when it
 is full, before ``100 Continue``), reads every entry, then answers ``200``
@@ -160,7 +166,7 @@ PROGRAM = 'X-Zerovm-Program'    # request: the program by SHA-256 (hex) instead 
 IMAGE = 'X-Zerovm-Image'        # request: the job's image by SHA-256 instead of ``dev/image``
 IMAGE_DEVICE = 'image'          # the device of the job's own image
 BATCH = 'X-Zerovm-Batch'        # request and answer: a batch of this many nodes
-BATCH_PREFIX = 'batch/'         # batch/<i>: one node of a batch (a BatchEntry)
+BATCH_PREFIX = 'batch/'         # batch/<i>: one node of a batch (older proxies' form)
 BATCH_SPEC = 'batch/spec'       # the node spec a batch's entries share (before them)
 BATCH_ENTRIES = 'batch/entries'  # entries (a JSON array), in order, after batch/spec
 ENTRIES_MAX = 128               # most entries of one batch/entries member
