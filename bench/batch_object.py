@@ -4,7 +4,7 @@ The zerocloud filter (``ObjectExecMiddleware``) in front of a real Swift
 ``ObjectController`` on a temporary disk, in this process (as
 ``tests/unit/test_object_filter.py``), with its pool's workers: N objects of
 1 KiB, then a batch of N ``wc`` nodes (one per object, as the proxy sends a
-wildcard job's: ``batch/spec`` and entries) sent ``--reps`` times after a
+wildcard job's: ``batch/spec`` and ``batch/entries``) sent ``--reps`` times after a
 warm-up one.  Printed: this process's CPU time (``time.process_time``: the
 object server's main process, not its workers) per node, each time.  On a
 shared host the whole-cluster bench (``bench/scale.py``) spreads by a third
@@ -56,10 +56,12 @@ def batch_body(count: int, program: bytes) -> bytes:
         f'wc-{i + 1}', ['wc'], {'SCRIPT_NAME': 'wc', 'SCRIPT_FILENAME': 'swift://a/c/wc'},
         devices, wire.NodeLimits(1 << 28, None, 60.0), local_env=True)) for i in range(count)]
     shared = wire.SharedSpec(entries[0].spec)
-    return b''.join(wire.stream_tar([
-        wire.bytes_member(wire.EXE, program), wire.bytes_member(wire.BATCH_SPEC, shared.to_json()),
-        *(wire.bytes_member(f'{wire.BATCH_PREFIX}{i}', e.to_json(shared))
-          for i, e in enumerate(entries))]))
+    data = [e.to_json(shared) for e in entries]
+    head = [wire.bytes_member(wire.EXE, program),
+            wire.bytes_member(wire.BATCH_SPEC, shared.to_json())]
+    return b''.join([*wire.stream_members(head),
+        *(wire.entries_member(data[i:i + wire.ENTRIES_MAX])
+          for i in range(0, len(data), wire.ENTRIES_MAX)), wire.TAR_END])
 
 
 def main(argv: list[str] | None = None) -> int:

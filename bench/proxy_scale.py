@@ -15,7 +15,7 @@ the response.  Printed per N: wall time, the proxy's CPU time per node
 from its parent) before and after the job, the growth, and bytes of the body.
 
 ``--batched``: the nodes travel in batches as on a cluster (``zerocloud.proxy.batch``:
-HTTP requests, tar streams, ``batch/spec`` and entries), to three fake object
+HTTP requests, tar streams, ``batch/spec`` and ``batch/entries``), to three fake object
 servers in another process (this file with ``--serve``, eventlet's WSGI server)
 that read each batch and answer every node at once with its report and 6-byte
 output, 16 nodes a write: what the proxy does per node of a wildcard job on a
@@ -68,9 +68,9 @@ def serve(ports: int) -> None:
     report = report_json(1024)
 
     def app(env, start_response):
-        members = wire.read_members(env['wsgi.input'], None)
-        count = sum(1 for name, _ in members if name.startswith(wire.BATCH_PREFIX)
-                    and name != wire.BATCH_SPEC)
+        for _member in wire.read_members(env['wsgi.input'], None):
+            pass                # entries: batch/<i> members or batch/entries (either proxy)
+        count = int(env.get('HTTP_X_ZEROVM_BATCH', 0))
         env['eventlet.minimum_write_chunk_size'] = 0
         if 'HTTP_X_ZEROVM_BATCH' not in env:
             start_response('200 OK', [(wire.EXECUTE, wire.VERSION),

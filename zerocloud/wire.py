@@ -79,13 +79,19 @@ links, no replicas, no objects sent along), travel together:
 stream is ``exe`` (first, unless ``X-Zerovm-Program`` names it), ``dev/image``
 (the job's image, if any, unless ``X-Zerovm-Image`` names it),
 ``batch/spec`` (a node spec the entries share: :class:`SharedSpec`), then
-one ``batch/<i>`` member per node (``i`` = 0, 1, ...): a :class:`BatchEntry`,
+the nodes' entries, in order (node ``i`` = 0, 1, ...), in ``batch/entries``
+members: each a JSON array of up to :data:`ENTRIES_MAX` entries (the proxy
+starts a new member once one holds :data:`ENTRIES_BYTES`; the server reads
+none larger than :data:`ENTRIES_LIMIT`), an entry being a :class:`BatchEntry`
 as JSON ``{"device", "partition", "object": "/<a>/<c>/<o>", "set": {<the
 fields of its spec that differ from the shared one>}}`` (a wildcard's
 nodes: their ``name``); each node reads its ``object`` in place
-(``"source": "local"``).  An entry with ``"spec": <node spec>`` instead
-carries its whole spec (a proxy of before ``batch/spec``); a server of
-before refuses ``batch/spec`` (``400``), which the proxy logs as a warning
+(``"source": "local"``).  The proxy decides which objects the entries name,
+as for nodes sent alone.  A server also reads the forms of older proxies: a
+``batch/<i>`` member per entry (before ``batch/entries``), and an entry with
+``"spec": <node spec>`` carrying its whole spec (before ``batch/spec``).  A
+server older than ``batch/entries`` refuses a newer proxy's batch (``400
+... unexpected member batch/entries``), which the proxy logs as a warning
 before it sends those nodes alone: object servers are upgraded first.
 The server admits the batch as one request (``503`` as for a node when it
 is full, before ``100 Continue``), reads every entry, then answers ``200``
@@ -160,8 +166,12 @@ PROGRAM = 'X-Zerovm-Program'    # request: the program by SHA-256 (hex) instead 
 IMAGE = 'X-Zerovm-Image'        # request: the job's image by SHA-256 instead of ``dev/image``
 IMAGE_DEVICE = 'image'          # the device of the job's own image
 BATCH = 'X-Zerovm-Batch'        # request and answer: a batch of this many nodes
-BATCH_PREFIX = 'batch/'         # batch/<i>: one node of a batch (a BatchEntry)
+BATCH_PREFIX = 'batch/'         # batch/<i>: one node of a batch (older proxies' form)
 BATCH_SPEC = 'batch/spec'       # the node spec a batch's entries share (before them)
+BATCH_ENTRIES = 'batch/entries'  # entries (a JSON array), in order, after batch/spec
+ENTRIES_MAX = 128               # most entries of one batch/entries member
+ENTRIES_BYTES = 1 << 20         # a batch/entries member is closed once it has this many
+ENTRIES_LIMIT = 4 << 20         # largest batch/entries member read (an entry: 1 MiB at most)
 ERROR = 'error'                 # <i>/error: why the server did not run node i
 BATCH_MAX = 512                 # most nodes of one batch
 # Object headers a node sees as LOCAL_* variables (and X-Object-Meta-*).
@@ -335,14 +345,20 @@ class BatchEntry:
             entry['spec'] = self.spec.to_obj()
         else:
             entry['set'] = shared.changes(self.spec)
-        return json.dumps(entry, sort_keys=True).encode()
+        return _sorted_json(entry).encode()
 
     @classmethod
     def from_json(cls, data: bytes, shared: SharedSpec | None = None) -> BatchEntry:
         """Parse and check an entry (its whole ``spec``, or what it ``set``s of the
         ``shared`` one); SpecError says what is wrong."""
-        obj = _json_object(data, 'batch entry')
+        return cls.from_obj(_json_object(data, 'batch entry'), shared)
+
+    @classmethod
+    def from_obj(cls, obj: object, shared: SharedSpec | None = None) -> BatchEntry:
+        """Check an entry parsed from JSON (:meth:`from_json`)."""
         try:
+            if not isinstance(obj, dict):
+                raise SpecError('batch entry: not a JSON object')
             path = _text(obj['object'])
             if path.count('/') < 3 or not path.startswith('/'):
                 raise SpecError(f'batch entry: object {path!r} is not /<a>/<c>/<o>')
@@ -362,6 +378,24 @@ class BatchEntry:
             raise
         except (ValueError, TypeError, KeyError) as e:
             raise SpecError(f'batch entry: {type(e).__name__}: {e}') from None
+
+
+def entries_member(entries: list[bytes]) -> bytes:
+    """A whole ``batch/entries`` member (header, data, padding) of entries' JSON
+    (:meth:`BatchEntry.to_json`): one JSON array."""
+    return tar_member(BATCH_ENTRIES, b'[' + b','.join(entries) + b']')
+
+
+def read_entries(data: bytes, shared: SharedSpec | None) -> list[BatchEntry]:
+    """The entries of a ``batch/entries`` member, in order; SpecError says what is
+    wrong."""
+    try:
+        items = _decode_json(data.decode('utf-8', 'surrogatepass'))
+    except (ValueError, RecursionError) as e:       # bad JSON, nesting too deep
+        raise SpecError(f'{BATCH_ENTRIES}: {type(e).__name__}: {e}') from None
+    if not isinstance(items, list):
+        raise SpecError(f'{BATCH_ENTRIES}: not a JSON array')
+    return [BatchEntry.from_obj(item, shared) for item in items]
 
 
 class SharedSpec:
@@ -454,6 +488,12 @@ class ReportError(WireError):
     """A node report that does not follow the contract."""
 
 
+def _report_text(value: object) -> str:
+    if type(value) is not str:
+        raise ReportError(f'expected a string, not {value!r}')
+    return value
+
+
 @dataclass
 class NodeReport:
     """How one node ended (the ``report.json`` member): the object server builds it
@@ -484,44 +524,57 @@ class NodeReport:
 
     @classmethod
     def from_json(cls, data: bytes) -> NodeReport:
-        """Parse and check a report; ReportError says what is wrong."""
+        """Parse and check a report; ReportError says what is wrong.  Read once per node
+        by the proxy (the largest single cost of a batched node there): decoded as
+        UTF-8 (``json.loads`` of bytes guesses the encoding in Python), checked with the
+        exact types JSON gives, and made without the dataclass's ``__init__``."""
         try:
-            obj = json.loads(data)
-            if not isinstance(obj, dict):
-                raise ReportError('not a JSON object')
-            validation = obj.get('validation', {})
-            retcode, etags = obj.get('retcode'), obj.get('etags', {})
-            accounting = obj.get('accounting', {})
-            if retcode is not None and (isinstance(retcode, bool) or not isinstance(retcode, int)):
-                raise ReportError(f'retcode {retcode!r} is not an integer')
-            if not isinstance(etags, dict) or not all(
-                    isinstance(k, str) and isinstance(v, str) for k, v in etags.items()):
-                raise ReportError('etags must map strings to strings')
-            channels = accounting.get('channels') or {} if isinstance(accounting, dict) else None
-            if not isinstance(channels, dict) or not all(
-                    isinstance(c, dict) for c in channels.values()):
-                raise ReportError('accounting must be a JSON object, its channels too')
-            violations = validation.get('violations', [])
-            if not isinstance(violations, list):
-                raise ReportError('violations must be a list')
-            state, engine = validation.get('state'), obj.get('engine')
-            host_failure = obj.get('host_failure', False)
-            if not isinstance(host_failure, bool):
-                raise ReportError(f'host_failure {host_failure!r} is not a boolean')
-            return cls(
-                status=_text(obj['status'], ReportError), retcode=retcode,
-                message=_text(obj.get('message', ''), ReportError),
-                validation=None if state is None else _text(state, ReportError),
-                violations=list(violations), etags=dict(etags),
-                exit_state=_text(obj.get('exit_state') or '', ReportError),
-                engine=None if engine is None else _text(engine, ReportError),
-                accounting=accounting, stderr=_text(obj.get('stderr') or '', ReportError),
-                engine_reason=_text(obj.get('engine_reason') or '', ReportError),
-                host_failure=host_failure)
-        except ReportError:
-            raise
-        except (ValueError, TypeError, KeyError, AttributeError) as e:
+            obj = _decode_json(data.decode('utf-8', 'surrogatepass'))
+        except (ValueError, RecursionError) as e:   # bad JSON or UTF-8, nesting too deep
             raise ReportError(f'node report: {type(e).__name__}: {e}') from None
+        if type(obj) is not dict:
+            raise ReportError('not a JSON object')
+        get = obj.get
+        status = get('status')
+        if type(status) is not str:
+            raise ReportError('node report: no status' if status is None
+                              else f'expected a string, not {status!r}')
+        retcode = get('retcode')
+        if retcode is not None and type(retcode) is not int:
+            raise ReportError(f'retcode {retcode!r} is not an integer')
+        etags = get('etags', {})
+        if type(etags) is not dict:
+            raise ReportError('etags must map strings to strings')
+        for value in etags.values():        # keys of a JSON object are strings
+            if type(value) is not str:
+                raise ReportError('etags must map strings to strings')
+        accounting = get('accounting', {})
+        channels = (accounting.get('channels') or {}) if type(accounting) is dict else None
+        if type(channels) is not dict:
+            raise ReportError('accounting must be a JSON object, its channels too')
+        for channel in channels.values():
+            if type(channel) is not dict:
+                raise ReportError('accounting must be a JSON object, its channels too')
+        validation = get('validation', {})
+        if type(validation) is not dict:
+            raise ReportError(f'node report: validation {validation!r} is not a JSON object')
+        violations = validation.get('violations', [])
+        if type(violations) is not list:
+            raise ReportError('violations must be a list')
+        host_failure = get('host_failure', False)
+        if type(host_failure) is not bool:
+            raise ReportError(f'host_failure {host_failure!r} is not a boolean')
+        state, engine = validation.get('state'), get('engine')
+        report = object.__new__(cls)
+        vars(report).update(
+            status=status, retcode=retcode, message=_report_text(get('message', '')),
+            validation=None if state is None else _report_text(state),
+            violations=violations, etags=etags,
+            exit_state=_report_text(get('exit_state') or ''),
+            engine=None if engine is None else _report_text(engine),
+            accounting=accounting, stderr=_report_text(get('stderr') or ''),
+            engine_reason=_report_text(get('engine_reason') or ''), host_failure=host_failure)
+        return report
 
     def channel_bytes(self, key: str) -> int:
         """``read_bytes`` or ``write_bytes`` summed over the node's channels."""

@@ -329,16 +329,33 @@ def test_a_bad_prewarm_setting_is_refused(server, devices: Path, guest, tmp_path
 BATCH_PATH = '/sda1/0/a/.zerocloud/batch'
 
 
-def batch_request(app, entries: list[wire.BatchEntry], program: bytes, shared: bool = True):
-    """The batch as the proxy sends it (the first entry's spec as ``batch/spec``, the
-    entries what differs), or with ``shared=False`` as a proxy of before did (each
-    entry's whole spec)."""
-    spec = wire.SharedSpec(entries[0].spec) if shared else None
-    members = [wire.bytes_member(wire.EXE, program), *(
-        [wire.bytes_member(wire.BATCH_SPEC, spec.to_json())] if spec else []), *(
-        wire.bytes_member(f'{wire.BATCH_PREFIX}{i}', e.to_json(spec))
-        for i, e in enumerate(entries))]
-    req = Request.blank(BATCH_PATH, method='POST', body=b''.join(wire.stream_tar(members)),
+ENTRIES, MEMBERS, WHOLE = 'entries', 'members', 'whole-specs'    # the forms of a batch
+
+
+def batch_body(entries: list[wire.BatchEntry], program: bytes, form: str = ENTRIES,
+               block: int = wire.ENTRIES_MAX) -> bytes:
+    """A batch as the proxy sends it (the first entry's spec as ``batch/spec``, the
+    entries what differs, ``block`` at a time in ``batch/entries`` members), or as
+    proxies of before did: ``MEMBERS``, a ``batch/<i>`` member per entry;
+    ``WHOLE``, no ``batch/spec`` and each entry's whole spec."""
+    spec = None if form == WHOLE else wire.SharedSpec(entries[0].spec)
+    head = [wire.bytes_member(wire.EXE, program), *(
+        [wire.bytes_member(wire.BATCH_SPEC, spec.to_json())] if spec else [])]
+    if form != ENTRIES:
+        return b''.join(wire.stream_tar([*head, *(
+            wire.bytes_member(f'{wire.BATCH_PREFIX}{i}', e.to_json(spec))
+            for i, e in enumerate(entries))]))
+    data = [e.to_json(spec) for e in entries]
+    return b''.join([*wire.stream_members(head), *(
+        wire.entries_member(data[i:i + block]) for i in range(0, len(data), block)),
+        wire.TAR_END])
+
+
+def batch_request(app, entries: list[wire.BatchEntry], program: bytes, form: str = ENTRIES,
+                  block: int = wire.ENTRIES_MAX):
+    """The answer of ``app`` to :func:`batch_body`."""
+    req = Request.blank(BATCH_PATH, method='POST',
+                        body=batch_body(entries, program, form, block),
                         headers={wire.EXECUTE: '1.0', wire.BATCH: str(len(entries)),
                                  'Content-Type': 'application/x-tar'})
     return req.get_response(app)
@@ -356,18 +373,21 @@ def assert_only_spares(mw, devices: Path) -> list[Path]:
     return files
 
 
-@pytest.mark.parametrize('shared', [True, False], ids=['batch-spec', 'whole-specs'])
+@pytest.mark.parametrize(('form', 'block'), [(ENTRIES, 128), (ENTRIES, 2), (MEMBERS, 0),
+                                             (WHOLE, 0)])
 def test_a_batch_runs_each_node_next_to_its_object(mw, guest, devices: Path,
-                                                   shared: bool) -> None:
+                                                   form: str, block: int) -> None:
     """Each node of a batch reads its own object, gets its own variables, name and
-    argv; the same from a proxy of before ``batch/spec`` (a rolling upgrade)."""
+    argv, whether its entries come in one ``batch/entries`` member or several; the
+    same from proxies of before ``batch/entries`` (a ``batch/<i>`` member per entry)
+    and before ``batch/spec`` (each entry's whole spec): a rolling upgrade."""
     put(mw, '/sda1/0/a/c/o1', b'one\n', **{'X-Object-Meta-Color': 'red'})
     put(mw, '/sda1/0/a/c/o3', b'three three\n', **{'Content-Type': 'text/x-three'})
     channels = (wire.DeviceSpec('stdin', 'r', source='local'), wire.DeviceSpec('stdout', 'w'))
     entries = [wire.BatchEntry('sda1', 0, f'/a/c/o{i}', wire.NodeSpec(
         f'n{i}', ['args_env', f'arg{i}'], env={'LOCAL_OBJECT': 'job'}, devices=channels,
         local_env=True)) for i in (1, 2, 3)]
-    resp = batch_request(mw, entries, guest('args_env').read_bytes(), shared)
+    resp = batch_request(mw, entries, guest('args_env').read_bytes(), form, block)
     assert resp.status_int == 200, resp.body
     assert resp.headers[wire.BATCH] == '3' and resp.headers[wire.EXECUTE] == '1.0'
     members = untar(resp.body)
@@ -736,6 +756,28 @@ def test_a_bad_batch_is_a_400(mw, guest, count: str, says: bytes) -> None:
     entry = wire.BatchEntry('sda1', 0, '/a/c/o', wire.NodeSpec('n', ['wc']))
     members = [wire.bytes_member(f'{wire.BATCH_PREFIX}{i}', entry.to_json()) for i in range(2)]
     req = Request.blank(BATCH_PATH, method='POST', body=b''.join(wire.stream_tar(members)),
+                        headers={wire.EXECUTE: '1.0', wire.BATCH: count})
+    resp = req.get_response(mw)
+    assert resp.status_int == 400 and says in resp.body, resp.body
+    assert mw.admission.total == 0
+
+
+@pytest.mark.parametrize(('count', 'data', 'says'), [
+    ('1', None, b'more than the 1 nodes X-Zerovm-Batch says'),
+    ('3', None, b'2 nodes, X-Zerovm-Batch says 3'),
+    ('2', b'{"device": "sda1"}', b'batch/entries: not a JSON array'),
+    ('2', b'[{"device": "sda1", "partition": 0, "object": "/a/c"}]', b'is not /<a>/<c>/<o>'),
+    ('2', b'[' + b' ' * (wire.ENTRIES_LIMIT + 1) + b']', b'larger than 4194304 bytes'),
+])
+def test_a_bad_batch_entries_member_is_a_400(mw, count: str, data: bytes | None,
+                                             says: bytes) -> None:
+    """``batch/entries`` is checked as the ``batch/<i>`` members were: no more entries
+    than ``X-Zerovm-Batch``, each one valid, and a member of at most
+    ``wire.ENTRIES_LIMIT`` bytes (never read whole beyond that)."""
+    entry = wire.BatchEntry('sda1', 0, '/a/c/o', wire.NodeSpec('n', ['wc']))
+    member = wire.entries_member([entry.to_json()] * 2) if data is None else wire.tar_member(
+        wire.BATCH_ENTRIES, data)
+    req = Request.blank(BATCH_PATH, method='POST', body=member + wire.TAR_END,
                         headers={wire.EXECUTE: '1.0', wire.BATCH: count})
     resp = req.get_response(mw)
     assert resp.status_int == 400 and says in resp.body, resp.body

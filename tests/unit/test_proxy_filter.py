@@ -909,6 +909,7 @@ class BatchServers:
         self.batches: list[tuple[str, dict, bytes | None, list[wire.BatchEntry]]] = []
         self.cached: set[tuple[str, str]] = set()      # (device, program or image digest)
         self.images: list[bytes | None] = []           # the image each batch carried
+        self.blocks: list[int] = []                     # entries of each batch/entries member
 
     def connect(self, ip, port, device, part, method, path, headers):
         return FakeConnection(self, device, path, headers)
@@ -974,9 +975,12 @@ class FakeConnection:
                 self.servers.cached.add((self.device, hashlib.sha256(image).hexdigest()))
             elif name == wire.BATCH_SPEC:
                 shared = wire.SharedSpec.from_json(f.read())
-            else:
-                assert name == f'{wire.BATCH_PREFIX}{len(entries)}' and shared is not None
-                entries.append(wire.BatchEntry.from_json(f.read(), shared))
+            else:       # entries in batch/entries members of up to ENTRIES_MAX, in order
+                assert name == wire.BATCH_ENTRIES and shared is not None
+                block = wire.read_entries(f.read(), shared)
+                assert 0 < len(block) <= wire.ENTRIES_MAX
+                self.servers.blocks.append(len(block))
+                entries += block
         self.servers.batches.append((self.device, self.headers, program, entries))
         self.servers.images.append(image)
         members = self.action(entries)
@@ -1154,11 +1158,11 @@ def test_a_batch_the_server_cannot_admit_is_split_into_nodes(mw, swift, batch_se
 
 def test_a_batch_an_older_object_server_refuses_runs_alone_with_a_warning(
         mw, swift, batch_servers, monkeypatch) -> None:
-    """An object server older than ``batch/spec`` refuses the batch (400, before its
-    body): the proxy says why in a warning, and the nodes run alone, with the same
-    results (a rolling upgrade that reached the proxy first)."""
+    """An object server older than ``batch/entries`` (or ``batch/spec``) refuses the
+    batch (400, before its body): the proxy says why in a warning, and the nodes run
+    alone, with the same results (a rolling upgrade that reached the proxy first)."""
     names = objects(swift, 3)
-    fake, single = batch_servers(d0=(400, 'bad batch request: unexpected member batch/spec'),
+    fake, single = batch_servers(d0=(400, 'bad batch request: unexpected member batch/entries'),
                                  alone={'d0': ok()})
     warned: list[str] = []
     monkeypatch.setattr(mw.logger, 'warning', lambda msg, *args: warned.append(msg % args))
@@ -1168,7 +1172,7 @@ def test_a_batch_an_older_object_server_refuses_runs_alone_with_a_warning(
     assert resp.body == b'out\n' * len(names)
     warning, = warned
     assert 'refused by' in warning and 'upgrade object servers first' in warning
-    assert 'unexpected member batch/spec' in warning
+    assert 'unexpected member batch/entries' in warning
 
 
 def test_a_batch_refused_while_the_server_frees_a_place_runs_whole(
@@ -1218,6 +1222,25 @@ def test_batches_hold_at_most_batch_max_nodes(mw, swift, batch_servers, monkeypa
     assert [e.object for *_x, entries in fake.batches for e in entries] == [
         '/AUTH_a' + n for n in names]
     assert single.asked == []                # the last one: a batch of one, as batches went
+    assert resp.body == b''.join(f'out /AUTH_a{n}\n'.encode() for n in names)
+
+
+@pytest.mark.parametrize(('most', 'size', 'blocks'), [(2, 1 << 20, [2, 2, 1]),
+                                                    (128, 1, [1] * 5)])
+def test_a_batchs_entries_travel_in_members_of_at_most_entries_max(
+        mw, swift, batch_servers, monkeypatch, most: int, size: int, blocks: list) -> None:
+    """A batch's entries go in ``batch/entries`` members of up to ``wire.ENTRIES_MAX``
+    entries, a member closed once it holds ``wire.ENTRIES_BYTES``: in order, each node
+    answered as its own."""
+    monkeypatch.setattr(wire, 'ENTRIES_MAX', most)
+    monkeypatch.setattr(wire, 'ENTRIES_BYTES', size)
+    names = objects(swift, 5)
+    fake, single = batch_servers(d0=ran())
+    resp = post(mw, job(stdin='swift://~/c/item*'))
+    assert resp.status_int == 200, resp.body
+    assert fake.blocks == blocks and single.asked == []
+    (*_x, entries), = fake.batches
+    assert [e.object for e in entries] == ['/AUTH_a' + n for n in names]
     assert resp.body == b''.join(f'out /AUTH_a{n}\n'.encode() for n in names)
 
 

@@ -391,7 +391,8 @@ class BatchRun:
     def receive(self, count: int) -> list[wire.BatchEntry]:
         """The program and the job's image (unless sent by digest), the spec the
         entries share (``batch/spec``; a proxy of before sends each entry's whole),
-        then the ``count`` entries, in order."""
+        then the ``count`` entries, in order: ``batch/entries`` members (a JSON array
+        each), or a ``batch/<i>`` member each from a proxy of before them."""
         entries: list[wire.BatchEntry] = []
         shared: wire.SharedSpec | None = None
         budget = self.config.max_input
@@ -403,7 +404,14 @@ class BatchRun:
                     budget -= os.path.getsize(self.files[name])
                 elif name == wire.BATCH_SPEC and not entries and shared is None:
                     shared = wire.SharedSpec.from_json(f.read(1 << 20))
+                elif name == wire.BATCH_ENTRIES:
+                    if f.left > wire.ENTRIES_LIMIT:
+                        raise wire.WireError(f'{name} larger than {wire.ENTRIES_LIMIT} bytes')
+                    entries += wire.read_entries(f.read(), shared)
+                    if len(entries) > count:
+                        raise wire.WireError(f'more than the {count} nodes {wire.BATCH} says')
                 elif name == f'{wire.BATCH_PREFIX}{len(entries)}' and len(entries) < count:
+                    # a proxy of before batch/entries: an entry a member
                     entries.append(wire.BatchEntry.from_json(f.read(1 << 20), shared))
                 else:
                     raise wire.WireError(f'unexpected member {name}')

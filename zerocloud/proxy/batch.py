@@ -29,7 +29,7 @@ is offered again after a growing pause for up to :data:`BUSY_WAIT` seconds
 (at most ``zerovm_timeout``; the job's own nodes free its place, or a batch
 of the job just before), and only then split, each node to the same server
 first when it was full.  A batch refused as a bad request (``400``: an
-object server older than this proxy's ``batch/spec``) is a warning, and its
+object server older than this proxy's ``batch/entries``) is a warning, and its
 nodes go alone to the same server first.  Splitting at once made hundreds of requests out of
 one on a loaded cluster, each needing an admission slot of the account's
 share: the nodes then went from server to server, to handoffs (404), and
@@ -81,7 +81,6 @@ RING_RELOAD = 15.0          # seconds they are kept, for a ring without its relo
 AHEAD = 64                  # nodes waiting for a server that send a batch while one runs
 BUSY_WAIT = 30.0            # seconds a batch a server cannot admit is offered again
 REARM = 1.0                 # seconds a batch's answer is read under one timer
-BLOCK_ENTRIES = 128         # entries' tar members sent at once (a send each cost ~10 us)
 
 
 def batchable(plan: Plan) -> bool:
@@ -303,19 +302,21 @@ class Batches:
         server = batch[0].server
         where = f'{server["ip"]}:{server["port"]}'
         shared = None       # the first spec, sent once (batch/spec): each entry, what differs
-        members, blocks = [], []        # the entries' tar members, joined into blocks
-        for i, entry in enumerate(batch):   # a spec at a time: 512 at once held ~0.4 MiB
+        block, size, blocks = [], 0, []     # entries' JSON, joined into batch/entries members
+        for entry in batch:         # a spec at a time: 512 at once held ~0.4 MiB
             plan = entry.plan
             spec = self.dispatcher.spec(plan)
             shared = shared or _Shared(spec)
             data = wire.BatchEntry(entry.server['device'], plan.partition, plan.path,
                                    spec).to_json(shared)
             entry.size = len(data)
-            members.append(wire.tar_member(f'{wire.BATCH_PREFIX}{i}', data))
-            if len(members) == BLOCK_ENTRIES:
-                blocks.append(b''.join(members))
-                members = []
-        blocks.append(b''.join(members))
+            block.append(data)
+            size += entry.size
+            if len(block) == wire.ENTRIES_MAX or size >= wire.ENTRIES_BYTES:
+                blocks.append(wire.entries_member(block))
+                block, size = [], 0
+        if block:
+            blocks.append(wire.entries_member(block))
         once = wire.bytes_member(wire.BATCH_SPEC, shared.to_json())
         self.load[server['ip'], server['port']] += len(batch)
         alone = _ALONE
@@ -343,7 +344,7 @@ class Batches:
         except (_Retry, OSError, Timeout, http.client.HTTPException, ValueError) as e:
             self.logger.info('batch of %d nodes not run on %s: %r', len(batch), where, e)
         except _Refused as e:          # each node alone gets the answer it deserves
-            if e.status == 400:         # a server older than batch/spec: alone, there too
+            if e.status == 400:     # a server older than batch/entries: alone, there too
                 self.logger.warning(
                     'batch of %d nodes refused by %s as a bad request, they run alone '
                     '(an object server older than this proxy? upgrade object servers '
@@ -374,7 +375,7 @@ class Batches:
                  blocks: list[bytes], by_digest: set[str]) -> None:
         """One request for ``batch``: the program and the job's image sent by digest
         where ``by_digest`` has theirs, else in full, then ``shared`` (``batch/spec``)
-        and the entries (their tar members, joined in ``blocks``: a send each)."""
+        and the entries (``blocks``: their ``batch/entries`` members, a send each)."""
         plan = batch[0].plan
         programs = self.dispatcher.programs
         exe = [] if plan.program is None or plan.digest in by_digest else [
