@@ -332,7 +332,7 @@ class ProxyExecMiddleware:
                 env['PATH_INFO'].startswith((f'/{sources.OPEN}/', f'/{sources.API}/')):
             return self.execute_app(env, start_response)
         method = env['REQUEST_METHOD']
-        unrun = sources.missing_execute(env)
+        unrun = sources.missing_execute(env, self.config.max_config)
         if unrun:
             return HTTPBadRequest(body=unrun)(env, start_response)
         if method == 'PUT' and uploads.wants_validation(env):
