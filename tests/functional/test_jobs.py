@@ -334,7 +334,9 @@ def test_a_container_quota_limits_what_a_job_writes(
     resp = post_job(conn, wc_job(upload('wc'), f'swift://~/{data}/data',
                                  stdout=f'swift://~/{small}/out'))
     assert resp.status_code == 413, resp.text
-    assert 'Status 413 when putting' in resp.headers['X-Nexe-Error']
+    assert resp.headers['X-Nexe-Error'].endswith(
+        f'/{small}/out: Swift answered 413 Request Entity Too Large: Upload exceeds quota.')
+    assert ': ok:' not in resp.text
     assert conn.get_container(small)[1] == []
 
 
