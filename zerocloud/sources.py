@@ -136,6 +136,8 @@ EXE_JOB = ('[{"name": "executable", "exec": {"path": "{.object_path}", "args": "
            '"devices": [{"name": "stdout", "content_type": "{.content_type=text/plain}"}]}]')
 _PARAMETER = re.compile(r'\{\.([A-Za-z_][A-Za-z0-9_]*)(?:=([^}]*))?\}')
 _CHUNK = 1 << 16
+# Keys only a node group has: a JSON body with them is a job, whatever its content type.
+_JOB_MARKS = frozenset({'exec', 'devices', 'connect', 'file_list'})
 
 
 def _collect(src, head: bytes, limit: int, declared: int | None, where: str) -> Input:
@@ -217,24 +219,63 @@ class Launch:
 
 # -- what a body or object is -----------------------------------------------------------------
 
-def missing_execute(env: dict) -> str | None:
-    """Why a POST without ``X-Zerovm-Execute`` whose body is a job description or a
-    zapp (by its content type) is refused, or None.  Swift would answer such a POST
+def missing_execute(env: dict, limit: int) -> str | None:
+    """Why a POST without ``X-Zerovm-Execute`` whose body is a job description, a
+    zapp or a script is refused, or None.  Swift would answer such a POST
     ``204``/``202`` having only updated metadata (an object's content type, even),
-    the body ignored: the job silently not run.  Swift's own POSTs with a body
-    (``?bulk-delete``, form uploads) have other content types."""
+    the body ignored: the job silently not run.  The body decides, not only its
+    content type: ``curl -d @job.json`` sends application/x-www-form-urlencoded.
+    Up to ``limit`` bytes of the body are read and put back in ``env`` for Swift.
+    Swift's own POSTs with a body (``?bulk-delete``, formpost's multipart) and
+    metadata POSTs (no body) pass untouched."""
     kind = _base_type(env.get('CONTENT_TYPE'))
     version, _, rest = env.get('PATH_INFO', '').lstrip('/').partition('/')
     if env.get('REQUEST_METHOD') != 'POST' or not rest or not valid_api_version(version) \
-            or kind not in ('application/json', *TAR_TYPES, *GZIP_TYPES):
+            or kind.startswith('multipart/') or 'bulk-delete' in env.get('QUERY_STRING', ''):
         return None
     chunked = 'chunked' in env.get('HTTP_TRANSFER_ENCODING', '').lower()
     if not chunked and env.get('CONTENT_LENGTH') in (None, '', '0'):
         return None
-    what = 'a job description' if kind == 'application/json' else 'a zapp'
-    return (f'This POST has a body of {kind} ({what}) but no X-Zerovm-Execute header: add '
-            f'X-Zerovm-Execute: 1.0 to run it (without it, Swift would only update '
-            f'metadata and ignore the body)\n')
+    if kind in ('application/json', *TAR_TYPES, *GZIP_TYPES):
+        what = 'a job description' if kind == 'application/json' else 'a zapp'
+    else:
+        what = _posted_kind(_peek(env, limit))
+        if what is None:
+            return None
+    return (f'This POST has a body of {kind or "no content type"} ({what}) but no '
+            f'X-Zerovm-Execute header: add X-Zerovm-Execute: 1.0 to run it (without it, '
+            f'Swift would only update metadata and ignore the body)\n')
+
+
+def _peek(env: dict, limit: int) -> bytes:
+    """Up to ``limit + 1`` bytes of the request body; the body stays whole for Swift."""
+    src = env['wsgi.input']
+    head = b''
+    while len(head) <= limit:
+        chunk = src.read(limit + 1 - len(head))
+        if not chunk:
+            break
+        head += chunk
+    env['wsgi.input'] = FileLikeIter(itertools.chain([head], iter(lambda: src.read(_CHUNK), b'')))
+    return head
+
+
+def _posted_kind(head: bytes) -> str | None:
+    """'a job description', 'a zapp' or 'a script' if a POST body is one, else None."""
+    if looks_like_archive(head):
+        return 'a zapp'
+    if head.startswith(SHEBANG):
+        return 'a script'
+    if head.lstrip()[:1] not in (b'[', b'{'):
+        return None
+    try:
+        data = json.loads(head)
+    except (ValueError, RecursionError):   # not JSON, or longer than a job may be
+        return None
+    groups = data if isinstance(data, list) else [data]
+    if groups and all(isinstance(group, dict) and _JOB_MARKS & group.keys() for group in groups):
+        return 'a job description'
+    return None
 
 
 def _base_type(content_type: str | None) -> str:

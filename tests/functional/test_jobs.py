@@ -91,6 +91,26 @@ def test_word_count_runs_on_a_server_holding_the_object(
     assert ' 200 ok ' in ran[0]
 
 
+def test_a_job_sent_as_curl_d_sends_it_runs_with_the_header_and_is_a_400_without(
+        conn: Connection, make_container, upload) -> None:
+    # curl -d @job.json: application/x-www-form-urlencoded. Without X-Zerovm-Execute
+    # Swift answered 204 and changed the object's content type; the job never ran
+    container = make_container()
+    conn.put_object(container, 'book.txt', TEXT, content_type='text/plain')
+    url, token = conn.get_auth()
+    job = json.dumps(wc_job(upload('wc'), f'swift://~/{container}/book.txt'))
+    form = {'X-Auth-Token': token, 'Content-Type': 'application/x-www-form-urlencoded'}
+    refused = requests.post(f'{url}/{container}/book.txt', data=job, headers=form, timeout=120)
+    assert refused.status_code == 400, refused.text
+    assert 'add X-Zerovm-Execute: 1.0' in refused.text
+    assert conn.head_object(container, 'book.txt')['content-type'] == 'text/plain'
+    ran = requests.post(url, data=job, headers={**form, 'X-Zerovm-Execute': '1.0'}, timeout=120)
+    assert (ran.status_code, ran.content) == (200, wc(TEXT)), ran.text
+    meta = requests.post(f'{url}/{container}/book.txt', headers={    # swift post -m k:v
+        'X-Auth-Token': token, 'X-Object-Meta-K': 'v'}, timeout=120)
+    assert meta.status_code == 202, meta.text
+
+
 def test_wildcard_job_writes_an_object_per_input(
         swift_cluster: DevCluster, conn: Connection, make_container, upload) -> None:
     container = make_container()
@@ -334,7 +354,9 @@ def test_a_container_quota_limits_what_a_job_writes(
     resp = post_job(conn, wc_job(upload('wc'), f'swift://~/{data}/data',
                                  stdout=f'swift://~/{small}/out'))
     assert resp.status_code == 413, resp.text
-    assert 'Status 413 when putting' in resp.headers['X-Nexe-Error']
+    assert resp.headers['X-Nexe-Error'].endswith(
+        f'/{small}/out: Swift answered 413 Request Entity Too Large: Upload exceeds quota.')
+    assert ': ok:' not in resp.text
     assert conn.get_container(small)[1] == []
 
 

@@ -249,6 +249,8 @@ def test_bad_queries_are_400_before_any_node(swift_cluster, conn, sales) -> None
         assert message in resp.text, (body, resp.text)
         assert 'X-Nexe-System' not in resp.headers          # nothing ran
     assert sql(conn, b'{"query": ').status_code == 400
+    plain = sql(conn, f'SELECT region FROM {URL}'.encode())     # curl -d 'SELECT ...'
+    assert plain.status_code == 400 and '{"query": "SELECT ... FROM' in plain.text, plain.text
     missing = sql(conn, {'query': 'SELECT 1 FROM swift://~/sql-nowhere/*.csv'})
     assert missing.status_code == 404, missing.text
     # an object without a format suffix that does not exist: said so, not its format

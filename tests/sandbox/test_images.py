@@ -98,6 +98,21 @@ def test_later_mounts_win_and_mount_points_nest(guest, zerovm):
         '/lib/ms: alias.ms hard.ms new.ms util.ms']
 
 
+def test_creating_a_channel_that_does_not_exist_is_enoent_not_erofs(guest, zerovm, engine):
+    # /dev and /dev/out are directories of channels, not the read-only image: a name
+    # there that no channel has was EROFS ("Read-only file system"), hiding the mistake
+    main = ('create /dev/out/nopeer\ncreate /dev/nochannel\ncreate /dev/out/peer\n'
+            'create /app/new.ms\n')
+    image = tar_bytes({'app/main.ms': main}, mtime=MTIME)
+    peer = 'Channel = {d}/peer, /dev/out/peer, 0, 0, 0, 0, 100, 1000\n'
+    s = session(zerovm, guest('miniscript'), NVRAM, {'image.tar': image},
+                IMAGE_CHANNEL + peer)
+    assert s.returncode == 0, s
+    assert s.read('stdout').decode() == (
+        f'create /dev/out/nopeer: {errno.ENOENT}\ncreate /dev/nochannel: {errno.ENOENT}\n'
+        f'create /dev/out/peer: 0\ncreate /app/new.ms: {errno.EROFS}\n')
+
+
 @pytest.mark.parametrize('nvram, says', [
     (NVRAM.replace(b'/dev/image,', b'/dev/nothere,'),
      '[fstab] /dev/nothere: not a readable file channel of the manifest'),

@@ -41,6 +41,7 @@ class FakeSwift:
         self.objects: dict[str, tuple[dict, bytes]] = {}
         self.calls: list[tuple[str, str, dict]] = []
         self.put_status = 201
+        self.put_reason = b''                   # the body of a failed PUT's answer
         self.missing: set[str] = set()          # containers (``/c``) that answer 404
         self.listed = 0                         # names the listings (pages) answered
 
@@ -55,7 +56,7 @@ class FakeSwift:
             body = req.environ['wsgi.input'].read()
             if self.put_status == 201:
                 self.objects[req.path] = (dict(req.headers), body)
-            resp = Response(status=self.put_status)
+            resp = Response(status=self.put_status, body=self.put_reason)
         elif req.path[len(ACCOUNT):] in self.missing:
             resp = Response(status=404)
         elif len(parts) <= 4:                    # account or container
@@ -527,7 +528,31 @@ def test_a_failed_store_is_the_jobs_status(mw, swift, servers) -> None:
     resp = post(mw, job(stdout={'name': 'stdout', 'path': 'swift://~/c/out'}))
     assert resp.status_int == 507
     assert resp.headers['X-Nexe-Status'] == 'ok'
-    assert resp.headers['X-Nexe-Error'] == 'wc: Status 507 when putting swift://AUTH_a/c/out'
+    assert resp.headers['X-Nexe-Error'] == (
+        'wc: could not store swift://AUTH_a/c/out: Swift answered 507 Insufficient Storage')
+
+
+def test_a_failed_store_says_swifts_reason(mw, swift, servers) -> None:
+    # was 'wc: ok: Status 413 when putting ...': "ok" misled, Swift's reason was lost
+    servers(d0=ok())
+    swift.put_status, swift.put_reason = 413, b'Upload exceeds quota.'
+    resp = post(mw, job(stdout={'name': 'stdout', 'path': 'swift://~/c/out'}))
+    assert resp.status_int == 413
+    said = ('wc: could not store swift://AUTH_a/c/out: Swift answered 413 Request Entity '
+            'Too Large: Upload exceeds quota.')
+    assert resp.headers['X-Nexe-Error'] == said
+    assert resp.body.decode().startswith(said + '\n')
+
+
+def test_a_failed_stores_reason_is_bounded_and_without_html(mw, swift, servers) -> None:
+    servers(d0=ok())
+    swift.put_status = 503
+    swift.put_reason = b'<html><h1>Service Unavailable</h1><p>' + b'x' * 5000 + b'</p></html>'
+    resp = post(mw, job(stdout={'name': 'stdout', 'path': 'swift://~/c/out'}))
+    error = resp.headers['X-Nexe-Error']
+    assert error.startswith('wc: could not store swift://AUTH_a/c/out: Swift answered '
+                            '503 Service Unavailable: xxx')
+    assert error.endswith('x...') and len(error) < 300 and '<' not in error
 
 
 def test_objects_sent_along_are_fetched_once(mw, swift, servers) -> None:

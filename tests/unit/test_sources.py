@@ -88,6 +88,52 @@ def test_swifts_own_posts_pass_without_the_execute_header(mw, swift, kind: str, 
     assert swift.calls[0][:2] == ('POST', ACCOUNT + '/c/data')
 
 
+@pytest.mark.parametrize('kind, body, what', [
+    # curl -d @job.json: the body decides, not only the content type
+    ('application/x-www-form-urlencoded', json.dumps(JOB).encode(), 'a job description'),
+    ('text/plain', json.dumps(JOB[0]).encode(), 'a job description'),
+    ('', b'  ' + json.dumps(JOB).encode(), 'a job description'),
+    ('application/octet-stream', tar_bytes({'job.json': b'[]'}), 'a zapp'),
+    ('application/x-www-form-urlencoded', b'#!file://python:python\nprint(1)\n', 'a script'),
+], ids=['form-job', 'text-group', 'untyped-job', 'octet-zapp', 'form-script'])
+def test_a_job_body_of_another_content_type_without_the_execute_header_is_refused(
+        mw, swift, kind: str, body: bytes, what: str) -> None:
+    resp = Request.blank(ACCOUNT + '/c/data', method='POST', body=body,
+                         headers={'Content-Type': kind} if kind else {}).get_response(mw)
+    assert resp.status_int == 400
+    assert resp.body.decode().startswith(
+        f'This POST has a body of {kind or "no content type"} ({what}) but no '
+        'X-Zerovm-Execute header: add X-Zerovm-Execute: 1.0 to run it')
+    assert not swift.calls
+
+
+@pytest.mark.parametrize('kind, body', [
+    ('application/x-www-form-urlencoded', b'a=b&c=d'),
+    ('text/plain', b'{"name": "not a job", "count": 1}'),
+    ('text/plain', b'[' * 5000),                               # not JSON (nor deep recursion)
+    ('application/x-www-form-urlencoded', b'[{"exec": 1}' + b' ' * 5000 + b']'),  # > max job
+], ids=['form', 'not-a-job', 'not-json', 'too-long'])
+def test_other_bodies_pass_to_swift_whole(mw, swift, kind: str, body: bytes) -> None:
+    seen = []
+
+    def reading(env, start_response):
+        seen.append(env['wsgi.input'].read())
+        return FakeSwift.__call__(swift, env, start_response)
+    mw.app = reading
+    resp = Request.blank(ACCOUNT + '/c/data', method='POST', body=body,
+                         headers={'Content-Type': kind}).get_response(mw)
+    assert resp.status_int != 400
+    assert seen == [body]
+
+
+def test_a_job_with_the_execute_header_runs_when_sent_form_urlencoded(mw, swift, servers) -> None:
+    # curl -H 'X-Zerovm-Execute: 1.0' -d @job.json (no --data-binary, no Content-Type)
+    servers(d0=ok(b'done\n'))
+    resp = request(mw, ACCOUNT + '/c/data', body=json.dumps(JOB).encode(),
+                   **{'Content-Type': 'application/x-www-form-urlencoded'})
+    assert resp.status_int == 200, resp.body
+
+
 # -- what travels to the object server ---------------------------------------------------------
 
 def test_a_source_job_sends_the_body_as_stdin(mw, swift, servers) -> None:

@@ -189,6 +189,18 @@ def test_bad_queries_say_what_and_where(query, message) -> None:
     assert message in str(e.value)
 
 
+@pytest.mark.parametrize('body', [b'SELECT * FROM swift://~/c/o', b'[]', b'"SELECT 1"'])
+def test_a_body_that_is_not_a_json_object_is_told_the_shape(body: bytes) -> None:
+    # was 'the body must be a JSON object: Expecting value ...' with no word of the keys
+    with pytest.raises(SqlError) as e:
+        parse_request(body)
+    said = str(e.value)
+    assert said.startswith('the body must be a JSON object: {"query": "SELECT ... FROM '
+                           'swift://~/<container>/<object>"}, optional keys: engine, explain, '
+                           'format, header, input, output (doc/sql.md)')
+    assert len(said) < 300
+
+
 @pytest.mark.parametrize('body,message', [
     (b'[]', 'must be a JSON object'),
     (b'{', 'must be a JSON object'),

@@ -144,12 +144,12 @@ def test_a_spooled_node_whose_output_failed_to_store_counts_as_failed() -> None:
         collector.add([res])
     spool = collector.spool
     old, new = spool.load(4), spool.load(4)
-    new[0].error, new[0].http_status = 'Status 507 when putting swift://a/c/x', 507
+    new[0].error, new[0].http_status = 'could not store swift://a/c/x: Swift answered 507', 507
     spool.replace(4, old, new)
     status, headers, body = answer(stream.respond_spooled(spool, 1.0, False))
     assert status == 507 and headers['X-Nexe-Failed'] == '1'
-    assert headers['X-Nexe-Error'] == 'n4: Status 507 when putting swift://a/c/x'
-    assert body.startswith(b'n4: ok: Status 507 when putting swift://a/c/x\n')
+    assert headers['X-Nexe-Error'] == 'n4: could not store swift://a/c/x: Swift answered 507'
+    assert body.startswith(b'n4: could not store swift://a/c/x: Swift answered 507\n')  # no ok:
 
 
 def plans(count: int, taken: list[int]):

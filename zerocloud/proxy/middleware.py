@@ -308,7 +308,7 @@ from zerocloud.proxy import stream as streamed
 from zerocloud.proxy.batch import Batches, batchable
 from zerocloud.proxy.caller import Caller, Input
 from zerocloud.proxy.dispatch import Dispatcher, Plan, skipped
-from zerocloud.proxy.response import NodeResult, attached_object, respond, short
+from zerocloud.proxy.response import NodeResult, attached_object, respond, short, swift_reason
 from zerocloud.sources import Launch
 from zerocloud.sql import entry as sql_entry
 
@@ -332,7 +332,7 @@ class ProxyExecMiddleware:
                 env['PATH_INFO'].startswith((f'/{sources.OPEN}/', f'/{sources.API}/')):
             return self.execute_app(env, start_response)
         method = env['REQUEST_METHOD']
-        unrun = sources.missing_execute(env)
+        unrun = sources.missing_execute(env, self.config.max_config)
         if unrun:
             return HTTPBadRequest(body=unrun)(env, start_response)
         if method == 'PUT' and uploads.wants_validation(env):
@@ -703,7 +703,9 @@ class ProxyExecMiddleware:
         if is_success(resp.status_int):
             res.stored.add(dev.name)
             return
-        res.error = short(f'Status {resp.status_int} when putting {dev.path}')
+        reason = swift_reason(resp)
+        res.error = short(f'could not store {dev.path}: Swift answered {resp.status}'
+                          + (f': {reason}' if reason else ''))
         res.http_status = max(res.http_status or 0,
                               resp.status_int if resp.status_int >= 400 else 503)
 

@@ -25,11 +25,13 @@ import collections
 import hashlib
 import itertools
 import json
+import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from swift.common.concurrency import tpool
 from swift.common.swob import Response
+from swift.common.utils import close_if_possible
 
 from zerocloud import cgiout, graph, wire
 from zerocloud.job import Node
@@ -52,6 +54,20 @@ def short(text: str, limit: int = MAX_ERROR) -> str:
     """``text`` on one line, at most ``limit`` characters."""
     text = ' '.join(text.split())
     return text if len(text) <= limit else text[:limit - 3] + '...'
+
+
+def swift_reason(resp, limit: int = 120) -> str:
+    """The text of a Swift error answer (``Upload exceeds quota.``), one line, tags
+    dropped, at most ``limit`` characters; only the first KiB of the body is read."""
+    head = b''
+    for chunk in resp.app_iter or ():
+        head += chunk
+        if len(head) >= 1024:
+            break
+    close_if_possible(resp.app_iter)
+    text = head[:1024].decode('utf-8', 'replace')
+    text = re.sub(r'<[^>]*>', ' ', re.sub(r'<h1>.*?</h1>', ' ', text))   # swob's page
+    return short(text, limit)
 
 
 def _error_line(stderr: str) -> str:
@@ -128,7 +144,9 @@ class NodeResult:
     @property
     def summary(self) -> str:
         """``<status>: <what happened>`` (``exit N: ...`` alone for a failed exit)."""
-        return self.what if self.exit_failed and not self.error else f'{self.status}: {self.what}'
+        if (self.exit_failed and not self.error) or (self.error and self.status == 'ok'):
+            return self.what        # the program's exit, or storing its output, failed
+        return f'{self.status}: {self.what}'
 
     def fail(self, status: str, message: str, http_status: int | None = None) -> None:
         self.report = wire.NodeReport(status, message=message)

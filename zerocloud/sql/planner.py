@@ -53,6 +53,10 @@ _ENDING = {'end', 'null', 'true', 'false', 'current_date', 'current_time', 'curr
            'isnull', 'notnull', 'nocase', 'binary', 'rtrim'}
 REQUEST_KEYS = {'query', 'format', 'header', 'input', 'explain', 'output', 'engine'}
 INPUT_KEYS = {'format', 'header', 'columns', 'delimiter'}
+# What a refused body should have been (a plain-text query is the usual mistake).
+SHAPE = ('the body must be a JSON object: {"query": "SELECT ... FROM swift://~/<container>/'
+         '<object>"}, optional keys: ' + ', '.join(sorted(REQUEST_KEYS - {'query'})) +
+         ' (doc/sql.md)')
 CLAUSES = ('from', 'where', 'group', 'having', 'window', 'order', 'limit')
 COMPOUND = ('union', 'intersect', 'except')
 
@@ -161,9 +165,9 @@ def parse_request(body: bytes) -> SqlRequest:
     try:
         spec = json.loads(body)
     except (ValueError, UnicodeDecodeError) as e:
-        raise SqlError(f'the body must be a JSON object: {e}') from None
+        raise SqlError(f'{SHAPE} (not JSON: {e})') from None
     if not isinstance(spec, dict):
-        raise SqlError('the body must be a JSON object with a "query"')
+        raise SqlError(SHAPE)
     _known(spec, REQUEST_KEYS, 'the body')
     query = spec.get('query')
     if not isinstance(query, str) or not query.strip():

@@ -3,7 +3,8 @@
 ``open`` knows channel names (``/dev/stdin``, ``/dev/input`` ...) and the
 paths of the tar images the run mounted (``zvm_core.syscalls.fs``); every
 other path is ``-ENOENT``, so no host file is ever reachable; creating a
-file in a directory of the image tree is ``-EROFS``, as on a read-only mount.  Reads and
+file in a directory of the image tree is ``-EROFS``, as on a read-only mount (in a
+directory of channels, ``/dev/out``, a name that is no channel's is ``-ENOENT``).  Reads and
 writes move between the host backing and guest memory after the channel's
 quota has clipped or refused them and every guest byte they name was checked,
 STEP bytes at a time (:func:`read_steps`): the native engine copies guest
@@ -350,13 +351,18 @@ def _resolve(p, name: str):
 
 
 def _in_image(p, name: str) -> bool:
-    """Whether ``name``'s directory is one of the image tree's (which is read-only)."""
+    """Whether ``name``'s directory is one of the image tree's (which is read-only).
+    A directory of channels (``/dev``, ``/dev/out``) is not: a name there that is not
+    a channel's is no such channel (``ENOENT``), not a read-only file system."""
     if p.image is None or name == '/':
         return False
     try:
-        return bool(getattr(_resolve(p, os.path.dirname(name)), 'is_dir', False))
+        parent = _resolve(p, os.path.dirname(name))
     except SysError:
         return False
+    if isinstance(parent, fs.ChannelDir) and parent.path != '/':
+        return False
+    return bool(getattr(parent, 'is_dir', False))
 
 
 def _lowest_fd(p, start: int = 0) -> int:
