@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import collections
 import ctypes
+import gc
 import json
 import os
 import resource
@@ -399,6 +400,9 @@ def worker_main(fd: int, template_bytes: int, address_space: int,
             _warm_up(w, templates)
         except Exception as e:     # a warm-up is an optimisation: the worker serves anyway
             print(f'zvm pool worker: warm-up of {w.program} failed: {e!r}', file=sys.stderr)
+    # what lives as long as the worker (modules, warm templates) is left out of the
+    # cyclic GC's full collections; a run itself makes no reference cycle
+    gc.freeze()
     if warm:
         _send_json(sock, {'ready': True})   # the pool reads it before the first request
     inbox = _Inbox(sock)

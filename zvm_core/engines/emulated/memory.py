@@ -211,11 +211,13 @@ class AddressSpace:
             if any(region is r for r in skip):
                 continue
             size = region.end - region.start
-            vec = ctypes.create_string_buffer(size // PAGE)
-            if _libc.mincore(region.addr, size, vec) != 0:
+            # no ctypes array: its type, made per size, is a reference cycle per call
+            vec = bytearray(max(1, size // PAGE))
+            if _libc.mincore(region.addr, size,
+                             ctypes.addressof(ctypes.c_char.from_buffer(vec))) != 0:
                 err = ctypes.get_errno()
                 raise OSError(err, f'mincore: {os.strerror(err)}')
-            total += vec.raw.translate(_MINCORE_IN).count(1) * PAGE
+            total += vec.translate(_MINCORE_IN).count(1) * PAGE
         return total
 
     def close(self) -> None:

@@ -222,6 +222,13 @@ class Guest:
         ``rdtsc`` reads so far, TICK_NS each."""
         return TICK_NS * (self.syscalls + (self.tracer.reads if self.tracer else 0))
 
+    def ticker(self):
+        """:meth:`ticks` for what the guest holds (its clock, its tracer), through a
+        weak reference: ``guest.ticks`` itself made a reference cycle per run, and a
+        worker's cyclic GC ran every ~25 runs to free them."""
+        guest = weakref.ref(self)
+        return lambda: guest().ticks()
+
 
 _STACKS: collections.OrderedDict = collections.OrderedDict()
 STACKS, STACK_KEPT = 16, 4 * PAGE   # initial stacks kept (a worker's runs repeat them), bytes
@@ -965,7 +972,8 @@ def run(program: Program, channels: list[Channel], argv: list[str], env: dict[st
     guest.trap_channels = standard_order(list(guest.channels.values()))
     guest.image = image
     guest.rng = SeededStream(seed)
-    guest.clock = VirtualClock(epoch, guest.ticks)
+    ticks = guest.ticker()
+    guest.clock = VirtualClock(epoch, ticks)
     argv_b = [a.encode() for a in argv]
     envp_b = [f'{k}={v}'.encode() for k, v in env.items()]
     if snapshots is not None:
@@ -1008,9 +1016,9 @@ def run(program: Program, channels: list[Channel], argv: list[str], env: dict[st
     listener, gate = (None, None) if child is None else (child.listener, child.gate)
     try:
         if start is not None:
-            guest.tracer = start.tracer(pid, guest.ticks, tsc)
+            guest.tracer = start.tracer(pid, ticks, tsc)
         elif tsc:
-            guest.tracer = Tracer(pid, guest.ticks)     # attached before the first instruction
+            guest.tracer = Tracer(pid, ticks)     # attached before the first instruction
         if child is None:
             got = _listener(sock, guest.deadline)
         elif guest.tracer is not None and not guest.tracer.attached():

@@ -49,6 +49,8 @@ PTRACE_PEEKTEXT, PTRACE_GETSIGINFO, PTRACE_SEIZE = 1, 0x4202, 0x4206
 PTRACE_O_EXITKILL = 0x100000
 SI_KERNEL = 0x80
 WALL = 0x40000000
+# made once: an array type made per trap is a reference cycle (ctypes keeps none)
+_SIGINFO, _REGS = ctypes.c_int * 32, ctypes.c_ulong * 27     # siginfo_t, user_regs_struct
 RDTSC, RDTSCP = b'\x0f\x31', b'\x0f\x01\xf9'
 # struct user_regs_struct (sys/user.h): 27 unsigned longs
 RAX, RCX, RDX, RIP = 10, 11, 12, 16
@@ -135,11 +137,11 @@ class Tracer:
 
     def _answer(self) -> bool:
         """Emulate the rdtsc/rdtscp the guest stopped at; False if it is not one."""
-        info = (ctypes.c_int * 32)()
+        info = _SIGINFO()
         _ptrace(PTRACE_GETSIGINFO, self.pid, 0, ctypes.addressof(info))
         if info[2] != SI_KERNEL:            # si_signo, si_errno, si_code
             return False
-        regs = (ctypes.c_ulong * 27)()
+        regs = _REGS()
         _ptrace(PTRACE_GETREGS, self.pid, 0, ctypes.addressof(regs))
         code = self._code(regs[RIP])
         if code.startswith(cpuid.CPUID):        # where CPUID faulting is on (cpuid.py)
