@@ -45,6 +45,9 @@ ALLOW, NOTIFY, KILL = seccomp.RET_ALLOW, seccomp.RET_USER_NOTIF, seccomp.RET_KIL
     (seccomp.NR_NANOSLEEP, (0x7e0000001000, 0x5000), LOADER_IP, NOTIFY),     # a remainder
     (seccomp.NR_NANOSLEEP, (0x7e0000001000, 1 << 32), LOADER_IP, NOTIFY),
     (seccomp.NR_NANOSLEEP, (0x5000, 0), GUEST_IP, NOTIFY),                   # the guest's
+    # that pause resumed after a stop signal (SIGSTOP, a freezer)
+    (seccomp.NR_RESTART_SYSCALL, (), LOADER_IP, ALLOW),
+    (seccomp.NR_RESTART_SYSCALL, (), GUEST_IP, NOTIFY),
     (39, (), LOADER_IP, NOTIFY)])
 def test_what_the_kernel_performs_by_itself(nr, args, ip, expected) -> None:
     assert verdict(nr, args, ip) == expected

@@ -47,7 +47,10 @@ its filter yet; 100,000 tries back to back had cost 1-11 s of CPU per run
 on a host over the limit.  A guest that jumps to it can only wait: the
 kernel reads a ``timespec`` of the guest's memory and writes nothing (no
 remainder), the answer is 0, ``EFAULT`` or ``EINVAL`` by that memory alone
-(a signal's restart is the kernel's, and the signals that end a run end it),
+(a signal's restart is the kernel's: after a stop signal it comes back as
+``restart_syscall``, also let through from the loader's pages, which can only
+resume that pause, since no other call the kernel performs for the guest
+leaves anything to restart; the signals that end a run end it),
 no descriptor, memory or process is touched, the guest has no clock to see
 the time go by (``rdtsc`` faults, the clock calls are the personality's),
 and the run's wall-clock deadline still kills it: what a read of a channel
@@ -76,6 +79,7 @@ CTL_FD = 1030                   # loader.c: CTL_FD
 AUDIT_ARCH_X86_64 = 0xC000003E
 NR_CLOSE, NR_MPROTECT, NR_SENDMSG, NR_ARCH_PRCTL = 3, 10, 46, 158
 NR_NANOSLEEP = 35
+NR_RESTART_SYSCALL = 219
 PROT_CONTINUED = 1 | 2 | 8      # PROT_READ, PROT_WRITE, PROT_SEM: never PROT_EXEC
 
 RET_KILL_PROCESS, RET_USER_NOTIF, RET_ALLOW = 0x80000000, 0x7FC00000, 0x7FFF0000
@@ -117,6 +121,8 @@ def program(ctl_fd: int = CTL_FD, loader: int = LOADER_BASE) -> list[tuple[int, 
     prog += _block(NR_NANOSLEEP, [_ld(_arg(1)), _jeq(0, 0, 5), _ld(_arg(1, True)),
                                   _jeq(0, 0, 3), _ld(_IP_HIGH), _jeq(loader >> 32, 0, 1),
                                   allow, notify])
+    # a pause a stop signal (SIGSTOP, a freezer) interrupted comes back as restart_syscall
+    prog += _block(NR_RESTART_SYSCALL, [_ld(_IP_HIGH), _jeq(loader >> 32, 0, 1), allow, notify])
     prog.append(notify)
     return prog
 
