@@ -554,6 +554,36 @@ def test_keystone_and_v1_credentials_come_as_for_the_swift_command(monkeypatch) 
         ('http://proxy/auth/v1.0', 'test:tester', 'testing', '1.0')
 
 
+def test_an_account_named_on_the_command_line_wins_over_a_token_in_the_environment(
+        monkeypatch) -> None:
+    # after eval "$(swift auth)", zc -U test2:tester2 -K testing2 acted as the first user:
+    # OS_STORAGE_URL and OS_AUTH_TOKEN of the environment won over -U/-K (swift's gotcha)
+    from zerocloud.client.cli import Client, Usage
+    env = {'ST_AUTH': 'http://proxy/auth/v1.0', 'ST_USER': 'test:tester', 'ST_KEY': 'testing',
+           'OS_STORAGE_URL': 'http://proxy/v1/AUTH_test', 'OS_AUTH_TOKEN': 'AUTH_tk1'}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+
+    def conn(*argv: str):
+        return Client(build_parser().parse_args([*argv, 'status', 'job-1'])).session.conn
+    named = conn('-U', 'test2:tester2', '-K', 'testing2')
+    assert (named.url, named.token, named.authurl, named.user, named.key) == \
+        (None, None, 'http://proxy/auth/v1.0', 'test2:tester2', 'testing2')
+    # with no account on the command line, the environment's token is used, as by swift
+    plain = conn()
+    assert (plain.url, plain.token) == ('http://proxy/v1/AUTH_test', 'AUTH_tk1')
+    for name in ('ST_AUTH', 'ST_USER', 'ST_KEY'):
+        monkeypatch.delenv(name)
+    monkeypatch.setenv('OS_AUTH_URL', 'http://keystone/v3')
+    keystone = conn('--os-username', 'u2', '--os-password', 'p2', '--os-project-name', 'p')
+    assert (keystone.url, keystone.token, keystone.user) == (None, None, 'u2')
+    # a token given on the command line is used; with an account there too, it is an error
+    given = conn('--os-storage-url', 'http://proxy/v1/AUTH_x', '--os-auth-token', 'AUTH_tk2')
+    assert (given.url, given.token) == ('http://proxy/v1/AUTH_x', 'AUTH_tk2')
+    with pytest.raises(Usage, match='either --os-auth-token or'):
+        conn('-U', 'test2:tester2', '-K', 'testing2', '--os-auth-token', 'AUTH_tk2')
+
+
 def test_a_large_jobs_counts_and_failed_nodes_are_read_from_its_answer() -> None:
     from tests.unit.test_response import body_of, result
     from zerocloud.proxy.response import SUMMARY_NODES, respond

@@ -96,6 +96,32 @@ def _job_options(p: argparse.ArgumentParser) -> None:
     p.add_argument('--json', action='store_true', help="print the job's JSON report")
 
 
+# The swift options that name an account, and those of a token (that stands for one).
+# Each defaults to its variable (-U to ST_USER, --os-username to OS_USERNAME...), read
+# when the session is made, so that one given on the command line is known: an account
+# named there wins over OS_STORAGE_URL and OS_AUTH_TOKEN left by `eval "$(swift auth)"`
+# (swift itself lets them win, and acts as their account)
+ACCOUNT_OPTIONS = ('auth', 'user', 'key', 'os_auth_url', 'os_username', 'os_user_id',
+                   'os_password', 'os_tenant_id', 'os_tenant_name', 'os_project_id',
+                   'os_project_name', 'os_application_credential_id',
+                   'os_application_credential_secret')
+TOKEN_OPTIONS = ('os_storage_url', 'os_auth_token')
+
+
+def _auth_options(opts: argparse.Namespace) -> dict:
+    """The swift options of ``opts``, those not given filled from their variables."""
+    options = dict(vars(opts))
+    named = any(options[dest] for dest in ACCOUNT_OPTIONS)
+    if named and options['os_auth_token']:
+        raise Usage('give either --os-auth-token or an account (-A, -U, -K, --os-username...), '
+                    'not both')
+    for dest in ACCOUNT_OPTIONS + TOKEN_OPTIONS * (not named):
+        if options[dest] is None:
+            options[dest] = os.environ.get(f'ST_{dest.upper()}' if dest in ('auth', 'user', 'key')
+                                           else dest.upper())
+    return options
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog='zc', usage='zc [swift auth options] COMMAND [options]',
@@ -103,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog='Auth: the swift command\'s options and ST_*/OS_* variables '
                '(zc --os-help lists them).')
     add_default_args(parser)
+    parser.set_defaults(**dict.fromkeys(ACCOUNT_OPTIONS + TOKEN_OPTIONS))   # see _auth_options
     sub = parser.add_subparsers(dest='command', metavar='COMMAND')
     quiet = argparse.ArgumentParser(add_help=False)
     quiet.add_argument('--quiet', '-q', dest='quiet_cmd', action='store_true',
@@ -205,7 +232,7 @@ class Client:
     @property
     def session(self) -> Session:
         if self._session is None:
-            options = dict(vars(self.opts))
+            options = _auth_options(self.opts)
             process_options(options)
             os_options = options['os_options']
             token = os_options['object_storage_url'] and os_options['auth_token']
