@@ -7,6 +7,8 @@ from __future__ import annotations
 import collections
 from types import SimpleNamespace
 
+import pytest
+
 from zerocloud import placement
 from zerocloud.job import Device, Exec, Node, SwiftPath
 from zerocloud.proxy import batch
@@ -230,3 +232,61 @@ def test_nodes_of_one_kind_share_their_device_specs_and_others_keep_theirs() -> 
     assert dispatcher.spec(plan(ring, 5, 0)).devices is first.devices      # untouched
     assert first.limits == wire.NodeLimits(dispatcher.config.memory, dispatcher.config.fuel,
                                            dispatcher.config.timeout)
+
+
+def killed_node(monkeypatch, when: str, rerun: str = 'ok'):
+    """A node its host killed (``Batches._killed``), the job closed ``when``: before,
+    before its run alone starts, while it runs, or never (its run alone ends with a
+    ``rerun`` result).  The killed result and what went to ``finish``."""
+    from swift.common.concurrency import sleep
+
+    from zerocloud import wire
+    from zerocloud.proxy.outputs import OutputFile
+    spawn = batch.Batches._spawn
+    ring = CountingRing()
+    jobs = batches(monkeypatch, ring, [])
+    got: list = []
+    jobs.submit(plan(ring, 0, 0), got.append)
+    entry = jobs.queues[next(iter(jobs.queues))].pop()
+    monkeypatch.setattr(batch.Batches, '_spawn', spawn)     # real green threads
+
+    def run_node(trans_id, plan, job_id, load):
+        sleep(0.05)
+        result = NodeResult(plan.node)
+        result.report = wire.NodeReport(rerun)
+        return result
+    jobs.dispatcher = SimpleNamespace(run_node=run_node)
+    jobs.logger = SimpleNamespace(info=lambda *args: None)
+    killed = NodeResult(entry.plan.node)
+    killed.report = wire.NodeReport('killed', message='oom', host_failure=True)
+    killed.outputs['stdout'] = OutputFile()
+    killed.outputs['stdout'].write(b'partial')
+    if when == 'before':
+        jobs.close()
+    jobs._killed(entry, killed)
+    if when == 'not started':
+        jobs.close()
+    elif when == 'running':
+        sleep(0.01)
+        jobs.close()
+    for _ in range(500):                # its run alone ended (a loaded machine: later)
+        if got or when != 'never':
+            break
+        sleep(0.01)
+    return killed, got
+
+
+@pytest.mark.parametrize('when', ['before', 'not started', 'running'])
+def test_a_killed_nodes_outputs_are_closed_when_the_job_closes_first(monkeypatch,
+                                                                    when: str) -> None:
+    """Closed jobs send no node alone: the killed result's outputs (spooled files) are
+    closed then, not left to the garbage collector, whenever the job closed."""
+    killed, got = killed_node(monkeypatch, when)
+    assert got == [] and killed.outputs['stdout'].closed
+
+
+def test_a_killed_nodes_result_stands_only_when_no_other_server_ran_it(monkeypatch) -> None:
+    killed, got = killed_node(monkeypatch, 'never', rerun='ok')
+    assert [r.status for r in got] == ['ok'] and killed.outputs['stdout'].closed
+    killed, got = killed_node(monkeypatch, 'never', rerun='unavailable')
+    assert got == [killed] and not killed.outputs['stdout'].closed

@@ -225,10 +225,11 @@ class Batches:
         for thread in list(self.threads):
             thread.kill()
 
-    def _spawn(self, func: Callable, *args) -> None:
+    def _spawn(self, func: Callable, *args):
         thread = spawn(func, *args)
         self.threads.add(thread)
         thread.link(lambda t: self.threads.discard(t))
+        return thread
 
     def _end(self, entry: _Entry, outcome: NodeResult | str) -> None:
         """The node's result to its ``finish`` (once), or the node sent alone."""
@@ -238,7 +239,19 @@ class Batches:
         if isinstance(outcome, NodeResult):
             entry.finish(outcome)
         elif not self.closed:
-            self._spawn(self._alone, entry, outcome)
+            thread = self._spawn(self._alone, entry, outcome)
+            if entry.killed is not None:    # killed by ``close`` (maybe before it started)
+                thread.link(lambda t: self._unused(entry))
+        else:
+            self._unused(entry)
+
+    @staticmethod
+    def _unused(entry: _Entry) -> None:
+        """The job closed (or sending it alone raised a bug): nobody reads the result its
+        host killed, whose outputs (spooled) are closed now, not by the garbage collector."""
+        if entry.killed is not None:
+            entry.killed.close()
+            entry.killed = None
 
     def _killed(self, entry: _Entry, result: NodeResult) -> None:
         """A node its server's host killed (``host_failure``) goes alone to the object's
@@ -264,6 +277,7 @@ class Batches:
                 self.alone.release()
         if entry.killed is not None:
             result = self._after_killed(entry.killed, result)
+            entry.killed = None
         entry.finish(result)
 
     @staticmethod
