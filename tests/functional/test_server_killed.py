@@ -90,6 +90,29 @@ def spinning_server(cluster: DevCluster, names: list[str]) -> str | None:
     return None
 
 
+def server_running(cluster: DevCluster, names: list[str],
+                   running: concurrent.futures.Future) -> str:
+    """The server that runs the job's node, waited for while the job is running."""
+    deadline = time.monotonic() + WAIT
+    victim = None
+    while victim is None and not running.done() and time.monotonic() < deadline:
+        victim = spinning_server(cluster, names)
+    assert victim is not None, 'the node never ran'
+    return victim
+
+
+def completed_elsewhere(resp: requests.Response, conn: Connection, names: list[str],
+                        victim: str, count: int) -> str:
+    """Check that the job succeeded on the server other than ``victim`` and stored its
+    one result; that server's name."""
+    assert resp.status_code == 200, resp.text
+    assert resp.headers['X-Nexe-Status'] == 'ok'
+    survivor, = (n for n in names if n != victim)
+    assert survivor[-1] in resp.headers['X-Nexe-Host'].rpartition('/')[2]     # obj<i>
+    assert conn.get_object('out', 'result')[1] == f'spun {count}\n'.encode()
+    assert [o['name'] for o in conn.get_container('out')[1]] == ['result']
+    return survivor
+
 
 def test_a_server_killed_mid_node_the_job_completes_on_the_other_replica(
         cluster: DevCluster, conn: Connection) -> None:
@@ -98,20 +121,11 @@ def test_a_server_killed_mid_node_the_job_completes_on_the_other_replica(
     names = ['object0', 'object1']
     with concurrent.futures.ThreadPoolExecutor(1) as ex:
         running = ex.submit(post, conn, job(count))
-        deadline = time.monotonic() + WAIT
-        victim = None
-        while victim is None and not running.done() and time.monotonic() < deadline:
-            victim = spinning_server(cluster, names)
-        assert victim is not None, 'the node never ran'
+        victim = server_running(cluster, names, running)
         workers = cluster.usage(victim).children
         cluster.kill_server(victim)
         resp = running.result()
-    assert resp.status_code == 200, resp.text
-    assert resp.headers['X-Nexe-Status'] == 'ok'
-    survivor, = (n for n in names if n != victim)
-    assert survivor[-1] in resp.headers['X-Nexe-Host'].rpartition('/')[2]     # obj<i>
-    assert conn.get_object('out', 'result')[1] == f'spun {count}\n'.encode()
-    assert [o['name'] for o in conn.get_container('out')[1]] == ['result']
+    survivor = completed_elsewhere(resp, conn, names, victim, count)
     ran = [line for line in executed(cluster, 'data') if ' 200 ok ' in line]
     assert any(line.startswith(survivor) for line in ran)
     assert until(lambda: not [pid for pid in workers if proc_state(pid) is not None])
@@ -127,23 +141,14 @@ def test_a_worker_killed_mid_node_the_job_completes_on_the_other_replica(
     names = ['object0', 'object1']
     with concurrent.futures.ThreadPoolExecutor(1) as ex:
         running = ex.submit(post, conn, job(count))
-        deadline = time.monotonic() + WAIT
-        victim = None
-        while victim is None and not running.done() and time.monotonic() < deadline:
-            victim = spinning_server(cluster, names)
-        assert victim is not None, 'the node never ran'
+        victim = server_running(cluster, names, running)
         workers = [pid for pid in cluster.usage(victim).children
                    if b'zvm_core.pool.worker' in _cmdline(pid)]
         assert workers
         for pid in workers:
             os.kill(pid, signal.SIGKILL)
         resp = running.result()
-    assert resp.status_code == 200, resp.text
-    assert resp.headers['X-Nexe-Status'] == 'ok'
-    survivor, = (n for n in names if n != victim)
-    assert survivor[-1] in resp.headers['X-Nexe-Host'].rpartition('/')[2]     # obj<i>
-    assert conn.get_object('out', 'result')[1] == f'spun {count}\n'.encode()
-    assert [o['name'] for o in conn.get_container('out')[1]] == ['result']
+    completed_elsewhere(resp, conn, names, victim, count)
 
 
 def _cmdline(pid: int) -> bytes:
