@@ -389,10 +389,7 @@ def entries_member(entries: list[bytes]) -> bytes:
 def read_entries(data: bytes, shared: SharedSpec | None) -> list[BatchEntry]:
     """The entries of a ``batch/entries`` member, in order; SpecError says what is
     wrong."""
-    try:
-        items = _decode_json(data.decode('utf-8', 'surrogatepass'))
-    except (ValueError, RecursionError) as e:       # bad JSON, nesting too deep
-        raise SpecError(f'{BATCH_ENTRIES}: {type(e).__name__}: {e}') from None
+    items = _json_value(data, BATCH_ENTRIES)
     if not isinstance(items, list):
         raise SpecError(f'{BATCH_ENTRIES}: not a JSON array')
     return [BatchEntry.from_obj(item, shared) for item in items]
@@ -445,14 +442,19 @@ def _frozen(cls: type, values: dict):
     return obj
 
 
-def _json_object(data: bytes, what: str) -> dict:
-    """``data`` (UTF-8, as every sender encodes it) parsed as a JSON object; SpecError
-    otherwise.  Decoded here: ``json.loads`` of bytes first guesses their encoding in
-    Python (a fifth of the time to read a batch's entry)."""
+def _json_value(data: bytes, what: str):
+    """``data`` (UTF-8, as every sender encodes it) parsed as JSON; SpecError naming
+    ``what`` otherwise.  Decoded here: ``json.loads`` of bytes first guesses their
+    encoding in Python (a fifth of the time to read a batch's entry)."""
     try:
-        obj = _decode_json(data.decode('utf-8', 'surrogatepass'))
+        return _decode_json(data.decode('utf-8', 'surrogatepass'))
     except (ValueError, RecursionError) as e:       # bad JSON, nesting too deep
         raise SpecError(f'{what}: {type(e).__name__}: {e}') from None
+
+
+def _json_object(data: bytes, what: str) -> dict:
+    """``data`` parsed as a JSON object (:func:`_json_value`); SpecError otherwise."""
+    obj = _json_value(data, what)
     if not isinstance(obj, dict):
         raise SpecError(f'{what}: not a JSON object')
     return obj
