@@ -50,7 +50,7 @@ from zerocloud import hangup, wire
 from zerocloud.object import scratch
 from zerocloud.object.admission import RETRY_AFTER, charged_to
 from zerocloud.object.diskfiles import DiskFiles
-from zerocloud.object.results import STDERR_TAIL, node_report
+from zerocloud.object.results import STDERR_TAIL, local_env, node_report
 from zvm_core.channels import READ, WRITE, Quota
 from zvm_core.pool import ChannelSpec, PoolBusy, Run
 
@@ -448,8 +448,7 @@ class BatchRun:
             node.reader = helper.open_local(entry.device, str(entry.partition), account,
                                             container, obj, self.policy, self.disk_files)
             spec = entry.spec
-            # with_local_env's, without a spec made for each node (dataclasses.replace)
-            env = {**spec.env, **node.reader.local_env} if spec.local_env else spec.env
+            env = local_env(spec, node.reader)      # no spec made per node (with_local_env)
             limits, engine = self.settings(helper, spec)
             layout = self.layout
             if layout is None or (layout.devices is not spec.devices

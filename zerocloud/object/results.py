@@ -91,12 +91,17 @@ def node_report(spec: wire.NodeSpec, done: dict, stderr: bytes) -> wire.NodeRepo
         host_failure=done['host_failure'])
 
 
-def with_local_env(spec: wire.NodeSpec, reader) -> wire.NodeSpec:
-    """The spec with the local object's ``LOCAL_*`` variables when it asks for them
-    (they win over the job's ``env``, as when the proxy adds them)."""
+def local_env(spec: wire.NodeSpec, reader) -> dict:
+    """The node's environment: the job's ``env`` with the local object's ``LOCAL_*``
+    variables when the spec asks for them (they win, as when the proxy adds them)."""
     if not spec.local_env:
-        return spec
+        return spec.env
     if reader is None:
         raise HTTPBadRequest(body=f'bad execute request: local_env without {wire.ACCESS}: '
                                   'GET\n')
-    return replace(spec, env={**spec.env, **reader.local_env})
+    return {**spec.env, **reader.local_env}
+
+
+def with_local_env(spec: wire.NodeSpec, reader) -> wire.NodeSpec:
+    """The spec with :func:`local_env`'s environment."""
+    return replace(spec, env=local_env(spec, reader)) if spec.local_env else spec
