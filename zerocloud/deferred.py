@@ -153,10 +153,10 @@ class Progress:
             self.failed += 1
         else:
             self.done += 1
-        for r in results:                   # both sums in one pass over the channels
-            for channel in (r.report.accounting.get('channels') or {}).values():
-                self.bytes_in += channel.get('read_bytes', 0)
-                self.bytes_out += channel.get('write_bytes', 0)
+        for r in results:
+            read, written = r.report.channel_bytes()
+            self.bytes_in += read
+            self.bytes_out += written
 
     def objects(self) -> dict[str, str]:
         """The object each node of the (last) job runs next to, by node name (none for a

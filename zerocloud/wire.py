@@ -578,9 +578,14 @@ class NodeReport:
             engine_reason=_report_text(get('engine_reason') or ''), host_failure=host_failure)
         return report
 
-    def channel_bytes(self, key: str) -> int:
-        """``read_bytes`` or ``write_bytes`` summed over the node's channels."""
-        return sum(c.get(key, 0) for c in (self.accounting.get('channels') or {}).values())
+    def channel_bytes(self) -> tuple[int, int]:
+        """(``read_bytes``, ``write_bytes``) summed over the node's channels, in one pass
+        (counted for every node of a job: its progress, its summary)."""
+        read = written = 0
+        for channel in (self.accounting.get('channels') or {}).values():
+            read += channel.get('read_bytes', 0)
+            written += channel.get('write_bytes', 0)
+        return read, written
 
 
 _USTAR_REST = (b'0' + bytes(100) + b'ustar\x0000').ljust(356, b'\0')   # type, link, magic, rest

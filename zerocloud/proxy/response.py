@@ -402,9 +402,9 @@ def nexe_headers(results: list[NodeResult], seconds: float) -> dict[str, str]:
 
     def cdr(r):
         acc = r.report.accounting
+        read, written = r.report.channel_bytes()
         return [f'{r.seconds:.3f}',
-                f'{acc.get("fuel", 0)} {acc.get("syscalls", 0)} '
-                f'{r.report.channel_bytes("read_bytes")} {r.report.channel_bytes("write_bytes")}']
+                f'{acc.get("fuel", 0)} {acc.get("syscalls", 0)} {read} {written}']
 
     columns = {
         'X-Nexe-System': [r.node.name for r in results],
@@ -460,10 +460,7 @@ class Tally:
         if report.retcode is not None:
             self.retcodes[report.retcode] += sign
         acc = report.accounting
-        read = written = 0
-        for channel in (acc.get('channels') or {}).values():
-            read += channel.get('read_bytes', 0)
-            written += channel.get('write_bytes', 0)
+        read, written = report.channel_bytes()
         totals = self.totals
         totals[0] += sign * acc.get('fuel', 0)
         totals[1] += sign * acc.get('syscalls', 0)
