@@ -28,7 +28,10 @@ implicitly; ``zvm run file://python3:python3 -c 'print(1)'``) or
 ``$ZVM_ENGINE``): ``native`` runs the program on the CPU, contained by the
 kernel, ``emulated`` under the strict emulator; ``--fuel`` asks for the
 emulated engine (``--engine native --fuel N`` is a usage error).  ``zvm info``
-lists the engines and, for one this host cannot run, why.
+lists the engines and, for one this host cannot run, why.  ``run`` and ``info``
+keep a probe that found the native engine able on disk (``zvm_core.engines.native.probe``:
+a probe is a loader's spawn); a run the host killed where a kept verdict said it
+could run drops it and probes again, and says what it found.
 Usage errors (unreadable program, bad option values) exit with 2.
 
 The ``zerovm`` form runs a ZeroVM manifest (``zvm_core.zerovm.manifest``), prints
@@ -44,6 +47,7 @@ channels; ``-Q``, ``-v N``, ``-l N`` and ``-T FILE`` are accepted and ignored,
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import getopt
 import os
@@ -261,7 +265,41 @@ def _mounted(mounts: list[tuple[str, str]]) -> list[Channel]:
     return channels
 
 
+def _probes_kept(engine: str | None, fuel: bool) -> contextlib.AbstractContextManager:
+    """Within: native probes kept on disk (``probe.remembered``); nothing to do when no
+    probe can be asked for (an emulated run does not import the native engine)."""
+    if fuel or engines.requested(engine) == 'emulated':
+        return contextlib.nullcontext()
+    from zvm_core.engines.native import probe
+    return probe.remembered()
+
+
+def _recheck(report: Report) -> None:
+    """A native run its host killed, where a kept probe said the host could run it:
+    the verdict goes and the host is probed again, and the user is told what it found
+    (the run stays failed: the guest may have begun)."""
+    if not (report.engine == 'native' and report.host_failure):
+        return
+    from zvm_core.engines import native
+    kinds = native.probe.forget()
+    if not kinds:
+        return
+    native.unavailable.forget()
+    native.tsc_unavailable.forget()
+    reason = native.unavailable()
+    if reason is None and 'tsc' in kinds:
+        reason = native.tsc_unavailable()
+    _say('zvm: a kept probe said the native engine runs here; probed again: '
+         + (f'it cannot ({reason}); the next run does not use it\n' if reason
+            else 'it can: the failure is the host\'s, retry\n'))
+
+
 def _cmd_run(opts: argparse.Namespace) -> int:
+    with _probes_kept(opts.engine, opts.fuel is not None):
+        return _run(opts)
+
+
+def _run(opts: argparse.Namespace) -> int:
     from zvm_core.executor import run
     from zvm_core.sysimages import SysImageError
     try:
@@ -316,6 +354,8 @@ def _cmd_run(opts: argparse.Namespace) -> int:
             f.write(text)
     if not report.ok:
         _say(f'zvm: {report.status}: {report.message}\n')
+        if opts.repeat <= 1:        # a pool's worker probes for itself
+            _recheck(report)
         return EXIT_NOT_OK
     return report.retcode
 
@@ -342,15 +382,30 @@ def _host_file_hint(args: list[str], image) -> str:
 
 def _cmd_info() -> int:
     """The engines, which one ``auto`` picks here, and why one cannot run."""
+    with _probes_kept(None, False):
+        return _info()
+
+
+def _kept_note(kind: str) -> str:
+    """Says that ``kind``'s verdict is an earlier probe's, kept on disk."""
+    if kind == 'emulated':
+        return ''
+    from zvm_core.engines.native import probe
+    return ' (an earlier probe, kept)' if probe.recalled(kind) else ''
+
+
+def _info() -> int:
     available = engines.available()
     for name in engines.ENGINES:
         reason = available[name]
-        print(f'{name}: {"available" if reason is None else "unavailable: " + reason}')
+        print(f'{name}: {"available" if reason is None else "unavailable: " + reason}'
+              + _kept_note(name))
     print(f'auto: {engines.choose("auto")}')
     if available['native'] is None:
         from zvm_core.engines.native import cpuid, tsc_unavailable
         reason = tsc_unavailable()
-        print(f'native rdtsc: {"answered" if reason is None else "unavailable: " + reason}')
+        print(f'native rdtsc: {"answered" if reason is None else "unavailable: " + reason}'
+              + _kept_note('tsc'))
         reason = cpuid.unsupported()
         print('native cpuid: ' + ('faults, answered from the fixed table' if reason is None
                                   else f'not virtualised: {reason}'))

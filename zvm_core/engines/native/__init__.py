@@ -54,6 +54,10 @@ class _Kept:
             self._again = math.inf
         return self._reason
 
+    def forget(self) -> None:
+        """Ask again next time (a kept verdict proved wrong: ``probe.forget``)."""
+        self._again, self._wait = 0.0, RETRY_FIRST
+
 
 @_Kept
 def unavailable() -> str | None:
