@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from zerocloud import placement
 from zerocloud.proxy.middleware import ProxyExecMiddleware
 
 
@@ -13,5 +12,5 @@ def mw(swift, monkeypatch) -> ProxyExecMiddleware:
     """The proxy filter in front of the test module's ``swift`` (a
     ``test_proxy_filter.FakeSwift``), on a fixed three-server ring."""
     from test_proxy_filter import FakeRing
-    monkeypatch.setattr(placement, 'object_ring', lambda swift_dir, policy: FakeRing())
+    FakeRing.install(monkeypatch)
     return ProxyExecMiddleware(swift, {'zerovm_maxconfig': '4096', 'zerovm_maxnexe': '1000'})

@@ -2,9 +2,11 @@
 
 ``FakeSwift`` serves accounts, containers (JSON listings) and objects from a
 dict and records every call; the object ring is a fixed three-server
-``FakeRing`` and the node transport ``Dispatcher.exchange`` (one node on one
-object server) is replaced by a scripted ``Servers``, so these tests see exactly
-what the filter asks of Swift and of each object server.
+``FakeRing``, one object for the test (Swift's ring is one object, reloaded in
+place: a new one per look-up hid the proxy's per-ring caches), and the node
+transport ``Dispatcher.exchange`` (one node on one object server) is replaced
+by a scripted ``Servers``, so these tests see exactly what the filter asks of
+Swift and of each object server.
 """
 
 from __future__ import annotations
@@ -83,15 +85,29 @@ class FakeSwift:
 
 
 class FakeRing:
+    """Three servers, two replicas, every object in partition 5; counts the look-ups of
+    a partition's primaries and copies their dicts, as Swift's ring does."""
+
     devs = [{'id': i, 'ip': '10.0.0.1', 'port': 6200 + i, 'device': f'd{i}'} for i in range(3)]
     partition_count = 8
     replica_count = 2
+
+    def __init__(self) -> None:
+        self.asked = 0
 
     def get_part(self, account: str, container: str, obj: str) -> int:
         return 5
 
     def get_part_nodes(self, part: int):
-        return self.devs[:2]
+        self.asked += 1
+        return [dict(d) for d in self.devs[:2]]
+
+    @classmethod
+    def install(cls, monkeypatch) -> FakeRing:
+        """One ring for every policy look-up, as Swift's ``POLICIES.get_object_ring``."""
+        ring = cls()
+        monkeypatch.setattr(placement, 'object_ring', lambda swift_dir, policy: ring)
+        return ring
 
     def get_more_nodes(self, part: int):
         yield self.devs[2]
@@ -803,7 +819,7 @@ def test_headers_stay_bounded_for_big_jobs() -> None:
 
 def test_a_job_of_more_than_summary_nodes_is_answered_with_a_summary(
         swift, servers, monkeypatch) -> None:
-    monkeypatch.setattr(placement, 'object_ring', lambda swift_dir, policy: FakeRing())
+    FakeRing.install(monkeypatch)
     app = ProxyExecMiddleware(swift, {'zerovm_maxnodes': str(SUMMARY_NODES + 1)})
     servers(d0=ok(b'x\n'), d1=ok(b'x\n'), d2=ok(b'x\n'))
     nodes = [{'name': 'n', 'exec': {'path': 'swift://~/bin/wc'}, 'count': SUMMARY_NODES + 1,
@@ -1075,6 +1091,23 @@ def test_nodes_bound_for_one_server_travel_in_one_batch(mw, swift, batch_servers
     assert resp.body == b''.join(f'out /AUTH_a{n}\n'.encode() for n in names)
     _device, headers, program, _entries = fake.batches[1]       # now by digest
     assert headers[wire.PROGRAM] == PROGRAM_DIGEST and program is None
+
+
+def test_a_jobs_nodes_of_one_partition_ask_the_ring_once(mw, swift, batch_servers,
+                                                          monkeypatch) -> None:
+    """Swift's ring is one object: a job asks it for a partition's primaries once, not
+    once per node (it copies its device dicts at every call; the look-ups kept no
+    longer than its ``reload_time``: tests/unit/test_batches.py)."""
+    ring = FakeRing.install(monkeypatch)
+    objects(swift, 6)
+    fake, _single = batch_servers(d0=ran())
+    resp = post(mw, job(stdin='swift://~/c/item*'))
+    assert resp.status_int == 200, resp.body
+    (_device, headers, _program, entries), = fake.batches
+    assert headers[wire.BATCH] == '6'
+    assert ring.asked == 1
+    post(mw, job(stdin='swift://~/c/item*'))
+    assert ring.asked == 2          # a job's look-ups are its own
 
 
 def test_a_wildcard_lists_only_the_names_after_its_fixed_text(mw, swift, batch_servers) -> None:

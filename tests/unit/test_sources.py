@@ -18,7 +18,7 @@ from swift.common.concurrency import Empty, LightQueue, spawn
 from swift.common.swob import HTTPBadRequest, HTTPException, Request, Response
 from test_proxy_filter import ACCOUNT, TEXT, FakeRing, FakeSwift, Servers, ok
 
-from zerocloud import cgiout, chain, deferred, placement, sources, wire, zapp
+from zerocloud import cgiout, chain, deferred, sources, wire, zapp
 from zerocloud.job import SwiftPath
 from zerocloud.proxy.dispatch import Dispatcher
 from zerocloud.proxy.middleware import ProxyExecMiddleware
@@ -223,7 +223,7 @@ def test_api_runs_the_endpoint_of_the_container(servers, monkeypatch) -> None:
     swift = EndpointSwift({'site': 'swift://~/jobs/up.json', 'bad': 'swift://~/jobs'})
     swift.add('/bin/wc', b'\x7fELF program')
     swift.add('/jobs/up.json', json.dumps(JOB).encode(), **{'Content-Type': 'application/json'})
-    monkeypatch.setattr(placement, 'object_ring', lambda swift_dir, policy: FakeRing())
+    FakeRing.install(monkeypatch)
     mw = ProxyExecMiddleware(swift, {})
     asked = servers(d0=ok(b'served\n'), d1=ok(b'served\n'), d2=ok(b'served\n'))
     resp = Request.blank('/api/AUTH_a/site/users/7?q=1', method='PUT',
@@ -395,7 +395,7 @@ def test_a_zapp_without_a_token_is_refused_before_it_is_read(mw, swift, monkeypa
 
 
 def test_a_zapp_bomb_is_refused_by_its_limit(swift, monkeypatch) -> None:
-    monkeypatch.setattr(placement, 'object_ring', lambda swift_dir, policy: FakeRing())
+    FakeRing.install(monkeypatch)
     mw = ProxyExecMiddleware(swift, {'zapp_max_members': '1000'})
     resp = request(mw, body=bomb(), **{'Content-Type': 'application/x-gzip'})
     assert resp.status_int == 413

@@ -199,22 +199,23 @@ class Batches:
         go to the old primaries), and the entries share one dict per device: a few
         hundred bytes a partition."""
         servers = plan.servers
-        if isinstance(servers, placement.PartitionServers):
+        partitioned = isinstance(servers, placement.PartitionServers)
+        ring = servers.ring if partitioned else placement.object_ring(self.config.swift_dir,
+                                                                      plan.policy)
+        if partitioned:
             now = time.monotonic()
-            if (servers.ring is not self.ring or len(self.partitions) >= PARTITIONS
+            if (ring is not self.ring or len(self.partitions) >= PARTITIONS
                     or now >= self.ring_until):
-                self.ring, self.partitions, self.devices = servers.ring, {}, {}
-                self.ring_until = now + getattr(servers.ring, 'reload_time', RING_RELOAD)
+                self.ring, self.partitions, self.devices = ring, {}, {}
+                self.ring_until = now + getattr(ring, 'reload_time', RING_RELOAD)
             found = self.partitions.get(servers.part)
             if found is None:
                 primaries = [self.devices.setdefault((d['id'], d.get('index')), d)
                              for d in servers.primaries()]
-                ring = placement.object_ring(self.config.swift_dir, plan.policy)
                 if len(primaries) == int(ring.replica_count):
                     found = self.partitions[servers.part] = (primaries[0], primaries[1:])
             if found is not None:
                 return found[0], found[1], None
-        ring = placement.object_ring(self.config.swift_dir, plan.policy)
         servers = iter(servers)
         primaries = list(itertools.islice(servers, int(ring.replica_count)))
         return primaries[0], primaries[1:], servers
