@@ -1008,6 +1008,10 @@ class FakeConnection:
         program = image = shared = None
         entries = []
         for name, f in wire.read_members(io.BytesIO(bytes(self.sent)), None):
+            if name == wire.BATCH_ENTRIES and f.left > wire.ENTRIES_LIMIT:     # as the server
+                self.servers.batches.append((self.device, self.headers, None, []))
+                return FakeResponse(400, {wire.EXECUTE: '1.0'}, b'bad batch request: '
+                                    b'batch/entries larger than the limit')
             if name == wire.EXE:
                 program = f.read()
                 self.servers.cached.add((self.device, hashlib.sha256(program).hexdigest()))
@@ -1124,6 +1128,27 @@ def test_a_wildcard_lists_only_the_names_after_its_fixed_text(mw, swift, batch_s
     assert swift.listed == 2 * len(names)
 
 
+def test_an_entry_no_batch_member_can_hold_goes_alone(mw, swift, batch_servers,
+                                                     monkeypatch) -> None:
+    """An entry over what the server reads of a ``batch/entries`` member (~3 MiB, the
+    rest of a 4 MiB member) had the whole batch refused (400), every node sent alone
+    and a warning of an object server older than the proxy: it goes alone, and a
+    member is closed before it would pass the limit."""
+    monkeypatch.setattr(wire, 'ENTRIES_LIMIT', 400)     # a wildcard's entry: ~90 bytes
+    names = objects(swift, 6)
+    large = '/c/item' + 'x' * 500
+    swift.add(large)
+    fake, single = batch_servers(d0=ran(), alone={'d0': ok(b'alone\n')})
+    resp = post(mw, job(stdin='swift://~/c/item*'))
+    assert resp.status_int == 200, resp.body
+    (device, headers, _program, entries), = fake.batches
+    assert headers[wire.BATCH] == '6'
+    assert [e.object for e in entries] == ['/AUTH_a' + n for n in names]
+    assert len(fake.blocks) > 1
+    assert [d for d, _h, _s in single.asked] == ['d0']      # alone, to its server first
+    assert resp.body.split(b'\n')[6] == b'alone'
+
+
 def test_a_node_a_batch_did_not_run_is_retried_alone_on_another_replica(
         mw, swift, batch_servers) -> None:
     names = objects(swift, 5)
@@ -1231,6 +1256,19 @@ def test_a_batch_an_older_object_server_refuses_runs_alone_with_a_warning(
     warning, = warned
     assert 'refused by' in warning and 'upgrade object servers first' in warning
     assert 'unexpected member batch/entries' in warning
+
+
+def test_a_batch_refused_as_a_bad_request_for_another_reason_says_that_reason(
+        mw, swift, batch_servers, monkeypatch) -> None:
+    """Any other 400 (a member over a limit) warned of an older object server too."""
+    objects(swift, 3)
+    batch_servers(d0=(400, 'bad batch request: batch/entries larger than 4194304 bytes'),
+                  alone={'d0': ok()})
+    warned: list[str] = []
+    monkeypatch.setattr(mw.logger, 'warning', lambda msg, *args: warned.append(msg % args))
+    assert post(mw, job(stdin='swift://~/c/item*')).status_int == 200
+    warning, = warned
+    assert 'larger than 4194304 bytes' in warning and 'older' not in warning
 
 
 def test_a_batch_refused_while_the_server_frees_a_place_runs_whole(

@@ -28,12 +28,16 @@ accept the connection within ``conn_timeout`` (a loaded server): then it
 is offered again after a growing pause for up to :data:`BUSY_WAIT` seconds
 (at most ``zerovm_timeout``; the job's own nodes free its place, or a batch
 of the job just before), and only then split, each node to the same server
-first when it was full.  A batch refused as a bad request (``400``: an
-object server older than this proxy's ``batch/entries``) is a warning, and its
-nodes go alone to the same server first.  Splitting at once made hundreds of requests out of
+first when it was full.  Splitting at once made hundreds of requests out of
 one on a loaded cluster, each needing an admission slot of the account's
 share: the nodes then went from server to server, to handoffs (404), and
-some to no server at all (``unavailable``).  A first batch of one node is sent alone: a small job's
+some to no server at all (``unavailable``).  A batch refused as a bad request
+(``400``) is a warning that says the server's reason (an object server older
+than this proxy's ``batch/entries`` names it), and its nodes go alone to the
+same server first.  An entry too large for any ``batch/entries`` member the
+server reads (``wire.ENTRIES_LIMIT``) goes alone the same way (its own answer
+says what is wrong), and a member is closed before it would grow past that
+limit.  A first batch of one node is sent alone: a small job's
 requests are those of before; later, once batches went to that server, one
 node is a batch (a job's last nodes, streamed one by one as places free,
 would otherwise each take a request, and an admission slot, of their own).
@@ -318,12 +322,21 @@ class Batches:
         where = f'{server["ip"]}:{server["port"]}'
         shared = None       # the first spec, sent once (batch/spec): each entry, what differs
         block, size, blocks = [], 0, []     # entries' JSON, joined into batch/entries members
+        kept = []
         for entry in batch:         # a spec at a time: 512 at once held ~0.4 MiB
             plan = entry.plan
             spec = self.dispatcher.spec(plan)
             shared = shared or _Shared(spec)
             data = wire.BatchEntry(entry.server['device'], plan.partition, plan.path,
                                    spec).to_json(shared)
+            if len(data) + 2 > wire.ENTRIES_LIMIT:      # in no member the server reads: its
+                self._end(entry, _FIRST)                # own request says what it thinks
+                continue
+            # a member: the entries, a comma between two, in brackets
+            if block and size + len(data) + len(block) + 2 > wire.ENTRIES_LIMIT:
+                blocks.append(wire.entries_member(block))
+                block, size = [], 0
+            kept.append(entry)
             entry.size = len(data)
             block.append(data)
             size += entry.size
@@ -332,6 +345,9 @@ class Batches:
                 block, size = [], 0
         if block:
             blocks.append(wire.entries_member(block))
+        batch = kept
+        if not batch:
+            return
         once = wire.bytes_member(wire.BATCH_SPEC, shared.to_json())
         self.load[server['ip'], server['port']] += len(batch)
         alone = _ALONE
@@ -359,11 +375,12 @@ class Batches:
         except (_Retry, OSError, Timeout, http.client.HTTPException, ValueError) as e:
             self.logger.info('batch of %d nodes not run on %s: %r', len(batch), where, e)
         except _Refused as e:          # each node alone gets the answer it deserves
-            if e.status == 400:     # a server older than batch/entries: alone, there too
+            if e.status == 400:     # alone, there too: each gets the answer it deserves
+                older = f'unexpected member {wire.BATCH_PREFIX}' in str(e)
                 self.logger.warning(
-                    'batch of %d nodes refused by %s as a bad request, they run alone '
-                    '(an object server older than this proxy? upgrade object servers '
-                    'first): %r', len(batch), where, e)
+                    'batch of %d nodes refused by %s as a bad request, they run alone%s: %r',
+                    len(batch), where, ' (an object server older than this proxy? upgrade '
+                    'object servers first)' if older else '', e)
                 alone = _FIRST
             else:
                 self.logger.info('batch of %d nodes refused by %s: %r', len(batch), where, e)
