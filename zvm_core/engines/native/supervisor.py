@@ -813,7 +813,8 @@ class _Supervisor:
             return
         tracer = self.guest.tracer
         if tracer is not None and not tracer.attached():      # before its first instruction
-            self.guest.outcome = Stop('killed', f'native engine: {tracer.error}')
+            self.guest.outcome = Stop('killed', f'native engine: {tracer.error}',
+                                      host_failure=tracer.host_failure)
             self._kill('stop')
             return
         self._send(notif_id, 0, 0, seccomp.USER_NOTIF_FLAG_CONTINUE)
@@ -1022,7 +1023,7 @@ def run(program: Program, channels: list[Channel], argv: list[str], env: dict[st
         if child is None:
             got = _listener(sock, guest.deadline)
         elif guest.tracer is not None and not guest.tracer.attached():
-            got, host = guest.tracer.error, False
+            got, host = guest.tracer.error, guest.tracer.host_failure
         else:
             try:
                 template.start(child, spec)
@@ -1050,6 +1051,11 @@ def run(program: Program, channels: list[Channel], argv: list[str], env: dict[st
             if listener is not None:
                 os.close(listener)
             status = _reap(pid, pidfd, guest.tracer)
+    tracer = guest.tracer
+    if (failure is None and stopped is None and guest.outcome is None and tracer is not None
+            and tracer.error):
+        # the tracer failed mid-run and killed the guest: not its CPU limit (SIGKILL)
+        failure, host = f'native engine: {tracer.error}', tracer.host_failure
     if failure is not None:
         report = Report('killed', None, failure, host_failure=host)
     else:

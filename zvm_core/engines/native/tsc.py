@@ -31,11 +31,20 @@ and hands its status to :meth:`Tracer.status`.  Tracer threads are kept
 for the next guest once one is reaped: starting a thread per run cost
 milliseconds on a loaded host, more than a resumed CPython start-up.  A program without ``rdtsc``
 is not traced (no thread, no cost), and a hidden ``rdtsc`` in it faults.
+
+A ptrace request that fails (the guest cannot be seized: a ptrace policy
+changed since the probe, another tracer; or a request on the stopped guest
+fails, as when the host killed it) is the host's trouble (``host_failure``:
+the run is ``killed``, the proxy answers 503 and runs the node elsewhere),
+never the program's: the guest is seized before its first instruction and
+cannot make a request on it fail.  Only a tracer bug (``ctypes`` misuse) is
+ours (a 500).
 """
 
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import queue
 import signal
@@ -83,6 +92,7 @@ class Tracer:
         self.pid, self.ticks = pid, ticks
         self.reads = 0                  # rdtsc/rdtscp answered
         self.error: str | None = None
+        self.host_failure = False       # ``error`` is the host's (ptrace failed), not a bug
         self._status: int | None = None
         self._seized, self._done = threading.Event(), threading.Event()
         _submit(self._run)
@@ -109,7 +119,7 @@ class Tracer:
         try:
             _ptrace(PTRACE_SEIZE, self.pid, 0, PTRACE_O_EXITKILL)
         except OSError as e:
-            self.error = f'cannot trace the guest: {e.strerror}'
+            self.error, self.host_failure = f'cannot trace the guest: {e.strerror}', True
             self._seized.set()
             return
         self._seized.set()
@@ -124,7 +134,8 @@ class Tracer:
                     _ptrace(PTRACE_CONT, self.pid, 0, sig)
         except (OSError, ctypes.ArgumentError) as e:
             # the guest dies with this thread's trace (EXITKILL); the caller reaps it
-            self.error = f'tracer failed: {e}'
+            if getattr(e, 'errno', None) != errno.ESRCH:    # else it died: its status says
+                self.error, self.host_failure = f'tracer failed: {e}', isinstance(e, OSError)
             try:
                 os.kill(self.pid, signal.SIGKILL)
             except ProcessLookupError:
