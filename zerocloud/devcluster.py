@@ -794,11 +794,15 @@ class Usage:
 
 
 def _child_pids(pid: int) -> list[int]:
-    try:
-        text = Path(f'/proc/{pid}/task/{pid}/children').read_text()
-    except OSError:
-        return []
-    return [int(c) for c in text.split()]
+    """``pid``'s children, whichever of its threads started them (a sandbox worker
+    that replaced one is started from a thread of the server: ``zvm_core.pool``)."""
+    pids = []
+    for task in Path(f'/proc/{pid}/task').glob('*/children'):
+        try:
+            pids += (int(c) for c in task.read_text().split())
+        except OSError:
+            pass
+    return pids
 
 
 def _open_fds(pid: int) -> int:

@@ -79,15 +79,23 @@ def count_for(conn: Connection, seconds: float) -> int:
         count *= 4
 
 
-def spinning_server(cluster: DevCluster, names: list[str]) -> str | None:
-    """The object server one of whose workers used CPU in the last 0.3 s."""
-    before = {name: cluster.usage(name).children for name in names}
+def spinning_server(cluster: DevCluster, names: list[str],
+                    before: dict[str, dict[int, int]]) -> str | None:
+    """The object server that holds a node of ours (its scratch directory,
+    ``zerocloud.object.scratch``) one of whose workers used CPU since ``before``, the
+    last sample (updated): a worker that started since is compared from its first
+    sample on; a restarted server's workers starting up, busy while the node runs on
+    the other, are not taken for it."""
     time.sleep(0.3)
+    found = None
     for name in names:
         after = cluster.usage(name).children
-        if any(t > before[name].get(pid, t) for pid, t in after.items()):
-            return name
-    return None
+        last, before[name] = before.get(name), after
+        if found is None and last is not None and any(
+                t > last[pid] for pid, t in after.items() if pid in last) and list(
+                cluster.devices_dir(cluster.server(name)).glob('*/tmp/zerocloud-node-*')):
+            found = name
+    return found
 
 
 def server_running(cluster: DevCluster, names: list[str],
@@ -95,8 +103,9 @@ def server_running(cluster: DevCluster, names: list[str],
     """The server that runs the job's node, waited for while the job is running."""
     deadline = time.monotonic() + WAIT
     victim = None
+    before: dict[str, dict[int, int]] = {}
     while victim is None and not running.done() and time.monotonic() < deadline:
-        victim = spinning_server(cluster, names)
+        victim = spinning_server(cluster, names, before)
     assert victim is not None, 'the node never ran'
     return victim
 
