@@ -39,7 +39,14 @@ import threading
 import time
 import weakref
 
-from zvm_core.channels import WRITE, Channel, FdBacking, FileBacking, standard_order
+from zvm_core.channels import (
+    WRITE,
+    Channel,
+    FdBacking,
+    FileBacking,
+    TailBacking,
+    standard_order,
+)
 from zvm_core.elf import PF_R, PF_W, PF_X, Program
 from zvm_core.engines.native import _fastcall, seccomp
 from zvm_core.engines.native.loader import Spec, loader_path
@@ -769,7 +776,7 @@ class _Supervisor:
             if gate is not None:
                 self._send(gate, 0, 0, seccomp.USER_NOTIF_FLAG_CONTINUE)
             return 'all'
-        ctx = (self.guest, *table, OpenFile, Channel, FdBacking, FileBacking,
+        ctx = (self.guest, *table, OpenFile, Channel, FdBacking, FileBacking, TailBacking,
                _constants(self.guest))
         got = _fastcall.serve(self.listener, self.pidfd, self.deadline, self.notif, ctx,
                               self._answer, gate)
