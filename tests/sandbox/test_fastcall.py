@@ -195,6 +195,26 @@ def test_tail_writes_served_in_c_as_the_personality_serves_them(guest, monkeypat
     _same(results)
 
 
+@pytest.mark.parametrize('args', [['0'], ['7'], ['7', 'group'], ['0x1ff'], ['-1', 'group'],
+                                  ['0x10000000003']])
+def test_exit_ends_the_run_without_python_per_call(guest, monkeypatch, tmp_path, answered,
+                                                   args):
+    """exit and exit_group are counted by the C loop and end the run with the
+    personality's ``sys_exit`` (the low byte of the status), not through
+    ``_answer``: the same status, count and report every way."""
+    results = []
+    for way in WAYS:
+        answered.clear()
+        results.append(_run(monkeypatch, tmp_path, guest('fastcall'), ['exit', *args], 'fd',
+                            b'', way))
+        if way == ('native', True):
+            in_python = len(answered)
+    report = results[0][0]
+    assert (report.status, report.retcode) == ('ok', int(args[0], 0) & 0xFF), report
+    _same(results)
+    assert in_python == 0
+
+
 def test_dev_null_served_in_c_as_the_personality_serves_it(guest, monkeypatch, tmp_path,
                                                            answered):
     """Writes to /dev/null and reads of it (a call there never waits nor stops short)

@@ -21,6 +21,8 @@
  *   time.py's sys_clock_gettime answers it: the value is the personality's
  *   clock's (guest.clock.clock_ns, called with the call counted, as the
  *   personality counts it before its handler); a recorded run's is Python's;
+ * - exit and exit_group: counted, left unanswered and handed back to Python as
+ *   the loop's result (EXIT_CALL), which ends the run with proc.py's sys_exit;
  * - ioctl, whatever its request: io.py's sys_ioctl answers ENOTTY on an open
  *   descriptor and EBADF on any other (no channel is a terminal), read from
  *   guest.fds as it does (a recorded run's is Python's: it may cut there);
@@ -75,7 +77,10 @@
 #define NR_READV 19
 #define NR_WRITEV 20
 #define NR_IOCTL 16
+#define NR_EXIT 60
+#define NR_EXIT_GROUP 231
 #define NR_ARCH_PRCTL 158
+#define VSYSCALL 0xFFFFFFFFFF600000ULL  /* supervisor.py: a call from there is a fault */
 #define NR_CLOCK_GETTIME 228
 #define KNOWN_CLOCKS 12         /* time.py: KNOWN_CLOCKS, range(0, 12) */
 #define NS 1000000000LL
@@ -93,7 +98,7 @@
 #define MAX_REGIONS 32
 #define MAX_CONSTANTS 64
 
-enum { STOPPED = 0, EXITED = 1, DEADLINE = 2, HUNGUP = 3 };
+enum { STOPPED = 0, EXITED = 1, DEADLINE = 2, HUNGUP = 3, EXIT_CALL = 4 };
 
 static PyObject *s_recorder, *s_fds, *s_syscalls, *s_access, *s_channel, *s_random, *s_backing,
     *s_direct, *s_fd, *s_cursor, *s_end, *s_quota, *s_counters, *s_gets, *s_get_size, *s_puts,
@@ -655,6 +660,15 @@ static PyObject *serve(PyObject *self, PyObject *args)
                 && (notif.data.args[0] == ARCH_SET_FS || notif.data.args[0] == ARCH_SET_GS)
                 && notif.data.args[1] < USER_TOP)
             served = performed = 1;     /* the kernel sets the base (checked: code, base) */
+        if (!served && (notif.data.nr == NR_EXIT || notif.data.nr == NR_EXIT_GROUP)
+                && notif.data.instruction_pointer - VSYSCALL >= PAGE) {
+            /* the run's end: counted as the personality counts it, left unanswered (the
+             * guest runs no instruction more), and handed to Python (proc.py sys_exit) */
+            memcpy(out.buf, &notif, sizeof notif);
+            if (add_ll(c.guest, s_syscalls, 1) == 0)
+                result = EXIT_CALL;
+            break;
+        }
         if (!served) {
             struct held h = {.n = 0};
             served = serve_one(&c, &notif, &ret, &h);
@@ -787,7 +801,8 @@ static PyObject *start(PyObject *self, PyObject *args)
 static PyMethodDef methods[] = {
     {"serve", serve, METH_VARARGS,
      "serve(listener, pidfd, deadline, notif, ctx, answer, gate=None) -> STOPPED, EXITED, "
-     "DEADLINE or HUNGUP.\n\ngate: the id of a notification to let continue with the first "
+     "DEADLINE, HUNGUP or EXIT_CALL (the guest's exit or exit_group, counted, unanswered, "
+     "in notif).\n\ngate: the id of a notification to let continue with the first "
      "wait (a template child's close at the gate).  A call it does not serve is put in notif and answer() is called: it gives "
      "the response to send, (id, val, error, flags), or None when the run is over "
      "(STOPPED).\n\nctx: (guest, memfd, pid, "
@@ -833,7 +848,8 @@ PyMODINIT_FUNC PyInit__fastcall(void)
         || PyModule_AddIntConstant(m, "CAP", CAP) < 0
         || PyModule_AddIntConstant(m, "EXITED", EXITED) < 0
         || PyModule_AddIntConstant(m, "DEADLINE", DEADLINE) < 0
-        || PyModule_AddIntConstant(m, "HUNGUP", HUNGUP) < 0)
+        || PyModule_AddIntConstant(m, "HUNGUP", HUNGUP) < 0
+        || PyModule_AddIntConstant(m, "EXIT_CALL", EXIT_CALL) < 0)
         return NULL;
     return m;
 }
