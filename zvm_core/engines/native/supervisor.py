@@ -1077,12 +1077,15 @@ def run(program: Program, channels: list[Channel], argv: list[str], env: dict[st
         report = Report('killed', None, failure, host_failure=host)
     else:
         report = _classify(guest, status, stopped, timeout)
+    counters, report.etags = {}, {}
+    for alias, ch in sorted(guest.channels.items()):    # one pass: counters, written etags
+        counters[alias] = ch.counters.copy()
+        if ch.mode & WRITE:
+            report.etags[alias] = ch.etag()
     report.accounting = Accounting(
-        fuel=0, syscalls=guest.syscalls, unknown_syscalls=dict(guest.unknown),
-        channels={a: c.counters.copy() for a, c in sorted(guest.channels.items())},
+        fuel=0, syscalls=guest.syscalls, unknown_syscalls=dict(guest.unknown), channels=counters,
         peak_memory=guest.image_size + guest.arena.peak,
         wall_time=round(time.perf_counter() - began, 6), start=guest.start)
-    report.etags = {a: ch.etag() for a, ch in sorted(guest.channels.items()) if ch.mode & WRITE}
     return report
 
 
