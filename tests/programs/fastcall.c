@@ -14,10 +14,13 @@
  *                    (100 times each); arch_prctl setting the FS base (100 times)
  *                    and GS, and with a code wider than 32 bits; clock_gettime
  *                    (100 times, unknown clocks, bad and read-only buffers); then
- *                    the virtual clock (it counts the calls) */
+ *                    the virtual clock (it counts the calls)
+ *   fastcall exit N [group]  the raw exit (or exit_group) call with N, a 64-bit
+ *                    number (the status is its low byte) */
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -237,5 +240,7 @@ int main(int argc, char **argv)
         edges();
     if (strcmp(mode, "identity") == 0)
         identity();
+    if (strcmp(mode, "exit") == 0 && argc > 2)
+        syscall(argc > 3 ? SYS_exit_group : SYS_exit, strtoll(argv[2], NULL, 0));
     return 0;
 }

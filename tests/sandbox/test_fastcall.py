@@ -19,7 +19,16 @@ import pytest
 
 from tests.sandbox.test_programs import text_input
 from zvm_core import engines
-from zvm_core.channels import READ, WRITE, Channel, FdBacking, FileBacking, MemoryBacking, Quota
+from zvm_core.channels import (
+    READ,
+    WRITE,
+    Channel,
+    FdBacking,
+    FileBacking,
+    MemoryBacking,
+    Quota,
+    TailBacking,
+)
 from zvm_core.engines.native import supervisor
 from zvm_core.executor import run
 
@@ -30,6 +39,10 @@ WAYS = [('native', True), ('native', False), ('emulated', None)]
 
 
 def _backing(kind: str, path, mode: int):
+    if kind.startswith('tail:'):        # stdout kept in memory (a batch node's), stdin a file
+        if mode == WRITE:
+            return TailBacking(int(kind[5:]))
+        kind = 'file'
     if kind == 'fd':
         return FdBacking.open(path, mode)
     if kind == 'null':          # output discarded, input empty: the file is not used
@@ -62,6 +75,8 @@ def _run(monkeypatch, tmp_path, program, args, kind, data, way, stdin_quota=None
             ch.close()
     assert report.engine == engine, report
     digests = {ch.alias: ch.digest() for ch in chans}
+    if isinstance(chans[1].backing, TailBacking):
+        return report, bytes(chans[1].backing.data), bytes(err.data), digests
     return report, out.read_bytes() if out.exists() else b'', bytes(err.data), digests
 
 
@@ -147,6 +162,57 @@ def test_channel_writes_do_not_reach_python(guest, monkeypatch, tmp_path, answer
     stdin, stdout = (report.accounting.channels[c] for c in ('/dev/stdin', '/dev/stdout'))
     assert stdout.writes == len(data) // 1000 + 1 and stdin.reads == stdout.writes + 1
     assert len(answered) < report.accounting.syscalls - stdin.reads - stdout.writes + 5
+
+
+@pytest.mark.parametrize('keep', [1, 999, 1000, 1001, 2500, 1 << 20])
+def test_tail_writes_served_in_c_as_the_personality_serves_them(guest, monkeypatch, tmp_path,
+                                                                answered, keep):
+    """Writes to a TailBacking (a batch node's kept output) are served by the C loop:
+    it keeps the same last ``keep`` bytes (a write longer than it, shorter, and one
+    that pushes older bytes out), with the same counters and etags, as the
+    personality alone and the emulator; with a quota, the same refusal (EDQUOT on
+    the exact byte)."""
+    data = text_input(20_000)
+    results = []
+    for way in WAYS:
+        answered.clear()
+        results.append(_run(monkeypatch, tmp_path, guest('fastcall'), ['copy'], f'tail:{keep}',
+                            data, way))
+        if way == ('native', True):
+            in_python = len(answered)
+    report, out, _, _ = results[0]
+    assert report.status == 'ok' and report.retcode == 0 and out == data[-keep:], report
+    _same(results)
+    stdout = report.accounting.channels['/dev/stdout']
+    assert stdout.writes == len(data) // 1000 + 1 and stdout.write_bytes == len(data)
+    assert in_python < 10       # not the 21 writes: start-up and the exit
+    quota = Quota(put_size=2500)
+    results = [_run(monkeypatch, tmp_path, guest('fastcall'), ['quota'], f'tail:{keep}',
+                    text_input(5000), way, stdout_quota=quota) for way in WAYS]
+    report, out, err, _ = results[0]
+    assert report.status == 'quota' and len(out) == min(keep, 2500), report
+    assert b'written = 2500 errno=0' in err and b'write(after) = -1 errno=122' in err
+    _same(results)
+
+
+@pytest.mark.parametrize('args', [['0'], ['7'], ['7', 'group'], ['0x1ff'], ['-1', 'group'],
+                                  ['0x10000000003']])
+def test_exit_ends_the_run_without_python_per_call(guest, monkeypatch, tmp_path, answered,
+                                                   args):
+    """exit and exit_group are counted by the C loop and end the run with the
+    personality's ``sys_exit`` (the low byte of the status), not through
+    ``_answer``: the same status, count and report every way."""
+    results = []
+    for way in WAYS:
+        answered.clear()
+        results.append(_run(monkeypatch, tmp_path, guest('fastcall'), ['exit', *args], 'fd',
+                            b'', way))
+        if way == ('native', True):
+            in_python = len(answered)
+    report = results[0][0]
+    assert (report.status, report.retcode) == ('ok', int(args[0], 0) & 0xFF), report
+    _same(results)
+    assert in_python == 0
 
 
 def test_dev_null_served_in_c_as_the_personality_serves_it(guest, monkeypatch, tmp_path,

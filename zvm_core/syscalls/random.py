@@ -15,11 +15,14 @@ class SeededStream:
     """SHA-256 in counter mode over the seed: deterministic, well mixed bytes."""
 
     def __init__(self, seed: int, label: bytes = b'getrandom') -> None:
-        self._key = hashlib.sha256(label + b'\0' + str(seed).encode()).digest()
+        self._seed, self._label = seed, label
+        self._key: bytes | None = None  # made at the first take: most runs never ask
         self._counter = 0
         self._buf = b''
 
     def take(self, n: int) -> bytes:
+        if self._key is None:
+            self._key = hashlib.sha256(self._label + b'\0' + str(self._seed).encode()).digest()
         blocks = max(0, n - len(self._buf) + 31) // 32
         first = self._counter
         self._buf += b''.join(hashlib.sha256(self._key + c.to_bytes(8, 'little')).digest()

@@ -21,6 +21,8 @@
  *   time.py's sys_clock_gettime answers it: the value is the personality's
  *   clock's (guest.clock.clock_ns, called with the call counted, as the
  *   personality counts it before its handler); a recorded run's is Python's;
+ * - exit and exit_group: counted, left unanswered and handed back to Python as
+ *   the loop's result (EXIT_CALL), which ends the run with proc.py's sys_exit;
  * - ioctl, whatever its request: io.py's sys_ioctl answers ENOTTY on an open
  *   descriptor and EBADF on any other (no channel is a terminal), read from
  *   guest.fds as it does (a recorded run's is Python's: it may cut there);
@@ -30,7 +32,9 @@
  *   direct: a call that never waits nor stops short) or by a FileBacking --
  *   or a write of at most PIPE_BUF bytes to a pipe or FIFO (FdBacking, pipe:
  *   such a write is all or nothing, so with RWF_NOWAIT one that would wait
- *   moves no byte and is handed on, and Python waits) -- when the channel's
+ *   moves no byte and is handed on, and Python waits) or a write to a
+ *   TailBacking (a batch node's kept output: its bytearray ends with the last
+ *   `keep` bytes written, as TailBacking.write leaves it) -- when the channel's
  *   quota lets the whole call through and every guest buffer lies in one
  *   region of the protection table with the needed access.  It reads the personality's own objects (guest.fds,
  *   the channel, its quota, counters, MD5 states, the backing's cursor) on
@@ -73,7 +77,10 @@
 #define NR_READV 19
 #define NR_WRITEV 20
 #define NR_IOCTL 16
+#define NR_EXIT 60
+#define NR_EXIT_GROUP 231
 #define NR_ARCH_PRCTL 158
+#define VSYSCALL 0xFFFFFFFFFF600000ULL  /* supervisor.py: a call from there is a fault */
 #define NR_CLOCK_GETTIME 228
 #define KNOWN_CLOCKS 12         /* time.py: KNOWN_CLOCKS, range(0, 12) */
 #define NS 1000000000LL
@@ -91,12 +98,13 @@
 #define MAX_REGIONS 32
 #define MAX_CONSTANTS 64
 
-enum { STOPPED = 0, EXITED = 1, DEADLINE = 2, HUNGUP = 3 };
+enum { STOPPED = 0, EXITED = 1, DEADLINE = 2, HUNGUP = 3, EXIT_CALL = 4 };
 
 static PyObject *s_recorder, *s_fds, *s_syscalls, *s_access, *s_channel, *s_random, *s_backing,
     *s_direct, *s_fd, *s_cursor, *s_end, *s_quota, *s_counters, *s_gets, *s_get_size, *s_puts,
     *s_put_size, *s_reads, *s_read_bytes, *s_writes, *s_write_bytes, *s_appending, *s_md5,
-    *s_appended, *s_read_md5, *s_update, *s_pipe, *s_nowait, *s_clock, *s_clock_ns;
+    *s_appended, *s_read_md5, *s_update, *s_pipe, *s_nowait, *s_clock, *s_clock_ns, *s_data,
+    *s_keep;
 
 static pthread_key_t scratch;       /* a thread's buffer, freed when the thread ends */
 
@@ -104,7 +112,7 @@ struct region { uint64_t start, end; long prot; };
 struct constant { int nr; long long value; };
 
 struct ctx {
-    PyObject *guest, *prot, *openfile, *channel, *fdbacking, *filebacking;
+    PyObject *guest, *prot, *openfile, *channel, *fdbacking, *filebacking, *tailbacking;
     unsigned char *buffer;              /* this thread's CAP bytes (hashlib may release the
                                            GIL while it hashes them) */
     int memfd, pid, nregions, nconstants;
@@ -250,6 +258,28 @@ static int md5_update(PyObject *md5, const unsigned char *buffer, size_t n)
     return r == NULL ? -1 : 0;
 }
 
+/* TailBacking.write of n bytes: its bytearray ends with the last keep bytes of what
+ * it held and buf (held: no view of it is exported).  n, or -2 (an exception). */
+static ssize_t tail_write(PyObject *data, long long keep, const unsigned char *buf, size_t n)
+{
+    Py_ssize_t old = PyByteArray_GET_SIZE(data);
+    if ((unsigned long long)n >= (unsigned long long)keep) {
+        if (PyByteArray_Resize(data, (Py_ssize_t)keep) < 0)
+            return -2;
+        memcpy(PyByteArray_AS_STRING(data), buf + n - keep, (size_t)keep);
+        return (ssize_t)n;
+    }
+    Py_ssize_t drop = old + (Py_ssize_t)n > keep ? old + (Py_ssize_t)n - (Py_ssize_t)keep : 0;
+    if (drop > old)
+        drop = old;
+    char *p = PyByteArray_AS_STRING(data);
+    memmove(p, p + drop, (size_t)(old - drop));
+    if (PyByteArray_Resize(data, old - drop + (Py_ssize_t)n) < 0)
+        return -2;
+    memcpy(PyByteArray_AS_STRING(data) + old - drop, buf, n);
+    return (ssize_t)n;
+}
+
 /* The open file (borrowed) of the call's descriptor, args[0], in guest.fds, or NULL
  * when it is not open: 1; 0 when the call is Python's (a recorded run cuts its
  * prefix at channel calls; no plain descriptor table; a failed lookup); -1 on an
@@ -354,7 +384,16 @@ static int serve_one(struct ctx *c, const struct seccomp_notif *n, long long *re
     if (backing == NULL)
         return 0;
     int file = Py_TYPE(backing) == (PyTypeObject *)c->filebacking, pipe = 0;
-    if (!file) {
+    int tail = Py_TYPE(backing) == (PyTypeObject *)c->tailbacking;
+    PyObject *kept = NULL;
+    long long keep = 0, hostfd = -1;
+    if (tail) {                         /* a write-only stream kept in memory */
+        kept = attr(h, backing, s_data);
+        keep = get_ll(backing, s_keep);
+        if (!writing || kept == NULL || !PyByteArray_CheckExact(kept) || keep < 1
+            || ((PyByteArrayObject *)kept)->ob_exports > 0)
+            return 0;                   /* (a view of its bytes: Python's BufferError) */
+    } else if (!file) {
         if (Py_TYPE(backing) != (PyTypeObject *)c->fdbacking)
             return 0;
         if (attr(h, backing, s_direct) != Py_True) {
@@ -366,8 +405,7 @@ static int serve_one(struct ctx *c, const struct seccomp_notif *n, long long *re
             pipe = 1;
         }
     }
-    long long hostfd = get_ll(backing, s_fd);
-    if (hostfd < 0 || hostfd > INT32_MAX)
+    if (!tail && ((hostfd = get_ll(backing, s_fd)) < 0 || hostfd > INT32_MAX))
         return 0;
 
     /* the guest's buffers: [buf, count) or its iovec array */
@@ -428,9 +466,12 @@ static int serve_one(struct ctx *c, const struct seccomp_notif *n, long long *re
         if (!guest_read(c, buffer, total, segs, nsegs))
             return 0;                   /* not readable after all: Python's EFAULT */
         struct iovec whole = {buffer, total};
-        done = pipe ? pwritev2((int)hostfd, &whole, 1, -1, RWF_NOWAIT)
+        done = tail ? tail_write(kept, keep, buffer, total)
+             : pipe ? pwritev2((int)hostfd, &whole, 1, -1, RWF_NOWAIT)
              : file ? pwrite((int)hostfd, buffer, total, cursor)
                     : write((int)hostfd, buffer, total);
+        if (done == -2)
+            return -1;                  /* no memory for the tail */
         if (done < 0)
             return 0;                   /* nothing written (a full pipe: EAGAIN): Python
                                            waits, retries or fails the run */
@@ -473,10 +514,10 @@ static int serve_one(struct ctx *c, const struct seccomp_notif *n, long long *re
 static int load_ctx(PyObject *tuple, struct ctx *c)
 {
     PyObject *regions, *constants;
-    if (!PyArg_ParseTuple(tuple, "OiiO!O!OOOOO!", &c->guest, &c->memfd, &c->pid, &PyTuple_Type,
-                          &regions,
-                          &PyDict_Type, &c->prot, &c->openfile, &c->channel, &c->fdbacking,
-                          &c->filebacking, &PyTuple_Type, &constants))
+    if (!PyArg_ParseTuple(tuple, "OiiO!O!OOOOOO!", &c->guest, &c->memfd, &c->pid,
+                          &PyTuple_Type, &regions, &PyDict_Type, &c->prot, &c->openfile,
+                          &c->channel, &c->fdbacking, &c->filebacking, &c->tailbacking,
+                          &PyTuple_Type, &constants))
         return -1;
     c->buffer = pthread_getspecific(scratch);
     if (c->buffer == NULL) {        /* malloc: its pages are touched only when used */
@@ -619,6 +660,15 @@ static PyObject *serve(PyObject *self, PyObject *args)
                 && (notif.data.args[0] == ARCH_SET_FS || notif.data.args[0] == ARCH_SET_GS)
                 && notif.data.args[1] < USER_TOP)
             served = performed = 1;     /* the kernel sets the base (checked: code, base) */
+        if (!served && (notif.data.nr == NR_EXIT || notif.data.nr == NR_EXIT_GROUP)
+                && notif.data.instruction_pointer - VSYSCALL >= PAGE) {
+            /* the run's end: counted as the personality counts it, left unanswered (the
+             * guest runs no instruction more), and handed to Python (proc.py sys_exit) */
+            memcpy(out.buf, &notif, sizeof notif);
+            if (add_ll(c.guest, s_syscalls, 1) == 0)
+                result = EXIT_CALL;
+            break;
+        }
         if (!served) {
             struct held h = {.n = 0};
             served = serve_one(&c, &notif, &ret, &h);
@@ -751,12 +801,13 @@ static PyObject *start(PyObject *self, PyObject *args)
 static PyMethodDef methods[] = {
     {"serve", serve, METH_VARARGS,
      "serve(listener, pidfd, deadline, notif, ctx, answer, gate=None) -> STOPPED, EXITED, "
-     "DEADLINE or HUNGUP.\n\ngate: the id of a notification to let continue with the first "
+     "DEADLINE, HUNGUP or EXIT_CALL (the guest's exit or exit_group, counted, unanswered, "
+     "in notif).\n\ngate: the id of a notification to let continue with the first "
      "wait (a template child's close at the gate).  A call it does not serve is put in notif and answer() is called: it gives "
      "the response to send, (id, val, error, flags), or None when the run is over "
      "(STOPPED).\n\nctx: (guest, memfd, pid, "
      "regions ((start, end, prot), ...), page protections {page: prot}, OpenFile, Channel, "
-     "FdBacking, FileBacking, constant calls ((nr, answer), ...))."},
+     "FdBacking, FileBacking, TailBacking, constant calls ((nr, answer), ...))."},
     {"gate", gate, METH_VARARGS,
      "gate(pid, listener, timeout) -> (pidfd, gate id, memfd or -1): a template's child "
      "up to its gate."},
@@ -783,6 +834,7 @@ PyMODINIT_FUNC PyInit__fastcall(void)
         {&s_appending, "_appending"}, {&s_md5, "_md5"}, {&s_appended, "_appended"},
         {&s_read_md5, "_read_md5"}, {&s_update, "update"}, {&s_pipe, "pipe"},
         {&s_nowait, "nowait"}, {&s_clock, "clock"}, {&s_clock_ns, "clock_ns"},
+        {&s_data, "data"}, {&s_keep, "keep"},
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if ((*names[i].slot = PyUnicode_InternFromString(names[i].name)) == NULL)
@@ -796,7 +848,8 @@ PyMODINIT_FUNC PyInit__fastcall(void)
         || PyModule_AddIntConstant(m, "CAP", CAP) < 0
         || PyModule_AddIntConstant(m, "EXITED", EXITED) < 0
         || PyModule_AddIntConstant(m, "DEADLINE", DEADLINE) < 0
-        || PyModule_AddIntConstant(m, "HUNGUP", HUNGUP) < 0)
+        || PyModule_AddIntConstant(m, "HUNGUP", HUNGUP) < 0
+        || PyModule_AddIntConstant(m, "EXIT_CALL", EXIT_CALL) < 0)
         return NULL;
     return m;
 }

@@ -39,7 +39,14 @@ import threading
 import time
 import weakref
 
-from zvm_core.channels import WRITE, Channel, FdBacking, FileBacking, standard_order
+from zvm_core.channels import (
+    WRITE,
+    Channel,
+    FdBacking,
+    FileBacking,
+    TailBacking,
+    standard_order,
+)
 from zvm_core.elf import PF_R, PF_W, PF_X, Program
 from zvm_core.engines.native import _fastcall, seccomp
 from zvm_core.engines.native.loader import Spec, loader_path
@@ -78,7 +85,7 @@ from zvm_core.prefix import Cut
 from zvm_core.report import Accounting, Report
 from zvm_core.syscalls import HANDLERS, Stop, SysError, count_unknown, syscall_name
 from zvm_core.syscalls.io import OpenFile
-from zvm_core.syscalls.proc import CONSTANT, segment_request
+from zvm_core.syscalls.proc import CONSTANT, segment_request, sys_exit
 from zvm_core.syscalls.random import SeededStream
 from zvm_core.syscalls.time import VirtualClock
 from zvm_core.zerovm import trap
@@ -760,7 +767,8 @@ class _Supervisor:
     def _serve_fast(self, gate: int | None) -> str | None:
         """The C loop (``fastcall.c``): it lets ``gate`` (if not None) through with its
         first wait, answers the constant calls, ``ioctl`` and plain channel reads and
-        writes, and hands every other call to :meth:`_answer`.  None when the guest
+        writes, ends the run at ``exit`` (:meth:`_exit`: no call into Python per call)
+        and hands every other call to :meth:`_answer`.  None when the guest
         exited or the run is over; what the Python loop is left to do otherwise:
         ``'all'`` (no C loop here) or ``'exiting'`` (the listener hung up: wait for
         the pidfd)."""
@@ -769,11 +777,13 @@ class _Supervisor:
             if gate is not None:
                 self._send(gate, 0, 0, seccomp.USER_NOTIF_FLAG_CONTINUE)
             return 'all'
-        ctx = (self.guest, *table, OpenFile, Channel, FdBacking, FileBacking,
+        ctx = (self.guest, *table, OpenFile, Channel, FdBacking, FileBacking, TailBacking,
                _constants(self.guest))
         got = _fastcall.serve(self.listener, self.pidfd, self.deadline, self.notif, ctx,
                               self._answer, gate)
-        if got == _fastcall.DEADLINE:
+        if got == _fastcall.EXIT_CALL:
+            self._exit()
+        elif got == _fastcall.DEADLINE:
             self._kill('timeout')
         return 'exiting' if got == _fastcall.HUNGUP else None
 
@@ -860,15 +870,28 @@ class _Supervisor:
         except Exception as e:  # a sandbox bug ends the run, never the worker
             g.outcome = Stop('killed', f'internal error in {syscall_name(nr)}: {e!r}')
         if g.outcome is not None:
-            g.mem.discard()
-            if self.kill_later:
-                self.stopped = 'stop'       # unanswered, it runs no instruction until killed
-            else:
-                self._kill('stop')
+            self._end()
             return None
         if -4096 < ret < 0:
             return notif_id, 0, ret, 0
         return notif_id, 0 if flags else ret, 0, flags
+
+    def _exit(self) -> None:
+        """The guest's exit or exit_group in ``self.notif``, which the C loop counted and
+        left unanswered: the run ends as the personality ends it (``proc.sys_exit``)."""
+        try:
+            sys_exit(self.guest, *seccomp.NOTIF.unpack(self.notif)[6:])
+        except Stop as s:
+            self.guest.outcome = s.with_traceback(None)
+        self._end()
+
+    def _end(self) -> None:
+        """The run is over (``guest.outcome``); its last call stays unanswered."""
+        self.guest.mem.discard()
+        if self.kill_later:
+            self.stopped = 'stop'       # unanswered, it runs no instruction until killed
+        else:
+            self._kill('stop')
 
     def _kill(self, why: str) -> None:
         self.stopped = why
@@ -1060,12 +1083,15 @@ def run(program: Program, channels: list[Channel], argv: list[str], env: dict[st
         report = Report('killed', None, failure, host_failure=host)
     else:
         report = _classify(guest, status, stopped, timeout)
+    counters, report.etags = {}, {}
+    for alias, ch in sorted(guest.channels.items()):    # one pass: counters, written etags
+        counters[alias] = ch.counters.copy()
+        if ch.mode & WRITE:
+            report.etags[alias] = ch.etag()
     report.accounting = Accounting(
-        fuel=0, syscalls=guest.syscalls, unknown_syscalls=dict(guest.unknown),
-        channels={a: c.counters.copy() for a, c in sorted(guest.channels.items())},
+        fuel=0, syscalls=guest.syscalls, unknown_syscalls=dict(guest.unknown), channels=counters,
         peak_memory=guest.image_size + guest.arena.peak,
         wall_time=round(time.perf_counter() - began, 6), start=guest.start)
-    report.etags = {a: ch.etag() for a, ch in sorted(guest.channels.items()) if ch.mode & WRITE}
     return report
 
 
