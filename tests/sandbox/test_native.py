@@ -420,6 +420,29 @@ def test_template_children_get_their_runs_cpu_limit(guest):
         template.close()
 
 
+def test_a_template_child_at_its_gate_holds_its_control_socket_alone(guest):
+    """A template's child keeps no descriptor but its control socket (CTL_FD, above
+    any the personality hands out) and its listener until the gate, however many the
+    worker has open: it closes the others before it moves the socket up (loader.c:
+    prepare), and the template keeps its spec and socket alone."""
+    from zvm_core.elf import load_program
+    from zvm_core.engines.native.supervisor import Template
+    spare = [os.open(os.devnull, os.O_RDONLY) for _ in range(8)]     # not CLOEXEC
+    os.set_inheritable(spare[0], True)
+    template = Template(load_program(str(guest('hello'))), 64 << 20)
+    try:
+        for _ in range(2):
+            child = template.take()
+            # its listener (the lowest number free: its close is the gate) and CTL_FD
+            assert set(os.listdir(f'/proc/{child.pid}/fd')) == {'0', '1030'}
+            assert set(os.listdir(f'/proc/{template.pid}/fd')) == {'3', '4'}   # spec, socket
+            child.close()
+    finally:
+        template.close()
+        for fd in spare:
+            os.close(fd)
+
+
 def test_a_template_child_that_cannot_start_says_why_and_is_reaped(guest):
     """A template's child passes its listener on the template's socket, and the
     kernel names the sender (``SO_PASSCRED``): a child that fails before that (here
@@ -577,6 +600,86 @@ def test_warm_native_runs_leave_no_zombie_nor_process(guest, tmp_path):
         while any(_alive(pid) for pid in kids) and time.monotonic() < deadline:
             time.sleep(0.01)
         assert not [pid for pid in kids if _alive(pid)]
+
+
+def test_a_template_that_dies_with_a_child_ready_is_replaced_after_the_run(guest):
+    """A warm start whose child already waits at its gate starts in it whatever became
+    of the template (the child is the worker's: a template's death takes no system
+    call of each start to notice): the template killed then is replaced after that
+    run, off the next one's path, and no process of either is left behind."""
+    import signal
+    import time
+
+    from zvm_core.channels import WRITE, Channel, MemoryBacking
+    from zvm_core.engines.native.warm import Warm
+    from zvm_core.executor import Limits
+    from zvm_core.prepare import prepare
+    before = set(_child_states(os.getpid()))
+    prepared = prepare(str(guest('hello')), engine='native')
+    warm = Warm(prepared.program, prepared.verdict, 64 << 20, prepared.tsc)
+
+    def run() -> None:
+        out = MemoryBacking()
+        report = warm.run([Channel('/dev/stdout', out, WRITE)], ['hello'], {}, 0, 0,
+                          Limits(timeout=RUN_TIMEOUT), probe=False)
+        assert report.status == 'ok' and out.data.startswith(b'Hello'), report
+
+    try:
+        run()
+        warm.reset()
+        warm.idle()                     # the next run's child, taken in
+        assert len(set(_child_states(os.getpid())) - before) == 2
+        old = warm.template.pid
+        os.kill(old, signal.SIGKILL)
+        deadline = time.monotonic() + RUN_TIMEOUT
+        while _child_states(os.getpid()).get(old) != 'Z':
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        run()                           # in the ready child
+        assert warm.template.pid == old
+        warm.reset()                    # the dead template fails its fork: replaced now
+        assert warm.template.pid != old and warm.template.alive()
+        warm.idle()
+        kids = _child_states(os.getpid())
+        assert len(set(kids) - before) == 2 and 'Z' not in kids.values(), kids
+        run()
+    finally:
+        warm.close()
+    assert set(_child_states(os.getpid())) <= before
+
+
+def test_warm_native_runs_that_are_killed_leave_no_zombie_nor_stray(guest, tmp_path):
+    """Runs killed by their timeout, or ended by a fault, in between ordinary ones: once
+    the worker is idle its children are its templates and their next runs' children,
+    none a zombie, and closing the pool leaves no process behind."""
+    import time
+
+    from zvm_core.channels import WRITE
+    from zvm_core.executor import Limits
+    from zvm_core.pool import ChannelSpec, Pool
+    before = set(_loaders())
+    programs = {name: str(guest(name)) for name in ('hello', 'loop', 'crash')}
+    expected = {'hello': 'ok', 'loop': 'timeout', 'crash': 'fault'}
+    with Pool(size=1, queue=0) as pool, open(os.devnull, 'wb') as null:
+        [worker] = pool.pids
+        for name in ('hello', 'loop', 'hello', 'crash', 'hello', 'loop', 'crash', 'hello'):
+            report = pool.run(programs[name], [ChannelSpec('/dev/stdout', null.fileno(), WRITE)],
+                              argv=[name], engine='native', limits=Limits(timeout=0.5))
+            assert (report.status, report.engine) == (expected[name], 'native'), report
+        deadline = time.monotonic() + RUN_TIMEOUT
+        kids: dict[int, str] = {}
+        while True:     # settled: the same children twice in a row, none a zombie
+            last, kids = kids, _child_states(worker)
+            if (kids == last and 'Z' not in kids.values()) or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        # a template and its next child per program (and a start-up snapshot's, if any)
+        assert len(kids) >= 6 and 'Z' not in kids.values(), kids
+        assert set(kids) <= set(_loaders())
+    deadline = time.monotonic() + 10
+    while set(_loaders()) - before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not set(_loaders()) - before
 
 
 def _alive(pid: int) -> bool:

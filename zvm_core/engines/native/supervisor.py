@@ -545,6 +545,11 @@ class Template:
     def alive(self) -> bool:
         return self.pidfd is not None and not select.select([self.pidfd], [], [], 0)[0]
 
+    def ready(self) -> bool:
+        """Whether the next run's child waits at its gate, taken in: that run starts
+        in it whatever became of the template since (the child is the worker's)."""
+        return self._next is not None
+
     def descriptors(self) -> int:
         """Descriptors this template holds in the worker (its socket and pidfd, the
         next child's pidfd, listener and memory, the ended runs not reaped yet): the pool's

@@ -35,9 +35,11 @@ class Warm:
             probe: bool = True) -> Report:
         """``ahead``: another run follows at once (a batch's next node); ``probe``:
         a run without a snapshot may record one (``Snapshots.begin``)."""
-        if not self.template.alive():       # killed from outside: a new one
-            self.template.close()
-            self.template = Template(self.program, self.memory)
+        # killed from outside: a new one.  Looked at only when no child is ready (a
+        # system call per start less): a template that died after its child was
+        # taken in fails the next prefork, and is replaced then (:meth:`_tend`)
+        if not self.template.ready() and not self.template.alive():
+            self._replace()
         try:
             report = run(self.program, channels, argv, env, self.memory, limits.timeout, seed,
                          epoch, image, tsc=self.tsc, template=self.template,
@@ -70,13 +72,24 @@ class Warm:
         """A descriptor of :meth:`waiting` is ready: its step of :meth:`idle`."""
         self._tend('tend', fd)
 
+    def _replace(self) -> None:
+        """A new template in place of one that died (its processes killed and reaped)."""
+        self.template.close()
+        self.template = Template(self.program, self.memory)
+
     def _tend(self, step: str, *args) -> None:
         """``step`` (``prefork``, ``idle`` or ``tend``) of the template and of the
-        snapshots."""
+        snapshots.  A template that failed is replaced now, off the next run's path;
+        if that fails too it stays closed, and the next run starts one (and says why
+        it cannot)."""
         try:
             getattr(self.template, step)(*args)
         except OSError:
-            self.template.close()       # the next run starts a new template
+            try:
+                self._replace()
+                self.template.prefork()
+            except Exception:   # an optimisation: the next run starts one, or says why not
+                self.template.close()
         if self.snapshots is not None:
             self.snapshots.tend_step(step, *args)
 
