@@ -121,7 +121,7 @@ def test_what_a_batch_s_nodes_share_crosses_once_per_worker(pair) -> None:
                 assert req == zvm_pool._request(run.program, run.channels, run.argv, run.env,
                                                 run.limits, run.seed, run.epoch, 'virtualize',
                                                 {}, run.engine)
-                assert plan == zvm_pool._plan(req) and plan[0] == run.limits
+                assert plan == zvm_pool._plan(req) and plan.limits == run.limits
                 assert req['channels'][0] == {'alias': '/dev/stderr', 'fd': None,
                                               'mode': WRITE, 'tail': 64}
                 assert len(run_fds) == 2            # stdin's and stdout's, this run's own

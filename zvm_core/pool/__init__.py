@@ -78,6 +78,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from zvm_core.channels import READ, UNLIMITED, Quota
 from zvm_core.fairshare import FairSlots
@@ -329,15 +330,35 @@ def _channel_fields(c: ChannelSpec, fd: int | None, notify: int | None) -> dict:
     return fields
 
 
-def _plan(shape: dict) -> tuple:
+class PlannedChannel(NamedTuple):
+    """A channel of a run's shape as the worker opens it (:func:`_plan`)."""
+
+    alias: str
+    fd: int | None          # an index in the run's descriptors (None: a ``tail``)
+    mode: int
+    random: bool
+    quota: Quota
+    mount: str | None
+    notify: int | None
+    wait: float | None
+    tail: int | None
+
+
+class Plan(NamedTuple):
+    """What the worker makes of a run's shape once (:func:`_plan`)."""
+
+    limits: Limits
+    channels: tuple[PlannedChannel, ...]
+
+
+def _plan(shape: dict) -> Plan:
     """What the worker makes of a shape once, not per run (``worker._serve_one``):
     its limits, and each channel's fields with its quota made (a quota is never
     changed by a run)."""
-    limits = Limits(**shape['limits'])
-    return limits, tuple((c['alias'], c['fd'], c['mode'], c.get('random', False),
-                          Quota(**c['quota']) if 'quota' in c else _NO_QUOTA, c.get('mount'),
-                          c.get('notify'), c.get('wait'), c.get('tail'))
-                         for c in shape['channels'])
+    return Plan(Limits(**shape['limits']), tuple(PlannedChannel(
+        c['alias'], c['fd'], c['mode'], c.get('random', False),
+        Quota(**c['quota']) if 'quota' in c else _NO_QUOTA, c.get('mount'), c.get('notify'),
+        c.get('wait'), c.get('tail')) for c in shape['channels']))
 
 
 _NO_QUOTA = Quota()
