@@ -241,7 +241,8 @@ class Chunks:
         return list(range(first, self.next))
 
     def ran(self, seconds: float) -> None:
-        """A node of the batch took ``seconds`` in its worker."""
+        """The nodes of a chunk took ``seconds`` each in their worker (on average: their
+        replies are read in groups, ``Pool.run_many``'s ``pace``)."""
         self.pace = seconds if self.pace is None else 0.8 * self.pace + 0.2 * seconds
 
 
@@ -439,7 +440,7 @@ class BatchRun:
     def run_chunk(self, indexes: list[int], entries: list[wire.BatchEntry], chunks: Chunks):
         """Run some nodes of the batch in one worker, in one request (``Pool.run_many``):
         yields (index, (report, outputs) or the exception of a node not run), and
-        tells ``chunks`` how long each node took in the worker."""
+        tells ``chunks`` how long its nodes took in the worker."""
         nodes: list[_Node] = []
         try:
             for index in indexes:
@@ -455,12 +456,13 @@ class BatchRun:
                 def started() -> None:
                     clock[0] = time.monotonic()
                 results = self.owner.pool.run_many([n.run for n in nodes], account=self.account,
-                                                   started=started)
+                                                   started=started, pace=chunks.pace or 0.0)
+                ran = 0
                 for i, result in enumerate(results):   # to its end: the worker goes back
-                    now = time.monotonic()
-                    chunks.ran(now - clock[0])
-                    clock[0] = now
                     node = nodes[i]
+                    ran += result is not None
+                    if i == len(nodes) - 1 and ran:     # replies come in groups: per chunk
+                        chunks.ran((time.monotonic() - clock[0]) / ran)
                     if result is None:
                         node.close(self.outputs)
                         yield node.index, HTTPServiceUnavailable(
