@@ -22,10 +22,9 @@ reply read alone woke this process once per node: ``Pool.run_many``'s
 ``pace``).  The nodes' channels follow one plan per batch for the nodes that
 share their spec's devices (``NodeRun.plan``, ``zerocloud.object.plan``).  A
 node this server cannot run (object not here, pool full, disk unmounted)
-gets an ``<i>/error`` member with the
-status it would have had alone: the proxy sends that node again alone,
-elsewhere.  When the proxy goes away the nodes still running are stopped
-(their workers are replaced, as for one node).
+gets an ``<i>/error`` member with the status it would have had alone: the
+proxy sends that node again alone, elsewhere.  When the proxy goes away the
+nodes still running are stopped (their workers are replaced, as for one node).
 """
 
 from __future__ import annotations
