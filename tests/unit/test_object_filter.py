@@ -853,28 +853,35 @@ def test_a_bad_native_switch_stops_the_server(devices, monkeypatch) -> None:
      wire.DeviceSpec('out/n2', 'w', random=True)),
     (wire.DeviceSpec('image', 'r', source='local'), wire.DeviceSpec('data', 'r', source='local'),
      wire.DeviceSpec('stdout', 'w')),
+    (wire.DeviceSpec('image', 'r'), wire.DeviceSpec('input'), wire.DeviceSpec('stdout', 'w')),
     (),
-], ids=['wc', 'outputs', 'image', 'none'])
-def test_a_batch_lays_its_nodes_channels_out_as_a_node_alone_gets_them(
+], ids=['wc', 'outputs', 'image', 'members', 'none'])
+def test_a_batch_s_nodes_share_one_plan_and_get_the_channels_of_a_node_alone(
         mw, devices: Path, devices_of_node: tuple) -> None:
-    """``batch._Layout`` gives each node the channels ``NodeRun.channels`` would (in its
-    order, with its modes, quotas, mounts and tails), only with the node's own object
-    and output files; undeclared standard streams share one /dev/null."""
-    from zerocloud.object.batch import Outputs, _Layout
+    """A batch's plan (``NodeRun.plan``, made once for the nodes that share their
+    devices) gives each node the channels a node alone gets (in its order, with its
+    modes, quotas, mounts and tails), only with its own object, output files and
+    members; undeclared standard streams share the batch's /dev/null."""
+    from zerocloud.object.batch import Outputs
     from zerocloud.object.middleware import NodeRun
-    helper = NodeRun(mw, Request.blank('/'))
-    helper.tail_in_worker = True
-    helper.outputs = Outputs(mw.spare_files(str(devices / 'sda1' / 'tmp')))
+    from zerocloud.object.plan import FIXED
+    outputs = Outputs(mw.spare_files(str(devices / 'sda1' / 'tmp')))
+    alone, batched = NodeRun(mw, Request.blank('/')), NodeRun(mw, Request.blank('/'))
+    for helper in (alone, batched):
+        helper.tail_in_worker, helper.outputs = True, outputs
+    member = devices / 'member'
+    member.write_bytes(b'x')
+    files = {'dev/image': str(member), 'dev/input': str(member)}
     spec = wire.NodeSpec('n', ['n'], devices=devices_of_node)
     opened: list = []
     with open(os.devnull, 'rb') as null, open(os.devnull, 'rb') as local:
+        batched.null_fd = null.fileno
 
         class Reader:
             _fp = local
-        alone, alone_outputs = helper.channels(spec, {}, Reader, str(devices), opened, {})
-        layout = _Layout(spec.devices, mw.config, mw.sysimages, null.fileno)
-        assert layout.plan is not None and not layout.link
-        batched, batched_outputs = layout.channels(local.fileno(), helper.outputs)
+        by_itself = alone.channels(spec, files, Reader, str(devices), opened, {})
+        plan = batched.plan(spec.devices, files)
+        nodes = [batched.lay(plan, Reader, str(devices), opened, {}) for _ in range(2)]
         fd, null_fd = local.fileno(), null.fileno()
     for f in opened:
         f.close()
@@ -882,23 +889,56 @@ def test_a_batch_lays_its_nodes_channels_out_as_a_node_alone_gets_them(
     def shape(channels, outputs):
         return ([(c.alias, c.mode, c.random, c.quota, c.mount, c.tail, c.notify, c.fd == fd)
                  for c in channels], sorted(name for name, _ in outputs))
-    assert shape(alone, alone_outputs) == shape(batched, batched_outputs)
-    undeclared = [c for c in batched if c.alias in ('/dev/stdin', '/dev/stdout')
-                  and c.alias[5:] not in {d.name for d in devices_of_node}]
-    assert all(c.fd == null_fd for c in undeclared)
+    for channels, written in nodes:
+        assert shape(channels, written) == shape(*by_itself)
+        undeclared = [c for c in channels if c.alias in ('/dev/stdin', '/dev/stdout')
+                      and c.alias[5:] not in {d.name for d in devices_of_node}]
+        assert all(c.fd == null_fd for c in undeclared)
+    first, second = (sorted(path for _, path in written) for _, written in nodes)
+    assert not set(first) & set(second)         # each node its own output files
+    assert all(step.kind == FIXED for step in plan
+               if step.name in wire.STD_CHANNELS
+               and step.name not in {d.name for d in devices_of_node})
 
 
-def test_a_batch_leaves_nodes_whose_devices_it_does_not_lay_out_to_a_node_alone(
-        mw) -> None:
-    """A device that reads a link, a member or a system image is not laid out
-    (``_Layout.plan`` None: ``NodeRun.channels`` opens it for each node); a link
-    marks the batch's nodes as refused (sent alone)."""
-    from zerocloud.object.batch import _Layout
-    for devices, link in (((wire.DeviceSpec('in/a', source='link'),), True),
-                          ((wire.DeviceSpec('input', source='member'),), False),
-                          ((wire.DeviceSpec('input'),), False)):
-        layout = _Layout(devices, mw.config, mw.sysimages, lambda: -1)
-        assert layout.plan is None and layout.link is link
+def test_a_batch_plans_the_channels_of_nodes_that_share_their_devices_once(
+        mw, guest, monkeypatch) -> None:
+    """The rules of a node's channels run once per batch for nodes that share their
+    spec's devices (``NodeRun.plan``), and again for a node whose devices differ."""
+    from zerocloud.object.middleware import NodeRun
+    planned: list[tuple] = []
+    plan = NodeRun.plan
+
+    def counted(self, devices, files):
+        planned.append(devices)
+        return plan(self, devices, files)
+    monkeypatch.setattr(NodeRun, 'plan', counted)
+    for i in range(5):
+        put(mw, f'/sda1/0/a/c/o{i}', b'word ' * i)
+    shared = (wire.DeviceSpec('data', 'r', source='local'), wire.DeviceSpec('stdout', 'w'))
+    other = (wire.DeviceSpec('stdin', 'r', source='local'), wire.DeviceSpec('stdout', 'w'))
+    entries = [wire.BatchEntry('sda1', 0, f'/a/c/o{i}', wire.NodeSpec(
+        f'n{i}', ['args_env'], devices=other if i == 4 else shared)) for i in range(5)]
+    resp = batch_request(mw, entries, guest('args_env').read_bytes())
+    assert resp.status_int == 200, resp.body
+    members = untar(resp.body)
+    assert all(json.loads(members[f'{i}/report.json'])['status'] == 'ok' for i in range(5))
+    assert planned == [shared, other]
+
+
+def test_a_batch_refuses_nodes_that_read_a_link(mw, guest) -> None:
+    """A node of a batch whose device reads a link is answered 400 (the proxy sends it
+    alone); its plan is not kept, and the other nodes run."""
+    for i in range(2):
+        put(mw, f'/sda1/0/a/c/o{i}', b'word ' * i)
+    link = (wire.DeviceSpec('in/a', source='link'),)
+    entries = [wire.BatchEntry('sda1', 0, f'/a/c/o{i}', wire.NodeSpec(
+        f'n{i}', ['args_env'], devices=link if i == 0 else ())) for i in range(2)]
+    resp = batch_request(mw, entries, guest('args_env').read_bytes())
+    assert resp.status_int == 200, resp.body
+    members = untar(resp.body)
+    assert members['0/error'].startswith(b'400 bad batch request: node n0 reads a link')
+    assert json.loads(members['1/report.json'])['status'] == 'ok'
 
 
 def test_a_batch_opens_dev_null_once_for_its_nodes_undeclared_streams(

@@ -121,7 +121,7 @@ def test_what_a_batch_s_nodes_share_crosses_once_per_worker(pair) -> None:
                 assert req == zvm_pool._request(run.program, run.channels, run.argv, run.env,
                                                 run.limits, run.seed, run.epoch, 'virtualize',
                                                 {}, run.engine)
-                assert plan == zvm_pool._plan(req) and plan[0] == run.limits
+                assert plan == zvm_pool._plan(req) and plan.limits == run.limits
                 assert req['channels'][0] == {'alias': '/dev/stderr', 'fd': None,
                                               'mode': WRITE, 'tail': 64}
                 assert len(run_fds) == 2            # stdin's and stdout's, this run's own
@@ -235,3 +235,58 @@ def _unlike(f: dataclasses.Field, nested: object) -> object:
     if isinstance(default, dict):
         return {'k': 3}
     raise AssertionError(f'no value for the field {f.name} ({f.type}): add one here')
+
+
+def test_a_reply_not_come_yet_is_looked_for_again_after_a_pause(pair, monkeypatch) -> None:
+    """``_recv`` with ``pause``: a message that comes during the pause is read then,
+    without a wait on the socket (a wake-up of the server's hub per reply)."""
+    caller, worker = pair
+    caller.setblocking(False)
+    paused: list[float] = []
+
+    class Select:
+        @staticmethod
+        def select(r, w, x, timeout=None):
+            assert (r, w, x) == ([], [], [])       # a pause, not a wait on the socket
+            paused.append(timeout)
+            zvm_pool._send(worker, [b'came meanwhile'])
+            return [], [], []
+
+    def wait(*args) -> None:
+        raise AssertionError('waited on the socket')
+    monkeypatch.setattr(zvm_pool, 'select', Select)
+    monkeypatch.setattr(zvm_pool, '_wait', wait)
+    message, fds = zvm_pool._recv(caller, zvm_pool._buffer(), None, 0.25)
+    assert bytes(message) == b'came meanwhile' and fds == [] and paused == [0.25]
+
+
+def test_run_many_gathers_replies_but_waits_for_the_last_two_as_they_come(monkeypatch) -> None:
+    """With a ``pace``, each reply is looked for after a pause of up to GATHER runs'
+    time (at most GATHER_MOST seconds), and the last two without one: the worker
+    waits for no next request.  Without a pace, no pause."""
+    pauses: list[float] = []
+
+    class Worker:
+        def __init__(self, *args) -> None:
+            self.proc, self.served, self.warming = _Alive(), 0, False
+            self.sock = self.buf = None
+
+        def send(self, message, fds) -> None:
+            pass
+
+    def recv(sock, buf, deadline=None, pause=0.0):
+        pauses.append(pause)
+        return memoryview(b'reply'), []
+    monkeypatch.setattr(zvm_pool, '_Worker', Worker)
+    monkeypatch.setattr(zvm_pool, '_recv', recv)
+    monkeypatch.setattr(zvm_pool, '_run_result', lambda message: bytes(message))
+    pool = Pool(size=1, queue=0)
+    runs = [_node(i, (-1, -1)) for i in range(7)]
+    assert list(pool.run_many(runs, pace=0.001)) == [b'reply'] * 7
+    assert pauses == pytest.approx([0.004, 0.004, 0.003, 0.002, 0.001, 0.0, 0.0])
+    pauses.clear()
+    assert list(pool.run_many(runs[:3], pace=1.0)) == [b'reply'] * 3
+    assert pauses == [zvm_pool.GATHER_MOST, 0.0, 0.0]
+    pauses.clear()
+    assert list(pool.run_many(runs[:3])) == [b'reply'] * 3
+    assert pauses == [0.0, 0.0, 0.0]

@@ -17,11 +17,14 @@ pool's queue (within ``zerovm_maxqueue``), so that no worker waits for the
 next.  Each node is still its own sandbox run, reading its own object in
 place, with its own channels, output files and report; the end of an
 undeclared stderr is kept by the worker, in memory (no pipe per node), and
-results stream back as nodes end.  A node this server cannot run (object not
-here, pool full, disk unmounted) gets an ``<i>/error`` member with the
-status it would have had alone: the proxy sends that node again alone,
-elsewhere.  When the proxy goes away the nodes still running are stopped
-(their workers are replaced, as for one node).
+results stream back as nodes end, read from the worker a few at a time (each
+reply read alone woke this process once per node: ``Pool.run_many``'s
+``pace``).  The nodes' channels follow one plan per batch for the nodes that
+share their spec's devices (``NodeRun.plan``, ``zerocloud.object.plan``).  A
+node this server cannot run (object not here, pool full, disk unmounted)
+gets an ``<i>/error`` member with the status it would have had alone: the
+proxy sends that node again alone, elsewhere.  When the proxy goes away the
+nodes still running are stopped (their workers are replaced, as for one node).
 """
 
 from __future__ import annotations
@@ -50,9 +53,9 @@ from zerocloud import hangup, wire
 from zerocloud.object import scratch
 from zerocloud.object.admission import RETRY_AFTER, charged_to
 from zerocloud.object.diskfiles import DiskFiles
+from zerocloud.object.plan import LINK
 from zerocloud.object.results import STDERR_TAIL, local_env, node_report
-from zvm_core.channels import READ, WRITE, Quota
-from zvm_core.pool import ChannelSpec, PoolBusy, Run
+from zvm_core.pool import PoolBusy, Run
 
 SMALL = 1 << 18         # outputs up to this size travel in one write with their report
 CHUNK = 16              # most nodes handed to a worker in one request (``Pool.run_many``)
@@ -241,64 +244,9 @@ class Chunks:
         return list(range(first, self.next))
 
     def ran(self, seconds: float) -> None:
-        """A node of the batch took ``seconds`` in its worker."""
+        """The nodes of a chunk took ``seconds`` each in their worker (on average: their
+        replies are read in groups, ``Pool.run_many``'s ``pace``)."""
         self.pace = seconds if self.pace is None else 0.8 * self.pace + 0.2 * seconds
-
-
-class _Layout:
-    """The channels of a batch's nodes whose devices are one tuple (a wildcard's: its
-    ``SharedSpec``'s), worked out once: what ``NodeRun.channels`` decides per device
-    (a tenth of this process's time per node) is the same for each of them but the
-    descriptors of the local object and of the outputs.  Only devices that read the
-    local object (not a system image's name) or are written are laid out here; a
-    node with any other (a member, a system image, a link) takes ``NodeRun.channels``."""
-
-    LOCAL, OUT = 'local', 'out'
-
-    def __init__(self, devices: tuple, config, sysimages, null_fd) -> None:
-        self.devices = devices
-        self.link = any(d.source == 'link' for d in devices)
-        self.plan: list[tuple] | None = None
-        plain = all((d.writable and d.source != 'link') or (
-            d.source == 'local' and d.name not in sysimages.images) for d in devices)
-        if self.link or not plain:
-            return
-        declared = {d.name: d for d in devices}
-        plan = []
-        for name in sorted(set(declared) | set(wire.STD_CHANNELS)):
-            dev, alias = declared.get(name), '/dev/' + name
-            if dev is None and name == 'stderr':
-                plan.append((None, ChannelSpec(alias, -1, WRITE, tail=STDERR_TAIL)))
-            elif dev is None:           # an undeclared standard stream: /dev/null
-                mode = READ if name == 'stdin' else WRITE
-                plan.append((None, ChannelSpec(alias, null_fd(), mode)))
-            elif dev.writable:
-                most = config.max_output
-                quota = Quota(put_size=most if dev.put_size is None else min(dev.put_size, most))
-                plan.append((self.OUT, (name, alias, dev.random, quota)))
-            else:
-                plan.append((self.LOCAL, (alias, dev.random, '/' if name == 'image' else None)))
-        # as NodeRun.channels: the job's image last (a stable sort)
-        plan.sort(key=lambda p: p[0] == self.LOCAL and p[1][2] is not None
-                  and p[1][0] == '/dev/image')
-        self.plan = plan
-
-    def channels(self, fd: int, outputs: Outputs) -> tuple[list, list[tuple[str, str]]]:
-        """A node's channels (``fd``: its local object) and written outputs [(device,
-        path)], as ``NodeRun.channels`` gives them."""
-        channels, written = [], []
-        for kind, item in self.plan:
-            if kind is None:
-                channels.append(item)
-            elif kind is self.OUT:
-                name, alias, random, quota = item
-                f, path = outputs.take()
-                channels.append(ChannelSpec(alias, f.fileno(), WRITE, random, quota))
-                written.append((name, path))
-            else:
-                alias, random, mount = item
-                channels.append(ChannelSpec(alias, fd, READ, random, mount=mount))
-        return channels, written
 
 
 class _Node:
@@ -343,7 +291,8 @@ class BatchRun:
         self.disk_files = DiskFiles(owner.object_server)
         self.asked = self.given = None          # the last node's limits and engine (settings)
         self.node_helper = None                 # the NodeRun of every node (``helper``)
-        self.layout: _Layout | None = None      # the last node's devices laid out
+        self.plan: tuple | None = None          # the last node's devices' (``NodeRun.plan``)
+        self.plan_of: tuple | None = None       # those devices
         self.null = None                        # /dev/null, open for the batch's nodes
 
     def execute(self) -> Response:
@@ -443,6 +392,7 @@ class BatchRun:
         helper = self.node_helper
         if helper is None:              # no state of a node: one for them all
             helper = self.node_helper = self.helper()
+            helper.null_fd = self.null_fd
         node = _Node(index, entry, time.monotonic())
         try:
             node.reader = helper.open_local(entry.device, str(entry.partition), account,
@@ -450,21 +400,16 @@ class BatchRun:
             spec = entry.spec
             env = local_env(spec, node.reader)      # no spec made per node (with_local_env)
             limits, engine = self.settings(helper, spec)
-            layout = self.layout
-            if layout is None or (layout.devices is not spec.devices
-                                  and layout.devices != spec.devices):   # whole specs
-                layout = self.layout = _Layout(spec.devices, self.config,
-                                               self.owner.sysimages, self.null_fd)
-            if layout.link:
-                raise HTTPBadRequest(body=f'bad batch request: node {spec.name} reads a '
-                                          'link: send it alone\n')
-            if layout.plan is not None:
-                channels, node.outputs = layout.channels(node.reader._fp.fileno(),
-                                                         self.outputs)
-            else:
-                channels, node.outputs = helper.channels(spec, self.files, node.reader,
-                                                         self.outputs.spares.disk_tmp,
-                                                         node.opened, {})
+            devices = spec.devices
+            if self.plan is None or (self.plan_of is not devices and self.plan_of != devices):
+                self.plan, self.plan_of = None, devices         # whole specs: each its own
+                plan = helper.plan(devices, self.files)
+                if any(step.kind == LINK for step in plan):
+                    raise HTTPBadRequest(body=f'bad batch request: node {spec.name} reads a '
+                                              'link: send it alone\n')
+                self.plan = plan
+            channels, node.outputs = helper.lay(self.plan, node.reader,
+                                                self.outputs.spares.disk_tmp, node.opened, {})
             node.run = Run(self.program(helper, spec), channels, spec.argv, env, limits,
                            spec.seed, spec.epoch, engine)
         except BaseException:
@@ -498,7 +443,7 @@ class BatchRun:
     def run_chunk(self, indexes: list[int], entries: list[wire.BatchEntry], chunks: Chunks):
         """Run some nodes of the batch in one worker, in one request (``Pool.run_many``):
         yields (index, (report, outputs) or the exception of a node not run), and
-        tells ``chunks`` how long each node took in the worker."""
+        tells ``chunks`` how long its nodes took in the worker."""
         nodes: list[_Node] = []
         try:
             for index in indexes:
@@ -514,12 +459,13 @@ class BatchRun:
                 def started() -> None:
                     clock[0] = time.monotonic()
                 results = self.owner.pool.run_many([n.run for n in nodes], account=self.account,
-                                                   started=started)
+                                                   started=started, pace=chunks.pace or 0.0)
+                ran = 0
                 for i, result in enumerate(results):   # to its end: the worker goes back
-                    now = time.monotonic()
-                    chunks.ran(now - clock[0])
-                    clock[0] = now
                     node = nodes[i]
+                    ran += result is not None
+                    if i == len(nodes) - 1 and ran:     # replies come in groups: per chunk
+                        chunks.ran((time.monotonic() - clock[0]) / ran)
                     if result is None:
                         node.close(self.outputs)
                         yield node.index, HTTPServiceUnavailable(

@@ -161,6 +161,7 @@ from zerocloud.object import scratch
 from zerocloud.object.admission import RETRY_AFTER, Admission, charged_to
 from zerocloud.object.batch import BatchRun, Spares
 from zerocloud.object.cache import ContentCache
+from zerocloud.object.plan import FILE, FIXED, LINK, LOCAL, OUT, TAIL, Step
 from zerocloud.object.results import STDERR_TAIL, Tail, node_report, stderr_of, with_local_env
 from zvm_core import engines
 from zvm_core.channels import READ, WRITE, LinkWaker, LinkWriter, Quota
@@ -306,6 +307,7 @@ class NodeRun:
 
     tail_in_worker = False      # an undeclared stderr's end is kept by the worker (a batch's)
     outputs = None      # a batch's output files (``zerocloud.object.batch.Outputs``)
+    null_fd: Callable[[], int] | None = None    # a batch's /dev/null for undeclared streams
 
     def __init__(self, owner: ObjectExecMiddleware, req: Request) -> None:
         self.owner, self.req = owner, req
@@ -473,60 +475,96 @@ class NodeRun:
         except SysImageError as e:
             raise HTTPBadRequest(body=f'{e} on this server\n') from None
 
-    def channel(self, name: str, dev: wire.DeviceSpec | None, files: dict[str, str], reader,
-                 tmp: str, opened: list, links: dict) -> tuple[ChannelSpec, str | None]:
-        """The channel for one device, and the host path of its output if it is written."""
+    def step(self, name: str, dev: wire.DeviceSpec | None, files: dict[str, str]) -> Step:
+        """How device ``name`` becomes a node's channel (the rules of :meth:`plan`)."""
         alias = '/dev/' + name
         if dev is not None and dev.source == 'link':     # arrives while the node runs
-            if None not in links:                  # one waker for all the node's links
-                links[None] = LinkWaker()
-                opened.append(links[None])
-            link = LinkWriter(os.path.join(tmp, 'link-' + name.replace('/', '_')), links[None])
-            opened.insert(0, link)                 # closed (aborted) before the waker
-            links[name] = link
-            return ChannelSpec(alias, link.fd, READ, notify=link.notify,
-                               wait=self.config.link_wait), None
+            return Step(LINK, name, alias, READ)
         if dev is None and name == 'stderr':     # kept for the report (its end)
             if self.tail_in_worker:
-                return ChannelSpec(alias, -1, WRITE, tail=STDERR_TAIL), None
-            tail = Tail()
-            opened.append(tail)
-            return ChannelSpec(alias, tail.fd, WRITE), None
+                return Step(FIXED, name, alias, WRITE,
+                            fixed=ChannelSpec(alias, -1, WRITE, tail=STDERR_TAIL))
+            return Step(TAIL, name, alias, WRITE)
         if dev is None:                       # an undeclared standard stream: /dev/null
-            f = open(os.devnull, 'rb' if name == 'stdin' else 'wb')
-            opened.append(f)
-            return ChannelSpec(alias, f.fileno(), READ if name == 'stdin' else WRITE), None
-        random = dev.random
+            mode = READ if name == 'stdin' else WRITE
+            if self.null_fd is not None:
+                return Step(FIXED, name, alias, mode,
+                            fixed=ChannelSpec(alias, self.null_fd(), mode))
+            return Step(FILE, name, alias, mode, path=os.devnull)
         if dev.writable:
-            if self.outputs is not None:            # the batch's, kept open
-                f, path = self.outputs.take()
-            else:
-                path = os.path.join(tmp, 'out-' + name.replace('/', '_'))    # out/<peer>
-                f = open(path, 'w+b')
-                opened.append(f)
             most = self.config.max_output
             put_size = most if dev.put_size is None else min(dev.put_size, most)
-            return ChannelSpec(alias, f.fileno(), WRITE, random=random,
-                               quota=Quota(put_size=put_size)), path
-        if name in self.owner.sysimages.images and not dev.writable and \
-                wire.DEV_PREFIX + name not in files:      # mounted read-only at /
-            try:
-                f = open(self.owner.sysimages.tar(name), 'rb')
-            except (SysImageError, OSError) as e:
+            return Step(OUT, name, alias, WRITE, dev.random, quota=Quota(put_size=put_size))
+        if name in self.owner.sysimages.images and wire.DEV_PREFIX + name not in files:
+            try:                                # mounted read-only at /
+                path = str(self.owner.sysimages.tar(name))
+            except SysImageError as e:
                 raise HTTPBadRequest(body=f'{e} on this server\n') from None
-            opened.append(f)
-            return ChannelSpec(alias, f.fileno(), READ, random=True, mount='/'), None
+            return Step(FILE, name, alias, READ, True, '/', path=path)
         if dev.source == 'local':
-            if reader is None:
-                raise HTTPBadRequest(body=f'bad execute request: device {name} reads the '
-                                          f'local object but {wire.ACCESS} is not GET\n')
-            return ChannelSpec(alias, reader._fp.fileno(), READ, random=random,
-                               mount='/' if name == 'image' else None), None
+            return Step(LOCAL, name, alias, READ, dev.random, '/' if name == 'image' else None)
         member = files.get(wire.DEV_PREFIX + name)
-        f = open(member or os.devnull, 'rb')
-        opened.append(f)
-        return ChannelSpec(alias, f.fileno(), READ, random=random and member is not None,
-                           mount='/' if name == 'image' and member else None), None
+        return Step(FILE, name, alias, READ, dev.random and member is not None,
+                    '/' if name == 'image' and member else None, path=member or os.devnull)
+
+    def plan(self, devices: tuple, files: dict[str, str]) -> tuple[Step, ...]:
+        """How each device of a node (``devices``: its spec's) becomes its channel, in
+        their order: the rules of a node's channels, in one place.  What it names
+        but not opens (the local object, outputs, files, links) :meth:`lay` opens
+        for each node; a batch's nodes that share a spec's devices share a plan."""
+        declared = {d.name: d for d in devices}
+        steps = [self.step(name, declared.get(name), files)
+                 for name in sorted(set(declared) | set(wire.STD_CHANNELS))]
+        # system images first, the job's image last: its files win where paths meet
+        steps.sort(key=lambda s: s.mount is not None and s.alias == '/dev/image')
+        return tuple(steps)
+
+    def lay(self, plan: tuple[Step, ...], reader, tmp: str, opened: list, links: dict):
+        """One node's channels, by ``plan``, and its written outputs [(device, host
+        path)]: what it opens is added to ``opened``, its links to ``links``."""
+        channels, outputs = [], []
+        for step in plan:
+            kind, alias = step.kind, step.alias
+            if kind is FIXED:
+                channels.append(step.fixed)
+            elif kind is LOCAL:
+                if reader is None:
+                    raise HTTPBadRequest(body=f'bad execute request: device {step.name} reads '
+                                              f'the local object but {wire.ACCESS} is not GET\n')
+                channels.append(ChannelSpec(alias, reader._fp.fileno(), READ, step.random,
+                                            mount=step.mount))
+            elif kind is OUT:
+                if self.outputs is not None:            # the batch's, kept open
+                    f, path = self.outputs.take()
+                else:
+                    path = os.path.join(tmp, 'out-' + step.name.replace('/', '_'))  # out/<peer>
+                    f = open(path, 'w+b')
+                    opened.append(f)
+                channels.append(ChannelSpec(alias, f.fileno(), WRITE, step.random, step.quota))
+                outputs.append((step.name, path))
+            elif kind is FILE:
+                try:
+                    f = open(step.path, 'rb' if step.mode == READ else 'wb')
+                except OSError as e:         # a system image gone since it was looked up
+                    raise HTTPBadRequest(body=f'{e} on this server\n') from None
+                opened.append(f)
+                channels.append(ChannelSpec(alias, f.fileno(), step.mode, step.random,
+                                            mount=step.mount))
+            elif kind is TAIL:
+                tail = Tail()
+                opened.append(tail)
+                channels.append(ChannelSpec(alias, tail.fd, WRITE))
+            elif kind is LINK:
+                if None not in links:                  # one waker for all the node's links
+                    links[None] = LinkWaker()
+                    opened.append(links[None])
+                link = LinkWriter(os.path.join(tmp, 'link-' + step.name.replace('/', '_')),
+                                  links[None])
+                opened.insert(0, link)                 # closed (aborted) before the waker
+                links[step.name] = link
+                channels.append(ChannelSpec(alias, link.fd, READ, notify=link.notify,
+                                            wait=self.config.link_wait))
+        return channels, outputs
 
     def limits(self, spec: wire.NodeSpec) -> Limits:
         """The node's limits: what the proxy asks, within this server's."""
@@ -541,17 +579,7 @@ class NodeRun:
     def channels(self, spec: wire.NodeSpec, files: dict[str, str], reader, tmp: str, opened: list,
                   links: dict):
         """The node's channels and its written outputs [(device, host path)]."""
-        declared = {d.name: d for d in spec.devices}
-        channels, outputs = [], []
-        for name in sorted(set(declared) | set(wire.STD_CHANNELS)):
-            channel, out = self.channel(name, declared.get(name), files, reader, tmp, opened,
-                                         links)
-            channels.append(channel)
-            if out:
-                outputs.append((name, out))
-        # system images first, the job's image last: its files win where paths meet
-        channels.sort(key=lambda c: c.mount is not None and c.alias == '/dev/image')
-        return channels, outputs
+        return self.lay(self.plan(spec.devices, files), reader, tmp, opened, links)
 
     def engine(self, spec: wire.NodeSpec) -> str | None:
         """The engine the node asks for, within what the operator allows."""

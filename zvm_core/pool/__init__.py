@@ -78,6 +78,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from zvm_core.channels import READ, UNLIMITED, Quota
 from zvm_core.fairshare import FairSlots
@@ -114,6 +115,8 @@ class ChannelSpec:
 
 MAX_MESSAGE = 1 << 20
 SHAPES = 64                 # run shapes (:class:`_Shapes`) a worker keeps
+GATHER = 4                  # replies of ``Pool.run_many`` its caller is woken for at once
+GATHER_MOST = 0.01          # seconds it waits at most for them
 _LENGTH = struct.Struct('<I')     # a run's reply: its JSON part's length (then tails)
 _ANCILLARY = socket.CMSG_SPACE(MAX_FDS * array.array('i').itemsize)
 _ENCODER = json.JSONEncoder(separators=(',', ':'), check_circular=False)
@@ -196,19 +199,25 @@ def _buffer() -> mmap.mmap:
     return mmap.mmap(-1, MAX_MESSAGE)
 
 
-def _recv(sock: socket.socket, buf, deadline: float | None = None
+def _recv(sock: socket.socket, buf, deadline: float | None = None, pause: float = 0.0
           ) -> tuple[memoryview | None, list[int]]:
     """The next message, a view of ``buf`` (valid until the next receive into it), and
     its descriptors; (None, []) at the end.  One ``recvmsg`` into a buffer kept
     with the socket: no peek for its size, no buffer made per message.  The
     descriptors come close-on-exec: a loader spawned meanwhile does not inherit
-    them (it would hold another run's channels until its ``close_range``)."""
+    them (it would hold another run's channels until its ``close_range``).  With
+    ``pause``, a message not there yet is looked for again that many seconds later
+    before it is waited for: what came meanwhile is read then, in one wake-up."""
     while True:
         try:
             size, ancillary, _flags, _addr = sock.recvmsg_into([buf], _ANCILLARY,
                                                                socket.MSG_CMSG_CLOEXEC)
             break
         except BlockingIOError:
+            if pause > 0 and (deadline is None or time.monotonic() + pause < deadline):
+                select.select([], [], [], pause)     # green where select is (a server)
+                pause = 0.0
+                continue
             _wait(sock, True, deadline)
     fds: list[int] = []
     for level, kind, data in ancillary:
@@ -329,15 +338,35 @@ def _channel_fields(c: ChannelSpec, fd: int | None, notify: int | None) -> dict:
     return fields
 
 
-def _plan(shape: dict) -> tuple:
+class PlannedChannel(NamedTuple):
+    """A channel of a run's shape as the worker opens it (:func:`_plan`)."""
+
+    alias: str
+    fd: int | None          # an index in the run's descriptors (None: a ``tail``)
+    mode: int
+    random: bool
+    quota: Quota
+    mount: str | None
+    notify: int | None
+    wait: float | None
+    tail: int | None
+
+
+class Plan(NamedTuple):
+    """What the worker makes of a run's shape once (:func:`_plan`)."""
+
+    limits: Limits
+    channels: tuple[PlannedChannel, ...]
+
+
+def _plan(shape: dict) -> Plan:
     """What the worker makes of a shape once, not per run (``worker._serve_one``):
     its limits, and each channel's fields with its quota made (a quota is never
     changed by a run)."""
-    limits = Limits(**shape['limits'])
-    return limits, tuple((c['alias'], c['fd'], c['mode'], c.get('random', False),
-                          Quota(**c['quota']) if 'quota' in c else _NO_QUOTA, c.get('mount'),
-                          c.get('notify'), c.get('wait'), c.get('tail'))
-                         for c in shape['channels'])
+    return Plan(Limits(**shape['limits']), tuple(PlannedChannel(
+        c['alias'], c['fd'], c['mode'], c.get('random', False),
+        Quota(**c['quota']) if 'quota' in c else _NO_QUOTA, c.get('mount'), c.get('notify'),
+        c.get('wait'), c.get('tail')) for c in shape['channels']))
 
 
 _NO_QUOTA = Quota()
@@ -575,7 +604,8 @@ class Pool:
                            limits.timeout + KILL_GRACE, started, _run_report, account)
 
     def run_many(self, runs: list[Run], *, rdtsc: str = 'virtualize', account: str = '',
-                 started: Callable[[], None] | None = None) -> Iterator[RunResult | None]:
+                 started: Callable[[], None] | None = None,
+                 pace: float = 0.0) -> Iterator[RunResult | None]:
         """Run ``runs`` one after the other in one warm worker, sent in one request
         (the nodes of a batch, ``zerocloud.object.batch``): what a round trip costs
         is paid once for all of them, and each run is still its own sandbox with its
@@ -589,6 +619,14 @@ class Pool:
         snapshot (each node's ``LOCAL_*`` variables make its key unlike any other
         run's: ``zvm_core.engines.native.snapshot``, and under the emulated engine
         its ~2 MB copy would evict the kept ones); one its key has is used.
+
+        ``pace``: about how long a run takes (seconds), if known.  A reply that has
+        not come yet, but for the last two runs', is looked for again only once up
+        to :data:`GATHER` more runs could have ended (within :data:`GATHER_MOST`
+        seconds): the caller wakes once for several replies, not once per run (a
+        wake-up of a server's hub cost more of its CPU than the reply it read),
+        while the worker runs on; the last replies are waited for as they come, so
+        that the worker waits for no next request.
         """
         fds = []        # each run's channels' descriptors, in order (a tail has none)
         for run in runs:
@@ -601,10 +639,10 @@ class Pool:
         if len(fds) > MAX_FDS:
             raise ValueError(f'{len(fds)} descriptors for one request: at most {MAX_FDS}')
         with self._worker(started, account) as worker:
-            yield from self._exchange_many(worker, fds, runs, rdtsc)
+            yield from self._exchange_many(worker, fds, runs, rdtsc, pace)
 
     def _exchange_many(self, worker: _Worker, fds: list[int], runs: list[Run],
-                       rdtsc: str) -> Iterator[RunResult | None]:
+                       rdtsc: str, pace: float = 0.0) -> Iterator[RunResult | None]:
         """The worker's reply to each of ``runs`` (see :meth:`run_many`)."""
         done = 0
         try:
@@ -618,9 +656,11 @@ class Pool:
                 done += 1
                 yield from (None for _ in runs[1:])
                 return
-            for run in runs:
+            last = len(runs) - 1
+            for i, run in enumerate(runs):
                 deadline = time.monotonic() + run.limits.timeout + KILL_GRACE
-                reply, extra = _recv(worker.sock, worker.buf, deadline)
+                pause = min(pace * min(GATHER, max(last - i - 1, 0)), GATHER_MOST)
+                reply, extra = _recv(worker.sock, worker.buf, deadline, pause)
                 for f in extra:
                     os.close(f)
                 if reply is None:

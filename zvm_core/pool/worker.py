@@ -264,7 +264,7 @@ def _serve_one(req: dict, fds: list[int], templates: Templates,
             return Report('refused', None, str(e)), None
     engine, reason, _until = chosen
     image = None
-    mounts = [(ch, c[5]) for ch, c in zip(channels, plan, strict=True) if c[5]]
+    mounts = [(ch, c.mount) for ch, c in zip(channels, plan, strict=True) if c.mount]
     if mounts:
         from zvm_core.syscalls.fs import ImageError, mounted
         try:        # in order: a later image wins where paths meet
