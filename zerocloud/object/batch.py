@@ -52,7 +52,15 @@ from zerocloud.object.admission import RETRY_AFTER, charged_to
 from zerocloud.object.diskfiles import DiskFiles
 from zerocloud.object.results import STDERR_TAIL, local_env, node_report
 from zvm_core.channels import READ, WRITE, Quota
-from zvm_core.pool import ChannelSpec, PoolBusy, Run
+from zvm_core.pool import (
+    ACCOUNTING_FIELDS,
+    CHANNEL_FIELDS,
+    REPORT_FIELDS,
+    ChannelSpec,
+    PoolBusy,
+    Run,
+    RunResult,
+)
 
 SMALL = 1 << 18         # outputs up to this size travel in one write with their report
 CHUNK = 16              # most nodes handed to a worker in one request (``Pool.run_many``)
@@ -301,6 +309,41 @@ class _Layout:
         return channels, written
 
 
+# How a ``batch/reports`` block's rows carry a report (``wire.ReportsBlock``): the
+# worker's values as it sent them (``RunResult.fields``), then the end of the stderr.
+REPORT_NAMES = {'report': (*REPORT_FIELDS, 'stderr'), 'accounting': ACCOUNTING_FIELDS,
+                'channel': CHANNEL_FIELDS}
+_STATUS_AT, _ETAGS_AT = REPORT_FIELDS.index('status'), REPORT_FIELDS.index('etags')
+
+
+class _Report:
+    """A node's report as its worker sent it, encoded only for the answer: its values
+    passed on in a ``batch/reports`` block (not made into dicts, a ``NodeReport``,
+    then JSON with its keys: ~10 us a node), or ``report.json`` for a proxy of
+    before blocks (``node_report``)."""
+
+    __slots__ = ('spec', 'result', 'stderr')
+
+    def __init__(self, spec: wire.NodeSpec, result: RunResult, stderr: bytes) -> None:
+        self.spec, self.result, self.stderr = spec, result, stderr
+
+    @property
+    def status(self) -> str:
+        return self.result.fields[_STATUS_AT]
+
+    def values(self) -> list:
+        """The row's values (``REPORT_NAMES``): the etags of the declared devices only."""
+        values = list(self.result.fields)
+        declared = {d.name for d in self.spec.devices}
+        values[_ETAGS_AT] = {k: v for k, v in values[_ETAGS_AT].items()
+                             if k[len('/dev/'):] in declared}
+        values.append(self.stderr.decode('utf-8', 'replace'))
+        return values
+
+    def to_json(self) -> bytes:
+        return node_report(self.spec, self.result.data, self.stderr).to_json()
+
+
 class _Node:
     """One node of a batch while it runs: what it holds."""
 
@@ -345,6 +388,7 @@ class BatchRun:
         self.node_helper = None                 # the NodeRun of every node (``helper``)
         self.layout: _Layout | None = None      # the last node's devices laid out
         self.null = None                        # /dev/null, open for the batch's nodes
+        self.blocks = req.headers.get(wire.READS_REPORTS) == '1'    # answer in batch/reports
 
     def execute(self) -> Response:
         req, config = self.req, self.config
@@ -385,8 +429,10 @@ class BatchRun:
         self.policy = policy
         req.environ['eventlet.minimum_write_chunk_size'] = 0     # each result at once
         body = ClosingIterator(self.members(entries), [self])
-        return Response(app_iter=body, content_type='application/x-tar',
-                        headers={wire.BATCH: str(count)})
+        headers = {wire.BATCH: str(count)}
+        if self.blocks:
+            headers[wire.READS_REPORTS] = '1'
+        return Response(app_iter=body, content_type='application/x-tar', headers=headers)
 
     def receive(self, count: int) -> list[wire.BatchEntry]:
         """The program and the job's image (unless sent by digest), the spec the
@@ -530,7 +576,7 @@ class BatchRun:
                     if stderr is None:      # declared: an output
                         path = dict(node.outputs).get('stderr')
                         stderr = self.outputs.tail(path) if path else b''
-                    report = node_report(node.spec, result.data, stderr)
+                    report = _Report(node.spec, result, stderr)
                     node.close()
                     yield node.index, (report, node.outputs)
             except PoolBusy as e:
@@ -611,10 +657,17 @@ class BatchRun:
                              time.monotonic() - began)
 
     def answers(self, entries: list[wire.BatchEntry], done: LightQueue):
-        """The tar stream of the results that ``done`` receives, in the order they end."""
+        """The tar stream of the results that ``done`` receives, in the order they end:
+        ``batch/reports`` blocks when the proxy reads them (:attr:`blocks`), each sent
+        once full or when no other result is ready (as the answers were before, a
+        write for all that are ready), with a node whose outputs are larger than
+        :data:`SMALL` in members of its own; else a node's members each."""
         answered: set[int] = set()
         ready = bytearray()         # answers ready: one write for all when no other is
+        block = wire.ReportsBlock(REPORT_NAMES) if self.blocks else None
         while len(answered) < len(entries):
+            if block is not None and block.rows and (done.empty() or block.full):
+                ready += block.member()
             if ready and (done.empty() or len(ready) > SMALL):
                 yield bytes(ready)
                 ready.clear()
@@ -627,12 +680,22 @@ class BatchRun:
             if isinstance(result, Exception):
                 reason = (result.body or b'').decode('utf-8', 'replace').strip() if isinstance(
                     result, HTTPException) else type(result).__name__
-                text = f'{getattr(result, "status_int", 500)} {reason}'.encode()
-                ready += wire.tar_member(wire.batch_member(index, wire.ERROR), text)
+                text = f'{getattr(result, "status_int", 500)} {reason}'
+                if block is not None:
+                    block.error(index, text)
+                else:
+                    ready += wire.tar_member(wire.batch_member(index, wire.ERROR), text.encode())
                 continue
             report, outputs = result
+            sent = outputs if entries[index].spec.outputs else ()
+            if block is not None:
+                small = [(name, self.outputs.small(path)) for name, path in sent]
+                if sum(SMALL + 1 if data is None else len(data) for _, data in small) <= SMALL:
+                    block.add(index, report.values(), small)
+                    self.outputs.give([path for _, path in outputs])
+                    continue
             ready += wire.tar_member(wire.batch_member(index, wire.REPORT), report.to_json())
-            for name, path in outputs if entries[index].spec.outputs else ():
+            for name, path in sent:
                 member_name = wire.batch_member(index, wire.DEV_PREFIX + name)
                 data = self.outputs.small(path)
                 if data is not None:            # with the report
@@ -643,6 +706,8 @@ class BatchRun:
                 ready.clear()
                 yield from wire.stream_members([member])
             self.outputs.give([path for _, path in outputs])   # written again (Outputs)
+        if block is not None and block.rows:
+            ready += block.member()
         self.ended = True
         yield bytes(ready + wire.TAR_END)
 
