@@ -100,7 +100,16 @@ end: for node ``i`` either ``<i>/report.json`` followed by its
 ``<i>/dev/<device>`` outputs, or ``<i>/error`` whose body is the
 status and reason the server would have given that node alone
 (``404 ... is not on this server``, ``503 Slot not available ...``,
-``507 ...``).  A node with no answer in the stream (the server died, the
+``507 ...``).  A proxy that reads blocks says so (``X-Zerovm-Reports: 1``
+on the request); the server then answers (``X-Zerovm-Reports: 1``) with
+``batch/reports`` members instead (:class:`ReportsBlock`: up to
+:data:`REPORTS_NODES` nodes' reports as their values, their outputs of at
+most 256 KiB in all and their errors in one member), each sent once full
+(:data:`REPORTS_BYTES`) or when no other result is ready, so that results
+still stream; a node with larger outputs still gets its members of its own
+in the same answer.  An older server ignores the header (members per
+node), and a proxy that does not send it gets members per node: the proxy
+reads both forms, mixed.  A node with no answer in the stream (the server died, the
 stream was cut) or an ``error`` a retry may cure is sent again alone, to
 the object's other replicas, as any node; a batch refused whole is split
 into nodes sent alone the same way.  The proxy sends at most two batches
