@@ -633,23 +633,26 @@ class ReportsBlock:
     def __init__(self, names: dict[str, tuple[str, ...]]) -> None:
         self.prefix = b'{"names":' + _encode_json(
             {k: list(v) for k, v in names.items()}).encode() + b',"nodes":'
-        self.rows: list = []
+        self.rows: list[bytes] = []         # each row as JSON: the block's size is exact
         self.outputs: list[bytes] = []
         self.size = 0
 
     def add(self, index: int, values: list, outputs: list[tuple[str, bytes]]) -> None:
         """Node ``index``'s report (its values in the order of ``names.report``) and
         outputs (device, bytes)."""
-        self.rows.append([index, values, [[name, len(data)] for name, data in outputs]])
+        self._row([index, values, [[name, len(data)] for name, data in outputs]])
         for _, data in outputs:
             self.outputs.append(data)
             self.size += len(data)
-        self.size += 256            # about a report's values
 
     def error(self, index: int, text: str) -> None:
         """Node ``index`` was not run here: ``text`` is its status and reason."""
-        self.rows.append([index, text])
-        self.size += len(text)
+        self._row([index, text])
+
+    def _row(self, row: list) -> None:
+        data = _encode_json(row).encode()
+        self.rows.append(data)
+        self.size += len(data) + 1
 
     @property
     def full(self) -> bool:
@@ -657,9 +660,10 @@ class ReportsBlock:
 
     def member(self) -> bytes:
         """The whole member of the nodes added (header, data, padding); the block is
-        empty again."""
-        head = self.prefix + _encode_json(self.rows).encode() + b'}\n'
-        data = b''.join((head, *self.outputs))
+        empty again.  Sent once :attr:`full`, it holds at most :data:`REPORTS_BYTES`
+        and one node's results (a report read whole is at most 1 MiB, its outputs in
+        a block 256 KiB): less than :data:`REPORTS_LIMIT`."""
+        data = b''.join((self.prefix, b'[', b','.join(self.rows), b']}\n', *self.outputs))
         self.rows, self.outputs, self.size = [], [], 0
         return tar_member(REPORTS, data)
 

@@ -337,7 +337,10 @@ def test_a_reports_block_is_full_at_its_node_count_or_size(monkeypatch) -> None:
     block.member()
     block.add(0, [], [('stdout', bytes(wire.REPORTS_BYTES - 300))])
     assert not block.full
-    block.add(1, [], [('stdout', b'x' * 100)])
+    block.add(1, [], [('stdout', b'x' * 300)])
+    assert block.full
+    block.member()
+    block.add(0, ['ok', 'a long stderr' * (wire.REPORTS_BYTES // 13)], [])   # reports count
     assert block.full
 
 
