@@ -1025,3 +1025,40 @@ def test_a_batch_node_with_large_outputs_answers_in_members_of_its_own_beside_bl
         '0/dev/stdout', '0/report.json', '2/dev/stdout', '2/report.json']
     assert {i: out['stdout'] for i, (_, out) in results.items()} == outputs
     assert_only_spares(mw, devices)
+
+
+def test_a_reports_block_waits_a_little_for_more_results_then_goes_without_them(
+        monkeypatch) -> None:
+    """Results that come within ``LINGER`` of a block's first share it (a worker's
+    nodes end one by one); a block goes once none came for that long, before the
+    next result: results still stream, and the proxy's timer still sees them."""
+    from types import SimpleNamespace
+
+    from swift.common.concurrency import LightQueue, sleep, spawn
+
+    from zerocloud.object import batch as object_batch
+    monkeypatch.setattr(object_batch, 'LINGER', 0.1)
+    done = LightQueue()
+    report = SimpleNamespace(values=lambda: ['ok'])
+    run = SimpleNamespace(blocks=True, ended=False, outputs=SimpleNamespace(
+        small=lambda path: b'out', give=lambda paths: None))
+    entries = [SimpleNamespace(spec=SimpleNamespace(outputs=True))] * 3
+
+    def feed() -> None:
+        done.put((0, (report, [('stdout', 'p0')])))
+        sleep(0.02)
+        done.put((1, (report, [('stdout', 'p1')])))
+        sleep(1.0)
+        done.put((2, (report, [('stdout', 'p2')])))
+    spawn(feed)
+    answers = object_batch.BatchRun.answers(run, entries, done)
+    started = time.monotonic()
+    first = next(answers)
+    assert time.monotonic() - started < 0.9             # before the third result
+    rest = b''.join(answers)
+
+    def nodes(data: bytes) -> list[list[int]]:
+        return [[row[0] for row in json.loads(f.read().split(b'\n')[0])['nodes']]
+                for name, f in wire.read_members(io.BytesIO(data), wire.REPORTS)]
+    assert nodes(first + wire.TAR_END) == [[0, 1]] and nodes(rest) == [[2]]
+    assert run.ended

@@ -32,7 +32,14 @@ import os
 import shutil
 import time
 
-from swift.common.concurrency import GreenPool, LightQueue, greenthread, spawn, tpool
+from swift.common.concurrency import (
+    Empty,
+    GreenPool,
+    LightQueue,
+    greenthread,
+    spawn,
+    tpool,
+)
 from swift.common.constraints import check_drive
 from swift.common.storage_policy import POLICIES
 from swift.common.swob import (
@@ -66,6 +73,7 @@ SMALL = 1 << 18         # outputs up to this size travel in one write with their
 CHUNK = 16              # most nodes handed to a worker in one request (``Pool.run_many``)
 OK = '200 ok'          # a node that ran and ended ok (logged in its batch's line)
 CHUNK_SECONDS = 0.05    # worker time a chunk should take (``Chunks``)
+LINGER = 0.02           # seconds a batch/reports block waits for more results once it has one
 IMAGE_MEMBER = wire.DEV_PREFIX + wire.IMAGE_DEVICE
 CACHED = (wire.EXE, IMAGE_MEMBER)       # kept by content (``ObjectExecMiddleware``)
 
@@ -659,19 +667,29 @@ class BatchRun:
     def answers(self, entries: list[wire.BatchEntry], done: LightQueue):
         """The tar stream of the results that ``done`` receives, in the order they end:
         ``batch/reports`` blocks when the proxy reads them (:attr:`blocks`), each sent
-        once full or when no other result is ready (as the answers were before, a
-        write for all that are ready), with a node whose outputs are larger than
-        :data:`SMALL` in members of its own; else a node's members each."""
+        once full, or once no other result is ready :data:`LINGER` seconds after its
+        first (a worker's nodes end one by one: sent as soon as none was ready, a
+        block held one node or two, and saved the proxy little), with a node whose
+        outputs are larger than :data:`SMALL` in members of its own; else a node's
+        members each (a write for all that are ready)."""
         answered: set[int] = set()
         ready = bytearray()         # answers ready: one write for all when no other is
         block = wire.ReportsBlock(REPORT_NAMES) if self.blocks else None
+        send_at = 0.0               # when the block is sent if no result comes before
         while len(answered) < len(entries):
-            if block is not None and block.rows and (done.empty() or block.full):
+            if block is not None and block.rows and (block.full or (
+                    done.empty() and time.monotonic() >= send_at)):
                 ready += block.member()
             if ready and (done.empty() or len(ready) > SMALL):
                 yield bytes(ready)
                 ready.clear()
-            index, result = done.get()
+            if block is not None and block.rows:
+                try:
+                    index, result = done.get(timeout=max(0.0, send_at - time.monotonic()))
+                except Empty:
+                    continue
+            else:
+                index, result = done.get()
             if isinstance(result, hangup.HangUp):
                 return
             if index in answered:       # a bug after some of its nodes were answered
@@ -682,6 +700,7 @@ class BatchRun:
                     result, HTTPException) else type(result).__name__
                 text = f'{getattr(result, "status_int", 500)} {reason}'
                 if block is not None:
+                    send_at = send_at if block.rows else time.monotonic() + LINGER
                     block.error(index, text)
                 else:
                     ready += wire.tar_member(wire.batch_member(index, wire.ERROR), text.encode())
@@ -691,6 +710,7 @@ class BatchRun:
             if block is not None:
                 small = [(name, self.outputs.small(path)) for name, path in sent]
                 if sum(SMALL + 1 if data is None else len(data) for _, data in small) <= SMALL:
+                    send_at = send_at if block.rows else time.monotonic() + LINGER
                     block.add(index, report.values(), small)
                     self.outputs.give([path for _, path in outputs])
                     continue
