@@ -56,18 +56,11 @@ from swift.common.utils import ClosingIterator
 from zerocloud import hangup, wire
 from zerocloud.object import scratch
 from zerocloud.object.admission import RETRY_AFTER, charged_to
+from zerocloud.object.answer import REPORT_NAMES, NodeAnswer
 from zerocloud.object.diskfiles import DiskFiles
-from zerocloud.object.results import STDERR_TAIL, local_env, node_report
+from zerocloud.object.results import STDERR_TAIL, local_env
 from zvm_core.channels import READ, WRITE, Quota
-from zvm_core.pool import (
-    ACCOUNTING_FIELDS,
-    CHANNEL_FIELDS,
-    REPORT_FIELDS,
-    ChannelSpec,
-    PoolBusy,
-    Run,
-    RunResult,
-)
+from zvm_core.pool import ChannelSpec, PoolBusy, Run
 
 SMALL = 1 << 18         # outputs up to this size travel in one write with their report
 CHUNK = 16              # most nodes handed to a worker in one request (``Pool.run_many``)
@@ -317,41 +310,6 @@ class _Layout:
         return channels, written
 
 
-# How a ``batch/reports`` block's rows carry a report (``wire.ReportsBlock``): the
-# worker's values as it sent them (``RunResult.fields``), then the end of the stderr.
-REPORT_NAMES = {'report': (*REPORT_FIELDS, 'stderr'), 'accounting': ACCOUNTING_FIELDS,
-                'channel': CHANNEL_FIELDS}
-_STATUS_AT, _ETAGS_AT = REPORT_FIELDS.index('status'), REPORT_FIELDS.index('etags')
-
-
-class _Report:
-    """A node's report as its worker sent it, encoded only for the answer: its values
-    passed on in a ``batch/reports`` block (not made into dicts, a ``NodeReport``,
-    then JSON with its keys: ~10 us a node), or ``report.json`` for a proxy of
-    before blocks (``node_report``)."""
-
-    __slots__ = ('spec', 'result', 'stderr')
-
-    def __init__(self, spec: wire.NodeSpec, result: RunResult, stderr: bytes) -> None:
-        self.spec, self.result, self.stderr = spec, result, stderr
-
-    @property
-    def status(self) -> str:
-        return self.result.fields[_STATUS_AT]
-
-    def values(self) -> list:
-        """The row's values (``REPORT_NAMES``): the etags of the declared devices only."""
-        values = list(self.result.fields)
-        declared = {d.name for d in self.spec.devices}
-        values[_ETAGS_AT] = {k: v for k, v in values[_ETAGS_AT].items()
-                             if k[len('/dev/'):] in declared}
-        values.append(self.stderr.decode('utf-8', 'replace'))
-        return values
-
-    def to_json(self) -> bytes:
-        return node_report(self.spec, self.result.data, self.stderr).to_json()
-
-
 class _Node:
     """One node of a batch while it runs: what it holds."""
 
@@ -584,7 +542,7 @@ class BatchRun:
                     if stderr is None:      # declared: an output
                         path = dict(node.outputs).get('stderr')
                         stderr = self.outputs.tail(path) if path else b''
-                    report = _Report(node.spec, result, stderr)
+                    report = NodeAnswer(node.spec, result, stderr)
                     node.close()
                     yield node.index, (report, node.outputs)
             except PoolBusy as e:
