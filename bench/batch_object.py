@@ -20,7 +20,11 @@ nodes had run and no output file was used twice (a third more CPU per node, in
 work no server does).  ``--profile FILE``: a ``cProfile`` of the measured batches,
 in CPU time (``python -m pstats FILE``).
 
-Usage: ``python bench/batch_object.py [--nodes 512] [--reps 3] [--profile FILE]``.
+The batch asks for its answer in ``batch/reports`` blocks (``X-Zerovm-Reports``) when
+the tree has them, a node's members each with ``--per-node`` (as a proxy of before);
+the bytes of the answer per node are printed too.
+
+Usage: ``python bench/batch_object.py [--nodes 512] [--reps 3] [--per-node] [--profile FILE]``.
 """
 
 from __future__ import annotations
@@ -66,6 +70,18 @@ def batch_body(count: int, program: bytes) -> bytes:
           for i in range(0, len(data), wire.ENTRIES_MAX)), wire.TAR_END])
 
 
+def answered(answer: bytes) -> int:
+    """The nodes with a report in a batch's answer (blocks or members each)."""
+    import io
+    count = 0
+    for name, f in wire.read_members(io.BytesIO(answer), None):
+        if name == getattr(wire, 'REPORTS', None):
+            count += sum(not isinstance(r, str) for _, r, _ in wire.read_reports(f.read()))
+        elif name.endswith('/' + wire.REPORT):
+            count += 1
+    return count
+
+
 def workers_cpu(pids: list[int]) -> float:
     """Seconds of CPU the processes ``pids`` used themselves (user and system)."""
     total = 0
@@ -82,7 +98,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--reps', type=int, default=3, help='batches measured')
     parser.add_argument('--profile', metavar='FILE', help='write a CPU-time cProfile of the '
                         'measured batches to FILE')
+    parser.add_argument('--per-node', action='store_true', help='answer as to a proxy of '
+                        'before batch/reports: a node\'s members each')
     opts = parser.parse_args(argv)
+    blocks = {} if opts.per_node or not hasattr(wire, 'READS_REPORTS') else {
+        wire.READS_REPORTS: '1'}
     profile = cProfile.Profile(time.process_time) if opts.profile else None
     print(common.environment())
     disk = Path(tempfile.mkdtemp(prefix='zvm-bench-batch-'))
@@ -100,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         for rep in range(opts.reps + 1):        # the first one warms the workers up
             req = Request.blank('/sda1/0/a/.zerocloud/batch', method='POST', body=body,
                                 headers={wire.EXECUTE: wire.VERSION, wire.BATCH: str(opts.nodes),
-                                         'Content-Type': 'application/x-tar'})
+                                         'Content-Type': 'application/x-tar', **blocks})
             if profile and rep:
                 profile.enable()
             pids = mw._pool.pids if mw._pool is not None else []
@@ -111,19 +131,20 @@ def main(argv: list[str] | None = None) -> int:
             work = workers_cpu(pids) - work if pids == mw._pool.pids else float('nan')
             if profile:
                 profile.disable()
-            if resp.status_int != 200 or answer.count(b'/report.json') != opts.nodes:
+            if resp.status_int != 200 or answered(answer) != opts.nodes:
                 sys.exit(f'the batch failed: {resp.status} {answer[:300]!r}')
             if rep:
                 rows.append([str(rep), f'{cpu / opts.nodes * 1e3:.3f}',
-                             f'{work / opts.nodes * 1e3:.3f}', f'{wall / opts.nodes * 1e3:.3f}'])
+                             f'{work / opts.nodes * 1e3:.3f}', f'{wall / opts.nodes * 1e3:.3f}',
+                             f'{len(answer) / opts.nodes:.0f}'])
         mw._pool.close()
         if profile:
             profile.dump_stats(opts.profile)
     finally:
         shutil.rmtree(disk, ignore_errors=True)
     common.table(f'A batch of {opts.nodes} wc nodes to one object server (in process), '
-                 f'load {os.getloadavg()[0]:.1f}', ['batch', 'CPU ms/node', 'workers ms/node',
-                                                 'wall ms/node'],
+                 f'load {os.getloadavg()[0]:.1f}' + (', blocks' if blocks else ''),
+                 ['batch', 'CPU ms/node', 'workers ms/node', 'wall ms/node', 'answer B/node'],
                  rows, note='CPU: the object server\'s main process; workers: its pool\'s '
                             'workers (not their guests)')
     return 0

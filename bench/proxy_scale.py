@@ -18,10 +18,12 @@ from its parent) before and after the job, the growth, and bytes of the body.
 HTTP requests, tar streams, ``batch/spec`` and ``batch/entries``), to three fake object
 servers in another process (this file with ``--serve``, eventlet's WSGI server)
 that read each batch and answer every node at once with its report and 6-byte
-output, 16 nodes a write: what the proxy does per node of a wildcard job on a
-cluster, without the object servers' and workers' CPU.  ``--profile FILE``: a
-``cProfile`` of the job (of the first tree and the largest N), in CPU time.  Its
-ring is Swift's, as the local cluster builds it (``zerocloud.devcluster``).
+output, 16 nodes a write (in a ``batch/reports`` block when the proxy asks for
+them, ``X-Zerovm-Reports``, and the server's tree has them): what the proxy does
+per node of a wildcard job on a cluster, without the object servers' and workers'
+CPU.  ``--profile FILE``: a ``cProfile`` of the job (of the first tree and the
+largest N), in CPU time.  Its ring is Swift's, as the local cluster builds it
+(``zerocloud.devcluster``).
 
 Usage: ``python bench/proxy_scale.py [--sizes 1000,10000,100000] [--batched]
 [--rounds R] [--tree DIR] [--profile FILE]`` (``--tree``: another checkout to
@@ -66,6 +68,18 @@ def serve(ports: int) -> None:
     from zerocloud import wire
 
     report = report_json(1024)
+    names = values = None
+    if hasattr(wire, 'ReportsBlock'):       # a tree with batch/reports: the report's values
+        from zvm_core.report import ACCOUNTING_FIELDS, CHANNEL_FIELDS, REPORT_FIELDS
+        names = {'report': (*REPORT_FIELDS, 'stderr'), 'accounting': ACCOUNTING_FIELDS,
+                 'channel': CHANNEL_FIELDS}
+        keyed = json.loads(report)
+        acc = keyed['accounting']
+        acc['channels'] = [[k, *(c[n] for n in CHANNEL_FIELDS)]
+                           for k, c in acc['channels'].items()]
+        keyed['accounting'] = [acc[n] for n in ACCOUNTING_FIELDS]
+        keyed['validation'] = [keyed['validation']['state'], keyed['validation']['violations']]
+        values = [keyed.get(n, False) for n in names['report']]
 
     def app(env, start_response):
         for _member in wire.read_members(env['wsgi.input'], None):
@@ -78,12 +92,25 @@ def serve(ports: int) -> None:
             return [wire.tar_member(wire.REPORT, report)
                     + wire.tar_member(wire.DEV_PREFIX + 'stdout', OUTPUT) + wire.TAR_END]
 
+        def blocks():
+            block = wire.ReportsBlock(names)
+            for first in range(0, count, 16):
+                for i in range(first, min(count, first + 16)):
+                    block.add(i, list(values), [('stdout', OUTPUT)])
+                yield block.member()
+            yield wire.TAR_END
+
         def body():
             for first in range(0, count, 16):
                 yield b''.join(wire.tar_member(wire.batch_member(i, wire.REPORT), report)
                                + wire.tar_member(wire.batch_member(i, 'dev/stdout'), OUTPUT)
                                for i in range(first, min(count, first + 16)))
             yield wire.TAR_END
+        if names is not None and env.get('HTTP_X_ZEROVM_REPORTS') == '1':
+            start_response('200 OK', [(wire.EXECUTE, wire.VERSION), (wire.BATCH, str(count)),
+                                      (wire.READS_REPORTS, '1'),
+                                      ('Content-Type', 'application/x-tar')])
+            return blocks()
         start_response('200 OK', [(wire.EXECUTE, wire.VERSION), (wire.BATCH, str(count)),
                                   ('Content-Type', 'application/x-tar')])
         return body()

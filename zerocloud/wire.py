@@ -100,7 +100,16 @@ end: for node ``i`` either ``<i>/report.json`` followed by its
 ``<i>/dev/<device>`` outputs, or ``<i>/error`` whose body is the
 status and reason the server would have given that node alone
 (``404 ... is not on this server``, ``503 Slot not available ...``,
-``507 ...``).  A node with no answer in the stream (the server died, the
+``507 ...``).  A proxy that reads blocks says so (``X-Zerovm-Reports: 1``
+on the request); the server then answers (``X-Zerovm-Reports: 1``) with
+``batch/reports`` members instead (:class:`ReportsBlock`: up to
+:data:`REPORTS_NODES` nodes' reports as their values, their outputs of at
+most 256 KiB in all and their errors in one member), each sent once full
+(:data:`REPORTS_BYTES`) or when no other result is ready, so that results
+still stream; a node with larger outputs still gets its members of its own
+in the same answer.  An older server ignores the header (members per
+node), and a proxy that does not send it gets members per node: the proxy
+reads both forms, mixed.  A node with no answer in the stream (the server died, the
 stream was cut) or an ``error`` a retry may cure is sent again alone, to
 the object's other replicas, as any node; a batch refused whole is split
 into nodes sent alone the same way.  The proxy sends at most two batches
@@ -173,6 +182,11 @@ ENTRIES_MAX = 128               # most entries of one batch/entries member
 ENTRIES_BYTES = 1 << 20         # a batch/entries member is closed once it has this many
 ENTRIES_LIMIT = 4 << 20         # largest batch/entries member read (an entry: 1 MiB at most)
 ERROR = 'error'                 # <i>/error: why the server did not run node i
+REPORTS = 'batch/reports'       # answer: a block of nodes' reports (and their small outputs)
+READS_REPORTS = 'X-Zerovm-Reports'  # request: the proxy reads batch/reports; answer: sent
+REPORTS_BYTES = 1 << 18         # a batch/reports block is sent once it holds this many
+REPORTS_NODES = 128             # most nodes of one batch/reports block
+REPORTS_LIMIT = 4 << 20         # largest batch/reports member read
 BATCH_MAX = 512                 # most nodes of one batch
 # Object headers a node sees as LOCAL_* variables (and X-Object-Meta-*).
 LOCAL_HEADERS = {'content-length': 'LOCAL_CONTENT_LENGTH', 'content-type': 'LOCAL_CONTENT_TYPE',
@@ -526,14 +540,20 @@ class NodeReport:
 
     @classmethod
     def from_json(cls, data: bytes) -> NodeReport:
-        """Parse and check a report; ReportError says what is wrong.  Read once per node
-        by the proxy (the largest single cost of a batched node there): decoded as
-        UTF-8 (``json.loads`` of bytes guesses the encoding in Python), checked with the
-        exact types JSON gives, and made without the dataclass's ``__init__``."""
+        """Parse and check a report (a ``report.json`` member); ReportError says what
+        is wrong.  Decoded as UTF-8 (``json.loads`` of bytes guesses the encoding in
+        Python)."""
         try:
             obj = _decode_json(data.decode('utf-8', 'surrogatepass'))
         except (ValueError, RecursionError) as e:   # bad JSON or UTF-8, nesting too deep
             raise ReportError(f'node report: {type(e).__name__}: {e}') from None
+        return cls.from_obj(obj)
+
+    @classmethod
+    def from_obj(cls, obj: object) -> NodeReport:
+        """Check a report parsed from JSON (:meth:`from_json`, :class:`ReportsBlock`):
+        read once per node by the proxy, so checked with the exact types JSON gives
+        and made without the dataclass's ``__init__``."""
         if type(obj) is not dict:
             raise ReportError('not a JSON object')
         get = obj.get
@@ -586,6 +606,123 @@ class NodeReport:
             read += channel.get('read_bytes', 0)
             written += channel.get('write_bytes', 0)
         return read, written
+
+
+_encode_json = json.JSONEncoder(check_circular=False).encode    # no raw newline (ASCII)
+
+
+class ReportsBlock:
+    """A ``batch/reports`` member: the results of up to :data:`REPORTS_NODES` nodes of
+    a batch in one member, instead of a ``<i>/report.json`` and a ``<i>/dev/<device>``
+    member per node (each a header to make and read, a padding, a JSON object with
+    its keys to encode and decode).
+
+    Its data is a JSON object, a newline, then the nodes' outputs, one after the
+    other: ``{"names": {"report": [...], "accounting": [...], "channel": [...]},
+    "nodes": [<row>...]}``.  ``names`` say the order in which a row carries a report's
+    fields (the sandbox's report as its pool worker sent it, passed on as it is);
+    a row is ``[i, [<the report's values>], [[<device>, <size>]...]]`` for node
+    ``i``'s report and the outputs that follow in this member (in that order), or
+    ``[i, "<status> <reason>"]`` for a node the server did not run (as an
+    ``<i>/error`` member).  A report's ``validation`` is ``[state, violations]``,
+    its ``accounting`` its values in the order of ``names.accounting``, with
+    ``channels`` as ``[[<alias>, <values in the order of names.channel>]...]``.
+    The object server fills a block (:meth:`add`, :meth:`error`) and sends it
+    (:meth:`member`); the proxy reads it with :func:`read_reports`."""
+
+    def __init__(self, names: dict[str, tuple[str, ...]]) -> None:
+        self.prefix = b'{"names":' + _encode_json(
+            {k: list(v) for k, v in names.items()}).encode() + b',"nodes":'
+        self.rows: list[bytes] = []         # each row as JSON: the block's size is exact
+        self.outputs: list[bytes] = []
+        self.size = 0
+
+    def add(self, index: int, values: list, outputs: list[tuple[str, bytes]]) -> None:
+        """Node ``index``'s report (its values in the order of ``names.report``) and
+        outputs (device, bytes)."""
+        self._row([index, values, [[name, len(data)] for name, data in outputs]])
+        for _, data in outputs:
+            self.outputs.append(data)
+            self.size += len(data)
+
+    def error(self, index: int, text: str) -> None:
+        """Node ``index`` was not run here: ``text`` is its status and reason."""
+        self._row([index, text])
+
+    def _row(self, row: list) -> None:
+        data = _encode_json(row).encode()
+        self.rows.append(data)
+        self.size += len(data) + 1
+
+    @property
+    def full(self) -> bool:
+        return len(self.rows) >= REPORTS_NODES or self.size >= REPORTS_BYTES
+
+    def member(self) -> bytes:
+        """The whole member of the nodes added (header, data, padding); the block is
+        empty again.  Sent once :attr:`full`, it holds at most :data:`REPORTS_BYTES`
+        and one node's results (a report read whole is at most 1 MiB, its outputs in
+        a block 256 KiB): less than :data:`REPORTS_LIMIT`."""
+        data = b''.join((self.prefix, b'[', b','.join(self.rows), b']}\n', *self.outputs))
+        self.rows, self.outputs, self.size = [], [], 0
+        return tar_member(REPORTS, data)
+
+
+def read_reports(data: bytes) -> list[tuple[int, NodeReport | str, dict[str, bytes]]]:
+    """The results of a ``batch/reports`` member, in order: (node index, its report and
+    its outputs by device) or (index, ``"<status> <reason>"``, {}) for a node not
+    run; :class:`ReportError` for anything else (checked before a node is given)."""
+    head, newline, rest = data.partition(b'\n')
+    if not newline:
+        raise ReportError(f'{REPORTS}: no newline after its head')
+    try:
+        obj = _decode_json(head.decode('utf-8', 'surrogatepass'))
+        names, rows = obj['names'], obj['nodes']
+        report, accounting, channel = names['report'], names['accounting'], names['channel']
+    except (ValueError, RecursionError, TypeError, KeyError) as e:
+        raise ReportError(f'{REPORTS}: {type(e).__name__}: {e}') from None
+    for what in (report, accounting, channel):
+        if type(what) is not list or not all(type(n) is str for n in what):
+            raise ReportError(f'{REPORTS}: names must be lists of strings')
+    if type(rows) is not list:
+        raise ReportError(f'{REPORTS}: nodes must be a list')
+    results, pos = [], 0
+    for row in rows:
+        if type(row) is not list or len(row) not in (2, 3) or type(row[0]) is not int:
+            raise ReportError(f'{REPORTS}: bad node {row!r:.100}')
+        if len(row) == 2:
+            if type(row[1]) is not str:
+                raise ReportError(f'{REPORTS}: bad node {row!r:.100}')
+            results.append((row[0], row[1], {}))
+            continue
+        index, values, sizes = row
+        if type(values) is not list or len(values) != len(report) or type(sizes) is not list:
+            raise ReportError(f'{REPORTS}: node {index}: bad report or outputs')
+        outputs = {}
+        for item in sizes:
+            if (type(item) is not list or len(item) != 2 or type(item[0]) is not str
+                    or type(item[1]) is not int or not 0 <= item[1] <= len(rest) - pos):
+                raise ReportError(f'{REPORTS}: node {index}: bad output {item!r:.100}')
+            outputs[item[0]] = rest[pos:pos + item[1]]
+            pos += item[1]
+        obj = dict(zip(report, values, strict=True))
+        validation = obj.get('validation')
+        if type(validation) is list and len(validation) == 2:
+            obj['validation'] = {'state': validation[0], 'violations': validation[1]}
+        acc = obj.get('accounting')
+        if type(acc) is list and len(acc) == len(accounting):
+            acc = obj['accounting'] = dict(zip(accounting, acc, strict=True))
+            channels = acc.get('channels')
+            if type(channels) is list:
+                if not all(type(c) is list and len(c) == len(channel) + 1
+                           and type(c[0]) is str for c in channels):
+                    raise ReportError(f'{REPORTS}: node {index}: bad channels')
+                acc['channels'] = {c[0]: dict(zip(channel, c[1:], strict=True))
+                                   for c in channels}
+        results.append((index, NodeReport.from_obj(obj), outputs))
+    if pos != len(rest):
+        raise ReportError(f'{REPORTS}: {len(rest) - pos} bytes after the outputs')
+    return results
 
 
 _USTAR_REST = (b'0' + bytes(100) + b'ustar\x0000').ljust(356, b'\0')   # type, link, magic, rest

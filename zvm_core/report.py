@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import errno
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 # ``refused``: nothing ran, the host cannot run the engine the request asked for
 STATUSES = ('ok', 'fault', 'fuel', 'timeout', 'quota', 'memory', 'validation', 'killed',
@@ -92,6 +92,16 @@ class Report:
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent, sort_keys=True)
+
+
+# The names of the fields of a report in their order, as a pool worker's reply carries
+# them without their keys (``zvm_core.pool``) and an object server's ``batch/reports``
+# passes them on to the proxy (``zerocloud.wire``): a field added here travels with them.
+# ``validation`` travels as [state, violations], ``accounting`` as its values in the
+# order of ACCOUNTING_FIELDS with ``channels`` as [[alias, *the CHANNEL_FIELDS]].
+REPORT_FIELDS = tuple(f.name for f in fields(Report))
+ACCOUNTING_FIELDS = tuple(f.name for f in fields(Accounting))
+CHANNEL_FIELDS = tuple(f.name for f in fields(ChannelAccounting))
 
 
 # exit codes: ZeroVM exits with the errno of the first error (src/main/report.c)

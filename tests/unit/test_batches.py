@@ -43,7 +43,8 @@ def plan(ring: CountingRing, i: int, part: int) -> Plan:
 
 def batches(monkeypatch, ring: CountingRing, sent_alone: list) -> batch.Batches:
     monkeypatch.setattr(placement, 'object_ring', lambda swift_dir, policy: ring)
-    monkeypatch.setattr(batch.Batches, '_spawn', lambda self, func, *args: None)
+    monkeypatch.setattr(batch.Batches, '_spawn',      # no thread: a node goes alone no further
+                        lambda self, func, *args: SimpleNamespace(link=lambda f: None))
 
     def run_node(trans_id, plan, job_id, load):
         sent_alone.append([d['device'] for d in plan.servers])
@@ -163,28 +164,34 @@ class Trickle:
         return self.members.pop(0)
 
 
-def answered(monkeypatch, count: int, pause: float, stall: float = 0.0):
+def answered(monkeypatch, count: int, pause: float, stall: float = 0.0,
+             members: list[bytes] | None = None, entries: list | None = None):
     """``Batches._results`` of a batch of ``count`` nodes answered through ``Trickle``
     (``zerovm_timeout`` 0.2 s, 0.1 s of grace: each member is due within 0.3 s):
-    the results that ended, and what the read raised."""
+    the results that ended, and what the read raised.  ``members``: the answer (a
+    node's report and output each by default); ``entries`` gets the batch's."""
     from zerocloud import wire
     monkeypatch.setattr(batch, 'NODE_GRACE', 0.1)
     monkeypatch.setattr(batch, 'REARM', 0.05)
     ring = CountingRing()
     jobs = batches(monkeypatch, ring, [])
     jobs.config = SimpleNamespace(timeout=0.2, max_output=1 << 20, swift_dir='/etc/swift')
+    jobs.logger = SimpleNamespace(debug=lambda *args: None, info=lambda *args: None)
     ended = []
     for i in range(count):
         jobs.submit(plan(ring, i, 0), ended.append)
-    entries = jobs.queues[next(iter(jobs.queues))]
+    batch_entries = jobs.queues[next(iter(jobs.queues))]
+    if entries is not None:
+        entries += batch_entries
     report = wire.NodeReport('ok', 0).to_json()
-    members = [wire.tar_member(f'{i}/{name}', data) for i in range(count)
-               for name, data in ((wire.REPORT, report), ('dev/stdout', b'%d\n' % i))]
+    members = list(members) if members is not None else [
+        wire.tar_member(f'{i}/{name}', data) for i in range(count)
+        for name, data in ((wire.REPORT, report), ('dev/stdout', b'%d\n' % i))]
     if not stall:
         members.append(wire.TAR_END)
     try:
         jobs._results(Trickle(members, pause, stall), {'ip': 'x', 'port': 1, 'device': 'd0'},
-                      entries, 0.0, 0, 0)
+                      batch_entries, 0.0, 0, 0)
     except BaseException as e:      # noqa: BLE001 (the Timeout is what is looked at)
         return ended, e
     return ended, None
@@ -290,3 +297,117 @@ def test_a_killed_nodes_result_stands_only_when_no_other_server_ran_it(monkeypat
     assert [r.status for r in got] == ['ok'] and killed.outputs['stdout'].closed
     killed, got = killed_node(monkeypatch, 'never', rerun='unavailable')
     assert got == [killed] and not killed.outputs['stdout'].closed
+
+
+# -- batch/reports blocks ----------------------------------------------------------------------
+
+REPORT_NAMES = {'report': ('status', 'retcode', 'etags', 'host_failure', 'message'),
+                'accounting': (), 'channel': ()}
+
+
+def reports_block(*nodes: tuple) -> bytes:
+    """A ``batch/reports`` member of ``nodes``: (index, status) for a report with the
+    output ``<index>\\n``, (index, 'error') for a node not run."""
+    from zerocloud import wire
+    block = wire.ReportsBlock(REPORT_NAMES)
+    for index, status in nodes:
+        if status == 'error':
+            block.error(index, '503 Slot not available')
+        else:
+            block.add(index, [status, 0 if status == 'ok' else None, {}, status == 'killed',
+                              ''], [('stdout', b'%d\n' % index)])
+    return block.member()
+
+
+def output(result: NodeResult) -> bytes:
+    f = result.outputs['stdout']
+    f.seek(0)
+    return f.read()
+
+
+def test_a_batch_answer_in_blocks_mixed_with_a_nodes_own_members_is_read_whole(
+        monkeypatch) -> None:
+    """Blocks give each node its report and outputs; a node not run goes alone; a node
+    in members of its own (large outputs, or a server of before blocks) between them
+    is read as before; one its host killed goes alone too, its result kept."""
+    from zerocloud import wire
+    report = wire.NodeReport('ok', 0).to_json()
+    members = [reports_block((1, 'ok'), (2, 'error'), (0, 'ok')),
+               wire.tar_member('3/report.json', report), wire.tar_member('3/dev/stdout', b'3\n'),
+               reports_block((4, 'fault'), (5, 'killed'))]
+    entries: list = []
+    ended, error = answered(monkeypatch, 6, pause=0.01, members=members, entries=entries)
+    assert error is None
+    assert [(r.node.name, r.status, output(r)) for r in ended] == [
+        ('wc-1', 'ok', b'1\n'), ('wc-0', 'ok', b'0\n'), ('wc-3', 'ok', b'3\n'),
+        ('wc-4', 'fault', b'4\n')]
+    assert all(e.done for e in entries) and entries[5].killed.report.host_failure
+    assert ended[1].program_bytes == 0 and ended[0].server == 'x:1/d0'
+
+
+def test_a_batch_answer_in_blocks_that_stops_is_cut_after_the_node_timeout(monkeypatch):
+    """The nodes of the blocks that came end; the timer fires for the rest (they go
+    alone, as when the answer of a node's members stopped)."""
+    import time
+
+    from swift.common.concurrency import Timeout
+    started = time.monotonic()
+    entries: list = []
+    ended, error = answered(monkeypatch, 4, pause=0.0, stall=5.0, entries=entries,
+                            members=[reports_block((0, 'ok'), (2, 'ok'))])
+    assert isinstance(error, Timeout) and [r.node.name for r in ended] == ['wc-0', 'wc-2']
+    assert not entries[1].done and not entries[3].done
+    assert 0.3 <= time.monotonic() - started < 1.0
+
+
+@pytest.mark.parametrize(('members', 'why'), [
+    ([b'bad'], 'bad tar stream'),
+    (['block', (1, 'ok'), (1, 'ok')], 'unexpected node 1'),
+    (['block', (9, 'ok')], 'unexpected node 9'),
+    (['raw', b'{"names": {}, "nodes": []}'], 'no newline'),
+    (['raw', b'x' * 600], 'larger than 512 bytes'),
+])
+def test_a_bad_batch_reports_member_stops_the_answer(monkeypatch, members: list,
+                                                      why: str) -> None:
+    """A block that does not follow the contract, names a node of another batch or one
+    answered already, or is larger than the proxy reads: a ``WireError`` (the nodes
+    not answered go alone), and no node of that block ends."""
+    from zerocloud import wire
+    monkeypatch.setattr(wire, 'REPORTS_LIMIT', 512)
+    if members[0] == 'block':
+        members = [reports_block(*members[1:])]
+    elif members[0] == 'raw':
+        members = [wire.tar_member(wire.REPORTS, members[1])]
+    ended, error = answered(monkeypatch, 3, pause=0.0, members=members)
+    assert isinstance(error, wire.WireError) and why in str(error)
+    assert len(ended) <= (1 if 'node 1' in why else 0)
+
+
+def test_an_inline_output_larger_than_the_proxy_takes_is_too_large(monkeypatch) -> None:
+    from zerocloud import wire
+    block = wire.ReportsBlock(REPORT_NAMES)
+    block.add(0, ['ok', 0, {}, False, ''], [('stdout', bytes((1 << 20) + 1))])
+    ended, error = answered(monkeypatch, 1, pause=0.0, members=[block.member()])
+    assert isinstance(error, wire.TooLarge) and ended == []
+
+
+def test_a_batch_request_says_the_proxy_reads_blocks(monkeypatch) -> None:
+    """``X-Zerovm-Reports: 1``: a server that knows blocks answers in them, one of
+    before ignores it (and answers a node's members each, which this proxy reads)."""
+    from zerocloud import wire
+    asked = {}
+
+    def connect(ip, port, device, part, method, path, headers):
+        asked.update(headers)
+        raise OSError('no server here')
+    monkeypatch.setattr(batch, 'http_connect', connect)
+    ring = CountingRing()
+    jobs = batches(monkeypatch, ring, [])
+    jobs.config = SimpleNamespace(conn_timeout=1.0, timeout=1.0, swift_dir='/etc/swift')
+    jobs.dispatcher.programs = SimpleNamespace(sending_now=lambda server, digest: None)
+    jobs.submit(plan(ring, 0, 0), lambda result: None)
+    entries = jobs.queues[next(iter(jobs.queues))]
+    with pytest.raises(OSError):
+        jobs._attempt(entries[0].server, entries, wire.bytes_member(wire.BATCH_SPEC, b'{}'),
+                      [], set())
+    assert asked[wire.READS_REPORTS] == '1' and asked[wire.BATCH] == '1'

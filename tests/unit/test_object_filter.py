@@ -967,3 +967,138 @@ def test_a_batch_opens_dev_null_once_for_its_nodes_undeclared_streams(
     assert all(json.loads(members[f'{i}/report.json'])['status'] == 'ok' for i in range(6))
     assert nulls == [os.devnull]
     assert mw.admission.total == 0
+
+
+# -- batch/reports: the answer to a proxy that reads blocks ------------------------------------
+
+
+def block_results(body: bytes) -> tuple[list[str], dict[int, tuple]]:
+    """The member names of a batch's answer, and its nodes' results: (report or error
+    text, outputs) by index, from ``batch/reports`` blocks and members of their own."""
+    names, results, node = [], {}, {}
+    for name, f in wire.read_members(io.BytesIO(body), None):
+        names.append(name)
+        if name == wire.REPORTS:
+            assert f.left <= wire.REPORTS_LIMIT
+            for i, report, outputs in wire.read_reports(f.read()):
+                assert i not in results
+                results[i] = (report, outputs)
+            continue
+        i, sub = wire.batch_index(name)
+        if sub == wire.REPORT:
+            node = {}
+            results[i] = (wire.NodeReport.from_json(f.read()), node)
+        elif sub == wire.ERROR:
+            results[i] = (f.read().decode(), {})
+        else:
+            node[sub[len(wire.DEV_PREFIX):]] = f.read()
+    return names, results
+
+
+def blocks_request(app, entries: list[wire.BatchEntry], program: bytes):
+    """:func:`batch_request` of a proxy that reads ``batch/reports`` blocks."""
+    req = Request.blank(BATCH_PATH, method='POST', body=batch_body(entries, program),
+                        headers={wire.EXECUTE: '1.0', wire.BATCH: str(len(entries)),
+                                 wire.READS_REPORTS: '1', 'Content-Type': 'application/x-tar'})
+    return req.get_response(app)
+
+
+def test_a_batch_answers_a_proxy_that_reads_blocks_in_blocks_and_an_old_one_as_before(
+        mw, guest, devices: Path, monkeypatch) -> None:
+    """The same 20 nodes, for a proxy of before blocks (no ``X-Zerovm-Reports``: a
+    node's members each) and for one that reads them: ``batch/reports`` members of at
+    most ``REPORTS_NODES`` nodes (4 here), which give the same reports and outputs,
+    a node not run (its object not here) as its error's text, one that ran out of
+    fuel as its report."""
+    monkeypatch.setattr(wire, 'REPORTS_NODES', 4)
+    for i in range(20):
+        if i != 7:
+            put(mw, f'/sda1/0/a/c/o{i}', b'word ' * i)
+    channels = (wire.DeviceSpec('stdin', 'r', source='local'), wire.DeviceSpec('stdout', 'w'))
+    entries = [wire.BatchEntry('sda1', 0, f'/a/c/o{i}', wire.NodeSpec(
+        f'n{i}', ['wc', '-t'] if i == 3 else ['wc'], devices=channels,
+        limits=wire.NodeLimits(fuel=100) if i == 5 else wire.NodeLimits()))
+        for i in range(20)]
+    program = guest('wc').read_bytes()
+    old = batch_request(mw, entries, program)
+    assert old.status_int == 200 and wire.READS_REPORTS not in old.headers
+    old_names, before = block_results(old.body)
+    assert wire.REPORTS not in old_names and len(old_names) == 39
+    resp = blocks_request(mw, entries, program)
+    assert resp.status_int == 200 and resp.headers[wire.READS_REPORTS] == '1'
+    names, results = block_results(resp.body)
+    assert set(names) == {wire.REPORTS} and 5 <= len(names) <= 20
+    assert set(results) == set(before) == set(range(20))
+    assert results[7][0].startswith('404 /a/c/o7 is not on this server')
+    assert results[5][0].status == 'fuel' and results[5][1] == {'stdout': b''}
+    for i in set(range(20)) - {7}:
+        (report, outputs), (old_report, old_outputs) = results[i], before[i]
+        assert outputs == old_outputs
+        assert bool(report.stderr) == (i == 3) == bool(old_report.stderr)
+        assert (report.status, report.retcode, report.etags, report.validation,
+                report.engine, report.accounting['channels'], report.accounting['fuel']) == (
+            old_report.status, old_report.retcode, old_report.etags, old_report.validation,
+            old_report.engine, old_report.accounting['channels'],
+            old_report.accounting['fuel'])
+        assert set(vars(report)) == set(vars(old_report))
+        assert report.accounting.keys() == old_report.accounting.keys()
+    assert mw.admission.total == 0
+    assert_only_spares(mw, devices)
+
+
+def test_a_batch_node_with_large_outputs_answers_in_members_of_its_own_beside_blocks(
+        mw, guest, devices: Path, monkeypatch) -> None:
+    """Outputs larger than ``SMALL`` do not go in a block: that node's report and
+    outputs are members of their own, as before, and the proxy reads both."""
+    from zerocloud.object import batch as object_batch
+    monkeypatch.setattr(object_batch, 'SMALL', 100)
+    outputs = {i: b'%d\n' % i * (1 if i % 2 else 60) for i in range(4)}   # 120, 2, 120, 2 bytes
+    for i, data in outputs.items():
+        put(mw, f'/sda1/0/a/c/o{i}', data)
+    channels = (wire.DeviceSpec('stdin', 'r', source='local'), wire.DeviceSpec('stdout', 'w'))
+    entries = [wire.BatchEntry('sda1', 0, f'/a/c/o{i}', wire.NodeSpec(
+        f'n{i}', ['cat'], devices=channels)) for i in range(4)]
+    resp = blocks_request(mw, entries, guest('cat').read_bytes())
+    assert resp.status_int == 200
+    names, results = block_results(resp.body)
+    assert wire.REPORTS in names and sorted(n for n in names if n != wire.REPORTS) == [
+        '0/dev/stdout', '0/report.json', '2/dev/stdout', '2/report.json']
+    assert {i: out['stdout'] for i, (_, out) in results.items()} == outputs
+    assert_only_spares(mw, devices)
+
+
+def test_a_reports_block_waits_a_little_for_more_results_then_goes_without_them(
+        monkeypatch) -> None:
+    """Results that come within ``LINGER`` of a block's first share it (a worker's
+    nodes end one by one); a block goes once none came for that long, before the
+    next result: results still stream, and the proxy's timer still sees them."""
+    from types import SimpleNamespace
+
+    from swift.common.concurrency import LightQueue, sleep, spawn
+
+    from zerocloud.object import batch as object_batch
+    monkeypatch.setattr(object_batch, 'LINGER', 0.1)
+    done = LightQueue()
+    report = SimpleNamespace(values=lambda: ['ok'])
+    run = SimpleNamespace(blocks=True, ended=False, outputs=SimpleNamespace(
+        small=lambda path: b'out', give=lambda paths: None))
+    entries = [SimpleNamespace(spec=SimpleNamespace(outputs=True))] * 3
+
+    def feed() -> None:
+        done.put((0, (report, [('stdout', 'p0')])))
+        sleep(0.02)
+        done.put((1, (report, [('stdout', 'p1')])))
+        sleep(1.0)
+        done.put((2, (report, [('stdout', 'p2')])))
+    spawn(feed)
+    answers = object_batch.BatchRun.answers(run, entries, done)
+    started = time.monotonic()
+    first = next(answers)
+    assert time.monotonic() - started < 0.9             # before the third result
+    rest = b''.join(answers)
+
+    def nodes(data: bytes) -> list[list[int]]:
+        return [[row[0] for row in json.loads(f.read().split(b'\n')[0])['nodes']]
+                for name, f in wire.read_members(io.BytesIO(data), wire.REPORTS)]
+    assert nodes(first + wire.TAR_END) == [[0, 1]] and nodes(rest) == [[2]]
+    assert run.ended

@@ -274,3 +274,96 @@ def test_headers_read_here_are_those_tarfile_reads(fmt: int) -> None:
     bad[0] ^= 1                                     # the checksum no longer adds up
     with pytest.raises(wire.WireError, match='checksum'):
         list(wire.read_members(io.BytesIO(bytes(bad) + bytes(1024)), None))
+
+
+# -- batch/reports blocks ------------------------------------------------------------------
+
+NAMES = {'report': ('status', 'retcode', 'message', 'validation', 'etags', 'accounting',
+                    'exit_state', 'engine', 'engine_reason', 'host_failure', 'stderr'),
+         'accounting': ('fuel', 'syscalls', 'channels', 'wall_time'),
+         'channel': ('reads', 'read_bytes')}
+
+
+def block_data(member: bytes) -> bytes:
+    _, f = next(wire.read_members(io.BytesIO(member + wire.TAR_END), wire.REPORTS))
+    return f.read()
+
+
+def test_a_reports_block_carries_reports_outputs_and_errors_as_the_old_members_did() -> None:
+    """The rows of a block are read into the reports ``report.json`` would have given
+    (keys from the block's names, validation and accounting made whole again), with
+    each node's outputs cut from the data after the head, and a node not run as the
+    text of its ``<i>/error``."""
+    block = wire.ReportsBlock(NAMES)
+    values = ['ok', 0, '', ['cached', []], {'/dev/stdout': 'e' * 32},
+              [7, 9, [['/dev/stdin', 2, 1024], ['/dev/stdout', 0, 0]], 0.5], '', 'native', '',
+              False, 'end of stderr\n']
+    block.add(3, values, [('stdout', b'1 2 6\n'), ('out/x', b'')])
+    block.error(5, '404 /a/c/o is not on this server')
+    block.add(0, ['fault', None, 'segv', [None, []], {}, [0, 0, [], 0.0], 'Signal 11',
+                  'native', '', False, ''], [('stdout', b'\0' * 700)])
+    results = wire.read_reports(block_data(block.member()))
+    assert not block.rows and not block.outputs and block.size == 0       # empty again
+    assert [(i, outputs) for i, _, outputs in results] == [
+        (3, {'stdout': b'1 2 6\n', 'out/x': b''}), (5, {}), (0, {'stdout': b'\0' * 700})]
+    assert results[1][1] == '404 /a/c/o is not on this server'
+    assert results[0][1] == wire.NodeReport(
+        'ok', 0, validation='cached', etags={'/dev/stdout': 'e' * 32}, engine='native',
+        accounting={'fuel': 7, 'syscalls': 9, 'wall_time': 0.5, 'channels': {
+            '/dev/stdin': {'reads': 2, 'read_bytes': 1024},
+            '/dev/stdout': {'reads': 0, 'read_bytes': 0}}}, stderr='end of stderr\n')
+    assert results[2][1].status == 'fault' and results[2][1].validation is None
+    assert results[2][1].channel_bytes() == (0, 0)
+
+
+def test_a_reports_block_names_fields_a_reader_does_not_know_or_leaves_out() -> None:
+    """A server whose report has a field more (a newer sandbox) or less: the reader
+    takes the fields it knows by name, the defaults for the others."""
+    block = wire.ReportsBlock({'report': ('later', 'status', 'retcode'), 'accounting': (),
+                               'channel': ()})
+    block.add(1, [{'x': 1}, 'ok', 0], [])
+    [(index, report, outputs)] = wire.read_reports(block_data(block.member()))
+    assert (index, outputs) == (1, {}) and report == wire.NodeReport('ok', 0)
+
+
+def test_a_reports_block_is_full_at_its_node_count_or_size(monkeypatch) -> None:
+    monkeypatch.setattr(wire, 'REPORTS_NODES', 3)
+    block = wire.ReportsBlock(NAMES)
+    for i in range(2):
+        block.error(i, '503 Slot not available')
+    assert not block.full
+    block.error(2, '503 Slot not available')
+    assert block.full
+    block.member()
+    block.add(0, [], [('stdout', bytes(wire.REPORTS_BYTES - 300))])
+    assert not block.full
+    block.add(1, [], [('stdout', b'x' * 300)])
+    assert block.full
+    block.member()
+    block.add(0, ['ok', 'a long stderr' * (wire.REPORTS_BYTES // 13)], [])   # reports count
+    assert block.full
+
+
+@pytest.mark.parametrize(('data', 'why'), [
+    (b'{"names": {}, "nodes": []}', 'no newline'),
+    (b'[]\n', 'TypeError'),
+    (b'{"names": {"report": [1], "accounting": [], "channel": []}, "nodes": []}\n',
+     'lists of strings'),
+    (b'{"names": {"report": ["status"], "accounting": [], "channel": []}, "nodes": {}}\n',
+     'nodes must be a list'),
+    (b'{"names": {"report": ["status"], "accounting": [], "channel": []},'
+     b' "nodes": [[0, 5]]}\n', 'bad node'),
+    (b'{"names": {"report": ["status"], "accounting": [], "channel": []},'
+     b' "nodes": [[0, ["ok", 1], []]]}\n', 'bad report'),
+    (b'{"names": {"report": ["status"], "accounting": [], "channel": []},'
+     b' "nodes": [[0, ["ok"], [["stdout", 5]]]]}\nabc', 'bad output'),
+    (b'{"names": {"report": ["status"], "accounting": [], "channel": []},'
+     b' "nodes": [[0, ["ok"], [["stdout", 2]]]]}\nabc', '1 bytes after'),
+    (b'{"names": {"report": ["status"], "accounting": [], "channel": []},'
+     b' "nodes": [[0, [5], []]]}\n', 'expected a string'),
+    (b'{"names": {"report": ["status", "accounting"], "accounting": ["channels"],'
+     b' "channel": ["reads"]}, "nodes": [[0, ["ok", [[[1, 2]]]], []]]}\n', 'bad channels'),
+])
+def test_a_bad_reports_block_is_one_error_that_says_why(data: bytes, why: str) -> None:
+    with pytest.raises(wire.ReportError, match=why):
+        wire.read_reports(data)

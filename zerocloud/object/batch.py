@@ -35,7 +35,14 @@ import os
 import shutil
 import time
 
-from swift.common.concurrency import GreenPool, LightQueue, greenthread, spawn, tpool
+from swift.common.concurrency import (
+    Empty,
+    GreenPool,
+    LightQueue,
+    greenthread,
+    spawn,
+    tpool,
+)
 from swift.common.constraints import check_drive
 from swift.common.storage_policy import POLICIES
 from swift.common.swob import (
@@ -52,15 +59,17 @@ from swift.common.utils import ClosingIterator
 from zerocloud import hangup, wire
 from zerocloud.object import scratch
 from zerocloud.object.admission import RETRY_AFTER, charged_to
+from zerocloud.object.answer import REPORT_NAMES, NodeAnswer
 from zerocloud.object.diskfiles import DiskFiles
 from zerocloud.object.plan import LINK
-from zerocloud.object.results import STDERR_TAIL, local_env, node_report
+from zerocloud.object.results import STDERR_TAIL, local_env
 from zvm_core.pool import PoolBusy, Run
 
 SMALL = 1 << 18         # outputs up to this size travel in one write with their report
 CHUNK = 16              # most nodes handed to a worker in one request (``Pool.run_many``)
 OK = '200 ok'          # a node that ran and ended ok (logged in its batch's line)
 CHUNK_SECONDS = 0.05    # worker time a chunk should take (``Chunks``)
+LINGER = 0.02           # seconds a batch/reports block waits for more results once it has one
 IMAGE_MEMBER = wire.DEV_PREFIX + wire.IMAGE_DEVICE
 CACHED = (wire.EXE, IMAGE_MEMBER)       # kept by content (``ObjectExecMiddleware``)
 
@@ -294,6 +303,7 @@ class BatchRun:
         self.plan: tuple | None = None          # the last node's devices' (``NodeRun.plan``)
         self.plan_of: tuple | None = None       # those devices
         self.null = None                        # /dev/null, open for the batch's nodes
+        self.blocks = req.headers.get(wire.READS_REPORTS) == '1'    # answer in batch/reports
 
     def execute(self) -> Response:
         req, config = self.req, self.config
@@ -334,8 +344,10 @@ class BatchRun:
         self.policy = policy
         req.environ['eventlet.minimum_write_chunk_size'] = 0     # each result at once
         body = ClosingIterator(self.members(entries), [self])
-        return Response(app_iter=body, content_type='application/x-tar',
-                        headers={wire.BATCH: str(count)})
+        headers = {wire.BATCH: str(count)}
+        if self.blocks:
+            headers[wire.READS_REPORTS] = '1'
+        return Response(app_iter=body, content_type='application/x-tar', headers=headers)
 
     def receive(self, count: int) -> list[wire.BatchEntry]:
         """The program and the job's image (unless sent by digest), the spec the
@@ -476,7 +488,7 @@ class BatchRun:
                     if stderr is None:      # declared: an output
                         path = dict(node.outputs).get('stderr')
                         stderr = self.outputs.tail(path) if path else b''
-                    report = node_report(node.spec, result.data, stderr)
+                    report = NodeAnswer(node.spec, result, stderr)
                     node.close()
                     yield node.index, (report, node.outputs)
             except PoolBusy as e:
@@ -557,14 +569,31 @@ class BatchRun:
                              time.monotonic() - began)
 
     def answers(self, entries: list[wire.BatchEntry], done: LightQueue):
-        """The tar stream of the results that ``done`` receives, in the order they end."""
+        """The tar stream of the results that ``done`` receives, in the order they end:
+        ``batch/reports`` blocks when the proxy reads them (:attr:`blocks`), each sent
+        once full, or once no other result is ready :data:`LINGER` seconds after its
+        first (a worker's nodes end one by one: sent as soon as none was ready, a
+        block held one node or two, and saved the proxy little), with a node whose
+        outputs are larger than :data:`SMALL` in members of its own; else a node's
+        members each (a write for all that are ready)."""
         answered: set[int] = set()
         ready = bytearray()         # answers ready: one write for all when no other is
+        block = wire.ReportsBlock(REPORT_NAMES) if self.blocks else None
+        send_at = 0.0               # when the block is sent if no result comes before
         while len(answered) < len(entries):
+            if block is not None and block.rows and (block.full or (
+                    done.empty() and time.monotonic() >= send_at)):
+                ready += block.member()
             if ready and (done.empty() or len(ready) > SMALL):
                 yield bytes(ready)
                 ready.clear()
-            index, result = done.get()
+            if block is not None and block.rows:
+                try:
+                    index, result = done.get(timeout=max(0.0, send_at - time.monotonic()))
+                except Empty:
+                    continue
+            else:
+                index, result = done.get()
             if isinstance(result, hangup.HangUp):
                 return
             if index in answered:       # a bug after some of its nodes were answered
@@ -573,12 +602,24 @@ class BatchRun:
             if isinstance(result, Exception):
                 reason = (result.body or b'').decode('utf-8', 'replace').strip() if isinstance(
                     result, HTTPException) else type(result).__name__
-                text = f'{getattr(result, "status_int", 500)} {reason}'.encode()
-                ready += wire.tar_member(wire.batch_member(index, wire.ERROR), text)
+                text = f'{getattr(result, "status_int", 500)} {reason}'
+                if block is not None:
+                    send_at = send_at if block.rows else time.monotonic() + LINGER
+                    block.error(index, text)
+                else:
+                    ready += wire.tar_member(wire.batch_member(index, wire.ERROR), text.encode())
                 continue
             report, outputs = result
+            sent = outputs if entries[index].spec.outputs else ()
+            if block is not None:
+                small = [(name, self.outputs.small(path)) for name, path in sent]
+                if sum(SMALL + 1 if data is None else len(data) for _, data in small) <= SMALL:
+                    send_at = send_at if block.rows else time.monotonic() + LINGER
+                    block.add(index, report.values(), small)
+                    self.outputs.give([path for _, path in outputs])
+                    continue
             ready += wire.tar_member(wire.batch_member(index, wire.REPORT), report.to_json())
-            for name, path in outputs if entries[index].spec.outputs else ():
+            for name, path in sent:
                 member_name = wire.batch_member(index, wire.DEV_PREFIX + name)
                 data = self.outputs.small(path)
                 if data is not None:            # with the report
@@ -589,6 +630,8 @@ class BatchRun:
                 ready.clear()
                 yield from wire.stream_members([member])
             self.outputs.give([path for _, path in outputs])   # written again (Outputs)
+        if block is not None and block.rows:
+            ready += block.member()
         self.ended = True
         yield bytes(ready + wire.TAR_END)
 

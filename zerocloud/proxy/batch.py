@@ -418,6 +418,7 @@ class Batches:
                                           image.size))
         members = [*exe, shared]
         headers = {wire.EXECUTE: wire.VERSION, wire.BATCH: str(len(batch)),
+                   wire.READS_REPORTS: '1',
                    'Content-Type': 'application/x-tar', 'Expect': '100-continue',
                    'X-Backend-Storage-Policy-Index': str(plan.policy),
                    'X-Trans-Id': self.trans_id, 'X-Zerocloud-Id': self.job_id,
@@ -471,26 +472,35 @@ class Batches:
 
     def _results(self, resp, server: dict, batch: list[_Entry], started: float,
                  program_bytes: int, once_bytes: int) -> None:
-        """Read the answer's members; each node's result goes to it once complete."""
+        """Read the answer's members; each node's result goes to it once complete:
+        ``batch/reports`` blocks (a server that reads this proxy's ``X-Zerovm-Reports``)
+        or a node's members each (a server of before them, or a node with large
+        outputs), in any mix."""
         where = f'{server["ip"]}:{server["port"]}/{server["device"]}'
         members = wire.read_members(wire.ReadAhead(resp), None)
-        current: NodeResult | None = None
-        index = -1
+        current: NodeResult | None = None       # a node read from members of its own
+        index, outputs_of = -1, ''              # its index, the prefix of its outputs
 
-        def finish() -> None:
-            entry = batch[index]
-            current.server = where
-            current.seconds = time.monotonic() - started
-            current.request_bytes = entry.size
-            if index == 0:
-                current.program_bytes = program_bytes
-                current.request_bytes += once_bytes      # the program, image, batch/spec
-            if host_killed(current):
-                self._killed(entry, current)
+        def finish(i: int, result: NodeResult) -> None:
+            entry = batch[i]
+            result.server = where
+            result.seconds = time.monotonic() - started
+            result.request_bytes = entry.size
+            if i == 0:
+                result.program_bytes = program_bytes
+                result.request_bytes += once_bytes      # the program, image, batch/spec
+            if host_killed(result):
+                self._killed(entry, result)
             else:
-                self._end(entry, current)
+                self._end(entry, result)
+
+        def not_run(i: int, text: str) -> None:
+            self.logger.debug('node %s not run in a batch on %s: %s',
+                              batch[i].plan.node.name, where, short(text))
+            self._end(batch[i], _ALONE)
 
         limit = self.config.timeout + NODE_GRACE
+        max_output = self.config.max_output
         policy = POLICIES.get_by_index(batch[0].plan.policy).name       # one per batch
         timer, armed = None, 0.0
         try:
@@ -507,29 +517,46 @@ class Batches:
                 if item is None:
                     break
                 name, f = item
-                i, sub = wire.batch_index(name)
-                if sub.startswith(wire.DEV_PREFIX) and current is not None and i == index:
-                    out = current.outputs[sub[len(wire.DEV_PREFIX):]] = OutputFile()
-                    wire.copy_limited(f, out, self.config.max_output)
+                if current is not None and name.startswith(outputs_of):
+                    out = current.outputs[name[len(outputs_of):]] = OutputFile()
+                    wire.copy_limited(f, out, max_output)
                     continue
                 if current is not None:
-                    finish()
+                    finish(index, current)
                     current = None
+                if name == wire.REPORTS:
+                    if f.left > wire.REPORTS_LIMIT:
+                        raise wire.WireError(f'{name} larger than {wire.REPORTS_LIMIT} bytes')
+                    for i, report, outputs in wire.read_reports(f.read()):
+                        if not 0 <= i < len(batch) or batch[i].done:
+                            raise wire.WireError(f'unexpected node {i} in {name}')
+                        if isinstance(report, str):
+                            not_run(i, report)
+                            continue
+                        result = NodeResult(batch[i].plan.node, policy)
+                        result.report = report
+                        for device, data in outputs.items():
+                            if len(data) > max_output:
+                                result.close()
+                                raise wire.TooLarge(f'{name}: node {i}: output {device} '
+                                                    f'larger than {max_output} bytes')
+                            result.outputs[device] = out = OutputFile()
+                            out.write(data)
+                        finish(i, result)
+                    continue
+                i, sub = wire.batch_index(name)
                 if not 0 <= i < len(batch) or batch[i].done:
                     raise wire.WireError(f'unexpected member {name}')
                 if sub == wire.ERROR:
-                    text = f.read(4096).decode('utf-8', 'replace')
-                    self.logger.debug('node %s not run in a batch on %s: %s',
-                                      batch[i].plan.node.name, where, short(text))
-                    self._end(batch[i], _ALONE)
+                    not_run(i, f.read(4096).decode('utf-8', 'replace'))
                 elif sub == wire.REPORT:
-                    index = i
+                    index, outputs_of = i, wire.batch_member(i, wire.DEV_PREFIX)
                     current = NodeResult(batch[i].plan.node, policy)
                     current.report = wire.NodeReport.from_json(f.read(1 << 20))
                 else:
                     raise wire.WireError(f'unexpected member {name}')
             if current is not None:
-                finish()
+                finish(index, current)
         except BaseException:
             if current is not None:
                 current.close()

@@ -60,7 +60,6 @@ from __future__ import annotations
 
 import array
 import contextlib
-import dataclasses
 import errno
 import functools
 import json
@@ -83,7 +82,14 @@ from typing import NamedTuple
 from zvm_core.channels import READ, UNLIMITED, Quota
 from zvm_core.fairshare import FairSlots
 from zvm_core.limits import MAX_FDS, Limits
-from zvm_core.report import Accounting, ChannelAccounting, Report
+from zvm_core.report import (
+    ACCOUNTING_FIELDS,
+    CHANNEL_FIELDS,
+    REPORT_FIELDS,
+    Accounting,
+    ChannelAccounting,
+    Report,
+)
 
 KILL_GRACE = 2.0
 
@@ -239,9 +245,7 @@ def _json(message: memoryview):
 # ChannelAccounting travels with no change here (tests/unit/test_pool_dispatch.py
 # holds the reply to ``Report.to_dict``).  ``validation`` travels as [state,
 # violations], ``accounting`` as its values with ``channels`` as [alias, *counters].
-_REPORT = tuple(f.name for f in dataclasses.fields(Report))
-_ACCOUNTING = tuple(f.name for f in dataclasses.fields(Accounting))
-_CHANNEL = tuple(f.name for f in dataclasses.fields(ChannelAccounting))
+_REPORT, _ACCOUNTING, _CHANNEL = REPORT_FIELDS, ACCOUNTING_FIELDS, CHANNEL_FIELDS
 _VALIDATION_AT, _ACCOUNTING_AT = _REPORT.index('validation'), _REPORT.index('accounting')
 _CHANNELS_AT = _ACCOUNTING.index('channels')
 _report_values = operator.attrgetter(*_REPORT)
@@ -292,7 +296,7 @@ def _run_result(message: memoryview) -> RunResult:
     for alias, size in sizes:
         tails[alias] = bytes(message[end:end + size])
         end += size
-    return RunResult(_report_data(fields), tails)
+    return RunResult(fields, tails)
 
 
 def _run_report(message: memoryview) -> Report:
@@ -423,12 +427,17 @@ class Run:
 
 class RunResult:
     """What :meth:`Pool.run_many` gives for one run: its report and, per channel with
-    ``tail``, the bytes kept.  ``data`` is the report as the worker sent it
-    (``Report.to_dict``); ``report`` is built from it when first asked for: a
-    batch's node only passes it on (``zerocloud.object.results.node_report``)."""
+    ``tail``, the bytes kept.  ``fields`` is the report as the worker sent it (its
+    values in the order of ``REPORT_FIELDS``: a batch's node passes them on to the
+    proxy as they are, ``zerocloud.object.batch``); ``data`` (``Report.to_dict``)
+    and ``report`` are built from them when first asked for."""
 
-    def __init__(self, data: dict, tails: dict[str, bytes] | None = None) -> None:
-        self.data, self.tails = data, tails or {}
+    def __init__(self, fields: list, tails: dict[str, bytes] | None = None) -> None:
+        self.fields, self.tails = fields, tails or {}
+
+    @functools.cached_property
+    def data(self) -> dict:
+        return _report_data(self.fields)
 
     @functools.cached_property
     def report(self) -> Report:
@@ -652,7 +661,7 @@ class Pool:
                 worker.send(lambda shapes: shapes.request(b'M', runs, rdtsc, {}), fds)
             except MessageTooLarge as e:
                 failed = _failed('fault', f'the request is too large: {e}')
-                yield RunResult(failed.to_dict())
+                yield RunResult(_report_fields(failed))
                 done += 1
                 yield from (None for _ in runs[1:])
                 return
@@ -683,7 +692,7 @@ class Pool:
             worker.proc.kill()
             worker.proc.wait()
             raise
-        yield RunResult(_failed('killed', message, host_failure=True).to_dict())
+        yield RunResult(_report_fields(_failed('killed', message, host_failure=True)))
         yield from (None for _ in runs[done + 1:])
 
     def validate(self, fd: int, *, rdtsc: str = 'virtualize',
