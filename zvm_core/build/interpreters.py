@@ -10,7 +10,9 @@ sources, unmodified:
 ``python3``
     CPython 3.11 linked statically (``gcc -static``) from Debian's
     ``libpython3.11.a`` (package ``libpython3.11-dev``, with ``libexpat1-dev``
-    and ``zlib1g-dev``) and a small ``main``; ``python3.tar`` holds the
+    and ``zlib1g-dev``) and a small ``main`` (sandbox defaults, and a free lock
+    taken without reading the clock, a mediated call here: ``PYMAIN_C``);
+    ``python3.tar`` holds the
     program as ``/python3`` and the pure-Python standard library under
     ``/usr/lib/python3.11`` with every module precompiled
     (``unchecked-hash`` ``.pyc``: valid whatever the file times are).
@@ -444,8 +446,8 @@ def _build_python(work: Path, out: Path, cc: str, libs: list[Path], files: list[
     program = out / 'python3'
     t = time.monotonic()
     _run([cc, '-O2', '-static', f'-I{PY_INCLUDE}', '-o', str(program), 'pymain.c',
-          *PY_LINK_WRAP, f'-L{PY_CONFIG_DIR}', f'-lpython{PY_VERSION}', '-lexpat', '-lz', '-lm', '-lutil',
-          '-ldl', '-lpthread'], 'linking python3', cwd=work)
+          *PY_LINK_WRAP, f'-L{PY_CONFIG_DIR}', f'-lpython{PY_VERSION}', '-lexpat', '-lz',
+          '-lm', '-lutil', '-ldl', '-lpthread'], 'linking python3', cwd=work)
     _run(['strip', str(program)], 'strip python3')
     log(f'python3: linked ({program.stat().st_size} bytes, {time.monotonic() - t:.1f} s)')
     stage = work / 'stage'
