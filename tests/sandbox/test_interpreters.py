@@ -323,8 +323,8 @@ print(lock.acquire(False))
 
 
 def test_python_takes_a_free_lock_without_a_mediated_call(engine, sysimages, tmp_path):
-    # CPython 3.11 reads the clock on every lock acquisition, a mediated call here (120
-    # of a -S print(1)'s ~320): the image takes a free lock without it; a held one
+    # CPython 3.11 reads the clock on every lock acquisition, a mediated call here (124
+    # of a -S print(1)'s 306): the image takes a free lock without it; a held one
     # still waits (and times out) as before
     from zvm_core.channels import READ, WRITE, Channel, FdBacking
     from zvm_core.executor import run

@@ -109,13 +109,19 @@ PYMAIN_C = r'''
 #include <Python.h>
 #include <semaphore.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 /* CPython 3.11 reads the monotonic clock on every lock acquisition, even of a
  * free lock (thread_pthread.h: the sem_clockwait deadline is computed first).
- * Natively and emulated a clock read is a mediated call: 120 of a -S print(1)'s
- * ~320, 14 of the ~20 a resumed one makes.  A free lock is taken without it; a
- * held one (another thread has it) goes the usual way.  Linked with
- * -Wl,--wrap (PY_LINK_WRAP): every caller outside thread.c comes here. */
+ * Natively and emulated a clock read is a mediated call: 124 of a -S print(1)'s
+ * 306 (189 of 396 with site), 14 of the ~20 a resumed one made.  A free lock is
+ * taken without it; a held one (another thread has it) goes the usual way.
+ * Linked with -Wl,--wrap (PY_LINK_WRAP): every caller outside thread.c comes
+ * here.  A lock is a sem_t where thread_pthread.h says USE_SEMAPHORES: */
+#if !defined(_POSIX_SEMAPHORES) || defined(HAVE_BROKEN_POSIX_SEMAPHORES) || \
+    !defined(HAVE_SEM_TIMEDWAIT)
+#error "this libpython's locks are not semaphores"
+#endif
 PyLockStatus __real_PyThread_acquire_lock_timed(PyThread_type_lock, PY_TIMEOUT_T, int);
 
 PyLockStatus
