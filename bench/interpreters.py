@@ -5,7 +5,8 @@
   (cold: imports, image index, validation from the verdict cache,
   translation), ``executor.run`` in this process (a new machine each
   time), and a warm pool worker (the template and start-up snapshot kept;
-  p50 and min of N runs, and how the last one started);
+  p50 and min of N runs, how the last one started, and the system calls
+  it made, the start-up's included: each is mediated);
 - cluster: a ``file://python3:python3 -c print(1)`` job on a fresh local
   cluster (``zerocloud.devcluster``), client-observed: the first job (its
   object servers started warm: ``zerovm_prewarm`` translated CPython's
@@ -129,11 +130,12 @@ def hello(images: dict, reps: int, tmp: Path) -> None:
                 sys.exit(f'{label}: wrong output {(tmp / "out").read_bytes()!r}')
             rows.append([label, ms(p50(cold)), ms(p50(local)), ms(p50(warm)), ms(min(warm)),
                          f'{report.engine}, {report.accounting.start}',
-                         ratio(p50(cold), p50(warm))])
+                         f'{report.accounting.syscalls}', ratio(p50(cold), p50(warm))])
     host = [common.timed(subprocess.run, [sys.executable, '-S', '-c', 'print(1)'],
                          stdout=subprocess.DEVNULL, check=True)[0] for _ in range(5)]
     table('hello: cold and warm', ['case', 'zvm run process', 'executor.run',
-                                   'warm worker p50', 'min', 'warm from', 'cold/warm'], rows,
+                                   'warm worker p50', 'min', 'warm from', 'calls',
+                                   'cold/warm'], rows,
           note=f'host Python 3 -S -c print(1), a new process: {ms(p50(host))}')
 
 

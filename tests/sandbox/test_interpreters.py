@@ -309,6 +309,43 @@ def test_python_hello_isolated(python):
     assert runs[0].etags['/dev/stdout'] == hashlib.md5(b'1\n').hexdigest()
 
 
+LOCKS_SCRIPT = """
+import threading
+lock = threading.Lock()
+for _ in range(int(__import__('sys').argv[1])):
+    lock.acquire()
+    lock.release()
+lock.acquire()
+print(lock.acquire(False), lock.acquire(timeout=0.01), lock.locked())
+lock.release()
+print(lock.acquire(False))
+"""
+
+
+def test_python_takes_a_free_lock_without_a_mediated_call(engine, sysimages, tmp_path):
+    # CPython 3.11 reads the clock on every lock acquisition, a mediated call here (124
+    # of a -S print(1)'s 306): the image takes a free lock without it; a held one
+    # still waits (and times out) as before
+    from zvm_core.channels import READ, WRITE, Channel, FdBacking
+    from zvm_core.executor import run
+    from zvm_core.syscalls.fs import Image
+    reports = []
+    for n in (0, 100):
+        out = tmp_path / f'out{n}'
+        tar = Channel('/dev/python3', FdBacking.open(sysimages.tar('python3'), READ), READ,
+                      random=True)
+        image = Image()
+        image.mount(tar.backing, '/', tar.alias)
+        report = run(sysimages.program('python3'),
+                     [Channel('/dev/stdout', FdBacking.open(out, WRITE), WRITE), tar],
+                     argv=['python3', '-S', '-c', LOCKS_SCRIPT, str(n)], image=image,
+                     engine=engine)
+        assert (report.status, report.retcode) == ('ok', 0), report
+        assert out.read_bytes() == b'False False True\nTrue\n'
+        reports.append(report)
+    assert reports[0].accounting.syscalls == reports[1].accounting.syscalls
+
+
 UNCLOSED_SCRIPT = """
 def total(xs):
     return sum(xs)

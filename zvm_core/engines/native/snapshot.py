@@ -1,7 +1,7 @@
 """Start-up snapshots of the native engine: a warm run resumes from its prefix.
 
 A warm CPython ``print(1)`` natively spends nearly all its time starting up
-(~300 of its ~320 mediated calls come before its first channel access).  As under the
+(~185 of its ~190 mediated calls come before its first channel access).  As under the
 emulator (``zvm_core.prefix`` says what a prefix is, its key and what it
 depends on), a pool worker's program records the prefix of a key once and
 later runs with that key start where it ended.
@@ -27,7 +27,7 @@ manifest, which it never read, so its report is the run's.  One that read
 the manifest turns this program's snapshots off (ZeroVM API programs read it
 at once) and the run starts again from its entry.  A prefix that made fewer
 than :data:`MIN_PREFIX_CALLS` mediated calls (the decision is the same every
-time; CPython's makes ~300, a C program that reads its input at once a
+time; CPython's makes ~185, a C program that reads its input at once a
 handful) leaves no snapshot.
 
 **Restoring: a snapshot template.**  The snapshot becomes a fork server
