@@ -234,6 +234,16 @@ def test_truncated_headers_are_noticed() -> None:
     assert result.truncated and len(result.nodes) == 2
 
 
+def test_a_cut_header_zc_does_not_read_leaves_the_table_and_the_parts_whole() -> None:
+    # 300 nodes: only X-Nexe-Etag passes 8192 bytes, the server sets X-Nexe-Truncated
+    headers = {'X-Nexe-System': 'a,b', 'X-Nexe-Status': 'ok,ok', 'X-Nexe-Retcode': '0,0',
+               'X-Nexe-Body-Bytes': '3,4', 'X-Nexe-Etag': '/dev/stdout 1f,...',
+               'X-Nexe-Truncated': 'true'}
+    result = report.parse(200, headers, b'onefour')
+    assert not result.truncated
+    assert result.parts() == [('a', b'one'), ('b', b'four')]
+
+
 def test_the_failure_body_gives_the_reason_when_headers_do_not() -> None:
     headers = {k: v for k, v in HEADERS.items() if k != 'X-Nexe-Error'}
     result = report.parse(422, headers, b'wc-3: fault: SIGSEGV at 0x0\n')
