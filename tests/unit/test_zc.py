@@ -74,6 +74,16 @@ def test_a_script_runs_with_the_interpreter_of_its_extension(tmp_path: Path) -> 
     assert jobs.build(None, str(lua), None, None).job[0]['exec']['path'] == 'file://lua:lua'
 
 
+def test_a_python_script_that_does_not_compile_is_refused_before_any_node_runs(
+        tmp_path: Path) -> None:
+    script = tmp_path / 'agg.py'
+    script.write_text('import sys\nfor line in sys.stdin\n    print(line)\n')
+    with pytest.raises(jobs.BuildError, match=r"agg.py:2: expected ':'"):
+        jobs.build(None, str(script), 'swift://~/data/*.csv', None)
+    # another interpreter may take other syntax: not checked here
+    jobs.build(None, str(script), None, None, interpreter='file://python2:python2')
+
+
 def test_a_stored_program_needs_no_zapp() -> None:
     payload = jobs.build('swift://~/bin/sort', None, 'swift://~/d/x', None, device='input')
     assert payload.content_type == jobs.JSON_TYPE
