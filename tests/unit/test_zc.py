@@ -554,6 +554,20 @@ def test_objects_in_your_account_are_shown_without_it() -> None:
                                                                  'swift://AUTH_u/c/o']
 
 
+def test_an_object_the_server_names_by_url_is_shown_by_its_name_as_the_listing_gives_it(
+        ) -> None:
+    # the JSON report's "object" is a URL (quoted), the client's own expansion a name:
+    # both are shown the same, and a name with a literal %25 is not decoded twice
+    from zerocloud.client.cli import Client
+    from zerocloud.job import SwiftPath
+    client = Client(build_parser().parse_args(['status', 'job-1']))
+    client._session = SimpleNamespace(account='AUTH_t')
+    assert client.short('swift://AUTH_t/odd/a%20b.csv') == 'odd/a b.csv'
+    assert client.short('swift://AUTH_t/odd/%C3%A9%20100%2525.csv') == 'odd/\u00e9 100%25.csv'
+    assert client.show(SwiftPath('AUTH_t', 'odd', 'é 100%25.csv')) == 'odd/\u00e9 100%25.csv'
+    assert client.short('swift://AUTH_u/odd/a%20b.csv') == 'swift://AUTH_u/odd/a b.csv'
+
+
 def test_keystone_and_v1_credentials_come_as_for_the_swift_command(monkeypatch) -> None:
     from zerocloud.client.cli import Client
     for name in ('ST_AUTH', 'ST_USER', 'ST_KEY', 'ST_AUTH_VERSION', 'OS_AUTH_URL',

@@ -44,7 +44,7 @@ from swiftclient.shell import add_default_args
 
 from zerocloud.client import display, jobs, local, report, zapps
 from zerocloud.client.session import Answer, ServerError, Session
-from zerocloud.job import SwiftPath
+from zerocloud.job import JobError, SwiftPath, parse_location
 from zerocloud.sql import formats as sql_formats
 from zvm_core.engines import CHOICES
 
@@ -306,17 +306,25 @@ class Client:
         return found
 
     def short(self, name: str) -> str:
-        """An object the server named, as ``c/o`` when it is in your account."""
+        """An object the server named, as ``c/o`` when it is in your account; a
+        ``swift://`` URL (quoted, as in the JSON report) by its name, as ``show``."""
+        if name.startswith('swift://'):
+            try:
+                return self.show(parse_location(name, ''))
+            except JobError:
+                return name
         if self._session is not None:
             account = self._session.account
-            for prefix in (f'swift://{account}/', f'/v1/{account}/', f'/{account}/',
-                           f'{account}/'):
+            for prefix in (f'/v1/{account}/', f'/{account}/', f'{account}/'):
                 if name.startswith(prefix):
                     return name[len(prefix):]
         return name
 
     def show(self, path: SwiftPath) -> str:
-        return self.short('swift:/' + path.path)
+        """An object by its name (not quoted), as ``c/o`` when it is in your account."""
+        if self._session is not None and path.account == self._session.account:
+            return path.path[len(path.account) + 2:]
+        return 'swift:/' + path.path
 
     def cmd_run(self) -> int:
         if self.opts.progress:
