@@ -362,6 +362,13 @@ def test_the_table_has_a_row_per_node_and_failures_under_it() -> None:
     assert lines[-1] == '3 nodes: 1 ok, 2 failed in 0.50 s; HTTP 200'
 
 
+def test_a_node_that_ran_well_but_whose_output_was_not_stored_says_only_why() -> None:
+    node = report.NodeResult('rep-1', 'ok', 0, error='could not store swift://AUTH_t/c/0.x: '
+                             'Swift answered 413 Request Entity Too Large: Upload exceeds quota.')
+    node.verdict = True
+    assert display.failures([node]) == f'rep-1: {node.error}\n'     # not "rep-1: ok: could..."
+
+
 def test_columns_line_up() -> None:
     nodes = [report.NodeResult('a', 'ok', 0, fuel=1), report.NodeResult('long-name', 'ok', 0,
                                                                          fuel=1234567)]
