@@ -544,6 +544,16 @@ def test_a_malformed_map_is_a_usage_error(tmp_path: Path, capsys) -> None:
     assert 'zc: --map here/demo: expected swift://~/CONTAINER=DIR' in capsys.readouterr().err
 
 
+def test_waits_timeout_is_not_swifts_http_timeout() -> None:
+    # "zc wait ID --timeout 0.5" gave up reading a result that took longer than 0.5 s
+    # ("Read timed out", exit 1), and "zc -T 30 wait ID" lost the -T
+    from zerocloud.client.cli import _auth_options
+    opts = build_parser().parse_args(['wait', 'job-1', '--timeout', '0.5'])
+    assert opts.wait_timeout == 0.5 and _auth_options(opts)['timeout'] is None
+    opts = build_parser().parse_args(['-T', '30', 'wait', 'job-1'])
+    assert opts.wait_timeout is None and _auth_options(opts)['timeout'] == 30
+
+
 def test_the_command_line_takes_swift_auth_options() -> None:
     opts = build_parser().parse_args(['-A', 'http://a/auth/v1.0', '-U', 'u', '-K', 'k', 'run',
                                       '--script', 's.py', '--on', 'swift://~/c/*', '-q'])

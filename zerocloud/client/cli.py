@@ -153,7 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the job's JSON report" if name != 'status' else
                        'the JSON of the progress, or of the result when done')
         if name == 'wait':
-            p.add_argument('--timeout', type=float, default=None, metavar='SECONDS')
+            p.add_argument('--timeout', type=float, default=None, metavar='SECONDS',
+                           dest='wait_timeout',     # not swift's -T/--timeout (HTTP)
+                           help='give up after this long (exit status 3)')
     p = sub.add_parser('new', help='write the skeleton of an app (zapp)')
     p.add_argument('name')
     p = sub.add_parser('bundle', help="check an app's programs locally and build its zapp")
@@ -351,7 +353,7 @@ class Client:
         if path is None:
             return early
         self.opts.id = self.job_id(path)
-        self.opts.timeout = None
+        self.opts.wait_timeout = None
         code = self.cmd_wait()
         for name in (path.obj + HEADERS_SUFFIX, path.obj):
             self.session.delete(SwiftPath(path.account, path.container, name))
@@ -482,7 +484,8 @@ class Client:
 
     def cmd_wait(self) -> int:
         path = self.result_path(self.opts.id)
-        deadline = None if self.opts.timeout is None else time.monotonic() + self.opts.timeout
+        wait = self.opts.wait_timeout
+        deadline = None if wait is None else time.monotonic() + wait
         pause = POLL_START
         follow = not self.quiet and self.err.isatty()       # the state costs a request
         seen: list[dict] = []
@@ -499,7 +502,7 @@ class Client:
                 if INTERRUPTED.is_set():
                     raise KeyboardInterrupt
                 if deadline is not None and time.monotonic() >= deadline:
-                    self.err.write(f'{self.opts.id}: not done after {self.opts.timeout} s\n')
+                    self.err.write(f'{self.opts.id}: not done after {wait} s\n')
                     return EXIT_PENDING
                 if follow and (state := self.state(path)) is not None:
                     seen.append(state)
