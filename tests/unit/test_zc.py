@@ -84,6 +84,16 @@ def test_a_python_script_that_does_not_compile_is_refused_before_any_node_runs(
     jobs.build(None, str(script), None, None, interpreter='file://python2:python2')
 
 
+def test_a_script_whose_name_has_a_space_is_one_argument(tmp_path: Path) -> None:
+    # args are split like a shell would: "/my agg.py" ran "/my" with the argument "agg.py"
+    import shlex
+    script = tmp_path / 'my agg.py'
+    script.write_text('print(1)\n')
+    payload = jobs.build(None, str(script), 'swift://~/data/*.csv', None, args='region qty')
+    assert shlex.split(payload.job[0]['exec']['args']) == ['/my agg.py', 'region', 'qty']
+    assert members(payload.body)['my agg.py'] == b'print(1)\n'
+
+
 def test_a_stored_program_needs_no_zapp() -> None:
     payload = jobs.build('swift://~/bin/sort', None, 'swift://~/d/x', None, device='input')
     assert payload.content_type == jobs.JSON_TYPE

@@ -21,6 +21,7 @@ import gzip
 import io
 import json
 import re
+import shlex
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,7 +94,7 @@ def build(program: str | None, script: str | None, on: str | None, out: str | No
         files[base] = _read(script)
         if interpreter == INTERPRETERS['.py']:
             _check_python(script, files[base])
-        exec_ = {'path': interpreter, 'args': f'/{base} {args}'.strip()}
+        exec_ = {'path': interpreter, 'args': f'{shlex.quote("/" + base)} {args}'.strip()}
         group = group_name(script)
     elif program.startswith('swift://'):
         exec_ = {'path': program, 'args': args}
