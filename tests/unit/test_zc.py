@@ -526,6 +526,38 @@ def test_the_session_lists_a_container_of_another_account_as_you(monkeypatch) ->
                      for prefix in (None, 'part-1')]
 
 
+def test_debug_shows_zcs_own_requests_as_curl_commands(monkeypatch, caplog) -> None:
+    # zc --help offers swift's --debug ("Show the curl commands ..."): it showed nothing,
+    # the execute, GET, HEAD and PUT requests going around swiftclient's logging
+    import logging
+
+    from zerocloud.client import cli
+    from zerocloud.client import session as zsession
+
+    class Resp:
+        status, reason = 200, 'OK'
+
+        def getheaders(self):
+            return [('X-Nexe-Status', 'ok')]
+
+    http = SimpleNamespace(request=lambda *a: None, getresponse=Resp)
+    ses = object.__new__(zsession.Session)
+    ses.conn = SimpleNamespace(url='http://h:8080/v1/AUTH_me', token='secret-token',
+                               http_connection=lambda url: ('parsed', http))
+    ses._given, ses._http = None, None
+    cli._http_logging(build_parser().parse_args(['--debug', 'status', 'job-1']))
+    try:
+        with caplog.at_level(logging.DEBUG, logger='swiftclient'):
+            ses.execute(b'[]', 'application/json', {})
+        text = caplog.text
+        assert 'REQ: curl -i http://h:8080/v1/AUTH_me -X POST' in text
+        assert 'X-Zerovm-Execute: 1.0' in text and 'secret-token' not in text
+        assert "RESP STATUS: 200 OK" in text
+    finally:
+        cli.logger_settings['redact_sensitive_headers'] = True
+        logging.getLogger().setLevel(logging.WARNING)
+
+
 def test_a_refused_token_without_credentials_is_sent_again_for_the_server_to_refuse(
         monkeypatch) -> None:
     # OS_STORAGE_URL + OS_AUTH_TOKEN of another cluster (or expired): the listing's 401 made

@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import os
 import re
 import signal
@@ -39,6 +40,7 @@ from urllib.parse import quote, urlencode
 
 import requests
 from swiftclient import ClientException
+from swiftclient.client import logger_settings
 from swiftclient.service import process_options
 from swiftclient.shell import add_default_args
 
@@ -711,9 +713,21 @@ def main(argv: list[str] | None = None) -> int:
     return _main(argv)
 
 
+def _http_logging(opts: argparse.Namespace) -> None:
+    """swift's ``--debug``, ``--debug-with-secrets`` and ``--info``, as the swift
+    command sets them: every request (``--info``: every failed one) as a curl command."""
+    if opts.debug or opts.debug_with_secrets:
+        logging.basicConfig(level=logging.DEBUG)
+        logging.getLogger('iso8601').setLevel(logging.WARNING)
+    elif opts.info:
+        logging.basicConfig(level=logging.INFO)
+    logger_settings['redact_sensitive_headers'] = not opts.debug_with_secrets
+
+
 def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     opts = parser.parse_args(argv)
+    _http_logging(opts)
     if opts.os_help or opts.command is None:
         parser.print_help()
         return 0 if opts.os_help else EXIT_USAGE
