@@ -771,6 +771,45 @@ def test_a_ctrl_c_python_swallowed_still_stops_following(monkeypatch, capsys,
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler   # restored
 
 
+def test_a_big_answer_goes_to_stdout_as_it_comes_not_held(monkeypatch) -> None:
+    # zc run ./big --on ... > out: 460 MB of memory for a 200 MB answer (it was read whole,
+    # then joined); now each chunk is written as it arrives
+    from zerocloud.client import cli
+    from zerocloud.client import session as zsession
+    chunks = [b'a' * zsession.CHUNK, b'b' * zsession.CHUNK, b'c' * 10]
+    written: list[bytes] = []
+
+    class Out(io.BytesIO):
+        def write(self, data):
+            written.append(bytes(data))
+            return len(data)
+
+    class Resp:
+        status, reason = 200, 'OK'
+
+        def __init__(self):
+            self.left = list(chunks)
+
+        def getheaders(self):
+            size = sum(map(len, chunks))
+            return [('Content-Type', 'text/plain'), ('X-Nexe-System', 'big'),
+                    ('X-Nexe-Status', 'ok'), ('X-Nexe-Retcode', '0'),
+                    ('X-Nexe-Body-Bytes', str(size))]
+
+        def read(self, n):
+            # the chunk before this one was written already
+            assert len(written) == len(chunks) - len(self.left)
+            return self.left.pop(0) if self.left else b''
+
+    client = cli.Client(build_parser().parse_args(['run', 'swift://~/bin/big', '--on',
+                                                   'swift://~/c/o', '-q']), out=Out())
+    client._session = SimpleNamespace(
+        account='AUTH_t', execute=lambda *a: zsession.Answer(Resp()))
+    monkeypatch.setattr(cli.Client, 'expand', lambda self, job: {'big': 'c/o'})
+    assert client.cmd_run() == 0
+    assert written == chunks
+
+
 def test_refused_credentials_say_which_to_check(monkeypatch, capsys) -> None:
     """The auth's 401 page (HTML) was printed as it came: it names no variable."""
     from swiftclient import ClientException

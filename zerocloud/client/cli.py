@@ -344,9 +344,21 @@ class Client:
                 'waiting for the nodes'
         with self.progress(f'running {total}', extra):
             answer.append(self.session.execute(payload.body, payload.content_type, headers))
-            body = answer[0].read()
+            streamed = self.streams(answer[0])
+            body = b'' if streamed else answer[0].read()
+            for chunk in answer[0].chunks() if streamed else ():
+                self.out.write(chunk)
         result = report.parse(answer[0].status, answer[0].headers, body)
-        return self.show_result(result, objects)
+        return self.show_result(result, objects, streamed)
+
+    def streams(self, answer: Answer) -> bool:
+        """Whether the output of this answer goes to stdout as it comes, not held until
+        it ended: a successful job's output (up to a GiB per node) for a file or a pipe;
+        on a terminal it would mix with the progress line, and --split needs all of it."""
+        content_type = answer.headers.get('content-type', '').partition(';')[0].strip()
+        return answer.status < 300 and content_type != 'application/json' and \
+            not getattr(self.opts, 'json', False) and \
+            getattr(self.opts, 'split', None) is None and not self.out.isatty()
 
     def run_deferred(self) -> int:
         """``run --progress``: submit deferred, follow its state, show the result, then
@@ -361,14 +373,16 @@ class Client:
             self.session.delete(SwiftPath(path.account, path.container, name))
         return code
 
-    def show_result(self, result: report.JobResult, objects: dict[str, str]) -> int:
+    def show_result(self, result: report.JobResult, objects: dict[str, str],
+                    streamed: bool = False) -> int:
+        """The output (unless ``streamed``: written already), then the table."""
         for node in result.nodes:
             node.object = self.short(node.object) or objects.get(node.name, '')
         as_json = getattr(self.opts, 'json', False)
         split = getattr(self.opts, 'split', None)
         if as_json:
             self.out.write(json.dumps(result.to_json(), indent=1).encode() + b'\n')
-        elif result.report is None and result.status < 300:
+        elif result.report is None and result.status < 300 and not streamed:
             if split is None:
                 self.out.write(result.body)
             else:
