@@ -810,6 +810,32 @@ def test_a_big_answer_goes_to_stdout_as_it_comes_not_held(monkeypatch) -> None:
     assert written == chunks
 
 
+def test_a_reader_that_closes_stdout_is_not_a_server_that_does_not_answer(
+        monkeypatch, capsys) -> None:
+    # zc run ./big ... | head -c 10 said "zc: no server answers: Broken pipe (is the
+    # cluster running? ...)": BrokenPipeError is a ConnectionError
+    import os
+
+    from zerocloud.client import cli
+
+    class Closed:
+        def write(self, data):
+            raise BrokenPipeError(32, 'Broken pipe')
+
+        def fileno(self):
+            return devnull
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    monkeypatch.setattr(cli.sys, 'stdout', SimpleNamespace(buffer=Closed(),
+                                                           fileno=lambda: devnull))
+    monkeypatch.setattr(cli.Client, 'cmd_status', lambda self: self.out.write(b'x'))
+    try:
+        assert cli.main(['status', 'job-1']) == cli.EXIT_FAILED
+    finally:
+        os.close(devnull)
+    assert capsys.readouterr().err == ''
+
+
 def test_refused_credentials_say_which_to_check(monkeypatch, capsys) -> None:
     """The auth's 401 page (HTML) was printed as it came: it names no variable."""
     from swiftclient import ClientException

@@ -70,6 +70,33 @@ class Usage(Exception):
     """A mistake on the command line."""
 
 
+class OutputClosed(Exception):
+    """The reader of stdout went away (``zc run ... | head``)."""
+
+
+class _Output:
+    """stdout, whose reader closing it ends zc quietly: its BrokenPipeError is a
+    ConnectionError, which said ``no server answers`` of a cluster that did."""
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self._stream.write(data)
+        except BrokenPipeError:
+            raise OutputClosed from None
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            raise OutputClosed from None
+
+    def isatty(self) -> bool:
+        return self._stream.isatty()
+
+
 def _env(text: str) -> tuple[str, str]:
     key, sep, value = text.partition('=')
     if not sep or not key:
@@ -228,7 +255,7 @@ class Client:
 
     def __init__(self, opts: argparse.Namespace, out=None, err=None) -> None:
         self.opts = opts
-        self.out = out or sys.stdout.buffer
+        self.out = _Output(out or sys.stdout.buffer)
         self.err = err or sys.stderr
         self._session: Session | None = None
         self.quiet = opts.verbose == 0 or getattr(opts, 'quiet_cmd', False)
@@ -773,11 +800,13 @@ def _main(argv: list[str] | None) -> int:
         sys.stderr.write(f'zc: {e.msg}: {e.http_status} {e.http_reason}\n{text}'.rstrip() + '\n'
                          if e.http_status else f'zc: {e}\n')
         return EXIT_FAILED
+    except OutputClosed:               # zc run ... | head: the reader has enough
+        if client._session is not None:
+            client._session.cancel()
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED
     except (ConnectionError, requests.ConnectionError) as e:
         sys.stderr.write(f'zc: {unreachable(e)}\n')
-        return EXIT_FAILED
-    except BrokenPipeError:            # zc run ... | head: the reader has enough
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_FAILED
     except OSError as e:
         where = f'{e.filename}: ' if e.filename else ''
