@@ -94,6 +94,13 @@ def test_a_script_whose_name_has_a_space_is_one_argument(tmp_path: Path) -> None
     assert members(payload.body)['my agg.py'] == b'print(1)\n'
 
 
+def test_a_file_that_is_not_a_zapp_says_what_a_zapp_is() -> None:
+    # zc deploy agg.py said "agg.py is not a valid zapp: truncated header"
+    with pytest.raises(jobs.BuildError, match=r'agg.py is not a zapp \(a tar or gzipped tar '
+                       r'with boot/system.map: zc bundle makes one\): truncated header'):
+        jobs.zapp_job(b'print(1)\n', 'agg.py')
+
+
 def test_a_stored_program_needs_no_zapp() -> None:
     payload = jobs.build('swift://~/bin/sort', None, 'swift://~/d/x', None, device='input')
     assert payload.content_type == jobs.JSON_TYPE

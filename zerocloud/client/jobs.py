@@ -195,7 +195,8 @@ def zapp_job(data: bytes, where: str) -> list:
     except (OSError, EOFError, tarfile.TarError, ValueError) as e:
         if isinstance(e, BuildError):
             raise
-        raise BuildError(f'{where} is not a valid zapp: {e}') from None
+        raise BuildError(f'{where} is not a zapp (a tar or gzipped tar with {MAPS[0]}: '
+                         f'zc bundle makes one): {e}') from None
 
 
 def read_zapp(data: bytes, where: str) -> tuple[list, dict[str, bytes]]:
