@@ -113,6 +113,30 @@ def test_a_script_over_a_wildcard_with_outputs_to_objects(zc, conn: Connection, 
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, '20100\n', '')
 
 
+def test_names_with_spaces_and_escapes_as_a_user_writes_them(zc, conn: Connection,
+                                                             make_container,
+                                                             tmp_path: Path) -> None:
+    # a script whose file name has a space, objects whose names need quoting in a URL,
+    # shown in the table as listed, also when the answer is the JSON report (--out)
+    name = make_container('zc-names')
+    objects = ('100%.csv', 'a b.csv', '\u00e9 \u00fc.csv')      # in listing order
+    for i, obj in enumerate(objects, 1):
+        conn.put_object(name, obj, f'{i}\n{i}\n')
+    (tmp_path / 'my total.py').write_text('import sys\nprint(sum(int(x) for x in sys.stdin))\n')
+    proc = zc('run', '--script', 'my total.py', '--on', f'swift://~/{name}/*.csv',
+              '--out', f'swift://~/{name}/*.total')
+    assert proc.returncode == 0, proc.stderr
+    assert [conn.get_object(name, o.replace('.csv', '.total'))[1] for o in objects] == \
+        [b'2\n', b'4\n', b'6\n']
+    shown = proc.stderr.splitlines()[1:4]
+    assert [line.split('  ')[1].strip() for line in shown] == [f'{name}/{o}' for o in objects]
+    # a script that does not compile: said once, nothing sent
+    (tmp_path / 'bad.py').write_text('for x in y\n    pass\n')
+    proc = zc('run', '--script', 'bad.py', '--on', f'swift://~/{name}/*.csv')
+    assert (proc.returncode, proc.stdout) == (1, '')
+    assert proc.stderr == "zc: bad.py:1: expected ':' (a syntax error: nothing was sent)\n"
+
+
 def test_a_failing_node_fails_the_command_and_says_why(zc, conn: Connection, data: str,
                                                        guest, tmp_path: Path) -> None:
     proc = zc('run', str(guest('exitcode')), '--name', 'exitcode', '--args', '3', '--on', f'swift://~/{data}/n1.txt')

@@ -74,6 +74,33 @@ def test_a_script_runs_with_the_interpreter_of_its_extension(tmp_path: Path) -> 
     assert jobs.build(None, str(lua), None, None).job[0]['exec']['path'] == 'file://lua:lua'
 
 
+def test_a_python_script_that_does_not_compile_is_refused_before_any_node_runs(
+        tmp_path: Path) -> None:
+    script = tmp_path / 'agg.py'
+    script.write_text('import sys\nfor line in sys.stdin\n    print(line)\n')
+    with pytest.raises(jobs.BuildError, match=r"agg.py:2: expected ':'"):
+        jobs.build(None, str(script), 'swift://~/data/*.csv', None)
+    # another interpreter may take other syntax: not checked here
+    jobs.build(None, str(script), None, None, interpreter='file://python2:python2')
+
+
+def test_a_script_whose_name_has_a_space_is_one_argument(tmp_path: Path) -> None:
+    # args are split like a shell would: "/my agg.py" ran "/my" with the argument "agg.py"
+    import shlex
+    script = tmp_path / 'my agg.py'
+    script.write_text('print(1)\n')
+    payload = jobs.build(None, str(script), 'swift://~/data/*.csv', None, args='region qty')
+    assert shlex.split(payload.job[0]['exec']['args']) == ['/my agg.py', 'region', 'qty']
+    assert members(payload.body)['my agg.py'] == b'print(1)\n'
+
+
+def test_a_file_that_is_not_a_zapp_says_what_a_zapp_is() -> None:
+    # zc deploy agg.py said "agg.py is not a valid zapp: truncated header"
+    with pytest.raises(jobs.BuildError, match=r'agg.py is not a zapp \(a tar or gzipped tar '
+                       r'with boot/system.map: zc bundle makes one\): truncated header'):
+        jobs.zapp_job(b'print(1)\n', 'agg.py')
+
+
 def test_a_stored_program_needs_no_zapp() -> None:
     payload = jobs.build('swift://~/bin/sort', None, 'swift://~/d/x', None, device='input')
     assert payload.content_type == jobs.JSON_TYPE
@@ -234,6 +261,16 @@ def test_truncated_headers_are_noticed() -> None:
     assert result.truncated and len(result.nodes) == 2
 
 
+def test_a_cut_header_zc_does_not_read_leaves_the_table_and_the_parts_whole() -> None:
+    # 300 nodes: only X-Nexe-Etag passes 8192 bytes, the server sets X-Nexe-Truncated
+    headers = {'X-Nexe-System': 'a,b', 'X-Nexe-Status': 'ok,ok', 'X-Nexe-Retcode': '0,0',
+               'X-Nexe-Body-Bytes': '3,4', 'X-Nexe-Etag': '/dev/stdout 1f,...',
+               'X-Nexe-Truncated': 'true'}
+    result = report.parse(200, headers, b'onefour')
+    assert not result.truncated
+    assert result.parts() == [('a', b'one'), ('b', b'four')]
+
+
 def test_the_failure_body_gives_the_reason_when_headers_do_not() -> None:
     headers = {k: v for k, v in HEADERS.items() if k != 'X-Nexe-Error'}
     result = report.parse(422, headers, b'wc-3: fault: SIGSEGV at 0x0\n')
@@ -340,6 +377,13 @@ def test_the_table_has_a_row_per_node_and_failures_under_it() -> None:
     assert '  | line 29' in text and '  | line 9\n' not in text      # the last 20 lines
     assert 'wc-3: fault: SIGSEGV at 0x0 (null read)' in text
     assert lines[-1] == '3 nodes: 1 ok, 2 failed in 0.50 s; HTTP 200'
+
+
+def test_a_node_that_ran_well_but_whose_output_was_not_stored_says_only_why() -> None:
+    node = report.NodeResult('rep-1', 'ok', 0, error='could not store swift://AUTH_t/c/0.x: '
+                             'Swift answered 413 Request Entity Too Large: Upload exceeds quota.')
+    node.verdict = True
+    assert display.failures([node]) == f'rep-1: {node.error}\n'     # not "rep-1: ok: could..."
 
 
 def test_columns_line_up() -> None:
@@ -489,6 +533,38 @@ def test_the_session_lists_a_container_of_another_account_as_you(monkeypatch) ->
                      for prefix in (None, 'part-1')]
 
 
+def test_debug_shows_zcs_own_requests_as_curl_commands(monkeypatch, caplog) -> None:
+    # zc --help offers swift's --debug ("Show the curl commands ..."): it showed nothing,
+    # the execute, GET, HEAD and PUT requests going around swiftclient's logging
+    import logging
+
+    from zerocloud.client import cli
+    from zerocloud.client import session as zsession
+
+    class Resp:
+        status, reason = 200, 'OK'
+
+        def getheaders(self):
+            return [('X-Nexe-Status', 'ok')]
+
+    http = SimpleNamespace(request=lambda *a: None, getresponse=Resp)
+    ses = object.__new__(zsession.Session)
+    ses.conn = SimpleNamespace(url='http://h:8080/v1/AUTH_me', token='secret-token',
+                               http_connection=lambda url: ('parsed', http))
+    ses._given, ses._http = None, None
+    cli._http_logging(build_parser().parse_args(['--debug', 'status', 'job-1']))
+    try:
+        with caplog.at_level(logging.DEBUG, logger='swiftclient'):
+            ses.execute(b'[]', 'application/json', {})
+        text = caplog.text
+        assert 'REQ: curl -i http://h:8080/v1/AUTH_me -X POST' in text
+        assert 'X-Zerovm-Execute: 1.0' in text and 'secret-token' not in text
+        assert "RESP STATUS: 200 OK" in text
+    finally:
+        cli.logger_settings['redact_sensitive_headers'] = True
+        logging.getLogger().setLevel(logging.WARNING)
+
+
 def test_a_refused_token_without_credentials_is_sent_again_for_the_server_to_refuse(
         monkeypatch) -> None:
     # OS_STORAGE_URL + OS_AUTH_TOKEN of another cluster (or expired): the listing's 401 made
@@ -517,6 +593,16 @@ def test_a_malformed_map_is_a_usage_error(tmp_path: Path, capsys) -> None:
     assert 'zc: --map here/demo: expected swift://~/CONTAINER=DIR' in capsys.readouterr().err
 
 
+def test_waits_timeout_is_not_swifts_http_timeout() -> None:
+    # "zc wait ID --timeout 0.5" gave up reading a result that took longer than 0.5 s
+    # ("Read timed out", exit 1), and "zc -T 30 wait ID" lost the -T
+    from zerocloud.client.cli import _auth_options
+    opts = build_parser().parse_args(['wait', 'job-1', '--timeout', '0.5'])
+    assert opts.wait_timeout == 0.5 and _auth_options(opts)['timeout'] is None
+    opts = build_parser().parse_args(['-T', '30', 'wait', 'job-1'])
+    assert opts.wait_timeout is None and _auth_options(opts)['timeout'] == 30
+
+
 def test_the_command_line_takes_swift_auth_options() -> None:
     opts = build_parser().parse_args(['-A', 'http://a/auth/v1.0', '-U', 'u', '-K', 'k', 'run',
                                       '--script', 's.py', '--on', 'swift://~/c/*', '-q'])
@@ -532,6 +618,20 @@ def test_objects_in_your_account_are_shown_without_it() -> None:
     assert [client.short(n) for n in ('swift://AUTH_t/c/o', 'AUTH_t/c/o', '/AUTH_t/c/o',
                                       'swift://AUTH_u/c/o')] == ['c/o', 'c/o', 'c/o',
                                                                  'swift://AUTH_u/c/o']
+
+
+def test_an_object_the_server_names_by_url_is_shown_by_its_name_as_the_listing_gives_it(
+        ) -> None:
+    # the JSON report's "object" is a URL (quoted), the client's own expansion a name:
+    # both are shown the same, and a name with a literal %25 is not decoded twice
+    from zerocloud.client.cli import Client
+    from zerocloud.job import SwiftPath
+    client = Client(build_parser().parse_args(['status', 'job-1']))
+    client._session = SimpleNamespace(account='AUTH_t')
+    assert client.short('swift://AUTH_t/odd/a%20b.csv') == 'odd/a b.csv'
+    assert client.short('swift://AUTH_t/odd/%C3%A9%20100%2525.csv') == 'odd/\u00e9 100%25.csv'
+    assert client.show(SwiftPath('AUTH_t', 'odd', 'é 100%25.csv')) == 'odd/\u00e9 100%25.csv'
+    assert client.short('swift://AUTH_u/odd/a%20b.csv') == 'swift://AUTH_u/odd/a b.csv'
 
 
 def test_keystone_and_v1_credentials_come_as_for_the_swift_command(monkeypatch) -> None:
@@ -676,6 +776,71 @@ def test_a_ctrl_c_python_swallowed_still_stops_following(monkeypatch, capsys,
     assert len(polls) == 1
     assert 'zc: cancelled: stopped waiting; the deferred job goes on' in capsys.readouterr().err
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler   # restored
+
+
+def test_a_big_answer_goes_to_stdout_as_it_comes_not_held(monkeypatch) -> None:
+    # zc run ./big --on ... > out: 460 MB of memory for a 200 MB answer (it was read whole,
+    # then joined); now each chunk is written as it arrives
+    from zerocloud.client import cli
+    from zerocloud.client import session as zsession
+    chunks = [b'a' * zsession.CHUNK, b'b' * zsession.CHUNK, b'c' * 10]
+    written: list[bytes] = []
+
+    class Out(io.BytesIO):
+        def write(self, data):
+            written.append(bytes(data))
+            return len(data)
+
+    class Resp:
+        status, reason = 200, 'OK'
+
+        def __init__(self):
+            self.left = list(chunks)
+
+        def getheaders(self):
+            size = sum(map(len, chunks))
+            return [('Content-Type', 'text/plain'), ('X-Nexe-System', 'big'),
+                    ('X-Nexe-Status', 'ok'), ('X-Nexe-Retcode', '0'),
+                    ('X-Nexe-Body-Bytes', str(size))]
+
+        def read(self, n):
+            # the chunk before this one was written already
+            assert len(written) == len(chunks) - len(self.left)
+            return self.left.pop(0) if self.left else b''
+
+    client = cli.Client(build_parser().parse_args(['run', 'swift://~/bin/big', '--on',
+                                                   'swift://~/c/o', '-q']), out=Out())
+    client._session = SimpleNamespace(
+        account='AUTH_t', execute=lambda *a: zsession.Answer(Resp()))
+    monkeypatch.setattr(cli.Client, 'expand', lambda self, job: {'big': 'c/o'})
+    assert client.cmd_run() == 0
+    assert written == chunks
+
+
+def test_a_reader_that_closes_stdout_is_not_a_server_that_does_not_answer(
+        monkeypatch, capsys) -> None:
+    # zc run ./big ... | head -c 10 said "zc: no server answers: Broken pipe (is the
+    # cluster running? ...)": BrokenPipeError is a ConnectionError
+    import os
+
+    from zerocloud.client import cli
+
+    class Closed:
+        def write(self, data):
+            raise BrokenPipeError(32, 'Broken pipe')
+
+        def fileno(self):
+            return devnull
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    monkeypatch.setattr(cli.sys, 'stdout', SimpleNamespace(buffer=Closed(),
+                                                           fileno=lambda: devnull))
+    monkeypatch.setattr(cli.Client, 'cmd_status', lambda self: self.out.write(b'x'))
+    try:
+        assert cli.main(['status', 'job-1']) == cli.EXIT_FAILED
+    finally:
+        os.close(devnull)
+    assert capsys.readouterr().err == ''
 
 
 def test_refused_credentials_say_which_to_check(monkeypatch, capsys) -> None:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import os
 import re
 import signal
@@ -39,12 +40,13 @@ from urllib.parse import quote, urlencode
 
 import requests
 from swiftclient import ClientException
+from swiftclient.client import logger_settings
 from swiftclient.service import process_options
 from swiftclient.shell import add_default_args
 
 from zerocloud.client import display, jobs, local, report, zapps
 from zerocloud.client.session import Answer, ServerError, Session
-from zerocloud.job import SwiftPath
+from zerocloud.job import JobError, SwiftPath, parse_location
 from zerocloud.sql import formats as sql_formats
 from zvm_core.engines import CHOICES
 
@@ -66,6 +68,33 @@ STATE_SUFFIX, HEADERS_SUFFIX = '.state', '.headers'   # of a deferred result (ze
 
 class Usage(Exception):
     """A mistake on the command line."""
+
+
+class OutputClosed(Exception):
+    """The reader of stdout went away (``zc run ... | head``)."""
+
+
+class _Output:
+    """stdout, whose reader closing it ends zc quietly: its BrokenPipeError is a
+    ConnectionError, which said ``no server answers`` of a cluster that did."""
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self._stream.write(data)
+        except BrokenPipeError:
+            raise OutputClosed from None
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            raise OutputClosed from None
+
+    def isatty(self) -> bool:
+        return self._stream.isatty()
 
 
 def _env(text: str) -> tuple[str, str]:
@@ -153,7 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the job's JSON report" if name != 'status' else
                        'the JSON of the progress, or of the result when done')
         if name == 'wait':
-            p.add_argument('--timeout', type=float, default=None, metavar='SECONDS')
+            p.add_argument('--timeout', type=float, default=None, metavar='SECONDS',
+                           dest='wait_timeout',     # not swift's -T/--timeout (HTTP)
+                           help='give up after this long (exit status 3)')
     p = sub.add_parser('new', help='write the skeleton of an app (zapp)')
     p.add_argument('name')
     p = sub.add_parser('bundle', help="check an app's programs locally and build its zapp")
@@ -224,7 +255,7 @@ class Client:
 
     def __init__(self, opts: argparse.Namespace, out=None, err=None) -> None:
         self.opts = opts
-        self.out = out or sys.stdout.buffer
+        self.out = _Output(out or sys.stdout.buffer)
         self.err = err or sys.stderr
         self._session: Session | None = None
         self.quiet = opts.verbose == 0 or getattr(opts, 'quiet_cmd', False)
@@ -306,17 +337,25 @@ class Client:
         return found
 
     def short(self, name: str) -> str:
-        """An object the server named, as ``c/o`` when it is in your account."""
+        """An object the server named, as ``c/o`` when it is in your account; a
+        ``swift://`` URL (quoted, as in the JSON report) by its name, as ``show``."""
+        if name.startswith('swift://'):
+            try:
+                return self.show(parse_location(name, ''))
+            except JobError:
+                return name
         if self._session is not None:
             account = self._session.account
-            for prefix in (f'swift://{account}/', f'/v1/{account}/', f'/{account}/',
-                           f'{account}/'):
+            for prefix in (f'/v1/{account}/', f'/{account}/', f'{account}/'):
                 if name.startswith(prefix):
                     return name[len(prefix):]
         return name
 
     def show(self, path: SwiftPath) -> str:
-        return self.short('swift:/' + path.path)
+        """An object by its name (not quoted), as ``c/o`` when it is in your account."""
+        if self._session is not None and path.account == self._session.account:
+            return path.path[len(path.account) + 2:]
+        return 'swift:/' + path.path
 
     def cmd_run(self) -> int:
         if self.opts.progress:
@@ -332,9 +371,21 @@ class Client:
                 'waiting for the nodes'
         with self.progress(f'running {total}', extra):
             answer.append(self.session.execute(payload.body, payload.content_type, headers))
-            body = answer[0].read()
+            streamed = self.streams(answer[0])
+            body = b'' if streamed else answer[0].read()
+            for chunk in answer[0].chunks() if streamed else ():
+                self.out.write(chunk)
         result = report.parse(answer[0].status, answer[0].headers, body)
-        return self.show_result(result, objects)
+        return self.show_result(result, objects, streamed)
+
+    def streams(self, answer: Answer) -> bool:
+        """Whether the output of this answer goes to stdout as it comes, not held until
+        it ended: a successful job's output (up to a GiB per node) for a file or a pipe;
+        on a terminal it would mix with the progress line, and --split needs all of it."""
+        content_type = answer.headers.get('content-type', '').partition(';')[0].strip()
+        return answer.status < 300 and content_type != 'application/json' and \
+            not getattr(self.opts, 'json', False) and \
+            getattr(self.opts, 'split', None) is None and not self.out.isatty()
 
     def run_deferred(self) -> int:
         """``run --progress``: submit deferred, follow its state, show the result, then
@@ -343,20 +394,22 @@ class Client:
         if path is None:
             return early
         self.opts.id = self.job_id(path)
-        self.opts.timeout = None
+        self.opts.wait_timeout = None
         code = self.cmd_wait()
         for name in (path.obj + HEADERS_SUFFIX, path.obj):
             self.session.delete(SwiftPath(path.account, path.container, name))
         return code
 
-    def show_result(self, result: report.JobResult, objects: dict[str, str]) -> int:
+    def show_result(self, result: report.JobResult, objects: dict[str, str],
+                    streamed: bool = False) -> int:
+        """The output (unless ``streamed``: written already), then the table."""
         for node in result.nodes:
             node.object = self.short(node.object) or objects.get(node.name, '')
         as_json = getattr(self.opts, 'json', False)
         split = getattr(self.opts, 'split', None)
         if as_json:
             self.out.write(json.dumps(result.to_json(), indent=1).encode() + b'\n')
-        elif result.report is None and result.status < 300:
+        elif result.report is None and result.status < 300 and not streamed:
             if split is None:
                 self.out.write(result.body)
             else:
@@ -474,7 +527,8 @@ class Client:
 
     def cmd_wait(self) -> int:
         path = self.result_path(self.opts.id)
-        deadline = None if self.opts.timeout is None else time.monotonic() + self.opts.timeout
+        wait = self.opts.wait_timeout
+        deadline = None if wait is None else time.monotonic() + wait
         pause = POLL_START
         follow = not self.quiet and self.err.isatty()       # the state costs a request
         seen: list[dict] = []
@@ -491,7 +545,7 @@ class Client:
                 if INTERRUPTED.is_set():
                     raise KeyboardInterrupt
                 if deadline is not None and time.monotonic() >= deadline:
-                    self.err.write(f'{self.opts.id}: not done after {self.opts.timeout} s\n')
+                    self.err.write(f'{self.opts.id}: not done after {wait} s\n')
                     return EXIT_PENDING
                 if follow and (state := self.state(path)) is not None:
                     seen.append(state)
@@ -700,9 +754,21 @@ def main(argv: list[str] | None = None) -> int:
     return _main(argv)
 
 
+def _http_logging(opts: argparse.Namespace) -> None:
+    """swift's ``--debug``, ``--debug-with-secrets`` and ``--info``, as the swift
+    command sets them: every request (``--info``: every failed one) as a curl command."""
+    if opts.debug or opts.debug_with_secrets:
+        logging.basicConfig(level=logging.DEBUG)
+        logging.getLogger('iso8601').setLevel(logging.WARNING)
+    elif opts.info:
+        logging.basicConfig(level=logging.INFO)
+    logger_settings['redact_sensitive_headers'] = not opts.debug_with_secrets
+
+
 def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     opts = parser.parse_args(argv)
+    _http_logging(opts)
     if opts.os_help or opts.command is None:
         parser.print_help()
         return 0 if opts.os_help else EXIT_USAGE
@@ -734,11 +800,13 @@ def _main(argv: list[str] | None) -> int:
         sys.stderr.write(f'zc: {e.msg}: {e.http_status} {e.http_reason}\n{text}'.rstrip() + '\n'
                          if e.http_status else f'zc: {e}\n')
         return EXIT_FAILED
+    except OutputClosed:               # zc run ... | head: the reader has enough
+        if client._session is not None:
+            client._session.cancel()
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED
     except (ConnectionError, requests.ConnectionError) as e:
         sys.stderr.write(f'zc: {unreachable(e)}\n')
-        return EXIT_FAILED
-    except BrokenPipeError:            # zc run ... | head: the reader has enough
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_FAILED
     except OSError as e:
         where = f'{e.filename}: ' if e.filename else ''

@@ -4,7 +4,8 @@
 of one group (``doc/job-reference.md``): the program (a ``swift://`` object,
 or a local static binary sent along in a zapp as ``bin/<name>``) or the
 script (sent in a zapp, run by the system image its extension names: ``.py``
-by ``file://python3:python3``, ``.lua`` by ``file://lua:lua``) reads each
+by ``file://python3:python3``, compiled here first so a syntax error is said
+once, ``.lua`` by ``file://lua:lua``) reads each
 object of ``--on`` (one node per object of a wildcard) on ``stdin`` (or
 ``input``), and writes ``stdout`` back in the answer, or to ``--out``
 objects (``swift://~/c/*.out``: each ``*`` is what the ``--on`` wildcard
@@ -20,6 +21,7 @@ import gzip
 import io
 import json
 import re
+import shlex
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,7 +92,9 @@ def build(program: str | None, script: str | None, on: str | None, out: str | No
                              '--interpreter file://<image>:<program>')
         base = Path(script).name
         files[base] = _read(script)
-        exec_ = {'path': interpreter, 'args': f'/{base} {args}'.strip()}
+        if interpreter == INTERPRETERS['.py']:
+            _check_python(script, files[base])
+        exec_ = {'path': interpreter, 'args': f'{shlex.quote("/" + base)} {args}'.strip()}
         group = group_name(script)
     elif program.startswith('swift://'):
         exec_ = {'path': program, 'args': args}
@@ -119,6 +123,18 @@ def build(program: str | None, script: str | None, on: str | None, out: str | No
     if files:
         return Payload(zapp_bytes(job, files), ZAPP_TYPE, job)
     return Payload(json.dumps(job).encode(), JSON_TYPE, job)
+
+
+def _check_python(script: str, source: bytes) -> None:
+    """BuildError for a script the python3 image would refuse to start: every node would
+    fail with the same SyntaxError, so say it once, before sending anything."""
+    try:
+        compile(source, script, 'exec')
+    except SyntaxError as e:
+        raise BuildError(f'{script}:{e.lineno}: {e.msg} (a syntax error: nothing was '
+                         'sent)') from None
+    except ValueError as e:            # null bytes
+        raise BuildError(f'{script}: {e}') from None
 
 
 def check_urls(on: str | None, out: str | None) -> None:
@@ -179,7 +195,8 @@ def zapp_job(data: bytes, where: str) -> list:
     except (OSError, EOFError, tarfile.TarError, ValueError) as e:
         if isinstance(e, BuildError):
             raise
-        raise BuildError(f'{where} is not a valid zapp: {e}') from None
+        raise BuildError(f'{where} is not a zapp (a tar or gzipped tar with {MAPS[0]}: '
+                         f'zc bundle makes one): {e}') from None
 
 
 def read_zapp(data: bytes, where: str) -> tuple[list, dict[str, bytes]]:

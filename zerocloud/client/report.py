@@ -169,7 +169,7 @@ def nodes_from_headers(headers: Mapping[str, str]) -> tuple[list[NodeResult], fl
         if len(numbers) == 4:
             node.fuel, _, node.bytes_in, node.bytes_out = numbers
     errors, more = _split(headers.get(NEXE + 'error'))
-    cut |= more or headers.get(NEXE + 'truncated', '').lower() == 'true'
+    cut |= more     # not X-Nexe-Truncated: it is also set for the headers zc does not read
     _merge_errors(nodes, [tuple(e.split(': ', 1)) for e in errors if ': ' in e])
     if errors and not cut:          # the server names every failed node, and only those
         for node in nodes:

@@ -7,7 +7,9 @@ Authentication is python-swiftclient's: the same options and variables
 ``swiftclient.shell.add_default_args`` and turned into a ``Connection`` by
 ``swiftclient.service.get_conn``.  Execute requests go through the
 connection's own HTTP connection (its TLS options), streamed, so a caller
-can show progress and close the connection to cancel.
+can show progress and close the connection to cancel; with ``--debug`` (or
+``--info``, for failures) they are logged as curl commands, as swiftclient
+logs its own (the token hidden unless ``--debug-with-secrets``).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from urllib.parse import quote, urlparse
 
-from swiftclient.client import get_account, get_container
+from swiftclient.client import get_account, get_container, http_log
 from swiftclient.service import get_conn
 
 from zerocloud.client.display import REFUSED
@@ -105,9 +107,11 @@ class Session:
         url, token = self._auth()
         target = self.http_url(path, prefix)
         _, self._http = self.conn.http_connection(url)
-        self._http.request(method, urlparse(target).path + query, body,
-                           {'X-Auth-Token': token, **headers})
-        return Answer(self._http.getresponse())
+        headers = {'X-Auth-Token': token, **headers}
+        self._http.request(method, urlparse(target).path + query, body, headers)
+        resp = self._http.getresponse()
+        http_log((target + query, method), {'headers': headers}, resp, b'')    # --debug
+        return Answer(resp)
 
     def execute(self, body: bytes, content_type: str, headers: dict) -> Answer:
         """POST a job (or zapp) to the account."""
