@@ -233,12 +233,17 @@ static int guest_write(struct ctx *c, const unsigned char *buf, size_t size,
             trimmed[k].iov_len = left;
         left -= trimmed[k].iov_len;
     }
+    if (k == 0)                 /* nothing to write (and nothing for the kernel to read) */
+        return 0;
     if (process_vm_writev(c->pid, &local, 1, trimmed, k, 0) == (ssize_t)size)
         return 0;
-    for (int i = 0; i < k; buf += trimmed[i].iov_len, i++)
-        if (pwrite(c->memfd, buf, trimmed[i].iov_len, (off_t)(uintptr_t)trimmed[i].iov_base)
-            != (ssize_t)trimmed[i].iov_len)
+    for (int i = 0; i < k; i++) {
+        const struct iovec *to = &trimmed[i];
+        if (pwrite(c->memfd, buf, to->iov_len, (off_t)(uintptr_t)to->iov_base)
+            != (ssize_t)to->iov_len)
             return -EFAULT;
+        buf += to->iov_len;
+    }
     return 0;
 }
 
