@@ -289,9 +289,13 @@ def _recheck(report: Report) -> None:
     reason = native.unavailable()
     if reason is None and 'tsc' in kinds:
         reason = native.tsc_unavailable()
-    _say('zvm: a kept probe said the native engine runs here; probed again: '
-         + (f'it cannot ({reason}); the next run does not use it\n' if reason
-            else 'it can: the failure is the host\'s, retry\n'))
+    if isinstance(reason, native.probe.Transient):  # says nothing of the host: not kept
+        found = f'the host is busy ({reason}): retry'
+    elif reason:
+        found = f'it cannot ({reason}); the next run does not use it'
+    else:
+        found = "it can: the failure is the host's, retry"
+    _say(f'zvm: a kept probe said the native engine runs here; probed again: {found}\n')
 
 
 def _cmd_run(opts: argparse.Namespace) -> int:

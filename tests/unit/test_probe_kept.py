@@ -133,3 +133,23 @@ def test_a_run_the_host_killed_after_a_fresh_probe_says_nothing_more(probes, gue
     probes += [None]
     assert cli.main(['run', '--engine', 'native', str(guest('exitcode'))]) == cli.EXIT_NOT_OK
     assert 'kept probe' not in capfd.readouterr().err
+
+
+def test_a_probe_again_that_finds_the_host_busy_says_so(probes, tmp_path, guest, monkeypatch,
+                                                        capfd) -> None:
+    """A busy host's probe (``Transient``: no descriptors, a timeout) says nothing of
+    whether the engine runs here, and nothing is kept either way: the next run probes
+    again.  It said "it cannot (...); the next run does not use it"."""
+    killed = Report('killed', None, 'native engine: loader: socketpair (errno 24)',
+                    engine='native', host_failure=True)
+    monkeypatch.setattr(executor, 'run', lambda *a, **kw: killed)
+    busy = probe.Transient('the probe run ended killed (None): loader: socketpair (errno 24)')
+    probes += [None, busy]
+    with probe.remembered():
+        probe.probe()
+    native.unavailable.forget()
+    assert cli.main(['run', '--engine', 'native', str(guest('exitcode'))]) == cli.EXIT_NOT_OK
+    said = capfd.readouterr().err
+    assert said.endswith('zvm: a kept probe said the native engine runs here; probed again: '
+                         f'the host is busy ({busy}): retry\n'), said
+    assert _verdicts(tmp_path) == []
