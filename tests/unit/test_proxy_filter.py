@@ -228,7 +228,6 @@ def test_get_and_head_show_a_current_stored_verdict(mw, swift, method: str, vers
 
 
 @pytest.mark.parametrize(('method', 'path', 'headers', 'status', 'says'), [
-    ('GET', ACCOUNT, {}, 501, b'execute a job with POST'),
     ('POST', ACCOUNT + '/c/o', {}, 400, b'Must specify Content-Length'),
     ('POST', ACCOUNT, {'X-Zerovm-Source': 'http://x/y'}, 412, b'X-Zerovm-Source format'),
     ('POST', ACCOUNT, {'X-Zerovm-Deferred': 'later'}, 400, b'always, auto, never'),
@@ -241,6 +240,19 @@ def test_requests_that_cannot_be_jobs(mw, swift, method, path, headers, status, 
     resp = req.get_response(mw)
     assert resp.status_int == status
     assert says in resp.body
+    assert swift.calls == []
+
+
+@pytest.mark.parametrize('method', ['GET', 'HEAD', 'PUT', 'DELETE'])
+@pytest.mark.parametrize('path', [ACCOUNT, ACCOUNT + '/c', ACCOUNT + '/c/o'])
+def test_a_job_not_posted_is_the_callers_mistake(mw, swift, method: str, path: str) -> None:
+    """A 4xx that says how to run it, not a 5xx: the server can run jobs."""
+    req = Request.blank(path, method=method, headers={'X-Zerovm-Execute': '1.0'})
+    resp = req.get_response(mw)
+    assert resp.status_int == 405
+    assert resp.headers['Allow'] == 'POST'
+    if method != 'HEAD':
+        assert b'POST the job' in resp.body
     assert swift.calls == []
 
 
