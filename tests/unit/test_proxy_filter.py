@@ -415,6 +415,36 @@ def test_servers_busy_with_other_work_end_the_node_at_once(mw, servers) -> None:
     assert [a[0] for a in asked.asked] == ['d0', 'd1', 'd2']
 
 
+SHARE = ('503 Slot not available: account AUTH_a has 10 nodes here, its share '
+         '(2 running, 8 waiting)')
+
+
+def test_servers_full_of_the_accounts_share_say_so_once_each_and_what_to_do(mw, servers) -> None:
+    servers(d0=_Busy(SHARE), d1=_Busy(SHARE), d2=_Busy(SHARE))
+    resp = post(mw, job())
+    assert resp.status_int == 503
+    hint = ("wc: no object server could run the node: account AUTH_a's own running jobs "
+            "(its deferred jobs too) hold its share of these servers' slots; retry when they end")
+    assert resp.headers['X-Nexe-Error'].startswith(hint)
+    assert resp.body.decode().splitlines()[0] == (
+        hint.replace('wc: ', 'wc: unavailable: ') + ' (10.0.0.1:6200/d0 ' + SHARE +
+        '; 10.0.0.1:6201/d1 ' + SHARE + '; 10.0.0.1:6202/d2 ' + SHARE + ')')
+
+
+def test_a_server_asked_again_is_named_once_with_a_count() -> None:
+    """A server busy with the job's own nodes is asked until the timeout: its answer
+    is the same each time."""
+    busy = '10.0.0.1:6200/d0 503 Slot not available: 2 nodes running, 8 waiting'
+    errors = ['10.0.0.1:6201/d1 507 no disk', busy, busy, '10.0.0.1:6202/d2 404 gone', busy]
+    assert dispatch.unavailable(errors) == (
+        'no object server could run the node (10.0.0.1:6201/d1 507 no disk; '
+        f'{busy} (3 times); 10.0.0.1:6202/d2 404 gone)')
+    many = [f'10.0.0.1:62{i:02}/d{i} 507 no disk' for i in range(5)]
+    assert dispatch.unavailable(many) == (
+        'no object server could run the node (2 more; ' + '; '.join(many[2:]) + ')')
+    assert dispatch.unavailable([]) == 'no object server could run the node'
+
+
 def test_a_refusal_is_final(mw, servers) -> None:
     asked = servers(d0=_Refused(413, 'request larger than zerovm_maxinput'), d1=ok())
     resp = post(mw, job())
