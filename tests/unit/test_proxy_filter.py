@@ -445,6 +445,21 @@ def test_a_server_asked_again_is_named_once_with_a_count() -> None:
     assert dispatch.unavailable([]) == 'no object server could run the node'
 
 
+def test_a_node_spec_no_object_server_reads_is_a_413_before_it_is_sent(
+        mw, servers, monkeypatch) -> None:
+    monkeypatch.setattr(wire, 'SPEC_LIMIT', 300)
+    asked = servers(d0=ok())
+    big = job()
+    big[0]['exec']['env'] = {'BIG': 'x' * 300}
+    resp = post(mw, big)
+    assert resp.status_int == 413
+    assert resp.headers['X-Nexe-Status'] == 'error'
+    assert re.fullmatch(r"wc: its node spec is \d+ bytes; an object server reads 300 at most "
+                        r"\(the spec holds the node's argv and env and a device per node it is "
+                        r"connected to\): make them smaller", resp.headers['X-Nexe-Error'])
+    assert asked.asked == []
+
+
 def test_a_refusal_is_final(mw, servers) -> None:
     asked = servers(d0=_Refused(413, 'request larger than zerovm_maxinput'), d1=ok())
     resp = post(mw, job())

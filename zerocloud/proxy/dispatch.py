@@ -182,12 +182,10 @@ class Dispatcher:
             local_env=plan.local_env,
             limits=self.limits)
 
-    def members(self, plan: Plan) -> Callable[..., list[wire.Member]]:
-        """A maker of the node's request members, without those in ``omit`` (sent by
-        digest), calling ``sent[member]()`` once a member has gone (fresh
-        iterators for every attempt)."""
-        spec = self.spec(plan).to_json()
-
+    def members(self, plan: Plan, spec: bytes) -> Callable[..., list[wire.Member]]:
+        """A maker of the node's request members (``spec``: its node spec, JSON), without
+        those in ``omit`` (sent by digest), calling ``sent[member]()`` once a member has
+        gone (fresh iterators for every attempt)."""
         def members(omit: frozenset = frozenset(),
                     sent: dict[str, Callable[[], None]] | None = None) -> list[wire.Member]:
             sent = sent or {}
@@ -207,7 +205,15 @@ class Dispatcher:
         load = collections.Counter() if load is None else load
         res = NodeResult(plan.node, POLICIES.get_by_index(plan.policy).name)
         started = time.monotonic()
-        make_members = self.members(plan)
+        spec = self.spec(plan).to_json()
+        if len(spec) > wire.SPEC_LIMIT:     # no server would read it: say why, send nothing
+            res.fail('error', f'its node spec is {len(spec)} bytes; an object server reads '
+                              f'{wire.SPEC_LIMIT} at most (the spec holds the node\'s argv and '
+                              'env and a device per node it is connected to): make them '
+                              'smaller', 413)
+            res.seconds = time.monotonic() - started
+            return res
+        make_members = self.members(plan, spec)
         base = {wire.EXECUTE: wire.VERSION, 'Content-Type': 'application/x-tar',
                 'Expect': '100-continue', 'X-Backend-Storage-Policy-Index': str(plan.policy),
                 'X-Trans-Id': trans_id, 'X-Zerocloud-Id': job_id, wire.ACCOUNT: plan.account}
