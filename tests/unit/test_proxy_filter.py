@@ -460,6 +460,23 @@ def test_a_node_spec_no_object_server_reads_is_a_413_before_it_is_sent(
     assert asked.asked == []
 
 
+@pytest.mark.parametrize('then', ['', '; then: exit 1'])
+def test_a_node_out_of_memory_is_told_what_sets_the_limit(mw, servers, then: str) -> None:
+    def answer(plan, headers, members):
+        report, outputs = ok(status='memory', retcode=None)(plan, headers, members)
+        report['message'] = ('memory limit of 1048576 bytes reached (2 allocation(s) refused)'
+                             + then)
+        return report, outputs
+    servers(d0=answer)
+    resp = post(mw, job())
+    assert resp.status_int == 422
+    assert resp.headers['X-Nexe-Status'] == 'memory'
+    assert resp.headers['X-Nexe-Error'] == (
+        'wc: memory limit of 1048576 bytes reached (2 allocation(s) refused); the limit is '
+        'zerovm_maxnexemem in the proxy and object server config (the smaller holds): ask '
+        'the operator to raise it' + then)
+
+
 def test_a_refusal_is_final(mw, servers) -> None:
     asked = servers(d0=_Refused(413, 'request larger than zerovm_maxinput'), d1=ok())
     resp = post(mw, job())
