@@ -12,7 +12,8 @@ URLs):
     ``application/x-gtar``, ``application/x-ustar``, ``application/x-gzip``,
     ``application/gzip``: see ``zerocloud.zapp``), or a script: any body
     starting with ``#!`` (below).  ``application/octet-stream`` is
-    recognised by its first bytes.
+    recognised by its first bytes.  Another method with this header is a 405
+    (``Allow: POST``): a job is only ever POSTed.
 
     POSTed to an object, the job runs over that object: it becomes the path
     of the job's readable device without a path (``stdin``, ``input`` or
@@ -93,7 +94,6 @@ from swift.common.swob import (
     HTTPException,
     HTTPMethodNotAllowed,
     HTTPNotFound,
-    HTTPNotImplemented,
     HTTPPreconditionFailed,
     HTTPRequestEntityTooLarge,
     Request,
@@ -491,7 +491,11 @@ def _post_launch(caller: Caller, account: str, container: str | None,
                  obj: str | None) -> Launch:
     req = caller.req
     if req.method != 'POST':
-        raise HTTPNotImplemented(body='execute a job with POST\n')
+        raise HTTPMethodNotAllowed(
+            headers={'Allow': 'POST'},
+            body=f'X-Zerovm-Execute: 1.0 runs a job, not a {req.method}: POST the job (its '
+                 'JSON description, a zapp or a script) as the request body, or POST with '
+                 'X-Zerovm-Source naming a stored one\n')
     target = _object(account, container, obj)
     source = source_path(req, account)
     src, declared, has_body = _body(req)
@@ -532,7 +536,8 @@ def open_launch(caller: Caller, account: str, container: str | None,
     reading = req.method in ('GET', 'HEAD')
     if source is not None:
         if not reading:
-            raise HTTPMethodNotAllowed(body=f'{SOURCE_HEADER} with open/1.0 transforms an '
+            raise HTTPMethodNotAllowed(headers={'Allow': 'GET, HEAD'},
+                                       body=f'{SOURCE_HEADER} with open/1.0 transforms an '
                                             'object as it is read: use GET\n')
         caller.authorize('POST', f'/v1/{account}', None)     # before reading or unpacking it
         launch = _from_source(caller, source, account, params, target)
@@ -550,7 +555,8 @@ def open_launch(caller: Caller, account: str, container: str | None,
                 launch.close()
                 raise
         elif not reading:
-            raise HTTPMethodNotAllowed(body=f'open runs the app of {target} ({content_type}) '
+            raise HTTPMethodNotAllowed(headers={'Allow': 'GET, HEAD'},
+                                       body=f'open runs the app of {target} ({content_type}) '
                                             'with GET; other methods only run zapps\n')
         else:
             launch = Launch(substitute(_registered(caller, account, content_type),

@@ -153,6 +153,7 @@ from dataclasses import dataclass, field, fields
 from urllib.parse import quote
 
 SPEC = 'node.json'
+SPEC_LIMIT = 1 << 20           # largest node spec an object server reads (node.json, batch/spec)
 EXE = 'exe'
 REPORT = 'report.json'
 DEV_PREFIX = 'dev/'

@@ -216,6 +216,16 @@ def test_a_bad_request_body_is_a_400(mw, body: bytes, says: bytes) -> None:
     assert mw.admission.total == 0
 
 
+def test_a_node_spec_over_the_limit_is_a_413_naming_it(mw) -> None:
+    """Not its first MiB parsed (a misleading JSON error, or a spec cut short)."""
+    big = spec(argv=('wc', 'x' * wire.SPEC_LIMIT))
+    resp = execute(mw, members=[big, wire.bytes_member(wire.EXE, b'x')], local=False)
+    assert resp.status_int == 413
+    assert resp.body.decode() == (f'node spec ({big[1]} bytes) larger than the '
+                                  f'{wire.SPEC_LIMIT} bytes an object server reads\n')
+    assert mw.admission.total == 0
+
+
 def test_a_local_device_needs_the_access_header(mw, guest) -> None:
     put(mw)
     resp = execute(mw, members=wc_members(guest), local=False)

@@ -228,7 +228,6 @@ def test_get_and_head_show_a_current_stored_verdict(mw, swift, method: str, vers
 
 
 @pytest.mark.parametrize(('method', 'path', 'headers', 'status', 'says'), [
-    ('GET', ACCOUNT, {}, 501, b'execute a job with POST'),
     ('POST', ACCOUNT + '/c/o', {}, 400, b'Must specify Content-Length'),
     ('POST', ACCOUNT, {'X-Zerovm-Source': 'http://x/y'}, 412, b'X-Zerovm-Source format'),
     ('POST', ACCOUNT, {'X-Zerovm-Deferred': 'later'}, 400, b'always, auto, never'),
@@ -241,6 +240,19 @@ def test_requests_that_cannot_be_jobs(mw, swift, method, path, headers, status, 
     resp = req.get_response(mw)
     assert resp.status_int == status
     assert says in resp.body
+    assert swift.calls == []
+
+
+@pytest.mark.parametrize('method', ['GET', 'HEAD', 'PUT', 'DELETE'])
+@pytest.mark.parametrize('path', [ACCOUNT, ACCOUNT + '/c', ACCOUNT + '/c/o'])
+def test_a_job_not_posted_is_the_callers_mistake(mw, swift, method: str, path: str) -> None:
+    """A 4xx that says how to run it, not a 5xx: the server can run jobs."""
+    req = Request.blank(path, method=method, headers={'X-Zerovm-Execute': '1.0'})
+    resp = req.get_response(mw)
+    assert resp.status_int == 405
+    assert resp.headers['Allow'] == 'POST'
+    if method != 'HEAD':
+        assert b'POST the job' in resp.body
     assert swift.calls == []
 
 
@@ -401,6 +413,68 @@ def test_servers_busy_with_other_work_end_the_node_at_once(mw, servers) -> None:
     assert resp.headers['X-Nexe-Status'] == 'unavailable'
     assert '503 Slot not available' in resp.headers['X-Nexe-Error']
     assert [a[0] for a in asked.asked] == ['d0', 'd1', 'd2']
+
+
+SHARE = ('503 Slot not available: account AUTH_a has 10 nodes here, its share '
+         '(2 running, 8 waiting)')
+
+
+def test_servers_full_of_the_accounts_share_say_so_once_each_and_what_to_do(mw, servers) -> None:
+    servers(d0=_Busy(SHARE), d1=_Busy(SHARE), d2=_Busy(SHARE))
+    resp = post(mw, job())
+    assert resp.status_int == 503
+    hint = ("wc: no object server could run the node: account AUTH_a's own running jobs "
+            "(its deferred jobs too) hold its share of these servers' slots; retry when they end")
+    assert resp.headers['X-Nexe-Error'].startswith(hint)
+    assert resp.body.decode().splitlines()[0] == (
+        hint.replace('wc: ', 'wc: unavailable: ') + ' (10.0.0.1:6200/d0 ' + SHARE +
+        '; 10.0.0.1:6201/d1 ' + SHARE + '; 10.0.0.1:6202/d2 ' + SHARE + ')')
+
+
+def test_a_server_asked_again_is_named_once_with_a_count() -> None:
+    """A server busy with the job's own nodes is asked until the timeout: its answer
+    is the same each time."""
+    busy = '10.0.0.1:6200/d0 503 Slot not available: 2 nodes running, 8 waiting'
+    errors = ['10.0.0.1:6201/d1 507 no disk', busy, busy, '10.0.0.1:6202/d2 404 gone', busy]
+    assert dispatch.unavailable(errors) == (
+        'no object server could run the node (10.0.0.1:6201/d1 507 no disk; '
+        f'{busy} (3 times); 10.0.0.1:6202/d2 404 gone)')
+    many = [f'10.0.0.1:62{i:02}/d{i} 507 no disk' for i in range(5)]
+    assert dispatch.unavailable(many) == (
+        'no object server could run the node (2 more; ' + '; '.join(many[2:]) + ')')
+    assert dispatch.unavailable([]) == 'no object server could run the node'
+
+
+def test_a_node_spec_no_object_server_reads_is_a_413_before_it_is_sent(
+        mw, servers, monkeypatch) -> None:
+    monkeypatch.setattr(wire, 'SPEC_LIMIT', 300)
+    asked = servers(d0=ok())
+    big = job()
+    big[0]['exec']['env'] = {'BIG': 'x' * 300}
+    resp = post(mw, big)
+    assert resp.status_int == 413
+    assert resp.headers['X-Nexe-Status'] == 'error'
+    assert re.fullmatch(r"wc: its node spec is \d+ bytes; an object server reads 300 at most "
+                        r"\(the spec holds the node's argv and env and a device per node it is "
+                        r"connected to\): make them smaller", resp.headers['X-Nexe-Error'])
+    assert asked.asked == []
+
+
+@pytest.mark.parametrize('then', ['', '; then: exit 1'])
+def test_a_node_out_of_memory_is_told_what_sets_the_limit(mw, servers, then: str) -> None:
+    def answer(plan, headers, members):
+        report, outputs = ok(status='memory', retcode=None)(plan, headers, members)
+        report['message'] = ('memory limit of 1048576 bytes reached (2 allocation(s) refused)'
+                             + then)
+        return report, outputs
+    servers(d0=answer)
+    resp = post(mw, job())
+    assert resp.status_int == 422
+    assert resp.headers['X-Nexe-Status'] == 'memory'
+    assert resp.headers['X-Nexe-Error'] == (
+        'wc: memory limit of 1048576 bytes reached (2 allocation(s) refused); the limit is '
+        'zerovm_maxnexemem in the proxy and object server config (the smaller holds): ask '
+        'the operator to raise it' + then)
 
 
 def test_a_refusal_is_final(mw, servers) -> None:

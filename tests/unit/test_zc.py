@@ -15,7 +15,7 @@ import pytest
 
 from zerocloud.client import display, jobs, local, report, zapps
 from zerocloud.client.cli import _has_answer_output, build_parser
-from zerocloud.job import parse_job
+from zerocloud.job import SwiftPath, parse_job
 from zerocloud.zapp import system_map
 
 HEADERS = {
@@ -760,7 +760,7 @@ def test_a_ctrl_c_python_swallowed_still_stops_following(monkeypatch, capsys,
     from zerocloud.client import cli
     polls = []
 
-    def stored(self, path):
+    def stored(self, path, output=False):
         polls.append(path)
         if len(polls) == 1:                 # Ctrl-C, swallowed where it landed
             try:
@@ -769,7 +769,8 @@ def test_a_ctrl_c_python_swallowed_still_stops_following(monkeypatch, capsys,
                 pass
         return None if len(polls) < 5 else 'the result'
     monkeypatch.setattr(cli.Client, 'stored', stored)
-    monkeypatch.setattr(cli.Client, 'known', lambda self, path: (None, {'nodes': {}}))
+    monkeypatch.setattr(cli.Client, 'known',
+                        lambda self, path, output=False: (None, {'nodes': {}}))
     monkeypatch.setattr(cli.Client, 'result_path', lambda self, job_id: job_id)
     monkeypatch.setattr(cli, 'POLL_START', 0.0)
     assert cli.main(['wait', 'job-1', '-q']) == cli.EXIT_CANCELLED
@@ -841,6 +842,72 @@ def test_a_reader_that_closes_stdout_is_not_a_server_that_does_not_answer(
     finally:
         os.close(devnull)
     assert capsys.readouterr().err == ''
+
+
+class _Written(io.BytesIO):
+    """stdout (a file): every write, in order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[bytes] = []
+
+    def write(self, data):
+        self.writes.append(bytes(data))
+        return len(data)
+
+
+class _Streamed:
+    """A response whose body is ``chunks``; a read finds the chunk before it written."""
+    status, reason = 200, 'OK'
+
+    def __init__(self, chunks: list[bytes], written: list[bytes], headers=(), status=200):
+        self.left, self.written, self.chunks = list(chunks), written, chunks
+        self.headers, self.status = list(headers), status
+
+    def getheaders(self):
+        return self.headers
+
+    def read(self, n):
+        assert len(self.written) == len(self.chunks) - len(self.left)     # not held
+        return self.left.pop(0) if self.left else b''
+
+
+BIG = [b'a' * (1 << 16), b'b' * (1 << 16), b'c' * 10]
+OK_HEADERS = {'Content-Type': 'text/plain', 'X-Nexe-System': 'big', 'X-Nexe-Status': 'ok',
+              'X-Nexe-Retcode': '0', 'X-Nexe-Body-Bytes': str(sum(map(len, BIG)))}
+
+
+@pytest.mark.parametrize('command', ['wait', 'result'])
+def test_a_big_stored_result_goes_to_stdout_as_it_comes_not_held(command: str) -> None:
+    """As zc run's answer: zc wait/result read the whole result, then wrote it."""
+    from zerocloud.client import cli
+    from zerocloud.client import session as zsession
+    out = _Written()
+    stored = json.dumps({'Status': '200 OK', **OK_HEADERS}).encode()
+    client = cli.Client(build_parser().parse_args([command, 'job1', '-q']), out=out)
+
+    def request(method, path, headers, *a, **k):
+        assert (method, path.obj) == ('GET', 'job1')
+        return zsession.Answer(_Streamed(BIG, out.writes))
+    client._session = SimpleNamespace(
+        account='AUTH_t', location=lambda url: SwiftPath('AUTH_t', *url.split('/', 1)),
+        exists=lambda path: True, request=request,
+        get=lambda path: stored if path.obj == 'job1.headers' else pytest.fail('read whole'))
+    assert getattr(client, f'cmd_{command}')() == 0
+    assert out.writes == BIG
+
+
+def test_a_big_answer_of_open_goes_to_stdout_as_it_comes_not_held() -> None:
+    from zerocloud.client import cli
+    from zerocloud.client import session as zsession
+    out = _Written()
+    client = cli.Client(build_parser().parse_args(['open', 'swift://~/c/o', '-q']), out=out)
+    client._session = SimpleNamespace(
+        account='AUTH_t', location=lambda url: SwiftPath('AUTH_t', 'c', 'o'),
+        request=lambda *a, **k: zsession.Answer(_Streamed(BIG, out.writes,
+                                                          OK_HEADERS.items())))
+    assert client.cmd_open() == 0
+    assert out.writes == BIG
 
 
 def test_refused_credentials_say_which_to_check(monkeypatch, capsys) -> None:

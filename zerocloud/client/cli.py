@@ -371,19 +371,31 @@ class Client:
                 'waiting for the nodes'
         with self.progress(f'running {total}', extra):
             answer.append(self.session.execute(payload.body, payload.content_type, headers))
-            streamed = self.streams(answer[0])
-            body = b'' if streamed else answer[0].read()
-            for chunk in answer[0].chunks() if streamed else ():
-                self.out.write(chunk)
-        result = report.parse(answer[0].status, answer[0].headers, body)
-        return self.show_result(result, objects, streamed)
+            result = self.read_answer(answer[0])
+        return self.show_result(result, objects)
 
-    def streams(self, answer: Answer) -> bool:
+    def read_answer(self, answer: Answer) -> report.JobResult:
+        """The job's result from ``answer``, its output written to stdout as it comes
+        when :meth:`streams` (the result's body then empty)."""
+        if not self.streams(answer.status, answer.headers):
+            return report.parse(answer.status, answer.headers, answer.read())
+        self.pass_on(answer)
+        result = report.parse(answer.status, answer.headers, b'')
+        result.streamed = True
+        return result
+
+    def pass_on(self, answer: Answer) -> None:
+        """The answer's body to stdout, as it comes (not held: up to a GiB per node)."""
+        for chunk in answer.chunks():
+            self.out.write(chunk)
+
+    def streams(self, status: int, headers: dict[str, str]) -> bool:
         """Whether the output of this answer goes to stdout as it comes, not held until
         it ended: a successful job's output (up to a GiB per node) for a file or a pipe;
         on a terminal it would mix with the progress line, and --split needs all of it."""
-        content_type = answer.headers.get('content-type', '').partition(';')[0].strip()
-        return answer.status < 300 and content_type != 'application/json' and \
+        content_type = {k.lower(): v for k, v in headers.items()}.get(
+            'content-type', '').partition(';')[0].strip()
+        return status < 300 and content_type != 'application/json' and \
             not getattr(self.opts, 'json', False) and \
             getattr(self.opts, 'split', None) is None and not self.out.isatty()
 
@@ -400,16 +412,15 @@ class Client:
             self.session.delete(SwiftPath(path.account, path.container, name))
         return code
 
-    def show_result(self, result: report.JobResult, objects: dict[str, str],
-                    streamed: bool = False) -> int:
-        """The output (unless ``streamed``: written already), then the table."""
+    def show_result(self, result: report.JobResult, objects: dict[str, str]) -> int:
+        """The output (unless it was streamed: written already), then the table."""
         for node in result.nodes:
             node.object = self.short(node.object) or objects.get(node.name, '')
         as_json = getattr(self.opts, 'json', False)
         split = getattr(self.opts, 'split', None)
         if as_json:
             self.out.write(json.dumps(result.to_json(), indent=1).encode() + b'\n')
-        elif result.report is None and result.status < 300 and not streamed:
+        elif result.report is None and result.status < 300 and not result.streamed:
             if split is None:
                 self.out.write(result.body)
             else:
@@ -467,11 +478,23 @@ class Client:
             return self.session.location(job_id)
         return self.session.location(f'{RESULTS}/{job_id}')
 
-    def stored(self, path: SwiftPath) -> report.JobResult | None:
+    def stored(self, path: SwiftPath, output: bool = False) -> report.JobResult | None:
+        """The deferred job's stored result, None before it is done; ``output``: its
+        output goes to stdout (as it comes, when :meth:`streams`), as it is shown."""
         headers_path = SwiftPath(path.account, path.container, path.obj + HEADERS_SUFFIX)
         if not self.session.exists(headers_path):
             return None
-        return report.parse_stored(self.session.get(headers_path), self.session.get(path))
+        headers = self.session.get(headers_path)
+        status, job_headers = report.stored_answer(headers)
+        if not (output and self.streams(status, job_headers)):
+            return report.parse_stored(headers, self.session.get(path))
+        answer = self.session.request('GET', path, {})
+        if answer.status >= 300:
+            raise ServerError(f'GET {path}', answer.status, answer.reason, answer.read())
+        self.pass_on(answer)
+        result = report.parse_stored(headers, b'')
+        result.streamed = True
+        return result
 
     def state(self, path: SwiftPath) -> dict | None:
         """A running deferred job's state (its progress), None when there is none."""
@@ -486,15 +509,16 @@ class Client:
             return None
         return state if isinstance(state, dict) else None
 
-    def known(self, path: SwiftPath) -> tuple[report.JobResult | None, dict | None]:
-        """The job's stored result, else its state; (None, None) for no such job: the
-        proxy stores the state before it answers 202 and deletes it once the result
-        is stored, hence a second look for the result."""
-        result = self.stored(path)
+    def known(self, path: SwiftPath, output: bool = False
+              ) -> tuple[report.JobResult | None, dict | None]:
+        """The job's stored result (``output``: see :meth:`stored`), else its state;
+        (None, None) for no such job: the proxy stores the state before it answers 202
+        and deletes it once the result is stored, hence a second look for the result."""
+        result = self.stored(path, output)
         if result is not None:
             return result, None
         state = self.state(path)
-        return (self.stored(path), None) if state is None else (None, state)
+        return (self.stored(path, output), None) if state is None else (None, state)
 
     def unknown(self) -> int:
         self.err.write(f'zc: {self.opts.id}: no such job (no result and no progress '
@@ -535,13 +559,13 @@ class Client:
 
         def extra() -> str:
             return display.counts(seen[-1]) if seen else ''
-        result, state = self.known(path)
+        result, state = self.known(path, output=True)
         if result is None and state is None:
             return self.unknown()
         if follow and state is not None:
             seen.append(state)
         with self.progress(f'waiting for {self.opts.id}', extra):
-            while result is None and (result := self.stored(path)) is None:
+            while result is None and (result := self.stored(path, output=True)) is None:
                 if INTERRUPTED.is_set():
                     raise KeyboardInterrupt
                 if deadline is not None and time.monotonic() >= deadline:
@@ -555,7 +579,7 @@ class Client:
         return self.show_result(result, {})
 
     def cmd_result(self) -> int:
-        result, state = self.known(self.result_path(self.opts.id))
+        result, state = self.known(self.result_path(self.opts.id), output=True)
         if result is None and state is None:
             return self.unknown()
         if result is None:
@@ -617,13 +641,14 @@ class Client:
             headers['X-Zerovm-Source'] = self.opts.source
         query = urlencode(self.opts.param, quote_via=quote)
         answer = ses.request('GET', path, headers, query='?' + query if query else '')
-        body = answer.read()
         if answer.status >= 300 and not answer.headers.get('x-nexe-system'):
-            raise ServerError(f'open {self.opts.url}', answer.status, answer.reason, body)
-        result = report.parse(answer.status, answer.headers, body)
+            raise ServerError(f'open {self.opts.url}', answer.status, answer.reason,
+                              answer.read())
+        result = self.read_answer(answer)
         if result.nodes:
             return self.show_result(result, {n.name: self.show(path) for n in result.nodes})
-        self.out.write(body)
+        if not result.streamed:
+            self.out.write(result.body)
         return 0
 
     def cmd_validate(self) -> int:

@@ -93,6 +93,7 @@ class JobResult:
     body: bytes = b''
     report: dict | None = None          # the JSON report, when the body was one
     summary: Summary | None = None      # a large job's counts, when no report came
+    streamed: bool = False              # the output went to stdout as it came (no body)
 
     @property
     def failed(self) -> bool:
@@ -260,13 +261,19 @@ def parse(status: int, headers: Mapping[str, str], body: bytes) -> JobResult:
     return JobResult(status, nodes, seconds, truncated, body, report, summary)
 
 
+def stored_answer(headers_json: bytes) -> tuple[int, dict[str, str]]:
+    """(status, headers) of a deferred job's ``.headers`` object (JSON), ``Objects`` left out."""
+    stored = json.loads(headers_json)
+    stored.pop(OBJECTS, None)
+    return (_int(str(stored.get('Status', '')).partition(' ')[0]) or 0,
+            {str(k): str(v) for k, v in stored.items()})
+
+
 def parse_stored(headers_json: bytes, body: bytes) -> JobResult:
     """A deferred job's result: its ``.headers`` object (JSON) and its body; its
     ``Objects`` name the object of each node the answer does not place."""
-    stored = json.loads(headers_json)
-    objects = stored.pop(OBJECTS, None)
-    status = _int(str(stored.get('Status', '')).partition(' ')[0]) or 0
-    result = parse(status, {str(k): str(v) for k, v in stored.items()}, body)
+    objects = json.loads(headers_json).get(OBJECTS)
+    result = parse(*stored_answer(headers_json), body)
     if isinstance(objects, dict):
         for node in result.nodes:
             node.object = node.object or str(objects.get(node.name) or '')

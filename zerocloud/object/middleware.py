@@ -441,7 +441,11 @@ class NodeRun:
                 if name in files:
                     raise wire.WireError(f'member {name} sent twice')
                 if name == wire.SPEC:
-                    spec = wire.NodeSpec.from_json(f.read(1 << 20))
+                    if f.left > wire.SPEC_LIMIT:    # not its start parsed: a misleading error
+                        raise HTTPRequestEntityTooLarge(
+                            body=f'node spec ({f.left} bytes) larger than the '
+                                 f'{wire.SPEC_LIMIT} bytes an object server reads\n')
+                    spec = wire.NodeSpec.from_json(f.read())
                     continue
                 if name == wire.START:
                     rest = members

@@ -14,6 +14,7 @@ from __future__ import annotations
 import collections
 import http.client
 import random
+import re
 import socket
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -181,12 +182,10 @@ class Dispatcher:
             local_env=plan.local_env,
             limits=self.limits)
 
-    def members(self, plan: Plan) -> Callable[..., list[wire.Member]]:
-        """A maker of the node's request members, without those in ``omit`` (sent by
-        digest), calling ``sent[member]()`` once a member has gone (fresh
-        iterators for every attempt)."""
-        spec = self.spec(plan).to_json()
-
+    def members(self, plan: Plan, spec: bytes) -> Callable[..., list[wire.Member]]:
+        """A maker of the node's request members (``spec``: its node spec, JSON), without
+        those in ``omit`` (sent by digest), calling ``sent[member]()`` once a member has
+        gone (fresh iterators for every attempt)."""
         def members(omit: frozenset = frozenset(),
                     sent: dict[str, Callable[[], None]] | None = None) -> list[wire.Member]:
             sent = sent or {}
@@ -206,7 +205,15 @@ class Dispatcher:
         load = collections.Counter() if load is None else load
         res = NodeResult(plan.node, POLICIES.get_by_index(plan.policy).name)
         started = time.monotonic()
-        make_members = self.members(plan)
+        spec = self.spec(plan).to_json()
+        if len(spec) > wire.SPEC_LIMIT:     # no server would read it: say why, send nothing
+            res.fail('error', f'its node spec is {len(spec)} bytes; an object server reads '
+                              f'{wire.SPEC_LIMIT} at most (the spec holds the node\'s argv and '
+                              'env and a device per node it is connected to): make them '
+                              'smaller', 413)
+            res.seconds = time.monotonic() - started
+            return res
+        make_members = self.members(plan, spec)
         base = {wire.EXECUTE: wire.VERSION, 'Content-Type': 'application/x-tar',
                 'Expect': '100-continue', 'X-Backend-Storage-Policy-Index': str(plan.policy),
                 'X-Trans-Id': trans_id, 'X-Zerocloud-Id': job_id, wire.ACCOUNT: plan.account}
@@ -289,8 +296,7 @@ class Dispatcher:
             if killed is not None:      # no other server could: the host's answer stands
                 res.server, res.report = killed
             else:
-                res.fail('unavailable', 'no object server could run the node'
-                         + (f' ({"; ".join(errors[-3:])})' if errors else ''))
+                res.fail('unavailable', unavailable(errors))
         res.seconds = time.monotonic() - started
         return res
 
@@ -401,6 +407,28 @@ def refusal(status: int, reason: str, retry_after: bool, by_digest: bool) -> Exc
     if status in (404, 507) or status >= 500:
         return _Retry(f'{status} {reason}')
     return _Refused(status, reason)
+
+
+SHOWN_ERRORS = 3          # distinct server answers an ``unavailable`` node names
+_SHARE = re.compile(r'Slot not available: account (\S+) has')
+
+
+def unavailable(errors: list[str]) -> str:
+    """Why no server ran a node, from each try's ``<server> <error>``: each distinct one
+    once, counted when repeated (a server busy with the job's own nodes is asked until
+    the timeout), and, when an account's share refused it, that its own jobs hold it."""
+    counts = collections.Counter(errors)
+    distinct = list(counts)             # in the order first given
+    shown = [e if counts[e] == 1 else f'{e} ({counts[e]} times)'
+             for e in distinct[-SHOWN_ERRORS:]]
+    if len(distinct) > SHOWN_ERRORS:
+        shown.insert(0, f'{len(distinct) - SHOWN_ERRORS} more')
+    why = 'no object server could run the node'
+    share = next((m for m in map(_SHARE.search, distinct) if m), None)
+    if share is not None:               # first: X-Nexe-Error keeps a node's first 300 chars
+        why += (f": account {share[1]}'s own running jobs (its deferred jobs too) hold its "
+                "share of these servers' slots; retry when they end")
+    return why + (f' ({"; ".join(shown)})' if shown else '')
 
 
 def _attempts(servers: Iterable[dict], busy: list[dict], deadline: float) -> Iterator[dict]:

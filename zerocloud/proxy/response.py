@@ -41,6 +41,8 @@ MAX_HEADER = 8192
 SUMMARY_NODES = 1000        # above this many results, X-Nexe-* headers summarise the job
 CHUNK = 65536               # bytes of a body read and sent at a time
 MAX_ERROR = 300
+MEMORY_HINT = ('the limit is zerovm_maxnexemem in the proxy and object server config (the '
+               'smaller holds): ask the operator to raise it')
 BODY_BYTES = 'X-Nexe-Body-Bytes'     # bytes of the response body from each node
 # HTTP status of a node by how it ended; ``killed`` by the host's trouble (its report's
 # ``host_failure``): 503 (NodeResult.http).
@@ -139,6 +141,10 @@ class NodeResult:
         if self.exit_failed:
             last = _error_line(self.stderr)
             return f'exit {self.report.retcode}' + (f': {last}' if last else '')
+        if self.status == 'memory':         # the user cannot raise it: say who can, and how
+            head, then, rest = (self.report.message or 'memory limit reached').partition(
+                '; then: ')
+            return f'{head}; {MEMORY_HINT}{then}{rest}'
         return self.report.message or self.status
 
     @property
