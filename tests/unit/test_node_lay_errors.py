@@ -21,10 +21,8 @@ from zerocloud.object.plan import FILE, Step
 from zvm_core.channels import READ
 
 MEMBER = '/srv/node/sda1/tmp/zerocloud/3f2a/dev_input'
-REQUEST = 'zerocloud/object/middleware.py NodeRun.lay (Request to userfix in TEAM.md)'
 
 
-@pytest.mark.xfail(strict=True, reason=f'a host error answered 400 with its path: {REQUEST}')
 @pytest.mark.parametrize('path', [MEMBER, '/dev/null'])
 def test_a_file_the_server_cannot_open_for_want_of_descriptors_is_its_trouble(
         monkeypatch, path: str) -> None:

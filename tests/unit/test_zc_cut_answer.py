@@ -18,8 +18,6 @@ import pytest
 
 from zerocloud.client.session import Answer, ServerError
 
-REQUEST = 'zerocloud/client/session.py Answer.chunks (Request to userfix in TEAM.md)'
-
 
 def _answer(raw: bytes) -> Answer:
     """An ``Answer`` of a real ``http.client`` response whose server sends ``raw`` and
@@ -45,7 +43,6 @@ def test_a_whole_answer_is_read_whole() -> None:
     assert answer.read() == b'hello'
 
 
-@pytest.mark.xfail(strict=True, reason=f'a short body passes for the whole output: {REQUEST}')
 def test_an_answer_shorter_than_its_content_length_is_an_error() -> None:
     answer = _answer(b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n'
                      b'X-Nexe-Status: ok\r\n\r\nhello')
@@ -53,7 +50,6 @@ def test_an_answer_shorter_than_its_content_length_is_an_error() -> None:
         answer.read()
 
 
-@pytest.mark.xfail(strict=True, reason=f'IncompleteRead escapes zc as a traceback: {REQUEST}')
 def test_a_chunked_answer_cut_is_an_error_zc_says() -> None:
     answer = _answer(b'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n')
     with pytest.raises(ServerError, match='cut'):

@@ -14,6 +14,7 @@ logs its own (the token hidden unless ``--debug-with-secrets``).
 
 from __future__ import annotations
 
+import http.client
 from collections.abc import Iterator
 from urllib.parse import quote, urlparse
 
@@ -40,6 +41,17 @@ class ServerError(Exception):
         self.body = body
 
 
+class AnswerCut(ServerError):
+    """The answer's body ended before its end: what was received is not the output."""
+
+    def __init__(self, received: int, length: int | None) -> None:
+        of = f' of {length}' if length is not None else ''
+        Exception.__init__(self, f'the answer was cut after {received}{of} bytes (the '
+                           'connection closed early): what was written is incomplete; '
+                           'run the job again or fetch its outputs')
+        self.status, self.body = 0, b''
+
+
 class Answer:
     """A streamed response: status, headers (lower-case keys), body chunks."""
 
@@ -51,9 +63,19 @@ class Answer:
         self.received = 0
 
     def chunks(self) -> Iterator[bytes]:
-        while chunk := self._resp.read(CHUNK):
-            self.received += len(chunk)
-            yield chunk
+        """The body as it comes; one cut short (the proxy or the connection went
+        away) raises ``AnswerCut``: ``http.client`` ends a ``Content-Length`` body
+        quietly at the connection's end, which would pass for a short output."""
+        try:
+            while chunk := self._resp.read(CHUNK):
+                self.received += len(chunk)
+                yield chunk
+        except http.client.IncompleteRead as e:
+            self.received += len(e.partial)
+            raise AnswerCut(self.received, None) from None
+        length = self.headers.get('content-length', '')
+        if length.isdigit() and self.received < int(length):
+            raise AnswerCut(self.received, int(length))
 
     def read(self) -> bytes:
         return b''.join(self.chunks())

@@ -299,6 +299,19 @@ class ObjectExecMiddleware:
         return resp(env, start_response)
 
 
+def _host_open(path: str, mode: str, device: str):
+    """A node's file on this server's disk.  Failing to open it (no descriptor
+    left, a full disk, a system image removed since it was looked up) is this
+    server's trouble: 503, so that the proxy runs the node on another replica,
+    and the body names the device, not the server's paths."""
+    try:
+        return open(path, mode)
+    except OSError as e:
+        raise HTTPServiceUnavailable(
+            body=f'cannot open the file of device {device} on this server: {e.strerror}\n',
+            headers={'Retry-After': RETRY_AFTER}) from None
+
+
 class NodeRun:
     """One execute request, from its tar stream to its answer: receive the node,
     open its channels within this server's limits, run it in the pool, release
@@ -542,15 +555,12 @@ class NodeRun:
                     f, path = self.outputs.take()
                 else:
                     path = os.path.join(tmp, 'out-' + step.name.replace('/', '_'))  # out/<peer>
-                    f = open(path, 'w+b')
+                    f = _host_open(path, 'w+b', step.name)
                     opened.append(f)
                 channels.append(ChannelSpec(alias, f.fileno(), WRITE, step.random, step.quota))
                 outputs.append((step.name, path))
             elif kind is FILE:
-                try:
-                    f = open(step.path, 'rb' if step.mode == READ else 'wb')
-                except OSError as e:         # a system image gone since it was looked up
-                    raise HTTPBadRequest(body=f'{e} on this server\n') from None
+                f = _host_open(step.path, 'rb' if step.mode == READ else 'wb', step.name)
                 opened.append(f)
                 channels.append(ChannelSpec(alias, f.fileno(), step.mode, step.random,
                                             mount=step.mount))
