@@ -256,6 +256,13 @@ def test_a_job_not_posted_is_the_callers_mistake(mw, swift, method: str, path: s
     assert swift.calls == []
 
 
+def test_a_query_not_posted_is_the_callers_mistake(mw, swift) -> None:
+    req = Request.blank(ACCOUNT, headers={'X-Zerovm-Execute': 'sql/1.0'})
+    resp = req.get_response(mw)
+    assert (resp.status_int, resp.headers['Allow']) == (405, 'POST')
+    assert b'POST the query' in resp.body and swift.calls == []
+
+
 @pytest.mark.parametrize('path', ['/info', '/auth/v1.0'])
 def test_execute_on_a_non_swift_path_passes_through(mw, swift, path: str) -> None:
     Request.blank(path, headers={'X-Zerovm-Execute': '1.0'}).get_response(mw)

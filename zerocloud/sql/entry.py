@@ -275,7 +275,7 @@ def respond(caller: Caller, execute: Callable[[Launch], Response], version: str,
     req = caller.req
     caller.authorize('POST', f'/{version}/{account}', None)
     if req.method != 'POST':
-        raise HTTPMethodNotAllowed(body=f'{VERSION}: POST the query\n')
+        raise HTTPMethodNotAllowed(body=f'{VERSION}: POST the query\n', headers={'Allow': 'POST'})
     if container is not None:
         raise HTTPBadRequest(body=f'{VERSION}: POST to the account (/{version}/{account}); '
                                   'the query names its objects\n')
