@@ -386,6 +386,13 @@ def test_a_node_that_ran_well_but_whose_output_was_not_stored_says_only_why() ->
     assert display.failures([node]) == f'rep-1: {node.error}\n'     # not "rep-1: ok: could..."
 
 
+def test_a_failures_status_is_said_once() -> None:
+    node = report.NodeResult('mem-1', 'memory', 1, error='memory: memory limit of 268435456 '
+                             'bytes reached')
+    assert display.failures([node]) == 'mem-1: memory, exit 1: memory limit of 268435456 ' \
+        'bytes reached\n'                                # not "memory, exit 1: memory: ..."
+
+
 def test_columns_line_up() -> None:
     nodes = [report.NodeResult('a', 'ok', 0, fuel=1), report.NodeResult('long-name', 'ok', 0,
                                                                          fuel=1234567)]

@@ -59,8 +59,11 @@ def failures(nodes: list[NodeResult]) -> str:
         how = node.status if node.status == 'ok' else node.status or 'failed'
         if node.retcode not in (0, None):
             how = f'exit {node.retcode}' if node.status == 'ok' else f'{how}, exit {node.retcode}'
-        what = how if not node.error else node.error if node.error.startswith(how) or \
-            how == 'ok' or not node.status else f'{how}: {node.error}'     # ok: ran, not stored
+        error = node.error
+        if node.status and error.startswith(node.status + ': '):     # said once, in how
+            error = error[len(node.status) + 2:]
+        what = how if not error else error if error.startswith(how) or \
+            how == 'ok' or not node.status else f'{how}: {error}'     # ok: ran, not stored
         out.append(f'{node.name}: {what}\n')
         lines = node.stderr.rstrip('\n').splitlines()[-STDERR_LINES:]
         out.extend(f'  | {line}\n' for line in lines)
