@@ -1,0 +1,117 @@
+"""Warm native start of musl hello through the pool, with the workers' CPU per start.
+
+``bench/pool.py``'s first row (a warm start, client-observed, one caller, a
+pool of 2 workers) alone, next to what each start costs the pool's
+processes, so that an A/B under load compares CPU as well as latency:
+
+- worker: user+system CPU of the worker processes (``/proc/PID/stat``) per start;
+- children: the CPU of the runs' processes the workers reaped (``cutime`` +
+  ``cstime``: the guests, which are the worker's children) per start;
+- templates: CPU of the template processes (the fork servers) per start;
+- switches: the workers' context switches per start (voluntary + involuntary,
+  ``/proc/PID/status``): each is a cold cache for the Python that follows.
+
+Usage: ``python bench/warm_hello.py [--starts N] [--rounds R] [--workers W]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common  # noqa: E402
+from common import ms, p50, p99, table  # noqa: E402
+
+common.private_verdict_cache()
+
+from pool import channels, pool_run  # noqa: E402
+
+from zvm_core.pool import Pool  # noqa: E402
+
+TICK = os.sysconf('SC_CLK_TCK')
+
+
+def _stat(pid: int) -> list[str]:
+    with open(f'/proc/{pid}/stat') as f:
+        return f.read().rpartition(')')[2].split()
+
+
+def _switches(pid: int) -> int:
+    total = 0
+    with open(f'/proc/{pid}/status') as f:
+        for line in f:
+            if line.endswith('ctxt_switches:', 0, line.find(':') + 1):
+                total += int(line.split()[1])
+    return total
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for task in os.listdir(f'/proc/{pid}/task'):
+        try:
+            with open(f'/proc/{pid}/task/{task}/children') as f:
+                kids += [int(k) for k in f.read().split()]
+        except OSError:
+            continue
+    return kids
+
+
+def sample(workers: list[int]) -> dict[str, float]:
+    """Seconds of CPU so far: the workers', their reaped children's, their templates'
+    (live children that are not zombies), and the workers' context switches."""
+    got = {'worker': 0.0, 'children': 0.0, 'templates': 0.0, 'switches': 0}
+    for pid in workers:
+        f = _stat(pid)      # fields from state: utime is 11, stime 12, cutime 13, cstime 14
+        got['worker'] += (int(f[11]) + int(f[12])) / TICK
+        got['children'] += (int(f[13]) + int(f[14])) / TICK
+        got['switches'] += _switches(pid)
+        for kid in _children(pid):
+            try:
+                k = _stat(kid)
+            except OSError:
+                continue
+            if k[0] != 'Z':
+                got['templates'] += (int(k[11]) + int(k[12])) / TICK
+    return got
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--starts', type=int, default=1000, help='warm starts per round')
+    parser.add_argument('--rounds', type=int, default=3)
+    parser.add_argument('--workers', type=int, default=2, help="the pool's size (bench/pool.py: 2)")
+    opts = parser.parse_args(argv)
+    hello = common.build('hello')
+    rows = []
+    with Pool(opts.workers) as pool, channels() as specs:
+        for _ in range(20 * opts.workers):          # a template in every worker
+            pool_run(pool, hello, specs, engine='native')
+        time.sleep(0.2)
+        for r in range(opts.rounds):
+            times = []
+            before, load = sample(pool.pids), os.getloadavg()[0]
+            for _ in range(opts.starts):
+                t, _ = common.timed(pool_run, pool, hello, specs, engine='native')
+                times.append(t)
+            time.sleep(0.05)            # the last start's clean-up
+            after = sample(pool.pids)
+            per = {k: (after[k] - before[k]) / opts.starts for k in after}
+            rows.append([r + 1, opts.starts, ms(p50(times)), ms(p99(times)),
+                         f"{per['worker'] * 1e6:.0f}", f"{per['children'] * 1e6:.0f}",
+                         f"{per['templates'] * 1e6:.0f}", f"{per['switches']:.1f}",
+                         f'{load:.1f}'])
+    table(f'Warm native start, musl hello (pool of {opts.workers}, 1 caller)',
+          ['round', 'n', 'p50', 'p99', 'worker us/start', 'children us/start',
+           'templates us/start', 'worker switches/start', 'load'], rows,
+          note='CPU from /proc/PID/stat (clock ticks: ~10 ms resolution, meaningful over '
+               '1000+ starts); goal (issue 16): p50 <= 0.5 ms')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
