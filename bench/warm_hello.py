@@ -11,7 +11,14 @@ processes, so that an A/B under load compares CPU as well as latency:
 - switches: the workers' context switches per start (voluntary + involuntary,
   ``/proc/PID/status``): each is a cold cache for the Python that follows.
 
-Usage: ``python bench/warm_hello.py [--starts N] [--rounds R] [--workers W]``.
+With ``--against TREE`` (another checkout, its extension built), a second
+pool's workers run that tree's code (started in it; the caller side is this
+tree's for both) and requests alternate between the two pools, one to each
+in turn: an A/B under the same load, which a loaded host's noise (load 10+ on
+2 CPUs: p50 varies 30 % between blocks) does not drown.
+
+Usage: ``python bench/warm_hello.py [--starts N] [--rounds R] [--workers W]
+[--against TREE]``.
 """
 
 from __future__ import annotations
@@ -80,33 +87,59 @@ def sample(workers: list[int]) -> dict[str, float]:
     return got
 
 
+def _pool(workers: int, tree: str | None) -> Pool:
+    """A pool whose workers import ``tree``'s code (this tree's if None): ``python -m``
+    puts its working directory first on its path, so they start in ``tree``."""
+    here = os.getcwd()
+    os.chdir(tree or common.REPO)
+    try:
+        return Pool(workers)
+    finally:
+        os.chdir(here)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--starts', type=int, default=1000, help='warm starts per round')
     parser.add_argument('--rounds', type=int, default=3)
-    parser.add_argument('--workers', type=int, default=2, help="the pool's size (bench/pool.py: 2)")
+    parser.add_argument('--workers', type=int, default=2, help='workers per pool')
+    parser.add_argument('--against', metavar='TREE', help='another checkout: paired A/B')
     opts = parser.parse_args(argv)
     hello = common.build('hello')
+    trees = {'this': None} if opts.against is None else {'this': None, 'against': opts.against}
     rows = []
-    with Pool(opts.workers) as pool, channels() as specs:
-        for _ in range(20 * opts.workers):          # a template in every worker
-            pool_run(pool, hello, specs, engine='native')
-        time.sleep(0.2)
-        for r in range(opts.rounds):
-            times = []
-            before, load = sample(pool.pids), os.getloadavg()[0]
-            for _ in range(opts.starts):
-                t, _ = common.timed(pool_run, pool, hello, specs, engine='native')
-                times.append(t)
-            time.sleep(0.05)            # the last start's clean-up
-            after = sample(pool.pids)
-            per = {k: (after[k] - before[k]) / opts.starts for k in after}
-            rows.append([r + 1, opts.starts, ms(p50(times)), ms(p99(times)),
-                         f"{per['worker'] * 1e6:.0f}", f"{per['children'] * 1e6:.0f}",
-                         f"{per['templates'] * 1e6:.0f}", f"{per['switches']:.1f}",
-                         f'{load:.1f}'])
-    table(f'Warm native start, musl hello (pool of {opts.workers}, 1 caller)',
-          ['round', 'n', 'p50', 'p99', 'worker us/start', 'children us/start',
+    pools = {name: _pool(opts.workers, tree) for name, tree in trees.items()}
+    try:
+        with channels() as specs:
+            for pool in pools.values():
+                for _ in range(20 * opts.workers):          # a template in every worker
+                    pool_run(pool, hello, specs, engine='native')
+            time.sleep(0.2)
+            for r in range(opts.rounds):
+                times: dict[str, list[float]] = {name: [] for name in pools}
+                load = os.getloadavg()[0]
+                before = {name: sample(pool.pids) for name, pool in pools.items()}
+                for i in range(opts.starts):
+                    order = list(pools) if i % 2 else list(reversed(pools))
+                    for name in order:
+                        t, _ = common.timed(pool_run, pools[name], hello, specs,
+                                            engine='native')
+                        times[name].append(t)
+                time.sleep(0.05)            # the last start's clean-up
+                for name, pool in pools.items():
+                    after = sample(pool.pids)
+                    per = {k: (after[k] - before[name][k]) / opts.starts for k in after}
+                    rows.append([r + 1, name, opts.starts, ms(p50(times[name])),
+                                 ms(p99(times[name])), f"{per['worker'] * 1e6:.0f}",
+                                 f"{per['children'] * 1e6:.0f}",
+                                 f"{per['templates'] * 1e6:.0f}", f"{per['switches']:.1f}",
+                                 f'{load:.1f}'])
+    finally:
+        for pool in pools.values():
+            pool.close()
+    table(f'Warm native start, musl hello (pool of {opts.workers}, 1 caller)'
+          + (f'; against: {opts.against}' if opts.against else ''),
+          ['round', 'tree', 'n', 'p50', 'p99', 'worker us/start', 'children us/start',
            'templates us/start', 'worker switches/start', 'load'], rows,
           note='CPU from /proc/PID/stat (clock ticks: ~10 ms resolution, meaningful over '
                '1000+ starts); goal (issue 16): p50 <= 0.5 ms')
