@@ -1,0 +1,53 @@
+"""A pool worker's order after a run (``zvm_core.pool.worker.worker_main``): the reply,
+then the CPU left to the caller (``sched_yield``), then the clean-up that wakes the
+template and the ended child (``reset``).  The worker's steps are stand-ins: only
+their order is under test."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+from zvm_core.pool import worker
+from zvm_core.report import Report
+
+
+class _Machine:
+    def __init__(self, steps: list[str]) -> None:
+        self.steps = steps
+
+    def reset(self) -> None:
+        self.steps.append('reset')
+
+
+class _Inbox:
+    """One run request, then the end."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.left = [('run', {}, [])]
+
+    def next(self):
+        return self.left.pop() if self.left else None
+
+
+def test_the_caller_gets_the_cpu_before_the_clean_up(monkeypatch) -> None:
+    steps: list[str] = []
+    machine = _Machine(steps)
+    monkeypatch.setattr(worker, '_die_with_parent', lambda parent: None)
+    monkeypatch.setattr(worker, '_limit_self', lambda address_space: None)
+    monkeypatch.setattr(worker.engines, 'native_unavailable', lambda: None)
+    monkeypatch.setattr(worker.gc, 'freeze', lambda: None)
+    monkeypatch.setattr(worker.signal, 'signal', lambda *args: None)
+    monkeypatch.setattr(worker, '_Inbox', _Inbox)
+    monkeypatch.setattr(worker, '_serve_one', lambda req, fds, templates: (Report('ok', 0),
+                                                                            machine))
+    monkeypatch.setattr(worker, '_reply', lambda sock, report: steps.append('reply'))
+    monkeypatch.setattr(worker.Templates, 'settle', lambda self, m: steps.append('settle'))
+    monkeypatch.setattr(worker.os, 'sched_yield', lambda: steps.append('yield'))
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    try:
+        assert worker.worker_main(os.dup(theirs.fileno()), 64 << 20, 0, parent=os.getpid()) == 0
+    finally:
+        ours.close()
+        theirs.close()
+    assert steps == ['reply', 'yield', 'reset', 'settle']
