@@ -23,8 +23,11 @@ class _Machine:
 class _Inbox:
     """One run request, then the end."""
 
+    socks: list[socket.socket] = []     # the worker's own socket (closed by the test)
+
     def __init__(self, sock: socket.socket) -> None:
         self.left = [('run', {}, [])]
+        self.socks.append(sock)
 
     def next(self):
         return self.left.pop() if self.left else None
@@ -48,6 +51,6 @@ def test_the_caller_gets_the_cpu_before_the_clean_up(monkeypatch) -> None:
     try:
         assert worker.worker_main(os.dup(theirs.fileno()), 64 << 20, 0, parent=os.getpid()) == 0
     finally:
-        ours.close()
-        theirs.close()
+        for sock in (ours, theirs, *_Inbox.socks):
+            sock.close()
     assert steps == ['reply', 'yield', 'reset', 'settle']
