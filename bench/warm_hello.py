@@ -18,7 +18,8 @@ in turn: an A/B under the same load, which a loaded host's noise (load 10+ on
 2 CPUs: p50 varies 30 % between blocks) does not drown.
 
 Usage: ``python bench/warm_hello.py [--starts N] [--rounds R] [--workers W]
-[--against TREE]``.
+[--against TREE] [--engine emulated]`` (``emulated``: the emulator's warm
+machines, for comparison; their runs have no child or template to count).
 """
 
 from __future__ import annotations
@@ -104,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--rounds', type=int, default=3)
     parser.add_argument('--workers', type=int, default=2, help='workers per pool')
     parser.add_argument('--against', metavar='TREE', help='another checkout: paired A/B')
+    parser.add_argument('--engine', choices=('native', 'emulated'), default='native')
     opts = parser.parse_args(argv)
     hello = common.build('hello')
     trees = {'this': None} if opts.against is None else {'this': None, 'against': opts.against}
@@ -113,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         with channels() as specs:
             for pool in pools.values():
                 for _ in range(20 * opts.workers):          # a template in every worker
-                    pool_run(pool, hello, specs, engine='native')
+                    pool_run(pool, hello, specs, engine=opts.engine)
             time.sleep(0.2)
             for r in range(opts.rounds):
                 times: dict[str, list[float]] = {name: [] for name in pools}
@@ -123,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
                     order = list(pools) if i % 2 else list(reversed(pools))
                     for name in order:
                         t, _ = common.timed(pool_run, pools[name], hello, specs,
-                                            engine='native')
+                                            engine=opts.engine)
                         times[name].append(t)
                 time.sleep(0.05)            # the last start's clean-up
                 for name, pool in pools.items():
@@ -137,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for pool in pools.values():
             pool.close()
-    table(f'Warm native start, musl hello (pool of {opts.workers}, 1 caller)'
+    table(f'Warm {opts.engine} start, musl hello (pool of {opts.workers}, 1 caller)'
           + (f'; against: {opts.against}' if opts.against else ''),
           ['round', 'tree', 'n', 'p50', 'p99', 'worker us/start', 'children us/start',
            'templates us/start', 'worker switches/start', 'load'], rows,
