@@ -1,7 +1,7 @@
 """A pool worker's order after a run (``zvm_core.pool.worker.worker_main``): the reply,
-then the CPU left to the caller (``sched_yield``), then the clean-up that wakes the
-template and the ended child (``reset``).  The worker's steps are stand-ins: only
-their order is under test."""
+then, for a native template, the CPU left to the caller (``sched_yield``), then the
+clean-up that wakes the template and the ended child (``reset``).  The worker's
+steps are stand-ins: only their order is under test."""
 
 from __future__ import annotations
 
@@ -13,6 +13,10 @@ from zvm_core.report import Report
 
 
 class _Machine:
+    """A native template's stand-in (``Warm``): its reset wakes other processes."""
+
+    reset_wakes = True
+
     def __init__(self, steps: list[str]) -> None:
         self.steps = steps
 
@@ -33,9 +37,15 @@ class _Inbox:
         return self.left.pop() if self.left else None
 
 
-def test_the_caller_gets_the_cpu_before_the_clean_up(monkeypatch) -> None:
-    steps: list[str] = []
-    machine = _Machine(steps)
+class _Emulated(_Machine):
+    """An emulated machine's stand-in: its reset wakes nobody."""
+
+    reset_wakes = False
+
+
+def _serve(monkeypatch, machine: _Machine) -> list[str]:
+    """The steps of a worker serving one run on ``machine``."""
+    steps = machine.steps
     monkeypatch.setattr(worker, '_die_with_parent', lambda parent: None)
     monkeypatch.setattr(worker, '_limit_self', lambda address_space: None)
     monkeypatch.setattr(worker.engines, 'native_unavailable', lambda: None)
@@ -53,4 +63,12 @@ def test_the_caller_gets_the_cpu_before_the_clean_up(monkeypatch) -> None:
     finally:
         for sock in (ours, theirs, *_Inbox.socks):
             sock.close()
-    assert steps == ['reply', 'yield', 'reset', 'settle']
+    return steps
+
+
+def test_the_caller_gets_the_cpu_before_a_native_clean_up(monkeypatch) -> None:
+    assert _serve(monkeypatch, _Machine([])) == ['reply', 'yield', 'reset', 'settle']
+
+
+def test_an_emulated_reset_wakes_nobody_and_goes_on_at_once(monkeypatch) -> None:
+    assert _serve(monkeypatch, _Emulated([])) == ['reply', 'reset', 'settle']

@@ -433,11 +433,13 @@ def worker_main(fd: int, template_bytes: int, address_space: int,
                 os.close(f)
         _reply(sock, report)
         # the caller first: a socket's wake-up is a synchronous one (the kernel expects
-        # the waker to sleep next), so the caller often waits on this CPU, and the
-        # clean-up wakes the template (its fork) and the ended child (its kill), which
-        # ran before it did.  Paired under load (bench/warm_hello.py --against): warm
-        # hello p50 -15-20 %, the same CPU per start
-        os.sched_yield()
+        # the waker to sleep next), so the caller often waits on this CPU, and a native
+        # template's clean-up wakes the template (its fork) and the ended child (its
+        # kill), which ran before it did.  Paired under load (bench/warm_hello.py
+        # --against): warm native hello p50 -18-23 %, the same CPU per start; an
+        # emulated machine's reset wakes nobody (there it cost ~3 %: not done)
+        if getattr(machine, 'reset_wakes', False):
+            os.sched_yield()
         if machine is not None:
             machine.reset()     # after the reply: idle templates hold no guest data
             templates.settle(machine)
