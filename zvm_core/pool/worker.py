@@ -436,7 +436,7 @@ def worker_main(fd: int, template_bytes: int, address_space: int,
         # the waker to sleep next), so the caller often waits on this CPU, and a native
         # template's clean-up wakes the template (its fork) and the ended child (its
         # kill), which ran before it did.  Paired under load (bench/warm_hello.py
-        # --against): warm native hello p50 -18-23 %, the same CPU per start; an
+        # --against, 10 rounds): warm native hello p50 -10-23 %, the same CPU; an
         # emulated machine's reset wakes nobody (there it cost ~3 %: not done)
         if getattr(machine, 'reset_wakes', False):
             os.sched_yield()
