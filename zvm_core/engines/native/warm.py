@@ -24,6 +24,10 @@ from zvm_core.validator import Verdict
 class Warm:
     """One program at one memory size, ready to start natively."""
 
+    # :meth:`reset` wakes other processes (the template forks, the ended child is
+    # killed): the pool's worker lets its caller run first (``worker.worker_main``)
+    reset_wakes = True
+
     def __init__(self, program: Program, verdict: Verdict, memory: int, tsc: bool) -> None:
         self.program, self.verdict, self.memory, self.tsc = program, verdict, memory, tsc
         self.template = Template(program, memory)

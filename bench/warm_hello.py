@@ -1,0 +1,152 @@
+"""Warm native start of musl hello through the pool, with the workers' CPU per start.
+
+``bench/pool.py``'s first row (a warm start, client-observed, one caller, a
+pool of 2 workers) alone, next to what each start costs the pool's
+processes, so that an A/B under load compares CPU as well as latency:
+
+- worker: user+system CPU of the worker processes (``/proc/PID/stat``) per start;
+- children: the CPU of the runs' processes the workers reaped (``cutime`` +
+  ``cstime``: the guests, which are the worker's children) per start;
+- templates: CPU of the template processes (the fork servers) per start;
+- switches: the workers' context switches per start (voluntary + involuntary,
+  ``/proc/PID/status``): each is a cold cache for the Python that follows.
+
+With ``--against TREE`` (another checkout, its extension built), a second
+pool's workers run that tree's code (started in it; the caller side is this
+tree's for both) and requests alternate between the two pools, one to each
+in turn: an A/B under the same load, which a loaded host's noise (load 10+ on
+2 CPUs: p50 varies 30 % between blocks) does not drown.
+
+Usage: ``python bench/warm_hello.py [--starts N] [--rounds R] [--workers W]
+[--against TREE] [--engine emulated]`` (``emulated``: the emulator's warm
+machines, for comparison; their runs have no child or template to count).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common  # noqa: E402
+from common import ms, p50, p99, table  # noqa: E402
+
+common.private_verdict_cache()
+
+from pool import channels, pool_run  # noqa: E402
+
+from zvm_core.pool import Pool  # noqa: E402
+
+TICK = os.sysconf('SC_CLK_TCK')
+
+
+def _stat(pid: int) -> list[str]:
+    with open(f'/proc/{pid}/stat') as f:
+        return f.read().rpartition(')')[2].split()
+
+
+def _switches(pid: int) -> int:
+    total = 0
+    with open(f'/proc/{pid}/status') as f:
+        for line in f:
+            if line.endswith('ctxt_switches:', 0, line.find(':') + 1):
+                total += int(line.split()[1])
+    return total
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for task in os.listdir(f'/proc/{pid}/task'):
+        try:
+            with open(f'/proc/{pid}/task/{task}/children') as f:
+                kids += [int(k) for k in f.read().split()]
+        except OSError:
+            continue
+    return kids
+
+
+def sample(workers: list[int]) -> dict[str, float]:
+    """Seconds of CPU so far: the workers', their reaped children's, their templates'
+    (live children that are not zombies), and the workers' context switches."""
+    got = {'worker': 0.0, 'children': 0.0, 'templates': 0.0, 'switches': 0}
+    for pid in workers:
+        f = _stat(pid)      # fields from state: utime is 11, stime 12, cutime 13, cstime 14
+        got['worker'] += (int(f[11]) + int(f[12])) / TICK
+        got['children'] += (int(f[13]) + int(f[14])) / TICK
+        got['switches'] += _switches(pid)
+        for kid in _children(pid):
+            try:
+                k = _stat(kid)
+            except OSError:
+                continue
+            if k[0] != 'Z':
+                got['templates'] += (int(k[11]) + int(k[12])) / TICK
+    return got
+
+
+def _pool(workers: int, tree: str | None) -> Pool:
+    """A pool whose workers import ``tree``'s code (this tree's if None): ``python -m``
+    puts its working directory first on its path, so they start in ``tree``."""
+    here = os.getcwd()
+    os.chdir(tree or common.REPO)
+    try:
+        return Pool(workers)
+    finally:
+        os.chdir(here)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--starts', type=int, default=1000, help='warm starts per round')
+    parser.add_argument('--rounds', type=int, default=3)
+    parser.add_argument('--workers', type=int, default=2, help='workers per pool')
+    parser.add_argument('--against', metavar='TREE', help='another checkout: paired A/B')
+    parser.add_argument('--engine', choices=('native', 'emulated'), default='native')
+    opts = parser.parse_args(argv)
+    hello = common.build('hello')
+    trees = {'this': None} if opts.against is None else {'this': None, 'against': opts.against}
+    rows = []
+    pools = {name: _pool(opts.workers, tree) for name, tree in trees.items()}
+    try:
+        with channels() as specs:
+            for pool in pools.values():
+                for _ in range(20 * opts.workers):          # a template in every worker
+                    pool_run(pool, hello, specs, engine=opts.engine)
+            time.sleep(0.2)
+            for r in range(opts.rounds):
+                times: dict[str, list[float]] = {name: [] for name in pools}
+                load = os.getloadavg()[0]
+                before = {name: sample(pool.pids) for name, pool in pools.items()}
+                for i in range(opts.starts):
+                    order = list(pools) if i % 2 else list(reversed(pools))
+                    for name in order:
+                        t, _ = common.timed(pool_run, pools[name], hello, specs,
+                                            engine=opts.engine)
+                        times[name].append(t)
+                time.sleep(0.05)            # the last start's clean-up
+                for name, pool in pools.items():
+                    after = sample(pool.pids)
+                    per = {k: (after[k] - before[name][k]) / opts.starts for k in after}
+                    rows.append([r + 1, name, opts.starts, ms(p50(times[name])),
+                                 ms(p99(times[name])), f"{per['worker'] * 1e6:.0f}",
+                                 f"{per['children'] * 1e6:.0f}",
+                                 f"{per['templates'] * 1e6:.0f}", f"{per['switches']:.1f}",
+                                 f'{load:.1f}'])
+    finally:
+        for pool in pools.values():
+            pool.close()
+    table(f'Warm {opts.engine} start, musl hello (pool of {opts.workers}, 1 caller)'
+          + (f'; against: {opts.against}' if opts.against else ''),
+          ['round', 'tree', 'n', 'p50', 'p99', 'worker us/start', 'children us/start',
+           'templates us/start', 'worker switches/start', 'load'], rows,
+          note='CPU from /proc/PID/stat (clock ticks: ~10 ms resolution, meaningful over '
+               '1000+ starts); goal (issue 16): p50 <= 0.5 ms')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
