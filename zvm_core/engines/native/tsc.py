@@ -108,6 +108,10 @@ class Tracer:
         self._done.wait()
         return self._status
 
+    def done(self) -> bool:
+        """Whether the tracer's thread is done with the guest (:meth:`status` waits not)."""
+        return self._done.is_set()
+
     def _run(self) -> None:
         try:
             self._trace()
