@@ -66,8 +66,14 @@ class Arena:
 
     ``brk`` grows up from the bottom, anonymous mappings are carved from the
     top down (first fit in the free list, lowest address first), and the two
-    may not cross.  Freed memory is zeroed, so a later allocation never sees
-    old data.  ``refused`` records that a request failed for lack of memory.
+    may not cross.  ``refused`` records that a request failed for lack of memory.
+
+    Memory handed out reads as zeros.  What ``munmap`` frees is zeroed when it
+    is handed out again (``stale``: released, not zeroed since), not when it is
+    freed: a run's frees at its exit cost nothing (natively a zeroing is a read
+    of the guest's pages and a write of those that hold data), and a page the
+    guest wrote after freeing it is zeroed too.  Both engines share this
+    allocator, so the bytes are the same under both.
     """
 
     def __init__(self, space: GuestMemory, start: int, end: int) -> None:
@@ -79,6 +85,7 @@ class Arena:
         self.peak = 0
         self.refused = 0
         self.held: set[int] = set()             # pages mprotect lowered (syscalls/mm.py)
+        self.stale: list[tuple[int, int]] = []  # sorted (start, end): released, not zeroed
 
     def reset(self) -> None:
         """Forget every allocation and zero the whole arena: the guest can write
@@ -88,6 +95,7 @@ class Arena:
         self.brk, self.floor, self.free = self.start, self.end, []
         self.mapped = self.peak = self.refused = 0
         self.held = set()
+        self.stale = []
 
     def in_use(self) -> int:
         return self.brk - self.start + self.mapped
@@ -103,6 +111,8 @@ class Arena:
             return self.brk
         if new < self.brk:
             self.space.zero(new, self.brk)
+        elif self.stale:
+            self._settle(self.brk, new)
         self.brk = new
         self._note()
         return self.brk
@@ -117,6 +127,7 @@ class Arena:
                     self.free[i] = (lo + length, hi)
                 self.mapped += length
                 self._note()
+                self._settle(lo, lo + length)
                 return lo
         new_floor = self.floor - length
         if length <= 0 or new_floor < page_up(self.brk):
@@ -125,14 +136,46 @@ class Arena:
         self.floor = new_floor
         self.mapped += length
         self._note()
+        self._settle(new_floor, new_floor + length)
         return new_floor
 
     def owns(self, start: int, end: int) -> bool:
         return self.floor <= start and end <= self.end
 
-    def release(self, start: int, end: int) -> None:
-        """munmap [start, end) (page aligned, inside the mmap area)."""
+    def zero(self, start: int, end: int) -> None:
+        """Make [start, end) read as zeros now (``mmap`` over it, ``madvise``)."""
         self.space.zero(start, end)
+        self._settle(start, end, zero=False)
+
+    def settle(self) -> None:
+        """Zero every page released and not handed out since (before the memory
+        digest: freed memory reads as zeros, as it did when freeing zeroed it)."""
+        self._settle(self.start, self.end)
+
+    def keep(self, start: int, end: int) -> None:
+        """[start, end) holds what the guest wrote there since it was released (code
+        the emulator's Jail validated): never zeroed by a later hand-out."""
+        self._settle(start, end, zero=False)
+
+    def _settle(self, start: int, end: int, zero: bool = True) -> None:
+        """Zero (``zero``) the stale pages of [start, end) and forget them."""
+        left = []
+        for lo, hi in self.stale:
+            if hi <= start or lo >= end:
+                left.append((lo, hi))
+                continue
+            if zero:
+                self.space.zero(max(lo, start), min(hi, end))
+            if lo < start:
+                left.append((lo, start))
+            if hi > end:
+                left.append((end, hi))
+        self.stale = left
+
+    def release(self, start: int, end: int) -> None:
+        """munmap [start, end) (page aligned, inside the mmap area): stale until it
+        is handed out again."""
+        self.stale = _merged([*self.stale, (start, end)])
         holes = [(lo, hi) for lo, hi in self.free if hi <= start or lo >= end]
         clipped = [(lo, hi) for lo, hi in self.free if not (hi <= start or lo >= end)]
         already = sum(min(hi, end) - max(lo, start) for lo, hi in clipped)
@@ -143,13 +186,18 @@ class Arena:
                 holes.append((end, hi))
         self.mapped -= (end - start) - already
         holes.append((start, end))
-        holes.sort()
-        merged: list[tuple[int, int]] = []
-        for lo, hi in holes:
-            if merged and merged[-1][1] >= lo:
-                merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
-            else:
-                merged.append((lo, hi))
+        merged = _merged(holes)
         while merged and merged[0][0] == self.floor:
             self.floor = merged.pop(0)[1]
         self.free = merged
+
+
+def _merged(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """``spans`` sorted, overlapping and touching ones joined."""
+    merged: list[tuple[int, int]] = []
+    for lo, hi in sorted(spans):
+        if merged and merged[-1][1] >= lo:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
+        else:
+            merged.append((lo, hi))
+    return merged

@@ -20,8 +20,9 @@ from __future__ import annotations
 import collections
 import copy
 import stat
+import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from zvm_core.syscalls.errors import SysError
 from zvm_core.syscalls.fs import Node, lookup
@@ -89,6 +90,8 @@ class Personality:
     rng: object
     unknown: collections.Counter
     signals: dict                       # actions and mask (zvm_core.syscalls.proc)
+    # the file tree and channel names and kinds the lookups last matched (_tree)
+    _matched: tuple | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def capture(cls, p, recorder: Recorder) -> Personality:
@@ -117,6 +120,9 @@ class Personality:
             ch = p.channels.get(alias)
             if ch is None or shape(p, ch) != seen:
                 return False
+        tree = _tree(p)
+        if tree is not None and tree == self._matched:
+            return True         # the same lookups in the same tree: the same answers
         for name, seen in self.lookups.items():
             if name in p.channels:
                 return False
@@ -126,6 +132,7 @@ class Personality:
                 now = -e.errno
             if now != seen:
                 return False
+        self._matched = tree
         return True
 
     def restore(self, p) -> None:
@@ -143,6 +150,17 @@ class Personality:
         p.rng = copy.copy(self.rng)
         p.unknown = collections.Counter(self.unknown)
         signal_state(p).update(copy.deepcopy(self.signals))
+
+
+def _tree(p) -> tuple | None:
+    """What every lookup of ``p`` is a function of: its image (a tree is not changed
+    once mounted, and a pool keeps one per unchanged set of host files, ``fs.mounted``)
+    and its channels' names and kinds (``fs.ChannelDir``); None if it has no image
+    that can be named so (checked each time)."""
+    if p.image is None:
+        return None
+    return (weakref.ref(p.image),
+            tuple((alias, stat.S_IFMT(ch.st_mode())) for alias, ch in sorted(p.channels.items())))
 
 
 class Snapshots:

@@ -47,6 +47,7 @@ CASES: dict[str, list[tuple[tuple[str, ...], bytes]]] = {
                                           'stack')],
     'exitcode': [(('3',), b''), (('4', 'raw'), b'')], 'fileio': [((), b'')],
     'floats': [((), DECIMALS)], 'flood': [((), b'')], 'forbidden': [(('all',), b'')],
+    'freed': [((how,), b'') for how in ('map', 'brk', 'fixed', 'file')],
     'getpid': [(('500',), b'')], 'hello': [((), b'')], 'initstate': [((), b''), (('x',), b'')],
     'interp_sys': [((), b'')], 'jit': [((), b'')], 'jump_data': [((), b'')],
     'leftover': [(('q',), b'')], 'loop': [((), b'')], 'malloc': [((), b'')],
@@ -70,7 +71,7 @@ CASES: dict[str, list[tuple[tuple[str, ...], bytes]]] = {
     'protsnap': [((how,), b'') for how in ('calls', 'store', 'held', 'data', 'unmapped')],
 }
 # the programs whose prefix is resumed under both engines (the others' may be too short)
-RESUMED = {'protsnap'}
+RESUMED = {'protsnap', 'freed'}
 NATIVE_SKIP = {   # not deterministic natively, by design (doc/sandbox.md, "Engines")
     'loop': 'it ends by fuel, which only the emulated engine has',
     'rodata_code': 'natively its hidden rdrand runs: the hardware random number',
@@ -207,6 +208,24 @@ def test_fresh_reused_and_resumed_runs_are_identical(name, engine, prepared_for)
     finally:
         for m in made:
             m.close()
+
+
+def test_freed_memory_reads_as_zeros_when_handed_out_again(engine, prepared_for):
+    """Whatever the guest wrote into memory before or after it unmapped it, a later mmap,
+    break or MAP_FIXED gets zeros: fresh, and resumed from a prefix that freed it."""
+    prepared = prepared_for('freed')
+    runs = [Kept(engine, prepared, kept=False), Kept(engine, prepared, snapshots=True)]
+    try:
+        for how in ('map', 'brk', 'fixed', 'file'):
+            for kept in (runs[0], *[runs[1]] * 3):
+                lines = kept.run(['freed', how], b'')['outputs']['/dev/stdout'].splitlines()
+                assert lines[0].endswith(b'3 unmapped') and len(lines) > 1, lines
+                for line in lines[1:]:
+                    assert b'same address, 0 non-zero bytes' in line, (how, kept.start, line)
+        assert runs[1].start == 'resumed'
+    finally:
+        for kept in runs:
+            kept.close()
 
 
 # What differs between the engines by design (doc/sandbox.md, "Engines"): a program, or

@@ -648,6 +648,45 @@ def test_a_template_that_dies_with_a_child_ready_is_replaced_after_the_run(guest
     assert set(_child_states(os.getpid())) <= before
 
 
+def test_traced_warm_runs_are_reaped_by_their_tracer_off_the_request_path(guest):
+    """A traced guest (``rdtsc``: every CPython image) whose run ended is killed after
+    the reply (``reset``) and reaped by its tracer's thread: none is left a zombie
+    though this thread never waits for it (no ``idle``), and closing leaves nothing."""
+    import time
+
+    from zvm_core.channels import WRITE, Channel, MemoryBacking
+    from zvm_core.engines.native import tsc_unavailable
+    from zvm_core.engines.native.warm import Warm
+    from zvm_core.executor import Limits
+    from zvm_core.prepare import prepare
+    if tsc_unavailable():
+        pytest.skip(f'no traced guests here: {tsc_unavailable()}')
+    before = set(_child_states(os.getpid()))
+    prepared = prepare(str(guest('rdtsc')), engine='native')
+    assert prepared.tsc
+    warm = Warm(prepared.program, prepared.verdict, 64 << 20, prepared.tsc)
+    try:
+        for how in ('', 'null', ''):        # an exit, a fault, an exit
+            out = MemoryBacking()
+            report = warm.run([Channel('/dev/stdout', out, WRITE)],
+                              ['rdtsc', *how.split()], {}, 0, 0,
+                              Limits(timeout=RUN_TIMEOUT), probe=False)
+            assert report.status == ('fault' if how else 'ok'), report
+            warm.reset()                    # kills the run's guest, asks for the next child
+            deadline = time.monotonic() + RUN_TIMEOUT
+            while True:     # the template and its next child: the guest reaped by its tracer
+                kids = {pid: state for pid, state in _child_states(os.getpid()).items()
+                        if pid not in before}
+                if len(kids) <= 2 and 'Z' not in kids.values() or time.monotonic() > deadline:
+                    break
+                time.sleep(0.005)
+            assert len(kids) <= 2 and 'Z' not in kids.values(), kids
+            assert warm.template.pid in kids
+    finally:
+        warm.close()
+    assert set(_child_states(os.getpid())) <= before
+
+
 def test_warm_native_runs_that_are_killed_leave_no_zombie_nor_stray(guest, tmp_path):
     """Runs killed by their timeout, or ended by a fault, in between ordinary ones: once
     the worker is idle its children are its templates and their next runs' children,

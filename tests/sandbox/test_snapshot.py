@@ -26,7 +26,7 @@ from zvm_core.engines.emulated.machine import Machine
 from zvm_core.executor import MEMORY_ETAG, Limits
 from zvm_core.pool import ChannelSpec, Pool, WarmUp
 from zvm_core.prepare import prepare
-from zvm_core.syscalls.fs import Image
+from zvm_core.syscalls.fs import Image, mounted
 from zvm_core.validator import validate
 
 STDINS = [b'first input\n', b'', b'x' * 100_000, b'first input\n']
@@ -106,7 +106,7 @@ def _write(path, data: bytes):
 
 def _run(machine: Kept, stdin: bytes, argv=('startup', '/etc/conf'), tar=None,
          extra: tuple[Channel, ...] = (), fuel: int | None = None, seekable: bool = False,
-         probe: bool = True) -> dict:
+         probe: bool = True, kept_tree: bool = False) -> dict:
     out = MemoryBacking()
     channels = [Channel('/dev/stdin', MemoryBacking(stdin), READ, random=seekable),
                 Channel('/dev/stdout', out, WRITE), *extra]
@@ -114,8 +114,11 @@ def _run(machine: Kept, stdin: bytes, argv=('startup', '/etc/conf'), tar=None,
     if tar is not None:
         ch = Channel('/dev/sys', FdBacking.open(tar, READ), READ, random=True)
         channels.append(ch)
-        image = Image()
-        image.mount(ch.backing, '/', ch.alias)
+        if kept_tree:       # as a pool worker: one tree while the tar is unchanged
+            image = mounted([(ch.backing, '/', ch.alias)])
+        else:
+            image = Image()
+            image.mount(ch.backing, '/', ch.alias)
     limits = Limits(memory=machine.memory_limit, fuel=fuel) if fuel else None
     try:
         report = machine.run(channels, list(argv), limits, image, probe)
@@ -189,6 +192,23 @@ def test_a_path_that_is_now_a_channel_is_not_resumed(machines):
     assert _run(keeping, b'', argv=argv)['output'].endswith(b'conf (none)\n')
     conf = Channel('/dev/conf', MemoryBacking(b'from a channel'), READ)
     got = _run(keeping, b'', argv=argv, extra=(conf,))
+    assert keeping.start != 'resumed'
+    assert got['output'].endswith(b'conf from a channel\n')
+
+
+def test_a_kept_tree_is_looked_up_again_when_the_channels_change(machines, tmp_path):
+    """A pool keeps one file tree while its tar is unchanged, and a snapshot's lookups
+    matched in a tree are not made again in it; but a channel that now has a name the
+    prefix looked up (or another kind) makes them be made again: not resumed."""
+    tar = _write(tmp_path / 'sys.tar', tar_bytes({'etc/conf': b'here'}))
+    keeping = machines()
+    argv = ('startup', '/dev/conf')
+    first = _run(keeping, b'', argv=argv, tar=tar, kept_tree=True)
+    for _ in range(2):
+        assert _run(keeping, b'', argv=argv, tar=tar, kept_tree=True) == first
+    assert keeping.start == 'resumed'
+    conf = Channel('/dev/conf', MemoryBacking(b'from a channel'), READ)
+    got = _run(keeping, b'', argv=argv, tar=tar, kept_tree=True, extra=(conf,))
     assert keeping.start != 'resumed'
     assert got['output'].endswith(b'conf from a channel\n')
 

@@ -65,7 +65,7 @@ def sys_mmap(p, addr, length, prot, flags, fd, offset):
         if addr % PAGE or not p.arena.owns(addr, addr + length) or \
                 _jailed(p, addr, addr + length):
             raise SysError(errno.ENOMEM)
-        p.arena.space.zero(addr, addr + length)
+        p.arena.zero(addr, addr + length)
         start = addr
     else:
         f = None if flags & MAP_ANONYMOUS else _file(p, _fd32(fd), READ)
@@ -138,7 +138,7 @@ def sys_madvise(p, addr, length, advice, *_):
     if advice == MADV_DONTNEED and p.arena.owns(addr, end):
         if _jailed(p, addr, end):
             raise SysError(errno.EINVAL)
-        p.arena.space.zero(addr, end)
+        p.arena.zero(addr, end)
     return 0
 
 

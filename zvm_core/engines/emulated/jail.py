@@ -79,6 +79,7 @@ class Jail:
         if not verdict.ok:
             return -errno.EPERM
         self.mem.protect(addr, end, PROT_R | PROT_X)
+        self.arena.keep(addr, end)          # the code validated stays what runs
         for base, bits in verdict.boundaries:
             self.bitmap[base // 8:base // 8 + len(bits)] = bits
         self.guard.x87_on_host(self.uc, x87_sites(addr, code, self.bitmap))

@@ -425,6 +425,7 @@ class Machine:
         the pages there that hold data (the guest may write anywhere in its
         arena) are hashed as they are.
         """
+        self.arena.settle()         # freed memory reads as zeros (the digest of old)
         h = hashlib.md5()
         gap_lo, gap_hi = page_up(self.arena.brk), self.arena.floor
         for region, start, end in self.mem.readable_runs():

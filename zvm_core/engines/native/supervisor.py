@@ -332,8 +332,9 @@ class Template:
         self._next: _Child | None = None
         self._forking = False           # a child asked for, not taken in yet
         self._lost = 0          # children asked for whose answer did not come in time
-        self._dead: list[tuple[int, int, int | None]] = []      # ended runs, not killed yet
-        self._dying: list[tuple[int, int]] = []     # killed, not reaped yet (pid, pidfd)
+        # ended runs, not killed yet (pid, pidfd, listener, tracer)
+        self._dead: list[tuple[int, int, int | None, Tracer | None]] = []
+        self._dying: list[tuple[int, int, Tracer | None]] = []  # killed, not reaped yet
         self._unnamed = False   # a child was asked for whose message never came
         _LIVE.add(self)
         try:
@@ -391,7 +392,7 @@ class Template:
         """The descriptors the rest of :meth:`idle` waits for, to wait on with others
         (the worker's socket: a request comes first): the template's socket while
         the next child is on its way, the pidfd of each killed child not reaped."""
-        fds = [pidfd for _, pidfd in self._dying]
+        fds = [pidfd for _, pidfd, _ in self._dying]
         if self._next is None and self._forking:
             fds.append(self.sock.fileno())
         return fds
@@ -402,9 +403,9 @@ class Template:
         if fd == self.sock.fileno():
             self._next = self._collect()
             return
-        for i, (_pid, pidfd) in enumerate(self._dying):
+        for i, (_pid, pidfd, tracer) in enumerate(self._dying):
             if pidfd == fd:
-                if _reaped(pidfd):
+                if _reaped(pidfd, tracer, wait=True):
                     del self._dying[i]
                     os.close(pidfd)
                 return
@@ -511,10 +512,13 @@ class Template:
             if fd != child.memfd:
                 os.close(fd)
 
-    def reap_later(self, pid: int, pidfd: int, listener: int | None = None) -> None:
+    def reap_later(self, pid: int, pidfd: int, listener: int | None = None,
+                   tracer: Tracer | None = None) -> None:
         """A child whose run ended in a call it is still blocked in (its outcome is
-        known): :meth:`reap` kills it after the reply, not before."""
-        self._dead.append((pid, pidfd, listener))
+        known): :meth:`reap` kills it after the reply, not before.  A traced one
+        (``tracer``) is reaped by its tracer's thread, which waits for it anyway:
+        this process waits for it only if that thread could not."""
+        self._dead.append((pid, pidfd, listener, tracer))
 
     def reap(self, wait: bool = False) -> None:
         """Kill the children whose runs ended, and reap those killed by an earlier
@@ -524,22 +528,22 @@ class Template:
         say they are gone (:meth:`waiting`, :meth:`tend`): none is left a zombie
         while the worker waits for work."""
         dying, self._dying = self._dying, []
-        for pid, pidfd in dying:
+        for pid, pidfd, tracer in dying:
             if wait:
-                _wait(pid, pidfd)
-            elif _reaped(pidfd):
+                _wait(pid, pidfd, tracer)
+            elif _reaped(pidfd, tracer):
                 os.close(pidfd)
             else:
-                self._dying.append((pid, pidfd))
-        for pid, pidfd, listener in self._dead:
+                self._dying.append((pid, pidfd, tracer))
+        for pid, pidfd, listener, tracer in self._dead:
             with contextlib.suppress(ProcessLookupError):
                 signal.pidfd_send_signal(pidfd, signal.SIGKILL)
             if listener is not None:    # killed, it resumes no call: closed before, it would
                 os.close(listener)
             if wait:
-                _wait(pid, pidfd)
+                _wait(pid, pidfd, tracer)
             else:
-                self._dying.append((pid, pidfd))
+                self._dying.append((pid, pidfd, tracer))
         self._dead = []
 
     def alive(self) -> bool:
@@ -558,7 +562,7 @@ class Template:
         if self._next is not None:
             held += 1 + (self._next.listener is not None) + (self._next.memfd is not None)
         return held + len(self._dying) + sum(1 + (listener is not None)
-                                             for _, _, listener in self._dead)
+                                             for _, _, listener, _ in self._dead)
 
     def close(self) -> None:
         """Kill and reap the template, its unused child and the runs' children."""
@@ -673,15 +677,25 @@ def _stat(pid: int) -> tuple[str, list[str]] | None:
     return comm, rest.split()
 
 
-def _wait(pid: int, pidfd: int) -> None:
-    """Reap ``pid`` (killed), waiting for it, and close its pidfd."""
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, 0)
+def _wait(pid: int, pidfd: int, tracer: Tracer | None = None) -> None:
+    """Reap ``pid`` (killed), waiting for it (for its ``tracer``, which reaps it), and
+    close its pidfd."""
+    if tracer is None or tracer.status() is None:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
     os.close(pidfd)
 
 
-def _reaped(pidfd: int) -> bool:
-    """Reap the process of ``pidfd`` if it is gone (a zombie): whether it is now."""
+def _reaped(pidfd: int, tracer: Tracer | None = None, wait: bool = False) -> bool:
+    """Reap the process of ``pidfd`` if it is gone (a zombie): whether it is now.
+    A traced one is its ``tracer``'s to reap (two waits could reap it twice, the second
+    a process that took its pid): whether it did, ``wait``: waiting for that thread
+    (the process is gone: it returns at once)."""
+    if tracer is not None:
+        if not wait and not tracer.done():
+            return False
+        if tracer.status() is not None:
+            return True
     try:
         return os.waitid(os.P_PIDFD, pidfd, os.WEXITED | os.WNOHANG) is not None
     except ChildProcessError:       # reaped already
@@ -1061,7 +1075,7 @@ def run(program: Program, channels: list[Channel], argv: list[str], env: dict[st
         if isinstance(got, tuple):
             listener = got[0]
             sup = _Supervisor(guest, pidfd, listener, guest.deadline, synced=child is not None)
-            sup.kill_later = template is not None and guest.tracer is None
+            sup.kill_later = template is not None
             sup.serve(gate)
             stopped = sup.stopped
         else:
@@ -1072,8 +1086,9 @@ def run(program: Program, channels: list[Channel], argv: list[str], env: dict[st
         if sock is not None:
             sock.close()
         guest.mem.close()
-        if template is not None and guest.tracer is None and guest.outcome is not None:
-            template.reap_later(pid, pidfd, listener)   # its status would change nothing
+        if template is not None and guest.outcome is not None:
+            # its status would change nothing
+            template.reap_later(pid, pidfd, listener, guest.tracer)
             status = 0
         else:
             if listener is not None:

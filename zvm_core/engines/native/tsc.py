@@ -27,7 +27,10 @@ delivered, and its default action ends the guest as without a tracer.
 The tracer is a thread of the supervisor, because ptrace requests come from
 the thread that attached (``PTRACE_O_EXITKILL``: the guest dies if it
 exits); it waits in ``waitpid`` without the GIL, so it also reaps the guest
-and hands its status to :meth:`Tracer.status`.  Tracer threads are kept
+and hands its status to :meth:`Tracer.status`.  A template's guest whose
+run's outcome is known is killed after the reply and left to that thread
+(``supervisor.Template.reap``): the request never waits for its exit, and no
+other thread waits for it (two waits could reap a pid taken since).  Tracer threads are kept
 for the next guest once one is reaped: starting a thread per run cost
 milliseconds on a loaded host, more than a resumed CPython start-up.  A program without ``rdtsc``
 is not traced (no thread, no cost), and a hidden ``rdtsc`` in it faults.
@@ -107,6 +110,10 @@ class Tracer:
         None if the tracer could not reap it (the caller then does)."""
         self._done.wait()
         return self._status
+
+    def done(self) -> bool:
+        """Whether the tracer's thread is done with the guest (:meth:`status` waits not)."""
+        return self._done.is_set()
 
     def _run(self) -> None:
         try:
