@@ -154,7 +154,7 @@ class Progress:
         else:
             self.done += 1
         for r in results:
-            read, written = r.report.channel_bytes()
+            read, written = r.channel_bytes()
             self.bytes_in += read
             self.bytes_out += written
 

@@ -38,6 +38,9 @@ class Result:
     def failed(self) -> bool:
         return self.status != 'ok'
 
+    def channel_bytes(self) -> tuple[int, int]:
+        return self.report.channel_bytes()
+
     def fail(self, status: str, message: str, http_status: int | None = None) -> None:
         self.report = wire.NodeReport(status, message=message)
         self.error = message

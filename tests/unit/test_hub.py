@@ -200,3 +200,77 @@ class _LiveProc:
 
     def poll(self) -> None:
         return None
+
+
+class _EndingProc:
+    """A worker process that is ending: its ``wait`` is slow (3-50 ms measured), so it
+    must not run on the hub."""
+
+    pid = 3
+
+    def __init__(self, ticker: Ticker, seen: list) -> None:
+        self.ticker, self.seen, self.killed = ticker, seen, False
+        self.code: int | None = None    # not reaped yet
+
+    def poll(self) -> int | None:
+        return self.code
+
+    def kill(self) -> None:
+        self.killed = True
+
+    def wait(self) -> int:
+        self.seen.append(self.ticker.waits_for_a_tick())
+        self.code = -9
+        return -9
+
+
+@pytest.mark.parametrize('how', ['worker dies', 'caller stops', 'worker dies (run)'])
+def test_a_worker_ending_is_waited_for_off_the_hub(monkeypatch, how: str) -> None:
+    """A worker whose socket closed (it died), or that is killed because its caller
+    stopped waiting (the proxy hung up), is reaped off the hub, and replaced: a
+    ``wait`` for its end in the hub blocked the server 3-50 ms per worker."""
+    ticker, seen, workers = Ticker(), [], []
+    sleep(0)
+
+    class Worker:
+        served, warming, sock, buf = 0, False, None, None
+
+        def __init__(self, *args) -> None:
+            self.proc = _EndingProc(ticker, seen)
+            workers.append(self)
+
+        def send(self, message, fds) -> None:
+            pass
+
+        def kill(self) -> None:         # the replacement's reaping (``_restart``)
+            self.proc.kill()
+            self.proc.wait()
+
+    replies = [memoryview(b'reply')] + [None] * 3        # then the worker is gone
+    monkeypatch.setattr(zvm_pool, '_Worker', Worker)
+    monkeypatch.setattr(zvm_pool, '_recv', lambda *args, **kw: (replies.pop(0), []))
+    monkeypatch.setattr(zvm_pool, '_wait', lambda *args: None)
+    monkeypatch.setattr(zvm_pool, '_run_result', lambda message: bytes(message))
+    monkeypatch.setattr(zvm_pool, '_run_report', lambda message: bytes(message))
+    pool = zvm_pool.Pool(size=1, queue=0, offload=tpool.execute)
+    first = workers[0]
+    runs = [zvm_pool.Run('/bin/true', [], ['true'], {}, zvm_pool.Limits(), 0, 0, None)] * 3
+    try:
+        if how == 'worker dies (run)':
+            assert pool.run('/bin/true', [], argv=['true']) == b'reply'
+            report = pool.run('/bin/true', [], argv=['true'])
+            assert report.status == 'killed' and 'SIGKILL' in report.message
+        else:
+            results = pool.run_many(runs)
+            assert next(results) == b'reply'
+            if how == 'caller stops':
+                results.close()
+            else:
+                killed, *rest = results
+                assert 'SIGKILL' in killed.fields[zvm_pool.REPORT_FIELDS.index('message')]
+                assert rest == [None]
+    finally:
+        ticker.stop()
+    assert seen and all(seen)
+    assert pool.replaced == 1 and pool._idle == [workers[1]] and not pool._stopped
+    assert first.proc.killed and first.proc.code == -9     # reaped (by its replacement)

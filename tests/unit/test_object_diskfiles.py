@@ -303,3 +303,38 @@ def test_metadata_decodes_as_swifts_decoder_decodes_it(by_py3: bool) -> None:
                 'X-Object-Meta-Str': 'text', b'X-Object-Meta-\xc3\xa9': b'\xff\xfe',
                 b'X-Object-Meta-N': 5}
     assert decode_metadata(dict(metadata), by_py3) == _decode_metadata(dict(metadata), by_py3)
+
+
+def test_metadata_unpickles_as_swifts_unpickle_does() -> None:
+    """The metadata read whole (``_Whole``) unpickles by Swift's restricted unpickler to
+    what Swift's ``unpickle`` of the bytes gives, or fails as it does: any protocol,
+    cut or damaged, with a global Swift forbids."""
+    import pickle
+    import random
+
+    from swift.common.utils.pickle import unpickle
+
+    from zerocloud.object.diskfiles import _Whole
+
+    def outcome(source) -> tuple:
+        try:
+            return 'ok', unpickle(source, encoding='bytes')
+        except Exception as e:      # which one is compared
+            return 'error', type(e)
+
+    rnd = random.Random(17)
+    cases = [pickle.dumps(os.getcwd, 2), b'', b'\x80\x02}q\x00.extra']
+    for _ in range(3000):
+        metadata = {rnd.randbytes(rnd.randrange(20)): rnd.randbytes(rnd.randrange(300))
+                    for _ in range(rnd.randrange(12))}
+        if rnd.random() < 0.3:
+            metadata = {k.decode('latin1'): v.decode('latin1') for k, v in metadata.items()}
+        data = pickle.dumps(metadata, rnd.choice([0, 1, 2, 2, 4, 5]))
+        if rnd.random() < 0.5:
+            data = bytearray(data[:rnd.randrange(len(data) + 1)])
+            if data and rnd.random() < 0.5:
+                data[rnd.randrange(len(data))] = rnd.randrange(256)
+            data = bytes(data)
+        cases.append(data)
+    for data in cases:
+        assert outcome(_Whole(data)) == outcome(data), data[:80]

@@ -333,3 +333,19 @@ def test_small_parts_are_read_in_chunks_of_many() -> None:
     assert all(len(c) <= CHUNK for c in chunks) and len(chunks) <= len(expected) // CHUNK + 2
     for f in [*files, big]:
         f.close()
+
+
+def test_a_results_channel_bytes_are_summed_once_per_report(monkeypatch) -> None:
+    """The summary, the progress and the CDR header each ask a node's channel bytes:
+    summed once for its report, again for a report that replaced it (a retry)."""
+    res = result('a', b'hello')
+    calls = []
+    summed = wire.NodeReport.channel_bytes
+    monkeypatch.setattr(wire.NodeReport, 'channel_bytes',
+                        lambda self: calls.append(self) or summed(self))
+    assert res.channel_bytes() == res.channel_bytes() == (0, 5)
+    assert len(calls) == 1
+    res.fail('unavailable', 'gone')
+    assert res.channel_bytes() == (0, 0)
+    assert len(calls) == 2
+    assert NodeResult(res.node, 'p', res.report).report is res.report

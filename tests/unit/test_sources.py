@@ -522,8 +522,8 @@ def _node(name: str, obj: str | None) -> SimpleNamespace:
 
 def _ended(failed: bool, read: int, wrote: int) -> SimpleNamespace:
     channels = {'/dev/stdin': {'read_bytes': read}, '/dev/stdout': {'write_bytes': wrote}}
-    return SimpleNamespace(failed=failed,
-                           report=wire.NodeReport('ok', accounting={'channels': channels}))
+    report = wire.NodeReport('ok', accounting={'channels': channels})
+    return SimpleNamespace(failed=failed, report=report, channel_bytes=report.channel_bytes)
 
 
 def test_the_state_counts_nodes_as_they_end_and_the_result_names_their_objects(

@@ -533,8 +533,7 @@ class Batches:
                         if isinstance(report, str):
                             not_run(i, report)
                             continue
-                        result = NodeResult(batch[i].plan.node, policy)
-                        result.report = report
+                        result = NodeResult(batch[i].plan.node, policy, report)
                         for device, data in outputs.items():
                             if len(data) > max_output:
                                 result.close()
@@ -551,8 +550,8 @@ class Batches:
                     not_run(i, f.read(4096).decode('utf-8', 'replace'))
                 elif sub == wire.REPORT:
                     index, outputs_of = i, wire.batch_member(i, wire.DEV_PREFIX)
-                    current = NodeResult(batch[i].plan.node, policy)
-                    current.report = wire.NodeReport.from_json(f.read(1 << 20))
+                    current = NodeResult(batch[i].plan.node, policy,
+                                         wire.NodeReport.from_json(f.read(1 << 20)))
                 else:
                     raise wire.WireError(f'unexpected member {name}')
             if current is not None:

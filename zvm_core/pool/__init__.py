@@ -574,6 +574,7 @@ class Pool:
         self._idle: list[_Worker] = [_Worker(*self._args) for _ in range(self.size)]
         self._all = set(self._idle)
         self._waiting = 0
+        self._stopped: set[_Worker] = set()     # killed, not reaped yet (``_stop``)
         self._offload = offload or (lambda fn, *args: fn(*args))
         self.replaced = 0
         self.closed = False
@@ -673,7 +674,7 @@ class Pool:
                 for f in extra:
                     os.close(f)
                 if reply is None:
-                    code = worker.proc.wait()
+                    code = self._exit_code(worker)
                     break
                 done += 1       # not in served: a chunk's worker may die after some replies
                 yield _run_result(reply)
@@ -681,16 +682,14 @@ class Pool:
                 return
             message = f'sandbox worker died ({_exit_text(code)})'
         except TimeoutError:
-            worker.proc.kill()
-            worker.proc.wait()
+            self._stop(worker)
             message = 'sandbox worker did not answer within its time'
         except OSError as e:
             if e.errno not in (errno.EPIPE, errno.ECONNRESET):
                 raise
-            message = f'sandbox worker died ({_exit_text(worker.proc.wait())})'
+            message = f'sandbox worker died ({_exit_text(self._exit_code(worker))})'
         except BaseException:       # the caller stopped waiting: end the runs
-            worker.proc.kill()
-            worker.proc.wait()
+            self._stop(worker)
             raise
         yield RunResult(_report_fields(_failed('killed', message, host_failure=True)))
         yield from (None for _ in runs[done + 1:])
@@ -725,15 +724,16 @@ class Pool:
         try:
             with self._slots.slot(account):
                 worker = self._idle.pop(0)      # idle longest: done with its clean-up
-                if worker.proc.poll() is not None:  # died idle, or its replacement was cut
-                    worker = self._successor(worker)
+                if worker in self._stopped or worker.proc.poll() is not None:
+                    worker = self._successor(worker)    # died idle, or its replacement was cut
                 served = worker.served
                 try:
                     if started is not None:
                         started()
                     yield worker
                 finally:        # one that answered is alive: no wait() to ask
-                    if worker.served > served or worker.proc.poll() is None:
+                    if worker not in self._stopped and (worker.served > served
+                                                        or worker.proc.poll() is None):
                         self._idle.append(worker)
                     else:
                         self._idle.append(self._successor(worker))
@@ -760,6 +760,7 @@ class Pool:
         """Reap ``worker`` and start its successor (run through ``offload``); the
         successor is known to ``close`` even if whoever waited for it went away."""
         worker.kill()
+        self._stopped.discard(worker)
         self._all.discard(worker)
         new = _Worker(*self._args)
         self._all.add(new)
@@ -780,8 +781,7 @@ class Pool:
             _wait(worker.sock, True, deadline)     # a reply is never there at once
             reply, extra = _recv(worker.sock, worker.buf, deadline)
         except TimeoutError:
-            worker.proc.kill()
-            worker.proc.wait()
+            self._stop(worker)
             return _failed('killed', f'sandbox worker did not answer within {wait:g} s',
                            host_failure=True)
         except OSError as e:
@@ -789,17 +789,28 @@ class Pool:
                 raise
             reply, extra = None, []
         except BaseException:       # the caller stopped waiting (its client went away):
-            worker.proc.kill()      # end the run; ``run`` replaces the worker
-            worker.proc.wait()
+            self._stop(worker)      # end the run; ``run`` replaces the worker
             raise
         for f in extra:
             os.close(f)
         if reply is None:
-            code = worker.proc.wait()
+            code = self._exit_code(worker)
             return _failed('killed', f'sandbox worker died ({_exit_text(code)})',
                            host_failure=True)
         worker.served += 1
         return parse(reply)
+
+    def _stop(self, worker: _Worker) -> None:
+        """Kill ``worker`` without waiting for its end (it took 3-50 ms, a server's hub
+        blocked meanwhile): ``_worker`` replaces it, and ``_restart`` reaps it, through
+        ``offload``."""
+        worker.proc.kill()
+        self._stopped.add(worker)
+
+    def _exit_code(self, worker: _Worker) -> int:
+        """The exit status of a worker that closed its socket (it is ending), waited for
+        through ``offload`` (off a server's hub: its end may take milliseconds)."""
+        return self._offload(worker.proc.wait)
 
     @staticmethod
     def _ready(worker: _Worker, deadline: float | None) -> None:
