@@ -28,6 +28,8 @@ from zvm_core.pool import (
     ChannelSpec,
     Pool,
     PoolBusy,
+    WarmUp,
+    WorkerFailed,
     _buffer,
     _recv,
     _reply,
@@ -172,6 +174,25 @@ def test_a_dying_worker_is_replaced_and_its_request_fails_cleanly(guest, engine)
         assert small.replaced == 1 and small.pids != [pid]
         report, out = _pool_run(small, guest('hello'))
         assert report.status == 'ok' and out == b'Hello, world!\n'
+
+
+def test_workers_that_cannot_start_say_where_their_error_is(guest, tmp_path, monkeypatch):
+    """An installation whose workers die on import (no C extensions built): each
+    request says so and where the traceback went, not just "died (exit status 1)";
+    a server waiting for warm workers is told at start."""
+    broken = tmp_path / 'python3'
+    broken.write_text('#!/bin/sh\necho "ImportError: zvm_core._fastcall" >&2\nexit 1\n')
+    broken.chmod(0o755)
+    monkeypatch.setattr(sys, 'executable', str(broken))
+    with Pool(size=1, queue=1) as small:
+        report = _pool_run(small, guest('hello'))[0]
+        assert (report.status, report.host_failure) == ('killed', True)
+        assert report.message == ('sandbox worker died as it started (exit status 1): its '
+                                  f'error is on the standard error of process {os.getpid()} '
+                                  '(a server: its log)')
+    with Pool(size=1, queue=1, warm=[WarmUp(str(guest('hello')), ('hello',))]) as warm:
+        with pytest.raises(WorkerFailed, match='died as it started'):
+            warm.wait_warm(30)
 
 
 def test_timeout_inside_a_worker(guest, pool, engine):

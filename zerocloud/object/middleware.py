@@ -166,7 +166,7 @@ from zerocloud.object.results import STDERR_TAIL, Tail, node_report, stderr_of, 
 from zvm_core import engines
 from zvm_core.channels import READ, WRITE, LinkWaker, LinkWriter, Quota
 from zvm_core.limits import Limits
-from zvm_core.pool import ChannelSpec, Pool, PoolBusy, WarmUp
+from zvm_core.pool import ChannelSpec, Pool, PoolBusy, WarmUp, WorkerFailed
 from zvm_core.sysimages import SysImageError, SystemImages, parse
 
 PROGRAM_CACHE = 32
@@ -259,6 +259,8 @@ class ObjectExecMiddleware:
                 self._pool.wait_warm(WARM_TIMEOUT)
             except TimeoutError:
                 self.logger.warning('sandbox workers still warming up after %d s', WARM_TIMEOUT)
+            except WorkerFailed as e:       # the nodes will fail too (503): say it at start
+                self.logger.error('zerocloud: %s', e)
 
     @property
     def pool(self) -> Pool:

@@ -99,7 +99,8 @@ class PoolBusy(Exception):
 
 
 class WorkerFailed(RuntimeError):
-    """A worker died or overran its time before it answered a validation."""
+    """A worker died or overran its time before it answered a validation, or died
+    doing its warm-ups."""
 
 
 @dataclass
@@ -528,6 +529,7 @@ class _Worker:
         self.buf = _buffer()
         self.served = 0
         self.warming = warm != '[]'         # its "ready" message is still to come
+        self.spoke = False                  # a message came from it: it started
         self.shapes = _Shapes()
 
     def send(self, message: Callable[[_Shapes], list], fds: list[int]) -> None:
@@ -674,20 +676,20 @@ class Pool:
                 for f in extra:
                     os.close(f)
                 if reply is None:
-                    code = self._exit_code(worker)
                     break
+                worker.spoke = True
                 done += 1       # not in served: a chunk's worker may die after some replies
                 yield _run_result(reply)
             else:
                 return
-            message = f'sandbox worker died ({_exit_text(code)})'
+            message = self._death(worker)
         except TimeoutError:
             self._stop(worker)
             message = 'sandbox worker did not answer within its time'
         except OSError as e:
             if e.errno not in (errno.EPIPE, errno.ECONNRESET):
                 raise
-            message = f'sandbox worker died ({_exit_text(self._exit_code(worker))})'
+            message = self._death(worker)
         except BaseException:       # the caller stopped waiting: end the runs
             self._stop(worker)
             raise
@@ -794,9 +796,8 @@ class Pool:
         for f in extra:
             os.close(f)
         if reply is None:
-            code = self._exit_code(worker)
-            return _failed('killed', f'sandbox worker died ({_exit_text(code)})',
-                           host_failure=True)
+            return _failed('killed', self._death(worker), host_failure=True)
+        worker.spoke = True
         worker.served += 1
         return parse(reply)
 
@@ -807,24 +808,37 @@ class Pool:
         worker.proc.kill()
         self._stopped.add(worker)
 
-    def _exit_code(self, worker: _Worker) -> int:
-        """The exit status of a worker that closed its socket (it is ending), waited for
-        through ``offload`` (off a server's hub: its end may take milliseconds)."""
-        return self._offload(worker.proc.wait)
+    def _death(self, worker: _Worker) -> str:
+        """What to say of a worker that closed its socket (it is ending): its exit
+        status, waited for through ``offload`` (off a server's hub: its end may take
+        milliseconds).  One that exited before it ever spoke (not killed) died
+        starting (an installation without zvm_core's C extensions, a broken
+        interpreter): every worker will, and what to fix is in the traceback it
+        wrote on this process's standard error."""
+        status = self._offload(worker.proc.wait)
+        if worker.spoke or status < 0:
+            return f'sandbox worker died ({_exit_text(status)})'
+        return (f'sandbox worker died as it started ({_exit_text(status)}): its error is on '
+                f'the standard error of process {os.getpid()} (a server: its log)')
 
     @staticmethod
     def _ready(worker: _Worker, deadline: float | None) -> None:
         """Wait for the worker's warm-ups to end (TimeoutError past ``deadline``)."""
         if worker.warming:
-            _recv(worker.sock, worker.buf, deadline)
+            ready, _ = _recv(worker.sock, worker.buf, deadline)
             worker.warming = False
+            worker.spoke = ready is not None
 
     def wait_warm(self, timeout: float) -> None:
         """Block until every idle worker has done its warm-ups (TimeoutError after
-        ``timeout`` seconds); for a server that should start warm."""
+        ``timeout`` seconds, :class:`WorkerFailed` if one died doing them); for a
+        server that should start warm."""
         deadline = time.monotonic() + timeout
         for worker in list(self._idle):
+            warming = worker.warming
             self._ready(worker, deadline)
+            if warming and not worker.spoke:
+                raise WorkerFailed(self._death(worker))
 
     def close(self) -> None:
         for worker in self._all:
