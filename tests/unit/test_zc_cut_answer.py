@@ -19,7 +19,7 @@ import pytest
 from zerocloud.client.session import Answer, ServerError
 
 
-def _answer(raw: bytes) -> Answer:
+def _answer(raw: bytes, method: str = 'POST') -> Answer:
     """An ``Answer`` of a real ``http.client`` response whose server sends ``raw`` and
     closes the connection."""
     srv = socket.socket()
@@ -34,8 +34,8 @@ def _answer(raw: bytes) -> Answer:
         srv.close()
     threading.Thread(target=serve, daemon=True).start()
     conn = http.client.HTTPConnection('127.0.0.1', srv.getsockname()[1], timeout=5)
-    conn.request('POST', '/v1/AUTH_t')
-    return Answer(conn.getresponse())
+    conn.request(method, '/v1/AUTH_t')
+    return Answer(conn.getresponse(), method)
 
 
 def test_a_whole_answer_is_read_whole() -> None:
@@ -53,4 +53,32 @@ def test_an_answer_shorter_than_its_content_length_is_an_error() -> None:
 def test_a_chunked_answer_cut_is_an_error_zc_says() -> None:
     answer = _answer(b'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n')
     with pytest.raises(ServerError, match='cut'):
+        answer.read()
+
+
+def test_a_head_answer_has_a_length_but_no_body() -> None:
+    srv_answer = b'HTTP/1.1 200 OK\r\nContent-Length: 865\r\n\r\n'
+    answer = _answer(srv_answer, method='HEAD')
+    assert answer.read() == b''
+
+
+def test_a_cut_answer_through_swiftclients_connection_is_an_error() -> None:
+    """zc's requests go through swiftclient's connection (requests and urllib3), as
+    ``Session.request`` sends them."""
+    from swiftclient.client import HTTPConnection
+    srv = socket.socket()
+    srv.bind(('127.0.0.1', 0))
+    srv.listen(1)
+
+    def serve() -> None:
+        conn, _ = srv.accept()
+        conn.recv(65536)
+        conn.sendall(b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nhello')
+        conn.close()
+        srv.close()
+    threading.Thread(target=serve, daemon=True).start()
+    http = HTTPConnection(f'http://127.0.0.1:{srv.getsockname()[1]}/v1/AUTH_t', timeout=5)
+    http.request('POST', '/v1/AUTH_t', b'', {})
+    answer = Answer(http.getresponse(), 'POST')
+    with pytest.raises(ServerError, match='cut after 5 of 100 bytes'):
         answer.read()

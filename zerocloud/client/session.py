@@ -18,6 +18,7 @@ import http.client
 from collections.abc import Iterator
 from urllib.parse import quote, urlparse
 
+import urllib3.exceptions
 from swiftclient.client import get_account, get_container, http_log
 from swiftclient.service import get_conn
 
@@ -55,27 +56,28 @@ class AnswerCut(ServerError):
 class Answer:
     """A streamed response: status, headers (lower-case keys), body chunks."""
 
-    def __init__(self, resp) -> None:
+    def __init__(self, resp, method: str = 'GET') -> None:
         self._resp = resp
         self.status = resp.status
         self.reason = resp.reason or ''
         self.headers = {k.lower(): v for k, v in resp.getheaders()}
         self.received = 0
+        length = self.headers.get('content-length', '')
+        bodiless = method == 'HEAD' or self.status in (204, 304) or self.status < 200
+        self.length = int(length) if length.isdigit() and not bodiless else None
 
     def chunks(self) -> Iterator[bytes]:
         """The body as it comes; one cut short (the proxy or the connection went
-        away) raises ``AnswerCut``: ``http.client`` ends a ``Content-Length`` body
-        quietly at the connection's end, which would pass for a short output."""
+        away) raises ``AnswerCut``: a ``Content-Length`` body may end quietly at
+        the connection's end, which would pass for a short output."""
         try:
             while chunk := self._resp.read(CHUNK):
                 self.received += len(chunk)
                 yield chunk
-        except http.client.IncompleteRead as e:
-            self.received += len(e.partial)
-            raise AnswerCut(self.received, None) from None
-        length = self.headers.get('content-length', '')
-        if length.isdigit() and self.received < int(length):
-            raise AnswerCut(self.received, int(length))
+        except (http.client.IncompleteRead, urllib3.exceptions.HTTPError):
+            raise AnswerCut(self.received, self.length) from None
+        if self.length is not None and self.received < self.length:
+            raise AnswerCut(self.received, self.length)
 
     def read(self) -> bytes:
         return b''.join(self.chunks())
@@ -133,7 +135,7 @@ class Session:
         self._http.request(method, urlparse(target).path + query, body, headers)
         resp = self._http.getresponse()
         http_log((target + query, method), {'headers': headers}, resp, b'')    # --debug
-        return Answer(resp)
+        return Answer(resp, method)
 
     def execute(self, body: bytes, content_type: str, headers: dict) -> Answer:
         """POST a job (or zapp) to the account."""
