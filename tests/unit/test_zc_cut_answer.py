@@ -19,9 +19,9 @@ import pytest
 from zerocloud.client.session import Answer, ServerError
 
 
-def _answer(raw: bytes) -> Answer:
-    """An ``Answer`` of a real ``http.client`` response whose server sends ``raw`` and
-    closes the connection."""
+def _answer(raw: bytes, method: str = 'POST') -> Answer:
+    """An ``Answer`` of a real ``http.client`` response to ``method`` whose server sends
+    ``raw`` and closes the connection."""
     srv = socket.socket()
     srv.bind(('127.0.0.1', 0))
     srv.listen(1)
@@ -34,7 +34,7 @@ def _answer(raw: bytes) -> Answer:
         srv.close()
     threading.Thread(target=serve, daemon=True).start()
     conn = http.client.HTTPConnection('127.0.0.1', srv.getsockname()[1], timeout=5)
-    conn.request('POST', '/v1/AUTH_t')
+    conn.request(method, '/v1/AUTH_t')
     return Answer(conn.getresponse())
 
 
@@ -54,3 +54,15 @@ def test_a_chunked_answer_cut_is_an_error_zc_says() -> None:
     answer = _answer(b'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n')
     with pytest.raises(ServerError, match='cut'):
         answer.read()
+
+
+@pytest.mark.parametrize('head', [
+    b'HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n',          # HEAD: the object's size
+    b'HTTP/1.1 304 Not Modified\r\nContent-Length: 1234\r\n\r\n',
+    b'HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n'])
+def test_an_answer_without_a_body_is_not_cut(head: bytes) -> None:
+    """A HEAD's answer names the object's length and has no body (``Session.exists``,
+    ``zc validate``, ``zc wait``/``result`` read it): not an answer cut."""
+    method = 'HEAD' if b' 200 ' in head else 'GET'
+    answer = _answer(head, method)
+    assert answer.read() == b''

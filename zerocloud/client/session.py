@@ -73,9 +73,11 @@ class Answer:
         except http.client.IncompleteRead as e:
             self.received += len(e.partial)
             raise AnswerCut(self.received, None) from None
-        length = self.headers.get('content-length', '')
-        if length.isdigit() and self.received < int(length):
-            raise AnswerCut(self.received, int(length))
+        # the bytes of its Content-Length not come: http.client's count (0 for an answer
+        # with no body, whatever its Content-Length says: a HEAD's, a 204's, a 304's)
+        left = getattr(self._resp, 'length', None)
+        if left:
+            raise AnswerCut(self.received, self.received + left)
 
     def read(self) -> bytes:
         return b''.join(self.chunks())
