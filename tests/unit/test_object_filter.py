@@ -371,6 +371,19 @@ def batch_request(app, entries: list[wire.BatchEntry], program: bytes, form: str
     return req.get_response(app)
 
 
+@pytest.mark.parametrize('form', [ENTRIES, MEMBERS])
+def test_a_batch_spec_over_the_limit_is_a_413_naming_it(mw, form: str) -> None:
+    """``batch/spec`` (and a ``batch/<i>`` entry) over what a server reads: 413 as for
+    ``node.json``, not its first MiB parsed (a JSON error, 400 'bad batch request')."""
+    entries = [wire.BatchEntry('sda1', 0, f'/a/c/o{i}', wire.NodeSpec(
+        f'n{i}', ['wc', 'x' * wire.SPEC_LIMIT], devices=(wire.DeviceSpec('stdin', 'r'),)))
+        for i in (1, 2)]
+    resp = batch_request(mw, entries, b'x', form)
+    assert resp.status_int == 413, resp.body
+    assert b'larger than the %d bytes an object server reads' % wire.SPEC_LIMIT in resp.body
+    assert mw.admission.total == 0
+
+
 def assert_only_spares(mw, devices: Path) -> list[Path]:
     """What batches left in a disk's scratch space: the process's spare output files
     (``batch.Spares``), each empty, in one directory of this process; returned."""

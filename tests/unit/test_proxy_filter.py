@@ -1230,6 +1230,22 @@ def test_an_entry_no_batch_member_can_hold_goes_alone(mw, swift, batch_servers,
     assert resp.body.split(b'\n')[6] == b'alone'
 
 
+def test_a_batch_spec_no_object_server_reads_is_a_413_before_it_is_sent(
+        mw, swift, batch_servers, monkeypatch) -> None:
+    """The nodes of a batch whose shared spec (``batch/spec``: the first node's whole
+    spec) is over what a server reads get the 413 a node alone gets: no batch sent
+    (a server would read its first MiB and answer 400, a JSON error)."""
+    monkeypatch.setattr(wire, 'SPEC_LIMIT', 300)
+    objects(swift, 3)
+    fake, single = batch_servers(d0=ran(), alone={'d0': ok()})
+    big = job(stdin='swift://~/c/item*')
+    big[0]['exec']['env'] = {'BIG': 'x' * 300}
+    resp = post(mw, big)
+    assert resp.status_int == 413, resp.body
+    assert 'an object server reads 300 at most' in resp.headers['X-Nexe-Error']
+    assert fake.batches == [] and single.asked == []
+
+
 def test_a_node_a_batch_did_not_run_is_retried_alone_on_another_replica(
         mw, swift, batch_servers) -> None:
     names = objects(swift, 5)

@@ -78,6 +78,17 @@ SPARES = 128            # emptied output files one process keeps open per disk f
 SPARES_IDLE = 30.0      # seconds they stay open once no batch uses them (a disk may be unmounted)
 
 
+def _spec(name: str, f) -> bytes:
+    """A spec member (``batch/spec``, a ``batch/<i>`` entry) whole: over what a server
+    reads, 413 naming the limit, as for a node's ``node.json`` (not its start parsed:
+    a misleading JSON error)."""
+    if f.left > wire.SPEC_LIMIT:
+        raise HTTPRequestEntityTooLarge(
+            body=f'{name} ({f.left} bytes) larger than the {wire.SPEC_LIMIT} bytes an '
+                 'object server reads\n')
+    return f.read()
+
+
 def _empty(files: list) -> None:
     """Empty files whose outputs went, for a next write from their start (in a
     thread: ``ftruncate`` may wait on the disk)."""
@@ -364,7 +375,7 @@ class BatchRun:
                     self.files[name] = cache.receive(f, budget)
                     budget -= os.path.getsize(self.files[name])
                 elif name == wire.BATCH_SPEC and not entries and shared is None:
-                    shared = wire.SharedSpec.from_json(f.read(1 << 20))
+                    shared = wire.SharedSpec.from_json(_spec(name, f))
                 elif name == wire.BATCH_ENTRIES:
                     if f.left > wire.ENTRIES_LIMIT:
                         raise wire.WireError(f'{name} larger than {wire.ENTRIES_LIMIT} bytes')
@@ -373,7 +384,7 @@ class BatchRun:
                         raise wire.WireError(f'more than the {count} nodes {wire.BATCH} says')
                 elif name == f'{wire.BATCH_PREFIX}{len(entries)}' and len(entries) < count:
                     # a proxy of before batch/entries: an entry a member
-                    entries.append(wire.BatchEntry.from_json(f.read(1 << 20), shared))
+                    entries.append(wire.BatchEntry.from_json(_spec(name, f), shared))
                 else:
                     raise wire.WireError(f'unexpected member {name}')
         except wire.TooLarge:

@@ -326,7 +326,13 @@ class Batches:
         for entry in batch:         # a spec at a time: 512 at once held ~0.4 MiB
             plan = entry.plan
             spec = self.dispatcher.spec(plan)
-            shared = shared or _Shared(spec)
+            if shared is None:
+                shared = _Shared(spec)
+                shared_json = shared.to_json()
+                if len(shared_json) > wire.SPEC_LIMIT:  # no server reads it (400, a JSON
+                    shared = None                       # error): alone, it is a 413 that
+                    self._end(entry, _FIRST)            # says why, nothing sent
+                    continue
             data = wire.BatchEntry(entry.server['device'], plan.partition, plan.path,
                                    spec).to_json(shared)
             if len(data) + 2 > wire.ENTRIES_LIMIT:      # in no member the server reads: its
@@ -348,7 +354,7 @@ class Batches:
         batch = kept
         if not batch:
             return
-        once = wire.bytes_member(wire.BATCH_SPEC, shared.to_json())
+        once = wire.bytes_member(wire.BATCH_SPEC, shared_json)
         self.load[server['ip'], server['port']] += len(batch)
         alone = _ALONE
         pause = BUSY_PAUSE
