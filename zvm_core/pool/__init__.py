@@ -491,7 +491,9 @@ class _Shapes:
             program = os.fspath(run.program)
             if not program.startswith('/'):
                 program = os.path.abspath(program)
-            key = (program, tuple(run.argv), run.limits, run.engine, rdtsc, notified,
+            limits = run.limits     # its fields: a frozen dataclass's hash is a Python call
+            key = (program, tuple(run.argv), limits.memory, limits.fuel, limits.timeout,
+                   run.engine, rdtsc, notified,
                    tuple([(c.alias, c.mode, c.random, c.mount, c.wait, c.tail, c.quota.gets,
                            c.quota.get_size, c.quota.puts, c.quota.put_size)
                           for c in run.channels]))
