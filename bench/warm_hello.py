@@ -17,15 +17,25 @@ tree's for both) and requests alternate between the two pools, one to each
 in turn: an A/B under the same load, which a loaded host's noise (load 10+ on
 2 CPUs: p50 varies 30 % between blocks) does not drown.
 
+With ``--callers`` as well, the caller side (``zvm_core.pool`` in the process
+that calls ``Pool.run``) is each tree's too: each pool is driven by a process
+of its own that imports its tree's code, and the two take turns of
+``--block`` starts (one runs while the other waits); a column gives the
+caller's own CPU per start (its process: ``Pool.run``, the system calls it makes).
+
 Usage: ``python bench/warm_hello.py [--starts N] [--rounds R] [--workers W]
-[--against TREE] [--engine emulated]`` (``emulated``: the emulator's warm
-machines, for comparison; their runs have no child or template to count).
+[--against TREE [--callers [--block B]]] [--engine emulated]`` (``emulated``:
+the emulator's warm machines, for comparison; their runs have no child or
+template to count).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import resource
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -99,14 +109,126 @@ def _pool(workers: int, tree: str | None) -> Pool:
         os.chdir(here)
 
 
+def _caller_cpu() -> float:
+    """Seconds of CPU this process (the caller) has used."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _serve(opts: argparse.Namespace) -> int:
+    """``--serve``: one tree's caller side (``--callers``): a pool of its tree's
+    workers, driven in turns that the parent asks for on stdin (a number of starts;
+    ``sample``: the CPU so far), answered as JSON lines on stdout."""
+    hello = common.build('hello')
+    pool = _pool(opts.workers, opts.serve)
+    try:
+        with channels() as specs:
+            for _ in range(20 * opts.workers):
+                pool_run(pool, hello, specs, engine=opts.engine)
+            print(json.dumps('ready'), flush=True)
+            for line in sys.stdin:
+                if line.strip() == 'sample':
+                    print(json.dumps({**sample(pool.pids), 'caller': _caller_cpu()}),
+                          flush=True)
+                    continue
+                times = [common.timed(pool_run, pool, hello, specs, engine=opts.engine)[0]
+                         for _ in range(int(line))]
+                print(json.dumps(times), flush=True)
+    finally:
+        pool.close()
+    return 0
+
+
+class _Caller:
+    """A ``--serve`` process started in ``tree`` with its code first on its path."""
+
+    def __init__(self, tree: str, opts: argparse.Namespace) -> None:
+        env = {**os.environ, 'PYTHONPATH': tree}
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, '--serve', tree, '--workers', str(opts.workers),
+             '--engine', opts.engine], cwd=tree, env=env, stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, text=True)
+        if self.ask(None) != 'ready':
+            raise SystemExit(f'the caller in {tree} did not start')
+
+    def ask(self, line: str | None):
+        if line is not None:
+            self.proc.stdin.write(line + '\n')
+            self.proc.stdin.flush()
+        answer = self.proc.stdout.readline()
+        if not answer:
+            raise SystemExit('a caller process ended')
+        return json.loads(answer)
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
+def _callers(opts: argparse.Namespace) -> list[list]:
+    """The rounds of ``--callers``: each tree's caller side in its own process."""
+    rows = []
+    callers = {'this': _Caller(str(common.REPO), opts),
+               'against': _Caller(os.path.abspath(opts.against), opts)}
+    try:
+        time.sleep(0.2)
+        for r in range(opts.rounds):
+            times: dict[str, list[float]] = {name: [] for name in callers}
+            load = os.getloadavg()[0]
+            before = {name: c.ask('sample') for name, c in callers.items()}
+            for i in range(0, opts.starts, opts.block):
+                order = list(callers) if i // opts.block % 2 else list(reversed(callers))
+                for name in order:
+                    times[name] += callers[name].ask(str(min(opts.block, opts.starts - i)))
+            time.sleep(0.05)
+            for name, caller in callers.items():
+                after = caller.ask('sample')
+                per = {k: (after[k] - before[name][k]) / opts.starts for k in after}
+                rows.append(_row(r, name, opts.starts, times[name], per, load))
+    finally:
+        for caller in callers.values():
+            caller.close()
+    return rows
+
+
+def _row(r: int, name: str, n: int, times: list[float], per: dict[str, float],
+         load: float) -> list:
+    caller = f"{per['caller'] * 1e6:.0f}" if 'caller' in per else '-'
+    return [r + 1, name, n, ms(p50(times)), ms(p99(times)), caller,
+            f"{per['worker'] * 1e6:.0f}", f"{per['children'] * 1e6:.0f}",
+            f"{per['templates'] * 1e6:.0f}", f"{per['switches']:.1f}", f'{load:.1f}']
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--starts', type=int, default=1000, help='warm starts per round')
     parser.add_argument('--rounds', type=int, default=3)
     parser.add_argument('--workers', type=int, default=2, help='workers per pool')
     parser.add_argument('--against', metavar='TREE', help='another checkout: paired A/B')
+    parser.add_argument('--callers', action='store_true',
+                        help="with --against: each tree's caller side too, in its own process")
+    parser.add_argument('--block', type=int, default=20,
+                        help='starts per turn of each caller (--callers)')
     parser.add_argument('--engine', choices=('native', 'emulated'), default='native')
+    parser.add_argument('--serve', metavar='TREE', help=argparse.SUPPRESS)
     opts = parser.parse_args(argv)
+    if opts.serve:
+        return _serve(opts)
+    if opts.callers and not opts.against:
+        parser.error('--callers needs --against TREE')
+    title = (f'Warm {opts.engine} start, musl hello (pool of {opts.workers}, 1 caller)'
+             + (f'; against: {opts.against}' if opts.against else '')
+             + ("; each tree's caller side" if opts.callers else ''))
+    rows = _callers(opts) if opts.callers else _paired(opts)
+    table(title, ['round', 'tree', 'n', 'p50', 'p99', 'caller us/start', 'worker us/start',
+                  'children us/start', 'templates us/start', 'worker switches/start', 'load'],
+          rows, note='CPU from /proc/PID/stat and getrusage (clock ticks: ~10 ms resolution, '
+                     'meaningful over 1000+ starts); goal (issue 16): p50 <= 0.5 ms')
+    return 0
+
+
+def _paired(opts: argparse.Namespace) -> list[list]:
+    """The rounds of one caller (this process) alternating between the pools."""
     hello = common.build('hello')
     trees = {'this': None} if opts.against is None else {'this': None, 'against': opts.against}
     rows = []
@@ -131,21 +253,11 @@ def main(argv: list[str] | None = None) -> int:
                 for name, pool in pools.items():
                     after = sample(pool.pids)
                     per = {k: (after[k] - before[name][k]) / opts.starts for k in after}
-                    rows.append([r + 1, name, opts.starts, ms(p50(times[name])),
-                                 ms(p99(times[name])), f"{per['worker'] * 1e6:.0f}",
-                                 f"{per['children'] * 1e6:.0f}",
-                                 f"{per['templates'] * 1e6:.0f}", f"{per['switches']:.1f}",
-                                 f'{load:.1f}'])
+                    rows.append(_row(r, name, opts.starts, times[name], per, load))
     finally:
         for pool in pools.values():
             pool.close()
-    table(f'Warm {opts.engine} start, musl hello (pool of {opts.workers}, 1 caller)'
-          + (f'; against: {opts.against}' if opts.against else ''),
-          ['round', 'tree', 'n', 'p50', 'p99', 'worker us/start', 'children us/start',
-           'templates us/start', 'worker switches/start', 'load'], rows,
-          note='CPU from /proc/PID/stat (clock ticks: ~10 ms resolution, meaningful over '
-               '1000+ starts); goal (issue 16): p50 <= 0.5 ms')
-    return 0
+    return rows
 
 
 if __name__ == '__main__':

@@ -32,14 +32,16 @@ class FairSlots:
         self.per_account = min(per_account or size, size)
         self._lock = threading.Lock()
         self._free = size
-        self._running: collections.Counter[str] = collections.Counter()
+        # account -> slots it holds (a dict, not a Counter: whose missing keys and
+        # deletions are Python calls, twice per request of Pool.run)
+        self._running: dict[str, int] = {}
         # account -> its waiters, in arrival order; accounts in the order they are served
         self._waiting: collections.OrderedDict[str, collections.deque[threading.Event]] = (
             collections.OrderedDict())
 
     def running(self, account: str) -> int:
         """Slots ``account`` holds now."""
-        return self._running[account]
+        return self._running.get(account, 0)
 
     @contextmanager
     def slot(self, account: str = '') -> Iterator[None]:
@@ -54,9 +56,10 @@ class FairSlots:
         """Wait for a slot; a waiter interrupted (an exception in its thread) leaves
         the queue, and gives back the slot if one was handed to it meanwhile."""
         with self._lock:
-            if self._free and not self._waiting and self._running[account] < self.per_account:
+            running = self._running.get(account, 0)
+            if self._free and not self._waiting and running < self.per_account:
                 self._free -= 1             # what _dispatch would do, without an Event
-                self._running[account] += 1
+                self._running[account] = running + 1
                 return
             event = threading.Event()
             self._waiting.setdefault(account, collections.deque()).append(event)
@@ -79,8 +82,10 @@ class FairSlots:
             self._give_back(account)
 
     def _give_back(self, account: str) -> None:
-        self._running[account] -= 1
-        if not self._running[account]:
+        running = self._running[account] - 1
+        if running:
+            self._running[account] = running
+        else:
             del self._running[account]
         self._free += 1
         if self._waiting:
@@ -91,7 +96,7 @@ class FairSlots:
         share (called with the lock held)."""
         while self._free:
             account = next((a for a in self._waiting
-                            if self._running[a] < self.per_account), None)
+                            if self._running.get(a, 0) < self.per_account), None)
             if account is None:
                 return
             queue = self._waiting.pop(account)
@@ -99,5 +104,5 @@ class FairSlots:
             if queue:                         # back of the line: the others go first
                 self._waiting[account] = queue
             self._free -= 1
-            self._running[account] += 1
+            self._running[account] = self._running.get(account, 0) + 1
             event.set()

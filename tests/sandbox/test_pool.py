@@ -176,6 +176,25 @@ def test_a_dying_worker_is_replaced_and_its_request_fails_cleanly(guest, engine)
         assert report.status == 'ok' and out == b'Hello, world!\n'
 
 
+def test_a_worker_that_died_idle_hands_its_request_to_its_successor(guest, engine):
+    """A worker killed while idle is not asked whether it lives before each request
+    (a ``waitpid`` per run): its closed socket refuses the request, which its
+    successor serves, once, whole."""
+    with Pool(size=1, queue=0) as small:
+        assert _pool_run(small, guest('hello'))[0].status == 'ok'
+        (pid,) = small.pids
+        os.kill(pid, signal.SIGKILL)
+        for _ in range(100):            # its end closed its socket
+            if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+                break
+            time.sleep(0.01)
+        report, out = _pool_run(small, guest('hello'))
+        assert report.status == 'ok' and out == b'Hello, world!\n'
+        assert small.replaced == 1 and small.pids != [pid]
+        report, out = _pool_run(small, guest('hello'))
+        assert report.status == 'ok' and small.replaced == 1
+
+
 def test_workers_that_cannot_start_say_where_their_error_is(guest, tmp_path, monkeypatch):
     """An installation whose workers die on import (no C extensions built): each
     request says so and where the traceback went, not just "died (exit status 1)";

@@ -36,7 +36,7 @@ def test_the_worker_idle_longest_takes_the_request(monkeypatch) -> None:
             self.proc, self.served = _Alive(), 0
             made.append(self)
 
-    def exchange(self, worker, req, fds, wait, parse) -> Report:
+    def exchange(self, worker, req, fds, wait, parse, gone=None) -> Report:
         served.append(made.index(worker))
         worker.served += 1
         return Report('ok', 0)

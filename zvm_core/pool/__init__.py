@@ -92,6 +92,7 @@ from zvm_core.report import (
 )
 
 KILL_GRACE = 2.0
+_GONE = object()        # a request that did not go: its worker had ended (Pool._exchange)
 
 
 class PoolBusy(Exception):
@@ -139,14 +140,6 @@ if json.encoder.c_make_encoder is not None:
 else:       # pragma: no cover (a Python built without json's C accelerator)
     _dumps = _ENCODER.encode
 _loads = json.JSONDecoder().raw_decode      # (value, end): what json.loads does, less
-
-
-def _report_from(data: dict) -> Report:
-    """The report a worker sent (``data``, just parsed: taken over and changed)."""
-    acc = data.get('accounting') or {}
-    acc['channels'] = {k: ChannelAccounting(**v) for k, v in acc.get('channels', {}).items()}
-    data['accounting'] = Accounting(**acc)
-    return Report(**data)
 
 
 def _failed(status: str, message: str, host_failure: bool = False) -> Report:
@@ -275,6 +268,19 @@ def _report_data(fields: list) -> dict:
     return data
 
 
+def _report_of(fields: list) -> Report:
+    """The report whose :func:`_report_fields` came (``fields`` left as they are): made
+    from the values in their order, with no dict of them on the way (half the time
+    of ``Report(**data)``, on the path of every ``Pool.run``)."""
+    values = list(fields)
+    state, violations = values[_VALIDATION_AT]
+    values[_VALIDATION_AT] = {'state': state, 'violations': violations}
+    acc = list(values[_ACCOUNTING_AT])
+    acc[_CHANNELS_AT] = {k: ChannelAccounting(*counters) for k, *counters in acc[_CHANNELS_AT]}
+    values[_ACCOUNTING_AT] = Accounting(*acc)
+    return Report(*values)
+
+
 def _reply(sock: socket.socket, report: Report, tails: Mapping[str, bytes] | None = None
            ) -> None:
     """Send a run's report and its tails (``Pool.run_many``'s): the length of a JSON
@@ -301,8 +307,9 @@ def _run_result(message: memoryview) -> RunResult:
 
 
 def _run_report(message: memoryview) -> Report:
-    """The report :func:`_reply` sent (``Pool.run``'s)."""
-    return _report_from(_run_result(message).data)
+    """The report :func:`_reply` sent (``Pool.run``'s: it has no tails)."""
+    (size,) = _LENGTH.unpack_from(message)
+    return _report_of(_loads(str(message[_LENGTH.size:_LENGTH.size + size], 'utf-8'))[0][0])
 
 
 def _shape(program: str, channels: list[ChannelSpec], argv, limits, rdtsc: str,
@@ -442,7 +449,7 @@ class RunResult:
 
     @functools.cached_property
     def report(self) -> Report:
-        return _report_from(self.data)
+        return _report_of(self.fields)
 
 
 @dataclass(frozen=True)
@@ -484,7 +491,9 @@ class _Shapes:
             program = os.fspath(run.program)
             if not program.startswith('/'):
                 program = os.path.abspath(program)
-            key = (program, tuple(run.argv), run.limits, run.engine, rdtsc, notified,
+            limits = run.limits     # its fields: a frozen dataclass's hash is a Python call
+            key = (program, tuple(run.argv), limits.memory, limits.fuel, limits.timeout,
+                   run.engine, rdtsc, notified,
                    tuple([(c.alias, c.mode, c.random, c.mount, c.wait, c.tail, c.quota.gets,
                            c.quota.get_size, c.quota.puts, c.quota.put_size)
                           for c in run.channels]))
@@ -600,15 +609,20 @@ class Pool:
         """
         limits = limits or Limits()
         channels = list(channels)
-        if any(c.tail is not None for c in channels):
-            raise ValueError('a channel with tail needs Pool.run_many')
-        fds = [c.fd for c in channels]
-        shared: dict[int, int] = {}                   # one descriptor may wake several
+        fds, notify, woken = [], {}, False
         for c in channels:
-            if c.notify is not None and c.notify not in shared:
-                shared[c.notify] = len(fds)
-                fds.append(c.notify)
-        notify = {i: shared[c.notify] for i, c in enumerate(channels) if c.notify is not None}
+            if c.tail is not None:
+                raise ValueError('a channel with tail needs Pool.run_many')
+            fds.append(c.fd)
+            woken = woken or c.notify is not None
+        if woken:
+            shared: dict[int, int] = {}               # one descriptor may wake several
+            for c in channels:
+                if c.notify is not None and c.notify not in shared:
+                    shared[c.notify] = len(fds)
+                    fds.append(c.notify)
+            notify = {i: shared[c.notify] for i, c in enumerate(channels)
+                      if c.notify is not None}
         if len(fds) > MAX_FDS:
             raise ValueError(f'{len(fds)} descriptors for one run: at most {MAX_FDS}')
         run = Run(program, channels, argv, env, limits, seed, epoch, engine)
@@ -711,37 +725,82 @@ class Pool:
                started: Callable[[], None] | None, parse: Callable[[memoryview], object],
                account: str = ''):
         """Queue a request for a worker (bounded), exchange it (``message(the worker's shapes)``),
-        and put the worker back."""
-        with self._worker(started, account) as worker:
-            return self._exchange(worker, message, fds, wait, parse)
+        and put the worker back.  A worker is not asked whether it is alive (a
+        ``waitpid`` per run): one that ended while idle refuses the request, which
+        goes to its successor instead."""
+        worker: _Worker | None = self._take(account)
+        served = worker.served
+        try:
+            if started is not None:
+                started()
+            reply = self._exchange(worker, message, fds, wait, parse, _GONE)
+            if reply is _GONE:
+                dead, worker = worker, None
+                worker = self._successor(dead)
+                served = worker.served
+                reply = self._exchange(worker, message, fds, wait, parse)
+            return reply
+        finally:
+            self._put_back(worker, served, account)
 
     @contextlib.contextmanager
     def _worker(self, started: Callable[[], None] | None, account: str) -> Iterator[_Worker]:
         """A worker for one request, once admitted (bounded: :class:`PoolBusy`) and its
         turn came; put back (or replaced, if it died) afterwards."""
+        worker = self._take(account)
+        if worker.proc.poll() is not None:      # died idle (no request to refuse here)
+            try:
+                worker = self._successor(worker)
+            except BaseException:
+                self._put_back(None, 0, account)
+                raise
+        served = worker.served
+        try:
+            if started is not None:
+                started()
+            yield worker
+        finally:
+            self._put_back(worker, served, account)
+
+    def _take(self, account: str) -> _Worker:
+        """The idle worker for a request, once admitted (bounded: :class:`PoolBusy`)
+        and its account's turn came; it holds a slot until :meth:`_put_back`."""
         with self._lock:
             if self._waiting >= self.queue + self.size:
                 raise PoolBusy(f'{self.size} running and {self.queue} waiting')
             self._waiting += 1
         try:
-            with self._slots.slot(account):
+            self._slots.acquire(account)
+            try:
                 worker = self._idle.pop(0)      # idle longest: done with its clean-up
-                if worker in self._stopped or worker.proc.poll() is not None:
-                    worker = self._successor(worker)    # died idle, or its replacement was cut
-                served = worker.served
-                try:
-                    if started is not None:
-                        started()
-                    yield worker
-                finally:        # one that answered is alive: no wait() to ask
-                    if worker not in self._stopped and (worker.served > served
-                                                        or worker.proc.poll() is None):
-                        self._idle.append(worker)
-                    else:
-                        self._idle.append(self._successor(worker))
-        finally:
+                if worker in self._stopped:
+                    worker = self._successor(worker)    # its replacement was cut
+            except BaseException:
+                self._slots.release(account)
+                raise
+        except BaseException:
             with self._lock:
                 self._waiting -= 1
+            raise
+        return worker
+
+    def _put_back(self, worker: _Worker | None, served: int, account: str) -> None:
+        """Give back what :meth:`_take` took: the worker (a successor if it died; None:
+        it is back already) and its slot."""
+        try:
+            if worker is None:
+                pass
+            elif worker not in self._stopped and (worker.served > served
+                                                  or worker.proc.poll() is None):
+                self._idle.append(worker)       # one that answered is alive: no wait()
+            else:
+                self._idle.append(self._successor(worker))
+        finally:
+            try:
+                self._slots.release(account)
+            finally:
+                with self._lock:
+                    self._waiting -= 1
 
     def _successor(self, dead: _Worker) -> _Worker:
         """A new worker for ``dead``'s place.  If starting it is cut short (the
@@ -769,9 +828,11 @@ class Pool:
         return new
 
     def _exchange(self, worker: _Worker, message: Callable[[_Shapes], list], fds: list[int],
-                  wait: float, parse: Callable[[memoryview], object] = _run_report):
+                  wait: float, parse: Callable[[memoryview], object] = _run_report,
+                  gone: object = None):
         """``parse`` of the worker's reply to ``message(worker.shapes)``, or a failed
-        :class:`Report`."""
+        :class:`Report`; with ``gone``, that if the request did not go because the
+        worker had ended (its socket closed: it died idle)."""
         deadline = time.monotonic() + wait
         try:
             self._ready(worker, deadline)
@@ -780,6 +841,10 @@ class Pool:
             except MessageTooLarge as e:
                 return _failed('fault', 'the request (arguments, environment, channel names) '
                                         f'is too large: {e}')
+            except OSError as e:
+                if gone is None or e.errno not in (errno.EPIPE, errno.ECONNRESET):
+                    raise
+                return gone
             _wait(worker.sock, True, deadline)     # a reply is never there at once
             reply, extra = _recv(worker.sock, worker.buf, deadline)
         except TimeoutError:
