@@ -109,8 +109,8 @@ class Arena:
         if page_up(new) > self.floor:
             self.refused += 1
             return self.brk
-        if new < self.brk:
-            self.space.zero(new, self.brk)
+        if new < self.brk:          # zeroed when raised again, written past or not
+            self.stale = _merged([*self.stale, (new, self.brk)])
         elif self.stale:
             self._settle(self.brk, new)
         self.brk = new
@@ -146,6 +146,24 @@ class Arena:
         """Make [start, end) read as zeros now (``mmap`` over it, ``madvise``)."""
         self.space.zero(start, end)
         self._settle(start, end, zero=False)
+
+    def take(self, start: int, end: int) -> None:
+        """``MAP_FIXED`` over [start, end): zeroed, and what of it was free is mapped
+        now (a later ``allocate`` must not hand it out again)."""
+        self.zero(start, end)
+        free, taken = [], 0
+        for lo, hi in self.free:
+            if hi <= start or lo >= end:
+                free.append((lo, hi))
+                continue
+            taken += min(hi, end) - max(lo, start)
+            if lo < start:
+                free.append((lo, start))
+            if hi > end:
+                free.append((end, hi))
+        self.free = free
+        self.mapped += taken
+        self._note()
 
     def settle(self) -> None:
         """Zero every page released and not handed out since (before the memory

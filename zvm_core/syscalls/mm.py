@@ -65,7 +65,7 @@ def sys_mmap(p, addr, length, prot, flags, fd, offset):
         if addr % PAGE or not p.arena.owns(addr, addr + length) or \
                 _jailed(p, addr, addr + length):
             raise SysError(errno.ENOMEM)
-        p.arena.zero(addr, addr + length)
+        p.arena.take(addr, addr + length)
         start = addr
     else:
         f = None if flags & MAP_ANONYMOUS else _file(p, _fd32(fd), READ)
