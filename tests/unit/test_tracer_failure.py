@@ -110,8 +110,9 @@ def test_a_seized_child_that_dies_before_its_run_is_reaped(traced_program) -> No
     try:
         template.prefork()
         template.idle()
-        pid = template._next.pid
+        pid, tracer = template._next.pid, template._next.tracer
         os.kill(pid, signal.SIGKILL)
+        tracer.status()         # its thread is done with it (reaped, or left to the run)
         report = _run(traced_program, template)
         assert (report.status, report.host_failure) == ('killed', True), report
         assert _gone(pid)
