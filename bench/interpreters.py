@@ -19,7 +19,14 @@
   an N MB object through a warm worker, against the same script on the host
   Python: MB/s and the ratio.
 
-Usage: ``python bench/interpreters.py [--quick] [--no-cluster] [--csv-mb N]``.
+With ``--paired`` only the warm Python ``print(1)`` (with ``site``, and
+``-S``) runs, through a pool of 1 worker; ``--against TREE`` (another
+checkout, its extension built) adds a second pool whose worker runs that
+tree's code, and requests alternate between the two (one to each in turn,
+several rounds): an A/B under the same load.
+
+Usage: ``python bench/interpreters.py [--quick] [--no-cluster] [--csv-mb N]``
+or ``python bench/interpreters.py --paired [--against TREE] [--starts N] [--rounds R]``.
 The system images are built (or found up to date) first.
 """
 
@@ -139,6 +146,55 @@ def hello(images: dict, reps: int, tmp: Path) -> None:
           note=f'host Python 3 -S -c print(1), a new process: {ms(p50(host))}')
 
 
+def _pool(tree: str | None) -> Pool:
+    """A pool of 1 whose worker imports ``tree``'s code (this tree's if None): ``python -m``
+    puts its working directory first on its path, so it starts in ``tree``."""
+    here = os.getcwd()
+    os.chdir(tree or REPO)
+    try:
+        return Pool(size=1)
+    finally:
+        os.chdir(here)
+
+
+def paired(images: dict, against: str | None, starts: int, rounds: int, tmp: Path) -> None:
+    """Warm Python ``print(1)`` through a pool, this tree's against ``against``'s,
+    requests alternated between the two pools."""
+    d = interpreters.default_dir()
+    py, py_tar = str(d / images['python3'].program), d / images['python3'].image
+    trees = {'this': None} if against is None else {'this': None, 'against': against}
+    cases = [('site', ['python3', '-c', 'print(1)']), ('-S', ['python3', '-S', '-c', 'print(1)'])]
+    pools = {name: _pool(tree) for name, tree in trees.items()}
+    rows = []
+    try:
+        for label, argv in cases:
+            for pool in pools.values():      # the template and the snapshot
+                for _ in range(5):
+                    with specs([py_tar], tmp / 'out') as chans:
+                        check(pool.run(py, chans, argv=argv), label)
+            for r in range(rounds):
+                times: dict[str, list[float]] = {name: [] for name in pools}
+                load = os.getloadavg()[0]
+                for i in range(starts):
+                    for name in (list(pools) if i % 2 else list(reversed(pools))):
+                        with specs([py_tar], tmp / 'out') as chans:
+                            t, report = common.timed(pools[name].run, py, chans, argv=argv)
+                        check(report, label)
+                        times[name].append(t)
+                if (tmp / 'out').read_bytes() != b'1\n':
+                    sys.exit(f'{label}: wrong output {(tmp / "out").read_bytes()!r}')
+                for name in pools:
+                    rows.append([label, r + 1, name, starts, ms(p50(times[name])),
+                                 ms(min(times[name])), report.accounting.start, f'{load:.1f}'])
+    finally:
+        for pool in pools.values():
+            pool.close()
+    table('Warm Python print(1) through a pool of 1' + (f'; against: {against}' if against
+                                                        else ''),
+          ['case', 'round', 'tree', 'n', 'p50', 'min', 'warm from', 'load'], rows,
+          note='goal (issue 16): p50 <= 5 ms with site')
+
+
 def post_job(conn, job: list) -> tuple[float, bytes, dict]:
     import requests
     url, token = conn.get_auth()
@@ -219,11 +275,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--quick', action='store_true', help='fewer repetitions, 2 MB CSV')
     parser.add_argument('--no-cluster', action='store_true', help='skip the cluster part')
     parser.add_argument('--csv-mb', type=int, help='CSV size in MB (default 20; quick 2)')
+    parser.add_argument('--paired', action='store_true',
+                        help='only warm Python print(1) through a pool (A/B with --against)')
+    parser.add_argument('--against', metavar='TREE', help='with --paired: another checkout')
+    parser.add_argument('--starts', type=int, default=200, help='with --paired: runs per round')
+    parser.add_argument('--rounds', type=int, default=3, help='with --paired')
     opts = parser.parse_args(argv)
+    if opts.against and not opts.paired:
+        parser.error('--against needs --paired')
     print(common.environment())
     t, images = common.timed(interpreters.build)
     print(f'system images ready in {t:.1f} s: ' + ', '.join(
         f'{n} {i.sizes[i.image]:,} bytes' for n, i in sorted(images.items())))
+    if opts.paired:
+        with tempfile.TemporaryDirectory(prefix='zvm-bench-interp-') as tmp:
+            paired(images, opts.against, opts.starts, opts.rounds, Path(tmp))
+        return 0
     reps = 5 if opts.quick else 20
     with tempfile.TemporaryDirectory(prefix='zvm-bench-interp-') as tmp:
         hello(images, reps, Path(tmp))

@@ -109,7 +109,7 @@ class Personality:
         return cls(
             lookups=dict(recorder.lookups), channels=dict(recorder.channels),
             arena=copy.deepcopy({k: v for k, v in vars(p.arena).items() if k != 'space'}),
-            files=files, fds=fds, slept=p.clock.slept, rng=copy.copy(p.rng),
+            files=files, fds=fds, slept=p.clock.slept, rng=p.rng.copy(),
             unknown=collections.Counter(p.unknown),
             signals=copy.deepcopy({k: v for k, v in signal_state(p).items() if k != 'run'}))
 
@@ -136,8 +136,10 @@ class Personality:
         return True
 
     def restore(self, p) -> None:
-        """Put the guest's personality in the recorded state (channels attached)."""
-        vars(p.arena).update(copy.deepcopy(self.arena))
+        """Put the guest's personality in the recorded state (channels attached).
+        Every run gets containers of its own (a run changes them in place), their
+        items shared: ints, tuples, bytes (``_fresh``), so no deep copy per run."""
+        vars(p.arena).update({k: _fresh(v) for k, v in self.arena.items()})
         opened = []
         for kind, name, access, pos, append in self.files:
             target = p.channels[name] if kind == 'channel' else \
@@ -147,9 +149,15 @@ class Personality:
             opened.append(f)
         p.fds = {fd: opened[i] for fd, i in self.fds.items()}
         p.clock.slept = self.slept
-        p.rng = copy.copy(self.rng)
+        p.rng = self.rng.copy()
         p.unknown = collections.Counter(self.unknown)
-        signal_state(p).update(copy.deepcopy(self.signals))
+        signal_state(p).update({k: _fresh(v) for k, v in self.signals.items()})
+
+
+def _fresh(value):
+    """A copy of a list, set or dict of immutable items (the arena's and the signal
+    state's: addresses, ranges, sigaction bytes), ``value`` itself if immutable."""
+    return value.copy() if isinstance(value, (list, set, dict)) else value
 
 
 def _tree(p) -> tuple | None:

@@ -378,3 +378,44 @@ def test_a_resumed_run_finds_nothing_of_an_earlier_one(machines):
     assert keeping.start == 'resumed' and b'planted 0\n' in planted['output']
     scanned = _run(keeping, b'scan zvm-secret-of-run-one\n')
     assert keeping.start == 'resumed' and b'found 0\n' in scanned['output'], scanned
+
+
+def test_runs_cannot_change_what_the_next_run_restores(machines, sysimages):
+    """A snapshot's personality state is shared by every run resumed from it: two runs
+    that change it (signal actions and mask, descriptors, heap bookkeeping as mmap and
+    munmap leave it: holes, memory to zero, the random stream) and a run that reads it
+    give what a run without snapshots gives (unit: tests/unit/test_prefix_restore.py)."""
+    python = sysimages.program('python3')
+    keeping = machines(python, memory=Limits().memory)
+    plain = machines(python, snapshots=False, memory=Limits().memory)
+    argv = ('python3', '-S', '-c', 'import sys; exec(sys.stdin.read())')
+    write = (b'import os, signal\n'
+             b'signal.signal(signal.SIGUSR1, signal.SIG_IGN)\n'
+             b'signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR2})\n'
+             b'fds = [os.open("/", os.O_RDONLY) for _ in range(4)]\n'
+             b'os.dup2(fds[0], 40); os.close(2)\n'
+             b'big = [b"x" * (3 << 20) for _ in range(6)]\n'
+             b'del big[::2]\n'
+             b'os.urandom(1000)\n'
+             b'print("wrote")\n')
+    read = (b'import os, signal\n'
+            b'def open_(fd):\n'
+            b'    try:\n'
+            b'        os.fstat(fd)\n'
+            b'        return True\n'
+            b'    except OSError:\n'
+            b'        return False\n'
+            b'print(signal.getsignal(signal.SIGUSR1),\n'
+            b'      signal.pthread_sigmask(signal.SIG_BLOCK, []),\n'
+            b'      [fd for fd in range(64) if open_(fd)], os.urandom(8).hex(),\n'
+            b'      [id(b"y" * (5 << 19)) for _ in range(2)], os.open("/", os.O_RDONLY))\n')
+    runs = []
+    for machine, stdin in [(keeping, write), (keeping, write), (keeping, write),
+                           (keeping, read), (plain, read)]:
+        got = _run(machine, stdin, argv=argv, tar=sysimages.tar('python3'))
+        assert got['status'] == 'ok' and got['retcode'] == 0, got
+        runs.append((machine.start, got))
+    assert [start for start, _ in runs] == ['recorded', 'resumed', 'resumed', 'resumed',
+                                            'entry']
+    assert runs[1][1]['output'] == b'wrote\n'
+    assert runs[-2][1] == runs[-1][1]

@@ -20,6 +20,13 @@ class SeededStream:
         self._counter = 0
         self._buf = b''
 
+    def copy(self) -> SeededStream:
+        """The stream at this point, going on on its own (a snapshot's, per run):
+        its fields are immutable and replaced, never changed in place."""
+        other = SeededStream.__new__(SeededStream)
+        other.__dict__.update(self.__dict__)
+        return other
+
     def take(self, n: int) -> bytes:
         if self._key is None:
             self._key = hashlib.sha256(self._label + b'\0' + str(self._seed).encode()).digest()

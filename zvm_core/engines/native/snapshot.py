@@ -194,8 +194,8 @@ class Probe(prefix.Recorder):
         spec.maps = [(addr, size, 0 if addr == MANIFEST_PAGE else prot)
                      for addr, size, prot in spec.maps]
 
-    def tracer(self, pid: int, ticks, tsc: bool) -> Tracer:
-        self._tracer = _ProbeTracer(pid, ticks, tsc)
+    def tracer(self, pid: int, ticks, tsc: bool, child=None) -> Tracer:
+        self._tracer = _ProbeTracer(pid, ticks, tsc)     # spawned: no template child
         return self._tracer
 
     def take(self, guest: Guest, ip: int, cut: prefix.Cut) -> None:
@@ -330,7 +330,8 @@ def _protects(protections: dict[int, int]) -> list[tuple[int, int, int]]:
 class Snapshot:
     """A recorded prefix and the template its runs are forked from (``run(start=)``)."""
 
-    def __init__(self, program: Program, memory: int, captured: Capture) -> None:
+    def __init__(self, program: Program, memory: int, captured: Capture,
+                 tsc: bool = False) -> None:
         self.personality = captured.personality
         self.syscalls, self.reads = captured.syscalls, captured.reads
         self.protections = captured.protections
@@ -346,7 +347,7 @@ class Snapshot:
         # which copied its prefaults ahead
         self.size = (sum(len(data) for _, data in captured.pages)
                      + sum(size for _, size in self.prefaults))
-        self.template = Template(program, memory, spec=spec)
+        self.template = Template(program, memory, spec=spec, tsc=tsc)
 
     def setup(self, guest: Guest) -> None:
         self.personality.restore(guest)
@@ -360,10 +361,11 @@ class Snapshot:
         """A child gets this run's user manifest; its stack is the snapshot's."""
         spec.copies = [(addr, data) for addr, data in spec.copies if addr == MANIFEST_PAGE]
 
-    def tracer(self, pid: int, ticks, tsc: bool) -> Tracer | None:
+    def tracer(self, pid: int, ticks, tsc: bool, child) -> Tracer | None:
+        """``child``: the snapshot template's, seized when it was taken in."""
         if not tsc:
             return None
-        tracer = Tracer(pid, ticks)
+        tracer = child.trace(ticks)
         tracer.reads = self.reads       # the guest runs no instruction before the gate
         return tracer
 
@@ -448,7 +450,7 @@ class Snapshots(prefix.Snapshots):
             self.too_short(key)
             return None, None
         try:
-            snap = Snapshot(self.program, self.memory, captured)
+            snap = Snapshot(self.program, self.memory, captured, self.tsc)
         except OSError:
             self.too_short(key)
             return None, None

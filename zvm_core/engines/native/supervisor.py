@@ -38,6 +38,7 @@ import struct
 import threading
 import time
 import weakref
+from collections.abc import Callable
 
 from zvm_core.channels import (
     WRITE,
@@ -289,12 +290,22 @@ class _Child:
         self.gate = 0                   # the notification id of its close (the gate)
         self.sp_at = 0                  # where the loader reads the initial stack pointer
         self.memfd: int | None = None   # its /proc/PID/mem, opened ahead of the run
+        self.tracer: Tracer | None = None   # seized when taken in (``Template(tsc=True)``)
+
+    def trace(self, ticks: Callable[[], int]) -> Tracer:
+        """The tracer of the run it starts (``ticks``: that guest's counter): the one
+        that seized it ahead of the run, or one that seizes it now."""
+        tracer, self.tracer = self.tracer, None
+        if tracer is None:
+            return Tracer(self.pid, ticks)
+        tracer.ticks = ticks
+        return tracer
 
     def close(self) -> None:
         for fd in (self.listener, self.memfd):
             if fd is not None:
                 os.close(fd)
-        _reap(self.pid, self.pidfd)
+        _reap(self.pid, self.pidfd, self.tracer)
 
 
 class Template:
@@ -319,9 +330,11 @@ class Template:
     """
 
     def __init__(self, program: Program, memory: int, timeout: float = 10.0,
-                 spec: Spec | None = None) -> None:
+                 spec: Spec | None = None, tsc: bool = False) -> None:
         """``spec``: a template spec of this program's other than its image's (a
-        start-up snapshot's, ``snapshot.py``)."""
+        start-up snapshot's, ``snapshot.py``); ``tsc``: its runs are traced
+        (``tsc.py``): each child is seized as it is taken in, ahead of its run."""
+        self.tsc = tsc
         layout = Guest(program, memory)         # SetupError if the memory is too small
         self.image_size, self._layout = layout.image_size, layout
         self.program, self.memory = program, memory
@@ -436,6 +449,8 @@ class Template:
             child.pidfd, child.gate, memfd = _fastcall.gate(pid, listener,
                                                             deadline - time.monotonic())
             child.memfd = None if memfd < 0 else memfd
+            if self.tsc:    # waits at the gate: seized before its first instruction
+                child.tracer = Tracer(pid, _no_ticks)
         except BaseException:
             child.close()
             raise
@@ -976,6 +991,11 @@ def _constant(guest: Guest, nr: int) -> int:
         return -e.errno
 
 
+def _no_ticks() -> int:
+    """A seized child's counter until its run gives it one: it runs no instruction."""
+    return 0
+
+
 def _reap(pid: int, pidfd: int | None, tracer: Tracer | None = None) -> int:
     """Kill the guest (if still running) and reap it: its wait status."""
     try:
@@ -1059,9 +1079,9 @@ def run(program: Program, channels: list[Channel], argv: list[str], env: dict[st
     listener, gate = (None, None) if child is None else (child.listener, child.gate)
     try:
         if start is not None:
-            guest.tracer = start.tracer(pid, ticks, tsc)
-        elif tsc:
-            guest.tracer = Tracer(pid, ticks)     # attached before the first instruction
+            guest.tracer = start.tracer(pid, ticks, tsc, child)
+        elif tsc:       # attached before the first instruction
+            guest.tracer = Tracer(pid, ticks) if child is None else child.trace(ticks)
         if child is None:
             got = _listener(sock, guest.deadline)
         elif guest.tracer is not None and not guest.tracer.attached():

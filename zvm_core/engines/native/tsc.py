@@ -32,7 +32,10 @@ run's outcome is known is killed after the reply and left to that thread
 (``supervisor.Template.reap``): the request never waits for its exit, and no
 other thread waits for it (two waits could reap a pid taken since).  Tracer threads are kept
 for the next guest once one is reaped: starting a thread per run cost
-milliseconds on a loaded host, more than a resumed CPython start-up.  A program without ``rdtsc``
+milliseconds on a loaded host, more than a resumed CPython start-up.  A template's child
+is seized as the worker takes it in, while it waits at the gate for its run
+(``supervisor.Template(tsc=True)``): the run finds it traced; one killed before
+its run is reaped by that thread too.  A program without ``rdtsc``
 is not traced (no thread, no cost), and a hidden ``rdtsc`` in it faults.
 
 A ptrace request that fails (the guest cannot be seized: a ptrace policy

@@ -30,7 +30,7 @@ class Warm:
 
     def __init__(self, program: Program, verdict: Verdict, memory: int, tsc: bool) -> None:
         self.program, self.verdict, self.memory, self.tsc = program, verdict, memory, tsc
-        self.template = Template(program, memory)
+        self.template = Template(program, memory, tsc=tsc)
         self.image_size = self.template.image_size
         self.snapshots = Snapshots(program, memory, tsc)    # start-up (snapshot.py)
 
@@ -79,7 +79,7 @@ class Warm:
     def _replace(self) -> None:
         """A new template in place of one that died (its processes killed and reaped)."""
         self.template.close()
-        self.template = Template(self.program, self.memory)
+        self.template = Template(self.program, self.memory, tsc=self.tsc)
 
     def _tend(self, step: str, *args) -> None:
         """``step`` (``prefork``, ``idle`` or ``tend``) of the template and of the
