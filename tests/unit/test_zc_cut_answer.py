@@ -19,9 +19,8 @@ import pytest
 from zerocloud.client.session import Answer, ServerError
 
 
-def _answer(raw: bytes, method: str = 'POST') -> Answer:
-    """An ``Answer`` of a real ``http.client`` response whose server sends ``raw`` and
-    closes the connection."""
+def _serve(raw: bytes) -> int:
+    """The port of a server that answers one request with ``raw`` and closes."""
     srv = socket.socket()
     srv.bind(('127.0.0.1', 0))
     srv.listen(1)
@@ -33,7 +32,13 @@ def _answer(raw: bytes, method: str = 'POST') -> Answer:
         conn.close()
         srv.close()
     threading.Thread(target=serve, daemon=True).start()
-    conn = http.client.HTTPConnection('127.0.0.1', srv.getsockname()[1], timeout=5)
+    return srv.getsockname()[1]
+
+
+def _answer(raw: bytes, method: str = 'POST') -> Answer:
+    """An ``Answer`` of a real ``http.client`` response whose server sends ``raw`` and
+    closes the connection."""
+    conn = http.client.HTTPConnection('127.0.0.1', _serve(raw), timeout=5)
     conn.request(method, '/v1/AUTH_t')
     return Answer(conn.getresponse(), method)
 
@@ -72,18 +77,8 @@ def test_a_cut_answer_through_swiftclients_connection_is_an_error() -> None:
     """zc's requests go through swiftclient's connection (requests and urllib3), as
     ``Session.request`` sends them."""
     from swiftclient.client import HTTPConnection
-    srv = socket.socket()
-    srv.bind(('127.0.0.1', 0))
-    srv.listen(1)
-
-    def serve() -> None:
-        conn, _ = srv.accept()
-        conn.recv(65536)
-        conn.sendall(b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nhello')
-        conn.close()
-        srv.close()
-    threading.Thread(target=serve, daemon=True).start()
-    http = HTTPConnection(f'http://127.0.0.1:{srv.getsockname()[1]}/v1/AUTH_t', timeout=5)
+    port = _serve(b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nhello')
+    http = HTTPConnection(f'http://127.0.0.1:{port}/v1/AUTH_t', timeout=5)
     http.request('POST', '/v1/AUTH_t', b'', {})
     answer = Answer(http.getresponse(), 'POST')
     with pytest.raises(ServerError, match='cut after 5 of 100 bytes'):
