@@ -8,7 +8,7 @@ wildcard job's: ``batch/spec`` and ``batch/entries``) sent ``--reps`` times afte
 warm-up one.  Printed: this process's CPU time (``time.process_time``: the
 object server's main process, not its workers) per node, each time, and the
 workers' own (``/proc/<pid>/stat``: not their guests', at the kernel's 10 ms
-ticks).  On a
+ticks), and of it their system time (the kernel's, for them: forks, kills, waits).  On a
 shared host the whole-cluster bench (``bench/scale.py``) spreads by a third
 from run to run; this one, alternated between two trees (``PYTHONPATH``),
 shows changes of a tenth.
@@ -82,14 +82,15 @@ def answered(answer: bytes) -> int:
     return count
 
 
-def workers_cpu(pids: list[int]) -> float:
-    """Seconds of CPU the processes ``pids`` used themselves (user and system)."""
-    total = 0
+def workers_cpu(pids: list[int]) -> tuple[float, float]:
+    """Seconds of CPU the processes ``pids`` used themselves: (user, system)."""
+    user = system = 0
     for pid in pids:
         with open(f'/proc/{pid}/stat') as f:
             fields = f.read().rsplit(')', 1)[1].split()
-        total += int(fields[11]) + int(fields[12])      # utime, stime
-    return total / os.sysconf('SC_CLK_TCK')
+        user, system = user + int(fields[11]), system + int(fields[12])
+    tick = os.sysconf('SC_CLK_TCK')
+    return user / tick, system / tick
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -128,14 +129,19 @@ def main(argv: list[str] | None = None) -> int:
             resp = req.get_response(mw)
             answer = resp.body
             cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-            work = workers_cpu(pids) - work if pids == mw._pool.pids else float('nan')
+            if pids == mw._pool.pids:
+                user, system = (now - then for now, then in zip(workers_cpu(pids), work,
+                                                                 strict=True))
+            else:       # a worker was replaced: its CPU is not comparable
+                user = system = float('nan')
             if profile:
                 profile.disable()
             if resp.status_int != 200 or answered(answer) != opts.nodes:
                 sys.exit(f'the batch failed: {resp.status} {answer[:300]!r}')
             if rep:
                 rows.append([str(rep), f'{cpu / opts.nodes * 1e3:.3f}',
-                             f'{work / opts.nodes * 1e3:.3f}', f'{wall / opts.nodes * 1e3:.3f}',
+                             f'{(user + system) / opts.nodes * 1e3:.3f}',
+                             f'{system / opts.nodes * 1e3:.3f}', f'{wall / opts.nodes * 1e3:.3f}',
                              f'{len(answer) / opts.nodes:.0f}'])
         mw._pool.close()
         if profile:
@@ -144,9 +150,10 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(disk, ignore_errors=True)
     common.table(f'A batch of {opts.nodes} wc nodes to one object server (in process), '
                  f'load {os.getloadavg()[0]:.1f}' + (', blocks' if blocks else ''),
-                 ['batch', 'CPU ms/node', 'workers ms/node', 'wall ms/node', 'answer B/node'],
+                 ['batch', 'CPU ms/node', 'workers ms/node', 'of it system', 'wall ms/node',
+                  'answer B/node'],
                  rows, note='CPU: the object server\'s main process; workers: its pool\'s '
-                            'workers (not their guests)')
+                            'workers (not their guests), of it in the kernel (system)')
     return 0
 
 
