@@ -322,6 +322,7 @@ def _serve_many(sock: socket.socket, runs: list[tuple[dict, list[int]]],
                 for f in fds:
                     os.close(f)
             _reply(sock, report, {k: t.data for k, t in tails.items()})
+            # no sched_yield here, unlike worker_main: the next node waited (doc/sandbox.md)
             if machine is not None:
                 machine.reset()     # after the reply: idle templates hold no guest data
                 templates.settle(machine)
