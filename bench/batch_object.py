@@ -8,7 +8,9 @@ wildcard job's: ``batch/spec`` and ``batch/entries``) sent ``--reps`` times afte
 warm-up one.  Printed: this process's CPU time (``time.process_time``: the
 object server's main process, not its workers) per node, each time, and the
 workers' own (``/proc/<pid>/stat``: not their guests', at the kernel's 10 ms
-ticks), and of it their system time (the kernel's, for them: forks, kills, waits).  On a
+ticks), of it their system time (the kernel's, for them: forks, kills, waits),
+and their children's (the native templates and guests: ``ZVM_NATIVE=off`` in the
+environment runs them emulated, inside the workers, to compare).  On a
 shared host the whole-cluster bench (``bench/scale.py``) spreads by a third
 from run to run; this one, alternated between two trees (``PYTHONPATH``),
 shows changes of a tenth.
@@ -82,15 +84,32 @@ def answered(answer: bytes) -> int:
     return count
 
 
-def workers_cpu(pids: list[int]) -> tuple[float, float]:
-    """Seconds of CPU the processes ``pids`` used themselves: (user, system)."""
-    user = system = 0
-    for pid in pids:
+def _times(pid: int) -> list[int]:
+    """utime, stime, cutime, cstime of ``pid``, in ticks ([0] * 4 if it is gone)."""
+    try:
         with open(f'/proc/{pid}/stat') as f:
-            fields = f.read().rsplit(')', 1)[1].split()
-        user, system = user + int(fields[11]), system + int(fields[12])
+            return [int(x) for x in f.read().rsplit(')', 1)[1].split()[11:15]]
+    except (FileNotFoundError, ProcessLookupError):
+        return [0] * 4
+
+
+def workers_cpu(pids: list[int]) -> tuple[float, float, float]:
+    """Seconds of CPU of the workers ``pids``: (their user, their system, their
+    children's): the children are the native templates and the guests (the loader
+    starts them with ``CLONE_PARENT``), the ended ones reaped (``cutime``), the others
+    as they are now (a child that ends between the two reads is missed)."""
+    user = system = children = 0
+    for pid in pids:
+        utime, stime, cutime, cstime = _times(pid)
+        try:
+            with open(f'/proc/{pid}/task/{pid}/children') as f:
+                live = [int(c) for c in f.read().split()]
+        except FileNotFoundError:
+            live = []
+        user, system = user + utime, system + stime
+        children += cutime + cstime + sum(sum(_times(c)[:2]) for c in live)
     tick = os.sysconf('SC_CLK_TCK')
-    return user / tick, system / tick
+    return user / tick, system / tick, children / tick
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -130,10 +149,10 @@ def main(argv: list[str] | None = None) -> int:
             answer = resp.body
             cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
             if pids == mw._pool.pids:
-                user, system = (now - then for now, then in zip(workers_cpu(pids), work,
-                                                                 strict=True))
+                user, system, guests = (now - then for now, then in zip(workers_cpu(pids), work,
+                                                                         strict=True))
             else:       # a worker was replaced: its CPU is not comparable
-                user = system = float('nan')
+                user = system = guests = float('nan')
             if profile:
                 profile.disable()
             if resp.status_int != 200 or answered(answer) != opts.nodes:
@@ -141,7 +160,9 @@ def main(argv: list[str] | None = None) -> int:
             if rep:
                 rows.append([str(rep), f'{cpu / opts.nodes * 1e3:.3f}',
                              f'{(user + system) / opts.nodes * 1e3:.3f}',
-                             f'{system / opts.nodes * 1e3:.3f}', f'{wall / opts.nodes * 1e3:.3f}',
+                             f'{system / opts.nodes * 1e3:.3f}',
+                             f'{guests / opts.nodes * 1e3:.3f}',
+                             f'{wall / opts.nodes * 1e3:.3f}',
                              f'{len(answer) / opts.nodes:.0f}'])
         mw._pool.close()
         if profile:
@@ -150,10 +171,11 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(disk, ignore_errors=True)
     common.table(f'A batch of {opts.nodes} wc nodes to one object server (in process), '
                  f'load {os.getloadavg()[0]:.1f}' + (', blocks' if blocks else ''),
-                 ['batch', 'CPU ms/node', 'workers ms/node', 'of it system', 'wall ms/node',
-                  'answer B/node'],
+                 ['batch', 'CPU ms/node', 'workers ms/node', 'of it system', 'guests ms/node',
+                  'wall ms/node', 'answer B/node'],
                  rows, note='CPU: the object server\'s main process; workers: its pool\'s '
-                            'workers (not their guests), of it in the kernel (system)')
+                            'workers (not their guests), of it in the kernel (system); '
+                            'guests: the workers\' children (native templates and guests)')
     return 0
 
 
