@@ -20,6 +20,7 @@ boundaries, the fixed CPUID table, snapshots) carries
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
@@ -169,6 +170,77 @@ def pytest_configure(config) -> None:
         # orphan guest of the cluster's servers is not counted as this worker's.
         from zvm_core.engines.native.loader import cache_dir
         os.environ['ZVM_NATIVE_CACHE'] = str(cache_dir() / config.workerinput['workerid'])
+    POOL_WORKERS.install()
+
+
+class PoolWorkers:
+    """The pool workers (``zvm_core.pool._Worker``) this test process starts, so that
+    a Pool never closed fails the test that left it instead of leaving its ``python -m
+    zvm_core.pool.worker`` children running until the session ends: a worker started
+    by a test or its function-scoped fixtures must have ended when the test's teardown
+    is over; one started by a module, class or session fixture when that fixture's
+    teardown is (the teardown of the test it ended in errors otherwise).  A leaked
+    worker is killed once reported.  Bookkeeping only (an append per worker, a
+    ``poll`` per worker due): no scan of /proc."""
+
+    def __init__(self) -> None:
+        self.setting_up: list = []           # the FixtureDefs being set up, innermost last
+        self.started: list[tuple[subprocess.Popen, object]] = []   # (proc, broad FixtureDef)
+        self.ended: set[int] = set()         # ids of the broad fixtures torn down since
+
+    def install(self) -> None:
+        from zvm_core import pool
+        start = pool._Worker.__init__
+
+        @functools.wraps(start)
+        def recorded(worker, *args, **kwargs) -> None:
+            start(worker, *args, **kwargs)
+            owner = self.setting_up[-1] if self.setting_up else None
+            self.started.append((worker.proc, owner if owner and owner.scope != 'function'
+                                 else None))
+        pool._Worker.__init__ = recorded
+
+    def leaked(self) -> list[str]:
+        """The workers due to have ended that still run (now killed), described."""
+        ended = self.ended
+        due = [(p, o) for p, o in self.started if o is None or id(o) in ended]
+        self.started = [(p, o) for p, o in self.started if o is not None and id(o) not in ended]
+        self.ended = set()
+        found = []
+        for proc, owner in due:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+                found.append(f'pid {proc.pid} (started by '
+                             f'{"the test" if owner is None else "fixture " + owner.argname})')
+        return found
+
+
+POOL_WORKERS = PoolWorkers()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_fixture_setup(fixturedef, request):
+    POOL_WORKERS.setting_up.append(fixturedef)
+    try:
+        return (yield)
+    finally:
+        POOL_WORKERS.setting_up.pop()
+
+
+def pytest_fixture_post_finalizer(fixturedef, request) -> None:
+    if fixturedef.scope != 'function':
+        POOL_WORKERS.ended.add(id(fixturedef))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    result = yield
+    leaked = POOL_WORKERS.leaked()
+    if leaked:
+        pytest.fail(f'pool workers outlived what started them (close the Pool; '
+                    f'``with Pool(...)``): {", ".join(leaked)}', pytrace=False)
+    return result
 
 
 @pytest.hookimpl(optionalhook=True)     # a pytest-xdist hook
