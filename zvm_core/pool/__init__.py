@@ -257,17 +257,6 @@ def _report_fields(report: Report) -> list:
     return fields
 
 
-def _report_data(fields: list) -> dict:
-    """``Report.to_dict`` of the report whose :func:`_report_fields` came."""
-    data = dict(zip(_REPORT, fields, strict=True))
-    state, violations = data['validation']
-    data['validation'] = {'state': state, 'violations': violations}
-    acc = data['accounting'] = dict(zip(_ACCOUNTING, data['accounting'], strict=True))
-    acc['channels'] = {k: dict(zip(_CHANNEL, counters, strict=True))
-                       for k, *counters in acc['channels']}
-    return data
-
-
 def _report_of(fields: list) -> Report:
     """The report whose :func:`_report_fields` came (``fields`` left as they are): made
     from the values in their order, with no dict of them on the way (half the time
@@ -445,7 +434,7 @@ class RunResult:
 
     @functools.cached_property
     def data(self) -> dict:
-        return _report_data(self.fields)
+        return self.report.to_dict()
 
     @functools.cached_property
     def report(self) -> Report:
