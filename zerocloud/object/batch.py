@@ -78,13 +78,13 @@ SPARES = 128            # emptied output files one process keeps open per disk f
 SPARES_IDLE = 30.0      # seconds they stay open once no batch uses them (a disk may be unmounted)
 
 
-def _spec(name: str, f) -> bytes:
-    """A spec member (``batch/spec``, a ``batch/<i>`` entry) whole: over what a server
-    reads, 413 naming the limit, as for a node's ``node.json`` (not its start parsed:
-    a misleading JSON error)."""
+def read_spec(f, what: str) -> bytes:
+    """A spec member (a node's ``node.json``, ``batch/spec``, a ``batch/<i>`` entry)
+    whole, ``what`` naming it: over what a server reads, 413 naming the limit (not
+    its start parsed: a misleading JSON error, or a spec cut short)."""
     if f.left > wire.SPEC_LIMIT:
         raise HTTPRequestEntityTooLarge(
-            body=f'{name} ({f.left} bytes) larger than the {wire.SPEC_LIMIT} bytes an '
+            body=f'{what} ({f.left} bytes) larger than the {wire.SPEC_LIMIT} bytes an '
                  'object server reads\n')
     return f.read()
 
@@ -375,7 +375,7 @@ class BatchRun:
                     self.files[name] = cache.receive(f, budget)
                     budget -= os.path.getsize(self.files[name])
                 elif name == wire.BATCH_SPEC and not entries and shared is None:
-                    shared = wire.SharedSpec.from_json(_spec(name, f))
+                    shared = wire.SharedSpec.from_json(read_spec(f, name))
                 elif name == wire.BATCH_ENTRIES:
                     if f.left > wire.ENTRIES_LIMIT:
                         raise wire.WireError(f'{name} larger than {wire.ENTRIES_LIMIT} bytes')
@@ -384,7 +384,7 @@ class BatchRun:
                         raise wire.WireError(f'more than the {count} nodes {wire.BATCH} says')
                 elif name == f'{wire.BATCH_PREFIX}{len(entries)}' and len(entries) < count:
                     # a proxy of before batch/entries: an entry a member
-                    entries.append(wire.BatchEntry.from_json(_spec(name, f), shared))
+                    entries.append(wire.BatchEntry.from_json(read_spec(f, name), shared))
                 else:
                     raise wire.WireError(f'unexpected member {name}')
         except wire.TooLarge:

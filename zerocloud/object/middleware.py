@@ -159,7 +159,7 @@ from zerocloud import hangup, wire
 from zerocloud.config import NOT_PLAIN, Config
 from zerocloud.object import scratch
 from zerocloud.object.admission import RETRY_AFTER, Admission, charged_to
-from zerocloud.object.batch import BatchRun, Spares
+from zerocloud.object.batch import BatchRun, Spares, read_spec
 from zerocloud.object.cache import ContentCache
 from zerocloud.object.plan import FILE, FIXED, LINK, LOCAL, OUT, TAIL, Step
 from zerocloud.object.results import STDERR_TAIL, Tail, node_report, stderr_of, with_local_env
@@ -456,11 +456,7 @@ class NodeRun:
                 if name in files:
                     raise wire.WireError(f'member {name} sent twice')
                 if name == wire.SPEC:
-                    if f.left > wire.SPEC_LIMIT:    # not its start parsed: a misleading error
-                        raise HTTPRequestEntityTooLarge(
-                            body=f'node spec ({f.left} bytes) larger than the '
-                                 f'{wire.SPEC_LIMIT} bytes an object server reads\n')
-                    spec = wire.NodeSpec.from_json(f.read())
+                    spec = wire.NodeSpec.from_json(read_spec(f, 'node spec'))
                     continue
                 if name == wire.START:
                     rest = members
