@@ -151,18 +151,8 @@ class Arena:
         """``MAP_FIXED`` over [start, end): zeroed, and what of it was free is mapped
         now (a later ``allocate`` must not hand it out again)."""
         self.zero(start, end)
-        free, taken = [], 0
-        for lo, hi in self.free:
-            if hi <= start or lo >= end:
-                free.append((lo, hi))
-                continue
-            taken += min(hi, end) - max(lo, start)
-            if lo < start:
-                free.append((lo, start))
-            if hi > end:
-                free.append((end, hi))
-        self.free = free
-        self.mapped += taken
+        self.free, taken = _cut(self.free, start, end)
+        self.mapped += sum(hi - lo for lo, hi in taken)
         self._note()
 
     def settle(self) -> None:
@@ -177,37 +167,38 @@ class Arena:
 
     def _settle(self, start: int, end: int, zero: bool = True) -> None:
         """Zero (``zero``) the stale pages of [start, end) and forget them."""
-        left = []
-        for lo, hi in self.stale:
-            if hi <= start or lo >= end:
-                left.append((lo, hi))
-                continue
-            if zero:
-                self.space.zero(max(lo, start), min(hi, end))
-            if lo < start:
-                left.append((lo, start))
-            if hi > end:
-                left.append((end, hi))
-        self.stale = left
+        self.stale, settled = _cut(self.stale, start, end)
+        if zero:
+            for lo, hi in settled:
+                self.space.zero(lo, hi)
 
     def release(self, start: int, end: int) -> None:
         """munmap [start, end) (page aligned, inside the mmap area): stale until it
         is handed out again."""
         self.stale = _merged([*self.stale, (start, end)])
-        holes = [(lo, hi) for lo, hi in self.free if hi <= start or lo >= end]
-        clipped = [(lo, hi) for lo, hi in self.free if not (hi <= start or lo >= end)]
-        already = sum(min(hi, end) - max(lo, start) for lo, hi in clipped)
-        for lo, hi in clipped:
-            if lo < start:
-                holes.append((lo, start))
-            if hi > end:
-                holes.append((end, hi))
-        self.mapped -= (end - start) - already
-        holes.append((start, end))
-        merged = _merged(holes)
+        holes, already = _cut(self.free, start, end)
+        self.mapped -= (end - start) - sum(hi - lo for lo, hi in already)
+        merged = _merged([*holes, (start, end)])
         while merged and merged[0][0] == self.floor:
             self.floor = merged.pop(0)[1]
         self.free = merged
+
+
+def _cut(spans: list[tuple[int, int]], start: int, end: int
+         ) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """``spans`` (sorted, disjoint) without [start, end), in order, and their parts
+    inside it (the free list's or the stale list's, by an allocation or a release)."""
+    left, inside = [], []
+    for lo, hi in spans:
+        if hi <= start or lo >= end:
+            left.append((lo, hi))
+            continue
+        inside.append((max(lo, start), min(hi, end)))
+        if lo < start:
+            left.append((lo, start))
+        if hi > end:
+            left.append((end, hi))
+    return left, inside
 
 
 def _merged(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
