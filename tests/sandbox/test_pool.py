@@ -20,6 +20,7 @@ import time
 import pytest
 
 from zvm_core import engines
+from zvm_core import pool as pool_module
 from zvm_core.channels import READ, WRITE, Channel, FdBacking, LinkWaker, LinkWriter, Quota
 from zvm_core.executor import Limits, run
 from zvm_core.limits import MAX_FDS
@@ -30,6 +31,7 @@ from zvm_core.pool import (
     PoolBusy,
     WarmUp,
     WorkerFailed,
+    WorkersFailing,
     _buffer,
     _recv,
     _reply,
@@ -212,6 +214,103 @@ def test_workers_that_cannot_start_say_where_their_error_is(guest, tmp_path, mon
     with Pool(size=1, queue=1, warm=[WarmUp(str(guest('hello')), ('hello',))]) as warm:
         with pytest.raises(WorkerFailed, match='died as it started'):
             warm.wait_warm(30)
+
+
+def _broken_python(tmp_path, monkeypatch):
+    """Workers start as a ``python3`` that dies on import (exit 1), each start one
+    line of the file returned."""
+    starts = tmp_path / 'starts'
+    broken = tmp_path / 'python3'
+    broken.write_text(f'#!/bin/sh\necho started >> {starts}\n'
+                      'echo "ImportError: zvm_core._fastcall" >&2\nexit 1\n')
+    broken.chmod(0o755)
+    monkeypatch.setattr(sys, 'executable', str(broken))
+    return lambda: len(starts.read_text().splitlines()) if starts.exists() else 0
+
+
+def test_workers_that_die_as_they_start_are_not_started_per_request(
+        guest, tmp_path, monkeypatch):
+    """A broken installation: after START_FAILURES workers died as they started,
+    requests are refused at once (no worker started per request) for a back-off
+    that grows; a worker that starts fine ends it, and the count starts again."""
+    monkeypatch.setattr(pool_module, 'BACKOFF', 0.3)
+    python = sys.executable
+    starts = _broken_python(tmp_path, monkeypatch)
+    with Pool(size=1, queue=2) as small:
+        refusals = []
+        while not refusals:
+            try:
+                report = _pool_run(small, guest('hello'))[0]
+            except WorkersFailing as e:
+                refusals.append(e)
+                continue
+            assert (report.status, report.host_failure) == ('killed', True)
+            assert 'died as it started (exit status 1)' in report.message
+            assert starts() <= pool_module.START_FAILURES
+        for _ in range(19):
+            with pytest.raises(WorkersFailing) as refused:
+                _pool_run(small, guest('hello'))
+            refusals.append(refused.value)
+        assert starts() == pool_module.START_FAILURES      # none started per request
+        assert [e.first for e in refusals] == [True] + [False] * 19    # logged once
+        first = refusals[0]
+        assert isinstance(first, PoolBusy) and 0 < first.retry_after <= 0.3
+        assert str(first).startswith(f'sandbox workers die as they start '
+                                     f'({pool_module.START_FAILURES} in a row): none is '
+                                     f'started for 0.3 s; the last: sandbox worker died as '
+                                     f'it started (exit status 1): its error is on the '
+                                     f'standard error of process {os.getpid()}')
+        time.sleep(first.retry_after)
+        report = _pool_run(small, guest('hello'))[0]       # one more try: it dies too
+        assert 'died as it started' in report.message and starts() == 4
+        with pytest.raises(WorkersFailing, match='none is started for 0.6 s') as again:
+            _pool_run(small, guest('hello'))
+        assert again.value.first and 0.3 < again.value.retry_after <= 0.6
+        monkeypatch.setattr(sys, 'executable', python)      # fixed
+        time.sleep(again.value.retry_after)
+        report, out = _pool_run(small, guest('hello'))
+        assert report.status == 'ok' and out == b'Hello, world!\n'
+        _broken_python(tmp_path, monkeypatch)
+        os.kill(small.pids[0], signal.SIGKILL)          # its successors die as they start
+        for _ in range(pool_module.START_FAILURES):     # the count began again
+            report = _pool_run(small, guest('hello'))[0]
+            assert report.status == 'killed'
+        with pytest.raises(WorkersFailing, match='none is started for 0.3 s'):
+            _pool_run(small, guest('hello'))
+
+
+def test_the_back_off_is_capped(monkeypatch) -> None:
+    monkeypatch.setattr(pool_module, 'BACKOFF_MOST', 4.0)
+    breaker = pool_module._Breaker()
+    backoffs = []
+    for _ in range(pool_module.START_FAILURES + 5):
+        breaker.died('it died')
+        backoffs.append(breaker.backoff)
+    assert backoffs[pool_module.START_FAILURES - 1:] == [1.0, 2.0, 4.0, 4.0, 4.0, 4.0]
+    with pytest.raises(WorkersFailing, match='none is started for 4 s; the last: it died'):
+        breaker.check()
+    breaker.started()           # a worker started: the count and the back-off begin again
+    breaker.until = 0.0
+    for _ in range(pool_module.START_FAILURES - 1):
+        breaker.died('it died')
+        breaker.check()
+    breaker.died('it died')
+    with pytest.raises(WorkersFailing, match='none is started for 1 s'):
+        breaker.check()
+
+
+def test_a_worker_that_dies_on_its_first_request_did_not_die_starting(tmp_path) -> None:
+    """A worker without warm-ups that exits (status 1, not killed) on its first
+    request, here a validation of a directory (an uncaught IsADirectoryError), had
+    started: not "died as it started"."""
+    with Pool(size=1, queue=0) as small:
+        fd = os.open(tmp_path, os.O_RDONLY)
+        try:
+            with pytest.raises(WorkerFailed) as failed:
+                small.validate(fd, timeout=60)
+        finally:
+            os.close(fd)
+        assert str(failed.value) == 'sandbox worker died (exit status 1)'
 
 
 def test_timeout_inside_a_worker(guest, pool, engine):

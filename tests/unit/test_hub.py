@@ -98,7 +98,7 @@ def test_a_dead_worker_is_replaced_off_the_hub(monkeypatch) -> None:
     sleep(0)
 
     class SlowWorker:
-        served = 0
+        served, spoke = 0, True                   # it had started
 
         def __init__(self, *args) -> None:
             if workers:                          # a replacement, not the first worker
@@ -169,7 +169,7 @@ def test_a_replacement_cut_short_leaves_the_slot_a_worker(monkeypatch) -> None:
     workers, cut = [], [True]
 
     class Worker:
-        served = 0
+        served, spoke = 0, True                   # it had started
 
         def __init__(self, *args) -> None:
             self.proc = _DeadProc() if not workers else _LiveProc()
@@ -236,7 +236,7 @@ def test_a_worker_ending_is_waited_for_off_the_hub(monkeypatch, how: str) -> Non
     sleep(0)
 
     class Worker:
-        served, warming, sock, buf = 0, False, None, None
+        served, warming, spoke, death, sock, buf = 0, False, True, None, None, None
 
         def __init__(self, *args) -> None:
             self.proc = _EndingProc(ticker, seen)

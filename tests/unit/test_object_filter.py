@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import io
 import json
 import os
 import subprocess
+import sys
 import tarfile
 import time
 from pathlib import Path
@@ -20,7 +22,9 @@ from swift.obj.server import ObjectController
 
 from zerocloud import wire
 from zerocloud.object import ContentCache, ObjectExecMiddleware
+from zerocloud.object import middleware as object_middleware
 from zerocloud.object.batch import CHUNK, Chunks
+from zvm_core import pool as pool_module
 
 PATH = '/sda1/0/a/c/o'
 TEXT = b'hello object\nserver\n'
@@ -485,7 +489,7 @@ class Logged:
     """A logger that keeps each line it is given, by level."""
 
     def __init__(self) -> None:
-        self.lines: dict[str, list[str]] = {'info': [], 'debug': [], 'exception': []}
+        self.lines: dict[str, list[str]] = collections.defaultdict(list)
 
     def __getattr__(self, level: str):
         return lambda msg, *args: self.lines[level].append(msg % args)
@@ -1125,3 +1129,41 @@ def test_a_reports_block_waits_a_little_for_more_results_then_goes_without_them(
                 for name, f in wire.read_members(io.BytesIO(data), wire.REPORTS)]
     assert nodes(first + wire.TAR_END) == [[0, 1]] and nodes(rest) == [[2]]
     assert run.ended
+
+
+def test_workers_that_die_as_they_start_are_a_503_to_try_later_logged_once(
+        mw, guest, tmp_path, monkeypatch) -> None:
+    """An installation whose workers die on import: once START_FAILURES died, nodes
+    (alone or in a batch) get 503 with Retry-After (the back-off's end), saying what
+    is wrong and where its error is; the log says it once, not once per node."""
+    broken = tmp_path / 'python3'
+    broken.write_text('#!/bin/sh\necho "ImportError: zvm_core._fastcall" >&2\nexit 1\n')
+    broken.chmod(0o755)
+    monkeypatch.setattr(sys, 'executable', str(broken))
+    monkeypatch.setattr(object_middleware, '_POOLS', {})
+    monkeypatch.setattr(pool_module, 'BACKOFF', 30.0)
+    mw.logger = logged = Logged()
+    put(mw)
+    for _ in range(pool_module.START_FAILURES):     # each tried: a host failure
+        resp = execute(mw, members=wc_members(guest))
+        if resp.status_int == 503:
+            break
+        assert resp.status_int == 200, resp.body
+        report = json.loads(untar(resp.body)[wire.REPORT])
+        assert report['status'] == 'killed' and report['host_failure']
+    for _ in range(3):
+        resp = execute(mw, members=wc_members(guest))
+        assert resp.status_int == 503 and resp.headers['Retry-After'] in ('29', '30')
+        assert resp.body.startswith(b'sandbox workers die as they start (')
+        assert b'sandbox worker died as it started (exit status 1): its error is on the ' \
+               b'standard error of process' in resp.body
+    entries = [wire.BatchEntry('sda1', 0, PATH[len('/sda1/0'):], wire.NodeSpec(
+        f'n{i}', ['wc'], devices=(wire.DeviceSpec('stdin', 'r', source='local'),
+                                  wire.DeviceSpec('stdout', 'w')))) for i in range(2)]
+    members = untar(batch_request(mw, entries, guest('wc').read_bytes()).body)
+    assert sorted(members) == ['0/error', '1/error']
+    assert all(e.startswith(b'503 sandbox workers die as they start (')
+               for e in members.values())
+    (line,) = logged.lines['error']
+    assert line.startswith('zerocloud: sandbox workers die as they start (')
+    assert mw.pool.replaced < pool_module.START_FAILURES

@@ -22,11 +22,13 @@ reading another account's public object charges the reader.
 from __future__ import annotations
 
 import collections
+import math
 
 from swift.common.swob import HTTPServiceUnavailable, Request
 
 from zerocloud import wire
 from zerocloud.config import Config
+from zvm_core.pool import PoolBusy, WorkersFailing
 
 RETRY_AFTER = '1'
 
@@ -35,6 +37,19 @@ def charged_to(req: Request, path_account: str) -> tuple[str, str]:
     """(account, job) the nodes of ``req`` count against: the account running the job,
     as the proxy says (else the one in the path), and the job's id."""
     return req.headers.get(wire.ACCOUNT) or path_account, req.headers.get('X-Zerocloud-Id', '')
+
+
+def pool_refused(e: PoolBusy, logger) -> HTTPServiceUnavailable:
+    """The 503 of a node the pool refused: every worker busy (``Slot not available``),
+    or its workers die as they start (logged once per back-off, not per node; to
+    try again when the back-off ends)."""
+    if not isinstance(e, WorkersFailing):
+        return HTTPServiceUnavailable(body=f'Slot not available: {e}\n',
+                                      headers={'Retry-After': RETRY_AFTER})
+    if e.first:
+        logger.error('zerocloud: %s', e)
+    return HTTPServiceUnavailable(body=f'{e}\n',
+                                  headers={'Retry-After': str(math.ceil(e.retry_after))})
 
 
 class Admission:

@@ -58,7 +58,7 @@ from swift.common.utils import ClosingIterator
 
 from zerocloud import hangup, wire
 from zerocloud.object import scratch
-from zerocloud.object.admission import RETRY_AFTER, charged_to
+from zerocloud.object.admission import RETRY_AFTER, charged_to, pool_refused
 from zerocloud.object.answer import REPORT_NAMES, NodeAnswer
 from zerocloud.object.diskfiles import DiskFiles
 from zerocloud.object.plan import LINK
@@ -506,9 +506,7 @@ class BatchRun:
                 for node in nodes:
                     node.close(self.outputs)
                     if node.run is not None:
-                        yield node.index, HTTPServiceUnavailable(
-                            body=f'Slot not available: {e}\n',
-                            headers={'Retry-After': RETRY_AFTER})
+                        yield node.index, pool_refused(e, self.logger)
         finally:
             for node in nodes:
                 node.close(self.outputs)

@@ -158,7 +158,7 @@ from swift.common.utils import (
 from zerocloud import hangup, wire
 from zerocloud.config import NOT_PLAIN, Config
 from zerocloud.object import scratch
-from zerocloud.object.admission import RETRY_AFTER, Admission, charged_to
+from zerocloud.object.admission import RETRY_AFTER, Admission, charged_to, pool_refused
 from zerocloud.object.batch import BatchRun, Spares, read_spec
 from zerocloud.object.cache import ContentCache
 from zerocloud.object.plan import FILE, FIXED, LINK, LOCAL, OUT, TAIL, Step
@@ -617,8 +617,7 @@ class NodeRun:
                                    seed=spec.seed, epoch=spec.epoch, started=started,
                                    engine=engine, account=self.account)
         except PoolBusy as e:
-            raise HTTPServiceUnavailable(body=f'Slot not available: {e}\n',
-                                         headers={'Retry-After': RETRY_AFTER}) from None
+            raise pool_refused(e, self.logger) from None
         return node_report(spec, report.to_dict(), stderr())
 
     def run(self, spec: wire.NodeSpec, files: dict[str, str], reader, tmp: str):

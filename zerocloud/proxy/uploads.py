@@ -31,7 +31,7 @@ from swift.common.swob import (
 from swift.common.utils import config_true_value
 
 from zerocloud import wire
-from zvm_core.pool import Pool, PoolBusy, WorkerFailed
+from zvm_core.pool import Pool, PoolBusy, WorkerFailed, WorkersFailing
 
 VALIDATE_TIMEOUT = 120.0
 VALIDATE_WORKERS = 2        # uploads validated at once per proxy process
@@ -147,7 +147,8 @@ class ValidatedPut:
                 valid, reason = validation_pool().validate(program.fileno(),
                                                            timeout=VALIDATE_TIMEOUT)
         except (PoolBusy, WorkerFailed, OSError) as e:
-            self.logger.error('validating an upload failed: %s', e)
+            if not isinstance(e, WorkersFailing) or e.first:    # once per back-off
+                self.logger.error('validating an upload failed: %s', e)
             return None
         if valid:
             return True, ''

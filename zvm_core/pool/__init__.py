@@ -51,6 +51,13 @@ in the caller's event loop.
 Workers limit themselves (core size, open files, address space, no new
 privileges) as defence in depth, and end when their parent is gone.
 
+A worker says it is ready once it started (imported, probed the host, warmed
+up).  Workers that die before that (an installation without zvm_core's C
+extensions, a broken interpreter) would die as fast as requests start them:
+after :data:`START_FAILURES` in a row the pool starts none for a back-off
+(doubled each time, at most :data:`BACKOFF_MOST` seconds) and refuses every
+request at once with :class:`WorkersFailing`; a worker that starts ends it.
+
 ``Pool.validate`` asks a worker for the validator's verdict on a program
 without running it (the proxy's upload check), so the caller never loads the
 validator itself.
@@ -92,11 +99,23 @@ from zvm_core.report import (
 )
 
 KILL_GRACE = 2.0
+START_FAILURES = 3      # workers in a row that died as they started: the pool stops starting
+BACKOFF, BACKOFF_MOST = 1.0, 60.0   # seconds it then refuses; doubled each time, capped
 _GONE = object()        # a request that did not go: its worker had ended (Pool._exchange)
 
 
 class PoolBusy(Exception):
     """Every worker is busy and the queue is full: try later (HTTP 503)."""
+
+
+class WorkersFailing(PoolBusy):
+    """Workers die as they start: the pool refuses at once for ``retry_after`` more
+    seconds rather than start one per request.  ``first``: the first refusal of
+    this back-off (a server logs that one, not one per request)."""
+
+    def __init__(self, message: str, retry_after: float, first: bool) -> None:
+        super().__init__(message)
+        self.retry_after, self.first = retry_after, first
 
 
 class WorkerFailed(RuntimeError):
@@ -526,8 +545,9 @@ class _Worker:
         self.sock = parent
         self.buf = _buffer()
         self.served = 0
-        self.warming = warm != '[]'         # its "ready" message is still to come
-        self.spoke = False                  # a message came from it: it started
+        self.warming = True                 # its "ready" message is still to come
+        self.spoke = False                  # that message came: it started
+        self.death: str | None = None       # what to say of its end (Pool._death)
         self.shapes = _Shapes()
 
     def send(self, message: Callable[[_Shapes], list], fds: list[int]) -> None:
@@ -555,6 +575,38 @@ class _Worker:
         self.sock.close()
 
 
+class _Breaker:
+    """Workers that died as they started, none started since: from
+    :data:`START_FAILURES` of them the pool refuses for a back-off, doubled each
+    time it opens again (capped); a worker that starts closes it."""
+
+    def __init__(self) -> None:
+        self.failed = 0
+        self.backoff = 0.0
+        self.until = 0.0
+        self.cause = ''
+        self.told = False       # a refusal of this back-off was raised
+
+    def started(self) -> None:
+        self.failed, self.backoff = 0, 0.0
+
+    def died(self, cause: str) -> None:
+        self.failed += 1
+        if self.failed >= START_FAILURES:
+            self.backoff = min(BACKOFF_MOST, self.backoff * 2 or BACKOFF)
+            self.until = time.monotonic() + self.backoff
+            self.cause, self.told = cause, False
+
+    def check(self) -> None:
+        """:class:`WorkersFailing` while the back-off lasts."""
+        left = self.until - time.monotonic()
+        if left > 0:
+            first, self.told = not self.told, True
+            raise WorkersFailing(
+                f'sandbox workers die as they start ({self.failed} in a row): none is '
+                f'started for {self.backoff:g} s; the last: {self.cause}', left, first)
+
+
 class Pool:
     """``size`` warm workers; ``run`` blocks (green-friendly) until the report."""
 
@@ -576,6 +628,7 @@ class Pool:
         self._waiting = 0
         self._stopped: set[_Worker] = set()     # killed, not reaped yet (``_stop``)
         self._offload = offload or (lambda fn, *args: fn(*args))
+        self._breaker = _Breaker()
         self.replaced = 0
         self.closed = False
 
@@ -680,7 +733,6 @@ class Pool:
                     os.close(f)
                 if reply is None:
                     break
-                worker.spoke = True
                 done += 1       # not in served: a chunk's worker may die after some replies
                 yield _run_result(reply)
             else:
@@ -755,12 +807,15 @@ class Pool:
         """The idle worker for a request, once admitted (bounded: :class:`PoolBusy`)
         and its account's turn came; it holds a slot until :meth:`_put_back`."""
         with self._lock:
+            self._breaker.check()
             if self._waiting >= self.queue + self.size:
                 raise PoolBusy(f'{self.size} running and {self.queue} waiting')
             self._waiting += 1
         try:
             self._slots.acquire(account)
             try:
+                with self._lock:
+                    self._breaker.check()       # it opened while this request waited
                 worker = self._idle.pop(0)      # idle longest: done with its clean-up
                 if worker in self._stopped:
                     worker = self._successor(worker)    # its replacement was cut
@@ -774,14 +829,17 @@ class Pool:
         return worker
 
     def _put_back(self, worker: _Worker | None, served: int, account: str) -> None:
-        """Give back what :meth:`_take` took: the worker (a successor if it died; None:
-        it is back already) and its slot."""
+        """Give back what :meth:`_take` took: the worker (a successor if it died; one
+        that died as it started is replaced when next taken, through the breaker;
+        None: it is back already) and its slot."""
         try:
             if worker is None:
                 pass
             elif worker not in self._stopped and (worker.served > served
                                                   or worker.proc.poll() is None):
                 self._idle.append(worker)       # one that answered is alive: no wait()
+            elif worker not in self._stopped and not worker.spoke:
+                self._idle.append(worker)       # died as it started (:meth:`_take`)
             else:
                 self._idle.append(self._successor(worker))
         finally:
@@ -796,6 +854,8 @@ class Pool:
         caller's green thread killed: its client hung up) the dead worker goes back
         to the idle list, to be replaced when next taken: a slot keeps its worker."""
         try:
+            if not dead.spoke and dead not in self._stopped:
+                self._death(dead)       # it died as it started: counted
             return self._replace(dead)
         except BaseException:
             self._idle.append(dead)
@@ -851,7 +911,6 @@ class Pool:
             os.close(f)
         if reply is None:
             return _failed('killed', self._death(worker), host_failure=True)
-        worker.spoke = True
         worker.served += 1
         return parse(reply)
 
@@ -865,28 +924,35 @@ class Pool:
     def _death(self, worker: _Worker) -> str:
         """What to say of a worker that closed its socket (it is ending): its exit
         status, waited for through ``offload`` (off a server's hub: its end may take
-        milliseconds).  One that exited before it ever spoke (not killed) died
-        starting (an installation without zvm_core's C extensions, a broken
-        interpreter): every worker will, and what to fix is in the traceback it
-        wrote on this process's standard error."""
-        status = self._offload(worker.proc.wait)
-        if worker.spoke or status < 0:
-            return f'sandbox worker died ({_exit_text(status)})'
-        return (f'sandbox worker died as it started ({_exit_text(status)}): its error is on '
-                f'the standard error of process {os.getpid()} (a server: its log)')
+        milliseconds), once.  One that exited before it said it was ready (not
+        killed) died starting (an installation without zvm_core's C extensions, a
+        broken interpreter): every worker will (counted: :class:`_Breaker`), and
+        what to fix is in the traceback it wrote on this process's standard error."""
+        if worker.death is None:
+            status = self._offload(worker.proc.wait)
+            if worker.spoke or status < 0:
+                worker.death = f'sandbox worker died ({_exit_text(status)})'
+            else:
+                worker.death = (f'sandbox worker died as it started ({_exit_text(status)}): '
+                                f'its error is on the standard error of process '
+                                f'{os.getpid()} (a server: its log)')
+                self._breaker.died(worker.death)
+        return worker.death
 
-    @staticmethod
-    def _ready(worker: _Worker, deadline: float | None) -> None:
-        """Wait for the worker's warm-ups to end (TimeoutError past ``deadline``)."""
+    def _ready(self, worker: _Worker, deadline: float | None) -> None:
+        """Wait for the worker to have started: imports, probe, warm-ups
+        (TimeoutError past ``deadline``)."""
         if worker.warming:
             ready, _ = _recv(worker.sock, worker.buf, deadline)
             worker.warming = False
             worker.spoke = ready is not None
+            if worker.spoke:
+                self._breaker.started()
 
     def wait_warm(self, timeout: float) -> None:
-        """Block until every idle worker has done its warm-ups (TimeoutError after
-        ``timeout`` seconds, :class:`WorkerFailed` if one died doing them); for a
-        server that should start warm."""
+        """Block until every idle worker has started and done its warm-ups
+        (TimeoutError after ``timeout`` seconds, :class:`WorkerFailed` if one died
+        before); for a server that should start warm."""
         deadline = time.monotonic() + timeout
         for worker in list(self._idle):
             warming = worker.warming

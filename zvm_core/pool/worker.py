@@ -404,8 +404,7 @@ def worker_main(fd: int, template_bytes: int, address_space: int,
     # what lives as long as the worker (modules, warm templates) is left out of the
     # cyclic GC's full collections; a run itself makes no reference cycle
     gc.freeze()
-    if warm:
-        _send_json(sock, {'ready': True})   # the pool reads it before the first request
+    _send_json(sock, {'ready': True})   # the pool reads it before the first request
     inbox = _Inbox(sock)
     while True:
         templates.idle(sock)
