@@ -323,6 +323,18 @@ class NodeSpec:
 # A spec's fields but its name (the first), in order: the wildcard's nodes of a batch
 # differ only by name (``SharedSpec``).
 _BUT_NAME = operator.attrgetter(*[f.name for f in fields(NodeSpec)][1:])
+# A spec's fields but its name, argv and env, in order: what a wildcard's nodes share
+# (``argv[0]`` and ``SCRIPT_NAME`` are a node's name).
+SPEC_FIXED = operator.attrgetter(*[f.name for f in fields(NodeSpec)
+                                   if f.name not in ('name', 'argv', 'env')])
+
+
+def spec_too_large(size: int) -> str:
+    """Why a node whose spec (its ``node.json``) is ``size`` bytes runs nowhere: the
+    same words whether it was to go alone or in a batch."""
+    return (f'its node spec is {size} bytes; an object server reads {SPEC_LIMIT} at most '
+            "(the spec holds the node's argv and env and a device per node it is "
+            'connected to): make them smaller')
 
 
 def _text(value: object, error: type[WireError] = SpecError) -> str:
@@ -417,6 +429,8 @@ class SharedSpec:
     def __init__(self, spec: NodeSpec) -> None:
         self.spec, self.obj, self.rest = spec, spec.to_obj(), _BUT_NAME(spec)
         self.fields = dict(vars(spec))
+        self.fixed = SPEC_FIXED(spec)
+        self.size: int | None = None        # of its JSON, once asked (spec_size)
 
     @classmethod
     def from_json(cls, data: bytes) -> SharedSpec:
@@ -425,6 +439,22 @@ class SharedSpec:
 
     def to_json(self) -> bytes:
         return json.dumps(self.obj, sort_keys=True).encode()
+
+    def spec_size(self, spec: NodeSpec) -> int:
+        """``len(spec.to_json())``: an entry's merged spec as a node's ``node.json``,
+        what :data:`SPEC_LIMIT` bounds alone or in a batch.  Worked out from this
+        spec's size when ``spec`` differs in its name, argv and env only (a
+        wildcard's nodes): a value's JSON in a spec's is its JSON alone, and no
+        whole spec is made JSON per node."""
+        if self.size is None:
+            self.size = len(self.to_json())
+        if SPEC_FIXED(spec) != self.fixed:
+            return len(spec.to_json())
+        size = self.size
+        for key, value in (('name', spec.name), ('argv', spec.argv), ('env', spec.env)):
+            if value != self.obj[key]:
+                size += len(_sorted_json(value)) - len(_sorted_json(self.obj[key]))
+        return size
 
     def changes(self, spec: NodeSpec) -> dict:
         """An entry's ``set``: the fields of ``spec`` that differ (one the shared spec

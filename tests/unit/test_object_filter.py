@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tarfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -385,6 +386,37 @@ def test_a_batch_spec_over_the_limit_is_a_413_naming_it(mw, form: str) -> None:
     resp = batch_request(mw, entries, b'x', form)
     assert resp.status_int == 413, resp.body
     assert b'larger than the %d bytes an object server reads' % wire.SPEC_LIMIT in resp.body
+    assert mw.admission.total == 0
+
+
+def test_a_batch_entry_whose_merged_spec_is_over_the_limit_is_a_413_as_alone(
+        mw, guest, monkeypatch) -> None:
+    """An entry's spec, merged (``batch/spec`` and its ``set``), over what a server
+    reads as a node's ``node.json``: that node is refused with the words a node alone
+    gets from the proxy (its size exact, however it differs: its name, argv, env,
+    devices); the others run."""
+    devices = (wire.DeviceSpec('stdin', 'r', source='local'), wire.DeviceSpec('stdout', 'w'))
+    node = wire.NodeSpec('n0', ['wc'], devices=devices)
+    monkeypatch.setattr(wire, 'SPEC_LIMIT', len(node.to_json()) + 20)
+    specs = [node, replace(node, name='n1' + 'é' * 10),
+             replace(node, argv=['wc', 'x' * 30]), replace(node, env={'BIG': 'x' * 30}),
+             replace(node, name='n4', devices=(*devices, wire.DeviceSpec('x' * 20, 'w'))),
+             replace(node, name='n5')]
+    for i in range(len(specs)):
+        put(mw, f'/sda1/0/a/c/o{i}')
+    entries = [wire.BatchEntry('sda1', 0, f'/a/c/o{i}', spec) for i, spec in enumerate(specs)]
+    resp = batch_request(mw, entries, guest('wc').read_bytes())
+    assert resp.status_int == 200, resp.body
+    members = untar(resp.body)
+    for i in (1, 2, 3, 4):
+        size = len(specs[i].to_json())
+        assert size > wire.SPEC_LIMIT
+        assert members[f'{i}/error'].decode() == (
+            f'413 its node spec is {size} bytes; an object server reads {wire.SPEC_LIMIT} '
+            "at most (the spec holds the node's argv and env and a device per node it is "
+            'connected to): make them smaller')
+    for i in (0, 5):
+        assert json.loads(members[f'{i}/report.json'])['status'] == 'ok'
     assert mw.admission.total == 0
 
 

@@ -314,6 +314,7 @@ class BatchRun:
         self.plan: tuple | None = None          # the last node's devices' (``NodeRun.plan``)
         self.plan_of: tuple | None = None       # those devices
         self.null = None                        # /dev/null, open for the batch's nodes
+        self.shared: wire.SharedSpec | None = None      # its batch/spec
         self.blocks = req.headers.get(wire.READS_REPORTS) == '1'    # answer in batch/reports
 
     def execute(self) -> Response:
@@ -375,7 +376,7 @@ class BatchRun:
                     self.files[name] = cache.receive(f, budget)
                     budget -= os.path.getsize(self.files[name])
                 elif name == wire.BATCH_SPEC and not entries and shared is None:
-                    shared = wire.SharedSpec.from_json(read_spec(f, name))
+                    shared = self.shared = wire.SharedSpec.from_json(read_spec(f, name))
                 elif name == wire.BATCH_ENTRIES:
                     if f.left > wire.ENTRIES_LIMIT:
                         raise wire.WireError(f'{name} larger than {wire.ENTRIES_LIMIT} bytes')
@@ -416,6 +417,10 @@ class BatchRun:
         if helper is None:              # no state of a node: one for them all
             helper = self.node_helper = self.helper()
             helper.null_fd = self.null_fd
+        size = (self.shared.spec_size(entry.spec) if self.shared is not None
+                else len(entry.spec.to_json()))
+        if size > wire.SPEC_LIMIT:          # as it would be alone (node.json): 413
+            raise HTTPRequestEntityTooLarge(body=f'{wire.spec_too_large(size)}\n')
         node = _Node(index, entry, time.monotonic())
         try:
             node.reader = helper.open_local(entry.device, str(entry.partition), account,

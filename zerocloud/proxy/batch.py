@@ -48,13 +48,11 @@ from __future__ import annotations
 import collections
 import http.client
 import itertools
-import operator
 import random
 import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from dataclasses import fields as dataclass_fields
 
 from swift.common.bufferedhttp import http_connect
 from swift.common.concurrency import Event, Timeout, sleep, spawn
@@ -117,12 +115,8 @@ class _Shared(wire.SharedSpec):
     made from those three fields, not from the whole spec as JSON and compared
     (a tenth of the proxy's CPU per node); the same ``set``."""
 
-    def __init__(self, spec: wire.NodeSpec) -> None:
-        super().__init__(spec)
-        self.fixed = _FIXED(spec)
-
     def changes(self, spec: wire.NodeSpec) -> dict:
-        if _FIXED(spec) != self.fixed:
+        if wire.SPEC_FIXED(spec) != self.fixed:
             return super().changes(spec)
         changed = {}
         if spec.name != self.spec.name:
@@ -133,10 +127,6 @@ class _Shared(wire.SharedSpec):
             changed['env'] = dict(spec.env)
         return changed
 
-
-# A node spec's fields but its name, argv and env, in order.
-_FIXED = operator.attrgetter(*[f.name for f in dataclass_fields(wire.NodeSpec)
-                               if f.name not in ('name', 'argv', 'env')])
 
 _ALONE = 'alone'                     # not run in a batch: run it alone
 _FIRST = 'first'                     # a batch of one: alone, on the same server first
@@ -335,6 +325,12 @@ class Batches:
                     continue
             data = wire.BatchEntry(entry.server['device'], plan.partition, plan.path,
                                    spec).to_json(shared)
+            # its merged spec as a node's node.json: at most the shared one's and its
+            # set's (the same JSON), worked out only near the limit
+            if len(shared_json) + len(data) > wire.SPEC_LIMIT and \
+                    shared.spec_size(spec) > wire.SPEC_LIMIT:
+                self._end(entry, _FIRST)            # alone: the 413 a node alone gets
+                continue
             if len(data) + 2 > wire.ENTRIES_LIMIT:      # in no member the server reads: its
                 self._end(entry, _FIRST)                # own request says what it thinks
                 continue

@@ -207,10 +207,7 @@ class Dispatcher:
         started = time.monotonic()
         spec = self.spec(plan).to_json()
         if len(spec) > wire.SPEC_LIMIT:     # no server would read it: say why, send nothing
-            res.fail('error', f'its node spec is {len(spec)} bytes; an object server reads '
-                              f'{wire.SPEC_LIMIT} at most (the spec holds the node\'s argv and '
-                              'env and a device per node it is connected to): make them '
-                              'smaller', 413)
+            res.fail('error', wire.spec_too_large(len(spec)), 413)
             res.seconds = time.monotonic() - started
             return res
         make_members = self.members(plan, spec)
