@@ -279,6 +279,24 @@ def test_workers_that_die_as_they_start_are_not_started_per_request(
             _pool_run(small, guest('hello'))
 
 
+def test_a_worker_killed_before_it_was_ready_is_replaced_at_once(
+        guest, tmp_path, monkeypatch):
+    """A worker killed by a signal as it starts (the OOM killer, an operator) did
+    not die of a broken installation: it is replaced at once, as a worker killed
+    later is, and not counted towards the back-off."""
+    killed = tmp_path / 'python3'
+    killed.write_text('#!/bin/sh\nkill -9 $$\n')
+    killed.chmod(0o755)
+    monkeypatch.setattr(sys, 'executable', str(killed))
+    with Pool(size=1, queue=0) as small:
+        for _ in range(pool_module.START_FAILURES + 1):
+            report = _pool_run(small, guest('hello'))[0]
+            assert report.message == 'sandbox worker died (signal SIGKILL)'
+            assert report.host_failure
+        # each request: the dead idle worker's successor ran it, and was replaced
+        assert small.replaced == 2 * (pool_module.START_FAILURES + 1)
+
+
 def test_the_back_off_is_capped(monkeypatch) -> None:
     monkeypatch.setattr(pool_module, 'BACKOFF_MOST', 4.0)
     breaker = pool_module._Breaker()

@@ -838,7 +838,8 @@ class Pool:
             elif worker not in self._stopped and (worker.served > served
                                                   or worker.proc.poll() is None):
                 self._idle.append(worker)       # one that answered is alive: no wait()
-            elif worker not in self._stopped and not worker.spoke:
+            elif worker not in self._stopped and not worker.spoke and \
+                    worker.proc.returncode >= 0:
                 self._idle.append(worker)       # died as it started (:meth:`_take`)
             else:
                 self._idle.append(self._successor(worker))
