@@ -20,7 +20,6 @@ boundaries, the fixed CPUID table, snapshots) carries
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import itertools
 import json
@@ -174,7 +173,7 @@ def pytest_configure(config) -> None:
 
 
 class PoolWorkers:
-    """The pool workers (``zvm_core.pool._Worker``) this test process starts, so that
+    """The pool workers (``zvm_core.pool.on_worker_start``) this test process starts, so that
     a Pool never closed fails the test that left it instead of leaving its ``python -m
     zvm_core.pool.worker`` children running until the session ends: a worker started
     by a test or its function-scoped fixtures must have ended when the test's teardown
@@ -190,15 +189,11 @@ class PoolWorkers:
 
     def install(self) -> None:
         from zvm_core import pool
-        start = pool._Worker.__init__
+        pool.on_worker_start(self.record)
 
-        @functools.wraps(start)
-        def recorded(worker, *args, **kwargs) -> None:
-            start(worker, *args, **kwargs)
-            owner = self.setting_up[-1] if self.setting_up else None
-            self.started.append((worker.proc, owner if owner and owner.scope != 'function'
-                                 else None))
-        pool._Worker.__init__ = recorded
+    def record(self, proc: subprocess.Popen) -> None:
+        owner = self.setting_up[-1] if self.setting_up else None
+        self.started.append((proc, owner if owner and owner.scope != 'function' else None))
 
     def leaked(self) -> list[str]:
         """The workers due to have ended that still run (now killed), described."""

@@ -9,7 +9,6 @@ import pytest
 
 from zerocloud.proxy import uploads
 from zerocloud.proxy.middleware import ProxyExecMiddleware
-from zvm_core.pool import Pool
 
 
 @pytest.fixture
@@ -22,13 +21,19 @@ def mw(swift, monkeypatch) -> ProxyExecMiddleware:
 
 
 @pytest.fixture(autouse=True)
-def validation_pools(monkeypatch) -> Iterator[dict[int, Pool]]:
-    """The validating workers a program upload starts (``uploads.validation_pool``:
-    one Pool per process, kept for the process's life by design), this test's own
-    and closed when it ends: none is left running (tests/conftest.py's
-    ``PoolWorkers`` fails a test that leaves one) nor handed to the next test."""
-    pools: dict[int, Pool] = {}
-    monkeypatch.setattr(uploads, '_POOLS', pools)
-    yield pools
-    for pool in pools.values():
-        pool.close()
+def validations(monkeypatch) -> Iterator[list[uploads.Validation]]:
+    """The validating workers of the proxy filters this test makes
+    (``uploads.Validation``: a filter's own, closed when it is collected or at exit),
+    closed when the test ends: none is left running (tests/conftest.py's
+    ``PoolWorkers`` fails a test that leaves one) while the test's filters wait for
+    the garbage collector."""
+    made: list[uploads.Validation] = []
+
+    class Recorded(uploads.Validation):
+        def __init__(self) -> None:
+            super().__init__()
+            made.append(self)
+    monkeypatch.setattr(uploads, 'Validation', Recorded)
+    yield made
+    for validation in made:
+        validation.close()

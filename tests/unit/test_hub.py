@@ -153,14 +153,17 @@ def test_the_validating_workers_start_off_the_hub(monkeypatch) -> None:
         def __init__(self, size, queue, *, offload) -> None:
             seen.append(ticker.waits_for_a_tick())
             self.offload = offload
+
+        def close(self) -> None:
+            self.closed = True
     monkeypatch.setattr(uploads, 'Pool', SlowPool)
-    monkeypatch.setattr(uploads, '_POOLS', {})
+    validation = uploads.Validation()
     try:
-        pool = uploads.validation_pool()
+        pool = validation.pool()
     finally:
         ticker.stop()
     assert seen == [True] and pool.offload is tpool.execute
-    assert uploads.validation_pool() is pool             # one per process
+    assert validation.pool() is pool             # one per filter
 
 
 def test_a_replacement_cut_short_leaves_the_slot_a_worker(monkeypatch) -> None:

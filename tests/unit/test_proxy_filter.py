@@ -11,10 +11,14 @@ Swift and of each object server.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import io
 import json
+import os
 import re
+import subprocess
+import sys
 import tarfile
 import tempfile
 from pathlib import Path
@@ -942,6 +946,37 @@ def test_a_program_upload_is_validated_and_the_verdict_stored(swift, guest) -> N
     assert headers['X-Object-Sysmeta-Zerovm-Validator'] == VALIDATOR_VERSION
 
 
+def test_the_validating_workers_end_with_their_filter(swift, guest) -> None:
+    """A filter's validating workers are its own: they end when it is torn down
+    (collected), not with the process."""
+    mw = ProxyExecMiddleware(swift, {})
+    resp = Request.blank(ACCOUNT + '/bin/new', method='PUT', body=guest('wc').read_bytes(),
+                         headers={'Content-Type': 'application/x-nexe'}).get_response(mw)
+    assert resp.headers['X-Zerovm-Valid'] == 'true'
+    pool = mw.validation.pool()
+    workers = [w.proc for w in pool._all]
+    assert len(workers) == uploads.VALIDATE_WORKERS
+    del mw, resp
+    gc.collect()
+    assert pool.closed and all(proc.poll() is not None for proc in workers)
+
+
+def test_the_validating_workers_end_at_exit(tmp_path) -> None:
+    """A proxy process that exits (its filter still there) stops its validating
+    workers first: none is left running once it has exited."""
+    script = tmp_path / 'proxy.py'
+    script.write_text('from zerocloud.proxy.middleware import ProxyExecMiddleware\n'
+                      'mw = ProxyExecMiddleware(None, {})\n'
+                      'print(*mw.validation.pool().pids, flush=True)\n')
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=120, check=True)
+    pids = [int(pid) for pid in done.stdout.split()]
+    assert len(pids) == uploads.VALIDATE_WORKERS
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
 def test_an_invalid_upload_is_stored_with_its_verdict(mw, swift) -> None:
     req = Request.blank(ACCOUNT + '/bin/text', method='PUT', body=b'#!/bin/sh\n',
                         headers={'X-Zerovm-Validate': 'yes'})
@@ -958,7 +993,7 @@ def test_an_invalid_upload_is_stored_with_its_verdict(mw, swift) -> None:
     (403, b'Denied: may not write swift://AUTH_a/bin/new\n')])
 def test_an_unauthorised_upload_is_refused_before_it_is_read(
         mw, swift, monkeypatch, denied: int, says: bytes) -> None:
-    monkeypatch.setattr(uploads, 'validation_pool', lambda: pytest.fail('validated'))
+    monkeypatch.setattr(uploads.Validation, 'pool', lambda self: pytest.fail('validated'))
     body = io.BytesIO(b'\x7fELF program')
     req = Request.blank(ACCOUNT + '/bin/new', method='PUT',
                         headers={'Content-Type': 'application/x-nexe', 'Content-Length': '13'})

@@ -265,6 +265,7 @@ import hashlib
 import itertools
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 
@@ -326,6 +327,8 @@ class ProxyExecMiddleware:
         self.config = Config.from_conf(conf)
         self.dispatcher = Dispatcher(self.config, self.logger)
         uploads.validator_version()      # once, at the start, not in a request
+        self.validation = uploads.Validation()
+        weakref.finalize(self, self.validation.close)   # torn down, or at exit
 
     def __call__(self, env, start_response):
         if 'HTTP_X_ZEROVM_EXECUTE' in env or \
@@ -356,7 +359,8 @@ class ProxyExecMiddleware:
         if valid_api_version(version):
             Caller(self.app, req, self.config).authorize(
                 'PUT', f'/{version}/{account}/{container}/{obj}', 'write_acl')
-        return uploads.ValidatedPut(self.app, self.config.max_nexe, self.logger)
+        return uploads.ValidatedPut(self.app, self.config.max_nexe, self.logger,
+                                    self.validation)
 
     # -- request -> nodes --------------------------------------------------------------
 

@@ -7,8 +7,9 @@ request that may not write the object), then validated (at most
 travels with the object as system metadata and is shown as
 ``X-Zerovm-Valid`` (and ``X-Zerovm-Validation-Error``) while the validator
 that gave it is current.  The verdict comes from a worker of the
-proxy's own small ``zvm_core.pool`` (started with the first validated upload,
-off the hub), so the proxy never loads the validator.  The proxy filter's
+proxy filter's own small ``zvm_core.pool`` (:class:`Validation`: started with
+the first validated upload, off the hub; closed with the filter or at exit), so
+the proxy never loads the validator.  The proxy filter's
 docstring ("Programs") and doc/http-api.md describe it for users.
 """
 
@@ -52,19 +53,29 @@ def validator_version() -> str:
         capture_output=True, check=True, text=True, timeout=VALIDATE_TIMEOUT).stdout.strip()
 
 
-_POOLS: dict[int, Pool] = {}
-_POOLS_LOCK = Semaphore()
+class Validation:
+    """A proxy filter's validating workers: started (in a thread) on first use,
+    after the proxy server's fork, never in the hub; closed by :meth:`close`, which
+    the filter's finalizer calls when it is torn down or at exit."""
 
+    def __init__(self) -> None:
+        self._pool: Pool | None = None
+        self._pid = 0               # the process that started it (a fork's child does not own it)
+        self._lock = Semaphore()
 
-def validation_pool() -> Pool:
-    """This process's validating workers, started (in a thread) on first use:
-    after the proxy server's fork, never in the hub."""
-    with _POOLS_LOCK:
-        pool = _POOLS.get(os.getpid())
-        if pool is None or pool.closed:
-            pool = _POOLS[os.getpid()] = tpool.execute(
-                Pool, VALIDATE_WORKERS, VALIDATE_QUEUE, offload=tpool.execute)
-    return pool
+    def pool(self) -> Pool:
+        with self._lock:
+            if self._pool is None or self._pool.closed or self._pid != os.getpid():
+                self._pool = tpool.execute(Pool, VALIDATE_WORKERS, VALIDATE_QUEUE,
+                                           offload=tpool.execute)
+                self._pid = os.getpid()
+            return self._pool
+
+    def close(self) -> None:
+        """Stop the workers this process started, if any."""
+        if self._pool is not None and self._pid == os.getpid():
+            self._pool.close()
+        self._pool = None
 
 
 def wants_validation(env: dict) -> bool:
@@ -97,10 +108,11 @@ class ValidatedPut:
     """The WSGI app of one validated (and already authorised) upload: spool,
     validate, store with the verdict."""
 
-    def __init__(self, app, max_nexe: int, logger) -> None:
+    def __init__(self, app, max_nexe: int, logger, validation: Validation) -> None:
         self.app = app
         self.max_nexe = max_nexe
         self.logger = logger
+        self.validation = validation
 
     @wsgify
     def __call__(self, req: Request):
@@ -144,8 +156,8 @@ class ValidatedPut:
         not decide (logged; the object is stored without a verdict)."""
         try:
             with open(path, 'rb') as program:
-                valid, reason = validation_pool().validate(program.fileno(),
-                                                           timeout=VALIDATE_TIMEOUT)
+                valid, reason = self.validation.pool().validate(program.fileno(),
+                                                                timeout=VALIDATE_TIMEOUT)
         except (PoolBusy, WorkerFailed, OSError) as e:
             if not isinstance(e, WorkersFailing) or e.first:    # once per back-off
                 self.logger.error('validating an upload failed: %s', e)

@@ -520,6 +520,16 @@ class _Shapes:
         return [kind, _dumps(entries).encode()]
 
 
+_STARTED: list[Callable[[subprocess.Popen], None]] = []
+
+
+def on_worker_start(hook: Callable[[subprocess.Popen], None]) -> None:
+    """Call ``hook(process)`` with each worker process the pools of this process
+    start from now on: a test suite's guard that fails a test leaving workers
+    running (a Pool never closed)."""
+    _STARTED.append(hook)
+
+
 # Descriptors in flight (sent with SCM_RIGHTS, not received yet) count against their
 # sender's user, host-wide: past the sender's RLIMIT_NOFILE its sendmsg fails
 # ETOOMANYREFS, the loader's too (its limit: the hard one it inherits, loader.c prepare),
@@ -541,6 +551,8 @@ class _Worker:
              '--warm', warm, '--parent', str(os.getpid())],
             pass_fds=[child.fileno()], stdin=subprocess.DEVNULL)
         child.close()
+        for hook in _STARTED:
+            hook(self.proc)
         parent.setblocking(False)
         self.sock = parent
         self.buf = _buffer()
