@@ -1122,7 +1122,7 @@ def run(program: Program, channels: list[Channel], argv: list[str], env: dict[st
     if failure is not None:
         report = Report('killed', None, failure, host_failure=host)
     else:
-        report = _classify(guest, status, stopped, timeout)
+        report = _classify(guest, status, stopped, timeout, time.perf_counter() - began)
     counters, report.etags = {}, {}
     for alias, ch in sorted(guest.channels.items()):    # one pass: counters, written etags
         counters[alias] = ch.counters.copy()
@@ -1135,7 +1135,10 @@ def run(program: Program, channels: list[Channel], argv: list[str], env: dict[st
     return report
 
 
-def _classify(guest: Guest, status: int, stopped: str | None, timeout: float) -> Report:
+def _classify(guest: Guest, status: int, stopped: str | None, timeout: float,
+              elapsed: float) -> Report:
+    """The report of a guest that ended (``status``) without an outcome of its
+    personality; ``elapsed``: seconds since its run began."""
     exit_state = ''
     if guest.outcome is not None:
         o = guest.outcome
@@ -1146,9 +1149,15 @@ def _classify(guest: Guest, status: int, stopped: str | None, timeout: float) ->
         kind, retcode, message = 'ok', os.WEXITSTATUS(status), ''
     else:
         sig = os.WTERMSIG(status)
-        if sig in (signal.SIGXCPU, signal.SIGKILL):
+        cpu = math.ceil(timeout) + 1            # RLIMIT_CPU: SIGXCPU, a second later SIGKILL
+        if sig == signal.SIGXCPU or (sig == signal.SIGKILL and elapsed >= cpu):
             kind, retcode = 'timeout', None
-            message = f'CPU time limit of {math.ceil(timeout) + 1} s'
+            message = f'CPU time limit of {cpu} s'
+        elif sig == signal.SIGKILL:
+            # neither its CPU limit (no time to reach it) nor ours (``stopped``): its
+            # host's (the OOM killer, an operator): the program may run elsewhere
+            return Report('killed', None, 'native engine: the guest was killed (SIGKILL) '
+                                          'by its host, not by its limits', host_failure=True)
         else:
             kind, retcode = 'fault', None
             message = _SIGNAL_TEXT.get(sig, f'killed by signal {sig}')
