@@ -67,19 +67,16 @@ from urllib.parse import quote
 
 from swift.common.concurrency import Empty, LightQueue, spawn
 from swift.common.http import is_success
-from swift.common.swob import (
-    HTTPAccepted,
-    HTTPBadRequest,
-    HTTPException,
-    HTTPInternalServerError,
-    HTTPServiceUnavailable,
-    Request,
-    Response,
-)
+from swift.common.swob import HTTPAccepted, HTTPException, Request, Response
 from swift.common.utils import FileLikeIter, close_if_possible
 from swift.common.wsgi import make_subrequest
 
 from zerocloud.config import SWIFT_SOURCE
+from zerocloud.httperrors import (
+    HTTPBadRequest,
+    HTTPInternalServerError,
+    HTTPServiceUnavailable,
+)
 from zerocloud.job import Node, SwiftPath
 from zerocloud.proxy.response import attached_object
 from zerocloud.sources import REGISTRY

@@ -26,7 +26,8 @@ import socket
 from collections.abc import Callable, Iterator
 
 from swift.common.concurrency import getcurrent, hubs, spawn, trampoline
-from swift.common.swob import HTTPClientDisconnect
+
+from zerocloud.httperrors import HTTPClientDisconnect
 
 
 class HangUp(BaseException):

@@ -88,19 +88,18 @@ from urllib.parse import quote
 
 from swift.common.concurrency import tpool
 from swift.common.constraints import valid_api_version
-from swift.common.swob import (
+from swift.common.swob import HTTPException, Request
+from swift.common.utils import FileLikeIter, close_if_possible
+
+from zerocloud import zapp
+from zerocloud.httperrors import (
     HTTPBadRequest,
     HTTPClientDisconnect,
-    HTTPException,
     HTTPMethodNotAllowed,
     HTTPNotFound,
     HTTPPreconditionFailed,
     HTTPRequestEntityTooLarge,
-    Request,
 )
-from swift.common.utils import FileLikeIter, close_if_possible
-
-from zerocloud import zapp
 from zerocloud.job import (
     PAYLOAD_DEVICES,
     USER_IMAGE,

@@ -21,9 +21,9 @@ import tarfile
 import zlib
 from dataclasses import dataclass
 
-from swift.common.swob import HTTPBadRequest, HTTPRequestEntityTooLarge
 from swift.common.utils import config_positive_int_value
 
+from zerocloud.httperrors import HTTPBadRequest, HTTPRequestEntityTooLarge
 from zerocloud.zapp_format import MAPS
 
 CHUNK = 1 << 16

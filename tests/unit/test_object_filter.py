@@ -143,6 +143,7 @@ def test_a_local_object_that_is_not_here_is_a_404_before_the_body(mw, state: str
     resp = execute_unread(mw)
     assert resp.status_int == 404
     assert b'/a/c/o is not on this server' in resp.body
+    assert resp.headers['Content-Type'] == 'text/plain; charset=UTF-8'     # not swob's html
     assert resp.headers[wire.EXECUTE] == '1.0'
 
 
@@ -157,6 +158,7 @@ def test_a_missing_disk_is_a_507(mw) -> None:
     req_path = '/sdz9/0/a/c/o'
     resp = execute(mw, body=b'', path=req_path)
     assert resp.status_int == 507
+    assert resp.body.startswith(b'<html>') and resp.content_type == 'text/html'    # swob's
 
 
 def test_a_full_pool_is_a_503_before_the_body(mw) -> None:
@@ -167,6 +169,14 @@ def test_a_full_pool_is_a_503_before_the_body(mw) -> None:
     assert resp.status_int == 503
     assert resp.headers['Retry-After'] == '1'
     assert b'Slot not available' in resp.body
+    assert resp.headers['Content-Type'] == 'text/plain; charset=UTF-8'
+
+
+def test_a_bad_execute_request_is_a_400_in_plain_text(mw) -> None:
+    put(mw)
+    resp = execute(mw, body=b'not a tar stream' * 64)
+    assert resp.status_int == 400, resp.body
+    assert resp.headers['Content-Type'] == 'text/plain; charset=UTF-8'
 
 
 def test_an_account_at_its_share_is_a_503_and_others_still_get_in(server, devices) -> None:

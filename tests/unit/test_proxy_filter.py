@@ -260,6 +260,22 @@ def test_a_job_not_posted_is_the_callers_mistake(mw, swift, method: str, path: s
     assert swift.calls == []
 
 
+PLAIN = 'text/plain; charset=UTF-8'
+
+
+@pytest.mark.parametrize(('method', 'body', 'status'), [
+    ('POST', b'[', 400), ('POST', json.dumps(job(stdin='swift://~/c/nothing*')).encode(), 404),
+    ('GET', b'', 405), ('POST', b'x' * 5000, 413)],
+    ids=['malformed-job', 'no-object', 'not-posted', 'too-large'])
+def test_an_error_of_the_filter_is_plain_text(mw, swift, method, body, status) -> None:
+    """What the filter answers an error with is a line of text, said to be one (swob's
+    default is text/html)."""
+    resp = Request.blank(ACCOUNT, method=method, body=body, headers={
+        'X-Zerovm-Execute': '1.0', 'Content-Type': 'application/json'}).get_response(mw)
+    assert resp.status_int == status
+    assert resp.headers['Content-Type'] == PLAIN, resp.body
+
+
 def test_a_query_not_posted_is_the_callers_mistake(mw, swift) -> None:
     req = Request.blank(ACCOUNT, headers={'X-Zerovm-Execute': 'sql/1.0'})
     resp = req.get_response(mw)

@@ -24,10 +24,11 @@ from __future__ import annotations
 import collections
 import math
 
-from swift.common.swob import HTTPServiceUnavailable, Request
+from swift.common.swob import Request
 
 from zerocloud import wire
 from zerocloud.config import Config
+from zerocloud.httperrors import HTTPServiceUnavailable
 from zvm_core.pool import PoolBusy, WorkersFailing
 
 RETRY_AFTER = '1'

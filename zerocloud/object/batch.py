@@ -45,18 +45,16 @@ from swift.common.concurrency import (
 )
 from swift.common.constraints import check_drive
 from swift.common.storage_policy import POLICIES
-from swift.common.swob import (
-    HTTPBadRequest,
-    HTTPException,
-    HTTPInsufficientStorage,
-    HTTPRequestEntityTooLarge,
-    HTTPServiceUnavailable,
-    Request,
-    Response,
-)
+from swift.common.swob import HTTPException, Request, Response
 from swift.common.utils import ClosingIterator
 
 from zerocloud import hangup, wire
+from zerocloud.httperrors import (
+    HTTPBadRequest,
+    HTTPInsufficientStorage,
+    HTTPRequestEntityTooLarge,
+    HTTPServiceUnavailable,
+)
 from zerocloud.object import scratch
 from zerocloud.object.admission import RETRY_AFTER, charged_to, pool_refused
 from zerocloud.object.answer import REPORT_NAMES, NodeAnswer

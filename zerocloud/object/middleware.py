@@ -137,19 +137,7 @@ from swift.common.exceptions import (
 )
 from swift.common.request_helpers import get_name_and_placement
 from swift.common.storage_policy import REPL_POLICY
-from swift.common.swob import (
-    HTTPBadRequest,
-    HTTPClientDisconnect,
-    HTTPConflict,
-    HTTPException,
-    HTTPInsufficientStorage,
-    HTTPNotFound,
-    HTTPPreconditionFailed,
-    HTTPRequestEntityTooLarge,
-    HTTPServiceUnavailable,
-    Request,
-    Response,
-)
+from swift.common.swob import HTTPException, Request, Response
 from swift.common.utils import (
     ClosingIterator,
     get_logger,
@@ -157,6 +145,16 @@ from swift.common.utils import (
 
 from zerocloud import hangup, wire
 from zerocloud.config import NOT_PLAIN, Config
+from zerocloud.httperrors import (
+    HTTPBadRequest,
+    HTTPClientDisconnect,
+    HTTPConflict,
+    HTTPInsufficientStorage,
+    HTTPNotFound,
+    HTTPPreconditionFailed,
+    HTTPRequestEntityTooLarge,
+    HTTPServiceUnavailable,
+)
 from zerocloud.object import scratch
 from zerocloud.object.admission import RETRY_AFTER, Admission, charged_to, pool_refused
 from zerocloud.object.batch import BatchRun, Spares, read_spec

@@ -11,9 +11,9 @@ import os
 from dataclasses import replace
 
 from swift.common.concurrency import spawn, trampoline
-from swift.common.swob import HTTPBadRequest
 
 from zerocloud import wire
+from zerocloud.httperrors import HTTPBadRequest
 
 STDERR_TAIL = 64 << 10      # bytes of a node's stderr its report keeps (ZeroCloud's cap)
 

@@ -18,23 +18,21 @@ from urllib.parse import quote
 
 from swift.common import constraints
 from swift.common.http import is_success
-from swift.common.swob import (
+from swift.common.swob import HTTPException, Request, Response
+from swift.common.utils import close_if_possible
+from swift.common.wsgi import make_subrequest
+from swift.proxy.controllers.base import get_container_info
+
+from zerocloud.config import NOT_PLAIN, SWIFT_SOURCE, Config
+from zerocloud.httperrors import (
     HTTPConflict,
-    HTTPException,
     HTTPForbidden,
     HTTPNotFound,
     HTTPRequestEntityTooLarge,
     HTTPServiceUnavailable,
     HTTPUnauthorized,
     HTTPUnprocessableEntity,
-    Request,
-    Response,
 )
-from swift.common.utils import close_if_possible
-from swift.common.wsgi import make_subrequest
-from swift.proxy.controllers.base import get_container_info
-
-from zerocloud.config import NOT_PLAIN, SWIFT_SOURCE, Config
 from zerocloud.job import NoData, SwiftPath
 from zerocloud.proxy import uploads
 

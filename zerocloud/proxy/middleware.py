@@ -275,10 +275,7 @@ from swift.common.http import is_success
 from swift.common.registry import get_swift_info, register_swift_info
 from swift.common.storage_policy import POLICIES, REPL_POLICY
 from swift.common.swob import (
-    HTTPBadRequest,
     HTTPException,
-    HTTPNotFound,
-    HTTPRequestEntityTooLarge,
     Request,
     Response,
     str_to_wsgi,
@@ -291,6 +288,7 @@ from swift.common.utils import (
 
 from zerocloud import chain, deferred, graph, hangup, placement, sources, wire
 from zerocloud.config import Config
+from zerocloud.httperrors import HTTPBadRequest, HTTPNotFound, HTTPRequestEntityTooLarge
 from zerocloud.job import (
     Device,
     JobError,

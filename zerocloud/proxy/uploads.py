@@ -23,15 +23,11 @@ import tempfile
 
 from swift.common.concurrency import Semaphore, tpool
 from swift.common.http import is_success
-from swift.common.swob import (
-    HTTPClientDisconnect,
-    HTTPRequestEntityTooLarge,
-    Request,
-    wsgify,
-)
+from swift.common.swob import Request, wsgify
 from swift.common.utils import config_true_value
 
 from zerocloud import wire
+from zerocloud.httperrors import HTTPClientDisconnect, HTTPRequestEntityTooLarge
 from zvm_core.pool import Pool, PoolBusy, WorkerFailed, WorkersFailing
 
 VALIDATE_TIMEOUT = 120.0

@@ -33,7 +33,12 @@ import tempfile
 import zlib
 from typing import TYPE_CHECKING
 
-from swift.common.swob import (
+from swift.common.swob import Response
+from swift.common.utils import close_if_possible
+
+from zerocloud import hangup, sources
+from zerocloud import job as jobs
+from zerocloud.httperrors import (
     HTTPBadRequest,
     HTTPForbidden,
     HTTPMethodNotAllowed,
@@ -42,12 +47,7 @@ from swift.common.swob import (
     HTTPRequestEntityTooLarge,
     HTTPServiceUnavailable,
     HTTPUnprocessableEntity,
-    Response,
 )
-from swift.common.utils import close_if_possible
-
-from zerocloud import hangup, sources
-from zerocloud import job as jobs
 from zerocloud.sources import Input, Launch
 from zerocloud.sql import planner
 from zerocloud.sql.planner import SqlError
