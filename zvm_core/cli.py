@@ -419,7 +419,8 @@ def _info() -> int:
 def _repeat(opts: argparse.Namespace, program: str, mounts: list[tuple[str, str]],
             argv: list[str], limits: Limits, engine: str | None) -> Report:
     """``--repeat``: the same run N times through one warm worker, timed."""
-    from zvm_core.pool import ChannelSpec, Pool
+    from zvm_core.pool import ChannelSpec, Pool, WorkersFailing
+    from zvm_core.report import Report
     times = []
     with Pool(size=1) as pool:
         for _ in range(opts.repeat):
@@ -434,6 +435,8 @@ def _repeat(opts: argparse.Namespace, program: str, mounts: list[tuple[str, str]
                 report = pool.run(program, specs, argv=argv, env=dict(opts.env),
                                   limits=limits, seed=opts.seed, epoch=opts.epoch,
                                   rdtsc=opts.rdtsc, engine=engine)
+            except WorkersFailing as e:     # no worker starts: no later run would either
+                return Report('killed', None, str(e), host_failure=True)
             finally:
                 for ch in channels:
                     ch.close()

@@ -6,6 +6,7 @@ engine with each request, pools a test starts inherit ``ZVM_ENGINE``.
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import signal
@@ -447,6 +448,24 @@ def test_cli_repeat_runs_through_a_warm_worker(guest, zvm, tmp_path):
     assert res.returncode == 0, res.stderr
     assert b'5 runs through a warm worker' in res.stderr
     assert (tmp_path / 'out').read_bytes().split() == [b'2', b'3', b'14']
+
+
+def test_cli_repeat_stops_when_workers_die_as_they_start(guest, tmp_path, monkeypatch,
+                                                          capfd):
+    """``zvm run --repeat`` where no worker starts: a report that says so once the
+    pool refuses, not a worker started per run nor a traceback."""
+    from zvm_core import cli
+    _broken_python(tmp_path, monkeypatch)
+    stdin = tmp_path / 'in'
+    stdin.write_bytes(b'one\n')
+    report = tmp_path / 'report.json'
+    code = cli.main(['run', '--repeat', '50', '--stdin', str(stdin), '--report', str(report),
+                     str(guest('wc'))])
+    assert code == cli.EXIT_NOT_OK
+    got = json.loads(report.read_text())
+    assert (got['status'], got['host_failure']) == ('killed', True)
+    assert got['message'].startswith('sandbox workers die as they start (')
+    assert 'zvm: killed: sandbox workers die as they start' in capfd.readouterr().err
 
 
 def test_a_channel_that_arrives_while_the_guest_runs(guest, pool, tmp_path, engine):
