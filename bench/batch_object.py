@@ -58,11 +58,15 @@ from zerocloud.object import ObjectExecMiddleware  # noqa: E402
 
 
 def batch_body(count: int, program: bytes) -> bytes:
-    """The request body of a batch of ``count`` wc nodes over /a/c/o0 ..."""
+    """The request body of a batch of ``count`` wc nodes over /a/c/o0 ..., each
+    node's ``argv[0]`` and ``SCRIPT_NAME`` its name, as the proxy sends a wildcard's
+    (their entries ``set`` name, argv and env)."""
     devices = (wire.DeviceSpec('stdin', 'r', source='local'), wire.DeviceSpec('stdout', 'w'))
+    limits = wire.NodeLimits(1 << 28, None, 60.0)
     entries = [wire.BatchEntry('sda1', 0, f'/a/c/o{i}', wire.NodeSpec(
-        f'wc-{i + 1}', ['wc'], {'SCRIPT_NAME': 'wc', 'SCRIPT_FILENAME': 'swift://a/c/wc'},
-        devices, wire.NodeLimits(1 << 28, None, 60.0), local_env=True)) for i in range(count)]
+        f'wc-{i + 1}', [f'wc-{i + 1}'], {'SCRIPT_NAME': f'wc-{i + 1}',
+                                         'SCRIPT_FILENAME': 'swift://a/c/wc'},
+        devices, limits, local_env=True)) for i in range(count)]
     shared = wire.SharedSpec(entries[0].spec)
     data = [e.to_json(shared) for e in entries]
     head = [wire.bytes_member(wire.EXE, program),
