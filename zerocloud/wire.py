@@ -431,6 +431,7 @@ class SharedSpec:
         self.fields = dict(vars(spec))
         self.fixed = SPEC_FIXED(spec)
         self.size: int | None = None        # of its JSON, once asked (spec_size)
+        self.lengths: dict[str, int] = {}   # of its name's, argv's, env's JSON (spec_size)
 
     @classmethod
     def from_json(cls, data: bytes) -> SharedSpec:
@@ -448,12 +449,13 @@ class SharedSpec:
         whole spec is made JSON per node."""
         if self.size is None:
             self.size = len(self.to_json())
+            self.lengths = {key: len(_sorted_json(self.obj[key])) for key in _PER_NODE}
         if SPEC_FIXED(spec) != self.fixed:
             return len(spec.to_json())
         size = self.size
         for key, value in (('name', spec.name), ('argv', spec.argv), ('env', spec.env)):
             if value != self.obj[key]:
-                size += len(_sorted_json(value)) - len(_sorted_json(self.obj[key]))
+                size += len(_sorted_json(value)) - self.lengths[key]
         return size
 
     def changes(self, spec: NodeSpec) -> dict:
@@ -474,7 +476,30 @@ class SharedSpec:
             raise SpecError(f'batch entry: set {changes!r} is not a JSON object')
         if changes.keys() == {'name'}:
             return _frozen(NodeSpec, {**self.fields, 'name': _text(changes['name'])})
+        if changes.keys() <= _PER_NODE:
+            return self._with_own(changes)
         return NodeSpec.from_obj({**self.obj, **changes})
+
+    def _with_own(self, changes: dict) -> NodeSpec:
+        """The shared spec with a wildcard node's own name, argv and env (``argv[0]``
+        and ``SCRIPT_NAME`` are its name), checked as ``NodeSpec.from_obj`` checks
+        them, and sharing the rest (its limits, devices: a node's checked and
+        made again were a tenth of an object server's CPU per node, and its
+        limits, a new object, were worked out again per node); any other value
+        (not a list, not an object) by ``from_obj``, for its error."""
+        name = changes.get('name', self.spec.name)
+        argv = changes.get('argv', self.fields['argv']) or [name]
+        env = changes.get('env', self.fields['env']) or {}
+        if type(argv) is not list or type(env) is not dict:
+            return NodeSpec.from_obj({**self.obj, **changes})
+        if not all(isinstance(a, str) for a in argv) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
+            raise SpecError('argv and env must be strings')
+        return _frozen(NodeSpec, {**self.fields, 'name': _text(name), 'argv': list(argv),
+                                  'env': dict(env)})
+
+
+_PER_NODE = frozenset(('name', 'argv', 'env'))      # what a wildcard's nodes ``set``
 
 
 def _frozen(cls: type, values: dict):

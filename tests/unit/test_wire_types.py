@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import io
 import json
+import re
 import tarfile
 from dataclasses import replace
 
@@ -96,6 +97,34 @@ def test_an_entry_read_with_the_shared_spec_is_a_spec_like_any_other() -> None:
     assert shared.spec.name == 'wc-1'               # the shared one is left as it was
     with pytest.raises(wire.SpecError, match='UnicodeDecodeError'):
         wire.BatchEntry.from_json(b'{"device": "\xff"}', shared)
+
+
+@pytest.mark.parametrize('changes', [
+    {'name': 'wc-2', 'argv': ['wc-2'], 'env': {'SCRIPT_NAME': 'wc-2', 'A': '1'}},
+    {'argv': ['x', 'y']}, {'env': {}}, {'argv': None}, {'argv': [], 'name': 'n2'},
+    {'env': None, 'argv': ['z']}, {'argv': 'abc'}, {'env': [['A', '1']]}, {'argv': 5},
+    {'argv': [1]}, {'env': {'A': 1}}, {'name': None, 'argv': None}, {'name': 3, 'env': {}},
+])
+def test_a_wildcard_nodes_own_name_argv_and_env_read_as_a_whole_spec(changes: dict) -> None:
+    """An entry that sets its name, argv and env (a wildcard's node: its argv[0] and
+    SCRIPT_NAME are its name) reads back as the whole spec merged would, and with
+    the same error for a bad value; a good one shares the shared spec's limits."""
+    base = wire.NodeSpec('wc-1', ['wc-1'], {'SCRIPT_NAME': 'wc-1', 'A': '1'},
+                         (wire.DeviceSpec('stdin', source='local'),),
+                         wire.NodeLimits(memory=1 << 20), engine='native', local_env=True)
+    shared = wire.SharedSpec(base)
+    try:
+        whole = wire.NodeSpec.from_obj({**shared.obj, **changes})
+    except wire.SpecError as e:
+        with pytest.raises(wire.SpecError, match=re.escape(str(e))):
+            shared.with_set(changes)
+        return
+    spec = shared.with_set(changes)
+    assert spec == whole and repr(spec) == repr(whole)
+    if type(changes.get('argv', [])) is list and type(changes.get('env', {})) is dict:
+        assert spec.limits is base.limits and spec.devices is base.devices
+    assert shared.spec_size(spec) == len(spec.to_json())
+    assert shared.spec == base
 
 
 @pytest.mark.parametrize(('data', 'why'), [
