@@ -109,10 +109,11 @@ def test_what_a_batch_s_nodes_share_crosses_once_per_worker(pair) -> None:
     with open(os.devnull, 'rb') as fin, open(os.devnull, 'wb') as fout:
         ends = (fin.fileno(), fout.fileno())
         for first in (0, 3):        # two requests: the second sends no shape at all
-            runs = [_node(i, ends) for i in range(first, first + 3)]
+            # each its own argv[0], as a wildcard's nodes (their names): one shape
+            runs = [_node(i, ends, argv=[f'wc-{i}']) for i in range(first, first + 3)]
             message = shapes.request(b'M', runs, 'virtualize', {})
-            assert [len(e) for e in _entries(message)] == ([5, 4, 4] if first == 0
-                                                           else [4, 4, 4])
+            assert [len(e) for e in _entries(message)] == ([6, 5, 5] if first == 0
+                                                           else [5, 5, 5])
             zvm_pool._send(caller, message, [fd for _ in runs for fd in ends])
             kind, got, fds = inbox.next()
             assert kind == 'many' and len(fds) == 6
@@ -138,12 +139,17 @@ def test_more_shapes_than_a_worker_keeps_still_reach_it_whole(pair) -> None:
     shapes, inbox = zvm_pool._Shapes(), zvm_pool._Inbox(worker)
     count = zvm_pool.SHAPES + 5
     runs = [_node(i, (-1, -1), argv=['wc', str(i)]) for i in range(count)]
-    for run in runs:
+    for i, run in enumerate(runs):
         run.channels = run.channels[:1]             # no descriptors: only the shapes
+        run.limits = Limits(timeout=1.0 + i)        # a shape each
     runs.append(runs[0])
-    zvm_pool._send(caller, shapes.request(b'M', runs, 'virtualize', {}))
+    message = shapes.request(b'M', runs, 'virtualize', {})
+    assert [len(e) for e in _entries(message)] == [6] * (count + 1)    # the first: evicted
+    zvm_pool._send(caller, message)
     _, got, _ = inbox.next()
     assert [req['argv'] for req, _ in got] == [run.argv for run in runs]
+    assert [req['limits']['timeout'] for req, _ in got] == [run.limits.timeout
+                                                            for run in runs]
 
 
 def test_a_request_that_did_not_go_is_forgotten(pair) -> None:
@@ -155,7 +161,7 @@ def test_a_request_that_did_not_go_is_forgotten(pair) -> None:
     run = _node(0, (-1, -1))
     with pytest.raises(OSError):
         worker.send(lambda shapes: shapes.request(b'M', [run], 'virtualize', {}), [-1, -1])
-    assert len(_entries(worker.shapes.request(b'M', [run], 'virtualize', {}))[0]) == 5
+    assert len(_entries(worker.shapes.request(b'M', [run], 'virtualize', {}))[0]) == 6
 
 
 def test_a_run_many_reply_carries_its_tails_as_they_are(pair) -> None:

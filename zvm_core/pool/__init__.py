@@ -16,8 +16,8 @@ request and the channels' file descriptors over a Unix socket (no data is
 copied) and waits for the report.
 
 The messages are cheap per run, since a batch's node costs little else:
-a request carries each run's environment, seed and epoch, and what runs
-share (program, arguments, limits, engine, the channels' layout and quotas) as
+a request carries each run's arguments, environment, seed and epoch, and what
+runs share (program, limits, engine, the channels' layout and quotas) as
 a shape the worker keeps, sent once per worker (:class:`_Shapes`); a reply is
 the report's values without their keys, and the kept tails as they are.  One
 ``sendmsg`` per message (descriptors with it), one ``recvmsg`` into a buffer
@@ -320,17 +320,18 @@ def _run_report(message: memoryview) -> Report:
     return _report_of(_loads(str(message[_LENGTH.size:_LENGTH.size + size], 'utf-8'))[0][0])
 
 
-def _shape(program: str, channels: list[ChannelSpec], argv, limits, rdtsc: str,
+def _shape(program: str, channels: list[ChannelSpec], limits, rdtsc: str,
            notify: Mapping[int, int], engine: str | None) -> dict:
-    """What the request for a run says but its environment, seed and epoch: what
-    a batch's nodes share.  A channel's ``fd`` indexes the run's descriptors (a
+    """What the request for a run says but its argv, environment, seed and epoch:
+    what a batch's nodes share (a wildcard's nodes' ``argv[0]`` is each one's name).
+    A channel's ``fd`` indexes the run's descriptors (a
     ``tail`` channel has none); its fields at their defaults are left out
     (:func:`_channel_fields`)."""
     fields, fd = [], 0
     for i, c in enumerate(channels):
         fields.append(_channel_fields(c, None if c.tail is not None else fd, notify.get(i)))
         fd += c.tail is None
-    return {'program': program, 'argv': list(argv),
+    return {'program': program,
             'limits': {'memory': limits.memory, 'fuel': limits.fuel, 'timeout': limits.timeout},
             'rdtsc': rdtsc, 'engine': engine, 'channels': fields}
 
@@ -338,8 +339,8 @@ def _shape(program: str, channels: list[ChannelSpec], argv, limits, rdtsc: str,
 def _request(program: str, channels: list[ChannelSpec], argv, env, limits, seed: int,
              epoch: int, rdtsc: str, notify: dict[int, int], engine: str | None = None) -> dict:
     """The request for one run as the worker serves it (``worker._serve_one``)."""
-    return {**_shape(os.path.abspath(program), channels, argv, limits, rdtsc, notify, engine),
-            'env': dict(env or {}), 'seed': seed, 'epoch': epoch}
+    return {**_shape(os.path.abspath(program), channels, limits, rdtsc, notify, engine),
+            'argv': list(argv), 'env': dict(env or {}), 'seed': seed, 'epoch': epoch}
 
 
 def _channel_fields(c: ChannelSpec, fd: int | None, notify: int | None) -> dict:
@@ -410,14 +411,14 @@ class _Inbox:
         if kind == ord('V'):
             return 'validate', body, fds
         runs, at = [], 0
-        for number, env, seed, epoch, *shape in body:
+        for number, argv, env, seed, epoch, *shape in body:
             if shape:
                 with contextlib.suppress(ValueError, TypeError):    # its run says so
                     shape[0]['plan'] = _plan(shape[0])
                 self.shapes[number] = (shape[0], sum(c['fd'] is not None
                                                      for c in shape[0]['channels']))
             base, count = self.shapes[number]
-            runs.append(({**base, 'env': env, 'seed': seed, 'epoch': epoch},
+            runs.append(({**base, 'argv': argv, 'env': env, 'seed': seed, 'epoch': epoch},
                          fds[at:at + count]))
             at += count
         if kind == ord('R'):        # after its channels', the descriptors that wake them
@@ -490,9 +491,11 @@ class _Shapes:
 
     def request(self, kind: bytes, runs: list[Run], rdtsc: str,
                 notify: Mapping[int, int]) -> list[bytes]:
-        """The request of ``runs``: each run [shape number, env, seed, epoch], and the
-        shape itself after those the first time the worker is sent it: what a
-        batch's nodes share crosses once per worker, not once per node."""
+        """The request of ``runs``: each run [shape number, argv, env, seed, epoch],
+        and the shape itself after those the first time the worker is sent it: what
+        a batch's nodes share crosses once per worker, not once per node (with argv
+        in the shape, a wildcard's nodes, each its name as ``argv[0]``, sent and
+        planned theirs every time)."""
         entries = []
         notified = tuple(notify.items())
         for run in runs:
@@ -500,7 +503,7 @@ class _Shapes:
             if not program.startswith('/'):
                 program = os.path.abspath(program)
             limits = run.limits     # its fields: a frozen dataclass's hash is a Python call
-            key = (program, tuple(run.argv), limits.memory, limits.fuel, limits.timeout,
+            key = (program, limits.memory, limits.fuel, limits.timeout,
                    run.engine, rdtsc, notified,
                    tuple([(c.alias, c.mode, c.random, c.mount, c.wait, c.tail, c.quota.gets,
                            c.quota.get_size, c.quota.puts, c.quota.put_size)
@@ -508,14 +511,14 @@ class _Shapes:
             env = run.env if type(run.env) is dict else dict(run.env or {})
             number = self.numbers.get(key)
             if number is not None:
-                entries.append([number, env, run.seed, run.epoch])
+                entries.append([number, list(run.argv), env, run.seed, run.epoch])
                 continue
             number, self.next = self.next, (self.next + 1) % SHAPES
             if self.keys[number] is not None:
                 del self.numbers[self.keys[number]]
             self.keys[number], self.numbers[key] = key, number
-            entries.append([number, env, run.seed, run.epoch,
-                            _shape(program, run.channels, run.argv, run.limits, rdtsc, notify,
+            entries.append([number, list(run.argv), env, run.seed, run.epoch,
+                            _shape(program, run.channels, run.limits, rdtsc, notify,
                                    run.engine)])
         return [kind, _dumps(entries).encode()]
 
