@@ -16,8 +16,9 @@ servers, 2 replicas, no system images: the program is C):
   proxy's peak RSS (``VmHWM`` of ``/proc/<pid>/status`` after the job, and
   its growth over the idle proxy), and the CPU time (user + system, from
   ``/proc``) it took per node in the proxy, the object servers' main
-  processes and their workers (with the sandboxes): unlike wall times, these
-  change little with the load of other processes. A job the proxy refuses (``400 Job too
+  processes (and of it their system time) and their workers (with the
+  sandboxes): these change less than wall times with the load of other
+  processes (a third more at a load of 10 on 2 CPUs). A job the proxy refuses (``400 Job too
   large`` beyond ``zerovm_maxnodes``, 100,000 by default) is reported as
   such, with the reason, and the run goes on;
 - the same job again with ``X-Zerovm-Report: json``: bytes between proxy
@@ -169,9 +170,10 @@ def post_job(conn: Connection, report: bool = False) -> tuple[float, int, str, d
     return time.perf_counter() - start, status, reason, headers, body
 
 
-def cpu_seconds(pid: int) -> tuple[float, float]:
-    """(own, descendants') CPU seconds (user + system) of a process: its live
-    descendants' and those it reaped (the pool's workers of an object server)."""
+def cpu_seconds(pid: int) -> tuple[float, float, float]:
+    """(own, descendants', own system) CPU seconds (user + system but the last) of a
+    process: its live descendants' and those it reaped (the pool's workers of an
+    object server)."""
     ticks = os.sysconf('SC_CLK_TCK')
     stats, children = {}, collections.defaultdict(list)
     for entry in Path('/proc').iterdir():
@@ -190,15 +192,16 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
         fields = stats[child]
         below += (int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])) / ticks
         todo += children[child]
-    return (int(own[11]) + int(own[12])) / ticks, reaped + below
+    return (int(own[11]) + int(own[12])) / ticks, reaped + below, int(own[12]) / ticks
 
 
 def cpu_of(cluster: DevCluster) -> dict[str, float]:
-    """CPU seconds so far of the proxy, the object servers and their workers."""
+    """CPU seconds so far of the proxy, the object servers (and of it their system time)
+    and their workers."""
     proxy = cpu_seconds(cluster.server('proxy').pid)[0]
     objects = [cpu_seconds(s.pid) for s in cluster.servers if s.app == 'object-server']
-    return {'proxy': proxy, 'object': sum(o for o, _ in objects),
-            'workers': sum(w for _, w in objects)}
+    return {'proxy': proxy, 'object': sum(o for o, _, _ in objects),
+            'workers': sum(w for _, w, _ in objects), 'object_sys': sum(s for _, _, s in objects)}
 
 
 def settle(cluster: DevCluster, most: float = SETTLE_MOST) -> None:
@@ -292,7 +295,7 @@ def measure(n: int, program: bytes, download_too: bool = True,
     download_col = '-' if download is None else f'{download:.2f} s'
     if job['status'] != 200:
         reason = job['body'].decode(errors='replace').strip()[:60]
-        return [f'{n:,}', f'refused: {job["status"]} {reason}', *['-'] * 7, download_col, '-']
+        return [f'{n:,}', f'refused: {job["status"]} {reason}', *['-'] * 8, download_col, '-']
     got = totals(job['body'])
     if got != expect:
         sys.exit(f'{n} objects: the job counted {got}, the download path {expect}')
@@ -303,6 +306,7 @@ def measure(n: int, program: bytes, download_too: bool = True,
             f'{job["sent"] / n:,.0f} / {job["returned"] / n:,.0f}',
             f'{common.p50(job["proxy_node_s"]) * 1e3:.1f}',
             ' / '.join(f'{job["cpu"][k] / n * 1e3:.2f}' for k in ('proxy', 'object', 'workers')),
+            f'{job["cpu"]["object_sys"] / n * 1e3:.2f}',
             f'{common.p50(ok) * 1e3:.1f}' if ok else '-',
             ' '.join(f'{k}:{v}' for k, v in sorted(statuses.items())),
             download_col, '-' if download is None else common.ratio(download, job['wall'])]
@@ -331,13 +335,16 @@ def main(argv: list[str] | None = None) -> int:
           f'({GETTERS} GETs at a time)',
           ['objects', 'job wall', 'ms/node', 'proxy peak RSS (+ over idle)',
            'B/node to/from obj', 'node p50 ms', 'CPU ms/node proxy / obj / workers',
+           'of obj: system',
            'obj-server p50 ms', 'obj-server answers',
            'download + count', 'download / job'], rows,
           note='B/node: request body bytes the proxy sent per node (request_bytes of '
                'X-Zerovm-Report: json) / output bytes it got back (HTTP heads not counted);\n'
                'CPU ms/node: CPU time (user + system) the job took in the proxy, the object '
                'servers and their workers (the sandboxes), per node: the load of other '
-               'processes changes it little, unlike wall times;\n'
+               'processes changes it less than wall times (a third more at a load of 10 on '
+               '2 CPUs); of obj: system: the object servers\' time in the kernel (their '
+               'system calls: object files, sockets);\n'
                'node p50: one node as the proxy timed it (sending it until its answer); '
                'obj-server p50: the "execute" time the object servers logged for the nodes '
                'they ran (a batch logs its nodes that ended ok as one line: each counts at '

@@ -93,6 +93,18 @@ def chunked_metadata(server, devices, device) -> None:
     assert 'user.swift.metadata2' in os.listxattr(path)
 
 
+def odd_chunks(server, devices, device) -> None:
+    """In chunks of a size no Swift writes (read_metadata stops at the first): Swift's
+    DiskFile reads it whole."""
+    put(server, device)
+    path = str(data_file(devices, device))
+    metadata = swift_read_metadata(path)
+    for name in os.listxattr(path):
+        os.removexattr(path, name)
+    write_metadata(path, metadata, xattr_size=100)
+    assert 'user.swift.metadata2' in os.listxattr(path)
+
+
 def no_checksum(server, devices, device) -> None:
     """Written before Swift kept a checksum of the metadata."""
     put(server, device)
@@ -221,8 +233,8 @@ def missing(server, devices, device) -> None:
 
 
 FAST = (plain, chunked_metadata, no_checksum, expires_later, encrypted, put_after_delete)
-LEFT_TO_SWIFT = (deleted, tombstone_newer_than_data, data_newer_than_tombstone, meta_newer,
-                 older_data_beside, unexpected_file, expired, bad_delete_at, cut_short,
+LEFT_TO_SWIFT = (odd_chunks, deleted, tombstone_newer_than_data, data_newer_than_tombstone,
+                 meta_newer, older_data_beside, unexpected_file, expired, bad_delete_at, cut_short,
                  bad_content_length, no_content_length, bad_checksum, no_metadata, not_a_pickle,
                  forbidden_pickle, no_name, another_name, no_etag, file_for_directory, missing)
 

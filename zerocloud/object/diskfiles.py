@@ -43,6 +43,30 @@ from swift.obj.server import ObjectController
 PLAIN_DATA = re.compile(r'[0-9]{10}\.[0-9]{5}(_[0-9a-f]{16})?\.data\Z')
 
 
+# the sizes of the chunks Swifts write an object's metadata in (``write_metadata``'s
+# ``xattr_size``; older Swifts 254 bytes): only the last one is shorter
+XATTR_CHUNKS = (254, 65536)
+
+
+class _File:
+    """An open object file as its reader's ``_fp`` (``fileno``, ``close``): a descriptor,
+    not a ``FileIO``, whose check that it is no directory was an ``fstat`` of its own
+    per object (one was made anyway for the ``Content-Length`` check)."""
+
+    __slots__ = ('fd',)
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            fd, self.fd = self.fd, -1
+            os.close(fd)
+
+
 class Opened:
     """An object :class:`DiskFiles` opened: what the object filter asks of Swift's
     DiskFile (``open``, ``get_metadata``) and of its reader (``reader()._fp``,
@@ -96,17 +120,23 @@ def read_metadata(fd: int) -> dict:
     """The metadata of an open object file, read as Swift's ``_read_file_metadata``
     reads it (its chunks ``user.swift.metadata``, ``...1``, ... up to the first
     missing one; its checksum, when there is one), with ``os.getxattr`` (the
-    ``xattr`` library's calls were a third of the cost).  Raises where Swift would
+    ``xattr`` library's calls were a third of the cost), but no chunk is looked for
+    after one of another size than :data:`XATTR_CHUNKS` (a system call per object
+    that found none): a writer that cut them at another size leaves a pickle cut short
+    here, which does not unpickle (or a checksum that does not match).  Raises where Swift would
     quarantine the file or fail, and for any error Swift would let pass (a checksum
     that does not read back): the caller leaves those to Swift."""
     raw = b''
     key = 0
     while True:
         try:
-            raw += os.getxattr(fd, METADATA_KEY + (str(key).encode() if key else b''))
+            chunk = os.getxattr(fd, METADATA_KEY + (str(key).encode() if key else b''))
         except OSError as e:
             if e.errno != errno.ENODATA or not key:
                 raise
+            break
+        raw += chunk
+        if len(chunk) not in XATTR_CHUNKS:  # the last: no next one to look for
             break
         key += 1
     try:
@@ -146,11 +176,11 @@ def open_plain(datadir: str, name: str) -> Opened | None:
     if len(files) != 1 or not PLAIN_DATA.match(files[0]):
         return None
     try:
-        fp = open(f'{datadir}/{files[0]}', 'rb', buffering=0)
+        fp = _File(os.open(f'{datadir}/{files[0]}', os.O_RDONLY))
     except OSError:
         return None
     try:
-        fd = fp.fileno()
+        fd = fp.fd
         metadata = read_metadata(fd)
         if (metadata.get('name') == name and 'ETag' in metadata
                 and ('X-Delete-At' not in metadata
