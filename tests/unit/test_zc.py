@@ -1166,3 +1166,19 @@ def test_an_ignored_sigint_stays_ignored(monkeypatch) -> None:
         assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
     finally:
         signal.signal(signal.SIGINT, started)
+
+
+def test_a_usage_error_names_the_command_as_typed_and_an_unquoted_query_says_quote_it(
+        capsys) -> None:
+    from zerocloud.client import cli
+    with pytest.raises(SystemExit) as e:
+        cli.main(['status'])
+    assert e.value.code == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.startswith('usage: zc [swift auth options] status [-h]')
+    assert 'zc [swift auth options] status: error: the following arguments are required: id' in err
+    with pytest.raises(SystemExit) as e:        # the shell split the query into words
+        cli.main(['sql', 'SELECT', 'city', 'FROM', 'swift://~/sales/*.csv'])
+    assert e.value.code == cli.EXIT_USAGE
+    assert ('zc: error: unrecognized arguments: city FROM swift://~/sales/*.csv: quote the '
+            'query, it is one argument') in capsys.readouterr().err

@@ -159,7 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
                '(zc --os-help lists them).')
     add_default_args(parser)
     parser.set_defaults(**dict.fromkeys(ACCOUNT_OPTIONS + TOKEN_OPTIONS))   # see _auth_options
-    sub = parser.add_subparsers(dest='command', metavar='COMMAND')
+    sub = parser.add_subparsers(dest='command', metavar='COMMAND',
+                                prog='zc [swift auth options]')     # usage: "zc ... run"
     quiet = argparse.ArgumentParser(add_help=False)
     quiet.add_argument('--quiet', '-q', dest='quiet_cmd', action='store_true',
                        help='no progress and no table unless something failed')
@@ -792,7 +793,11 @@ def _http_logging(opts: argparse.Namespace) -> None:
 
 def _main(argv: list[str] | None) -> int:
     parser = build_parser()
-    opts = parser.parse_args(argv)
+    opts, extra = parser.parse_known_args(argv)
+    if extra:
+        quote = (': quote the query, it is one argument (zc sql "SELECT ... FROM '
+                 'swift://~/c/*.csv ...")' if opts.command == 'sql' else '')
+        parser.error(f'unrecognized arguments: {" ".join(extra)}{quote}')
     _http_logging(opts)
     if opts.os_help or opts.command is None:
         parser.print_help()
