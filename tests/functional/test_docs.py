@@ -1,7 +1,8 @@
 """The docs' commands, run in order as a new user would: a step that does not work fails.
 
 Each doc below becomes one bash script, run in a fresh directory (for an
-example, a copy of its directory), whose line N is the doc's line N:
+example, a copy of its directory; for a doc, one where `examples/` is the
+repository's, as in a clone), whose line N is the doc's line N:
 
 - a fenced block tagged ``sh`` runs as written; ``python`` runs with ``python3``;
 - a block with ``file=NAME`` after its language (```` ```c file=lines.c ````)
@@ -47,6 +48,7 @@ DOCS = [                        # (doc, the section that runs: None for all), in
     ('examples/python-csv/README.md', None),
     ('examples/lua-filter/README.md', None),
     ('examples/sql/README.md', None),
+    ('doc/sql.md', None),
 ]
 FENCE = re.compile(r'( *)(```+)(.*)')
 RUN = {'sh': '', 'python': "python3 - <<'ZC_DOC_EOF'"}
@@ -186,8 +188,9 @@ def test_the_docs_commands_work_as_written(doc: str, section: str | None, home: 
     work = tmp_path / 'work'
     if doc.startswith('examples/'):
         shutil.copytree(REPO / doc.rsplit('/', 1)[0], work)
-    else:
+    else:                           # a doc's own commands run from a clone of the repository
         work.mkdir()
+        (work / 'examples').symlink_to(REPO / 'examples')
     env = {k: v for k, v in os.environ.items() if not k.startswith(('ST_', 'OS_'))}
     printed = tmp_path / 'printed'
     printed.mkdir()
