@@ -1182,3 +1182,14 @@ def test_a_usage_error_names_the_command_as_typed_and_an_unquoted_query_says_quo
     assert e.value.code == cli.EXIT_USAGE
     assert ('zc: error: unrecognized arguments: city FROM swift://~/sales/*.csv: quote the '
             'query, it is one argument') in capsys.readouterr().err
+
+
+def test_a_wait_that_times_out_says_how_to_follow_the_job_on(monkeypatch, capsys) -> None:
+    # it said only "job-1: not done after 0.0 s", leaving the user to guess what next
+    from zerocloud.client import cli
+    monkeypatch.setattr(cli.Client, 'result_path', lambda self, job: job)
+    monkeypatch.setattr(cli.Client, 'known', lambda self, path, output=False: (None, {}))
+    monkeypatch.setattr(cli.Client, 'stored', lambda self, path, output=False: None)
+    assert cli.main(['wait', 'job-1', '--timeout', '0', '-q']) == cli.EXIT_PENDING
+    assert capsys.readouterr().err == ('job-1: not done after 0.0 s: it goes on '
+                                       '(zc wait job-1 again; zc status job-1)\n')

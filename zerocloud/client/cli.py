@@ -570,7 +570,9 @@ class Client:
                 if INTERRUPTED.is_set():
                     raise KeyboardInterrupt
                 if deadline is not None and time.monotonic() >= deadline:
-                    self.err.write(f'{self.opts.id}: not done after {wait} s\n')
+                    job = self.opts.id
+                    self.err.write(f'{job}: not done after {wait} s: it goes on '
+                                   f'(zc wait {job} again; zc status {job})\n')
                     return EXIT_PENDING
                 if follow and (state := self.state(path)) is not None:
                     seen.append(state)
