@@ -1193,3 +1193,16 @@ def test_a_wait_that_times_out_says_how_to_follow_the_job_on(monkeypatch, capsys
     assert cli.main(['wait', 'job-1', '--timeout', '0', '-q']) == cli.EXIT_PENDING
     assert capsys.readouterr().err == ('job-1: not done after 0.0 s: it goes on '
                                        '(zc wait job-1 again; zc status job-1)\n')
+
+
+@pytest.mark.parametrize('on, hint', [('swift://~/logs/part?.txt', True),
+                                      ('swift://~/logs/part[12].txt', True),
+                                      ('swift://~/logs/part*.txt', False)])
+def test_a_404_for_an_on_with_a_shell_glob_says_only_star_is_a_wildcard(on: str, hint: bool,
+                                                                        capsys) -> None:
+    from zerocloud.client.cli import Client
+    opts = build_parser().parse_args(['run', 'swift://~/bin/lines', '--on', on])
+    result = report.parse(404, {}, b'Error 404 Not Found while fetching swift://AUTH_test/x\n')
+    assert Client(opts, out=io.BytesIO()).show_result(result, {}) == 1
+    said = ('(only * is a wildcard: the ? or [ of --on ' + on + ' are part of the name)\n')
+    assert capsys.readouterr().err.endswith(said) is hint

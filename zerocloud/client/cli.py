@@ -430,6 +430,10 @@ class Client:
         if not self.quiet or result.failed:
             if not (as_json and not result.failed):
                 self.err.write(display.report(result))
+        on = getattr(self.opts, 'on', None) or ''
+        if result.status == 404 and not result.nodes and any(c in on for c in '?['):
+            self.err.write(f'(only * is a wildcard: the ? or [ of --on {on} are part of the '
+                           'name)\n')
         return EXIT_FAILED if result.failed else 0
 
     def write_parts(self, result: report.JobResult, where: Path) -> None:
