@@ -1206,3 +1206,15 @@ def test_a_404_for_an_on_with_a_shell_glob_says_only_star_is_a_wildcard(on: str,
     assert Client(opts, out=io.BytesIO()).show_result(result, {}) == 1
     said = ('(only * is a wildcard: the ? or [ of --on ' + on + ' are part of the name)\n')
     assert capsys.readouterr().err.endswith(said) is hint
+
+
+def test_deploy_registers_the_type_as_the_server_looks_it_up(tmp_path: Path, capsys) -> None:
+    # "--content-type 'Text/X-Upper; charset=utf-8'" was registered under that text, which
+    # the server (lower case, no parameters) never looks up: open said "No application"
+    from zerocloud.client import cli
+    assert cli._media_type('Text/X-Upper; charset=utf-8') == 'text/x-upper'
+    assert cli._media_type('application/vnd.ms-excel') == 'application/vnd.ms-excel'
+    zapp = tmp_path / 'x.zapp'                  # never read: the type is refused first
+    assert cli.main(['deploy', str(zapp), '--content-type', 'not a type']) == cli.EXIT_USAGE
+    assert ("zc: --content-type takes a media type (type/subtype, e.g. text/x-wordy), not "
+            "'not a type'") in capsys.readouterr().err

@@ -240,6 +240,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _media_type(content_type: str) -> str:
+    """The type as the server looks its app up: lower case, without parameters
+    (``Text/CSV; charset=utf-8`` opens as ``text/csv``); not ``type/subtype``: usage."""
+    kind = content_type.partition(';')[0].strip().lower()
+    if not re.fullmatch(r"[a-z0-9][\w!#$&^.+-]*/[a-z0-9][\w!#$&^.+-]*", kind):
+        raise Usage(f'--content-type takes a media type (type/subtype, e.g. text/x-wordy), '
+                    f'not {content_type!r}')
+    return kind
+
+
 # The request's keys the server's refusals name, and the options of zc sql that set them
 SQL_KEYS = {b'"input": {"format": "csv"} or "jsonl"': b'--input-format csv (or jsonl)'}
 
@@ -611,6 +621,7 @@ class Client:
         return 0
 
     def cmd_deploy(self) -> int:
+        kind = _media_type(self.opts.content_type) if self.opts.content_type else None
         data = Path(self.opts.zapp).read_bytes()
         job, files = jobs.read_zapp(data, self.opts.zapp)
         tar = jobs.tar_bytes(data)
@@ -624,11 +635,11 @@ class Client:
         ses.put(target, tar, {'Content-Type': 'application/x-tar'})
         self.err.write(f'uploaded {target} ({display.size(len(tar))})\n'
                        f'REST endpoint: {ses.http_url(target, "/open")}\n')
-        if self.opts.content_type:
-            config = SwiftPath(ses.account, RESULTS, f'{self.opts.content_type}/config')
+        if kind:
+            config = SwiftPath(ses.account, RESULTS, f'{kind}/config')
             body = json.dumps(zapps.registered_job(job, str(target)), indent=1).encode()
             ses.put(config, body, {'Content-Type': 'application/json'})
-            self.err.write(f'registered for {self.opts.content_type}: zc open '
+            self.err.write(f'registered for {kind}: zc open '
                            f'swift://~/<container>/<object of that type>\n')
         if self.opts.endpoint:
             container = self.opts.endpoint.strip('/')
