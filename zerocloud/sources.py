@@ -626,7 +626,9 @@ def _registered(caller: Caller, account: str, content_type: str) -> bytes:
         if content_type == NEXE_TYPE:
             return EXE_JOB.encode()
         raise HTTPNotFound(body=f'No application registered for {content_type or "(none)"} '
-                                f'(no {config})\n') from None
+                                f'(no {config}): register one (zc deploy APP.zapp '
+                                f'--content-type TYPE) or name the app (X-Zerovm-Source, '
+                                f'zc open --source)\n') from None
     try:
         body = _read_head(FileLikeIter(resp.app_iter), caller.config.max_config + 1)
     finally:

@@ -1,7 +1,8 @@
 """The docs' commands, run in order as a new user would: a step that does not work fails.
 
 Each doc below becomes one bash script, run in a fresh directory (for an
-example, a copy of its directory), whose line N is the doc's line N:
+example, a copy of its directory; for a doc, one where `examples/` is the
+repository's, as in a clone), whose line N is the doc's line N:
 
 - a fenced block tagged ``sh`` runs as written; ``python`` runs with ``python3``;
 - a block with ``file=NAME`` after its language (```` ```c file=lines.c ````)
@@ -47,6 +48,7 @@ DOCS = [                        # (doc, the section that runs: None for all), in
     ('examples/python-csv/README.md', None),
     ('examples/lua-filter/README.md', None),
     ('examples/sql/README.md', None),
+    ('doc/sql.md', None),
 ]
 FENCE = re.compile(r'( *)(```+)(.*)')
 RUN = {'sh': '', 'python': "python3 - <<'ZC_DOC_EOF'"}
@@ -186,8 +188,9 @@ def test_the_docs_commands_work_as_written(doc: str, section: str | None, home: 
     work = tmp_path / 'work'
     if doc.startswith('examples/'):
         shutil.copytree(REPO / doc.rsplit('/', 1)[0], work)
-    else:
+    else:                           # a doc's own commands run from a clone of the repository
         work.mkdir()
+        (work / 'examples').symlink_to(REPO / 'examples')
     env = {k: v for k, v in os.environ.items() if not k.startswith(('ST_', 'OS_'))}
     printed = tmp_path / 'printed'
     printed.mkdir()
@@ -256,3 +259,63 @@ def test_the_script_keeps_the_docs_line_numbers(tmp_path: Path) -> None:
 def test_an_output_block_is_compared_line_by_line(expected: list[str], printed: str,
                                                   same: bool) -> None:
     assert shows(expected, printed) is same
+
+
+SESSIONS = ['doc/client.md']    # docs written as recorded sessions: ```console, "$ " commands
+EXIT_SHOWN = re.compile(r'\[exit (\d+)\]')
+NOT_YET = 3                     # zc's "not there yet": shown for a job still running
+
+
+def console_commands(doc: str, root: Path = REPO) -> list[tuple[int, str, int]]:
+    """The ``$ `` commands of the doc's ``console`` blocks (a here-document's lines
+    with its command), each with its line and the exit status its ``[exit N]`` shows
+    (0 without one)."""
+    lines = (root / doc).read_text().splitlines()
+    commands: list[tuple[int, str, int]] = []
+    inside, i = False, 0
+    while i < len(lines):
+        line = lines[i]
+        if line.startswith('```'):
+            inside = line == '```console'
+        elif inside and line.startswith('$ '):
+            start, command = i + 1, [line[2:]]
+            here = re.search(r"<<'?(\w+)'?", line)
+            while here and lines[i] != here[1]:
+                i += 1
+                command.append(lines[i])
+            commands.append((start, '\n'.join(command), 0))
+        elif inside and commands and (shown := EXIT_SHOWN.fullmatch(line)):
+            commands[-1] = commands[-1][:2] + (int(shown[1]),)
+        i += 1
+    return commands
+
+
+@pytest.mark.parametrize('doc', SESSIONS)
+def test_a_sessions_commands_exit_as_it_shows(doc: str, home: Path, tmp_path: Path) -> None:
+    """Each command of a recorded session, typed in order in one shell, exits as the
+    session shows ([exit 3], a job not done yet, may find it done: 0)."""
+    commands = console_commands(doc)
+    script = ['zerocloud-devcluster start > /dev/null', 'eval "$(zerocloud-devcluster env)"']
+    for n, (_, command, _) in enumerate(commands):
+        script += ['{', command, '}', f'echo "@@exit {n} $?" >&2']
+    work = tmp_path / 'work'
+    work.mkdir()
+    (work / 'examples').symlink_to(REPO / 'examples')
+    env = {k: v for k, v in os.environ.items() if not k.startswith(('ST_', 'OS_'))}
+    env.update(XDG_CACHE_HOME=str(home), CURL_HOME=str(tmp_path))  # no fail-with-body: curl as is
+    result = subprocess.run(['bash', '-c', '\n'.join(script) + '\n', doc], cwd=work, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            timeout=900)
+    exits = {int(n): int(code) for n, code in re.findall(r'@@exit (\d+) (\d+)', result.stdout)}
+    wrong = [f'{doc}:{line}: `{command.splitlines()[0]}` exited {exits.get(n)}, the doc '
+             f'shows {shown}' for n, (line, command, shown) in enumerate(commands)
+             if exits.get(n) != shown and not (shown == NOT_YET and exits.get(n) == 0)]
+    assert not wrong, '\n'.join(wrong) + '\n' + '\n'.join(result.stdout.splitlines()[-60:])
+
+
+def test_a_sessions_commands_and_the_exits_they_show(tmp_path: Path) -> None:
+    (tmp_path / 'doc.md').write_text(
+        '# T\n```console\n$ cat > a <<\'EOF\'\nx\nEOF\n$ false\n[exit 1]\n$ echo\n\n```\n'
+        '```\n$ not a command\n```\n')
+    assert console_commands('doc.md', tmp_path) == [
+        (3, "cat > a <<'EOF'\nx\nEOF", 0), (6, 'false', 1), (8, 'echo', 0)]

@@ -211,7 +211,9 @@ def test_open_without_a_registered_app_is_a_404(env: Env) -> None:
     resp = call(env.conn, 'GET', f'/{env.container}/plain.bin', OPEN)
     assert resp.status_code == 404
     assert resp.text == ('No application registered for application/x-zc-nothing (no '
-                         'swift://AUTH_test/.zvm/application/x-zc-nothing/config)\n')
+                         'swift://AUTH_test/.zvm/application/x-zc-nothing/config): register '
+                         'one (zc deploy APP.zapp --content-type TYPE) or name the app '
+                         '(X-Zerovm-Source, zc open --source)\n')
     resp = call(env.conn, 'GET', f'/{env.container}/gone', open_url=True)
     assert resp.status_code == 404
     assert resp.text == f'Error 404 Not Found while fetching {env.url("gone")}\n'

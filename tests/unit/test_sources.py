@@ -283,7 +283,10 @@ def test_a_post_gives_cgi_and_local_variables(mw, swift, servers) -> None:
      b'only swift:// programs and files of the job\'s image'),
     (ACCOUNT, 'POST', b'[{"name": "x", "exec": {"path": "file://python:bin/python"}}]',
      {}, 400, b'unknown image "python"'),
-    ('/open/AUTH_a/c/data', 'GET', b'', {}, 404, b'No application registered for text/html (no swift://AUTH_a/.zvm/text/html/config)'),
+    ('/open/AUTH_a/c/data', 'GET', b'', {}, 404,
+     b'No application registered for text/html (no swift://AUTH_a/.zvm/text/html/config): '
+     b'register one (zc deploy APP.zapp --content-type TYPE) or name the app (X-Zerovm-Source, '
+     b'zc open --source)\n'),
     ('/open/AUTH_a/c/*', 'GET', b'', {}, 400, b'objects with "*" in their name'),
 ])
 def test_requests_refused_before_anything_runs(mw, swift, servers, path, method, body, headers,

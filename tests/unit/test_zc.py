@@ -1166,3 +1166,55 @@ def test_an_ignored_sigint_stays_ignored(monkeypatch) -> None:
         assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
     finally:
         signal.signal(signal.SIGINT, started)
+
+
+def test_a_usage_error_names_the_command_as_typed_and_an_unquoted_query_says_quote_it(
+        capsys) -> None:
+    from zerocloud.client import cli
+    with pytest.raises(SystemExit) as e:
+        cli.main(['status'])
+    assert e.value.code == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.startswith('usage: zc [swift auth options] status [-h]')
+    assert 'zc [swift auth options] status: error: the following arguments are required: id' in err
+    with pytest.raises(SystemExit) as e:        # the shell split the query into words
+        cli.main(['sql', 'SELECT', 'city', 'FROM', 'swift://~/sales/*.csv'])
+    assert e.value.code == cli.EXIT_USAGE
+    assert ('zc: error: unrecognized arguments: city FROM swift://~/sales/*.csv: quote the '
+            'query, it is one argument') in capsys.readouterr().err
+
+
+def test_a_wait_that_times_out_says_how_to_follow_the_job_on(monkeypatch, capsys) -> None:
+    # it said only "job-1: not done after 0.0 s", leaving the user to guess what next
+    from zerocloud.client import cli
+    monkeypatch.setattr(cli.Client, 'result_path', lambda self, job: job)
+    monkeypatch.setattr(cli.Client, 'known', lambda self, path, output=False: (None, {}))
+    monkeypatch.setattr(cli.Client, 'stored', lambda self, path, output=False: None)
+    assert cli.main(['wait', 'job-1', '--timeout', '0', '-q']) == cli.EXIT_PENDING
+    assert capsys.readouterr().err == ('job-1: not done after 0.0 s: it goes on '
+                                       '(zc wait job-1 again; zc status job-1)\n')
+
+
+@pytest.mark.parametrize('on, hint', [('swift://~/logs/part?.txt', True),
+                                      ('swift://~/logs/part[12].txt', True),
+                                      ('swift://~/logs/part*.txt', False)])
+def test_a_404_for_an_on_with_a_shell_glob_says_only_star_is_a_wildcard(on: str, hint: bool,
+                                                                        capsys) -> None:
+    from zerocloud.client.cli import Client
+    opts = build_parser().parse_args(['run', 'swift://~/bin/lines', '--on', on])
+    result = report.parse(404, {}, b'Error 404 Not Found while fetching swift://AUTH_test/x\n')
+    assert Client(opts, out=io.BytesIO()).show_result(result, {}) == 1
+    said = ('(only * is a wildcard: the ? or [ of --on ' + on + ' are part of the name)\n')
+    assert capsys.readouterr().err.endswith(said) is hint
+
+
+def test_deploy_registers_the_type_as_the_server_looks_it_up(tmp_path: Path, capsys) -> None:
+    # "--content-type 'Text/X-Upper; charset=utf-8'" was registered under that text, which
+    # the server (lower case, no parameters) never looks up: open said "No application"
+    from zerocloud.client import cli
+    assert cli._media_type('Text/X-Upper; charset=utf-8') == 'text/x-upper'
+    assert cli._media_type('application/vnd.ms-excel') == 'application/vnd.ms-excel'
+    zapp = tmp_path / 'x.zapp'                  # never read: the type is refused first
+    assert cli.main(['deploy', str(zapp), '--content-type', 'not a type']) == cli.EXIT_USAGE
+    assert ("zc: --content-type takes a media type (type/subtype, e.g. text/x-wordy), not "
+            "'not a type'") in capsys.readouterr().err

@@ -159,7 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
                '(zc --os-help lists them).')
     add_default_args(parser)
     parser.set_defaults(**dict.fromkeys(ACCOUNT_OPTIONS + TOKEN_OPTIONS))   # see _auth_options
-    sub = parser.add_subparsers(dest='command', metavar='COMMAND')
+    sub = parser.add_subparsers(dest='command', metavar='COMMAND',
+                                prog='zc [swift auth options]')     # usage: "zc ... run"
     quiet = argparse.ArgumentParser(add_help=False)
     quiet.add_argument('--quiet', '-q', dest='quiet_cmd', action='store_true',
                        help='no progress and no table unless something failed')
@@ -237,6 +238,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help='what stdin (or input) without a path reads: the object an app '
                         'opens, or a request body')
     return parser
+
+
+def _media_type(content_type: str) -> str:
+    """The type as the server looks its app up: lower case, without parameters
+    (``Text/CSV; charset=utf-8`` opens as ``text/csv``); not ``type/subtype``: usage."""
+    kind = content_type.partition(';')[0].strip().lower()
+    if not re.fullmatch(r"[a-z0-9][\w!#$&^.+-]*/[a-z0-9][\w!#$&^.+-]*", kind):
+        raise Usage(f'--content-type takes a media type (type/subtype, e.g. text/x-wordy), '
+                    f'not {content_type!r}')
+    return kind
 
 
 # The request's keys the server's refusals name, and the options of zc sql that set them
@@ -429,6 +440,10 @@ class Client:
         if not self.quiet or result.failed:
             if not (as_json and not result.failed):
                 self.err.write(display.report(result))
+        on = getattr(self.opts, 'on', None) or ''
+        if result.status == 404 and not result.nodes and any(c in on for c in '?['):
+            self.err.write(f'(only * is a wildcard: the ? or [ of --on {on} are part of the '
+                           'name)\n')
         return EXIT_FAILED if result.failed else 0
 
     def write_parts(self, result: report.JobResult, where: Path) -> None:
@@ -569,7 +584,9 @@ class Client:
                 if INTERRUPTED.is_set():
                     raise KeyboardInterrupt
                 if deadline is not None and time.monotonic() >= deadline:
-                    self.err.write(f'{self.opts.id}: not done after {wait} s\n')
+                    job = self.opts.id
+                    self.err.write(f'{job}: not done after {wait} s: it goes on '
+                                   f'(zc wait {job} again; zc status {job})\n')
                     return EXIT_PENDING
                 if follow and (state := self.state(path)) is not None:
                     seen.append(state)
@@ -604,6 +621,7 @@ class Client:
         return 0
 
     def cmd_deploy(self) -> int:
+        kind = _media_type(self.opts.content_type) if self.opts.content_type else None
         data = Path(self.opts.zapp).read_bytes()
         job, files = jobs.read_zapp(data, self.opts.zapp)
         tar = jobs.tar_bytes(data)
@@ -617,11 +635,11 @@ class Client:
         ses.put(target, tar, {'Content-Type': 'application/x-tar'})
         self.err.write(f'uploaded {target} ({display.size(len(tar))})\n'
                        f'REST endpoint: {ses.http_url(target, "/open")}\n')
-        if self.opts.content_type:
-            config = SwiftPath(ses.account, RESULTS, f'{self.opts.content_type}/config')
+        if kind:
+            config = SwiftPath(ses.account, RESULTS, f'{kind}/config')
             body = json.dumps(zapps.registered_job(job, str(target)), indent=1).encode()
             ses.put(config, body, {'Content-Type': 'application/json'})
-            self.err.write(f'registered for {self.opts.content_type}: zc open '
+            self.err.write(f'registered for {kind}: zc open '
                            f'swift://~/<container>/<object of that type>\n')
         if self.opts.endpoint:
             container = self.opts.endpoint.strip('/')
@@ -792,7 +810,11 @@ def _http_logging(opts: argparse.Namespace) -> None:
 
 def _main(argv: list[str] | None) -> int:
     parser = build_parser()
-    opts = parser.parse_args(argv)
+    opts, extra = parser.parse_known_args(argv)
+    if extra:
+        quote = (': quote the query, it is one argument (zc sql "SELECT ... FROM '
+                 'swift://~/c/*.csv ...")' if opts.command == 'sql' else '')
+        parser.error(f'unrecognized arguments: {" ".join(extra)}{quote}')
     _http_logging(opts)
     if opts.os_help or opts.command is None:
         parser.print_help()
