@@ -1065,8 +1065,9 @@ def test_zc_sql_prints_the_servers_reason_and_exits_1(monkeypatch, capsys, statu
 
 def test_zc_sql_refuses_an_empty_query_and_a_bad_format(monkeypatch, capsys) -> None:
     code, sent, _, err = zc_sql(monkeypatch, capsys, FakeAnswer(200, 'OK', b''), ' ')
-    assert (code, sent) == (1, None)
-    assert err == 'zc: the query is empty: give one SELECT ... FROM swift://~/c/*.csv\n'
+    assert (code, sent) == (2, None)       # a usage error (doc/client.md), nothing sent
+    assert err == ('zc: the query is empty: give one SELECT ... FROM swift://~/c/*.csv '
+                   '(zc -h for help)\n')
     with pytest.raises(SystemExit) as e:
         build_parser().parse_args(['sql', QUERY, '--format', 'xml'])
     assert e.value.code == 2

@@ -294,7 +294,7 @@ def sql_request(query: str, *, fmt: str = 'csv', header: bool = True, explain: b
     """The JSON body of a ``sql/1.0`` request (``doc/sql.md``): only what differs from
     the entry point's defaults, so that the server's defaults stay the one truth."""
     if not query.strip():
-        raise BuildError('the query is empty: give one SELECT ... FROM swift://~/c/*.csv')
+        raise OptionError('the query is empty: give one SELECT ... FROM swift://~/c/*.csv')
     body: dict = {'query': query}
     if fmt != 'csv':
         body['format'] = fmt
