@@ -7,7 +7,9 @@ when the run ends, and survives an rdtsc or cpuid of its own (the net).
 from __future__ import annotations
 
 import ctypes
+import faulthandler
 import mmap
+import signal
 import subprocess
 import sys
 import textwrap
@@ -41,6 +43,19 @@ def _flags() -> tuple[int, int]:
 def _guest_flags() -> tuple[int, int]:
     """What loader.c gives every guest: rdtsc faults; cpuid too where the CPU can."""
     return PR_TSC_SIGSEGV, 1 if cpuid.unsupported() else 0
+
+
+@pytest.fixture(autouse=True)
+def net_on_top():
+    """The net as the process's SIGSEGV handler, as in a pool worker: faulthandler
+    (pytest's, enabled again by a test since the net came) would see a fault first,
+    and the serving thread then carries nothing.  Disabled, it restores the handler
+    it found; enabled again after the test."""
+    enabled = faulthandler.is_enabled()
+    faulthandler.disable()
+    yield
+    if enabled:
+        faulthandler.enable()
 
 
 @pytest.fixture(scope='module')
@@ -89,6 +104,25 @@ def test_the_serving_thread_carries_the_guests_flags_only_while_it_serves(guest,
     assert _emit(guest).startswith(b'carry 00000000')
     assert seen and set(seen) == {_guest_flags()}
     assert _flags() == (PR_TSC_ENABLE, 1)       # the worker's Python between runs is plain
+
+
+def test_the_net_comes_back_over_the_default_action_never_over_another_handler(
+        guest, monkeypatch):
+    """faulthandler.disable() restores the default action over the net: the next run
+    installs the net again and carries the flags; with another handler installed since
+    (it would see the fault first) the run carries nothing."""
+    seen: list[tuple[int, int]] = []
+    _in_answer(monkeypatch, lambda: seen.append(_flags()))
+    try:
+        signal.signal(signal.SIGSEGV, signal.SIG_DFL)
+        _emit(guest)
+        assert set(seen) == {_guest_flags()}
+        seen.clear()
+        signal.signal(signal.SIGSEGV, lambda *_: None)
+        _emit(guest)
+        assert seen and set(seen) == {(PR_TSC_ENABLE, 1)}
+    finally:
+        signal.signal(signal.SIGSEGV, signal.SIG_DFL)    # the next run installs the net
 
 
 def test_the_python_loop_carries_nothing(guest, monkeypatch):

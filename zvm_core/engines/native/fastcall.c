@@ -589,11 +589,15 @@ static void net(int sig, siginfo_t *info, void *context)
     }
 }
 
+static int is_net(const struct sigaction *sa)
+{
+    return (sa->sa_flags & SA_SIGINFO) && sa->sa_sigaction == net;
+}
+
 static int install_net(void)
 {
     struct sigaction now;
-    if (sigaction(SIGSEGV, NULL, &now) == 0 && (now.sa_flags & SA_SIGINFO)
-            && now.sa_sigaction == net)
+    if (sigaction(SIGSEGV, NULL, &now) == 0 && is_net(&now))
         return 0;               /* installed already: never chained to itself */
     struct sigaction sa = {.sa_sigaction = net, .sa_flags = SA_SIGINFO | SA_ONSTACK};
     sigemptyset(&sa.sa_mask);
@@ -602,13 +606,17 @@ static int install_net(void)
 
 /* The guest's flags on this thread: PR_SET_TSC always (loader.c fails without it),
  * ARCH_SET_CPUID where the kernel takes it (the loader's ENODEV is ours too) --
- * only while the net is the process's SIGSEGV handler (a handler installed since
- * would see the fault first). */
+ * only while the net is the process's SIGSEGV handler: installed again over the
+ * default action (faulthandler.disable() restores the handler it found before
+ * the net), never over another handler installed since (it could chain back to
+ * the net, and it sees the fault first). */
 static void carry(void)
 {
     struct sigaction now;
-    if (sigaction(SIGSEGV, NULL, &now) < 0 || !(now.sa_flags & SA_SIGINFO)
-            || now.sa_sigaction != net)
+    if (sigaction(SIGSEGV, NULL, &now) < 0)
+        return;
+    if (!is_net(&now) && (now.sa_flags & SA_SIGINFO || now.sa_handler != SIG_DFL
+                          || install_net() < 0))
         return;
     if (prctl(PR_SET_TSC, PR_TSC_SIGSEGV, 0, 0, 0) == 0)
         carried |= CARRY_TSC;
