@@ -8,11 +8,18 @@
  * SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP as the native supervisor sets it
  * (engines/native/supervisor.py; ignored before Linux 6.6).  bench/engines.py
  * times it as the engines: (t(N) - t(0)) / N is one round trip with nothing
- * answered but a constant.  With a second argument "tsc" the child also makes
- * rdtsc fault (PR_SET_TSC), as the native loader does for every guest: the
- * kernel then flips CR4.TSD at each switch between child and parent, which a
- * hypervisor may charge for. */
+ * answered but a constant.
+ *
+ * A second argument gives the child the native guest's faulting flags, as the
+ * loader (engines/native/loader.c) does for every guest: rdtsc faults
+ * (PR_SET_TSC) and, where the CPU can, cpuid (ARCH_SET_CPUID 0).  "guest": the
+ * parent is a plain thread, so the kernel rewrites CR4.TSD and the
+ * CPUID-faulting MSR at each switch between them (under a hypervisor, a VM exit
+ * each: four per round trip).  "same": the parent carries the same flags while
+ * it answers, as the native supervisor's serving thread does (fastcall.c), and
+ * no switch changes them. */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <poll.h>
@@ -57,7 +64,16 @@ static int take_fd(int sock)
     return fd;
 }
 
-static void guest(int sock, long n, int notsc)
+/* The native guest's flags on this thread (loader.c: ENODEV, no CPUID faulting,
+ * leaves cpuid as it is) */
+static int guest_flags(void)
+{
+    if (prctl(PR_SET_TSC, PR_TSC_SIGSEGV, 0, 0, 0))
+        return -1;
+    return syscall(SYS_arch_prctl, 0x1012, 0) == 0 || errno == ENODEV ? 0 : -1;
+}
+
+static void guest(int sock, long n, int flags)
 {
     struct sock_filter code[] = {
         BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
@@ -66,7 +82,7 @@ static void guest(int sock, long n, int notsc)
         BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
     };
     struct sock_fprog prog = {sizeof code / sizeof code[0], code};
-    if (notsc && prctl(PR_SET_TSC, PR_TSC_SIGSEGV, 0, 0, 0))
+    if (flags && guest_flags())
         _exit(2);
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))
         _exit(2);
@@ -94,13 +110,17 @@ int main(int argc, char **argv)
     pid_t pid = fork();
     if (pid < 0)
         return 1;
+    const char *mode = argc > 2 ? argv[2] : "";
+    int same = strcmp(mode, "same") == 0;
     if (pid == 0)
-        guest(sv[0], n, argc > 2 && strcmp(argv[2], "tsc") == 0);
+        guest(sv[0], n, same || strcmp(mode, "guest") == 0);
     int listener = take_fd(sv[1]);
     if (listener < 0)
         return 1;
     unsigned long long flags = SYNC_WAKE_UP;
     ioctl(listener, NOTIF_SET_FLAGS, flags);
+    if (same && guest_flags())
+        return 1;
     if (write(sv[1], "g", 1) != 1)
         return 1;
     struct seccomp_notif notif;

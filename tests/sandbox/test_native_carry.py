@@ -1,0 +1,186 @@
+"""The native supervisor's serving thread carries the guest's faulting flags while it
+serves (``engines/native/fastcall.c``: rdtsc, and cpuid where the CPU can, fault
+in it too, so no switch between guest and supervisor rewrites them), drops them
+when the run ends, and survives an rdtsc or cpuid of its own (the net).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import faulthandler
+import mmap
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from zvm_core import engines
+from zvm_core.channels import WRITE, Channel, MemoryBacking
+from zvm_core.engines.native import _fastcall, cpuid, supervisor
+from zvm_core.executor import run
+
+pytestmark = pytest.mark.skipif(engines.native_unavailable() is not None,
+                                reason=f'native engine: {engines.native_unavailable()}')
+
+PR_GET_TSC, PR_SET_TSC, PR_TSC_ENABLE, PR_TSC_SIGSEGV = 25, 26, 1, 2
+SYS_ARCH_PRCTL, ARCH_GET_CPUID = 158, 0x1011
+_libc = ctypes.CDLL(None, use_errno=True)
+
+# rdtsc; shl rdx, 32; or rax, rdx; ret  |  push rbx; xor eax, eax; cpuid; pop rbx; ret
+RDTSC = bytes.fromhex('0f31' '48c1e220' '4809d0' 'c3')
+CPUID = bytes.fromhex('53' '31c0' '0fa2' '5b' 'c3')
+
+
+def _flags() -> tuple[int, int]:
+    """This thread's (PR_GET_TSC, ARCH_GET_CPUID): (1, 1) is a plain thread."""
+    tsc = ctypes.c_int()
+    assert _libc.prctl(PR_GET_TSC, ctypes.byref(tsc), 0, 0, 0) == 0
+    return tsc.value, _libc.syscall(SYS_ARCH_PRCTL, ARCH_GET_CPUID, 0)
+
+
+def _guest_flags() -> tuple[int, int]:
+    """What loader.c gives every guest: rdtsc faults; cpuid too where the CPU can."""
+    return PR_TSC_SIGSEGV, 1 if cpuid.unsupported() else 0
+
+
+@pytest.fixture(autouse=True)
+def net_on_top():
+    """The net as the process's SIGSEGV handler, as in a pool worker: faulthandler
+    (pytest's, enabled again by a test since the net came) would see a fault first,
+    and the serving thread then carries nothing.  Disabled, it restores the handler
+    it found; enabled again after the test."""
+    enabled = faulthandler.is_enabled()
+    faulthandler.disable()
+    yield
+    if enabled:
+        faulthandler.enable()
+
+
+@pytest.fixture(scope='module')
+def code():
+    """``code(bytes)``: a function running those bytes (an rdtsc or cpuid of this
+    process's own)."""
+    page = mmap.mmap(-1, mmap.PAGESIZE,
+                     prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+    at, made = 0, []
+
+    def make(body: bytes):
+        nonlocal at
+        page[at:at + len(body)] = body
+        address = ctypes.addressof(ctypes.c_char.from_buffer(page, at))
+        at += len(body)
+        made.append(ctypes.CFUNCTYPE(ctypes.c_uint64)(address))
+        return made[-1]
+    yield make
+    made.clear()
+    page.close()
+
+
+def _emit(guest):
+    """A run whose stdout (kept in memory) Python writes: 5 calls answered in Python."""
+    out = MemoryBacking()
+    report = run(guest('emit'), [Channel('/dev/stdout', out, WRITE)],
+                 argv=['emit', str(5 << 16), 'carry'], engine='native')
+    assert (report.status, report.engine, report.retcode) == ('ok', 'native', 0), report
+    return bytes(out.data)
+
+
+def _in_answer(monkeypatch, hook):
+    """Call ``hook()`` in the serving thread before each call Python answers."""
+    real = supervisor._Supervisor._answer
+
+    def answer(self):
+        hook()
+        return real(self)
+    monkeypatch.setattr(supervisor._Supervisor, '_answer', answer)
+
+
+def test_the_serving_thread_carries_the_guests_flags_only_while_it_serves(guest, monkeypatch):
+    assert _flags() == (PR_TSC_ENABLE, 1)
+    seen: list[tuple[int, int]] = []
+    _in_answer(monkeypatch, lambda: seen.append(_flags()))
+    assert _emit(guest).startswith(b'carry 00000000')
+    assert seen and set(seen) == {_guest_flags()}
+    assert _flags() == (PR_TSC_ENABLE, 1)       # the worker's Python between runs is plain
+
+
+def test_the_net_comes_back_over_the_default_action_never_over_another_handler(
+        guest, monkeypatch):
+    """faulthandler.disable() restores the default action over the net: the next run
+    installs the net again and carries the flags; with another handler installed since
+    (it would see the fault first) the run carries nothing."""
+    seen: list[tuple[int, int]] = []
+    _in_answer(monkeypatch, lambda: seen.append(_flags()))
+    try:
+        signal.signal(signal.SIGSEGV, signal.SIG_DFL)
+        _emit(guest)
+        assert set(seen) == {_guest_flags()}
+        seen.clear()
+        signal.signal(signal.SIGSEGV, lambda *_: None)
+        _emit(guest)
+        assert seen and set(seen) == {(PR_TSC_ENABLE, 1)}
+    finally:
+        signal.signal(signal.SIGSEGV, signal.SIG_DFL)    # the next run installs the net
+
+
+def test_the_python_loop_carries_nothing(guest, monkeypatch):
+    """Without the C loop (FAST_PATH off) nothing carries the flags: no net either."""
+    monkeypatch.setattr(supervisor, 'FAST_PATH', False)
+    seen: list[tuple[int, int]] = []
+    _in_answer(monkeypatch, lambda: seen.append(_flags()))
+    assert _emit(guest).startswith(b'carry 00000000')
+    assert seen and set(seen) == {(PR_TSC_ENABLE, 1)}
+
+
+@pytest.mark.parametrize('instruction', ['rdtsc', 'cpuid'])
+def test_an_rdtsc_or_cpuid_of_the_serving_thread_costs_time_not_the_worker(
+        guest, monkeypatch, code, instruction):
+    """The net: the faulting instruction runs again without the flags, the count rises,
+    the run's result is untouched, and the next wait carries the flags again."""
+    if instruction == 'cpuid' and cpuid.unsupported():
+        pytest.skip(cpuid.unsupported())
+    own = code(RDTSC if instruction == 'rdtsc' else CPUID)
+    expected = _emit(guest)
+    seen: list[tuple[int, int]] = []
+
+    def hook():
+        seen.append(_flags())
+        own()
+        seen.append(_flags())
+    _in_answer(monkeypatch, hook)
+    before = _fastcall.caught()
+    assert _emit(guest) == expected
+    calls = len(seen) // 2
+    assert calls > 1
+    assert _fastcall.caught() - before == calls
+    assert seen[0::2] == [_guest_flags()] * calls       # carried again at each wait
+    assert seen[1::2] == [(PR_TSC_ENABLE, 1)] * calls   # dropped by the net
+    assert _flags() == (PR_TSC_ENABLE, 1)
+
+
+def _python(source: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, '-c', textwrap.dedent(source)], capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_the_net_passes_on_any_other_sigsegv():
+    """A real fault, and an rdtsc in a thread that faults rdtsc by its own prctl (not a
+    serving thread's), reach the handler installed before the net: here faulthandler's."""
+    for fault in ('ctypes.string_at(0)',
+                  f'libc.prctl({PR_SET_TSC}, {PR_TSC_SIGSEGV}, 0, 0, 0); rdtsc()'):
+        got = _python(f"""
+            import ctypes, faulthandler, mmap
+            faulthandler.enable()
+            from zvm_core.engines.native import _fastcall
+            libc = ctypes.CDLL(None)
+            page = mmap.mmap(-1, mmap.PAGESIZE, prot=7)
+            page.write({RDTSC!r})
+            rdtsc = ctypes.CFUNCTYPE(ctypes.c_uint64)(
+                ctypes.addressof(ctypes.c_char.from_buffer(page)))
+            {fault}
+            print('survived')
+        """)
+        assert got.returncode == -11 and 'survived' not in got.stdout, got
+        assert 'Segmentation fault' in got.stderr, got.stderr
