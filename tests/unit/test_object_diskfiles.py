@@ -82,27 +82,27 @@ def plain(server, devices, device) -> None:
     put(server, device)
 
 
-def chunked_metadata(server, devices, device) -> None:
-    """As older Swifts wrote it: in chunks of 254 bytes."""
-    put(server, device, **{f'X-Object-Meta-{i}': 'x' * 200 for i in range(3)})
+def _rechunk(server, devices, device, size: int, **headers) -> None:
+    """The object's metadata written again in xattr chunks of ``size`` bytes."""
+    put(server, device, **headers)
     path = str(data_file(devices, device))
     metadata = swift_read_metadata(path)
     for name in os.listxattr(path):
         os.removexattr(path, name)
-    write_metadata(path, metadata, xattr_size=254)
+    write_metadata(path, metadata, xattr_size=size)
     assert 'user.swift.metadata2' in os.listxattr(path)
+
+
+def chunked_metadata(server, devices, device) -> None:
+    """As older Swifts wrote it: in chunks of 254 bytes."""
+    _rechunk(server, devices, device, 254,
+             **{f'X-Object-Meta-{i}': 'x' * 200 for i in range(3)})
 
 
 def odd_chunks(server, devices, device) -> None:
     """In chunks of a size no Swift writes (read_metadata stops at the first): Swift's
     DiskFile reads it whole."""
-    put(server, device)
-    path = str(data_file(devices, device))
-    metadata = swift_read_metadata(path)
-    for name in os.listxattr(path):
-        os.removexattr(path, name)
-    write_metadata(path, metadata, xattr_size=100)
-    assert 'user.swift.metadata2' in os.listxattr(path)
+    _rechunk(server, devices, device, 100)
 
 
 def no_checksum(server, devices, device) -> None:
