@@ -323,10 +323,11 @@ class NodeSpec:
 # A spec's fields but its name (the first), in order: the wildcard's nodes of a batch
 # differ only by name (``SharedSpec``).
 _BUT_NAME = operator.attrgetter(*[f.name for f in fields(NodeSpec)][1:])
-# A spec's fields but its name, argv and env, in order: what a wildcard's nodes share
-# (``argv[0]`` and ``SCRIPT_NAME`` are a node's name).
+# What a wildcard's nodes ``set`` each (``argv[0]`` and ``SCRIPT_NAME`` are a node's
+# name), and a spec's other fields, in order: what they share.
+_PER_NODE = frozenset(('name', 'argv', 'env'))
 SPEC_FIXED = operator.attrgetter(*[f.name for f in fields(NodeSpec)
-                                   if f.name not in ('name', 'argv', 'env')])
+                                   if f.name not in _PER_NODE])
 
 
 def spec_too_large(size: int) -> str:
@@ -453,8 +454,8 @@ class SharedSpec:
         if SPEC_FIXED(spec) != self.fixed:
             return len(spec.to_json())
         size = self.size
-        for key, value in (('name', spec.name), ('argv', spec.argv), ('env', spec.env)):
-            if value != self.obj[key]:
+        for key in _PER_NODE:
+            if (value := getattr(spec, key)) != self.obj[key]:
                 size += len(_sorted_json(value)) - self.lengths[key]
         return size
 
@@ -497,9 +498,6 @@ class SharedSpec:
             raise SpecError('argv and env must be strings')
         return _frozen(NodeSpec, {**self.fields, 'name': _text(name), 'argv': list(argv),
                                   'env': dict(env)})
-
-
-_PER_NODE = frozenset(('name', 'argv', 'env'))      # what a wildcard's nodes ``set``
 
 
 def _frozen(cls: type, values: dict):
