@@ -218,10 +218,11 @@ class _Tree:
 def _paired(opts: argparse.Namespace) -> list[list[str]]:
     """``--against``: each tree's server in its own process, one batch each in turn
     (ABBA), so both see the same load."""
-    trees = {'this': _Tree(str(common.REPO), opts),
-             'against': _Tree(os.path.abspath(opts.against), opts)}
+    trees: dict[str, _Tree] = {}
     rows = []
     try:
+        for name, tree in (('this', str(common.REPO)), ('against', opts.against)):
+            trees[name] = _Tree(os.path.abspath(tree), opts)
         for rep in range(opts.reps):
             order = list(trees) if rep % 2 else list(reversed(trees))
             load = os.getloadavg()[0]
