@@ -51,6 +51,7 @@ from zerocloud.sql import formats as sql_formats
 from zvm_core.engines import CHOICES
 
 EXIT_FAILED, EXIT_USAGE, EXIT_PENDING, EXIT_CANCELLED = 1, 2, 3, 130
+EXIT_PIPE = 128 + signal.SIGPIPE      # the status of a `cat` the closed pipe ended
 REPORT_HEADER = 'X-Zerovm-Report'
 DEFERRED_HEADER = 'X-Zerovm-Deferred'
 RESULTS = '.zvm'
@@ -851,7 +852,7 @@ def _main(argv: list[str] | None) -> int:
         if client._session is not None:
             client._session.cancel()
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_FAILED
+        return EXIT_PIPE
     except (ConnectionError, requests.ConnectionError) as e:
         sys.stderr.write(f'zc: {unreachable(e)}\n')
         return EXIT_FAILED
