@@ -62,6 +62,7 @@ CANCELLED = {                   # what Ctrl-C did, by command
     'open': ': the connection is closed, so the server stops the job',
     'submit': ': a deferred job goes on once started',
     'wait': ': stopped waiting; the deferred job goes on',
+    'cancel': ': stopped waiting; zc status says whether the job stopped',
     'sql': ': the connection is closed, so the server stops the query',
 }
 ENDPOINT_HEADER = 'X-Container-Meta-Rest-Endpoint'
