@@ -352,33 +352,41 @@ def test_small_writes_to_a_pipe_served_in_c_as_the_personality_serves_them(
 
 
 @pytest.mark.parametrize('kind', ['fd', 'file'])
-def test_gathered_writes_are_in_the_file_when_python_answers(guest, monkeypatch, tmp_path,
-                                                             kind):
-    """The C loop gathers a regular file's writes (fastcall.c, ``OBUF``): when it hands a
-    call to Python, the file, the counters and the etag's MD5 already hold every byte
-    the guest was told was written; the output and report are the personality's."""
+def test_gathered_and_read_ahead_bytes_are_settled_when_python_answers(guest, monkeypatch,
+                                                                       tmp_path, kind):
+    """The C loop gathers a regular file's writes and reads a read-only one ahead
+    (fastcall.c, ``OBUF``, ``IBUF``): when it hands a call to Python, the output file,
+    its counters and the etag's MD5 hold every byte the guest was told was written,
+    and the input (an FdBacking's file offset too) stands where the guest stopped;
+    the output and report are the personality's."""
     seen = []
     real = supervisor._Supervisor._answer
 
     def looking(self):
-        out = self.guest.fds[1].channel
-        seen.append((os.path.getsize(tmp_path / 'out-native-True'), out.counters.writes,
-                     out.counters.write_bytes, out._md5.copy().hexdigest()))
+        stdin, stdout = self.guest.fds[0].channel, self.guest.fds[1].channel
+        seen.append((os.path.getsize(tmp_path / 'out-native-True'), stdout.counters.writes,
+                     stdout.counters.write_bytes, stdout._md5.copy().hexdigest(),
+                     stdin.counters.read_bytes,
+                     os.lseek(stdin.backing.fd, 0, os.SEEK_CUR) if kind == 'fd'
+                     else stdin.backing.cursor))
         return real(self)
 
-    kib = 700                   # more than one buffer: flushed full, then at the uname
+    kib, rkib = 700, 300        # more than one buffer each: settled full, then at the uname
+    data = text_input(400 << 10)
     results = []
     for way in WAYS:
         if way == ('native', True):
             monkeypatch.setattr(supervisor._Supervisor, '_answer', looking)
-        results.append(_run(monkeypatch, tmp_path, guest('gather'), [str(kib)], kind, b'', way))
+        results.append(_run(monkeypatch, tmp_path, guest('gather'), [str(kib), str(rkib)],
+                            kind, data, way))
         monkeypatch.setattr(supervisor._Supervisor, '_answer', real)
     report, out, _, _ = results[0]
     assert report.status == 'ok' and report.retcode == 0, report
     body = b''.join(bytes([97 + k % 26]) * 1024 for k in range(kib))
-    assert out == body + b'end\n'
+    assert out == body + data[rkib << 10:(rkib + 1) << 10] + b'end\n'
     import hashlib
-    assert (len(body), kib, len(body), hashlib.md5(body).hexdigest()) in seen
+    assert (len(body), kib, len(body), hashlib.md5(body).hexdigest(), rkib << 10,
+            rkib << 10) in seen
     _same(results)
 
 

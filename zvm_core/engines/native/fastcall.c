@@ -76,6 +76,7 @@
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -115,7 +116,7 @@ static PyObject *s_recorder, *s_fds, *s_syscalls, *s_access, *s_channel, *s_rand
     *s_direct, *s_fd, *s_cursor, *s_end, *s_quota, *s_counters, *s_gets, *s_get_size, *s_puts,
     *s_put_size, *s_reads, *s_read_bytes, *s_writes, *s_write_bytes, *s_appending, *s_md5,
     *s_appended, *s_read_md5, *s_update, *s_pipe, *s_nowait, *s_clock, *s_clock_ns, *s_data,
-    *s_keep, *s_seekable;
+    *s_keep, *s_seekable, *s_tracer, *s_mode;
 
 static pthread_key_t scratch;       /* a thread's buffer, freed when the thread ends */
 
@@ -127,6 +128,8 @@ struct ctx {
     unsigned char *buffer;              /* this thread's CAP + OBUF bytes (hashlib may
                                            release the GIL while it hashes them) */
     int memfd, pid, nregions, nconstants;
+    int defer;                          /* no tracer: the call count kept here ... */
+    long long calls;                    /* ... these calls not yet added to guest.syscalls */
     struct region regions[MAX_REGIONS];
     struct constant constants[MAX_CONSTANTS];
 };
@@ -320,6 +323,16 @@ static int open_file(struct ctx *c, const struct seccomp_notif *n, struct held *
     return 1;
 }
 
+/* The calls answered here and not yet in guest.syscalls, added: before any Python
+ * code (the virtual clock reads the count), and at the end.  With a tracer the
+ * count is added per call: its thread reads the clock while this one waits. */
+static int count_calls(struct ctx *c)
+{
+    long long n = c->calls;
+    c->calls = 0;
+    return n ? add_ll(c->guest, s_syscalls, n) : 0;
+}
+
 /* ioctl as io.py's sys_ioctl answers it: 1 and *ret, 0 (declined), -1 (an exception) */
 static int serve_ioctl(struct ctx *c, const struct seccomp_notif *n, long long *ret,
                        struct held *h)
@@ -346,7 +359,7 @@ static int serve_clock(struct ctx *c, const struct seccomp_notif *n, long long *
         return 0;
     /* the personality counts the call before its handler reads the clock; the loop
      * counts an answered call after: counted for the read, then given back */
-    if (add_ll(c->guest, s_syscalls, 1) < 0)
+    if (count_calls(c) < 0 || add_ll(c->guest, s_syscalls, 1) < 0)
         return -1;
     PyObject *id = PyLong_FromUnsignedLongLong(clock);
     PyObject *v = id == NULL ? NULL : PyObject_CallMethodOneArg(vclock, s_clock_ns, id);
@@ -386,6 +399,7 @@ static int serve_clock(struct ctx *c, const struct seccomp_notif *n, long long *
  * the guest was told was written whenever Python or anyone after the run looks. */
 
 #define OBUF (256 << 10)
+#define IBUF (256 << 10)                /* a read-only regular file's bytes read ahead */
 /* hashlib releases the GIL to hash 2048 bytes or more (and from then on, always),
  * and taking it back from a thread that wants it reads the clock: rdtsc, which
  * faults in this thread (the net then drops the guest's flags, and every switch
@@ -397,7 +411,9 @@ enum { K_DIRECT, K_FILE, K_PIPE, K_TAIL };
 
 struct chan {
     PyObject *channel, *backing, *counters, *md5, *read_md5, *kept;    /* strong */
-    int kind, hostfd, regular, appending, dirty;
+    int kind, hostfd, regular, appending, dirty, ahead;
+    dev_t dev;
+    ino_t ino;
     long long keep, ops[2], bytes[2], max_ops[2], max_bytes[2], cursor, end, appended;
 };
 
@@ -408,11 +424,38 @@ struct cache {
     size_t fill;
     long long at;                     /* a FileBacking's offset of obuf[0] */
     unsigned char *obuf;
+    int in;                           /* the chan whose next bytes ibuf holds, or -1 */
+    size_t have, used;                /* ibuf[used, have): read from the file, not given */
+    unsigned char *ibuf;
     struct chan chans[MAX_CHANS];
     struct slot slots[MAX_SLOTS];
 };
 
 static PyObject *HostIOError;         /* _fastcall.HostIOError: a buffered write failed */
+
+static int host_error(int err)
+{
+    PyObject *args = Py_BuildValue("(is)", err, strerror(err));
+    if (args != NULL)
+        PyErr_SetObject(HostIOError, args);
+    Py_XDECREF(args);
+    return -1;
+}
+
+/* Give back the bytes read ahead and not given to the guest: a FileBacking's cursor
+ * is where the guest is already; an FdBacking's file offset is moved back to it. */
+static int unread(struct cache *k)
+{
+    if (k->in < 0)
+        return 0;
+    struct chan *ch = &k->chans[k->in];
+    off_t left = (off_t)(k->have - k->used);
+    k->in = -1;
+    k->have = k->used = 0;
+    if (left && ch->kind != K_FILE && lseek(ch->hostfd, -left, SEEK_CUR) < 0)
+        return host_error(errno);
+    return 0;
+}
 
 /* Write the buffered bytes to their file and hash them: 0, or -1 with HostIOError
  * (errno, strerror) set: the bytes were acknowledged to the guest, so the run ends
@@ -430,14 +473,8 @@ static int flush(struct cache *k)
                                        : write(ch->hostfd, k->obuf + done, n - done);
         if (w < 0 && errno == EINTR)
             continue;
-        if (w <= 0) {
-            int err = w < 0 ? errno : ENOSPC;
-            PyObject *args = Py_BuildValue("(is)", err, strerror(err));
-            if (args != NULL)
-                PyErr_SetObject(HostIOError, args);
-            Py_XDECREF(args);
-            return -1;
-        }
+        if (w <= 0)
+            return host_error(w < 0 ? errno : ENOSPC);
         done += (size_t)w;
     }
     for (size_t at = 0; ch->appending && at < n; at += HASH_PIECE)
@@ -450,6 +487,8 @@ static int flush(struct cache *k)
 static int release(struct cache *k)
 {
     int r = flush(k);
+    if (r == 0)
+        r = unread(k);
     for (int i = 0; i < k->nchans; i++) {
         struct chan *ch = &k->chans[i];
         if (ch->dirty && r == 0
@@ -529,6 +568,22 @@ static int fill_chan(struct ctx *c, struct cache *k, struct held *h, PyObject *c
     PyObject *quota = attr(h, chobj, s_quota), *counters = attr(h, chobj, s_counters);
     if (quota == NULL || counters == NULL)
         return -1;
+    if (ch.regular) {       /* read ahead: a read-only channel whose file no other has */
+        struct stat st;
+        if (fstat(ch.hostfd, &st) < 0)
+            return -1;
+        ch.dev = st.st_dev;
+        ch.ino = st.st_ino;
+        ch.ahead = get_ll(chobj, s_mode) == CH_READ;
+        for (int i = 0; i < k->nchans; i++) {
+            struct chan *other = &k->chans[i];
+            if (other->regular && other->dev == ch.dev && other->ino == ch.ino) {
+                if (k->in == i && unread(k) < 0)
+                    return -2;
+                ch.ahead = other->ahead = 0;
+            }
+        }
+    }
     ch.ops[0] = get_ll(counters, s_reads);
     ch.bytes[0] = get_ll(counters, s_read_bytes);
     ch.ops[1] = get_ll(counters, s_writes);
@@ -689,8 +744,37 @@ static int serve_one(struct ctx *c, struct cache *k, const struct seccomp_notif 
         }
         if (ch->appending)
             ch->appended += done;
+    } else if (ch->ahead && total <= IBUF) {
+        if (k->in != s->chan && unread(k) < 0)
+            return -1;
+        k->in = s->chan;
+        size_t left = k->have - k->used;
+        if (left < total) {             /* as much as the file has, as one read gives */
+            memmove(k->ibuf, k->ibuf + k->used, left);
+            k->have = left;
+            k->used = 0;
+            long long at = ch->cursor + (long long)left;        /* (a FileBacking's) */
+            size_t room = IBUF - left;
+            if (ch->kind == K_FILE)
+                room = ch->end > at ? (uint64_t)(ch->end - at) < room ? (size_t)(ch->end - at)
+                                                                       : room : 0;
+            ssize_t got = 0;
+            if (room)
+                got = ch->kind == K_FILE ? pread(ch->hostfd, k->ibuf + left, room, at)
+                                         : read(ch->hostfd, k->ibuf + left, room);
+            if (got < 0)
+                return unread(k) < 0 ? -1 : 0;  /* Python reads it and sees the error */
+            k->have += (size_t)got;
+        }
+        done = (ssize_t)(k->have - k->used < total ? k->have - k->used : total);
+        buffer = k->ibuf + k->used;
+        k->used += (size_t)done;
+        if (ch->read_md5 != NULL && md5_update(ch->read_md5, buffer, done) < 0)
+            return -1;
     } else {
         if (flush(k) < 0)               /* (the file read may be the one written) */
+            return -1;
+        if (k->in == s->chan && unread(k) < 0)
             return -1;
         uint64_t want = total;
         if (ch->kind == K_FILE)
@@ -831,7 +915,7 @@ static int load_ctx(PyObject *tuple, struct ctx *c)
         return -1;
     c->buffer = pthread_getspecific(scratch);
     if (c->buffer == NULL) {        /* malloc: its pages are touched only when used */
-        if ((c->buffer = malloc(CAP + OBUF)) == NULL || pthread_setspecific(scratch, c->buffer)) {
+        if ((c->buffer = malloc(CAP + OBUF + IBUF)) == NULL || pthread_setspecific(scratch, c->buffer)) {
             free(c->buffer);
             PyErr_NoMemory();
             return -1;
@@ -900,7 +984,12 @@ static PyObject *serve(PyObject *self, PyObject *args)
     struct pollfd fds[2] = {{listener, POLLIN, 0}, {pidfd, POLLIN, 0}};
     struct seccomp_notif notif;
     struct seccomp_notif_resp resp;
-    struct cache k = {.out = -1, .obuf = c.buffer + CAP};
+    struct cache k = {.out = -1, .obuf = c.buffer + CAP, .in = -1, .ibuf = c.buffer + CAP + OBUF};
+    PyObject *tracer = PyObject_GetAttr(c.guest, s_tracer);
+    c.defer = tracer == Py_None;
+    c.calls = 0;
+    Py_XDECREF(tracer);
+    PyErr_Clear();
     int pending = 0;            /* resp is the answer to send before waiting again */
     if (gate != Py_None) {      /* a template child's close at the gate: let it through */
         resp = (struct seccomp_notif_resp){.flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE};
@@ -987,7 +1076,7 @@ static PyObject *serve(PyObject *self, PyObject *args)
             /* the run's end: counted as the personality counts it, left unanswered (the
              * guest runs no instruction more), and handed to Python (proc.py sys_exit) */
             memcpy(out.buf, &notif, sizeof notif);
-            if (add_ll(c.guest, s_syscalls, 1) == 0)
+            if (count_calls(&c) == 0 && add_ll(c.guest, s_syscalls, 1) == 0)
                 result = EXIT_CALL;
             break;
         }
@@ -1001,7 +1090,8 @@ static PyObject *serve(PyObject *self, PyObject *args)
             break;
         if (served == 0) {              /* the personality answers it */
             memcpy(out.buf, &notif, sizeof notif);
-            if (release(&k) < 0)        /* the personality's objects are its own again */
+            if (count_calls(&c) < 0 || release(&k) < 0)    /* the personality's objects
+                                                              are its own again */
                 break;
             /* with the flags: a call answered in Python skips the four rewrites too
              * (measured: the Lua filter ~2x faster than dropping them around it) */
@@ -1023,7 +1113,9 @@ static PyObject *serve(PyObject *self, PyObject *args)
             pending = 1;
             continue;
         }
-        if (add_ll(c.guest, s_syscalls, 1) < 0)
+        if (c.defer)
+            c.calls++;
+        else if (add_ll(c.guest, s_syscalls, 1) < 0)
             break;
         resp = (struct seccomp_notif_resp){.id = notif.id};
         if (performed)
@@ -1036,7 +1128,7 @@ static PyObject *serve(PyObject *self, PyObject *args)
     }
     PyObject *type, *value, *tb;
     PyErr_Fetch(&type, &value, &tb);
-    if (release(&k) < 0) {
+    if (count_calls(&c) < 0 || release(&k) < 0) {
         result = -1;
         if (type != NULL)       /* the first exception is the one to see */
             PyErr_Clear();
@@ -1178,7 +1270,7 @@ PyMODINIT_FUNC PyInit__fastcall(void)
         {&s_appending, "_appending"}, {&s_md5, "_md5"}, {&s_appended, "_appended"},
         {&s_read_md5, "_read_md5"}, {&s_update, "update"}, {&s_pipe, "pipe"},
         {&s_nowait, "nowait"}, {&s_clock, "clock"}, {&s_clock_ns, "clock_ns"},
-        {&s_data, "data"}, {&s_keep, "keep"}, {&s_seekable, "seekable"},
+        {&s_data, "data"}, {&s_keep, "keep"}, {&s_seekable, "seekable"}, {&s_tracer, "tracer"}, {&s_mode, "mode"},
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if ((*names[i].slot = PyUnicode_InternFromString(names[i].name)) == NULL)
