@@ -13,7 +13,11 @@ under the emulator.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import resource
+import signal
 
 import pytest
 
@@ -384,7 +388,6 @@ def test_gathered_and_read_ahead_bytes_are_settled_when_python_answers(guest, mo
     assert report.status == 'ok' and report.retcode == 0, report
     body = b''.join(bytes([97 + k % 26]) * 1024 for k in range(kib))
     assert out == body + data[rkib << 10:(rkib + 1) << 10] + b'end\n'
-    import hashlib
     assert (len(body), kib, len(body), hashlib.md5(body).hexdigest(), rkib << 10,
             rkib << 10) in seen
     _same(results)
@@ -408,7 +411,6 @@ def test_a_run_killed_while_writing_leaves_every_acknowledged_byte(guest, monkey
         for ch in chans:
             ch.close()
     assert report.status == 'timeout', report
-    import hashlib
     data = out.read_bytes()
     assert len(data) == report.accounting.channels['/dev/stdout'].write_bytes > 4096
     assert report.etags['/dev/stdout'] == hashlib.md5(data).hexdigest()
@@ -419,9 +421,6 @@ def test_a_host_write_failure_ends_the_run_as_the_personality_ends_it(guest, tmp
     """A gathered write that the host refuses when the buffer is written (here: past
     RLIMIT_FSIZE, EFBIG) ends the run as a failed host write does in Python:
     ``killed``, a host failure, 'host I/O failed in write'."""
-    import json
-    import resource
-    import signal
     prog = guest('flood')
     r, w = os.pipe()
     pid = os.fork()

@@ -36,11 +36,13 @@
  *   TailBacking (a batch node's kept output: its bytearray ends with the last
  *   `keep` bytes written, as TailBacking.write leaves it) -- when the channel's
  *   quota lets the whole call through and every guest buffer lies in one
- *   region of the protection table with the needed access.  It reads the personality's own objects (guest.fds,
- *   the channel, its quota, counters, MD5 states, the backing's cursor) on
- *   every call and updates them exactly as Channel.read and Channel.write do:
- *   there is no second copy of any state, and after it the report, quotas and
- *   etags are the personality's.
+ *   region of the protection table with the needed access.  It reads the
+ *   personality's objects (guest.fds, the channel, its quota, counters, MD5
+ *   states, the backing's cursor) once after any Python code ran, serves the
+ *   next calls from that copy, and writes it back, exactly as Channel.read and
+ *   Channel.write would have left it, before any Python code runs again
+ *   ("the channels the loop serves", below): Python and the report see the
+ *   personality's state.
  *
  * What it never decides: every error and edge -- an unknown or closed
  * descriptor, the wrong access, a bad pointer, a refused or clipped quota, a
