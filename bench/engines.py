@@ -14,8 +14,9 @@
 - warm start through the worker pool (``zvm_core.pool.Pool.run`` of musl
   hello, the template already in the worker, client-observed), p50/p99 per
   engine;
-- the mediated system-call round trip: a loop of raw ``getpid`` calls, and
-  one of stdio-shaped 1 KiB ``writev`` calls (what a sort's output costs),
+- the mediated system-call round trip: a loop of raw ``getpid`` calls, one of
+  stdio-shaped 1 KiB ``writev`` calls (what a sort's output costs) and one of
+  1 KiB ``read`` calls from a file (what stdio input costs),
   (t(N) - t(0)) / N through ``run()``, per engine, and on the host; and the
   kernel's floor under it (``bench/programs/floor.c``: a C supervisor that
   answers getpid and does nothing else), also with the child's ``rdtsc``
@@ -328,19 +329,23 @@ def round_trip(tmp: Path, n: int, reps: int, engines: list[str]) -> None:
                             (('same',), f'floor, {faults}, supervisor too')):
             wall, cpu = floors[mode]
             rows.append(['getpid', where, f'{n:,}', us(wall), us(cpu), ratio(wall, floor)])
-    for name, what in (('getpid', 'getpid'), ('writes', '1 KiB writev')):
+    kib = tmp / 'reads.in'      # the reads' input: n KiB (the host reads it n times too)
+    kib.write_bytes(common.text(n << 10, seed=2))
+    for name, what, src, host_n in (('getpid', 'getpid', null, n * 20),
+                                    ('writes', '1 KiB writev', null, n * 20),
+                                    ('reads', '1 KiB read', kib, n)):
         prog, out = common.build(name), tmp / f'{name}.out'
         for engine in engines:
-            sandboxed(engine, prog, ['0'], null, out)     # validation (cached after)
-            per, cpu = _per_call(functools.partial(_sandboxed_n, engine, prog, null, out),
+            sandboxed(engine, prog, ['0'], src, out)      # validation (cached after)
+            per, cpu = _per_call(functools.partial(_sandboxed_n, engine, prog, src, out),
                                  n, reps)
             rows.append([what, f'{engine} engine', f'{n:,}', us(per), us(cpu),
                          ratio(per, floor) if floor else 'n/a'])
             if engine == 'native':
                 goal(f'native mediated call ({what})', '<= 10 us', per, 10e-6,
                      us(per) + (f' ({ratio(per, floor)} the floor)' if floor else ''))
-        per, cpu = _per_call(_host(prog, null, out), n * 20, reps)
-        rows.append([what, 'host process', f'{n * 20:,}', us(per), us(cpu), 'n/a'])
+        per, cpu = _per_call(_host(prog, src, out), host_n, reps)
+        rows.append([what, 'host process', f'{host_n:,}', us(per), us(cpu), 'n/a'])
     table(f'System-call round trip: (t(N) - t(0)) / N ({reps} reps, medians)',
           ['call', 'where', 'N', 'wall per call', 'CPU per call', 'wall vs floor'], rows,
           note='goal (issue 16): native engine <= 10 us per mediated call. The floor is '

@@ -67,7 +67,7 @@ CASES: dict[str, list[tuple[tuple[str, ...], bytes]]] = {
     'hidden_ret': [((), b'')], 'rdtsc_hidden': [((), b'')], 'rodata_code': [((), b'')],
     'emit': [(('200000', 'e'), b'')], 'fastcall': [(('edges',), TEXT)],
     'sparse': [(('1099511627776:0', '10:5'), b'')], 'iovbomb': [(('1', '4'), b'abc')],
-    'vsyscall': [((), b'')], 'mprotbits': [((), b'ABCDEF')],
+    'vsyscall': [((), b'')], 'mprotbits': [((), b'ABCDEF')], 'gather': [(('300', '2'), TEXT)],
     'reprotect': [((how,), b'') for how in ('fixed', 'reuse', 'read', 'reserve')],
     'protsnap': [((how,), b'') for how in ('calls', 'store', 'held', 'data', 'unmapped')],
 }

@@ -13,7 +13,11 @@ under the emulator.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import resource
+import signal
 
 import pytest
 
@@ -349,3 +353,93 @@ def test_small_writes_to_a_pipe_served_in_c_as_the_personality_serves_them(
     writes = first.accounting.channels['/dev/stdout'].writes
     assert writes == len(data) // 1000 + 1
     assert in_python < writes // 2         # most went through the C loop
+
+
+@pytest.mark.parametrize('kind', ['fd', 'file'])
+def test_gathered_and_read_ahead_bytes_are_settled_when_python_answers(guest, monkeypatch,
+                                                                       tmp_path, kind):
+    """The C loop gathers a regular file's writes and reads a read-only one ahead
+    (fastcall.c, ``OBUF``, ``IBUF``): when it hands a call to Python, the output file,
+    its counters and the etag's MD5 hold every byte the guest was told was written,
+    and the input (an FdBacking's file offset too) stands where the guest stopped;
+    the output and report are the personality's."""
+    seen = []
+    real = supervisor._Supervisor._answer
+
+    def looking(self):
+        stdin, stdout = self.guest.fds[0].channel, self.guest.fds[1].channel
+        seen.append((os.path.getsize(tmp_path / 'out-native-True'), stdout.counters.writes,
+                     stdout.counters.write_bytes, stdout._md5.copy().hexdigest(),
+                     stdin.counters.read_bytes,
+                     os.lseek(stdin.backing.fd, 0, os.SEEK_CUR) if kind == 'fd'
+                     else stdin.backing.cursor))
+        return real(self)
+
+    kib, rkib = 700, 300        # more than one buffer each: settled full, then at the uname
+    data = text_input(400 << 10)
+    results = []
+    for way in WAYS:
+        if way == ('native', True):
+            monkeypatch.setattr(supervisor._Supervisor, '_answer', looking)
+        results.append(_run(monkeypatch, tmp_path, guest('gather'), [str(kib), str(rkib)],
+                            kind, data, way))
+        monkeypatch.setattr(supervisor._Supervisor, '_answer', real)
+    report, out, _, _ = results[0]
+    assert report.status == 'ok' and report.retcode == 0, report
+    body = b''.join(bytes([97 + k % 26]) * 1024 for k in range(kib))
+    assert out == body + data[rkib << 10:(rkib + 1) << 10] + b'end\n'
+    assert (len(body), kib, len(body), hashlib.md5(body).hexdigest(), rkib << 10,
+            rkib << 10) in seen
+    _same(results)
+
+
+@pytest.mark.parametrize('kind', ['fd', 'file'])
+def test_a_run_killed_while_writing_leaves_every_acknowledged_byte(guest, monkeypatch,
+                                                                    tmp_path, kind):
+    """A guest killed at its deadline in the middle of gathered writes: the file holds
+    exactly the bytes its counters and etag say (the buffer is written on every way
+    out of the C loop), as when each write went to the file at once."""
+    from zvm_core.executor import Limits
+    out = tmp_path / 'out'
+    chans = [Channel('/dev/stdin', MemoryBacking(), READ),
+             Channel('/dev/stdout', _backing(kind, out, WRITE), WRITE),
+             Channel('/dev/stderr', MemoryBacking(), WRITE)]
+    try:
+        report = run(guest('flood'), chans, argv=['flood'], limits=Limits(timeout=0.5),
+                     engine='native')
+    finally:
+        for ch in chans:
+            ch.close()
+    assert report.status == 'timeout', report
+    data = out.read_bytes()
+    assert len(data) == report.accounting.channels['/dev/stdout'].write_bytes > 4096
+    assert report.etags['/dev/stdout'] == hashlib.md5(data).hexdigest()
+
+
+@pytest.mark.parametrize('fast', [True, False])
+def test_a_host_write_failure_ends_the_run_as_the_personality_ends_it(guest, tmp_path, fast):
+    """A gathered write that the host refuses when the buffer is written (here: past
+    RLIMIT_FSIZE, EFBIG) ends the run as a failed host write does in Python:
+    ``killed``, a host failure, 'host I/O failed in write'."""
+    prog = guest('flood')
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:                # the limit is the process's: set in a child of the test
+        try:
+            os.close(r)
+            supervisor.FAST_PATH = fast
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, 300_000))
+            chans = [Channel('/dev/stdin', MemoryBacking(), READ),
+                     Channel('/dev/stdout', _backing('file', tmp_path / 'out', WRITE), WRITE),
+                     Channel('/dev/stderr', MemoryBacking(), WRITE)]
+            report = run(prog, chans, argv=['flood'], engine='native')
+            os.write(w, json.dumps([report.status, report.message,
+                                    report.host_failure]).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    with os.fdopen(r, 'rb') as f:
+        got = json.loads(f.read() or b'null')
+    os.waitpid(pid, 0)
+    assert got == ['killed', 'host I/O failed in write: File too large', True]

@@ -36,11 +36,13 @@
  *   TailBacking (a batch node's kept output: its bytearray ends with the last
  *   `keep` bytes written, as TailBacking.write leaves it) -- when the channel's
  *   quota lets the whole call through and every guest buffer lies in one
- *   region of the protection table with the needed access.  It reads the personality's own objects (guest.fds,
- *   the channel, its quota, counters, MD5 states, the backing's cursor) on
- *   every call and updates them exactly as Channel.read and Channel.write do:
- *   there is no second copy of any state, and after it the report, quotas and
- *   etags are the personality's.
+ *   region of the protection table with the needed access.  It reads the
+ *   personality's objects (guest.fds, the channel, its quota, counters, MD5
+ *   states, the backing's cursor) once after any Python code ran, serves the
+ *   next calls from that copy, and writes it back, exactly as Channel.read and
+ *   Channel.write would have left it, before any Python code runs again
+ *   ("the channels the loop serves", below): Python and the report see the
+ *   personality's state.
  *
  * What it never decides: every error and edge -- an unknown or closed
  * descriptor, the wrong access, a bad pointer, a refused or clipped quota, a
@@ -76,6 +78,7 @@
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -115,7 +118,7 @@ static PyObject *s_recorder, *s_fds, *s_syscalls, *s_access, *s_channel, *s_rand
     *s_direct, *s_fd, *s_cursor, *s_end, *s_quota, *s_counters, *s_gets, *s_get_size, *s_puts,
     *s_put_size, *s_reads, *s_read_bytes, *s_writes, *s_write_bytes, *s_appending, *s_md5,
     *s_appended, *s_read_md5, *s_update, *s_pipe, *s_nowait, *s_clock, *s_clock_ns, *s_data,
-    *s_keep;
+    *s_keep, *s_seekable, *s_tracer, *s_mode;
 
 static pthread_key_t scratch;       /* a thread's buffer, freed when the thread ends */
 
@@ -124,9 +127,11 @@ struct constant { int nr; long long value; };
 
 struct ctx {
     PyObject *guest, *prot, *openfile, *channel, *fdbacking, *filebacking, *tailbacking;
-    unsigned char *buffer;              /* this thread's CAP bytes (hashlib may release the
-                                           GIL while it hashes them) */
+    unsigned char *buffer;              /* this thread's CAP + OBUF bytes (hashlib may
+                                           release the GIL while it hashes them) */
     int memfd, pid, nregions, nconstants;
+    int defer;                          /* no tracer: the call count kept here ... */
+    long long calls;                    /* ... these calls not yet added to guest.syscalls */
     struct region regions[MAX_REGIONS];
     struct constant constants[MAX_CONSTANTS];
 };
@@ -170,7 +175,7 @@ static int add_ll(PyObject *obj, PyObject *name, long long x)
 /* The attributes one call reads, referenced until it is answered (whatever the
  * objects are: a property's fresh result stays alive too). */
 struct held {
-    PyObject *refs[16];
+    PyObject *refs[24];
     int n;
 };
 
@@ -320,6 +325,16 @@ static int open_file(struct ctx *c, const struct seccomp_notif *n, struct held *
     return 1;
 }
 
+/* The calls answered here and not yet in guest.syscalls, added: before any Python
+ * code (the virtual clock reads the count), and at the end.  With a tracer the
+ * count is added per call: its thread reads the clock while this one waits. */
+static int count_calls(struct ctx *c)
+{
+    long long n = c->calls;
+    c->calls = 0;
+    return n ? add_ll(c->guest, s_syscalls, n) : 0;
+}
+
 /* ioctl as io.py's sys_ioctl answers it: 1 and *ret, 0 (declined), -1 (an exception) */
 static int serve_ioctl(struct ctx *c, const struct seccomp_notif *n, long long *ret,
                        struct held *h)
@@ -346,7 +361,7 @@ static int serve_clock(struct ctx *c, const struct seccomp_notif *n, long long *
         return 0;
     /* the personality counts the call before its handler reads the clock; the loop
      * counts an answered call after: counted for the read, then given back */
-    if (add_ll(c->guest, s_syscalls, 1) < 0)
+    if (count_calls(c) < 0 || add_ll(c->guest, s_syscalls, 1) < 0)
         return -1;
     PyObject *id = PyLong_FromUnsignedLongLong(clock);
     PyObject *v = id == NULL ? NULL : PyObject_CallMethodOneArg(vclock, s_clock_ns, id);
@@ -365,10 +380,280 @@ static int serve_clock(struct ctx *c, const struct seccomp_notif *n, long long *
     return 1;
 }
 
+/* -- the channels the loop serves, held in C between two calls into Python ------------
+ *
+ * The first plain read or write of a descriptor after any Python code ran reads
+ * the personality's objects (guest.fds, the open file, its channel, backing,
+ * quota, counters, MD5 states, cursor) into a struct chan; the next calls use
+ * that copy, and release() writes the counters, cursor, end and _appended back
+ * before any Python code runs again: before answer(), and at every way out of
+ * serve().  Python code is the only thing that changes the descriptor table or a
+ * channel, and it reads them only in answer() or after the run (the report), so
+ * the personality's objects are the same as if each call had updated them.
+ * (The call count, guest.syscalls, is still updated per call: the rdtsc tracer's
+ * thread reads the virtual clock while this one waits.)
+ *
+ * A sequential write to a regular file (FdBacking of a file, FileBacking) is
+ * gathered in an output buffer of OBUF bytes and written to the file, and
+ * hashed into the etag's MD5, when the buffer is full, before a call to another
+ * channel or any read served here, and by release(): one host write and one MD5
+ * update per OBUF bytes instead of one each per call.  The file holds every byte
+ * the guest was told was written whenever Python or anyone after the run looks. */
+
+#define OBUF (256 << 10)
+#define IBUF (256 << 10)                /* a read-only regular file's bytes read ahead */
+/* hashlib releases the GIL to hash 2048 bytes or more (and from then on, always),
+ * and taking it back from a thread that wants it reads the clock: rdtsc, which
+ * faults in this thread (the net then drops the guest's flags, and every switch
+ * rewrites them again).  The buffer is hashed in pieces under that size. */
+#define HASH_PIECE 2047
+#define MAX_CHANS 8
+#define MAX_SLOTS 16
+enum { K_DIRECT, K_FILE, K_PIPE, K_TAIL };
+
+struct chan {
+    PyObject *channel, *backing, *counters, *md5, *read_md5, *kept;    /* strong */
+    int kind, hostfd, regular, appending, dirty, ahead;
+    dev_t dev;
+    ino_t ino;
+    long long keep, ops[2], bytes[2], max_ops[2], max_bytes[2], cursor, end, appended;
+};
+
+struct slot { int fd, chan; long long access; };
+
+struct cache {
+    int nchans, nslots, out;          /* out: the chan whose bytes obuf holds, or -1 */
+    size_t fill;
+    long long at;                     /* a FileBacking's offset of obuf[0] */
+    unsigned char *obuf;
+    int in;                           /* the chan whose next bytes ibuf holds, or -1 */
+    size_t have, used;                /* ibuf[used, have): read from the file, not given */
+    unsigned char *ibuf;
+    struct chan chans[MAX_CHANS];
+    struct slot slots[MAX_SLOTS];
+};
+
+static PyObject *HostIOError;         /* _fastcall.HostIOError: a buffered write failed */
+
+static int host_error(int err)
+{
+    PyObject *args = Py_BuildValue("(is)", err, strerror(err));
+    if (args != NULL)
+        PyErr_SetObject(HostIOError, args);
+    Py_XDECREF(args);
+    return -1;
+}
+
+/* Give back the bytes read ahead and not given to the guest: a FileBacking's cursor
+ * is where the guest is already; an FdBacking's file offset is moved back to it. */
+static int unread(struct cache *k)
+{
+    if (k->in < 0)
+        return 0;
+    struct chan *ch = &k->chans[k->in];
+    off_t left = (off_t)(k->have - k->used);
+    k->in = -1;
+    k->have = k->used = 0;
+    if (left && ch->kind != K_FILE && lseek(ch->hostfd, -left, SEEK_CUR) < 0)
+        return host_error(errno);
+    return 0;
+}
+
+/* Write the buffered bytes to their file and hash them: 0, or -1 with HostIOError
+ * (errno, strerror) set: the bytes were acknowledged to the guest, so the run ends
+ * as the personality ends it when a host write fails. */
+static int flush(struct cache *k)
+{
+    if (k->fill == 0)
+        return 0;
+    struct chan *ch = &k->chans[k->out];
+    size_t n = k->fill, done = 0;
+    k->fill = 0;
+    while (done < n) {
+        ssize_t w = ch->kind == K_FILE ? pwrite(ch->hostfd, k->obuf + done, n - done,
+                                                k->at + (off_t)done)
+                                       : write(ch->hostfd, k->obuf + done, n - done);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return host_error(w < 0 ? errno : ENOSPC);
+        done += (size_t)w;
+    }
+    for (size_t at = 0; ch->appending && at < n; at += HASH_PIECE)
+        if (md5_update(ch->md5, k->obuf + at, n - at < HASH_PIECE ? n - at : HASH_PIECE) < 0)
+            return -1;
+    return 0;
+}
+
+/* Flush, write the copies back to the personality's objects, forget them. */
+static int release(struct cache *k)
+{
+    int r = flush(k);
+    if (r == 0)
+        r = unread(k);
+    for (int i = 0; i < k->nchans; i++) {
+        struct chan *ch = &k->chans[i];
+        if (ch->dirty && r == 0
+            && (set_ll(ch->counters, s_reads, ch->ops[0]) < 0
+                || set_ll(ch->counters, s_read_bytes, ch->bytes[0]) < 0
+                || set_ll(ch->counters, s_writes, ch->ops[1]) < 0
+                || set_ll(ch->counters, s_write_bytes, ch->bytes[1]) < 0
+                || (ch->appending && set_ll(ch->channel, s_appended, ch->appended) < 0)
+                || (ch->kind == K_FILE && (set_ll(ch->backing, s_cursor, ch->cursor) < 0
+                                           || set_ll(ch->backing, s_end, ch->end) < 0))))
+            r = -1;
+        Py_XDECREF(ch->channel);
+        Py_XDECREF(ch->backing);
+        Py_XDECREF(ch->counters);
+        Py_XDECREF(ch->md5);
+        Py_XDECREF(ch->read_md5);
+        Py_XDECREF(ch->kept);
+    }
+    k->nchans = k->nslots = 0;
+    k->out = -1;
+    return r;
+}
+
+static PyObject *take(struct held *h, PyObject *obj, PyObject *name)
+{
+    PyObject *v = attr(h, obj, name);
+    Py_XINCREF(v);
+    return v;
+}
+
+/* The chan of a channel (borrowed objects in h), filled from its objects: its index,
+ * or -1 (declined: not one the loop serves, or no room), -2 (an exception). */
+static int fill_chan(struct ctx *c, struct cache *k, struct held *h, PyObject *chobj)
+{
+    for (int i = 0; i < k->nchans; i++)
+        if (k->chans[i].channel == chobj)
+            return i;
+    if (k->nchans == MAX_CHANS || attr(h, chobj, s_random) != Py_False)
+        return -1;
+    PyObject *backing = attr(h, chobj, s_backing);
+    if (backing == NULL)
+        return -1;
+    for (int i = 0; i < k->nchans; i++)
+        if (k->chans[i].backing == backing)
+            return -1;                  /* one backing, two channels: Python's */
+    struct chan ch = {.hostfd = -1};
+    PyTypeObject *type = Py_TYPE(backing);
+    if (type == (PyTypeObject *)c->tailbacking) {
+        ch.kind = K_TAIL;
+        PyObject *kept = attr(h, backing, s_data);
+        ch.keep = get_ll(backing, s_keep);
+        if (kept == NULL || !PyByteArray_CheckExact(kept) || ch.keep < 1)
+            return -1;
+        ch.kept = kept;
+    } else if (type == (PyTypeObject *)c->filebacking) {
+        ch.kind = K_FILE;
+        ch.regular = 1;
+        ch.cursor = get_ll(backing, s_cursor);
+        ch.end = get_ll(backing, s_end);
+        if (ch.cursor < 0 || ch.end < 0)
+            return -1;
+    } else if (type == (PyTypeObject *)c->fdbacking) {
+        if (attr(h, backing, s_direct) == Py_True) {
+            ch.kind = K_DIRECT;
+            ch.regular = attr(h, backing, s_seekable) == Py_True;
+        } else if (attr(h, backing, s_pipe) == Py_True && attr(h, backing, s_nowait) == Py_True) {
+            ch.kind = K_PIPE;           /* writes of at most PIPE_BUF only (serve_one) */
+        } else {
+            return -1;                  /* a stream waits and reads fully: Python's */
+        }
+    } else {
+        return -1;
+    }
+    if (ch.kind != K_TAIL && ((ch.hostfd = (int)get_ll(backing, s_fd)) < 0
+                              || get_ll(backing, s_fd) > INT32_MAX))
+        return -1;
+    PyObject *quota = attr(h, chobj, s_quota), *counters = attr(h, chobj, s_counters);
+    if (quota == NULL || counters == NULL)
+        return -1;
+    if (ch.regular) {       /* read ahead: a read-only channel whose file no other has */
+        struct stat st;
+        if (fstat(ch.hostfd, &st) < 0)
+            return -1;
+        ch.dev = st.st_dev;
+        ch.ino = st.st_ino;
+        ch.ahead = get_ll(chobj, s_mode) == CH_READ;
+        for (int i = 0; i < k->nchans; i++) {
+            struct chan *other = &k->chans[i];
+            if (other->regular && other->dev == ch.dev && other->ino == ch.ino) {
+                if (k->in == i && unread(k) < 0)
+                    return -2;
+                ch.ahead = other->ahead = 0;
+            }
+        }
+    }
+    ch.ops[0] = get_ll(counters, s_reads);
+    ch.bytes[0] = get_ll(counters, s_read_bytes);
+    ch.ops[1] = get_ll(counters, s_writes);
+    ch.bytes[1] = get_ll(counters, s_write_bytes);
+    ch.max_ops[0] = get_ll(quota, s_gets);
+    ch.max_bytes[0] = get_ll(quota, s_get_size);
+    ch.max_ops[1] = get_ll(quota, s_puts);
+    ch.max_bytes[1] = get_ll(quota, s_put_size);
+    for (int i = 0; i < 2; i++)
+        if (ch.ops[i] < 0 || ch.bytes[i] < 0 || ch.max_ops[i] < 0 || ch.max_bytes[i] < 0)
+            return -1;              /* (a quota beyond 63 bits too: Python's) */
+    PyObject *appending = attr(h, chobj, s_appending);
+    ch.appending = appending == Py_True;
+    if (ch.appending) {
+        if ((ch.md5 = take(h, chobj, s_md5)) == NULL)
+            return -1;
+        if ((ch.appended = get_ll(chobj, s_appended)) < 0) {
+            Py_DECREF(ch.md5);
+            return -1;
+        }
+    }
+    PyObject *read_md5 = attr(h, chobj, s_read_md5);
+    if (read_md5 != NULL && read_md5 != Py_None)
+        ch.read_md5 = Py_NewRef(read_md5);
+    ch.channel = Py_NewRef(chobj);
+    ch.backing = Py_NewRef(backing);
+    ch.counters = Py_NewRef(counters);
+    Py_XINCREF(ch.kept);
+    k->chans[k->nchans] = ch;
+    return k->nchans++;
+}
+
+/* The slot of the call's descriptor: 1 and *s, 0 (declined), -1 (an exception). */
+static int slot_of(struct ctx *c, struct cache *k, const struct seccomp_notif *n,
+                   struct held *h, struct slot **s)
+{
+    int fd = (int)n->data.args[0];
+    for (int i = 0; i < k->nslots; i++)
+        if (k->slots[i].fd == fd) {
+            *s = &k->slots[i];
+            return 1;
+        }
+    if (k->nslots == MAX_SLOTS)
+        return 0;
+    PyObject *f;
+    int got = open_file(c, n, h, &f);
+    if (got <= 0)
+        return got;
+    if (f == NULL || Py_TYPE(f) != (PyTypeObject *)c->openfile
+        || h->n == (int)(sizeof h->refs / sizeof h->refs[0]))
+        return 0;
+    h->refs[h->n++] = Py_NewRef(f);
+    long long access = get_ll(f, s_access);
+    PyObject *chobj = attr(h, f, s_channel);
+    if (access < 0 || chobj == NULL || Py_TYPE(chobj) != (PyTypeObject *)c->channel)
+        return 0;                       /* an image node, not a channel */
+    int i = fill_chan(c, k, h, chobj);
+    if (i < 0)
+        return i == -2 ? -1 : 0;
+    *s = &k->slots[k->nslots++];
+    **s = (struct slot){fd, i, access};
+    return 1;
+}
+
 /* 1: answered (*ret: the value, or a negative errno); 0: declined (Python answers);
  * -1: an exception (a sandbox bug: the run ends). */
-static int serve_one(struct ctx *c, const struct seccomp_notif *n, long long *ret,
-                     struct held *h)
+static int serve_one(struct ctx *c, struct cache *k, const struct seccomp_notif *n,
+                     long long *ret, struct held *h)
 {
     int nr = n->data.nr;
     if (nr == NR_IOCTL)
@@ -378,54 +663,18 @@ static int serve_one(struct ctx *c, const struct seccomp_notif *n, long long *re
     int writing = nr == NR_WRITE || nr == NR_WRITEV;
     if (!(writing || nr == NR_READ || nr == NR_READV) || n->data.args[0] >= MAX_FD)
         return 0;
-    PyObject *f;
-    int got = open_file(c, n, h, &f);
+    struct slot *s;
+    int got = slot_of(c, k, n, h, &s);
     if (got <= 0)
         return got;
-    if (f == NULL || Py_TYPE(f) != (PyTypeObject *)c->openfile
-        || h->n == (int)(sizeof h->refs / sizeof h->refs[0]))
+    long long need = writing ? CH_WRITE : CH_READ;
+    struct chan *ch = &k->chans[s->chan];
+    if ((s->access & need) != need || (!writing && (ch->kind == K_TAIL || ch->kind == K_PIPE)))
         return 0;
-    Py_INCREF(f);
-    h->refs[h->n++] = f;
-    long long need = writing ? CH_WRITE : CH_READ, access = get_ll(f, s_access);
-    if (access < 0 || (access & need) != need)
-        return 0;
-    PyObject *ch = attr(h, f, s_channel);
-    if (ch == NULL || Py_TYPE(ch) != (PyTypeObject *)c->channel)
-        return 0;                       /* an image node, not a channel */
-    PyObject *random = attr(h, ch, s_random);
-    if (random != Py_False)
-        return 0;
-    PyObject *backing = attr(h, ch, s_backing);
-    if (backing == NULL)
-        return 0;
-    int file = Py_TYPE(backing) == (PyTypeObject *)c->filebacking, pipe = 0;
-    int tail = Py_TYPE(backing) == (PyTypeObject *)c->tailbacking;
-    PyObject *kept = NULL;
-    long long keep = 0, hostfd = -1;
-    if (tail) {                         /* a write-only stream kept in memory */
-        kept = attr(h, backing, s_data);
-        keep = get_ll(backing, s_keep);
-        if (!writing || kept == NULL || !PyByteArray_CheckExact(kept) || keep < 1
-            || ((PyByteArrayObject *)kept)->ob_exports > 0)
-            return 0;                   /* (a view of its bytes: Python's BufferError) */
-    } else if (!file) {
-        if (Py_TYPE(backing) != (PyTypeObject *)c->fdbacking)
-            return 0;
-        if (attr(h, backing, s_direct) != Py_True) {
-            /* a stream waits and reads fully: Python's, but for a write to a pipe
-             * small enough to be all or nothing (below) */
-            if (!writing || attr(h, backing, s_pipe) != Py_True
-                || attr(h, backing, s_nowait) != Py_True)
-                return 0;
-            pipe = 1;
-        }
-    }
-    if (!tail && ((hostfd = get_ll(backing, s_fd)) < 0 || hostfd > INT32_MAX))
-        return 0;
+    if (ch->kind == K_TAIL && ((PyByteArrayObject *)ch->kept)->ob_exports > 0)
+        return 0;                       /* (a view of its bytes: Python's BufferError) */
 
     /* the guest's buffers: [buf, count) or its iovec array */
-    unsigned char *buffer = c->buffer;
     struct iovec segs[MAX_IOV];
     int nsegs = 0;
     uint64_t total = 0;
@@ -455,70 +704,102 @@ static int serve_one(struct ctx *c, const struct seccomp_notif *n, long long *re
         if (total == 0)
             return 0;
     }
-    if (pipe && total > PIPE_BUF)
+    if (ch->kind == K_PIPE && total > PIPE_BUF)
         return 0;
 
     /* the quota lets the whole call through (else Python refuses or clips it) */
-    PyObject *quota = attr(h, ch, s_quota), *counters = attr(h, ch, s_counters);
-    if (quota == NULL || counters == NULL)
+    int w = writing;
+    if (ch->ops[w] >= ch->max_ops[w] || ch->bytes[w] >= ch->max_bytes[w]
+        || (uint64_t)(ch->max_bytes[w] - ch->bytes[w]) < total)
         return 0;
-    long long ops = get_ll(counters, writing ? s_writes : s_reads);
-    long long bytes = get_ll(counters, writing ? s_write_bytes : s_read_bytes);
-    long long max_ops = get_ll(quota, writing ? s_puts : s_gets);
-    long long max_bytes = get_ll(quota, writing ? s_put_size : s_get_size);
-    if (ops < 0 || bytes < 0 || max_ops < 0 || max_bytes < 0 || ops >= max_ops
-        || bytes >= max_bytes || (uint64_t)(max_bytes - bytes) < total)
-        return 0;
-    long long cursor = 0, end = 0;
-    if (file) {
-        cursor = get_ll(backing, s_cursor);
-        end = get_ll(backing, s_end);
-        if (cursor < 0 || end < 0)
-            return 0;
-    }
 
     ssize_t done;
+    unsigned char *buffer = c->buffer;
     if (writing) {
+        int gather = ch->regular && total <= OBUF;
+        if (k->fill && (k->out != s->chan || !gather || k->fill + total > OBUF)
+            && flush(k) < 0)
+            return -1;
+        if (gather)
+            buffer = k->obuf + k->fill;
         if (!guest_read(c, buffer, total, segs, nsegs))
             return 0;                   /* not readable after all: Python's EFAULT */
-        struct iovec whole = {buffer, total};
-        done = tail ? tail_write(kept, keep, buffer, total)
-             : pipe ? pwritev2((int)hostfd, &whole, 1, -1, RWF_NOWAIT)
-             : file ? pwrite((int)hostfd, buffer, total, cursor)
-                    : write((int)hostfd, buffer, total);
-        if (done == -2)
-            return -1;                  /* no memory for the tail */
-        if (done < 0)
-            return 0;                   /* nothing written (a full pipe: EAGAIN): Python
+        if (gather) {
+            if (k->fill == 0)
+                k->at = ch->cursor;
+            k->fill += total;
+            k->out = s->chan;
+            done = (ssize_t)total;
+        } else {
+            struct iovec whole = {buffer, total};
+            done = ch->kind == K_TAIL ? tail_write(ch->kept, ch->keep, buffer, total)
+                 : ch->kind == K_PIPE ? pwritev2(ch->hostfd, &whole, 1, -1, RWF_NOWAIT)
+                 : ch->kind == K_FILE ? pwrite(ch->hostfd, buffer, total, ch->cursor)
+                                      : write(ch->hostfd, buffer, total);
+            if (done == -2)
+                return -1;              /* no memory for the tail */
+            if (done < 0)
+                return 0;               /* nothing written (a full pipe: EAGAIN): Python
                                            waits, retries or fails the run */
-        if (attr(h, ch, s_appending) == Py_True) {
-            PyObject *md5 = attr(h, ch, s_md5);
-            if (md5 == NULL || md5_update(md5, buffer, done) < 0
-                || add_ll(ch, s_appended, done) < 0)
+            if (ch->appending && md5_update(ch->md5, buffer, done) < 0)
                 return -1;
         }
+        if (ch->appending)
+            ch->appended += done;
+    } else if (ch->ahead && total <= IBUF) {
+        if (k->in != s->chan && unread(k) < 0)
+            return -1;
+        k->in = s->chan;
+        size_t left = k->have - k->used;
+        if (left < total) {             /* as much as the file has, as one read gives */
+            memmove(k->ibuf, k->ibuf + k->used, left);
+            k->have = left;
+            k->used = 0;
+            long long at = ch->cursor + (long long)left;        /* (a FileBacking's) */
+            size_t room = IBUF - left;
+            if (ch->kind == K_FILE)
+                room = ch->end > at ? (uint64_t)(ch->end - at) < room ? (size_t)(ch->end - at)
+                                                                       : room : 0;
+            ssize_t got = 0;
+            if (room)
+                got = ch->kind == K_FILE ? pread(ch->hostfd, k->ibuf + left, room, at)
+                                         : read(ch->hostfd, k->ibuf + left, room);
+            if (got < 0)
+                return unread(k) < 0 ? -1 : 0;  /* Python reads it and sees the error */
+            k->have += (size_t)got;
+        }
+        done = (ssize_t)(k->have - k->used < total ? k->have - k->used : total);
+        buffer = k->ibuf + k->used;
+        k->used += (size_t)done;
+        if (ch->read_md5 != NULL && md5_update(ch->read_md5, buffer, done) < 0)
+            return -1;
     } else {
+        if (flush(k) < 0)               /* (the file read may be the one written) */
+            return -1;
+        if (k->in == s->chan && unread(k) < 0)
+            return -1;
         uint64_t want = total;
-        if (file)
-            want = end > cursor ? (uint64_t)(end - cursor) < total ? (uint64_t)(end - cursor)
-                                                                   : total : 0;
+        if (ch->kind == K_FILE)
+            want = ch->end > ch->cursor ? (uint64_t)(ch->end - ch->cursor) < total
+                                        ? (uint64_t)(ch->end - ch->cursor) : total : 0;
         done = 0;
         if (want) {
-            done = file ? pread((int)hostfd, buffer, want, cursor)
-                        : read((int)hostfd, buffer, want);
+            done = ch->kind == K_FILE ? pread(ch->hostfd, buffer, want, ch->cursor)
+                                      : read(ch->hostfd, buffer, want);
             if (done < 0)
                 return 0;
         }
-        PyObject *md5 = attr(h, ch, s_read_md5);
-        if (md5 != NULL && md5 != Py_None && md5_update(md5, buffer, done) < 0)
+        if (ch->read_md5 != NULL && md5_update(ch->read_md5, buffer, done) < 0)
             return -1;
     }
-    if (add_ll(counters, writing ? s_writes : s_reads, 1) < 0
-        || add_ll(counters, writing ? s_write_bytes : s_read_bytes, done) < 0)
-        return -1;
-    if (file && (set_ll(backing, s_cursor, cursor + done) < 0
-                 || (writing && cursor + done > end && set_ll(backing, s_end, cursor + done) < 0)))
-        return -1;
+    ch->ops[w] += 1;
+    ch->bytes[w] += done;
+    ch->dirty = 1;
+    if (ch->kind == K_FILE) {
+        ch->cursor += done;
+        if (writing && ch->cursor > ch->end)
+            ch->end = ch->cursor;
+    }
     *ret = done;
     if (!writing && guest_write(c, buffer, done, segs, nsegs) < 0)
         *ret = -EFAULT;                 /* as ProcessMemory.flush: the call has happened */
@@ -636,7 +917,7 @@ static int load_ctx(PyObject *tuple, struct ctx *c)
         return -1;
     c->buffer = pthread_getspecific(scratch);
     if (c->buffer == NULL) {        /* malloc: its pages are touched only when used */
-        if ((c->buffer = malloc(CAP)) == NULL || pthread_setspecific(scratch, c->buffer)) {
+        if ((c->buffer = malloc(CAP + OBUF + IBUF)) == NULL || pthread_setspecific(scratch, c->buffer)) {
             free(c->buffer);
             PyErr_NoMemory();
             return -1;
@@ -705,6 +986,12 @@ static PyObject *serve(PyObject *self, PyObject *args)
     struct pollfd fds[2] = {{listener, POLLIN, 0}, {pidfd, POLLIN, 0}};
     struct seccomp_notif notif;
     struct seccomp_notif_resp resp;
+    struct cache k = {.out = -1, .obuf = c.buffer + CAP, .in = -1, .ibuf = c.buffer + CAP + OBUF};
+    PyObject *tracer = PyObject_GetAttr(c.guest, s_tracer);
+    c.defer = tracer == Py_None;
+    c.calls = 0;
+    Py_XDECREF(tracer);
+    PyErr_Clear();
     int pending = 0;            /* resp is the answer to send before waiting again */
     if (gate != Py_None) {      /* a template child's close at the gate: let it through */
         resp = (struct seccomp_notif_resp){.flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE};
@@ -791,13 +1078,13 @@ static PyObject *serve(PyObject *self, PyObject *args)
             /* the run's end: counted as the personality counts it, left unanswered (the
              * guest runs no instruction more), and handed to Python (proc.py sys_exit) */
             memcpy(out.buf, &notif, sizeof notif);
-            if (add_ll(c.guest, s_syscalls, 1) == 0)
+            if (count_calls(&c) == 0 && add_ll(c.guest, s_syscalls, 1) == 0)
                 result = EXIT_CALL;
             break;
         }
         if (!served) {
             struct held h = {.n = 0};
-            served = serve_one(&c, &notif, &ret, &h);
+            served = serve_one(&c, &k, &notif, &ret, &h);
             while (h.n)
                 Py_DECREF(h.refs[--h.n]);
         }
@@ -805,6 +1092,9 @@ static PyObject *serve(PyObject *self, PyObject *args)
             break;
         if (served == 0) {              /* the personality answers it */
             memcpy(out.buf, &notif, sizeof notif);
+            if (count_calls(&c) < 0 || release(&k) < 0)    /* the personality's objects
+                                                              are its own again */
+                break;
             /* with the flags: a call answered in Python skips the four rewrites too
              * (measured: the Lua filter ~2x faster than dropping them around it) */
             PyObject *sent_back = PyObject_CallNoArgs(answer);
@@ -825,7 +1115,9 @@ static PyObject *serve(PyObject *self, PyObject *args)
             pending = 1;
             continue;
         }
-        if (add_ll(c.guest, s_syscalls, 1) < 0)
+        if (c.defer)
+            c.calls++;
+        else if (add_ll(c.guest, s_syscalls, 1) < 0)
             break;
         resp = (struct seccomp_notif_resp){.id = notif.id};
         if (performed)
@@ -836,6 +1128,15 @@ static PyObject *serve(PyObject *self, PyObject *args)
             resp.val = ret;
         pending = 1;
     }
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    if (count_calls(&c) < 0 || release(&k) < 0) {
+        result = -1;
+        if (type != NULL)       /* the first exception is the one to see */
+            PyErr_Clear();
+    }
+    if (type != NULL)
+        PyErr_Restore(type, value, tb);
     drop();
     PyBuffer_Release(&out);
     return result < 0 ? NULL : PyLong_FromLong(result);
@@ -971,7 +1272,7 @@ PyMODINIT_FUNC PyInit__fastcall(void)
         {&s_appending, "_appending"}, {&s_md5, "_md5"}, {&s_appended, "_appended"},
         {&s_read_md5, "_read_md5"}, {&s_update, "update"}, {&s_pipe, "pipe"},
         {&s_nowait, "nowait"}, {&s_clock, "clock"}, {&s_clock_ns, "clock_ns"},
-        {&s_data, "data"}, {&s_keep, "keep"},
+        {&s_data, "data"}, {&s_keep, "keep"}, {&s_seekable, "seekable"}, {&s_tracer, "tracer"}, {&s_mode, "mode"},
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if ((*names[i].slot = PyUnicode_InternFromString(names[i].name)) == NULL)
@@ -982,6 +1283,11 @@ PyMODINIT_FUNC PyInit__fastcall(void)
         return PyErr_SetFromErrno(PyExc_OSError);
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
+        return NULL;
+    HostIOError = PyErr_NewExceptionWithDoc(
+        "_fastcall.HostIOError", "A write the loop had gathered failed on the host (errno, "
+        "strerror): the guest was told it was written.", PyExc_OSError, NULL);
+    if (HostIOError == NULL || PyModule_AddObjectRef(m, "HostIOError", HostIOError) < 0)
         return NULL;
     if (PyModule_AddIntConstant(m, "STOPPED", STOPPED) < 0
         || PyModule_AddIntConstant(m, "CAP", CAP) < 0

@@ -821,8 +821,14 @@ class _Supervisor:
             return 'all'
         ctx = (self.guest, *table, OpenFile, Channel, FdBacking, FileBacking, TailBacking,
                _constants(self.guest))
-        got = _fastcall.serve(self.listener, self.pidfd, self.deadline, self.notif, ctx,
-                              self._answer, gate)
+        try:
+            got = _fastcall.serve(self.listener, self.pidfd, self.deadline, self.notif, ctx,
+                                  self._answer, gate)
+        except _fastcall.HostIOError as e:  # gathered writes failed on the host (ZeroVM: EIO)
+            self.guest.outcome = Stop('killed', f'host I/O failed in write: {e.strerror}',
+                                      host_failure=True)
+            self._end()
+            return None
         if got == _fastcall.EXIT_CALL:
             self._exit()
         elif got == _fastcall.DEADLINE:
