@@ -305,7 +305,7 @@ class Template:
     run from that state: no guest instruction has ever run in the template,
     and it never sees a run's bytes, so a child is as fresh as a spawned
     loader -- the same mappings with the same bytes, nothing of an earlier
-    run -- while the program is copied and the namespaces are made once.
+    run -- while the program is copied and the namespaces joined once.
     :meth:`prefork` forks the next child ahead of its run (the pool calls it
     after replying): the child sets its limits, installs the filter, passes
     its listener and waits at the gate; the worker takes it in when it is
