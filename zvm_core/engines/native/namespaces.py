@@ -10,7 +10,7 @@ opened its ``/proc/PID/ns/*``.  Those descriptors (close-on-exec, numbered
 above the loader's fixed ones) keep the namespaces alive without any
 process; each loader gets them at ``NS_FD..`` and joins them with ``setns``
 (user first, whose owner holds every capability in it; mount last), closes
-them, and drops every capability before anything else -- some 60 us instead
+them, and drops every capability before anything else -- some 30-60 us instead
 of ~1.2 ms.  A forked child closes its copies (``os.register_at_fork``) and
 makes its own when it needs them.
 
