@@ -73,7 +73,7 @@ class Spec:
     maps: list[tuple[int, int, int]] = field(default_factory=list)       # addr, size, prot
     copies: list[tuple[int, bytes]] = field(default_factory=list)        # addr, data
     filter: bytes = b''
-    namespaces: int = OWN       # user/net/IPC/UTS/mount namespaces where the host allows (OFF...)
+    namespaces: int = OWN       # OFF, or OWN: user/net/IPC/UTS/mount ones where the host allows
     template: bool = False      # a fork server: maps the program, then forks a child per run
     protects: list[tuple[int, int, int]] = field(default_factory=list)   # addr, size, prot
     resume: bytes = b''         # a snapshot's resume block (RESUME and its area), or none
