@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import os
+import socket
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,10 @@ _HEADER = struct.Struct('<14Q')
 RESUME = struct.Struct('<16Q6Q')
 _TRIPLE = struct.Struct('<3Q')
 _PAIR = struct.Struct('<2Q')
+# the spec's namespaces (loader.c: NS_*): none, new ones, join those passed at NS_FD..,
+# new ones held for the supervisor (namespaces.py)
+OFF, OWN, JOIN, HOLD = 0, 1, 2, 3
+NS_FD = 5
 
 
 def cache_dir() -> Path:
@@ -68,14 +73,15 @@ class Spec:
     maps: list[tuple[int, int, int]] = field(default_factory=list)       # addr, size, prot
     copies: list[tuple[int, bytes]] = field(default_factory=list)        # addr, data
     filter: bytes = b''
-    namespaces: bool = True     # own user/mount/net/IPC/UTS namespaces where the host allows
+    namespaces: int = OWN       # OFF, or OWN: user/net/IPC/UTS/mount ones where the host allows
     template: bool = False      # a fork server: maps the program, then forks a child per run
     protects: list[tuple[int, int, int]] = field(default_factory=list)   # addr, size, prot
     resume: bytes = b''         # a snapshot's resume block (RESUME and its area), or none
     prefaults: list[tuple[int, int]] = field(default_factory=list)     # addr, size
 
-    def encode(self) -> bytes:
-        """The spec as the loader reads it: the parts in this order."""
+    def encode(self, namespaces: int | None = None) -> bytes:
+        """The spec as the loader reads it: the parts in this order (``namespaces``:
+        instead of the spec's)."""
         head = (_HEADER.size + _TRIPLE.size * (len(self.maps) + len(self.copies)
                                                + len(self.protects))
                 + _PAIR.size * len(self.prefaults))
@@ -88,19 +94,41 @@ class Spec:
         return b''.join([
             _HEADER.pack(MAGIC, self.entry, self.sp, self.as_limit, self.cpu_seconds,
                          os.getpid(), len(self.maps), len(self.copies), len(self.filter) // 8,
-                         int(self.namespaces), int(self.template), len(self.protects),
+                         self.namespaces if namespaces is None else namespaces,
+                         int(self.template), len(self.protects),
                          int(bool(self.resume)), len(self.prefaults)),
             *(_TRIPLE.pack(*m) for m in self.maps), *table,
             *(_TRIPLE.pack(*m) for m in self.protects),
             *(_PAIR.pack(*r) for r in self.prefaults), self.filter, self.resume, *blobs])
 
-    def memfd(self) -> int:
+    def memfd(self, namespaces: int | None = None) -> int:
         """The spec in a new memfd (close-on-exec; a spawned loader reads it as fd 3)."""
         fd = os.memfd_create('zvm-native-spec', os.MFD_CLOEXEC)
         try:
             with os.fdopen(os.dup(fd), 'wb', closefd=True) as f:
-                f.write(self.encode())
+                f.write(self.encode(namespaces))
         except BaseException:
             os.close(fd)
             raise
         return fd
+
+
+def spawn(spec: Spec, join: tuple[int, ...] = ()) -> tuple[int, socket.socket]:
+    """Start the loader: spec on fd 3, its end of a socket pair on fd 4, and ``join``
+    (namespaces.py: user, net, IPC, UTS, mount) on NS_FD.. to join instead of the
+    spec's namespaces.  Only these: every other descriptor of ours is close-on-exec
+    or closed by the loader."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    spec_fd = spec.memfd(JOIN if join else None)
+    try:
+        loader = str(loader_path())
+        pid = os.posix_spawn(loader, [loader], {}, file_actions=[
+            (os.POSIX_SPAWN_DUP2, spec_fd, 3), (os.POSIX_SPAWN_DUP2, theirs.fileno(), 4),
+            *((os.POSIX_SPAWN_DUP2, fd, NS_FD + i) for i, fd in enumerate(join))])
+    except BaseException:
+        ours.close()
+        raise
+    finally:
+        os.close(spec_fd)
+        theirs.close()
+    return pid, ours

@@ -49,8 +49,8 @@ from zvm_core.channels import (
     standard_order,
 )
 from zvm_core.elf import PF_R, PF_W, PF_X, Program
-from zvm_core.engines.native import _fastcall, seccomp
-from zvm_core.engines.native.loader import Spec, loader_path
+from zvm_core.engines.native import _fastcall, namespaces, seccomp
+from zvm_core.engines.native.loader import OFF, OWN, Spec, loader_path, spawn
 from zvm_core.engines.native.memory import ProcessMemory, Region
 from zvm_core.engines.native.tsc import Tracer
 from zvm_core.executor import (
@@ -193,7 +193,7 @@ class Guest:
         """What the loader maps and copies whatever the run: the program's image."""
         p = self.program
         spec = Spec(entry=p.entry, filter=FILTER, template=template,
-                    namespaces=os.environ.get('ZVM_NATIVE_NAMESPACES') != 'off')
+                    namespaces=OFF if os.environ.get('ZVM_NATIVE_NAMESPACES') == 'off' else OWN)
         # unicorn's protection bits are mmap's (1, 2, 4)
         spec.maps = [(r.start, r.end - r.start, r.prot) for r in self.regions]
         spec.as_limit = sum(r.end - r.start for r in self.regions) + AS_SLACK
@@ -272,20 +272,10 @@ def _prot(flags: int) -> int:
 
 
 def _spawn(spec: Spec) -> tuple[int, socket.socket]:
-    """Start the loader: spec on fd 3, its end of a socket pair on fd 4."""
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    spec_fd = spec.memfd()
-    try:
-        loader = str(loader_path())
-        pid = os.posix_spawn(loader, [loader], {}, file_actions=[
-            (os.POSIX_SPAWN_DUP2, spec_fd, 3), (os.POSIX_SPAWN_DUP2, theirs.fileno(), 4)])
-    except BaseException:
-        ours.close()
-        raise
-    finally:
-        os.close(spec_fd)
-        theirs.close()
-    return pid, ours
+    """Start the loader (``loader.spawn``): in this process's shared namespaces
+    (``namespaces.py``) where the spec asks for namespaces and the host has them."""
+    held = namespaces.shared() if spec.namespaces == OWN else None
+    return spawn(spec, held or ())
 
 
 class _Child:
@@ -323,7 +313,7 @@ class Template:
     run from that state: no guest instruction has ever run in the template,
     and it never sees a run's bytes, so a child is as fresh as a spawned
     loader -- the same mappings with the same bytes, nothing of an earlier
-    run -- while the program is copied and the namespaces are made once.
+    run -- while the program is copied and the namespaces joined once.
     :meth:`prefork` forks the next child ahead of its run (the pool calls it
     after replying): the child sets its limits, installs the filter, passes
     its listener and waits at the gate; the worker takes it in when it is
