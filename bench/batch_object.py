@@ -42,7 +42,6 @@ import cProfile
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -189,40 +188,20 @@ def _serve(opts: argparse.Namespace) -> int:
     return 0
 
 
-class _Tree:
+def _tree(tree: str, opts: argparse.Namespace) -> common.ServeProcess:
     """A ``--serve`` process of ``tree``."""
-
-    def __init__(self, tree: str, opts: argparse.Namespace) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, __file__, '--serve', '--nodes', str(opts.nodes),
-             *(['--per-node'] if opts.per_node else [])], cwd=tree,
-            env={**os.environ, 'PYTHONPATH': tree}, stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, text=True)
-        if self.ask(None) != 'ready':
-            raise SystemExit(f'the server in {tree} did not start')
-
-    def ask(self, line: str | None):
-        if line is not None:
-            self.proc.stdin.write(line + '\n')
-            self.proc.stdin.flush()
-        answer = self.proc.stdout.readline()
-        if not answer:
-            raise SystemExit('a server process ended')
-        return json.loads(answer)
-
-    def close(self) -> None:
-        self.proc.stdin.close()
-        self.proc.wait()
+    return common.ServeProcess(tree, [__file__, '--serve', '--nodes', str(opts.nodes),
+                                      *(['--per-node'] if opts.per_node else [])], 'server')
 
 
 def _paired(opts: argparse.Namespace) -> list[list[str]]:
     """``--against``: each tree's server in its own process, one batch each in turn
     (ABBA), so both see the same load."""
-    trees: dict[str, _Tree] = {}
+    trees: dict[str, common.ServeProcess] = {}
     rows = []
     try:
         for name, tree in (('this', str(common.REPO)), ('against', opts.against)):
-            trees[name] = _Tree(os.path.abspath(tree), opts)
+            trees[name] = _tree(os.path.abspath(tree), opts)
         for rep in range(opts.reps):
             order = list(trees) if rep % 2 else list(reversed(trees))
             load = os.getloadavg()[0]

@@ -9,10 +9,12 @@ the source, the compiler's ``--version`` and the flags (as the tests'
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import random
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -38,6 +40,33 @@ WORDS = ('object', 'storage', 'swift', 'ring', 'proxy', 'replica', 'sandbox', 'n
 
 
 # -- guest programs ------------------------------------------------------------
+
+class ServeProcess:
+    """A bench script's ``--serve`` side started in ``tree`` with its code first on
+    its path, spoken to one JSON line at a time (``--against`` A/B runs: each tree in
+    its own process, both under the same load)."""
+
+    def __init__(self, tree: str, argv: Sequence[str], what: str) -> None:
+        self.what = what
+        self.proc = subprocess.Popen(
+            [sys.executable, *argv], cwd=tree, env={**os.environ, 'PYTHONPATH': tree},
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        if self.ask(None) != 'ready':
+            raise SystemExit(f'the {what} in {tree} did not start')
+
+    def ask(self, line: str | None):
+        if line is not None:
+            self.proc.stdin.write(line + '\n')
+            self.proc.stdin.flush()
+        answer = self.proc.stdout.readline()
+        if not answer:
+            raise SystemExit(f'a {self.what} process ended')
+        return json.loads(answer)
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait()
+
 
 def build(name: str | Path, cc: str = 'musl-gcc', flags: Iterable[str] = ('-O2',)) -> Path:
     """Path of ``bench/programs/<name>.c`` (else ``tests/programs/<name>.c``; or of

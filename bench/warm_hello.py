@@ -38,7 +38,6 @@ import argparse
 import json
 import os
 import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -142,37 +141,17 @@ def _serve(opts: argparse.Namespace) -> int:
     return 0
 
 
-class _Caller:
-    """A ``--serve`` process started in ``tree`` with its code first on its path."""
-
-    def __init__(self, tree: str, opts: argparse.Namespace) -> None:
-        env = {**os.environ, 'PYTHONPATH': tree}
-        self.proc = subprocess.Popen(
-            [sys.executable, __file__, '--serve', tree, '--workers', str(opts.workers),
-             '--engine', opts.engine], cwd=tree, env=env, stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, text=True)
-        if self.ask(None) != 'ready':
-            raise SystemExit(f'the caller in {tree} did not start')
-
-    def ask(self, line: str | None):
-        if line is not None:
-            self.proc.stdin.write(line + '\n')
-            self.proc.stdin.flush()
-        answer = self.proc.stdout.readline()
-        if not answer:
-            raise SystemExit('a caller process ended')
-        return json.loads(answer)
-
-    def close(self) -> None:
-        self.proc.stdin.close()
-        self.proc.wait()
+def _caller(tree: str, opts: argparse.Namespace) -> common.ServeProcess:
+    """A ``--serve`` caller process started in ``tree``."""
+    return common.ServeProcess(tree, [__file__, '--serve', tree, '--workers', str(opts.workers),
+                                      '--engine', opts.engine], 'caller')
 
 
 def _callers(opts: argparse.Namespace) -> list[list]:
     """The rounds of ``--callers``: each tree's caller side in its own process."""
     rows = []
-    callers = {'this': _Caller(str(common.REPO), opts),
-               'against': _Caller(os.path.abspath(opts.against), opts)}
+    callers = {'this': _caller(str(common.REPO), opts),
+               'against': _caller(os.path.abspath(opts.against), opts)}
     try:
         time.sleep(0.2)
         for r in range(opts.rounds):
