@@ -46,6 +46,7 @@ def test_a_filter_before_auth_stops_the_server(tmp_path: Path, pipeline: str, au
         filter_factory({'__file__': conf_with(tmp_path, pipeline, extra)})
     says = str(e.value)
     assert f'before {auth}' in says and 'move it after' in says
+    assert 'before the quota filters' in says     # not after them: they would not see outputs
     assert 'operator-guide.md' in says
 
 

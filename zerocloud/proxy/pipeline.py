@@ -36,5 +36,6 @@ def check(conf: dict) -> None:
         raise ValueError(
             f'the {filters[ours].name} filter comes before {auth} in the proxy pipeline, '
             f'so it cannot authorise jobs (every job would be a 401): move it after '
-            f'{auth}, just before proxy-logging proxy-server (doc/operator-guide.md, '
+            f'{auth}, before the quota filters, which must see what jobs write '
+            f'(doc/operator-guide.md, '
             f'"Where the filters go"); pipeline: {PipelineWrapper(context)}')
