@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from swift.common.registry import get_swift_info
 
 from zerocloud.proxy.middleware import filter_factory
 
@@ -52,3 +53,12 @@ def test_a_filter_before_auth_stops_the_server(tmp_path: Path, pipeline: str, au
 
 def test_without_a_config_file_nothing_is_checked() -> None:
     assert callable(filter_factory({}))
+
+
+def test_info_says_what_a_job_may_use() -> None:
+    # a client (or an operator checking the filter is in) reads the limits from /info
+    filter_factory({'zerovm_maxnodes': '500',
+                    'zerovm_sysimage_devices': 'python3 /p.tar lua /l.tar'})
+    info = get_swift_info()['zerocloud']
+    assert (info['max_nodes'], info['system_images']) == (500, ['python3', 'lua'])
+    assert info['max_job_size'] == 65536 and info['max_nexe'] == 256 << 20

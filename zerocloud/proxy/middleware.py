@@ -777,7 +777,9 @@ def filter_factory(global_conf: dict, **local_conf):
     config = Config.from_conf(conf)
     pipeline.check(conf)
     register_swift_info('zerocloud', max_job_size=config.max_config, timeout=config.timeout,
-                        validator_version=uploads.validator_version())
+                        validator_version=uploads.validator_version(),
+                        max_nodes=config.max_nodes, max_nexe=config.max_nexe,
+                        system_images=config.system_images)
 
     def zerocloud_proxy_filter(app):
         return ProxyExecMiddleware(app, conf)
