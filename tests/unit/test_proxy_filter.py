@@ -1299,11 +1299,11 @@ def test_a_batch_spec_no_object_server_reads_is_a_413_before_it_is_sent(
 
 def test_a_batch_entry_whose_merged_spec_is_over_the_limit_goes_alone_to_its_413(
         mw, swift, batch_servers, monkeypatch) -> None:
-    """The same rule in a batch as alone: wc-10 and wc-11's specs (612 bytes: a name
-    one character longer than wc-1's 609) are over the limit; the others' are not.
+    """The same rule in a batch as alone: wc-10 and wc-11's specs (636 bytes: a name
+    one character longer than wc-1's 633) are over the limit; the others' are not.
     Those two are not sent in the batch (a server would refuse them) but alone,
     where they get the 413 a node alone gets, with its words, and nothing is sent."""
-    monkeypatch.setattr(wire, 'SPEC_LIMIT', 610)
+    monkeypatch.setattr(wire, 'SPEC_LIMIT', 634)
     objects(swift, 11)
     fake, single = batch_servers(d0=ran(), alone={'d0': ok()})
     resp = post(mw, job(stdin='swift://~/c/item*'), **{'X-Zerovm-Report': 'json'})
@@ -1315,7 +1315,7 @@ def test_a_batch_entry_whose_merged_spec_is_over_the_limit_goes_alone_to_its_413
     for name in ('wc-10', 'wc-11'):
         assert nodes[name]['status'] == 'error'
         assert nodes[name]['message'] == (
-            "its node spec is 612 bytes; an object server reads 610 at most (the spec holds "
+            "its node spec is 636 bytes; an object server reads 634 at most (the spec holds "
             "the node's argv and env and a device per node it is connected to): make them "
             'smaller')
     assert all(nodes[f'wc-{i}']['status'] == 'ok' for i in range(1, 10))
