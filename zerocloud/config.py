@@ -91,7 +91,7 @@ class Config:
             max_spool=option('zerovm_maxspool', positive, 4 << 30),
             pipeline=option('zerovm_pipeline', _boolean, 'true'),
             conn_timeout=option('conn_timeout', _positive_float, 0.5),
-            interactive_timeout=option('interactive_timeout', float, timeout),
+            interactive_timeout=option('interactive_timeout', _positive_float, timeout),
             chain_timeout=option('chain_timeout', _positive_float, 20),
             deferred_heartbeat=option('deferred_heartbeat', _positive_float, 10),
             zapp_limits=zapp.Limits(option('zapp_max_members', positive, zapp.Limits.members),

@@ -19,6 +19,8 @@ def test_the_defaults_parse() -> None:
     ({'zerovm_timeout': '-1'}, 'zerovm_timeout: -1: expected a number of seconds above 0'),
     ({'zerovm_timeout': 'nan'}, 'zerovm_timeout: nan: expected a number of seconds above 0'),
     ({'deferred_heartbeat': '0'}, 'deferred_heartbeat: 0: expected a number of seconds above 0'),
+    ({'interactive_timeout': '-1'},
+     'interactive_timeout: -1: expected a number of seconds above 0'),
     ({'zerovm_engine': 'fast'}, 'zerovm_engine: fast: choose one of auto, native, emulated'),
     ({'zerovm_timeout': '60s'}, 'zerovm_timeout: 60s: expected a number of seconds above 0'),
     ({'zerovm_maxnexemem': '256M'}, 'zerovm_maxnexemem: 256M: expected a whole number above 0, '
