@@ -562,7 +562,8 @@ def _parse_device(spec: object, number: int, account: str, images: frozenset[str
                        'not both')
     name = _optional(spec, 'name', spec.get('device'))
     if not name:
-        raise JobError(f'Must specify device for file in {where}')
+        raise JobError(f'Must specify device for file in {where}: device #{number} has no '
+                       f'"name" ({", ".join(DEVICES)} or a system image)')
     if not isinstance(name, str) or name not in DEVICES and name not in images:
         raise _unknown('device', name, where, [*DEVICES, *sorted(images)])
     url = _optional(spec, 'path', '')

@@ -275,7 +275,9 @@ def test_deprecated_device_keys():
 @pytest.mark.parametrize('devices, message', [
     ({'name': 'stdout'}, 'Invalid devices in sort: must be a list, got an object'),
     (['stdout'], 'Invalid device #1 in sort: must be an object, got "stdout"'),
-    ([{'path': 'swift://~/c/o'}], 'Must specify device for file in sort'),
+    ([{'path': 'swift://~/c/o'}], 'Must specify device for file in sort: device #1 has no '
+                                  '"name" (stdin, stdout, stderr, input, output, image, script '
+                                  'or a system image)'),
     ([{'name': 'stdtest'}], 'Unknown device "stdtest" in sort. Valid devices: stdin, stdout, '
                             'stderr, input, output, image, script, python3'),
     ([{'name': 'debug', 'path': 'tcp://h:1'}], 'Unknown device "debug" in sort. Valid devices'),
