@@ -147,7 +147,8 @@ def _collect(src, head: bytes, limit: int, declared: int | None, where: str) -> 
         while chunk := src.read(_CHUNK):
             size += len(chunk)
             if size > limit:
-                raise HTTPRequestEntityTooLarge(body=f'{where} is larger than {limit} bytes\n')
+                raise HTTPRequestEntityTooLarge(
+                    body=f'{where} is larger than zerovm_maxinput ({limit} bytes)\n')
             out.write(chunk)
         if declared is not None and size < declared:
             raise HTTPClientDisconnect(body=f'{where} is shorter than its Content-Length\n')

@@ -289,6 +289,14 @@ def test_execute_on_a_non_swift_path_passes_through(mw, swift, path: str) -> Non
     assert [(m, p) for m, p, _h in swift.calls] == [('GET', path)]
 
 
+def test_a_program_over_zerovm_maxnexe_is_a_413_naming_the_option(swift, servers) -> None:
+    # said "... is larger than 8 bytes": the user could not tell which limit, or whose
+    swift.add('/bin/wc', b'\x7fELF program, 20 bytes')
+    resp = post(ProxyExecMiddleware(swift, {'zerovm_maxnexe': '8'}), job())
+    assert (resp.status_int, resp.body) == (
+        413, b'swift://AUTH_a/bin/wc is larger than zerovm_maxnexe (8 bytes)\n')
+
+
 def test_a_denied_post_is_a_403_before_anything_is_read(mw, swift, servers) -> None:
     asked = servers()
     req = Request.blank(ACCOUNT, method='POST', body=json.dumps(job()).encode(), headers={

@@ -124,16 +124,18 @@ class Caller:
                                     'objects themselves, not manifests or symlinks\n')
         return resp
 
-    def fetch(self, path: SwiftPath, limit: int) -> tuple[Input, Response]:
-        """GET an object as the caller into a spooled file (413 beyond ``limit`` bytes)."""
+    def fetch(self, path: SwiftPath, limit: int,
+              option: str = 'zerovm_maxinput') -> tuple[Input, Response]:
+        """GET an object as the caller into a spooled file (413 beyond ``limit`` bytes,
+        naming the operator's ``option`` that sets it)."""
         resp = self.read('GET', path)
         out, size = spooled(), 0
         try:
             for chunk in resp.app_iter:
                 size += len(chunk)
                 if size > limit:
-                    raise HTTPRequestEntityTooLarge(body=f'{path} is larger than {limit} '
-                                                         'bytes\n')
+                    raise HTTPRequestEntityTooLarge(body=f'{path} is larger than {option} '
+                                                         f'({limit} bytes)\n')
                 out.write(chunk)
         except BaseException:
             out.close()
@@ -144,7 +146,7 @@ class Caller:
 
     def fetch_program(self, path: SwiftPath) -> bytes:
         """A stored program's bytes; 422 when its upload's verdict says it is not valid."""
-        program, resp = self.fetch(path, self.config.max_nexe)
+        program, resp = self.fetch(path, self.config.max_nexe, 'zerovm_maxnexe')
         with program.file:
             if uploads.stored_verdict(resp.headers) is False:
                 raise HTTPUnprocessableEntity(
