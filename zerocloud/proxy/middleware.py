@@ -286,7 +286,7 @@ from swift.common.utils import (
     get_logger,
 )
 
-from zerocloud import chain, deferred, graph, hangup, placement, sources, wire
+from zerocloud import chain, deferred, graph, hangup, pipeline, placement, sources, wire
 from zerocloud.config import Config
 from zerocloud.httperrors import HTTPBadRequest, HTTPNotFound, HTTPRequestEntityTooLarge
 from zerocloud.job import (
@@ -302,8 +302,8 @@ from zerocloud.job import (
     parse_job,
     stream,
 )
-from zerocloud.proxy import pipeline, uploads
 from zerocloud.proxy import stream as streamed
+from zerocloud.proxy import uploads
 from zerocloud.proxy.batch import Batches, batchable
 from zerocloud.proxy.caller import Caller, Input
 from zerocloud.proxy.dispatch import Dispatcher, Plan, skipped
@@ -775,6 +775,7 @@ def _imap(func: Callable, items: list) -> list:
 def filter_factory(global_conf: dict, **local_conf):
     conf = dict(global_conf, **local_conf)
     config = Config.from_conf(conf)
+    pipeline.check_server(conf, 'zerocloud_proxy')
     pipeline.check(conf)
     register_swift_info('zerocloud', max_job_size=config.max_config, timeout=config.timeout,
                         validator_version=uploads.validator_version(),
