@@ -297,6 +297,20 @@ def test_a_program_over_zerovm_maxnexe_is_a_413_naming_the_option(swift, servers
         413, b'swift://AUTH_a/bin/wc is larger than zerovm_maxnexe (8 bytes)\n')
 
 
+def test_a_denied_read_of_the_callers_account_without_its_prefix_says_so(mw, swift,
+                                                                       servers) -> None:
+    # swift://a/... for AUTH_a: "Denied: may not read swift://a/c/data" left users puzzled
+    def denying(env, start_response):       # Swift's answer to another account's object
+        if env['PATH_INFO'].startswith('/v1/a/'):
+            return Response(status=403)(env, start_response)
+        return swift(env, start_response)
+    mw.app = denying
+    resp = post(mw, job('swift://a/c/data'))
+    assert (resp.status_int, resp.body) == (403, b'Denied: may not read swift://a/c/data (your '
+                                                 b'account is AUTH_a: did you mean '
+                                                 b'swift://~/c/data?)\n')
+
+
 def test_a_denied_post_is_a_403_before_anything_is_read(mw, swift, servers) -> None:
     asked = servers()
     req = Request.blank(ACCOUNT, method='POST', body=json.dumps(job()).encode(), headers={

@@ -84,7 +84,17 @@ class Caller:
         denied = authorize(sub)
         if denied is not None:
             what = {'POST': 'execute jobs in', 'PUT': 'write', 'GET': 'read'}[method]
-            raise denied_error(denied, f'{what} swift:/{path[3:]}')
+            hint = self.own_hint(path) if denied.status_int == 403 else ''
+            raise denied_error(denied, f'{what} swift:/{path[3:]}{hint}')
+
+    def own_hint(self, path: str) -> str:
+        """`` (your account is AUTH_a: ...)`` when the account of ``path`` (``/v1/a/...``)
+        is the caller's without its reseller prefix, as users write it: else ''."""
+        mine = (self.req.path.split('/') + ['', ''])[2]
+        account, _, rest = path[4:].partition('/')
+        if account == mine or mine.partition('_')[2] != account:
+            return ''
+        return f' (your account is {mine}: did you mean swift://~/{rest}?)'
 
     def listing(self, path: str, prefix: str = '') -> Iterator[str]:
         """The names in the account or container ``path`` (``/v1/...``) that begin with
@@ -115,7 +125,8 @@ class Caller:
         if resp.status_int == 404:
             raise HTTPNotFound(body=f'Error 404 Not Found while fetching {path}\n')
         if resp.status_int in (401, 403):
-            raise denied_error(resp, f'read {path}')
+            hint = self.own_hint('/v1' + path.path) if resp.status_int == 403 else ''
+            raise denied_error(resp, f'read {path}{hint}')
         if not is_success(resp.status_int):
             raise HTTPServiceUnavailable(body=f'cannot read {path}: {resp.status}\n')
         kind = next((key for key in NOT_PLAIN if key in resp.headers), None)
