@@ -176,6 +176,7 @@ class Launch:
     image: Input | None = None          # an uncompressed tar, for image
     env: dict[str, str] = field(default_factory=dict)
     taken: bool = False                 # a job took the input (or object)
+    source: SwiftPath | None = None     # the stored job it came from, named in its errors
 
     def adapt(self, groups: list[Group]) -> None:
         """Give the job the request's object, image and CGI variables (before expansion)."""
@@ -465,6 +466,7 @@ def _from_source(caller: Caller, path: SwiftPath, account: str,
                        resp.content_length, str(path), account, path, None)
     finally:
         close_if_possible(resp.app_iter)
+    launch.source = path
     if params is not None:
         launch.job = substitute(launch.job, params, target)
     return launch

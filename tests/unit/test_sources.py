@@ -134,6 +134,15 @@ def test_a_job_with_the_execute_header_runs_when_sent_form_urlencoded(mw, swift,
     assert resp.status_int == 200, resp.body
 
 
+def test_a_stored_job_that_is_not_valid_is_named(mw, swift, servers) -> None:
+    # "Job description is not valid JSON: ..." did not say it was the stored one
+    swift.add('/jobs/bad.json', b'#include <stdio.h>\n', **{'Content-Type': 'application/json'})
+    resp = request(mw, body=b'', **{'X-Zerovm-Source': 'swift://~/jobs/bad.json'})
+    assert resp.status_int == 400
+    assert resp.body.startswith(b'Job description is not valid JSON: ')
+    assert resp.body.endswith(b' (in swift://AUTH_a/jobs/bad.json)\n')
+
+
 # -- what travels to the object server ---------------------------------------------------------
 
 def test_a_source_job_sends_the_body_as_stdin(mw, swift, servers) -> None:

@@ -430,7 +430,8 @@ class ProxyExecMiddleware:
         except JobTooLarge as e:
             raise HTTPRequestEntityTooLarge(body=f'{e}\n') from None
         except JobError as e:
-            raise HTTPBadRequest(body=f'{e}\n') from None
+            where = f' (in {launch.source})' if launch.source else ''
+            raise HTTPBadRequest(body=f'{e}{where}\n') from None
         def list_objects(a: str, c: str, prefix: str) -> Iterator[str]:
             return caller.listing(f'/v1/{a}/{c}', prefix)
 
