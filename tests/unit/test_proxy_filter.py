@@ -311,6 +311,16 @@ def test_a_denied_read_of_the_callers_account_without_its_prefix_says_so(mw, swi
                                                  b'swift://~/c/data?)\n')
 
 
+def test_nodes_without_data_that_share_a_location_go_to_one_server(mw, swift,
+                                                                    servers) -> None:
+    # "location" was parsed and then ignored: three nodes of "x" ran on two servers
+    asked = servers(d0=ok(), d1=ok(), d2=ok())
+    resp = post(mw, [{'name': 'a', 'exec': {'path': 'swift://~/bin/wc'}, 'count': 6,
+                      'location': 'x', 'devices': [{'name': 'stdout'}]}])
+    assert resp.status_int == 200, resp.body
+    assert len({device for device, _h, _s in asked.asked}) == 1 and len(asked.asked) == 6
+
+
 def test_a_denied_post_is_a_403_before_anything_is_read(mw, swift, servers) -> None:
     asked = servers()
     req = Request.blank(ACCOUNT, method='POST', body=json.dumps(job()).encode(), headers={

@@ -516,7 +516,8 @@ class ProxyExecMiddleware:
         else:
             policy = POLICIES.default.idx
             ring = placement.object_ring(self.config.swift_dir, policy)
-            part, servers = placement.any_nodes(ring, job_id + node.name)
+            # nodes that share a location string share the order: the same server first
+            part, servers = placement.any_nodes(ring, job_id + (node.location or node.name))
             path = f'/{account}/.zerocloud/{node.name}'
         return Plan(node, policy, part, path, servers, local.name if local else None, program,
                     {dev.name: inputs[dev.path] for dev in node.devices
