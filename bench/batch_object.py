@@ -26,15 +26,23 @@ The batch asks for its answer in ``batch/reports`` blocks (``X-Zerovm-Reports``)
 the tree has them, a node's members each with ``--per-node`` (as a proxy of before);
 the bytes of the answer per node are printed too.
 
-Usage: ``python bench/batch_object.py [--nodes 512] [--reps 3] [--per-node] [--profile FILE]``.
+With ``--against TREE`` (another checkout, its extension built), each tree's server
+runs in a process of its own (this file, started in that tree with its code first
+on its path) and their batches alternate, one of each in turn: an A/B under the same
+load.
+
+Usage: ``python bench/batch_object.py [--nodes 512] [--reps 3] [--per-node] [--profile FILE]
+[--against TREE]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
+import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -116,6 +124,120 @@ def workers_cpu(pids: list[int]) -> tuple[float, float, float]:
     return user / tick, system / tick, children / tick
 
 
+class _Server:
+    """The object server in this process (its filter, pool and disk) with ``nodes``
+    objects on it, and the body of a batch over them."""
+
+    def __init__(self, nodes: int, per_node: bool) -> None:
+        self.nodes = nodes
+        self.blocks = {} if per_node or not hasattr(wire, 'READS_REPORTS') else {
+            wire.READS_REPORTS: '1'}
+        self.disk = Path(tempfile.mkdtemp(prefix='zvm-bench-batch-'))
+        (self.disk / 'sda1').mkdir()
+        conf = {'devices': str(self.disk), 'mount_check': 'false', 'disable_fallocate': 'true'}
+        self.mw = ObjectExecMiddleware(ObjectController(conf), {
+            **conf, 'zerovm_maxpool': '2', 'zerovm_maxqueue': '4'})
+        for i in range(nodes):
+            Request.blank(f'/sda1/0/a/c/o{i}', method='PUT', body=common.text(1024, seed=i),
+                          headers={'X-Timestamp': Timestamp.now().internal,
+                                   'Content-Type': 'text/plain'}).get_response(self.mw)
+        self.body = batch_body(nodes, common.build('wc').read_bytes())
+
+    def batch(self, profile: cProfile.Profile | None = None) -> list[float]:
+        """Send the batch once: per node, ms of the server's CPU, of its workers' (user
+        + system), of their system time, of their guests', of wall time; answer bytes."""
+        req = Request.blank('/sda1/0/a/.zerocloud/batch', method='POST', body=self.body,
+                            headers={wire.EXECUTE: wire.VERSION, wire.BATCH: str(self.nodes),
+                                     'Content-Type': 'application/x-tar', **self.blocks})
+        if profile:
+            profile.enable()
+        pids = self.mw._pool.pids if self.mw._pool is not None else []
+        cpu, wall, work = time.process_time(), time.perf_counter(), workers_cpu(pids)
+        resp = req.get_response(self.mw)
+        answer = resp.body
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        if pids == self.mw._pool.pids:
+            user, system, guests = (now - then for now, then in zip(workers_cpu(pids), work,
+                                                                     strict=True))
+        else:       # a worker was replaced: its CPU is not comparable
+            user = system = guests = float('nan')
+        if profile:
+            profile.disable()
+        if resp.status_int != 200 or answered(answer) != self.nodes:
+            sys.exit(f'the batch failed: {resp.status} {answer[:300]!r}')
+        per = 1e3 / self.nodes
+        return [cpu * per, (user + system) * per, system * per, guests * per, wall * per,
+                len(answer) / self.nodes]
+
+    def close(self) -> None:
+        if self.mw._pool is not None:
+            self.mw._pool.close()
+        shutil.rmtree(self.disk, ignore_errors=True)
+
+
+def _serve(opts: argparse.Namespace) -> int:
+    """``--serve``: one tree's server for ``--against`` (this file, run in that tree with
+    its code first on its path): a batch per line on stdin, its row as a JSON line."""
+    server = _Server(opts.nodes, opts.per_node)
+    try:
+        server.batch()                  # warms the workers up
+        print(json.dumps('ready'), flush=True)
+        for _line in sys.stdin:
+            print(json.dumps(server.batch()), flush=True)
+    finally:
+        server.close()
+    return 0
+
+
+class _Tree:
+    """A ``--serve`` process of ``tree``."""
+
+    def __init__(self, tree: str, opts: argparse.Namespace) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, '--serve', '--nodes', str(opts.nodes),
+             *(['--per-node'] if opts.per_node else [])], cwd=tree,
+            env={**os.environ, 'PYTHONPATH': tree}, stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, text=True)
+        if self.ask(None) != 'ready':
+            raise SystemExit(f'the server in {tree} did not start')
+
+    def ask(self, line: str | None):
+        if line is not None:
+            self.proc.stdin.write(line + '\n')
+            self.proc.stdin.flush()
+        answer = self.proc.stdout.readline()
+        if not answer:
+            raise SystemExit('a server process ended')
+        return json.loads(answer)
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
+def _paired(opts: argparse.Namespace) -> list[list[str]]:
+    """``--against``: each tree's server in its own process, one batch each in turn
+    (ABBA), so both see the same load."""
+    trees: dict[str, _Tree] = {}
+    rows = []
+    try:
+        for name, tree in (('this', str(common.REPO)), ('against', opts.against)):
+            trees[name] = _Tree(os.path.abspath(tree), opts)
+        for rep in range(opts.reps):
+            order = list(trees) if rep % 2 else list(reversed(trees))
+            load = os.getloadavg()[0]
+            got = {name: trees[name].ask('batch') for name in order}
+            rows += [[str(rep + 1), name, *_cells(got[name]), f'{load:.1f}'] for name in trees]
+    finally:
+        for tree in trees.values():
+            tree.close()
+    return rows
+
+
+def _cells(row: list[float]) -> list[str]:
+    return [*(f'{v:.3f}' for v in row[:5]), f'{row[5]:.0f}']
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--nodes', type=int, default=512, help='nodes of the batch (<= 512)')
@@ -124,62 +246,39 @@ def main(argv: list[str] | None = None) -> int:
                         'measured batches to FILE')
     parser.add_argument('--per-node', action='store_true', help='answer as to a proxy of '
                         'before batch/reports: a node\'s members each')
+    parser.add_argument('--against', metavar='TREE', help='another checkout: paired A/B, '
+                        'batches alternated between the two trees\' servers')
+    parser.add_argument('--serve', action='store_true', help=argparse.SUPPRESS)
     opts = parser.parse_args(argv)
-    blocks = {} if opts.per_node or not hasattr(wire, 'READS_REPORTS') else {
-        wire.READS_REPORTS: '1'}
-    profile = cProfile.Profile(time.process_time) if opts.profile else None
+    if opts.serve:
+        return _serve(opts)
     print(common.environment())
-    disk = Path(tempfile.mkdtemp(prefix='zvm-bench-batch-'))
-    try:
-        (disk / 'sda1').mkdir()
-        conf = {'devices': str(disk), 'mount_check': 'false', 'disable_fallocate': 'true'}
-        mw = ObjectExecMiddleware(ObjectController(conf), {
-            **conf, 'zerovm_maxpool': '2', 'zerovm_maxqueue': '4'})
-        for i in range(opts.nodes):
-            Request.blank(f'/sda1/0/a/c/o{i}', method='PUT', body=common.text(1024, seed=i),
-                          headers={'X-Timestamp': Timestamp.now().internal,
-                                   'Content-Type': 'text/plain'}).get_response(mw)
-        body = batch_body(opts.nodes, common.build('wc').read_bytes())
-        rows = []
-        for rep in range(opts.reps + 1):        # the first one warms the workers up
-            req = Request.blank('/sda1/0/a/.zerocloud/batch', method='POST', body=body,
-                                headers={wire.EXECUTE: wire.VERSION, wire.BATCH: str(opts.nodes),
-                                         'Content-Type': 'application/x-tar', **blocks})
-            if profile and rep:
-                profile.enable()
-            pids = mw._pool.pids if mw._pool is not None else []
-            cpu, wall, work = time.process_time(), time.perf_counter(), workers_cpu(pids)
-            resp = req.get_response(mw)
-            answer = resp.body
-            cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-            if pids == mw._pool.pids:
-                user, system, guests = (now - then for now, then in zip(workers_cpu(pids), work,
-                                                                         strict=True))
-            else:       # a worker was replaced: its CPU is not comparable
-                user = system = guests = float('nan')
-            if profile:
-                profile.disable()
-            if resp.status_int != 200 or answered(answer) != opts.nodes:
-                sys.exit(f'the batch failed: {resp.status} {answer[:300]!r}')
-            if rep:
-                rows.append([str(rep), f'{cpu / opts.nodes * 1e3:.3f}',
-                             f'{(user + system) / opts.nodes * 1e3:.3f}',
-                             f'{system / opts.nodes * 1e3:.3f}',
-                             f'{guests / opts.nodes * 1e3:.3f}',
-                             f'{wall / opts.nodes * 1e3:.3f}',
-                             f'{len(answer) / opts.nodes:.0f}'])
-        mw._pool.close()
+    columns = ['CPU ms/node', 'workers ms/node', 'of it system', 'guests ms/node',
+               'wall ms/node', 'answer B/node']
+    if opts.against:
+        if opts.profile:
+            parser.error('--profile measures this process: not with --against')
+        rows = _paired(opts)
+        columns = ['batch', 'tree', *columns, 'load']
+    else:
+        profile = cProfile.Profile(time.process_time) if opts.profile else None
+        server = _Server(opts.nodes, opts.per_node)
+        try:
+            server.batch()                  # warms the workers up
+            rows = [[str(rep + 1), *_cells(server.batch(profile))] for rep in range(opts.reps)]
+        finally:
+            server.close()
         if profile:
             profile.dump_stats(opts.profile)
-    finally:
-        shutil.rmtree(disk, ignore_errors=True)
+        columns = ['batch', *columns]
     common.table(f'A batch of {opts.nodes} wc nodes to one object server (in process), '
-                 f'load {os.getloadavg()[0]:.1f}' + (', blocks' if blocks else ''),
-                 ['batch', 'CPU ms/node', 'workers ms/node', 'of it system', 'guests ms/node',
-                  'wall ms/node', 'answer B/node'],
-                 rows, note='CPU: the object server\'s main process; workers: its pool\'s '
-                            'workers (not their guests), of it in the kernel (system); '
-                            'guests: the workers\' children (native templates and guests)')
+                 f'load {os.getloadavg()[0]:.1f}'
+                 + (', blocks' if not opts.per_node and hasattr(wire, 'READS_REPORTS')
+                    else '') + (f'; against: {opts.against}' if opts.against else ''),
+                 columns, rows,
+                 note='CPU: the object server\'s main process; workers: its pool\'s '
+                      'workers (not their guests), of it in the kernel (system); '
+                      'guests: the workers\' children (native templates and guests)')
     return 0
 
 

@@ -24,9 +24,12 @@ of its own that imports its tree's code, and the two take turns of
 caller's own CPU per start (its process: ``Pool.run``, the system calls it makes).
 
 Usage: ``python bench/warm_hello.py [--starts N] [--rounds R] [--workers W]
-[--against TREE [--callers [--block B]]] [--engine emulated]`` (``emulated``:
+[--against TREE [--callers [--block B]]] [--engine emulated] [--gap S]`` (``emulated``:
 the emulator's warm machines, for comparison; their runs have no child or
-template to count).
+template to count).  ``--gap SECONDS``: the caller waits that long after each
+start (not with ``--callers``): back to back, a start finds every process of the
+pool awake, its CPUs busy; after a pause the wake-ups of sleeping CPUs are on
+its path, as on a quiet server.
 """
 
 from __future__ import annotations
@@ -210,14 +213,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--block', type=int, default=20,
                         help='starts per turn of each caller (--callers)')
     parser.add_argument('--engine', choices=('native', 'emulated'), default='native')
+    parser.add_argument('--gap', type=float, default=0.0, metavar='SECONDS',
+                        help='idle time after each start (the CPUs may sleep in '
+                             'between, as on a quiet server)')
     parser.add_argument('--serve', metavar='TREE', help=argparse.SUPPRESS)
     opts = parser.parse_args(argv)
     if opts.serve:
         return _serve(opts)
     if opts.callers and not opts.against:
         parser.error('--callers needs --against TREE')
+    if opts.callers and opts.gap:
+        parser.error('--gap is for one caller (not --callers)')
     title = (f'Warm {opts.engine} start, musl hello (pool of {opts.workers}, 1 caller)'
              + (f'; against: {opts.against}' if opts.against else '')
+             + (f'; {opts.gap * 1e3:g} ms idle after each start' if opts.gap else '')
              + ("; each tree's caller side" if opts.callers else ''))
     rows = _callers(opts) if opts.callers else _paired(opts)
     table(title, ['round', 'tree', 'n', 'p50', 'p99', 'caller us/start', 'worker us/start',
@@ -249,6 +258,8 @@ def _paired(opts: argparse.Namespace) -> list[list]:
                         t, _ = common.timed(pool_run, pools[name], hello, specs,
                                             engine=opts.engine)
                         times[name].append(t)
+                        if opts.gap:
+                            time.sleep(opts.gap)
                 time.sleep(0.05)            # the last start's clean-up
                 for name, pool in pools.items():
                     after = sample(pool.pids)

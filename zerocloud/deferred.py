@@ -52,6 +52,12 @@ older than three heartbeats stores the result of a lost job: the error as
 body and ``{"Status": "503 Service Unavailable", "X-Nexe-Status": "lost",
 "X-Nexe-Error": ...}`` (as that reader, so it must be allowed to write
 there).  A job is never resumed: it may have written objects already.
+
+A client's DELETE of ``<that name>.state`` cancels the job (:func:`cancel`):
+it stores ``<that name>.cancel``, which the proxy running the job looks for
+every CANCEL_EVERY seconds; it then throws :class:`Cancelled` into the job
+(its nodes stop as for a client that hangs up) and stores its result, 499
+with ``X-Nexe-Status: cancelled`` and what had ended.
 """
 
 from __future__ import annotations
@@ -65,7 +71,7 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from urllib.parse import quote
 
-from swift.common.concurrency import Empty, LightQueue, spawn
+from swift.common.concurrency import Empty, LightQueue, hubs, spawn
 from swift.common.http import is_success
 from swift.common.swob import HTTPAccepted, HTTPException, Request, Response
 from swift.common.utils import FileLikeIter, close_if_possible
@@ -74,7 +80,9 @@ from swift.common.wsgi import make_subrequest
 from zerocloud.config import SWIFT_SOURCE
 from zerocloud.httperrors import (
     HTTPBadRequest,
+    HTTPClientDisconnect,
     HTTPInternalServerError,
+    HTTPNotFound,
     HTTPServiceUnavailable,
 )
 from zerocloud.job import Node, SwiftPath
@@ -90,8 +98,18 @@ OBJECTS_MAX = 1000                       # nodes beyond which a result has no "O
 PROGRESS_EVERY = 1.0                     # seconds; the state is rewritten at most this often
 FIRST_STATE_WAIT = 2.0                   # seconds the 202 waits for the state's first write
 STALE_BEATS = 3                          # a state this many heartbeats old is a lost job
-_RESULT = re.compile(r'/([^/]+)/([^/]+)/([^/]+)/(job-[0-9a-f]{32})' + re.escape(HEADERS_SUFFIX))
+CANCEL_SUFFIX = '.cancel'                # stored by a DELETE of the state: stop the job
+CANCEL_EVERY = 1.0                       # seconds; how often the running job looks for it
+_JOB = r'/([^/]+)/([^/]+)/([^/]+)/(job-[0-9a-f]{32})'
+_RESULT = re.compile(_JOB + re.escape(HEADERS_SUFFIX))
+_STATE = re.compile(_JOB + re.escape(STATE_SUFFIX))
 _PROXY = f'{socket.gethostname()}:{os.getpid()}'
+
+
+class Cancelled(BaseException):
+    """Thrown into a deferred job's green thread when a DELETE of its state asked to
+    stop it (a BaseException, like ``zerocloud.hangup.HangUp``: nothing on the way
+    swallows it, and the job's nodes stop as they do when a client hangs up)."""
 
 
 def mode(req: Request) -> str:
@@ -179,7 +197,7 @@ def run(app, req: Request, how: str, account: str, container: str | None, timeou
     where = SwiftPath(account, container or REGISTRY, f'job-{uuid.uuid4().hex}')
     events: LightQueue = LightQueue()
     finished: LightQueue = LightQueue()
-    state = {'deferred': False}
+    state = {'deferred': False, 'working': True}
     progress = Progress(lambda: events.put(('launched', None)))
 
     def worker() -> None:
@@ -187,17 +205,21 @@ def run(app, req: Request, how: str, account: str, container: str | None, timeou
             resp = work(progress)
         except HTTPException as e:
             resp = e
+        except Cancelled:
+            resp = _cancelled(progress)
         except Exception:
             logger.exception('deferred job %s failed', where)
             resp = HTTPInternalServerError(
                 body=f'internal error, transaction {req.environ.get("swift.trans_id")}\n')
+        finally:
+            state['working'] = False        # storing the result is never cancelled
         if state['deferred']:
             _store(app, req, where, resp, logger, objects=progress.objects())
             finished.put(None)
         else:
             events.put(('done', resp))
 
-    spawn(worker)
+    running = spawn(worker)
     deadline = None if how == 'always' else time.monotonic() + timeout
     while True:
         try:
@@ -218,7 +240,12 @@ def run(app, req: Request, how: str, account: str, container: str | None, timeou
         if kind == 'done':
             return resp
     stored_once: LightQueue = LightQueue()
-    spawn(_keep_state, app, req, where, heartbeat, finished, progress, logger, stored_once)
+
+    def cancel() -> None:             # from the hub, as zerocloud.hangup throws HangUp
+        if state['working'] and not running.dead:
+            running.throw(Cancelled())
+    spawn(_keep_state, app, req, where, heartbeat, finished, progress, logger, stored_once,
+          lambda: hubs.get_hub().schedule_call_global(0, cancel))
     try:        # a job a client is told of has a state (or a result): unless Swift is slow
         stored_once.get(timeout=FIRST_STATE_WAIT)
     except Empty:
@@ -228,15 +255,25 @@ def run(app, req: Request, how: str, account: str, container: str | None, timeou
 
 
 def _keep_state(app, req: Request, where: SwiftPath, heartbeat: float, finished: LightQueue,
-                progress: Progress, logger, stored_once: LightQueue) -> None:
+                progress: Progress, logger, stored_once: LightQueue,
+                cancel: Callable[[], None]) -> None:
     """Keep the job's state fresh in Swift until its result is stored, then delete it:
     every ``heartbeat`` seconds, and when its counts changed (at most every
-    PROGRESS_EVERY seconds); ``stored_once`` gets None once it was first written."""
+    PROGRESS_EVERY seconds); ``stored_once`` gets None once it was first written.
+    Every CANCEL_EVERY seconds, look for the job's cancel marker: ``cancel()`` once
+    it is there (deleted with the state)."""
     base = f'/v1/{where.account}/{where.container}'
     state = f'{base}/{where.obj}{STATE_SUFFIX}'
+    marker = f'{base}/{where.obj}{CANCEL_SUFFIX}'
     _put(app, req, base)
-    written, due = None, 0.0
+    written, due, look, asked = None, 0.0, time.monotonic() + CANCEL_EVERY, False
     while True:
+        if not asked and time.monotonic() >= look:
+            asked = _request(app, req, 'HEAD', marker).status_int == 200
+            look = time.monotonic() + CANCEL_EVERY
+            if asked:
+                logger.info('deferred job %s: cancelled', where)
+                cancel()
         counts = progress.counts()
         if counts != written or time.monotonic() >= due:
             body = json.dumps({'state': 'running', 'heartbeat': heartbeat, 'updated': time.time(),
@@ -250,22 +287,68 @@ def _keep_state(app, req: Request, where: SwiftPath, heartbeat: float, finished:
                 stored_once.put(None)
             written, due = counts, time.monotonic() + heartbeat
         try:
-            finished.get(timeout=max(0.0, min(PROGRESS_EVERY, heartbeat,
+            finished.get(timeout=max(0.0, min(PROGRESS_EVERY, heartbeat, CANCEL_EVERY,
                                               due - time.monotonic())))
             break
         except Empty:
             pass
     _request(app, req, 'DELETE', state)
+    if asked or _request(app, req, 'HEAD', marker).status_int == 200:  # too late, or done
+        _request(app, req, 'DELETE', marker)
+
+
+def _cancelled(progress: Progress) -> Response:
+    """The result of a job a DELETE of its state stopped: what had ended by then."""
+    counts = progress.counts()['nodes']
+    job = f' (job {progress.job} of a chain)' if progress.job > 1 else ''
+    text = (f'stopped by a DELETE of its state (zc cancel) after '
+            f'{time.time() - progress.started_at:.1f} s{job}: {counts["done"]}/'
+            f'{counts["total"]} nodes done, {counts["failed"]} failed, '
+            f'{counts["running"]} stopped running')
+    return HTTPClientDisconnect(body=text + '\n', headers={'X-Nexe-Status': 'cancelled',
+                                                           'X-Nexe-Error': text})
+
+
+def cancel(app, env: dict, logger) -> Response | None:
+    """A client's DELETE of a deferred job's state (``job-<id>.state``): store its
+    cancel marker, which the proxy running the job looks for (:func:`_keep_state`),
+    and answer 202; 404 when the job is not running.  None for any other request."""
+    found = _STATE.fullmatch(env.get('PATH_INFO', ''))
+    if found is None or env.get('swift.source') == SWIFT_SOURCE:
+        return None
+    req = Request(env)
+    version, account, container, name = found.groups()
+    base = f'/{version}/{account}/{container}/{name}'
+    _settle(app, req, version, account, container, name, logger)    # a lost job has ended
+    state = _request(app, req, 'HEAD', base + STATE_SUFFIX)
+    if state.status_int == 404:
+        return _not_running(app, req, base)
+    if not is_success(state.status_int):
+        return state
+    stored = _put(app, req, base + CANCEL_SUFFIX, f'{time.time()}\n'.encode(), 'text/plain')
+    if not is_success(stored.status_int):
+        return stored
+    # its proxy looks for the marker once more after it stored the result: if that came
+    # before the marker, it is done, and the marker is this request's to delete
+    if _request(app, req, 'HEAD', base + HEADERS_SUFFIX).status_int == 200:
+        _request(app, req, 'DELETE', base + CANCEL_SUFFIX)
+        return _not_running(app, req, base)
+    logger.info('deferred job %s: cancel asked', base)
+    return HTTPAccepted(body=f'cancelling {name}: it stops within {CANCEL_EVERY * 2:.0f} s; '
+                             f'its result then says what ended\n', content_type='text/plain')
 
 
 def settle_lost(app, env: dict, logger) -> None:
     """Before a GET/HEAD of a deferred result: if it is missing and its job's state is
     stale (the proxy running it stopped), store the result of a lost job."""
     found = _RESULT.fullmatch(env.get('PATH_INFO', ''))
-    if found is None:
-        return
-    req = Request(env)
-    version, account, container, name = found.groups()
+    if found is not None:
+        _settle(app, Request(env), *found.groups(), logger)
+
+
+def _settle(app, req: Request, version: str, account: str, container: str, name: str,
+            logger) -> None:
+    """Store the result of the job ``name`` if it was lost (:func:`settle_lost`)."""
     base = f'/{version}/{account}/{container}/{name}'
     if _request(app, req, 'HEAD', base + HEADERS_SUFFIX).status_int != 404:
         return
@@ -287,6 +370,12 @@ def settle_lost(app, env: dict, logger) -> None:
     lost.headers['X-Nexe-Error'] = lost.body.decode().strip()
     _store(app, req, SwiftPath(account, container, name), lost, logger, version)
     _request(app, req, 'DELETE', base + STATE_SUFFIX)
+
+
+def _not_running(app, req: Request, base: str) -> Response:
+    ended = _request(app, req, 'HEAD', base + HEADERS_SUFFIX).status_int == 200
+    why = 'it has ended (its result is stored)' if ended else 'no such job'
+    return HTTPNotFound(body=f'{base.rpartition("/")[2]} is not running: {why}\n')
 
 
 def _request(app, req: Request, method: str, path: str) -> Response:

@@ -230,6 +230,10 @@ def test_submit_then_status_wait_and_result(zc, data: str, guest, tmp_path: Path
     assert (done.returncode, json.loads(done.stdout)) == (0, {
         'state': 'done', 'status': 200, 'seconds': json.loads(done.stdout)['seconds'],
         'nodes': {'total': 3, 'done': 3, 'failed': 0}})
+    late = zc('cancel', job_id)         # it has ended: nothing to cancel, its end said
+    assert (late.returncode, late.stderr.splitlines()[0]) == (
+        1, f'{job_id}: not running, nothing to cancel'), late.stderr
+    assert 'done: 3 nodes: 3 ok, 0 failed' in late.stderr
     split = zc('result', job_id, '--split', 'parts', '-q')
     assert (split.returncode, split.stdout) == (0, ''), split.stderr
     assert (tmp_path / 'parts' / 'wc-3').read_text().split() == ['300', '300', '1092']
@@ -244,7 +248,7 @@ def test_submit_then_status_wait_and_result(zc, data: str, guest, tmp_path: Path
         f'wc-{i}': f'{data}/n{i}.txt' for i in (1, 2, 3)}
     # a job id with a typo: said at once (a job the proxy answered 202 for has a
     # state or a result), not waited for forever
-    for command in ('result', 'status', 'wait'):
+    for command in ('result', 'status', 'wait', 'cancel'):
         unknown = zc(command, 'job-0000')
         assert (unknown.returncode, unknown.stderr) == (1, (
             'zc: job-0000: no such job (no result and no progress stored: a typo in the '

@@ -113,3 +113,40 @@ def test_a_deferred_job_goes_on_without_its_client(cluster: DevCluster,
     headers = until(result)
     assert headers is not None and json.loads(headers)['Status'] == '200 OK'
     assert conn.get_object('.zvm', name)[1] == b'spun 5000000\n'
+
+
+def test_a_deferred_job_is_cancelled_by_a_delete_of_its_state(cluster: DevCluster,
+                                                              conn: Connection) -> None:
+    """DELETE .zvm/job-<id>.state stops the job (its worker is free at once, not after
+    120 s) and stores its result: cancelled, with what had ended; then a second
+    DELETE says it is not running, and neither the state nor the marker is left."""
+    url, token = conn.get_auth()
+    resp = post(conn, spin_job(), **{'X-Zerovm-Deferred': 'always'})
+    assert resp.status_code == 202, resp.text
+    name = resp.text.strip().rpartition('/')[2]
+    assert until(lambda: post(conn, spin_job('1')).status_code == 503)     # it spins
+    state = f'{url}/.zvm/{name}.state'
+    cancel = requests.delete(state, headers={'X-Auth-Token': token}, timeout=WAIT)
+    assert cancel.status_code == 202, cancel.text
+    assert cancel.text.startswith(f'cancelling {name}: ')
+
+    def result() -> bytes | None:
+        try:
+            return conn.get_object('.zvm', name + '.headers')[1]
+        except ClientException:
+            return None
+    stored = json.loads(until(result) or b'{}')
+    assert stored['Status'] == '499 Client Disconnect'
+    assert stored['X-Nexe-Status'] == 'cancelled'
+    assert stored['X-Nexe-Error'].startswith('stopped by a DELETE of its state (zc cancel) '
+                                             'after ')
+    assert stored['X-Nexe-Error'].endswith(': 0/1 nodes done, 0 failed, 1 stopped running')
+    assert conn.get_object('.zvm', name)[1].decode() == stored['X-Nexe-Error'] + '\n'
+    resp = until(lambda: post(conn, spin_job('1')))     # the worker is free again
+    assert resp.status_code == 200, resp.text
+    again = requests.delete(state, headers={'X-Auth-Token': token}, timeout=WAIT)
+    assert (again.status_code, again.text) == (
+        404, f'{name} is not running: it has ended (its result is stored)\n')
+    left = {o['name'] for o in conn.get_container('.zvm')[1]}
+    assert until(lambda: not {name + '.state', name + '.cancel'} & {
+        o['name'] for o in conn.get_container('.zvm')[1]}), left

@@ -263,7 +263,6 @@ def test_an_output_block_is_compared_line_by_line(expected: list[str], printed: 
 
 SESSIONS = ['doc/client.md']    # docs written as recorded sessions: ```console, "$ " commands
 EXIT_SHOWN = re.compile(r'\[exit (\d+)\]')
-NOT_YET = 3                     # zc's "not there yet": shown for a job still running
 
 
 def console_commands(doc: str, root: Path = REPO) -> list[tuple[int, str, int]]:
@@ -293,7 +292,8 @@ def console_commands(doc: str, root: Path = REPO) -> list[tuple[int, str, int]]:
 @pytest.mark.parametrize('doc', SESSIONS)
 def test_a_sessions_commands_exit_as_it_shows(doc: str, home: Path, tmp_path: Path) -> None:
     """Each command of a recorded session, typed in order in one shell, exits as the
-    session shows ([exit 3], a job not done yet, may find it done: 0)."""
+    session shows: exactly (a job shown running, [exit 3], is one that cannot end
+    before the session cancels it)."""
     commands = console_commands(doc)
     script = ['zerocloud-devcluster start > /dev/null', 'eval "$(zerocloud-devcluster env)"']
     for n, (_, command, _) in enumerate(commands):
@@ -309,7 +309,7 @@ def test_a_sessions_commands_exit_as_it_shows(doc: str, home: Path, tmp_path: Pa
     exits = {int(n): int(code) for n, code in re.findall(r'@@exit (\d+) (\d+)', result.stdout)}
     wrong = [f'{doc}:{line}: `{command.splitlines()[0]}` exited {exits.get(n)}, the doc '
              f'shows {shown}' for n, (line, command, shown) in enumerate(commands)
-             if exits.get(n) != shown and not (shown == NOT_YET and exits.get(n) == 0)]
+             if exits.get(n) != shown]
     assert not wrong, '\n'.join(wrong) + '\n' + '\n'.join(result.stdout.splitlines()[-60:])
 
 

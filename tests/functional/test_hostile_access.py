@@ -182,8 +182,8 @@ def test_sql_in_an_account_one_may_not_run_jobs_in_reads_nothing(
 def test_another_user_cannot_read_or_settle_a_deferred_result(
         conn: Connection, make_container, setting) -> None:
     """The result of a deferred job is AUTH_test's objects: test2 cannot read it by its
-    id, and a GET of a result whose job was lost stores nothing as test2 (it may read
-    that container, not write it)."""
+    id, and a GET of a result whose job was lost, or a DELETE of its state (a cancel),
+    stores nothing as test2 (it may read that container, not write it)."""
     program = f'swift://AUTH_test/{setting["private"]}/wc'
     url, token = conn.get_auth()
     resp = requests.post(f'{url}/{setting["private"]}', timeout=120,
@@ -203,6 +203,9 @@ def test_another_user_cannot_read_or_settle_a_deferred_result(
         {'state': 'running', 'heartbeat': 1, 'updated': time.time() - 3600}).encode())
     answer = requests.get(f'{url}/{readable}/{lost}.headers', timeout=30, headers=other)
     assert answer.status_code == 404, answer.text
+    # nor cancel a job (a DELETE of its state stores a marker): test2 may not write there
+    for state in (result + '.state', f'{url}/{readable}/{lost}.state'):
+        assert requests.delete(state, timeout=30, headers=other).status_code == 403
     names = {o['name'] for o in conn.get_container(readable)[1]}
     assert names == {'data', lost + '.state'}
 

@@ -322,6 +322,18 @@ def test_an_answer_without_nodes_keeps_the_whole_error_body() -> None:
     assert body.decode() in display.report(result)
 
 
+@pytest.mark.parametrize('status, how', [('499 Client Disconnect', 'cancelled'),
+                                         ('503 Service Unavailable', 'lost')])
+def test_a_deferred_job_that_did_not_end_is_not_said_refused(status: str, how: str) -> None:
+    # a cancelled (or lost) job's stored result has no node: it was shown as
+    # "the job was refused (HTTP 499), nothing ran", which it was not
+    text = 'stopped by a DELETE of its state (zc cancel) after 2.0 s: 1/3 nodes done, ...'
+    stored = json.dumps({'Status': status, 'X-Nexe-Status': how, 'X-Nexe-Error': text})
+    result = report.parse_stored(stored.encode(), text.encode() + b'\n')
+    assert (result.stopped, result.failed) == (how, True)
+    assert display.report(result) == f'zc: the job was {how}: {text}\n'
+
+
 def test_a_job_refused_by_the_auth_says_which_credentials_to_check() -> None:
     page = b'<html><h1>Unauthorized</h1><p>This server could not verify that you are ...'
     assert display.report(report.parse(401, {}, page)) == (
@@ -828,7 +840,8 @@ def test_a_big_answer_goes_to_stdout_as_it_comes_not_held(monkeypatch) -> None:
 def test_a_reader_that_closes_stdout_is_not_a_server_that_does_not_answer(
         monkeypatch, capsys) -> None:
     # zc run ./big ... | head -c 10 said "zc: no server answers: Broken pipe (is the
-    # cluster running? ...)": BrokenPipeError is a ConnectionError
+    # cluster running? ...)": BrokenPipeError is a ConnectionError; then it said
+    # nothing, but its status 1 said a node had failed: now 141, as `cat` would end
     import os
 
     from zerocloud.client import cli
@@ -845,7 +858,7 @@ def test_a_reader_that_closes_stdout_is_not_a_server_that_does_not_answer(
                                                            fileno=lambda: devnull))
     monkeypatch.setattr(cli.Client, 'cmd_status', lambda self: self.out.write(b'x'))
     try:
-        assert cli.main(['status', 'job-1']) == cli.EXIT_FAILED
+        assert cli.main(['status', 'job-1']) == 141
     finally:
         os.close(devnull)
     assert capsys.readouterr().err == ''

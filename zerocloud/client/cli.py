@@ -51,15 +51,18 @@ from zerocloud.sql import formats as sql_formats
 from zvm_core.engines import CHOICES
 
 EXIT_FAILED, EXIT_USAGE, EXIT_PENDING, EXIT_CANCELLED = 1, 2, 3, 130
+EXIT_PIPE = 128 + signal.SIGPIPE      # the status of a `cat` the closed pipe ended
 REPORT_HEADER = 'X-Zerovm-Report'
 DEFERRED_HEADER = 'X-Zerovm-Deferred'
 RESULTS = '.zvm'
 POLL_START, POLL_MAX = 0.2, 2.0
+CANCEL_WAIT = 60.0              # seconds zc cancel waits for the job to stop
 CANCELLED = {                   # what Ctrl-C did, by command
     'run': ': the connection is closed, so the server stops the job',
     'open': ': the connection is closed, so the server stops the job',
     'submit': ': a deferred job goes on once started',
     'wait': ': stopped waiting; the deferred job goes on',
+    'cancel': ': stopped waiting; zc status says whether the job stopped',
     'sql': ': the connection is closed, so the server stops the query',
 }
 ENDPOINT_HEADER = 'X-Container-Meta-Rest-Endpoint'
@@ -176,9 +179,13 @@ def build_parser() -> argparse.ArgumentParser:
     _job_options(p)
     for name, text in (('status', 'is a deferred job done?'),
                        ('wait', 'wait for a deferred job, then show its result'),
-                       ('result', "a deferred job's result")):
-        p = sub.add_parser(name, parents=[quiet] + [split] * (name != 'status'), help=text)
+                       ('result', "a deferred job's result"),
+                       ('cancel', 'stop a running deferred job; say what had ended')):
+        p = sub.add_parser(name, parents=[quiet] + [split] * (name in ('wait', 'result')),
+                           help=text)
         p.add_argument('id', help='what submit printed (job-..., c/job-... or swift://)')
+        if name == 'cancel':
+            continue
         p.add_argument('--json', action='store_true',
                        help="the job's JSON report" if name != 'status' else
                        'the JSON of the progress, or of the result when done')
@@ -552,17 +559,52 @@ class Client:
                 self.err.write(f'{self.opts.id}: running for {since:.0f} s: '
                                f'{display.counts(state)}\n')
             return EXIT_PENDING
-        state = 'failed' if result.failed else 'done'
-        if self.opts.json:
+        self.describe(result, self.opts.json)
+        return EXIT_FAILED if result.failed else 0
+
+    def describe(self, result: report.JobResult, as_json: bool = False) -> None:
+        """A deferred job's end in a line (stderr), or its JSON (stdout)."""
+        state = result.stopped or ('failed' if result.failed else 'done')
+        said = result.body.decode('utf-8', 'replace').strip() if result.stopped else ''
+        if as_json:
             failed = sum(n.failed for n in result.nodes)
             self.out.write(json.dumps({
                 'state': state, 'status': result.status, 'seconds': result.seconds,
                 'nodes': {'total': len(result.nodes), 'done': len(result.nodes) - failed,
-                          'failed': failed}}).encode() + b'\n')
+                          'failed': failed}, **({'error': said} if said else {})
+            }).encode() + b'\n')
+        elif said:
+            self.err.write(f'{self.opts.id}: {state}: {said}\n')
         else:
             every = f'zc result {self.opts.id} --json lists every node'
             self.err.write(f'{self.opts.id}: {state}: {display.summary(result, every)}')
-        return EXIT_FAILED if result.failed else 0
+
+    def cmd_cancel(self) -> int:
+        """Stop a running deferred job (a DELETE of its state), wait for its result
+        (which says what had ended) and say it; exit 0 once it is cancelled."""
+        path, job = self.result_path(self.opts.id), self.opts.id
+        state = SwiftPath(path.account, path.container, path.obj + STATE_SUFFIX)
+        answer = self.session.request('DELETE', state, {})
+        body = answer.read()
+        if answer.status == 404:
+            result = self.stored(path)
+            if result is None:
+                return self.unknown()
+            self.err.write(f'{job}: not running, nothing to cancel\n')
+            self.describe(result)
+            return EXIT_FAILED
+        if answer.status >= 300:
+            raise ServerError(f'DELETE {state}', answer.status, answer.reason, body)
+        deadline, pause = time.monotonic() + CANCEL_WAIT, POLL_START
+        while (result := self.stored(path)) is None:
+            if time.monotonic() >= deadline:
+                self.err.write(f'{job}: asked to stop, still running after {CANCEL_WAIT:.0f} s '
+                               f'(zc status {job})\n')
+                return EXIT_PENDING
+            time.sleep(pause)
+            pause = min(pause * 1.5, POLL_MAX)
+        self.describe(result)
+        return 0 if result.stopped == 'cancelled' else EXIT_FAILED
 
     def cmd_wait(self) -> int:
         path = self.result_path(self.opts.id)
@@ -851,7 +893,7 @@ def _main(argv: list[str] | None) -> int:
         if client._session is not None:
             client._session.cancel()
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_FAILED
+        return EXIT_PIPE
     except (ConnectionError, requests.ConnectionError) as e:
         sys.stderr.write(f'zc: {unreachable(e)}\n')
         return EXIT_FAILED

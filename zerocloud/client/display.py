@@ -91,6 +91,8 @@ def report(result: JobResult) -> str:
         return failures(result.nodes) + large_summary(result)
     text = table(result.nodes) if result.nodes else ''
     text += failures(result.nodes)
+    if result.stopped:                  # a deferred job cancelled (zc cancel), or lost
+        return f'zc: the job was {result.stopped}: ' + result.body.decode('utf-8', 'replace')
     if result.status >= 300 and not result.nodes:
         body = result.body.decode('utf-8', 'replace')
         if result.status == 401 and body.startswith('<html>'):   # the auth's page

@@ -82,6 +82,9 @@ def summary_from_headers(headers: Mapping[str, str]) -> Summary | None:
                    headers.get(NEXE + 'retcode-counts', ''))
 
 
+STOPPED = ('cancelled', 'lost')     # the X-Nexe-Status of a deferred job that did not end
+
+
 @dataclass
 class JobResult:
     """The HTTP status and every node's result; ``body`` is what the server sent."""
@@ -94,6 +97,7 @@ class JobResult:
     report: dict | None = None          # the JSON report, when the body was one
     summary: Summary | None = None      # a large job's counts, when no report came
     streamed: bool = False              # the output went to stdout as it came (no body)
+    stopped: str = ''                   # a deferred job that did not end: cancelled, lost
 
     @property
     def failed(self) -> bool:
@@ -258,7 +262,9 @@ def parse(status: int, headers: Mapping[str, str], body: bytes) -> JobResult:
     if report is None and status == 200 and not truncated:
         for node in nodes:          # no X-Nexe-Error: an exit code the job accepts
             node.verdict = node.verdict or node.status != OK
-    return JobResult(status, nodes, seconds, truncated, body, report, summary)
+    stopped = headers.get(NEXE + 'status', '') if status >= 300 and not nodes else ''
+    return JobResult(status, nodes, seconds, truncated, body, report, summary,
+                     stopped=stopped if stopped in STOPPED else '')
 
 
 def stored_answer(headers_json: bytes) -> tuple[int, dict[str, str]]:

@@ -338,6 +338,10 @@ class ProxyExecMiddleware:
             return HTTPBadRequest(body=unrun)(env, start_response)
         if method == 'PUT' and uploads.wants_validation(env):
             return self.validated_put(env, start_response)
+        if method == 'DELETE':
+            cancelled = deferred.cancel(self.app, env, self.logger)
+            if cancelled is not None:
+                return cancelled(env, start_response)
         if method in ('GET', 'HEAD'):
             deferred.settle_lost(self.app, env, self.logger)
 

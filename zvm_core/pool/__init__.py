@@ -77,6 +77,7 @@ import os
 import select
 import signal
 import socket
+import stat
 import struct
 import subprocess
 import sys
@@ -391,6 +392,19 @@ def _plan(shape: dict) -> Plan:
 
 
 _NO_QUOTA = Quota()
+
+
+def _not_a_file(mode: int) -> str:
+    """What a file of ``mode`` is if not a regular file ('' if it is): a worker
+    given one to validate would fail to read it."""
+    if stat.S_ISREG(mode):
+        return ''
+    return next((name for test, name in ((stat.S_ISDIR, 'a directory'),
+                                         (stat.S_ISFIFO, 'a pipe'),
+                                         (stat.S_ISSOCK, 'a socket'),
+                                         (stat.S_ISCHR, 'a device'),
+                                         (stat.S_ISBLK, 'a device')) if test(mode)),
+                'a special file')
 
 
 class _Inbox:
@@ -770,7 +784,11 @@ class Pool:
                  timeout: float = 120.0) -> tuple[bool, str]:
         """(valid, first reason) of the program open as ``fd``, checked in a worker
         as ``zvm validate`` does; :class:`PoolBusy` when full, :class:`WorkerFailed`
-        when no verdict came within ``timeout`` seconds."""
+        when no verdict came within ``timeout`` seconds.  Not a regular file (a
+        directory, a pipe...) is invalid, said here: a worker could not read it."""
+        kind = _not_a_file(os.fstat(fd).st_mode)
+        if kind:
+            return False, f'the program is {kind}, not a file'
         reply = self._admit(lambda _: [b'V', _dumps({'rdtsc': rdtsc}).encode()], [fd],
                             timeout, None, _json)
         if isinstance(reply, Report):

@@ -240,16 +240,24 @@ class Guest:
 
 _STACKS: collections.OrderedDict = collections.OrderedDict()
 STACKS, STACK_KEPT = 16, 4 * PAGE   # initial stacks kept (a worker's runs repeat them), bytes
+_AT_RANDOM: dict[int, bytes] = {}   # seed -> its AT_RANDOM bytes (at most STACKS seeds)
 
 
 def _stack(program: Program, argv: list[bytes], envp: list[bytes],
            seed: int) -> tuple[int, bytes]:
     """The initial stack pointer and stack (a function of these alone: the same bytes
-    for every run of a program with the same arguments and seed)."""
+    for every run of a program with the same arguments and seed).  A batch's nodes
+    differ in their arguments (each its own name and object), not in their seed:
+    the AT_RANDOM bytes (two SHA-256) are kept by seed, the stack by all four."""
     key = (program.sha256, tuple(argv), tuple(envp), seed)
     got = _STACKS.pop(key, None)
     if got is None:
-        got = initial_stack(program, argv, envp, SeededStream(seed, b'AT_RANDOM').take(16))
+        at_random = _AT_RANDOM.get(seed)
+        if at_random is None:
+            if len(_AT_RANDOM) >= STACKS:
+                _AT_RANDOM.clear()
+            at_random = _AT_RANDOM[seed] = SeededStream(seed, b'AT_RANDOM').take(16)
+        got = initial_stack(program, argv, envp, at_random)
         if len(got[1]) > STACK_KEPT:
             return got
         if len(_STACKS) >= STACKS:
