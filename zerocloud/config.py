@@ -13,7 +13,7 @@ import difflib
 import os
 from dataclasses import dataclass
 
-from swift.common.utils import config_positive_int_value, config_true_value, non_negative_int
+from swift.common.utils import TRUE_VALUES, config_true_value
 
 from zerocloud import zapp
 from zvm_core.engines import CHOICES
@@ -21,6 +21,7 @@ from zvm_core.limits import DEFAULT_FUEL, DEFAULT_MEMORY, DEFAULT_TIMEOUT
 
 SWIFT_SOURCE = 'ZC'     # the swift_source of our sub-requests (proxy access logs)
 # Objects a node cannot read in place: their bytes are elsewhere (manifests, symlinks).
+FALSE_VALUES = frozenset({'false', '0', 'no', 'off', 'f', 'n'})   # Swift's, mirrored
 NOT_PLAIN = ('X-Object-Manifest', 'X-Static-Large-Object', 'X-Object-Sysmeta-Symlink-Target')
 
 
@@ -73,7 +74,7 @@ class Config:
             except (TypeError, ValueError) as e:
                 raise ValueError(f'{name}: {e}') from None
 
-        positive = config_positive_int_value
+        positive, non_negative_int = _whole(1), _whole(0)
         timeout = option('zerovm_timeout', _positive_float, DEFAULT_TIMEOUT)
         pool_size = option('zerovm_maxpool', positive, os.cpu_count() or 1)
         queue = option('zerovm_maxqueue', non_negative_int, 16)
@@ -88,9 +89,9 @@ class Config:
             max_nexe=option('zerovm_maxnexe', positive, 256 << 20),
             max_nodes=option('zerovm_maxnodes', positive, 100000),
             max_spool=option('zerovm_maxspool', positive, 4 << 30),
-            pipeline=option('zerovm_pipeline', config_true_value, 'true'),
+            pipeline=option('zerovm_pipeline', _boolean, 'true'),
             conn_timeout=option('conn_timeout', _positive_float, 0.5),
-            interactive_timeout=option('interactive_timeout', float, timeout),
+            interactive_timeout=option('interactive_timeout', _positive_float, timeout),
             chain_timeout=option('chain_timeout', _positive_float, 20),
             deferred_heartbeat=option('deferred_heartbeat', _positive_float, 10),
             zapp_limits=zapp.Limits(option('zapp_max_members', positive, zapp.Limits.members),
@@ -125,8 +126,34 @@ class Config:
         return self.sysimage_devices.split()[::2]
 
 
+def _whole(least: int):
+    """A parser of whole numbers from ``least`` on, whose error shows how to write one
+    (an operator writes ``256M`` or ``2e10`` where the option takes 268435456)."""
+    def parse(value: str | int) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            number = least - 1
+        if number < least:
+            above = 'above 0' if least else '0 or more'
+            raise ValueError(f'{value}: expected a whole number {above}, written out without a '
+                             f'unit (256 MiB is 268435456, 2x10^10 is 20000000000)')
+        return number
+    return parse
+
+
+def _boolean(value: str) -> bool:
+    """Swift's true and false words; another word is a slip, not ``false``."""
+    if str(value).strip().lower() not in TRUE_VALUES | FALSE_VALUES:
+        raise ValueError(f'{value}: expected true or false')
+    return config_true_value(value)
+
+
 def _positive_float(value: str | float) -> float:
-    number = float(value)
+    try:
+        number = float(value)
+    except ValueError:
+        number = 0.0
     if not number > 0:
         raise ValueError(f'{value}: expected a number of seconds above 0')
     return number

@@ -210,15 +210,21 @@ def check_nodes(nodes: Iterable[Node]) -> None:
     for node in nodes:
         count = channel_count(node)
         if count > MAX_CHANNELS:
+            if len(node.writes_to) > len(node.reads_from):      # too many readers
+                fix = (f'a node writes to at most {MAX_CHANNELS - len(wire.STD_CHANNELS)} '
+                       'nodes. Connect it to fewer nodes: a smaller count in the groups it '
+                       'writes to')
+            else:
+                fix = (f'a node reads from at most {MAX_CHANNELS - len(wire.STD_CHANNELS) - 1}'
+                       ' nodes. Connect fewer nodes to it: reduce in stages (groups of mappers '
+                       'over parts of the objects, each connected to its own reducer, and '
+                       'those reducers to a final one: doc/job-reference.md, "Reading from '
+                       'many nodes")')
             raise JobError(
                 f'Too many channels for node {node.name}: {count} (reads from '
                 f'{len(node.reads_from)} nodes, writes to {len(node.writes_to)}); a node may '
                 f'have at most {MAX_CHANNELS}, a fixed limit (each channel is a descriptor '
-                'passed to a sandbox worker in one message, no option raises it): a node '
-                f'reads from at most {MAX_CHANNELS - len(wire.STD_CHANNELS) - 1} nodes. '
-                'Connect fewer nodes to it: reduce in stages (groups of mappers over parts '
-                'of the objects, each connected to its own reducer, and those reducers to '
-                'a final one: doc/job-reference.md, "Reading from many nodes")')
+                f'passed to a sandbox worker in one message, no option raises it): {fix}')
 
 
 def check_replicas(plans: Iterable, servers_for: Callable[[object], tuple[int, str]]) -> None:

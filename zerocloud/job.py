@@ -399,6 +399,10 @@ def _load(data: bytes | str | list, max_size: int) -> list:
         raw = data.encode('utf-8', 'surrogatepass') if isinstance(data, str) else bytes(data)
         if len(raw) > max_size:
             raise JobTooLarge(f'Job description too large: {len(raw)} bytes, max {max_size}')
+        raw = raw.removeprefix(b'\xef\xbb\xbf')    # a BOM, as editors save (RFC 8259 8.1)
+        if not raw.strip():
+            raise JobError('Job description is empty: POST a JSON list of node groups '
+                           '(doc/job-reference.md)')
         try:
             data = json.loads(raw.decode('utf-8'), object_pairs_hook=_no_duplicate_keys)
         except UnicodeDecodeError:
@@ -558,7 +562,8 @@ def _parse_device(spec: object, number: int, account: str, images: frozenset[str
                        'not both')
     name = _optional(spec, 'name', spec.get('device'))
     if not name:
-        raise JobError(f'Must specify device for file in {where}')
+        raise JobError(f'Must specify device for file in {where}: device #{number} has no '
+                       f'"name" ({", ".join(DEVICES)} or a system image)')
     if not isinstance(name, str) or name not in DEVICES and name not in images:
         raise _unknown('device', name, where, [*DEVICES, *sorted(images)])
     url = _optional(spec, 'path', '')

@@ -147,7 +147,8 @@ def _collect(src, head: bytes, limit: int, declared: int | None, where: str) -> 
         while chunk := src.read(_CHUNK):
             size += len(chunk)
             if size > limit:
-                raise HTTPRequestEntityTooLarge(body=f'{where} is larger than {limit} bytes\n')
+                raise HTTPRequestEntityTooLarge(
+                    body=f'{where} is larger than zerovm_maxinput ({limit} bytes)\n')
             out.write(chunk)
         if declared is not None and size < declared:
             raise HTTPClientDisconnect(body=f'{where} is shorter than its Content-Length\n')
@@ -175,6 +176,7 @@ class Launch:
     image: Input | None = None          # an uncompressed tar, for image
     env: dict[str, str] = field(default_factory=dict)
     taken: bool = False                 # a job took the input (or object)
+    source: SwiftPath | None = None     # the stored job it came from, named in its errors
 
     def adapt(self, groups: list[Group]) -> None:
         """Give the job the request's object, image and CGI variables (before expansion)."""
@@ -464,6 +466,7 @@ def _from_source(caller: Caller, path: SwiftPath, account: str,
                        resp.content_length, str(path), account, path, None)
     finally:
         close_if_possible(resp.app_iter)
+    launch.source = path
     if params is not None:
         launch.job = substitute(launch.job, params, target)
     return launch

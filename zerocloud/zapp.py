@@ -106,13 +106,14 @@ def _members(f, where: str, max_members: int | None) -> dict[str, tarfile.TarInf
 
 
 def member(f, name: str, limit: int, where: str, max_members: int | None = None) -> bytes:
-    """The content of regular file ``name`` of the tar in ``f`` (400 if absent)."""
+    """The content of regular file ``name`` (a program) of the tar in ``f`` (400 if
+    absent, 413 over ``limit``, the operator's ``zerovm_maxnexe``)."""
     found = _members(f, where, max_members).get(_name(name))
     if found is None or not found.isfile():
         raise HTTPBadRequest(body=f'{where} has no file {name}\n')
     if found.size > limit:
         raise HTTPRequestEntityTooLarge(
-            body=f'{name} in {where} is larger than {limit} bytes\n')
+            body=f'{name} in {where} is larger than zerovm_maxnexe ({limit} bytes)\n')
     f.seek(found.offset_data)
     return f.read(found.size)
 

@@ -476,6 +476,12 @@ def _zerovm(argv: list[str]) -> int:
                                     'and 2 (stdout; no fast reports); 3, a daemon socket, '
                                     'is not supported')
             target = int(value)
+    if names and not os.path.exists(names[0]):     # a mistyped command: zvm runn ...
+        import difflib
+        close = difflib.get_close_matches(names[0], SUBCOMMANDS[:4], 1)
+        if close:
+            return _bad_cmdline(f'{names[0]}: no such command or manifest: did you mean '
+                                f'zvm {close[0]}?')
     if len(names) != 1:
         return _bad_cmdline('2nd manifest encountered' if names else 'no manifest given')
     from zvm_core.zerovm.session import run_session

@@ -241,6 +241,17 @@ def test_nodes_of_one_kind_share_their_device_specs_and_others_keep_theirs() -> 
                                            dispatcher.config.timeout)
 
 
+def test_written_devices_carry_the_proxys_write_quota() -> None:
+    """A proxy's ``zerovm_maxoutput`` below its object servers' is the node's quota (the
+    node ends ``quota``), not a limit on the answer only: a larger output was read as a
+    broken server, tried on every replica and answered 503 ``unavailable``."""
+    from zerocloud.config import Config
+    from zerocloud.proxy.dispatch import Dispatcher
+    spec = Dispatcher(Config.from_conf({'zerovm_maxoutput': '5'}), None).spec(
+        plan(CountingRing(), 1, 0))
+    assert [(d.name, d.put_size) for d in spec.devices] == [('stdin', None), ('stdout', 5)]
+
+
 def killed_node(monkeypatch, when: str, rerun: str = 'ok'):
     """A node its host killed (``Batches._killed``), the job closed ``when``: before,
     before its run alone starts, while it runs, or never (its run alone ends with a

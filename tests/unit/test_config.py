@@ -19,13 +19,29 @@ def test_the_defaults_parse() -> None:
     ({'zerovm_timeout': '-1'}, 'zerovm_timeout: -1: expected a number of seconds above 0'),
     ({'zerovm_timeout': 'nan'}, 'zerovm_timeout: nan: expected a number of seconds above 0'),
     ({'deferred_heartbeat': '0'}, 'deferred_heartbeat: 0: expected a number of seconds above 0'),
+    ({'interactive_timeout': '-1'},
+     'interactive_timeout: -1: expected a number of seconds above 0'),
     ({'zerovm_engine': 'fast'}, 'zerovm_engine: fast: choose one of auto, native, emulated'),
+    ({'zerovm_timeout': '60s'}, 'zerovm_timeout: 60s: expected a number of seconds above 0'),
+    ({'zerovm_maxnexemem': '256M'}, 'zerovm_maxnexemem: 256M: expected a whole number above 0, '
+     'written out without a unit (256 MiB is 268435456, 2x10^10 is 20000000000)'),
+    ({'zerovm_fuel': '2e10'}, 'zerovm_fuel: 2e10: expected a whole number above 0, '
+     'written out without a unit (256 MiB is 268435456, 2x10^10 is 20000000000)'),
+    ({'zerovm_maxqueue': '-1'}, 'zerovm_maxqueue: -1: expected a whole number 0 or more, '
+     'written out without a unit (256 MiB is 268435456, 2x10^10 is 20000000000)'),
+    ({'zerovm_pipeline': 'maybe'}, 'zerovm_pipeline: maybe: expected true or false'),
 ])
 def test_a_bad_option_is_refused_by_name(conf: dict, says: str) -> None:
     # a typo was ignored (the default stayed), a negative timeout timed every node out
     with pytest.raises(ValueError) as e:
         Config.from_conf(conf)
     assert str(e.value) == says
+
+
+@pytest.mark.parametrize('word, value', [('true', True), ('Yes', True), ('off', False),
+                                         ('0', False)])
+def test_zerovm_pipeline_takes_swifts_words(word: str, value: bool) -> None:
+    assert Config.from_conf({'zerovm_pipeline': word}).pipeline is value
 
 
 def test_options_of_other_filters_are_left_alone() -> None:

@@ -164,6 +164,17 @@ def test_a_node_with_more_channels_than_a_worker_takes_is_refused() -> None:
         f'{graph.MAX_CHANNELS - 4} nodes. Connect fewer nodes to it: reduce in stages')
 
 
+def test_a_node_that_writes_to_too_many_says_to_write_to_fewer() -> None:
+    # said "a node reads from at most 249 nodes ... reduce in stages" to a mapper of 1000
+    # reducers, which reads from none
+    big = nodes({'name': 'm', 'connect': ['r']}, {'name': 'r', 'count': graph.MAX_CHANNELS})
+    with pytest.raises(JobError) as err:
+        graph.check_nodes(big)
+    assert str(err.value).endswith(
+        f'no option raises it): a node writes to at most {graph.MAX_CHANNELS - 3} nodes. '
+        'Connect it to fewer nodes: a smaller count in the groups it writes to')
+
+
 def test_link_devices_name_the_peers() -> None:
     a, b = nodes({'name': 'a', 'connect': ['b']}, {'name': 'b'})
     assert graph.link_devices(a, 100) == [wire.DeviceSpec('out/b', 'w', put_size=100)]

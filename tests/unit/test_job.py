@@ -78,7 +78,8 @@ def paths(node):
     json.dumps([group()]),
     json.dumps([group()]).encode(),
     [group()],
-], ids=['str', 'bytes', 'decoded'])
+    b'\xef\xbb\xbf' + json.dumps([group()]).encode(),      # saved with a BOM (Notepad)
+], ids=['str', 'bytes', 'decoded', 'bom'])
 def test_body_forms(body):
     [parsed] = parse_job(body, ACCOUNT)
     assert parsed == Group('sort', Exec(f'swift://{ACCOUNT}/bin/sort'))
@@ -91,9 +92,12 @@ def test_body_forms(body):
     ('{"name": "sort"}', 'Job description must be a JSON list of node groups, got an object'),
     ('"sort"', 'Job description must be a JSON list of node groups, got "sort"'),
     ('[]', 'Job description has no node groups'),
+    (b'', 'Job description is empty: POST a JSON list of node groups (doc/job-reference.md)'),
+    ('\n ', 'Job description is empty: POST a JSON list of node groups'),
     ('[{"name": "sort", "exec": {"path": "s"}}, 7]', 'Node group #2 must be a JSON object, got 7'),
     ('[{"name": "a", "name": "b", "exec": {}}]', 'Duplicate key "name" in job description'),
-], ids=['json', 'utf8', 'nesting', 'object', 'string', 'empty', 'item', 'duplicate-key'])
+], ids=['json', 'utf8', 'nesting', 'object', 'string', 'empty', 'no-body', 'blank', 'item',
+        'duplicate-key'])
 def test_bad_body(body, message):
     with pytest.raises(JobError) as caught:
         parse_job(body, ACCOUNT)
@@ -271,7 +275,9 @@ def test_deprecated_device_keys():
 @pytest.mark.parametrize('devices, message', [
     ({'name': 'stdout'}, 'Invalid devices in sort: must be a list, got an object'),
     (['stdout'], 'Invalid device #1 in sort: must be an object, got "stdout"'),
-    ([{'path': 'swift://~/c/o'}], 'Must specify device for file in sort'),
+    ([{'path': 'swift://~/c/o'}], 'Must specify device for file in sort: device #1 has no '
+                                  '"name" (stdin, stdout, stderr, input, output, image, script '
+                                  'or a system image)'),
     ([{'name': 'stdtest'}], 'Unknown device "stdtest" in sort. Valid devices: stdin, stdout, '
                             'stderr, input, output, image, script, python3'),
     ([{'name': 'debug', 'path': 'tcp://h:1'}], 'Unknown device "debug" in sort. Valid devices'),

@@ -1,4 +1,5 @@
-"""The proxy filter refuses to start in front of the auth filter, naming the fix.
+"""The proxy filter refuses to start in front of the auth filter, naming the fix; each
+filter refuses to start in the other server's pipeline.
 
 Placed before ``tempauth`` (or ``keystoneauth``), the filter sees no
 ``swift.authorize`` and its sub-requests carry no token: every job of every
@@ -11,7 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from swift.common.registry import get_swift_info
 
+from zerocloud.object import middleware as object_filter
 from zerocloud.proxy.middleware import filter_factory
 
 SAMPLE = Path(__file__).resolve().parents[2] / 'etc' / 'proxy-server.conf-sample'
@@ -46,8 +49,38 @@ def test_a_filter_before_auth_stops_the_server(tmp_path: Path, pipeline: str, au
         filter_factory({'__file__': conf_with(tmp_path, pipeline, extra)})
     says = str(e.value)
     assert f'before {auth}' in says and 'move it after' in says
+    assert 'before the quota filters' in says     # not after them: they would not see outputs
     assert 'operator-guide.md' in says
+
+
+def test_each_filter_refuses_the_other_servers_pipeline(tmp_path: Path) -> None:
+    # the object filter in a proxy answered every job 400 "execute requests go to /<device>/"
+    proxy = conf_with(tmp_path, ORDERED.replace('zerocloud', 'zc'),
+                      '\n[filter:zc]\nuse = egg:zerocloud#zerocloud_object\n')
+    with pytest.raises(ValueError) as e:
+        object_filter.filter_factory({'__file__': proxy})
+    assert str(e.value) == (
+        "egg:zerocloud#zerocloud_object is in the pipeline of this proxy server: it belongs in "
+        "the object server's; here use egg:zerocloud#zerocloud_proxy (doc/operator-guide.md, "
+        '"Where the filters go")')
+    sample = SAMPLE.with_name('object-server.conf-sample').read_text()
+    objects = tmp_path / 'object-server.conf'
+    objects.write_text(sample.replace('egg:zerocloud#zerocloud_object',
+                                      'egg:zerocloud#zerocloud_proxy'))
+    with pytest.raises(ValueError, match='zerocloud_proxy is in the pipeline of this object'):
+        filter_factory({'__file__': str(objects)})
+    objects.write_text(sample)
+    assert callable(object_filter.filter_factory({'__file__': str(objects)}))
 
 
 def test_without_a_config_file_nothing_is_checked() -> None:
     assert callable(filter_factory({}))
+
+
+def test_info_says_what_a_job_may_use() -> None:
+    # a client (or an operator checking the filter is in) reads the limits from /info
+    filter_factory({'zerovm_maxnodes': '500',
+                    'zerovm_sysimage_devices': 'python3 /p.tar lua /l.tar'})
+    info = get_swift_info()['zerocloud']
+    assert (info['max_nodes'], info['system_images']) == (500, ['python3', 'lua'])
+    assert info['max_job_size'] == 65536 and info['max_nexe'] == 256 << 20

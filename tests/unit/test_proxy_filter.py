@@ -289,6 +289,38 @@ def test_execute_on_a_non_swift_path_passes_through(mw, swift, path: str) -> Non
     assert [(m, p) for m, p, _h in swift.calls] == [('GET', path)]
 
 
+def test_a_program_over_zerovm_maxnexe_is_a_413_naming_the_option(swift, servers) -> None:
+    # said "... is larger than 8 bytes": the user could not tell which limit, or whose
+    swift.add('/bin/wc', b'\x7fELF program, 20 bytes')
+    resp = post(ProxyExecMiddleware(swift, {'zerovm_maxnexe': '8'}), job())
+    assert (resp.status_int, resp.body) == (
+        413, b'swift://AUTH_a/bin/wc is larger than zerovm_maxnexe (8 bytes)\n')
+
+
+def test_a_denied_read_of_the_callers_account_without_its_prefix_says_so(mw, swift,
+                                                                       servers) -> None:
+    # swift://a/... for AUTH_a: "Denied: may not read swift://a/c/data" left users puzzled
+    def denying(env, start_response):       # Swift's answer to another account's object
+        if env['PATH_INFO'].startswith('/v1/a/'):
+            return Response(status=403)(env, start_response)
+        return swift(env, start_response)
+    mw.app = denying
+    resp = post(mw, job('swift://a/c/data'))
+    assert (resp.status_int, resp.body) == (403, b'Denied: may not read swift://a/c/data (your '
+                                                 b'account is AUTH_a: did you mean '
+                                                 b'swift://~/c/data?)\n')
+
+
+def test_nodes_without_data_that_share_a_location_go_to_one_server(mw, swift,
+                                                                    servers) -> None:
+    # "location" was parsed and then ignored: three nodes of "x" ran on two servers
+    asked = servers(d0=ok(), d1=ok(), d2=ok())
+    resp = post(mw, [{'name': 'a', 'exec': {'path': 'swift://~/bin/wc'}, 'count': 6,
+                      'location': 'x', 'devices': [{'name': 'stdout'}]}])
+    assert resp.status_int == 200, resp.body
+    assert len({device for device, _h, _s in asked.asked}) == 1 and len(asked.asked) == 6
+
+
 def test_a_denied_post_is_a_403_before_anything_is_read(mw, swift, servers) -> None:
     asked = servers()
     req = Request.blank(ACCOUNT, method='POST', body=json.dumps(job()).encode(), headers={
@@ -1299,11 +1331,11 @@ def test_a_batch_spec_no_object_server_reads_is_a_413_before_it_is_sent(
 
 def test_a_batch_entry_whose_merged_spec_is_over_the_limit_goes_alone_to_its_413(
         mw, swift, batch_servers, monkeypatch) -> None:
-    """The same rule in a batch as alone: wc-10 and wc-11's specs (612 bytes: a name
-    one character longer than wc-1's 609) are over the limit; the others' are not.
+    """The same rule in a batch as alone: wc-10 and wc-11's specs (636 bytes: a name
+    one character longer than wc-1's 633) are over the limit; the others' are not.
     Those two are not sent in the batch (a server would refuse them) but alone,
     where they get the 413 a node alone gets, with its words, and nothing is sent."""
-    monkeypatch.setattr(wire, 'SPEC_LIMIT', 610)
+    monkeypatch.setattr(wire, 'SPEC_LIMIT', 634)
     objects(swift, 11)
     fake, single = batch_servers(d0=ran(), alone={'d0': ok()})
     resp = post(mw, job(stdin='swift://~/c/item*'), **{'X-Zerovm-Report': 'json'})
@@ -1315,7 +1347,7 @@ def test_a_batch_entry_whose_merged_spec_is_over_the_limit_goes_alone_to_its_413
     for name in ('wc-10', 'wc-11'):
         assert nodes[name]['status'] == 'error'
         assert nodes[name]['message'] == (
-            "its node spec is 612 bytes; an object server reads 610 at most (the spec holds "
+            "its node spec is 636 bytes; an object server reads 634 at most (the spec holds "
             "the node's argv and env and a device per node it is connected to): make them "
             'smaller')
     assert all(nodes[f'wc-{i}']['status'] == 'ok' for i in range(1, 10))

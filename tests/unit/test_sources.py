@@ -134,6 +134,15 @@ def test_a_job_with_the_execute_header_runs_when_sent_form_urlencoded(mw, swift,
     assert resp.status_int == 200, resp.body
 
 
+def test_a_stored_job_that_is_not_valid_is_named(mw, swift, servers) -> None:
+    # "Job description is not valid JSON: ..." did not say it was the stored one
+    swift.add('/jobs/bad.json', b'#include <stdio.h>\n', **{'Content-Type': 'application/json'})
+    resp = request(mw, body=b'', **{'X-Zerovm-Source': 'swift://~/jobs/bad.json'})
+    assert resp.status_int == 400
+    assert resp.body.startswith(b'Job description is not valid JSON: ')
+    assert resp.body.endswith(b' (in swift://AUTH_a/jobs/bad.json)\n')
+
+
 # -- what travels to the object server ---------------------------------------------------------
 
 def test_a_source_job_sends_the_body_as_stdin(mw, swift, servers) -> None:
@@ -340,13 +349,21 @@ def test_compose_takes_headers_from_the_first_node() -> None:
         cgiout.compose([('a', None, b''), ('b', cgiout.CGI, b'')])
 
 
+def test_a_body_over_zerovm_maxinput_is_a_413_naming_the_option() -> None:
+    with pytest.raises(HTTPException) as err:
+        sources._collect(io.BytesIO(b'x' * 10), b'', 4, None, 'the request body')
+    assert (err.value.status_int, err.value.body) == (
+        413, b'the request body is larger than zerovm_maxinput (4 bytes)\n')
+
+
 def test_zapp_members_and_limits() -> None:
     f = io.BytesIO(tar_bytes({'./boot/system.map': b'[]', 'bin/x': b'12345'}))
     assert zapp.system_map(f, 10, 'z') == b'[]'
     assert zapp.member(f, '/bin/x', 10, 'z') == b'12345'
     with pytest.raises(HTTPException) as err:
         zapp.member(f, 'bin/x', 4, 'z')
-    assert err.value.status_int == 413 and err.value.body == b'bin/x in z is larger than 4 bytes\n'
+    assert err.value.status_int == 413
+    assert err.value.body == b'bin/x in z is larger than zerovm_maxnexe (4 bytes)\n'
     with pytest.raises(HTTPException) as err:
         zapp.gunzip(io.BytesIO(gzip.compress(b'a' * 100)), io.BytesIO(), 99, 'z')
     assert err.value.body == b'z is larger than 99 bytes uncompressed\n'

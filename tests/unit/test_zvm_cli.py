@@ -30,6 +30,14 @@ def test_a_bad_native_switch_is_a_usage_error_naming_it(command: list[str], vari
     assert capfd.readouterr().err == f"zvm: {variable}='of': expected on or off\n"
 
 
+@pytest.mark.parametrize('command', ['runn', 'rn', 'infoo', 'valdiate'])
+def test_a_mistyped_command_is_named_not_taken_for_manifests(command: str, capfd) -> None:
+    # was "zvm: 2nd manifest encountered" (or a missing manifest file) for "zvm runn prog"
+    assert cli.main([command, 'prog']) == cli.errno.EINVAL
+    said = capfd.readouterr().err
+    assert said.startswith(f'zvm: {command}: no such command or manifest: did you mean zvm ')
+
+
 def test_a_native_cache_that_cannot_be_made_is_named(monkeypatch, tmp_path) -> None:
     (tmp_path / 'file').write_text('')
     monkeypatch.setenv('ZVM_NATIVE_CACHE', str(tmp_path / 'file' / 'cache'))

@@ -143,7 +143,7 @@ from swift.common.utils import (
     get_logger,
 )
 
-from zerocloud import hangup, wire
+from zerocloud import hangup, pipeline, wire
 from zerocloud.config import NOT_PLAIN, Config
 from zerocloud.httperrors import (
     HTTPBadRequest,
@@ -822,6 +822,7 @@ class _Streamed:
 
 def filter_factory(global_conf: dict, **local_conf):
     conf = dict(global_conf, **local_conf)
+    pipeline.check_server(conf, 'zerocloud_object')
 
     def zerocloud_object_filter(app):
         return ObjectExecMiddleware(app, conf)

@@ -84,7 +84,17 @@ class Caller:
         denied = authorize(sub)
         if denied is not None:
             what = {'POST': 'execute jobs in', 'PUT': 'write', 'GET': 'read'}[method]
-            raise denied_error(denied, f'{what} swift:/{path[3:]}')
+            hint = self.own_hint(path) if denied.status_int == 403 else ''
+            raise denied_error(denied, f'{what} swift:/{path[3:]}{hint}')
+
+    def own_hint(self, path: str) -> str:
+        """`` (your account is AUTH_a: ...)`` when the account of ``path`` (``/v1/a/...``)
+        is the caller's without its reseller prefix, as users write it: else ''."""
+        mine = (self.req.path.split('/') + ['', ''])[2]
+        account, _, rest = path[4:].partition('/')
+        if account == mine or mine.partition('_')[2] != account:
+            return ''
+        return f' (your account is {mine}: did you mean swift://~/{rest}?)'
 
     def listing(self, path: str, prefix: str = '') -> Iterator[str]:
         """The names in the account or container ``path`` (``/v1/...``) that begin with
@@ -115,7 +125,8 @@ class Caller:
         if resp.status_int == 404:
             raise HTTPNotFound(body=f'Error 404 Not Found while fetching {path}\n')
         if resp.status_int in (401, 403):
-            raise denied_error(resp, f'read {path}')
+            hint = self.own_hint('/v1' + path.path) if resp.status_int == 403 else ''
+            raise denied_error(resp, f'read {path}{hint}')
         if not is_success(resp.status_int):
             raise HTTPServiceUnavailable(body=f'cannot read {path}: {resp.status}\n')
         kind = next((key for key in NOT_PLAIN if key in resp.headers), None)
@@ -124,16 +135,18 @@ class Caller:
                                     'objects themselves, not manifests or symlinks\n')
         return resp
 
-    def fetch(self, path: SwiftPath, limit: int) -> tuple[Input, Response]:
-        """GET an object as the caller into a spooled file (413 beyond ``limit`` bytes)."""
+    def fetch(self, path: SwiftPath, limit: int,
+              option: str = 'zerovm_maxinput') -> tuple[Input, Response]:
+        """GET an object as the caller into a spooled file (413 beyond ``limit`` bytes,
+        naming the operator's ``option`` that sets it)."""
         resp = self.read('GET', path)
         out, size = spooled(), 0
         try:
             for chunk in resp.app_iter:
                 size += len(chunk)
                 if size > limit:
-                    raise HTTPRequestEntityTooLarge(body=f'{path} is larger than {limit} '
-                                                         'bytes\n')
+                    raise HTTPRequestEntityTooLarge(body=f'{path} is larger than {option} '
+                                                         f'({limit} bytes)\n')
                 out.write(chunk)
         except BaseException:
             out.close()
@@ -144,7 +157,7 @@ class Caller:
 
     def fetch_program(self, path: SwiftPath) -> bytes:
         """A stored program's bytes; 422 when its upload's verdict says it is not valid."""
-        program, resp = self.fetch(path, self.config.max_nexe)
+        program, resp = self.fetch(path, self.config.max_nexe, 'zerovm_maxnexe')
         with program.file:
             if uploads.stored_verdict(resp.headers) is False:
                 raise HTTPUnprocessableEntity(

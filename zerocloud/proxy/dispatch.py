@@ -162,10 +162,11 @@ class Dispatcher:
         if devices is None:             # once per kind of node: the wildcard's are alike
             if len(self.device_specs) >= DEVICE_SPECS:
                 self.device_specs.clear()
-            devices = self.device_specs[key] = tuple(
+            devices = self.device_specs[key] = tuple(     # this proxy's write quota
                 wire.DeviceSpec(dev.name, 'w' if dev.writable else 'r', dev.random,
                                 'local' if dev.name == plan.local
-                                else 'member' if dev.name in plan.inputs else None)
+                                else 'member' if dev.name in plan.inputs else None,
+                                self.config.max_output if dev.writable else None)
                 for dev in node.devices)
         if node.reads_from or node.writes_to:
             devices += tuple(graph.link_devices(node, self.config.max_output))

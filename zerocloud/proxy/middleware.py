@@ -286,7 +286,7 @@ from swift.common.utils import (
     get_logger,
 )
 
-from zerocloud import chain, deferred, graph, hangup, placement, sources, wire
+from zerocloud import chain, deferred, graph, hangup, pipeline, placement, sources, wire
 from zerocloud.config import Config
 from zerocloud.httperrors import HTTPBadRequest, HTTPNotFound, HTTPRequestEntityTooLarge
 from zerocloud.job import (
@@ -302,8 +302,8 @@ from zerocloud.job import (
     parse_job,
     stream,
 )
-from zerocloud.proxy import pipeline, uploads
 from zerocloud.proxy import stream as streamed
+from zerocloud.proxy import uploads
 from zerocloud.proxy.batch import Batches, batchable
 from zerocloud.proxy.caller import Caller, Input
 from zerocloud.proxy.dispatch import Dispatcher, Plan, skipped
@@ -434,7 +434,8 @@ class ProxyExecMiddleware:
         except JobTooLarge as e:
             raise HTTPRequestEntityTooLarge(body=f'{e}\n') from None
         except JobError as e:
-            raise HTTPBadRequest(body=f'{e}\n') from None
+            where = f' (in {launch.source})' if launch.source else ''
+            raise HTTPBadRequest(body=f'{e}{where}\n') from None
         def list_objects(a: str, c: str, prefix: str) -> Iterator[str]:
             return caller.listing(f'/v1/{a}/{c}', prefix)
 
@@ -519,7 +520,8 @@ class ProxyExecMiddleware:
         else:
             policy = POLICIES.default.idx
             ring = placement.object_ring(self.config.swift_dir, policy)
-            part, servers = placement.any_nodes(ring, job_id + node.name)
+            # nodes that share a location string share the order: the same server first
+            part, servers = placement.any_nodes(ring, job_id + (node.location or node.name))
             path = f'/{account}/.zerocloud/{node.name}'
         return Plan(node, policy, part, path, servers, local.name if local else None, program,
                     {dev.name: inputs[dev.path] for dev in node.devices
@@ -779,9 +781,12 @@ def _imap(func: Callable, items: list) -> list:
 def filter_factory(global_conf: dict, **local_conf):
     conf = dict(global_conf, **local_conf)
     config = Config.from_conf(conf)
+    pipeline.check_server(conf, 'zerocloud_proxy')
     pipeline.check(conf)
     register_swift_info('zerocloud', max_job_size=config.max_config, timeout=config.timeout,
-                        validator_version=uploads.validator_version())
+                        validator_version=uploads.validator_version(),
+                        max_nodes=config.max_nodes, max_nexe=config.max_nexe,
+                        system_images=config.system_images)
 
     def zerocloud_proxy_filter(app):
         return ProxyExecMiddleware(app, conf)
