@@ -9,8 +9,10 @@
             [--report F|-] [--repeat N] PROGRAM [ARGS...]
     zvm info
 
-``run`` exits with the guest's return code when the report status is ``ok``
-and with 125 otherwise; ``--report -`` writes the JSON report to stderr.
+``run`` exits with the guest's return code when the report status is ``ok``,
+with 141 (128 + SIGPIPE, quietly, as ``cat``) when the program was stopped for
+writing again to a pipe whose reader went away (``zvm run prog | head -1``), and
+with 125 otherwise; ``--report -`` writes the JSON report to stderr.
 The CLI's own stderr lines wait at most :data:`STDERR_GRACE` for room (a guest
 may leave an inherited stderr pipe full), then are dropped: the exit status
 still says how the run ended.
@@ -54,6 +56,7 @@ import os
 import posixpath
 import select
 import shlex
+import signal
 import sys
 import syslog
 import time
@@ -64,6 +67,7 @@ from zvm_core.channels import READ, WRITE, Channel, ChannelError, FdBacking, Quo
 from zvm_core.elf import ELF_MAGIC, ElfError, load_program
 from zvm_core.engines import CHOICES
 from zvm_core.limits import DEFAULT_FUEL, DEFAULT_MEMORY, DEFAULT_TIMEOUT, Limits
+from zvm_core.report import SIGPIPE_STATE
 from zvm_core.validator import Policy, default_cache, validate
 
 if TYPE_CHECKING:
@@ -74,6 +78,7 @@ if TYPE_CHECKING:
 
 EXIT_NOT_OK = 125
 EXIT_USAGE = 2
+EXIT_PIPE = 128 + signal.SIGPIPE   # the status of a `cat` the closed pipe ended
 
 
 def _int(text: str) -> int:
@@ -356,6 +361,8 @@ def _run(opts: argparse.Namespace) -> int:
     elif opts.report:
         with open(opts.report, 'w') as f:
             f.write(text)
+    if report.exit_state == SIGPIPE_STATE:     # its reader closed the pipe: quiet, as cat
+        return EXIT_PIPE
     if not report.ok:
         _say(f'zvm: {report.status}: {report.message}\n')
         if opts.repeat <= 1:        # a pool's worker probes for itself
