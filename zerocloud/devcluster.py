@@ -78,6 +78,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from zvm_core import stdout
+
 HOST = '127.0.0.1'
 PROXY_SAMPLE = 'proxy-server.conf-sample'
 OBJECT_SAMPLE = 'object-server.conf-sample'
@@ -993,7 +995,11 @@ def _cmd_env(cluster: DevCluster) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``zerocloud-devcluster``."""
+    """Entry point of ``zerocloud-devcluster`` (quiet when stdout's reader goes away)."""
+    return stdout.quiet(lambda: _main(argv))
+
+
+def _main(argv: list[str] | None) -> int:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument('--dir', type=Path, help=f'cluster directory (default: {default_dir()})')
     parser = argparse.ArgumentParser(

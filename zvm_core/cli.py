@@ -56,13 +56,12 @@ import os
 import posixpath
 import select
 import shlex
-import signal
 import sys
 import syslog
 import time
 from typing import TYPE_CHECKING
 
-from zvm_core import engines
+from zvm_core import engines, stdout
 from zvm_core.channels import READ, WRITE, Channel, ChannelError, FdBacking, Quota
 from zvm_core.elf import ELF_MAGIC, ElfError, load_program
 from zvm_core.engines import CHOICES
@@ -78,7 +77,6 @@ if TYPE_CHECKING:
 
 EXIT_NOT_OK = 125
 EXIT_USAGE = 2
-EXIT_PIPE = 128 + signal.SIGPIPE   # the status of a `cat` the closed pipe ended
 
 
 def _int(text: str) -> int:
@@ -362,7 +360,7 @@ def _run(opts: argparse.Namespace) -> int:
         with open(opts.report, 'w') as f:
             f.write(text)
     if report.exit_state == SIGPIPE_STATE:     # its reader closed the pipe: quiet, as cat
-        return EXIT_PIPE
+        return stdout.EXIT_PIPE
     if not report.ok:
         _say(f'zvm: {report.status}: {report.message}\n')
         if opts.repeat <= 1:        # a pool's worker probes for itself
@@ -522,7 +520,11 @@ def _bad_cmdline(message: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    """Entry point of ``zvm`` (quiet when stdout's reader goes away: ``stdout.quiet``)."""
+    return stdout.quiet(lambda: _main(sys.argv[1:] if argv is None else argv))
+
+
+def _main(argv: list[str]) -> int:
     if not argv or argv[0] not in SUBCOMMANDS:
         return _zerovm(argv)
     opts = build_parser().parse_args(argv)
@@ -537,6 +539,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_info()
         return _cmd_run(opts)
     except OSError as e:
+        if isinstance(e, BrokenPipeError) and stdout.reader_gone():
+            raise
         where = f'cannot open {e.filename}: ' if e.filename else ''
         _say(f'zvm: {where}{e.strerror or e}\n')
         return EXIT_USAGE

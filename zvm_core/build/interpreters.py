@@ -58,6 +58,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from zvm_core import stdout
+
 BUILDER_VERSION = 1
 NAMES = ('python3', 'lua', 'sqlite')
 MANIFEST = 'sysimages.json'
@@ -696,6 +698,12 @@ def _build_locked(directory: Path, only: list[str], force: bool,
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``zvm-interpreters`` and ``zvm-sysimages`` (quiet when stdout's
+    reader goes away: ``zvm_core.stdout``)."""
+    return stdout.quiet(lambda: _main(argv))
+
+
+def _main(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(prog='zvm-interpreters',
                                      description=__doc__.split('\n\n')[0])
     sub = parser.add_subparsers(dest='command', required=True)
