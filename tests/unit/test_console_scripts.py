@@ -1,6 +1,6 @@
-"""The installed commands (setup.cfg's console scripts) as a user meets them: one
-whose stdout's reader goes away (``zvm info | head -1``) ends quietly with 141, as
-``cat`` does."""
+"""The installed commands (setup.cfg's console scripts) as a user meets them: each
+one's ``--help`` names it as installed, and one whose stdout's reader goes away
+(``zvm info | head -1``) ends quietly with 141, as ``cat`` does."""
 
 from __future__ import annotations
 
@@ -39,6 +39,14 @@ def _command(name: str, *args: str, **kw) -> subprocess.CompletedProcess:
 def test_setup_cfg_installs_the_commands_the_docs_name():
     assert set(SCRIPTS) == {'zvm', 'zvm-interpreters', 'zvm-sysimages',
                             'zerocloud-devcluster', 'zc'}
+
+
+@pytest.mark.parametrize('name', sorted(SCRIPTS))
+def test_help_names_the_command_as_installed(name, tmp_path):
+    """``zvm-sysimages --help`` said ``usage: zvm-interpreters``."""
+    proc = _command(name, '--help', capture_output=True, cache=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.decode().startswith(f'usage: {name} '), proc.stdout[:200]
 
 
 @pytest.mark.parametrize('args', [('zvm', 'info'), ('zvm', 'sdk'),
