@@ -16,6 +16,8 @@ Commands (all take ``--dir``)::
     zerocloud-devcluster start [--replicas N] [--object-servers N] [--port-base P]
     zerocloud-devcluster status    # each server: port, pid, state, /healthcheck
     zerocloud-devcluster env       # eval "$(zerocloud-devcluster env)" sets ST_AUTH/USER/KEY
+    zerocloud-devcluster restart [--conf SERVER:[SECTION:]KEY=VALUE ...]
+                                   # those servers (else all) again, on their ports
     zerocloud-devcluster stop      # ends exactly the processes start started
 
 Users (tempauth): ``test:tester`` / ``testing`` and ``test2:tester2`` /
@@ -37,6 +39,7 @@ All state lives in one directory (``--dir``, default
                                (account and container: a minimal conf)
         10-zerocloud.conf      etc/zerocloud.conf-sample as shipped
         50-devcluster.conf     this cluster's ports, paths and users
+        60-restart.conf        the options of ``restart --conf``, if given
         90-extra.conf          DevCluster(extra_conf=...), if given
     srv/<server>/<device>/   the servers' data (kept across stop and start)
     log/<server>.log         each server's log, new at every start
@@ -77,6 +80,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+
+from zvm_core import stdout
 
 HOST = '127.0.0.1'
 PROXY_SAMPLE = 'proxy-server.conf-sample'
@@ -208,6 +213,24 @@ class ServerStatus:
     pid: int | None
     state: str          # running, paused (SIGSTOP), dead
     healthy: bool       # answered /healthcheck
+
+
+RESTART_CONF = '60-restart.conf'         # in a server's conf.d: ``restart --conf`` options
+RESTART_HEADER = '# zerocloud-devcluster restart --conf (a full start writes etc/ anew)\n'
+
+
+def parse_option(text: str) -> tuple[str, str | None, str, str]:
+    """``SERVER:[SECTION:]KEY=VALUE`` as (server, section or None, key, value): SERVER
+    a server's name or ``object`` (every object server); no SECTION is ZeroCloud's
+    ``filter:zerocloud``.  ValueError saying what to write."""
+    name, sep, value = text.partition('=')
+    server, colon, rest = name.partition(':')
+    section, _, key = rest.rpartition(':')
+    if not sep or not colon or not server or not key.strip() or '\n' in text:
+        raise ValueError(f'--conf {text!r}: expected SERVER:[SECTION:]KEY=VALUE, e.g. '
+                         'object:zerovm_engine=emulated or proxy:app:proxy-server:'
+                         'node_timeout=5')
+    return server, section or None, key.strip(), value.strip()
 
 
 def default_dir() -> Path:
@@ -684,23 +707,67 @@ class DevCluster:
         touched; with none, this only clears stale pid and state files.
         """
         running = self.running_servers()
-        ports = [s.port for s in self.servers if s.name in running]
-        for pid in running.values():
+        self._end(running.values())
+        self._clear_run_files()
+        self._wait_ports_free([s.port for s in self.servers if s.name in running])
+
+    def _end(self, pids: Iterable[int]) -> None:
+        """SIGTERM, then SIGKILL after STOP_GRACE, and wait until they are gone."""
+        pids = list(pids)
+        for pid in pids:
             send_signal(pid, signal.SIGTERM)
             send_signal(pid, signal.SIGCONT)    # a paused server handles SIGTERM once resumed
-        left = self._wait_gone(running.values(), STOP_GRACE)
+        left = self._wait_gone(pids, STOP_GRACE)
         for pid in left:
             send_signal(pid, signal.SIGKILL)
         left = self._wait_gone(left, STOP_GRACE)
         if left:
             raise ClusterError(f'processes {sorted(left)} did not exit after SIGKILL')
-        self._clear_run_files()
+
+    def _wait_ports_free(self, ports: list[int]) -> None:
         deadline = time.monotonic() + STOP_GRACE
         while not all(port_free(port) for port in ports):
             if time.monotonic() > deadline:
                 busy = [port for port in ports if not port_free(port)]
                 raise ClusterError(f'ports {busy} still in use after the servers exited')
             time.sleep(HEALTH_POLL)
+
+    def restart(self, options: Iterable[str] = ()) -> list[str]:
+        """Stop servers of the running cluster cleanly and start them again on their
+        ports, waiting until they are healthy: those ``options`` name
+        (``SERVER:[SECTION:]KEY=VALUE``, :func:`parse_option`), whose
+        RESTART_CONF file is written anew with them, else every server, with its
+        conf files as they are.  The names of the servers restarted."""
+        if not self.running_servers() or not self.state_file.exists():
+            raise ClusterError(f'no cluster running in {self.dir}: start it first')
+        confs = self._option_confs(options)
+        servers = [s for s in self.servers if s.name in confs] if confs else self.servers
+        for server in servers:
+            if server.name in confs:
+                (self.conf_dir(server) / RESTART_CONF).write_text(confs[server.name])
+        pids = [pid for pid in map(self._owned_pid, servers) if pid is not None]
+        self._end(pids)
+        self._wait_ports_free([s.port for s in servers])
+        self._start_again(servers)
+        return [s.name for s in servers]
+
+    def _option_confs(self, options: Iterable[str]) -> dict[str, str]:
+        """Server name -> the conf text of the ``options`` that name it."""
+        sections: dict[str, dict[str, list[str]]] = {}
+        for text in options:
+            target, section, key, value = parse_option(text)
+            servers = self._objects() if target == 'object' else [self.server(target)]
+            if section is None:
+                if servers[0].app not in ('proxy-server', 'object-server'):
+                    raise ClusterError(f'{text}: {target} has no zerocloud filter: name the '
+                                       f'section ({target}:app:{servers[0].app}:{key}=...)')
+                section = 'filter:zerocloud'
+            for server in servers:
+                lines = sections.setdefault(server.name, {}).setdefault(section, [])
+                lines.append(f'{key} = {value}')
+        return {name: RESTART_HEADER + ''.join(f'[{section}]\n' + '\n'.join(lines) + '\n'
+                                               for section, lines in by_section.items())
+                for name, by_section in sections.items()}
 
     def _wait_gone(self, pids: Iterable[int], timeout: float) -> list[int]:
         """Wait until the processes exit; return those still alive at the timeout."""
@@ -955,6 +1022,17 @@ def _cmd_start(cluster: DevCluster) -> int:
     return 0
 
 
+def _cmd_restart(cluster: DevCluster, options: list[str]) -> int:
+    began = time.monotonic()
+    try:
+        restarted = cluster.restart(options)
+    except ClusterError as err:
+        print(f'zerocloud-devcluster: {err}', file=sys.stderr)
+        return 1
+    print(f'restarted {", ".join(restarted)} in {time.monotonic() - began:.1f} s')
+    return 0
+
+
 def _cmd_stop(cluster: DevCluster) -> int:
     was_running = bool(cluster.running_servers())
     began = time.monotonic()
@@ -993,7 +1071,11 @@ def _cmd_env(cluster: DevCluster) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``zerocloud-devcluster``."""
+    """Entry point of ``zerocloud-devcluster`` (quiet when stdout's reader goes away)."""
+    return stdout.quiet(lambda: _main(argv))
+
+
+def _main(argv: list[str] | None) -> int:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument('--dir', type=Path, help=f'cluster directory (default: {default_dir()})')
     parser = argparse.ArgumentParser(
@@ -1010,6 +1092,15 @@ def main(argv: list[str] | None = None) -> int:
     start.add_argument('--port-base', type=int, metavar='P',
                        help='proxy port; the other servers take the next ports '
                             '(default: free ports)')
+    restart = sub.add_parser(
+        'restart', parents=[common],
+        help='stop servers and start them again on their ports: those --conf names, '
+             'with these options, else all')
+    restart.add_argument('--conf', action='append', default=[],
+                         metavar='SERVER:[SECTION:]KEY=VALUE',
+                         help='an option for SERVER (proxy, account, container, object: '
+                              'every object server, object0 ...); no SECTION: '
+                              'filter:zerocloud (repeatable)')
     sub.add_parser('stop', parents=[common], help='stop the processes start started')
     sub.add_parser('status', parents=[common], help='show each server; exit 1 unless all healthy')
     sub.add_parser('env', parents=[common], help='print export lines for ST_AUTH/USER/KEY')
@@ -1030,6 +1121,13 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as err:
             parser.error(str(err))
         return _cmd_start(cluster)
+    if args.command == 'restart':
+        for text in args.conf:
+            try:
+                parse_option(text)
+            except ValueError as err:
+                parser.error(str(err))
+        return _cmd_restart(DevCluster(args.dir, detach=True), args.conf)
     cluster = DevCluster(args.dir)
     return {'stop': _cmd_stop, 'status': _cmd_status, 'env': _cmd_env}[args.command](cluster)
 

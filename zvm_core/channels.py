@@ -191,7 +191,12 @@ class FdBacking(Backing):
             return os.writev(self.fd, bufs)
         total = 0
         while bufs:
-            done = self._nowait(os.pwritev, bufs, select.POLLOUT)
+            try:
+                done = self._nowait(os.pwritev, bufs, select.POLLOUT)
+            except BrokenPipeError:
+                if total:               # what went out before the reader left, as Linux
+                    return total
+                raise
             if done:
                 total += done
                 bufs = skip(bufs, done)
@@ -636,6 +641,7 @@ class Channel:
     quota: Quota = field(default_factory=Quota)
     counters: ChannelAccounting = field(default_factory=ChannelAccounting)
     refused: int = 0               # calls refused for quota
+    broken: int = 0                # writes answered EPIPE: the reader went away
     cut: int = 0                   # writes the quota refused or shortened (``blame_limits``)
     append: bool = False           # every write goes to the end (ZeroVM type 1, "CDR")
     kind: int = 0                  # stat file type from NVRAM [mapping]; 0: by access

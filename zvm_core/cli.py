@@ -9,8 +9,10 @@
             [--report F|-] [--repeat N] PROGRAM [ARGS...]
     zvm info
 
-``run`` exits with the guest's return code when the report status is ``ok``
-and with 125 otherwise; ``--report -`` writes the JSON report to stderr.
+``run`` exits with the guest's return code when the report status is ``ok``,
+with 141 (128 + SIGPIPE, quietly, as ``cat``) when the program was stopped for
+writing again to a pipe whose reader went away (``zvm run prog | head -1``), and
+with 125 otherwise; ``--report -`` writes the JSON report to stderr.
 The CLI's own stderr lines wait at most :data:`STDERR_GRACE` for room (a guest
 may leave an inherited stderr pipe full), then are dropped: the exit status
 still says how the run ended.
@@ -59,11 +61,12 @@ import syslog
 import time
 from typing import TYPE_CHECKING
 
-from zvm_core import engines
+from zvm_core import engines, stdout
 from zvm_core.channels import READ, WRITE, Channel, ChannelError, FdBacking, Quota
 from zvm_core.elf import ELF_MAGIC, ElfError, load_program
 from zvm_core.engines import CHOICES
 from zvm_core.limits import DEFAULT_FUEL, DEFAULT_MEMORY, DEFAULT_TIMEOUT, Limits
+from zvm_core.report import SIGPIPE_STATE
 from zvm_core.validator import Policy, default_cache, validate
 
 if TYPE_CHECKING:
@@ -356,6 +359,8 @@ def _run(opts: argparse.Namespace) -> int:
     elif opts.report:
         with open(opts.report, 'w') as f:
             f.write(text)
+    if report.exit_state == SIGPIPE_STATE:     # its reader closed the pipe: quiet, as cat
+        return stdout.EXIT_PIPE
     if not report.ok:
         _say(f'zvm: {report.status}: {report.message}\n')
         if opts.repeat <= 1:        # a pool's worker probes for itself
@@ -515,7 +520,11 @@ def _bad_cmdline(message: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    """Entry point of ``zvm`` (quiet when stdout's reader goes away: ``stdout.quiet``)."""
+    return stdout.quiet(lambda: _main(sys.argv[1:] if argv is None else argv))
+
+
+def _main(argv: list[str]) -> int:
     if not argv or argv[0] not in SUBCOMMANDS:
         return _zerovm(argv)
     opts = build_parser().parse_args(argv)
@@ -530,6 +539,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_info()
         return _cmd_run(opts)
     except OSError as e:
+        if isinstance(e, BrokenPipeError) and stdout.reader_gone():
+            raise
         where = f'cannot open {e.filename}: ' if e.filename else ''
         _say(f'zvm: {where}{e.strerror or e}\n')
         return EXIT_USAGE

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import errno
 import json
+import signal
 from dataclasses import dataclass, field, fields
 
 # ``refused``: nothing ran, the host cannot run the engine the request asked for
@@ -109,6 +110,9 @@ _CODES = {'fault': errno.EINTR, 'fuel': errno.EINTR, 'timeout': errno.EINTR,
           'quota': errno.EDQUOT, 'memory': errno.ENOMEM, 'validation': errno.ENOEXEC,
           'killed': errno.EIO, 'refused': errno.EINVAL}
 VALIDATION_PASSED, VALIDATION_FAILED, VALIDATION_SKIPPED = 0, 1, 2
+# the exit state of a run stopped for writing again to a pipe whose reader went away
+# (``zvm_core.syscalls.io``): a ``fault``, as SIGPIPE's default action ends a program
+SIGPIPE_STATE = f'Signal {signal.SIGPIPE} from untrusted code'
 
 
 def zerovm_outcome(report: Report) -> tuple[str, int]:

@@ -12,6 +12,7 @@ import shlex
 import socket
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -134,3 +135,27 @@ def test_cli_start_refuses_a_taken_port(cluster_dir: Path) -> None:
     assert result.returncode == 1
     assert f'port {base + 3} for object0 is already in use' in result.stderr
     assert processes_in(cluster_dir) == []
+
+
+def test_restart_with_an_option_restarts_those_servers_on_their_ports(cluster_dir: Path
+                                                                       ) -> None:
+    """doc/operator-guide.md "Trying it locally": one command tries an option."""
+    dir_opt = ['--dir', str(cluster_dir)]
+    assert cli('start', *dir_opt, *SMALL).returncode == 0
+    before = {s.name: (s.port, s.pid) for s in DevCluster(cluster_dir).status()}
+    done = cli('restart', *dir_opt, '--conf', 'proxy:zerovm_timeout=7',
+               '--conf', 'proxy:app:proxy-server:node_timeout=5')
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith('restarted proxy in ')
+    after = {s.name: (s.port, s.pid) for s in DevCluster(cluster_dir).status()}
+    assert after['proxy'][0] == before['proxy'][0] and after['proxy'][1] != before['proxy'][1]
+    assert {k: v for k, v in after.items() if k != 'proxy'} == \
+        {k: v for k, v in before.items() if k != 'proxy'}
+    with urllib.request.urlopen(f'http://127.0.0.1:{after["proxy"][0]}/info') as answer:
+        info = json.load(answer)
+    assert info['zerocloud']['timeout'] == 7
+    assert (cluster_dir / 'etc' / 'proxy.conf.d' / '60-restart.conf').read_text().endswith(
+        '[filter:zerocloud]\nzerovm_timeout = 7\n[app:proxy-server]\nnode_timeout = 5\n')
+    assert cli('restart', *dir_opt).stdout.startswith(
+        'restarted proxy, account, container, object0 in ')
+    assert DevCluster(cluster_dir).status()[0].healthy

@@ -250,3 +250,43 @@ def test_a_server_that_neither_works_nor_answers_fails_the_start(
             cluster._wait_healthy([server])
     finally:
         cluster._procs[server.pid].kill()
+
+
+@pytest.mark.parametrize(('text', 'parsed'), [
+    ('object:zerovm_engine=emulated', ('object', None, 'zerovm_engine', 'emulated')),
+    ('proxy:app:proxy-server:node_timeout = 5', ('proxy', 'app:proxy-server', 'node_timeout',
+                                                 '5')),
+    ('object1:zerovm_prewarm=python3:python3', ('object1', None, 'zerovm_prewarm',
+                                                'python3:python3'))])
+def test_restart_options_name_a_server_a_section_and_a_key(text: str, parsed: tuple) -> None:
+    assert devcluster.parse_option(text) == parsed
+
+
+@pytest.mark.parametrize('text', ['zerovm_timeout=5', 'proxy:zerovm_timeout', ':k=v',
+                                  'proxy:=v', 'proxy:a\nb=c'])
+def test_a_bad_restart_option_is_a_usage_error(text: str, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as err:
+        main(['restart', '--dir', str(tmp_path), '--conf', text])
+    assert err.value.code == 2
+    assert 'expected SERVER:[SECTION:]KEY=VALUE' in capsys.readouterr().err
+
+
+def test_restart_options_become_each_server_s_conf(configured: DevCluster) -> None:
+    confs = configured._option_confs(['object:zerovm_timeout=5', 'object1:zerovm_timeout=6',
+                                      'object1:app:object-server:workers=0',
+                                      'account:app:account-server:workers=0'])
+    assert sorted(confs) == ['account', 'object0', 'object1', 'object2']
+    assert confs['object1'] == (devcluster.RESTART_HEADER + '[filter:zerocloud]\n'
+                                'zerovm_timeout = 5\nzerovm_timeout = 6\n'
+                                '[app:object-server]\nworkers = 0\n')
+    with pytest.raises(devcluster.ClusterError, match='account has no zerocloud filter'):
+        configured._option_confs(['account:workers=0'])
+    with pytest.raises(devcluster.ClusterError, match="no server 'object9'"):
+        configured._option_confs(['object9:zerovm_timeout=5'])
+
+
+def test_restart_without_a_cluster(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(['restart', '--dir', str(tmp_path)]) == 1
+    assert capsys.readouterr().err == (f'zerocloud-devcluster: no cluster running in '
+                                       f'{tmp_path}: start it first\n')

@@ -58,6 +58,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from zvm_core import stdout
+
 BUILDER_VERSION = 1
 NAMES = ('python3', 'lua', 'sqlite')
 MANIFEST = 'sysimages.json'
@@ -695,8 +697,24 @@ def _build_locked(directory: Path, only: list[str], force: bool,
     return images
 
 
+COMMANDS = ('zvm-interpreters', 'zvm-sysimages')     # one command, two names (setup.cfg)
+
+
+def _prog() -> str:
+    """The name this command was started by, for its usage and messages."""
+    name = os.path.basename(sys.argv[0])
+    return name if name in COMMANDS else COMMANDS[0]
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog='zvm-interpreters',
+    """Entry point of ``zvm-interpreters`` and ``zvm-sysimages`` (quiet when stdout's
+    reader goes away: ``zvm_core.stdout``)."""
+    return stdout.quiet(lambda: _main(argv))
+
+
+def _main(argv: list[str] | None) -> int:
+    prog = _prog()
+    parser = argparse.ArgumentParser(prog=prog,
                                      description=__doc__.split('\n\n')[0])
     sub = parser.add_subparsers(dest='command', required=True)
     b = sub.add_parser('build', help='build the system images (skipped when up to date)')
@@ -717,7 +735,7 @@ def main(argv: list[str] | None = None) -> int:
                   log=lambda s: print(s, file=sys.stderr), sqlite_sdist=opts.sqlite_sdist)
         images = load(directory)
     except BuildError as e:
-        print(f'zvm-interpreters: {e}', file=sys.stderr)
+        print(f'{prog}: {e}', file=sys.stderr)
         return 1
     for name, image in sorted(images.items()):
         program, tar = image.paths(Path(directory))

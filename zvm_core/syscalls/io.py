@@ -22,6 +22,7 @@ from collections.abc import Iterable, Iterator
 
 from zvm_core.channels import READ, UNLIMITED, WRITE, Channel
 from zvm_core.memory import PROT_R, PROT_W
+from zvm_core.report import SIGPIPE_STATE
 from zvm_core.syscalls import fs  # fs imports io too: both used at call time only
 from zvm_core.syscalls.errors import Stop, SysError
 
@@ -189,7 +190,12 @@ def write_steps(p, ch: Channel, spans: list[tuple[int, int]], limit: int,
     done = 0
     for i, step in enumerate(_steps(spans, limit)):
         views = [p.mem.view(addr, n, PROT_R) for addr, n in step]
-        put = ch.write(views, None if offset is None else offset + done, first=not i)
+        try:
+            put = ch.write(views, None if offset is None else offset + done, first=not i)
+        except BrokenPipeError:     # (its traceback holds the views: answered outside)
+            put = -1
+        if put < 0:
+            return done or _reader_gone(ch)
         done += put
         if put < sum(map(len, views)) or not step:
             break
@@ -205,6 +211,18 @@ def _refused(p, ch: Channel, what: str) -> int:
         raise Stop('quota', f'{ch.alias}: {what} quota exceeded and the program kept '
                             f'trying (limits: {limits})')
     return -errno.EDQUOT
+
+
+def _reader_gone(ch: Channel) -> int:
+    """A write to a pipe whose reader went away (``zvm run prog | head -1``): EPIPE,
+    as Linux answers a program that ignores SIGPIPE (no signal is ever delivered
+    here); a program that writes to it again is stopped as SIGPIPE's default action
+    would have stopped it at the first.  Nothing the host did wrong."""
+    ch.broken += 1
+    if ch.broken > 1:
+        raise Stop('fault', f'{ch.alias}: written again after EPIPE (its reader went away)',
+                   exit_state=SIGPIPE_STATE)
+    return -errno.EPIPE
 
 
 def _ready(p, ch: Channel, write: bool) -> None:

@@ -469,7 +469,7 @@ class Machine:
         exit_state = ''
         if self.outcome is not None:
             o = self.outcome
-            status, retcode, message = o.status, o.retcode, o.message
+            status, retcode, message, exit_state = o.status, o.retcode, o.message, o.exit_state
         elif st.stop == zguard.STOP_BOUNDARY:
             status, retcode = 'fault', None
             message = (f'execution reached {st.stop_addr:#x}, which is not an instruction '

@@ -17,7 +17,8 @@
  *   zvm_pwrite(desc, buf, size, offset)  write; the offset is ignored on a
  *       sequential or appendable channel.  -EDQUOT once a write limit is
  *       reached (a sequential write-only channel whose put_size is used up
- *       answers -EINVAL, as ZeroVM's did).
+ *       answers -EINVAL, as ZeroVM's did); -EPIPE once the reader of a pipe
+ *       went away (writing to it again stops the program, doc/sandbox.md).
  *   zvm_jail(buf, size)     validate the code in buf (64 KiB aligned, in the
  *       heap) and make its pages read+execute, not writable.  Whole pages are
  *       validated: pad the code to the page end with hlt (0xF4).  -EPERM if
