@@ -31,7 +31,12 @@ def quiet(main: Callable[[], int]) -> int:
     except BrokenPipeError:
         if not reader_gone():
             raise
-    null = os.open(os.devnull, os.O_WRONLY)     # Python's last flush: into nothing
+    silence()
+    return EXIT_PIPE
+
+
+def silence() -> None:
+    """Point stdout at /dev/null: Python's last flush at exit goes into nothing."""
+    null = os.open(os.devnull, os.O_WRONLY)
     os.dup2(null, sys.stdout.fileno())
     os.close(null)
-    return EXIT_PIPE

@@ -48,10 +48,10 @@ from zerocloud.client import display, jobs, local, report, zapps
 from zerocloud.client.session import Answer, ServerError, Session
 from zerocloud.job import JobError, SwiftPath, parse_location
 from zerocloud.sql import formats as sql_formats
+from zvm_core import stdout
 from zvm_core.engines import CHOICES
 
 EXIT_FAILED, EXIT_USAGE, EXIT_PENDING, EXIT_CANCELLED = 1, 2, 3, 130
-EXIT_PIPE = 128 + signal.SIGPIPE      # the status of a `cat` the closed pipe ended
 REPORT_HEADER = 'X-Zerovm-Report'
 DEFERRED_HEADER = 'X-Zerovm-Deferred'
 RESULTS = '.zvm'
@@ -892,8 +892,8 @@ def _main(argv: list[str] | None) -> int:
     except OutputClosed:               # zc run ... | head: the reader has enough
         if client._session is not None:
             client._session.cancel()
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_PIPE
+        stdout.silence()
+        return stdout.EXIT_PIPE
     except (ConnectionError, requests.ConnectionError) as e:
         sys.stderr.write(f'zc: {unreachable(e)}\n')
         return EXIT_FAILED
