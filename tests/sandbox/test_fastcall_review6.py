@@ -76,3 +76,30 @@ def test_a_failed_last_write_leaves_the_input_where_the_guest_stopped(guest, tmp
 
     got = _in_child(fast, body)
     assert got == ['killed', True, 3 * 1024, 3, 3 * 1024], got
+
+
+@pytest.mark.parametrize('way', [('native', True), ('native', False), ('emulated', None)])
+@pytest.mark.parametrize('kind', ['fd', 'file'])
+def test_a_write_the_host_cuts_short_ends_the_run_on_every_engine(guest, tmp_path, way, kind):
+    """``gather 8``: 8 KiB written (to the file at the uname), then the 1 KiB of
+    stdin and 'end';
+    the file may not grow past 8.5 KiB.  The C loop told the guest its 1 KiB was
+    written (gathered) and ended the run 'killed' when the host refused it; the
+    personality gave the guest the host's short count (512), and the guest went on
+    to exit 3, 'ok' (review6: the report depended on the engine).  A regular file
+    written short is the host failing: every way ends 'killed', a host failure."""
+    from tests.sandbox.test_fastcall import _backing
+    prog = guest('gather')
+    engine, fast = way
+
+    def body():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (8 * 1024 + 512, 8 * 1024 + 512))
+        chans = [Channel('/dev/stdin', MemoryBacking(b'x' * 1024), READ),
+                 Channel('/dev/stdout', _backing(kind, tmp_path / 'out', WRITE), WRITE),
+                 Channel('/dev/stderr', MemoryBacking(), WRITE)]
+        report = run(prog, chans, argv=['gather', '8'], engine=engine)
+        return [report.status, report.message, report.host_failure]
+
+    got = _in_child(bool(fast), body)
+    assert got == ['killed', 'host I/O failed in write: File too large', True], got
