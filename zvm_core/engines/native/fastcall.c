@@ -486,16 +486,24 @@ static int flush(struct cache *k)
 }
 
 /* Give back what was read ahead, flush, write the copies back to the personality's
- * objects, forget them.  A flush that failed (HostIOError: the run ends) leaves the
- * rest as it would be without it: the read-ahead given back (a caller's shared
- * descriptor is read on after the run) and every counter written back (the report
- * counts what the guest did; the channel written counts the bytes the host refused,
+ * objects, forget them.  Each is done whatever the others did (a failure is a
+ * HostIOError: the run ends, and the first exception is the one raised): the
+ * read-ahead given back (a caller's shared descriptor is read on after the run),
+ * the gathered bytes written, every counter written back (the report counts what
+ * the guest did; a channel whose write failed counts the bytes the host refused,
  * as the guest was told they were written). */
 static int release(struct cache *k)
 {
-    int r = unread(k), failed = r == 0 && flush(k) < 0;
+    int failed = unread(k) < 0, r = 0;
     PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb);    /* the first exception is the one raised */
+    PyErr_Fetch(&type, &value, &tb);
+    if (flush(k) < 0) {
+        failed = 1;
+        if (type == NULL)
+            PyErr_Fetch(&type, &value, &tb);
+        else
+            PyErr_Clear();
+    }
     for (int i = 0; i < k->nchans; i++) {
         struct chan *ch = &k->chans[i];
         if (ch->dirty && r == 0
