@@ -51,7 +51,8 @@ first GET or HEAD of ``<that name>.headers`` that finds no result and a state
 older than three heartbeats stores the result of a lost job: the error as
 body and ``{"Status": "503 Service Unavailable", "X-Nexe-Status": "lost",
 "X-Nexe-Error": ...}`` (as that reader, so it must be allowed to write
-there).  A job is never resumed: it may have written objects already.
+there), and deletes the state and any cancel marker.  A job is never
+resumed: it may have written objects already.
 
 A client's DELETE of ``<that name>.state`` cancels the job (:func:`cancel`):
 it stores ``<that name>.cancel``, which the proxy running the job looks for
@@ -370,6 +371,8 @@ def _settle(app, req: Request, version: str, account: str, container: str, name:
     lost.headers['X-Nexe-Error'] = lost.body.decode().strip()
     _store(app, req, SwiftPath(account, container, name), lost, logger, version)
     _request(app, req, 'DELETE', base + STATE_SUFFIX)
+    # a cancel asked while the state still looked fresh left a marker no proxy reads
+    _request(app, req, 'DELETE', base + CANCEL_SUFFIX)
 
 
 def _not_running(app, req: Request, base: str) -> Response:

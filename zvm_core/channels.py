@@ -186,7 +186,9 @@ class FdBacking(Backing):
 
     def write(self, bufs: list[memoryview], offset: int | None) -> int:
         if offset is not None:
-            return os.pwritev(self.fd, bufs, offset)
+            return _whole(self.fd, bufs, offset)
+        if self.seekable:
+            return _whole(self.fd, bufs, None)
         if self.direct:
             return os.writev(self.fd, bufs)
         total = 0
@@ -254,6 +256,23 @@ class FdBacking(Backing):
             os.close(self.fd)
 
 
+def _whole(fd: int, bufs: list[memoryview], offset: int | None) -> int:
+    """Write all of ``bufs`` to a regular file, at ``offset`` (None: its offset).  A
+    regular file written short is the host failing (a full disk, a size limit): the
+    rest is tried, and its error (OSError) ends the run as a failed host write, as
+    when the native loop's gathered writes fail -- never a short count the guest
+    sees on one engine and not on the other."""
+    total = sum(map(len, bufs))
+    done = 0
+    while done < total:
+        part = skip(bufs, done) if done else bufs
+        n = os.writev(fd, part) if offset is None else os.pwritev(fd, part, offset + done)
+        if n <= 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        done += n
+    return done
+
+
 def _file_md5(fd: int, end: int | None = None) -> str | None:
     h = hashlib.md5()
     pos = 0
@@ -315,7 +334,7 @@ class FileBacking(FdBacking):
 
     def write(self, bufs: list[memoryview], offset: int | None) -> int:
         pos = self.cursor if offset is None else offset
-        n = os.pwritev(self.fd, bufs, pos)
+        n = _whole(self.fd, bufs, pos)
         if offset is None:
             self.cursor = pos + n
         self.end = max(self.end, pos + n)

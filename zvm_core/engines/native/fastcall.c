@@ -485,12 +485,25 @@ static int flush(struct cache *k)
     return 0;
 }
 
-/* Flush, write the copies back to the personality's objects, forget them. */
+/* Give back what was read ahead, flush, write the copies back to the personality's
+ * objects, forget them.  Each is done whatever the others did (a failure is a
+ * HostIOError: the run ends, and the first exception is the one raised): the
+ * read-ahead given back (a caller's shared descriptor is read on after the run),
+ * the gathered bytes written, every counter written back (the report counts what
+ * the guest did; a channel whose write failed counts the bytes the host refused,
+ * as the guest was told they were written). */
 static int release(struct cache *k)
 {
-    int r = flush(k);
-    if (r == 0)
-        r = unread(k);
+    int failed = unread(k) < 0, r = 0;
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    if (flush(k) < 0) {
+        failed = 1;
+        if (type == NULL)
+            PyErr_Fetch(&type, &value, &tb);
+        else
+            PyErr_Clear();
+    }
     for (int i = 0; i < k->nchans; i++) {
         struct chan *ch = &k->chans[i];
         if (ch->dirty && r == 0
@@ -511,7 +524,11 @@ static int release(struct cache *k)
     }
     k->nchans = k->nslots = 0;
     k->out = -1;
-    return r;
+    if (type != NULL) {
+        PyErr_Clear();
+        PyErr_Restore(type, value, tb);
+    }
+    return r < 0 || failed ? -1 : 0;
 }
 
 static PyObject *take(struct held *h, PyObject *obj, PyObject *name)

@@ -26,7 +26,9 @@ read-only tmpfs, and no guest holds the capability to mount over it) and
 its IPC objects and host name.  They never kept guests of one process
 apart: they share the process's user and PID namespace (same uid: they
 could already signal or trace one another past the filter), which no
-namespace here changes.
+namespace here changes.  What sharing adds, past the filter: SysV IPC
+objects and user-keyring keys outlive their guest, for the process's later
+guests (as between one template's runs): doc/sandbox.md, "Namespaces".
 
 Where the holder cannot make them (no unprivileged user namespaces), every
 loader is asked for its own, exactly as without this module (each tries and

@@ -1,0 +1,37 @@
+"""Cancelling a deferred job (a DELETE of its state, ``zerocloud.deferred.cancel``)
+against the ways a job ends, found in review: nothing is left in the user's
+container once the job has a result."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+from swift.common.swob import Request
+from test_proxy_filter import ACCOUNT
+from test_sources import DeletingSwift, lost_env
+
+from zerocloud import deferred
+
+NAME = f'{ACCOUNT}/c/job-' + '7' * 32
+LOG = logging.getLogger('test')
+
+
+def test_a_cancel_of_a_job_whose_proxy_stopped_leaves_no_marker() -> None:
+    """The proxy running the job stopped less than three heartbeats ago: its state
+    still looks fresh, so a DELETE of it stores the cancel marker (202), which no
+    proxy will ever look for.  When the job is later found lost (a GET of its
+    result), its lost result is stored and its state deleted: its marker too
+    (review6: ``job-<id>.cancel`` stayed in the container for good)."""
+    app = DeletingSwift()
+    lost_env(app, time.time() - 20)               # heartbeat 10: lost after 30 s
+    env = Request.blank(f'{NAME}.state', method='DELETE').environ
+    resp = Request(env).get_response(lambda e, s: deferred.cancel(app, e, LOG)(e, s))
+    assert resp.status_int == 202, resp.body
+    assert f'{NAME}.cancel' in app.objects
+    later = lost_env(app, time.time() - 31)       # no heartbeat since
+    deferred.settle_lost(app, later, LOG)
+    assert json.loads(app.objects[f'{NAME}.headers'][1])['X-Nexe-Status'] == 'lost'
+    assert f'{NAME}.state' not in app.objects
+    assert f'{NAME}.cancel' not in app.objects, sorted(app.objects)
