@@ -53,7 +53,8 @@
  * protection table says so, as ProcessMemory does.
  *
  * The thread that runs serve() carries the guest's faulting flags (rdtsc, and
- * cpuid where the CPU can) while it serves, and only then: Linux rewrites them
+ * cpuid where the CPU can) while it serves, and only then (or across the serve()s
+ * of a hold: a batch's nodes): Linux rewrites them
  * (CR4.TSD, the CPUID-faulting MSR: a VM exit each under a hypervisor) at every
  * switch between threads whose flags differ, four times per mediated call if
  * the supervisor were plain.  The flags make only this thread's own rdtsc and
