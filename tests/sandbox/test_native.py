@@ -126,6 +126,22 @@ def test_hidden_and_forbidden_instructions_fault(guest, zvm, how, text):
     assert text in run.report['message'] + run.report['exit_state'], run
 
 
+def test_hidden_rdtsc_and_cpuid_fault_in_a_templates_children(guest, tmp_path):
+    """A template's child sets the faulting flags itself, before its filter (the
+    template has none: loader.c, fault_counters): its guest's rdtsc and cpuid fault
+    as a spawned loader's do, run after run."""
+    from zvm_core.channels import WRITE
+    from zvm_core.pool import ChannelSpec, Pool
+    prog = str(guest('native_hostile'))
+    hows = ['rdtsc', 'rdtsc'] + (['cpuid', 'cpuid'] if cpuid.unsupported() is None else [])
+    with Pool(1) as pool, open(tmp_path / 'out', 'wb') as out:
+        for how in hows:
+            report = pool.run(prog, [ChannelSpec('/dev/stdout', out.fileno(), WRITE)],
+                              argv=['native_hostile', how], engine='native')
+            assert (report.status, report.engine) == ('fault', 'native'), report
+            assert 'general protection fault (rip 0x' in report.message, report
+
+
 def _loader_span() -> str:
     """How many bytes the loader's segments span from its base, page-rounded: all of
     its pages, which the guest scans for what an earlier run left."""

@@ -184,3 +184,76 @@ def test_the_net_passes_on_any_other_sigsegv():
         """)
         assert got.returncode == -11 and 'survived' not in got.stdout, got
         assert 'Segmentation fault' in got.stderr, got.stderr
+
+
+def test_a_hold_carries_the_flags_across_runs_until_it_ends(guest, code):
+    """``hold(True)`` (a batch's nodes: worker.py, _serve_many): the flags stay on this
+    thread between a template's runs (their Python reads the clock with
+    ``_fastcall.monotonic``: no rdtsc, nothing for the net), an rdtsc of its own is
+    the net's as in a run (and the next run carries them again), and ``hold(False)``
+    leaves the thread plain."""
+    from zvm_core.elf import load_program
+    own = code(RDTSC)
+    program = load_program(str(guest('hello')))
+    template = supervisor.Template(program, 64 << 20)
+
+    def emit() -> bytes:
+        """A run whose stdout (in memory) Python writes, and the next child taken in
+        (prefork, idle: a batch's next node's)."""
+        out = MemoryBacking()
+        report = supervisor.run(program, [Channel('/dev/stdout', out, WRITE)], ['hello'], {},
+                                64 << 20, 30, template=template)
+        assert (report.status, report.retcode) == ('ok', 0), report
+        template.prefork()
+        template.idle()
+        return bytes(out.data)
+    try:
+        expected = emit()
+        assert _flags() == (PR_TSC_ENABLE, 1)
+        assert _fastcall.hold(True)
+        for _ in range(2):
+            before = _fastcall.caught()
+            assert emit() == expected
+            assert _flags() == _guest_flags()           # kept after the run
+            assert _fastcall.monotonic() > 0
+            assert _fastcall.caught() == before         # no rdtsc of the runs' Python
+        own()                                           # the net drops them ...
+        assert _flags() == (PR_TSC_ENABLE, 1)
+        assert emit() == expected                       # ... the next run carries them
+        assert _flags() == _guest_flags()
+        assert not _fastcall.hold(False)
+        assert _flags() == (PR_TSC_ENABLE, 1)
+        assert emit() == expected and _flags() == (PR_TSC_ENABLE, 1)
+    finally:
+        _fastcall.hold(False)
+        template.close()
+
+
+def test_a_batch_leaves_the_worker_plain_and_its_guests_faulting(guest):
+    """A worker serves Pool.run_many's nodes under a hold (``worker._serve_many``, here
+    in this thread): each guest's rdtsc (and cpuid where the CPU can) still faults, the
+    nodes between them run as alone, and the thread ends the batch without the flags."""
+    import os
+
+    from zvm_core.channels import WRITE as W
+    from zvm_core.executor import Limits
+    from zvm_core.pool import ChannelSpec, _buffer, _recv, _request, _run_result, _socketpair
+    from zvm_core.pool.worker import Templates, _serve_many
+    prog = str(guest('native_hostile'))
+    hows = ['rdtsc', 'calls'] + (['cpuid'] if cpuid.unsupported() is None else [])
+    hows *= 2
+    runs = [(_request(prog, [ChannelSpec('/dev/stdout', 0, W)], ['native_hostile', how], {},
+                      Limits(), 0, 0, 'virtualize', {}, 'native'),
+             [os.open(os.devnull, os.O_WRONLY)]) for how in hows]
+    templates = Templates(1 << 30)
+    ours, theirs = _socketpair()
+    try:
+        _serve_many(ours, runs, templates)
+        assert _flags() == (PR_TSC_ENABLE, 1)
+        buf = _buffer()
+        statuses = [_run_result(_recv(theirs, buf)[0]).report.status for _ in hows]
+    finally:
+        templates.close()
+        ours.close()
+        theirs.close()
+    assert statuses == [{'calls': 'ok'}.get(how, 'fault') for how in hows]

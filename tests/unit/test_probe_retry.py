@@ -15,7 +15,7 @@ import pytest
 
 from zvm_core import engines
 from zvm_core.engines import native
-from zvm_core.engines.native import probe
+from zvm_core.engines.native import _fastcall, probe
 from zvm_core.pool import worker
 from zvm_core.prepare import Rejected
 from zvm_core.report import Report
@@ -35,6 +35,8 @@ class _Clock:
 def clock(monkeypatch) -> _Clock:
     clock = _Clock()
     monkeypatch.setattr(time, 'monotonic', clock)
+    # the same clock, read without rdtsc (the worker's node path: fastcall.c, hold)
+    monkeypatch.setattr(_fastcall, 'monotonic', clock)
     return clock
 
 

@@ -35,6 +35,7 @@ from zvm_core.channels import (
     StreamBacking,
     TailBacking,
 )
+from zvm_core.engines.native import _fastcall
 from zvm_core.executor import DEFAULT_FUEL, Limits, SetupError
 from zvm_core.limits import MAX_FDS
 from zvm_core.pool import (
@@ -109,7 +110,7 @@ class Templates:
         ``file``: its :func:`_file_key`, if the caller has it."""
         key = (*(file or _file_key(path)), engine, rdtsc)
         got = self._prepared.pop(key, None)
-        if got is None or got[1] <= time.monotonic():
+        if got is None or got[1] <= _fastcall.monotonic():
             got = (prepare(path, Policy(rdtsc=rdtsc), engine=engine), engines.choice_lasts())
         self._prepared[key] = got
         while len(self._prepared) > PREPARED:
@@ -255,7 +256,7 @@ def _serve_one(req: dict, fds: list[int], templates: Templates,
                 for alias, fd, mode, random, quota, _mount, notify, wait, tail in plan]
     choice = (req.get('engine'), limits.fuel != DEFAULT_FUEL)
     chosen = _CHOSEN.get(choice)
-    if chosen is None or chosen[2] <= time.monotonic():
+    if chosen is None or chosen[2] <= _fastcall.monotonic():
         try:        # what this host can run: asked again only after a busy host's probe
             chosen = _CHOSEN[choice] = (engines.choose(choice[0], fuel=choice[1]),
                                         engines.unavailable_reason(choice[0], fuel=choice[1]),
@@ -309,6 +310,7 @@ def _serve_many(sock: socket.socket, runs: list[tuple[dict, list[int]]],
     turn, its reply (report and kept tails) sent as it ends; its descriptors closed
     once it ended."""
     done = 0
+    _fastcall.hold(True)
     try:
         for i, (req, fds) in enumerate(runs):
             tails: dict[str, TailBacking] = {}
@@ -327,6 +329,7 @@ def _serve_many(sock: socket.socket, runs: list[tuple[dict, list[int]]],
                 machine.reset()     # after the reply: idle templates hold no guest data
                 templates.settle(machine)
     finally:
+        _fastcall.hold(False)
         for _, fds in runs[done:]:
             for f in fds:
                 os.close(f)

@@ -53,7 +53,8 @@
  * protection table says so, as ProcessMemory does.
  *
  * The thread that runs serve() carries the guest's faulting flags (rdtsc, and
- * cpuid where the CPU can) while it serves, and only then: Linux rewrites them
+ * cpuid where the CPU can) while it serves, and only then (or across the serve()s
+ * of a hold: a batch's nodes): Linux rewrites them
  * (CR4.TSD, the CPUID-faulting MSR: a VM exit each under a hypervisor) at every
  * switch between threads whose flags differ, four times per mediated call if
  * the supervisor were plain.  The flags make only this thread's own rdtsc and
@@ -849,6 +850,7 @@ enum { CARRY_TSC = 1, CARRY_CPUID = 2 };
 #define REARMS 16
 
 static __thread int carried __attribute__((tls_model("initial-exec")));  /* CARRY_* */
+static __thread int held;               /* carried across serve()s: hold() */
 static struct sigaction s_before;       /* the SIGSEGV handler before the net */
 static unsigned long s_caught;          /* faults the net answered (atomic) */
 
@@ -1020,7 +1022,8 @@ static PyObject *serve(PyObject *self, PyObject *args)
         pending = 1;
     }
     long result = -1;
-    carry();                    /* dropped at the end, whatever way out */
+    if (!held || !carried)
+        carry();                /* dropped at the end, whatever way out (but held) */
     int carrying = carried, rearms = REARMS;
     for (;;) {
         if (PyErr_CheckSignals() < 0)   /* a handler's exception (the Python loop's too) */
@@ -1154,7 +1157,8 @@ static PyObject *serve(PyObject *self, PyObject *args)
     }
     if (type != NULL)
         PyErr_Restore(type, value, tb);
-    drop();
+    if (!held)
+        drop();
     PyBuffer_Release(&out);
     return result < 0 ? NULL : PyLong_FromLong(result);
 }
@@ -1245,6 +1249,50 @@ static PyObject *start(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* hold(True): this thread carries the guest's flags from now on, across serve()s
+ * (the nodes of a batch), until hold(False) drops them; the net still drops them at
+ * an rdtsc or cpuid of this thread, and the next serve() carries them again. */
+static PyObject *hold(PyObject *self, PyObject *on)
+{
+    held = PyObject_IsTrue(on);
+    if (held)
+        carry();
+    else
+        drop();
+    return PyBool_FromLong(carried != 0);
+}
+
+/* CLOCK_MONOTONIC in seconds, as time.monotonic(), without an rdtsc while this
+ * thread carries the flags (the Python code between the serve()s of a hold). */
+static PyObject *py_monotonic(PyObject *self, PyObject *unused)
+{
+    return PyFloat_FromDouble(monotonic());
+}
+
+/* readable(fd, seconds) -> whether fd is readable within that time: a wait that,
+ * unlike select's, reads no clock (a template's next hello, in a hold). */
+static PyObject *readable(PyObject *self, PyObject *args)
+{
+    int fd, ready;
+    double timeout;
+    if (!PyArg_ParseTuple(args, "id", &fd, &timeout))
+        return NULL;
+    struct pollfd p = {fd, POLLIN, 0};
+    double deadline = monotonic() + fmax(0.0, timeout);
+    for (;;) {
+        double left = fmax(0.0, deadline - monotonic());
+        Py_BEGIN_ALLOW_THREADS
+        ready = poll(&p, 1, (int)fmin(ceil(left * 1000), INT32_MAX));
+        Py_END_ALLOW_THREADS
+        if (ready >= 0)
+            return PyBool_FromLong(ready > 0);
+        if (errno != EINTR)
+            return PyErr_SetFromErrno(PyExc_OSError);
+        if (PyErr_CheckSignals() < 0)   /* as select: a handler's exception, else again */
+            return NULL;
+    }
+}
+
 static PyObject *caught(PyObject *self, PyObject *unused)
 {
     return PyLong_FromUnsignedLong(__atomic_load_n(&s_caught, __ATOMIC_RELAXED));
@@ -1266,6 +1314,14 @@ static PyMethodDef methods[] = {
     {"start", start, METH_VARARGS,
      "start(memfd, pid, [(address, bytes), ...], cpu soft, cpu hard): a template's child "
      "given its run."},
+    {"hold", hold, METH_O,
+     "hold(on) -> whether this thread carries the guest's flags now: on, across serve()s "
+     "until hold(False)."},
+    {"monotonic", py_monotonic, METH_NOARGS,
+     "monotonic() -> time.monotonic()'s clock, read without rdtsc while the flags are "
+     "carried."},
+    {"readable", readable, METH_VARARGS,
+     "readable(fd, seconds) -> whether fd is readable within that time (no clock read)."},
     {"caught", caught, METH_NOARGS,
      "caught() -> how many rdtsc, rdtscp or cpuid of a serving thread the net let "
      "run again without the guest's flags (this process, so far)."},

@@ -33,7 +33,8 @@
  *
  * A template (the spec says so; the pool's warm native starts) stops after
  * step 3 and what of steps 4 and 5 a fork inherits (signals, limits but
- * descriptors, processes and CPU time, no_new_privs, PR_SET_TSC, cpuid): it
+ * descriptors, processes and CPU time, no_new_privs; not the faulting rdtsc
+ * and cpuid, which each child sets just before its filter: fault_counters()): it
  * keeps no descriptor but its spec and socket, dies with the supervisor, and
  * forks a child per run from that never-run state, which does the rest of
  * steps 4 and 5 itself and step 6, and waits at the gate for the run's bytes
@@ -90,6 +91,7 @@
 #define SYS_capset 126
 #define SYS_seccomp 317
 #define SYS_close_range 436
+#define SYS_ppoll 271
 #define SYS_madvise 28
 #define MADV_POPULATE_WRITE 23
 
@@ -412,12 +414,21 @@ static void restrict_all(const struct header *h) {
     limit(8, 0, 0, "setrlimit MEMLOCK");
     limit(12, 0, 0, "setrlimit MSGQUEUE");
     check(sys6(SYS_prctl, 38, 1, 0, 0, 0, 0), "PR_SET_NO_NEW_PRIVS");
-    check(sys6(SYS_prctl, 26, 2, 0, 0, 0, 0), "PR_SET_TSC");        /* PR_TSC_SIGSEGV */
     /* after load()'s last mprotect: the kernel itself refuses any later gain of
      * PROT_EXEC (and W+X), whatever the supervisor continues (seccomp.may_continue);
      * inherited by a template's children.  EINVAL: a kernel before 6.3, without it. */
     long mdwe = sys6(SYS_prctl, 65, 1, 0, 0, 0, 0);   /* PR_SET_MDWE REFUSE_EXEC_GAIN */
     if (mdwe < 0 && mdwe != -22) fail("PR_SET_MDWE", mdwe);
+}
+
+/* 5. rdtsc faults (PR_SET_TSC), so does cpuid where the CPU can (ARCH_SET_CPUID):
+ * set by each guest process itself just before its filter, never by a template.
+ * Linux rewrites CR4.TSD and the CPUID-faulting MSR at every switch between a
+ * thread that has these flags and one that has not (a VM exit each under a
+ * hypervisor, ~13 us together here): a template that had them paid that at each
+ * of its wake-ups (a fork per run, its socket's), and a child from its birth. */
+static void fault_counters(void) {
+    check(sys6(SYS_prctl, 26, 2, 0, 0, 0, 0), "PR_SET_TSC");        /* PR_TSC_SIGSEGV */
     long cpuid = sys3(SYS_arch_prctl, 0x1012, 0, 0);     /* ARCH_SET_CPUID 0: cpuid faults */
     if (cpuid < 0 && cpuid != -19) fail("ARCH_SET_CPUID", cpuid);   /* ENODEV: no CPU support */
 }
@@ -463,6 +474,7 @@ static long replied;        /* the template's last reply: not on the stack, star
 static void __attribute__((noreturn)) start(const struct header *h, int forked) {
     if (h->cpu_seconds) limit(0, h->cpu_seconds, h->cpu_seconds + 1, "setrlimit CPU");
     if (filter_len == 0) fail("no filter", 0);
+    fault_counters();
     if (h->resume) {
         check(sys3(SYS_arch_prctl, ARCH_SET_FS, resume_state.fs_base, 0), "ARCH_SET_FS");
         check(sys3(SYS_arch_prctl, ARCH_SET_GS, resume_state.gs_base, 0), "ARCH_SET_GS");
@@ -547,6 +559,11 @@ static void reply(long value) {
 static void __attribute__((noreturn)) serve(void) {
     reply(0);                            /* ready */
     for (;;) {
+        /* poll for input first: read() sleeps on the socket's one wait queue, which
+         * the kernel also wakes when a child's hello is read (the sender's write
+         * space): a wake-up per run for nothing.  poll's wait is for POLLIN alone */
+        struct { int fd; short events, revents; } ready = {SOCK_FD, 1, 0};    /* POLLIN */
+        if (sys6(SYS_ppoll, (long)&ready, 1, 0, 0, 8, 0) == -4) continue;      /* EINTR */
         char byte;
         long n = sys3(SYS_read, SOCK_FD, &byte, 1);
         if (n == -4) continue;                               /* EINTR */

@@ -427,7 +427,7 @@ class Template:
         kernel adds (``SO_PASSCRED``; no process can claim another's): one message
         instead of the template's reply and the child's on a socket of its own."""
         self._forking = False
-        deadline = time.monotonic() + self.timeout
+        deadline = _fastcall.monotonic() + self.timeout
         try:
             pid, listener, hello = self._hello()
         except TimeoutError:    # its answer may still come, and name it: this template
@@ -445,7 +445,7 @@ class Template:
                 raise OSError(errno.EPROTO, hello.decode(errors='replace').strip())
             child.sp_at = int.from_bytes(hello[1:9], 'little')
             child.pidfd, child.gate, memfd = _fastcall.gate(pid, listener,
-                                                            deadline - time.monotonic())
+                                                            deadline - _fastcall.monotonic())
             child.memfd = None if memfd < 0 else memfd
             if self.tsc:    # waits at the gate: seized before its first instruction
                 child.tracer = Tracer(pid, _no_ticks)
@@ -465,8 +465,8 @@ class Template:
                     HELLO, socket.CMSG_SPACE(4) + socket.CMSG_SPACE(_UCRED.size),
                     socket.MSG_CMSG_CLOEXEC)
                 break
-            except BlockingIOError:
-                if not select.select([self.sock], [], [], self.timeout)[0]:
+            except BlockingIOError:     # (a select's timeout reads the clock: rdtsc)
+                if not _fastcall.readable(self.sock.fileno(), self.timeout):
                     raise TimeoutError('timed out') from None
         if not msg:
             raise OSError(errno.EPIPE, 'the template is gone')
@@ -560,7 +560,14 @@ class Template:
         self._dead = []
 
     def alive(self) -> bool:
-        return self.pidfd is not None and not select.select([self.pidfd], [], [], 0)[0]
+        """Whether the template runs: a look at its exit that reaps nothing (and reads
+        no clock, as a select would: a batch's nodes carry the guest's flags)."""
+        if self.pidfd is None:
+            return False
+        try:
+            return os.waitid(os.P_PIDFD, self.pidfd, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None
+        except ChildProcessError:
+            return False
 
     def ready(self) -> bool:
         """Whether the next run's child waits at its gate, taken in: that run starts
@@ -1033,7 +1040,9 @@ def run(program: Program, channels: list[Channel], argv: list[str], env: dict[st
     ``ahead``: another run of ``template`` follows at once (:meth:`Template.take`).
     ``probe``: ``snapshots`` may record this run's prefix (``snapshot.Snapshots.begin``).
     """
-    began, began_at = time.perf_counter(), time.monotonic()
+    # the C clock (time.monotonic's, and perf_counter's on Linux): no rdtsc while a
+    # batch's nodes carry the guest's flags (worker.py: _serve_many, fastcall.c: hold)
+    began = _fastcall.monotonic()
     guest = Guest(program, memory) if template is None else template.guest()
     guest.channels, guest.fds = attach(channels)
     guest.trap_channels = standard_order(list(guest.channels.values()))
@@ -1055,7 +1064,7 @@ def run(program: Program, channels: list[Channel], argv: list[str], env: dict[st
     spec = make_spec(guest.trap_channels, argv_b, envp_b, seed, timeout)
     if start is not None:
         start.adjust(spec)
-    guest.deadline = began_at + timeout     # a probe before this run counts
+    guest.deadline = began + timeout     # a probe before this run counts
     child = None
     if template is None:
         pid, sock = _spawn(spec)
@@ -1126,7 +1135,7 @@ def run(program: Program, channels: list[Channel], argv: list[str], env: dict[st
     if failure is not None:
         report = Report('killed', None, failure, host_failure=host)
     else:
-        report = _classify(guest, status, stopped, timeout, time.perf_counter() - began)
+        report = _classify(guest, status, stopped, timeout, _fastcall.monotonic() - began)
     counters, report.etags = {}, {}
     for alias, ch in sorted(guest.channels.items()):    # one pass: counters, written etags
         counters[alias] = ch.counters.copy()
@@ -1135,7 +1144,7 @@ def run(program: Program, channels: list[Channel], argv: list[str], env: dict[st
     report.accounting = Accounting(
         fuel=0, syscalls=guest.syscalls, unknown_syscalls=dict(guest.unknown), channels=counters,
         peak_memory=guest.image_size + guest.arena.peak,
-        wall_time=round(time.perf_counter() - began, 6), start=guest.start)
+        wall_time=round(_fastcall.monotonic() - began, 6), start=guest.start)
     return report
 
 
