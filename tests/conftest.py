@@ -49,6 +49,28 @@ CLI = [sys.executable, '-m', 'zvm_core.cli']
 RUN_TIMEOUT = 120          # seconds for one CLI subprocess; a hang fails the test
 
 
+def in_child(body, fast: bool | None = None) -> object:
+    """``body()`` in a forked child (its rlimits and module settings are its own;
+    ``fast``: the native C loop on or off there): what it returned, as JSON, or None
+    if it died first."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(r)
+            if fast is not None:
+                from zvm_core.engines.native import supervisor
+                supervisor.FAST_PATH = fast
+            os.write(w, json.dumps(body()).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    with os.fdopen(r, 'rb') as f:
+        got = json.loads(f.read() or b'null')
+    os.waitpid(pid, 0)
+    return got
+
+
 def build_guest(name: str | Path, cc: str = 'musl-gcc', flags: Iterable[str] = ('-O2',)
                 ) -> Path:
     if isinstance(name, Path):          # a source elsewhere, e.g. examples/mapreduce/mapper.c

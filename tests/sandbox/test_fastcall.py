@@ -14,13 +14,13 @@ under the emulator.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import resource
 import signal
 
 import pytest
 
+from tests.conftest import in_child
 from tests.sandbox.test_programs import text_input
 from zvm_core import engines
 from zvm_core.channels import (
@@ -422,24 +422,14 @@ def test_a_host_write_failure_ends_the_run_as_the_personality_ends_it(guest, tmp
     RLIMIT_FSIZE, EFBIG) ends the run as a failed host write does in Python:
     ``killed``, a host failure, 'host I/O failed in write'."""
     prog = guest('flood')
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:                # the limit is the process's: set in a child of the test
-        try:
-            os.close(r)
-            supervisor.FAST_PATH = fast
-            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-            resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, 300_000))
-            chans = [Channel('/dev/stdin', MemoryBacking(), READ),
-                     Channel('/dev/stdout', _backing('file', tmp_path / 'out', WRITE), WRITE),
-                     Channel('/dev/stderr', MemoryBacking(), WRITE)]
-            report = run(prog, chans, argv=['flood'], engine='native')
-            os.write(w, json.dumps([report.status, report.message,
-                                    report.host_failure]).encode())
-        finally:
-            os._exit(0)
-    os.close(w)
-    with os.fdopen(r, 'rb') as f:
-        got = json.loads(f.read() or b'null')
-    os.waitpid(pid, 0)
+
+    def body():                 # the limit is the process's: set in a child of the test
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, 300_000))
+        chans = [Channel('/dev/stdin', MemoryBacking(), READ),
+                 Channel('/dev/stdout', _backing('file', tmp_path / 'out', WRITE), WRITE),
+                 Channel('/dev/stderr', MemoryBacking(), WRITE)]
+        report = run(prog, chans, argv=['flood'], engine='native')
+        return [report.status, report.message, report.host_failure]
+    got = in_child(body, fast)
     assert got == ['killed', 'host I/O failed in write: File too large', True]

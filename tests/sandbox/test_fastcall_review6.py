@@ -11,39 +11,19 @@ after the run, as when the personality answered every call.
 
 from __future__ import annotations
 
-import json
 import os
 import resource
 import signal
 
 import pytest
 
+from tests.conftest import in_child
 from zvm_core import engines
 from zvm_core.channels import READ, WRITE, Channel, FdBacking, MemoryBacking
-from zvm_core.engines.native import supervisor
 from zvm_core.executor import run
 
 pytestmark = pytest.mark.skipif(engines.native_unavailable() is not None,
                                 reason=f'native engine: {engines.native_unavailable()}')
-
-
-def _in_child(fast: bool, body) -> object:
-    """``body()`` in a forked child (its rlimits are its own), with the C loop on or
-    off: what it returned, as JSON."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.close(r)
-            supervisor.FAST_PATH = fast
-            os.write(w, json.dumps(body()).encode())
-        finally:
-            os._exit(0)
-    os.close(w)
-    with os.fdopen(r, 'rb') as f:
-        got = json.loads(f.read() or b'null')
-    os.waitpid(pid, 0)
-    return got
 
 
 @pytest.mark.parametrize('fast', [True, False])
@@ -74,7 +54,7 @@ def test_a_failed_last_write_leaves_the_input_where_the_guest_stopped(guest, tmp
         return [report.status, report.host_failure, os.lseek(fd, 0, os.SEEK_CUR),
                 stdin.reads, stdin.read_bytes]
 
-    got = _in_child(fast, body)
+    got = in_child(body, fast)
     assert got == ['killed', True, 3 * 1024, 3, 3 * 1024], got
 
 
@@ -101,5 +81,5 @@ def test_a_write_the_host_cuts_short_ends_the_run_on_every_engine(guest, tmp_pat
         report = run(prog, chans, argv=['gather', '8'], engine=engine)
         return [report.status, report.message, report.host_failure]
 
-    got = _in_child(bool(fast), body)
+    got = in_child(body, bool(fast))
     assert got == ['killed', 'host I/O failed in write: File too large', True], got
