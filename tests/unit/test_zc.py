@@ -1232,3 +1232,21 @@ def test_deploy_registers_the_type_as_the_server_looks_it_up(tmp_path: Path, cap
     assert cli.main(['deploy', str(zapp), '--content-type', 'not a type']) == cli.EXIT_USAGE
     assert ("zc: --content-type takes a media type (type/subtype, e.g. text/x-wordy), not "
             "'not a type'") in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('job_id', ['', 'logs/', 'swift://~/logs', '/', 'swift://~/'])
+@pytest.mark.parametrize('command', ['status', 'wait', 'result', 'cancel'])
+def test_a_job_id_that_names_no_object_is_a_usage_error(monkeypatch, capsys, command: str,
+                                                        job_id: str) -> None:
+    # zc cancel "" (an unset $ID) ended in a TypeError traceback, as did status,
+    # wait and result, and 'logs/' or 'swift://~/' too: nothing was asked of the server
+    from zerocloud.client import cli
+    from zerocloud.client import session as zsession
+    ses = object.__new__(zsession.Session)
+    ses.conn = SimpleNamespace(url='http://127.0.0.1:9/v1/AUTH_test', token='tok')
+    monkeypatch.setattr(cli.Client, 'session', ses)
+    assert cli.main(['--auth', 'http://127.0.0.1:9/auth/v1.0', '-U', 'u', '-K', 'k',
+                     command, job_id]) == 2
+    assert capsys.readouterr().err == (
+        f'zc: {job_id!r} is not a job id: give the id zc submit printed (job-<hex>, '
+        'or <container>/job-<hex>) (zc -h for help)\n')

@@ -496,9 +496,16 @@ class Client:
         return 0
 
     def result_path(self, job_id: str) -> SwiftPath:
-        if job_id.startswith('swift://') or '/' in job_id:
-            return self.session.location(job_id)
-        return self.session.location(f'{RESULTS}/{job_id}')
+        """Where a job id's result is; an id that names no object is a usage error."""
+        where = job_id if job_id.startswith('swift://') or '/' in job_id else f'{RESULTS}/{job_id}'
+        try:
+            path: SwiftPath | None = self.session.location(where)
+        except JobError:
+            path = None
+        if path is None or not path.obj:
+            raise Usage(f'{job_id!r} is not a job id: give the id zc submit printed '
+                        '(job-<hex>, or <container>/job-<hex>)')
+        return path
 
     def stored(self, path: SwiftPath, output: bool = False) -> report.JobResult | None:
         """The deferred job's stored result, None before it is done; ``output``: its
