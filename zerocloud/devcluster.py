@@ -860,11 +860,20 @@ class Usage:
     children_rss: int
 
 
+def _task_files(pid: int, name: str) -> list[Path]:
+    """``/proc/<pid>/task/*/<name>``; none once the process is gone (it may exit
+    while its tasks are listed: a server that fails to start)."""
+    try:
+        return list(Path(f'/proc/{pid}/task').glob(f'*/{name}'))
+    except OSError:
+        return []
+
+
 def _child_pids(pid: int) -> list[int]:
     """``pid``'s children, whichever of its threads started them (a sandbox worker
     that replaced one is started from a thread of the server: ``zvm_core.pool``)."""
     pids = []
-    for task in Path(f'/proc/{pid}/task').glob('*/children'):
+    for task in _task_files(pid, 'children'):
         try:
             pids += (int(c) for c in task.read_text().split())
         except OSError:
@@ -900,7 +909,7 @@ def _runnable(pid: int) -> bool:
     """True if a thread of ``pid`` or of its live descendants is running or waiting
     for a CPU (state R): on a loaded machine a starting server may wait for one for
     longer than it takes to use a clock tick of CPU (:func:`_cpu`)."""
-    for stat in Path(f'/proc/{pid}/task').glob('*/stat'):
+    for stat in _task_files(pid, 'stat'):
         try:
             if stat.read_text().rpartition(')')[2].split()[0] == 'R':
                 return True

@@ -290,3 +290,13 @@ def test_restart_without_a_cluster(tmp_path: Path, capsys: pytest.CaptureFixture
     assert main(['restart', '--dir', str(tmp_path)]) == 1
     assert capsys.readouterr().err == (f'zerocloud-devcluster: no cluster running in '
                                        f'{tmp_path}: start it first\n')
+
+
+def test_a_server_that_exits_while_its_tasks_are_listed_is_not_running(monkeypatch) -> None:
+    # restart --conf with an option that stops the server: it exited while start
+    # listed /proc/<pid>/task, and the command ended in a FileNotFoundError traceback
+    def glob(self, pattern):
+        raise FileNotFoundError(2, 'No such file or directory', str(self))
+    monkeypatch.setattr(devcluster.Path, 'glob', glob)
+    assert devcluster._runnable(os.getpid()) is False
+    assert devcluster._child_pids(os.getpid()) == []
