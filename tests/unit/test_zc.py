@@ -1250,3 +1250,23 @@ def test_a_job_id_that_names_no_object_is_a_usage_error(monkeypatch, capsys, com
     assert capsys.readouterr().err == (
         f'zc: {job_id!r} is not a job id: give the id zc submit printed (job-<hex>, '
         'or <container>/job-<hex>) (zc -h for help)\n')
+
+
+@pytest.mark.parametrize('job_id', ['logs/notes', 'job-0000', 'c/job-ABC'])
+def test_cancel_of_an_id_that_is_no_job_name_deletes_nothing(monkeypatch, capsys,
+                                                             job_id: str) -> None:
+    # zc cancel logs/notes sent DELETE logs/notes.state: the user's object was deleted,
+    # and zc then waited 60 s for a job that never was
+    from zerocloud.client import cli
+    from zerocloud.client import session as zsession
+    asked = []
+    ses = object.__new__(zsession.Session)
+    ses.conn = SimpleNamespace(url='http://127.0.0.1:9/v1/AUTH_test', token='tok')
+    ses.request = lambda method, path, *a, **k: asked.append((method, path))
+    monkeypatch.setattr(cli.Client, 'session', ses)
+    assert cli.main(['--auth', 'http://127.0.0.1:9/auth/v1.0', '-U', 'u', '-K', 'k',
+                     'cancel', job_id]) == 1
+    assert asked == []
+    assert capsys.readouterr().err == (
+        f'zc: {job_id}: no such job (no result and no progress stored: a typo in the id, '
+        'or its result was deleted)\n')

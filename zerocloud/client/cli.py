@@ -67,6 +67,7 @@ CANCELLED = {                   # what Ctrl-C did, by command
 }
 ENDPOINT_HEADER = 'X-Container-Meta-Rest-Endpoint'
 STATE_SUFFIX, HEADERS_SUFFIX = '.state', '.headers'   # of a deferred result (zerocloud.deferred)
+JOB_NAME = re.compile(r'job-[0-9a-f]{32}')    # a deferred job's (zerocloud.deferred)
 
 
 class Usage(Exception):
@@ -590,6 +591,8 @@ class Client:
         """Stop a running deferred job (a DELETE of its state), wait for its result
         (which says what had ended) and say it; exit 0 once it is cancelled."""
         path, job = self.result_path(self.opts.id), self.opts.id
+        if not JOB_NAME.fullmatch(path.obj):    # its DELETE would delete an object <id>.state
+            return self.unknown()
         state = SwiftPath(path.account, path.container, path.obj + STATE_SUFFIX)
         answer = self.session.request('DELETE', state, {})
         body = answer.read()
