@@ -69,6 +69,7 @@ import http.client
 import json
 import os
 import pwd
+import re
 import shlex
 import shutil
 import signal
@@ -794,12 +795,22 @@ class DevCluster:
                     raise ClusterError(f'{text}: {target} has no zerocloud filter: name the '
                                        f'section ({target}:app:{servers[0].app}:{key}=...)')
                 section = 'filter:zerocloud'
+            known = self._sections(servers[0])
+            if section not in known:        # a section no server reads: the option is lost
+                raise ClusterError(f'{text}: {target} has no section [{section}] (it has '
+                                   f'{", ".join(sorted(known))})')
             for server in servers:
                 lines = sections.setdefault(server.name, {}).setdefault(section, [])
                 lines.append(f'{key} = {value}')
         return {name: RESTART_HEADER + ''.join(f'[{section}]\n' + '\n'.join(lines) + '\n'
                                                for section, lines in by_section.items())
                 for name, by_section in sections.items()}
+
+    def _sections(self, server: Server) -> set[str]:
+        """The sections of the server's conf files (but RESTART_CONF's)."""
+        files = [p for p in self.conf_dir(server).glob('*.conf') if p.name != RESTART_CONF]
+        return {found for path in files
+                for found in re.findall(r'^\[([^\]]+)\]', path.read_text(), re.M)}
 
     def _wait_gone(self, pids: Iterable[int], timeout: float) -> list[int]:
         """Wait until the processes exit; return those still alive at the timeout."""

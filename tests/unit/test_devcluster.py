@@ -284,6 +284,11 @@ def test_restart_options_become_each_server_s_conf(configured: DevCluster) -> No
         configured._option_confs(['account:workers=0'])
     with pytest.raises(devcluster.ClusterError, match="no server 'object9'"):
         configured._option_confs(['object9:zerovm_timeout=5'])
+    with pytest.raises(devcluster.ClusterError, match=(    # was written, and never read
+            r"object:app:object-sever:workers=0: object has no section \[app:object-sever\] "
+            r"\(it has DEFAULT, app:object-server, filter:healthcheck, filter:zerocloud, "
+            r"pipeline:main\)")):
+        configured._option_confs(['object:app:object-sever:workers=0'])
     with pytest.raises(devcluster.ClusterError) as typo:    # said only 'no server'
         configured._option_confs(['objcet:zerovm_timeout=5'])
     assert str(typo.value).endswith("(proxy, account, container, object0, object1, object2; "
