@@ -1270,3 +1270,25 @@ def test_cancel_of_an_id_that_is_no_job_name_deletes_nothing(monkeypatch, capsys
     assert capsys.readouterr().err == (
         f'zc: {job_id}: no such job (no result and no progress stored: a typo in the id, '
         'or its result was deleted)\n')
+
+
+def test_a_write_cut_short_by_a_closed_pipe_is_a_closed_output() -> None:
+    # zc local run ./many | head -1 exited 0: the buffered stdout wrote 72 KiB of the
+    # 123 MiB output, said so, and zc took it for the whole
+    from zerocloud.client.cli import OutputClosed, _Output
+
+    class Pipe:
+        def __init__(self, room: int) -> None:
+            self.room, self.got = room, b''
+
+        def write(self, data) -> int:
+            if not self.room:
+                raise BrokenPipeError(32, 'Broken pipe')
+            part = bytes(data[:min(self.room, 3)])
+            self.got += part
+            self.room -= len(part)
+            return len(part)
+    with pytest.raises(OutputClosed):
+        _Output(Pipe(5)).write(b'0123456789')
+    whole = Pipe(100)
+    assert _Output(whole).write(b'0123456789') == 10 and whole.got == b'0123456789'

@@ -86,10 +86,15 @@ class _Output:
         self._stream = stream
 
     def write(self, data: bytes) -> int:
+        """All of ``data``: a buffered stream whose pipe broke during a large write
+        returns the part it wrote (``zc local run`` wrote its whole output at once)."""
+        view, done = memoryview(data), 0
         try:
-            return self._stream.write(data)
+            while done < len(view):
+                done += self._stream.write(view[done:])
         except BrokenPipeError:
             raise OutputClosed from None
+        return done
 
     def flush(self) -> None:
         try:
