@@ -69,6 +69,7 @@ import http.client
 import json
 import os
 import pwd
+import re
 import shlex
 import shutil
 import signal
@@ -421,7 +422,9 @@ class DevCluster:
         for server in self.servers:
             if server.name == name:
                 return server
-        raise ClusterError(f'no server {name!r} in the cluster in {self.dir}')
+        names = ', '.join(s.name for s in self.servers)
+        raise ClusterError(f'no server {name!r} in the cluster in {self.dir} ({names}; '
+                           'object: every object server)')
 
     @property
     def auth_url(self) -> str:
@@ -736,20 +739,50 @@ class DevCluster:
         """Stop servers of the running cluster cleanly and start them again on their
         ports, waiting until they are healthy: those ``options`` name
         (``SERVER:[SECTION:]KEY=VALUE``, :func:`parse_option`), whose
-        RESTART_CONF file is written anew with them, else every server, with its
+        RESTART_CONF file is written anew with them (if they keep one from starting,
+        the servers start again on the file they had), else every server, with its
         conf files as they are.  The names of the servers restarted."""
         if not self.running_servers() or not self.state_file.exists():
             raise ClusterError(f'no cluster running in {self.dir}: start it first')
         confs = self._option_confs(options)
         servers = [s for s in self.servers if s.name in confs] if confs else self.servers
-        for server in servers:
-            if server.name in confs:
-                (self.conf_dir(server) / RESTART_CONF).write_text(confs[server.name])
+        before = {s.name: self._write_restart_conf(s, confs[s.name]) for s in servers if confs}
         pids = [pid for pid in map(self._owned_pid, servers) if pid is not None]
         self._end(pids)
         self._wait_ports_free([s.port for s in servers])
-        self._start_again(servers)
+        try:
+            self._start_again(servers)
+        except ServerStartError as err:
+            raise ClusterError(f'{err}\n{self._after_failed_restart(servers, before)}') from None
         return [s.name for s in servers]
+
+    def _write_restart_conf(self, server: Server, text: str | None) -> str | None:
+        """Write (None: remove) the server's RESTART_CONF; the text it had, if any."""
+        path = self.conf_dir(server) / RESTART_CONF
+        old = path.read_text() if path.exists() else None
+        if text is None:
+            path.unlink(missing_ok=True)
+        else:
+            path.write_text(text)
+        return old
+
+    def _after_failed_restart(self, servers: list[Server], before: dict[str, str | None]
+                              ) -> str:
+        """A restart whose servers failed to start: with new options, start them
+        again on the options they had, so the cluster stays usable; what to fix."""
+        names = ', '.join(s.name for s in servers)
+        fix = (f'a full zerocloud-devcluster stop --dir {self.dir}, then start, writes etc/ '
+               'anew')
+        if not before:
+            return f'not running: {names}: fix {self.dir}/etc/<server>.conf.d, or {fix}'
+        for server in servers:
+            self._write_restart_conf(server, before[server.name])
+        try:
+            self._start_again(servers)
+        except ServerStartError:
+            return f'not running: {names}, on the previous options either: {fix}'
+        return (f'the option was not kept: {names} started again on the previous options; '
+                'fix it (the last lines above say how) and restart --conf again')
 
     def _option_confs(self, options: Iterable[str]) -> dict[str, str]:
         """Server name -> the conf text of the ``options`` that name it."""
@@ -762,12 +795,22 @@ class DevCluster:
                     raise ClusterError(f'{text}: {target} has no zerocloud filter: name the '
                                        f'section ({target}:app:{servers[0].app}:{key}=...)')
                 section = 'filter:zerocloud'
+            known = self._sections(servers[0])
+            if section not in known:        # a section no server reads: the option is lost
+                raise ClusterError(f'{text}: {target} has no section [{section}] (it has '
+                                   f'{", ".join(sorted(known))})')
             for server in servers:
                 lines = sections.setdefault(server.name, {}).setdefault(section, [])
                 lines.append(f'{key} = {value}')
         return {name: RESTART_HEADER + ''.join(f'[{section}]\n' + '\n'.join(lines) + '\n'
                                                for section, lines in by_section.items())
                 for name, by_section in sections.items()}
+
+    def _sections(self, server: Server) -> set[str]:
+        """The sections of the server's conf files (but RESTART_CONF's)."""
+        files = [p for p in self.conf_dir(server).glob('*.conf') if p.name != RESTART_CONF]
+        return {found for path in files
+                for found in re.findall(r'^\[([^\]]+)\]', path.read_text(), re.M)}
 
     def _wait_gone(self, pids: Iterable[int], timeout: float) -> list[int]:
         """Wait until the processes exit; return those still alive at the timeout."""
@@ -860,11 +903,20 @@ class Usage:
     children_rss: int
 
 
+def _task_files(pid: int, name: str) -> list[Path]:
+    """``/proc/<pid>/task/*/<name>``; none once the process is gone (it may exit
+    while its tasks are listed: a server that fails to start)."""
+    try:
+        return list(Path(f'/proc/{pid}/task').glob(f'*/{name}'))
+    except OSError:
+        return []
+
+
 def _child_pids(pid: int) -> list[int]:
     """``pid``'s children, whichever of its threads started them (a sandbox worker
     that replaced one is started from a thread of the server: ``zvm_core.pool``)."""
     pids = []
-    for task in Path(f'/proc/{pid}/task').glob('*/children'):
+    for task in _task_files(pid, 'children'):
         try:
             pids += (int(c) for c in task.read_text().split())
         except OSError:
@@ -900,7 +952,7 @@ def _runnable(pid: int) -> bool:
     """True if a thread of ``pid`` or of its live descendants is running or waiting
     for a CPU (state R): on a loaded machine a starting server may wait for one for
     longer than it takes to use a clock tick of CPU (:func:`_cpu`)."""
-    for stat in Path(f'/proc/{pid}/task').glob('*/stat'):
+    for stat in _task_files(pid, 'stat'):
         try:
             if stat.read_text().rpartition(')')[2].split()[0] == 'R':
                 return True

@@ -159,3 +159,23 @@ def test_restart_with_an_option_restarts_those_servers_on_their_ports(cluster_di
     assert cli('restart', *dir_opt).stdout.startswith(
         'restarted proxy, account, container, object0 in ')
     assert DevCluster(cluster_dir).status()[0].healthy
+
+
+def test_restart_with_an_option_that_stops_a_server_keeps_the_cluster_usable(
+        cluster_dir: Path) -> None:
+    """A typo'd option left every object server down (and the command could end in
+    a traceback): they start again on their previous options, and it says what to fix."""
+    dir_opt = ['--dir', str(cluster_dir)]
+    assert cli('start', *dir_opt, *SMALL).returncode == 0
+    assert cli('restart', *dir_opt, '--conf', 'object:zerovm_timeout=9').returncode == 0
+    restart_conf = cluster_dir / 'etc' / 'object0.conf.d' / '60-restart.conf'
+    kept = restart_conf.read_text()
+    bad = cli('restart', *dir_opt, '--conf', 'object:zerovm_enigne=emulated')
+    assert bad.returncode == 1
+    assert 'Traceback' not in bad.stderr.split('--- last lines')[0]
+    assert 'zerovm_enigne: no such option: did you mean zerovm_engine?' in bad.stderr
+    assert bad.stderr.endswith('the option was not kept: object0 started again on the '
+                               'previous options; fix it (the last lines above say how) '
+                               'and restart --conf again\n'), bad.stderr
+    assert restart_conf.read_text() == kept
+    assert all(s.healthy for s in DevCluster(cluster_dir).status())

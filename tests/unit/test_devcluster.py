@@ -284,9 +284,28 @@ def test_restart_options_become_each_server_s_conf(configured: DevCluster) -> No
         configured._option_confs(['account:workers=0'])
     with pytest.raises(devcluster.ClusterError, match="no server 'object9'"):
         configured._option_confs(['object9:zerovm_timeout=5'])
+    with pytest.raises(devcluster.ClusterError, match=(    # was written, and never read
+            r"object:app:object-sever:workers=0: object has no section \[app:object-sever\] "
+            r"\(it has DEFAULT, app:object-server, filter:healthcheck, filter:zerocloud, "
+            r"pipeline:main\)")):
+        configured._option_confs(['object:app:object-sever:workers=0'])
+    with pytest.raises(devcluster.ClusterError) as typo:    # said only 'no server'
+        configured._option_confs(['objcet:zerovm_timeout=5'])
+    assert str(typo.value).endswith("(proxy, account, container, object0, object1, object2; "
+                                    "object: every object server)")
 
 
 def test_restart_without_a_cluster(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(['restart', '--dir', str(tmp_path)]) == 1
     assert capsys.readouterr().err == (f'zerocloud-devcluster: no cluster running in '
                                        f'{tmp_path}: start it first\n')
+
+
+def test_a_server_that_exits_while_its_tasks_are_listed_is_not_running(monkeypatch) -> None:
+    # restart --conf with an option that stops the server: it exited while start
+    # listed /proc/<pid>/task, and the command ended in a FileNotFoundError traceback
+    def glob(self, pattern):
+        raise FileNotFoundError(2, 'No such file or directory', str(self))
+    monkeypatch.setattr(devcluster.Path, 'glob', glob)
+    assert devcluster._runnable(os.getpid()) is False
+    assert devcluster._child_pids(os.getpid()) == []

@@ -536,6 +536,23 @@ def test_a_node_out_of_memory_is_told_what_sets_the_limit(mw, servers, then: str
         'the operator to raise it' + then)
 
 
+def test_a_node_over_its_write_quota_is_told_what_sets_the_limit(mw, servers) -> None:
+    # it said '(limits: put_size=1000)': a limit the job never set, from an object
+    # server's zerovm_maxoutput lower than the proxy's
+    def answer(plan, headers, members):
+        report, outputs = ok(status='quota', retcode=None)(plan, headers, members)
+        report['message'] = ('/dev/stdout: write quota exceeded and the program kept trying '
+                             '(limits: put_size=1000)')
+        return report, outputs
+    servers(d0=answer)
+    resp = post(mw, job())
+    assert (resp.status_int, resp.headers['X-Nexe-Status']) == (422, 'quota')
+    assert resp.headers['X-Nexe-Error'] == (
+        'wc: /dev/stdout: write quota exceeded and the program kept trying (limits: '
+        'put_size=1000); the limit is zerovm_maxoutput in the proxy and object server config '
+        '(the smaller holds): write less or ask the operator to raise it')
+
+
 def test_a_refusal_is_final(mw, servers) -> None:
     asked = servers(d0=_Refused(413, 'request larger than zerovm_maxinput'), d1=ok())
     resp = post(mw, job())

@@ -1232,3 +1232,63 @@ def test_deploy_registers_the_type_as_the_server_looks_it_up(tmp_path: Path, cap
     assert cli.main(['deploy', str(zapp), '--content-type', 'not a type']) == cli.EXIT_USAGE
     assert ("zc: --content-type takes a media type (type/subtype, e.g. text/x-wordy), not "
             "'not a type'") in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('job_id', ['', 'logs/', 'swift://~/logs', '/', 'swift://~/'])
+@pytest.mark.parametrize('command', ['status', 'wait', 'result', 'cancel'])
+def test_a_job_id_that_names_no_object_is_a_usage_error(monkeypatch, capsys, command: str,
+                                                        job_id: str) -> None:
+    # zc cancel "" (an unset $ID) ended in a TypeError traceback, as did status,
+    # wait and result, and 'logs/' or 'swift://~/' too: nothing was asked of the server
+    from zerocloud.client import cli
+    from zerocloud.client import session as zsession
+    ses = object.__new__(zsession.Session)
+    ses.conn = SimpleNamespace(url='http://127.0.0.1:9/v1/AUTH_test', token='tok')
+    monkeypatch.setattr(cli.Client, 'session', ses)
+    assert cli.main(['--auth', 'http://127.0.0.1:9/auth/v1.0', '-U', 'u', '-K', 'k',
+                     command, job_id]) == 2
+    assert capsys.readouterr().err == (
+        f'zc: {job_id!r} is not a job id: give the id zc submit printed (job-<hex>, '
+        'or <container>/job-<hex>) (zc -h for help)\n')
+
+
+@pytest.mark.parametrize('job_id', ['logs/notes', 'job-0000', 'c/job-ABC'])
+def test_cancel_of_an_id_that_is_no_job_name_deletes_nothing(monkeypatch, capsys,
+                                                             job_id: str) -> None:
+    # zc cancel logs/notes sent DELETE logs/notes.state: the user's object was deleted,
+    # and zc then waited 60 s for a job that never was
+    from zerocloud.client import cli
+    from zerocloud.client import session as zsession
+    asked = []
+    ses = object.__new__(zsession.Session)
+    ses.conn = SimpleNamespace(url='http://127.0.0.1:9/v1/AUTH_test', token='tok')
+    ses.request = lambda method, path, *a, **k: asked.append((method, path))
+    monkeypatch.setattr(cli.Client, 'session', ses)
+    assert cli.main(['--auth', 'http://127.0.0.1:9/auth/v1.0', '-U', 'u', '-K', 'k',
+                     'cancel', job_id]) == 1
+    assert asked == []
+    assert capsys.readouterr().err == (
+        f'zc: {job_id}: no such job (no result and no progress stored: a typo in the id, '
+        'or its result was deleted)\n')
+
+
+def test_a_write_cut_short_by_a_closed_pipe_is_a_closed_output() -> None:
+    # zc local run ./many | head -1 exited 0: the buffered stdout wrote 72 KiB of the
+    # 123 MiB output, said so, and zc took it for the whole
+    from zerocloud.client.cli import OutputClosed, _Output
+
+    class Pipe:
+        def __init__(self, room: int) -> None:
+            self.room, self.got = room, b''
+
+        def write(self, data) -> int:
+            if not self.room:
+                raise BrokenPipeError(32, 'Broken pipe')
+            part = bytes(data[:min(self.room, 3)])
+            self.got += part
+            self.room -= len(part)
+            return len(part)
+    with pytest.raises(OutputClosed):
+        _Output(Pipe(5)).write(b'0123456789')
+    whole = Pipe(100)
+    assert _Output(whole).write(b'0123456789') == 10 and whole.got == b'0123456789'

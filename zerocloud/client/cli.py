@@ -67,6 +67,7 @@ CANCELLED = {                   # what Ctrl-C did, by command
 }
 ENDPOINT_HEADER = 'X-Container-Meta-Rest-Endpoint'
 STATE_SUFFIX, HEADERS_SUFFIX = '.state', '.headers'   # of a deferred result (zerocloud.deferred)
+JOB_NAME = re.compile(r'job-[0-9a-f]{32}')    # a deferred job's (zerocloud.deferred)
 
 
 class Usage(Exception):
@@ -85,10 +86,15 @@ class _Output:
         self._stream = stream
 
     def write(self, data: bytes) -> int:
+        """All of ``data``: a buffered stream whose pipe broke during a large write
+        returns the part it wrote (``zc local run`` wrote its whole output at once)."""
+        view, done = memoryview(data), 0
         try:
-            return self._stream.write(data)
+            while done < len(view):
+                done += self._stream.write(view[done:])
         except BrokenPipeError:
             raise OutputClosed from None
+        return done
 
     def flush(self) -> None:
         try:
@@ -496,9 +502,16 @@ class Client:
         return 0
 
     def result_path(self, job_id: str) -> SwiftPath:
-        if job_id.startswith('swift://') or '/' in job_id:
-            return self.session.location(job_id)
-        return self.session.location(f'{RESULTS}/{job_id}')
+        """Where a job id's result is; an id that names no object is a usage error."""
+        where = job_id if job_id.startswith('swift://') or '/' in job_id else f'{RESULTS}/{job_id}'
+        try:
+            path: SwiftPath | None = self.session.location(where)
+        except JobError:
+            path = None
+        if path is None or not path.obj:
+            raise Usage(f'{job_id!r} is not a job id: give the id zc submit printed '
+                        '(job-<hex>, or <container>/job-<hex>)')
+        return path
 
     def stored(self, path: SwiftPath, output: bool = False) -> report.JobResult | None:
         """The deferred job's stored result, None before it is done; ``output``: its
@@ -583,6 +596,8 @@ class Client:
         """Stop a running deferred job (a DELETE of its state), wait for its result
         (which says what had ended) and say it; exit 0 once it is cancelled."""
         path, job = self.result_path(self.opts.id), self.opts.id
+        if not JOB_NAME.fullmatch(path.obj):    # its DELETE would delete an object <id>.state
+            return self.unknown()
         state = SwiftPath(path.account, path.container, path.obj + STATE_SUFFIX)
         answer = self.session.request('DELETE', state, {})
         body = answer.read()

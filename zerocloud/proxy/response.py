@@ -43,6 +43,11 @@ CHUNK = 65536               # bytes of a body read and sent at a time
 MAX_ERROR = 300
 MEMORY_HINT = ('the limit is zerovm_maxnexemem in the proxy and object server config (the '
                'smaller holds): ask the operator to raise it')
+QUOTA_HINT = ('the limit is zerovm_maxoutput in the proxy and object server config (the '
+              'smaller holds): write less or ask the operator to raise it')
+# what the user cannot raise, by status: who can, and how
+HINTS = {'memory': ('memory limit reached', MEMORY_HINT),
+         'quota': ('write quota exceeded', QUOTA_HINT)}
 BODY_BYTES = 'X-Nexe-Body-Bytes'     # bytes of the response body from each node
 # HTTP status of a node by how it ended; ``killed`` by the host's trouble (its report's
 # ``host_failure``): 503 (NodeResult.http).
@@ -153,10 +158,10 @@ class NodeResult:
         if self.exit_failed:
             last = _error_line(self.stderr)
             return f'exit {self.report.retcode}' + (f': {last}' if last else '')
-        if self.status == 'memory':         # the user cannot raise it: say who can, and how
-            head, then, rest = (self.report.message or 'memory limit reached').partition(
-                '; then: ')
-            return f'{head}; {MEMORY_HINT}{then}{rest}'
+        if self.status in HINTS:
+            default, hint = HINTS[self.status]
+            head, then, rest = (self.report.message or default).partition('; then: ')
+            return f'{head}; {hint}{then}{rest}'
         return self.report.message or self.status
 
     @property
