@@ -1,4 +1,5 @@
-"""The native engine's guest memory bookkeeping that needs no guest process."""
+"""The native engine's guest memory bookkeeping that needs no guest process, and
+what a cold run keeps per program (its layout, whether it needs the tracer)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from zvm_core.elf import load_program
 from zvm_core.engines.native.memory import ProcessMemory, Region
 from zvm_core.engines.native.supervisor import Guest, _layout
 from zvm_core.executor import SetupError
+from zvm_core.prepare import needs_tracer
+from zvm_core.validator import VerdictCache
 
 
 def test_a_template_s_runs_share_its_sorted_layout_not_their_protections() -> None:
@@ -42,3 +45,18 @@ def test_spawned_runs_share_a_layout_by_program_and_memory(guest) -> None:
     for _ in range(2):
         with pytest.raises(SetupError, match='leaves no heap'):
             _layout(first, 1 << 20)
+
+
+def test_whether_a_program_needs_the_tracer_is_remembered_by_its_bytes(guest) -> None:
+    """needs_tracer answers from the verdicts once per program bytes: again (another
+    load of the same file) without asking the verdict cache; rdtsc still needs it."""
+    cache = VerdictCache(None)
+    assert needs_tracer(load_program(guest('rdtsc')), cache)
+    assert not needs_tracer(load_program(guest('hello')), cache)
+
+    class Refusing(VerdictCache):
+        def get(self, key):
+            raise AssertionError('asked the verdict cache again')
+
+    assert needs_tracer(load_program(guest('rdtsc')), Refusing(None))
+    assert not needs_tracer(load_program(guest('hello')), Refusing(None))
