@@ -116,14 +116,25 @@ def emulated_because(program: Program, memory_etag: bool = False,
     return ''
 
 
+_TRACED: dict[str, bool] = {}      # program digest -> needs_tracer's answer
+_TRACED_KEPT = 256                  # programs (as the verdict cache's memory)
+
+
 def needs_tracer(program: Program, cache) -> bool:
     """Whether a native run must be traced: the program contains ``rdtsc``/``rdtscp``,
     or ``cpuid`` on a CPU that makes it fault (elsewhere ``cpuid`` runs as the CPU
-    answers, which doc/sandbox.md states)."""
-    from zvm_core.engines.native import cpuid
-    if not validate(program, Policy(rdtsc='reject'), cache).ok:
-        return True
-    return not cpuid.unsupported() and cpuid.contains(program, validate(program, Policy(), cache))
+    answers, which doc/sandbox.md states).  A function of the program's bytes on
+    this CPU: remembered by digest (two verdict look-ups per cold run otherwise)."""
+    traced = _TRACED.get(program.sha256)
+    if traced is None:
+        from zvm_core.engines.native import cpuid
+        traced = (not validate(program, Policy(rdtsc='reject'), cache).ok
+                  or (not cpuid.unsupported()
+                      and cpuid.contains(program, validate(program, Policy(), cache))))
+        if len(_TRACED) >= _TRACED_KEPT:
+            del _TRACED[next(iter(_TRACED))]
+        _TRACED[program.sha256] = traced
+    return traced
 
 
 def _invalid(violations: list[Violation], message: str) -> Report:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import random
 import struct
 import subprocess
@@ -267,6 +268,41 @@ def test_e3_file_size_checked_before_reading(tmp_path):
         f.truncate(elf.MAX_FILE_SIZE + 1)     # sparse: nothing to read if the check comes first
     with pytest.raises(ElfError, match='E3: file is'):
         load_program(big)
+
+
+def test_a_file_that_grew_after_its_size_was_read_is_read_whole(tmp_path, musl_hello,
+                                                                 monkeypatch):
+    """load_program reads the size fstat gave, then the rest: the bytes are the
+    file's (as when it read up to the limit at once), whatever fstat said."""
+    path = tmp_path / 'hello'
+    path.write_bytes(musl_hello)
+    real = elf.os.fstat
+    monkeypatch.setattr(elf.os, 'fstat', lambda fd: os.stat_result(
+        (*real(fd)[:6], 100, *real(fd)[7:])))
+    assert load_program(path).sha256 == hashlib.sha256(musl_hello).hexdigest()
+
+
+def test_a_program_parsed_again_is_the_same_with_its_own_code_ranges(musl_hello):
+    """parse_elf keeps what it made of a file by content: parsed again, the same
+    image; the code ranges are each load's, so releasing one (prepare does) leaves
+    the next one's whole."""
+    first = parse_elf(musl_hello)
+    codes = list(first.code)
+    elf.release_code(first)
+    again = parse_elf(musl_hello)
+    assert again == first and again.segments == first.segments
+    assert (again.entry, again.phdr_addr, again.phnum, again.tls, again.size) == \
+        (first.entry, first.phdr_addr, first.phnum, first.tls, first.size)
+    assert list(again.code) == codes
+    with pytest.raises(ElfError, match='E3'):      # a limit is part of what was kept
+        parse_elf(musl_hello, memory_limit=4096)
+
+
+def test_a_rejected_file_is_rejected_again(musl_hello):
+    bad = with_phdr(musl_hello, 0, type=PT_INTERP)
+    for _ in range(2):
+        with pytest.raises(ElfError, match='E2'):
+            parse_elf(bad)
 
 
 def test_corrupted_headers_only_raise_elf_error(musl_hello):

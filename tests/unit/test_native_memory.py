@@ -1,8 +1,16 @@
-"""The native engine's guest memory bookkeeping that needs no guest process."""
+"""The native engine's guest memory bookkeeping that needs no guest process, and
+what a cold run keeps per program (its layout, whether it needs the tracer)."""
 
 from __future__ import annotations
 
+import pytest
+
+from zvm_core.elf import load_program
 from zvm_core.engines.native.memory import ProcessMemory, Region
+from zvm_core.engines.native.supervisor import Guest, _layout
+from zvm_core.executor import SetupError
+from zvm_core.prepare import needs_tracer
+from zvm_core.validator import VerdictCache
 
 
 def test_a_template_s_runs_share_its_sorted_layout_not_their_protections() -> None:
@@ -18,3 +26,37 @@ def test_a_template_s_runs_share_its_sorted_layout_not_their_protections() -> No
     assert again.table()[3] is not first.table()[3]
     assert again.region_at(0x3800) == Region(0x3000, 0x4000, 3)
     first._memfd = again._memfd = None
+
+
+def test_spawned_runs_share_a_layout_by_program_and_memory(guest) -> None:
+    """A cold run's layout is made once per program bytes and memory limit: the
+    same for another load of the same file, another for another limit, and a
+    limit too small for the program is refused every time (never kept)."""
+    path = guest('hello')
+    first, again = load_program(path), load_program(path)
+    layout = _layout(first, 64 << 20)
+    assert _layout(again, 64 << 20) is layout
+    other = _layout(first, 128 << 20)
+    assert other is not layout and other.heap_size > layout.heap_size
+    run = Guest(again, 64 << 20, layout)
+    assert (run.program, run.regions, run.heap_start, run.heap_size) == \
+        (again, layout.regions, layout.heap_start, layout.heap_size)
+    assert run.arena is not layout.arena and run.mem is not layout.mem
+    for _ in range(2):
+        with pytest.raises(SetupError, match='leaves no heap'):
+            _layout(first, 1 << 20)
+
+
+def test_whether_a_program_needs_the_tracer_is_remembered_by_its_bytes(guest) -> None:
+    """needs_tracer answers from the verdicts once per program bytes: again (another
+    load of the same file) without asking the verdict cache; rdtsc still needs it."""
+    cache = VerdictCache(None)
+    assert needs_tracer(load_program(guest('rdtsc')), cache)
+    assert not needs_tracer(load_program(guest('hello')), cache)
+
+    class Refusing(VerdictCache):
+        def get(self, key):
+            raise AssertionError('asked the verdict cache again')
+
+    assert needs_tracer(load_program(guest('rdtsc')), Refusing(None))
+    assert not needs_tracer(load_program(guest('hello')), Refusing(None))

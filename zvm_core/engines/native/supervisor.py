@@ -238,6 +238,22 @@ class Guest:
         return lambda: guest().ticks()
 
 
+_LAYOUTS: collections.OrderedDict = collections.OrderedDict()
+LAYOUTS = 16        # programs whose layout is kept for spawned runs (:func:`_layout`)
+
+
+def _layout(program: Program, memory: int) -> Guest:
+    """A Guest never run, whose layout (a function of the program's bytes and the
+    memory limit) the spawned runs of the same take, as a template's do: made once
+    (~10 us), not per cold run.  SetupError, as Guest, when the memory is too small."""
+    key = (program.sha256, memory)
+    layout = _LAYOUTS.pop(key, None) or Guest(program, memory)
+    if len(_LAYOUTS) >= LAYOUTS:
+        _LAYOUTS.popitem(last=False)
+    _LAYOUTS[key] = layout
+    return layout
+
+
 _STACKS: collections.OrderedDict = collections.OrderedDict()
 STACKS, STACK_KEPT = 16, 4 * PAGE   # initial stacks kept (a worker's runs repeat them), bytes
 _AT_RANDOM: dict[int, bytes] = {}   # seed -> its AT_RANDOM bytes (at most STACKS seeds)
@@ -1043,7 +1059,8 @@ def run(program: Program, channels: list[Channel], argv: list[str], env: dict[st
     # the C clock (time.monotonic's, and perf_counter's on Linux): no rdtsc while a
     # batch's nodes carry the guest's flags (worker.py: _serve_many, fastcall.c: hold)
     began = _fastcall.monotonic()
-    guest = Guest(program, memory) if template is None else template.guest()
+    guest = Guest(program, memory, _layout(program, memory)) if template is None \
+        else template.guest()
     guest.channels, guest.fds = attach(channels)
     guest.trap_channels = standard_order(list(guest.channels.values()))
     guest.image = image
