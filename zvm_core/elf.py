@@ -200,7 +200,7 @@ def load_program(path: str | os.PathLike, *, memory_limit: int = 4 << 30) -> Pro
     return parse_elf(data, memory_limit=memory_limit)
 
 
-PARSED_KEPT = 16 << 20      # file bytes whose parse is kept, per process (a cold run loads its program anew)
+PARSED_KEPT = 16 << 20      # file bytes whose parse a process keeps (a cold run loads anew)
 
 
 class _Parsed:
