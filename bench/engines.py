@@ -129,11 +129,12 @@ def workloads(tmp: Path, sizes: dict[str, int], reps: int, engines: list[str]) -
           ['workload', 'host main', 'host w/ spawn', 'native run()', 'emulated run()',
            'native/main', 'native/spawn', 'emulated/native'], rows,
           note='goals (issue 16): native <= 1.2x host on sha256, <= 1.5x on wc and sort. '
-               'sort writes through stdio: ~1,000 mediated 1 KiB writev per MiB, each at '
-               'least the kernel\'s round trip (the floor, below), so 1.5x is under the '
-               'floor of any engine that mediates each write; letting the kernel write the '
-               'channel itself cannot keep the report, quotas and descriptors '
-               '(doc/sandbox.md, "Cost of a mediated call")')
+               'sort writes through stdio: ~1,000 mediated 1 KiB writev per MiB, each the '
+               'kernel\'s round trip (the floor, below) plus the copy out of the guest and '
+               'MD5: 1.5x needs about 10 us a write, the host\'s own write included (the 1 '
+               'KiB writev rows below); letting the kernel write the channel itself cannot '
+               'keep the report, quotas and descriptors (doc/sandbox.md, "Cost of a mediated '
+               'call")')
 
 
 def _interpreted(engine: str, program: Path, tars: list[Path], argv: list[str],
