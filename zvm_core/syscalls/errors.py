@@ -21,3 +21,9 @@ class Stop(Exception):
         self.status, self.message, self.retcode = status, message, retcode
         self.exit_state = exit_state        # ZeroVM's, when more precise (a native fault)
         self.host_failure = host_failure
+
+
+def host_io_failure(call: str, err: OSError) -> Stop:
+    """The end of a run whose channel's host side failed in ``call`` (ZeroVM: EIO):
+    ``killed``, a host failure, under every engine and path alike."""
+    return Stop('killed', f'host I/O failed in {call}: {err.strerror or err}', host_failure=True)

@@ -71,7 +71,14 @@ from zvm_core.memory import (
     page_up,
 )
 from zvm_core.report import Accounting, Report
-from zvm_core.syscalls import HANDLERS, Stop, SysError, count_unknown, syscall_name
+from zvm_core.syscalls import (
+    HANDLERS,
+    Stop,
+    SysError,
+    count_unknown,
+    host_io_failure,
+    syscall_name,
+)
 from zvm_core.syscalls.fs import Image
 from zvm_core.syscalls.io import OpenFile
 from zvm_core.syscalls.random import SeededStream
@@ -216,8 +223,7 @@ class Machine:
             self.outcome = s.with_traceback(None)    # frames would keep this machine alive
             return 1
         except OSError as e:    # the host side of a channel failed (ZeroVM: EIO)
-            self.outcome = Stop('killed', f'host I/O failed in {entry[0]}: {e.strerror or e}',
-                                host_failure=True)
+            self.outcome = host_io_failure(entry[0], e)
             return 1
         except Exception as e:  # a sandbox bug must end the run, never escape into C
             self.outcome = Stop('killed', f'internal error in {syscall_name(nr)}: {e!r}')

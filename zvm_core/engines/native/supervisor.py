@@ -84,7 +84,14 @@ from zvm_core.memory import (
 )
 from zvm_core.prefix import Cut
 from zvm_core.report import Accounting, Report
-from zvm_core.syscalls import HANDLERS, Stop, SysError, count_unknown, syscall_name
+from zvm_core.syscalls import (
+    HANDLERS,
+    Stop,
+    SysError,
+    count_unknown,
+    host_io_failure,
+    syscall_name,
+)
 from zvm_core.syscalls.io import OpenFile
 from zvm_core.syscalls.proc import CONSTANT, segment_request, sys_exit
 from zvm_core.syscalls.random import SeededStream
@@ -838,8 +845,7 @@ class _Supervisor:
             got = _fastcall.serve(self.listener, self.pidfd, self.deadline, self.notif, ctx,
                                   self._answer, gate)
         except _fastcall.HostIOError as e:  # gathered writes failed on the host (ZeroVM: EIO)
-            self.guest.outcome = Stop('killed', f'host I/O failed in write: {e.strerror}',
-                                      host_failure=True)
+            self.guest.outcome = host_io_failure('write', e)
             self._end()
             return None
         if got == _fastcall.EXIT_CALL:
@@ -926,8 +932,7 @@ class _Supervisor:
             g.recorder.take(g, ip, cut)
             g.outcome = Stop('killed', 'native engine: a start-up snapshot probe')
         except OSError as e:    # the host side of a channel failed (ZeroVM: EIO)
-            g.outcome = Stop('killed', f'host I/O failed in {entry[0]}: {e.strerror or e}',
-                             host_failure=True)
+            g.outcome = host_io_failure(entry[0], e)
         except Exception as e:  # a sandbox bug ends the run, never the worker
             g.outcome = Stop('killed', f'internal error in {syscall_name(nr)}: {e!r}')
         if g.outcome is not None:
