@@ -13,7 +13,7 @@ from __future__ import annotations
 import collections
 
 from zvm_core.syscalls import fs, io, mm, proc, random, time
-from zvm_core.syscalls.errors import Stop, SysError, host_io_failure
+from zvm_core.syscalls.errors import Stop, SysError
 
 HANDLERS: dict[int, tuple] = {}
 for _family in (io, fs, mm, proc, time, random):
@@ -48,4 +48,4 @@ def count_unknown(counter: collections.Counter, nr: int) -> None:
     counter[name] += 1
 
 
-__all__ = ['HANDLERS', 'Stop', 'SysError', 'count_unknown', 'host_io_failure', 'syscall_name']
+__all__ = ['HANDLERS', 'Stop', 'SysError', 'count_unknown', 'syscall_name']

@@ -71,14 +71,8 @@ from zvm_core.memory import (
     page_up,
 )
 from zvm_core.report import Accounting, Report
-from zvm_core.syscalls import (
-    HANDLERS,
-    Stop,
-    SysError,
-    count_unknown,
-    host_io_failure,
-    syscall_name,
-)
+from zvm_core.syscalls import HANDLERS, Stop, SysError, count_unknown, syscall_name
+from zvm_core.syscalls.errors import host_io_failure
 from zvm_core.syscalls.fs import Image
 from zvm_core.syscalls.io import OpenFile
 from zvm_core.syscalls.random import SeededStream

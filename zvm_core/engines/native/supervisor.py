@@ -84,14 +84,8 @@ from zvm_core.memory import (
 )
 from zvm_core.prefix import Cut
 from zvm_core.report import Accounting, Report
-from zvm_core.syscalls import (
-    HANDLERS,
-    Stop,
-    SysError,
-    count_unknown,
-    host_io_failure,
-    syscall_name,
-)
+from zvm_core.syscalls import HANDLERS, Stop, SysError, count_unknown, syscall_name
+from zvm_core.syscalls.errors import host_io_failure
 from zvm_core.syscalls.io import OpenFile
 from zvm_core.syscalls.proc import CONSTANT, segment_request, sys_exit
 from zvm_core.syscalls.random import SeededStream
