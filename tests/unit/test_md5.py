@@ -7,7 +7,6 @@ import hashlib
 import random
 
 import pytest
-
 from zvm_core._md5 import MD5
 
 
