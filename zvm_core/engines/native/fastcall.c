@@ -78,6 +78,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <signal.h>
+#include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -1158,6 +1159,18 @@ static PyObject *serve(PyObject *self, PyObject *args)
         pending = 1;
     }
     long result = -1;
+    /* the waits: epoll, its two descriptors added once (poll registers both at
+     * every call: ~0.4 us of this thread's CPU a round trip, floor.c) */
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    struct epoll_event ev = {.events = EPOLLIN, .data.u32 = 0};
+    if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, listener, &ev) < 0
+        || (ev.data.u32 = 1, epoll_ctl(ep, EPOLL_CTL_ADD, pidfd, &ev)) < 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        if (ep >= 0)
+            close(ep);
+        PyBuffer_Release(&out);
+        return NULL;
+    }
     if (!held || !carried)
         carry();                /* dropped at the end, whatever way out (but held) */
     int carrying = carried, rearms = REARMS;
@@ -1181,8 +1194,12 @@ static PyObject *serve(PyObject *self, PyObject *args)
             sent = ioctl(listener, SECCOMP_IOCTL_NOTIF_SEND, &resp);
             send_err = errno;
         }
-        ready = poll(fds, 2, (int)fmin(ceil(left * 1000), INT32_MAX));
+        struct epoll_event got[2];
+        ready = epoll_wait(ep, got, 2, (int)fmin(ceil(left * 1000), INT32_MAX));
         err = errno;
+        fds[0].revents = fds[1].revents = 0;
+        for (int i = 0; i < ready; i++)
+            fds[got[i].data.u32].revents = (short)got[i].events;
         if (ready > 0 && !fds[1].revents && (fds[0].revents & POLLIN)) {
             memset(&notif, 0, sizeof notif);
             r = ioctl(listener, SECCOMP_IOCTL_NOTIF_RECV, &notif);
@@ -1295,6 +1312,7 @@ static PyObject *serve(PyObject *self, PyObject *args)
         PyErr_Restore(type, value, tb);
     if (!held)
         drop();
+    close(ep);
     PyBuffer_Release(&out);
     return result < 0 ? NULL : PyLong_FromLong(result);
 }
