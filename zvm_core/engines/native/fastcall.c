@@ -944,40 +944,61 @@ static void carry(void)
  * A full gathered buffer's MD5 (~400 us for 256 KiB) would be on the guest's
  * critical path: the guest and this thread take turns on one CPU (a call is a
  * round trip), and the other CPU is idle.  So each serving thread has a helper
- * thread, made at its first full buffer, that hashes one buffer at a time:
- * hash_later() hands it over (waiting first for the one before), hashed() waits
- * until it is done.  The helper touches nothing but the state and the buffer
- * it was given (no Python object, no GIL), carries none of the guest's flags
- * (made while this thread has dropped them) and takes no signal.  Where it
- * cannot be made, the buffer is hashed here, as any other hash is.  A child of
- * fork has no helper: it makes its own. */
+ * thread, made at its first full buffer, to which hash_later() gives a buffer
+ * (after the one before is done): it hashes it in pieces of PIECE bytes, in
+ * order, while the guest runs on.  hashed() waits until the buffer is hashed,
+ * and hashes itself what the helper has not begun: on a busy host the helper
+ * may not get a CPU soon, and the serving thread then waits at most for the
+ * piece under way, never for the helper to be scheduled.  One piece is hashed
+ * at a time, by one thread or the other, so the state sees the bytes in order.
+ * The helper touches nothing but the state and the buffer it was given (no
+ * Python object, no GIL), carries none of the guest's flags (made while this
+ * thread has dropped them) and takes no signal.  Where it cannot be made, the
+ * buffer is hashed here, as any other hash is.  A child of fork has no helper:
+ * it makes its own. */
+
+#define PIECE (16 << 10)
 
 struct helper {
     pthread_mutex_t lock;
     pthread_cond_t work, done;
-    int busy, quit;                     /* busy: a buffer given and not yet hashed */
+    int busy, hashing, quit;            /* busy: bytes given not yet hashed; hashing: a
+                                           piece is being hashed (by either thread) */
     struct md5 *md5;
     const unsigned char *data;
-    size_t n;
+    size_t n, at;                       /* data[at, n): not begun */
     pthread_t thread;
 };
 
 static pthread_key_t helpers;           /* the serving thread's helper, ended with it */
+
+/* Hash the next piece (the helper) or all the rest (the serving thread), with the
+ * lock held on entry and on return. */
+static void hash_next(struct helper *h, size_t most)
+{
+    size_t take = h->n - h->at < most ? h->n - h->at : most;
+    const unsigned char *p = h->data + h->at;
+    h->at += take;
+    h->hashing = 1;
+    pthread_mutex_unlock(&h->lock);
+    md5_update(h->md5, p, take);
+    pthread_mutex_lock(&h->lock);
+    h->hashing = 0;
+    if (h->at == h->n)
+        __atomic_store_n(&h->busy, 0, __ATOMIC_RELEASE);
+    pthread_cond_signal(&h->done);
+}
 
 static void *helping(void *arg)
 {
     struct helper *h = arg;
     pthread_mutex_lock(&h->lock);
     for (;;) {
-        while (!h->busy && !h->quit)
+        while ((h->at == h->n || h->hashing) && !h->quit)
             pthread_cond_wait(&h->work, &h->lock);
         if (h->quit)
             break;
-        pthread_mutex_unlock(&h->lock);
-        md5_update(h->md5, h->data, h->n);
-        pthread_mutex_lock(&h->lock);
-        __atomic_store_n(&h->busy, 0, __ATOMIC_RELEASE);
-        pthread_cond_signal(&h->done);
+        hash_next(h, PIECE);
     }
     pthread_mutex_unlock(&h->lock);
     return NULL;
@@ -1036,13 +1057,17 @@ static void hashed(void)
     if (h == NULL || !__atomic_load_n(&h->busy, __ATOMIC_ACQUIRE))
         return;
     pthread_mutex_lock(&h->lock);
-    while (h->busy)
-        pthread_cond_wait(&h->done, &h->lock);
+    while (h->busy) {
+        if (h->hashing)
+            pthread_cond_wait(&h->done, &h->lock);
+        else
+            hash_next(h, h->n);
+    }
     pthread_mutex_unlock(&h->lock);
 }
 
-/* 1: the helper hashes n bytes of data into m (until hashed() says it is done);
- * 0: there is no helper (the caller hashes them). */
+/* 1: the helper hashes n bytes of data into m (hashed() waits for them); 0: there
+ * is no helper (the caller hashes them). */
 static int hash_later(struct md5 *m, const unsigned char *data, size_t n)
 {
     struct helper *h = pthread_getspecific(helpers);
@@ -1053,6 +1078,7 @@ static int hash_later(struct md5 *m, const unsigned char *data, size_t n)
     h->md5 = m;
     h->data = data;
     h->n = n;
+    h->at = 0;
     h->busy = 1;
     pthread_cond_signal(&h->work);
     pthread_mutex_unlock(&h->lock);
