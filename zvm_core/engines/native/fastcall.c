@@ -2,7 +2,7 @@
  * of the calls that read only the process's fixed identity, and the
  * personality's plain success path of a channel read or write.
  *
- * serve() waits for the guest's notifications (poll on the listener and the
+ * serve() waits for the guest's notifications (epoll on the listener and the
  * pidfd, the seccomp RECV ioctl) as supervisor.py's loop did, with the GIL
  * released while it sends an answer, waits and receives (the rdtsc tracer
  * thread needs it).  A call it can serve it answers itself; any other call it
@@ -1164,7 +1164,7 @@ static PyObject *serve(PyObject *self, PyObject *args)
         PyBuffer_Release(&out);
         return NULL;
     }
-    struct pollfd fds[2] = {{listener, POLLIN, 0}, {pidfd, POLLIN, 0}};
+    struct pollfd fds[2] = {{listener, POLLIN, 0}, {pidfd, POLLIN, 0}};    /* revents: epoll's */
     struct seccomp_notif notif;
     struct seccomp_notif_resp resp;
     struct cache k = {.out = -1, .obuf = c.buffer + CAP, .spare = c.buffer + CAP + OBUF,
