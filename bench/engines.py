@@ -133,10 +133,11 @@ def workloads(tmp: Path, sizes: dict[str, int], reps: int, engines: list[str]) -
                'kernel\'s round trip (the floor, below) plus the copy out of the guest (the '
                'etag\'s MD5 runs on a helper thread, beside the guest): 1.5x needs about 10 '
                'us a write, the host\'s own write included (the 1 KiB writev rows below); '
-               'at load ~1 it was 1.6x before the MD5 left the serving thread, ~1.5x '
-               'estimated since (the serving thread\'s CPU 2.5-3 ms less a sort, measured '
-               'at load 5-18); letting the kernel write the channel itself cannot keep the '
-               'report, quotas and descriptors (doc/sandbox.md, "Cost of a mediated call")')
+               'at load ~1 it was 1.6x before the MD5 left the serving thread (2.5-3 ms '
+               'less CPU on the serving thread a sort since; at load 3-18 no wall change '
+               'measured, ~1.8x fastest run to fastest); letting the kernel write the '
+               'channel itself cannot keep the report, quotas and descriptors '
+               '(doc/sandbox.md, "Cost of a mediated call")')
 
 
 def _interpreted(engine: str, program: Path, tars: list[Path], argv: list[str],
