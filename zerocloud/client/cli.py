@@ -25,31 +25,34 @@ result is not there yet; 130 when Ctrl-C cancelled.
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import json
-import logging
-import os
-import re
-import signal
-import sys
-import threading
-import time
-from pathlib import Path
-from urllib.parse import quote, urlencode
+from zvm_core.interrupt import quiet_imports
 
-import requests
-from swiftclient import ClientException
-from swiftclient.client import logger_settings
-from swiftclient.service import process_options
-from swiftclient.shell import add_default_args
+with quiet_imports('zc'):   # Ctrl-C as the command is starting: exit 130
+    import argparse
+    import contextlib
+    import json
+    import logging
+    import os
+    import re
+    import signal
+    import sys
+    import threading
+    import time
+    from pathlib import Path
+    from urllib.parse import quote, urlencode
 
-from zerocloud.client import display, jobs, local, report, zapps
-from zerocloud.client.session import Answer, ServerError, Session
-from zerocloud.job import JobError, SwiftPath, parse_location
-from zerocloud.sql import formats as sql_formats
-from zvm_core import stdout
-from zvm_core.engines import CHOICES
+    import requests
+    from swiftclient import ClientException
+    from swiftclient.client import logger_settings
+    from swiftclient.service import process_options
+    from swiftclient.shell import add_default_args
+
+    from zerocloud.client import display, jobs, local, report, zapps
+    from zerocloud.client.session import Answer, ServerError, Session
+    from zerocloud.job import JobError, SwiftPath, parse_location
+    from zerocloud.sql import formats as sql_formats
+    from zvm_core import stdout
+    from zvm_core.engines import CHOICES
 
 EXIT_FAILED, EXIT_USAGE, EXIT_PENDING, EXIT_CANCELLED = 1, 2, 3, 130
 REPORT_HEADER = 'X-Zerovm-Report'
