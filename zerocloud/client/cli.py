@@ -795,11 +795,8 @@ class Client:
         except ValueError as e:
             raise Usage(str(e)) from None
         payload = self.payload(remote=False)
-        result, outputs = local.run(payload, self.opts.target or self.opts.script, maps,
-                                    self.opts.stdin)
-        if not self.opts.json:
-            for part in outputs:
-                self.out.write(part)
+        result = local.run(payload, self.opts.target or self.opts.script, maps,
+                           self.opts.stdin, None if self.opts.json else self.out.write)
         return self.show_result(result, {})
 
 
