@@ -58,7 +58,8 @@ A client's DELETE of ``<that name>.state`` cancels the job (:func:`cancel`):
 it stores ``<that name>.cancel``, which the proxy running the job looks for
 every CANCEL_EVERY seconds; it then throws :class:`Cancelled` into the job
 (its nodes stop as for a client that hangs up) and stores its result, 499
-with ``X-Nexe-Status: cancelled`` and what had ended.
+with ``X-Nexe-Status: cancelled`` and what had ended (in words, and as
+``X-Nexe-Node-Counts: total 3, done 1, failed 0, stopped 2``).
 """
 
 from __future__ import annotations
@@ -306,8 +307,11 @@ def _cancelled(progress: Progress) -> Response:
             f'{time.time() - progress.started_at:.1f} s{job}: {counts["done"]}/'
             f'{counts["total"]} nodes done, {counts["failed"]} failed, '
             f'{counts["running"]} stopped running')
+    ended = (f'total {counts["total"]}, done {counts["done"]}, failed {counts["failed"]}, '
+             f'stopped {counts["running"]}')
     return HTTPClientDisconnect(body=text + '\n', headers={'X-Nexe-Status': 'cancelled',
-                                                           'X-Nexe-Error': text})
+                                                           'X-Nexe-Error': text,
+                                                           'X-Nexe-Node-Counts': ended})
 
 
 def cancel(app, env: dict, logger) -> Response | None:

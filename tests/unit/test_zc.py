@@ -1323,3 +1323,26 @@ def test_local_run_streams_each_output_without_holding_it(tmp_path: Path, guest,
         line = f'T {k:08d}\n'.encode()
         expected.update(line + bytes([97 + k % 26]) * (65536 - len(line)))
     assert hashed.hexdigest() == expected.hexdigest()
+
+
+def test_status_json_of_a_cancelled_job_gives_its_node_counts() -> None:
+    # zc status --json said nodes 0/0/0 of a cancelled job: its counts were only in
+    # the error text; the stored result now has them (X-Nexe-Node-Counts)
+    import io
+
+    from zerocloud import deferred
+    from zerocloud.client.cli import Client
+    progress = deferred.Progress()
+    progress.launched([SimpleNamespace(name=f'n{i}', attach=None) for i in range(4)])
+    for _ in range(3):
+        progress.started()
+    progress.finished([SimpleNamespace(failed=True, channel_bytes=lambda: (0, 0))])
+    resp = deferred._cancelled(progress)
+    stored = json.dumps({'Status': resp.status, **dict(resp.headers)}).encode()
+    out = io.BytesIO()
+    client = Client(build_parser().parse_args(['status', 'job-1', '--json']), out=out)
+    client.describe(report.parse_stored(stored, resp.body), as_json=True)
+    said = json.loads(out.getvalue())
+    assert (said['state'], said['status'], said['nodes']) == (
+        'cancelled', 499, {'total': 4, 'done': 0, 'failed': 1, 'stopped': 2})
+    assert said['error'].endswith(': 0/4 nodes done, 1 failed, 2 stopped running')

@@ -584,10 +584,11 @@ class Client:
         said = result.body.decode('utf-8', 'replace').strip() if result.stopped else ''
         if as_json:
             failed = sum(n.failed for n in result.nodes)
+            nodes = result.counts or {'total': len(result.nodes),
+                                      'done': len(result.nodes) - failed, 'failed': failed}
             self.out.write(json.dumps({
                 'state': state, 'status': result.status, 'seconds': result.seconds,
-                'nodes': {'total': len(result.nodes), 'done': len(result.nodes) - failed,
-                          'failed': failed}, **({'error': said} if said else {})
+                'nodes': nodes, **({'error': said} if said else {})
             }).encode() + b'\n')
         elif said:
             self.err.write(f'{self.opts.id}: {state}: {said}\n')
