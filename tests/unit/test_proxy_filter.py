@@ -340,7 +340,13 @@ def test_a_denied_post_is_a_403_before_anything_is_read(mw, swift, servers) -> N
                                            b'stdin of wc) is not supported (did you mean '
                                            b'swift://~/demo/lines?)'),
     (job(stdin='swift://~/c/gone'), 404, b'Error 404 Not Found while fetching '
-                                         b'swift://AUTH_a/c/gone'),
+                                         b'swift://AUTH_a/c/gone (device stdin of wc)\n'),
+    # a missing object said which, not who read it: the node and its device now
+    ([{**job()[0], 'exec': {'path': 'swift://~/bin/none'}}], 404,
+     b'Error 404 Not Found while fetching swift://AUTH_a/bin/none (the program of wc)\n'),
+    ([{**job()[0], 'devices': [*job()[0]['devices'], {'name': 'input',
+                                                      'path': 'swift://~/c/gone'}]}], 404,
+     b'Error 404 Not Found while fetching swift://AUTH_a/c/gone (device input of wc)\n'),
     (job(count=2, connect=['wc']), 400, b'Cannot connect wc to itself (wc -> wc): its nodes '
                                          b'would have to run at the same time'),
     (job(replicate=3), 400, b'Invalid replicate in wc: 3 runs need 3 different servers, '
