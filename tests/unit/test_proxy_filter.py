@@ -563,9 +563,20 @@ def test_a_refusal_is_final(mw, servers) -> None:
     asked = servers(d0=_Refused(413, 'request larger than zerovm_maxinput'), d1=ok())
     resp = post(mw, job())
     assert resp.status_int == 413
-    assert resp.headers['X-Nexe-Status'] == 'error'
+    assert resp.headers['X-Nexe-Status'] == 'refused'
     assert 'refused the node: 413 request larger' in resp.headers['X-Nexe-Error']
     assert [a[0] for a in asked.asked] == ['d0']
+
+
+def test_an_object_servers_400_is_the_jobs_mistake(mw, servers) -> None:
+    # engine native on a server set to emulated: the node ended 'error', as if the
+    # cluster had failed; it is 'refused' (nothing ran), a 400 saying what to ask for
+    why = ('this object server runs the emulated engine only (zerovm_engine = emulated): '
+           'ask for engine auto or emulated')
+    servers(d0=_Refused(400, why), d1=ok())
+    resp = post(mw, job(engine='native'))
+    assert (resp.status_int, resp.headers['X-Nexe-Status']) == (400, 'refused')
+    assert resp.headers['X-Nexe-Error'].endswith(f'refused the node: 400 {why}')
 
 
 
