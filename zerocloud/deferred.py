@@ -61,7 +61,8 @@ it stores ``<that name>.cancel``, which the proxy running the job looks for
 every CANCEL_EVERY seconds; it then throws :class:`Cancelled` into the job
 (its nodes stop as for a client that hangs up) and stores its result, 499
 with ``X-Nexe-Status: cancelled`` and what had ended (in words, and as
-``X-Nexe-Node-Counts: total 3, done 1, failed 0, stopped 2``).
+``X-Nexe-Node-Counts: total 3, done 1, failed 0, stopped 2``; a lost job's result
+gives what its state last counted, ``..., lost 2``).
 """
 
 from __future__ import annotations
@@ -308,11 +309,17 @@ def _cancelled(progress: Progress) -> Response:
             f'{time.time() - progress.started_at:.1f} s{job}: {counts["done"]}/'
             f'{counts["total"]} nodes done, {counts["failed"]} failed, '
             f'{counts["running"]} stopped running')
-    ended = (f'total {counts["total"]}, done {counts["done"]}, failed {counts["failed"]}, '
-             f'stopped {counts["running"]}')
-    return HTTPClientDisconnect(body=text + '\n', headers={'X-Nexe-Status': 'cancelled',
-                                                           'X-Nexe-Error': text,
-                                                           'X-Nexe-Node-Counts': ended})
+    return HTTPClientDisconnect(body=text + '\n', headers={
+        'X-Nexe-Status': 'cancelled', 'X-Nexe-Error': text,
+        'X-Nexe-Node-Counts': _node_counts(counts, stopped=counts['running'])})
+
+
+def _node_counts(counts: dict, **rest: int) -> str:
+    """``X-Nexe-Node-Counts`` of a job that did not end: ``total 3, done 1, failed 0``,
+    then ``rest`` (``stopped 2``: the cancelled nodes; ``lost 2``: those a lost job's
+    proxy had not seen end)."""
+    every = {key: counts[key] for key in ('total', 'done', 'failed')} | rest
+    return ', '.join(f'{key} {value}' for key, value in every.items())
 
 
 def cancel(app, env: dict, logger) -> Response | None:
@@ -377,6 +384,11 @@ def _settle(app, req: Request, version: str, account: str, container: str, name:
              f'result is lost: run the job again\n',
         content_type='text/plain', headers={'X-Nexe-Status': 'lost'})
     lost.headers['X-Nexe-Error'] = lost.body.decode().strip()
+    nodes = running.get('nodes')
+    if isinstance(nodes, dict) and all(isinstance(nodes.get(k), int)
+                                       for k in ('total', 'done', 'failed')):
+        lost.headers['X-Nexe-Node-Counts'] = _node_counts(
+            nodes, lost=nodes['total'] - nodes['done'] - nodes['failed'])
     _store(app, req, SwiftPath(account, container, name), lost, logger, version)
     _request(app, req, 'DELETE', base + STATE_SUFFIX)
     # a cancel asked while the state still looked fresh left a marker no proxy reads

@@ -63,3 +63,16 @@ def test_a_cancel_of_a_job_whose_proxy_process_is_gone_says_lost_at_once() -> No
         if lost:
             error = json.loads(stored[1])['X-Nexe-Error']
             assert f'(its process {proxy} is gone)' in error, error
+
+
+def test_a_lost_job_keeps_the_counts_its_state_last_had() -> None:
+    # zc status --json of a lost job said nodes 0/0/0: what had ended was known
+    app = DeletingSwift()
+    env = lost_env(app, time.time() - 31)
+    state = json.loads(app.objects[f'{NAME}.state'][1])
+    app.objects[f'{NAME}.state'] = ({}, json.dumps({**state, 'nodes': {
+        'total': 5, 'done': 2, 'failed': 1, 'running': 1}}).encode())
+    deferred.settle_lost(app, env, LOG)
+    stored = json.loads(app.objects[f'{NAME}.headers'][1])
+    assert (stored['X-Nexe-Status'], stored['X-Nexe-Node-Counts']) == (
+        'lost', 'total 5, done 2, failed 1, lost 2')
