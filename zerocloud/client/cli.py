@@ -90,7 +90,7 @@ class _Output:
 
     def write(self, data: bytes) -> int:
         """All of ``data``: a buffered stream whose pipe broke during a large write
-        returns the part it wrote (``zc local run`` wrote its whole output at once)."""
+        returns the part it wrote (a MiB piece of ``zc local run``'s output)."""
         view, done = memoryview(data), 0
         try:
             while done < len(view):

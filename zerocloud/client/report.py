@@ -98,7 +98,7 @@ class JobResult:
     summary: Summary | None = None      # a large job's counts, when no report came
     streamed: bool = False              # the output went to stdout as it came (no body)
     stopped: str = ''                   # a deferred job that did not end: cancelled, lost
-    counts: dict[str, int] | None = None    # its nodes then (total, done, failed, stopped)
+    counts: dict[str, int] | None = None    # its nodes: total, done, failed, stopped|lost
 
     @property
     def failed(self) -> bool:
@@ -271,7 +271,7 @@ def parse(status: int, headers: Mapping[str, str], body: bytes) -> JobResult:
 
 def _counts(text: str) -> dict[str, int] | None:
     """``total 3, done 1, failed 0, stopped 2`` (X-Nexe-Node-Counts) as a dict; None
-    when there is none (a lost job, an older server) or it does not read so."""
+    when there is none (an older server's result) or it does not read so."""
     pairs = [item.split() for item in text.split(',')] if text else []
     if not pairs or any(len(p) != 2 or not p[1].isdigit() for p in pairs):
         return None
