@@ -19,9 +19,9 @@ The messages are cheap per run, since a batch's node costs little else:
 a request carries each run's arguments, environment, seed and epoch, and what
 runs share (program, limits, engine, the channels' layout and quotas) as
 a shape the worker keeps, sent once per worker (:class:`_Shapes`); a reply is
-the report's values without their keys, and the kept tails as they are.  One
-``sendmsg`` per message (descriptors with it), one ``recvmsg`` into a buffer
-kept with the socket.
+the report's values without their keys, the kept tails as they are, and (a
+batch's) when the worker sent it.  One ``sendmsg`` per message (descriptors
+with it), one ``recvmsg`` into a buffer kept with the socket.
 
 Usable from plain Python and from eventlet code: the socket, ``select`` and
 locks used here are the ones eventlet monkey-patches, so a waiting caller
