@@ -12,6 +12,7 @@ budgets and host-side errors all end as a status.
 
 from __future__ import annotations
 
+import itertools
 import os
 import struct
 from collections.abc import Iterable, Mapping
@@ -41,6 +42,14 @@ UID = 1000
 AT = dict(PHDR=3, PHENT=4, PHNUM=5, PAGESZ=6, BASE=7, FLAGS=8, ENTRY=9, UID=11, EUID=12,
           GID=13, EGID=14, PLATFORM=15, HWCAP=16, CLKTCK=17, SECURE=23, RANDOM=25,
           HWCAP2=26, EXECFN=31)
+PLATFORM = b'x86_64'
+# the auxiliary vector in its order (initial_stack): the entries every run has alike
+(AT_PHDR, AT_PHENT, AT_PHNUM, AT_ENTRY, AT_PLATFORM, AT_RANDOM, AT_HWCAP2,
+ AT_EXECFN) = (AT[k] for k in ('PHDR', 'PHENT', 'PHNUM', 'ENTRY', 'PLATFORM', 'RANDOM',
+                               'HWCAP2', 'EXECFN'))
+_AUX_FIXED = (AT['PAGESZ'], 4096, AT['BASE'], 0, AT['FLAGS'], 0)
+_AUX_IDS = (AT['UID'], UID, AT['EUID'], UID, AT['GID'], UID, AT['EGID'], UID)
+_AUX_HW = (AT['HWCAP'], CPUID_TABLE[1][5], AT['CLKTCK'], 100, AT['SECURE'], 0)
 
 
 class SetupError(ValueError):
@@ -66,28 +75,22 @@ def heap_bounds(program: Program, memory: int) -> tuple[int, int]:
 def initial_stack(program: Program, argv: list[bytes], envp: list[bytes],
                   at_random: bytes) -> tuple[int, bytes]:
     """argc, argv, envp, auxv and their strings below STACK_TOP (SysV ABI):
-    the initial stack pointer and the bytes from there up."""
-    strings = [*argv, *envp, b'x86_64']
-    blob = b''.join(s + b'\0' for s in strings) + at_random
+    the initial stack pointer and the bytes from there up.  Made once per run of
+    a batch's node (each its own argv and env): the addresses are running sums
+    and the auxiliary vector one list, not a dict and a loop (12 -> 5 us)."""
+    strings = [*argv, *envp, PLATFORM]
+    blob = b'\0'.join(strings) + b'\0' + at_random
     if len(blob) > MAX_ARGS_SIZE:
         raise SetupError('fault', f'arguments and environment take {len(blob)} bytes; '
                          f'the limit is {MAX_ARGS_SIZE}')
     base = (STACK_TOP - 16 - len(blob)) & ~15
-    addrs, pos = [], base
-    for s in strings:
-        addrs.append(pos)
-        pos += len(s) + 1
-    random_addr = pos
-    argv_p, envp_p = addrs[:len(argv)], addrs[len(argv):len(argv) + len(envp)]
+    addrs = list(itertools.accumulate([len(s) + 1 for s in strings], initial=base))
+    argc, envc = len(argv), len(envp)
     p = program
-    aux = dict(PHDR=p.phdr_addr, PHENT=p.phent, PHNUM=p.phnum, PAGESZ=4096, BASE=0,
-               FLAGS=0, ENTRY=p.entry, UID=UID, EUID=UID, GID=UID, EGID=UID,
-               PLATFORM=addrs[-1], HWCAP=CPUID_TABLE[1][5], CLKTCK=100, SECURE=0,
-               RANDOM=random_addr, HWCAP2=0, EXECFN=argv_p[0] if argv_p else 0)
-    words = [len(argv), *argv_p, 0, *envp_p, 0]
-    for key, value in aux.items():
-        words += [AT[key], value]
-    words += [0, 0]
+    words = [argc, *addrs[:argc], 0, *addrs[argc:argc + envc], 0,
+             AT_PHDR, p.phdr_addr, AT_PHENT, p.phent, AT_PHNUM, p.phnum, *_AUX_FIXED,
+             AT_ENTRY, p.entry, *_AUX_IDS, AT_PLATFORM, addrs[-2], *_AUX_HW,
+             AT_RANDOM, addrs[-1], AT_HWCAP2, 0, AT_EXECFN, addrs[0] if argc else 0, 0, 0]
     sp = (base - 8 * len(words)) & ~15
     table = struct.pack(f'<{len(words)}Q', *words)
     return sp, table + bytes(base - sp - len(table)) + blob

@@ -771,6 +771,39 @@ def test_chunks_take_about_chunk_seconds_of_a_worker() -> None:
     assert sum(sizes) == 100 - 1 - CHUNK - 2 - 1 and chunks.take() == []
 
 
+def test_a_batch_paces_its_chunks_by_the_workers_clock(mw, guest, devices: Path,
+                                                      monkeypatch) -> None:
+    """A node's pace is how fast the worker ran it (the time it sent its reply,
+    ``RunResult.ended``), not when this busy process got to read the reply: read
+    0.3 s late, the pace was 0.3 s a node, and a quick program's chunks one node
+    each (``Pool.run_many``'s pauses, made of the pace, then made it later still)."""
+    from zerocloud.object import batch
+    made: list[Chunks] = []
+
+    class Recorded(Chunks):
+        def __init__(self, *args) -> None:
+            super().__init__(*args)
+            made.append(self)
+    put(mw, '/sda1/0/a/c/o0', b'one two')
+    channels = (wire.DeviceSpec('stdin', 'r', source='local'), wire.DeviceSpec('stdout', 'w'))
+    entries = [wire.BatchEntry('sda1', 0, '/a/c/o0', wire.NodeSpec('n0', ['wc'],
+                                                                   devices=channels))]
+    warm = batch_request(mw, entries, guest('wc').read_bytes())   # the worker's template
+    assert warm.status_int == 200 and b'0/report.json' in warm.body
+    monkeypatch.setattr(batch, 'Chunks', Recorded)
+    run_many = mw.pool.run_many
+
+    def read_late(*args, **kwargs):
+        for result in run_many(*args, **kwargs):
+            time.sleep(0.3)                 # the hub served others first
+            yield result
+    monkeypatch.setattr(mw.pool, 'run_many', read_late)
+    resp = batch_request(mw, entries, guest('wc').read_bytes())
+    assert resp.status_int == 200, resp.body
+    assert json.loads(untar(resp.body)['0/report.json'])['status'] == 'ok'
+    assert made[0].pace is not None and made[0].pace < 0.2
+
+
 def test_a_batch_carries_the_job_image_once(mw, guest, devices: Path) -> None:
     """The job's image (``dev/image``) is mounted for every node of the batch; a
     second batch names it by digest (``X-Zerovm-Image``)."""
@@ -1209,3 +1242,21 @@ def test_workers_that_die_as_they_start_are_a_503_to_try_later_logged_once(
     (line,) = logged.lines['error']
     assert line.startswith('zerocloud: sandbox workers die as they start (')
     assert mw.pool.replaced < pool_module.START_FAILURES
+
+
+def test_an_image_that_is_not_a_tar_is_the_requests_mistake(mw, guest) -> None:
+    # it ended 'fault' (422: "the program crashed") though nothing ran: the job's
+    # image device named an object that is not a tar
+    put(mw)
+    members = [spec(wire.DeviceSpec('stdin', 'r', source='local'), wire.DeviceSpec('stdout', 'w'),
+                    wire.DeviceSpec('image', 'r', random=True, source='member')),
+               wire.bytes_member(wire.EXE, guest('wc').read_bytes()),
+               wire.bytes_member(wire.DEV_PREFIX + 'image', b'not a tar archive ' * 64)]
+    resp = execute(mw, members=members)
+    assert resp.status_int == 200, resp.body
+    report = json.loads(untar(resp.body)['report.json'])
+    assert report['status'] == 'refused', report
+    assert report['message'].startswith('cannot mount /dev/image at /: /dev/image is not a '
+                                        'readable tar image: '), report
+    assert report['message'].endswith('; the image device must name a tar archive (tar -cf, '
+                                      'or a zapp: zc bundle)'), report

@@ -179,6 +179,19 @@ def test_a_run_many_reply_carries_its_tails_as_they_are(pair) -> None:
     assert result.data == report.to_dict() and result.report == report
 
 
+def test_a_run_many_reply_says_when_the_worker_sent_it(pair) -> None:
+    """``ended`` (the worker's monotonic clock, every process's) travels with the
+    reply, the one a report too large replaces too: its caller paces by it."""
+    caller, worker = pair
+    zvm_pool._reply(worker, Report('ok', 0), {}, 1234.5)
+    assert zvm_pool._run_result(zvm_pool._recv(caller, zvm_pool._buffer())[0]).ended == 1234.5
+    zvm_pool._reply(worker, Report('ok', 0), {'/dev/stderr': b'x' * zvm_pool.MAX_MESSAGE}, 7.0)
+    result = zvm_pool._run_result(zvm_pool._recv(caller, zvm_pool._buffer())[0])
+    assert result.report.status == 'killed' and result.ended == 7.0
+    zvm_pool._reply(worker, Report('ok', 0))        # Pool.run's: no stamp
+    assert zvm_pool._run_result(zvm_pool._recv(caller, zvm_pool._buffer())[0]).ended is None
+
+
 def test_a_run_many_reply_too_large_says_so(pair) -> None:
     caller, worker = pair
     zvm_pool._reply(worker, Report('ok', 0), {'/dev/stderr': b'x' * zvm_pool.MAX_MESSAGE})

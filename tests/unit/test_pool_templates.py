@@ -4,6 +4,8 @@ Its templates here are stand-ins: only what it keeps is under test."""
 
 from __future__ import annotations
 
+import types
+
 from zvm_core.pool import worker
 from zvm_core.pool.worker import Templates
 
@@ -97,3 +99,36 @@ def test_templates_keep_their_descriptors_within_the_worker_s(monkeypatch) -> No
     assert not a.closed
     b = _use(templates, 'b')            # 9 + 2 > 5: the least recently used goes
     assert a.closed and not b.closed
+
+
+def test_a_template_evicted_since_its_run_is_not_weighed_again(monkeypatch) -> None:
+    """A batch's templates are settled at the end of its chunk (``_serve_many``): one a
+    later run of the chunk evicted is closed, and stays out of the weights and of
+    what the idle worker tends."""
+    templates, made = _templates(monkeypatch, budget=2 * (10 * MIB + OVERHEAD))
+    _use(templates, 'a')
+    b = _use(templates, 'b')
+    _run(templates, 'a', 30 * MIB)      # b goes
+    assert b.closed
+    held = templates._held
+    templates.settle(b)
+    assert templates._held == held and id(b) not in templates._ran
+    assert id(b) not in templates._costs
+
+
+def test_a_chunk_settles_each_template_once_after_its_runs(monkeypatch) -> None:
+    """``_serve_many`` weighs each template its runs used once, after the last reply
+    (a native template holds the same after every run: per node it was ~8 us)."""
+    steps: list = []
+    templates, made = _templates(monkeypatch, budget=1 << 30)
+    template = _use(templates, 'a')
+    template.reset = lambda: steps.append('reset')
+    monkeypatch.setattr(worker, '_serve_one', lambda req, fds, t, tails, ahead: (
+        worker.Report('ok', 0), template))
+    monkeypatch.setattr(worker, '_reply', lambda sock, report, tails, ended: steps.append(
+        'reply'))
+    monkeypatch.setattr(Templates, 'settle', lambda self, m: steps.append(('settle', m)))
+    monkeypatch.setattr(worker, '_fastcall', types.SimpleNamespace(   # no guest's flags here
+        hold=lambda on: False, monotonic=lambda: 0.0))
+    worker._serve_many(None, [({}, []), ({}, []), ({}, [])], templates)
+    assert steps == ['reply', 'reset'] * 3 + [('settle', template)]

@@ -268,8 +268,12 @@ class Chunks:
         return list(range(first, self.next))
 
     def ran(self, seconds: float) -> None:
-        """The nodes of a chunk took ``seconds`` each in their worker (on average: their
-        replies are read in groups, ``Pool.run_many``'s ``pace``)."""
+        """The nodes of a chunk took ``seconds`` each in their worker (on average), as
+        the worker's clock says (``RunResult.ended``): the time this process took to
+        read their replies is not theirs.  Measured when it read the last one, a
+        busy hub's delays (and the pauses of ``Pool.run_many``'s ``pace``, made of
+        this one) made the pace several times the worker's, and most chunks
+        one to five nodes long."""
         self.pace = seconds if self.pace is None else 0.8 * self.pace + 0.2 * seconds
 
 
@@ -492,12 +496,14 @@ class BatchRun:
                     clock[0] = time.monotonic()
                 results = self.owner.pool.run_many([n.run for n in nodes], account=self.account,
                                                    started=started, pace=chunks.pace or 0.0)
-                ran = 0
+                ran, ended = 0, None
                 for i, result in enumerate(results):   # to its end: the worker goes back
                     node = nodes[i]
-                    ran += result is not None
+                    if result is not None:
+                        ran += 1
+                        ended = result.ended or ended
                     if i == len(nodes) - 1 and ran:     # replies come in groups: per chunk
-                        chunks.ran((time.monotonic() - clock[0]) / ran)
+                        chunks.ran(((ended or time.monotonic()) - clock[0]) / ran)
                     if result is None:
                         node.close(self.outputs)
                         yield node.index, HTTPServiceUnavailable(

@@ -19,9 +19,9 @@ The messages are cheap per run, since a batch's node costs little else:
 a request carries each run's arguments, environment, seed and epoch, and what
 runs share (program, limits, engine, the channels' layout and quotas) as
 a shape the worker keeps, sent once per worker (:class:`_Shapes`); a reply is
-the report's values without their keys, and the kept tails as they are.  One
-``sendmsg`` per message (descriptors with it), one ``recvmsg`` into a buffer
-kept with the socket.
+the report's values without their keys, the kept tails as they are, and (a
+batch's) when the worker sent it.  One ``sendmsg`` per message (descriptors
+with it), one ``recvmsg`` into a buffer kept with the socket.
 
 Usable from plain Python and from eventlet code: the socket, ``select`` and
 locks used here are the ones eventlet monkey-patches, so a waiting caller
@@ -290,29 +290,32 @@ def _report_of(fields: list) -> Report:
     return Report(*values)
 
 
-def _reply(sock: socket.socket, report: Report, tails: Mapping[str, bytes] | None = None
-           ) -> None:
+def _reply(sock: socket.socket, report: Report, tails: Mapping[str, bytes] | None = None,
+           ended: float | None = None) -> None:
     """Send a run's report and its tails (``Pool.run_many``'s): the length of a JSON
-    part (the report's fields, the tails' sizes), that part, then the tails as
+    part (the report's fields, the tails' sizes, and ``ended``, when the worker
+    sent it: ``CLOCK_MONOTONIC``, every process's), that part, then the tails as
     they are.  One that cannot travel is replaced by a short report that says so."""
     tails = tails or {}
-    head = _dumps([_report_fields(report), [[k, len(v)] for k, v in tails.items()]]).encode()
+    head = _dumps([_report_fields(report), [[k, len(v)] for k, v in tails.items()],
+                   ended]).encode()
     try:
         _send(sock, [_LENGTH.pack(len(head)), head, *tails.values()])
     except MessageTooLarge as e:
-        _reply(sock, _failed('killed', f'the report of this run is too large to return: {e}'))
+        _reply(sock, _failed('killed', f'the report of this run is too large to return: {e}'),
+               ended=ended)
 
 
 def _run_result(message: memoryview) -> RunResult:
     """What :func:`_reply` sent."""
     (size,) = _LENGTH.unpack_from(message)
     end = _LENGTH.size + size
-    (fields, sizes), _ = _loads(str(message[_LENGTH.size:end], 'utf-8'))
+    (fields, sizes, ended), _ = _loads(str(message[_LENGTH.size:end], 'utf-8'))
     tails = {}
     for alias, size in sizes:
         tails[alias] = bytes(message[end:end + size])
         end += size
-    return RunResult(fields, tails)
+    return RunResult(fields, tails, ended)
 
 
 def _run_report(message: memoryview) -> Report:
@@ -461,10 +464,13 @@ class RunResult:
     ``tail``, the bytes kept.  ``fields`` is the report as the worker sent it (its
     values in the order of ``REPORT_FIELDS``: a batch's node passes them on to the
     proxy as they are, ``zerocloud.object.batch``); ``data`` (``Report.to_dict``)
-    and ``report`` are built from them when first asked for."""
+    and ``report`` are built from them when first asked for.  ``ended``: when the
+    worker sent it (``time.monotonic``'s clock, the same in every process), if it
+    did: how fast the worker went, whenever its caller got to read the reply."""
 
-    def __init__(self, fields: list, tails: dict[str, bytes] | None = None) -> None:
-        self.fields, self.tails = fields, tails or {}
+    def __init__(self, fields: list, tails: dict[str, bytes] | None = None,
+                 ended: float | None = None) -> None:
+        self.fields, self.tails, self.ended = fields, tails or {}, ended
 
     @functools.cached_property
     def data(self) -> dict:

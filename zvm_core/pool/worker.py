@@ -150,7 +150,10 @@ class Templates:
         return getattr(machine, 'charge', machine.image_size) + snapshots + (4 << 20)
 
     def settle(self, machine) -> None:
-        """A template was reset after a run: charge it what it still holds."""
+        """A template was reset after a run: charge it what it still holds (none, if
+        it was closed since: a batch's later run evicted it, ``_serve_many``)."""
+        if id(machine) not in self._costs:
+            return
         machine.charge = machine.held()
         self._ran[id(machine)] = machine
         self._charge(machine)
@@ -270,8 +273,9 @@ def _serve_one(req: dict, fds: list[int], templates: Templates,
         from zvm_core.syscalls.fs import ImageError, mounted
         try:        # in order: a later image wins where paths meet
             image = mounted([(ch.backing, where, ch.alias) for ch, where in mounts])
-        except ImageError as e:
-            return Report('fault', None, str(e)), None
+        except ImageError as e:     # the request's image: nothing ran (a 400 at the proxy)
+            return Report('refused', None, f'{e}; the image device must name a tar archive '
+                                           '(tar -cf, or a zapp: zc bundle)'), None
     if engine == 'native':
         file = _file_key(req['program'])
         try:
@@ -308,8 +312,11 @@ def _serve_many(sock: socket.socket, runs: list[tuple[dict, list[int]]],
                 templates: Templates) -> None:
     """Serve ``Pool.run_many``'s request (each run and its descriptors): each run in
     turn, its reply (report and kept tails) sent as it ends; its descriptors closed
-    once it ended."""
+    once it ended.  The templates the runs used are weighed again (``settle``) once,
+    at the end: what a native one holds does not change with its runs, and an
+    emulated one's growth is seen a chunk later."""
     done = 0
+    used: dict[int, object] = {}        # id -> template reset since the request came
     _fastcall.hold(True)
     try:
         for i, (req, fds) in enumerate(runs):
@@ -323,13 +330,17 @@ def _serve_many(sock: socket.socket, runs: list[tuple[dict, list[int]]],
                 done += 1
                 for f in fds:
                     os.close(f)
-            _reply(sock, report, {k: t.data for k, t in tails.items()})
+            # stamped: the caller sizes its requests by the worker's pace, not by when
+            # its busy loop read the replies (zerocloud.object.batch: Chunks)
+            _reply(sock, report, {k: t.data for k, t in tails.items()}, _fastcall.monotonic())
             # no sched_yield here, unlike worker_main: the next node waited (doc/sandbox.md)
             if machine is not None:
                 machine.reset()     # after the reply: idle templates hold no guest data
-                templates.settle(machine)
+                used[id(machine)] = machine
     finally:
         _fastcall.hold(False)
+        for machine in used.values():
+            templates.settle(machine)
         for _, fds in runs[done:]:
             for f in fds:
                 os.close(f)

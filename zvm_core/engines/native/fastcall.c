@@ -425,6 +425,7 @@ struct slot { int fd, chan; long long access; };
 
 struct cache {
     int nchans, nslots, out;          /* out: the chan whose bytes obuf holds, or -1 */
+    const char *outcall;              /* the guest's call that gathered them (its failure's) */
     size_t fill;
     long long at;                     /* a FileBacking's offset of obuf[0] */
     unsigned char *obuf, *spare;      /* gathering into obuf; spare: the other buffer
@@ -442,12 +443,14 @@ static PyTypeObject *md5_type;        /* zvm_core._md5.MD5: the states hashed he
 static void hashed(void);
 static int hash_later(struct md5 *m, const unsigned char *data, size_t n);
 
-static int host_error(int err)
+static int host_error(int err, const char *call)
 {
-    PyObject *args = Py_BuildValue("(is)", err, strerror(err));
-    if (args != NULL)
-        PyErr_SetObject(HostIOError, args);
-    Py_XDECREF(args);
+    PyObject *e = PyObject_CallFunction(HostIOError, "is", err, strerror(err));
+    PyObject *name = e != NULL ? PyUnicode_FromString(call) : NULL;
+    if (name != NULL && PyObject_SetAttrString(e, "call", name) == 0)
+        PyErr_SetObject(HostIOError, e);
+    Py_XDECREF(name);
+    Py_XDECREF(e);
     return -1;
 }
 
@@ -462,7 +465,7 @@ static int unread(struct cache *k)
     k->in = -1;
     k->have = k->used = 0;
     if (left && ch->kind != K_FILE && lseek(ch->hostfd, -left, SEEK_CUR) < 0)
-        return host_error(errno);
+        return host_error(errno, "read");
     return 0;
 }
 
@@ -484,7 +487,7 @@ static int flush(struct cache *k, int later)
         if (w < 0 && errno == EINTR)
             continue;
         if (w <= 0)
-            return host_error(w < 0 ? errno : ENOSPC);
+            return host_error(w < 0 ? errno : ENOSPC, k->outcall);
         done += (size_t)w;
     }
     if (ch->hash != NULL) {
@@ -760,6 +763,9 @@ static int serve_one(struct ctx *c, struct cache *k, const struct seccomp_notif 
                 k->at = ch->cursor;
             k->fill += total;
             k->out = s->chan;
+            const char *call = nr == NR_WRITEV ? "writev" : "write";
+            k->outcall = k->fill == total || !strcmp(k->outcall, call) ? call
+                                                                      : "write and writev";
             done = (ssize_t)total;
         } else {
             struct iovec whole = {buffer, total};
@@ -1547,7 +1553,8 @@ PyMODINIT_FUNC PyInit__fastcall(void)
         return NULL;
     HostIOError = PyErr_NewExceptionWithDoc(
         "_fastcall.HostIOError", "A write the loop had gathered failed on the host (errno, "
-        "strerror): the guest was told it was written.", PyExc_OSError, NULL);
+        "strerror; .call: the guest's call that gathered it): the guest was told it was "
+        "written.", PyExc_OSError, NULL);
     if (HostIOError == NULL || PyModule_AddObjectRef(m, "HostIOError", HostIOError) < 0)
         return NULL;
     if (PyModule_AddIntConstant(m, "STOPPED", STOPPED) < 0

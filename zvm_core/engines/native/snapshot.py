@@ -418,8 +418,9 @@ class Snapshots(prefix.Snapshots):
         other run is expected to repeat (a batch's node, whose ``LOCAL_*``
         variables name its object) is not recorded: its probe would cost a spawned,
         traced loader, and for a short prefix the run again from the entry, for a
-        snapshot that no run resumes."""
-        if self.off:
+        snapshot that no run resumes (and with none kept, its key is not even made:
+        a batch's nodes)."""
+        if self.off or not (probe or self._kept):
             return None, None
         key = prefix.key(argv, env, seed, epoch, guest.fds)
         if key in self.short:
