@@ -130,11 +130,14 @@ def workloads(tmp: Path, sizes: dict[str, int], reps: int, engines: list[str]) -
            'native/main', 'native/spawn', 'emulated/native'], rows,
           note='goals (issue 16): native <= 1.2x host on sha256, <= 1.5x on wc and sort. '
                'sort writes through stdio: ~1,000 mediated 1 KiB writev per MiB, each the '
-               'kernel\'s round trip (the floor, below) plus the copy out of the guest and '
-               'MD5: 1.5x needs about 10 us a write, the host\'s own write included (the 1 '
-               'KiB writev rows below); letting the kernel write the channel itself cannot '
-               'keep the report, quotas and descriptors (doc/sandbox.md, "Cost of a mediated '
-               'call")')
+               'kernel\'s round trip (the floor, below) plus the copy out of the guest (the '
+               'etag\'s MD5 runs on a helper thread, beside the guest): 1.5x needs about 10 '
+               'us a write, the host\'s own write included (the 1 KiB writev rows below); '
+               'at load ~1 it was 1.6x before the MD5 left the serving thread (2.5-3 ms '
+               'less CPU on the serving thread a sort since; at load 3-18 no wall change '
+               'measured, ~1.8x fastest run to fastest); letting the kernel write the '
+               'channel itself cannot keep the report, quotas and descriptors '
+               '(doc/sandbox.md, "Cost of a mediated call")')
 
 
 def _interpreted(engine: str, program: Path, tars: list[Path], argv: list[str],
@@ -360,7 +363,8 @@ def round_trip(tmp: Path, n: int, reps: int, engines: list[str]) -> None:
                'CPU: supervisor and guest '
                'together, steadier than wall on a loaded host. A mediated writev also '
                'copies its bytes out of the guest, writes them and hashes them (natively '
-               'served by the C loop, engines/native/fastcall.c); a stdio program pays one '
+               'served by the C loop, engines/native/fastcall.c, which hashes full buffers on '
+               'a helper thread); a stdio program pays one '
                'per 1 KiB it writes, which is why sort stays above 1.5x (doc/sandbox.md, '
                '"Cost of a mediated call")')
 

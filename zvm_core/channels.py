@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from zvm_core.zerovm.manifest import ChannelDecl
 
+from zvm_core._md5 import MD5
 from zvm_core.report import ChannelAccounting
 
 UNLIMITED = (1 << 63) - 1
@@ -667,10 +668,11 @@ class Channel:
     tagged: bool = False           # digest reported in the ZeroVM report (etag 1)
     eof: bool = False              # the trap API saw the end (sticky, as ZeroVM's)
     declared_type: int | None = None   # ZeroVM access type from a manifest
-    _md5: object = field(default_factory=hashlib.md5, repr=False)
+    # running hashes: MD5 (md5.h), whose state the native C loop updates in place
+    _md5: MD5 = field(default_factory=MD5, repr=False)
     _appended: int = 0             # bytes written as one stream from offset 0
     _appending: bool = True        # ... and nothing else was written
-    _read_md5: object = field(default=None, repr=False)
+    _read_md5: MD5 | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not self.alias.startswith('/dev/'):
@@ -680,7 +682,7 @@ class Channel:
         if self.random and self.mode & WRITE and self.backing.size():
             self._appending = False       # old content: the etag must hash the file
         if self.tagged and not self.mode & WRITE:
-            self._read_md5 = hashlib.md5()
+            self._read_md5 = MD5()
 
     @property
     def size(self) -> int:
@@ -770,7 +772,7 @@ class Channel:
     def truncate(self) -> None:
         """O_TRUNC on a random-access written channel: start the content again."""
         self.backing.truncate()
-        self._md5, self._appended, self._appending = hashlib.md5(), 0, True
+        self._md5, self._appended, self._appending = MD5(), 0, True
 
     def etag(self) -> str:
         if self._appending:
@@ -780,7 +782,7 @@ class Channel:
     def digest(self) -> str:
         """The ZeroVM report's digest: the content written, or for a read-only
         channel the bytes read through it."""
-        return self.etag() if self.mode & WRITE else (self._read_md5 or hashlib.md5()).hexdigest()
+        return self.etag() if self.mode & WRITE else (self._read_md5 or MD5()).hexdigest()
 
     def close(self) -> None:
         self.backing.close()

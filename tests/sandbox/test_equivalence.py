@@ -69,7 +69,7 @@ CASES: dict[str, list[tuple[tuple[str, ...], bytes]]] = {
     'emit': [(('200000', 'e'), b'')], 'fastcall': [(('edges',), TEXT)],
     'sparse': [(('1099511627776:0', '10:5'), b'')], 'iovbomb': [(('1', '4'), b'abc')],
     'vsyscall': [((), b'')], 'mprotbits': [((), b'ABCDEF')], 'gather': [(('300', '2'), TEXT)],
-    'epipe': [((), b'')],
+    'epipe': [((), b'')], 'writesizes': [(('300000', '5', '700000'), b'')],
     'reprotect': [((how,), b'') for how in ('fixed', 'reuse', 'read', 'reserve')],
     'protsnap': [((how,), b'') for how in ('calls', 'store', 'held', 'data', 'unmapped')],
 }

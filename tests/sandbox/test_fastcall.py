@@ -394,6 +394,33 @@ def test_gathered_and_read_ahead_bytes_are_settled_when_python_answers(guest, mo
 
 
 @pytest.mark.parametrize('kind', ['fd', 'file'])
+def test_full_buffers_hashed_on_the_helper_thread_give_the_files_etag(guest, monkeypatch,
+                                                                       tmp_path, kind):
+    """The C loop hands a full gathered buffer's MD5 to a helper thread and gathers on
+    (fastcall.c, "hashing off the serving thread"); what follows -- a write over the
+    buffer, written and hashed at once, small writes gathered again -- is hashed after
+    the helper's bytes: the etag is the MD5 of the file, the same on every way.  The
+    serving thread has one helper, made once: runs add no thread."""
+    sizes = [1024] * 300 + [600 << 10] + [1000] * 300 + [5, 300 << 10, 1]
+    tasks = []
+    results = []
+    for way in WAYS:
+        results.append(_run(monkeypatch, tmp_path, guest('writesizes'), [str(n) for n in sizes],
+                            kind, b'', way))
+        tasks.append(len(os.listdir('/proc/self/task')))
+    report, out, _, _ = results[0]
+    assert report.status == 'ok' and report.retcode == 0, report
+    period = bytes(i * 7 % 251 for i in range(251))
+    assert out == (period * (sum(sizes) // 251 + 1))[:sum(sizes)]
+    assert report.etags['/dev/stdout'] == hashlib.md5(out).hexdigest()
+    _same(results)
+    again = _run(monkeypatch, tmp_path, guest('writesizes'), [str(n) for n in sizes], kind,
+                 b'', WAYS[0])
+    assert again[0].etags == report.etags
+    assert len(os.listdir('/proc/self/task')) == tasks[0]
+
+
+@pytest.mark.parametrize('kind', ['fd', 'file'])
 def test_a_run_killed_while_writing_leaves_every_acknowledged_byte(guest, monkeypatch,
                                                                     tmp_path, kind):
     """A guest killed at its deadline in the middle of gathered writes: the file holds
