@@ -9,8 +9,14 @@ print the same lines (``test_equivalence`` holds that for whole reports)."""
 from __future__ import annotations
 
 import errno
+import tempfile
+import time
 
 from archives import tar_bytes
+
+from zvm_core.channels import WRITE
+from zvm_core.limits import Limits
+from zvm_core.pool import KILL_GRACE, ChannelSpec, Pool
 
 EFAULT, EBADF, ENOSYS = -errno.EFAULT, -errno.EBADF, -errno.ENOSYS
 
@@ -139,3 +145,24 @@ def test_memory_calls_over_what_the_guest_does_not_own(guest, zvm, engine):
     assert got['brk_into_stack'] == got['brk_into_loader'] < 0x100000000 - (16 << 20)
     assert (got['read_into_rodata_none'], got['write_from_rodata_none']) == (EFAULT, EFAULT)
 
+
+
+def test_a_program_too_big_to_validate_in_time_is_its_own_timeout(
+        guest, tmp_path, monkeypatch, engine):
+    """8 MiB of one-byte instructions take seconds to validate.  With a run timeout of
+    0.5 s the pool's worker said nothing until the caller killed it at timeout + 2 s,
+    and the run was ``killed`` by the host (``host_failure``): the proxy answered 503 and
+    ran the node on two more servers, where it was killed the same way (the verdict is
+    never written).  Now the worker stops validating at the run's deadline: ``timeout``,
+    the program's, answered at once."""
+    monkeypatch.setenv('ZVM_CACHE_DIR', str(tmp_path))     # no verdict from elsewhere
+    program = guest('bigcode')
+    with Pool(size=1, queue=0) as pool, tempfile.TemporaryFile() as out:
+        started = time.monotonic()
+        report = pool.run(str(program), [ChannelSpec('/dev/stdout', out.fileno(), WRITE)],
+                          argv=['bigcode'], limits=Limits(timeout=0.5), engine=engine)
+        took = time.monotonic() - started
+    assert (report.status, report.host_failure) == ('timeout', False), report
+    assert "validation did not end within the run's timeout" in report.message
+    assert took < 0.5 + KILL_GRACE, took
+    assert list(tmp_path.glob('*.json')) == []                # no verdict was made
