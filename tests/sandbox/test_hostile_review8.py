@@ -173,17 +173,35 @@ def test_an_image_of_too_many_members_is_refused_before_it_is_indexed_whole(
     """A mounted image's index and tree live in the worker (outside the guest's memory
     limit, kept for later runs): a 1 GiB tar of empty members (2 million, 512 bytes
     each) held ~1.4 GiB of a worker's memory and a minute of its CPU before the guest
-    started.  Past MAX_MEMBERS the mount fails (the run's ``fault``), after reading at
-    most that many."""
+    started.  Past MAX_MEMBERS members, or nodes of the tree, the mount fails (the run's
+    ``fault``), after reading at most that many."""
     monkeypatch.setattr(fs, 'MAX_MEMBERS', 10, raising=False)
-    for count, refused in ((10, False), (11, True)):
-        image = tmp_path / f'{count}.tar'
+    for count, refused in ((8, ''), (9, 'the tree would have more than 10 files'),
+                           (11, '/dev/image has more than 10 members')):
+        image = tmp_path / f'{count}.tar'       # the tree: /, /d and the members
         image.write_bytes(tar_bytes({f'd/{i}': b'' for i in range(count)}))
         with open(image, 'rb') as f:
             mount = [(FdBacking(f.fileno(), owned=False), '/', '/dev/image')]
             if not refused:
-                assert fs.mounted(mount).lookup('/d/9').size == 0
+                assert fs.mounted(mount).lookup('/d/7').size == 0
                 continue
-            with pytest.raises(fs.ImageError, match=r'cannot mount /dev/image at /: '
-                               r'/dev/image has more than 10 members'):
+            with pytest.raises(fs.ImageError, match=f'cannot mount /dev/image at /: {refused}'):
                 fs.mounted(mount)
+
+
+@pytest.mark.parametrize('members, refused', [
+    # one name of 100 MB nesting 50 million directories took 22 GB and minutes
+    ({'a/' * 2500 + 'f': b''}, 'longer than 4096 characters'),
+    ({'f': b'', 'l': ('sym', 'x/' * 2500)}, 'longer than 4096 characters'),
+    # names within PATH_MAX, each nesting 2,000 directories: ~4 MB of paths each
+    ({f'd{i}/' + 'a/' * 2000 + 'f': b'' for i in range(8)}, 'bytes of paths'),
+])
+def test_image_names_cannot_make_a_tree_without_bound(tmp_path, members, refused):
+    """Each directory of the tree holds its whole path: a deep name costs the square of
+    its depth in the worker's memory.  A member's name or link target is at most
+    PATH_MAX, the tree's paths at most MAX_PATH_BYTES in all."""
+    image = tmp_path / 'deep.tar'
+    image.write_bytes(tar_bytes(members))
+    with open(image, 'rb') as f:
+        with pytest.raises(fs.ImageError, match=refused):
+            fs.mounted([(FdBacking(f.fileno(), owned=False), '/', '/dev/image')])
