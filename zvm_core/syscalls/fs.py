@@ -47,8 +47,8 @@ _MOUNTED_KEPT = 4
 # 22 GB and minutes (each directory's node holds its whole path).  CPython's system
 # image: 1,210 nodes, 70 KB of paths.
 MAX_MEMBERS = 100_000           # of one image, and nodes of the tree (directories too)
-MAX_PATH = 4096                 # a member's name or link target (Linux's PATH_MAX)
-MAX_PATH_BYTES = 16 << 20       # the paths of all the tree's nodes
+MAX_PATH = 4096                 # a member's name (Linux's PATH_MAX)
+MAX_PATH_BYTES = 16 << 20       # the paths and link targets of all the tree's nodes
 
 
 class ImageError(ValueError):
@@ -207,9 +207,9 @@ def _index(backing: Backing, label: str) -> list[tuple]:
                 if count > MAX_MEMBERS:
                     raise ImageError(f'{label} has more than {MAX_MEMBERS} members: pack '
                                      'fewer, larger files')
-                if len(m.name) > MAX_PATH or len(m.linkname) > MAX_PATH:
-                    raise ImageError(f'{label} has a member whose name or link target is '
-                                     f'longer than {MAX_PATH} characters')
+                if len(m.name) > MAX_PATH:
+                    raise ImageError(f'{label} has a member whose name is longer than '
+                                     f'{MAX_PATH} characters')
                 if m.isdir():
                     kind = stat.S_IFDIR
                 elif m.isreg() and not m.issparse():
@@ -245,7 +245,7 @@ class Image:
 
     def _node(self, path: str, kind: int, perm: int, mtime: int, **kw) -> Node:
         self._ino += 1
-        self._path_bytes += len(path)
+        self._path_bytes += len(path) + len(kw.get('target', ''))
         if self._ino - FIRST_INO > MAX_MEMBERS or self._path_bytes > MAX_PATH_BYTES:
             raise ImageError(f'the tree would have more than {MAX_MEMBERS} files and '
                              f'directories or {MAX_PATH_BYTES} bytes of paths: pack fewer '
