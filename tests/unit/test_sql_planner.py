@@ -312,6 +312,36 @@ def test_a_node_exit_code_fails_the_query_small_or_large(headers: dict, says) ->
     assert _failed_exit(Response(headers=headers)) == says
 
 
+def test_a_query_over_many_objects_counts_its_nodes_and_the_merge_as_one_job() -> None:
+    """Over 1,000 objects the nodes' job answers with counts: the merge node is counted
+    in them (it was listed alone beside the counts of the others, which left it out)."""
+    from swift.common.swob import Response
+
+    from zerocloud.sql.entry import _joined
+    nodes = Response(headers={'X-Nexe-Nodes': '1200', 'X-Nexe-Failed': '0',
+                              'X-Nexe-Status-Counts': 'ok 1200',
+                              'X-Nexe-Retcode-Counts': '0 1200',
+                              'X-Nexe-Cdr-Total': '5.000, 0 10 2000 300'})
+    merge = {'X-Nexe-System': 'merge', 'X-Nexe-Status': 'ok', 'X-Nexe-Retcode': '0',
+             'X-Nexe-Validation': '0', 'X-Nexe-Etag': '/dev/stdout 18882ddbd856dcf4',
+             'X-Nexe-Cdr-Line': '0.020, 0.019, 0 103 300 44', 'X-Nexe-Body-Bytes': '44'}
+    assert _joined(nodes, Response(headers=merge)) == {
+        'X-Nexe-Nodes': '1201', 'X-Nexe-Failed': '0', 'X-Nexe-Status-Counts': 'ok 1201',
+        'X-Nexe-Retcode-Counts': '0 1201', 'X-Nexe-Cdr-Total': '5.020, 0 113 2300 344'}
+    crashed = {**merge, 'X-Nexe-Status': 'fault', 'X-Nexe-Retcode': '',
+               'X-Nexe-Error': 'merge: fault: read of unmapped memory at 0x0'}
+    assert _joined(nodes, Response(headers=crashed)) == {
+        'X-Nexe-Nodes': '1201', 'X-Nexe-Failed': '1',
+        'X-Nexe-Status-Counts': 'fault 1, ok 1200', 'X-Nexe-Retcode-Counts': '0 1200',
+        'X-Nexe-Cdr-Total': '5.020, 0 113 2300 344',
+        'X-Nexe-Error': 'merge: fault: read of unmapped memory at 0x0'}
+    small = Response(headers={'X-Nexe-System': 'sql-1,sql-2', 'X-Nexe-Status': 'ok,ok',
+                              'X-Nexe-Cdr-Line': '1.000, 0.5, 0 1 2 3, 0.5, 0 1 2 3'})
+    joined = _joined(small, Response(headers=merge))
+    assert joined['X-Nexe-System'] == 'sql-1,sql-2,merge' and 'X-Nexe-Nodes' not in joined
+    assert joined['X-Nexe-Cdr-Line'] == '1.020, 0.5, 0 1 2 3, 0.5, 0 1 2 3, 0.019, 0 103 300 44'
+
+
 def test_more_objects_than_zerovm_maxnodes_is_a_400_naming_the_option() -> None:
     """As for a job (``job-reference.md``): the request is small, what it names is too
     many; listing stops at the first object over the limit."""

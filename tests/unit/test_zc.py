@@ -255,6 +255,18 @@ def test_each_nodes_part_of_the_body_by_body_bytes() -> None:
     assert report.parse(200, headers, b'onefour').parts() is None      # not said
 
 
+def test_the_summary_line_of_a_large_job_gives_its_counts() -> None:
+    """``zc sql`` and ``zc wait`` print ``display.summary``: over 1,000 nodes the answer
+    has counts, not columns (it said ``1 node`` of a 3,001-node query, its merge)."""
+    result = report.parse(200, {'X-Nexe-System': 'merge', 'X-Nexe-Nodes': '3001',
+                                'X-Nexe-Failed': '0', 'X-Nexe-Status-Counts': 'ok 3001',
+                                'X-Nexe-Retcode-Counts': '0 3001',
+                                'X-Nexe-Cdr-Total': '6.340, 0 1 2 3'}, b'')
+    assert display.summary(result, 'the answer counts its nodes') == (
+        '3001 nodes: 3001 ok, 0 failed in 6.34 s; HTTP 200; statuses: ok 3001; exit codes: '
+        '0 3001 (a large job: the answer counts its nodes)\n')
+
+
 def test_truncated_headers_are_noticed() -> None:
     headers = dict(HEADERS, **{'X-Nexe-System': 'wc-1,wc-2,...', 'X-Nexe-Truncated': 'true'})
     result = report.parse(200, headers, b'')

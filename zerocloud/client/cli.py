@@ -783,7 +783,8 @@ class Client:
             objects = h.get('x-sql-objects', '?')
             self.err.write(f'plan {h.get("x-sql-plan", "?")} over {objects} '
                            f'object{"" if objects == "1" else "s"}{stored}; ' +
-                           display.summary(report.parse(answer.status, h, b'')))
+                           display.summary(report.parse(answer.status, h, b''),
+                                           'the answer counts its nodes'))
         return 0
 
     def cmd_local(self) -> int:
