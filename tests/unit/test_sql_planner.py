@@ -180,6 +180,12 @@ def test_split_node_query_reads_only_what_it_needs() -> None:
     ("SELECT 'abc FROM x", 'unterminated string at character 8'),
     ('SELECT 1', 'FROM swift://'),
     ('SELECT 1 FROM t', 'FROM takes one swift://'),
+    # a mistyped URL's /* started a comment: 'unterminated comment' said nothing of the URL
+    ('SELECT 1 FROM swift:/~/sales/*.csv', 'query: swift:/~/sales/*.csv at character 15 is not '
+     'a swift://<account>/<container>/<objects> URL (its /* starts an SQL comment'),
+    ('SELECT 1 FROM ~/sales/*.csv', 'query: ~/sales/*.csv at character 15 is not a swift://'),
+    ('SELECT 1 FROM s3://b/*.csv', 'query: s3://b/*.csv at character 15 is not a swift://'),
+    (f'SELECT 1 FROM {URL} WHERE 1=1/* x', 'query: unterminated comment at character 46'),
     (f'SELECT 1 FROM {URL} WHERE 1 IN (SELECT 2)', 'subqueries are not supported'),
     (f'SELECT 1 FROM {URL} ORDER BY 1 WHERE 1', 'clauses out of order'),
 ])

@@ -110,11 +110,23 @@ def tokenize(query: str) -> list[Token]:
         if kind == 'ident' and (len(text) < 2 or text[-1] not in '"`]'):
             raise SqlError(f'query: unterminated quoted name at character {pos + 1}')
         if kind == 'space' and text.startswith('/*') and not text.endswith('*/'):
-            raise SqlError(f'query: unterminated comment at character {pos + 1}')
+            raise _unterminated_comment(query, pos)
         if kind != 'space':
             tokens.append(Token(kind, text, pos))
         pos = m.end()
     return tokens
+
+
+def _unterminated_comment(query: str, pos: int) -> SqlError:
+    """A ``/*`` with no end; inside a word it is a mistyped URL (``swift:/~/c/*.csv``,
+    ``~/c/*.csv``, ``s3://b/*.csv``) more often than a comment: say so."""
+    start = max(query.rfind(c, 0, pos) for c in ' \t\r\n') + 1
+    if '/' not in query[start:pos]:
+        return SqlError(f'query: unterminated comment at character {pos + 1}')
+    word = query[start:].split(None, 1)[0]
+    return SqlError(f'query: {word} at character {start + 1} is not a swift://<account>/'
+                    f'<container>/<objects> URL (its /* starts an SQL comment that does '
+                    f'not end)')
 
 
 def quote_name(name: str) -> str:
