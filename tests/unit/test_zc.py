@@ -1140,6 +1140,19 @@ def test_status_of_a_result_with_cut_headers_names_the_command_that_lists_every_
         'HTTP 200 (headers cut: zc result job-1 --json lists every node)\n')
 
 
+def test_status_json_of_a_large_job_counts_its_nodes(monkeypatch, capsys) -> None:
+    # a 3,000-node deferred job answered with counts: it said {"total": 0, "done": 0}
+    from zerocloud.client import cli
+    result = report.parse(200, {'X-Nexe-Nodes': '3000', 'X-Nexe-Failed': '2',
+                                'X-Nexe-Status-Counts': 'fault 2, ok 2998',
+                                'X-Nexe-Cdr-Total': '38.927, 0 1 2 3'}, b'')
+    monkeypatch.setattr(cli.Client, 'result_path', lambda self, job: job)
+    monkeypatch.setattr(cli.Client, 'known', lambda self, path: (result, None))
+    assert cli.main(['status', 'job-1', '--json']) == cli.EXIT_FAILED
+    assert json.loads(capsys.readouterr().out)['nodes'] == {'total': 3000, 'done': 2998,
+                                                            'failed': 2}
+
+
 @pytest.mark.parametrize('argv', [['swift://~/b/p', '--on', 'http://x/y'],
                                   ['swift://~/b/p', '--out', 'results/x']])
 def test_a_bad_on_or_out_url_is_a_usage_error(argv: list[str], capsys, monkeypatch) -> None:

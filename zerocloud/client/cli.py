@@ -580,10 +580,10 @@ class Client:
         state = result.stopped or ('failed' if result.failed else 'done')
         said = result.body.decode('utf-8', 'replace').strip() if result.stopped else ''
         if as_json:
-            failed = sum(n.failed for n in result.nodes)
+            total, failed = result.counts
             self.out.write(json.dumps({
                 'state': state, 'status': result.status, 'seconds': result.seconds,
-                'nodes': {'total': len(result.nodes), 'done': len(result.nodes) - failed,
+                'nodes': {'total': total, 'done': total - failed,
                           'failed': failed}, **({'error': said} if said else {})
             }).encode() + b'\n')
         elif said:
