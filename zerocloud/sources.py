@@ -291,6 +291,10 @@ def _kind(content_type: str, head: bytes, where: str) -> str:
             content_type == OCTET_STREAM and looks_like_archive(head)):
         return 'zapp'
     if content_type in JOB_TYPES:
+        if looks_like_archive(head):       # curl --data-binary sends a form type
+            raise HTTPBadRequest(body=f'{where} is a gzip or tar archive (a zapp?) sent as '
+                                      f'{content_type or "no content type"}: send a zapp as '
+                                      'application/x-gzip (or application/x-tar)\n')
         return 'job'
     if content_type == NEXE_TYPE:
         raise HTTPBadRequest(body=f'{where} is a program ({NEXE_TYPE}): name it as exec.path '

@@ -285,6 +285,13 @@ def test_a_post_gives_cgi_and_local_variables(mw, swift, servers) -> None:
      b'Unsupported Content-Type text/x-whatever of the request body'),
     (ACCOUNT, 'POST', tar_bytes({'a': b''}), {'Content-Type': 'application/x-tar'}, 400,
      b'System boot map was not found in the request body'),
+    # a zapp sent with curl's default form type was "Job description is not UTF-8"
+    (ACCOUNT, 'POST', gzip.compress(tar_bytes({'a': b''})),
+     {'Content-Type': 'application/x-www-form-urlencoded'}, 400,
+     b'the request body is a gzip or tar archive (a zapp?) sent as application/x-www-form-'
+     b'urlencoded: send a zapp as application/x-gzip (or application/x-tar)\n'),
+    (ACCOUNT, 'POST', tar_bytes({'a': b''}), {'Content-Type': 'application/json'}, 400,
+     b'the request body is a gzip or tar archive (a zapp?) sent as application/json'),
     (ACCOUNT, 'POST', b'[{"name": "x", "exec": {"path": "swift://~/bin/wc"}, '
                       b'"devices": [{"name": "image"}]}]', {}, 400,
      b'Device image of x has no path, and the request is not a zapp'),
