@@ -167,7 +167,8 @@ def test_split_node_query_reads_only_what_it_needs() -> None:
 
 
 @pytest.mark.parametrize('query,message', [
-    (f'SELECT regoin FROM {URL}', 'no such column: regoin at character 8'),
+    (f'SELECT regoin FROM {URL}', 'no such column: regoin at character 8 (the columns: '
+                                  'region, product, qty, price, note)'),
     (f'SELECT region FROM {URL} WHERE qty = = 1', 'near "=": syntax error at character 54'),
     (f'SELECT nosuch(qty) FROM {URL}', 'no such function: nosuch at character 8'),
     (f'SELECT region FROM {URL} WHERE', 'incomplete input'),

@@ -422,6 +422,12 @@ def _where_in(query: Query, columns: list[str], message: str) -> str:
     return message if offset is None else f'{message} at character {offset + 1}'
 
 
+def _names(columns: list[str], most: int = 20) -> str:
+    """The column names a query may use, for a message (the first ``most``)."""
+    shown = ', '.join(columns[:most])
+    return shown + (f', ... ({len(columns)} in all)' if len(columns) > most else '')
+
+
 def _checker() -> sqlite3.Connection:
     """A connection for checking queries over empty tables: small values, few steps."""
     db = sqlite3.connect(':memory:')
@@ -445,7 +451,10 @@ def check(sql: str, tables: dict[str, tuple[list[str], list[str]]],
         except (sqlite3.Error, sqlite3.Warning) as e:
             message = str(e)
             if query is not None:
-                message = _where_in(query, tables[TABLE][0], message)
+                columns = tables[TABLE][0]
+                message = _where_in(query, columns, message)
+                if message.startswith('no such column'):     # a typo, or another object's
+                    message += f' (the columns: {_names(columns)})'
             raise SqlError(f'query: {message}') from None
         return [d[0] for d in cur.description or ()]
     finally:
