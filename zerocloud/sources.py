@@ -686,7 +686,10 @@ def program_location(node: Node) -> SwiftPath | tuple[Device | str, str]:
     device = next((d for d in node.devices if d.name == USER_IMAGE), None)
     if device is None:
         raise HTTPBadRequest(body=f"{where}: only swift:// programs and files of the job's "
-                                  f'image can run here, and {node.group} has no image device\n')
+                                  f'image can run here, and {node.group} has no image device '
+                                  '(a program is swift://<account>/<container>/<object>, e.g. '
+                                  'swift://~/bin/prog, or file://<system image>:<path>, e.g. '
+                                  'file://python3:python3)\n')
     return device, member
 
 

@@ -297,6 +297,12 @@ def test_a_post_gives_cgi_and_local_variables(mw, swift, servers) -> None:
      b'Device image of x has no path, and the request is not a zapp'),
     (ACCOUNT, 'POST', b'[{"name": "x", "exec": {"path": "bin/wc"}}]', {}, 400,
      b'only swift:// programs and files of the job\'s image'),
+    # a mistyped URL: the answer said what may run, not how to write it
+    (ACCOUNT, 'POST', b'[{"name": "x", "exec": {"path": "swift:/~/bin/wc"}}]', {}, 400,
+     b'exec path swift:/~/bin/wc of x: only swift:// programs and files of the job\'s image '
+     b'can run here, and x has no image device (a program is swift://<account>/<container>/'
+     b'<object>, e.g. swift://~/bin/prog, or file://<system image>:<path>, e.g. '
+     b'file://python3:python3)\n'),
     (ACCOUNT, 'POST', b'[{"name": "x", "exec": {"path": "file://python:bin/python"}}]',
      {}, 400, b'unknown image "python"'),
     ('/open/AUTH_a/c/data', 'GET', b'', {}, 404,
