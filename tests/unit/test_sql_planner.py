@@ -187,6 +187,11 @@ def test_split_node_query_reads_only_what_it_needs() -> None:
     ('SELECT 1 FROM ~/sales/*.csv', 'query: ~/sales/*.csv at character 15 is not a swift://'),
     ('SELECT 1 FROM s3://b/*.csv', 'query: s3://b/*.csv at character 15 is not a swift://'),
     (f'SELECT 1 FROM {URL} WHERE 1=1/* x', 'query: unterminated comment at character 46'),
+    # each node numbers its object's rows from 1: 99 rows per object were counted
+    (f'SELECT count(*) FROM {URL} WHERE rowid < 100', 'query: rowid numbers the rows of each '
+     'object from 1, not the rows of all of them: it is only for one object (FROM '
+     'swift://~/<container>/<object>) at character 50'),
+    (f'SELECT t.oid FROM {URL} t', 'query: oid numbers the rows of each object'),
     (f'SELECT 1 FROM {URL} WHERE 1 IN (SELECT 2)', 'subqueries are not supported'),
     (f'SELECT 1 FROM {URL} ORDER BY 1 WHERE 1', 'clauses out of order'),
 ])
@@ -347,6 +352,12 @@ def test_a_query_over_many_objects_counts_its_nodes_and_the_merge_as_one_job() -
     joined = _joined(small, Response(headers=merge))
     assert joined['X-Nexe-System'] == 'sql-1,sql-2,merge' and 'X-Nexe-Nodes' not in joined
     assert joined['X-Nexe-Cdr-Line'] == '1.020, 0.5, 0 1 2 3, 0.5, 0 1 2 3, 0.019, 0 103 300 44'
+
+
+def test_rowid_is_the_rowid_over_one_object_and_a_column_or_alias_named_so() -> None:
+    assert plan(parse_query('SELECT rowid FROM swift://~/s/one.csv'), COLUMNS, 1).mode == 'single'
+    assert plan(parse_query(f'SELECT rowid FROM {URL}'), [*COLUMNS, 'rowid'], 2).mode == 'rows'
+    assert plan(parse_query(f'SELECT qty AS rowid FROM {URL} ORDER BY rowid'), COLUMNS, 2)
 
 
 def test_more_objects_than_zerovm_maxnodes_is_a_400_naming_the_option() -> None:

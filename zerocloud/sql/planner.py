@@ -604,6 +604,8 @@ def plan(query: Query, columns: list[str], objects: int) -> Plan:
     table_sql = rewrite(query, TABLE)
     result = check(table_sql, _table(columns), query)
     by_name = {c.lower(): c for c in columns}
+    if objects > 1:
+        _no_rowid(query, by_name)
     if objects == 1:
         p = Plan('single', 'one object: one node runs the query', columns, table_sql,
                  result_columns=result)
@@ -613,6 +615,23 @@ def plan(query: Query, columns: list[str], objects: int) -> Plan:
             p = _rows(query, by_name, columns, result, reason)
     p.loaded = _loaded(query, by_name, columns, p.map_query)
     return p
+
+
+ROWIDS = ('rowid', 'oid', '_rowid_')
+
+
+def _no_rowid(query: Query, by_name: dict[str, str]) -> None:
+    """Refuse a rowid over several objects: each node numbers its object's rows from 1,
+    so ``WHERE rowid < 100`` would take 99 rows of every object, not of all of them
+    (a column, or a result named so, is not the rowid)."""
+    toks = query.tokens
+    if any(t.key in ROWIDS and i and toks[i - 1].key == 'as' for i, t in enumerate(toks)):
+        return
+    for t in toks:
+        if t.kind in ('word', 'ident') and t.key in ROWIDS and t.key not in by_name:
+            raise _error_at(query.text, t.pos, f'{t.name} numbers the rows of each object '
+                            f'from 1, not the rows of all of them: it is only for one '
+                            f'object (FROM swift://~/<container>/<object>)')
 
 
 def _loaded(query: Query, by_name: dict[str, str], columns: list[str], map_sql: str
