@@ -192,6 +192,12 @@ def test_split_node_query_reads_only_what_it_needs() -> None:
      'object from 1, not the rows of all of them: it is only for one object (FROM '
      'swift://~/<container>/<object>) at character 50'),
     (f'SELECT t.oid FROM {URL} t', 'query: oid numbers the rows of each object'),
+    # the nodes have no clock: date('now') was 1970-01-01, every row "older than a week"
+    (f"SELECT count(*) FROM {URL} WHERE qty > date('now', '-7 days')", "query: 'now' is the "
+     "current time, which the nodes do not have (a query answers the same every time, and "
+     "theirs is 1970-01-01): write the date, e.g. '2026-12-04' at character 61"),
+    (f'SELECT CURRENT_TIMESTAMP FROM {URL}', 'query: CURRENT_TIMESTAMP is the current time'),
+    (f'SELECT datetime() FROM {URL}', 'query: datetime() is the current time'),
     (f'SELECT 1 FROM {URL} WHERE 1 IN (SELECT 2)', 'subqueries are not supported'),
     (f'SELECT 1 FROM {URL} ORDER BY 1 WHERE 1', 'clauses out of order'),
 ])
@@ -352,6 +358,13 @@ def test_a_query_over_many_objects_counts_its_nodes_and_the_merge_as_one_job() -
     joined = _joined(small, Response(headers=merge))
     assert joined['X-Nexe-System'] == 'sql-1,sql-2,merge' and 'X-Nexe-Nodes' not in joined
     assert joined['X-Nexe-Cdr-Line'] == '1.020, 0.5, 0 1 2 3, 0.5, 0 1 2 3, 0.019, 0 103 300 44'
+
+
+def test_now_is_refused_only_as_a_time() -> None:
+    for query in (f"SELECT count(*) FROM {URL} WHERE note = 'now'",
+                  f"SELECT date(qty, '+1 day'), upper('now') FROM {URL}",
+                  f'SELECT "current_date" FROM {URL}'):
+        plan(parse_query(query), [*COLUMNS, 'current_date'], 2)
 
 
 def test_rowid_is_the_rowid_over_one_object_and_a_column_or_alias_named_so() -> None:

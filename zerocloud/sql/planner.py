@@ -604,6 +604,7 @@ def plan(query: Query, columns: list[str], objects: int) -> Plan:
     table_sql = rewrite(query, TABLE)
     result = check(table_sql, _table(columns), query)
     by_name = {c.lower(): c for c in columns}
+    _no_clock(query)
     if objects > 1:
         _no_rowid(query, by_name)
     if objects == 1:
@@ -615,6 +616,34 @@ def plan(query: Query, columns: list[str], objects: int) -> Plan:
             p = _rows(query, by_name, columns, result, reason)
     p.loaded = _loaded(query, by_name, columns, p.map_query)
     return p
+
+
+DATE_FUNCTIONS = ('date', 'time', 'datetime', 'julianday', 'unixepoch', 'strftime',
+                  'timediff')
+NOW_WORDS = ('current_date', 'current_time', 'current_timestamp')
+
+
+def _no_clock(query: Query) -> None:
+    """Refuse the current time: the nodes have no clock (a query answers the same
+    every time), so ``date('now')`` would be 1970-01-01, not today."""
+    toks, calls = query.tokens, []          # the function of each open parenthesis
+    for i, t in enumerate(toks):
+        if t.text in '()':
+            if t.text == '(':
+                calls.append(toks[i - 1].key if i and toks[i - 1].kind == 'word' else '')
+            elif calls:
+                calls.pop()
+            continue
+        now = t.kind == 'word' and t.key in NOW_WORDS
+        now = now or (t.kind == 'string' and t.text[1:-1].strip().lower() == 'now'
+                      and any(name in DATE_FUNCTIONS for name in calls))
+        empty = (t.kind == 'word' and t.key in DATE_FUNCTIONS and i + 2 < len(toks)
+                 and toks[i + 1].text == '(' and toks[i + 2].text == ')')
+        if now or empty:
+            what = f'{t.text}()' if empty else t.text
+            raise _error_at(query.text, t.pos, f'{what} is the current time, which the '
+                            'nodes do not have (a query answers the same every time, and '
+                            "theirs is 1970-01-01): write the date, e.g. '2026-12-04'")
 
 
 ROWIDS = ('rowid', 'oid', '_rowid_')
