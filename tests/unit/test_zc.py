@@ -267,6 +267,17 @@ def test_the_summary_line_of_a_large_job_gives_its_counts() -> None:
         '0 3001 (a large job: the answer counts its nodes)\n')
 
 
+def test_replicas_that_failed_alike_are_said_once() -> None:
+    # a mismatch is every replica's: its line was printed once per replica
+    why = 'replicas disagree on /dev/stdout: h1 aaa; h2 bbb'
+    result = report.parse(409, {'X-Nexe-System': 'm-1,m-1,r', 'X-Nexe-Status': 'mismatch,'
+                                'mismatch,skipped', 'X-Nexe-Retcode': '0,0,',
+                                'X-Nexe-Error': f'm-1: {why}, m-1: {why}, r: not run: m-1 '
+                                                'failed'}, b'')
+    assert display.failures(result.nodes) == (f'm-1: mismatch: {why}\n'
+                                              'r: skipped: not run: m-1 failed\n')
+
+
 def test_truncated_headers_are_noticed() -> None:
     headers = dict(HEADERS, **{'X-Nexe-System': 'wc-1,wc-2,...', 'X-Nexe-Truncated': 'true'})
     result = report.parse(200, headers, b'')

@@ -64,9 +64,10 @@ def failures(nodes: list[NodeResult]) -> str:
             error = error[len(node.status) + 2:]
         what = how if not error else error if error.startswith(how) or \
             how == 'ok' or not node.status else f'{how}: {error}'     # ok: ran, not stored
-        out.append(f'{node.name}: {what}\n')
         lines = node.stderr.rstrip('\n').splitlines()[-STDERR_LINES:]
-        out.extend(f'  | {line}\n' for line in lines)
+        said = [f'{node.name}: {what}\n', *(f'  | {line}\n' for line in lines)]
+        if out[-len(said):] != said:        # replicas that failed alike are said once
+            out.extend(said)
     return ''.join(out)
 
 
