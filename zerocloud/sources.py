@@ -227,13 +227,18 @@ def missing_execute(env: dict, limit: int) -> str | None:
     the body ignored: the job silently not run.  The body decides, not only its
     content type: ``curl -d @job.json`` sends application/x-www-form-urlencoded.
     Up to ``limit`` bytes of the body are read and put back in ``env`` for Swift.
-    Swift's own POSTs with a body (``?bulk-delete``, formpost's multipart) and
-    metadata POSTs (no body) pass untouched."""
+    So is one that names a stored job with ``X-Zerovm-Source``.  Swift's own POSTs
+    with a body (``?bulk-delete``, formpost's multipart) and metadata POSTs (no body)
+    pass untouched."""
     kind = _base_type(env.get('CONTENT_TYPE'))
     version, _, rest = env.get('PATH_INFO', '').lstrip('/').partition('/')
     if env.get('REQUEST_METHOD') != 'POST' or not rest or not valid_api_version(version) \
             or kind.startswith('multipart/') or 'bulk-delete' in env.get('QUERY_STRING', ''):
         return None
+    if env.get('HTTP_X_ZEROVM_SOURCE'):     # swift post -H 'X-Zerovm-Source: ...' alone
+        return ('This POST names what to run (X-Zerovm-Source) but has no X-Zerovm-Execute '
+                'header: add X-Zerovm-Execute: 1.0 (a job, zapp or script) or sql/1.0 (a '
+                'query) to run it (without it, Swift would only update metadata)\n')
     chunked = 'chunked' in env.get('HTTP_TRANSFER_ENCODING', '').lower()
     if not chunked and env.get('CONTENT_LENGTH') in (None, '', '0'):
         return None

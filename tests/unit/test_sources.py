@@ -75,6 +75,20 @@ def test_a_job_posted_without_the_execute_header_is_refused_saying_so(
     assert not swift.calls
 
 
+@pytest.mark.parametrize('path', [ACCOUNT, ACCOUNT + '/c/data'])
+def test_a_stored_job_named_without_the_execute_header_is_refused_saying_so(
+        mw, swift, path: str) -> None:
+    # swift post -H 'X-Zerovm-Source: ...' without X-Zerovm-Execute answered 204: nothing ran
+    resp = Request.blank(path, method='POST', headers={
+        'X-Zerovm-Source': 'swift://~/jobs/up.json'}).get_response(mw)
+    assert resp.status_int == 400
+    assert resp.body.decode() == (
+        'This POST names what to run (X-Zerovm-Source) but has no X-Zerovm-Execute header: '
+        'add X-Zerovm-Execute: 1.0 (a job, zapp or script) or sql/1.0 (a query) to run it '
+        '(without it, Swift would only update metadata)\n')
+    assert not swift.calls
+
+
 @pytest.mark.parametrize('kind, body, query', [
     ('application/json', b'', ''),                       # swift post -H 'Content-Type: ...'
     ('text/plain', b'/c/data\n', '?bulk-delete'),         # Swift's bulk delete
