@@ -207,6 +207,13 @@ def test_bad_queries_say_what_and_where(query, message) -> None:
     assert message in str(e.value)
 
 
+def test_a_request_without_a_body_says_where_the_query_goes() -> None:
+    # swift post -H 'X-Zerovm-Execute: sql/1.0' alone said "not JSON: Expecting value"
+    with pytest.raises(SqlError, match=r'\(the request has no body: send the query, or name a '
+                                       r'stored one with X-Zerovm-Source: swift://~/'):
+        parse_request(b'')
+
+
 @pytest.mark.parametrize('body', [b'SELECT * FROM swift://~/c/o', b'[]', b'"SELECT 1"'])
 def test_a_body_that_is_not_a_json_object_is_told_the_shape(body: bytes) -> None:
     # was 'the body must be a JSON object: Expecting value ...' with no word of the keys

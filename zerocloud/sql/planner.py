@@ -174,6 +174,9 @@ def _known(spec: dict, keys: set[str], where: str) -> None:
 
 def parse_request(body: bytes) -> SqlRequest:
     """The JSON body of a ``sql/1.0`` request; SqlError saying what is wrong."""
+    if not body.strip():            # swift post -H 'X-Zerovm-Execute: sql/1.0' alone
+        raise SqlError(f'{SHAPE} (the request has no body: send the query, or name a stored '
+                       'one with X-Zerovm-Source: swift://~/<container>/<object>)')
     try:
         spec = json.loads(body)
     except (ValueError, UnicodeDecodeError) as e:
