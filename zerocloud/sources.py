@@ -227,11 +227,17 @@ def missing_execute(env: dict, limit: int) -> str | None:
     the body ignored: the job silently not run.  The body decides, not only its
     content type: ``curl -d @job.json`` sends application/x-www-form-urlencoded.
     Up to ``limit`` bytes of the body are read and put back in ``env`` for Swift.
-    So is one that names a stored job with ``X-Zerovm-Source``.  Swift's own POSTs
+    So is one that names a stored job with ``X-Zerovm-Source``, and a GET of an object
+    that names an app with it (the object, not the app's answer).  Swift's own POSTs
     with a body (``?bulk-delete``, formpost's multipart) and metadata POSTs (no body)
     pass untouched."""
     kind = _base_type(env.get('CONTENT_TYPE'))
     version, _, rest = env.get('PATH_INFO', '').lstrip('/').partition('/')
+    if env.get('REQUEST_METHOD') == 'GET' and env.get('HTTP_X_ZEROVM_SOURCE') and \
+            rest.count('/') >= 2 and valid_api_version(version):    # an object, not through
+        return ('This GET names an app (X-Zerovm-Source) but has no X-Zerovm-Execute header: '
+                'add X-Zerovm-Execute: open/1.0 to read the object through the app (without '
+                'it, the object itself would be returned)\n')
     if env.get('REQUEST_METHOD') != 'POST' or not rest or not valid_api_version(version) \
             or kind.startswith('multipart/') or 'bulk-delete' in env.get('QUERY_STRING', ''):
         return None

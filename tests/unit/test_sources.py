@@ -89,6 +89,20 @@ def test_a_stored_job_named_without_the_execute_header_is_refused_saying_so(
     assert not swift.calls
 
 
+def test_an_app_named_on_a_get_without_the_execute_header_is_refused_saying_so(
+        mw, swift) -> None:
+    # swift download c o -H 'X-Zerovm-Source: ...' returned the object, the app not run
+    resp = Request.blank(ACCOUNT + '/c/data', headers={
+        'X-Zerovm-Source': 'swift://~/apps/up.zapp'}).get_response(mw)
+    assert resp.status_int == 400
+    assert resp.body.decode() == (
+        'This GET names an app (X-Zerovm-Source) but has no X-Zerovm-Execute header: add '
+        'X-Zerovm-Execute: open/1.0 to read the object through the app (without it, the '
+        'object itself would be returned)\n')
+    assert not swift.calls
+    assert Request.blank(ACCOUNT + '/c/data').get_response(mw).status_int == 200
+
+
 @pytest.mark.parametrize('kind, body, query', [
     ('application/json', b'', ''),                       # swift post -H 'Content-Type: ...'
     ('text/plain', b'/c/data\n', '?bulk-delete'),         # Swift's bulk delete
