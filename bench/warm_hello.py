@@ -10,6 +10,13 @@ processes, so that an A/B under load compares CPU as well as latency:
 - templates: CPU of the template processes (the fork servers) per start;
 - switches: the workers' context switches per start (voluntary + involuntary,
   ``/proc/PID/status``): each is a cold cache for the Python that follows.
+- with ``--msr`` (``perf``, root): the MSR writes per start of the pool's
+  processes (its workers, their templates and every child those fork), all of
+  them and those of the CPUID-faulting MSR (AMD ``HWCR`` 0xc0010015, Intel
+  0x140): under a hypervisor each is a VM exit, and the guest's faulting
+  flags cost one at each switch between a process that has them and one that
+  has not (``fastcall.c``: carry).  A count, not a time: it does not move with
+  the host's load, so a change to those switches shows at load 10 as at 1.
 
 With ``--against TREE`` (another checkout, its extension built), a second
 pool's workers run that tree's code (started in it; the caller side is this
@@ -24,7 +31,7 @@ of its own that imports its tree's code, and the two take turns of
 caller's own CPU per start (its process: ``Pool.run``, the system calls it makes).
 
 Usage: ``python bench/warm_hello.py [--starts N] [--rounds R] [--workers W]
-[--against TREE [--callers [--block B]]] [--engine emulated] [--gap S]`` (``emulated``:
+[--against TREE [--callers [--block B]]] [--engine emulated] [--gap S] [--msr]`` (``emulated``:
 the emulator's warm machines, for comparison; their runs have no child or
 template to count).  ``--gap SECONDS``: the caller waits that long after each
 start (not with ``--callers``): back to back, a start finds every process of the
@@ -38,7 +45,11 @@ import argparse
 import json
 import os
 import resource
+import shutil
+import signal
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -98,6 +109,55 @@ def sample(workers: list[int]) -> dict[str, float]:
             if k[0] != 'Z':
                 got['templates'] += (int(k[11]) + int(k[12])) / TICK
     return got
+
+
+FAULTING_MSRS = ('c0010015', '140')     # AMD HWCR (CpuidUserDis), Intel MISC_FEATURES_ENABLES
+
+
+class MsrCount:
+    """MSR writes host-wide while it records (``perf record``), counted for the
+    processes of each pool: their pids now (workers and their live children, the
+    templates) and every process forked from them meanwhile (a template's children
+    are ``CLONE_PARENT``: the fork events name the template)."""
+
+    def __init__(self) -> None:
+        if shutil.which('perf') is None:
+            sys.exit('--msr needs perf (linux-perf) on the PATH')
+        fd, self.data = tempfile.mkstemp(prefix='warm_hello-', suffix='.perf')
+        os.close(fd)
+        self.proc = subprocess.Popen(
+            ['perf', 'record', '-q', '-a', '-o', self.data, '-e', 'msr:write_msr',
+             '-e', 'sched:sched_process_fork'], stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE, text=True)
+        time.sleep(0.5)         # perf is recording (its start is not on a start's path)
+        if self.proc.poll() is not None:
+            sys.exit(f'--msr: perf record failed: {self.proc.stderr.read().strip()}')
+
+    def stop(self, pools: dict[str, list[int]]) -> dict[str, tuple[int, int]]:
+        """(all MSR writes, faulting-MSR writes) by each pool's processes (``pools``:
+        name -> its workers)."""
+        self.proc.send_signal(signal.SIGINT)
+        self.proc.wait()
+        try:
+            out = subprocess.run(['perf', 'script', '-i', self.data, '-F', 'pid,event,trace'],
+                                 capture_output=True, text=True, check=True).stdout
+        finally:
+            os.unlink(self.data)
+        owner = {pid: name for name, workers in pools.items()
+                 for w in workers for pid in (w, *_children(w))}
+        counts = {name: [0, 0] for name in pools}
+        for line in out.splitlines():
+            pid, _, rest = line.strip().partition(' ')
+            event, _, trace = rest.strip().partition(': ')
+            if event.endswith('sched_process_fork'):
+                fields = dict(f.split('=', 1) for f in trace.split() if '=' in f)
+                if int(fields['pid']) in owner:
+                    owner[int(fields['child_pid'])] = owner[int(fields['pid'])]
+            elif pid.isdigit() and int(pid) in owner:
+                counts[owner[int(pid)]][0] += 1
+                if trace.split(',')[0].strip() in FAULTING_MSRS:
+                    counts[owner[int(pid)]][1] += 1
+        return {name: (n, faulting) for name, (n, faulting) in counts.items()}
 
 
 def _pool(workers: int, tree: str | None) -> Pool:
@@ -174,11 +234,14 @@ def _callers(opts: argparse.Namespace) -> list[list]:
 
 
 def _row(r: int, name: str, n: int, times: list[float], per: dict[str, float],
-         load: float) -> list:
+         load: float, msr: tuple[int, int] | None = None) -> list:
     caller = f"{per['caller'] * 1e6:.0f}" if 'caller' in per else '-'
-    return [r + 1, name, n, ms(p50(times)), ms(p99(times)), caller,
-            f"{per['worker'] * 1e6:.0f}", f"{per['children'] * 1e6:.0f}",
-            f"{per['templates'] * 1e6:.0f}", f"{per['switches']:.1f}", f'{load:.1f}']
+    row = [r + 1, name, n, ms(p50(times)), ms(p99(times)), caller,
+           f"{per['worker'] * 1e6:.0f}", f"{per['children'] * 1e6:.0f}",
+           f"{per['templates'] * 1e6:.0f}", f"{per['switches']:.1f}", f'{load:.1f}']
+    if msr is not None:
+        row[-1:-1] = [f'{msr[0] / n:.2f}', f'{msr[1] / n:.2f}']
+    return row
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -195,12 +258,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--gap', type=float, default=0.0, metavar='SECONDS',
                         help='idle time after each start (the CPUs may sleep in '
                              'between, as on a quiet server)')
+    parser.add_argument('--msr', action='store_true',
+                        help="count the pool processes' MSR writes per start (perf, root)")
     parser.add_argument('--serve', metavar='TREE', help=argparse.SUPPRESS)
     opts = parser.parse_args(argv)
     if opts.serve:
         return _serve(opts)
     if opts.callers and not opts.against:
         parser.error('--callers needs --against TREE')
+    if opts.callers and opts.msr:
+        parser.error('--msr is for one caller (not --callers)')
     if opts.callers and opts.gap:
         parser.error('--gap is for one caller (not --callers)')
     title = (f'Warm {opts.engine} start, musl hello (pool of {opts.workers}, 1 caller)'
@@ -208,8 +275,10 @@ def main(argv: list[str] | None = None) -> int:
              + (f'; {opts.gap * 1e3:g} ms idle after each start' if opts.gap else '')
              + ("; each tree's caller side" if opts.callers else ''))
     rows = _callers(opts) if opts.callers else _paired(opts)
+    msr = ['MSR writes/start', 'faulting-MSR writes/start'] if opts.msr else []
     table(title, ['round', 'tree', 'n', 'p50', 'p99', 'caller us/start', 'worker us/start',
-                  'children us/start', 'templates us/start', 'worker switches/start', 'load'],
+                  'children us/start', 'templates us/start', 'worker switches/start', *msr,
+                  'load'],
           rows, note='CPU from /proc/PID/stat and getrusage (clock ticks: ~10 ms resolution, '
                      'meaningful over 1000+ starts); goal (issue 16): p50 <= 0.5 ms')
     return 0
@@ -231,6 +300,7 @@ def _paired(opts: argparse.Namespace) -> list[list]:
                 times: dict[str, list[float]] = {name: [] for name in pools}
                 load = os.getloadavg()[0]
                 before = {name: sample(pool.pids) for name, pool in pools.items()}
+                counter = MsrCount() if opts.msr else None
                 for i in range(opts.starts):
                     order = list(pools) if i % 2 else list(reversed(pools))
                     for name in order:
@@ -240,10 +310,13 @@ def _paired(opts: argparse.Namespace) -> list[list]:
                         if opts.gap:
                             time.sleep(opts.gap)
                 time.sleep(0.05)            # the last start's clean-up
+                msrs = counter.stop({name: pool.pids for name, pool in pools.items()}) \
+                    if counter is not None else {}
                 for name, pool in pools.items():
                     after = sample(pool.pids)
                     per = {k: (after[k] - before[name][k]) / opts.starts for k in after}
-                    rows.append(_row(r, name, opts.starts, times[name], per, load))
+                    rows.append(_row(r, name, opts.starts, times[name], per, load,
+                                     msrs.get(name)))
     finally:
         for pool in pools.values():
             pool.close()

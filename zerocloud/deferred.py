@@ -47,8 +47,10 @@ proxy; ``bytes`` is what the ended nodes read and wrote (all their channels).
 chain counts its own nodes.  Counts are live: the result decides (a node
 cut short because its producer failed ends ``skipped`` in it).  If
 that proxy stops (restart, crash) the state stops being refreshed; the
-first GET or HEAD of ``<that name>.headers`` that finds no result and a state
-older than three heartbeats stores the result of a lost job: the error as
+first GET or HEAD of ``<that name>.headers`` (or DELETE of its state) that
+finds no result and a state older than three heartbeats, or written by a
+proxy process of this host that no longer exists (:func:`_gone`), stores
+the result of a lost job: the error as
 body and ``{"Status": "503 Service Unavailable", "X-Nexe-Status": "lost",
 "X-Nexe-Error": ...}`` (as that reader, so it must be allowed to write
 there), and deletes the state and any cancel marker.  A job is never
@@ -58,7 +60,9 @@ A client's DELETE of ``<that name>.state`` cancels the job (:func:`cancel`):
 it stores ``<that name>.cancel``, which the proxy running the job looks for
 every CANCEL_EVERY seconds; it then throws :class:`Cancelled` into the job
 (its nodes stop as for a client that hangs up) and stores its result, 499
-with ``X-Nexe-Status: cancelled`` and what had ended.
+with ``X-Nexe-Status: cancelled`` and what had ended (in words, and as
+``X-Nexe-Node-Counts: total 3, done 1, failed 0, stopped 2``; a lost job's result
+gives what its state last counted, ``..., lost 2``).
 """
 
 from __future__ import annotations
@@ -104,7 +108,6 @@ CANCEL_EVERY = 1.0                       # seconds; how often the running job lo
 _JOB = r'/([^/]+)/([^/]+)/([^/]+)/(job-[0-9a-f]{32})'
 _RESULT = re.compile(_JOB + re.escape(HEADERS_SUFFIX))
 _STATE = re.compile(_JOB + re.escape(STATE_SUFFIX))
-_PROXY = f'{socket.gethostname()}:{os.getpid()}'
 
 
 class Cancelled(BaseException):
@@ -278,7 +281,7 @@ def _keep_state(app, req: Request, where: SwiftPath, heartbeat: float, finished:
         counts = progress.counts()
         if counts != written or time.monotonic() >= due:
             body = json.dumps({'state': 'running', 'heartbeat': heartbeat, 'updated': time.time(),
-                               'proxy': _PROXY, 'started': progress.started_at,
+                               'proxy': _proxy(), 'started': progress.started_at,
                                **counts}).encode()
             stored = _put(app, req, state, body, 'application/json')
             if not is_success(stored.status_int):
@@ -306,8 +309,17 @@ def _cancelled(progress: Progress) -> Response:
             f'{time.time() - progress.started_at:.1f} s{job}: {counts["done"]}/'
             f'{counts["total"]} nodes done, {counts["failed"]} failed, '
             f'{counts["running"]} stopped running')
-    return HTTPClientDisconnect(body=text + '\n', headers={'X-Nexe-Status': 'cancelled',
-                                                           'X-Nexe-Error': text})
+    return HTTPClientDisconnect(body=text + '\n', headers={
+        'X-Nexe-Status': 'cancelled', 'X-Nexe-Error': text,
+        'X-Nexe-Node-Counts': _node_counts(counts, stopped=counts['running'])})
+
+
+def _node_counts(counts: dict, **rest: int) -> str:
+    """``X-Nexe-Node-Counts`` of a job that did not end: ``total 3, done 1, failed 0``,
+    then ``rest`` (``stopped 2``: the cancelled nodes; ``lost 2``: those a lost job's
+    proxy had not seen end)."""
+    every = {key: counts[key] for key in ('total', 'done', 'failed')} | rest
+    return ', '.join(f'{key} {value}' for key, value in every.items())
 
 
 def cancel(app, env: dict, logger) -> Response | None:
@@ -360,19 +372,48 @@ def _settle(app, req: Request, version: str, account: str, container: str, name:
         stale = age > STALE_BEATS * float(running['heartbeat'])
     except (ValueError, TypeError, KeyError):
         return
-    if not stale:
+    gone = _gone(running.get('proxy'))
+    if not (stale or gone):
         return
     logger.error('deferred job %s was lost: its state was last updated %.0f s ago by %s',
                  base, age, running.get('proxy'))
+    why = f'its process {running["proxy"]} is gone' if gone else \
+        f'its state was last updated {age:.0f} s ago'
     lost = HTTPServiceUnavailable(
-        body=f'the proxy running this deferred job stopped before it finished (its state was '
-             f'last updated {age:.0f} s ago); its result is lost: run the job again\n',
+        body=f'the proxy running this deferred job stopped before it finished ({why}); its '
+             f'result is lost: run the job again\n',
         content_type='text/plain', headers={'X-Nexe-Status': 'lost'})
     lost.headers['X-Nexe-Error'] = lost.body.decode().strip()
+    nodes = running.get('nodes')
+    if isinstance(nodes, dict) and all(isinstance(nodes.get(k), int)
+                                       for k in ('total', 'done', 'failed')):
+        lost.headers['X-Nexe-Node-Counts'] = _node_counts(
+            nodes, lost=nodes['total'] - nodes['done'] - nodes['failed'])
     _store(app, req, SwiftPath(account, container, name), lost, logger, version)
     _request(app, req, 'DELETE', base + STATE_SUFFIX)
     # a cancel asked while the state still looked fresh left a marker no proxy reads
     _request(app, req, 'DELETE', base + CANCEL_SUFFIX)
+
+
+def _proxy() -> str:
+    """This proxy process, as a state names it: ``<host>:<pid>`` (the pid of the worker
+    process running the job, not of the parent that imported this module)."""
+    return f'{socket.gethostname()}:{os.getpid()}'
+
+
+def _gone(proxy: object) -> bool:
+    """Is the proxy process a state names known to be gone: one of this host whose pid
+    no longer exists?  (Another host's cannot be told: its state goes stale.)"""
+    host, _, pid = str(proxy).rpartition(':')
+    if host != socket.gethostname() or not pid.isdigit() or int(pid) <= 0:
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:             # another user's process: it exists
+        pass
+    return False
 
 
 def _not_running(app, req: Request, base: str) -> Response:

@@ -61,28 +61,31 @@ Tests and the demo use the Python API: ``DevCluster(dir)`` with ``start()``,
 
 from __future__ import annotations
 
-import argparse
-import base64
-import contextlib
-import ctypes
-import http.client
-import json
-import os
-import pwd
-import re
-import shlex
-import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
-from importlib import resources
-from pathlib import Path
+from zvm_core.interrupt import quiet_imports
 
-from zvm_core import stdout
+with quiet_imports('zerocloud-devcluster'):   # Ctrl-C as the command is starting: exit 130
+    import argparse
+    import base64
+    import contextlib
+    import ctypes
+    import http.client
+    import json
+    import os
+    import pwd
+    import re
+    import shlex
+    import shutil
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    from collections.abc import Callable, Iterable, Iterator, Mapping
+    from dataclasses import dataclass
+    from importlib import resources
+    from pathlib import Path
+
+    from zvm_core import stdout
 
 HOST = '127.0.0.1'
 PROXY_SAMPLE = 'proxy-server.conf-sample'

@@ -721,15 +721,16 @@ def fetch_programs(caller: Caller, nodes: Iterable[Node], launch: Launch,
             key = where if isinstance(where, SwiftPath) else (where[0].path, where[1])
             if key not in found:
                 if isinstance(where, SwiftPath):
-                    found[key] = caller.fetch_program(where)
+                    found[key] = caller.fetch_program(where, f'the program of {node.name}')
                 else:
                     device, member = where
                     if device.path is None:
                         image, name = launch.image, 'the zapp'
                     else:
                         if device.path not in images:
-                            images[device.path] = caller.fetch(device.path,
-                                                               caller.config.max_input)[0]
+                            images[device.path] = caller.fetch(
+                                device.path, caller.config.max_input,
+                                reader=f'device {device.name} of {node.name}')[0]
                         image, name = images[device.path], str(device.path)
                     found[key] = tpool.execute(zapp.member, image.file, member,
                                                caller.config.max_nexe, name,

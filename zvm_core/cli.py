@@ -48,26 +48,29 @@ channels; ``-Q``, ``-v N``, ``-l N`` and ``-T FILE`` are accepted and ignored,
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import errno
-import getopt
-import os
-import posixpath
-import select
-import shlex
-import sys
-import syslog
-import time
-from typing import TYPE_CHECKING
+from zvm_core.interrupt import quiet_imports
 
-from zvm_core import engines, stdout
-from zvm_core.channels import READ, WRITE, Channel, ChannelError, FdBacking, Quota
-from zvm_core.elf import ELF_MAGIC, ElfError, load_program
-from zvm_core.engines import CHOICES
-from zvm_core.limits import DEFAULT_FUEL, DEFAULT_MEMORY, DEFAULT_TIMEOUT, Limits
-from zvm_core.report import SIGPIPE_STATE
-from zvm_core.validator import Policy, default_cache, validate
+with quiet_imports('zvm'):   # Ctrl-C as the command is starting: exit 130
+    import argparse
+    import contextlib
+    import errno
+    import getopt
+    import os
+    import posixpath
+    import select
+    import shlex
+    import sys
+    import syslog
+    import time
+    from typing import TYPE_CHECKING
+
+    from zvm_core import engines, stdout
+    from zvm_core.channels import READ, WRITE, Channel, ChannelError, FdBacking, Quota
+    from zvm_core.elf import ELF_MAGIC, ElfError, load_program
+    from zvm_core.engines import CHOICES
+    from zvm_core.limits import DEFAULT_FUEL, DEFAULT_MEMORY, DEFAULT_TIMEOUT, Limits
+    from zvm_core.report import SIGPIPE_STATE
+    from zvm_core.validator import Policy, default_cache, validate
 
 if TYPE_CHECKING:
     from zvm_core.report import Report

@@ -24,7 +24,8 @@ import json
 import signal
 from dataclasses import dataclass, field, fields
 
-# ``refused``: nothing ran, the host cannot run the engine the request asked for
+# ``refused``: nothing ran, the request's mistake: the host cannot run the engine it
+# asked for, or its image is not a tar
 STATUSES = ('ok', 'fault', 'fuel', 'timeout', 'quota', 'memory', 'validation', 'killed',
             'refused')
 

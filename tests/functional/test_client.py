@@ -206,8 +206,8 @@ def test_the_servers_whole_error_body_is_shown(zc, data: str, tmp_path: Path) ->
         'devices': [{'name': 'stdout'}]}]))
     proc = zc('run', 'job.json')
     assert proc.returncode == 1
-    assert f'Error 404 Not Found while fetching swift://AUTH_test/{data}/no-such-program' \
-        in proc.stderr
+    assert f'Error 404 Not Found while fetching swift://AUTH_test/{data}/no-such-program ' \
+        '(the program of wc)\n' in proc.stderr
     proc = zc('run', 'job.json', env={'PATH': os.environ['PATH'], 'PYTHONPATH': str(REPO)})
     assert proc.returncode == 2 and 'no credentials: set ST_AUTH' in proc.stderr
 

@@ -57,6 +57,7 @@ def test_a_deferred_job_is_reported_lost_after_a_proxy_restart(
     assert stored['Status'] == '503 Service Unavailable'
     assert stored['X-Nexe-Status'] == 'lost'
     assert stored['X-Nexe-Error'].startswith(
-        'the proxy running this deferred job stopped before it finished')
+        'the proxy running this deferred job stopped before it finished (its process ')
+    assert 'is gone)' in stored['X-Nexe-Error']       # at once, not after three heartbeats
     assert conn.get_object(container, name)[1].startswith(b'the proxy running this deferred')
     assert state() is None                                  # settled: no state left behind

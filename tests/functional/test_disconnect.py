@@ -141,6 +141,7 @@ def test_a_deferred_job_is_cancelled_by_a_delete_of_its_state(cluster: DevCluste
     assert stored['X-Nexe-Error'].startswith('stopped by a DELETE of its state (zc cancel) '
                                              'after ')
     assert stored['X-Nexe-Error'].endswith(': 0/1 nodes done, 0 failed, 1 stopped running')
+    assert stored['X-Nexe-Node-Counts'] == 'total 1, done 0, failed 0, stopped 1'
     assert conn.get_object('.zvm', name)[1].decode() == stored['X-Nexe-Error'] + '\n'
     resp = until(lambda: post(conn, spin_job('1')))     # the worker is free again
     assert resp.status_code == 200, resp.text

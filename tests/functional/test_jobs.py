@@ -271,12 +271,13 @@ def test_missing_program_or_data_is_a_404_naming_it(
     program = upload('wc')
     resp = post_job(conn, wc_job(program + '-gone', f'swift://~/{container}/data'))
     assert resp.status_code == 404
-    assert f'{program}-gone' in resp.text
+    assert resp.text == f'Error 404 Not Found while fetching {program}-gone (the program of wc)\n'
     proxy_log = swift_cluster.log_file(swift_cluster.server('proxy'))
     logged = proxy_log.stat().st_size
     resp = post_job(conn, wc_job(program, f'swift://~/{container}/gone'))
     assert resp.status_code == 404
-    assert f'swift://AUTH_test/{container}/gone' in resp.text
+    assert resp.text == (f'Error 404 Not Found while fetching swift://AUTH_test/{container}/gone '
+                         '(device stdin of wc)\n')
     assert executed(swift_cluster, container) == []
     with proxy_log.open() as log:       # a user's 404 is no error of the proxy's
         log.seek(logged)
@@ -326,6 +327,22 @@ def test_a_bad_job_is_refused_with_a_message(conn: Connection, job: str, status:
     assert resp.status_code == status, resp.text
     assert says in resp.text
     assert 'X-Nexe-System' not in resp.headers
+
+
+def test_an_image_that_is_not_a_tar_is_a_400_saying_so(conn: Connection, make_container,
+                                                       upload) -> None:
+    # it ended 'fault' (422, as a program that crashed) though nothing ran
+    container = make_container()
+    conn.put_object(container, 'data', TEXT)
+    conn.put_object(container, 'app.tar', b'not a tar archive ' * 64)
+    job = wc_job(upload('wc'), f'swift://~/{container}/data')
+    job[0]['devices'].append({'name': 'image', 'path': f'swift://~/{container}/app.tar'})
+    resp = post_job(conn, job)
+    assert resp.status_code == 400, resp.text
+    assert nexe(resp, 'Status') == ['refused']
+    assert resp.text.startswith('wc: refused: cannot mount /dev/image at /: /dev/image is not '
+                                'a readable tar image: '), resp.text
+    assert 'the image device must name a tar archive' in resp.text
 
 
 def test_a_program_fault_is_reported_and_stores_nothing(

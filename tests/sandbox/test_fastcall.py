@@ -416,12 +416,15 @@ def test_a_run_killed_while_writing_leaves_every_acknowledged_byte(guest, monkey
     assert report.etags['/dev/stdout'] == hashlib.md5(data).hexdigest()
 
 
+@pytest.mark.parametrize('call', ['write', 'writev'])
 @pytest.mark.parametrize('fast', [True, False])
-def test_a_host_write_failure_ends_the_run_as_the_personality_ends_it(guest, tmp_path, fast):
+def test_a_host_write_failure_ends_the_run_as_the_personality_ends_it(guest, tmp_path, fast,
+                                                                      call):
     """A gathered write that the host refuses when the buffer is written (here: past
     RLIMIT_FSIZE, EFBIG) ends the run as a failed host write does in Python:
-    ``killed``, a host failure, 'host I/O failed in write'."""
-    prog = guest('flood')
+    ``killed``, a host failure, 'host I/O failed in <the guest's call>' (the C loop
+    said 'write' of bytes gathered from writev calls)."""
+    prog = guest({'write': 'flood', 'writev': 'floodv'}[call])
 
     def body():                 # the limit is the process's: set in a child of the test
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
@@ -432,4 +435,4 @@ def test_a_host_write_failure_ends_the_run_as_the_personality_ends_it(guest, tmp
         report = run(prog, chans, argv=['flood'], engine='native')
         return [report.status, report.message, report.host_failure]
     got = in_child(body, fast)
-    assert got == ['killed', 'host I/O failed in write: File too large', True]
+    assert got == ['killed', f'host I/O failed in {call}: File too large', True]

@@ -627,7 +627,7 @@ def test_python_error_never_takes_the_worker(sysimages, tmp_path):
             report = pool.run(str(sysimages.program('python3')),
                               [ChannelSpec('/dev/image', f.fileno(), READ, True, mount='/')],
                               argv=['python3', '-c', 'pass'])
-        assert report.status == 'fault' and 'cannot mount /dev/image at /' in report.message
+        assert report.status == 'refused' and 'cannot mount /dev/image at /' in report.message
         assert pool.pids == pids and pool.replaced == 0
 
 

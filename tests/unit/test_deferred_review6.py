@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 
 from swift.common.swob import Request
@@ -35,3 +36,43 @@ def test_a_cancel_of_a_job_whose_proxy_stopped_leaves_no_marker() -> None:
     assert json.loads(app.objects[f'{NAME}.headers'][1])['X-Nexe-Status'] == 'lost'
     assert f'{NAME}.state' not in app.objects
     assert f'{NAME}.cancel' not in app.objects, sorted(app.objects)
+
+
+def test_a_cancel_of_a_job_whose_proxy_process_is_gone_says_lost_at_once() -> None:
+    """The proxy that ran the job was a process of this host that no longer exists
+    (its pid is gone): the job is lost now, not once its state is three heartbeats
+    old (zc cancel waited ~30 s to say so).  A proxy of another host, or one still
+    alive, keeps the heartbeat rule."""
+    import socket
+    import subprocess
+    import sys
+    gone = subprocess.Popen([sys.executable, '-c', ''])
+    gone.wait()
+    for proxy, lost in ((f'{socket.gethostname()}:{gone.pid}', True),
+                        (f'{socket.gethostname()}:{os.getpid()}', False),
+                        (f'elsewhere.invalid:{gone.pid}', False)):
+        app = DeletingSwift()
+        lost_env(app, time.time() - 1)
+        state = json.loads(app.objects[f'{NAME}.state'][1])
+        app.objects[f'{NAME}.state'] = ({}, json.dumps({**state, 'proxy': proxy}).encode())
+        env = Request.blank(f'{NAME}.state', method='DELETE').environ
+        resp = Request(env).get_response(
+            lambda e, s, app=app: deferred.cancel(app, e, LOG)(e, s))
+        stored = app.objects.get(f'{NAME}.headers')
+        assert (resp.status_int, stored is not None) == ((404, True) if lost else (202, False))
+        if lost:
+            error = json.loads(stored[1])['X-Nexe-Error']
+            assert f'(its process {proxy} is gone)' in error, error
+
+
+def test_a_lost_job_keeps_the_counts_its_state_last_had() -> None:
+    # zc status --json of a lost job said nodes 0/0/0: what had ended was known
+    app = DeletingSwift()
+    env = lost_env(app, time.time() - 31)
+    state = json.loads(app.objects[f'{NAME}.state'][1])
+    app.objects[f'{NAME}.state'] = ({}, json.dumps({**state, 'nodes': {
+        'total': 5, 'done': 2, 'failed': 1, 'running': 1}}).encode())
+    deferred.settle_lost(app, env, LOG)
+    stored = json.loads(app.objects[f'{NAME}.headers'][1])
+    assert (stored['X-Nexe-Status'], stored['X-Nexe-Node-Counts']) == (
+        'lost', 'total 5, done 2, failed 1, lost 2')

@@ -1209,3 +1209,21 @@ def test_workers_that_die_as_they_start_are_a_503_to_try_later_logged_once(
     (line,) = logged.lines['error']
     assert line.startswith('zerocloud: sandbox workers die as they start (')
     assert mw.pool.replaced < pool_module.START_FAILURES
+
+
+def test_an_image_that_is_not_a_tar_is_the_requests_mistake(mw, guest) -> None:
+    # it ended 'fault' (422: "the program crashed") though nothing ran: the job's
+    # image device named an object that is not a tar
+    put(mw)
+    members = [spec(wire.DeviceSpec('stdin', 'r', source='local'), wire.DeviceSpec('stdout', 'w'),
+                    wire.DeviceSpec('image', 'r', random=True, source='member')),
+               wire.bytes_member(wire.EXE, guest('wc').read_bytes()),
+               wire.bytes_member(wire.DEV_PREFIX + 'image', b'not a tar archive ' * 64)]
+    resp = execute(mw, members=members)
+    assert resp.status_int == 200, resp.body
+    report = json.loads(untar(resp.body)['report.json'])
+    assert report['status'] == 'refused', report
+    assert report['message'].startswith('cannot mount /dev/image at /: /dev/image is not a '
+                                        'readable tar image: '), report
+    assert report['message'].endswith('; the image device must name a tar archive (tar -cf, '
+                                      'or a zapp: zc bundle)'), report

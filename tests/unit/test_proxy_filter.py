@@ -340,7 +340,13 @@ def test_a_denied_post_is_a_403_before_anything_is_read(mw, swift, servers) -> N
                                            b'stdin of wc) is not supported (did you mean '
                                            b'swift://~/demo/lines?)'),
     (job(stdin='swift://~/c/gone'), 404, b'Error 404 Not Found while fetching '
-                                         b'swift://AUTH_a/c/gone'),
+                                         b'swift://AUTH_a/c/gone (device stdin of wc)\n'),
+    # a missing object said which, not who read it: the node and its device now
+    ([{**job()[0], 'exec': {'path': 'swift://~/bin/none'}}], 404,
+     b'Error 404 Not Found while fetching swift://AUTH_a/bin/none (the program of wc)\n'),
+    ([{**job()[0], 'devices': [*job()[0]['devices'], {'name': 'input',
+                                                      'path': 'swift://~/c/gone'}]}], 404,
+     b'Error 404 Not Found while fetching swift://AUTH_a/c/gone (device input of wc)\n'),
     (job(count=2, connect=['wc']), 400, b'Cannot connect wc to itself (wc -> wc): its nodes '
                                          b'would have to run at the same time'),
     (job(replicate=3), 400, b'Invalid replicate in wc: 3 runs need 3 different servers, '
@@ -557,9 +563,20 @@ def test_a_refusal_is_final(mw, servers) -> None:
     asked = servers(d0=_Refused(413, 'request larger than zerovm_maxinput'), d1=ok())
     resp = post(mw, job())
     assert resp.status_int == 413
-    assert resp.headers['X-Nexe-Status'] == 'error'
+    assert resp.headers['X-Nexe-Status'] == 'refused'
     assert 'refused the node: 413 request larger' in resp.headers['X-Nexe-Error']
     assert [a[0] for a in asked.asked] == ['d0']
+
+
+def test_an_object_servers_400_is_the_jobs_mistake(mw, servers) -> None:
+    # engine native on a server set to emulated: the node ended 'error', as if the
+    # cluster had failed; it is 'refused' (nothing ran), a 400 saying what to ask for
+    why = ('this object server runs the emulated engine only (zerovm_engine = emulated): '
+           'ask for engine auto or emulated')
+    servers(d0=_Refused(400, why), d1=ok())
+    resp = post(mw, job(engine='native'))
+    assert (resp.status_int, resp.headers['X-Nexe-Status']) == (400, 'refused')
+    assert resp.headers['X-Nexe-Error'].endswith(f'refused the node: 400 {why}')
 
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import json
 import subprocess
@@ -1328,3 +1329,56 @@ def test_a_write_cut_short_by_a_closed_pipe_is_a_closed_output() -> None:
         _Output(Pipe(5)).write(b'0123456789')
     whole = Pipe(100)
     assert _Output(whole).write(b'0123456789') == 10 and whole.got == b'0123456789'
+
+
+def test_local_run_streams_each_output_without_holding_it(tmp_path: Path, guest,
+                                                           monkeypatch) -> None:
+    # zc local run held every node's output in memory (read whole, written at the end):
+    # 24 MiB of output was one 24 MiB write and at least as much held
+    import tracemalloc
+    (tmp_path / 'emit').write_bytes(guest('emit').read_bytes())
+    monkeypatch.chdir(tmp_path)
+    size = 24 << 20
+    payload = jobs.build('./emit', None, None, None, f'{size} T')
+    writes: list[int] = []
+    hashed = hashlib.md5()
+
+    def out(data: bytes) -> None:
+        writes.append(len(data))
+        hashed.update(data)
+    tracemalloc.start()
+    try:
+        result = local.run(payload, './emit', {}, out=out)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert not result.failed and sum(writes) == size
+    assert max(writes) <= local.CHUNK and peak < 4 * local.CHUNK, (max(writes), peak)
+    expected = hashlib.md5()          # emit's blocks: 'T <k>' then a letter to 64 KiB
+    for k in range(size >> 16):
+        line = f'T {k:08d}\n'.encode()
+        expected.update(line + bytes([97 + k % 26]) * (65536 - len(line)))
+    assert hashed.hexdigest() == expected.hexdigest()
+
+
+def test_status_json_of_a_cancelled_job_gives_its_node_counts() -> None:
+    # zc status --json said nodes 0/0/0 of a cancelled job: its counts were only in
+    # the error text; the stored result now has them (X-Nexe-Node-Counts)
+    import io
+
+    from zerocloud import deferred
+    from zerocloud.client.cli import Client
+    progress = deferred.Progress()
+    progress.launched([SimpleNamespace(name=f'n{i}', attach=None) for i in range(4)])
+    for _ in range(3):
+        progress.started()
+    progress.finished([SimpleNamespace(failed=True, channel_bytes=lambda: (0, 0))])
+    resp = deferred._cancelled(progress)
+    stored = json.dumps({'Status': resp.status, **dict(resp.headers)}).encode()
+    out = io.BytesIO()
+    client = Client(build_parser().parse_args(['status', 'job-1', '--json']), out=out)
+    client.describe(report.parse_stored(stored, resp.body), as_json=True)
+    said = json.loads(out.getvalue())
+    assert (said['state'], said['status'], said['nodes']) == (
+        'cancelled', 499, {'total': 4, 'done': 0, 'failed': 1, 'stopped': 2})
+    assert said['error'].endswith(': 0/4 nodes done, 1 failed, 2 stopped running')

@@ -25,31 +25,34 @@ result is not there yet; 130 when Ctrl-C cancelled.
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import json
-import logging
-import os
-import re
-import signal
-import sys
-import threading
-import time
-from pathlib import Path
-from urllib.parse import quote, urlencode
+from zvm_core.interrupt import quiet_imports
 
-import requests
-from swiftclient import ClientException
-from swiftclient.client import logger_settings
-from swiftclient.service import process_options
-from swiftclient.shell import add_default_args
+with quiet_imports('zc'):   # Ctrl-C as the command is starting: exit 130
+    import argparse
+    import contextlib
+    import json
+    import logging
+    import os
+    import re
+    import signal
+    import sys
+    import threading
+    import time
+    from pathlib import Path
+    from urllib.parse import quote, urlencode
 
-from zerocloud.client import display, jobs, local, report, zapps
-from zerocloud.client.session import Answer, ServerError, Session
-from zerocloud.job import JobError, SwiftPath, parse_location
-from zerocloud.sql import formats as sql_formats
-from zvm_core import stdout
-from zvm_core.engines import CHOICES
+    import requests
+    from swiftclient import ClientException
+    from swiftclient.client import logger_settings
+    from swiftclient.service import process_options
+    from swiftclient.shell import add_default_args
+
+    from zerocloud.client import display, jobs, local, report, zapps
+    from zerocloud.client.session import Answer, ServerError, Session
+    from zerocloud.job import JobError, SwiftPath, parse_location
+    from zerocloud.sql import formats as sql_formats
+    from zvm_core import stdout
+    from zvm_core.engines import CHOICES
 
 EXIT_FAILED, EXIT_USAGE, EXIT_PENDING, EXIT_CANCELLED = 1, 2, 3, 130
 REPORT_HEADER = 'X-Zerovm-Report'
@@ -87,7 +90,7 @@ class _Output:
 
     def write(self, data: bytes) -> int:
         """All of ``data``: a buffered stream whose pipe broke during a large write
-        returns the part it wrote (``zc local run`` wrote its whole output at once)."""
+        returns the part it wrote (a MiB piece of ``zc local run``'s output)."""
         view, done = memoryview(data), 0
         try:
             while done < len(view):
@@ -580,11 +583,11 @@ class Client:
         state = result.stopped or ('failed' if result.failed else 'done')
         said = result.body.decode('utf-8', 'replace').strip() if result.stopped else ''
         if as_json:
-            total, failed = result.counts
+            total, failed = result.totals
+            nodes = result.counts or {'total': total, 'done': total - failed, 'failed': failed}
             self.out.write(json.dumps({
                 'state': state, 'status': result.status, 'seconds': result.seconds,
-                'nodes': {'total': total, 'done': total - failed,
-                          'failed': failed}, **({'error': said} if said else {})
+                'nodes': nodes, **({'error': said} if said else {})
             }).encode() + b'\n')
         elif said:
             self.err.write(f'{self.opts.id}: {state}: {said}\n')
@@ -793,11 +796,8 @@ class Client:
         except ValueError as e:
             raise Usage(str(e)) from None
         payload = self.payload(remote=False)
-        result, outputs = local.run(payload, self.opts.target or self.opts.script, maps,
-                                    self.opts.stdin)
-        if not self.opts.json:
-            for part in outputs:
-                self.out.write(part)
+        result = local.run(payload, self.opts.target or self.opts.script, maps,
+                           self.opts.stdin, None if self.opts.json else self.out.write)
         return self.show_result(result, {})
 
 

@@ -9,7 +9,8 @@ files, sorted, are the listing a wildcard expands over).  Each node then runs
 as ``zvm run`` with its devices as files: read devices are the mapped files,
 written devices with a path go to the mapped directory, and only when no
 node failed (ended other than ``ok``, or with a non-zero exit code);
-``stdout`` without a path is printed, and ``stdin`` (or ``input``) without
+``stdout`` without a path is printed as each node ends (from its file, in
+pieces: never held whole), and ``stdin`` (or ``input``) without
 a path reads ``--stdin FILE`` (what an app opens, or a request body).
 ``exec.path`` may be a mapped ``swift://`` program, a file of a system image
 (``file://python3:python3``) or, for a zapp, a file of the zapp.  Graphs
@@ -24,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from zerocloud.client.jobs import ZAPP_TYPE, BuildError, Payload, tar_bytes
@@ -34,6 +36,8 @@ from zvm_core import sysimages
 ACCOUNT = 'local'
 ZVM = [sys.executable, '-m', 'zvm_core.cli']
 STREAMS = ('stdin', 'stdout', 'stderr', 'input', 'output')
+CHUNK = 1 << 20                 # bytes of a node's output read and printed at once
+Sink = Callable[[bytes], object]
 
 
 def parse_maps(specs: list[str]) -> dict[str, Path]:
@@ -51,10 +55,12 @@ def parse_maps(specs: list[str]) -> dict[str, Path]:
 class LocalRun:
     """One job run locally; ``files(path)`` is where a ``swift://`` path lives here."""
 
-    def __init__(self, maps: dict[str, Path], work: Path, stdin: Path | None = None) -> None:
+    def __init__(self, maps: dict[str, Path], work: Path, stdin: Path | None = None,
+                 out: Sink | None = None) -> None:
         self.maps = maps
         self.work = work
         self.stdin = stdin              # what a readable device without a path reads
+        self.out = out                  # where outputs without a path go (None: nowhere)
 
     def file(self, path: SwiftPath) -> Path:
         if path.account != ACCOUNT or path.container not in self.maps:
@@ -110,14 +116,15 @@ class LocalRun:
             program = f'file://{where}:{member}'
         return [*cmd, program, *node.argv[1:]]
 
-    def run(self, nodes: list[Node], image: Path | None) -> tuple[JobResult, list[bytes]]:
-        results, outputs, written = [], [], []
+    def run(self, nodes: list[Node], image: Path | None) -> JobResult:
+        results, written = [], []
         for node in nodes:
             outdir = self.work / node.name
             outdir.mkdir()
             cmd = self.command(node, image, outdir)
-            proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True,
-                                  check=False, env={**os.environ, 'PYTHONPATH': _pythonpath()})
+            proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE, check=False,
+                                  env={**os.environ, 'PYTHONPATH': _pythonpath()})
             try:
                 report = json.loads((outdir / 'report.json').read_text())
             except (OSError, ValueError):
@@ -136,7 +143,7 @@ class LocalRun:
                 if dev.writable and (outdir / dev.name).exists():
                     if dev.path is None:
                         if dev.name != 'stderr' or result.failed:
-                            outputs.append((outdir / dev.name).read_bytes())
+                            self.print(outdir / dev.name)
                     elif (outdir / dev.name).stat().st_size >= dev.min_size:
                         written.append((outdir / dev.name, self.file(dev.path)))
         job = JobResult(0, results)         # 0: no HTTP status, nothing was sent
@@ -144,7 +151,15 @@ class LocalRun:
             for src, dst in written:
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(src, dst)
-        return job, outputs
+        return job
+
+    def print(self, file: Path) -> None:
+        """A node's output to :attr:`out`, CHUNK bytes at a time (up to a GiB a node)."""
+        if self.out is None:
+            return
+        with file.open('rb') as f:
+            while chunk := f.read(CHUNK):
+                self.out(chunk)
 
 
 def _pythonpath() -> str:
@@ -153,10 +168,11 @@ def _pythonpath() -> str:
     return here + (os.pathsep + rest if rest else '')
 
 
-def run(payload: Payload, where: str, maps: dict[str, Path], stdin: Path | None = None
-        ) -> tuple[JobResult, list[bytes]]:
-    """Run a job (JSON) or zapp (from ``where``) locally: (result, outputs without a
-    path); ``stdin`` is what its readable devices without a path read (else nothing)."""
+def run(payload: Payload, where: str, maps: dict[str, Path], stdin: Path | None = None,
+        out: Sink | None = None) -> JobResult:
+    """Run a job (JSON) or zapp (from ``where``) locally: its result; ``stdin`` is what
+    its readable devices without a path read (else nothing), ``out`` gets their
+    outputs without a path as each node ends (None: not printed)."""
     with tempfile.TemporaryDirectory(prefix='zc-local-') as tmp:
         work = Path(tmp)
         image = None
@@ -172,7 +188,7 @@ def run(payload: Payload, where: str, maps: dict[str, Path], stdin: Path | None 
                 raise BuildError(f'{group.name}: connect and replicate run only on the cluster')
             if image is not None and not any(d.name == USER_IMAGE for d in group.devices):
                 group.devices.append(Device(USER_IMAGE))    # as the proxy does for a zapp
-        local = LocalRun(maps, work / 'nodes', stdin)
+        local = LocalRun(maps, work / 'nodes', stdin, out)
         (work / 'nodes').mkdir()
         try:
             nodes = expand(groups, local.list_objects, local.list_containers)

@@ -98,6 +98,7 @@ class JobResult:
     summary: Summary | None = None      # a large job's counts, when no report came
     streamed: bool = False              # the output went to stdout as it came (no body)
     stopped: str = ''                   # a deferred job that did not end: cancelled, lost
+    counts: dict[str, int] | None = None    # its nodes: total, done, failed, stopped|lost
 
     @property
     def failed(self) -> bool:
@@ -105,7 +106,7 @@ class JobResult:
             self.summary and self.summary.failed)
 
     @property
-    def counts(self) -> tuple[int, int]:
+    def totals(self) -> tuple[int, int]:
         """(nodes, failed): a large job's from its summary, else from its nodes."""
         if self.summary is not None:
             return self.summary.nodes, self.summary.failed
@@ -270,8 +271,18 @@ def parse(status: int, headers: Mapping[str, str], body: bytes) -> JobResult:
         for node in nodes:          # no X-Nexe-Error: an exit code the job accepts
             node.verdict = node.verdict or node.status != OK
     stopped = headers.get(NEXE + 'status', '') if status >= 300 and not nodes else ''
-    return JobResult(status, nodes, seconds, truncated, body, report, summary,
-                     stopped=stopped if stopped in STOPPED else '')
+    stopped = stopped if stopped in STOPPED else ''
+    return JobResult(status, nodes, seconds, truncated, body, report, summary, stopped=stopped,
+                     counts=_counts(headers.get(NEXE + 'node-counts', '')) if stopped else None)
+
+
+def _counts(text: str) -> dict[str, int] | None:
+    """``total 3, done 1, failed 0, stopped 2`` (X-Nexe-Node-Counts) as a dict; None
+    when there is none (an older server's result) or it does not read so."""
+    pairs = [item.split() for item in text.split(',')] if text else []
+    if not pairs or any(len(p) != 2 or not p[1].isdigit() for p in pairs):
+        return None
+    return {key: int(value) for key, value in pairs}
 
 
 def stored_answer(headers_json: bytes) -> tuple[int, dict[str, str]]:

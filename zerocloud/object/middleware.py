@@ -599,7 +599,8 @@ class NodeRun:
         if mine == 'emulated':
             if asked == 'native':
                 raise HTTPBadRequest(body='this object server runs the emulated engine only '
-                                          '(zerovm_engine = emulated)\n')
+                                          '(zerovm_engine = emulated): ask for engine auto '
+                                          'or emulated\n')
             return 'emulated'
         if asked in (None, 'auto'):
             return mine or asked

@@ -119,11 +119,13 @@ class Caller:
                 yield item.get('name') or item.get('subdir')
             marker = items[-1].get('name') or items[-1].get('subdir')
 
-    def read(self, method: str, path: SwiftPath) -> Response:
-        """HEAD or GET an object as the caller; 404/403/409 name it."""
+    def read(self, method: str, path: SwiftPath, reader: str = '') -> Response:
+        """HEAD or GET an object as the caller; 404/403/409 name it (a 404 also its
+        ``reader``, e.g. ``device stdin of wc``: which node of a job wanted it)."""
         resp = self.sub(method, '/v1' + path.path).get_response(self.app)
         if resp.status_int == 404:
-            raise HTTPNotFound(body=f'Error 404 Not Found while fetching {path}\n')
+            who = f' ({reader})' if reader else ''
+            raise HTTPNotFound(body=f'Error 404 Not Found while fetching {path}{who}\n')
         if resp.status_int in (401, 403):
             hint = self.own_hint('/v1' + path.path) if resp.status_int == 403 else ''
             raise denied_error(resp, f'read {path}{hint}')
@@ -135,11 +137,11 @@ class Caller:
                                     'objects themselves, not manifests or symlinks\n')
         return resp
 
-    def fetch(self, path: SwiftPath, limit: int,
-              option: str = 'zerovm_maxinput') -> tuple[Input, Response]:
+    def fetch(self, path: SwiftPath, limit: int, option: str = 'zerovm_maxinput',
+              reader: str = '') -> tuple[Input, Response]:
         """GET an object as the caller into a spooled file (413 beyond ``limit`` bytes,
-        naming the operator's ``option`` that sets it)."""
-        resp = self.read('GET', path)
+        naming the operator's ``option`` that sets it; ``reader``: see :meth:`read`)."""
+        resp = self.read('GET', path, reader)
         out, size = spooled(), 0
         try:
             for chunk in resp.app_iter:
@@ -155,9 +157,9 @@ class Caller:
             close_if_possible(resp.app_iter)
         return Input(out, size), resp
 
-    def fetch_program(self, path: SwiftPath) -> bytes:
+    def fetch_program(self, path: SwiftPath, reader: str = '') -> bytes:
         """A stored program's bytes; 422 when its upload's verdict says it is not valid."""
-        program, resp = self.fetch(path, self.config.max_nexe, 'zerovm_maxnexe')
+        program, resp = self.fetch(path, self.config.max_nexe, 'zerovm_maxnexe', reader)
         with program.file:
             if uploads.stored_verdict(resp.headers) is False:
                 raise HTTPUnprocessableEntity(

@@ -275,8 +275,8 @@ class Dispatcher:
                 res.request_bytes = sent[0]
                 res.program_bytes = 0 if wire.PROGRAM in headers else len(plan.program or b'')
                 break
-            except _Refused as e:
-                res.fail('error', f'{where} refused the node: {e}', e.status)
+            except _Refused as e:       # a 4xx: what the job asks, any server would refuse
+                res.fail('refused', f'{where} refused the node: {e}', e.status)
                 break
             except graph.SpoolFull as e:
                 res.fail('error', str(e), 413)

@@ -38,7 +38,8 @@ Before anything runs, the filter
   wildcard found in a container's listing are authorised once per container,
   ``_listed``) and the others (fetched once per job, at most
   ``zerovm_maxinput`` bytes).  A missing one
-  is a 404 ``Error 404 Not Found while fetching swift://...``, a forbidden
+  is a 404 ``Error 404 Not Found while fetching swift://... (device stdin of
+  wc)`` (the node and device that read it), a forbidden
   one a 403 naming it, a large-object manifest or a symlink a 409 (jobs read
   plain objects), a program that failed validation when it was uploaded a
   422.
@@ -464,11 +465,12 @@ class ProxyExecMiddleware:
         except JobError as e:
             raise HTTPBadRequest(body=f'{e}\n') from None
 
-    def _in_place(self, caller: Caller, path: SwiftPath) -> tuple[int | None, dict[str, str]]:
+    def _in_place(self, caller: Caller, path: SwiftPath,
+                  reader: str) -> tuple[int | None, dict[str, str]]:
         """The policy of ``path`` if a node can run where it is stored, reading it
         from the disk (replicated and not encrypted), else None (it must travel);
         and the ``LOCAL_*`` variables of the object."""
-        resp = caller.read('HEAD', path)
+        resp = caller.read('HEAD', path, reader)
         info = caller.container_info(f'/v1/{path.account}/{path.container}')
         policy = POLICIES.get_by_index(info.get('storage_policy'))
         encrypted = any(k.lower().startswith('x-object-sysmeta-crypto-') for k in resp.headers)
@@ -538,8 +540,9 @@ class ProxyExecMiddleware:
         listed = self._listed(caller, nodes, known.containers)
         attached = sorted({n.attach.path for n in nodes if attached_object(n)} - set(listed),
                           key=str)
-        found = dict(zip(attached, _imap(lambda p: self._in_place(caller, p), attached),
-                         strict=True))
+        readers = _readers(nodes)
+        found = dict(zip(attached, _imap(lambda p: self._in_place(caller, p, readers[p]),
+                                         attached), strict=True))
         policies = {path: policy for path, (policy, _) in found.items()}
         policies.update(listed)
         local = {n.name: n.attach if attached_object(n) and policies[n.attach.path] is not None
@@ -547,7 +550,7 @@ class ProxyExecMiddleware:
         remote = {dev.path for n in nodes for dev in n.devices
                   if dev.readable and dev.path is not None and dev is not local[n.name]}
         for path in sorted(remote - inputs.keys(), key=str):
-            inputs[path] = caller.fetch(path, self.config.max_input)[0]
+            inputs[path] = caller.fetch(path, self.config.max_input, reader=readers[path])[0]
         rings: dict[int, object] = {}
         plans = [self._plan(n, account, job_id, programs[n.name], local[n.name], policies,
                             inputs, rings) for n in nodes]
@@ -759,6 +762,17 @@ def _encrypting() -> bool:
     data files are then ciphertext: nodes get them through the proxy, decrypted."""
     admin = get_swift_info(admin=True).get('admin') or {}
     return bool((admin.get('encryption') or {}).get('enabled'))
+
+
+def _readers(nodes: list[Node]) -> dict[SwiftPath, str]:
+    """Who reads each object the nodes read (the first node's device), as a 404 of a
+    missing one says it: ``device stdin of wc``."""
+    readers: dict[SwiftPath, str] = {}
+    for node in nodes:
+        for dev in node.devices:
+            if dev.readable and dev.path is not None:
+                readers.setdefault(dev.path, f'device {dev.name} of {node.name}')
+    return readers
 
 
 def _imap(func: Callable, items: list) -> list:

@@ -270,8 +270,9 @@ def _serve_one(req: dict, fds: list[int], templates: Templates,
         from zvm_core.syscalls.fs import ImageError, mounted
         try:        # in order: a later image wins where paths meet
             image = mounted([(ch.backing, where, ch.alias) for ch, where in mounts])
-        except ImageError as e:
-            return Report('fault', None, str(e)), None
+        except ImageError as e:     # the request's image: nothing ran (a 400 at the proxy)
+            return Report('refused', None, f'{e}; the image device must name a tar archive '
+                                           '(tar -cf, or a zapp: zc bundle)'), None
     if engine == 'native':
         file = _file_key(req['program'])
         try:

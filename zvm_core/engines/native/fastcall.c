@@ -424,6 +424,7 @@ struct slot { int fd, chan; long long access; };
 
 struct cache {
     int nchans, nslots, out;          /* out: the chan whose bytes obuf holds, or -1 */
+    const char *outcall;              /* the guest's call that gathered them (its failure's) */
     size_t fill;
     long long at;                     /* a FileBacking's offset of obuf[0] */
     unsigned char *obuf;
@@ -436,12 +437,14 @@ struct cache {
 
 static PyObject *HostIOError;         /* _fastcall.HostIOError: a buffered write failed */
 
-static int host_error(int err)
+static int host_error(int err, const char *call)
 {
-    PyObject *args = Py_BuildValue("(is)", err, strerror(err));
-    if (args != NULL)
-        PyErr_SetObject(HostIOError, args);
-    Py_XDECREF(args);
+    PyObject *e = PyObject_CallFunction(HostIOError, "is", err, strerror(err));
+    PyObject *name = e != NULL ? PyUnicode_FromString(call) : NULL;
+    if (name != NULL && PyObject_SetAttrString(e, "call", name) == 0)
+        PyErr_SetObject(HostIOError, e);
+    Py_XDECREF(name);
+    Py_XDECREF(e);
     return -1;
 }
 
@@ -456,7 +459,7 @@ static int unread(struct cache *k)
     k->in = -1;
     k->have = k->used = 0;
     if (left && ch->kind != K_FILE && lseek(ch->hostfd, -left, SEEK_CUR) < 0)
-        return host_error(errno);
+        return host_error(errno, "read");
     return 0;
 }
 
@@ -477,7 +480,7 @@ static int flush(struct cache *k)
         if (w < 0 && errno == EINTR)
             continue;
         if (w <= 0)
-            return host_error(w < 0 ? errno : ENOSPC);
+            return host_error(w < 0 ? errno : ENOSPC, k->outcall);
         done += (size_t)w;
     }
     for (size_t at = 0; ch->appending && at < n; at += HASH_PIECE)
@@ -747,6 +750,9 @@ static int serve_one(struct ctx *c, struct cache *k, const struct seccomp_notif 
                 k->at = ch->cursor;
             k->fill += total;
             k->out = s->chan;
+            const char *call = nr == NR_WRITEV ? "writev" : "write";
+            k->outcall = k->fill == total || !strcmp(k->outcall, call) ? call
+                                                                      : "write and writev";
             done = (ssize_t)total;
         } else {
             struct iovec whole = {buffer, total};
@@ -1359,7 +1365,8 @@ PyMODINIT_FUNC PyInit__fastcall(void)
         return NULL;
     HostIOError = PyErr_NewExceptionWithDoc(
         "_fastcall.HostIOError", "A write the loop had gathered failed on the host (errno, "
-        "strerror): the guest was told it was written.", PyExc_OSError, NULL);
+        "strerror; .call: the guest's call that gathered it): the guest was told it was "
+        "written.", PyExc_OSError, NULL);
     if (HostIOError == NULL || PyModule_AddObjectRef(m, "HostIOError", HostIOError) < 0)
         return NULL;
     if (PyModule_AddIntConstant(m, "STOPPED", STOPPED) < 0

@@ -839,7 +839,7 @@ class _Supervisor:
             got = _fastcall.serve(self.listener, self.pidfd, self.deadline, self.notif, ctx,
                                   self._answer, gate)
         except _fastcall.HostIOError as e:  # gathered writes failed on the host (ZeroVM: EIO)
-            self.guest.outcome = host_io_failure('write', e)
+            self.guest.outcome = host_io_failure(e.call, e)
             self._end()
             return None
         if got == _fastcall.EXIT_CALL:
