@@ -516,13 +516,15 @@ def sysimage_rebuild(sysimages: SysImages,
 
 @pytest.fixture(scope='session')
 def trapper(zerovm, zvm_guest):
-    """``trapper(ops, channels='', files=None) -> (Session, result lines)``: run
-    ``zvm_trapper`` with ``ops`` as its arguments (given through /dev/nvram)."""
-    def run(ops: list[str], channels: str = '', files: Mapping[str, bytes] | None = None):
+    """``trapper(ops, channels='', files=None, code=0) -> (Session, result lines)``: run
+    ``zvm_trapper`` with ``ops`` as its arguments (given through /dev/nvram); ``code``:
+    zvm's exit code (EDQUOT when the quota cut a write, as the trapper exits 0)."""
+    def run(ops: list[str], channels: str = '', files: Mapping[str, bytes] | None = None,
+            code: int = 0):
         files = dict(files or {})
         files['nvram'] = ('[args]\nargs = zvm_trapper ' + ' '.join(ops) + '\n').encode()
         s = zerovm.run(zerovm.manifest(zvm_guest('zvm_trapper'),
                                        STD_CHANNELS + NVRAM_CHANNEL + channels), files=files)
-        assert s.returncode == 0, s
+        assert s.returncode == code, s
         return s, s.read('stdout').decode().splitlines()
     return run

@@ -394,6 +394,17 @@ def _no_duplicate_keys(pairs: list[tuple[str, object]]) -> dict:
     return result
 
 
+def _shape_hint(data: object) -> str:
+    """What an object sent as a job was probably meant to be."""
+    if not isinstance(data, dict):
+        return ''
+    if 'query' in data:
+        return ': an SQL query runs with X-Zerovm-Execute: sql/1.0 (doc/sql.md)'
+    if 'exec' in data or 'devices' in data:
+        return ': put the group in a list, [{"name": ..., "exec": ...}]'
+    return ''
+
+
 def _load(data: bytes | str | list, max_size: int) -> list:
     if isinstance(data, (bytes, bytearray, str)):
         raw = data.encode('utf-8', 'surrogatepass') if isinstance(data, str) else bytes(data)
@@ -412,7 +423,8 @@ def _load(data: bytes | str | list, max_size: int) -> list:
         except (ValueError, RecursionError) as err:
             raise JobError(f'Job description is not valid JSON: {err}') from None
     if not isinstance(data, list):
-        raise JobError(f'Job description must be a JSON list of node groups, got {_show(data)}')
+        raise JobError(f'Job description must be a JSON list of node groups, got '
+                       f'{_show(data)}{_shape_hint(data)}')
     if not data:
         raise JobError('Job description has no node groups')
     return data

@@ -227,13 +227,24 @@ def missing_execute(env: dict, limit: int) -> str | None:
     the body ignored: the job silently not run.  The body decides, not only its
     content type: ``curl -d @job.json`` sends application/x-www-form-urlencoded.
     Up to ``limit`` bytes of the body are read and put back in ``env`` for Swift.
-    Swift's own POSTs with a body (``?bulk-delete``, formpost's multipart) and
-    metadata POSTs (no body) pass untouched."""
+    So is one that names a stored job with ``X-Zerovm-Source``, and a GET of an object
+    that names an app with it (the object, not the app's answer).  Swift's own POSTs
+    with a body (``?bulk-delete``, formpost's multipart) and metadata POSTs (no body)
+    pass untouched."""
     kind = _base_type(env.get('CONTENT_TYPE'))
     version, _, rest = env.get('PATH_INFO', '').lstrip('/').partition('/')
+    if env.get('REQUEST_METHOD') == 'GET' and env.get('HTTP_X_ZEROVM_SOURCE') and \
+            rest.count('/') >= 2 and valid_api_version(version):    # an object, not through
+        return ('This GET names an app (X-Zerovm-Source) but has no X-Zerovm-Execute header: '
+                'add X-Zerovm-Execute: open/1.0 to read the object through the app (without '
+                'it, the object itself would be returned)\n')
     if env.get('REQUEST_METHOD') != 'POST' or not rest or not valid_api_version(version) \
             or kind.startswith('multipart/') or 'bulk-delete' in env.get('QUERY_STRING', ''):
         return None
+    if env.get('HTTP_X_ZEROVM_SOURCE'):     # swift post -H 'X-Zerovm-Source: ...' alone
+        return ('This POST names what to run (X-Zerovm-Source) but has no X-Zerovm-Execute '
+                'header: add X-Zerovm-Execute: 1.0 (a job, zapp or script) or sql/1.0 (a '
+                'query) to run it (without it, Swift would only update metadata)\n')
     chunked = 'chunked' in env.get('HTTP_TRANSFER_ENCODING', '').lower()
     if not chunked and env.get('CONTENT_LENGTH') in (None, '', '0'):
         return None
@@ -291,6 +302,10 @@ def _kind(content_type: str, head: bytes, where: str) -> str:
             content_type == OCTET_STREAM and looks_like_archive(head)):
         return 'zapp'
     if content_type in JOB_TYPES:
+        if looks_like_archive(head):       # curl --data-binary sends a form type
+            raise HTTPBadRequest(body=f'{where} is a gzip or tar archive (a zapp?) sent as '
+                                      f'{content_type or "no content type"}: send a zapp as '
+                                      'application/x-gzip (or application/x-tar)\n')
         return 'job'
     if content_type == NEXE_TYPE:
         raise HTTPBadRequest(body=f'{where} is a program ({NEXE_TYPE}): name it as exec.path '
@@ -682,7 +697,10 @@ def program_location(node: Node) -> SwiftPath | tuple[Device | str, str]:
     device = next((d for d in node.devices if d.name == USER_IMAGE), None)
     if device is None:
         raise HTTPBadRequest(body=f"{where}: only swift:// programs and files of the job's "
-                                  f'image can run here, and {node.group} has no image device\n')
+                                  f'image can run here, and {node.group} has no image device '
+                                  '(a program is swift://<account>/<container>/<object>, e.g. '
+                                  'swift://~/bin/prog, or file://<system image>:<path>, e.g. '
+                                  'file://python3:python3)\n')
     return device, member
 
 

@@ -26,14 +26,22 @@ from dataclasses import dataclass, replace
 from zvm_core import engines
 from zvm_core.elf import ElfError, Program, load_program, release_code
 from zvm_core.report import Report
-from zvm_core.validator import Policy, Verdict, Violation, default_cache, validate
+from zvm_core.validator import (
+    Policy,
+    Unfinished,
+    Verdict,
+    Violation,
+    default_cache,
+    validate,
+)
 
 JAIL_CODE = (0x6C69614A).to_bytes(4, 'little')     # zvm_core.zerovm.trap.TRAP_JAIL ("Jail")
 
 
 class Rejected(Exception):
     """The program is not one the sandbox runs: ``report`` (status ``validation``)
-    says why; ``verdict`` is the validator's when it got that far."""
+    says why; ``verdict`` is the validator's when it got that far.  Status ``timeout``:
+    its validation did not end by the deadline ``validator.within`` gave it."""
 
     def __init__(self, report: Report, verdict: Verdict | None = None) -> None:
         super().__init__(report.message)
@@ -72,6 +80,8 @@ def prepare(program: Program | str | os.PathLike, policy: Policy = Policy(), cac
             raise Rejected(replace(invalid_elf_report(e), engine=name)) from None
     try:
         return _prepare(program, policy, cache, engine, name, fuel, memory_etag)
+    except Unfinished:
+        raise Rejected(replace(unfinished_report(program), engine=name)) from None
     finally:
         if loaded:      # no one validates it again: kept (the pool keeps many), it
             release_code(program)       # would hold a second copy of the file
@@ -146,6 +156,13 @@ def _invalid(violations: list[Violation], message: str) -> Report:
 def invalid_elf_report(error: ElfError) -> Report:
     return _invalid([Violation(error.rule, 0, error.message)],
                     f'not a valid program: {error}')
+
+
+def unfinished_report(program: Program) -> Report:
+    code = sum(r.end - r.start for r in program.code)
+    return Report('timeout', None, f"the program's validation did not end within the run's "
+                                   f'timeout: its {code} bytes of code take longer to validate '
+                                   'on this host')
 
 
 def invalid_report(verdict: Verdict) -> Report:

@@ -120,10 +120,12 @@ def zerovm_outcome(report: Report) -> tuple[str, int]:
     """(exit state, exit code) as ZeroVM gives them for this report.
 
     A program that exited ended the session normally ("ok", 0) whatever its
-    code; a signal-like stop is "Signal N from untrusted code: Halting at
-    0x...", a timeout "session timeout" (both EINTR), the rest the message.
+    code, unless it exited 0 after a write the quota refused or cut short
+    (its output is not what it wrote: EDQUOT); a signal-like stop is "Signal N
+    from untrusted code: Halting at 0x...", a timeout "session timeout" (both
+    EINTR), the rest the message.
     """
-    if report.retcode is not None:
+    if report.retcode is not None and not (report.status == 'quota' and report.retcode == 0):
         return 'ok', 0
     if report.exit_state:
         return report.exit_state, errno.EINTR

@@ -37,6 +37,12 @@ policy (I12).  The version includes a digest of this module's and
 ``zvm_core.elf``'s source and of the capstone and unicorn files that define
 their versions (the rules are about what unicorn decodes), so a changed rule
 can never be answered by a verdict the old rules gave.
+
+A pool's worker validates inside :func:`within` its run's deadline: a program
+whose code takes longer to validate than the run may last (hundreds of MiB of
+code: about a minute for 32 MiB of one-byte instructions on a loaded host) is
+then :class:`Unfinished`, not a worker that answers nothing until it is killed
+as the host's failure and the node is run on other servers to the same end.
 """
 
 from __future__ import annotations
@@ -53,7 +59,9 @@ import json
 import os
 import tempfile
 import threading
+import time
 from collections.abc import Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import EllipsisType
@@ -83,6 +91,30 @@ VALIDATOR_VERSION = '3-' + _fingerprint()
 MAX_VIOLATIONS = 100
 
 _CHUNK = 4096        # instructions per capstone call: bounds capstone's result array
+_DEADLINE: ContextVar[float | None] = ContextVar('validation deadline', default=None)
+_LOCK_PAUSE = 0.01   # seconds between tries of another process's validation lock
+
+
+class Unfinished(Exception):
+    """The validation did not end by the deadline :func:`within` gave it: no verdict."""
+
+
+@contextlib.contextmanager
+def within(deadline: float):
+    """Validations in this block end by ``deadline`` (``time.monotonic()``) or raise
+    :class:`Unfinished`, waiting for another process's validation of the same
+    program included."""
+    token = _DEADLINE.set(deadline)
+    try:
+        yield
+    finally:
+        _DEADLINE.reset(token)
+
+
+def _on_time() -> None:
+    deadline = _DEADLINE.get()
+    if deadline is not None and time.monotonic() > deadline:
+        raise Unfinished
 _MAX_INSN = 15       # longest x86 instruction
 _PAGE = 0x1000
 JAIL_ALIGN = 0x10000  # ZeroVM's jail makes arena pages executable only from such addresses
@@ -249,6 +281,7 @@ class _Sweep:
         bits, origin, table, view = img.bits, img.origin, self.table, img.view
         off, last = start, None
         while off < end:
+            _on_time()
             n = 0
             for insn in self.md.disasm_lite(view[off:lim], origin + off, _CHUNK):
                 addr, size, mnem, ops = insn
@@ -383,6 +416,8 @@ class _Sweep:
         while i < len(self.targets):      # following a new start can find more branches
             source, target = self.sources[i], self.targets[i]
             i += 1
+            if not i % _CHUNK:
+                _on_time()
             img = next((im for im in images if im.lo <= target < im.hi), None)
             if target == 0 or img is not None and img.is_start(target):
                 continue
@@ -624,7 +659,7 @@ class VerdictCache:
             return
         try:
             with contextlib.suppress(OSError):      # no lock here: validate anyway
-                fcntl.flock(fd, fcntl.LOCK_EX)
+                _lock(fd)
             yield
         finally:
             with contextlib.suppress(OSError):
@@ -716,6 +751,20 @@ def _decode(obj: dict, key: str) -> Verdict:
         raise ValueError('inconsistent verdict')
     return Verdict(ok=obj['ok'], violations=violations, boundaries=boundaries,
                    instructions=obj['instructions'])
+
+
+def _lock(fd: int) -> None:
+    """``flock`` the validation lock, within the deadline of :func:`within` if any."""
+    if _DEADLINE.get() is None:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            _on_time()
+            time.sleep(_LOCK_PAUSE)
 
 
 @functools.cache

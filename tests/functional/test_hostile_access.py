@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+from urllib.parse import quote
 
 import pytest
 import requests
@@ -230,3 +231,61 @@ def test_open_with_a_source_is_authorised_before_the_source_is_unpacked(
                          f'swift://{account}\n')
     resp = requests.get(opened, headers={**source, 'X-Auth-Token': token}, timeout=120)
     assert resp.status_code == 413, resp.text          # the owner's: unpacked, within limits
+
+
+def test_object_names_that_spell_a_climb_are_the_owners_own_objects(
+        swift_cluster, make_container, setting) -> None:
+    """test2 stores objects whose names spell a way out of its container
+    (``../../AUTH_test/<private>/secret``: Swift takes the name literally, percent-
+    encoded dots included) and runs jobs over them, named and through a wildcard (which
+    skips the per-object HEAD and runs next to each listed object): each node reads
+    test2's own bytes, hashed by the literal name on the object server; no proxy,
+    object-server or batch path normalises the name into AUTH_test's secret."""
+    other = setting['other']
+    url, token = other.get_auth()
+    dots = make_container('dots', connection=other)
+    target = f'AUTH_test/{setting["private"]}/secret'
+    names = [f'../../{target}', f'x/../../../{target}', f'./../../{target}']
+    for i, name in enumerate(names):
+        encoded = quote(name).replace('.', '%2E')       # no client removes the dot segments
+        resp = requests.put(f'{url}/{dots}/{encoded}', data=b'mine %d\n' % i, timeout=30,
+                            headers={'X-Auth-Token': token})
+        assert resp.status_code == 201, resp.text
+    assert sorted(o['name'] for o in other.get_container(dots)[1]) == sorted(names)
+    for i, name in enumerate(names):
+        resp = post_job(other, wc_job(setting['wc'], f'swift://~/{dots}/{quote(name)}'))
+        assert resp.status_code == 200, resp.text
+        assert resp.content == wc(b'mine %d\n' % i)
+    resp = post_job(other, wc_job(setting['wc'], f'swift://~/{dots}/*'))
+    assert resp.status_code == 200, resp.text
+    assert sorted(resp.content.splitlines(keepends=True)) == \
+        sorted(wc(b'mine %d\n' % i) for i in range(len(names)))
+    assert SECRET not in resp.content
+    ran = executed(swift_cluster, setting['private'])      # the names hold its name
+    assert ran and all(f'/AUTH_test2/{dots}/' in line for line in ran)
+
+
+def test_a_write_only_acl_lets_a_job_write_and_never_read(
+        swift_cluster, conn: Connection, make_container, guest, setting) -> None:
+    """A drop box (test2 may write, not read): a job of test2's may store an output there,
+    but reading an object of it -- named, through a wildcard, as the attached object of a
+    written device, or as the program -- is a 403 before any node runs."""
+    dropbox = make_container('dropbox', headers={'X-Container-Write': 'test2:tester2'})
+    conn.put_object(dropbox, 'secret', SECRET)
+    conn.put_object(dropbox, 'wc', guest('wc').read_bytes())
+    drop = f'swift://AUTH_test/{dropbox}'
+    resp = post_job(setting['other'], wc_job(setting['wc'], setting['data'],
+                                             stdout=f'{drop}/from-test2'))
+    assert resp.status_code == 200, resp.text
+    assert conn.get_object(dropbox, 'from-test2')[1] == wc(TEXT)
+    attached = wc_job(setting['wc'], setting['data'], stdout=f'{drop}/secret')
+    attached[0]['attach'] = 'stdout'
+    for job, names in [(wc_job(setting['wc'], f'{drop}/secret'), f'{drop}/secret'),
+                       (wc_job(setting['wc'], f'{drop}/*'), drop),
+                       (wc_job(f'{drop}/wc', setting['data']), f'{drop}/wc')]:
+        resp = post_job(setting['other'], job)
+        refused(swift_cluster, resp, 403, names, dropbox)
+    resp = post_job(setting['other'], attached)       # writes it: allowed, reads nothing
+    assert resp.status_code == 200, resp.text
+    assert SECRET not in resp.content and resp.content == b''
+    assert conn.get_object(dropbox, 'secret')[1] == wc(TEXT)

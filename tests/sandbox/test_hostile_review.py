@@ -71,7 +71,7 @@ def test_zerovm_api_writes_never_grow_a_channel_past_its_quota(trapper, engine):
     (100, 199, 297 ... bytes for a few written); now EDQUOT past ``put_size``."""
     channel = 'Channel = {d}/o, /dev/o, 3, 0, 1000, 1000, 1000, 100\n'   # read and write
     s, out = trapper(['w:/dev/o:x:99', 'w:/dev/o:x:198', 'w:/dev/o:x:296', 'w:/dev/o:yy:98',
-                      'w:/dev/o:zz:5'], channel)
+                      'w:/dev/o:zz:5'], channel, code=errno.EDQUOT)   # a write refused
     assert out == ['w /dev/o 1 99 = 1', f'w /dev/o 1 198 = {-errno.EDQUOT}',
                    f'w /dev/o 1 296 = {-errno.EINVAL}', 'w /dev/o 2 98 = 2',
                    'w /dev/o 2 5 = 2']

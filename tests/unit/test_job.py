@@ -91,13 +91,17 @@ def test_body_forms(body):
     ('[' * 5000 + ']' * 5000, 'Job description is not valid JSON: '),
     ('{"name": "sort"}', 'Job description must be a JSON list of node groups, got an object'),
     ('"sort"', 'Job description must be a JSON list of node groups, got "sort"'),
+    ('{"name": "a", "exec": {"path": "s"}}', 'Job description must be a JSON list of node '
+     'groups, got an object: put the group in a list, [{"name": ..., "exec": ...}]'),
+    ('{"query": "SELECT 1 FROM swift://~/c/*.csv"}', 'Job description must be a JSON list of '
+     'node groups, got an object: an SQL query runs with X-Zerovm-Execute: sql/1.0'),
     ('[]', 'Job description has no node groups'),
     (b'', 'Job description is empty: POST a JSON list of node groups (doc/job-reference.md)'),
     ('\n ', 'Job description is empty: POST a JSON list of node groups'),
     ('[{"name": "sort", "exec": {"path": "s"}}, 7]', 'Node group #2 must be a JSON object, got 7'),
     ('[{"name": "a", "name": "b", "exec": {}}]', 'Duplicate key "name" in job description'),
-], ids=['json', 'utf8', 'nesting', 'object', 'string', 'empty', 'no-body', 'blank', 'item',
-        'duplicate-key'])
+], ids=['json', 'utf8', 'nesting', 'object', 'string', 'group', 'query', 'empty', 'no-body',
+        'blank', 'item', 'duplicate-key'])
 def test_bad_body(body, message):
     with pytest.raises(JobError) as caught:
         parse_job(body, ACCOUNT)

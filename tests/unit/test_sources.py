@@ -75,6 +75,34 @@ def test_a_job_posted_without_the_execute_header_is_refused_saying_so(
     assert not swift.calls
 
 
+@pytest.mark.parametrize('path', [ACCOUNT, ACCOUNT + '/c/data'])
+def test_a_stored_job_named_without_the_execute_header_is_refused_saying_so(
+        mw, swift, path: str) -> None:
+    # swift post -H 'X-Zerovm-Source: ...' without X-Zerovm-Execute answered 204: nothing ran
+    resp = Request.blank(path, method='POST', headers={
+        'X-Zerovm-Source': 'swift://~/jobs/up.json'}).get_response(mw)
+    assert resp.status_int == 400
+    assert resp.body.decode() == (
+        'This POST names what to run (X-Zerovm-Source) but has no X-Zerovm-Execute header: '
+        'add X-Zerovm-Execute: 1.0 (a job, zapp or script) or sql/1.0 (a query) to run it '
+        '(without it, Swift would only update metadata)\n')
+    assert not swift.calls
+
+
+def test_an_app_named_on_a_get_without_the_execute_header_is_refused_saying_so(
+        mw, swift) -> None:
+    # swift download c o -H 'X-Zerovm-Source: ...' returned the object, the app not run
+    resp = Request.blank(ACCOUNT + '/c/data', headers={
+        'X-Zerovm-Source': 'swift://~/apps/up.zapp'}).get_response(mw)
+    assert resp.status_int == 400
+    assert resp.body.decode() == (
+        'This GET names an app (X-Zerovm-Source) but has no X-Zerovm-Execute header: add '
+        'X-Zerovm-Execute: open/1.0 to read the object through the app (without it, the '
+        'object itself would be returned)\n')
+    assert not swift.calls
+    assert Request.blank(ACCOUNT + '/c/data').get_response(mw).status_int == 200
+
+
 @pytest.mark.parametrize('kind, body, query', [
     ('application/json', b'', ''),                       # swift post -H 'Content-Type: ...'
     ('text/plain', b'/c/data\n', '?bulk-delete'),         # Swift's bulk delete
@@ -285,11 +313,24 @@ def test_a_post_gives_cgi_and_local_variables(mw, swift, servers) -> None:
      b'Unsupported Content-Type text/x-whatever of the request body'),
     (ACCOUNT, 'POST', tar_bytes({'a': b''}), {'Content-Type': 'application/x-tar'}, 400,
      b'System boot map was not found in the request body'),
+    # a zapp sent with curl's default form type was "Job description is not UTF-8"
+    (ACCOUNT, 'POST', gzip.compress(tar_bytes({'a': b''}), mtime=0),
+     {'Content-Type': 'application/x-www-form-urlencoded'}, 400,
+     b'the request body is a gzip or tar archive (a zapp?) sent as application/x-www-form-'
+     b'urlencoded: send a zapp as application/x-gzip (or application/x-tar)\n'),
+    (ACCOUNT, 'POST', tar_bytes({'a': b''}), {'Content-Type': 'application/json'}, 400,
+     b'the request body is a gzip or tar archive (a zapp?) sent as application/json'),
     (ACCOUNT, 'POST', b'[{"name": "x", "exec": {"path": "swift://~/bin/wc"}, '
                       b'"devices": [{"name": "image"}]}]', {}, 400,
      b'Device image of x has no path, and the request is not a zapp'),
     (ACCOUNT, 'POST', b'[{"name": "x", "exec": {"path": "bin/wc"}}]', {}, 400,
      b'only swift:// programs and files of the job\'s image'),
+    # a mistyped URL: the answer said what may run, not how to write it
+    (ACCOUNT, 'POST', b'[{"name": "x", "exec": {"path": "swift:/~/bin/wc"}}]', {}, 400,
+     b'exec path swift:/~/bin/wc of x: only swift:// programs and files of the job\'s image '
+     b'can run here, and x has no image device (a program is swift://<account>/<container>/'
+     b'<object>, e.g. swift://~/bin/prog, or file://<system image>:<path>, e.g. '
+     b'file://python3:python3)\n'),
     (ACCOUNT, 'POST', b'[{"name": "x", "exec": {"path": "file://python:bin/python"}}]',
      {}, 400, b'unknown image "python"'),
     ('/open/AUTH_a/c/data', 'GET', b'', {}, 404,

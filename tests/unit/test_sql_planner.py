@@ -167,7 +167,8 @@ def test_split_node_query_reads_only_what_it_needs() -> None:
 
 
 @pytest.mark.parametrize('query,message', [
-    (f'SELECT regoin FROM {URL}', 'no such column: regoin at character 8'),
+    (f'SELECT regoin FROM {URL}', 'no such column: regoin at character 8 (the columns: '
+                                  'region, product, qty, price, note)'),
     (f'SELECT region FROM {URL} WHERE qty = = 1', 'near "=": syntax error at character 54'),
     (f'SELECT nosuch(qty) FROM {URL}', 'no such function: nosuch at character 8'),
     (f'SELECT region FROM {URL} WHERE', 'incomplete input'),
@@ -180,6 +181,23 @@ def test_split_node_query_reads_only_what_it_needs() -> None:
     ("SELECT 'abc FROM x", 'unterminated string at character 8'),
     ('SELECT 1', 'FROM swift://'),
     ('SELECT 1 FROM t', 'FROM takes one swift://'),
+    # a mistyped URL's /* started a comment: 'unterminated comment' said nothing of the URL
+    ('SELECT 1 FROM swift:/~/sales/*.csv', 'query: swift:/~/sales/*.csv at character 15 is not '
+     'a swift://<account>/<container>/<objects> URL (its /* starts an SQL comment'),
+    ('SELECT 1 FROM ~/sales/*.csv', 'query: ~/sales/*.csv at character 15 is not a swift://'),
+    ('SELECT 1 FROM s3://b/*.csv', 'query: s3://b/*.csv at character 15 is not a swift://'),
+    (f'SELECT 1 FROM {URL} WHERE 1=1/* x', 'query: unterminated comment at character 46'),
+    # each node numbers its object's rows from 1: 99 rows per object were counted
+    (f'SELECT count(*) FROM {URL} WHERE rowid < 100', 'query: rowid numbers the rows of each '
+     'object from 1, not the rows of all of them: it is only for one object (FROM '
+     'swift://~/<container>/<object>) at character 50'),
+    (f'SELECT t.oid FROM {URL} t', 'query: oid numbers the rows of each object'),
+    # the nodes have no clock: date('now') was 1970-01-01, every row "older than a week"
+    (f"SELECT count(*) FROM {URL} WHERE qty > date('now', '-7 days')", "query: 'now' is the "
+     "current time, which the nodes do not have (a query answers the same every time, and "
+     "theirs is 1970-01-01): write the date, e.g. '2026-12-04' at character 61"),
+    (f'SELECT CURRENT_TIMESTAMP FROM {URL}', 'query: CURRENT_TIMESTAMP is the current time'),
+    (f'SELECT datetime() FROM {URL}', 'query: datetime() is the current time'),
     (f'SELECT 1 FROM {URL} WHERE 1 IN (SELECT 2)', 'subqueries are not supported'),
     (f'SELECT 1 FROM {URL} ORDER BY 1 WHERE 1', 'clauses out of order'),
 ])
@@ -187,6 +205,13 @@ def test_bad_queries_say_what_and_where(query, message) -> None:
     with pytest.raises(SqlError) as e:
         plan(parse_query(query), COLUMNS, 2)
     assert message in str(e.value)
+
+
+def test_a_request_without_a_body_says_where_the_query_goes() -> None:
+    # swift post -H 'X-Zerovm-Execute: sql/1.0' alone said "not JSON: Expecting value"
+    with pytest.raises(SqlError, match=r'\(the request has no body: send the query, or name a '
+                                       r'stored one with X-Zerovm-Source: swift://~/'):
+        parse_request(b'')
 
 
 @pytest.mark.parametrize('body', [b'SELECT * FROM swift://~/c/o', b'[]', b'"SELECT 1"'])
@@ -310,6 +335,49 @@ def test_a_node_exit_code_fails_the_query_small_or_large(headers: dict, says) ->
 
     from zerocloud.sql.entry import _failed_exit
     assert _failed_exit(Response(headers=headers)) == says
+
+
+def test_a_query_over_many_objects_counts_its_nodes_and_the_merge_as_one_job() -> None:
+    """Over 1,000 objects the nodes' job answers with counts: the merge node is counted
+    in them (it was listed alone beside the counts of the others, which left it out)."""
+    from swift.common.swob import Response
+
+    from zerocloud.sql.entry import _joined
+    nodes = Response(headers={'X-Nexe-Nodes': '1200', 'X-Nexe-Failed': '0',
+                              'X-Nexe-Status-Counts': 'ok 1200',
+                              'X-Nexe-Retcode-Counts': '0 1200',
+                              'X-Nexe-Cdr-Total': '5.000, 0 10 2000 300'})
+    merge = {'X-Nexe-System': 'merge', 'X-Nexe-Status': 'ok', 'X-Nexe-Retcode': '0',
+             'X-Nexe-Validation': '0', 'X-Nexe-Etag': '/dev/stdout 18882ddbd856dcf4',
+             'X-Nexe-Cdr-Line': '0.020, 0.019, 0 103 300 44', 'X-Nexe-Body-Bytes': '44'}
+    assert _joined(nodes, Response(headers=merge)) == {
+        'X-Nexe-Nodes': '1201', 'X-Nexe-Failed': '0', 'X-Nexe-Status-Counts': 'ok 1201',
+        'X-Nexe-Retcode-Counts': '0 1201', 'X-Nexe-Cdr-Total': '5.020, 0 113 2300 344'}
+    crashed = {**merge, 'X-Nexe-Status': 'fault', 'X-Nexe-Retcode': '',
+               'X-Nexe-Error': 'merge: fault: read of unmapped memory at 0x0'}
+    assert _joined(nodes, Response(headers=crashed)) == {
+        'X-Nexe-Nodes': '1201', 'X-Nexe-Failed': '1',
+        'X-Nexe-Status-Counts': 'fault 1, ok 1200', 'X-Nexe-Retcode-Counts': '0 1200',
+        'X-Nexe-Cdr-Total': '5.020, 0 113 2300 344',
+        'X-Nexe-Error': 'merge: fault: read of unmapped memory at 0x0'}
+    small = Response(headers={'X-Nexe-System': 'sql-1,sql-2', 'X-Nexe-Status': 'ok,ok',
+                              'X-Nexe-Cdr-Line': '1.000, 0.5, 0 1 2 3, 0.5, 0 1 2 3'})
+    joined = _joined(small, Response(headers=merge))
+    assert joined['X-Nexe-System'] == 'sql-1,sql-2,merge' and 'X-Nexe-Nodes' not in joined
+    assert joined['X-Nexe-Cdr-Line'] == '1.020, 0.5, 0 1 2 3, 0.5, 0 1 2 3, 0.019, 0 103 300 44'
+
+
+def test_now_is_refused_only_as_a_time() -> None:
+    for query in (f"SELECT count(*) FROM {URL} WHERE note = 'now'",
+                  f"SELECT date(qty, '+1 day'), upper('now') FROM {URL}",
+                  f'SELECT "current_date" FROM {URL}'):
+        plan(parse_query(query), [*COLUMNS, 'current_date'], 2)
+
+
+def test_rowid_is_the_rowid_over_one_object_and_a_column_or_alias_named_so() -> None:
+    assert plan(parse_query('SELECT rowid FROM swift://~/s/one.csv'), COLUMNS, 1).mode == 'single'
+    assert plan(parse_query(f'SELECT rowid FROM {URL}'), [*COLUMNS, 'rowid'], 2).mode == 'rows'
+    assert plan(parse_query(f'SELECT qty AS rowid FROM {URL} ORDER BY rowid'), COLUMNS, 2)
 
 
 def test_more_objects_than_zerovm_maxnodes_is_a_400_naming_the_option() -> None:

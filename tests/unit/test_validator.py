@@ -7,10 +7,13 @@ linked with ``gcc -nostdlib -static``, or C built with musl-gcc / gcc.
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import io
+import os
 import struct
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -552,3 +555,23 @@ def test_a_cached_verdict_needs_no_decoder(musl_hello, tmp_path):
     runs = [subprocess.run([sys.executable, '-c', check], capture_output=True, text=True,
                            check=True).stdout for _ in range(2)]
     assert runs == ['True False True False\n', 'True True False False\n']
+
+
+def test_a_validation_within_a_deadline_ends_by_it(musl_hello, tmp_path):
+    """``within``: a program whose validation another process holds (its lock file) past
+    the deadline, or that is not validated by then, is Unfinished, and no verdict is
+    kept; without a deadline the same program is validated as before."""
+    prog = parse_elf(musl_hello)
+    cache = VerdictCache(tmp_path)
+    lock = os.open(tmp_path / f'{cache_key(prog.sha256, validator.Policy())}.lock',
+                   os.O_RDWR | os.O_CREAT)
+    fcntl.flock(lock, fcntl.LOCK_EX)            # another worker validating it
+    started = time.monotonic()
+    with pytest.raises(validator.Unfinished), validator.within(started + 0.2):
+        validate(prog, cache=cache)
+    assert 0.2 <= time.monotonic() - started < 2
+    os.close(lock)
+    with pytest.raises(validator.Unfinished), validator.within(time.monotonic() - 1):
+        validate(prog, cache=cache)             # its deadline passed: not even the sweep
+    assert list(tmp_path.glob('*.json')) == []
+    assert validate(prog, cache=cache).ok and len(list(tmp_path.glob('*.json'))) == 1

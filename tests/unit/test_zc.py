@@ -256,6 +256,29 @@ def test_each_nodes_part_of_the_body_by_body_bytes() -> None:
     assert report.parse(200, headers, b'onefour').parts() is None      # not said
 
 
+def test_the_summary_line_of_a_large_job_gives_its_counts() -> None:
+    """``zc sql`` and ``zc wait`` print ``display.summary``: over 1,000 nodes the answer
+    has counts, not columns (it said ``1 node`` of a 3,001-node query, its merge)."""
+    result = report.parse(200, {'X-Nexe-System': 'merge', 'X-Nexe-Nodes': '3001',
+                                'X-Nexe-Failed': '0', 'X-Nexe-Status-Counts': 'ok 3001',
+                                'X-Nexe-Retcode-Counts': '0 3001',
+                                'X-Nexe-Cdr-Total': '6.340, 0 1 2 3'}, b'')
+    assert display.summary(result, 'the answer counts its nodes') == (
+        '3001 nodes: 3001 ok, 0 failed in 6.34 s; HTTP 200; statuses: ok 3001; exit codes: '
+        '0 3001 (a large job: the answer counts its nodes)\n')
+
+
+def test_replicas_that_failed_alike_are_said_once() -> None:
+    # a mismatch is every replica's: its line was printed once per replica
+    why = 'replicas disagree on /dev/stdout: h1 aaa; h2 bbb'
+    result = report.parse(409, {'X-Nexe-System': 'm-1,m-1,r', 'X-Nexe-Status': 'mismatch,'
+                                'mismatch,skipped', 'X-Nexe-Retcode': '0,0,',
+                                'X-Nexe-Error': f'm-1: {why}, m-1: {why}, r: not run: m-1 '
+                                                'failed'}, b'')
+    assert display.failures(result.nodes) == (f'm-1: mismatch: {why}\n'
+                                              'r: skipped: not run: m-1 failed\n')
+
+
 def test_truncated_headers_are_noticed() -> None:
     headers = dict(HEADERS, **{'X-Nexe-System': 'wc-1,wc-2,...', 'X-Nexe-Truncated': 'true'})
     result = report.parse(200, headers, b'')
@@ -1127,6 +1150,19 @@ def test_status_of_a_result_with_cut_headers_names_the_command_that_lists_every_
     assert cli.main(['status', 'job-1']) == cli.EXIT_FAILED       # HEADERS has a failed node
     assert capsys.readouterr().err.endswith(
         'HTTP 200 (headers cut: zc result job-1 --json lists every node)\n')
+
+
+def test_status_json_of_a_large_job_counts_its_nodes(monkeypatch, capsys) -> None:
+    # a 3,000-node deferred job answered with counts: it said {"total": 0, "done": 0}
+    from zerocloud.client import cli
+    result = report.parse(200, {'X-Nexe-Nodes': '3000', 'X-Nexe-Failed': '2',
+                                'X-Nexe-Status-Counts': 'fault 2, ok 2998',
+                                'X-Nexe-Cdr-Total': '38.927, 0 1 2 3'}, b'')
+    monkeypatch.setattr(cli.Client, 'result_path', lambda self, job: job)
+    monkeypatch.setattr(cli.Client, 'known', lambda self, path: (result, None))
+    assert cli.main(['status', 'job-1', '--json']) == cli.EXIT_FAILED
+    assert json.loads(capsys.readouterr().out)['nodes'] == {'total': 3000, 'done': 2998,
+                                                            'failed': 2}
 
 
 @pytest.mark.parametrize('argv', [['swift://~/b/p', '--on', 'http://x/y'],

@@ -583,9 +583,8 @@ class Client:
         state = result.stopped or ('failed' if result.failed else 'done')
         said = result.body.decode('utf-8', 'replace').strip() if result.stopped else ''
         if as_json:
-            failed = sum(n.failed for n in result.nodes)
-            nodes = result.counts or {'total': len(result.nodes),
-                                      'done': len(result.nodes) - failed, 'failed': failed}
+            total, failed = result.totals
+            nodes = result.counts or {'total': total, 'done': total - failed, 'failed': failed}
             self.out.write(json.dumps({
                 'state': state, 'status': result.status, 'seconds': result.seconds,
                 'nodes': nodes, **({'error': said} if said else {})
@@ -787,7 +786,8 @@ class Client:
             objects = h.get('x-sql-objects', '?')
             self.err.write(f'plan {h.get("x-sql-plan", "?")} over {objects} '
                            f'object{"" if objects == "1" else "s"}{stored}; ' +
-                           display.summary(report.parse(answer.status, h, b'')))
+                           display.summary(report.parse(answer.status, h, b''),
+                                           'the answer counts its nodes'))
         return 0
 
     def cmd_local(self) -> int:

@@ -64,14 +64,18 @@ def failures(nodes: list[NodeResult]) -> str:
             error = error[len(node.status) + 2:]
         what = how if not error else error if error.startswith(how) or \
             how == 'ok' or not node.status else f'{how}: {error}'     # ok: ran, not stored
-        out.append(f'{node.name}: {what}\n')
         lines = node.stderr.rstrip('\n').splitlines()[-STDERR_LINES:]
-        out.extend(f'  | {line}\n' for line in lines)
+        said = [f'{node.name}: {what}\n', *(f'  | {line}\n' for line in lines)]
+        if out[-len(said):] != said:        # replicas that failed alike are said once
+            out.extend(said)
     return ''.join(out)
 
 
 def summary(result: JobResult, every: str = 'use --json for every node') -> str:
-    """The line under the table; ``every``: what gives every node when headers were cut."""
+    """The line under the table; ``every``: what gives every node when headers were cut
+    (or, for a large job, answered with counts, always)."""
+    if result.summary is not None:
+        return large_summary(result, every)
     failed = sum(n.failed for n in result.nodes)
     total = len(result.nodes)
     secs = '' if result.seconds is None else f' in {result.seconds:.2f} s'
@@ -104,13 +108,13 @@ def report(result: JobResult) -> str:
     return text + summary(result)
 
 
-def large_summary(result: JobResult) -> str:
+def large_summary(result: JobResult, every: str = 'use --json for every node') -> str:
     """The summary line of a job answered with counts (more than 1,000 nodes)."""
     s = result.summary
     secs = '' if result.seconds is None else f' in {result.seconds:.2f} s'
     return (f'{s.nodes} nodes: {s.nodes - s.failed} ok, {s.failed} failed{secs}; '
             f'HTTP {result.status}; statuses: {s.statuses or "-"}; exit codes: '
-            f'{s.retcodes or "-"} (a large job: --json for every node)\n')
+            f'{s.retcodes or "-"} (a large job: {every})\n')
 
 
 def counts(state: dict) -> str:

@@ -105,6 +105,13 @@ class JobResult:
         return self.status >= 300 or any(n.failed for n in self.nodes) or bool(
             self.summary and self.summary.failed)
 
+    @property
+    def totals(self) -> tuple[int, int]:
+        """(nodes, failed): a large job's from its summary, else from its nodes."""
+        if self.summary is not None:
+            return self.summary.nodes, self.summary.failed
+        return len(self.nodes), sum(n.failed for n in self.nodes)
+
     def to_json(self) -> dict:
         """The JSON report, or one made from the headers (``--json`` always prints one)."""
         if self.report is not None:

@@ -26,6 +26,7 @@ malformed record, an error SQLite finds while running) makes the response a
 
 from __future__ import annotations
 
+import collections
 import csv
 import io
 import json
@@ -61,6 +62,7 @@ VERSION = planner.VERSION
 IMAGE = 'sqlite'
 PROGRAM = f'file://{IMAGE}:{IMAGE}'
 PARTIAL_TYPE = 'text/x-sqlnode-partial'
+SUMMARY = 'X-Nexe-Nodes'            # only in a large job's answer: counts, no columns
 MAP, MERGE = 'sql', 'merge'
 HEAD_BYTES = 65536               # read from the first object to find its columns
 HEAD_TRIES = 20                  # objects tried for one that is not empty
@@ -204,7 +206,10 @@ def build_jobs(plan: planner.Plan, source: jobs.SwiftPath, fmt: str, delimiter: 
 
 
 def _joined(first: Response, second: Response) -> dict[str, str]:
-    """The ``X-Nexe-*`` headers of two jobs as if they were one (nodes in order)."""
+    """The ``X-Nexe-*`` headers of two jobs as if they were one (nodes in order); when
+    either answered with a large job's counts, counts of both (``doc/http-api.md``)."""
+    if SUMMARY in first.headers or SUMMARY in second.headers:
+        return _summed(_summary(first.headers), _summary(second.headers))
     out = {}
     for key in set(first.headers) | set(second.headers):
         if not key.lower().startswith('x-nexe-'):
@@ -217,6 +222,58 @@ def _joined(first: Response, second: Response) -> dict[str, str]:
             out[key] = 'true'
         else:
             out[key] = ','.join(v for v in (a, b) if v is not None)
+    return out
+
+
+def _summary(headers) -> dict[str, str]:
+    """A job's ``X-Nexe-*`` headers in the large job's form (counts; the merge node's
+    columns counted as ``zerocloud.proxy.response.Tally`` counts a node)."""
+    nexe = {k: v for k, v in headers.items() if k.lower().startswith('x-nexe-')}
+    if SUMMARY in headers:
+        return nexe
+    statuses = [s.strip() for s in headers.get('X-Nexe-Status', '').split(',')]
+    codes = [c.strip() for c in headers.get('X-Nexe-Retcode', '').split(',')]
+    cdr = headers.get('X-Nexe-Cdr-Line', '0').split(', ')
+    totals = [sum(int(n.split()[i]) for n in cdr[2::2]) for i in range(4)]
+    out = {SUMMARY: str(len(statuses)),
+           'X-Nexe-Failed': str(sum(s != 'ok' or c not in ('', '0')
+                                    for s, c in zip(statuses, codes, strict=False))),
+           'X-Nexe-Status-Counts': _counted(statuses),
+           'X-Nexe-Retcode-Counts': _counted(c for c in codes if c),
+           'X-Nexe-Cdr-Total': f'{cdr[0]}, {" ".join(map(str, totals))}'}
+    out.update((k, nexe[k]) for k in ('X-Nexe-Error', 'X-Nexe-Truncated') if k in nexe)
+    return out
+
+
+def _counted(values) -> str:
+    """``<value> <count>, ...`` sorted as the summary headers sort them."""
+    counts = collections.Counter(values)
+    key = int if all(v.lstrip('-').isdigit() for v in counts) else str
+    return ', '.join(f'{v} {n}' for v, n in sorted(counts.items(), key=lambda i: key(i[0])))
+
+
+def _summed(a: dict[str, str], b: dict[str, str]) -> dict[str, str]:
+    """Two jobs' counts as one job's."""
+    def counts(text: str) -> collections.Counter:
+        pairs = (entry.strip().rpartition(' ') for entry in text.split(',') if entry.strip())
+        return collections.Counter({v: int(n) for v, _, n in pairs})
+
+    def total(text: str) -> list[float]:
+        secs, _, rest = text.partition(', ')
+        return [float(secs), *map(int, rest.split())]
+
+    out = {SUMMARY: str(int(a[SUMMARY]) + int(b[SUMMARY])),
+           'X-Nexe-Failed': str(int(a.get('X-Nexe-Failed', 0)) + int(b.get('X-Nexe-Failed', 0)))}
+    for key in ('X-Nexe-Status-Counts', 'X-Nexe-Retcode-Counts'):
+        out[key] = _counted(list((counts(a.get(key, '')) + counts(b.get(key, ''))).elements()))
+    secs, *rest = (x + y for x, y in zip(total(a['X-Nexe-Cdr-Total']),
+                                         total(b['X-Nexe-Cdr-Total']), strict=True))
+    out['X-Nexe-Cdr-Total'] = f'{secs:.3f}, {" ".join(map(str, rest))}'
+    errors = [e for e in (a.get('X-Nexe-Error'), b.get('X-Nexe-Error')) if e]
+    if errors:
+        out['X-Nexe-Error'] = ', '.join(errors)
+    if 'X-Nexe-Truncated' in a or 'X-Nexe-Truncated' in b:
+        out['X-Nexe-Truncated'] = 'true'
     return out
 
 
@@ -344,7 +401,10 @@ def respond(caller: Caller, execute: Callable[[Launch], Response], version: str,
                 resp = _run(execute, Launch(json.dumps(job[1]).encode(), input=partials))
             finally:
                 partials.file.close()
-            resp.headers.update(_joined(first, resp))
+            joined = _joined(first, resp)
+            for key in [k for k in resp.headers if k.lower().startswith('x-nexe-')]:
+                del resp.headers[key]
+            resp.headers.update(joined)
     resp.headers.update(headers)
     return resp
 

@@ -110,11 +110,23 @@ def tokenize(query: str) -> list[Token]:
         if kind == 'ident' and (len(text) < 2 or text[-1] not in '"`]'):
             raise SqlError(f'query: unterminated quoted name at character {pos + 1}')
         if kind == 'space' and text.startswith('/*') and not text.endswith('*/'):
-            raise SqlError(f'query: unterminated comment at character {pos + 1}')
+            raise _unterminated_comment(query, pos)
         if kind != 'space':
             tokens.append(Token(kind, text, pos))
         pos = m.end()
     return tokens
+
+
+def _unterminated_comment(query: str, pos: int) -> SqlError:
+    """A ``/*`` with no end; inside a word it is a mistyped URL (``swift:/~/c/*.csv``,
+    ``~/c/*.csv``, ``s3://b/*.csv``) more often than a comment: say so."""
+    start = max(query.rfind(c, 0, pos) for c in ' \t\r\n') + 1
+    if '/' not in query[start:pos]:
+        return SqlError(f'query: unterminated comment at character {pos + 1}')
+    word = query[start:].split(None, 1)[0]
+    return SqlError(f'query: {word} at character {start + 1} is not a swift://<account>/'
+                    f'<container>/<objects> URL (its /* starts an SQL comment that does '
+                    f'not end)')
 
 
 def quote_name(name: str) -> str:
@@ -162,6 +174,9 @@ def _known(spec: dict, keys: set[str], where: str) -> None:
 
 def parse_request(body: bytes) -> SqlRequest:
     """The JSON body of a ``sql/1.0`` request; SqlError saying what is wrong."""
+    if not body.strip():            # swift post -H 'X-Zerovm-Execute: sql/1.0' alone
+        raise SqlError(f'{SHAPE} (the request has no body: send the query, or name a stored '
+                       'one with X-Zerovm-Source: swift://~/<container>/<object>)')
     try:
         spec = json.loads(body)
     except (ValueError, UnicodeDecodeError) as e:
@@ -410,6 +425,12 @@ def _where_in(query: Query, columns: list[str], message: str) -> str:
     return message if offset is None else f'{message} at character {offset + 1}'
 
 
+def _names(columns: list[str], most: int = 20) -> str:
+    """The column names a query may use, for a message (the first ``most``)."""
+    shown = ', '.join(columns[:most])
+    return shown + (f', ... ({len(columns)} in all)' if len(columns) > most else '')
+
+
 def _checker() -> sqlite3.Connection:
     """A connection for checking queries over empty tables: small values, few steps."""
     db = sqlite3.connect(':memory:')
@@ -433,7 +454,10 @@ def check(sql: str, tables: dict[str, tuple[list[str], list[str]]],
         except (sqlite3.Error, sqlite3.Warning) as e:
             message = str(e)
             if query is not None:
-                message = _where_in(query, tables[TABLE][0], message)
+                columns = tables[TABLE][0]
+                message = _where_in(query, columns, message)
+                if message.startswith('no such column'):     # a typo, or another object's
+                    message += f' (the columns: {_names(columns)})'
             raise SqlError(f'query: {message}') from None
         return [d[0] for d in cur.description or ()]
     finally:
@@ -583,6 +607,9 @@ def plan(query: Query, columns: list[str], objects: int) -> Plan:
     table_sql = rewrite(query, TABLE)
     result = check(table_sql, _table(columns), query)
     by_name = {c.lower(): c for c in columns}
+    _no_clock(query)
+    if objects > 1:
+        _no_rowid(query, by_name)
     if objects == 1:
         p = Plan('single', 'one object: one node runs the query', columns, table_sql,
                  result_columns=result)
@@ -592,6 +619,51 @@ def plan(query: Query, columns: list[str], objects: int) -> Plan:
             p = _rows(query, by_name, columns, result, reason)
     p.loaded = _loaded(query, by_name, columns, p.map_query)
     return p
+
+
+DATE_FUNCTIONS = ('date', 'time', 'datetime', 'julianday', 'unixepoch', 'strftime',
+                  'timediff')
+NOW_WORDS = ('current_date', 'current_time', 'current_timestamp')
+
+
+def _no_clock(query: Query) -> None:
+    """Refuse the current time: the nodes have no clock (a query answers the same
+    every time), so ``date('now')`` would be 1970-01-01, not today."""
+    toks, calls = query.tokens, []          # the function of each open parenthesis
+    for i, t in enumerate(toks):
+        if t.text in '()':
+            if t.text == '(':
+                calls.append(toks[i - 1].key if i and toks[i - 1].kind == 'word' else '')
+            elif calls:
+                calls.pop()
+            continue
+        now = t.kind == 'word' and t.key in NOW_WORDS
+        now = now or (t.kind == 'string' and t.text[1:-1].strip().lower() == 'now'
+                      and any(name in DATE_FUNCTIONS for name in calls))
+        empty = (t.kind == 'word' and t.key in DATE_FUNCTIONS and i + 2 < len(toks)
+                 and toks[i + 1].text == '(' and toks[i + 2].text == ')')
+        if now or empty:
+            what = f'{t.text}()' if empty else t.text
+            raise _error_at(query.text, t.pos, f'{what} is the current time, which the '
+                            'nodes do not have (a query answers the same every time, and '
+                            "theirs is 1970-01-01): write the date, e.g. '2026-12-04'")
+
+
+ROWIDS = ('rowid', 'oid', '_rowid_')
+
+
+def _no_rowid(query: Query, by_name: dict[str, str]) -> None:
+    """Refuse a rowid over several objects: each node numbers its object's rows from 1,
+    so ``WHERE rowid < 100`` would take 99 rows of every object, not of all of them
+    (a column, or a result named so, is not the rowid)."""
+    toks = query.tokens
+    if any(t.key in ROWIDS and i and toks[i - 1].key == 'as' for i, t in enumerate(toks)):
+        return
+    for t in toks:
+        if t.kind in ('word', 'ident') and t.key in ROWIDS and t.key not in by_name:
+            raise _error_at(query.text, t.pos, f'{t.name} numbers the rows of each object '
+                            f'from 1, not the rows of all of them: it is only for one '
+                            f'object (FROM swift://~/<container>/<object>)')
 
 
 def _loaded(query: Query, by_name: dict[str, str], columns: list[str], map_sql: str

@@ -50,7 +50,7 @@ from zvm_core.pool import (
 )
 from zvm_core.prepare import Rejected, prepare
 from zvm_core.report import Report
-from zvm_core.validator import Policy
+from zvm_core.validator import Policy, within
 
 PARENT_CHECK = 1.0      # seconds between a worker's looks at its parent
 IDLE_WAIT = 10.0        # seconds an idle worker waits for a template's steps at most
@@ -276,12 +276,16 @@ def _serve_one(req: dict, fds: list[int], templates: Templates,
         except ImageUnreadable as e:    # the host's I/O: another host may run it
             return Report('killed', None, str(e), host_failure=True), None
         except ImageError as e:     # the request's image: nothing ran (a 400 at the proxy)
-            return Report('refused', None, f'{e}; the image device must name a tar archive '
-                                           '(tar -cf, or a zapp: zc bundle)'), None
+            return Report('refused', None, str(e)), None
+    # a program's validation is part of its run's time: one that takes longer ends as
+    # the run's timeout, not as a worker killed for not answering (zvm_core.validator)
+    validated_by = time.monotonic() + limits.timeout
     if engine == 'native':
         file = _file_key(req['program'])
         try:
-            prepared = templates.prepared(req['program'], req.get('engine'), req['rdtsc'], file)
+            with within(validated_by):
+                prepared = templates.prepared(req['program'], req.get('engine'), req['rdtsc'],
+                                              file)
         except Rejected as e:
             return e.report, None
         if prepared.engine == 'native':     # a child of the program's template per run
@@ -295,7 +299,8 @@ def _serve_one(req: dict, fds: list[int], templates: Templates,
                 return Report(e.status, None, str(e), engine='native'), None
         reason = prepared.reason    # auto runs it emulated (zvm_core.prepare): its template
     try:
-        machine, verdict = templates.get(req['program'], limits.memory, req['rdtsc'])
+        with within(validated_by):
+            machine, verdict = templates.get(req['program'], limits.memory, req['rdtsc'])
     except Rejected as e:
         return e.report, None
     except SetupError as e:
