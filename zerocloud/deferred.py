@@ -31,7 +31,7 @@ that a job a client was told of has a state or a result, unless storing it
 takes more than FIRST_STATE_WAIT seconds: the answer does not wait longer)::
 
     {"state": "running", "heartbeat": 10.0, "updated": 1764687000.5,
-     "proxy": "proxy-1:4242", "started": 1764686990.1, "job": 1,
+     "proxy": "proxy-1:4242", "pids": "6f1e...", "started": 1764686990.1, "job": 1,
      "nodes": {"total": 300, "done": 120, "failed": 2, "running": 64},
      "bytes": {"in": 12582912, "out": 40960}}
 
@@ -49,7 +49,8 @@ cut short because its producer failed ends ``skipped`` in it).  If
 that proxy stops (restart, crash) the state stops being refreshed; the
 first GET or HEAD of ``<that name>.headers`` (or DELETE of its state) that
 finds no result and a state older than three heartbeats, or written by a
-proxy process of this host that no longer exists (:func:`_gone`), stores
+proxy process of this host and pid space (``pids``: this boot, this pid
+namespace) that no longer exists (:func:`_gone`), stores
 the result of a lost job: the error as
 body and ``{"Status": "503 Service Unavailable", "X-Nexe-Status": "lost",
 "X-Nexe-Error": ...}`` (as that reader, so it must be allowed to write
@@ -67,6 +68,8 @@ gives what its state last counted, ``..., lost 2``).
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import os
 import re
@@ -281,7 +284,8 @@ def _keep_state(app, req: Request, where: SwiftPath, heartbeat: float, finished:
         counts = progress.counts()
         if counts != written or time.monotonic() >= due:
             body = json.dumps({'state': 'running', 'heartbeat': heartbeat, 'updated': time.time(),
-                               'proxy': _proxy(), 'started': progress.started_at,
+                               'proxy': _proxy(), 'pids': pid_space(),
+                               'started': progress.started_at,
                                **counts}).encode()
             stored = _put(app, req, state, body, 'application/json')
             if not is_success(stored.status_int):
@@ -372,7 +376,7 @@ def _settle(app, req: Request, version: str, account: str, container: str, name:
         stale = age > STALE_BEATS * float(running['heartbeat'])
     except (ValueError, TypeError, KeyError):
         return
-    gone = _gone(running.get('proxy'))
+    gone = _gone(running)
     if not (stale or gone):
         return
     logger.error('deferred job %s was lost: its state was last updated %.0f s ago by %s',
@@ -401,11 +405,28 @@ def _proxy() -> str:
     return f'{socket.gethostname()}:{os.getpid()}'
 
 
-def _gone(proxy: object) -> bool:
-    """Is the proxy process a state names known to be gone: one of this host whose pid
-    no longer exists?  (Another host's cannot be told: its state goes stale.)"""
-    host, _, pid = str(proxy).rpartition(':')
-    if host != socket.gethostname() or not pid.isdigit() or int(pid) <= 0:
+@functools.cache
+def pid_space() -> str:
+    """Where this process's pids mean what they say, as a state records it (``pids``):
+    this boot of this kernel and this pid namespace, hashed (a state is the user's to
+    read).  Two proxies may share a hostname and not their pids (containers with the
+    host's UTS namespace, each its own pid namespace; cloned hosts); '' where /proc
+    cannot tell."""
+    try:
+        with open('/proc/sys/kernel/random/boot_id', encoding='ascii') as f:
+            where = f.read().strip() + ' ' + os.readlink('/proc/self/ns/pid')
+    except OSError:
+        return ''
+    return hashlib.sha256(where.encode()).hexdigest()[:32]
+
+
+def _gone(running: dict) -> bool:
+    """Is the proxy process a state names known to be gone: one of this host and pid
+    space (:func:`pid_space`) whose pid no longer exists?  (Another's cannot be told:
+    its state goes stale.)"""
+    host, _, pid = str(running.get('proxy')).rpartition(':')
+    if host != socket.gethostname() or not pid.isdigit() or int(pid) <= 0 \
+            or not pid_space() or running.get('pids') != pid_space():
         return False
     try:
         os.kill(int(pid), 0)

@@ -35,6 +35,15 @@ class SysImageError(ValueError):
     """An unknown or unusable system image, or a bad configuration."""
 
 
+class SysImageUnreadable(SysImageError):
+    """A configured image this host cannot read (its file missing or not a tar):
+    the host's trouble, not the request's (an object server's 503: another may)."""
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(message)
+        self.name = name
+
+
 def parse(spec: str) -> dict[str, Path]:
     """``"name path name path ..."`` -> {name: path}; SysImageError when malformed."""
     words = spec.split()
@@ -104,7 +113,7 @@ class SystemImages:
             known = ', '.join(self.images) or 'none are configured'
             raise SysImageError(f'unknown system image {name!r} (known: {known})')
         if not path.is_file():
-            raise SysImageError(f'system image {name}: {path} is not a readable file')
+            raise SysImageUnreadable(name, f'system image {name}: {path} is not a readable file')
         return path
 
     def channel(self, name: str) -> Channel:
@@ -136,8 +145,8 @@ class SystemImages:
                                         f'{MAX_PROGRAM} bytes')
                 data = tar.extractfile(info).read()
         except (tarfile.TarError, OSError) as e:
-            raise SysImageError(f'system image {name}: {path} is not a readable tar ({e})'
-                                ) from None
+            raise SysImageUnreadable(name, f'system image {name}: {path} is not a readable '
+                                           f'tar ({e})') from None
         digest = hashlib.sha256(data).hexdigest()
         self.cache_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         out = self.cache_dir / digest
@@ -153,4 +162,4 @@ class SystemImages:
         return out
 
 
-__all__ = ['SysImageError', 'SystemImages', 'configured', 'parse']
+__all__ = ['SysImageError', 'SysImageUnreadable', 'SystemImages', 'configured', 'parse']

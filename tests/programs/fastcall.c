@@ -93,6 +93,30 @@ static void edges(void)
     show("read(into the last writable page)", syscall(SYS_read, 0, pages + 8192, 10L));
     show("write(it)", syscall(SYS_write, 1, pages + 8192, 10L));
 
+    /* a writev's iovec array in pages whose protection changed: the C loop reads the
+     * array by pread of /proc/PID/mem, which the pages' protections do not hold (the
+     * table must): in the page, crossing into it, crossing out of it */
+    show("mprotect(middle rw)", mprotect(pages + 4096, 4096, PROT_READ | PROT_WRITE));
+    struct iovec *into = (struct iovec *)(pages + 4096 - 16), *from = into + 1;
+    struct iovec *out = (struct iovec *)(pages + 8192 - 16);
+    into[0] = (struct iovec){data, 2};
+    from[0] = (struct iovec){data, 3};
+    from[1] = (struct iovec){data, 4};
+    out[0] = (struct iovec){data, 5};
+    out[1] = (struct iovec){data, 6};
+    show("mprotect(array page none)", mprotect(pages + 4096, 4096, PROT_NONE));
+    show("writev(array in a none page)", wv(1, from, 2));
+    show("writev(array crossing into a none page)", wv(1, into, 2));
+    show("writev(array crossing out of a none page)", wv(1, out, 2));
+    show("mprotect(array page write-only)", mprotect(pages + 4096, 4096, PROT_WRITE));
+    show("writev(array in a write-only page)", wv(1, from, 2));
+    show("mprotect(array page read)", mprotect(pages + 4096, 4096, PROT_READ));
+    show("writev(array in a read page)", wv(1, from, 2));
+    show("writev(array crossing into a read page)", wv(1, into, 2));
+    show("writev(array crossing out of a read page)", wv(1, out, 2));
+    show("munmap(array page)", munmap(pages + 4096, 4096));
+    show("writev(array in an unmapped page)", wv(1, from, 2));
+
     /* reads: overlapping iovecs (the later one wins), bad ones, the wrong access */
     struct iovec rov[3] = {{in, 8}, {in + 4, 8}, {in + 100, 4}};
     show("readv(overlapping)", syscall(SYS_readv, 0, rov, 3));

@@ -112,6 +112,14 @@ def test_hostile_arguments_same_with_and_without_the_c_path(guest, monkeypatch, 
     assert 'write(the copy after close) = 7 errno=0' in lines
     assert 'readv(into rodata) = -1 errno=14' in lines
     assert 'writev(overlapping) = 150 errno=0' in lines
+    # review9: the iovec array, read by pread (no page protection holds it), in a page
+    # mprotect made unreadable, or crossing into or out of one, is EFAULT by the table
+    for where in ('in a none page', 'crossing into a none page', 'crossing out of a none page',
+                  'in a write-only page'):
+        assert f'writev(array {where}) = -1 errno=14' in lines, where
+    assert 'writev(array in a read page) = 7 errno=0' in lines
+    assert 'writev(array crossing into a read page) = 5 errno=0' in lines
+    assert 'writev(array crossing out of a read page) = 11 errno=0' in lines
     assert out.endswith(data[136:])          # 16 + 120 bytes were read before the loop
     _same(results)
     fast, slow = results[0][0], results[1][0]
@@ -417,7 +425,10 @@ def test_full_buffers_hashed_on_the_helper_thread_give_the_files_etag(guest, mon
     again = _run(monkeypatch, tmp_path, guest('writesizes'), [str(n) for n in sizes], kind,
                  b'', WAYS[0])
     assert again[0].etags == report.etags
-    assert len(os.listdir('/proc/self/task')) == tasks[0]
+    # against the count after the last way: the emulated run starts the emulator's
+    # watchdog thread once per process (compared with the first way's, the test failed
+    # whenever it was the process's first emulated run: review9)
+    assert len(os.listdir('/proc/self/task')) == tasks[-1]
 
 
 @pytest.mark.parametrize('kind', ['fd', 'file'])

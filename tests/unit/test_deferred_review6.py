@@ -54,7 +54,8 @@ def test_a_cancel_of_a_job_whose_proxy_process_is_gone_says_lost_at_once() -> No
         app = DeletingSwift()
         lost_env(app, time.time() - 1)
         state = json.loads(app.objects[f'{NAME}.state'][1])
-        app.objects[f'{NAME}.state'] = ({}, json.dumps({**state, 'proxy': proxy}).encode())
+        app.objects[f'{NAME}.state'] = ({}, json.dumps({**state, 'proxy': proxy,
+                                                         'pids': deferred.pid_space()}).encode())
         env = Request.blank(f'{NAME}.state', method='DELETE').environ
         resp = Request(env).get_response(
             lambda e, s, app=app: deferred.cancel(app, e, LOG)(e, s))
@@ -76,3 +77,30 @@ def test_a_lost_job_keeps_the_counts_its_state_last_had() -> None:
     stored = json.loads(app.objects[f'{NAME}.headers'][1])
     assert (stored['X-Nexe-Status'], stored['X-Nexe-Node-Counts']) == (
         'lost', 'total 5, done 2, failed 1, lost 2')
+
+
+def test_a_proxy_of_another_pid_space_with_this_hostname_keeps_the_heartbeat_rule() -> None:
+    """review9: two proxies may share a hostname and not their pids: containers with
+    the host's UTS namespace but each its own pid namespace, or cloned hosts never
+    renamed.  A state written by such a proxy named ``<this host>:<a pid not here>``
+    and its running job was declared lost at once (its result stored as ``lost``, its
+    state deleted) while it ran on.  Only a state of this pid space (``pids``: this
+    boot of this kernel, this pid namespace) is judged by its pid; one without
+    (another's, or an older proxy's) keeps the heartbeat rule."""
+    import socket
+    import subprocess
+    import sys
+    gone = subprocess.Popen([sys.executable, '-c', ''])
+    gone.wait()
+    proxy = f'{socket.gethostname()}:{gone.pid}'
+    here = deferred.pid_space()
+    for pids, lost in ((here, True), ('another boot or pid namespace', False), (None, False)):
+        app = DeletingSwift()
+        env = lost_env(app, time.time() - 1)
+        state = json.loads(app.objects[f'{NAME}.state'][1])
+        state = {**state, 'proxy': proxy, **({'pids': pids} if pids is not None else {})}
+        app.objects[f'{NAME}.state'] = ({}, json.dumps(state).encode())
+        deferred.settle_lost(app, env, LOG)
+        assert (f'{NAME}.headers' in app.objects, f'{NAME}.state' in app.objects) == (
+            (True, False) if lost else (False, True)), pids
+

@@ -1768,3 +1768,16 @@ def test_the_jobs_image_goes_once_to_each_server_then_its_digest(mw, swift, cach
     assert [(h.get(wire.IMAGE), sent.get('dev/image')) for _d, h, sent in asked.asked] == [
         (None, image)] + [(digest, None)] * 3
     assert swift.called('GET', '/c/image.tar') == 1
+
+
+@pytest.mark.parametrize('why', ['bad execute request: unexpected member batch/entries',
+                                 'bad execute request: limits: memory above the most'])
+def test_an_object_server_that_cannot_read_the_proxys_request_is_the_clusters_fault(
+        mw, servers, why) -> None:
+    # review9: any 4xx ended the node 'refused' (the job's mistake), also the object
+    # server's 'bad execute request' of a request this proxy built (the two apart in
+    # version or configuration, or a bug): the cluster's, as before, 'error'
+    servers(d0=_Refused(400, why), d1=ok())
+    resp = post(mw, job())
+    assert (resp.status_int, resp.headers['X-Nexe-Status']) == (400, 'error')
+    assert resp.headers['X-Nexe-Error'].endswith(f'refused the node: 400 {why}')

@@ -165,7 +165,7 @@ from zvm_core import engines
 from zvm_core.channels import READ, WRITE, LinkWaker, LinkWriter, Quota
 from zvm_core.limits import Limits
 from zvm_core.pool import ChannelSpec, Pool, PoolBusy, WarmUp, WorkerFailed
-from zvm_core.sysimages import SysImageError, SystemImages, parse
+from zvm_core.sysimages import SysImageError, SysImageUnreadable, SystemImages, parse
 
 PROGRAM_CACHE = 32
 IMAGE_CACHE = 8
@@ -297,6 +297,16 @@ class ObjectExecMiddleware:
                          resp.headers.get('X-Nexe-Status', '-'), time.monotonic() - started,
                          req.headers.get('X-Trans-Id', '-'))
         return resp(env, start_response)
+
+
+def _image_refused(e: SysImageError) -> HTTPException:
+    """A system image the node asks for, not given: a 400 for what the request asks
+    (no such member...), a 503 when this server cannot read the image (missing or
+    broken here: another replica may; the body names the image, not its path)."""
+    if isinstance(e, SysImageUnreadable):
+        return HTTPServiceUnavailable(body=f'system image {e.name} cannot be read on this '
+                                           f'server\n')
+    return HTTPBadRequest(body=f'{e} on this server\n')
 
 
 def _host_open(path: str, mode: str, device: str):
@@ -486,7 +496,7 @@ class NodeRun:
             with self.owner.extracting:           # one at a time: the images' lock is a thread's
                 return str(tpool.execute(self.owner.sysimages.program, *spec.program))
         except SysImageError as e:
-            raise HTTPBadRequest(body=f'{e} on this server\n') from None
+            raise _image_refused(e) from None
 
     def step(self, name: str, dev: wire.DeviceSpec | None, files: dict[str, str]) -> Step:
         """How device ``name`` becomes a node's channel (the rules of :meth:`plan`)."""
@@ -512,7 +522,7 @@ class NodeRun:
             try:                                # mounted read-only at /
                 path = str(self.owner.sysimages.tar(name))
             except SysImageError as e:
-                raise HTTPBadRequest(body=f'{e} on this server\n') from None
+                raise _image_refused(e) from None
             return Step(FILE, name, alias, READ, True, '/', path=path)
         if dev.source == 'local':
             return Step(LOCAL, name, alias, READ, dev.random, '/' if name == 'image' else None)

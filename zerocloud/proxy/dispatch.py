@@ -56,11 +56,18 @@ class _NeedProgram(_Retry):
 
 
 class _Refused(Exception):
-    """The object server refused the node for a reason any server would give."""
+    """The object server refused the node for a reason any server would give:
+    ``status`` (the node's) is ``refused``, the job's mistake, unless the server
+    could not read the request this proxy built (``bad execute request``: the two
+    apart in version or configuration, or a bug): ``error``, the cluster's."""
 
     def __init__(self, status: int, reason: str) -> None:
         super().__init__(f'{status} {reason}')
         self.status = status
+        self.ended = 'error' if reason.startswith(_UNREADABLE) else 'refused'
+
+
+_UNREADABLE = ('bad execute request', 'bad batch request')     # (zerocloud.object)
 
 
 @dataclass
@@ -275,8 +282,8 @@ class Dispatcher:
                 res.request_bytes = sent[0]
                 res.program_bytes = 0 if wire.PROGRAM in headers else len(plan.program or b'')
                 break
-            except _Refused as e:       # a 4xx: what the job asks, any server would refuse
-                res.fail('refused', f'{where} refused the node: {e}', e.status)
+            except _Refused as e:       # a 4xx: any server would refuse it
+                res.fail(e.ended, f'{where} refused the node: {e}', e.status)
                 break
             except graph.SpoolFull as e:
                 res.fail('error', str(e), 413)

@@ -270,9 +270,11 @@ def _serve_one(req: dict, fds: list[int], templates: Templates,
     image = None
     mounts = [(ch, c.mount) for ch, c in zip(channels, plan, strict=True) if c.mount]
     if mounts:
-        from zvm_core.syscalls.fs import ImageError, mounted
+        from zvm_core.syscalls.fs import ImageError, ImageUnreadable, mounted
         try:        # in order: a later image wins where paths meet
             image = mounted([(ch.backing, where, ch.alias) for ch, where in mounts])
+        except ImageUnreadable as e:    # the host's I/O: another host may run it
+            return Report('killed', None, str(e), host_failure=True), None
         except ImageError as e:     # the request's image: nothing ran (a 400 at the proxy)
             return Report('refused', None, str(e)), None
     # a program's validation is part of its run's time: one that takes longer ends as

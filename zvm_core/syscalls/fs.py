@@ -55,6 +55,11 @@ class ImageError(ValueError):
     """A channel that cannot be mounted as a tar image."""
 
 
+class ImageUnreadable(ImageError):
+    """An image whose bytes the host failed to read (an I/O error): the host's
+    trouble, whatever the image holds."""
+
+
 class Node:
     """A file, directory or symbolic link of the tree (the channel-like surface io.py uses)."""
 
@@ -220,7 +225,9 @@ def _index(backing: Backing, label: str) -> list[tuple]:
                     continue                  # devices and FIFOs have no place here
                 entries.append((m.name, kind, m.mode & 0o7777, int(m.mtime), m.size,
                                 m.offset_data, m.linkname))
-    except (tarfile.TarError, OSError, EOFError) as e:
+    except OSError as e:                # the host's read, not the image (tarfile's are not)
+        raise ImageUnreadable(f'{label} could not be read on this host: {e}') from None
+    except (tarfile.TarError, EOFError) as e:
         raise ImageError(f'{label} is not a readable tar image: {e}; the image device must '
                          'name a tar archive (tar -cf, or a zapp: zc bundle)') from None
     if key is not None:
@@ -375,7 +382,7 @@ def mounted(mounts: list[tuple[Backing, str, str]]) -> Image:
             try:
                 image.mount(backing, where, label)
             except ImageError as e:
-                raise ImageError(f'cannot mount {label} at {where}: {e}') from None
+                raise type(e)(f'cannot mount {label} at {where}: {e}') from None
     except BaseException:
         if own:
             for b in backings:
