@@ -31,16 +31,7 @@
 #include <sys/mman.h>
 #include <sys/syscall.h>
 
-static long sys(long n, long a, long b, long c, long d, long e, long f)
-{
-    long ret;
-    register long r10 __asm__("r10") = d, r8 __asm__("r8") = e, r9 __asm__("r9") = f;
-    __asm__ volatile("syscall" : "=a"(ret) : "a"(n), "D"(a), "S"(b), "d"(c), "r"(r10),
-                     "r"(r8), "r"(r9) : "rcx", "r11", "memory");
-    return ret;
-}
-
-#define TRY(name, ...) printf("%s %ld\n", name, sys(__VA_ARGS__))
+#include "rawsys.h"               /* sys(), TRY() */
 /* jump into the immediate of a movabs: the hidden bytes run, the validator saw a mov */
 #define HIDDEN(imm, eax) __asm__ volatile( \
     "lea 1f(%%rip), %%rcx\n\tadd $2, %%rcx\n\tjmp *%%rcx\n" \

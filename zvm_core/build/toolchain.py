@@ -13,9 +13,13 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import re
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
+
+# a header next to the source (#include "x.h"): its text is part of the cache key
+_LOCAL_INCLUDE = re.compile(r'^[ \t]*#[ \t]*include[ \t]+"([^"/]+)"', re.M)
 
 
 class BuildError(RuntimeError):
@@ -54,7 +58,10 @@ def build_static(src: Path, build_dir: Path, cc: str = 'musl-gcc',
     flags = list(flags)
     if src.suffix == '.S':
         flags.append('-nostdlib')
-    key = hashlib.sha256('\0'.join([src.name, src.read_text(), compiler_id(cc), *flags])
+    text = src.read_text()
+    local = [(src.parent / h).read_text() for h in _LOCAL_INCLUDE.findall(text)
+             if (src.parent / h).is_file()]
+    key = hashlib.sha256('\0'.join([src.name, text, *local, compiler_id(cc), *flags])
                          .encode()).hexdigest()[:16]
     out = build_dir / f'{src.stem}-{Path(cc).name}-{key}'
     if out.exists():
