@@ -181,9 +181,9 @@ class Templates:
                 for machine in self._ran.values():
                     machine.idle()
                 break
+            if sock is not None and any(fd == sock.fileno() for fd, _events in ready):
+                return      # ready with the steps: still first (the reap waits for its reply)
             for fd, _events in ready:
-                if sock is not None and fd == sock.fileno():
-                    return
                 waits[fd].tend(fd)
         self._ran = {}
 
@@ -253,8 +253,9 @@ def _serve_one(req: dict, fds: list[int], templates: Templates,
     """Run one request: (report, the machine to clean afterwards or None);
     ``tails``: it is a run of ``Pool.run_many`` (a batch's node); ``ahead``: another
     run follows at once (the batch's next node)."""
-    limits, plan = req.get('plan') or _plan(req)
-    channels = [Channel(alias, _backing(alias, fd, notify, wait, tail, fds, tails), mode,
+    limits, plan, mounts = req.get('plan') or _plan(req)
+    channels = [Channel(alias, FdBacking(fds[fd], owned=False) if notify is None and tail is None
+                        else _backing(alias, fd, notify, wait, tail, fds, tails), mode,
                         random=random, quota=quota)
                 for alias, fd, mode, random, quota, _mount, notify, wait, tail in plan]
     choice = (req.get('engine'), limits.fuel != DEFAULT_FUEL)
@@ -268,11 +269,11 @@ def _serve_one(req: dict, fds: list[int], templates: Templates,
             return Report('refused', None, str(e)), None
     engine, reason, _until = chosen
     image = None
-    mounts = [(ch, c.mount) for ch, c in zip(channels, plan, strict=True) if c.mount]
     if mounts:
         from zvm_core.syscalls.fs import ImageError, mounted
         try:        # in order: a later image wins where paths meet
-            image = mounted([(ch.backing, where, ch.alias) for ch, where in mounts])
+            image = mounted([(channels[i].backing, plan[i].mount, channels[i].alias)
+                             for i in mounts])
         except ImageError as e:     # the request's image: nothing ran (a 400 at the proxy)
             return Report('refused', None, f'{e}; the image device must name a tar archive '
                                            '(tar -cf, or a zapp: zc bundle)'), None
