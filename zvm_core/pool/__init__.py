@@ -398,6 +398,7 @@ def _plan(shape: dict) -> Plan:
 
 
 _NO_QUOTA = Quota()
+_DEFAULT_LIMITS = Limits()     # frozen: one for every run that gives none
 
 
 def _not_a_file(mode: int) -> str:
@@ -687,7 +688,7 @@ class Pool:
         ``engine`` (``zvm_core.engines``) is chosen in the worker; a native run is a
         child of the program's template there.
         """
-        limits = limits or Limits()
+        limits = limits or _DEFAULT_LIMITS
         channels = list(channels)
         fds, notify, woken = [], {}, False
         for c in channels:
