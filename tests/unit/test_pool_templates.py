@@ -132,39 +132,3 @@ def test_a_chunk_settles_each_template_once_after_its_runs(monkeypatch) -> None:
         hold=lambda on: False, monotonic=lambda: 0.0))
     worker._serve_many(None, [({}, []), ({}, []), ({}, [])], templates)
     assert steps == ['reply', 'reset'] * 3 + [('settle', template)]
-
-
-def test_a_request_waiting_comes_before_the_idle_steps_ready_with_it(monkeypatch) -> None:
-    """A request on the worker's socket ends ``idle`` even when a template's step (a
-    child to reap, the next one to take in) is ready at the same time: that step is
-    done after the request's reply, not before the request is read."""
-    import os
-    import socket
-    templates, _ = _templates(monkeypatch, budget=1 << 30)
-    tended: list[int] = []
-    step_r, step_w = os.pipe()
-    worker_end, caller_end = socket.socketpair()
-    try:
-        os.write(step_w, b'x')              # the template's step is ready...
-        caller_end.send(b'request')          # ...and so is a request
-
-        class Ready(_Template):
-            def waiting(self) -> list[int]:
-                return [] if tended else [step_r]
-
-            def tend(self, fd: int) -> None:
-                tended.append(fd)
-
-        template = Ready(MIB)
-        templates._ran[id(template)] = template
-        templates.idle(worker_end)
-        assert tended == []                 # the request first
-        assert templates._ran               # its steps are still to do
-        worker_end.recv(16)                 # the request read
-        templates.idle(worker_end)          # no request now: the step is done
-        assert tended == [step_r] and not templates._ran
-    finally:
-        for fd in (step_r, step_w):
-            os.close(fd)
-        worker_end.close()
-        caller_end.close()

@@ -181,9 +181,9 @@ class Templates:
                 for machine in self._ran.values():
                     machine.idle()
                 break
-            if sock is not None and any(fd == sock.fileno() for fd, _events in ready):
-                return      # ready with the steps: still first (the reap waits for its reply)
             for fd, _events in ready:
+                if sock is not None and fd == sock.fileno():
+                    return
                 waits[fd].tend(fd)
         self._ran = {}
 
