@@ -59,6 +59,8 @@ def test_a_request_leaves_out_what_is_at_its_default() -> None:
         {'alias': '/dev/stdout', 'fd': 1, 'mode': WRITE, 'random': True,
          'quota': {'put_size': 4096}, 'mount': '/', 'notify': 2, 'wait': 2.5}]
     assert Quota(**req['channels'][1]['quota']) == Quota(UNLIMITED, UNLIMITED, UNLIMITED, 4096)
+    # what the worker makes of it once: the image channels to mount, by index
+    assert zvm_pool._plan(req).mounts == (1,)
 
 
 def _node(i: int, fds: tuple[int, int], argv: list[str] | None = None) -> Run:

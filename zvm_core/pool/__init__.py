@@ -382,19 +382,23 @@ class Plan(NamedTuple):
 
     limits: Limits
     channels: tuple[PlannedChannel, ...]
+    mounts: tuple[int, ...]     # the channels with a mount point (tar images), in order
 
 
 def _plan(shape: dict) -> Plan:
     """What the worker makes of a shape once, not per run (``worker._serve_one``):
-    its limits, and each channel's fields with its quota made (a quota is never
-    changed by a run)."""
-    return Plan(Limits(**shape['limits']), tuple(PlannedChannel(
+    its limits, each channel's fields with its quota made (a quota is never
+    changed by a run), and which channels are images to mount."""
+    channels = tuple(PlannedChannel(
         c['alias'], c['fd'], c['mode'], c.get('random', False),
         Quota(**c['quota']) if 'quota' in c else _NO_QUOTA, c.get('mount'), c.get('notify'),
-        c.get('wait'), c.get('tail')) for c in shape['channels']))
+        c.get('wait'), c.get('tail')) for c in shape['channels'])
+    return Plan(Limits(**shape['limits']), channels,
+                tuple(i for i, c in enumerate(channels) if c.mount))
 
 
 _NO_QUOTA = Quota()
+_DEFAULT_LIMITS = Limits()     # frozen: one for every run that gives none
 
 
 def _not_a_file(mode: int) -> str:
@@ -684,7 +688,7 @@ class Pool:
         ``engine`` (``zvm_core.engines``) is chosen in the worker; a native run is a
         child of the program's template there.
         """
-        limits = limits or Limits()
+        limits = limits or _DEFAULT_LIMITS
         channels = list(channels)
         fds, notify, woken = [], {}, False
         for c in channels:

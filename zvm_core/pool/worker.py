@@ -163,9 +163,11 @@ class Templates:
         """Before the worker waits for its next request: the native templates that
         ran since take in their next children and reap their runs' (a batch's nodes
         leave that to the end), each step once what it waits for is ready, until a
-        request comes on ``sock``: it is served first, the rest is done after its
-        reply (a run does not wait behind a process dying, nor a child it does not
-        start in)."""
+        request comes on ``sock``: the rest is done after its reply (a run does not
+        wait behind a process dying, nor a child it does not start in). Steps found
+        ready in the same wait as the request are done first: serving the request
+        first was measured to leave the killed child still dying when the next fork
+        looks at it (one more waitid a start, p50 unchanged)."""
         while self._ran:
             waits = {fd: machine for machine in self._ran.values()
                      for fd in machine.waiting()}
@@ -253,8 +255,9 @@ def _serve_one(req: dict, fds: list[int], templates: Templates,
     """Run one request: (report, the machine to clean afterwards or None);
     ``tails``: it is a run of ``Pool.run_many`` (a batch's node); ``ahead``: another
     run follows at once (the batch's next node)."""
-    limits, plan = req.get('plan') or _plan(req)
-    channels = [Channel(alias, _backing(alias, fd, notify, wait, tail, fds, tails), mode,
+    limits, plan, mounts = req.get('plan') or _plan(req)
+    channels = [Channel(alias, FdBacking(fds[fd], owned=False) if notify is None and tail is None
+                        else _backing(alias, fd, notify, wait, tail, fds, tails), mode,
                         random=random, quota=quota)
                 for alias, fd, mode, random, quota, _mount, notify, wait, tail in plan]
     choice = (req.get('engine'), limits.fuel != DEFAULT_FUEL)
@@ -268,11 +271,11 @@ def _serve_one(req: dict, fds: list[int], templates: Templates,
             return Report('refused', None, str(e)), None
     engine, reason, _until = chosen
     image = None
-    mounts = [(ch, c.mount) for ch, c in zip(channels, plan, strict=True) if c.mount]
     if mounts:
         from zvm_core.syscalls.fs import ImageError, ImageUnreadable, mounted
         try:        # in order: a later image wins where paths meet
-            image = mounted([(ch.backing, where, ch.alias) for ch, where in mounts])
+            image = mounted([(channels[i].backing, plan[i].mount, channels[i].alias)
+                             for i in mounts])
         except ImageUnreadable as e:    # the host's I/O: another host may run it
             return Report('killed', None, str(e), host_failure=True), None
         except ImageError as e:     # the request's image: nothing ran (a 400 at the proxy)
