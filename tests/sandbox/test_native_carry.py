@@ -274,6 +274,8 @@ def test_the_deadline_clock_reads_no_tsc_while_carried_and_is_never_early():
             began = _fastcall.monotonic()
             assert not _fastcall.readable(r, seconds)
             assert _fastcall.monotonic() - began >= seconds
+        coarse = _fastcall.coarse()             # the worker's expiries' clock, as direct
+        assert 0 < coarse <= _fastcall.monotonic() < coarse + 0.1
         assert _fastcall.caught() == before
         assert _flags() == _guest_flags()
     finally:

@@ -1479,6 +1479,16 @@ static PyObject *py_monotonic(PyObject *self, PyObject *unused)
     return PyFloat_FromDouble(monotonic());
 }
 
+/* CLOCK_MONOTONIC_COARSE in seconds: the vDSO's, no rdtsc and no system call even
+ * while this thread carries the flags, a few ms behind monotonic() (time_left):
+ * for the expiries of the worker's Python between a hold's serve()s. */
+static PyObject *py_coarse(PyObject *self, PyObject *unused)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return PyFloat_FromDouble(ts.tv_sec + ts.tv_nsec * 1e-9);
+}
+
 /* readable(fd, seconds) -> whether fd is readable within that time: a wait that,
  * unlike select's, reads no clock (a template's next hello, in a hold). */
 static PyObject *readable(PyObject *self, PyObject *args)
@@ -1532,6 +1542,9 @@ static PyMethodDef methods[] = {
     {"monotonic", py_monotonic, METH_NOARGS,
      "monotonic() -> time.monotonic()'s clock, read without rdtsc while the flags are "
      "carried."},
+    {"coarse", py_coarse, METH_NOARGS,
+     "coarse() -> CLOCK_MONOTONIC_COARSE (the vDSO's: no rdtsc, no system call), behind "
+     "monotonic() by up to a few ms."},
     {"readable", readable, METH_VARARGS,
      "readable(fd, seconds) -> whether fd is readable within that time (no clock read)."},
     {"caught", caught, METH_NOARGS,

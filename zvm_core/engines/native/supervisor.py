@@ -1143,6 +1143,7 @@ def run(program: Program, channels: list[Channel], argv: list[str], env: dict[st
             if listener is not None:
                 os.close(listener)
             status = _reap(pid, pidfd, guest.tracer)
+    wall = _fastcall.monotonic() - began     # one read: the classification's and the report's
     tracer = guest.tracer
     if (failure is None and stopped is None and guest.outcome is None and tracer is not None
             and tracer.error):
@@ -1151,7 +1152,7 @@ def run(program: Program, channels: list[Channel], argv: list[str], env: dict[st
     if failure is not None:
         report = Report('killed', None, failure, host_failure=host)
     else:
-        report = _classify(guest, status, stopped, timeout, _fastcall.monotonic() - began)
+        report = _classify(guest, status, stopped, timeout, wall)
     counters, report.etags = {}, {}
     for alias, ch in sorted(guest.channels.items()):    # one pass: counters, written etags
         counters[alias] = ch.counters.copy()
@@ -1160,7 +1161,7 @@ def run(program: Program, channels: list[Channel], argv: list[str], env: dict[st
     report.accounting = Accounting(
         fuel=0, syscalls=guest.syscalls, unknown_syscalls=dict(guest.unknown), channels=counters,
         peak_memory=guest.image_size + guest.arena.peak,
-        wall_time=round(_fastcall.monotonic() - began, 6), start=guest.start)
+        wall_time=round(wall, 6), start=guest.start)
     return report
 
 
