@@ -444,7 +444,8 @@ class Template:
         kernel adds (``SO_PASSCRED``; no process can claim another's): one message
         instead of the template's reply and the child's on a socket of its own."""
         self._forking = False
-        deadline = _fastcall.monotonic() + self.timeout
+        # a budget of seconds: the coarse clock (no system call under a hold, fastcall.c)
+        deadline = _fastcall.coarse() + self.timeout
         try:
             pid, listener, hello = self._hello()
         except TimeoutError:    # its answer may still come, and name it: this template
@@ -462,7 +463,7 @@ class Template:
                 raise OSError(errno.EPROTO, hello.decode(errors='replace').strip())
             child.sp_at = int.from_bytes(hello[1:9], 'little')
             child.pidfd, child.gate, memfd = _fastcall.gate(pid, listener,
-                                                            deadline - _fastcall.monotonic())
+                                                            deadline - _fastcall.coarse())
             child.memfd = None if memfd < 0 else memfd
             if self.tsc:    # waits at the gate: seized before its first instruction
                 child.tracer = Tracer(pid, _no_ticks)
