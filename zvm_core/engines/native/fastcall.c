@@ -857,7 +857,8 @@ static int serve_one(struct ctx *c, struct cache *k, const struct seccomp_notif 
  * they grant the guest nothing.
  *
  * While it carries them this thread must execute none of those: the loop reads
- * the clock with the system call, not the vDSO (monotonic()).  What it cannot
+ * its deadline's clock from the vDSO's coarse clock, or with the system call, never
+ * the vDSO's CLOCK_MONOTONIC (time_left(), monotonic()).  What it cannot
  * see -- CPython reading the clock in a contended GIL wait, Python code in
  * answer() or a signal handler -- the net catches: a SIGSEGV handler that, for a
  * kernel-sent fault (SI_KERNEL) at one of those instructions in a thread that
