@@ -257,3 +257,42 @@ def test_a_batch_leaves_the_worker_plain_and_its_guests_faulting(guest):
         ours.close()
         theirs.close()
     assert statuses == [{'calls': 'ok'}.get(how, 'fault') for how in hows]
+
+
+def test_the_deadline_clock_reads_no_tsc_while_carried_and_is_never_early():
+    """The C loop's deadline clock (``fastcall.c``: time_left), here through
+    ``readable``: while the thread carries the flags it reads the vDSO's
+    CLOCK_MONOTONIC_COARSE (no rdtsc: nothing for the net, the flags still on), and
+    a wait for a deadline ends at it, never before (the coarse clock lags: the time
+    left it gives is a lower bound)."""
+    import os
+    r, w = os.pipe()
+    try:
+        assert _fastcall.hold(True)
+        before = _fastcall.caught()
+        for seconds in (0.1, 0.03, 0.001):      # far from the deadline, and within its slack
+            began = _fastcall.monotonic()
+            assert not _fastcall.readable(r, seconds)
+            assert _fastcall.monotonic() - began >= seconds
+        coarse = _fastcall.coarse()             # the worker's expiries' clock, as direct
+        assert 0 < coarse <= _fastcall.monotonic() < coarse + 0.1
+        assert _fastcall.caught() == before
+        assert _flags() == _guest_flags()
+    finally:
+        _fastcall.hold(False)
+        os.close(r)
+        os.close(w)
+
+
+def test_a_timeout_in_calls_answered_in_c_ends_at_its_deadline_with_the_flags(guest):
+    """A guest making only calls the C loop answers (getpid, forever), served with the
+    flags carried: ``timeout`` no earlier than its deadline, its calls read no rdtsc of
+    the loop's (the deadline's clock is the coarse one until the last ticks)."""
+    from zvm_core.executor import Limits
+    before = _fastcall.caught()
+    report = run(guest('getpid'), [Channel('/dev/stdout', MemoryBacking(), WRITE)],
+                 argv=['getpid', str(10 ** 12)], limits=Limits(timeout=0.5), engine='native')
+    assert (report.status, report.engine) == ('timeout', 'native'), report
+    assert report.accounting.syscalls > 1000
+    assert report.accounting.wall_time >= 0.5
+    assert _fastcall.caught() == before

@@ -35,8 +35,10 @@ class _Clock:
 def clock(monkeypatch) -> _Clock:
     clock = _Clock()
     monkeypatch.setattr(time, 'monotonic', clock)
-    # the same clock, read without rdtsc (the worker's node path: fastcall.c, hold)
+    # the same clock, read without rdtsc (the worker's node path: fastcall.c, hold),
+    # and its coarse reading (the worker's expiry checks)
     monkeypatch.setattr(_fastcall, 'monotonic', clock)
+    monkeypatch.setattr(_fastcall, 'coarse', clock)
     return clock
 
 

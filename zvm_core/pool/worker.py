@@ -110,7 +110,9 @@ class Templates:
         ``file``: its :func:`_file_key`, if the caller has it."""
         key = (*(file or _file_key(path)), engine, rdtsc)
         got = self._prepared.pop(key, None)
-        if got is None or got[1] <= _fastcall.monotonic():
+        # the coarse clock: an expiry seen a few ms late changes nothing, and it is no
+        # system call while a batch's nodes carry the guest's flags (fastcall.c)
+        if got is None or got[1] <= _fastcall.coarse():
             got = (prepare(path, Policy(rdtsc=rdtsc), engine=engine), engines.choice_lasts())
         self._prepared[key] = got
         while len(self._prepared) > PREPARED:
@@ -262,7 +264,7 @@ def _serve_one(req: dict, fds: list[int], templates: Templates,
                 for alias, fd, mode, random, quota, _mount, notify, wait, tail in plan]
     choice = (req.get('engine'), limits.fuel != DEFAULT_FUEL)
     chosen = _CHOSEN.get(choice)
-    if chosen is None or chosen[2] <= _fastcall.monotonic():
+    if chosen is None or chosen[2] <= _fastcall.coarse():
         try:        # what this host can run: asked again only after a busy host's probe
             chosen = _CHOSEN[choice] = (engines.choose(choice[0], fuel=choice[1]),
                                         engines.unavailable_reason(choice[0], fuel=choice[1]),

@@ -444,7 +444,8 @@ class Template:
         kernel adds (``SO_PASSCRED``; no process can claim another's): one message
         instead of the template's reply and the child's on a socket of its own."""
         self._forking = False
-        deadline = _fastcall.monotonic() + self.timeout
+        # a budget of seconds: the coarse clock (no system call under a hold, fastcall.c)
+        deadline = _fastcall.coarse() + self.timeout
         try:
             pid, listener, hello = self._hello()
         except TimeoutError:    # its answer may still come, and name it: this template
@@ -462,7 +463,7 @@ class Template:
                 raise OSError(errno.EPROTO, hello.decode(errors='replace').strip())
             child.sp_at = int.from_bytes(hello[1:9], 'little')
             child.pidfd, child.gate, memfd = _fastcall.gate(pid, listener,
-                                                            deadline - _fastcall.monotonic())
+                                                            deadline - _fastcall.coarse())
             child.memfd = None if memfd < 0 else memfd
             if self.tsc:    # waits at the gate: seized before its first instruction
                 child.tracer = Tracer(pid, _no_ticks)
@@ -1143,6 +1144,7 @@ def run(program: Program, channels: list[Channel], argv: list[str], env: dict[st
             if listener is not None:
                 os.close(listener)
             status = _reap(pid, pidfd, guest.tracer)
+    wall = _fastcall.monotonic() - began     # one read: the classification's and the report's
     tracer = guest.tracer
     if (failure is None and stopped is None and guest.outcome is None and tracer is not None
             and tracer.error):
@@ -1151,7 +1153,7 @@ def run(program: Program, channels: list[Channel], argv: list[str], env: dict[st
     if failure is not None:
         report = Report('killed', None, failure, host_failure=host)
     else:
-        report = _classify(guest, status, stopped, timeout, _fastcall.monotonic() - began)
+        report = _classify(guest, status, stopped, timeout, wall)
     counters, report.etags = {}, {}
     for alias, ch in sorted(guest.channels.items()):    # one pass: counters, written etags
         counters[alias] = ch.counters.copy()
@@ -1160,7 +1162,7 @@ def run(program: Program, channels: list[Channel], argv: list[str], env: dict[st
     report.accounting = Accounting(
         fuel=0, syscalls=guest.syscalls, unknown_syscalls=dict(guest.unknown), channels=counters,
         peak_memory=guest.image_size + guest.arena.peak,
-        wall_time=round(_fastcall.monotonic() - began, 6), start=guest.start)
+        wall_time=round(wall, 6), start=guest.start)
     return report
 
 
