@@ -10,7 +10,9 @@ the result in the body (and its HTTP URL in ``Location``)::
     swift://<account>/<container>/job-<id>
 
 where ``<container>`` is the one of the request URL (POST to
-``/v1/<account>/<container>``), else ``.zvm``.  It is created if needed.
+``/v1/<account>/<container>``), else ``.zvm``, created if needed; a container
+of the URL must exist: 404 before the job runs otherwise (a typo in its name
+would make a new one).
 When the job is done, its response body is stored there (with its content
 type) and a JSON object of its status and headers as ``<that name>.headers``
 (``{"Status": "200 OK", "X-Nexe-Status": "ok", ...}``), both as the caller;
@@ -84,6 +86,7 @@ from swift.common.http import is_success
 from swift.common.swob import HTTPAccepted, HTTPException, Request, Response
 from swift.common.utils import FileLikeIter, close_if_possible
 from swift.common.wsgi import make_subrequest
+from swift.proxy.controllers.base import get_container_info
 
 from zerocloud.config import SWIFT_SOURCE
 from zerocloud.httperrors import (
@@ -201,6 +204,8 @@ def run(app, req: Request, how: str, account: str, container: str | None, timeou
     and its nodes are being sent, then counts them as they end (:class:`Progress`)."""
     if how == 'never':
         return work(Progress())
+    if container is not None:
+        _need_container(app, req, account, container)
     where = SwiftPath(account, container or REGISTRY, f'job-{uuid.uuid4().hex}')
     events: LightQueue = LightQueue()
     finished: LightQueue = LightQueue()
@@ -259,6 +264,19 @@ def run(app, req: Request, how: str, account: str, container: str | None, timeou
         pass
     return HTTPAccepted(body=f'{where}\n', content_type='text/plain',
                         headers={'Location': req.host_url + '/v1' + quote(where.path)})
+
+
+def _need_container(app, req: Request, account: str, container: str) -> None:
+    """404 unless the container the job was POSTed to exists: its result goes there,
+    and a typo in its name must not make a new container (only ``.zvm``, the result's
+    home by default, is created)."""
+    sub = make_subrequest(req.environ, 'HEAD', quote(f'/v1/{account}/{container}'),
+                          swift_source=SWIFT_SOURCE)
+    if get_container_info(sub.environ, app, swift_source=SWIFT_SOURCE)['status'] == 404:
+        raise HTTPNotFound(body=f'container swift://{account}/{container} does not exist: a '
+                                f'deferred job keeps its result in the container it is POSTed '
+                                f'to; create it first (swift post {container}), or POST to the '
+                                f'account (the result then goes to {REGISTRY})\n')
 
 
 def _keep_state(app, req: Request, where: SwiftPath, heartbeat: float, finished: LightQueue,

@@ -384,6 +384,22 @@ def test_deferred_always_answers_at_once_and_stores_the_result(env: Env) -> None
     assert result[0]['content-type'] == 'text/plain'
 
 
+def test_a_deferred_job_posted_to_a_missing_container_is_refused(env: Env) -> None:
+    # smalls10: a typo in the container's name made a new container holding the job's
+    # state and result
+    job = env.put('upper.json', env.job('upper'))
+    typo = f'{env.container}-typo'
+    resp = call(env.conn, 'POST', f'/{typo}',
+                headers={**source(job), 'X-Zerovm-Deferred': 'always'}, data=b'later')
+    assert resp.status_code == 404, resp.text
+    assert resp.text.startswith(f'container swift://AUTH_test/{typo} does not exist: a '
+                                f'deferred job keeps its result in the container it is '
+                                f'POSTed to; create it first (swift post {typo})')
+    with pytest.raises(ClientException) as missing:
+        env.conn.head_container(typo)
+    assert missing.value.http_status == 404
+
+
 def test_deferred_answers_errors_and_quick_results_directly(env: Env) -> None:
     resp = call(env.conn, 'POST', headers={**EXECUTE, 'X-Zerovm-Deferred': 'always'},
                 data='[{"name": "x"}]')

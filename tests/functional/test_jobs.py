@@ -442,6 +442,28 @@ def test_a_program_travels_once_per_server_and_again_after_a_restart(
     assert statuses[-4:] == ['200', '200', '412', '200'] and len(statuses) in (4, 5)
 
 
+def test_an_object_server_whose_maxinput_is_below_the_proxys_is_a_cluster_error(
+        swift_cluster: DevCluster, conn: Connection, make_container, upload) -> None:
+    """smalls10: the object servers' 413 for a request within the proxy's own
+    zerovm_maxinput ended the node 'refused', the user's mistake: it is the operators'
+    (their configurations apart), 'error' naming the option to align."""
+    container = make_container()
+    conn.put_object(container, 'data', TEXT)
+    job = wc_job(upload('wc'), f'swift://~/{container}/data')
+    swift_cluster.restart(['object:zerovm_maxinput=1000'])
+    try:
+        resp = post_job(conn, job)
+    finally:
+        swift_cluster.restart([f'object:zerovm_maxinput={1 << 30}'])
+    assert (resp.status_code, resp.headers['X-Nexe-Status']) == (500, 'error'), resp.text
+    error = resp.headers['X-Nexe-Error']
+    assert 'refused the node: 413 request larger than zerovm_maxinput (1000 bytes); ' \
+           'the request was ' in error, error
+    assert f"(the proxy's zerovm_maxinput: {1 << 30}): a configuration mismatch; the " \
+           "operator should set the object server's as the proxy's" in error, error
+    assert post_job(conn, job).status_code == 200         # the servers as they were
+
+
 def test_program_upload_is_validated_and_the_verdict_kept(
         swift_cluster: DevCluster, conn: Connection, make_container, guest) -> None:
     container = make_container()

@@ -559,12 +559,35 @@ def test_a_node_over_its_write_quota_is_told_what_sets_the_limit(mw, servers) ->
         '(the smaller holds): write less or ask the operator to raise it')
 
 
-def test_a_refusal_is_final(mw, servers) -> None:
-    asked = servers(d0=_Refused(413, 'request larger than zerovm_maxinput'), d1=ok())
-    resp = post(mw, job())
+def test_a_refusal_is_final(swift, servers, monkeypatch) -> None:
+    # the request is larger than the proxy's own zerovm_maxinput: the job's inputs
+    FakeRing.install(monkeypatch)
+    small = ProxyExecMiddleware(swift, {'zerovm_maxnexe': '1000', 'zerovm_maxinput': '2000'})
+    asked = servers(d0=_Refused(413, 'request larger than zerovm_maxinput (2000 bytes)'),
+                    d1=ok())
+    resp = post(small, job())
     assert resp.status_int == 413
     assert resp.headers['X-Nexe-Status'] == 'refused'
-    assert 'refused the node: 413 request larger' in resp.headers['X-Nexe-Error']
+    assert resp.headers['X-Nexe-Error'].endswith(
+        'refused the node: 413 request larger than zerovm_maxinput (2000 bytes)')
+    assert [a[0] for a in asked.asked] == ['d0']
+
+
+def test_an_object_server_whose_maxinput_is_below_the_proxys_is_the_clusters_fault(
+        mw, servers) -> None:
+    # smalls10: a request within the proxy's zerovm_maxinput that an object server
+    # found too large (its own is smaller) ended 'refused', the user's mistake: the
+    # operators' configurations are apart, 'error' naming the server and the option
+    asked = servers(d0=_Refused(413, 'request larger than zerovm_maxinput (100 bytes)'),
+                    d1=ok())
+    resp = post(mw, job())
+    assert (resp.status_int, resp.headers['X-Nexe-Status']) == (500, 'error')
+    sent = int(asked.asked[0][1]['Content-Length'])
+    assert resp.headers['X-Nexe-Error'] == (
+        'wc: 10.0.0.1:6200/d0 refused the node: 413 request larger than zerovm_maxinput '
+        f"(100 bytes); the request was {sent} bytes (the proxy's zerovm_maxinput: "
+        f'{1 << 30}): a configuration mismatch; the operator should set the object '
+        "server's as the proxy's")
     assert [a[0] for a in asked.asked] == ['d0']
 
 

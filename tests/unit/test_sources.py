@@ -547,6 +547,24 @@ def test_deferred_always_stores_the_result_after_answering() -> None:
     assert stored['Status'] == '200 OK' and stored['X-Nexe-Status'] == 'ok'
 
 
+@pytest.mark.parametrize('how', ['always', 'auto'])
+def test_a_deferred_job_posted_to_a_missing_container_is_refused_before_it_runs(
+        how: str) -> None:
+    # smalls10: a typo in the container's name made a new container, holding the
+    # job's state and result; now a 404 naming it, nothing run, nothing stored
+    app = DeletingSwift()
+    app.missing.add('/typo')
+    ran: list = []
+    req = Request.blank(ACCOUNT + '/typo', method='POST')
+    with pytest.raises(HTTPException) as refused:
+        deferred.run(app, req, how, 'AUTH_a', 'typo', 1.0, ran.append, logger=None)
+    assert refused.value.status_int == 404
+    assert refused.value.body.decode().startswith(
+        'container swift://AUTH_a/typo does not exist: a deferred job keeps its result in '
+        'the container it is POSTed to; create it first (swift post typo)')
+    assert ran == [] and [c for c in app.calls if c[0] != 'HEAD'] == []
+
+
 def deferred_always(app: FakeSwift, work, heartbeat: float) -> tuple[str, str]:
     """Start ``work`` deferred (``always``): the paths of its result and of its state."""
     req = Request.blank(ACCOUNT + '/c', method='POST')

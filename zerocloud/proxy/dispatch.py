@@ -63,11 +63,25 @@ class _Refused(Exception):
 
     def __init__(self, status: int, reason: str) -> None:
         super().__init__(f'{status} {reason}')
-        self.status = status
+        self.status, self.reason = status, reason
         self.ended = 'error' if reason.startswith(_UNREADABLE) else 'refused'
+
+    def node_error(self, where: str, sent: int, max_input: int
+                   ) -> tuple[str, str, int | None]:
+        """(the node's status, its error, its HTTP status or None) as ``where`` refused
+        it, the request ``sent`` bytes long: one within this proxy's ``max_input`` that
+        the server found too large is no mistake of the job's but of the operators'
+        (the server's zerovm_maxinput is the smaller): ``error``, naming what to align."""
+        said = f'{where} refused the node: {self}'
+        if not (self.reason.startswith(_TOO_LARGE) and 0 < sent <= max_input):
+            return self.ended, said, self.status
+        return 'error', (f'{said}; the request was {sent} bytes (the proxy\'s '
+                         f'zerovm_maxinput: {max_input}): a configuration mismatch; the '
+                         f'operator should set the object server\'s as the proxy\'s'), None
 
 
 _UNREADABLE = ('bad execute request', 'bad batch request')     # (zerocloud.object)
+_TOO_LARGE = 'request larger than zerovm_maxinput'               # (zerocloud.object)
 
 
 @dataclass
@@ -283,7 +297,7 @@ class Dispatcher:
                 res.program_bytes = 0 if wire.PROGRAM in headers else len(plan.program or b'')
                 break
             except _Refused as e:       # a 4xx: any server would refuse it
-                res.fail(e.ended, f'{where} refused the node: {e}', e.status)
+                res.fail(*e.node_error(where, sent[0], self.config.max_input))
                 break
             except graph.SpoolFull as e:
                 res.fail('error', str(e), 413)
