@@ -259,6 +259,39 @@ def test_a_batch_leaves_the_worker_plain_and_its_guests_faulting(guest):
     assert statuses == [{'calls': 'ok'}.get(how, 'fault') for how in hows]
 
 
+def test_a_batchs_nodes_read_no_tsc_in_the_worker(guest):
+    """Between a batch's nodes the worker's own Python (``worker._serve_one``: its
+    expiries, the validation deadline) reads no rdtsc: none for the net to catch,
+    which would drop the carried flags at every node (and the kernel rewrite them at
+    every switch after)."""
+    import os
+
+    from zvm_core.channels import WRITE as W
+    from zvm_core.executor import Limits
+    from zvm_core.pool import ChannelSpec, _buffer, _recv, _request, _run_result, _socketpair
+    from zvm_core.pool.worker import Templates, _serve_many
+    prog = str(guest('hello'))
+
+    def batch(n: int) -> list[str]:
+        runs = [(_request(prog, [ChannelSpec('/dev/stdout', 0, W)], ['hello'], {}, Limits(),
+                          0, 0, 'virtualize', {}, 'native'),
+                 [os.open(os.devnull, os.O_WRONLY)]) for _ in range(n)]
+        _serve_many(ours, runs, templates)
+        buf = _buffer()
+        return [_run_result(_recv(theirs, buf)[0]).report.status for _ in range(n)]
+    templates = Templates(1 << 30)
+    ours, theirs = _socketpair()
+    try:
+        assert batch(1) == ['ok']           # validated, its template made
+        before = _fastcall.caught()
+        assert batch(4) == ['ok'] * 4
+        assert _fastcall.caught() == before
+    finally:
+        templates.close()
+        ours.close()
+        theirs.close()
+
+
 def test_the_deadline_clock_reads_no_tsc_while_carried_and_is_never_early():
     """The C loop's deadline clock (``fastcall.c``: time_left), here through
     ``readable``: while the thread carries the flags it reads the vDSO's
