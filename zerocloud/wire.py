@@ -182,6 +182,9 @@ BATCH_ENTRIES = 'batch/entries'  # entries (a JSON array), in order, after batch
 ENTRIES_MAX = 128               # most entries of one batch/entries member
 ENTRIES_BYTES = 1 << 20         # a batch/entries member is closed once it has this many
 ENTRIES_LIMIT = 4 << 20         # largest batch/entries member read (an entry: 1 MiB at most)
+# how an object server's refusals begin, which the proxy tells apart (proxy/dispatch.py):
+TOO_LARGE = 'request larger than zerovm_maxinput'       # 413: the server's limit
+UNREADABLE = ('bad execute request', 'bad batch request')  # 400: a request it cannot read
 ERROR = 'error'                 # <i>/error: why the server did not run node i
 REPORTS = 'batch/reports'       # answer: a block of nodes' reports (and their small outputs)
 READS_REPORTS = 'X-Zerovm-Reports'  # request: the proxy reads batch/reports; answer: sent
@@ -1045,3 +1048,9 @@ def copy_limited(src, dst, limit: int, digest=None) -> int:
         if digest is not None:
             digest.update(chunk)
     return total
+
+
+def too_large(limit: int) -> str:
+    """An object server's 413 body (and :class:`TooLarge`'s message) past its
+    ``zerovm_maxinput`` of ``limit`` bytes."""
+    return f'{TOO_LARGE} ({limit} bytes)'

@@ -341,7 +341,7 @@ class BatchRun:
                                       '<account>/.zerocloud/batch)\n') from None
         if req.content_length is not None and req.content_length > config.max_input:
             raise HTTPRequestEntityTooLarge(
-                body=f'request larger than zerovm_maxinput ({config.max_input} bytes)\n')
+                body=wire.too_large(config.max_input) + '\n')
         self.account, self.job = charged_to(req, req.split_path(5, 5, True)[2])
         self.owner.admission.enter(self.account, self.job)
         try:
@@ -398,8 +398,7 @@ class BatchRun:
                     raise wire.WireError(f'unexpected member {name}')
         except wire.TooLarge:
             raise HTTPRequestEntityTooLarge(
-                body=f'request larger than zerovm_maxinput ({self.config.max_input} bytes)\n'
-            ) from None
+                body=wire.too_large(self.config.max_input) + '\n') from None
         except ValueError as e:             # WireError, SpecError
             raise HTTPBadRequest(body=f'bad batch request: {e}\n') from None
         if len(entries) != count:

@@ -341,7 +341,7 @@ class NodeRun:
         req = self.req
         if req.content_length is not None and req.content_length > self.config.max_input:
             raise HTTPRequestEntityTooLarge(
-                body=f'request larger than zerovm_maxinput ({self.config.max_input} bytes)\n')
+                body=wire.too_large(self.config.max_input) + '\n')
         try:
             device, _, account = req.split_path(5, 5, True)[:3]
         except ValueError:
@@ -480,8 +480,7 @@ class NodeRun:
                 files[name] = path
         except wire.TooLarge:
             raise HTTPRequestEntityTooLarge(
-                body=f'request larger than zerovm_maxinput ({self.config.max_input} bytes)\n'
-            ) from None
+                body=wire.too_large(self.config.max_input) + '\n') from None
         except ValueError as e:             # WireError, bad JSON
             raise HTTPBadRequest(body=f'bad execute request: {e}\n') from None
         if spec is None or (wire.EXE not in files and spec.program is None):
@@ -756,8 +755,7 @@ class _Streamed:
                 while chunk := f.read(wire.CHUNK):
                     self.budget -= len(chunk)
                     if self.budget < 0:
-                        raise wire.TooLarge(f'request larger than zerovm_maxinput '
-                                            f'({self.owner.config.max_input} bytes)')
+                        raise wire.TooLarge(wire.too_large(self.owner.config.max_input))
                     link.append(chunk)
         except Exception as e:           # a cut or bad request: the links stay incomplete
             self.owner.logger.info('%s: links not complete: %r', self.spec.name, e)

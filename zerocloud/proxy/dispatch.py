@@ -64,7 +64,6 @@ class _Refused(Exception):
     def __init__(self, status: int, reason: str) -> None:
         super().__init__(f'{status} {reason}')
         self.status, self.reason = status, reason
-        self.ended = 'error' if reason.startswith(_UNREADABLE) else 'refused'
 
     def node_error(self, where: str, sent: int, max_input: int
                    ) -> tuple[str, str, int | None]:
@@ -73,15 +72,12 @@ class _Refused(Exception):
         the server found too large is no mistake of the job's but of the operators'
         (the server's zerovm_maxinput is the smaller): ``error``, naming what to align."""
         said = f'{where} refused the node: {self}'
-        if not (self.reason.startswith(_TOO_LARGE) and 0 < sent <= max_input):
-            return self.ended, said, self.status
+        if not (self.reason.startswith(wire.TOO_LARGE) and 0 < sent <= max_input):
+            ended = 'error' if self.reason.startswith(wire.UNREADABLE) else 'refused'
+            return ended, said, self.status
         return 'error', (f'{said}; the request was {sent} bytes (the proxy\'s '
                          f'zerovm_maxinput: {max_input}): a configuration mismatch; the '
                          f'operator should set the object server\'s as the proxy\'s'), None
-
-
-_UNREADABLE = ('bad execute request', 'bad batch request')     # (zerocloud.object)
-_TOO_LARGE = 'request larger than zerovm_maxinput'               # (zerocloud.object)
 
 
 @dataclass
