@@ -490,6 +490,15 @@ class Tally:
         totals[2] += sign * read
         totals[3] += sign * written
 
+    def __iadd__(self, other: Tally) -> Tally:
+        """``other``'s counts too (two jobs answered as one: ``zerocloud.sql``)."""
+        self.nodes += other.nodes
+        self.failed += other.failed
+        self.statuses += other.statuses
+        self.retcodes += other.retcodes
+        self.totals = [a + b for a, b in zip(self.totals, other.totals, strict=True)]
+        return self
+
     def headers(self, seconds: float) -> dict[str, str]:
         return {
             'X-Nexe-Nodes': str(self.nodes),

@@ -26,7 +26,6 @@ malformed record, an error SQLite finds while running) makes the response a
 
 from __future__ import annotations
 
-import collections
 import csv
 import io
 import json
@@ -49,6 +48,7 @@ from zerocloud.httperrors import (
     HTTPServiceUnavailable,
     HTTPUnprocessableEntity,
 )
+from zerocloud.proxy.response import Tally
 from zerocloud.sources import Input, Launch
 from zerocloud.sql import planner
 from zerocloud.sql.planner import SqlError
@@ -209,7 +209,7 @@ def _joined(first: Response, second: Response) -> dict[str, str]:
     """The ``X-Nexe-*`` headers of two jobs as if they were one (nodes in order); when
     either answered with a large job's counts, counts of both (``doc/http-api.md``)."""
     if SUMMARY in first.headers or SUMMARY in second.headers:
-        return _summed(_summary(first.headers), _summary(second.headers))
+        return _summed(first.headers, second.headers)
     out = {}
     for key in set(first.headers) | set(second.headers):
         if not key.lower().startswith('x-nexe-'):
@@ -225,54 +225,45 @@ def _joined(first: Response, second: Response) -> dict[str, str]:
     return out
 
 
-def _summary(headers) -> dict[str, str]:
-    """A job's ``X-Nexe-*`` headers in the large job's form (counts; the merge node's
-    columns counted as ``zerocloud.proxy.response.Tally`` counts a node)."""
-    nexe = {k: v for k, v in headers.items() if k.lower().startswith('x-nexe-')}
+def _tally(headers) -> tuple[Tally, float]:
+    """A job's counts as a large job's summary headers give them, and its seconds:
+    read back from those headers, or counted from a small job's per-node columns
+    (the merge node's counted as :class:`Tally` counts a node)."""
+    tally = Tally()
     if SUMMARY in headers:
-        return nexe
+        tally.nodes, tally.failed = int(headers[SUMMARY]), int(headers.get('X-Nexe-Failed', 0))
+        tally.statuses.update(_pairs(headers.get('X-Nexe-Status-Counts', ''), str))
+        tally.retcodes.update(_pairs(headers.get('X-Nexe-Retcode-Counts', ''), int))
+        secs, _, rest = headers['X-Nexe-Cdr-Total'].partition(', ')
+        tally.totals = [int(n) for n in rest.split()]
+        return tally, float(secs)
     statuses = [s.strip() for s in headers.get('X-Nexe-Status', '').split(',')]
     codes = [c.strip() for c in headers.get('X-Nexe-Retcode', '').split(',')]
     cdr = headers.get('X-Nexe-Cdr-Line', '0').split(', ')
-    totals = [sum(int(n.split()[i]) for n in cdr[2::2]) for i in range(4)]
-    out = {SUMMARY: str(len(statuses)),
-           'X-Nexe-Failed': str(sum(s != 'ok' or c not in ('', '0')
-                                    for s, c in zip(statuses, codes, strict=False))),
-           'X-Nexe-Status-Counts': _counted(statuses),
-           'X-Nexe-Retcode-Counts': _counted(c for c in codes if c),
-           'X-Nexe-Cdr-Total': f'{cdr[0]}, {" ".join(map(str, totals))}'}
-    out.update((k, nexe[k]) for k in ('X-Nexe-Error', 'X-Nexe-Truncated') if k in nexe)
-    return out
+    tally.nodes = len(statuses)
+    tally.failed = sum(s != 'ok' or c not in ('', '0')
+                       for s, c in zip(statuses, codes, strict=False))
+    tally.statuses.update(statuses)
+    tally.retcodes.update(int(c) for c in codes if c)
+    tally.totals = [sum(int(n.split()[i]) for n in cdr[2::2]) for i in range(4)]
+    return tally, float(cdr[0])
 
 
-def _counted(values) -> str:
-    """``<value> <count>, ...`` sorted as the summary headers sort them."""
-    counts = collections.Counter(values)
-    key = int if all(v.lstrip('-').isdigit() for v in counts) else str
-    return ', '.join(f'{v} {n}' for v, n in sorted(counts.items(), key=lambda i: key(i[0])))
+def _pairs(text: str, kind: type) -> dict:
+    """``<value> <count>, ...`` (a summary header's counts) as {value: count}."""
+    pairs = (entry.strip().rpartition(' ') for entry in text.split(',') if entry.strip())
+    return {kind(v): int(n) for v, _, n in pairs}
 
 
-def _summed(a: dict[str, str], b: dict[str, str]) -> dict[str, str]:
-    """Two jobs' counts as one job's."""
-    def counts(text: str) -> collections.Counter:
-        pairs = (entry.strip().rpartition(' ') for entry in text.split(',') if entry.strip())
-        return collections.Counter({v: int(n) for v, _, n in pairs})
-
-    def total(text: str) -> list[float]:
-        secs, _, rest = text.partition(', ')
-        return [float(secs), *map(int, rest.split())]
-
-    out = {SUMMARY: str(int(a[SUMMARY]) + int(b[SUMMARY])),
-           'X-Nexe-Failed': str(int(a.get('X-Nexe-Failed', 0)) + int(b.get('X-Nexe-Failed', 0)))}
-    for key in ('X-Nexe-Status-Counts', 'X-Nexe-Retcode-Counts'):
-        out[key] = _counted(list((counts(a.get(key, '')) + counts(b.get(key, ''))).elements()))
-    secs, *rest = (x + y for x, y in zip(total(a['X-Nexe-Cdr-Total']),
-                                         total(b['X-Nexe-Cdr-Total']), strict=True))
-    out['X-Nexe-Cdr-Total'] = f'{secs:.3f}, {" ".join(map(str, rest))}'
-    errors = [e for e in (a.get('X-Nexe-Error'), b.get('X-Nexe-Error')) if e]
+def _summed(first, second) -> dict[str, str]:
+    """Two jobs' ``X-Nexe-*`` headers as one large job's counts (:class:`Tally`'s form)."""
+    (tally, secs), (more, more_secs) = _tally(first), _tally(second)
+    tally += more
+    out = tally.headers(secs + more_secs)
+    errors = [e for e in (first.get('X-Nexe-Error'), second.get('X-Nexe-Error')) if e]
     if errors:
         out['X-Nexe-Error'] = ', '.join(errors)
-    if 'X-Nexe-Truncated' in a or 'X-Nexe-Truncated' in b:
+    if 'X-Nexe-Truncated' in first or 'X-Nexe-Truncated' in second:
         out['X-Nexe-Truncated'] = 'true'
     return out
 
