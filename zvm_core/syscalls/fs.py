@@ -49,6 +49,10 @@ _MOUNTED_KEPT = 4
 MAX_MEMBERS = 100_000           # of one image, and nodes of the tree (directories too)
 MAX_PATH = 4096                 # a member's name (Linux's PATH_MAX)
 MAX_PATH_BYTES = 16 << 20       # the paths and link targets of all the tree's nodes
+# tarfile reads a member's extended headers whole (PAX records, GNU long names, an old
+# GNU sparse map block by block) before its name can be looked at: 100 MB of a PAX
+# path took 720 MB of a worker, 100 MB of sparse map 5 s of its CPU (a skipped member)
+MAX_HEADERS = 1 << 20           # the header bytes of one member
 
 
 class ImageError(ValueError):
@@ -195,6 +199,28 @@ class _Reader(io.RawIOBase):
         return self.pos
 
 
+class _Headers(io.BufferedReader):
+    """The image as ``tarfile`` reads it while it indexes: at most MAX_HEADERS bytes
+    until :meth:`more` (each member's headers; ``tarfile`` seeks past the data),
+    refused before a larger read is made."""
+
+    def __init__(self, backing: Backing, label: str) -> None:
+        super().__init__(_Reader(backing))
+        self.label = label
+        self.more()
+
+    def more(self) -> None:
+        self.left = MAX_HEADERS
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0 or size > self.left:
+            raise ImageError(f'{self.label} has a member whose headers (PAX records, GNU '
+                             f'long names, sparse maps) are over {MAX_HEADERS} bytes')
+        data = super().read(size)
+        self.left -= len(data)
+        return data
+
+
 def _index(backing: Backing, label: str) -> list[tuple]:
     """The tar's members as (path, kind, perm, mtime, size, data offset, link target).
 
@@ -205,10 +231,12 @@ def _index(backing: Backing, label: str) -> list[tuple]:
     if key is not None and key in _INDEXES:
         _INDEXES.move_to_end(key)
         return _INDEXES[key]
-    entries = []
+    entries, paths = [], 0
     try:
-        with tarfile.open(fileobj=io.BufferedReader(_Reader(backing)), mode='r:') as tar:
+        headers = _Headers(backing, label)
+        with tarfile.open(fileobj=headers, mode='r:') as tar:
             for count, m in enumerate(tar, 1):
+                headers.more()
                 if count > MAX_MEMBERS:
                     raise ImageError(f'{label} has more than {MAX_MEMBERS} members: pack '
                                      'fewer, larger files')
@@ -223,6 +251,9 @@ def _index(backing: Backing, label: str) -> list[tuple]:
                     kind = stat.S_IFLNK if m.issym() else 0      # 0: hard link
                 else:
                     continue                  # devices and FIFOs have no place here
+                paths += _tree_bytes(m.name, kind, m.linkname)
+                if paths > MAX_PATH_BYTES:      # the mount would refuse it: not kept
+                    raise _tree_too_big()
                 entries.append((m.name, kind, m.mode & 0o7777, int(m.mtime), m.size,
                                 m.offset_data, m.linkname))
     except OSError as e:                # the host's read, not the image (tarfile's are not)
@@ -235,6 +266,22 @@ def _index(backing: Backing, label: str) -> list[tuple]:
         while len(_INDEXES) > _INDEXES_KEPT:
             _INDEXES.popitem(last=False)
     return entries
+
+
+def _tree_too_big() -> ImageError:
+    return ImageError(f'the tree would have more than {MAX_MEMBERS} files and directories '
+                      f'or {MAX_PATH_BYTES} bytes of paths: pack fewer files, less deeply '
+                      'nested')
+
+
+def _tree_bytes(name: str, kind: int, target: str) -> int:
+    """At least the bytes of paths that mounting this member adds to the tree
+    (:meth:`Image._node`: its path under the mount point and a symbolic link's target;
+    a directory or a hard link may add none)."""
+    if kind not in (stat.S_IFREG, stat.S_IFLNK):
+        return 0
+    rel = _clean(name)
+    return 0 if rel is None else len(rel) + (len(target) if kind == stat.S_IFLNK else 0)
 
 
 def _clean(name: str) -> str | None:
@@ -255,9 +302,7 @@ class Image:
         self._ino += 1
         self._path_bytes += len(path) + len(kw.get('target', ''))
         if self._ino - FIRST_INO > MAX_MEMBERS or self._path_bytes > MAX_PATH_BYTES:
-            raise ImageError(f'the tree would have more than {MAX_MEMBERS} files and '
-                             f'directories or {MAX_PATH_BYTES} bytes of paths: pack fewer '
-                             'files, less deeply nested')
+            raise _tree_too_big()
         return Node(path, kind, perm, mtime, self._ino, **kw)
 
     def _dir(self, path: str) -> Node:

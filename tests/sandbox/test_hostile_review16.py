@@ -1,0 +1,117 @@
+"""review16: what a hostile image costs the worker that mounts it, before any guest
+instruction and outside the guest's limits.  ``tarfile`` reads a member's extended
+headers whole (a PAX record, a GNU long name, an old GNU sparse map, block by block),
+and an image's index is kept for later runs: each is bounded before it is read or
+kept, not after."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+
+import pytest
+from archives import tar_bytes
+
+from zvm_core.channels import FdBacking
+from zvm_core.syscalls import fs
+
+
+@pytest.fixture
+def mount(monkeypatch):
+    """mount(path) -> ('mounted' or the ImageError, bytes read from the image)."""
+    read = [0]
+    plain = FdBacking.readinto
+
+    def counted(self, bufs, pos):
+        n = plain(self, bufs, pos)
+        read[0] += n
+        return n
+    monkeypatch.setattr(FdBacking, 'readinto', counted)
+
+    def mount(path) -> tuple[str, int]:
+        read[0] = 0
+        with open(path, 'rb') as f:
+            try:
+                fs.mounted([(FdBacking(f.fileno(), owned=False), '/', '/dev/image')])
+                return 'mounted', read[0]
+            except fs.ImageError as e:
+                return str(e), read[0]
+    return mount
+
+
+def _sparse(blocks: int) -> bytes:
+    """A tar whose first member is an old GNU sparse file whose map goes on for
+    ``blocks`` extension blocks of 21 entries (``tarfile`` keeps every entry), then
+    a plain file."""
+    info = tarfile.TarInfo('sparse')
+    info.type = tarfile.GNUTYPE_SPARSE
+    head = bytearray(info.tobuf(format=tarfile.GNU_FORMAT))
+    head[482] = 1                                      # isextended
+    head[148:156] = b' ' * 8
+    head[148:156] = b'%06o\0 ' % sum(head)
+    ext = bytearray(512)
+    for i in range(21):
+        ext[24 * i:24 * i + 24] = b'%011o\0%011o\0' % (2 * i + 1, 1)
+    ext[504] = 1
+    last = bytearray(ext)
+    last[504] = 0
+    return bytes(head) + bytes(ext) * (blocks - 1) + bytes(last) + tar_bytes({'f': b'x'})
+
+
+def _pax(**records: str) -> bytes:
+    """A PAX tar of one symbolic link with these extended header records."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode='w', format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo('link')
+        info.type, info.linkname, info.pax_headers = tarfile.SYMTYPE, 't', records
+        tar.addfile(info)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize('image', [
+    # 1 GiB of map: ~50 s of a worker's CPU and ~3 GiB of tuples, for a member skipped
+    pytest.param(lambda: _sparse(8192), id='gnu-sparse-map'),
+    # a name of one 4-byte character and 4 MiB of ASCII: 4 bytes a character in a str
+    # (100 MB of it: 720 MB of the worker before the name's length was looked at)
+    pytest.param(lambda: _pax(path='\U0001F600' + 'a' * (4 << 20)), id='pax-path'),
+    pytest.param(lambda: _pax(linkpath='b' * (4 << 20)), id='pax-linkpath'),
+    pytest.param(lambda: _pax(**{'SCHILY.xattr.user.x': 'c' * (4 << 20)}), id='pax-xattr'),
+    pytest.param(lambda: tar_bytes({'l': ('sym', 'd' * (4 << 20))}), id='gnu-longlink'),
+])
+def test_a_members_headers_are_refused_before_they_are_read_whole(tmp_path, mount, image):
+    path = tmp_path / 'image.tar'
+    path.write_bytes(image())
+    refused, read = mount(path)
+    assert refused == (f'cannot mount /dev/image at /: /dev/image has a member whose '
+                       f'headers (PAX records, GNU long names, sparse maps) are over '
+                       f'{fs.MAX_HEADERS} bytes'), refused
+    assert read < fs.MAX_HEADERS + (64 << 10), read
+
+
+def test_headers_within_the_bound_still_mount(tmp_path, mount):
+    """A long name, link target, sparse map and PAX record well within the bound."""
+    path = tmp_path / 'image.tar'
+    path.write_bytes(_sparse(100))
+    assert mount(path)[0] == 'mounted'
+    path.write_bytes(_pax(linkpath='e' * 30_000, **{'SCHILY.xattr.user.x': 'f' * 100_000}))
+    assert mount(path)[0] == 'mounted'
+    with open(path, 'rb') as f:
+        image = fs.mounted([(FdBacking(f.fileno(), owned=False), '/', '/dev/image')])
+        assert image.root.children['link'].target == 'e' * 30_000
+
+
+def test_an_index_the_tree_would_refuse_is_neither_read_whole_nor_kept(
+        tmp_path, monkeypatch, mount):
+    """The index of an image is kept for later runs (16 of them): one whose names and
+    link targets are more than the tree may hold was kept whole after its mount was
+    refused (a 1 GiB image of 4-byte characters: ~1 GiB of the worker, per image).  It is
+    refused as it is read, once its names are past MAX_PATH_BYTES, and not kept."""
+    monkeypatch.setattr(fs, 'MAX_PATH_BYTES', 20_000)
+    members = {f's{i}': ('sym', 't' * 1000) for i in range(100)}    # 100 KB of targets
+    path = tmp_path / 'image.tar'
+    path.write_bytes(tar_bytes(members))
+    refused, read = mount(path)
+    assert 'the tree would have more than' in refused, refused
+    assert read < path.stat().st_size // 3, (read, path.stat().st_size)
+    with open(path, 'rb') as f:
+        assert FdBacking(f.fileno(), owned=False).identity() not in fs._INDEXES
