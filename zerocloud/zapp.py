@@ -25,6 +25,7 @@ from swift.common.utils import config_positive_int_value
 
 from zerocloud.httperrors import HTTPBadRequest, HTTPRequestEntityTooLarge
 from zerocloud.zapp_format import MAPS
+from zvm_core import tarheaders
 
 CHUNK = 1 << 16
 # Below this many uncompressed bytes the expansion ratio is not checked: a small
@@ -93,13 +94,13 @@ def _members(f, where: str, max_members: int | None) -> dict[str, tarfile.TarInf
     f.seek(0)
     found: dict[str, tarfile.TarInfo] = {}
     try:
-        with tarfile.open(fileobj=f, mode='r:') as tar:
-            for count, info in enumerate(tar, 1):
-                if max_members is not None and count > max_members:
-                    raise HTTPRequestEntityTooLarge(
-                        body=f'{where} has more than {max_members} members '
-                             '(zapp_max_members)\n')
-                found[_name(info.name)] = info
+        for count, info in enumerate(tarheaders.members(f), 1):
+            if max_members is not None and count > max_members:
+                raise HTTPRequestEntityTooLarge(
+                    body=f'{where} has more than {max_members} members (zapp_max_members)\n')
+            found[_name(info.name)] = info
+    except tarheaders.TooLarge as e:
+        raise HTTPRequestEntityTooLarge(body=f'{where} has {e}\n') from None
     except tarfile.TarError as e:
         raise HTTPBadRequest(body=f'{where} is not a tar archive: {e}\n') from None
     return found

@@ -12,6 +12,7 @@ import tarfile
 import pytest
 from archives import tar_bytes
 
+from zvm_core import tarheaders
 from zvm_core.channels import FdBacking
 from zvm_core.syscalls import fs
 
@@ -84,8 +85,8 @@ def test_a_members_headers_are_refused_before_they_are_read_whole(tmp_path, moun
     refused, read = mount(path)
     assert refused == (f'cannot mount /dev/image at /: /dev/image has a member whose '
                        f'headers (PAX records, GNU long names, sparse maps) are over '
-                       f'{fs.MAX_HEADERS} bytes'), refused
-    assert read < fs.MAX_HEADERS + (64 << 10), read
+                       f'{tarheaders.MOST} bytes'), refused
+    assert read < tarheaders.MOST + (64 << 10), read
 
 
 def test_headers_within_the_bound_still_mount(tmp_path, mount):

@@ -29,6 +29,7 @@ import stat
 import struct
 import tarfile
 
+from zvm_core import tarheaders
 from zvm_core.channels import READ, Backing, Channel, FdBacking
 from zvm_core.syscalls import io as _io  # io resolves paths here: imported both ways
 from zvm_core.syscalls.errors import SysError
@@ -49,10 +50,6 @@ _MOUNTED_KEPT = 4
 MAX_MEMBERS = 100_000           # of one image, and nodes of the tree (directories too)
 MAX_PATH = 4096                 # a member's name (Linux's PATH_MAX)
 MAX_PATH_BYTES = 16 << 20       # the paths and link targets of all the tree's nodes
-# tarfile reads a member's extended headers whole (PAX records, GNU long names, an old
-# GNU sparse map block by block) before its name can be looked at: 100 MB of a PAX
-# path took 720 MB of a worker, 100 MB of sparse map 5 s of its CPU (a skipped member)
-MAX_HEADERS = 1 << 20           # the header bytes of one member
 
 
 class ImageError(ValueError):
@@ -199,28 +196,6 @@ class _Reader(io.RawIOBase):
         return self.pos
 
 
-class _Headers(io.BufferedReader):
-    """The image as ``tarfile`` reads it while it indexes: at most MAX_HEADERS bytes
-    until :meth:`more` (each member's headers; ``tarfile`` seeks past the data),
-    refused before a larger read is made."""
-
-    def __init__(self, backing: Backing, label: str) -> None:
-        super().__init__(_Reader(backing))
-        self.label = label
-        self.more()
-
-    def more(self) -> None:
-        self.left = MAX_HEADERS
-
-    def read(self, size: int | None = -1) -> bytes:
-        if size is None or size < 0 or size > self.left:
-            raise ImageError(f'{self.label} has a member whose headers (PAX records, GNU '
-                             f'long names, sparse maps) are over {MAX_HEADERS} bytes')
-        data = super().read(size)
-        self.left -= len(data)
-        return data
-
-
 def _index(backing: Backing, label: str) -> list[tuple]:
     """The tar's members as (path, kind, perm, mtime, size, data offset, link target).
 
@@ -232,30 +207,30 @@ def _index(backing: Backing, label: str) -> list[tuple]:
         _INDEXES.move_to_end(key)
         return _INDEXES[key]
     entries, paths = [], 0
+    tar = tarheaders.members(io.BufferedReader(_Reader(backing)))
     try:
-        headers = _Headers(backing, label)
-        with tarfile.open(fileobj=headers, mode='r:') as tar:
-            for count, m in enumerate(tar, 1):
-                headers.more()
-                if count > MAX_MEMBERS:
-                    raise ImageError(f'{label} has more than {MAX_MEMBERS} members: pack '
-                                     'fewer, larger files')
-                if len(m.name) > MAX_PATH:
-                    raise ImageError(f'{label} has a member whose name is longer than '
-                                     f'{MAX_PATH} characters')
-                if m.isdir():
-                    kind = stat.S_IFDIR
-                elif m.isreg() and not m.issparse():
-                    kind = stat.S_IFREG
-                elif m.issym() or m.islnk():
-                    kind = stat.S_IFLNK if m.issym() else 0      # 0: hard link
-                else:
-                    continue                  # devices and FIFOs have no place here
-                paths += _tree_bytes(m.name, kind, m.linkname)
-                if paths > MAX_PATH_BYTES:      # the mount would refuse it: not kept
-                    raise _tree_too_big()
-                entries.append((m.name, kind, m.mode & 0o7777, int(m.mtime), m.size,
-                                m.offset_data, m.linkname))
+        for count, m in enumerate(tar, 1):
+            if count > MAX_MEMBERS:
+                raise ImageError(f'{label} has more than {MAX_MEMBERS} members: pack '
+                                 'fewer, larger files')
+            if len(m.name) > MAX_PATH:
+                raise ImageError(f'{label} has a member whose name is longer than '
+                                 f'{MAX_PATH} characters')
+            if m.isdir():
+                kind = stat.S_IFDIR
+            elif m.isreg() and not m.issparse():
+                kind = stat.S_IFREG
+            elif m.issym() or m.islnk():
+                kind = stat.S_IFLNK if m.issym() else 0      # 0: hard link
+            else:
+                continue                  # devices and FIFOs have no place here
+            paths += _tree_bytes(m.name, kind, m.linkname)
+            if paths > MAX_PATH_BYTES:      # the mount would refuse it: not kept
+                raise _tree_too_big()
+            entries.append((m.name, kind, m.mode & 0o7777, int(m.mtime), m.size,
+                            m.offset_data, m.linkname))
+    except tarheaders.TooLarge as e:
+        raise ImageError(f'{label} has {e}') from None
     except OSError as e:                # the host's read, not the image (tarfile's are not)
         raise ImageUnreadable(f'{label} could not be read on this host: {e}') from None
     except (tarfile.TarError, EOFError) as e:

@@ -1,0 +1,64 @@
+"""review16: a zapp's members as the proxy reads them (``zerocloud.zapp``, in its own
+process, for any caller who may run jobs): a member's extended headers (a PAX record, a
+GNU long name, an old GNU sparse map) are bounded before ``tarfile`` reads them whole.
+A 256 MiB zapp (zapp_max_size) of one PAX path of 4-byte characters held ~1.8 GB of
+the proxy, one of sparse map ~13 s of its CPU; either is a 413 naming the bound."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+
+import pytest
+from archives import tar_bytes
+from swift.common.swob import HTTPException
+
+from zerocloud import zapp
+from zvm_core import tarheaders
+
+
+class _Counted(io.BytesIO):
+    """A zapp's bytes that count what is read of them."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.read_bytes = 0
+
+    def read(self, size: int | None = -1) -> bytes:
+        data = super().read(size)
+        self.read_bytes += len(data)
+        return data
+
+
+def _pax_zapp(path: str) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode='w', format=tarfile.PAX_FORMAT) as tar:
+        tar.addfile(tarfile.TarInfo(path))
+        for name, data in (('boot/system.map', b'[]'), ('bin/x', b'12345')):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize('data', [
+    _pax_zapp('\U0001F600' + 'a' * (4 << 20)),
+    tar_bytes({'d' * (4 << 20): b'', 'boot/system.map': b'[]', 'bin/x': b'12345'}),
+], ids=['pax-path', 'gnu-longname'])
+def test_a_zapp_members_headers_are_a_413_before_they_are_read(data: bytes) -> None:
+    for read in (lambda f: zapp.system_map(f, 10, 'z'),
+                 lambda f: zapp.member(f, 'bin/x', 10, 'z')):
+        f = _Counted(data)
+        with pytest.raises(HTTPException) as err:
+            read(f)
+        assert err.value.status_int == 413
+        assert err.value.body == (f'z has a member whose headers (PAX records, GNU long '
+                                  f'names, sparse maps) are over {tarheaders.MOST} '
+                                  f'bytes\n').encode()
+        assert f.read_bytes < tarheaders.MOST, f.read_bytes
+
+
+def test_a_zapp_whose_headers_are_within_the_bound_is_read() -> None:
+    data = _pax_zapp('\U0001F600' + 'a' * 4000)
+    assert zapp.system_map(io.BytesIO(data), 10, 'z') == b'[]'
+    assert zapp.member(io.BytesIO(data), 'bin/x', 10, 'z') == b'12345'
