@@ -1,19 +1,22 @@
-"""review16: what a hostile image costs the worker that mounts it, before any guest
-instruction and outside the guest's limits.  ``tarfile`` reads a member's extended
+"""review16: what a hostile program or image costs the worker that runs it, before any
+guest instruction and outside the guest's limits.  ``tarfile`` reads a member's extended
 headers whole (a PAX record, a GNU long name, an old GNU sparse map, block by block),
 and an image's index is kept for later runs: each is bounded before it is read or
-kept, not after."""
+kept, not after.  A program's validation and its run end within one timeout."""
 
 from __future__ import annotations
 
 import io
 import tarfile
+import tempfile
+import time
 
 import pytest
 from archives import tar_bytes
 
-from zvm_core import tarheaders
-from zvm_core.channels import FdBacking
+from zvm_core import pool, tarheaders
+from zvm_core.channels import WRITE, FdBacking
+from zvm_core.limits import Limits
 from zvm_core.syscalls import fs
 
 
@@ -116,3 +119,26 @@ def test_an_index_the_tree_would_refuse_is_neither_read_whole_nor_kept(
     assert read < path.stat().st_size // 3, (read, path.stat().st_size)
     with open(path, 'rb') as f:
         assert FdBacking(f.fileno(), owned=False).identity() not in fs._INDEXES
+
+
+def test_a_programs_validation_and_run_end_within_one_timeout(guest, tmp_path, monkeypatch,
+                                                              engine):
+    """A program that takes most of its timeout to validate (1.5 MiB of one-byte
+    instructions: seconds) and then spins: the run had a whole timeout of its own after
+    the validation, so the worker answered after up to twice the timeout, and the caller
+    had killed it at timeout + KILL_GRACE: ``killed``, the host's failure (the proxy runs
+    it on two more servers, each validating it again: no verdict was kept where the
+    worker died).  The run has what the validation left: ``timeout``, the program's."""
+    monkeypatch.setenv('ZVM_CACHE_DIR', str(tmp_path))     # no verdict from elsewhere
+    monkeypatch.setattr(pool, 'KILL_GRACE', 1.0)           # the validation takes longer
+    program, timeout = guest('bigspin'), 8.0
+    with pool.Pool(size=1, queue=0) as workers, tempfile.TemporaryFile() as out:
+        workers.wait_warm(120)
+        began = time.monotonic()
+        report = workers.run(str(program), [pool.ChannelSpec('/dev/stdout', out.fileno(), WRITE)],
+                             argv=['bigspin'], limits=Limits(timeout=timeout), engine=engine)
+        took = time.monotonic() - began
+    assert (report.status, report.host_failure) == ('timeout', False), report
+    assert took < timeout + 1.0, took
+    assert ('left of the 8 s timeout' in report.message    # or it took the whole timeout
+            or "validation did not end within the run's timeout" in report.message), report
