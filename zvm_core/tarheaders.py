@@ -5,8 +5,9 @@ name or link, an old GNU sparse map block by block -- before its caller can look
 at the member: 100 MB of a PAX path with one 4-byte character took 720 MB of the
 reading process, 100 MB of sparse map 5 s of its CPU (for a member a mount skips).
 :func:`members` refuses a member whose headers are over :data:`MOST` bytes before
-the read that would pass it is made.  Read by a pool worker mounting an image
-(``zvm_core.syscalls.fs``) and by the proxy reading a zapp (``zerocloud.zapp``).
+the read that would pass it is made, and keeps no member its caller does not.  Read
+by a pool worker mounting an image (``zvm_core.syscalls.fs``) and by the proxy
+reading a zapp (``zerocloud.zapp``).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ def members(f) -> Iterator[tarfile.TarInfo]:
     ``tarfile`` gives them; :class:`TooLarge`, or ``tarfile``'s errors."""
     bounded = _Bounded(f)
     with tarfile.open(fileobj=bounded, mode='r:') as tar:
-        for member in tar:
+        while (member := tar.next()) is not None:
+            tar.members.clear()     # (kept for extraction: every member's headers at once)
             bounded.left = MOST
             yield member
