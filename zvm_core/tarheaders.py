@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import io
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TypeVar
+
+T = TypeVar('T')
 
 MOST = 1 << 20          # header bytes of one member (a PATH_MAX name takes ~5 KB)
 
@@ -44,12 +47,24 @@ class _Bounded:
         return self.f.tell()
 
 
+def _parsed(read: Callable[[], T]) -> T:
+    """``read()``, ``tarfile``'s ValueError or OverflowError on a header it does not check
+    (a number that does not parse, a GNU sparse map cut short, an offset past 2**63) as
+    the ``tarfile.ReadError`` it raises for others."""
+    try:
+        return read()
+    except TooLarge:
+        raise
+    except (ValueError, OverflowError) as e:
+        raise tarfile.ReadError(f'a header does not parse ({e})') from None
+
+
 def members(f) -> Iterator[tarfile.TarInfo]:
     """The members of the uncompressed tar in ``f`` (a seekable binary file), as
-    ``tarfile`` gives them; :class:`TooLarge`, or ``tarfile``'s errors."""
+    ``tarfile`` gives them; :class:`TooLarge`, or ``tarfile.TarError``."""
     bounded = _Bounded(f)
-    with tarfile.open(fileobj=bounded, mode='r:') as tar:
-        while (member := tar.next()) is not None:
+    with _parsed(lambda: tarfile.open(fileobj=bounded, mode='r:')) as tar:
+        while (member := _parsed(tar.next)) is not None:
             tar.members.clear()     # (kept for extraction: every member's headers at once)
             bounded.left = MOST
             yield member

@@ -63,6 +63,30 @@ def _sparse(blocks: int) -> bytes:
     return bytes(head) + bytes(ext) * (blocks - 1) + bytes(last) + tar_bytes({'f': b'x'})
 
 
+def _sparse_10(blocks: int) -> bytes:
+    """A PAX tar of a GNU sparse 1.0 file whose map (in its data, read by ``tarfile`` as
+    it reads the header) claims a billion fields and goes on for ``blocks`` blocks."""
+    info = tarfile.TarInfo('sparse10')
+    info.pax_headers = {'GNU.sparse.major': '1', 'GNU.sparse.minor': '0',
+                        'GNU.sparse.name': 'sparse10', 'GNU.sparse.realsize': '1'}
+    info.size = 512 * blocks
+    data = (b'1000000000\n' + b'1\n' * (256 * blocks))[:512 * blocks]
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode='w', format=tarfile.PAX_FORMAT) as tar:
+        tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def _patched(offset: int, field: bytes) -> bytes:
+    """A GNU tar of one empty file whose header has ``field`` at ``offset`` (size at 124,
+    mtime at 136; base-256 when the first byte has its high bit), then a second file."""
+    head = bytearray(tarfile.TarInfo('a').tobuf(format=tarfile.GNU_FORMAT))
+    head[offset:offset + len(field)] = field
+    head[148:156] = b' ' * 8
+    head[148:156] = b'%06o\0 ' % sum(head)
+    return bytes(head) + tar_bytes({'b': b''})
+
+
 def _pax(**records: str) -> bytes:
     """A PAX tar of one symbolic link with these extended header records."""
     buf = io.BytesIO()
@@ -76,6 +100,7 @@ def _pax(**records: str) -> bytes:
 @pytest.mark.parametrize('image', [
     # 1 GiB of map: ~50 s of a worker's CPU and ~3 GiB of tuples, for a member skipped
     pytest.param(lambda: _sparse(8192), id='gnu-sparse-map'),
+    pytest.param(lambda: _sparse_10(8192), id='gnu-sparse-1.0-map'),
     # a name of one 4-byte character and 4 MiB of ASCII: 4 bytes a character in a str
     # (100 MB of it: 720 MB of the worker before the name's length was looked at)
     pytest.param(lambda: _pax(path='\U0001F600' + 'a' * (4 << 20)), id='pax-path'),
@@ -91,6 +116,34 @@ def test_a_members_headers_are_refused_before_they_are_read_whole(tmp_path, moun
                        f'headers (PAX records, GNU long names, sparse maps) are over '
                        f'{tarheaders.MOST} bytes'), refused
     assert read < tarheaders.MOST + (64 << 10), read
+
+
+MALFORMED = {        # each ended the run 'killed', "sandbox worker error: ValueError(...)"
+    'sparse-0.1-map': (lambda: _pax(**{'GNU.sparse.map': 'a,b', 'GNU.sparse.size': '1'}),
+                       'is not a readable tar image: a header does not parse'),
+    'sparse-realsize': (lambda: _pax(**{'GNU.sparse.name': 'l', 'GNU.sparse.realsize': 'z'}),
+                        'is not a readable tar image: a header does not parse'),
+    'sparse-1.0-cut-short': (lambda: _sparse_10(2),
+                             'is not a readable tar image: a header does not parse'),
+    # mounted (or past 2**63: a ValueError reading on): a stat of it (size and time
+    # packed in 64 bits) failed in the personality
+    'size-2^88': (lambda: _patched(124, b'\x80\x01' + b'\0' * 10),
+                  'size or modification time is out'),
+    'size-negative': (lambda: _patched(124, b'\xff' * 12), 'size or modification time is out'),
+    'mtime-2^88': (lambda: _patched(136, b'\x80\x01' + b'\0' * 10),
+                   'size or modification time is out'),
+    'mtime-nan': (lambda: _pax(mtime='nan'), 'size or modification time is out'),
+}
+
+
+@pytest.mark.parametrize('image, refused', MALFORMED.values(), ids=MALFORMED)
+def test_malformed_headers_are_the_images_fault(tmp_path, mount, image, refused):
+    """Numbers and maps ``tarfile`` does not check (its ValueError and OverflowError are
+    not TarErrors), and sizes and times a stat cannot hold: an ImageError, the run's
+    ``refused`` naming the image, not a worker's error."""
+    path = tmp_path / 'image.tar'
+    path.write_bytes(image())
+    assert refused in mount(path)[0]
 
 
 def test_headers_within_the_bound_still_mount(tmp_path, mount):

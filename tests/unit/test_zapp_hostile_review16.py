@@ -31,10 +31,12 @@ class _Counted(io.BytesIO):
         return data
 
 
-def _pax_zapp(path: str) -> bytes:
+def _pax_zapp(path: str, **records: str) -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode='w', format=tarfile.PAX_FORMAT) as tar:
-        tar.addfile(tarfile.TarInfo(path))
+        info = tarfile.TarInfo(path)
+        info.pax_headers = records
+        tar.addfile(info)
         for name, data in (('boot/system.map', b'[]'), ('bin/x', b'12345')):
             info = tarfile.TarInfo(name)
             info.size = len(data)
@@ -87,3 +89,16 @@ def test_a_zapp_read_keeps_only_the_members_it_looks_for() -> None:
         finally:
             tracemalloc.stop()
         assert peak < 4 << 20, peak
+
+
+@pytest.mark.parametrize('records', [
+    {'GNU.sparse.map': 'a,b', 'GNU.sparse.size': '1'},
+    {'GNU.sparse.name': 'l', 'GNU.sparse.realsize': 'z'},
+], ids=['sparse-map', 'sparse-realsize'])
+def test_a_zapp_header_tarfile_does_not_check_is_a_400(records: dict) -> None:
+    """tarfile's ValueError on numbers it does not check was the proxy's 500."""
+    with pytest.raises(HTTPException) as err:
+        zapp.system_map(io.BytesIO(_pax_zapp('x', **records)), 10, 'z')
+    assert err.value.status_int == 400
+    assert err.value.body.startswith(b'z is not a tar archive: a header does not parse ('), \
+        err.value.body

@@ -216,6 +216,10 @@ def _index(backing: Backing, label: str) -> list[tuple]:
             if len(m.name) > MAX_PATH:
                 raise ImageError(f'{label} has a member whose name is longer than '
                                  f'{MAX_PATH} characters')
+            if not (0 <= m.size < 1 << 63 and -1 << 63 <= m.mtime < 1 << 63):
+                # (a guest's stat packs both in 64 bits; a PAX time may be nan or inf)
+                raise ImageError(f'{label} has a member whose size or modification time '
+                                 f'is out of range ({m.size}, {m.mtime})')
             if m.isdir():
                 kind = stat.S_IFDIR
             elif m.isreg() and not m.issparse():
