@@ -37,8 +37,11 @@ from zvm_core.syscalls.errors import SysError
 MAX_LINKS = 40                  # symbolic links followed in one lookup (ELOOP beyond)
 DT_DIR, DT_REG, DT_LNK = 4, 8, 10
 FIRST_INO = 1 << 16             # channels use small inode numbers
-_INDEXES: collections.OrderedDict = collections.OrderedDict()
+_INDEXES: collections.OrderedDict = collections.OrderedDict()     # key -> (entries, cost)
 _INDEXES_KEPT = 16
+# the indexes kept, in all, by their cost (_index_cost): 16 of 100,000 members each held
+# ~370 MB of a worker, 16 of 16 MiB of 4-byte names ~1.4 GB; CPython's image costs 0.3 MB
+_INDEXES_BYTES = 128 << 20
 _MOUNTED: collections.OrderedDict = collections.OrderedDict()
 _MOUNTED_KEPT = 4
 # An image's index and the tree of the mounted images live in the worker's memory
@@ -205,7 +208,7 @@ def _index(backing: Backing, label: str) -> list[tuple]:
     key = backing.identity()
     if key is not None and key in _INDEXES:
         _INDEXES.move_to_end(key)
-        return _INDEXES[key]
+        return _INDEXES[key][0]
     entries, paths = [], 0
     tar = tarheaders.members(io.BufferedReader(_Reader(backing)))
     try:
@@ -244,10 +247,17 @@ def _index(backing: Backing, label: str) -> list[tuple]:
         raise ImageError(f'{label} is not a readable tar image: {e}; the image device must '
                          'name a tar archive (tar -cf, or a zapp: zc bundle)') from None
     if key is not None:
-        _INDEXES[key] = entries
-        while len(_INDEXES) > _INDEXES_KEPT:
-            _INDEXES.popitem(last=False)
+        _INDEXES[key] = entries, _index_cost(len(entries), paths)
+        while len(_INDEXES) > _INDEXES_KEPT or \
+                sum(cost for _, cost in _INDEXES.values()) > _INDEXES_BYTES:
+            _INDEXES.popitem(last=False)    # (one within the limits costs < 100 MB)
     return entries
+
+
+def _index_cost(members: int, chars: int) -> int:
+    """About the bytes an index of ``members`` holding ``chars`` characters of names and
+    link targets takes: ~240 a member measured (100,000: 23 MB), at most 4 a character."""
+    return 240 * members + 4 * chars
 
 
 def _tree_too_big() -> ImageError:
