@@ -25,6 +25,7 @@ from swift.common.utils import config_positive_int_value
 
 from zerocloud.httperrors import HTTPBadRequest, HTTPRequestEntityTooLarge
 from zerocloud.zapp_format import MAPS
+from zvm_core import tarheaders
 
 CHUNK = 1 << 16
 # Below this many uncompressed bytes the expansion ratio is not checked: a small
@@ -89,17 +90,22 @@ def _name(member: str) -> str:
     return member
 
 
-def _members(f, where: str, max_members: int | None) -> dict[str, tarfile.TarInfo]:
+def _members(f, where: str, max_members: int | None,
+             wanted: tuple[str, ...]) -> dict[str, tarfile.TarInfo]:
+    """The members of the tar in ``f`` named in ``wanted`` (the last of a name): no other
+    is kept (a 256 MiB zapp of members with long names and headers held ~1 GiB)."""
     f.seek(0)
     found: dict[str, tarfile.TarInfo] = {}
     try:
-        with tarfile.open(fileobj=f, mode='r:') as tar:
-            for count, info in enumerate(tar, 1):
-                if max_members is not None and count > max_members:
-                    raise HTTPRequestEntityTooLarge(
-                        body=f'{where} has more than {max_members} members '
-                             '(zapp_max_members)\n')
-                found[_name(info.name)] = info
+        for count, info in enumerate(tarheaders.members(f), 1):
+            if max_members is not None and count > max_members:
+                raise HTTPRequestEntityTooLarge(
+                    body=f'{where} has more than {max_members} members (zapp_max_members)\n')
+            name = _name(info.name)
+            if name in wanted:
+                found[name] = info
+    except tarheaders.TooLarge as e:
+        raise HTTPRequestEntityTooLarge(body=f'{where} has {e}\n') from None
     except tarfile.TarError as e:
         raise HTTPBadRequest(body=f'{where} is not a tar archive: {e}\n') from None
     return found
@@ -108,7 +114,7 @@ def _members(f, where: str, max_members: int | None) -> dict[str, tarfile.TarInf
 def member(f, name: str, limit: int, where: str, max_members: int | None = None) -> bytes:
     """The content of regular file ``name`` (a program) of the tar in ``f`` (400 if
     absent, 413 over ``limit``, the operator's ``zerovm_maxnexe``)."""
-    found = _members(f, where, max_members).get(_name(name))
+    found = _members(f, where, max_members, (_name(name),)).get(_name(name))
     if found is None or not found.isfile():
         raise HTTPBadRequest(body=f'{where} has no file {name}\n')
     if found.size > limit:
@@ -120,7 +126,7 @@ def member(f, name: str, limit: int, where: str, max_members: int | None = None)
 
 def system_map(f, limit: int, where: str, max_members: int | None = None) -> bytes:
     """The job description of the zapp in ``f`` (an uncompressed tar)."""
-    members = _members(f, where, max_members)
+    members = _members(f, where, max_members, MAPS)
     name = next((m for m in MAPS if m in members and members[m].isfile()), None)
     if name is None:
         raise HTTPBadRequest(body=f'System boot map was not found in {where}: a zapp is a tar '

@@ -83,8 +83,9 @@ NATIVE_SKIP = {   # not deterministic natively, by design (doc/sandbox.md, "Engi
 REFUSED = {   # programs the validator or the ELF check refuses: nothing to run
     'rdrand', 'wrmsr', 'int80', 'sysenter', 'segment', 'entry_hidden', 'xop_rdrand',
 }
-NOT_HERE = {  # need links between nodes: tests/functional runs them in jobs; takes
+NOT_HERE = {  # need links between nodes: tests/functional runs them in jobs; take
     'graph_pipe', 'graph_stream', 'bigcode',    # seconds to validate: test_hostile_review8
+    'bigspin',                                  # and test_hostile_review16
 }
 FLAGS = {'initstate': ('-O2', '-Wl,-eprobe_entry'), 'leftover': ('-O1',),
          'rodata_code': ('-O2', '-Wl,-z,noseparate-code')}

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import collections
 import ctypes
+import dataclasses
 import gc
 import json
 import os
@@ -39,6 +40,7 @@ from zvm_core.engines.native import _fastcall
 from zvm_core.executor import DEFAULT_FUEL, Limits, SetupError
 from zvm_core.limits import MAX_FDS
 from zvm_core.pool import (
+    KILL_GRACE,
     ChannelSpec,
     WarmUp,
     _failed,
@@ -258,6 +260,7 @@ def _serve_one(req: dict, fds: list[int], templates: Templates,
     ``tails``: it is a run of ``Pool.run_many`` (a batch's node); ``ahead``: another
     run follows at once (the batch's next node)."""
     limits, plan, mounts = req.get('plan') or _plan(req)
+    began = _fastcall.monotonic()       # (no rdtsc: a batch's nodes carry the flags)
     channels = [Channel(alias, FdBacking(fds[fd], owned=False) if notify is None and tail is None
                         else _backing(alias, fd, notify, wait, tail, fds, tails), mode,
                         random=random, quota=quota)
@@ -284,8 +287,8 @@ def _serve_one(req: dict, fds: list[int], templates: Templates,
             return Report('refused', None, str(e)), None
     # a program's validation is part of its run's time: one that takes longer ends as
     # the run's timeout, not as a worker killed for not answering (zvm_core.validator);
-    # time.monotonic's clock, read with no rdtsc (a batch's nodes carry the flags)
-    validated_by = _fastcall.monotonic() + limits.timeout
+    # the run has what is left (_left)
+    validated_by = began + limits.timeout
     if engine == 'native':
         file = _file_key(req['program'])
         try:
@@ -297,10 +300,12 @@ def _serve_one(req: dict, fds: list[int], templates: Templates,
         if prepared.engine == 'native':     # a child of the program's template per run
             try:
                 warm = templates.native(req['program'], prepared, limits.memory, file)
+                left = _left(limits, began)
                 # a batch's node is not probed for a start-up snapshot: its key (its
                 # object's LOCAL_* variables) comes once (Snapshots.begin; emulated too)
-                return warm.run(channels, req['argv'], req['env'], req['seed'], req['epoch'],
-                                limits, image, ahead, probe=tails is None), warm
+                return _noted(warm.run(channels, req['argv'], req['env'], req['seed'],
+                                       req['epoch'], left, image, ahead, probe=tails is None),
+                              limits, left), warm
             except SetupError as e:
                 return Report(e.status, None, str(e), engine='native'), None
         reason = prepared.reason    # auto runs it emulated (zvm_core.prepare): its template
@@ -311,14 +316,36 @@ def _serve_one(req: dict, fds: list[int], templates: Templates,
         return e.report, None
     except SetupError as e:
         return Report(e.status, None, str(e)), None
+    left = _left(limits, began)
     try:
-        report = machine.run(channels, req['argv'], req['env'], req['seed'], req['epoch'],
-                             limits=limits, image=image, probe=tails is None)
+        report = _noted(machine.run(channels, req['argv'], req['env'], req['seed'], req['epoch'],
+                                    limits=left, image=image, probe=tails is None),
+                        limits, left)
     except SetupError as e:
         report = Report(e.status, None, str(e))
     report.validation = {'state': 'cached' if verdict.cached else 'ok', 'violations': []}
     report.engine_reason = reason
     return report, machine
+
+
+def _left(limits: Limits, began: float) -> Limits:
+    """The run's limits with what mounting its images and validating its program took
+    since ``began`` out of its timeout, once that is over a quarter of KILL_GRACE: the
+    caller kills a worker that has not answered at timeout + KILL_GRACE, and a program
+    that took most of its timeout to validate, then spun, ended ``killed``, the host's
+    failure (the proxy ran it on two more servers, each validating it again)."""
+    spent = _fastcall.monotonic() - began
+    if spent <= KILL_GRACE / 4:
+        return limits
+    return dataclasses.replace(limits, timeout=max(limits.timeout - spent, 1e-3))
+
+
+def _noted(report: Report, limits: Limits, left: Limits) -> Report:
+    """A run's report; a timeout's message says when the run had less (``left``)."""
+    if report.status == 'timeout' and left is not limits:
+        report.message += (f' (the run had what mounting and validation left of the '
+                           f'{limits.timeout:g} s timeout)')
+    return report
 
 
 def _serve_many(sock: socket.socket, runs: list[tuple[dict, list[int]]],

@@ -29,6 +29,7 @@ import stat
 import struct
 import tarfile
 
+from zvm_core import tarheaders
 from zvm_core.channels import READ, Backing, Channel, FdBacking
 from zvm_core.syscalls import io as _io  # io resolves paths here: imported both ways
 from zvm_core.syscalls.errors import SysError
@@ -36,8 +37,11 @@ from zvm_core.syscalls.errors import SysError
 MAX_LINKS = 40                  # symbolic links followed in one lookup (ELOOP beyond)
 DT_DIR, DT_REG, DT_LNK = 4, 8, 10
 FIRST_INO = 1 << 16             # channels use small inode numbers
-_INDEXES: collections.OrderedDict = collections.OrderedDict()
+_INDEXES: collections.OrderedDict = collections.OrderedDict()     # key -> (entries, cost)
 _INDEXES_KEPT = 16
+# the indexes kept, in all, by their cost (_index_cost): 16 of 100,000 members each held
+# ~370 MB of a worker, 16 of 16 MiB of 4-byte names ~1.4 GB; CPython's image costs 0.3 MB
+_INDEXES_BYTES = 128 << 20
 _MOUNTED: collections.OrderedDict = collections.OrderedDict()
 _MOUNTED_KEPT = 4
 # An image's index and the tree of the mounted images live in the worker's memory
@@ -204,37 +208,62 @@ def _index(backing: Backing, label: str) -> list[tuple]:
     key = backing.identity()
     if key is not None and key in _INDEXES:
         _INDEXES.move_to_end(key)
-        return _INDEXES[key]
-    entries = []
+        return _INDEXES[key][0]
+    entries, paths = [], 0
+    tar = tarheaders.members(io.BufferedReader(_Reader(backing)))
     try:
-        with tarfile.open(fileobj=io.BufferedReader(_Reader(backing)), mode='r:') as tar:
-            for count, m in enumerate(tar, 1):
-                if count > MAX_MEMBERS:
-                    raise ImageError(f'{label} has more than {MAX_MEMBERS} members: pack '
-                                     'fewer, larger files')
-                if len(m.name) > MAX_PATH:
-                    raise ImageError(f'{label} has a member whose name is longer than '
-                                     f'{MAX_PATH} characters')
-                if m.isdir():
-                    kind = stat.S_IFDIR
-                elif m.isreg() and not m.issparse():
-                    kind = stat.S_IFREG
-                elif m.issym() or m.islnk():
-                    kind = stat.S_IFLNK if m.issym() else 0      # 0: hard link
-                else:
-                    continue                  # devices and FIFOs have no place here
-                entries.append((m.name, kind, m.mode & 0o7777, int(m.mtime), m.size,
-                                m.offset_data, m.linkname))
+        for count, m in enumerate(tar, 1):
+            if count > MAX_MEMBERS:
+                raise ImageError(f'{label} has more than {MAX_MEMBERS} members: pack '
+                                 'fewer, larger files')
+            if len(m.name) > MAX_PATH:
+                raise ImageError(f'{label} has a member whose name is longer than '
+                                 f'{MAX_PATH} characters')
+            if not (0 <= m.size < 1 << 63 and -1 << 63 <= m.mtime < 1 << 63):
+                # (a guest's stat packs both in 64 bits; a PAX time may be nan or inf)
+                raise ImageError(f'{label} has a member whose size or modification time '
+                                 f'is out of range ({m.size}, {m.mtime})')
+            if m.isdir():
+                kind = stat.S_IFDIR
+            elif m.isreg() and not m.issparse():
+                kind = stat.S_IFREG
+            elif m.issym() or m.islnk():
+                kind = stat.S_IFLNK if m.issym() else 0      # 0: hard link
+            else:
+                continue                  # devices and FIFOs have no place here
+            # what the index keeps (for later runs): about what the tree would hold,
+            # less nothing an attacker can repeat (one long directory name 20,000 times,
+            # a tree of one node, was 336 MB of a 100 MB image's index)
+            paths += len(m.name) + len(m.linkname)
+            if paths > MAX_PATH_BYTES:
+                raise _tree_too_big()
+            entries.append((m.name, kind, m.mode & 0o7777, int(m.mtime), m.size,
+                            m.offset_data, m.linkname))
+    except tarheaders.TooLarge as e:
+        raise ImageError(f'{label} has {e}') from None
     except OSError as e:                # the host's read, not the image (tarfile's are not)
         raise ImageUnreadable(f'{label} could not be read on this host: {e}') from None
     except (tarfile.TarError, EOFError) as e:
         raise ImageError(f'{label} is not a readable tar image: {e}; the image device must '
                          'name a tar archive (tar -cf, or a zapp: zc bundle)') from None
     if key is not None:
-        _INDEXES[key] = entries
-        while len(_INDEXES) > _INDEXES_KEPT:
-            _INDEXES.popitem(last=False)
+        _INDEXES[key] = entries, _index_cost(len(entries), paths)
+        while len(_INDEXES) > _INDEXES_KEPT or \
+                sum(cost for _, cost in _INDEXES.values()) > _INDEXES_BYTES:
+            _INDEXES.popitem(last=False)    # (one within the limits costs < 100 MB)
     return entries
+
+
+def _index_cost(members: int, chars: int) -> int:
+    """About the bytes an index of ``members`` holding ``chars`` characters of names and
+    link targets takes: ~240 a member measured (100,000: 23 MB), at most 4 a character."""
+    return 240 * members + 4 * chars
+
+
+def _tree_too_big() -> ImageError:
+    return ImageError(f'the tree would have more than {MAX_MEMBERS} files and directories '
+                      f'or {MAX_PATH_BYTES} bytes of paths: pack fewer files, less deeply '
+                      'nested')
 
 
 def _clean(name: str) -> str | None:
@@ -255,9 +284,7 @@ class Image:
         self._ino += 1
         self._path_bytes += len(path) + len(kw.get('target', ''))
         if self._ino - FIRST_INO > MAX_MEMBERS or self._path_bytes > MAX_PATH_BYTES:
-            raise ImageError(f'the tree would have more than {MAX_MEMBERS} files and '
-                             f'directories or {MAX_PATH_BYTES} bytes of paths: pack fewer '
-                             'files, less deeply nested')
+            raise _tree_too_big()
         return Node(path, kind, perm, mtime, self._ino, **kw)
 
     def _dir(self, path: str) -> Node:
