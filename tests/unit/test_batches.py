@@ -164,12 +164,26 @@ class Trickle:
         return self.members.pop(0)
 
 
+class Arrived:
+    """A batch's answer that has all arrived: its reads never wait (for the hub)."""
+
+    def __init__(self, members: list[bytes]) -> None:
+        self.data = b''.join(members)
+
+    def read1(self, n: int) -> bytes:
+        data, self.data = self.data[:n], self.data[n:]
+        return data
+
+
 def answered(monkeypatch, count: int, pause: float, stall: float = 0.0,
-             members: list[bytes] | None = None, entries: list | None = None):
+             members: list[bytes] | None = None, entries: list | None = None,
+             ended: list | None = None):
     """``Batches._results`` of a batch of ``count`` nodes answered through ``Trickle``
     (``zerovm_timeout`` 0.2 s, 0.1 s of grace: each member is due within 0.3 s):
     the results that ended, and what the read raised.  ``members``: the answer (a
-    node's report and output each by default); ``entries`` gets the batch's."""
+    node's report and output each by default); ``entries`` gets the batch's; a
+    ``pause`` of None: the answer has all arrived (``Arrived``); ``ended``: the list
+    the nodes' results go to."""
     from zerocloud import wire
     monkeypatch.setattr(batch, 'NODE_GRACE', 0.1)
     monkeypatch.setattr(batch, 'REARM', 0.05)
@@ -177,7 +191,7 @@ def answered(monkeypatch, count: int, pause: float, stall: float = 0.0,
     jobs = batches(monkeypatch, ring, [])
     jobs.config = SimpleNamespace(timeout=0.2, max_output=1 << 20, swift_dir='/etc/swift')
     jobs.logger = SimpleNamespace(debug=lambda *args: None, info=lambda *args: None)
-    ended = []
+    ended = [] if ended is None else ended
     for i in range(count):
         jobs.submit(plan(ring, i, 0), ended.append)
     batch_entries = jobs.queues[next(iter(jobs.queues))]
@@ -190,8 +204,8 @@ def answered(monkeypatch, count: int, pause: float, stall: float = 0.0,
     if not stall:
         members.append(wire.TAR_END)
     try:
-        jobs._results(Trickle(members, pause, stall), {'ip': 'x', 'port': 1, 'device': 'd0'},
-                      batch_entries, 0.0, 0, 0)
+        answer = Arrived(members) if pause is None else Trickle(members, pause, stall)
+        jobs._results(answer, {'ip': 'x', 'port': 1, 'device': 'd0'}, batch_entries, 0.0, 0, 0)
     except BaseException as e:      # noqa: BLE001 (the Timeout is what is looked at)
         return ended, e
     return ended, None
@@ -202,6 +216,32 @@ def test_a_batch_answer_slower_than_the_node_timeout_in_all_is_read_whole(monkey
     assert error is None
     assert [(r.outputs['stdout'].seek(0), r.outputs['stdout'].read())[1] for r in ended] == [
         b'%d\n' % i for i in range(6)]
+
+
+@pytest.mark.parametrize('blocks', [False, True])
+def test_other_requests_are_served_while_a_batch_answer_that_arrived_is_read(
+        monkeypatch, blocks: bool) -> None:
+    """An answer all there (its reads never wait) is read and its nodes ended with turns
+    for the hub between them (``zerocloud.turns``; every step here): another request's
+    green thread runs while its nodes end, not only once the whole batch ended."""
+    from swift.common.concurrency import sleep, spawn
+
+    from zerocloud import turns
+    monkeypatch.setattr(turns, 'SLICE', 0.0)
+    events: list = []
+    members = [reports_block(*((i, 'ok') for i in range(40)))] if blocks else None
+
+    def other() -> None:
+        while len(events) < 60:
+            events.append('other')
+            sleep(0)
+    thread = spawn(other)
+    ended, error = answered(monkeypatch, 40, pause=None, members=members, ended=events)
+    thread.kill()
+    assert error is None
+    nodes = [i for i, e in enumerate(events) if e != 'other']
+    assert len(nodes) == 40
+    assert 'other' in events[nodes[0]:nodes[-1]]
 
 
 def test_a_batch_answer_that_stops_is_cut_after_the_node_timeout(monkeypatch):

@@ -59,7 +59,7 @@ from swift.common.concurrency import Event, Timeout, sleep, spawn
 from swift.common.exceptions import ConnectionTimeout
 from swift.common.storage_policy import POLICIES
 
-from zerocloud import graph, placement, wire
+from zerocloud import graph, placement, turns, wire
 from zerocloud.proxy.dispatch import (
     BUSY_PAUSE,
     BUSY_PAUSE_MAX,
@@ -314,6 +314,7 @@ class Batches:
         block, size, blocks = [], 0, []     # entries' JSON, joined into batch/entries members
         kept = []
         for entry in batch:         # a spec at a time: 512 at once held ~0.4 MiB
+            turns.take()
             plan = entry.plan
             spec = self.dispatcher.spec(plan)
             if shared is None:
@@ -515,6 +516,7 @@ class Batches:
                     if timer is not None:
                         timer.cancel()
                     timer, armed = Timeout(limit + REARM), now
+                turns.take()            # the answer may all be there already
                 item = next(members, None)
                 if item is None:
                     break
@@ -530,6 +532,7 @@ class Batches:
                     if f.left > wire.REPORTS_LIMIT:
                         raise wire.WireError(f'{name} larger than {wire.REPORTS_LIMIT} bytes')
                     for i, report, outputs in wire.read_reports(f.read()):
+                        turns.take()
                         if not 0 <= i < len(batch) or batch[i].done:
                             raise wire.WireError(f'unexpected node {i} in {name}')
                         if isinstance(report, str):
