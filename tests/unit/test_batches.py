@@ -462,3 +462,45 @@ def test_a_batch_request_says_the_proxy_reads_blocks(monkeypatch) -> None:
         jobs._attempt(entries[0].server, entries, wire.bytes_member(wire.BATCH_SPEC, b'{}'),
                       [], set())
     assert asked[wire.READS_REPORTS] == '1' and asked[wire.BATCH] == '1'
+
+
+@pytest.mark.parametrize(('program', 'alone'), [(b'p' * 1500, False), (b'p' * 10, True)],
+                         ids=['over', 'fits'])
+def test_a_batch_too_large_for_its_server_goes_alone_only_if_a_node_alone_could_fit(
+        monkeypatch, program: bytes, alone: bool) -> None:
+    """smalls10: a batch an object server refused as larger than its zerovm_maxinput went
+    on a node at a time, each refused again (the program alone was over the limit):
+    now each node ends with that answer (the limit and the option to raise), nothing
+    resent; a batch whose program fits still goes alone (each node alone is smaller)."""
+    from dataclasses import replace
+
+    from zerocloud import wire
+    from zerocloud.proxy.dispatch import _Refused
+    ring = CountingRing()
+    jobs = batches(monkeypatch, ring, [])
+    went_alone: list = []
+    monkeypatch.setattr(batch.Batches, '_spawn', lambda self, func, *args: (
+        func.__name__ == '_alone' and went_alone.append(args[0].plan.node.name),
+        SimpleNamespace(link=lambda f: None))[1])
+    jobs.config = SimpleNamespace(timeout=1.0, max_input=1000, swift_dir='/etc/swift')
+    jobs.logger = SimpleNamespace(info=lambda *args: None, warning=lambda *args: None)
+    jobs.dispatcher.spec = batch.Dispatcher.spec.__get__(SimpleNamespace(
+        device_specs={}, limits=wire.NodeLimits(1, 1, 1),
+        config=SimpleNamespace(max_output=1)))
+
+    def refuse(server, entries, shared, blocks):
+        raise _Refused(413, wire.too_large(1000))
+    monkeypatch.setattr(jobs, '_exchange', refuse)
+    ended: list = []
+    for i in range(3):
+        jobs.submit(replace(plan(ring, i, 0), program=program), ended.append)
+    jobs._send(jobs.queues.pop(next(iter(jobs.queues))))
+    if alone:
+        assert (went_alone, ended) == (['wc-0', 'wc-1', 'wc-2'], [])
+        return
+    assert went_alone == []
+    assert [(r.node.name, r.status, r.http) for r in ended] == [
+        (f'wc-{i}', 'refused', 413) for i in range(3)]
+    assert ended[0].error.startswith('10.0.0.1:6200/d0 refused the node: 413 request larger '
+                                     'than zerovm_maxinput (1000 bytes): ')
+    assert 'raise zerovm_maxinput' in ended[0].error
