@@ -92,7 +92,7 @@ from swift.common.constraints import valid_api_version
 from swift.common.swob import HTTPException, Request
 from swift.common.utils import FileLikeIter, close_if_possible
 
-from zerocloud import wire, zapp
+from zerocloud import jobnames, wire, zapp
 from zerocloud.httperrors import (
     HTTPBadRequest,
     HTTPClientDisconnect,
@@ -120,7 +120,7 @@ API = 'api'
 API_VERSION = 'api/1.0'
 ENDPOINT_META = 'rest-endpoint'          # X-Container-Meta-Rest-Endpoint
 SOURCE_HEADER = 'X-Zerovm-Source'
-REGISTRY = '.zvm'
+REGISTRY = jobnames.HOME      # the account's: registered apps, deferred results
 NEXE_TYPE = 'application/x-nexe'
 OCTET_STREAM = 'application/octet-stream'
 JOB_TYPES = ('', 'application/json', 'application/x-www-form-urlencoded', OCTET_STREAM)

@@ -1149,7 +1149,7 @@ def test_status_of_a_result_with_cut_headers_names_the_command_that_lists_every_
     monkeypatch.setattr(cli.Client, 'known', lambda self, path: (result, None))
     assert cli.main(['status', 'job-1']) == cli.EXIT_FAILED       # HEADERS has a failed node
     assert capsys.readouterr().err.endswith(
-        'HTTP 200 (headers cut: zc result job-1 --json lists every node)\n')
+        'HTTP 200 (headers cut: zc result with this id and --json lists every node)\n')
 
 
 def test_status_json_of_a_large_job_counts_its_nodes(monkeypatch, capsys) -> None:
@@ -1242,8 +1242,9 @@ def test_a_wait_that_times_out_says_how_to_follow_the_job_on(monkeypatch, capsys
     monkeypatch.setattr(cli.Client, 'known', lambda self, path, output=False: (None, {}))
     monkeypatch.setattr(cli.Client, 'stored', lambda self, path, output=False: None)
     assert cli.main(['wait', 'job-1', '--timeout', '0', '-q']) == cli.EXIT_PENDING
-    assert capsys.readouterr().err == ('job-1: not done after 0.0 s: it goes on '
-                                       '(zc wait job-1 again; zc status job-1)\n')
+    # then it named the id three times in one line: once, and what each command does
+    assert capsys.readouterr().err == ('job-1: not done after 0.0 s: it goes on (zc wait '
+                                       'with this id again; zc status shows its progress)\n')
 
 
 @pytest.mark.parametrize('on, hint', [('swift://~/logs/part?.txt', True),
@@ -1382,3 +1383,14 @@ def test_status_json_of_a_cancelled_job_gives_its_node_counts() -> None:
     assert (said['state'], said['status'], said['nodes']) == (
         'cancelled', 499, {'total': 4, 'done': 0, 'failed': 1, 'stopped': 2})
     assert said['error'].endswith(': 0/4 nodes done, 1 failed, 2 stopped running')
+
+
+def test_result_of_a_running_job_names_it_once_and_what_to_do(monkeypatch, capsys) -> None:
+    # it said "job-1: no result yet (zc wait job-1)": the id twice, no word of progress
+    from zerocloud.client import cli
+    monkeypatch.setattr(cli.Client, 'result_path', lambda self, job: job)
+    monkeypatch.setattr(cli.Client, 'known', lambda self, path, output=False:
+                        (None, {'state': 'running'}))
+    assert cli.main(['result', 'job-1']) == cli.EXIT_PENDING
+    assert capsys.readouterr().err == ('job-1: no result yet (zc wait with this id waits for '
+                                       'it; zc status shows its progress)\n')
