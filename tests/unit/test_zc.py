@@ -264,7 +264,7 @@ def test_the_summary_line_of_a_large_job_gives_its_counts() -> None:
                                 'X-Nexe-Retcode-Counts': '0 3001',
                                 'X-Nexe-Cdr-Total': '6.340, 0 1 2 3'}, b'')
     assert display.summary(result, 'the answer counts its nodes') == (
-        '3001 nodes: 3001 ok, 0 failed in 6.34 s; HTTP 200; statuses: ok 3001; exit codes: '
+        '3001 nodes: 3001 succeeded, 0 failed in 6.34 s; HTTP 200; statuses: ok 3001; exit codes: '
         '0 3001 (a large job: the answer counts its nodes)\n')
 
 
@@ -412,7 +412,7 @@ def test_the_table_has_a_row_per_node_and_failures_under_it() -> None:
     assert 'wc-2: exit 1: bad input' in text
     assert '  | line 29' in text and '  | line 9\n' not in text      # the last 20 lines
     assert 'wc-3: fault: SIGSEGV at 0x0 (null read)' in text
-    assert lines[-1] == '3 nodes: 1 ok, 2 failed in 0.50 s; HTTP 200'
+    assert lines[-1] == '3 nodes: 1 succeeded, 2 failed in 0.50 s; HTTP 200'
 
 
 def test_a_node_that_ran_well_but_whose_output_was_not_stored_says_only_why() -> None:
@@ -741,7 +741,7 @@ def test_a_large_jobs_counts_and_failed_nodes_are_read_from_its_answer() -> None
     assert [(n.name, n.failed) for n in got.nodes] == [('n5', True)]
     shown = display.report(got)
     assert 'n5: exit 2' in shown and '| no such key' in shown
-    assert f'{SUMMARY_NODES + 2} nodes: {SUMMARY_NODES + 1} ok, 1 failed in 2.50 s' in shown
+    assert f'{SUMMARY_NODES + 2} nodes: {SUMMARY_NODES + 1} succeeded, 1 failed in 2.50 s' in shown
     assert 'refused' not in shown                   # the job ran: it is not "nothing ran"
     assert got.to_json()['summary']['nodes'] == SUMMARY_NODES + 2
 
@@ -753,7 +753,8 @@ def test_a_successful_large_job_is_ok_with_its_counts() -> None:
     body, _ = body_of(resp)
     got = report.parse(resp.status_int, dict(resp.headers), body)
     assert not got.failed and got.nodes == [] and body == b'x' * (SUMMARY_NODES + 1)
-    assert f'{SUMMARY_NODES + 1} nodes: {SUMMARY_NODES + 1} ok, 0 failed' in display.report(got)
+    assert f'{SUMMARY_NODES + 1} nodes: {SUMMARY_NODES + 1} succeeded, 0 failed' in \
+        display.report(got)
 
 
 @pytest.mark.parametrize('env', [
@@ -1054,7 +1055,7 @@ def test_zc_sql_sends_the_entry_points_body(monkeypatch, capsys, args, body) -> 
     assert (code, sent, out) == (0, body, 'region,sum(qty)\r\neast,3\r\n')
     parse_request(json.dumps(sent).encode())
     if '--explain' not in args:
-        assert err == 'plan split over 2 objects; 3 nodes: 3 ok, 0 failed; HTTP 200\n'
+        assert err == 'plan split over 2 objects; 3 nodes: 3 succeeded, 0 failed; HTTP 200\n'
 
 
 def test_zc_sql_says_one_object_in_the_singular(monkeypatch, capsys) -> None:
@@ -1063,7 +1064,8 @@ def test_zc_sql_says_one_object_in_the_singular(monkeypatch, capsys) -> None:
                                    'X-Nexe-Retcode': '0'})
     code, _sent, _out, err = zc_sql(monkeypatch, capsys, FakeAnswer(200, 'OK', b'', headers),
                                     QUERY)
-    assert (code, err) == (0, 'plan single over 1 object; 1 node: 1 ok, 0 failed; HTTP 200\n')
+    assert (code, err) == (
+        0, 'plan single over 1 object; 1 node: 1 succeeded, 0 failed; HTTP 200\n')
 
 
 def test_zc_sql_reads_the_query_from_stdin_and_stores_the_answer(monkeypatch, capsys) -> None:
@@ -1394,3 +1396,16 @@ def test_result_of_a_running_job_names_it_once_and_what_to_do(monkeypatch, capsy
     assert cli.main(['result', 'job-1']) == cli.EXIT_PENDING
     assert capsys.readouterr().err == ('job-1: no result yet (zc wait with this id waits for '
                                        'it; zc status shows its progress)\n')
+
+
+def test_nodes_that_failed_alike_are_shown_a_few_then_counted() -> None:
+    # a wildcard's program that exits 3 on each of 100 objects printed 100 lines
+    # "exitcode-N: exit 3" under the table that shows each node's exit already
+    from zerocloud.client import display
+    nodes = [report.NodeResult(f'x-{i}', status='ok', retcode=3)
+             for i in range(1, 101)]
+    nodes.insert(50, report.NodeResult('x-odd', status='fault',
+                                       error='fault: read of unmapped memory'))
+    assert display.failures(nodes) == (
+        'x-1: exit 3\nx-2: exit 3\nx-3: exit 3\nx-odd: fault: read of unmapped memory\n'
+        '... and 97 more nodes: exit 3\n')
