@@ -511,9 +511,9 @@ class Client:
             path: SwiftPath | None = self.session.location(where)
         except JobError:
             path = None
-        if path is None or not path.obj:
+        if path is None or not path.obj or not JOB_NAME.fullmatch(path.obj.rsplit('/', 1)[-1]):
             raise Usage(f'{job_id!r} is not a job id: give the id zc submit printed '
-                        '(job-<hex>, or <container>/job-<hex>)')
+                        '(job-<32 hex digits>, or <container>/job-<32 hex digits>)')
         return path
 
     def stored(self, path: SwiftPath, output: bool = False) -> report.JobResult | None:
@@ -598,9 +598,7 @@ class Client:
     def cmd_cancel(self) -> int:
         """Stop a running deferred job (a DELETE of its state), wait for its result
         (which says what had ended) and say it; exit 0 once it is cancelled."""
-        path, job = self.result_path(self.opts.id), self.opts.id
-        if not JOB_NAME.fullmatch(path.obj):    # its DELETE would delete an object <id>.state
-            return self.unknown()
+        path, job = self.result_path(self.opts.id), self.opts.id   # a job's: its DELETE
         state = SwiftPath(path.account, path.container, path.obj + STATE_SUFFIX)
         answer = self.session.request('DELETE', state, {})
         body = answer.read()
