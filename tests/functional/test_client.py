@@ -247,12 +247,17 @@ def test_submit_then_status_wait_and_result(zc, data: str, guest, tmp_path: Path
     assert {n: r[1] for n, r in rows(waited.stderr).items()} == {
         f'wc-{i}': f'{data}/n{i}.txt' for i in (1, 2, 3)}
     # a job id with a typo: said at once (a job the proxy answered 202 for has a
-    # state or a result), not waited for forever
+    # state or a result), not waited for forever; an id cut short is no id at all
+    missing = 'job-' + '0' * 32
     for command in ('result', 'status', 'wait', 'cancel'):
-        unknown = zc(command, 'job-0000')
+        unknown = zc(command, missing)
         assert (unknown.returncode, unknown.stderr) == (1, (
-            'zc: job-0000: no such job (no result and no progress stored: a typo in the '
+            f'zc: {missing}: no such job (no result and no progress stored: a typo in the '
             'id, or its result was deleted)\n')), command
+        cut = zc(command, 'job-0000')
+        assert (cut.returncode, cut.stderr) == (2, (
+            "zc: 'job-0000' is not a job id: give the id zc submit printed (job-<32 hex "
+            'digits>, or <container>/job-<32 hex digits>) (zc -h for help)\n')), command
 
 
 def test_new_bundle_deploy_open(zc, conn: Connection, make_container, tmp_path: Path) -> None:
