@@ -77,7 +77,6 @@ import os
 import re
 import socket
 import time
-import uuid
 from collections.abc import Callable, Iterable, Sequence
 from urllib.parse import quote
 
@@ -88,6 +87,7 @@ from swift.common.utils import FileLikeIter, close_if_possible
 from swift.common.wsgi import make_subrequest
 from swift.proxy.controllers.base import get_container_info
 
+from zerocloud import jobnames
 from zerocloud.config import SWIFT_SOURCE
 from zerocloud.httperrors import (
     HTTPBadRequest,
@@ -97,13 +97,12 @@ from zerocloud.httperrors import (
     HTTPServiceUnavailable,
 )
 from zerocloud.job import Node, SwiftPath
+from zerocloud.jobnames import HEADERS_SUFFIX, STATE_SUFFIX
 from zerocloud.proxy.response import attached_object
 from zerocloud.sources import REGISTRY
 
 HEADER = 'X-Zerovm-Deferred'
 MODES = ('always', 'auto', 'never')
-HEADERS_SUFFIX = '.headers'
-STATE_SUFFIX = '.state'
 OBJECTS_KEY = 'Objects'                  # of .headers: node name -> its object
 OBJECTS_MAX = 1000                       # nodes beyond which a result has no "Objects"
 PROGRESS_EVERY = 1.0                     # seconds; the state is rewritten at most this often
@@ -111,7 +110,7 @@ FIRST_STATE_WAIT = 2.0                   # seconds the 202 waits for the state's
 STALE_BEATS = 3                          # a state this many heartbeats old is a lost job
 CANCEL_SUFFIX = '.cancel'                # stored by a DELETE of the state: stop the job
 CANCEL_EVERY = 1.0                       # seconds; how often the running job looks for it
-_JOB = r'/([^/]+)/([^/]+)/([^/]+)/(job-[0-9a-f]{32})'
+_JOB = r'/([^/]+)/([^/]+)/([^/]+)/(' + jobnames.NAME.pattern + ')'
 _RESULT = re.compile(_JOB + re.escape(HEADERS_SUFFIX))
 _STATE = re.compile(_JOB + re.escape(STATE_SUFFIX))
 
@@ -206,7 +205,7 @@ def run(app, req: Request, how: str, account: str, container: str | None, timeou
         return work(Progress())
     if container is not None:
         _need_container(app, req, account, container)
-    where = SwiftPath(account, container or REGISTRY, f'job-{uuid.uuid4().hex}')
+    where = SwiftPath(account, container or REGISTRY, jobnames.new_name())
     events: LightQueue = LightQueue()
     finished: LightQueue = LightQueue()
     state = {'deferred': False, 'working': True}

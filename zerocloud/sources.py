@@ -52,7 +52,8 @@ URLs):
     one app serves a whole tree of URLs.  The caller must be allowed to run
     jobs in the account (a POST to it, checked first) and to read the app.
     No endpoint: 404 ``No API endpoint configured for container
-    <container>``; one that is not such a URL: 412.
+    <container>``; one that is not such a URL: 412; no container (``/api/<account>/``):
+    404 ``No API at /api/<account>: ...`` saying to name one.
 
 Every request gives every node CGI variables (ZeroCloud's): ``GATEWAY_INTERFACE``,
 ``SERVER_SOFTWARE``, ``REQUEST_METHOD``, ``REQUEST_URI``, ``PATH_INFO``
@@ -91,7 +92,7 @@ from swift.common.constraints import valid_api_version
 from swift.common.swob import HTTPException, Request
 from swift.common.utils import FileLikeIter, close_if_possible
 
-from zerocloud import zapp
+from zerocloud import jobnames, wire, zapp
 from zerocloud.httperrors import (
     HTTPBadRequest,
     HTTPClientDisconnect,
@@ -119,7 +120,7 @@ API = 'api'
 API_VERSION = 'api/1.0'
 ENDPOINT_META = 'rest-endpoint'          # X-Container-Meta-Rest-Endpoint
 SOURCE_HEADER = 'X-Zerovm-Source'
-REGISTRY = '.zvm'
+REGISTRY = jobnames.HOME      # the account's: registered apps, deferred results
 NEXE_TYPE = 'application/x-nexe'
 OCTET_STREAM = 'application/octet-stream'
 JOB_TYPES = ('', 'application/json', 'application/x-www-form-urlencoded', OCTET_STREAM)
@@ -588,9 +589,12 @@ def api_launch(caller: Caller, account: str, container: str | None,
                path: str | None) -> Launch:
     """The launch of an API request: the REST endpoint app of the container."""
     req = caller.req
-    if container is None:
-        raise HTTPPreconditionFailed(body='Bad URL: api needs a container: '
-                                          '/api/<account>/<container>[/<path>]\n')
+    if not container:           # no resource here: say what to write (ZeroCloud: a 412)
+        prefix = req.path.rstrip('/')
+        how = '' if prefix.startswith(f'/{API}/') else f' with {wire.EXECUTE}: {API_VERSION}'
+        raise HTTPNotFound(body=f'No API at {prefix}: an API is a container\'s (the app its '
+                                f'X-Container-Meta-Rest-Endpoint names): request '
+                                f'{prefix}/<container>[/<path>]{how}\n')
     info = caller.container_info(f'/v1/{account}/{container}')
     if info.get('status') == 404:
         raise HTTPNotFound(body=f'Container {container} not found\n')

@@ -1054,3 +1054,13 @@ def too_large(limit: int) -> str:
     """An object server's 413 body (and :class:`TooLarge`'s message) past its
     ``zerovm_maxinput`` of ``limit`` bytes."""
     return f'{TOO_LARGE} ({limit} bytes)'
+
+
+_TOO_LARGE = re.compile(re.escape(TOO_LARGE) + r' \((\d+) bytes\)')
+
+
+def too_large_limit(reason: str) -> int | None:
+    """The ``zerovm_maxinput`` an object server's 413 (:func:`too_large`) names, or None
+    for another answer."""
+    found = _TOO_LARGE.match(reason)
+    return int(found[1]) if found else None

@@ -89,7 +89,7 @@ def test_run_a_job_file_prints_outputs_and_a_row_per_node(zc, conn: Connection, 
     assert (obj, status, code, out) == (f'{data}/n3.txt', 'ok', '0', '24')
     # fuel: the emulated engine's budget, 0 when auto ran the node natively
     assert server.startswith('127.0.0.1:') and int(fuel.replace(',', '')) >= 0
-    assert proc.stderr.splitlines()[-1].startswith('3 nodes: 3 ok, 0 failed in ')
+    assert proc.stderr.splitlines()[-1].startswith('3 nodes: 3 succeeded, 0 failed in ')
     # each node's output to a file of its own (X-Nexe-Body-Bytes)
     proc = zc('run', 'job.json', '--split', 'parts', '-q')
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, '', '')
@@ -143,7 +143,7 @@ def test_a_failing_node_fails_the_command_and_says_why(zc, conn: Connection, dat
     assert proc.returncode == 1
     assert rows(proc.stderr)['exitcode'][4] == '3'
     assert 'exitcode: exit 3' in proc.stderr
-    assert '0 ok, 1 failed' in proc.stderr
+    assert '0 succeeded, 1 failed' in proc.stderr
     # a node's stderr comes back with its failure, under the table and in the report
     (tmp_path / 'fail.py').write_text(
         'import sys\nprint("read 0 numbers", file=sys.stderr)\nsys.exit("no numbers here")\n')
@@ -151,7 +151,7 @@ def test_a_failing_node_fails_the_command_and_says_why(zc, conn: Connection, dat
     assert proc.returncode == 1 and proc.stdout == ''
     assert 'fail: exit 1: no numbers here\n  | read 0 numbers\n  | no numbers here\n' \
         in proc.stderr
-    assert proc.stderr.splitlines()[-1].startswith('1 node: 0 ok, 1 failed in ')
+    assert proc.stderr.splitlines()[-1].startswith('1 node: 0 succeeded, 1 failed in ')
     assert proc.stderr.splitlines()[-1].endswith('; HTTP 422')
     proc = zc('run', '--json', '--script', 'fail.py', '--on', f'swift://~/{data}/n1.txt')
     node, = json.loads(proc.stdout)['nodes']
@@ -165,7 +165,7 @@ def test_a_failing_node_fails_the_command_and_says_why(zc, conn: Connection, dat
         'devices': [{'name': 'stdout'}]}]))
     proc = zc('run', 'ok3.json')
     assert (proc.returncode, proc.stdout) == (0, 'exiting with 3 via exit\n'), proc.stderr
-    assert rows(proc.stderr)['exitcode'][4] == '3' and '1 ok, 0 failed' in proc.stderr
+    assert rows(proc.stderr)['exitcode'][4] == '3' and '1 succeeded, 0 failed' in proc.stderr
     proc = zc('run', str(guest('crash')), '--name', 'crash', '--args', 'null', '-q')
     assert proc.returncode == 1
     assert rows(proc.stderr)['crash'][3] == 'fault'
@@ -224,7 +224,7 @@ def test_submit_then_status_wait_and_result(zc, data: str, guest, tmp_path: Path
     assert {n: r[1] for n, r in rows(waited.stderr).items()} == {
         f'wc-{i}': f'{data}/n{i}.txt' for i in (1, 2, 3)}
     status = zc('status', job_id)
-    assert status.returncode == 0 and 'done: 3 nodes: 3 ok, 0 failed' in status.stderr
+    assert status.returncode == 0 and 'done: 3 nodes: 3 succeeded, 0 failed' in status.stderr
     assert rows(zc('result', job_id).stderr)['wc-2'][1] == f'{data}/n2.txt'
     done = zc('status', job_id, '--json')
     assert (done.returncode, json.loads(done.stdout)) == (0, {
@@ -233,7 +233,7 @@ def test_submit_then_status_wait_and_result(zc, data: str, guest, tmp_path: Path
     late = zc('cancel', job_id)         # it has ended: nothing to cancel, its end said
     assert (late.returncode, late.stderr.splitlines()[0]) == (
         1, f'{job_id}: not running, nothing to cancel'), late.stderr
-    assert 'done: 3 nodes: 3 ok, 0 failed' in late.stderr
+    assert 'done: 3 nodes: 3 succeeded, 0 failed' in late.stderr
     split = zc('result', job_id, '--split', 'parts', '-q')
     assert (split.returncode, split.stdout) == (0, ''), split.stderr
     assert (tmp_path / 'parts' / 'wc-3').read_text().split() == ['300', '300', '1092']
@@ -247,12 +247,17 @@ def test_submit_then_status_wait_and_result(zc, data: str, guest, tmp_path: Path
     assert {n: r[1] for n, r in rows(waited.stderr).items()} == {
         f'wc-{i}': f'{data}/n{i}.txt' for i in (1, 2, 3)}
     # a job id with a typo: said at once (a job the proxy answered 202 for has a
-    # state or a result), not waited for forever
+    # state or a result), not waited for forever; an id cut short is no id at all
+    missing = 'job-' + '0' * 32
     for command in ('result', 'status', 'wait', 'cancel'):
-        unknown = zc(command, 'job-0000')
+        unknown = zc(command, missing)
         assert (unknown.returncode, unknown.stderr) == (1, (
-            'zc: job-0000: no such job (no result and no progress stored: a typo in the '
+            f'zc: {missing}: no such job (no result and no progress stored: a typo in the '
             'id, or its result was deleted)\n')), command
+        cut = zc(command, 'job-0000')
+        assert (cut.returncode, cut.stderr) == (2, (
+            "zc: 'job-0000' is not a job id: give the id zc submit printed (job-<32 hex "
+            'digits>, or <container>/job-<32 hex digits>) (zc -h for help)\n')), command
 
 
 def test_new_bundle_deploy_open(zc, conn: Connection, make_container, tmp_path: Path) -> None:
@@ -370,7 +375,7 @@ def test_progress_on_a_terminal(swift_cluster: DevCluster, tmp_path: Path) -> No
     assert code == 0, shown
     assert out == f'{sum(range(300000))}\n'
     assert b'\rrunning 1 node: ' in shown and b' s elapsed, ' in shown  # drawn at once
-    assert b'1 node: 1 ok, 0 failed' in shown
+    assert b'1 node: 1 succeeded, 0 failed' in shown
     # quiet: nothing on the terminal
     code, shown, out = on_terminal(['run', '-q', '--script', 'spin.py', '--args', '1000'],
                                    user_env(swift_cluster), tmp_path, b'')

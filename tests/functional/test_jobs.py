@@ -457,11 +457,30 @@ def test_an_object_server_whose_maxinput_is_below_the_proxys_is_a_cluster_error(
         swift_cluster.restart([f'object:zerovm_maxinput={1 << 30}'])
     assert (resp.status_code, resp.headers['X-Nexe-Status']) == (500, 'error'), resp.text
     error = resp.headers['X-Nexe-Error']
-    assert 'refused the node: 413 request larger than zerovm_maxinput (1000 bytes); ' \
-           'the request was ' in error, error
-    assert f"(the proxy's zerovm_maxinput: {1 << 30}): a configuration mismatch; the " \
-           "operator should set the object server's as the proxy's" in error, error
+    assert 'refused the node: 413 request larger than zerovm_maxinput (1000 bytes): ' \
+           f"below the proxy's zerovm_maxinput ({1 << 30} bytes): a configuration mismatch; " \
+           "the operator should set the object server's as the proxy's" in error, error
     assert post_job(conn, job).status_code == 200         # the servers as they were
+
+
+def test_a_batch_too_large_for_the_object_servers_is_not_resent_node_by_node(
+        swift_cluster: DevCluster, conn: Connection, make_container, upload) -> None:
+    """smalls10: a batch the object servers refused (413: the program alone is over
+    their zerovm_maxinput) went on a node at a time, each refused the same way: each
+    node now ends with that answer (the limit, the option), none is sent again."""
+    container = make_container()
+    for i in range(12):
+        conn.put_object(container, f'd{i}', TEXT)
+    job = wc_job(upload('wc'), f'swift://~/{container}/d*')
+    swift_cluster.restart(['object:zerovm_maxinput=1000'])
+    try:
+        resp = post_job(conn, job)
+    finally:
+        swift_cluster.restart([f'object:zerovm_maxinput={1 << 30}'])
+    assert (resp.status_code, set(resp.headers['X-Nexe-Status'].split(','))) == (
+        500, {'error'}), resp.text
+    assert resp.headers['X-Nexe-Error'].count("below the proxy's zerovm_maxinput") == 12
+    assert executed(swift_cluster, container) == []        # no node went alone
 
 
 def test_program_upload_is_validated_and_the_verdict_kept(

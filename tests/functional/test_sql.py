@@ -411,7 +411,7 @@ def test_zc_sql_answers_explains_stores_and_says_why_it_refuses(
     assert proc.returncode == 0, proc.stderr
     check_csv(proc.stdout.encode(), *reference(sales[1], query, URL), ordered=True)
     answer = proc.stdout.encode()
-    assert re.fullmatch(r'plan split over 6 objects; 7 nodes: 7 ok, 0 failed in '
+    assert re.fullmatch(r'plan split over 6 objects; 7 nodes: 7 succeeded, 0 failed in '
                         r'[\d.]+ s; HTTP 200\n', proc.stderr), proc.stderr
     proc = zc('sql', query, '--format', 'json', '-q')
     assert proc.returncode == 0 and proc.stderr == ''

@@ -164,12 +164,26 @@ class Trickle:
         return self.members.pop(0)
 
 
+class Arrived:
+    """A batch's answer that has all arrived: its reads never wait (for the hub)."""
+
+    def __init__(self, members: list[bytes]) -> None:
+        self.data = b''.join(members)
+
+    def read1(self, n: int) -> bytes:
+        data, self.data = self.data[:n], self.data[n:]
+        return data
+
+
 def answered(monkeypatch, count: int, pause: float, stall: float = 0.0,
-             members: list[bytes] | None = None, entries: list | None = None):
+             members: list[bytes] | None = None, entries: list | None = None,
+             ended: list | None = None):
     """``Batches._results`` of a batch of ``count`` nodes answered through ``Trickle``
     (``zerovm_timeout`` 0.2 s, 0.1 s of grace: each member is due within 0.3 s):
     the results that ended, and what the read raised.  ``members``: the answer (a
-    node's report and output each by default); ``entries`` gets the batch's."""
+    node's report and output each by default); ``entries`` gets the batch's; a
+    ``pause`` of None: the answer has all arrived (``Arrived``); ``ended``: the list
+    the nodes' results go to."""
     from zerocloud import wire
     monkeypatch.setattr(batch, 'NODE_GRACE', 0.1)
     monkeypatch.setattr(batch, 'REARM', 0.05)
@@ -177,7 +191,7 @@ def answered(monkeypatch, count: int, pause: float, stall: float = 0.0,
     jobs = batches(monkeypatch, ring, [])
     jobs.config = SimpleNamespace(timeout=0.2, max_output=1 << 20, swift_dir='/etc/swift')
     jobs.logger = SimpleNamespace(debug=lambda *args: None, info=lambda *args: None)
-    ended = []
+    ended = [] if ended is None else ended
     for i in range(count):
         jobs.submit(plan(ring, i, 0), ended.append)
     batch_entries = jobs.queues[next(iter(jobs.queues))]
@@ -190,8 +204,8 @@ def answered(monkeypatch, count: int, pause: float, stall: float = 0.0,
     if not stall:
         members.append(wire.TAR_END)
     try:
-        jobs._results(Trickle(members, pause, stall), {'ip': 'x', 'port': 1, 'device': 'd0'},
-                      batch_entries, 0.0, 0, 0)
+        answer = Arrived(members) if pause is None else Trickle(members, pause, stall)
+        jobs._results(answer, {'ip': 'x', 'port': 1, 'device': 'd0'}, batch_entries, 0.0, 0, 0)
     except BaseException as e:      # noqa: BLE001 (the Timeout is what is looked at)
         return ended, e
     return ended, None
@@ -202,6 +216,32 @@ def test_a_batch_answer_slower_than_the_node_timeout_in_all_is_read_whole(monkey
     assert error is None
     assert [(r.outputs['stdout'].seek(0), r.outputs['stdout'].read())[1] for r in ended] == [
         b'%d\n' % i for i in range(6)]
+
+
+@pytest.mark.parametrize('blocks', [False, True])
+def test_other_requests_are_served_while_a_batch_answer_that_arrived_is_read(
+        monkeypatch, blocks: bool) -> None:
+    """An answer all there (its reads never wait) is read and its nodes ended with turns
+    for the hub between them (``zerocloud.turns``; every step here): another request's
+    green thread runs while its nodes end, not only once the whole batch ended."""
+    from swift.common.concurrency import sleep, spawn
+
+    from zerocloud import turns
+    monkeypatch.setattr(turns, 'SLICE', 0.0)
+    events: list = []
+    members = [reports_block(*((i, 'ok') for i in range(40)))] if blocks else None
+
+    def other() -> None:
+        while len(events) < 60:
+            events.append('other')
+            sleep(0)
+    thread = spawn(other)
+    ended, error = answered(monkeypatch, 40, pause=None, members=members, ended=events)
+    thread.kill()
+    assert error is None
+    nodes = [i for i, e in enumerate(events) if e != 'other']
+    assert len(nodes) == 40
+    assert 'other' in events[nodes[0]:nodes[-1]]
 
 
 def test_a_batch_answer_that_stops_is_cut_after_the_node_timeout(monkeypatch):
@@ -422,3 +462,45 @@ def test_a_batch_request_says_the_proxy_reads_blocks(monkeypatch) -> None:
         jobs._attempt(entries[0].server, entries, wire.bytes_member(wire.BATCH_SPEC, b'{}'),
                       [], set())
     assert asked[wire.READS_REPORTS] == '1' and asked[wire.BATCH] == '1'
+
+
+@pytest.mark.parametrize(('program', 'alone'), [(b'p' * 1500, False), (b'p' * 10, True)],
+                         ids=['over', 'fits'])
+def test_a_batch_too_large_for_its_server_goes_alone_only_if_a_node_alone_could_fit(
+        monkeypatch, program: bytes, alone: bool) -> None:
+    """smalls10: a batch an object server refused as larger than its zerovm_maxinput went
+    on a node at a time, each refused again (the program alone was over the limit):
+    now each node ends with that answer (the limit and the option to raise), nothing
+    resent; a batch whose program fits still goes alone (each node alone is smaller)."""
+    from dataclasses import replace
+
+    from zerocloud import wire
+    from zerocloud.proxy.dispatch import _Refused
+    ring = CountingRing()
+    jobs = batches(monkeypatch, ring, [])
+    went_alone: list = []
+    monkeypatch.setattr(batch.Batches, '_spawn', lambda self, func, *args: (
+        func.__name__ == '_alone' and went_alone.append(args[0].plan.node.name),
+        SimpleNamespace(link=lambda f: None))[1])
+    jobs.config = SimpleNamespace(timeout=1.0, max_input=1000, swift_dir='/etc/swift')
+    jobs.logger = SimpleNamespace(info=lambda *args: None, warning=lambda *args: None)
+    jobs.dispatcher.spec = batch.Dispatcher.spec.__get__(SimpleNamespace(
+        device_specs={}, limits=wire.NodeLimits(1, 1, 1),
+        config=SimpleNamespace(max_output=1)))
+
+    def refuse(server, entries, shared, blocks):
+        raise _Refused(413, wire.too_large(1000))
+    monkeypatch.setattr(jobs, '_exchange', refuse)
+    ended: list = []
+    for i in range(3):
+        jobs.submit(replace(plan(ring, i, 0), program=program), ended.append)
+    jobs._send(jobs.queues.pop(next(iter(jobs.queues))))
+    if alone:
+        assert (went_alone, ended) == (['wc-0', 'wc-1', 'wc-2'], [])
+        return
+    assert went_alone == []
+    assert [(r.node.name, r.status, r.http) for r in ended] == [
+        (f'wc-{i}', 'refused', 413) for i in range(3)]
+    assert ended[0].error.startswith('10.0.0.1:6200/d0 refused the node: 413 request larger '
+                                     'than zerovm_maxinput (1000 bytes): ')
+    assert 'raise zerovm_maxinput' in ended[0].error

@@ -569,7 +569,10 @@ def test_a_refusal_is_final(swift, servers, monkeypatch) -> None:
     assert resp.status_int == 413
     assert resp.headers['X-Nexe-Status'] == 'refused'
     assert resp.headers['X-Nexe-Error'].endswith(
-        'refused the node: 413 request larger than zerovm_maxinput (2000 bytes)')
+        'refused the node: 413 request larger than zerovm_maxinput (2000 bytes): everything '
+        'sent with one node counts (program and image and objects and data from other '
+        'nodes); send less or ask the operator to raise zerovm_maxinput (in the proxy and '
+        'the object servers)')
     assert [a[0] for a in asked.asked] == ['d0']
 
 
@@ -582,13 +585,41 @@ def test_an_object_server_whose_maxinput_is_below_the_proxys_is_the_clusters_fau
                     d1=ok())
     resp = post(mw, job())
     assert (resp.status_int, resp.headers['X-Nexe-Status']) == (500, 'error')
-    sent = int(asked.asked[0][1]['Content-Length'])
     assert resp.headers['X-Nexe-Error'] == (
         'wc: 10.0.0.1:6200/d0 refused the node: 413 request larger than zerovm_maxinput '
-        f"(100 bytes); the request was {sent} bytes (the proxy's zerovm_maxinput: "
-        f'{1 << 30}): a configuration mismatch; the operator should set the object '
-        "server's as the proxy's")
+        f"(100 bytes): below the proxy's zerovm_maxinput ({1 << 30} bytes): a configuration "
+        "mismatch; the operator should set the object server's as the proxy's")
     assert [a[0] for a in asked.asked] == ['d0']
+
+
+@pytest.mark.parametrize(('server_limit', 'part_sent', 'status', 'says'), [
+    (2000, 1500, (413, 'refused'), 'send less or ask the operator to raise zerovm_maxinput'),
+    (100, 0, (500, 'error'), "below the proxy's zerovm_maxinput (2000 bytes)"),
+])
+def test_a_chunked_request_refused_as_too_large_is_judged_on_the_limits(
+        swift, monkeypatch, server_limit: int, part_sent: int, status: tuple,
+        says: str) -> None:
+    """smalls10: a request streaming links (chunked: its size unknown) was judged on the
+    bytes sent when the 413 came: a server with the proxy's own limit was called a
+    configuration mismatch (1500 <= 2000), one below it the job's mistake (nothing
+    counted yet).  The server's 413 names its limit: that against the proxy's decides."""
+    FakeRing.install(monkeypatch)
+    small = ProxyExecMiddleware(swift, {'zerovm_maxinput': '2000'})
+    fake = Servers(d0=echo, d1=echo, d2=echo)
+
+    def exchange(self, server, plan, headers, members, links=None, sent=None):
+        if 'Transfer-Encoding' not in headers:
+            return fake(server, plan, headers, members, links, sent)
+        sent[0] = part_sent
+        raise _Refused(413, wire.too_large(server_limit))
+    monkeypatch.setattr(Dispatcher, 'exchange', exchange)
+    monkeypatch.setattr(proxy, 'batchable', lambda plan: False)
+    group = job() + [{'name': 'r', 'exec': {'path': 'swift://~/bin/wc'},
+                      'devices': [{'name': 'stdout'}]}]
+    group[0]['connect'] = ['r']
+    resp = post(small, group)
+    assert (resp.status_int, resp.headers['X-Nexe-Status'].split(',')[-1]) == status
+    assert says in resp.headers['X-Nexe-Error'], resp.headers['X-Nexe-Error']
 
 
 def test_an_object_servers_400_is_the_jobs_mistake(mw, servers) -> None:

@@ -358,3 +358,25 @@ def test_a_results_channel_bytes_are_summed_once_per_report(monkeypatch) -> None
     assert res.channel_bytes() == (0, 0)
     assert len(calls) == 2
     assert NodeResult(res.node, 'p', res.report).report is res.report
+
+
+def test_other_requests_are_served_while_a_json_report_is_made(monkeypatch) -> None:
+    """The server's writes of the report's pieces may never wait (for the hub): making
+    them gives it turns (``zerocloud.turns``; every node here), so another request's
+    green thread runs while a large job's report is made, not only after it."""
+    from swift.common.concurrency import sleep, spawn
+
+    from zerocloud import turns
+    monkeypatch.setattr(turns, 'SLICE', 0.0)
+    events: list = []
+
+    def other() -> None:
+        while True:
+            events.append('other')
+            sleep(0)
+    thread = spawn(other)
+    for piece in report_pieces(200, 1.0, [result(f'n{i}', b'x') for i in range(20)]):
+        events.append(len(piece))
+    thread.kill()
+    pieces = [i for i, e in enumerate(events) if e != 'other']
+    assert 'other' in events[pieces[0]:pieces[-1]]

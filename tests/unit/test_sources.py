@@ -279,8 +279,16 @@ def test_api_runs_the_endpoint_of_the_container(servers, monkeypatch) -> None:
             ('/api/AUTH_a/bad/x', 412, 'X-Container-Meta-Rest-Endpoint of bad format is '
                                        'swift://account/container/object (it names a '
                                        'container)'),
-            ('/api/AUTH_a', 412, 'Bad URL: api needs a container')):
-        resp = Request.blank(path, method='POST', body=b'x').get_response(mw)
+            ('/api/AUTH_a', 404, "No API at /api/AUTH_a: an API is a container's (the app "
+                                 'its X-Container-Meta-Rest-Endpoint names): request '
+                                 '/api/AUTH_a/<container>[/<path>]\n'),
+            ('/api/AUTH_a/', 404, 'No API at /api/AUTH_a: '),
+            ('/v1/AUTH_a', 404, 'No API at /v1/AUTH_a: an API is a container\'s (the app its '
+                                'X-Container-Meta-Rest-Endpoint names): request '
+                                '/v1/AUTH_a/<container>[/<path>] with X-Zerovm-Execute: '
+                                'api/1.0\n')):
+        resp = Request.blank(path, method='POST', body=b'x',
+                             headers={'X-Zerovm-Execute': 'api/1.0'}).get_response(mw)
         assert resp.status_int == status and resp.body.decode().startswith(says), resp.body
 
 

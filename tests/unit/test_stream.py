@@ -186,6 +186,28 @@ def test_nodes_are_taken_only_as_places_free_and_collected_as_they_end() -> None
     assert max(window) <= 5 + 1     # the window in flight, and the next waiting for a place
 
 
+def test_other_requests_are_served_while_nodes_are_taken_without_a_wait(monkeypatch) -> None:
+    """Plans made and taken by batches never wait (for the hub); the loop that takes them
+    gives it turns (``zerocloud.turns``; every step here): another request's green
+    thread runs while they are taken, not only once the job's last one is."""
+    from zerocloud import turns
+    monkeypatch.setattr(turns, 'SLICE', 0.0)
+    events: list = []
+    batched: list = []
+
+    def other() -> None:
+        while len(batched) < 30:
+            events.append('other')
+            sleep(0)
+        for plan, finish in batched:
+            finish(NodeResult(plan.node))
+    spawn(other)
+    stream.run(plans(30, events), lambda *args: None, lambda rs: None, concurrency=100,
+               submit=lambda plan, finish: batched.append((plan, finish)) is None)
+    taken = [i for i, e in enumerate(events) if e != 'other']
+    assert len(taken) == 30 and 'other' in events[taken[0]:taken[-1]]
+
+
 def test_nodes_not_taken_by_a_batch_are_at_most_alone_in_flight() -> None:
     """A batched job's window is large (its nodes wait in batches); the nodes a
     batch does not take (even ids here) each send requests of their own, a few

@@ -264,7 +264,7 @@ def test_the_summary_line_of_a_large_job_gives_its_counts() -> None:
                                 'X-Nexe-Retcode-Counts': '0 3001',
                                 'X-Nexe-Cdr-Total': '6.340, 0 1 2 3'}, b'')
     assert display.summary(result, 'the answer counts its nodes') == (
-        '3001 nodes: 3001 ok, 0 failed in 6.34 s; HTTP 200; statuses: ok 3001; exit codes: '
+        '3001 nodes: 3001 succeeded, 0 failed in 6.34 s; HTTP 200; statuses: ok 3001; exit codes: '
         '0 3001 (a large job: the answer counts its nodes)\n')
 
 
@@ -412,7 +412,7 @@ def test_the_table_has_a_row_per_node_and_failures_under_it() -> None:
     assert 'wc-2: exit 1: bad input' in text
     assert '  | line 29' in text and '  | line 9\n' not in text      # the last 20 lines
     assert 'wc-3: fault: SIGSEGV at 0x0 (null read)' in text
-    assert lines[-1] == '3 nodes: 1 ok, 2 failed in 0.50 s; HTTP 200'
+    assert lines[-1] == '3 nodes: 1 succeeded, 2 failed in 0.50 s; HTTP 200'
 
 
 def test_a_node_that_ran_well_but_whose_output_was_not_stored_says_only_why() -> None:
@@ -741,7 +741,7 @@ def test_a_large_jobs_counts_and_failed_nodes_are_read_from_its_answer() -> None
     assert [(n.name, n.failed) for n in got.nodes] == [('n5', True)]
     shown = display.report(got)
     assert 'n5: exit 2' in shown and '| no such key' in shown
-    assert f'{SUMMARY_NODES + 2} nodes: {SUMMARY_NODES + 1} ok, 1 failed in 2.50 s' in shown
+    assert f'{SUMMARY_NODES + 2} nodes: {SUMMARY_NODES + 1} succeeded, 1 failed in 2.50 s' in shown
     assert 'refused' not in shown                   # the job ran: it is not "nothing ran"
     assert got.to_json()['summary']['nodes'] == SUMMARY_NODES + 2
 
@@ -753,7 +753,8 @@ def test_a_successful_large_job_is_ok_with_its_counts() -> None:
     body, _ = body_of(resp)
     got = report.parse(resp.status_int, dict(resp.headers), body)
     assert not got.failed and got.nodes == [] and body == b'x' * (SUMMARY_NODES + 1)
-    assert f'{SUMMARY_NODES + 1} nodes: {SUMMARY_NODES + 1} ok, 0 failed' in display.report(got)
+    assert f'{SUMMARY_NODES + 1} nodes: {SUMMARY_NODES + 1} succeeded, 0 failed' in \
+        display.report(got)
 
 
 @pytest.mark.parametrize('env', [
@@ -775,7 +776,7 @@ def test_no_server_at_the_address_is_said_in_one_line(monkeypatch: pytest.Monkey
             monkeypatch.delenv(name, raising=False)
         for name, value in env.items():
             monkeypatch.setenv(name, value.format(port=port))
-        assert main(['status', 'job-1']) == 1
+        assert main(['status', 'job-' + '0' * 32]) == 1
     url = next(v for v in env.values() if v.startswith('http')).format(port=port)
     err = capsys.readouterr().err
     assert err.startswith(f'zc: no server answers at {url}') and err.endswith(
@@ -928,15 +929,16 @@ def test_a_big_stored_result_goes_to_stdout_as_it_comes_not_held(command: str) -
     from zerocloud.client import session as zsession
     out = _Written()
     stored = json.dumps({'Status': '200 OK', **OK_HEADERS}).encode()
-    client = cli.Client(build_parser().parse_args([command, 'job1', '-q']), out=out)
+    job = 'job-' + 'a' * 32
+    client = cli.Client(build_parser().parse_args([command, job, '-q']), out=out)
 
     def request(method, path, headers, *a, **k):
-        assert (method, path.obj) == ('GET', 'job1')
+        assert (method, path.obj) == ('GET', job)
         return zsession.Answer(_Streamed(BIG, out.writes))
     client._session = SimpleNamespace(
         account='AUTH_t', location=lambda url: SwiftPath('AUTH_t', *url.split('/', 1)),
         exists=lambda path: True, request=request,
-        get=lambda path: stored if path.obj == 'job1.headers' else pytest.fail('read whole'))
+        get=lambda path: stored if path.obj == job + '.headers' else pytest.fail('read whole'))
     assert getattr(client, f'cmd_{command}')() == 0
     assert out.writes == BIG
 
@@ -1054,7 +1056,7 @@ def test_zc_sql_sends_the_entry_points_body(monkeypatch, capsys, args, body) -> 
     assert (code, sent, out) == (0, body, 'region,sum(qty)\r\neast,3\r\n')
     parse_request(json.dumps(sent).encode())
     if '--explain' not in args:
-        assert err == 'plan split over 2 objects; 3 nodes: 3 ok, 0 failed; HTTP 200\n'
+        assert err == 'plan split over 2 objects; 3 nodes: 3 succeeded, 0 failed; HTTP 200\n'
 
 
 def test_zc_sql_says_one_object_in_the_singular(monkeypatch, capsys) -> None:
@@ -1063,7 +1065,8 @@ def test_zc_sql_says_one_object_in_the_singular(monkeypatch, capsys) -> None:
                                    'X-Nexe-Retcode': '0'})
     code, _sent, _out, err = zc_sql(monkeypatch, capsys, FakeAnswer(200, 'OK', b'', headers),
                                     QUERY)
-    assert (code, err) == (0, 'plan single over 1 object; 1 node: 1 ok, 0 failed; HTTP 200\n')
+    assert (code, err) == (
+        0, 'plan single over 1 object; 1 node: 1 succeeded, 0 failed; HTTP 200\n')
 
 
 def test_zc_sql_reads_the_query_from_stdin_and_stores_the_answer(monkeypatch, capsys) -> None:
@@ -1149,7 +1152,7 @@ def test_status_of_a_result_with_cut_headers_names_the_command_that_lists_every_
     monkeypatch.setattr(cli.Client, 'known', lambda self, path: (result, None))
     assert cli.main(['status', 'job-1']) == cli.EXIT_FAILED       # HEADERS has a failed node
     assert capsys.readouterr().err.endswith(
-        'HTTP 200 (headers cut: zc result job-1 --json lists every node)\n')
+        'HTTP 200 (headers cut: zc result with this id and --json lists every node)\n')
 
 
 def test_status_json_of_a_large_job_counts_its_nodes(monkeypatch, capsys) -> None:
@@ -1242,8 +1245,9 @@ def test_a_wait_that_times_out_says_how_to_follow_the_job_on(monkeypatch, capsys
     monkeypatch.setattr(cli.Client, 'known', lambda self, path, output=False: (None, {}))
     monkeypatch.setattr(cli.Client, 'stored', lambda self, path, output=False: None)
     assert cli.main(['wait', 'job-1', '--timeout', '0', '-q']) == cli.EXIT_PENDING
-    assert capsys.readouterr().err == ('job-1: not done after 0.0 s: it goes on '
-                                       '(zc wait job-1 again; zc status job-1)\n')
+    # then it named the id three times in one line: once, and what each command does
+    assert capsys.readouterr().err == ('job-1: not done after 0.0 s: it goes on (zc wait '
+                                       'with this id again; zc status shows its progress)\n')
 
 
 @pytest.mark.parametrize('on, hint', [('swift://~/logs/part?.txt', True),
@@ -1271,12 +1275,14 @@ def test_deploy_registers_the_type_as_the_server_looks_it_up(tmp_path: Path, cap
             "'not a type'") in capsys.readouterr().err
 
 
-@pytest.mark.parametrize('job_id', ['', 'logs/', 'swift://~/logs', '/', 'swift://~/'])
+@pytest.mark.parametrize('job_id', ['', 'logs/', 'swift://~/logs', '/', 'swift://~/',
+                                    'job-5eb3f', 'nosuchjob', 'logs/notes'])
 @pytest.mark.parametrize('command', ['status', 'wait', 'result', 'cancel'])
 def test_a_job_id_that_names_no_object_is_a_usage_error(monkeypatch, capsys, command: str,
                                                         job_id: str) -> None:
     # zc cancel "" (an unset $ID) ended in a TypeError traceback, as did status,
-    # wait and result, and 'logs/' or 'swift://~/' too: nothing was asked of the server
+    # wait and result, and 'logs/' or 'swift://~/' too: nothing was asked of the server;
+    # a cut id (job-5eb3f) was looked up and said 'no such job ... a typo in the id?'
     from zerocloud.client import cli
     from zerocloud.client import session as zsession
     ses = object.__new__(zsession.Session)
@@ -1285,8 +1291,8 @@ def test_a_job_id_that_names_no_object_is_a_usage_error(monkeypatch, capsys, com
     assert cli.main(['--auth', 'http://127.0.0.1:9/auth/v1.0', '-U', 'u', '-K', 'k',
                      command, job_id]) == 2
     assert capsys.readouterr().err == (
-        f'zc: {job_id!r} is not a job id: give the id zc submit printed (job-<hex>, '
-        'or <container>/job-<hex>) (zc -h for help)\n')
+        f'zc: {job_id!r} is not a job id: give the id zc submit printed (job-<32 hex '
+        'digits>, or <container>/job-<32 hex digits>) (zc -h for help)\n')
 
 
 @pytest.mark.parametrize('job_id', ['logs/notes', 'job-0000', 'c/job-ABC'])
@@ -1302,11 +1308,9 @@ def test_cancel_of_an_id_that_is_no_job_name_deletes_nothing(monkeypatch, capsys
     ses.request = lambda method, path, *a, **k: asked.append((method, path))
     monkeypatch.setattr(cli.Client, 'session', ses)
     assert cli.main(['--auth', 'http://127.0.0.1:9/auth/v1.0', '-U', 'u', '-K', 'k',
-                     'cancel', job_id]) == 1
+                     'cancel', job_id]) == 2
     assert asked == []
-    assert capsys.readouterr().err == (
-        f'zc: {job_id}: no such job (no result and no progress stored: a typo in the id, '
-        'or its result was deleted)\n')
+    assert 'is not a job id' in capsys.readouterr().err
 
 
 def test_a_write_cut_short_by_a_closed_pipe_is_a_closed_output() -> None:
@@ -1382,3 +1386,27 @@ def test_status_json_of_a_cancelled_job_gives_its_node_counts() -> None:
     assert (said['state'], said['status'], said['nodes']) == (
         'cancelled', 499, {'total': 4, 'done': 0, 'failed': 1, 'stopped': 2})
     assert said['error'].endswith(': 0/4 nodes done, 1 failed, 2 stopped running')
+
+
+def test_result_of_a_running_job_names_it_once_and_what_to_do(monkeypatch, capsys) -> None:
+    # it said "job-1: no result yet (zc wait job-1)": the id twice, no word of progress
+    from zerocloud.client import cli
+    monkeypatch.setattr(cli.Client, 'result_path', lambda self, job: job)
+    monkeypatch.setattr(cli.Client, 'known', lambda self, path, output=False:
+                        (None, {'state': 'running'}))
+    assert cli.main(['result', 'job-1']) == cli.EXIT_PENDING
+    assert capsys.readouterr().err == ('job-1: no result yet (zc wait with this id waits for '
+                                       'it; zc status shows its progress)\n')
+
+
+def test_nodes_that_failed_alike_are_shown_a_few_then_counted() -> None:
+    # a wildcard's program that exits 3 on each of 100 objects printed 100 lines
+    # "exitcode-N: exit 3" under the table that shows each node's exit already
+    from zerocloud.client import display
+    nodes = [report.NodeResult(f'x-{i}', status='ok', retcode=3)
+             for i in range(1, 101)]
+    nodes.insert(50, report.NodeResult('x-odd', status='fault',
+                                       error='fault: read of unmapped memory'))
+    assert display.failures(nodes) == (
+        'x-1: exit 3\nx-2: exit 3\nx-3: exit 3\nx-odd: fault: read of unmapped memory\n'
+        '... and 97 more nodes: exit 3\n')

@@ -50,6 +50,9 @@ with quiet_imports('zc'):   # Ctrl-C as the command is starting: exit 130
     from zerocloud.client import display, jobs, local, report, zapps
     from zerocloud.client.session import Answer, ServerError, Session
     from zerocloud.job import JobError, SwiftPath, parse_location
+    from zerocloud.jobnames import HEADERS_SUFFIX, STATE_SUFFIX
+    from zerocloud.jobnames import HOME as RESULTS
+    from zerocloud.jobnames import NAME as JOB_NAME
     from zerocloud.sql import formats as sql_formats
     from zvm_core import stdout
     from zvm_core.engines import CHOICES
@@ -57,7 +60,6 @@ with quiet_imports('zc'):   # Ctrl-C as the command is starting: exit 130
 EXIT_FAILED, EXIT_USAGE, EXIT_PENDING, EXIT_CANCELLED = 1, 2, 3, 130
 REPORT_HEADER = 'X-Zerovm-Report'
 DEFERRED_HEADER = 'X-Zerovm-Deferred'
-RESULTS = '.zvm'
 POLL_START, POLL_MAX = 0.2, 2.0
 CANCEL_WAIT = 60.0              # seconds zc cancel waits for the job to stop
 CANCELLED = {                   # what Ctrl-C did, by command
@@ -69,8 +71,6 @@ CANCELLED = {                   # what Ctrl-C did, by command
     'sql': ': the connection is closed, so the server stops the query',
 }
 ENDPOINT_HEADER = 'X-Container-Meta-Rest-Endpoint'
-STATE_SUFFIX, HEADERS_SUFFIX = '.state', '.headers'   # of a deferred result (zerocloud.deferred)
-JOB_NAME = re.compile(r'job-[0-9a-f]{32}')    # a deferred job's (zerocloud.deferred)
 
 
 class Usage(Exception):
@@ -511,9 +511,9 @@ class Client:
             path: SwiftPath | None = self.session.location(where)
         except JobError:
             path = None
-        if path is None or not path.obj:
+        if path is None or not path.obj or not JOB_NAME.fullmatch(path.obj.rsplit('/', 1)[-1]):
             raise Usage(f'{job_id!r} is not a job id: give the id zc submit printed '
-                        '(job-<hex>, or <container>/job-<hex>)')
+                        '(job-<32 hex digits>, or <container>/job-<32 hex digits>)')
         return path
 
     def stored(self, path: SwiftPath, output: bool = False) -> report.JobResult | None:
@@ -592,15 +592,13 @@ class Client:
         elif said:
             self.err.write(f'{self.opts.id}: {state}: {said}\n')
         else:
-            every = f'zc result {self.opts.id} --json lists every node'
+            every = 'zc result with this id and --json lists every node'
             self.err.write(f'{self.opts.id}: {state}: {display.summary(result, every)}')
 
     def cmd_cancel(self) -> int:
         """Stop a running deferred job (a DELETE of its state), wait for its result
         (which says what had ended) and say it; exit 0 once it is cancelled."""
-        path, job = self.result_path(self.opts.id), self.opts.id
-        if not JOB_NAME.fullmatch(path.obj):    # its DELETE would delete an object <id>.state
-            return self.unknown()
+        path, job = self.result_path(self.opts.id), self.opts.id   # a job's: its DELETE
         state = SwiftPath(path.account, path.container, path.obj + STATE_SUFFIX)
         answer = self.session.request('DELETE', state, {})
         body = answer.read()
@@ -617,7 +615,7 @@ class Client:
         while (result := self.stored(path)) is None:
             if time.monotonic() >= deadline:
                 self.err.write(f'{job}: asked to stop, still running after {CANCEL_WAIT:.0f} s '
-                               f'(zc status {job})\n')
+                               '(zc status with this id says when it stopped)\n')
                 return EXIT_PENDING
             time.sleep(pause)
             pause = min(pause * 1.5, POLL_MAX)
@@ -645,8 +643,8 @@ class Client:
                     raise KeyboardInterrupt
                 if deadline is not None and time.monotonic() >= deadline:
                     job = self.opts.id
-                    self.err.write(f'{job}: not done after {wait} s: it goes on '
-                                   f'(zc wait {job} again; zc status {job})\n')
+                    self.err.write(f'{job}: not done after {wait} s: it goes on (zc wait '
+                                   'with this id again; zc status shows its progress)\n')
                     return EXIT_PENDING
                 if follow and (state := self.state(path)) is not None:
                     seen.append(state)
@@ -660,7 +658,8 @@ class Client:
         if result is None and state is None:
             return self.unknown()
         if result is None:
-            self.err.write(f'{self.opts.id}: no result yet (zc wait {self.opts.id})\n')
+            self.err.write(f'{self.opts.id}: no result yet (zc wait with this id waits for '
+                           'it; zc status shows its progress)\n')
             return EXIT_PENDING
         return self.show_result(result, {})
 

@@ -16,6 +16,7 @@ from zerocloud.client.report import JobResult, NodeResult
 
 COLUMNS = ('NODE', 'OBJECT', 'SERVER', 'STATUS', 'EXIT', 'FUEL', 'IN', 'OUT', 'SECONDS')
 STDERR_LINES = 20               # of each failed node's stderr shown under the table
+ALIKE_SHOWN = 3                 # nodes that failed alike shown; the others are counted
 
 
 def size(n: int | None) -> str:
@@ -51,8 +52,11 @@ def table(nodes: list[NodeResult]) -> str:
 
 
 def failures(nodes: list[NodeResult]) -> str:
-    """What went wrong in each failed node: its status, error and stderr's last lines."""
-    out = []
+    """What went wrong in each failed node: its status, error and stderr's last lines;
+    past :data:`ALIKE_SHOWN` nodes that failed alike (a wildcard's program that fails
+    on every object), the others counted in a line at the end."""
+    out: list[str] = []
+    alike: dict[tuple, list] = {}           # (what, stderr) -> [count, what]
     for node in nodes:
         if not node.failed:
             continue
@@ -66,8 +70,14 @@ def failures(nodes: list[NodeResult]) -> str:
             how == 'ok' or not node.status else f'{how}: {error}'     # ok: ran, not stored
         lines = node.stderr.rstrip('\n').splitlines()[-STDERR_LINES:]
         said = [f'{node.name}: {what}\n', *(f'  | {line}\n' for line in lines)]
-        if out[-len(said):] != said:        # replicas that failed alike are said once
+        if out[-len(said):] == said:        # replicas that failed alike are said once
+            continue
+        seen = alike.setdefault((what, tuple(lines)), [0, what])
+        seen[0] += 1
+        if seen[0] <= ALIKE_SHOWN:
             out.extend(said)
+    out += [f'... and {count - ALIKE_SHOWN} more nodes: {what}\n'
+            for count, what in alike.values() if count > ALIKE_SHOWN]
     return ''.join(out)
 
 
@@ -82,7 +92,7 @@ def summary(result: JobResult, every: str = 'use --json for every node') -> str:
     cut = f' (headers cut: {every})' if result.truncated else ''
     word = 'node' if total == 1 else 'nodes'
     http = f'; HTTP {result.status}' if result.status else ''
-    return f'{total} {word}: {total - failed} ok, {failed} failed{secs}{http}{cut}\n'
+    return f'{total} {word}: {total - failed} succeeded, {failed} failed{secs}{http}{cut}\n'
 
 
 REFUSED = ('the credentials were refused: check ST_USER and ST_KEY (or OS_USERNAME, '
@@ -112,7 +122,7 @@ def large_summary(result: JobResult, every: str = 'use --json for every node') -
     """The summary line of a job answered with counts (more than 1,000 nodes)."""
     s = result.summary
     secs = '' if result.seconds is None else f' in {result.seconds:.2f} s'
-    return (f'{s.nodes} nodes: {s.nodes - s.failed} ok, {s.failed} failed{secs}; '
+    return (f'{s.nodes} nodes: {s.nodes - s.failed} succeeded, {s.failed} failed{secs}; '
             f'HTTP {result.status}; statuses: {s.statuses or "-"}; exit codes: '
             f'{s.retcodes or "-"} (a large job: {every})\n')
 

@@ -59,7 +59,7 @@ from swift.common.concurrency import Event, Timeout, sleep, spawn
 from swift.common.exceptions import ConnectionTimeout
 from swift.common.storage_policy import POLICIES
 
-from zerocloud import graph, placement, wire
+from zerocloud import graph, placement, turns, wire
 from zerocloud.proxy.dispatch import (
     BUSY_PAUSE,
     BUSY_PAUSE_MAX,
@@ -314,6 +314,7 @@ class Batches:
         block, size, blocks = [], 0, []     # entries' JSON, joined into batch/entries members
         kept = []
         for entry in batch:         # a spec at a time: 512 at once held ~0.4 MiB
+            turns.take()
             plan = entry.plan
             spec = self.dispatcher.spec(plan)
             if shared is None:
@@ -377,7 +378,12 @@ class Batches:
         except (_Retry, OSError, Timeout, http.client.HTTPException, ValueError) as e:
             self.logger.info('batch of %d nodes not run on %s: %r', len(batch), where, e)
         except _Refused as e:          # each node alone gets the answer it deserves
-            if e.status == 400:     # alone, there too: each gets the answer it deserves
+            if self._refused_alone_too(e, batch[0].plan):
+                self.logger.info('batch of %d nodes refused by %s, as each would be: %r',
+                                 len(batch), where, e)
+                for entry in batch:
+                    self._end(entry, self._refused(entry, e))
+            elif e.status == 400:     # alone, there too: each gets the answer it deserves
                 older = f'unexpected member {wire.BATCH_PREFIX}' in str(e)
                 self.logger.warning(
                     'batch of %d nodes refused by %s as a bad request, they run alone%s: %r',
@@ -390,6 +396,24 @@ class Batches:
             self.load[server['ip'], server['port']] -= len(batch)
             for entry in batch:
                 self._end(entry, alone)
+
+    @staticmethod
+    def _refused_alone_too(e: _Refused, plan: Plan) -> bool:
+        """Would a node of the batch that ``e`` refused as too large be too large alone
+        as well (what all of them send, the program and the job's image, is over the
+        server's zerovm_maxinput)?  Then sending them alone only has each refused."""
+        limit = wire.too_large_limit(e.reason)
+        image = plan.inputs.get(wire.IMAGE_DEVICE)
+        least = len(plan.program or b'') + (image.size if image is not None else 0)
+        return limit is not None and least > limit
+
+    def _refused(self, entry: _Entry, e: _Refused) -> NodeResult:
+        """A node's result as its server refused it (``Dispatcher.run_node``'s)."""
+        server, plan = entry.server, entry.plan
+        res = NodeResult(plan.node, POLICIES.get_by_index(plan.policy).name)
+        res.fail(*e.node_error(f'{server["ip"]}:{server["port"]}/{server["device"]}',
+                               self.config.max_input))
+        return res
 
     def _exchange(self, server: dict, batch: list[_Entry], shared: wire.Member,
                   blocks: list[bytes]) -> None:
@@ -515,6 +539,7 @@ class Batches:
                     if timer is not None:
                         timer.cancel()
                     timer, armed = Timeout(limit + REARM), now
+                turns.take()            # the answer may all be there already
                 item = next(members, None)
                 if item is None:
                     break
@@ -530,6 +555,7 @@ class Batches:
                     if f.left > wire.REPORTS_LIMIT:
                         raise wire.WireError(f'{name} larger than {wire.REPORTS_LIMIT} bytes')
                     for i, report, outputs in wire.read_reports(f.read()):
+                        turns.take()
                         if not 0 <= i < len(batch) or batch[i].done:
                             raise wire.WireError(f'unexpected node {i} in {name}')
                         if isinstance(report, str):

@@ -65,19 +65,25 @@ class _Refused(Exception):
         super().__init__(f'{status} {reason}')
         self.status, self.reason = status, reason
 
-    def node_error(self, where: str, sent: int, max_input: int
-                   ) -> tuple[str, str, int | None]:
+    def node_error(self, where: str, max_input: int) -> tuple[str, str, int | None]:
         """(the node's status, its error, its HTTP status or None) as ``where`` refused
-        it, the request ``sent`` bytes long: one within this proxy's ``max_input`` that
-        the server found too large is no mistake of the job's but of the operators'
-        (the server's zerovm_maxinput is the smaller): ``error``, naming what to align."""
+        it.  Too large for a server whose zerovm_maxinput (its 413 names it) is below
+        this proxy's ``max_input`` is no mistake of the job's but of the operators':
+        ``error``, naming what to align; for one whose limit is the proxy's, the job
+        sends too much: ``refused``, saying what counts.  Judged on the two limits,
+        not on the request's size: a chunked request (links) is refused part-sent."""
         said = f'{where} refused the node: {self}'
-        if not (self.reason.startswith(wire.TOO_LARGE) and 0 < sent <= max_input):
-            ended = 'error' if self.reason.startswith(wire.UNREADABLE) else 'refused'
-            return ended, said, self.status
-        return 'error', (f'{said}; the request was {sent} bytes (the proxy\'s '
-                         f'zerovm_maxinput: {max_input}): a configuration mismatch; the '
-                         f'operator should set the object server\'s as the proxy\'s'), None
+        limit = wire.too_large_limit(self.reason)
+        if limit is not None and limit < max_input:
+            return 'error', (f'{said}: below the proxy\'s zerovm_maxinput ({max_input} '
+                             f'bytes): a configuration mismatch; the operator should set '
+                             f'the object server\'s as the proxy\'s'), None
+        if limit is not None:           # no commas: X-Nexe-Error's values are separated by them
+            said += (': everything sent with one node counts (program and image and objects '
+                     'and data from other nodes); send less or ask the operator to raise '
+                     'zerovm_maxinput (in the proxy and the object servers)')
+        ended = 'error' if self.reason.startswith(wire.UNREADABLE) else 'refused'
+        return ended, said, self.status
 
 
 @dataclass
@@ -293,7 +299,7 @@ class Dispatcher:
                 res.program_bytes = 0 if wire.PROGRAM in headers else len(plan.program or b'')
                 break
             except _Refused as e:       # a 4xx: any server would refuse it
-                res.fail(*e.node_error(where, sent[0], self.config.max_input))
+                res.fail(*e.node_error(where, self.config.max_input))
                 break
             except graph.SpoolFull as e:
                 res.fail('error', str(e), 413)

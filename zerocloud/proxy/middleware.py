@@ -287,7 +287,17 @@ from swift.common.utils import (
     get_logger,
 )
 
-from zerocloud import chain, deferred, graph, hangup, pipeline, placement, sources, wire
+from zerocloud import (
+    chain,
+    deferred,
+    graph,
+    hangup,
+    pipeline,
+    placement,
+    sources,
+    turns,
+    wire,
+)
 from zerocloud.config import Config
 from zerocloud.httperrors import HTTPBadRequest, HTTPNotFound, HTTPRequestEntityTooLarge
 from zerocloud.job import (
@@ -552,10 +562,14 @@ class ProxyExecMiddleware:
         for path in sorted(remote - inputs.keys(), key=str):
             inputs[path] = caller.fetch(path, self.config.max_input, reader=readers[path])[0]
         rings: dict[int, object] = {}
-        plans = [self._plan(n, account, job_id, programs[n.name], local[n.name], policies,
-                            inputs, rings) for n in nodes]
+        plans = []
+        for n in nodes:
+            turns.take()                        # a chunk is a thousand nodes
+            plans.append(self._plan(n, account, job_id, programs[n.name], local[n.name],
+                                    policies, inputs, rings))
         digests = known.digests                  # one program object per path and job
         for plan in plans:
+            turns.take()
             node = plan.node
             plan.env = {'SCRIPT_NAME': node.argv[0], 'SCRIPT_FILENAME': node.exec.path}
             if attached_object(node):

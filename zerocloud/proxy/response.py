@@ -33,7 +33,7 @@ from swift.common.concurrency import tpool
 from swift.common.swob import Response
 from swift.common.utils import close_if_possible
 
-from zerocloud import cgiout, graph, wire
+from zerocloud import cgiout, graph, turns, wire
 from zerocloud.job import Node
 from zerocloud.proxy.outputs import OutputFile
 
@@ -365,6 +365,7 @@ def report_pieces(status: int, seconds: float, results: list[NodeResult]) -> Ite
     yield (f'{{\n "status": {json.dumps(status)},\n "seconds": '
            f'{json.dumps(round(seconds, 6))},\n "nodes": [').encode()
     for i, r in enumerate(results):
+        turns.take()                    # the server's writes of the pieces may never wait
         text = json.dumps(r.to_dict(), indent=1).replace('\n', '\n  ')
         yield f'{"," if i else ""}\n  {text}'.encode()
     yield b'\n ]\n}' if results else b']\n}'

@@ -44,7 +44,7 @@ from collections.abc import Callable, Iterable, Iterator
 from swift.common.concurrency import GreenPool, Semaphore, tpool
 from swift.common.swob import Response
 
-from zerocloud import cgiout, graph
+from zerocloud import cgiout, graph, turns
 from zerocloud.proxy.outputs import SPOOL_MEMORY
 from zerocloud.proxy.response import (
     CHUNK,
@@ -126,6 +126,7 @@ def run(plans: Iterable, run_replica: graph.RunReplica,
 
     try:
         for plan in plans:
+            turns.take()                # a plan is taken without a wait when a place is free
             if errors:
                 break
             if progress is not None:
@@ -391,6 +392,7 @@ class Collector:
             self.spool = JobSpool(self.records)
             held, self.held = self.in_order(), []
             for _, node_results in itertools.groupby(held, key=lambda r: r.node.id):
+                turns.take()
                 self.spool.add(list(node_results))
 
     def in_order(self) -> list[NodeResult]:
