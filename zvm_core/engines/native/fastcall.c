@@ -2,8 +2,8 @@
  * of the calls that read only the process's fixed identity, and the
  * personality's plain success path of a channel read or write.
  *
- * serve() waits for the guest's notifications (epoll on the listener and the
- * pidfd, the seccomp RECV ioctl) as supervisor.py's loop did, with the GIL
+ * serve() waits for the guest's notifications (poll, then epoll, on the listener
+ * and the pidfd; the seccomp RECV ioctl) as supervisor.py's loop did, with the GIL
  * released while it sends an answer, waits and receives (the rdtsc tracer
  * thread needs it).  A call it can serve it answers itself; any other call it
  * hands to Python's answer() (the personality, zvm_core/syscalls), and
@@ -1179,6 +1179,26 @@ static double time_left(double deadline)
     return deadline - monotonic();
 }
 
+#define POLLED 16       /* a run's waits with poll before serve() makes its epoll */
+
+/* An epoll of the listener (0) and the pidfd (1) for a run past its POLLED waits;
+ * -1 where one cannot be made (the run polls on), -2 with an OSError set if adding
+ * them failed otherwise. */
+static int waiter(int listener, int pidfd)
+{
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    if (ep < 0)
+        return -1;
+    struct epoll_event ev = {.events = EPOLLIN, .data.u32 = 0};
+    if (epoll_ctl(ep, EPOLL_CTL_ADD, listener, &ev) < 0
+        || (ev.data.u32 = 1, epoll_ctl(ep, EPOLL_CTL_ADD, pidfd, &ev)) < 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        close(ep);
+        return -2;
+    }
+    return ep;
+}
+
 static PyObject *serve(PyObject *self, PyObject *args)
 {
     int listener, pidfd;
@@ -1195,7 +1215,7 @@ static PyObject *serve(PyObject *self, PyObject *args)
         PyBuffer_Release(&out);
         return NULL;
     }
-    struct pollfd fds[2] = {{listener, POLLIN, 0}, {pidfd, POLLIN, 0}};    /* revents: epoll's */
+    struct pollfd fds[2] = {{listener, POLLIN, 0}, {pidfd, POLLIN, 0}};
     struct seccomp_notif notif;
     struct seccomp_notif_resp resp;
     struct cache k = {.out = -1, .obuf = c.buffer + CAP, .spare = c.buffer + CAP + OBUF,
@@ -1216,18 +1236,11 @@ static PyObject *serve(PyObject *self, PyObject *args)
         pending = 1;
     }
     long result = -1;
-    /* the waits: epoll, its two descriptors added once (poll registers both at
-     * every call: ~0.4 us of this thread's CPU a round trip, floor.c) */
-    int ep = epoll_create1(EPOLL_CLOEXEC);
-    struct epoll_event ev = {.events = EPOLLIN, .data.u32 = 0};
-    if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, listener, &ev) < 0
-        || (ev.data.u32 = 1, epoll_ctl(ep, EPOLL_CTL_ADD, pidfd, &ev)) < 0) {
-        PyErr_SetFromErrno(PyExc_OSError);
-        if (ep >= 0)
-            close(ep);
-        PyBuffer_Release(&out);
-        return NULL;
-    }
+    /* the waits: poll for a run's first POLLED waits, then epoll, its two descriptors
+     * added once (poll registers both at every wait: ~0.4 us of this thread's CPU a
+     * round trip, floor.c; an epoll made, filled and closed costs four system calls,
+     * ~5-10 us here: more than a short run's waits save -- musl hello makes six) */
+    int ep = -1, waits = 0;
     if (!held || !carried)
         carry();                /* dropped at the end, whatever way out (but held) */
     int carrying = carried, rearms = REARMS;
@@ -1243,6 +1256,8 @@ static PyObject *serve(PyObject *self, PyObject *args)
             result = DEADLINE;  /* an answer not sent: the guest is killed in its call */
             break;
         }
+        if (ep < 0 && ++waits > POLLED && (ep = waiter(listener, pidfd)) == -2)
+            break;
         /* one release of the GIL (the rdtsc tracer thread needs it) for the answer,
          * the wait and the next notification */
         int sent = 0, send_err = 0, ready, err, r = -1;
@@ -1251,12 +1266,18 @@ static PyObject *serve(PyObject *self, PyObject *args)
             sent = ioctl(listener, SECCOMP_IOCTL_NOTIF_SEND, &resp);
             send_err = errno;
         }
-        struct epoll_event got[2];
-        ready = epoll_wait(ep, got, 2, (int)fmin(ceil(left * 1000), INT32_MAX));
-        err = errno;
-        fds[0].revents = fds[1].revents = 0;
-        for (int i = 0; i < ready; i++)
-            fds[got[i].data.u32].revents = (short)got[i].events;
+        int ms = (int)fmin(ceil(left * 1000), INT32_MAX);
+        if (ep < 0) {
+            ready = poll(fds, 2, ms);
+            err = errno;
+        } else {
+            struct epoll_event got[2];
+            ready = epoll_wait(ep, got, 2, ms);
+            err = errno;
+            fds[0].revents = fds[1].revents = 0;
+            for (int i = 0; i < ready; i++)
+                fds[got[i].data.u32].revents = (short)got[i].events;
+        }
         if (ready > 0 && !fds[1].revents && (fds[0].revents & POLLIN)) {
             memset(&notif, 0, sizeof notif);
             r = ioctl(listener, SECCOMP_IOCTL_NOTIF_RECV, &notif);
@@ -1280,6 +1301,11 @@ static PyObject *serve(PyObject *self, PyObject *args)
         }
         if (ready == 0)
             continue;
+        if ((fds[0].revents | fds[1].revents) & POLLNVAL) {     /* as epoll_ctl would */
+            errno = EBADF;
+            PyErr_SetFromErrno(PyExc_OSError);
+            break;
+        }
         if (fds[1].revents) {
             result = EXITED;            /* no call of it is pending any more */
             break;
@@ -1369,7 +1395,8 @@ static PyObject *serve(PyObject *self, PyObject *args)
         PyErr_Restore(type, value, tb);
     if (!held)
         drop();
-    close(ep);
+    if (ep >= 0)
+        close(ep);
     PyBuffer_Release(&out);
     return result < 0 ? NULL : PyLong_FromLong(result);
 }

@@ -120,7 +120,9 @@ TICK_NS = 1000          # the native virtual clock: 1 us per mediated call (no f
 AS_SLACK = 16 << 20     # the loader's own pages under RLIMIT_AS
 FILTER = seccomp.assemble(seccomp.program())
 _NOTIF_ZERO = bytes(seccomp.NOTIF.size)
-HELLO = 9               # loader.c start(): 'N' or 'L', then where it reads run_sp
+HELLO = 9               # loader.c start(): 'N' or 'L', then where it reads its stack pointer
+SP_SLOT = STACK_TOP - 8     # loader.c: where a child started at its entry reads it
+SP_GAP = 32                 # bytes of zeros at most between the stack's copy and SP_SLOT
 _UCRED = struct.Struct('3i')            # SCM_CREDENTIALS: pid, uid, gid
 FAST_PATH = True        # channel reads and writes served in C (fastcall.c); tests compare
 # loader.c delivers these to the trap stub: a trap call with the signal as its argument
@@ -321,6 +323,24 @@ class _Child:
             if fd is not None:
                 os.close(fd)
         _reap(self.pid, self.pidfd, self.tracer)
+
+
+def _writes(spec: Spec, sp_at: int) -> list[tuple[int, bytes]]:
+    """What a template's child is written for its run: ``spec``'s copies (the user
+    manifest, then the initial stack) and the stack pointer at ``sp_at``, where its
+    loader reads it.  A child started at its entry reads it from the stack's last
+    8 bytes (loader.c: SP_SLOT), just above the initial stack, whose strings end 16
+    bytes below the top (``initial_stack``): the stack and its pointer are one write
+    (the bytes between are the never-run stack's zeros), a ``pwrite`` less a run."""
+    sp = spec.sp.to_bytes(8, 'little')
+    addr, data = spec.copies[-1]
+    gap = sp_at - (addr + len(data))
+    if gap < 0 and addr < sp_at + len(sp):
+        raise OSError(errno.EINVAL, f'a copy into the guest at {addr:#x} reaches the slot of '
+                                    f'its stack pointer ({sp_at:#x})')
+    if sp_at == SP_SLOT and 0 <= gap <= SP_GAP:
+        return [*spec.copies[:-1], (addr, data + bytes(gap) + sp)]
+    return [*spec.copies, (sp_at, sp)]
 
 
 class Template:
@@ -536,8 +556,7 @@ class Template:
         if fd is None:
             fd = os.open(f'/proc/{child.pid}/mem', os.O_RDWR | os.O_CLOEXEC)
         try:        # /proc/PID/mem writes the read-only manifest page too (a debugger's write)
-            _fastcall.start(fd, child.pid,
-                            [*spec.copies, (child.sp_at, spec.sp.to_bytes(8, 'little'))],
+            _fastcall.start(fd, child.pid, _writes(spec, child.sp_at),
                             spec.cpu_seconds, spec.cpu_seconds + 1)
         finally:
             if fd != child.memfd:
