@@ -82,6 +82,7 @@
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -1517,30 +1518,102 @@ static PyObject *py_coarse(PyObject *self, PyObject *unused)
     return PyFloat_FromDouble(ts.tv_sec + ts.tv_nsec * 1e-9);
 }
 
-/* readable(fd, seconds) -> whether fd is readable within that time: a wait that,
- * unlike select's, reads no clock (a template's next hello, in a hold). */
-static PyObject *readable(PyObject *self, PyObject *args)
+/* Whether fd is readable within timeout seconds (1), not (0), or -1 with an
+ * exception set: a wait that, unlike select's, reads no clock (a template's next
+ * hello, in a hold; time_left's coarse clock gives a lower bound: wait again). */
+static int readable_within(int fd, double timeout)
 {
-    int fd, ready;
-    double timeout;
-    if (!PyArg_ParseTuple(args, "id", &fd, &timeout))
-        return NULL;
     struct pollfd p = {fd, POLLIN, 0};
     double left = fmax(0.0, timeout), deadline = monotonic() + left;
     for (;;) {
+        int ready;
         Py_BEGIN_ALLOW_THREADS
         ready = poll(&p, 1, (int)fmin(ceil(left * 1000), INT32_MAX));
         Py_END_ALLOW_THREADS
         if (ready > 0)
-            return Py_NewRef(Py_True);
-        if (ready < 0 && errno != EINTR)
-            return PyErr_SetFromErrno(PyExc_OSError);
+            return 1;
+        if (ready < 0 && errno != EINTR) {
+            PyErr_SetFromErrno(PyExc_OSError);
+            return -1;
+        }
         if (ready < 0 && PyErr_CheckSignals() < 0)  /* as select: a handler's exception */
-            return NULL;
-        left = time_left(deadline);     /* a lower bound: wait again until it is 0 */
+            return -1;
+        left = time_left(deadline);
         if (left <= 0)
-            return Py_NewRef(Py_False);
+            return 0;
     }
+}
+
+#define HELLO 9     /* loader.c start(): 'N' or 'L', then where it reads its stack pointer */
+
+/* hello(fd, seconds) -> (pid, descriptor or -1, bytes): the next message on a
+ * template's socket (supervisor.py: Template._hello), at most HELLO bytes, with its
+ * sender's pid (SCM_CREDENTIALS: the kernel's, which no process can claim for
+ * another) and the descriptor it passed (close-on-exec; any more are closed),
+ * waited for up to seconds (readable_within): TimeoutError if none came.  No bytes:
+ * the socket's end.  One call for what Python's recvmsg made of lists, tuples and
+ * a parse of its ancillary data, at each child taken in. */
+static PyObject *hello(PyObject *self, PyObject *args)
+{
+    int fd;
+    double timeout;
+    if (!PyArg_ParseTuple(args, "id", &fd, &timeout))
+        return NULL;
+    char data[HELLO];
+    union {
+        char buf[CMSG_SPACE(sizeof(int)) + CMSG_SPACE(sizeof(struct ucred))];
+        struct cmsghdr align;
+    } control;
+    struct iovec iov = {data, sizeof data};
+    struct msghdr msg;
+    ssize_t n;
+    int waited = 0;
+    for (;;) {
+        memset(&msg, 0, sizeof msg);
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.buf;
+        msg.msg_controllen = sizeof control.buf;
+        n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+        if (n >= 0)
+            break;
+        if (errno == EINTR) {
+            if (PyErr_CheckSignals() < 0)
+                return NULL;
+            continue;
+        }
+        if ((errno != EAGAIN && errno != EWOULDBLOCK) || waited)
+            return PyErr_SetFromErrno(PyExc_OSError);
+        int ready = readable_within(fd, timeout);
+        if (ready < 0)
+            return NULL;
+        if (ready == 0) {
+            PyErr_SetString(PyExc_TimeoutError, "timed out");
+            return NULL;
+        }
+        waited = 1;     /* readable now: what comes is read, or fails, at once */
+    }
+    int pid = 0, passed = -1;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c)) {
+        if (c->cmsg_level != SOL_SOCKET)
+            continue;
+        if (c->cmsg_type == SCM_CREDENTIALS && c->cmsg_len >= CMSG_LEN(sizeof(struct ucred))) {
+            struct ucred cred;
+            memcpy(&cred, CMSG_DATA(c), sizeof cred);
+            pid = cred.pid;
+        } else if (c->cmsg_type == SCM_RIGHTS) {
+            size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+            for (size_t i = 0; i < count; i++) {
+                int got;
+                memcpy(&got, CMSG_DATA(c) + i * sizeof(int), sizeof got);
+                if (passed < 0)
+                    passed = got;
+                else
+                    close(got);
+            }
+        }
+    }
+    return Py_BuildValue("iiy#", pid, passed, data, (Py_ssize_t)n);
 }
 
 static PyObject *caught(PyObject *self, PyObject *unused)
@@ -1573,8 +1646,9 @@ static PyMethodDef methods[] = {
     {"coarse", py_coarse, METH_NOARGS,
      "coarse() -> CLOCK_MONOTONIC_COARSE (the vDSO's: no rdtsc, no system call), behind "
      "monotonic() by up to a few ms."},
-    {"readable", readable, METH_VARARGS,
-     "readable(fd, seconds) -> whether fd is readable within that time (no clock read)."},
+    {"hello", hello, METH_VARARGS,
+     "hello(fd, seconds) -> (sender's pid, descriptor passed or -1, its bytes): the next "
+     "message of a template's socket, waited for with no clock read (TimeoutError)."},
     {"caught", caught, METH_NOARGS,
      "caught() -> how many rdtsc, rdtscp or cpuid of a serving thread the net let "
      "run again without the guest's flags (this process, so far)."},

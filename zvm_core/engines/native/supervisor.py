@@ -120,10 +120,8 @@ TICK_NS = 1000          # the native virtual clock: 1 us per mediated call (no f
 AS_SLACK = 16 << 20     # the loader's own pages under RLIMIT_AS
 FILTER = seccomp.assemble(seccomp.program())
 _NOTIF_ZERO = bytes(seccomp.NOTIF.size)
-HELLO = 9               # loader.c start(): 'N' or 'L', then where it reads its stack pointer
 SP_SLOT = STACK_TOP - 8     # loader.c: where a child started at its entry reads it
 SP_GAP = 32                 # bytes of zeros at most between the stack's copy and SP_SLOT
-_UCRED = struct.Struct('3i')            # SCM_CREDENTIALS: pid, uid, gid
 FAST_PATH = True        # channel reads and writes served in C (fastcall.c); tests compare
 # loader.c delivers these to the trap stub: a trap call with the signal as its argument
 FAULT_SIGNALS = frozenset({signal.SIGILL, signal.SIGTRAP, signal.SIGBUS, signal.SIGFPE,
@@ -497,23 +495,13 @@ class Template:
         listener passed with it, its bytes); a line (no listener) is an error, the
         template's own (OSError) or a child's (returned, that child to reap).
         TimeoutError if none comes within the template's timeout."""
-        while True:
-            try:
-                msg, anc, _flags, _addr = self.sock.recvmsg(
-                    HELLO, socket.CMSG_SPACE(4) + socket.CMSG_SPACE(_UCRED.size),
-                    socket.MSG_CMSG_CLOEXEC)
-                break
-            except BlockingIOError:     # (a select's timeout reads the clock: rdtsc)
-                if not _fastcall.readable(self.sock.fileno(), self.timeout):
-                    raise TimeoutError('timed out') from None
+        # one C call: the message, its sender and its descriptor (no clock read)
+        pid, passed, msg = _fastcall.hello(self.sock.fileno(), self.timeout)
+        listener = None if passed < 0 else passed
         if not msg:
+            if listener is not None:
+                os.close(listener)
             raise OSError(errno.EPIPE, 'the template is gone')
-        pid, listener = 0, None
-        for level, kind, data in anc:
-            if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
-                pid = _UCRED.unpack(data[:_UCRED.size])[0]
-            elif level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                listener = int.from_bytes(data[:4], 'little')
         if listener is None:
             self.sock.settimeout(self.timeout)      # the rest of its line
             try:
