@@ -4,10 +4,14 @@
 pool of 2 workers) alone, next to what each start costs the pool's
 processes, so that an A/B under load compares CPU as well as latency:
 
-- worker: user+system CPU of the worker processes (``/proc/PID/stat``) per start;
+- worker: CPU of the worker processes per start, in nanoseconds: the time
+  their live threads ran (``/proc/PID/task/TID/schedstat``: a thread that ended
+  meanwhile is not counted, none does in a warm hello; where the kernel has no
+  schedstat, user+system from ``/proc/PID/stat`` in clock ticks, ~10 ms);
 - children: the CPU of the runs' processes the workers reaped (``cutime`` +
-  ``cstime``: the guests, which are the worker's children) per start;
-- templates: CPU of the template processes (the fork servers) per start;
+  ``cstime``: the guests, which are the worker's children) per start, in ticks;
+- templates: CPU of the template processes (the fork servers) per start, as
+  the workers';
 - switches: the workers' context switches per start (voluntary + involuntary,
   ``/proc/PID/status``): each is a cold cache for the Python that follows.
 - with ``--msr`` (``perf``, root): the MSR writes per start of the pool's
@@ -92,22 +96,32 @@ def _children(pid: int) -> list[int]:
     return kids
 
 
+def _ran(pid: int, stat: list[str]) -> float:
+    """Seconds of CPU the process has used: its threads' run time in nanoseconds
+    (schedstat), or its user+system clock ticks where the kernel has no schedstat."""
+    try:
+        return sum(int(open(f'/proc/{pid}/task/{tid}/schedstat').read().split()[0])
+                   for tid in os.listdir(f'/proc/{pid}/task')) / 1e9
+    except (OSError, ValueError, IndexError):
+        return (int(stat[11]) + int(stat[12])) / TICK
+
+
 def sample(workers: list[int]) -> dict[str, float]:
     """Seconds of CPU so far: the workers', their reaped children's, their templates'
     (live children that are not zombies), and the workers' context switches."""
     got = {'worker': 0.0, 'children': 0.0, 'templates': 0.0, 'switches': 0}
     for pid in workers:
         f = _stat(pid)      # fields from state: utime is 11, stime 12, cutime 13, cstime 14
-        got['worker'] += (int(f[11]) + int(f[12])) / TICK
+        got['worker'] += _ran(pid, f)
         got['children'] += (int(f[13]) + int(f[14])) / TICK
         got['switches'] += _switches(pid)
         for kid in _children(pid):
             try:
                 k = _stat(kid)
+                if k[0] != 'Z':
+                    got['templates'] += _ran(kid, k)
             except OSError:
                 continue
-            if k[0] != 'Z':
-                got['templates'] += (int(k[11]) + int(k[12])) / TICK
     return got
 
 
@@ -279,8 +293,9 @@ def main(argv: list[str] | None = None) -> int:
     table(title, ['round', 'tree', 'n', 'p50', 'p99', 'caller us/start', 'worker us/start',
                   'children us/start', 'templates us/start', 'worker switches/start', *msr,
                   'load'],
-          rows, note='CPU from /proc/PID/stat and getrusage (clock ticks: ~10 ms resolution, '
-                     'meaningful over 1000+ starts); goal (issue 16): p50 <= 0.5 ms')
+          rows, note='worker and template CPU from schedstat (ns), children from /proc/PID/stat '
+                     'and the caller from getrusage (clock ticks: ~10 ms resolution, meaningful '
+                     'over 1000+ starts); goal (issue 16): p50 <= 0.5 ms')
     return 0
 
 

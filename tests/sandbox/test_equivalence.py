@@ -70,6 +70,7 @@ CASES: dict[str, list[tuple[tuple[str, ...], bytes]]] = {
     'sparse': [(('1099511627776:0', '10:5'), b'')], 'iovbomb': [(('1', '4'), b'abc')],
     'vsyscall': [((), b'')], 'mprotbits': [((), b'ABCDEF')], 'gather': [(('300', '2'), TEXT)],
     'epipe': [((), b'')], 'writesizes': [(('300000', '5', '700000'), b'')],
+    'stacktop': [((), b''), (('x' * 15, 'y'), b'')],
     'hostile8': [((what,), b'abcdefgh') for what in ('threads', 'fds', 'vectors', 'memory')],
     'reprotect': [((how,), b'') for how in ('fixed', 'reuse', 'read', 'reserve')],
     'protsnap': [((how,), b'') for how in ('calls', 'store', 'held', 'data', 'unmapped')],

@@ -476,7 +476,9 @@ def test_a_template_child_that_cannot_start_says_why_and_is_reaped(guest):
     try:
         resource.prlimit(template.pid, resource.RLIMIT_NOFILE, (64, 64))
         for _ in range(2):
-            with pytest.raises(OSError, match='setrlimit NOFILE'):
+            # a child inherits its template's limit (raised once, by the template):
+            # under the control socket's descriptor, its dup2 fails and says why
+            with pytest.raises(OSError, match=r'dup2 of the control socket \(setrlimit NOFILE\)'):
                 template.take()
             assert set(_child_states(os.getpid())) - before == {template.pid}   # no zombie
             assert template.alive()

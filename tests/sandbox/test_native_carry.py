@@ -294,18 +294,19 @@ def test_a_batchs_nodes_read_no_tsc_in_the_worker(guest):
 
 def test_the_deadline_clock_reads_no_tsc_while_carried_and_is_never_early():
     """The C loop's deadline clock (``fastcall.c``: time_left), here through
-    ``readable``: while the thread carries the flags it reads the vDSO's
-    CLOCK_MONOTONIC_COARSE (no rdtsc: nothing for the net, the flags still on), and
-    a wait for a deadline ends at it, never before (the coarse clock lags: the time
-    left it gives is a lower bound)."""
-    import os
-    r, w = os.pipe()
+    ``hello`` (a template's next message): while the thread carries the flags it
+    reads the vDSO's CLOCK_MONOTONIC_COARSE (no rdtsc: nothing for the net, the
+    flags still on), and a wait for a deadline ends at it, never before (the coarse
+    clock lags: the time left it gives is a lower bound)."""
+    import socket
+    r, w = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     try:
         assert _fastcall.hold(True)
         before = _fastcall.caught()
         for seconds in (0.1, 0.03, 0.001):      # far from the deadline, and within its slack
             began = _fastcall.monotonic()
-            assert not _fastcall.readable(r, seconds)
+            with pytest.raises(TimeoutError):
+                _fastcall.hello(r.fileno(), seconds)
             assert _fastcall.monotonic() - began >= seconds
         coarse = _fastcall.coarse()             # the worker's expiries' clock, as direct
         assert 0 < coarse <= _fastcall.monotonic() < coarse + 0.1
@@ -313,8 +314,36 @@ def test_the_deadline_clock_reads_no_tsc_while_carried_and_is_never_early():
         assert _flags() == _guest_flags()
     finally:
         _fastcall.hold(False)
-        os.close(r)
-        os.close(w)
+        r.close()
+        w.close()
+
+
+def test_hello_gives_a_message_its_sender_and_descriptor():
+    """``hello``: the message's bytes (at most 9: a child's hello), its sender's pid
+    as the kernel gives it (``SO_PASSCRED``), the descriptor passed with it (close-on-
+    exec; -1 with none), and b'' at the socket's end."""
+    import array
+    import fcntl
+    import os
+    import socket
+    r, w = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    try:
+        r.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        with open(os.devnull, 'rb') as f:
+            w.sendmsg([b'L' + bytes(range(1, 9))],
+                      [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array('i', [f.fileno()]))])
+        pid, passed, data = _fastcall.hello(r.fileno(), 1.0)
+        assert (pid, data) == (os.getpid(), b'L' + bytes(range(1, 9)))
+        assert os.path.samestat(os.fstat(passed), os.stat(os.devnull))
+        assert fcntl.fcntl(passed, fcntl.F_GETFD) & fcntl.FD_CLOEXEC
+        os.close(passed)
+        w.send(b'loader: a line\n')                  # no descriptor: its first 9 bytes
+        assert _fastcall.hello(r.fileno(), 1.0) == (os.getpid(), -1, b'loader: a')
+        w.close()
+        assert _fastcall.hello(r.fileno(), 1.0)[2] == b''  # the end
+    finally:
+        r.close()
+        w.close()
 
 
 def test_a_timeout_in_calls_answered_in_c_ends_at_its_deadline_with_the_flags(guest):

@@ -2,8 +2,8 @@
  * of the calls that read only the process's fixed identity, and the
  * personality's plain success path of a channel read or write.
  *
- * serve() waits for the guest's notifications (epoll on the listener and the
- * pidfd, the seccomp RECV ioctl) as supervisor.py's loop did, with the GIL
+ * serve() waits for the guest's notifications (poll, then epoll, on the listener
+ * and the pidfd; the seccomp RECV ioctl) as supervisor.py's loop did, with the GIL
  * released while it sends an answer, waits and receives (the rdtsc tracer
  * thread needs it).  A call it can serve it answers itself; any other call it
  * hands to Python's answer() (the personality, zvm_core/syscalls), and
@@ -82,6 +82,7 @@
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -1179,6 +1180,26 @@ static double time_left(double deadline)
     return deadline - monotonic();
 }
 
+#define POLLED 16       /* a run's waits with poll before serve() makes its epoll */
+
+/* An epoll of the listener (0) and the pidfd (1) for a run past its POLLED waits;
+ * -1 where one cannot be made (the run polls on), -2 with an OSError set if adding
+ * them failed otherwise. */
+static int waiter(int listener, int pidfd)
+{
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    if (ep < 0)
+        return -1;
+    struct epoll_event ev = {.events = EPOLLIN, .data.u32 = 0};
+    if (epoll_ctl(ep, EPOLL_CTL_ADD, listener, &ev) < 0
+        || (ev.data.u32 = 1, epoll_ctl(ep, EPOLL_CTL_ADD, pidfd, &ev)) < 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        close(ep);
+        return -2;
+    }
+    return ep;
+}
+
 static PyObject *serve(PyObject *self, PyObject *args)
 {
     int listener, pidfd;
@@ -1195,7 +1216,7 @@ static PyObject *serve(PyObject *self, PyObject *args)
         PyBuffer_Release(&out);
         return NULL;
     }
-    struct pollfd fds[2] = {{listener, POLLIN, 0}, {pidfd, POLLIN, 0}};    /* revents: epoll's */
+    struct pollfd fds[2] = {{listener, POLLIN, 0}, {pidfd, POLLIN, 0}};
     struct seccomp_notif notif;
     struct seccomp_notif_resp resp;
     struct cache k = {.out = -1, .obuf = c.buffer + CAP, .spare = c.buffer + CAP + OBUF,
@@ -1216,18 +1237,11 @@ static PyObject *serve(PyObject *self, PyObject *args)
         pending = 1;
     }
     long result = -1;
-    /* the waits: epoll, its two descriptors added once (poll registers both at
-     * every call: ~0.4 us of this thread's CPU a round trip, floor.c) */
-    int ep = epoll_create1(EPOLL_CLOEXEC);
-    struct epoll_event ev = {.events = EPOLLIN, .data.u32 = 0};
-    if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, listener, &ev) < 0
-        || (ev.data.u32 = 1, epoll_ctl(ep, EPOLL_CTL_ADD, pidfd, &ev)) < 0) {
-        PyErr_SetFromErrno(PyExc_OSError);
-        if (ep >= 0)
-            close(ep);
-        PyBuffer_Release(&out);
-        return NULL;
-    }
+    /* the waits: poll for a run's first POLLED waits, then epoll, its two descriptors
+     * added once (poll registers both at every wait: ~0.4 us of this thread's CPU a
+     * round trip, floor.c; an epoll made, filled and closed costs four system calls,
+     * ~5-10 us here: more than a short run's waits save -- musl hello makes six) */
+    int ep = -1, waits = 0;
     if (!held || !carried)
         carry();                /* dropped at the end, whatever way out (but held) */
     int carrying = carried, rearms = REARMS;
@@ -1243,6 +1257,8 @@ static PyObject *serve(PyObject *self, PyObject *args)
             result = DEADLINE;  /* an answer not sent: the guest is killed in its call */
             break;
         }
+        if (ep < 0 && ++waits > POLLED && (ep = waiter(listener, pidfd)) == -2)
+            break;
         /* one release of the GIL (the rdtsc tracer thread needs it) for the answer,
          * the wait and the next notification */
         int sent = 0, send_err = 0, ready, err, r = -1;
@@ -1251,12 +1267,18 @@ static PyObject *serve(PyObject *self, PyObject *args)
             sent = ioctl(listener, SECCOMP_IOCTL_NOTIF_SEND, &resp);
             send_err = errno;
         }
-        struct epoll_event got[2];
-        ready = epoll_wait(ep, got, 2, (int)fmin(ceil(left * 1000), INT32_MAX));
-        err = errno;
-        fds[0].revents = fds[1].revents = 0;
-        for (int i = 0; i < ready; i++)
-            fds[got[i].data.u32].revents = (short)got[i].events;
+        int ms = (int)fmin(ceil(left * 1000), INT32_MAX);
+        if (ep < 0) {
+            ready = poll(fds, 2, ms);
+            err = errno;
+        } else {
+            struct epoll_event got[2];
+            ready = epoll_wait(ep, got, 2, ms);
+            err = errno;
+            fds[0].revents = fds[1].revents = 0;
+            for (int i = 0; i < ready; i++)
+                fds[got[i].data.u32].revents = (short)got[i].events;
+        }
         if (ready > 0 && !fds[1].revents && (fds[0].revents & POLLIN)) {
             memset(&notif, 0, sizeof notif);
             r = ioctl(listener, SECCOMP_IOCTL_NOTIF_RECV, &notif);
@@ -1280,6 +1302,11 @@ static PyObject *serve(PyObject *self, PyObject *args)
         }
         if (ready == 0)
             continue;
+        if ((fds[0].revents | fds[1].revents) & POLLNVAL) {     /* as epoll_ctl would */
+            errno = EBADF;
+            PyErr_SetFromErrno(PyExc_OSError);
+            break;
+        }
         if (fds[1].revents) {
             result = EXITED;            /* no call of it is pending any more */
             break;
@@ -1369,7 +1396,8 @@ static PyObject *serve(PyObject *self, PyObject *args)
         PyErr_Restore(type, value, tb);
     if (!held)
         drop();
-    close(ep);
+    if (ep >= 0)
+        close(ep);
     PyBuffer_Release(&out);
     return result < 0 ? NULL : PyLong_FromLong(result);
 }
@@ -1490,30 +1518,102 @@ static PyObject *py_coarse(PyObject *self, PyObject *unused)
     return PyFloat_FromDouble(ts.tv_sec + ts.tv_nsec * 1e-9);
 }
 
-/* readable(fd, seconds) -> whether fd is readable within that time: a wait that,
- * unlike select's, reads no clock (a template's next hello, in a hold). */
-static PyObject *readable(PyObject *self, PyObject *args)
+/* Whether fd is readable within timeout seconds (1), not (0), or -1 with an
+ * exception set: a wait that, unlike select's, reads no clock (a template's next
+ * hello, in a hold; time_left's coarse clock gives a lower bound: wait again). */
+static int readable_within(int fd, double timeout)
 {
-    int fd, ready;
-    double timeout;
-    if (!PyArg_ParseTuple(args, "id", &fd, &timeout))
-        return NULL;
     struct pollfd p = {fd, POLLIN, 0};
     double left = fmax(0.0, timeout), deadline = monotonic() + left;
     for (;;) {
+        int ready;
         Py_BEGIN_ALLOW_THREADS
         ready = poll(&p, 1, (int)fmin(ceil(left * 1000), INT32_MAX));
         Py_END_ALLOW_THREADS
         if (ready > 0)
-            return Py_NewRef(Py_True);
-        if (ready < 0 && errno != EINTR)
-            return PyErr_SetFromErrno(PyExc_OSError);
+            return 1;
+        if (ready < 0 && errno != EINTR) {
+            PyErr_SetFromErrno(PyExc_OSError);
+            return -1;
+        }
         if (ready < 0 && PyErr_CheckSignals() < 0)  /* as select: a handler's exception */
-            return NULL;
-        left = time_left(deadline);     /* a lower bound: wait again until it is 0 */
+            return -1;
+        left = time_left(deadline);
         if (left <= 0)
-            return Py_NewRef(Py_False);
+            return 0;
     }
+}
+
+#define HELLO 9     /* loader.c start(): 'N' or 'L', then where it reads its stack pointer */
+
+/* hello(fd, seconds) -> (pid, descriptor or -1, bytes): the next message on a
+ * template's socket (supervisor.py: Template._hello), at most HELLO bytes, with its
+ * sender's pid (SCM_CREDENTIALS: the kernel's, which no process can claim for
+ * another) and the descriptor it passed (close-on-exec; any more are closed),
+ * waited for up to seconds (readable_within): TimeoutError if none came.  No bytes:
+ * the socket's end.  One call for what Python's recvmsg made of lists, tuples and
+ * a parse of its ancillary data, at each child taken in. */
+static PyObject *hello(PyObject *self, PyObject *args)
+{
+    int fd;
+    double timeout;
+    if (!PyArg_ParseTuple(args, "id", &fd, &timeout))
+        return NULL;
+    char data[HELLO];
+    union {
+        char buf[CMSG_SPACE(sizeof(int)) + CMSG_SPACE(sizeof(struct ucred))];
+        struct cmsghdr align;
+    } control;
+    struct iovec iov = {data, sizeof data};
+    struct msghdr msg;
+    ssize_t n;
+    int waited = 0;
+    for (;;) {
+        memset(&msg, 0, sizeof msg);
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.buf;
+        msg.msg_controllen = sizeof control.buf;
+        n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+        if (n >= 0)
+            break;
+        if (errno == EINTR) {
+            if (PyErr_CheckSignals() < 0)
+                return NULL;
+            continue;
+        }
+        if ((errno != EAGAIN && errno != EWOULDBLOCK) || waited)
+            return PyErr_SetFromErrno(PyExc_OSError);
+        int ready = readable_within(fd, timeout);
+        if (ready < 0)
+            return NULL;
+        if (ready == 0) {
+            PyErr_SetString(PyExc_TimeoutError, "timed out");
+            return NULL;
+        }
+        waited = 1;     /* readable now: what comes is read, or fails, at once */
+    }
+    int pid = 0, passed = -1;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c)) {
+        if (c->cmsg_level != SOL_SOCKET)
+            continue;
+        if (c->cmsg_type == SCM_CREDENTIALS && c->cmsg_len >= CMSG_LEN(sizeof(struct ucred))) {
+            struct ucred cred;
+            memcpy(&cred, CMSG_DATA(c), sizeof cred);
+            pid = cred.pid;
+        } else if (c->cmsg_type == SCM_RIGHTS) {
+            size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+            for (size_t i = 0; i < count; i++) {
+                int got;
+                memcpy(&got, CMSG_DATA(c) + i * sizeof(int), sizeof got);
+                if (passed < 0)
+                    passed = got;
+                else
+                    close(got);
+            }
+        }
+    }
+    return Py_BuildValue("iiy#", pid, passed, data, (Py_ssize_t)n);
 }
 
 static PyObject *caught(PyObject *self, PyObject *unused)
@@ -1546,8 +1646,9 @@ static PyMethodDef methods[] = {
     {"coarse", py_coarse, METH_NOARGS,
      "coarse() -> CLOCK_MONOTONIC_COARSE (the vDSO's: no rdtsc, no system call), behind "
      "monotonic() by up to a few ms."},
-    {"readable", readable, METH_VARARGS,
-     "readable(fd, seconds) -> whether fd is readable within that time (no clock read)."},
+    {"hello", hello, METH_VARARGS,
+     "hello(fd, seconds) -> (sender's pid, descriptor passed or -1, its bytes): the next "
+     "message of a template's socket, waited for with no clock read (TimeoutError)."},
     {"caught", caught, METH_NOARGS,
      "caught() -> how many rdtsc, rdtscp or cpuid of a serving thread the net let "
      "run again without the guest's flags (this process, so far)."},

@@ -413,6 +413,21 @@ static void restrict_all(const struct header *h) {
     limit(1, 0, 0, "setrlimit FSIZE");
     limit(8, 0, 0, "setrlimit MEMLOCK");
     limit(12, 0, 0, "setrlimit MSGQUEUE");
+    /* NOFILE (inherited across fork: a template raises it once for its children):
+     * its hard limit as it came (at least CTL_FD + 1, for the dup2 below), soft
+     * raised to it.  It bounds nothing of the guest's: no call of the guest makes a
+     * descriptor (the supervisor answers them all, adds none, continues none that
+     * does), and it keeps none but CTL_FD, closed before its first instruction.
+     * What it does bound is the sendmsg of the listener below: the kernel refuses
+     * it (ETOOMANYREFS) while the descriptors this process's user has in flight
+     * over unix sockets, host-wide (every worker and template of that user),
+     * exceed the sender's soft limit.  A limit of CTL_FD + 1 made runs fail under
+     * load; the inherited hard one is what any process of the user may give
+     * itself, so no bound of the host's is loosened. */
+    struct rlim files;
+    check(sys3(SYS_getrlimit, 7, &files, 0), "getrlimit NOFILE");
+    u64 most = files.max > CTL_FD + 1 ? files.max : CTL_FD + 1;
+    limit(7, most, most, "setrlimit NOFILE");
     check(sys6(SYS_prctl, 38, 1, 0, 0, 0, 0), "PR_SET_NO_NEW_PRIVS");
     /* after load()'s last mprotect: the kernel itself refuses any later gain of
      * PROT_EXEC (and W+X), whatever the supervisor continues (seccomp.may_continue);
@@ -434,22 +449,9 @@ static void fault_counters(void) {
 }
 
 /* 4.-5. what each guest process does itself: descriptors, no processes (a
- * template must fork), killed with its parent (not inherited) */
-static void prepare(const struct header *h) {
-    /* NOFILE: its hard limit as it came (at least CTL_FD + 1, for the dup2 below), soft
-     * raised to it.  It bounds nothing of the guest's: no call of the guest makes a
-     * descriptor (the supervisor answers them all, adds none, continues none that
-     * does), and it keeps none but CTL_FD, closed before its first instruction.
-     * What it does bound is the sendmsg of the listener below: the kernel refuses
-     * it (ETOOMANYREFS) while the descriptors this process's user has in flight
-     * over unix sockets, host-wide (every worker and template of that user),
-     * exceed the sender's soft limit.  A limit of CTL_FD + 1 made runs fail under
-     * load; the inherited hard one is what any process of the user may give
-     * itself, so no bound of the host's is loosened. */
-    struct rlim files;
-    check(sys3(SYS_getrlimit, 7, &files, 0), "getrlimit NOFILE");
-    u64 most = files.max > CTL_FD + 1 ? files.max : CTL_FD + 1;
-    limit(7, most, most, "setrlimit NOFILE");
+ * template must fork), killed with its parent (not inherited: a template's child
+ * sets it first thing after the fork, serve(), so `forked` skips it here) */
+static void prepare(const struct header *h, int forked) {
     /* every descriptor but the socket closed while the table is small (a template's
      * child holds two: spec and socket), then the socket moved up.  Closed after the
      * dup2, which grows the table past CTL_FD, close_range walked some 2000 slots:
@@ -458,15 +460,22 @@ static void prepare(const struct header *h) {
     if (r == -38) { for (int fd = 0; fd < SOCK_FD; fd++) sys3(SYS_close, fd, 0, 0); }
     else check(r, "close_range");
     check(sys3(SYS_close_range, SOCK_FD + 1, ~0U, 0), "close_range");
-    check(sys3(SYS_dup2, SOCK_FD, CTL_FD, 0), "dup2 of the control socket");
+    check(sys3(SYS_dup2, SOCK_FD, CTL_FD, 0), "dup2 of the control socket (setrlimit NOFILE)");
     check(sys3(SYS_close, SOCK_FD, 0, 0), "close of the socket");
     limit(6, 0, 0, "setrlimit NPROC");
+    if (forked) return;
     check(sys6(SYS_prctl, 1, 9, 0, 0, 0, 0), "PR_SET_PDEATHSIG");
     if ((u64)sys3(SYS_getppid, 0, 0, 0) != h->parent) fail("the supervisor is gone", 0);
 }
 
 /* A template's child starts the guest here: the supervisor writes the run's
- * initial stack pointer while the child waits at the gate (see serve()). */
+ * initial stack pointer while the child waits at the gate (see serve()), into the
+ * last 8 bytes of the guest's stack, which no initial stack reaches (its strings
+ * end 16 bytes below the top: executor.initial_stack), so that one write carries
+ * the stack and its pointer; the slot is zero again before the guest's first
+ * instruction, as the emulator's stack is there.  A resumed child's stack is its
+ * snapshot's: it names run_sp instead (written, never read). */
+#define SP_SLOT (STACK_TOP - 8)
 static volatile u64 run_sp;
 static long replied;        /* the template's last reply: not on the stack, start() clears it */
 
@@ -487,7 +496,7 @@ static void __attribute__((noreturn)) start(const struct header *h, int forked) 
     struct { u64 len; int level, type; int fd; } *c = (void *)cmsg.buf;
     c->len = 20; c->level = 1; c->type = 1; c->fd = (int)listener;    /* SOL_SOCKET SCM_RIGHTS */
     char hello[9] = {isolated ? 'N' : 'L'};         /* N: in its own namespaces */
-    u64 where = (u64)&run_sp;
+    u64 where = h->resume ? (u64)&run_sp : SP_SLOT;
     for (int i = 0; i < 8; i++) hello[1 + i] = (char)(where >> (8 * i));
     struct { void *base; u64 len; } iov = {hello, sizeof hello};
     struct { void *name; int namelen; void *iov; u64 iovlen; void *control; u64 controllen;
@@ -522,7 +531,13 @@ static void __attribute__((noreturn)) start(const struct header *h, int forked) 
     hdr.parent = 0;
     replied = 0;
     if (h->resume) resume();
-    enter(h->entry, forked ? run_sp : h->sp);
+    u64 sp = h->sp;
+    if (forked) {
+        volatile u64 *slot = (volatile u64 *)SP_SLOT;
+        sp = *slot;
+        *slot = 0;
+    }
+    enter(h->entry, sp);
 }
 
 /* A snapshot template's child copies now, ahead of its run, the pages its run
@@ -553,7 +568,7 @@ static void reply(long value) {
  * waits at the gate (its close of the listener) -- the
  * supervisor may fork it ahead of the run.  For the run, the supervisor writes
  * the run's initial stack and user manifest into the child (/proc/PID/mem),
- * then run_sp, sets its CPU limit and lets the gate continue.  The template
+ * with the stack pointer (SP_SLOT), sets its CPU limit and lets the gate continue.  The template
  * never sees a run's bytes, and every child starts from the same never-run
  * state.  EOF on SOCK_FD ends the template. */
 static void __attribute__((noreturn)) serve(void) {
@@ -573,7 +588,7 @@ static void __attribute__((noreturn)) serve(void) {
             check(sys6(SYS_prctl, 1, 9, 0, 0, 0, 0), "PR_SET_PDEATHSIG");
             if ((u64)sys3(SYS_getppid, 0, 0, 0) != hdr.parent) sys3(SYS_exit, 0, 0, 0);
             prefault(&hdr);
-            prepare(&hdr);
+            prepare(&hdr, 1);
             start(&hdr, 1);
         }
         if (pid < 0) say("cannot fork", pid);
@@ -596,7 +611,7 @@ void __attribute__((noreturn, used)) loader_main(void) {
     strip();
     restrict_all(&hdr);
     if (!hdr.template) {
-        prepare(&hdr);
+        prepare(&hdr, 0);
         start(&hdr, 0);
     }
     check(sys6(SYS_prctl, 1, 9, 0, 0, 0, 0), "PR_SET_PDEATHSIG");

@@ -120,8 +120,8 @@ TICK_NS = 1000          # the native virtual clock: 1 us per mediated call (no f
 AS_SLACK = 16 << 20     # the loader's own pages under RLIMIT_AS
 FILTER = seccomp.assemble(seccomp.program())
 _NOTIF_ZERO = bytes(seccomp.NOTIF.size)
-HELLO = 9               # loader.c start(): 'N' or 'L', then where it reads run_sp
-_UCRED = struct.Struct('3i')            # SCM_CREDENTIALS: pid, uid, gid
+SP_SLOT = STACK_TOP - 8     # loader.c: where a child started at its entry reads it
+SP_GAP = 32                 # bytes of zeros at most between the stack's copy and SP_SLOT
 FAST_PATH = True        # channel reads and writes served in C (fastcall.c); tests compare
 # loader.c delivers these to the trap stub: a trap call with the signal as its argument
 FAULT_SIGNALS = frozenset({signal.SIGILL, signal.SIGTRAP, signal.SIGBUS, signal.SIGFPE,
@@ -323,6 +323,24 @@ class _Child:
         _reap(self.pid, self.pidfd, self.tracer)
 
 
+def _writes(spec: Spec, sp_at: int) -> list[tuple[int, bytes]]:
+    """What a template's child is written for its run: ``spec``'s copies (the user
+    manifest, then the initial stack) and the stack pointer at ``sp_at``, where its
+    loader reads it.  A child started at its entry reads it from the stack's last
+    8 bytes (loader.c: SP_SLOT), just above the initial stack, whose strings end 16
+    bytes below the top (``initial_stack``): the stack and its pointer are one write
+    (the bytes between are the never-run stack's zeros), a ``pwrite`` less a run."""
+    sp = spec.sp.to_bytes(8, 'little')
+    addr, data = spec.copies[-1]
+    gap = sp_at - (addr + len(data))
+    if gap < 0 and addr < sp_at + len(sp):
+        raise OSError(errno.EINVAL, f'a copy into the guest at {addr:#x} reaches the slot of '
+                                    f'its stack pointer ({sp_at:#x})')
+    if sp_at == SP_SLOT and 0 <= gap <= SP_GAP:
+        return [*spec.copies[:-1], (addr, data + bytes(gap) + sp)]
+    return [*spec.copies, (sp_at, sp)]
+
+
 class Template:
     """A fork server for one program at one memory size (the pool's warm native starts).
 
@@ -477,23 +495,13 @@ class Template:
         listener passed with it, its bytes); a line (no listener) is an error, the
         template's own (OSError) or a child's (returned, that child to reap).
         TimeoutError if none comes within the template's timeout."""
-        while True:
-            try:
-                msg, anc, _flags, _addr = self.sock.recvmsg(
-                    HELLO, socket.CMSG_SPACE(4) + socket.CMSG_SPACE(_UCRED.size),
-                    socket.MSG_CMSG_CLOEXEC)
-                break
-            except BlockingIOError:     # (a select's timeout reads the clock: rdtsc)
-                if not _fastcall.readable(self.sock.fileno(), self.timeout):
-                    raise TimeoutError('timed out') from None
+        # one C call: the message, its sender and its descriptor (no clock read)
+        pid, passed, msg = _fastcall.hello(self.sock.fileno(), self.timeout)
+        listener = None if passed < 0 else passed
         if not msg:
+            if listener is not None:
+                os.close(listener)
             raise OSError(errno.EPIPE, 'the template is gone')
-        pid, listener = 0, None
-        for level, kind, data in anc:
-            if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
-                pid = _UCRED.unpack(data[:_UCRED.size])[0]
-            elif level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                listener = int.from_bytes(data[:4], 'little')
         if listener is None:
             self.sock.settimeout(self.timeout)      # the rest of its line
             try:
@@ -536,8 +544,7 @@ class Template:
         if fd is None:
             fd = os.open(f'/proc/{child.pid}/mem', os.O_RDWR | os.O_CLOEXEC)
         try:        # /proc/PID/mem writes the read-only manifest page too (a debugger's write)
-            _fastcall.start(fd, child.pid,
-                            [*spec.copies, (child.sp_at, spec.sp.to_bytes(8, 'little'))],
+            _fastcall.start(fd, child.pid, _writes(spec, child.sp_at),
                             spec.cpu_seconds, spec.cpu_seconds + 1)
         finally:
             if fd != child.memfd:
