@@ -292,6 +292,25 @@ def test_a_batchs_nodes_read_no_tsc_in_the_worker(guest):
         theirs.close()
 
 
+def test_a_busy_hosts_probe_asked_again_between_nodes_reads_no_tsc():
+    """A probe that failed because the host was busy (``native._Kept``) is asked again
+    when its back-off ends, which a worker does between a batch's nodes, whose thread
+    carries the flags: its clock read is the C one (an rdtsc there was caught by the
+    net, once a node, under load: test above)."""
+    from zvm_core.engines import native
+    from zvm_core.engines.native import probe
+    answers = [probe.Transient('busy'), None]
+    kept = native._Kept(lambda: answers.pop(0))
+    assert _fastcall.hold(True)
+    try:
+        before = _fastcall.caught()
+        assert kept() == 'busy' and kept() == 'busy'    # kept for its back-off
+        assert kept.lasts < float('inf')
+        assert _fastcall.caught() == before
+    finally:
+        _fastcall.hold(False)
+
+
 def test_the_deadline_clock_reads_no_tsc_while_carried_and_is_never_early():
     """The C loop's deadline clock (``fastcall.c``: time_left), here through
     ``hello`` (a template's next message): while the thread carries the flags it

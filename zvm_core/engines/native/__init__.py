@@ -13,9 +13,9 @@ import math
 import os
 import platform
 import resource
-import time
 from collections.abc import Callable
 
+from zvm_core.engines.native import _fastcall
 from zvm_core.engines.native.seccomp import CTL_FD
 from zvm_core.engines.native.supervisor import Template, run
 
@@ -34,7 +34,7 @@ class _Kept:
         functools.update_wrapper(self, probe)
         self._probe = probe
         self._reason: str | None = None
-        self._again = 0.0       # time.monotonic() of the next probe; inf: the answer is final
+        self._again = 0.0       # monotonic time of the next probe; inf: the answer is final
         self._wait = RETRY_FIRST
 
     @property
@@ -43,12 +43,14 @@ class _Kept:
         return self._again or math.inf
 
     def __call__(self) -> str | None:
-        if time.monotonic() < self._again:
+        # the C clock: no rdtsc when asked between a batch's nodes, whose thread carries
+        # the guests' flags (zvm_core.pool.worker: a busy host's probe is asked again)
+        if _fastcall.monotonic() < self._again:
             return self._reason
         from zvm_core.engines.native.probe import Transient
         self._reason = self._probe()
         if isinstance(self._reason, Transient):
-            self._again = time.monotonic() + self._wait
+            self._again = _fastcall.monotonic() + self._wait
             self._wait = min(2 * self._wait, RETRY_MOST)
         else:
             self._again = math.inf

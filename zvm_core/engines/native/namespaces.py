@@ -42,8 +42,8 @@ import fcntl
 import os
 import signal
 import threading
-import time
 
+from zvm_core.engines.native import _fastcall
 from zvm_core.engines.native.loader import HOLD, NS_FD, Spec, spawn
 
 KINDS = ('user', 'net', 'ipc', 'uts', 'mnt')    # loader.c join(): their order at NS_FD..
@@ -58,9 +58,9 @@ def shared() -> tuple[int, ...] | None:
     where the host cannot make them (the loaders then make their own, or none)."""
     global _held, _failed_at
     with _lock:
-        if _held is None and (_failed_at is None or time.monotonic() - _failed_at >= RETRY):
+        if _held is None and (_failed_at is None or _fastcall.monotonic() - _failed_at >= RETRY):
             _held = _make()
-            _failed_at = None if _held is not None else time.monotonic()
+            _failed_at = None if _held is not None else _fastcall.monotonic()
         return _held
 
 
