@@ -519,6 +519,28 @@ def test_bundle_refuses_a_job_whose_program_is_not_bundled(tmp_path: Path) -> No
         zapps.bundle(root)
 
 
+@pytest.mark.parametrize('typo, meant', [('stdn', 'stdin'), ('ouptut', 'output')])
+def test_bundle_names_a_misspelt_device(tmp_path: Path, typo: str, meant: str) -> None:
+    """Every device name was taken for a system image the cluster might have, so
+    ``{name: stdn}`` bundled and only the cluster refused it."""
+    root = tmp_path / 'app'
+    root.mkdir()
+    (root / 'zapp.yaml').write_text(f'name: app\njob:\n  - name: a\n    exec: {{path: bin/a}}\n'
+                                    f'    devices: [{{name: {typo}}}, {{name: stdout}}]\n'
+                                    'bundle: []\n')
+    with pytest.raises(jobs.BuildError, match=f'Unknown device "{typo}" in a, did you mean '
+                                              f'"{meant}"'):
+        zapps.bundle(root)
+
+
+def test_a_device_of_an_image_the_cluster_has_is_not_a_typo() -> None:
+    """A name close to no standard device, or the image of the group's program, is an
+    image only the cluster knows (the server refuses it if it has none)."""
+    job = [{'name': 'a', 'exec': {'path': 'file://inputs:run'},
+            'devices': [{'name': 'inputs'}, {'name': 'geodata'}, {'name': 'stdout'}]}]
+    assert jobs.system_images(job) == ['geodata', 'inputs']
+
+
 def test_a_registered_app_mounts_the_deployed_zapp_as_its_image() -> None:
     job = [{'name': 'a', 'exec': {'path': 'bin/a'}, 'devices': [{'name': 'stdin'}]}]
     out = zapps.registered_job(job, 'swift://AUTH_t/apps/a.zapp')
