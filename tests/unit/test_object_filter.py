@@ -218,6 +218,21 @@ def test_a_request_over_zerovm_maxinput_is_a_413(server, devices) -> None:
     assert execute_unread(mw).status_int == 413
 
 
+def test_an_object_over_zerovm_maxinput_says_its_size_and_what_to_do(server, devices) -> None:
+    """It said only 'is larger than zerovm_maxinput (N bytes)': not by how much, nor
+    that splitting the object (a node per part) or the operator's limit is the way out."""
+    mw = ObjectExecMiddleware(server, {'devices': str(devices), 'mount_check': 'false',
+                                       'zerovm_maxinput': '4096'})
+    put(mw, body=b'x' * 5000)
+    resp = execute(mw, members=[spec(wire.DeviceSpec('stdin', 'r', source='local')),
+                                wire.bytes_member(wire.EXE, b'x')])
+    assert resp.status_int == 413
+    assert resp.body.decode() == (
+        '/a/c/o is 5000 bytes, larger than zerovm_maxinput (4096 bytes), the most a node '
+        'reads: split it into smaller objects (a node each), or ask the operator to raise '
+        'zerovm_maxinput (object servers and proxy)\n')
+
+
 @pytest.mark.parametrize(('body', 'says'), [
     (b'not a tar stream' * 64, b'bad execute request'),
     (b''.join(wire.stream_tar([wire.bytes_member(wire.EXE, b'x')])), b'must start with'),

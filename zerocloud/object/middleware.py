@@ -447,7 +447,10 @@ class NodeRun:
             if kind:
                 raise HTTPConflict(body=f'{path} is not a plain object ({kind})\n')
             raise HTTPRequestEntityTooLarge(
-                body=f'{path} is larger than zerovm_maxinput ({self.config.max_input} bytes)\n')
+                body=f'{path} is {size} bytes, larger than zerovm_maxinput '
+                     f'({self.config.max_input} bytes), the most a node reads: split it into '
+                     'smaller objects (a node each), or ask the operator to raise '
+                     'zerovm_maxinput (object servers and proxy)\n')
         reader.local_env = wire.local_env(path, metadata.items())
         return reader
 
