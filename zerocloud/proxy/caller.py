@@ -79,7 +79,7 @@ class Caller:
         if acl_key:
             info = get_container_info(sub.environ, self.app, swift_source=SWIFT_SOURCE)
             if not is_success(info['status']):
-                raise HTTPNotFound(body=f'container of swift:/{path[3:]} does not exist\n')
+                raise HTTPNotFound(body=_no_container(method, path))
             sub.acl = info.get(acl_key)
         denied = authorize(sub)
         if denied is not None:
@@ -182,3 +182,15 @@ def denied_error(resp: Response, action: str) -> HTTPException:
         return HTTPUnauthorized(body=f'Unauthorized: a valid token is needed to {action}\n',
                                 headers=challenge)
     return HTTPForbidden(body=f'Denied: may not {action}\n')
+
+
+def _no_container(method: str, path: str) -> str:
+    """The 404 body for ``path`` (``/v1/a/c/o``) whose container is missing: a job
+    creates no container, so a written object's says to create it."""
+    account, _, rest = path[4:].partition('/')
+    container = rest.partition('/')[0]
+    said = f'container swift://{account}/{container} does not exist'
+    if method != 'PUT':
+        return f'{said} (of swift:/{path[3:]})\n'
+    return (f'{said}: a job writes swift:/{path[3:]} only into a container that exists '
+            f'(create it first: swift post {container})\n')
