@@ -560,6 +560,27 @@ def test_a_local_map_to_a_missing_directory_says_so(tmp_path: Path) -> None:
         local.ACCOUNT, 'logs') == ['a.txt']
 
 
+@pytest.mark.parametrize('missing, says', [
+    ('in.txt', 'swift://~/d/in.txt (device stdin of a) is not here: no file {d}/in.txt '
+               '(--map swift://~/d={d})'),
+    ('prog', 'swift://~/d/prog (the program of a) is not here: no file {d}/prog '
+             '(--map swift://~/d={d})'),
+])
+def test_a_local_run_of_a_mapped_object_that_is_not_there_names_it(tmp_path: Path, missing: str,
+                                                                   says: str) -> None:
+    # "a: zvm failed: zvm: cannot open in.txt": not which object, nor which --map
+    d = tmp_path / 'd'
+    d.mkdir()
+    for name in {'in.txt', 'prog'} - {missing}:
+        (d / name).write_text('x')
+    job = [{'name': 'a', 'exec': {'path': 'swift://~/d/prog'},
+            'devices': [{'name': 'stdin', 'path': 'swift://~/d/in.txt'}, {'name': 'stdout'}]}]
+    payload = jobs.Payload(json.dumps(job).encode(), jobs.JSON_TYPE, job)
+    with pytest.raises(jobs.BuildError) as e:
+        local.run(payload, 'job.json', {'d': d})
+    assert str(e.value) == says.format(d=d)
+
+
 def test_local_maps_name_containers() -> None:
     assert local.parse_maps(['swift://~/data=./d', 'out=o']) == {'data': Path('d'),
                                                                  'out': Path('o')}
