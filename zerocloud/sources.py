@@ -518,7 +518,11 @@ def _post_launch(caller: Caller, account: str, container: str | None,
     src, declared, has_body = _body(req)
     if source is None:
         if declared is None and not has_body:
-            raise HTTPBadRequest(body='Must specify Content-Length\n')
+            raise HTTPBadRequest(body='Nothing to run: this POST has no body and no '
+                                      f'{SOURCE_HEADER}: send the job (its JSON description, '
+                                      'a zapp or a script) as the body, with its '
+                                      f'Content-Length, or name a stored one with '
+                                      f'{SOURCE_HEADER}\n')
         launch = _load(caller, src, _base_type(req.headers.get('Content-Type')), declared,
                        'the request body', account, None, target)
         if launch.input is None:              # a job or a zapp: it runs over the object

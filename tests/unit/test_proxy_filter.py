@@ -232,7 +232,12 @@ def test_get_and_head_show_a_current_stored_verdict(mw, swift, method: str, vers
 
 
 @pytest.mark.parametrize(('method', 'path', 'headers', 'status', 'says'), [
-    ('POST', ACCOUNT + '/c/o', {}, 400, b'Must specify Content-Length'),
+    # a POST with no body (curl -X POST) was told only "Must specify Content-Length"
+    ('POST', ACCOUNT + '/c/o', {}, 400, b'Nothing to run: this POST has no body and no '
+                                        b'X-Zerovm-Source: send the job (its JSON description, '
+                                        b'a zapp or a script) as the body, with its '
+                                        b'Content-Length, or name a stored one with '
+                                        b'X-Zerovm-Source\n'),
     ('POST', ACCOUNT, {'X-Zerovm-Source': 'http://x/y'}, 412, b'X-Zerovm-Source format'),
     ('POST', ACCOUNT, {'X-Zerovm-Deferred': 'later'}, 400, b'always, auto, never'),
     ('GET', ACCOUNT + '/c', {'X-Zerovm-Execute': 'open/1.0'}, 412, b'Bad URL'),
