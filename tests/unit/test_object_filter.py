@@ -364,6 +364,20 @@ def test_a_bad_prewarm_setting_is_refused(server, devices: Path, guest, tmp_path
                                       'zerovm_sysimage_devices': f'img {tar}'})
 
 
+def test_a_prewarm_of_an_image_not_configured_names_both_options(server, devices: Path, guest,
+                                                                 tmp_path: Path) -> None:
+    # "zerovm_sysimage_devices / zerovm_prewarm: unknown system image 'lua' (known: img)":
+    # not which option named lua, nor which lacks it
+    tar = tmp_path / 'img.tar'
+    tar.write_bytes(tar_bytes({'hello': guest('hello').read_bytes()}))
+    with pytest.raises(ValueError) as e:
+        ObjectExecMiddleware(server, {'devices': str(devices), 'zerovm_prewarm': 'lua:lua',
+                                      'zerovm_sysimage_devices': f'img {tar}'})
+    assert str(e.value) == ("zerovm_prewarm: 'lua:lua' warms up system image 'lua', which "
+                            'zerovm_sysimage_devices does not list (it lists: img): add it '
+                            'there or drop it from zerovm_prewarm')
+
+
 # -- batches ----------------------------------------------------------------------------------
 
 BATCH_PATH = '/sda1/0/a/.zerocloud/batch'

@@ -214,6 +214,11 @@ def _warm_ups(sysimages: SystemImages, spec: str, memory: int):
         image, sep, member = item.partition(':')
         if not sep or not member:
             raise SysImageError(f'{item!r}: expected image:member')
+        if image not in sysimages.names:
+            raise ValueError(f'zerovm_prewarm: {item!r} warms up system image {image!r}, '
+                             'which zerovm_sysimage_devices does not list (it lists: '
+                             f'{", ".join(sysimages.names) or "none"}): add it there or drop '
+                             'it from zerovm_prewarm')
         yield WarmUp(str(sysimages.program(image, member)), (member,),
                      (str(sysimages.tar(image)),), memory)
 
