@@ -581,6 +581,20 @@ def test_a_local_run_of_a_mapped_object_that_is_not_there_names_it(tmp_path: Pat
     assert str(e.value) == says.format(d=d)
 
 
+@pytest.mark.parametrize('command', [['run', 'job.json'], ['wait', 'job-1'], ['result', 'job-1']])
+def test_a_split_dir_that_is_a_file_is_a_usage_error_before_any_request(
+        tmp_path: Path, command: list[str], capsys) -> None:
+    # "zc: counts: File exists" came after the job ran: its output was lost, no table shown
+    (tmp_path / 'counts').write_text('x')
+    with pytest.raises(SystemExit) as e:
+        build_parser().parse_args([*command, '--split', str(tmp_path / 'counts')])
+    assert e.value.code == 2
+    assert (f'argument --split: {tmp_path}/counts is a file, not a directory: name a new or '
+            'existing directory') in capsys.readouterr().err
+    assert build_parser().parse_args([*command, '--split', str(tmp_path / 'new')]).split == \
+        tmp_path / 'new'
+
+
 def test_local_maps_name_containers() -> None:
     assert local.parse_maps(['swift://~/data=./d', 'out=o']) == {'data': Path('d'),
                                                                  'out': Path('o')}

@@ -116,6 +116,16 @@ def _env(text: str) -> tuple[str, str]:
     return key, value
 
 
+def _split_dir(text: str) -> Path:
+    """``--split DIR``: refused before the job runs if it cannot be a directory (its
+    output would be lost after the run)."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f'{text} is a file, not a directory: name a new or '
+                                         'existing directory')
+    return path
+
+
 def _job_options(p: argparse.ArgumentParser) -> None:
     p.add_argument('target', nargs='?', metavar='JOB|PROGRAM',
                    help='a job description (.json), a zapp, a program (local file or '
@@ -177,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     quiet.add_argument('--quiet', '-q', dest='quiet_cmd', action='store_true',
                        help='no progress and no table unless something failed')
     split = argparse.ArgumentParser(add_help=False)
-    split.add_argument('--split', metavar='DIR', type=Path,
+    split.add_argument('--split', metavar='DIR', type=_split_dir,
                        help="write each node's output to DIR/<node> instead of stdout")
     p = sub.add_parser('run', parents=[quiet, split], help='run a job and show every node')
     _job_options(p)
