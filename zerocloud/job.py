@@ -181,7 +181,7 @@ def parse_location(url: str, account: str, *, where: str | None = None) -> Swift
         return JobError(f'Invalid path {url}{place}: {reason}')
 
     if not isinstance(url, str) or not url.startswith(SWIFT):
-        raise fail(f'expected swift://account/container[/object]{_scheme_hint(url)}')
+        raise fail(f'expected swift://account/container[/object]{scheme_hint(url)}')
     acc, _, rest = url[len(SWIFT):].partition('/')
     cont, _, obj = rest.partition('/')
     try:
@@ -201,7 +201,7 @@ def parse_location(url: str, account: str, *, where: str | None = None) -> Swift
     return SwiftPath(acc, cont, obj or None)
 
 
-def _scheme_hint(url: object) -> str:
+def scheme_hint(url: object) -> str:
     """`` (did you mean swift://~/c/o?)`` for an object's path written without its
     scheme: ``c/o`` (in your account), ``/a/c/o`` (Swift's), ``swift:/~/c/o``; else ''."""
     if not isinstance(url, str) or '://' in url or '//' in url:

@@ -237,6 +237,8 @@ def test_a_body_that_is_not_a_json_object_is_told_the_shape(body: bytes) -> None
     (b'{"query": "x", "input": {"delimiter": ";;"}}', 'one ASCII character'),
     (b'{"query": "x", "input": {"colums": []}}', 'unknown key(s) "colums" in "input"'),
     (b'{"query": "x", "output": "swift://~/c/*.csv"}', '"output" must be one object'),
+    (b'{"query": "x", "output": "results/top.csv"}', '"output" must be one object: '
+     'swift://<account>/<container>/<object> (did you mean swift://~/results/top.csv?)'),
     (b'{"query": "x", "engine": "fast"}', '"engine" must be one of auto, native, emulated'),
 ])
 def test_bad_requests(body, message) -> None:

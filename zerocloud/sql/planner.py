@@ -36,6 +36,7 @@ import re
 import sqlite3
 from dataclasses import dataclass, field
 
+from zerocloud.job import scheme_hint
 from zerocloud.sql.formats import FORMATS, INPUT_FORMATS
 from zvm_core.engines import CHOICES
 
@@ -211,7 +212,8 @@ def parse_request(body: bytes) -> SqlRequest:
     output = spec.get('output')
     if output is not None and (not isinstance(output, str) or not output.startswith('swift://')
                                or '*' in output):
-        raise SqlError('"output" must be one object: swift://<account>/<container>/<object>')
+        raise SqlError('"output" must be one object: swift://<account>/<container>/<object>'
+                       f'{scheme_hint(output)}')
     engine = spec.get('engine')
     if engine is not None and engine not in CHOICES:
         raise SqlError(f'"engine" must be one of {", ".join(CHOICES)}, not {json.dumps(engine)}')
