@@ -399,22 +399,29 @@ def test_a_wildcard_over_a_missing_container_is_a_404(mw, swift, servers) -> Non
     assert asked.asked == []
 
 
-def test_a_missing_container_of_a_written_object_is_a_404_saying_to_create_it(mw, swift,
-                                                                             servers) -> None:
+@pytest.mark.parametrize('path, says', [
+    ('swift://~/nowhere/out.txt',
+     b'container swift://AUTH_a/nowhere does not exist: a job writes '
+     b'swift://AUTH_a/nowhere/out.txt only into a container that exists (create it '
+     b'first: swift post nowhere)\n'),
+    # another account written without its prefix: creating the container would not help
+    ('swift://others/nowhere/out.txt',
+     b'container swift://others/nowhere does not exist (of swift://others/nowhere/out.txt; '
+     b'accounts are named AUTH_<name>: did you mean swift://AUTH_others/nowhere/out.txt?)\n'),
+])
+def test_a_missing_container_of_a_written_object_is_a_404_saying_what_to_do(
+        mw, swift, servers, path: str, says: bytes) -> None:
     # "container of swift://AUTH_a/nowhere/out.txt does not exist": not which container,
     # nor that a job does not create the containers it writes into
     swift.missing.add('/nowhere')
     asked = servers()
-    body = json.dumps(job(stdout={'name': 'stdout', 'path': 'swift://~/nowhere/out.txt'}))
+    body = json.dumps(job(stdout={'name': 'stdout', 'path': path}))
     req = Request.blank(ACCOUNT, method='POST', body=body.encode(),
                         headers={'X-Zerovm-Execute': '1.0',
                                  'Content-Type': 'application/json'},
                         environ={'swift.authorize': lambda req: None})
     resp = req.get_response(mw)
-    assert (resp.status_int, resp.body) == (
-        404, b'container swift://AUTH_a/nowhere does not exist: a job writes '
-             b'swift://AUTH_a/nowhere/out.txt only into a container that exists (create it '
-             b'first: swift post nowhere)\n')
+    assert (resp.status_int, resp.body) == (404, says)
     assert asked.asked == []
 
 

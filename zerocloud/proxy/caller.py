@@ -79,7 +79,7 @@ class Caller:
         if acl_key:
             info = get_container_info(sub.environ, self.app, swift_source=SWIFT_SOURCE)
             if not is_success(info['status']):
-                raise HTTPNotFound(body=_no_container(method, path))
+                raise HTTPNotFound(body=self.no_container(method, path))
             sub.acl = info.get(acl_key)
         denied = authorize(sub)
         if denied is not None:
@@ -95,6 +95,23 @@ class Caller:
         if account == mine or mine.partition('_')[2] != account:
             return ''
         return f' (your account is {mine}: did you mean swift://~/{rest}?)'
+
+    def no_container(self, method: str, path: str) -> str:
+        """The 404 body for ``path`` (``/v1/a/c/o``) whose container is missing: an
+        account without the caller's reseller prefix is likely the mistake; else a
+        written object's says to create the container (a job creates none)."""
+        account, _, rest = path[4:].partition('/')
+        container = rest.partition('/')[0]
+        said = f'container swift://{account}/{container} does not exist'
+        reseller, sep, _ = (self.req.path.split('/') + ['', ''])[2].partition('_')
+        prefix = reseller + sep
+        if sep and not account.startswith(prefix):
+            return (f'{said} (of swift:/{path[3:]}; accounts are named {prefix}<name>: did '
+                    f'you mean swift://{prefix}{account}/{rest}?)\n')
+        if method != 'PUT':
+            return f'{said} (of swift:/{path[3:]})\n'
+        return (f'{said}: a job writes swift:/{path[3:]} only into a container that exists '
+                f'(create it first: swift post {container})\n')
 
     def listing(self, path: str, prefix: str = '') -> Iterator[str]:
         """The names in the account or container ``path`` (``/v1/...``) that begin with
@@ -183,14 +200,3 @@ def denied_error(resp: Response, action: str) -> HTTPException:
                                 headers=challenge)
     return HTTPForbidden(body=f'Denied: may not {action}\n')
 
-
-def _no_container(method: str, path: str) -> str:
-    """The 404 body for ``path`` (``/v1/a/c/o``) whose container is missing: a job
-    creates no container, so a written object's says to create it."""
-    account, _, rest = path[4:].partition('/')
-    container = rest.partition('/')[0]
-    said = f'container swift://{account}/{container} does not exist'
-    if method != 'PUT':
-        return f'{said} (of swift:/{path[3:]})\n'
-    return (f'{said}: a job writes swift:/{path[3:]} only into a container that exists '
-            f'(create it first: swift post {container})\n')
