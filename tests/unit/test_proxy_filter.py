@@ -316,6 +316,20 @@ def test_a_denied_read_of_the_callers_account_without_its_prefix_says_so(mw, swi
                                                  b'swift://~/c/data?)\n')
 
 
+def test_a_denied_read_of_another_account_without_its_prefix_says_so(mw, swift,
+                                                                    servers) -> None:
+    # swift://b/... for AUTH_b: "Denied: may not read swift://b/c/data" and nothing more
+    def denying(env, start_response):
+        if env['PATH_INFO'].startswith('/v1/b/'):
+            return Response(status=403)(env, start_response)
+        return swift(env, start_response)
+    mw.app = denying
+    resp = post(mw, job('swift://b/c/data'))
+    assert (resp.status_int, resp.body) == (403, b'Denied: may not read swift://b/c/data '
+                                                 b'(accounts are named AUTH_<name>: did you '
+                                                 b'mean swift://AUTH_b/c/data?)\n')
+
+
 def test_nodes_without_data_that_share_a_location_go_to_one_server(mw, swift,
                                                                     servers) -> None:
     # "location" was parsed and then ignored: three nodes of "x" ran on two servers
@@ -406,8 +420,8 @@ def test_a_wildcard_over_a_missing_container_is_a_404(mw, swift, servers) -> Non
      b'first: swift post nowhere)\n'),
     # another account written without its prefix: creating the container would not help
     ('swift://others/nowhere/out.txt',
-     b'container swift://others/nowhere does not exist (of swift://others/nowhere/out.txt; '
-     b'accounts are named AUTH_<name>: did you mean swift://AUTH_others/nowhere/out.txt?)\n'),
+     b'container swift://others/nowhere does not exist (of swift://others/nowhere/out.txt) '
+     b'(accounts are named AUTH_<name>: did you mean swift://AUTH_others/nowhere/out.txt?)\n'),
 ])
 def test_a_missing_container_of_a_written_object_is_a_404_saying_what_to_do(
         mw, swift, servers, path: str, says: bytes) -> None:

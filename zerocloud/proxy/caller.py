@@ -89,12 +89,17 @@ class Caller:
 
     def own_hint(self, path: str) -> str:
         """`` (your account is AUTH_a: ...)`` when the account of ``path`` (``/v1/a/...``)
-        is the caller's without its reseller prefix, as users write it: else ''."""
+        is the caller's without its reseller prefix, as users write it; `` (accounts are
+        named AUTH_<name>: ...)`` for another account without it: else ''."""
         mine = (self.req.path.split('/') + ['', ''])[2]
         account, _, rest = path[4:].partition('/')
-        if account == mine or mine.partition('_')[2] != account:
-            return ''
-        return f' (your account is {mine}: did you mean swift://~/{rest}?)'
+        reseller, sep, name = mine.partition('_')
+        if account == name and account != mine:
+            return f' (your account is {mine}: did you mean swift://~/{rest}?)'
+        if sep and not account.startswith(reseller + sep):
+            return (f' (accounts are named {reseller}{sep}<name>: did you mean '
+                    f'swift://{reseller}{sep}{account}/{rest}?)')
+        return ''
 
     def no_container(self, method: str, path: str) -> str:
         """The 404 body for ``path`` (``/v1/a/c/o``) whose container is missing: an
@@ -103,11 +108,9 @@ class Caller:
         account, _, rest = path[4:].partition('/')
         container = rest.partition('/')[0]
         said = f'container swift://{account}/{container} does not exist'
-        reseller, sep, _ = (self.req.path.split('/') + ['', ''])[2].partition('_')
-        prefix = reseller + sep
-        if sep and not account.startswith(prefix):
-            return (f'{said} (of swift:/{path[3:]}; accounts are named {prefix}<name>: did '
-                    f'you mean swift://{prefix}{account}/{rest}?)\n')
+        hint = self.own_hint(path)
+        if hint:
+            return f'{said} (of swift:/{path[3:]}){hint}\n'
         if method != 'PUT':
             return f'{said} (of swift:/{path[3:]})\n'
         return (f'{said}: a job writes swift:/{path[3:]} only into a container that exists '
