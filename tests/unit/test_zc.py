@@ -595,6 +595,32 @@ def test_a_split_dir_that_is_a_file_is_a_usage_error_before_any_request(
         tmp_path / 'new'
 
 
+@pytest.mark.parametrize('given, noted', [('piped', True), ('file', True), ('empty', False),
+                                           ('on', False)])
+def test_run_says_that_this_machines_stdin_is_not_sent(tmp_path: Path, given: str,
+                                                       noted: bool) -> None:
+    # zc run ./lines < numbers.txt answered "0 lines" with HTTP 200: the data was not sent
+    from zerocloud.client import cli
+    (tmp_path / 'prog').write_bytes(b'\x7fELF' + b'\0' * 60)
+    (tmp_path / 'data').write_text('1\n2\n' if given != 'empty' else '')
+    argv = ['run', str(tmp_path / 'prog')] + (['--on', 'swift://~/c/o'] if given == 'on' else [])
+    err = io.StringIO()
+    with open(tmp_path / 'data', 'rb') as data:
+        if given == 'piped':
+            proc = subprocess.Popen(['cat', str(tmp_path / 'data')], stdout=subprocess.PIPE)
+            stdin = proc.stdout
+        else:
+            stdin = data
+        cli.Client(build_parser().parse_args(argv), err=err, stdin=stdin).payload(remote=True)
+        if given == 'piped':
+            proc.wait()
+            proc.stdout.close()
+    said = err.getvalue()
+    assert said == ("zc: note: the job's stdin is empty: zc does not send this machine's stdin "
+                    '(upload the data and give --on swift://~/<container>/<object>, or run it '
+                    'here: zc local run ... --stdin FILE)\n' if noted else '')
+
+
 def test_local_maps_name_containers() -> None:
     assert local.parse_maps(['swift://~/data=./d', 'out=o']) == {'data': Path('d'),
                                                                  'out': Path('o')}

@@ -35,6 +35,7 @@ with quiet_imports('zc'):   # Ctrl-C as the command is starting: exit 130
     import os
     import re
     import signal
+    import stat
     import sys
     import threading
     import time
@@ -290,10 +291,11 @@ def _as_options(answer: bytes) -> bytes:
 class Client:
     """One ``zc`` invocation: options, the session (made when first needed), output."""
 
-    def __init__(self, opts: argparse.Namespace, out=None, err=None) -> None:
+    def __init__(self, opts: argparse.Namespace, out=None, err=None, stdin=None) -> None:
         self.opts = opts
         self.out = _Output(out or sys.stdout.buffer)
         self.err = err or sys.stderr
+        self.stdin = stdin or sys.stdin
         self._session: Session | None = None
         self.quiet = opts.verbose == 0 or getattr(opts, 'quiet_cmd', False)
 
@@ -343,8 +345,13 @@ class Client:
                             'description names its objects itself')
             return made_out(jobs.rebind(payload, o.on, o.out, o.target))
         program = o.target if o.script is None else None
-        return made_out(jobs.build(program, o.script, o.on, o.out, o.args, o.device,
-                                   dict(o.env), o.interpreter, o.name))
+        payload = jobs.build(program, o.script, o.on, o.out, o.args, o.device, dict(o.env),
+                             o.interpreter, o.name)
+        if remote and o.on is None and _piped(self.stdin):
+            self.err.write(f"zc: note: the job's {o.device} is empty: zc does not send this "
+                           "machine's stdin (upload the data and give --on swift://~/<container>"
+                           "/<object>, or run it here: zc local run ... --stdin FILE)\n")
+        return made_out(payload)
 
     def report_header(self, payload: jobs.Payload) -> dict[str, str]:
         """Ask for the JSON report with --json, or when no output comes back anyway."""
@@ -809,6 +816,15 @@ class Client:
         result = local.run(payload, self.opts.target or self.opts.script, maps,
                            self.opts.stdin, None if self.opts.json else self.out.write)
         return self.show_result(result, {})
+
+
+def _piped(stream) -> bool:
+    """Whether ``stream`` is a pipe or a non-empty file: data given with ``|`` or ``<``."""
+    try:
+        st = os.fstat(stream.fileno())
+    except (AttributeError, OSError, ValueError):
+        return False
+    return stat.S_ISFIFO(st.st_mode) or (stat.S_ISREG(st.st_mode) and st.st_size > 0)
 
 
 def _is_program(path: str) -> bool:
