@@ -252,7 +252,8 @@ def test_submit_then_status_wait_and_result(zc, data: str, guest, tmp_path: Path
         unknown = zc(command, 'job-0000')
         assert (unknown.returncode, unknown.stderr) == (1, (
             'zc: job-0000: no such job (no result and no progress stored: a typo in the '
-            'id, or its result was deleted)\n')), command
+            'id, or its result was deleted; a job POSTed to a container is named '
+            '<container>/job-...)\n')), command
 
 
 def test_new_bundle_deploy_open(zc, conn: Connection, make_container, tmp_path: Path) -> None:

@@ -576,8 +576,10 @@ class Client:
         return (self.stored(path, output), None) if state is None else (None, state)
 
     def unknown(self) -> int:
+        bare = '/' not in self.opts.id and not self.opts.id.startswith('swift:')
+        more = '; a job POSTed to a container is named <container>/job-...' if bare else ''
         self.err.write(f'zc: {self.opts.id}: no such job (no result and no progress '
-                       'stored: a typo in the id, or its result was deleted)\n')
+                       f'stored: a typo in the id, or its result was deleted{more})\n')
         return EXIT_FAILED
 
     def cmd_status(self) -> int:
