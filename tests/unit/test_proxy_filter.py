@@ -1138,6 +1138,22 @@ def test_an_invalid_upload_is_stored_with_its_verdict(mw, swift) -> None:
     assert body == b'#!/bin/sh\n' and headers['X-Object-Sysmeta-Zerovm-Valid'] == 'false'
 
 
+def test_an_upload_asking_validation_with_a_typo_is_refused(mw, swift, monkeypatch) -> None:
+    # X-Zerovm-Validate: ture stored the program without a verdict, as if it said false
+    monkeypatch.setattr(uploads.Validation, 'pool', lambda self: pytest.fail('validated'))
+    req = Request.blank(ACCOUNT + '/bin/prog', method='PUT', body=b'\x7fELF',
+                        headers={'X-Zerovm-Validate': 'ture'})
+    resp = req.get_response(mw)
+    assert (resp.status_int, resp.body) == (400, b"X-Zerovm-Validate must be true or false "
+                                                 b"(1, yes, on / 0, no, off), not 'ture': "
+                                                 b"nothing was stored\n")
+    assert ACCOUNT + '/bin/prog' not in swift.objects
+    for value in ('no', 'off', '0'):
+        req = Request.blank(ACCOUNT + '/bin/prog', method='PUT', body=b'\x7fELF',
+                            headers={'X-Zerovm-Validate': value})
+        assert req.get_response(mw).status_int == 201
+
+
 @pytest.mark.parametrize(('denied', 'says'), [
     (401, b'Unauthorized: a valid token is needed to write swift://AUTH_a/bin/new\n'),
     (403, b'Denied: may not write swift://AUTH_a/bin/new\n')])
