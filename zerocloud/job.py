@@ -181,7 +181,7 @@ def parse_location(url: str, account: str, *, where: str | None = None) -> Swift
         return JobError(f'Invalid path {url}{place}: {reason}')
 
     if not isinstance(url, str) or not url.startswith(SWIFT):
-        raise fail('expected swift://account/container[/object]')
+        raise fail(f'expected swift://account/container[/object]{scheme_hint(url)}')
     acc, _, rest = url[len(SWIFT):].partition('/')
     cont, _, obj = rest.partition('/')
     try:
@@ -199,6 +199,20 @@ def parse_location(url: str, account: str, *, where: str | None = None) -> Swift
     if _ILLEGAL.search(acc + cont + obj):
         raise fail('control characters are not allowed')
     return SwiftPath(acc, cont, obj or None)
+
+
+def scheme_hint(url: object) -> str:
+    """`` (did you mean swift://~/c/o?)`` for an object's path written without its
+    scheme: ``c/o`` (in your account), ``/a/c/o`` (Swift's), ``swift:/~/c/o``; else ''."""
+    if not isinstance(url, str) or '://' in url or '//' in url:
+        return ''
+    if url.startswith('swift:/'):
+        rest = url[len('swift:/'):]
+    elif url.startswith('/'):
+        rest = url[1:]
+    else:
+        rest = '~/' + url
+    return f' (did you mean swift://{rest}?)' if rest.count('/') >= 2 else ''
 
 
 @functools.lru_cache(maxsize=64)

@@ -519,7 +519,11 @@ def _post_launch(caller: Caller, account: str, container: str | None,
     src, declared, has_body = _body(req)
     if source is None:
         if declared is None and not has_body:
-            raise HTTPBadRequest(body='Must specify Content-Length\n')
+            raise HTTPBadRequest(body='Nothing to run: this POST has no body and no '
+                                      f'{SOURCE_HEADER}: send the job (its JSON description, '
+                                      'a zapp or a script) as the body, with its '
+                                      f'Content-Length, or name a stored one with '
+                                      f'{SOURCE_HEADER}\n')
         launch = _load(caller, src, _base_type(req.headers.get('Content-Type')), declared,
                        'the request body', account, None, target)
         if launch.input is None:              # a job or a zapp: it runs over the object
@@ -577,8 +581,9 @@ def open_launch(caller: Caller, account: str, container: str | None,
                                        body=f'open runs the app of {target} ({content_type}) '
                                             'with GET; other methods only run zapps\n')
         else:
-            launch = Launch(substitute(_registered(caller, account, content_type),
-                                       params, target))
+            job, config = _registered(caller, account, content_type)
+            launch = Launch(substitute(job, params, target))
+            launch.source = config
             if content_type != NEXE_TYPE:
                 launch.bind = target
     launch.env = _cgi_env(req, quote(target.path), launch)
@@ -637,8 +642,10 @@ def _stored_zapp(caller: Caller, path: SwiftPath, account: str,
     return launch
 
 
-def _registered(caller: Caller, account: str, content_type: str) -> bytes:
-    """The app (job template) registered for ``content_type`` in the account."""
+def _registered(caller: Caller, account: str,
+                content_type: str) -> tuple[bytes, SwiftPath | None]:
+    """The app (job template) registered for ``content_type`` in the account, and the
+    object it came from (None: a program's built-in one), which its errors name."""
     config = SwiftPath(account, REGISTRY, f'{content_type}/config')
     try:
         resp = caller.read('GET', config)
@@ -646,7 +653,7 @@ def _registered(caller: Caller, account: str, content_type: str) -> bytes:
         if e.status_int != 404:
             raise
         if content_type == NEXE_TYPE:
-            return EXE_JOB.encode()
+            return EXE_JOB.encode(), None
         raise HTTPNotFound(body=f'No application registered for {content_type or "(none)"} '
                                 f'(no {config}): register one (zc deploy APP.zapp '
                                 f'--content-type TYPE) or name the app (X-Zerovm-Source, '
@@ -658,7 +665,7 @@ def _registered(caller: Caller, account: str, content_type: str) -> bytes:
     if len(body) > caller.config.max_config:
         raise HTTPRequestEntityTooLarge(body=f'{config} is larger than zerovm_maxconfig '
                                              f'({caller.config.max_config} bytes)\n')
-    return body
+    return body, config
 
 
 def substitute(job: bytes, params: dict[str, str], target: SwiftPath | None) -> bytes:

@@ -86,7 +86,9 @@ def _int(text: str) -> int:
     try:
         value = int(text, 0)
     except ValueError:
-        raise argparse.ArgumentTypeError(f'not an integer: {text!r}') from None
+        hint = (' (a whole number, written out: 1 GiB is 1073741824, 2x10^10 is 20000000000)'
+                if text[:1].isdigit() else '')     # a unit or an exponent: 1G, 2e9
+        raise argparse.ArgumentTypeError(f'not an integer: {text!r}{hint}') from None
     if value < 0:
         raise argparse.ArgumentTypeError(f'must not be negative: {text!r}')
     return value
@@ -107,7 +109,8 @@ def _quota(text: str) -> tuple[str, str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog='zvm', description=__doc__.split('\n\n')[0])
+    parser = argparse.ArgumentParser(prog='zvm',
+                                     description=__doc__.split('\n\n')[0].replace('``', ''))
     sub = parser.add_subparsers(dest='command', required=True)
     rdtsc = dict(choices=('virtualize', 'reject'), default='virtualize',
                  help='rdtsc/rdtscp: answer from a virtual counter, or reject the program')

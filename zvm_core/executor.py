@@ -68,7 +68,8 @@ def heap_bounds(program: Program, memory: int) -> tuple[int, int]:
     if heap_size < MIN_HEAP:
         raise SetupError('memory', f'memory limit of {memory} bytes leaves no heap: '
                          f'the program image takes {image} bytes and the stack '
-                         f'{STACK_SIZE}; at least {MIN_HEAP} bytes of heap are needed')
+                         f'{STACK_SIZE}; at least {MIN_HEAP} bytes of heap are needed: '
+                         f'give it at least {image + STACK_SIZE + MIN_HEAP} bytes')
     return heap_start, heap_size
 
 

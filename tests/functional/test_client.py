@@ -253,7 +253,8 @@ def test_submit_then_status_wait_and_result(zc, data: str, guest, tmp_path: Path
         unknown = zc(command, missing)
         assert (unknown.returncode, unknown.stderr) == (1, (
             f'zc: {missing}: no such job (no result and no progress stored: a typo in the '
-            'id, or its result was deleted)\n')), command
+            'id, or its result was deleted; a job POSTed to a container is named '
+            '<container>/job-...)\n')), command
         cut = zc(command, 'job-0000')
         assert (cut.returncode, cut.stderr) == (2, (
             "zc: 'job-0000' is not a job id: give the id zc submit printed (job-<32 hex "

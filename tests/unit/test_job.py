@@ -409,7 +409,14 @@ def test_parse_location(url, expected):
 
 
 @pytest.mark.parametrize('url, reason', [
-    ('/a/c/o', 'expected swift://account/container[/object]'),
+    ('/a/c/o', 'expected swift://account/container[/object] (did you mean swift://a/c/o?)'),
+    # a path without its scheme, as a newcomer writes it: was not told the URL meant
+    ('logs/day-1.log', 'expected swift://account/container[/object] (did you mean '
+                       'swift://~/logs/day-1.log?)'),
+    ('swift:/~/c/o', 'expected swift://account/container[/object] (did you mean '
+                     'swift://~/c/o?)'),
+    ('c', 'expected swift://account/container[/object]'),
+    ('http://h/v1/a/c', 'expected swift://account/container[/object]'),
     ('swift://', 'expected swift://account/container[/object]'),
     ('swift://a', 'expected swift://account/container[/object]'),
     ('swift://a//o', 'expected swift://account/container[/object]'),

@@ -91,7 +91,13 @@ def test_errors_carry_the_line_number():
 
 @pytest.mark.parametrize('text, code, message', [
     ('', errno.EFAULT, 'Timeout not specified'),      # ZeroVM checks from the last keyword
-    (manifest().replace('Version', 'Versio'), errno.EFAULT, 'Version not specified'),
+    (manifest().replace('Version', 'Versio'), errno.EFAULT, 'Version not specified (line 1 '
+     'has "Versio", not a keyword, so it was ignored: keywords are spelt Version, '
+     'case-sensitive)'),
+    (manifest().replace('Program', 'program'), errno.EFAULT, 'Program not specified (line 2 '
+     'has "program", not a keyword, so it was ignored: keywords are spelt Program, '
+     'case-sensitive)'),
+    (manifest().replace('Timeout', 'Deadline'), errno.EFAULT, 'Timeout not specified'),
     (manifest('Timeout = 2'), errno.EFAULT, 'duplicate Timeout keyword'),
     (manifest().replace('20130611', '20140320'), errno.EFAULT, 'invalid manifest version'),
     (manifest().replace('65536, 0', '65536'), errno.EFAULT, 'invalid memory token'),
@@ -125,9 +131,15 @@ def test_errors_carry_the_line_number():
      '/dev/stdin is already allocated'),
     (manifest('Channel = ' + ';'.join(['/x'] * 17) + ', /dev/i, 0, 0, 1, 1, 0, 0'),
      errno.EFAULT, '/dev/i: more than 16 sources'),
-    (manifest(std=False), errno.EFAULT, 'not enough channels: 0'),
+    (manifest(std=False), errno.EFAULT, 'not enough channels: 0 (a manifest needs '
+     '/dev/stdin, /dev/stdout, /dev/stderr; missing /dev/stdin, /dev/stdout, /dev/stderr)'),
+    (manifest(std=False).replace('Timeout = 1', 'Timeout = 1\n' + '\n'.join(
+        f'Channel = /dev/null, /dev/{n}, 0, 0, 1, 1, 0, 0' for n in ('stdin', 'stdout'))),
+     errno.EFAULT, 'not enough channels: 2 (a manifest needs /dev/stdin, /dev/stdout, '
+     '/dev/stderr; missing /dev/stderr)'),
     (manifest(*[f'Channel = /x, /dev/c{i}, 0, 0, 1, 1, 0, 0' for i in range(3)], std=False),
-     errno.EFAULT, 'missing standard channels in manifest'),
+     errno.EFAULT, 'missing standard channels in manifest (a manifest needs /dev/stdin, '
+     '/dev/stdout, /dev/stderr; missing /dev/stdin, /dev/stdout, /dev/stderr)'),
     ('\n' * 9000, errno.EFAULT, 'manifest has 9000 lines; the limit is 8192'),
 ])
 def test_errors_have_zerovms_codes_and_messages(text, code, message):

@@ -8,7 +8,7 @@ import pytest
 from zvm_core.elf import load_program
 from zvm_core.engines.native.memory import ProcessMemory, Region
 from zvm_core.engines.native.supervisor import Guest, _layout
-from zvm_core.executor import SetupError
+from zvm_core.executor import SetupError, heap_bounds
 from zvm_core.prepare import needs_tracer
 from zvm_core.validator import VerdictCache
 
@@ -45,6 +45,17 @@ def test_spawned_runs_share_a_layout_by_program_and_memory(guest) -> None:
     for _ in range(2):
         with pytest.raises(SetupError, match='leaves no heap'):
             _layout(first, 1 << 20)
+
+
+def test_a_memory_limit_too_small_says_the_least_that_runs(guest) -> None:
+    """It gave the image, stack and heap sizes but not their sum, the limit to give."""
+    program = load_program(guest('hello'))
+    with pytest.raises(SetupError) as e:
+        heap_bounds(program, 1 << 20)
+    need = int(str(e.value).rsplit('at least ', 1)[1].split()[0])
+    heap_bounds(program, need)
+    with pytest.raises(SetupError):
+        heap_bounds(program, need - 4096)
 
 
 def test_whether_a_program_needs_the_tracer_is_remembered_by_its_bytes(guest) -> None:

@@ -218,6 +218,21 @@ def test_a_request_over_zerovm_maxinput_is_a_413(server, devices) -> None:
     assert execute_unread(mw).status_int == 413
 
 
+def test_an_object_over_zerovm_maxinput_says_its_size_and_what_to_do(server, devices) -> None:
+    """It said only 'is larger than zerovm_maxinput (N bytes)': not by how much, nor
+    that splitting the object (a node per part) or the operator's limit is the way out."""
+    mw = ObjectExecMiddleware(server, {'devices': str(devices), 'mount_check': 'false',
+                                       'zerovm_maxinput': '4096'})
+    put(mw, body=b'x' * 5000)
+    resp = execute(mw, members=[spec(wire.DeviceSpec('stdin', 'r', source='local')),
+                                wire.bytes_member(wire.EXE, b'x')])
+    assert resp.status_int == 413
+    assert resp.body.decode() == (
+        '/a/c/o is 5000 bytes, larger than zerovm_maxinput (4096 bytes), the most a node '
+        'reads: split it into smaller objects (a node each), or ask the operator to raise '
+        'zerovm_maxinput (object servers and proxy)\n')
+
+
 @pytest.mark.parametrize(('body', 'says'), [
     (b'not a tar stream' * 64, b'bad execute request'),
     (b''.join(wire.stream_tar([wire.bytes_member(wire.EXE, b'x')])), b'must start with'),
@@ -347,6 +362,20 @@ def test_a_bad_prewarm_setting_is_refused(server, devices: Path, guest, tmp_path
     with pytest.raises(ValueError, match='zerovm_prewarm'):
         ObjectExecMiddleware(server, {'devices': str(devices), 'zerovm_prewarm': spec,
                                       'zerovm_sysimage_devices': f'img {tar}'})
+
+
+def test_a_prewarm_of_an_image_not_configured_names_both_options(server, devices: Path, guest,
+                                                                 tmp_path: Path) -> None:
+    # "zerovm_sysimage_devices / zerovm_prewarm: unknown system image 'lua' (known: img)":
+    # not which option named lua, nor which lacks it
+    tar = tmp_path / 'img.tar'
+    tar.write_bytes(tar_bytes({'hello': guest('hello').read_bytes()}))
+    with pytest.raises(ValueError) as e:
+        ObjectExecMiddleware(server, {'devices': str(devices), 'zerovm_prewarm': 'lua:lua',
+                                      'zerovm_sysimage_devices': f'img {tar}'})
+    assert str(e.value) == ("zerovm_prewarm: 'lua:lua' warms up system image 'lua', which "
+                            'zerovm_sysimage_devices does not list (it lists: img): add it '
+                            'there or drop it from zerovm_prewarm')
 
 
 # -- batches ----------------------------------------------------------------------------------

@@ -232,7 +232,12 @@ def test_get_and_head_show_a_current_stored_verdict(mw, swift, method: str, vers
 
 
 @pytest.mark.parametrize(('method', 'path', 'headers', 'status', 'says'), [
-    ('POST', ACCOUNT + '/c/o', {}, 400, b'Must specify Content-Length'),
+    # a POST with no body (curl -X POST) was told only "Must specify Content-Length"
+    ('POST', ACCOUNT + '/c/o', {}, 400, b'Nothing to run: this POST has no body and no '
+                                        b'X-Zerovm-Source: send the job (its JSON description, '
+                                        b'a zapp or a script) as the body, with its '
+                                        b'Content-Length, or name a stored one with '
+                                        b'X-Zerovm-Source\n'),
     ('POST', ACCOUNT, {'X-Zerovm-Source': 'http://x/y'}, 412, b'X-Zerovm-Source format'),
     ('POST', ACCOUNT, {'X-Zerovm-Deferred': 'later'}, 400, b'always, auto, never'),
     ('GET', ACCOUNT + '/c', {'X-Zerovm-Execute': 'open/1.0'}, 412, b'Bad URL'),
@@ -309,6 +314,20 @@ def test_a_denied_read_of_the_callers_account_without_its_prefix_says_so(mw, swi
     assert (resp.status_int, resp.body) == (403, b'Denied: may not read swift://a/c/data (your '
                                                  b'account is AUTH_a: did you mean '
                                                  b'swift://~/c/data?)\n')
+
+
+def test_a_denied_read_of_another_account_without_its_prefix_says_so(mw, swift,
+                                                                    servers) -> None:
+    # swift://b/... for AUTH_b: "Denied: may not read swift://b/c/data" and nothing more
+    def denying(env, start_response):
+        if env['PATH_INFO'].startswith('/v1/b/'):
+            return Response(status=403)(env, start_response)
+        return swift(env, start_response)
+    mw.app = denying
+    resp = post(mw, job('swift://b/c/data'))
+    assert (resp.status_int, resp.body) == (403, b'Denied: may not read swift://b/c/data '
+                                                 b'(accounts are named AUTH_<name>: did you '
+                                                 b'mean swift://AUTH_b/c/data?)\n')
 
 
 def test_nodes_without_data_that_share_a_location_go_to_one_server(mw, swift,
@@ -391,6 +410,32 @@ def test_a_wildcard_over_a_missing_container_is_a_404(mw, swift, servers) -> Non
     resp = post(mw, job(stdin='swift://~/nowhere/*.txt'))
     assert resp.status_int == 404
     assert resp.body == b'container swift://AUTH_a/nowhere does not exist\n'
+    assert asked.asked == []
+
+
+@pytest.mark.parametrize('path, says', [
+    ('swift://~/nowhere/out.txt',
+     b'container swift://AUTH_a/nowhere does not exist: a job writes '
+     b'swift://AUTH_a/nowhere/out.txt only into a container that exists (create it '
+     b'first: swift post nowhere)\n'),
+    # another account written without its prefix: creating the container would not help
+    ('swift://others/nowhere/out.txt',
+     b'container swift://others/nowhere does not exist (of swift://others/nowhere/out.txt) '
+     b'(accounts are named AUTH_<name>: did you mean swift://AUTH_others/nowhere/out.txt?)\n'),
+])
+def test_a_missing_container_of_a_written_object_is_a_404_saying_what_to_do(
+        mw, swift, servers, path: str, says: bytes) -> None:
+    # "container of swift://AUTH_a/nowhere/out.txt does not exist": not which container,
+    # nor that a job does not create the containers it writes into
+    swift.missing.add('/nowhere')
+    asked = servers()
+    body = json.dumps(job(stdout={'name': 'stdout', 'path': path}))
+    req = Request.blank(ACCOUNT, method='POST', body=body.encode(),
+                        headers={'X-Zerovm-Execute': '1.0',
+                                 'Content-Type': 'application/json'},
+                        environ={'swift.authorize': lambda req: None})
+    resp = req.get_response(mw)
+    assert (resp.status_int, resp.body) == (404, says)
     assert asked.asked == []
 
 
@@ -1122,6 +1167,22 @@ def test_an_invalid_upload_is_stored_with_its_verdict(mw, swift) -> None:
     assert 'not an ELF file' in resp.headers['X-Zerovm-Validation-Error']
     headers, body = swift.objects[ACCOUNT + '/bin/text']
     assert body == b'#!/bin/sh\n' and headers['X-Object-Sysmeta-Zerovm-Valid'] == 'false'
+
+
+def test_an_upload_asking_validation_with_a_typo_is_refused(mw, swift, monkeypatch) -> None:
+    # X-Zerovm-Validate: ture stored the program without a verdict, as if it said false
+    monkeypatch.setattr(uploads.Validation, 'pool', lambda self: pytest.fail('validated'))
+    req = Request.blank(ACCOUNT + '/bin/prog', method='PUT', body=b'\x7fELF',
+                        headers={'X-Zerovm-Validate': 'ture'})
+    resp = req.get_response(mw)
+    assert (resp.status_int, resp.body) == (400, b"X-Zerovm-Validate must be true or false "
+                                                 b"(1, yes, on / 0, no, off), not 'ture': "
+                                                 b"nothing was stored\n")
+    assert ACCOUNT + '/bin/prog' not in swift.objects
+    for value in ('no', 'off', '0'):
+        req = Request.blank(ACCOUNT + '/bin/prog', method='PUT', body=b'\x7fELF',
+                            headers={'X-Zerovm-Validate': value})
+        assert req.get_response(mw).status_int == 201
 
 
 @pytest.mark.parametrize(('denied', 'says'), [

@@ -169,6 +169,18 @@ def test_a_stored_job_that_is_not_valid_is_named(mw, swift, servers) -> None:
     assert resp.body.endswith(b' (in swift://AUTH_a/jobs/bad.json)\n')
 
 
+def test_a_registered_app_that_is_not_valid_is_named(mw, swift, servers) -> None:
+    # a GET said "Job description is not valid JSON: ..." of a job its user never sent
+    swift.add('/.zvm/text/plain/config', b'[{"name": "v", "exec": {"path": {.object_path}}}]')
+    swift.add('/c/doc', TEXT, **{'Content-Type': 'text/plain'})
+    asked = servers()
+    resp = request(mw, '/open/AUTH_a/c/doc', method='GET')
+    assert resp.status_int == 400
+    assert resp.body.startswith(b'Job description is not valid JSON: ')
+    assert resp.body.endswith(b' (in swift://AUTH_a/.zvm/text/plain/config)\n')
+    assert asked.asked == []
+
+
 # -- what travels to the object server ---------------------------------------------------------
 
 def test_a_source_job_sends_the_body_as_stdin(mw, swift, servers) -> None:

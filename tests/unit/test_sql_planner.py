@@ -175,7 +175,11 @@ def test_split_node_query_reads_only_what_it_needs() -> None:
     (f'SELECT sum(qty), region FROM {URL} GROUP BY sum(qty)', 'aggregate functions are not'),
     ('WITH x AS (SELECT 1) SELECT * FROM x', 'WITH (common table expressions)'),
     (f'SELECT 1 FROM {URL} UNION SELECT 2 FROM {URL}', 'UNION is not supported at character 37'),
-    (f'SELECT 1 FROM {URL} a, {URL} b', 'joins are not supported'),
+    (f'SELECT 1 FROM {URL} a, {URL} b', 'joins are not supported) at'),
+    # a name with a space, unquoted: its second word was read as an alias, then "joins"
+    ('SELECT count(*) FROM swift://~/c/my data*.csv WHERE 1', 'FROM takes one collection and '
+     'an alias (joins are not supported; a name with spaces is quoted: FROM '
+     '"swift://~/c/my data*.csv") at character 41'),
     (f'SELECT 1 FROM {URL}; DROP TABLE t', 'one statement only'),
     (f'SELECT (1 FROM {URL}', 'a ")" is missing'),
     ("SELECT 'abc FROM x", 'unterminated string at character 8'),
@@ -237,6 +241,8 @@ def test_a_body_that_is_not_a_json_object_is_told_the_shape(body: bytes) -> None
     (b'{"query": "x", "input": {"delimiter": ";;"}}', 'one ASCII character'),
     (b'{"query": "x", "input": {"colums": []}}', 'unknown key(s) "colums" in "input"'),
     (b'{"query": "x", "output": "swift://~/c/*.csv"}', '"output" must be one object'),
+    (b'{"query": "x", "output": "results/top.csv"}', '"output" must be one object: '
+     'swift://<account>/<container>/<object> (did you mean swift://~/results/top.csv?)'),
     (b'{"query": "x", "engine": "fast"}', '"engine" must be one of auto, native, emulated'),
 ])
 def test_bad_requests(body, message) -> None:

@@ -519,6 +519,28 @@ def test_bundle_refuses_a_job_whose_program_is_not_bundled(tmp_path: Path) -> No
         zapps.bundle(root)
 
 
+@pytest.mark.parametrize('typo, meant', [('stdn', 'stdin'), ('ouptut', 'output')])
+def test_bundle_names_a_misspelt_device(tmp_path: Path, typo: str, meant: str) -> None:
+    """Every device name was taken for a system image the cluster might have, so
+    ``{name: stdn}`` bundled and only the cluster refused it."""
+    root = tmp_path / 'app'
+    root.mkdir()
+    (root / 'zapp.yaml').write_text(f'name: app\njob:\n  - name: a\n    exec: {{path: bin/a}}\n'
+                                    f'    devices: [{{name: {typo}}}, {{name: stdout}}]\n'
+                                    'bundle: []\n')
+    with pytest.raises(jobs.BuildError, match=f'Unknown device "{typo}" in a, did you mean '
+                                              f'"{meant}"'):
+        zapps.bundle(root)
+
+
+def test_a_device_of_an_image_the_cluster_has_is_not_a_typo() -> None:
+    """A name close to no standard device, or the image of the group's program, is an
+    image only the cluster knows (the server refuses it if it has none)."""
+    job = [{'name': 'a', 'exec': {'path': 'file://inputs:run'},
+            'devices': [{'name': 'inputs'}, {'name': 'geodata'}, {'name': 'stdout'}]}]
+    assert jobs.system_images(job) == ['geodata', 'inputs']
+
+
 def test_a_registered_app_mounts_the_deployed_zapp_as_its_image() -> None:
     job = [{'name': 'a', 'exec': {'path': 'bin/a'}, 'devices': [{'name': 'stdin'}]}]
     out = zapps.registered_job(job, 'swift://AUTH_t/apps/a.zapp')
@@ -536,6 +558,67 @@ def test_a_local_map_to_a_missing_directory_says_so(tmp_path: Path) -> None:
     (tmp_path / 'here' / 'a.txt').write_text('a')
     assert local.LocalRun({'logs': tmp_path / 'here'}, tmp_path).list_objects(
         local.ACCOUNT, 'logs') == ['a.txt']
+
+
+@pytest.mark.parametrize('missing, says', [
+    ('in.txt', 'swift://~/d/in.txt (device stdin of a) is not here: no file {d}/in.txt '
+               '(--map swift://~/d={d})'),
+    ('prog', 'swift://~/d/prog (the program of a) is not here: no file {d}/prog '
+             '(--map swift://~/d={d})'),
+])
+def test_a_local_run_of_a_mapped_object_that_is_not_there_names_it(tmp_path: Path, missing: str,
+                                                                   says: str) -> None:
+    # "a: zvm failed: zvm: cannot open in.txt": not which object, nor which --map
+    d = tmp_path / 'd'
+    d.mkdir()
+    for name in {'in.txt', 'prog'} - {missing}:
+        (d / name).write_text('x')
+    job = [{'name': 'a', 'exec': {'path': 'swift://~/d/prog'},
+            'devices': [{'name': 'stdin', 'path': 'swift://~/d/in.txt'}, {'name': 'stdout'}]}]
+    payload = jobs.Payload(json.dumps(job).encode(), jobs.JSON_TYPE, job)
+    with pytest.raises(jobs.BuildError) as e:
+        local.run(payload, 'job.json', {'d': d})
+    assert str(e.value) == says.format(d=d)
+
+
+@pytest.mark.parametrize('command', [['run', 'job.json'], ['wait', 'job-1'], ['result', 'job-1']])
+def test_a_split_dir_that_is_a_file_is_a_usage_error_before_any_request(
+        tmp_path: Path, command: list[str], capsys) -> None:
+    # "zc: counts: File exists" came after the job ran: its output was lost, no table shown
+    (tmp_path / 'counts').write_text('x')
+    with pytest.raises(SystemExit) as e:
+        build_parser().parse_args([*command, '--split', str(tmp_path / 'counts')])
+    assert e.value.code == 2
+    assert (f'argument --split: {tmp_path}/counts is a file, not a directory: name a new or '
+            'existing directory') in capsys.readouterr().err
+    assert build_parser().parse_args([*command, '--split', str(tmp_path / 'new')]).split == \
+        tmp_path / 'new'
+
+
+@pytest.mark.parametrize('given, noted', [('piped', True), ('file', True), ('empty', False),
+                                           ('on', False)])
+def test_run_says_that_this_machines_stdin_is_not_sent(tmp_path: Path, given: str,
+                                                       noted: bool) -> None:
+    # zc run ./lines < numbers.txt answered "0 lines" with HTTP 200: the data was not sent
+    from zerocloud.client import cli
+    (tmp_path / 'prog').write_bytes(b'\x7fELF' + b'\0' * 60)
+    (tmp_path / 'data').write_text('1\n2\n' if given != 'empty' else '')
+    argv = ['run', str(tmp_path / 'prog')] + (['--on', 'swift://~/c/o'] if given == 'on' else [])
+    err = io.StringIO()
+    with open(tmp_path / 'data', 'rb') as data:
+        if given == 'piped':
+            proc = subprocess.Popen(['cat', str(tmp_path / 'data')], stdout=subprocess.PIPE)
+            stdin = proc.stdout
+        else:
+            stdin = data
+        cli.Client(build_parser().parse_args(argv), err=err, stdin=stdin).payload(remote=True)
+        if given == 'piped':
+            proc.wait()
+            proc.stdout.close()
+    said = err.getvalue()
+    assert said == ("zc: note: the job's stdin is empty: zc does not send this machine's stdin "
+                    '(upload the data and give --on swift://~/<container>/<object>, or run it '
+                    'here: zc local run ... --stdin FILE)\n' if noted else '')
 
 
 def test_local_maps_name_containers() -> None:

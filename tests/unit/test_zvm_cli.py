@@ -30,6 +30,16 @@ def test_a_bad_native_switch_is_a_usage_error_naming_it(command: list[str], vari
     assert capfd.readouterr().err == f"zvm: {variable}='of': expected on or off\n"
 
 
+@pytest.mark.parametrize('given', ['1G', '256MiB', '2e9'])
+def test_a_size_with_a_unit_says_to_write_it_out(given: str, capsys) -> None:
+    # "not an integer: '1G'" did not say that --memory wants bytes, written out
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(['run', '--memory', given, 'p'])
+    assert (f"argument --memory: not an integer: '{given}' (a whole number, written out: "
+            '1 GiB is 1073741824, 2x10^10 is 20000000000)') in capsys.readouterr().err
+    assert cli.build_parser().parse_args(['run', '--memory', '0x40000000', 'p']).memory == 1 << 30
+
+
 @pytest.mark.parametrize('command', ['runn', 'rn', 'infoo', 'valdiate'])
 def test_a_mistyped_command_is_named_not_taken_for_manifests(command: str, capfd) -> None:
     # was "zvm: 2nd manifest encountered" (or a missing manifest file) for "zvm runn prog"

@@ -35,6 +35,7 @@ with quiet_imports('zc'):   # Ctrl-C as the command is starting: exit 130
     import os
     import re
     import signal
+    import stat
     import sys
     import threading
     import time
@@ -116,6 +117,16 @@ def _env(text: str) -> tuple[str, str]:
     return key, value
 
 
+def _split_dir(text: str) -> Path:
+    """``--split DIR``: refused before the job runs if it cannot be a directory (its
+    output would be lost after the run)."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f'{text} is a file, not a directory: name a new or '
+                                         'existing directory')
+    return path
+
+
 def _job_options(p: argparse.ArgumentParser) -> None:
     p.add_argument('target', nargs='?', metavar='JOB|PROGRAM',
                    help='a job description (.json), a zapp, a program (local file or '
@@ -177,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     quiet.add_argument('--quiet', '-q', dest='quiet_cmd', action='store_true',
                        help='no progress and no table unless something failed')
     split = argparse.ArgumentParser(add_help=False)
-    split.add_argument('--split', metavar='DIR', type=Path,
+    split.add_argument('--split', metavar='DIR', type=_split_dir,
                        help="write each node's output to DIR/<node> instead of stdout")
     p = sub.add_parser('run', parents=[quiet, split], help='run a job and show every node')
     _job_options(p)
@@ -280,10 +291,11 @@ def _as_options(answer: bytes) -> bytes:
 class Client:
     """One ``zc`` invocation: options, the session (made when first needed), output."""
 
-    def __init__(self, opts: argparse.Namespace, out=None, err=None) -> None:
+    def __init__(self, opts: argparse.Namespace, out=None, err=None, stdin=None) -> None:
         self.opts = opts
         self.out = _Output(out or sys.stdout.buffer)
         self.err = err or sys.stderr
+        self.stdin = stdin or sys.stdin
         self._session: Session | None = None
         self.quiet = opts.verbose == 0 or getattr(opts, 'quiet_cmd', False)
 
@@ -333,8 +345,13 @@ class Client:
                             'description names its objects itself')
             return made_out(jobs.rebind(payload, o.on, o.out, o.target))
         program = o.target if o.script is None else None
-        return made_out(jobs.build(program, o.script, o.on, o.out, o.args, o.device,
-                                   dict(o.env), o.interpreter, o.name))
+        payload = jobs.build(program, o.script, o.on, o.out, o.args, o.device, dict(o.env),
+                             o.interpreter, o.name)
+        if remote and o.on is None and _piped(self.stdin):
+            self.err.write(f"zc: note: the job's {o.device} is empty: zc does not send this "
+                           "machine's stdin (upload the data and give --on swift://~/<container>"
+                           "/<object>, or run it here: zc local run ... --stdin FILE)\n")
+        return made_out(payload)
 
     def report_header(self, payload: jobs.Payload) -> dict[str, str]:
         """Ask for the JSON report with --json, or when no output comes back anyway."""
@@ -559,8 +576,10 @@ class Client:
         return (self.stored(path, output), None) if state is None else (None, state)
 
     def unknown(self) -> int:
+        bare = '/' not in self.opts.id and not self.opts.id.startswith('swift:')
+        more = '; a job POSTed to a container is named <container>/job-...' if bare else ''
         self.err.write(f'zc: {self.opts.id}: no such job (no result and no progress '
-                       'stored: a typo in the id, or its result was deleted)\n')
+                       f'stored: a typo in the id, or its result was deleted{more})\n')
         return EXIT_FAILED
 
     def cmd_status(self) -> int:
@@ -798,6 +817,15 @@ class Client:
         result = local.run(payload, self.opts.target or self.opts.script, maps,
                            self.opts.stdin, None if self.opts.json else self.out.write)
         return self.show_result(result, {})
+
+
+def _piped(stream) -> bool:
+    """Whether ``stream`` is a pipe or a non-empty file: data given with ``|`` or ``<``."""
+    try:
+        st = os.fstat(stream.fileno())
+    except (AttributeError, OSError, ValueError):
+        return False
+    return stat.S_ISFIFO(st.st_mode) or (stat.S_ISREG(st.st_mode) and st.st_size > 0)
 
 
 def _is_program(path: str) -> bool:

@@ -17,6 +17,7 @@ zapp (a gzipped tar whose ``boot/system.map`` is the job).
 
 from __future__ import annotations
 
+import difflib
 import gzip
 import io
 import json
@@ -28,7 +29,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from zerocloud.job import Node, SwiftPath, expand, home_hint, parse_job, parse_location
+from zerocloud.job import DEVICES, Node, SwiftPath, expand, home_hint, parse_job, parse_location
 from zerocloud.zapp_format import GZIP_MAGIC, MAPS, looks_like_archive
 
 JSON_TYPE = 'application/json'
@@ -266,18 +267,23 @@ def nodes(job: list, account: str, list_objects, list_containers) -> list[Node]:
 
 def system_images(job: list) -> list[str]:
     """The names the job may use as system images (the parser needs to know them; the
-    server, which knows its images, refuses unknown ones)."""
-    names = set()
+    server, which knows its images, refuses unknown ones): those its programs come
+    from, and the other devices' names but misspelt standard ones (``stdn``), which
+    the parser then refuses as the server would."""
+    programs, devices = set(), set()
     for group in job if isinstance(job, list) else []:
         if not isinstance(group, dict):
             continue
         path = str((group.get('exec') or {}).get('path') or '')
         if path.startswith('file://') and ':' in path[7:]:
-            names.add(path[7:].partition(':')[0])
+            programs.add(path[7:].partition(':')[0])
         for dev in group.get('devices') or group.get('file_list') or []:
             if isinstance(dev, dict):
-                names.add(str(dev.get('name') or dev.get('device') or ''))
-    return sorted(n for n in names if n)
+                devices.add(str(dev.get('name') or dev.get('device') or ''))
+    standard = list(DEVICES)
+    images = programs | {n for n in devices - DEVICES.keys()
+                         if not difflib.get_close_matches(n, standard, n=1, cutoff=0.7)}
+    return sorted(n for n in images - DEVICES.keys() if n)
 
 
 def node_object(node: Node) -> SwiftPath | None:

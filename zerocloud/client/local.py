@@ -67,6 +67,16 @@ class LocalRun:
             raise BuildError(f'{path} is not mapped: add --map swift://~/{path.container}=DIR')
         return self.maps[path.container] / (path.obj or '')
 
+    def existing(self, path: SwiftPath, what: str) -> str:
+        """The mapped file of ``path``, which ``what`` reads; a missing one is named as
+        the cluster's 404 would (zvm would say only that it cannot open the file)."""
+        file = self.file(path)
+        if not file.is_file():
+            raise BuildError(f'swift://~/{path.container}/{path.obj} ({what}) is not here: '
+                             f'no file {file} (--map swift://~/{path.container}='
+                             f'{self.maps[path.container]})')
+        return str(file)
+
     def list_objects(self, account: str, container: str, prefix: str = '') -> list[str]:
         root = self.file(SwiftPath(account, container))
         if not root.is_dir():           # else: "No objects found", as if it were empty
@@ -87,7 +97,7 @@ class LocalRun:
             if dev.system_image:
                 cmd += ['--sysimage', dev.name]
             elif dev.name == USER_IMAGE:
-                tar = self.file(dev.path) if dev.path else image
+                tar = self.existing(dev.path, f'image of {node.name}') if dev.path else image
                 if tar is None:
                     raise BuildError(f'{node.name}: image has no path, and no zapp was given')
                 cmd += ['--image', str(tar)]
@@ -95,7 +105,8 @@ class LocalRun:
                 if dev.writable:
                     cmd += [f'--{dev.name}', str(outdir / dev.name)]
                 elif dev.path is not None:
-                    cmd += [f'--{dev.name}', str(self.file(dev.path))]
+                    cmd += [f'--{dev.name}',
+                            self.existing(dev.path, f'device {dev.name} of {node.name}')]
                 elif self.stdin is not None:
                     cmd += [f'--{dev.name}', str(self.stdin)]
             else:
@@ -103,7 +114,7 @@ class LocalRun:
         if not any(d.name == 'stderr' for d in node.devices):     # shown if it fails
             cmd += ['--stderr', str(outdir / 'stderr')]
         if node.exec.swift_path is not None:
-            program = str(self.file(node.exec.swift_path))
+            program = self.existing(node.exec.swift_path, f'the program of {node.name}')
         else:
             where, member = node.exec.image_member
             if where is None:

@@ -214,6 +214,11 @@ def _warm_ups(sysimages: SystemImages, spec: str, memory: int):
         image, sep, member = item.partition(':')
         if not sep or not member:
             raise SysImageError(f'{item!r}: expected image:member')
+        if image not in sysimages.names:
+            raise ValueError(f'zerovm_prewarm: {item!r} warms up system image {image!r}, '
+                             'which zerovm_sysimage_devices does not list (it lists: '
+                             f'{", ".join(sysimages.names) or "none"}): add it there or drop '
+                             'it from zerovm_prewarm')
         yield WarmUp(str(sysimages.program(image, member)), (member,),
                      (str(sysimages.tar(image)),), memory)
 
@@ -447,7 +452,10 @@ class NodeRun:
             if kind:
                 raise HTTPConflict(body=f'{path} is not a plain object ({kind})\n')
             raise HTTPRequestEntityTooLarge(
-                body=f'{path} is larger than zerovm_maxinput ({self.config.max_input} bytes)\n')
+                body=f'{path} is {size} bytes, larger than zerovm_maxinput '
+                     f'({self.config.max_input} bytes), the most a node reads: split it into '
+                     'smaller objects (a node each), or ask the operator to raise '
+                     'zerovm_maxinput (object servers and proxy)\n')
         reader.local_env = wire.local_env(path, metadata.items())
         return reader
 

@@ -79,7 +79,7 @@ class Caller:
         if acl_key:
             info = get_container_info(sub.environ, self.app, swift_source=SWIFT_SOURCE)
             if not is_success(info['status']):
-                raise HTTPNotFound(body=f'container of swift:/{path[3:]} does not exist\n')
+                raise HTTPNotFound(body=self.no_container(method, path))
             sub.acl = info.get(acl_key)
         denied = authorize(sub)
         if denied is not None:
@@ -89,12 +89,32 @@ class Caller:
 
     def own_hint(self, path: str) -> str:
         """`` (your account is AUTH_a: ...)`` when the account of ``path`` (``/v1/a/...``)
-        is the caller's without its reseller prefix, as users write it: else ''."""
+        is the caller's without its reseller prefix, as users write it; `` (accounts are
+        named AUTH_<name>: ...)`` for another account without it: else ''."""
         mine = (self.req.path.split('/') + ['', ''])[2]
         account, _, rest = path[4:].partition('/')
-        if account == mine or mine.partition('_')[2] != account:
-            return ''
-        return f' (your account is {mine}: did you mean swift://~/{rest}?)'
+        reseller, sep, name = mine.partition('_')
+        if account == name and account != mine:
+            return f' (your account is {mine}: did you mean swift://~/{rest}?)'
+        if sep and not account.startswith(reseller + sep):
+            return (f' (accounts are named {reseller}{sep}<name>: did you mean '
+                    f'swift://{reseller}{sep}{account}/{rest}?)')
+        return ''
+
+    def no_container(self, method: str, path: str) -> str:
+        """The 404 body for ``path`` (``/v1/a/c/o``) whose container is missing: an
+        account without the caller's reseller prefix is likely the mistake; else a
+        written object's says to create the container (a job creates none)."""
+        account, _, rest = path[4:].partition('/')
+        container = rest.partition('/')[0]
+        said = f'container swift://{account}/{container} does not exist'
+        hint = self.own_hint(path)
+        if hint:
+            return f'{said} (of swift:/{path[3:]}){hint}\n'
+        if method != 'PUT':
+            return f'{said} (of swift:/{path[3:]})\n'
+        return (f'{said}: a job writes swift:/{path[3:]} only into a container that exists '
+                f'(create it first: swift post {container})\n')
 
     def listing(self, path: str, prefix: str = '') -> Iterator[str]:
         """The names in the account or container ``path`` (``/v1/...``) that begin with
@@ -182,3 +202,4 @@ def denied_error(resp: Response, action: str) -> HTTPException:
         return HTTPUnauthorized(body=f'Unauthorized: a valid token is needed to {action}\n',
                                 headers=challenge)
     return HTTPForbidden(body=f'Denied: may not {action}\n')
+

@@ -347,8 +347,12 @@ class ProxyExecMiddleware:
         unrun = sources.missing_execute(env, self.config.max_config)
         if unrun:
             return HTTPBadRequest(body=unrun)(env, start_response)
-        if method == 'PUT' and uploads.wants_validation(env):
-            return self.validated_put(env, start_response)
+        if method == 'PUT':
+            try:
+                if uploads.wants_validation(env):
+                    return self.validated_put(env, start_response)
+            except ValueError as e:
+                return HTTPBadRequest(body=f'{e}\n')(env, start_response)
         if method == 'DELETE':
             cancelled = deferred.cancel(self.app, env, self.logger)
             if cancelled is not None:

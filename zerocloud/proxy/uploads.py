@@ -27,6 +27,7 @@ from swift.common.swob import Request, wsgify
 from swift.common.utils import config_true_value
 
 from zerocloud import wire
+from zerocloud.config import FALSE_VALUES
 from zerocloud.httperrors import HTTPClientDisconnect, HTTPRequestEntityTooLarge
 from zvm_core.pool import Pool, PoolBusy, WorkerFailed, WorkersFailing
 
@@ -75,10 +76,15 @@ class Validation:
 
 
 def wants_validation(env: dict) -> bool:
-    """Whether a PUT asks for its program to be validated."""
+    """Whether a PUT asks for its program to be validated; ValueError for an
+    ``X-Zerovm-Validate`` that is neither true nor false (a typo stored the program
+    unvalidated, as if it had said false)."""
+    asked = env.get('HTTP_X_ZEROVM_VALIDATE', 'false')
+    if not config_true_value(asked) and asked.strip().lower() not in FALSE_VALUES:
+        raise ValueError(f'X-Zerovm-Validate must be true or false (1, yes, on / 0, no, off), '
+                         f'not {asked!r}: nothing was stored')
     content_type = env.get('CONTENT_TYPE', '').partition(';')[0].strip().lower()
-    return (content_type == NEXE_CONTENT_TYPE
-            or config_true_value(env.get('HTTP_X_ZEROVM_VALIDATE', 'false')))
+    return content_type == NEXE_CONTENT_TYPE or config_true_value(asked)
 
 
 def verdict_headers(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:

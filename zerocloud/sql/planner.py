@@ -36,6 +36,7 @@ import re
 import sqlite3
 from dataclasses import dataclass, field
 
+from zerocloud.job import scheme_hint
 from zerocloud.sql.formats import FORMATS, INPUT_FORMATS
 from zvm_core.engines import CHOICES
 
@@ -211,7 +212,8 @@ def parse_request(body: bytes) -> SqlRequest:
     output = spec.get('output')
     if output is not None and (not isinstance(output, str) or not output.startswith('swift://')
                                or '*' in output):
-        raise SqlError('"output" must be one object: swift://<account>/<container>/<object>')
+        raise SqlError('"output" must be one object: swift://<account>/<container>/<object>'
+                       f'{scheme_hint(output)}')
     engine = spec.get('engine')
     if engine is not None and engine not in CHOICES:
         raise SqlError(f'"engine" must be one of {", ".join(CHOICES)}, not {json.dumps(engine)}')
@@ -322,10 +324,20 @@ def parse_query(text: str) -> Query:
     if len(rest) > 1 or (rest and rest[0].kind not in ('word', 'ident')):
         bad = rest[1] if len(rest) > 1 else rest[0]
         raise _error_at(text, bad.pos, 'FROM takes one collection and an alias (joins are '
-                                       'not supported)')
+                                       f'not supported{_quote_hint(text, src[0], tokens, end)})')
     if len(urls) != 1:
         raise _error_at(text, tokens[urls[1]].pos, 'only the FROM clause may name objects')
     return Query(text, tokens, src[0].name, start + 1, bounds)
+
+
+def _quote_hint(text: str, url: Token, tokens: list[Token], end: int) -> str:
+    """``; a name with spaces is quoted: FROM "swift://..."`` when what follows the URL
+    in its FROM clause looks like more of the name (``my data*.csv``), else ''."""
+    after = url.pos + len(url.text)
+    tail = text[after:tokens[end].pos if end < len(tokens) else len(text)].rstrip()
+    if not tail or re.search(r'[,()]|swift:', tail) or not re.search(r'[*./]', tail.split()[-1]):
+        return ''                       # another table (a join), or words of SQL
+    return f'; a name with spaces is quoted: FROM "{url.text}{tail}"'
 
 
 def _replace(query: Query, start: int, end: int, edits: dict[int, tuple[int, str]]) -> str:

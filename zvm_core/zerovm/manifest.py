@@ -18,6 +18,7 @@ back in a form :func:`parse` reads to an equal model.
 
 from __future__ import annotations
 
+import difflib
 import errno
 import ipaddress
 import re
@@ -162,8 +163,9 @@ class Manifest:
             _fail(f'invalid node id {self.node}')
         if len(self.channels) > MAX_CHANNELS:
             _fail('channels number reached maximum', errno.ENFILE)
+        missing = [alias for alias in STANDARD if alias not in {c.alias for c in self.channels}]
         if len(self.channels) < MIN_CHANNELS:
-            _fail(f'not enough channels: {len(self.channels)}')
+            _fail(f'not enough channels: {len(self.channels)}{_needs(missing)}')
         seen = set()
         for ch in self.channels:
             if ch.alias in seen:
@@ -171,8 +173,8 @@ class Manifest:
             seen.add(ch.alias)
             if not 0 <= ch.type <= 3:
                 _fail(f'{ch.alias} has invalid type {ch.type}')
-        if not seen.issuperset(STANDARD):
-            _fail('missing standard channels in manifest')
+        if missing:
+            _fail(f'missing standard channels in manifest{_needs(missing)}')
         if not 0 < self.memory <= MAX_MEMORY:
             _fail('invalid memory size', errno.ENOMEM)
         if not 1 <= self.timeout <= MAX_INT32:
@@ -304,10 +306,13 @@ def parse(text: str | bytes) -> Manifest:
         _fail(f'manifest has {len(lines)} lines; the limit is {LINES_LIMIT}')
     counts = dict.fromkeys(KEYWORDS, 0)
     values: dict = {'channels': []}
+    ignored: dict[str, int] = {}             # unknown key -> its first line, for hints
     for number, line in enumerate(lines, 1):
         tokens = line.split('=')
         key = tokens[0].strip(_WS)
         if len(tokens) != 2 or key not in KEYWORDS:
+            if len(tokens) == 2:
+                ignored.setdefault(key, number)
             continue                         # not a key = value line: ignored, as ZeroVM does
         counts[key] += 1
         value = tokens[1]
@@ -318,10 +323,27 @@ def parse(text: str | bytes) -> Manifest:
     for key in reversed(list(KEYWORDS)[1:]):  # ZeroVM checks from the last keyword back
         obligatory, singleton = KEYWORDS[key]
         if obligatory and not counts[key]:
-            _fail(f'{key} not specified')
+            _fail(f'{key} not specified{_misspelt(key, ignored)}')
         if singleton and counts[key] > 1:
             _fail(f'duplicate {key} keyword')
     return Manifest(**values)
+
+
+def _needs(missing: list[str]) -> str:
+    """What a manifest without all standard channels lacks, said after ZeroVM's words."""
+    return f' (a manifest needs {", ".join(STANDARD)}; missing {", ".join(missing)})'
+
+
+def _misspelt(keyword: str, ignored: dict[str, int]) -> str:
+    """`` (line 2 has "Programm", ignored: ...)`` when an unknown key looks like ``keyword``:
+    ZeroVM ignores unknown keys, so its error names only the keyword missing."""
+    by_case = {k.lower(): k for k in ignored}
+    close = difflib.get_close_matches(keyword.lower(), list(by_case), n=1, cutoff=0.7)
+    if not close:
+        return ''
+    key = by_case[close[0]]
+    return (f' (line {ignored[key]} has "{key}", not a keyword, so it was ignored: '
+            f'keywords are spelt {keyword}, case-sensitive)')
 
 
 def _keyword(key: str, value: str, values: dict) -> None:
