@@ -123,7 +123,7 @@ def test_a_chunk_settles_each_template_once_after_its_runs(monkeypatch) -> None:
     templates, made = _templates(monkeypatch, budget=1 << 30)
     template = _use(templates, 'a')
     template.reset = lambda: steps.append('reset')
-    monkeypatch.setattr(worker, '_serve_one', lambda req, fds, t, tails, ahead: (
+    monkeypatch.setattr(worker, '_serve_one', lambda req, fds, t, tails, ahead, ready: (
         worker.Report('ok', 0), template))
     monkeypatch.setattr(worker, '_reply', lambda sock, report, tails, ended: steps.append(
         'reply'))
@@ -132,3 +132,57 @@ def test_a_chunk_settles_each_template_once_after_its_runs(monkeypatch) -> None:
         hold=lambda on: False, monotonic=lambda: 0.0))
     worker._serve_many(None, [({}, []), ({}, []), ({}, [])], templates)
     assert steps == ['reply', 'reset'] * 3 + [('settle', template)]
+
+
+def test_a_chunk_looks_at_its_program_once(monkeypatch, tmp_path) -> None:
+    """``_serve_many``'s runs of one program: the first one's ``stat`` of the file,
+    clock read (its validation deadline) and ``Templates.prepared`` serve the
+    others (two system calls of each node's); every run still starts from the
+    program's template, and another program of the same request is looked at
+    for itself."""
+    looked: list = []
+    started: list = []
+    monkeypatch.setattr(worker, '_CHOSEN', {(None, False): ('native', '', float('inf'))})
+    monkeypatch.setattr(worker, '_file_key', lambda path: looked.append(('stat', path)) or (path,))
+    monkeypatch.setattr(worker, '_reply', lambda sock, report, tails, ended: None)
+    monkeypatch.setattr(worker, '_fastcall', types.SimpleNamespace(
+        hold=lambda on: False, monotonic=lambda: looked.append('clock') or 0.0,
+        coarse=lambda: 0.0))
+
+    class Warm:
+        def run(self, channels, argv, env, seed, epoch, limits, image, ahead, probe):
+            started.append((argv[0], ahead, probe))
+            return worker.Report('ok', 0)
+
+        def reset(self) -> None:
+            pass
+
+    warm = Warm()
+
+    class Prepared:
+        engine = 'native'
+
+    class Kept(Templates):
+        def prepared(self, path, engine, rdtsc, file=None):
+            looked.append(('prepared', path, file))
+            return Prepared()
+
+        def native(self, path, prepared, memory, file=None):
+            return warm
+
+        def settle(self, machine) -> None:
+            pass
+
+    def req(program: str, name: str) -> dict:
+        return {'program': program, 'channels': [], 'argv': [name], 'env': {}, 'limits': {},
+                'rdtsc': 'virtualize', 'seed': 0, 'epoch': 0}
+    runs = [(req('a', 'n1'), []), (req('a', 'n2'), []), (req('b', 'n3'), []),
+            (req('a', 'n4'), [])]
+    worker._serve_many(None, runs, Kept(1 << 30))
+    reply = 'clock'         # each reply's stamp (RunResult.ended)
+    assert looked == ['clock', ('stat', 'a'), ('prepared', 'a', ('a',)), reply,
+                      reply,
+                      'clock', ('stat', 'b'), ('prepared', 'b', ('b',)), reply,
+                      reply]
+    assert started == [('n1', True, False), ('n2', True, False), ('n3', True, False),
+                       ('n4', False, False)]

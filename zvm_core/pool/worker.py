@@ -255,10 +255,12 @@ def _backing(alias: str, fd: int, notify: int | None, wait: float | None, tail: 
 
 
 def _serve_one(req: dict, fds: list[int], templates: Templates,
-               tails: dict[str, TailBacking] | None = None, ahead: bool = False):
+               tails: dict[str, TailBacking] | None = None, ahead: bool = False,
+               ready: dict | None = None):
     """Run one request: (report, the machine to clean afterwards or None);
     ``tails``: it is a run of ``Pool.run_many`` (a batch's node); ``ahead``: another
-    run follows at once (the batch's next node)."""
+    run follows at once (the batch's next node); ``ready``: what the earlier runs of
+    the same ``run_many`` request found of their programs (``_serve_many``)."""
     limits, plan, mounts = req.get('plan') or _plan(req)
     began = _fastcall.monotonic()       # (no rdtsc: a batch's nodes carry the flags)
     channels = [Channel(alias, FdBacking(fds[fd], owned=False) if notify is None and tail is None
@@ -290,13 +292,20 @@ def _serve_one(req: dict, fds: list[int], templates: Templates,
     # the run has what is left (_left)
     validated_by = began + limits.timeout
     if engine == 'native':
-        file = _file_key(req['program'])
-        try:
-            with within(validated_by):
-                prepared = templates.prepared(req['program'], req.get('engine'), req['rdtsc'],
-                                              file)
-        except Rejected as e:
-            return e.report, None
+        key = (req['program'], req.get('engine'), req['rdtsc'])
+        known = ready.get(key) if ready is not None else None
+        if known is None:
+            file = _file_key(req['program'])
+            try:
+                with within(validated_by):
+                    prepared = templates.prepared(req['program'], req.get('engine'),
+                                                  req['rdtsc'], file)
+            except Rejected as e:
+                return e.report, None
+            if ready is not None:
+                ready[key] = file, prepared
+        else:
+            file, prepared = known
         if prepared.engine == 'native':     # a child of the program's template per run
             try:
                 warm = templates.native(req['program'], prepared, limits.memory, file)
@@ -354,16 +363,21 @@ def _serve_many(sock: socket.socket, runs: list[tuple[dict, list[int]]],
     turn, its reply (report and kept tails) sent as it ends; its descriptors closed
     once it ended.  The templates the runs used are weighed again (``settle``) once,
     at the end: what a native one holds does not change with its runs, and an
-    emulated one's growth is seen a chunk later."""
+    emulated one's growth is seen a chunk later.  A program is looked at (its file's
+    ``stat``, its engine and verdict: ``Templates.prepared``) by the first of the
+    runs that name it: a batch's chunk runs one program, and those were two system
+    calls of each node's (the clock read under the hold, the ``stat``)."""
     done = 0
     used: dict[int, object] = {}        # id -> template reset since the request came
+    ready: dict[tuple, tuple] = {}      # (program, engine, rdtsc) -> (file key, prepared)
     _fastcall.hold(True)
     try:
         for i, (req, fds) in enumerate(runs):
             tails: dict[str, TailBacking] = {}
             machine = None
             try:
-                report, machine = _serve_one(req, fds, templates, tails, i + 1 < len(runs))
+                report, machine = _serve_one(req, fds, templates, tails, i + 1 < len(runs),
+                                             ready)
             except Exception as e:  # keep serving: one bad run must not take the others
                 report = _failed('killed', f'sandbox worker error: {e!r}')
             finally:
