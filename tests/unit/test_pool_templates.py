@@ -135,11 +135,11 @@ def test_a_chunk_settles_each_template_once_after_its_runs(monkeypatch) -> None:
 
 
 def test_a_chunk_looks_at_its_program_once(monkeypatch, tmp_path) -> None:
-    """``_serve_many``'s runs of one program: the first one's ``stat`` of the file,
-    clock read (its validation deadline) and ``Templates.prepared`` serve the
-    others (two system calls of each node's); every run still starts from the
-    program's template, and another program of the same request is looked at
-    for itself."""
+    """``_serve_many``'s runs of one program: the first one's ``stat`` of the file and
+    ``Templates.prepared`` serve the others, and no node reads the clock with a
+    system call but for its reply's stamp (its deadlines: the coarse clock); every
+    run still starts from the program's template, and another program of the same
+    request is looked at for itself."""
     looked: list = []
     started: list = []
     monkeypatch.setattr(worker, '_CHOSEN', {(None, False): ('native', '', float('inf'))})
@@ -180,9 +180,7 @@ def test_a_chunk_looks_at_its_program_once(monkeypatch, tmp_path) -> None:
             (req('a', 'n4'), [])]
     worker._serve_many(None, runs, Kept(1 << 30))
     reply = 'clock'         # each reply's stamp (RunResult.ended)
-    assert looked == ['clock', ('stat', 'a'), ('prepared', 'a', ('a',)), reply,
-                      reply,
-                      'clock', ('stat', 'b'), ('prepared', 'b', ('b',)), reply,
-                      reply]
+    assert looked == [('stat', 'a'), ('prepared', 'a', ('a',)), reply, reply,
+                      ('stat', 'b'), ('prepared', 'b', ('b',)), reply, reply]
     assert started == [('n1', True, False), ('n2', True, False), ('n3', True, False),
                        ('n4', False, False)]
