@@ -23,6 +23,7 @@ import threading
 from collections.abc import Mapping
 from pathlib import Path
 
+from zvm_core import tarheaders
 from zvm_core.channels import READ, Channel, FdBacking
 
 MAX_PROGRAM = 256 << 20
@@ -136,15 +137,22 @@ class SystemImages:
     def _extract(self, name: str, path: Path, member: str) -> Path:
         wanted = _member_name(member)
         try:
-            with tarfile.open(path, 'r:') as tar:
-                info = next((m for m in tar if _member_name(m.name) == wanted), None)
+            with open(path, 'rb') as f:
+                info = next((m for m in tarheaders.members(f)
+                             if _member_name(m.name) == wanted), None)
                 if info is None or not info.isfile():
                     raise SysImageError(f'system image {name} has no file {member}')
+                if info.issparse():
+                    raise SysImageError(f'{member} in system image {name} is a sparse '
+                                        'member: store it whole (tar without -S)')
                 if info.size > MAX_PROGRAM:
                     raise SysImageError(f'{member} in system image {name} is larger than '
                                         f'{MAX_PROGRAM} bytes')
-                data = tar.extractfile(info).read()
-        except (tarfile.TarError, OSError) as e:
+                f.seek(info.offset_data)
+                data = f.read(info.size)
+                if len(data) != info.size:
+                    raise tarfile.ReadError(f'{member} is cut short')
+        except (tarfile.TarError, tarheaders.TooLarge, OSError) as e:
             raise SysImageUnreadable(name, f'system image {name}: {path} is not a readable '
                                            f'tar ({e})') from None
         digest = hashlib.sha256(data).hexdigest()
