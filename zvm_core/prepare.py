@@ -100,7 +100,7 @@ def _prepare(program: Program, policy: Policy, cache, engine: str | None, name: 
             raise engines.EngineError('the native engine has no memory etag: use the emulated '
                                       'engine (or auto) for a manifest that asks for one')
         from zvm_core.engines.native import tsc_unavailable
-        traced = needs_tracer(program, cache)
+        traced = needs_tracer(verdict)
         untraceable = tsc_unavailable() if traced else None
         reason = emulated_because(program, memory_etag, untraceable) if auto else ''
         if reason:
@@ -126,25 +126,13 @@ def emulated_because(program: Program, memory_etag: bool = False,
     return ''
 
 
-_TRACED: dict[str, bool] = {}      # program digest -> needs_tracer's answer
-_TRACED_KEPT = 256                  # programs (as the verdict cache's memory)
-
-
-def needs_tracer(program: Program, cache) -> bool:
-    """Whether a native run must be traced: the program contains ``rdtsc``/``rdtscp``,
-    or ``cpuid`` on a CPU that makes it fault (elsewhere ``cpuid`` runs as the CPU
-    answers, which doc/sandbox.md states).  A function of the program's bytes on
-    this CPU: remembered by digest (two verdict look-ups per cold run otherwise)."""
-    traced = _TRACED.get(program.sha256)
-    if traced is None:
-        from zvm_core.engines.native import cpuid
-        traced = (not validate(program, Policy(rdtsc='reject'), cache).ok
-                  or (not cpuid.unsupported()
-                      and cpuid.contains(program, validate(program, Policy(), cache))))
-        if len(_TRACED) >= _TRACED_KEPT:
-            del _TRACED[next(iter(_TRACED))]
-        _TRACED[program.sha256] = traced
-    return traced
+def needs_tracer(verdict: Verdict) -> bool:
+    """Whether a native run of the program ``verdict`` passed must be traced: the
+    sweep decoded ``rdtsc``/``rdtscp``, or ``cpuid`` on a CPU that makes it fault
+    (elsewhere ``cpuid`` runs as the CPU answers, which doc/sandbox.md states)."""
+    from zvm_core.engines.native import cpuid
+    return bool(verdict.traced - {'cpuid'}
+                or 'cpuid' in verdict.traced and not cpuid.unsupported())
 
 
 def _invalid(violations: list[Violation], message: str) -> Report:

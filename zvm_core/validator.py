@@ -149,6 +149,9 @@ class Violation:
 class Verdict:
     """Outcome of a sweep.
 
+    ``traced`` names the instructions of :data:`TRACED` that the sweep decoded:
+    a native run answers them by tracing the guest (``zvm_core.prepare``), which
+    it knows from this verdict without validating again.
     ``boundaries`` holds ``(base, bitmap)`` pairs, ``base`` a multiple of 8:
     bit k (LSB first) of byte j is set iff ``base + 8*j + k`` starts an
     instruction the sweep decoded.  A list longer than :data:`MAX_VIOLATIONS`
@@ -160,6 +163,7 @@ class Verdict:
     boundaries: list[tuple[int, bytes]] = field(repr=False)
     cached: bool = False
     instructions: int = 0
+    traced: frozenset[str] = frozenset()    # of :data:`TRACED` those decoded
 
 
 # -- the rule table --------------------------------------------------------------
@@ -197,7 +201,10 @@ _FORBIDDEN: dict[str, tuple[str, str]] = {
 
 # Instructions that need a look at their operands or bytes.
 _DIRECT, _NEAR_OR_FAR, _MOV, _POP, _RET = 'direct', 'near-or-far', 'mov', 'pop', 'ret'
+_TRACE = 'trace'
+TRACED = frozenset(('rdtsc', 'rdtscp', 'cpuid'))   # allowed, answered by the host: noted
 _CHECKED: dict[str, str] = {
+    **dict.fromkeys(TRACED, _TRACE),
     **dict.fromkeys(('ja jae jb jbe je jne jg jge jl jle jo jno jp jnp js jns '
                      'jcxz jecxz jrcxz loop loope loopne xbegin').split(), _DIRECT),
     'jmp': _NEAR_OR_FAR, 'call': _NEAR_OR_FAR, 'mov': _MOV, 'pop': _POP, 'ret': _RET,
@@ -263,6 +270,7 @@ class _Sweep:
         # direct branches, as two flat arrays: a huge program must not cost a tuple each
         self.sources, self.targets = array.array('Q'), array.array('Q')
         self.count = 0
+        self.traced: set[str] = set()
 
     def violate(self, rule: str, address: int, text: str) -> None:
         if len(self.violations) < MAX_VIOLATIONS:
@@ -363,6 +371,8 @@ class _Sweep:
         addr, size, mnem, ops = insn
         if isinstance(kind, tuple):
             self.violate(kind[0], addr, f'{_text(insn)}: {kind[1]}')
+        elif kind == _TRACE:
+            self.traced.add(mnem.rpartition(' ')[2])
         elif kind == _MOV:
             dst, _, src = ops.partition(', ')
             if dst in _SREGS:
@@ -505,7 +515,7 @@ class _Sweep:
                                         f'(the next: {first.rule} {first.text})'))
         return Verdict(ok=not violations, violations=violations,
                        boundaries=[(img.origin, bytes(img.bits)) for img in images],
-                       instructions=self.count)
+                       instructions=self.count, traced=frozenset(self.traced))
 
 
 def _text(insn: tuple[int, int, str, str]) -> str:
@@ -727,7 +737,7 @@ class VerdictCache:
 
 
 def _encode(key: str, v: Verdict) -> dict:
-    return {'key': key, 'ok': v.ok, 'instructions': v.instructions,
+    return {'key': key, 'ok': v.ok, 'instructions': v.instructions, 'traced': sorted(v.traced),
             'violations': [[x.rule, x.address, x.text] for x in v.violations],
             'boundaries': [[base, base64.b64encode(bits).decode()] for base, bits in v.boundaries]}
 
@@ -749,8 +759,11 @@ def _decode(obj: dict, key: str) -> Verdict:
         boundaries.append((base, base64.b64decode(bits.encode(), validate=True)))
     if obj['ok'] == bool(violations):
         raise ValueError('inconsistent verdict')
+    traced = frozenset(obj['traced'])
+    if not traced <= TRACED:
+        raise ValueError('bad traced instructions')
     return Verdict(ok=obj['ok'], violations=violations, boundaries=boundaries,
-                   instructions=obj['instructions'])
+                   instructions=obj['instructions'], traced=traced)
 
 
 def _lock(fd: int) -> None:

@@ -1,16 +1,18 @@
 """The native engine's guest memory bookkeeping that needs no guest process, and
-what a cold run keeps per program (its layout, whether it needs the tracer)."""
+what a cold run keeps per program (its layout) and knows from its verdict (whether it
+needs the tracer)."""
 
 from __future__ import annotations
 
 import pytest
 
+from zvm_core import validator
 from zvm_core.elf import load_program
 from zvm_core.engines.native.memory import ProcessMemory, Region
 from zvm_core.engines.native.supervisor import Guest, _layout
 from zvm_core.executor import SetupError
-from zvm_core.prepare import needs_tracer
-from zvm_core.validator import VerdictCache
+from zvm_core.prepare import needs_tracer, prepare
+from zvm_core.validator import Policy, VerdictCache
 
 
 def test_a_template_s_runs_share_its_sorted_layout_not_their_protections() -> None:
@@ -47,16 +49,20 @@ def test_spawned_runs_share_a_layout_by_program_and_memory(guest) -> None:
             _layout(first, 1 << 20)
 
 
-def test_whether_a_program_needs_the_tracer_is_remembered_by_its_bytes(guest) -> None:
-    """needs_tracer answers from the verdicts once per program bytes: again (another
-    load of the same file) without asking the verdict cache; rdtsc still needs it."""
+@pytest.mark.parametrize('name, traced', [('rdtsc', True), ('hello', False)])
+def test_a_new_program_is_validated_once_for_the_native_engine(guest, monkeypatch, name,
+                                                                traced) -> None:
+    """Whether a native run must be traced comes from the run's own verdict (the
+    instructions the sweep noted), not from a second validation under
+    ``rdtsc=reject``: a new program costs one sweep, and a cached one none."""
+    sweeps = []
+    real = validator._validate
+    monkeypatch.setattr(validator, '_validate',
+                        lambda program, policy: sweeps.append(policy) or real(program, policy))
     cache = VerdictCache(None)
-    assert needs_tracer(load_program(guest('rdtsc')), cache)
-    assert not needs_tracer(load_program(guest('hello')), cache)
-
-    class Refusing(VerdictCache):
-        def get(self, key):
-            raise AssertionError('asked the verdict cache again')
-
-    assert needs_tracer(load_program(guest('rdtsc')), Refusing(None))
-    assert not needs_tracer(load_program(guest('hello')), Refusing(None))
+    prepared = prepare(load_program(guest(name)), cache=cache, engine='native')
+    assert sweeps == [Policy()]
+    assert needs_tracer(prepared.verdict) is traced
+    assert ('rdtsc' in prepared.verdict.traced) is traced
+    prepare(load_program(guest(name)), cache=cache, engine='native')
+    assert len(sweeps) == 1

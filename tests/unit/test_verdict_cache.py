@@ -8,12 +8,14 @@ from zvm_core.validator import Verdict, VerdictCache
 
 
 def test_disk_cache_is_bounded_and_evicts_least_recently_used(tmp_path):
-    verdict = Verdict(ok=True, violations=[], boundaries=[(0, b'\x01' * 64)], instructions=1)
+    verdict = Verdict(ok=True, violations=[], boundaries=[(0, b'\x01' * 64)], instructions=1,
+                      traced=frozenset({'cpuid'}))
     keys = [f'{i:064x}' for i in range(8)]
     for i, key in enumerate(keys[:5]):
         VerdictCache(tmp_path).put(key, verdict)
         os.utime(tmp_path / f'{key}.json', (1000 + i, 1000 + i))    # put in this order
-    assert VerdictCache(tmp_path).get(keys[0]).cached                # used: now the newest
+    read = VerdictCache(tmp_path).get(keys[0])                       # used: now the newest
+    assert read.cached and read.traced == {'cpuid'}
     bounded = VerdictCache(tmp_path, max_files=5)
     bounded.put(keys[5], verdict)                                    # 6 > 5: down to 4
     left = {p.stem for p in tmp_path.glob('*.json')}

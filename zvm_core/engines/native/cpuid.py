@@ -10,8 +10,8 @@ under ``PR_SET_TSC``, and the same tracer answers it (``tsc.py``): ``eax``,
 leaf in ``eax`` and subleaf in ``ecx`` (zeros for a leaf it does not list),
 exactly the emulator guard's answer, and ``rip`` past the instruction.
 
-A program with a ``cpuid`` the validator decoded is traced
-(:func:`contains`); in any other program a ``cpuid`` -- one reached by
+A program with a ``cpuid`` the validator decoded (``Verdict.traced``) is
+traced; in any other program a ``cpuid`` -- one reached by
 jumping into the middle of an instruction -- faults, and the run ends with
 status ``fault``: the host's answer is never seen.  Where the CPU has no
 CPUID faulting (:func:`unsupported` says so, and ``zvm info``), ``cpuid``
@@ -23,8 +23,6 @@ from __future__ import annotations
 import functools
 
 from zvm_core.cpu import CPUID_TABLE
-from zvm_core.elf import PF_X, Program
-from zvm_core.validator import Verdict
 
 CPUID = b'\x0f\xa2'
 RAX, RBX, RCX, RDX = 10, 5, 11, 12      # struct user_regs_struct (sys/user.h)
@@ -58,36 +56,3 @@ def emulate(regs) -> None:
     """Answer the ``cpuid`` at ``regs``' rip in ``regs`` (a ``user_regs_struct``
     as unsigned longs); the caller moves rip past it and writes them back."""
     regs[RAX], regs[RBX], regs[RCX], regs[RDX] = answer(regs[RAX], regs[RCX])
-
-
-_CONTAINS: dict[str, bool] = {}
-_REMEMBERED = 256           # programs (as the verdict cache's memory)
-
-
-def contains(program: Program, verdict: Verdict) -> bool:
-    """Whether ``program`` has a ``cpuid`` at an instruction start its validator
-    ``verdict`` decoded; remembered by digest."""
-    found = _CONTAINS.get(program.sha256)
-    if found is None:
-        if len(_CONTAINS) >= _REMEMBERED:
-            del _CONTAINS[next(iter(_CONTAINS))]
-        found = _CONTAINS[program.sha256] = any(
-            _starts(addr, verdict.boundaries) for addr in _candidates(program))
-    return found
-
-
-def _candidates(program: Program):
-    for seg in program.segments:
-        if seg.flags & PF_X:
-            at = seg.data.find(CPUID)
-            while at >= 0:
-                yield seg.vaddr + at
-                at = seg.data.find(CPUID, at + 1)
-
-
-def _starts(addr: int, boundaries: list[tuple[int, bytes]]) -> bool:
-    for base, bitmap in boundaries:
-        bit = addr - base
-        if 0 <= bit < 8 * len(bitmap):
-            return bool(bitmap[bit >> 3] >> (bit & 7) & 1)
-    return False
