@@ -38,6 +38,12 @@ from zvm_core._md5 import MD5
 from zvm_core.report import ChannelAccounting
 
 UNLIMITED = (1 << 63) - 1
+# The largest a written channel grows: ext4's file size limit with 4 KiB blocks (16 TiB
+# less a block), the smallest of the usual Linux file systems'.  A positional write
+# past it is the guest's own doing, answered as Linux answers one past a file system's
+# limit (``zvm_core.syscalls.io.below_max_size``), the same on every host; the host's
+# own EFBIG would end the run as a failed host write.
+MAX_SIZE = (1 << 44) - 4096
 _DEV_NULL = os.makedev(1, 3)
 READ, WRITE = 1, 2
 

@@ -18,6 +18,8 @@ import pytest
 from archives import tar_bytes
 
 from tests.conftest import CLI, REPO
+from zvm_core.channels import MAX_SIZE
+from zvm_core.syscalls.io import below_max_size
 
 PUT_SIZE = 4096
 TB = 1 << 40
@@ -42,6 +44,22 @@ def test_a_written_channel_never_grows_past_its_quota(guest, zvm, etag, engine):
     assert run.status == 'quota', run
     assert run.stdout == f'{TB}:1 = -1 Quota exceeded\n'.encode()
     assert run.output == b''
+
+
+def test_a_write_past_the_largest_file_is_efbig_not_a_host_failure(guest, zvm, engine):
+    """Without a quota, a write far past a file's end is the guest's own doing: EFBIG
+    from the personality's file size limit (channels.MAX_SIZE), a short write across
+    it, the same on every host and engine; the host's EFBIG ended the run ``killed``,
+    a host failure."""
+    far = 1 << 62
+    run = zvm.run(guest('sparse'), f'{far}:1', f'@{MAX_SIZE}:1', f'{MAX_SIZE}:0', '0:2',
+                  output=True)
+    assert run.status == 'ok', run
+    assert run.stdout.decode().splitlines() == [
+        f'{far}:1 = -1 File too large', f'@{MAX_SIZE}:1 = -1 File too large',
+        f'{MAX_SIZE}:0 = 0', '0:2 = 2']
+    assert run.output == b'xx'
+    assert below_max_size(MAX_SIZE - 1, 5) == 1         # across it: cut (a 16 TiB file)
 
 
 def test_vectors_naming_one_buffer_are_not_staged_once_each(guest, zvm, tmp_path, engine):
@@ -76,6 +94,16 @@ def test_zerovm_api_writes_never_grow_a_channel_past_its_quota(trapper, engine):
                    f'w /dev/o 1 296 = {-errno.EINVAL}', 'w /dev/o 2 98 = 2',
                    'w /dev/o 2 5 = 2']
     assert s.read('o') == bytes(5) + b'zz' + bytes(91) + b'yy'
+
+
+def test_zerovm_api_writes_past_the_largest_file_are_efbig(trapper, engine):
+    """A quota past the largest file (channels.MAX_SIZE) leaves the ZeroVM API's write
+    far past the end to the personality: EFBIG, not the host's, which was a host
+    failure."""
+    channel = f'Channel = {{d}}/o, /dev/o, 3, 0, 1000, 1000, 1000, {1 << 62}\n'
+    s, out = trapper([f'w:/dev/o:x:{1 << 61}', 'w:/dev/o:yy:1'], channel, files={'o': b'old'})
+    assert out == [f'w /dev/o 1 {1 << 61} = {-errno.EFBIG}', 'w /dev/o 2 1 = 2']
+    assert s.read('o') == b'oyy'
 
 
 DEEP = 2000                         # directories in the image's deepest path

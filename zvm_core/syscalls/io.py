@@ -20,7 +20,7 @@ import os
 import struct
 from collections.abc import Iterable, Iterator
 
-from zvm_core.channels import READ, UNLIMITED, WRITE, Channel
+from zvm_core.channels import MAX_SIZE, READ, UNLIMITED, WRITE, Channel
 from zvm_core.memory import PROT_R, PROT_W
 from zvm_core.report import SIGPIPE_STATE
 from zvm_core.syscalls import fs  # fs imports io too: both used at call time only
@@ -202,6 +202,15 @@ def write_steps(p, ch: Channel, spans: list[tuple[int, int]], limit: int,
     return done
 
 
+def below_max_size(offset: int, budget: int) -> int:
+    """``budget`` cut where a positional write at ``offset`` would pass
+    :data:`~zvm_core.channels.MAX_SIZE`; ``-EFBIG`` for one that starts there,
+    as Linux answers a write past a file system's limit."""
+    if offset < MAX_SIZE:
+        return min(budget, MAX_SIZE - offset)
+    return -errno.EFBIG if budget else 0        # a write of nothing is 0 wherever it is
+
+
 def _refused(p, ch: Channel, what: str) -> int:
     """ZeroVM answers EDQUOT; a guest that ignores it and tries again is stopped."""
     if ch.refused > 1:
@@ -266,7 +275,11 @@ def _write(p, f: OpenFile, spans: list[tuple[int, int]], offset: int | None) -> 
     if not positional:
         _ready(p, ch, True)
         return write_steps(p, ch, spans, budget, None)
-    n = write_steps(p, ch, spans, budget, f.pos if offset is None else offset)
+    at = f.pos if offset is None else offset
+    budget = below_max_size(at, budget)
+    if budget < 0:
+        return budget
+    n = write_steps(p, ch, spans, budget, at)
     if offset is None:
         f.pos += n
     return n

@@ -38,7 +38,7 @@ from zvm_core.memory import (
     GuestFault,
 )
 from zvm_core.syscalls.errors import Stop
-from zvm_core.syscalls.io import _ready, read_steps, write_steps
+from zvm_core.syscalls.io import _ready, below_max_size, read_steps, write_steps
 
 # function codes: ASCII names, little endian ("Read", "Writ", ...)
 TRAP_READ, TRAP_WRITE = 0x64616552, 0x74697257
@@ -161,7 +161,9 @@ def trap_write(p, desc: int, buf: int, size: int, offset: int) -> int:
         return -errno.EDQUOT        # the puts used up (first, in ZeroVM), or no room left
     if sequential:
         _ready(p, ch, True)
-    return write_steps(p, ch, spans, budget, None if sequential else offset)
+        return write_steps(p, ch, spans, budget, None)
+    budget = below_max_size(offset, budget)
+    return budget if budget < 0 else write_steps(p, ch, spans, budget, offset)
 
 
 def trap_jail(p, addr: int, size: int) -> int:
