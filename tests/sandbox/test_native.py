@@ -355,6 +355,25 @@ def _child_states(pid: int) -> dict[int, str]:
     return kids
 
 
+def _settled(worker: int) -> dict[int, str]:
+    """The worker's children once it is idle: it kills and reaps its runs' children
+    and takes in the next one after its reply, each step once what it waits for is
+    ready, so they are looked at until the template and the next run's child alone
+    are left, two live loaders asleep (the template at its poll, the child at its
+    gate).  A killed child on its way out is neither a zombie yet nor a loader any
+    more (state R or D, its executable gone with its memory): counted as one of the
+    two, it made the caller see the template and a stranger.  The deadline only
+    fails a hang."""
+    import time
+    deadline = time.monotonic() + RUN_TIMEOUT
+    while True:
+        kids = _child_states(worker)
+        if (len(kids) == 2 and set(kids.values()) == {'S'} and set(kids) <= set(_loaders())
+                or time.monotonic() > deadline):
+            return kids
+        time.sleep(0.01)
+
+
 def test_warm_native_starts_fork_from_a_never_run_template(guest, zvm, tmp_path):
     """A pool worker keeps a template per program (a fork server that mapped it, and
     the child the next run starts in): a run planting a secret leaves nothing for the
@@ -376,32 +395,26 @@ def test_warm_native_starts_fork_from_a_never_run_template(guest, zvm, tmp_path)
         return (tmp_path / 'out').read_bytes()
 
     def settled() -> dict[int, str]:
-        """The worker's children once it is idle again: it forks and reaps after its
-        reply, each step once what it waits for is ready (a request that comes first
-        is served first), so they are looked at until the template and the next
-        run's child alone are left; the deadline only fails a hang."""
+        """The worker's children once it is idle again (:func:`_settled`), after a
+        request (one that comes first is served first)."""
         with open(prog, 'rb') as f:
             assert pool.validate(f.fileno())[0]
-        deadline = time.monotonic() + RUN_TIMEOUT
-        while True:
-            kids = _child_states(worker)
-            if (len(kids) == 2 and 'Z' not in kids.values()) or time.monotonic() > deadline:
-                return kids
-            time.sleep(0.01)
+        return _settled(worker)
 
     with Pool(size=1, queue=0) as pool:
         [worker] = pool.pids
         assert run('plant', 'zvm-secret-of-run-one') == b'planted\n'
         first = settled()               # the template and the next run's child, no zombie
-        assert len(first) == 2 and set(first) <= set(_loaders()) and 'Z' not in first.values()
+        assert len(first) == 2 and set(first) <= set(_loaders()) and set(first.values()) == {
+            'S'}, first
         assert run('scan', 'zvm-secret-of-run-one', 'loader', _loader_span()) == b'found 0\n'
         second = settled()
-        assert len(second) == 2 and 'Z' not in second.values(), second
+        assert len(second) == 2 and set(second.values()) == {'S'}, second
         [template] = set(first) & set(second)       # the same template, a new child
         os.kill(template, signal.SIGKILL)
         assert run('calls') == zvm.run(prog, 'calls', opts=NATIVE).stdout
         third = settled()
-        assert len(third) == 2 and template not in third and 'Z' not in third.values()
+        assert len(third) == 2 and template not in third and set(third.values()) == {'S'}, third
     deadline = time.monotonic() + 10
     while set(_loaders()) - before and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -604,13 +617,8 @@ def test_warm_native_runs_leave_no_zombie_nor_process(guest, tmp_path):
             report = pool.run(prog, [ChannelSpec('/dev/stdout', null.fileno(), WRITE)],
                               argv=['hello'], engine='native')
             assert report.status == 'ok' and report.engine == 'native', report
-        deadline = time.monotonic() + RUN_TIMEOUT
-        while True:
-            kids = _child_states(worker)
-            if (len(kids) == 2 and 'Z' not in kids.values()) or time.monotonic() > deadline:
-                break
-            time.sleep(0.01)
-        assert len(kids) == 2 and 'Z' not in kids.values(), kids   # template, next child
+        kids = _settled(worker)
+        assert len(kids) == 2 and set(kids.values()) == {'S'}, kids    # template, next child
         os.kill(worker, signal.SIGKILL)
         deadline = time.monotonic() + RUN_TIMEOUT
         while any(_alive(pid) for pid in kids) and time.monotonic() < deadline:
