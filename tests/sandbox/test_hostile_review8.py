@@ -168,6 +168,41 @@ def test_a_program_too_big_to_validate_in_time_is_its_own_timeout(
     assert list(tmp_path.glob('*.json')) == []                # no verdict was made
 
 
+def test_a_cold_validation_is_part_of_its_run_s_timeout(guest, monkeypatch, engine):
+    """A program whose validation takes most of the timeout and whose run then spins:
+    the worker ran it for a whole timeout more, past the caller's wait (timeout +
+    KILL_GRACE), which killed it, the host's failure.  The run gets what the
+    validation left, and says so."""
+    import os
+    import time
+
+    from zvm_core import prepare, validator
+    from zvm_core.channels import READ
+    from zvm_core.pool import _request
+    from zvm_core.pool.worker import Templates, _serve_one
+    timeout, slow = 2.0, 1.5
+    real = validator._validate
+    monkeypatch.setattr(validator, '_validate',
+                        lambda program, policy: time.sleep(slow) or real(program, policy))
+    monkeypatch.setattr(prepare, 'default_cache', lambda: validator.VerdictCache(None))
+    prog, templates = str(guest('spin')), Templates(1 << 30)
+    fds = [os.open(os.devnull, os.O_RDONLY), os.open(os.devnull, os.O_WRONLY)]
+    try:
+        req = _request(prog, [ChannelSpec('/dev/stdin', 0, READ),
+                              ChannelSpec('/dev/stdout', 1, WRITE)],
+                       ['spin'], {}, Limits(timeout=timeout), 0, 0, 'virtualize', {}, engine)
+        began = time.monotonic()
+        report, _ = _serve_one(req, fds, templates)
+        took = time.monotonic() - began
+    finally:
+        templates.close()
+        for fd in fds:
+            os.close(fd)
+    assert report.status == 'timeout', report
+    assert took < slow + timeout - 0.5, took        # not a whole timeout after validating
+    assert 'what validating the program left of the timeout of 2 s' in report.message
+
+
 def test_an_image_of_too_many_members_is_refused_before_it_is_indexed_whole(
         tmp_path, monkeypatch):
     """A mounted image's index and tree live in the worker (outside the guest's memory

@@ -25,6 +25,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterable
+from dataclasses import replace
 
 from zvm_core import engines
 from zvm_core.channels import (
@@ -299,8 +300,10 @@ def _serve_one(req: dict, fds: list[int], templates: Templates,
                 warm = templates.native(req['program'], prepared, limits.memory, file)
                 # a batch's node is not probed for a start-up snapshot: its key (its
                 # object's LOCAL_* variables) comes once (Snapshots.begin; emulated too)
-                return warm.run(channels, req['argv'], req['env'], req['seed'], req['epoch'],
-                                limits, image, ahead, probe=tails is None), warm
+                run = _left(limits, validated_by)
+                return _told(warm.run(channels, req['argv'], req['env'], req['seed'],
+                                      req['epoch'], run, image, ahead, probe=tails is None),
+                             limits, run), warm
             except SetupError as e:
                 return Report(e.status, None, str(e), engine='native'), None
         reason = prepared.reason    # auto runs it emulated (zvm_core.prepare): its template
@@ -311,14 +314,38 @@ def _serve_one(req: dict, fds: list[int], templates: Templates,
         return e.report, None
     except SetupError as e:
         return Report(e.status, None, str(e)), None
+    run = _left(limits, validated_by)
     try:
-        report = machine.run(channels, req['argv'], req['env'], req['seed'], req['epoch'],
-                             limits=limits, image=image, probe=tails is None)
+        report = _told(machine.run(channels, req['argv'], req['env'], req['seed'],
+                                   req['epoch'], limits=run, image=image, probe=tails is None),
+                       limits, run)
     except SetupError as e:
         report = Report(e.status, None, str(e))
     report.validation = {'state': 'cached' if verdict.cached else 'ok', 'violations': []}
     report.engine_reason = reason
     return report, machine
+
+
+_SLACK = 0.1    # s of a run's timeout that a verdict's look-up (ms) may take unnoticed
+
+
+def _left(limits: Limits, validated_by: float) -> Limits:
+    """The run's limits with what its program's validation left of the timeout, which
+    covers both (the caller waits for the reply that long, and ``KILL_GRACE``): a cold
+    validation of most of the timeout, then a run of all of it, was the worker killed
+    as the host's failure instead of the run's ``timeout``."""
+    left = validated_by - _fastcall.monotonic()
+    if left >= limits.timeout - _SLACK:
+        return limits
+    return replace(limits, timeout=max(left, 0.001))
+
+
+def _told(report: Report, limits: Limits, run: Limits) -> Report:
+    """``report``, whose timeout says what was left of the timeout asked for."""
+    if run is not limits and report.status == 'timeout':
+        report.message += (f' (what validating the program left of the timeout of '
+                           f'{limits.timeout:g} s)')
+    return report
 
 
 def _serve_many(sock: socket.socket, runs: list[tuple[dict, list[int]]],
