@@ -25,6 +25,7 @@ from swift.common.utils import config_positive_int_value
 
 from zerocloud.httperrors import HTTPBadRequest, HTTPRequestEntityTooLarge
 from zerocloud.zapp_format import MAPS
+from zvm_core import tars
 
 CHUNK = 1 << 16
 # Below this many uncompressed bytes the expansion ratio is not checked: a small
@@ -93,7 +94,7 @@ def _members(f, where: str, max_members: int | None) -> dict[str, tarfile.TarInf
     f.seek(0)
     found: dict[str, tarfile.TarInfo] = {}
     try:
-        with tarfile.open(fileobj=f, mode='r:') as tar:
+        with tarfile.open(fileobj=f, mode='r:', tarinfo=tars.Member) as tar:
             for count, info in enumerate(tar, 1):
                 if max_members is not None and count > max_members:
                     raise HTTPRequestEntityTooLarge(

@@ -23,6 +23,7 @@ import threading
 from collections.abc import Mapping
 from pathlib import Path
 
+from zvm_core import tars
 from zvm_core.channels import READ, Channel, FdBacking
 
 MAX_PROGRAM = 256 << 20
@@ -136,7 +137,7 @@ class SystemImages:
     def _extract(self, name: str, path: Path, member: str) -> Path:
         wanted = _member_name(member)
         try:
-            with tarfile.open(path, 'r:') as tar:
+            with tarfile.open(path, 'r:', tarinfo=tars.Member) as tar:
                 info = next((m for m in tar if _member_name(m.name) == wanted), None)
                 if info is None or not info.isfile():
                     raise SysImageError(f'system image {name} has no file {member}')

@@ -29,6 +29,7 @@ import stat
 import struct
 import tarfile
 
+from zvm_core import tars
 from zvm_core.channels import READ, Backing, Channel, FdBacking
 from zvm_core.syscalls import io as _io  # io resolves paths here: imported both ways
 from zvm_core.syscalls.errors import SysError
@@ -207,7 +208,8 @@ def _index(backing: Backing, label: str) -> list[tuple]:
         return _INDEXES[key]
     entries = []
     try:
-        with tarfile.open(fileobj=io.BufferedReader(_Reader(backing)), mode='r:') as tar:
+        with tarfile.open(fileobj=io.BufferedReader(_Reader(backing)), mode='r:',
+                          tarinfo=tars.Member) as tar:
             for count, m in enumerate(tar, 1):
                 if count > MAX_MEMBERS:
                     raise ImageError(f'{label} has more than {MAX_MEMBERS} members: pack '
