@@ -349,6 +349,49 @@ def test_a_bad_prewarm_setting_is_refused(server, devices: Path, guest, tmp_path
                                       'zerovm_sysimage_devices': f'img {tar}'})
 
 
+def _truncated(tar: Path, guest) -> None:
+    """A system image cut short after its program (a copy that stopped half-way): the
+    program comes out of it, the image does not mount."""
+    whole = tar_bytes({'hello': guest('hello').read_bytes(), 'lib/x': b'y' * 4096})
+    tar.write_bytes(whole[:whole.index(b'y' * 512) + 1024])
+
+
+@pytest.mark.parametrize('system', [True, False])
+def test_a_broken_system_image_is_this_server_s_failure(server, devices: Path, guest,
+                                                        tmp_path: Path, system: bool) -> None:
+    """A system image that is readable but not a whole tar is the operator's to mend:
+    the node is ``killed`` by its host (another replica may have the image whole),
+    the report naming the image; it ended ``refused`` as if the job's.  The same
+    tar sent as the job's own image stays the job's error."""
+    tar = tmp_path / 'img.tar'
+    _truncated(tar, guest)
+    mw = ObjectExecMiddleware(server, {'devices': str(devices), 'mount_check': 'false',
+                                       'zerovm_maxpool': '1', 'zerovm_maxqueue': '0',
+                                       'zerovm_sysimage_devices': f'img {tar}'})
+    try:
+        out = wire.DeviceSpec('stdout', 'w')
+        if system:
+            members = [spec(wire.DeviceSpec('img', 'r'), out, argv=('hello',),
+                            program=('img', 'hello'))]
+        else:
+            members = [spec(wire.DeviceSpec('image', 'r'), out, argv=('hello',)),
+                       wire.bytes_member(wire.EXE, guest('hello').read_bytes()),
+                       wire.bytes_member(wire.DEV_PREFIX + 'image', tar.read_bytes())]
+        resp = execute(mw, members=members, local=False)
+        assert resp.status_int == 200, resp.body
+        report = json.loads(untar(resp.body)[wire.REPORT])
+    finally:
+        if mw._pool is not None:
+            mw._pool.close()
+    if system:
+        assert (report['status'], report['host_failure']) == ('killed', True), report
+        assert report['message'].startswith('the system image img of this server is broken: '
+                                            'cannot mount /dev/img at /'), report
+    else:
+        assert (report['status'], report['host_failure']) == ('refused', False), report
+        assert 'cannot mount /dev/image at /' in report['message']
+
+
 # -- batches ----------------------------------------------------------------------------------
 
 BATCH_PATH = '/sda1/0/a/.zerocloud/batch'

@@ -522,7 +522,7 @@ class NodeRun:
                 path = str(self.owner.sysimages.tar(name))
             except SysImageError as e:
                 raise _image_refused(e) from None
-            return Step(FILE, name, alias, READ, True, '/', path=path)
+            return Step(FILE, name, alias, READ, True, '/', path=path, system=True)
         if dev.source == 'local':
             return Step(LOCAL, name, alias, READ, dev.random, '/' if name == 'image' else None)
         member = files.get(wire.DEV_PREFIX + name)
@@ -568,7 +568,7 @@ class NodeRun:
                 f = _host_open(step.path, 'rb' if step.mode == READ else 'wb', step.name)
                 opened.append(f)
                 channels.append(ChannelSpec(alias, f.fileno(), step.mode, step.random,
-                                            mount=step.mount))
+                                            mount=step.mount, system=step.system))
             elif kind is TAIL:
                 tail = Tail()
                 opened.append(tail)

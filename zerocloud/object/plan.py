@@ -31,6 +31,7 @@ class Step(NamedTuple):
     mode: int
     random: bool = False
     mount: str | None = None
+    system: bool = False                # FILE: a system image (``ChannelSpec.system``)
     quota: Quota | None = None          # OUT
     path: str | None = None             # FILE: what is opened
     fixed: ChannelSpec | None = None    # FIXED: the channel itself

@@ -134,6 +134,8 @@ class ChannelSpec:
     random: bool = False
     quota: Quota = field(default_factory=Quota)
     mount: str | None = None      # a tar image: mounted read-only here (e.g. "/")
+    system: bool = False          # with mount: a system image, the operator's (one that
+                                  # does not mount is the host's failure, not the job's)
     notify: int | None = None     # data still arriving: ``fd`` is a ``channels.LinkWriter``
                                   # file, ``notify`` its ``LinkWaker``'s (may be shared)
     wait: float | None = None     # with ``notify``: seconds a read may wait for new data
@@ -356,8 +358,8 @@ def _channel_fields(c: ChannelSpec, fd: int | None, notify: int | None) -> dict:
     quota = {k: v for k, v in vars(c.quota).items() if v != UNLIMITED}
     if quota:
         fields['quota'] = quota
-    for key, value in (('mount', c.mount), ('notify', notify), ('wait', c.wait),
-                       ('tail', c.tail)):
+    for key, value in (('mount', c.mount), ('system', c.system or None), ('notify', notify),
+                       ('wait', c.wait), ('tail', c.tail)):
         if value is not None:
             fields[key] = value
     return fields
@@ -383,6 +385,7 @@ class Plan(NamedTuple):
     limits: Limits
     channels: tuple[PlannedChannel, ...]
     mounts: tuple[int, ...]     # the channels with a mount point (tar images), in order
+    system: frozenset[str]      # the aliases of those that are system images
 
 
 def _plan(shape: dict) -> Plan:
@@ -394,7 +397,8 @@ def _plan(shape: dict) -> Plan:
         Quota(**c['quota']) if 'quota' in c else _NO_QUOTA, c.get('mount'), c.get('notify'),
         c.get('wait'), c.get('tail')) for c in shape['channels'])
     return Plan(Limits(**shape['limits']), channels,
-                tuple(i for i, c in enumerate(channels) if c.mount))
+                tuple(i for i, c in enumerate(channels) if c.mount),
+                frozenset(c['alias'] for c in shape['channels'] if c.get('system')))
 
 
 _NO_QUOTA = Quota()

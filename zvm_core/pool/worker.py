@@ -227,7 +227,8 @@ def _warm_up(warm: WarmUp, templates: Templates) -> None:
     channels = [ChannelSpec('/dev/stdin', files[0].fileno(), READ),
                 ChannelSpec('/dev/stdout', files[1].fileno(), WRITE),
                 ChannelSpec('/dev/stderr', files[2].fileno(), WRITE)]
-    channels += [ChannelSpec(f'/dev/image{i}', f.fileno(), READ, random=True, mount='/')
+    channels += [ChannelSpec(f'/dev/image{i}', f.fileno(), READ, random=True, mount='/',
+                             system=True)
                  for i, f in enumerate(files[3:])]
     try:
         req = _request(warm.program, channels, warm.argv, {}, Limits(memory=warm.memory), 0,
@@ -258,7 +259,7 @@ def _serve_one(req: dict, fds: list[int], templates: Templates,
     """Run one request: (report, the machine to clean afterwards or None);
     ``tails``: it is a run of ``Pool.run_many`` (a batch's node); ``ahead``: another
     run follows at once (the batch's next node)."""
-    limits, plan, mounts = req.get('plan') or _plan(req)
+    limits, plan, mounts, system = req.get('plan') or _plan(req)
     channels = [Channel(alias, FdBacking(fds[fd], owned=False) if notify is None and tail is None
                         else _backing(alias, fd, notify, wait, tail, fds, tails), mode,
                         random=random, quota=quota)
@@ -282,6 +283,9 @@ def _serve_one(req: dict, fds: list[int], templates: Templates,
         except ImageUnreadable as e:    # the host's I/O: another host may run it
             return Report('killed', None, str(e), host_failure=True), None
         except ImageError as e:     # the request's image: nothing ran (a 400 at the proxy)
+            if e.label in system:       # the operator's: another host may have it whole
+                return Report('killed', None, f'the system image {e.label[5:]} of this '
+                                          f'server is broken: {e}', host_failure=True), None
             return Report('refused', None, str(e)), None
     # a program's validation is part of its run's time: one that takes longer ends as
     # the run's timeout, not as a worker killed for not answering (zvm_core.validator);

@@ -53,7 +53,9 @@ MAX_PATH_BYTES = 16 << 20       # the paths and link targets of all the tree's n
 
 
 class ImageError(ValueError):
-    """A channel that cannot be mounted as a tar image."""
+    """A channel that cannot be mounted as a tar image; ``label``: which (``mounted``)."""
+
+    label = ''
 
 
 class ImageUnreadable(ImageError):
@@ -384,7 +386,9 @@ def mounted(mounts: list[tuple[Backing, str, str]]) -> Image:
             try:
                 image.mount(backing, where, label)
             except ImageError as e:
-                raise type(e)(f'cannot mount {label} at {where}: {e}') from None
+                failed = type(e)(f'cannot mount {label} at {where}: {e}')
+                failed.label = label
+                raise failed from None
     except BaseException:
         if own:
             for b in backings:
