@@ -847,6 +847,38 @@ def test_a_batch_paces_its_chunks_by_the_workers_clock(mw, guest, devices: Path,
     assert made[0].pace is not None and made[0].pace < 0.2
 
 
+def test_a_node_the_worker_never_answered_is_not_paced(mw, guest, devices: Path,
+                                                       monkeypatch) -> None:
+    """A ``killed`` that ``Pool.run_many`` makes up for a node its worker never answered
+    (it died, or overran the node's time) is no node that ran: counted, the time until
+    its caller saw the end (a whole timeout) became the pace of a node, or shrank the
+    pace of those that ran."""
+    from zerocloud.object import batch
+    from zvm_core.pool import RunResult, _failed, _report_fields
+    made: list[Chunks] = []
+
+    class Recorded(Chunks):
+        def __init__(self, *args) -> None:
+            super().__init__(*args)
+            made.append(self)
+
+    def dead(runs, *, started=None, **_):
+        started()
+        time.sleep(0.05)
+        yield RunResult(_report_fields(_failed('killed', 'the worker died', host_failure=True)))
+        yield from (None for _ in runs[1:])
+    put(mw, '/sda1/0/a/c/o0', b'one two')
+    channels = (wire.DeviceSpec('stdin', 'r', source='local'), wire.DeviceSpec('stdout', 'w'))
+    entries = [wire.BatchEntry('sda1', 0, '/a/c/o0', wire.NodeSpec('n0', ['wc'],
+                                                                   devices=channels))]
+    monkeypatch.setattr(batch, 'Chunks', Recorded)
+    monkeypatch.setattr(mw.pool, 'run_many', dead)
+    resp = batch_request(mw, entries, guest('wc').read_bytes())
+    assert resp.status_int == 200, resp.body
+    assert json.loads(untar(resp.body)['0/report.json'])['status'] == 'killed'
+    assert made[0].pace is None
+
+
 def test_a_batch_carries_the_job_image_once(mw, guest, devices: Path) -> None:
     """The job's image (``dev/image``) is mounted for every node of the batch; a
     second batch names it by digest (``X-Zerovm-Image``)."""

@@ -498,11 +498,11 @@ class BatchRun:
                 ran, ended = 0, None
                 for i, result in enumerate(results):   # to its end: the worker goes back
                     node = nodes[i]
-                    if result is not None:
-                        ran += 1
-                        ended = result.ended or ended
+                    if result is not None and result.ended is not None:    # the worker's:
+                        ran += 1        # not a killed made up for a node it never answered
+                        ended = result.ended
                     if i == len(nodes) - 1 and ran:     # replies come in groups: per chunk
-                        chunks.ran(((ended or time.monotonic()) - clock[0]) / ran)
+                        chunks.ran((ended - clock[0]) / ran)
                     if result is None:
                         node.close(self.outputs)
                         yield node.index, HTTPServiceUnavailable(
