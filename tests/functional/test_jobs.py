@@ -442,6 +442,16 @@ def test_a_program_travels_once_per_server_and_again_after_a_restart(
     assert statuses[-4:] == ['200', '200', '412', '200'] and len(statuses) in (4, 5)
 
 
+def _post_to_low_maxinput_servers(swift_cluster: DevCluster, conn: Connection, job):
+    """The job's answer from object servers whose zerovm_maxinput (1000 bytes) is below
+    the proxy's; the servers restarted as they were afterwards."""
+    swift_cluster.restart(['object:zerovm_maxinput=1000'])
+    try:
+        return post_job(conn, job)
+    finally:
+        swift_cluster.restart([f'object:zerovm_maxinput={1 << 30}'])
+
+
 def test_an_object_server_whose_maxinput_is_below_the_proxys_is_a_cluster_error(
         swift_cluster: DevCluster, conn: Connection, make_container, upload) -> None:
     """smalls10: the object servers' 413 for a request within the proxy's own
@@ -450,11 +460,7 @@ def test_an_object_server_whose_maxinput_is_below_the_proxys_is_a_cluster_error(
     container = make_container()
     conn.put_object(container, 'data', TEXT)
     job = wc_job(upload('wc'), f'swift://~/{container}/data')
-    swift_cluster.restart(['object:zerovm_maxinput=1000'])
-    try:
-        resp = post_job(conn, job)
-    finally:
-        swift_cluster.restart([f'object:zerovm_maxinput={1 << 30}'])
+    resp = _post_to_low_maxinput_servers(swift_cluster, conn, job)
     assert (resp.status_code, resp.headers['X-Nexe-Status']) == (500, 'error'), resp.text
     error = resp.headers['X-Nexe-Error']
     assert 'refused the node: 413 request larger than zerovm_maxinput (1000 bytes): ' \
@@ -472,11 +478,7 @@ def test_a_batch_too_large_for_the_object_servers_is_not_resent_node_by_node(
     for i in range(12):
         conn.put_object(container, f'd{i}', TEXT)
     job = wc_job(upload('wc'), f'swift://~/{container}/d*')
-    swift_cluster.restart(['object:zerovm_maxinput=1000'])
-    try:
-        resp = post_job(conn, job)
-    finally:
-        swift_cluster.restart([f'object:zerovm_maxinput={1 << 30}'])
+    resp = _post_to_low_maxinput_servers(swift_cluster, conn, job)
     assert (resp.status_code, set(resp.headers['X-Nexe-Status'].split(','))) == (
         500, {'error'}), resp.text
     assert resp.headers['X-Nexe-Error'].count("below the proxy's zerovm_maxinput") == 12

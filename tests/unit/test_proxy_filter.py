@@ -302,32 +302,23 @@ def test_a_program_over_zerovm_maxnexe_is_a_413_naming_the_option(swift, servers
         413, b'swift://AUTH_a/bin/wc is larger than zerovm_maxnexe (8 bytes)\n')
 
 
-def test_a_denied_read_of_the_callers_account_without_its_prefix_says_so(mw, swift,
-                                                                       servers) -> None:
+@pytest.mark.parametrize('account, hint', [
     # swift://a/... for AUTH_a: "Denied: may not read swift://a/c/data" left users puzzled
-    def denying(env, start_response):       # Swift's answer to another account's object
-        if env['PATH_INFO'].startswith('/v1/a/'):
-            return Response(status=403)(env, start_response)
-        return swift(env, start_response)
-    mw.app = denying
-    resp = post(mw, job('swift://a/c/data'))
-    assert (resp.status_int, resp.body) == (403, b'Denied: may not read swift://a/c/data (your '
-                                                 b'account is AUTH_a: did you mean '
-                                                 b'swift://~/c/data?)\n')
-
-
-def test_a_denied_read_of_another_account_without_its_prefix_says_so(mw, swift,
-                                                                    servers) -> None:
+    ('a', b'your account is AUTH_a: did you mean swift://~/c/data?'),
     # swift://b/... for AUTH_b: "Denied: may not read swift://b/c/data" and nothing more
-    def denying(env, start_response):
-        if env['PATH_INFO'].startswith('/v1/b/'):
+    ('b', b'accounts are named AUTH_<name>: did you mean swift://AUTH_b/c/data?'),
+])
+def test_a_denied_read_of_an_account_without_its_prefix_says_so(mw, swift, servers,
+                                                                account: str,
+                                                                hint: bytes) -> None:
+    def denying(env, start_response):       # Swift's answer to another account's object
+        if env['PATH_INFO'].startswith(f'/v1/{account}/'):
             return Response(status=403)(env, start_response)
         return swift(env, start_response)
     mw.app = denying
-    resp = post(mw, job('swift://b/c/data'))
-    assert (resp.status_int, resp.body) == (403, b'Denied: may not read swift://b/c/data '
-                                                 b'(accounts are named AUTH_<name>: did you '
-                                                 b'mean swift://AUTH_b/c/data?)\n')
+    resp = post(mw, job(f'swift://{account}/c/data'))
+    assert (resp.status_int, resp.body) == (
+        403, b'Denied: may not read swift://%s/c/data (%s)\n' % (account.encode(), hint))
 
 
 def test_nodes_without_data_that_share_a_location_go_to_one_server(mw, swift,
