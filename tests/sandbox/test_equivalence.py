@@ -56,7 +56,8 @@ CASES: dict[str, list[tuple[tuple[str, ...], bytes]]] = {
     'mapfile': [(('65536', '4096'), b''), (('100', '0'), b'')],
     'membomb': [((), b'')], 'miniscript': [(('/script',), b'')], 'passwd': [((), b'')],
     'native_hostile': [(('calls',), b''), (('fds',), b''), (('edges',), b'')],
-    'rdtsc': [((), b'')], 'readsizes': [(('5',), TEXT[:100])], 'readtext': [((), b'')],
+    'rdtsc': [((), b'')], 'rdtsc_prefixed': [((), b'')], 'readsizes': [(('5',), TEXT[:100])],
+    'readtext': [((), b'')],
     'remap': [((), b'')], 'reopen': [((), b'')], 'scribble': [(('4', 'w'), b'')],
     'sigstate': [((), b'hi\n'), (('manifest',), b'hi\n')], 'sleep': [((), b'')],
     'sort': [((), b'')], 'spin': [(('100000',), b'')], 'src_interp': [(('/script',), b'')],
@@ -88,6 +89,7 @@ NOT_HERE = {  # need links between nodes: tests/functional runs them in jobs; ta
     'graph_pipe', 'graph_stream', 'bigcode',    # seconds to validate: test_hostile_review8
     'bigspin',                                  # and test_hostile_review16
 }
+CPUID_PROGRAMS = {'cpuid', 'rdtsc_prefixed'}  # print what cpuid says: the host's without faulting
 FLAGS = {'initstate': ('-O2', '-Wl,-eprobe_entry'), 'leftover': ('-O1',),
          'rodata_code': ('-O2', '-Wl,-z,noseparate-code')}
 
@@ -185,7 +187,7 @@ def prepared_for(engine, guest, zvm_guest, monkeypatch):
 def test_fresh_reused_and_resumed_runs_are_identical(name, engine, prepared_for):
     if engine == 'native' and name in NATIVE_SKIP:
         pytest.skip(NATIVE_SKIP[name])
-    if engine == 'native' and name == 'cpuid' and cpuid.unsupported():
+    if engine == 'native' and name in CPUID_PROGRAMS and cpuid.unsupported():
         pytest.skip(f'natively cpuid is the host CPU\'s here: {cpuid.unsupported()}')
     prepared = prepared_for(name)
     made: list[Kept] = []
@@ -304,7 +306,7 @@ def test_both_engines_give_the_same_report(name, guest, zvm_guest):
     digest (the emulated engine's alone) are the same under both engines."""
     if native_unavailable():
         pytest.skip(f'native engine: {native_unavailable()}')
-    if name in ENGINES_DIFFER or name == 'cpuid' and cpuid.unsupported():
+    if name in ENGINES_DIFFER or name in CPUID_PROGRAMS and cpuid.unsupported():
         pytest.skip(ENGINES_DIFFER.get(name) or cpuid.unsupported())
     path = _build(name, guest, zvm_guest)
     runs = {engine: Kept(engine, prepare(path, engine=engine), kept=False)

@@ -21,7 +21,10 @@ or see anything else: its ``rt_sigaction`` is the personality's bookkeeping
 itself (``kill``, ``tgkill`` are answered by the personality), and the
 tracer answers only a kernel-sent ``SIGSEGV`` whose ``rip`` points at
 ``0f 31`` (``rdtsc``) or ``0f 01 f9`` (``rdtscp``), or ``0f a2`` (``cpuid``,
-where CPUID faulting is on: ``cpuid.py``); any other signal is
+where CPUID faulting is on: ``cpuid.py``), after any legacy, segment or REX
+prefixes the CPU skips, 15 bytes in all at most (:func:`decode`): the
+validator accepts those forms and the emulator runs them as the plain ones,
+so ``rip`` moves past the whole instruction.  Any other signal is
 delivered, and its default action ends the guest as without a tracer.
 
 The tracer is a thread of the supervisor, because ptrace requests come from
@@ -58,6 +61,7 @@ import threading
 from collections.abc import Callable
 
 from zvm_core.engines.native import cpuid
+from zvm_core.validator import _PREFIXES  # legacy prefixes and REX
 
 PTRACE_CONT, PTRACE_GETREGS, PTRACE_SETREGS = 7, 12, 13
 PTRACE_PEEKTEXT, PTRACE_GETSIGINFO, PTRACE_SEIZE = 1, 0x4202, 0x4206
@@ -67,6 +71,9 @@ WALL = 0x40000000
 # made once: an array type made per trap is a reference cycle (ctypes keeps none)
 _SIGINFO, _REGS = ctypes.c_int * 32, ctypes.c_ulong * 27     # siginfo_t, user_regs_struct
 RDTSC, RDTSCP = b'\x0f\x31', b'\x0f\x01\xf9'
+MAX_INSN = 15                   # longer, the CPU raises #GP (SIGSEGV) whatever follows
+# the prefixes the CPU skips before these opcodes (a lock makes them #UD: SIGILL)
+_SKIPPED = _PREFIXES - {0xF0}
 # struct user_regs_struct (sys/user.h): 27 unsigned longs
 RAX, RCX, RDX, RIP = 10, 11, 12, 16
 
@@ -157,43 +164,63 @@ class Tracer:
         return 0 if sig == signal.SIGSEGV and self._answer() else sig
 
     def _answer(self) -> bool:
-        """Emulate the rdtsc/rdtscp the guest stopped at; False if it is not one."""
+        """Emulate the rdtsc, rdtscp or cpuid (prefixed or not) the guest stopped at;
+        False if it is none of them."""
         info = _SIGINFO()
         _ptrace(PTRACE_GETSIGINFO, self.pid, 0, ctypes.addressof(info))
         if info[2] != SI_KERNEL:            # si_signo, si_errno, si_code
             return False
         regs = _REGS()
         _ptrace(PTRACE_GETREGS, self.pid, 0, ctypes.addressof(regs))
-        code = self._code(regs[RIP])
-        if code.startswith(cpuid.CPUID):        # where CPUID faulting is on (cpuid.py)
-            cpuid.emulate(regs)
-            regs[RIP] += 2
-            _ptrace(PTRACE_SETREGS, self.pid, 0, ctypes.addressof(regs))
-            return True
-        if code.startswith(RDTSCP):
-            size = 3
-        elif code.startswith(RDTSC):
-            size = 2
-        else:
+        insn = decode(self._code(regs[RIP]))
+        if insn is None:
             return False
-        self.reads += 1
-        value = self.ticks()
-        regs[RAX], regs[RDX] = value & 0xFFFFFFFF, (value >> 32) & 0xFFFFFFFF
-        if size == 3:
-            regs[RCX] = 0                   # IA32_TSC_AUX, as the emulator's guard
+        opcode, size = insn
+        if opcode == cpuid.CPUID:               # where CPUID faulting is on (cpuid.py)
+            cpuid.emulate(regs)
+        else:
+            self.reads += 1
+            value = self.ticks()
+            regs[RAX], regs[RDX] = value & 0xFFFFFFFF, (value >> 32) & 0xFFFFFFFF
+            if opcode == RDTSCP:
+                regs[RCX] = 0                   # IA32_TSC_AUX, as the emulator's guard
         regs[RIP] += size
         _ptrace(PTRACE_SETREGS, self.pid, 0, ctypes.addressof(regs))
         return True
 
     def _code(self, rip: int) -> bytes:
-        """Three bytes at ``rip`` (fewer if the page after it is not mapped)."""
-        for start in (rip, rip - 5):        # a word ending at rip + 2 if rip's word fails
+        """The bytes at ``rip`` through three past its prefixes (at most
+        :data:`MAX_INSN`; fewer where the mapping ends).  Aligned words: a
+        word that cannot be read starts an unmapped page."""
+        code, addr = b'', rip & ~7
+        while len(code) < _prefixes(code) + 3 and len(code) < MAX_INSN:
             try:
-                word = _ptrace(PTRACE_PEEKTEXT, self.pid, start) & (2 ** 64 - 1)
+                word = _ptrace(PTRACE_PEEKTEXT, self.pid, addr) & (2 ** 64 - 1)
             except OSError:
-                continue
-            return word.to_bytes(8, 'little')[rip - start:rip - start + 3]
-        return b''
+                break
+            code += word.to_bytes(8, 'little')[max(rip - addr, 0):]
+            addr += 8
+        return code[:MAX_INSN]
+
+
+def _prefixes(code: bytes) -> int:
+    """How many of ``code``'s first bytes are prefixes the CPU skips."""
+    n = 0
+    while n < len(code) and code[n] in _SKIPPED:
+        n += 1
+    return n
+
+
+def decode(code: bytes) -> tuple[bytes, int] | None:
+    """The opcode (:data:`RDTSC`, :data:`RDTSCP`, :data:`cpuid.CPUID`) and length
+    of the instruction ``code`` starts with, prefixes included, as the CPU and
+    the validator decode it; None if it is none of them or longer than
+    :data:`MAX_INSN` (the CPU's #GP for that is delivered)."""
+    n = _prefixes(code)
+    for opcode in (RDTSC, RDTSCP, cpuid.CPUID):
+        if code.startswith(opcode, n) and n + len(opcode) <= MAX_INSN:
+            return opcode, n + len(opcode)
+    return None
 
 
 def _submit(task: Callable[[], None]) -> None:
