@@ -24,7 +24,7 @@ from swift.obj.server import ObjectController
 from zerocloud import wire
 from zerocloud.object import ContentCache, ObjectExecMiddleware
 from zerocloud.object import middleware as object_middleware
-from zerocloud.object.batch import CHUNK, Chunks
+from zerocloud.object.batch import CHUNK, CHUNK_SECONDS, Chunks
 from zvm_core import pool as pool_module
 
 PATH = '/sda1/0/a/c/o'
@@ -906,6 +906,81 @@ def test_a_node_the_worker_never_answered_is_not_paced(mw, guest, devices: Path,
     assert resp.status_int == 200, resp.body
     assert json.loads(untar(resp.body)['0/report.json'])['status'] == 'killed'
     assert made[0].pace is None
+
+
+def test_chunks_hand_out_given_back_nodes_first_at_the_pace_now_known() -> None:
+    """Nodes a chunk gave back (its worker stopped at its budget) go out again, lowest
+    first, before the nodes not handed out yet, in chunks sized by the pace after the
+    slow node; every node is handed out once more, none twice."""
+    chunks = Chunks(40, width=1)
+    assert chunks.take() == [0]
+    chunks.ran(0.001)
+    assert chunks.take() == list(range(1, 17))
+    chunks.ran((3 * 0.001 + 60.0) / 4)          # 1-3 quick, 4 to its timeout
+    chunks.give_back(list(range(5, 17)))
+    assert chunks.pace > CHUNK_SECONDS          # a node at a time, until quick again
+    assert chunks.take() == [5]
+    chunks.give_back([5])
+    taken = []
+    while chunk := chunks.take():
+        taken += chunk
+        chunks.ran(0.0001)
+    assert taken == list(range(5, 40))
+
+
+def test_a_chunk_whose_nodes_turn_slow_gives_back_those_its_worker_did_not_start(
+        mw, guest, devices: Path, monkeypatch) -> None:
+    """A chunk sized at its first nodes' pace (1 ms) whose nodes then spin to their
+    timeout: its worker stops once it ran CHUNK_BUDGET, and the nodes it did not start
+    go out again, at the pace now known.  Every node runs and answers once, with its
+    own output; the worker is not replaced; no file is left."""
+    from zerocloud.object import batch
+
+    class Quick(Chunks):            # as after a quick node (1 ms)
+        def __init__(self, *args) -> None:
+            super().__init__(*args)
+            self.pace = 0.001
+    asked: list[tuple[int, int]] = []       # (runs sent, results) per request
+    run_many = mw.pool.run_many
+
+    def counted(runs, **kwargs):
+        got = 0
+        for result in run_many(runs, **kwargs):
+            got += 1
+            yield result
+        asked.append((len(runs), got))
+    for i in range(8):
+        put(mw, f'/sda1/0/a/c/o{i}', b'x')
+    channels = (wire.DeviceSpec('stdin', 'r', source='local'), wire.DeviceSpec('stdout', 'w'))
+    warm = batch_request(mw, [wire.BatchEntry('sda1', 0, '/a/c/o0', wire.NodeSpec(
+        'n0', ['spin', '0'], devices=channels))], guest('spin').read_bytes())
+    assert warm.status_int == 200 and b'0/report.json' in warm.body    # the template
+    spares = mw.spare_files(str(devices / 'sda1' / 'tmp')).files
+
+    def held() -> int:
+        """Descriptors this process holds but its spare output files."""
+        return len(os.listdir('/proc/self/fd')) - len(spares)
+    before = held()
+    monkeypatch.setattr(mw.pool, 'run_many', counted)
+    monkeypatch.setattr(batch, 'Chunks', Quick)
+    monkeypatch.setattr(batch, 'CHUNK_BUDGET', 0.2)     # 3 quick nodes fit in it, loaded
+    entries = [wire.BatchEntry('sda1', 0, f'/a/c/o{i}', wire.NodeSpec(
+        f'n{i}', ['spin', '0'] if i < 3 else ['spin'], devices=channels,
+        limits=wire.NodeLimits(timeout=0.3))) for i in range(8)]
+    began = time.monotonic()
+    resp = batch_request(mw, entries, guest('spin').read_bytes())
+    assert resp.status_int == 200, resp.body
+    members = untar(resp.body)
+    assert set(members) == {f'{i}/{m}' for i in range(8) for m in ('report.json', 'dev/stdout')}
+    statuses = [json.loads(members[f'{i}/report.json'])['status'] for i in range(8)]
+    assert statuses == ['ok'] * 3 + ['timeout'] * 5
+    assert [members[f'{i}/dev/stdout'] for i in range(3)] == [b'spun 0\n'] * 3
+    assert asked[0] == (8, 4)       # 0-2 quick, 3 to its timeout: past the budget
+    assert all(got == 1 for _, got in asked[1:])    # each starts with a slow one
+    assert sum(got for _, got in asked) == 8
+    assert time.monotonic() - began < 5 * 0.3 + 3.0
+    assert mw.admission.total == 0 and mw.pool.replaced == 0 and held() == before
+    assert_only_spares(mw, devices)
 
 
 def test_a_batch_carries_the_job_image_once(mw, guest, devices: Path) -> None:

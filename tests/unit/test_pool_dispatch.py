@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import types
 
 import pytest
 
@@ -75,7 +76,8 @@ def _node(i: int, fds: tuple[int, int], argv: list[str] | None = None) -> Run:
 def _entries(message: list[bytes]) -> list[list]:
     kind, body = message
     assert kind == b'M'
-    return json.loads(body)
+    _budget, entries = json.loads(body)
+    return entries
 
 
 @pytest.fixture
@@ -117,8 +119,8 @@ def test_what_a_batch_s_nodes_share_crosses_once_per_worker(pair) -> None:
             assert [len(e) for e in _entries(message)] == ([6, 5, 5] if first == 0
                                                            else [5, 5, 5])
             zvm_pool._send(caller, message, [fd for _ in runs for fd in ends])
-            kind, got, fds = inbox.next()
-            assert kind == 'many' and len(fds) == 6
+            kind, (got, budget), fds = inbox.next()
+            assert kind == 'many' and len(fds) == 6 and budget is None
             for run, (req, run_fds) in zip(runs, got, strict=True):
                 plan = req.pop('plan')      # what the worker made of the shape, once
                 assert req == zvm_pool._request(run.program, run.channels, run.argv, run.env,
@@ -148,7 +150,7 @@ def test_more_shapes_than_a_worker_keeps_still_reach_it_whole(pair) -> None:
     message = shapes.request(b'M', runs, 'virtualize', {})
     assert [len(e) for e in _entries(message)] == [6] * (count + 1)    # the first: evicted
     zvm_pool._send(caller, message)
-    _, got, _ = inbox.next()
+    _, (got, _), _ = inbox.next()
     assert [req['argv'] for req, _ in got] == [run.argv for run in runs]
     assert [req['limits']['timeout'] for req, _ in got] == [run.limits.timeout
                                                             for run in runs]
@@ -281,27 +283,33 @@ def test_a_reply_not_come_yet_is_looked_for_again_after_a_pause(pair, monkeypatc
     assert bytes(message) == b'came meanwhile' and fds == [] and paused == [0.25]
 
 
-def test_run_many_gathers_replies_but_waits_for_the_last_two_as_they_come(monkeypatch) -> None:
-    """With a ``pace``, each reply is looked for after a pause of up to GATHER runs'
-    time (at most GATHER_MOST seconds), and the last two without one: the worker
-    waits for no next request.  Without a pace, no pause."""
-    pauses: list[float] = []
-
+def _scripted(monkeypatch, replies: list[bytes], pauses: list[float], budgets: list) -> Pool:
+    """A Pool(1) whose worker is a stand-in: it answers the next of ``replies`` (b'reply'
+    once none is left); ``pauses`` gets each wait for a reply, ``budgets`` each
+    request's budget."""
     class Worker:
         def __init__(self, *args) -> None:
             self.proc, self.served, self.warming = _Alive(), 0, False
             self.sock = self.buf = None
 
         def send(self, message, fds) -> None:
-            pass
+            budgets.append(json.loads(message(zvm_pool._Shapes())[1])[0])
 
     def recv(sock, buf, deadline=None, pause=0.0):
         pauses.append(pause)
-        return memoryview(b'reply'), []
+        return memoryview(replies.pop(0) if replies else b'reply'), []
     monkeypatch.setattr(zvm_pool, '_Worker', Worker)
     monkeypatch.setattr(zvm_pool, '_recv', recv)
     monkeypatch.setattr(zvm_pool, '_run_result', lambda message: bytes(message))
-    pool = Pool(size=1, queue=0)
+    return Pool(size=1, queue=0)
+
+
+def test_run_many_gathers_replies_but_waits_for_the_last_two_as_they_come(monkeypatch) -> None:
+    """With a ``pace``, each reply is looked for after a pause of up to GATHER runs'
+    time (at most GATHER_MOST seconds), and the last two without one: the worker
+    waits for no next request.  Without a pace, no pause."""
+    pauses: list[float] = []
+    pool = _scripted(monkeypatch, [], pauses, [])
     runs = [_node(i, (-1, -1)) for i in range(7)]
     assert list(pool.run_many(runs, pace=0.001)) == [b'reply'] * 7
     assert pauses == pytest.approx([0.004, 0.004, 0.003, 0.002, 0.001, 0.0, 0.0])
@@ -311,3 +319,45 @@ def test_run_many_gathers_replies_but_waits_for_the_last_two_as_they_come(monkey
     pauses.clear()
     assert list(pool.run_many(runs[:3])) == [b'reply'] * 3
     assert pauses == [0.0, 0.0, 0.0]
+
+
+def test_a_chunk_s_budget_reaches_its_worker(pair) -> None:
+    caller, worker = pair
+    run = _node(0, (-1, -1))
+    run.channels = run.channels[:1]             # no descriptors
+    message = zvm_pool._Shapes().request(b'M', [run], 'virtualize', {}, 0.1)
+    zvm_pool._send(caller, message)
+    kind, (runs, budget), fds = zvm_pool._Inbox(worker).next()
+    assert kind == 'many' and len(runs) == 1 and budget == 0.1 and fds == []
+
+
+def test_a_worker_past_its_budget_starts_no_other_run(monkeypatch) -> None:
+    """A chunk whose runs turn slow: once its budget is gone, the worker starts no
+    other run, says so (STOPPED) and closes the descriptors of those it left."""
+    from zvm_core.pool import worker
+    clock, took, sent = [0.0], [0.001, 0.001, 60.0, 0.001, 0.001], []
+
+    def serve_one(req, fds, templates, tails, ahead, ready):
+        clock[0] += took[req['i']]
+        return Report('ok', 0), None
+    monkeypatch.setattr(worker, '_serve_one', serve_one)
+    monkeypatch.setattr(worker, '_reply', lambda sock, report, tails, ended: sent.append(ended))
+    monkeypatch.setattr(worker, '_send', lambda sock, parts: sent.append(parts))
+    monkeypatch.setattr(worker, '_fastcall', types.SimpleNamespace(
+        hold=lambda on: False, monotonic=lambda: clock[0]))
+    runs = [({'i': i}, [os.open(os.devnull, os.O_RDONLY)]) for i in range(5)]
+    worker._serve_many(None, runs, worker.Templates(1 << 20), budget=0.1)
+    assert sent == [0.001, 0.002, 60.002, [zvm_pool.STOPPED]]
+    for _, (fd,) in runs:
+        with pytest.raises(OSError):
+            os.fstat(fd)
+
+
+def test_run_many_ends_where_its_worker_stopped(monkeypatch) -> None:
+    """The runs after a worker's STOPPED are not yielded (they did not start); the
+    worker goes back to the pool, alive, not replaced."""
+    asked: list = []
+    pool = _scripted(monkeypatch, [b'reply', b'reply', zvm_pool.STOPPED], [], asked)
+    runs = [_node(i, (-1, -1)) for i in range(5)]
+    assert list(pool.run_many(runs, budget=0.25)) == [b'reply'] * 2
+    assert asked == [0.25] and pool.replaced == 0 and len(pool._idle) == 1

@@ -4,17 +4,19 @@ The proxy sends the in-place nodes of a wildcard job bound for this server
 together, so that what a request costs (its connection, ``100 Continue``,
 the program and the job's image or their digests) is paid once per batch,
 not once per node, and the nodes' output files are kept from one batch to
-the next (:class:`Spares`).  The batch is admitted as one node
-of its job's account (``503 Slot not available`` when the server or the
-account has no room: ``zerocloud.object.admission``).  Its nodes go to the
-pool's workers in chunks, one request per chunk
-(``zvm_core.pool.Pool.run_many``): a chunk holds a worker and one of the
-account's turns (``zvm_core.fairshare``) until its last node ends, so it is
-sized to take about :data:`CHUNK_SECONDS` (:class:`Chunks`: up to
-:data:`CHUNK` nodes of a quick program, one of a slow one), and
-``zerovm_maxpool`` chunks run at once with as many again waiting in the
-pool's queue (within ``zerovm_maxqueue``), so that no worker waits for the
-next.  Each node is still its own sandbox run, reading its own object in
+the next (:class:`Spares`).  The batch is admitted as one node of its job's
+account (``503 Slot not available`` when the server or the account has no
+room: ``zerocloud.object.admission``).  Its nodes go to the pool's workers in
+chunks, one request per chunk (``zvm_core.pool.Pool.run_many``): a chunk
+holds a worker and one of the account's turns (``zvm_core.fairshare``) until
+its last node ends, so it is sized to take about :data:`CHUNK_SECONDS`
+(:class:`Chunks`: up to :data:`CHUNK` nodes of a quick program, one of a
+slow one), and ``zerovm_maxpool`` chunks run at once with as many again
+waiting in the pool's queue (within ``zerovm_maxqueue``), so that no worker
+waits for the next.  Nodes that turn slow do not stretch a chunk: its worker
+starts none once the chunk has run :data:`CHUNK_BUDGET`, and those it did
+not start are handed out again in a later chunk, at the pace then
+known.  Each node is still its own sandbox run, reading its own object in
 place, with its own channels, output files and report; the end of an
 undeclared stderr is kept by the worker, in memory (no pipe per node), and
 results stream back as nodes end, read from the worker a few at a time (each
@@ -24,7 +26,8 @@ share their spec's devices (``NodeRun.plan``, ``zerocloud.object.plan``).  A
 node this server cannot run (object not here, pool full, disk unmounted)
 gets an ``<i>/error`` member with the status it would have had alone: the
 proxy sends that node again alone, elsewhere.  When the proxy goes away the
-nodes still running are stopped (their workers are replaced, as for one node).
+nodes still running are stopped (their workers are replaced, as for one
+node).
 """
 
 from __future__ import annotations
@@ -68,6 +71,7 @@ GLANCE = 1 << 12        # outputs shorter than this are read without an fstat (O
 CHUNK = 16              # most nodes handed to a worker in one request (``Pool.run_many``)
 OK = '200 ok'          # a node that ran and ended ok (logged in its batch's line)
 CHUNK_SECONDS = 0.05    # worker time a chunk should take (``Chunks``)
+CHUNK_BUDGET = 2 * CHUNK_SECONDS    # after it a chunk's worker starts no node (``run_chunk``)
 LINGER = 0.02           # seconds a batch/reports block waits for more results once it has one
 IMAGE_MEMBER = wire.DEV_PREFIX + wire.IMAGE_DEVICE
 CACHED = (wire.EXE, IMAGE_MEMBER)       # kept by content (``ObjectExecMiddleware``)
@@ -250,22 +254,30 @@ class Chunks:
     holds a worker, and one of its account's turns, that long at a time
     (or for one node), however long its nodes take, and its last nodes are
     spread over the workers.  The first chunks, before any pace is known, are
-    one node each."""
+    one node each.  Nodes a chunk gave back (not started: :meth:`give_back`) go
+    out first, lowest first."""
 
     def __init__(self, count: int, width: int) -> None:
         self.count, self.width = count, width
         self.next = 0
+        self.back: list[int] = []               # given back, to hand out again (sorted)
         self.pace: float | None = None         # seconds a node takes (moving average)
 
     def take(self) -> list[int]:
         """The indexes of the next chunk ([] once every node was handed out)."""
-        left = self.count - self.next
+        left = self.count - self.next + len(self.back)
         if left <= 0:
             return []
         size = 1 if self.pace is None else int(CHUNK_SECONDS / max(self.pace, 1e-6))
         size = max(1, min(size, CHUNK, -(-left // self.width), left))
-        first, self.next = self.next, self.next + size
-        return list(range(first, self.next))
+        taken, self.back = self.back[:size], self.back[size:]
+        first, self.next = self.next, self.next + size - len(taken)
+        return taken + list(range(first, self.next))
+
+    def give_back(self, indexes: list[int]) -> None:
+        """Nodes handed out whose worker did not start them (its chunk ran out of
+        :data:`CHUNK_BUDGET`): for a later chunk."""
+        self.back = sorted(self.back + indexes)
 
     def ran(self, seconds: float) -> None:
         """The nodes of a chunk took ``seconds`` each in their worker (on average), as
@@ -478,7 +490,9 @@ class BatchRun:
     def run_chunk(self, indexes: list[int], entries: list[wire.BatchEntry], chunks: Chunks):
         """Run some nodes of the batch in one worker, in one request (``Pool.run_many``):
         yields (index, (report, outputs) or the exception of a node not run), and
-        tells ``chunks`` how long its nodes took in the worker."""
+        tells ``chunks`` how long its nodes took in the worker.  Nodes the worker did
+        not start (past :data:`CHUNK_BUDGET`) are closed, unsent, and given back to
+        ``chunks``: a later chunk prepares and runs them."""
         nodes: list[_Node] = []
         try:
             for index in indexes:
@@ -494,14 +508,16 @@ class BatchRun:
                 def started() -> None:
                     clock[0] = time.monotonic()
                 results = self.owner.pool.run_many([n.run for n in nodes], account=self.account,
-                                                   started=started, pace=chunks.pace or 0.0)
-                ran, ended = 0, None
-                for i, result in enumerate(results):   # to its end: the worker goes back
-                    node = nodes[i]
+                                                   started=started, pace=chunks.pace or 0.0,
+                                                   budget=CHUNK_BUDGET)
+                ran, ended, answered = 0, None, 0
+                for result in results:      # to its end: the worker goes back
+                    node = nodes[answered]
+                    answered += 1
                     if result is not None and result.ended is not None:    # the worker's:
                         ran += 1        # not a killed made up for a node it never answered
                         ended = result.ended
-                    if i == len(nodes) - 1 and ran:     # replies come in groups: per chunk
+                    if answered == len(nodes) and ran:  # replies come in groups: per chunk
                         chunks.ran((ended - clock[0]) / ran)
                     if result is None:
                         node.close(self.outputs)
@@ -516,6 +532,12 @@ class BatchRun:
                     report = NodeAnswer(node.spec, result, stderr)
                     node.close()
                     yield node.index, (report, node.outputs)
+                if answered < len(nodes):       # stopped at its budget: the rest not started
+                    if ran:
+                        chunks.ran((ended - clock[0]) / ran)
+                    for node in nodes[answered:]:
+                        node.close(self.outputs)
+                    chunks.give_back([node.index for node in nodes[answered:]])
             except PoolBusy as e:
                 for node in nodes:
                     node.close(self.outputs)

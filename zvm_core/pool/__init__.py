@@ -148,6 +148,7 @@ SHAPES = 64                 # run shapes (:class:`_Shapes`) a worker keeps
 GATHER = 4                  # replies of ``Pool.run_many`` its caller is woken for at once
 GATHER_MOST = 0.01          # seconds it waits at most for them
 _LENGTH = struct.Struct('<I')     # a run's reply: its JSON part's length (then tails)
+STOPPED = _LENGTH.pack(0)       # ``run_many``'s worker past its budget: the runs left not started
 _ANCILLARY = socket.CMSG_SPACE(MAX_FDS * array.array('i').itemsize)
 _ENCODER = json.JSONEncoder(separators=(',', ':'), check_circular=False)
 if json.encoder.c_make_encoder is not None:
@@ -428,13 +429,16 @@ class _Inbox:
 
     def next(self) -> tuple[str, object, list[int]] | None:
         """The next request and its descriptors, None at the end: ('validate', request,
-        fds), ('run', request, fds), or ('many', [(request, its fds)...], fds)."""
+        fds), ('run', request, fds), or ('many', ([(request, its fds)...], budget), fds)."""
         message, fds = _recv(self.sock, self.buf)
         if message is None:
             return None
         kind, body = message[0], _json(message[1:])
         if kind == ord('V'):
             return 'validate', body, fds
+        budget = None
+        if kind == ord('M'):
+            budget, body = body
         runs, at = [], 0
         for number, argv, env, seed, epoch, *shape in body:
             if shape:
@@ -450,7 +454,7 @@ class _Inbox:
             return 'run', runs[0][0], fds
         if at != len(fds):
             raise ValueError(f'a request of {len(fds)} descriptors for runs of {at}')
-        return 'many', runs, fds
+        return 'many', (runs, budget), fds
 
 
 @dataclass
@@ -518,12 +522,12 @@ class _Shapes:
         self.next = 0
 
     def request(self, kind: bytes, runs: list[Run], rdtsc: str,
-                notify: Mapping[int, int]) -> list[bytes]:
+                notify: Mapping[int, int], budget: float | None = None) -> list[bytes]:
         """The request of ``runs``: each run [shape number, argv, env, seed, epoch],
         and the shape itself after those the first time the worker is sent it: what
         a batch's nodes share crosses once per worker, not once per node (with argv
         in the shape, a wildcard's nodes, each its name as ``argv[0]``, sent and
-        planned theirs every time)."""
+        planned theirs every time).  A ``b'M'`` request is ``[budget, runs]``."""
         entries = []
         notified = tuple(notify.items())
         for run in runs:
@@ -548,7 +552,7 @@ class _Shapes:
             entries.append([number, list(run.argv), env, run.seed, run.epoch,
                             _shape(program, run.channels, run.limits, rdtsc, notify,
                                    run.engine)])
-        return [kind, _dumps(entries).encode()]
+        return [kind, _dumps([budget, entries] if kind == b'M' else entries).encode()]
 
 
 _STARTED: list[Callable[[subprocess.Popen], None]] = []
@@ -715,8 +719,8 @@ class Pool:
                            limits.timeout + KILL_GRACE, started, _run_report, account)
 
     def run_many(self, runs: list[Run], *, rdtsc: str = 'virtualize', account: str = '',
-                 started: Callable[[], None] | None = None,
-                 pace: float = 0.0) -> Iterator[RunResult | None]:
+                 started: Callable[[], None] | None = None, pace: float = 0.0,
+                 budget: float | None = None) -> Iterator[RunResult | None]:
         """Run ``runs`` one after the other in one warm worker, sent in one request
         (the nodes of a batch, ``zerocloud.object.batch``): what a round trip costs
         is paid once for all of them, and each run is still its own sandbox with its
@@ -738,6 +742,13 @@ class Pool:
         wake-up of a server's hub cost more of its CPU than the reply it read),
         while the worker runs on; the last replies are waited for as they come, so
         that the worker waits for no next request.
+
+        ``budget``: seconds the worker may spend on the request: it starts no run
+        once that much has gone since it got the request, and the iteration ends
+        early, after the last run that ran.  The runs left were not started (the
+        worker closed its copies of their descriptors, untouched): the caller may
+        send them again.  A request holds its worker at most that long plus one run,
+        however long its runs turn out to take (``zerocloud.object.batch``: Chunks).
         """
         fds = []        # each run's channels' descriptors, in order (a tail has none)
         for run in runs:
@@ -750,17 +761,18 @@ class Pool:
         if len(fds) > MAX_FDS:
             raise ValueError(f'{len(fds)} descriptors for one request: at most {MAX_FDS}')
         with self._worker(started, account) as worker:
-            yield from self._exchange_many(worker, fds, runs, rdtsc, pace)
+            yield from self._exchange_many(worker, fds, runs, rdtsc, pace, budget)
 
-    def _exchange_many(self, worker: _Worker, fds: list[int], runs: list[Run],
-                       rdtsc: str, pace: float = 0.0) -> Iterator[RunResult | None]:
+    def _exchange_many(self, worker: _Worker, fds: list[int], runs: list[Run], rdtsc: str,
+                       pace: float = 0.0, budget: float | None = None
+                       ) -> Iterator[RunResult | None]:
         """The worker's reply to each of ``runs`` (see :meth:`run_many`)."""
         done = 0
         try:
             deadline = time.monotonic() + runs[0].limits.timeout + KILL_GRACE
             self._ready(worker, deadline)
             try:
-                worker.send(lambda shapes: shapes.request(b'M', runs, rdtsc, {}), fds)
+                worker.send(lambda shapes: shapes.request(b'M', runs, rdtsc, {}, budget), fds)
             except MessageTooLarge as e:
                 failed = _failed('fault', f'the request is too large: {e}')
                 yield RunResult(_report_fields(failed))
@@ -776,6 +788,8 @@ class Pool:
                     os.close(f)
                 if reply is None:
                     break
+                if reply == STOPPED:        # past its budget: the runs left not started
+                    return
                 done += 1       # not in served: a chunk's worker may die after some replies
                 yield _run_result(reply)
             else:

@@ -41,6 +41,7 @@ from zvm_core.executor import DEFAULT_FUEL, Limits, SetupError
 from zvm_core.limits import MAX_FDS
 from zvm_core.pool import (
     KILL_GRACE,
+    STOPPED,
     ChannelSpec,
     WarmUp,
     _failed,
@@ -48,6 +49,7 @@ from zvm_core.pool import (
     _plan,
     _reply,
     _request,
+    _send,
     _send_json,
 )
 from zvm_core.prepare import Rejected, prepare
@@ -363,7 +365,7 @@ def _noted(report: Report, limits: Limits, left: Limits) -> Report:
 
 
 def _serve_many(sock: socket.socket, runs: list[tuple[dict, list[int]]],
-                templates: Templates) -> None:
+                templates: Templates, budget: float | None = None) -> None:
     """Serve ``Pool.run_many``'s request (each run and its descriptors): each run in
     turn, its reply (report and kept tails) sent as it ends; its descriptors closed
     once it ended.  The templates the runs used are weighed again (``settle``) once,
@@ -371,13 +373,21 @@ def _serve_many(sock: socket.socket, runs: list[tuple[dict, list[int]]],
     emulated one's growth is seen a chunk later.  A program is looked at (its file's
     ``stat``, its engine and verdict: ``Templates.prepared``) by the first of the
     runs that name it: a batch's chunk runs one program, and those were two system
-    calls of each node's (the clock read under the hold, the ``stat``)."""
+    calls of each node's (the clock read under the hold, the ``stat``).  Once
+    ``budget`` seconds have gone since the request came, no other run starts: the
+    worker says so (``STOPPED``) and closes the descriptors of the runs left, which
+    its caller may send again: a chunk whose nodes turned slow holds its worker, and
+    its account's turn, that long plus one run, not a timeout per node."""
     done = 0
     used: dict[int, object] = {}        # id -> template reset since the request came
     ready: dict[tuple, tuple] = {}      # (program, engine, rdtsc) -> (file key, prepared)
+    end = None if budget is None else _fastcall.monotonic() + budget
     _fastcall.hold(True)
     try:
         for i, (req, fds) in enumerate(runs):
+            if i and end is not None and _fastcall.monotonic() >= end:
+                _send(sock, [STOPPED])
+                break
             tails: dict[str, TailBacking] = {}
             machine = None
             try:
@@ -495,7 +505,8 @@ def worker_main(fd: int, template_bytes: int, address_space: int,
                     os.close(f)
             continue
         if kind == 'many':
-            _serve_many(sock, req, templates)
+            runs, budget = req
+            _serve_many(sock, runs, templates, budget)
             continue
         try:
             report, machine = _serve_one(req, fds, templates)
