@@ -1,4 +1,4 @@
-"""The sandbox's default limits and fixed sizes, for callers that only need the numbers.
+"""The sandbox's default limits, fixed sizes and input rules, for callers that only need them.
 
 This module imports nothing (no unicorn, no capstone, no C guard), so that the
 Swift middlewares can read the defaults without loading the sandbox; the
@@ -8,6 +8,7 @@ for the options that set them.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 DEFAULT_MEMORY = 256 << 20          # guest memory of one run, bytes
@@ -16,6 +17,9 @@ DEFAULT_TIMEOUT = 60.0              # wall-clock safety net, seconds
 MAX_FDS = 253                       # SCM_MAX_FD: descriptors (channels) one pool request can pass
 MAX_TIMEOUT = 7 * 24 * 3600.0
 MAX_MEMORY = 0xFEFF0000             # below the user manifest page (memory.MANIFEST_PAGE)
+# A guest environment variable's name: ``zvm run --env`` and a job's exec.env both refuse others.
+ENV_NAME = re.compile(r'[A-Za-z_][A-Za-z0-9_]*')
+ENV_NAME_RULE = 'letters, digits and "_" only, not starting with a digit'
 
 
 @dataclass(frozen=True)

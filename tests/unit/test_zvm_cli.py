@@ -40,6 +40,17 @@ def test_a_size_with_a_unit_says_to_write_it_out(given: str, capsys) -> None:
     assert cli.build_parser().parse_args(['run', '--memory', '0x40000000', 'p']).memory == 1 << 30
 
 
+@pytest.mark.parametrize('given', ['1X=2', 'A-B=1', 'A B=1', 'É=1'])
+def test_an_env_name_the_cluster_refuses_is_refused(given: str, capsys) -> None:
+    # ``--env 1X=2`` ran locally, while a job's exec.env (zerocloud.job) refuses that name
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(['run', '--env', given, 'p'])
+    assert ('argument --env: bad variable name ' f"{given.split('=')[0]!r}"
+            ' in ' f"{given!r}" ': letters, digits and "_" only, not starting with a digit'
+            ) in capsys.readouterr().err
+    assert cli.build_parser().parse_args(['run', '--env', '_a1=x=y', 'p']).env == [('_a1', 'x=y')]
+
+
 @pytest.mark.parametrize('command', ['runn', 'rn', 'infoo', 'valdiate'])
 def test_a_mistyped_command_is_named_not_taken_for_manifests(command: str, capfd) -> None:
     # was "zvm: 2nd manifest encountered" (or a missing manifest file) for "zvm runn prog"
