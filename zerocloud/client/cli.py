@@ -117,6 +117,13 @@ def _env(text: str) -> tuple[str, str]:
     return key, value
 
 
+def _missed_input(nodes: list[report.NodeResult]) -> bool:
+    """A failed node whose error or stderr says ``/dev/input`` is missing: a program that
+    reads /dev/input, run with the object on stdin (``--as stdin``, the default)."""
+    return any(node.failed and '/dev/input' in line and 'No such file' in line
+               for node in nodes for line in f'{node.error}\n{node.stderr}'.splitlines())
+
+
 def _split_dir(text: str) -> Path:
     """``--split DIR``: refused before the job runs if it cannot be a directory (its
     output would be lost after the run)."""
@@ -473,6 +480,8 @@ class Client:
         if not self.quiet or result.failed:
             if not (as_json and not result.failed):
                 self.err.write(display.report(result))
+        if getattr(self.opts, 'device', None) == 'stdin' and _missed_input(result.nodes):
+            self.err.write('(the object was given on stdin: --as input gives it as /dev/input)\n')
         on = getattr(self.opts, 'on', None) or ''
         if result.status == 404 and not result.nodes and any(c in on for c in '?['):
             self.err.write(f'(only * is a wildcard: the ? or [ of --on {on} are part of the '
