@@ -68,8 +68,14 @@ with quiet_imports('zvm'):   # Ctrl-C as the command is starting: exit 130
     from zvm_core.channels import READ, WRITE, Channel, ChannelError, FdBacking, Quota
     from zvm_core.elf import ELF_MAGIC, ElfError, load_program
     from zvm_core.engines import CHOICES
-    from zvm_core.limits import (DEFAULT_FUEL, DEFAULT_MEMORY, DEFAULT_TIMEOUT, ENV_NAME, ENV_NAME_RULE,
-                                 Limits)
+    from zvm_core.limits import (
+        DEFAULT_FUEL,
+        DEFAULT_MEMORY,
+        DEFAULT_TIMEOUT,
+        ENV_NAME,
+        ENV_NAME_RULE,
+        Limits,
+    )
     from zvm_core.report import SIGPIPE_STATE
     from zvm_core.validator import Policy, default_cache, validate
 
