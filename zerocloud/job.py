@@ -81,7 +81,7 @@ from dataclasses import dataclass, field, replace
 from urllib.parse import quote, unquote
 
 from zvm_core.engines import CHOICES
-from zvm_core.limits import ENV_NAME, ENV_NAME_RULE
+from zvm_core.limits import bad_env_name
 
 READABLE, WRITABLE, RANDOM = 1, 2, 4
 DEVICES = {
@@ -519,8 +519,8 @@ def _env(value: object, where: str) -> dict[str, str]:
     if not isinstance(value, dict):
         raise _invalid(what, where, f'must be an object, got {_show(value)}')
     for key, item in value.items():
-        if not ENV_NAME.fullmatch(key):
-            raise _invalid(what, where, f'bad variable name {json.dumps(key)}: {ENV_NAME_RULE}')
+        if (bad := bad_env_name(key)) is not None:
+            raise _invalid(what, where, bad)
         _string(item, f'{what} {key}', where)
     return dict(value)
 

@@ -72,9 +72,8 @@ with quiet_imports('zvm'):   # Ctrl-C as the command is starting: exit 130
         DEFAULT_FUEL,
         DEFAULT_MEMORY,
         DEFAULT_TIMEOUT,
-        ENV_NAME,
-        ENV_NAME_RULE,
         Limits,
+        bad_env_name,
     )
     from zvm_core.report import SIGPIPE_STATE
     from zvm_core.validator import Policy, default_cache, validate
@@ -105,8 +104,8 @@ def _env(text: str) -> tuple[str, str]:
     key, sep, value = text.partition('=')
     if not sep or not key:
         raise argparse.ArgumentTypeError(f'expected K=V, got {text!r}')
-    if not ENV_NAME.fullmatch(key):
-        raise argparse.ArgumentTypeError(f'bad variable name {key!r} in {text!r}: {ENV_NAME_RULE}')
+    if (bad := bad_env_name(key)) is not None:
+        raise argparse.ArgumentTypeError(bad)
     return key, value
 
 

@@ -1346,6 +1346,18 @@ def test_a_404_for_an_on_with_a_shell_glob_says_only_star_is_a_wildcard(on: str,
     assert capsys.readouterr().err.endswith(said) is hint
 
 
+@pytest.mark.parametrize('command', ['run', 'local run'])
+def test_an_env_name_the_cluster_refuses_is_refused_before_sending(command: str,
+                                                                    capsys) -> None:
+    # zc run --env 1X=2 sent the job, for the cluster to refuse it
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([*command.split(), 'p', '--env', '1X=2'])
+    assert ('argument --env: bad variable name "1X": letters, digits and "_" only, not '
+            'starting with a digit') in capsys.readouterr().err
+    assert build_parser().parse_args([*command.split(), 'p', '--env', 'A_1=2']).env == \
+        [('A_1', '2')]
+
+
 @pytest.mark.parametrize('device, stderr, hint', [
     ('stdin', "FileNotFoundError: [Errno 2] No such file or directory: '/dev/input'\n", True),
     ('stdin', '/dev/input: No such file or directory\n', True),

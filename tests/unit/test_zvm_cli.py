@@ -3,6 +3,8 @@ bad ``ZVM_NATIVE_*`` variable is named, with what it takes, before anything runs
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from zvm_core import cli
@@ -45,9 +47,9 @@ def test_an_env_name_the_cluster_refuses_is_refused(given: str, capsys) -> None:
     # ``--env 1X=2`` ran locally, while a job's exec.env (zerocloud.job) refuses that name
     with pytest.raises(SystemExit):
         cli.build_parser().parse_args(['run', '--env', given, 'p'])
-    assert ('argument --env: bad variable name ' f"{given.split('=')[0]!r}"
-            ' in ' f"{given!r}" ': letters, digits and "_" only, not starting with a digit'
-            ) in capsys.readouterr().err
+    name = json.dumps(given.split('=')[0])
+    assert (f'argument --env: bad variable name {name}: letters, digits and "_" only, not '
+            'starting with a digit') in capsys.readouterr().err
     assert cli.build_parser().parse_args(['run', '--env', '_a1=x=y', 'p']).env == [('_a1', 'x=y')]
 
 

@@ -57,6 +57,7 @@ with quiet_imports('zc'):   # Ctrl-C as the command is starting: exit 130
     from zerocloud.sql import formats as sql_formats
     from zvm_core import stdout
     from zvm_core.engines import CHOICES
+    from zvm_core.limits import bad_env_name
 
 EXIT_FAILED, EXIT_USAGE, EXIT_PENDING, EXIT_CANCELLED = 1, 2, 3, 130
 REPORT_HEADER = 'X-Zerovm-Report'
@@ -117,6 +118,14 @@ def _env(text: str) -> tuple[str, str]:
     return key, value
 
 
+def _env_var(text: str) -> tuple[str, str]:
+    """``--env K=V``: K as a job's exec.env takes it (the cluster would refuse the job)."""
+    key, value = _env(text)
+    if (bad := bad_env_name(key)) is not None:
+        raise argparse.ArgumentTypeError(bad)
+    return key, value
+
+
 def _missed_input(nodes: list[report.NodeResult]) -> bool:
     """A failed node whose error or stderr says ``/dev/input`` is missing: a program that
     reads /dev/input, run with the object on stdin (``--as stdin``, the default)."""
@@ -147,7 +156,7 @@ def _job_options(p: argparse.ArgumentParser) -> None:
                    help="arguments of the program or script (one starting with -: --args=-n)")
     p.add_argument('--as', dest='device', default='stdin', choices=jobs.DATA_DEVICES,
                    help='device that reads --on (stdin: sequential, input: random access)')
-    p.add_argument('--env', type=_env, action='append', default=[], metavar='K=V')
+    p.add_argument('--env', type=_env_var, action='append', default=[], metavar='K=V')
     p.add_argument('--name', help='name of the nodes (default: the program\'s file name)')
     p.add_argument('--engine', choices=CHOICES,
                    help='engine of every node (its "engine" in the job; default: what the job '
