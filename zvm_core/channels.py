@@ -666,8 +666,8 @@ class MemoryBacking(Backing):
     def truncate(self) -> None:
         del self.data[:]
 
-    def content_md5(self) -> str | None:
-        return hashlib.md5(self.data).hexdigest()
+    def content_md5(self, expired: Expired | None = None) -> str | None:
+        return hashlib.md5(self.data).hexdigest()      # what memory holds: not bounded here
 
 
 @dataclass
