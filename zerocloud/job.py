@@ -81,6 +81,7 @@ from dataclasses import dataclass, field, replace
 from urllib.parse import quote, unquote
 
 from zvm_core.engines import CHOICES
+from zvm_core.limits import bad_env_name
 
 READABLE, WRITABLE, RANDOM = 1, 2, 4
 DEVICES = {
@@ -116,7 +117,6 @@ _ILLEGAL = re.compile('[\x00-\x1f\x7f\ud800-\udfff\ufffe\uffff]')
 # A node name is a channel name (/dev/in/<name>) and an item of comma-joined
 # X-Nexe-* headers.
 _NAME_FORBIDDEN = re.compile(r'[\s/,]')
-_ENV_NAME = re.compile(r'[A-Za-z_][A-Za-z0-9_]*')
 _HEADER_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 
@@ -519,9 +519,8 @@ def _env(value: object, where: str) -> dict[str, str]:
     if not isinstance(value, dict):
         raise _invalid(what, where, f'must be an object, got {_show(value)}')
     for key, item in value.items():
-        if not _ENV_NAME.fullmatch(key):
-            raise _invalid(what, where, f'bad variable name {json.dumps(key)}: '
-                           'letters, digits and "_" only, not starting with a digit')
+        if (bad := bad_env_name(key)) is not None:
+            raise _invalid(what, where, bad)
         _string(item, f'{what} {key}', where)
     return dict(value)
 

@@ -27,17 +27,18 @@ import os
 import select
 import stat
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from zvm_core.zerovm.manifest import ChannelDecl
 
 from zvm_core._md5 import MD5
-from zvm_core.report import ChannelAccounting
+from zvm_core.report import ChannelAccounting, Report
 
 UNLIMITED = (1 << 63) - 1
+Expired = Callable[[], bool]        # has the run's time run out?
 # The largest a written channel grows: ext4's file size limit with 4 KiB blocks (16 TiB
 # less a block), the smallest of the usual Linux file systems'.  A positional write
 # past it is the guest's own doing, answered as Linux answers one past a file system's
@@ -107,8 +108,9 @@ class Backing:
     def write(self, bufs: list[memoryview], offset: int | None) -> int:
         raise NotImplementedError
 
-    def content_md5(self) -> str | None:
-        """MD5 of the whole content, for random writes the stream hash cannot follow."""
+    def content_md5(self, expired: Expired | None = None) -> str | None:
+        """MD5 of the whole content, for random writes the stream hash cannot follow;
+        :class:`HashTimeout` once ``expired()`` says the run's time is up."""
         return None
 
     def identity(self) -> tuple | None:
@@ -254,8 +256,8 @@ class FdBacking(Backing):
     def truncate(self) -> None:
         os.ftruncate(self.fd, 0)
 
-    def content_md5(self) -> str | None:
-        return _file_md5(self.fd) if self.seekable else None
+    def content_md5(self, expired: Expired | None = None) -> str | None:
+        return _file_md5(self.fd, None, expired) if self.seekable else None
 
     def close(self) -> None:
         if self.owned:
@@ -280,13 +282,25 @@ def _whole(fd: int, bufs: list[memoryview], offset: int | None) -> int:
     return done
 
 
-def _file_md5(fd: int, end: int | None = None) -> str | None:
+class HashTimeout(Exception):
+    """Hashing a channel's content after the run would end past the run's deadline: a
+    guest that wrote one byte far past the end left a sparse file that takes minutes
+    to hash (its holes are hashed as the zeros they read as)."""
+
+    def __init__(self, hashed: int, size: int) -> None:
+        super().__init__(f'{hashed} of {size} bytes hashed')
+        self.size = size
+
+
+def _file_md5(fd: int, end: int | None = None, expired: Expired | None = None) -> str | None:
     h = hashlib.md5()
     pos = 0
     try:
         while chunk := os.pread(fd, 1 << 20 if end is None else min(1 << 20, end - pos), pos):
             h.update(chunk)
             pos += len(chunk)
+            if expired is not None and expired():
+                raise HashTimeout(pos, os.fstat(fd).st_size if end is None else end)
     except OSError:       # a write-only descriptor from the caller
         return None
     return h.hexdigest()
@@ -351,8 +365,8 @@ class FileBacking(FdBacking):
         os.ftruncate(self.fd, 0)
         self.end = self.cursor = 0
 
-    def content_md5(self) -> str | None:
-        return _file_md5(self.fd, self.end)
+    def content_md5(self, expired: Expired | None = None) -> str | None:
+        return _file_md5(self.fd, self.end, expired)
 
     def close(self) -> None:
         if self.owned and self.preallocated:
@@ -608,8 +622,8 @@ class ReplicatedBacking(Backing):
         for copy in self.copies:
             copy.truncate()
 
-    def content_md5(self) -> str | None:
-        return self.copies[0].content_md5()
+    def content_md5(self, expired: Expired | None = None) -> str | None:
+        return self.copies[0].content_md5(expired)
 
     def close(self) -> None:
         for copy in self.copies:
@@ -652,8 +666,8 @@ class MemoryBacking(Backing):
     def truncate(self) -> None:
         del self.data[:]
 
-    def content_md5(self) -> str | None:
-        return hashlib.md5(self.data).hexdigest()
+    def content_md5(self, expired: Expired | None = None) -> str | None:
+        return hashlib.md5(self.data).hexdigest()      # what memory holds: not bounded here
 
 
 @dataclass
@@ -780,10 +794,12 @@ class Channel:
         self.backing.truncate()
         self._md5, self._appended, self._appending = MD5(), 0, True
 
-    def etag(self) -> str:
+    def etag(self, expired: Expired | None = None) -> str:
+        """MD5 of the content; written at random, hashed now, until ``expired()``
+        (:class:`HashTimeout`)."""
         if self._appending:
             return self._md5.hexdigest()
-        return self.backing.content_md5() or self._md5.hexdigest()
+        return self.backing.content_md5(expired) or self._md5.hexdigest()
 
     def digest(self) -> str:
         """The ZeroVM report's digest: the content written, or for a read-only
@@ -792,6 +808,25 @@ class Channel:
 
     def close(self) -> None:
         self.backing.close()
+
+
+def with_etags(report: Report, channels: Mapping[str, Channel], expired: Expired,
+               timeout: float) -> Report:
+    """``report`` with its written channels' etags, hashed before ``expired()``: the
+    run's timeout covers the hash of what it wrote at random (a byte written at 1 TiB
+    leaves a sparse file of 1 TiB, minutes of MD5), else the run is a timeout that says
+    so.  ``expired`` reads the engine's clock (the native one's reads no TSC)."""
+    for alias, ch in sorted(channels.items()):
+        if ch.mode & WRITE:
+            try:
+                report.etags[alias] = ch.etag(expired)
+            except HashTimeout as e:
+                if report.status == 'timeout':      # said already; the etags hashed so far
+                    return report
+                return replace(report, status='timeout', retcode=None, exit_state='', message=(
+                    f'wall-clock timeout of {timeout:g} s: the etag of {alias} ({e.size} bytes '
+                    'written at random, a sparse file hashed whole) was not done in time'))
+    return report
 
 
 def _update(md5, bufs: list[memoryview], n: int) -> None:

@@ -68,7 +68,13 @@ with quiet_imports('zvm'):   # Ctrl-C as the command is starting: exit 130
     from zvm_core.channels import READ, WRITE, Channel, ChannelError, FdBacking, Quota
     from zvm_core.elf import ELF_MAGIC, ElfError, load_program
     from zvm_core.engines import CHOICES
-    from zvm_core.limits import DEFAULT_FUEL, DEFAULT_MEMORY, DEFAULT_TIMEOUT, Limits
+    from zvm_core.limits import (
+        DEFAULT_FUEL,
+        DEFAULT_MEMORY,
+        DEFAULT_TIMEOUT,
+        Limits,
+        bad_env_name,
+    )
     from zvm_core.report import SIGPIPE_STATE
     from zvm_core.validator import Policy, default_cache, validate
 
@@ -98,6 +104,8 @@ def _env(text: str) -> tuple[str, str]:
     key, sep, value = text.partition('=')
     if not sep or not key:
         raise argparse.ArgumentTypeError(f'expected K=V, got {text!r}')
+    if (bad := bad_env_name(key)) is not None:
+        raise argparse.ArgumentTypeError(bad)
     return key, value
 
 

@@ -13,6 +13,7 @@ import errno
 import json
 import resource
 import subprocess
+import time
 
 import pytest
 from archives import tar_bytes
@@ -60,6 +61,25 @@ def test_a_write_past_the_largest_file_is_efbig_not_a_host_failure(guest, zvm, e
         f'{MAX_SIZE}:0 = 0', '0:2 = 2']
     assert run.output == b'xx'
     assert below_max_size(MAX_SIZE - 1, 5) == 1         # across it: cut (a 16 TiB file)
+
+
+def test_the_etag_of_a_sparse_output_is_hashed_within_the_timeout(guest, zvm, engine,
+                                                                  tmp_path):
+    """Without a quota, one byte written at 1 TiB leaves a 1 TiB sparse file whose etag
+    (an MD5 of all of it, after the run) took an hour of CPU past a 2 s timeout: the
+    timeout covers the hash, and the run says what it was doing."""
+    output = tmp_path / 'output'
+    began = time.monotonic()
+    run = zvm.run(guest('sparse'), f'{TB}:1', opts=['--output', str(output), '--timeout', '2'],
+                  timeout=120)
+    assert time.monotonic() - began < 60
+    assert run.status == 'timeout', run
+    assert run.report['message'] == (
+        f'wall-clock timeout of 2 s: the etag of /dev/output ({TB + 1} bytes written at '
+        'random, a sparse file hashed whole) was not done in time')
+    assert run.stdout == f'{TB}:1 = 1\n'.encode()         # the guest's own run ended well
+    assert '/dev/output' not in run.report['etags']
+    assert output.stat().st_size == TB + 1
 
 
 def test_vectors_naming_one_buffer_are_not_staged_once_each(guest, zvm, tmp_path, engine):

@@ -84,3 +84,15 @@ def test_info_says_what_a_job_may_use() -> None:
     info = get_swift_info()['zerocloud']
     assert (info['max_nodes'], info['system_images']) == (500, ['python3', 'lua'])
     assert info['max_job_size'] == 65536 and info['max_nexe'] == 256 << 20
+
+
+def test_the_filter_after_the_server_fails_in_paste_as_the_guide_says(tmp_path: Path) -> None:
+    # paste stops the server before any of our code runs (doc/operator-guide.md, "Where the
+    # filters go", quotes its message): the guide's words must stay what operators see
+    from swift.common.wsgi import loadapp
+    conf = conf_with(tmp_path, ORDERED.replace('zerocloud ', '') + ' zerocloud')
+    with pytest.raises(LookupError) as e:
+        loadapp(conf)
+    assert str(e.value).startswith("No section 'zerocloud' (prefixed by 'app' or ")
+    guide = (SAMPLE.parents[1] / 'doc' / 'operator-guide.md').read_text()
+    assert "`LookupError: No section 'zerocloud' (prefixed by 'app' or" in guide

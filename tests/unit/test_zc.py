@@ -1346,6 +1346,36 @@ def test_a_404_for_an_on_with_a_shell_glob_says_only_star_is_a_wildcard(on: str,
     assert capsys.readouterr().err.endswith(said) is hint
 
 
+@pytest.mark.parametrize('command', ['run', 'local run'])
+def test_an_env_name_the_cluster_refuses_is_refused_before_sending(command: str,
+                                                                    capsys) -> None:
+    # zc run --env 1X=2 sent the job, for the cluster to refuse it
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([*command.split(), 'p', '--env', '1X=2'])
+    assert ('argument --env: bad variable name "1X": letters, digits and "_" only, not '
+            'starting with a digit') in capsys.readouterr().err
+    assert build_parser().parse_args([*command.split(), 'p', '--env', 'A_1=2']).env == \
+        [('A_1', '2')]
+
+
+@pytest.mark.parametrize('device, stderr, hint', [
+    ('stdin', "FileNotFoundError: [Errno 2] No such file or directory: '/dev/input'\n", True),
+    ('stdin', '/dev/input: No such file or directory\n', True),
+    ('stdin', '/dev/output: No such file or directory\n', False),
+    ('input', '/dev/input: No such file or directory\n', False)])
+def test_a_node_missing_dev_input_with_the_object_on_stdin_hints_as_input(
+        device: str, stderr: str, hint: bool, capsys) -> None:
+    # every node failed with "No such file ... /dev/input", and nothing said why
+    from zerocloud.client.cli import Client
+    opts = build_parser().parse_args(['run', 'swift://~/bin/wc', '--on', 'swift://~/c/*',
+                                      '--as', device])
+    node = report.NodeResult('wc-1', status='ok', retcode=1, stderr=stderr)
+    result = report.JobResult(200, [node, node], body=b'')
+    assert Client(opts, out=io.BytesIO()).show_result(result, {}) == 1
+    said = '(the object was given on stdin: --as input gives it as /dev/input)\n'
+    assert capsys.readouterr().err.count(said) == hint
+
+
 def test_deploy_registers_the_type_as_the_server_looks_it_up(tmp_path: Path, capsys) -> None:
     # "--content-type 'Text/X-Upper; charset=utf-8'" was registered under that text, which
     # the server (lower case, no parameters) never looks up: open said "No application"

@@ -52,3 +52,27 @@ def test_the_client_knows_the_images_python() -> None:
     from zerocloud.client.jobs import IMAGE_PYTHON
     from zvm_core.build.interpreters import PY_VERSION
     assert '.'.join(map(str, IMAGE_PYTHON)) == PY_VERSION
+
+
+LUA_BAD = b'#!/usr/bin/env lua\nprint("hi"\nx = = 1\n'
+
+
+def test_a_lua_syntax_error_is_said_once_before_sending(sysimages, tmp_path: Path) -> None:
+    # a .py script was compiled before sending, a .lua one not: every node failed alike
+    from zerocloud.client import jobs
+    bad, good = tmp_path / 'bad.lua', tmp_path / 'good.lua'
+    bad.write_bytes(LUA_BAD)
+    good.write_bytes(b'#!/usr/bin/env lua\nprint(io.read("a"))\n')
+    with pytest.raises(jobs.BuildError) as e:
+        jobs.build(None, str(bad), None, None)
+    assert str(e.value) == (f"{bad}:3: ')' expected (to close '(' at line 2) near 'x' "
+                            '(a syntax error: nothing was sent)')     # the #! line counted
+    assert jobs.build(None, str(good), None, None).job[0]['exec']['path'] == 'file://lua:lua'
+
+
+def test_without_the_lua_image_the_nodes_judge(monkeypatch, tmp_path: Path) -> None:
+    from zerocloud.client import jobs
+    monkeypatch.setenv('ZVM_SYSIMAGES', '')
+    bad = tmp_path / 'bad.lua'
+    bad.write_bytes(LUA_BAD)
+    assert jobs.build(None, str(bad), None, None).job[0]['exec']['path'] == 'file://lua:lua'

@@ -3,6 +3,8 @@ bad ``ZVM_NATIVE_*`` variable is named, with what it takes, before anything runs
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from zvm_core import cli
@@ -38,6 +40,17 @@ def test_a_size_with_a_unit_says_to_write_it_out(given: str, capsys) -> None:
     assert (f"argument --memory: not an integer: '{given}' (a whole number, written out: "
             '1 GiB is 1073741824, 2x10^10 is 20000000000)') in capsys.readouterr().err
     assert cli.build_parser().parse_args(['run', '--memory', '0x40000000', 'p']).memory == 1 << 30
+
+
+@pytest.mark.parametrize('given', ['1X=2', 'A-B=1', 'A B=1', 'É=1'])
+def test_an_env_name_the_cluster_refuses_is_refused(given: str, capsys) -> None:
+    # ``--env 1X=2`` ran locally, while a job's exec.env (zerocloud.job) refuses that name
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(['run', '--env', given, 'p'])
+    name = json.dumps(given.split('=')[0])
+    assert (f'argument --env: bad variable name {name}: letters, digits and "_" only, not '
+            'starting with a digit') in capsys.readouterr().err
+    assert cli.build_parser().parse_args(['run', '--env', '_a1=x=y', 'p']).env == [('_a1', 'x=y')]
 
 
 @pytest.mark.parametrize('command', ['runn', 'rn', 'infoo', 'valdiate'])

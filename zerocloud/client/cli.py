@@ -57,6 +57,7 @@ with quiet_imports('zc'):   # Ctrl-C as the command is starting: exit 130
     from zerocloud.sql import formats as sql_formats
     from zvm_core import stdout
     from zvm_core.engines import CHOICES
+    from zvm_core.limits import bad_env_name
 
 EXIT_FAILED, EXIT_USAGE, EXIT_PENDING, EXIT_CANCELLED = 1, 2, 3, 130
 REPORT_HEADER = 'X-Zerovm-Report'
@@ -117,6 +118,21 @@ def _env(text: str) -> tuple[str, str]:
     return key, value
 
 
+def _env_var(text: str) -> tuple[str, str]:
+    """``--env K=V``: K as a job's exec.env takes it (the cluster would refuse the job)."""
+    key, value = _env(text)
+    if (bad := bad_env_name(key)) is not None:
+        raise argparse.ArgumentTypeError(bad)
+    return key, value
+
+
+def _missed_input(nodes: list[report.NodeResult]) -> bool:
+    """A failed node whose error or stderr says ``/dev/input`` is missing: a program that
+    reads /dev/input, run with the object on stdin (``--as stdin``, the default)."""
+    return any(node.failed and '/dev/input' in line and 'No such file' in line
+               for node in nodes for line in f'{node.error}\n{node.stderr}'.splitlines())
+
+
 def _split_dir(text: str) -> Path:
     """``--split DIR``: refused before the job runs if it cannot be a directory (its
     output would be lost after the run)."""
@@ -140,7 +156,7 @@ def _job_options(p: argparse.ArgumentParser) -> None:
                    help="arguments of the program or script (one starting with -: --args=-n)")
     p.add_argument('--as', dest='device', default='stdin', choices=jobs.DATA_DEVICES,
                    help='device that reads --on (stdin: sequential, input: random access)')
-    p.add_argument('--env', type=_env, action='append', default=[], metavar='K=V')
+    p.add_argument('--env', type=_env_var, action='append', default=[], metavar='K=V')
     p.add_argument('--name', help='name of the nodes (default: the program\'s file name)')
     p.add_argument('--engine', choices=CHOICES,
                    help='engine of every node (its "engine" in the job; default: what the job '
@@ -473,6 +489,8 @@ class Client:
         if not self.quiet or result.failed:
             if not (as_json and not result.failed):
                 self.err.write(display.report(result))
+        if getattr(self.opts, 'device', None) == 'stdin' and _missed_input(result.nodes):
+            self.err.write('(the object was given on stdin: --as input gives it as /dev/input)\n')
         on = getattr(self.opts, 'on', None) or ''
         if result.status == 404 and not result.nodes and any(c in on for c in '?['):
             self.err.write(f'(only * is a wildcard: the ? or [ of --on {on} are part of the '

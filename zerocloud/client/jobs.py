@@ -29,6 +29,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from zerocloud.client.sandbox import lua_syntax_error
 from zerocloud.job import DEVICES, Node, SwiftPath, expand, home_hint, parse_job, parse_location
 from zerocloud.zapp_format import GZIP_MAGIC, MAPS, looks_like_archive
 
@@ -98,6 +99,9 @@ def build(program: str | None, script: str | None, on: str | None, out: str | No
         files[base] = _read(script)
         if interpreter == INTERPRETERS['.py']:
             _check_python(script, files[base])
+        elif interpreter == INTERPRETERS['.lua'] and \
+                (error := lua_syntax_error(script, files[base])) is not None:
+            raise BuildError(f'{error} (a syntax error: nothing was sent)')
         exec_ = {'path': interpreter, 'args': f'{shlex.quote("/" + base)} {args}'.strip()}
         group = group_name(script)
     elif program.startswith('swift://'):

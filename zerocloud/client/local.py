@@ -20,21 +20,19 @@ a path reads ``--stdin FILE`` (what an app opens, or a request body).
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 from zerocloud.client.jobs import ZAPP_TYPE, BuildError, Payload, tar_bytes
 from zerocloud.client.report import OK, JobResult, node_from_report
+from zerocloud.client.sandbox import ZVM, zvm_env
 from zerocloud.job import USER_IMAGE, Device, JobError, Node, SwiftPath, expand, parse_job
 from zvm_core import sysimages
 
 ACCOUNT = 'local'
-ZVM = [sys.executable, '-m', 'zvm_core.cli']
 STREAMS = ('stdin', 'stdout', 'stderr', 'input', 'output')
 CHUNK = 1 << 20                 # bytes of a node's output read and printed at once
 Sink = Callable[[bytes], object]
@@ -135,7 +133,7 @@ class LocalRun:
             cmd = self.command(node, image, outdir)
             proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                   stderr=subprocess.PIPE, check=False,
-                                  env={**os.environ, 'PYTHONPATH': _pythonpath()})
+                                  env=zvm_env())
             try:
                 report = json.loads((outdir / 'report.json').read_text())
             except (OSError, ValueError):
@@ -171,12 +169,6 @@ class LocalRun:
         with file.open('rb') as f:
             while chunk := f.read(CHUNK):
                 self.out(chunk)
-
-
-def _pythonpath() -> str:
-    here = str(Path(__file__).resolve().parents[2])
-    rest = os.environ.get('PYTHONPATH')
-    return here + (os.pathsep + rest if rest else '')
 
 
 def run(payload: Payload, where: str, maps: dict[str, Path], stdin: Path | None = None,

@@ -36,7 +36,7 @@ from unicorn.x86_const import (
 )
 
 from zvm_core import prefix
-from zvm_core.channels import WRITE, Channel, standard_order
+from zvm_core.channels import Channel, standard_order, with_etags
 from zvm_core.elf import PF_R, PF_W, PF_X, Program
 from zvm_core.engines.emulated import guard as zguard
 from zvm_core.engines.emulated import jail, snapshot
@@ -370,8 +370,8 @@ class Machine:
         wall = time.perf_counter() - start
         report = self._classify(error)
         report.accounting = self._accounting(wall)
-        report.etags = {a: ch.etag() for a, ch in sorted(self.channels.items())
-                        if ch.mode & WRITE}
+        report = with_etags(report, self.channels, lambda: time.monotonic() > self.deadline,
+                            self.limits.timeout)
         if memory_etag:
             report.etags[MEMORY_ETAG] = self._memory_digest()
         return report

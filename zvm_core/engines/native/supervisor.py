@@ -41,12 +41,12 @@ import weakref
 from collections.abc import Callable
 
 from zvm_core.channels import (
-    WRITE,
     Channel,
     FdBacking,
     FileBacking,
     TailBacking,
     standard_order,
+    with_etags,
 )
 from zvm_core.elf import PF_R, PF_W, PF_X, Program
 from zvm_core.engines.native import _fastcall, namespaces, seccomp
@@ -1161,11 +1161,9 @@ def run(program: Program, channels: list[Channel], argv: list[str], env: dict[st
         report = Report('killed', None, failure, host_failure=host)
     else:
         report = _classify(guest, status, stopped, timeout, wall)
-    counters, report.etags = {}, {}
-    for alias, ch in sorted(guest.channels.items()):    # one pass: counters, written etags
-        counters[alias] = ch.counters.copy()
-        if ch.mode & WRITE:
-            report.etags[alias] = ch.etag()
+    report = with_etags(report, guest.channels, lambda: _fastcall.monotonic() > guest.deadline,
+                        timeout)
+    counters = {alias: ch.counters.copy() for alias, ch in sorted(guest.channels.items())}
     report.accounting = Accounting(
         fuel=0, syscalls=guest.syscalls, unknown_syscalls=dict(guest.unknown), channels=counters,
         peak_memory=guest.image_size + guest.arena.peak,
