@@ -344,7 +344,7 @@ def test_a_worker_past_its_budget_starts_no_other_run(monkeypatch) -> None:
     monkeypatch.setattr(worker, '_reply', lambda sock, report, tails, ended: sent.append(ended))
     monkeypatch.setattr(worker, '_send', lambda sock, parts: sent.append(parts))
     monkeypatch.setattr(worker, '_fastcall', types.SimpleNamespace(
-        hold=lambda on: False, monotonic=lambda: clock[0]))
+        hold=lambda on: False, monotonic=lambda: clock[0], coarse=lambda: clock[0]))
     runs = [({'i': i}, [os.open(os.devnull, os.O_RDONLY)]) for i in range(5)]
     worker._serve_many(None, runs, worker.Templates(1 << 20), budget=0.1)
     assert sent == [0.001, 0.002, 60.002, [zvm_pool.STOPPED]]
