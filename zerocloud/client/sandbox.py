@@ -20,7 +20,7 @@ from zvm_core import sysimages
 
 ZVM = [sys.executable, '-m', 'zvm_core.cli']
 SYNTAX = 3          # the check's exit code for a script Lua refuses
-_CHECK = 'local f, e = loadfile() if not f then io.stdout:write(e) os.exit(3) end'
+_CHECK = f'local f, e = loadfile() if not f then io.stdout:write(e) os.exit({SYNTAX}) end'
 
 
 def zvm_env() -> dict[str, str]:

@@ -290,8 +290,9 @@ def _serve_one(req: dict, fds: list[int], templates: Templates,
             return Report('killed', None, str(e), host_failure=True), None
         except ImageError as e:     # the request's image: nothing ran (a 400 at the proxy)
             if e.label in system:       # the operator's: another host may have it whole
-                return Report('killed', None, f'the system image {e.label[5:]} of this '
-                                          f'server is broken: {e}', host_failure=True), None
+                name = e.label.removeprefix('/dev/')
+                return Report('killed', None, f'the system image {name} of this server is '
+                                          f'broken: {e}', host_failure=True), None
             return Report('refused', None, str(e)), None
     # a program's validation is part of its run's time: one that takes longer ends as
     # the run's timeout, not as a worker killed for not answering (zvm_core.validator);
