@@ -130,6 +130,7 @@ def workloads(tmp: Path, sizes: dict[str, int], reps: int, engines: list[str]) -
         row += [f'{by_main:.2f}x', f'{by_spawn:.2f}x', f'{min(nat) / min(spawn):.2f}x' if nat
                 else 'n/a']
         row.append(ratio(p50(times['emulated']), p50(nat)) if 'emulated' in times else 'n/a')
+        row.append(f'{os.getloadavg()[0]:.1f}')
         rows.append(row)
         if nat:
             limit = 1.2 if name == 'sha256' else 1.5
@@ -137,7 +138,7 @@ def workloads(tmp: Path, sizes: dict[str, int], reps: int, engines: list[str]) -
                  f'{by_spawn:.2f}x paired ({ms(p50(nat))} / {ms(h)}; main only {by_main:.2f}x)')
     table(f'Workloads ({PAIRED * reps} host/native pairs, {reps} emulated runs; medians)',
           ['workload', 'host main', 'host w/ spawn', 'native run()', 'emulated run()',
-           'native/main', 'native/spawn', 'fastest/fastest', 'emulated/native'], rows,
+           'native/main', 'native/spawn', 'fastest/fastest', 'emulated/native', 'load'], rows,
           note='goals (issue 16): native <= 1.2x host on sha256, <= 1.5x on wc and sort, '
                'as native/spawn: the native run() over the host process with spawn, each '
                'pair run back to back and the median of the pairs\' ratios taken (both '
@@ -392,6 +393,7 @@ def main(argv: list[str] | None = None) -> int:
     sizes = ({'wc': 2 << 20, 'sort': 1 << 20, 'sha256': 4 << 20} if opts.quick else
              {'wc': 10 << 20, 'sort': 2 << 20, 'sha256': 64 << 20})
     print(common.environment())
+    began = os.getloadavg()[0]
     reason = native_unavailable()
     engines = ['emulated'] if reason else ['native', 'emulated']
     if reason:
@@ -406,7 +408,11 @@ def main(argv: list[str] | None = None) -> int:
     if not reason and hasattr(_fastcall, 'caught'):
         print(f'rdtsc/cpuid of a serving thread caught by the net (fastcall.c) in this '
               f'process\'s runs: {_fastcall.caught()}\n')
-    table('Goals (issue 16), this run', ['what', 'goal', 'measured', 'met'], GOALS)
+    table('Goals (issue 16), this run', ['what', 'goal', 'measured', 'met'], GOALS,
+          note=f'load average (1 min) {began:.1f} at the start, {os.getloadavg()[0]:.1f} at '
+               f'the end: the goals are ratios on a host not busier than its CPUs (at load '
+               f'11-14 a host sort of 2 MiB took 207 ms, 33 idle, a native one 263, 57 idle: '
+               f'a busy host skews the ratios either way)')
     return 0
 
 
