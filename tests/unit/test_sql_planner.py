@@ -137,6 +137,22 @@ def test_plans_give_the_same_answer(query, mode, ordered) -> None:
         assert [d[0] for d in db.execute(p.reduce_query).description] == names
 
 
+@pytest.mark.parametrize('query', [
+    'SELECT min(region COLLATE NOCASE), max(region COLLATE NOCASE) FROM {u}',
+    'SELECT count(*), max(upper(region) COLLATE RTRIM), min(region COLLATE nocase || \'\') '
+    'FROM {u}'])
+def test_min_max_under_a_collation_is_the_minimum_of_all_the_rows(query) -> None:
+    """A collation orders values within one table: the merge compared the objects'
+    minima as bytes ('B' < 'a'), so min(x COLLATE NOCASE) was 'B', not 'a' (200 OK)."""
+    query = query.format(u=URL)
+    data = [[('a', 'p', 1, 1.0, ''), ('Z', 'p', 2, 1.0, '')], [('B', 'p', 3, 1.0, '')],
+            [('z ', 'p', 3, 1.0, '')]]
+    p = plan(parse_query(query), COLUMNS, len(data))
+    assert p.mode == 'rows', p.reason
+    assert 'COLLATE' in p.reason
+    assert simulate(p, data) == direct(query, data)[1]
+
+
 def test_one_object_is_one_node() -> None:
     data = parts()[:1]
     query = f'SELECT region, count(*) FROM {URL} GROUP BY region'

@@ -742,6 +742,10 @@ def _split(query: Query, by_name: dict[str, str], columns: list[str],
                           'rows are merged')
         if _calls(query, *c.args):
             return None, 'nested aggregates: the filtered rows are merged'
+        if c.name in ('min', 'max') and any(t.key == 'collate' for t in args):
+            # the objects' minima lose their collation: the merge would compare bytes
+            return None, (f'{c.name}() under a COLLATE cannot be split: the filtered rows '
+                          'are merged')
     items = _select_items(query)
     if 'group' in query.clauses:
         keys = _keys(query, by_name, items)
