@@ -115,6 +115,15 @@ CASES = [
     ('SELECT region, sum(qty) AS qty FROM {u} GROUP BY region HAVING qty > 1', 'rows', None),
     ('SELECT region, sum(price) AS qty FROM {u} GROUP BY region ORDER BY qty DESC', 'split',
      True),
+    # a select-list alias in WHERE (SQLite reads it as its expression; the nodes' queries
+    # said 'no such column: d', 422); a column of that name is the column
+    ('SELECT qty * 2 AS d, count(*) FROM {u} WHERE d > 10 AND "D" < 50 GROUP BY d ORDER BY 1',
+     'split', True),
+    ('SELECT region AS r, sum(qty) FROM {u} WHERE r = \'east\' GROUP BY r', 'split', True),
+    ('SELECT product, price * 2 AS "double" FROM {u} WHERE "double" > 150 AND qty > 3 '
+     'ORDER BY 2, 1', 'rows', True),
+    ('SELECT product AS qty, count(*) FROM {u} WHERE qty > 5 GROUP BY product ORDER BY 1',
+     'split', True),
 ]
 
 

@@ -793,8 +793,7 @@ def _split(query: Query, by_name: dict[str, str], columns: list[str],
                         *partial_sql])
     alias = _alias(query)
     map_sql = f'SELECT {select} FROM {TABLE}{alias}'
-    if 'where' in query.clauses:
-        map_sql += ' ' + query.clause('where')
+    map_sql += _where(query, by_name)
     if key_cols:
         map_sql += ' GROUP BY ' + ', '.join(quote_name(k) for k in key_cols)
     pcols = key_cols + list(seen.values())
@@ -813,6 +812,23 @@ def _split(query: Query, by_name: dict[str, str], columns: list[str],
                       'merges the partial aggregates', columns, map_sql, reduce_sql, pcols,
              ptypes, result)
     return p, ''
+
+
+def _where(query: Query, by_name: dict[str, str]) -> str:
+    """' WHERE ...' for a node's query ('' without one), a select-list alias in it
+    (``SELECT qty * 2 AS d ... WHERE d > 10``: SQLite reads a name that is no column
+    as the alias) replaced by its expression: a node's query selects no such alias."""
+    if 'where' not in query.clauses:
+        return ''
+    start, end = query.clauses['where']
+    toks = query.tokens
+    aliases = {alias: (a, b) for a, b, alias in _select_items(query) if alias}
+    edits = {i: (i + 1, f'({query.span(*aliases[t.key])})')
+             for i in range(start + 1, end) if (t := toks[i]).kind in ('word', 'ident')
+             and t.key in aliases and t.key not in by_name
+             and toks[i - 1].key not in ('.', 'collate')
+             and (i + 1 == len(toks) or toks[i + 1].text not in ('(', '.'))}
+    return ' ' + _replace(query, start, end, edits)
 
 
 def _alias(query: Query) -> str:
@@ -838,8 +854,7 @@ def _rows(query: Query, by_name: dict[str, str], columns: list[str], result: lis
     select = ', '.join(f'{quote_name(c)} AS {quote_name(c)}' for c in needed) or '1 AS _zc'
     pcols = needed or ['_zc']
     map_sql = f'SELECT {select} FROM {TABLE}{alias}'
-    if 'where' in query.clauses:
-        map_sql += ' ' + query.clause('where')
+    map_sql += _where(query, by_name)
     reduce_sql = rewrite(query, PARTIALS, where=False)
     pushed = _limit_pushdown(query, map_sql, columns)
     if pushed:
