@@ -54,6 +54,23 @@ def test_csv_without_header_and_blank_lines(zvm, sqlite) -> None:
     assert out == b'5,9\r\n'
 
 
+def test_a_row_of_one_empty_field_is_not_a_blank_line(zvm, sqlite) -> None:
+    """A one-column answer's NULL or '' is written "": as an empty line, CSV readers
+    (this program's own, Python's) skipped it, and the answer stored with "output" and
+    read again lost those rows."""
+    out = ok(node(zvm, sqlite, b'a,b,c\n1,,3\n\n4,x,\n7,"",\n', SCHEMA, '--load', 'csvh',
+                  '/dev/input', '--query', 'SELECT b FROM t', '--out', 'csvh'))
+    assert out == b'b\r\n""\r\nx\r\n""\r\n'
+    assert list(csv.reader(io.StringIO(out.decode(), newline=''))) == [['b'], [''], ['x'],
+                                                                        ['']]
+    again = ok(node(zvm, sqlite, out, 'CREATE TABLE t(b NUMERIC)', '--load', 'csvh',
+                    '/dev/input', '--query', 'SELECT count(*), count(b) FROM t', '--out', 'csv'))
+    assert again == b'3,1\r\n'
+    two = ok(node(zvm, sqlite, b'a,b,c\n1,,\n', SCHEMA, '--load', 'csvh', '/dev/input',
+                  '--query', 'SELECT b, c FROM t', '--out', 'csv'))
+    assert two == b',\r\n'
+
+
 @pytest.mark.parametrize('data,message', [
     (b'a,b,c\n1,2\n', 'record 2 has 2 fields, not 3'),
     (b'a,b,c\n1,2,3,4\n', 'record 2 has more than 3 fields'),

@@ -864,6 +864,14 @@ static void csv_text(struct buf *o, const char *s, int n) {
     putc_(o, '"');
 }
 
+/* The end of a CSV record that started at o->p + start.  A record of one empty
+ * field (NULL or '') is written "", not as an empty line: CSV readers (this
+ * program's too) skip blank lines, so the row would be lost when read back. */
+static void csv_end(struct buf *o, int ncols, size_t start) {
+    if (ncols == 1 && o->n == start) puts_(o, "\"\"");
+    puts_(o, "\r\n");
+}
+
 static void json_text(struct buf *o, const unsigned char *s, int n) {
     putc_(o, '"');
     for (int i = 0; i < n; i++) {
@@ -984,16 +992,18 @@ static void run_query(sqlite3_stmt *st, const char *format, const char *path) {
     int partial = !strcmp(format, "partial"), json = !strcmp(format, "json");
     int ncols = sqlite3_column_count(st);
     struct buf o = {0};
+    size_t start = 0;                   /* where the record being written starts */
     if (!strcmp(format, "csvh")) {
         for (int i = 0; i < ncols; i++) {
             const char *name = sqlite3_column_name(st, i);
             if (i) putc_(&o, ',');
             csv_text(&o, name, (int)strlen(name));
         }
-        puts_(&o, "\r\n");
+        csv_end(&o, ncols, start);
     }
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        start = o.n;
         if (json) putc_(&o, '{');
         for (int i = 0; i < ncols; i++) {
             if (i) putc_(&o, partial ? '\t' : ',');
@@ -1005,7 +1015,8 @@ static void run_query(sqlite3_stmt *st, const char *format, const char *path) {
             if (partial) partial_value(&o, st, i);
             else plain_value(&o, st, i, json);
         }
-        puts_(&o, json ? "}\n" : partial ? "\n" : "\r\n");
+        if (json || partial) puts_(&o, json ? "}\n" : "\n");
+        else csv_end(&o, ncols, start);
         if (o.n > (1 << 16)) flush(&o, out);
     }
     if (rc != SQLITE_DONE) die("%s", sqlite3_errmsg(db));
