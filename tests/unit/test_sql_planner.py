@@ -229,6 +229,10 @@ def test_split_node_query_reads_only_what_it_needs() -> None:
     (f'SELECT datetime() FROM {URL}', 'query: datetime() is the current time'),
     (f'SELECT 1 FROM {URL} WHERE 1 IN (SELECT 2)', 'subqueries are not supported'),
     (f'SELECT 1 FROM {URL} ORDER BY 1 WHERE 1', 'clauses out of order'),
+    # SQLite's own words were 'Incorrect number of bindings supplied. The current ...'
+    (f'SELECT 1 FROM {URL} WHERE qty > ? AND note = :note', 'query: ? is a parameter, which '
+     'nothing binds: write the value itself at character 49'),
+    (f"SELECT 1 FROM {URL} WHERE note = '?' AND price > $min", 'query: $min is a parameter'),
 ])
 def test_bad_queries_say_what_and_where(query, message) -> None:
     with pytest.raises(SqlError) as e:

@@ -273,6 +273,10 @@ def parse_query(text: str) -> Query:
         tokens.pop()
     if not tokens:
         raise SqlError('query: empty')
+    for tok in tokens:
+        if tok.kind == 'param':         # SQLite said 'Incorrect number of bindings ...'
+            raise _error_at(text, tok.pos, f'{tok.text} is a parameter, which nothing '
+                            'binds: write the value itself')
     if tokens[0].key != 'select':
         first = tokens[0]
         if first.key == 'with':
