@@ -257,6 +257,11 @@ def test_bad_queries_are_400_before_any_node(swift_cluster, conn, sales) -> None
     missing = sql(conn, {'query': 'SELECT 1 FROM swift://~/sql-sales/nothing'})
     assert (missing.status_code, missing.text) == (
         404, 'Error 404 Not Found while fetching swift://AUTH_test/sql-sales/nothing\n')
+    # a shell's wildcards are names here: said so, and not as day-%3F.csv
+    missing = sql(conn, {'query': 'SELECT 1 FROM swift://~/sql-sales/day-?.csv'})
+    assert (missing.status_code, missing.text) == (
+        404, 'Error 404 Not Found while fetching swift://AUTH_test/sql-sales/day-?.csv (the '
+             'one wildcard of a FROM URL is *)\n')
     assert sql(conn, {'query': f'SELECT 1 FROM {URL}'}, method='PUT').status_code == 405
 
 
