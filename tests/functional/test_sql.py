@@ -265,6 +265,24 @@ def test_bad_queries_are_400_before_any_node(swift_cluster, conn, sales) -> None
     assert sql(conn, {'query': f'SELECT 1 FROM {URL}'}, method='PUT').status_code == 405
 
 
+def test_empty_objects_have_no_columns_to_read(swift_cluster, conn, make_container,
+                                               make_object) -> None:
+    """Said of the one object, or of how many were tried (was 'the first 1 object(s)')."""
+    c = make_container('sqlempty')
+    make_object(c, 'a.csv', b'')
+    make_object(c, 'b.csv', b'')
+    account = conn.get_auth()[0].rstrip('/').rpartition('/')[2]
+    for url, says in [(f'swift://~/{c}/a.csv', f'swift://{account}/{c}/a.csv is empty'),
+                      (f'swift://~/{c}/*.csv',
+                       f'the first 2 objects of swift://{account}/{c}/*.csv are empty')]:
+        resp = sql(conn, {'query': f'SELECT count(*) FROM {url}'})
+        assert (resp.status_code, resp.text) == (
+            400, says + ': say "input": {"columns": [...]}\n')
+    resp = sql(conn, {'query': f'SELECT count(*) FROM swift://~/{c}/*.csv',
+                      'input': {'columns': ['x']}})
+    assert (resp.status_code, resp.text) == (200, 'count(*)\r\n0\r\n')
+
+
 def test_a_malformed_object_fails_the_query(swift_cluster, conn, make_container,
                                             make_object) -> None:
     """The answer names the node, the object it could not load and the line."""

@@ -294,7 +294,8 @@ def _media_type(content_type: str) -> str:
 
 
 # The request's keys the server's refusals name, and the options of zc sql that set them
-SQL_KEYS = {b'"input": {"format": "csv"} or "jsonl"': b'--input-format csv (or jsonl)'}
+SQL_KEYS = {b'"input": {"format": "csv"} or "jsonl"': b'--input-format csv (or jsonl)',
+            b'"input": {"columns": [...]}': b'--columns A,B,...'}
 
 
 def _as_options(answer: bytes) -> bytes:

@@ -366,8 +366,10 @@ def respond(caller: Caller, execute: Callable[[Launch], Response], version: str,
                     columns = _columns(head, fmt, delimiter, has_header, path)
                     break
             else:
-                raise SqlError(f'the first {min(len(objects), HEAD_TRIES)} object(s) of '
-                               f'{source} are empty: say "input": {{"columns": [...]}}')
+                tried = min(len(objects), HEAD_TRIES)
+                empty = (f'{objects[0]} is empty' if tried == 1 else
+                         f'the first {tried} objects of {source} are empty')
+                raise SqlError(f'{empty}: say "input": {{"columns": [...]}}')
         plan = planner.plan(query, columns, len(objects))
         if spec.format == 'json' and len({c.lower() for c in plan.result_columns}) \
                 < len(plan.result_columns):
