@@ -785,9 +785,9 @@ def _split(query: Query, by_name: dict[str, str], columns: list[str],
         arg = query.span(*c.args) or ''
         if c.name == 'count':
             new = f'sum({partial(f"count({arg})")})'
-        elif c.name == 'avg':
-            s, n = partial(f'sum({arg})'), partial(f'count({arg})')
-            new = f'(CAST(sum({s}) AS REAL) / sum({n}))'
+        elif c.name == 'avg':           # total: avg() has no integer overflow, sum() has
+            s, n = partial(f'total({arg})'), partial(f'count({arg})')
+            new = f'(total({s}) / sum({n}))'
         elif c.name == 'total':
             new = f'total({partial(f"total({arg})")})'
         else:
