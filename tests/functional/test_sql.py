@@ -265,6 +265,26 @@ def test_bad_queries_are_400_before_any_node(swift_cluster, conn, sales) -> None
     assert sql(conn, {'query': f'SELECT 1 FROM {URL}'}, method='PUT').status_code == 405
 
 
+def test_multi_line_queries_and_tab_separated_objects(swift_cluster, conn, make_container,
+                                                     make_object) -> None:
+    """A query over several lines (zc sql - < top.sql), a string with a line end, and
+    .tsv objects (a TAB delimiter) were refused: 'Invalid nexe property exec.args in
+    sql: control characters are not allowed' (a job's arguments are one line)."""
+    c = make_container('sqltsv')
+    make_object(c, 'a.tsv', b'k\tv\nx\t1\ny\t2\n')
+    make_object(c, 'b.tsv', b'k\tv\nx\t3\n"two\nlines"\t4\n')
+    query = (f'SELECT k,\n\tsum(v) AS "s\\um" -- per key\nFROM swift://~/{c}/*.tsv\n'
+             "WHERE k <> 'a\nb' GROUP BY k ORDER BY k")
+    for body in ({'query': query}, {'query': query.replace('sum(v)', 'group_concat(v)')}):
+        resp = sql(conn, body)
+        assert resp.status_code == 200, resp.text
+        sums = 'two\nlines",4\r\nx,4\r\ny,2\r\n'
+        assert resp.text == ('k,s\\um\r\n"' + (sums if 'sum' in body['query'] else
+                                                  sums.replace('x,4', 'x,"1,3"')))
+    one = sql(conn, {'query': f'SELECT * FROM swift://~/{c}/a.tsv'})
+    assert (one.status_code, one.text) == (200, 'k,v\r\nx,1\r\ny,2\r\n')
+
+
 def test_empty_objects_have_no_columns_to_read(swift_cluster, conn, make_container,
                                                make_object) -> None:
     """Said of the one object, or of how many were tried (was 'the first 1 object(s)')."""

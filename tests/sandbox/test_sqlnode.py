@@ -71,6 +71,16 @@ def test_a_row_of_one_empty_field_is_not_a_blank_line(zvm, sqlite) -> None:
     assert two == b',\r\n'
 
 
+def test_escaped_arguments_carry_line_ends_tabs_and_backslashes(zvm, sqlite) -> None:
+    """A job's arguments hold no control characters: the planner sends a multi-line
+    query, a TAB delimiter ... --escaped, and the node decodes \\n \\t \\xHH \\\\."""
+    out = ok(zvm.run(sqlite, '--escaped', '--schema', SCHEMA, '--load', 'csvh', '/dev/input',
+                     '--delimiter', '\\t', '--query',
+                     "SELECT a,\\n  b || '\\x01\\r' -- a comment\\nFROM t WHERE b = 'x\\\\y'",
+                     '--out', 'json', input=b'a\tb\tc\n1\tx\\y\t3\n'))
+    assert json.loads(out) == {'a': 1, "b || '\x01\r' -- a comment": 'x\\y\x01\r'}
+
+
 @pytest.mark.parametrize('data,message', [
     (b'a,b,c\n1,2\n', 'record 2 has 2 fields, not 3'),
     (b'a,b,c\n1,2,3,4\n', 'record 2 has more than 3 fields'),

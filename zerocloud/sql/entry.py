@@ -29,6 +29,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import tempfile
 import zlib
 from typing import TYPE_CHECKING
@@ -172,7 +173,23 @@ def _node_args(plan: planner.Plan, fmt: str, delimiter: str, has_header: bool,
             args += ['--fields', plan.fields()]
         if check_header:
             args.append('--check-header')
-    return args + ['--query', plan.map_query, '--out', out]
+    return one_line(args + ['--query', plan.map_query, '--out', out])
+
+
+_CONTROL = re.compile(r'[\x00-\x1f\x7f]')
+_UNSAFE = re.compile(r'[\\\x00-\x1f\x7f]')
+_ESCAPES = {'\\': '\\\\', '\t': '\\t', '\n': '\\n', '\r': '\\r'}
+
+
+def one_line(args: list[str]) -> list[str]:
+    """``sqlnode``'s arguments as a job can carry them: none may hold a control
+    character (ZeroVM's nvram keeps them on one line), so a multi-line query or a TAB
+    delimiter goes ``--escaped`` (``\\n``, ``\\t``, ``\\xHH``, ``\\\\``), which
+    the node decodes."""
+    if not any(_CONTROL.search(a) for a in args):
+        return args
+    return ['--escaped', *(_UNSAFE.sub(lambda m: _ESCAPES.get(m.group()) or
+                                       f'\\x{ord(m.group()):02x}', a) for a in args)]
 
 
 def build_jobs(plan: planner.Plan, source: jobs.SwiftPath, fmt: str, delimiter: str,
@@ -200,9 +217,9 @@ def build_jobs(plan: planner.Plan, source: jobs.SwiftPath, fmt: str, delimiter: 
                  plan, fmt, delimiter, has_header, 'partial', check_header)},
               'devices': [{'name': 'input', 'path': str(source)},
                           {'name': 'stdout', 'content_type': PARTIAL_TYPE}], **picked}]
-    merge = [{'name': MERGE, 'exec': {**program, 'args': [
+    merge = [{'name': MERGE, 'exec': {**program, 'args': one_line([
                  '--schema', plan.reduce_schema(), '--load', 'partials', '/dev/stdin',
-                 '--query', plan.reduce_query, '--out', final]},
+                 '--query', plan.reduce_query, '--out', final])},
               'devices': [{'name': 'stdin'}, answer], **picked}]
     return [nodes, merge]
 

@@ -1,9 +1,11 @@
 /* sqlnode: one node of an SQL query over objects (the `sqlite` system image).
  *
- *   sqlite --schema SQL [--load csv|csvh|jsonl|partials PATH [--delimiter C]
+ *   sqlite [--escaped] --schema SQL [--load csv|csvh|jsonl|partials PATH [--delimiter C]
  *          [--fields WIDTH:F1,F2,...] [--check-header]] --query SQL
  *          [--out partial|csv|csvh|json] [--output PATH]
  *
+ * --escaped (first): the other arguments have \n, \t, \r, \xHH and \\ for
+ * the characters a job's arguments cannot hold (see unescape).
  * An in-memory SQLite database gets the tables of --schema; --load reads a
  * source into the first table the schema creates (csv: RFC 4180 records, csvh:
  * the same with a header row to skip; --fields: records have WIDTH fields, of which
@@ -46,6 +48,7 @@
 #define _GNU_SOURCE
 #include "sqlite3.c"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -1027,8 +1030,30 @@ static void run_query(sqlite3_stmt *st, const char *format, const char *path) {
     if (fclose(out) != 0) die("cannot write %s: %s", path, strerror(errno));
 }
 
+/* --escaped: a job's arguments hold no control characters (ZeroVM's nvram keeps
+ * them on one line), so the planner writes a multi-line query's line ends, a TAB
+ * delimiter ... as \n, \t, \r, \xHH and a backslash as \\; decoded in place. */
+static void unescape(char *s) {
+    char *out = s;
+    while (*s) {
+        if (*s != '\\' || !s[1]) { *out++ = *s++; continue; }
+        char c = s[1];
+        s += 2;
+        if (c == 'n') *out++ = '\n';
+        else if (c == 't') *out++ = '\t';
+        else if (c == 'r') *out++ = '\r';
+        else if (c == 'x' && isxdigit((unsigned char)s[0]) && isxdigit((unsigned char)s[1])) {
+            char hex[3] = {s[0], s[1], 0};
+            *out++ = (char)strtol(hex, NULL, 16);
+            s += 2;
+        }
+        else *out++ = c;                /* \\ is one backslash */
+    }
+    *out = 0;
+}
+
 static void usage(void) {
-    fputs("usage: sqlite --schema SQL [--load csv|csvh|jsonl|partials PATH "
+    fputs("usage: sqlite [--escaped] --schema SQL [--load csv|csvh|jsonl|partials PATH "
           "[--delimiter C] [--fields WIDTH:F1,F2,...] [--check-header]] --query SQL "
           "[--out partial|csv|csvh|json] [--output PATH]\n", stderr);
     exit(2);
@@ -1039,7 +1064,12 @@ int main(int argc, char **argv) {
     const char *fields = NULL;
     const char *format = "csvh", *output = "/dev/stdout";
     int delim = ',', check_header = 0;
-    for (int i = 1; i < argc; i++) {
+    int first_arg = 1;
+    if (argc > 1 && !strcmp(argv[1], "--escaped")) {
+        for (int i = 2; i < argc; i++) unescape(argv[i]);
+        first_arg = 2;
+    }
+    for (int i = first_arg; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--check-header")) {
             check_header = 1;
