@@ -36,12 +36,13 @@ from zerocloud.devcluster import USERS, DevCluster
 REGIONS = ['east', 'west', 'north', 'south, far', 'the "middle"']
 
 
-def sql(conn: Connection, body: dict | bytes, method: str = 'POST') -> requests.Response:
+def sql(conn: Connection, body: dict | bytes, method: str = 'POST',
+        headers: dict | None = None) -> requests.Response:
     url, token = conn.get_auth()
     data = body if isinstance(body, bytes) else json.dumps(body)
     return requests.request(method, url, data=data, timeout=300, headers={
         'X-Auth-Token': token, 'X-Zerovm-Execute': 'sql/1.0',
-        'Content-Type': 'application/json'})
+        'Content-Type': 'application/json', **(headers or {})})
 
 
 def sales_rows(seed: int, n: int) -> list[list[str]]:
@@ -263,6 +264,13 @@ def test_bad_queries_are_400_before_any_node(swift_cluster, conn, sales) -> None
         404, 'Error 404 Not Found while fetching swift://AUTH_test/sql-sales/day-?.csv (the '
              'one wildcard of a FROM URL is *)\n')
     assert sql(conn, {'query': f'SELECT 1 FROM {URL}'}, method='PUT').status_code == 405
+    # a query runs while the client waits: X-Zerovm-Deferred: always was ignored (200)
+    for how, status in [('always', 400), ('sometimes', 400), ('never', 200)]:
+        resp = sql(conn, {'query': f'SELECT count(*) FROM {URL}'},
+                   headers={'X-Zerovm-Deferred': how})
+        assert resp.status_code == status, (how, resp.text)
+    assert 'X-Zerovm-Deferred: always is for jobs' in sql(
+        conn, {'query': f'SELECT 1 FROM {URL}'}, headers={'X-Zerovm-Deferred': 'always'}).text
 
 
 def test_multi_line_queries_and_tab_separated_objects(swift_cluster, conn, make_container,

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 from swift.common.swob import Response
 from swift.common.utils import close_if_possible
 
-from zerocloud import hangup, sources
+from zerocloud import deferred, hangup, sources
 from zerocloud import job as jobs
 from zerocloud.httperrors import (
     HTTPBadRequest,
@@ -346,6 +346,10 @@ def respond(caller: Caller, execute: Callable[[Launch], Response], version: str,
     if container is not None:
         raise HTTPBadRequest(body=f'{VERSION}: POST to the account (/{version}/{account}); '
                                   'the query names its objects\n')
+    if deferred.mode(req) == 'always':     # silently answered in the response before
+        raise HTTPBadRequest(body=f'{VERSION} answers in the response, not deferred: '
+                                  f'{deferred.HEADER}: always is for jobs (a long query can '
+                                  'store its answer with "output")\n')
     if IMAGE not in caller.config.system_images:
         raise HTTPNotImplemented(body=f'{VERSION} needs the system image {IMAGE}, which this '
                                       'cluster does not have (zvm-sysimages build)\n')
