@@ -624,6 +624,7 @@ def plan(query: Query, columns: list[str], objects: int) -> Plan:
     result = check(table_sql, _table(columns), query)
     by_name = {c.lower(): c for c in columns}
     _no_clock(query)
+    _no_host_only(query, by_name)
     if objects > 1:
         _no_rowid(query, by_name)
     if objects == 1:
@@ -663,6 +664,21 @@ def _no_clock(query: Query) -> None:
             raise _error_at(query.text, t.pos, f'{what} is the current time, which the '
                             'nodes do not have (a query answers the same every time, and '
                             "theirs is 1970-01-01): write the date, e.g. '2026-12-04'")
+
+
+def _no_host_only(query: Query, by_name: dict[str, str]) -> None:
+    """Refuse what the host's SQLite accepts over an empty table but no node can run,
+    which every node (or the merge) failed on, 422: MATCH (a full-text index's; a
+    column named so is a column) and load_extension() (the nodes load none)."""
+    toks = query.tokens
+    for i, t in enumerate(toks):
+        if t.kind != 'word':
+            continue
+        if t.key == 'match' and 'match' not in by_name and toks[i - 1].text != '.':
+            raise _error_at(query.text, t.pos, 'MATCH needs a full-text index, which objects '
+                            'do not have: use LIKE or GLOB')
+        if t.key == 'load_extension' and i + 1 < len(toks) and toks[i + 1].text == '(':
+            raise _error_at(query.text, t.pos, 'no such function: load_extension')
 
 
 ROWIDS = ('rowid', 'oid', '_rowid_')
