@@ -391,7 +391,7 @@ def test_explain_shows_the_plan(swift_cluster, conn, sales) -> None:
     assert resp.status_code == 200, resp.text
     plan = json.loads(resp.content)
     assert plan['mode'] == 'split' and plan['objects'] == 6
-    assert plan['node_query'] == ('SELECT "region" AS "region", sum(qty) AS _zc0, '
+    assert plan['node_query'] == ('SELECT "region" AS "region", total(qty) AS _zc0, '
                                   'count(qty) AS _zc1 FROM t GROUP BY "region"')
     assert [[g['name'] for g in job] for job in plan['jobs']] == [['sql'], ['merge']]
     assert plan['loaded_columns'] == ['region', 'qty']
