@@ -129,6 +129,12 @@ def test_json_lines(zvm, sqlite) -> None:
     bad = node(zvm, sqlite, b'{"a": 1}\n{"a": \n', SCHEMA, '--load', 'jsonl', '/dev/input',
                '--query', 'SELECT * FROM t')
     assert bad.report['retcode'] == 1 and 'line 2: malformed JSON' in bad.stderr.decode()
+    # a line that is JSON but no object was a row of NULLs: count(*) counted it
+    for line in (b'[1, 2]', b'  42', b'"a"', b'null'):
+        bad = node(zvm, sqlite, b'{"a": 1}\n ' + line + b'\n', SCHEMA, '--load', 'jsonl',
+                   '/dev/input', '--query', 'SELECT count(*) FROM t')
+        assert bad.report['retcode'] == 1, (line, bad.stdout)
+        assert 'line 2: not a JSON object (one object per line' in bad.stderr.decode()
 
 
 def test_partial_rows_are_exact(zvm, sqlite) -> None:

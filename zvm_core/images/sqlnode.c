@@ -505,6 +505,11 @@ static int input_next(void) {
                          || in.rec.p[n - 1] == '\t'))
                 n--;
             if (!n) continue;
+            size_t at = 0;                       /* a record is an object: [1,2] or 42 */
+            while (in.rec.p[at] == ' ' || in.rec.p[at] == '\t') at++;     /* was NULLs */
+            if (in.rec.p[at] != '{')
+                bad_input("line %ld: not a JSON object (one object per line, each a row)",
+                          in.record);
             sqlite3_bind_text(in.extract, 1, in.rec.p, (int)n, SQLITE_STATIC);
             if (sqlite3_step(in.extract) != SQLITE_ROW)
                 bad_input("line %ld: %s", in.record, sqlite3_errmsg(db));
