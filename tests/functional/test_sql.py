@@ -45,6 +45,11 @@ def sql(conn: Connection, body: dict | bytes, method: str = 'POST',
         'Content-Type': 'application/json', **(headers or {})})
 
 
+def _account(conn: Connection) -> str:
+    """The account of the connection's storage URL (AUTH_test)."""
+    return conn.get_auth()[0].rstrip('/').rpartition('/')[2]
+
+
 def sales_rows(seed: int, n: int) -> list[list[str]]:
     rng = random.Random(seed)
     rows = []
@@ -297,9 +302,9 @@ def test_empty_objects_have_no_columns_to_read(swift_cluster, conn, make_contain
                                                make_object) -> None:
     """Said of the one object, or of how many were tried (was 'the first 1 object(s)')."""
     c = make_container('sqlempty')
-    make_object(c, 'a.csv', b'')
-    make_object(c, 'b.csv', b'')
-    account = conn.get_auth()[0].rstrip('/').rpartition('/')[2]
+    for name in ('a.csv', 'b.csv'):
+        make_object(c, name, b'')
+    account = _account(conn)
     for url, says in [(f'swift://~/{c}/a.csv', f'swift://{account}/{c}/a.csv is empty'),
                       (f'swift://~/{c}/*.csv',
                        f'the first 2 objects of swift://{account}/{c}/*.csv are empty')]:
@@ -318,7 +323,7 @@ def test_a_malformed_object_fails_the_query(swift_cluster, conn, make_container,
     make_object(c, 'a.csv', b'x,y\n1,2\n')
     make_object(c, 'b 2.csv', b'x,y\n1,2\n"3\n4",5,6\n')
     make_object(c, 'c.jsonl', b'{"x": 1}\n{"x": \n')
-    account = conn.get_auth()[0].rstrip('/').rpartition('/')[2]
+    account = _account(conn)
     for query, node, error in [
             (f'SELECT sum(x) FROM swift://~/{c}/*.csv', 'sql-2',
              f'swift://{account}/{c}/b 2.csv: line 3: record 3 has more than 2 fields'),
@@ -337,7 +342,7 @@ def test_objects_whose_columns_differ_fail_the_query(swift_cluster, conn, make_c
     c = make_container('sqlcols')
     make_object(c, 'a.csv', b'region,qty\neast,1\nwest,2\n')
     make_object(c, 'b.csv', b'qty,region\n10,east\n20,west\n')
-    account = conn.get_auth()[0].rstrip('/').rpartition('/')[2]
+    account = _account(conn)
     query = f'SELECT region, sum(qty) FROM swift://~/{c}/*.csv GROUP BY region'
     resp = sql(conn, {'query': query})
     assert resp.status_code == 422, resp.text
