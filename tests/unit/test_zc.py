@@ -1129,6 +1129,9 @@ SQL_HEADERS = {'X-Sql-Plan': 'split', 'X-Sql-Objects': '2', 'X-Sql-Plan-Reason':
       '--no-input-header'],
      {'query': QUERY, 'header': False, 'input': {'format': 'csv', 'columns': ['region', 'qty'],
                                                  'delimiter': ';', 'header': False}}),
+    # a shell's '\t' is two characters: the server refused them as a delimiter
+    (['--delimiter', '\\t'], {'query': QUERY, 'input': {'delimiter': '\t'}}),
+    (['--delimiter', 'tab'], {'query': QUERY, 'input': {'delimiter': '\t'}}),
 ])
 def test_zc_sql_sends_the_entry_points_body(monkeypatch, capsys, args, body) -> None:
     """Only the options given, as doc/sql.md's keys; the server's parser takes them."""
