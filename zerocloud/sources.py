@@ -311,9 +311,11 @@ def _kind(content_type: str, head: bytes, where: str) -> str:
     if content_type == NEXE_TYPE:
         raise HTTPBadRequest(body=f'{where} is a program ({NEXE_TYPE}): name it as exec.path '
                                   'of a job, or GET it with X-Zerovm-Execute: open/1.0\n')
+    bom = (' (this one starts with a UTF-8 byte order mark before its #!: save it without '
+           'one)') if head.startswith(b'\xef\xbb\xbf' + SHEBANG) else ''
     raise HTTPBadRequest(body=f'Unsupported Content-Type {content_type} of {where}: a job '
                               'description is application/json, a zapp application/x-tar or '
-                              'application/x-gzip, and a script starts with #!\n')
+                              f'application/x-gzip, and a script starts with #!{bom}\n')
 
 
 def _load(caller: Caller, src, content_type: str, declared: int | None, where: str,

@@ -329,6 +329,10 @@ def test_a_post_gives_cgi_and_local_variables(mw, swift, servers) -> None:
     (ACCOUNT, 'POST', b'#!x', {}, 400, b'Bad interpreter x'),
     (ACCOUNT, 'POST', b'\xff\xfe', {'Content-Type': 'text/x-whatever'}, 400,
      b'Unsupported Content-Type text/x-whatever of the request body'),
+    # an editor's byte order mark before the #!: 'a script starts with #!' said no more
+    (ACCOUNT, 'POST', b'\xef\xbb\xbf#!file://python3:python3\n', {'Content-Type': 'text/x-python'},
+     400, b'and a script starts with #! (this one starts with a UTF-8 byte order mark before '
+     b'its #!: save it without one)'),
     (ACCOUNT, 'POST', tar_bytes({'a': b''}), {'Content-Type': 'application/x-tar'}, 400,
      b'System boot map was not found in the request body'),
     # a zapp sent with curl's default form type was "Job description is not UTF-8"

@@ -1129,6 +1129,9 @@ SQL_HEADERS = {'X-Sql-Plan': 'split', 'X-Sql-Objects': '2', 'X-Sql-Plan-Reason':
       '--no-input-header'],
      {'query': QUERY, 'header': False, 'input': {'format': 'csv', 'columns': ['region', 'qty'],
                                                  'delimiter': ';', 'header': False}}),
+    # a shell's '\t' is two characters: the server refused them as a delimiter
+    (['--delimiter', '\\t'], {'query': QUERY, 'input': {'delimiter': '\t'}}),
+    (['--delimiter', 'tab'], {'query': QUERY, 'input': {'delimiter': '\t'}}),
 ])
 def test_zc_sql_sends_the_entry_points_body(monkeypatch, capsys, args, body) -> None:
     """Only the options given, as doc/sql.md's keys; the server's parser takes them."""
@@ -1197,15 +1200,18 @@ def test_zc_sql_refuses_an_empty_query_and_a_bad_format(monkeypatch, capsys) -> 
     assert "invalid choice: 'xml' (choose from 'csv', 'json')" in capsys.readouterr().err
 
 
-def test_zc_sql_names_its_option_where_the_server_names_a_request_key(
-        monkeypatch, capsys) -> None:
+@pytest.mark.parametrize('refusal,says', [
     # zc sql "SELECT * FROM swift://~/bin/lines" said: say "input": {"format": "csv"}
-    refusal = (b'cannot tell the format of lines from its name: say '
-               b'"input": {"format": "csv"} or "jsonl"')
+    (b'cannot tell the format of lines from its name: say "input": {"format": "csv"} or '
+     b'"jsonl"', 'cannot tell the format of lines from its name: say --input-format csv '
+                 '(or jsonl)\n'),
+    (b'swift://AUTH_test/e/1.csv is empty: say "input": {"columns": [...]}',
+     'swift://AUTH_test/e/1.csv is empty: say --columns A,B,...\n')])
+def test_zc_sql_names_its_option_where_the_server_names_a_request_key(
+        monkeypatch, capsys, refusal, says) -> None:
     code, _, _, err = zc_sql(monkeypatch, capsys, FakeAnswer(400, 'Bad Request', refusal), QUERY)
     assert code == 1
-    assert err == ('zc: the query: 400 Bad Request\ncannot tell the format of lines from its '
-                   'name: say --input-format csv (or jsonl)\n')
+    assert err == 'zc: the query: 400 Bad Request\n' + says
 
 
 def test_ctrl_c_during_a_query_closes_the_connection(monkeypatch, capsys) -> None:

@@ -267,7 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--columns', metavar='A,B,...', type=lambda text: text.split(','),
                    help="the objects' column names, in field order (default: read from the "
                         'first object)')
-    p.add_argument('--delimiter', metavar='CHAR', help='CSV objects: the field separator')
+    p.add_argument('--delimiter', metavar='CHAR', type=_delimiter,
+                   help=r"CSV objects: the field separator (\t or tab: a TAB)")
     p.add_argument('--no-input-header', action='store_true',
                    help='CSV objects without a header row (columns c1, c2, ... unless --columns)')
     p = sub.add_parser('local', help='try a job on this machine (zvm)')
@@ -293,8 +294,16 @@ def _media_type(content_type: str) -> str:
     return kind
 
 
+def _delimiter(text: str) -> str:
+    """--delimiter's character: '\\t' and 'tab' are a TAB, which a shell's quotes do not
+    make ('\\t' was sent as two characters, and refused)."""
+    return '\t' if text in ('\\t', 'tab') else text
+
+
 # The request's keys the server's refusals name, and the options of zc sql that set them
-SQL_KEYS = {b'"input": {"format": "csv"} or "jsonl"': b'--input-format csv (or jsonl)'}
+SQL_KEYS = {b'"input": {"format": "csv"} or "jsonl"': b'--input-format csv (or jsonl)',
+            b'"input": {"columns": [...]}': b'--columns A,B,...',
+            b'"input"."delimiter"': b'--delimiter'}
 
 
 def _as_options(answer: bytes) -> bytes:
