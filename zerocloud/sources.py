@@ -131,6 +131,7 @@ HEAD_SIZE = 512                  # enough for the tar magic
 MAX_SHEBANG = 4096
 SCRIPT_CHANNEL = '/dev/script'
 SCRIPT_NODE = 'script'
+CODE_DEVICES = (USER_IMAGE, 'script')     # what a node runs, besides its program
 # Runs an executable object itself (ZeroCloud's DEFAULT_EXE_SYSTEM_MAP).
 EXE_JOB = ('[{"name": "executable", "exec": {"path": "{.object_path}", "args": "{.args}"}, '
            '"devices": [{"name": "stdout", "content_type": "{.content_type=text/plain}"}]}]')
@@ -178,6 +179,7 @@ class Launch:
     env: dict[str, str] = field(default_factory=dict)
     taken: bool = False                 # a job took the input (or object)
     source: SwiftPath | None = None     # the stored job it came from, named in its errors
+    code: dict[str, SwiftPath] = field(default_factory=dict)    # by account: see ran()
 
     def adapt(self, groups: list[Group]) -> None:
         """Give the job the request's object, image and CGI variables (before expansion)."""
@@ -206,6 +208,23 @@ class Launch:
                 elif dev.name in PAYLOAD_DEVICES and self.input is not None:
                     found[dev.name] = self.input
         return found
+
+    def ran(self, node: Node) -> None:
+        """Note where the code ``node`` runs comes from (its program, image and script
+        objects), one object per account: a job's response runs as the next job only
+        when all its code is the caller's (``zerocloud.chain``)."""
+        program = node.exec.swift_path
+        for path in ([program] if program else []) + [
+                d.path for d in node.devices if d.name in CODE_DEVICES and d.path]:
+            self.code.setdefault(path.account, path)
+
+    def foreign(self, account: str) -> list[SwiftPath]:
+        """Code it ran or came from (its stored job, zapp, script or app) of accounts
+        other than ``account``: one object per account, sorted."""
+        code = dict(self.code)
+        if self.source is not None:
+            code.setdefault(self.source.account, self.source)
+        return sorted((p for a, p in code.items() if a != account), key=str)
 
     def follow(self, job: bytes) -> Launch:
         """The next job of a chain: it gets the input if no job took it yet."""
@@ -641,6 +660,7 @@ def _stored_zapp(caller: Caller, path: SwiftPath, account: str,
     finally:
         close_if_possible(resp.app_iter)
     launch.job = substitute(launch.job, params, path)
+    launch.source = path
     return launch
 
 
@@ -721,12 +741,14 @@ def fetch_programs(caller: Caller, nodes: Iterable[Node], launch: Launch,
                    found: dict | None = None) -> dict[str, bytes | None]:
     """Every node's program by node name, each read once (as the caller); None for a
     system image's program (the object server has it).  ``found`` keeps the programs
-    read for the next call (the next nodes of a job made as its listing is read)."""
+    read for the next call (the next nodes of a job made as its listing is read).
+    ``launch`` notes where each node's code comes from (:meth:`Launch.ran`)."""
     found = {} if found is None else found
     images: dict[SwiftPath, Input] = {}
     programs: dict[str, bytes | None] = {}
     try:
         for node in nodes:
+            launch.ran(node)
             where = program_location(node)
             if isinstance(where, tuple) and isinstance(where[0], str):
                 programs[node.name] = None

@@ -513,10 +513,64 @@ def test_a_chain_runs_jobs_until_a_response_is_not_one() -> None:
                             headers={'X-Zerovm-Execute': '1.0'})
         raise HTTPBadRequest(body='the last one failed')
     first = Launch(b'[]', input=Input(io.BytesIO(b'x'), 1))
-    resp = chain.run(execute, first, timeout=10, max_config=100)
+    resp = chain.run(execute, first, 'AUTH_a', timeout=10, max_config=100)
     assert resp.status_int == 400 and 'X-Chain-Total-Time' in resp.headers
     assert launches[1].input is first.input            # not taken by the first job
     assert first.input.file.closed
+
+
+# -- a chain from another account's code (test_chain) -------------------------------------------
+
+CGI_JOB = b'Content-Type: application/json\nX-Zerovm-Execute: 1.0\n\n'
+
+
+def cgi_job(program: str) -> list[dict]:
+    """A job whose node writes the response as CGI (a job, here)."""
+    return [{'name': 'first', 'exec': {'path': program},
+             'devices': [{'name': 'stdout', 'content_type': 'message/cgi'}]}]
+
+
+SECOND = [{'name': 'second', 'exec': {'path': 'swift://~/bin/wc'},
+           'devices': [{'name': 'stdout'}]}]
+
+
+@pytest.mark.parametrize('where, runs', [('AUTH_a', 2), ('AUTH_b', 1)])
+def test_a_stored_job_of_another_account_does_not_chain(swift, servers, mw,
+                                                        where: str, runs: int) -> None:
+    program = f'swift://{where}/bin/wc'
+    stored = json.dumps(cgi_job(program)).encode()
+    for account in {'AUTH_a', where}:
+        swift.objects[f'/v1/{account}/bin/wc'] = ({}, b'\x7fELF program')
+        swift.objects[f'/v1/{account}/jobs/chain.json'] = (
+            {'Content-Type': 'application/json'}, stored)
+    answer = ok(CGI_JOB + json.dumps(SECOND).encode())
+    asked = servers(d0=answer, d1=answer, d2=answer)
+    resp = request(mw, **{'X-Zerovm-Source': f'swift://{where}/jobs/chain.json'})
+    assert resp.status_int == 200, resp.body
+    assert len(asked.asked) == runs
+    if runs == 1:
+        assert resp.headers['X-Chain-Stopped'] == 'foreign_code'
+        assert resp.headers['X-Chain-Foreign-Code'] == program     # the node's, then the job's
+        assert json.loads(resp.body) == SECOND
+    else:
+        assert resp.headers['X-Nexe-System'] == 'second'
+
+
+def test_an_own_registered_app_running_a_foreign_program_does_not_chain(
+        swift, servers, mw) -> None:
+    program = 'swift://AUTH_b/bin/wc'
+    swift.objects['/v1/AUTH_b/bin/wc'] = ({}, b'\x7fELF program')
+    app = cgi_job(program)
+    app[0]['devices'].insert(0, {'name': 'stdin', 'path': '{.object_path}'})
+    swift.add('/.zvm/text/plain/config', json.dumps(app).encode())
+    swift.add('/c/doc', b'text', **{'Content-Type': 'text/plain'})
+    answer = ok(CGI_JOB + json.dumps(SECOND).encode())
+    asked = servers(d0=answer, d1=answer, d2=answer)
+    resp = request(mw, '/open/AUTH_a/c/doc', method='GET')
+    assert resp.status_int == 200, resp.body
+    assert len(asked.asked) == 1
+    assert resp.headers['X-Chain-Stopped'] == 'foreign_code'
+    assert resp.headers['X-Chain-Foreign-Code'] == program
 
 
 class DeletingSwift(FakeSwift):
