@@ -120,14 +120,16 @@ def tokenize(query: str) -> list[Token]:
 
 def _unterminated_comment(query: str, pos: int) -> SqlError:
     """A ``/*`` with no end; inside a word it is a mistyped URL (``swift:/~/c/*.csv``,
-    ``~/c/*.csv``, ``s3://b/*.csv``) more often than a comment: say so."""
+    ``~/c/*.csv``, ``s3://b/*.csv``, or ``c/*.csv`` after FROM) more often than a
+    comment: say so, with the URL it likely meant."""
     start = max(query.rfind(c, 0, pos) for c in ' \t\r\n') + 1
-    if '/' not in query[start:pos]:
+    after_from = re.search(r'\bfrom\s+$', query[:start], re.IGNORECASE)
+    if '/' not in query[start:pos] and not (after_from and start < pos):
         return SqlError(f'query: unterminated comment at character {pos + 1}')
     word = query[start:].split(None, 1)[0]
     return SqlError(f'query: {word} at character {start + 1} is not a swift://<account>/'
                     f'<container>/<objects> URL (its /* starts an SQL comment that does '
-                    f'not end)')
+                    f'not end){scheme_hint(word)}')
 
 
 def quote_name(name: str) -> str:
