@@ -868,6 +868,68 @@ def test_no_server_at_the_address_is_said_in_one_line(monkeypatch: pytest.Monkey
 
 
 @pytest.fixture
+def plain_http(monkeypatch: pytest.MonkeyPatch):
+    """A plain HTTP server answering 404 to everything (as Swift's proxy does for
+    a path that is no auth URL), and a clean environment: yields its port."""
+    import http.server
+    import threading
+
+    class NotFound(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b'<html><h1>Not Found</h1></html>'
+            self.send_response(404)
+            self.send_header('Content-Length', str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    for name in ('ST_AUTH', 'ST_USER', 'ST_KEY', 'OS_AUTH_URL', 'OS_STORAGE_URL',
+                 'OS_AUTH_TOKEN'):
+        monkeypatch.delenv(name, raising=False)
+    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), NotFound)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+def test_an_auth_url_without_its_path_says_what_it_is(plain_http, monkeypatch, capsys) -> None:
+    # ST_AUTH=http://host:port (no /auth/v1.0) printed the proxy's 404 page
+    from zerocloud.client.cli import main
+    monkeypatch.setenv('ST_AUTH', f'http://127.0.0.1:{plain_http}')
+    monkeypatch.setenv('ST_USER', 'u')
+    monkeypatch.setenv('ST_KEY', 'k')
+    assert main(['status', 'job-' + '0' * 32]) == 1
+    assert capsys.readouterr().err == (
+        f'zc: Auth GET failed: 404 Not Found: http://127.0.0.1:{plain_http}/ is not an auth '
+        "URL (ST_AUTH, OS_AUTH_URL or -A): v1 auth is the proxy's /auth/v1.0, e.g. "
+        f"http://127.0.0.1:{plain_http}/auth/v1.0 (zerocloud-devcluster env prints the local "
+        "cluster's)\n")
+
+
+@pytest.mark.parametrize('env', [
+    {'ST_AUTH': 'https://127.0.0.1:{port}/auth/v1.0', 'ST_USER': 'u', 'ST_KEY': 'k'},
+    {'OS_STORAGE_URL': 'https://127.0.0.1:{port}/v1/AUTH_a', 'OS_AUTH_TOKEN': 't'},
+])
+def test_https_to_a_plain_http_server_says_http(plain_http, monkeypatch, capsys,
+                                                env: dict) -> None:
+    # urllib3's "Max retries exceeded ... SSLError(...WRONG_VERSION_NUMBER...)" under
+    # "no server answers ... is the cluster running?", of a server that answered
+    from zerocloud.client.cli import main
+    for name, value in env.items():
+        monkeypatch.setenv(name, value.format(port=plain_http))
+    assert main(['status', 'job-' + '0' * 32]) == 1
+    url = next(v for v in env.values() if v.startswith('http')).format(port=plain_http)
+    err = capsys.readouterr().err
+    assert err.startswith(f'zc: the server at {url}') and err.endswith(
+        ' does not speak TLS: its URL (ST_AUTH, OS_AUTH_URL or OS_STORAGE_URL) likely starts '
+        'with http://, not https://\n') and err.count('\n') == 1, err
+
+
+@pytest.fixture
 def python_sigint():
     """Python's own SIGINT handler, as in a terminal: pytest started in the background
     (``&`` in a script) inherits SIGINT ignored, and Python then leaves it ignored."""

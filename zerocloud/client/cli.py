@@ -870,10 +870,23 @@ def unreachable(e: OSError) -> str:
     likely slip is a cluster that is not running or credentials for another."""
     request = getattr(e, 'request', None)
     where = f' at {request.url}' if request is not None else ''
+    if 'WRONG_VERSION_NUMBER' in str(e):   # https:// to a server speaking plain HTTP
+        return (f'the server{where} does not speak TLS: its URL (ST_AUTH, OS_AUTH_URL or '
+                'OS_STORAGE_URL) likely starts with http://, not https://')
     reason = re.findall(r'\[Errno -?\d+\] ([^\'"()]+)', str(e))
     why = reason[-1].strip() if reason else (e.strerror or str(e))
     return (f'no server answers{where}: {why} (is the cluster running? are ST_AUTH, '
             'OS_AUTH_URL or OS_STORAGE_URL its address?)')
+
+
+def not_auth(e: ClientException) -> str:
+    """What to say when the auth URL answers as no auth service: the server's page
+    (404 HTML, 'Bad URL') does not say that ST_AUTH names the wrong path."""
+    port = f':{e.http_port}' if e.http_port else ''
+    url = f'{e.http_scheme}://{e.http_host}{port}{e.http_path}'
+    return (f'{url} is not an auth URL (ST_AUTH, OS_AUTH_URL or -A): v1 auth is the '
+            f"proxy's /auth/v1.0, e.g. {e.http_scheme}://{e.http_host}{port}/auth/v1.0 "
+            '(zerocloud-devcluster env prints the local cluster\'s)')
 
 
 INTERRUPTED = threading.Event()        # Ctrl-C was pressed (see _interrupted)
@@ -944,6 +957,10 @@ def _main(argv: list[str] | None) -> int:
     except ClientException as e:
         if e.http_status == 401:        # the auth's HTML page says nothing of what to fix
             sys.stderr.write(f'zc: {e.msg}: 401 Unauthorized: {display.REFUSED}\n')
+            return EXIT_FAILED
+        if e.msg == 'Auth GET failed' and e.http_status in (400, 404, 405, 412):
+            sys.stderr.write(f'zc: {e.msg}: {e.http_status} {e.http_reason}: '
+                             f'{not_auth(e)}\n')
             return EXIT_FAILED
         body = e.http_response_content
         text = body.decode('utf-8', 'replace') if isinstance(body, bytes) else str(body or '')
