@@ -439,6 +439,19 @@ def test_columns_line_up() -> None:
     assert lines[1].index('ok') == lines[2].index('ok') == lines[0].index('STATUS')
 
 
+def test_columns_line_up_on_a_terminal_after_wide_and_combining_names() -> None:
+    # 日本 takes four columns of a terminal, cafe\u0301 four: counted by len, the
+    # columns after such an object name were out of line
+    nodes = [report.NodeResult(f'n{i}', 'ok', 0, host='h') for i in range(3)]
+    for node, name in zip(nodes, ('c/日本#1?.csv', 'c/cafe\u0301.csv', 'c/plain.csv'),
+                          strict=True):
+        node.object = name
+    lines = display.table(nodes).splitlines()
+    assert [display.width(line[:line.index(' h ')]) for line in lines[1:]] == \
+        [display.width(lines[0][:lines[0].index('SERVER')]) - 1] * 3
+    assert display.width('日本') == 4 and display.width('cafe\u0301') == 4
+
+
 @pytest.mark.parametrize('n, text', [(None, '-'), (812, '812'), (12700, '12.4K'),
                                      (3 << 20, '3.0M')])
 def test_sizes_for_people(n, text) -> None:
