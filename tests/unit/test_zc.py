@@ -1356,6 +1356,19 @@ def test_an_out_naming_a_container_is_a_usage_error_saying_how_to_name_objects(
     assert f'zc: --out names the objects to write, {says}' in capsys.readouterr().err
 
 
+def test_out_with_a_star_over_one_object_names_the_object_to_write() -> None:
+    # --on one object, --out swift://~/res/*.sum: stored res/sum.sum (the node's name,
+    # job-reference's rule without a read wildcard) with a 200, not res/shop-00.sum
+    with pytest.raises(jobs.OptionError) as e:
+        jobs.check_urls('swift://~/sales/shop-00.csv', 'swift://~/res/*.sum')
+    assert str(e.value) == ("--out swift://~/res/*.sum: --on names one object, so its * would "
+                            "be the node's name, not what --on matched: name the object to "
+                            "write, e.g. swift://~/res/shop-00.sum")
+    jobs.check_urls('swift://~/sales/*.csv', 'swift://~/res/*.sum')
+    jobs.check_urls('swift://~/sales/shop-00.csv', 'swift://~/res/shop-00.sum')
+    jobs.check_urls(None, 'swift://~/res/*.sum')      # no --on: the node's name, as documented
+
+
 def test_a_zapp_given_a_bad_on_url_is_refused_before_any_request() -> None:
     zapp = jobs.Payload(b'', jobs.ZAPP_TYPE, [])
     with pytest.raises(jobs.OptionError, match='--on: Invalid path c/x'):

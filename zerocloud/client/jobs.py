@@ -21,6 +21,7 @@ import difflib
 import gzip
 import io
 import json
+import posixpath
 import re
 import shlex
 import sys
@@ -166,6 +167,11 @@ def check_urls(on: str | None, out: str | None) -> None:
                     f'; e.g. {objects}.out (each * becomes what --on matched)'
                 raise OptionError(f'--out names the objects to write, not a container: '
                                   f'{url}{fix}')
+    if on is not None and out is not None and '*' in out and '*' not in on:
+        stem = posixpath.splitext(posixpath.basename(on))[0]
+        raise OptionError(f'--out {out}: --on names one object, so its * would be the node\'s '
+                          f'name, not what --on matched: name the object to write, e.g. '
+                          f'{out.replace("*", stem)}')
 
 
 def _read(path: str) -> bytes:
