@@ -1369,6 +1369,24 @@ def test_out_with_a_star_over_one_object_names_the_object_to_write() -> None:
     jobs.check_urls(None, 'swift://~/res/*.sum')      # no --on: the node's name, as documented
 
 
+@pytest.mark.parametrize('argv, says', [
+    # the objects given as JOB|PROGRAM beside --script: dropped, the script ran once on
+    # an empty stdin, 200 and nothing printed
+    (['run', '--script', 'sum.py', 'swift://~/sales/*.csv'], "zc: give a job, a program or "
+     "--script FILE, not both (swift://~/sales/*.csv and --script sum.py): the objects go "
+     "with --on 'swift://~/sales/*.csv' (zc -h for help)\n"),
+    (['local', 'run', '--script', 'sum.py', './lines', '--on', 'swift://~/c/o'],
+     'zc: give a job, a program or --script FILE, not both (./lines and --script sum.py) '
+     '(zc -h for help)\n'),
+])
+def test_a_target_beside_a_script_is_a_usage_error(monkeypatch, capsys, argv, says) -> None:
+    from zerocloud.client import cli
+    for k, v in {'ST_AUTH': 'http://127.0.0.1:9/auth/v1.0', 'ST_USER': 'u', 'ST_KEY': 'k'}.items():
+        monkeypatch.setenv(k, v)
+    assert cli.main(argv) == cli.EXIT_USAGE
+    assert capsys.readouterr().err == says
+
+
 def test_a_zapp_given_a_bad_on_url_is_refused_before_any_request() -> None:
     zapp = jobs.Payload(b'', jobs.ZAPP_TYPE, [])
     with pytest.raises(jobs.OptionError, match='--on: Invalid path c/x'):

@@ -351,6 +351,11 @@ class Client:
         made_out = self.made_out if remote else (lambda payload: payload)
         if o.target is None and o.script is None:
             raise Usage('give a job (.json or .zapp), a program, or --script FILE')
+        if o.target is not None and o.script is not None:      # it was dropped, unread
+            on = f": the objects go with --on '{o.target}'" if \
+                o.target.startswith('swift://') and o.on is None else ''
+            raise Usage(f'give a job, a program or --script FILE, not both ({o.target} and '
+                        f'--script {o.script}){on}')
         if o.script is None and not o.target.startswith('swift://') and \
                 not _is_program(o.target):
             payload = jobs.load(o.target)
