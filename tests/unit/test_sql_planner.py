@@ -185,6 +185,10 @@ def test_split_node_query_reads_only_what_it_needs() -> None:
     ("SELECT 'abc FROM x", 'unterminated string at character 8'),
     ('SELECT 1', 'FROM swift://'),
     ('SELECT 1 FROM t', 'FROM takes one swift://'),
+    # the URL in single quotes, as a string: its space needs quoting, but as a name
+    ("SELECT 1 FROM 'swift://~/my c/*.csv'", 'query: FROM takes one swift://<account>/<container>'
+     '/<objects> (in double quotes, as a name: "swift://~/my c/*.csv"; single quotes make a '
+     'string) at character 15'),
     # a mistyped URL's /* started a comment: 'unterminated comment' said nothing of the URL
     ('SELECT 1 FROM swift:/~/sales/*.csv', 'query: swift:/~/sales/*.csv at character 15 is not '
      'a swift://<account>/<container>/<objects> URL (its /* starts an SQL comment'),

@@ -319,7 +319,10 @@ def parse_query(text: str) -> Query:
             or (t.kind == 'ident' and t.key.startswith('swift://'))]
     if not src or src[0].kind not in ('url', 'ident') or not src[0].key.startswith('swift://'):
         pos = src[0].pos if src else tokens[start].pos
-        raise _error_at(text, pos, 'FROM takes one swift://<account>/<container>/<objects>')
+        quoted = src and src[0].kind == 'string' and src[0].text[1:].startswith('swift://')
+        raise _error_at(text, pos, 'FROM takes one swift://<account>/<container>/<objects>'
+                        + (f' (in double quotes, as a name: "{src[0].text[1:-1]}"; single '
+                           'quotes make a string)' if quoted else ''))
     rest = src[1:]
     if rest and rest[0].key == 'as':
         rest = rest[1:]
