@@ -1387,6 +1387,18 @@ def test_a_target_beside_a_script_is_a_usage_error(monkeypatch, capsys, argv, sa
     assert capsys.readouterr().err == says
 
 
+@pytest.mark.parametrize('argv', [['run', './prog', '--args', '--verbose'],
+                                  ['local', 'run', './prog', '--args', '-v']])
+def test_args_starting_with_a_dash_says_how_to_write_them(capsys, argv) -> None:
+    # argparse's 'expected one argument' alone; the way out was only in --help
+    with pytest.raises(SystemExit) as e:
+        build_parser().parse_known_args(argv)
+    assert e.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1].endswith(
+        "error: argument --args: expected one argument: a value starting with - is written "
+        "--args=--verbose (or, with a space, --args '-n 3')")
+
+
 def test_a_zapp_given_a_bad_on_url_is_refused_before_any_request() -> None:
     zapp = jobs.Payload(b'', jobs.ZAPP_TYPE, [])
     with pytest.raises(jobs.OptionError, match='--on: Invalid path c/x'):

@@ -40,6 +40,7 @@ with quiet_imports('zc'):   # Ctrl-C as the command is starting: exit 130
     import threading
     import time
     from pathlib import Path
+    from typing import NoReturn
     from urllib.parse import quote, urlencode
 
     import requests
@@ -190,8 +191,20 @@ def _auth_options(opts: argparse.Namespace) -> dict:
     return options
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's, whose 'argument --args: expected one argument' (of ``--args
+    --verbose``: a value starting with ``-`` is read as an option) says how to write it;
+    its commands' parsers are of this class too."""
+
+    def error(self, message: str) -> NoReturn:
+        if message == 'argument --args: expected one argument':
+            message += (": a value starting with - is written --args=--verbose (or, "
+                        "with a space, --args '-n 3')")
+        super().error(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog='zc', usage='zc [swift auth options] COMMAND [options]',
         description='Run jobs, scripts and apps on ZeroCloud.',
         epilog='Auth: the swift command\'s options and ST_*/OS_* variables '
