@@ -214,7 +214,7 @@ def scheme_hint(url: object) -> str:
     http = _HTTP_OBJECT.fullmatch(url)
     if http:
         rest = http[1]
-    elif '://' in url or '//' in url:
+    elif '://' in url or '//' in url or url.startswith(('./', '../')):   # ./x: a local file
         return ''
     elif url.startswith('swift:/'):
         rest = url[len('swift:/'):]

@@ -426,6 +426,9 @@ def test_parse_location(url, expected):
     ('swift:/~/c/o', 'expected swift://account/container[/object] (did you mean '
                      'swift://~/c/o?)'),
     ('c', 'expected swift://account/container[/object]'),
+    # a relative path of this machine: no URL with a container named . or ..
+    ('./data/x.csv', 'expected swift://account/container[/object]'),
+    ('../data/x.csv', 'expected swift://account/container[/object]'),
     ('http://h/v1/a/c', 'expected swift://account/container[/object]'),
     # an object's HTTP URL (copied from curl or swift stat), or its path: the swift:// URL
     ('http://127.0.0.1:8080/v1/AUTH_a/c/o', 'expected swift://account/container[/object] '

@@ -1399,6 +1399,32 @@ def test_args_starting_with_a_dash_says_how_to_write_them(capsys, argv) -> None:
         "--args=--verbose (or, with a space, --args '-n 3')")
 
 
+def test_on_a_file_of_this_machine_says_to_upload_it(tmp_path: Path, monkeypatch) -> None:
+    # zc run ./lines --on ./numbers.txt: 'did you mean swift://~/./numbers.txt?' (a
+    # container named .), and for an absolute path swift://tmp/... (an account tmp)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / 'numbers.txt').write_text('1\n')
+    (tmp_path / 'my numbers.txt').write_text('1\n')
+    said = {}
+    for on in ('./numbers.txt', 'my numbers.txt', str(tmp_path / 'numbers.txt')):
+        with pytest.raises(jobs.OptionError) as e:
+            jobs.check_urls(on, None)
+        said[on] = str(e.value)
+    assert said['./numbers.txt'] == (
+        '--on ./numbers.txt: a file of this machine; a job reads objects: upload it (swift '
+        'upload CONTAINER ./numbers.txt) and give --on swift://~/CONTAINER/numbers.txt, or run '
+        'it here (zc local run ... --stdin ./numbers.txt)')
+    assert "(swift upload CONTAINER 'my numbers.txt') and give --on swift://~/CONTAINER/my%20" \
+        "numbers.txt, or run it here (zc local run ... --stdin 'my numbers.txt')" in \
+        said['my numbers.txt']
+    assert f'(swift upload --object-name numbers.txt CONTAINER {tmp_path}/numbers.txt) and ' \
+        'give --on swift://~/CONTAINER/numbers.txt' in said[str(tmp_path / 'numbers.txt')]
+    with pytest.raises(jobs.OptionError) as e:      # not a file here: the parser's words
+        jobs.check_urls('./nothere.txt', None)
+    assert str(e.value) == ('--on: Invalid path ./nothere.txt: expected '
+                            'swift://account/container[/object]')
+
+
 def test_a_zapp_given_a_bad_on_url_is_refused_before_any_request() -> None:
     zapp = jobs.Payload(b'', jobs.ZAPP_TYPE, [])
     with pytest.raises(jobs.OptionError, match='--on: Invalid path c/x'):

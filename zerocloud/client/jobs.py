@@ -29,6 +29,7 @@ import tarfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 from zerocloud.client.sandbox import lua_syntax_error
 from zerocloud.job import DEVICES, Node, SwiftPath, expand, home_hint, parse_job, parse_location
@@ -160,6 +161,8 @@ def check_urls(on: str | None, out: str | None) -> None:
             try:
                 location = parse_location(url, '~')
             except ValueError as e:
+                if what == '--on' and Path(url).is_file():
+                    raise OptionError(_local_on(url)) from None
                 raise OptionError(f'{what}: {e}') from None
             if what == '--out' and location.obj is None:
                 objects = SwiftPath(location.account, location.container, '*')
@@ -172,6 +175,15 @@ def check_urls(on: str | None, out: str | None) -> None:
         raise OptionError(f'--out {out}: --on names one object, so its * would be the node\'s '
                           f'name, not what --on matched: name the object to write, e.g. '
                           f'{out.replace("*", stem)}')
+
+
+def _local_on(path: str) -> str:
+    """What to say of ``--on`` naming a file of this machine: how to upload it."""
+    name, file = Path(path).name, shlex.quote(path)
+    named = '' if posixpath.normpath(path) == name else f'--object-name {shlex.quote(name)} '
+    return (f'--on {path}: a file of this machine; a job reads objects: upload it (swift '
+            f'upload {named}CONTAINER {file}) and give --on swift://~/CONTAINER/'
+            f'{quote(name)}, or run it here (zc local run ... --stdin {file})')
 
 
 def _read(path: str) -> bytes:
