@@ -136,6 +136,12 @@ def test_a_job_file_or_zapp_is_read_as_is(tmp_path: Path) -> None:
     (tmp_path / 'bad.json').write_text('[{')
     with pytest.raises(jobs.BuildError, match=r'bad.json is not valid JSON: Expecting '):
         jobs.load(str(tmp_path / 'bad.json'))
+    # a .json starting with a comment: where JSON breaks, not 'not a job description'
+    (tmp_path / 'noted.json').write_text('// count lines\n[{"name": "a"}]')
+    with pytest.raises(jobs.BuildError) as e:
+        jobs.load(str(tmp_path / 'noted.json'))
+    assert str(e.value) == (f'{tmp_path}/noted.json is not valid JSON: Expecting value: line 1 '
+                            'column 1 (char 0) (JSON has no comments)')
 
 
 @pytest.mark.parametrize('name, text, says', [

@@ -201,8 +201,10 @@ def load(path: str) -> Payload:
     try:
         job = json.loads(data)
     except ValueError as e:
-        if data.lstrip()[:1] in (b'[', b'{'):
-            raise BuildError(f'{path} is not valid JSON: {e}') from None
+        if data.lstrip()[:1] in (b'[', b'{') or Path(path).suffix.lower() == '.json':
+            comments = ' (JSON has no comments)' if data.lstrip()[:2] in (b'//', b'/*', b'#') \
+                else ''
+            raise BuildError(f'{path} is not valid JSON: {e}{comments}') from None
         script = f'; a script runs with --script {path}' \
             if Path(path).suffix.lower() in INTERPRETERS else ''
         raise BuildError(f'{path} is not a job description (JSON), a zapp, nor a program '
