@@ -291,6 +291,11 @@ def _posted_kind(head: bytes) -> str | None:
     return None
 
 
+# The #! line of a script in the system images' languages, by a word of its content type
+# (text/x-python, text/x-lua ...): said when a script without it is refused
+INTERPRETER_LINES = {'python': 'file://python3:python3', 'lua': 'file://lua:lua'}
+
+
 def _base_type(content_type: str | None) -> str:
     return (content_type or '').partition(';')[0].strip().lower()
 
@@ -311,9 +316,12 @@ def _kind(content_type: str, head: bytes, where: str) -> str:
     if content_type == NEXE_TYPE:
         raise HTTPBadRequest(body=f'{where} is a program ({NEXE_TYPE}): name it as exec.path '
                                   'of a job, or GET it with X-Zerovm-Execute: open/1.0\n')
+    language = next((name for name in INTERPRETER_LINES if name in content_type), None)
+    first = f' (a {language.title()} one with #!{INTERPRETER_LINES[language]}, its first ' \
+        'line)' if language else ''
     raise HTTPBadRequest(body=f'Unsupported Content-Type {content_type} of {where}: a job '
                               'description is application/json, a zapp application/x-tar or '
-                              'application/x-gzip, and a script starts with #!\n')
+                              f'application/x-gzip, and a script starts with #!{first}\n')
 
 
 def _load(caller: Caller, src, content_type: str, declared: int | None, where: str,

@@ -329,6 +329,11 @@ def test_a_post_gives_cgi_and_local_variables(mw, swift, servers) -> None:
     (ACCOUNT, 'POST', b'#!x', {}, 400, b'Bad interpreter x'),
     (ACCOUNT, 'POST', b'\xff\xfe', {'Content-Type': 'text/x-whatever'}, 400,
      b'Unsupported Content-Type text/x-whatever of the request body'),
+    # a Python script without its #! line (swift upload of sum.py, run by X-Zerovm-Source)
+    (ACCOUNT, 'POST', b'print(1)\n', {'Content-Type': 'text/x-python'}, 400,
+     b'Unsupported Content-Type text/x-python of the request body: a job description is '
+     b'application/json, a zapp application/x-tar or application/x-gzip, and a script starts '
+     b'with #! (a Python one with #!file://python3:python3, its first line)\n'),
     (ACCOUNT, 'POST', tar_bytes({'a': b''}), {'Content-Type': 'application/x-tar'}, 400,
      b'System boot map was not found in the request body'),
     # a zapp sent with curl's default form type was "Job description is not UTF-8"
