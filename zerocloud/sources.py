@@ -296,6 +296,14 @@ def _posted_kind(head: bytes) -> str | None:
 INTERPRETER_LINES = {'python': 'file://python3:python3', 'lua': 'file://lua:lua'}
 
 
+def _meant(interpreter: str) -> str:
+    """`` (did you mean #!file://python3:python3?)`` for a #! line naming Python or Lua as
+    a shell's would (``python3``, ``file://python3``, ``lua5.4``); else ''."""
+    name = interpreter.rpartition('/')[2]
+    language = next((word for word in INTERPRETER_LINES if name.startswith(word)), None)
+    return f' (did you mean #!{INTERPRETER_LINES[language]}?)' if language else ''
+
+
 def _base_type(content_type: str | None) -> str:
     return (content_type or '').partition(';')[0].strip().lower()
 
@@ -408,7 +416,7 @@ def _script_job(caller: Caller, script: Input, account: str, script_path: SwiftP
         image, sep, _ = interpreter[len('file://'):].partition(':')
         if not sep or not image or image == USER_IMAGE:
             raise HTTPBadRequest(body=f'Must supply image name in shebang url {interpreter} '
-                                      '(file://<system image>:<path>)\n')
+                                      f'(file://<system image>:<path>){_meant(interpreter)}\n')
         devices.append({'name': image})
     else:
         location = None
@@ -421,7 +429,8 @@ def _script_job(caller: Caller, script: Input, account: str, script_path: SwiftP
         if location is None or location.obj is None or location.wildcard:
             raise HTTPBadRequest(body=f'Bad interpreter {interpreter}: expected '
                                       'swift://<account>/<container>/<object>, '
-                                      '/<container>/<object> or file://<system image>:<path>\n')
+                                      '/<container>/<object> or file://<system image>:<path>'
+                                      f'{_meant(interpreter)}\n')
         if not interpreter.startswith('swift://'):
             _stored_interpreter(caller, location, interpreter)
         interpreter = str(location)

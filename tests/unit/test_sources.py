@@ -327,6 +327,14 @@ def test_a_post_gives_cgi_and_local_variables(mw, swift, servers) -> None:
      b'Error 404 Not Found while fetching swift://AUTH_a/jobs/none'),
     (ACCOUNT, 'POST', b'x' * 5000, {}, 413, b'Job description larger than zerovm_maxconfig'),
     (ACCOUNT, 'POST', b'#!x', {}, 400, b'Bad interpreter x'),
+    # Python or Lua named as a shell's #! line would: the line that runs them
+    (ACCOUNT, 'POST', b'#!python3\nprint(1)\n', {}, 400, b'Bad interpreter python3: expected '
+     b'swift://<account>/<container>/<object>, /<container>/<object> or file://<system image>:'
+     b'<path> (did you mean #!file://python3:python3?)\n'),
+    (ACCOUNT, 'POST', b'#!file://python3\nprint(1)\n', {}, 400, b'Must supply image name in '
+     b'shebang url file://python3 (file://<system image>:<path>) (did you mean '
+     b'#!file://python3:python3?)\n'),
+    (ACCOUNT, 'POST', b'#!lua5.4\nprint(1)\n', {}, 400, b'(did you mean #!file://lua:lua?)\n'),
     (ACCOUNT, 'POST', b'\xff\xfe', {'Content-Type': 'text/x-whatever'}, 400,
      b'Unsupported Content-Type text/x-whatever of the request body'),
     # a Python script without its #! line (swift upload of sum.py, run by X-Zerovm-Source)
