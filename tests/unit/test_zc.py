@@ -1431,6 +1431,23 @@ def test_on_a_file_of_this_machine_says_to_upload_it(tmp_path: Path, monkeypatch
                             'swift://account/container[/object]')
 
 
+@pytest.mark.parametrize('interpreter, meant', [
+    ('python3', 'file://python3:python3'), ('file://python3', 'file://python3:python3'),
+    ('/usr/bin/python3', 'file://python3:python3'), ('lua', 'file://lua:lua'), ('perl', None)])
+def test_an_interpreter_that_names_no_program_is_a_usage_error(tmp_path: Path, interpreter,
+                                                               meant) -> None:
+    # --interpreter python3 was sent, and the server said 'the zapp has no file python3'
+    (tmp_path / 'sum.py').write_text('print(1)\n')
+    with pytest.raises(jobs.OptionError) as e:
+        jobs.build(None, str(tmp_path / 'sum.py'), None, None, interpreter=interpreter)
+    assert str(e.value) == (f'--interpreter {interpreter}: expected file://<system image>:'
+                            '<program> (a program of a system image, e.g. file://python3:'
+                            'python3) or swift://~/<container>/<program>'
+                            + (f' (did you mean {meant}?)' if meant else ''))
+    for good in ('file://python3:python3', 'swift://~/bin/python'):
+        jobs.build(None, str(tmp_path / 'sum.py'), None, None, interpreter=good)
+
+
 def test_a_zapp_given_a_bad_on_url_is_refused_before_any_request() -> None:
     zapp = jobs.Payload(b'', jobs.ZAPP_TYPE, [])
     with pytest.raises(jobs.OptionError, match='--on: Invalid path c/x'):

@@ -93,6 +93,8 @@ def build(program: str | None, script: str | None, on: str | None, out: str | No
     exec_: dict = {}
     if script is not None:
         suffix = Path(script).suffix.lower()
+        if interpreter is not None:
+            _check_interpreter(interpreter)
         interpreter = interpreter or INTERPRETERS.get(suffix)
         if interpreter is None:
             raise BuildError(f'no interpreter for {script}: name a .py or .lua file, or give '
@@ -151,6 +153,21 @@ def _check_python(script: str, source: bytes) -> None:
                          'sent)') from None
     except ValueError as e:            # null bytes
         raise BuildError(f'{script}: {e}') from None
+
+
+def _check_interpreter(url: str) -> None:
+    """OptionError for an ``--interpreter`` that names no program: the job's zapp holds
+    only the script, so ``python3`` was 'the zapp has no file python3' from the server."""
+    image, colon, program = url.removeprefix('file://').partition(':')
+    if url.startswith('swift://') or url.startswith('file://') and colon and image and program:
+        return
+    name = url.rstrip('/').rpartition('/')[2].split(':')[0]
+    meant = next((known for known in INTERPRETERS.values()
+                  if name and known[len('file://'):].startswith(name)), None)
+    hint = f' (did you mean {meant}?)' if meant else ''
+    raise OptionError(f'--interpreter {url}: expected file://<system image>:<program> (a '
+                      'program of a system image, e.g. file://python3:python3) or '
+                      f'swift://~/<container>/<program>{hint}')
 
 
 def check_urls(on: str | None, out: str | None) -> None:
