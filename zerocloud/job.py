@@ -110,6 +110,9 @@ HOME_ACCOUNTS = ('~', '.')
 SWIFT = 'swift://'
 FILE = 'file://'
 USER_IMAGE = 'image'
+# The program that runs a script of each language, in the system image of its name:
+# what zc runs a .py or .lua with, and what a script's #! line says
+SCRIPT_PROGRAMS = {'python': 'file://python3:python3', 'lua': 'file://lua:lua'}
 
 # Characters that never belong in names, paths or values: they would end up in
 # manifests, NVRAM and response headers (ZeroCloud's has_control_chars).

@@ -103,6 +103,7 @@ from zerocloud.httperrors import (
 )
 from zerocloud.job import (
     PAYLOAD_DEVICES,
+    SCRIPT_PROGRAMS,
     USER_IMAGE,
     Device,
     Group,
@@ -291,17 +292,12 @@ def _posted_kind(head: bytes) -> str | None:
     return None
 
 
-# The #! line of a script in the system images' languages, by a word of its content type
-# (text/x-python, text/x-lua ...): said when a script without it is refused
-INTERPRETER_LINES = {'python': 'file://python3:python3', 'lua': 'file://lua:lua'}
-
-
 def _meant(interpreter: str) -> str:
     """`` (did you mean #!file://python3:python3?)`` for a #! line naming Python or Lua as
     a shell's would (``python3``, ``file://python3``, ``lua5.4``); else ''."""
     name = interpreter.rpartition('/')[2]
-    language = next((word for word in INTERPRETER_LINES if name.startswith(word)), None)
-    return f' (did you mean #!{INTERPRETER_LINES[language]}?)' if language else ''
+    language = next((word for word in SCRIPT_PROGRAMS if name.startswith(word)), None)
+    return f' (did you mean #!{SCRIPT_PROGRAMS[language]}?)' if language else ''
 
 
 def _base_type(content_type: str | None) -> str:
@@ -324,8 +320,8 @@ def _kind(content_type: str, head: bytes, where: str) -> str:
     if content_type == NEXE_TYPE:
         raise HTTPBadRequest(body=f'{where} is a program ({NEXE_TYPE}): name it as exec.path '
                                   'of a job, or GET it with X-Zerovm-Execute: open/1.0\n')
-    language = next((name for name in INTERPRETER_LINES if name in content_type), None)
-    first = f' (a {language.title()} one with #!{INTERPRETER_LINES[language]}, its first ' \
+    language = next((name for name in SCRIPT_PROGRAMS if name in content_type), None)
+    first = f' (a {language.title()} one with #!{SCRIPT_PROGRAMS[language]}, its first ' \
         'line)' if language else ''
     raise HTTPBadRequest(body=f'Unsupported Content-Type {content_type} of {where}: a job '
                               'description is application/json, a zapp application/x-tar or '
@@ -450,8 +446,8 @@ def _stored_interpreter(caller: Caller, location: SwiftPath, written: str) -> No
         raise HTTPNotFound(body=f'Bad interpreter {written}: it is read as {location} (a #! '
                                 'line names a program stored in Swift, /<container>/<object> '
                                 'of your account), which does not exist; a Python script '
-                                'starts with #!file://python3:python3, a Lua one with '
-                                '#!file://lua:lua\n') from None
+                                f'starts with #!{SCRIPT_PROGRAMS["python"]}, a Lua one with '
+                                f'#!{SCRIPT_PROGRAMS["lua"]}\n') from None
 
 
 # -- requests -------------------------------------------------------------------------------------

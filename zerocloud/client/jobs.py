@@ -32,12 +32,21 @@ from pathlib import Path
 from urllib.parse import quote
 
 from zerocloud.client.sandbox import lua_syntax_error
-from zerocloud.job import DEVICES, Node, SwiftPath, expand, home_hint, parse_job, parse_location
+from zerocloud.job import (
+    DEVICES,
+    SCRIPT_PROGRAMS,
+    Node,
+    SwiftPath,
+    expand,
+    home_hint,
+    parse_job,
+    parse_location,
+)
 from zerocloud.zapp_format import GZIP_MAGIC, MAPS, looks_like_archive
 
 JSON_TYPE = 'application/json'
 ZAPP_TYPE = 'application/x-gzip'
-INTERPRETERS = {'.py': 'file://python3:python3', '.lua': 'file://lua:lua'}
+INTERPRETERS = {'.py': SCRIPT_PROGRAMS['python'], '.lua': SCRIPT_PROGRAMS['lua']}
 IMAGE_PYTHON = (3, 11)      # the python3 image's CPython (zvm_core.build.interpreters.PY_VERSION)
 DATA_DEVICES = ('stdin', 'input')
 ELF_MAGIC = b'\x7fELF'
