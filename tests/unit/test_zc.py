@@ -1425,6 +1425,12 @@ def test_on_a_file_of_this_machine_says_to_upload_it(tmp_path: Path, monkeypatch
         said['my numbers.txt']
     assert f'(swift upload --object-name numbers.txt CONTAINER {tmp_path}/numbers.txt) and ' \
         'give --on swift://~/CONTAINER/numbers.txt' in said[str(tmp_path / 'numbers.txt')]
+    (tmp_path / 'logs').mkdir()                      # a file, and maybe an object's name
+    (tmp_path / 'logs' / 'day-1.log').write_text('1\n')
+    with pytest.raises(jobs.OptionError) as e:
+        jobs.check_urls('logs/day-1.log', None)
+    assert str(e.value).endswith('(zc local run ... --stdin logs/day-1.log) (did you mean '
+                                 'swift://~/logs/day-1.log?)')
     with pytest.raises(jobs.OptionError) as e:      # not a file here: the parser's words
         jobs.check_urls('./nothere.txt', None)
     assert str(e.value) == ('--on: Invalid path ./nothere.txt: expected '

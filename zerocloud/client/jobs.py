@@ -41,6 +41,7 @@ from zerocloud.job import (
     home_hint,
     parse_job,
     parse_location,
+    scheme_hint,
 )
 from zerocloud.zapp_format import GZIP_MAGIC, MAPS, looks_like_archive
 
@@ -209,7 +210,8 @@ def _local_on(path: str) -> str:
     named = '' if posixpath.normpath(path) == name else f'--object-name {shlex.quote(name)} '
     return (f'--on {path}: a file of this machine; a job reads objects: upload it (swift '
             f'upload {named}CONTAINER {file}) and give --on swift://~/CONTAINER/'
-            f'{quote(name)}, or run it here (zc local run ... --stdin {file})')
+            f'{quote(name)}, or run it here (zc local run ... --stdin {file})'
+            f'{scheme_hint(path)}')     # logs/day-1.log may be an object's name too
 
 
 def _read(path: str) -> bytes:
