@@ -614,6 +614,33 @@ def test_a_split_dir_that_is_a_file_is_a_usage_error_before_any_request(
         tmp_path / 'new'
 
 
+def test_a_split_dir_holding_an_earlier_runs_parts_is_noted(tmp_path: Path) -> None:
+    # a run of 10 nodes, then one of 2 into the same DIR: cat DIR/* mixed 8 stale parts
+    # into the answer, unsaid
+    from zerocloud.client import cli
+    parts = tmp_path / 'parts'
+    parts.mkdir()
+    for i in range(1, 11):
+        (parts / f'sum-{i}').write_text('old\n')
+    err = io.StringIO()
+    client = cli.Client(build_parser().parse_args(['run', 'job.json', '--split', str(parts),
+                                                   '-q']), out=_Written(), err=err)
+    result = report.parse(200, {'X-Nexe-System': 'sum-1,sum-2', 'X-Nexe-Status': 'ok,ok',
+                                'X-Nexe-Body-Bytes': '2,3'}, b'a\nbb\n')
+    client.write_parts(result, parts)
+    assert (parts / 'sum-2').read_text() == 'bb\n'
+    assert err.getvalue() == (f'zc: note: {parts} also holds 8 file(s) this job did not write '
+                              "(sum-10, sum-3, sum-4 and 5 more): an earlier run's?\n")
+    err.truncate(0)
+    err.seek(0)
+    client.write_parts(report.parse(200, {'X-Nexe-System': ','.join(f'sum-{i}' for i in
+                                                                    range(1, 11)),
+                                          'X-Nexe-Status': ','.join(['ok'] * 10),
+                                          'X-Nexe-Body-Bytes': ','.join(['1'] * 10)},
+                                    b'x' * 10), parts)
+    assert err.getvalue() == ''                     # every file its own: nothing to say
+
+
 @pytest.mark.parametrize('given, noted', [('piped', True), ('file', True), ('empty', False),
                                            ('on', False)])
 def test_run_says_that_this_machines_stdin_is_not_sent(tmp_path: Path, given: str,

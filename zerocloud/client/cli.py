@@ -527,12 +527,20 @@ class Client:
             return
         where.mkdir(parents=True, exist_ok=True)
         seen: dict[str, int] = {}
+        written = set()
         for name, data in parts:
             seen[name] = seen.get(name, 0) + 1
             file = where / (name if seen[name] == 1 else f'{name}.{seen[name]}')
             file.write_bytes(data)
+            written.add(file.name)
             if not self.quiet:
                 self.err.write(f'{file}: {display.size(len(data))}\n')
+        others = sorted(p.name for p in where.iterdir() if p.name not in written)
+        if others:         # an earlier run's parts: cat DIR/* would mix them in
+            shown = ', '.join(others[:3]) + (f' and {len(others) - 3} more' if
+                                             len(others) > 3 else '')
+            self.err.write(f'zc: note: {where} also holds {len(others)} file(s) this job did '
+                           f'not write ({shown}): an earlier run\'s?\n')
 
     # -- deferred ----------------------------------------------------------------------
 
