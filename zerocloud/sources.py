@@ -103,6 +103,7 @@ from zerocloud.httperrors import (
 )
 from zerocloud.job import (
     PAYLOAD_DEVICES,
+    SCRIPT_PROGRAMS,
     USER_IMAGE,
     Device,
     Group,
@@ -310,6 +311,14 @@ def _posted_kind(head: bytes) -> str | None:
     return None
 
 
+def _meant(interpreter: str) -> str:
+    """`` (did you mean #!file://python3:python3?)`` for a #! line naming Python or Lua as
+    a shell's would (``python3``, ``file://python3``, ``lua5.4``); else ''."""
+    name = interpreter.rpartition('/')[2]
+    language = next((word for word in SCRIPT_PROGRAMS if name.startswith(word)), None)
+    return f' (did you mean #!{SCRIPT_PROGRAMS[language]}?)' if language else ''
+
+
 def _base_type(content_type: str | None) -> str:
     return (content_type or '').partition(';')[0].strip().lower()
 
@@ -330,11 +339,15 @@ def _kind(content_type: str, head: bytes, where: str) -> str:
     if content_type == NEXE_TYPE:
         raise HTTPBadRequest(body=f'{where} is a program ({NEXE_TYPE}): name it as exec.path '
                                   'of a job, or GET it with X-Zerovm-Execute: open/1.0\n')
-    bom = (' (this one starts with a UTF-8 byte order mark before its #!: save it without '
-           'one)') if head.startswith(b'\xef\xbb\xbf' + SHEBANG) else ''
+    if head.startswith(b'\xef\xbb\xbf' + SHEBANG):
+        hint = ' (this one starts with a UTF-8 byte order mark before its #!: save it without one)'
+    else:
+        language = next((name for name in SCRIPT_PROGRAMS if name in content_type), None)
+        hint = f' (a {language.title()} one with #!{SCRIPT_PROGRAMS[language]}, its first ' \
+            'line)' if language else ''
     raise HTTPBadRequest(body=f'Unsupported Content-Type {content_type} of {where}: a job '
                               'description is application/json, a zapp application/x-tar or '
-                              f'application/x-gzip, and a script starts with #!{bom}\n')
+                              f'application/x-gzip, and a script starts with #!{hint}\n')
 
 
 def _load(caller: Caller, src, content_type: str, declared: int | None, where: str,
@@ -421,7 +434,7 @@ def _script_job(caller: Caller, script: Input, account: str, script_path: SwiftP
         image, sep, _ = interpreter[len('file://'):].partition(':')
         if not sep or not image or image == USER_IMAGE:
             raise HTTPBadRequest(body=f'Must supply image name in shebang url {interpreter} '
-                                      '(file://<system image>:<path>)\n')
+                                      f'(file://<system image>:<path>){_meant(interpreter)}\n')
         devices.append({'name': image})
     else:
         location = None
@@ -434,7 +447,8 @@ def _script_job(caller: Caller, script: Input, account: str, script_path: SwiftP
         if location is None or location.obj is None or location.wildcard:
             raise HTTPBadRequest(body=f'Bad interpreter {interpreter}: expected '
                                       'swift://<account>/<container>/<object>, '
-                                      '/<container>/<object> or file://<system image>:<path>\n')
+                                      '/<container>/<object> or file://<system image>:<path>'
+                                      f'{_meant(interpreter)}\n')
         if not interpreter.startswith('swift://'):
             _stored_interpreter(caller, location, interpreter)
         interpreter = str(location)
@@ -454,8 +468,8 @@ def _stored_interpreter(caller: Caller, location: SwiftPath, written: str) -> No
         raise HTTPNotFound(body=f'Bad interpreter {written}: it is read as {location} (a #! '
                                 'line names a program stored in Swift, /<container>/<object> '
                                 'of your account), which does not exist; a Python script '
-                                'starts with #!file://python3:python3, a Lua one with '
-                                '#!file://lua:lua\n') from None
+                                f'starts with #!{SCRIPT_PROGRAMS["python"]}, a Lua one with '
+                                f'#!{SCRIPT_PROGRAMS["lua"]}\n') from None
 
 
 # -- requests -------------------------------------------------------------------------------------

@@ -327,12 +327,25 @@ def test_a_post_gives_cgi_and_local_variables(mw, swift, servers) -> None:
      b'Error 404 Not Found while fetching swift://AUTH_a/jobs/none'),
     (ACCOUNT, 'POST', b'x' * 5000, {}, 413, b'Job description larger than zerovm_maxconfig'),
     (ACCOUNT, 'POST', b'#!x', {}, 400, b'Bad interpreter x'),
+    # Python or Lua named as a shell's #! line would: the line that runs them
+    (ACCOUNT, 'POST', b'#!python3\nprint(1)\n', {}, 400, b'Bad interpreter python3: expected '
+     b'swift://<account>/<container>/<object>, /<container>/<object> or file://<system image>:'
+     b'<path> (did you mean #!file://python3:python3?)\n'),
+    (ACCOUNT, 'POST', b'#!file://python3\nprint(1)\n', {}, 400, b'Must supply image name in '
+     b'shebang url file://python3 (file://<system image>:<path>) (did you mean '
+     b'#!file://python3:python3?)\n'),
+    (ACCOUNT, 'POST', b'#!lua5.4\nprint(1)\n', {}, 400, b'(did you mean #!file://lua:lua?)\n'),
     (ACCOUNT, 'POST', b'\xff\xfe', {'Content-Type': 'text/x-whatever'}, 400,
      b'Unsupported Content-Type text/x-whatever of the request body'),
     # an editor's byte order mark before the #!: 'a script starts with #!' said no more
     (ACCOUNT, 'POST', b'\xef\xbb\xbf#!file://python3:python3\n', {'Content-Type': 'text/x-python'},
      400, b'and a script starts with #! (this one starts with a UTF-8 byte order mark before '
      b'its #!: save it without one)'),
+    # a Python script without its #! line (swift upload of sum.py, run by X-Zerovm-Source)
+    (ACCOUNT, 'POST', b'print(1)\n', {'Content-Type': 'text/x-python'}, 400,
+     b'Unsupported Content-Type text/x-python of the request body: a job description is '
+     b'application/json, a zapp application/x-tar or application/x-gzip, and a script starts '
+     b'with #! (a Python one with #!file://python3:python3, its first line)\n'),
     (ACCOUNT, 'POST', tar_bytes({'a': b''}), {'Content-Type': 'application/x-tar'}, 400,
      b'System boot map was not found in the request body'),
     # a zapp sent with curl's default form type was "Job description is not UTF-8"

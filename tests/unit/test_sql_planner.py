@@ -222,10 +222,22 @@ def test_split_node_query_reads_only_what_it_needs() -> None:
     ("SELECT 'abc FROM x", 'unterminated string at character 8'),
     ('SELECT 1', 'FROM swift://'),
     ('SELECT 1 FROM t', 'FROM takes one swift://'),
+    # the URL in single quotes, as a string: its space needs quoting, but as a name
+    ("SELECT 1 FROM 'swift://~/my c/*.csv'", 'query: FROM takes one swift://<account>/<container>'
+     '/<objects> (in double quotes, as a name: "swift://~/my c/*.csv"; single quotes make a '
+     'string) at character 15'),
     # a mistyped URL's /* started a comment: 'unterminated comment' said nothing of the URL
     ('SELECT 1 FROM swift:/~/sales/*.csv', 'query: swift:/~/sales/*.csv at character 15 is not '
      'a swift://<account>/<container>/<objects> URL (its /* starts an SQL comment'),
-    ('SELECT 1 FROM ~/sales/*.csv', 'query: ~/sales/*.csv at character 15 is not a swift://'),
+    ('SELECT 1 FROM ~/sales/*.csv', 'query: ~/sales/*.csv at character 15 is not a swift://<'
+     'account>/<container>/<objects> URL (its /* starts an SQL comment that does not end) '
+     '(did you mean swift://~/sales/*.csv?)'),
+    # the container's name alone, as in swift list: 'unterminated comment' and no word more
+    ('SELECT 1 FROM sales/*.csv', 'query: sales/*.csv at character 15 is not a swift://<'
+     'account>/<container>/<objects> URL (its /* starts an SQL comment that does not end) '
+     '(did you mean swift://~/sales/*.csv?)'),
+    ('SELECT 1 FROM http://h:8080/v1/AUTH_a/sales/*.csv', '(did you mean '
+     'swift://AUTH_a/sales/*.csv?)'),
     ('SELECT 1 FROM s3://b/*.csv', 'query: s3://b/*.csv at character 15 is not a swift://'),
     (f'SELECT 1 FROM {URL} WHERE 1=1/* x', 'query: unterminated comment at character 46'),
     # each node numbers its object's rows from 1: 99 rows per object were counted

@@ -120,14 +120,16 @@ def tokenize(query: str) -> list[Token]:
 
 def _unterminated_comment(query: str, pos: int) -> SqlError:
     """A ``/*`` with no end; inside a word it is a mistyped URL (``swift:/~/c/*.csv``,
-    ``~/c/*.csv``, ``s3://b/*.csv``) more often than a comment: say so."""
+    ``~/c/*.csv``, ``s3://b/*.csv``, or ``c/*.csv`` after FROM) more often than a
+    comment: say so, with the URL it likely meant."""
     start = max(query.rfind(c, 0, pos) for c in ' \t\r\n') + 1
-    if '/' not in query[start:pos]:
+    after_from = re.search(r'\bfrom\s+$', query[:start], re.IGNORECASE)
+    if '/' not in query[start:pos] and not (after_from and start < pos):
         return SqlError(f'query: unterminated comment at character {pos + 1}')
     word = query[start:].split(None, 1)[0]
     return SqlError(f'query: {word} at character {start + 1} is not a swift://<account>/'
                     f'<container>/<objects> URL (its /* starts an SQL comment that does '
-                    f'not end)')
+                    f'not end){scheme_hint(word)}')
 
 
 def quote_name(name: str) -> str:
@@ -321,7 +323,10 @@ def parse_query(text: str) -> Query:
             or (t.kind == 'ident' and t.key.startswith('swift://'))]
     if not src or src[0].kind not in ('url', 'ident') or not src[0].key.startswith('swift://'):
         pos = src[0].pos if src else tokens[start].pos
-        raise _error_at(text, pos, 'FROM takes one swift://<account>/<container>/<objects>')
+        quoted = src and src[0].kind == 'string' and src[0].text[1:].startswith('swift://')
+        raise _error_at(text, pos, 'FROM takes one swift://<account>/<container>/<objects>'
+                        + (f' (in double quotes, as a name: "{src[0].text[1:-1]}"; single '
+                           'quotes make a string)' if quoted else ''))
     rest = src[1:]
     if rest and rest[0].key == 'as':
         rest = rest[1:]
