@@ -1,0 +1,72 @@
+"""A hostile user's bytes where the proxy parses them (review17): each is the user's
+own mistake, told as such, never a 500 (an exception out of the proxy filter).
+
+* a ``sql/1.0`` request body nested deeper than Python's recursion limit, and a
+  ``jsonl`` object whose first line is (its columns are read from it): a
+  RecursionError went through ``except ValueError``;
+* a deferred job's state (``job-<id>.state``, an object in the user's own
+  container, which they may overwrite) read before a GET of its result: nested too
+  deep, an ``updated`` integer too large for a float, or a ``proxy`` pid that is
+  not a pid of this host (more digits than ``int()`` reads, or than a pid has,
+  ``os.kill`` overflowed; a non-ASCII digit ``int()`` refuses).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import time
+
+import pytest
+from swift.common.swob import Request
+from test_deferred_review6 import NAME
+from test_sources import DeletingSwift, lost_env
+
+from zerocloud import deferred
+from zerocloud.sql import entry
+from zerocloud.sql.planner import SqlError, parse_request
+
+DEEP = '[' * 100_000
+
+
+@pytest.mark.parametrize('body', [DEEP, '{"query": "select 1", "input": ' + DEEP],
+                         ids=['body', 'input'])
+def test_a_sql_request_nested_too_deep_is_the_users_error(body: str) -> None:
+    with pytest.raises(SqlError, match='not JSON'):
+        parse_request(body.encode())
+
+
+def test_a_jsonl_object_whose_first_line_is_nested_too_deep_is_the_users_error() -> None:
+    with pytest.raises(SqlError, match='is not a JSON value'):
+        entry._columns((DEEP + '\n{"a": 1}\n').encode(), 'jsonl', ',', False, 'swift://~/c/o')
+
+
+@pytest.mark.parametrize('state', [
+    DEEP.encode(),
+    json.dumps({'state': 'running', 'heartbeat': 10, 'updated': 10 ** 400}).encode(),
+    json.dumps({'state': 'running', 'heartbeat': 10 ** 400, 'updated': time.time()}).encode(),
+], ids=['nested', 'updated', 'heartbeat'])
+def test_a_forged_state_is_no_500_before_a_result_is_read(state: bytes) -> None:
+    app = DeletingSwift()
+    env = lost_env(app, time.time())
+    app.objects[f'{NAME}.state'] = ({}, state)
+    deferred.settle_lost(app, env, logging.getLogger('test'))   # raised before
+    assert f'{NAME}.headers' not in app.objects
+
+
+@pytest.mark.parametrize('pid', ['9' * 5000, '9' * 20, '\u00b2', '0'],
+                         ids=['digits', 'overflow', 'superscript', 'zero'])
+def test_a_state_naming_no_pid_of_this_host_keeps_the_heartbeat_rule(pid: str) -> None:
+    app = DeletingSwift()
+    env = lost_env(app, time.time() - 1)
+    state = json.loads(app.objects[f'{NAME}.state'][1])
+    app.objects[f'{NAME}.state'] = ({}, json.dumps({
+        **state, 'proxy': f'{socket.gethostname()}:{pid}',
+        'pids': deferred.pid_space()}).encode())
+    deferred.settle_lost(app, env, logging.getLogger('test'))   # raised before
+    assert f'{NAME}.headers' not in app.objects and f'{NAME}.state' in app.objects
+    env = Request.blank(f'{NAME}.state', method='DELETE').environ
+    resp = Request(env).get_response(lambda e, s: deferred.cancel(app, e, logging.getLogger(
+        'test'))(e, s))
+    assert resp.status_int == 202, resp.body
