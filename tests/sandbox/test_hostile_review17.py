@@ -15,8 +15,8 @@ than in a batch (whose nodes are never probed).
 from __future__ import annotations
 
 import pytest
-from sandbox.test_snapshot import _run, machines  # noqa: F401  (a fixture)
 
+from sandbox.test_snapshot import _run, machines  # noqa: F401  (a fixture)
 from tests.sandbox.test_native import _loader_span
 from zvm_core import engines
 
