@@ -1,9 +1,9 @@
 """A hostile user's bytes where the proxy parses them (review17): each is the user's
 own mistake, told as such, never a 500 (an exception out of the proxy filter).
 
-* a ``sql/1.0`` request body nested deeper than Python's recursion limit, and a
-  ``jsonl`` object whose first line is (its columns are read from it): a
-  RecursionError went through ``except ValueError``;
+* a ``sql/1.0`` request body nested deeper than Python's recursion limit, a
+  ``jsonl`` object whose first line is (its columns are read from it), and a
+  zapp's ``boot/system.map``: a RecursionError went through ``except ValueError``;
 * a deferred job's state (``job-<id>.state``, an object in the user's own
   container, which they may overwrite) read before a GET of its result: nested too
   deep, an ``updated`` integer too large for a float, or a ``proxy`` pid that is
@@ -13,21 +13,23 @@ own mistake, told as such, never a 500 (an exception out of the proxy filter).
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import socket
 import time
 
 import pytest
-from swift.common.swob import Request
+from archives import tar_bytes
+from swift.common.swob import HTTPException, Request
 from test_deferred_review6 import NAME
 from test_sources import DeletingSwift, lost_env
 
-from zerocloud import deferred
+from zerocloud import deferred, zapp
 from zerocloud.sql import entry
 from zerocloud.sql.planner import SqlError, parse_request
 
-DEEP = '[' * 100_000
+DEEP = '[' * 60_000      # within zerovm_maxconfig (64 KiB)
 
 
 @pytest.mark.parametrize('body', [DEEP, '{"query": "select 1", "input": ' + DEEP],
@@ -40,6 +42,13 @@ def test_a_sql_request_nested_too_deep_is_the_users_error(body: str) -> None:
 def test_a_jsonl_object_whose_first_line_is_nested_too_deep_is_the_users_error() -> None:
     with pytest.raises(SqlError, match='is not a JSON value'):
         entry._columns((DEEP + '\n{"a": 1}\n').encode(), 'jsonl', ',', False, 'swift://~/c/o')
+
+
+def test_a_zapp_whose_job_is_nested_too_deep_is_a_400() -> None:
+    data = io.BytesIO(tar_bytes({'boot/system.map': DEEP.encode()}))
+    with pytest.raises(HTTPException) as e:
+        zapp.system_map(data, 1 << 16, 'swift://~/c/app.zapp')
+    assert e.value.status_int == 400 and b'not a valid job description' in e.value.body
 
 
 @pytest.mark.parametrize('state', [
