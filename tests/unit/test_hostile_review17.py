@@ -4,6 +4,10 @@ own mistake, told as such, never a 500 (an exception out of the proxy filter).
 * a ``sql/1.0`` request body nested deeper than Python's recursion limit, a
   ``jsonl`` object whose first line is (its columns are read from it), and a
   zapp's ``boot/system.map``: a RecursionError went through ``except ValueError``;
+* a node's error (its stderr's last line, the guest's bytes) with control characters
+  other than CR and LF (NUL, DEL...) went into ``X-Nexe-Error`` as they were: a
+  header HTTP parsers and proxies in front of Swift refuse; a ``message/cgi``
+  output's header value with DEL was passed on as it was (other controls: a 422);
 * a deferred job's state (``job-<id>.state``, an object in the user's own
   container, which they may overwrite) read before a GET of its result: nested too
   deep, an ``updated`` integer too large for a float, or a ``proxy`` pid that is
@@ -23,9 +27,11 @@ import pytest
 from archives import tar_bytes
 from swift.common.swob import HTTPException, Request
 from test_deferred_review6 import NAME
+from test_response import result
 from test_sources import DeletingSwift, lost_env
 
-from zerocloud import deferred, zapp
+from zerocloud import cgiout, deferred, zapp
+from zerocloud.proxy.response import respond
 from zerocloud.sql import entry
 from zerocloud.sql.planner import SqlError, parse_request
 
@@ -79,3 +85,16 @@ def test_a_state_naming_no_pid_of_this_host_keeps_the_heartbeat_rule(pid: str) -
     resp = Request(env).get_response(lambda e, s: deferred.cancel(app, e, logging.getLogger(
         'test'))(e, s))
     assert resp.status_int == 202, resp.body
+
+
+def test_a_nodes_error_puts_no_control_character_in_a_header() -> None:
+    stderr = 'x\x00\x01\x08\x0e\x1b\x7f\u00e9 end'      # its last line
+    resp = respond([result('a', b'', retcode=3, stderr=stderr)], 0.1, False)
+    value = resp.headers['X-Nexe-Error']
+    assert value.startswith('a: exit 3: x') and value.endswith('end'), value
+    assert not [c for c in value if ord(c) < 32 or ord(c) == 127], value
+
+
+def test_a_cgi_header_value_with_del_is_refused_as_other_controls_are() -> None:
+    with pytest.raises(cgiout.CgiError, match='control character in header Location'):
+        cgiout.parse_head(cgiout.CGI, b'Location: http://x\x7fy\r\n\r\nbody')
