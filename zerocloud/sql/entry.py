@@ -121,7 +121,7 @@ def _columns(head: bytes, fmt: str, delimiter: str, header: bool, path) -> list[
         line = next((ln for ln in text.split('\n') if ln.strip()), '')
         try:
             value = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):      # not JSON, or nested too deep
             raise SqlError(f'the first line of {path} is not a JSON value (or is longer '
                            f'than {HEAD_BYTES} bytes): say "input": {{"columns": [...]}}'
                            ) from None

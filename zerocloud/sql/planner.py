@@ -182,7 +182,7 @@ def parse_request(body: bytes) -> SqlRequest:
                        'one with X-Zerovm-Source: swift://~/<container>/<object>)')
     try:
         spec = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as e:
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:     # or nested too deep
         raise SqlError(f'{SHAPE} (not JSON: {e})') from None
     if not isinstance(spec, dict):
         raise SqlError(SHAPE)
