@@ -240,7 +240,13 @@ def test_get_and_head_show_a_current_stored_verdict(mw, swift, method: str, vers
                                         b'X-Zerovm-Source\n'),
     ('POST', ACCOUNT, {'X-Zerovm-Source': 'http://x/y'}, 412, b'X-Zerovm-Source format'),
     ('POST', ACCOUNT, {'X-Zerovm-Deferred': 'later'}, 400, b'always, auto, never'),
-    ('GET', ACCOUNT + '/c', {'X-Zerovm-Execute': 'open/1.0'}, 412, b'Bad URL'),
+    # an open naming no object was ZeroCloud's 412 "Bad URL": the URL is the mistake
+    ('GET', ACCOUNT + '/c', {'X-Zerovm-Execute': 'open/1.0'}, 400,
+     b'open runs an app over an object, and swift://AUTH_a/c is a container: add '
+     b'/<object> to the URL (GET /open/<account>/<container>/<object>)\n'),
+    ('GET', '/open/AUTH_a', {'X-Zerovm-Execute': ''}, 400,
+     b'open runs an app over an object, and swift://AUTH_a is an account: add '
+     b'/<container>/<object> to the URL (GET /open/<account>/<container>/<object>)\n'),
     ('POST', ACCOUNT, {'X-Zerovm-Report': 'xml'}, 400, b'must be "json"'),
     ('POST', ACCOUNT, {'Content-Length': '5000'}, 413, b'larger than zerovm_maxconfig'),
 ])
