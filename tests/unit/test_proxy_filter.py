@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import weakref
 from pathlib import Path
 
 import pytest
@@ -269,6 +270,23 @@ def test_a_job_not_posted_is_the_callers_mistake(mw, swift, method: str, path: s
     if method != 'HEAD':
         assert b'POST the job' in resp.body
     assert swift.calls == []
+
+
+def test_the_filter_leaves_what_the_proxy_loaded_out_of_full_gc_passes() -> None:
+    """A full pass of the garbage collector during a 3,000-node job walked every object
+    the proxy had loaded: the longest stretch without a turn of the hub (~50 ms of CPU;
+    bench/proxy_scale.py --gc, doc/operator-guide.md).  Built by paste, the filter
+    freezes them (gc.freeze) once the pipeline's app is built, collecting first."""
+    gc.unfreeze()
+    garbage = type('Garbage', (), {})          # a class is a cycle: only a pass frees it
+    freed = weakref.ref(garbage)
+    del garbage
+    try:
+        proxy.filter_factory({})(FakeSwift())
+        assert gc.get_freeze_count() > 10_000, gc.get_freeze_count()
+        assert freed() is None                  # collected first, not frozen
+    finally:
+        gc.unfreeze()
 
 
 PLAIN = 'text/plain; charset=UTF-8'
