@@ -81,7 +81,7 @@ import re
 import socket
 import time
 from collections.abc import Callable, Iterable, Sequence
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from swift.common.concurrency import Empty, LightQueue, hubs, spawn
 from swift.common.http import is_success
@@ -282,11 +282,16 @@ def _need_container(app, req: Request, account: str, container: str) -> None:
     home by default, is created)."""
     sub = make_subrequest(req.environ, 'HEAD', quote(f'/v1/{account}/{container}'),
                           swift_source=SWIFT_SOURCE)
-    if get_container_info(sub.environ, app, swift_source=SWIFT_SOURCE)['status'] == 404:
-        raise HTTPNotFound(body=f'container swift://{account}/{container} does not exist: a '
-                                f'deferred job keeps its result in the container it is POSTed '
-                                f'to; create it first (swift post {container}), or POST to the '
-                                f'account (the result then goes to {REGISTRY})\n')
+    if get_container_info(sub.environ, app, swift_source=SWIFT_SOURCE)['status'] != 404:
+        return
+    if req.method != 'POST':    # an open or API request: nothing here to create
+        named = unquote(req.path_info).split('/', 3)[3]
+        raise HTTPNotFound(body=f'container swift://{account}/{container} does not exist (of '
+                                f'swift://{account}/{named}, this request\'s URL)\n')
+    raise HTTPNotFound(body=f'container swift://{account}/{container} does not exist: a '
+                            f'deferred job keeps its result in the container it is POSTed '
+                            f'to; create it first (swift post {container}), or POST to the '
+                            f'account (the result then goes to {REGISTRY})\n')
 
 
 def _unstorable(where: SwiftPath, refused: Response) -> Response:

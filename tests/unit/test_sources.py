@@ -648,6 +648,19 @@ def test_a_result_swift_refuses_is_replaced_by_why() -> None:
     assert app.objects[f'{ACCOUNT}/c/big'][1] == said.encode() + b'\n'
 
 
+def test_a_deferred_open_in_a_missing_container_says_so_without_posting_advice() -> None:
+    """An open's container is its object's: a deferred GET of /open/a/typo/o was told
+    the job is POSTed there and to create the container (swift post typo)."""
+    app = DeletingSwift()
+    app.missing.add('/typo')
+    req = Request.blank('/open/AUTH_a/typo/my%20notes', headers={'X-Zerovm-Deferred': 'always'})
+    with pytest.raises(HTTPException) as refused:
+        deferred.run(app, req, 'always', 'AUTH_a', 'typo', 1.0, print, logger=None)
+    assert (refused.value.status_int, refused.value.body) == (404, (
+        b"container swift://AUTH_a/typo does not exist (of swift://AUTH_a/typo/my notes, this "
+        b"request's URL)\n"))
+
+
 def deferred_always(app: FakeSwift, work, heartbeat: float) -> tuple[str, str]:
     """Start ``work`` deferred (``always``): the paths of its result and of its state."""
     req = Request.blank(ACCOUNT + '/c', method='POST')
