@@ -267,7 +267,7 @@ def run(app, req: Request, how: str, account: str, container: str | None, timeou
         first = stored_once.get(timeout=FIRST_STATE_WAIT)
     except Empty:
         first = None
-    if first is not None and not is_success(first.status_int):
+    if first is not None and 400 <= first.status_int < 500:     # not a passing 5xx
         state['deferred'] = False       # its result could not be stored either: told now
         finished.put(None)
         stop()
@@ -298,9 +298,8 @@ def _unstorable(where: SwiftPath, refused: Response) -> Response:
     """The answer to a deferred job whose first state Swift refused (a quota, a
     container deleted, a read-only account): its result would be refused too, so the
     job is stopped and the client told, not given a 202 for a result that never comes.
-    Swift's 4xx is kept (413 for a quota); any other status is a 503."""
-    status = refused.status_int if 400 <= refused.status_int < 500 else 503
-    return Response(status=status, content_type='text/plain', body=(
+    Swift's 4xx is the answer's (413 for a quota; a 5xx may pass: the job goes on)."""
+    return Response(status=refused.status_int, content_type='text/plain', body=(
         f'this deferred job was stopped: its state could not be stored in '
         f'swift://{where.account}/{where.container}, where it keeps its state and result '
         f'{_swift_said(refused)}; make room there (a quota) or run it without '

@@ -584,11 +584,12 @@ def test_a_deferred_job_posted_to_a_missing_container_is_refused_before_it_runs(
 
 
 class RefusingSwift(DeletingSwift):
-    """Swift whose PUTs ``refuse(path, size)`` says are over a quota are a 413."""
+    """Swift whose PUTs ``refuse(path, size)`` says are over a quota are a 413 (or
+    ``status``)."""
 
-    def __init__(self, refuse: Callable[[str, int], bool]) -> None:
+    def __init__(self, refuse: Callable[[str, int], bool], status: int = 413) -> None:
         super().__init__()
-        self.refuse = refuse
+        self.refuse, self.status = refuse, status
 
     def __call__(self, env, start_response):
         if env['REQUEST_METHOD'] == 'PUT':
@@ -596,8 +597,8 @@ class RefusingSwift(DeletingSwift):
             if self.refuse(env['PATH_INFO'], len(body)):
                 self.calls.append(('PUT', env['PATH_INFO'], {}))
                 self._answered.put(None)
-                return Response(status=413, body=b'Upload exceeds quota.')(env,
-                                                                           start_response)
+                return Response(status=self.status, body=b'Upload exceeds quota.')(
+                    env, start_response)
             env['wsgi.input'] = io.BytesIO(body)
         return super().__call__(env, start_response)
 
@@ -628,6 +629,23 @@ def test_a_deferred_job_whose_state_is_refused_is_stopped_and_says_why() -> None
     state = next(c[1] for c in app.calls if c[1].endswith('.state'))
     assert app.wait_until(lambda: ('DELETE', state, {}) in app.calls)    # it stopped too
     assert [c[1] for c in app.calls if c[0] == 'PUT'] == [state]     # no container PUT
+
+
+def test_a_passing_5xx_of_the_first_state_does_not_stop_the_job() -> None:
+    app = RefusingSwift(lambda path, size: path.endswith('.state'), status=503)
+    req = Request.blank(ACCOUNT + '/c', method='POST')
+    release: LightQueue = LightQueue()
+
+    def work(progress) -> Response:
+        progress.launched([])
+        release.get()
+        return Response(body=b'done')
+    resp = deferred.run(app, req, 'always', 'AUTH_a', 'c', 1.0, work,
+                        logger=logging.getLogger('test'))
+    assert resp.status_int == 202
+    release.put(None)
+    name = resp.body.decode().strip().rsplit('/', 1)[1]
+    assert app.wait_until(lambda: f'{ACCOUNT}/c/{name}.headers' in app.objects)
 
 
 def test_a_result_swift_refuses_is_replaced_by_why() -> None:
