@@ -142,9 +142,60 @@ def real_ring(ports: list[int]):
     return Ring(str(path.parent), ring_name='object')
 
 
-def child(n: int, ports: list[int] | None = None, profile: str | None = None) -> dict:
+class GcWatch:
+    """The garbage collector's passes during a job (``gc.callbacks``): per generation,
+    how many and their longest and total time; and the longest the hub went without
+    running a green thread that asks for a turn every millisecond (the longest stretch
+    another request of the process waits)."""
+
+    def __init__(self) -> None:
+        import gc
+        import time
+        self.passes = {0: [], 1: [], 2: []}
+        self._began = 0.0
+        self.longest_gap = 0.0
+        self._clock = time.perf_counter
+        self._gc = gc
+        self._on = True
+
+    def _pass(self, phase: str, info: dict) -> None:
+        if phase == 'start':
+            self._began = self._clock()
+        else:
+            self.passes[info['generation']].append(self._clock() - self._began)
+
+    def _ticker(self) -> None:
+        from swift.common.concurrency import sleep
+        last = self._clock()
+        while self._on:
+            sleep(0.001)
+            now = self._clock()
+            self.longest_gap = max(self.longest_gap, now - last)
+            last = now
+
+    def __enter__(self) -> GcWatch:
+        from swift.common.concurrency import spawn
+        self._gc.callbacks.append(self._pass)
+        self._thread = spawn(self._ticker)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._gc.callbacks.remove(self._pass)
+        self._on = False
+        self._thread.wait()
+
+    def figures(self) -> dict:
+        return {'longest_gap_ms': self.longest_gap * 1e3, **{
+            f'gen{g}': [len(t), sum(t) * 1e3, max(t, default=0) * 1e3]
+            for g, t in self.passes.items()}}
+
+
+def child(n: int, ports: list[int] | None = None, profile: str | None = None,
+          watch_gc: bool = False) -> dict:
     """One job of ``n`` nodes in this process; its figures.  ``ports``: fake object
-    servers' (``serve``) that the nodes go to in batches."""
+    servers' (``serve``) that the nodes go to in batches; ``watch_gc``: with the GC's
+    passes and the longest gap between the hub's turns (:class:`GcWatch`)."""
+    import contextlib
     import cProfile
     import time
 
@@ -202,7 +253,7 @@ def child(n: int, ports: list[int] | None = None, profile: str | None = None) ->
     if not ports:
         Dispatcher.exchange = exchange
         middleware.batchable = lambda plan: False
-    app = middleware.ProxyExecMiddleware(swift, {'zerovm_maxnodes': str(max(n, 100000))})
+    app = middleware.filter_factory({}, zerovm_maxnodes=str(max(n, 100000)))(swift)
     job = [{'name': 'wc', 'exec': {'path': 'swift://~/bin/wc'},
             'devices': [{'name': 'stdin', 'path': 'swift://~/data/obj-*'},
                         {'name': 'stdout'}]}]
@@ -214,10 +265,11 @@ def child(n: int, ports: list[int] | None = None, profile: str | None = None) ->
     start, cpu = time.perf_counter(), time.process_time()
     if profiler is not None:
         profiler.enable()
-    resp = req.get_response(app)
-    size = 0
-    for chunk in resp.app_iter:
-        size += len(chunk)
+    with GcWatch() if watch_gc else contextlib.nullcontext() as gc_watch:
+        resp = req.get_response(app)
+        size = 0
+        for chunk in resp.app_iter:
+            size += len(chunk)
     if profiler is not None:
         profiler.disable()
         profiler.dump_stats(profile)
@@ -226,14 +278,15 @@ def child(n: int, ports: list[int] | None = None, profile: str | None = None) ->
     if resp.status_int != 200 or size != n * len(OUTPUT):
         raise SystemExit(f'{n} nodes: {resp.status} {size} bytes')
     return {'n': n, 'wall': wall, 'cpu': cpu, 'idle_kib': idle, 'peak_kib': peak,
-            'bytes': size}
+            'bytes': size, **(gc_watch.figures() if gc_watch else {})}
 
 
 def measure(n: int, tree: Path, ports: list[int] | None = None,
-            profile: str | None = None) -> dict:
+            profile: str | None = None, watch_gc: bool = False) -> dict:
     env = dict(os.environ, PYTHONPATH=str(tree))
     extra = ['--ports', ','.join(map(str, ports))] if ports else []
     extra += ['--profile', profile] if profile else []
+    extra += ['--gc'] if watch_gc else []
     out = subprocess.run([sys.executable, __file__, '--child', str(n), *extra], env=env,
                          capture_output=True, text=True, cwd=tree)
     if out.returncode:
@@ -251,6 +304,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--rounds', type=int, default=1,
                         help='times every tree is measured, alternating')
     parser.add_argument('--profile', help='cProfile of the first tree, largest N, to FILE')
+    parser.add_argument('--gc', action='store_true',
+                        help="the GC's passes during the job and the hub's longest gap")
     parser.add_argument('--child', type=int, help=argparse.SUPPRESS)
     parser.add_argument('--ports', help=argparse.SUPPRESS)
     parser.add_argument('--serve', type=int, help=argparse.SUPPRESS)
@@ -260,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if opts.child:
         ports = [int(p) for p in opts.ports.split(',')] if opts.ports else None
-        print(json.dumps(child(opts.child, ports, opts.profile)))
+        print(json.dumps(child(opts.child, ports, opts.profile, opts.gc)))
         return 0
     sys.path.insert(0, str(HERE))
     from common import environment, table
@@ -281,7 +336,10 @@ def main(argv: list[str] | None = None) -> int:
                 for n in sizes:
                     profile = opts.profile if (rnd == 0 and tree == trees[0]
                                                and n == sizes[-1]) else None
-                    r = measure(n, tree, ports, profile)
+                    r = measure(n, tree, ports, profile, opts.gc)
+                    if opts.gc:
+                        print(tree, n, json.dumps({k: v for k, v in r.items()
+                                                   if k.startswith(('gen', 'longest'))}))
                     grew = (r['peak_kib'] - r['idle_kib']) / 1024
                     first = first or r
                     rows.append([str(tree), f'{n:,}', f'{r["wall"]:.2f} s',

@@ -421,7 +421,7 @@ class ZeroVM:
                 f'Timeout = {timeout}\n{extra}{channels}')
 
     def run(self, manifest: str, *opts: str, files: Mapping[str, bytes] | None = None,
-            stdin: bytes | None = b'') -> Session:
+            stdin: bytes | None = b'', timeout: float = RUN_TIMEOUT) -> Session:
         d = self.zvm._dir()
         files = dict(files or {})
         if stdin is not None:
@@ -429,7 +429,7 @@ class ZeroVM:
         for name, data in files.items():
             (d / name).write_bytes(data)
         (d / 'manifest').write_text(manifest.replace('{d}', str(d)))
-        proc = self.zvm.cli(*opts, d / 'manifest')
+        proc = self.zvm.cli(*opts, d / 'manifest', timeout=timeout)
         return Session(proc.returncode, proc.stdout.decode(), proc.stderr.decode(), d)
 
 

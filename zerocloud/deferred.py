@@ -22,7 +22,10 @@ name (``{"wc-1": "swift://AUTH_a/logs/day-1.log", ...}``; nodes without one
 are left out; a job of more than :data:`OBJECTS_MAX` nodes has none, its
 report names them): the ``X-Nexe-*`` headers do not say, and the body is the
 nodes' output unless the job asked for the JSON report.  Errors
-found before the job starts (400, 403, 404...) are answered directly.
+found before the job starts (400, 403, 404...) are answered directly, and so is
+Swift's refusal of the job's first state (:func:`_unstorable`: a quota used up;
+the job is stopped): a 202 promises a result that can be stored.  A body Swift
+refuses later is replaced by why (:func:`_unstored`, ``X-Nexe-Status: unstored``).
 
 Unlike ZeroCloud, the result never overwrites the object of the request URL,
 and the answer says 202, not 200.
@@ -78,7 +81,7 @@ import re
 import socket
 import time
 from collections.abc import Callable, Iterable, Sequence
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from swift.common.concurrency import Empty, LightQueue, hubs, spawn
 from swift.common.http import is_success
@@ -255,12 +258,20 @@ def run(app, req: Request, how: str, account: str, container: str | None, timeou
     def cancel() -> None:             # from the hub, as zerocloud.hangup throws HangUp
         if state['working'] and not running.dead:
             running.throw(Cancelled())
+
+    def stop() -> None:
+        hubs.get_hub().schedule_call_global(0, cancel)
     spawn(_keep_state, app, req, where, heartbeat, finished, progress, logger, stored_once,
-          lambda: hubs.get_hub().schedule_call_global(0, cancel))
+          stop)
     try:        # a job a client is told of has a state (or a result): unless Swift is slow
-        stored_once.get(timeout=FIRST_STATE_WAIT)
+        first = stored_once.get(timeout=FIRST_STATE_WAIT)
     except Empty:
-        pass
+        first = None
+    if first is not None and 400 <= first.status_int < 500:     # not a passing 5xx
+        state['deferred'] = False       # its result could not be stored either: told now
+        finished.put(None)
+        stop()
+        return _unstorable(where, first)
     return HTTPAccepted(body=f'{where}\n', content_type='text/plain',
                         headers={'Location': req.host_url + '/v1' + quote(where.path)})
 
@@ -271,11 +282,43 @@ def _need_container(app, req: Request, account: str, container: str) -> None:
     home by default, is created)."""
     sub = make_subrequest(req.environ, 'HEAD', quote(f'/v1/{account}/{container}'),
                           swift_source=SWIFT_SOURCE)
-    if get_container_info(sub.environ, app, swift_source=SWIFT_SOURCE)['status'] == 404:
-        raise HTTPNotFound(body=f'container swift://{account}/{container} does not exist: a '
-                                f'deferred job keeps its result in the container it is POSTed '
-                                f'to; create it first (swift post {container}), or POST to the '
-                                f'account (the result then goes to {REGISTRY})\n')
+    if get_container_info(sub.environ, app, swift_source=SWIFT_SOURCE)['status'] != 404:
+        return
+    if req.method != 'POST':    # an open or API request: nothing here to create
+        named = unquote(req.path_info).split('/', 3)[3]
+        raise HTTPNotFound(body=f'container swift://{account}/{container} does not exist (of '
+                                f'swift://{account}/{named}, this request\'s URL)\n')
+    raise HTTPNotFound(body=f'container swift://{account}/{container} does not exist: a '
+                            f'deferred job keeps its result in the container it is POSTed '
+                            f'to; create it first (swift post {container}), or POST to the '
+                            f'account (the result then goes to {REGISTRY})\n')
+
+
+def _unstorable(where: SwiftPath, refused: Response) -> Response:
+    """The answer to a deferred job whose first state Swift refused (a quota, a
+    container deleted, a read-only account): its result would be refused too, so the
+    job is stopped and the client told, not given a 202 for a result that never comes.
+    Swift's 4xx is the answer's (413 for a quota; a 5xx may pass: the job goes on)."""
+    return Response(status=refused.status_int, content_type='text/plain', body=(
+        f'this deferred job was stopped: its state could not be stored in '
+        f'swift://{where.account}/{where.container}, where it keeps its state and result '
+        f'{_swift_said(refused)}; make room there (a quota) or run it without '
+        f'{HEADER}\n').encode())
+
+
+def _swift_said(refused: Response) -> str:
+    """``(413 Request Entity Too Large: <the start of its body>)``."""
+    why = refused.body.decode('utf-8', 'replace').strip()[:200]
+    return f'({refused.status}{": " + why if why else ""})'
+
+
+def _home(app, req: Request, where: SwiftPath, version: str = 'v1') -> Response | None:
+    """Create the result's container if it is the default one (:data:`REGISTRY`): a
+    container of the URL exists (:func:`_need_container`), and a caller allowed to
+    write there need not be allowed to PUT it (a write ACL is not ownership)."""
+    if where.container != REGISTRY:
+        return None
+    return _put(app, req, f'/{version}/{where.account}/{where.container}')
 
 
 def _keep_state(app, req: Request, where: SwiftPath, heartbeat: float, finished: LightQueue,
@@ -283,13 +326,13 @@ def _keep_state(app, req: Request, where: SwiftPath, heartbeat: float, finished:
                 cancel: Callable[[], None]) -> None:
     """Keep the job's state fresh in Swift until its result is stored, then delete it:
     every ``heartbeat`` seconds, and when its counts changed (at most every
-    PROGRESS_EVERY seconds); ``stored_once`` gets None once it was first written.
+    PROGRESS_EVERY seconds); ``stored_once`` gets Swift's answer to the first write.
     Every CANCEL_EVERY seconds, look for the job's cancel marker: ``cancel()`` once
     it is there (deleted with the state)."""
     base = f'/v1/{where.account}/{where.container}'
     state = f'{base}/{where.obj}{STATE_SUFFIX}'
     marker = f'{base}/{where.obj}{CANCEL_SUFFIX}'
-    _put(app, req, base)
+    _home(app, req, where)
     written, due, look, asked = None, 0.0, time.monotonic() + CANCEL_EVERY, False
     while True:
         if not asked and time.monotonic() >= look:
@@ -305,11 +348,11 @@ def _keep_state(app, req: Request, where: SwiftPath, heartbeat: float, finished:
                                'started': progress.started_at,
                                **counts}).encode()
             stored = _put(app, req, state, body, 'application/json')
+            if written is None:
+                stored_once.put(stored)
             if not is_success(stored.status_int):
                 logger.error('deferred job %s: storing its state failed: %s', where,
                              stored.status)
-            if written is None:
-                stored_once.put(None)
             written, due = counts, time.monotonic() + heartbeat
         try:
             finished.get(timeout=max(0.0, min(PROGRESS_EVERY, heartbeat, CANCEL_EVERY,
@@ -492,22 +535,38 @@ def _store(app, req: Request, where: SwiftPath, resp: Response, logger,
            version: str = 'v1', objects: dict[str, str] | None = None) -> None:
     """Store a deferred job's body, then its status and headers (and ``objects``: the
     object of each node, by name)."""
-    container = _put(app, req, f'/{version}/{where.account}/{where.container}')
-    if not is_success(container.status_int):
+    container = _home(app, req, where, version)
+    if container is not None and not is_success(container.status_int):
         logger.error('deferred result %s: cannot create its container: %s', where,
                      container.status)
         close_if_possible(resp.app_iter)
         return
+    path = f'/{version}/{where.account}/{where.container}/{where.obj}'
+    stored = _put(app, req, path, resp, resp.content_type)
+    if not is_success(stored.status_int):      # a quota: say so where the result goes
+        logger.error('deferred result %s: storing it failed: %s', where, stored.status)
+        resp = _unstored(where, resp, stored)
+        objects = None
+        if not is_success(_put(app, req, path, resp.body, resp.content_type).status_int):
+            return
     headers = {'Status': resp.status, **dict(resp.headers)}
     if objects:
         headers[OBJECTS_KEY] = objects
-    for name, body, content_type in (
-            (where.obj, resp, resp.content_type),
-            (where.obj + HEADERS_SUFFIX, json.dumps(headers, indent=1).encode(),
-             'application/json')):
-        stored = _put(app, req, f'/{version}/{where.account}/{where.container}/{name}', body,
-                      content_type)
-        if not is_success(stored.status_int):
-            logger.error('deferred result %s: storing %s failed: %s', where, name,
-                         stored.status)
-            return
+    stored = _put(app, req, path + HEADERS_SUFFIX, json.dumps(headers, indent=1).encode(),
+                  'application/json')
+    if not is_success(stored.status_int):
+        logger.error('deferred result %s: storing its headers failed: %s', where,
+                     stored.status)
+
+
+def _unstored(where: SwiftPath, resp: Response, refused: Response) -> Response:
+    """The result stored in place of a job's body that Swift refused (its quota):
+    what the job ended as and why its output is not there (as a lost job's)."""
+    text = (f'the job ended {resp.status} (X-Nexe-Status: '
+            f'{resp.headers.get("X-Nexe-Status", "")}) but its output could not be stored '
+            f'as {where} {_swift_said(refused)}: run it again with room there, or without '
+            f'{HEADER}')
+    unstored = HTTPServiceUnavailable(body=text + '\n', content_type='text/plain',
+                                      headers={'X-Nexe-Status': 'unstored'})
+    unstored.headers['X-Nexe-Error'] = text
+    return unstored

@@ -38,7 +38,8 @@ URLs):
     stdout, default ``text/plain``).  Nothing registered: 404 ``No
     application registered for <type>``.  A zapp object is run as a REST
     service with any method: its ``boot/system.map``, the request body as
-    input.  Other methods than GET and HEAD on other objects: 405.
+    input.  Other methods than GET and HEAD on other objects: 405.  A URL that
+    names no object: 400 saying what to add (ZeroCloud's 412 ``Bad URL``).
 
 ``GET`` with ``X-Zerovm-Execute: open/1.0`` and ``X-Zerovm-Source``
     Runs that app (job, zapp or script) over the object read, and answers
@@ -584,9 +585,12 @@ def open_launch(caller: Caller, account: str, container: str | None,
                 obj: str | None) -> Launch:
     """The launch of an open request (``/open/...`` or ``X-Zerovm-Execute: open/1.0``)."""
     target = _object(account, container, obj)
-    if target is None:
-        raise HTTPPreconditionFailed(body='Bad URL: open needs an object: '
-                                          '/open/<account>/<container>/<object>\n')
+    if target is None:      # the URL is incomplete: say what to add (ZeroCloud: a 412)
+        named = f'swift://{account}' + (f'/{container}' if container else '')
+        raise HTTPBadRequest(body=f'open runs an app over an object, and {named} is '
+                                  f'{"a container" if container else "an account"}: add '
+                                  f'{"" if container else "/<container>"}/<object> to the URL '
+                                  f'(GET /open/<account>/<container>/<object>)\n')
     req = caller.req
     params = dict(req.params)
     source = source_path(req, account)

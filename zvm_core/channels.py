@@ -27,7 +27,7 @@ import os
 import select
 import stat
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -293,16 +293,26 @@ class HashTimeout(Exception):
 
 
 def _file_md5(fd: int, end: int | None = None, expired: Expired | None = None) -> str | None:
-    h = hashlib.md5()
-    pos = 0
-    try:
+    def chunks() -> Iterator[bytes]:
+        pos = 0
         while chunk := os.pread(fd, 1 << 20 if end is None else min(1 << 20, end - pos), pos):
-            h.update(chunk)
+            yield chunk
             pos += len(chunk)
-            if expired is not None and expired():
-                raise HashTimeout(pos, os.fstat(fd).st_size if end is None else end)
+    try:
+        return _md5(chunks(), expired, lambda: os.fstat(fd).st_size if end is None else end)
     except OSError:       # a write-only descriptor from the caller
         return None
+
+
+def _md5(chunks: Iterable[bytes], expired: Expired | None, size: Callable[[], int]) -> str:
+    """MD5 of ``chunks``; :class:`HashTimeout` (of ``size()`` bytes) once ``expired()``."""
+    h = hashlib.md5()
+    done = 0
+    for chunk in chunks:
+        h.update(chunk)
+        done += len(chunk)
+        if expired is not None and expired():
+            raise HashTimeout(done, size())
     return h.hexdigest()
 
 
@@ -667,7 +677,9 @@ class MemoryBacking(Backing):
         del self.data[:]
 
     def content_md5(self, expired: Expired | None = None) -> str | None:
-        return hashlib.md5(self.data).hexdigest()      # what memory holds: not bounded here
+        data = self.data        # sliced, not viewed: a view held would pin its size
+        return _md5((data[i:i + (1 << 20)] for i in range(0, len(data), 1 << 20)), expired,
+                    lambda: len(data))
 
 
 @dataclass
@@ -802,9 +814,9 @@ class Channel:
         return self.backing.content_md5(expired) or self._md5.hexdigest()
 
     def digest(self) -> str:
-        """The ZeroVM report's digest: the content written, or for a read-only
-        channel the bytes read through it."""
-        return self.etag() if self.mode & WRITE else (self._read_md5 or MD5()).hexdigest()
+        """The ZeroVM report's digest of a channel only read: the bytes read through it
+        (a written channel's is its etag, hashed within the run's time: :func:`with_etags`)."""
+        return (self._read_md5 or MD5()).hexdigest()
 
     def close(self) -> None:
         self.backing.close()

@@ -400,6 +400,31 @@ def test_a_deferred_job_posted_to_a_missing_container_is_refused(env: Env) -> No
     assert missing.value.http_status == 404
 
 
+def test_a_deferred_job_whose_state_cannot_be_stored_is_refused(env: Env) -> None:
+    """A deferred job keeps its state and result in the container of the URL (of an
+    open, the opened object's), as the caller: one that refuses them (here its quota
+    of one object is used) answered 202 and the result never came (only the proxy's
+    log said why).  Now the refusal is the answer, naming the container, and the job
+    is stopped; nothing is stored there."""
+    full = f'{env.container}-full'
+    env.conn.put_container(full, headers={'X-Container-Meta-Quota-Count': '1'})
+    env.conn.put_object(full, 'interp.nexe', env.conn.get_object(
+        env.container, 'interp.nexe')[1], content_type='application/x-nexe')
+    try:
+        deferred = {'X-Zerovm-Deferred': 'always'}
+        for headers, open_url in (({**OPEN, **deferred}, False), (deferred, True)):
+            resp = call(env.conn, 'GET', f'/{full}/interp.nexe?args=-c%20args', headers,
+                        open_url=open_url)
+            assert resp.status_code == 413, resp.text
+            assert resp.text.startswith(
+                f'this deferred job was stopped: its state could not be stored in '
+                f'swift://AUTH_test/{full}, where it keeps its state and result (413 ')
+        assert [o['name'] for o in env.conn.get_container(full)[1]] == ['interp.nexe']
+    finally:
+        env.conn.delete_object(full, 'interp.nexe')
+        env.conn.delete_container(full)
+
+
 def test_deferred_answers_errors_and_quick_results_directly(env: Env) -> None:
     resp = call(env.conn, 'POST', headers={**EXECUTE, 'X-Zerovm-Deferred': 'always'},
                 data='[{"name": "x"}]')

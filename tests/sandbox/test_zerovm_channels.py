@@ -8,13 +8,14 @@ import errno
 import hashlib
 import os
 import threading
+import time
 
 import pytest
 
 from zvm_core.channels import ChannelSetupError, zerovm_channel
 from zvm_core.zerovm.manifest import ChannelDecl
 
-from .manifests import STD_CHANNELS
+from .manifests import NVRAM_CHANNEL, STD_CHANNELS
 
 DATA = b'0123456789'
 EDQUOT, EINVAL, EFAULT = -errno.EDQUOT, -errno.EINVAL, -errno.EFAULT
@@ -241,3 +242,23 @@ def test_etags_of_read_and_written_channels_and_of_memory(zerovm, zvm_guest, eng
     assert again.lines[3] == one.lines[3]                    # deterministic
     assert other.etags['/dev/memory'] != one.etags['/dev/memory']
     assert len(one.etags['/dev/memory']) == 32
+
+
+def test_a_tagged_channel_written_at_random_is_hashed_within_the_timeout(
+        zerovm, zvm_guest, engine):
+    """A byte written at 1 TiB of a channel with etag 1: the run hashed its etag within
+    its timeout (channels.with_etags) and ended ``timeout``, then the session hashed the
+    whole sparse file again for its report line, unbounded (an hour of CPU after a 2 s
+    timeout).  Now the report's line takes the run's etags: ended within seconds, ZeroVM's
+    ``session timeout``, the channel whose etag was not done left out."""
+    channels = STD_CHANNELS + NVRAM_CHANNEL + \
+        'Channel = {d}/out, /dev/output, 3, 1, 0, 0, 10, 2000000000000\n'
+    files = {'nvram': b'[args]\nargs = zvm_trapper w:/dev/output:x:1099511627776\n'}
+    began = time.monotonic()
+    s = zerovm.run(zerovm.manifest(zvm_guest('zvm_trapper'), channels, timeout=2),
+                   files=files, timeout=60)
+    assert time.monotonic() - began < 30, s
+    assert (s.state, s.etags) == ('session timeout', {}), s
+    small = zerovm.run(zerovm.manifest(zvm_guest('zvm_trapper'), channels, timeout=10),
+                       files={'nvram': b'[args]\nargs = zvm_trapper w:/dev/output:x:5\n'})
+    assert small.etags == {'/dev/output': hashlib.md5(b'\0' * 5 + b'x').hexdigest()}, small

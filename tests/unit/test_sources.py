@@ -654,6 +654,102 @@ def test_a_deferred_job_posted_to_a_missing_container_is_refused_before_it_runs(
     assert ran == [] and [c for c in app.calls if c[0] != 'HEAD'] == []
 
 
+class RefusingSwift(DeletingSwift):
+    """Swift whose PUTs ``refuse(path, size)`` says are over a quota are a 413 (or
+    ``status``)."""
+
+    def __init__(self, refuse: Callable[[str, int], bool], status: int = 413) -> None:
+        super().__init__()
+        self.refuse, self.status = refuse, status
+
+    def __call__(self, env, start_response):
+        if env['REQUEST_METHOD'] == 'PUT':
+            body = env['wsgi.input'].read()
+            if self.refuse(env['PATH_INFO'], len(body)):
+                self.calls.append(('PUT', env['PATH_INFO'], {}))
+                self._answered.put(None)
+                return Response(status=self.status, body=b'Upload exceeds quota.')(
+                    env, start_response)
+            env['wsgi.input'] = io.BytesIO(body)
+        return super().__call__(env, start_response)
+
+
+def test_a_deferred_job_whose_state_is_refused_is_stopped_and_says_why() -> None:
+    """Its container's quota is used up: the job answered 202, and its state and result
+    were refused (only logged): a result that never came.  Now the refusal of its first
+    state is the answer (before the 202) and the job is stopped, as a cancel stops it."""
+    app = RefusingSwift(lambda path, size: path.endswith('.state'))
+    stopped: LightQueue = LightQueue()
+
+    def work(progress) -> Response:
+        progress.launched([])
+        try:
+            LightQueue().get()              # runs until stopped
+        except deferred.Cancelled:
+            stopped.put(True)
+            raise
+    req = Request.blank(ACCOUNT + '/c', method='POST')
+    resp = deferred.run(app, req, 'always', 'AUTH_a', 'c', 1.0, work,
+                        logger=logging.getLogger('test'))
+    assert resp.status_int == 413
+    assert resp.body == (b'this deferred job was stopped: its state could not be stored in '
+                         b'swift://AUTH_a/c, where it keeps its state and result (413 Request '
+                         b'Entity Too Large: Upload exceeds quota.); make room there (a quota) '
+                         b'or run it without X-Zerovm-Deferred\n')
+    assert stopped.get(timeout=10)
+    state = next(c[1] for c in app.calls if c[1].endswith('.state'))
+    assert app.wait_until(lambda: ('DELETE', state, {}) in app.calls)    # it stopped too
+    assert [c[1] for c in app.calls if c[0] == 'PUT'] == [state]     # no container PUT
+
+
+def test_a_passing_5xx_of_the_first_state_does_not_stop_the_job() -> None:
+    app = RefusingSwift(lambda path, size: path.endswith('.state'), status=503)
+    req = Request.blank(ACCOUNT + '/c', method='POST')
+    release: LightQueue = LightQueue()
+
+    def work(progress) -> Response:
+        progress.launched([])
+        release.get()
+        return Response(body=b'done')
+    resp = deferred.run(app, req, 'always', 'AUTH_a', 'c', 1.0, work,
+                        logger=logging.getLogger('test'))
+    assert resp.status_int == 202
+    release.put(None)
+    name = resp.body.decode().strip().rsplit('/', 1)[1]
+    assert app.wait_until(lambda: f'{ACCOUNT}/c/{name}.headers' in app.objects)
+
+
+def test_a_result_swift_refuses_is_replaced_by_why() -> None:
+    """The body of a result over its container's quota was refused and its .headers
+    never written: no result, and once its state was deleted, no job.  Now the result
+    says how the job ended and why its output is not there."""
+    app = RefusingSwift(lambda path, size: size > 1000)
+    req = Request.blank(ACCOUNT + '/c', method='POST')
+    where = SwiftPath('AUTH_a', 'c', 'big')
+    deferred._store(app, req, where, Response(body=b'x' * 2000, headers={'X-Nexe-Status': 'ok'}),
+                    logging.getLogger('test'))
+    stored = json.loads(app.objects[f'{ACCOUNT}/c/big.headers'][1])
+    said = ('the job ended 200 OK (X-Nexe-Status: ok) but its output could not be stored as '
+            'swift://AUTH_a/c/big (413 Request Entity Too Large: Upload exceeds quota.): run '
+            'it again with room there, or without X-Zerovm-Deferred')
+    assert (stored['Status'], stored['X-Nexe-Status'], stored['X-Nexe-Error']) == \
+        ('503 Service Unavailable', 'unstored', said)
+    assert app.objects[f'{ACCOUNT}/c/big'][1] == said.encode() + b'\n'
+
+
+def test_a_deferred_open_in_a_missing_container_says_so_without_posting_advice() -> None:
+    """An open's container is its object's: a deferred GET of /open/a/typo/o was told
+    the job is POSTed there and to create the container (swift post typo)."""
+    app = DeletingSwift()
+    app.missing.add('/typo')
+    req = Request.blank('/open/AUTH_a/typo/my%20notes', headers={'X-Zerovm-Deferred': 'always'})
+    with pytest.raises(HTTPException) as refused:
+        deferred.run(app, req, 'always', 'AUTH_a', 'typo', 1.0, print, logger=None)
+    assert (refused.value.status_int, refused.value.body) == (404, (
+        b"container swift://AUTH_a/typo does not exist (of swift://AUTH_a/typo/my notes, this "
+        b"request's URL)\n"))
+
+
 def deferred_always(app: FakeSwift, work, heartbeat: float) -> tuple[str, str]:
     """Start ``work`` deferred (``always``): the paths of its result and of its state."""
     req = Request.blank(ACCOUNT + '/c', method='POST')

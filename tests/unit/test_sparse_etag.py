@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from zvm_core.channels import WRITE, Channel, FdBacking, with_etags
+from zvm_core.channels import WRITE, Channel, FdBacking, MemoryBacking, with_etags
 from zvm_core.report import Report
 
 
@@ -36,3 +36,16 @@ def test_in_time_every_written_channel_has_its_etag(tmp_path: Path) -> None:
     assert report.status == 'ok'
     assert report.etags == {'/dev/output': hashlib.md5(bytes(3 << 20) + b'x').hexdigest()}
     ch.close()
+
+
+def test_an_output_kept_in_memory_is_hashed_within_the_time_too() -> None:
+    """A channel kept in memory written at random is hashed whole like a file: its
+    hash ignored ``expired()`` (smalls17's note: bounded only by memory)."""
+    ch = Channel('/dev/output', MemoryBacking(), WRITE, random=True)
+    ch.write([memoryview(b'x')], 8 << 20)
+    report = with_etags(Report('ok', 0), {'/dev/output': ch}, lambda: True, 2)
+    assert (report.status, report.etags) == ('timeout', {})
+    assert '(8388609 bytes written at random' in report.message
+    report = with_etags(Report('ok', 0), {'/dev/output': ch}, lambda: False, 2)
+    assert report.etags == {'/dev/output': hashlib.md5(bytes(8 << 20) + b'x').hexdigest()}
+    ch.truncate()                                   # nothing pins its size

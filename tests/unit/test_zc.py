@@ -353,7 +353,8 @@ def test_an_answer_without_nodes_keeps_the_whole_error_body() -> None:
 
 
 @pytest.mark.parametrize('status, how', [('499 Client Disconnect', 'cancelled'),
-                                         ('503 Service Unavailable', 'lost')])
+                                         ('503 Service Unavailable', 'lost'),
+                                         ('503 Service Unavailable', 'unstored')])
 def test_a_deferred_job_that_did_not_end_is_not_said_refused(status: str, how: str) -> None:
     # a cancelled (or lost) job's stored result has no node: it was shown as
     # "the job was refused (HTTP 499), nothing ran", which it was not

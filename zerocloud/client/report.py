@@ -82,7 +82,7 @@ def summary_from_headers(headers: Mapping[str, str]) -> Summary | None:
                    headers.get(NEXE + 'retcode-counts', ''))
 
 
-STOPPED = ('cancelled', 'lost')     # the X-Nexe-Status of a deferred job that did not end
+STOPPED = ('cancelled', 'lost', 'unstored')  # a deferred job that did not end, or its output
 
 
 @dataclass
@@ -97,7 +97,8 @@ class JobResult:
     report: dict | None = None          # the JSON report, when the body was one
     summary: Summary | None = None      # a large job's counts, when no report came
     streamed: bool = False              # the output went to stdout as it came (no body)
-    stopped: str = ''                   # a deferred job that did not end: cancelled, lost
+    stopped: str = ''                   # a deferred job that did not end: cancelled, lost;
+                                        # or whose output Swift refused: unstored
     counts: dict[str, int] | None = None    # its nodes: total, done, failed, stopped|lost
 
     @property

@@ -263,6 +263,7 @@ Configuration (``proxy-server.conf``), after the auth filter::
 from __future__ import annotations
 
 import collections
+import gc
 import hashlib
 import itertools
 import time
@@ -823,5 +824,17 @@ def filter_factory(global_conf: dict, **local_conf):
                         system_images=config.system_images)
 
     def zerocloud_proxy_filter(app):
-        return ProxyExecMiddleware(app, conf)
+        filtered = ProxyExecMiddleware(app, conf)
+        settle_heap()
+        return filtered
     return zerocloud_proxy_filter
+
+
+def settle_heap() -> None:
+    """Leave what the proxy loaded (Swift, eventlet, this filter: most of its tracked
+    objects) out of the garbage collector's full passes: a full pass during a large
+    job walked them all, the longest stretch without a turn of the hub (bench/
+    proxy_scale.py --gc, doc/operator-guide.md).  Collected first: no garbage is
+    frozen.  Called once the pipeline's app and this filter are built."""
+    gc.collect()
+    gc.freeze()

@@ -21,7 +21,14 @@ import os
 import stat
 from dataclasses import dataclass, field
 
-from zvm_core.channels import READ, Channel, ChannelSetupError, standard_order, zerovm_channel
+from zvm_core.channels import (
+    READ,
+    WRITE,
+    Channel,
+    ChannelSetupError,
+    standard_order,
+    zerovm_channel,
+)
 from zvm_core.elf import MAX_FILE_SIZE
 from zvm_core.engines import EngineError
 from zvm_core.executor import MAX_MEMORY, MAX_TIMEOUT, MEMORY_ETAG, Limits, SetupError, execute
@@ -112,7 +119,8 @@ def run_session(manifest: Manifest | str, *, skip_validation: bool = False,
             raise SessionError(errno.ENOMEM if e.status == 'memory' else errno.EFAULT,
                                str(e)) from None
         after = os.times()
-        etags = [(ch.alias, ch.digest()) for ch in standard_order(channels) if ch.tagged]
+        etags = [(ch.alias, tag) for ch in standard_order(channels) if ch.tagged
+                 and (tag := _tag(ch, report)) is not None]
         if m.memory_etag:
             etags.append((MEMORY_ETAG, report.etags[MEMORY_ETAG]))
         state, code = zerovm_outcome(report)
@@ -126,6 +134,13 @@ def run_session(manifest: Manifest | str, *, skip_validation: bool = False,
     finally:
         for ch in channels:
             ch.close()
+
+
+def _tag(ch: Channel, report: Report) -> str | None:
+    """A tagged channel's digest: a written one's is its etag, hashed by the run within
+    its timeout (``channels.with_etags``; None when that was not done in time: the
+    state says so), never hashed again here (a sparse file hashes for an hour)."""
+    return report.etags.get(ch.alias) if ch.mode & WRITE else ch.digest()
 
 
 def _check_program(path: str) -> None:
