@@ -138,10 +138,10 @@ def test_hidden_rdtsc_and_cpuid_fault_in_a_templates_children(guest, tmp_path):
     with Pool(1) as pool, open(tmp_path / 'out', 'wb') as out:
         channels = [ChannelSpec('/dev/stdout', out.fileno(), WRITE)]
         for how in hows:
-            report = pool.run(prog, channels, argv=['native_hostile', how], engine='native')
+            single = pool.run(prog, channels, argv=['native_hostile', how], engine='native')
             batch = [r.report for r in pool.run_many(
                 [Run(prog, channels, ['native_hostile', how], engine='native')] * 3)]
-            for report in [report, *batch]:
+            for report in [single, *batch]:
                 assert (report.status, report.engine) == ('fault', 'native'), report
                 assert 'general protection fault (rip 0x' in report.message, report
 
