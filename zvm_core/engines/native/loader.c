@@ -456,7 +456,8 @@ static void fault_counters(void) {
  * with the flags of the worker that asks and of the children, a single run's one
  * without, like the worker between its runs.  A performance matter only: each
  * child sets the flags itself (start()); a template that cannot is no worse off. */
-static long carried;
+static long carried;        /* the template's faulting flags (carry_as): start() clears it */
+static char request;        /* a fork request's byte ('H' or 'F'): start() clears it too */
 static void carry_as(int held) {
     if (held == carried) return;
     carried = held;
@@ -543,9 +544,12 @@ static void __attribute__((noreturn)) start(const struct header *h, int forked) 
     sys3(SYS_close, listener, 0, 0);     /* the gate: the supervisor lets it continue */
     sys3(SYS_close, CTL_FD, 0, 0);       /* the filter allows close of CTL_FD only */
     /* the loader's pages stay readable: nothing of the host may stay in them (the
-     * supervisor's pid, a sibling's pid replied by the template) */
+     * supervisor's pid, a sibling's pid replied by the template), nor anything that
+     * differs between runs (whether its template forked it for a batch: carry_as) */
     hdr.parent = 0;
     replied = 0;
+    carried = 0;
+    request = 0;
     if (h->resume) resume();
     u64 sp = h->sp;
     if (forked) {
@@ -596,11 +600,10 @@ static void __attribute__((noreturn)) serve(void) {
          * space): a wake-up per run for nothing.  poll's wait is for POLLIN alone */
         struct { int fd; short events, revents; } ready = {SOCK_FD, 1, 0};    /* POLLIN */
         if (sys6(SYS_ppoll, (long)&ready, 1, 0, 0, 8, 0) == -4) continue;      /* EINTR */
-        char byte;
-        long n = sys3(SYS_read, SOCK_FD, &byte, 1);
+        long n = sys3(SYS_read, SOCK_FD, &request, 1);
         if (n == -4) continue;                               /* EINTR */
         if (n <= 0) sys3(SYS_exit, 0, 0, 0);
-        carry_as(byte == 'H');
+        carry_as(request == 'H');
         long pid = sys6(SYS_clone, 0x00008000 | 17, 0, 0, 0, 0, 0);   /* CLONE_PARENT | SIGCHLD */
         if (pid == 0) {
             check(sys6(SYS_prctl, 1, 9, 0, 0, 0, 0), "PR_SET_PDEATHSIG");
