@@ -60,7 +60,7 @@ def parse_head(content_type: str, head: bytes) -> tuple[int, dict[str, str], int
         if not sep or not _TOKEN.fullmatch(name):
             raise CgiError(f'bad header line {line[:80]!r}')
         value = value.strip()
-        if any(ord(c) < 32 and c != '\t' for c in value):
+        if any(ord(c) < 32 and c != '\t' or c == '\x7f' for c in value):
             raise CgiError(f'control character in header {name}')
         if content_type == CGI and name.lower() == 'status':
             match = _STATUS.fullmatch(value)

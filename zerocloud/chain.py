@@ -11,6 +11,16 @@ streamed like any other: only a job's body that runs next is read whole).
 This lets a job decide at run time what to run next (fan out over objects
 it found, pass values in ``exec.env``).
 
+Only a job whose code is all the caller's own may do so: a job runs as the
+caller, with the caller's rights to every object, so a program of another
+account (readable through an ACL) that answered with a job would widen what
+the caller chose to let it reach (their channels) to everything the caller
+may read and write.  When any node's program, image or script, or the stored
+job, zapp, script or app the request named, is an object of another account
+than the request's (``Launch.foreign``; system images are the operator's),
+its job is the response as is, with ``X-Chain-Stopped: foreign_code`` and
+``X-Chain-Foreign-Code`` naming one such object.
+
 The request's input (body or object) goes to the first job of the chain
 with a readable device without a path.  Every response says
 ``X-Chain-Total-Time: <seconds>``; ``X-Nexe-*`` describe the last job.
@@ -28,6 +38,7 @@ from zerocloud.sources import Launch
 
 TOTAL_TIME = 'X-Chain-Total-Time'
 STOPPED = 'X-Chain-Stopped'
+FOREIGN = 'X-Chain-Foreign-Code'
 JOB_TYPE = 'application/json'
 
 
@@ -36,9 +47,10 @@ def is_job(resp: Response) -> bool:
             and resp.content_type == JOB_TYPE)
 
 
-def run(execute: Callable[[Launch], Response], launch: Launch, timeout: float,
-        max_config: int) -> Response:
-    """Run ``launch`` and the jobs its responses name; the last response.
+def run(execute: Callable[[Launch], Response], launch: Launch, account: str,
+        timeout: float, max_config: int) -> Response:
+    """Run ``launch`` and the jobs its responses name, in ``account`` (the request's,
+    where the caller runs jobs); the last response.
 
     Errors of any job are answers too (they end the chain); every launch is
     closed at the end.
@@ -54,11 +66,16 @@ def run(execute: Callable[[Launch], Response], launch: Launch, timeout: float,
             elapsed = time.monotonic() - started
             if is_job(resp) and resp.content_length is not None \
                     and resp.content_length <= max_config:
-                if elapsed < timeout:
+                foreign = launch.foreign(account)
+                if foreign:
+                    resp.headers[STOPPED] = 'foreign_code'
+                    resp.headers[FOREIGN] = str(foreign[0])
+                elif elapsed < timeout:
                     launch = launch.follow(resp.body)
                     launches.append(launch)
                     continue
-                resp.headers[STOPPED] = 'chain_timeout'
+                else:
+                    resp.headers[STOPPED] = 'chain_timeout'
             resp.headers[TOTAL_TIME] = f'{elapsed:.3f}'
             return resp
     finally:

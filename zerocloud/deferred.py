@@ -391,8 +391,8 @@ def _settle(app, req: Request, version: str, account: str, container: str, name:
         running = json.loads(state.body) if state.status_int == 200 else None
         age = time.time() - float(running['updated'])
         stale = age > STALE_BEATS * float(running['heartbeat'])
-    except (ValueError, TypeError, KeyError):
-        return
+    except (ValueError, TypeError, KeyError, OverflowError, RecursionError):
+        return              # not a state this proxy wrote (the user's to overwrite)
     gone = _gone(running)
     if not (stale or gone):
         return
@@ -442,7 +442,9 @@ def _gone(running: dict) -> bool:
     space (:func:`pid_space`) whose pid no longer exists?  (Another's cannot be told:
     its state goes stale.)"""
     host, _, pid = str(running.get('proxy')).rpartition(':')
-    if host != socket.gethostname() or not pid.isdigit() or int(pid) <= 0 \
+    # a pid has at most 7 digits (PID_MAX_LIMIT 4194304): more is no process of ours
+    if host != socket.gethostname() or not (pid.isascii() and pid.isdigit()) \
+            or len(pid) > 7 or int(pid) <= 0 \
             or not pid_space() or running.get('pids') != pid_space():
         return False
     try:

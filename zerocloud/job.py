@@ -110,6 +110,9 @@ HOME_ACCOUNTS = ('~', '.')
 SWIFT = 'swift://'
 FILE = 'file://'
 USER_IMAGE = 'image'
+# The program that runs a script of each language, in the system image of its name:
+# what zc runs a .py or .lua with, and what a script's #! line says
+SCRIPT_PROGRAMS = {'python': 'file://python3:python3', 'lua': 'file://lua:lua'}
 
 # Characters that never belong in names, paths or values: they would end up in
 # manifests, NVRAM and response headers (ZeroCloud's has_control_chars).
@@ -201,17 +204,27 @@ def parse_location(url: str, account: str, *, where: str | None = None) -> Swift
     return SwiftPath(acc, cont, obj or None)
 
 
+_HTTP_OBJECT = re.compile(r'(?:https?://[^/]*)?/v1/(.*)')
+
+
 def scheme_hint(url: object) -> str:
     """`` (did you mean swift://~/c/o?)`` for an object's path written without its
-    scheme: ``c/o`` (in your account), ``/a/c/o`` (Swift's), ``swift:/~/c/o``; else ''."""
-    if not isinstance(url, str) or '://' in url or '//' in url:
+    scheme: ``c/o`` or ``~/c/o`` (in your account), ``/a/c/o`` (Swift's), ``swift:/~/c/o``, or
+    its HTTP URL (``http://host/v1/a/c/o``, ``/v1/a/c/o``: copied from curl or
+    ``swift stat``); else ''."""
+    if not isinstance(url, str):
         return ''
-    if url.startswith('swift:/'):
+    http = _HTTP_OBJECT.fullmatch(url)
+    if http:
+        rest = http[1]
+    elif '://' in url or '//' in url or url.startswith(('./', '../')):   # ./x: a local file
+        return ''
+    elif url.startswith('swift:/'):
         rest = url[len('swift:/'):]
     elif url.startswith('/'):
         rest = url[1:]
     else:
-        rest = '~/' + url
+        rest = url if url.startswith('~/') else '~/' + url
     return f' (did you mean swift://{rest}?)' if rest.count('/') >= 2 else ''
 
 
@@ -482,7 +495,8 @@ def _exec_path(path: str, account: str, images: frozenset[str], where: str) -> s
         raise JobError(f'Executable path cannot be a zvm path in {where}')
     if scheme != 'file':
         raise _invalid('executable path', where,
-                       f'{path}: expected swift://, file:// or a path inside the image')
+                       f'{path}: expected swift://, file:// or a path inside the image'
+                       f'{scheme_hint(path)}')
     image, sep, member = rest.partition(':')
     if not sep:
         image, member = USER_IMAGE, image
@@ -599,7 +613,7 @@ def _parse_device(spec: object, number: int, account: str, images: frozenset[str
             raise JobError(f'System image device {name} cannot have a path in {where}')
         if device.readable and not url.startswith(SWIFT):
             raise JobError(f'Readable device must be a swift object: {name} path {url} '
-                           f'in {where}')
+                           f'in {where}{scheme_hint(url)}')
         device.path = parse_location(url, account, where=where)
         if device.writable and device.path.obj is None:
             own = '~' if device.path.account == account else device.path.account

@@ -103,6 +103,7 @@ from zerocloud.httperrors import (
 )
 from zerocloud.job import (
     PAYLOAD_DEVICES,
+    SCRIPT_PROGRAMS,
     USER_IMAGE,
     Device,
     Group,
@@ -131,6 +132,7 @@ HEAD_SIZE = 512                  # enough for the tar magic
 MAX_SHEBANG = 4096
 SCRIPT_CHANNEL = '/dev/script'
 SCRIPT_NODE = 'script'
+CODE_DEVICES = (USER_IMAGE, 'script')     # what a node runs, besides its program
 # Runs an executable object itself (ZeroCloud's DEFAULT_EXE_SYSTEM_MAP).
 EXE_JOB = ('[{"name": "executable", "exec": {"path": "{.object_path}", "args": "{.args}"}, '
            '"devices": [{"name": "stdout", "content_type": "{.content_type=text/plain}"}]}]')
@@ -178,6 +180,7 @@ class Launch:
     env: dict[str, str] = field(default_factory=dict)
     taken: bool = False                 # a job took the input (or object)
     source: SwiftPath | None = None     # the stored job it came from, named in its errors
+    code: dict[str, SwiftPath] = field(default_factory=dict)    # by account: see ran()
 
     def adapt(self, groups: list[Group]) -> None:
         """Give the job the request's object, image and CGI variables (before expansion)."""
@@ -206,6 +209,23 @@ class Launch:
                 elif dev.name in PAYLOAD_DEVICES and self.input is not None:
                     found[dev.name] = self.input
         return found
+
+    def ran(self, node: Node) -> None:
+        """Note where the code ``node`` runs comes from (its program, image and script
+        objects), one object per account: a job's response runs as the next job only
+        when all its code is the caller's (``zerocloud.chain``)."""
+        program = node.exec.swift_path
+        for path in ([program] if program else []) + [
+                d.path for d in node.devices if d.name in CODE_DEVICES and d.path]:
+            self.code.setdefault(path.account, path)
+
+    def foreign(self, account: str) -> list[SwiftPath]:
+        """Code it ran or came from (its stored job, zapp, script or app) of accounts
+        other than ``account``: one object per account, sorted."""
+        code = dict(self.code)
+        if self.source is not None:
+            code.setdefault(self.source.account, self.source)
+        return sorted((p for a, p in code.items() if a != account), key=str)
 
     def follow(self, job: bytes) -> Launch:
         """The next job of a chain: it gets the input if no job took it yet."""
@@ -291,6 +311,14 @@ def _posted_kind(head: bytes) -> str | None:
     return None
 
 
+def _meant(interpreter: str) -> str:
+    """`` (did you mean #!file://python3:python3?)`` for a #! line naming Python or Lua as
+    a shell's would (``python3``, ``file://python3``, ``lua5.4``); else ''."""
+    name = interpreter.rpartition('/')[2]
+    language = next((word for word in SCRIPT_PROGRAMS if name.startswith(word)), None)
+    return f' (did you mean #!{SCRIPT_PROGRAMS[language]}?)' if language else ''
+
+
 def _base_type(content_type: str | None) -> str:
     return (content_type or '').partition(';')[0].strip().lower()
 
@@ -311,9 +339,15 @@ def _kind(content_type: str, head: bytes, where: str) -> str:
     if content_type == NEXE_TYPE:
         raise HTTPBadRequest(body=f'{where} is a program ({NEXE_TYPE}): name it as exec.path '
                                   'of a job, or GET it with X-Zerovm-Execute: open/1.0\n')
+    if head.startswith(b'\xef\xbb\xbf' + SHEBANG):
+        hint = ' (this one starts with a UTF-8 byte order mark before its #!: save it without one)'
+    else:
+        language = next((name for name in SCRIPT_PROGRAMS if name in content_type), None)
+        hint = f' (a {language.title()} one with #!{SCRIPT_PROGRAMS[language]}, its first ' \
+            'line)' if language else ''
     raise HTTPBadRequest(body=f'Unsupported Content-Type {content_type} of {where}: a job '
                               'description is application/json, a zapp application/x-tar or '
-                              'application/x-gzip, and a script starts with #!\n')
+                              f'application/x-gzip, and a script starts with #!{hint}\n')
 
 
 def _load(caller: Caller, src, content_type: str, declared: int | None, where: str,
@@ -400,7 +434,7 @@ def _script_job(caller: Caller, script: Input, account: str, script_path: SwiftP
         image, sep, _ = interpreter[len('file://'):].partition(':')
         if not sep or not image or image == USER_IMAGE:
             raise HTTPBadRequest(body=f'Must supply image name in shebang url {interpreter} '
-                                      '(file://<system image>:<path>)\n')
+                                      f'(file://<system image>:<path>){_meant(interpreter)}\n')
         devices.append({'name': image})
     else:
         location = None
@@ -413,7 +447,8 @@ def _script_job(caller: Caller, script: Input, account: str, script_path: SwiftP
         if location is None or location.obj is None or location.wildcard:
             raise HTTPBadRequest(body=f'Bad interpreter {interpreter}: expected '
                                       'swift://<account>/<container>/<object>, '
-                                      '/<container>/<object> or file://<system image>:<path>\n')
+                                      '/<container>/<object> or file://<system image>:<path>'
+                                      f'{_meant(interpreter)}\n')
         if not interpreter.startswith('swift://'):
             _stored_interpreter(caller, location, interpreter)
         interpreter = str(location)
@@ -433,8 +468,8 @@ def _stored_interpreter(caller: Caller, location: SwiftPath, written: str) -> No
         raise HTTPNotFound(body=f'Bad interpreter {written}: it is read as {location} (a #! '
                                 'line names a program stored in Swift, /<container>/<object> '
                                 'of your account), which does not exist; a Python script '
-                                'starts with #!file://python3:python3, a Lua one with '
-                                '#!file://lua:lua\n') from None
+                                f'starts with #!{SCRIPT_PROGRAMS["python"]}, a Lua one with '
+                                f'#!{SCRIPT_PROGRAMS["lua"]}\n') from None
 
 
 # -- requests -------------------------------------------------------------------------------------
@@ -639,6 +674,7 @@ def _stored_zapp(caller: Caller, path: SwiftPath, account: str,
     finally:
         close_if_possible(resp.app_iter)
     launch.job = substitute(launch.job, params, path)
+    launch.source = path
     return launch
 
 
@@ -719,12 +755,14 @@ def fetch_programs(caller: Caller, nodes: Iterable[Node], launch: Launch,
                    found: dict | None = None) -> dict[str, bytes | None]:
     """Every node's program by node name, each read once (as the caller); None for a
     system image's program (the object server has it).  ``found`` keeps the programs
-    read for the next call (the next nodes of a job made as its listing is read)."""
+    read for the next call (the next nodes of a job made as its listing is read).
+    ``launch`` notes where each node's code comes from (:meth:`Launch.ran`)."""
     found = {} if found is None else found
     images: dict[SwiftPath, Input] = {}
     programs: dict[str, bytes | None] = {}
     try:
         for node in nodes:
+            launch.ran(node)
             where = program_location(node)
             if isinstance(where, tuple) and isinstance(where[0], str):
                 programs[node.name] = None

@@ -138,7 +138,7 @@ def system_map(f, limit: int, where: str, max_members: int | None = None) -> byt
     data = f.read(members[name].size)
     try:
         json.loads(data)
-    except ValueError as e:       # UnicodeDecodeError too
+    except (ValueError, RecursionError) as e:       # UnicodeDecodeError too; nested too deep
         raise HTTPBadRequest(body=f'{name} in {where} is not a valid job description '
                                   f'(JSON): {e}\n') from None
     return data

@@ -377,6 +377,24 @@ def test_a_container_quota_limits_what_a_job_writes(
     assert conn.get_container(small)[1] == []
 
 
+def test_a_large_object_uploaded_as_swift_upload_makes_it_is_refused(
+        conn: Connection, make_container, upload) -> None:
+    # swift upload --use-slo (an SLO manifest) to a proxy without the slo filter stored
+    # the manifest's JSON as the object: a job over it answered 200, 'wc' of the JSON
+    data = make_container()
+    segment = b'x\n' * 100
+    conn.put_object(data, 'big.txt/seg1', segment)
+    manifest = [{'path': f'/{data}/big.txt/seg1', 'etag': hashlib.md5(segment).hexdigest(),
+                 'size_bytes': len(segment)}]
+    conn.put_object(data, 'big.txt', json.dumps(manifest),
+                    query_string='multipart-manifest=put')
+    assert conn.get_object(data, 'big.txt')[1] == segment       # Swift reads it whole
+    resp = post_job(conn, wc_job(upload('wc'), f'swift://~/{data}/big.txt'))
+    assert resp.status_code == 409, resp.text
+    assert f'swift://AUTH_test/{data}/big.txt is not a plain object (X-Static-Large-Object)' \
+        in resp.text
+
+
 # -- failing servers -----------------------------------------------------------------------
 
 def test_a_job_survives_a_killed_object_server(

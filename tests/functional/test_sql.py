@@ -36,12 +36,18 @@ from zerocloud.devcluster import USERS, DevCluster
 REGIONS = ['east', 'west', 'north', 'south, far', 'the "middle"']
 
 
-def sql(conn: Connection, body: dict | bytes, method: str = 'POST') -> requests.Response:
+def sql(conn: Connection, body: dict | bytes, method: str = 'POST',
+        headers: dict | None = None) -> requests.Response:
     url, token = conn.get_auth()
     data = body if isinstance(body, bytes) else json.dumps(body)
     return requests.request(method, url, data=data, timeout=300, headers={
         'X-Auth-Token': token, 'X-Zerovm-Execute': 'sql/1.0',
-        'Content-Type': 'application/json'})
+        'Content-Type': 'application/json', **(headers or {})})
+
+
+def _account(conn: Connection) -> str:
+    """The account of the connection's storage URL (AUTH_test)."""
+    return conn.get_auth()[0].rstrip('/').rpartition('/')[2]
 
 
 def sales_rows(seed: int, n: int) -> list[list[str]]:
@@ -257,7 +263,57 @@ def test_bad_queries_are_400_before_any_node(swift_cluster, conn, sales) -> None
     missing = sql(conn, {'query': 'SELECT 1 FROM swift://~/sql-sales/nothing'})
     assert (missing.status_code, missing.text) == (
         404, 'Error 404 Not Found while fetching swift://AUTH_test/sql-sales/nothing\n')
+    # a shell's wildcards are names here: said so, and not as day-%3F.csv
+    missing = sql(conn, {'query': 'SELECT 1 FROM swift://~/sql-sales/day-?.csv'})
+    assert (missing.status_code, missing.text) == (
+        404, 'Error 404 Not Found while fetching swift://AUTH_test/sql-sales/day-?.csv (the '
+             'one wildcard of a FROM URL is *)\n')
     assert sql(conn, {'query': f'SELECT 1 FROM {URL}'}, method='PUT').status_code == 405
+    # a query runs while the client waits: X-Zerovm-Deferred: always was ignored (200)
+    for how, status in [('always', 400), ('sometimes', 400), ('never', 200)]:
+        resp = sql(conn, {'query': f'SELECT count(*) FROM {URL}'},
+                   headers={'X-Zerovm-Deferred': how})
+        assert resp.status_code == status, (how, resp.text)
+    assert 'X-Zerovm-Deferred: always is for jobs' in sql(
+        conn, {'query': f'SELECT 1 FROM {URL}'}, headers={'X-Zerovm-Deferred': 'always'}).text
+
+
+def test_multi_line_queries_and_tab_separated_objects(swift_cluster, conn, make_container,
+                                                     make_object) -> None:
+    """A query over several lines (zc sql - < top.sql), a string with a line end, and
+    .tsv objects (a TAB delimiter) were refused: 'Invalid nexe property exec.args in
+    sql: control characters are not allowed' (a job's arguments are one line)."""
+    c = make_container('sqltsv')
+    make_object(c, 'a.tsv', b'k\tv\nx\t1\ny\t2\n')
+    make_object(c, 'b.tsv', b'k\tv\nx\t3\n"two\nlines"\t4\n')
+    query = (f'SELECT k,\n\tsum(v) AS "s\\um" -- per key\nFROM swift://~/{c}/*.tsv\n'
+             "WHERE k <> 'a\nb' GROUP BY k ORDER BY k")
+    for body in ({'query': query}, {'query': query.replace('sum(v)', 'group_concat(v)')}):
+        resp = sql(conn, body)
+        assert resp.status_code == 200, resp.text
+        sums = 'two\nlines",4\r\nx,4\r\ny,2\r\n'
+        assert resp.text == ('k,s\\um\r\n"' + (sums if 'sum' in body['query'] else
+                                                  sums.replace('x,4', 'x,"1,3"')))
+    one = sql(conn, {'query': f'SELECT * FROM swift://~/{c}/a.tsv'})
+    assert (one.status_code, one.text) == (200, 'k,v\r\nx,1\r\ny,2\r\n')
+
+
+def test_empty_objects_have_no_columns_to_read(swift_cluster, conn, make_container,
+                                               make_object) -> None:
+    """Said of the one object, or of how many were tried (was 'the first 1 object(s)')."""
+    c = make_container('sqlempty')
+    for name in ('a.csv', 'b.csv'):
+        make_object(c, name, b'')
+    account = _account(conn)
+    for url, says in [(f'swift://~/{c}/a.csv', f'swift://{account}/{c}/a.csv is empty'),
+                      (f'swift://~/{c}/*.csv',
+                       f'the first 2 objects of swift://{account}/{c}/*.csv are empty')]:
+        resp = sql(conn, {'query': f'SELECT count(*) FROM {url}'})
+        assert (resp.status_code, resp.text) == (
+            400, says + ': say "input": {"columns": [...]}\n')
+    resp = sql(conn, {'query': f'SELECT count(*) FROM swift://~/{c}/*.csv',
+                      'input': {'columns': ['x']}})
+    assert (resp.status_code, resp.text) == (200, 'count(*)\r\n0\r\n')
 
 
 def test_a_malformed_object_fails_the_query(swift_cluster, conn, make_container,
@@ -267,7 +323,7 @@ def test_a_malformed_object_fails_the_query(swift_cluster, conn, make_container,
     make_object(c, 'a.csv', b'x,y\n1,2\n')
     make_object(c, 'b 2.csv', b'x,y\n1,2\n"3\n4",5,6\n')
     make_object(c, 'c.jsonl', b'{"x": 1}\n{"x": \n')
-    account = conn.get_auth()[0].rstrip('/').rpartition('/')[2]
+    account = _account(conn)
     for query, node, error in [
             (f'SELECT sum(x) FROM swift://~/{c}/*.csv', 'sql-2',
              f'swift://{account}/{c}/b 2.csv: line 3: record 3 has more than 2 fields'),
@@ -286,7 +342,7 @@ def test_objects_whose_columns_differ_fail_the_query(swift_cluster, conn, make_c
     c = make_container('sqlcols')
     make_object(c, 'a.csv', b'region,qty\neast,1\nwest,2\n')
     make_object(c, 'b.csv', b'qty,region\n10,east\n20,west\n')
-    account = conn.get_auth()[0].rstrip('/').rpartition('/')[2]
+    account = _account(conn)
     query = f'SELECT region, sum(qty) FROM swift://~/{c}/*.csv GROUP BY region'
     resp = sql(conn, {'query': query})
     assert resp.status_code == 422, resp.text
@@ -340,7 +396,7 @@ def test_explain_shows_the_plan(swift_cluster, conn, sales) -> None:
     assert resp.status_code == 200, resp.text
     plan = json.loads(resp.content)
     assert plan['mode'] == 'split' and plan['objects'] == 6
-    assert plan['node_query'] == ('SELECT "region" AS "region", sum(qty) AS _zc0, '
+    assert plan['node_query'] == ('SELECT "region" AS "region", total(qty) AS _zc0, '
                                   'count(qty) AS _zc1 FROM t GROUP BY "region"')
     assert [[g['name'] for g in job] for job in plan['jobs']] == [['sql'], ['merge']]
     assert plan['loaded_columns'] == ['region', 'qty']

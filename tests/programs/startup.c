@@ -5,7 +5,9 @@
  * reversed, "scan W" counts W reversed there and in the table: what an earlier
  * run resumed from the same snapshot left; "check" counts the table's entries
  * that are not what the prefix wrote, then overwrites every one (a resumed
- * run's copy of the snapshot must be intact, and its writes its own). */
+ * run's copy of the snapshot must be intact, and its writes its own); "loader N"
+ * (natively) writes the N bytes of the native loader's pages, which must be the
+ * same however the run started. */
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -86,6 +88,12 @@ int main(int argc, char **argv)
             table[i] = ~x;
         }
         printf("table %zu wrong\n", wrong);
+    }
+    if (!strncmp(first, "loader ", 7)) {
+        size_t span = strtoul(first + 7, NULL, 0);
+        char *copy = malloc(span);          /* a write names guest memory only */
+        memcpy(copy, (const void *)0x7e0000000000UL, span);
+        fwrite(copy, 1, span, stdout);
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);
     printf("sum %08x of %ld bytes\nclock %ld.%09ld %ld.%09ld\nrandom %02x%02x%02x%02x\n"

@@ -54,6 +54,33 @@ def test_csv_without_header_and_blank_lines(zvm, sqlite) -> None:
     assert out == b'5,9\r\n'
 
 
+def test_a_row_of_one_empty_field_is_not_a_blank_line(zvm, sqlite) -> None:
+    """A one-column answer's NULL or '' is written "": as an empty line, CSV readers
+    (this program's own, Python's) skipped it, and the answer stored with "output" and
+    read again lost those rows."""
+    out = ok(node(zvm, sqlite, b'a,b,c\n1,,3\n\n4,x,\n7,"",\n', SCHEMA, '--load', 'csvh',
+                  '/dev/input', '--query', 'SELECT b FROM t', '--out', 'csvh'))
+    assert out == b'b\r\n""\r\nx\r\n""\r\n'
+    assert list(csv.reader(io.StringIO(out.decode(), newline=''))) == [['b'], [''], ['x'],
+                                                                        ['']]
+    again = ok(node(zvm, sqlite, out, 'CREATE TABLE t(b NUMERIC)', '--load', 'csvh',
+                    '/dev/input', '--query', 'SELECT count(*), count(b) FROM t', '--out', 'csv'))
+    assert again == b'3,1\r\n'
+    two = ok(node(zvm, sqlite, b'a,b,c\n1,,\n', SCHEMA, '--load', 'csvh', '/dev/input',
+                  '--query', 'SELECT b, c FROM t', '--out', 'csv'))
+    assert two == b',\r\n'
+
+
+def test_escaped_arguments_carry_line_ends_tabs_and_backslashes(zvm, sqlite) -> None:
+    """A job's arguments hold no control characters: the planner sends a multi-line
+    query, a TAB delimiter ... --escaped, and the node decodes \\n \\t \\xHH \\\\."""
+    out = ok(zvm.run(sqlite, '--escaped', '--schema', SCHEMA, '--load', 'csvh', '/dev/input',
+                     '--delimiter', '\\t', '--query',
+                     "SELECT a,\\n  b || '\\x01\\r' -- a comment\\nFROM t WHERE b = 'x\\\\y'",
+                     '--out', 'json', input=b'a\tb\tc\n1\tx\\y\t3\n'))
+    assert json.loads(out) == {'a': 1, "b || '\x01\r' -- a comment": 'x\\y\x01\r'}
+
+
 @pytest.mark.parametrize('data,message', [
     (b'a,b,c\n1,2\n', 'record 2 has 2 fields, not 3'),
     (b'a,b,c\n1,2,3,4\n', 'record 2 has more than 3 fields'),
@@ -102,6 +129,12 @@ def test_json_lines(zvm, sqlite) -> None:
     bad = node(zvm, sqlite, b'{"a": 1}\n{"a": \n', SCHEMA, '--load', 'jsonl', '/dev/input',
                '--query', 'SELECT * FROM t')
     assert bad.report['retcode'] == 1 and 'line 2: malformed JSON' in bad.stderr.decode()
+    # a line that is JSON but no object was a row of NULLs: count(*) counted it
+    for line in (b'[1, 2]', b'  42', b'"a"', b'null'):
+        bad = node(zvm, sqlite, b'{"a": 1}\n ' + line + b'\n', SCHEMA, '--load', 'jsonl',
+                   '/dev/input', '--query', 'SELECT count(*) FROM t')
+        assert bad.report['retcode'] == 1, (line, bad.stdout)
+        assert 'line 2: not a JSON object (one object per line' in bad.stderr.decode()
 
 
 def test_partial_rows_are_exact(zvm, sqlite) -> None:

@@ -59,7 +59,7 @@ def test_proxy_conf_is_the_sample_plus_site_values(configured: DevCluster) -> No
     # the sample's pipeline with a cache before tempauth (no memcached here: it keeps nothing)
     assert conf['pipeline:main']['pipeline'] == (
         'catch_errors gatekeeper healthcheck proxy-logging bulk cache tempauth zerocloud '
-        'container-quotas account-quotas proxy-logging proxy-server')
+        'container-quotas account-quotas slo proxy-logging proxy-server')
     assert conf['filter:cache']['paste.filter_factory'] == 'zerocloud.devcluster:null_cache'
     assert conf['filter:zerocloud']['use'] == 'egg:zerocloud#zerocloud_proxy'
     defaults = conf['app:proxy-server']

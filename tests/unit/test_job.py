@@ -166,6 +166,10 @@ def test_node_names_are_unique_after_expansion():
                                     'name one object (did you mean swift://~/bin/sort?)'),
     ({'path': 'zvm://host:stdout'}, 'Executable path cannot be a zvm path in sort'),
     ({'path': 'http://x/y'}, 'Invalid executable path in sort: http://x/y: expected swift://'),
+    # the program's HTTP URL, copied from curl: the swift:// URL it names
+    ({'path': 'http://h:8080/v1/AUTH_a/bin/sort'}, 'Invalid executable path in sort: '
+     'http://h:8080/v1/AUTH_a/bin/sort: expected swift://, file:// or a path inside the image '
+     '(did you mean swift://AUTH_a/bin/sort?)'),
     ({'path': 'file://lua:bin/lua'}, 'Invalid executable path in sort: file://lua:bin/lua: '
                                      'unknown image "lua" (known: image, python3)'),
     ({'path': 'file://python3:'}, 'Invalid executable path in sort: file://python3:: no file'),
@@ -294,6 +298,12 @@ def test_deprecated_device_keys():
     ([{'name': 'stdin', 'path': 'file://data'}], 'Readable device must be a swift object: '
                                                  'stdin path file://data in sort'),
     ([{'name': 'image', 'path': '/c/o'}], 'Readable device must be a swift object: image'),
+    # a read object's path without its scheme, or its HTTP URL: the URL it likely meant
+    ([{'name': 'stdin', 'path': 'logs/day-1.log'}], 'Readable device must be a swift object: '
+     'stdin path logs/day-1.log in sort (did you mean swift://~/logs/day-1.log?)'),
+    ([{'name': 'stdin', 'path': 'https://h/v1/AUTH_a/logs/*.log'}], 'Readable device must be a '
+     'swift object: stdin path https://h/v1/AUTH_a/logs/*.log in sort (did you mean '
+     'swift://AUTH_a/logs/*.log?)'),
     ([{'name': 'stdin', 'path': 'swift://~'}], 'Invalid path swift://~ in sort: expected '
                                                'swift://account/container[/object]'),
     ([{'name': 'stdout', 'path': 'zvm://n:stdin'}], 'Invalid path zvm://n:stdin in sort'),
@@ -416,7 +426,15 @@ def test_parse_location(url, expected):
     ('swift:/~/c/o', 'expected swift://account/container[/object] (did you mean '
                      'swift://~/c/o?)'),
     ('c', 'expected swift://account/container[/object]'),
+    # a relative path of this machine: no URL with a container named . or ..
+    ('./data/x.csv', 'expected swift://account/container[/object]'),
+    ('../data/x.csv', 'expected swift://account/container[/object]'),
     ('http://h/v1/a/c', 'expected swift://account/container[/object]'),
+    # an object's HTTP URL (copied from curl or swift stat), or its path: the swift:// URL
+    ('http://127.0.0.1:8080/v1/AUTH_a/c/o', 'expected swift://account/container[/object] '
+                                            '(did you mean swift://AUTH_a/c/o?)'),
+    ('/v1/AUTH_a/c/o', 'expected swift://account/container[/object] (did you mean '
+                       'swift://AUTH_a/c/o?)'),
     ('swift://', 'expected swift://account/container[/object]'),
     ('swift://a', 'expected swift://account/container[/object]'),
     ('swift://a//o', 'expected swift://account/container[/object]'),

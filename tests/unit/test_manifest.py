@@ -237,9 +237,12 @@ name=HOME, value=/home/u
 name=GREETING,value=Hello\x2c World
 name=ONLY   # a record is complete once all its keys are there
 value=late
+name=A, value=1, name=B, value=2
 [fstab]
 channel=/dev/image, mountpoint=/, access=ro, removable=no
 channel=/dev/lib, mountpoint=/lib, access=ro
+channel=/dev/a, mountpoint=/a, access=ro, removable=yes, fsname=tar, channel=/dev/b, mountpoint=/b
+access=ro
 channel=/dev/bad, mountpoint=/x, access=rw
 [mapping]
 channel=/dev/stdin, mode=pipe
@@ -255,9 +258,13 @@ seconds=1700000000
 def test_nvram_sections_become_settings():
     nv = nvram.parse(NVRAM)
     assert nv.args == ['prog', 'a b', 'c,d', 'e']
-    assert nv.env == {'HOME': '/home/u', 'GREETING': 'Hello, World', 'ONLY': 'late'}
+    # two records on one line: ZRT ends a record at its last key (B was lost)
+    assert nv.env == {'HOME': '/home/u', 'GREETING': 'Hello, World', 'ONLY': 'late', 'A': '1',
+                      'B': '2'}
     assert nv.mounts == [nvram.Mount('/dev/image', '/', 'ro', 'no', 'tar'),
-                         nvram.Mount('/dev/lib', '/lib', 'ro', 'no', 'tar')]
+                         nvram.Mount('/dev/lib', '/lib', 'ro', 'no', 'tar'),
+                         nvram.Mount('/dev/a', '/a', 'ro', 'yes', 'tar'),
+                         nvram.Mount('/dev/b', '/b', 'ro', 'no', 'tar')]
     assert nv.mapping == {'/dev/stdin': stat.S_IFIFO, '/dev/stdout': stat.S_IFCHR}
     assert nv.time == 1700000000
 

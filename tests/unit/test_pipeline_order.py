@@ -18,7 +18,8 @@ from zerocloud.object import middleware as object_filter
 from zerocloud.proxy.middleware import filter_factory
 
 SAMPLE = Path(__file__).resolve().parents[2] / 'etc' / 'proxy-server.conf-sample'
-ORDERED = 'bulk tempauth zerocloud container-quotas account-quotas proxy-logging proxy-server'
+ORDERED = ('bulk tempauth zerocloud container-quotas account-quotas slo proxy-logging '
+           'proxy-server')
 
 
 def conf_with(tmp_path: Path, pipeline: str, extra: str = '') -> str:

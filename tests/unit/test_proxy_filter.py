@@ -447,6 +447,13 @@ def test_a_large_object_is_not_an_input(mw, swift, servers, header: str) -> None
     resp = post(mw, job())
     assert resp.status_int == 409
     assert header.encode() in resp.body
+    # where its data is, as a job reads it: the segments, a node each
+    assert resp.body.endswith({
+        'X-Object-Manifest': b'; its data is in its segments: swift://AUTH_a/c/segments* runs '
+                             b'a node on each\n',
+        'X-Static-Large-Object': b'; its data is in its segments, objects of their own (swift '
+                                 b'upload puts them in <container>_segments): a * over them '
+                                 b'runs a node on each\n'}[header]), resp.body
 
 
 # -- running nodes --------------------------------------------------------------------------------

@@ -327,8 +327,25 @@ def test_a_post_gives_cgi_and_local_variables(mw, swift, servers) -> None:
      b'Error 404 Not Found while fetching swift://AUTH_a/jobs/none'),
     (ACCOUNT, 'POST', b'x' * 5000, {}, 413, b'Job description larger than zerovm_maxconfig'),
     (ACCOUNT, 'POST', b'#!x', {}, 400, b'Bad interpreter x'),
+    # Python or Lua named as a shell's #! line would: the line that runs them
+    (ACCOUNT, 'POST', b'#!python3\nprint(1)\n', {}, 400, b'Bad interpreter python3: expected '
+     b'swift://<account>/<container>/<object>, /<container>/<object> or file://<system image>:'
+     b'<path> (did you mean #!file://python3:python3?)\n'),
+    (ACCOUNT, 'POST', b'#!file://python3\nprint(1)\n', {}, 400, b'Must supply image name in '
+     b'shebang url file://python3 (file://<system image>:<path>) (did you mean '
+     b'#!file://python3:python3?)\n'),
+    (ACCOUNT, 'POST', b'#!lua5.4\nprint(1)\n', {}, 400, b'(did you mean #!file://lua:lua?)\n'),
     (ACCOUNT, 'POST', b'\xff\xfe', {'Content-Type': 'text/x-whatever'}, 400,
      b'Unsupported Content-Type text/x-whatever of the request body'),
+    # an editor's byte order mark before the #!: 'a script starts with #!' said no more
+    (ACCOUNT, 'POST', b'\xef\xbb\xbf#!file://python3:python3\n', {'Content-Type': 'text/x-python'},
+     400, b'and a script starts with #! (this one starts with a UTF-8 byte order mark before '
+     b'its #!: save it without one)'),
+    # a Python script without its #! line (swift upload of sum.py, run by X-Zerovm-Source)
+    (ACCOUNT, 'POST', b'print(1)\n', {'Content-Type': 'text/x-python'}, 400,
+     b'Unsupported Content-Type text/x-python of the request body: a job description is '
+     b'application/json, a zapp application/x-tar or application/x-gzip, and a script starts '
+     b'with #! (a Python one with #!file://python3:python3, its first line)\n'),
     (ACCOUNT, 'POST', tar_bytes({'a': b''}), {'Content-Type': 'application/x-tar'}, 400,
      b'System boot map was not found in the request body'),
     # a zapp sent with curl's default form type was "Job description is not UTF-8"
@@ -509,10 +526,64 @@ def test_a_chain_runs_jobs_until_a_response_is_not_one() -> None:
                             headers={'X-Zerovm-Execute': '1.0'})
         raise HTTPBadRequest(body='the last one failed')
     first = Launch(b'[]', input=Input(io.BytesIO(b'x'), 1))
-    resp = chain.run(execute, first, timeout=10, max_config=100)
+    resp = chain.run(execute, first, 'AUTH_a', timeout=10, max_config=100)
     assert resp.status_int == 400 and 'X-Chain-Total-Time' in resp.headers
     assert launches[1].input is first.input            # not taken by the first job
     assert first.input.file.closed
+
+
+# -- a chain from another account's code (test_chain) -------------------------------------------
+
+CGI_JOB = b'Content-Type: application/json\nX-Zerovm-Execute: 1.0\n\n'
+
+
+def cgi_job(program: str) -> list[dict]:
+    """A job whose node writes the response as CGI (a job, here)."""
+    return [{'name': 'first', 'exec': {'path': program},
+             'devices': [{'name': 'stdout', 'content_type': 'message/cgi'}]}]
+
+
+SECOND = [{'name': 'second', 'exec': {'path': 'swift://~/bin/wc'},
+           'devices': [{'name': 'stdout'}]}]
+
+
+@pytest.mark.parametrize('where, runs', [('AUTH_a', 2), ('AUTH_b', 1)])
+def test_a_stored_job_of_another_account_does_not_chain(swift, servers, mw,
+                                                        where: str, runs: int) -> None:
+    program = f'swift://{where}/bin/wc'
+    stored = json.dumps(cgi_job(program)).encode()
+    for account in {'AUTH_a', where}:
+        swift.objects[f'/v1/{account}/bin/wc'] = ({}, b'\x7fELF program')
+        swift.objects[f'/v1/{account}/jobs/chain.json'] = (
+            {'Content-Type': 'application/json'}, stored)
+    answer = ok(CGI_JOB + json.dumps(SECOND).encode())
+    asked = servers(d0=answer, d1=answer, d2=answer)
+    resp = request(mw, **{'X-Zerovm-Source': f'swift://{where}/jobs/chain.json'})
+    assert resp.status_int == 200, resp.body
+    assert len(asked.asked) == runs
+    if runs == 1:
+        assert resp.headers['X-Chain-Stopped'] == 'foreign_code'
+        assert resp.headers['X-Chain-Foreign-Code'] == program     # the node's, then the job's
+        assert json.loads(resp.body) == SECOND
+    else:
+        assert resp.headers['X-Nexe-System'] == 'second'
+
+
+def test_an_own_registered_app_running_a_foreign_program_does_not_chain(
+        swift, servers, mw) -> None:
+    program = 'swift://AUTH_b/bin/wc'
+    swift.objects['/v1/AUTH_b/bin/wc'] = ({}, b'\x7fELF program')
+    app = cgi_job(program)
+    app[0]['devices'].insert(0, {'name': 'stdin', 'path': '{.object_path}'})
+    swift.add('/.zvm/text/plain/config', json.dumps(app).encode())
+    swift.add('/c/doc', b'text', **{'Content-Type': 'text/plain'})
+    answer = ok(CGI_JOB + json.dumps(SECOND).encode())
+    asked = servers(d0=answer, d1=answer, d2=answer)
+    resp = request(mw, '/open/AUTH_a/c/doc', method='GET')
+    assert resp.status_int == 200, resp.body
+    assert len(asked.asked) == 1
+    assert resp.headers['X-Chain-Stopped'] == 'foreign_code'
+    assert resp.headers['X-Chain-Foreign-Code'] == program
 
 
 class DeletingSwift(FakeSwift):

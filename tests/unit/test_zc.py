@@ -136,6 +136,12 @@ def test_a_job_file_or_zapp_is_read_as_is(tmp_path: Path) -> None:
     (tmp_path / 'bad.json').write_text('[{')
     with pytest.raises(jobs.BuildError, match=r'bad.json is not valid JSON: Expecting '):
         jobs.load(str(tmp_path / 'bad.json'))
+    # a .json starting with a comment: where JSON breaks, not 'not a job description'
+    (tmp_path / 'noted.json').write_text('// count lines\n[{"name": "a"}]')
+    with pytest.raises(jobs.BuildError) as e:
+        jobs.load(str(tmp_path / 'noted.json'))
+    assert str(e.value) == (f'{tmp_path}/noted.json is not valid JSON: Expecting value: line 1 '
+                            'column 1 (char 0) (JSON has no comments)')
 
 
 @pytest.mark.parametrize('name, text, says', [
@@ -439,6 +445,19 @@ def test_columns_line_up() -> None:
     assert lines[1].index('ok') == lines[2].index('ok') == lines[0].index('STATUS')
 
 
+def test_columns_line_up_on_a_terminal_after_wide_and_combining_names() -> None:
+    # 日本 takes four columns of a terminal, cafe\u0301 four: counted by len, the
+    # columns after such an object name were out of line
+    nodes = [report.NodeResult(f'n{i}', 'ok', 0, host='h') for i in range(3)]
+    for node, name in zip(nodes, ('c/日本#1?.csv', 'c/cafe\u0301.csv', 'c/plain.csv'),
+                          strict=True):
+        node.object = name
+    lines = display.table(nodes).splitlines()
+    assert [display.width(line[:line.index(' h ')]) for line in lines[1:]] == \
+        [display.width(lines[0][:lines[0].index('SERVER')]) - 1] * 3
+    assert display.width('日本') == 4 and display.width('cafe\u0301') == 4
+
+
 @pytest.mark.parametrize('n, text', [(None, '-'), (812, '812'), (12700, '12.4K'),
                                      (3 << 20, '3.0M')])
 def test_sizes_for_people(n, text) -> None:
@@ -593,6 +612,33 @@ def test_a_split_dir_that_is_a_file_is_a_usage_error_before_any_request(
             'existing directory') in capsys.readouterr().err
     assert build_parser().parse_args([*command, '--split', str(tmp_path / 'new')]).split == \
         tmp_path / 'new'
+
+
+def test_a_split_dir_holding_an_earlier_runs_parts_is_noted(tmp_path: Path) -> None:
+    # a run of 10 nodes, then one of 2 into the same DIR: cat DIR/* mixed 8 stale parts
+    # into the answer, unsaid
+    from zerocloud.client import cli
+    parts = tmp_path / 'parts'
+    parts.mkdir()
+    for i in range(1, 11):
+        (parts / f'sum-{i}').write_text('old\n')
+    err = io.StringIO()
+    client = cli.Client(build_parser().parse_args(['run', 'job.json', '--split', str(parts),
+                                                   '-q']), out=_Written(), err=err)
+    result = report.parse(200, {'X-Nexe-System': 'sum-1,sum-2', 'X-Nexe-Status': 'ok,ok',
+                                'X-Nexe-Body-Bytes': '2,3'}, b'a\nbb\n')
+    client.write_parts(result, parts)
+    assert (parts / 'sum-2').read_text() == 'bb\n'
+    assert err.getvalue() == (f'zc: note: {parts} also holds 8 file(s) this job did not write '
+                              "(sum-10, sum-3, sum-4 and 5 more): an earlier run's?\n")
+    err.truncate(0)
+    err.seek(0)
+    client.write_parts(report.parse(200, {'X-Nexe-System': ','.join(f'sum-{i}' for i in
+                                                                    range(1, 11)),
+                                          'X-Nexe-Status': ','.join(['ok'] * 10),
+                                          'X-Nexe-Body-Bytes': ','.join(['1'] * 10)},
+                                    b'x' * 10), parts)
+    assert err.getvalue() == ''                     # every file its own: nothing to say
 
 
 @pytest.mark.parametrize('given, noted', [('piped', True), ('file', True), ('empty', False),
@@ -868,6 +914,68 @@ def test_no_server_at_the_address_is_said_in_one_line(monkeypatch: pytest.Monkey
 
 
 @pytest.fixture
+def plain_http(monkeypatch: pytest.MonkeyPatch):
+    """A plain HTTP server answering 404 to everything (as Swift's proxy does for
+    a path that is no auth URL), and a clean environment: yields its port."""
+    import http.server
+    import threading
+
+    class NotFound(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b'<html><h1>Not Found</h1></html>'
+            self.send_response(404)
+            self.send_header('Content-Length', str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    for name in ('ST_AUTH', 'ST_USER', 'ST_KEY', 'OS_AUTH_URL', 'OS_STORAGE_URL',
+                 'OS_AUTH_TOKEN'):
+        monkeypatch.delenv(name, raising=False)
+    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), NotFound)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+def test_an_auth_url_without_its_path_says_what_it_is(plain_http, monkeypatch, capsys) -> None:
+    # ST_AUTH=http://host:port (no /auth/v1.0) printed the proxy's 404 page
+    from zerocloud.client.cli import main
+    monkeypatch.setenv('ST_AUTH', f'http://127.0.0.1:{plain_http}')
+    monkeypatch.setenv('ST_USER', 'u')
+    monkeypatch.setenv('ST_KEY', 'k')
+    assert main(['status', 'job-' + '0' * 32]) == 1
+    assert capsys.readouterr().err == (
+        f'zc: Auth GET failed: 404 Not Found: http://127.0.0.1:{plain_http}/ is not an auth '
+        "URL (ST_AUTH, OS_AUTH_URL or -A): v1 auth is the proxy's /auth/v1.0, e.g. "
+        f"http://127.0.0.1:{plain_http}/auth/v1.0 (zerocloud-devcluster env prints the local "
+        "cluster's)\n")
+
+
+@pytest.mark.parametrize('env', [
+    {'ST_AUTH': 'https://127.0.0.1:{port}/auth/v1.0', 'ST_USER': 'u', 'ST_KEY': 'k'},
+    {'OS_STORAGE_URL': 'https://127.0.0.1:{port}/v1/AUTH_a', 'OS_AUTH_TOKEN': 't'},
+])
+def test_https_to_a_plain_http_server_says_http(plain_http, monkeypatch, capsys,
+                                                env: dict) -> None:
+    # urllib3's "Max retries exceeded ... SSLError(...WRONG_VERSION_NUMBER...)" under
+    # "no server answers ... is the cluster running?", of a server that answered
+    from zerocloud.client.cli import main
+    for name, value in env.items():
+        monkeypatch.setenv(name, value.format(port=plain_http))
+    assert main(['status', 'job-' + '0' * 32]) == 1
+    url = next(v for v in env.values() if v.startswith('http')).format(port=plain_http)
+    err = capsys.readouterr().err
+    assert err.startswith(f'zc: the server at {url}') and err.endswith(
+        ' does not speak TLS: its URL (ST_AUTH, OS_AUTH_URL or OS_STORAGE_URL) likely starts '
+        'with http://, not https://\n') and err.count('\n') == 1, err
+
+
+@pytest.fixture
 def python_sigint():
     """Python's own SIGINT handler, as in a terminal: pytest started in the background
     (``&`` in a script) inherits SIGINT ignored, and Python then leaves it ignored."""
@@ -1129,6 +1237,9 @@ SQL_HEADERS = {'X-Sql-Plan': 'split', 'X-Sql-Objects': '2', 'X-Sql-Plan-Reason':
       '--no-input-header'],
      {'query': QUERY, 'header': False, 'input': {'format': 'csv', 'columns': ['region', 'qty'],
                                                  'delimiter': ';', 'header': False}}),
+    # a shell's '\t' is two characters: the server refused them as a delimiter
+    (['--delimiter', '\\t'], {'query': QUERY, 'input': {'delimiter': '\t'}}),
+    (['--delimiter', 'tab'], {'query': QUERY, 'input': {'delimiter': '\t'}}),
 ])
 def test_zc_sql_sends_the_entry_points_body(monkeypatch, capsys, args, body) -> None:
     """Only the options given, as doc/sql.md's keys; the server's parser takes them."""
@@ -1197,15 +1308,18 @@ def test_zc_sql_refuses_an_empty_query_and_a_bad_format(monkeypatch, capsys) -> 
     assert "invalid choice: 'xml' (choose from 'csv', 'json')" in capsys.readouterr().err
 
 
-def test_zc_sql_names_its_option_where_the_server_names_a_request_key(
-        monkeypatch, capsys) -> None:
+@pytest.mark.parametrize('refusal,says', [
     # zc sql "SELECT * FROM swift://~/bin/lines" said: say "input": {"format": "csv"}
-    refusal = (b'cannot tell the format of lines from its name: say '
-               b'"input": {"format": "csv"} or "jsonl"')
+    (b'cannot tell the format of lines from its name: say "input": {"format": "csv"} or '
+     b'"jsonl"', 'cannot tell the format of lines from its name: say --input-format csv '
+                 '(or jsonl)\n'),
+    (b'swift://AUTH_test/e/1.csv is empty: say "input": {"columns": [...]}',
+     'swift://AUTH_test/e/1.csv is empty: say --columns A,B,...\n')])
+def test_zc_sql_names_its_option_where_the_server_names_a_request_key(
+        monkeypatch, capsys, refusal, says) -> None:
     code, _, _, err = zc_sql(monkeypatch, capsys, FakeAnswer(400, 'Bad Request', refusal), QUERY)
     assert code == 1
-    assert err == ('zc: the query: 400 Bad Request\ncannot tell the format of lines from its '
-                   'name: say --input-format csv (or jsonl)\n')
+    assert err == 'zc: the query: 400 Bad Request\n' + says
 
 
 def test_ctrl_c_during_a_query_closes_the_connection(monkeypatch, capsys) -> None:
@@ -1279,6 +1393,98 @@ def test_an_out_naming_a_container_is_a_usage_error_saying_how_to_name_objects(
     assert cli.main(['run', '--script', __file__, '--on', 'swift://~/c/*', '--out', out]) == \
         cli.EXIT_USAGE
     assert f'zc: --out names the objects to write, {says}' in capsys.readouterr().err
+
+
+def test_out_with_a_star_over_one_object_names_the_object_to_write() -> None:
+    # --on one object, --out swift://~/res/*.sum: stored res/sum.sum (the node's name,
+    # job-reference's rule without a read wildcard) with a 200, not res/shop-00.sum
+    with pytest.raises(jobs.OptionError) as e:
+        jobs.check_urls('swift://~/sales/shop-00.csv', 'swift://~/res/*.sum')
+    assert str(e.value) == ("--out swift://~/res/*.sum: --on names one object, so its * would "
+                            "be the node's name, not what --on matched: name the object to "
+                            "write, e.g. swift://~/res/shop-00.sum")
+    jobs.check_urls('swift://~/sales/*.csv', 'swift://~/res/*.sum')
+    jobs.check_urls('swift://~/sales/shop-00.csv', 'swift://~/res/shop-00.sum')
+    jobs.check_urls(None, 'swift://~/res/*.sum')      # no --on: the node's name, as documented
+
+
+@pytest.mark.parametrize('argv, says', [
+    # the objects given as JOB|PROGRAM beside --script: dropped, the script ran once on
+    # an empty stdin, 200 and nothing printed
+    (['run', '--script', 'sum.py', 'swift://~/sales/*.csv'], "zc: give a job, a program or "
+     "--script FILE, not both (swift://~/sales/*.csv and --script sum.py): the objects go "
+     "with --on 'swift://~/sales/*.csv' (zc -h for help)\n"),
+    (['local', 'run', '--script', 'sum.py', './lines', '--on', 'swift://~/c/o'],
+     'zc: give a job, a program or --script FILE, not both (./lines and --script sum.py) '
+     '(zc -h for help)\n'),
+])
+def test_a_target_beside_a_script_is_a_usage_error(monkeypatch, capsys, argv, says) -> None:
+    from zerocloud.client import cli
+    for k, v in {'ST_AUTH': 'http://127.0.0.1:9/auth/v1.0', 'ST_USER': 'u', 'ST_KEY': 'k'}.items():
+        monkeypatch.setenv(k, v)
+    assert cli.main(argv) == cli.EXIT_USAGE
+    assert capsys.readouterr().err == says
+
+
+@pytest.mark.parametrize('argv', [['run', './prog', '--args', '--verbose'],
+                                  ['local', 'run', './prog', '--args', '-v']])
+def test_args_starting_with_a_dash_says_how_to_write_them(capsys, argv) -> None:
+    # argparse's 'expected one argument' alone; the way out was only in --help
+    with pytest.raises(SystemExit) as e:
+        build_parser().parse_known_args(argv)
+    assert e.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1].endswith(
+        "error: argument --args: expected one argument: a value starting with - is written "
+        "--args=--verbose (or, with a space, --args '-n 3')")
+
+
+def test_on_a_file_of_this_machine_says_to_upload_it(tmp_path: Path, monkeypatch) -> None:
+    # zc run ./lines --on ./numbers.txt: 'did you mean swift://~/./numbers.txt?' (a
+    # container named .), and for an absolute path swift://tmp/... (an account tmp)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / 'numbers.txt').write_text('1\n')
+    (tmp_path / 'my numbers.txt').write_text('1\n')
+    said = {}
+    for on in ('./numbers.txt', 'my numbers.txt', str(tmp_path / 'numbers.txt')):
+        with pytest.raises(jobs.OptionError) as e:
+            jobs.check_urls(on, None)
+        said[on] = str(e.value)
+    assert said['./numbers.txt'] == (
+        '--on ./numbers.txt: a file of this machine; a job reads objects: upload it (swift '
+        'upload CONTAINER ./numbers.txt) and give --on swift://~/CONTAINER/numbers.txt, or run '
+        'it here (zc local run ... --stdin ./numbers.txt)')
+    assert "(swift upload CONTAINER 'my numbers.txt') and give --on swift://~/CONTAINER/my%20" \
+        "numbers.txt, or run it here (zc local run ... --stdin 'my numbers.txt')" in \
+        said['my numbers.txt']
+    assert f'(swift upload --object-name numbers.txt CONTAINER {tmp_path}/numbers.txt) and ' \
+        'give --on swift://~/CONTAINER/numbers.txt' in said[str(tmp_path / 'numbers.txt')]
+    (tmp_path / 'logs').mkdir()                      # a file, and maybe an object's name
+    (tmp_path / 'logs' / 'day-1.log').write_text('1\n')
+    with pytest.raises(jobs.OptionError) as e:
+        jobs.check_urls('logs/day-1.log', None)
+    assert str(e.value).endswith('(zc local run ... --stdin logs/day-1.log) (did you mean '
+                                 'swift://~/logs/day-1.log?)')
+    with pytest.raises(jobs.OptionError) as e:      # not a file here: the parser's words
+        jobs.check_urls('./nothere.txt', None)
+    assert str(e.value) == ('--on: Invalid path ./nothere.txt: expected '
+                            'swift://account/container[/object]')
+
+
+@pytest.mark.parametrize('interpreter, meant', [
+    ('python3', 'file://python3:python3'), ('file://python3', 'file://python3:python3'),
+    ('/usr/bin/python3', 'file://python3:python3'), ('lua', 'file://lua:lua'), ('perl', None)])
+def test_an_interpreter_that_names_no_program_is_a_usage_error(tmp_path: Path, interpreter,
+                                                               meant) -> None:
+    # --interpreter python3 was sent, and the server said 'the zapp has no file python3'
+    (tmp_path / 'sum.py').write_text('print(1)\n')
+    with pytest.raises(jobs.OptionError) as e:
+        jobs.build(None, str(tmp_path / 'sum.py'), None, None, interpreter=interpreter)
+    assert str(e.value) == (f'--interpreter {interpreter}: expected file://<system image>:'
+                            '<program> (a program of a system image, e.g. file://python3:'
+                            'python3) or swift://~/<container>/<program>'
+                            + (f' (did you mean {meant}?)' if meant else ''))
+    for good in ('file://python3:python3', 'swift://~/bin/python'):
+        jobs.build(None, str(tmp_path / 'sum.py'), None, None, interpreter=good)
 
 
 def test_a_zapp_given_a_bad_on_url_is_refused_before_any_request() -> None:

@@ -40,6 +40,7 @@ with quiet_imports('zc'):   # Ctrl-C as the command is starting: exit 130
     import threading
     import time
     from pathlib import Path
+    from typing import NoReturn
     from urllib.parse import quote, urlencode
 
     import requests
@@ -190,8 +191,20 @@ def _auth_options(opts: argparse.Namespace) -> dict:
     return options
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's, whose 'argument --args: expected one argument' (of ``--args
+    --verbose``: a value starting with ``-`` is read as an option) says how to write it;
+    its commands' parsers are of this class too."""
+
+    def error(self, message: str) -> NoReturn:
+        if message == 'argument --args: expected one argument':
+            message += (": a value starting with - is written --args=--verbose (or, "
+                        "with a space, --args '-n 3')")
+        super().error(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog='zc', usage='zc [swift auth options] COMMAND [options]',
         description='Run jobs, scripts and apps on ZeroCloud.',
         epilog='Auth: the swift command\'s options and ST_*/OS_* variables '
@@ -267,7 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--columns', metavar='A,B,...', type=lambda text: text.split(','),
                    help="the objects' column names, in field order (default: read from the "
                         'first object)')
-    p.add_argument('--delimiter', metavar='CHAR', help='CSV objects: the field separator')
+    p.add_argument('--delimiter', metavar='CHAR', type=_delimiter,
+                   help=r"CSV objects: the field separator (\t or tab: a TAB)")
     p.add_argument('--no-input-header', action='store_true',
                    help='CSV objects without a header row (columns c1, c2, ... unless --columns)')
     p = sub.add_parser('local', help='try a job on this machine (zvm)')
@@ -293,8 +307,16 @@ def _media_type(content_type: str) -> str:
     return kind
 
 
+def _delimiter(text: str) -> str:
+    """--delimiter's character: '\\t' and 'tab' are a TAB, which a shell's quotes do not
+    make ('\\t' was sent as two characters, and refused)."""
+    return '\t' if text in ('\\t', 'tab') else text
+
+
 # The request's keys the server's refusals name, and the options of zc sql that set them
-SQL_KEYS = {b'"input": {"format": "csv"} or "jsonl"': b'--input-format csv (or jsonl)'}
+SQL_KEYS = {b'"input": {"format": "csv"} or "jsonl"': b'--input-format csv (or jsonl)',
+            b'"input": {"columns": [...]}': b'--columns A,B,...',
+            b'"input"."delimiter"': b'--delimiter'}
 
 
 def _as_options(answer: bytes) -> bytes:
@@ -351,6 +373,11 @@ class Client:
         made_out = self.made_out if remote else (lambda payload: payload)
         if o.target is None and o.script is None:
             raise Usage('give a job (.json or .zapp), a program, or --script FILE')
+        if o.target is not None and o.script is not None:      # it was dropped, unread
+            on = f": the objects go with --on '{o.target}'" if \
+                o.target.startswith('swift://') and o.on is None else ''
+            raise Usage(f'give a job, a program or --script FILE, not both ({o.target} and '
+                        f'--script {o.script}){on}')
         if o.script is None and not o.target.startswith('swift://') and \
                 not _is_program(o.target):
             payload = jobs.load(o.target)
@@ -509,12 +536,20 @@ class Client:
             return
         where.mkdir(parents=True, exist_ok=True)
         seen: dict[str, int] = {}
+        written = set()
         for name, data in parts:
             seen[name] = seen.get(name, 0) + 1
             file = where / (name if seen[name] == 1 else f'{name}.{seen[name]}')
             file.write_bytes(data)
+            written.add(file.name)
             if not self.quiet:
                 self.err.write(f'{file}: {display.size(len(data))}\n')
+        others = sorted(p.name for p in where.iterdir() if p.name not in written)
+        if others:         # an earlier run's parts: cat DIR/* would mix them in
+            shown = ', '.join(others[:3]) + (f' and {len(others) - 3} more' if
+                                             len(others) > 3 else '')
+            self.err.write(f'zc: note: {where} also holds {len(others)} file(s) this job did '
+                           f'not write ({shown}): an earlier run\'s?\n')
 
     # -- deferred ----------------------------------------------------------------------
 
@@ -870,10 +905,23 @@ def unreachable(e: OSError) -> str:
     likely slip is a cluster that is not running or credentials for another."""
     request = getattr(e, 'request', None)
     where = f' at {request.url}' if request is not None else ''
+    if 'WRONG_VERSION_NUMBER' in str(e):   # https:// to a server speaking plain HTTP
+        return (f'the server{where} does not speak TLS: its URL (ST_AUTH, OS_AUTH_URL or '
+                'OS_STORAGE_URL) likely starts with http://, not https://')
     reason = re.findall(r'\[Errno -?\d+\] ([^\'"()]+)', str(e))
     why = reason[-1].strip() if reason else (e.strerror or str(e))
     return (f'no server answers{where}: {why} (is the cluster running? are ST_AUTH, '
             'OS_AUTH_URL or OS_STORAGE_URL its address?)')
+
+
+def not_auth(e: ClientException) -> str:
+    """What to say when the auth URL answers as no auth service: the server's page
+    (404 HTML, 'Bad URL') does not say that ST_AUTH names the wrong path."""
+    port = f':{e.http_port}' if e.http_port else ''
+    url = f'{e.http_scheme}://{e.http_host}{port}{e.http_path}'
+    return (f'{url} is not an auth URL (ST_AUTH, OS_AUTH_URL or -A): v1 auth is the '
+            f"proxy's /auth/v1.0, e.g. {e.http_scheme}://{e.http_host}{port}/auth/v1.0 "
+            '(zerocloud-devcluster env prints the local cluster\'s)')
 
 
 INTERRUPTED = threading.Event()        # Ctrl-C was pressed (see _interrupted)
@@ -944,6 +992,10 @@ def _main(argv: list[str] | None) -> int:
     except ClientException as e:
         if e.http_status == 401:        # the auth's HTML page says nothing of what to fix
             sys.stderr.write(f'zc: {e.msg}: 401 Unauthorized: {display.REFUSED}\n')
+            return EXIT_FAILED
+        if e.msg == 'Auth GET failed' and e.http_status in (400, 404, 405, 412):
+            sys.stderr.write(f'zc: {e.msg}: {e.http_status} {e.http_reason}: '
+                             f'{not_auth(e)}\n')
             return EXIT_FAILED
         body = e.http_response_content
         text = body.decode('utf-8', 'replace') if isinstance(body, bytes) else str(body or '')

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+import unicodedata
 from collections.abc import Callable
 
 from zerocloud.client.report import JobResult, NodeResult
@@ -38,15 +39,23 @@ def _row(node: NodeResult) -> tuple[str, ...]:
             '-' if node.seconds is None else f'{node.seconds:.2f}')
 
 
+def width(text: str) -> int:
+    """Columns a terminal gives ``text``: two for a wide character (日本), none for a
+    combining one; ``len`` put the columns after such an object name out of line."""
+    return sum(0 if unicodedata.combining(c) else
+               2 if unicodedata.east_asian_width(c) in 'WF' else 1 for c in text)
+
+
 def table(nodes: list[NodeResult]) -> str:
     """Aligned columns, one row per node (numbers right-aligned)."""
     rows = [COLUMNS, *map(_row, nodes)]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS))]
+    widths = [max(width(r[i]) for r in rows) for i in range(len(COLUMNS))]
     right = {COLUMNS.index(c) for c in ('EXIT', 'FUEL', 'IN', 'OUT', 'SECONDS')}
     lines = []
     for row in rows:
-        cells = [cell.rjust(w) if i in right else cell.ljust(w)
-                 for i, (cell, w) in enumerate(zip(row, widths, strict=True))]
+        pads = [' ' * (w - width(cell)) for cell, w in zip(row, widths, strict=True)]
+        cells = [pad + cell if i in right else cell + pad
+                 for i, (cell, pad) in enumerate(zip(row, pads, strict=True))]
         lines.append('  '.join(cells).rstrip() + '\n')
     return ''.join(lines)
 

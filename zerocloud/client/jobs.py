@@ -21,6 +21,7 @@ import difflib
 import gzip
 import io
 import json
+import posixpath
 import re
 import shlex
 import sys
@@ -28,14 +29,25 @@ import tarfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 from zerocloud.client.sandbox import lua_syntax_error
-from zerocloud.job import DEVICES, Node, SwiftPath, expand, home_hint, parse_job, parse_location
+from zerocloud.job import (
+    DEVICES,
+    SCRIPT_PROGRAMS,
+    Node,
+    SwiftPath,
+    expand,
+    home_hint,
+    parse_job,
+    parse_location,
+    scheme_hint,
+)
 from zerocloud.zapp_format import GZIP_MAGIC, MAPS, looks_like_archive
 
 JSON_TYPE = 'application/json'
 ZAPP_TYPE = 'application/x-gzip'
-INTERPRETERS = {'.py': 'file://python3:python3', '.lua': 'file://lua:lua'}
+INTERPRETERS = {'.py': SCRIPT_PROGRAMS['python'], '.lua': SCRIPT_PROGRAMS['lua']}
 IMAGE_PYTHON = (3, 11)      # the python3 image's CPython (zvm_core.build.interpreters.PY_VERSION)
 DATA_DEVICES = ('stdin', 'input')
 ELF_MAGIC = b'\x7fELF'
@@ -91,6 +103,8 @@ def build(program: str | None, script: str | None, on: str | None, out: str | No
     exec_: dict = {}
     if script is not None:
         suffix = Path(script).suffix.lower()
+        if interpreter is not None:
+            _check_interpreter(interpreter)
         interpreter = interpreter or INTERPRETERS.get(suffix)
         if interpreter is None:
             raise BuildError(f'no interpreter for {script}: name a .py or .lua file, or give '
@@ -151,6 +165,21 @@ def _check_python(script: str, source: bytes) -> None:
         raise BuildError(f'{script}: {e}') from None
 
 
+def _check_interpreter(url: str) -> None:
+    """OptionError for an ``--interpreter`` that names no program: the job's zapp holds
+    only the script, so ``python3`` was 'the zapp has no file python3' from the server."""
+    image, colon, program = url.removeprefix('file://').partition(':')
+    if url.startswith('swift://') or url.startswith('file://') and colon and image and program:
+        return
+    name = url.rstrip('/').rpartition('/')[2].split(':')[0]
+    meant = next((known for known in INTERPRETERS.values()
+                  if name and known[len('file://'):].startswith(name)), None)
+    hint = f' (did you mean {meant}?)' if meant else ''
+    raise OptionError(f'--interpreter {url}: expected file://<system image>:<program> (a '
+                      'program of a system image, e.g. file://python3:python3) or '
+                      f'swift://~/<container>/<program>{hint}')
+
+
 def check_urls(on: str | None, out: str | None) -> None:
     """OptionError for an ``--on`` or ``--out`` that is not a ``swift://`` path, or an
     ``--out`` naming a container: outputs are objects, which the user must name."""
@@ -159,6 +188,8 @@ def check_urls(on: str | None, out: str | None) -> None:
             try:
                 location = parse_location(url, '~')
             except ValueError as e:
+                if what == '--on' and Path(url).is_file():
+                    raise OptionError(_local_on(url)) from None
                 raise OptionError(f'{what}: {e}') from None
             if what == '--out' and location.obj is None:
                 objects = SwiftPath(location.account, location.container, '*')
@@ -166,6 +197,21 @@ def check_urls(on: str | None, out: str | None) -> None:
                     f'; e.g. {objects}.out (each * becomes what --on matched)'
                 raise OptionError(f'--out names the objects to write, not a container: '
                                   f'{url}{fix}')
+    if on is not None and out is not None and '*' in out and '*' not in on:
+        stem = posixpath.splitext(posixpath.basename(on))[0]
+        raise OptionError(f'--out {out}: --on names one object, so its * would be the node\'s '
+                          f'name, not what --on matched: name the object to write, e.g. '
+                          f'{out.replace("*", stem)}')
+
+
+def _local_on(path: str) -> str:
+    """What to say of ``--on`` naming a file of this machine: how to upload it."""
+    name, file = Path(path).name, shlex.quote(path)
+    named = '' if posixpath.normpath(path) == name else f'--object-name {shlex.quote(name)} '
+    return (f'--on {path}: a file of this machine; a job reads objects: upload it (swift '
+            f'upload {named}CONTAINER {file}) and give --on swift://~/CONTAINER/'
+            f'{quote(name)}, or run it here (zc local run ... --stdin {file})'
+            f'{scheme_hint(path)}')     # logs/day-1.log may be an object's name too
 
 
 def _read(path: str) -> bytes:
@@ -183,8 +229,10 @@ def load(path: str) -> Payload:
     try:
         job = json.loads(data)
     except ValueError as e:
-        if data.lstrip()[:1] in (b'[', b'{'):
-            raise BuildError(f'{path} is not valid JSON: {e}') from None
+        if data.lstrip()[:1] in (b'[', b'{') or Path(path).suffix.lower() == '.json':
+            comments = ' (JSON has no comments)' if data.lstrip()[:2] in (b'//', b'/*', b'#') \
+                else ''
+            raise BuildError(f'{path} is not valid JSON: {e}{comments}') from None
         script = f'; a script runs with --script {path}' \
             if Path(path).suffix.lower() in INTERPRETERS else ''
         raise BuildError(f'{path} is not a job description (JSON), a zapp, nor a program '

@@ -52,6 +52,18 @@ def spooled():
     return tempfile.SpooledTemporaryFile(max_size=1 << 20)
 
 
+def _segments_hint(path: SwiftPath, headers) -> str:
+    """Where a large object's data is, as a job can read it: its segments, a node each."""
+    prefix = headers.get('X-Object-Manifest')
+    if prefix and '/' in prefix:
+        return (f'; its data is in its segments: swift://{path.account}/{prefix}* runs a '
+                'node on each')
+    if 'X-Static-Large-Object' in headers:
+        return ('; its data is in its segments, objects of their own (swift upload puts '
+                'them in <container>_segments): a * over them runs a node on each')
+    return ''
+
+
 class Caller:
     """Swift as the user of ``req`` sees it (sub-requests through ``app``)."""
 
@@ -154,7 +166,8 @@ class Caller:
         kind = next((key for key in NOT_PLAIN if key in resp.headers), None)
         if kind:
             raise HTTPConflict(body=f'{path} is not a plain object ({kind}): jobs read the '
-                                    'objects themselves, not manifests or symlinks\n')
+                                    'objects themselves, not manifests or symlinks'
+                                    f'{_segments_hint(path, resp.headers)}\n')
         return resp
 
     def fetch(self, path: SwiftPath, limit: int, option: str = 'zerovm_maxinput',

@@ -16,9 +16,10 @@ The same request may carry a zapp or a script instead, name a stored job with
 ``/open/<account>/<container>/<object>``), or any request to a container's
 REST endpoint (``/api/<account>/<container>/<path>``): ``zerocloud.sources``
 documents each form.  ``X-Zerovm-Deferred`` answers before the job is done
-(``zerocloud.deferred``), a job whose response is a job runs it next
-(``zerocloud.chain``), and a program can write the HTTP response's status
-and headers itself (``zerocloud.cgiout``).
+(``zerocloud.deferred``), a job whose response is a job runs it next when
+all the code it ran is the caller's account's (``zerocloud.chain``: else
+``X-Chain-Stopped: foreign_code``), and a program can write the HTTP
+response's status and headers itself (``zerocloud.cgiout``).
 
 Before anything runs, the filter
 
@@ -418,7 +419,8 @@ class ProxyExecMiddleware:
         def jobs(progress: deferred.Progress) -> Response:
             def job(launch: Launch) -> Response:
                 return self.execute(caller, version, account, mode == 'json', launch, progress)
-            return chain.run(job, launch, self.config.chain_timeout, self.config.max_config)
+            return chain.run(job, launch, account, self.config.chain_timeout,
+                             self.config.max_config)
 
         def run() -> Response:
             return deferred.run(

@@ -388,12 +388,17 @@ def attached_object(node: Node) -> bool:
     return node.attach is not None and node.attach.readable and node.attach.path is not None
 
 
+# a header value has no control character (CR and LF would end it, NUL is refused by
+# HTTP/1.1 parsers and proxies in front of Swift): what a node wrote becomes a space
+_CONTROLS = dict.fromkeys([*range(32), 127], ' ')
+
+
 def header(values: Iterable[object], sep: str = ',') -> tuple[str, bool]:
     """One header value per node, at most MAX_HEADER bytes: (text, truncated).  The
     values are read only as far as the header goes (a job may have 100,000)."""
     items, length = [], -len(sep)
     for value in values:
-        item = str(value).replace(',', ';').replace('\r', ' ').replace('\n', ' ')
+        item = str(value).replace(',', ';').translate(_CONTROLS)
         items.append(item)
         length += len(item) + len(sep)
         if length > MAX_HEADER:

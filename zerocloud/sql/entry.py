@@ -29,6 +29,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import tempfile
 import zlib
 from typing import TYPE_CHECKING
@@ -36,7 +37,7 @@ from typing import TYPE_CHECKING
 from swift.common.swob import Response
 from swift.common.utils import close_if_possible
 
-from zerocloud import hangup, sources
+from zerocloud import deferred, hangup, sources
 from zerocloud import job as jobs
 from zerocloud.httperrors import (
     HTTPBadRequest,
@@ -89,7 +90,9 @@ def _head(caller: Caller, path: jobs.SwiftPath) -> bytes:
     if resp.status_int == 416:                       # an empty object
         return b''
     if resp.status_int == 404:
-        raise HTTPNotFound(body=f'Error 404 Not Found while fetching {path}\n')
+        name = 'swift:/' + path.path            # as written: ?.csv, not %3F.csv
+        hint = ' (the one wildcard of a FROM URL is *)' if set('?[') & set(path.obj) else ''
+        raise HTTPNotFound(body=f'Error 404 Not Found while fetching {name}{hint}\n')
     if resp.status_int in (401, 403):
         raise HTTPForbidden(body=f'Denied: may not read {path}\n')
     if resp.status_int // 100 != 2:
@@ -118,7 +121,7 @@ def _columns(head: bytes, fmt: str, delimiter: str, header: bool, path) -> list[
         line = next((ln for ln in text.split('\n') if ln.strip()), '')
         try:
             value = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):      # not JSON, or nested too deep
             raise SqlError(f'the first line of {path} is not a JSON value (or is longer '
                            f'than {HEAD_BYTES} bytes): say "input": {{"columns": [...]}}'
                            ) from None
@@ -170,7 +173,23 @@ def _node_args(plan: planner.Plan, fmt: str, delimiter: str, has_header: bool,
             args += ['--fields', plan.fields()]
         if check_header:
             args.append('--check-header')
-    return args + ['--query', plan.map_query, '--out', out]
+    return one_line(args + ['--query', plan.map_query, '--out', out])
+
+
+_CONTROL = re.compile(r'[\x00-\x1f\x7f]')
+_UNSAFE = re.compile(r'[\\\x00-\x1f\x7f]')
+_ESCAPES = {'\\': '\\\\', '\t': '\\t', '\n': '\\n', '\r': '\\r'}
+
+
+def one_line(args: list[str]) -> list[str]:
+    """``sqlnode``'s arguments as a job can carry them: none may hold a control
+    character (ZeroVM's nvram keeps them on one line), so a multi-line query or a TAB
+    delimiter goes ``--escaped`` (``\\n``, ``\\t``, ``\\xHH``, ``\\\\``), which
+    the node decodes."""
+    if not any(_CONTROL.search(a) for a in args):
+        return args
+    return ['--escaped', *(_UNSAFE.sub(lambda m: _ESCAPES.get(m.group()) or
+                                       f'\\x{ord(m.group()):02x}', a) for a in args)]
 
 
 def build_jobs(plan: planner.Plan, source: jobs.SwiftPath, fmt: str, delimiter: str,
@@ -198,9 +217,9 @@ def build_jobs(plan: planner.Plan, source: jobs.SwiftPath, fmt: str, delimiter: 
                  plan, fmt, delimiter, has_header, 'partial', check_header)},
               'devices': [{'name': 'input', 'path': str(source)},
                           {'name': 'stdout', 'content_type': PARTIAL_TYPE}], **picked}]
-    merge = [{'name': MERGE, 'exec': {**program, 'args': [
+    merge = [{'name': MERGE, 'exec': {**program, 'args': one_line([
                  '--schema', plan.reduce_schema(), '--load', 'partials', '/dev/stdin',
-                 '--query', plan.reduce_query, '--out', final]},
+                 '--query', plan.reduce_query, '--out', final])},
               'devices': [{'name': 'stdin'}, answer], **picked}]
     return [nodes, merge]
 
@@ -327,6 +346,10 @@ def respond(caller: Caller, execute: Callable[[Launch], Response], version: str,
     if container is not None:
         raise HTTPBadRequest(body=f'{VERSION}: POST to the account (/{version}/{account}); '
                                   'the query names its objects\n')
+    if deferred.mode(req) == 'always':     # silently answered in the response before
+        raise HTTPBadRequest(body=f'{VERSION} answers in the response, not deferred: '
+                                  f'{deferred.HEADER}: always is for jobs (a long query can '
+                                  'store its answer with "output")\n')
     if IMAGE not in caller.config.system_images:
         raise HTTPNotImplemented(body=f'{VERSION} needs the system image {IMAGE}, which this '
                                       'cluster does not have (zvm-sysimages build)\n')
@@ -364,8 +387,10 @@ def respond(caller: Caller, execute: Callable[[Launch], Response], version: str,
                     columns = _columns(head, fmt, delimiter, has_header, path)
                     break
             else:
-                raise SqlError(f'the first {min(len(objects), HEAD_TRIES)} object(s) of '
-                               f'{source} are empty: say "input": {{"columns": [...]}}')
+                tried = min(len(objects), HEAD_TRIES)
+                empty = (f'{objects[0]} is empty' if tried == 1 else
+                         f'the first {tried} objects of {source} are empty')
+                raise SqlError(f'{empty}: say "input": {{"columns": [...]}}')
         plan = planner.plan(query, columns, len(objects))
         if spec.format == 'json' and len({c.lower() for c in plan.result_columns}) \
                 < len(plan.result_columns):

@@ -120,14 +120,16 @@ def tokenize(query: str) -> list[Token]:
 
 def _unterminated_comment(query: str, pos: int) -> SqlError:
     """A ``/*`` with no end; inside a word it is a mistyped URL (``swift:/~/c/*.csv``,
-    ``~/c/*.csv``, ``s3://b/*.csv``) more often than a comment: say so."""
+    ``~/c/*.csv``, ``s3://b/*.csv``, or ``c/*.csv`` after FROM) more often than a
+    comment: say so, with the URL it likely meant."""
     start = max(query.rfind(c, 0, pos) for c in ' \t\r\n') + 1
-    if '/' not in query[start:pos]:
+    after_from = re.search(r'\bfrom\s+$', query[:start], re.IGNORECASE)
+    if '/' not in query[start:pos] and not (after_from and start < pos):
         return SqlError(f'query: unterminated comment at character {pos + 1}')
     word = query[start:].split(None, 1)[0]
     return SqlError(f'query: {word} at character {start + 1} is not a swift://<account>/'
                     f'<container>/<objects> URL (its /* starts an SQL comment that does '
-                    f'not end)')
+                    f'not end){scheme_hint(word)}')
 
 
 def quote_name(name: str) -> str:
@@ -180,7 +182,7 @@ def parse_request(body: bytes) -> SqlRequest:
                        'one with X-Zerovm-Source: swift://~/<container>/<object>)')
     try:
         spec = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as e:
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:     # or nested too deep
         raise SqlError(f'{SHAPE} (not JSON: {e})') from None
     if not isinstance(spec, dict):
         raise SqlError(SHAPE)
@@ -273,6 +275,10 @@ def parse_query(text: str) -> Query:
         tokens.pop()
     if not tokens:
         raise SqlError('query: empty')
+    for tok in tokens:
+        if tok.kind == 'param':         # SQLite said 'Incorrect number of bindings ...'
+            raise _error_at(text, tok.pos, f'{tok.text} is a parameter, which nothing '
+                            'binds: write the value itself')
     if tokens[0].key != 'select':
         first = tokens[0]
         if first.key == 'with':
@@ -317,7 +323,10 @@ def parse_query(text: str) -> Query:
             or (t.kind == 'ident' and t.key.startswith('swift://'))]
     if not src or src[0].kind not in ('url', 'ident') or not src[0].key.startswith('swift://'):
         pos = src[0].pos if src else tokens[start].pos
-        raise _error_at(text, pos, 'FROM takes one swift://<account>/<container>/<objects>')
+        quoted = src and src[0].kind == 'string' and src[0].text[1:].startswith('swift://')
+        raise _error_at(text, pos, 'FROM takes one swift://<account>/<container>/<objects>'
+                        + (f' (in double quotes, as a name: "{src[0].text[1:-1]}"; single '
+                           'quotes make a string)' if quoted else ''))
     rest = src[1:]
     if rest and rest[0].key == 'as':
         rest = rest[1:]
@@ -620,6 +629,7 @@ def plan(query: Query, columns: list[str], objects: int) -> Plan:
     result = check(table_sql, _table(columns), query)
     by_name = {c.lower(): c for c in columns}
     _no_clock(query)
+    _no_host_only(query, by_name)
     if objects > 1:
         _no_rowid(query, by_name)
     if objects == 1:
@@ -659,6 +669,21 @@ def _no_clock(query: Query) -> None:
             raise _error_at(query.text, t.pos, f'{what} is the current time, which the '
                             'nodes do not have (a query answers the same every time, and '
                             "theirs is 1970-01-01): write the date, e.g. '2026-12-04'")
+
+
+def _no_host_only(query: Query, by_name: dict[str, str]) -> None:
+    """Refuse what the host's SQLite accepts over an empty table but no node can run,
+    which every node (or the merge) failed on, 422: MATCH (a full-text index's; a
+    column named so is a column) and load_extension() (the nodes load none)."""
+    toks = query.tokens
+    for i, t in enumerate(toks):
+        if t.kind != 'word':
+            continue
+        if t.key == 'match' and 'match' not in by_name and toks[i - 1].text != '.':
+            raise _error_at(query.text, t.pos, 'MATCH needs a full-text index, which objects '
+                            'do not have: use LIKE or GLOB')
+        if t.key == 'load_extension' and i + 1 < len(toks) and toks[i + 1].text == '(':
+            raise _error_at(query.text, t.pos, 'no such function: load_extension')
 
 
 ROWIDS = ('rowid', 'oid', '_rowid_')
@@ -742,6 +767,10 @@ def _split(query: Query, by_name: dict[str, str], columns: list[str],
                           'rows are merged')
         if _calls(query, *c.args):
             return None, 'nested aggregates: the filtered rows are merged'
+        if c.name in ('min', 'max') and any(t.key == 'collate' for t in args):
+            # the objects' minima lose their collation: the merge would compare bytes
+            return None, (f'{c.name}() under a COLLATE cannot be split: the filtered rows '
+                          'are merged')
     items = _select_items(query)
     if 'group' in query.clauses:
         keys = _keys(query, by_name, items)
@@ -777,9 +806,9 @@ def _split(query: Query, by_name: dict[str, str], columns: list[str],
         arg = query.span(*c.args) or ''
         if c.name == 'count':
             new = f'sum({partial(f"count({arg})")})'
-        elif c.name == 'avg':
-            s, n = partial(f'sum({arg})'), partial(f'count({arg})')
-            new = f'(CAST(sum({s}) AS REAL) / sum({n}))'
+        elif c.name == 'avg':           # total: avg() has no integer overflow, sum() has
+            s, n = partial(f'total({arg})'), partial(f'count({arg})')
+            new = f'(total({s}) / sum({n}))'
         elif c.name == 'total':
             new = f'total({partial(f"total({arg})")})'
         else:
@@ -789,8 +818,7 @@ def _split(query: Query, by_name: dict[str, str], columns: list[str],
                         *partial_sql])
     alias = _alias(query)
     map_sql = f'SELECT {select} FROM {TABLE}{alias}'
-    if 'where' in query.clauses:
-        map_sql += ' ' + query.clause('where')
+    map_sql += _where(query, by_name)
     if key_cols:
         map_sql += ' GROUP BY ' + ', '.join(quote_name(k) for k in key_cols)
     pcols = key_cols + list(seen.values())
@@ -809,6 +837,23 @@ def _split(query: Query, by_name: dict[str, str], columns: list[str],
                       'merges the partial aggregates', columns, map_sql, reduce_sql, pcols,
              ptypes, result)
     return p, ''
+
+
+def _where(query: Query, by_name: dict[str, str]) -> str:
+    """' WHERE ...' for a node's query ('' without one), a select-list alias in it
+    (``SELECT qty * 2 AS d ... WHERE d > 10``: SQLite reads a name that is no column
+    as the alias) replaced by its expression: a node's query selects no such alias."""
+    if 'where' not in query.clauses:
+        return ''
+    start, end = query.clauses['where']
+    toks = query.tokens
+    aliases = {alias: (a, b) for a, b, alias in _select_items(query) if alias}
+    edits = {i: (i + 1, f'({query.span(*aliases[t.key])})')
+             for i in range(start + 1, end) if (t := toks[i]).kind in ('word', 'ident')
+             and t.key in aliases and t.key not in by_name
+             and toks[i - 1].key not in ('.', 'collate')
+             and (i + 1 == len(toks) or toks[i + 1].text not in ('(', '.'))}
+    return ' ' + _replace(query, start, end, edits)
 
 
 def _alias(query: Query) -> str:
@@ -834,8 +879,7 @@ def _rows(query: Query, by_name: dict[str, str], columns: list[str], result: lis
     select = ', '.join(f'{quote_name(c)} AS {quote_name(c)}' for c in needed) or '1 AS _zc'
     pcols = needed or ['_zc']
     map_sql = f'SELECT {select} FROM {TABLE}{alias}'
-    if 'where' in query.clauses:
-        map_sql += ' ' + query.clause('where')
+    map_sql += _where(query, by_name)
     reduce_sql = rewrite(query, PARTIALS, where=False)
     pushed = _limit_pushdown(query, map_sql, columns)
     if pushed:

@@ -1,9 +1,11 @@
 /* sqlnode: one node of an SQL query over objects (the `sqlite` system image).
  *
- *   sqlite --schema SQL [--load csv|csvh|jsonl|partials PATH [--delimiter C]
+ *   sqlite [--escaped] --schema SQL [--load csv|csvh|jsonl|partials PATH [--delimiter C]
  *          [--fields WIDTH:F1,F2,...] [--check-header]] --query SQL
  *          [--out partial|csv|csvh|json] [--output PATH]
  *
+ * --escaped (first): the other arguments have \n, \t, \r, \xHH and \\ for
+ * the characters a job's arguments cannot hold (see unescape).
  * An in-memory SQLite database gets the tables of --schema; --load reads a
  * source into the first table the schema creates (csv: RFC 4180 records, csvh:
  * the same with a header row to skip; --fields: records have WIDTH fields, of which
@@ -46,6 +48,7 @@
 #define _GNU_SOURCE
 #include "sqlite3.c"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -502,6 +505,11 @@ static int input_next(void) {
                          || in.rec.p[n - 1] == '\t'))
                 n--;
             if (!n) continue;
+            size_t at = 0;                       /* a record is an object: [1,2] or 42 */
+            while (in.rec.p[at] == ' ' || in.rec.p[at] == '\t') at++;     /* was NULLs */
+            if (in.rec.p[at] != '{')
+                bad_input("line %ld: not a JSON object (one object per line, each a row)",
+                          in.record);
             sqlite3_bind_text(in.extract, 1, in.rec.p, (int)n, SQLITE_STATIC);
             if (sqlite3_step(in.extract) != SQLITE_ROW)
                 bad_input("line %ld: %s", in.record, sqlite3_errmsg(db));
@@ -864,6 +872,14 @@ static void csv_text(struct buf *o, const char *s, int n) {
     putc_(o, '"');
 }
 
+/* The end of a CSV record that started at o->p + start.  A record of one empty
+ * field (NULL or '') is written "", not as an empty line: CSV readers (this
+ * program's too) skip blank lines, so the row would be lost when read back. */
+static void csv_end(struct buf *o, int ncols, size_t start) {
+    if (ncols == 1 && o->n == start) puts_(o, "\"\"");
+    puts_(o, "\r\n");
+}
+
 static void json_text(struct buf *o, const unsigned char *s, int n) {
     putc_(o, '"');
     for (int i = 0; i < n; i++) {
@@ -984,16 +1000,18 @@ static void run_query(sqlite3_stmt *st, const char *format, const char *path) {
     int partial = !strcmp(format, "partial"), json = !strcmp(format, "json");
     int ncols = sqlite3_column_count(st);
     struct buf o = {0};
+    size_t start = 0;                   /* where the record being written starts */
     if (!strcmp(format, "csvh")) {
         for (int i = 0; i < ncols; i++) {
             const char *name = sqlite3_column_name(st, i);
             if (i) putc_(&o, ',');
             csv_text(&o, name, (int)strlen(name));
         }
-        puts_(&o, "\r\n");
+        csv_end(&o, ncols, start);
     }
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        start = o.n;
         if (json) putc_(&o, '{');
         for (int i = 0; i < ncols; i++) {
             if (i) putc_(&o, partial ? '\t' : ',');
@@ -1005,7 +1023,8 @@ static void run_query(sqlite3_stmt *st, const char *format, const char *path) {
             if (partial) partial_value(&o, st, i);
             else plain_value(&o, st, i, json);
         }
-        puts_(&o, json ? "}\n" : partial ? "\n" : "\r\n");
+        if (json || partial) puts_(&o, json ? "}\n" : "\n");
+        else csv_end(&o, ncols, start);
         if (o.n > (1 << 16)) flush(&o, out);
     }
     if (rc != SQLITE_DONE) die("%s", sqlite3_errmsg(db));
@@ -1016,8 +1035,30 @@ static void run_query(sqlite3_stmt *st, const char *format, const char *path) {
     if (fclose(out) != 0) die("cannot write %s: %s", path, strerror(errno));
 }
 
+/* --escaped: a job's arguments hold no control characters (ZeroVM's nvram keeps
+ * them on one line), so the planner writes a multi-line query's line ends, a TAB
+ * delimiter ... as \n, \t, \r, \xHH and a backslash as \\; decoded in place. */
+static void unescape(char *s) {
+    char *out = s;
+    while (*s) {
+        if (*s != '\\' || !s[1]) { *out++ = *s++; continue; }
+        char c = s[1];
+        s += 2;
+        if (c == 'n') *out++ = '\n';
+        else if (c == 't') *out++ = '\t';
+        else if (c == 'r') *out++ = '\r';
+        else if (c == 'x' && isxdigit((unsigned char)s[0]) && isxdigit((unsigned char)s[1])) {
+            char hex[3] = {s[0], s[1], 0};
+            *out++ = (char)strtol(hex, NULL, 16);
+            s += 2;
+        }
+        else *out++ = c;                /* \\ is one backslash */
+    }
+    *out = 0;
+}
+
 static void usage(void) {
-    fputs("usage: sqlite --schema SQL [--load csv|csvh|jsonl|partials PATH "
+    fputs("usage: sqlite [--escaped] --schema SQL [--load csv|csvh|jsonl|partials PATH "
           "[--delimiter C] [--fields WIDTH:F1,F2,...] [--check-header]] --query SQL "
           "[--out partial|csv|csvh|json] [--output PATH]\n", stderr);
     exit(2);
@@ -1028,7 +1069,12 @@ int main(int argc, char **argv) {
     const char *fields = NULL;
     const char *format = "csvh", *output = "/dev/stdout";
     int delim = ',', check_header = 0;
-    for (int i = 1; i < argc; i++) {
+    int first_arg = 1;
+    if (argc > 1 && !strcmp(argv[1], "--escaped")) {
+        for (int i = 2; i < argc; i++) unescape(argv[i]);
+        first_arg = 2;
+    }
+    for (int i = first_arg; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--check-header")) {
             check_header = 1;

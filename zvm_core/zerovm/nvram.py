@@ -93,13 +93,20 @@ class Nvram:
 
 
 def _records(body: str, required: tuple[str, ...], optional: dict) -> list[dict]:
+    """The section's records: one ends at its last key, as in ZRT, also within a line
+    (``name=A, value=1, name=B, value=2`` is two), or at the end of a line that gave
+    every required key (the optional ones are then defaults)."""
     records, current = [], {}
+    keys = (*required, *optional)
     for line in body.split('\n'):
         for token in line.split('#', 1)[0].split(','):
             key, sep, value = token.partition('=')
             key = key.strip()
-            if sep and (key in required or key in optional) and key not in current:
+            if sep and key in keys and key not in current:
                 current[key] = value.strip()
+            if all(k in current for k in keys):
+                records.append(current)
+                current = {}
         if all(k in current for k in required):
             records.append({**optional, **current})
             current = {}

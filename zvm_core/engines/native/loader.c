@@ -206,6 +206,21 @@ static void limit(int resource, u64 cur, u64 max, const char *what) {
     check(sys3(SYS_setrlimit, resource, &r, 0), what);
 }
 
+/* The loader's pages stay readable to the guest, which must find the same bytes
+ * there however it was started (spawned, a template's child, a snapshot's child):
+ * the top of the loader's stack, where the set-up's frames were (a few hundred
+ * bytes deep; the test dumps every page), is zeroed on the way to the guest, and
+ * so is each word of a resume block once it is read (ZPOP: a store of an
+ * immediate needs no register); the last jump goes through rcx, which the resumed
+ * `syscall` (the jump's target: snapshot.py checks) overwrites with its return
+ * address, as it did in the recorded run. */
+#define STACK_WIPE 2048
+#define WIPE_STACK "lea loader_stack+65536-" XSTR(STACK_WIPE) "(%%rip), %%rdi\n\t" \
+    "mov $" XSTR(STACK_WIPE) ", %%ecx\n\txor %%eax, %%eax\n\tcld\n\trep stosb\n\t"
+#define ZPOP(r) "pop %%" r "\n\tmovq $0, -8(%%rsp)\n\t"
+#define STR(x) #x
+#define XSTR(x) STR(x)
+
 /* Linux's initial state for a static program: registers zero, rsp at argc,
  * the FPU as after fninit (FCW 0x037F), MXCSR 0x1F80, RFLAGS 0x202 (IF only:
  * the xors above set ZF and PF, popfq clears them). */
@@ -214,6 +229,7 @@ static void __attribute__((noreturn)) enter(u64 entry, u64 sp) {
     __asm__ volatile(
         "fninit\n\tldmxcsr %2\n\tcld\n\t"
         "mov %0, %%rsp\n\tpush %1\n\t"
+        WIPE_STACK
         "xor %%eax, %%eax\n\txor %%ebx, %%ebx\n\txor %%ecx, %%ecx\n\txor %%edx, %%edx\n\t"
         "xor %%esi, %%esi\n\txor %%edi, %%edi\n\txor %%ebp, %%ebp\n\t"
         "xor %%r8d, %%r8d\n\txor %%r9d, %%r9d\n\txor %%r10d, %%r10d\n\txor %%r11d, %%r11d\n\t"
@@ -234,20 +250,26 @@ static void __attribute__((noreturn)) enter(u64 entry, u64 sp) {
 /* A snapshot's guest state, then its pending system call again: the vector
  * state first (xrstor with every component asked: those the block does not
  * hold are initialised), then every register from resume_state, rflags last
- * (pop and mov leave the flags alone), rsp, and a jump through memory. */
+ * (pop and mov leave the flags alone), rsp, and a jump through rcx (above). */
 static void __attribute__((noreturn)) resume(void) {
     __asm__ volatile(
-        "lea resume_area(%rip), %rcx\n\t"
-        "cmpq $0, resume_state+160(%rip)\n\t"
+        WIPE_STACK
+        "lea resume_area(%%rip), %%rcx\n\t"
+        "cmpq $0, resume_state+160(%%rip)\n\t"
         "je 1f\n\t"
-        "mov $-1, %eax\n\tmov $-1, %edx\n\txrstor64 (%rcx)\n\tjmp 2f\n"
-        "1:\n\tfxrstor64 (%rcx)\n"
-        "2:\n\tlea resume_state(%rip), %rsp\n\t"
-        "pop %rax\n\tpop %rbx\n\tpop %rcx\n\tpop %rdx\n\tpop %rsi\n\tpop %rdi\n\t"
-        "pop %rbp\n\tpop %r8\n\tpop %r9\n\tpop %r10\n\tpop %r11\n\tpop %r12\n\t"
-        "pop %r13\n\tpop %r14\n\tpop %r15\n\tpopfq\n\t"
-        "mov resume_state+128(%rip), %rsp\n\t"
-        "jmp *resume_state+136(%rip)\n\t");
+        "mov $-1, %%eax\n\tmov $-1, %%edx\n\txrstor64 (%%rcx)\n\tjmp 2f\n"
+        "1:\n\tfxrstor64 (%%rcx)\n"
+        "2:\n\tlea resume_area(%%rip), %%rdi\n\tmov resume_state+168(%%rip), %%rcx\n\t"
+        "xor %%eax, %%eax\n\trep stosb\n\t"
+        "movq $0, resume_state+144(%%rip)\n\tmovq $0, resume_state+152(%%rip)\n\t"
+        "movq $0, resume_state+160(%%rip)\n\tmovq $0, resume_state+168(%%rip)\n\t"
+        "lea resume_state(%%rip), %%rsp\n\t"
+        ZPOP("rax") ZPOP("rbx") ZPOP("rcx") ZPOP("rdx") ZPOP("rsi") ZPOP("rdi") ZPOP("rbp")
+        ZPOP("r8") ZPOP("r9") ZPOP("r10") ZPOP("r11") ZPOP("r12") ZPOP("r13") ZPOP("r14")
+        ZPOP("r15") "popfq\n\tmovq $0, -8(%%rsp)\n\t"
+        "mov resume_state+136(%%rip), %%rcx\n\tmovq $0, resume_state+136(%%rip)\n\t"
+        "mov resume_state+128(%%rip), %%rsp\n\tmovq $0, resume_state+128(%%rip)\n\t"
+        "jmp *%%rcx\n\t" : : : "memory");
     __builtin_unreachable();
 }
 
@@ -456,8 +478,8 @@ static void fault_counters(void) {
  * with the flags of the worker that asks and of the children, a single run's one
  * without, like the worker between its runs.  A performance matter only: each
  * child sets the flags itself (start()); a template that cannot is no worse off. */
-static long carried;        /* the template's faulting flags (carry_as): start() clears it */
-static char request;        /* a fork request's byte ('H' or 'F'): start() clears it too */
+static long carried;        /* the template's faulting flags (carry_as): forget() clears it */
+static char request;        /* a fork request's byte ('H' or 'F'): forget() clears it too */
 static void carry_as(int held) {
     if (held == carried) return;
     carried = held;
@@ -495,6 +517,30 @@ static void prepare(const struct header *h, int forked) {
 #define SP_SLOT (STACK_TOP - 8)
 static volatile u64 run_sp;
 static long replied;        /* the template's last reply: not on the stack, start() clears it */
+
+static void wipe(void *p, u64 n) {
+    __asm__ volatile("cld\n\trep stosb" : "+D"(p), "+c"(n) : "a"(0) : "memory");
+}
+
+/* The loader's pages stay readable: nothing of the host may stay in them (the
+ * supervisor's pid, a sibling's pid replied by the template), nor anything that
+ * differs with how the guest was started (the spec's tables of a spawned loader,
+ * a template's or a snapshot's, the run's stack pointer, the hello): the used
+ * entries are zeroed (only those: a template's child copies each page it writes) */
+static void forget(void) {
+    wipe(maps, hdr.nmaps * sizeof maps[0]);
+    wipe(copies, hdr.ncopies * sizeof copies[0]);
+    wipe(protects, hdr.nprotects * sizeof protects[0]);
+    wipe(prefaults, hdr.nprefaults * sizeof prefaults[0]);
+    wipe(filter, filter_len * sizeof filter[0]);
+    wipe(&hdr, sizeof hdr);
+    filter_len = 0;
+    isolated = 0;
+    replied = 0;
+    run_sp = 0;
+    carried = 0;        /* whether its template forked it for a batch (carry_as) */
+    request = 0;
+}
 
 /* 5. (CPU time) and 6. the filter, last; then the guest */
 static void __attribute__((noreturn)) start(const struct header *h, int forked) {
@@ -543,21 +589,15 @@ static void __attribute__((noreturn)) start(const struct header *h, int forked) 
     }
     sys3(SYS_close, listener, 0, 0);     /* the gate: the supervisor lets it continue */
     sys3(SYS_close, CTL_FD, 0, 0);       /* the filter allows close of CTL_FD only */
-    /* the loader's pages stay readable: nothing of the host may stay in them (the
-     * supervisor's pid, a sibling's pid replied by the template), nor anything that
-     * differs between runs (whether its template forked it for a batch: carry_as) */
-    hdr.parent = 0;
-    replied = 0;
-    carried = 0;
-    request = 0;
-    if (h->resume) resume();
-    u64 sp = h->sp;
-    if (forked) {
+    u64 entry = h->entry, sp = h->sp, resuming = h->resume;
+    if (forked && !resuming) {
         volatile u64 *slot = (volatile u64 *)SP_SLOT;
         sp = *slot;
         *slot = 0;
     }
-    enter(h->entry, sp);
+    forget();
+    if (resuming) resume();
+    enter(entry, sp);
 }
 
 /* A snapshot template's child copies now, ahead of its run, the pages its run
