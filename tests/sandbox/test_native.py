@@ -127,19 +127,23 @@ def test_hidden_and_forbidden_instructions_fault(guest, zvm, how, text):
 
 
 def test_hidden_rdtsc_and_cpuid_fault_in_a_templates_children(guest, tmp_path):
-    """A template's child sets the faulting flags itself, before its filter (the
-    template has none: loader.c, fault_counters): its guest's rdtsc and cpuid fault
-    as a spawned loader's do, run after run."""
+    """A template's child sets the faulting flags itself, before its filter, whatever
+    its template has (a single run's forks ask for a template without them, a batch's
+    with them: loader.c, carry_as): its guest's rdtsc and cpuid fault as a spawned
+    loader's do, run after run, single runs and batches in turn."""
     from zvm_core.channels import WRITE
-    from zvm_core.pool import ChannelSpec, Pool
+    from zvm_core.pool import ChannelSpec, Pool, Run
     prog = str(guest('native_hostile'))
     hows = ['rdtsc', 'rdtsc'] + (['cpuid', 'cpuid'] if cpuid.unsupported() is None else [])
     with Pool(1) as pool, open(tmp_path / 'out', 'wb') as out:
+        channels = [ChannelSpec('/dev/stdout', out.fileno(), WRITE)]
         for how in hows:
-            report = pool.run(prog, [ChannelSpec('/dev/stdout', out.fileno(), WRITE)],
-                              argv=['native_hostile', how], engine='native')
-            assert (report.status, report.engine) == ('fault', 'native'), report
-            assert 'general protection fault (rip 0x' in report.message, report
+            single = pool.run(prog, channels, argv=['native_hostile', how], engine='native')
+            batch = [r.report for r in pool.run_many(
+                [Run(prog, channels, ['native_hostile', how], engine='native')] * 3)]
+            for report in [single, *batch]:
+                assert (report.status, report.engine) == ('fault', 'native'), report
+                assert 'general protection fault (rip 0x' in report.message, report
 
 
 def _loader_span() -> str:

@@ -307,14 +307,17 @@ def test_a_disk_not_here_is_unavailable_and_looked_up_once(server) -> None:
 @pytest.mark.parametrize('by_py3', [True, False])
 def test_metadata_decodes_as_swifts_decoder_decodes_it(by_py3: bool) -> None:
     """``decode_metadata`` (one pass for what a Python 3 Swift wrote) gives what
-    Swift's ``_decode_metadata`` gives, names and values beyond ASCII too."""
+    Swift's ``_decode_metadata`` gives, names and values beyond ASCII too: all bytes,
+    as a PUT writes them, or with a ``str`` and a number among them."""
     from swift.obj.diskfile import _decode_metadata
 
     from zerocloud.object.diskfiles import decode_metadata
-    metadata = {b'name': '/a/c/é'.encode(), b'Content-Length': b'4', b'ETag': b'abc',
-                'X-Object-Meta-Str': 'text', b'X-Object-Meta-\xc3\xa9': b'\xff\xfe',
-                b'X-Object-Meta-N': 5}
-    assert decode_metadata(dict(metadata), by_py3) == _decode_metadata(dict(metadata), by_py3)
+    written = {b'name': '/a/c/é'.encode(), b'Content-Length': b'4', b'ETag': b'abc',
+               b'X-Object-Meta-\xc3\xa9': b'\xff\xfe'}
+    for metadata in (written, {**written, 'X-Object-Meta-Str': 'text', b'X-Object-Meta-N': 5},
+                     {**written, b'X-Object-Meta-N': 5}):
+        assert decode_metadata(dict(metadata), by_py3) == _decode_metadata(dict(metadata),
+                                                                           by_py3)
 
 
 def test_metadata_unpickles_as_swifts_unpickle_does() -> None:

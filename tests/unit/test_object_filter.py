@@ -863,6 +863,7 @@ def test_a_batch_paces_its_chunks_by_the_workers_clock(mw, guest, devices: Path,
     warm = batch_request(mw, entries, guest('wc').read_bytes())   # the worker's template
     assert warm.status_int == 200 and b'0/report.json' in warm.body
     monkeypatch.setattr(batch, 'Chunks', Recorded)
+    monkeypatch.setattr(batch, '_PACES', {})        # not the warm batch's pace (pace_of)
     run_many = mw.pool.run_many
 
     def read_late(*args, **kwargs):
@@ -901,11 +902,51 @@ def test_a_node_the_worker_never_answered_is_not_paced(mw, guest, devices: Path,
     entries = [wire.BatchEntry('sda1', 0, '/a/c/o0', wire.NodeSpec('n0', ['wc'],
                                                                    devices=channels))]
     monkeypatch.setattr(batch, 'Chunks', Recorded)
+    monkeypatch.setattr(batch, '_PACES', {})        # no earlier batch's (pace_of)
     monkeypatch.setattr(mw.pool, 'run_many', dead)
     resp = batch_request(mw, entries, guest('wc').read_bytes())
     assert resp.status_int == 200, resp.body
     assert json.loads(untar(resp.body)['0/report.json'])['status'] == 'killed'
     assert made[0].pace is None
+
+
+def test_a_batch_starts_at_the_pace_of_its_programs_last_batch(mw, guest, devices: Path,
+                                                                monkeypatch) -> None:
+    """A program's first batch in a process hands its first nodes out one at a time,
+    until a pace is known; its next batch starts at the pace the last one ended with
+    (each one-node chunk was a worker request of its own), and sizes its first chunk
+    by it; another program's batch starts as the first one did."""
+    from zerocloud.object import batch
+    made: list[Chunks] = []
+
+    class Recorded(Chunks):
+        def __init__(self, *args) -> None:
+            super().__init__(*args)
+            made.append(self)
+            self.began, self.sizes = self.pace, []
+
+        def take(self) -> list[int]:
+            taken = super().take()
+            self.sizes.append(len(taken))
+            return taken
+    monkeypatch.setattr(batch, 'Chunks', Recorded)
+    monkeypatch.setattr(batch, '_PACES', {})
+    for i in range(12):
+        put(mw, f'/sda1/0/a/c/o{i}', b'one two')
+    channels = (wire.DeviceSpec('stdin', 'r', source='local'), wire.DeviceSpec('stdout', 'w'))
+    entries = [wire.BatchEntry('sda1', 0, f'/a/c/o{i}', wire.NodeSpec(
+        f'n{i}', ['wc'], devices=channels)) for i in range(12)]
+    for program in ('wc', 'wc', 'hello'):
+        resp = batch_request(mw, entries, guest(program).read_bytes())
+        assert resp.status_int == 200, resp.body
+        assert sorted(untar(resp.body)) == sorted(f'{i}/{m}' for i in range(12)
+                                                  for m in ('report.json', 'dev/stdout'))
+    first, again, other = made
+    assert first.began is None and other.began is None          # no pace known yet
+    assert first.sizes[0] == other.sizes[0] == 1
+    assert again.began == first.pace is not None
+    size = min(CHUNK, -(-12 // again.width), max(1, int(CHUNK_SECONDS / again.began)))
+    assert again.sizes[0] == size and sum(again.sizes) == 12
 
 
 def test_chunks_hand_out_given_back_nodes_first_at_the_pace_now_known() -> None:

@@ -150,8 +150,8 @@ def test_a_chunk_looks_at_its_program_once(monkeypatch, tmp_path) -> None:
         coarse=lambda: 0.0))
 
     class Warm:
-        def run(self, channels, argv, env, seed, epoch, limits, image, ahead, probe):
-            started.append((argv[0], ahead, probe))
+        def run(self, channels, argv, env, seed, epoch, limits, image, ahead, probe, held):
+            started.append((argv[0], ahead, probe, held))
             return worker.Report('ok', 0)
 
         def reset(self) -> None:
@@ -182,5 +182,6 @@ def test_a_chunk_looks_at_its_program_once(monkeypatch, tmp_path) -> None:
     reply = 'clock'         # each reply's stamp (RunResult.ended)
     assert looked == [('stat', 'a'), ('prepared', 'a', ('a',)), reply, reply,
                       ('stat', 'b'), ('prepared', 'b', ('b',)), reply, reply]
-    assert started == [('n1', True, False), ('n2', True, False), ('n3', True, False),
-                       ('n4', False, False)]
+    # a batch's nodes: no probe, and the template's forks asked with the worker's flags
+    assert started == [('n1', True, False, True), ('n2', True, False, True),
+                       ('n3', True, False, True), ('n4', False, False, True)]

@@ -396,3 +396,12 @@ def test_a_reports_block_is_full_at_its_node_count_or_size(monkeypatch) -> None:
 def test_a_bad_reports_block_is_one_error_that_says_why(data: bytes, why: str) -> None:
     with pytest.raises(wire.ReportError, match=why):
         wire.read_reports(data)
+
+
+@pytest.mark.parametrize('value', [
+    'wc-1', 'é"\\\n', ['wc-1', 'x'], {'SCRIPT_NAME': 'wc-1', 'LOCAL_X': 'é', 'A': [1, 2.5]},
+    {'b': {'z': None, 'a': True}, 'a': [1e100, -0.0, 3]}, 7, 1.5, None, [], {}])
+def test_sorted_json_is_json_dumps_with_sorted_keys(value) -> None:
+    """The encoder made once for entries, reports and spec sizes (``wire._sorted_json``)
+    writes what ``json.dumps(value, sort_keys=True)`` writes."""
+    assert wire._sorted_json(value) == json.dumps(value, sort_keys=True)

@@ -16,8 +16,9 @@ waiting in the pool's queue (within ``zerovm_maxqueue``), so that no worker
 waits for the next.  Nodes that turn slow do not stretch a chunk: its worker
 starts none once the chunk has run :data:`CHUNK_BUDGET`, and those it did
 not start are handed out again in a later chunk, at the pace then
-known.  Each node is still its own sandbox run, reading its own object in
-place, with its own channels, output files and report; the end of an
+known (a batch of a program this process ran before starts at the pace its
+last batch ended with: ``pace_of``).  Each node is still its own sandbox
+run, reading its own object in place, with its own channels, output files and report; the end of an
 undeclared stderr is kept by the worker, in memory (no pipe per node), and
 results stream back as nodes end, read from the worker a few at a time (each
 reply read alone woke this process once per node: ``Pool.run_many``'s
@@ -77,6 +78,7 @@ IMAGE_MEMBER = wire.DEV_PREFIX + wire.IMAGE_DEVICE
 CACHED = (wire.EXE, IMAGE_MEMBER)       # kept by content (``ObjectExecMiddleware``)
 
 
+PACES = 64              # programs whose pace a process keeps for its next batches (``Chunks``)
 SPARES = 128            # emptied output files one process keeps open per disk for next batches
 SPARES_IDLE = 30.0      # seconds they stay open once no batch uses them (a disk may be unmounted)
 
@@ -254,14 +256,17 @@ class Chunks:
     holds a worker, and one of its account's turns, that long at a time
     (or for one node), however long its nodes take, and its last nodes are
     spread over the workers.  The first chunks, before any pace is known, are
-    one node each.  Nodes a chunk gave back (not started: :meth:`give_back`) go
-    out first, lowest first."""
+    one node each; ``pace``: the one the program's last batch in this process ended
+    with, if any (:func:`pace_of`): its first chunks are sized by it (a slow node
+    holds a chunk's worker :data:`CHUNK_BUDGET` at most, whatever the pace said).
+    Nodes a chunk gave back (not started: :meth:`give_back`) go out first, lowest
+    first."""
 
-    def __init__(self, count: int, width: int) -> None:
+    def __init__(self, count: int, width: int, pace: float | None = None) -> None:
         self.count, self.width = count, width
         self.next = 0
         self.back: list[int] = []               # given back, to hand out again (sorted)
-        self.pace: float | None = None         # seconds a node takes (moving average)
+        self.pace = pace                        # seconds a node takes (moving average)
 
     def take(self) -> list[int]:
         """The indexes of the next chunk ([] once every node was handed out)."""
@@ -287,6 +292,24 @@ class Chunks:
         this one) made the pace several times the worker's, and most chunks
         one to five nodes long."""
         self.pace = seconds if self.pace is None else 0.8 * self.pace + 0.2 * seconds
+
+
+_PACES: dict = {}       # program (its host path, or the spec's) -> its last batch's pace
+
+
+def pace_of(program, pace: float | None = None) -> float | None:
+    """The pace ``program``'s last batch in this process ended with; with ``pace``, a
+    batch's end: kept for the next (at most :data:`PACES` programs).  Each of a batch's
+    first chunks, one node while no pace was known, was a worker request (~0.3 ms of
+    CPU in the server and its worker) for one node: a quarter of a 10,000-node job's
+    chunks."""
+    if pace is None:
+        return _PACES.get(program)
+    _PACES.pop(program, None)
+    if len(_PACES) >= PACES:
+        del _PACES[next(iter(_PACES))]
+    _PACES[program] = pace
+    return pace
 
 
 class _Node:
@@ -552,7 +575,8 @@ class BatchRun:
         done = LightQueue()
         config = self.config      # chunks waiting in the pool's queue: no worker waits for one
         width = min(len(entries), config.pool_size + min(config.pool_size, config.queue))
-        chunks = Chunks(len(entries), width)
+        program = self.files.get(wire.EXE) or entries[0].spec.program
+        chunks = Chunks(len(entries), width, pace_of(program))
         self.pool = GreenPool(width)
         trans = self.req.headers.get('X-Trans-Id', '-')
         outcomes: collections.Counter[str] = collections.Counter()
@@ -607,6 +631,8 @@ class BatchRun:
         try:
             yield from self.answers(entries, done)
         finally:    # at its end, or when the proxy went away
+            if chunks.pace is not None:
+                pace_of(program, chunks.pace)
             self.logger.info('execute %s 200 ok*%d %.4fs %s (batch of %d: %s; %.4fs)',
                              entries[0].object, outcomes[OK], ok_seconds[0], trans,
                              len(entries), ', '.join(f'{n} {status}' for status, n in

@@ -34,7 +34,8 @@
  * A template (the spec says so; the pool's warm native starts) stops after
  * step 3 and what of steps 4 and 5 a fork inherits (signals, limits but
  * descriptors, processes and CPU time, no_new_privs; not the faulting rdtsc
- * and cpuid, which each child sets just before its filter: fault_counters()): it
+ * and cpuid, which each child sets just before its filter: fault_counters(); the
+ * template carries those only while its requests say its supervisor does): it
  * keeps no descriptor but its spec and socket, dies with the supervisor, and
  * forks a child per run from that never-run state, which does the rest of
  * steps 4 and 5 itself and step 6, and waits at the gate for the run's bytes
@@ -459,15 +460,31 @@ static void restrict_all(const struct header *h) {
 }
 
 /* 5. rdtsc faults (PR_SET_TSC), so does cpuid where the CPU can (ARCH_SET_CPUID):
- * set by each guest process itself just before its filter, never by a template.
+ * set by each guest process itself just before its filter, whatever it inherited.
  * Linux rewrites CR4.TSD and the CPUID-faulting MSR at every switch between a
  * thread that has these flags and one that has not (a VM exit each under a
- * hypervisor, ~13 us together here): a template that had them paid that at each
- * of its wake-ups (a fork per run, its socket's), and a child from its birth. */
+ * hypervisor, ~13 us together here).  A template runs no guest instruction, so
+ * its flags only decide those rewrites at its wake-ups (a fork per run): it has
+ * them while its supervisor does (a pool worker holds them across a batch's
+ * nodes: fastcall.c hold), and not otherwise (serve(): the request says which). */
 static void fault_counters(void) {
     check(sys6(SYS_prctl, 26, 2, 0, 0, 0, 0), "PR_SET_TSC");        /* PR_TSC_SIGSEGV */
     long cpuid = sys3(SYS_arch_prctl, 0x1012, 0, 0);     /* ARCH_SET_CPUID 0: cpuid faults */
     if (cpuid < 0 && cpuid != -19) fail("ARCH_SET_CPUID", cpuid);   /* ENODEV: no CPU support */
+}
+
+/* A template's flags as its supervisor's (a fork request's byte: 'H' it holds
+ * them, 'F' not), changed only when that changes: a batch's forks wake a template
+ * with the flags of the worker that asks and of the children, a single run's one
+ * without, like the worker between its runs.  A performance matter only: each
+ * child sets the flags itself (start()); a template that cannot is no worse off. */
+static long carried;        /* the template's faulting flags (carry_as): forget() clears it */
+static char request;        /* a fork request's byte ('H' or 'F'): forget() clears it too */
+static void carry_as(int held) {
+    if (held == carried) return;
+    carried = held;
+    sys6(SYS_prctl, 26, held ? 2 : 1, 0, 0, 0, 0);     /* PR_TSC_SIGSEGV : PR_TSC_ENABLE */
+    sys3(SYS_arch_prctl, 0x1012, held ? 0 : 1, 0);      /* ARCH_SET_CPUID */
 }
 
 /* 4.-5. what each guest process does itself: descriptors, no processes (a
@@ -521,6 +538,8 @@ static void forget(void) {
     isolated = 0;
     replied = 0;
     run_sp = 0;
+    carried = 0;        /* whether its template forked it for a batch (carry_as) */
+    request = 0;
 }
 
 /* 5. (CPU time) and 6. the filter, last; then the guest */
@@ -598,7 +617,8 @@ static void reply(long value) {
 }
 
 /* A template (a fork server): the program is mapped once, no guest instruction
- * ever runs here.  Each byte on SOCK_FD asks for a child: the template forks
+ * ever runs here.  Each byte on SOCK_FD asks for a child ('H' while the
+ * supervisor holds the faulting flags, else 'F': carry_as): the template forks
  * it with CLONE_PARENT (so the supervisor is its parent: it waits for it, and
  * the child dies with it) and forgets it (a fork that fails is a line on the
  * socket).  The child makes the template's socket its CTL_FD (the supervisor
@@ -620,10 +640,10 @@ static void __attribute__((noreturn)) serve(void) {
          * space): a wake-up per run for nothing.  poll's wait is for POLLIN alone */
         struct { int fd; short events, revents; } ready = {SOCK_FD, 1, 0};    /* POLLIN */
         if (sys6(SYS_ppoll, (long)&ready, 1, 0, 0, 8, 0) == -4) continue;      /* EINTR */
-        char byte;
-        long n = sys3(SYS_read, SOCK_FD, &byte, 1);
+        long n = sys3(SYS_read, SOCK_FD, &request, 1);
         if (n == -4) continue;                               /* EINTR */
         if (n <= 0) sys3(SYS_exit, 0, 0, 0);
+        carry_as(request == 'H');
         long pid = sys6(SYS_clone, 0x00008000 | 17, 0, 0, 0, 0, 0);   /* CLONE_PARENT | SIGCHLD */
         if (pid == 0) {
             check(sys6(SYS_prctl, 1, 9, 0, 0, 0, 0), "PR_SET_PDEATHSIG");
