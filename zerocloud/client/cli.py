@@ -59,6 +59,7 @@ with quiet_imports('zc'):   # Ctrl-C as the command is starting: exit 130
     from zvm_core import stdout
     from zvm_core.engines import CHOICES
     from zvm_core.limits import bad_env_name
+    from zvm_core.version import add_version
 
 EXIT_FAILED, EXIT_USAGE, EXIT_PENDING, EXIT_CANCELLED = 1, 2, 3, 130
 REPORT_HEADER = 'X-Zerovm-Report'
@@ -210,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog='Auth: the swift command\'s options and ST_*/OS_* variables '
                '(zc --os-help lists them).')
     add_default_args(parser)
+    add_version(parser)
     parser.set_defaults(**dict.fromkeys(ACCOUNT_OPTIONS + TOKEN_OPTIONS))   # see _auth_options
     sub = parser.add_subparsers(dest='command', metavar='COMMAND',
                                 prog='zc [swift auth options]')     # usage: "zc ... run"
