@@ -43,6 +43,7 @@ from zvm_core.engines import CHOICES
 VERSION = 'sql/1.0'
 MAX_COLUMNS = 2000
 CHECK_LENGTH = 1 << 20          # a checked query's values, bytes
+MAX_QUERY = 16 * 1024           # a query's bytes: planning it holds the proxy's hub (~1 ms/KiB)
 CHECK_STEPS = 1_000_000         # a checked query's virtual machine steps
 TABLE, PARTIALS = 't', 'p'
 SPLITTABLE = {'count', 'sum', 'total', 'min', 'max', 'avg'}
@@ -190,6 +191,11 @@ def parse_request(body: bytes) -> SqlRequest:
     query = spec.get('query')
     if not isinstance(query, str) or not query.strip():
         raise SqlError('"query" must be a non-empty string')
+    size = len(query.encode('utf-8', 'surrogatepass'))
+    if size > MAX_QUERY:
+        raise SqlError(f'the query is {size} bytes, more than the {MAX_QUERY} (16 KiB) a '
+                       'query may have: shorten it (a long IN list: filter on a shorter one, '
+                       'or run several queries)')
     fmt = spec.get('format', 'csv')
     if fmt not in FORMATS:
         raise SqlError(f'"format" must be one of {", ".join(FORMATS)}, not {json.dumps(fmt)}')
