@@ -86,6 +86,7 @@ with quiet_imports('zerocloud-devcluster'):   # Ctrl-C as the command is startin
     from pathlib import Path
 
     from zvm_core import stdout
+    from zvm_core.version import add_version
 
 HOST = '127.0.0.1'
 PROXY_SAMPLE = 'proxy-server.conf-sample'
@@ -1136,6 +1137,7 @@ def _main(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(
         prog='zerocloud-devcluster',
         description='Start and stop a local Swift cluster with ZeroCloud installed.')
+    add_version(parser)
     parser.add_argument('--dir', type=Path, dest='dir_first', metavar='DIR',
                         help='the same as the command\'s --dir, given before it')
     sub = parser.add_subparsers(dest='command', required=True, metavar='COMMAND')

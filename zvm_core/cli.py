@@ -77,6 +77,7 @@ with quiet_imports('zvm'):   # Ctrl-C as the command is starting: exit 130
     )
     from zvm_core.report import SIGPIPE_STATE
     from zvm_core.validator import Policy, default_cache, validate
+    from zvm_core.version import add_version
 
 if TYPE_CHECKING:
     from zvm_core.report import Report
@@ -119,6 +120,7 @@ def _quota(text: str) -> tuple[str, str]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog='zvm',
                                      description=__doc__.split('\n\n')[0].replace('``', ''))
+    add_version(parser)
     sub = parser.add_subparsers(dest='command', required=True)
     rdtsc = dict(choices=('virtualize', 'reject'), default='virtualize',
                  help='rdtsc/rdtscp: answer from a virtual counter, or reject the program')
@@ -467,7 +469,7 @@ def _repeat(opts: argparse.Namespace, program: str, mounts: list[tuple[str, str]
 
 
 ZEROVM_USAGE = 'zvm [-s] [-F] [-P] [-Q] [-t 0|1|2] [-v N] [-M] MANIFEST'
-SUBCOMMANDS = ('run', 'validate', 'sdk', 'info', '-h', '--help')
+SUBCOMMANDS = ('run', 'validate', 'sdk', 'info', '-h', '--help', '--version')
 SDK_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'zerovm', 'sdk')
 
 

@@ -437,6 +437,13 @@ def test_a_wildcard_over_a_missing_container_is_a_404(mw, swift, servers) -> Non
     ('swift://others/nowhere/out.txt',
      b'container swift://others/nowhere does not exist (of swift://others/nowhere/out.txt) '
      b'(accounts are named AUTH_<name>: did you mean swift://AUTH_others/nowhere/out.txt?)\n'),
+    # another account's (FakeSwift's missing /nowhere is AUTH_b's too): "swift post" would
+    # make one in yours; only its owner can make it there
+    ('swift://AUTH_b/nowhere/out.txt',
+     b'container swift://AUTH_b/nowhere does not exist: a job writes '
+     b'swift://AUTH_b/nowhere/out.txt only into a container that exists (swift://AUTH_b/'
+     b'nowhere is of account AUTH_b, not yours (AUTH_a): only its owner can change it; ask '
+     b'them to create it and add you to its write ACL (X-Container-Write))\n'),
 ])
 def test_a_missing_container_of_a_written_object_is_a_404_saying_what_to_do(
         mw, swift, servers, path: str, says: bytes) -> None:
@@ -451,6 +458,24 @@ def test_a_missing_container_of_a_written_object_is_a_404_saying_what_to_do(
                         environ={'swift.authorize': lambda req: None})
     resp = req.get_response(mw)
     assert (resp.status_int, resp.body) == (404, says)
+    assert asked.asked == []
+
+
+def test_a_written_object_of_another_account_denied_says_whom_to_ask(mw, swift,
+                                                                     servers) -> None:
+    # "Denied: may not write swift://AUTH_b/drop/out.txt": nothing of whose ACL it is
+    asked = servers()
+    body = json.dumps(job(stdout={'name': 'stdout', 'path': 'swift://AUTH_b/drop/out.txt'}))
+    req = Request.blank(ACCOUNT, method='POST', body=body.encode(),
+                        headers={'X-Zerovm-Execute': '1.0',
+                                 'Content-Type': 'application/json'},
+                        environ={'swift.authorize': lambda req: Response(status=403)
+                                 if req.path.startswith('/v1/AUTH_b/') else None})
+    resp = req.get_response(mw)
+    assert (resp.status_int, resp.body) == (
+        403, b'Denied: may not write swift://AUTH_b/drop/out.txt (swift://AUTH_b/drop is of '
+             b'account AUTH_b, not yours (AUTH_a): only its owner can change it; ask them to '
+             b'add you to its write ACL (X-Container-Write))\n')
     assert asked.asked == []
 
 

@@ -59,6 +59,7 @@ with quiet_imports('zc'):   # Ctrl-C as the command is starting: exit 130
     from zvm_core import stdout
     from zvm_core.engines import CHOICES
     from zvm_core.limits import bad_env_name
+    from zvm_core.version import add_version
 
 EXIT_FAILED, EXIT_USAGE, EXIT_PENDING, EXIT_CANCELLED = 1, 2, 3, 130
 REPORT_HEADER = 'X-Zerovm-Report'
@@ -210,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog='Auth: the swift command\'s options and ST_*/OS_* variables '
                '(zc --os-help lists them).')
     add_default_args(parser)
+    add_version(parser)
     parser.set_defaults(**dict.fromkeys(ACCOUNT_OPTIONS + TOKEN_OPTIONS))   # see _auth_options
     sub = parser.add_subparsers(dest='command', metavar='COMMAND',
                                 prog='zc [swift auth options]')     # usage: "zc ... run"
@@ -753,6 +755,8 @@ class Client:
 
     def cmd_deploy(self) -> int:
         kind = _media_type(self.opts.content_type) if self.opts.content_type else None
+        if Path(self.opts.zapp).is_dir():
+            raise Usage(_app_dir(Path(self.opts.zapp)))
         data = Path(self.opts.zapp).read_bytes()
         job, files = jobs.read_zapp(data, self.opts.zapp)
         tar = jobs.tar_bytes(data)
@@ -870,6 +874,16 @@ class Client:
         result = local.run(payload, self.opts.target or self.opts.script, maps,
                            self.opts.stdin, None if self.opts.json else self.out.write)
         return self.show_result(result, {})
+
+
+def _app_dir(root: Path) -> str:
+    """What to do when ``zc deploy`` was given a directory, not a zapp."""
+    zapp = zapps.bundled_path(root)
+    if zapp is None:
+        return (f'{root} is a directory without a {zapps.MANIFEST}: deploy takes a zapp '
+                f'(zc new NAME writes an app, zc bundle DIR builds its zapp)')
+    return (f'{root} is a directory: deploy takes a zapp; build it first with zc bundle '
+            f'{root} (it writes {zapp}), then zc deploy {zapp}')
 
 
 def _piped(stream) -> bool:

@@ -124,7 +124,23 @@ def report(result: JobResult) -> str:
     if result.status >= 300 and not any(n.failed for n in result.nodes):
         text += f'the server answered HTTP {result.status}:\n' + \
             result.body.decode('utf-8', 'replace')      # e.g. a program's bad CGI output
-    return text + summary(result)
+    return text + summary(result) + chain_stopped(result)
+
+
+def chain_stopped(result: JobResult) -> str:
+    """Why the job's answer, itself a job (the output above), was not run next."""
+    if result.chain == 'foreign_code':
+        return (f'zc: the chain stopped: the answer is a job, not run, because the job that '
+                f'answered ran code of another account ({result.foreign or "not named"}): a '
+                'job it answers would run with all your rights. To chain on purpose, copy '
+                'that object into your account and run your copy (http-api.md, Chains)\n')
+    if result.chain == 'chain_timeout':
+        return ('zc: the chain stopped after chain_timeout (the cluster\'s limit on a chain '
+                'of jobs): the answer is the next job, not run; save it and run it with '
+                'zc run FILE\n')
+    if result.chain:
+        return f'zc: the chain stopped ({result.chain}): the answer is a job, not run\n'
+    return ''
 
 
 def large_summary(result: JobResult, every: str = 'use --json for every node') -> str:

@@ -100,11 +100,13 @@ class JobResult:
     stopped: str = ''                   # a deferred job that did not end: cancelled, lost;
                                         # or whose output Swift refused: unstored
     counts: dict[str, int] | None = None    # its nodes: total, done, failed, stopped|lost
+    chain: str = ''                     # why a chain stopped (X-Chain-Stopped): its job not run
+    foreign: str = ''                   # the other account's code that stopped it
 
     @property
     def failed(self) -> bool:
-        return self.status >= 300 or any(n.failed for n in self.nodes) or bool(
-            self.summary and self.summary.failed)
+        return self.status >= 300 or bool(self.chain) or any(
+            n.failed for n in self.nodes) or bool(self.summary and self.summary.failed)
 
     @property
     def totals(self) -> tuple[int, int]:
@@ -124,6 +126,8 @@ class JobResult:
             out['summary'] = vars(self.summary)
         if self.status >= 300 and not self.nodes:
             out['error'] = self.body.decode('utf-8', 'replace')
+        if self.chain:
+            out['chain_stopped'] = self.chain
         return out
 
     def parts(self) -> list[tuple[str, bytes]] | None:
@@ -274,7 +278,9 @@ def parse(status: int, headers: Mapping[str, str], body: bytes) -> JobResult:
     stopped = headers.get(NEXE + 'status', '') if status >= 300 and not nodes else ''
     stopped = stopped if stopped in STOPPED else ''
     return JobResult(status, nodes, seconds, truncated, body, report, summary, stopped=stopped,
-                     counts=_counts(headers.get(NEXE + 'node-counts', '')) if stopped else None)
+                     counts=_counts(headers.get(NEXE + 'node-counts', '')) if stopped else None,
+                     chain=headers.get('x-chain-stopped', ''),
+                     foreign=headers.get('x-chain-foreign-code', ''))
 
 
 def _counts(text: str) -> dict[str, int] | None:

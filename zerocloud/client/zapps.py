@@ -213,6 +213,15 @@ def bundle(root: Path, output: Path | None = None) -> tuple[Path, list[str]]:
     return output, checked
 
 
+def bundled_path(root: Path) -> Path | None:
+    """The zapp ``zc bundle root`` writes; None when ``root`` has no readable zapp.yaml."""
+    try:
+        name = yaml.safe_load((root / MANIFEST).read_text()).get('name')
+    except (OSError, yaml.YAMLError, AttributeError):
+        return None
+    return root / f'{name}.zapp' if isinstance(name, str) and name else None
+
+
 def registered_job(job: list, image_url: str) -> list:
     """The zapp's job for ``.zvm/<type>/config``: its ``image`` is the deployed zapp."""
     out = json.loads(json.dumps(job))

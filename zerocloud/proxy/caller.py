@@ -97,13 +97,30 @@ class Caller:
         if denied is not None:
             what = {'POST': 'execute jobs in', 'PUT': 'write', 'GET': 'read'}[method]
             hint = self.own_hint(path) if denied.status_int == 403 else ''
+            if denied.status_int == 403 and method == 'PUT' and not hint:
+                hint = self.others_hint(path, 'add you to its write ACL (X-Container-Write)')
             raise denied_error(denied, f'{what} swift:/{path[3:]}{hint}')
+
+    @property
+    def account(self) -> str:
+        """The caller's account: the request's."""
+        return (self.req.path.split('/') + ['', ''])[2]
+
+    def others_hint(self, path: str, ask: str) -> str:
+        """`` (... of account B, not yours ...: ask its owner to <ask>)`` when ``path``
+        (``/v1/b/c/o``) is in another account than the caller's, else ''."""
+        account, _, rest = path[4:].partition('/')
+        if account == self.account:
+            return ''
+        container = rest.partition('/')[0]
+        return (f' (swift://{account}/{container} is of account {account}, not yours '
+                f'({self.account}): only its owner can change it; ask them to {ask})')
 
     def own_hint(self, path: str) -> str:
         """`` (your account is AUTH_a: ...)`` when the account of ``path`` (``/v1/a/...``)
         is the caller's without its reseller prefix, as users write it; `` (accounts are
         named AUTH_<name>: ...)`` for another account without it: else ''."""
-        mine = (self.req.path.split('/') + ['', ''])[2]
+        mine = self.account
         account, _, rest = path[4:].partition('/')
         reseller, sep, name = mine.partition('_')
         if account == name and account != mine:
@@ -125,6 +142,11 @@ class Caller:
             return f'{said} (of swift:/{path[3:]}){hint}\n'
         if method != 'PUT':
             return f'{said} (of swift:/{path[3:]})\n'
+        others = self.others_hint(path, 'create it and add you to its write ACL '
+                                        '(X-Container-Write)')
+        if others:
+            return (f'{said}: a job writes swift:/{path[3:]} only into a container that '
+                    f'exists{others}\n')
         return (f'{said}: a job writes swift:/{path[3:]} only into a container that exists '
                 f'(create it first: swift post {container})\n')
 

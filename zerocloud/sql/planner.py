@@ -43,6 +43,7 @@ from zvm_core.engines import CHOICES
 VERSION = 'sql/1.0'
 MAX_COLUMNS = 2000
 CHECK_LENGTH = 1 << 20          # a checked query's values, bytes
+MAX_QUERY = 16 * 1024           # a query's bytes: planning it holds the proxy's hub (~1 ms/KiB)
 CHECK_STEPS = 1_000_000         # a checked query's virtual machine steps
 TABLE, PARTIALS = 't', 'p'
 SPLITTABLE = {'count', 'sum', 'total', 'min', 'max', 'avg'}
@@ -190,6 +191,11 @@ def parse_request(body: bytes) -> SqlRequest:
     query = spec.get('query')
     if not isinstance(query, str) or not query.strip():
         raise SqlError('"query" must be a non-empty string')
+    size = len(query.encode('utf-8', 'surrogatepass'))
+    if size > MAX_QUERY:
+        raise SqlError(f'the query is {size} bytes, more than the {MAX_QUERY} (16 KiB) a '
+                       'query may have: shorten it (a long IN list: filter on a shorter one, '
+                       'or run several queries)')
     fmt = spec.get('format', 'csv')
     if fmt not in FORMATS:
         raise SqlError(f'"format" must be one of {", ".join(FORMATS)}, not {json.dumps(fmt)}')
@@ -512,9 +518,7 @@ def _calls(query: Query, start: int, end: int) -> list[Call]:
                         break
                 j += 1
             args = (i + 2, j)
-            commas = sum(1 for k in range(*args) if toks[k].text == ',' and
-                         _depth(toks, i + 2, k) == 0)
-            if tok.key in ('min', 'max') and commas:       # the scalar min/max
+            if tok.key in ('min', 'max') and _has_comma(toks, *args):   # the scalar min/max
                 i += 1
                 continue
             out.append(Call(tok.key, i, j + 1, args))
@@ -524,23 +528,31 @@ def _calls(query: Query, start: int, end: int) -> list[Call]:
     return out
 
 
-def _depth(toks: list[Token], start: int, at: int) -> int:
+def _has_comma(toks: list[Token], start: int, end: int) -> bool:
+    """Whether tokens [start, end) hold a comma outside parentheses (one pass: a
+    query's length in tokens, not its square, holds the proxy's hub)."""
     depth = 0
-    for k in range(start, at):
-        depth += toks[k].text == '('
-        depth -= toks[k].text == ')'
-    return depth
+    for k in range(start, end):
+        text = toks[k].text
+        depth += (text == '(') - (text == ')')
+        if text == ',' and depth == 0:
+            return True
+    return False
+
+
+def _inside(calls: list[Call]) -> set[int]:
+    """The indexes of the tokens of ``calls``."""
+    return {k for c in calls for k in range(c.start, c.end)}
 
 
 def _columns_in(query: Query, start: int, end: int, columns: dict[str, str],
-                skip: list[Call] = (), aliases: set[str] = frozenset()) -> set[str]:
-    """Table columns named among tokens [start, end), outside the calls ``skip``, not
-    counting names in ``aliases``."""
+                skip: set[int] = frozenset(), aliases: set[str] = frozenset()) -> set[str]:
+    """Table columns named among tokens [start, end), but for those of indexes ``skip``
+    (:func:`_inside` the calls not counted), not counting names in ``aliases``."""
     toks, found = query.tokens, set()
-    inside = {k for c in skip for k in range(c.start, c.end)}
     for i in range(start, end):
         tok = toks[i]
-        if i in inside or tok.kind not in ('word', 'ident') or tok.key in aliases:
+        if i in skip or tok.kind not in ('word', 'ident') or tok.key in aliases:
             continue
         if i + 1 < len(toks) and toks[i + 1].text in ('(', '.'):
             continue                       # a function, or a table alias
@@ -778,13 +790,13 @@ def _split(query: Query, by_name: dict[str, str], columns: list[str],
             return None, 'GROUP BY terms without columns: the filtered rows are merged'
     else:
         keys = set()
-    used = set()
+    used, inside = set(), _inside(calls)    # once: per item it was a query's square
     for a, b, _ in items:                  # select items, without their aliases
-        used |= _columns_in(query, a, b, by_name, calls)
+        used |= _columns_in(query, a, b, by_name, inside)
     aliases = {alias for _, _, alias in items if alias}
     for name in ('having', 'order', 'limit'):
         if name in query.clauses:          # ORDER BY prefers an alias to a column
-            used |= _columns_in(query, *query.clauses[name], by_name, calls,
+            used |= _columns_in(query, *query.clauses[name], by_name, inside,
                                 aliases if name == 'order' else frozenset())
     if _has_star(query):
         return None, 'SELECT * with aggregates: the filtered rows are merged'
