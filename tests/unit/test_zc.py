@@ -642,6 +642,26 @@ def test_a_split_dir_holding_an_earlier_runs_parts_is_noted(tmp_path: Path) -> N
     assert err.getvalue() == ''                     # every file its own: nothing to say
 
 
+def test_split_of_a_large_job_says_how_to_get_a_file_per_node(tmp_path: Path) -> None:
+    # a job of 3001 nodes is answered with counts: --split could only say "all of it on
+    # stdout", though a file per node is what the user asked for
+    from zerocloud.client import cli
+    out, err = _Written(), io.StringIO()
+    client = cli.Client(build_parser().parse_args(['run', 'job.json', '--split',
+                                                   str(tmp_path / 'parts')]), out=out, err=err)
+    result = report.parse(200, {'X-Nexe-Nodes': '3001', 'X-Nexe-Failed': '0',
+                                'X-Nexe-Status-Counts': 'ok 3001'}, b'1\n' * 3001)
+    client.write_parts(result, tmp_path / 'parts')
+    assert b''.join(out.writes) == b'1\n' * 3001
+    assert not (tmp_path / 'parts').exists()
+    assert err.getvalue() == (
+        "zc: --split: a job of more than 1,000 nodes is answered without each node's size "
+        '(X-Nexe-Body-Bytes), so its output cannot be split: all of it is on stdout. For a '
+        "file per node, run it again with --out 'swift://~/res/*.out' instead of --split "
+        "(each node's stdout stored as its own object; in a job file, a \"path\" on each "
+        f'stdout device), then: swift download res -D {tmp_path}/parts\n')
+
+
 @pytest.mark.parametrize('given, noted', [('piped', True), ('file', True), ('empty', False),
                                            ('on', False)])
 def test_run_says_that_this_machines_stdin_is_not_sent(tmp_path: Path, given: str,

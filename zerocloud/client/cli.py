@@ -135,6 +135,19 @@ def _missed_input(nodes: list[report.NodeResult]) -> bool:
                for node in nodes for line in f'{node.error}\n{node.stderr}'.splitlines())
 
 
+def _unsplit_note(result: report.JobResult, where: Path) -> str:
+    """Why ``--split`` could not split this answer, and, for a large job (answered
+    without per-node sizes), how to get a file per node instead."""
+    if result.summary is None:
+        return ('zc: --split: the answer does not say which bytes each node wrote '
+                '(X-Nexe-Body-Bytes): all of it on stdout\n')
+    return ('zc: --split: a job of more than 1,000 nodes is answered without each node\'s '
+            'size (X-Nexe-Body-Bytes), so its output cannot be split: all of it is on '
+            'stdout. For a file per node, run it again with --out \'swift://~/res/*.out\' '
+            'instead of --split (each node\'s stdout stored as its own object; in a job '
+            f'file, a "path" on each stdout device), then: swift download res -D {where}\n')
+
+
 def _split_dir(text: str) -> Path:
     """``--split DIR``: refused before the job runs if it cannot be a directory (its
     output would be lost after the run)."""
@@ -531,9 +544,7 @@ class Client:
         as ``<node>.2``...); the whole body on stdout if the answer does not say."""
         parts = result.parts()
         if parts is None:
-            self.err.write('zc: --split: the answer does not say which bytes each node wrote '
-                           '(X-Nexe-Body-Bytes; a job of more than 1,000 nodes is answered '
-                           'with counts): all of it on stdout\n')
+            self.err.write(_unsplit_note(result, where))
             self.out.write(result.body)
             return
         where.mkdir(parents=True, exist_ok=True)
