@@ -1750,3 +1750,25 @@ def test_nodes_that_failed_alike_are_shown_a_few_then_counted() -> None:
     assert display.failures(nodes) == (
         'x-1: exit 3\nx-2: exit 3\nx-3: exit 3\nx-odd: fault: read of unmapped memory\n'
         '... and 97 more nodes: exit 3\n')
+
+
+@pytest.mark.parametrize('program, code, verdict', [
+    ('wc', 0, 'swift://~/bin/prog: valid'),
+    ('wrmsr', 1, 'swift://~/bin/prog: invalid: 1 violation(s), first ')])
+def test_validate_of_a_stored_program_without_a_verdict_checks_it_here(
+        guest, capsys, program: str, code: int, verdict: str) -> None:
+    # an object uploaded without X-Zerovm-Validate only got "no verdict stored", exit 1
+    from zerocloud.client import cli
+    client = cli.Client(build_parser().parse_args(['validate', 'swift://~/bin/prog']))
+    data = guest(program).read_bytes()
+    got = []
+    client._session = SimpleNamespace(
+        account='AUTH_t', location=lambda url: SwiftPath('AUTH_t', 'bin', 'prog'),
+        request=lambda method, path, headers: FakeAnswer(200, 'OK', b''),
+        get=lambda path: got.append(path) or data)
+    assert client.cmd_validate() == code
+    assert got == [SwiftPath('AUTH_t', 'bin', 'prog')]
+    err = capsys.readouterr().err
+    assert err.startswith(verdict)
+    assert err.endswith(' (checked here: no verdict stored; upload it with X-Zerovm-Validate: '
+                        "true, or as application/x-nexe, for the cluster's)\n")

@@ -275,7 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help='query parameter of the app')
     p.add_argument('--source', metavar='URL', help='run this app over the object instead')
     p = sub.add_parser('validate', help='check a program as the object servers will')
-    p.add_argument('program', help='a local file, or swift://~/c/o (its stored verdict)')
+    p.add_argument('program', help='a local file, or swift://~/c/o (its stored verdict, else '
+                                     'checked here)')
     p = sub.add_parser('sql', parents=[quiet], help='run one SQL query over objects, where they '
                                                      'are stored (doc/sql.md)')
     p.add_argument('query', help="one SELECT ... FROM 'swift://~/c/*.csv' ... ('-': read it "
@@ -825,9 +826,9 @@ class Client:
                 raise ServerError(f'HEAD {path}', answer.status, answer.reason, b'')
             valid = answer.headers.get('x-zerovm-valid')
             if valid is None:
-                self.err.write(f'{target}: no verdict stored (upload it with '
-                               'X-Zerovm-Validate: true, or as application/x-nexe)\n')
-                return EXIT_FAILED
+                return self.check_locally(target, self.session.get(path), (
+                    ' (checked here: no verdict stored; upload it with X-Zerovm-Validate: '
+                    'true, or as application/x-nexe, for the cluster\'s)'))
             why = answer.headers.get('x-zerovm-validation-error', '')
             self.err.write(f'{target}: {"valid" if valid == "true" else "invalid: " + why}\n')
             return 0 if valid == 'true' else EXIT_FAILED
@@ -835,8 +836,13 @@ class Client:
             data = Path(target).read_bytes()
         except OSError as e:
             raise jobs.BuildError(f'cannot read {target}: {e.strerror}') from None
+        return self.check_locally(target, data)
+
+    def check_locally(self, target: str, data: bytes, where: str = '') -> int:
+        """The validator's verdict on ``data`` on this machine (the same rules as the
+        object servers'), ``where`` saying so when ``target`` is stored."""
         problem = zapps.check_program(target, data)
-        self.err.write((problem or f'{target}: valid') + '\n')
+        self.err.write((problem or f'{target}: valid') + where + '\n')
         return EXIT_FAILED if problem else 0
 
     # -- SQL ----------------------------------------------------------------------------
