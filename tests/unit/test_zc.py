@@ -1772,3 +1772,24 @@ def test_validate_of_a_stored_program_without_a_verdict_checks_it_here(
     assert err.startswith(verdict)
     assert err.endswith(' (checked here: no verdict stored; upload it with X-Zerovm-Validate: '
                         "true, or as application/x-nexe, for the cluster's)\n")
+
+
+@pytest.mark.parametrize('url', ['http://127.0.0.1:9/AUTH_test', 'http://127.0.0.1:9/',
+                                 '127.0.0.1:9/v1/AUTH_test', 'http://127.0.0.1:9/v1/AUTH_t/c'])
+def test_a_storage_url_set_by_hand_that_cannot_be_one_says_what_one_looks_like(
+        monkeypatch, capsys, url: str) -> None:
+    # OS_STORAGE_URL without /v1: zc printed Swift's HTML 400 page ("Invalid path")
+    from zerocloud.client import cli
+    for name in ('ST_AUTH', 'ST_USER', 'ST_KEY', 'OS_AUTH_URL', 'OS_USERNAME', 'OS_PASSWORD'):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv('OS_AUTH_TOKEN', 'tok')
+    monkeypatch.setenv('OS_STORAGE_URL', url)
+    assert cli.main(['status', 'job-' + 'a' * 32]) == cli.EXIT_USAGE
+    assert capsys.readouterr().err == (
+        f'zc: the storage URL {url!r} (OS_STORAGE_URL or --os-storage-url) is not one: it '
+        "looks like http://host:port/v1/AUTH_account (as 'swift auth' prints it) "
+        '(zc -h for help)\n')
+    for good in ('http://127.0.0.1:9/v1/AUTH_test', 'https://h/v1.0/AUTH_t/'):
+        monkeypatch.setenv('OS_STORAGE_URL', good)
+        conn = cli.Client(build_parser().parse_args(['status', 'job-1'])).session.conn
+        assert (conn.url, conn.token) == (good, 'tok')

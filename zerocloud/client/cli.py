@@ -41,7 +41,7 @@ with quiet_imports('zc'):   # Ctrl-C as the command is starting: exit 130
     import time
     from pathlib import Path
     from typing import NoReturn
-    from urllib.parse import quote, urlencode
+    from urllib.parse import quote, urlencode, urlparse
 
     import requests
     from swiftclient import ClientException
@@ -189,6 +189,21 @@ ACCOUNT_OPTIONS = ('auth', 'user', 'key', 'os_auth_url', 'os_username', 'os_user
                    'os_project_name', 'os_application_credential_id',
                    'os_application_credential_secret')
 TOKEN_OPTIONS = ('os_storage_url', 'os_auth_token')
+
+
+# What a storage URL's path is: the API version Swift answers (``swift auth`` prints
+# it so), then the account; any other path gets Swift's HTML 400 page, which names neither
+STORAGE_PATH = re.compile(r'/v1(\.0)?/[^/]+/?')
+
+
+def _check_storage_url(url: str | None) -> None:
+    """A storage URL set by hand (OS_STORAGE_URL, --os-storage-url) that cannot be one,
+    refused before any request with what one looks like."""
+    if url and not (urlparse(url).scheme in ('http', 'https') and
+                    STORAGE_PATH.fullmatch(urlparse(url).path)):
+        raise Usage(f'the storage URL {url!r} (OS_STORAGE_URL or --os-storage-url) is not '
+                    "one: it looks like http://host:port/v1/AUTH_account (as 'swift auth' "
+                    'prints it)')
 
 
 def _auth_options(opts: argparse.Namespace) -> dict:
@@ -367,6 +382,7 @@ class Client:
                 raise Usage('no credentials: set ST_AUTH, ST_USER and ST_KEY (or OS_AUTH_URL, '
                             'OS_USERNAME, OS_PASSWORD...; or OS_STORAGE_URL and OS_AUTH_TOKEN), '
                             'or give -A, -U, -K as for the swift command')
+            _check_storage_url(os_options['object_storage_url'])
             self._session = Session(options)
         return self._session
 
