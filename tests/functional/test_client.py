@@ -224,7 +224,8 @@ def test_submit_then_status_wait_and_result(zc, data: str, guest, tmp_path: Path
     assert {n: r[1] for n, r in rows(waited.stderr).items()} == {
         f'wc-{i}': f'{data}/n{i}.txt' for i in (1, 2, 3)}
     status = zc('status', job_id)
-    assert status.returncode == 0 and 'done: 3 nodes: 3 succeeded, 0 failed' in status.stderr
+    assert status.returncode == 0 and status.stdout.startswith(
+        f'{job_id}: done: 3 nodes: 3 succeeded, 0 failed'), status.stderr
     assert rows(zc('result', job_id).stderr)['wc-2'][1] == f'{data}/n2.txt'
     done = zc('status', job_id, '--json')
     assert (done.returncode, json.loads(done.stdout)) == (0, {

@@ -1369,8 +1369,22 @@ def test_status_of_a_result_with_cut_headers_names_the_command_that_lists_every_
     monkeypatch.setattr(cli.Client, 'result_path', lambda self, job: job)
     monkeypatch.setattr(cli.Client, 'known', lambda self, path: (result, None))
     assert cli.main(['status', 'job-1']) == cli.EXIT_FAILED       # HEADERS has a failed node
-    assert capsys.readouterr().err.endswith(
+    assert capsys.readouterr().out.endswith(
         'HTTP 200 (headers cut: zc result with this id and --json lists every node)\n')
+
+
+@pytest.mark.parametrize('known, code, line', [
+    ((report.parse(200, OK_HEADERS, b''), None), 0, 'job-1: done: 1 node: 1 succeeded, 0 failed'),
+    ((None, {'state': 'running', 'nodes': {'total': 3, 'done': 1, 'failed': 0, 'running': 2}}),
+     3, 'job-1: running for 0 s: 1/3 nodes done, 0 failed, 2 running')])
+def test_status_prints_its_line_on_stdout(monkeypatch, capsys, known, code, line) -> None:
+    # the line went to stderr: `zc status ID > f` left f empty
+    from zerocloud.client import cli
+    monkeypatch.setattr(cli.Client, 'result_path', lambda self, job: job)
+    monkeypatch.setattr(cli.Client, 'known', lambda self, path: known)
+    assert cli.main(['status', 'job-1']) == code
+    said = capsys.readouterr()
+    assert said.out.startswith(line) and said.out.endswith('\n') and said.err == ''
 
 
 def test_status_json_of_a_large_job_counts_its_nodes(monkeypatch, capsys) -> None:
@@ -1708,8 +1722,6 @@ def test_local_run_streams_each_output_without_holding_it(tmp_path: Path, guest,
 def test_status_json_of_a_cancelled_job_gives_its_node_counts() -> None:
     # zc status --json said nodes 0/0/0 of a cancelled job: its counts were only in
     # the error text; the stored result now has them (X-Nexe-Node-Counts)
-    import io
-
     from zerocloud import deferred
     from zerocloud.client.cli import Client
     progress = deferred.Progress()
@@ -1719,10 +1731,8 @@ def test_status_json_of_a_cancelled_job_gives_its_node_counts() -> None:
     progress.finished([SimpleNamespace(failed=True, channel_bytes=lambda: (0, 0))])
     resp = deferred._cancelled(progress)
     stored = json.dumps({'Status': resp.status, **dict(resp.headers)}).encode()
-    out = io.BytesIO()
-    client = Client(build_parser().parse_args(['status', 'job-1', '--json']), out=out)
-    client.describe(report.parse_stored(stored, resp.body), as_json=True)
-    said = json.loads(out.getvalue())
+    client = Client(build_parser().parse_args(['status', 'job-1', '--json']))
+    said = json.loads(client.describe(report.parse_stored(stored, resp.body), as_json=True))
     assert (said['state'], said['status'], said['nodes']) == (
         'cancelled', 499, {'total': 4, 'done': 0, 'failed': 1, 'stopped': 2})
     assert said['error'].endswith(': 0/4 nodes done, 1 failed, 2 stopped running')

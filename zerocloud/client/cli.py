@@ -673,29 +673,29 @@ class Client:
             if state is None:
                 return EXIT_FAILED if self.opts.json else self.unknown()
             if not self.opts.json:
-                since = time.time() - float(state.get('started') or time.time())
-                self.err.write(f'{self.opts.id}: running for {since:.0f} s: '
-                               f'{display.counts(state)}\n')
+                now = time.time()       # one reading: two said "running for -0 s"
+                since = now - float(state.get('started') or now)
+                self.out.write(f'{self.opts.id}: running for {since:.0f} s: '
+                               f'{display.counts(state)}\n'.encode())
             return EXIT_PENDING
-        self.describe(result, self.opts.json)
+        self.out.write(self.describe(result, self.opts.json).encode())
         return EXIT_FAILED if result.failed else 0
 
-    def describe(self, result: report.JobResult, as_json: bool = False) -> None:
-        """A deferred job's end in a line (stderr), or its JSON (stdout)."""
+    def describe(self, result: report.JobResult, as_json: bool = False) -> str:
+        """A deferred job's end in a line, or as JSON: what ``status`` prints (on
+        stdout, its output), and ``cancel`` says (on stderr, beside what it did)."""
         state = result.stopped or ('failed' if result.failed else 'done')
         said = result.body.decode('utf-8', 'replace').strip() if result.stopped else ''
         if as_json:
             total, failed = result.totals
             nodes = result.counts or {'total': total, 'done': total - failed, 'failed': failed}
-            self.out.write(json.dumps({
-                'state': state, 'status': result.status, 'seconds': result.seconds,
-                'nodes': nodes, **({'error': said} if said else {})
-            }).encode() + b'\n')
-        elif said:
-            self.err.write(f'{self.opts.id}: {state}: {said}\n')
-        else:
-            every = 'zc result with this id and --json lists every node'
-            self.err.write(f'{self.opts.id}: {state}: {display.summary(result, every)}')
+            return json.dumps({'state': state, 'status': result.status,
+                               'seconds': result.seconds, 'nodes': nodes,
+                               **({'error': said} if said else {})}) + '\n'
+        if said:
+            return f'{self.opts.id}: {state}: {said}\n'
+        every = 'zc result with this id and --json lists every node'
+        return f'{self.opts.id}: {state}: {display.summary(result, every)}'
 
     def cmd_cancel(self) -> int:
         """Stop a running deferred job (a DELETE of its state), wait for its result
@@ -709,7 +709,7 @@ class Client:
             if result is None:
                 return self.unknown()
             self.err.write(f'{job}: not running, nothing to cancel\n')
-            self.describe(result)
+            self.err.write(self.describe(result))
             return EXIT_FAILED
         if answer.status >= 300:
             raise ServerError(f'DELETE {state}', answer.status, answer.reason, body)
@@ -721,7 +721,7 @@ class Client:
                 return EXIT_PENDING
             time.sleep(pause)
             pause = min(pause * 1.5, POLL_MAX)
-        self.describe(result)
+        self.err.write(self.describe(result))
         return 0 if result.stopped == 'cancelled' else EXIT_FAILED
 
     def cmd_wait(self) -> int:
