@@ -212,6 +212,29 @@ def test_the_servers_whole_error_body_is_shown(zc, data: str, tmp_path: Path) ->
     assert proc.returncode == 2 and 'no credentials: set ST_AUTH' in proc.stderr
 
 
+def test_split_of_a_job_too_large_for_node_sizes_gets_each_nodes_stdout(
+        swift_cluster: DevCluster, conn: Connection, data: str, guest, tmp_path: Path,
+        monkeypatch, capsysbinary) -> None:
+    """A job of more than 1,000 nodes is answered without each node's size: --split
+    stores each node's stdout and fetches it (in-process, with the client's threshold
+    lowered to 2 nodes: 1,001 nodes are too slow for this test)."""
+    from zerocloud.client import cli
+    conn.put_object(data, 'wc', wc(guest).read_bytes())
+    for name in [k for k in os.environ if k.startswith(('ST_', 'OS_'))]:
+        monkeypatch.delenv(name)
+    for key, value in user_env(swift_cluster).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(cli, 'LARGE_JOB', 2)
+    code = cli.main(['run', f'swift://~/{data}/wc', '--on', f'swift://~/{data}/n*.txt',
+                     '--split', str(tmp_path / 'parts'), '-q'])
+    said = capsysbinary.readouterr()
+    assert (code, said.out) == (0, b''), said.err
+    assert {p.name: p.read_text().split() for p in (tmp_path / 'parts').iterdir()} == {
+        'wc-1': ['100', '100', '292'], 'wc-2': ['200', '200', '692'],
+        'wc-3': ['300', '300', '1092']}
+    assert conn.get_container('.zvm', prefix='split-')[1] == []
+
+
 def test_submit_then_status_wait_and_result(zc, data: str, guest, tmp_path: Path) -> None:
     proc = zc('submit', str(wc(guest)), '--name', 'wc', '--on', f'swift://~/{data}/n*.txt')
     assert proc.returncode == 0, proc.stderr

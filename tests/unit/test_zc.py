@@ -1803,3 +1803,66 @@ def test_a_storage_url_set_by_hand_that_cannot_be_one_says_what_one_looks_like(
         monkeypatch.setenv('OS_STORAGE_URL', good)
         conn = cli.Client(build_parser().parse_args(['status', 'job-1'])).session.conn
         assert (conn.url, conn.token) == (good, 'tok')
+
+
+def test_split_of_a_job_too_large_for_per_node_sizes_stores_each_stdout_and_fetches_it(
+        monkeypatch, tmp_path: Path) -> None:
+    # a job of more than 1,000 nodes is answered without X-Nexe-Body-Bytes: --split sent
+    # every node's output to stdout. Now each node's stdout is stored, fetched into DIR
+    # by the JSON report's names, and deleted
+    from zerocloud.client import cli
+    (tmp_path / 'job.json').write_text(json.dumps([
+        {'name': 'wc', 'exec': {'path': 'swift://~/bin/wc'},
+         'devices': [{'name': 'stdin', 'path': 'swift://~/logs/*.txt'}, {'name': 'stdout'}]},
+        {'name': 'one', 'exec': {'path': 'swift://~/bin/wc'}, 'devices': [{'name': 'stdout'}]}]))
+    monkeypatch.setattr(cli, 'LARGE_JOB', 2)
+    monkeypatch.setattr(cli.Client, 'expand', lambda self, job: {
+        'wc-1': 'logs/a.txt', 'wc-2': 'logs/b.txt', 'one': ''})
+    stored: dict[str, bytes] = {}
+    sent = []
+
+    def execute(body, content_type, headers):
+        job = json.loads(body)
+        sent.append((job, headers))
+        prefix = job[0]['devices'][1]['path'].rsplit('/', 2)[0].replace('~', 'AUTH_t')
+        nodes = []
+        for name, obj in (('wc-1', '0/a'), ('wc-2', '0/b'), ('one', '1/one')):
+            stored[f'{prefix}/{obj}'] = f'{name} out\n'.encode()
+            nodes.append({'name': name, 'replica': 1, 'status': 'ok', 'retcode': 0,
+                          'failed': False, 'outputs': [{'device': 'stdout', 'stored': True,
+                                                        'path': f'{prefix}/{obj}'}]})
+        return FakeAnswer(200, 'OK', json.dumps({'status': 200, 'nodes': nodes}).encode(),
+                          {'Content-Type': 'application/json'})
+
+    made = []
+    out, err = _Written(), io.StringIO()
+    client = cli.Client(build_parser().parse_args(
+        ['run', str(tmp_path / 'job.json'), '--split', str(tmp_path / 'parts')]), out=out,
+        err=err)
+    client._session = SimpleNamespace(
+        account='AUTH_t', execute=execute, ensure_container=made.append,
+        get=lambda path: stored[f'swift://{path.account}/{path.container}/{path.obj}'],
+        delete=lambda path: stored.pop(f'swift://{path.account}/{path.container}/{path.obj}'),
+        list_objects=lambda account, container, prefix: [
+            k.split('/', 4)[4] for k in stored if k.split('/', 4)[4].startswith(prefix)])
+    assert client.cmd_run() == 0
+    (job, headers), = sent
+    split = job[0]['devices'][1]['path']
+    assert split.startswith('swift://~/.zvm/split-') and split.endswith('/0/*')
+    assert job[1]['devices'][0]['path'] == split[:-3] + '1/*'     # no wildcard: the name
+    assert headers == {'X-Zerovm-Report': 'json'} and made == ['.zvm']
+    assert {p.name: p.read_text() for p in (tmp_path / 'parts').iterdir()} == {
+        'wc-1': 'wc-1 out\n', 'wc-2': 'wc-2 out\n', 'one': 'one out\n'}
+    assert out.writes == [] and stored == {}
+    assert f'{tmp_path}/parts/wc-2: 9\n' in err.getvalue()
+
+
+def test_split_of_a_large_job_answering_with_stderr_too_is_not_spooled() -> None:
+    # stored stdout would leave out what the node wrote to stderr: the note says instead
+    payload = jobs.Payload(b'', jobs.JSON_TYPE, [{'name': 'a', 'devices': [
+        {'name': 'stdout'}, {'name': 'stderr'}]}])
+    assert jobs.stdout_to(payload, 'swift://~/.zvm/split-1/', 'job.json') is None
+    two = jobs.stdout_to(jobs.Payload(b'', jobs.JSON_TYPE, [{'name': 'a', 'devices': [
+        {'name': 'input', 'path': 'swift://~/c*/x*'}, {'name': 'stdout'}]}]),
+        'swift://~/.zvm/split-1/', 'job.json')
+    assert two.job[0]['devices'][1]['path'] == 'swift://~/.zvm/split-1/0/*/*'

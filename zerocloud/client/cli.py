@@ -39,6 +39,8 @@ with quiet_imports('zc'):   # Ctrl-C as the command is starting: exit 130
     import sys
     import threading
     import time
+    import uuid
+    from collections.abc import Iterable, Iterator
     from pathlib import Path
     from typing import NoReturn
     from urllib.parse import quote, urlencode, urlparse
@@ -133,6 +135,9 @@ def _missed_input(nodes: list[report.NodeResult]) -> bool:
     reads /dev/input, run with the object on stdin (``--as stdin``, the default)."""
     return any(node.failed and '/dev/input' in line and 'No such file' in line
                for node in nodes for line in f'{node.error}\n{node.stderr}'.splitlines())
+
+
+LARGE_JOB = 1000    # nodes beyond which an answer has counts, not each node's size
 
 
 def _unsplit_note(result: report.JobResult, where: Path) -> str:
@@ -480,8 +485,11 @@ class Client:
         if self.opts.progress:
             return self.run_deferred()
         payload = self.payload()
-        headers = self.report_header(payload)
         objects = self.expand(payload.job)
+        spool = self.spooled(payload, len(objects))
+        if spool is not None:
+            payload = spool[0]
+        headers = self.report_header(payload)
         total = f'{len(objects)} node{"s" * (len(objects) != 1)}' if objects else 'job'
         answer: list[Answer] = []
 
@@ -491,7 +499,42 @@ class Client:
         with self.progress(f'running {total}', extra):
             answer.append(self.session.execute(payload.body, payload.content_type, headers))
             result = self.read_answer(answer[0])
+        if spool is not None:
+            try:
+                if result.report is not None and not result.failed:
+                    self.write_files(self.fetched(result.report), self.opts.split)
+            finally:
+                for name in self.session.list_objects(self.session.account, RESULTS, spool[1]):
+                    self.session.delete(SwiftPath(self.session.account, RESULTS, name))
         return self.show_result(result, objects)
+
+    def spooled(self, payload: jobs.Payload, nodes: int) -> tuple[jobs.Payload, str] | None:
+        """``--split`` of a job of more nodes than an answer gives each one's size for:
+        the job with each node's stdout stored as ``.zvm/split-<hex>/...`` (fetched into
+        DIR, then deleted), and that prefix; None for a job answered as it is."""
+        if getattr(self.opts, 'split', None) is None or nodes <= LARGE_JOB:
+            return None
+        prefix = f'split-{uuid.uuid4().hex}/'
+        where = self.opts.target or self.opts.script
+        stored = jobs.stdout_to(payload, f'swift://~/{RESULTS}/{prefix}', where)
+        if stored is None:
+            return None
+        self.session.ensure_container(RESULTS)
+        return stored, prefix
+
+    def fetched(self, report_json: dict) -> Iterator[tuple[str, bytes]]:
+        """Each node's stored stdout (the JSON report names it), read, then deleted:
+        a node's replicas wrote one object, fetched once."""
+        seen = set()
+        for node in report_json.get('nodes') or []:
+            for out in node.get('outputs') or []:
+                if out.get('device') == 'stdout' and out.get('stored') and \
+                        out.get('path') and node.get('name') not in seen:
+                    seen.add(node['name'])
+                    path = parse_location(out['path'], self.session.account)
+                    data = self.session.get(path)
+                    self.session.delete(path)
+                    yield node['name'], data
 
     def read_answer(self, answer: Answer) -> report.JobResult:
         """The job's result from ``answer``, its output written to stdout as it comes
@@ -564,6 +607,10 @@ class Client:
             self.err.write(_unsplit_note(result, where))
             self.out.write(result.body)
             return
+        self.write_files(parts, where)
+
+    def write_files(self, parts: Iterable[tuple[str, bytes]], where: Path) -> None:
+        """Each (node, bytes) as ``where/<node>``, and what else ``where`` holds."""
         where.mkdir(parents=True, exist_ok=True)
         seen: dict[str, int] = {}
         written = set()
@@ -938,13 +985,7 @@ def _is_program(path: str) -> bool:
 
 def _has_answer_output(job: list) -> bool:
     """Does a node write a device without a path (the answer's body)?"""
-    for group in job if isinstance(job, list) else []:
-        for dev in (group.get('devices') or group.get('file_list') or []) \
-                if isinstance(group, dict) else []:
-            if isinstance(dev, dict) and not dev.get('path') and \
-                    (dev.get('name') or dev.get('device')) in ('stdout', 'stderr', 'output'):
-                return True
-    return False
+    return any(jobs.answer_devices(group) for group in (job if isinstance(job, list) else []))
 
 
 def unreachable(e: OSError) -> str:

@@ -27,6 +27,7 @@ import shlex
 import sys
 import tarfile
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -294,6 +295,11 @@ def rebind(payload: Payload, on: str | None, out: str | None, where: str) -> Pay
 def with_engine(payload: Payload, engine: str, where: str) -> Payload:
     """The job with ``engine`` as the ``"engine"`` of every group (``zc run --engine``:
     the command line wins over what the job says)."""
+    return _regrouped(payload, lambda group: group.__setitem__('engine', engine), where)
+
+
+def _regrouped(payload: Payload, change: Callable[[dict], object], where: str) -> Payload:
+    """The payload (a job description or a zapp) with ``change`` made to each group."""
     if not isinstance(payload.job, list):
         raise BuildError(f'{where}: a job description is a JSON list of groups')
     if payload.content_type == ZAPP_TYPE:
@@ -302,10 +308,45 @@ def with_engine(payload: Payload, engine: str, where: str) -> Payload:
         job, files = payload.job, None
     for group in job:
         if isinstance(group, dict):
-            group['engine'] = engine
+            change(group)
     if files is None:
         return Payload(json.dumps(job).encode(), JSON_TYPE, job)
     return Payload(zapp_bytes(job, files), ZAPP_TYPE, job)
+
+
+ANSWER_DEVICES = ('stdout', 'stderr', 'output')     # without a path: the answer's body
+
+
+def answer_devices(group: object) -> list[dict]:
+    """The devices of a group that write to the answer's body (no path)."""
+    devices = (group.get('devices') or group.get('file_list') or []) \
+        if isinstance(group, dict) else []
+    return [d for d in devices if isinstance(d, dict) and not d.get('path') and
+            (d.get('name') or d.get('device')) in ANSWER_DEVICES]
+
+
+def stdout_to(payload: Payload, prefix: str, where: str) -> Payload | None:
+    """The job with each node's stdout stored under ``prefix`` (``swift://~/c/p/``)
+    instead of answered: ``--split`` of a job too large for the answer to say which
+    bytes each node wrote. None when a group answers with another device (stderr,
+    output), which no stored stdout holds."""
+    groups = payload.job if isinstance(payload.job, list) else []
+    if any(dev.get('name', dev.get('device')) != 'stdout'
+           for group in groups for dev in answer_devices(group)):
+        return None
+    index = iter(range(len(groups)))
+
+    def store(group: dict) -> None:
+        # one * per * its read path has (each takes what that one matched), else one
+        # (the node's name): no two nodes write the same object
+        group_dir = f'{prefix}{next(index)}/'
+        stars = next((dev['path'].count('*') for dev in group.get('devices') or
+                      group.get('file_list') or [] if isinstance(dev, dict) and
+                      '*' in (dev.get('path') or '') and
+                      (dev.get('name') or dev.get('device')) not in ANSWER_DEVICES), 1)
+        for dev in answer_devices(group):
+            dev['path'] = group_dir + '/'.join(['*'] * stars)
+    return _regrouped(payload, store, where)
 
 
 def nodes(job: list, account: str, list_objects, list_containers) -> list[Node]:
