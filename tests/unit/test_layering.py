@@ -21,7 +21,8 @@ import pytest
 ROOT = Path(__file__).parents[2]
 # What zerocloud may import from the sandbox: its light modules and the pool.
 SANDBOX_DOORS = ('zvm_core.limits', 'zvm_core.pool', 'zvm_core.channels', 'zvm_core.sysimages',
-                 'zvm_core.stdout', 'zvm_core.interrupt', 'zvm_core.tarheaders')
+                 'zvm_core.stdout', 'zvm_core.interrupt', 'zvm_core.tarheaders',
+                 'zvm_core.version')
 LIGHT = ('zvm_core.engines',)       # the engines' names only, not the engines
 POOL_INSIDE = ('zvm_core.pool.worker',)    # zerocloud uses the caller side only
 # Modules that turn requests into jobs: they take a Caller, never the filter.
@@ -40,7 +41,7 @@ EMULATOR = ('unicorn', 'zvm_core.engines.emulated', 'zvm_core._guard')
 PERSONALITY = ('zvm_core.syscalls', 'zvm_core.zerovm.trap', 'zvm_core.memory')
 ENGINES = ('zvm_core.engines.emulated', 'zvm_core.engines.native')
 LIGHT_MODULES = ('zvm_core.limits', 'zvm_core.report', 'zvm_core.cpu', 'zvm_core.stdout',
-                 'zvm_core.interrupt', 'zvm_core.tarheaders')
+                 'zvm_core.interrupt', 'zvm_core.tarheaders', 'zvm_core.version')
 HEAVY = ('unicorn', 'capstone', 'elftools')
 
 
