@@ -73,6 +73,7 @@ gives what its state last counted, ``..., lost 2``).
 
 from __future__ import annotations
 
+import collections
 import functools
 import hashlib
 import json
@@ -98,6 +99,7 @@ from zerocloud.httperrors import (
     HTTPInternalServerError,
     HTTPNotFound,
     HTTPServiceUnavailable,
+    HTTPTooManyRequests,
 )
 from zerocloud.job import Node, SwiftPath
 from zerocloud.jobnames import HEADERS_SUFFIX, STATE_SUFFIX
@@ -198,14 +200,26 @@ class Progress:
                 'bytes': {'in': self.bytes_in, 'out': self.bytes_out}}
 
 
+# account -> its deferred jobs running in this process (X-Zerovm-Deferred auto or always)
+_RUNNING: collections.Counter[str] = collections.Counter()
+
+
 def run(app, req: Request, how: str, account: str, container: str | None, timeout: float,
         work: Callable[[Progress], Response], logger,
-        heartbeat: float = 10.0) -> Response:
+        heartbeat: float = 10.0, most: int = 16) -> Response:
     """``work(progress)``'s response, or 202 and its result stored later (``how``: a
     mode); ``work`` calls ``progress.launched(nodes)`` once its job passed its checks
-    and its nodes are being sent, then counts them as they end (:class:`Progress`)."""
+    and its nodes are being sent, then counts them as they end (:class:`Progress`).
+    An account runs at most ``most`` deferred jobs here at once: a deferred job holds
+    no client connection, so nothing else bounds what one account keeps running in
+    the proxy (its requests, its spool on the proxy's disk) while others wait."""
     if how == 'never':
         return work(Progress())
+    if _RUNNING[account] >= most:
+        raise HTTPTooManyRequests(
+            body=f'account {account} has {_RUNNING[account]} deferred jobs running on this '
+                 f'proxy, the most one account may (zerovm_account_maxdeferred): wait until '
+                 f'one ends (zc wait), or run this job without {HEADER}\n')
     if container is not None:
         _need_container(app, req, account, container)
     where = SwiftPath(account, container or REGISTRY, jobnames.new_name())
@@ -227,12 +241,18 @@ def run(app, req: Request, how: str, account: str, container: str | None, timeou
                 body=f'internal error, transaction {req.environ.get("swift.trans_id")}\n')
         finally:
             state['working'] = False        # storing the result is never cancelled
-        if state['deferred']:
-            _store(app, req, where, resp, logger, objects=progress.objects())
-            finished.put(None)
-        else:
-            events.put(('done', resp))
+        try:
+            if state['deferred']:
+                _store(app, req, where, resp, logger, objects=progress.objects())
+                finished.put(None)
+            else:
+                events.put(('done', resp))
+        finally:
+            _RUNNING[account] -= 1
+            if not _RUNNING[account]:
+                del _RUNNING[account]
 
+    _RUNNING[account] += 1
     running = spawn(worker)
     deadline = None if how == 'always' else time.monotonic() + timeout
     while True:
