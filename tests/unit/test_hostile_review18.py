@@ -10,15 +10,19 @@ account's jobs then failed for want of the proxy's disk or waited behind them.
 
 from __future__ import annotations
 
+import collections
+import json
 import logging
 
 import pytest
 from swift.common.concurrency import LightQueue
 from swift.common.swob import HTTPException, Request, Response
-from test_sources import DeletingSwift
+from test_proxy_filter import FakeRing, FakeSwift
+from test_sources import JOB, DeletingSwift
 
 from zerocloud import deferred
 from zerocloud.config import Config
+from zerocloud.proxy.middleware import ProxyExecMiddleware
 
 MOST = 3
 
@@ -66,3 +70,17 @@ def test_the_bound_is_an_option_of_the_proxy() -> None:
     assert Config.from_conf({'zerovm_account_maxdeferred': '2'}).account_deferred == 2
     with pytest.raises(ValueError, match='zerovm_account_maxdeferred'):
         Config.from_conf({'zerovm_account_maxdeferred': '0'})
+
+
+def test_the_proxy_refuses_a_deferred_job_of_an_account_at_its_option(monkeypatch) -> None:
+    FakeRing.install(monkeypatch)
+    swift = FakeSwift()
+    swift.add('/bin/wc', b'\x7fELF program')
+    mw = ProxyExecMiddleware(swift, {'zerovm_account_maxdeferred': '2'})
+    monkeypatch.setattr(deferred, '_RUNNING', collections.Counter({'AUTH_a': 2}))
+    resp = Request.blank('/v1/AUTH_a', method='POST', body=json.dumps(JOB).encode(), headers={
+        'X-Zerovm-Execute': '1.0', 'X-Zerovm-Deferred': 'always',
+        'Content-Type': 'application/json'}).get_response(mw)
+    assert resp.status_int == 429, resp.body
+    assert resp.body.startswith(b'account AUTH_a has 2 deferred jobs running on this proxy')
+    assert not [c for c in swift.calls if c[0] == 'PUT']      # nothing stored, nothing run
