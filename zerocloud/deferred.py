@@ -200,26 +200,31 @@ class Progress:
                 'bytes': {'in': self.bytes_in, 'out': self.bytes_out}}
 
 
-# account -> its deferred jobs running in this process (X-Zerovm-Deferred auto or always)
-_RUNNING: collections.Counter[str] = collections.Counter()
+# (account, open?) -> its deferred jobs running in this process (X-Zerovm-Deferred auto
+# or always); an account's open apps, which anyone may start, count apart from its own
+_RUNNING: collections.Counter[tuple[str, bool]] = collections.Counter()
 
 
 def run(app, req: Request, how: str, account: str, container: str | None, timeout: float,
         work: Callable[[Progress], Response], logger,
-        heartbeat: float = 10.0, most: int = 16) -> Response:
+        heartbeat: float = 10.0, most: int = 16, opened: bool = False) -> Response:
     """``work(progress)``'s response, or 202 and its result stored later (``how``: a
     mode); ``work`` calls ``progress.launched(nodes)`` once its job passed its checks
     and its nodes are being sent, then counts them as they end (:class:`Progress`).
-    An account runs at most ``most`` deferred jobs here at once: a deferred job holds
+    An account runs at most ``most`` deferred jobs here at once, and its open apps
+    (``opened``: an ``/open/`` request, anyone's) as many more: a deferred job holds
     no client connection, so nothing else bounds what one account keeps running in
     the proxy (its requests, its spool on the proxy's disk) while others wait."""
     if how == 'never':
         return work(Progress())
-    if _RUNNING[account] >= most:
+    share = (account, opened)
+    if _RUNNING[share] >= most:
+        whose = f'the open apps of account {account} have' if opened else \
+            f'account {account} has'
         raise HTTPTooManyRequests(
-            body=f'account {account} has {_RUNNING[account]} deferred jobs running on this '
-                 f'proxy, the most one account may (zerovm_account_maxdeferred): wait until '
-                 f'one ends (zc wait), or run this job without {HEADER}\n')
+            body=f'{whose} {_RUNNING[share]} deferred jobs running on this proxy, the '
+                 f'most one account may (zerovm_account_maxdeferred): wait until one ends '
+                 f'(zc wait), or run this job without {HEADER}\n')
     if container is not None:
         _need_container(app, req, account, container)
     where = SwiftPath(account, container or REGISTRY, jobnames.new_name())
@@ -248,11 +253,11 @@ def run(app, req: Request, how: str, account: str, container: str | None, timeou
             else:
                 events.put(('done', resp))
         finally:
-            _RUNNING[account] -= 1
-            if not _RUNNING[account]:
-                del _RUNNING[account]
+            _RUNNING[share] -= 1
+            if not _RUNNING[share]:
+                del _RUNNING[share]
 
-    _RUNNING[account] += 1
+    _RUNNING[share] += 1
     running = spawn(worker)
     deadline = None if how == 'always' else time.monotonic() + timeout
     while True:

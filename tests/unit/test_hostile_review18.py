@@ -13,9 +13,10 @@ from __future__ import annotations
 import collections
 import json
 import logging
+import time
 
 import pytest
-from swift.common.concurrency import LightQueue
+from swift.common.concurrency import LightQueue, sleep
 from swift.common.swob import HTTPException, Request, Response
 from test_proxy_filter import FakeRing, FakeSwift
 from test_sources import JOB, DeletingSwift
@@ -27,42 +28,72 @@ from zerocloud.proxy.middleware import ProxyExecMiddleware
 MOST = 3
 
 
-def test_an_accounts_running_deferred_jobs_are_bounded_and_leave_room_for_others() -> None:
-    app = DeletingSwift()
-    release: LightQueue = LightQueue()
+class Jobs:
+    """Deferred jobs (``always``) that run until :meth:`end` lets them end."""
 
-    def work(progress) -> Response:
-        progress.launched([])
-        release.get()                       # runs until the test lets it end
-        return Response(body=b'result')
+    def __init__(self) -> None:
+        self.app = DeletingSwift()
+        self.releases: list[LightQueue] = []        # of the jobs running, in order
 
-    def submit(account: str) -> Response:
+    def submit(self, account: str, opened: bool = False) -> Response:
+        release: LightQueue = LightQueue()
+
+        def work(progress) -> Response:
+            progress.launched([])
+            release.get()
+            return Response(body=b'result')
         req = Request.blank(f'/v1/{account}/c', method='POST')
-        return deferred.run(app, req, 'always', account, 'c', 1.0, work,
-                            logging.getLogger('test'), most=MOST)
-    running = 0
-    try:
-        for _ in range(MOST):
-            assert submit('AUTH_a').status_int == 202
-            running += 1
+        resp = deferred.run(self.app, req, 'always', account, 'c', 1.0, work,
+                            logging.getLogger('test'), most=MOST, opened=opened)
+        self.releases.append(release)
+        return resp
+
+    def refused(self, account: str, opened: bool = False) -> str:
         with pytest.raises(HTTPException) as refused:
-            submit('AUTH_a')
+            self.submit(account, opened)
         assert refused.value.status_int == 429
-        assert refused.value.body.decode() == (
-            f'account AUTH_a has {MOST} deferred jobs running on this proxy, the most one '
-            f'account may (zerovm_account_maxdeferred): wait until one ends (zc wait), or '
-            f'run this job without X-Zerovm-Deferred\n')
-        assert submit('AUTH_b').status_int == 202     # another account is not held up
-        running += 1
-        release.put(None)                   # one job ends: its result stored, its room freed
-        running -= 1
-        assert app.wait_until(lambda: sum(p.endswith('.headers') for p in app.objects) == 1)
-        assert submit('AUTH_a').status_int == 202
-        running += 1
-    finally:
-        for _ in range(running):
+        return refused.value.body.decode()
+
+    def end(self, count: int) -> None:
+        """Let the first ``count`` jobs end and wait until they left the count of
+        running jobs (once their results are stored)."""
+        for release in self.releases[:count]:
             release.put(None)
-    assert app.wait_until(lambda: sum(p.endswith('.headers') for p in app.objects) == MOST + 2)
+        del self.releases[:count]
+        deadline = time.monotonic() + 30
+        while sum(deferred._RUNNING.values()) > len(self.releases) and \
+                time.monotonic() < deadline:
+            sleep(0.01)
+        assert sum(deferred._RUNNING.values()) == len(self.releases)
+
+
+@pytest.fixture
+def jobs():
+    made = Jobs()
+    yield made
+    made.end(len(made.releases))
+
+
+def test_an_accounts_running_deferred_jobs_are_bounded_and_leave_room_for_others(
+        jobs: Jobs) -> None:
+    for _ in range(MOST):
+        assert jobs.submit('AUTH_a').status_int == 202
+    assert jobs.refused('AUTH_a') == (
+        f'account AUTH_a has {MOST} deferred jobs running on this proxy, the most one '
+        f'account may (zerovm_account_maxdeferred): wait until one ends (zc wait), or '
+        f'run this job without X-Zerovm-Deferred\n')
+    assert jobs.submit('AUTH_b').status_int == 202     # another account is not held up
+    jobs.end(1)                         # AUTH_a's first ends: its room is free again
+    assert jobs.submit('AUTH_a').status_int == 202
+
+
+def test_anyones_open_requests_do_not_hold_the_accounts_own_deferred_jobs(
+        jobs: Jobs) -> None:
+    for _ in range(MOST):
+        assert jobs.submit('AUTH_a', opened=True).status_int == 202
+    assert jobs.refused('AUTH_a', opened=True).startswith(
+        f'the open apps of account AUTH_a have {MOST} deferred jobs running on this proxy')
+    assert jobs.submit('AUTH_a').status_int == 202
 
 
 def test_the_bound_is_an_option_of_the_proxy() -> None:
@@ -77,7 +108,7 @@ def test_the_proxy_refuses_a_deferred_job_of_an_account_at_its_option(monkeypatc
     swift = FakeSwift()
     swift.add('/bin/wc', b'\x7fELF program')
     mw = ProxyExecMiddleware(swift, {'zerovm_account_maxdeferred': '2'})
-    monkeypatch.setattr(deferred, '_RUNNING', collections.Counter({'AUTH_a': 2}))
+    monkeypatch.setattr(deferred, '_RUNNING', collections.Counter({('AUTH_a', False): 2}))
     resp = Request.blank('/v1/AUTH_a', method='POST', body=json.dumps(JOB).encode(), headers={
         'X-Zerovm-Execute': '1.0', 'X-Zerovm-Deferred': 'always',
         'Content-Type': 'application/json'}).get_response(mw)

@@ -426,7 +426,8 @@ class ProxyExecMiddleware:
         def run() -> Response:
             return deferred.run(
                 self.app, req, when, account, container, self.config.interactive_timeout,
-                jobs, self.logger, self.config.deferred_heartbeat, self.config.account_deferred)
+                jobs, self.logger, self.config.deferred_heartbeat, self.config.account_deferred,
+                opening)
         if when != 'never':             # a deferred job goes on without its client
             return run()
         with hangup.stop_on_hangup(req.environ, 'the job'):
