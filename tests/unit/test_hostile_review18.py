@@ -13,6 +13,7 @@ from __future__ import annotations
 import collections
 import json
 import logging
+import os
 import time
 
 import pytest
@@ -24,6 +25,7 @@ from test_sources import JOB, DeletingSwift
 from zerocloud import deferred
 from zerocloud.config import Config
 from zerocloud.proxy.middleware import ProxyExecMiddleware
+from zerocloud.proxy.outputs import SPOOL_MEMORY, OutputFile
 
 MOST = 3
 
@@ -115,3 +117,30 @@ def test_the_proxy_refuses_a_deferred_job_of_an_account_at_its_option(monkeypatc
     assert resp.status_int == 429, resp.body
     assert resp.body.startswith(b'account AUTH_a has 2 deferred jobs running on this proxy')
     assert not [c for c in swift.calls if c[0] == 'PUT']      # nothing stored, nothing run
+
+
+def _disk(output: OutputFile) -> int:
+    """Bytes of disk the spill file of ``output`` takes."""
+    return os.fstat(output._spill.file.fileno()).st_blocks * 512
+
+
+def test_an_output_held_open_keeps_no_other_outputs_bytes_on_the_proxys_disk() -> None:
+    """A spill file was freed only when its last output closed: one output held open
+    (a response read slowly by its client, a few MB) kept every other account's
+    outputs spilled beside it on the proxy's disk, up to 1 GiB a spill file, long after
+    their jobs ended."""
+    held = OutputFile()
+    held.write(b'h' * (SPOOL_MEMORY + 1))               # past memory: in the spill
+    others = []
+    for _ in range(8):
+        other = OutputFile()
+        other.write(b'x' * (4 << 20))
+        others.append(other)
+    assert {id(o._spill) for o in others} == {id(held._spill)}
+    before = _disk(held)
+    for other in others:
+        other.close()
+    assert before - _disk(held) >= (32 << 20) - (1 << 20)   # their blocks are free
+    held.seek(0)
+    assert held.read() == b'h' * (SPOOL_MEMORY + 1)     # and the held one intact
+    held.close()
