@@ -251,6 +251,9 @@ Configuration (``proxy-server.conf``), after the auth filter::
     # a deferred job's state in Swift is refreshed this often (seconds); one
     # three times as old is a lost job (its proxy stopped)
     deferred_heartbeat = 10
+    # deferred jobs of one account running at once in this proxy process (as
+    # many again of its open apps'); beyond: 429
+    zerovm_account_maxdeferred = 16
     # zapps are unpacked after authorisation, off the event loop, within:
     # members, uncompressed bytes, uncompressed / compressed (beyond 1 MiB)
     zapp_max_members = 10000
