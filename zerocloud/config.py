@@ -46,6 +46,7 @@ class Config:
     interactive_timeout: float = DEFAULT_TIMEOUT
     chain_timeout: float = 20.0
     deferred_heartbeat: float = 10.0
+    account_deferred: int = 16      # deferred jobs of one account running in one proxy
     zapp_limits: zapp.Limits = zapp.Limits()
     # both: "name path name path ..." (the proxy reads the names, object servers the paths)
     sysimage_devices: str = ''
@@ -94,6 +95,7 @@ class Config:
             interactive_timeout=option('interactive_timeout', _positive_float, timeout),
             chain_timeout=option('chain_timeout', _positive_float, 20),
             deferred_heartbeat=option('deferred_heartbeat', _positive_float, 10),
+            account_deferred=option('zerovm_account_maxdeferred', positive, 16),
             zapp_limits=zapp.Limits(option('zapp_max_members', positive, zapp.Limits.members),
                                     option('zapp_max_size', positive, zapp.Limits.size),
                                     option('zapp_max_ratio', positive, zapp.Limits.ratio)),

@@ -73,6 +73,7 @@ gives what its state last counted, ``..., lost 2``).
 
 from __future__ import annotations
 
+import collections
 import functools
 import hashlib
 import json
@@ -98,6 +99,7 @@ from zerocloud.httperrors import (
     HTTPInternalServerError,
     HTTPNotFound,
     HTTPServiceUnavailable,
+    HTTPTooManyRequests,
 )
 from zerocloud.job import Node, SwiftPath
 from zerocloud.jobnames import HEADERS_SUFFIX, STATE_SUFFIX
@@ -198,14 +200,31 @@ class Progress:
                 'bytes': {'in': self.bytes_in, 'out': self.bytes_out}}
 
 
+# (account, open?) -> its deferred jobs running in this process (X-Zerovm-Deferred auto
+# or always); an account's open apps, which anyone may start, count apart from its own
+_RUNNING: collections.Counter[tuple[str, bool]] = collections.Counter()
+
+
 def run(app, req: Request, how: str, account: str, container: str | None, timeout: float,
         work: Callable[[Progress], Response], logger,
-        heartbeat: float = 10.0) -> Response:
+        heartbeat: float = 10.0, most: int = 16, opened: bool = False) -> Response:
     """``work(progress)``'s response, or 202 and its result stored later (``how``: a
     mode); ``work`` calls ``progress.launched(nodes)`` once its job passed its checks
-    and its nodes are being sent, then counts them as they end (:class:`Progress`)."""
+    and its nodes are being sent, then counts them as they end (:class:`Progress`).
+    An account runs at most ``most`` deferred jobs here at once, and its open apps
+    (``opened``: an ``/open/`` request, anyone's) as many more: a deferred job holds
+    no client connection, so nothing else bounds what one account keeps running in
+    the proxy (its requests, its spool on the proxy's disk) while others wait."""
     if how == 'never':
         return work(Progress())
+    share = (account, opened)
+    if _RUNNING[share] >= most:
+        whose = f'the open apps of account {account} have' if opened else \
+            f'account {account} has'
+        raise HTTPTooManyRequests(
+            body=f'{whose} {_RUNNING[share]} deferred jobs running on this proxy, the '
+                 f'most one account may (zerovm_account_maxdeferred): wait until one ends '
+                 f'(zc wait), or run this job without {HEADER}\n')
     if container is not None:
         _need_container(app, req, account, container)
     where = SwiftPath(account, container or REGISTRY, jobnames.new_name())
@@ -227,12 +246,18 @@ def run(app, req: Request, how: str, account: str, container: str | None, timeou
                 body=f'internal error, transaction {req.environ.get("swift.trans_id")}\n')
         finally:
             state['working'] = False        # storing the result is never cancelled
-        if state['deferred']:
-            _store(app, req, where, resp, logger, objects=progress.objects())
-            finished.put(None)
-        else:
-            events.put(('done', resp))
+        try:
+            if state['deferred']:
+                _store(app, req, where, resp, logger, objects=progress.objects())
+                finished.put(None)
+            else:
+                events.put(('done', resp))
+        finally:
+            _RUNNING[share] -= 1
+            if not _RUNNING[share]:
+                del _RUNNING[share]
 
+    _RUNNING[share] += 1
     running = spawn(worker)
     deadline = None if how == 'always' else time.monotonic() + timeout
     while True:

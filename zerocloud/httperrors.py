@@ -11,8 +11,9 @@ from collections.abc import Callable
 from swift.common.swob import HTTPException
 
 
-def _plain(status: int) -> Callable[..., HTTPException]:
-    """``swob.HTTP<status>`` whose body, if given, is said to be text."""
+def _plain(status: int | str) -> Callable[..., HTTPException]:
+    """``swob.HTTP<status>`` whose body, if given, is said to be text (a status swob
+    does not name is given with its reason: ``'429 Too Many Requests'``)."""
     def error(body: str | bytes | None = None, **kw) -> HTTPException:
         if body is not None and 'content_type' not in kw:
             kw.update(content_type='text/plain', charset='UTF-8')
@@ -29,6 +30,7 @@ HTTPConflict = _plain(409)
 HTTPPreconditionFailed = _plain(412)
 HTTPRequestEntityTooLarge = _plain(413)
 HTTPUnprocessableEntity = _plain(422)
+HTTPTooManyRequests = _plain('429 Too Many Requests')
 HTTPClientDisconnect = _plain(499)
 HTTPInternalServerError = _plain(500)
 HTTPNotImplemented = _plain(501)

@@ -251,6 +251,9 @@ Configuration (``proxy-server.conf``), after the auth filter::
     # a deferred job's state in Swift is refreshed this often (seconds); one
     # three times as old is a lost job (its proxy stopped)
     deferred_heartbeat = 10
+    # deferred jobs of one account running at once in this proxy process (as
+    # many again of its open apps'); beyond: 429
+    zerovm_account_maxdeferred = 16
     # zapps are unpacked after authorisation, off the event loop, within:
     # members, uncompressed bytes, uncompressed / compressed (beyond 1 MiB)
     zapp_max_members = 10000
@@ -426,7 +429,8 @@ class ProxyExecMiddleware:
         def run() -> Response:
             return deferred.run(
                 self.app, req, when, account, container, self.config.interactive_timeout,
-                jobs, self.logger, self.config.deferred_heartbeat)
+                jobs, self.logger, self.config.deferred_heartbeat, self.config.account_deferred,
+                opening)
         if when != 'never':             # a deferred job goes on without its client
             return run()
         with hangup.stop_on_hangup(req.environ, 'the job'):

@@ -10,13 +10,17 @@ spill file, an unlinked temporary file in ``$TMPDIR`` shared by every output
 (each its own extents), so 100,000 outputs cost neither 100,000 file
 descriptors nor their bytes in memory.  A new spill file starts after
 :data:`SPILL_ROTATE` bytes, and each is closed, its space freed, once the last
-output in it is closed.  Everything runs in the proxy's event loop (a reader
-in a thread only reads, positionally).
+output in it is closed; before that, the blocks of each output closed are
+given back to the file system (a hole punched: one output held open, such as
+a response its client reads slowly, does not keep a gigabyte of other jobs'
+ended outputs on the disk).  Everything runs in the proxy's event loop (a
+reader in a thread only reads, positionally).
 """
 
 from __future__ import annotations
 
 import bisect
+import ctypes
 import io
 import os
 import tempfile
@@ -24,6 +28,9 @@ import tempfile
 SPOOL_MEMORY = 1 << 20      # bytes of one output kept in memory; beyond, in the spill
 PROCESS_MEMORY = 64 << 20   # bytes of all outputs of a proxy process kept in memory
 SPILL_ROTATE = 1 << 30      # bytes of a spill file after which outputs start a new one
+_PUNCH_HOLE = 0x02 | 0x01   # FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.fallocate.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64)
 
 
 class _Spill:
@@ -65,12 +72,18 @@ class _Spill:
             offset, size = offset + len(chunk), size - len(chunk)
         return b''.join(parts)
 
-    def leave(self) -> None:
+    def leave(self, extents: list[tuple[int, int]]) -> None:
+        """An output whose bytes were ``extents`` (offset, length) is closed: their
+        blocks are freed now (a file system that cannot punch holes keeps them
+        until the file is closed), the file once no output is left in it."""
         self.users -= 1
         if self.users == 0:
             self.file.close()
             if _Spill.current is self:
                 _Spill.current = None
+            return
+        for offset, length in extents:
+            _libc.fallocate(self.file.fileno(), _PUNCH_HOLE, offset, length)
 
 
 class OutputFile:
@@ -157,7 +170,7 @@ class OutputFile:
             self._closed = True
             self._release()
             if self._spill is not None:
-                self._spill.leave()
+                self._spill.leave(self._extents)
 
     def __del__(self) -> None:
         self.close()
