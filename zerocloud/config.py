@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import difflib
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from swift.common.utils import TRUE_VALUES, config_true_value
+from swift.common.wsgi import ConfigFileError
 
 from zerocloud import zapp
 from zvm_core.engines import CHOICES
@@ -23,6 +26,23 @@ SWIFT_SOURCE = 'ZC'     # the swift_source of our sub-requests (proxy access log
 # Objects a node cannot read in place: their bytes are elsewhere (manifests, symlinks).
 FALSE_VALUES = frozenset({'false', '0', 'no', 'off', 'f', 'n'})   # Swift's, mirrored
 NOT_PLAIN = ('X-Object-Manifest', 'X-Static-Large-Object', 'X-Object-Sysmeta-Symlink-Target')
+
+
+class ConfigError(ConfigFileError, ValueError):
+    """A bad option or pipeline: Swift's server prints it as one line and exits 1 (it
+    printed a ValueError as a traceback, the message last)."""
+
+
+@contextmanager
+def refused_at_start() -> Iterator[None]:
+    """Turn the ValueError of a filter's start (an option, its place in the pipeline,
+    the host's engine) into a :class:`ConfigError`."""
+    try:
+        yield
+    except ConfigError:
+        raise
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
 
 
 @dataclass(frozen=True)

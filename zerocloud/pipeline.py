@@ -6,7 +6,10 @@ before the auth filter it would find neither, and every job of every user would 
 a 401 that blames their token; so a server configured that way does not start,
 and says what to move (as Swift's ``s3api`` checks its own place).  Nor does a server
 whose pipeline has the other server's filter (a copied section): the object filter
-in a proxy answered every job 400 "execute requests go to /<device>/...".
+in a proxy answered every job 400 "execute requests go to /<device>/...".  Nor
+does a proxy whose quota filters come before the filter: a job's writes are
+sub-requests to the rest of the pipeline, so they saw none of them and a job
+stored its outputs past every quota.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from swift.common.wsgi import PipelineWrapper, loadcontext
 
 #: entry points (and usual section names) of the auth filters Swift documents
 AUTH = frozenset({'tempauth', 'keystoneauth', 'auth_token', 'authtoken'})
+#: entry points of Swift's quota filters: only those after this filter see what jobs write
+QUOTAS = frozenset({'container_quotas', 'account_quotas'})
 OURS = 'zerocloud_proxy'
 #: the app each filter's server runs (entry points of egg:swift#...)
 APPS = {'zerocloud_proxy': 'proxy', 'zerocloud_object': 'object'}
@@ -46,8 +51,9 @@ def check_server(conf: dict, filter_name: str) -> None:
 
 
 def check(conf: dict) -> None:
-    """Raise ValueError when an auth filter comes after this filter in the pipeline of
-    the server's config file (``__file__``; nothing to check without one)."""
+    """Raise ValueError when an auth filter comes after this filter, or a quota filter
+    before it, in the pipeline of the server's config file (``__file__``; nothing to
+    check without one)."""
     context = _pipeline(conf)
     if context is None:
         return
@@ -63,4 +69,11 @@ def check(conf: dict) -> None:
             f'so it cannot authorise jobs (every job would be a 401): move it after '
             f'{auth}, before the quota filters, which must see what jobs write '
             f'(doc/operator-guide.md, '
+            f'"Where the filters go"); pipeline: {PipelineWrapper(context)}')
+    quota = next((f.name for f in filters[:ours] if f.entry_point_name in QUOTAS), None)
+    if quota is not None:
+        raise ValueError(
+            f'{quota} comes before the {filters[ours].name} filter in the proxy pipeline, '
+            f'so it would not see what jobs write (a job would store its outputs past the '
+            f'quota): move {quota} after {filters[ours].name} (doc/operator-guide.md, '
             f'"Where the filters go"); pipeline: {PipelineWrapper(context)}')

@@ -1168,6 +1168,24 @@ def test_a_bad_native_switch_stops_the_server(devices, monkeypatch) -> None:
         ObjectExecMiddleware(None, {'devices': str(devices), 'mount_check': 'false'})
 
 
+@pytest.mark.parametrize('variables, says', [
+    ({'ZVM_ENGINE': 'nativ'}, "ZVM_ENGINE in the object server's environment: unknown "
+                              "engine 'nativ': choose one of auto, native, emulated"),
+    ({'ZVM_ENGINE': 'native', 'ZVM_NATIVE': 'off'},
+     'ZVM_ENGINE=native: this host cannot run the native engine: turned off by the '
+     'operator (ZVM_NATIVE=off); set zerovm_engine = auto'),
+])
+def test_the_environments_engine_is_checked_at_start(devices, monkeypatch, variables,
+                                                     says) -> None:
+    # operator18: a server with zerovm_engine unset and a bad ZVM_ENGINE started, and
+    # every node then failed on it
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ValueError) as e:
+        ObjectExecMiddleware(None, {'devices': str(devices), 'mount_check': 'false'})
+    assert str(e.value).startswith(says)
+
+
 @pytest.mark.parametrize('devices_of_node', [
     (wire.DeviceSpec('stdin', 'r', source='local'), wire.DeviceSpec('stdout', 'w')),
     (wire.DeviceSpec('stdin', 'r', source='local', random=True),

@@ -144,7 +144,7 @@ from swift.common.utils import (
 )
 
 from zerocloud import hangup, pipeline, wire
-from zerocloud.config import NOT_PLAIN, Config
+from zerocloud.config import NOT_PLAIN, Config, refused_at_start
 from zerocloud.httperrors import (
     HTTPBadRequest,
     HTTPClientDisconnect,
@@ -223,14 +223,21 @@ def _warm_ups(sysimages: SystemImages, spec: str, memory: int):
                      (str(sysimages.tar(image)),), memory)
 
 
-def _check_engine(engine: str) -> None:
-    """ValueError (the server does not start) for ``zerovm_engine = native`` on a host
-    that cannot run it (every node here would be refused with the reason), or for a
-    ``ZVM_NATIVE*`` switch that is neither on nor off."""
+def _check_engine(engine: str | None) -> None:
+    """ValueError (the server does not start) for ``zerovm_engine = native`` (or, unset,
+    ``ZVM_ENGINE=native``) on a host that cannot run it (every node here would be
+    refused with the reason), for a ``ZVM_ENGINE`` that names no engine (every node's
+    error), or for a ``ZVM_NATIVE*`` switch that is neither on nor off."""
     engines.check_environment()
-    reason = engines.native_unavailable() if engine == 'native' else None
+    setting = 'zerovm_engine = ' if engine else 'ZVM_ENGINE='
+    try:
+        chosen = engines.requested(engine)
+    except engines.EngineError as e:
+        raise ValueError(f'ZVM_ENGINE in the object server\'s environment: {e}; or set '
+                         f'zerovm_engine in [filter:zerocloud]') from None
+    reason = engines.native_unavailable() if chosen == 'native' else None
     if reason:
-        raise ValueError(f'zerovm_engine = native: this host cannot run the native engine: '
+        raise ValueError(f'{setting}native: this host cannot run the native engine: '
                          f'{reason}; set zerovm_engine = auto (native where the host can, '
                          f'else emulated) or emulated, or fix the host (`zvm info`; '
                          f'doc/operator-guide.md, "Engines and kernel requirements")')
@@ -839,8 +846,10 @@ class _Streamed:
 
 def filter_factory(global_conf: dict, **local_conf):
     conf = dict(global_conf, **local_conf)
-    pipeline.check_server(conf, 'zerocloud_object')
+    with refused_at_start():
+        pipeline.check_server(conf, 'zerocloud_object')
 
     def zerocloud_object_filter(app):
-        return ObjectExecMiddleware(app, conf)
+        with refused_at_start():
+            return ObjectExecMiddleware(app, conf)
     return zerocloud_object_filter
