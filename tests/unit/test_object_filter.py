@@ -1168,6 +1168,21 @@ def test_a_bad_native_switch_stops_the_server(devices, monkeypatch) -> None:
         ObjectExecMiddleware(None, {'devices': str(devices), 'mount_check': 'false'})
 
 
+def test_a_system_image_not_built_is_a_warning_at_start(devices, tmp_path,
+                                                       monkeypatch) -> None:
+    # operator18: a server whose zerovm_sysimage_devices named a tar not built yet started
+    # silently; its nodes then got 503 "cannot be read on this server"
+    missing = tmp_path / 'images' / 'python3.tar'
+    logged = Logged()
+    monkeypatch.setattr(object_middleware, 'get_logger', lambda *a, **kw: logged)
+    ObjectExecMiddleware(None, {'devices': str(devices), 'mount_check': 'false',
+                                'zerovm_sysimage_devices': f'python3 {missing}'})
+    assert logged.lines['warning'] == [
+        f'zerovm_sysimage_devices: system image python3: {missing} is not a readable file: '
+        f'nodes using it get 503 here until it is built (zvm-sysimages build --dir '
+        f'{missing.parent}) or the path fixed']
+
+
 @pytest.mark.parametrize('variables, says', [
     ({'ZVM_ENGINE': 'nativ'}, "ZVM_ENGINE in the object server's environment: unknown "
                               "engine 'nativ': choose one of auto, native, emulated"),

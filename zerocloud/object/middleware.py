@@ -243,6 +243,18 @@ def _check_engine(engine: str | None) -> None:
                          f'doc/operator-guide.md, "Engines and kernel requirements")')
 
 
+def _warn_unbuilt(sysimages: SystemImages, logger) -> None:
+    """A warning at start for each configured system image that is not here (not built
+    yet, a wrong path): its nodes get 503 on this server and run on another replica."""
+    for name in sysimages.names:
+        try:
+            sysimages.tar(name)
+        except SysImageUnreadable as e:
+            logger.warning('zerovm_sysimage_devices: %s: nodes using it get 503 here until '
+                           'it is built (zvm-sysimages build --dir %s) or the path fixed',
+                           e, sysimages.images[name].parent)
+
+
 class ObjectExecMiddleware:
     def __init__(self, app, conf: dict) -> None:
         self.app = app
@@ -257,6 +269,7 @@ class ObjectExecMiddleware:
                                         self.config.memory))
         except SysImageError as e:
             raise ValueError(f'zerovm_sysimage_devices / zerovm_prewarm: {e}') from None
+        _warn_unbuilt(self.sysimages, self.logger)
         self.admission = Admission(self.config)
         scratch.remove_node_orphans(self.config.devices)    # of a server that was killed
         self.extracting = Semaphore()       # a system image's program is read off the hub
