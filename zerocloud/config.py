@@ -19,6 +19,7 @@ from swift.common.utils import TRUE_VALUES, config_true_value
 from swift.common.wsgi import ConfigFileError
 
 from zerocloud import zapp
+from zvm_core import sysimages
 from zvm_core.engines import CHOICES
 from zvm_core.limits import DEFAULT_FUEL, DEFAULT_MEMORY, DEFAULT_TIMEOUT
 
@@ -118,7 +119,7 @@ class Config:
             zapp_limits=zapp.Limits(option('zapp_max_members', positive, zapp.Limits.members),
                                     option('zapp_max_size', positive, zapp.Limits.size),
                                     option('zapp_max_ratio', positive, zapp.Limits.ratio)),
-            sysimage_devices=option('zerovm_sysimage_devices', str, ''),
+            sysimage_devices=option('zerovm_sysimage_devices', _images, ''),
             devices=conf.get('devices', '/srv/node'),
             mount_check=config_true_value(conf.get('mount_check', 'true')),
             pool_size=pool_size,
@@ -191,6 +192,13 @@ def _positive_float(value: str | float) -> float:
     if not number > 0:
         raise ValueError(f'{value}: expected a number of seconds above 0')
     return number
+
+
+def _images(value: str) -> str:
+    """``name path ...`` as written, once its form is checked (the proxy reads only the
+    names, so a pair short of its path went unseen there)."""
+    sysimages.parse(value)
+    return value
 
 
 def _engine(value: str | None) -> str | None:

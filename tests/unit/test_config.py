@@ -38,6 +38,9 @@ def test_the_defaults_parse() -> None:
     ({'zerovm_maxqueue': '-1'}, 'zerovm_maxqueue: -1: expected a whole number 0 or more, '
      'written out without a unit (256 MiB is 268435456, 2x10^10 is 20000000000)'),
     ({'zerovm_pipeline': 'maybe'}, 'zerovm_pipeline: maybe: expected true or false'),
+    # operator18: the proxy (which reads only the names) took a pair short of its path
+    ({'zerovm_sysimage_devices': 'python3 /p.tar lua'},
+     'zerovm_sysimage_devices: system images are "name path" pairs; \'lua\' has no path'),
 ])
 def test_a_bad_option_is_refused_by_name(conf: dict, says: str) -> None:
     # a typo was ignored (the default stayed), a negative timeout timed every node out
