@@ -1183,6 +1183,19 @@ def test_a_system_image_not_built_is_a_warning_at_start(devices, tmp_path,
         f'{missing.parent}) or the path fixed']
 
 
+def test_a_prewarmed_system_image_not_built_stops_the_start_saying_how(devices,
+                                                                       tmp_path) -> None:
+    missing = tmp_path / 'images' / 'python3.tar'
+    with pytest.raises(ValueError) as e:
+        ObjectExecMiddleware(None, {'devices': str(devices), 'mount_check': 'false',
+                                    'zerovm_sysimage_devices': f'python3 {missing}',
+                                    'zerovm_prewarm': 'python3:python3'})
+    assert str(e.value) == (
+        f"zerovm_prewarm: 'python3:python3': system image python3: {missing} is not a "
+        f"readable file: build it (zvm-sysimages build --dir {missing.parent}) or drop it "
+        f"from zerovm_prewarm")
+
+
 @pytest.mark.parametrize('variables, says', [
     ({'ZVM_ENGINE': 'nativ'}, "ZVM_ENGINE in the object server's environment: unknown "
                               "engine 'nativ': choose one of auto, native, emulated"),

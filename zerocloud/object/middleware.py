@@ -219,8 +219,13 @@ def _warm_ups(sysimages: SystemImages, spec: str, memory: int):
                              'which zerovm_sysimage_devices does not list (it lists: '
                              f'{", ".join(sysimages.names) or "none"}): add it there or drop '
                              'it from zerovm_prewarm')
-        yield WarmUp(str(sysimages.program(image, member)), (member,),
-                     (str(sysimages.tar(image)),), memory)
+        try:
+            program = sysimages.program(image, member)
+        except SysImageUnreadable as e:
+            raise ValueError(f'zerovm_prewarm: {item!r}: {e}: build it (zvm-sysimages build '
+                             f'--dir {sysimages.images[image].parent}) or drop it from '
+                             f'zerovm_prewarm') from None
+        yield WarmUp(str(program), (member,), (str(sysimages.tar(image)),), memory)
 
 
 def _check_engine(engine: str | None) -> None:
