@@ -57,21 +57,28 @@ def test_a_filter_before_auth_stops_the_server(tmp_path: Path, pipeline: str, au
     assert 'operator-guide.md' in says
 
 
-@pytest.mark.parametrize('pipeline', [
-    'bulk tempauth container-quotas zerocloud account-quotas slo proxy-logging proxy-server',
-    'bulk tempauth account-quotas slo zerocloud proxy-logging proxy-server',
+@pytest.mark.parametrize('pipeline, so', [
+    ('bulk tempauth container-quotas zerocloud account-quotas slo proxy-logging proxy-server',
+     'it would not see what jobs write'),
+    ('bulk tempauth account-quotas slo zerocloud proxy-logging proxy-server',
+     'it would not see what jobs write'),
+    ('bulk tempauth keymaster encryption zerocloud proxy-logging proxy-server',
+     'jobs would bypass it (a node would read ciphertext'),
 ])
-def test_a_quota_filter_before_the_filter_stops_the_server(tmp_path: Path,
-                                                           pipeline: str) -> None:
+def test_a_filter_that_must_see_jobs_before_the_filter_stops_the_server(
+        tmp_path: Path, pipeline: str, so: str) -> None:
     # operator18: a quota before zerocloud never saw a job's writes (sub-requests to
-    # the rest of the pipeline): outputs were stored past the quota, silently
-    quota = pipeline.split()[2]
+    # the rest of the pipeline): outputs were stored past the quota, silently; nor did
+    # encryption see them (outputs stored in clear, objects fetched as ciphertext)
+    first = pipeline.split()[2]
+    extra = ('\n[filter:keymaster]\nuse = egg:swift#keymaster\n'
+             '\n[filter:encryption]\nuse = egg:swift#encryption\n')
     with pytest.raises(ConfigFileError) as e:
-        filter_factory({'__file__': conf_with(tmp_path, pipeline)})
+        filter_factory({'__file__': conf_with(tmp_path, pipeline, extra)})
     says = str(e.value)
-    assert says.startswith(f'{quota} comes before the zerocloud filter in the proxy pipeline, '
-                           f'so it would not see what jobs write')
-    assert f'move {quota} after zerocloud' in says and 'operator-guide.md' in says
+    assert says.startswith(f'{first} comes before the zerocloud filter in the proxy pipeline, '
+                           f'so {so}')
+    assert f'move {first} after zerocloud' in says and 'operator-guide.md' in says
 
 
 def test_a_bad_option_is_one_line_from_swifts_server_not_a_traceback(tmp_path: Path) -> None:
