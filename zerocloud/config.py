@@ -11,18 +11,40 @@ from __future__ import annotations
 
 import difflib
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from swift.common.utils import TRUE_VALUES, config_true_value
+from swift.common.wsgi import ConfigFileError
 
 from zerocloud import zapp
+from zvm_core import sysimages
 from zvm_core.engines import CHOICES
 from zvm_core.limits import DEFAULT_FUEL, DEFAULT_MEMORY, DEFAULT_TIMEOUT
 
 SWIFT_SOURCE = 'ZC'     # the swift_source of our sub-requests (proxy access logs)
-# Objects a node cannot read in place: their bytes are elsewhere (manifests, symlinks).
 FALSE_VALUES = frozenset({'false', '0', 'no', 'off', 'f', 'n'})   # Swift's, mirrored
+PREFIXES = ('zerovm_', 'zapp_')      # every name with these is one of ours, or a typo
+# Objects a node cannot read in place: their bytes are elsewhere (manifests, symlinks).
 NOT_PLAIN = ('X-Object-Manifest', 'X-Static-Large-Object', 'X-Object-Sysmeta-Symlink-Target')
+
+
+class ConfigError(ConfigFileError, ValueError):
+    """A bad option or pipeline: Swift's server prints it as one line and exits 1 (it
+    printed a ValueError as a traceback, the message last)."""
+
+
+@contextmanager
+def refused_at_start() -> Iterator[None]:
+    """Turn the ValueError of a filter's start (an option, its place in the pipeline,
+    the host's engine) into a :class:`ConfigError`."""
+    try:
+        yield
+    except ConfigError:
+        raise
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
 
 
 @dataclass(frozen=True)
@@ -99,7 +121,7 @@ class Config:
             zapp_limits=zapp.Limits(option('zapp_max_members', positive, zapp.Limits.members),
                                     option('zapp_max_size', positive, zapp.Limits.size),
                                     option('zapp_max_ratio', positive, zapp.Limits.ratio)),
-            sysimage_devices=option('zerovm_sysimage_devices', str, ''),
+            sysimage_devices=option('zerovm_sysimage_devices', _images, ''),
             devices=conf.get('devices', '/srv/node'),
             mount_check=config_true_value(conf.get('mount_check', 'true')),
             pool_size=pool_size,
@@ -114,18 +136,31 @@ class Config:
             engine=option('zerovm_engine', _engine, None),
             one_process=str(conf.get('workers', '')).strip() == '0',
         )
-        for name in sorted(conf):
-            if name.startswith('zerovm_') and name not in known:   # a typo does nothing
-                close = difflib.get_close_matches(   # on what follows the common prefix
-                    name[7:], [k[7:] for k in known if k.startswith('zerovm_')], 1)
-                hint = f': did you mean zerovm_{close[0]}?' if close else ''
-                raise ValueError(f'{name}: no such option{hint} (doc/operator-guide.md)')
+        for name in sorted(set(conf) - known):      # a typo does nothing
+            _refuse_unknown(name, known)
         return config
 
     @property
     def system_images(self) -> list[str]:
         """The names of the configured system images (what jobs may name as devices)."""
         return self.sysimage_devices.split()[::2]
+
+
+def _refuse_unknown(name: str, known: set[str]) -> None:
+    """ValueError for an option ``name`` that is none of ours (``known``) but looks it:
+    any ``zerovm_*`` or ``zapp_*`` name, or one a letter or two from another option
+    (``conn_timout``; the conf has Swift's own options too, none that close to ours)."""
+    prefix = next((p for p in PREFIXES if name.startswith(p)), '')
+    if prefix:             # matched on what follows the common prefix
+        close = difflib.get_close_matches(
+            name[len(prefix):], [k[len(prefix):] for k in known if k.startswith(prefix)], 1)
+    else:
+        close = difflib.get_close_matches(
+            name, [k for k in known if not k.startswith(PREFIXES)], 1, cutoff=0.9)
+        if not close:
+            return
+    hint = f': did you mean {prefix}{close[0]}?' if close else ''
+    raise ValueError(f'{name}: no such option{hint} (doc/operator-guide.md)')
 
 
 def _whole(least: int):
@@ -159,6 +194,13 @@ def _positive_float(value: str | float) -> float:
     if not number > 0:
         raise ValueError(f'{value}: expected a number of seconds above 0')
     return number
+
+
+def _images(value: str) -> str:
+    """``name path ...`` as written, once its form is checked (the proxy reads only the
+    names, so a pair short of its path went unseen there)."""
+    sysimages.parse(value)
+    return value
 
 
 def _engine(value: str | None) -> str | None:

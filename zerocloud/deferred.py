@@ -313,10 +313,27 @@ def _need_container(app, req: Request, account: str, container: str) -> None:
         named = unquote(req.path_info).split('/', 3)[3]
         raise HTTPNotFound(body=f'container swift://{account}/{container} does not exist (of '
                                 f'swift://{account}/{named}, this request\'s URL)\n')
-    raise HTTPNotFound(body=f'container swift://{account}/{container} does not exist: a '
-                            f'deferred job keeps its result in the container it is POSTed '
-                            f'to; create it first (swift post {container}), or POST to the '
-                            f'account (the result then goes to {REGISTRY})\n')
+    said = (f'container swift://{account}/{container} does not exist: a deferred job keeps '
+            f'its result in the container it is POSTed to')
+    if not _may_create(req, account, container):
+        raise HTTPNotFound(body=f'{said}; it would be of account {account}, whose containers '
+                                f'you cannot create: only its owner can; ask them to create '
+                                f'it and add you to its write ACL (X-Container-Write), or POST '
+                                f'the job to your own account\n')
+    raise HTTPNotFound(body=f'{said}; create it first (swift post {container}, in account '
+                            f'{account}), or POST to the account (the result then goes to '
+                            f'{REGISTRY})\n')
+
+
+def _may_create(req: Request, account: str, container: str) -> bool:
+    """May the caller create the container (a PUT of it authorised: the account's
+    owner or admin)?  Else ``swift post`` is no advice: the account is another's."""
+    authorize = req.environ.get('swift.authorize')
+    if authorize is None:
+        return True
+    sub = make_subrequest(req.environ, 'PUT', quote(f'/v1/{account}/{container}'),
+                          swift_source=SWIFT_SOURCE)
+    return authorize(sub) is None
 
 
 def _unstorable(where: SwiftPath, refused: Response) -> Response:

@@ -394,7 +394,8 @@ def test_a_deferred_job_posted_to_a_missing_container_is_refused(env: Env) -> No
     assert resp.status_code == 404, resp.text
     assert resp.text.startswith(f'container swift://AUTH_test/{typo} does not exist: a '
                                 f'deferred job keeps its result in the container it is '
-                                f'POSTed to; create it first (swift post {typo})')
+                                f'POSTed to; create it first (swift post {typo}, in '
+                                f'account AUTH_test)')
     with pytest.raises(ClientException) as missing:
         env.conn.head_container(typo)
     assert missing.value.http_status == 404

@@ -504,3 +504,26 @@ def test_a_batch_too_large_for_its_server_goes_alone_only_if_a_node_alone_could_
     assert ended[0].error.startswith('10.0.0.1:6200/d0 refused the node: 413 request larger '
                                      'than zerovm_maxinput (1000 bytes): ')
     assert 'raise zerovm_maxinput' in ended[0].error
+
+
+def test_an_object_server_without_the_filter_is_a_warning_saying_what_to_add() -> None:
+    # operator18: an object server whose pipeline lacked the filter was an info line
+    # "_Retry('400: the zerocloud filter is not in its pipeline')", not what to write
+    import logging
+
+    from zerocloud.config import Config
+    from zerocloud.proxy.dispatch import Dispatcher, _Retry, not_run_log
+
+    class Answer:       # Swift's object server's 400 to a POST without X-Timestamp
+        status = 400
+
+        def getheader(self, name: str) -> None:
+            return None
+    with pytest.raises(_Retry) as e:    # another replica may run it
+        Dispatcher(Config.from_conf({}), None).node_response(Answer())
+    assert str(e.value) == (
+        '400: the zerocloud filter is not in its pipeline: add egg:zerocloud#zerocloud_object '
+        'to it, just before object-server (doc/operator-guide.md, "Where the filters go")')
+    logger = logging.getLogger('test')
+    assert not_run_log(logger, e.value) == logger.warning
+    assert not_run_log(logger, _Retry('busy')) == logger.info

@@ -16,6 +16,14 @@ def test_the_defaults_parse() -> None:
     ({'zerovm_maxpol': '4'}, 'zerovm_maxpol: no such option: did you mean zerovm_maxpool? '
                              '(doc/operator-guide.md)'),
     ({'zerovm_frobnicate': '1'}, 'zerovm_frobnicate: no such option (doc/operator-guide.md)'),
+    # operator18: the options without zerovm_ took any typo silently
+    ({'zapp_max_member': '5'}, 'zapp_max_member: no such option: did you mean '
+                               'zapp_max_members? (doc/operator-guide.md)'),
+    ({'zapp_frobnicate': '5'}, 'zapp_frobnicate: no such option (doc/operator-guide.md)'),
+    ({'conn_timout': '1'}, 'conn_timout: no such option: did you mean conn_timeout? '
+                           '(doc/operator-guide.md)'),
+    ({'deferred_hearbeat': '5'}, 'deferred_hearbeat: no such option: did you mean '
+                                 'deferred_heartbeat? (doc/operator-guide.md)'),
     ({'zerovm_timeout': '-1'}, 'zerovm_timeout: -1: expected a number of seconds above 0'),
     ({'zerovm_timeout': 'nan'}, 'zerovm_timeout: nan: expected a number of seconds above 0'),
     ({'deferred_heartbeat': '0'}, 'deferred_heartbeat: 0: expected a number of seconds above 0'),
@@ -30,6 +38,9 @@ def test_the_defaults_parse() -> None:
     ({'zerovm_maxqueue': '-1'}, 'zerovm_maxqueue: -1: expected a whole number 0 or more, '
      'written out without a unit (256 MiB is 268435456, 2x10^10 is 20000000000)'),
     ({'zerovm_pipeline': 'maybe'}, 'zerovm_pipeline: maybe: expected true or false'),
+    # operator18: the proxy (which reads only the names) took a pair short of its path
+    ({'zerovm_sysimage_devices': 'python3 /p.tar lua'},
+     'zerovm_sysimage_devices: system images are "name path" pairs; \'lua\' has no path'),
 ])
 def test_a_bad_option_is_refused_by_name(conf: dict, says: str) -> None:
     # a typo was ignored (the default stayed), a negative timeout timed every node out
@@ -46,3 +57,11 @@ def test_zerovm_pipeline_takes_swifts_words(word: str, value: bool) -> None:
 
 def test_options_of_other_filters_are_left_alone() -> None:
     assert Config.from_conf({'log_name': 'x', 'use': 'egg:zerocloud#proxy'}).timeout > 0
+
+
+def test_swifts_own_options_beside_ours_are_no_typos() -> None:
+    # [DEFAULT] is merged into the section: Swift's timeouts are near ours, not that near
+    config = Config.from_conf({'node_timeout': '10', 'client_timeout': '60', 'bind_timeout': '30',
+                               'recoverable_node_timeout': '5', 'log_name': 'proxy',
+                               'conn_timeout': '0.7', 'use': 'egg:zerocloud#zerocloud_proxy'})
+    assert config.conn_timeout == 0.7

@@ -1168,6 +1168,55 @@ def test_a_bad_native_switch_stops_the_server(devices, monkeypatch) -> None:
         ObjectExecMiddleware(None, {'devices': str(devices), 'mount_check': 'false'})
 
 
+def test_a_system_image_not_built_is_a_warning_at_start(devices, tmp_path,
+                                                       monkeypatch) -> None:
+    # operator18: a server whose zerovm_sysimage_devices named a tar not built yet started
+    # silently; its nodes then got 503 "cannot be read on this server"
+    missing = tmp_path / 'images' / 'python3.tar'
+    logged = Logged()
+    monkeypatch.setattr(object_middleware, 'get_logger', lambda *a, **kw: logged)
+    ObjectExecMiddleware(None, {'devices': str(devices), 'mount_check': 'false',
+                                'zerovm_sysimage_devices': f'python3 {missing}'})
+    assert logged.lines['warning'] == [
+        f'zerovm_sysimage_devices: system image python3: {missing} is not a readable file: '
+        f'nodes using it get 503 here until it is built (zvm-sysimages build --dir '
+        f'{missing.parent}) or the path fixed']
+
+
+def test_a_prewarmed_system_image_not_built_stops_the_start_saying_how(devices,
+                                                                       tmp_path) -> None:
+    missing = tmp_path / 'images' / 'python3.tar'
+    with pytest.raises(ValueError) as e:
+        ObjectExecMiddleware(None, {'devices': str(devices), 'mount_check': 'false',
+                                    'zerovm_sysimage_devices': f'python3 {missing}',
+                                    'zerovm_prewarm': 'python3:python3'})
+    assert str(e.value) == (
+        f"zerovm_prewarm: 'python3:python3': system image python3: {missing} is not a "
+        f"readable file: build it (zvm-sysimages build --dir {missing.parent}) or drop it "
+        f"from zerovm_prewarm")
+
+
+@pytest.mark.parametrize('variables, says', [
+    ({'ZVM_ENGINE': 'nativ'}, "ZVM_ENGINE in the object server's environment: unknown "
+                              "engine 'nativ': choose one of auto, native, emulated"),
+    ({'ZVM_ENGINE': 'native'},
+     'ZVM_ENGINE=native: this host cannot run the native engine: turned off by the '
+     'operator (ZVM_NATIVE=off); set zerovm_engine = auto'),
+])
+def test_the_environments_engine_is_checked_at_start(devices, monkeypatch, variables,
+                                                     says) -> None:
+    # operator18: a server with zerovm_engine unset and a bad ZVM_ENGINE started, and
+    # every node then failed on it
+    from zvm_core import engines
+    monkeypatch.setattr(engines, 'native_unavailable',    # the probe's answer is kept
+                        lambda: 'turned off by the operator (ZVM_NATIVE=off)')
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ValueError) as e:
+        ObjectExecMiddleware(None, {'devices': str(devices), 'mount_check': 'false'})
+    assert str(e.value).startswith(says)
+
+
 @pytest.mark.parametrize('devices_of_node', [
     (wire.DeviceSpec('stdin', 'r', source='local'), wire.DeviceSpec('stdout', 'w')),
     (wire.DeviceSpec('stdin', 'r', source='local', random=True),

@@ -9,10 +9,13 @@ that were fine instead of the operator to the pipeline.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from swift.common.registry import get_swift_info
+from swift.common.wsgi import ConfigFileError
 
 from zerocloud.object import middleware as object_filter
 from zerocloud.proxy.middleware import filter_factory
@@ -52,6 +55,50 @@ def test_a_filter_before_auth_stops_the_server(tmp_path: Path, pipeline: str, au
     assert f'before {auth}' in says and 'move it after' in says
     assert 'before the quota filters' in says     # not after them: they would not see outputs
     assert 'operator-guide.md' in says
+
+
+@pytest.mark.parametrize('pipeline, so', [
+    ('bulk tempauth container-quotas zerocloud account-quotas slo proxy-logging proxy-server',
+     'it would not see what jobs write'),
+    ('bulk tempauth account-quotas slo zerocloud proxy-logging proxy-server',
+     'it would not see what jobs write'),
+    ('bulk tempauth keymaster encryption zerocloud proxy-logging proxy-server',
+     'jobs would bypass it (a node would read ciphertext'),
+])
+def test_a_filter_that_must_see_jobs_before_the_filter_stops_the_server(
+        tmp_path: Path, pipeline: str, so: str) -> None:
+    # operator18: a quota before zerocloud never saw a job's writes (sub-requests to
+    # the rest of the pipeline): outputs were stored past the quota, silently; nor did
+    # encryption see them (outputs stored in clear, objects fetched as ciphertext)
+    first = pipeline.split()[2]
+    extra = ('\n[filter:keymaster]\nuse = egg:swift#keymaster\n'
+             '\n[filter:encryption]\nuse = egg:swift#encryption\n')
+    with pytest.raises(ConfigFileError) as e:
+        filter_factory({'__file__': conf_with(tmp_path, pipeline, extra)})
+    says = str(e.value)
+    assert says.startswith(f'{first} comes before the zerocloud filter in the proxy pipeline, '
+                           f'so {so}')
+    assert f'move {first} after zerocloud' in says and 'operator-guide.md' in says
+
+
+def test_a_bad_option_is_one_line_from_swifts_server_not_a_traceback(tmp_path: Path) -> None:
+    # operator18: Swift's server printed our ValueError as a traceback, the option last;
+    # a ConfigFileError it prints alone and exits 1 (--test-config: the same check)
+    conf = tmp_path / 'object-server.conf'
+    use = 'use = egg:zerocloud#zerocloud_object\n'
+    conf.write_text(SAMPLE.with_name('object-server.conf-sample').read_text()
+                    .replace(use, use + 'zerovm_engine = nativ\n')
+                    .replace('swift_dir = /etc/swift', f'swift_dir = {tmp_path}')
+                    .replace('devices = /srv/node', f'devices = {tmp_path}'))
+    (tmp_path / 'swift.conf').write_text('[swift-hash]\nswift_hash_path_suffix = t\n')
+    done = subprocess.run([sys.executable, '-c', 'import sys; from swift.common.wsgi import '
+                           'run_wsgi; sys.exit(run_wsgi(sys.argv[1], "object-server", '
+                           'test_config=True))', str(conf)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert 'Traceback' not in done.stdout + done.stderr
+    assert done.stdout.strip().splitlines()[-1] == (
+        'zerovm_engine: nativ: choose one of auto, native, emulated')
 
 
 def test_each_filter_refuses_the_other_servers_pipeline(tmp_path: Path) -> None:

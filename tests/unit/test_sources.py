@@ -15,7 +15,7 @@ from types import SimpleNamespace
 import pytest
 from archives import tar_bytes
 from swift.common.concurrency import Empty, LightQueue, spawn
-from swift.common.swob import HTTPBadRequest, HTTPException, Request, Response
+from swift.common.swob import HTTPBadRequest, HTTPException, HTTPForbidden, Request, Response
 from test_proxy_filter import ACCOUNT, TEXT, FakeRing, FakeSwift, Servers, ok
 
 from zerocloud import cgiout, chain, deferred, sources, wire, zapp
@@ -650,8 +650,31 @@ def test_a_deferred_job_posted_to_a_missing_container_is_refused_before_it_runs(
     assert refused.value.status_int == 404
     assert refused.value.body.decode().startswith(
         'container swift://AUTH_a/typo does not exist: a deferred job keeps its result in '
-        'the container it is POSTed to; create it first (swift post typo)')
+        'the container it is POSTed to; create it first (swift post typo, in account AUTH_a)')
     assert ran == [] and [c for c in app.calls if c[0] != 'HEAD'] == []
+
+
+def test_a_deferred_job_posted_to_a_missing_container_of_another_account_names_its_owner(
+        ) -> None:
+    # operator18: `swift post typo` made the container in the caller's own account, and
+    # the caller cannot create one in another's: the account is named, and its owner
+    app = DeletingSwift()
+    app.missing.add('/typo')
+    req = Request.blank(ACCOUNT + '/typo', method='POST')
+    asked: list = []
+    # the caller may POST (run jobs) but not PUT a container: not the account's owner
+    req.environ['swift.authorize'] = lambda sub: asked.append(sub.method) or (
+        HTTPForbidden() if sub.method == 'PUT' else None)
+    with pytest.raises(HTTPException) as refused:
+        deferred.run(app, req, 'always', 'AUTH_a', 'typo', 1.0, [].append, logger=None)
+    assert refused.value.status_int == 404
+    body = refused.value.body.decode()
+    assert body == ('container swift://AUTH_a/typo does not exist: a deferred job keeps its '
+                    'result in the container it is POSTed to; it would be of account AUTH_a, '
+                    'whose containers you cannot create: only its owner can; ask them to '
+                    'create it and add you to its write ACL (X-Container-Write), or POST the '
+                    'job to your own account\n')
+    assert 'swift post' not in body and asked == ['PUT']
 
 
 class RefusingSwift(DeletingSwift):

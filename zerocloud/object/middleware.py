@@ -144,7 +144,7 @@ from swift.common.utils import (
 )
 
 from zerocloud import hangup, pipeline, wire
-from zerocloud.config import NOT_PLAIN, Config
+from zerocloud.config import NOT_PLAIN, Config, refused_at_start
 from zerocloud.httperrors import (
     HTTPBadRequest,
     HTTPClientDisconnect,
@@ -219,21 +219,45 @@ def _warm_ups(sysimages: SystemImages, spec: str, memory: int):
                              'which zerovm_sysimage_devices does not list (it lists: '
                              f'{", ".join(sysimages.names) or "none"}): add it there or drop '
                              'it from zerovm_prewarm')
-        yield WarmUp(str(sysimages.program(image, member)), (member,),
-                     (str(sysimages.tar(image)),), memory)
+        try:
+            program = sysimages.program(image, member)
+        except SysImageUnreadable as e:
+            raise ValueError(f'zerovm_prewarm: {item!r}: {e}: build it (zvm-sysimages build '
+                             f'--dir {sysimages.images[image].parent}) or drop it from '
+                             f'zerovm_prewarm') from None
+        yield WarmUp(str(program), (member,), (str(sysimages.tar(image)),), memory)
 
 
-def _check_engine(engine: str) -> None:
-    """ValueError (the server does not start) for ``zerovm_engine = native`` on a host
-    that cannot run it (every node here would be refused with the reason), or for a
-    ``ZVM_NATIVE*`` switch that is neither on nor off."""
+def _check_engine(engine: str | None) -> None:
+    """ValueError (the server does not start) for ``zerovm_engine = native`` (or, unset,
+    ``ZVM_ENGINE=native``) on a host that cannot run it (every node here would be
+    refused with the reason), for a ``ZVM_ENGINE`` that names no engine (every node's
+    error), or for a ``ZVM_NATIVE*`` switch that is neither on nor off."""
     engines.check_environment()
-    reason = engines.native_unavailable() if engine == 'native' else None
+    setting = 'zerovm_engine = ' if engine else 'ZVM_ENGINE='
+    try:
+        chosen = engines.requested(engine)
+    except engines.EngineError as e:
+        raise ValueError(f'ZVM_ENGINE in the object server\'s environment: {e}; or set '
+                         f'zerovm_engine in [filter:zerocloud]') from None
+    reason = engines.native_unavailable() if chosen == 'native' else None
     if reason:
-        raise ValueError(f'zerovm_engine = native: this host cannot run the native engine: '
+        raise ValueError(f'{setting}native: this host cannot run the native engine: '
                          f'{reason}; set zerovm_engine = auto (native where the host can, '
                          f'else emulated) or emulated, or fix the host (`zvm info`; '
                          f'doc/operator-guide.md, "Engines and kernel requirements")')
+
+
+def _warn_unbuilt(sysimages: SystemImages, logger) -> None:
+    """A warning at start for each configured system image that is not here (not built
+    yet, a wrong path): its nodes get 503 on this server and run on another replica."""
+    for name in sysimages.names:
+        try:
+            sysimages.tar(name)
+        except SysImageUnreadable as e:
+            logger.warning('zerovm_sysimage_devices: %s: nodes using it get 503 here until '
+                           'it is built (zvm-sysimages build --dir %s) or the path fixed',
+                           e, sysimages.images[name].parent)
 
 
 class ObjectExecMiddleware:
@@ -250,6 +274,7 @@ class ObjectExecMiddleware:
                                         self.config.memory))
         except SysImageError as e:
             raise ValueError(f'zerovm_sysimage_devices / zerovm_prewarm: {e}') from None
+        _warn_unbuilt(self.sysimages, self.logger)
         self.admission = Admission(self.config)
         scratch.remove_node_orphans(self.config.devices)    # of a server that was killed
         self.extracting = Semaphore()       # a system image's program is read off the hub
@@ -839,8 +864,10 @@ class _Streamed:
 
 def filter_factory(global_conf: dict, **local_conf):
     conf = dict(global_conf, **local_conf)
-    pipeline.check_server(conf, 'zerocloud_object')
+    with refused_at_start():
+        pipeline.check_server(conf, 'zerocloud_object')
 
     def zerocloud_object_filter(app):
-        return ObjectExecMiddleware(app, conf)
+        with refused_at_start():
+            return ObjectExecMiddleware(app, conf)
     return zerocloud_object_filter

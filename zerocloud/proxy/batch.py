@@ -69,9 +69,11 @@ from zerocloud.proxy.dispatch import (
     _Busy,
     _cached,
     _NeedProgram,
+    _NoFilter,
     _Refused,
     _Retry,
     host_killed,
+    not_run_log,
     refusal,
 )
 from zerocloud.proxy.outputs import OutputFile
@@ -376,7 +378,8 @@ class Batches:
                     alone = _FIRST if isinstance(e, _Busy) else _ALONE
                     break
         except (_Retry, OSError, Timeout, http.client.HTTPException, ValueError) as e:
-            self.logger.info('batch of %d nodes not run on %s: %r', len(batch), where, e)
+            not_run_log(self.logger, e)('batch of %d nodes not run on %s: %r', len(batch),
+                                        where, e)
         except _Refused as e:          # each node alone gets the answer it deserves
             if self._refused_alone_too(e, batch[0].plan):
                 self.logger.info('batch of %d nodes refused by %s, as each would be: %r',
@@ -480,7 +483,7 @@ class Batches:
                         programs.sent(*sending.pop())
                     resp = conn.getresponse()
             if resp.getheader(wire.EXECUTE) is None:
-                raise _Retry(f'{resp.status}: the zerocloud filter is not in its pipeline')
+                raise _NoFilter(resp.status)
             if resp.status != 200:
                 raise refusal(resp.status, short(resp.read(1024).decode('utf-8', 'replace')),
                               bool(resp.getheader('Retry-After')), bool(by_digest))

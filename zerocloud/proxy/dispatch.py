@@ -50,6 +50,22 @@ class _Busy(_Retry):
     """The server's worker pool is full (503 with Retry-After): it may take the node later."""
 
 
+class _NoFilter(_Retry):
+    """The object server answered without the object filter in its pipeline (an
+    operator's mistake on that server: logged as a warning saying what to add)."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f'{status}: the zerocloud filter is not in its pipeline: add '
+                         f'egg:zerocloud#zerocloud_object to it, just before object-server '
+                         f'(doc/operator-guide.md, "Where the filters go")')
+
+
+def not_run_log(logger, e: Exception):
+    """The logger's method for a server that did not run nodes: ``warning`` when the
+    server lacks the filter (no retry makes it run there), else ``info``."""
+    return logger.warning if isinstance(e, _NoFilter) else logger.info
+
+
 class _NeedProgram(_Retry):
     """The server does not have the program of ``X-Zerovm-Program`` or the image of
     ``X-Zerovm-Image`` (412): send them."""
@@ -308,7 +324,8 @@ class Dispatcher:
                 if isinstance(e, _Busy) and load[server['ip'], server['port']] > 1:
                     busy.append(server)           # full of this job's own nodes
                 errors.append(f'{where} {short(str(e) or repr(e), 120)}')
-                self.logger.info('node %s not run on %s: %r', plan.node.name, where, e)
+                not_run_log(self.logger, e)('node %s not run on %s: %r', plan.node.name,
+                                            where, e)
             finally:
                 load[server['ip'], server['port']] -= 1
                 while sending:                  # sent, or it never will be
@@ -372,7 +389,7 @@ class Dispatcher:
         """The report and outputs of a node's response (``digest``: the program's,
         sent instead of the program)."""
         if resp.getheader(wire.EXECUTE) is None:
-            raise _Retry(f'{resp.status}: the zerocloud filter is not in its pipeline')
+            raise _NoFilter(resp.status)
         if resp.status != 200:
             raise refusal(resp.status, short(resp.read(1024).decode('utf-8', 'replace')),
                           bool(resp.getheader('Retry-After')), digest is not None)

@@ -303,7 +303,7 @@ from zerocloud import (
     turns,
     wire,
 )
-from zerocloud.config import Config
+from zerocloud.config import Config, refused_at_start
 from zerocloud.httperrors import HTTPBadRequest, HTTPNotFound, HTTPRequestEntityTooLarge
 from zerocloud.job import (
     Device,
@@ -819,9 +819,10 @@ def _imap(func: Callable, items: list) -> list:
 
 def filter_factory(global_conf: dict, **local_conf):
     conf = dict(global_conf, **local_conf)
-    config = Config.from_conf(conf)
-    pipeline.check_server(conf, 'zerocloud_proxy')
-    pipeline.check(conf)
+    with refused_at_start():
+        config = Config.from_conf(conf)
+        pipeline.check_server(conf, 'zerocloud_proxy')
+        pipeline.check(conf)
     register_swift_info('zerocloud', max_job_size=config.max_config, timeout=config.timeout,
                         validator_version=uploads.validator_version(),
                         max_nodes=config.max_nodes, max_nexe=config.max_nexe,
