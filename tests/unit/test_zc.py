@@ -1866,3 +1866,125 @@ def test_split_of_a_large_job_answering_with_stderr_too_is_not_spooled() -> None
         {'name': 'input', 'path': 'swift://~/c*/x*'}, {'name': 'stdout'}]}]),
         'swift://~/.zvm/split-1/', 'job.json')
     assert two.job[0]['devices'][1]['path'] == 'swift://~/.zvm/split-1/0/*/*'
+
+
+def _large_split(monkeypatch, tmp_path: Path, count: int, execute_ends=None, **session):
+    """``zc run --split`` of a job of ``count`` nodes (more than the answer sizes):
+    (client, the objects the job stored, stderr, the cancels); ``execute_ends`` runs
+    once the objects are stored, ``session`` replaces the fake's get or delete."""
+    from zerocloud.client import cli
+    (tmp_path / 'job.json').write_text(json.dumps([
+        {'name': 'wc', 'exec': {'path': 'swift://~/bin/wc'},
+         'devices': [{'name': 'stdin', 'path': 'swift://~/logs/*.txt'}, {'name': 'stdout'}]}]))
+    monkeypatch.setattr(cli, 'LARGE_JOB', 2)
+    names = [f'wc-{i}' for i in range(1, count + 1)]
+    monkeypatch.setattr(cli.Client, 'expand', lambda self, job: {
+        name: f'logs/{name}.txt' for name in names})
+    stored: dict[str, bytes] = {}
+    cancels = []
+
+    def execute(body, content_type, headers):
+        prefix = json.loads(body)[0]['devices'][1]['path'].rsplit('/', 2)[0].replace(
+            '~', 'AUTH_t')
+        nodes = []
+        for name in names:
+            stored[f'{prefix}/{name}'] = f'{name} out\n'.encode()
+            nodes.append({'name': name, 'replica': 1, 'status': 'ok', 'retcode': 0,
+                          'failed': False, 'outputs': [{'device': 'stdout', 'stored': True,
+                                                        'path': f'{prefix}/{name}'}]})
+        if execute_ends:
+            execute_ends()
+        return FakeAnswer(200, 'OK', json.dumps({'status': 200, 'nodes': nodes}).encode(),
+                          {'Content-Type': 'application/json'})
+
+    def key(path: SwiftPath) -> str:
+        return f'swift://{path.account}/{path.container}/{path.obj}'
+    err = io.StringIO()
+    client = cli.Client(build_parser().parse_args(
+        ['run', str(tmp_path / 'job.json'), '--split', str(tmp_path / 'parts'), '-q']),
+        out=_Written(), err=err)
+    client._session = SimpleNamespace(
+        account='AUTH_t', execute=execute, ensure_container=lambda c: None,
+        cancel=lambda: cancels.append(1),
+        get=lambda path: stored[key(path)],
+        delete=lambda path: stored.pop(key(path), None),
+        list_objects=lambda account, container, prefix: [
+            k.split('/', 4)[4] for k in list(stored) if k.split('/', 4)[4].startswith(prefix)])
+    for name, replace in session.items():
+        setattr(client._session, name, replace(client._session, key, stored))
+    return client, stored, err, cancels
+
+
+def test_split_of_a_large_job_fetches_sixteen_stdouts_at_a_time(
+        monkeypatch, tmp_path: Path) -> None:
+    # 10,000 nodes were 20,000 requests one after another: minutes. Now 16 at a time,
+    # never more; the files are the same
+    import threading
+    at_once = 16
+    together = threading.Barrier(at_once, timeout=10)   # passes only 16 at once
+    busy, most, lock = [0], [0], threading.Lock()
+
+    def get(session, key, stored):
+        def fetch(path):
+            with lock:
+                busy[0] += 1
+                most[0] = max(most[0], busy[0])
+            together.wait()
+            with lock:
+                busy[0] -= 1
+            return stored[key(path)]
+        return fetch
+    client, stored, err, _ = _large_split(monkeypatch, tmp_path, 2 * at_once, get=get)
+    assert client.cmd_run() == 0, err.getvalue()
+    assert most[0] == at_once and stored == {}
+    assert {p.name: p.read_text() for p in (tmp_path / 'parts').iterdir()} == {
+        f'wc-{i}': f'wc-{i} out\n' for i in range(1, 2 * at_once + 1)}
+
+
+def test_split_of_a_large_job_says_which_stdout_it_could_not_fetch_and_gets_the_rest(
+        monkeypatch, tmp_path: Path) -> None:
+    from zerocloud.client.session import ServerError
+
+    def get(session, key, stored):
+        def fetch(path):
+            if path.obj.endswith('/wc-2'):
+                raise ServerError(f'GET {path}', 503, 'Service Unavailable', b'')
+            return stored[key(path)]
+        return fetch
+    client, stored, err, _ = _large_split(monkeypatch, tmp_path, 3, get=get)
+    assert client.cmd_run() == 1
+    assert sorted(p.name for p in (tmp_path / 'parts').iterdir()) == ['wc-1', 'wc-3']
+    said = err.getvalue()
+    assert 'zc: wc-2: its stdout, .zvm/split-' in said and '/wc-2, could not be fetched' \
+        in said and '503' in said
+    assert stored == {}         # the one not fetched is deleted too
+
+
+@pytest.mark.parametrize('stop', [KeyboardInterrupt, ConnectionResetError])
+def test_split_of_a_large_job_cut_short_deletes_what_it_stored(
+        monkeypatch, tmp_path: Path, stop) -> None:
+    # Ctrl-C (or a lost connection) once the job had stored its nodes' stdouts left
+    # them under .zvm/split-*
+    def execute_ends():
+        raise stop()
+    client, stored, err, cancels = _large_split(monkeypatch, tmp_path, 3, execute_ends)
+    with pytest.raises(stop):
+        client.cmd_run()
+    assert stored == {} and cancels and err.getvalue() == ''
+
+
+def test_split_of_a_large_job_says_how_to_delete_what_it_could_not(
+        monkeypatch, tmp_path: Path) -> None:
+    from zerocloud.client.session import ServerError
+
+    def delete(session, key, stored):
+        def refuse(path):
+            raise ServerError(f'DELETE {path}', 503, 'Service Unavailable', b'')
+        return refuse
+    client, stored, err, _ = _large_split(monkeypatch, tmp_path, 3, delete=delete)
+    assert client.cmd_run() == 0
+    assert len(list(tmp_path.joinpath('parts').iterdir())) == len(stored) == 3
+    prefix = next(iter(stored)).split('/')[4]
+    assert f'zc: 3 object(s) of this job under .zvm/{prefix}/ could not be deleted (' \
+        in err.getvalue()
+    assert err.getvalue().endswith(f': swift delete .zvm --prefix {prefix}/\n')

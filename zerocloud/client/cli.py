@@ -40,7 +40,10 @@ with quiet_imports('zc'):   # Ctrl-C as the command is starting: exit 130
     import threading
     import time
     import uuid
-    from collections.abc import Iterable, Iterator
+    from collections import deque
+    from collections.abc import Callable, Iterable, Iterator
+    from concurrent.futures import Future, ThreadPoolExecutor
+    from http.client import HTTPException
     from pathlib import Path
     from typing import NoReturn
     from urllib.parse import quote, urlencode, urlparse
@@ -138,6 +141,23 @@ def _missed_input(nodes: list[report.NodeResult]) -> bool:
 
 
 LARGE_JOB = 1000    # nodes beyond which an answer has counts, not each node's size
+AT_ONCE = 16        # requests at a time fetching (or deleting) a large job's stored stdouts
+
+
+def _in_turn(work: Callable, items: Iterable, width: int = AT_ONCE) -> Iterator:
+    """``work(item)`` for each item, ``width`` at a time in threads, its results in the
+    items' order: at most ``width`` of them held (a node's stdout is up to a GiB)."""
+    pool = ThreadPoolExecutor(width)
+    pending: deque[Future] = deque()
+    try:
+        for item in items:
+            pending.append(pool.submit(work, item))
+            if len(pending) >= width:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:        # Ctrl-C: what was not started is not; what was is not waited for
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _unsplit_note(result: report.JobResult, where: Path) -> str:
@@ -496,17 +516,25 @@ class Client:
         def extra() -> str:
             return f'{display.size(answer[0].received)} received' if answer else \
                 'waiting for the nodes'
-        with self.progress(f'running {total}', extra):
-            answer.append(self.session.execute(payload.body, payload.content_type, headers))
-            result = self.read_answer(answer[0])
-        if spool is not None:
-            try:
-                if result.report is not None and not result.failed:
-                    self.write_files(self.fetched(result.report), self.opts.split)
-            finally:
-                for name in self.session.list_objects(self.session.account, RESULTS, spool[1]):
-                    self.session.delete(SwiftPath(self.session.account, RESULTS, name))
-        return self.show_result(result, objects)
+        fetch_failed = False
+        try:
+            with self.progress(f'running {total}', extra):
+                answer.append(self.session.execute(payload.body, payload.content_type,
+                                                   headers))
+                result = self.read_answer(answer[0])
+            if spool is not None and result.report is not None and not result.failed:
+                missed: list[str] = []
+                self.write_files(self.fetched(result.report, missed), self.opts.split)
+                fetch_failed = bool(missed)
+        except BaseException:
+            if spool is not None:       # Ctrl-C: the job stops before its objects go
+                self.session.cancel()
+            raise
+        finally:
+            if spool is not None:
+                self.unspool(spool[1])
+        shown = self.show_result(result, objects)
+        return EXIT_FAILED if fetch_failed else shown
 
     def spooled(self, payload: jobs.Payload, nodes: int) -> tuple[jobs.Payload, str] | None:
         """``--split`` of a job of more nodes than an answer gives each one's size for:
@@ -522,19 +550,59 @@ class Client:
         self.session.ensure_container(RESULTS)
         return stored, prefix
 
-    def fetched(self, report_json: dict) -> Iterator[tuple[str, bytes]]:
-        """Each node's stored stdout (the JSON report names it), read, then deleted:
-        a node's replicas wrote one object, fetched once."""
-        seen = set()
+    def fetched(self, report_json: dict, missed: list[str]) -> Iterator[tuple[str, bytes]]:
+        """Each node's stored stdout (the JSON report names it), read, then deleted,
+        :data:`AT_ONCE` at a time: a node's replicas wrote one object, fetched once.
+        One that cannot be read is said and its node added to ``missed``."""
+        stored = {}
         for node in report_json.get('nodes') or []:
             for out in node.get('outputs') or []:
                 if out.get('device') == 'stdout' and out.get('stored') and \
-                        out.get('path') and node.get('name') not in seen:
-                    seen.add(node['name'])
-                    path = parse_location(out['path'], self.session.account)
-                    data = self.session.get(path)
-                    self.session.delete(path)
-                    yield node['name'], data
+                        out.get('path') and node.get('name') not in stored:
+                    stored[node['name']] = parse_location(out['path'], self.session.account)
+
+        def fetch(name: str) -> tuple[str, bytes | Exception]:
+            try:
+                data = self.session.get(stored[name])
+            except REQUEST_ERRORS as e:
+                return name, e
+            with contextlib.suppress(*REQUEST_ERRORS):  # left: unspool deletes it
+                self.session.delete(stored[name])
+            return name, data
+        for name, data in _in_turn(fetch, stored):
+            if isinstance(data, Exception):
+                self.err.write(f'zc: {name}: its stdout, {self.show(stored[name])}, could '
+                               f'not be fetched: {data}\n')
+                missed.append(name)
+            else:
+                yield name, data
+
+    def unspool(self, prefix: str) -> None:
+        """Delete what is left of a job's stored stdouts (``.zvm/<prefix>``), as well as
+        it can: what could not be is said, with how to delete it."""
+        account, left, why = self.session.account, 0, ''
+
+        def delete(name: str) -> Exception | None:
+            try:
+                self.session.delete(SwiftPath(account, RESULTS, name))
+            except REQUEST_ERRORS as e:
+                return e
+            return None
+        try:
+            for error in _in_turn(delete, self.session.list_objects(account, RESULTS, prefix)):
+                if error is not None:
+                    left, why = left + 1, why or str(error)
+        except (*REQUEST_ERRORS, KeyboardInterrupt) as e:
+            left, why = left or 'some', why or str(e) or 'interrupted'
+            if isinstance(e, KeyboardInterrupt):
+                self._unspool_note(prefix, left, why)
+                raise
+        if left:
+            self._unspool_note(prefix, left, why)
+
+    def _unspool_note(self, prefix: str, left: int | str, why: str) -> None:
+        self.err.write(f'zc: {left} object(s) of this job under {RESULTS}/{prefix} could not '
+                       f'be deleted ({why}): swift delete {RESULTS} --prefix {prefix}\n')
 
     def read_answer(self, answer: Answer) -> report.JobResult:
         """The job's result from ``answer``, its output written to stdout as it comes
@@ -981,6 +1049,9 @@ def _is_program(path: str) -> bool:
             return f.read(4) == jobs.ELF_MAGIC
     except OSError:
         return False
+
+
+REQUEST_ERRORS = (ServerError, ClientException, OSError, HTTPException)
 
 
 def _has_answer_output(job: list) -> bool:
