@@ -1988,3 +1988,30 @@ def test_split_of_a_large_job_says_how_to_delete_what_it_could_not(
     assert f'zc: 3 object(s) of this job under .zvm/{prefix}/ could not be deleted (' \
         in err.getvalue()
     assert err.getvalue().endswith(f': swift delete .zvm --prefix {prefix}/\n')
+
+
+def test_a_request_started_while_another_waits_for_its_answer_does_not_take_it(
+        monkeypatch) -> None:
+    # --split of a large job fetches from threads: each request set the session's one
+    # connection and read the answer from it, so one thread read another's (or None)
+    from swiftclient.client import Connection
+
+    from zerocloud.client import session as zsession
+    monkeypatch.setattr(zsession, 'get_conn', lambda options: Connection(
+        preauthurl='http://h:8080/v1/AUTH_me', preauthtoken='AUTH_tk'))
+    ses = zsession.Session({})
+
+    class Http:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def request(self, method, path, body, headers) -> None:
+            if path.endswith('/first'):     # the other thread's request, meanwhile
+                assert ses.get(SwiftPath('AUTH_me', 'c', 'second')) == b'second'
+
+        def getresponse(self):
+            return SimpleNamespace(status=200, reason='OK', getheaders=lambda: [],
+                                   read=io.BytesIO(self.name.encode()).read)
+    made = iter(['first', 'second'])
+    monkeypatch.setattr(ses.conn, 'http_connection', lambda url: (None, Http(next(made))))
+    assert ses.get(SwiftPath('AUTH_me', 'c', 'first')) == b'first'

@@ -130,10 +130,13 @@ class Session:
         """Send a request (``path`` None: the account) and return the streamed answer."""
         url, token = self._auth()
         target = self.http_url(path, prefix)
-        _, self._http = self.conn.http_connection(url)
+        # its own connection, kept on self only for cancel(): --split of a large job
+        # fetches from threads, and another request may start before this one answered
+        _, http = self.conn.http_connection(url)
+        self._http = http
         headers = {'X-Auth-Token': token, **headers}
-        self._http.request(method, urlparse(target).path + query, body, headers)
-        resp = self._http.getresponse()
+        http.request(method, urlparse(target).path + query, body, headers)
+        resp = http.getresponse()
         http_log((target + query, method), {'headers': headers}, resp, b'')    # --debug
         return Answer(resp, method)
 
