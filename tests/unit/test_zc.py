@@ -2015,3 +2015,22 @@ def test_a_request_started_while_another_waits_for_its_answer_does_not_take_it(
     made = iter(['first', 'second'])
     monkeypatch.setattr(ses.conn, 'http_connection', lambda url: (None, Http(next(made))))
     assert ses.get(SwiftPath('AUTH_me', 'c', 'first')) == b'first'
+
+
+def test_split_of_a_large_job_interrupted_again_while_deleting_says_how_to_delete(
+        monkeypatch, tmp_path: Path) -> None:
+    def execute_ends():
+        raise KeyboardInterrupt
+
+    def list_objects(session, key, stored):
+        def interrupted(account, container, prefix):
+            raise KeyboardInterrupt        # a second Ctrl-C
+        return interrupted
+    client, stored, err, _ = _large_split(monkeypatch, tmp_path, 3, execute_ends,
+                                          list_objects=list_objects)
+    with pytest.raises(KeyboardInterrupt):
+        client.cmd_run()
+    prefix = next(iter(stored)).split('/')[4]
+    assert err.getvalue() == (f'zc: some object(s) of this job under .zvm/{prefix}/ could '
+                              f'not be deleted (interrupted): swift delete .zvm --prefix '
+                              f'{prefix}/\n')

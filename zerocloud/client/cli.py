@@ -592,8 +592,8 @@ class Client:
             for error in _in_turn(delete, self.session.list_objects(account, RESULTS, prefix)):
                 if error is not None:
                     left, why = left + 1, why or str(error)
-        except (*REQUEST_ERRORS, KeyboardInterrupt) as e:
-            left, why = left or 'some', why or str(e) or 'interrupted'
+        except (*REQUEST_ERRORS, KeyboardInterrupt) as e:    # not all were tried
+            left, why = 'some', why or str(e) or 'interrupted'
             if isinstance(e, KeyboardInterrupt):
                 self._unspool_note(prefix, left, why)
                 raise
