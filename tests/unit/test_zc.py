@@ -827,11 +827,19 @@ def test_an_object_the_server_names_by_url_is_shown_by_its_name_as_the_listing_g
     assert client.short('swift://AUTH_u/odd/a%20b.csv') == 'swift://AUTH_u/odd/a b.csv'
 
 
+CREDENTIALS = ('ST_AUTH', 'ST_USER', 'ST_KEY', 'ST_AUTH_VERSION', 'OS_AUTH_URL', 'OS_USERNAME',
+               'OS_PASSWORD', 'OS_STORAGE_URL', 'OS_AUTH_TOKEN')
+
+
+def clear_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No credentials from the environment the tests run in (as swift reads them)."""
+    for name in CREDENTIALS:
+        monkeypatch.delenv(name, raising=False)
+
+
 def test_keystone_and_v1_credentials_come_as_for_the_swift_command(monkeypatch) -> None:
     from zerocloud.client.cli import Client
-    for name in ('ST_AUTH', 'ST_USER', 'ST_KEY', 'ST_AUTH_VERSION', 'OS_AUTH_URL',
-                 'OS_USERNAME', 'OS_PASSWORD', 'OS_STORAGE_URL', 'OS_AUTH_TOKEN'):
-        monkeypatch.delenv(name, raising=False)
+    clear_credentials(monkeypatch)
     keystone = Client(build_parser().parse_args([
         '--os-auth-url', 'http://keystone/v3', '--os-username', 'u', '--os-password', 'p',
         '--os-project-name', 'proj', '--os-user-domain-name', 'dom',
@@ -921,9 +929,7 @@ def test_no_server_at_the_address_is_said_in_one_line(monkeypatch: pytest.Monkey
     with socket.socket() as s:          # a port nothing listens on
         s.bind(('127.0.0.1', 0))
         port = s.getsockname()[1]
-        for name in ('ST_AUTH', 'ST_USER', 'ST_KEY', 'OS_AUTH_URL', 'OS_STORAGE_URL',
-                     'OS_AUTH_TOKEN'):
-            monkeypatch.delenv(name, raising=False)
+        clear_credentials(monkeypatch)
         for name, value in env.items():
             monkeypatch.setenv(name, value.format(port=port))
         assert main(['status', 'job-' + '0' * 32]) == 1
@@ -952,9 +958,7 @@ def plain_http(monkeypatch: pytest.MonkeyPatch):
         def log_message(self, *args) -> None:
             pass
 
-    for name in ('ST_AUTH', 'ST_USER', 'ST_KEY', 'OS_AUTH_URL', 'OS_STORAGE_URL',
-                 'OS_AUTH_TOKEN'):
-        monkeypatch.delenv(name, raising=False)
+    clear_credentials(monkeypatch)
     server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), NotFound)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -1790,8 +1794,7 @@ def test_a_storage_url_set_by_hand_that_cannot_be_one_says_what_one_looks_like(
         monkeypatch, capsys, url: str) -> None:
     # OS_STORAGE_URL without /v1: zc printed Swift's HTML 400 page ("Invalid path")
     from zerocloud.client import cli
-    for name in ('ST_AUTH', 'ST_USER', 'ST_KEY', 'OS_AUTH_URL', 'OS_USERNAME', 'OS_PASSWORD'):
-        monkeypatch.delenv(name, raising=False)
+    clear_credentials(monkeypatch)
     monkeypatch.setenv('OS_AUTH_TOKEN', 'tok')
     monkeypatch.setenv('OS_STORAGE_URL', url)
     assert cli.main(['status', 'job-' + 'a' * 32]) == cli.EXIT_USAGE
