@@ -354,10 +354,11 @@ class ProxyExecMiddleware:
             return HTTPBadRequest(body=unrun)(env, start_response)
         if method == 'PUT':
             try:
-                if uploads.wants_validation(env):
-                    return self.validated_put(env, start_response)
-            except ValueError as e:
+                wanted = uploads.wants_validation(env)
+            except ValueError as e:     # the header's value, not the upload below
                 return HTTPBadRequest(body=f'{e}\n')(env, start_response)
+            if wanted:
+                return self.validated_put(env, start_response)
         if method == 'DELETE':
             cancelled = deferred.cancel(self.app, env, self.logger)
             if cancelled is not None:
