@@ -205,6 +205,13 @@ class Progress:
 _RUNNING: collections.Counter[tuple[str, bool]] = collections.Counter()
 
 
+def _release(share: tuple[str, bool]) -> None:
+    """One deferred job of ``share`` (``_RUNNING``'s key) ended or never started."""
+    _RUNNING[share] -= 1
+    if not _RUNNING[share]:
+        del _RUNNING[share]
+
+
 def run(app, req: Request, how: str, account: str, container: str | None, timeout: float,
         work: Callable[[Progress], Response], logger,
         heartbeat: float = 10.0, most: int = 16, opened: bool = False) -> Response:
@@ -225,8 +232,13 @@ def run(app, req: Request, how: str, account: str, container: str | None, timeou
             body=f'{whose} {_RUNNING[share]} deferred jobs running on this proxy, the '
                  f'most one account may (zerovm_account_maxdeferred): wait until one ends '
                  f'(zc wait), or run this job without {HEADER}\n')
-    if container is not None:
-        _need_container(app, req, account, container)
+    _RUNNING[share] += 1        # counted before the container's look, which yields
+    try:
+        if container is not None:
+            _need_container(app, req, account, container)
+    except BaseException:
+        _release(share)
+        raise
     where = SwiftPath(account, container or REGISTRY, jobnames.new_name())
     events: LightQueue = LightQueue()
     finished: LightQueue = LightQueue()
@@ -253,11 +265,8 @@ def run(app, req: Request, how: str, account: str, container: str | None, timeou
             else:
                 events.put(('done', resp))
         finally:
-            _RUNNING[share] -= 1
-            if not _RUNNING[share]:
-                del _RUNNING[share]
+            _release(share)
 
-    _RUNNING[share] += 1
     running = spawn(worker)
     deadline = None if how == 'always' else time.monotonic() + timeout
     while True:
