@@ -61,6 +61,7 @@ import threading
 from collections.abc import Callable
 
 from zvm_core.engines.native import cpuid
+from zvm_core.validator import _MAX_INSN as MAX_INSN  # longer, the CPU raises #GP
 from zvm_core.validator import _PREFIXES  # legacy prefixes and REX
 
 PTRACE_CONT, PTRACE_GETREGS, PTRACE_SETREGS = 7, 12, 13
@@ -71,7 +72,6 @@ WALL = 0x40000000
 # made once: an array type made per trap is a reference cycle (ctypes keeps none)
 _SIGINFO, _REGS = ctypes.c_int * 32, ctypes.c_ulong * 27     # siginfo_t, user_regs_struct
 RDTSC, RDTSCP = b'\x0f\x31', b'\x0f\x01\xf9'
-MAX_INSN = 15                   # longer, the CPU raises #GP (SIGSEGV) whatever follows
 # the prefixes the CPU skips before these opcodes (a lock makes them #UD: SIGILL)
 _SKIPPED = _PREFIXES - {0xF0}
 # struct user_regs_struct (sys/user.h): 27 unsigned longs
