@@ -163,7 +163,8 @@ class Manifest:
             _fail(f'invalid node id {self.node}')
         if len(self.channels) > MAX_CHANNELS:
             _fail('channels number reached maximum', errno.ENFILE)
-        missing = [alias for alias in STANDARD if alias not in {c.alias for c in self.channels}]
+        aliases = {c.alias for c in self.channels}
+        missing = [alias for alias in STANDARD if alias not in aliases]
         if len(self.channels) < MIN_CHANNELS:
             _fail(f'not enough channels: {len(self.channels)}{_needs(missing)}')
         seen = set()

@@ -104,9 +104,9 @@ def _records(body: str, required: tuple[str, ...], optional: dict) -> list[dict]
             key = key.strip()
             if sep and key in keys and key not in current:
                 current[key] = value.strip()
-            if all(k in current for k in keys):
-                records.append(current)
-                current = {}
+                if len(current) == len(keys):       # every key: the record ends here
+                    records.append(current)
+                    current = {}
         if all(k in current for k in required):
             records.append({**optional, **current})
             current = {}
