@@ -1501,6 +1501,13 @@ static PyObject *hold(PyObject *self, PyObject *on)
     return PyBool_FromLong(carried != 0);
 }
 
+/* Whether this thread is in a hold (hold(True) ... hold(False)): a template's fork
+ * request says so (supervisor.py Template.fork, loader.c carry_as). */
+static PyObject *py_held(PyObject *self, PyObject *unused)
+{
+    return PyBool_FromLong(held);
+}
+
 /* CLOCK_MONOTONIC in seconds, as time.monotonic(), without an rdtsc while this
  * thread carries the flags (the Python code between the serve()s of a hold). */
 static PyObject *py_monotonic(PyObject *self, PyObject *unused)
@@ -1640,6 +1647,8 @@ static PyMethodDef methods[] = {
     {"hold", hold, METH_O,
      "hold(on) -> whether this thread carries the guest's flags now: on, across serve()s "
      "until hold(False)."},
+    {"held", py_held, METH_NOARGS,
+     "held() -> whether this thread is in a hold (hold(True), until hold(False))."},
     {"monotonic", py_monotonic, METH_NOARGS,
      "monotonic() -> time.monotonic()'s clock, read without rdtsc while the flags are "
      "carried."},

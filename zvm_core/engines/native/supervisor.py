@@ -377,9 +377,6 @@ class Template:
         self.pidfd: int | None = None
         self._next: _Child | None = None
         self._forking = False           # a child asked for, not taken in yet
-        # the caller holds the guest's faulting flags (a batch: fastcall.c hold): so
-        # does the template while it forks (loader.c carry_as)
-        self.held = False
         self._lost = 0          # children asked for whose answer did not come in time
         # ended runs, not killed yet (pid, pidfd, listener, tracer)
         self._dead: list[tuple[int, int, int | None, Tracer | None]] = []
@@ -419,7 +416,9 @@ class Template:
             return
         if self._lost:
             raise OSError(errno.EPIPE, 'the template is being replaced')
-        self.sock.send(b'H' if self.held else b'F')
+        # the caller holds the guest's faulting flags (a batch: fastcall.c hold): so
+        # does the template while it forks (loader.c carry_as)
+        self.sock.send(b'H' if _fastcall.held() else b'F')
         self._forking = True
 
     def prefork(self) -> None:

@@ -36,17 +36,14 @@ class Warm:
 
     def run(self, channels: list, argv: list[str], env: dict[str, str], seed: int,
             epoch: int, limits: Limits, image=None, ahead: bool = False,
-            probe: bool = True, held: bool = False) -> Report:
+            probe: bool = True) -> Report:
         """``ahead``: another run follows at once (a batch's next node); ``probe``:
-        a run without a snapshot may record one (``Snapshots.begin``); ``held``: the
-        caller holds the guest's faulting flags (a batch's nodes): the template's
-        forks for this run and after it are asked with them (``Template.held``)."""
+        a run without a snapshot may record one (``Snapshots.begin``)."""
         # killed from outside: a new one.  Looked at only when no child is ready (a
         # system call per start less): a template that died after its child was
         # taken in fails the next prefork, and is replaced then (:meth:`_tend`)
         if not self.template.ready() and not self.template.alive():
             self._replace()
-        self.template.held = held
         try:
             report = run(self.program, channels, argv, env, self.memory, limits.timeout, seed,
                          epoch, image, tsc=self.tsc, template=self.template,
