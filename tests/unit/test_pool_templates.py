@@ -145,13 +145,14 @@ def test_a_chunk_looks_at_its_program_once(monkeypatch, tmp_path) -> None:
     monkeypatch.setattr(worker, '_CHOSEN', {(None, False): ('native', '', float('inf'))})
     monkeypatch.setattr(worker, '_file_key', lambda path: looked.append(('stat', path)) or (path,))
     monkeypatch.setattr(worker, '_reply', lambda sock, report, tails, ended: None)
+    holding = [False]       # fastcall.c's hold, which a template's fork request reads
     monkeypatch.setattr(worker, '_fastcall', types.SimpleNamespace(
-        hold=lambda on: False, monotonic=lambda: looked.append('clock') or 0.0,
-        coarse=lambda: 0.0))
+        hold=lambda on: holding.__setitem__(0, on), held=lambda: holding[0],
+        monotonic=lambda: looked.append('clock') or 0.0, coarse=lambda: 0.0))
 
     class Warm:
-        def run(self, channels, argv, env, seed, epoch, limits, image, ahead, probe, held):
-            started.append((argv[0], ahead, probe, held))
+        def run(self, channels, argv, env, seed, epoch, limits, image, ahead, probe):
+            started.append((argv[0], ahead, probe, worker._fastcall.held()))
             return worker.Report('ok', 0)
 
         def reset(self) -> None:
@@ -182,6 +183,8 @@ def test_a_chunk_looks_at_its_program_once(monkeypatch, tmp_path) -> None:
     reply = 'clock'         # each reply's stamp (RunResult.ended)
     assert looked == [('stat', 'a'), ('prepared', 'a', ('a',)), reply, reply,
                       ('stat', 'b'), ('prepared', 'b', ('b',)), reply, reply]
-    # a batch's nodes: no probe, and the template's forks asked with the worker's flags
+    # a batch's nodes: no probe, and run in the hold (the template's forks are asked with
+    # the worker's flags: Template.fork reads _fastcall.held()), which ends with the batch
     assert started == [('n1', True, False, True), ('n2', True, False, True),
                        ('n3', True, False, True), ('n4', False, False, True)]
+    assert holding == [False]
