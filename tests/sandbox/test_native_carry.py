@@ -377,3 +377,28 @@ def test_a_timeout_in_calls_answered_in_c_ends_at_its_deadline_with_the_flags(gu
     assert report.accounting.syscalls > 1000
     assert report.accounting.wall_time >= 0.5
     assert _fastcall.caught() == before
+
+
+def test_a_templates_fork_request_says_whether_the_asking_thread_is_in_a_hold() -> None:
+    """'H' while this thread is in a hold (a batch's nodes: loader.c carry_as), 'F' else."""
+    class Sock:
+        def __init__(self) -> None:
+            self.sent: list[bytes] = []
+
+        def send(self, data: bytes) -> int:
+            self.sent.append(data)
+            return len(data)
+
+    def asked() -> bytes:
+        template = supervisor.Template.__new__(supervisor.Template)
+        template._next, template._forking, template._lost = None, False, 0
+        template.sock = Sock()
+        supervisor.Template.fork(template)
+        return template.sock.sent[0]
+    assert asked() == b'F'
+    _fastcall.hold(True)
+    try:
+        assert asked() == b'H'
+    finally:
+        _fastcall.hold(False)
+    assert asked() == b'F'
