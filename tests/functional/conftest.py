@@ -23,8 +23,9 @@ from swiftclient.client import get_auth
 
 from zerocloud.devcluster import USERS, DevCluster
 
-# Short limits, so that tests of deferred jobs (and their loss) and chains run quickly.
-PROXY_CONF = ('[filter:zerocloud]\ninteractive_timeout = 1\nchain_timeout = 2\n'
+# Short limits, so that tests of deferred jobs (and their loss) and chains run quickly,
+# yet long enough that a quick job on a loaded CI machine still answers within them.
+PROXY_CONF = ('[filter:zerocloud]\ninteractive_timeout = 5\nchain_timeout = 5\n'
               'deferred_heartbeat = 1\n')
 # Short listing pages (Swift's default: 10,000), so that a job reads several pages
 # of a container of a few objects (tests/functional/test_jobs_scale.py).

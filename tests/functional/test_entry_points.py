@@ -4,7 +4,7 @@ X-Zerovm-Source, GET-to-execute (``open/1.0`` and ``/open/``), scripts,
 zapps, deferred results, chains and CGI output.  Programs: the test
 interpreter ``tests/programs/src_interp.c`` (``-c 'upper'`` upper-cases
 stdin; see its header for the commands).  The cluster's proxy has
-``interactive_timeout = 1`` and ``chain_timeout = 2`` (conftest.PROXY_CONF).
+``interactive_timeout = 5`` and ``chain_timeout = 5`` (conftest.PROXY_CONF).
 """
 
 from __future__ import annotations
@@ -458,8 +458,8 @@ def test_deferred_auto_answers_after_interactive_timeout(
     started = time.monotonic()
     resp = call(env.conn, 'POST', headers={**source(job), 'X-Zerovm-Deferred': 'auto'})
     swift_cluster.resume_object_server(first['id'])
-    assert resp.status_code == 202, resp.text
-    assert 1 <= time.monotonic() - started < 5          # interactive_timeout = 1
+    assert resp.status_code == 202, resp.text          # answered while the server was stopped
+    assert time.monotonic() - started >= 5              # interactive_timeout = 5
     where = resp.text.strip()
     assert where.startswith('swift://AUTH_test/.zvm/job-')      # no container in the URL
     name = where.rsplit('/', 1)[1]
@@ -489,7 +489,8 @@ def test_a_job_whose_response_is_a_job_runs_it_next(env: Env) -> None:
     assert resp.status_code == 200, resp.text
     assert resp.content == b'PASSED ALONG'                 # the body went to the job taking it
     assert resp.headers['X-Nexe-System'] == 'second'
-    assert 0 < float(resp.headers['X-Chain-Total-Time']) < 2
+    assert 'X-Chain-Stopped' not in resp.headers
+    assert float(resp.headers['X-Chain-Total-Time']) > 0
 
 
 def test_a_chain_stops_at_chain_timeout(env: Env) -> None:
@@ -500,7 +501,7 @@ def test_a_chain_stops_at_chain_timeout(env: Env) -> None:
     resp = call(env.conn, 'POST', headers=source(env.put('again.json', again)))
     assert resp.status_code == 200, resp.text
     assert resp.headers['X-Chain-Stopped'] == 'chain_timeout'
-    assert float(resp.headers['X-Chain-Total-Time']) >= 2      # chain_timeout = 2
+    assert float(resp.headers['X-Chain-Total-Time']) >= 5      # chain_timeout = 5
     assert json.loads(resp.content) == again
 
 
