@@ -345,6 +345,25 @@ def test_a_denied_read_of_an_account_without_its_prefix_says_so(mw, swift, serve
         403, b'Denied: may not read swift://%s/c/data (%s)\n' % (account.encode(), hint))
 
 
+@pytest.mark.parametrize('account, hint', [
+    # swift://b/c/*.csv for AUTH_b: "Denied: may not list swift://b/c" and nothing more,
+    # where a read of one object of it named the account it likely meant
+    ('a', b'your account is AUTH_a: did you mean swift://~/c?'),
+    ('b', b'accounts are named AUTH_<name>: did you mean swift://AUTH_b/c?'),
+])
+def test_a_denied_listing_of_an_account_without_its_prefix_says_so(mw, swift, servers,
+                                                                   account: str,
+                                                                   hint: bytes) -> None:
+    def denying(env, start_response):       # Swift's answer to another account's listing
+        if env['PATH_INFO'].startswith(f'/v1/{account}/'):
+            return Response(status=403)(env, start_response)
+        return swift(env, start_response)
+    mw.app = denying
+    resp = post(mw, job(stdin=f'swift://{account}/c/*.csv'))
+    assert (resp.status_int, resp.body) == (
+        403, b'Denied: may not list swift://%s/c (%s)\n' % (account.encode(), hint))
+
+
 def test_nodes_without_data_that_share_a_location_go_to_one_server(mw, swift,
                                                                     servers) -> None:
     # "location" was parsed and then ignored: three nodes of "x" ran on two servers

@@ -162,7 +162,8 @@ class Caller:
                 what = 'container' if path.count('/') > 2 else 'account'
                 raise NoData(f'{what} swift:/{path[3:]} does not exist')
             if resp.status_int in (401, 403):
-                raise denied_error(resp, f'list swift:/{path[3:]}')
+                hint = self.own_hint(path) if resp.status_int == 403 else ''
+                raise denied_error(resp, f'list swift:/{path[3:]}{hint}')
             if not is_success(resp.status_int):
                 raise HTTPServiceUnavailable(body=f'cannot list swift:/{path[3:]}: '
                                                   f'{resp.status}\n')
