@@ -2037,3 +2037,38 @@ def test_split_of_a_large_job_interrupted_again_while_deleting_says_how_to_delet
     assert err.getvalue() == (f'zc: some object(s) of this job under .zvm/{prefix}/ could '
                               f'not be deleted (interrupted): swift delete .zvm --prefix '
                               f'{prefix}/\n')
+
+
+@pytest.mark.parametrize('command', ['wait', 'result'])
+def test_a_result_stored_as_the_report_says_its_output_was_not_kept(command: str) -> None:
+    """``zc submit --json`` stores the JSON report instead of the output: ``zc wait ID``
+    then printed nothing and exited 0, as if the job had written nothing."""
+    from zerocloud.client import cli
+    out, err = _Written(), io.StringIO()
+    stored = {'status': 200, 'seconds': 0.1, 'nodes': [
+        {'name': 'sum', 'status': 'ok', 'retcode': 0, 'failed': False,
+         'outputs': [{'device': 'stdout', 'path': None, 'bytes': 73, 'stored': False}]}]}
+    client = cli.Client(build_parser().parse_args([command, 'job-1', '-q']), out=out, err=err)
+    result = report.parse(200, {'Content-Type': 'application/json'},
+                          json.dumps(stored).encode())
+    assert client.show_result(result, {}) == cli.EXIT_FAILED
+    assert out.writes == []
+    assert ('the stored result is the JSON report (the job was submitted with --json): its '
+            "output, 73 bytes, was not kept; zc result ID --json prints the report") in \
+        err.getvalue()
+
+
+def test_a_result_whose_outputs_all_went_to_objects_is_not_a_lost_output() -> None:
+    """Nor is what a node wrote to another (a link has no path)."""
+    from zerocloud.client import cli
+    out, err = _Written(), io.StringIO()
+    stored = {'status': 200, 'nodes': [
+        {'name': 'sum', 'status': 'ok', 'retcode': 0, 'failed': False,
+         'outputs': [{'device': 'stdout', 'path': 'swift://AUTH_t/c/o', 'bytes': 73,
+                      'stored': True},
+                     {'device': 'out/reduce', 'path': None, 'bytes': 12, 'stored': False}]}]}
+    client = cli.Client(build_parser().parse_args(['wait', 'job-1', '-q']), out=out, err=err)
+    result = report.parse(200, {'Content-Type': 'application/json'},
+                          json.dumps(stored).encode())
+    assert client.show_result(result, {}) == 0
+    assert err.getvalue() == ''

@@ -648,6 +648,7 @@ class Client:
             node.object = self.short(node.object) or objects.get(node.name, '')
         as_json = getattr(self.opts, 'json', False)
         split = getattr(self.opts, 'split', None)
+        unsent = 0 if as_json or result.status >= 300 else result.unsent_output(jobs.ANSWER_DEVICES)
         if as_json:
             self.out.write(json.dumps(result.to_json(), indent=1).encode() + b'\n')
         elif result.report is None and result.status < 300 and not result.streamed:
@@ -655,6 +656,10 @@ class Client:
                 self.out.write(result.body)
             else:
                 self.write_parts(result, split)
+        elif unsent:
+            self.err.write('zc: the stored result is the JSON report (the job was submitted '
+                           f'with --json): its output, {unsent} bytes, was not kept; zc result '
+                           'ID --json prints the report\n')
         self.out.flush()
         if not self.quiet or result.failed:
             if not (as_json and not result.failed):
@@ -665,7 +670,7 @@ class Client:
         if result.status == 404 and not result.nodes and any(c in on for c in '?['):
             self.err.write(f'(only * is a wildcard: the ? or [ of --on {on} are part of the '
                            'name)\n')
-        return EXIT_FAILED if result.failed else 0
+        return EXIT_FAILED if result.failed or unsent else 0
 
     def write_parts(self, result: report.JobResult, where: Path) -> None:
         """``--split``: each node's part of the body as ``where/<node>`` (replicas of a node

@@ -130,6 +130,16 @@ class JobResult:
             out['chain_stopped'] = self.chain
         return out
 
+    def unsent_output(self, answer_devices: tuple[str, ...]) -> int:
+        """Bytes the nodes wrote to ``answer_devices`` without a path (the answer's body)
+        that a JSON report replaced: a job submitted with ``--json`` stores the report,
+        not them (a ``connect`` link, ``out/<node>``, has no path either: not counted)."""
+        nodes = (self.report or {}).get('nodes') or []
+        return sum(out.get('bytes') or 0 for node in nodes if isinstance(node, Mapping)
+                   for out in node.get('outputs') or []
+                   if isinstance(out, Mapping) and out.get('path') is None and
+                   out.get('device') in answer_devices)
+
     def parts(self) -> list[tuple[str, bytes]] | None:
         """Each node's part of the body, by ``X-Nexe-Body-Bytes``; None when the answer
         does not say (a JSON report, a failure, headers cut) or does not add up."""
