@@ -477,3 +477,31 @@ def test_more_objects_than_zerovm_maxnodes_is_a_400_naming_the_option() -> None:
                                config=caller.config)
     assert [p.obj for p in entry._objects(at_limit, SwiftPath('AUTH_a', 's', '*.csv'))] == \
         ['a.csv', 'b.csv', 'c.csv']
+
+
+@pytest.mark.parametrize(('head', 'says'), [
+    # a .json log written as one array: the hint was "say input.columns", which only led
+    # to a 422 "line 1: not a JSON object"
+    (b'[{"level": "info", "ms": 3}, {"level": "error", "ms": 9}]',
+     'the first line of o is a JSON array, not a JSON object: the objects must be JSON '
+     'lines, one object per line, each a row (an array of objects is not: jq -c ".[]" makes '
+     'it one)'),
+    # a pretty-printed document: its first line "{" is no JSON; the hint was "columns" too
+    (b'{\n  "level": "info",\n  "ms": 3\n}\n',
+     'the first line of o is not a JSON value: the objects must be JSON lines, one whole '
+     'object per line, each a row (a pretty-printed document is not: jq -c makes it one)'),
+])
+def test_a_json_document_that_is_not_json_lines_says_what_jsonl_is(head: bytes,
+                                                                   says: str) -> None:
+    from zerocloud.sql import entry
+    with pytest.raises(SqlError) as e:
+        entry._columns(head, 'jsonl', None, True, 'o')
+    assert str(e.value) == says
+
+
+@pytest.mark.parametrize('head', [b'{}\n{"a": 1}\n', b'{"a": "' + b'x' * 70_000])
+def test_a_first_json_line_without_keys_or_too_long_still_says_columns(head: bytes) -> None:
+    """There, naming the columns is the way: no keys to read, or too far to read them."""
+    from zerocloud.sql import entry
+    with pytest.raises(SqlError, match=r'"input": \{"columns": \[...\]\}'):
+        entry._columns(head, 'jsonl', None, True, 'o')

@@ -66,6 +66,7 @@ PARTIAL_TYPE = 'text/x-sqlnode-partial'
 SUMMARY = 'X-Nexe-Nodes'            # only in a large job's answer: counts, no columns
 MAP, MERGE = 'sql', 'merge'
 HEAD_BYTES = 65536               # read from the first object to find its columns
+JSON_LINES = 'the objects must be JSON lines'
 HEAD_TRIES = 20                  # objects tried for one that is not empty
 CONTENT_TYPES = {'csv': 'text/csv; charset=utf-8', 'json': 'application/x-ndjson'}
 SUFFIXES = {'.csv': ('csv', ','), '.tsv': ('csv', '\t'), '.jsonl': ('jsonl', None),
@@ -118,23 +119,37 @@ def _columns(head: bytes, fmt: str, delimiter: str, header: bool, path) -> list[
     text = text.removeprefix('\ufeff')
     newline = '\n' in text
     if fmt == 'jsonl':
-        line = next((ln for ln in text.split('\n') if ln.strip()), '')
-        try:
-            value = json.loads(line)
-        except (ValueError, RecursionError):      # not JSON, or nested too deep
-            raise SqlError(f'the first line of {path} is not a JSON value (or is longer '
-                           f'than {HEAD_BYTES} bytes): say "input": {{"columns": [...]}}'
-                           ) from None
-        if not isinstance(value, dict) or not value:
-            raise SqlError(f'the first line of {path} is not a JSON object with keys: say '
-                           '"input": {"columns": [...]}')
-        return planner.check_columns(list(value), f'the first line of {path}')
+        return _json_columns(text, newline or len(head) < HEAD_BYTES, path)
     if not newline and len(head) >= HEAD_BYTES:
         raise SqlError(f'the first record of {path} is longer than {HEAD_BYTES} bytes')
     record = next(csv.reader(io.StringIO(text), delimiter=delimiter), [])
     if header:
         return planner.check_columns(record, f'the header of {path}')
     return [f'c{i}' for i in range(1, len(record) + 1)]
+
+
+def _json_columns(text: str, whole: bool, path) -> list[str]:
+    """The keys of the first JSON line of ``text`` (``whole``: not cut by the read).
+    What is not JSON lines (one object per line) is told apart from a line too long to
+    read here, which naming the columns gets past."""
+    line = next((ln for ln in text.split('\n') if ln.strip()), '')
+    name_them = 'say "input": {"columns": [...]}'
+    try:
+        value = json.loads(line)
+    except (ValueError, RecursionError):      # not JSON, or nested too deep
+        if not whole and line == text.strip():
+            raise SqlError(f'the first line of {path} is longer than {HEAD_BYTES} bytes: '
+                           f'{name_them}') from None
+        raise SqlError(f'the first line of {path} is not a JSON value: {JSON_LINES}, one '
+                       'whole object per line, each a row (a pretty-printed document is not: '
+                       'jq -c makes it one)') from None
+    if isinstance(value, list):
+        raise SqlError(f'the first line of {path} is a JSON array, not a JSON object: '
+                       f'{JSON_LINES}, one object per line, each a row (an array of objects '
+                       'is not: jq -c ".[]" makes it one)')
+    if not isinstance(value, dict) or not value:
+        raise SqlError(f'the first line of {path} is not a JSON object with keys: {name_them}')
+    return planner.check_columns(list(value), f'the first line of {path}')
 
 
 def _objects(caller: Caller, path: jobs.SwiftPath) -> list[jobs.SwiftPath]:
