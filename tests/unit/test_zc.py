@@ -2072,3 +2072,40 @@ def test_a_result_whose_outputs_all_went_to_objects_is_not_a_lost_output() -> No
                           json.dumps(stored).encode())
     assert client.show_result(result, {}) == 0
     assert err.getvalue() == ''
+
+
+def test_output_to_a_stdout_the_job_does_not_declare_is_said_discarded() -> None:
+    """A job without {"name": "stdout"} answered 200 with an empty body and zc printed
+    nothing about it: the user saw a job that ran well and wrote nothing."""
+    from zerocloud.client import cli
+    out, err = _Written(), io.StringIO()
+    stdout = {'/dev/stdout': {'writes': 2, 'write_bytes': 73}}
+    stored = {'status': 200, 'nodes': [
+        {'name': 'sum', 'status': 'ok', 'retcode': 0, 'failed': False, 'outputs': [],
+         'accounting': {'channels': stdout}},
+        {'name': 'kept', 'status': 'ok', 'retcode': 0, 'failed': False,
+         'accounting': {'channels': stdout},
+         'outputs': [{'device': 'stdout', 'path': 'swift://AUTH_t/c/o', 'bytes': 73,
+                      'stored': True}]}]}
+    client = cli.Client(build_parser().parse_args(['run', 'job.json', '-q']), out=out, err=err)
+    result = report.parse(200, {'Content-Type': 'application/json'},
+                          json.dumps(stored).encode())
+    assert client.show_result(result, {}) == 0
+    assert err.getvalue() == (
+        'zc: note: sum wrote 73 bytes to stdout, which its job does not declare: they were '
+        'discarded (add {"name": "stdout"} to its devices to get them)\n')
+
+
+def test_discarded_stdout_of_many_nodes_is_said_three_times_then_counted() -> None:
+    from zerocloud.client import cli
+    err = io.StringIO()
+    stored = {'status': 200, 'nodes': [
+        {'name': f'n-{i}', 'status': 'ok', 'retcode': 0, 'failed': False, 'outputs': [],
+         'accounting': {'channels': {'/dev/stdout': {'write_bytes': 5}}}} for i in range(5)]}
+    client = cli.Client(build_parser().parse_args(['run', 'job.json', '-q']), out=_Written(),
+                        err=err)
+    client.show_result(report.parse(200, {'Content-Type': 'application/json'},
+                                    json.dumps(stored).encode()), {})
+    lines = err.getvalue().splitlines()
+    assert [line.split()[2] for line in lines[:3]] == ['n-0', 'n-1', 'n-2']
+    assert lines[3:] == ['zc: note: ... and 2 more nodes did so']

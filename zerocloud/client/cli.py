@@ -664,6 +664,13 @@ class Client:
         if not self.quiet or result.failed:
             if not (as_json and not result.failed):
                 self.err.write(display.report(result))
+        discarded = result.discarded_stdout()
+        for name, written in list(discarded.items())[:3]:
+            self.err.write(f'zc: note: {name} wrote {written} bytes to stdout, which its job '
+                           'does not declare: they were discarded (add {"name": "stdout"} to '
+                           'its devices to get them)\n')
+        if len(discarded) > 3:
+            self.err.write(f'zc: note: ... and {len(discarded) - 3} more nodes did so\n')
         if getattr(self.opts, 'device', None) == 'stdin' and _missed_input(result.nodes):
             self.err.write('(the object was given on stdin: --as input gives it as /dev/input)\n')
         on = getattr(self.opts, 'on', None) or ''

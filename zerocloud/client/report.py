@@ -140,6 +140,20 @@ class JobResult:
                    if isinstance(out, Mapping) and out.get('path') is None and
                    out.get('device') in answer_devices)
 
+    def discarded_stdout(self) -> dict[str, int]:
+        """The bytes each node wrote to a stdout its job does not declare (by the JSON
+        report: written, but no output of device stdout), which the sandbox discards."""
+        found: dict[str, int] = {}
+        for node in (self.report or {}).get('nodes') or []:
+            if not isinstance(node, Mapping):
+                continue
+            channels = (node.get('accounting') or {}).get('channels') or {}
+            written = (channels.get('/dev/stdout') or {}).get('write_bytes') or 0
+            if written and not any(isinstance(out, Mapping) and out.get('device') == 'stdout'
+                                   for out in node.get('outputs') or []):
+                found.setdefault(str(node.get('name', '')), written)
+        return found
+
     def parts(self) -> list[tuple[str, bytes]] | None:
         """Each node's part of the body, by ``X-Nexe-Body-Bytes``; None when the answer
         does not say (a JSON report, a failure, headers cut) or does not add up."""
