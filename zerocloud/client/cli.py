@@ -648,7 +648,8 @@ class Client:
             node.object = self.short(node.object) or objects.get(node.name, '')
         as_json = getattr(self.opts, 'json', False)
         split = getattr(self.opts, 'split', None)
-        unsent = 0 if as_json or result.status >= 300 else result.unsent_output(jobs.ANSWER_DEVICES)
+        unsent = 0 if as_json or result.status >= 300 else \
+            result.unsent_output(jobs.ANSWER_DEVICES)
         if as_json:
             self.out.write(json.dumps(result.to_json(), indent=1).encode() + b'\n')
         elif result.report is None and result.status < 300 and not result.streamed:
@@ -664,13 +665,7 @@ class Client:
         if not self.quiet or result.failed:
             if not (as_json and not result.failed):
                 self.err.write(display.report(result))
-        discarded = result.discarded_stdout()
-        for name, written in list(discarded.items())[:3]:
-            self.err.write(f'zc: note: {name} wrote {written} bytes to stdout, which its job '
-                           'does not declare: they were discarded (add {"name": "stdout"} to '
-                           'its devices to get them)\n')
-        if len(discarded) > 3:
-            self.err.write(f'zc: note: ... and {len(discarded) - 3} more nodes did so\n')
+        self.note_discarded(result.discarded_stdout())
         if getattr(self.opts, 'device', None) == 'stdin' and _missed_input(result.nodes):
             self.err.write('(the object was given on stdin: --as input gives it as /dev/input)\n')
         on = getattr(self.opts, 'on', None) or ''
@@ -678,6 +673,16 @@ class Client:
             self.err.write(f'(only * is a wildcard: the ? or [ of --on {on} are part of the '
                            'name)\n')
         return EXIT_FAILED if result.failed or unsent else 0
+
+    def note_discarded(self, discarded: dict[str, int]) -> None:
+        """Say which nodes wrote to a stdout their job does not declare (three, then a
+        count): the answer was 200 with nothing of it."""
+        for name, written in list(discarded.items())[:3]:
+            self.err.write(f'zc: note: {name} wrote {written} bytes to stdout, which its job '
+                           'does not declare: they were discarded (add {"name": "stdout"} to '
+                           'its devices to get them)\n')
+        if len(discarded) > 3:
+            self.err.write(f'zc: note: ... and {len(discarded) - 3} more nodes did so\n')
 
     def write_parts(self, result: report.JobResult, where: Path) -> None:
         """``--split``: each node's part of the body as ``where/<node>`` (replicas of a node
