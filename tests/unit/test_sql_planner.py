@@ -269,6 +269,17 @@ def test_bad_queries_say_what_and_where(query, message) -> None:
     assert message in str(e.value)
 
 
+@pytest.mark.parametrize('sep, shown', [(';', ';'), ('\t', '\\t'), ('|', '|')])
+def test_one_column_named_with_another_delimiter_says_to_give_it(sep: str, shown: str) -> None:
+    # a CSV of "a;b;c" read with commas: "no such column: b (the columns: a;b;c)", and
+    # nothing said of the delimiter
+    with pytest.raises(SqlError) as e:
+        plan(parse_query(f'SELECT b FROM {URL}'), [sep.join('abc')], 2)
+    assert str(e.value).endswith(
+        f'(the columns: {sep.join("abc")}: one column, whose name holds "{shown}": if the '
+        f'fields are separated by "{shown}", give that as "input"."delimiter")')
+
+
 def test_a_request_without_a_body_says_where_the_query_goes() -> None:
     # swift post -H 'X-Zerovm-Execute: sql/1.0' alone said "not JSON: Expecting value"
     with pytest.raises(SqlError, match=r'\(the request has no body: send the query, or name a '

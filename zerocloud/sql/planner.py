@@ -458,6 +458,17 @@ def _names(columns: list[str], most: int = 20) -> str:
     return shown + (f', ... ({len(columns)} in all)' if len(columns) > most else '')
 
 
+def _delimiter_hint(columns: list[str]) -> str:
+    """For one column whose name holds a usual delimiter (``a;b;c``: objects read with
+    the wrong one), how to give theirs; else ''."""
+    held = [sep for sep in ';\t|' if len(columns) == 1 and sep in columns[0]]
+    if not held:
+        return ''
+    shown = held[0].replace('\t', '\\t')
+    return (f': one column, whose name holds "{shown}": if the fields are separated by '
+            f'"{shown}", give that as "input"."delimiter"')
+
+
 def _checker() -> sqlite3.Connection:
     """A connection for checking queries over empty tables: small values, few steps."""
     db = sqlite3.connect(':memory:')
@@ -484,7 +495,7 @@ def check(sql: str, tables: dict[str, tuple[list[str], list[str]]],
                 columns = tables[TABLE][0]
                 message = _where_in(query, columns, message)
                 if message.startswith('no such column'):     # a typo, or another object's
-                    message += f' (the columns: {_names(columns)})'
+                    message += f' (the columns: {_names(columns)}{_delimiter_hint(columns)})'
             raise SqlError(f'query: {message}') from None
         return [d[0] for d in cur.description or ()]
     finally:
