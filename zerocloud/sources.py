@@ -481,7 +481,9 @@ def _object(account: str, container: str | None, obj: str | None) -> SwiftPath |
     path = SwiftPath(account, container, obj)
     if path.wildcard:
         raise HTTPBadRequest(body=f'{path}: objects with "*" in their name cannot be run over '
-                                  '("*" is a wildcard in jobs)\n')
+                                  '("*" is a wildcard in jobs): for a node per object it '
+                                  f'matches, POST to the account a job that reads {path} '
+                                  f"(zc run PROGRAM --on '{path}')\n")
     return path
 
 

@@ -373,6 +373,11 @@ def test_a_post_gives_cgi_and_local_variables(mw, swift, servers) -> None:
      b'register one (zc deploy APP.zapp --content-type TYPE) or name the app (X-Zerovm-Source, '
      b'zc open --source)\n'),
     ('/open/AUTH_a/c/*', 'GET', b'', {}, 400, b'objects with "*" in their name'),
+    # a script POSTed to c/*.csv to run over each: the answer said only what cannot be
+    ('/v1/AUTH_a/c/*.csv', 'POST', b'#!file://python3:python3\nprint(1)\n', {}, 400,
+     b'swift://AUTH_a/c/*.csv: objects with "*" in their name cannot be run over ("*" is a '
+     b'wildcard in jobs): for a node per object it matches, POST to the account a job that '
+     b"reads swift://AUTH_a/c/*.csv (zc run PROGRAM --on 'swift://AUTH_a/c/*.csv')\n"),
 ])
 def test_requests_refused_before_anything_runs(mw, swift, servers, path, method, body, headers,
                                                status, says) -> None:
