@@ -580,6 +580,17 @@ def test_a_local_map_to_a_missing_directory_says_so(tmp_path: Path) -> None:
         local.ACCOUNT, 'logs') == ['a.txt']
 
 
+def test_an_unmapped_container_is_named_as_the_user_wrote_it(tmp_path: Path) -> None:
+    # "swift://local/sales is not mapped": the user wrote swift://~/sales, and "local"
+    # is nothing of theirs
+    job = [{'name': 'a', 'exec': {'path': 'swift://~/d/prog'},
+            'devices': [{'name': 'stdin', 'path': 'swift://~/sales/*.csv'}]}]
+    payload = jobs.Payload(json.dumps(job).encode(), jobs.JSON_TYPE, job)
+    with pytest.raises(jobs.BuildError) as e:
+        local.run(payload, 'job.json', {'d': tmp_path})
+    assert str(e.value) == 'swift://~/sales is not mapped: add --map swift://~/sales=DIR'
+
+
 @pytest.mark.parametrize('missing, says', [
     ('in.txt', 'swift://~/d/in.txt (device stdin of a) is not here: no file {d}/in.txt '
                '(--map swift://~/d={d})'),

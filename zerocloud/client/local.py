@@ -62,7 +62,8 @@ class LocalRun:
 
     def file(self, path: SwiftPath) -> Path:
         if path.account != ACCOUNT or path.container not in self.maps:
-            raise BuildError(f'{path} is not mapped: add --map swift://~/{path.container}=DIR')
+            shown = str(path).replace(f'swift://{ACCOUNT}/', 'swift://~/', 1)   # as written
+            raise BuildError(f'{shown} is not mapped: add --map swift://~/{path.container}=DIR')
         return self.maps[path.container] / (path.obj or '')
 
     def existing(self, path: SwiftPath, what: str) -> str:
