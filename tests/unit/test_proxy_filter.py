@@ -447,6 +447,19 @@ def test_a_wildcard_over_a_missing_container_is_a_404(mw, swift, servers) -> Non
     assert asked.asked == []
 
 
+def test_a_missing_object_of_a_missing_container_says_the_container_is_missing(
+        mw, swift, servers) -> None:
+    # swift://~/sale/x.csv for ~/sales/x.csv: "Error 404 Not Found while fetching
+    # swift://AUTH_a/sale/x.csv" sent the user looking for a misspelt object
+    swift.missing.add('/nowhere')
+    asked = servers()
+    resp = post(mw, job(stdin='swift://~/nowhere/x.csv'))
+    assert (resp.status_int, resp.body) == (
+        404, b'Error 404 Not Found while fetching swift://AUTH_a/nowhere/x.csv (device stdin '
+             b'of wc): container swift://AUTH_a/nowhere does not exist\n')
+    assert asked.asked == []
+
+
 @pytest.mark.parametrize('path, says', [
     ('swift://~/nowhere/out.txt',
      b'container swift://AUTH_a/nowhere does not exist: a job writes '

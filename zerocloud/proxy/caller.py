@@ -180,7 +180,8 @@ class Caller:
         resp = self.sub(method, '/v1' + path.path).get_response(self.app)
         if resp.status_int == 404:
             who = f' ({reader})' if reader else ''
-            raise HTTPNotFound(body=f'Error 404 Not Found while fetching {path}{who}\n')
+            raise HTTPNotFound(body=f'Error 404 Not Found while fetching {path}{who}'
+                                    f'{self.missing_container(path)}\n')
         if resp.status_int in (401, 403):
             hint = self.own_hint('/v1' + path.path) if resp.status_int == 403 else ''
             raise denied_error(resp, f'read {path}{hint}')
@@ -192,6 +193,14 @@ class Caller:
                                     'objects themselves, not manifests or symlinks'
                                     f'{_segments_hint(path, resp.headers)}\n')
         return resp
+
+    def missing_container(self, path: SwiftPath) -> str:
+        """``: container swift://a/c does not exist`` for an object that is not there
+        because its container is not (a misspelt container, not object); else ''."""
+        info = self.container_info(f'/v1/{path.account}/{path.container}')
+        if info['status'] != 404:
+            return ''
+        return f': container swift://{path.account}/{path.container} does not exist'
 
     def fetch(self, path: SwiftPath, limit: int, option: str = 'zerovm_maxinput',
               reader: str = '') -> tuple[Input, Response]:
