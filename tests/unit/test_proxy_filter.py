@@ -460,6 +460,17 @@ def test_a_missing_object_of_a_missing_container_says_the_container_is_missing(
     assert asked.asked == []
 
 
+def test_a_query_of_an_object_of_a_missing_container_says_the_container_is_missing(
+        mw, swift, servers) -> None:
+    swift.missing.add('/nowhere')
+    query = ProxyExecMiddleware(swift, {'zerovm_sysimage_devices': 'sqlite /no/sqlite.tar'})
+    resp = post(query, {'query': 'SELECT 1 FROM swift://~/nowhere/x.csv'},
+                **{'X-Zerovm-Execute': 'sql/1.0'})
+    assert (resp.status_int, resp.body) == (
+        404, b'Error 404 Not Found while fetching swift://AUTH_a/nowhere/x.csv: container '
+             b'swift://AUTH_a/nowhere does not exist\n')
+
+
 @pytest.mark.parametrize('path, says', [
     ('swift://~/nowhere/out.txt',
      b'container swift://AUTH_a/nowhere does not exist: a job writes '

@@ -93,7 +93,8 @@ def _head(caller: Caller, path: jobs.SwiftPath) -> bytes:
     if resp.status_int == 404:
         name = 'swift:/' + path.path            # as written: ?.csv, not %3F.csv
         hint = ' (the one wildcard of a FROM URL is *)' if set('?[') & set(path.obj) else ''
-        raise HTTPNotFound(body=f'Error 404 Not Found while fetching {name}{hint}\n')
+        raise HTTPNotFound(body=f'Error 404 Not Found while fetching {name}{hint}'
+                                f'{caller.missing_container(path)}\n')
     if resp.status_int in (401, 403):
         raise HTTPForbidden(body=f'Denied: may not read {path}\n')
     if resp.status_int // 100 != 2:
