@@ -17,8 +17,10 @@ servers, 2 replicas, no system images: the program is C):
   its growth over the idle proxy), and the CPU time (user + system, from
   ``/proc``) it took per node in the proxy, the object servers' main
   processes (and of it their system time) and their workers (with the
-  sandboxes): these change less than wall times with the load of other
-  processes (a third more at a load of 10 on 2 CPUs). A job the proxy refuses (``400 Job too
+  sandboxes, and of it the sandboxes': the workers' children, native templates
+  and the guests they fork): these change less than wall times with the load
+  of other processes (a third more at a load of 10 on 2 CPUs), whose load
+  average as the job started is printed beside. A job the proxy refuses (``400 Job too
   large`` beyond ``zerovm_maxnodes``, 100,000 by default) is reported as
   such, with the reason, and the run goes on;
 - the same job again with ``X-Zerovm-Report: json``: bytes between proxy
