@@ -943,12 +943,26 @@ def _check_outputs(node: Node, writers: dict[SwiftPath, str]) -> None:
 
 def expand(groups: list[Group], list_objects: Callable[[str, str, str], Iterable[str]],
            list_containers: Callable[[str], Iterable[str]], *,
-           max_nodes: int = 100000) -> list[Node]:
-    """Every node of validated groups (:func:`stream`), wired (``connect``)."""
+           max_nodes: int = 100000,
+           check_peers: Callable[[Node, int, int], None] | None = None) -> list[Node]:
+    """Every node of validated groups (:func:`stream`), wired (``connect``).
+
+    ``check_peers(node, reads, writes)`` is asked for each node before any is wired
+    (its exception passes through): the links of a connect are the product of its
+    groups' counts, too many to make before refusing them."""
     nodes = list(stream(groups, list_objects, list_containers, max_nodes=max_nodes))
     members: dict[str, list[Node]] = collections.defaultdict(list)
     for node in nodes:
         members[node.group].append(node)
+    if check_peers is not None:
+        writes = collections.Counter()
+        reads = collections.Counter()
+        for group in groups:
+            for target in group.connect:
+                writes[group.name] += len(members[target]) - (target == group.name)
+                reads[target] += len(members[group.name]) - (target == group.name)
+        for node in nodes:
+            check_peers(node, reads[node.group], writes[node.group])
     for group in groups:
         for target in group.connect:
             for source in members[group.name]:

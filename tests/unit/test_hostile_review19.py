@@ -1,0 +1,74 @@
+"""A hostile user's small job that costs the proxy much (review19).
+
+A ``connect`` between two groups makes one link per pair of their nodes: the
+product of their counts.  The proxy wired every link of a connected job before
+it checked a node's channels (at most 253, ``zerocloud.graph.check_nodes``), in
+its event loop: 70 bytes of JSON (``count`` 50,000 connected to ``count``
+50,000, within ``zerovm_maxnodes``) made it build 2.5 billion links, tens of GB
+of lists, for minutes, while every other request of that proxy process waited.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from swift.common.swob import Request
+from test_proxy_filter import FakeSwift
+
+from zerocloud import graph
+from zerocloud.job import JobError, Node, expand, parse_job
+
+
+@pytest.fixture
+def swift() -> FakeSwift:
+    fake = FakeSwift()
+    fake.add('/bin/x', b'\x7fELF program')
+    return fake
+
+
+def wide(count: int) -> list[dict]:
+    return [{'name': 'a', 'exec': {'path': 'swift://~/bin/x'}, 'count': count, 'connect': ['b']},
+            {'name': 'b', 'exec': {'path': 'swift://~/bin/x'}, 'count': count}]
+
+
+def test_a_connect_too_wide_is_refused_before_any_link_is_made() -> None:
+    asked: list[tuple[str, int, int, bool]] = []
+
+    def check(node: Node, reads: int, writes: int) -> None:
+        asked.append((node.name, reads, writes, bool(node.writes_to or node.reads_from)))
+        graph.check_peers(node, reads, writes)
+    with pytest.raises(JobError) as err:
+        expand(parse_job(wide(3000), 'AUTH_a'), None, None, check_peers=check)
+    assert asked == [('a-1', 0, 3000, False)]           # the first node: nothing wired
+    assert str(err.value).startswith('Too many channels for node a-1: 3003 (reads from 0 '
+                                     'nodes, writes to 3000)')
+
+
+def test_peers_counted_before_wiring_are_those_wired() -> None:
+    """What ``check_peers`` is told is what the wiring then makes, for every node
+    (several targets, a target read by several groups)."""
+    job = [{'name': 'm', 'count': 3, 'connect': ['r', 's']}, {'name': 'n', 'connect': ['r']},
+           {'name': 'r', 'count': 2, 'connect': ['t']}, {'name': 's'}, {'name': 't'}]
+    told = {}
+    nodes = expand(parse_job([{'exec': {'path': 'swift://a/c/p'}, **g} for g in job], 'a'),
+                   None, None, check_peers=lambda n, r, w: told.setdefault(n.name, (r, w)))
+    assert told == {n.name: (len(n.reads_from), len(n.writes_to)) for n in nodes}
+    assert told['r-1'] == (4, 1) and told['m-2'] == (0, 3)
+
+
+def test_the_proxy_refuses_a_wide_connect_unwired(mw, monkeypatch) -> None:
+    wired = []
+    check = graph.check_peers
+
+    def spy(node: Node, reads: int, writes: int) -> None:
+        wired.append(bool(node.writes_to or node.reads_from))
+        check(node, reads, writes)
+    monkeypatch.setattr(graph, 'check_peers', spy)
+    resp = Request.blank('/v1/AUTH_a', method='POST', body=json.dumps(wide(50_000)).encode(),
+                         headers={'X-Zerovm-Execute': '1.0',
+                                  'Content-Type': 'application/json'}).get_response(mw)
+    assert resp.status_int == 400, resp.body
+    assert resp.body.startswith(b'Too many channels for node a-1: 50003 (reads from 0 nodes, '
+                                b'writes to 50000)')
+    assert wired == [False]
