@@ -308,3 +308,26 @@ def test_look_alike_accounts_are_other_accounts(swift_cluster, setting, account:
     assert resp.status_code in (400, 403, 404), resp.text
     assert SECRET not in resp.content and 'X-Nexe-System' not in resp.headers
     assert executed(swift_cluster, setting['private']) == []
+
+
+# -- what a refusal tells of another account ------------------------------------------------------
+
+def test_an_output_in_another_account_does_not_tell_whether_its_container_exists(
+        swift_cluster, setting) -> None:
+    """Swift answers a PUT one may not make 403 whether or not the container exists (it
+    authorises first): a job's output was checked for its container first, so test2
+    learnt which of AUTH_test's containers exist (404 against 403) from jobs that ran
+    nothing.  Both are now the same 403; the caller's own missing container is the 404
+    that says to create it."""
+    answers = {}
+    for container in (setting['private'], f'nowhere-{uuid.uuid4().hex[:8]}'):
+        out = f'swift://AUTH_test/{container}/out'
+        resp = post_job(setting['other'], wc_job(setting['wc'], setting['data'], stdout=out))
+        answers[container] = (resp.status_code, resp.text.replace(container, '<c>'))
+        refused(swift_cluster, resp, 403, f'Denied: may not write {out}', setting['own'])
+    assert len(set(answers.values())) == 1, answers
+    resp = post_job(setting['other'], wc_job(setting['wc'], setting['data'],
+                                             stdout='swift://~/nowhere-h19/out'))
+    refused(swift_cluster, resp, 404, 'container swift://AUTH_test2/nowhere-h19 does not '
+            'exist: a job writes swift://AUTH_test2/nowhere-h19/out only into a container '
+            'that exists (create it first: swift post nowhere-h19)', setting['own'])
