@@ -6,6 +6,12 @@ it checked a node's channels (at most 253, ``zerocloud.graph.check_nodes``), in
 its event loop: 70 bytes of JSON (``count`` 50,000 connected to ``count``
 50,000, within ``zerovm_maxnodes``) made it build 2.5 billion links, tens of GB
 of lists, for minutes, while every other request of that proxy process waited.
+
+A job with any ``connect`` is expanded whole (its graph needs every node), also
+its unconnected groups: 11 KB of JSON (a group of 99,000 nodes whose three
+written devices carry Swift's most metadata, beside a connected pair) held 1.1 GB
+of the proxy (each node copied the metadata) and its event loop for the whole
+expansion (seconds: no turn given).
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import pytest
 from swift.common.swob import Request
 from test_proxy_filter import FakeSwift
 
-from zerocloud import graph
+from zerocloud import graph, turns
 from zerocloud.job import JobError, Node, expand, parse_job
 
 
@@ -72,3 +78,42 @@ def test_the_proxy_refuses_a_wide_connect_unwired(mw, monkeypatch) -> None:
     assert resp.body.startswith(b'Too many channels for node a-1: 50003 (reads from 0 nodes, '
                                 b'writes to 50000)')
     assert wired == [False]
+
+
+def big_and_connected(count: int, meta: dict | None = None) -> list[dict]:
+    outs = [{'name': name, 'path': f'swift://~/{name}/*', 'meta': meta or {}}
+            for name in ('stdout', 'stderr', 'output')]
+    return [{'name': 'big', 'exec': {'path': 'swift://~/bin/x'}, 'count': count,
+             'devices': outs},
+            {'name': 'a', 'exec': {'path': 'swift://~/bin/x'}, 'connect': ['b']},
+            {'name': 'b', 'exec': {'path': 'swift://~/bin/x'}}]
+
+
+def test_the_nodes_of_a_group_share_its_metadata() -> None:
+    meta = {f'k{i:02d}': 'v' * 30 for i in range(90)}
+    nodes = expand(parse_job(big_and_connected(3, meta), 'AUTH_a'), None, None)
+    for i in range(3):
+        assert len({id(n.devices[i].meta) for n in nodes[:3]}) == 1
+        assert nodes[0].devices[i].meta == meta
+
+
+def test_expanding_takes_a_step_per_node_made_and_wired() -> None:
+    steps = []
+    nodes = expand(parse_job(big_and_connected(5), 'AUTH_a'), None, None,
+                   step=lambda: steps.append(1))
+    assert len(steps) == len(nodes) + 1         # 7 made, 1 wired (a)
+
+
+def test_the_proxy_gives_turns_while_it_expands_a_connected_job(mw, swift,
+                                                                 monkeypatch) -> None:
+    """The program is missing: the job is refused (404) before any node is planned,
+    after it was expanded, a turn offered per node."""
+    del swift.objects['/v1/AUTH_a/bin/x']
+    taken = []
+    monkeypatch.setattr(turns, 'take', lambda: taken.append(1))
+    resp = Request.blank('/v1/AUTH_a', method='POST',
+                         body=json.dumps(big_and_connected(3000)).encode(),
+                         headers={'X-Zerovm-Execute': '1.0',
+                                  'Content-Type': 'application/json'}).get_response(mw)
+    assert resp.status_int == 404, resp.body
+    assert len(taken) >= 3002
