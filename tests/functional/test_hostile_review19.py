@@ -262,6 +262,14 @@ def test_an_object_servers_request_sent_through_the_proxy_runs_nothing(
             'X-Auth-Token': token, 'X-Zerovm-Execute': '1.0',
             'Content-Type': 'application/x-tar', **internal})
         refused(swift_cluster, resp, status, says, setting['own'], setting['private'])
+    # spelt with underscores, the header is no header of ours on any server: Swift's
+    # metadata POST (the body ignored), or dropped before it (eventlet)
+    resp = requests.post(f'{url}/{setting["own"]}/data', data=body, timeout=120, headers={
+        'X-Auth-Token': token, 'X_Zerovm_Execute': '1.0', 'Content-Type': 'text/plain',
+        **internal})
+    assert resp.status_code in (202, 400), resp.text
+    assert executed(swift_cluster, setting['own']) == []
+    assert setting['other'].get_object(setting['own'], 'data')[1] == TEXT
     assert conn.get_object(setting['private'], 'secret')[1] == SECRET
 
 
@@ -331,3 +339,23 @@ def test_an_output_in_another_account_does_not_tell_whether_its_container_exists
     refused(swift_cluster, resp, 404, 'container swift://AUTH_test2/nowhere-h19 does not '
             'exist: a job writes swift://AUTH_test2/nowhere-h19/out only into a container '
             'that exists (create it first: swift post nowhere-h19)', setting['own'])
+
+
+def test_an_sql_answer_is_stored_only_where_its_caller_may_write(
+        swift_cluster, conn: Connection, make_container, setting) -> None:
+    """sql/1.0's "output" in a container test2 may read, not write, or in one of AUTH_test
+    that does not exist: the same 403 before any node runs, nothing stored."""
+    if 'sqlite' not in swift_cluster.sysimages:
+        pytest.skip('no sqlite system image on this cluster')
+    readable = make_container('readable', headers={'X-Container-Read': 'test2:tester2'})
+    conn.put_object(readable, 'sales.csv', b'region,qty\neast,3\nwest,4\n')
+    url, token = setting['other'].get_auth()
+    for container in (readable, f'nowhere-{uuid.uuid4().hex[:8]}'):
+        out = f'swift://AUTH_test/{container}/answer.csv'
+        resp = requests.post(url, timeout=120, data=json.dumps(
+            {'query': f'SELECT region, sum(qty) FROM swift://AUTH_test/{readable}/sales.csv '
+                      'GROUP BY region', 'output': out}),
+            headers={'X-Auth-Token': token, 'X-Zerovm-Execute': 'sql/1.0',
+                     'Content-Type': 'application/json'})
+        refused(swift_cluster, resp, 403, f'Denied: may not write {out}', readable)
+    assert names(conn, readable) == ['sales.csv']
