@@ -359,3 +359,19 @@ def test_an_sql_answer_is_stored_only_where_its_caller_may_write(
                      'Content-Type': 'application/json'})
         refused(swift_cluster, resp, 403, f'Denied: may not write {out}', readable)
     assert names(conn, readable) == ['sales.csv']
+
+
+# -- small requests that cost the proxy much -----------------------------------------------------
+
+def test_a_wide_connect_is_refused_before_it_is_wired(swift_cluster, setting) -> None:
+    """count 20,000 connected to count 20,000 (400 million links, wired before any node's
+    channels were checked: gigabytes of the proxy for a minute, its event loop held) is a
+    400 that says what to connect instead; the proxy then answers as before."""
+    wide = [{'name': 'a', 'exec': {'path': setting['wc']}, 'count': 20_000, 'connect': ['b']},
+            {'name': 'b', 'exec': {'path': setting['wc']}, 'count': 20_000}]
+    resp = post_job(setting['other'], wide)
+    refused(swift_cluster, resp, 400, 'Too many channels for node a-1: 20003 (reads from 0 '
+            'nodes, writes to 20000)', setting['own'])
+    assert 'Connect it to fewer nodes' in resp.text
+    resp = post_job(setting['other'], wc_job(setting['wc'], setting['data']))
+    assert resp.status_code == 200 and resp.content == wc(TEXT)

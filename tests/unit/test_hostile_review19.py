@@ -20,10 +20,11 @@ import json
 
 import pytest
 from swift.common.swob import Request
-from test_proxy_filter import FakeSwift
+from test_proxy_filter import FakeSwift, Servers, job, objects, ok, post
 
 from zerocloud import graph, turns
 from zerocloud.job import JobError, Node, expand, parse_job
+from zerocloud.proxy.dispatch import Dispatcher
 
 
 @pytest.fixture
@@ -117,3 +118,25 @@ def test_the_proxy_gives_turns_while_it_expands_a_connected_job(mw, swift,
                                   'Content-Type': 'application/json'}).get_response(mw)
     assert resp.status_int == 404, resp.body
     assert len(taken) >= 3002
+
+
+def test_two_writers_found_after_the_first_nodes_ran_store_nothing(
+        mw, swift, monkeypatch) -> None:
+    """A streamed job finds that two of its nodes write one object only as it makes the
+    later one, a chunk after the first (which may be running): the job is a 400 naming
+    both, and no output of a node that ran is stored."""
+    from zerocloud.proxy import middleware
+    monkeypatch.setattr(middleware, 'CHUNK_NODES', 2)
+    swift.add('/bin/wc', b'\x7fELF program')
+    names = objects(swift, 3)
+    clash = f'swift://~/out{names[2][2:]}'
+    wild = job(stdin='swift://~/c/item*', stdout={'name': 'stdout', 'path': 'swift://~/out/item*'})
+    late = job(stdout={'name': 'stdout', 'path': clash})[0] | {'name': 'late'}
+    swift.add('/c/data')
+    monkeypatch.setattr(Dispatcher, 'exchange', Servers(d0=ok(), d1=ok()))
+    monkeypatch.setattr(middleware, 'batchable', lambda plan: False)
+    resp = post(mw, wild + [late])
+    assert resp.status_int == 400, resp.body
+    assert resp.body == (f'Output {clash.replace("~", "AUTH_a")} written by both wc-3 (stdout) '
+                         f'and late (stdout)\n').encode()
+    assert [c for c in swift.calls if c[0] == 'PUT'] == []
