@@ -469,7 +469,8 @@ class ProxyExecMiddleware:
             return int(caller.container_info(f'/v1/{a}/{c}').get('object_count') or 0)
         if any(g.connect for g in groups):
             return True, self._checked(lambda: expand(
-                groups, list_objects, list_containers, max_nodes=self.config.max_nodes))
+                groups, list_objects, list_containers, max_nodes=self.config.max_nodes,
+                check_peers=graph.check_peers, step=turns.take))
         return False, self._checked(lambda: stream(
             groups, list_objects, list_containers, max_nodes=self.config.max_nodes,
             count_objects=count_objects))
