@@ -1818,7 +1818,7 @@ def test_split_of_a_job_too_large_for_per_node_sizes_stores_each_stdout_and_fetc
         {'name': 'wc', 'exec': {'path': 'swift://~/bin/wc'},
          'devices': [{'name': 'stdin', 'path': 'swift://~/logs/*.txt'}, {'name': 'stdout'}]},
         {'name': 'one', 'exec': {'path': 'swift://~/bin/wc'}, 'devices': [{'name': 'stdout'}]}]))
-    monkeypatch.setattr(cli, 'LARGE_JOB', 2)
+    monkeypatch.setattr(cli, 'SUMMARY_NODES', 2)
     monkeypatch.setattr(cli.Client, 'expand', lambda self, job: {
         'wc-1': 'logs/a.txt', 'wc-2': 'logs/b.txt', 'one': ''})
     stored: dict[str, bytes] = {}
@@ -1879,7 +1879,7 @@ def _large_split(monkeypatch, tmp_path: Path, count: int, execute_ends=None, **s
     (tmp_path / 'job.json').write_text(json.dumps([
         {'name': 'wc', 'exec': {'path': 'swift://~/bin/wc'},
          'devices': [{'name': 'stdin', 'path': 'swift://~/logs/*.txt'}, {'name': 'stdout'}]}]))
-    monkeypatch.setattr(cli, 'LARGE_JOB', 2)
+    monkeypatch.setattr(cli, 'SUMMARY_NODES', 2)
     names = [f'wc-{i}' for i in range(1, count + 1)]
     monkeypatch.setattr(cli.Client, 'expand', lambda self, job: {
         name: f'logs/{name}.txt' for name in names})

@@ -54,6 +54,7 @@ with quiet_imports('zc'):   # Ctrl-C as the command is starting: exit 130
     from swiftclient.service import process_options
     from swiftclient.shell import add_default_args
 
+    from zerocloud.answer_format import SUMMARY_NODES
     from zerocloud.client import display, jobs, local, report, zapps
     from zerocloud.client.session import Answer, ServerError, Session
     from zerocloud.job import JobError, SwiftPath, parse_location
@@ -140,7 +141,6 @@ def _missed_input(nodes: list[report.NodeResult]) -> bool:
                for node in nodes for line in f'{node.error}\n{node.stderr}'.splitlines())
 
 
-LARGE_JOB = 1000    # nodes beyond which an answer has counts, not each node's size
 AT_ONCE = 16        # requests at a time fetching (or deleting) a large job's stored stdouts
 
 
@@ -166,11 +166,12 @@ def _unsplit_note(result: report.JobResult, where: Path) -> str:
     if result.summary is None:
         return ('zc: --split: the answer does not say which bytes each node wrote '
                 '(X-Nexe-Body-Bytes): all of it on stdout\n')
-    return ('zc: --split: a job of more than 1,000 nodes is answered without each node\'s '
-            'size (X-Nexe-Body-Bytes), so its output cannot be split: all of it is on '
-            'stdout. For a file per node, run it again with --out \'swift://~/res/*.out\' '
-            'instead of --split (each node\'s stdout stored as its own object; in a job '
-            f'file, a "path" on each stdout device), then: swift download res -D {where}\n')
+    return (f'zc: --split: a job of more than {SUMMARY_NODES:,} nodes is answered without '
+            'each node\'s size (X-Nexe-Body-Bytes), so its output cannot be split: all of '
+            'it is on stdout. For a file per node, run it again with --out '
+            '\'swift://~/res/*.out\' instead of --split (each node\'s stdout stored as its '
+            'own object; in a job file, a "path" on each stdout device), then: swift '
+            f'download res -D {where}\n')
 
 
 def _split_dir(text: str) -> Path:
@@ -540,7 +541,7 @@ class Client:
         """``--split`` of a job of more nodes than an answer gives each one's size for:
         the job with each node's stdout stored as ``.zvm/split-<hex>/...`` (fetched into
         DIR, then deleted), and that prefix; None for a job answered as it is."""
-        if getattr(self.opts, 'split', None) is None or nodes <= LARGE_JOB:
+        if getattr(self.opts, 'split', None) is None or nodes <= SUMMARY_NODES:
             return None
         prefix = f'split-{uuid.uuid4().hex}/'
         where = self.opts.target or self.opts.script
