@@ -173,6 +173,18 @@ def test_a_zapp_runs_over_objects_given_on_the_command_line() -> None:
         jobs.rebind(bound, 'swift://~/c/x', None, 'a.zapp')
 
 
+def test_a_zapp_of_deprecated_keys_runs_over_objects_given_on_the_command_line() -> None:
+    # its devices were read from "devices" and "name" only: a zapp of "file_list" or
+    # "device" (the parser takes both) had "no group has stdin", a group not an object
+    # an AttributeError
+    job = ['not a group', {'name': 'a', 'exec': {'path': 'bin/a'},
+                           'file_list': [{'device': 'stdin'}, {'device': 'stdout'}]}]
+    zapp = jobs.Payload(jobs.zapp_bytes(job, {}), jobs.ZAPP_TYPE, job)
+    bound = jobs.rebind(zapp, 'swift://~/c/*.txt', 'swift://~/o/*.out', 'a.zapp')
+    assert bound.job[1]['file_list'] == [{'device': 'stdin', 'path': 'swift://~/c/*.txt'},
+                                         {'device': 'stdout', 'path': 'swift://~/o/*.out'}]
+
+
 def test_engine_on_the_command_line_is_every_groups_engine(tmp_path: Path, capsys) -> None:
     """``zc run --engine E``: the "engine" of every group of whatever it sends (a built
     job, a job file, a zapp), the proxy's parser takes it; an unknown one is a usage
