@@ -35,6 +35,7 @@ import json
 import re
 import sqlite3
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from zerocloud.job import scheme_hint
 from zerocloud.sql.formats import FORMATS, INPUT_FORMATS
@@ -268,6 +269,17 @@ class Query:
     def clause(self, name: str) -> str:
         """The text of a clause, keywords included ('' when the query has none)."""
         return self.span(*self.clauses[name]) if name in self.clauses else ''
+
+    @cached_property
+    def items(self) -> list[tuple[int, int, str | None]]:
+        """(start, end, alias) of each select-list item (read once: the planner asks
+        for them in several places)."""
+        return _select_items(self)
+
+    @cached_property
+    def aliases(self) -> dict[str, tuple[int, int]]:
+        """Each select-list alias -> its expression's token range."""
+        return {alias: (a, b) for a, b, alias in self.items if alias}
 
 
 def _error_at(query: str, pos: int, what: str) -> SqlError:
@@ -730,13 +742,12 @@ def _loaded(query: Query, by_name: dict[str, str], columns: list[str], map_sql: 
     return loaded
 
 
-def _keys(query: Query, by_name: dict[str, str], items) -> set[str] | None:
+def _keys(query: Query, by_name: dict[str, str]) -> set[str] | None:
     """Columns the GROUP BY terms use (select-list positions and aliases resolved)."""
     start, end = query.clauses['group']
-    toks = query.tokens
+    toks, items, aliases = query.tokens, query.items, query.aliases
     keys: set[str] = set()
     depth, first = 0, start + 2
-    aliases = {alias: (a, b) for a, b, alias in items if alias}
     for i in range(start + 2, end + 1):
         if i == end or (toks[i].text == ',' and depth == 0):
             term = toks[first:i]
@@ -783,9 +794,9 @@ def _split(query: Query, by_name: dict[str, str], columns: list[str],
             # the objects' minima lose their collation: the merge would compare bytes
             return None, (f'{c.name}() under a COLLATE cannot be split: the filtered rows '
                           'are merged')
-    items = _select_items(query)
+    items = query.items
     if 'group' in query.clauses:
-        keys = _keys(query, by_name, items)
+        keys = _keys(query, by_name)
         if not keys:
             return None, 'GROUP BY terms without columns: the filtered rows are merged'
     else:
@@ -793,11 +804,10 @@ def _split(query: Query, by_name: dict[str, str], columns: list[str],
     used, inside = set(), _inside(calls)    # once: per item it was a query's square
     for a, b, _ in items:                  # select items, without their aliases
         used |= _columns_in(query, a, b, by_name, inside)
-    aliases = {alias for _, _, alias in items if alias}
     for name in ('having', 'order', 'limit'):
         if name in query.clauses:          # ORDER BY prefers an alias to a column
             used |= _columns_in(query, *query.clauses[name], by_name, inside,
-                                aliases if name == 'order' else frozenset())
+                                query.aliases.keys() if name == 'order' else frozenset())
     if _has_star(query):
         return None, 'SELECT * with aggregates: the filtered rows are merged'
     stray = sorted(used - keys)
@@ -858,8 +868,7 @@ def _where(query: Query, by_name: dict[str, str]) -> str:
     if 'where' not in query.clauses:
         return ''
     start, end = query.clauses['where']
-    toks = query.tokens
-    aliases = {alias: (a, b) for a, b, alias in _select_items(query) if alias}
+    toks, aliases = query.tokens, query.aliases
     edits = {i: (i + 1, f'({query.span(*aliases[t.key])})')
              for i in range(start + 1, end) if (t := toks[i]).kind in ('word', 'ident')
              and t.key in aliases and t.key not in by_name
@@ -923,9 +932,8 @@ def _limit_pushdown(query: Query, map_sql: str, columns: list[str]) -> str | Non
     if 'order' in query.clauses:
         start, end = query.clauses['order']
         by_name = {c.lower() for c in columns}
-        aliases = {alias for _, _, alias in _select_items(query)}
         for t in toks[start + 2:end]:
-            if t.kind == 'number' or t.key in aliases or (
+            if t.kind == 'number' or t.key in query.aliases or (
                     t.kind in ('word', 'ident') and t.key not in by_name
                                       and t.key not in ('asc', 'desc', 'nulls', 'first',
                                                         'last', 'collate', 'nocase', 'binary',
