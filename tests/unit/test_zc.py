@@ -1975,6 +1975,30 @@ def test_split_of_a_large_job_says_which_stdout_it_could_not_fetch_and_gets_the_
     assert stored == {}         # the one not fetched is deleted too
 
 
+def test_split_of_a_large_job_deletes_each_stored_stdout_once(
+        monkeypatch, tmp_path: Path) -> None:
+    # each object was deleted after its GET, then again when the container's listing,
+    # which names a deleted object a while after (Swift's container updates), named it
+    deletes: list[str] = []
+
+    def delete(session, key, stored):
+        def gone(path):
+            deletes.append(path.obj)
+            stored.pop(key(path), None)
+        return gone
+
+    def list_objects(session, key, stored):
+        def late(account, container, prefix):      # the deleted ones still named
+            return [name for name in [*deletes, *(k.split('/', 4)[4] for k in stored)]
+                    if name.startswith(prefix)]
+        return late
+    client, stored, err, _ = _large_split(monkeypatch, tmp_path, 3, delete=delete,
+                                          list_objects=list_objects)
+    assert client.cmd_run() == 0, err.getvalue()
+    assert stored == {} and len(deletes) == 3
+    assert sorted(deletes) == sorted(set(deletes))
+
+
 @pytest.mark.parametrize('stop', [KeyboardInterrupt, ConnectionResetError])
 def test_split_of_a_large_job_cut_short_deletes_what_it_stored(
         monkeypatch, tmp_path: Path, stop) -> None:

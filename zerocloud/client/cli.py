@@ -517,7 +517,7 @@ class Client:
         def extra() -> str:
             return f'{display.size(answer[0].received)} received' if answer else \
                 'waiting for the nodes'
-        fetch_failed = False
+        fetch_failed, deleted = False, set[str]()
         try:
             with self.progress(f'running {total}', extra):
                 answer.append(self.session.execute(payload.body, payload.content_type,
@@ -525,7 +525,8 @@ class Client:
                 result = self.read_answer(answer[0])
             if spool is not None and result.report is not None and not result.failed:
                 missed: list[str] = []
-                self.write_files(self.fetched(result.report, missed), self.opts.split)
+                self.write_files(self.fetched(result.report, missed, deleted),
+                                 self.opts.split)
                 fetch_failed = bool(missed)
         except BaseException:
             if spool is not None:       # Ctrl-C: the job stops before its objects go
@@ -533,7 +534,7 @@ class Client:
             raise
         finally:
             if spool is not None:
-                self.unspool(spool[1])
+                self.unspool(spool[1], deleted)
         shown = self.show_result(result, objects)
         return EXIT_FAILED if fetch_failed else shown
 
@@ -551,10 +552,12 @@ class Client:
         self.session.ensure_container(RESULTS)
         return stored, prefix
 
-    def fetched(self, report_json: dict, missed: list[str]) -> Iterator[tuple[str, bytes]]:
-        """Each node's stored stdout (the JSON report names it), read, then deleted,
-        :data:`AT_ONCE` at a time: a node's replicas wrote one object, fetched once.
-        One that cannot be read is said and its node added to ``missed``."""
+    def fetched(self, report_json: dict, missed: list[str],
+                deleted: set[str]) -> Iterator[tuple[str, bytes]]:
+        """Each node's stored stdout (the JSON report names it), read, then deleted
+        (its name added to ``deleted``), :data:`AT_ONCE` at a time: a node's replicas
+        wrote one object, fetched once. One that cannot be read is said and its node
+        added to ``missed``."""
         stored = {}
         for node in report_json.get('nodes') or []:
             for out in node.get('outputs') or []:
@@ -569,6 +572,7 @@ class Client:
                 return name, e
             with contextlib.suppress(*REQUEST_ERRORS):  # left: unspool deletes it
                 self.session.delete(stored[name])
+                deleted.add(stored[name].obj)
             return name, data
         for name, data in _in_turn(fetch, stored):
             if isinstance(data, Exception):
@@ -578,9 +582,10 @@ class Client:
             else:
                 yield name, data
 
-    def unspool(self, prefix: str) -> None:
-        """Delete what is left of a job's stored stdouts (``.zvm/<prefix>``), as well as
-        it can: what could not be is said, with how to delete it."""
+    def unspool(self, prefix: str, deleted: set[str]) -> None:
+        """Delete what is left of a job's stored stdouts (``.zvm/<prefix>``) but those
+        ``deleted`` already (a container listing may name them a while after), as well
+        as it can: what could not be is said, with how to delete it."""
         account, left, why = self.session.account, 0, ''
 
         def delete(name: str) -> Exception | None:
@@ -590,7 +595,9 @@ class Client:
                 return e
             return None
         try:
-            for error in _in_turn(delete, self.session.list_objects(account, RESULTS, prefix)):
+            left_over = (name for name in self.session.list_objects(account, RESULTS, prefix)
+                         if name not in deleted)
+            for error in _in_turn(delete, left_over):
                 if error is not None:
                     left, why = left + 1, why or str(error)
         except (*REQUEST_ERRORS, KeyboardInterrupt) as e:    # not all were tried
