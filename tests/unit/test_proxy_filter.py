@@ -1230,6 +1230,9 @@ def test_an_upload_asking_validation_with_a_typo_is_refused(mw, swift, monkeypat
         req = Request.blank(ACCOUNT + '/bin/prog', method='PUT', body=b'\x7fELF',
                             headers={'X-Zerovm-Validate': value})
         assert req.get_response(mw).status_int == 201
+    # the words are the options' (zerocloud.config.boolean): blanks around one aside
+    assert uploads.wants_validation({'HTTP_X_ZEROVM_VALIDATE': ' yes'})
+    assert not uploads.wants_validation({'HTTP_X_ZEROVM_VALIDATE': 'Off '})
 
 
 @pytest.mark.parametrize(('denied', 'says'), [
