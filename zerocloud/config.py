@@ -1,8 +1,8 @@
 """Every option of the two ZeroCloud filters, parsed once, and the constants they share.
 
-Both filters build one :class:`Config` from their paste section in
-``filter_factory`` (a bad value fails the server's start with the option's
-name, as Swift's own middlewares do) and read it from then on.  The options
+Each filter builds one :class:`Config` from its paste section as it is made
+(its ``__init__``: a bad value fails the server's start with the option's
+name, as Swift's own middlewares do) and reads it from then on.  The options
 and their defaults are documented in ``etc/zerocloud.conf-sample`` (the
 packaged ``zerocloud/etc/zerocloud.conf-sample``) and doc/operator-guide.md.
 """

@@ -821,16 +821,18 @@ def _imap(func: Callable, items: list) -> list:
 def filter_factory(global_conf: dict, **local_conf):
     conf = dict(global_conf, **local_conf)
     with refused_at_start():
-        config = Config.from_conf(conf)
         pipeline.check_server(conf, 'zerocloud_proxy')
         pipeline.check(conf)
-    register_swift_info('zerocloud', max_job_size=config.max_config, timeout=config.timeout,
-                        validator_version=uploads.validator_version(),
-                        max_nodes=config.max_nodes, max_nexe=config.max_nexe,
-                        system_images=config.system_images)
 
     def zerocloud_proxy_filter(app):
-        filtered = ProxyExecMiddleware(app, conf)
+        with refused_at_start():        # the options, parsed once, by the filter
+            filtered = ProxyExecMiddleware(app, conf)
+        config = filtered.config
+        register_swift_info('zerocloud', max_job_size=config.max_config,
+                            timeout=config.timeout,
+                            validator_version=uploads.validator_version(),
+                            max_nodes=config.max_nodes, max_nexe=config.max_nexe,
+                            system_images=config.system_images)
         settle_heap()
         return filtered
     return zerocloud_proxy_filter
