@@ -60,6 +60,13 @@ class _NoFilter(_Retry):
                          f'(doc/operator-guide.md, "Where the filters go")')
 
 
+def _said(e: Exception) -> str:
+    """What a try's error adds to an ``unavailable`` node's message: a missing filter's
+    fix whole (what the operator must do: cut at 120 characters, it lost where to read
+    how), a server's or a library's words up to 120 characters."""
+    return str(e) if isinstance(e, _NoFilter) else short(str(e) or repr(e), 120)
+
+
 def not_run_log(logger, e: Exception):
     """The logger's method for a server that did not run nodes: ``warning`` when the
     server lacks the filter (no retry makes it run there), else ``info``."""
@@ -323,7 +330,7 @@ class Dispatcher:
             except (_Retry, OSError, Timeout, http.client.HTTPException, ValueError) as e:
                 if isinstance(e, _Busy) and load[server['ip'], server['port']] > 1:
                     busy.append(server)           # full of this job's own nodes
-                errors.append(f'{where} {short(str(e) or repr(e), 120)}')
+                errors.append(f'{where} {_said(e)}')
                 not_run_log(self.logger, e)('node %s not run on %s: %r', plan.node.name,
                                             where, e)
             finally:
