@@ -31,9 +31,11 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import itertools
 import json
 import re
 import sqlite3
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -540,16 +542,24 @@ def _calls(query: Query, start: int, end: int) -> list[Call]:
     return out
 
 
-def _has_comma(toks: list[Token], start: int, end: int) -> bool:
-    """Whether tokens [start, end) hold a comma outside parentheses (one pass: a
-    query's length in tokens, not its square, holds the proxy's hub)."""
-    depth = 0
-    for k in range(start, end):
-        text = toks[k].text
-        depth += (text == '(') - (text == ')')
+def _terms(toks: list[Token], start: int, end: int) -> Iterator[tuple[int, int]]:
+    """The token ranges of the comma-separated terms of tokens [start, end) (a comma
+    inside parentheses is its term's), one pass: a query's length in tokens, not its
+    square, holds the proxy's hub."""
+    depth, first = 0, start
+    for i in range(start, end):
+        text = toks[i].text
         if text == ',' and depth == 0:
-            return True
-    return False
+            yield first, i
+            first = i + 1
+        else:
+            depth += (text == '(') - (text == ')')
+    yield first, end
+
+
+def _has_comma(toks: list[Token], start: int, end: int) -> bool:
+    """Whether tokens [start, end) hold a comma outside parentheses."""
+    return next(itertools.islice(_terms(toks, start, end), 1, None), None) is not None
 
 
 def _inside(calls: list[Call]) -> set[int]:
@@ -579,24 +589,17 @@ def _select_items(query: Query) -> list[tuple[int, int, str | None]]:
     start = 1
     while start < len(toks) and toks[start].key in ('distinct', 'all'):
         start += 1
-    end = query.clauses['from'][0]
-    items, depth, first = [], 0, start
-    for i in range(start, end + 1):
-        if i == end or (toks[i].text == ',' and depth == 0):
-            a, b = first, i
-            alias = None
-            if b - a >= 2 and toks[b - 1].kind in ('word', 'ident') and toks[b - 2].key == 'as':
-                alias, b = toks[b - 1].key, b - 2
-            elif b - a >= 2 and toks[b - 1].kind in ('ident', 'word') \
-                    and (toks[b - 2].kind in ('word', 'ident', 'string', 'number')
-                         or toks[b - 2].text == ')') \
-                    and toks[b - 1].key not in _ENDING and toks[b - 2].key != 'collate':
-                alias, b = toks[b - 1].key, b - 1
-            items.append((a, b, alias))
-            first = i + 1
-        elif i < end:
-            depth += toks[i].text == '('
-            depth -= toks[i].text == ')'
+    items = []
+    for a, b in _terms(toks, start, query.clauses['from'][0]):
+        alias = None
+        if b - a >= 2 and toks[b - 1].kind in ('word', 'ident') and toks[b - 2].key == 'as':
+            alias, b = toks[b - 1].key, b - 2
+        elif b - a >= 2 and toks[b - 1].kind in ('ident', 'word') \
+                and (toks[b - 2].kind in ('word', 'ident', 'string', 'number')
+                     or toks[b - 2].text == ')') \
+                and toks[b - 1].key not in _ENDING and toks[b - 2].key != 'collate':
+            alias, b = toks[b - 1].key, b - 1
+        items.append((a, b, alias))
     return items
 
 
@@ -747,23 +750,17 @@ def _keys(query: Query, by_name: dict[str, str]) -> set[str] | None:
     start, end = query.clauses['group']
     toks, items, aliases = query.tokens, query.items, query.aliases
     keys: set[str] = set()
-    depth, first = 0, start + 2
-    for i in range(start + 2, end + 1):
-        if i == end or (toks[i].text == ',' and depth == 0):
-            term = toks[first:i]
-            if len(term) == 1 and term[0].kind == 'number':
-                n = int(term[0].text) if term[0].text.isdigit() else 0
-                if not 1 <= n <= len(items):
-                    return None
-                keys |= _columns_in(query, items[n - 1][0], items[n - 1][1], by_name)
-            elif len(term) == 1 and term[0].key in aliases and term[0].key not in by_name:
-                keys |= _columns_in(query, *aliases[term[0].key], by_name)
-            else:
-                keys |= _columns_in(query, first, i, by_name)
-            first = i + 1
-        elif i < end:
-            depth += toks[i].text == '('
-            depth -= toks[i].text == ')'
+    for a, b in _terms(toks, start + 2, end):
+        term = toks[a:b]
+        if len(term) == 1 and term[0].kind == 'number':
+            n = int(term[0].text) if term[0].text.isdigit() else 0
+            if not 1 <= n <= len(items):
+                return None
+            keys |= _columns_in(query, items[n - 1][0], items[n - 1][1], by_name)
+        elif len(term) == 1 and term[0].key in aliases and term[0].key not in by_name:
+            keys |= _columns_in(query, *aliases[term[0].key], by_name)
+        else:
+            keys |= _columns_in(query, a, b, by_name)
     return keys
 
 
