@@ -92,6 +92,7 @@ from swift.common.wsgi import make_subrequest
 from swift.proxy.controllers.base import get_container_info
 
 from zerocloud import jobnames
+from zerocloud.answer_format import DEFERRED_HEADER as HEADER
 from zerocloud.config import SWIFT_SOURCE
 from zerocloud.httperrors import (
     HTTPBadRequest,
@@ -106,7 +107,6 @@ from zerocloud.jobnames import HEADERS_SUFFIX, STATE_SUFFIX
 from zerocloud.proxy.response import attached_object
 from zerocloud.sources import REGISTRY
 
-HEADER = 'X-Zerovm-Deferred'
 MODES = ('always', 'auto', 'never')
 OBJECTS_KEY = 'Objects'                  # of .headers: node name -> its object
 OBJECTS_MAX = 1000                       # nodes beyond which a result has no "Objects"

@@ -54,7 +54,7 @@ with quiet_imports('zc'):   # Ctrl-C as the command is starting: exit 130
     from swiftclient.service import process_options
     from swiftclient.shell import add_default_args
 
-    from zerocloud.answer_format import SUMMARY_NODES
+    from zerocloud.answer_format import DEFERRED_HEADER, REPORT_HEADER, SUMMARY_NODES
     from zerocloud.client import display, jobs, local, report, zapps
     from zerocloud.client.session import Answer, ServerError, Session
     from zerocloud.job import JobError, SwiftPath, parse_location
@@ -68,8 +68,6 @@ with quiet_imports('zc'):   # Ctrl-C as the command is starting: exit 130
     from zvm_core.version import add_version
 
 EXIT_FAILED, EXIT_USAGE, EXIT_PENDING, EXIT_CANCELLED = 1, 2, 3, 130
-REPORT_HEADER = 'X-Zerovm-Report'
-DEFERRED_HEADER = 'X-Zerovm-Deferred'
 POLL_START, POLL_MAX = 0.2, 2.0
 CANCEL_WAIT = 60.0              # seconds zc cancel waits for the job to stop
 CANCELLED = {                   # what Ctrl-C did, by command

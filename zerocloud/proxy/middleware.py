@@ -303,6 +303,7 @@ from zerocloud import (
     turns,
     wire,
 )
+from zerocloud.answer_format import REPORT_HEADER
 from zerocloud.config import Config, refused_at_start
 from zerocloud.httperrors import HTTPBadRequest, HTTPNotFound, HTTPRequestEntityTooLarge
 from zerocloud.job import (
@@ -331,7 +332,6 @@ MAX_CONCURRENCY = 64
 CHUNK_NODES = 1000          # nodes of a streamed job planned at a time
 BATCH_CONCURRENCY = 2048    # nodes of a batched job in flight (most wait in batches)
 DEFAULT_CONTENT_TYPE = 'application/octet-stream'
-REPORT_HEADER = 'X-Zerovm-Report'
 
 
 class ProxyExecMiddleware:
