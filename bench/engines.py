@@ -94,6 +94,12 @@ def sandboxed(engine: str, prog: Path, args: list[str], stdin: Path, stdout: Pat
     return t
 
 
+def paired(times: list[float], base: list[float]) -> float:
+    """The median of the pairs' own ratios (``times[i] / base[i]``: each pair run back to
+    back), NaN without pairs (no native engine here)."""
+    return p50([t / b for t, b in zip(times, base, strict=True)]) if times else float('nan')
+
+
 def workloads(tmp: Path, sizes: dict[str, int], reps: int, engines: list[str]) -> None:
     """Each workload's host process and native ``run()`` back to back, PAIRED x ``reps``
     times (the emulated engine ``reps`` times, after the pair); the ratios are the
@@ -125,8 +131,7 @@ def workloads(tmp: Path, sizes: dict[str, int], reps: int, engines: list[str]) -
         for engine in ('native', 'emulated'):
             row.append(ms(p50(times[engine])) if engine in times else 'n/a')
         nat = times.get('native', [])
-        by_spawn = p50([n / s for n, s in zip(nat, spawn, strict=True)]) if nat else float('nan')
-        by_main = p50([n / m for n, m in zip(nat, main, strict=True)]) if nat else float('nan')
+        by_spawn, by_main = paired(nat, spawn), paired(nat, main)
         row += [f'{by_main:.2f}x', f'{by_spawn:.2f}x', f'{min(nat) / min(spawn):.2f}x' if nat
                 else 'n/a']
         row.append(ratio(p50(times['emulated']), p50(nat)) if 'emulated' in times else 'n/a')

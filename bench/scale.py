@@ -17,8 +17,10 @@ servers, 2 replicas, no system images: the program is C):
   its growth over the idle proxy), and the CPU time (user + system, from
   ``/proc``) it took per node in the proxy, the object servers' main
   processes (and of it their system time) and their workers (with the
-  sandboxes): these change less than wall times with the load of other
-  processes (a third more at a load of 10 on 2 CPUs). A job the proxy refuses (``400 Job too
+  sandboxes, and of it the sandboxes': the workers' children, native templates
+  and the guests they fork): these change less than wall times with the load
+  of other processes (a third more at a load of 10 on 2 CPUs), whose load
+  average as the job started is printed beside. A job the proxy refuses (``400 Job too
   large`` beyond ``zerovm_maxnodes``, 100,000 by default) is reported as
   such, with the reason, and the run goes on;
 - the same job again with ``X-Zerovm-Report: json``: bytes between proxy
@@ -170,10 +172,12 @@ def post_job(conn: Connection, report: bool = False) -> tuple[float, int, str, d
     return time.perf_counter() - start, status, reason, headers, body
 
 
-def cpu_seconds(pid: int) -> tuple[float, float, float]:
-    """(own, descendants', own system) CPU seconds (user + system but the last) of a
-    process: its live descendants' and those it reaped (the pool's workers of an
-    object server)."""
+def cpu_seconds(pid: int) -> tuple[float, float, float, float]:
+    """(own, descendants', own system, of the descendants' their children's) CPU
+    seconds (user + system but the third) of a process: its live descendants' and
+    those it reaped (the pool's workers of an object server), and of those what the
+    workers' own children took, live or reaped (the native templates and guests:
+    the sandboxes)."""
     ticks = os.sysconf('SC_CLK_TCK')
     stats, children = {}, collections.defaultdict(list)
     for entry in Path('/proc').iterdir():
@@ -186,22 +190,26 @@ def cpu_seconds(pid: int) -> tuple[float, float, float]:
             children[int(fields[1])].append(int(entry.name))
     own = stats[pid]
     reaped = (int(own[13]) + int(own[14])) / ticks
-    below, todo = 0.0, list(children[pid])
+    below, sandboxes, todo = 0.0, 0.0, [(child, 1) for child in children[pid]]
     while todo:
-        child = todo.pop()
+        child, depth = todo.pop()
         fields = stats[child]
-        below += (int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])) / ticks
-        todo += children[child]
-    return (int(own[11]) + int(own[12])) / ticks, reaped + below, int(own[12]) / ticks
+        spent = int(fields[11]) + int(fields[12])
+        gone = int(fields[13]) + int(fields[14])
+        below += (spent + gone) / ticks
+        sandboxes += (gone + (spent if depth > 1 else 0)) / ticks
+        todo += [(c, depth + 1) for c in children[child]]
+    return (int(own[11]) + int(own[12])) / ticks, reaped + below, int(own[12]) / ticks, sandboxes
 
 
 def cpu_of(cluster: DevCluster) -> dict[str, float]:
     """CPU seconds so far of the proxy, the object servers (and of it their system time)
-    and their workers."""
+    and their workers (and of it the sandboxes': native templates and guests)."""
     proxy = cpu_seconds(cluster.server('proxy').pid)[0]
     objects = [cpu_seconds(s.pid) for s in cluster.servers if s.app == 'object-server']
-    return {'proxy': proxy, 'object': sum(o for o, _, _ in objects),
-            'workers': sum(w for _, w, _ in objects), 'object_sys': sum(s for _, _, s in objects)}
+    return {'proxy': proxy, 'object': sum(o[0] for o in objects),
+            'workers': sum(o[1] for o in objects), 'object_sys': sum(o[2] for o in objects),
+            'sandboxes': sum(o[3] for o in objects)}
 
 
 def settle(cluster: DevCluster, most: float = SETTLE_MOST) -> None:
@@ -225,11 +233,12 @@ def run_job(cluster: DevCluster, conn: Connection) -> dict:
     pid = cluster.server('proxy').pid
     idle_hwm = proc_kib(pid, 'VmHWM')
     cpu = cpu_of(cluster)
+    load = os.getloadavg()[0]
     wall, status, reason, _, body = post_job(conn)
     after = cpu_of(cluster)
     out = {'status': status, 'reason': reason, 'body': body, 'wall': wall,
            'hwm': proc_kib(pid, 'VmHWM'), 'idle_hwm': idle_hwm,
-           'cpu': {k: after[k] - cpu[k] for k in cpu}}
+           'cpu': {k: after[k] - cpu[k] for k in cpu}, 'load': load}
     if status == 200:       # again, for the per-node report (bytes, times)
         _, _, _, headers, body = post_job(conn, report=True)
         nodes = json.loads(body)['nodes']
@@ -295,7 +304,8 @@ def measure(n: int, program: bytes, download_too: bool = True,
     download_col = '-' if download is None else f'{download:.2f} s'
     if job['status'] != 200:
         reason = job['body'].decode(errors='replace').strip()[:60]
-        return [f'{n:,}', f'refused: {job["status"]} {reason}', *['-'] * 8, download_col, '-']
+        return [f'{n:,}', f'refused: {job["status"]} {reason}', *['-'] * 9, download_col, '-',
+                f'{job["load"]:.1f}']
     got = totals(job['body'])
     if got != expect:
         sys.exit(f'{n} objects: the job counted {got}, the download path {expect}')
@@ -307,9 +317,11 @@ def measure(n: int, program: bytes, download_too: bool = True,
             f'{common.p50(job["proxy_node_s"]) * 1e3:.1f}',
             ' / '.join(f'{job["cpu"][k] / n * 1e3:.2f}' for k in ('proxy', 'object', 'workers')),
             f'{job["cpu"]["object_sys"] / n * 1e3:.2f}',
+            f'{job["cpu"]["sandboxes"] / n * 1e3:.2f}',
             f'{common.p50(ok) * 1e3:.1f}' if ok else '-',
             ' '.join(f'{k}:{v}' for k, v in sorted(statuses.items())),
-            download_col, '-' if download is None else common.ratio(download, job['wall'])]
+            download_col, '-' if download is None else common.ratio(download, job['wall']),
+            f'{job["load"]:.1f}']
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -335,22 +347,26 @@ def main(argv: list[str] | None = None) -> int:
           f'({GETTERS} GETs at a time)',
           ['objects', 'job wall', 'ms/node', 'proxy peak RSS (+ over idle)',
            'B/node to/from obj', 'node p50 ms', 'CPU ms/node proxy / obj / workers',
-           'of obj: system',
+           'of obj: system', 'of workers: sandboxes',
            'obj-server p50 ms', 'obj-server answers',
-           'download + count', 'download / job'], rows,
+           'download + count', 'download / job', 'load'], rows,
           note='B/node: request body bytes the proxy sent per node (request_bytes of '
                'X-Zerovm-Report: json) / output bytes it got back (HTTP heads not counted);\n'
                'CPU ms/node: CPU time (user + system) the job took in the proxy, the object '
                'servers and their workers (the sandboxes), per node: the load of other '
                'processes changes it less than wall times (a third more at a load of 10 on '
                '2 CPUs); of obj: system: the object servers\' time in the kernel (their '
-               'system calls: object files, sockets);\n'
+               'system calls: object files, sockets); of workers: sandboxes: the CPU of '
+               'the workers\' children (native templates and the guests they forked: fork, '
+               'set-up, run, exit), the rest is the workers\' own (supervising, channels, '
+               'reports);\n'
                'node p50: one node as the proxy timed it (sending it until its answer); '
                'obj-server p50: the "execute" time the object servers logged for the nodes '
                'they ran (a batch logs its nodes that ended ok as one line: each counts at '
                'their mean, which the nodes waiting for a worker raise); answers: '
                'status:count of every node request they got (503: queue '
-               'full, the proxy tries another replica; 404: a handoff without the object)')
+               'full, the proxy tries another replica; 404: a handoff without the object);\n'
+               'load: the host\'s load average (1 min) as the job started')
     return 0
 
 

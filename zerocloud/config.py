@@ -1,8 +1,8 @@
 """Every option of the two ZeroCloud filters, parsed once, and the constants they share.
 
-Both filters build one :class:`Config` from their paste section in
-``filter_factory`` (a bad value fails the server's start with the option's
-name, as Swift's own middlewares do) and read it from then on.  The options
+Each filter builds one :class:`Config` from its paste section as it is made
+(its ``__init__``: a bad value fails the server's start with the option's
+name, as Swift's own middlewares do) and reads it from then on.  The options
 and their defaults are documented in ``etc/zerocloud.conf-sample`` (the
 packaged ``zerocloud/etc/zerocloud.conf-sample``) and doc/operator-guide.md.
 """
@@ -112,7 +112,7 @@ class Config:
             max_nexe=option('zerovm_maxnexe', positive, 256 << 20),
             max_nodes=option('zerovm_maxnodes', positive, 100000),
             max_spool=option('zerovm_maxspool', positive, 4 << 30),
-            pipeline=option('zerovm_pipeline', _boolean, 'true'),
+            pipeline=option('zerovm_pipeline', boolean, 'true'),
             conn_timeout=option('conn_timeout', _positive_float, 0.5),
             interactive_timeout=option('interactive_timeout', _positive_float, timeout),
             chain_timeout=option('chain_timeout', _positive_float, 20),
@@ -179,11 +179,13 @@ def _whole(least: int):
     return parse
 
 
-def _boolean(value: str) -> bool:
-    """Swift's true and false words; another word is a slip, not ``false``."""
-    if str(value).strip().lower() not in TRUE_VALUES | FALSE_VALUES:
+def boolean(value: object) -> bool:
+    """Swift's true and false words (any case, blanks around them aside); ValueError
+    for another word: a slip, not ``false``."""
+    word = str(value).strip().lower()
+    if word not in TRUE_VALUES | FALSE_VALUES:
         raise ValueError(f'{value}: expected true or false')
-    return config_true_value(value)
+    return word in TRUE_VALUES
 
 
 def _positive_float(value: str | float) -> float:

@@ -92,6 +92,7 @@ from swift.common.wsgi import make_subrequest
 from swift.proxy.controllers.base import get_container_info
 
 from zerocloud import jobnames
+from zerocloud.answer_format import DEFERRED_HEADER as HEADER
 from zerocloud.config import SWIFT_SOURCE
 from zerocloud.httperrors import (
     HTTPBadRequest,
@@ -106,7 +107,6 @@ from zerocloud.jobnames import HEADERS_SUFFIX, STATE_SUFFIX
 from zerocloud.proxy.response import attached_object
 from zerocloud.sources import REGISTRY
 
-HEADER = 'X-Zerovm-Deferred'
 MODES = ('always', 'auto', 'never')
 OBJECTS_KEY = 'Objects'                  # of .headers: node name -> its object
 OBJECTS_MAX = 1000                       # nodes beyond which a result has no "Objects"
@@ -242,7 +242,9 @@ def run(app, req: Request, how: str, account: str, container: str | None, timeou
     where = SwiftPath(account, container or REGISTRY, jobnames.new_name())
     events: LightQueue = LightQueue()
     finished: LightQueue = LightQueue()
-    state = {'deferred': False, 'working': True}
+    # what becomes of the result: 'answer'ed (the request waits for it), 'store'd (the
+    # client got a 202) or 'drop'ped (its first state refused: the client was told so)
+    state = {'result': 'answer', 'working': True}
     progress = Progress(lambda: events.put(('launched', None)))
 
     def worker() -> None:
@@ -259,9 +261,11 @@ def run(app, req: Request, how: str, account: str, container: str | None, timeou
         finally:
             state['working'] = False        # storing the result is never cancelled
         try:
-            if state['deferred']:
+            if state['result'] == 'store':
                 _store(app, req, where, resp, logger, objects=progress.objects())
                 finished.put(None)
+            elif state['result'] == 'drop':     # nobody reads it: its spool goes now
+                close_if_possible(resp.app_iter)
             else:
                 events.put(('done', resp))
         finally:
@@ -279,7 +283,7 @@ def run(app, req: Request, how: str, account: str, container: str | None, timeou
             return resp
         if how == 'always':
             break
-    state['deferred'] = True
+    state['result'] = 'store'
     while True:                          # a result that arrived as the wait ended
         try:
             kind, resp = events.get_nowait()
@@ -302,7 +306,7 @@ def run(app, req: Request, how: str, account: str, container: str | None, timeou
     except Empty:
         first = None
     if first is not None and 400 <= first.status_int < 500:     # not a passing 5xx
-        state['deferred'] = False       # its result could not be stored either: told now
+        state['result'] = 'drop'        # it could not be stored either: told now
         finished.put(None)
         stop()
         return _unstorable(where, first)

@@ -198,33 +198,43 @@ def _cycle(names: list[str]) -> JobError:
     return JobError(f'connect makes a cycle ({" -> ".join(names)}): {why}')
 
 
-def channel_count(node: Node) -> int:
+def channel_count(node: Node, reads: int | None = None, writes: int | None = None) -> int:
     """Descriptors the node takes on its object server: one per channel (undeclared
-    std streams included), and one that wakes it when data it reads arrives."""
+    std streams included), and one that wakes it when data it reads arrives
+    (``reads``/``writes``: its peers, when it is not wired yet)."""
+    reads = len(node.reads_from) if reads is None else reads
+    writes = len(node.writes_to) if writes is None else writes
     declared = {d.name for d in node.devices} | set(wire.STD_CHANNELS)
-    return (len(declared) + len(node.reads_from) + len(node.writes_to)
-            + bool(node.reads_from))
+    return len(declared) + reads + writes + bool(reads)
 
 
 def check_nodes(nodes: Iterable[Node]) -> None:
     for node in nodes:
-        count = channel_count(node)
-        if count > MAX_CHANNELS:
-            if len(node.writes_to) > len(node.reads_from):      # too many readers
-                fix = (f'a node writes to at most {MAX_CHANNELS - len(wire.STD_CHANNELS)} '
-                       'nodes. Connect it to fewer nodes: a smaller count in the groups it '
-                       'writes to')
-            else:
-                fix = (f'a node reads from at most {MAX_CHANNELS - len(wire.STD_CHANNELS) - 1}'
-                       ' nodes. Connect fewer nodes to it: reduce in stages (groups of mappers '
-                       'over parts of the objects, each connected to its own reducer, and '
-                       'those reducers to a final one: doc/job-reference.md, "Reading from '
-                       'many nodes")')
-            raise JobError(
-                f'Too many channels for node {node.name}: {count} (reads from '
-                f'{len(node.reads_from)} nodes, writes to {len(node.writes_to)}); a node may '
-                f'have at most {MAX_CHANNELS}, a fixed limit (each channel is a descriptor '
-                f'passed to a sandbox worker in one message, no option raises it): {fix}')
+        check_peers(node, len(node.reads_from), len(node.writes_to))
+
+
+def check_peers(node: Node, reads: int, writes: int) -> None:
+    """Refuse a node that would read from ``reads`` nodes and write to ``writes``
+    with more channels than a worker takes; ``zerocloud.job.expand`` asks before it
+    wires the nodes (a connect of 50,000 nodes to 50,000 was wired first: 2.5
+    billion links, the proxy's memory and event loop for minutes)."""
+    count = channel_count(node, reads, writes)
+    if count > MAX_CHANNELS:
+        if writes > reads:      # too many readers
+            fix = (f'a node writes to at most {MAX_CHANNELS - len(wire.STD_CHANNELS)} '
+                   'nodes. Connect it to fewer nodes: a smaller count in the groups it '
+                   'writes to')
+        else:
+            fix = (f'a node reads from at most {MAX_CHANNELS - len(wire.STD_CHANNELS) - 1}'
+                   ' nodes. Connect fewer nodes to it: reduce in stages (groups of mappers '
+                   'over parts of the objects, each connected to its own reducer, and '
+                   'those reducers to a final one: doc/job-reference.md, "Reading from '
+                   'many nodes")')
+        raise JobError(
+            f'Too many channels for node {node.name}: {count} (reads from '
+            f'{reads} nodes, writes to {writes}); a node may '
+            f'have at most {MAX_CHANNELS}, a fixed limit (each channel is a descriptor '
+            f'passed to a sandbox worker in one message, no option raises it): {fix}')
 
 
 def check_replicas(plans: Iterable, servers_for: Callable[[object], tuple[int, str]]) -> None:

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from zvm_core.syscalls.errors import SysError
 from zvm_core.syscalls.fs import Node, lookup
 from zvm_core.syscalls.io import OpenFile, shape
-from zvm_core.syscalls.proc import _signal_state as signal_state
+from zvm_core.syscalls.proc import _run_state as run_state
 
 KEPT = 4                        # snapshots per program, least recently used dropped
 SHORT_KEPT = 256                # keys remembered as not worth recording
@@ -111,7 +111,7 @@ class Personality:
             arena=copy.deepcopy({k: v for k, v in vars(p.arena).items() if k != 'space'}),
             files=files, fds=fds, slept=p.clock.slept, rng=p.rng.copy(),
             unknown=collections.Counter(p.unknown),
-            signals=copy.deepcopy({k: v for k, v in signal_state(p).items() if k != 'run'}))
+            signals=copy.deepcopy({k: v for k, v in run_state(p).items() if k != 'run'}))
 
     def matches(self, p) -> bool:
         """True if the channels the prefix described look the same in this run and
@@ -151,7 +151,7 @@ class Personality:
         p.clock.slept = self.slept
         p.rng = self.rng.copy()
         p.unknown = collections.Counter(self.unknown)
-        signal_state(p).update({k: _fresh(v) for k, v in self.signals.items()})
+        run_state(p).update({k: _fresh(v) for k, v in self.signals.items()})
 
 
 def _fresh(value):

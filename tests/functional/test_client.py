@@ -224,7 +224,7 @@ def test_split_of_a_job_too_large_for_node_sizes_gets_each_nodes_stdout(
         monkeypatch.delenv(name)
     for key, value in user_env(swift_cluster).items():
         monkeypatch.setenv(key, value)
-    monkeypatch.setattr(cli, 'LARGE_JOB', 2)
+    monkeypatch.setattr(cli, 'SUMMARY_NODES', 2)
     code = cli.main(['run', f'swift://~/{data}/wc', '--on', f'swift://~/{data}/n*.txt',
                      '--split', str(tmp_path / 'parts'), '-q'])
     said = capsysbinary.readouterr()

@@ -2,10 +2,13 @@
  * MONOTONIC, gettimeofday), then 16 bytes of getrandom() and the 16 AT_RANDOM
  * bytes, and print them all.  Natively the output changes every run; in the
  * sandbox it must be a function of --seed (random lines) and --epoch (clock
- * lines) only. */
+ * lines) only.  Then times() (ticks of the CPU clock) and umask (kept, as
+ * Linux keeps it). */
 #include <stdio.h>
 #include <sys/auxv.h>
 #include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/times.h>
 #include <sys/time.h>
 #include <time.h>
 
@@ -40,5 +43,13 @@ int main(void)
     printf("getrandom %ld\n", got);
     hex("random", rnd, 16);
     hex("at_random", (const unsigned char *)getauxval(AT_RANDOM), 16);
+
+    struct tms tms = {-1, -1, -1, -1};
+    clock_t ticks = times(&tms);
+    printf("times %d %d %d %d %d\n", ticks >= 0, tms.tms_utime == ticks, tms.tms_stime == 0,
+           tms.tms_cutime == 0, tms.tms_cstime == 0);
+    mode_t first = umask(077);
+    mode_t second = umask(first);
+    printf("umask %03o %03o\n", (unsigned)first, (unsigned)second);
     return 0;
 }

@@ -251,6 +251,8 @@ def test_timeprint_virtual_clock(guest, zvm, engine):
         assert re.fullmatch(r'[0-9a-f]{32}', lines['random'])
         assert re.fullmatch(r'[0-9a-f]{32}', lines['at_random'])
         assert lines['random'] != lines['at_random']
+        assert lines['times'] == '1 1 1 1 1'    # ticks of the CPU clock, not stack garbage
+        assert lines['umask'] == '022 077'
 
 
 def test_sleep_is_virtual(guest, zvm, engine):

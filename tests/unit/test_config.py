@@ -50,7 +50,7 @@ def test_a_bad_option_is_refused_by_name(conf: dict, says: str) -> None:
 
 
 @pytest.mark.parametrize('word, value', [('true', True), ('Yes', True), ('off', False),
-                                         ('0', False)])
+                                         ('0', False), (' on ', True), ('true ', True)])
 def test_zerovm_pipeline_takes_swifts_words(word: str, value: bool) -> None:
     assert Config.from_conf({'zerovm_pipeline': word}).pipeline is value
 

@@ -752,9 +752,12 @@ def test_a_name_made_twice_is_found_while_streaming():
                            FakeSwift().list_objects, FakeSwift().list_containers))) == 3
 
 
-def test_nodes_get_their_own_devices():
+def test_nodes_get_their_own_devices_sharing_the_groups_metadata():
+    # a copy of the metadata per node held the proxy's memory (tests/unit/
+    # test_hostile_review19.py): nothing changes it once parsed
     first, second = run(group(count=2, devices=[{'name': 'stderr', 'meta': {'k': 'v'}}]))
-    first.devices[0].meta['k'] = 'changed'
+    assert first.devices[0] is not second.devices[0]
+    assert first.devices[0].meta is second.devices[0].meta
     assert second.devices[0].meta == {'k': 'v'}
 
 

@@ -32,8 +32,11 @@ ENTRY_POINTS = ('zerocloud.sources', 'zerocloud.chain', 'zerocloud.deferred',
 # (Swift's name limits, a table of constants, excepted).
 NO_SWIFT = ('zerocloud.job', 'zerocloud.wire')
 SWIFT_CONSTANTS = ('swift.common.constraints',)
-# The users' command runs on their machine, not in Swift: it may validate locally.
+# The users' command runs on their machine, not in Swift: it may validate locally, and
+# shares with the servers only the light modules that say what travels (never the proxy's).
 CLIENT = ('zerocloud.client',)
+CLIENT_SHARES = ('zerocloud.client', 'zerocloud.job', 'zerocloud.jobnames',
+                 'zerocloud.zapp_format', 'zerocloud.answer_format', 'zerocloud.sql.formats')
 # Inside the sandbox: the personality and the ZeroVM trap are written against the
 # guest-memory interface, never the emulator; the engines do not know each other;
 # the guest-memory interface and the light modules import nothing heavy.
@@ -51,7 +54,7 @@ def module_name(path: Path) -> str:
 
 
 PACKAGES = ('zvm_core', 'zvm_core.engines.emulated', 'zvm_core.zerovm', 'zvm_core.pool',
-            'zvm_core.build', 'zerocloud', 'zerocloud.proxy', 'swift.common')
+            'zvm_core.build', 'zerocloud', 'zerocloud.proxy', 'zerocloud.sql', 'swift.common')
 
 
 def imports(source: str) -> list[str]:
@@ -85,6 +88,9 @@ def rule_breaks(modules: dict[str, str]) -> list[str]:
                   and (not _within(imported, SANDBOX_DOORS) or _within(imported, POOL_INSIDE))
                   and imported not in LIGHT):
                 why = 'zerocloud reaches the sandbox only through the pool and zvm_core.limits'
+            elif (_within(name, CLIENT) and _within(imported, ('zerocloud',))
+                  and not _within(imported, CLIENT_SHARES)):
+                why = 'the client shares only light modules with the servers'
             elif _within(name, ENTRY_POINTS) and _within(imported, ('zerocloud.proxy.middleware',
                                                                     'zerocloud.object')):
                 why = 'an entry point takes a Caller, never the filter'
@@ -131,6 +137,8 @@ def test_the_code_keeps_the_layering_rules() -> None:
     ('zvm_core.engines.native.supervisor', 'from zvm_core.engines.emulated.machine import M',
      'zvm_core.engines.emulated.machine'),
     ('zvm_core.report', 'from zvm_core.channels import READ', 'zvm_core.channels'),
+    ('zerocloud.client.cli', 'from zerocloud.proxy.response import SUMMARY_NODES',
+     'zerocloud.proxy.response'),
 ])
 def test_a_broken_rule_is_named(name: str, source: str, broken: str) -> None:
     found = rule_breaks({name: source})
@@ -145,6 +153,8 @@ def test_allowed_imports_are_not_breaks() -> None:
         'zerocloud.object': 'from zvm_core.pool import Pool\nfrom zvm_core.limits import Limits',
         'zerocloud.sources': 'from zerocloud.proxy.caller import Caller',
         'zerocloud.config': 'from zvm_core import limits',
+        'zerocloud.client.cli': 'from zerocloud.answer_format import SUMMARY_NODES\n'
+                                'from zerocloud.sql import formats',
     }) == []
 
 

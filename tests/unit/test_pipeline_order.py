@@ -17,7 +17,9 @@ import pytest
 from swift.common.registry import get_swift_info
 from swift.common.wsgi import ConfigFileError
 
+from zerocloud.config import Config
 from zerocloud.object import middleware as object_filter
+from zerocloud.proxy import middleware as proxy_filter
 from zerocloud.proxy.middleware import filter_factory
 
 SAMPLE = Path(__file__).resolve().parents[2] / 'etc' / 'proxy-server.conf-sample'
@@ -125,13 +127,30 @@ def test_without_a_config_file_nothing_is_checked() -> None:
     assert callable(filter_factory({}))
 
 
-def test_info_says_what_a_job_may_use() -> None:
+def _swift(env, start_response):
+    return []
+
+
+def test_info_says_what_a_job_may_use(monkeypatch) -> None:
     # a client (or an operator checking the filter is in) reads the limits from /info
+    monkeypatch.setattr(proxy_filter, 'settle_heap', lambda: None)
     filter_factory({'zerovm_maxnodes': '500',
-                    'zerovm_sysimage_devices': 'python3 /p.tar lua /l.tar'})
+                    'zerovm_sysimage_devices': 'python3 /p.tar lua /l.tar'})(_swift)
     info = get_swift_info()['zerocloud']
     assert (info['max_nodes'], info['system_images']) == (500, ['python3', 'lua'])
     assert info['max_job_size'] == 65536 and info['max_nexe'] == 256 << 20
+
+
+def test_the_proxy_filter_parses_its_options_once(monkeypatch) -> None:
+    # filter_factory parsed them (for /info), then the filter again
+    parsed = []
+    from_conf = Config.from_conf
+    monkeypatch.setattr(Config, 'from_conf', lambda conf: parsed.append(conf) or from_conf(conf))
+    monkeypatch.setattr(proxy_filter, 'settle_heap', lambda: None)
+    filtered = filter_factory({'zerovm_maxnodes': '7'})(_swift)
+    assert len(parsed) == 1 and filtered.config.max_nodes == 7
+    with pytest.raises(ConfigFileError, match='zerovm_maxnodes: x: expected a whole number'):
+        filter_factory({'zerovm_maxnodes': 'x'})(_swift)
 
 
 def test_the_filter_after_the_server_fails_in_paste_as_the_guide_says(tmp_path: Path) -> None:

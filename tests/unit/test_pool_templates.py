@@ -164,7 +164,7 @@ def test_a_chunk_looks_at_its_program_once(monkeypatch, tmp_path) -> None:
         engine = 'native'
 
     class Kept(Templates):
-        def prepared(self, path, engine, rdtsc, file=None):
+        def prepared(self, path, engine, rdtsc, file=None, deadline=None):
             looked.append(('prepared', path, file))
             return Prepared()
 

@@ -11,7 +11,7 @@ from zvm_core import prefix
 from zvm_core.channels import WRITE, Channel, MemoryBacking
 from zvm_core.memory import PAGE, Arena
 from zvm_core.syscalls.io import OpenFile
-from zvm_core.syscalls.proc import _signal_state as signal_state
+from zvm_core.syscalls.proc import _run_state as run_state
 from zvm_core.syscalls.random import SeededStream
 from zvm_core.syscalls.time import VirtualClock
 
@@ -34,7 +34,7 @@ def _state(p) -> tuple:
     return ({k: v for k, v in vars(p.arena).items() if k != 'space'},
             {fd: (f.channel.alias, f.access, f.pos, f.append) for fd, f in p.fds.items()},
             p.clock.slept, p.rng.take(64), dict(p.unknown),
-            {k: v for k, v in signal_state(p).items() if k != 'run'})
+            {k: v for k, v in run_state(p).items() if k != 'run'})
 
 
 def _change(p) -> None:
@@ -51,7 +51,7 @@ def _change(p) -> None:
     p.clock.slept += 99
     p.rng.take(100)
     p.unknown['ioctl'] += 1
-    state = signal_state(p)
+    state = run_state(p)
     state['actions'][10] = b'\1' * 32
     state['actions'][13] = b'\2' * 32
     state['mask'] |= 1 << 11
@@ -69,7 +69,7 @@ def test_runs_cannot_change_what_the_next_run_restores():
     out = OpenFile(channels['/dev/stdout'], WRITE)
     recorded.fds = {0: out, 1: out}
     recorded.rng.take(10)
-    signal_state(recorded)['actions'][13] = b'\3' * 32
+    run_state(recorded)['actions'][13] = b'\3' * 32
     snap = prefix.Personality.capture(recorded, prefix.Recorder())
 
     fresh = _guest(channels)

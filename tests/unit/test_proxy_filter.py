@@ -32,7 +32,14 @@ from zerocloud import config, graph, placement, wire
 from zerocloud.object import middleware as object_filter
 from zerocloud.proxy import dispatch, uploads
 from zerocloud.proxy import middleware as proxy
-from zerocloud.proxy.dispatch import Dispatcher, _Busy, _NeedProgram, _Refused, _Retry
+from zerocloud.proxy.dispatch import (
+    Dispatcher,
+    _Busy,
+    _NeedProgram,
+    _NoFilter,
+    _Refused,
+    _Retry,
+)
 from zerocloud.proxy.middleware import ProxyExecMiddleware
 from zerocloud.proxy.response import MAX_HEADER, SUMMARY_NODES, NodeResult, nexe_headers
 from zvm_core.validator import VALIDATOR_VERSION
@@ -586,6 +593,17 @@ def test_no_server_can_run_the_node(mw, servers) -> None:
     assert error.startswith('wc: no object server could run the node')
     assert '10.0.0.1:6200/d0 503 Slot not available' in error and '507 no disk' in error
     assert [a[0] for a in asked.asked] == ['d0', 'd1', 'd2']     # the handoff too
+
+
+def test_servers_without_the_object_filter_say_the_whole_fix(mw, servers) -> None:
+    # the node's error cut each server's answer at 120 characters: "... just before
+    # object-serv...", without where the guide says how
+    servers(d0=_NoFilter(400), d1=_NoFilter(400), d2=_NoFilter(400))
+    resp = post(mw, job())
+    assert resp.headers['X-Nexe-Status'] == 'unavailable'
+    fix = str(_NoFilter(400))
+    assert fix.endswith('(doc/operator-guide.md, "Where the filters go")')
+    assert f'10.0.0.1:6200/d0 {fix}; 10.0.0.1:6201/d1 {fix}' in resp.body.decode()
 
 
 def test_a_server_busy_with_the_jobs_own_nodes_is_asked_again(mw, swift, servers) -> None:
@@ -1273,6 +1291,9 @@ def test_an_upload_asking_validation_with_a_typo_is_refused(mw, swift, monkeypat
         req = Request.blank(ACCOUNT + '/bin/prog', method='PUT', body=b'\x7fELF',
                             headers={'X-Zerovm-Validate': value})
         assert req.get_response(mw).status_int == 201
+    # the words are the options' (zerocloud.config.boolean): blanks around one aside
+    assert uploads.wants_validation({'HTTP_X_ZEROVM_VALIDATE': ' yes'})
+    assert not uploads.wants_validation({'HTTP_X_ZEROVM_VALIDATE': 'Off '})
 
 
 @pytest.mark.parametrize(('denied', 'says'), [

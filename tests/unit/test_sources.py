@@ -730,6 +730,30 @@ def test_a_deferred_job_whose_state_is_refused_is_stopped_and_says_why() -> None
     assert [c[1] for c in app.calls if c[0] == 'PUT'] == [state]     # no container PUT
 
 
+def test_the_result_of_a_job_stopped_by_its_refused_state_is_closed() -> None:
+    """Nobody reads the result of a job stopped because its first state was refused:
+    it was left in a queue, its spool (a job's outputs on the proxy's disk) closed only
+    when the garbage collector got to it."""
+    app = RefusingSwift(lambda path, size: path.endswith('.state'))
+    closed: LightQueue = LightQueue()
+
+    class Spooled(list):
+        def close(self) -> None:
+            closed.put(True)
+
+    def work(progress) -> Response:
+        progress.launched([])
+        try:
+            LightQueue().get()              # runs until stopped
+        except deferred.Cancelled:
+            return Response(app_iter=Spooled([b'partial']))
+    req = Request.blank(ACCOUNT + '/c', method='POST')
+    resp = deferred.run(app, req, 'always', 'AUTH_a', 'c', 1.0, work,
+                        logger=logging.getLogger('test'))
+    assert resp.status_int == 413
+    assert closed.get(timeout=10)
+
+
 def test_a_passing_5xx_of_the_first_state_does_not_stop_the_job() -> None:
     app = RefusingSwift(lambda path, size: path.endswith('.state'), status=503)
     req = Request.blank(ACCOUNT + '/c', method='POST')

@@ -173,6 +173,18 @@ def test_a_zapp_runs_over_objects_given_on_the_command_line() -> None:
         jobs.rebind(bound, 'swift://~/c/x', None, 'a.zapp')
 
 
+def test_a_zapp_of_deprecated_keys_runs_over_objects_given_on_the_command_line() -> None:
+    # its devices were read from "devices" and "name" only: a zapp of "file_list" or
+    # "device" (the parser takes both) had "no group has stdin", a group not an object
+    # an AttributeError
+    job = ['not a group', {'name': 'a', 'exec': {'path': 'bin/a'},
+                           'file_list': [{'device': 'stdin'}, {'device': 'stdout'}]}]
+    zapp = jobs.Payload(jobs.zapp_bytes(job, {}), jobs.ZAPP_TYPE, job)
+    bound = jobs.rebind(zapp, 'swift://~/c/*.txt', 'swift://~/o/*.out', 'a.zapp')
+    assert bound.job[1]['file_list'] == [{'device': 'stdin', 'path': 'swift://~/c/*.txt'},
+                                         {'device': 'stdout', 'path': 'swift://~/o/*.out'}]
+
+
 def test_engine_on_the_command_line_is_every_groups_engine(tmp_path: Path, capsys) -> None:
     """``zc run --engine E``: the "engine" of every group of whatever it sends (a built
     job, a job file, a zapp), the proxy's parser takes it; an unknown one is a usage
@@ -1829,7 +1841,7 @@ def test_split_of_a_job_too_large_for_per_node_sizes_stores_each_stdout_and_fetc
         {'name': 'wc', 'exec': {'path': 'swift://~/bin/wc'},
          'devices': [{'name': 'stdin', 'path': 'swift://~/logs/*.txt'}, {'name': 'stdout'}]},
         {'name': 'one', 'exec': {'path': 'swift://~/bin/wc'}, 'devices': [{'name': 'stdout'}]}]))
-    monkeypatch.setattr(cli, 'LARGE_JOB', 2)
+    monkeypatch.setattr(cli, 'SUMMARY_NODES', 2)
     monkeypatch.setattr(cli.Client, 'expand', lambda self, job: {
         'wc-1': 'logs/a.txt', 'wc-2': 'logs/b.txt', 'one': ''})
     stored: dict[str, bytes] = {}
@@ -1890,7 +1902,7 @@ def _large_split(monkeypatch, tmp_path: Path, count: int, execute_ends=None, **s
     (tmp_path / 'job.json').write_text(json.dumps([
         {'name': 'wc', 'exec': {'path': 'swift://~/bin/wc'},
          'devices': [{'name': 'stdin', 'path': 'swift://~/logs/*.txt'}, {'name': 'stdout'}]}]))
-    monkeypatch.setattr(cli, 'LARGE_JOB', 2)
+    monkeypatch.setattr(cli, 'SUMMARY_NODES', 2)
     names = [f'wc-{i}' for i in range(1, count + 1)]
     monkeypatch.setattr(cli.Client, 'expand', lambda self, job: {
         name: f'logs/{name}.txt' for name in names})
@@ -1972,6 +1984,30 @@ def test_split_of_a_large_job_says_which_stdout_it_could_not_fetch_and_gets_the_
     assert 'zc: wc-2: its stdout, .zvm/split-' in said and '/wc-2, could not be fetched' \
         in said and '503' in said
     assert stored == {}         # the one not fetched is deleted too
+
+
+def test_split_of_a_large_job_deletes_each_stored_stdout_once(
+        monkeypatch, tmp_path: Path) -> None:
+    # each object was deleted after its GET, then again when the container's listing,
+    # which names a deleted object a while after (Swift's container updates), named it
+    deletes: list[str] = []
+
+    def delete(session, key, stored):
+        def gone(path):
+            deletes.append(path.obj)
+            stored.pop(key(path), None)
+        return gone
+
+    def list_objects(session, key, stored):
+        def late(account, container, prefix):      # the deleted ones still named
+            return [name for name in [*deletes, *(k.split('/', 4)[4] for k in stored)]
+                    if name.startswith(prefix)]
+        return late
+    client, stored, err, _ = _large_split(monkeypatch, tmp_path, 3, delete=delete,
+                                          list_objects=list_objects)
+    assert client.cmd_run() == 0, err.getvalue()
+    assert stored == {} and len(deletes) == 3
+    assert sorted(deletes) == sorted(set(deletes))
 
 
 @pytest.mark.parametrize('stop', [KeyboardInterrupt, ConnectionResetError])

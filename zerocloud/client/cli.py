@@ -54,6 +54,7 @@ with quiet_imports('zc'):   # Ctrl-C as the command is starting: exit 130
     from swiftclient.service import process_options
     from swiftclient.shell import add_default_args
 
+    from zerocloud.answer_format import DEFERRED_HEADER, REPORT_HEADER, SUMMARY_NODES
     from zerocloud.client import display, jobs, local, report, zapps
     from zerocloud.client.session import Answer, ServerError, Session
     from zerocloud.job import JobError, SwiftPath, parse_location
@@ -67,8 +68,6 @@ with quiet_imports('zc'):   # Ctrl-C as the command is starting: exit 130
     from zvm_core.version import add_version
 
 EXIT_FAILED, EXIT_USAGE, EXIT_PENDING, EXIT_CANCELLED = 1, 2, 3, 130
-REPORT_HEADER = 'X-Zerovm-Report'
-DEFERRED_HEADER = 'X-Zerovm-Deferred'
 POLL_START, POLL_MAX = 0.2, 2.0
 CANCEL_WAIT = 60.0              # seconds zc cancel waits for the job to stop
 CANCELLED = {                   # what Ctrl-C did, by command
@@ -140,7 +139,6 @@ def _missed_input(nodes: list[report.NodeResult]) -> bool:
                for node in nodes for line in f'{node.error}\n{node.stderr}'.splitlines())
 
 
-LARGE_JOB = 1000    # nodes beyond which an answer has counts, not each node's size
 AT_ONCE = 16        # requests at a time fetching (or deleting) a large job's stored stdouts
 
 
@@ -166,11 +164,12 @@ def _unsplit_note(result: report.JobResult, where: Path) -> str:
     if result.summary is None:
         return ('zc: --split: the answer does not say which bytes each node wrote '
                 '(X-Nexe-Body-Bytes): all of it on stdout\n')
-    return ('zc: --split: a job of more than 1,000 nodes is answered without each node\'s '
-            'size (X-Nexe-Body-Bytes), so its output cannot be split: all of it is on '
-            'stdout. For a file per node, run it again with --out \'swift://~/res/*.out\' '
-            'instead of --split (each node\'s stdout stored as its own object; in a job '
-            f'file, a "path" on each stdout device), then: swift download res -D {where}\n')
+    return (f'zc: --split: a job of more than {SUMMARY_NODES:,} nodes is answered without '
+            'each node\'s size (X-Nexe-Body-Bytes), so its output cannot be split: all of '
+            'it is on stdout. For a file per node, run it again with --out '
+            '\'swift://~/res/*.out\' instead of --split (each node\'s stdout stored as its '
+            'own object; in a job file, a "path" on each stdout device), then: swift '
+            f'download res -D {where}\n')
 
 
 def _split_dir(text: str) -> Path:
@@ -516,7 +515,7 @@ class Client:
         def extra() -> str:
             return f'{display.size(answer[0].received)} received' if answer else \
                 'waiting for the nodes'
-        fetch_failed = False
+        fetch_failed, deleted = False, set[str]()
         try:
             with self.progress(f'running {total}', extra):
                 answer.append(self.session.execute(payload.body, payload.content_type,
@@ -524,7 +523,8 @@ class Client:
                 result = self.read_answer(answer[0])
             if spool is not None and result.report is not None and not result.failed:
                 missed: list[str] = []
-                self.write_files(self.fetched(result.report, missed), self.opts.split)
+                self.write_files(self.fetched(result.report, missed, deleted),
+                                 self.opts.split)
                 fetch_failed = bool(missed)
         except BaseException:
             if spool is not None:       # Ctrl-C: the job stops before its objects go
@@ -532,7 +532,7 @@ class Client:
             raise
         finally:
             if spool is not None:
-                self.unspool(spool[1])
+                self.unspool(spool[1], deleted)
         shown = self.show_result(result, objects)
         return EXIT_FAILED if fetch_failed else shown
 
@@ -540,7 +540,7 @@ class Client:
         """``--split`` of a job of more nodes than an answer gives each one's size for:
         the job with each node's stdout stored as ``.zvm/split-<hex>/...`` (fetched into
         DIR, then deleted), and that prefix; None for a job answered as it is."""
-        if getattr(self.opts, 'split', None) is None or nodes <= LARGE_JOB:
+        if getattr(self.opts, 'split', None) is None or nodes <= SUMMARY_NODES:
             return None
         prefix = f'split-{uuid.uuid4().hex}/'
         where = self.opts.target or self.opts.script
@@ -550,10 +550,12 @@ class Client:
         self.session.ensure_container(RESULTS)
         return stored, prefix
 
-    def fetched(self, report_json: dict, missed: list[str]) -> Iterator[tuple[str, bytes]]:
-        """Each node's stored stdout (the JSON report names it), read, then deleted,
-        :data:`AT_ONCE` at a time: a node's replicas wrote one object, fetched once.
-        One that cannot be read is said and its node added to ``missed``."""
+    def fetched(self, report_json: dict, missed: list[str],
+                deleted: set[str]) -> Iterator[tuple[str, bytes]]:
+        """Each node's stored stdout (the JSON report names it), read, then deleted
+        (its name added to ``deleted``), :data:`AT_ONCE` at a time: a node's replicas
+        wrote one object, fetched once. One that cannot be read is said and its node
+        added to ``missed``."""
         stored = {}
         for node in report_json.get('nodes') or []:
             for out in node.get('outputs') or []:
@@ -568,6 +570,7 @@ class Client:
                 return name, e
             with contextlib.suppress(*REQUEST_ERRORS):  # left: unspool deletes it
                 self.session.delete(stored[name])
+                deleted.add(stored[name].obj)
             return name, data
         for name, data in _in_turn(fetch, stored):
             if isinstance(data, Exception):
@@ -577,9 +580,10 @@ class Client:
             else:
                 yield name, data
 
-    def unspool(self, prefix: str) -> None:
-        """Delete what is left of a job's stored stdouts (``.zvm/<prefix>``), as well as
-        it can: what could not be is said, with how to delete it."""
+    def unspool(self, prefix: str, deleted: set[str]) -> None:
+        """Delete what is left of a job's stored stdouts (``.zvm/<prefix>``) but those
+        ``deleted`` already (a container listing may name them a while after), as well
+        as it can: what could not be is said, with how to delete it."""
         account, left, why = self.session.account, 0, ''
 
         def delete(name: str) -> Exception | None:
@@ -589,7 +593,9 @@ class Client:
                 return e
             return None
         try:
-            for error in _in_turn(delete, self.session.list_objects(account, RESULTS, prefix)):
+            left_over = (name for name in self.session.list_objects(account, RESULTS, prefix)
+                         if name not in deleted)
+            for error in _in_turn(delete, left_over):
                 if error is not None:
                     left, why = left + 1, why or str(error)
         except (*REQUEST_ERRORS, KeyboardInterrupt) as e:    # not all were tried

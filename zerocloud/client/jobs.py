@@ -283,8 +283,8 @@ def rebind(payload: Payload, on: str | None, out: str | None, where: str) -> Pay
                                                                     'stdout')):
         if url is None:
             continue
-        free = [d for g in job for d in g.get('devices') or []
-                if isinstance(d, dict) and d.get('name') in names and not d.get('path')]
+        free = [d for g in job for d in group_devices(g)
+                if device_name(d) in names and not d.get('path')]
         if not free:
             raise BuildError(f'{where}: no group has {what} without a path to give {url}')
         for device in free:
@@ -317,12 +317,28 @@ def _regrouped(payload: Payload, change: Callable[[dict], object], where: str) -
 ANSWER_DEVICES = ('stdout', 'stderr', 'output')     # without a path: the answer's body
 
 
+def _given(spec: dict, key: str, alias: str) -> object:
+    """``spec[key]``, else its deprecated ``alias`` (JSON null is not given), as the
+    job's parser reads it: ``devices``/``file_list``, ``name``/``device``."""
+    value = spec.get(key)
+    return spec.get(alias) if value is None else value
+
+
+def group_devices(group: object) -> list[dict]:
+    """The devices of a group (JSON objects; anything else is the parser's to refuse)."""
+    devices = _given(group, 'devices', 'file_list') if isinstance(group, dict) else None
+    return [d for d in devices if isinstance(d, dict)] if isinstance(devices, list) else []
+
+
+def device_name(device: dict) -> object:
+    """A device's name as the parser reads it (``name``, else the deprecated ``device``)."""
+    return _given(device, 'name', 'device')
+
+
 def answer_devices(group: object) -> list[dict]:
     """The devices of a group that write to the answer's body (no path)."""
-    devices = (group.get('devices') or group.get('file_list') or []) \
-        if isinstance(group, dict) else []
-    return [d for d in devices if isinstance(d, dict) and not d.get('path') and
-            (d.get('name') or d.get('device')) in ANSWER_DEVICES]
+    return [d for d in group_devices(group)
+            if not d.get('path') and device_name(d) in ANSWER_DEVICES]
 
 
 def stdout_to(payload: Payload, prefix: str, where: str) -> Payload | None:
@@ -331,8 +347,7 @@ def stdout_to(payload: Payload, prefix: str, where: str) -> Payload | None:
     bytes each node wrote. None when a group answers with another device (stderr,
     output), which no stored stdout holds."""
     groups = payload.job if isinstance(payload.job, list) else []
-    if any(dev.get('name', dev.get('device')) != 'stdout'
-           for group in groups for dev in answer_devices(group)):
+    if any(device_name(dev) != 'stdout' for group in groups for dev in answer_devices(group)):
         return None
     index = iter(range(len(groups)))
 
@@ -340,10 +355,9 @@ def stdout_to(payload: Payload, prefix: str, where: str) -> Payload | None:
         # one * per * its read path has (each takes what that one matched), else one
         # (the node's name): no two nodes write the same object
         group_dir = f'{prefix}{next(index)}/'
-        stars = next((dev['path'].count('*') for dev in group.get('devices') or
-                      group.get('file_list') or [] if isinstance(dev, dict) and
-                      '*' in (dev.get('path') or '') and
-                      (dev.get('name') or dev.get('device')) not in ANSWER_DEVICES), 1)
+        stars = next((dev['path'].count('*') for dev in group_devices(group)
+                      if isinstance(dev.get('path'), str) and '*' in dev['path']
+                      and device_name(dev) not in ANSWER_DEVICES), 1)
         for dev in answer_devices(group):
             dev['path'] = group_dir + '/'.join(['*'] * stars)
     return _regrouped(payload, store, where)
@@ -370,9 +384,7 @@ def system_images(job: list) -> list[str]:
         path = str((group.get('exec') or {}).get('path') or '')
         if path.startswith('file://') and ':' in path[7:]:
             programs.add(path[7:].partition(':')[0])
-        for dev in group.get('devices') or group.get('file_list') or []:
-            if isinstance(dev, dict):
-                devices.add(str(dev.get('name') or dev.get('device') or ''))
+        devices |= {str(device_name(dev) or '') for dev in group_devices(group)}
     standard = list(DEVICES)
     images = programs | {n for n in devices - DEVICES.keys()
                          if not difflib.get_close_matches(n, standard, n=1, cutoff=0.7)}

@@ -248,13 +248,22 @@ def _check_engine(engine: str | None) -> None:
                          f'doc/operator-guide.md, "Engines and kernel requirements")')
 
 
+_UNBUILT_SAID: set[tuple[str, str]] = set()     # (image, its path) warned of by this process
+
+
 def _warn_unbuilt(sysimages: SystemImages, logger) -> None:
     """A warning at start for each configured system image that is not here (not built
-    yet, a wrong path): its nodes get 503 on this server and run on another replica."""
+    yet, a wrong path): its nodes get 503 on this server and run on another replica.
+    Once a process: Swift loads the pipeline to check it, then again to serve (in the
+    same process, or in workers forked from it), and each load warned."""
     for name in sysimages.names:
         try:
             sysimages.tar(name)
         except SysImageUnreadable as e:
+            said = (name, str(sysimages.images[name]))
+            if said in _UNBUILT_SAID:
+                continue
+            _UNBUILT_SAID.add(said)
             logger.warning('zerovm_sysimage_devices: %s: nodes using it get 503 here until '
                            'it is built (zvm-sysimages build --dir %s) or the path fixed',
                            e, sysimages.images[name].parent)

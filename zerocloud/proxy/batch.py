@@ -69,12 +69,11 @@ from zerocloud.proxy.dispatch import (
     _Busy,
     _cached,
     _NeedProgram,
-    _NoFilter,
     _Refused,
     _Retry,
+    check_answer,
     host_killed,
     not_run_log,
-    refusal,
 )
 from zerocloud.proxy.outputs import OutputFile
 from zerocloud.proxy.response import NodeResult, short
@@ -482,11 +481,7 @@ class Batches:
                     while sending:
                         programs.sent(*sending.pop())
                     resp = conn.getresponse()
-            if resp.getheader(wire.EXECUTE) is None:
-                raise _NoFilter(resp.status)
-            if resp.status != 200:
-                raise refusal(resp.status, short(resp.read(1024).decode('utf-8', 'replace')),
-                              bool(resp.getheader('Retry-After')), bool(by_digest))
+            check_answer(resp, bool(by_digest))
             self._results(resp, server, batch, started,
                           len(plan.program or b'') if exe and exe[0][0] == wire.EXE else 0,
                           sum(size for _, size, _ in (*exe, shared)))

@@ -83,16 +83,18 @@ class Caller:
                                   swift_source=SWIFT_SOURCE)
 
     def authorize(self, method: str, path: str, acl_key: str | None) -> None:
-        """Raise 401/403 unless the caller may ``method`` (POST, PUT, GET) ``path``."""
+        """Raise 401/403 unless the caller may ``method`` (POST, PUT, GET) ``path``, then
+        404 when its container (``acl_key``: the container's ACL decides) is missing:
+        as Swift, which authorises first, never telling another account's containers."""
         authorize = self.req.environ.get('swift.authorize')
         if authorize is None:
             return
         sub = self.sub(method, path)
+        found = True
         if acl_key:
             info = get_container_info(sub.environ, self.app, swift_source=SWIFT_SOURCE)
-            if not is_success(info['status']):
-                raise HTTPNotFound(body=self.no_container(method, path))
-            sub.acl = info.get(acl_key)
+            found = is_success(info['status'])
+            sub.acl = info.get(acl_key) if found else None
         denied = authorize(sub)
         if denied is not None:
             what = {'POST': 'execute jobs in', 'PUT': 'write', 'GET': 'read'}[method]
@@ -100,6 +102,8 @@ class Caller:
             if denied.status_int == 403 and method == 'PUT' and not hint:
                 hint = self.others_hint(path, 'add you to its write ACL (X-Container-Write)')
             raise denied_error(denied, f'{what} swift:/{path[3:]}{hint}')
+        if not found:
+            raise HTTPNotFound(body=self.no_container(method, path))
 
     @property
     def account(self) -> str:

@@ -60,6 +60,13 @@ class _NoFilter(_Retry):
                          f'(doc/operator-guide.md, "Where the filters go")')
 
 
+def _said(e: Exception) -> str:
+    """What a try's error adds to an ``unavailable`` node's message: a missing filter's
+    fix whole (what the operator must do: cut at 120 characters, it lost where to read
+    how), a server's or a library's words up to 120 characters."""
+    return str(e) if isinstance(e, _NoFilter) else short(str(e) or repr(e), 120)
+
+
 def not_run_log(logger, e: Exception):
     """The logger's method for a server that did not run nodes: ``warning`` when the
     server lacks the filter (no retry makes it run there), else ``info``."""
@@ -323,7 +330,7 @@ class Dispatcher:
             except (_Retry, OSError, Timeout, http.client.HTTPException, ValueError) as e:
                 if isinstance(e, _Busy) and load[server['ip'], server['port']] > 1:
                     busy.append(server)           # full of this job's own nodes
-                errors.append(f'{where} {short(str(e) or repr(e), 120)}')
+                errors.append(f'{where} {_said(e)}')
                 not_run_log(self.logger, e)('node %s not run on %s: %r', plan.node.name,
                                             where, e)
             finally:
@@ -388,11 +395,7 @@ class Dispatcher:
                        digest: str | None = None) -> tuple[dict, dict]:
         """The report and outputs of a node's response (``digest``: the program's,
         sent instead of the program)."""
-        if resp.getheader(wire.EXECUTE) is None:
-            raise _NoFilter(resp.status)
-        if resp.status != 200:
-            raise refusal(resp.status, short(resp.read(1024).decode('utf-8', 'replace')),
-                          bool(resp.getheader('Retry-After')), digest is not None)
+        check_answer(resp, digest is not None)
         stream, first = resp, wire.REPORT
         relay = None
         if resp.getheader(wire.STREAM):       # running: parts of its links come first
@@ -436,15 +439,22 @@ def host_killed(res: NodeResult, links: graph.NodeLinks | None = None) -> bool:
         link.size for link in links.outputs.links.values())
 
 
-def refusal(status: int, reason: str, retry_after: bool, by_digest: bool) -> Exception:
-    """What an object server's answer other than 200 means for the node."""
+def check_answer(resp: http.client.HTTPResponse, by_digest: bool) -> None:
+    """Raise what an object server's answer other than a node's 200 means for the node
+    (or nodes, a batch's): a server without the filter, else by the answer's status
+    (``by_digest``: the program went as its digest)."""
+    if resp.getheader(wire.EXECUTE) is None:
+        raise _NoFilter(resp.status)
+    if resp.status == 200:
+        return
+    status, reason = resp.status, short(resp.read(1024).decode('utf-8', 'replace'))
     if status == 412 and by_digest:
-        return _NeedProgram(f'{status} {reason}')
-    if status == 503 and retry_after:
-        return _Busy(f'{status} {reason}')
+        raise _NeedProgram(f'{status} {reason}')
+    if status == 503 and resp.getheader('Retry-After'):
+        raise _Busy(f'{status} {reason}')
     if status in (404, 507) or status >= 500:
-        return _Retry(f'{status} {reason}')
-    return _Refused(status, reason)
+        raise _Retry(f'{status} {reason}')
+    raise _Refused(status, reason)
 
 
 SHOWN_ERRORS = 3          # distinct server answers an ``unavailable`` node names

@@ -303,6 +303,7 @@ from zerocloud import (
     turns,
     wire,
 )
+from zerocloud.answer_format import REPORT_HEADER
 from zerocloud.config import Config, refused_at_start
 from zerocloud.httperrors import HTTPBadRequest, HTTPNotFound, HTTPRequestEntityTooLarge
 from zerocloud.job import (
@@ -331,7 +332,6 @@ MAX_CONCURRENCY = 64
 CHUNK_NODES = 1000          # nodes of a streamed job planned at a time
 BATCH_CONCURRENCY = 2048    # nodes of a batched job in flight (most wait in batches)
 DEFAULT_CONTENT_TYPE = 'application/octet-stream'
-REPORT_HEADER = 'X-Zerovm-Report'
 
 
 class ProxyExecMiddleware:
@@ -469,7 +469,8 @@ class ProxyExecMiddleware:
             return int(caller.container_info(f'/v1/{a}/{c}').get('object_count') or 0)
         if any(g.connect for g in groups):
             return True, self._checked(lambda: expand(
-                groups, list_objects, list_containers, max_nodes=self.config.max_nodes))
+                groups, list_objects, list_containers, max_nodes=self.config.max_nodes,
+                check_peers=graph.check_peers, step=turns.take))
         return False, self._checked(lambda: stream(
             groups, list_objects, list_containers, max_nodes=self.config.max_nodes,
             count_objects=count_objects))
@@ -821,16 +822,18 @@ def _imap(func: Callable, items: list) -> list:
 def filter_factory(global_conf: dict, **local_conf):
     conf = dict(global_conf, **local_conf)
     with refused_at_start():
-        config = Config.from_conf(conf)
         pipeline.check_server(conf, 'zerocloud_proxy')
         pipeline.check(conf)
-    register_swift_info('zerocloud', max_job_size=config.max_config, timeout=config.timeout,
-                        validator_version=uploads.validator_version(),
-                        max_nodes=config.max_nodes, max_nexe=config.max_nexe,
-                        system_images=config.system_images)
 
     def zerocloud_proxy_filter(app):
-        filtered = ProxyExecMiddleware(app, conf)
+        with refused_at_start():        # the options, parsed once, by the filter
+            filtered = ProxyExecMiddleware(app, conf)
+        config = filtered.config
+        register_swift_info('zerocloud', max_job_size=config.max_config,
+                            timeout=config.timeout,
+                            validator_version=uploads.validator_version(),
+                            max_nodes=config.max_nodes, max_nexe=config.max_nexe,
+                            system_images=config.system_images)
         settle_heap()
         return filtered
     return zerocloud_proxy_filter

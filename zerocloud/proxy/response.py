@@ -34,11 +34,11 @@ from swift.common.swob import Response
 from swift.common.utils import close_if_possible
 
 from zerocloud import cgiout, graph, turns, wire
+from zerocloud.answer_format import NODES_HEADER, SUMMARY_NODES
 from zerocloud.job import Node
 from zerocloud.proxy.outputs import OutputFile
 
 MAX_HEADER = 8192
-SUMMARY_NODES = 1000        # above this many results, X-Nexe-* headers summarise the job
 CHUNK = 65536               # bytes of a body read and sent at a time
 MAX_ERROR = 300
 MEMORY_HINT = ('the limit is zerovm_maxnexemem in the proxy and object server config (the '
@@ -508,7 +508,7 @@ class Tally:
 
     def headers(self, seconds: float) -> dict[str, str]:
         return {
-            'X-Nexe-Nodes': str(self.nodes),
+            NODES_HEADER: str(self.nodes),
             'X-Nexe-Failed': str(self.failed),
             'X-Nexe-Status-Counts': ', '.join(f'{k} {n}' for k, n in
                                               sorted(self.statuses.items()) if n),

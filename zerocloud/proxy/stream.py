@@ -45,10 +45,10 @@ from swift.common.concurrency import GreenPool, Semaphore, tpool
 from swift.common.swob import Response
 
 from zerocloud import cgiout, graph, turns
+from zerocloud.answer_format import SUMMARY_NODES
 from zerocloud.proxy.outputs import SPOOL_MEMORY
 from zerocloud.proxy.response import (
     CHUNK,
-    SUMMARY_NODES,
     Body,
     NodeResult,
     Part,

@@ -24,10 +24,9 @@ import tempfile
 from swift.common.concurrency import Semaphore, tpool
 from swift.common.http import is_success
 from swift.common.swob import Request, wsgify
-from swift.common.utils import config_true_value
 
 from zerocloud import wire
-from zerocloud.config import FALSE_VALUES
+from zerocloud.config import boolean
 from zerocloud.httperrors import HTTPClientDisconnect, HTTPRequestEntityTooLarge
 from zvm_core.pool import Pool, PoolBusy, WorkerFailed, WorkersFailing
 
@@ -80,11 +79,13 @@ def wants_validation(env: dict) -> bool:
     ``X-Zerovm-Validate`` that is neither true nor false (a typo stored the program
     unvalidated, as if it had said false)."""
     asked = env.get('HTTP_X_ZEROVM_VALIDATE', 'false')
-    if not config_true_value(asked) and asked.strip().lower() not in FALSE_VALUES:
+    try:
+        validate = boolean(asked)
+    except ValueError:
         raise ValueError(f'X-Zerovm-Validate must be true or false (1, yes, on / 0, no, off), '
-                         f'not {asked!r}: nothing was stored')
+                         f'not {asked!r}: nothing was stored') from None
     content_type = env.get('CONTENT_TYPE', '').partition(';')[0].strip().lower()
-    return content_type == NEXE_CONTENT_TYPE or config_true_value(asked)
+    return content_type == NEXE_CONTENT_TYPE or validate
 
 
 def verdict_headers(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:

@@ -39,6 +39,7 @@ from swift.common.utils import close_if_possible
 
 from zerocloud import deferred, hangup, sources
 from zerocloud import job as jobs
+from zerocloud.answer_format import NODES_HEADER
 from zerocloud.httperrors import (
     HTTPBadRequest,
     HTTPForbidden,
@@ -63,7 +64,6 @@ VERSION = planner.VERSION
 IMAGE = 'sqlite'
 PROGRAM = f'file://{IMAGE}:{IMAGE}'
 PARTIAL_TYPE = 'text/x-sqlnode-partial'
-SUMMARY = 'X-Nexe-Nodes'            # only in a large job's answer: counts, no columns
 MAP, MERGE = 'sql', 'merge'
 HEAD_BYTES = 65536               # read from the first object to find its columns
 JSON_LINES = 'the objects must be JSON lines'
@@ -243,7 +243,7 @@ def build_jobs(plan: planner.Plan, source: jobs.SwiftPath, fmt: str, delimiter: 
 def _joined(first: Response, second: Response) -> dict[str, str]:
     """The ``X-Nexe-*`` headers of two jobs as if they were one (nodes in order); when
     either answered with a large job's counts, counts of both (``doc/http-api.md``)."""
-    if SUMMARY in first.headers or SUMMARY in second.headers:
+    if NODES_HEADER in first.headers or NODES_HEADER in second.headers:
         return _summed(first.headers, second.headers)
     out = {}
     for key in set(first.headers) | set(second.headers):
@@ -265,8 +265,9 @@ def _tally(headers) -> tuple[Tally, float]:
     read back from those headers, or counted from a small job's per-node columns
     (the merge node's counted as :class:`Tally` counts a node)."""
     tally = Tally()
-    if SUMMARY in headers:
-        tally.nodes, tally.failed = int(headers[SUMMARY]), int(headers.get('X-Nexe-Failed', 0))
+    if NODES_HEADER in headers:
+        tally.nodes = int(headers[NODES_HEADER])
+        tally.failed = int(headers.get('X-Nexe-Failed', 0))
         tally.statuses.update(_pairs(headers.get('X-Nexe-Status-Counts', ''), str))
         tally.retcodes.update(_pairs(headers.get('X-Nexe-Retcode-Counts', ''), int))
         secs, _, rest = headers['X-Nexe-Cdr-Total'].partition(', ')

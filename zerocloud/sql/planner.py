@@ -31,10 +31,13 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import itertools
 import json
 import re
 import sqlite3
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from zerocloud.job import scheme_hint
 from zerocloud.sql.formats import FORMATS, INPUT_FORMATS
@@ -268,6 +271,17 @@ class Query:
     def clause(self, name: str) -> str:
         """The text of a clause, keywords included ('' when the query has none)."""
         return self.span(*self.clauses[name]) if name in self.clauses else ''
+
+    @cached_property
+    def items(self) -> list[tuple[int, int, str | None]]:
+        """(start, end, alias) of each select-list item (read once: the planner asks
+        for them in several places)."""
+        return _select_items(self)
+
+    @cached_property
+    def aliases(self) -> dict[str, tuple[int, int]]:
+        """Each select-list alias -> its expression's token range."""
+        return {alias: (a, b) for a, b, alias in self.items if alias}
 
 
 def _error_at(query: str, pos: int, what: str) -> SqlError:
@@ -539,16 +553,24 @@ def _calls(query: Query, start: int, end: int) -> list[Call]:
     return out
 
 
-def _has_comma(toks: list[Token], start: int, end: int) -> bool:
-    """Whether tokens [start, end) hold a comma outside parentheses (one pass: a
-    query's length in tokens, not its square, holds the proxy's hub)."""
-    depth = 0
-    for k in range(start, end):
-        text = toks[k].text
-        depth += (text == '(') - (text == ')')
+def _terms(toks: list[Token], start: int, end: int) -> Iterator[tuple[int, int]]:
+    """The token ranges of the comma-separated terms of tokens [start, end) (a comma
+    inside parentheses is its term's), one pass: a query's length in tokens, not its
+    square, holds the proxy's hub."""
+    depth, first = 0, start
+    for i in range(start, end):
+        text = toks[i].text
         if text == ',' and depth == 0:
-            return True
-    return False
+            yield first, i
+            first = i + 1
+        else:
+            depth += (text == '(') - (text == ')')
+    yield first, end
+
+
+def _has_comma(toks: list[Token], start: int, end: int) -> bool:
+    """Whether tokens [start, end) hold a comma outside parentheses."""
+    return next(itertools.islice(_terms(toks, start, end), 1, None), None) is not None
 
 
 def _inside(calls: list[Call]) -> set[int]:
@@ -578,24 +600,17 @@ def _select_items(query: Query) -> list[tuple[int, int, str | None]]:
     start = 1
     while start < len(toks) and toks[start].key in ('distinct', 'all'):
         start += 1
-    end = query.clauses['from'][0]
-    items, depth, first = [], 0, start
-    for i in range(start, end + 1):
-        if i == end or (toks[i].text == ',' and depth == 0):
-            a, b = first, i
-            alias = None
-            if b - a >= 2 and toks[b - 1].kind in ('word', 'ident') and toks[b - 2].key == 'as':
-                alias, b = toks[b - 1].key, b - 2
-            elif b - a >= 2 and toks[b - 1].kind in ('ident', 'word') \
-                    and (toks[b - 2].kind in ('word', 'ident', 'string', 'number')
-                         or toks[b - 2].text == ')') \
-                    and toks[b - 1].key not in _ENDING and toks[b - 2].key != 'collate':
-                alias, b = toks[b - 1].key, b - 1
-            items.append((a, b, alias))
-            first = i + 1
-        elif i < end:
-            depth += toks[i].text == '('
-            depth -= toks[i].text == ')'
+    items = []
+    for a, b in _terms(toks, start, query.clauses['from'][0]):
+        alias = None
+        if b - a >= 2 and toks[b - 1].kind in ('word', 'ident') and toks[b - 2].key == 'as':
+            alias, b = toks[b - 1].key, b - 2
+        elif b - a >= 2 and toks[b - 1].kind in ('ident', 'word') \
+                and (toks[b - 2].kind in ('word', 'ident', 'string', 'number')
+                     or toks[b - 2].text == ')') \
+                and toks[b - 1].key not in _ENDING and toks[b - 2].key != 'collate':
+            alias, b = toks[b - 1].key, b - 1
+        items.append((a, b, alias))
     return items
 
 
@@ -741,29 +756,22 @@ def _loaded(query: Query, by_name: dict[str, str], columns: list[str], map_sql: 
     return loaded
 
 
-def _keys(query: Query, by_name: dict[str, str], items) -> set[str] | None:
+def _keys(query: Query, by_name: dict[str, str]) -> set[str] | None:
     """Columns the GROUP BY terms use (select-list positions and aliases resolved)."""
     start, end = query.clauses['group']
-    toks = query.tokens
+    toks, items, aliases = query.tokens, query.items, query.aliases
     keys: set[str] = set()
-    depth, first = 0, start + 2
-    aliases = {alias: (a, b) for a, b, alias in items if alias}
-    for i in range(start + 2, end + 1):
-        if i == end or (toks[i].text == ',' and depth == 0):
-            term = toks[first:i]
-            if len(term) == 1 and term[0].kind == 'number':
-                n = int(term[0].text) if term[0].text.isdigit() else 0
-                if not 1 <= n <= len(items):
-                    return None
-                keys |= _columns_in(query, items[n - 1][0], items[n - 1][1], by_name)
-            elif len(term) == 1 and term[0].key in aliases and term[0].key not in by_name:
-                keys |= _columns_in(query, *aliases[term[0].key], by_name)
-            else:
-                keys |= _columns_in(query, first, i, by_name)
-            first = i + 1
-        elif i < end:
-            depth += toks[i].text == '('
-            depth -= toks[i].text == ')'
+    for a, b in _terms(toks, start + 2, end):
+        term = toks[a:b]
+        if len(term) == 1 and term[0].kind == 'number':
+            n = int(term[0].text) if term[0].text.isdigit() else 0
+            if not 1 <= n <= len(items):
+                return None
+            keys |= _columns_in(query, items[n - 1][0], items[n - 1][1], by_name)
+        elif len(term) == 1 and term[0].key in aliases and term[0].key not in by_name:
+            keys |= _columns_in(query, *aliases[term[0].key], by_name)
+        else:
+            keys |= _columns_in(query, a, b, by_name)
     return keys
 
 
@@ -794,9 +802,9 @@ def _split(query: Query, by_name: dict[str, str], columns: list[str],
             # the objects' minima lose their collation: the merge would compare bytes
             return None, (f'{c.name}() under a COLLATE cannot be split: the filtered rows '
                           'are merged')
-    items = _select_items(query)
+    items = query.items
     if 'group' in query.clauses:
-        keys = _keys(query, by_name, items)
+        keys = _keys(query, by_name)
         if not keys:
             return None, 'GROUP BY terms without columns: the filtered rows are merged'
     else:
@@ -804,11 +812,10 @@ def _split(query: Query, by_name: dict[str, str], columns: list[str],
     used, inside = set(), _inside(calls)    # once: per item it was a query's square
     for a, b, _ in items:                  # select items, without their aliases
         used |= _columns_in(query, a, b, by_name, inside)
-    aliases = {alias for _, _, alias in items if alias}
     for name in ('having', 'order', 'limit'):
         if name in query.clauses:          # ORDER BY prefers an alias to a column
             used |= _columns_in(query, *query.clauses[name], by_name, inside,
-                                aliases if name == 'order' else frozenset())
+                                query.aliases.keys() if name == 'order' else frozenset())
     if _has_star(query):
         return None, 'SELECT * with aggregates: the filtered rows are merged'
     stray = sorted(used - keys)
@@ -869,8 +876,7 @@ def _where(query: Query, by_name: dict[str, str]) -> str:
     if 'where' not in query.clauses:
         return ''
     start, end = query.clauses['where']
-    toks = query.tokens
-    aliases = {alias: (a, b) for a, b, alias in _select_items(query) if alias}
+    toks, aliases = query.tokens, query.aliases
     edits = {i: (i + 1, f'({query.span(*aliases[t.key])})')
              for i in range(start + 1, end) if (t := toks[i]).kind in ('word', 'ident')
              and t.key in aliases and t.key not in by_name
@@ -934,9 +940,8 @@ def _limit_pushdown(query: Query, map_sql: str, columns: list[str]) -> str | Non
     if 'order' in query.clauses:
         start, end = query.clauses['order']
         by_name = {c.lower() for c in columns}
-        aliases = {alias for _, _, alias in _select_items(query)}
         for t in toks[start + 2:end]:
-            if t.kind == 'number' or t.key in aliases or (
+            if t.kind == 'number' or t.key in query.aliases or (
                     t.kind in ('word', 'ident') and t.key not in by_name
                                       and t.key not in ('asc', 'desc', 'nulls', 'first',
                                                         'last', 'collate', 'nocase', 'binary',

@@ -95,11 +95,13 @@ class Templates:
         self._costs: dict[int, int] = {}    # id(template) -> its cost when last charged
         self._held = 0                      # their sum: what ``_evict`` weighs
 
-    def get(self, path: str, memory: int, rdtsc: str):
-        """The template machine for the program (Rejected if it is not valid)."""
+    def get(self, path: str, memory: int, rdtsc: str, deadline: float | None = None):
+        """The template machine for the program (Rejected if it is not valid; its
+        validation ends by ``deadline``: ``validator.within``, entered only to make one)."""
         def make():
             from zvm_core.engines.emulated.machine import Machine
-            p = prepare(path, Policy(rdtsc=rdtsc), engine='emulated')
+            with within(deadline):
+                p = prepare(path, Policy(rdtsc=rdtsc), engine='emulated')
             machine = Machine(p.program, p.verdict, Limits(memory=memory), p.policy,
                               snapshots=True)
             machine.verdict = p.verdict
@@ -107,17 +109,22 @@ class Templates:
         machine = self._kept((*_file_key(path), memory, rdtsc), make)
         return machine, machine.verdict
 
-    def prepared(self, path: str, engine: str | None, rdtsc: str, file: tuple | None = None):
+    def prepared(self, path: str, engine: str | None, rdtsc: str, file: tuple | None = None,
+                 deadline: float | None = None):
         """The program prepared for ``engine`` (``auto`` or ``native``), kept while the
         file is unchanged: which engine ``auto`` picks is decided once per program (again
         after a busy host's probe: ``engines.choice_lasts``).
-        ``file``: its :func:`_file_key`, if the caller has it."""
+        ``file``: its :func:`_file_key`, if the caller has it; ``deadline``: a
+        validation ends by then (``validator.within``; a kept one is not validated,
+        and so a warm start does not enter that block)."""
         key = (*(file or _file_key(path)), engine, rdtsc)
         got = self._prepared.pop(key, None)
         # the coarse clock: an expiry seen a few ms late changes nothing, and it is no
         # system call while a batch's nodes carry the guest's flags (fastcall.c)
         if got is None or got[1] <= _fastcall.coarse():
-            got = (prepare(path, Policy(rdtsc=rdtsc), engine=engine), engines.choice_lasts())
+            with within(deadline):
+                got = (prepare(path, Policy(rdtsc=rdtsc), engine=engine),
+                       engines.choice_lasts())
         self._prepared[key] = got
         while len(self._prepared) > PREPARED:
             self._prepared.popitem(last=False)
@@ -304,9 +311,8 @@ def _serve_one(req: dict, fds: list[int], templates: Templates,
         if known is None:
             file = _file_key(req['program'])
             try:
-                with within(validated_by):
-                    prepared = templates.prepared(req['program'], req.get('engine'),
-                                                  req['rdtsc'], file)
+                prepared = templates.prepared(req['program'], req.get('engine'), req['rdtsc'],
+                                              file, validated_by)
             except Rejected as e:
                 return e.report, None
             if ready is not None:
@@ -326,8 +332,8 @@ def _serve_one(req: dict, fds: list[int], templates: Templates,
                 return Report(e.status, None, str(e), engine='native'), None
         reason = prepared.reason    # auto runs it emulated (zvm_core.prepare): its template
     try:
-        with within(validated_by):
-            machine, verdict = templates.get(req['program'], limits.memory, req['rdtsc'])
+        machine, verdict = templates.get(req['program'], limits.memory, req['rdtsc'],
+                                         validated_by)
     except Rejected as e:
         return e.report, None
     except SetupError as e:

@@ -21,6 +21,7 @@ from zvm_core.memory import STACK_SIZE
 from zvm_core.syscalls.errors import Stop, SysError
 
 PID = TID = 1
+UMASK = 0o022
 ARCH_SET_GS, ARCH_SET_FS, ARCH_GET_FS, ARCH_GET_GS = 0x1001, 0x1002, 0x1003, 0x1004
 # Linux's end of user space with 4-level paging (TASK_SIZE_MAX): a segment base at or
 # above it is EPERM.  The guest lives below 4 GiB; a 5-level host's larger bound is not
@@ -118,18 +119,27 @@ def sys_uname(p, buf, *_):
     return 0
 
 
-def _signal_state(p) -> dict:
-    """This run's signal actions and mask (a used machine starts again from none)."""
+def _run_state(p) -> dict:
+    """This run's signal actions, signal mask and file mode mask (a used machine
+    starts again from the defaults)."""
     state = p.__dict__.get('_signals')
     if state is None or state['run'] != p.runs:
-        state = p._signals = {'run': p.runs, 'actions': {}, 'mask': 0}
+        state = p._signals = {'run': p.runs, 'actions': {}, 'mask': 0, 'umask': UMASK}
     return state
+
+
+def sys_umask(p, mask, *_):
+    """Kept and returned as Linux does; the guest's files are its channels and the
+    read-only image, so no mode it asks for is ever applied."""
+    state = _run_state(p)
+    old, state['umask'] = state['umask'], mask & 0o777
+    return old
 
 
 def sys_rt_sigprocmask(p, how, new, old, size, *_):
     if size != SIGSET_SIZE:
         raise SysError(errno.EINVAL)
-    state = _signal_state(p)
+    state = _run_state(p)
     mask = state['mask']
     if new:
         (bits,) = struct.unpack('<Q', p.mem.read(new, SIGSET_SIZE))
@@ -152,7 +162,7 @@ def sys_rt_sigaction(p, sig, act, old, size, *_):
     sig &= 0xFFFFFFFF
     if size != SIGSET_SIZE or not 1 <= sig <= NSIG or act and sig in (SIGKILL, SIGSTOP):
         raise SysError(errno.EINVAL)
-    actions = _signal_state(p)['actions']
+    actions = _run_state(p)['actions']
     new = p.mem.read(act, SIGACTION_SIZE) if act else None
     if old:
         p.mem.write(old, actions.get(sig, bytes(SIGACTION_SIZE)))
@@ -240,7 +250,8 @@ def sys_tkill(p, tid, sig, *_):
 HANDLERS = {
     13: ('rt_sigaction', sys_rt_sigaction), 14: ('rt_sigprocmask', sys_rt_sigprocmask),
     24: ('sched_yield', sys_zero), 39: ('getpid', sys_getpid), 60: ('exit', sys_exit),
-    62: ('kill', sys_kill), 63: ('uname', sys_uname), 97: ('getrlimit', sys_getrlimit),
+    62: ('kill', sys_kill), 63: ('uname', sys_uname), 95: ('umask', sys_umask),
+    97: ('getrlimit', sys_getrlimit),
     99: ('sysinfo', sys_sysinfo), 102: ('getuid', sys_getuid), 104: ('getgid', sys_getuid),
     107: ('geteuid', sys_getuid), 108: ('getegid', sys_getuid), 110: ('getppid', sys_getppid),
     131: ('sigaltstack', sys_zero), 158: ('arch_prctl', sys_arch_prctl),

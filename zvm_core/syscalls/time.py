@@ -14,7 +14,8 @@ from zvm_core.syscalls.errors import SysError
 
 NS = 1_000_000_000
 MAX_NS = (1 << 63) - 1         # the clock saturates instead of wrapping
-CLOCK_REALTIME, TIMER_ABSTIME = 0, 1
+CLOCK_REALTIME, CLOCK_PROCESS_CPUTIME_ID, TIMER_ABSTIME = 0, 2, 1
+CLK_TCK = 100
 KNOWN_CLOCKS = range(0, 12)
 
 
@@ -70,6 +71,15 @@ def sys_time(p, tloc, *_):
     return sec
 
 
+def sys_times(p, buf, *_):
+    """The process's CPU clock in ticks of 1/100 s (``sysconf(_SC_CLK_TCK)``) as user
+    time, no system or children's time; the return value counts the same ticks."""
+    ticks = p.clock.clock_ns(CLOCK_PROCESS_CPUTIME_ID) // (NS // CLK_TCK)
+    if buf:
+        p.mem.write(buf, struct.pack('<qqqq', ticks, 0, 0, 0))
+    return ticks
+
+
 def sys_nanosleep(p, req, rem, *_):
     p.clock.slept = min(MAX_NS, p.clock.slept + _timespec(p, req))
     return 0
@@ -87,6 +97,7 @@ def sys_clock_nanosleep(p, clock, flags, req, rem, *_):
 
 HANDLERS = {
     35: ('nanosleep', sys_nanosleep), 96: ('gettimeofday', sys_gettimeofday),
+    100: ('times', sys_times),
     201: ('time', sys_time), 228: ('clock_gettime', sys_clock_gettime),
     229: ('clock_getres', sys_clock_getres), 230: ('clock_nanosleep', sys_clock_nanosleep),
 }
