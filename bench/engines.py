@@ -151,8 +151,11 @@ def workloads(tmp: Path, sizes: dict[str, int], reps: int, engines: list[str]) -
                '"main" is the host program\'s own clock around main, without the start '
                'and exit a run() includes, ~1 ms). sort writes through stdio: ~1,000 '
                'mediated 1 KiB writev per MiB, each the kernel\'s round trip (the floor, '
-               'below) plus two copies out of the guest (its iovec array, its bytes) and the '
-               'etag\'s MD5 (on a helper thread): ~10 us a write, the host\'s own write '
+               'below) plus its bytes copied out of the guest (its iovec array and musl\'s '
+               'stdio buffer from the stack and data segment a spawned guest shares with '
+               'the supervisor, the caller\'s line from the heap with a pread of '
+               '/proc/PID/mem) and the etag\'s MD5 (on a helper thread): ~8 us a write (load '
+               '14), the host\'s own write '
                'included (the 1 KiB writev rows below); under load its spread is wider than '
                'the host\'s (each of its ~4,000 switches may wait for a CPU). '
                'Letting the kernel write the channel itself cannot keep the report, quotas '
@@ -384,7 +387,7 @@ def round_trip(tmp: Path, n: int, reps: int, engines: list[str]) -> None:
                'copies its bytes out of the guest, writes them and hashes them (natively '
                'served by the C loop, engines/native/fastcall.c, which hashes full buffers on '
                'a helper thread); a stdio program pays one '
-               'per 1 KiB it writes, which is why sort stays above 1.5x (doc/sandbox.md, '
+               'per 1 KiB it writes, which keeps sort near 1.5x (doc/sandbox.md, '
                '"Cost of a mediated call")')
 
 

@@ -8,6 +8,7 @@ natively the kernel must stop them (seccomp's architecture check, PR_SET_TSC).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import re
@@ -905,11 +906,12 @@ def _userns_available() -> bool:
         ['unshare', '-U', '-n', '-m', 'true'], capture_output=True, check=False).returncode == 0
 
 
-def test_the_guest_process_holds_only_what_it_was_given(guest, zvm):
-    """What the kernel shows of a running native guest.  Event-driven: it is looked at
-    once it said it runs (its first write, a mediated call: past the loader), found as
-    the CLI's own child (other runs on the machine have guests too), and its end with
-    the CLI awaited on a pidfd; the deadlines only fail a hang."""
+@contextlib.contextmanager
+def _spinning(guest, zvm):
+    """(the pid of a running native guest, the CLI's process).  Event-driven: it is
+    given once it said it runs (its first write, a mediated call: past the loader),
+    found as the CLI's own child (other runs on the machine have guests too); the
+    deadline only fails a hang."""
     import select
     import subprocess
 
@@ -922,6 +924,18 @@ def test_the_guest_process_holds_only_what_it_was_given(guest, zvm):
         [pid] = [p for p in map(int, filter(str.isdigit, os.listdir('/proc')))
                  if _is(lambda p=p: _parent(p) == proc.pid
                         and os.readlink(f'/proc/{p}/exe') == str(loader_path()))]
+        yield pid, proc
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+
+
+def test_the_guest_process_holds_only_what_it_was_given(guest, zvm):
+    """What the kernel shows of a running native guest, and its end with the CLI
+    awaited on a pidfd (the deadline only fails a hang)."""
+    import select
+    with _spinning(guest, zvm) as (pid, proc):
         pidfd = os.pidfd_open(pid)
         status = dict(line.split(':\t', 1) for line in
                       Path(f'/proc/{pid}/status').read_text().splitlines() if ':\t' in line)
@@ -937,11 +951,58 @@ def test_the_guest_process_holds_only_what_it_was_given(guest, zvm):
             for ns in ('net', 'mnt', 'user'):
                 assert os.readlink(f'/proc/{pid}/ns/{ns}') != os.readlink(f'/proc/self/ns/{ns}')
             assert os.listdir(f'/proc/{pid}/root') == []       # an empty file tree
-    finally:
         proc.kill()
-        proc.wait()
-        proc.stdout.close()
     try:        # PR_SET_PDEATHSIG: it dies with the CLI (its pidfd is readable once gone)
         assert select.select([pidfd], [], [], RUN_TIMEOUT)[0], 'the guest outlived the CLI'
     finally:
         os.close(pidfd)
+
+
+def _vmas(pid: int) -> list[dict]:
+    """The process's mappings: lo, hi, perms, name ('' for none), huge (marked "hg")."""
+    vmas: list[dict] = []
+    for line in Path(f'/proc/{pid}/smaps').read_text().splitlines():
+        head = line.split()
+        if re.fullmatch(r'[0-9a-f]+-[0-9a-f]+', head[0]):
+            lo, hi = (int(x, 16) for x in head[0].split('-'))
+            vmas.append({'lo': lo, 'hi': hi, 'perms': head[1],
+                         'name': ' '.join(head[5:]), 'huge': False})
+        elif head[0] == 'VmFlags:':
+            vmas[-1]['huge'] = 'hg' in head[1:]
+    return vmas
+
+
+def test_a_spawned_guests_stack_and_data_are_shared_with_its_supervisor(guest, zvm):
+    """A spawned guest's stack and writable data segment are one memfd, mapped shared
+    by the guest and by its supervisor (the CLI here), which reads a writev's iovec
+    array and musl's stdio buffer from its own mapping (fastcall.c); the heap stays
+    private, and nothing of it is both writable and executable."""
+    with _spinning(guest, zvm) as (pid, proc):
+        vmas, theirs = _vmas(pid), _vmas(proc.pid)
+    shared = [v for v in vmas if v['perms'] == 'rw-s']
+    assert shared and all(v['name'].startswith('/memfd:zvm-guest') for v in shared), vmas
+    assert any(v['hi'] == 1 << 32 for v in shared), vmas               # the stack
+    assert any(v['hi'] <= 1 << 31 for v in shared), vmas                # a data segment
+    assert [v for v in vmas if v['perms'] == 'rw-p' and not v['name']], vmas   # the heap
+    assert not [v for v in vmas if 'w' in v['perms'] and 'x' in v['perms']], vmas
+    assert [v for v in theirs if v['name'].startswith('/memfd:zvm-guest')
+            and 'x' not in v['perms']], theirs
+
+
+@pytest.mark.skipif(not Path('/sys/kernel/mm/transparent_hugepage').exists(),
+                    reason='a kernel without transparent huge pages: no madvise to make')
+def test_only_the_heaps_interior_may_be_huge_pages(guest, zvm):
+    """The loader asks for transparent huge pages over the heap arena but its first and
+    last 2 MiB (loader.c MAP_HUGE_HINT), nowhere else: one VMA marked "hg", inside a
+    writable one cut around it at 2 MiB either side (a small heap never pays for
+    zeroing 2 MiB), and not the stack (which every run touches)."""
+    with _spinning(guest, zvm) as (pid, _):
+        vmas = _vmas(pid)
+    [i] = [i for i, v in enumerate(vmas) if v['huge']]
+    below, heap, above = vmas[i - 1:i + 2]
+    assert below['hi'] == heap['lo'] and heap['hi'] == above['lo'], vmas
+    # (the heap's first 2 MiB may be one VMA with the data segment's below it)
+    assert below['hi'] - below['lo'] >= 2 << 20 and above['hi'] - above['lo'] == 2 << 20, vmas
+    assert below['perms'] == heap['perms'] == above['perms'] == 'rw-p', vmas
+    stack = [v for v in vmas if v['hi'] == 1 << 32]
+    assert stack and not stack[0]['huge'], vmas

@@ -4,13 +4,18 @@ needs the tracer)."""
 
 from __future__ import annotations
 
+import ctypes
+import os
+
 import pytest
 
 from zvm_core import validator
 from zvm_core.elf import load_program
-from zvm_core.engines.native.memory import ProcessMemory, Region
+from zvm_core.engines.native.loader import HUGE, SHARED, Spec
+from zvm_core.engines.native.memory import SHARED_MOST, ProcessMemory, Region
 from zvm_core.engines.native.supervisor import Guest, _layout
 from zvm_core.executor import SetupError, heap_bounds
+from zvm_core.memory import PAGE, STACK_TOP
 from zvm_core.prepare import needs_tracer, prepare
 from zvm_core.validator import Policy, VerdictCache
 
@@ -24,10 +29,42 @@ def test_a_template_s_runs_share_its_sorted_layout_not_their_protections() -> No
     assert first.regions == (Region(0x1000, 0x2000, 5), Region(0x3000, 0x4000, 3))
     assert again.regions is first.regions
     first._memfd = again._memfd = 9         # a table needs /proc/PID/mem (never used here)
-    assert again.table()[2] == first.table()[2] == ((0x1000, 0x2000, 5), (0x3000, 0x4000, 3))
+    assert again.table()[2] == first.table()[2] == ((0x1000, 0x2000, 5, 0), (0x3000, 0x4000, 3, 0))
     assert again.table()[3] is not first.table()[3]
     assert again.region_at(0x3800) == Region(0x3000, 0x4000, 3)
     first._memfd = again._memfd = None
+
+
+def test_a_spawned_guest_shares_its_stack_and_small_data_segments_only() -> None:
+    """share() marks the stack and the writable data segments of at most SHARED_MOST
+    SHARED, one after another in its memfd, and gives the C loop where it maps each
+    (table()); code, the heap (HUGE) and a big static array stay private; close()
+    takes the mapping back."""
+    top = STACK_TOP
+    regions = [Region(0x400000, 0x401000, 5), Region(0x401000, 0x403000, 3),
+               Region(0x403000, 0x403000 + SHARED_MOST + PAGE, 3),
+               Region(0x2000000, 0x8000000, 3), Region(top - (16 << 20), top, 3)]
+    mem = ProcessMemory(0, regions)
+    spec = Spec(entry=0x400000)
+    spec.maps = [(r.start, r.end - r.start, r.prot | (HUGE if r.start == 0x2000000 else 0))
+                 for r in regions]
+    fd = mem.share(spec)
+    assert fd is not None
+    try:
+        assert [prot & SHARED for _, _, prot in spec.maps] == [0, SHARED, 0, 0, SHARED]
+        assert os.fstat(fd).st_size == 0x2000 + (16 << 20)
+        mem._memfd = 9          # a table needs /proc/PID/mem (never used here)
+        hosts = [host for _, _, _, host in mem.table()[2]]
+        assert hosts[0] == hosts[2] == hosts[3] == 0
+        assert hosts[4] == hosts[1] + 0x2000                # laid one after another
+        ctypes.memmove(hosts[4] + (16 << 20) - 3, b'top', 3)
+        assert os.pread(fd, 3, 0x2000 + (16 << 20) - 3) == b'top'
+    finally:
+        mem._memfd = None
+        mem.close()
+    assert [host for _, _, _, host in mem._spans] == [0] * 5
+    with pytest.raises(OSError):
+        os.fstat(fd)
 
 
 def test_spawned_runs_share_a_layout_by_program_and_memory(guest) -> None:

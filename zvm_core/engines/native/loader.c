@@ -95,6 +95,19 @@
 #define SYS_ppoll 271
 #define SYS_madvise 28
 #define MADV_POPULATE_WRITE 23
+#define MADV_HUGEPAGE 14
+/* A map's flag beside its protection (loader.py: HUGE): the heap arena, whose interior
+ * -- all of it but its first and last HUGE_EDGE bytes, where brk and the first
+ * mappings of a small heap lie -- may be backed by transparent huge pages (see load()) */
+#define MAP_HUGE_HINT 0x100
+#define HUGE_EDGE 0x200000ULL
+/* Another (loader.py: SHARED): a spawned guest's stack or data segment, mapped shared
+ * from the supervisor's memfd at MEM_FD (these maps one after another from offset 0),
+ * which the supervisor maps too and reads the guest's stdio buffers and iovec arrays
+ * from without a system call (fastcall.c).  Closed before the filter (prepare()); a
+ * template's spec never has it (its MEM_FD is closed before load(): the map fails). */
+#define MAP_SHARED_HINT 0x200
+#define MEM_FD 10
 
 #define TRAP_ENTRY 0x10000      /* memory.TRAP_PAGE: the ZeroVM trap stub (fault signals) */
 #define STACK_TOP 0x100000000UL /* memory.STACK_TOP and STACK_SIZE: the signal stack */
@@ -365,14 +378,29 @@ static void read_spec(struct header *h) {
 
 /* 2. the guest's mappings, their bytes, then their final protections */
 static void load(const struct header *h) {
+    u64 shared = 0;             /* the next shared map's offset in MEM_FD */
     for (u64 i = 0; i < h->nmaps; i++) {
         struct map *m = &maps[i];
         if ((m->prot & 2) && (m->prot & 4)) fail("a mapping both writable and executable", 0);
         if (m->addr + m->size > GUEST_TOP || m->addr + m->size < m->addr)
             fail("a mapping outside the guest's 4 GiB", 0);
-        long a = sys6(SYS_mmap, (long)m->addr, (long)m->size, 3,
-                      0x02 | 0x20 | 0x100000 | 0x4000, -1, 0);   /* PRIVATE ANON NOREPLACE NORESERVE */
+        long a = (m->prot & MAP_SHARED_HINT)
+            ? sys6(SYS_mmap, (long)m->addr, (long)m->size, 3, 0x01 | 0x100000, MEM_FD,
+                   (long)shared)                                /* SHARED NOREPLACE */
+            : sys6(SYS_mmap, (long)m->addr, (long)m->size, 3,
+                   0x02 | 0x20 | 0x100000 | 0x4000, -1, 0);   /* PRIVATE ANON NOREPLACE NORESERVE */
         if (a != (long)m->addr) fail("cannot map guest memory", a < 0 ? a : -17);
+        if (m->prot & MAP_SHARED_HINT) shared += m->size;
+        /* A big heap's pages as 2 MiB pages where the host gives them (THP "madvise"
+         * or "always"; else nothing changes): a guest's page fault is ~3 us on a
+         * VM, and a heap that grows by realloc touches each new page once (mremap
+         * is not the kernel's here: musl copies), ~1,000 faults in the line sort of
+         * 2 MiB.  Only the interior: a small heap (brk from the bottom, mappings
+         * from the top) never pays for zeroing 2 MiB it does not use.  Nothing the
+         * guest can see changes (the bytes are the same; no call reports it). */
+        if ((m->prot & MAP_HUGE_HINT) && m->size > 2 * HUGE_EDGE)
+            sys3(SYS_madvise, m->addr + HUGE_EDGE, m->size - 2 * HUGE_EDGE, MADV_HUGEPAGE);
+        m->prot &= ~(u64)(MAP_HUGE_HINT | MAP_SHARED_HINT);
     }
     for (u64 i = 0; i < h->ncopies; i++)
         pread_all((void *)copies[i].dest, copies[i].length, copies[i].offset,

@@ -17,6 +17,7 @@ alone; its children get their run's bytes written into them by the supervisor.
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import os
 import socket
@@ -41,6 +42,9 @@ _PAIR = struct.Struct('<2Q')
 # new ones held for the supervisor (namespaces.py)
 OFF, OWN, JOIN, HOLD = 0, 1, 2, 3
 NS_FD = 5
+HUGE = 0x100        # loader.c MAP_HUGE_HINT: beside a map's protection, the heap arena
+SHARED = 0x200      # loader.c MAP_SHARED_HINT: mapped from the memfd at MEM_FD (memory.py)
+MEM_FD = 10
 
 
 def cache_dir() -> Path:
@@ -70,7 +74,7 @@ class Spec:
     sp: int = 0
     as_limit: int = 0
     cpu_seconds: int = 0
-    maps: list[tuple[int, int, int]] = field(default_factory=list)       # addr, size, prot
+    maps: list[tuple[int, int, int]] = field(default_factory=list)   # addr, size, prot|hints
     copies: list[tuple[int, bytes]] = field(default_factory=list)        # addr, data
     filter: bytes = b''
     namespaces: int = OWN       # OFF, or OWN: user/net/IPC/UTS/mount ones where the host allows
@@ -113,22 +117,30 @@ class Spec:
         return fd
 
 
-def spawn(spec: Spec, join: tuple[int, ...] = ()) -> tuple[int, socket.socket]:
-    """Start the loader: spec on fd 3, its end of a socket pair on fd 4, and ``join``
+def spawn(spec: Spec, join: tuple[int, ...] = (), memory: int | None = None
+          ) -> tuple[int, socket.socket]:
+    """Start the loader: spec on fd 3, its end of a socket pair on fd 4, ``join``
     (namespaces.py: user, net, IPC, UTS, mount) on NS_FD.. to join instead of the
-    spec's namespaces.  Only these: every other descriptor of ours is close-on-exec
-    or closed by the loader."""
+    spec's namespaces, and ``memory`` (the memfd of the spec's SHARED maps) on
+    MEM_FD.  Only these: every other descriptor of ours is close-on-exec or closed
+    by the loader."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     spec_fd = spec.memfd(JOIN if join else None)
+    moved = None        # the dup2s run in order: one to 3..NS_FD+4 must not close it
     try:
+        if memory is not None and memory <= MEM_FD:
+            memory = moved = fcntl.fcntl(memory, fcntl.F_DUPFD_CLOEXEC, MEM_FD + 1)
         loader = str(loader_path())
         pid = os.posix_spawn(loader, [loader], {}, file_actions=[
             (os.POSIX_SPAWN_DUP2, spec_fd, 3), (os.POSIX_SPAWN_DUP2, theirs.fileno(), 4),
-            *((os.POSIX_SPAWN_DUP2, fd, NS_FD + i) for i, fd in enumerate(join))])
+            *((os.POSIX_SPAWN_DUP2, fd, NS_FD + i) for i, fd in enumerate(join)),
+            *(((os.POSIX_SPAWN_DUP2, memory, MEM_FD),) if memory is not None else ())])
     except BaseException:
         ours.close()
         raise
     finally:
         os.close(spec_fd)
         theirs.close()
+        if moved is not None:
+            os.close(moved)
     return pid, ours

@@ -17,7 +17,9 @@ the protection table below is, first, and it never holds a page both
 writable and executable (code stays the validated image's), so what it
 could let through at worst is the guest's own read-only data after a
 failed ``mprotect``.  Where ``/proc`` cannot be opened, both fall back to
-``process_vm_readv``/``writev``.
+``process_vm_readv``/``writev``.  A spawned guest's stack and data segments
+can also be a memfd this process maps (:meth:`ProcessMemory.share`), which the
+C loop copies from and to without a system call.
 
 A view cannot be a window on another process's memory: a readable view is a
 copy, a writable one is a staging buffer that :meth:`flush` copies into the
@@ -32,10 +34,14 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import fcntl
+import mmap
 import os
+import resource
 from dataclasses import dataclass
 
-from zvm_core.memory import PAGE, PROT_R, PROT_W, GuestFault, page_down
+from zvm_core.engines.native.loader import HUGE, SHARED, Spec
+from zvm_core.memory import PAGE, PROT_R, PROT_W, STACK_TOP, GuestFault, page_down
 
 _libc = ctypes.CDLL(None, use_errno=True)
 for _name in ('process_vm_readv', 'process_vm_writev'):
@@ -50,6 +56,17 @@ class _IOVec(ctypes.Structure):
 
 
 CHUNK = 1 << 20
+SHARED_MOST = 4 << 20   # a bigger data segment stays private (share(): a static array)
+
+
+def _address(view: mmap.mmap) -> int:
+    """Where ``view`` lies in this process (the buffer export released at once, so
+    ``view`` can be closed: the address is used only while it is open)."""
+    anchor = ctypes.c_char.from_buffer(view)
+    try:
+        return ctypes.addressof(anchor)
+    finally:
+        del anchor
 
 
 @dataclass(frozen=True)
@@ -71,8 +88,9 @@ class ProcessMemory:
             self.regions, self._spans = like.regions, like._spans
         else:
             self.regions = tuple(sorted(regions, key=lambda r: r.start))   # shared: never changed
-            self._spans = tuple((r.start, r.end, r.prot) for r in self.regions)
+            self._spans = tuple((r.start, r.end, r.prot, 0) for r in self.regions)
         self._prot: dict[int, int] = {}
+        self._shared: tuple[int, mmap.mmap] | None = None     # share(): memfd, our mapping
         self._staged: list[tuple[int, bytearray]] = []
         self._memfd: int | None = None
         self._last = Region(0, 0, 0)    # the region found last: calls come in runs
@@ -89,19 +107,75 @@ class ProcessMemory:
         except OSError:
             self._memfd = None          # no /proc here: process_vm_readv/writev
 
-    def table(self) -> tuple[int, int, tuple[tuple[int, int, int], ...], dict[int, int]] | None:
+    def share(self, spec: Spec) -> int | None:
+        """Make a spawned guest's stack and writable data segments shared with this
+        process: marked SHARED, laid one after another in a new memfd sealed at
+        their size (the loader maps them from it at MEM_FD), which this process maps
+        too, for the C loop to read and write those regions without a system call
+        (``table``).  Its descriptor, to pass to the loader, closed by
+        :meth:`close`; None, the spec unchanged, where it cannot be made (no memfd,
+        or a file size limit below it: ``ftruncate`` past ``RLIMIT_FSIZE`` would be
+        ``SIGXFSZ`` to this process).  The heap stays private, and so does a data
+        segment over SHARED_MOST (a big static array): their pages would be
+        shmem's, whose faults and freeing cost ~2-4 us a page more here than an
+        anonymous page's (a big heap touches thousands), and the heap's huge pages
+        (HUGE) would go."""
+        maps, at, hosts = [], 0, []
+        for addr, size, prot in spec.maps:
+            if prot & PROT_W and not prot & HUGE and (size <= SHARED_MOST
+                                                      or addr + size == STACK_TOP):
+                hosts.append((addr, at))
+                at += size
+                prot |= SHARED
+            maps.append((addr, size, prot))
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        if not hosts or limit != resource.RLIM_INFINITY and limit < at:
+            return None
+        try:
+            fd = os.memfd_create('zvm-guest', os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+        except OSError:
+            return None
+        try:
+            os.ftruncate(fd, at)
+            fcntl.fcntl(fd, fcntl.F_ADD_SEALS,
+                        fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL)
+            view = mmap.mmap(fd, at)
+        except OSError:
+            os.close(fd)
+            return None
+        except BaseException:
+            os.close(fd)
+            raise
+        base = _address(view)
+        offsets = dict(hosts)
+        self._spans = tuple((start, end, prot, base + offsets[start] if start in offsets else 0)
+                            for start, end, prot, _ in self._spans)
+        self._shared = fd, view
+        spec.maps = maps
+        return fd
+
+    def table(self) -> tuple[int, int, tuple[tuple[int, int, int, int], ...],
+                             dict[int, int]] | None:
         """What the supervisor's C loop (``fastcall.c``) checks and moves guest bytes
         with: the ``/proc/PID/mem`` descriptor, the pid, the regions as (start, end,
-        prot), and the live page protections ``protect`` records (the same dict);
-        None without ``/proc``."""
+        prot, where this process maps it: :meth:`share`, or 0), and the live page
+        protections ``protect`` records (the same dict); None without ``/proc``."""
         if self._memfd is None:
             return None
         return self._memfd, self.pid, self._spans, self._prot
 
     def close(self) -> None:
+        """The guest's descriptors and this process's mapping of it (the C loop has
+        ended: nothing reads the mapping after)."""
         if self._memfd is not None:
             os.close(self._memfd)
             self._memfd = None
+        if self._shared is not None:
+            fd, view = self._shared
+            self._shared = None
+            self._spans = tuple((start, end, prot, 0) for start, end, prot, _ in self._spans)
+            view.close()
+            os.close(fd)
 
     # -- protection table (the emulator's rules) ---------------------------------
 

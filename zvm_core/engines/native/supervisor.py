@@ -50,7 +50,7 @@ from zvm_core.channels import (
 )
 from zvm_core.elf import PF_R, PF_W, PF_X, Program
 from zvm_core.engines.native import _fastcall, namespaces, seccomp
-from zvm_core.engines.native.loader import OFF, OWN, Spec, loader_path, spawn
+from zvm_core.engines.native.loader import HUGE, OFF, OWN, Spec, loader_path, spawn
 from zvm_core.engines.native.memory import ProcessMemory, Region
 from zvm_core.engines.native.tsc import Tracer
 from zvm_core.executor import (
@@ -196,7 +196,9 @@ class Guest:
         spec = Spec(entry=p.entry, filter=FILTER, template=template,
                     namespaces=OFF if os.environ.get('ZVM_NATIVE_NAMESPACES') == 'off' else OWN)
         # unicorn's protection bits are mmap's (1, 2, 4)
-        spec.maps = [(r.start, r.end - r.start, r.prot) for r in self.regions]
+        spec.maps = [(r.start, r.end - r.start,
+                      r.prot | (HUGE if r.start == self.heap_start else 0))
+                     for r in self.regions]
         spec.as_limit = sum(r.end - r.start for r in self.regions) + AS_SLACK
         spec.copies = [(s.vaddr, s.data) for s in p.segments if s.data]
         spec.copies += [(TRAP_PAGE, trap.STUB),
@@ -288,11 +290,11 @@ def _prot(flags: int) -> int:
             | (PROT_X if flags & PF_X else 0))
 
 
-def _spawn(spec: Spec) -> tuple[int, socket.socket]:
+def _spawn(spec: Spec, memory: int | None = None) -> tuple[int, socket.socket]:
     """Start the loader (``loader.spawn``): in this process's shared namespaces
     (``namespaces.py``) where the spec asks for namespaces and the host has them."""
     held = namespaces.shared() if spec.namespaces == OWN else None
-    return spawn(spec, held or ())
+    return spawn(spec, held or (), memory)
 
 
 class _Child:
@@ -1093,12 +1095,19 @@ def run(program: Program, channels: list[Channel], argv: list[str], env: dict[st
     guest.deadline = began + timeout     # a probe before this run counts
     child = None
     if template is None:
-        pid, sock = _spawn(spec)
+        # its stack and data shared with us (a recorded start's memory is the probe's)
+        memory = guest.mem.share(spec) if start is None else None
+        try:
+            pid, sock = _spawn(spec, memory)
+        except BaseException:
+            guest.mem.close()
+            raise
         try:
             pidfd = os.pidfd_open(pid)
         except BaseException:
             _reap(pid, None)
             sock.close()
+            guest.mem.close()
             raise
     else:
         try:
