@@ -921,7 +921,8 @@ def test_a_large_jobs_counts_and_failed_nodes_are_read_from_its_answer() -> None
                                          f'0 {SUMMARY_NODES + 1}, 2 1')
     assert [(n.name, n.failed) for n in got.nodes] == [('n5', True)]
     shown = display.report(got)
-    assert 'n5: exit 2' in shown and '| no such key' in shown
+    assert 'n5: exit 2: no such key\n' in shown and shown.count('no such key') == 1   # not
+    # again as its stderr, which is only that line
     assert f'{SUMMARY_NODES + 2} nodes: {SUMMARY_NODES + 1} succeeded, 1 failed in 2.50 s' in shown
     assert 'refused' not in shown                   # the job ran: it is not "nothing ran"
     assert got.to_json()['summary']['nodes'] == SUMMARY_NODES + 2
@@ -1343,6 +1344,29 @@ def test_zc_sql_prints_the_servers_reason_and_exits_1(monkeypatch, capsys, statu
     code, _, out, err = zc_sql(monkeypatch, capsys, FakeAnswer(status, reason, body), QUERY)
     assert (code, out) == (1, '')
     assert err.startswith(says) and 'Traceback' not in err
+
+
+def test_zc_sql_shows_failed_nodes_as_zc_run_does_then_counts_them(monkeypatch,
+                                                                    capsys) -> None:
+    # 26 malformed objects printed the server's whole body: 26 lines, then 26 stderr
+    # sections repeating them (104 lines); zc run says three and counts the rest
+    names = [f'sql-{i}' for i in range(1, 28)]
+    errors = {name: f'exit 1: sqlite: load: swift://AUTH_test/sales/{name}.csv: line 2: '
+                    'record 2 has 4 fields, not 6' for name in names[1:]}
+    headers = {'X-Nexe-System': ','.join(names), 'X-Nexe-Status': ','.join(['ok'] * 27),
+               'X-Nexe-Retcode': ','.join(['0'] + ['1'] * 26),
+               'X-Nexe-Error': ','.join(f'{k}: {v}'.replace(', ', '; ')
+                                        for k, v in errors.items()),
+               'X-Nexe-Cdr-Line': '0.50, ' + ', '.join(['0.01, 10 0 100 0'] * 27)}
+    body = ''.join(f'{k}: {v}\n' for k, v in errors.items()) + ''.join(
+        f'\n--- stderr of {k} (its end) ---\n{v[len("exit 1: "):]}\n' for k, v in errors.items())
+    answer = FakeAnswer(422, 'Unprocessable Entity', body.encode(), headers)
+    code, _, out, err = zc_sql(monkeypatch, capsys, answer, QUERY)
+    assert (code, out) == (1, '')
+    assert err == ('zc: the query: 422 Unprocessable Entity\n' +
+                   ''.join(f'{k}: {errors[k]}\n' for k in names[1:4]) +
+                   '... and 23 more failed nodes\n'
+                   '27 nodes: 1 succeeded, 26 failed in 0.50 s; HTTP 422\n')
 
 
 def test_zc_sql_refuses_an_empty_query_and_a_bad_format(monkeypatch, capsys) -> None:

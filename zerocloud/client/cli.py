@@ -1003,7 +1003,8 @@ class Client:
 
     def cmd_sql(self) -> int:
         """One ``sql/1.0`` request: the answer on stdout, the plan and the nodes' count on
-        stderr (unless -q); a refused or failed query prints the server's whole answer."""
+        stderr (unless -q); a refused query prints the server's whole answer, a failed one
+        its failed nodes (:meth:`query_failed`)."""
         o = self.opts
         query = sys.stdin.read() if o.query == '-' else o.query
         body = jobs.sql_request(query, fmt=o.format, header=not o.no_header, explain=o.explain,
@@ -1022,8 +1023,7 @@ class Client:
             answer = ses.query(json.dumps(body).encode())
             data = answer.read()
         if answer.status >= 300:
-            raise ServerError('the query', answer.status, answer.reason,
-                              _as_options(data))
+            return self.query_failed(answer, data)
         self.out.write(data)
         self.out.flush()
         if not self.quiet and not o.explain:
@@ -1035,6 +1035,17 @@ class Client:
                            display.summary(report.parse(answer.status, h, b''),
                                            'the answer counts its nodes'))
         return 0
+
+    def query_failed(self, answer: Answer, data: bytes) -> int:
+        """A refused query: the server's whole answer; one whose nodes failed (each
+        names its object): the first few as ``zc run`` says them, then a count."""
+        result = report.parse(answer.status, answer.headers, data)
+        if not any(node.failed for node in result.nodes):
+            raise ServerError('the query', answer.status, answer.reason, _as_options(data))
+        self.err.write(f'zc: the query: {answer.status} {answer.reason}\n' +
+                       display.failures(result.nodes, most=display.ALIKE_SHOWN) +
+                       display.summary(result, 'the answer counts its nodes'))
+        return EXIT_FAILED
 
     def cmd_local(self) -> int:
         try:
