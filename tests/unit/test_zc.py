@@ -1638,6 +1638,36 @@ def test_a_404_for_an_on_with_a_shell_glob_says_only_star_is_a_wildcard(on: str,
     assert capsys.readouterr().err.endswith(said) is hint
 
 
+def test_a_413_for_the_zapp_zc_made_says_so_and_to_upload_the_program(
+        tmp_path, monkeypatch, capsys) -> None:
+    # it said only "the request body is larger than zerovm_maxinput": the user never
+    # sent a body, zc's bundle of the program was it, and a stored program is not sent
+    from zerocloud.client.cli import Client
+    (tmp_path / 'sub dir').mkdir()
+    for name in ('big', 'sub dir/big'):
+        (tmp_path / name).write_bytes(b'\x7fELF' + b'\0' * 2044)
+    (tmp_path / 'job.json').write_text('[]')
+    (tmp_path / 'total.py').write_text('print(1)\n')
+    monkeypatch.chdir(tmp_path)
+    refusal = b'the request body is larger than zerovm_maxinput (1024 bytes)\n'
+    upload = 'upload the program first and run the stored one, which is not sent: '
+    for args, note in [
+            (['big'], 'zc: note: that body is the zapp zc made to carry big (2.0K): ' +
+             upload + 'swift upload bin big, then zc run swift://~/bin/big with the same '
+             'options\n'),
+            (['sub dir/big'], "zc: note: that body is the zapp zc made to carry sub dir/big "
+             "(2.0K): " + upload + "(cd 'sub dir' && swift upload bin big), then zc run "
+             'swift://~/bin/big with the same options\n'),
+            (['--script', 'total.py'], 'zc: note: that body is the zapp zc made to carry '
+             'total.py (9)\n'),
+            (['job.json'], ''), (['swift://~/bin/big'], '')]:
+        opts = build_parser().parse_args(['run', *args, '--on', 'swift://~/logs/*'])
+        result = report.parse(413, {}, refusal)
+        assert Client(opts, out=io.BytesIO()).show_result(result, {}) == 1
+        assert capsys.readouterr().err == ('zc: the job was refused (HTTP 413), nothing ran:\n'
+                                           + refusal.decode() + note), args
+
+
 @pytest.mark.parametrize('command', ['run', 'local run'])
 def test_an_env_name_the_cluster_refuses_is_refused_before_sending(command: str,
                                                                     capsys) -> None:
