@@ -921,7 +921,8 @@ def test_a_large_jobs_counts_and_failed_nodes_are_read_from_its_answer() -> None
                                          f'0 {SUMMARY_NODES + 1}, 2 1')
     assert [(n.name, n.failed) for n in got.nodes] == [('n5', True)]
     shown = display.report(got)
-    assert 'n5: exit 2' in shown and '| no such key' in shown
+    assert 'n5: exit 2: no such key\n' in shown and shown.count('no such key') == 1   # not
+    # again as its stderr, which is only that line
     assert f'{SUMMARY_NODES + 2} nodes: {SUMMARY_NODES + 1} succeeded, 1 failed in 2.50 s' in shown
     assert 'refused' not in shown                   # the job ran: it is not "nothing ran"
     assert got.to_json()['summary']['nodes'] == SUMMARY_NODES + 2
@@ -1345,6 +1346,29 @@ def test_zc_sql_prints_the_servers_reason_and_exits_1(monkeypatch, capsys, statu
     assert err.startswith(says) and 'Traceback' not in err
 
 
+def test_zc_sql_shows_failed_nodes_as_zc_run_does_then_counts_them(monkeypatch,
+                                                                    capsys) -> None:
+    # 26 malformed objects printed the server's whole body: 26 lines, then 26 stderr
+    # sections repeating them (104 lines); zc run says three and counts the rest
+    names = [f'sql-{i}' for i in range(1, 28)]
+    errors = {name: f'exit 1: sqlite: load: swift://AUTH_test/sales/{name}.csv: line 2: '
+                    'record 2 has 4 fields, not 6' for name in names[1:]}
+    headers = {'X-Nexe-System': ','.join(names), 'X-Nexe-Status': ','.join(['ok'] * 27),
+               'X-Nexe-Retcode': ','.join(['0'] + ['1'] * 26),
+               'X-Nexe-Error': ','.join(f'{k}: {v}'.replace(', ', '; ')
+                                        for k, v in errors.items()),
+               'X-Nexe-Cdr-Line': '0.50, ' + ', '.join(['0.01, 10 0 100 0'] * 27)}
+    body = ''.join(f'{k}: {v}\n' for k, v in errors.items()) + ''.join(
+        f'\n--- stderr of {k} (its end) ---\n{v[len("exit 1: "):]}\n' for k, v in errors.items())
+    answer = FakeAnswer(422, 'Unprocessable Entity', body.encode(), headers)
+    code, _, out, err = zc_sql(monkeypatch, capsys, answer, QUERY)
+    assert (code, out) == (1, '')
+    assert err == ('zc: the query: 422 Unprocessable Entity\n' +
+                   ''.join(f'{k}: {errors[k]}\n' for k in names[1:4]) +
+                   '... and 23 more failed nodes\n'
+                   '27 nodes: 1 succeeded, 26 failed in 0.50 s; HTTP 422\n')
+
+
 def test_zc_sql_refuses_an_empty_query_and_a_bad_format(monkeypatch, capsys) -> None:
     code, sent, _, err = zc_sql(monkeypatch, capsys, FakeAnswer(200, 'OK', b''), ' ')
     assert (code, sent) == (2, None)       # a usage error (doc/client.md), nothing sent
@@ -1612,6 +1636,36 @@ def test_a_404_for_an_on_with_a_shell_glob_says_only_star_is_a_wildcard(on: str,
     assert Client(opts, out=io.BytesIO()).show_result(result, {}) == 1
     said = ('(only * is a wildcard: the ? or [ of --on ' + on + ' are part of the name)\n')
     assert capsys.readouterr().err.endswith(said) is hint
+
+
+def test_a_413_for_the_zapp_zc_made_says_so_and_to_upload_the_program(
+        tmp_path, monkeypatch, capsys) -> None:
+    # it said only "the request body is larger than zerovm_maxinput": the user never
+    # sent a body, zc's bundle of the program was it, and a stored program is not sent
+    from zerocloud.client.cli import Client
+    (tmp_path / 'sub dir').mkdir()
+    for name in ('big', 'sub dir/big'):
+        (tmp_path / name).write_bytes(b'\x7fELF' + b'\0' * 2044)
+    (tmp_path / 'job.json').write_text('[]')
+    (tmp_path / 'total.py').write_text('print(1)\n')
+    monkeypatch.chdir(tmp_path)
+    refusal = b'the request body is larger than zerovm_maxinput (1024 bytes)\n'
+    upload = 'upload the program first and run the stored one, which is not sent: '
+    for args, note in [
+            (['big'], 'zc: note: that body is the zapp zc made to carry big (2.0K): ' +
+             upload + 'swift upload bin big, then zc run swift://~/bin/big with the same '
+             'options\n'),
+            (['sub dir/big'], "zc: note: that body is the zapp zc made to carry sub dir/big "
+             "(2.0K): " + upload + "(cd 'sub dir' && swift upload bin big), then zc run "
+             'swift://~/bin/big with the same options\n'),
+            (['--script', 'total.py'], 'zc: note: that body is the zapp zc made to carry '
+             'total.py (9)\n'),
+            (['job.json'], ''), (['swift://~/bin/big'], '')]:
+        opts = build_parser().parse_args(['run', *args, '--on', 'swift://~/logs/*'])
+        result = report.parse(413, {}, refusal)
+        assert Client(opts, out=io.BytesIO()).show_result(result, {}) == 1
+        assert capsys.readouterr().err == ('zc: the job was refused (HTTP 413), nothing ran:\n'
+                                           + refusal.decode() + note), args
 
 
 @pytest.mark.parametrize('command', ['run', 'local run'])

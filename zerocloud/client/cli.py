@@ -34,6 +34,7 @@ with quiet_imports('zc'):   # Ctrl-C as the command is starting: exit 130
     import logging
     import os
     import re
+    import shlex
     import signal
     import stat
     import sys
@@ -674,6 +675,8 @@ class Client:
         self.note_discarded(result.discarded_stdout())
         if getattr(self.opts, 'device', None) == 'stdin' and _missed_input(result.nodes):
             self.err.write('(the object was given on stdin: --as input gives it as /dev/input)\n')
+        if result.status == 413 and not result.nodes and b'the request body' in result.body:
+            self.err.write(_bundle_too_large(self.opts))
         on = getattr(self.opts, 'on', None) or ''
         if result.status == 404 and not result.nodes and any(c in on for c in '?['):
             self.err.write(f'(only * is a wildcard: the ? or [ of --on {on} are part of the '
@@ -1003,7 +1006,8 @@ class Client:
 
     def cmd_sql(self) -> int:
         """One ``sql/1.0`` request: the answer on stdout, the plan and the nodes' count on
-        stderr (unless -q); a refused or failed query prints the server's whole answer."""
+        stderr (unless -q); a refused query prints the server's whole answer, a failed one
+        its failed nodes (:meth:`query_failed`)."""
         o = self.opts
         query = sys.stdin.read() if o.query == '-' else o.query
         body = jobs.sql_request(query, fmt=o.format, header=not o.no_header, explain=o.explain,
@@ -1022,8 +1026,7 @@ class Client:
             answer = ses.query(json.dumps(body).encode())
             data = answer.read()
         if answer.status >= 300:
-            raise ServerError('the query', answer.status, answer.reason,
-                              _as_options(data))
+            return self.query_failed(answer, data)
         self.out.write(data)
         self.out.flush()
         if not self.quiet and not o.explain:
@@ -1035,6 +1038,17 @@ class Client:
                            display.summary(report.parse(answer.status, h, b''),
                                            'the answer counts its nodes'))
         return 0
+
+    def query_failed(self, answer: Answer, data: bytes) -> int:
+        """A refused query: the server's whole answer; one whose nodes failed (each
+        names its object): the first few as ``zc run`` says them, then a count."""
+        result = report.parse(answer.status, answer.headers, data)
+        if not any(node.failed for node in result.nodes):
+            raise ServerError('the query', answer.status, answer.reason, _as_options(data))
+        self.err.write(f'zc: the query: {answer.status} {answer.reason}\n' +
+                       display.failures(result.nodes, most=display.ALIKE_SHOWN) +
+                       display.summary(result, 'the answer counts its nodes'))
+        return EXIT_FAILED
 
     def cmd_local(self) -> int:
         try:
@@ -1072,6 +1086,26 @@ def _is_program(path: str) -> bool:
             return f.read(4) == jobs.ELF_MAGIC
     except OSError:
         return False
+
+
+def _bundle_too_large(opts: argparse.Namespace) -> str:
+    """Why a request body zc made was over the cluster's zerovm_maxinput: the zapp
+    carrying this machine's program (or script); a stored program is not sent."""
+    script = getattr(opts, 'script', None)
+    target = getattr(opts, 'target', None)
+    program = target if script is None and target and _is_program(target) else None
+    carried = script or program
+    if carried is None:                 # the user's own job or zapp: its size is theirs
+        return ''
+    size = display.size(Path(carried).stat().st_size)
+    said = f'zc: note: that body is the zapp zc made to carry {carried} ({size})'
+    if program is None:
+        return said + '\n'
+    where, name = Path(program).parent, Path(program).name
+    upload = f'swift upload bin {name}' if where == Path('.') else \
+        f'(cd {shlex.quote(str(where))} && swift upload bin {shlex.quote(name)})'
+    return (f'{said}: upload the program first and run the stored one, which is not sent: '
+            f'{upload}, then zc run swift://~/bin/{name} with the same options\n')
 
 
 REQUEST_ERRORS = (ServerError, ClientException, OSError, HTTPException)

@@ -60,12 +60,15 @@ def table(nodes: list[NodeResult]) -> str:
     return ''.join(lines)
 
 
-def failures(nodes: list[NodeResult]) -> str:
-    """What went wrong in each failed node: its status, error and stderr's last lines;
-    past :data:`ALIKE_SHOWN` nodes that failed alike (a wildcard's program that fails
-    on every object), the others counted in a line at the end."""
+def failures(nodes: list[NodeResult], most: int | None = None) -> str:
+    """What went wrong in each failed node: its status, error and stderr's last lines
+    (not when they are only the line its error already ends with); past
+    :data:`ALIKE_SHOWN` nodes that failed alike (a wildcard's program that fails on
+    every object), the others counted in a line at the end; past ``most`` nodes
+    shown in all (a query's nodes each name their own object), the rest counted."""
     out: list[str] = []
-    alike: dict[tuple, list] = {}           # (what, stderr) -> [count, what]
+    alike: dict[tuple, list] = {}           # (what, stderr) -> [shown, counted, what]
+    shown = 0
     for node in nodes:
         if not node.failed:
             continue
@@ -78,15 +81,23 @@ def failures(nodes: list[NodeResult]) -> str:
         what = how if not error else error if error.startswith(how) or \
             how == 'ok' or not node.status else f'{how}: {error}'     # ok: ran, not stored
         lines = node.stderr.rstrip('\n').splitlines()[-STDERR_LINES:]
+        if len(lines) == 1 and what.endswith(lines[0].strip()):      # said in what
+            lines = []
         said = [f'{node.name}: {what}\n', *(f'  | {line}\n' for line in lines)]
         if out[-len(said):] == said:        # replicas that failed alike are said once
             continue
-        seen = alike.setdefault((what, tuple(lines)), [0, what])
-        seen[0] += 1
-        if seen[0] <= ALIKE_SHOWN:
+        seen = alike.setdefault((what, tuple(lines)), [0, 0, what])
+        if seen[0] < ALIKE_SHOWN and (most is None or shown < most):
             out.extend(said)
-    out += [f'... and {count - ALIKE_SHOWN} more nodes: {what}\n'
-            for count, what in alike.values() if count > ALIKE_SHOWN]
+            seen[0] += 1
+            shown += 1
+        else:
+            seen[1] += 1
+    out += [f'... and {counted} more nodes: {what}\n'
+            for some, counted, what in alike.values() if some and counted]
+    others = sum(counted for some, counted, _ in alike.values() if not some)
+    if others:
+        out.append(f'... and {others} more failed node{"s" * (others != 1)}\n')
     return ''.join(out)
 
 
