@@ -19,7 +19,11 @@ may read and write.  When any node's program, image or script, or the stored
 job, zapp, script or app the request named, is an object of another account
 than the request's (``Launch.foreign``; system images are the operator's),
 its job is the response as is, with ``X-Chain-Stopped: foreign_code`` and
-``X-Chain-Foreign-Code`` naming one such object.
+``X-Chain-Foreign-Code`` naming one such object.  The same for a job that read
+an object of another account on any channel (``Launch.foreign_data``:
+``foreign_input``, ``X-Chain-Foreign-Input``): what a program answers comes
+from what it read, and an interpreter runs what it reads as code
+(``python3 /dev/input``), so another account's data could choose the job.
 
 The request's input (body or object) goes to the first job of the chain
 with a readable device without a path.  Every response says
@@ -39,6 +43,7 @@ from zerocloud.sources import Launch
 TOTAL_TIME = 'X-Chain-Total-Time'
 STOPPED = 'X-Chain-Stopped'
 FOREIGN = 'X-Chain-Foreign-Code'
+FOREIGN_INPUT = 'X-Chain-Foreign-Input'
 JOB_TYPE = 'application/json'
 
 
@@ -66,10 +71,13 @@ def run(execute: Callable[[Launch], Response], launch: Launch, account: str,
             elapsed = time.monotonic() - started
             if is_job(resp) and resp.content_length is not None \
                     and resp.content_length <= max_config:
-                foreign = launch.foreign(account)
+                foreign, data = launch.foreign(account), launch.foreign_data(account)
                 if foreign:
                     resp.headers[STOPPED] = 'foreign_code'
                     resp.headers[FOREIGN] = str(foreign[0])
+                elif data:
+                    resp.headers[STOPPED] = 'foreign_input'
+                    resp.headers[FOREIGN_INPUT] = str(data[0])
                 elif elapsed < timeout:
                     launch = launch.follow(resp.body)
                     launches.append(launch)

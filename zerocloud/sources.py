@@ -170,6 +170,10 @@ def _read_head(src, size: int) -> bytes:
     return head
 
 
+def _others(by_account: dict[str, SwiftPath], account: str) -> list[SwiftPath]:
+    return sorted((p for a, p in by_account.items() if a != account), key=str)
+
+
 @dataclass
 class Launch:
     """A job and what its devices without a path receive."""
@@ -182,6 +186,7 @@ class Launch:
     taken: bool = False                 # a job took the input (or object)
     source: SwiftPath | None = None     # the stored job it came from, named in its errors
     code: dict[str, SwiftPath] = field(default_factory=dict)    # by account: see ran()
+    data: dict[str, SwiftPath] = field(default_factory=dict)    # by account: see ran()
 
     def adapt(self, groups: list[Group]) -> None:
         """Give the job the request's object, image and CGI variables (before expansion)."""
@@ -213,12 +218,16 @@ class Launch:
 
     def ran(self, node: Node) -> None:
         """Note where the code ``node`` runs comes from (its program, image and script
-        objects), one object per account: a job's response runs as the next job only
-        when all its code is the caller's (``zerocloud.chain``)."""
+        objects) and the other objects it reads, one object per account each: a job's
+        response runs as the next job only when all it ran and read is the caller's
+        (``zerocloud.chain``)."""
         program = node.exec.swift_path
-        for path in ([program] if program else []) + [
-                d.path for d in node.devices if d.name in CODE_DEVICES and d.path]:
-            self.code.setdefault(path.account, path)
+        if program:
+            self.code.setdefault(program.account, program)
+        for d in node.devices:
+            if d.path is not None and d.readable:
+                (self.code if d.name in CODE_DEVICES else self.data).setdefault(
+                    d.path.account, d.path)
 
     def foreign(self, account: str) -> list[SwiftPath]:
         """Code it ran or came from (its stored job, zapp, script or app) of accounts
@@ -226,7 +235,11 @@ class Launch:
         code = dict(self.code)
         if self.source is not None:
             code.setdefault(self.source.account, self.source)
-        return sorted((p for a, p in code.items() if a != account), key=str)
+        return _others(code, account)
+
+    def foreign_data(self, account: str) -> list[SwiftPath]:
+        """Objects its nodes read (not as code) of accounts other than ``account``."""
+        return _others(self.data, account)
 
     def follow(self, job: bytes) -> Launch:
         """The next job of a chain: it gets the input if no job took it yet."""

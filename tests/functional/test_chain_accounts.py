@@ -1,10 +1,12 @@
 """A chain is the caller's to start: a job whose response is a job runs it next only
-when every piece of its code is the caller's account's (zerocloud.chain).
+when every piece of its code and every object it read is the caller's account's
+(zerocloud.chain).
 
 AUTH_test publishes a tool (the test interpreter, a script, a stored job running it)
 that test2 may read, and a ``drop`` container test2 may write.  The tool answers any
 input with a job that copies test2's private object into ``drop``: run from AUTH_test,
-that job is test2's answer, not run; test2's own copy of the tool chains."""
+or read by test2's own interpreter as its script, that job is test2's answer, not run;
+test2's own copy of the tool chains."""
 
 from __future__ import annotations
 
@@ -114,6 +116,22 @@ def test_a_deferred_job_answered_by_another_accounts_code_is_not_run(tool: dict)
                 other.delete_object('.zvm', obj)
             except ClientException:
                 pass
+    assert loot(tool) is None
+
+
+def test_a_job_that_read_another_accounts_object_is_not_run(tool: dict) -> None:
+    """test2's own job and interpreter, the tool's script read on /dev/input as data
+    that the interpreter runs (review19's way around the code rule)."""
+    mine = f'swift://AUTH_test2/{tool["own"]}/src_interp'
+    script = f'swift://AUTH_test/{tool["pub"]}/tool.script'
+    job = [{'name': 'tool', 'exec': {'path': mine, 'args': ['/dev/input']},
+            'devices': [{'name': 'input', 'path': script},
+                        {'name': 'stdout', 'content_type': 'message/cgi'}]}]
+    resp = post(tool['other'], {'Content-Type': 'application/json'}, json.dumps(job))
+    assert resp.status_code == 200, resp.text
+    assert resp.headers.get("X-Chain-Stopped") == "foreign_input", (resp.headers, resp.text)
+    assert resp.headers['X-Chain-Foreign-Input'] == script
+    assert json.loads(resp.content) == tool['evil']
     assert loot(tool) is None
 
 

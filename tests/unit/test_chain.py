@@ -31,7 +31,7 @@ def node(program: str, **paths: str) -> Node:
     ([node('bin/x', image='swift://AUTH_b/c/i.tar')], None, ['swift://AUTH_b/c/i.tar']),
     ([node('swift://AUTH_a/bin/x')], 'swift://AUTH_b/jobs/j.json', ['swift://AUTH_b/jobs/j.json']),
     ([node('swift://AUTH_a/bin/x')], 'swift://AUTH_a/jobs/j.json', []),
-    # what a program reads on stdin or input is data: the caller's own program decides
+    # what a program reads on stdin or input is data (Launch.foreign_data, below)
     ([node('swift://AUTH_a/bin/x', stdin='swift://AUTH_b/c/d', input='swift://AUTH_b/c/e')],
      None, []),
     ([node('swift://AUTH_c/bin/x'), node('swift://AUTH_b/bin/y'), node('swift://AUTH_b/bin/z'),
@@ -83,3 +83,41 @@ def test_each_job_of_a_chain_is_judged_by_its_own_code() -> None:
     resp = chain.run(execute, Launch(b'[]'), OWN, timeout=10, max_config=100)
     assert len(launches) == 2
     assert resp.headers['X-Chain-Foreign-Code'] == 'swift://AUTH_b/bin/x'
+
+
+@pytest.mark.parametrize('nodes, data', [
+    ([node('swift://AUTH_a/bin/x', stdin='swift://AUTH_a/c/d')], []),
+    ([node('file://python3:python3', input='swift://AUTH_b/tools/answer.py')],
+     ['swift://AUTH_b/tools/answer.py']),
+    ([node('swift://AUTH_a/bin/x', stdin='swift://AUTH_c/c/d'),
+      node('swift://AUTH_a/bin/x', stdin='swift://AUTH_b/c/e'),
+      node('swift://AUTH_a/bin/x', stdin='swift://AUTH_b/c/f')],
+     ['swift://AUTH_b/c/e', 'swift://AUTH_c/c/d']),
+    # what it writes is not what it read
+    ([node('swift://AUTH_a/bin/x', stdout='swift://AUTH_b/drop/o')], []),
+])
+def test_foreign_data_is_every_object_of_another_account_a_node_reads(
+        nodes: list[Node], data: list[str]) -> None:
+    launch = Launch(b'[]')
+    for each in nodes:
+        launch.ran(each)
+    assert [str(p) for p in launch.foreign_data(OWN)] == data
+    assert launch.foreign(OWN) == []
+
+
+def test_a_job_that_read_another_accounts_object_does_not_chain() -> None:
+    """The caller's own interpreter running another account's script given as input
+    (``python3 /dev/input``) answered with a job copying the caller's objects into its
+    owner's drop box (review19, on a cluster): what a job read may choose its answer."""
+    launches: list[Launch] = []
+
+    def execute(launch: Launch) -> Response:
+        launches.append(launch)
+        launch.ran(node('file://python3:python3', input='swift://AUTH_b/tools/answer.py'))
+        return job_response()
+    resp = chain.run(execute, Launch(b'[]'), OWN, timeout=10, max_config=100)
+    assert len(launches) == 1
+    assert resp.headers['X-Chain-Stopped'] == 'foreign_input'
+    assert resp.headers['X-Chain-Foreign-Input'] == 'swift://AUTH_b/tools/answer.py'
+    assert 'X-Chain-Foreign-Code' not in resp.headers
+    assert resp.body == b'[]' and resp.headers['X-Zerovm-Execute'] == '1.0'

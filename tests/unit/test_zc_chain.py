@@ -49,6 +49,14 @@ def test_a_chain_stopped_by_another_accounts_code_says_why_and_how_to_chain(monk
     assert 'another account' in err and 'copy that object into your account' in err
 
 
+def test_a_chain_stopped_by_another_accounts_data_says_why(monkeypatch) -> None:
+    code, out, err = run(monkeypatch, [('X-Chain-Stopped', 'foreign_input'),
+                                      ('X-Chain-Foreign-Input', FOREIGN)])
+    assert code == cli.EXIT_FAILED and out == JOB
+    assert 'the chain stopped' in err and FOREIGN in err and 'read an object of another' in err
+    assert 'zc run FILE' in err
+
+
 def test_a_chain_stopped_by_its_timeout_says_so(monkeypatch) -> None:
     code, out, err = run(monkeypatch, [('X-Chain-Stopped', 'chain_timeout')])
     assert code == cli.EXIT_FAILED and out == JOB

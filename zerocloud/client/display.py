@@ -145,6 +145,12 @@ def chain_stopped(result: JobResult) -> str:
                 f'answered ran code of another account ({result.foreign or "not named"}): a '
                 'job it answers would run with all your rights. To chain on purpose, copy '
                 'that object into your account and run your copy (http-api.md, Chains)\n')
+    if result.chain == 'foreign_input':
+        return (f'zc: the chain stopped: the answer is a job, not run, because the job that '
+                f'answered read an object of another account ({result.foreign or "not named"})'
+                ': what it read may have chosen that job, which would run with all your '
+                'rights. Read it, and if you want it, save it and run it with zc run FILE '
+                '(http-api.md, Chains)\n')
     if result.chain == 'chain_timeout':
         return ('zc: the chain stopped after chain_timeout (the cluster\'s limit on a chain '
                 'of jobs): the answer is the next job, not run; save it and run it with '

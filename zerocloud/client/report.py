@@ -101,7 +101,7 @@ class JobResult:
                                         # or whose output Swift refused: unstored
     counts: dict[str, int] | None = None    # its nodes: total, done, failed, stopped|lost
     chain: str = ''                     # why a chain stopped (X-Chain-Stopped): its job not run
-    foreign: str = ''                   # the other account's code that stopped it
+    foreign: str = ''                   # the other account's object that stopped it
 
     @property
     def failed(self) -> bool:
@@ -304,7 +304,8 @@ def parse(status: int, headers: Mapping[str, str], body: bytes) -> JobResult:
     return JobResult(status, nodes, seconds, truncated, body, report, summary, stopped=stopped,
                      counts=_counts(headers.get(NEXE + 'node-counts', '')) if stopped else None,
                      chain=headers.get('x-chain-stopped', ''),
-                     foreign=headers.get('x-chain-foreign-code', ''))
+                     foreign=headers.get('x-chain-foreign-code')
+                     or headers.get('x-chain-foreign-input', ''))
 
 
 def _counts(text: str) -> dict[str, int] | None:

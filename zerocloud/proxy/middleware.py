@@ -17,8 +17,9 @@ The same request may carry a zapp or a script instead, name a stored job with
 REST endpoint (``/api/<account>/<container>/<path>``): ``zerocloud.sources``
 documents each form.  ``X-Zerovm-Deferred`` answers before the job is done
 (``zerocloud.deferred``), a job whose response is a job runs it next when
-all the code it ran is the caller's account's (``zerocloud.chain``: else
-``X-Chain-Stopped: foreign_code``), and a program can write the HTTP
+all the code it ran and the objects it read are the caller's account's
+(``zerocloud.chain``: else ``X-Chain-Stopped: foreign_code`` or
+``foreign_input``), and a program can write the HTTP
 response's status and headers itself (``zerocloud.cgiout``).
 
 Before anything runs, the filter
