@@ -1004,11 +1004,10 @@ def test_a_chunk_whose_nodes_turn_slow_gives_back_those_its_worker_did_not_start
     before = held()
     monkeypatch.setattr(mw.pool, 'run_many', counted)
     monkeypatch.setattr(batch, 'Chunks', Quick)
-    monkeypatch.setattr(batch, 'CHUNK_BUDGET', 0.2)     # 3 quick nodes fit in it, loaded
+    monkeypatch.setattr(batch, 'CHUNK_BUDGET', 1.0)     # 3 quick nodes fit in it, loaded
     entries = [wire.BatchEntry('sda1', 0, f'/a/c/o{i}', wire.NodeSpec(
         f'n{i}', ['spin', '0'] if i < 3 else ['spin'], devices=channels,
-        limits=wire.NodeLimits(timeout=0.3))) for i in range(8)]
-    began = time.monotonic()
+        limits=wire.NodeLimits(timeout=1.5 if i == 3 else 0.3))) for i in range(8)]
     resp = batch_request(mw, entries, guest('spin').read_bytes())
     assert resp.status_int == 200, resp.body
     members = untar(resp.body)
@@ -1019,7 +1018,6 @@ def test_a_chunk_whose_nodes_turn_slow_gives_back_those_its_worker_did_not_start
     assert asked[0] == (8, 4)       # 0-2 quick, 3 to its timeout: past the budget
     assert all(got == 1 for _, got in asked[1:])    # each starts with a slow one
     assert sum(got for _, got in asked) == 8
-    assert time.monotonic() - began < 5 * 0.3 + 3.0
     assert mw.admission.total == 0 and mw.pool.replaced == 0 and held() == before
     assert_only_spares(mw, devices)
 
