@@ -1026,7 +1026,8 @@ def test_a_chunk_whose_nodes_turn_slow_gives_back_those_its_worker_did_not_start
     assert asked[0] == (8, 4)       # 0-2 quick, 3 to its timeout: past the budget
     assert all(got == 1 for _, got in asked[1:])    # each starts with a slow one
     assert sum(got for _, got in asked) == 8
-    assert mw.admission.total == 0 and mw.pool.replaced == 0 and held() == before
+    # none more held (under load the warm batch's files were still closing at ``before``)
+    assert mw.admission.total == 0 and mw.pool.replaced == 0 and held() <= before
     assert_only_spares(mw, devices)
 
 
