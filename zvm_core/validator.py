@@ -100,10 +100,10 @@ class Unfinished(Exception):
 
 
 @contextlib.contextmanager
-def within(deadline: float):
+def within(deadline: float | None):
     """Validations in this block end by ``deadline`` (``time.monotonic()``) or raise
     :class:`Unfinished`, waiting for another process's validation of the same
-    program included."""
+    program included; None: no deadline (the engine's own code, whoever imports it)."""
     token = _DEADLINE.set(deadline)
     try:
         yield

@@ -1,9 +1,11 @@
 """Limits on a small cluster of its own: full worker pools, wall-clock, fuel and output limits.
 
 Every object server runs one node at a time and queues none
-(``zerovm_maxpool = 1``, ``zerovm_maxqueue = 0``); a node may run for 3 s
+(``zerovm_maxpool = 1``, ``zerovm_maxqueue = 0``); a node may run for 10 s
 (the proxy's ``zerovm_timeout``), so tests/programs/loop.c, which spins
-forever, is a long job of a known length whatever the machine's speed.
+forever, is a long job of a known length whatever the machine's speed: long
+enough that, on a loaded machine too, a second loop and a third job are sent
+while the first still holds its server, and a fuel-capped run ends by its fuel.
 Object server 2 also caps the fuel of its nodes (``zerovm_fuel``): the
 objects "long" (replicas on servers 0 and 1) and "short" (first replica on
 server 2) are picked by their placement.  An output holds at most
@@ -25,7 +27,7 @@ from test_fair_share import workers_busy
 
 from zerocloud.devcluster import USERS, DevCluster
 
-TIMEOUT = 3
+TIMEOUT = 10
 FUEL = 50_000_000
 MAX_OUTPUT = 64
 POOL = ('[filter:zerocloud]\nzerovm_maxpool = 1\nzerovm_maxqueue = 0\n'

@@ -20,7 +20,6 @@ import re
 import sqlite3
 import subprocess
 import sys
-import time
 import urllib.parse
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from accounts import until
 from cluster_logs import executed
 from swiftclient import Connection
 from test_client import ZC, user_env
+from test_fair_share import workers_busy
 
 from zerocloud.devcluster import USERS, DevCluster
 
@@ -377,7 +377,9 @@ def test_a_client_that_goes_away_stops_its_query(swift_cluster, conn, make_conta
     client = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
     client.request('POST', parts.path, body=body, headers={
         'X-Auth-Token': token, 'X-Zerovm-Execute': 'sql/1.0'})
-    time.sleep(2)                     # planned and sent (or not yet: then nothing runs)
+    servers = [f'object{i}' for i in range(len(swift_cluster.object_ports))]
+    # planned and sent: its nodes spin (2 s were not enough for a loaded machine to plan it)
+    assert until(lambda: any(workers_busy(swift_cluster, name) for name in servers))
     client.close()                    # the client goes away
     lines = until(lambda: executed(swift_cluster, c), 40)      # zerovm_timeout: 60 s
     assert lines and all(' 499 ' in line or ' ok*0 ' in line for line in lines), lines

@@ -731,11 +731,12 @@ def test_warm_native_runs_that_are_killed_leave_no_zombie_nor_stray(guest, tmp_p
     before = set(_loaders())
     programs = {name: str(guest(name)) for name in ('hello', 'loop', 'crash')}
     expected = {'hello': 'ok', 'loop': 'timeout', 'crash': 'fault'}
+    timeouts = {'hello': 30, 'loop': 0.5, 'crash': 30}     # a loaded machine's quick run too
     with Pool(size=1, queue=0) as pool, open(os.devnull, 'wb') as null:
         [worker] = pool.pids
         for name in ('hello', 'loop', 'hello', 'crash', 'hello', 'loop', 'crash', 'hello'):
             report = pool.run(programs[name], [ChannelSpec('/dev/stdout', null.fileno(), WRITE)],
-                              argv=[name], engine='native', limits=Limits(timeout=0.5))
+                              argv=[name], engine='native', limits=Limits(timeout=timeouts[name]))
             assert (report.status, report.engine) == (expected[name], 'native'), report
         deadline = time.monotonic() + RUN_TIMEOUT
         kids: dict[int, str] = {}
@@ -874,8 +875,9 @@ def test_in_process_runs_leave_no_child(guest, how, status):
     from zvm_core.channels import WRITE, Channel, MemoryBacking
     from zvm_core.executor import Limits, run
     before = set(_loaders())
+    limits = Limits(timeout=1 if how == 'spin' else 30)    # the others end by themselves
     report = run(guest('native_hostile'), [Channel('/dev/stdout', MemoryBacking(), WRITE)],
-                 argv=['native_hostile', how], limits=Limits(timeout=1), engine='native')
+                 argv=['native_hostile', how], limits=limits, engine='native')
     assert (report.status, report.engine) == (status, 'native'), report
     assert set(_loaders()) <= before
     assert not [c for c in _children() if c.startswith('loader')]     # not even a zombie

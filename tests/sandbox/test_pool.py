@@ -47,6 +47,7 @@ from zvm_core.syscalls import MAX_UNKNOWN_KEYS, OTHER_UNKNOWN
 @pytest.fixture(scope='module')
 def pool():
     with Pool(size=2, queue=4) as p:
+        p.wait_warm(120)    # a run's deadline (timeout + KILL_GRACE) counts a start too
         yield p
 
 
@@ -354,10 +355,9 @@ def test_validating_what_is_not_a_file_says_so_and_keeps_the_worker(tmp_path, wh
 
 
 def test_timeout_inside_a_worker(guest, pool, engine):
-    t0 = time.monotonic()
     report, _ = _pool_run(pool, guest('loop'), limits=spin(engine, 1))
-    assert report.status == 'timeout'
-    assert time.monotonic() - t0 < 5
+    # the worker's own answer: the caller's kill at timeout + KILL_GRACE is 'killed'
+    assert (report.status, report.host_failure) == ('timeout', False), report
 
 
 def test_workers_limit_themselves(guest):

@@ -125,9 +125,15 @@ def test_links_that_share_a_waker_each_wait_for_their_own_data(tmp_path, waker) 
 
 def test_waiting_ends_at_the_deadline(link) -> None:
     writer, backing = link
+    stall = threading.Timer(5, writer.append, [b'late'])    # what a wait past it would read
+    stall.start()
     started = time.monotonic()
-    assert read(backing, 1, deadline=started + 0.05) is None      # ready(): nothing came
-    assert 0.04 < time.monotonic() - started < 2
+    try:
+        assert read(backing, 1, deadline=started + 0.05) is None  # ready(): nothing came
+        assert time.monotonic() - started > 0.04
+    finally:
+        stall.cancel()
+        stall.join()
     writer.append(b'x')
     assert backing.ready(False, time.monotonic() + 0.05)
     with pytest.raises(Stop) as stop:                              # more than came
@@ -139,15 +145,15 @@ def test_waiting_ends_at_the_deadline(link) -> None:
 def test_a_read_that_gets_no_new_data_for_its_wait_stops_the_run(tmp_path, waker) -> None:
     writer = LinkWriter(tmp_path / 'link', waker)
     backing = StreamBacking(os.dup(writer.fd), writer.notify, '/dev/in/a', owned=True,
-                            wait=0.3)
-    try:
-        thread = later(0.2, lambda: writer.append(b'ab'), lambda: writer.append(b'cd'))
-        assert read(backing, 4) == b'abcd'    # 0.6 s in all, never 0.3 s without a byte
+                            wait=1.0)
+    try:      # 1.2 s in all, never 1 s without a byte (0.6 s to spare for a late thread)
+        thread = later(0.4, *[lambda b=b: writer.append(b) for b in (b'ab', b'cd', b'ef')])
+        assert read(backing, 6) == b'abcdef'
         thread.join()
         with pytest.raises(Stop) as stop:
             read(backing, 1)                  # the run's deadline is 5 s away
         assert stop.value.status == 'timeout'
-        assert stop.value.message == ('no data came on /dev/in/a for 0.3 s (a node blocked '
+        assert stop.value.message == ('no data came on /dev/in/a for 1 s (a node blocked '
                                       'on its input gives its worker back)')
     finally:
         backing.close()

@@ -895,7 +895,8 @@ def test_reading_the_result_of_a_job_whose_proxy_stopped_reports_it_lost() -> No
 
 def test_a_fresh_state_or_a_stored_result_is_left_alone() -> None:
     app = DeletingSwift()
-    deferred.settle_lost(app, lost_env(app, time.time() - 29), logging.getLogger('test'))
+    fresh = lost_env(app, time.time() - 20)     # heartbeat 10: lost after 30 s, not 1 s away
+    deferred.settle_lost(app, fresh, logging.getLogger('test'))
     assert not [c for c in app.calls if c[0] == 'PUT']                       # still running
     app = DeletingSwift()
     env = lost_env(app, time.time() - 100)
