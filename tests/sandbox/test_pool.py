@@ -226,6 +226,21 @@ def test_workers_that_cannot_start_say_where_their_error_is(guest, tmp_path, mon
             warm.wait_warm(30)
 
 
+def test_a_workers_slow_start_is_not_counted_in_a_runs_time(guest, tmp_path, monkeypatch):
+    """A worker still starting (a loaded host: 4 s here) when a run of a 3 s timeout
+    comes: the run's time starts once the worker is ready (it was killed as a host
+    failure, 'did not answer within 3.5 s', and its node retried elsewhere)."""
+    slow = tmp_path / 'python3'
+    slow.write_text(f'#!/bin/sh\nsleep 4\nexec {sys.executable} "$@"\n')
+    slow.chmod(0o755)
+    monkeypatch.setattr(sys, 'executable', str(slow))
+    monkeypatch.setattr(pool_module, 'KILL_GRACE', 0.5)
+    with Pool(size=1, queue=1) as small:
+        report, out = _pool_run(small, guest('hello'), limits=Limits(timeout=3))
+    assert (report.status, report.host_failure) == ('ok', False), report
+    assert out == b'Hello, world!\n'
+
+
 def _broken_python(tmp_path, monkeypatch):
     """Workers start as a ``python3`` that dies on import (exit 1), each start one
     line of the file returned."""

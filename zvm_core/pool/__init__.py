@@ -100,9 +100,26 @@ from zvm_core.report import (
 )
 
 KILL_GRACE = 2.0
+# A worker still starting (imports, probe, warm-ups: ~1 s, far more on a loaded host) is
+# waited for this long, or the request's own time if longer, before the request's time
+# starts: its start counted in a run's timeout got short runs killed as host failures.
+WORKER_START = 30.0
 START_FAILURES = 3      # workers in a row that died as they started: the pool stops starting
 BACKOFF, BACKOFF_MOST = 1.0, 60.0   # seconds it then refuses; doubled each time, capped
 _GONE = object()        # a request that did not go: its worker had ended (Pool._exchange)
+
+
+def _start_deadline(wait: float) -> float:
+    """Until when a request of ``wait`` seconds waits for its worker to start."""
+    return time.monotonic() + max(wait, WORKER_START)
+
+
+def _silent(worker: _Worker, wait: float | None = None) -> str:
+    """Why a worker that did not answer in time was killed."""
+    if worker.warming:
+        return f'sandbox worker did not start within {WORKER_START:g} s'
+    return ('sandbox worker did not answer within its time' if wait is None
+            else f'sandbox worker did not answer within {wait:g} s')
 
 
 class PoolBusy(Exception):
@@ -769,8 +786,7 @@ class Pool:
         """The worker's reply to each of ``runs`` (see :meth:`run_many`)."""
         done = 0
         try:
-            deadline = time.monotonic() + runs[0].limits.timeout + KILL_GRACE
-            self._ready(worker, deadline)
+            self._ready(worker, _start_deadline(runs[0].limits.timeout + KILL_GRACE))
             try:
                 worker.send(lambda shapes: shapes.request(b'M', runs, rdtsc, {}, budget), fds)
             except MessageTooLarge as e:
@@ -797,7 +813,7 @@ class Pool:
             message = self._death(worker)
         except TimeoutError:
             self._stop(worker)
-            message = 'sandbox worker did not answer within its time'
+            message = _silent(worker)
         except OSError as e:
             if e.errno not in (errno.EPIPE, errno.ECONNRESET):
                 raise
@@ -944,9 +960,9 @@ class Pool:
         """``parse`` of the worker's reply to ``message(worker.shapes)``, or a failed
         :class:`Report`; with ``gone``, that if the request did not go because the
         worker had ended (its socket closed: it died idle)."""
-        deadline = time.monotonic() + wait
         try:
-            self._ready(worker, deadline)
+            self._ready(worker, _start_deadline(wait))
+            deadline = time.monotonic() + wait
             try:
                 worker.send(message, fds)
             except MessageTooLarge as e:
@@ -960,8 +976,7 @@ class Pool:
             reply, extra = _recv(worker.sock, worker.buf, deadline)
         except TimeoutError:
             self._stop(worker)
-            return _failed('killed', f'sandbox worker did not answer within {wait:g} s',
-                           host_failure=True)
+            return _failed('killed', _silent(worker, wait), host_failure=True)
         except OSError as e:
             if e.errno not in (errno.EPIPE, errno.ECONNRESET):
                 raise
