@@ -497,6 +497,14 @@ def test_more_objects_than_zerovm_maxnodes_is_a_400_naming_the_option() -> None:
      'the first line of o is a JSON array, not a JSON object: the objects must be JSON '
      'lines, one object per line, each a row (an array of objects is not: jq -c ".[]" makes '
      'it one)'),
+    # json.dump of a list past the first read (64 KiB), or pretty-printed: the hint was
+    # "columns", and for the pretty one "jq -c", which makes it one line of an array
+    (b'[' + b'{"level": "info", "ms": 3}, ' * 3000,
+     'o holds a JSON array, not JSON objects: the objects must be JSON lines, one object per '
+     'line, each a row (an array of objects is not: jq -c ".[]" makes it one)'),
+    (b'[\n  {\n    "level": "info"\n  }\n]\n',
+     'o holds a JSON array, not JSON objects: the objects must be JSON lines, one object per '
+     'line, each a row (an array of objects is not: jq -c ".[]" makes it one)'),
     # a pretty-printed document: its first line "{" is no JSON; the hint was "columns" too
     (b'{\n  "level": "info",\n  "ms": 3\n}\n',
      'the first line of o is not a JSON value: the objects must be JSON lines, one whole '
