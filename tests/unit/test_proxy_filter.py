@@ -511,6 +511,24 @@ def test_a_missing_container_of_a_written_object_is_a_404_saying_what_to_do(
     assert asked.asked == []
 
 
+def test_a_written_containers_info_not_read_is_a_503_not_a_missing_container(
+        mw, swift, servers, monkeypatch) -> None:
+    # its container servers down: "container ... does not exist: create it first" sent
+    # the user to create a container that is there
+    from zerocloud.proxy import caller
+    monkeypatch.setattr(caller, 'get_container_info', lambda env, app, **kw: {'status': 503})
+    asked = servers()
+    body = json.dumps(job(stdout={'name': 'stdout', 'path': 'swift://~/out/x.txt'}))
+    req = Request.blank(ACCOUNT, method='POST', body=body.encode(),
+                        headers={'X-Zerovm-Execute': '1.0',
+                                 'Content-Type': 'application/json'},
+                        environ={'swift.authorize': lambda req: None})
+    resp = req.get_response(mw)
+    assert (resp.status_int, resp.body) == (
+        503, b'cannot read the container of swift://AUTH_a/out/x.txt: 503, try again\n')
+    assert asked.asked == []
+
+
 def test_a_written_object_of_another_account_denied_says_whom_to_ask(mw, swift,
                                                                      servers) -> None:
     # "Denied: may not write swift://AUTH_b/drop/out.txt": nothing of whose ACL it is

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 from swift.common import constraints
-from swift.common.http import is_success
+from swift.common.http import HTTP_NOT_FOUND, HTTP_OK, is_success
 from swift.common.swob import HTTPException, Request, Response
 from swift.common.utils import close_if_possible
 from swift.common.wsgi import make_subrequest
@@ -83,18 +83,20 @@ class Caller:
                                   swift_source=SWIFT_SOURCE)
 
     def authorize(self, method: str, path: str, acl_key: str | None) -> None:
-        """Raise 401/403 unless the caller may ``method`` (POST, PUT, GET) ``path``, then
-        404 when its container (``acl_key``: the container's ACL decides) is missing:
-        as Swift, which authorises first, never telling another account's containers."""
+        """Raise 401/403 unless the caller may ``method`` (POST, PUT, GET) ``path``
+        (no authorisation in the pipeline: nothing to check), then, when its container
+        (``acl_key``: the container's ACL decides) is missing 404, when its info could
+        not be read 503: as Swift, which authorises first, never telling another
+        account's containers."""
         authorize = self.req.environ.get('swift.authorize')
         if authorize is None:
             return
         sub = self.sub(method, path)
-        found = True
+        status = HTTP_OK
         if acl_key:
             info = get_container_info(sub.environ, self.app, swift_source=SWIFT_SOURCE)
-            found = is_success(info['status'])
-            sub.acl = info.get(acl_key) if found else None
+            status = info['status']
+            sub.acl = info.get(acl_key) if is_success(status) else None
         denied = authorize(sub)
         if denied is not None:
             what = {'POST': 'execute jobs in', 'PUT': 'write', 'GET': 'read'}[method]
@@ -102,8 +104,11 @@ class Caller:
             if denied.status_int == 403 and method == 'PUT' and not hint:
                 hint = self.others_hint(path, 'add you to its write ACL (X-Container-Write)')
             raise denied_error(denied, f'{what} swift:/{path[3:]}{hint}')
-        if not found:
+        if status in (0, HTTP_NOT_FOUND):       # 0: its account is missing (Swift's info)
             raise HTTPNotFound(body=self.no_container(method, path))
+        if not is_success(status):
+            raise HTTPServiceUnavailable(
+                body=f'cannot read the container of swift:/{path[3:]}: {status}, try again\n')
 
     @property
     def account(self) -> str:
