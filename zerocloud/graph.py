@@ -198,12 +198,10 @@ def _cycle(names: list[str]) -> JobError:
     return JobError(f'connect makes a cycle ({" -> ".join(names)}): {why}')
 
 
-def channel_count(node: Node, reads: int | None = None, writes: int | None = None) -> int:
+def channel_count(node: Node, reads: int, writes: int) -> int:
     """Descriptors the node takes on its object server: one per channel (undeclared
     std streams included), and one that wakes it when data it reads arrives
-    (``reads``/``writes``: its peers, when it is not wired yet)."""
-    reads = len(node.reads_from) if reads is None else reads
-    writes = len(node.writes_to) if writes is None else writes
+    (``reads``/``writes``: its peers, counted before it is wired)."""
     declared = {d.name for d in node.devices} | set(wire.STD_CHANNELS)
     return len(declared) + reads + writes + bool(reads)
 

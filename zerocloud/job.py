@@ -951,11 +951,12 @@ def expand(groups: list[Group], list_objects: Callable[[str, str, str], Iterable
            step: Callable[[], None] = lambda: None) -> list[Node]:
     """Every node of validated groups (:func:`stream`), wired (``connect``).
 
-    ``check_peers(node, reads, writes)`` is asked for each node before any is wired
-    (its exception passes through): the links of a connect are the product of its
-    groups' counts, too many to make before refusing them.  ``step()`` is called once
-    per node made and per node wired (a server gives its event loop a turn there:
-    100,000 nodes take seconds)."""
+    ``check_peers(node, reads, writes)`` is asked for the first node of each group
+    (its nodes have the same channels and peers) before any is wired (its exception
+    passes through): the links of a connect are the product of its groups' counts, too
+    many to make before refusing them.  ``step()`` is called once per node made and
+    per node whose links to a group are made (a server gives its event loop a turn
+    there: 100,000 nodes take seconds)."""
     nodes = []
     for node in stream(groups, list_objects, list_containers, max_nodes=max_nodes):
         step()
@@ -970,8 +971,8 @@ def expand(groups: list[Group], list_objects: Callable[[str, str, str], Iterable
             for target in group.connect:
                 writes[group.name] += len(members[target]) - (target == group.name)
                 reads[target] += len(members[group.name]) - (target == group.name)
-        for node in nodes:
-            check_peers(node, reads[node.group], writes[node.group])
+        for name, group_nodes in members.items():
+            check_peers(group_nodes[0], reads[name], writes[name])
     for group in groups:
         for target in group.connect:
             for source in members[group.name]:

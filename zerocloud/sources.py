@@ -93,7 +93,7 @@ from swift.common.constraints import valid_api_version
 from swift.common.swob import HTTPException, Request
 from swift.common.utils import FileLikeIter, close_if_possible
 
-from zerocloud import jobnames, wire, zapp
+from zerocloud import jobnames, turns, wire, zapp
 from zerocloud.httperrors import (
     HTTPBadRequest,
     HTTPClientDisconnect,
@@ -781,6 +781,7 @@ def fetch_programs(caller: Caller, nodes: Iterable[Node], launch: Launch,
     programs: dict[str, bytes | None] = {}
     try:
         for node in nodes:
+            turns.take()
             launch.ran(node)
             where = program_location(node)
             if isinstance(where, tuple) and isinstance(where[0], str):

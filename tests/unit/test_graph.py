@@ -152,7 +152,7 @@ def test_a_node_with_more_channels_than_a_worker_takes_is_refused() -> None:
     # three standard streams, one descriptor per link, one that wakes the reader
     ok = nodes({'name': 'm', 'count': graph.MAX_CHANNELS - 4, 'connect': ['r']}, {'name': 'r'})
     graph.check_nodes(ok)
-    assert graph.channel_count(ok[-1]) == graph.MAX_CHANNELS
+    assert graph.channel_count(ok[-1], len(ok[-1].reads_from), 0) == graph.MAX_CHANNELS
     big = nodes({'name': 'm', 'count': graph.MAX_CHANNELS - 3, 'connect': ['r']}, {'name': 'r'})
     with pytest.raises(JobError) as err:
         graph.check_nodes(big)

@@ -481,6 +481,7 @@ class ProxyExecMiddleware:
             for node in make():
                 graph.check_nodes([node])
                 sources.program_location(node)
+                turns.take()
                 yield node
         except JobTooLarge as e:
             raise HTTPRequestEntityTooLarge(body=f'{e}\n') from None
