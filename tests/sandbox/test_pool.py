@@ -239,6 +239,12 @@ def test_a_workers_slow_start_is_not_counted_in_a_runs_time(guest, tmp_path, mon
         report, out = _pool_run(small, guest('hello'), limits=Limits(timeout=3))
     assert (report.status, report.host_failure) == ('ok', False), report
     assert out == b'Hello, world!\n'
+    # a start longer than WORKER_START beyond the run's time: the host's failure, said
+    monkeypatch.setattr(pool_module, 'WORKER_START', 0.5)
+    with Pool(size=1, queue=1) as small:
+        report, out = _pool_run(small, guest('hello'), limits=Limits(timeout=1))
+    assert (report.status, report.host_failure) == ('killed', True), report
+    assert report.message == 'sandbox worker did not start within 2 s'
 
 
 def _broken_python(tmp_path, monkeypatch):

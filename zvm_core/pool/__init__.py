@@ -100,26 +100,21 @@ from zvm_core.report import (
 )
 
 KILL_GRACE = 2.0
-# A worker still starting (imports, probe, warm-ups: ~1 s, far more on a loaded host) is
-# waited for this long, or the request's own time if longer, before the request's time
-# starts: its start counted in a run's timeout got short runs killed as host failures.
-WORKER_START = 30.0
+# A worker still starting (imports, probe, warm-ups: ~1 s, more on a loaded host) has this
+# long beyond a request's own time for its start: its start counted in a run's timeout got
+# short runs killed as host failures.  A run's bound is then timeout + KILL_GRACE + this, the
+# proxy's wait for a node (zerovm_timeout + 5 s): a node is not left running after it.
+WORKER_START = 3.0
 START_FAILURES = 3      # workers in a row that died as they started: the pool stops starting
 BACKOFF, BACKOFF_MOST = 1.0, 60.0   # seconds it then refuses; doubled each time, capped
 _GONE = object()        # a request that did not go: its worker had ended (Pool._exchange)
 
 
-def _start_deadline(wait: float) -> float:
-    """Until when a request of ``wait`` seconds waits for its worker to start."""
-    return time.monotonic() + max(wait, WORKER_START)
-
-
-def _silent(worker: _Worker, wait: float | None = None) -> str:
-    """Why a worker that did not answer in time was killed."""
+def _silent(worker: _Worker, wait: float) -> str:
+    """Why a worker that did not answer within ``wait`` seconds was killed."""
     if worker.warming:
-        return f'sandbox worker did not start within {WORKER_START:g} s'
-    return ('sandbox worker did not answer within its time' if wait is None
-            else f'sandbox worker did not answer within {wait:g} s')
+        return f'sandbox worker did not start within {wait + WORKER_START:g} s'
+    return f'sandbox worker did not answer within {wait:g} s'
 
 
 class PoolBusy(Exception):
@@ -786,7 +781,7 @@ class Pool:
         """The worker's reply to each of ``runs`` (see :meth:`run_many`)."""
         done = 0
         try:
-            self._ready(worker, _start_deadline(runs[0].limits.timeout + KILL_GRACE))
+            first = self._started(worker, runs[0].limits.timeout + KILL_GRACE)
             try:
                 worker.send(lambda shapes: shapes.request(b'M', runs, rdtsc, {}, budget), fds)
             except MessageTooLarge as e:
@@ -797,7 +792,7 @@ class Pool:
                 return
             last = len(runs) - 1
             for i, run in enumerate(runs):
-                deadline = time.monotonic() + run.limits.timeout + KILL_GRACE
+                deadline = first if i == 0 else time.monotonic() + run.limits.timeout + KILL_GRACE
                 pause = min(pace * min(GATHER, max(last - i - 1, 0)), GATHER_MOST)
                 reply, extra = _recv(worker.sock, worker.buf, deadline, pause)
                 for f in extra:
@@ -813,7 +808,7 @@ class Pool:
             message = self._death(worker)
         except TimeoutError:
             self._stop(worker)
-            message = _silent(worker)
+            message = _silent(worker, runs[done].limits.timeout + KILL_GRACE)
         except OSError as e:
             if e.errno not in (errno.EPIPE, errno.ECONNRESET):
                 raise
@@ -961,8 +956,7 @@ class Pool:
         :class:`Report`; with ``gone``, that if the request did not go because the
         worker had ended (its socket closed: it died idle)."""
         try:
-            self._ready(worker, _start_deadline(wait))
-            deadline = time.monotonic() + wait
+            deadline = self._started(worker, wait)
             try:
                 worker.send(message, fds)
             except MessageTooLarge as e:
@@ -1015,6 +1009,13 @@ class Pool:
                                 f'{os.getpid()} (a server: its log)')
                 self._breaker.died(worker.death)
         return worker.death
+
+    def _started(self, worker: _Worker, wait: float) -> float:
+        """Wait for ``worker`` to have started (WORKER_START beyond ``wait``); until
+        when a request of ``wait`` seconds then waits for its answer."""
+        bound = time.monotonic() + wait + WORKER_START
+        self._ready(worker, bound)
+        return min(time.monotonic() + wait, bound)
 
     def _ready(self, worker: _Worker, deadline: float | None) -> None:
         """Wait for the worker to have started: imports, probe, warm-ups
