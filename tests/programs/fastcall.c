@@ -31,6 +31,7 @@
 
 static char data[4096], in[4096];
 static const char rodata[64] = "read-only bytes";
+static char bss_pages[3 * 4096] __attribute__((aligned(4096)));
 
 static void show(const char *what, long r)
 {
@@ -41,6 +42,48 @@ static void show(const char *what, long r)
 static long wv(int fd, const struct iovec *iov, long n)
 {
     return syscall(SYS_writev, fd, iov, n);
+}
+
+/* Three pages whose middle one's protection changes: the protection table's per-page
+ * path, in a page of the heap (private), of the data segment and of the stack (natively
+ * shared with the supervisor, whose C loop copies there without the kernel's check:
+ * the table's is the only one) */
+static void protections(char *pages)
+{
+    memset(pages, 'p', 3 * 4096);
+    show("mprotect(middle none)", mprotect(pages + 4096, 4096, PROT_NONE));
+    show("write(before the none page)", syscall(SYS_write, 1, pages, 4096L));
+    show("write(into the none page)", syscall(SYS_write, 1, pages + 4000, 200L));
+    show("mprotect(middle read)", mprotect(pages + 4096, 4096, PROT_READ));
+    show("write(across read pages)", syscall(SYS_write, 1, pages + 4000, 200L));
+    show("read(into the read-only page)", syscall(SYS_read, 0, pages + 4096, 10L));
+    show("read(ending in it)", syscall(SYS_read, 0, pages + 4090, 10L));
+    show("read(into rodata)", syscall(SYS_read, 0, rodata, 10L));
+    show("read(into the last writable page)", syscall(SYS_read, 0, pages + 8192, 10L));
+    show("write(it)", syscall(SYS_write, 1, pages + 8192, 10L));
+
+    /* a writev's iovec array in pages whose protection changed: the C loop reads the
+     * array by pread of /proc/PID/mem, which the pages' protections do not hold (the
+     * table must): in the page, crossing into it, crossing out of it */
+    show("mprotect(middle rw)", mprotect(pages + 4096, 4096, PROT_READ | PROT_WRITE));
+    struct iovec *into = (struct iovec *)(pages + 4096 - 16), *from = into + 1;
+    struct iovec *out = (struct iovec *)(pages + 8192 - 16);
+    into[0] = (struct iovec){data, 2};
+    from[0] = (struct iovec){data, 3};
+    from[1] = (struct iovec){data, 4};
+    out[0] = (struct iovec){data, 5};
+    out[1] = (struct iovec){data, 6};
+    show("mprotect(array page none)", mprotect(pages + 4096, 4096, PROT_NONE));
+    show("writev(array in a none page)", wv(1, from, 2));
+    show("writev(array crossing into a none page)", wv(1, into, 2));
+    show("writev(array crossing out of a none page)", wv(1, out, 2));
+    show("mprotect(array page write-only)", mprotect(pages + 4096, 4096, PROT_WRITE));
+    show("writev(array in a write-only page)", wv(1, from, 2));
+    show("mprotect(array page read)", mprotect(pages + 4096, 4096, PROT_READ));
+    show("writev(array in a read page)", wv(1, from, 2));
+    show("writev(array crossing into a read page)", wv(1, into, 2));
+    show("writev(array crossing out of a read page)", wv(1, out, 2));
+
 }
 
 static void edges(void)
@@ -79,43 +122,19 @@ static void edges(void)
     struct iovec zeros[2] = {{data, 0}, {data, 0}};
     show("writev(all empty)", wv(1, zeros, 2));
 
-    /* a page whose protection changed: the protection table's per-page path */
     char *pages = mmap(0, 3 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    memset(pages, 'p', 3 * 4096);
-    show("mprotect(middle none)", mprotect(pages + 4096, 4096, PROT_NONE));
-    show("write(before the none page)", syscall(SYS_write, 1, pages, 4096L));
-    show("write(into the none page)", syscall(SYS_write, 1, pages + 4000, 200L));
-    show("mprotect(middle read)", mprotect(pages + 4096, 4096, PROT_READ));
-    show("write(across read pages)", syscall(SYS_write, 1, pages + 4000, 200L));
-    show("read(into the read-only page)", syscall(SYS_read, 0, pages + 4096, 10L));
-    show("read(ending in it)", syscall(SYS_read, 0, pages + 4090, 10L));
-    show("read(into rodata)", syscall(SYS_read, 0, rodata, 10L));
-    show("read(into the last writable page)", syscall(SYS_read, 0, pages + 8192, 10L));
-    show("write(it)", syscall(SYS_write, 1, pages + 8192, 10L));
-
-    /* a writev's iovec array in pages whose protection changed: the C loop reads the
-     * array by pread of /proc/PID/mem, which the pages' protections do not hold (the
-     * table must): in the page, crossing into it, crossing out of it */
-    show("mprotect(middle rw)", mprotect(pages + 4096, 4096, PROT_READ | PROT_WRITE));
-    struct iovec *into = (struct iovec *)(pages + 4096 - 16), *from = into + 1;
-    struct iovec *out = (struct iovec *)(pages + 8192 - 16);
-    into[0] = (struct iovec){data, 2};
-    from[0] = (struct iovec){data, 3};
-    from[1] = (struct iovec){data, 4};
-    out[0] = (struct iovec){data, 5};
-    out[1] = (struct iovec){data, 6};
-    show("mprotect(array page none)", mprotect(pages + 4096, 4096, PROT_NONE));
-    show("writev(array in a none page)", wv(1, from, 2));
-    show("writev(array crossing into a none page)", wv(1, into, 2));
-    show("writev(array crossing out of a none page)", wv(1, out, 2));
-    show("mprotect(array page write-only)", mprotect(pages + 4096, 4096, PROT_WRITE));
-    show("writev(array in a write-only page)", wv(1, from, 2));
-    show("mprotect(array page read)", mprotect(pages + 4096, 4096, PROT_READ));
-    show("writev(array in a read page)", wv(1, from, 2));
-    show("writev(array crossing into a read page)", wv(1, into, 2));
-    show("writev(array crossing out of a read page)", wv(1, out, 2));
+    dprintf(2, "-- heap pages\n");
+    protections(pages);
     show("munmap(array page)", munmap(pages + 4096, 4096));
-    show("writev(array in an unmapped page)", wv(1, from, 2));
+    show("writev(array in an unmapped page)", wv(1, (struct iovec *)(pages + 4096), 2));
+    dprintf(2, "-- data segment pages\n");
+    protections(bss_pages);
+    show("mprotect(middle rw again)", mprotect(bss_pages + 4096, 4096, PROT_READ | PROT_WRITE));
+    char frame[4 * 4096];
+    char *stack_pages = (char *)(((uintptr_t)frame + 4095) & ~(uintptr_t)4095);
+    dprintf(2, "-- stack pages\n");
+    protections(stack_pages);
+    show("mprotect(middle rw again)", mprotect(stack_pages + 4096, 4096, PROT_READ | PROT_WRITE));
 
     /* reads: overlapping iovecs (the later one wins), bad ones, the wrong access */
     struct iovec rov[3] = {{in, 8}, {in + 4, 8}, {in + 100, 4}};
