@@ -582,12 +582,18 @@ def test_a_validation_within_a_deadline_ends_by_it(musl_hello, tmp_path):
     lock = os.open(tmp_path / f'{cache_key(prog.sha256, validator.Policy())}.lock',
                    os.O_RDWR | os.O_CREAT)
     fcntl.flock(lock, fcntl.LOCK_EX)            # another worker validating it
-    done = threading.Timer(5, fcntl.flock, [lock, fcntl.LOCK_UN])    # what a wait past it sees
+    released = threading.Event()
+
+    def release() -> None:                      # what a wait past the deadline would see
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        released.set()
+    done = threading.Timer(5, release)
     done.start()
     started = time.monotonic()
     try:
         with pytest.raises(validator.Unfinished), validator.within(started + 0.2):
             validate(prog, cache=cache)
+        assert not released.is_set()            # it ended by the deadline, not the lock
         assert time.monotonic() - started >= 0.2
     finally:
         done.cancel()
