@@ -1638,34 +1638,60 @@ def test_a_404_for_an_on_with_a_shell_glob_says_only_star_is_a_wildcard(on: str,
     assert capsys.readouterr().err.endswith(said) is hint
 
 
-def test_a_413_for_the_zapp_zc_made_says_so_and_to_upload_the_program(
+def test_a_413_for_the_zapp_zc_made_says_so_and_what_helps(
         tmp_path, monkeypatch, capsys) -> None:
     # it said only "the request body is larger than zerovm_maxinput": the user never
-    # sent a body, zc's bundle of the program was it, and a stored program is not sent
+    # sent a body, zc's bundle of the program was it; then it told to upload a program
+    # larger than the limit, which the proxy sends with each node against the same limit
     from zerocloud.client.cli import Client
     (tmp_path / 'sub dir').mkdir()
-    for name in ('big', 'sub dir/big'):
-        (tmp_path / name).write_bytes(b'\x7fELF' + b'\0' * 2044)
+    for name in ('big', 'sub dir/my big', 'small'):
+        (tmp_path / name).write_bytes(b'\x7fELF' + b'\0' * (2044 if 'big' in name else 900))
     (tmp_path / 'job.json').write_text('[]')
     (tmp_path / 'total.py').write_text('print(1)\n')
+    (tmp_path / 'huge.py').write_text('#' * 2000 + '\n')
     monkeypatch.chdir(tmp_path)
     refusal = b'the request body is larger than zerovm_maxinput (1024 bytes)\n'
-    upload = 'upload the program first and run the stored one, which is not sent: '
+    itself = (': it is itself larger than zerovm_maxinput (1024 bytes), and a stored one is '
+              'sent with each node too: make it smaller or ask the operator to raise '
+              'zerovm_maxinput\n')
+    upload = ('the program alone is smaller than zerovm_maxinput (1024 bytes): upload it '
+              "first and run the stored one, sent without zc's bundle: ")
     for args, note in [
-            (['big'], 'zc: note: that body is the zapp zc made to carry big (2.0K): ' +
-             upload + 'swift upload bin big, then zc run swift://~/bin/big with the same '
-             'options\n'),
-            (['sub dir/big'], "zc: note: that body is the zapp zc made to carry sub dir/big "
-             "(2.0K): " + upload + "(cd 'sub dir' && swift upload bin big), then zc run "
-             'swift://~/bin/big with the same options\n'),
-            (['--script', 'total.py'], 'zc: note: that body is the zapp zc made to carry '
-             'total.py (9)\n'),
+            (['big'], 'zc: note: that body is the zapp zc made to carry big (2.0K)' + itself),
+            (['sub dir/my big'], 'zc: note: that body is the zapp zc made to carry sub '
+             'dir/my big (2.0K)' + itself),
+            (['small'], 'zc: note: that body is the zapp zc made to carry small (904): ' +
+             upload + 'swift upload bin small, then zc run swift://~/bin/small with the '
+             'same options\n'),
+            (['--script', 'huge.py'], 'zc: note: that body is the zapp zc made to carry '
+             'huge.py (2.0K)' + itself),
+            (['--script', 'total.py'], ''),
             (['job.json'], ''), (['swift://~/bin/big'], '')]:
         opts = build_parser().parse_args(['run', *args, '--on', 'swift://~/logs/*'])
         result = report.parse(413, {}, refusal)
         assert Client(opts, out=io.BytesIO()).show_result(result, {}) == 1
         assert capsys.readouterr().err == ('zc: the job was refused (HTTP 413), nothing ran:\n'
                                            + refusal.decode() + note), args
+
+
+def test_a_413_note_quotes_names_and_survives_a_program_gone(tmp_path, monkeypatch) -> None:
+    from zerocloud.client.cli import _bundle_too_large
+    (tmp_path / 'sub dir').mkdir()
+    (tmp_path / 'sub dir/a b').write_bytes(b'\x7fELF' + b'\0' * 100)
+    monkeypatch.chdir(tmp_path)
+    refusal = b'the request body is larger than zerovm_maxinput (1024 bytes)\n'
+    opts = build_parser().parse_args(['run', 'sub dir/a b'])
+    assert _bundle_too_large(opts, refusal).endswith(
+        "(cd 'sub dir' && swift upload bin 'a b'), then zc run swift://~/bin/'a b' with the "
+        'same options\n')
+
+    def gone(self, **kw) -> None:
+        raise FileNotFoundError(2, 'No such file or directory')
+    monkeypatch.setattr(Path, 'stat', gone)       # removed after it was bundled
+    assert _bundle_too_large(opts, refusal) == (
+        'zc: note: that body is the zapp zc made to carry sub dir/a b; a stored one is sent '
+        'with each node too, so it must itself be smaller than zerovm_maxinput\n')
 
 
 @pytest.mark.parametrize('command', ['run', 'local run'])
