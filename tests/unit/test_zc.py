@@ -2223,6 +2223,25 @@ def test_output_to_a_stdout_the_job_does_not_declare_is_said_discarded() -> None
         'discarded (add {"name": "stdout"} to its devices to get them)\n')
 
 
+def test_a_replica_or_a_failed_node_without_outputs_is_not_said_discarded() -> None:
+    """Replicas 2 and 3 are run without outputs, and a node its host killed has them
+    cleared: zc said their declared stdout was discarded."""
+    stdout = {'/dev/stdout': {'write_bytes': 7}}
+    kept = [{'device': 'stdout', 'path': None, 'bytes': 7, 'stored': False}]
+    stored = {'status': 200, 'nodes': [
+        {'name': 'sum', 'replica': 1, 'failed': False, 'outputs': kept,
+         'accounting': {'channels': stdout}},
+        *({'name': 'sum', 'replica': r, 'failed': False, 'accounting': {'channels': stdout}}
+          for r in (2, 3)),
+        {'name': 'killed', 'status': 'killed', 'failed': True, 'outputs': [],
+         'accounting': {'channels': stdout}},
+        {'name': 'undeclared', 'replica': 1, 'failed': False, 'outputs': [],
+         'accounting': {'channels': stdout}}]}
+    result = report.parse(200, {'Content-Type': 'application/json'},
+                          json.dumps(stored).encode())
+    assert result.discarded_stdout() == {'undeclared': 7}
+
+
 def test_discarded_stdout_of_many_nodes_is_said_three_times_then_counted() -> None:
     from zerocloud.client import cli
     err = io.StringIO()
