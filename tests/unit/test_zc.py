@@ -581,6 +581,21 @@ def test_a_registered_app_mounts_the_deployed_zapp_as_its_image() -> None:
     assert job[0]['devices'] == [{'name': 'stdin'}]          # the original is untouched
 
 
+def test_a_registered_app_keeps_its_devices_spelling_and_image() -> None:
+    # a file_list group got a devices key too (refused by the parser: every zc open of
+    # the type failed), {"device": "image"} a second image, a non-dict group a traceback
+    url = 'swift://AUTH_t/apps/a.zapp'
+    job = [{'name': 'a', 'exec': {'path': 'bin/a'}, 'file_list': [{'device': 'stdin'}]},
+           {'name': 'b', 'exec': {'path': 'bin/b'}, 'devices': [{'device': 'image'}]}]
+    out = zapps.registered_job(job, url)
+    assert out[0] == {**job[0], 'file_list': [{'device': 'stdin'}, {'name': 'image',
+                                                                     'path': url}]}
+    assert out[1]['devices'] == [{'device': 'image', 'path': url}]
+    parse_job(out, "AUTH_t")
+    with pytest.raises(jobs.BuildError, match="node 2 of the zapp's job is not a JSON object"):
+        zapps.registered_job([job[0], 'b'], url)
+
+
 def test_a_local_map_to_a_missing_directory_says_so(tmp_path: Path) -> None:
     run = local.LocalRun(local.parse_maps([f'logs={tmp_path}/nowhere']), tmp_path)
     with pytest.raises(jobs.BuildError, match=f'--map swift://~/logs={tmp_path}/nowhere: '

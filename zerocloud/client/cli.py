@@ -936,13 +936,13 @@ class Client:
         if target.obj is None or target.obj.endswith('/'):
             target = SwiftPath(target.account, target.container,
                                (target.obj or '') + Path(self.opts.zapp).name)
+        config = kind and json.dumps(zapps.registered_job(job, str(target)), indent=1).encode()
         ses.put(target, tar, {'Content-Type': 'application/x-tar'})
         self.err.write(f'uploaded {target} ({display.size(len(tar))})\n'
                        f'REST endpoint: {ses.http_url(target, "/open")}\n')
-        if kind:
-            config = SwiftPath(ses.account, RESULTS, f'{kind}/config')
-            body = json.dumps(zapps.registered_job(job, str(target)), indent=1).encode()
-            ses.put(config, body, {'Content-Type': 'application/json'})
+        if config:
+            ses.put(SwiftPath(ses.account, RESULTS, f'{kind}/config'), config,
+                    {'Content-Type': 'application/json'})
             self.err.write(f'registered for {kind}: zc open '
                            f'swift://~/<container>/<object of that type>\n')
         if self.opts.endpoint:
