@@ -2195,9 +2195,9 @@ def test_a_result_stored_as_the_report_says_its_output_was_not_kept(command: str
                           json.dumps(stored).encode())
     assert client.show_result(result, {}) == cli.EXIT_FAILED
     assert out.writes == []
-    assert ('the stored result is the JSON report (the job was submitted with --json): its '
-            "output, 73 bytes, was not kept; zc result ID --json prints the report") in \
-        err.getvalue()
+    assert ('zc: the result was stored as the JSON report (submitted with --json or '
+            'X-Zerovm-Report): its output, 73 bytes, was not kept; zc result job-1 --json '
+            'prints the report\n') in err.getvalue()
 
 
 def test_a_result_whose_outputs_all_went_to_objects_is_not_a_lost_output() -> None:

@@ -665,9 +665,11 @@ class Client:
             else:
                 self.write_parts(result, split)
         elif unsent:
-            self.err.write('zc: the stored result is the JSON report (the job was submitted '
-                           f'with --json): its output, {unsent} bytes, was not kept; zc result '
-                           'ID --json prints the report\n')
+            job_id = getattr(self.opts, 'id', None)
+            shown = f'zc result {shlex.quote(job_id)} --json' if job_id else '--json'
+            self.err.write('zc: the result was stored as the JSON report (submitted with '
+                           f'--json or X-Zerovm-Report): its output, {unsent} bytes, was not '
+                           f'kept; {shown} prints the report\n')
         self.out.flush()
         if not self.quiet or result.failed:
             if not (as_json and not result.failed):
