@@ -441,6 +441,15 @@ def test_a_node_that_ran_well_but_whose_output_was_not_stored_says_only_why() ->
     assert display.failures([node]) == f'rep-1: {node.error}\n'     # not "rep-1: ok: could..."
 
 
+@pytest.mark.parametrize('stderr, shown', [
+    ('bad input\n', ''), ('input\n', '  | input\n'), ('  \n', '  |   \n')])
+def test_a_stderr_line_is_hidden_only_when_it_is_the_errors_last_part(
+        stderr: str, shown: str) -> None:
+    # it was hidden when the error merely ended with it, or when it was blank
+    node = report.NodeResult('wc-1', 'ok', 1, error='exit 1: bad input', stderr=stderr)
+    assert display.failures([node]) == 'wc-1: exit 1: bad input\n' + shown
+
+
 def test_a_failures_status_is_said_once() -> None:
     node = report.NodeResult('mem-1', 'memory', 1, error='memory: memory limit of 268435456 '
                              'bytes reached')
