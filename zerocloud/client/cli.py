@@ -938,7 +938,8 @@ class Client:
         if target.obj is None or target.obj.endswith('/'):
             target = SwiftPath(target.account, target.container,
                                (target.obj or '') + Path(self.opts.zapp).name)
-        config = kind and json.dumps(zapps.registered_job(job, str(target)), indent=1).encode()
+        config = json.dumps(zapps.registered_job(job, str(target)), indent=1).encode() \
+            if kind else None           # refused before the zapp is uploaded
         ses.put(target, tar, {'Content-Type': 'application/x-tar'})
         self.err.write(f'uploaded {target} ({display.size(len(tar))})\n'
                        f'REST endpoint: {ses.http_url(target, "/open")}\n')
