@@ -441,6 +441,15 @@ def test_a_node_that_ran_well_but_whose_output_was_not_stored_says_only_why() ->
     assert display.failures([node]) == f'rep-1: {node.error}\n'     # not "rep-1: ok: could..."
 
 
+@pytest.mark.parametrize('stderr, shown', [
+    ('bad input\n', ''), ('input\n', '  | input\n'), ('  \n', '  |   \n')])
+def test_a_stderr_line_is_hidden_only_when_it_is_the_errors_last_part(
+        stderr: str, shown: str) -> None:
+    # it was hidden when the error merely ended with it, or when it was blank
+    node = report.NodeResult('wc-1', 'ok', 1, error='exit 1: bad input', stderr=stderr)
+    assert display.failures([node]) == 'wc-1: exit 1: bad input\n' + shown
+
+
 def test_a_failures_status_is_said_once() -> None:
     node = report.NodeResult('mem-1', 'memory', 1, error='memory: memory limit of 268435456 '
                              'bytes reached')
@@ -579,6 +588,21 @@ def test_a_registered_app_mounts_the_deployed_zapp_as_its_image() -> None:
     assert out[0]['devices'] == [{'name': 'stdin'},
                                  {'name': 'image', 'path': 'swift://AUTH_t/apps/a.zapp'}]
     assert job[0]['devices'] == [{'name': 'stdin'}]          # the original is untouched
+
+
+def test_a_registered_app_keeps_its_devices_spelling_and_image() -> None:
+    # a file_list group got a devices key too (refused by the parser: every zc open of
+    # the type failed), {"device": "image"} a second image, a non-dict group a traceback
+    url = 'swift://AUTH_t/apps/a.zapp'
+    job = [{'name': 'a', 'exec': {'path': 'bin/a'}, 'file_list': [{'device': 'stdin'}]},
+           {'name': 'b', 'exec': {'path': 'bin/b'}, 'devices': [{'device': 'image'}]}]
+    out = zapps.registered_job(job, url)
+    assert out[0] == {**job[0], 'file_list': [{'device': 'stdin'}, {'name': 'image',
+                                                                     'path': url}]}
+    assert out[1]['devices'] == [{'device': 'image', 'path': url}]
+    parse_job(out, "AUTH_t")
+    with pytest.raises(jobs.BuildError, match="node 2 of the zapp's job is not a JSON object"):
+        zapps.registered_job([job[0], 'b'], url)
 
 
 def test_a_local_map_to_a_missing_directory_says_so(tmp_path: Path) -> None:
@@ -1638,34 +1662,60 @@ def test_a_404_for_an_on_with_a_shell_glob_says_only_star_is_a_wildcard(on: str,
     assert capsys.readouterr().err.endswith(said) is hint
 
 
-def test_a_413_for_the_zapp_zc_made_says_so_and_to_upload_the_program(
+def test_a_413_for_the_zapp_zc_made_says_so_and_what_helps(
         tmp_path, monkeypatch, capsys) -> None:
     # it said only "the request body is larger than zerovm_maxinput": the user never
-    # sent a body, zc's bundle of the program was it, and a stored program is not sent
+    # sent a body, zc's bundle of the program was it; then it told to upload a program
+    # larger than the limit, which the proxy sends with each node against the same limit
     from zerocloud.client.cli import Client
     (tmp_path / 'sub dir').mkdir()
-    for name in ('big', 'sub dir/big'):
-        (tmp_path / name).write_bytes(b'\x7fELF' + b'\0' * 2044)
+    for name in ('big', 'sub dir/my big', 'small'):
+        (tmp_path / name).write_bytes(b'\x7fELF' + b'\0' * (2044 if 'big' in name else 900))
     (tmp_path / 'job.json').write_text('[]')
     (tmp_path / 'total.py').write_text('print(1)\n')
+    (tmp_path / 'huge.py').write_text('#' * 2000 + '\n')
     monkeypatch.chdir(tmp_path)
     refusal = b'the request body is larger than zerovm_maxinput (1024 bytes)\n'
-    upload = 'upload the program first and run the stored one, which is not sent: '
+    itself = (': it is itself larger than zerovm_maxinput (1024 bytes), and a stored one is '
+              'sent with each node too: make it smaller or ask the operator to raise '
+              'zerovm_maxinput\n')
+    upload = ('the program alone is smaller than zerovm_maxinput (1024 bytes): upload it '
+              "first and run the stored one, sent without zc's bundle: ")
     for args, note in [
-            (['big'], 'zc: note: that body is the zapp zc made to carry big (2.0K): ' +
-             upload + 'swift upload bin big, then zc run swift://~/bin/big with the same '
-             'options\n'),
-            (['sub dir/big'], "zc: note: that body is the zapp zc made to carry sub dir/big "
-             "(2.0K): " + upload + "(cd 'sub dir' && swift upload bin big), then zc run "
-             'swift://~/bin/big with the same options\n'),
-            (['--script', 'total.py'], 'zc: note: that body is the zapp zc made to carry '
-             'total.py (9)\n'),
+            (['big'], 'zc: note: that body is the zapp zc made to carry big (2.0K)' + itself),
+            (['sub dir/my big'], 'zc: note: that body is the zapp zc made to carry sub '
+             'dir/my big (2.0K)' + itself),
+            (['small'], 'zc: note: that body is the zapp zc made to carry small (904): ' +
+             upload + 'swift upload bin small, then zc run swift://~/bin/small with the '
+             'same options\n'),
+            (['--script', 'huge.py'], 'zc: note: that body is the zapp zc made to carry '
+             'huge.py (2.0K)' + itself),
+            (['--script', 'total.py'], ''),
             (['job.json'], ''), (['swift://~/bin/big'], '')]:
         opts = build_parser().parse_args(['run', *args, '--on', 'swift://~/logs/*'])
         result = report.parse(413, {}, refusal)
         assert Client(opts, out=io.BytesIO()).show_result(result, {}) == 1
         assert capsys.readouterr().err == ('zc: the job was refused (HTTP 413), nothing ran:\n'
                                            + refusal.decode() + note), args
+
+
+def test_a_413_note_quotes_names_and_survives_a_program_gone(tmp_path, monkeypatch) -> None:
+    from zerocloud.client.cli import _bundle_too_large
+    (tmp_path / 'sub dir').mkdir()
+    (tmp_path / 'sub dir/a b').write_bytes(b'\x7fELF' + b'\0' * 100)
+    monkeypatch.chdir(tmp_path)
+    refusal = b'the request body is larger than zerovm_maxinput (1024 bytes)\n'
+    opts = build_parser().parse_args(['run', 'sub dir/a b'])
+    assert _bundle_too_large(opts, refusal).endswith(
+        "(cd 'sub dir' && swift upload bin 'a b'), then zc run swift://~/bin/'a b' with the "
+        'same options\n')
+
+    def gone(self, **kw) -> None:
+        raise FileNotFoundError(2, 'No such file or directory')
+    monkeypatch.setattr(Path, 'stat', gone)       # removed after it was bundled
+    assert _bundle_too_large(opts, refusal) == (
+        'zc: note: that body is the zapp zc made to carry sub dir/a b; a stored one is sent '
+        'with each node too, so it must itself be smaller than zerovm_maxinput\n')
 
 
 @pytest.mark.parametrize('command', ['run', 'local run'])
@@ -2154,9 +2204,9 @@ def test_a_result_stored_as_the_report_says_its_output_was_not_kept(command: str
                           json.dumps(stored).encode())
     assert client.show_result(result, {}) == cli.EXIT_FAILED
     assert out.writes == []
-    assert ('the stored result is the JSON report (the job was submitted with --json): its '
-            "output, 73 bytes, was not kept; zc result ID --json prints the report") in \
-        err.getvalue()
+    assert ('zc: the result was stored as the JSON report (submitted with --json or '
+            'X-Zerovm-Report): its output, 73 bytes, was not kept; zc result job-1 --json '
+            'prints the report\n') in err.getvalue()
 
 
 def test_a_result_whose_outputs_all_went_to_objects_is_not_a_lost_output() -> None:
@@ -2195,6 +2245,25 @@ def test_output_to_a_stdout_the_job_does_not_declare_is_said_discarded() -> None
     assert err.getvalue() == (
         'zc: note: sum wrote 73 bytes to stdout, which its job does not declare: they were '
         'discarded (add {"name": "stdout"} to its devices to get them)\n')
+
+
+def test_a_replica_or_a_failed_node_without_outputs_is_not_said_discarded() -> None:
+    """Replicas 2 and 3 are run without outputs, and a node its host killed has them
+    cleared: zc said their declared stdout was discarded."""
+    stdout = {'/dev/stdout': {'write_bytes': 7}}
+    kept = [{'device': 'stdout', 'path': None, 'bytes': 7, 'stored': False}]
+    stored = {'status': 200, 'nodes': [
+        {'name': 'sum', 'replica': 1, 'failed': False, 'outputs': kept,
+         'accounting': {'channels': stdout}},
+        *({'name': 'sum', 'replica': r, 'failed': False, 'accounting': {'channels': stdout}}
+          for r in (2, 3)),
+        {'name': 'killed', 'status': 'killed', 'failed': True, 'outputs': [],
+         'accounting': {'channels': stdout}},
+        {'name': 'undeclared', 'replica': 1, 'failed': False, 'outputs': [],
+         'accounting': {'channels': stdout}}]}
+    result = report.parse(200, {'Content-Type': 'application/json'},
+                          json.dumps(stored).encode())
+    assert result.discarded_stdout() == {'undeclared': 7}
 
 
 def test_discarded_stdout_of_many_nodes_is_said_three_times_then_counted() -> None:

@@ -665,9 +665,11 @@ class Client:
             else:
                 self.write_parts(result, split)
         elif unsent:
-            self.err.write('zc: the stored result is the JSON report (the job was submitted '
-                           f'with --json): its output, {unsent} bytes, was not kept; zc result '
-                           'ID --json prints the report\n')
+            job_id = getattr(self.opts, 'id', None)
+            shown = f'zc result {shlex.quote(job_id)} --json' if job_id else '--json'
+            self.err.write('zc: the result was stored as the JSON report (submitted with '
+                           f'--json or X-Zerovm-Report): its output, {unsent} bytes, was not '
+                           f'kept; {shown} prints the report\n')
         self.out.flush()
         if not self.quiet or result.failed:
             if not (as_json and not result.failed):
@@ -676,7 +678,7 @@ class Client:
         if getattr(self.opts, 'device', None) == 'stdin' and _missed_input(result.nodes):
             self.err.write('(the object was given on stdin: --as input gives it as /dev/input)\n')
         if result.status == 413 and not result.nodes and b'the request body' in result.body:
-            self.err.write(_bundle_too_large(self.opts))
+            self.err.write(_bundle_too_large(self.opts, result.body))
         on = getattr(self.opts, 'on', None) or ''
         if result.status == 404 and not result.nodes and any(c in on for c in '?['):
             self.err.write(f'(only * is a wildcard: the ? or [ of --on {on} are part of the '
@@ -936,13 +938,14 @@ class Client:
         if target.obj is None or target.obj.endswith('/'):
             target = SwiftPath(target.account, target.container,
                                (target.obj or '') + Path(self.opts.zapp).name)
+        config = json.dumps(zapps.registered_job(job, str(target)), indent=1).encode() \
+            if kind else None           # refused before the zapp is uploaded
         ses.put(target, tar, {'Content-Type': 'application/x-tar'})
         self.err.write(f'uploaded {target} ({display.size(len(tar))})\n'
                        f'REST endpoint: {ses.http_url(target, "/open")}\n')
-        if kind:
-            config = SwiftPath(ses.account, RESULTS, f'{kind}/config')
-            body = json.dumps(zapps.registered_job(job, str(target)), indent=1).encode()
-            ses.put(config, body, {'Content-Type': 'application/json'})
+        if config:
+            ses.put(SwiftPath(ses.account, RESULTS, f'{kind}/config'), config,
+                    {'Content-Type': 'application/json'})
             self.err.write(f'registered for {kind}: zc open '
                            f'swift://~/<container>/<object of that type>\n')
         if self.opts.endpoint:
@@ -1088,24 +1091,42 @@ def _is_program(path: str) -> bool:
         return False
 
 
-def _bundle_too_large(opts: argparse.Namespace) -> str:
+def _bundle_too_large(opts: argparse.Namespace, refusal: bytes) -> str:
     """Why a request body zc made was over the cluster's zerovm_maxinput: the zapp
-    carrying this machine's program (or script); a stored program is not sent."""
+    carrying this machine's program (or script).  A stored program is sent with each
+    node against the same limit, so uploading helps only one smaller than it."""
     script = getattr(opts, 'script', None)
     target = getattr(opts, 'target', None)
     program = target if script is None and target and _is_program(target) else None
     carried = script or program
     if carried is None:                 # the user's own job or zapp: its size is theirs
         return ''
-    size = display.size(Path(carried).stat().st_size)
-    said = f'zc: note: that body is the zapp zc made to carry {carried} ({size})'
-    if program is None:
-        return said + '\n'
-    where, name = Path(program).parent, Path(program).name
+    try:
+        size = Path(carried).stat().st_size
+    except OSError:                     # gone since: say what is known
+        size = None
+    shown = f' ({display.size(size)})' if size is not None else ''
+    said = f'zc: note: that body is the zapp zc made to carry {carried}{shown}'
+    found = _MAXINPUT.search(refusal.decode(errors='replace'))
+    limit = int(found[1]) if found else None
+    if size is None or limit is None:
+        return (f'{said}; a stored one is sent with each node too, so it must itself be '
+                'smaller than zerovm_maxinput\n')
+    if size >= limit:
+        return (f'{said}: it is itself larger than zerovm_maxinput ({limit} bytes), and a '
+                'stored one is sent with each node too: make it smaller or ask the operator '
+                'to raise zerovm_maxinput\n')
+    if program is None:                 # a small script: zc's bundle is all there is to it
+        return ''
+    where, name = Path(program).parent, shlex.quote(Path(program).name)
     upload = f'swift upload bin {name}' if where == Path('.') else \
-        f'(cd {shlex.quote(str(where))} && swift upload bin {shlex.quote(name)})'
-    return (f'{said}: upload the program first and run the stored one, which is not sent: '
-            f'{upload}, then zc run swift://~/bin/{name} with the same options\n')
+        f'(cd {shlex.quote(str(where))} && swift upload bin {name})'
+    return (f'{said}: the program alone is smaller than zerovm_maxinput ({limit} bytes): '
+            f'upload it first and run the stored one, sent without zc\'s bundle: {upload}, '
+            f'then zc run swift://~/bin/{name} with the same options\n')
+
+
+_MAXINPUT = re.compile(r'zerovm_maxinput \((\d+) bytes\)')
 
 
 REQUEST_ERRORS = (ServerError, ClientException, OSError, HTTPException)

@@ -62,7 +62,7 @@ def table(nodes: list[NodeResult]) -> str:
 
 def failures(nodes: list[NodeResult], most: int | None = None) -> str:
     """What went wrong in each failed node: its status, error and stderr's last lines
-    (not when they are only the line its error already ends with); past
+    (not when they are one line, its error's last part after ': '); past
     :data:`ALIKE_SHOWN` nodes that failed alike (a wildcard's program that fails on
     every object), the others counted in a line at the end; past ``most`` nodes
     shown in all (a query's nodes each name their own object), the rest counted."""
@@ -81,7 +81,8 @@ def failures(nodes: list[NodeResult], most: int | None = None) -> str:
         what = how if not error else error if error.startswith(how) or \
             how == 'ok' or not node.status else f'{how}: {error}'     # ok: ran, not stored
         lines = node.stderr.rstrip('\n').splitlines()[-STDERR_LINES:]
-        if len(lines) == 1 and what.endswith(lines[0].strip()):      # said in what
+        if len(lines) == 1 and lines[0].strip() and \
+                what.endswith(': ' + lines[0].strip()):             # said in what
             lines = []
         said = [f'{node.name}: {what}\n', *(f'  | {line}\n' for line in lines)]
         if out[-len(said):] == said:        # replicas that failed alike are said once

@@ -142,15 +142,21 @@ class JobResult:
 
     def discarded_stdout(self) -> dict[str, int]:
         """The bytes each node wrote to a stdout its job does not declare (by the JSON
-        report: written, but no output of device stdout), which the sandbox discards."""
+        report: written, but no output of device stdout), which the sandbox discards.
+        Judged by name over all entries: replicas after the first and a node its host
+        killed have no outputs though their stdout is declared; a failed entry is not."""
+        entries = [node for node in (self.report or {}).get('nodes') or []
+                   if isinstance(node, Mapping)]
+        declared = {node.get('name') for node in entries
+                    if any(isinstance(out, Mapping) and out.get('device') == 'stdout'
+                           for out in node.get('outputs') or [])}
         found: dict[str, int] = {}
-        for node in (self.report or {}).get('nodes') or []:
-            if not isinstance(node, Mapping):
+        for node in entries:
+            if node.get('failed') or node.get('name') in declared:
                 continue
             channels = (node.get('accounting') or {}).get('channels') or {}
             written = (channels.get('/dev/stdout') or {}).get('write_bytes') or 0
-            if written and not any(isinstance(out, Mapping) and out.get('device') == 'stdout'
-                                   for out in node.get('outputs') or []):
+            if written:
                 found.setdefault(str(node.get('name', '')), written)
         return found
 

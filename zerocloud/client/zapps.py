@@ -36,7 +36,14 @@ from pathlib import Path
 
 import yaml
 
-from zerocloud.client.jobs import ELF_MAGIC, BuildError, system_images, zapp_bytes
+from zerocloud.client.jobs import (
+    ELF_MAGIC,
+    BuildError,
+    device_name,
+    group_devices,
+    system_images,
+    zapp_bytes,
+)
 from zerocloud.job import SWIFT, USER_IMAGE, JobError, _known_keys, parse_job
 from zvm_core.elf import ElfError, load_program
 from zvm_core.validator import Policy, default_cache, validate
@@ -223,13 +230,23 @@ def bundled_path(root: Path) -> Path | None:
 
 
 def registered_job(job: list, image_url: str) -> list:
-    """The zapp's job for ``.zvm/<type>/config``: its ``image`` is the deployed zapp."""
+    """The zapp's job for ``.zvm/<type>/config``: its ``image`` is the deployed zapp,
+    written into the devices key the group uses (``devices`` or ``file_list``: both
+    in one group are refused by the parser)."""
     out = json.loads(json.dumps(job))
-    for group in out:
-        devices = group.setdefault('devices', [])
-        image = next((d for d in devices if d.get('name') == USER_IMAGE), None)
+    for number, group in enumerate(out if isinstance(out, list) else [out], 1):
+        if not isinstance(group, dict):
+            raise BuildError(f'node {number} of the zapp\'s job is not a JSON object: make it '
+                             '{"name": ..., "exec": ..., "devices": [...]}')
+        key = 'file_list' if group.get('devices') is None and \
+            group.get('file_list') is not None else 'devices'
+        if group.get(key) is None:
+            group[key] = []
+        if not isinstance(group[key], list):
+            raise BuildError(f'node {number} of the zapp\'s job: its {key} is not a list')
+        image = next((d for d in group_devices(group) if device_name(d) == USER_IMAGE), None)
         if image is None:
-            devices.append({'name': USER_IMAGE, 'path': image_url})
+            group[key].append({'name': USER_IMAGE, 'path': image_url})
         elif not str(image.get('path') or '').startswith(SWIFT):
             image['path'] = image_url
     return out
