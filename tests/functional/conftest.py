@@ -24,10 +24,13 @@ from swiftclient.client import get_auth
 from zerocloud.devcluster import USERS, DevCluster
 
 # Short limits, so that tests of deferred jobs (and their loss) and chains run quickly,
-# yet long enough that a quick job on a loaded CI machine still answers within them; a
-# running job's state is lost after three heartbeats without an update (15 s: 3 s is a
-# stall a loaded machine's proxy may have, and a result read then said 'lost').
-PROXY_CONF = ('[filter:zerocloud]\ninteractive_timeout = 10\nchain_timeout = 10\n'
+# yet long enough that a quick (warm) job on a loaded CI machine still answers within
+# them.  interactive_timeout stays below the proxy's wait for a stopped object server's
+# "100 Continue" (dispatch.NODE_GRACE, 5 s), after which it runs the node on another
+# replica: test_entry_points stops one to keep a job running past it.  A running job's
+# state is lost after three heartbeats without an update (15 s: 3 s is a stall a loaded
+# machine's proxy may have, and a result read then said 'lost').
+PROXY_CONF = ('[filter:zerocloud]\ninteractive_timeout = 3\nchain_timeout = 10\n'
               'deferred_heartbeat = 5\n')
 # Short listing pages (Swift's default: 10,000), so that a job reads several pages
 # of a container of a few objects (tests/functional/test_jobs_scale.py).
