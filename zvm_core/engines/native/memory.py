@@ -37,7 +37,6 @@ import errno
 import fcntl
 import mmap
 import os
-import resource
 from dataclasses import dataclass
 
 from zvm_core.engines.native.loader import HUGE, SHARED, Spec
@@ -85,10 +84,11 @@ class ProcessMemory:
         runs share their layout): its sorted regions are taken, not sorted again."""
         self.pid = pid
         if like is not None:
-            self.regions, self._spans = like.regions, like._spans
+            self.regions, self._base = like.regions, like._base
         else:
             self.regions = tuple(sorted(regions, key=lambda r: r.start))   # shared: never changed
-            self._spans = tuple((r.start, r.end, r.prot, 0) for r in self.regions)
+            self._base = tuple((r.start, r.end, r.prot, 0) for r in self.regions)
+        self._spans = self._base    # with where this process maps them (share()), or not
         self._prot: dict[int, int] = {}
         self._shared: tuple[int, mmap.mmap] | None = None     # share(): memfd, our mapping
         self._staged: list[tuple[int, bytearray]] = []
@@ -114,8 +114,8 @@ class ProcessMemory:
         too, for the C loop to read and write those regions without a system call
         (``table``).  Its descriptor, to pass to the loader, closed by
         :meth:`close`; None, the spec unchanged, where it cannot be made (no memfd,
-        or a file size limit below it: ``ftruncate`` past ``RLIMIT_FSIZE`` would be
-        ``SIGXFSZ`` to this process).  The heap stays private, and so does a data
+        or a file size limit below it: ``ftruncate`` past ``RLIMIT_FSIZE`` fails with
+        EFBIG, Python ignoring SIGXFSZ).  The heap stays private, and so does a data
         segment over SHARED_MOST (a big static array): their pages would be
         shmem's, whose faults and freeing cost ~2-4 us a page more here than an
         anonymous page's (a big heap touches thousands), and the heap's huge pages
@@ -128,8 +128,7 @@ class ProcessMemory:
                 at += size
                 prot |= SHARED
             maps.append((addr, size, prot))
-        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
-        if not hosts or limit != resource.RLIM_INFINITY and limit < at:
+        if not hosts:
             return None
         try:
             fd = os.memfd_create('zvm-guest', os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
@@ -149,7 +148,7 @@ class ProcessMemory:
         base = _address(view)
         offsets = dict(hosts)
         self._spans = tuple((start, end, prot, base + offsets[start] if start in offsets else 0)
-                            for start, end, prot, _ in self._spans)
+                            for start, end, prot, _ in self._base)
         self._shared = fd, view
         spec.maps = maps
         return fd
@@ -173,7 +172,7 @@ class ProcessMemory:
         if self._shared is not None:
             fd, view = self._shared
             self._shared = None
-            self._spans = tuple((start, end, prot, 0) for start, end, prot, _ in self._spans)
+            self._spans = self._base
             view.close()
             os.close(fd)
 

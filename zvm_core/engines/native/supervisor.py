@@ -196,8 +196,10 @@ class Guest:
         spec = Spec(entry=p.entry, filter=FILTER, template=template,
                     namespaces=OFF if os.environ.get('ZVM_NATIVE_NAMESPACES') == 'off' else OWN)
         # unicorn's protection bits are mmap's (1, 2, 4)
+        # the heap's interior as huge pages for a spawned run only: a template's children
+        # (and a snapshot's copied heap) were not measured with them
         spec.maps = [(r.start, r.end - r.start,
-                      r.prot | (HUGE if r.start == self.heap_start else 0))
+                      r.prot | (HUGE if r.start == self.heap_start and not template else 0))
                      for r in self.regions]
         spec.as_limit = sum(r.end - r.start for r in self.regions) + AS_SLACK
         spec.copies = [(s.vaddr, s.data) for s in p.segments if s.data]
