@@ -46,8 +46,11 @@ def test_a_sql_request_nested_too_deep_is_the_users_error(body: str) -> None:
 
 
 def test_a_jsonl_object_whose_first_line_is_nested_too_deep_is_the_users_error() -> None:
-    with pytest.raises(SqlError, match='is not a JSON value'):
+    with pytest.raises(SqlError, match='holds a JSON array'):      # nested lists
         entry._columns((DEEP + '\n{"a": 1}\n').encode(), 'jsonl', ',', False, 'swift://~/c/o')
+    with pytest.raises(SqlError, match='is not a JSON value'):       # nested objects
+        entry._columns(('{"a": ' * 100_000 + '\n{"a": 1}\n').encode(), 'jsonl', ',', False,
+                       'swift://~/c/o')
 
 
 def test_a_zapp_whose_job_is_nested_too_deep_is_a_400() -> None:
