@@ -333,42 +333,28 @@ def test_a_program_over_zerovm_maxnexe_is_a_413_naming_the_option(swift, servers
         413, b'swift://AUTH_a/bin/wc is larger than zerovm_maxnexe (8 bytes)\n')
 
 
-@pytest.mark.parametrize('account, hint', [
+@pytest.mark.parametrize('account, path, denied, hint', [
     # swift://a/... for AUTH_a: "Denied: may not read swift://a/c/data" left users puzzled
-    ('a', b'your account is AUTH_a: did you mean swift://~/c/data?'),
+    ('a', 'c/data', b'read swift://a/c/data',
+     b'your account is AUTH_a: did you mean swift://~/c/data?'),
     # swift://b/... for AUTH_b: "Denied: may not read swift://b/c/data" and nothing more
-    ('b', b'accounts are named AUTH_<name>: did you mean swift://AUTH_b/c/data?'),
+    ('b', 'c/data', b'read swift://b/c/data',
+     b'accounts are named AUTH_<name>: did you mean swift://AUTH_b/c/data?'),
+    # swift://b/c/*.csv for AUTH_b: "Denied: may not list swift://b/c" and nothing more,
+    # where a read of one object of it named the account it likely meant
+    ('a', 'c/*.csv', b'list swift://a/c', b'your account is AUTH_a: did you mean swift://~/c?'),
+    ('b', 'c/*.csv', b'list swift://b/c',
+     b'accounts are named AUTH_<name>: did you mean swift://AUTH_b/c?'),
 ])
-def test_a_denied_read_of_an_account_without_its_prefix_says_so(mw, swift, servers,
-                                                                account: str,
-                                                                hint: bytes) -> None:
+def test_a_denied_read_or_listing_of_an_account_without_its_prefix_says_so(
+        mw, swift, servers, account: str, path: str, denied: bytes, hint: bytes) -> None:
     def denying(env, start_response):       # Swift's answer to another account's object
         if env['PATH_INFO'].startswith(f'/v1/{account}/'):
             return Response(status=403)(env, start_response)
         return swift(env, start_response)
     mw.app = denying
-    resp = post(mw, job(f'swift://{account}/c/data'))
-    assert (resp.status_int, resp.body) == (
-        403, b'Denied: may not read swift://%s/c/data (%s)\n' % (account.encode(), hint))
-
-
-@pytest.mark.parametrize('account, hint', [
-    # swift://b/c/*.csv for AUTH_b: "Denied: may not list swift://b/c" and nothing more,
-    # where a read of one object of it named the account it likely meant
-    ('a', b'your account is AUTH_a: did you mean swift://~/c?'),
-    ('b', b'accounts are named AUTH_<name>: did you mean swift://AUTH_b/c?'),
-])
-def test_a_denied_listing_of_an_account_without_its_prefix_says_so(mw, swift, servers,
-                                                                   account: str,
-                                                                   hint: bytes) -> None:
-    def denying(env, start_response):       # Swift's answer to another account's listing
-        if env['PATH_INFO'].startswith(f'/v1/{account}/'):
-            return Response(status=403)(env, start_response)
-        return swift(env, start_response)
-    mw.app = denying
-    resp = post(mw, job(stdin=f'swift://{account}/c/*.csv'))
-    assert (resp.status_int, resp.body) == (
-        403, b'Denied: may not list swift://%s/c (%s)\n' % (account.encode(), hint))
+    resp = post(mw, job(stdin=f'swift://{account}/{path}'))
+    assert (resp.status_int, resp.body) == (403, b'Denied: may not %s (%s)\n' % (denied, hint))
 
 
 def test_nodes_without_data_that_share_a_location_go_to_one_server(mw, swift,
