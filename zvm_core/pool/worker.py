@@ -327,7 +327,7 @@ def _serve_one(req: dict, fds: list[int], templates: Templates,
                 # object's LOCAL_* variables) comes once (Snapshots.begin; emulated too)
                 return _noted(warm.run(channels, req['argv'], req['env'], req['seed'],
                                        req['epoch'], left, image, ahead, probe=tails is None),
-                                limits, left), warm
+                              limits, left), warm
             except SetupError as e:
                 return Report(e.status, None, str(e), engine='native'), None
         reason = prepared.reason    # auto runs it emulated (zvm_core.prepare): its template
