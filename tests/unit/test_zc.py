@@ -963,6 +963,18 @@ def test_a_successful_large_job_is_ok_with_its_counts() -> None:
         display.report(got)
 
 
+def status_fails(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture,
+                 env: dict[str, str], port: int) -> tuple[str, str]:
+    """``zc status`` with ``env`` set (``{port}`` filled in) exits 1: the server URL it
+    names and what it wrote on stderr."""
+    from zerocloud.client.cli import main
+    for name, value in env.items():
+        monkeypatch.setenv(name, value.format(port=port))
+    assert main(['status', 'job-' + '0' * 32]) == 1
+    url = next(v for v in env.values() if v.startswith('http')).format(port=port)
+    return url, capsys.readouterr().err
+
+
 @pytest.mark.parametrize('env', [
     {'ST_AUTH': 'http://127.0.0.1:{port}/auth/v1.0', 'ST_USER': 'u', 'ST_KEY': 'k'},
     {'OS_STORAGE_URL': 'http://127.0.0.1:{port}/v1/AUTH_a', 'OS_AUTH_TOKEN': 't'},
@@ -973,16 +985,10 @@ def test_no_server_at_the_address_is_said_in_one_line(monkeypatch: pytest.Monkey
     # the cluster is not running: not urllib3's "Max retries exceeded ... NewConnectionError"
     import socket
 
-    from zerocloud.client.cli import main
     with socket.socket() as s:          # a port nothing listens on
         s.bind(('127.0.0.1', 0))
-        port = s.getsockname()[1]
         clear_credentials(monkeypatch)
-        for name, value in env.items():
-            monkeypatch.setenv(name, value.format(port=port))
-        assert main(['status', 'job-' + '0' * 32]) == 1
-    url = next(v for v in env.values() if v.startswith('http')).format(port=port)
-    err = capsys.readouterr().err
+        url, err = status_fails(monkeypatch, capsys, env, s.getsockname()[1])
     assert err.startswith(f'zc: no server answers at {url}') and err.endswith(
         ': Connection refused (is the cluster running? are ST_AUTH, OS_AUTH_URL or '
         'OS_STORAGE_URL its address?)\n') and err.count('\n') == 1, err
@@ -1037,12 +1043,7 @@ def test_https_to_a_plain_http_server_says_http(plain_http, monkeypatch, capsys,
                                                 env: dict) -> None:
     # urllib3's "Max retries exceeded ... SSLError(...WRONG_VERSION_NUMBER...)" under
     # "no server answers ... is the cluster running?", of a server that answered
-    from zerocloud.client.cli import main
-    for name, value in env.items():
-        monkeypatch.setenv(name, value.format(port=plain_http))
-    assert main(['status', 'job-' + '0' * 32]) == 1
-    url = next(v for v in env.values() if v.startswith('http')).format(port=plain_http)
-    err = capsys.readouterr().err
+    url, err = status_fails(monkeypatch, capsys, env, plain_http)
     assert err.startswith(f'zc: the server at {url}') and err.endswith(
         ' does not speak TLS: its URL (ST_AUTH, OS_AUTH_URL or OS_STORAGE_URL) likely starts '
         'with http://, not https://\n') and err.count('\n') == 1, err
