@@ -75,7 +75,6 @@ from zerocloud.proxy.dispatch import (
     host_killed,
     not_run_log,
 )
-from zerocloud.proxy.outputs import OutputFile
 from zerocloud.proxy.response import NodeResult, short
 
 PER_SERVER = 2              # batches on their way to one object server
@@ -543,7 +542,8 @@ class Batches:
                     break
                 name, f = item
                 if current is not None and name.startswith(outputs_of):
-                    out = current.outputs[name[len(outputs_of):]] = OutputFile()
+                    device = name[len(outputs_of):]
+                    out = current.outputs[device] = batch[index].plan.output(device)
                     wire.copy_limited(f, out, max_output)
                     continue
                 if current is not None:
@@ -565,7 +565,7 @@ class Batches:
                                 result.close()
                                 raise wire.TooLarge(f'{name}: node {i}: output {device} '
                                                     f'larger than {max_output} bytes')
-                            result.outputs[device] = out = OutputFile()
+                            result.outputs[device] = out = batch[i].plan.output(device)
                             out.write(data)
                         finish(i, result)
                     continue

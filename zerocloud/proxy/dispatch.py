@@ -29,7 +29,7 @@ from zerocloud import graph, wire
 from zerocloud.config import Config
 from zerocloud.job import Node
 from zerocloud.proxy.caller import Input
-from zerocloud.proxy.outputs import OutputFile
+from zerocloud.proxy.outputs import Budget, OutputFile
 from zerocloud.proxy.response import NodeResult, short
 
 NODE_GRACE = 5.0
@@ -129,6 +129,11 @@ class Plan:
     account: str = ''                      # the job's (object servers share slots by it)
     links_after: bool = False              # its /dev/out/<peer> come back as outputs once it
                                            # ended, not streamed (a node sent in a batch)
+    budget: Budget | None = None           # what the job's outputs may hold (outputs.Budget)
+
+    def output(self, device: str) -> OutputFile:
+        """Where the node's output ``device`` waits on the proxy, charged to the job."""
+        return OutputFile(self.budget, self.node.name, device)
 
 
 class Programs:
@@ -378,7 +383,7 @@ class Dispatcher:
                             conn.send(chunk)
                     resp = conn.getresponse()
                 return self.node_response(resp, links, headers.get(wire.PROGRAM)
-                                          or headers.get(wire.IMAGE))
+                                          or headers.get(wire.IMAGE), plan)
         finally:
             if sender is not None:
                 feeder.stop()
@@ -392,9 +397,10 @@ class Dispatcher:
             conn.close()
 
     def node_response(self, resp, links: graph.NodeLinks | None = None,
-                       digest: str | None = None) -> tuple[dict, dict]:
+                       digest: str | None = None, plan: Plan | None = None
+                       ) -> tuple[dict, dict]:
         """The report and outputs of a node's response (``digest``: the program's,
-        sent instead of the program)."""
+        sent instead of the program; ``plan``'s budget counts the outputs)."""
         check_answer(resp, digest is not None)
         stream, first = resp, wire.REPORT
         relay = None
@@ -415,7 +421,8 @@ class Dispatcher:
                 elif name == wire.REPORT:
                     report = wire.NodeReport.from_json(f.read(1 << 20))
                 elif name.startswith(wire.DEV_PREFIX) and report is not None:
-                    out = outputs[name[len(wire.DEV_PREFIX):]] = OutputFile()
+                    device = name[len(wire.DEV_PREFIX):]
+                    out = outputs[device] = plan.output(device) if plan else OutputFile()
                     wire.copy_limited(f, out, self.config.max_output)
                 else:
                     raise wire.WireError(f'unexpected member {name}')

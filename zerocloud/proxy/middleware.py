@@ -121,7 +121,9 @@ report's ``host_failure``, ``zvm_core.report``), 500 when a bug of ours lost
 it (``killed`` otherwise), 504 when it hit the wall-clock limit (``timeout``), an
 object server's 4xx when it refused the node (``error``), 409 when the
 replicas of a node disagree (``mismatch``), 413 when the nodes sent each
-other more than ``zerovm_maxspool`` bytes (``error``), the PUT's status
+other more than ``zerovm_maxspool`` bytes (``error``), 413 with no node
+columns when the nodes' outputs passed ``zerovm_job_maxoutput`` (the job is
+stopped, nothing stored: ``zerocloud.proxy.outputs.Budget``), the PUT's status
 when storing an output failed.  A node that did not run because a node it
 reads from failed is ``skipped`` (it never decides the status).  The body
 then lists the failed nodes, one ``<node>: <status>: <what happened>`` line
@@ -238,6 +240,9 @@ Configuration (``proxy-server.conf``), after the auth filter::
     # most bytes the nodes of one job may send each other (connect), in
     # total; they wait on the proxy's disk ($TMPDIR) for their readers
     zerovm_maxspool = 4294967296
+    # most bytes of output one job may hold on the proxy at once (they wait
+    # on its disk until the job is answered); beyond: the job stops, 413
+    zerovm_job_maxoutput = 4294967296
     # connect graphs as pipelines (a node starts when the nodes it reads
     # from run); false: stage by stage (when they have finished)
     zerovm_pipeline = true
@@ -324,6 +329,7 @@ from zerocloud.proxy import stream as streamed
 from zerocloud.proxy import uploads
 from zerocloud.proxy.batch import Batches, batchable
 from zerocloud.proxy.caller import Caller, Input
+from zerocloud.proxy.outputs import Budget, OverBudget
 from zerocloud.proxy.dispatch import Dispatcher, Plan, skipped
 from zerocloud.proxy.response import NodeResult, attached_object, respond, short, swift_reason
 from zerocloud.sources import Launch
@@ -586,6 +592,7 @@ class ProxyExecMiddleware:
         for plan in plans:
             turns.take()
             node = plan.node
+            plan.budget = known.budget
             plan.env = {'SCRIPT_NAME': node.argv[0], 'SCRIPT_FILENAME': node.exec.path}
             if attached_object(node):
                 plan.env.update(found[node.attach.path][1] if node.attach.path in found
@@ -632,7 +639,8 @@ class ProxyExecMiddleware:
         collector = streamed.Collector(records=report_json)
         try:
             job_id = uuid.uuid4().hex
-            known = _Known()
+            known = _Known(Budget(self.config.job_max_output))
+            watched = _Watched(known.budget, progress)
             first = list(nodes) if connected else list(itertools.islice(nodes, CHUNK_NODES))
             plans = self._prepare(caller, first, account, job_id, inputs, launch, known)
             self._check_replicas(plans)
@@ -674,11 +682,11 @@ class ProxyExecMiddleware:
                     results = graph.run(
                         plans, run_replica, skipped, max_spool=self.config.max_spool,
                         max_link=self.config.max_output, pipeline=self.config.pipeline,
-                        concurrency=concurrency, progress=progress,
+                        concurrency=concurrency, progress=watched,
                         batched=batchable if batched else None, alone=alone)
                 else:
                     streamed.run(planned(), run_replica, collector.add,
-                                 concurrency=concurrency, progress=progress,
+                                 concurrency=concurrency, progress=watched,
                                  submit=batches.submit if batched else None,
                                  alone=alone)
                     results, collector.held = collector.in_order(), []
@@ -692,10 +700,12 @@ class ProxyExecMiddleware:
             self._store_all(caller, results, failed=any(r.failed for r in results))
             # the response's body is read from the results' outputs and closes them
             return respond(results, time.monotonic() - started, report_json)
-        except BaseException:
+        except BaseException as e:
             for r in results:
                 r.close()
             collector.close()
+            if isinstance(e, OverBudget):
+                raise over_budget(str(e), self.config.job_max_output) from None
             raise
         finally:
             for i in inputs.values():
@@ -760,12 +770,45 @@ def _to_store(results: Iterable[NodeResult], failed: bool) -> Iterator[tuple[Nod
 class _Known:
     """What the job fetched or found for its first nodes and serves the next ones: its
     programs (``sources.fetch_programs``), its containers' policies
-    (``ProxyExecMiddleware._listed``) and the digests of what it sends by digest."""
+    (``ProxyExecMiddleware._listed``), the digests of what it sends by digest, and the
+    budget its outputs share (``outputs.Budget``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, budget: Budget) -> None:
         self.programs: dict = {}
         self.containers: dict[tuple[str, str], int | None] = {}
         self.digests: dict[int, str] = {}
+        self.budget = budget
+
+
+class _Watched:
+    """The progress hook of a running job (``graph.run``, ``stream.run``): it stops the
+    job once its outputs passed their budget (:class:`OverBudget`, as a node ends),
+    and passes on to the deferred job's ``Progress``, if any."""
+
+    def __init__(self, budget: Budget, progress: deferred.Progress | None) -> None:
+        self.budget, self.progress = budget, progress
+
+    def started(self) -> None:
+        if self.progress is not None:
+            self.progress.started()
+
+    def finished(self, results: list[NodeResult]) -> None:
+        if self.budget.over:
+            for r in results:
+                r.close()
+            self.budget.check()
+        if self.progress is not None:
+            self.progress.finished(results)
+
+
+def over_budget(output: str, limit: int) -> HTTPException:
+    """The answer of a job stopped by its budget (``zerovm_job_maxoutput``): which limit,
+    where it was passed, and who can raise it (the operator)."""
+    text = (f'this job was stopped: its outputs passed zerovm_job_maxoutput ({limit} bytes, '
+            f'at {output}), the most one job may hold on the proxy at once, where they wait '
+            f'until it is answered; nothing of it was stored: write less, run it over fewer '
+            f'objects at a time, or ask the operator to raise zerovm_job_maxoutput')
+    return HTTPRequestEntityTooLarge(body=f'{text}\n', headers={'X-Nexe-Error': text})
 
 
 def program_digest(program: bytes) -> str:

@@ -15,6 +15,11 @@ given back to the file system (a hole punched: one output held open, such as
 a response its client reads slowly, does not keep a gigabyte of other jobs'
 ended outputs on the disk).  Everything runs in the proxy's event loop (a
 reader in a thread only reads, positionally).
+
+A job's outputs also count against its :class:`Budget` (``zerovm_job_maxoutput``):
+every channel is bounded (``zerovm_maxoutput``), but a wildcard over many
+objects has many channels, all held until the job is answered.  Past the budget
+an output keeps no more bytes and the job is stopped (``Budget.check``).
 """
 
 from __future__ import annotations
@@ -31,6 +36,37 @@ SPILL_ROTATE = 1 << 30      # bytes of a spill file after which outputs start a 
 _PUNCH_HOLE = 0x02 | 0x01   # FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.fallocate.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64)
+
+
+class OverBudget(Exception):
+    """A job's outputs passed what it may hold on the proxy (``Budget.check``)."""
+
+
+class Budget:
+    """The bytes of output one job may hold on the proxy at once (``limit``:
+    ``zerovm_job_maxoutput``): its outputs take from it as they are written and
+    give back when closed; the first write past it trips it (:attr:`over`: the
+    output that did), and that write and every later one keep nothing."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.held = limit, 0
+        self.over = ''
+
+    def take(self, size: int, what: tuple[str, str]) -> bool:
+        """May ``size`` more bytes of ``what`` (node, device) be kept?"""
+        if self.over or self.held + size > self.limit:
+            self.over = self.over or '/dev/{1} of node {0}'.format(*what)
+            return False
+        self.held += size
+        return True
+
+    def give(self, size: int) -> None:
+        self.held -= size
+
+    def check(self) -> None:
+        """Raise :class:`OverBudget` once tripped: the job stops."""
+        if self.over:
+            raise OverBudget(self.over)
 
 
 class _Spill:
@@ -95,7 +131,10 @@ class OutputFile:
 
     held = 0                            # bytes all in-memory outputs of this process hold
 
-    def __init__(self) -> None:
+    def __init__(self, budget: Budget | None = None, node: str = '', device: str = '') -> None:
+        """``budget``: the job's, charged with what is kept (of ``device`` of ``node``,
+        as its error names it)."""
+        self._budget, self._what = budget, (node, device)
         self._memory: bytearray | None = bytearray()       # None: in the spill
         self._spill: _Spill | None = None
         self._extents: list[tuple[int, int]] = []           # (spill offset, length)
@@ -106,6 +145,8 @@ class OutputFile:
     def write(self, data: bytes) -> int:
         if self._closed or self._pos != self._size:
             raise io.UnsupportedOperation('an output is only appended to, until closed')
+        if self._budget is not None and not self._budget.take(len(data), self._what):
+            return len(data)            # the job is over its budget: it stops (Budget)
         if self._memory is not None and (
                 self._size + len(data) > SPOOL_MEMORY
                 or OutputFile.held + len(data) > PROCESS_MEMORY):
@@ -138,6 +179,11 @@ class OutputFile:
             OutputFile.held -= len(self._memory)
             self._memory = None
 
+    def hand_over(self) -> None:
+        """Its bytes were copied to where the job keeps them until it is answered (its
+        ``JobSpool``): they stay charged to its budget when this closes."""
+        self._budget = None
+
     def read(self, size: int = -1) -> bytes:
         if self._closed:
             raise ValueError('read of a closed output')
@@ -169,6 +215,8 @@ class OutputFile:
         if not self._closed:
             self._closed = True
             self._release()
+            if self._budget is not None:
+                self._budget.give(self._size)
             if self._spill is not None:
                 self._spill.leave(self._extents)
 

@@ -46,7 +46,7 @@ from swift.common.swob import Response
 
 from zerocloud import cgiout, graph, turns
 from zerocloud.answer_format import SUMMARY_NODES
-from zerocloud.proxy.outputs import SPOOL_MEMORY
+from zerocloud.proxy.outputs import SPOOL_MEMORY, OutputFile
 from zerocloud.proxy.response import (
     CHUNK,
     Body,
@@ -229,7 +229,10 @@ class JobSpool:
         self.pending.clear()
 
     def _copy(self, out) -> tuple[int, int]:
-        """An output's bytes appended: (offset, size); a large one in a thread."""
+        """An output's bytes appended: (offset, size); a large one in a thread.  They
+        stay charged to the job's budget (``outputs.Budget``) until it is answered."""
+        if isinstance(out, OutputFile):
+            out.hand_over()
         size = out.seek(0, 2)
         out.seek(0)
         if size <= CHUNK:

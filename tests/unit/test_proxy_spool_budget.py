@@ -1,0 +1,134 @@
+"""What one job's outputs may hold on the proxy at once (``zerovm_job_maxoutput``,
+``zerocloud.proxy.outputs.Budget``): each channel had a limit, the job none, so a
+wildcard over many objects could fill the proxy's disk with their spooled outputs."""
+
+from __future__ import annotations
+
+import pytest
+from test_proxy_filter import (  # noqa: F401 (fixtures)
+    ACCOUNT,
+    FakeRing,
+    batch_servers,
+    job,
+    objects,
+    post,
+    ran,
+    servers,
+    swift,
+)
+
+from zerocloud import config
+from zerocloud.proxy import middleware, stream
+from zerocloud.proxy.middleware import ProxyExecMiddleware
+from zerocloud.proxy.outputs import Budget, OutputFile
+
+LINE = len('out /AUTH_a/c/item00\n')        # what each node of ``ran()`` writes
+
+
+@pytest.fixture
+def limited(swift, monkeypatch):
+    """The filter with a job budget of ``limited(bytes)``."""
+    FakeRing.install(monkeypatch)
+
+    def make(limit: int) -> ProxyExecMiddleware:
+        return ProxyExecMiddleware(swift, {'zerovm_job_maxoutput': str(limit)})
+    return make
+
+
+def test_the_option_has_a_default_and_refuses_a_bad_value() -> None:
+    assert config.Config.from_conf({}).job_max_output == 4 << 30
+    with pytest.raises(ValueError, match='zerovm_job_maxoutput: 4G: expected a whole number'):
+        config.Config.from_conf({'zerovm_job_maxoutput': '4G'})
+
+
+@pytest.mark.parametrize('many', [False, True], ids=['held', 'spooled'])
+def test_a_job_over_its_output_budget_is_a_413_naming_the_option(
+        limited, swift, batch_servers, monkeypatch, many: bool) -> None:
+    """Six nodes of 21 bytes each over a budget of 50: the third passes it; the job
+    stops with a 413 that says which limit and who raises it, stores nothing and
+    leaves no output open (also past SUMMARY_NODES, from its job spool)."""
+    if many:
+        monkeypatch.setattr(stream, 'SUMMARY_NODES', 1)
+    objects(swift, 6)
+    swift.add('/out/keep', b'')
+    batch_servers(d0=ran())
+    before = OutputFile.held
+    body = job(stdin='swift://~/c/item*', stdout={'name': 'stdout',
+                                                   'path': 'swift://~/out/*.txt'})
+    resp = post(limited(50), body)
+    assert resp.status_int == 413, resp.body
+    text = resp.body.decode()
+    assert text.startswith('this job was stopped: its outputs passed zerovm_job_maxoutput (50 '
+                           'bytes, at /dev/stdout of node wc-'), text
+    assert 'ask the operator to raise zerovm_job_maxoutput' in text
+    assert resp.headers['X-Nexe-Error'] == text.strip()
+    assert not [p for m, p, _h in swift.calls if m == 'PUT']        # nothing stored
+    assert OutputFile.held == before
+
+
+def test_a_job_within_its_output_budget_runs_and_its_spool_counts_against_it(
+        limited, swift, batch_servers, monkeypatch) -> None:
+    """Exactly the budget is fine; the bytes moved to a large job's spool still count
+    (6 nodes over a budget of 5 of them fail: the spool does not give them back)."""
+    monkeypatch.setattr(stream, 'SUMMARY_NODES', 1)
+    objects(swift, 6)
+    batch_servers(d0=ran())
+    resp = post(limited(6 * LINE), job(stdin='swift://~/c/item*'))
+    assert resp.status_int == 200, resp.body
+    assert resp.body.count(b'\n') == 6
+    assert post(limited(5 * LINE), job(stdin='swift://~/c/item*')).status_int == 413
+
+
+def test_a_deferred_job_over_its_budget_stores_the_413_as_its_result(
+        limited, swift, batch_servers) -> None:
+    objects(swift, 6)
+    batch_servers(d0=ran())
+    app = limited(50)
+    resp = post(app, job(stdin='swift://~/c/item*'), **{'X-Zerovm-Deferred': 'always'})
+    assert resp.status_int == 202, resp.body
+    where = resp.body.decode().strip().replace('swift://AUTH_a', ACCOUNT)
+    from swift.common.concurrency import sleep
+    for _ in range(200):
+        if where + '.headers' in swift.objects:
+            break
+        sleep(0.05)
+    stored = swift.objects[where][1].decode()
+    assert stored.startswith('this job was stopped: its outputs passed zerovm_job_maxoutput')
+    assert b'"Status": "413 Request Entity Too Large"' in swift.objects[where + '.headers'][1]
+
+
+def test_an_output_past_the_budget_keeps_nothing_and_gives_back_what_it_held() -> None:
+    budget = Budget(10)
+    first, second = OutputFile(budget, 'n-1', 'stdout'), OutputFile(budget, 'n-2', 'stdout')
+    first.write(b'x' * 8)
+    budget.check()
+    second.write(b'y' * 3)
+    assert (second.tell(), budget.held, budget.over) == (0, 8, '/dev/stdout of node n-2')
+    second.write(b'y')                          # once tripped, nothing more is kept
+    assert second.tell() == 0
+    with pytest.raises(middleware.OverBudget, match='n-2'):
+        budget.check()
+    first.close()
+    second.close()
+    assert budget.held == 0
+
+
+def test_an_output_moved_to_the_job_spool_stays_charged() -> None:
+    budget = Budget(100)
+    out = OutputFile(budget, 'n-1', 'stdout')
+    out.write(b'x' * 40)
+    out.hand_over()
+    out.close()
+    assert budget.held == 40
+
+
+def test_other_jobs_are_not_charged(limited, swift, batch_servers) -> None:
+    """The budget is each job's: a job over it leaves the next one whole."""
+    objects(swift, 6)
+    swift.add('/c/few1')
+    swift.add('/c/few2')
+    batch_servers(d0=ran())
+    app = limited(5 * LINE)
+    assert post(app, job(stdin='swift://~/c/item*')).status_int == 413
+    resp = post(app, job(stdin='swift://~/c/few*'))
+    assert (resp.status_int, resp.body) == (200, b'out /AUTH_a/c/few1\nout /AUTH_a/c/few2\n')
