@@ -2013,3 +2013,54 @@ def test_an_object_server_that_cannot_read_the_proxys_request_is_the_clusters_fa
     resp = post(mw, job())
     assert (resp.status_int, resp.headers['X-Nexe-Status']) == (400, 'error')
     assert resp.headers['X-Nexe-Error'].endswith(f'refused the node: 400 {why}')
+
+
+@pytest.fixture
+def no_account(monkeypatch):
+    """``no_account(status)``: Swift's info of every container of account ``others`` or
+    ``AUTH_b`` is 0 (its account could not be read), the account's is ``status``."""
+    from zerocloud.proxy import caller
+
+    def install(status: int) -> None:
+        real = caller.get_container_info
+
+        def container_info(env, app, **kw):
+            if env['PATH_INFO'].split('/')[2] in ('others', 'AUTH_b'):
+                return {'status': 0}
+            return real(env, app, **kw)
+        monkeypatch.setattr(caller, 'get_container_info', container_info)
+        monkeypatch.setattr(caller, 'get_account_info', lambda env, app, **kw: {'status': status})
+    return install
+
+
+def test_a_missing_object_of_a_missing_account_says_the_account_is_missing(
+        mw, swift, servers, no_account) -> None:
+    # Swift's info of a container of a missing account is 0, not 404: the read of
+    # swift://others/c/x.csv said only "Error 404 Not Found", not why, nor the prefix
+    no_account(404)
+    asked = servers()
+    resp = post(mw, job(stdin='swift://others/c/x.csv'))
+    assert (resp.status_int, resp.body) == (
+        404, b'Error 404 Not Found while fetching swift://others/c/x.csv (device stdin of wc): '
+             b'account swift://others does not exist (accounts are named AUTH_<name>: did you '
+             b'mean swift://AUTH_others/c/x.csv?)\n')
+    assert asked.asked == []
+
+
+@pytest.mark.parametrize('status, says', [
+    (404, b'account swift://AUTH_b does not exist (of swift://AUTH_b/c/out.txt)\n'),
+    # its account servers down: not "does not exist"
+    (503, b'cannot read the container of swift://AUTH_b/c/out.txt: its account could not be '
+          b'read, try again\n')])
+def test_a_written_object_of_a_missing_account_says_which_is_missing(
+        mw, swift, servers, no_account, status: int, says: bytes) -> None:
+    no_account(status)
+    asked = servers()
+    body = json.dumps(job(stdout={'name': 'stdout', 'path': 'swift://AUTH_b/c/out.txt'}))
+    req = Request.blank(ACCOUNT, method='POST', body=body.encode(),
+                        headers={'X-Zerovm-Execute': '1.0',
+                                 'Content-Type': 'application/json'},
+                        environ={'swift.authorize': lambda req: None})
+    resp = req.get_response(mw)
+    assert (resp.status_int, resp.body) == (404 if status == 404 else 503, says)
+    assert asked.asked == []

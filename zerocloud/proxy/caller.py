@@ -21,7 +21,7 @@ from swift.common.http import HTTP_NOT_FOUND, HTTP_OK, is_success
 from swift.common.swob import HTTPException, Request, Response
 from swift.common.utils import close_if_possible
 from swift.common.wsgi import make_subrequest
-from swift.proxy.controllers.base import get_container_info
+from swift.proxy.controllers.base import get_account_info, get_container_info
 
 from zerocloud.config import NOT_PLAIN, SWIFT_SOURCE, Config
 from zerocloud.httperrors import (
@@ -104,11 +104,13 @@ class Caller:
             if denied.status_int == 403 and method == 'PUT' and not hint:
                 hint = self.others_hint(path, 'add you to its write ACL (X-Container-Write)')
             raise denied_error(denied, f'{what} swift:/{path[3:]}{hint}')
-        if status in (0, HTTP_NOT_FOUND):       # 0: its account is missing (Swift's info)
-            raise HTTPNotFound(body=self.no_container(method, path))
+        missing = self.missing(status, path)
+        if missing:
+            raise HTTPNotFound(body=self.no_container(method, path, missing))
         if not is_success(status):
             raise HTTPServiceUnavailable(
-                body=f'cannot read the container of swift:/{path[3:]}: {status}, try again\n')
+                body=f'cannot read the container of swift:/{path[3:]}: '
+                     f'{status or "its account could not be read"}, try again\n')
 
     @property
     def account(self) -> str:
@@ -139,17 +141,36 @@ class Caller:
                     f'swift://{reseller}{sep}{account}/{rest}?)')
         return ''
 
-    def no_container(self, method: str, path: str) -> str:
-        """The 404 body for ``path`` (``/v1/a/c/o``) whose container is missing: an
-        account without the caller's reseller prefix is likely the mistake; else a
-        written object's says to create the container (a job creates none)."""
+    def missing(self, status: int, path: str) -> str:
+        """What of ``path`` (``/v1/a/c...``) is missing, by the status of its container's
+        info: 'container' (404), 'account' (0: Swift's info of a container whose
+        account could not be read; the account's own status tells a missing one from
+        a failed read), or '' (it is there, or could not be read)."""
+        if status == HTTP_NOT_FOUND:
+            return 'container'
+        if status == 0 and get_account_info(self.sub('HEAD', path).environ, self.app,
+                                            swift_source=SWIFT_SOURCE)['status'] == 404:
+            return 'account'
+        return ''
+
+    @staticmethod
+    def said_missing(path: str, missing: str) -> str:
+        """``container swift://a/c does not exist`` (or ``account swift://a``)."""
         account, _, rest = path[4:].partition('/')
-        container = rest.partition('/')[0]
-        said = f'container swift://{account}/{container} does not exist'
+        where = account if missing == 'account' else f'{account}/{rest.partition("/")[0]}'
+        return f'{missing} swift://{where} does not exist'
+
+    def no_container(self, method: str, path: str, missing: str = 'container') -> str:
+        """The 404 body for ``path`` (``/v1/a/c/o``) whose container (or account:
+        ``missing``) is missing: an account without the caller's reseller prefix is
+        likely the mistake; else a written object's says to create the container (a
+        job creates none)."""
+        container = path[4:].partition('/')[2].partition('/')[0]
+        said = self.said_missing(path, missing)
         hint = self.own_hint(path)
         if hint:
             return f'{said} (of swift:/{path[3:]}){hint}\n'
-        if method != 'PUT':
+        if method != 'PUT' or missing == 'account':
             return f'{said} (of swift:/{path[3:]})\n'
         others = self.others_hint(path, 'create it and add you to its write ACL '
                                         '(X-Container-Write)')
@@ -204,12 +225,15 @@ class Caller:
         return resp
 
     def missing_container(self, path: SwiftPath) -> str:
-        """``: container swift://a/c does not exist`` for an object that is not there
-        because its container is not (a misspelt container, not object); else ''."""
-        info = self.container_info(f'/v1/{path.account}/{path.container}')
-        if info['status'] != 404:
+        """``: container swift://a/c does not exist`` (or ``account swift://a``) for an
+        object that is not there because its container (account) is not: a misspelt
+        container or account, not object (and the hint of a name without the reseller
+        prefix, :meth:`own_hint`); else ''."""
+        where = f'/v1/{path.account}/{path.container}'
+        missing = self.missing(self.container_info(where)['status'], where)
+        if not missing:
             return ''
-        return f': container swift://{path.account}/{path.container} does not exist'
+        return f': {self.said_missing(where, missing)}{self.own_hint("/v1" + path.path)}'
 
     def fetch(self, path: SwiftPath, limit: int, option: str = 'zerovm_maxinput',
               reader: str = '') -> tuple[Input, Response]:
