@@ -36,7 +36,8 @@ that a job a client was told of has a state or a result, unless storing it
 takes more than FIRST_STATE_WAIT seconds: the answer does not wait longer)::
 
     {"state": "running", "heartbeat": 10.0, "updated": 1764687000.5,
-     "proxy": "proxy-1:4242", "pids": "6f1e...", "started": 1764686990.1, "job": 1,
+     "proxy": "proxy-1:4242", "pids": "6f1e...", "since": 81234567,
+     "started": 1764686990.1, "job": 1,
      "nodes": {"total": 300, "done": 120, "failed": 2, "running": 64},
      "bytes": {"in": 12582912, "out": 40960}}
 
@@ -55,12 +56,19 @@ that proxy stops (restart, crash) the state stops being refreshed; the
 first GET or HEAD of ``<that name>.headers`` (or DELETE of its state) that
 finds no result and a state older than three heartbeats, or written by a
 proxy process of this host and pid space (``pids``: this boot, this pid
-namespace) that no longer exists (:func:`_gone`), stores
+namespace) that no longer exists (:func:`_process`: its pid is gone, or is
+another process's, started at another time than ``since``), stores
 the result of a lost job: the error as
 body and ``{"Status": "503 Service Unavailable", "X-Nexe-Status": "lost",
 "X-Nexe-Error": ...}`` (as that reader, so it must be allowed to write
 there), and deletes the state and any cancel marker.  A job is never
-resumed: it may have written objects already.
+resumed: it may have written objects already.  A state however old whose
+proxy process is of this host and pid space and still running (the same pid
+and ``since``) is not lost: its job runs on (a proxy too busy to write its
+heartbeat, Swift refusing the writes for a while) and ends by its own limits
+(each node's ``zerovm_timeout``), storing its result; only a state of
+another host's proxy (or of a proxy older than ``since``) is judged by its
+age alone.
 
 A client's DELETE of ``<that name>.state`` cancels the job (:func:`cancel`):
 it stores ``<that name>.cancel``, which the proxy running the job looks for
@@ -400,6 +408,7 @@ def _keep_state(app, req: Request, where: SwiftPath, heartbeat: float, finished:
         if counts != written or time.monotonic() >= due:
             body = json.dumps({'state': 'running', 'heartbeat': heartbeat, 'updated': time.time(),
                                'proxy': _proxy(), 'pids': pid_space(),
+                               'since': started_at(os.getpid()),
                                'started': progress.started_at,
                                **counts}).encode()
             stored = _put(app, req, state, body, 'application/json')
@@ -491,8 +500,9 @@ def _settle(app, req: Request, version: str, account: str, container: str, name:
         stale = age > STALE_BEATS * float(running['heartbeat'])
     except (ValueError, TypeError, KeyError, OverflowError, RecursionError):
         return              # not a state this proxy wrote (the user's to overwrite)
-    gone = _gone(running)
-    if not (stale or gone):
+    process = _process(running)
+    gone = process == GONE
+    if not (gone or (stale and process != ALIVE)):     # alive here: it is running
         return
     logger.error('deferred job %s was lost: its state was last updated %.0f s ago by %s',
                  base, age, running.get('proxy'))
@@ -535,23 +545,50 @@ def pid_space() -> str:
     return hashlib.sha256(where.encode()).hexdigest()[:32]
 
 
-def _gone(running: dict) -> bool:
-    """Is the proxy process a state names known to be gone: one of this host and pid
-    space (:func:`pid_space`) whose pid no longer exists?  (Another's cannot be told:
-    its state goes stale.)"""
+def started_at(pid: int) -> int | None:
+    """When process ``pid`` started, in clock ticks since boot (``/proc/<pid>/stat``'s
+    ``starttime``): with its pid, it names one process (a pid is reused, not both);
+    None when there is no such process (or /proc cannot tell)."""
+    try:
+        with open(f'/proc/{pid}/stat', 'rb') as f:
+            stat = f.read()
+    except OSError:
+        return None
+    return int(stat.rpartition(b')')[2].split()[19])    # after "pid (comm)": field 22
+
+
+GONE, ALIVE = 'gone', 'alive'
+
+
+def _process(running: dict) -> str:
+    """What is known of the proxy process a state names (``proxy``, ``since``): GONE
+    (one of this host and pid space, :func:`pid_space`, whose pid no longer exists, or
+    is another process's: it started at another time than ``since``), ALIVE (that
+    process, running: its job is running, however old its state; it ends by the job's
+    own limits) or '' (another host's or pid space's, or an older proxy's state
+    without ``since``: its state's age decides)."""
     host, _, pid = str(running.get('proxy')).rpartition(':')
     # a pid has at most 7 digits (PID_MAX_LIMIT 4194304): more is no process of ours
     if host != socket.gethostname() or not (pid.isascii() and pid.isdigit()) \
             or len(pid) > 7 or int(pid) <= 0 \
             or not pid_space() or running.get('pids') != pid_space():
-        return False
+        return ''
+    since, now = running.get('since'), started_at(int(pid))
+    if now is None:             # /proc does not show it: a process of another user, if any
+        return '' if _exists(int(pid)) else GONE
+    if isinstance(since, int) and since != now:
+        return GONE
+    return ALIVE if since == now else ''
+
+
+def _exists(pid: int) -> bool:
     try:
-        os.kill(int(pid), 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
-        return True
+        return False
     except OSError:             # another user's process: it exists
         pass
-    return False
+    return True
 
 
 def _not_running(app, req: Request, base: str) -> Response:

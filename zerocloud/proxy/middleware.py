@@ -255,7 +255,8 @@ Configuration (``proxy-server.conf``), after the auth filter::
     interactive_timeout = 60
     chain_timeout = 20
     # a deferred job's state in Swift is refreshed this often (seconds); one
-    # three times as old is a lost job (its proxy stopped)
+    # three times as old is a lost job (its proxy stopped), unless its proxy
+    # is a process of this host that still runs
     deferred_heartbeat = 10
     # deferred jobs of one account running at once in this proxy process (as
     # many again of its open apps'); beyond: 429

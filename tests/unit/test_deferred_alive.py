@@ -1,0 +1,92 @@
+"""A deferred job is lost only when its proxy is (``zerocloud.deferred._process``):
+a state three heartbeats old whose proxy process is still running on this host
+(the same pid and start time) is a job that runs on, not a lost one (flake19: a
+loaded proxy that wrote its heartbeat late had its running job's result stored
+as ``lost``)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import time
+
+from swift.common.concurrency import LightQueue
+from swift.common.swob import Request, Response
+from test_proxy_filter import ACCOUNT
+from test_sources import DeletingSwift, deferred_always, lost_env
+
+from zerocloud import deferred
+
+NAME = f'{ACCOUNT}/c/job-' + '7' * 32
+LOG = logging.getLogger('test')
+HERE = f'{socket.gethostname()}:{os.getpid()}'
+
+
+def state_of(app: DeletingSwift, updated: float, **fields) -> dict:
+    """A state last updated at ``updated`` by the proxy ``fields`` say; the env of a
+    GET of its result."""
+    env = lost_env(app, updated)
+    state = json.loads(app.objects[f'{NAME}.state'][1])
+    app.objects[f'{NAME}.state'] = ({}, json.dumps({**state, **fields}).encode())
+    return env
+
+
+def test_an_old_state_of_a_proxy_process_running_here_is_not_lost() -> None:
+    app = DeletingSwift()
+    env = state_of(app, time.time() - 100, proxy=HERE, pids=deferred.pid_space(),
+                   since=deferred.started_at(os.getpid()))
+    deferred.settle_lost(app, env, LOG)
+    assert f'{NAME}.headers' not in app.objects and f'{NAME}.state' in app.objects
+
+
+def test_a_state_of_a_pid_now_another_process_is_lost_at_once() -> None:
+    """The pid runs, but started at another time than the state's proxy: reused."""
+    app = DeletingSwift()
+    env = state_of(app, time.time() - 1, proxy=HERE, pids=deferred.pid_space(),
+                   since=deferred.started_at(os.getpid()) - 1)
+    deferred.settle_lost(app, env, LOG)
+    stored = json.loads(app.objects[f'{NAME}.headers'][1])
+    assert stored['X-Nexe-Status'] == 'lost'
+    assert f'(its process {HERE} is gone)' in stored['X-Nexe-Error']
+
+
+def test_an_old_state_of_an_older_proxy_without_its_start_time_keeps_the_heartbeat_rule(
+        ) -> None:
+    """Without ``since`` its pid may be another process's: its age decides."""
+    app = DeletingSwift()
+    env = state_of(app, time.time() - 100, proxy=HERE, pids=deferred.pid_space())
+    deferred.settle_lost(app, env, LOG)
+    assert json.loads(app.objects[f'{NAME}.headers'][1])['X-Nexe-Status'] == 'lost'
+
+
+def test_a_job_whose_state_went_stale_while_its_proxy_runs_ends_by_its_own_limits() -> None:
+    """Its heartbeat late (a stalled proxy, Swift refusing the writes): the job is read
+    as running, then its own end (here a node's timeout, 504) is its result."""
+    app = DeletingSwift()
+    release: LightQueue = LightQueue()
+
+    def work(progress) -> Response:
+        progress.launched([])
+        return release.get()
+    result, state = deferred_always(app, work, heartbeat=30)
+    written = json.loads(app.objects[state][1])
+    assert (written['proxy'], written['since']) == (HERE, deferred.started_at(os.getpid()))
+    app.objects[state] = ({}, json.dumps({**written, 'updated': time.time() - 100}).encode())
+    deferred.settle_lost(app, Request.blank(f'{result}.headers').environ, LOG)
+    assert f'{result}.headers' not in app.objects           # running, not lost
+    release.put(Response(status=504, body=b'wc: timeout\n', headers={'X-Nexe-Status': 'timeout'}))
+    assert app.wait_until(lambda: f'{result}.headers' in app.objects)
+    stored = json.loads(app.objects[f'{result}.headers'][1])
+    assert (stored['Status'], stored['X-Nexe-Status']) == ('504 Gateway Timeout', 'timeout')
+    assert app.objects[result][1] == b'wc: timeout\n'
+
+
+def test_the_start_time_of_no_process_is_none() -> None:
+    import subprocess
+    import sys
+    gone = subprocess.Popen([sys.executable, '-c', ''])
+    gone.wait()
+    assert deferred.started_at(gone.pid) is None
+    assert isinstance(deferred.started_at(os.getpid()), int)
