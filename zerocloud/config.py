@@ -10,6 +10,7 @@ packaged ``zerocloud/etc/zerocloud.conf-sample``) and doc/operator-guide.md.
 from __future__ import annotations
 
 import difflib
+import functools
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -141,6 +142,18 @@ class Config:
         for name in sorted(set(conf) - known):      # a typo does nothing
             _refuse_unknown(name, known)
         return config
+
+    @functools.cached_property
+    def setup(self) -> str:
+        """The options both filters read, as an object server's answers tell them
+        (``X-Zerovm-Setup``) and the proxy compares with its own (a side upgraded or
+        configured alone): ``zerovm_timeout=60.0; ...; zerovm_sysimage_devices=lua
+        python3`` (the images' names)."""
+        return '; '.join(f'{name}={value}' for name, value in (
+            ('zerovm_timeout', float(self.timeout)), ('zerovm_maxnexemem', self.memory),
+            ('zerovm_fuel', self.fuel), ('zerovm_maxinput', self.max_input),
+            ('zerovm_maxoutput', self.max_output),
+            ('zerovm_sysimage_devices', ' '.join(sorted(self.system_images)))))
 
     @property
     def system_images(self) -> list[str]:

@@ -5,7 +5,9 @@ with these headers:
 
 * ``X-Zerovm-Execute: 1.0`` (marks the request; every answer of the object
   filter echoes it, so the proxy can tell an object server without the
-  filter from one that refused the node);
+  filter from one that refused the node, and says the server's images and
+  limits in ``X-Zerovm-Setup``, which the proxy compares with its own:
+  ``zerocloud.proxy.dispatch.Setups``);
 * ``X-Zerovm-Access: GET`` when the node reads the object of the path as a
   local channel (otherwise the path only places the node);
 * ``X-Backend-Storage-Policy-Index``, ``X-Trans-Id``, ``X-Zerocloud-Id``
@@ -171,6 +173,7 @@ EXECUTE = 'X-Zerovm-Execute'
 STD_CHANNELS = ('stdin', 'stdout', 'stderr')      # the channels every node has
 VERSION = '1.0'
 ACCESS = 'X-Zerovm-Access'
+SETUP = 'X-Zerovm-Setup'        # answer: the object server's images and limits (Config.setup)
 ACCOUNT = 'X-Zerocloud-Account'   # request: the account whose share the node takes
 PROGRAM = 'X-Zerovm-Program'    # request: the program by SHA-256 (hex) instead of ``exe``
 IMAGE = 'X-Zerovm-Image'        # request: the job's image by SHA-256 instead of ``dev/image``

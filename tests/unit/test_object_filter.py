@@ -138,6 +138,15 @@ def test_runs_the_node_with_the_local_object_as_a_channel(mw, guest) -> None:
     assert report['status'] == 'ok' and set(report['etags']) == {'/dev/stdout'}
 
 
+def test_every_answer_says_the_servers_images_and_limits(mw, guest) -> None:
+    """``X-Zerovm-Setup``: the proxy warns when they are not its own (test_proxy_setups)."""
+    refused = execute_unread(mw)                # not here: a 404
+    put(mw)
+    for resp in (refused, execute(mw, members=wc_members(guest))):
+        assert resp.headers[wire.SETUP] == mw.config.setup
+    assert 'zerovm_maxoutput=' in mw.config.setup
+
+
 @pytest.mark.parametrize('state', ['missing', 'deleted', 'expired'])
 def test_a_local_object_that_is_not_here_is_a_404_before_the_body(mw, state: str) -> None:
     if state == 'deleted':

@@ -1379,6 +1379,7 @@ class BatchServers:
         self.cached: set[tuple[str, str]] = set()      # (device, program or image digest)
         self.images: list[bytes | None] = []           # the image each batch carried
         self.blocks: list[int] = []                     # entries of each batch/entries member
+        self.setup: str | None = None                  # the X-Zerovm-Setup they answer with
 
     def connect(self, ip, port, device, part, method, path, headers):
         return FakeConnection(self, device, path, headers)
@@ -1457,7 +1458,8 @@ class FakeConnection:
         self.servers.batches.append((self.device, self.headers, program, entries))
         self.servers.images.append(image)
         members = self.action(entries)
-        return FakeResponse(200, {wire.EXECUTE: '1.0', wire.BATCH: str(len(entries))},
+        setup = {wire.SETUP: self.servers.setup} if self.servers.setup else {}
+        return FakeResponse(200, {wire.EXECUTE: '1.0', wire.BATCH: str(len(entries)), **setup},
                             b''.join(wire.stream_tar(members)))
 
 

@@ -330,6 +330,7 @@ class ObjectExecMiddleware:
         except HTTPException as e:
             resp = e
         resp.headers[wire.EXECUTE] = wire.VERSION
+        resp.headers[wire.SETUP] = self.config.setup
         if wire.STREAM in resp.headers or wire.BATCH in resp.headers:   # logged as they end
             return resp(env, start_response)
         self.logger.info('execute %s %s %s %.4fs %s', req.path, resp.status_int,

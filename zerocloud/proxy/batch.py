@@ -480,6 +480,7 @@ class Batches:
                     while sending:
                         programs.sent(*sending.pop())
                     resp = conn.getresponse()
+            self.dispatcher.setups.heard(server, resp)
             check_answer(resp, bool(by_digest))
             self._results(resp, server, batch, started,
                           len(plan.program or b'') if exe and exe[0][0] == wire.EXE else 0,

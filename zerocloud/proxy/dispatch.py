@@ -36,6 +36,7 @@ NODE_GRACE = 5.0
 BUSY_PAUSE, BUSY_PAUSE_MAX = 0.02, 0.5      # seconds between tries of busy servers
 KNOWN_PROGRAMS = 4096       # (server, program digest) pairs a proxy process remembers
 DEVICE_SPECS = 256          # kinds of node whose device specs a dispatcher keeps
+SETUPS_TOLD = 1024          # (server, setup) pairs a proxy process warned of, then again
 # Servers a node its host killed (``host_failure``) runs on again, at most: each run may
 # last the whole timeout, and a node that makes its worker die (an OOM kill) would
 # otherwise run on every object server of the policy (a node without data: any_nodes)
@@ -194,6 +195,44 @@ class Programs:
             event.send()
 
 
+class Setups:
+    """Compares what object servers say of their images and limits (``X-Zerovm-Setup``,
+    ``Config.setup``) with this proxy's, and warns once per server and setup that
+    differs: an operator who upgraded or configured one side alone sees why nodes
+    meet other limits than the proxy's, or fail on some servers only.  A string
+    compare per answer; a server that does not say (older) is not judged."""
+
+    def __init__(self, config: Config, logger) -> None:
+        self.mine, self.logger = config.setup, logger
+        self.told: set[tuple] = set()
+
+    def heard(self, server: dict, resp) -> None:
+        theirs = resp.getheader(wire.SETUP)
+        if theirs is None or theirs == self.mine:
+            return
+        key = (server['ip'], server['port'], theirs)
+        if key in self.told:
+            return
+        if len(self.told) >= SETUPS_TOLD:
+            self.told.clear()
+        self.told.add(key)
+        self.logger.warning(
+            'object server %s:%s is not set up as this proxy: %s; the smaller limit holds '
+            'for the nodes it runs, and a node naming an image it does not list fails '
+            'there: give the proxy and the object servers the same values (was one side '
+            'upgraded or configured alone?)', server['ip'], server['port'],
+            _differences(theirs, self.mine))
+
+
+def _differences(theirs: str, mine: str) -> str:
+    """``zerovm_maxoutput=1048576 (this proxy: 1073741824), ...`` of two setups."""
+    ours, said = (dict(item.partition('=')[::2] for item in setup.split('; '))
+                  for setup in (mine, theirs))
+    return ', '.join(f'{name}={said.get(name, "?")} (this proxy: {ours.get(name, "?")})'
+                     for name in [*ours, *(n for n in said if n not in ours)]
+                     if said.get(name) != ours.get(name))
+
+
 class Dispatcher:
     """Runs nodes on object servers (one per filter: it keeps no request state)."""
 
@@ -201,6 +240,7 @@ class Dispatcher:
         self.config = config
         self.logger = logger
         self.programs = programs or Programs()
+        self.setups = Setups(config, logger)
         self.limits = wire.NodeLimits(config.memory, config.fuel, config.timeout)  # frozen
         self.device_specs: dict[tuple, tuple[wire.DeviceSpec, ...]] = {}    # see spec()
 
@@ -382,6 +422,7 @@ class Dispatcher:
                         for chunk in wire.stream_tar(members()):
                             conn.send(chunk)
                     resp = conn.getresponse()
+                self.setups.heard(server, resp)
                 return self.node_response(resp, links, headers.get(wire.PROGRAM)
                                           or headers.get(wire.IMAGE), plan)
         finally:
