@@ -105,3 +105,31 @@ def test_a_deferred_job_stores_its_large_body(conn: Connection, make_container, 
     expected = emitted(SIZE, 'later')
     assert hashlib.sha256(body).hexdigest() == hashlib.sha256(expected).hexdigest()
     assert stored['etag'] == headers['Etag'] == hashlib.md5(expected).hexdigest()
+
+
+@pytest.mark.parametrize('wildcard', [False, True], ids=['nodes', 'wildcard'])
+def test_a_job_whose_outputs_pass_its_budget_is_stopped_with_a_413(
+        conn: Connection, make_container, make_object, emit, wildcard: bool) -> None:
+    """Three outputs of 12 MiB over the cluster's zerovm_job_maxoutput (32 MiB): nodes
+    sent alone, or a wildcard's in a batch; nothing stored, the next job whole."""
+    from conftest import JOB_MAX_OUTPUT
+    container = make_container()
+    if wildcard:
+        for i in range(3):
+            make_object(container, f'in{i}', b'x')
+        job = [{'name': 'w', 'exec': {'path': emit, 'args': [str(SIZE), 'w']},
+                'devices': [{'name': 'stdin', 'path': f'swift://~/{container}/in*'},
+                            {'name': 'stdout', 'path': f'swift://~/{container}/out-*'}]}]
+    else:
+        job = [node(emit, SIZE, f'n{i}', {'name': 'stdout',
+                                          'path': f'swift://~/{container}/out-{i}'})
+               for i in range(3)]
+    resp = post(conn, job)
+    assert resp.status_code == 413, resp.text
+    assert resp.text.startswith(f'this job was stopped: its outputs passed zerovm_job_maxoutput '
+                                f'({JOB_MAX_OUTPUT} bytes, at /dev/stdout of node '), resp.text
+    assert 'ask the operator to raise zerovm_job_maxoutput' in resp.text
+    assert [o['name'] for o in conn.get_container(container)[1]] == (
+        ['in0', 'in1', 'in2'] if wildcard else [])
+    resp = post(conn, [node(emit, SIZE, 'after')])
+    assert resp.status_code == 200 and sha_of_stream(resp)[2] == SIZE

@@ -11,6 +11,7 @@ from test_proxy_filter import (  # noqa: F401 (fixtures)
     batch_servers,
     job,
     objects,
+    ok,
     post,
     ran,
     servers,
@@ -132,3 +133,53 @@ def test_other_jobs_are_not_charged(limited, swift, batch_servers) -> None:
     assert post(app, job(stdin='swift://~/c/item*')).status_int == 413
     resp = post(app, job(stdin='swift://~/c/few*'))
     assert (resp.status_int, resp.body) == (200, b'out /AUTH_a/c/few1\nout /AUTH_a/c/few2\n')
+
+
+@pytest.fixture
+def full_disk(monkeypatch):
+    """Every output on the proxy's disk (none kept in memory), which is full."""
+    import errno
+    import os
+
+    from zerocloud.proxy import outputs
+
+    def no_room(*args):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    monkeypatch.setattr(outputs, 'SPOOL_MEMORY', 0)
+    monkeypatch.setattr(os, 'pwrite', no_room)
+
+
+def test_a_proxy_disk_full_is_a_507_saying_whose_room_it_is(mw, swift, servers,
+                                                            full_disk) -> None:
+    # its JSON report could not be spooled: the OSError was a 500, "internal error"
+    servers(d0=ok(b'out\n'))
+    resp = post(mw, job(), **{'X-Zerovm-Report': 'json'})
+    assert resp.status_int == 507, resp.body
+    assert resp.body.decode().startswith(
+        "this job was stopped: the proxy has no room left for the outputs of jobs (")
+    assert b'No space left on device); nothing of it was stored' in resp.body
+    assert b"ask the operator to give the proxy's $TMPDIR more room" in resp.body
+
+
+def test_a_node_output_the_proxy_has_no_room_for_is_not_a_servers_failure(mw, full_disk) -> None:
+    """An OSError reading a node's answer is the server's (the node runs elsewhere, and
+    fails ``unavailable`` naming the servers): the proxy's own full disk is not."""
+    from zerocloud import wire
+    from zerocloud.proxy.outputs import DiskFull
+    body = b''.join(wire.stream_tar([
+        wire.bytes_member(wire.REPORT, wire.NodeReport('ok', 0).to_json()),
+        wire.bytes_member('dev/stdout', b'out\n')]))
+
+    class Resp:
+        status = 200
+
+        def __init__(self) -> None:
+            self.body = __import__('io').BytesIO(body)
+
+        def getheader(self, name, default=None):
+            return {wire.EXECUTE: '1.0'}.get(name, default)
+
+        def read(self, n=-1):
+            return self.body.read(n)
+    with pytest.raises(DiskFull, match='No space left on device'):
+        mw.dispatcher.node_response(Resp())

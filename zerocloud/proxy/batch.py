@@ -75,6 +75,7 @@ from zerocloud.proxy.dispatch import (
     host_killed,
     not_run_log,
 )
+from zerocloud.proxy.outputs import DiskFull
 from zerocloud.proxy.response import NodeResult, short
 
 PER_SERVER = 2              # batches on their way to one object server
@@ -375,7 +376,8 @@ class Batches:
                                      len(batch), where, e)
                     alone = _FIRST if isinstance(e, _Busy) else _ALONE
                     break
-        except (_Retry, OSError, Timeout, http.client.HTTPException, ValueError) as e:
+        except (_Retry, OSError, Timeout, http.client.HTTPException, ValueError,
+                DiskFull) as e:     # alone, each node stops the job with the DiskFull
             not_run_log(self.logger, e)('batch of %d nodes not run on %s: %r', len(batch),
                                         where, e)
         except _Refused as e:          # each node alone gets the answer it deserves

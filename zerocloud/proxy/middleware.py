@@ -312,7 +312,12 @@ from zerocloud import (
 )
 from zerocloud.answer_format import REPORT_HEADER
 from zerocloud.config import Config, refused_at_start
-from zerocloud.httperrors import HTTPBadRequest, HTTPNotFound, HTTPRequestEntityTooLarge
+from zerocloud.httperrors import (
+    HTTPBadRequest,
+    HTTPInsufficientStorage,
+    HTTPNotFound,
+    HTTPRequestEntityTooLarge,
+)
 from zerocloud.job import (
     Device,
     JobError,
@@ -330,7 +335,7 @@ from zerocloud.proxy import stream as streamed
 from zerocloud.proxy import uploads
 from zerocloud.proxy.batch import Batches, batchable
 from zerocloud.proxy.caller import Caller, Input
-from zerocloud.proxy.outputs import Budget, OverBudget
+from zerocloud.proxy.outputs import Budget, DiskFull, OverBudget
 from zerocloud.proxy.dispatch import Dispatcher, Plan, skipped
 from zerocloud.proxy.response import NodeResult, attached_object, respond, short, swift_reason
 from zerocloud.sources import Launch
@@ -707,6 +712,12 @@ class ProxyExecMiddleware:
             collector.close()
             if isinstance(e, OverBudget):
                 raise over_budget(str(e), self.config.job_max_output) from None
+            if isinstance(e, DiskFull):
+                self.logger.error('a job was stopped: no room for its outputs in %s', e)
+                raise HTTPInsufficientStorage(
+                    body=f'this job was stopped: the proxy has no room left for the outputs '
+                         f'of jobs ({e}); nothing of it was stored: run it again later, or ask '
+                         f'the operator to give the proxy\'s $TMPDIR more room\n') from None
             raise
         finally:
             for i in inputs.values():

@@ -26,9 +26,12 @@ from __future__ import annotations
 
 import bisect
 import ctypes
+import errno
 import io
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 SPOOL_MEMORY = 1 << 20      # bytes of one output kept in memory; beyond, in the spill
 PROCESS_MEMORY = 64 << 20   # bytes of all outputs of a proxy process kept in memory
@@ -69,6 +72,23 @@ class Budget:
             raise OverBudget(self.over)
 
 
+class DiskFull(Exception):
+    """The proxy's ``$TMPDIR`` has no room left for what nodes wrote: the proxy's
+    trouble (507), neither the job's nor an object server's (an OSError there was
+    taken for a server's failure, and the node run again elsewhere)."""
+
+
+@contextmanager
+def room() -> Iterator[None]:
+    """Writes to the proxy's temporary files: ENOSPC or EDQUOT is a :class:`DiskFull`."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise DiskFull(f'{tempfile.gettempdir()}: {os.strerror(e.errno)}') from None
+
+
 class _Spill:
     """An unlinked temporary file that the outputs of this process append their bytes
     to once past memory, each as its own extents: one descriptor for any number of
@@ -93,9 +113,10 @@ class _Spill:
     def append(self, data) -> int:
         """Write ``data`` at the end; where it starts."""
         offset, view = self.size, memoryview(data)
-        while view:
-            view = view[os.pwrite(self.file.fileno(), view, self.size):]
-            self.size = offset + len(data) - len(view)
+        with room():
+            while view:
+                view = view[os.pwrite(self.file.fileno(), view, self.size):]
+                self.size = offset + len(data) - len(view)
         return offset
 
     def read(self, offset: int, size: int) -> bytes:

@@ -46,7 +46,7 @@ from swift.common.swob import Response
 
 from zerocloud import cgiout, graph, turns
 from zerocloud.answer_format import SUMMARY_NODES
-from zerocloud.proxy.outputs import SPOOL_MEMORY, OutputFile
+from zerocloud.proxy.outputs import SPOOL_MEMORY, OutputFile, room
 from zerocloud.proxy.response import (
     CHUNK,
     Body,
@@ -221,9 +221,10 @@ class JobSpool:
         """Write what was gathered: before anything is read back."""
         view, at = memoryview(self.pending), self.pending_at
         try:
-            while view:
-                done = os.pwrite(self.fd, view, at)
-                view, at = view[done:], at + done
+            with room():
+                while view:
+                    done = os.pwrite(self.fd, view, at)
+                    view, at = view[done:], at + done
         finally:
             view.release()
         self.pending.clear()
@@ -243,8 +244,9 @@ class JobSpool:
 
         def copy() -> None:
             pos = start
-            while chunk := out.read(CHUNK):
-                pos += os.pwrite(self.fd, chunk, pos)
+            with room():
+                while chunk := out.read(CHUNK):
+                    pos += os.pwrite(self.fd, chunk, pos)
         if size > SPOOL_MEMORY:
             tpool.execute(copy)
         else:
