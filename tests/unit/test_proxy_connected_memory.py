@@ -12,15 +12,13 @@ import collections
 import json
 import tracemalloc
 
+import test_proxy_filter as proxy_tests
 from swift.common.swob import Request
-from test_proxy_filter import (  # noqa: F401 (fixtures)
-    ACCOUNT,
-    ok,
-    servers,
-    swift,
-)
+from test_proxy_filter import ACCOUNT, ok
 
 FEW, MANY = 50, 350
+
+servers, swift = proxy_tests.servers, proxy_tests.swift    # test_proxy_filter's fixtures
 
 
 def wildcard(prefix: str) -> dict:

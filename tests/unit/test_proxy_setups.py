@@ -5,17 +5,19 @@ setup (``zerocloud.proxy.dispatch.Setups``); no warning sounded before."""
 
 from __future__ import annotations
 
-from test_proxy_filter import (  # noqa: F401 (fixtures)
-    batch_servers,
+import test_proxy_filter as proxy_tests
+from test_proxy_filter import (
     job,
     objects,
     post,
     ran,
-    servers,
-    swift,
 )
 
 from zerocloud.config import Config
+
+# the fixtures this module's tests share with test_proxy_filter
+batch_servers, servers, swift = (proxy_tests.batch_servers, proxy_tests.servers,
+                                 proxy_tests.swift)
 
 
 class Warnings:

@@ -5,17 +5,15 @@ wildcard over many objects could fill the proxy's disk with their spooled output
 from __future__ import annotations
 
 import pytest
-from test_proxy_filter import (  # noqa: F401 (fixtures)
+import test_proxy_filter as proxy_tests
+from test_proxy_filter import (
     ACCOUNT,
     FakeRing,
-    batch_servers,
     job,
     objects,
     ok,
     post,
     ran,
-    servers,
-    swift,
 )
 
 from zerocloud import config
@@ -24,6 +22,10 @@ from zerocloud.proxy.middleware import ProxyExecMiddleware
 from zerocloud.proxy.outputs import Budget, OutputFile
 
 LINE = len('out /AUTH_a/c/item00\n')        # what each node of ``ran()`` writes
+
+# the fixtures this module's tests share with test_proxy_filter
+batch_servers, servers, swift = (proxy_tests.batch_servers, proxy_tests.servers,
+                                 proxy_tests.swift)
 
 
 @pytest.fixture

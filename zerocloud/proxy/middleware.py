@@ -335,8 +335,8 @@ from zerocloud.proxy import stream as streamed
 from zerocloud.proxy import uploads
 from zerocloud.proxy.batch import Batches, batchable
 from zerocloud.proxy.caller import Caller, Input
-from zerocloud.proxy.outputs import Budget, DiskFull, OverBudget
 from zerocloud.proxy.dispatch import Dispatcher, Plan, skipped
+from zerocloud.proxy.outputs import Budget, DiskFull, OverBudget
 from zerocloud.proxy.response import NodeResult, attached_object, respond, short, swift_reason
 from zerocloud.sources import Launch
 from zerocloud.sql import entry as sql_entry
