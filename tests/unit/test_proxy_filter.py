@@ -212,6 +212,16 @@ def post(app, body, **headers):
     return req.get_response(app)
 
 
+def post_writing(app, path: str, authorize=lambda req: None):
+    """A job writing its stdout to ``path``, posted with an auth (``swift.authorize``)."""
+    body = json.dumps(job(stdout={'name': 'stdout', 'path': path}))
+    req = Request.blank(ACCOUNT, method='POST', body=body.encode(),
+                        headers={'X-Zerovm-Execute': '1.0',
+                                 'Content-Type': 'application/json'},
+                        environ={'swift.authorize': authorize})
+    return req.get_response(app)
+
+
 # -- pass-through and entry checks ------------------------------------------------------------
 
 def test_other_requests_pass_through(mw, swift) -> None:
@@ -487,12 +497,7 @@ def test_a_missing_container_of_a_written_object_is_a_404_saying_what_to_do(
     # nor that a job does not create the containers it writes into
     swift.missing.add('/nowhere')
     asked = servers()
-    body = json.dumps(job(stdout={'name': 'stdout', 'path': path}))
-    req = Request.blank(ACCOUNT, method='POST', body=body.encode(),
-                        headers={'X-Zerovm-Execute': '1.0',
-                                 'Content-Type': 'application/json'},
-                        environ={'swift.authorize': lambda req: None})
-    resp = req.get_response(mw)
+    resp = post_writing(mw, path)
     assert (resp.status_int, resp.body) == (404, says)
     assert asked.asked == []
 
@@ -504,12 +509,7 @@ def test_a_written_containers_info_not_read_is_a_503_not_a_missing_container(
     from zerocloud.proxy import caller
     monkeypatch.setattr(caller, 'get_container_info', lambda env, app, **kw: {'status': 503})
     asked = servers()
-    body = json.dumps(job(stdout={'name': 'stdout', 'path': 'swift://~/out/x.txt'}))
-    req = Request.blank(ACCOUNT, method='POST', body=body.encode(),
-                        headers={'X-Zerovm-Execute': '1.0',
-                                 'Content-Type': 'application/json'},
-                        environ={'swift.authorize': lambda req: None})
-    resp = req.get_response(mw)
+    resp = post_writing(mw, 'swift://~/out/x.txt')
     assert (resp.status_int, resp.body) == (
         503, b'cannot read the container of swift://AUTH_a/out/x.txt: 503, try again\n')
     assert asked.asked == []
@@ -519,13 +519,8 @@ def test_a_written_object_of_another_account_denied_says_whom_to_ask(mw, swift,
                                                                      servers) -> None:
     # "Denied: may not write swift://AUTH_b/drop/out.txt": nothing of whose ACL it is
     asked = servers()
-    body = json.dumps(job(stdout={'name': 'stdout', 'path': 'swift://AUTH_b/drop/out.txt'}))
-    req = Request.blank(ACCOUNT, method='POST', body=body.encode(),
-                        headers={'X-Zerovm-Execute': '1.0',
-                                 'Content-Type': 'application/json'},
-                        environ={'swift.authorize': lambda req: Response(status=403)
-                                 if req.path.startswith('/v1/AUTH_b/') else None})
-    resp = req.get_response(mw)
+    resp = post_writing(mw, 'swift://AUTH_b/drop/out.txt', lambda req: Response(status=403)
+                        if req.path.startswith('/v1/AUTH_b/') else None)
     assert (resp.status_int, resp.body) == (
         403, b'Denied: may not write swift://AUTH_b/drop/out.txt (swift://AUTH_b/drop is of '
              b'account AUTH_b, not yours (AUTH_a): only its owner can change it; ask them to '
@@ -2058,11 +2053,6 @@ def test_a_written_object_of_a_missing_account_says_which_is_missing(
         mw, swift, servers, no_account, status: int, says: bytes) -> None:
     no_account(status)
     asked = servers()
-    body = json.dumps(job(stdout={'name': 'stdout', 'path': 'swift://AUTH_b/c/out.txt'}))
-    req = Request.blank(ACCOUNT, method='POST', body=body.encode(),
-                        headers={'X-Zerovm-Execute': '1.0',
-                                 'Content-Type': 'application/json'},
-                        environ={'swift.authorize': lambda req: None})
-    resp = req.get_response(mw)
+    resp = post_writing(mw, 'swift://AUTH_b/c/out.txt')
     assert (resp.status_int, resp.body) == (404 if status == 404 else 503, says)
     assert asked.asked == []
