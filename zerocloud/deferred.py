@@ -25,7 +25,9 @@ nodes' output unless the job asked for the JSON report.  Errors
 found before the job starts (400, 403, 404...) are answered directly, and so is
 Swift's refusal of the job's first state (:func:`_unstorable`: a quota used up;
 the job is stopped): a 202 promises a result that can be stored.  A body Swift
-refuses later is replaced by why (:func:`_unstored`, ``X-Nexe-Status: unstored``).
+refuses later is replaced by why (:func:`_unstored`, ``X-Nexe-Status: unstored``),
+and so is one stored whose ``.headers`` Swift then refused (deleted first: it may
+have filled the quota), as a result without them never completes.
 
 Unlike ZeroCloud, the result never overwrites the object of the request URL,
 and the answer says 202, not 200.
@@ -635,20 +637,31 @@ def _store(app, req: Request, where: SwiftPath, resp: Response, logger,
         return
     path = f'/{version}/{where.account}/{where.container}/{where.obj}'
     stored = _put(app, req, path, resp, resp.content_type)
-    if not is_success(stored.status_int):      # a quota: say so where the result goes
-        logger.error('deferred result %s: storing it failed: %s', where, stored.status)
-        resp = _unstored(where, resp, stored)
-        objects = None
-        if not is_success(_put(app, req, path, resp.body, resp.content_type).status_int):
+    if is_success(stored.status_int):
+        stored = _put_headers(app, req, path, resp, objects)
+        if is_success(stored.status_int):
             return
+        # a body that filled the quota left no room for its headers: without them the
+        # result is never complete (a poller waits forever); why goes in its place
+        logger.error('deferred result %s: storing its headers failed: %s', where,
+                     stored.status)
+        _request(app, req, 'DELETE', path)
+    else:
+        logger.error('deferred result %s: storing it failed: %s', where, stored.status)
+    resp = _unstored(where, resp, stored)
+    if is_success(_put(app, req, path, resp.body, resp.content_type).status_int) and \
+            not is_success(_put_headers(app, req, path, resp, None).status_int):
+        logger.error('deferred result %s: storing why it is not there failed too', where)
+
+
+def _put_headers(app, req: Request, path: str, resp: Response,
+                 objects: dict[str, str] | None) -> Response:
+    """Store ``resp``'s status and headers (and ``objects``) as the result's ``.headers``."""
     headers = {'Status': resp.status, **dict(resp.headers)}
     if objects:
         headers[OBJECTS_KEY] = objects
-    stored = _put(app, req, path + HEADERS_SUFFIX, json.dumps(headers, indent=1).encode(),
-                  'application/json')
-    if not is_success(stored.status_int):
-        logger.error('deferred result %s: storing its headers failed: %s', where,
-                     stored.status)
+    return _put(app, req, path + HEADERS_SUFFIX, json.dumps(headers, indent=1).encode(),
+                'application/json')
 
 
 def _unstored(where: SwiftPath, resp: Response, refused: Response) -> Response:

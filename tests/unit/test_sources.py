@@ -789,6 +789,24 @@ def test_a_result_swift_refuses_is_replaced_by_why() -> None:
     assert app.objects[f'{ACCOUNT}/c/big'][1] == said.encode() + b'\n'
 
 
+def test_a_result_whose_body_filled_the_quota_is_replaced_by_why() -> None:
+    """Its body stored, its .headers refused (the body left the container no room):
+    the result was never complete, and a poller of .headers waited for good.  Now the
+    body goes, and the result says why (a quota of 2100 bytes: the body, 2000, and
+    its headers do not fit; why it is not there and its headers do)."""
+    def over(path: str, size: int) -> bool:
+        held = sum(len(body) for name, (_h, body) in app.objects.items() if name != path)
+        return held + size > 2100
+    app = RefusingSwift(over)
+    req = Request.blank(ACCOUNT + '/c', method='POST')
+    where = SwiftPath('AUTH_a', 'c', 'big')
+    deferred._store(app, req, where, Response(body=b'x' * 2000, headers={'X-Nexe-Status': 'ok'}),
+                    logging.getLogger('test'))
+    stored = json.loads(app.objects[f'{ACCOUNT}/c/big.headers'][1])
+    assert (stored['Status'], stored['X-Nexe-Status']) == ('503 Service Unavailable', 'unstored')
+    assert app.objects[f'{ACCOUNT}/c/big'][1].startswith(b'the job ended 200 OK')
+
+
 def test_a_deferred_open_in_a_missing_container_says_so_without_posting_advice() -> None:
     """An open's container is its object's: a deferred GET of /open/a/typo/o was told
     the job is POSTed there and to create the container (swift post typo)."""
