@@ -574,10 +574,10 @@ def test_a_stored_job_of_another_account_does_not_chain(swift, servers, mw,
         assert resp.headers['X-Nexe-System'] == 'second'
 
 
-def test_an_own_registered_app_running_a_foreign_program_does_not_chain(
-        swift, servers, mw) -> None:
-    program = 'swift://AUTH_b/bin/wc'
-    swift.objects['/v1/AUTH_b/bin/wc'] = ({}, b'\x7fELF program')
+def open_chaining(swift, servers, mw, program: str) -> tuple[Servers, list[dict], Response]:
+    """GET /open/AUTH_a/c/doc with AUTH_a's app for text/plain: a node of ``program``
+    reading the object whose CGI answer is the job ``SECOND``; (the servers, the app,
+    the 200 answer)."""
     app = cgi_job(program)
     app[0]['devices'].insert(0, {'name': 'stdin', 'path': '{.object_path}'})
     swift.add('/.zvm/text/plain/config', json.dumps(app).encode())
@@ -586,9 +586,33 @@ def test_an_own_registered_app_running_a_foreign_program_does_not_chain(
     asked = servers(d0=answer, d1=answer, d2=answer)
     resp = request(mw, '/open/AUTH_a/c/doc', method='GET')
     assert resp.status_int == 200, resp.body
+    return asked, app, resp
+
+
+def test_an_own_registered_app_running_a_foreign_program_does_not_chain(
+        swift, servers, mw) -> None:
+    program = 'swift://AUTH_b/bin/wc'
+    swift.objects['/v1/AUTH_b/bin/wc'] = ({}, b'\x7fELF program')
+    asked, _app, resp = open_chaining(swift, servers, mw, program)
     assert len(asked.asked) == 1
     assert resp.headers['X-Chain-Stopped'] == 'foreign_code'
     assert resp.headers['X-Chain-Foreign-Code'] == program
+
+
+def test_an_open_and_its_next_jobs_take_the_accounts_share_as_its_other_jobs(
+        swift, servers, mw) -> None:
+    """Only who may run jobs in AUTH_a opens its objects (401/403 before a node is sent:
+    tests/functional/test_open_callers.py), so an open is one of AUTH_a's jobs: its
+    nodes, chained ones too, take AUTH_a's share of the object servers' slots, as the
+    job POSTed does; a share of their own would let AUTH_a's users hold twice its share
+    on every server."""
+    asked, app, _resp = open_chaining(swift, servers, mw, 'swift://~/bin/wc')
+    app[0]['devices'][0] = {'name': 'stdin'}                       # the same, POSTed
+    resp = request(mw, ACCOUNT + '/c/doc', body=json.dumps(app).encode())
+    assert resp.status_int == 200, resp.body
+    assert [(h[wire.ACCESS], h[wire.ACCOUNT]) for _d, h, _s in asked.asked if wire.ACCESS in h
+            ] == [('GET', 'AUTH_a')] * 2                     # each job's first reads c/doc
+    assert [h[wire.ACCOUNT] for _d, h, _s in asked.asked] == ['AUTH_a'] * 4
 
 
 class DeletingSwift(FakeSwift):
