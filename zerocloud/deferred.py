@@ -210,12 +210,13 @@ class Progress:
                 'bytes': {'in': self.bytes_in, 'out': self.bytes_out}}
 
 
-# (account, open?) -> its deferred jobs running in this process (X-Zerovm-Deferred auto
-# or always); an account's open apps, which anyone may start, count apart from its own
-_RUNNING: collections.Counter[tuple[str, bool]] = collections.Counter()
+# account -> its deferred jobs running in this process (X-Zerovm-Deferred auto or
+# always); an /open/ request is a job of the account in its URL (only those who may
+# run jobs there may open) and counts in that account's share
+_RUNNING: collections.Counter[str] = collections.Counter()
 
 
-def _release(share: tuple[str, bool]) -> None:
+def _release(share: str) -> None:
     """One deferred job of ``share`` (``_RUNNING``'s key) ended or never started."""
     _RUNNING[share] -= 1
     if not _RUNNING[share]:
@@ -224,24 +225,22 @@ def _release(share: tuple[str, bool]) -> None:
 
 def run(app, req: Request, how: str, account: str, container: str | None, timeout: float,
         work: Callable[[Progress], Response], logger,
-        heartbeat: float = 10.0, most: int = 16, opened: bool = False) -> Response:
+        heartbeat: float = 10.0, most: int = 16) -> Response:
     """``work(progress)``'s response, or 202 and its result stored later (``how``: a
     mode); ``work`` calls ``progress.launched(nodes)`` once its job passed its checks
     and its nodes are being sent, then counts them as they end (:class:`Progress`).
-    An account runs at most ``most`` deferred jobs here at once, and its open apps
-    (``opened``: an ``/open/`` request, anyone's) as many more: a deferred job holds
-    no client connection, so nothing else bounds what one account keeps running in
-    the proxy (its requests, its spool on the proxy's disk) while others wait."""
+    An account runs at most ``most`` deferred jobs here at once, its ``/open/``
+    requests among them: a deferred job holds no client connection, so nothing else
+    bounds what one account keeps running in the proxy (its requests, its spool on the
+    proxy's disk) while others wait."""
     if how == 'never':
         return work(Progress())
-    share = (account, opened)
+    share = account
     if _RUNNING[share] >= most:
-        whose = f'the open apps of account {account} have' if opened else \
-            f'account {account} has'
         raise HTTPTooManyRequests(
-            body=f'{whose} {_RUNNING[share]} deferred jobs running on this proxy, the '
-                 f'most one account may (zerovm_account_maxdeferred): wait until one ends '
-                 f'(zc wait), or run this job without {HEADER}\n')
+            body=f'account {account} has {_RUNNING[share]} deferred jobs running on this '
+                 f'proxy, the most one account may (zerovm_account_maxdeferred): wait until '
+                 f'one ends (zc wait), or run this job without {HEADER}\n')
     _RUNNING[share] += 1        # counted before the container's look, which yields
     try:
         if container is not None:

@@ -37,7 +37,7 @@ class Jobs:
         self.app = DeletingSwift()
         self.releases: list[LightQueue] = []        # of the jobs running, in order
 
-    def submit(self, account: str, opened: bool = False) -> Response:
+    def submit(self, account: str) -> Response:
         release: LightQueue = LightQueue()
 
         def work(progress) -> Response:
@@ -46,13 +46,13 @@ class Jobs:
             return Response(body=b'result')
         req = Request.blank(f'/v1/{account}/c', method='POST')
         resp = deferred.run(self.app, req, 'always', account, 'c', 1.0, work,
-                            logging.getLogger('test'), most=MOST, opened=opened)
+                            logging.getLogger('test'), most=MOST)
         self.releases.append(release)
         return resp
 
-    def refused(self, account: str, opened: bool = False) -> str:
+    def refused(self, account: str) -> str:
         with pytest.raises(HTTPException) as refused:
-            self.submit(account, opened)
+            self.submit(account)
         assert refused.value.status_int == 429
         return refused.value.body.decode()
 
@@ -89,15 +89,6 @@ def test_an_accounts_running_deferred_jobs_are_bounded_and_leave_room_for_others
     assert jobs.submit('AUTH_a').status_int == 202
 
 
-def test_anyones_open_requests_do_not_hold_the_accounts_own_deferred_jobs(
-        jobs: Jobs) -> None:
-    for _ in range(MOST):
-        assert jobs.submit('AUTH_a', opened=True).status_int == 202
-    assert jobs.refused('AUTH_a', opened=True).startswith(
-        f'the open apps of account AUTH_a have {MOST} deferred jobs running on this proxy')
-    assert jobs.submit('AUTH_a').status_int == 202
-
-
 def test_the_bound_is_an_option_of_the_proxy() -> None:
     assert Config.from_conf({}).account_deferred == 16
     assert Config.from_conf({'zerovm_account_maxdeferred': '2'}).account_deferred == 2
@@ -110,7 +101,7 @@ def test_the_proxy_refuses_a_deferred_job_of_an_account_at_its_option(monkeypatc
     swift = FakeSwift()
     swift.add('/bin/wc', b'\x7fELF program')
     mw = ProxyExecMiddleware(swift, {'zerovm_account_maxdeferred': '2'})
-    monkeypatch.setattr(deferred, '_RUNNING', collections.Counter({('AUTH_a', False): 2}))
+    monkeypatch.setattr(deferred, '_RUNNING', collections.Counter({'AUTH_a': 2}))
     resp = Request.blank('/v1/AUTH_a', method='POST', body=json.dumps(JOB).encode(), headers={
         'X-Zerovm-Execute': '1.0', 'X-Zerovm-Deferred': 'always',
         'Content-Type': 'application/json'}).get_response(mw)

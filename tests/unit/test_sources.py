@@ -3,6 +3,7 @@ test_proxy_filter (object servers scripted): what each way to start a job sends.
 
 from __future__ import annotations
 
+import collections
 import gzip
 import io
 import json
@@ -597,6 +598,20 @@ def test_an_own_registered_app_running_a_foreign_program_does_not_chain(
     assert len(asked.asked) == 1
     assert resp.headers['X-Chain-Stopped'] == 'foreign_code'
     assert resp.headers['X-Chain-Foreign-Code'] == program
+
+
+def test_an_open_deferred_counts_in_its_accounts_deferred_jobs(
+        swift, servers, mw, monkeypatch) -> None:
+    """For the same reason an open's deferred job is one of AUTH_a's deferred jobs: at
+    the account's bound (zerovm_account_maxdeferred) an open is refused as a POST is
+    (a count of their own let AUTH_a's users keep twice the bound running)."""
+    monkeypatch.setattr(deferred, '_RUNNING', collections.Counter({'AUTH_a': 16}))
+    swift.add('/.zvm/text/plain/config', json.dumps(cgi_job('swift://~/bin/wc')).encode())
+    swift.add('/c/doc', b'text', **{'Content-Type': 'text/plain'})
+    resp = request(mw, '/open/AUTH_a/c/doc', method='GET', **{'X-Zerovm-Deferred': 'always'})
+    assert resp.status_int == 429, resp.body
+    assert resp.body.startswith(b'account AUTH_a has 16 deferred jobs running on this proxy')
+    assert not servers().asked                                      # nothing run
 
 
 def test_an_open_and_its_next_jobs_take_the_accounts_share_as_its_other_jobs(

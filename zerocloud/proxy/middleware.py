@@ -258,8 +258,8 @@ Configuration (``proxy-server.conf``), after the auth filter::
     # three times as old is a lost job (its proxy stopped), unless its proxy
     # is a process of this host that still runs
     deferred_heartbeat = 10
-    # deferred jobs of one account running at once in this proxy process (as
-    # many again of its open apps'); beyond: 429
+    # deferred jobs of one account running at once in this proxy process (its
+    # /open/ requests among them); beyond: 429
     zerovm_account_maxdeferred = 16
     # zapps are unpacked after authorisation, off the event loop, within:
     # members, uncompressed bytes, uncompressed / compressed (beyond 1 MiB)
@@ -443,8 +443,7 @@ class ProxyExecMiddleware:
         def run() -> Response:
             return deferred.run(
                 self.app, req, when, account, container, self.config.interactive_timeout,
-                jobs, self.logger, self.config.deferred_heartbeat, self.config.account_deferred,
-                opening)
+                jobs, self.logger, self.config.deferred_heartbeat, self.config.account_deferred)
         if when != 'never':             # a deferred job goes on without its client
             return run()
         with hangup.stop_on_hangup(req.environ, 'the job'):
