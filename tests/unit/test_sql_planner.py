@@ -461,6 +461,45 @@ def test_rowid_is_the_rowid_over_one_object_and_a_column_or_alias_named_so() -> 
     assert plan(parse_query(f'SELECT qty AS rowid FROM {URL} ORDER BY rowid'), COLUMNS, 2)
 
 
+def test_skip_bad_merges_even_one_object_and_its_nodes_skip() -> None:
+    """With "skip_bad" the nodes note what they skipped among their partial rows, which
+    only a merging node can pass over: one object is planned as several are (and its
+    rowid, which would number the merged rows, is refused)."""
+    from zerocloud.job import SwiftPath
+    from zerocloud.sql import entry
+    spec = parse_request(b'{"query": "SELECT 1", "input": {"skip_bad": true}}')
+    assert spec.input.skip_bad and not parse_request(b'{"query": "SELECT 1"}').input.skip_bad
+    with pytest.raises(SqlError, match=r'"input"."skip_bad" must be true or false, not 1'):
+        parse_request(b'{"query": "SELECT 1", "input": {"skip_bad": 1}}')
+    one = parse_query('SELECT region, sum(qty) FROM swift://~/s/one.csv GROUP BY region')
+    p = plan(one, COLUMNS, 1, merged=True)
+    assert p.mode == 'split'
+    nodes, merge = entry.build_jobs(p, SwiftPath('AUTH_t', 's', 'one.csv'), 'csv', ',', True,
+                                    'csv', True, skip_bad=True)
+    assert '--skip-bad' in nodes[0]['exec']['args'] and len(merge) == 1
+    with pytest.raises(SqlError, match=r'rowid is not available with "skip_bad"'):
+        plan(parse_query('SELECT rowid FROM swift://~/s/one.csv'), COLUMNS, 1, merged=True)
+
+
+def test_the_skipped_notes_among_partial_rows_become_headers() -> None:
+    from zerocloud.sql import entry
+    partials = (b'i1\ti2\n#skipped\t2\tswift://A/c/a\\tb.csv\tline 3: x \\\\ y\n'
+                b'tz\ti3\n#skipped\t1\tswift://A/c/b.csv\tline 9: w\n')
+    notes = entry.skipped(partials)
+    assert notes == [('swift://A/c/a\tb.csv', 2, 'line 3: x \\ y'),
+                     ('swift://A/c/b.csv', 1, 'line 9: w')]
+    assert entry.skipped(b'#skipped\t1\ta\tb\n') == [('a', 1, 'b')]
+    assert entry.skipped(b'ti#skipped\n') == []
+    headers = entry.skipped_headers(notes)
+    assert (headers['X-Sql-Skipped'], headers['X-Sql-Skipped-Objects']) == ('3', '2')
+    assert json.loads(headers['X-Sql-Skipped-Detail']) == [list(n) for n in notes]
+    many = entry.skipped_headers([(f'swift://A/c/{i:05}.csv', 1, 'line 2: x')
+                                  for i in range(1000)])
+    assert many['X-Sql-Skipped-Objects'] == '1000'
+    assert 0 < len(json.loads(many['X-Sql-Skipped-Detail'])) < 1000
+    assert len(many['X-Sql-Skipped-Detail']) <= entry.SKIPPED_DETAIL
+
+
 def test_more_objects_than_zerovm_maxnodes_is_a_400_naming_the_option() -> None:
     """As for a job (``job-reference.md``): the request is small, what it names is too
     many; listing stops at the first object over the limit."""

@@ -401,7 +401,8 @@ def node_object(node: Node) -> SwiftPath | None:
 def sql_request(query: str, *, fmt: str = 'csv', header: bool = True, explain: bool = False,
                 output: str | None = None, engine: str | None = None,
                 input_format: str | None = None, columns: list[str] | None = None,
-                delimiter: str | None = None, input_header: bool = True) -> dict:
+                delimiter: str | None = None, input_header: bool = True,
+                skip_bad: bool = False) -> dict:
     """The JSON body of a ``sql/1.0`` request (``doc/sql.md``): only what differs from
     the entry point's defaults, so that the server's defaults stay the one truth."""
     if not query.strip():
@@ -418,7 +419,7 @@ def sql_request(query: str, *, fmt: str = 'csv', header: bool = True, explain: b
     if engine is not None:
         body['engine'] = engine
     given = {'format': input_format, 'columns': columns, 'delimiter': delimiter,
-             'header': None if input_header else False}
+             'header': None if input_header else False, 'skip_bad': True if skip_bad else None}
     if any(v is not None for v in given.values()):
         body['input'] = {k: v for k, v in given.items() if v is not None}
     return body

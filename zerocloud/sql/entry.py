@@ -178,8 +178,8 @@ def _objects(caller: Caller, path: jobs.SwiftPath) -> list[jobs.SwiftPath]:
 
 
 def _node_args(plan: planner.Plan, fmt: str, delimiter: str, has_header: bool,
-               out: str, check_header: bool) -> list[str]:
-    args = ['--schema', plan.map_schema()]
+               out: str, check_header: bool, skip_bad: bool) -> list[str]:
+    args = ['--schema', plan.map_schema()] + (['--skip-bad'] if skip_bad else [])
     if fmt == 'jsonl':
         planner.check_json_keys(plan.loaded or plan.columns)
         args += ['--load', 'jsonl', '/dev/input']
@@ -213,14 +213,16 @@ def one_line(args: list[str]) -> list[str]:
 def build_jobs(plan: planner.Plan, source: jobs.SwiftPath, fmt: str, delimiter: str,
                has_header: bool, out_format: str, out_header: bool,
                output: jobs.SwiftPath | None = None, engine: str | None = None,
-               check_header: bool = False) -> list[list[dict]]:
+               check_header: bool = False, skip_bad: bool = False) -> list[list[dict]]:
     """The jobs that run ``plan`` over ``source`` (a wildcard path or one object): the
     nodes' job, then (unless one node answers) the merging job, which reads their
     partial rows on stdin.  The last one answers in the response, or stores the
     answer as ``output``.  ``engine`` is every node's (None: the object servers').
     ``check_header``: every object's header row must name the plan's columns (they
     were read from the first object's), else its node fails: read by position, an
-    object with its columns in another order would give a wrong answer."""
+    object with its columns in another order would give a wrong answer.  ``skip_bad``:
+    the nodes skip malformed records and note how many in their partial rows
+    (:func:`skipped`)."""
     final = 'json' if out_format == 'json' else ('csvh' if out_header else 'csv')
     answer = {'name': 'stdout', 'content_type': CONTENT_TYPES[out_format]}
     if output is not None:
@@ -229,10 +231,10 @@ def build_jobs(plan: planner.Plan, source: jobs.SwiftPath, fmt: str, delimiter: 
     picked = {} if engine is None else {'engine': engine}
     if plan.mode == 'single':
         return [[{'name': MAP, 'exec': {**program, 'args': _node_args(
-                    plan, fmt, delimiter, has_header, final, check_header)},
+                    plan, fmt, delimiter, has_header, final, check_header, skip_bad)},
                   'devices': [{'name': 'input', 'path': str(source)}, answer], **picked}]]
     nodes = [{'name': MAP, 'exec': {**program, 'args': _node_args(
-                 plan, fmt, delimiter, has_header, 'partial', check_header)},
+                 plan, fmt, delimiter, has_header, 'partial', check_header, skip_bad)},
               'devices': [{'name': 'input', 'path': str(source)},
                           {'name': 'stdout', 'content_type': PARTIAL_TYPE}], **picked}]
     merge = [{'name': MERGE, 'exec': {**program, 'args': one_line([
@@ -410,13 +412,14 @@ def respond(caller: Caller, execute: Callable[[Launch], Response], version: str,
                 empty = (f'{objects[0]} is empty' if tried == 1 else
                          f'the first {tried} objects of {source} are empty')
                 raise SqlError(f'{empty}: say "input": {{"columns": [...]}}')
-        plan = planner.plan(query, columns, len(objects))
+        plan = planner.plan(query, columns, len(objects), merged=spec.input.skip_bad)
         if spec.format == 'json' and len({c.lower() for c in plan.result_columns}) \
                 < len(plan.result_columns):
             raise SqlError('"format": "json" needs distinct result column names: name them '
                            'with AS')
         job = build_jobs(plan, source, fmt, delimiter, has_header, spec.format, spec.header,
-                         output, spec.engine, has_header and spec.input.columns is None)
+                         output, spec.engine, has_header and spec.input.columns is None,
+                         spec.input.skip_bad)
     except SqlError as e:
         raise HTTPBadRequest(body=f'{e}\n') from None
     headers = {'X-Sql-Plan': plan.mode, 'X-Sql-Objects': str(len(objects)),
@@ -428,6 +431,8 @@ def respond(caller: Caller, execute: Callable[[Launch], Response], version: str,
                         content_type='application/json')
     with hangup.stop_on_hangup(req.environ, 'the query'):   # Ctrl-C frees the workers
         first = resp = _run(execute, Launch(json.dumps(job[0]).encode()))
+        if resp.status_int == 200 and spec.input.skip_bad:
+            headers.update(skipped_headers(skipped(first.body)))
         if resp.status_int == 200 and len(job) > 1:
             partials = Input(tempfile.SpooledTemporaryFile(max_size=1 << 20), len(first.body))
             try:
@@ -442,6 +447,47 @@ def respond(caller: Caller, execute: Callable[[Launch], Response], version: str,
             resp.headers.update(joined)
     resp.headers.update(headers)
     return resp
+
+
+SKIPPED = b'#skipped\t'         # a node's note: #skipped<TAB>count<TAB>object<TAB>first
+_PARTIAL_ESCAPE = re.compile(rb'\\(.)')
+_PARTIAL_CHARS = {b't': b'\t', b'n': b'\n', b'r': b'\r'}
+SKIPPED_DETAIL = 4096           # bytes of X-Sql-Skipped-Detail at most (a header)
+
+
+def skipped(partials: bytes) -> list[tuple[str, int, str]]:
+    """(object, records skipped, the first: ``line <n>: <what>``) of each node that
+    skipped malformed records (``--skip-bad``), in node order: the notes among the
+    partial rows (no row starts with ``#``)."""
+    def text(raw: bytes) -> str:
+        return _PARTIAL_ESCAPE.sub(lambda m: _PARTIAL_CHARS.get(m.group(1), m.group(1)),
+                                   raw).decode('utf-8', 'replace')
+    found, at = [], 0
+    while True:
+        if not partials.startswith(SKIPPED, at):
+            at = partials.find(b'\n' + SKIPPED, at)
+            if at < 0:
+                return found
+            at += 1
+        end = partials.find(b'\n', at)
+        count, name, first = partials[at + len(SKIPPED):end].split(b'\t')
+        found.append((text(name), int(count), text(first)))
+        at = end + 1
+
+
+def skipped_headers(notes: list[tuple[str, int, str]]) -> dict[str, str]:
+    """``X-Sql-Skipped`` (records in all), ``X-Sql-Skipped-Objects`` (objects with
+    any) and ``X-Sql-Skipped-Detail``: a JSON list of [object, records, the first], in
+    object order, as many as fit in :data:`SKIPPED_DETAIL` bytes."""
+    detail, size = [], 2
+    for note in notes:
+        size += len(json.dumps(list(note))) + 2
+        if size > SKIPPED_DETAIL:
+            break
+        detail.append(list(note))
+    return {'X-Sql-Skipped': str(sum(n for _, n, _ in notes)),
+            'X-Sql-Skipped-Objects': str(len(notes)),
+            'X-Sql-Skipped-Detail': json.dumps(detail)}
 
 
 def _run(execute: Callable[[Launch], Response], launch: Launch) -> Response:

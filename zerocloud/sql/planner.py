@@ -57,7 +57,7 @@ AGGREGATES = SPLITTABLE | {'group_concat', 'string_agg', 'json_group_array', 'js
 _ENDING = {'end', 'null', 'true', 'false', 'current_date', 'current_time', 'current_timestamp',
            'isnull', 'notnull', 'nocase', 'binary', 'rtrim'}
 REQUEST_KEYS = {'query', 'format', 'header', 'input', 'explain', 'output', 'engine'}
-INPUT_KEYS = {'format', 'header', 'columns', 'delimiter'}
+INPUT_KEYS = {'format', 'header', 'columns', 'delimiter', 'skip_bad'}
 # What a refused body should have been (a plain-text query is the usual mistake).
 SHAPE = ('the body must be a JSON object: {"query": "SELECT ... FROM swift://~/<container>/'
          '<object>"}, optional keys: ' + ', '.join(sorted(REQUEST_KEYS - {'query'})) +
@@ -152,6 +152,7 @@ class InputSpec:
     header: bool = True                   # CSV: the first record names the columns
     columns: list[str] | None = None      # given names (else read from the first object)
     delimiter: str = ','
+    skip_bad: bool = False                # skip malformed records (counted), not fail
 
 
 @dataclass
@@ -230,7 +231,7 @@ def parse_request(body: bytes) -> SqlRequest:
         raise SqlError(f'"engine" must be one of {", ".join(CHOICES)}, not {json.dumps(engine)}')
     return SqlRequest(query, fmt, _bool(spec, 'header', True, ''),
                       InputSpec(in_fmt, _bool(raw, 'header', True, '"input".'), columns,
-                                delimiter),
+                                delimiter, _bool(raw, 'skip_bad', False, '"input".')),
                       _bool(spec, 'explain', False, ''), output, engine)
 
 
@@ -661,16 +662,18 @@ class Plan:
         return out
 
 
-def plan(query: Query, columns: list[str], objects: int) -> Plan:
-    """The plan of ``query`` over ``objects`` objects with these columns; SqlError if bad."""
+def plan(query: Query, columns: list[str], objects: int, merged: bool = False) -> Plan:
+    """The plan of ``query`` over ``objects`` objects with these columns; SqlError if bad.
+    ``merged``: a merging node even for one object (it reads the nodes' notes, such as
+    the records they skipped, which one node answering would have nowhere to put)."""
     table_sql = rewrite(query, TABLE)
     result = check(table_sql, _table(columns), query)
     by_name = {c.lower(): c for c in columns}
     _no_clock(query)
     _no_host_only(query, by_name)
-    if objects > 1:
-        _no_rowid(query, by_name)
-    if objects == 1:
+    if objects > 1 or merged:
+        _no_rowid(query, by_name, objects)
+    if objects == 1 and not merged:
         p = Plan('single', 'one object: one node runs the query', columns, table_sql,
                  result_columns=result)
     else:
@@ -727,15 +730,19 @@ def _no_host_only(query: Query, by_name: dict[str, str]) -> None:
 ROWIDS = ('rowid', 'oid', '_rowid_')
 
 
-def _no_rowid(query: Query, by_name: dict[str, str]) -> None:
+def _no_rowid(query: Query, by_name: dict[str, str], objects: int) -> None:
     """Refuse a rowid over several objects: each node numbers its object's rows from 1,
     so ``WHERE rowid < 100`` would take 99 rows of every object, not of all of them
-    (a column, or a result named so, is not the rowid)."""
+    (a column, or a result named so, is not the rowid); nor over one whose rows are
+    merged by another node (``skip_bad``), where it would number the merged rows."""
     toks = query.tokens
     if any(t.key in ROWIDS and i and toks[i - 1].key == 'as' for i, t in enumerate(toks)):
         return
     for t in toks:
         if t.kind in ('word', 'ident') and t.key in ROWIDS and t.key not in by_name:
+            if objects == 1:
+                raise _error_at(query.text, t.pos, f'{t.name} is not available with '
+                                '"skip_bad" (another node merges the rows)')
             raise _error_at(query.text, t.pos, f'{t.name} numbers the rows of each object '
                             f'from 1, not the rows of all of them: it is only for one '
                             f'object (FROM swift://~/<container>/<object>)')

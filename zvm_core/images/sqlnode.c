@@ -1,7 +1,7 @@
 /* sqlnode: one node of an SQL query over objects (the `sqlite` system image).
  *
  *   sqlite [--escaped] --schema SQL [--load csv|csvh|jsonl|partials PATH [--delimiter C]
- *          [--fields WIDTH:F1,F2,...] [--check-header]] --query SQL
+ *          [--fields WIDTH:F1,F2,...] [--check-header] [--skip-bad]] --query SQL
  *          [--out partial|csv|csvh|json] [--output PATH]
  *
  * --escaped (first): the other arguments have \n, \t, \r, \xHH and \\ for
@@ -17,6 +17,13 @@
  * else the source does not load: the columns of a query's objects are read from
  * the first one, and another object whose columns are in another order would
  * otherwise be read by position, silently wrong.
+ * --skip-bad (csv, csvh, jsonl): a malformed record (another number of fields,
+ * text after a closing quote, a quoted field that does not end, a JSON line that
+ * is not a JSON object) is skipped, not fatal; how many were, and the first one,
+ * go to stderr and (--out partial) as the output's last line,
+ * "#skipped\t<count>\t<source name>\t<line <n>: what>" (text escaped as in a
+ * partial field), which the merge's partials loading passes over.  A header row
+ * is never skipped.
  * Sources may be gzip-compressed (recognised by their first bytes).  --query
  * runs once; its rows go to --output (default /dev/stdout):
  *
@@ -268,6 +275,10 @@ static struct input {
     sqlite3_stmt *extract;            /* JSON lines: SELECT json_extract(?1, ...) */
     char **names;                     /* --check-header: the table's column names */
     int open, done;
+    int skip_bad;                     /* --skip-bad */
+    long skipped;                     /* malformed records skipped (this pass) */
+    char why[160];                    /* what is wrong with the current record ("" if nothing) */
+    char first_bad[256];              /* "line <n>: <what>" of the first one skipped */
 } in;
 
 static void bad_input(const char *fmt, ...) {
@@ -278,6 +289,18 @@ static void bad_input(const char *fmt, ...) {
     fputc('\n', stderr);
     va_end(ap);
     exit(1);
+}
+
+/* The current record is malformed ("line <n>: ..."): fatal, or with --skip-bad
+ * counted (the first one kept to tell) and passed over. */
+static void bad_record(const char *fmt, ...) {
+    char what[sizeof in.first_bad];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    if (!in.skip_bad) bad_input("%s", what);
+    if (!in.skipped++) memcpy(in.first_bad, what, sizeof what);
 }
 
 /* `SELECT * FROM table`, prepared: its columns are the table's. */
@@ -331,7 +354,7 @@ static sqlite3_stmt *extract_stmt(const char *table) {
 
 static void input_open(void) {
     if (!src_open(&in.s, in.path, in.name)) bad_input("cannot open: %s", strerror(errno));
-    in.record = in.rows = in.lines = 0;
+    in.record = in.rows = in.lines = in.skipped = 0;
     in.open = 1;
     in.done = 0;
     if (in.format[0] == 'c' && src_peek(&in.s) == 0xEF) {       /* a UTF-8 byte order mark */
@@ -400,17 +423,20 @@ static int csv_record(void) {
     in.line = in.lines + 1;
     int nf = 0, blank = 1, c;
     in.rec.n = 0;
+    in.why[0] = 0;
     for (;;) {                                   /* one field */
         int col = nf < in.width ? (in.keep ? in.keep[nf] : nf + 1) : 0;
         size_t at = in.rec.n, seen = 0;       /* seen: the field's bytes, kept or not */
         c = src_peek(s);
-        if (c == '"') {
+        int plain = c != '"';                    /* read up to a delimiter or line end */
+        if (!plain) {
             blank = 0;
             s->i++;
             for (;;) {
-                if (s->i == s->n && !src_fill(s))
-                    bad_input("line %ld: record %ld: a quoted field does not end", in.line,
-                              in.record + 1);
+                if (s->i == s->n && !src_fill(s)) {
+                    snprintf(in.why, sizeof in.why, "a quoted field does not end");
+                    return nf + 1;               /* the rest of the source */
+                }
                 unsigned char *p = s->buf + s->i, *q = memchr(p, '"', (size_t)(s->n - s->i));
                 unsigned char *stop = q ? q : s->buf + s->n;
                 if (col) put(&in.rec, p, (size_t)(stop - p));
@@ -425,10 +451,11 @@ static int csv_record(void) {
                 s->i++;
             }
             c = src_peek(s);
-            if (c != in.delim && c != '\n' && c != '\r' && c != EOF)
-                bad_input("line %ld: record %ld: text after a closing quote", in.line,
-                          in.record + 1);
-        } else {
+            plain = c != in.delim && c != '\n' && c != '\r' && c != EOF;
+            if (plain && !in.why[0])             /* read on to the field's end */
+                snprintf(in.why, sizeof in.why, "text after a closing quote");
+        }
+        if (plain) {
             for (;;) {
                 if (s->i == s->n && !src_fill(s)) {
                     c = EOF;
@@ -507,12 +534,17 @@ static int input_next(void) {
             if (!n) continue;
             size_t at = 0;                       /* a record is an object: [1,2] or 42 */
             while (in.rec.p[at] == ' ' || in.rec.p[at] == '\t') at++;     /* was NULLs */
-            if (in.rec.p[at] != '{')
-                bad_input("line %ld: not a JSON object (one object per line, each a row)",
-                          in.record);
+            if (in.rec.p[at] != '{') {
+                bad_record("line %ld: not a JSON object (one object per line, each a row)",
+                           in.record);
+                continue;
+            }
             sqlite3_bind_text(in.extract, 1, in.rec.p, (int)n, SQLITE_STATIC);
-            if (sqlite3_step(in.extract) != SQLITE_ROW)
-                bad_input("line %ld: %s", in.record, sqlite3_errmsg(db));
+            if (sqlite3_step(in.extract) != SQLITE_ROW) {
+                bad_record("line %ld: %s", in.record, sqlite3_errmsg(db));
+                sqlite3_reset(in.extract);
+                continue;
+            }
             in.rows++;
             return 1;
         }
@@ -521,18 +553,23 @@ static int input_next(void) {
         while ((nf = csv_record()) >= 0) {
             if (!nf) continue;                   /* a blank line is no record */
             in.record++;
-            if (header && in.record == 1) {
+            if (header && in.record == 1) {      /* never skipped: it names the columns */
+                if (in.why[0]) bad_input("line %ld: record 1: %s", in.line, in.why);
                 if (in.names) header_check(nf);
                 continue;
             }
-            if (nf > in.width)
-                bad_input("line %ld: record %ld has more than %d fields", in.line, in.record,
-                          in.width);
-            if (nf != in.width)
-                bad_input("line %ld: record %ld has %d fields, not %d", in.line, in.record, nf,
-                          in.width);
-            in.rows++;
-            return 1;
+            if (in.why[0])
+                bad_record("line %ld: record %ld: %s", in.line, in.record, in.why);
+            else if (nf > in.width)
+                bad_record("line %ld: record %ld has more than %d fields", in.line, in.record,
+                           in.width);
+            else if (nf != in.width)
+                bad_record("line %ld: record %ld has %d fields, not %d", in.line, in.record, nf,
+                           in.width);
+            else {
+                in.rows++;
+                return 1;
+            }
         }
     }
     in.done = 1;
@@ -809,6 +846,7 @@ static void load_partial(const char *path, const char *table) {
         do putc_(&line, (char)c); while ((c = src_get(&s)) != EOF && c != '\n');
         if (c != '\n') die("%s: line %ld does not end", path, lineno + 1);
         lineno++;
+        if (line.p[0] == '#') continue;          /* a node's note (--skip-bad), no row */
         int nf = 0;
         char *f = line.p, *end = line.p + line.n;
         for (;;) {
@@ -896,6 +934,34 @@ static void json_text(struct buf *o, const unsigned char *s, int n) {
 
 static const char hex_digits[] = "0123456789abcdef";
 
+/* Text as a partial field holds it: \\ \t \n \r escaped. */
+static void partial_text(struct buf *o, const char *s, int n) {
+    for (int k = 0; k < n; k++) {
+        char c = s[k];
+        if (c == '\\') puts_(o, "\\\\");
+        else if (c == '\t') puts_(o, "\\t");
+        else if (c == '\n') puts_(o, "\\n");
+        else if (c == '\r') puts_(o, "\\r");
+        else putc_(o, c);
+    }
+}
+
+/* --skip-bad: how many malformed records were skipped, and the first, on stderr and
+ * (partial) as the output's last line (the top of the file). */
+static void skipped_note(struct buf *o, int partial) {
+    if (!in.skipped) return;
+    fprintf(stderr, "sqlite: load: %s: skipped %ld malformed record%s; the first: %s\n",
+            in.name, in.skipped, in.skipped == 1 ? "" : "s", in.first_bad);
+    if (!partial) return;
+    char count[32];
+    snprintf(count, sizeof count, "#skipped\t%ld\t", in.skipped);
+    puts_(o, count);
+    partial_text(o, in.name, (int)strlen(in.name));
+    putc_(o, '\t');
+    partial_text(o, in.first_bad, (int)strlen(in.first_bad));
+    putc_(o, '\n');
+}
+
 static void partial_value(struct buf *o, sqlite3_stmt *st, int i) {
     char tmp[32];
     switch (sqlite3_column_type(st, i)) {
@@ -914,20 +980,10 @@ static void partial_value(struct buf *o, sqlite3_stmt *st, int i) {
         puts_(o, tmp);
         break;
     }
-    case SQLITE_TEXT: {
-        const char *s = (const char *)sqlite3_column_text(st, i);
-        int n = sqlite3_column_bytes(st, i);
+    case SQLITE_TEXT:
         putc_(o, 't');
-        for (int k = 0; k < n; k++) {
-            char c = s[k];
-            if (c == '\\') puts_(o, "\\\\");
-            else if (c == '\t') puts_(o, "\\t");
-            else if (c == '\n') puts_(o, "\\n");
-            else if (c == '\r') puts_(o, "\\r");
-            else putc_(o, c);
-        }
+        partial_text(o, (const char *)sqlite3_column_text(st, i), sqlite3_column_bytes(st, i));
         break;
-    }
     default: {
         const unsigned char *s = sqlite3_column_blob(st, i);
         int n = sqlite3_column_bytes(st, i);
@@ -1029,6 +1085,7 @@ static void run_query(sqlite3_stmt *st, const char *format, const char *path) {
     }
     if (rc != SQLITE_DONE) die("%s", sqlite3_errmsg(db));
     while (input_next()) {}          /* the rest of a source the query did not read */
+    skipped_note(&o, partial);
     flush(&o, out);
     free(o.p);
     sqlite3_finalize(st);
@@ -1059,7 +1116,7 @@ static void unescape(char *s) {
 
 static void usage(void) {
     fputs("usage: sqlite [--escaped] --schema SQL [--load csv|csvh|jsonl|partials PATH "
-          "[--delimiter C] [--fields WIDTH:F1,F2,...] [--check-header]] --query SQL "
+          "[--delimiter C] [--fields WIDTH:F1,F2,...] [--check-header] [--skip-bad]] --query SQL "
           "[--out partial|csv|csvh|json] [--output PATH]\n", stderr);
     exit(2);
 }
@@ -1078,6 +1135,10 @@ int main(int argc, char **argv) {
         const char *a = argv[i];
         if (!strcmp(a, "--check-header")) {
             check_header = 1;
+            continue;
+        }
+        if (!strcmp(a, "--skip-bad")) {
+            in.skip_bad = 1;
             continue;
         }
         if (i + 1 >= argc) usage();
@@ -1115,7 +1176,7 @@ int main(int argc, char **argv) {
             input_start(from, load, table, delim, fields, check_header);
             streamed = plain_table(table);
             if (streamed) stand_in(table);
-        } else if (!strcmp(load, "partials")) {
+        } else if (!strcmp(load, "partials") && !in.skip_bad) {
             check(sqlite3_exec(db, "BEGIN", NULL, NULL, NULL));
             load_partials(from, table);
             check(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL));
