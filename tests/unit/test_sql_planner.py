@@ -280,6 +280,22 @@ def test_one_column_named_with_another_delimiter_says_to_give_it(sep: str, shown
         f'fields are separated by "{shown}", give that as "input"."delimiter")')
 
 
+def test_no_such_column_hints_fit_the_input_format() -> None:
+    """A JSON key holding ";" is no CSV read with the wrong delimiter: JSON lines are told
+    where their columns come from (a key only later lines have is none), and names the
+    request gave get no hint at all."""
+    query = parse_query(f'SELECT b FROM {URL}')
+    with pytest.raises(SqlError) as e:
+        plan(query, ['a;b;c'], 2, fmt='jsonl')
+    assert 'delimiter' not in str(e.value)
+    assert str(e.value).endswith('(the columns: a;b;c: the keys of the first line; a key '
+                                 'only later lines have is a column when "input"."columns" '
+                                 'names every one)')
+    with pytest.raises(SqlError) as e:
+        plan(query, ['a;b;c'], 2, fmt=None)
+    assert str(e.value).endswith('(the columns: a;b;c)')
+
+
 def test_a_request_without_a_body_says_where_the_query_goes() -> None:
     # swift post -H 'X-Zerovm-Execute: sql/1.0' alone said "not JSON: Expecting value"
     with pytest.raises(SqlError, match=r'\(the request has no body: send the query, or name a '

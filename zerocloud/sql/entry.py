@@ -412,7 +412,8 @@ def respond(caller: Caller, execute: Callable[[Launch], Response], version: str,
                 empty = (f'{objects[0]} is empty' if tried == 1 else
                          f'the first {tried} objects of {source} are empty')
                 raise SqlError(f'{empty}: say "input": {{"columns": [...]}}')
-        plan = planner.plan(query, columns, len(objects), merged=spec.input.skip_bad)
+        plan = planner.plan(query, columns, len(objects), merged=spec.input.skip_bad,
+                            fmt=None if spec.input.columns else fmt)
         if spec.format == 'json' and len({c.lower() for c in plan.result_columns}) \
                 < len(plan.result_columns):
             raise SqlError('"format": "json" needs distinct result column names: name them '

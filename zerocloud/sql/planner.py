@@ -473,10 +473,15 @@ def _names(columns: list[str], most: int = 20) -> str:
     return shown + (f', ... ({len(columns)} in all)' if len(columns) > most else '')
 
 
-def _delimiter_hint(columns: list[str]) -> str:
-    """For one column whose name holds a usual delimiter (``a;b;c``: objects read with
-    the wrong one), how to give theirs; else ''."""
-    held = [sep for sep in ';\t|' if len(columns) == 1 and sep in columns[0]]
+def _column_hint(columns: list[str], fmt: str | None) -> str:
+    """Where the columns of ``fmt`` objects came from, for a column the query names and
+    they lack ('' for names the request gave, fmt None): JSON lines' are the keys of the
+    first line; for CSV, one column whose name holds a usual delimiter (``a;b;c``:
+    objects read with the wrong one), how to give theirs."""
+    if fmt == 'jsonl':
+        return (': the keys of the first line; a key only later lines have is a column when '
+                '"input"."columns" names every one')
+    held = [sep for sep in ';\t|' if fmt == 'csv' and len(columns) == 1 and sep in columns[0]]
     if not held:
         return ''
     shown = held[0].replace('\t', '\\t')
@@ -493,9 +498,10 @@ def _checker() -> sqlite3.Connection:
 
 
 def check(sql: str, tables: dict[str, tuple[list[str], list[str]]],
-          query: Query | None = None) -> list[str]:
+          query: Query | None = None, fmt: str | None = None) -> list[str]:
     """Run ``sql`` over empty ``tables`` (name -> (columns, types)) with small limits:
-    its result column names, or SqlError saying what and where (in ``query``)."""
+    its result column names, or SqlError saying what and where (in ``query``, whose
+    columns were read from ``fmt`` objects: :func:`_column_hint`)."""
     db = _checker()
     try:
         for name, (columns, types) in tables.items():
@@ -510,7 +516,7 @@ def check(sql: str, tables: dict[str, tuple[list[str], list[str]]],
                 columns = tables[TABLE][0]
                 message = _where_in(query, columns, message)
                 if message.startswith('no such column'):     # a typo, or another object's
-                    message += f' (the columns: {_names(columns)}{_delimiter_hint(columns)})'
+                    message += f' (the columns: {_names(columns)}{_column_hint(columns, fmt)})'
             raise SqlError(f'query: {message}') from None
         return [d[0] for d in cur.description or ()]
     finally:
@@ -662,12 +668,15 @@ class Plan:
         return out
 
 
-def plan(query: Query, columns: list[str], objects: int, merged: bool = False) -> Plan:
+def plan(query: Query, columns: list[str], objects: int, merged: bool = False,
+         fmt: str | None = 'csv') -> Plan:
     """The plan of ``query`` over ``objects`` objects with these columns; SqlError if bad.
     ``merged``: a merging node even for one object (it reads the nodes' notes, such as
-    the records they skipped, which one node answering would have nowhere to put)."""
+    the records they skipped, which one node answering would have nowhere to put).
+    ``fmt``: the objects' format the columns were read from (None: the request named
+    them), for the hint of an unknown column."""
     table_sql = rewrite(query, TABLE)
-    result = check(table_sql, _table(columns), query)
+    result = check(table_sql, _table(columns), query, fmt)
     by_name = {c.lower(): c for c in columns}
     _no_clock(query)
     _no_host_only(query, by_name)
