@@ -371,6 +371,26 @@ def test_skip_bad_skips_malformed_records_and_counts_them(swift_cluster, conn, m
         == ('count(*)\r\n1\r\n', '0', '[]')
 
 
+def test_an_object_read_for_its_columns_is_read_as_a_job_reads_it(
+        swift_cluster, conn, make_container, make_object) -> None:
+    """The first object's head is read the way a job reads an object (one path): the
+    account written without its prefix is told which one is yours; a manifest is no
+    plain object; a 404 names the object, with the hint for a wildcard other than *."""
+    c = make_container('sqlhead')
+    make_object(c, 'a.csv', b'x\n1\n')
+    make_object(c, 'big.csv', b'', headers={'X-Object-Manifest': f'{c}/a.'})
+    resp = sql(conn, {'query': f'SELECT x FROM swift://test/{c}/a.csv'})
+    assert (resp.status_code, resp.text) == (403, (
+        f'Denied: may not read swift://test/{c}/a.csv (your account is AUTH_test: did you '
+        f'mean swift://~/{c}/a.csv?)\n'))
+    resp = sql(conn, {'query': f'SELECT x FROM swift://~/{c}/big.csv'})
+    assert resp.status_code == 409 and 'is not a plain object' in resp.text, resp.text
+    resp = sql(conn, {'query': f'SELECT x FROM swift://~/{c}/?.csv'})
+    assert (resp.status_code, resp.text) == (404, (
+        f'Error 404 Not Found while fetching swift://AUTH_test/{c}/%3F.csv (the one '
+        'wildcard of a FROM URL is *)\n'))
+
+
 def test_zc_sql_skip_bad_says_what_it_skipped(swift_cluster, conn, make_container,
                                               make_object, tmp_path) -> None:
     """``zc sql --skip-bad`` prints the answer and, on stderr, the count per object; a

@@ -42,12 +42,10 @@ from zerocloud import job as jobs
 from zerocloud.answer_format import NODES_HEADER
 from zerocloud.httperrors import (
     HTTPBadRequest,
-    HTTPForbidden,
     HTTPMethodNotAllowed,
     HTTPNotFound,
     HTTPNotImplemented,
     HTTPRequestEntityTooLarge,
-    HTTPServiceUnavailable,
     HTTPUnprocessableEntity,
 )
 from zerocloud.proxy.response import Tally
@@ -86,19 +84,10 @@ def _input_format(spec: planner.InputSpec, name: str) -> tuple[str, str]:
 
 def _head(caller: Caller, path: jobs.SwiftPath) -> bytes:
     """The first bytes of an object (decompressed when gzip), as the caller."""
-    sub = caller.sub('GET', '/v1' + path.path, headers={'Range': f'bytes=0-{HEAD_BYTES - 1}'})
-    resp = sub.get_response(caller.app)
+    hint = 'the one wildcard of a FROM URL is *' if set('?[') & set(path.obj) else ''
+    resp = caller.read('GET', path, hint, first=HEAD_BYTES)
     if resp.status_int == 416:                       # an empty object
         return b''
-    if resp.status_int == 404:
-        name = 'swift:/' + path.path            # as written: ?.csv, not %3F.csv
-        hint = ' (the one wildcard of a FROM URL is *)' if set('?[') & set(path.obj) else ''
-        raise HTTPNotFound(body=f'Error 404 Not Found while fetching {name}{hint}'
-                                f'{caller.missing_container(path)}\n')
-    if resp.status_int in (401, 403):
-        raise HTTPForbidden(body=f'Denied: may not read {path}\n')
-    if resp.status_int // 100 != 2:
-        raise HTTPServiceUnavailable(body=f'cannot read {path}: {resp.status}\n')
     data = resp.body[:HEAD_BYTES]
     if data[:2] == b'\x1f\x8b':
         try:
