@@ -377,7 +377,7 @@ def test_input_format_and_columns_from_the_first_object() -> None:
     assert entry._columns(b'\n{"k": 1, "v": 2}\n{"x"', 'jsonl', None, True, 'o') == ['k', 'v']
     with pytest.raises(SqlError, match='column name .NAME. appears twice'):
         entry._columns(b'name,NAME\n', 'csv', ',', True, 'o')
-    with pytest.raises(SqlError, match='not a JSON object'):
+    with pytest.raises(SqlError, match='o holds a JSON array, not JSON objects'):
         entry._columns(b'[1, 2]\n', 'jsonl', None, True, 'o')
     with pytest.raises(SqlError, match='is not UTF-8'):
         entry._columns(b'a\xff,b\n1,2\n', 'csv', ',', True, 'o')
@@ -547,11 +547,10 @@ def test_more_objects_than_zerovm_maxnodes_is_a_400_naming_the_option() -> None:
 
 @pytest.mark.parametrize(('head', 'says'), [
     # a .json log written as one array: the hint was "say input.columns", which only led
-    # to a 422 "line 1: not a JSON object"
+    # to a 422 "line 1: not a JSON object"; read whole, cut or pretty-printed, one message
     (b'[{"level": "info", "ms": 3}, {"level": "error", "ms": 9}]',
-     'the first line of o is a JSON array, not a JSON object: the objects must be JSON '
-     'lines, one object per line, each a row (an array of objects is not: jq -c ".[]" makes '
-     'it one)'),
+     'o holds a JSON array, not JSON objects: the objects must be JSON lines, one object per '
+     'line, each a row (an array of objects is not: jq -c ".[]" makes it one)'),
     # json.dump of a list past the first read (64 KiB), or pretty-printed: the hint was
     # "columns", and for the pretty one "jq -c", which makes it one line of an array
     (b'[' + b'{"level": "info", "ms": 3}, ' * 3000,

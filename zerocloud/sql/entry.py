@@ -124,21 +124,19 @@ def _json_columns(text: str, whole: bool, path) -> list[str]:
     read here, which naming the columns gets past."""
     line = next((ln for ln in text.split('\n') if ln.strip()), '')
     name_them = 'say "input": {"columns": [...]}'
-    array = (f'{JSON_LINES}, one object per line, each a row (an array of objects is not: '
-             'jq -c ".[]" makes it one)')
+    if line.lstrip().startswith('['):         # json.dump of a list: whole, cut, pretty-printed
+        raise SqlError(f'{path} holds a JSON array, not JSON objects: {JSON_LINES}, one object '
+                       'per line, each a row (an array of objects is not: jq -c ".[]" makes '
+                       'it one)')
     try:
         value = json.loads(line)
     except (ValueError, RecursionError):      # not JSON, or nested too deep
-        if line.lstrip().startswith('['):     # json.dump of a list: cut, or pretty-printed
-            raise SqlError(f'{path} holds a JSON array, not JSON objects: {array}') from None
         if not whole and line == text.strip():
             raise SqlError(f'the first line of {path} is longer than {HEAD_BYTES} bytes: '
                            f'{name_them}') from None
         raise SqlError(f'the first line of {path} is not a JSON value: {JSON_LINES}, one '
                        'whole object per line, each a row (a pretty-printed document is not: '
                        'jq -c makes it one)') from None
-    if isinstance(value, list):
-        raise SqlError(f'the first line of {path} is a JSON array, not a JSON object: {array}')
     if not isinstance(value, dict) or not value:
         raise SqlError(f'the first line of {path} is not a JSON object with keys: {name_them}')
     return planner.check_columns(list(value), f'the first line of {path}')
