@@ -128,8 +128,9 @@ def skipped(headers, short: Callable[[str], str], quiet: bool) -> str:
     out = [f'zc: skipped {total} malformed record{"s" * (total != 1)} in {objects} '
            f'object{"s" * (objects != 1)}:\n']
     out += [f'  {short(name)}: {count} (the first: {first})\n' for name, count, first in detail]
-    if len(detail) < objects:
-        out.append(f'  ... and {objects - len(detail)} more objects\n')
+    more = objects - len(detail)
+    if more:
+        out.append(f'  ... and {more} more object{"s" * (more != 1)}\n')
     return ''.join(out)
 
 
