@@ -168,7 +168,6 @@ PART = 1 << 20                  # largest part/ member
 PAX_LIMIT = 1 << 16             # largest PAX extended header read
 TAR_END = bytes(2 * BLOCK)      # the end of a tar stream
 EXECUTE = 'X-Zerovm-Execute'
-STD_CHANNELS = ('stdin', 'stdout', 'stderr')      # the channels every node has
 VERSION = '1.0'
 ACCESS = 'X-Zerovm-Access'
 ACCOUNT = 'X-Zerocloud-Account'   # request: the account whose share the node takes

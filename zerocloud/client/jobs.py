@@ -44,6 +44,7 @@ from zerocloud.job import (
     parse_location,
     scheme_hint,
 )
+from zerocloud.peers import check_peers
 from zerocloud.zapp_format import GZIP_MAGIC, MAPS, looks_like_archive
 
 JSON_TYPE = 'application/json'
@@ -364,12 +365,13 @@ def stdout_to(payload: Payload, prefix: str, where: str) -> Payload | None:
 
 
 def nodes(job: list, account: str, list_objects, list_containers) -> list[Node]:
-    """The job's nodes as the proxy will expand them (same parser), for the object
-    each one runs on; ``list_*`` list the caller's containers."""
+    """The job's nodes as the proxy will expand them (same parser and peer check: a
+    connect too wide is refused before it is wired), for the object each one runs on;
+    ``list_*`` list the caller's containers."""
     groups = parse_job(job, account, system_images=system_images(job))
     for group in groups:            # devices the request fills in (zapp image...)
         group.devices = [d for d in group.devices if d.path is not None or d.name != 'image']
-    return expand(groups, list_objects, list_containers)
+    return expand(groups, list_objects, list_containers, check_peers=check_peers)
 
 
 def system_images(job: list) -> list[str]:
