@@ -2301,6 +2301,19 @@ def test_a_replica_or_a_failed_node_without_outputs_is_not_said_discarded() -> N
     assert result.discarded_stdout() == {'undeclared': 7}
 
 
+def test_a_second_replica_that_succeeded_after_the_first_failed_is_not_said_discarded() -> None:
+    """Only the first replica returns outputs: when it failed (unavailable, no outputs),
+    the second succeeded without them, and zc said its declared stdout was discarded."""
+    stdout = {'/dev/stdout': {'write_bytes': 7}}
+    stored = {'status': 200, 'nodes': [
+        {'name': 'sum', 'replica': 1, 'status': 'unavailable', 'failed': True, 'outputs': []},
+        {'name': 'sum', 'replica': 2, 'status': 'ok', 'failed': False, 'outputs': [],
+         'accounting': {'channels': stdout}}]}
+    result = report.parse(200, {'Content-Type': 'application/json'},
+                          json.dumps(stored).encode())
+    assert result.discarded_stdout() == {}
+
+
 def test_discarded_stdout_of_many_nodes_is_said_three_times_then_counted() -> None:
     from zerocloud.client import cli
     err = io.StringIO()
