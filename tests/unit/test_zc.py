@@ -1445,7 +1445,13 @@ def test_zc_sql_refuses_an_empty_query_and_a_bad_format(monkeypatch, capsys) -> 
      b'"jsonl"', 'cannot tell the format of lines from its name: say --input-format csv '
                  '(or jsonl)\n'),
     (b'swift://AUTH_test/e/1.csv is empty: say "input": {"columns": [...]}',
-     'swift://AUTH_test/e/1.csv is empty: say --columns A,B,...\n')])
+     'swift://AUTH_test/e/1.csv is empty: say --columns A,B,...\n'),
+    (b'query: no such column: c (the columns: a: the keys of the first line; a key only '
+     b'later lines have is a column when "input"."columns" names every one)',
+     'query: no such column: c (the columns: a: the keys of the first line; a key only '
+     'later lines have is a column when --columns names every one)\n'),
+    (b'query: rowid is not available with "skip_bad" (another node merges the rows)',
+     'query: rowid is not available with --skip-bad (another node merges the rows)\n')])
 def test_zc_sql_names_its_option_where_the_server_names_a_request_key(
         monkeypatch, capsys, refusal, says) -> None:
     code, _, _, err = zc_sql(monkeypatch, capsys, FakeAnswer(400, 'Bad Request', refusal), QUERY)

@@ -375,7 +375,8 @@ def _delimiter(text: str) -> str:
 # The request's keys the server's refusals name, and the options of zc sql that set them
 SQL_KEYS = {b'"input": {"format": "csv"} or "jsonl"': b'--input-format csv (or jsonl)',
             b'"input": {"columns": [...]}': b'--columns A,B,...',
-            b'"input"."delimiter"': b'--delimiter', b'"skip_bad"': b'--skip-bad'}
+            b'"input"."columns"': b'--columns', b'"input"."delimiter"': b'--delimiter',
+            b'"skip_bad"': b'--skip-bad'}
 # A node's error that one malformed record failed the query (doc/sql.md, "Statuses")
 BAD_RECORD = re.compile(r'sqlite: load: .*: line \d+: '
                         r'(record \d+|not a JSON object|malformed JSON)')
