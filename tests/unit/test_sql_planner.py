@@ -222,6 +222,11 @@ def test_split_node_query_reads_only_what_it_needs() -> None:
     ("SELECT 'abc FROM x", 'unterminated string at character 8'),
     ('SELECT 1', 'FROM swift://'),
     ('SELECT 1 FROM t', 'FROM takes one swift://'),
+    # a container's name alone, or another scheme's URL (": is a parameter" said nothing)
+    ('SELECT 1 FROM sales WHERE 1', 'query: FROM takes one swift://<account>/<container>/'
+     '<objects> (a container? swift://~/sales/* names its objects) at character 15'),
+    ('SELECT count(*) FROM s3://b/y.csv', 'query: FROM takes one swift://<account>/<container>/'
+     '<objects>, not s3:// at character 22'),
     # the URL in single quotes, as a string: its space needs quoting, but as a name
     ("SELECT 1 FROM 'swift://~/my c/*.csv'", 'query: FROM takes one swift://<account>/<container>'
      '/<objects> (in double quotes, as a name: "swift://~/my c/*.csv"; single quotes make a '

@@ -297,6 +297,9 @@ def parse_query(text: str) -> Query:
     if not tokens:
         raise SqlError('query: empty')
     for tok in tokens:
+        if tok.kind == 'word' and text.startswith('://', tok.pos + len(tok.text)):
+            raise _error_at(text, tok.pos, 'FROM takes one swift://<account>/<container>/'
+                            f'<objects>, not {tok.text}://')
         if tok.kind == 'param':         # SQLite said 'Incorrect number of bindings ...'
             raise _error_at(text, tok.pos, f'{tok.text} is a parameter, which nothing '
                             'binds: write the value itself')
@@ -345,9 +348,12 @@ def parse_query(text: str) -> Query:
     if not src or src[0].kind not in ('url', 'ident') or not src[0].key.startswith('swift://'):
         pos = src[0].pos if src else tokens[start].pos
         quoted = src and src[0].kind == 'string' and src[0].text[1:].startswith('swift://')
+        named = src and src[0].kind == 'word' and re.fullmatch(r'[\w.-]+', src[0].text)
         raise _error_at(text, pos, 'FROM takes one swift://<account>/<container>/<objects>'
                         + (f' (in double quotes, as a name: "{src[0].text[1:-1]}"; single '
-                           'quotes make a string)' if quoted else ''))
+                           'quotes make a string)' if quoted else '')
+                        + (f' (a container? swift://~/{src[0].text}/* names its objects)'
+                           if named else ''))
     rest = src[1:]
     if rest and rest[0].key == 'as':
         rest = rest[1:]
