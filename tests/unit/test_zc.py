@@ -1419,7 +1419,17 @@ def test_zc_sql_skip_bad_asks_for_it_and_says_what_was_skipped(monkeypatch,
     assert err == ('zc: skipped 9 malformed records in 3 objects:\n'
                    '  sales/d1.csv: 2 (the first: line 3: record 3 has 1 fields, not 2)\n'
                    '  sales/d2.csv: 2 (the first: line 3: record 3 has 1 fields, not 2)\n'
-                   '  ... and 1 more object\n')
+                   '  ... and 1 more object: 5 records\n')
+    # 40 objects said all 40 (the header lists them up to 4 KiB): the first three
+    detail = [[f'swift://AUTH_test/sales/d{i}.csv', 1, 'line 2: x'] for i in range(40)]
+    headers.update({'X-Sql-Skipped': '40', 'X-Sql-Skipped-Objects': '40',
+                    'X-Sql-Skipped-Detail': json.dumps(detail)})
+    _, _, _, err = zc_sql(monkeypatch, capsys, FakeAnswer(200, 'OK', b'a\n', headers), QUERY,
+                          '--skip-bad', '-q')
+    assert err.splitlines()[1:] == ['  sales/d0.csv: 1 (the first: line 2: x)',
+                                    '  sales/d1.csv: 1 (the first: line 2: x)',
+                                    '  sales/d2.csv: 1 (the first: line 2: x)',
+                                    '  ... and 37 more objects: 37 records']
     none = {**SQL_HEADERS, 'X-Sql-Skipped': '0', 'X-Sql-Skipped-Objects': '0',
             'X-Sql-Skipped-Detail': '[]'}
     for args, says in (((), 'no malformed records skipped\n'), (('-q',), '')):
