@@ -387,7 +387,7 @@ def test_an_object_read_for_its_columns_is_read_as_a_job_reads_it(
     assert resp.status_code == 409 and 'is not a plain object' in resp.text, resp.text
     resp = sql(conn, {'query': f'SELECT x FROM swift://~/{c}/?.csv'})
     assert (resp.status_code, resp.text) == (404, (
-        f'Error 404 Not Found while fetching swift://AUTH_test/{c}/%3F.csv (the one '
+        f'Error 404 Not Found while fetching swift://AUTH_test/{c}/?.csv (the one '
         'wildcard of a FROM URL is *)\n'))
 
 

@@ -190,10 +190,10 @@ class Caller:
         ``first``: only its first bytes (a Range; an empty object's 416 is returned)."""
         headers = {} if first is None else {'Range': f'bytes=0-{first - 1}'}
         resp = self.sub(method, '/v1' + path.path, headers=headers).get_response(self.app)
-        if resp.status_int == 404:
+        if resp.status_int == 404:      # named as written: day-?.csv, not day-%3F.csv
             who = f' ({reader})' if reader else ''
-            raise HTTPNotFound(body=f'Error 404 Not Found while fetching {path}{who}'
-                                    f'{self.missing_container(path)}\n')
+            raise HTTPNotFound(body=f'Error 404 Not Found while fetching swift:/{path.path}'
+                                    f'{who}{self.missing_container(path)}\n')
         if resp.status_int in (401, 403):
             hint = self.own_hint('/v1' + path.path) if resp.status_int == 403 else ''
             raise denied_error(resp, f'read {path}{hint}')
