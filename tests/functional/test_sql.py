@@ -343,7 +343,7 @@ def test_skip_bad_skips_malformed_records_and_counts_them(swift_cluster, conn, m
     one object too (a merging node then reads the note); without it the query fails."""
     c = make_container('sqlskip')
     make_object(c, 'a.csv', b'x,y\n1,2\n3,4,5\n')
-    make_object(c, 'b.csv', b'x,y\n10,20\n')
+    make_object(c, 'b.csv', b'x,y\n10,20\nn/a,5\n')        # summed: "n/a" would be 0
     make_object(c, 'c.csv', b'x,y\n100\n"7"z,8\n200,300\n')
     make_object(c, 'd.jsonl', b'{"x": 1}\nnot json\n[2]\n{"x": 3}\n')
     account = _account(conn)
@@ -351,9 +351,10 @@ def test_skip_bad_skips_malformed_records_and_counts_them(swift_cluster, conn, m
     assert sql(conn, {'query': query, 'engine': engine}).status_code == 422
     resp = sql(conn, {'query': query, 'engine': engine, 'input': {'skip_bad': True}})
     assert (resp.status_code, resp.text) == (200, 'sum(x),count(*)\r\n211,3\r\n'), resp.text
-    assert (resp.headers['X-Sql-Skipped'], resp.headers['X-Sql-Skipped-Objects']) == ('3', '2')
+    assert (resp.headers['X-Sql-Skipped'], resp.headers['X-Sql-Skipped-Objects']) == ('4', '3')
     assert json.loads(resp.headers['X-Sql-Skipped-Detail']) == [
         [f'swift://{account}/{c}/a.csv', 1, 'line 3: record 3 has more than 2 fields'],
+        [f'swift://{account}/{c}/b.csv', 1, 'line 3: record 3: "x" is not a number: "n/a"'],
         [f'swift://{account}/{c}/c.csv', 2, 'line 2: record 2 has 1 fields, not 2']]
     again = sql(conn, {'query': query, 'engine': engine, 'input': {'skip_bad': True}})
     assert (again.content, again.headers['X-Sql-Skipped-Detail']) == \
@@ -368,7 +369,7 @@ def test_skip_bad_skips_malformed_records_and_counts_them(swift_cluster, conn, m
     resp = sql(conn, {'query': f'SELECT count(*) FROM swift://~/{c}/b.csv',
                       'input': {'skip_bad': True}})
     assert (resp.text, resp.headers['X-Sql-Skipped'], resp.headers['X-Sql-Skipped-Detail']) \
-        == ('count(*)\r\n1\r\n', '0', '[]')
+        == ('count(*)\r\n2\r\n', '0', '[]')         # "n/a" is summed by no query here
 
 
 def test_an_object_read_for_its_columns_is_read_as_a_job_reads_it(

@@ -250,6 +250,18 @@ def test_skip_bad_passes_over_malformed_records_and_notes_how_many(zvm, sqlite) 
                                    'line, each a row)\n')
     none = node(zvm, sqlite, b'a,b,c\n1,2,3\n', *args[1:], '--skip-bad')
     assert (ok(none), none.stderr) == (b'i1\ti1\n', b'')
+    # --numeric: a summed column's text ("n/a", a decimal comma) is malformed too; an
+    # empty field, blanks around a number, a JSON string of a number are not
+    summed = node(zvm, sqlite, b'a,b,c\n1,n/a,3\n4, 5 ,6\n7,,9\n8,"2,50",1\n', *args[1:5],
+                  '--skip-bad', '--numeric', '2', '--query',
+                  'SELECT sum(a), sum(b) FROM t', '--out', 'csv')
+    assert ok(summed) == b'11,5\r\n'
+    assert 'skipped 2 malformed records; the first: line 2: record 2: "b" is not a number: ' \
+        '"n/a"' in summed.stderr.decode()
+    summed = node(zvm, sqlite, b'{"b": "7"}\n{"b": "x"}\n{"b": [1]}\n{"b": null}\n', SCHEMA,
+                  '--load', 'jsonl', '/dev/input', '--skip-bad', '--numeric', '2', '--query',
+                  'SELECT sum(b), count(*) FROM t', '--out', 'csv')
+    assert ok(summed) == b'7,2\r\n'
     header = node(zvm, sqlite, b'a,"b"x,c\n1,2,3\n', *args[1:], '--skip-bad')
     assert header.report['retcode'] == 1
     assert 'line 1: record 1: text after a closing quote' in header.stderr.decode()

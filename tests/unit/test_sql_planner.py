@@ -497,7 +497,15 @@ def test_skip_bad_merges_even_one_object_and_its_nodes_skip() -> None:
     assert p.mode == 'split'
     nodes, merge = entry.build_jobs(p, SwiftPath('AUTH_t', 's', 'one.csv'), 'csv', ',', True,
                                     'csv', True, skip_bad=True)
-    assert '--skip-bad' in nodes[0]['exec']['args'] and len(merge) == 1
+    args = nodes[0]['exec']['args']
+    assert '--skip-bad' in args and len(merge) == 1
+    # a column summed as it is must hold numbers: text there makes the record malformed
+    assert p.loaded == ['region', 'qty'] and args[args.index('--numeric') + 1] == '2'
+    summed = plan(parse_query(f'SELECT sum(qty), avg(DISTINCT price), total(qty), '
+                              f'sum(CASE WHEN note = 1 THEN price END), min(note) FROM {URL}'),
+                  COLUMNS, 2)
+    assert summed.summed == ['qty', 'price'] and summed.numeric() == '1,2'
+    assert plan(parse_query(f'SELECT count(*) FROM {URL}'), COLUMNS, 2).numeric() is None
     with pytest.raises(SqlError, match=r'rowid is not available with "skip_bad"'):
         plan(parse_query('SELECT rowid FROM swift://~/s/one.csv'), COLUMNS, 1, merged=True)
 

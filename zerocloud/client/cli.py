@@ -342,7 +342,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help='CSV objects without a header row (columns c1, c2, ... unless --columns)')
     p.add_argument('--skip-bad', action='store_true',
                    help='skip malformed records (wrong number of fields, a line that is not a '
-                        'JSON object) and say how many, instead of failing the query')
+                        'JSON object, text in a column summed) and say how many, instead of '
+                        'failing the query')
     p = sub.add_parser('local', help='try a job on this machine (zvm)')
     lsub = p.add_subparsers(dest='local_command', metavar='run', required=True)
     p = lsub.add_parser('run', parents=[quiet], help='run a job, zapp, program or script '

@@ -166,7 +166,9 @@ def _objects(caller: Caller, path: jobs.SwiftPath) -> list[jobs.SwiftPath]:
 
 def _node_args(plan: planner.Plan, fmt: str, delimiter: str, has_header: bool,
                out: str, check_header: bool, skip_bad: bool) -> list[str]:
-    args = ['--schema', plan.map_schema()] + (['--skip-bad'] if skip_bad else [])
+    args = ['--schema', plan.map_schema()]
+    if skip_bad:
+        args += ['--skip-bad'] + (['--numeric', plan.numeric()] if plan.numeric() else [])
     if fmt == 'jsonl':
         planner.check_json_keys(plan.loaded or plan.columns)
         args += ['--load', 'jsonl', '/dev/input']

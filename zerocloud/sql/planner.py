@@ -647,6 +647,14 @@ class Plan:
     partial_types: list[str] = field(default_factory=list)     # NUMERIC or '' per column
     result_columns: list[str] = field(default_factory=list)
     loaded: list[str] = field(default_factory=list)     # the columns a node loads
+    summed: list[str] = field(default_factory=list)     # summed as they are: sum(qty)
+
+    def numeric(self) -> str | None:
+        """``sqlnode``'s ``--numeric`` (the loaded columns, from 1, summed as they are:
+        with ``--skip-bad`` a record with text there is malformed), None for none."""
+        loaded = [c.lower() for c in self.loaded or self.columns]
+        found = [str(loaded.index(c.lower()) + 1) for c in self.summed]
+        return ','.join(found) or None
 
     def map_schema(self) -> str:
         return schema(TABLE, self.loaded or self.columns)
@@ -696,7 +704,24 @@ def plan(query: Query, columns: list[str], objects: int, merged: bool = False,
         if p is None:
             p = _rows(query, by_name, columns, result, reason)
     p.loaded = _loaded(query, by_name, columns, p.map_query)
+    p.summed = _summed(query, by_name)
     return p
+
+
+SUMMED = ('sum', 'avg', 'total')
+
+
+def _summed(query: Query, by_name: dict[str, str]) -> list[str]:
+    """The columns the query sums as they are (``sum(qty)``, ``avg(DISTINCT price)``,
+    not ``sum(CASE ...)``), in order: where a text (``n/a``, ``2,50``) would be summed
+    as its leading number or 0, which "skip_bad" makes a malformed record."""
+    toks, found = query.tokens, []
+    for call in _calls(query, 0, len(toks)):
+        args = [t for t in toks[call.args[0]:call.args[1]] if t.key != 'distinct']
+        if call.name in SUMMED and len(args) == 1 and args[0].kind in ('word', 'ident') \
+                and args[0].key in by_name and by_name[args[0].key] not in found:
+            found.append(by_name[args[0].key])
+    return found
 
 
 DATE_FUNCTIONS = ('date', 'time', 'datetime', 'julianday', 'unixepoch', 'strftime',

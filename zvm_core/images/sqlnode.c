@@ -1,7 +1,8 @@
 /* sqlnode: one node of an SQL query over objects (the `sqlite` system image).
  *
  *   sqlite [--escaped] --schema SQL [--load csv|csvh|jsonl|partials PATH [--delimiter C]
- *          [--fields WIDTH:F1,F2,...] [--check-header] [--skip-bad]] --query SQL
+ *          [--fields WIDTH:F1,F2,...] [--check-header] [--skip-bad [--numeric C1,C2,...]]]
+ *          --query SQL
  *          [--out partial|csv|csvh|json] [--output PATH]
  *
  * --escaped (first): the other arguments have \n, \t, \r, \xHH and \\ for
@@ -23,7 +24,9 @@
  * go to stderr and (--out partial) as the output's last line,
  * "#skipped\t<count>\t<source name>\t<line <n>: what>" (text escaped as in a
  * partial field), which the merge's partials loading passes over.  A header row
- * is never skipped.
+ * is never skipped.  --numeric: the table's columns C1, C2, ... (from 1) are summed,
+ * so a record whose value there is text (not empty, not a number: "n/a", "2,50")
+ * is malformed too.
  * Sources may be gzip-compressed (recognised by their first bytes).  --query
  * runs once; its rows go to --output (default /dev/stdout):
  *
@@ -276,6 +279,8 @@ static struct input {
     char **names;                     /* --check-header: the table's column names */
     int open, done;
     int skip_bad;                     /* --skip-bad */
+    int nnumeric, *numeric;           /* --numeric: columns (from 0) that must hold numbers */
+    char **numeric_names;
     long skipped;                     /* malformed records skipped (this pass) */
     char why[160];                    /* what is wrong with the current record ("" if nothing) */
     char first_bad[256];              /* "line <n>: <what>" of the first one skipped */
@@ -392,15 +397,49 @@ static const char *source_name(const char *path) {
     return name;
 }
 
+/* "C1,C2,..." -> in.numeric (columns from 0) and their names, of `st`'s columns. */
+static void parse_numeric(const char *spec, sqlite3_stmt *st) {
+    in.numeric = need(calloc(strlen(spec) + 1, sizeof *in.numeric));
+    in.numeric_names = need(calloc(strlen(spec) + 1, sizeof *in.numeric_names));
+    char *end;
+    for (const char *p = spec; *p; p = *end ? end + 1 : end) {
+        long c = strtol(p, &end, 10);
+        if (c < 1 || c > in.ncols || (*end && *end != ',')) die("bad --numeric %s", spec);
+        in.numeric_names[in.nnumeric] = need(strdup(sqlite3_column_name(st, (int)c - 1)));
+        in.numeric[in.nnumeric++] = (int)c - 1;
+    }
+}
+
+/* The index in in.numeric of the current row's first --numeric value that is text
+ * (empty or NULL aside), else -1; `*text`, `*n`: that value. */
+static int not_a_number(const char **text, int *n) {
+    for (int k = 0; k < in.nnumeric; k++) {
+        int i = in.numeric[k];
+        if (in.extract) {
+            if (sqlite3_column_type(in.extract, i) != SQLITE_TEXT) continue;
+            *text = (const char *)sqlite3_column_text(in.extract, i);
+            *n = sqlite3_column_bytes(in.extract, i);
+        } else {
+            *text = in.rec.p + in.off[i];
+            *n = (int)in.len[i];
+            if (!*n) continue;
+        }
+        double d;
+        if (sqlite3AtoF(*text, &d, *n, SQLITE_UTF8) <= 0) return k;
+    }
+    return -1;
+}
+
 /* Start reading `path` (format csv, csvh or jsonl) into the first table of the schema. */
 static void input_start(const char *path, const char *format, const char *table, int delim,
-                        const char *fields, int check_header) {
+                        const char *fields, int check_header, const char *numeric) {
     in.path = path;
     in.name = source_name(path);
     in.format = format;
     in.delim = delim;
     sqlite3_stmt *st = table_columns(table);
     in.ncols = sqlite3_column_count(st);
+    if (numeric) parse_numeric(numeric, st);
     if (check_header) {
         in.names = need(calloc((size_t)in.ncols, sizeof *in.names));
         for (int i = 0; i < in.ncols; i++)
@@ -545,6 +584,14 @@ static int input_next(void) {
                 sqlite3_reset(in.extract);
                 continue;
             }
+            const char *text;
+            int tn, k = not_a_number(&text, &tn);
+            if (k >= 0) {
+                bad_record("line %ld: \"%s\" is not a number: \"%.*s\"", in.record,
+                           in.numeric_names[k], tn > 40 ? 40 : tn, text);
+                sqlite3_reset(in.extract);
+                continue;
+            }
             in.rows++;
             return 1;
         }
@@ -567,8 +614,14 @@ static int input_next(void) {
                 bad_record("line %ld: record %ld has %d fields, not %d", in.line, in.record, nf,
                            in.width);
             else {
-                in.rows++;
-                return 1;
+                const char *text;
+                int tn, k = not_a_number(&text, &tn);
+                if (k < 0) {
+                    in.rows++;
+                    return 1;
+                }
+                bad_record("line %ld: record %ld: \"%s\" is not a number: \"%.*s\"", in.line,
+                           in.record, in.numeric_names[k], tn > 40 ? 40 : tn, text);
             }
         }
     }
@@ -588,6 +641,9 @@ static void input_end(void) {
     free(in.keep);
     for (int i = 0; in.names && i < in.ncols; i++) free(in.names[i]);
     free(in.names);
+    for (int k = 0; k < in.nnumeric; k++) free(in.numeric_names[k]);
+    free(in.numeric_names);
+    free(in.numeric);
     free(in.off);
     free(in.len);
 }
@@ -1116,14 +1172,15 @@ static void unescape(char *s) {
 
 static void usage(void) {
     fputs("usage: sqlite [--escaped] --schema SQL [--load csv|csvh|jsonl|partials PATH "
-          "[--delimiter C] [--fields WIDTH:F1,F2,...] [--check-header] [--skip-bad]] --query SQL "
+          "[--delimiter C] [--fields WIDTH:F1,F2,...] [--check-header] [--skip-bad "
+          "[--numeric C1,C2,...]]] --query SQL "
           "[--out partial|csv|csvh|json] [--output PATH]\n", stderr);
     exit(2);
 }
 
 int main(int argc, char **argv) {
     const char *schema = NULL, *load = NULL, *from = NULL, *query = NULL;
-    const char *fields = NULL;
+    const char *fields = NULL, *numeric = NULL;
     const char *format = "csvh", *output = "/dev/stdout";
     int delim = ',', check_header = 0;
     int first_arg = 1;
@@ -1149,6 +1206,7 @@ int main(int argc, char **argv) {
             from = argv[++i];
         }
         else if (!strcmp(a, "--fields")) fields = argv[++i];
+        else if (!strcmp(a, "--numeric")) numeric = argv[++i];
         else if (!strcmp(a, "--delimiter")) delim = (unsigned char)argv[++i][0];
         else if (!strcmp(a, "--query")) query = argv[++i];
         else if (!strcmp(a, "--out")) format = argv[++i];
@@ -1173,7 +1231,8 @@ int main(int argc, char **argv) {
         where = "load";
         if (!strcmp(load, "csv") || !strcmp(load, "csvh") || !strcmp(load, "jsonl")) {
             if (check_header && strcmp(load, "csvh")) usage();
-            input_start(from, load, table, delim, fields, check_header);
+            if (numeric && !in.skip_bad) usage();
+            input_start(from, load, table, delim, fields, check_header, numeric);
             streamed = plain_table(table);
             if (streamed) stand_in(table);
         } else if (!strcmp(load, "partials") && !in.skip_bad) {
