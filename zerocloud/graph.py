@@ -82,7 +82,7 @@ Limits: each ``/dev/out/<peer>`` is a written channel with the proxy's
 ``EDQUOT`` and the node ends ``quota``); all the data the nodes of one job
 send each other, in total, is at most ``zerovm_maxspool`` bytes (the node
 whose output crosses it ends ``error``, HTTP 413); a node has at most
-:data:`MAX_CHANNELS` channels (each is a descriptor passed to a sandbox
+``zerocloud.peers.MAX_CHANNELS`` channels (each is a descriptor passed to a sandbox
 worker; a node that reads links counts one more, the pipe that wakes it).
 A node's wall-clock limit counts from when it got its worker, so the time
 it spends waiting for what it reads counts too.
@@ -134,12 +134,9 @@ from swift.common.concurrency import (
 
 from zerocloud import wire
 from zerocloud.job import Group, JobError, Node
-from zvm_core.limits import MAX_FDS
+from zerocloud.peers import check_peers
 
 IN, OUT = 'in/', 'out/'
-# The descriptors of a node's channels go to the sandbox worker in one message
-# (SCM_MAX_FD): a node reads from at most MAX_CHANNELS - 4 nodes (check_nodes).
-MAX_CHANNELS = MAX_FDS
 MISMATCH, SKIPPED = 'mismatch', 'skipped'
 
 
@@ -198,41 +195,9 @@ def _cycle(names: list[str]) -> JobError:
     return JobError(f'connect makes a cycle ({" -> ".join(names)}): {why}')
 
 
-def channel_count(node: Node, reads: int, writes: int) -> int:
-    """Descriptors the node takes on its object server: one per channel (undeclared
-    std streams included), and one that wakes it when data it reads arrives
-    (``reads``/``writes``: its peers, counted before it is wired)."""
-    declared = {d.name for d in node.devices} | set(wire.STD_CHANNELS)
-    return len(declared) + reads + writes + bool(reads)
-
-
 def check_nodes(nodes: Iterable[Node]) -> None:
     for node in nodes:
         check_peers(node, len(node.reads_from), len(node.writes_to))
-
-
-def check_peers(node: Node, reads: int, writes: int) -> None:
-    """Refuse a node that would read from ``reads`` nodes and write to ``writes``
-    with more channels than a worker takes; ``zerocloud.job.expand`` asks before it
-    wires the nodes (a connect of 50,000 nodes to 50,000 was wired first: 2.5
-    billion links, the proxy's memory and event loop for minutes)."""
-    count = channel_count(node, reads, writes)
-    if count > MAX_CHANNELS:
-        if writes > reads:      # too many readers
-            fix = (f'a node writes to at most {MAX_CHANNELS - len(wire.STD_CHANNELS)} '
-                   'nodes. Connect it to fewer nodes: a smaller count in the groups it '
-                   'writes to')
-        else:
-            fix = (f'a node reads from at most {MAX_CHANNELS - len(wire.STD_CHANNELS) - 1}'
-                   ' nodes. Connect fewer nodes to it: reduce in stages (groups of mappers '
-                   'over parts of the objects, each connected to its own reducer, and '
-                   'those reducers to a final one: doc/job-reference.md, "Reading from '
-                   'many nodes")')
-        raise JobError(
-            f'Too many channels for node {node.name}: {count} (reads from '
-            f'{reads} nodes, writes to {writes}); a node may '
-            f'have at most {MAX_CHANNELS}, a fixed limit (each channel is a descriptor '
-            f'passed to a sandbox worker in one message, no option raises it): {fix}')
 
 
 def check_replicas(plans: Iterable, servers_for: Callable[[object], tuple[int, str]]) -> None:

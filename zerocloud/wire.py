@@ -170,7 +170,6 @@ PART = 1 << 20                  # largest part/ member
 PAX_LIMIT = 1 << 16             # largest PAX extended header read
 TAR_END = bytes(2 * BLOCK)      # the end of a tar stream
 EXECUTE = 'X-Zerovm-Execute'
-STD_CHANNELS = ('stdin', 'stdout', 'stderr')      # the channels every node has
 VERSION = '1.0'
 ACCESS = 'X-Zerovm-Access'
 SETUP = 'X-Zerovm-Setup'        # answer: the object server's images and limits (Config.setup)

@@ -89,7 +89,7 @@ class Personality:
     slept: int
     rng: object
     unknown: collections.Counter
-    signals: dict                       # actions and mask (zvm_core.syscalls.proc)
+    proc_state: dict                    # signal actions and mask, umask (zvm_core.syscalls.proc)
     # the file tree and channel names and kinds the lookups last matched (_tree)
     _matched: tuple | None = field(default=None, repr=False, compare=False)
 
@@ -111,7 +111,7 @@ class Personality:
             arena=copy.deepcopy({k: v for k, v in vars(p.arena).items() if k != 'space'}),
             files=files, fds=fds, slept=p.clock.slept, rng=p.rng.copy(),
             unknown=collections.Counter(p.unknown),
-            signals=copy.deepcopy({k: v for k, v in run_state(p).items() if k != 'run'}))
+            proc_state=copy.deepcopy({k: v for k, v in run_state(p).items() if k != 'run'}))
 
     def matches(self, p) -> bool:
         """True if the channels the prefix described look the same in this run and
@@ -151,11 +151,11 @@ class Personality:
         p.clock.slept = self.slept
         p.rng = self.rng.copy()
         p.unknown = collections.Counter(self.unknown)
-        run_state(p).update({k: _fresh(v) for k, v in self.signals.items()})
+        run_state(p).update({k: _fresh(v) for k, v in self.proc_state.items()})
 
 
 def _fresh(value):
-    """A copy of a list, set or dict of immutable items (the arena's and the signal
+    """A copy of a list, set or dict of immutable items (the arena's and the process
     state's: addresses, ranges, sigaction bytes), ``value`` itself if immutable."""
     return value.copy() if isinstance(value, (list, set, dict)) else value
 

@@ -335,6 +335,84 @@ def test_a_malformed_object_fails_the_query(swift_cluster, conn, make_container,
         assert resp.headers['X-Nexe-Error'] == f'{node}: exit 1: sqlite: load: {error}'
 
 
+@pytest.mark.parametrize('engine', ['native', 'emulated'])
+def test_skip_bad_skips_malformed_records_and_counts_them(swift_cluster, conn, make_container,
+                                                          make_object, engine) -> None:
+    """``"input": {"skip_bad": true}``: the malformed records are not rows, and the
+    response counts them, in all and per object (its first one named), on either engine;
+    one object too (a merging node then reads the note); without it the query fails."""
+    c = make_container('sqlskip')
+    make_object(c, 'a.csv', b'x,y\n1,2\n3,4,5\n')
+    make_object(c, 'b.csv', b'x,y\n10,20\nn/a,5\n')        # summed: "n/a" would be 0
+    make_object(c, 'c.csv', b'x,y\n100\n"7"z,8\n200,300\n')
+    make_object(c, 'd.jsonl', b'{"x": 1}\nnot json\n[2]\n{"x": 3}\n')
+    account = _account(conn)
+    query = f'SELECT sum(x), count(*) FROM swift://~/{c}/*.csv'
+    assert sql(conn, {'query': query, 'engine': engine}).status_code == 422
+    resp = sql(conn, {'query': query, 'engine': engine, 'input': {'skip_bad': True}})
+    assert (resp.status_code, resp.text) == (200, 'sum(x),count(*)\r\n211,3\r\n'), resp.text
+    assert (resp.headers['X-Sql-Skipped'], resp.headers['X-Sql-Skipped-Objects']) == ('4', '3')
+    assert json.loads(resp.headers['X-Sql-Skipped-Detail']) == [
+        [f'swift://{account}/{c}/a.csv', 1, 'line 3: record 3 has more than 2 fields'],
+        [f'swift://{account}/{c}/b.csv', 1, 'line 3: record 3: "x" is not a number: "n/a"'],
+        [f'swift://{account}/{c}/c.csv', 2, 'line 2: record 2 has 1 fields, not 2']]
+    again = sql(conn, {'query': query, 'engine': engine, 'input': {'skip_bad': True}})
+    assert (again.content, again.headers['X-Sql-Skipped-Detail']) == \
+        (resp.content, resp.headers['X-Sql-Skipped-Detail'])
+    resp = sql(conn, {'query': f'SELECT x FROM swift://~/{c}/d.jsonl ORDER BY x',
+                      'engine': engine, 'input': {'skip_bad': True}})
+    assert (resp.status_code, resp.text) == (200, 'x\r\n1\r\n3\r\n'), resp.text
+    assert resp.headers['X-Sql-Plan'] != 'single'
+    assert json.loads(resp.headers['X-Sql-Skipped-Detail']) == [
+        [f'swift://{account}/{c}/d.jsonl', 2,
+         'line 2: not a JSON object (one object per line, each a row)']]
+    resp = sql(conn, {'query': f'SELECT count(*) FROM swift://~/{c}/b.csv',
+                      'input': {'skip_bad': True}})
+    assert (resp.text, resp.headers['X-Sql-Skipped'], resp.headers['X-Sql-Skipped-Detail']) \
+        == ('count(*)\r\n2\r\n', '0', '[]')         # "n/a" is summed by no query here
+
+
+def test_an_object_read_for_its_columns_is_read_as_a_job_reads_it(
+        swift_cluster, conn, make_container, make_object) -> None:
+    """The first object's head is read the way a job reads an object (one path): the
+    account written without its prefix is told which one is yours; a manifest is no
+    plain object; a 404 names the object, with the hint for a wildcard other than *."""
+    c = make_container('sqlhead')
+    make_object(c, 'a.csv', b'x\n1\n')
+    make_object(c, 'big.csv', b'', headers={'X-Object-Manifest': f'{c}/a.'})
+    resp = sql(conn, {'query': f'SELECT x FROM swift://test/{c}/a.csv'})
+    assert (resp.status_code, resp.text) == (403, (
+        f'Denied: may not read swift://test/{c}/a.csv (your account is AUTH_test: did you '
+        f'mean swift://~/{c}/a.csv?)\n'))
+    resp = sql(conn, {'query': f'SELECT x FROM swift://~/{c}/big.csv'})
+    assert resp.status_code == 409 and 'is not a plain object' in resp.text, resp.text
+    resp = sql(conn, {'query': f'SELECT x FROM swift://~/{c}/?.csv'})
+    assert (resp.status_code, resp.text) == (404, (
+        f'Error 404 Not Found while fetching swift://AUTH_test/{c}/?.csv (the one '
+        'wildcard of a FROM URL is *)\n'))
+
+
+def test_zc_sql_skip_bad_says_what_it_skipped(swift_cluster, conn, make_container,
+                                              make_object, tmp_path) -> None:
+    """``zc sql --skip-bad`` prints the answer and, on stderr, the count per object; a
+    query that failed on a malformed record says that the option exists."""
+    c = make_container('zcskip')
+    make_object(c, 'a.csv', b'x,y\n1,2\n3,4,5\n6,7\n')
+    query = f'SELECT sum(x) FROM swift://~/{c}/*.csv'
+    def zc(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*ZC, 'sql', query, *args], cwd=tmp_path,
+                              env=user_env(swift_cluster), capture_output=True, text=True,
+                              timeout=300, check=False)
+    proc = zc('--skip-bad', '-q')
+    assert (proc.returncode, proc.stdout) == (0, 'sum(x)\n7\n'), proc.stderr
+    assert proc.stderr == (f'zc: skipped 1 malformed record in 1 object:\n  {c}/a.csv: 1 '
+                           '(the first: line 3: record 3 has more than 2 fields)\n')
+    proc = zc()
+    assert proc.returncode == 1, proc.stderr
+    assert 'record 3 has more than 2 fields' in proc.stderr
+    assert proc.stderr.endswith('zc: --skip-bad skips malformed records (and counts them)\n')
+
+
 def test_objects_whose_columns_differ_fail_the_query(swift_cluster, conn, make_container,
                                                     make_object) -> None:
     """The columns are read from the first object; another whose header row names them in

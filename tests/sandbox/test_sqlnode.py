@@ -216,3 +216,52 @@ def test_what_the_query_does_not_read_is_still_checked(zvm, sqlite) -> None:
     assert run.report['retcode'] == 1
     assert 'record 4 has 2 fields, not 3' in run.stderr.decode()
     assert run.stdout == b''
+
+
+def test_skip_bad_passes_over_malformed_records_and_notes_how_many(zvm, sqlite) -> None:
+    """--skip-bad: a record of another width, text after a closing quote, a quoted field
+    that does not end, a JSON line that is no object or no JSON are skipped and counted;
+    the count and the first go to stderr and, as partial rows, to a last line that the
+    merge's loading passes over.  A header row is never skipped: it names the columns."""
+    local = ['--env', 'LOCAL_DOCUMENT_ROOT=/dev/input',
+             '--env', 'LOCAL_PATH_INFO=/AUTH_t/my%20data/d%C3%A9c.csv']
+    name = 'swift://AUTH_t/my data/déc.csv'
+    data = b'a,b,c\n1,2,3\n4,5\n6,"7"x,8\n9,10,11,12\n13,14,15\n"16,17\n'
+    args = ('--schema', SCHEMA, '--load', 'csvh', '/dev/input', '--query',
+            'SELECT sum(a), count(*) FROM t', '--out', 'partial')
+    strict = zvm.run(sqlite, *args, input=data, opts=local)
+    assert strict.report['retcode'] == 1
+    first = 'line 3: record 3 has 2 fields, not 3'
+    assert strict.stderr.decode() == f'sqlite: load: {name}: {first}\n'
+    run = zvm.run(sqlite, *args, '--skip-bad', input=data, opts=local)
+    assert ok(run) == f'i14\ti2\n#skipped\t4\t{name}\t{first}\n'.encode()
+    assert run.stderr.decode() == (f'sqlite: load: {name}: skipped 4 malformed records; '
+                                   f'the first: {first}\n')
+    merged = ok(node(zvm, sqlite, run.stdout + run.stdout, 'CREATE TABLE p(s, n)', '--load',
+                     'partials', '/dev/input', '--query', 'SELECT sum(s), sum(n) FROM p',
+                     '--out', 'csv'))
+    assert merged == b'28,4\r\n'
+    lines = b'{"a": 1}\n[1]\n{"a": \n{"a": 2}\n42\n'
+    run = node(zvm, sqlite, lines, SCHEMA, '--load', 'jsonl', '/dev/input', '--skip-bad',
+               '--query', 'SELECT sum(a) FROM t', '--out', 'csv')
+    assert ok(run) == b'3\r\n'
+    assert run.stderr.decode() == ('sqlite: load: /dev/input: skipped 3 malformed records; '
+                                   'the first: line 2: not a JSON object (one object per '
+                                   'line, each a row)\n')
+    none = node(zvm, sqlite, b'a,b,c\n1,2,3\n', *args[1:], '--skip-bad')
+    assert (ok(none), none.stderr) == (b'i1\ti1\n', b'')
+    # --numeric: a summed column's text ("n/a", a decimal comma) is malformed too; an
+    # empty field, blanks around a number, a JSON string of a number are not
+    summed = node(zvm, sqlite, b'a,b,c\n1,n/a,3\n4, 5 ,6\n7,,9\n8,"2,50",1\n', *args[1:5],
+                  '--skip-bad', '--numeric', '2', '--query',
+                  'SELECT sum(a), sum(b) FROM t', '--out', 'csv')
+    assert ok(summed) == b'11,5\r\n'
+    assert 'skipped 2 malformed records; the first: line 2: record 2: "b" is not a number: ' \
+        '"n/a"' in summed.stderr.decode()
+    summed = node(zvm, sqlite, b'{"b": "7"}\n{"b": "x"}\n{"b": [1]}\n{"b": null}\n', SCHEMA,
+                  '--load', 'jsonl', '/dev/input', '--skip-bad', '--numeric', '2', '--query',
+                  'SELECT sum(b), count(*) FROM t', '--out', 'csv')
+    assert ok(summed) == b'7,2\r\n'
+    header = node(zvm, sqlite, b'a,"b"x,c\n1,2,3\n', *args[1:], '--skip-bad')
+    assert header.report['retcode'] == 1
+    assert 'line 1: record 1: text after a closing quote' in header.stderr.decode()

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import pytest
 from swift.common.concurrency import Event, Timeout, sleep, spawn
 
-from zerocloud import deferred, graph, wire
+from zerocloud import deferred, graph, peers, wire
 from zerocloud.job import JobError, Node, expand, parse_job
 
 
@@ -150,28 +150,28 @@ def test_a_long_chain_is_checked_without_recursion() -> None:
 
 def test_a_node_with_more_channels_than_a_worker_takes_is_refused() -> None:
     # three standard streams, one descriptor per link, one that wakes the reader
-    ok = nodes({'name': 'm', 'count': graph.MAX_CHANNELS - 4, 'connect': ['r']}, {'name': 'r'})
+    ok = nodes({'name': 'm', 'count': peers.MAX_CHANNELS - 4, 'connect': ['r']}, {'name': 'r'})
     graph.check_nodes(ok)
-    assert graph.channel_count(ok[-1], len(ok[-1].reads_from), 0) == graph.MAX_CHANNELS
-    big = nodes({'name': 'm', 'count': graph.MAX_CHANNELS - 3, 'connect': ['r']}, {'name': 'r'})
+    assert peers.channel_count(ok[-1], len(ok[-1].reads_from), 0) == peers.MAX_CHANNELS
+    big = nodes({'name': 'm', 'count': peers.MAX_CHANNELS - 3, 'connect': ['r']}, {'name': 'r'})
     with pytest.raises(JobError) as err:
         graph.check_nodes(big)
     assert str(err.value).startswith(
-        f'Too many channels for node r: {graph.MAX_CHANNELS + 1} (reads from '
-        f'{graph.MAX_CHANNELS - 3} nodes, writes to 0); a node may have at most '
-        f'{graph.MAX_CHANNELS}, a fixed limit (each channel is a descriptor passed to a '
+        f'Too many channels for node r: {peers.MAX_CHANNELS + 1} (reads from '
+        f'{peers.MAX_CHANNELS - 3} nodes, writes to 0); a node may have at most '
+        f'{peers.MAX_CHANNELS}, a fixed limit (each channel is a descriptor passed to a '
         f'sandbox worker in one message, no option raises it): a node reads from at most '
-        f'{graph.MAX_CHANNELS - 4} nodes. Connect fewer nodes to it: reduce in stages')
+        f'{peers.MAX_CHANNELS - 4} nodes. Connect fewer nodes to it: reduce in stages')
 
 
 def test_a_node_that_writes_to_too_many_says_to_write_to_fewer() -> None:
     # said "a node reads from at most 249 nodes ... reduce in stages" to a mapper of 1000
     # reducers, which reads from none
-    big = nodes({'name': 'm', 'connect': ['r']}, {'name': 'r', 'count': graph.MAX_CHANNELS})
+    big = nodes({'name': 'm', 'connect': ['r']}, {'name': 'r', 'count': peers.MAX_CHANNELS})
     with pytest.raises(JobError) as err:
         graph.check_nodes(big)
     assert str(err.value).endswith(
-        f'no option raises it): a node writes to at most {graph.MAX_CHANNELS - 3} nodes. '
+        f'no option raises it): a node writes to at most {peers.MAX_CHANNELS - 3} nodes. '
         'Connect it to fewer nodes: a smaller count in the groups it writes to')
 
 

@@ -30,12 +30,12 @@ ENTRY_POINTS = ('zerocloud.sources', 'zerocloud.chain', 'zerocloud.deferred',
                 'zerocloud.zapp', 'zerocloud.cgiout', 'zerocloud.sql')
 # Pure modules: the job JSON and the wire contract know nothing of Swift's servers
 # (Swift's name limits, a table of constants, excepted).
-NO_SWIFT = ('zerocloud.job', 'zerocloud.wire')
+NO_SWIFT = ('zerocloud.job', 'zerocloud.wire', 'zerocloud.peers')
 SWIFT_CONSTANTS = ('swift.common.constraints',)
 # The users' command runs on their machine, not in Swift: it may validate locally, and
 # shares with the servers only the light modules that say what travels (never the proxy's).
 CLIENT = ('zerocloud.client',)
-CLIENT_SHARES = ('zerocloud.client', 'zerocloud.job', 'zerocloud.jobnames',
+CLIENT_SHARES = ('zerocloud.client', 'zerocloud.job', 'zerocloud.jobnames', 'zerocloud.peers',
                  'zerocloud.zapp_format', 'zerocloud.answer_format', 'zerocloud.sql.formats')
 # Inside the sandbox: the personality and the ZeroVM trap are written against the
 # guest-memory interface, never the emulator; the engines do not know each other;

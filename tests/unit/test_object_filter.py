@@ -21,7 +21,7 @@ from swift.common.swob import Request
 from swift.common.utils import Timestamp
 from swift.obj.server import ObjectController
 
-from zerocloud import wire
+from zerocloud import peers, wire
 from zerocloud.object import ContentCache, ObjectExecMiddleware
 from zerocloud.object import middleware as object_middleware
 from zerocloud.object.batch import CHUNK, CHUNK_SECONDS, Chunks
@@ -1285,7 +1285,7 @@ def test_a_batch_s_nodes_share_one_plan_and_get_the_channels_of_a_node_alone(
     first, second = (sorted(path for _, path in written) for _, written in nodes)
     assert not set(first) & set(second)         # each node its own output files
     assert all(step.kind == FIXED for step in plan
-               if step.name in wire.STD_CHANNELS
+               if step.name in peers.STD_CHANNELS
                and step.name not in {d.name for d in devices_of_node})
 
 

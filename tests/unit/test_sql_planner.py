@@ -222,6 +222,11 @@ def test_split_node_query_reads_only_what_it_needs() -> None:
     ("SELECT 'abc FROM x", 'unterminated string at character 8'),
     ('SELECT 1', 'FROM swift://'),
     ('SELECT 1 FROM t', 'FROM takes one swift://'),
+    # a container's name alone, or another scheme's URL (": is a parameter" said nothing)
+    ('SELECT 1 FROM sales WHERE 1', 'query: FROM takes one swift://<account>/<container>/'
+     '<objects> (a container? swift://~/sales/* names its objects) at character 15'),
+    ('SELECT count(*) FROM s3://b/y.csv', 'query: FROM takes one swift://<account>/<container>/'
+     '<objects>, not s3:// at character 22'),
     # the URL in single quotes, as a string: its space needs quoting, but as a name
     ("SELECT 1 FROM 'swift://~/my c/*.csv'", 'query: FROM takes one swift://<account>/<container>'
      '/<objects> (in double quotes, as a name: "swift://~/my c/*.csv"; single quotes make a '
@@ -278,6 +283,22 @@ def test_one_column_named_with_another_delimiter_says_to_give_it(sep: str, shown
     assert str(e.value).endswith(
         f'(the columns: {sep.join("abc")}: one column, whose name holds "{shown}": if the '
         f'fields are separated by "{shown}", give that as "input"."delimiter")')
+
+
+def test_no_such_column_hints_fit_the_input_format() -> None:
+    """A JSON key holding ";" is no CSV read with the wrong delimiter: JSON lines are told
+    where their columns come from (a key only later lines have is none), and names the
+    request gave get no hint at all."""
+    query = parse_query(f'SELECT b FROM {URL}')
+    with pytest.raises(SqlError) as e:
+        plan(query, ['a;b;c'], 2, fmt='jsonl')
+    assert 'delimiter' not in str(e.value)
+    assert str(e.value).endswith('(the columns: a;b;c: the keys of the first line; a key '
+                                 'only later lines have is a column when "input"."columns" '
+                                 'names every one)')
+    with pytest.raises(SqlError) as e:
+        plan(query, ['a;b;c'], 2, fmt=None)
+    assert str(e.value).endswith('(the columns: a;b;c)')
 
 
 def test_a_request_without_a_body_says_where_the_query_goes() -> None:
@@ -361,7 +382,7 @@ def test_input_format_and_columns_from_the_first_object() -> None:
     assert entry._columns(b'\n{"k": 1, "v": 2}\n{"x"', 'jsonl', None, True, 'o') == ['k', 'v']
     with pytest.raises(SqlError, match='column name .NAME. appears twice'):
         entry._columns(b'name,NAME\n', 'csv', ',', True, 'o')
-    with pytest.raises(SqlError, match='not a JSON object'):
+    with pytest.raises(SqlError, match='o holds a JSON array, not JSON objects'):
         entry._columns(b'[1, 2]\n', 'jsonl', None, True, 'o')
     with pytest.raises(SqlError, match='is not UTF-8'):
         entry._columns(b'a\xff,b\n1,2\n', 'csv', ',', True, 'o')
@@ -461,6 +482,53 @@ def test_rowid_is_the_rowid_over_one_object_and_a_column_or_alias_named_so() -> 
     assert plan(parse_query(f'SELECT qty AS rowid FROM {URL} ORDER BY rowid'), COLUMNS, 2)
 
 
+def test_skip_bad_merges_even_one_object_and_its_nodes_skip() -> None:
+    """With "skip_bad" the nodes note what they skipped among their partial rows, which
+    only a merging node can pass over: one object is planned as several are (and its
+    rowid, which would number the merged rows, is refused)."""
+    from zerocloud.job import SwiftPath
+    from zerocloud.sql import entry
+    spec = parse_request(b'{"query": "SELECT 1", "input": {"skip_bad": true}}')
+    assert spec.input.skip_bad and not parse_request(b'{"query": "SELECT 1"}').input.skip_bad
+    with pytest.raises(SqlError, match=r'"input"."skip_bad" must be true or false, not 1'):
+        parse_request(b'{"query": "SELECT 1", "input": {"skip_bad": 1}}')
+    one = parse_query('SELECT region, sum(qty) FROM swift://~/s/one.csv GROUP BY region')
+    p = plan(one, COLUMNS, 1, merged=True)
+    assert p.mode == 'split'
+    nodes, merge = entry.build_jobs(p, SwiftPath('AUTH_t', 's', 'one.csv'), 'csv', ',', True,
+                                    'csv', True, skip_bad=True)
+    args = nodes[0]['exec']['args']
+    assert '--skip-bad' in args and len(merge) == 1
+    # a column summed as it is must hold numbers: text there makes the record malformed
+    assert p.loaded == ['region', 'qty'] and args[args.index('--numeric') + 1] == '2'
+    summed = plan(parse_query(f'SELECT sum(qty), avg(DISTINCT price), total(qty), '
+                              f'sum(CASE WHEN note = 1 THEN price END), min(note) FROM {URL}'),
+                  COLUMNS, 2)
+    assert summed.summed == ['qty', 'price'] and summed.numeric() == '1,2'
+    assert plan(parse_query(f'SELECT count(*) FROM {URL}'), COLUMNS, 2).numeric() is None
+    with pytest.raises(SqlError, match=r'rowid is not available with "skip_bad"'):
+        plan(parse_query('SELECT rowid FROM swift://~/s/one.csv'), COLUMNS, 1, merged=True)
+
+
+def test_the_skipped_notes_among_partial_rows_become_headers() -> None:
+    from zerocloud.sql import entry
+    partials = (b'i1\ti2\n#skipped\t2\tswift://A/c/a\\tb.csv\tline 3: x \\\\ y\n'
+                b'tz\ti3\n#skipped\t1\tswift://A/c/b.csv\tline 9: w\n')
+    notes = entry.skipped(partials)
+    assert notes == [('swift://A/c/a\tb.csv', 2, 'line 3: x \\ y'),
+                     ('swift://A/c/b.csv', 1, 'line 9: w')]
+    assert entry.skipped(b'#skipped\t1\ta\tb\n') == [('a', 1, 'b')]
+    assert entry.skipped(b'ti#skipped\n') == []
+    headers = entry.skipped_headers(notes)
+    assert (headers['X-Sql-Skipped'], headers['X-Sql-Skipped-Objects']) == ('3', '2')
+    assert json.loads(headers['X-Sql-Skipped-Detail']) == [list(n) for n in notes]
+    many = entry.skipped_headers([(f'swift://A/c/{i:05}.csv', 1, 'line 2: x')
+                                  for i in range(1000)])
+    assert many['X-Sql-Skipped-Objects'] == '1000'
+    assert 0 < len(json.loads(many['X-Sql-Skipped-Detail'])) < 1000
+    assert len(many['X-Sql-Skipped-Detail']) <= entry.SKIPPED_DETAIL
+
+
 def test_more_objects_than_zerovm_maxnodes_is_a_400_naming_the_option() -> None:
     """As for a job (``job-reference.md``): the request is small, what it names is too
     many; listing stops at the first object over the limit."""
@@ -492,11 +560,10 @@ def test_more_objects_than_zerovm_maxnodes_is_a_400_naming_the_option() -> None:
 
 @pytest.mark.parametrize(('head', 'says'), [
     # a .json log written as one array: the hint was "say input.columns", which only led
-    # to a 422 "line 1: not a JSON object"
+    # to a 422 "line 1: not a JSON object"; read whole, cut or pretty-printed, one message
     (b'[{"level": "info", "ms": 3}, {"level": "error", "ms": 9}]',
-     'the first line of o is a JSON array, not a JSON object: the objects must be JSON '
-     'lines, one object per line, each a row (an array of objects is not: jq -c ".[]" makes '
-     'it one)'),
+     'o holds a JSON array, not JSON objects: the objects must be JSON lines, one object per '
+     'line, each a row (an array of objects is not: jq -c ".[]" makes it one)'),
     # json.dump of a list past the first read (64 KiB), or pretty-printed: the hint was
     # "columns", and for the pretty one "jq -c", which makes it one line of an array
     (b'[' + b'{"level": "info", "ms": 3}, ' * 3000,

@@ -16,7 +16,7 @@ import pytest
 
 from zerocloud.client import display, jobs, local, report, zapps
 from zerocloud.client.cli import _has_answer_output, build_parser
-from zerocloud.job import SwiftPath, parse_job
+from zerocloud.job import JobError, SwiftPath, parse_job
 from zerocloud.zapp import system_map
 
 HEADERS = {
@@ -224,6 +224,18 @@ def test_nodes_and_their_objects_are_expanded_like_the_proxy_does() -> None:
     nodes = jobs.nodes(job, 'AUTH_t', lambda a, c, p: listing[a, c], lambda a: [])
     assert [(n.name, str(jobs.node_object(n))) for n in nodes] == [
         ('wc-1', 'swift://AUTH_t/logs/a.txt'), ('wc-2', 'swift://AUTH_t/logs/c.txt')]
+
+
+def test_a_connect_too_wide_is_refused_by_zc_as_by_the_proxy_before_any_link() -> None:
+    """zc expands a job to name each node's object: a connect of 3,000 nodes to 3,000 was
+    wired first (9 million links; 50,000 to 50,000 held the user's zc for minutes and
+    gigabytes) where the proxy refuses it unwired, with this message."""
+    wide = [{'name': 'a', 'exec': {'path': 'swift://~/bin/x'}, 'count': 3000, 'connect': ['b']},
+            {'name': 'b', 'exec': {'path': 'swift://~/bin/x'}, 'count': 3000}]
+    with pytest.raises(JobError) as err:
+        jobs.nodes(wide, 'AUTH_a', None, None)
+    assert str(err.value).startswith('Too many channels for node a-1: 3003 (reads from 0 '
+                                     'nodes, writes to 3000); a node may have at most')
 
 
 def test_only_jobs_that_answer_with_output_are_run_without_the_json_report() -> None:
@@ -1391,7 +1403,39 @@ def test_zc_sql_shows_failed_nodes_as_zc_run_does_then_counts_them(monkeypatch,
     assert err == ('zc: the query: 422 Unprocessable Entity\n' +
                    ''.join(f'{k}: {errors[k]}\n' for k in names[1:4]) +
                    '... and 23 more failed nodes\n'
-                   '27 nodes: 1 succeeded, 26 failed in 0.50 s; HTTP 422\n')
+                   '27 nodes: 1 succeeded, 26 failed in 0.50 s; HTTP 422\n'
+                   'zc: --skip-bad skips malformed records (and counts them)\n')
+
+
+def test_zc_sql_skip_bad_asks_for_it_and_says_what_was_skipped(monkeypatch,
+                                                                capsys) -> None:
+    detail = [[f'swift://AUTH_test/sales/d{i}.csv', 2, 'line 3: record 3 has 1 fields, not 2']
+              for i in (1, 2)]
+    headers = {**SQL_HEADERS, 'X-Sql-Skipped': '9', 'X-Sql-Skipped-Objects': '3',
+               'X-Sql-Skipped-Detail': json.dumps(detail)}
+    code, sent, out, err = zc_sql(monkeypatch, capsys, FakeAnswer(200, 'OK', b'a\n', headers),
+                                  QUERY, '--skip-bad', '-q')
+    assert (code, sent['input'], out) == (0, {'skip_bad': True}, 'a\n')
+    assert err == ('zc: skipped 9 malformed records in 3 objects:\n'
+                   '  sales/d1.csv: 2 (the first: line 3: record 3 has 1 fields, not 2)\n'
+                   '  sales/d2.csv: 2 (the first: line 3: record 3 has 1 fields, not 2)\n'
+                   '  ... and 1 more object: 5 records\n')
+    # 40 objects said all 40 (the header lists them up to 4 KiB): the first three
+    detail = [[f'swift://AUTH_test/sales/d{i}.csv', 1, 'line 2: x'] for i in range(40)]
+    headers.update({'X-Sql-Skipped': '40', 'X-Sql-Skipped-Objects': '40',
+                    'X-Sql-Skipped-Detail': json.dumps(detail)})
+    _, _, _, err = zc_sql(monkeypatch, capsys, FakeAnswer(200, 'OK', b'a\n', headers), QUERY,
+                          '--skip-bad', '-q')
+    assert err.splitlines()[1:] == ['  sales/d0.csv: 1 (the first: line 2: x)',
+                                    '  sales/d1.csv: 1 (the first: line 2: x)',
+                                    '  sales/d2.csv: 1 (the first: line 2: x)',
+                                    '  ... and 37 more objects: 37 records']
+    none = {**SQL_HEADERS, 'X-Sql-Skipped': '0', 'X-Sql-Skipped-Objects': '0',
+            'X-Sql-Skipped-Detail': '[]'}
+    for args, says in (((), 'no malformed records skipped\n'), (('-q',), '')):
+        code, sent, _, err = zc_sql(monkeypatch, capsys, FakeAnswer(200, 'OK', b'', none),
+                                    QUERY, '--skip-bad', *args)
+        assert code == 0 and err.endswith(says) and 'zc: skipped' not in err
 
 
 def test_zc_sql_refuses_an_empty_query_and_a_bad_format(monkeypatch, capsys) -> None:
@@ -1411,7 +1455,13 @@ def test_zc_sql_refuses_an_empty_query_and_a_bad_format(monkeypatch, capsys) -> 
      b'"jsonl"', 'cannot tell the format of lines from its name: say --input-format csv '
                  '(or jsonl)\n'),
     (b'swift://AUTH_test/e/1.csv is empty: say "input": {"columns": [...]}',
-     'swift://AUTH_test/e/1.csv is empty: say --columns A,B,...\n')])
+     'swift://AUTH_test/e/1.csv is empty: say --columns A,B,...\n'),
+    (b'query: no such column: c (the columns: a: the keys of the first line; a key only '
+     b'later lines have is a column when "input"."columns" names every one)',
+     'query: no such column: c (the columns: a: the keys of the first line; a key only '
+     'later lines have is a column when --columns names every one)\n'),
+    (b'query: rowid is not available with "skip_bad" (another node merges the rows)',
+     'query: rowid is not available with --skip-bad (another node merges the rows)\n')])
 def test_zc_sql_names_its_option_where_the_server_names_a_request_key(
         monkeypatch, capsys, refusal, says) -> None:
     code, _, _, err = zc_sql(monkeypatch, capsys, FakeAnswer(400, 'Bad Request', refusal), QUERY)
@@ -2265,6 +2315,19 @@ def test_a_replica_or_a_failed_node_without_outputs_is_not_said_discarded() -> N
     result = report.parse(200, {'Content-Type': 'application/json'},
                           json.dumps(stored).encode())
     assert result.discarded_stdout() == {'undeclared': 7}
+
+
+def test_a_second_replica_that_succeeded_after_the_first_failed_is_not_said_discarded() -> None:
+    """Only the first replica returns outputs: when it failed (unavailable, no outputs),
+    the second succeeded without them, and zc said its declared stdout was discarded."""
+    stdout = {'/dev/stdout': {'write_bytes': 7}}
+    stored = {'status': 200, 'nodes': [
+        {'name': 'sum', 'replica': 1, 'status': 'unavailable', 'failed': True, 'outputs': []},
+        {'name': 'sum', 'replica': 2, 'status': 'ok', 'failed': False, 'outputs': [],
+         'accounting': {'channels': stdout}}]}
+    result = report.parse(200, {'Content-Type': 'application/json'},
+                          json.dumps(stored).encode())
+    assert result.discarded_stdout() == {}
 
 
 def test_discarded_stdout_of_many_nodes_is_said_three_times_then_counted() -> None:

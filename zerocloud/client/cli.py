@@ -340,6 +340,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help=r"CSV objects: the field separator (\t or tab: a TAB)")
     p.add_argument('--no-input-header', action='store_true',
                    help='CSV objects without a header row (columns c1, c2, ... unless --columns)')
+    p.add_argument('--skip-bad', action='store_true',
+                   help='skip malformed records (wrong number of fields, a line that is not a '
+                        'JSON object, text in a column summed) and say how many, instead of '
+                        'failing the query')
     p = sub.add_parser('local', help='try a job on this machine (zvm)')
     lsub = p.add_subparsers(dest='local_command', metavar='run', required=True)
     p = lsub.add_parser('run', parents=[quiet], help='run a job, zapp, program or script '
@@ -372,7 +376,11 @@ def _delimiter(text: str) -> str:
 # The request's keys the server's refusals name, and the options of zc sql that set them
 SQL_KEYS = {b'"input": {"format": "csv"} or "jsonl"': b'--input-format csv (or jsonl)',
             b'"input": {"columns": [...]}': b'--columns A,B,...',
-            b'"input"."delimiter"': b'--delimiter'}
+            b'"input"."columns"': b'--columns', b'"input"."delimiter"': b'--delimiter',
+            b'"skip_bad"': b'--skip-bad'}
+# A node's error that one malformed record failed the query (doc/sql.md, "Statuses")
+BAD_RECORD = re.compile(r'sqlite: load: .*: line \d+: '
+                        r'(record \d+|not a JSON object|malformed JSON)')
 
 
 def _as_options(answer: bytes) -> bytes:
@@ -1016,7 +1024,7 @@ class Client:
         body = jobs.sql_request(query, fmt=o.format, header=not o.no_header, explain=o.explain,
                                 engine=o.engine, input_format=o.input_format,
                                 columns=o.columns, delimiter=o.delimiter,
-                                input_header=not o.no_input_header)
+                                input_header=not o.no_input_header, skip_bad=o.skip_bad)
         ses = self.session
         if o.out is not None:
             out = ses.location(o.out)
@@ -1040,6 +1048,8 @@ class Client:
                            f'object{"" if objects == "1" else "s"}{stored}; ' +
                            display.summary(report.parse(answer.status, h, b''),
                                            'the answer counts its nodes'))
+        if 'x-sql-skipped' in answer.headers and not o.explain:
+            self.err.write(display.skipped(answer.headers, self.short, self.quiet))
         return 0
 
     def query_failed(self, answer: Answer, data: bytes) -> int:
@@ -1048,9 +1058,12 @@ class Client:
         result = report.parse(answer.status, answer.headers, data)
         if not any(node.failed for node in result.nodes):
             raise ServerError('the query', answer.status, answer.reason, _as_options(data))
+        bad = any(BAD_RECORD.search(node.error or '') for node in result.nodes if node.failed)
         self.err.write(f'zc: the query: {answer.status} {answer.reason}\n' +
                        display.failures(result.nodes, most=display.ALIKE_SHOWN) +
-                       display.summary(result, 'the answer counts its nodes'))
+                       display.summary(result, 'the answer counts its nodes') +
+                       ('zc: --skip-bad skips malformed records (and counts them)\n'
+                        if bad and not self.opts.skip_bad else ''))
         return EXIT_FAILED
 
     def cmd_local(self) -> int:

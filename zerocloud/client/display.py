@@ -7,6 +7,7 @@ single line redrawn in place, only when stderr is a terminal.
 
 from __future__ import annotations
 
+import json
 import sys
 import threading
 import time
@@ -114,6 +115,25 @@ def summary(result: JobResult, every: str = 'use --json for every node') -> str:
     word = 'node' if total == 1 else 'nodes'
     http = f'; HTTP {result.status}' if result.status else ''
     return f'{total} {word}: {total - failed} succeeded, {failed} failed{secs}{http}{cut}\n'
+
+
+def skipped(headers, short: Callable[[str], str], quiet: bool) -> str:
+    """What a query run with ``--skip-bad`` skipped (``X-Sql-Skipped*``, ``doc/sql.md``):
+    the count, and for the first few objects their count and first record (then how
+    many more); nothing when none (or -q)."""
+    total = int(headers.get('x-sql-skipped', 0))
+    objects = int(headers.get('x-sql-skipped-objects', 0))
+    if not total:
+        return '' if quiet else 'no malformed records skipped\n'
+    detail = json.loads(headers.get('x-sql-skipped-detail') or '[]')[:ALIKE_SHOWN]
+    out = [f'zc: skipped {total} malformed record{"s" * (total != 1)} in {objects} '
+           f'object{"s" * (objects != 1)}:\n']
+    out += [f'  {short(name)}: {count} (the first: {first})\n' for name, count, first in detail]
+    more, records = objects - len(detail), total - sum(count for _, count, _ in detail)
+    if more:
+        out.append(f'  ... and {more} more object{"s" * (more != 1)}: {records} '
+                   f'record{"s" * (records != 1)}\n')
+    return ''.join(out)
 
 
 REFUSED = ('the credentials were refused: check ST_USER and ST_KEY (or OS_USERNAME, '

@@ -44,6 +44,7 @@ from zerocloud.job import (
     parse_location,
     scheme_hint,
 )
+from zerocloud.peers import check_peers
 from zerocloud.zapp_format import GZIP_MAGIC, MAPS, looks_like_archive
 
 JSON_TYPE = 'application/json'
@@ -364,12 +365,13 @@ def stdout_to(payload: Payload, prefix: str, where: str) -> Payload | None:
 
 
 def nodes(job: list, account: str, list_objects, list_containers) -> list[Node]:
-    """The job's nodes as the proxy will expand them (same parser), for the object
-    each one runs on; ``list_*`` list the caller's containers."""
+    """The job's nodes as the proxy will expand them (same parser and peer check: a
+    connect too wide is refused before it is wired), for the object each one runs on;
+    ``list_*`` list the caller's containers."""
     groups = parse_job(job, account, system_images=system_images(job))
     for group in groups:            # devices the request fills in (zapp image...)
         group.devices = [d for d in group.devices if d.path is not None or d.name != 'image']
-    return expand(groups, list_objects, list_containers)
+    return expand(groups, list_objects, list_containers, check_peers=check_peers)
 
 
 def system_images(job: list) -> list[str]:
@@ -401,7 +403,8 @@ def node_object(node: Node) -> SwiftPath | None:
 def sql_request(query: str, *, fmt: str = 'csv', header: bool = True, explain: bool = False,
                 output: str | None = None, engine: str | None = None,
                 input_format: str | None = None, columns: list[str] | None = None,
-                delimiter: str | None = None, input_header: bool = True) -> dict:
+                delimiter: str | None = None, input_header: bool = True,
+                skip_bad: bool = False) -> dict:
     """The JSON body of a ``sql/1.0`` request (``doc/sql.md``): only what differs from
     the entry point's defaults, so that the server's defaults stay the one truth."""
     if not query.strip():
@@ -418,7 +421,7 @@ def sql_request(query: str, *, fmt: str = 'csv', header: bool = True, explain: b
     if engine is not None:
         body['engine'] = engine
     given = {'format': input_format, 'columns': columns, 'delimiter': delimiter,
-             'header': None if input_header else False}
+             'header': None if input_header else False, 'skip_bad': True if skip_bad else None}
     if any(v is not None for v in given.values()):
         body['input'] = {k: v for k, v in given.items() if v is not None}
     return body

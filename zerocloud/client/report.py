@@ -143,16 +143,16 @@ class JobResult:
     def discarded_stdout(self) -> dict[str, int]:
         """The bytes each node wrote to a stdout its job does not declare (by the JSON
         report: written, but no output of device stdout), which the sandbox discards.
-        Judged by name over all entries: replicas after the first and a node its host
-        killed have no outputs though their stdout is declared; a failed entry is not."""
-        entries = [node for node in (self.report or {}).get('nodes') or []
-                   if isinstance(node, Mapping)]
-        declared = {node.get('name') for node in entries
-                    if any(isinstance(out, Mapping) and out.get('device') == 'stdout'
-                           for out in node.get('outputs') or [])}
+        Only a node's first replica returns outputs, so only it tells: when it failed
+        (a host killed it, no server could run it), whether the stdout of the replicas
+        after it was declared is not known, and nothing is said."""
         found: dict[str, int] = {}
-        for node in entries:
-            if node.get('failed') or node.get('name') in declared:
+        for node in (self.report or {}).get('nodes') or []:
+            if not isinstance(node, Mapping) or node.get('replica', 1) != 1 \
+                    or node.get('failed'):
+                continue
+            if any(isinstance(out, Mapping) and out.get('device') == 'stdout'
+                   for out in node.get('outputs') or []):
                 continue
             channels = (node.get('accounting') or {}).get('channels') or {}
             written = (channels.get('/dev/stdout') or {}).get('write_bytes') or 0

@@ -143,7 +143,7 @@ from swift.common.utils import (
     get_logger,
 )
 
-from zerocloud import hangup, pipeline, wire
+from zerocloud import hangup, peers, pipeline, wire
 from zerocloud.config import NOT_PLAIN, Config, refused_at_start
 from zerocloud.httperrors import (
     HTTPBadRequest,
@@ -579,7 +579,7 @@ class NodeRun:
         for each node; a batch's nodes that share a spec's devices share a plan."""
         declared = {d.name: d for d in devices}
         steps = [self.step(name, declared.get(name), files)
-                 for name in sorted(set(declared) | set(wire.STD_CHANNELS))]
+                 for name in sorted(set(declared) | set(peers.STD_CHANNELS))]
         # system images first, the job's image last: its files win where paths meet
         steps.sort(key=lambda s: s.mount is not None and s.alias == '/dev/image')
         return tuple(steps)

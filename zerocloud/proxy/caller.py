@@ -204,24 +204,27 @@ class Caller:
                 yield item.get('name') or item.get('subdir')
             marker = items[-1].get('name') or items[-1].get('subdir')
 
-    def read(self, method: str, path: SwiftPath, reader: str = '') -> Response:
+    def read(self, method: str, path: SwiftPath, reader: str = '',
+             first: int | None = None) -> Response:
         """HEAD or GET an object as the caller; 404/403/409 name it (a 404 also its
-        ``reader``, e.g. ``device stdin of wc``: which node of a job wanted it)."""
-        resp = self.sub(method, '/v1' + path.path).get_response(self.app)
-        if resp.status_int == 404:
+        ``reader``, e.g. ``device stdin of wc``: which node of a job wanted it).
+        ``first``: only its first bytes (a Range; an empty object's 416 is returned)."""
+        headers = {} if first is None else {'Range': f'bytes=0-{first - 1}'}
+        resp = self.sub(method, '/v1' + path.path, headers=headers).get_response(self.app)
+        if resp.status_int == 404:      # named as written: day-?.csv, not day-%3F.csv
             who = f' ({reader})' if reader else ''
-            raise HTTPNotFound(body=f'Error 404 Not Found while fetching {path}{who}'
-                                    f'{self.missing_container(path)}\n')
+            raise HTTPNotFound(body=f'Error 404 Not Found while fetching swift:/{path.path}'
+                                    f'{who}{self.missing_container(path)}\n')
         if resp.status_int in (401, 403):
             hint = self.own_hint('/v1' + path.path) if resp.status_int == 403 else ''
             raise denied_error(resp, f'read {path}{hint}')
-        if not is_success(resp.status_int):
-            raise HTTPServiceUnavailable(body=f'cannot read {path}: {resp.status}\n')
         kind = next((key for key in NOT_PLAIN if key in resp.headers), None)
         if kind:
             raise HTTPConflict(body=f'{path} is not a plain object ({kind}): jobs read the '
                                     'objects themselves, not manifests or symlinks'
                                     f'{_segments_hint(path, resp.headers)}\n')
+        if not is_success(resp.status_int) and not (resp.status_int == 416 and first):
+            raise HTTPServiceUnavailable(body=f'cannot read {path}: {resp.status}\n')
         return resp
 
     def missing_container(self, path: SwiftPath) -> str:

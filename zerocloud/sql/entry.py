@@ -42,12 +42,10 @@ from zerocloud import job as jobs
 from zerocloud.answer_format import NODES_HEADER
 from zerocloud.httperrors import (
     HTTPBadRequest,
-    HTTPForbidden,
     HTTPMethodNotAllowed,
     HTTPNotFound,
     HTTPNotImplemented,
     HTTPRequestEntityTooLarge,
-    HTTPServiceUnavailable,
     HTTPUnprocessableEntity,
 )
 from zerocloud.proxy.response import Tally
@@ -86,19 +84,10 @@ def _input_format(spec: planner.InputSpec, name: str) -> tuple[str, str]:
 
 def _head(caller: Caller, path: jobs.SwiftPath) -> bytes:
     """The first bytes of an object (decompressed when gzip), as the caller."""
-    sub = caller.sub('GET', '/v1' + path.path, headers={'Range': f'bytes=0-{HEAD_BYTES - 1}'})
-    resp = sub.get_response(caller.app)
+    hint = 'the one wildcard of a FROM URL is *' if set('?[') & set(path.obj) else ''
+    resp = caller.read('GET', path, hint, first=HEAD_BYTES)
     if resp.status_int == 416:                       # an empty object
         return b''
-    if resp.status_int == 404:
-        name = 'swift:/' + path.path            # as written: ?.csv, not %3F.csv
-        hint = ' (the one wildcard of a FROM URL is *)' if set('?[') & set(path.obj) else ''
-        raise HTTPNotFound(body=f'Error 404 Not Found while fetching {name}{hint}'
-                                f'{caller.missing_container(path)}\n')
-    if resp.status_int in (401, 403):
-        raise HTTPForbidden(body=f'Denied: may not read {path}\n')
-    if resp.status_int // 100 != 2:
-        raise HTTPServiceUnavailable(body=f'cannot read {path}: {resp.status}\n')
     data = resp.body[:HEAD_BYTES]
     if data[:2] == b'\x1f\x8b':
         try:
@@ -135,21 +124,19 @@ def _json_columns(text: str, whole: bool, path) -> list[str]:
     read here, which naming the columns gets past."""
     line = next((ln for ln in text.split('\n') if ln.strip()), '')
     name_them = 'say "input": {"columns": [...]}'
-    array = (f'{JSON_LINES}, one object per line, each a row (an array of objects is not: '
-             'jq -c ".[]" makes it one)')
+    if line.lstrip().startswith('['):         # json.dump of a list: whole, cut, pretty-printed
+        raise SqlError(f'{path} holds a JSON array, not JSON objects: {JSON_LINES}, one object '
+                       'per line, each a row (an array of objects is not: jq -c ".[]" makes '
+                       'it one)')
     try:
         value = json.loads(line)
     except (ValueError, RecursionError):      # not JSON, or nested too deep
-        if line.lstrip().startswith('['):     # json.dump of a list: cut, or pretty-printed
-            raise SqlError(f'{path} holds a JSON array, not JSON objects: {array}') from None
         if not whole and line == text.strip():
             raise SqlError(f'the first line of {path} is longer than {HEAD_BYTES} bytes: '
                            f'{name_them}') from None
         raise SqlError(f'the first line of {path} is not a JSON value: {JSON_LINES}, one '
                        'whole object per line, each a row (a pretty-printed document is not: '
                        'jq -c makes it one)') from None
-    if isinstance(value, list):
-        raise SqlError(f'the first line of {path} is a JSON array, not a JSON object: {array}')
     if not isinstance(value, dict) or not value:
         raise SqlError(f'the first line of {path} is not a JSON object with keys: {name_them}')
     return planner.check_columns(list(value), f'the first line of {path}')
@@ -178,8 +165,10 @@ def _objects(caller: Caller, path: jobs.SwiftPath) -> list[jobs.SwiftPath]:
 
 
 def _node_args(plan: planner.Plan, fmt: str, delimiter: str, has_header: bool,
-               out: str, check_header: bool) -> list[str]:
+               out: str, check_header: bool, skip_bad: bool) -> list[str]:
     args = ['--schema', plan.map_schema()]
+    if skip_bad:
+        args += ['--skip-bad'] + (['--numeric', plan.numeric()] if plan.numeric() else [])
     if fmt == 'jsonl':
         planner.check_json_keys(plan.loaded or plan.columns)
         args += ['--load', 'jsonl', '/dev/input']
@@ -213,14 +202,16 @@ def one_line(args: list[str]) -> list[str]:
 def build_jobs(plan: planner.Plan, source: jobs.SwiftPath, fmt: str, delimiter: str,
                has_header: bool, out_format: str, out_header: bool,
                output: jobs.SwiftPath | None = None, engine: str | None = None,
-               check_header: bool = False) -> list[list[dict]]:
+               check_header: bool = False, skip_bad: bool = False) -> list[list[dict]]:
     """The jobs that run ``plan`` over ``source`` (a wildcard path or one object): the
     nodes' job, then (unless one node answers) the merging job, which reads their
     partial rows on stdin.  The last one answers in the response, or stores the
     answer as ``output``.  ``engine`` is every node's (None: the object servers').
     ``check_header``: every object's header row must name the plan's columns (they
     were read from the first object's), else its node fails: read by position, an
-    object with its columns in another order would give a wrong answer."""
+    object with its columns in another order would give a wrong answer.  ``skip_bad``:
+    the nodes skip malformed records and note how many in their partial rows
+    (:func:`skipped`)."""
     final = 'json' if out_format == 'json' else ('csvh' if out_header else 'csv')
     answer = {'name': 'stdout', 'content_type': CONTENT_TYPES[out_format]}
     if output is not None:
@@ -229,10 +220,10 @@ def build_jobs(plan: planner.Plan, source: jobs.SwiftPath, fmt: str, delimiter: 
     picked = {} if engine is None else {'engine': engine}
     if plan.mode == 'single':
         return [[{'name': MAP, 'exec': {**program, 'args': _node_args(
-                    plan, fmt, delimiter, has_header, final, check_header)},
+                    plan, fmt, delimiter, has_header, final, check_header, skip_bad)},
                   'devices': [{'name': 'input', 'path': str(source)}, answer], **picked}]]
     nodes = [{'name': MAP, 'exec': {**program, 'args': _node_args(
-                 plan, fmt, delimiter, has_header, 'partial', check_header)},
+                 plan, fmt, delimiter, has_header, 'partial', check_header, skip_bad)},
               'devices': [{'name': 'input', 'path': str(source)},
                           {'name': 'stdout', 'content_type': PARTIAL_TYPE}], **picked}]
     merge = [{'name': MERGE, 'exec': {**program, 'args': one_line([
@@ -410,13 +401,15 @@ def respond(caller: Caller, execute: Callable[[Launch], Response], version: str,
                 empty = (f'{objects[0]} is empty' if tried == 1 else
                          f'the first {tried} objects of {source} are empty')
                 raise SqlError(f'{empty}: say "input": {{"columns": [...]}}')
-        plan = planner.plan(query, columns, len(objects))
+        plan = planner.plan(query, columns, len(objects), merged=spec.input.skip_bad,
+                            fmt=None if spec.input.columns else fmt)
         if spec.format == 'json' and len({c.lower() for c in plan.result_columns}) \
                 < len(plan.result_columns):
             raise SqlError('"format": "json" needs distinct result column names: name them '
                            'with AS')
         job = build_jobs(plan, source, fmt, delimiter, has_header, spec.format, spec.header,
-                         output, spec.engine, has_header and spec.input.columns is None)
+                         output, spec.engine, has_header and spec.input.columns is None,
+                         spec.input.skip_bad)
     except SqlError as e:
         raise HTTPBadRequest(body=f'{e}\n') from None
     headers = {'X-Sql-Plan': plan.mode, 'X-Sql-Objects': str(len(objects)),
@@ -428,6 +421,8 @@ def respond(caller: Caller, execute: Callable[[Launch], Response], version: str,
                         content_type='application/json')
     with hangup.stop_on_hangup(req.environ, 'the query'):   # Ctrl-C frees the workers
         first = resp = _run(execute, Launch(json.dumps(job[0]).encode()))
+        if resp.status_int == 200 and spec.input.skip_bad:
+            headers.update(skipped_headers(skipped(first.body)))
         if resp.status_int == 200 and len(job) > 1:
             partials = Input(tempfile.SpooledTemporaryFile(max_size=1 << 20), len(first.body))
             try:
@@ -442,6 +437,47 @@ def respond(caller: Caller, execute: Callable[[Launch], Response], version: str,
             resp.headers.update(joined)
     resp.headers.update(headers)
     return resp
+
+
+SKIPPED = b'#skipped\t'         # a node's note: #skipped<TAB>count<TAB>object<TAB>first
+_PARTIAL_ESCAPE = re.compile(rb'\\(.)')
+_PARTIAL_CHARS = {b't': b'\t', b'n': b'\n', b'r': b'\r'}
+SKIPPED_DETAIL = 4096           # bytes of X-Sql-Skipped-Detail at most (a header)
+
+
+def skipped(partials: bytes) -> list[tuple[str, int, str]]:
+    """(object, records skipped, the first: ``line <n>: <what>``) of each node that
+    skipped malformed records (``--skip-bad``), in node order: the notes among the
+    partial rows (no row starts with ``#``)."""
+    def text(raw: bytes) -> str:
+        return _PARTIAL_ESCAPE.sub(lambda m: _PARTIAL_CHARS.get(m.group(1), m.group(1)),
+                                   raw).decode('utf-8', 'replace')
+    found, at = [], 0
+    while True:
+        if not partials.startswith(SKIPPED, at):
+            at = partials.find(b'\n' + SKIPPED, at)
+            if at < 0:
+                return found
+            at += 1
+        end = partials.find(b'\n', at)
+        count, name, first = partials[at + len(SKIPPED):end].split(b'\t')
+        found.append((text(name), int(count), text(first)))
+        at = end + 1
+
+
+def skipped_headers(notes: list[tuple[str, int, str]]) -> dict[str, str]:
+    """``X-Sql-Skipped`` (records in all), ``X-Sql-Skipped-Objects`` (objects with
+    any) and ``X-Sql-Skipped-Detail``: a JSON list of [object, records, the first], in
+    object order, as many as fit in :data:`SKIPPED_DETAIL` bytes."""
+    detail, size = [], 2
+    for note in notes:
+        size += len(json.dumps(list(note))) + 2
+        if size > SKIPPED_DETAIL:
+            break
+        detail.append(list(note))
+    return {'X-Sql-Skipped': str(sum(n for _, n, _ in notes)),
+            'X-Sql-Skipped-Objects': str(len(notes)),
+            'X-Sql-Skipped-Detail': json.dumps(detail)}
 
 
 def _run(execute: Callable[[Launch], Response], launch: Launch) -> Response:

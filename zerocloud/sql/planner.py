@@ -57,7 +57,7 @@ AGGREGATES = SPLITTABLE | {'group_concat', 'string_agg', 'json_group_array', 'js
 _ENDING = {'end', 'null', 'true', 'false', 'current_date', 'current_time', 'current_timestamp',
            'isnull', 'notnull', 'nocase', 'binary', 'rtrim'}
 REQUEST_KEYS = {'query', 'format', 'header', 'input', 'explain', 'output', 'engine'}
-INPUT_KEYS = {'format', 'header', 'columns', 'delimiter'}
+INPUT_KEYS = {'format', 'header', 'columns', 'delimiter', 'skip_bad'}
 # What a refused body should have been (a plain-text query is the usual mistake).
 SHAPE = ('the body must be a JSON object: {"query": "SELECT ... FROM swift://~/<container>/'
          '<object>"}, optional keys: ' + ', '.join(sorted(REQUEST_KEYS - {'query'})) +
@@ -152,6 +152,7 @@ class InputSpec:
     header: bool = True                   # CSV: the first record names the columns
     columns: list[str] | None = None      # given names (else read from the first object)
     delimiter: str = ','
+    skip_bad: bool = False                # skip malformed records (counted), not fail
 
 
 @dataclass
@@ -230,7 +231,7 @@ def parse_request(body: bytes) -> SqlRequest:
         raise SqlError(f'"engine" must be one of {", ".join(CHOICES)}, not {json.dumps(engine)}')
     return SqlRequest(query, fmt, _bool(spec, 'header', True, ''),
                       InputSpec(in_fmt, _bool(raw, 'header', True, '"input".'), columns,
-                                delimiter),
+                                delimiter, _bool(raw, 'skip_bad', False, '"input".')),
                       _bool(spec, 'explain', False, ''), output, engine)
 
 
@@ -296,6 +297,9 @@ def parse_query(text: str) -> Query:
     if not tokens:
         raise SqlError('query: empty')
     for tok in tokens:
+        if tok.kind == 'word' and text.startswith('://', tok.pos + len(tok.text)):
+            raise _error_at(text, tok.pos, 'FROM takes one swift://<account>/<container>/'
+                            f'<objects>, not {tok.text}://')
         if tok.kind == 'param':         # SQLite said 'Incorrect number of bindings ...'
             raise _error_at(text, tok.pos, f'{tok.text} is a parameter, which nothing '
                             'binds: write the value itself')
@@ -344,9 +348,12 @@ def parse_query(text: str) -> Query:
     if not src or src[0].kind not in ('url', 'ident') or not src[0].key.startswith('swift://'):
         pos = src[0].pos if src else tokens[start].pos
         quoted = src and src[0].kind == 'string' and src[0].text[1:].startswith('swift://')
+        named = src and src[0].kind == 'word' and re.fullmatch(r'[\w.-]+', src[0].text)
         raise _error_at(text, pos, 'FROM takes one swift://<account>/<container>/<objects>'
                         + (f' (in double quotes, as a name: "{src[0].text[1:-1]}"; single '
-                           'quotes make a string)' if quoted else ''))
+                           'quotes make a string)' if quoted else '')
+                        + (f' (a container? swift://~/{src[0].text}/* names its objects)'
+                           if named else ''))
     rest = src[1:]
     if rest and rest[0].key == 'as':
         rest = rest[1:]
@@ -472,10 +479,15 @@ def _names(columns: list[str], most: int = 20) -> str:
     return shown + (f', ... ({len(columns)} in all)' if len(columns) > most else '')
 
 
-def _delimiter_hint(columns: list[str]) -> str:
-    """For one column whose name holds a usual delimiter (``a;b;c``: objects read with
-    the wrong one), how to give theirs; else ''."""
-    held = [sep for sep in ';\t|' if len(columns) == 1 and sep in columns[0]]
+def _column_hint(columns: list[str], fmt: str | None) -> str:
+    """Where the columns of ``fmt`` objects came from, for a column the query names and
+    they lack ('' for names the request gave, fmt None): JSON lines' are the keys of the
+    first line; for CSV, one column whose name holds a usual delimiter (``a;b;c``:
+    objects read with the wrong one), how to give theirs."""
+    if fmt == 'jsonl':
+        return (': the keys of the first line; a key only later lines have is a column when '
+                '"input"."columns" names every one')
+    held = [sep for sep in ';\t|' if fmt == 'csv' and len(columns) == 1 and sep in columns[0]]
     if not held:
         return ''
     shown = held[0].replace('\t', '\\t')
@@ -492,9 +504,10 @@ def _checker() -> sqlite3.Connection:
 
 
 def check(sql: str, tables: dict[str, tuple[list[str], list[str]]],
-          query: Query | None = None) -> list[str]:
+          query: Query | None = None, fmt: str | None = None) -> list[str]:
     """Run ``sql`` over empty ``tables`` (name -> (columns, types)) with small limits:
-    its result column names, or SqlError saying what and where (in ``query``)."""
+    its result column names, or SqlError saying what and where (in ``query``, whose
+    columns were read from ``fmt`` objects: :func:`_column_hint`)."""
     db = _checker()
     try:
         for name, (columns, types) in tables.items():
@@ -509,7 +522,7 @@ def check(sql: str, tables: dict[str, tuple[list[str], list[str]]],
                 columns = tables[TABLE][0]
                 message = _where_in(query, columns, message)
                 if message.startswith('no such column'):     # a typo, or another object's
-                    message += f' (the columns: {_names(columns)}{_delimiter_hint(columns)})'
+                    message += f' (the columns: {_names(columns)}{_column_hint(columns, fmt)})'
             raise SqlError(f'query: {message}') from None
         return [d[0] for d in cur.description or ()]
     finally:
@@ -634,6 +647,14 @@ class Plan:
     partial_types: list[str] = field(default_factory=list)     # NUMERIC or '' per column
     result_columns: list[str] = field(default_factory=list)
     loaded: list[str] = field(default_factory=list)     # the columns a node loads
+    summed: list[str] = field(default_factory=list)     # summed as they are: sum(qty)
+
+    def numeric(self) -> str | None:
+        """``sqlnode``'s ``--numeric`` (the loaded columns, from 1, summed as they are:
+        with ``--skip-bad`` a record with text there is malformed), None for none."""
+        loaded = [c.lower() for c in self.loaded or self.columns]
+        found = [str(loaded.index(c.lower()) + 1) for c in self.summed]
+        return ','.join(found) or None
 
     def map_schema(self) -> str:
         return schema(TABLE, self.loaded or self.columns)
@@ -661,16 +682,21 @@ class Plan:
         return out
 
 
-def plan(query: Query, columns: list[str], objects: int) -> Plan:
-    """The plan of ``query`` over ``objects`` objects with these columns; SqlError if bad."""
+def plan(query: Query, columns: list[str], objects: int, merged: bool = False,
+         fmt: str | None = 'csv') -> Plan:
+    """The plan of ``query`` over ``objects`` objects with these columns; SqlError if bad.
+    ``merged``: a merging node even for one object (it reads the nodes' notes, such as
+    the records they skipped, which one node answering would have nowhere to put).
+    ``fmt``: the objects' format the columns were read from (None: the request named
+    them), for the hint of an unknown column."""
     table_sql = rewrite(query, TABLE)
-    result = check(table_sql, _table(columns), query)
+    result = check(table_sql, _table(columns), query, fmt)
     by_name = {c.lower(): c for c in columns}
     _no_clock(query)
     _no_host_only(query, by_name)
-    if objects > 1:
-        _no_rowid(query, by_name)
-    if objects == 1:
+    if objects > 1 or merged:
+        _no_rowid(query, by_name, objects)
+    if objects == 1 and not merged:
         p = Plan('single', 'one object: one node runs the query', columns, table_sql,
                  result_columns=result)
     else:
@@ -678,7 +704,24 @@ def plan(query: Query, columns: list[str], objects: int) -> Plan:
         if p is None:
             p = _rows(query, by_name, columns, result, reason)
     p.loaded = _loaded(query, by_name, columns, p.map_query)
+    p.summed = _summed(query, by_name)
     return p
+
+
+SUMMED = ('sum', 'avg', 'total')
+
+
+def _summed(query: Query, by_name: dict[str, str]) -> list[str]:
+    """The columns the query sums as they are (``sum(qty)``, ``avg(DISTINCT price)``,
+    not ``sum(CASE ...)``), in order: where a text (``n/a``, ``2,50``) would be summed
+    as its leading number or 0, which "skip_bad" makes a malformed record."""
+    toks, found = query.tokens, []
+    for call in _calls(query, 0, len(toks)):
+        args = [t for t in toks[call.args[0]:call.args[1]] if t.key != 'distinct']
+        if call.name in SUMMED and len(args) == 1 and args[0].kind in ('word', 'ident') \
+                and args[0].key in by_name and by_name[args[0].key] not in found:
+            found.append(by_name[args[0].key])
+    return found
 
 
 DATE_FUNCTIONS = ('date', 'time', 'datetime', 'julianday', 'unixepoch', 'strftime',
@@ -727,15 +770,19 @@ def _no_host_only(query: Query, by_name: dict[str, str]) -> None:
 ROWIDS = ('rowid', 'oid', '_rowid_')
 
 
-def _no_rowid(query: Query, by_name: dict[str, str]) -> None:
+def _no_rowid(query: Query, by_name: dict[str, str], objects: int) -> None:
     """Refuse a rowid over several objects: each node numbers its object's rows from 1,
     so ``WHERE rowid < 100`` would take 99 rows of every object, not of all of them
-    (a column, or a result named so, is not the rowid)."""
+    (a column, or a result named so, is not the rowid); nor over one whose rows are
+    merged by another node (``skip_bad``), where it would number the merged rows."""
     toks = query.tokens
     if any(t.key in ROWIDS and i and toks[i - 1].key == 'as' for i, t in enumerate(toks)):
         return
     for t in toks:
         if t.kind in ('word', 'ident') and t.key in ROWIDS and t.key not in by_name:
+            if objects == 1:
+                raise _error_at(query.text, t.pos, f'{t.name} is not available with '
+                                '"skip_bad" (another node merges the rows)')
             raise _error_at(query.text, t.pos, f'{t.name} numbers the rows of each object '
                             f'from 1, not the rows of all of them: it is only for one '
                             f'object (FROM swift://~/<container>/<object>)')

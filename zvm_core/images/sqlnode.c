@@ -1,7 +1,8 @@
 /* sqlnode: one node of an SQL query over objects (the `sqlite` system image).
  *
  *   sqlite [--escaped] --schema SQL [--load csv|csvh|jsonl|partials PATH [--delimiter C]
- *          [--fields WIDTH:F1,F2,...] [--check-header]] --query SQL
+ *          [--fields WIDTH:F1,F2,...] [--check-header] [--skip-bad [--numeric C1,C2,...]]]
+ *          --query SQL
  *          [--out partial|csv|csvh|json] [--output PATH]
  *
  * --escaped (first): the other arguments have \n, \t, \r, \xHH and \\ for
@@ -17,6 +18,15 @@
  * else the source does not load: the columns of a query's objects are read from
  * the first one, and another object whose columns are in another order would
  * otherwise be read by position, silently wrong.
+ * --skip-bad (csv, csvh, jsonl): a malformed record (another number of fields,
+ * text after a closing quote, a quoted field that does not end, a JSON line that
+ * is not a JSON object) is skipped, not fatal; how many were, and the first one,
+ * go to stderr and (--out partial) as the output's last line,
+ * "#skipped\t<count>\t<source name>\t<line <n>: what>" (text escaped as in a
+ * partial field), which the merge's partials loading passes over.  A header row
+ * is never skipped.  --numeric: the table's columns C1, C2, ... (from 1) are summed,
+ * so a record whose value there is text (not empty, not a number: "n/a", "2,50")
+ * is malformed too.
  * Sources may be gzip-compressed (recognised by their first bytes).  --query
  * runs once; its rows go to --output (default /dev/stdout):
  *
@@ -268,6 +278,12 @@ static struct input {
     sqlite3_stmt *extract;            /* JSON lines: SELECT json_extract(?1, ...) */
     char **names;                     /* --check-header: the table's column names */
     int open, done;
+    int skip_bad;                     /* --skip-bad */
+    int nnumeric, *numeric;           /* --numeric: columns (from 0) that must hold numbers */
+    char **numeric_names;
+    long skipped;                     /* malformed records skipped (this pass) */
+    char why[160];                    /* what is wrong with the current record ("" if nothing) */
+    char first_bad[256];              /* "line <n>: <what>" of the first one skipped */
 } in;
 
 static void bad_input(const char *fmt, ...) {
@@ -278,6 +294,18 @@ static void bad_input(const char *fmt, ...) {
     fputc('\n', stderr);
     va_end(ap);
     exit(1);
+}
+
+/* The current record is malformed ("line <n>: ..."): fatal, or with --skip-bad
+ * counted (the first one kept to tell) and passed over. */
+static void bad_record(const char *fmt, ...) {
+    char what[sizeof in.first_bad];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    if (!in.skip_bad) bad_input("%s", what);
+    if (!in.skipped++) memcpy(in.first_bad, what, sizeof what);
 }
 
 /* `SELECT * FROM table`, prepared: its columns are the table's. */
@@ -331,7 +359,7 @@ static sqlite3_stmt *extract_stmt(const char *table) {
 
 static void input_open(void) {
     if (!src_open(&in.s, in.path, in.name)) bad_input("cannot open: %s", strerror(errno));
-    in.record = in.rows = in.lines = 0;
+    in.record = in.rows = in.lines = in.skipped = 0;
     in.open = 1;
     in.done = 0;
     if (in.format[0] == 'c' && src_peek(&in.s) == 0xEF) {       /* a UTF-8 byte order mark */
@@ -369,15 +397,49 @@ static const char *source_name(const char *path) {
     return name;
 }
 
+/* "C1,C2,..." -> in.numeric (columns from 0) and their names, of `st`'s columns. */
+static void parse_numeric(const char *spec, sqlite3_stmt *st) {
+    in.numeric = need(calloc(strlen(spec) + 1, sizeof *in.numeric));
+    in.numeric_names = need(calloc(strlen(spec) + 1, sizeof *in.numeric_names));
+    char *end;
+    for (const char *p = spec; *p; p = *end ? end + 1 : end) {
+        long c = strtol(p, &end, 10);
+        if (c < 1 || c > in.ncols || (*end && *end != ',')) die("bad --numeric %s", spec);
+        in.numeric_names[in.nnumeric] = need(strdup(sqlite3_column_name(st, (int)c - 1)));
+        in.numeric[in.nnumeric++] = (int)c - 1;
+    }
+}
+
+/* The index in in.numeric of the current row's first --numeric value that is text
+ * (empty or NULL aside), else -1; `*text`, `*n`: that value. */
+static int not_a_number(const char **text, int *n) {
+    for (int k = 0; k < in.nnumeric; k++) {
+        int i = in.numeric[k];
+        if (in.extract) {
+            if (sqlite3_column_type(in.extract, i) != SQLITE_TEXT) continue;
+            *text = (const char *)sqlite3_column_text(in.extract, i);
+            *n = sqlite3_column_bytes(in.extract, i);
+        } else {
+            *text = in.rec.p + in.off[i];
+            *n = (int)in.len[i];
+            if (!*n) continue;
+        }
+        double d;
+        if (sqlite3AtoF(*text, &d, *n, SQLITE_UTF8) <= 0) return k;
+    }
+    return -1;
+}
+
 /* Start reading `path` (format csv, csvh or jsonl) into the first table of the schema. */
 static void input_start(const char *path, const char *format, const char *table, int delim,
-                        const char *fields, int check_header) {
+                        const char *fields, int check_header, const char *numeric) {
     in.path = path;
     in.name = source_name(path);
     in.format = format;
     in.delim = delim;
     sqlite3_stmt *st = table_columns(table);
     in.ncols = sqlite3_column_count(st);
+    if (numeric) parse_numeric(numeric, st);
     if (check_header) {
         in.names = need(calloc((size_t)in.ncols, sizeof *in.names));
         for (int i = 0; i < in.ncols; i++)
@@ -400,17 +462,20 @@ static int csv_record(void) {
     in.line = in.lines + 1;
     int nf = 0, blank = 1, c;
     in.rec.n = 0;
+    in.why[0] = 0;
     for (;;) {                                   /* one field */
         int col = nf < in.width ? (in.keep ? in.keep[nf] : nf + 1) : 0;
         size_t at = in.rec.n, seen = 0;       /* seen: the field's bytes, kept or not */
         c = src_peek(s);
-        if (c == '"') {
+        int plain = c != '"';                    /* read up to a delimiter or line end */
+        if (!plain) {
             blank = 0;
             s->i++;
             for (;;) {
-                if (s->i == s->n && !src_fill(s))
-                    bad_input("line %ld: record %ld: a quoted field does not end", in.line,
-                              in.record + 1);
+                if (s->i == s->n && !src_fill(s)) {
+                    snprintf(in.why, sizeof in.why, "a quoted field does not end");
+                    return nf + 1;               /* the rest of the source */
+                }
                 unsigned char *p = s->buf + s->i, *q = memchr(p, '"', (size_t)(s->n - s->i));
                 unsigned char *stop = q ? q : s->buf + s->n;
                 if (col) put(&in.rec, p, (size_t)(stop - p));
@@ -425,10 +490,11 @@ static int csv_record(void) {
                 s->i++;
             }
             c = src_peek(s);
-            if (c != in.delim && c != '\n' && c != '\r' && c != EOF)
-                bad_input("line %ld: record %ld: text after a closing quote", in.line,
-                          in.record + 1);
-        } else {
+            plain = c != in.delim && c != '\n' && c != '\r' && c != EOF;
+            if (plain && !in.why[0])             /* read on to the field's end */
+                snprintf(in.why, sizeof in.why, "text after a closing quote");
+        }
+        if (plain) {
             for (;;) {
                 if (s->i == s->n && !src_fill(s)) {
                     c = EOF;
@@ -507,12 +573,25 @@ static int input_next(void) {
             if (!n) continue;
             size_t at = 0;                       /* a record is an object: [1,2] or 42 */
             while (in.rec.p[at] == ' ' || in.rec.p[at] == '\t') at++;     /* was NULLs */
-            if (in.rec.p[at] != '{')
-                bad_input("line %ld: not a JSON object (one object per line, each a row)",
-                          in.record);
+            if (in.rec.p[at] != '{') {
+                bad_record("line %ld: not a JSON object (one object per line, each a row)",
+                           in.record);
+                continue;
+            }
             sqlite3_bind_text(in.extract, 1, in.rec.p, (int)n, SQLITE_STATIC);
-            if (sqlite3_step(in.extract) != SQLITE_ROW)
-                bad_input("line %ld: %s", in.record, sqlite3_errmsg(db));
+            if (sqlite3_step(in.extract) != SQLITE_ROW) {
+                bad_record("line %ld: %s", in.record, sqlite3_errmsg(db));
+                sqlite3_reset(in.extract);
+                continue;
+            }
+            const char *text;
+            int tn, k = not_a_number(&text, &tn);
+            if (k >= 0) {
+                bad_record("line %ld: \"%s\" is not a number: \"%.*s\"", in.record,
+                           in.numeric_names[k], tn > 40 ? 40 : tn, text);
+                sqlite3_reset(in.extract);
+                continue;
+            }
             in.rows++;
             return 1;
         }
@@ -521,18 +600,29 @@ static int input_next(void) {
         while ((nf = csv_record()) >= 0) {
             if (!nf) continue;                   /* a blank line is no record */
             in.record++;
-            if (header && in.record == 1) {
+            if (header && in.record == 1) {      /* never skipped: it names the columns */
+                if (in.why[0]) bad_input("line %ld: record 1: %s", in.line, in.why);
                 if (in.names) header_check(nf);
                 continue;
             }
-            if (nf > in.width)
-                bad_input("line %ld: record %ld has more than %d fields", in.line, in.record,
-                          in.width);
-            if (nf != in.width)
-                bad_input("line %ld: record %ld has %d fields, not %d", in.line, in.record, nf,
-                          in.width);
-            in.rows++;
-            return 1;
+            if (in.why[0])
+                bad_record("line %ld: record %ld: %s", in.line, in.record, in.why);
+            else if (nf > in.width)
+                bad_record("line %ld: record %ld has more than %d fields", in.line, in.record,
+                           in.width);
+            else if (nf != in.width)
+                bad_record("line %ld: record %ld has %d fields, not %d", in.line, in.record, nf,
+                           in.width);
+            else {
+                const char *text;
+                int tn, k = not_a_number(&text, &tn);
+                if (k < 0) {
+                    in.rows++;
+                    return 1;
+                }
+                bad_record("line %ld: record %ld: \"%s\" is not a number: \"%.*s\"", in.line,
+                           in.record, in.numeric_names[k], tn > 40 ? 40 : tn, text);
+            }
         }
     }
     in.done = 1;
@@ -551,6 +641,9 @@ static void input_end(void) {
     free(in.keep);
     for (int i = 0; in.names && i < in.ncols; i++) free(in.names[i]);
     free(in.names);
+    for (int k = 0; k < in.nnumeric; k++) free(in.numeric_names[k]);
+    free(in.numeric_names);
+    free(in.numeric);
     free(in.off);
     free(in.len);
 }
@@ -809,6 +902,7 @@ static void load_partial(const char *path, const char *table) {
         do putc_(&line, (char)c); while ((c = src_get(&s)) != EOF && c != '\n');
         if (c != '\n') die("%s: line %ld does not end", path, lineno + 1);
         lineno++;
+        if (line.p[0] == '#') continue;          /* a node's note (--skip-bad), no row */
         int nf = 0;
         char *f = line.p, *end = line.p + line.n;
         for (;;) {
@@ -896,6 +990,34 @@ static void json_text(struct buf *o, const unsigned char *s, int n) {
 
 static const char hex_digits[] = "0123456789abcdef";
 
+/* Text as a partial field holds it: \\ \t \n \r escaped. */
+static void partial_text(struct buf *o, const char *s, int n) {
+    for (int k = 0; k < n; k++) {
+        char c = s[k];
+        if (c == '\\') puts_(o, "\\\\");
+        else if (c == '\t') puts_(o, "\\t");
+        else if (c == '\n') puts_(o, "\\n");
+        else if (c == '\r') puts_(o, "\\r");
+        else putc_(o, c);
+    }
+}
+
+/* --skip-bad: how many malformed records were skipped, and the first, on stderr and
+ * (partial) as the output's last line (the top of the file). */
+static void skipped_note(struct buf *o, int partial) {
+    if (!in.skipped) return;
+    fprintf(stderr, "sqlite: load: %s: skipped %ld malformed record%s; the first: %s\n",
+            in.name, in.skipped, in.skipped == 1 ? "" : "s", in.first_bad);
+    if (!partial) return;
+    char count[32];
+    snprintf(count, sizeof count, "#skipped\t%ld\t", in.skipped);
+    puts_(o, count);
+    partial_text(o, in.name, (int)strlen(in.name));
+    putc_(o, '\t');
+    partial_text(o, in.first_bad, (int)strlen(in.first_bad));
+    putc_(o, '\n');
+}
+
 static void partial_value(struct buf *o, sqlite3_stmt *st, int i) {
     char tmp[32];
     switch (sqlite3_column_type(st, i)) {
@@ -914,20 +1036,10 @@ static void partial_value(struct buf *o, sqlite3_stmt *st, int i) {
         puts_(o, tmp);
         break;
     }
-    case SQLITE_TEXT: {
-        const char *s = (const char *)sqlite3_column_text(st, i);
-        int n = sqlite3_column_bytes(st, i);
+    case SQLITE_TEXT:
         putc_(o, 't');
-        for (int k = 0; k < n; k++) {
-            char c = s[k];
-            if (c == '\\') puts_(o, "\\\\");
-            else if (c == '\t') puts_(o, "\\t");
-            else if (c == '\n') puts_(o, "\\n");
-            else if (c == '\r') puts_(o, "\\r");
-            else putc_(o, c);
-        }
+        partial_text(o, (const char *)sqlite3_column_text(st, i), sqlite3_column_bytes(st, i));
         break;
-    }
     default: {
         const unsigned char *s = sqlite3_column_blob(st, i);
         int n = sqlite3_column_bytes(st, i);
@@ -1029,6 +1141,7 @@ static void run_query(sqlite3_stmt *st, const char *format, const char *path) {
     }
     if (rc != SQLITE_DONE) die("%s", sqlite3_errmsg(db));
     while (input_next()) {}          /* the rest of a source the query did not read */
+    skipped_note(&o, partial);
     flush(&o, out);
     free(o.p);
     sqlite3_finalize(st);
@@ -1059,14 +1172,15 @@ static void unescape(char *s) {
 
 static void usage(void) {
     fputs("usage: sqlite [--escaped] --schema SQL [--load csv|csvh|jsonl|partials PATH "
-          "[--delimiter C] [--fields WIDTH:F1,F2,...] [--check-header]] --query SQL "
+          "[--delimiter C] [--fields WIDTH:F1,F2,...] [--check-header] [--skip-bad "
+          "[--numeric C1,C2,...]]] --query SQL "
           "[--out partial|csv|csvh|json] [--output PATH]\n", stderr);
     exit(2);
 }
 
 int main(int argc, char **argv) {
     const char *schema = NULL, *load = NULL, *from = NULL, *query = NULL;
-    const char *fields = NULL;
+    const char *fields = NULL, *numeric = NULL;
     const char *format = "csvh", *output = "/dev/stdout";
     int delim = ',', check_header = 0;
     int first_arg = 1;
@@ -1080,6 +1194,10 @@ int main(int argc, char **argv) {
             check_header = 1;
             continue;
         }
+        if (!strcmp(a, "--skip-bad")) {
+            in.skip_bad = 1;
+            continue;
+        }
         if (i + 1 >= argc) usage();
         if (!strcmp(a, "--schema")) schema = argv[++i];
         else if (!strcmp(a, "--load")) {
@@ -1088,6 +1206,7 @@ int main(int argc, char **argv) {
             from = argv[++i];
         }
         else if (!strcmp(a, "--fields")) fields = argv[++i];
+        else if (!strcmp(a, "--numeric")) numeric = argv[++i];
         else if (!strcmp(a, "--delimiter")) delim = (unsigned char)argv[++i][0];
         else if (!strcmp(a, "--query")) query = argv[++i];
         else if (!strcmp(a, "--out")) format = argv[++i];
@@ -1112,10 +1231,11 @@ int main(int argc, char **argv) {
         where = "load";
         if (!strcmp(load, "csv") || !strcmp(load, "csvh") || !strcmp(load, "jsonl")) {
             if (check_header && strcmp(load, "csvh")) usage();
-            input_start(from, load, table, delim, fields, check_header);
+            if (numeric && !in.skip_bad) usage();
+            input_start(from, load, table, delim, fields, check_header, numeric);
             streamed = plain_table(table);
             if (streamed) stand_in(table);
-        } else if (!strcmp(load, "partials")) {
+        } else if (!strcmp(load, "partials") && !in.skip_bad) {
             check(sqlite3_exec(db, "BEGIN", NULL, NULL, NULL));
             load_partials(from, table);
             check(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL));

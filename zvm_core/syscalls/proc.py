@@ -122,9 +122,9 @@ def sys_uname(p, buf, *_):
 def _run_state(p) -> dict:
     """This run's signal actions, signal mask and file mode mask (a used machine
     starts again from the defaults)."""
-    state = p.__dict__.get('_signals')
+    state = p.__dict__.get('_proc_state')
     if state is None or state['run'] != p.runs:
-        state = p._signals = {'run': p.runs, 'actions': {}, 'mask': 0, 'umask': UMASK}
+        state = p._proc_state = {'run': p.runs, 'actions': {}, 'mask': 0, 'umask': UMASK}
     return state
 
 
