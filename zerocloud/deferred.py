@@ -27,6 +27,10 @@ Swift's refusal of the job's first state (:func:`_unstorable`: a quota used up;
 the job is stopped): a 202 promises a result that can be stored.  A body Swift
 refuses later is replaced by why (:func:`_unstored`, ``X-Nexe-Status: unstored``).
 
+Once answered 202 the job drops its request's ``swift.infocache``: it outlives the
+request, and the ACLs of its start (cached there for the request's life) must not
+let it store where its caller may no longer write.
+
 Unlike ZeroCloud, the result never overwrites the object of the request URL,
 and the answer says 202, not 200.
 
@@ -284,6 +288,9 @@ def run(app, req: Request, how: str, account: str, container: str | None, timeou
         if how == 'always':
             break
     state['result'] = 'store'
+    # The job outlives its request: its reads and writes from now on see the ACLs of
+    # their time, as the user's own would, not the request's cache of their start.
+    req.environ.pop('swift.infocache', None)
     while True:                          # a result that arrived as the wait ended
         try:
             kind, resp = events.get_nowait()
