@@ -27,9 +27,9 @@ Swift's refusal of the job's first state (:func:`_unstorable`: a quota used up;
 the job is stopped): a 202 promises a result that can be stored.  A body Swift
 refuses later is replaced by why (:func:`_unstored`, ``X-Nexe-Status: unstored``).
 
-Once answered 202 the job drops its request's ``swift.infocache``: it outlives the
-request, and the ACLs of its start (cached there for the request's life) must not
-let it store where its caller may no longer write.
+Once answered 202 the job caches no account or container info (:class:`_Uncached`): it
+outlives its request, and the ACLs of its start must not let it store where its
+caller may no longer write.
 
 Unlike ZeroCloud, the result never overwrites the object of the request URL,
 and the answer says 202, not 200.
@@ -122,6 +122,16 @@ CANCEL_EVERY = 1.0                       # seconds; how often the running job lo
 _JOB = r'/([^/]+)/([^/]+)/([^/]+)/(' + jobnames.NAME.pattern + ')'
 _RESULT = re.compile(_JOB + re.escape(HEADERS_SUFFIX))
 _STATE = re.compile(_JOB + re.escape(STATE_SUFFIX))
+
+
+class _Uncached(dict):
+    """The ``swift.infocache`` of a job once answered 202: it keeps nothing, so what the
+    job looks up later (an ACL) is read again, as for its caller's own requests.
+    Swift's cache is a request's; kept, it held the ACLs of the job's start for its
+    whole life (a chain's later jobs too: each starts from the request's)."""
+
+    def __setitem__(self, key, value) -> None:
+        pass
 
 
 class Cancelled(BaseException):
@@ -288,9 +298,7 @@ def run(app, req: Request, how: str, account: str, container: str | None, timeou
         if how == 'always':
             break
     state['result'] = 'store'
-    # The job outlives its request: its reads and writes from now on see the ACLs of
-    # their time, as the user's own would, not the request's cache of their start.
-    req.environ.pop('swift.infocache', None)
+    req.environ['swift.infocache'] = _Uncached()
     while True:                          # a result that arrived as the wait ended
         try:
             kind, resp = events.get_nowait()
