@@ -29,6 +29,10 @@ refuses later is replaced by why (:func:`_unstored`, ``X-Nexe-Status: unstored``
 and so is one stored whose ``.headers`` Swift then refused (deleted first: it may
 have filled the quota), as a result without them never completes.
 
+Once answered 202 the job caches no account or container info (:class:`_Uncached`): it
+outlives its request, and the ACLs of its start must not let it store where its
+caller may no longer write.
+
 Unlike ZeroCloud, the result never overwrites the object of the request URL,
 and the answer says 202, not 200.
 
@@ -128,6 +132,16 @@ CANCEL_EVERY = 1.0                       # seconds; how often the running job lo
 _JOB = r'/([^/]+)/([^/]+)/([^/]+)/(' + jobnames.NAME.pattern + ')'
 _RESULT = re.compile(_JOB + re.escape(HEADERS_SUFFIX))
 _STATE = re.compile(_JOB + re.escape(STATE_SUFFIX))
+
+
+class _Uncached(dict):
+    """The ``swift.infocache`` of a job once answered 202: it keeps nothing, so what the
+    job looks up later (an ACL) is read again, as for its caller's own requests.
+    Swift's cache is a request's; kept, it held the ACLs of the job's start for its
+    whole life (a chain's later jobs too: each starts from the request's)."""
+
+    def __setitem__(self, key, value) -> None:
+        pass
 
 
 class Cancelled(BaseException):
@@ -293,6 +307,7 @@ def run(app, req: Request, how: str, account: str, container: str | None, timeou
         if how == 'always':
             break
     state['result'] = 'store'
+    req.environ['swift.infocache'] = _Uncached()
     while True:                          # a result that arrived as the wait ended
         try:
             kind, resp = events.get_nowait()
