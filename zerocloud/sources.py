@@ -343,6 +343,9 @@ def _kind(content_type: str, head: bytes, where: str) -> str:
         return 'script'
     if content_type in TAR_TYPES + GZIP_TYPES or (
             content_type == OCTET_STREAM and looks_like_archive(head)):
+        if not looks_like_archive(head) and head.lstrip()[:1] in (b'[', b'{'):
+            raise HTTPBadRequest(body=f'{where} is a job description (JSON) sent as '
+                                      f'{content_type}: send it as application/json\n')
         return 'zapp'
     if content_type in JOB_TYPES:
         if looks_like_archive(head):       # curl --data-binary sends a form type
@@ -418,7 +421,9 @@ def _open_zapp(caller: Caller, data: Input, content_type: str, head: bytes,
 
 def _job_too_large(caller: Caller) -> HTTPException:
     return HTTPRequestEntityTooLarge(
-        body=f'Job description larger than zerovm_maxconfig ({caller.config.max_config} bytes)\n')
+        body=f'Job description larger than zerovm_maxconfig ({caller.config.max_config} bytes): '
+             'keep long lists (args, env, file_list) in an object the program reads, or use a '
+             'wildcard path\n')
 
 
 def _script_job(caller: Caller, script: Input, account: str, script_path: SwiftPath | None,

@@ -326,6 +326,9 @@ def test_a_post_gives_cgi_and_local_variables(mw, swift, servers) -> None:
     (ACCOUNT, 'POST', b'', {'X-Zerovm-Source': 'swift://~/jobs/none'}, 404,
      b'Error 404 Not Found while fetching swift://AUTH_a/jobs/none'),
     (ACCOUNT, 'POST', b'x' * 5000, {}, 413, b'Job description larger than zerovm_maxconfig'),
+    # the limit named, but not what to do about it
+    (ACCOUNT, 'POST', b'x' * 5000, {}, 413, b'keep long lists (args, env, file_list) in an '
+     b'object the program reads'),
     (ACCOUNT, 'POST', b'#!x', {}, 400, b'Bad interpreter x'),
     # Python or Lua named as a shell's #! line would: the line that runs them
     (ACCOUNT, 'POST', b'#!python3\nprint(1)\n', {}, 400, b'Bad interpreter python3: expected '
@@ -353,6 +356,10 @@ def test_a_post_gives_cgi_and_local_variables(mw, swift, servers) -> None:
      {'Content-Type': 'application/x-www-form-urlencoded'}, 400,
      b'the request body is a gzip or tar archive (a zapp?) sent as application/x-www-form-'
      b'urlencoded: send a zapp as application/x-gzip (or application/x-tar)\n'),
+    # a job description sent as a zapp's type was "not a tar archive: truncated header"
+    (ACCOUNT, 'POST', b'[{"name": "x"}]', {'Content-Type': 'application/x-tar'}, 400,
+     b'the request body is a job description (JSON) sent as application/x-tar: send it as '
+     b'application/json\n'),
     (ACCOUNT, 'POST', tar_bytes({'a': b''}), {'Content-Type': 'application/json'}, 400,
      b'the request body is a gzip or tar archive (a zapp?) sent as application/json'),
     (ACCOUNT, 'POST', b'[{"name": "x", "exec": {"path": "swift://~/bin/wc"}, '
