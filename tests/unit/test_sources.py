@@ -133,6 +133,21 @@ def test_a_job_body_of_another_content_type_without_the_execute_header_is_refuse
     assert not swift.calls
 
 
+@pytest.mark.parametrize('kind', ['application/x-www-form-urlencoded', 'application/json', ''])
+def test_a_query_posted_without_the_execute_header_is_told_sql(mw, swift, kind: str) -> None:
+    # curl --data-binary '{"query": ...}' was Swift's 204, the query silently not run; as
+    # application/json it was told to add X-Zerovm-Execute: 1.0, which then refused it
+    query = json.dumps({'query': 'SELECT count(*) FROM swift://~/c/*.csv'}).encode()
+    resp = Request.blank(ACCOUNT, method='POST', body=query,
+                         headers={'Content-Type': kind} if kind else {}).get_response(mw)
+    assert resp.status_int == 400
+    assert resp.body.decode() == (
+        f'This POST has a body of {kind or "no content type"} (an SQL query) but no '
+        'X-Zerovm-Execute header: add X-Zerovm-Execute: sql/1.0 to run it (without it, '
+        'Swift would only update metadata and ignore the body)\n')
+    assert not swift.calls
+
+
 @pytest.mark.parametrize('kind, body', [
     ('application/x-www-form-urlencoded', b'a=b&c=d'),
     ('text/plain', b'{"name": "not a job", "count": 1}'),
