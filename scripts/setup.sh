@@ -24,7 +24,8 @@ fi
 # Debian's own python3 refuses pip installs (PEP 668, "externally-managed-environment"):
 # this machine is being set up for ZeroCloud, so its package goes into that Python anyway.
 if python3 -c 'import os, sys, sysconfig
-sys.exit(not os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")))'; then
+sys.exit(sys.prefix != sys.base_prefix or   # a venv is never
+         not os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")))'; then
     export PIP_BREAK_SYSTEM_PACKAGES=1
 fi
 python3 -m pip install -q --disable-pip-version-check -e '.[test]'
