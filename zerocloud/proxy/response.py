@@ -45,9 +45,14 @@ MEMORY_HINT = ('the limit is zerovm_maxnexemem in the proxy and object server co
                'smaller holds): ask the operator to raise it')
 QUOTA_HINT = ('the limit is zerovm_maxoutput in the proxy and object server config (the '
               'smaller holds): write less or ask the operator to raise it')
+TIMEOUT_HINT = ('the limit is zerovm_timeout in the proxy and object server config (the '
+                'smaller holds): an endless loop or too much work for one node (split its '
+                'input into more objects: a * gives a node each); else ask the operator to '
+                'raise it')
 # what the user cannot raise, by status: who can, and how
 HINTS = {'memory': ('memory limit reached', MEMORY_HINT),
-         'quota': ('write quota exceeded', QUOTA_HINT)}
+         'quota': ('write quota exceeded', QUOTA_HINT),
+         'timeout': ('wall-clock timeout', TIMEOUT_HINT)}
 BODY_BYTES = 'X-Nexe-Body-Bytes'     # bytes of the response body from each node
 # HTTP status of a node by how it ended; ``killed`` by the host's trouble (its report's
 # ``host_failure``): 503 (NodeResult.http).
