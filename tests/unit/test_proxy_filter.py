@@ -716,20 +716,25 @@ def test_a_node_over_its_write_quota_is_told_what_sets_the_limit(mw, servers) ->
         '(the smaller holds): write less or ask the operator to raise it')
 
 
-def test_a_node_past_the_timeout_is_told_what_sets_the_limit(mw, servers) -> None:
+@pytest.mark.parametrize('status, http, message, option', [
+    ('timeout', 504, 'wall-clock timeout of 60 s', 'zerovm_timeout'),
+    ('fuel', 422, 'fuel exhausted at 0x401040: the budget of 100000 bytes of code executed is '
+     'used up', 'zerovm_fuel'),
+])
+def test_a_node_past_its_time_or_fuel_is_told_what_sets_the_limit(
+        mw, servers, status: str, http: int, message: str, option: str) -> None:
     # it said 'wall-clock timeout of 60 s' and no more: not what to do about it
     def answer(plan, headers, members):
-        report, outputs = ok(status='timeout', retcode=None)(plan, headers, members)
-        report['message'] = 'wall-clock timeout of 60 s'
+        report, outputs = ok(status=status, retcode=None)(plan, headers, members)
+        report['message'] = message
         return report, outputs
     servers(d0=answer)
     resp = post(mw, job())
-    assert (resp.status_int, resp.headers['X-Nexe-Status']) == (504, 'timeout')
+    assert (resp.status_int, resp.headers['X-Nexe-Status']) == (http, status)
     assert resp.headers['X-Nexe-Error'] == (
-        'wc: wall-clock timeout of 60 s; the limit is zerovm_timeout in the proxy and object '
-        'server config (the smaller holds): an endless loop or too much work for one node '
-        '(split its input into more objects: a * gives a node each); else ask the operator to '
-        'raise it')
+        f'wc: {message}; the limit is {option} in the proxy and object server config (the '
+        'smaller holds): an endless loop or too much work for one node: split its input (a * '
+        'gives a node each) or ask the operator')
 
 
 def test_a_refusal_is_final(swift, servers, monkeypatch) -> None:
