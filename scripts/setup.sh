@@ -14,11 +14,19 @@ command -v curl >/dev/null || need+=(curl)         # the docs' commands use it
 [ -f /usr/lib/python3.11/config-3.11-x86_64-linux-gnu/libpython3.11.a ] || need+=(libpython3.11-dev)
 [ -f /usr/include/expat.h ] || need+=(libexpat1-dev)
 [ -f /usr/include/zlib.h ] || need+=(zlib1g-dev)
+python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)   # Debian's python3 comes without
 if [ ${#need[@]} -gt 0 ]; then
     SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
     export DEBIAN_FRONTEND=noninteractive
     $SUDO apt-get update -qq
     $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+# Debian's own python3 refuses pip installs (PEP 668, "externally-managed-environment"):
+# this machine is being set up for ZeroCloud, so its package goes into that Python anyway.
+if python3 -c 'import os, sys, sysconfig
+sys.exit(sys.prefix != sys.base_prefix or   # a venv is never
+         not os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")))'; then
+    export PIP_BREAK_SYSTEM_PACKAGES=1
 fi
 python3 -m pip install -q --disable-pip-version-check -e '.[test]'
 python3 -m zvm_core.build.interpreters build

@@ -672,7 +672,8 @@ class DevCluster:
         self.configure()
         for server in self.servers:
             if not port_free(server.port):
-                raise ClusterError(f'port {server.port} for {server.name} is already in use')
+                raise ClusterError(f'port {server.port} for {server.name} is already in use: give '
+                                   'another --port-base, or none (free ports are then picked)')
         for sub in ('log', 'run'):
             shutil.rmtree(self.dir / sub, ignore_errors=True)
             (self.dir / sub).mkdir(parents=True)

@@ -720,11 +720,13 @@ def parse_job(data: bytes | str | list, account: str, *, system_images: Iterable
     images = frozenset(system_images) - DEVICES.keys()
     groups = [_parse_group(spec, number, account, images)
               for number, spec in enumerate(_load(data, max_size), 1)]
-    names = set()
-    for group in groups:
+    names: dict[str, int] = {}          # name -> the group's number
+    for number, group in enumerate(groups, 1):
         if group.name in names:
-            raise JobError(f'Duplicate node name {group.name}')
-        names.add(group.name)
+            raise JobError(f'Duplicate node name {group.name}: node groups #{names[group.name]} '
+                           f'and #{number} are both named {group.name}; give each group a '
+                           'name of its own')
+        names[group.name] = number
     for group in groups:
         for target in group.connect:
             if target not in names:

@@ -120,6 +120,7 @@ OPEN = 'open'
 OPEN_VERSION = 'open/1.0'
 API = 'api'
 API_VERSION = 'api/1.0'
+SQL_BODY = 'an SQL query'         # a POST body {"query": ...}: X-Zerovm-Execute: sql/1.0
 ENDPOINT_META = 'rest-endpoint'          # X-Container-Meta-Rest-Endpoint
 SOURCE_HEADER = 'X-Zerovm-Source'
 REGISTRY = jobnames.HOME      # the account's: registered apps, deferred results
@@ -283,14 +284,17 @@ def missing_execute(env: dict, limit: int) -> str | None:
     chunked = 'chunked' in env.get('HTTP_TRANSFER_ENCODING', '').lower()
     if not chunked and env.get('CONTENT_LENGTH') in (None, '', '0'):
         return None
-    if kind in ('application/json', *TAR_TYPES, *GZIP_TYPES):
-        what = 'a job description' if kind == 'application/json' else 'a zapp'
+    if kind in (*TAR_TYPES, *GZIP_TYPES):
+        what = 'a zapp'
     else:
         what = _posted_kind(_peek(env, limit))
+        if what is None and kind == 'application/json':
+            what = 'a job description'
         if what is None:
             return None
+    version = 'sql/1.0' if what == SQL_BODY else '1.0'
     return (f'This POST has a body of {kind or "no content type"} ({what}) but no '
-            f'X-Zerovm-Execute header: add X-Zerovm-Execute: 1.0 to run it (without it, '
+            f'X-Zerovm-Execute header: add X-Zerovm-Execute: {version} to run it (without it, '
             f'Swift would only update metadata and ignore the body)\n')
 
 
@@ -308,7 +312,8 @@ def _peek(env: dict, limit: int) -> bytes:
 
 
 def _posted_kind(head: bytes) -> str | None:
-    """'a job description', 'a zapp' or 'a script' if a POST body is one, else None."""
+    """'a job description', 'a zapp', 'a script' or 'an SQL query' if a POST body is one,
+    else None."""
     if looks_like_archive(head):
         return 'a zapp'
     if head.startswith(SHEBANG):
@@ -319,6 +324,8 @@ def _posted_kind(head: bytes) -> str | None:
         data = json.loads(head)
     except (ValueError, RecursionError):   # not JSON, or longer than a job may be
         return None
+    if isinstance(data, dict) and isinstance(data.get('query'), str):
+        return SQL_BODY
     groups = data if isinstance(data, list) else [data]
     if groups and all(isinstance(group, dict) and _JOB_MARKS & group.keys() for group in groups):
         return 'a job description'
@@ -343,6 +350,9 @@ def _kind(content_type: str, head: bytes, where: str) -> str:
         return 'script'
     if content_type in TAR_TYPES + GZIP_TYPES or (
             content_type == OCTET_STREAM and looks_like_archive(head)):
+        if not looks_like_archive(head) and head.lstrip()[:1] in (b'[', b'{'):
+            raise HTTPBadRequest(body=f'{where} is a job description (JSON) sent as '
+                                      f'{content_type}: send it as application/json\n')
         return 'zapp'
     if content_type in JOB_TYPES:
         if looks_like_archive(head):       # curl --data-binary sends a form type
@@ -418,7 +428,9 @@ def _open_zapp(caller: Caller, data: Input, content_type: str, head: bytes,
 
 def _job_too_large(caller: Caller) -> HTTPException:
     return HTTPRequestEntityTooLarge(
-        body=f'Job description larger than zerovm_maxconfig ({caller.config.max_config} bytes)\n')
+        body=f'Job description larger than zerovm_maxconfig ({caller.config.max_config} bytes): '
+             'keep long lists (args, env, file_list) in an object the program reads, or use a '
+             'wildcard path\n')
 
 
 def _script_job(caller: Caller, script: Input, account: str, script_path: SwiftPath | None,

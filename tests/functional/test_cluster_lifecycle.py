@@ -133,7 +133,8 @@ def test_cli_start_refuses_a_taken_port(cluster_dir: Path) -> None:
         blocker.listen()
         result = cli('start', '--dir', str(cluster_dir), '--port-base', str(base), *SMALL)
     assert result.returncode == 1
-    assert f'port {base + 3} for object0 is already in use' in result.stderr
+    assert f'port {base + 3} for object0 is already in use: give another --port-base, or ' \
+        'none (free ports are then picked)' in result.stderr
     assert processes_in(cluster_dir) == []
 
 

@@ -139,7 +139,8 @@ def test_bad_group_name(name, message):
 
 
 def test_group_names_are_unique():
-    assert error(group(), group()) == 'Duplicate node name sort'
+    assert error(group(), group()) == ('Duplicate node name sort: node groups #1 and #2 are '
+                                       'both named sort; give each group a name of its own')
 
 
 def test_node_names_are_unique_after_expansion():

@@ -41,7 +41,7 @@ from zerocloud.proxy.dispatch import (
     _Retry,
 )
 from zerocloud.proxy.middleware import ProxyExecMiddleware
-from zerocloud.proxy.response import MAX_HEADER, SUMMARY_NODES, NodeResult, nexe_headers
+from zerocloud.proxy.response import HINTS, MAX_HEADER, SUMMARY_NODES, NodeResult, nexe_headers
 from zvm_core.validator import VALIDATOR_VERSION
 
 ACCOUNT = '/v1/AUTH_a'
@@ -711,6 +711,27 @@ def test_a_node_over_its_write_quota_is_told_what_sets_the_limit(mw, servers) ->
         '(the smaller holds): write less or ask the operator to raise it')
 
 
+@pytest.mark.parametrize('status, http, message, option', [
+    ('timeout', 504, 'wall-clock timeout of 60 s', 'zerovm_timeout'),
+    ('fuel', 422, 'fuel exhausted at 0x401040: the budget of 100000 bytes of code executed is '
+     'used up', 'zerovm_fuel'),
+])
+def test_a_node_past_its_time_or_fuel_is_told_what_sets_the_limit(
+        mw, servers, status: str, http: int, message: str, option: str) -> None:
+    # it said 'wall-clock timeout of 60 s' and no more: not what to do about it
+    def answer(plan, headers, members):
+        report, outputs = ok(status=status, retcode=None)(plan, headers, members)
+        report['message'] = message
+        return report, outputs
+    servers(d0=answer)
+    resp = post(mw, job())
+    assert (resp.status_int, resp.headers['X-Nexe-Status']) == (http, status)
+    assert resp.headers['X-Nexe-Error'] == (
+        f'wc: {message}; the limit is {option} in the proxy and object server config (the '
+        'smaller holds): an endless loop or too much work for one node: split its input (a * '
+        'gives a node each) or ask the operator')
+
+
 def test_a_refusal_is_final(swift, servers, monkeypatch) -> None:
     # the request is larger than the proxy's own zerovm_maxinput: the job's inputs
     FakeRing.install(monkeypatch)
@@ -863,8 +884,9 @@ def test_a_failed_node_stores_nothing(mw, swift, servers, status: str, http: int
     resp = post(mw, job(stdout={'name': 'stdout', 'path': 'swift://~/c/out'}))
     assert resp.status_int == http
     assert resp.headers['X-Nexe-Status'] == status
-    assert resp.headers['X-Nexe-Error'] == f'wc: it said {status}'
-    assert resp.body == f'wc: {status}: it said {status}\n'.encode()
+    hint = f'; {HINTS[status][1]}' if status in HINTS else ''     # a timeout's
+    assert resp.headers['X-Nexe-Error'] == f'wc: it said {status}{hint}'
+    assert resp.body == f'wc: {status}: it said {status}{hint}\n'.encode()
     assert swift.called('PUT', '/c/out') == 0
 
 

@@ -17,6 +17,7 @@ from zerocloud.proxy.response import (
     CHUNK,
     MAX_HEADER,
     SUMMARY_NODES,
+    TIMEOUT_HINT,
     NodeResult,
     nexe_headers,
     report_pieces,
@@ -289,7 +290,7 @@ def test_a_large_job_has_summary_headers_and_the_same_body() -> None:
     assert headers['X-Nexe-Failed'] == '2'
     assert headers['X-Nexe-Status-Counts'] == f'ok {SUMMARY_NODES + 1}, timeout 1'
     assert headers['X-Nexe-Retcode-Counts'] == f'0 {SUMMARY_NODES}, 2 1'
-    assert headers['X-Nexe-Error'] == 'n5: exit 2: no, n7: it said timeout'
+    assert headers['X-Nexe-Error'] == f'n5: exit 2: no, n7: it said timeout; {TIMEOUT_HINT}'
     assert headers['X-Nexe-Cdr-Total'].startswith('2.500, ')
     fuel, syscalls, _read, written = map(int, headers['X-Nexe-Cdr-Total'].split(', ')[1].split())
     assert (fuel, syscalls) == (10 * (SUMMARY_NODES + 2), 2 * (SUMMARY_NODES + 2))

@@ -134,6 +134,21 @@ def test_a_job_body_of_another_content_type_without_the_execute_header_is_refuse
     assert not swift.calls
 
 
+@pytest.mark.parametrize('kind', ['application/x-www-form-urlencoded', 'application/json', ''])
+def test_a_query_posted_without_the_execute_header_is_told_sql(mw, swift, kind: str) -> None:
+    # curl --data-binary '{"query": ...}' was Swift's 204, the query silently not run; as
+    # application/json it was told to add X-Zerovm-Execute: 1.0, which then refused it
+    query = json.dumps({'query': 'SELECT count(*) FROM swift://~/c/*.csv'}).encode()
+    resp = Request.blank(ACCOUNT, method='POST', body=query,
+                         headers={'Content-Type': kind} if kind else {}).get_response(mw)
+    assert resp.status_int == 400
+    assert resp.body.decode() == (
+        f'This POST has a body of {kind or "no content type"} (an SQL query) but no '
+        'X-Zerovm-Execute header: add X-Zerovm-Execute: sql/1.0 to run it (without it, '
+        'Swift would only update metadata and ignore the body)\n')
+    assert not swift.calls
+
+
 @pytest.mark.parametrize('kind, body', [
     ('application/x-www-form-urlencoded', b'a=b&c=d'),
     ('text/plain', b'{"name": "not a job", "count": 1}'),
@@ -327,6 +342,9 @@ def test_a_post_gives_cgi_and_local_variables(mw, swift, servers) -> None:
     (ACCOUNT, 'POST', b'', {'X-Zerovm-Source': 'swift://~/jobs/none'}, 404,
      b'Error 404 Not Found while fetching swift://AUTH_a/jobs/none'),
     (ACCOUNT, 'POST', b'x' * 5000, {}, 413, b'Job description larger than zerovm_maxconfig'),
+    # the limit named, but not what to do about it
+    (ACCOUNT, 'POST', b'x' * 5000, {}, 413, b'keep long lists (args, env, file_list) in an '
+     b'object the program reads'),
     (ACCOUNT, 'POST', b'#!x', {}, 400, b'Bad interpreter x'),
     # Python or Lua named as a shell's #! line would: the line that runs them
     (ACCOUNT, 'POST', b'#!python3\nprint(1)\n', {}, 400, b'Bad interpreter python3: expected '
@@ -354,6 +372,10 @@ def test_a_post_gives_cgi_and_local_variables(mw, swift, servers) -> None:
      {'Content-Type': 'application/x-www-form-urlencoded'}, 400,
      b'the request body is a gzip or tar archive (a zapp?) sent as application/x-www-form-'
      b'urlencoded: send a zapp as application/x-gzip (or application/x-tar)\n'),
+    # a job description sent as a zapp's type was "not a tar archive: truncated header"
+    (ACCOUNT, 'POST', b'[{"name": "x"}]', {'Content-Type': 'application/x-tar'}, 400,
+     b'the request body is a job description (JSON) sent as application/x-tar: send it as '
+     b'application/json\n'),
     (ACCOUNT, 'POST', tar_bytes({'a': b''}), {'Content-Type': 'application/json'}, 400,
      b'the request body is a gzip or tar archive (a zapp?) sent as application/json'),
     (ACCOUNT, 'POST', b'[{"name": "x", "exec": {"path": "swift://~/bin/wc"}, '

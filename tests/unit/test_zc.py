@@ -563,6 +563,14 @@ def test_bundle_names_a_misspelt_key_of_zapp_yaml(tmp_path: Path) -> None:
     assert not (root / 'app.zapp').exists()
 
 
+def test_bundle_outside_an_app_says_how_to_make_one(tmp_path: Path) -> None:
+    # it said 'cannot read .../zapp.yaml: No such file or directory' and no more
+    with pytest.raises(jobs.BuildError, match=r'zapp.yaml: No such file or directory \(run zc '
+                                              r'bundle in an app directory, or make one: zc new '
+                                              r'NAME\)$'):
+        zapps.bundle(tmp_path)
+
+
 def test_bundle_refuses_a_job_whose_program_is_not_bundled(tmp_path: Path) -> None:
     root = tmp_path / 'app'
     root.mkdir()

@@ -143,6 +143,9 @@ def manifest(root: Path) -> dict:
     path = root / MANIFEST
     try:
         data = yaml.safe_load(path.read_text())
+    except FileNotFoundError as e:
+        raise BuildError(f'cannot read {path}: {e.strerror} (run zc bundle in an app '
+                         'directory, or make one: zc new NAME)') from None
     except OSError as e:
         raise BuildError(f'cannot read {path}: {e.strerror}') from None
     except yaml.YAMLError as e:

@@ -41,13 +41,25 @@ from zerocloud.proxy.outputs import OutputFile
 MAX_HEADER = 8192
 CHUNK = 65536               # bytes of a body read and sent at a time
 MAX_ERROR = 300
-MEMORY_HINT = ('the limit is zerovm_maxnexemem in the proxy and object server config (the '
-               'smaller holds): ask the operator to raise it')
-QUOTA_HINT = ('the limit is zerovm_maxoutput in the proxy and object server config (the '
-              'smaller holds): write less or ask the operator to raise it')
+
+
+def _limit_hint(option: str, then: str) -> str:
+    """What sets a limit the user cannot raise, and what to do (no comma: the per-node
+    headers are comma-separated)."""
+    return (f'the limit is {option} in the proxy and object server config (the smaller '
+            f'holds): {then}')
+
+
+TOO_MUCH = ('an endless loop or too much work for one node: split its input (a * gives a '
+            'node each) or ask the operator')
+MEMORY_HINT = _limit_hint('zerovm_maxnexemem', 'ask the operator to raise it')
+QUOTA_HINT = _limit_hint('zerovm_maxoutput', 'write less or ask the operator to raise it')
+TIMEOUT_HINT = _limit_hint('zerovm_timeout', TOO_MUCH)
 # what the user cannot raise, by status: who can, and how
 HINTS = {'memory': ('memory limit reached', MEMORY_HINT),
-         'quota': ('write quota exceeded', QUOTA_HINT)}
+         'quota': ('write quota exceeded', QUOTA_HINT),
+         'timeout': ('wall-clock timeout', TIMEOUT_HINT),
+         'fuel': ('fuel exhausted', _limit_hint('zerovm_fuel', TOO_MUCH))}
 BODY_BYTES = 'X-Nexe-Body-Bytes'     # bytes of the response body from each node
 # HTTP status of a node by how it ended; ``killed`` by the host's trouble (its report's
 # ``host_failure``): 503 (NodeResult.http).
