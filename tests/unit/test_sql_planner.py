@@ -329,7 +329,11 @@ def test_a_body_that_is_not_a_json_object_is_told_the_shape(body: bytes) -> None
     (b'{"query": "x", "input": {"format": "parquet"}}', 'must be one of csv, jsonl'),
     (b'{"query": "x", "input": {"columns": ["a", "A"]}}', "column name 'A' appears twice"),
     (b'{"query": "x", "input": {"delimiter": ";;"}}', 'one ASCII character'),
-    (b'{"query": "x", "input": {"colums": []}}', 'unknown key(s) "colums" in "input"'),
+    (b'{"query": "x", "input": {"colums": []}}',
+     'unknown key(s) "colums" in "input", did you mean "columns"? (known: '),
+    (b'{"query": "x", "fromat": "csv"}', 'unknown key(s) "fromat" in the body, did you mean '
+     '"format"? (known: '),
+    (b'{"query": "x", "zzz": 1}', 'unknown key(s) "zzz" in the body (known: '),
     (b'{"query": "x", "output": "swift://~/c/*.csv"}', '"output" must be one object'),
     (b'{"query": "x", "output": "results/top.csv"}', '"output" must be one object: '
      'swift://<account>/<container>/<object> (did you mean swift://~/results/top.csv?)'),

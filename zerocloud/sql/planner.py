@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import difflib
 import itertools
 import json
 import re
@@ -174,10 +175,15 @@ def _bool(spec: dict, key: str, default: bool, where: str) -> bool:
 
 
 def _known(spec: dict, keys: set[str], where: str) -> None:
+    """A misspelt key would otherwise be ignored: said with the key meant, as the job
+    parser says it."""
     unknown = sorted(set(spec) - keys)
     if unknown:
-        raise SqlError(f'unknown key(s) {", ".join(map(json.dumps, unknown))} in {where} '
-                       f'(known: {", ".join(sorted(keys))})')
+        meant = [close for key in unknown
+                 for close in difflib.get_close_matches(key, sorted(keys), n=1, cutoff=0.7)]
+        hint = f', did you mean {", ".join(map(json.dumps, meant))}?' if meant else ''
+        raise SqlError(f'unknown key(s) {", ".join(map(json.dumps, unknown))} in {where}'
+                       f'{hint} (known: {", ".join(sorted(keys))})')
 
 
 def parse_request(body: bytes) -> SqlRequest:
