@@ -88,6 +88,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
+#include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1019,7 +1020,16 @@ static void carry(void)
  * Python object, no GIL), carries none of the guest's flags (made while this
  * thread has dropped them) and takes no signal.  Where it cannot be made, the
  * buffer is hashed here, as any other hash is.  A child of fork has no helper:
- * it makes its own. */
+ * it makes its own.
+ *
+ * The helper is also the run's watchdog where serve() waits in the RECV ioctl
+ * itself ("the wait", below): that wait ends only with a notification, a signal
+ * or the guest's end, so at the run's deadline the helper kills the guest
+ * (SIGKILL through its pidfd, as the supervisor's timeout does), and serve()
+ * says DEADLINE.  watch() arms it for a run, unwatch() disarms it before serve()
+ * returns (after which it never touches that pidfd); it kills only once
+ * CLOCK_MONOTONIC has reached the deadline (never earlier), and at most a piece's
+ * hashing later. */
 
 #define PIECE (16 << 10)
 
@@ -1028,6 +1038,9 @@ struct helper {
     pthread_cond_t work, done;
     int busy, hashing, quit;            /* busy: bytes given not yet hashed; hashing: a
                                            piece is being hashed (by either thread) */
+    int armed, fired, pidfd;            /* the watchdog: armed for pidfd's run; fired:
+                                           it killed the guest at the deadline */
+    double deadline, until;             /* until: the deadline it waits for (or INFINITY) */
     struct md5 *md5;
     const unsigned char *data;
     size_t n, at;                       /* data[at, n): not begun */
@@ -1053,13 +1066,41 @@ static void hash_next(struct helper *h, size_t most)
     pthread_cond_signal(&h->done);
 }
 
+static double clock_now(void)           /* the helper's: it carries no flags */
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* Wait for work, or for the armed run's deadline (the lock held): the guest killed
+ * once CLOCK_MONOTONIC has reached it. */
+static void idle(struct helper *h)
+{
+    if (!h->armed) {
+        pthread_cond_wait(&h->work, &h->lock);
+        return;
+    }
+    if (clock_now() >= h->deadline) {
+        syscall(SYS_pidfd_send_signal, h->pidfd, SIGKILL, NULL, 0);
+        h->armed = 0;
+        h->fired = 1;
+        return;
+    }
+    double whole = floor(h->deadline);
+    struct timespec at = {(time_t)whole, (long)((h->deadline - whole) * 1e9)};
+    h->until = h->deadline;
+    pthread_cond_timedwait(&h->work, &h->lock, &at);
+    h->until = INFINITY;
+}
+
 static void *helping(void *arg)
 {
     struct helper *h = arg;
     pthread_mutex_lock(&h->lock);
     for (;;) {
         while ((h->at == h->n || h->hashing) && !h->quit)
-            pthread_cond_wait(&h->work, &h->lock);
+            idle(h);
         if (h->quit)
             break;
         hash_next(h, PIECE);
@@ -1092,9 +1133,14 @@ static struct helper *new_helper(void)
     struct helper *h = calloc(1, sizeof *h);
     if (h == NULL)
         return NULL;
+    pthread_condattr_t monotonic;       /* the watchdog's deadline is CLOCK_MONOTONIC */
+    pthread_condattr_init(&monotonic);
+    pthread_condattr_setclock(&monotonic, CLOCK_MONOTONIC);
     pthread_mutex_init(&h->lock, NULL);
-    pthread_cond_init(&h->work, NULL);
+    pthread_cond_init(&h->work, &monotonic);
     pthread_cond_init(&h->done, NULL);
+    pthread_condattr_destroy(&monotonic);
+    h->until = INFINITY;
     sigset_t all, before;
     sigfillset(&all);
     int was = carried;
@@ -1130,12 +1176,43 @@ static void hashed(void)
     pthread_mutex_unlock(&h->lock);
 }
 
+/* This thread's helper, made if it has none yet: NULL where it cannot be made. */
+static struct helper *helper(void)
+{
+    struct helper *h = pthread_getspecific(helpers);
+    return h != NULL ? h : new_helper();
+}
+
+/* Arm the helper's watchdog for a run (its guest's pidfd and deadline): woken only
+ * if it waits for a later deadline (a run after another waits for none sooner). */
+static void watch(struct helper *h, int pidfd, double deadline)
+{
+    pthread_mutex_lock(&h->lock);
+    h->pidfd = pidfd;
+    h->deadline = deadline;
+    h->armed = 1;
+    h->fired = 0;
+    if (deadline < h->until)
+        pthread_cond_signal(&h->work);
+    pthread_mutex_unlock(&h->lock);
+}
+
+/* Disarm it (it touches the pidfd no more): whether it killed the guest. */
+static int unwatch(struct helper *h)
+{
+    pthread_mutex_lock(&h->lock);
+    int fired = h->fired;
+    h->armed = h->fired = 0;
+    pthread_mutex_unlock(&h->lock);
+    return fired;
+}
+
 /* 1: the helper hashes n bytes of data into m (hashed() waits for them); 0: there
  * is no helper (the caller hashes them). */
 static int hash_later(struct md5 *m, const unsigned char *data, size_t n)
 {
-    struct helper *h = pthread_getspecific(helpers);
-    if (h == NULL && (h = new_helper()) == NULL)
+    struct helper *h = helper();
+    if (h == NULL)
         return 0;
     hashed();
     pthread_mutex_lock(&h->lock);
@@ -1241,6 +1318,26 @@ static double time_left(double deadline)
 
 #define POLLED 16       /* a run's waits with poll before serve() makes its epoll */
 
+/* The wait.  Where the kernel ends a blocked SECCOMP_IOCTL_NOTIF_RECV when the
+ * filter's last task exits (Linux 6.11: "seccomp: interrupt
+ * SECCOMP_IOCTL_NOTIF_RECV when all users have exited"), serve() waits in RECV
+ * itself: one system call less per mediated call than poll or epoll and RECV,
+ * and the wake-up is the one SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP puts on the
+ * guest's CPU (an epoll's wait is woken through the epoll's own queue, which
+ * drops that: the two then ran on different CPUs at each call).  RECV has no
+ * timeout: the helper's watchdog kills the guest at the deadline, which ends
+ * the wait.  Before 6.11 a guest that died outside a call would leave RECV
+ * blocked, so serve() polls the listener and the pidfd as before. */
+static int s_recv_waits;
+
+static int recv_waits(void)
+{
+    struct utsname u;
+    int major = 0, minor = 0;
+    return uname(&u) == 0 && sscanf(u.release, "%d.%d", &major, &minor) == 2
+           && (major > 6 || (major == 6 && minor >= 11));
+}
+
 /* An epoll of the listener (0) and the pidfd (1) for a run past its POLLED waits;
  * -1 where one cannot be made (the run polls on), -2 with an OSError set if adding
  * them failed otherwise. */
@@ -1301,6 +1398,9 @@ static PyObject *serve(PyObject *self, PyObject *args)
      * round trip, floor.c; an epoll made, filled and closed costs four system calls,
      * ~5-10 us here: more than a short run's waits save -- musl hello makes six) */
     int ep = -1, waits = 0;
+    struct helper *dog = s_recv_waits ? helper() : NULL;    /* NULL: poll (above) */
+    if (dog != NULL)
+        watch(dog, pidfd, deadline);
     if (!held || !carried)
         carry();                /* dropped at the end, whatever way out (but held) */
     int carrying = carried, rearms = REARMS;
@@ -1316,7 +1416,7 @@ static PyObject *serve(PyObject *self, PyObject *args)
             result = DEADLINE;  /* an answer not sent: the guest is killed in its call */
             break;
         }
-        if (ep < 0 && ++waits > POLLED && (ep = waiter(listener, pidfd)) == -2)
+        if (dog == NULL && ep < 0 && ++waits > POLLED && (ep = waiter(listener, pidfd)) == -2)
             break;
         /* one release of the GIL (the rdtsc tracer thread needs it) for the answer,
          * the wait and the next notification */
@@ -1327,7 +1427,14 @@ static PyObject *serve(PyObject *self, PyObject *args)
             send_err = errno;
         }
         int ms = (int)fmin(ceil(left * 1000), INT32_MAX);
-        if (ep < 0) {
+        if (dog != NULL) {
+            memset(&notif, 0, sizeof notif);
+            r = ioctl(listener, SECCOMP_IOCTL_NOTIF_RECV, &notif);
+            err = errno;
+            ready = 1;
+            fds[0].revents = r == 0 && notif.pid != 0 ? POLLIN : 0;
+            fds[1].revents = 0;
+        } else if (ep < 0) {
             ready = poll(fds, 2, ms);
             err = errno;
         } else {
@@ -1338,7 +1445,7 @@ static PyObject *serve(PyObject *self, PyObject *args)
             for (int i = 0; i < ready; i++)
                 fds[got[i].data.u32].revents = (short)got[i].events;
         }
-        if (ready > 0 && !fds[1].revents && (fds[0].revents & POLLIN)) {
+        if (dog == NULL && ready > 0 && !fds[1].revents && (fds[0].revents & POLLIN)) {
             memset(&notif, 0, sizeof notif);
             r = ioctl(listener, SECCOMP_IOCTL_NOTIF_RECV, &notif);
             err = errno;
@@ -1361,6 +1468,28 @@ static PyObject *serve(PyObject *self, PyObject *args)
         }
         if (ready == 0)
             continue;
+        if (dog != NULL && !fds[0].revents) {   /* RECV gave no call */
+            if (r < 0 && err == EINTR) {
+                if (PyErr_CheckSignals() < 0)
+                    break;
+                continue;
+            }
+            if (r < 0 && err != ENOENT) {
+                errno = err;
+                PyErr_SetFromErrno(PyExc_OSError);
+                break;
+            }
+            if (__atomic_load_n(&dog->fired, __ATOMIC_ACQUIRE)) {
+                result = DEADLINE;      /* the watchdog killed it */
+                break;
+            }
+            /* the guest has ended (RECV returns at once when the filter has no task)
+             * or a call was withdrawn (ENOENT: a signal ended it): poll says which;
+             * a call withdrawn, or a new one, and the next RECV waits or takes it */
+            if (poll(fds, 2, 0) <= 0 || !(fds[1].revents || (fds[0].revents & ~POLLIN)))
+                continue;
+            fds[0].revents &= ~POLLIN;  /* on to EXITED or HUNGUP, as after a poll */
+        }
         if ((fds[0].revents | fds[1].revents) & POLLNVAL) {     /* as epoll_ctl would */
             errno = EBADF;
             PyErr_SetFromErrno(PyExc_OSError);
@@ -1457,6 +1586,8 @@ static PyObject *serve(PyObject *self, PyObject *args)
         drop();
     if (ep >= 0)
         close(ep);
+    if (dog != NULL && unwatch(dog) && (result == EXITED || result == HUNGUP))
+        result = DEADLINE;      /* (the watchdog killed it just as the loop looked) */
     PyBuffer_Release(&out);
     return result < 0 ? NULL : PyLong_FromLong(result);
 }
@@ -1682,6 +1813,18 @@ static PyObject *hello(PyObject *self, PyObject *args)
     return Py_BuildValue("iiy#", pid, passed, data, (Py_ssize_t)n);
 }
 
+/* recv_waits([on]) -> whether serve() waits in RECV itself ("the wait"): on, if given,
+ * sets it (True only where the kernel can: tests run both waits). */
+static PyObject *py_recv_waits(PyObject *self, PyObject *args)
+{
+    int on = -1;
+    if (!PyArg_ParseTuple(args, "|p", &on))
+        return NULL;
+    if (on >= 0)
+        s_recv_waits = on && recv_waits();
+    return PyBool_FromLong(s_recv_waits);
+}
+
 static PyObject *caught(PyObject *self, PyObject *unused)
 {
     return PyLong_FromUnsignedLong(__atomic_load_n(&s_caught, __ATOMIC_RELAXED));
@@ -1717,6 +1860,9 @@ static PyMethodDef methods[] = {
     {"hello", hello, METH_VARARGS,
      "hello(fd, seconds) -> (sender's pid, descriptor passed or -1, its bytes): the next "
      "message of a template's socket, waited for with no clock read (TimeoutError)."},
+    {"recv_waits", py_recv_waits, METH_VARARGS,
+     "recv_waits([on]) -> whether serve() waits in the RECV ioctl (Linux 6.11), else with "
+     "poll and epoll; on: set it (True only where the kernel can)."},
     {"caught", caught, METH_NOARGS,
      "caught() -> how many rdtsc, rdtscp or cpuid of a serving thread the net let "
      "run again without the guest's flags (this process, so far)."},
@@ -1757,6 +1903,7 @@ PyMODINIT_FUNC PyInit__fastcall(void)
         return NULL;
     if (install_net() < 0)
         return PyErr_SetFromErrno(PyExc_OSError);
+    s_recv_waits = recv_waits();
     struct timespec tick;       /* 4 ms at HZ=250; none above 10 ms is trusted */
     if (clock_getres(CLOCK_MONOTONIC_COARSE, &tick) == 0 && tick.tv_sec == 0
             && tick.tv_nsec <= 10000000)
