@@ -465,6 +465,7 @@ static int serve_clock(struct ctx *c, const struct seccomp_notif *n, long long *
  * Python sees each state as if it had been updated call by call. */
 
 #define OBUF (256 << 10)
+#define HANDOFF (64 << 10)              /* gathered bytes handed to the helper from here */
 #define IBUF (256 << 10)                /* a read-only regular file's bytes read ahead */
 #define MAX_CHANS 8
 #define MAX_SLOTS 16
@@ -498,8 +499,9 @@ struct cache {
 static PyObject *HostIOError;         /* _fastcall.HostIOError: a buffered write failed */
 static PyTypeObject *md5_type;        /* zvm_core._md5.MD5: the states hashed here */
 
-static void hashed(void);
-static int hash_later(struct md5 *m, const unsigned char *data, size_t n);
+static int hashed(void);
+static int write_later(int fd, long long at, struct md5 *m, const unsigned char *data,
+                       size_t n, const char *call);
 
 static int host_error(int err, const char *call)
 {
@@ -527,37 +529,46 @@ static int unread(struct cache *k)
     return 0;
 }
 
-/* Write the buffered bytes to their file and hash them (later: a full buffer, on
- * the helper thread if there is one): 0, or -1 with HostIOError (errno, strerror)
- * set: the bytes were acknowledged to the guest, so the run ends as the
- * personality ends it when a host write fails. */
-static int flush(struct cache *k, int later)
+/* Write n bytes of data to fd (at offset at; -1: at its file offset): 0 or errno. */
+static int write_all(int fd, long long at, const unsigned char *data, size_t n)
 {
-    if (k->fill == 0)
-        return 0;
-    struct chan *ch = &k->chans[k->out];
-    size_t n = k->fill, done = 0;
-    k->fill = 0;
-    while (done < n) {
-        ssize_t w = ch->kind == K_FILE ? pwrite(ch->hostfd, k->obuf + done, n - done,
-                                                k->at + (off_t)done)
-                                       : write(ch->hostfd, k->obuf + done, n - done);
+    for (size_t done = 0; done < n;) {
+        ssize_t w = at >= 0 ? pwrite(fd, data + done, n - done, (off_t)(at + (long long)done))
+                            : write(fd, data + done, n - done);
         if (w < 0 && errno == EINTR)
             continue;
         if (w <= 0)
-            return host_error(w < 0 ? errno : ENOSPC, k->outcall);
+            return w < 0 ? errno : ENOSPC;
         done += (size_t)w;
     }
-    if (ch->hash != NULL) {
-        hashed();                       /* the spare buffer is free, the state current */
-        if (later && hash_later(ch->hash, k->obuf, n)) {
-            unsigned char *full = k->obuf;
-            k->obuf = k->spare;
-            k->spare = full;
-        } else {
-            md5_update(ch->hash, k->obuf, n);
-        }
+    return 0;
+}
+
+/* Write the buffered bytes to their file and hash them (later: a full buffer, on
+ * the helper thread if there is one), after the helper's buffer before them: 0, or
+ * -1 with HostIOError (errno, strerror) set: the bytes were acknowledged to the
+ * guest, so the run ends as the personality ends it when a host write fails. */
+static int flush(struct cache *k, int later)
+{
+    if (hashed() < 0)                   /* the spare buffer is free, the file current */
+        return -1;
+    if (k->fill == 0)
+        return 0;
+    struct chan *ch = &k->chans[k->out];
+    size_t n = k->fill;
+    long long at = ch->kind == K_FILE ? k->at : -1;
+    k->fill = 0;
+    if (later && write_later(ch->hostfd, at, ch->hash, k->obuf, n, k->outcall)) {
+        unsigned char *full = k->obuf;
+        k->obuf = k->spare;
+        k->spare = full;
+        return 0;
     }
+    int err = write_all(ch->hostfd, at, k->obuf, n);
+    if (err)
+        return host_error(err, k->outcall);
+    if (ch->hash != NULL)
+        md5_update(ch->hash, k->obuf, n);
     return 0;
 }
 
@@ -580,7 +591,13 @@ static int release(struct cache *k)
         else
             PyErr_Clear();
     }
-    hashed();                           /* Python reads the states from now on */
+    if (hashed() < 0 && !failed) {      /* Python reads the states from now on */
+        failed = 1;                     /* (flush() waited for the helper already) */
+        if (type == NULL)
+            PyErr_Fetch(&type, &value, &tb);
+        else
+            PyErr_Clear();
+    }
     for (int i = 0; i < k->nchans; i++) {
         struct chan *ch = &k->chans[i];
         if (ch->dirty && r == 0
@@ -809,8 +826,11 @@ static int serve_one(struct ctx *c, struct cache *k, const struct seccomp_notif 
     unsigned char *buffer = c->buffer;
     if (writing) {
         int gather = ch->regular && total <= OBUF;
-        if (k->fill && (k->out != s->chan || !gather || k->fill + total > OBUF)
-            && flush(k, k->out == s->chan && gather && k->fill >= OBUF / 2) < 0)
+        if (k->fill && (k->out != s->chan || !gather || k->fill + total > OBUF
+                        || k->fill >= HANDOFF)
+            && flush(k, k->out == s->chan && gather && k->fill >= HANDOFF) < 0)
+            return -1;
+        if (!gather && hashed() < 0)    /* the helper's write comes first */
             return -1;
         if (gather)
             buffer = k->obuf + k->fill;
@@ -836,10 +856,8 @@ static int serve_one(struct ctx *c, struct cache *k, const struct seccomp_notif 
             if (done < 0)
                 return 0;               /* nothing written (a full pipe: EAGAIN): Python
                                            waits, retries or fails the run */
-            if (ch->hash != NULL) {
-                hashed();               /* (the helper may hash this state's bytes) */
+            if (ch->hash != NULL)
                 md5_update(ch->hash, buffer, (size_t)done);
-            }
         }
         if (ch->appending)
             ch->appended += done;
@@ -1041,13 +1059,39 @@ struct helper {
     int armed, fired, pidfd;            /* the watchdog: armed for pidfd's run; fired:
                                            it killed the guest at the deadline */
     double deadline, until;             /* until: the deadline it waits for (or INFINITY) */
-    struct md5 *md5;
+    struct md5 *md5;                    /* NULL: nothing to hash */
     const unsigned char *data;
     size_t n, at;                       /* data[at, n): not begun */
+    int fd, writing, err;               /* writing: UNWRITTEN, WRITING or 0 (written);
+                                           err: the write's errno */
+    long long offset;                   /* where (write_all's at) */
+    const char *call;                   /* the guest's call that gathered it (err's) */
     pthread_t thread;
 };
 
+enum { UNWRITTEN = 1, WRITING = 2 };
+
 static pthread_key_t helpers;           /* the serving thread's helper, ended with it */
+
+static void settle(struct helper *h)   /* (the lock held) a step of the buffer is done */
+{
+    if (h->at == h->n && !h->writing)
+        __atomic_store_n(&h->busy, 0, __ATOMIC_RELEASE);
+    pthread_cond_signal(&h->done);
+}
+
+/* Write the buffer (whichever thread comes first), with the lock held on entry and
+ * on return; its bytes are hashed after. */
+static void write_it(struct helper *h)
+{
+    h->writing = WRITING;
+    pthread_mutex_unlock(&h->lock);
+    int err = write_all(h->fd, h->offset, h->data, h->n);
+    pthread_mutex_lock(&h->lock);
+    h->err = err;
+    h->writing = 0;
+    settle(h);
+}
 
 /* Hash the next piece (the helper) or all the rest (the serving thread), with the
  * lock held on entry and on return. */
@@ -1061,9 +1105,7 @@ static void hash_next(struct helper *h, size_t most)
     md5_update(h->md5, p, take);
     pthread_mutex_lock(&h->lock);
     h->hashing = 0;
-    if (h->at == h->n)
-        __atomic_store_n(&h->busy, 0, __ATOMIC_RELEASE);
-    pthread_cond_signal(&h->done);
+    settle(h);
 }
 
 static double clock_now(void)           /* the helper's: it carries no flags */
@@ -1099,11 +1141,15 @@ static void *helping(void *arg)
     struct helper *h = arg;
     pthread_mutex_lock(&h->lock);
     for (;;) {
-        while ((h->at == h->n || h->hashing) && !h->quit)
+        while (h->writing != UNWRITTEN && (h->at == h->n || h->hashing || h->writing)
+               && !h->quit)
             idle(h);
         if (h->quit)
             break;
-        hash_next(h, PIECE);
+        if (h->writing == UNWRITTEN)
+            write_it(h);
+        else
+            hash_next(h, PIECE);
     }
     pthread_mutex_unlock(&h->lock);
     return NULL;
@@ -1161,19 +1207,26 @@ static struct helper *new_helper(void)
     return h;
 }
 
-static void hashed(void)
+/* Wait until the helper's buffer is written and hashed, doing what it has not
+ * begun: 0, or -1 with HostIOError set if its write failed. */
+static int hashed(void)
 {
     struct helper *h = pthread_getspecific(helpers);
     if (h == NULL || !__atomic_load_n(&h->busy, __ATOMIC_ACQUIRE))
-        return;
+        return 0;
     pthread_mutex_lock(&h->lock);
     while (h->busy) {
-        if (h->hashing)
+        if (h->writing == UNWRITTEN)
+            write_it(h);
+        else if (h->hashing || h->at == h->n)   /* (or the helper's write under way) */
             pthread_cond_wait(&h->done, &h->lock);
         else
             hash_next(h, h->n);
     }
+    int err = h->err;
+    h->err = 0;
     pthread_mutex_unlock(&h->lock);
+    return err ? host_error(err, h->call) : 0;
 }
 
 /* This thread's helper, made if it has none yet: NULL where it cannot be made. */
@@ -1207,19 +1260,24 @@ static int unwatch(struct helper *h)
     return fired;
 }
 
-/* 1: the helper hashes n bytes of data into m (hashed() waits for them); 0: there
- * is no helper (the caller hashes them). */
-static int hash_later(struct md5 *m, const unsigned char *data, size_t n)
+/* 1: the helper writes n bytes of data to fd (at: write_all's), then hashes them
+ * into m if not NULL (hashed() waits for both, after the buffer before: the caller
+ * has waited); 0: there is no helper (the caller writes and hashes them). */
+static int write_later(int fd, long long at, struct md5 *m, const unsigned char *data,
+                       size_t n, const char *call)
 {
     struct helper *h = helper();
     if (h == NULL)
         return 0;
-    hashed();
     pthread_mutex_lock(&h->lock);
+    h->fd = fd;
+    h->offset = at;
     h->md5 = m;
     h->data = data;
     h->n = n;
-    h->at = 0;
+    h->at = m != NULL ? 0 : n;
+    h->call = call;
+    h->writing = UNWRITTEN;
     h->busy = 1;
     pthread_cond_signal(&h->work);
     pthread_mutex_unlock(&h->lock);
