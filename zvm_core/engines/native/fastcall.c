@@ -2,8 +2,9 @@
  * of the calls that read only the process's fixed identity, and the
  * personality's plain success path of a channel read or write.
  *
- * serve() waits for the guest's notifications (poll, then epoll, on the listener
- * and the pidfd; the seccomp RECV ioctl) as supervisor.py's loop did, with the GIL
+ * serve() waits for the guest's notifications (in the seccomp RECV ioctl itself
+ * where the kernel ends it when the guest is gone, else poll, then epoll, on the
+ * listener and the pidfd: "the wait", below) as supervisor.py's loop did, with the GIL
  * released while it sends an answer, waits and receives (the rdtsc tracer
  * thread needs it).  A call it can serve it answers itself; any other call it
  * hands to Python's answer() (the personality, zvm_core/syscalls), and
@@ -451,18 +452,21 @@ static int serve_clock(struct ctx *c, const struct seccomp_notif *n, long long *
  *
  * A sequential write to a regular file (FdBacking of a file, FileBacking) is
  * gathered in an output buffer of OBUF bytes and written to the file, and
- * hashed into the etag's MD5, when the buffer is full, before a call to another
- * channel or any read served here, and by release(): one host write and one MD5
- * update per OBUF bytes instead of one each per call.  The file holds every byte
- * the guest was told was written whenever Python or anyone after the run looks.
+ * hashed into the etag's MD5, once it holds HANDOFF bytes or the next write does
+ * not fit, before a call to another channel or any read served here, and by
+ * release(): one host write and one MD5 update per HANDOFF bytes or so instead
+ * of one each per call.  The file holds every byte the guest was told was
+ * written whenever Python or anyone after the run looks.
  *
  * The MD5 states are zvm_core._md5.MD5 objects (md5.h), updated here in place
- * without the GIL.  A full buffer's hash (the etag's ~1.5 us a KiB) is handed
- * to a helper thread of this one ("hashing off the serving thread", below),
- * which hashes it on the other CPU while the guest runs on; the next bytes are
- * gathered in a second buffer.  Every other hash is done here, after the
+ * without the GIL.  A buffer of HANDOFF bytes or more is handed to a helper
+ * thread of this one ("writing and hashing off the serving thread", below),
+ * which writes it to its file and hashes it (the etag's ~1.5 us a KiB) on the
+ * other CPU while the guest runs on; the next bytes are gathered in a second
+ * buffer.  Every other host write or read and hash is done here, after the
  * helper's: release() waits for the helper before any Python code runs, so
- * Python sees each state as if it had been updated call by call. */
+ * Python sees the file and each state as if they had been updated call by
+ * call. */
 
 #define OBUF (256 << 10)
 #define HANDOFF (64 << 10)              /* gathered bytes handed to the helper from here */
@@ -1022,22 +1026,24 @@ static void carry(void)
         carried |= CARRY_CPUID;
 }
 
-/* -- hashing off the serving thread -------------------------------------------------
+/* -- writing and hashing off the serving thread --------------------------------------
  *
- * A full gathered buffer's MD5 (~400 us for 256 KiB) would be on the guest's
- * critical path: the guest and this thread take turns on one CPU (a call is a
- * round trip), and the other CPU is idle.  So each serving thread has a helper
- * thread, made at its first full buffer, to which hash_later() gives a buffer
- * (after the one before is done): it hashes it in pieces of PIECE bytes, in
- * order, while the guest runs on.  hashed() waits until the buffer is hashed,
- * and hashes itself what the helper has not begun: on a busy host the helper
- * may not get a CPU soon, and the serving thread then waits at most for the
- * piece under way, never for the helper to be scheduled.  One piece is hashed
- * at a time, by one thread or the other, so the state sees the bytes in order.
- * The helper touches nothing but the state and the buffer it was given (no
- * Python object, no GIL), carries none of the guest's flags (made while this
- * thread has dropped them) and takes no signal.  Where it cannot be made, the
- * buffer is hashed here, as any other hash is.  A child of fork has no helper:
+ * A gathered buffer's host write and MD5 (~20 and ~100 us for 64 KiB) would be
+ * on the guest's critical path: the guest and this thread take turns on one CPU
+ * (a call is a round trip), and the other CPU is idle.  So each serving thread
+ * has a helper thread, made once, to which write_later() gives a buffer (after
+ * the one before is done): it writes it to its file, then hashes it in pieces
+ * of PIECE bytes, in order, while the guest runs on.  hashed() waits until the
+ * buffer is written and hashed, and does itself what the helper has not begun
+ * (the write, or the rest of the hash, while the helper writes): on a busy host
+ * the helper may not get a CPU soon, and the serving thread then waits at most
+ * for the step under way, never for the helper to be scheduled.  One piece is
+ * hashed at a time, by one thread or the other, so the state sees the bytes in
+ * order; a failed write's errno is hashed()'s HostIOError.  The helper touches
+ * nothing but the descriptor, the state and the buffer it was given (no Python
+ * object, no GIL), carries none of the guest's flags (made while this thread
+ * has dropped them) and takes no signal.  Where it cannot be made, the buffer
+ * is written and hashed here, as any other is.  A child of fork has no helper:
  * it makes its own.
  *
  * The helper is also the run's watchdog where serve() waits in the RECV ioctl
@@ -1046,8 +1052,8 @@ static void carry(void)
  * (SIGKILL through its pidfd, as the supervisor's timeout does), and serve()
  * says DEADLINE.  watch() arms it for a run, unwatch() disarms it before serve()
  * returns (after which it never touches that pidfd); it kills only once
- * CLOCK_MONOTONIC has reached the deadline (never earlier), and at most a piece's
- * hashing later. */
+ * CLOCK_MONOTONIC has reached the deadline (never earlier), and at most a step's
+ * writing or hashing later. */
 
 #define PIECE (16 << 10)
 
