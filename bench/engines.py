@@ -30,7 +30,7 @@ CPU-bound kernel, <= 1.5x on wc and sort (a native ``run()`` over the host proce
 with its spawn, run back to back in pairs: the median of the pairs' ratios); Python
 CSV >= 0.7x host Python's throughput; mediated call <= 10 us; warm native start p50 <= 0.5 ms.
 
-Usage: ``python bench/engines.py [--quick] [--reps N] [--no-python]``.
+Usage: ``python bench/engines.py [--quick] [--reps N] [--no-python] [--only sort]``.
 """
 
 from __future__ import annotations
@@ -154,8 +154,9 @@ def workloads(tmp: Path, sizes: dict[str, int], reps: int, engines: list[str]) -
                'below) plus its bytes copied out of the guest (its iovec array and musl\'s '
                'stdio buffer from the stack and data segment a spawned guest shares with '
                'the supervisor, the caller\'s line from the heap with a pread of '
-               '/proc/PID/mem) and the etag\'s MD5 (on a helper thread): ~8 us a write (load '
-               '14), the host\'s own write '
+               '/proc/PID/mem), its host write and the etag\'s MD5 (both on a helper thread, '
+               'per 64 KiB gathered): ~9.5 us a write of CPU, guest, supervisor and helper '
+               '(load 7), the host\'s own write '
                'included (the 1 KiB writev rows below); under load its spread is wider than '
                'the host\'s (each of its ~4,000 switches may wait for a CPU). '
                'Letting the kernel write the channel itself cannot keep the report, quotas '
@@ -385,8 +386,9 @@ def round_trip(tmp: Path, n: int, reps: int, engines: list[str]) -> None:
                'CPU: supervisor and guest '
                'together, steadier than wall on a loaded host. A mediated writev also '
                'copies its bytes out of the guest, writes them and hashes them (natively '
-               'served by the C loop, engines/native/fastcall.c, which hashes full buffers on '
-               'a helper thread); a stdio program pays one '
+               'served by the C loop, engines/native/fastcall.c, which writes and hashes '
+               'each 64 KiB gathered on a helper thread, and waits for the next call in the '
+               'RECV ioctl itself on Linux 6.11+); a stdio program pays one '
                'per 1 KiB it writes, which keeps sort near 1.5x (doc/sandbox.md, '
                '"Cost of a mediated call")')
 
@@ -396,10 +398,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--quick', action='store_true', help='smaller inputs, fewer reps')
     parser.add_argument('--reps', type=int, default=None)
     parser.add_argument('--no-python', action='store_true', help='skip the Python CSV part')
+    parser.add_argument('--only', action='append', choices=['wc', 'sort', 'sha256'],
+                        help='only this workload (repeatable), and no other table')
     opts = parser.parse_args(argv)
     reps = opts.reps or (1 if opts.quick else 3)
     sizes = ({'wc': 2 << 20, 'sort': 1 << 20, 'sha256': 4 << 20} if opts.quick else
              {'wc': 10 << 20, 'sort': 2 << 20, 'sha256': 64 << 20})
+    if opts.only:
+        sizes = {name: size for name, size in sizes.items() if name in opts.only}
     print(common.environment())
     began = os.getloadavg()[0]
     reason = native_unavailable()
@@ -408,11 +414,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f'native engine unavailable: {reason}')
     with tempfile.TemporaryDirectory(prefix='zvm-bench-engines-') as d:
         workloads(Path(d), sizes, reps, engines)
-        if not opts.no_python:
-            python_csv(Path(d), 2_000_000 if opts.quick else 10_000_000, engines)
-        lua_filter(Path(d), (1 if opts.quick else 8) << 20, engines)
-        warm_start(50 if opts.quick else 300, engines)
-        round_trip(Path(d), 2000 if opts.quick else 20000, reps, engines)
+        if not opts.only:
+            if not opts.no_python:
+                python_csv(Path(d), 2_000_000 if opts.quick else 10_000_000, engines)
+            lua_filter(Path(d), (1 if opts.quick else 8) << 20, engines)
+            warm_start(50 if opts.quick else 300, engines)
+            round_trip(Path(d), 2000 if opts.quick else 20000, reps, engines)
     if not reason and hasattr(_fastcall, 'caught'):
         print(f'rdtsc/cpuid of a serving thread caught by the net (fastcall.c) in this '
               f'process\'s runs: {_fastcall.caught()}\n')

@@ -883,21 +883,94 @@ def test_in_process_runs_leave_no_child(guest, how, status):
     assert not [c for c in _children() if c.startswith('loader')]     # not even a zombie
 
 
-def _children() -> list[str]:
-    """Command names of this process's children (zombies included)."""
-    names = []
+@pytest.fixture(params=[True, False], ids=['recv-wait', 'poll-wait'])
+def wait(request):
+    """Each way the C loop waits for the guest's next call (fastcall.c, "the wait"): in
+    the RECV ioctl itself, with the helper's watchdog at the deadline (where the kernel
+    ends that wait when the guest is gone, Linux 6.11), and with poll and epoll."""
+    from zvm_core.engines.native import _fastcall
+    before = _fastcall.recv_waits()
+    if request.param and not _fastcall.recv_waits(True):
+        _fastcall.recv_waits(before)
+        pytest.skip('this kernel does not end a blocked RECV when the guest is gone')
+    _fastcall.recv_waits(request.param)
+    yield request.param
+    _fastcall.recv_waits(before)
+
+
+@pytest.mark.parametrize('how,status', [('spin', 'timeout'), ('calls', 'ok')])
+def test_either_wait_ends_a_run_as_its_guest_does_and_a_spin_at_its_deadline(guest, wait,
+                                                                             how, status):
+    """A spin without calls (nothing wakes the wait: the watchdog, or poll's timeout) is
+    ``timeout`` no earlier than its deadline; a run of calls ends ``ok``; no loader left."""
+    from zvm_core.channels import WRITE, Channel, MemoryBacking
+    from zvm_core.executor import Limits, run
+    before = set(_loaders())
+    limits = Limits(timeout=0.5 if how == 'spin' else RUN_TIMEOUT)
+    report = run(guest('native_hostile'), [Channel('/dev/stdout', MemoryBacking(), WRITE)],
+                 argv=['native_hostile', how], limits=limits, engine='native')
+    assert (report.status, report.engine) == (status, 'native'), report
+    if how == 'spin':
+        assert report.accounting.wall_time >= 0.5, report.accounting
+    assert set(_loaders()) <= before
+    assert not [c for c in _children() if c.startswith('loader')]
+
+
+def test_a_guest_killed_outside_a_call_ends_its_run_then_not_at_its_deadline(guest, wait):
+    """A guest killed while it spins (no call pending: nothing for RECV to take) ends
+    the run as killed by its host -- the wait ends when the guest is gone, not at the
+    run's deadline (which would say ``timeout``)."""
+    import signal
+    import threading
+
+    from zvm_core.channels import WRITE, Channel, FdBacking
+    from zvm_core.engines.native.loader import loader_path
+    from zvm_core.executor import Limits, run
+    r, w = os.pipe()
+    got = {}
+
+    def spinning() -> None:
+        got['report'] = run(guest('native_hostile'), [Channel('/dev/stdout', FdBacking(w, True),
+                                                              WRITE)],
+                            argv=['native_hostile', 'spinning'],
+                            limits=Limits(timeout=RUN_TIMEOUT), engine='native')
+    t = threading.Thread(target=spinning)
+    t.start()
+    try:
+        with os.fdopen(r, 'rb') as said:
+            assert said.readline() == b'spinning\n'     # past the loader, spinning
+        [pid] = [p for p in _child_pids() if _is(lambda p=p: os.readlink(f'/proc/{p}/exe')
+                                                 == str(loader_path()))]
+        os.kill(pid, signal.SIGKILL)
+    finally:
+        t.join(RUN_TIMEOUT)
+    assert not t.is_alive()
+    report = got['report']
+    assert report.status == 'killed' and 'SIGKILL' in report.message, report
+    assert not [c for c in _children() if c.startswith('loader')]
+
+
+def _child_pids() -> list[int]:
+    """This process's children (zombies included)."""
+    pids = []
     for task in os.listdir('/proc/self/task'):
         try:
             with open(f'/proc/self/task/{task}/children') as f:
-                pids = f.read().split()
+                pids += map(int, f.read().split())
         except FileNotFoundError:       # a thread that ended meanwhile
             continue
-        for pid in pids:
-            try:
-                with open(f'/proc/{pid}/comm') as c:
-                    names.append(c.read().strip())
-            except OSError:
-                continue
+    return pids
+
+
+def _children() -> list[str]:
+    """Command names of this process's children (zombies included)."""
+    names = []
+    for pid in _child_pids():
+        try:
+            with open(f'/proc/{pid}/comm') as c:
+                names.append(c.read().strip())
+        except OSError:
+            continue
     return names
 
 

@@ -2,8 +2,9 @@
  * of the calls that read only the process's fixed identity, and the
  * personality's plain success path of a channel read or write.
  *
- * serve() waits for the guest's notifications (poll, then epoll, on the listener
- * and the pidfd; the seccomp RECV ioctl) as supervisor.py's loop did, with the GIL
+ * serve() waits for the guest's notifications (in the seccomp RECV ioctl itself
+ * where the kernel ends it when the guest is gone, else poll, then epoll, on the
+ * listener and the pidfd: "the wait", below) as supervisor.py's loop did, with the GIL
  * released while it sends an answer, waits and receives (the rdtsc tracer
  * thread needs it).  A call it can serve it answers itself; any other call it
  * hands to Python's answer() (the personality, zvm_core/syscalls), and
@@ -88,6 +89,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
+#include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -450,20 +452,24 @@ static int serve_clock(struct ctx *c, const struct seccomp_notif *n, long long *
  *
  * A sequential write to a regular file (FdBacking of a file, FileBacking) is
  * gathered in an output buffer of OBUF bytes and written to the file, and
- * hashed into the etag's MD5, when the buffer is full, before a call to another
- * channel or any read served here, and by release(): one host write and one MD5
- * update per OBUF bytes instead of one each per call.  The file holds every byte
- * the guest was told was written whenever Python or anyone after the run looks.
+ * hashed into the etag's MD5, once it holds HANDOFF bytes or the next write does
+ * not fit, before a call to another channel or any read served here, and by
+ * release(): one host write and one MD5 update per HANDOFF bytes or so instead
+ * of one each per call.  The file holds every byte the guest was told was
+ * written whenever Python or anyone after the run looks.
  *
  * The MD5 states are zvm_core._md5.MD5 objects (md5.h), updated here in place
- * without the GIL.  A full buffer's hash (the etag's ~1.5 us a KiB) is handed
- * to a helper thread of this one ("hashing off the serving thread", below),
- * which hashes it on the other CPU while the guest runs on; the next bytes are
- * gathered in a second buffer.  Every other hash is done here, after the
+ * without the GIL.  A buffer of HANDOFF bytes or more is handed to a helper
+ * thread of this one ("writing and hashing off the serving thread", below),
+ * which writes it to its file and hashes it (the etag's ~1.5 us a KiB) on the
+ * other CPU while the guest runs on; the next bytes are gathered in a second
+ * buffer.  Every other host write or read and hash is done here, after the
  * helper's: release() waits for the helper before any Python code runs, so
- * Python sees each state as if it had been updated call by call. */
+ * Python sees the file and each state as if they had been updated call by
+ * call. */
 
 #define OBUF (256 << 10)
+#define HANDOFF (64 << 10)              /* gathered bytes handed to the helper from here */
 #define IBUF (256 << 10)                /* a read-only regular file's bytes read ahead */
 #define MAX_CHANS 8
 #define MAX_SLOTS 16
@@ -497,8 +503,9 @@ struct cache {
 static PyObject *HostIOError;         /* _fastcall.HostIOError: a buffered write failed */
 static PyTypeObject *md5_type;        /* zvm_core._md5.MD5: the states hashed here */
 
-static void hashed(void);
-static int hash_later(struct md5 *m, const unsigned char *data, size_t n);
+static int hashed(void);
+static int write_later(int fd, long long at, struct md5 *m, const unsigned char *data,
+                       size_t n, const char *call);
 
 static int host_error(int err, const char *call)
 {
@@ -526,37 +533,46 @@ static int unread(struct cache *k)
     return 0;
 }
 
-/* Write the buffered bytes to their file and hash them (later: a full buffer, on
- * the helper thread if there is one): 0, or -1 with HostIOError (errno, strerror)
- * set: the bytes were acknowledged to the guest, so the run ends as the
- * personality ends it when a host write fails. */
-static int flush(struct cache *k, int later)
+/* Write n bytes of data to fd (at offset at; -1: at its file offset): 0 or errno. */
+static int write_all(int fd, long long at, const unsigned char *data, size_t n)
 {
-    if (k->fill == 0)
-        return 0;
-    struct chan *ch = &k->chans[k->out];
-    size_t n = k->fill, done = 0;
-    k->fill = 0;
-    while (done < n) {
-        ssize_t w = ch->kind == K_FILE ? pwrite(ch->hostfd, k->obuf + done, n - done,
-                                                k->at + (off_t)done)
-                                       : write(ch->hostfd, k->obuf + done, n - done);
+    for (size_t done = 0; done < n;) {
+        ssize_t w = at >= 0 ? pwrite(fd, data + done, n - done, (off_t)(at + (long long)done))
+                            : write(fd, data + done, n - done);
         if (w < 0 && errno == EINTR)
             continue;
         if (w <= 0)
-            return host_error(w < 0 ? errno : ENOSPC, k->outcall);
+            return w < 0 ? errno : ENOSPC;
         done += (size_t)w;
     }
-    if (ch->hash != NULL) {
-        hashed();                       /* the spare buffer is free, the state current */
-        if (later && hash_later(ch->hash, k->obuf, n)) {
-            unsigned char *full = k->obuf;
-            k->obuf = k->spare;
-            k->spare = full;
-        } else {
-            md5_update(ch->hash, k->obuf, n);
-        }
+    return 0;
+}
+
+/* Write the buffered bytes to their file and hash them (later: a full buffer, on
+ * the helper thread if there is one), after the helper's buffer before them: 0, or
+ * -1 with HostIOError (errno, strerror) set: the bytes were acknowledged to the
+ * guest, so the run ends as the personality ends it when a host write fails. */
+static int flush(struct cache *k, int later)
+{
+    if (hashed() < 0)                   /* the spare buffer is free, the file current */
+        return -1;
+    if (k->fill == 0)
+        return 0;
+    struct chan *ch = &k->chans[k->out];
+    size_t n = k->fill;
+    long long at = ch->kind == K_FILE ? k->at : -1;
+    k->fill = 0;
+    if (later && write_later(ch->hostfd, at, ch->hash, k->obuf, n, k->outcall)) {
+        unsigned char *full = k->obuf;
+        k->obuf = k->spare;
+        k->spare = full;
+        return 0;
     }
+    int err = write_all(ch->hostfd, at, k->obuf, n);
+    if (err)
+        return host_error(err, k->outcall);
+    if (ch->hash != NULL)
+        md5_update(ch->hash, k->obuf, n);
     return 0;
 }
 
@@ -579,7 +595,13 @@ static int release(struct cache *k)
         else
             PyErr_Clear();
     }
-    hashed();                           /* Python reads the states from now on */
+    if (hashed() < 0 && !failed) {      /* Python reads the states from now on */
+        failed = 1;                     /* (flush() waited for the helper already) */
+        if (type == NULL)
+            PyErr_Fetch(&type, &value, &tb);
+        else
+            PyErr_Clear();
+    }
     for (int i = 0; i < k->nchans; i++) {
         struct chan *ch = &k->chans[i];
         if (ch->dirty && r == 0
@@ -808,8 +830,11 @@ static int serve_one(struct ctx *c, struct cache *k, const struct seccomp_notif 
     unsigned char *buffer = c->buffer;
     if (writing) {
         int gather = ch->regular && total <= OBUF;
-        if (k->fill && (k->out != s->chan || !gather || k->fill + total > OBUF)
-            && flush(k, k->out == s->chan && gather && k->fill >= OBUF / 2) < 0)
+        if (k->fill && (k->out != s->chan || !gather || k->fill + total > OBUF
+                        || k->fill >= HANDOFF)
+            && flush(k, k->out == s->chan && gather && k->fill >= HANDOFF) < 0)
+            return -1;
+        if (!gather && hashed() < 0)    /* the helper's write comes first */
             return -1;
         if (gather)
             buffer = k->obuf + k->fill;
@@ -835,10 +860,8 @@ static int serve_one(struct ctx *c, struct cache *k, const struct seccomp_notif 
             if (done < 0)
                 return 0;               /* nothing written (a full pipe: EAGAIN): Python
                                            waits, retries or fails the run */
-            if (ch->hash != NULL) {
-                hashed();               /* (the helper may hash this state's bytes) */
+            if (ch->hash != NULL)
                 md5_update(ch->hash, buffer, (size_t)done);
-            }
         }
         if (ch->appending)
             ch->appended += done;
@@ -1003,23 +1026,34 @@ static void carry(void)
         carried |= CARRY_CPUID;
 }
 
-/* -- hashing off the serving thread -------------------------------------------------
+/* -- writing and hashing off the serving thread --------------------------------------
  *
- * A full gathered buffer's MD5 (~400 us for 256 KiB) would be on the guest's
- * critical path: the guest and this thread take turns on one CPU (a call is a
- * round trip), and the other CPU is idle.  So each serving thread has a helper
- * thread, made at its first full buffer, to which hash_later() gives a buffer
- * (after the one before is done): it hashes it in pieces of PIECE bytes, in
- * order, while the guest runs on.  hashed() waits until the buffer is hashed,
- * and hashes itself what the helper has not begun: on a busy host the helper
- * may not get a CPU soon, and the serving thread then waits at most for the
- * piece under way, never for the helper to be scheduled.  One piece is hashed
- * at a time, by one thread or the other, so the state sees the bytes in order.
- * The helper touches nothing but the state and the buffer it was given (no
- * Python object, no GIL), carries none of the guest's flags (made while this
- * thread has dropped them) and takes no signal.  Where it cannot be made, the
- * buffer is hashed here, as any other hash is.  A child of fork has no helper:
- * it makes its own. */
+ * A gathered buffer's host write and MD5 (~20 and ~100 us for 64 KiB) would be
+ * on the guest's critical path: the guest and this thread take turns on one CPU
+ * (a call is a round trip), and the other CPU is idle.  So each serving thread
+ * has a helper thread, made once, to which write_later() gives a buffer (after
+ * the one before is done): it writes it to its file, then hashes it in pieces
+ * of PIECE bytes, in order, while the guest runs on.  hashed() waits until the
+ * buffer is written and hashed, and does itself what the helper has not begun
+ * (the write, or the rest of the hash, while the helper writes): on a busy host
+ * the helper may not get a CPU soon, and the serving thread then waits at most
+ * for the step under way, never for the helper to be scheduled.  One piece is
+ * hashed at a time, by one thread or the other, so the state sees the bytes in
+ * order; a failed write's errno is hashed()'s HostIOError.  The helper touches
+ * nothing but the descriptor, the state and the buffer it was given (no Python
+ * object, no GIL), carries none of the guest's flags (made while this thread
+ * has dropped them) and takes no signal.  Where it cannot be made, the buffer
+ * is written and hashed here, as any other is.  A child of fork has no helper:
+ * it makes its own.
+ *
+ * The helper is also the run's watchdog where serve() waits in the RECV ioctl
+ * itself ("the wait", below): that wait ends only with a notification, a signal
+ * or the guest's end, so at the run's deadline the helper kills the guest
+ * (SIGKILL through its pidfd, as the supervisor's timeout does), and serve()
+ * says DEADLINE.  watch() arms it for a run, unwatch() disarms it before serve()
+ * returns (after which it never touches that pidfd); it kills only once
+ * CLOCK_MONOTONIC has reached the deadline (never earlier), and at most a step's
+ * writing or hashing later. */
 
 #define PIECE (16 << 10)
 
@@ -1028,13 +1062,42 @@ struct helper {
     pthread_cond_t work, done;
     int busy, hashing, quit;            /* busy: bytes given not yet hashed; hashing: a
                                            piece is being hashed (by either thread) */
-    struct md5 *md5;
+    int armed, fired, pidfd;            /* the watchdog: armed for pidfd's run; fired:
+                                           it killed the guest at the deadline */
+    double deadline, until;             /* until: the deadline it waits for (or INFINITY) */
+    struct md5 *md5;                    /* NULL: nothing to hash */
     const unsigned char *data;
     size_t n, at;                       /* data[at, n): not begun */
+    int fd, writing, err;               /* writing: UNWRITTEN, WRITING or 0 (written);
+                                           err: the write's errno */
+    long long offset;                   /* where (write_all's at) */
+    const char *call;                   /* the guest's call that gathered it (err's) */
     pthread_t thread;
 };
 
+enum { UNWRITTEN = 1, WRITING = 2 };
+
 static pthread_key_t helpers;           /* the serving thread's helper, ended with it */
+
+static void settle(struct helper *h)   /* (the lock held) a step of the buffer is done */
+{
+    if (h->at == h->n && !h->writing)
+        __atomic_store_n(&h->busy, 0, __ATOMIC_RELEASE);
+    pthread_cond_signal(&h->done);
+}
+
+/* Write the buffer (whichever thread comes first), with the lock held on entry and
+ * on return; its bytes are hashed after. */
+static void write_it(struct helper *h)
+{
+    h->writing = WRITING;
+    pthread_mutex_unlock(&h->lock);
+    int err = write_all(h->fd, h->offset, h->data, h->n);
+    pthread_mutex_lock(&h->lock);
+    h->err = err;
+    h->writing = 0;
+    settle(h);
+}
 
 /* Hash the next piece (the helper) or all the rest (the serving thread), with the
  * lock held on entry and on return. */
@@ -1048,9 +1111,35 @@ static void hash_next(struct helper *h, size_t most)
     md5_update(h->md5, p, take);
     pthread_mutex_lock(&h->lock);
     h->hashing = 0;
-    if (h->at == h->n)
-        __atomic_store_n(&h->busy, 0, __ATOMIC_RELEASE);
-    pthread_cond_signal(&h->done);
+    settle(h);
+}
+
+static double clock_now(void)           /* the helper's: it carries no flags */
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* Wait for work, or for the armed run's deadline (the lock held): the guest killed
+ * once CLOCK_MONOTONIC has reached it. */
+static void idle(struct helper *h)
+{
+    if (!h->armed) {
+        pthread_cond_wait(&h->work, &h->lock);
+        return;
+    }
+    if (clock_now() >= h->deadline) {
+        syscall(SYS_pidfd_send_signal, h->pidfd, SIGKILL, NULL, 0);
+        h->armed = 0;
+        h->fired = 1;
+        return;
+    }
+    double whole = floor(h->deadline);
+    struct timespec at = {(time_t)whole, (long)((h->deadline - whole) * 1e9)};
+    h->until = h->deadline;
+    pthread_cond_timedwait(&h->work, &h->lock, &at);
+    h->until = INFINITY;
 }
 
 static void *helping(void *arg)
@@ -1058,11 +1147,15 @@ static void *helping(void *arg)
     struct helper *h = arg;
     pthread_mutex_lock(&h->lock);
     for (;;) {
-        while ((h->at == h->n || h->hashing) && !h->quit)
-            pthread_cond_wait(&h->work, &h->lock);
+        while (h->writing != UNWRITTEN && (h->at == h->n || h->hashing || h->writing)
+               && !h->quit)
+            idle(h);
         if (h->quit)
             break;
-        hash_next(h, PIECE);
+        if (h->writing == UNWRITTEN)
+            write_it(h);
+        else
+            hash_next(h, PIECE);
     }
     pthread_mutex_unlock(&h->lock);
     return NULL;
@@ -1092,9 +1185,14 @@ static struct helper *new_helper(void)
     struct helper *h = calloc(1, sizeof *h);
     if (h == NULL)
         return NULL;
+    pthread_condattr_t monotonic;       /* the watchdog's deadline is CLOCK_MONOTONIC */
+    pthread_condattr_init(&monotonic);
+    pthread_condattr_setclock(&monotonic, CLOCK_MONOTONIC);
     pthread_mutex_init(&h->lock, NULL);
-    pthread_cond_init(&h->work, NULL);
+    pthread_cond_init(&h->work, &monotonic);
     pthread_cond_init(&h->done, NULL);
+    pthread_condattr_destroy(&monotonic);
+    h->until = INFINITY;
     sigset_t all, before;
     sigfillset(&all);
     int was = carried;
@@ -1115,34 +1213,77 @@ static struct helper *new_helper(void)
     return h;
 }
 
-static void hashed(void)
+/* Wait until the helper's buffer is written and hashed, doing what it has not
+ * begun: 0, or -1 with HostIOError set if its write failed. */
+static int hashed(void)
 {
     struct helper *h = pthread_getspecific(helpers);
     if (h == NULL || !__atomic_load_n(&h->busy, __ATOMIC_ACQUIRE))
-        return;
+        return 0;
     pthread_mutex_lock(&h->lock);
     while (h->busy) {
-        if (h->hashing)
+        if (h->writing == UNWRITTEN)
+            write_it(h);
+        else if (h->hashing || h->at == h->n)   /* (or the helper's write under way) */
             pthread_cond_wait(&h->done, &h->lock);
         else
             hash_next(h, h->n);
     }
+    int err = h->err;
+    h->err = 0;
+    pthread_mutex_unlock(&h->lock);
+    return err ? host_error(err, h->call) : 0;
+}
+
+/* This thread's helper, made if it has none yet: NULL where it cannot be made. */
+static struct helper *helper(void)
+{
+    struct helper *h = pthread_getspecific(helpers);
+    return h != NULL ? h : new_helper();
+}
+
+/* Arm the helper's watchdog for a run (its guest's pidfd and deadline): woken only
+ * if it waits for a later deadline (a run after another waits for none sooner). */
+static void watch(struct helper *h, int pidfd, double deadline)
+{
+    pthread_mutex_lock(&h->lock);
+    h->pidfd = pidfd;
+    h->deadline = deadline;
+    h->armed = 1;
+    h->fired = 0;
+    if (deadline < h->until)
+        pthread_cond_signal(&h->work);
     pthread_mutex_unlock(&h->lock);
 }
 
-/* 1: the helper hashes n bytes of data into m (hashed() waits for them); 0: there
- * is no helper (the caller hashes them). */
-static int hash_later(struct md5 *m, const unsigned char *data, size_t n)
+/* Disarm it (it touches the pidfd no more): whether it killed the guest. */
+static int unwatch(struct helper *h)
 {
-    struct helper *h = pthread_getspecific(helpers);
-    if (h == NULL && (h = new_helper()) == NULL)
-        return 0;
-    hashed();
     pthread_mutex_lock(&h->lock);
+    int fired = h->fired;
+    h->armed = h->fired = 0;
+    pthread_mutex_unlock(&h->lock);
+    return fired;
+}
+
+/* 1: the helper writes n bytes of data to fd (at: write_all's), then hashes them
+ * into m if not NULL (hashed() waits for both, after the buffer before: the caller
+ * has waited); 0: there is no helper (the caller writes and hashes them). */
+static int write_later(int fd, long long at, struct md5 *m, const unsigned char *data,
+                       size_t n, const char *call)
+{
+    struct helper *h = helper();
+    if (h == NULL)
+        return 0;
+    pthread_mutex_lock(&h->lock);
+    h->fd = fd;
+    h->offset = at;
     h->md5 = m;
     h->data = data;
     h->n = n;
-    h->at = 0;
+    h->at = m != NULL ? 0 : n;
+    h->call = call;
+    h->writing = UNWRITTEN;
     h->busy = 1;
     pthread_cond_signal(&h->work);
     pthread_mutex_unlock(&h->lock);
@@ -1241,6 +1382,26 @@ static double time_left(double deadline)
 
 #define POLLED 16       /* a run's waits with poll before serve() makes its epoll */
 
+/* The wait.  Where the kernel ends a blocked SECCOMP_IOCTL_NOTIF_RECV when the
+ * filter's last task exits (Linux 6.11: "seccomp: interrupt
+ * SECCOMP_IOCTL_NOTIF_RECV when all users have exited"), serve() waits in RECV
+ * itself: one system call less per mediated call than poll or epoll and RECV,
+ * and the wake-up is the one SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP puts on the
+ * guest's CPU (an epoll's wait is woken through the epoll's own queue, which
+ * drops that: the two then ran on different CPUs at each call).  RECV has no
+ * timeout: the helper's watchdog kills the guest at the deadline, which ends
+ * the wait.  Before 6.11 a guest that died outside a call would leave RECV
+ * blocked, so serve() polls the listener and the pidfd as before. */
+static int s_recv_waits;
+
+static int recv_waits(void)
+{
+    struct utsname u;
+    int major = 0, minor = 0;
+    return uname(&u) == 0 && sscanf(u.release, "%d.%d", &major, &minor) == 2
+           && (major > 6 || (major == 6 && minor >= 11));
+}
+
 /* An epoll of the listener (0) and the pidfd (1) for a run past its POLLED waits;
  * -1 where one cannot be made (the run polls on), -2 with an OSError set if adding
  * them failed otherwise. */
@@ -1301,6 +1462,9 @@ static PyObject *serve(PyObject *self, PyObject *args)
      * round trip, floor.c; an epoll made, filled and closed costs four system calls,
      * ~5-10 us here: more than a short run's waits save -- musl hello makes six) */
     int ep = -1, waits = 0;
+    struct helper *dog = s_recv_waits ? helper() : NULL;    /* NULL: poll (above) */
+    if (dog != NULL)
+        watch(dog, pidfd, deadline);
     if (!held || !carried)
         carry();                /* dropped at the end, whatever way out (but held) */
     int carrying = carried, rearms = REARMS;
@@ -1316,7 +1480,7 @@ static PyObject *serve(PyObject *self, PyObject *args)
             result = DEADLINE;  /* an answer not sent: the guest is killed in its call */
             break;
         }
-        if (ep < 0 && ++waits > POLLED && (ep = waiter(listener, pidfd)) == -2)
+        if (dog == NULL && ep < 0 && ++waits > POLLED && (ep = waiter(listener, pidfd)) == -2)
             break;
         /* one release of the GIL (the rdtsc tracer thread needs it) for the answer,
          * the wait and the next notification */
@@ -1327,7 +1491,14 @@ static PyObject *serve(PyObject *self, PyObject *args)
             send_err = errno;
         }
         int ms = (int)fmin(ceil(left * 1000), INT32_MAX);
-        if (ep < 0) {
+        if (dog != NULL) {
+            memset(&notif, 0, sizeof notif);
+            r = ioctl(listener, SECCOMP_IOCTL_NOTIF_RECV, &notif);
+            err = errno;
+            ready = 1;
+            fds[0].revents = r == 0 && notif.pid != 0 ? POLLIN : 0;
+            fds[1].revents = 0;
+        } else if (ep < 0) {
             ready = poll(fds, 2, ms);
             err = errno;
         } else {
@@ -1338,7 +1509,7 @@ static PyObject *serve(PyObject *self, PyObject *args)
             for (int i = 0; i < ready; i++)
                 fds[got[i].data.u32].revents = (short)got[i].events;
         }
-        if (ready > 0 && !fds[1].revents && (fds[0].revents & POLLIN)) {
+        if (dog == NULL && ready > 0 && !fds[1].revents && (fds[0].revents & POLLIN)) {
             memset(&notif, 0, sizeof notif);
             r = ioctl(listener, SECCOMP_IOCTL_NOTIF_RECV, &notif);
             err = errno;
@@ -1361,6 +1532,28 @@ static PyObject *serve(PyObject *self, PyObject *args)
         }
         if (ready == 0)
             continue;
+        if (dog != NULL && !fds[0].revents) {   /* RECV gave no call */
+            if (r < 0 && err == EINTR) {
+                if (PyErr_CheckSignals() < 0)
+                    break;
+                continue;
+            }
+            if (r < 0 && err != ENOENT) {
+                errno = err;
+                PyErr_SetFromErrno(PyExc_OSError);
+                break;
+            }
+            if (__atomic_load_n(&dog->fired, __ATOMIC_ACQUIRE)) {
+                result = DEADLINE;      /* the watchdog killed it */
+                break;
+            }
+            /* the guest has ended (RECV returns at once when the filter has no task)
+             * or a call was withdrawn (ENOENT: a signal ended it): poll says which;
+             * a call withdrawn, or a new one, and the next RECV waits or takes it */
+            if (poll(fds, 2, 0) <= 0 || !(fds[1].revents || (fds[0].revents & ~POLLIN)))
+                continue;
+            fds[0].revents &= ~POLLIN;  /* on to EXITED or HUNGUP, as after a poll */
+        }
         if ((fds[0].revents | fds[1].revents) & POLLNVAL) {     /* as epoll_ctl would */
             errno = EBADF;
             PyErr_SetFromErrno(PyExc_OSError);
@@ -1457,6 +1650,8 @@ static PyObject *serve(PyObject *self, PyObject *args)
         drop();
     if (ep >= 0)
         close(ep);
+    if (dog != NULL && unwatch(dog) && (result == EXITED || result == HUNGUP))
+        result = DEADLINE;      /* (the watchdog killed it just as the loop looked) */
     PyBuffer_Release(&out);
     return result < 0 ? NULL : PyLong_FromLong(result);
 }
@@ -1682,6 +1877,18 @@ static PyObject *hello(PyObject *self, PyObject *args)
     return Py_BuildValue("iiy#", pid, passed, data, (Py_ssize_t)n);
 }
 
+/* recv_waits([on]) -> whether serve() waits in RECV itself ("the wait"): on, if given,
+ * sets it (True only where the kernel can: tests run both waits). */
+static PyObject *py_recv_waits(PyObject *self, PyObject *args)
+{
+    int on = -1;
+    if (!PyArg_ParseTuple(args, "|p", &on))
+        return NULL;
+    if (on >= 0)
+        s_recv_waits = on && recv_waits();
+    return PyBool_FromLong(s_recv_waits);
+}
+
 static PyObject *caught(PyObject *self, PyObject *unused)
 {
     return PyLong_FromUnsignedLong(__atomic_load_n(&s_caught, __ATOMIC_RELAXED));
@@ -1717,6 +1924,9 @@ static PyMethodDef methods[] = {
     {"hello", hello, METH_VARARGS,
      "hello(fd, seconds) -> (sender's pid, descriptor passed or -1, its bytes): the next "
      "message of a template's socket, waited for with no clock read (TimeoutError)."},
+    {"recv_waits", py_recv_waits, METH_VARARGS,
+     "recv_waits([on]) -> whether serve() waits in the RECV ioctl (Linux 6.11), else with "
+     "poll and epoll; on: set it (True only where the kernel can)."},
     {"caught", caught, METH_NOARGS,
      "caught() -> how many rdtsc, rdtscp or cpuid of a serving thread the net let "
      "run again without the guest's flags (this process, so far)."},
@@ -1757,6 +1967,7 @@ PyMODINIT_FUNC PyInit__fastcall(void)
         return NULL;
     if (install_net() < 0)
         return PyErr_SetFromErrno(PyExc_OSError);
+    s_recv_waits = recv_waits();
     struct timespec tick;       /* 4 ms at HZ=250; none above 10 ms is trusted */
     if (clock_getres(CLOCK_MONOTONIC_COARSE, &tick) == 0 && tick.tv_sec == 0
             && tick.tv_nsec <= 10000000)
