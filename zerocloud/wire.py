@@ -343,6 +343,12 @@ _BUT_NAME = operator.attrgetter(*[f.name for f in fields(NodeSpec)][1:])
 # What a wildcard's nodes ``set`` each (``argv[0]`` and ``SCRIPT_NAME`` are a node's
 # name), and a spec's other fields, in order: what they share.
 _PER_NODE = frozenset(('name', 'argv', 'env'))
+# How many times an entry's JSON bytes a node's spec JSON may grow by over the shared
+# spec's when it sets ``_PER_NODE`` alone (``SharedSpec.fits``): a string's escapes
+# (``\uXXXX``, as a spec writes every character past ASCII) take at most 3 times the
+# bytes the entry gave it (UTF-8 or an escape), ``", "`` and ``": "`` twice a ``,`` or
+# ``:``, and an argv left empty is the node's name again: 2 x 3.
+ENTRY_GROWTH = 6
 SPEC_FIXED = operator.attrgetter(*[f.name for f in fields(NodeSpec)
                                    if f.name not in _PER_NODE])
 
@@ -475,6 +481,16 @@ class SharedSpec:
             if (value := getattr(spec, key)) != self.obj[key]:
                 size += len(_sorted_json(value)) - self.lengths[key]
         return size
+
+    def fits(self, entries_size: int) -> bool:
+        """Whether each entry of a ``batch/entries`` member of ``entries_size`` bytes whose
+        spec differs from this one in its name, argv and env alone makes a spec within
+        :data:`SPEC_LIMIT`, with no :meth:`spec_size` of its own (a third of the CPU of
+        reading an entry).  Such a spec's JSON is this one's with those three values
+        made JSON again, each at most :data:`ENTRY_GROWTH` times the entry's JSON of it."""
+        if self.size is None:
+            self.spec_size(self.spec)
+        return self.size + ENTRY_GROWTH * entries_size <= SPEC_LIMIT
 
     def changes(self, spec: NodeSpec) -> dict:
         """An entry's ``set``: the fields of ``spec`` that differ (one the shared spec

@@ -127,6 +127,28 @@ def test_a_wildcard_nodes_own_name_argv_and_env_read_as_a_whole_spec(changes: di
     assert shared.spec == base
 
 
+@pytest.mark.parametrize('changes', [
+    {'name': 'n'}, {'name': 'n', 'argv': []}, {'argv': [], 'name': '\U0001f600' * 9},
+    {'name': '\x01"\\', 'argv': ['\x02', '', '\u20ac' * 5], 'env': {'\x03': '\u00e9', '': ''}},
+    {'name': '\ud800', 'argv': [], 'env': {'K': '\U0001f600\x1f'}},
+])
+def test_a_wildcard_entrys_spec_grows_by_at_most_the_growth_of_its_json(
+        changes: dict) -> None:
+    """What ``SharedSpec.fits`` counts on: a node's spec that sets its name, argv and
+    env alone is larger than the shared one's by at most ``ENTRY_GROWTH`` times its
+    entry's JSON, written as short as a sender may (no escapes, no spaces), with
+    characters a spec escapes to 6 or 12 bytes and an argv left empty (its name again)."""
+    shared = wire.SharedSpec(wire.NodeSpec('n0', [], {}, (wire.DeviceSpec('stdin'),)))
+    entry = json.dumps({'device': 'd', 'partition': 0, 'object': '/a/c/o', 'set': changes},
+                       ensure_ascii=False, separators=(',', ':')).encode('utf-8', 'surrogatepass')
+    [got] = wire.read_entries(b'[' + entry + b']', shared)
+    grown = len(got.spec.to_json()) - len(shared.to_json())
+    assert grown <= wire.ENTRY_GROWTH * len(entry)
+    assert shared.spec_size(got.spec) == len(got.spec.to_json())
+    assert shared.fits(len(entry)) is (len(shared.to_json()) + wire.ENTRY_GROWTH * len(entry)
+                                       <= wire.SPEC_LIMIT)
+
+
 @pytest.mark.parametrize(('data', 'why'), [
     (b'[1]', 'batch entry: not a JSON object'),
     (b'{"device": "d", "partition": 1, "object": "/a/c"}', 'is not /<a>/<c>/<o>'),
