@@ -578,13 +578,35 @@ def local_env(path: str, headers) -> dict[str, str]:
     """ZeroCloud's ``LOCAL_*`` variables of the object ``/<a>/<c>/<o>`` (``path``,
     unquoted) from its metadata (``headers``: (name, native string) pairs): the
     same for every replica, like the object's data."""
-    env = {'LOCAL_OBJECT': 'on', 'LOCAL_PATH_INFO': quote(path)}
+    env = {'LOCAL_OBJECT': 'on',
+           'LOCAL_PATH_INFO': path if _QUOTED.fullmatch(path) else quote(path)}
     for name, value in headers:
-        key = name.lower()
-        if key in LOCAL_HEADERS or key.startswith('x-object-meta-'):
-            var = LOCAL_HEADERS.get(key) or 'LOCAL_HTTP_' + _ENV_UNSAFE.sub('_', name.upper())
+        var = _LOCAL_VARS.get(name, _UNKNOWN)
+        if var is _UNKNOWN:
+            var = _local_var(name)
+        if var is not None:
             env[var] = value
     return env
+
+
+_QUOTED = re.compile(r'[A-Za-z0-9_.~/-]*')  # what ``quote`` leaves as it is
+_UNKNOWN = object()
+_LOCAL_VARS: dict[str, str | None] = {}     # metadata name -> its LOCAL_ variable or None
+LOCAL_VARS = 1024                           # names kept (a batch's objects share theirs)
+
+
+def _local_var(name: str) -> str | None:
+    """The ``LOCAL_*`` variable of the metadata ``name`` (None: not one), kept: every
+    object of a batch has the same few names, each made lower case, looked up and
+    checked for a prefix per node before."""
+    key = name.lower()
+    var = None
+    if key in LOCAL_HEADERS or key.startswith('x-object-meta-'):
+        var = LOCAL_HEADERS.get(key) or 'LOCAL_HTTP_' + _ENV_UNSAFE.sub('_', name.upper())
+    if len(_LOCAL_VARS) >= LOCAL_VARS:
+        _LOCAL_VARS.clear()
+    _LOCAL_VARS[name] = var
+    return var
 
 
 class ReportError(WireError):

@@ -427,3 +427,20 @@ def test_sorted_json_is_json_dumps_with_sorted_keys(value) -> None:
     """The encoder made once for entries, reports and spec sizes (``wire._sorted_json``)
     writes what ``json.dumps(value, sort_keys=True)`` writes."""
     assert wire._sorted_json(value) == json.dumps(value, sort_keys=True)
+
+
+@pytest.mark.parametrize('path', ['/a/c/o', '/AUTH_t/c/dir/x-1_2.~txt', '/a/c/o ü?&#%',
+                                  '/a/c/\U0001f600'])
+def test_an_objects_local_env_is_its_metadatas_whatever_was_seen_before(path: str) -> None:
+    """``local_env``: the ``LOCAL_*`` variables as the rules say (names in any case, the
+    path quoted), the same the second time a name comes (kept) as the first."""
+    headers = [('Content-Type', 'text/plain'), ('content-length', '3'), ('ETag', 'e'),
+               ('X-Timestamp', '1.0'), ('X-Object-Meta-Colour', 'red'), ('name', path),
+               ('x-object-meta-a.b', 'c'), ('X-Other', 'no')]
+    from urllib.parse import quote
+    want = {'LOCAL_OBJECT': 'on', 'LOCAL_PATH_INFO': quote(path),
+            'LOCAL_CONTENT_TYPE': 'text/plain', 'LOCAL_CONTENT_LENGTH': '3',
+            'LOCAL_HTTP_ETAG': 'e', 'LOCAL_HTTP_X_TIMESTAMP': '1.0',
+            'LOCAL_HTTP_X_OBJECT_META_COLOUR': 'red', 'LOCAL_HTTP_X_OBJECT_META_A_B': 'c'}
+    assert wire.local_env(path, headers) == want
+    assert wire.local_env(path, headers) == want
