@@ -356,6 +356,7 @@ class BatchRun:
         self.node_helper = None                 # the NodeRun of every node (``helper``)
         self.plan: tuple | None = None          # the last node's devices' (``NodeRun.plan``)
         self.plan_of: tuple | None = None       # those devices
+        self.layout: object = None              # the Run.layout of the nodes it lays out
         self.null = None                        # /dev/null, open for the batch's nodes
         self.shared: wire.SharedSpec | None = None      # its batch/spec
         self.fitting: list[bool] = []   # per entry: its member's size says it fits (prepare)
@@ -484,11 +485,11 @@ class BatchRun:
                 if any(step.kind == LINK for step in plan):
                     raise HTTPBadRequest(body=f'bad batch request: node {spec.name} reads a '
                                               'link: send it alone\n')
-                self.plan = plan
+                self.plan, self.layout = plan, object()
             channels, node.outputs = helper.lay(self.plan, node.reader,
                                                 self.outputs.spares.disk_tmp, node.opened, {})
             node.run = Run(self.program(helper, spec), channels, spec.argv, env, limits,
-                           spec.seed, spec.epoch, engine)
+                           spec.seed, spec.epoch, engine, self.layout)
         except BaseException:
             node.close(self.outputs)
             raise
