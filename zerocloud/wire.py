@@ -345,6 +345,12 @@ _BUT_NAME = operator.attrgetter(*[f.name for f in fields(NodeSpec)][1:])
 # What a wildcard's nodes ``set`` each (``argv[0]`` and ``SCRIPT_NAME`` are a node's
 # name), and a spec's other fields, in order: what they share.
 _PER_NODE = frozenset(('name', 'argv', 'env'))
+# How many times an entry's JSON bytes a node's spec JSON may grow by over the shared
+# spec's when it sets ``_PER_NODE`` alone (``SharedSpec.fits``): a string's escapes
+# (``\uXXXX``, as a spec writes every character past ASCII) take at most 3 times the
+# bytes the entry gave it (UTF-8 or an escape), ``", "`` and ``": "`` twice a ``,`` or
+# ``:``, and an argv left empty is the node's name again: 2 x 3.
+ENTRY_GROWTH = 6
 SPEC_FIXED = operator.attrgetter(*[f.name for f in fields(NodeSpec)
                                    if f.name not in _PER_NODE])
 
@@ -478,6 +484,16 @@ class SharedSpec:
                 size += len(_sorted_json(value)) - self.lengths[key]
         return size
 
+    def fits(self, entries_size: int) -> bool:
+        """Whether each entry of a ``batch/entries`` member of ``entries_size`` bytes whose
+        spec differs from this one in its name, argv and env alone makes a spec within
+        :data:`SPEC_LIMIT`, with no :meth:`spec_size` of its own (a third of the CPU of
+        reading an entry).  Such a spec's JSON is this one's with those three values
+        made JSON again, each at most :data:`ENTRY_GROWTH` times the entry's JSON of it."""
+        if self.size is None:
+            self.spec_size(self.spec)
+        return self.size + ENTRY_GROWTH * entries_size <= SPEC_LIMIT
+
     def changes(self, spec: NodeSpec) -> dict:
         """An entry's ``set``: the fields of ``spec`` that differ (one the shared spec
         has and ``spec`` leaves out is null: its default)."""
@@ -564,13 +580,35 @@ def local_env(path: str, headers) -> dict[str, str]:
     """ZeroCloud's ``LOCAL_*`` variables of the object ``/<a>/<c>/<o>`` (``path``,
     unquoted) from its metadata (``headers``: (name, native string) pairs): the
     same for every replica, like the object's data."""
-    env = {'LOCAL_OBJECT': 'on', 'LOCAL_PATH_INFO': quote(path)}
+    env = {'LOCAL_OBJECT': 'on',
+           'LOCAL_PATH_INFO': path if _QUOTED.fullmatch(path) else quote(path)}
     for name, value in headers:
-        key = name.lower()
-        if key in LOCAL_HEADERS or key.startswith('x-object-meta-'):
-            var = LOCAL_HEADERS.get(key) or 'LOCAL_HTTP_' + _ENV_UNSAFE.sub('_', name.upper())
+        var = _LOCAL_VARS.get(name, _UNKNOWN)
+        if var is _UNKNOWN:
+            var = _local_var(name)
+        if var is not None:
             env[var] = value
     return env
+
+
+_QUOTED = re.compile(r'[A-Za-z0-9_.~/-]*')  # what ``quote`` leaves as it is
+_UNKNOWN = object()
+_LOCAL_VARS: dict[str, str | None] = {}     # metadata name -> its LOCAL_ variable or None
+LOCAL_VARS = 1024                           # names kept (a batch's objects share theirs)
+
+
+def _local_var(name: str) -> str | None:
+    """The ``LOCAL_*`` variable of the metadata ``name`` (None: not one), kept: every
+    object of a batch has the same few names, each made lower case, looked up and
+    checked for a prefix per node before."""
+    key = name.lower()
+    var = None
+    if key in LOCAL_HEADERS or key.startswith('x-object-meta-'):
+        var = LOCAL_HEADERS.get(key) or 'LOCAL_HTTP_' + _ENV_UNSAFE.sub('_', name.upper())
+    if len(_LOCAL_VARS) >= LOCAL_VARS:
+        _LOCAL_VARS.clear()
+    _LOCAL_VARS[name] = var
+    return var
 
 
 class ReportError(WireError):

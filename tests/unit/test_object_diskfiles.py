@@ -353,3 +353,21 @@ def test_metadata_unpickles_as_swifts_unpickle_does() -> None:
         cases.append(data)
     for data in cases:
         assert outcome(_Whole(data)) == outcome(data), data[:80]
+
+
+@pytest.mark.parametrize('names', [('a', 'c', 'o'), ('AUTH_t', 'c é', 'd/ü/\U0001f600.txt'),
+                                   ('a', '', 'o'), ('', 'c', 'o'), ('a', 'c', ''),
+                                   ('a', 'c', '\udc80')])
+def test_an_objects_hash_is_swifts(names: tuple[str, str, str]) -> None:
+    """``object_hash``: Swift's ``hash_path`` of an object, the same digest, or the
+    same error (a name left empty, a name that is no UTF-8)."""
+    from swift.common.utils import hash_path
+
+    from zerocloud.object.diskfiles import object_hash
+    try:
+        want = hash_path(*names)
+    except (ValueError, UnicodeError) as e:
+        with pytest.raises(type(e), match=str(e)[:20]):
+            object_hash(*names)
+    else:
+        assert object_hash(*names) == want

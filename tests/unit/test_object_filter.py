@@ -488,6 +488,27 @@ def test_a_batch_spec_over_the_limit_is_a_413_naming_it(mw, form: str) -> None:
     assert mw.admission.total == 0
 
 
+def test_a_batch_of_small_entries_sizes_no_nodes_spec(mw, guest, monkeypatch) -> None:
+    """Entries whose member is far below the limit (``SharedSpec.fits``) are not sized
+    one by one; a node whose spec differs in more than its name, argv and env still is."""
+    devices = (wire.DeviceSpec('stdin', 'r', source='local'), wire.DeviceSpec('stdout', 'w'))
+    node = wire.NodeSpec('n0', ['wc'], devices=devices)
+    specs = [node, replace(node, name='n1', argv=['wc', 'x']), replace(node, env={'A': 'b'}),
+             replace(node, name='n3', devices=(*devices, wire.DeviceSpec('y', 'w')))]
+    for i in range(len(specs)):
+        put(mw, f'/sda1/0/a/c/o{i}')
+    sized = []
+    spec_size = wire.SharedSpec.spec_size
+    monkeypatch.setattr(wire.SharedSpec, 'spec_size',
+                        lambda self, spec: sized.append(spec.name) or spec_size(self, spec))
+    resp = batch_request(mw, [wire.BatchEntry('sda1', 0, f'/a/c/o{i}', spec)
+                              for i, spec in enumerate(specs)], guest('wc').read_bytes())
+    assert resp.status_int == 200, resp.body
+    members = untar(resp.body)          # (the nodes run as the answer is read)
+    assert all(json.loads(members[f'{i}/report.json'])['status'] == 'ok' for i in range(4))
+    assert [n for n in sized if n != 'n0'] == ['n3']       # n0: the shared spec's own size
+
+
 def test_a_batch_entry_whose_merged_spec_is_over_the_limit_is_a_413_as_alone(
         mw, guest, monkeypatch) -> None:
     """An entry's spec, merged (``batch/spec`` and its ``set``), over what a server

@@ -136,6 +136,30 @@ def test_what_a_batch_s_nodes_share_crosses_once_per_worker(pair) -> None:
                 os.close(f)
 
 
+def test_runs_whose_channels_differ_in_more_than_descriptors_get_a_shape_each() -> None:
+    """A run's shape is its own when any field of a channel but its descriptor differs
+    (a system image or not too: its shape said otherwise before); runs of one
+    ``layout`` (the caller's promise: descriptors alone differ) share the first's."""
+    def image(fd: int, system: bool) -> Run:
+        run = _node(0, (fd, fd + 1))
+        run.channels.append(ChannelSpec('/dev/python3', fd + 2, READ, random=True,
+                                        mount='/', system=system))
+        return run
+    shapes = zvm_pool._Shapes()
+    runs = [image(10, True), image(20, False), image(30, False), image(40, True)]
+    assert [len(e) for e in _entries(shapes.request(b'M', runs, 'virtualize', {}))] == [
+        6, 6, 5, 5]
+    assert [e[-1]['channels'][-1].get('system') for e in _entries(
+        zvm_pool._Shapes().request(b'M', runs[:2], 'virtualize', {}))] == [True, None]
+    layout, other = object(), object()
+    laid = [_node(i, (i, i + 1)) for i in range(4)]
+    for run, token in zip(laid, (layout, layout, other, layout), strict=True):
+        run.layout = token
+    entries = _entries(shapes.request(b'M', laid, 'virtualize', {}))
+    assert [len(e) for e in entries] == [6, 5, 6, 5]
+    assert entries[1][0] == entries[3][0] == entries[0][0] != entries[2][0]
+
+
 def test_more_shapes_than_a_worker_keeps_still_reach_it_whole(pair) -> None:
     """A request of more distinct shapes than SHAPES, then the first again: the
     numbers are reused in order, and each run still gets its own shape."""

@@ -127,6 +127,28 @@ def test_a_wildcard_nodes_own_name_argv_and_env_read_as_a_whole_spec(changes: di
     assert shared.spec == base
 
 
+@pytest.mark.parametrize('changes', [
+    {'name': 'n'}, {'name': 'n', 'argv': []}, {'argv': [], 'name': '\U0001f600' * 9},
+    {'name': '\x01"\\', 'argv': ['\x02', '', '\u20ac' * 5], 'env': {'\x03': '\u00e9', '': ''}},
+    {'name': '\ud800', 'argv': [], 'env': {'K': '\U0001f600\x1f'}},
+])
+def test_a_wildcard_entrys_spec_grows_by_at_most_the_growth_of_its_json(
+        changes: dict) -> None:
+    """What ``SharedSpec.fits`` counts on: a node's spec that sets its name, argv and
+    env alone is larger than the shared one's by at most ``ENTRY_GROWTH`` times its
+    entry's JSON, written as short as a sender may (no escapes, no spaces), with
+    characters a spec escapes to 6 or 12 bytes and an argv left empty (its name again)."""
+    shared = wire.SharedSpec(wire.NodeSpec('n0', [], {}, (wire.DeviceSpec('stdin'),)))
+    entry = json.dumps({'device': 'd', 'partition': 0, 'object': '/a/c/o', 'set': changes},
+                       ensure_ascii=False, separators=(',', ':')).encode('utf-8', 'surrogatepass')
+    [got] = wire.read_entries(b'[' + entry + b']', shared)
+    grown = len(got.spec.to_json()) - len(shared.to_json())
+    assert grown <= wire.ENTRY_GROWTH * len(entry)
+    assert shared.spec_size(got.spec) == len(got.spec.to_json())
+    assert shared.fits(len(entry)) is (len(shared.to_json()) + wire.ENTRY_GROWTH * len(entry)
+                                       <= wire.SPEC_LIMIT)
+
+
 @pytest.mark.parametrize(('data', 'why'), [
     (b'[1]', 'batch entry: not a JSON object'),
     (b'{"device": "d", "partition": 1, "object": "/a/c"}', 'is not /<a>/<c>/<o>'),
@@ -405,3 +427,20 @@ def test_sorted_json_is_json_dumps_with_sorted_keys(value) -> None:
     """The encoder made once for entries, reports and spec sizes (``wire._sorted_json``)
     writes what ``json.dumps(value, sort_keys=True)`` writes."""
     assert wire._sorted_json(value) == json.dumps(value, sort_keys=True)
+
+
+@pytest.mark.parametrize('path', ['/a/c/o', '/AUTH_t/c/dir/x-1_2.~txt', '/a/c/o ü?&#%',
+                                  '/a/c/\U0001f600'])
+def test_an_objects_local_env_is_its_metadatas_whatever_was_seen_before(path: str) -> None:
+    """``local_env``: the ``LOCAL_*`` variables as the rules say (names in any case, the
+    path quoted), the same the second time a name comes (kept) as the first."""
+    headers = [('Content-Type', 'text/plain'), ('content-length', '3'), ('ETag', 'e'),
+               ('X-Timestamp', '1.0'), ('X-Object-Meta-Colour', 'red'), ('name', path),
+               ('x-object-meta-a.b', 'c'), ('X-Other', 'no')]
+    from urllib.parse import quote
+    want = {'LOCAL_OBJECT': 'on', 'LOCAL_PATH_INFO': quote(path),
+            'LOCAL_CONTENT_TYPE': 'text/plain', 'LOCAL_CONTENT_LENGTH': '3',
+            'LOCAL_HTTP_ETAG': 'e', 'LOCAL_HTTP_X_TIMESTAMP': '1.0',
+            'LOCAL_HTTP_X_OBJECT_META_COLOUR': 'red', 'LOCAL_HTTP_X_OBJECT_META_A_B': 'c'}
+    assert wire.local_env(path, headers) == want
+    assert wire.local_env(path, headers) == want

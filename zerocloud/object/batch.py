@@ -356,8 +356,10 @@ class BatchRun:
         self.node_helper = None                 # the NodeRun of every node (``helper``)
         self.plan: tuple | None = None          # the last node's devices' (``NodeRun.plan``)
         self.plan_of: tuple | None = None       # those devices
+        self.layout: object = None              # the Run.layout of the nodes it lays out
         self.null = None                        # /dev/null, open for the batch's nodes
         self.shared: wire.SharedSpec | None = None      # its batch/spec
+        self.fitting: list[bool] = []   # per entry: its member's size says it fits (prepare)
         self.blocks = req.headers.get(wire.READS_REPORTS) == '1'    # answer in batch/reports
 
     def execute(self) -> Response:
@@ -423,12 +425,16 @@ class BatchRun:
                 elif name == wire.BATCH_ENTRIES:
                     if f.left > wire.ENTRIES_LIMIT:
                         raise wire.WireError(f'{name} larger than {wire.ENTRIES_LIMIT} bytes')
-                    entries += wire.read_entries(f.read(), shared)
+                    fits = shared is not None and shared.fits(f.left)
+                    got = wire.read_entries(f.read(), shared)
+                    entries += got
+                    self.fitting += [fits] * len(got)
                     if len(entries) > count:
                         raise wire.WireError(f'more than the {count} nodes {wire.BATCH} says')
                 elif name == f'{wire.BATCH_PREFIX}{len(entries)}' and len(entries) < count:
                     # a proxy of before batch/entries: an entry a member
                     entries.append(wire.BatchEntry.from_json(read_spec(f, name), shared))
+                    self.fitting.append(False)
                 else:
                     raise wire.WireError(f'unexpected member {name}')
         except wire.TooLarge:
@@ -459,10 +465,12 @@ class BatchRun:
         if helper is None:              # no state of a node: one for them all
             helper = self.node_helper = self.helper()
             helper.null_fd = self.null_fd
-        size = (self.shared.spec_size(entry.spec) if self.shared is not None
-                else len(entry.spec.to_json()))
-        if size > wire.SPEC_LIMIT:          # as it would be alone (node.json): 413
-            raise HTTPRequestEntityTooLarge(body=f'{wire.spec_too_large(size)}\n')
+        shared = self.shared
+        if not (self.fitting[index] and wire.SPEC_FIXED(entry.spec) == shared.fixed):
+            size = (shared.spec_size(entry.spec) if shared is not None
+                    else len(entry.spec.to_json()))
+            if size > wire.SPEC_LIMIT:          # as it would be alone (node.json): 413
+                raise HTTPRequestEntityTooLarge(body=f'{wire.spec_too_large(size)}\n')
         node = _Node(index, entry, time.monotonic())
         try:
             node.reader = helper.open_local(entry.device, str(entry.partition), account,
@@ -477,11 +485,11 @@ class BatchRun:
                 if any(step.kind == LINK for step in plan):
                     raise HTTPBadRequest(body=f'bad batch request: node {spec.name} reads a '
                                               'link: send it alone\n')
-                self.plan = plan
+                self.plan, self.layout = plan, object()
             channels, node.outputs = helper.lay(self.plan, node.reader,
                                                 self.outputs.spares.disk_tmp, node.opened, {})
             node.run = Run(self.program(helper, spec), channels, spec.argv, env, limits,
-                           spec.seed, spec.epoch, engine)
+                           spec.seed, spec.epoch, engine, self.layout)
         except BaseException:
             node.close(self.outputs)
             raise

@@ -175,6 +175,7 @@ TAIL_PAUSE, TAIL_PAUSE_MAX = 0.002, 0.02    # seconds between looks at growing o
 # Metadata of encrypted objects: their data file is ciphertext (the proxy decrypts).
 CRYPTO = ('X-Object-Sysmeta-Crypto-Body-Meta',)
 _NOT_LOCAL = (*NOT_PLAIN, *CRYPTO)     # metadata of objects a node cannot read in place
+_NOT_LOCAL_KEYS = frozenset(_NOT_LOCAL)
 
 
 class _Removal:
@@ -480,7 +481,8 @@ class NodeRun:
                                     f'({type(e).__name__})\n') from None
         metadata = disk_file.get_metadata()
         reader = disk_file.reader()
-        kind = next((key for key in _NOT_LOCAL if key in metadata), None)
+        kind = None if _NOT_LOCAL_KEYS.isdisjoint(metadata) else next(
+            key for key in _NOT_LOCAL if key in metadata)
         size = int(metadata['Content-Length'])
         if kind or size > self.config.max_input:
             reader.close()
