@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from urllib.parse import quote
 
 import pytest
+from cluster_limits import JOB_MAX_OUTPUT
 from swiftclient import ClientException, Connection
 from swiftclient.client import get_auth
 
@@ -30,9 +31,6 @@ from zerocloud.devcluster import USERS, DevCluster
 # replica: test_entry_points stops one to keep a job running past it.  A running job's
 # state is lost after three heartbeats without an update (15 s: 3 s is a stall a loaded
 # machine's proxy may have, and a result read then said 'lost').
-# What one job's outputs may hold on the proxy: above the largest job's of these tests
-# (two outputs of 12 MiB, test_large_outputs), below three of them (its test of the limit).
-JOB_MAX_OUTPUT = 32 << 20
 PROXY_CONF = ('[filter:zerocloud]\ninteractive_timeout = 3\nchain_timeout = 10\n'
               f'deferred_heartbeat = 5\nzerovm_job_maxoutput = {JOB_MAX_OUTPUT}\n')
 # Short listing pages (Swift's default: 10,000), so that a job reads several pages

@@ -307,10 +307,11 @@ def test_a_sessions_commands_exit_as_it_shows(doc: str, home: Path, tmp_path: Pa
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             timeout=900)
     exits = {int(n): int(code) for n, code in re.findall(r'@@exit (\d+) (\d+)', result.stdout)}
+    said = re.split(r'@@exit \d+ \d+\n', result.stdout)    # said[n]: command n's output
     wrong = [f'{doc}:{line}: `{command.splitlines()[0]}` exited {exits.get(n)}, the doc '
-             f'shows {shown}' for n, (line, command, shown) in enumerate(commands)
-             if exits.get(n) != shown]
-    assert not wrong, '\n'.join(wrong) + '\n' + '\n'.join(result.stdout.splitlines()[-60:])
+             f'shows {shown}; it said:\n{said[n] if n < len(said) else ""}'
+             for n, (line, command, shown) in enumerate(commands) if exits.get(n) != shown]
+    assert not wrong, '\n'.join(wrong) + '\n' + '\n'.join(result.stdout.splitlines()[-20:])
 
 
 def test_a_sessions_commands_and_the_exits_they_show(tmp_path: Path) -> None:

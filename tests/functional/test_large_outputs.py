@@ -15,6 +15,7 @@ import time
 
 import pytest
 import requests
+from cluster_limits import JOB_MAX_OUTPUT
 from swiftclient import ClientException, Connection
 
 BLOCK = 65536
@@ -112,7 +113,6 @@ def test_a_job_whose_outputs_pass_its_budget_is_stopped_with_a_413(
         conn: Connection, make_container, make_object, emit, wildcard: bool) -> None:
     """Three outputs of 12 MiB over the cluster's zerovm_job_maxoutput (32 MiB): nodes
     sent alone, or a wildcard's in a batch; nothing stored, the next job whole."""
-    from conftest import JOB_MAX_OUTPUT
     container = make_container()
     if wildcard:
         for i in range(3):
