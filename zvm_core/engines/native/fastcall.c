@@ -463,8 +463,9 @@ static int serve_clock(struct ctx *c, const struct seccomp_notif *n, long long *
  * thread of this one ("writing and hashing off the serving thread", below),
  * which writes it to its file and hashes it (the etag's ~1.5 us a KiB) on the
  * other CPU while the guest runs on; the next bytes are gathered in a second
- * buffer.  Every other host write or read and hash is done here, after the
- * helper's: release() waits for the helper before any Python code runs, so
+ * buffer.  Every other host write and hash, and every read but a read-ahead
+ * (of a read-only file no other chan has: never one the helper writes, fill_chan),
+ * is done here, after the helper's: release() waits for the helper before any Python code runs, so
  * Python sees the file and each state as if they had been updated call by
  * call. */
 
@@ -551,12 +552,16 @@ static int write_all(int fd, long long at, const unsigned char *data, size_t n)
 /* Write the buffered bytes to their file and hash them (later: a full buffer, on
  * the helper thread if there is one), after the helper's buffer before them: 0, or
  * -1 with HostIOError (errno, strerror) set: the bytes were acknowledged to the
- * guest, so the run ends as the personality ends it when a host write fails. */
+ * guest, so the run ends as the personality ends it when a host write fails.  A
+ * failed write of the helper's drops the bytes gathered after it (never written:
+ * no hole in the file, and nothing left for a later flush). */
 static int flush(struct cache *k, int later)
 {
-    if (hashed() < 0)                   /* the spare buffer is free, the file current */
+    if (hashed() < 0) {                 /* the spare buffer is free, the file current */
+        k->fill = 0;
         return -1;
-    if (k->fill == 0)
+    }
+    if (k->fill == 0 || k->out < 0)
         return 0;
     struct chan *ch = &k->chans[k->out];
     size_t n = k->fill;
@@ -622,6 +627,7 @@ static int release(struct cache *k)
     }
     k->nchans = k->nslots = 0;
     k->out = -1;
+    k->fill = 0;                        /* (written, or dropped with its failure) */
     if (type != NULL) {
         PyErr_Clear();
         PyErr_Restore(type, value, tb);
@@ -1053,9 +1059,20 @@ static void carry(void)
  * says DEADLINE.  watch() arms it for a run, unwatch() disarms it before serve()
  * returns (after which it never touches that pidfd); it kills only once
  * CLOCK_MONOTONIC has reached the deadline (never earlier), and at most a step's
- * writing or hashing later. */
+ * writing or hashing later.  Should the kill fail, it interrupts the serving
+ * thread's RECV instead (WAKE, a handled no-op signal: EINTR), every NUDGE
+ * seconds until unwatch(), and serve() sees the deadline itself. */
 
 #define PIECE (16 << 10)
+#define WAKE (SIGRTMAX - 1)
+#define NUDGE 0.01
+
+static int s_wakes;                     /* WAKE's handler is ours (installed at import) */
+
+static void woken(int sig)
+{
+    (void)sig;                          /* only to end a system call with EINTR */
+}
 
 struct helper {
     pthread_mutex_t lock;
@@ -1065,6 +1082,7 @@ struct helper {
     int armed, fired, pidfd;            /* the watchdog: armed for pidfd's run; fired:
                                            it killed the guest at the deadline */
     double deadline, until;             /* until: the deadline it waits for (or INFINITY) */
+    pthread_t server;                   /* the serving thread of the armed run */
     struct md5 *md5;                    /* NULL: nothing to hash */
     const unsigned char *data;
     size_t n, at;                       /* data[at, n): not begun */
@@ -1129,15 +1147,22 @@ static void idle(struct helper *h)
         pthread_cond_wait(&h->work, &h->lock);
         return;
     }
-    if (clock_now() >= h->deadline) {
-        syscall(SYS_pidfd_send_signal, h->pidfd, SIGKILL, NULL, 0);
-        h->armed = 0;
-        h->fired = 1;
-        return;
+    double now = clock_now(), until = h->deadline;
+    if (now >= h->deadline) {
+        if (syscall(SYS_pidfd_send_signal, h->pidfd, SIGKILL, NULL, 0) == 0) {
+            h->armed = 0;
+            __atomic_store_n(&h->fired, 1, __ATOMIC_RELEASE);
+            return;
+        }
+        if (!s_wakes || pthread_kill(h->server, WAKE) != 0) {
+            h->armed = 0;               /* (no way to end the wait: as before) */
+            return;
+        }
+        until = now + NUDGE;            /* again, until serve() unwatches */
     }
-    double whole = floor(h->deadline);
-    struct timespec at = {(time_t)whole, (long)((h->deadline - whole) * 1e9)};
-    h->until = h->deadline;
+    double whole = floor(until);
+    struct timespec at = {(time_t)whole, (long)((until - whole) * 1e9)};
+    h->until = until;
     pthread_cond_timedwait(&h->work, &h->lock, &at);
     h->until = INFINITY;
 }
@@ -1218,8 +1243,10 @@ static struct helper *new_helper(void)
 static int hashed(void)
 {
     struct helper *h = pthread_getspecific(helpers);
-    if (h == NULL || !__atomic_load_n(&h->busy, __ATOMIC_ACQUIRE))
+    if (h == NULL)
         return 0;
+    if (!__atomic_load_n(&h->busy, __ATOMIC_ACQUIRE))
+        return h->err ? host_error(h->err, h->call) : 0;
     pthread_mutex_lock(&h->lock);
     while (h->busy) {
         if (h->writing == UNWRITTEN)
@@ -1230,9 +1257,20 @@ static int hashed(void)
             hash_next(h, h->n);
     }
     int err = h->err;
-    h->err = 0;
     pthread_mutex_unlock(&h->lock);
     return err ? host_error(err, h->call) : 0;
+}
+
+/* A run begins: a failed write of the helper's in a run before is forgotten (within
+ * a run it stays: every later hashed() fails, and nothing more is written). */
+static void fresh(void)
+{
+    struct helper *h = pthread_getspecific(helpers);
+    if (h == NULL)
+        return;
+    pthread_mutex_lock(&h->lock);
+    h->err = 0;
+    pthread_mutex_unlock(&h->lock);
 }
 
 /* This thread's helper, made if it has none yet: NULL where it cannot be made. */
@@ -1249,8 +1287,9 @@ static void watch(struct helper *h, int pidfd, double deadline)
     pthread_mutex_lock(&h->lock);
     h->pidfd = pidfd;
     h->deadline = deadline;
+    h->server = pthread_self();
     h->armed = 1;
-    h->fired = 0;
+    __atomic_store_n(&h->fired, 0, __ATOMIC_RELEASE);
     if (deadline < h->until)
         pthread_cond_signal(&h->work);
     pthread_mutex_unlock(&h->lock);
@@ -1261,7 +1300,8 @@ static int unwatch(struct helper *h)
 {
     pthread_mutex_lock(&h->lock);
     int fired = h->fired;
-    h->armed = h->fired = 0;
+    h->armed = 0;
+    __atomic_store_n(&h->fired, 0, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&h->lock);
     return fired;
 }
@@ -1462,6 +1502,7 @@ static PyObject *serve(PyObject *self, PyObject *args)
      * round trip, floor.c; an epoll made, filled and closed costs four system calls,
      * ~5-10 us here: more than a short run's waits save -- musl hello makes six) */
     int ep = -1, waits = 0;
+    fresh();
     struct helper *dog = s_recv_waits ? helper() : NULL;    /* NULL: poll (above) */
     if (dog != NULL)
         watch(dog, pidfd, deadline);
@@ -1496,7 +1537,8 @@ static PyObject *serve(PyObject *self, PyObject *args)
             r = ioctl(listener, SECCOMP_IOCTL_NOTIF_RECV, &notif);
             err = errno;
             ready = 1;
-            fds[0].revents = r == 0 && notif.pid != 0 ? POLLIN : 0;
+            fds[0].revents = r == 0 ? POLLIN : 0;  /* (pid 0: a task outside our pid
+                                                      namespace, still a call to answer) */
             fds[1].revents = 0;
         } else if (ep < 0) {
             ready = poll(fds, 2, ms);
@@ -1968,6 +2010,12 @@ PyMODINIT_FUNC PyInit__fastcall(void)
     if (install_net() < 0)
         return PyErr_SetFromErrno(PyExc_OSError);
     s_recv_waits = recv_waits();
+    struct sigaction wake;              /* WAKE: taken only if no one else uses it */
+    if (sigaction(WAKE, NULL, &wake) == 0 && wake.sa_handler == SIG_DFL) {
+        struct sigaction sa = {.sa_handler = woken};    /* no SA_RESTART: EINTR */
+        sigemptyset(&sa.sa_mask);
+        s_wakes = sigaction(WAKE, &sa, NULL) == 0;
+    }
     struct timespec tick;       /* 4 ms at HZ=250; none above 10 ms is trusted */
     if (clock_getres(CLOCK_MONOTONIC_COARSE, &tick) == 0 && tick.tv_sec == 0
             && tick.tv_nsec <= 10000000)
