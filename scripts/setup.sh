@@ -14,18 +14,27 @@ command -v curl >/dev/null || need+=(curl)         # the docs' commands use it
 [ -f /usr/lib/python3.11/config-3.11-x86_64-linux-gnu/libpython3.11.a ] || need+=(libpython3.11-dev)
 [ -f /usr/include/expat.h ] || need+=(libexpat1-dev)
 [ -f /usr/include/zlib.h ] || need+=(zlib1g-dev)
-python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)   # Debian's python3 comes without
+# A venv's python3 is not Debian's: its pip comes from ensurepip, not apt's python3-pip
+in_venv=$(python3 -c 'import sys; print(int(sys.prefix != sys.base_prefix))')
+python3 -m pip --version >/dev/null 2>&1 || [ "$in_venv" = 1 ] ||
+    need+=(python3-pip)                          # Debian's python3 comes without
 if [ ${#need[@]} -gt 0 ]; then
     SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
     export DEBIAN_FRONTEND=noninteractive
     $SUDO apt-get update -qq
     $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
+if [ "$in_venv" = 1 ]; then python3 -m pip --version >/dev/null 2>&1 || python3 -m ensurepip -q; fi
 # Debian's own python3 refuses pip installs (PEP 668, "externally-managed-environment"):
 # this machine is being set up for ZeroCloud, so its package goes into that Python anyway.
-if python3 -c 'import os, sys, sysconfig
-sys.exit(sys.prefix != sys.base_prefix or   # a venv is never
-         not os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")))'; then
+# It says so: a system Python (Ubuntu 24.04's too) gets the package without asking.
+managed=$(python3 -c 'import os, sys, sysconfig
+if sys.prefix == sys.base_prefix and os.path.exists(   # a venv is never
+        os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")):
+    print(sys.executable, sys.version.split()[0])')
+if [ -n "$managed" ]; then
+    echo "setup.sh: installing into the system's externally-managed Python $managed" \
+         "(PIP_BREAK_SYSTEM_PACKAGES=1; activate a venv first to keep it apart)" >&2
     export PIP_BREAK_SYSTEM_PACKAGES=1
 fi
 python3 -m pip install -q --disable-pip-version-check -e '.[test]'

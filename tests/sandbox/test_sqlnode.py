@@ -258,10 +258,18 @@ def test_skip_bad_passes_over_malformed_records_and_notes_how_many(zvm, sqlite) 
     assert ok(summed) == b'11,5\r\n'
     assert 'skipped 2 malformed records; the first: line 2: record 2: "b" is not a number: ' \
         '"n/a"' in summed.stderr.decode()
-    summed = node(zvm, sqlite, b'{"b": "7"}\n{"b": "x"}\n{"b": [1]}\n{"b": null}\n', SCHEMA,
+    # an empty JSON string is empty as an empty CSV field is; blanks alone are text in both
+    summed = node(zvm, sqlite, b'{"b": "7"}\n{"b": "x"}\n{"b": [1]}\n{"b": null}\n'
+                  b'{"b": ""}\n{"b": " "}\n', SCHEMA,
                   '--load', 'jsonl', '/dev/input', '--skip-bad', '--numeric', '2', '--query',
                   'SELECT sum(b), count(*) FROM t', '--out', 'csv')
-    assert ok(summed) == b'7,2\r\n'
+    assert ok(summed) == b'7.0,3\r\n'          # "" is text: SQLite's sum is then real
+    assert 'skipped 3 malformed records' in summed.stderr.decode()
+    blank = node(zvm, sqlite, b'a,b,c\n1, ,3\n4,"",6\n', *args[1:5], '--skip-bad',
+                 '--numeric', '2', '--query', 'SELECT count(*) FROM t', '--out', 'csv')
+    assert ok(blank) == b'1\r\n'
+    assert 'the first: line 2: record 2: "b" is not a number: " "' in blank.stderr.decode()
     header = node(zvm, sqlite, b'a,"b"x,c\n1,2,3\n', *args[1:], '--skip-bad')
     assert header.report['retcode'] == 1
-    assert 'line 1: record 1: text after a closing quote' in header.stderr.decode()
+    # said as the header row's: no "record N" (zc's hint to --skip-bad reads that as one)
+    assert 'line 1: the header row: text after a closing quote' in header.stderr.decode()

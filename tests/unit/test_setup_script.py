@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-# python3: its -c code runs in this Python with sysconfig's stdlib at $FAKE_STDLIB;
+# python3: its -c code runs in this Python with sysconfig's stdlib at $FAKE_STDLIB, in a
+# venv at $FAKE_VENV if set, else not in one (as pytest's own Python may be);
 # ``-m pip --version`` fails unless $HAS_PIP; the rest is logged.
 PYTHON_STUB = f"""#!{sys.executable}
 import os, sys, sysconfig
@@ -25,6 +26,7 @@ if args[0] == '-c':
     real = sysconfig.get_path
     sysconfig.get_path = lambda name, *a, **k: (os.environ['FAKE_STDLIB'] if name == 'stdlib'
                                                 else real(name, *a, **k))
+    sys.prefix = os.environ.get('FAKE_VENV') or sys.base_prefix
     sys.argv = ['-c', *args[2:]]
     exec(args[1])
 elif args[:3] == ['-m', 'pip', '--version']:
@@ -37,7 +39,9 @@ else:
 LOGGED = '#!/bin/sh\necho "$(basename "$0") $*" >> "$STUB_LOG"\n'
 
 
-def run_setup(tmp_path: Path, managed: bool, has_pip: bool) -> list[str]:
+def run_setup(tmp_path: Path, managed: bool, has_pip: bool, venv: bool = False,
+              said: str = '') -> list[str]:
+    """The commands setup.sh ran (the stubs' log); ``said``: its whole stderr."""
     stubs = tmp_path / 'bin'
     stubs.mkdir()
     (stubs / 'python3').write_text(PYTHON_STUB)
@@ -52,11 +56,12 @@ def run_setup(tmp_path: Path, managed: bool, has_pip: bool) -> list[str]:
     log = tmp_path / 'log'
     log.touch()
     env = {**os.environ, 'PATH': f'{stubs}:/usr/bin:/bin', 'STUB_LOG': str(log),
-           'FAKE_STDLIB': str(stdlib), 'HAS_PIP': '1' if has_pip else ''}
+           'FAKE_STDLIB': str(stdlib), 'HAS_PIP': '1' if has_pip else '',
+           'FAKE_VENV': str(tmp_path / 'venv') if venv else ''}
     env.pop('PIP_BREAK_SYSTEM_PACKAGES', None)
     done = subprocess.run(['bash', str(ROOT / 'scripts' / 'setup.sh')], env=env,
                           capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 0 and done.stderr == said, done.stderr
     return log.read_text().splitlines()
 
 
@@ -64,16 +69,31 @@ def pip_install(log: list[str]) -> str:
     return next(line for line in log if line.startswith('python3 -m pip install'))
 
 
+SAID = (f'setup.sh: installing into the system\'s externally-managed Python {sys.executable} '
+        f'{sys.version.split()[0]} (PIP_BREAK_SYSTEM_PACKAGES=1; activate a venv first to '
+        'keep it apart)\n')
+
+
 @pytest.mark.parametrize('managed', [True, False])
 def test_pip_installs_into_debians_python_only_when_it_is_externally_managed(
         tmp_path: Path, managed: bool) -> None:
-    log = run_setup(tmp_path, managed=managed, has_pip=True)
+    log = run_setup(tmp_path, managed=managed, has_pip=True, said=SAID if managed else '')
     assert pip_install(log).endswith(' break=1' if managed else ' break=')
     assert log[-1].startswith('python3 -m zvm_core.build.interpreters build')
 
 
 def test_a_python3_without_pip_gets_debians_python3_pip(tmp_path: Path) -> None:
-    log = run_setup(tmp_path, managed=True, has_pip=False)
+    log = run_setup(tmp_path, managed=True, has_pip=False, said=SAID)
     installs = [line for line in log if ' install ' in line and 'apt-get' in line]
     assert installs and 'python3-pip' in installs[0].split(), log
     assert log.index(installs[0]) < log.index(pip_install(log))
+
+
+def test_a_venv_is_never_externally_managed_and_gets_pip_from_ensurepip(
+        tmp_path: Path) -> None:
+    # its python3 is the venv's (stdlib EXTERNALLY-MANAGED is the system's): apt's
+    # python3-pip would go into the system Python, and the venv's pip installs freely
+    log = run_setup(tmp_path, managed=True, has_pip=False, venv=True)
+    assert not any('python3-pip' in line for line in log), log
+    assert log.index('python3 -m ensurepip -q break=') < log.index(pip_install(log))
+    assert pip_install(log).endswith(' break=')

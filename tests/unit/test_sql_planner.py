@@ -509,6 +509,12 @@ def test_skip_bad_merges_even_one_object_and_its_nodes_skip() -> None:
                               f'sum(CASE WHEN note = 1 THEN price END), min(note) FROM {URL}'),
                   COLUMNS, 2)
     assert summed.summed == ['qty', 'price'] and summed.numeric() == '1,2'
+    # a column named by the FROM alias is summed as it is too; by another name, no column
+    aliased = plan(parse_query(f'SELECT sum(t.qty), avg("T"."price") FROM {URL} AS t'),
+                   COLUMNS, 2)
+    assert aliased.summed == ['qty', 'price']
+    with pytest.raises(SqlError):
+        plan(parse_query(f'SELECT sum(u.qty) FROM {URL} t'), COLUMNS, 2)
     assert plan(parse_query(f'SELECT count(*) FROM {URL}'), COLUMNS, 2).numeric() is None
     with pytest.raises(SqlError, match=r'rowid is not available with "skip_bad"'):
         plan(parse_query('SELECT rowid FROM swift://~/s/one.csv'), COLUMNS, 1, merged=True)
@@ -522,6 +528,7 @@ def test_the_skipped_notes_among_partial_rows_become_headers() -> None:
     assert notes == [('swift://A/c/a\tb.csv', 2, 'line 3: x \\ y'),
                      ('swift://A/c/b.csv', 1, 'line 9: w')]
     assert entry.skipped(b'#skipped\t1\ta\tb\n') == [('a', 1, 'b')]
+    assert entry.skipped(b'i1\n#skipped\t1\ta\tb') == [('a', 1, 'b')]     # no line end
     assert entry.skipped(b'ti#skipped\n') == []
     headers = entry.skipped_headers(notes)
     assert (headers['X-Sql-Skipped'], headers['X-Sql-Skipped-Objects']) == ('3', '2')

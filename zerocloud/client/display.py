@@ -124,7 +124,7 @@ def skipped(headers, short: Callable[[str], str], quiet: bool) -> str:
     total = int(headers.get('x-sql-skipped', 0))
     objects = int(headers.get('x-sql-skipped-objects', 0))
     if not total:
-        return '' if quiet else 'no malformed records skipped\n'
+        return '' if quiet else 'zc: no malformed records skipped\n'
     detail = json.loads(headers.get('x-sql-skipped-detail') or '[]')[:ALIKE_SHOWN]
     out = [f'zc: skipped {total} malformed record{"s" * (total != 1)} in {objects} '
            f'object{"s" * (objects != 1)}:\n']

@@ -460,6 +460,8 @@ def skipped(partials: bytes) -> list[tuple[str, int, str]]:
                 return found
             at += 1
         end = partials.find(b'\n', at)
+        if end < 0:                    # the last note without its line end
+            end = len(partials)
         count, name, first = partials[at + len(SKIPPED):end].split(b'\t')
         found.append((text(name), int(count), text(first)))
         at = end + 1

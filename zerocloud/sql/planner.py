@@ -718,12 +718,17 @@ SUMMED = ('sum', 'avg', 'total')
 
 
 def _summed(query: Query, by_name: dict[str, str]) -> list[str]:
-    """The columns the query sums as they are (``sum(qty)``, ``avg(DISTINCT price)``,
-    not ``sum(CASE ...)``), in order: where a text (``n/a``, ``2,50``) would be summed
-    as its leading number or 0, which "skip_bad" makes a malformed record."""
+    """The columns the query sums as they are (``sum(qty)``, ``sum(t.qty)`` with
+    ``t`` the FROM alias, ``avg(DISTINCT price)``, not ``sum(CASE ...)``), in order:
+    where a text (``n/a``, ``2,50``) would be summed as its leading number or 0, which
+    "skip_bad" makes a malformed record."""
     toks, found = query.tokens, []
+    end = query.clauses['from'][1]
+    alias = [t.key for t in toks[query.source_at + 1:end] if t.key != 'as']
     for call in _calls(query, 0, len(toks)):
         args = [t for t in toks[call.args[0]:call.args[1]] if t.key != 'distinct']
+        if len(args) == 3 and args[1].text == '.' and [args[0].key] == alias:
+            args = args[2:]                # t.qty: the column qty
         if call.name in SUMMED and len(args) == 1 and args[0].kind in ('word', 'ident') \
                 and args[0].key in by_name and by_name[args[0].key] not in found:
             found.append(by_name[args[0].key])

@@ -411,7 +411,8 @@ static void parse_numeric(const char *spec, sqlite3_stmt *st) {
 }
 
 /* The index in in.numeric of the current row's first --numeric value that is text
- * (empty or NULL aside), else -1; `*text`, `*n`: that value. */
+ * (NULL, an empty CSV field or JSON "" aside: blanks alone are text), else -1;
+ * `*text`, `*n`: that value. */
 static int not_a_number(const char **text, int *n) {
     for (int k = 0; k < in.nnumeric; k++) {
         int i = in.numeric[k];
@@ -422,8 +423,8 @@ static int not_a_number(const char **text, int *n) {
         } else {
             *text = in.rec.p + in.off[i];
             *n = (int)in.len[i];
-            if (!*n) continue;
         }
+        if (!*n) continue;
         double d;
         if (sqlite3AtoF(*text, &d, *n, SQLITE_UTF8) <= 0) return k;
     }
@@ -601,7 +602,7 @@ static int input_next(void) {
             if (!nf) continue;                   /* a blank line is no record */
             in.record++;
             if (header && in.record == 1) {      /* never skipped: it names the columns */
-                if (in.why[0]) bad_input("line %ld: record 1: %s", in.line, in.why);
+                if (in.why[0]) bad_input("line %ld: the header row: %s", in.line, in.why);
                 if (in.names) header_check(nf);
                 continue;
             }
