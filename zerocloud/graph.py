@@ -557,6 +557,11 @@ def run(plans: list, run_replica: RunReplica, skipped: Callable[[object, int, st
     one.  A node waiting for a place holds none, and the nodes holding one
     only ever wait for running nodes (below): every wait ends.
 
+    ``plans`` is emptied: each plan goes once its node ended, but those of the
+    nodes that read or write links (the end's skips need them), so that a
+    connected job's wildcard of 100,000s of nodes does not keep every plan
+    (tests/unit/test_proxy_connected_memory.py).
+
     ``run_replica(plan, replica, servers, links)`` runs one replica on the first
     of ``servers`` that takes it, with ``links`` (a :class:`NodeLinks`, None
     for a node without links); it reports failures in its result, never
@@ -616,6 +621,9 @@ def run(plans: list, run_replica: RunReplica, skipped: Callable[[object, int, st
         pool.spawn_n(work, plan, inputs, outputs)
 
     waiting = list(plans)        # not started yet: a look at each event, not at every plan
+    order = [plan.node for plan in plans]
+    linked = [plan for plan in plans if plan.node.reads_from or plan.node.writes_to]
+    plans.clear()
 
     def takes_place(plan) -> bool:
         """May the node start now?  One sent alone takes one of the ``alone``
@@ -636,7 +644,7 @@ def run(plans: list, run_replica: RunReplica, skipped: Callable[[object, int, st
 
     try:
         start_ready()
-        while len(done) < len(plans):
+        while len(done) < len(order):
             kind, plan, results, error = events.get()
             node = plan.node
             if kind == 'running':
@@ -662,7 +670,7 @@ def run(plans: list, run_replica: RunReplica, skipped: Callable[[object, int, st
             start_ready()
         if errors:
             raise errors[0]
-        _skip_after_failed_producers(plans, done, skipped)
+        _skip_after_failed_producers(linked, done, skipped)
     except BaseException:
         stopped.append(True)            # stopped from outside (the client went away)
         stop(pool)
@@ -677,7 +685,7 @@ def run(plans: list, run_replica: RunReplica, skipped: Callable[[object, int, st
             for r in results or ():
                 r.close()
         raise
-    return [r for plan in plans for r in done[plan.node.name]]
+    return [r for node in order for r in done[node.name]]
 
 
 def stop(pool: GreenPool) -> None:

@@ -152,6 +152,7 @@ import re
 import tarfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, fields
+from sys import intern
 from urllib.parse import quote
 
 SPEC = 'node.json'
@@ -698,15 +699,19 @@ class NodeReport:
         if type(host_failure) is not bool:
             raise ReportError(f'host_failure {host_failure!r} is not a boolean')
         state, engine = validation.get('state'), get('engine')
-        report = object.__new__(cls)
-        vars(report).update(
-            status=status, retcode=retcode, message=_report_text(get('message', '')),
-            validation=None if state is None else _report_text(state),
-            violations=violations, etags=etags,
-            exit_state=_report_text(get('exit_state') or ''),
-            engine=None if engine is None else _report_text(engine),
-            accounting=accounting, stderr=_report_text(get('stderr') or ''),
-            engine_reason=_report_text(get('engine_reason') or ''), host_failure=host_failure)
+        report = object.__new__(cls)    # set one by one: the class's shared keys, no dict
+        report.status = intern(status)     # a few words, shared by the job's reports
+        report.retcode = retcode
+        report.message = _report_text(get('message', ''))
+        report.validation = None if state is None else intern(_report_text(state))
+        report.violations = violations
+        report.etags = etags
+        report.exit_state = intern(_report_text(get('exit_state') or ''))
+        report.engine = None if engine is None else intern(_report_text(engine))
+        report.accounting = accounting
+        report.stderr = _report_text(get('stderr') or '')
+        report.engine_reason = _report_text(get('engine_reason') or '')
+        report.host_failure = host_failure
         return report
 
     def channel_bytes(self) -> tuple[int, int]:

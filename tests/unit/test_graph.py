@@ -6,7 +6,9 @@ replica started and what it was given, on green threads as in the proxy.
 
 from __future__ import annotations
 
+import gc
 import io
+import weakref
 from dataclasses import dataclass, field
 
 import pytest
@@ -491,6 +493,36 @@ def test_a_consumer_whose_producer_fails_while_it_runs_is_skipped() -> None:
     results = run(nodes({'name': 'a', 'connect': ['b']}, {'name': 'b'}), run_replica)
     assert [(r.status, r.error) for r in results] == [('fault', 'crashed'),
                                                      ('skipped', 'not run: a failed')]
+
+
+def test_the_plan_of_a_node_without_links_goes_once_it_ended() -> None:
+    # a connected job's wildcard of 100,000 nodes kept every plan until it ended
+    # (tests/unit/test_proxy_connected_memory.py); a linked node's stays: the end's
+    # skips need it
+    ns = nodes({'name': 'w', 'count': 3}, {'name': 'a', 'connect': ['b']}, {'name': 'b'})
+    plans = [Plan(n) for n in ns]
+    refs = {p.node.name: weakref.ref(p) for p in plans}
+    script, ended, alive = Script(), [], []
+
+    def run_replica(plan, replica, servers, links):
+        name = plan.node.name
+        if name == 'a':                     # the w nodes end (and are seen ending) first
+            while len(ended) < 3:
+                sleep(0.001)
+            sleep(0.01)
+        if name == 'b':
+            gc.collect()
+            alive.extend(n for n, ref in refs.items() if ref() is not None)
+        res = script(plan, replica, servers, links)
+        if name.startswith('w-'):
+            ended.append(name)
+        return res
+    del ns
+    results = graph.run(plans, run_replica, skipped, max_spool=1 << 20, concurrency=8,
+                        pipeline=False)
+    assert plans == [] and sorted(alive) == ['a', 'b']
+    assert [r.node.name for r in results] == ['w-1', 'w-2', 'w-3', 'a', 'b']
+    assert all(r.status == 'ok' for r in results)
 
 
 def test_a_bug_in_a_node_closes_every_result_and_raises() -> None:

@@ -753,13 +753,19 @@ def test_a_name_made_twice_is_found_while_streaming():
                            FakeSwift().list_objects, FakeSwift().list_containers))) == 3
 
 
-def test_nodes_get_their_own_devices_sharing_the_groups_metadata():
+def test_nodes_share_the_groups_devices_and_metadata_but_not_their_paths():
     # a copy of the metadata per node held the proxy's memory (tests/unit/
-    # test_hostile_review19.py): nothing changes it once parsed
-    first, second = run(group(count=2, devices=[{'name': 'stderr', 'meta': {'k': 'v'}}]))
-    assert first.devices[0] is not second.devices[0]
-    assert first.devices[0].meta is second.devices[0].meta
+    # test_hostile_review19.py), a copy of a device whose path the node keeps too
+    # (tests/unit/test_proxy_connected_memory.py): nothing changes them once parsed
+    first, second = run(group(count=2, devices=[
+        {'name': 'stderr', 'meta': {'k': 'v'}},
+        {'name': 'stdout', 'path': 'swift://~/out/*.txt', 'meta': {'k': 'w'}}]))
+    assert first.devices[0] is second.devices[0]
     assert second.devices[0].meta == {'k': 'v'}
+    assert first.devices[1] is not second.devices[1]
+    assert first.devices[1].meta is second.devices[1].meta
+    assert (str(first.devices[1].path), str(second.devices[1].path)) == (
+        'swift://AUTH_test/out/sort-1.txt', 'swift://AUTH_test/out/sort-2.txt')
 
 
 # -- the graph ----------------------------------------------------------------------

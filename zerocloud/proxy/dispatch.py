@@ -19,6 +19,7 @@ import socket
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from sys import intern
 
 from swift.common.bufferedhttp import http_connect
 from swift.common.concurrency import Event, Timeout, sleep, spawn
@@ -336,7 +337,8 @@ class Dispatcher:
         killed: tuple[str, wire.NodeReport] | None = None     # by its host, on a server
         kills = 0
         for server in _attempts(plan.servers, busy, started + self.config.timeout):
-            where = f'{server["ip"]}:{server["port"]}/{server["device"]}'
+            # one string a server, not a node: the result keeps it until the job is answered
+            where = intern(f'{server["ip"]}:{server["port"]}/{server["device"]}')
             load[server['ip'], server['port']] += 1
             for _header, digest, _member in cached:
                 self.programs.wait_sent(server, digest)

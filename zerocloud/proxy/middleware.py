@@ -762,7 +762,7 @@ class ProxyExecMiddleware:
         headers.update({f'X-Object-Meta-{k}': str_to_wsgi(v) for k, v in dev.meta.items()})
         resp = caller.put(dev.path, res.outputs[dev.name], headers)
         if is_success(resp.status_int):
-            res.stored.add(dev.name)
+            res.stored |= {dev.name}
             return
         reason = swift_reason(resp)
         res.error = short(f'could not store {dev.path}: Swift answered {resp.status}'

@@ -98,6 +98,9 @@ def _error_line(stderr: str) -> str:
     return lines[-1] if lines else ''
 
 
+NOTHING_STORED: frozenset[str] = frozenset()   # one for every result (a set: 216 bytes)
+
+
 class NodeResult:
     """What came back from the object server that ran one node."""
 
@@ -110,7 +113,7 @@ class NodeResult:
         self.report = wire.NodeReport('unavailable') if report is None else report
         self._bytes: tuple[wire.NodeReport, tuple[int, int]] | None = None
         self.outputs: dict[str, OutputFile] = {}    # device name -> its bytes
-        self.stored: set[str] = set()           # devices stored as objects
+        self.stored = NOTHING_STORED                # devices stored as objects
         self.server = ''
         self.seconds = 0.0
         self.error = ''
