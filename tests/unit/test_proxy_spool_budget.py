@@ -163,6 +163,34 @@ def test_a_proxy_disk_full_is_a_507_saying_whose_room_it_is(mw, swift, servers,
     assert b"ask the operator to give the proxy's $TMPDIR more room" in resp.body
 
 
+def test_a_disk_full_after_some_outputs_were_stored_names_them(
+        limited, swift, batch_servers, monkeypatch) -> None:
+    """A large job's spool fills the proxy's disk while its outputs are being stored
+    (a node's record rewritten after its PUT): the 507 names what was stored, it
+    does not say nothing was."""
+    import errno
+    import os
+    monkeypatch.setattr(stream, 'SUMMARY_NODES', 1)
+    objects(swift, 3)
+    batch_servers(d0=ran())
+    pwrite = os.pwrite
+
+    def full_once_stored(fd, data, at):
+        if any(m == 'PUT' for m, _p, _h in swift.calls):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return pwrite(fd, data, at)
+    monkeypatch.setattr(os, 'pwrite', full_once_stored)
+    body = job(stdin='swift://~/c/item*', stdout={'name': 'stdout',
+                                                   'path': 'swift://~/out/*.txt'})
+    resp = post(limited(1 << 20), body)
+    assert resp.status_int == 507, resp.body
+    put = [p for m, p, _h in swift.calls if m == 'PUT']
+    assert len(put) == 1
+    text = resp.body.decode()
+    assert 'nothing of it was stored' not in text
+    assert f'1 of its outputs was stored (swift:/{put[0][3:]}), no other' in text, text
+
+
 def test_a_node_output_the_proxy_has_no_room_for_is_not_a_servers_failure(mw, full_disk) -> None:
     """An OSError reading a node's answer is the server's (the node runs elsewhere, and
     fails ``unavailable`` naming the servers): the proxy's own full disk is not."""
