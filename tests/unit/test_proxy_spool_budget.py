@@ -191,6 +191,18 @@ def test_a_disk_full_after_some_outputs_were_stored_names_them(
     assert f'1 of its outputs was stored (swift:/{put[0][3:]}), no other' in text, text
 
 
+def test_a_disk_full_reading_a_batch_stops_the_job_without_running_its_nodes_again(
+        mw, swift, batch_servers, full_disk) -> None:
+    """The proxy's full disk is not the batch's server failing: its nodes are not
+    sent alone to run again, the job answers 507 at once."""
+    objects(swift, 3)
+    fake, single = batch_servers(d0=ran())
+    resp = post(mw, job(stdin='swift://~/c/item*'))
+    assert resp.status_int == 507, resp.body
+    assert b'the proxy has no room left for the outputs of jobs' in resp.body
+    assert len(fake.batches) == 1 and single.asked == []
+
+
 def test_a_node_output_the_proxy_has_no_room_for_is_not_a_servers_failure(mw, full_disk) -> None:
     """An OSError reading a node's answer is the server's (the node runs elsewhere, and
     fails ``unavailable`` naming the servers): the proxy's own full disk is not."""
