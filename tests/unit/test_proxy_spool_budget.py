@@ -15,6 +15,7 @@ from test_proxy_filter import (
     post,
     ran,
 )
+from test_sources import DeletingSwift
 
 from zerocloud import config
 from zerocloud.proxy import middleware, stream
@@ -83,18 +84,17 @@ def test_a_job_within_its_output_budget_runs_and_its_spool_counts_against_it(
 
 
 def test_a_deferred_job_over_its_budget_stores_the_413_as_its_result(
-        limited, swift, batch_servers) -> None:
+        batch_servers, monkeypatch) -> None:
+    swift = DeletingSwift()             # wakes its wait_until at each request
+    swift.add('/bin/wc', b'\x7fELF program')
     objects(swift, 6)
     batch_servers(d0=ran())
-    app = limited(50)
+    FakeRing.install(monkeypatch)
+    app = ProxyExecMiddleware(swift, {'zerovm_job_maxoutput': '50'})
     resp = post(app, job(stdin='swift://~/c/item*'), **{'X-Zerovm-Deferred': 'always'})
     assert resp.status_int == 202, resp.body
     where = resp.body.decode().strip().replace('swift://AUTH_a', ACCOUNT)
-    from swift.common.concurrency import sleep
-    for _ in range(200):
-        if where + '.headers' in swift.objects:
-            break
-        sleep(0.05)
+    assert swift.wait_until(lambda: where + '.headers' in swift.objects)
     stored = swift.objects[where][1].decode()
     assert stored.startswith('this job was stopped: its outputs passed zerovm_job_maxoutput')
     assert b'"Status": "413 Request Entity Too Large"' in swift.objects[where + '.headers'][1]
