@@ -373,11 +373,11 @@ class ProxyExecMiddleware:
             if wanted:
                 return self.validated_put(env, start_response)
         if method == 'DELETE':
-            cancelled = deferred.cancel(self.app, env, self.logger)
+            cancelled = deferred.cancel(self.app, env, self.logger, self.config)
             if cancelled is not None:
                 return cancelled(env, start_response)
         if method in ('GET', 'HEAD'):
-            deferred.settle_lost(self.app, env, self.logger)
+            deferred.settle_lost(self.app, env, self.logger, self.config)
 
             def start_with_verdict(status, headers, exc_info=None):
                 return start_response(status, headers + uploads.verdict_headers(headers), exc_info)
