@@ -4,6 +4,10 @@ wildcard over many objects could fill the proxy's disk with their spooled output
 
 from __future__ import annotations
 
+import errno
+import os
+from types import SimpleNamespace
+
 import pytest
 import test_proxy_filter as proxy_tests
 from test_proxy_filter import (
@@ -17,10 +21,16 @@ from test_proxy_filter import (
 )
 from test_sources import DeletingSwift
 
-from zerocloud import config
-from zerocloud.proxy import middleware, stream
+from zerocloud import config, graph
+from zerocloud.proxy import caller, middleware, stream
 from zerocloud.proxy.middleware import ProxyExecMiddleware
 from zerocloud.proxy.outputs import Budget, OutputFile
+
+
+def no_room(*args):
+    """os.pwrite (or a file's write) on a full disk."""
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
 
 LINE = len('out /AUTH_a/c/item00\n')        # what each node of ``ran()`` writes
 
@@ -140,13 +150,7 @@ def test_other_jobs_are_not_charged(limited, swift, batch_servers) -> None:
 @pytest.fixture
 def full_disk(monkeypatch):
     """Every output on the proxy's disk (none kept in memory), which is full."""
-    import errno
-    import os
-
     from zerocloud.proxy import outputs
-
-    def no_room(*args):
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
     monkeypatch.setattr(outputs, 'SPOOL_MEMORY', 0)
     monkeypatch.setattr(os, 'pwrite', no_room)
 
@@ -168,8 +172,6 @@ def test_a_disk_full_after_some_outputs_were_stored_names_them(
     """A large job's spool fills the proxy's disk while its outputs are being stored
     (a node's record rewritten after its PUT): the 507 names what was stored, it
     does not say nothing was."""
-    import errno
-    import os
     monkeypatch.setattr(stream, 'SUMMARY_NODES', 1)
     objects(swift, 3)
     batch_servers(d0=ran())
@@ -177,7 +179,7 @@ def test_a_disk_full_after_some_outputs_were_stored_names_them(
 
     def full_once_stored(fd, data, at):
         if any(m == 'PUT' for m, _p, _h in swift.calls):
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            no_room()
         return pwrite(fd, data, at)
     monkeypatch.setattr(os, 'pwrite', full_once_stored)
     body = job(stdin='swift://~/c/item*', stdout={'name': 'stdout',
@@ -207,7 +209,7 @@ def test_a_node_output_the_proxy_has_no_room_for_is_not_a_servers_failure(mw, fu
     """An OSError reading a node's answer is the server's (the node runs elsewhere, and
     fails ``unavailable`` naming the servers): the proxy's own full disk is not."""
     from zerocloud import wire
-    from zerocloud.proxy.outputs import DiskFull
+    from zerocloud.tmpdisk import DiskFull
     body = b''.join(wire.stream_tar([
         wire.bytes_member(wire.REPORT, wire.NodeReport('ok', 0).to_json()),
         wire.bytes_member('dev/stdout', b'out\n')]))
@@ -225,3 +227,33 @@ def test_a_node_output_the_proxy_has_no_room_for_is_not_a_servers_failure(mw, fu
             return self.body.read(n)
     with pytest.raises(DiskFull, match='No space left on device'):
         mw.dispatcher.node_response(Resp())
+
+
+def test_a_link_the_proxys_full_disk_cannot_hold_stops_the_job_with_a_507(
+        mw, swift, servers, monkeypatch) -> None:
+    """A connected job's link (/dev/out/r, spooled on the proxy's disk) finding it full
+    is a 507 saying so, not a 500 nor the writer's server failing."""
+    monkeypatch.setattr(graph, 'os', SimpleNamespace(pwrite=no_room, pread=os.pread))
+    asked = servers(d0=proxy_tests.echo, d1=proxy_tests.echo, d2=proxy_tests.echo)
+    group = job() + [{'name': 'r', 'exec': {'path': 'swift://~/bin/wc'},
+                      'devices': [{'name': 'stdout'}]}]
+    group[0]['connect'] = ['r']
+    resp = post(mw, group)
+    assert resp.status_int == 507, resp.body
+    assert b'the proxy has no room left for the outputs of jobs' in resp.body
+    assert len(asked.asked) == 1                # the writer ran once, not again elsewhere
+
+
+def test_an_input_the_proxys_full_disk_cannot_hold_stops_the_job_with_a_507(
+        mw, swift, servers, monkeypatch) -> None:
+    """An object a node reads that is not next to it is fetched through the proxy into a
+    temporary file: ENOSPC there is a 507 saying so, not a 500."""
+    monkeypatch.setattr(caller, 'spooled', lambda: SimpleNamespace(write=no_room,
+                                                                   close=lambda: None))
+    swift.add('/c/other')
+    servers(d0=ok(b'out\n'))
+    group = job()
+    group[0]['devices'].append({'name': 'input', 'path': 'swift://~/c/other'})
+    resp = post(mw, group)
+    assert resp.status_int == 507, resp.body
+    assert b'the proxy has no room left for the outputs of jobs' in resp.body

@@ -75,8 +75,8 @@ from zerocloud.proxy.dispatch import (
     host_killed,
     not_run_log,
 )
-from zerocloud.proxy.outputs import DiskFull
 from zerocloud.proxy.response import NodeResult, short
+from zerocloud.tmpdisk import DiskFull
 
 PER_SERVER = 2              # batches on their way to one object server
 PARTITIONS = 1024           # partitions whose primaries a job keeps (looked up once each)

@@ -336,10 +336,11 @@ from zerocloud.proxy import uploads
 from zerocloud.proxy.batch import Batches, batchable
 from zerocloud.proxy.caller import Caller, Input
 from zerocloud.proxy.dispatch import Dispatcher, Plan, skipped
-from zerocloud.proxy.outputs import Budget, DiskFull, OverBudget
+from zerocloud.proxy.outputs import Budget, OverBudget
 from zerocloud.proxy.response import NodeResult, attached_object, respond, short, swift_reason
 from zerocloud.sources import Launch
 from zerocloud.sql import entry as sql_entry
+from zerocloud.tmpdisk import DiskFull
 
 MAX_CONCURRENCY = 64
 CHUNK_NODES = 1000          # nodes of a streamed job planned at a time
