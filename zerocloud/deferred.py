@@ -41,7 +41,7 @@ the proxy running it keeps ``<that name>.state`` (stored before the 202, so
 that a job a client was told of has a state or a result, unless storing it
 takes more than FIRST_STATE_WAIT seconds: the answer does not wait longer)::
 
-    {"state": "running", "heartbeat": 10.0, "updated": 1764687000.5,
+    {"state": "running", "heartbeat": 10.0, "updated": 1764687000.5, "moved": 1764686999.0,
      "proxy": "proxy-1:4242", "pids": "6f1e...", "since": 81234567,
      "started": 1764686990.1, "job": 1,
      "nodes": {"total": 300, "done": 120, "failed": 2, "running": 64},
@@ -70,11 +70,15 @@ body and ``{"Status": "503 Service Unavailable", "X-Nexe-Status": "lost",
 there), and deletes the state and any cancel marker.  A job is never
 resumed: it may have written objects already.  A state however old whose
 proxy process is of this host and pid space and still running (the same pid
-and ``since``) is not lost: its job runs on (a proxy too busy to write its
-heartbeat, Swift refusing the writes for a while) and ends by its own limits
-(each node's ``zerovm_timeout``), storing its result; only a state of
+and ``since``, not a zombie) is not lost: its job runs on (a proxy too busy to
+write its heartbeat, Swift refusing the writes for a while) and ends by its own
+limits (each node's ``zerovm_timeout``), storing its result; only a state of
 another host's proxy (or of a proxy older than ``since``) is judged by its
-age alone.
+age alone.  But a job whose counts have not moved (``moved``: when they last
+changed) for HUNG_LIMITS times ``zerovm_timeout + chain_timeout`` of the
+reader's proxy is lost wherever its proxy runs: no node runs that long, so
+the job hung or its heartbeat died, and its pollers would wait forever (if
+that job ever ends, its result replaces the lost one).
 
 A client's DELETE of ``<that name>.state`` cancels the job (:func:`cancel`):
 it stores ``<that name>.cancel``, which the proxy running the job looks for
@@ -107,7 +111,7 @@ from swift.proxy.controllers.base import get_container_info
 
 from zerocloud import jobnames
 from zerocloud.answer_format import DEFERRED_HEADER as HEADER
-from zerocloud.config import SWIFT_SOURCE
+from zerocloud.config import SWIFT_SOURCE, Config
 from zerocloud.httperrors import (
     HTTPBadRequest,
     HTTPClientDisconnect,
@@ -127,6 +131,8 @@ OBJECTS_MAX = 1000                       # nodes beyond which a result has no "O
 PROGRESS_EVERY = 1.0                     # seconds; the state is rewritten at most this often
 FIRST_STATE_WAIT = 2.0                   # seconds the 202 waits for the state's first write
 STALE_BEATS = 3                          # a state this many heartbeats old is a lost job
+HUNG_LIMITS = 10                         # (zerovm_timeout + chain_timeout) without a
+                                         # node moving: a hung job, however alive its proxy
 CANCEL_SUFFIX = '.cancel'                # stored by a DELETE of the state: stop the job
 CANCEL_EVERY = 1.0                       # seconds; how often the running job looks for it
 _JOB = r'/([^/]+)/([^/]+)/([^/]+)/(' + jobnames.NAME.pattern + ')'
@@ -413,6 +419,7 @@ def _keep_state(app, req: Request, where: SwiftPath, heartbeat: float, finished:
     marker = f'{base}/{where.obj}{CANCEL_SUFFIX}'
     _home(app, req, where)
     written, due, look, asked = None, 0.0, time.monotonic() + CANCEL_EVERY, False
+    moved = time.time()                 # when the counts last changed
     while True:
         if not asked and time.monotonic() >= look:
             asked = _request(app, req, 'HEAD', marker).status_int == 200
@@ -422,7 +429,10 @@ def _keep_state(app, req: Request, where: SwiftPath, heartbeat: float, finished:
                 cancel()
         counts = progress.counts()
         if counts != written or time.monotonic() >= due:
+            if counts != written:
+                moved = time.time()
             body = json.dumps({'state': 'running', 'heartbeat': heartbeat, 'updated': time.time(),
+                               'moved': moved,
                                'proxy': _proxy(), 'pids': pid_space(),
                                'since': started_at(os.getpid()),
                                'started': progress.started_at,
@@ -466,17 +476,19 @@ def _node_counts(counts: dict, **rest: int) -> str:
     return ', '.join(f'{key} {value}' for key, value in every.items())
 
 
-def cancel(app, env: dict, logger) -> Response | None:
+def cancel(app, env: dict, logger, config: Config | None = None) -> Response | None:
     """A client's DELETE of a deferred job's state (``job-<id>.state``): store its
     cancel marker, which the proxy running the job looks for (:func:`_keep_state`),
-    and answer 202; 404 when the job is not running.  None for any other request."""
+    and answer 202; 404 when the job is not running.  None for any other request.
+    ``config``: this proxy's, whose limits say when a job is hung (:func:`_settle`)."""
     found = _STATE.fullmatch(env.get('PATH_INFO', ''))
     if found is None or env.get('swift.source') == SWIFT_SOURCE:
         return None
     req = Request(env)
     version, account, container, name = found.groups()
     base = f'/{version}/{account}/{container}/{name}'
-    _settle(app, req, version, account, container, name, logger)    # a lost job has ended
+    _settle(app, req, version, account, container, name, logger,    # a lost job has ended
+            config)
     state = _request(app, req, 'HEAD', base + STATE_SUFFIX)
     if state.status_int == 404:
         return _not_running(app, req, base)
@@ -495,17 +507,20 @@ def cancel(app, env: dict, logger) -> Response | None:
                              f'its result then says what ended\n', content_type='text/plain')
 
 
-def settle_lost(app, env: dict, logger) -> None:
+def settle_lost(app, env: dict, logger, config: Config | None = None) -> None:
     """Before a GET/HEAD of a deferred result: if it is missing and its job's state is
-    stale (the proxy running it stopped), store the result of a lost job."""
+    stale (the proxy running it stopped) or hung, store the result of a lost job."""
     found = _RESULT.fullmatch(env.get('PATH_INFO', ''))
     if found is not None:
-        _settle(app, Request(env), *found.groups(), logger)
+        _settle(app, Request(env), *found.groups(), logger, config)
 
 
 def _settle(app, req: Request, version: str, account: str, container: str, name: str,
-            logger) -> None:
-    """Store the result of the job ``name`` if it was lost (:func:`settle_lost`)."""
+            logger, config: Config | None) -> None:
+    """Store the result of the job ``name`` if it was lost (:func:`settle_lost`): its
+    proxy process is gone, or its state is stale and not of a process running here, or
+    its counts have not moved for HUNG_LIMITS times the job's own limits (``config``'s
+    zerovm_timeout + chain_timeout; a running proxy's hung job, or its dead heartbeat)."""
     base = f'/{version}/{account}/{container}/{name}'
     if _request(app, req, 'HEAD', base + HEADERS_SUFFIX).status_int != 404:
         return
@@ -514,16 +529,25 @@ def _settle(app, req: Request, version: str, account: str, container: str, name:
         running = json.loads(state.body) if state.status_int == 200 else None
         age = time.time() - float(running['updated'])
         stale = age > STALE_BEATS * float(running['heartbeat'])
+        still = time.time() - float(running.get('moved', running['updated']))
     except (ValueError, TypeError, KeyError, OverflowError, RecursionError):
         return              # not a state this proxy wrote (the user's to overwrite)
+    limits = config or Config()
+    hung = still > max(STALE_BEATS * float(running['heartbeat']),
+                       HUNG_LIMITS * (limits.timeout + limits.chain_timeout))
     process = _process(running)
     gone = process == GONE
-    if not (gone or (stale and process != ALIVE)):     # alive here: it is running
+    if not (gone or hung or (stale and process != ALIVE)):     # alive here: it is running
         return
     logger.error('deferred job %s was lost: its state was last updated %.0f s ago by %s',
                  base, age, running.get('proxy'))
-    why = f'its process {running["proxy"]} is gone' if gone else \
-        f'its state was last updated {age:.0f} s ago'
+    if gone:
+        why = f'its process {running["proxy"]} is gone'
+    elif stale and process != ALIVE:
+        why = f'its state was last updated {age:.0f} s ago'
+    else:
+        why = (f'its nodes have not moved for {still:.0f} s, over {HUNG_LIMITS} times '
+               f'zerovm_timeout + chain_timeout')
     lost = HTTPServiceUnavailable(
         body=f'the proxy running this deferred job stopped before it finished ({why}); its '
              f'result is lost: run the job again\n',
@@ -565,12 +589,19 @@ def started_at(pid: int) -> int | None:
     """When process ``pid`` started, in clock ticks since boot (``/proc/<pid>/stat``'s
     ``starttime``): with its pid, it names one process (a pid is reused, not both);
     None when there is no such process (or /proc cannot tell)."""
+    stat = _stat(pid)
+    return None if stat is None else stat[1]
+
+
+def _stat(pid: int) -> tuple[str, int] | None:
+    """(state, starttime) of process ``pid`` (``/proc/<pid>/stat``: ``Z`` a zombie, ``X``
+    dead), None when /proc does not show it."""
     try:
         with open(f'/proc/{pid}/stat', 'rb') as f:
-            stat = f.read()
+            fields = f.read().rpartition(b')')[2].split()   # after "pid (comm)": field 3
     except OSError:
         return None
-    return int(stat.rpartition(b')')[2].split()[19])    # after "pid (comm)": field 22
+    return fields[0].decode('ascii', 'replace'), int(fields[19])
 
 
 GONE, ALIVE = 'gone', 'alive'
@@ -579,21 +610,22 @@ GONE, ALIVE = 'gone', 'alive'
 def _process(running: dict) -> str:
     """What is known of the proxy process a state names (``proxy``, ``since``): GONE
     (one of this host and pid space, :func:`pid_space`, whose pid no longer exists, or
-    is another process's: it started at another time than ``since``), ALIVE (that
-    process, running: its job is running, however old its state; it ends by the job's
-    own limits) or '' (another host's or pid space's, or an older proxy's state
-    without ``since``: its state's age decides)."""
+    is another process's: it started at another time than ``since``, or a zombie),
+    ALIVE (that process, running: its job is running, however old its state, until its
+    counts stop moving: :func:`_settle`) or '' (another host's or pid space's, or an
+    older proxy's state without ``since``: its state's age decides)."""
     host, _, pid = str(running.get('proxy')).rpartition(':')
     # a pid has at most 7 digits (PID_MAX_LIMIT 4194304): more is no process of ours
     if host != socket.gethostname() or not (pid.isascii() and pid.isdigit()) \
             or len(pid) > 7 or int(pid) <= 0 \
             or not pid_space() or running.get('pids') != pid_space():
         return ''
-    since, now = running.get('since'), started_at(int(pid))
-    if now is None:             # /proc does not show it: a process of another user, if any
+    since, stat = running.get('since'), _stat(int(pid))
+    if stat is None:            # /proc does not show it: a process of another user, if any
         return '' if _exists(int(pid)) else GONE
-    if isinstance(since, int) and since != now:
-        return GONE
+    state, now = stat
+    if (isinstance(since, int) and since != now) or state in ('Z', 'X'):
+        return GONE             # another process's pid, or a dead one not yet reaped
     return ALIVE if since == now else ''
 
 

@@ -135,6 +135,7 @@ from swift.common.concurrency import (
 from zerocloud import wire
 from zerocloud.job import Group, JobError, Node
 from zerocloud.peers import check_peers
+from zerocloud.tmpdisk import room
 
 IN, OUT = 'in/', 'out/'
 MISMATCH, SKIPPED = 'mismatch', 'skipped'
@@ -301,7 +302,8 @@ class Spool:
                             f'this node to {link.peer})')
         if self._file is None:
             self._file = tempfile.TemporaryFile(prefix='zerocloud-links-')
-        os.pwrite(self._file.fileno(), data, self._end)
+        with room():
+            os.pwrite(self._file.fileno(), data, self._end)
         link.extents.append((link.size, self._end, len(data)))
         self._end += len(data)
         link.size += len(data)

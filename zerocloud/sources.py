@@ -648,6 +648,8 @@ def open_launch(caller: Caller, account: str, container: str | None,
                                             'with GET; other methods only run zapps\n')
         else:
             job, config = _registered(caller, account, content_type)
+            # before a deferred open takes one of the account's slots (deferred.run)
+            caller.authorize('POST', f'/v1/{account}', None)
             launch = Launch(substitute(job, params, target))
             launch.source = config
             if content_type != NEXE_TYPE:

@@ -1,6 +1,5 @@
 """An attacker's review (review20) on the real cluster: what a deferred job of test2 (an
-admin of AUTH_test2 only) may still do once it runs without its client, and what
-headers of a client the cluster believes.
+admin of AUTH_test2 only) may still do once it runs without its client.
 
 A deferred job outlives its request: an ACL its owner revokes while it runs must
 hold for what it writes afterwards, as it would for the user's own PUT then."""

@@ -18,6 +18,7 @@ from test_proxy_filter import ACCOUNT
 from test_sources import DeletingSwift, deferred_always, lost_env
 
 from zerocloud import deferred
+from zerocloud.config import Config
 
 NAME = f'{ACCOUNT}/c/job-' + '7' * 32
 LOG = logging.getLogger('test')
@@ -73,6 +74,7 @@ def test_a_job_whose_state_went_stale_while_its_proxy_runs_ends_by_its_own_limit
     result, state = deferred_always(app, work, heartbeat=30)
     written = json.loads(app.objects[state][1])
     assert (written['proxy'], written['since']) == (HERE, deferred.started_at(os.getpid()))
+    assert written['moved'] <= written['updated']          # when its counts last changed
     app.objects[state] = ({}, json.dumps({**written, 'updated': time.time() - 100}).encode())
     deferred.settle_lost(app, Request.blank(f'{result}.headers').environ, LOG)
     assert f'{result}.headers' not in app.objects           # running, not lost
@@ -90,3 +92,39 @@ def test_the_start_time_of_no_process_is_none() -> None:
     gone.wait()
     assert deferred.started_at(gone.pid) is None
     assert isinstance(deferred.started_at(os.getpid()), int)
+
+
+def test_a_state_of_a_zombie_proxy_process_is_lost(monkeypatch) -> None:
+    """A proxy worker that died unreaped keeps its /proc/<pid>/stat (state Z, its start
+    time): it runs no job."""
+    app = DeletingSwift()
+    since = deferred.started_at(os.getpid())
+    env = state_of(app, time.time() - 1, proxy=HERE, pids=deferred.pid_space(), since=since)
+    monkeypatch.setattr(deferred, '_stat', lambda pid: ('Z', since))
+    deferred.settle_lost(app, env, LOG)
+    stored = json.loads(app.objects[f'{NAME}.headers'][1])
+    assert stored['X-Nexe-Status'] == 'lost'
+    assert f'(its process {HERE} is gone)' in stored['X-Nexe-Error']
+
+
+def test_a_state_of_a_running_proxy_without_progress_past_the_jobs_limits_is_lost() -> None:
+    """Its proxy runs, but the job's counts have not moved for longer than any node may
+    run (HUNG_LIMITS times zerovm_timeout + chain_timeout): a hung job, or a heartbeat
+    loop that died; pollers and zc cancel would wait for it forever."""
+    config = Config.from_conf({'zerovm_timeout': '5', 'chain_timeout': '2'})
+    bound = deferred.HUNG_LIMITS * 7
+    alive = {'proxy': HERE, 'pids': deferred.pid_space(),
+             'since': deferred.started_at(os.getpid())}
+    app = DeletingSwift()
+    env = state_of(app, time.time() - 1, moved=time.time() - bound + 60, **alive)
+    deferred.settle_lost(app, env, LOG, config)
+    assert f'{NAME}.headers' not in app.objects             # moved within the bound
+    env = state_of(app, time.time() - 1, moved=time.time() - bound - 1, **alive)
+    deferred.settle_lost(app, env, LOG, config)
+    stored = json.loads(app.objects[f'{NAME}.headers'][1])
+    assert stored['X-Nexe-Status'] == 'lost'
+    assert 'its nodes have not moved for' in stored['X-Nexe-Error']
+    app = DeletingSwift()                   # a dead heartbeat: its last update is too old
+    env = state_of(app, time.time() - bound - 1, **alive)
+    deferred.settle_lost(app, env, LOG, config)
+    assert json.loads(app.objects[f'{NAME}.headers'][1])['X-Nexe-Status'] == 'lost'

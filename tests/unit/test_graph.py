@@ -6,8 +6,10 @@ replica started and what it was given, on green threads as in the proxy.
 
 from __future__ import annotations
 
+import errno
 import gc
 import io
+import os
 import weakref
 from dataclasses import dataclass, field
 
@@ -16,6 +18,7 @@ from swift.common.concurrency import Event, Timeout, sleep, spawn
 
 from zerocloud import deferred, graph, peers, wire
 from zerocloud.job import JobError, Node, expand, parse_job
+from zerocloud.tmpdisk import DiskFull
 
 
 def nodes(*groups: dict) -> list[Node]:
@@ -537,3 +540,14 @@ def test_a_bug_in_a_node_closes_every_result_and_raises() -> None:
         graph.run([Plan(n) for n in nodes({'name': 'a'}, {'name': 'b'}, {'name': 'c'})],
                   run_replica, skipped, max_spool=1, concurrency=2)
     assert len(made) == 2 and all(r.closed for r in made)
+
+
+def test_a_link_the_proxys_full_disk_cannot_hold_is_a_disk_full(monkeypatch) -> None:
+    """ENOSPC spooling a link is the proxy's trouble (507), not the writing node's
+    server failing (its node run again elsewhere) nor a 500."""
+    def no_room(*args):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    spool = graph.Spool(['x'], graph.Budget(100), max_link=10)
+    monkeypatch.setattr(os, 'pwrite', no_room)
+    with pytest.raises(DiskFull, match='No space left on device'):
+        spool.append(spool.links['x'], b'hel')

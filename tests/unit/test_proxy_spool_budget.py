@@ -4,6 +4,10 @@ wildcard over many objects could fill the proxy's disk with their spooled output
 
 from __future__ import annotations
 
+import errno
+import os
+from types import SimpleNamespace
+
 import pytest
 import test_proxy_filter as proxy_tests
 from test_proxy_filter import (
@@ -15,11 +19,18 @@ from test_proxy_filter import (
     post,
     ran,
 )
+from test_sources import DeletingSwift
 
-from zerocloud import config
-from zerocloud.proxy import middleware, stream
+from zerocloud import config, graph
+from zerocloud.proxy import caller, middleware, stream
 from zerocloud.proxy.middleware import ProxyExecMiddleware
 from zerocloud.proxy.outputs import Budget, OutputFile
+
+
+def no_room(*args):
+    """os.pwrite (or a file's write) on a full disk."""
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
 
 LINE = len('out /AUTH_a/c/item00\n')        # what each node of ``ran()`` writes
 
@@ -83,18 +94,17 @@ def test_a_job_within_its_output_budget_runs_and_its_spool_counts_against_it(
 
 
 def test_a_deferred_job_over_its_budget_stores_the_413_as_its_result(
-        limited, swift, batch_servers) -> None:
+        batch_servers, monkeypatch) -> None:
+    swift = DeletingSwift()             # wakes its wait_until at each request
+    swift.add('/bin/wc', b'\x7fELF program')
     objects(swift, 6)
     batch_servers(d0=ran())
-    app = limited(50)
+    FakeRing.install(monkeypatch)
+    app = ProxyExecMiddleware(swift, {'zerovm_job_maxoutput': '50'})
     resp = post(app, job(stdin='swift://~/c/item*'), **{'X-Zerovm-Deferred': 'always'})
     assert resp.status_int == 202, resp.body
     where = resp.body.decode().strip().replace('swift://AUTH_a', ACCOUNT)
-    from swift.common.concurrency import sleep
-    for _ in range(200):
-        if where + '.headers' in swift.objects:
-            break
-        sleep(0.05)
+    assert swift.wait_until(lambda: where + '.headers' in swift.objects)
     stored = swift.objects[where][1].decode()
     assert stored.startswith('this job was stopped: its outputs passed zerovm_job_maxoutput')
     assert b'"Status": "413 Request Entity Too Large"' in swift.objects[where + '.headers'][1]
@@ -140,13 +150,7 @@ def test_other_jobs_are_not_charged(limited, swift, batch_servers) -> None:
 @pytest.fixture
 def full_disk(monkeypatch):
     """Every output on the proxy's disk (none kept in memory), which is full."""
-    import errno
-    import os
-
     from zerocloud.proxy import outputs
-
-    def no_room(*args):
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
     monkeypatch.setattr(outputs, 'SPOOL_MEMORY', 0)
     monkeypatch.setattr(os, 'pwrite', no_room)
 
@@ -163,11 +167,49 @@ def test_a_proxy_disk_full_is_a_507_saying_whose_room_it_is(mw, swift, servers,
     assert b"ask the operator to give the proxy's $TMPDIR more room" in resp.body
 
 
+def test_a_disk_full_after_some_outputs_were_stored_names_them(
+        limited, swift, batch_servers, monkeypatch) -> None:
+    """A large job's spool fills the proxy's disk while its outputs are being stored
+    (a node's record rewritten after its PUT): the 507 names what was stored, it
+    does not say nothing was."""
+    monkeypatch.setattr(stream, 'SUMMARY_NODES', 1)
+    objects(swift, 3)
+    batch_servers(d0=ran())
+    pwrite = os.pwrite
+
+    def full_once_stored(fd, data, at):
+        if any(m == 'PUT' for m, _p, _h in swift.calls):
+            no_room()
+        return pwrite(fd, data, at)
+    monkeypatch.setattr(os, 'pwrite', full_once_stored)
+    body = job(stdin='swift://~/c/item*', stdout={'name': 'stdout',
+                                                   'path': 'swift://~/out/*.txt'})
+    resp = post(limited(1 << 20), body)
+    assert resp.status_int == 507, resp.body
+    put = [p for m, p, _h in swift.calls if m == 'PUT']
+    assert len(put) == 1
+    text = resp.body.decode()
+    assert 'nothing of it was stored' not in text
+    assert f'1 of its outputs was stored (swift:/{put[0][3:]}), no other' in text, text
+
+
+def test_a_disk_full_reading_a_batch_stops_the_job_without_running_its_nodes_again(
+        mw, swift, batch_servers, full_disk) -> None:
+    """The proxy's full disk is not the batch's server failing: its nodes are not
+    sent alone to run again, the job answers 507 at once."""
+    objects(swift, 3)
+    fake, single = batch_servers(d0=ran())
+    resp = post(mw, job(stdin='swift://~/c/item*'))
+    assert resp.status_int == 507, resp.body
+    assert b'the proxy has no room left for the outputs of jobs' in resp.body
+    assert len(fake.batches) == 1 and single.asked == []
+
+
 def test_a_node_output_the_proxy_has_no_room_for_is_not_a_servers_failure(mw, full_disk) -> None:
     """An OSError reading a node's answer is the server's (the node runs elsewhere, and
     fails ``unavailable`` naming the servers): the proxy's own full disk is not."""
     from zerocloud import wire
-    from zerocloud.proxy.outputs import DiskFull
+    from zerocloud.tmpdisk import DiskFull
     body = b''.join(wire.stream_tar([
         wire.bytes_member(wire.REPORT, wire.NodeReport('ok', 0).to_json()),
         wire.bytes_member('dev/stdout', b'out\n')]))
@@ -185,3 +227,33 @@ def test_a_node_output_the_proxy_has_no_room_for_is_not_a_servers_failure(mw, fu
             return self.body.read(n)
     with pytest.raises(DiskFull, match='No space left on device'):
         mw.dispatcher.node_response(Resp())
+
+
+def test_a_link_the_proxys_full_disk_cannot_hold_stops_the_job_with_a_507(
+        mw, swift, servers, monkeypatch) -> None:
+    """A connected job's link (/dev/out/r, spooled on the proxy's disk) finding it full
+    is a 507 saying so, not a 500 nor the writer's server failing."""
+    monkeypatch.setattr(graph, 'os', SimpleNamespace(pwrite=no_room, pread=os.pread))
+    asked = servers(d0=proxy_tests.echo, d1=proxy_tests.echo, d2=proxy_tests.echo)
+    group = job() + [{'name': 'r', 'exec': {'path': 'swift://~/bin/wc'},
+                      'devices': [{'name': 'stdout'}]}]
+    group[0]['connect'] = ['r']
+    resp = post(mw, group)
+    assert resp.status_int == 507, resp.body
+    assert b'the proxy has no room left for the outputs of jobs' in resp.body
+    assert len(asked.asked) == 1                # the writer ran once, not again elsewhere
+
+
+def test_an_input_the_proxys_full_disk_cannot_hold_stops_the_job_with_a_507(
+        mw, swift, servers, monkeypatch) -> None:
+    """An object a node reads that is not next to it is fetched through the proxy into a
+    temporary file: ENOSPC there is a 507 saying so, not a 500."""
+    monkeypatch.setattr(caller, 'spooled', lambda: SimpleNamespace(write=no_room,
+                                                                   close=lambda: None))
+    swift.add('/c/other')
+    servers(d0=ok(b'out\n'))
+    group = job()
+    group[0]['devices'].append({'name': 'input', 'path': 'swift://~/c/other'})
+    resp = post(mw, group)
+    assert resp.status_int == 507, resp.body
+    assert b'the proxy has no room left for the outputs of jobs' in resp.body

@@ -636,6 +636,27 @@ def test_an_open_deferred_counts_in_its_accounts_deferred_jobs(
     assert not servers().asked                                      # nothing run
 
 
+@pytest.mark.parametrize('denied, says', [
+    (Response(status=401), b'Unauthorized: a valid token is needed to execute jobs in '
+                           b'swift://AUTH_a\n'),
+    (HTTPForbidden(), b'Denied: may not execute jobs in swift://AUTH_a\n')], ids=['401', '403'])
+def test_an_open_deferred_is_authorised_before_it_takes_a_deferred_slot(
+        swift, servers, mw, monkeypatch, denied: Response, says: bytes) -> None:
+    """A caller who may read a public object but not run jobs in its account is refused
+    before the open is deferred: else anyone held the account's deferred slots
+    (zerovm_account_maxdeferred) with opens that each failed their check later."""
+    def taken(*args, **kwargs):
+        raise AssertionError('the open took a deferred slot before it was authorised')
+    monkeypatch.setattr(deferred, 'run', taken)
+    swift.add('/.zvm/text/plain/config', json.dumps(cgi_job('swift://~/bin/wc')).encode())
+    swift.add('/c/doc', b'text', **{'Content-Type': 'text/plain'})
+    req = Request.blank('/open/AUTH_a/c/doc', headers={'X-Zerovm-Deferred': 'always'})
+    req.environ['swift.authorize'] = lambda sub: denied if sub.method == 'POST' else None
+    resp = req.get_response(mw)
+    assert (resp.status_int, resp.body) == (denied.status_int, says)
+    assert not servers().asked
+
+
 def test_an_open_and_its_next_jobs_take_the_accounts_share_as_its_other_jobs(
         swift, servers, mw) -> None:
     """Only who may run jobs in AUTH_a opens its objects (401/403 before a node is sent:

@@ -75,8 +75,8 @@ from zerocloud.proxy.dispatch import (
     host_killed,
     not_run_log,
 )
-from zerocloud.proxy.outputs import DiskFull
 from zerocloud.proxy.response import NodeResult, short
+from zerocloud.tmpdisk import DiskFull
 
 PER_SERVER = 2              # batches on their way to one object server
 PARTITIONS = 1024           # partitions whose primaries a job keeps (looked up once each)
@@ -227,12 +227,13 @@ class Batches:
         thread.link(lambda t: self.threads.discard(t))
         return thread
 
-    def _end(self, entry: _Entry, outcome: NodeResult | str) -> None:
-        """The node's result to its ``finish`` (once), or the node sent alone."""
+    def _end(self, entry: _Entry, outcome: NodeResult | DiskFull | str) -> None:
+        """The node's result (or the DiskFull that stops the job) to its ``finish``
+        (once), or the node sent alone."""
         if entry.done:
             return
         entry.done = True
-        if isinstance(outcome, NodeResult):
+        if isinstance(outcome, (NodeResult, DiskFull)):
             entry.finish(outcome)
         elif not self.closed:
             thread = self._spawn(self._alone, entry, outcome)
@@ -376,8 +377,10 @@ class Batches:
                                      len(batch), where, e)
                     alone = _FIRST if isinstance(e, _Busy) else _ALONE
                     break
-        except (_Retry, OSError, Timeout, http.client.HTTPException, ValueError,
-                DiskFull) as e:     # alone, each node stops the job with the DiskFull
+        except DiskFull as e:   # the proxy's, not the server's: its nodes stop the job
+            for entry in batch:
+                self._end(entry, e)
+        except (_Retry, OSError, Timeout, http.client.HTTPException, ValueError) as e:
             not_run_log(self.logger, e)('batch of %d nodes not run on %s: %r', len(batch),
                                         where, e)
         except _Refused as e:          # each node alone gets the answer it deserves

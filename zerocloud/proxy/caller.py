@@ -35,6 +35,7 @@ from zerocloud.httperrors import (
 )
 from zerocloud.job import NoData, SwiftPath
 from zerocloud.proxy import uploads
+from zerocloud.tmpdisk import room
 
 LISTING_LIMIT = 10000
 
@@ -250,7 +251,8 @@ class Caller:
                 if size > limit:
                     raise HTTPRequestEntityTooLarge(body=f'{path} is larger than {option} '
                                                          f'({limit} bytes)\n')
-                out.write(chunk)
+                with room():            # ENOSPC: the proxy's trouble (507), not a 500
+                    out.write(chunk)
         except BaseException:
             out.close()
             raise

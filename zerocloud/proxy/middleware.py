@@ -336,10 +336,11 @@ from zerocloud.proxy import uploads
 from zerocloud.proxy.batch import Batches, batchable
 from zerocloud.proxy.caller import Caller, Input
 from zerocloud.proxy.dispatch import Dispatcher, Plan, skipped
-from zerocloud.proxy.outputs import Budget, DiskFull, OverBudget
+from zerocloud.proxy.outputs import Budget, OverBudget
 from zerocloud.proxy.response import NodeResult, attached_object, respond, short, swift_reason
 from zerocloud.sources import Launch
 from zerocloud.sql import entry as sql_entry
+from zerocloud.tmpdisk import DiskFull
 
 MAX_CONCURRENCY = 64
 CHUNK_NODES = 1000          # nodes of a streamed job planned at a time
@@ -373,11 +374,11 @@ class ProxyExecMiddleware:
             if wanted:
                 return self.validated_put(env, start_response)
         if method == 'DELETE':
-            cancelled = deferred.cancel(self.app, env, self.logger)
+            cancelled = deferred.cancel(self.app, env, self.logger, self.config)
             if cancelled is not None:
                 return cancelled(env, start_response)
         if method in ('GET', 'HEAD'):
-            deferred.settle_lost(self.app, env, self.logger)
+            deferred.settle_lost(self.app, env, self.logger, self.config)
 
             def start_with_verdict(status, headers, exc_info=None):
                 return start_response(status, headers + uploads.verdict_headers(headers), exc_info)
@@ -641,6 +642,7 @@ class ProxyExecMiddleware:
         connected, nodes = self._nodes(caller, account, launch)
         inputs: dict[SwiftPath, Input] = {}
         results: list[NodeResult] = []
+        stored: list[SwiftPath] = []        # by a large job, before a DiskFull
         collector = streamed.Collector(records=report_json)
         try:
             job_id = uuid.uuid4().hex
@@ -699,7 +701,7 @@ class ProxyExecMiddleware:
                 batches.close()
             spool = collector.spool
             if spool is not None:
-                self._store_spooled(caller, spool)
+                self._store_spooled(caller, spool, stored)
                 # the response's body is read from the spool and closes it
                 return streamed.respond_spooled(spool, time.monotonic() - started, report_json)
             self._store_all(caller, results, failed=any(r.failed for r in results))
@@ -713,10 +715,7 @@ class ProxyExecMiddleware:
                 raise over_budget(str(e), self.config.job_max_output) from None
             if isinstance(e, DiskFull):
                 self.logger.error('a job was stopped: no room for its outputs in %s', e)
-                raise HTTPInsufficientStorage(
-                    body=f'this job was stopped: the proxy has no room left for the outputs '
-                         f'of jobs ({e}); nothing of it was stored: run it again later, or ask '
-                         f'the operator to give the proxy\'s $TMPDIR more room\n') from None
+                raise disk_full(e, stored) from None
             raise
         finally:
             for i in inputs.values():
@@ -737,8 +736,10 @@ class ProxyExecMiddleware:
             for _ in pool.imap(lambda job: self._store(caller, *job), todo):
                 pass
 
-    def _store_spooled(self, caller: Caller, spool: streamed.JobSpool) -> None:
-        """``_store_all`` for a large job: node by node, from its spool."""
+    def _store_spooled(self, caller: Caller, spool: streamed.JobSpool,
+                       stored: list[SwiftPath]) -> None:
+        """``_store_all`` for a large job: node by node, from its spool; each output
+        stored is added to ``stored`` (its spool may yet find the disk full)."""
         failed = spool.tally.failed > 0
 
         def store(node_id: int) -> None:
@@ -746,6 +747,8 @@ class ProxyExecMiddleware:
             todo = list(_to_store(new, failed))
             for res, dev in todo:
                 self._store(caller, res, dev)
+                if dev.name in res.stored:
+                    stored.append(dev.path)
             if todo:
                 spool.replace(node_id, old, new)
         pool = GreenPool(MAX_CONCURRENCY)
@@ -820,6 +823,18 @@ def over_budget(output: str, limit: int) -> HTTPException:
             f'until it is answered; nothing of it was stored: write less, run it over fewer '
             f'objects at a time, or ask the operator to raise zerovm_job_maxoutput')
     return HTTPRequestEntityTooLarge(body=f'{text}\n', headers={'X-Nexe-Error': text})
+
+
+def disk_full(e: DiskFull, stored: list[SwiftPath]) -> HTTPException:
+    """The answer of a job stopped by the proxy's full disk: whose room it is, and
+    which of its outputs (``stored``) were stored before."""
+    some = ', '.join(map(str, stored[:3])) + (', ...' if len(stored) > 3 else '')
+    kept = (f'{len(stored)} of its outputs {"was" if len(stored) == 1 else "were"} stored '
+            f'({some}), no other' if stored else 'nothing of it was stored')
+    return HTTPInsufficientStorage(
+        body=f'this job was stopped: the proxy has no room left for the outputs of jobs '
+             f'({e}); {kept}: run it again later, or ask the operator to give the '
+             f'proxy\'s $TMPDIR more room\n')
 
 
 def program_digest(program: bytes) -> str:

@@ -26,12 +26,11 @@ from __future__ import annotations
 
 import bisect
 import ctypes
-import errno
 import io
 import os
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+
+from zerocloud.tmpdisk import room
 
 SPOOL_MEMORY = 1 << 20      # bytes of one output kept in memory; beyond, in the spill
 PROCESS_MEMORY = 64 << 20   # bytes of all outputs of a proxy process kept in memory
@@ -70,23 +69,6 @@ class Budget:
         """Raise :class:`OverBudget` once tripped: the job stops."""
         if self.over:
             raise OverBudget(self.over)
-
-
-class DiskFull(Exception):
-    """The proxy's ``$TMPDIR`` has no room left for what nodes wrote: the proxy's
-    trouble (507), neither the job's nor an object server's (an OSError there was
-    taken for a server's failure, and the node run again elsewhere)."""
-
-
-@contextmanager
-def room() -> Iterator[None]:
-    """Writes to the proxy's temporary files: ENOSPC or EDQUOT is a :class:`DiskFull`."""
-    try:
-        yield
-    except OSError as e:
-        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
-            raise
-        raise DiskFull(f'{tempfile.gettempdir()}: {os.strerror(e.errno)}') from None
 
 
 class _Spill:

@@ -46,7 +46,7 @@ from swift.common.swob import Response
 
 from zerocloud import cgiout, graph, turns
 from zerocloud.answer_format import SUMMARY_NODES
-from zerocloud.proxy.outputs import SPOOL_MEMORY, OutputFile, room
+from zerocloud.proxy.outputs import SPOOL_MEMORY, OutputFile
 from zerocloud.proxy.response import (
     CHUNK,
     Body,
@@ -57,6 +57,7 @@ from zerocloud.proxy.response import (
     body_md5,
     error_header,
 )
+from zerocloud.tmpdisk import room
 
 NONE = -1                       # no record, no body part
 GATHER = 1 << 16  # bytes of small writes to a job spool made at once
