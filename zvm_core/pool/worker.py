@@ -100,7 +100,10 @@ def _hold(holders: dict, key: tuple, account: str) -> None:
     """``account`` ran the entry under ``key``: it holds it now (shared once two
     accounts ran it: :func:`_fair_victim` takes those last)."""
     was = holders.get(key)
-    holders[key] = (account, was is not None and (was[1] or was[0] != account))
+    if was is None:
+        holders[key] = (account, False)
+    elif was[0] != account:     # (a warm start of the same account: nothing to write)
+        holders[key] = (account, True)
 
 
 class Templates:
