@@ -697,3 +697,52 @@ def _cycles_of_ours() -> list:
     finally:
         gc.set_debug(0)
         gc.garbage.clear()
+
+
+
+def test_one_account_s_many_programs_leave_another_s_template_warm(guest, tmp_path,
+                                                                    monkeypatch):
+    """A worker's templates fit its budget; account B running many distinct programs
+    closes B's own to make room, not account A's: A's next run starts from the
+    template its first made (``worker.Templates``), no other started for it."""
+    from zvm_core.engines.native import warm
+    from zvm_core.pool import _request
+    from zvm_core.pool.worker import Templates, _serve_one
+    if engines.native_unavailable():
+        pytest.skip(f'this host cannot run the native engine: {engines.native_unavailable()}')
+    started: list[warm.Warm] = []
+
+    class Counted(warm.Warm):
+        def __init__(self, *args) -> None:
+            started.append(self)
+            super().__init__(*args)
+    monkeypatch.setattr(warm, 'Warm', Counted)
+    exitcode = guest('exitcode').read_bytes()
+    templates = Templates(24 << 20)     # a few of these small templates
+
+    def run(name: str, account: str):
+        path = tmp_path / name      # another file: another program
+        if not path.exists():
+            path.write_bytes(exitcode)
+        fds = [os.open(os.devnull, os.O_RDONLY), os.open(os.devnull, os.O_WRONLY)]
+        req = _request(str(path), [ChannelSpec('/dev/stdin', 0, READ),
+                                   ChannelSpec('/dev/stdout', 1, WRITE)],
+                       ['exitcode', '3'], {}, Limits(), 0, 0, 'virtualize', {}, 'native')
+        req['account'] = account
+        try:
+            report, template = _serve_one(req, fds, templates)
+        finally:
+            for fd in fds:
+                os.close(fd)
+        assert (report.status, report.retcode) == ('ok', 3), report.message
+        template.reset()
+        templates.settle(template)
+        return template
+    try:
+        mine = run('a', 'A')
+        for i in range(12):
+            run(f'b{i}', 'B')
+        assert len(templates._machines) < 12        # B's own templates were closed
+        assert run('a', 'A') is mine and len(started) == 1 + 12     # none started for A
+    finally:
+        templates.close()

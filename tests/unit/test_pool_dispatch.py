@@ -385,3 +385,55 @@ def test_run_many_ends_where_its_worker_stopped(monkeypatch) -> None:
     runs = [_node(i, (-1, -1)) for i in range(5)]
     assert list(pool.run_many(runs, budget=0.25)) == [b'reply'] * 2
     assert asked == [0.25] and pool.replaced == 0 and len(pool._idle) == 1
+
+
+def test_the_account_reaches_the_worker_in_the_shape_and_nothing_else_changes(pair) -> None:
+    """A request's account (for the worker's template cache: ``worker.Templates``) is
+    in its shape: another account's runs of the same shape get a shape of their own,
+    and the runs the worker gets differ in that field alone."""
+    caller, worker = pair
+    shapes, inbox = zvm_pool._Shapes(), zvm_pool._Inbox(worker)
+    run = _node(0, (-1, -1))
+    run.channels = run.channels[:1]
+    got = []
+    for account in ('A', 'B', 'A', ''):
+        message = shapes.request(b'M', [run], 'virtualize', {}, account=account)
+        got.append(len(_entries(message)[0]))
+        zvm_pool._send(caller, message)
+        (req, _), = inbox.next()[1][0]
+        assert req.get('account', '') == account
+        req.pop('account', None)
+        req.pop('plan', None)
+        assert req == {**zvm_pool._request('/bin/wc', run.channels, run.argv, run.env,
+                                           run.limits, run.seed, run.epoch, 'virtualize', {},
+                                           run.engine)}
+    assert got == [6, 6, 5, 6]      # each account's shape sent once
+
+
+class _Sent(Exception):
+    """The request a stand-in worker was sent (nothing runs)."""
+
+
+@pytest.mark.parametrize('many', [False, True])
+def test_pool_requests_carry_their_account(monkeypatch, many) -> None:
+    """``Pool.run`` and ``run_many`` send the account they were given."""
+    class Worker:
+        def __init__(self, *args) -> None:
+            self.proc = types.SimpleNamespace(pid=1, poll=lambda: None, kill=lambda: None)
+            self.served, self.shapes = 0, zvm_pool._Shapes()
+
+        def send(self, message, fds) -> None:
+            raise _Sent(message(self.shapes))
+    monkeypatch.setattr(zvm_pool, '_Worker', Worker)
+    p = Pool(size=1)
+    monkeypatch.setattr(p, '_started', lambda worker, wait: None)
+    monkeypatch.setattr(p, '_successor', lambda worker: worker)     # (it was "stopped")
+    run = _node(0, (-1, -1))
+    run.channels = run.channels[1:]
+    with pytest.raises(_Sent) as sent:
+        if many:
+            list(p.run_many([run], account='acct'))
+        else:
+            p.run(run.program, run.channels, argv=run.argv, account='acct')
+    body = json.loads(sent.value.args[0][1])
+    assert (body[1] if many else body)[0][-1]['account'] == 'acct'

@@ -1,5 +1,6 @@
 """A pool worker's template cache (``zvm_core.pool.worker.Templates``): bounded by
-the memory and the descriptors its templates hold, least recently used out first.
+the memory and the descriptors its templates hold, least recently used out first
+(of the account holding the most).
 Its templates here are stand-ins: only what it keeps is under test."""
 
 from __future__ import annotations
@@ -40,11 +41,10 @@ def _templates(monkeypatch, budget: int, descriptors: int = 1000) -> tuple[Templ
     monkeypatch.setattr(worker, 'descriptor_budget', lambda: descriptors)
     monkeypatch.setattr(worker, '_file_key', lambda path: (path,))
     made: dict[str, _Template] = {}
-    sizes = {'a': 10 * MIB, 'b': 10 * MIB, 'c': 10 * MIB}
 
     class Warm:
         def __new__(cls, program, verdict, memory, tsc):
-            made[program] = _Template(sizes[program])
+            made[program] = _Template(10 * MIB)
             return made[program]
     import zvm_core.engines.native.warm as warm
     monkeypatch.setattr(warm, 'Warm', Warm)
@@ -57,8 +57,8 @@ class _Prepared:
         self.policy = type('Policy', (), {'rdtsc': 'virtualize'})()
 
 
-def _use(templates: Templates, name: str) -> _Template:
-    return templates.native(name, _Prepared(name), 64 * MIB)
+def _use(templates: Templates, name: str, account: str = '') -> _Template:
+    return templates.native(name, _Prepared(name), 64 * MIB, None, account)
 
 
 def _run(templates: Templates, name: str, holds: int) -> _Template:
@@ -164,11 +164,11 @@ def test_a_chunk_looks_at_its_program_once(monkeypatch, tmp_path) -> None:
         engine = 'native'
 
     class Kept(Templates):
-        def prepared(self, path, engine, rdtsc, file=None, deadline=None):
+        def prepared(self, path, engine, rdtsc, file=None, deadline=None, account=''):
             looked.append(('prepared', path, file))
             return Prepared()
 
-        def native(self, path, prepared, memory, file=None):
+        def native(self, path, prepared, memory, file=None, account=''):
             return warm
 
         def settle(self, machine) -> None:
@@ -188,3 +188,65 @@ def test_a_chunk_looks_at_its_program_once(monkeypatch, tmp_path) -> None:
     assert started == [('n1', True, False, True), ('n2', True, False, True),
                        ('n3', True, False, True), ('n4', False, False, True)]
     assert holding == [False]
+
+
+def test_one_account_cycling_programs_evicts_its_own_templates(monkeypatch) -> None:
+    """Account B running many distinct programs makes room from its own templates:
+    account A's template stays, and A's next run is a hit (no template made)."""
+    templates, made = _templates(monkeypatch, budget=4 * (10 * MIB + OVERHEAD))
+    a = _use(templates, 'a', 'A')
+    for i in range(20):
+        b = _use(templates, f'b{i}', 'B')
+        templates.settle(b)
+    assert len(made) == 21 and not a.closed
+    assert _use(templates, 'a', 'A') is a and len(made) == 21     # warm: nothing made
+    assert sum(not made[f'b{i}'].closed for i in range(20)) == 3    # the budget: 4 in all
+    assert templates._held <= templates.budget
+
+
+def test_the_account_holding_the_most_gives_way_whoever_runs(monkeypatch) -> None:
+    """The template closed is the least recently used of the account holding the
+    most, even when another account's run needs the room; one account alone: LRU."""
+    templates, made = _templates(monkeypatch, budget=3 * (10 * MIB + OVERHEAD))
+    b0, b1 = _use(templates, 'b0', 'B'), _use(templates, 'b1', 'B')
+    a0 = _use(templates, 'a0', 'A')
+    a1 = _use(templates, 'a1', 'A')     # B holds the most: its oldest goes
+    assert b0.closed and not b1.closed and not a0.closed
+    a2 = _use(templates, 'a2', 'A')     # now A holds the most: its own oldest goes
+    assert a0.closed and not b1.closed and not a1.closed and not a2.closed
+
+
+def test_a_template_other_accounts_run_too_goes_after_its_holder_s_own(monkeypatch) -> None:
+    """Running another account's program (a system image's interpreter) once does not
+    make it the next to go among the runner's templates: shared ones go last."""
+    templates, made = _templates(monkeypatch, budget=3 * (10 * MIB + OVERHEAD))
+    shared = _use(templates, 'py', 'A')
+    _use(templates, 'py', 'B')          # B ran it last: B holds it, shared
+    for i in range(10):
+        _use(templates, f'b{i}', 'B')
+    assert not shared.closed
+    assert _use(templates, 'py', 'A') is shared
+
+
+def test_descriptors_are_made_room_for_by_the_account_holding_most(monkeypatch) -> None:
+    templates, made = _templates(monkeypatch, budget=1 << 40, descriptors=6)
+    a = _use(templates, 'a', 'A')
+    for i in range(5):
+        _use(templates, f'b{i}', 'B')   # 2 descriptors each: 3 templates fit
+    assert not a.closed and sum(not made[f'b{i}'].closed for i in range(5)) == 2
+
+
+def test_prepared_programs_are_evicted_by_account_too(monkeypatch) -> None:
+    """The programs' engine choices a worker keeps (``PREPARED``): one account's many
+    programs do not push out another's, whose next run is not prepared again."""
+    monkeypatch.setattr(worker, 'descriptor_budget', lambda: 1000)
+    monkeypatch.setattr(worker, 'PREPARED', 4)
+    prepared: list[str] = []
+    monkeypatch.setattr(worker, 'prepare', lambda path, policy, engine: prepared.append(path))
+    monkeypatch.setattr(worker.engines, 'choice_lasts', lambda: float('inf'))
+    templates = Templates(1 << 30)
+    templates.prepared('a', 'auto', 'virtualize', ('a',), None, 'A')
+    for i in range(10):
+        templates.prepared(f'b{i}', 'auto', 'virtualize', (f'b{i}',), None, 'B')
+    templates.prepared('a', 'auto', 'virtualize', ('a',), None, 'A')
+    assert prepared.count('a') == 1 and len(templates._prepared) == 4

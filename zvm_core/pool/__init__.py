@@ -40,7 +40,9 @@ cleaning up.
 Admission is bounded: ``size`` requests run at once, ``queue`` more may
 wait, and any further request gets :class:`PoolBusy` at once.  Requests
 carry an account: one account runs at most ``account_size`` at once, and
-freed workers go to the waiting accounts in turn (``zvm_core.fairshare``).
+freed workers go to the waiting accounts in turn (``zvm_core.fairshare``);
+the worker's template cache makes room from the account holding the most
+(``worker.Templates``).
 A worker that dies or overruns its time is replaced and its request ends with status
 ``killed``.  A caller that stops waiting (an exception raised in its green
 thread, such as ``GreenletExit`` or the object server's hang-up) ends the
@@ -340,19 +342,23 @@ def _run_report(message: memoryview) -> Report:
 
 
 def _shape(program: str, channels: list[ChannelSpec], limits, rdtsc: str,
-           notify: Mapping[int, int], engine: str | None) -> dict:
+           notify: Mapping[int, int], engine: str | None, account: str = '') -> dict:
     """What the request for a run says but its argv, environment, seed and epoch:
     what a batch's nodes share (a wildcard's nodes' ``argv[0]`` is each one's name).
     A channel's ``fd`` indexes the run's descriptors (a
     ``tail`` channel has none); its fields at their defaults are left out
-    (:func:`_channel_fields`)."""
+    (:func:`_channel_fields`); ``account`` (if any) is only for the worker's
+    template cache (``worker.Templates``)."""
     fields, fd = [], 0
     for i, c in enumerate(channels):
         fields.append(_channel_fields(c, None if c.tail is not None else fd, notify.get(i)))
         fd += c.tail is None
-    return {'program': program,
-            'limits': {'memory': limits.memory, 'fuel': limits.fuel, 'timeout': limits.timeout},
-            'rdtsc': rdtsc, 'engine': engine, 'channels': fields}
+    shape = {'program': program,
+             'limits': {'memory': limits.memory, 'fuel': limits.fuel, 'timeout': limits.timeout},
+             'rdtsc': rdtsc, 'engine': engine, 'channels': fields}
+    if account:
+        shape['account'] = account
+    return shape
 
 
 def _request(program: str, channels: list[ChannelSpec], argv, env, limits, seed: int,
@@ -539,12 +545,15 @@ class _Shapes:
         self.next = 0
 
     def request(self, kind: bytes, runs: list[Run], rdtsc: str,
-                notify: Mapping[int, int], budget: float | None = None) -> list[bytes]:
+                notify: Mapping[int, int], budget: float | None = None,
+                account: str = '') -> list[bytes]:
         """The request of ``runs``: each run [shape number, argv, env, seed, epoch],
         and the shape itself after those the first time the worker is sent it: what
         a batch's nodes share crosses once per worker, not once per node (with argv
         in the shape, a wildcard's nodes, each its name as ``argv[0]``, sent and
-        planned theirs every time).  A ``b'M'`` request is ``[budget, runs]``."""
+        planned theirs every time).  A ``b'M'`` request is ``[budget, runs]``.
+        ``account``: whose runs they are, in the shape (the worker's template cache
+        evicts by account: ``worker.Templates``; nothing a run sees or does)."""
         entries = []
         notified = tuple(notify.items())
         for run in runs:
@@ -558,7 +567,7 @@ class _Shapes:
                                  c.quota.gets, c.quota.get_size, c.quota.puts, c.quota.put_size)
                                 for c in run.channels])
             key = (program, limits.memory, limits.fuel, limits.timeout,
-                   run.engine, rdtsc, notified, layout)
+                   run.engine, rdtsc, notified, layout, account)
             env = run.env if type(run.env) is dict else dict(run.env or {})
             number = self.numbers.get(key)
             if number is not None:
@@ -570,7 +579,7 @@ class _Shapes:
             self.keys[number], self.numbers[key] = key, number
             entries.append([number, list(run.argv), env, run.seed, run.epoch,
                             _shape(program, run.channels, run.limits, rdtsc, notify,
-                                   run.engine)])
+                                   run.engine, account)])
         return [kind, _dumps([budget, entries] if kind == b'M' else entries).encode()]
 
 
@@ -734,7 +743,8 @@ class Pool:
         if len(fds) > MAX_FDS:
             raise ValueError(f'{len(fds)} descriptors for one run: at most {MAX_FDS}')
         run = Run(program, channels, argv, env, limits, seed, epoch, engine)
-        return self._admit(lambda shapes: shapes.request(b'R', [run], rdtsc, notify), fds,
+        return self._admit(lambda shapes: shapes.request(b'R', [run], rdtsc, notify,
+                                                         account=account), fds,
                            limits.timeout + KILL_GRACE, started, _run_report, account)
 
     def run_many(self, runs: list[Run], *, rdtsc: str = 'virtualize', account: str = '',
@@ -780,17 +790,18 @@ class Pool:
         if len(fds) > MAX_FDS:
             raise ValueError(f'{len(fds)} descriptors for one request: at most {MAX_FDS}')
         with self._worker(started, account) as worker:
-            yield from self._exchange_many(worker, fds, runs, rdtsc, pace, budget)
+            yield from self._exchange_many(worker, fds, runs, rdtsc, pace, budget, account)
 
     def _exchange_many(self, worker: _Worker, fds: list[int], runs: list[Run], rdtsc: str,
-                       pace: float = 0.0, budget: float | None = None
+                       pace: float = 0.0, budget: float | None = None, account: str = ''
                        ) -> Iterator[RunResult | None]:
         """The worker's reply to each of ``runs`` (see :meth:`run_many`)."""
         done = 0
         try:
             first = self._started(worker, runs[0].limits.timeout + KILL_GRACE)
             try:
-                worker.send(lambda shapes: shapes.request(b'M', runs, rdtsc, {}, budget), fds)
+                worker.send(lambda shapes: shapes.request(b'M', runs, rdtsc, {}, budget,
+                                                          account), fds)
             except MessageTooLarge as e:
                 failed = _failed('fault', f'the request is too large: {e}')
                 yield RunResult(_report_fields(failed))

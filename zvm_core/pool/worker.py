@@ -25,7 +25,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from zvm_core import engines
 from zvm_core.channels import (
@@ -80,24 +80,58 @@ def descriptor_budget() -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0] - MAX_FDS - FDS_RESERVED
 
 
+def _fair_victim(keys: Iterable[tuple], holder: dict[tuple, tuple[str, bool]],
+                 weight: Callable[[tuple], int], spare: tuple) -> tuple:
+    """Which of ``keys`` (least recently used first) to drop: the least recently used
+    of the account (``holder[key]``: its account, and whether another used it too)
+    that holds the most ``weight(key)``, one held by that account alone first; never
+    ``spare`` (the newest).  So one account that runs many programs makes room from
+    its own entries, not from the other accounts'; with one account, this is LRU."""
+    keys = [key for key in keys if key != spare]
+    held: collections.Counter[str] = collections.Counter()
+    for key in keys:
+        held[holder[key][0]] += weight(key)
+    top = held.most_common(1)[0][0]
+    mine = [key for key in keys if holder[key][0] == top]
+    return next((key for key in mine if not holder[key][1]), mine[0])
+
+
+def _hold(holders: dict, key: tuple, account: str) -> None:
+    """``account`` ran the entry under ``key``: it holds it now (shared once two
+    accounts ran it: :func:`_fair_victim` takes those last)."""
+    was = holders.get(key)
+    if was is None:
+        holders[key] = (account, False)
+    elif was[0] != account:     # (a warm start of the same account: nothing to write)
+        holders[key] = (account, True)
+
+
 class Templates:
-    """LRU of machines by (program file, memory, policy), bounded by their memory:
+    """Machines by (program file, memory, policy), bounded by their memory:
     emulated machines, and native template processes (``Warm``), also bounded by
     the descriptors those hold (:func:`descriptor_budget`): any number of programs
-    run in one worker, the least recently used templates closed to make room."""
+    run in one worker, templates closed to make room.  The one closed is the least
+    recently used of the account holding the most (:func:`_fair_victim`; a
+    template is held by the account of its last run): one account cycling through
+    many programs evicts its own, and another's next run still starts warm."""
 
     def __init__(self, budget: int) -> None:
         self.budget = budget
         self.descriptors = descriptor_budget()
         self._machines: collections.OrderedDict = collections.OrderedDict()
         self._prepared: collections.OrderedDict = collections.OrderedDict()
+        # key -> (account of its last run, whether another account ran it), of each
+        self._holders: dict[tuple, tuple[str, bool]] = {}
+        self._preparers: dict[tuple, tuple[str, bool]] = {}
         self._ran: dict = {}        # native templates settled since the worker was idle
         self._costs: dict[int, int] = {}    # id(template) -> its cost when last charged
         self._held = 0                      # their sum: what ``_evict`` weighs
 
-    def get(self, path: str, memory: int, rdtsc: str, deadline: float | None = None):
+    def get(self, path: str, memory: int, rdtsc: str, deadline: float | None = None,
+            account: str = ''):
         """The template machine for the program (Rejected if it is not valid; its
-        validation ends by ``deadline``: ``validator.within``, entered only to make one)."""
+        validation ends by ``deadline``: ``validator.within``, entered only to make one)
+        for a run of ``account``."""
         def make():
             from zvm_core.engines.emulated.machine import Machine
             with within(deadline):
@@ -106,17 +140,17 @@ class Templates:
                               snapshots=True)
             machine.verdict = p.verdict
             return machine
-        machine = self._kept((*_file_key(path), memory, rdtsc), make)
+        machine = self._kept((*_file_key(path), memory, rdtsc), make, account)
         return machine, machine.verdict
 
     def prepared(self, path: str, engine: str | None, rdtsc: str, file: tuple | None = None,
-                 deadline: float | None = None):
+                 deadline: float | None = None, account: str = ''):
         """The program prepared for ``engine`` (``auto`` or ``native``), kept while the
         file is unchanged: which engine ``auto`` picks is decided once per program (again
         after a busy host's probe: ``engines.choice_lasts``).
         ``file``: its :func:`_file_key`, if the caller has it; ``deadline``: a
         validation ends by then (``validator.within``; a kept one is not validated,
-        and so a warm start does not enter that block)."""
+        and so a warm start does not enter that block); ``account``: the run's."""
         key = (*(file or _file_key(path)), engine, rdtsc)
         got = self._prepared.pop(key, None)
         # the coarse clock: an expiry seen a few ms late changes nothing, and it is no
@@ -126,26 +160,33 @@ class Templates:
                 got = (prepare(path, Policy(rdtsc=rdtsc), engine=engine),
                        engines.choice_lasts())
         self._prepared[key] = got
+        _hold(self._preparers, key, account)
         while len(self._prepared) > PREPARED:
-            self._prepared.popitem(last=False)
+            victim = _fair_victim(self._prepared, self._preparers, lambda _: 1, key)
+            del self._prepared[victim], self._preparers[victim]
         return got[0]
 
-    def native(self, path: str, prepared, memory: int, file: tuple | None = None):
-        """The native template process (``Warm``) for a program prepared natively."""
+    def native(self, path: str, prepared, memory: int, file: tuple | None = None,
+               account: str = ''):
+        """The native template process (``Warm``) for a program prepared natively,
+        for a run of ``account``."""
         def make():
             from zvm_core.engines.native.warm import Warm
             return Warm(prepared.program, prepared.verdict, memory, prepared.tsc)
         return self._kept(('native', *(file or _file_key(path)), memory, prepared.policy.rdtsc,
-                           prepared.tsc), make)
+                           prepared.tsc), make, account)
 
-    def _kept(self, key: tuple, make):
+    def _kept(self, key: tuple, make, account: str):
         """The template under ``key``, made by ``make()`` (charged, others evicted to
-        make room) if there is none; the most recently used now either way."""
+        make room) if there is none; the most recently used now, held by ``account``,
+        either way."""
         machine = self._machines.pop(key, None)
         if machine is not None:         # kept: its cost unchanged
             self._machines[key] = machine
+            _hold(self._holders, key, account)
             return machine
         machine = self._machines[key] = make()
+        _hold(self._holders, key, account)
         self._charge(machine)
         self._evict()
         return machine
@@ -154,7 +195,7 @@ class Templates:
         """Close every template (a native one is a process: killed and reaped)."""
         while self._machines:
             self._machines.popitem()[1].close()
-        self._costs, self._held = {}, 0
+        self._costs, self._held, self._holders = {}, 0, {}
 
     def _cost(self, machine) -> int:
         """Host memory an idle template holds: its pages (measured after its last
@@ -210,22 +251,27 @@ class Templates:
         self._costs[id(machine)] = cost
 
     def _evict(self) -> None:
-        while len(self._machines) > 1 and self._held > self.budget:
-            self._close(next(iter(self._machines)))
-        if len(self._machines) < 2:     # the newest is never closed
+        """Close templates (:func:`_fair_victim`'s) until those left fit the budget
+        and the descriptors; never the newest."""
+        machines, costs = self._machines, self._costs
+        while len(machines) > 1 and self._held > self.budget:
+            self._close(_fair_victim(machines, self._holders,
+                                     lambda key: costs.get(id(machines[key]), 0),
+                                     next(reversed(machines))))
+        if len(machines) < 2:
             return
-        held = [(key, m.descriptors()) for key, m in self._machines.items()]
-        over = sum(fds for _, fds in held) - self.descriptors
-        newest = next(reversed(self._machines))
-        for key, fds in held:       # least recently used first; never the newest
-            if over <= 0 or key == newest:
-                break
-            over -= fds
-            self._close(key)
+        fds = {key: m.descriptors() for key, m in machines.items()}
+        over = sum(fds.values()) - self.descriptors
+        while over > 0 and len(machines) > 1:
+            victim = _fair_victim(machines, self._holders, fds.__getitem__,
+                                  next(reversed(machines)))
+            over -= fds.pop(victim)
+            self._close(victim)
 
     def _close(self, key: tuple) -> None:
         """Drop a template: a native one's process, children and descriptors go too."""
         machine = self._machines.pop(key)
+        del self._holders[key]
         self._ran.pop(id(machine), None)
         self._held -= self._costs.pop(id(machine), 0)
         machine.close()
@@ -305,6 +351,7 @@ def _serve_one(req: dict, fds: list[int], templates: Templates,
     # the run's timeout, not as a worker killed for not answering (zvm_core.validator);
     # the run has what is left (_left)
     validated_by = began + limits.timeout
+    account = req.get('account', '')    # whose templates it uses: for their eviction alone
     if engine == 'native':
         key = (req['program'], req.get('engine'), req['rdtsc'])
         known = ready.get(key) if ready is not None else None
@@ -312,7 +359,7 @@ def _serve_one(req: dict, fds: list[int], templates: Templates,
             file = _file_key(req['program'])
             try:
                 prepared = templates.prepared(req['program'], req.get('engine'), req['rdtsc'],
-                                              file, validated_by)
+                                              file, validated_by, account)
             except Rejected as e:
                 return e.report, None
             if ready is not None:
@@ -321,7 +368,8 @@ def _serve_one(req: dict, fds: list[int], templates: Templates,
             file, prepared = known
         if prepared.engine == 'native':     # a child of the program's template per run
             try:
-                warm = templates.native(req['program'], prepared, limits.memory, file)
+                warm = templates.native(req['program'], prepared, limits.memory, file,
+                                        account)
                 left = _left(limits, began)
                 # a batch's node is not probed for a start-up snapshot: its key (its
                 # object's LOCAL_* variables) comes once (Snapshots.begin; emulated too)
@@ -333,7 +381,7 @@ def _serve_one(req: dict, fds: list[int], templates: Templates,
         reason = prepared.reason    # auto runs it emulated (zvm_core.prepare): its template
     try:
         machine, verdict = templates.get(req['program'], limits.memory, req['rdtsc'],
-                                         validated_by)
+                                         validated_by, account)
     except Rejected as e:
         return e.report, None
     except SetupError as e:
