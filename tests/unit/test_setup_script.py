@@ -107,7 +107,7 @@ def test_a_venv_is_never_externally_managed_and_gets_pip_from_ensurepip(
 def test_a_venv_without_pip_or_ensurepip_says_which_package_to_install(
         tmp_path: Path) -> None:
     # Debian's python3.X-venv holds ensurepip: a venv made without it has no pip
-    version = '%d.%d' % sys.version_info[:2]
+    version = '{}.{}'.format(*sys.version_info[:2])
     venv = tmp_path / 'venv'
     said = (f'setup.sh: the venv {venv} has no pip and its Python no ensurepip to get it '
             f'(Debian ships it apart): install python{version}-venv (sudo apt-get install '
