@@ -24,7 +24,17 @@ if [ ${#need[@]} -gt 0 ]; then
     $SUDO apt-get update -qq
     $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
-if [ "$in_venv" = 1 ]; then python3 -m pip --version >/dev/null 2>&1 || python3 -m ensurepip -q; fi
+if [ "$in_venv" = 1 ] && ! python3 -m pip --version >/dev/null 2>&1; then
+    # Debian moves ensurepip into python3.X-venv: a venv made without it has no pip
+    if ! python3 -c 'import ensurepip' 2>/dev/null; then
+        read -r version venv < <(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2], sys.prefix)')
+        echo "setup.sh: the venv $venv has no pip and its Python no ensurepip to get it" \
+             "(Debian ships it apart): install python$version-venv (sudo apt-get install" \
+             "python$version-venv), then recreate the venv (python3 -m venv --clear $venv)" >&2
+        exit 1
+    fi
+    python3 -m ensurepip -q
+fi
 # Debian's own python3 refuses pip installs (PEP 668, "externally-managed-environment"):
 # this machine is being set up for ZeroCloud, so its package goes into that Python anyway.
 # It says so: a system Python (Ubuntu 24.04's too) gets the package without asking.

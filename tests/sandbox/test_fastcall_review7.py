@@ -127,3 +127,122 @@ def test_a_failed_watchdog_kill_still_ends_the_wait_at_the_deadline(guest):
     if got == 'no recv wait':
         pytest.skip('this kernel does not end a blocked RECV when the guest is gone')
     assert got == ['timeout', 'native'], got
+
+
+@pytest.mark.parametrize('how', ['reset', 'blocked'])
+def test_a_failed_watchdog_kill_nudges_only_while_the_wake_signal_is_safe(guest, how):
+    """As above (the kill fails), but WAKE (SIGRTMAX-1) is no longer safe to send:
+    its handler reset to SIG_DFL from Python (a real-time signal's default ends the
+    whole process), or blocked in the serving thread (the nudges pile up pending).
+    The helper then does not nudge (it disarms, as before WAKE): the test's child
+    lives past the deadline with no WAKE pending, and the run ends once the guest is
+    killed.  review: the helper checked WAKE's handler once at import (the child died
+    of WAKE) and nudged a thread that blocked it (WAKE pending)."""
+    import threading
+
+    from tests.sandbox.test_native import _child_pids
+    from zvm_core.channels import FdBacking
+    from zvm_core.engines.native.loader import loader_path
+    from zvm_core.executor import Limits
+    prog = guest('native_hostile')
+    wake = signal.SIGRTMAX - 1
+
+    def body():
+        from zvm_core.engines.native import _fastcall
+        if not _fastcall.recv_waits(True):
+            return 'no recv wait'
+        gone = os.fork()
+        if gone == 0:
+            os._exit(0)
+        dead = os.pidfd_open(gone)
+        os.waitpid(gone, 0)
+        real = _fastcall.serve
+
+        def serve(listener, pidfd, *rest):
+            return real(listener, dead, *rest)
+        _fastcall.serve = serve
+        if how == 'reset':
+            signal.signal(wake, signal.SIG_DFL)
+        signal.alarm(RUN_TIMEOUT)
+        r, w = os.pipe()
+        got = {}
+
+        def running() -> None:
+            if how == 'blocked':
+                signal.pthread_sigmask(signal.SIG_BLOCK, {wake})
+            got['report'] = run(prog, [Channel('/dev/stdout', FdBacking(w, True), WRITE)],
+                                argv=['native_hostile', 'spinning'],
+                                limits=Limits(timeout=1), engine='native')
+        t = threading.Thread(target=running)
+        t.start()
+        with os.fdopen(r, 'rb') as said:
+            assert said.readline() == b'spinning\n'     # past the loader, spinning
+        [pid] = [p for p in _child_pids() if os.readlink(f'/proc/{p}/exe') == str(loader_path())]
+        os.kill(pid, signal.SIGSTOP)
+        t.join(3)                       # past the deadline: the helper has given up
+        with open(f'/proc/self/task/{t.native_id}/status') as f:
+            [pending] = [int(line.split()[1], 16) for line in f if line.startswith('SigPnd:')]
+        os.kill(pid, signal.SIGKILL)    # the wait ends with the guest
+        t.join()
+        signal.alarm(0)
+        return [bool(pending >> (wake - 1) & 1), got['report'].engine]
+
+    got = in_child(body, True)
+    if got == 'no recv wait':
+        pytest.skip('this kernel does not end a blocked RECV when the guest is gone')
+    assert got == [False, 'native'], got
+
+
+def test_the_watchdog_does_not_interrupt_the_personality_past_the_deadline(guest):
+    """The kill fails (as above) while the personality's Python answers a call past
+    the deadline: its own system calls are not interrupted (a read through libc, which
+    does not retry on EINTR as Python's do, waits for its byte), and the run still ends
+    ``timeout`` once answer() returns.  review: the helper's WAKE hit answer() every
+    10 ms (EINTR)."""
+    import ctypes
+    import threading
+    import time
+
+    from zvm_core.channels import FdBacking
+    from zvm_core.engines.native import supervisor
+    from zvm_core.executor import Limits
+    prog = guest('native_hostile')
+
+    def body():
+        from zvm_core.engines.native import _fastcall
+        if not _fastcall.recv_waits(True):
+            return 'no recv wait'
+        gone = os.fork()
+        if gone == 0:
+            os._exit(0)
+        dead = os.pidfd_open(gone)
+        os.waitpid(gone, 0)
+        real = _fastcall.serve
+
+        def serve(listener, pidfd, *rest):
+            return real(listener, dead, *rest)
+        _fastcall.serve = serve
+        libc = ctypes.CDLL(None, use_errno=True)
+        read = []
+        real_answer = supervisor._Supervisor._answer
+
+        def answer(self):
+            if not read:                # the first call: answered past the deadline
+                r, w = os.pipe()
+                threading.Thread(target=lambda: (time.sleep(2), os.write(w, b'x'))).start()
+                got = libc.read(r, ctypes.create_string_buffer(1), 1)
+                read.append([got, ctypes.get_errno() if got < 0 else 0])
+            return real_answer(self)
+        supervisor._Supervisor._answer = answer
+        signal.alarm(RUN_TIMEOUT)
+        out = os.open(os.devnull, os.O_WRONLY)
+        report = run(prog, [Channel('/dev/stdout', FdBacking(out, True), WRITE)],
+                     argv=['native_hostile', 'calls'], limits=Limits(timeout=1),
+                     engine='native')
+        signal.alarm(0)
+        return [read, report.status]
+
+    got = in_child(body, True)
+    if got == 'no recv wait':
+        pytest.skip('this kernel does not end a blocked RECV when the guest is gone')
+    assert got == [[[1, 0]], 'timeout'], got

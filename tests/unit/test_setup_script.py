@@ -18,7 +18,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 # python3: its -c code runs in this Python with sysconfig's stdlib at $FAKE_STDLIB, in a
 # venv at $FAKE_VENV if set, else not in one (as pytest's own Python may be);
-# ``-m pip --version`` fails unless $HAS_PIP; the rest is logged.
+# ``-m pip --version`` fails unless $HAS_PIP, ensurepip is missing if $NO_ENSUREPIP; the rest
+# is logged.
 PYTHON_STUB = f"""#!{sys.executable}
 import os, sys, sysconfig
 args = sys.argv[1:]
@@ -28,6 +29,8 @@ if args[0] == '-c':
                                                 else real(name, *a, **k))
     sys.prefix = os.environ.get('FAKE_VENV') or sys.base_prefix
     sys.argv = ['-c', *args[2:]]
+    if os.environ.get('NO_ENSUREPIP'):
+        sys.modules['ensurepip'] = None
     exec(args[1])
 elif args[:3] == ['-m', 'pip', '--version']:
     sys.exit(0 if os.environ.get('HAS_PIP') else 1)
@@ -40,8 +43,9 @@ LOGGED = '#!/bin/sh\necho "$(basename "$0") $*" >> "$STUB_LOG"\n'
 
 
 def run_setup(tmp_path: Path, managed: bool, has_pip: bool, venv: bool = False,
-              said: str = '') -> list[str]:
-    """The commands setup.sh ran (the stubs' log); ``said``: its whole stderr."""
+              said: str = '', ensurepip: bool = True, code: int = 0) -> list[str]:
+    """The commands setup.sh ran (the stubs' log); ``said``: its whole stderr, ``code``
+    its exit status."""
     stubs = tmp_path / 'bin'
     stubs.mkdir()
     (stubs / 'python3').write_text(PYTHON_STUB)
@@ -57,11 +61,12 @@ def run_setup(tmp_path: Path, managed: bool, has_pip: bool, venv: bool = False,
     log.touch()
     env = {**os.environ, 'PATH': f'{stubs}:/usr/bin:/bin', 'STUB_LOG': str(log),
            'FAKE_STDLIB': str(stdlib), 'HAS_PIP': '1' if has_pip else '',
-           'FAKE_VENV': str(tmp_path / 'venv') if venv else ''}
+           'FAKE_VENV': str(tmp_path / 'venv') if venv else '',
+           'NO_ENSUREPIP': '' if ensurepip else '1'}
     env.pop('PIP_BREAK_SYSTEM_PACKAGES', None)
     done = subprocess.run(['bash', str(ROOT / 'scripts' / 'setup.sh')], env=env,
                           capture_output=True, text=True)
-    assert done.returncode == 0 and done.stderr == said, done.stderr
+    assert done.returncode == code and done.stderr == said, done.stderr
     return log.read_text().splitlines()
 
 
@@ -97,3 +102,16 @@ def test_a_venv_is_never_externally_managed_and_gets_pip_from_ensurepip(
     assert not any('python3-pip' in line for line in log), log
     assert log.index('python3 -m ensurepip -q break=') < log.index(pip_install(log))
     assert pip_install(log).endswith(' break=')
+
+
+def test_a_venv_without_pip_or_ensurepip_says_which_package_to_install(
+        tmp_path: Path) -> None:
+    # Debian's python3.X-venv holds ensurepip: a venv made without it has no pip
+    version = '{}.{}'.format(*sys.version_info[:2])
+    venv = tmp_path / 'venv'
+    said = (f'setup.sh: the venv {venv} has no pip and its Python no ensurepip to get it '
+            f'(Debian ships it apart): install python{version}-venv (sudo apt-get install '
+            f'python{version}-venv), then recreate the venv (python3 -m venv --clear {venv})\n')
+    log = run_setup(tmp_path, managed=False, has_pip=False, venv=True, said=said,
+                    ensurepip=False, code=1)
+    assert not any('pip' in line for line in log), log

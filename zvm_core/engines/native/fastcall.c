@@ -1061,7 +1061,11 @@ static void carry(void)
  * CLOCK_MONOTONIC has reached the deadline (never earlier), and at most a step's
  * writing or hashing later.  Should the kill fail, it interrupts the serving
  * thread's RECV instead (WAKE, a handled no-op signal: EINTR), every NUDGE
- * seconds until unwatch(), and serve() sees the deadline itself. */
+ * seconds until unwatch(), and serve() sees the deadline itself; only while WAKE's
+ * handler is still ours (code may reset it: SIG_DFL would end the whole process),
+ * the serving thread does not block it (a blocked one would pile up pending) and
+ * no answer() runs (the personality's Python is not interrupted).  Else it disarms,
+ * as before WAKE (nothing ends the wait). */
 
 #define PIECE (16 << 10)
 #define WAKE (SIGRTMAX - 1)
@@ -1081,6 +1085,7 @@ struct helper {
                                            piece is being hashed (by either thread) */
     int armed, fired, pidfd;            /* the watchdog: armed for pidfd's run; fired:
                                            it killed the guest at the deadline */
+    int blocked, answering;             /* the serving thread blocks WAKE; it runs answer() */
     double deadline, until;             /* until: the deadline it waits for (or INFINITY) */
     pthread_t server;                   /* the serving thread of the armed run */
     struct md5 *md5;                    /* NULL: nothing to hash */
@@ -1139,6 +1144,14 @@ static double clock_now(void)           /* the helper's: it carries no flags */
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+/* Interrupt the serving thread's wait with WAKE if that is safe (see above): 1, or 0 */
+static int nudge(const struct helper *h)
+{
+    struct sigaction cur;
+    return s_wakes && !h->blocked && sigaction(WAKE, NULL, &cur) == 0
+           && cur.sa_handler == woken && pthread_kill(h->server, WAKE) == 0;
+}
+
 /* Wait for work, or for the armed run's deadline (the lock held): the guest killed
  * once CLOCK_MONOTONIC has reached it. */
 static void idle(struct helper *h)
@@ -1154,7 +1167,7 @@ static void idle(struct helper *h)
             __atomic_store_n(&h->fired, 1, __ATOMIC_RELEASE);
             return;
         }
-        if (!s_wakes || pthread_kill(h->server, WAKE) != 0) {
+        if (!h->answering && !nudge(h)) {
             h->armed = 0;               /* (no way to end the wait: as before) */
             return;
         }
@@ -1288,10 +1301,21 @@ static void watch(struct helper *h, int pidfd, double deadline)
     h->pidfd = pidfd;
     h->deadline = deadline;
     h->server = pthread_self();
+    sigset_t mask;
+    h->blocked = pthread_sigmask(SIG_SETMASK, NULL, &mask) != 0 || sigismember(&mask, WAKE) != 0;
+    h->answering = 0;
     h->armed = 1;
     __atomic_store_n(&h->fired, 0, __ATOMIC_RELEASE);
     if (deadline < h->until)
         pthread_cond_signal(&h->work);
+    pthread_mutex_unlock(&h->lock);
+}
+
+/* Pause (1) or resume (0) its nudges while the personality's answer() runs. */
+static void answering(struct helper *h, int on)
+{
+    pthread_mutex_lock(&h->lock);
+    h->answering = on;
     pthread_mutex_unlock(&h->lock);
 }
 
@@ -1648,7 +1672,11 @@ static PyObject *serve(PyObject *self, PyObject *args)
                 break;
             /* with the flags: a call answered in Python skips the four rewrites too
              * (measured: the Lua filter ~2x faster than dropping them around it) */
+            if (dog != NULL)
+                answering(dog, 1);
             PyObject *sent_back = PyObject_CallNoArgs(answer);
+            if (dog != NULL)
+                answering(dog, 0);
             if (sent_back == NULL)
                 break;
             if (sent_back == Py_None) { /* the run is over: the call stays unanswered */
@@ -2012,7 +2040,8 @@ PyMODINIT_FUNC PyInit__fastcall(void)
     s_recv_waits = recv_waits();
     struct sigaction wake;              /* WAKE: taken only if no one else uses it */
     if (sigaction(WAKE, NULL, &wake) == 0 && wake.sa_handler == SIG_DFL) {
-        struct sigaction sa = {.sa_handler = woken};    /* no SA_RESTART: EINTR */
+        struct sigaction sa = {.sa_handler = woken, .sa_flags = SA_ONSTACK};    /* no
+                                                   SA_RESTART: EINTR */
         sigemptyset(&sa.sa_mask);
         s_wakes = sigaction(WAKE, &sa, NULL) == 0;
     }
