@@ -281,6 +281,7 @@ import uuid
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
+from typing import TypeVar
 
 from swift.common.concurrency import GreenPool, tpool
 from swift.common.constraints import valid_api_version
@@ -343,6 +344,7 @@ from zerocloud.sql import entry as sql_entry
 from zerocloud.tmpdisk import DiskFull
 
 MAX_CONCURRENCY = 64
+T = TypeVar('T')
 CHUNK_NODES = 1000          # nodes of a streamed job planned at a time
 BATCH_CONCURRENCY = 2048    # nodes of a batched job in flight (most wait in batches)
 DEFAULT_CONTENT_TYPE = 'application/octet-stream'
@@ -730,11 +732,7 @@ class ProxyExecMiddleware:
     def _store_all(self, caller: Caller, results: list[NodeResult], failed: bool) -> None:
         """Store the outputs with a path: all of them when the job succeeded, else
         only those of devices with ``"store": "always"``."""
-        todo = list(_to_store(results, failed))
-        if todo:
-            pool = GreenPool(min(len(todo), MAX_CONCURRENCY))
-            for _ in pool.imap(lambda job: self._store(caller, *job), todo):
-                pass
+        _each(lambda job: self._store(caller, *job), list(_to_store(results, failed)))
 
     def _store_spooled(self, caller: Caller, spool: streamed.JobSpool,
                        stored: list[SwiftPath]) -> None:
@@ -751,9 +749,7 @@ class ProxyExecMiddleware:
                     stored.append(dev.path)
             if todo:
                 spool.replace(node_id, old, new)
-        pool = GreenPool(MAX_CONCURRENCY)
-        for _ in pool.imap(store, sorted(set(spool.stores))):
-            pass
+        _each(store, sorted(set(spool.stores)))
 
     def _store(self, caller: Caller, res: NodeResult, dev: Device) -> None:
         size = res.size(dev.name)
@@ -772,6 +768,27 @@ class ProxyExecMiddleware:
                           + (f': {reason}' if reason else ''))
         res.http_status = max(res.http_status or 0,
                               resp.status_int if resp.status_int >= 400 else 503)
+
+def _each(work: Callable[[T], None], items: list[T]) -> None:
+    """``work`` on every item, ``MAX_CONCURRENCY`` at a time.  The first to fail starts
+    no other and is raised once those running have ended: what they stored is known
+    (``disk_full``), and nothing is stored after the job was answered."""
+    failed: list[Exception] = []
+
+    def one(item: T) -> None:
+        if failed:
+            return
+        try:
+            work(item)
+        except Exception as e:
+            failed.append(e)
+    pool = GreenPool(max(1, min(len(items), MAX_CONCURRENCY)))
+    for item in items:
+        pool.spawn_n(one, item)
+    pool.waitall()
+    if failed:
+        raise failed[0]
+
 
 def _to_store(results: Iterable[NodeResult], failed: bool) -> Iterator[tuple[NodeResult, Device]]:
     """The outputs to store: with a path, at least ``min_size`` bytes, and when the job
