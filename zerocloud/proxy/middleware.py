@@ -570,9 +570,11 @@ class ProxyExecMiddleware:
                     account=account)
 
     def _prepare(self, caller: Caller, nodes: list[Node], account: str, job_id: str,
-                 inputs: dict[SwiftPath, Input], launch: Launch, known: _Known) -> list[Plan]:
+                 inputs: dict[SwiftPath, Input], launch: Launch, known: _Known,
+                 touch: Callable[[], None]) -> list[Plan]:
         """Check every object the nodes touch, as the caller; fetch what travels (once
-        per job: ``inputs`` and ``known`` serve its next nodes)."""
+        per job: ``inputs`` and ``known`` serve its next nodes), ``touch()`` after each
+        input fetched (a deferred job's fetch is not its hanging)."""
         for path in sorted(job_paths(nodes)[1], key=str):
             caller.authorize('PUT', '/v1' + path.path, 'write_acl')
         programs = sources.fetch_programs(caller, nodes, launch, known.programs)
@@ -590,6 +592,7 @@ class ProxyExecMiddleware:
                   if dev.readable and dev.path is not None and dev is not local[n.name]}
         for path in sorted(remote - inputs.keys(), key=str):
             inputs[path] = caller.fetch(path, self.config.max_input, reader=readers[path])[0]
+            touch()
         rings: dict[int, object] = {}
         plans = []
         for n in nodes:
@@ -651,7 +654,8 @@ class ProxyExecMiddleware:
             known = _Known(Budget(self.config.job_max_output))
             watched = _Watched(known.budget, progress)
             first = list(nodes) if connected else list(itertools.islice(nodes, CHUNK_NODES))
-            plans = self._prepare(caller, first, account, job_id, inputs, launch, known)
+            plans = self._prepare(caller, first, account, job_id, inputs, launch, known,
+                                  watched.touch)
             self._check_replicas(plans)
             if progress is not None:
                 progress.launched(first)
@@ -681,7 +685,7 @@ class ProxyExecMiddleware:
                         yield chunk.pop()
                     more = list(itertools.islice(nodes, CHUNK_NODES))
                     chunk = self._prepare(caller, more, account, job_id, inputs, launch,
-                                          known)
+                                          known, watched.touch)
                     self._check_replicas(chunk)
                     if progress is not None:
                         progress.more(more)
@@ -703,10 +707,10 @@ class ProxyExecMiddleware:
                 batches.close()
             spool = collector.spool
             if spool is not None:
-                self._store_spooled(caller, spool, stored)
+                self._store_spooled(caller, spool, stored, watched.touch)
                 # the response's body is read from the spool and closes it
                 return streamed.respond_spooled(spool, time.monotonic() - started, report_json)
-            self._store_all(caller, results, failed=any(r.failed for r in results))
+            self._store_all(caller, results, any(r.failed for r in results), watched.touch)
             # the response's body is read from the results' outputs and closes them
             return respond(results, time.monotonic() - started, report_json)
         except BaseException as e:
@@ -729,13 +733,17 @@ class ProxyExecMiddleware:
         except JobError as e:
             raise HTTPBadRequest(body=f'{e}\n') from None
 
-    def _store_all(self, caller: Caller, results: list[NodeResult], failed: bool) -> None:
+    def _store_all(self, caller: Caller, results: list[NodeResult], failed: bool,
+                   touch: Callable[[], None]) -> None:
         """Store the outputs with a path: all of them when the job succeeded, else
-        only those of devices with ``"store": "always"``."""
-        _each(lambda job: self._store(caller, *job), list(_to_store(results, failed)))
+        only those of devices with ``"store": "always"``; ``touch()`` after each."""
+        def store(job: tuple[NodeResult, Device]) -> None:
+            self._store(caller, *job)
+            touch()
+        _each(store, list(_to_store(results, failed)))
 
     def _store_spooled(self, caller: Caller, spool: streamed.JobSpool,
-                       stored: list[SwiftPath]) -> None:
+                       stored: list[SwiftPath], touch: Callable[[], None]) -> None:
         """``_store_all`` for a large job: node by node, from its spool; each output
         stored is added to ``stored`` (its spool may yet find the disk full)."""
         failed = spool.tally.failed > 0
@@ -747,6 +755,7 @@ class ProxyExecMiddleware:
                 self._store(caller, res, dev)
                 if dev.name in res.stored:
                     stored.append(dev.path)
+                touch()
             if todo:
                 spool.replace(node_id, old, new)
         _each(store, sorted(set(spool.stores)))
@@ -822,6 +831,11 @@ class _Watched:
     def started(self) -> None:
         if self.progress is not None:
             self.progress.started()
+
+    def touch(self) -> None:
+        """A step of the job that ends no node (an input fetched, an output stored)."""
+        if self.progress is not None:
+            self.progress.touch()
 
     def finished(self, results: list[NodeResult]) -> None:
         if self.budget.over:
