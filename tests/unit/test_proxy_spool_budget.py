@@ -163,7 +163,8 @@ def test_a_proxy_disk_full_is_a_507_saying_whose_room_it_is(mw, swift, servers,
     resp = post(mw, job(), **{'X-Zerovm-Report': 'json'})
     assert resp.status_int == 507, resp.body
     assert resp.body.decode().startswith(
-        "this job was stopped: the proxy has no room left for the outputs of jobs (")
+        "this job was stopped: the proxy has no room left for the outputs, links and "
+        "inputs of jobs (")
     assert b'No space left on device); nothing of it was stored' in resp.body
     assert b"ask the operator to give the proxy's $TMPDIR more room" in resp.body
 
@@ -219,7 +220,7 @@ def test_a_disk_full_reading_a_batch_stops_the_job_without_running_its_nodes_aga
     fake, single = batch_servers(d0=ran())
     resp = post(mw, job(stdin='swift://~/c/item*'))
     assert resp.status_int == 507, resp.body
-    assert b'the proxy has no room left for the outputs of jobs' in resp.body
+    assert b'the proxy has no room left for the outputs, links and inputs of jobs' in resp.body
     assert len(fake.batches) == 1 and single.asked == []
 
 
@@ -258,7 +259,7 @@ def test_a_link_the_proxys_full_disk_cannot_hold_stops_the_job_with_a_507(
     group[0]['connect'] = ['r']
     resp = post(mw, group)
     assert resp.status_int == 507, resp.body
-    assert b'the proxy has no room left for the outputs of jobs' in resp.body
+    assert b'the proxy has no room left for the outputs, links and inputs of jobs' in resp.body
     assert len(asked.asked) == 1                # the writer ran once, not again elsewhere
 
 
@@ -274,4 +275,4 @@ def test_an_input_the_proxys_full_disk_cannot_hold_stops_the_job_with_a_507(
     group[0]['devices'].append({'name': 'input', 'path': 'swift://~/c/other'})
     resp = post(mw, group)
     assert resp.status_int == 507, resp.body
-    assert b'the proxy has no room left for the outputs of jobs' in resp.body
+    assert b'the proxy has no room left for the outputs, links and inputs of jobs' in resp.body

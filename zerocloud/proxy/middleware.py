@@ -720,7 +720,8 @@ class ProxyExecMiddleware:
             if isinstance(e, OverBudget):
                 raise over_budget(str(e), self.config.job_max_output) from None
             if isinstance(e, DiskFull):
-                self.logger.error('a job was stopped: no room for its outputs in %s', e)
+                self.logger.error('a job was stopped: no room for its outputs, links or '
+                                  'inputs in %s', e)
                 raise disk_full(e, stored) from None
             raise
         finally:
@@ -863,9 +864,9 @@ def disk_full(e: DiskFull, stored: list[SwiftPath]) -> HTTPException:
     kept = (f'{len(stored)} of its outputs {"was" if len(stored) == 1 else "were"} stored '
             f'({some}), no other' if stored else 'nothing of it was stored')
     return HTTPInsufficientStorage(
-        body=f'this job was stopped: the proxy has no room left for the outputs of jobs '
-             f'({e}); {kept}: run it again later, or ask the operator to give the '
-             f'proxy\'s $TMPDIR more room\n')
+        body=f'this job was stopped: the proxy has no room left for the outputs, links '
+             f'and inputs of jobs ({e}); {kept}: run it again later, or ask the operator '
+             f'to give the proxy\'s $TMPDIR more room\n')
 
 
 def program_digest(program: bytes) -> str:
