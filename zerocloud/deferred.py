@@ -75,10 +75,11 @@ write its heartbeat, Swift refusing the writes for a while) and ends by its own
 limits (each node's ``zerovm_timeout``), storing its result; only a state of
 another host's proxy (or of a proxy older than ``since``) is judged by its
 age alone.  But a job whose counts have not moved (``moved``: when they last
-changed) for HUNG_LIMITS times ``zerovm_timeout + chain_timeout`` of the
-reader's proxy is lost wherever its proxy runs: no node runs that long, so
-the job hung or its heartbeat died, and its pollers would wait forever (if
-that job ever ends, its result replaces the lost one).
+changed, or an input was fetched or an output stored: ``Progress.touch``)
+for HUNG_LIMITS times ``zerovm_timeout + chain_timeout`` of the reader's proxy
+is lost wherever its proxy runs: no node runs that long, so the job hung or its
+heartbeat died, and its pollers would wait forever (if that job ever ends, its
+result replaces the lost one).
 
 A client's DELETE of ``<that name>.state`` cancels the job (:func:`cancel`):
 it stores ``<that name>.cancel``, which the proxy running the job looks for
@@ -182,6 +183,7 @@ class Progress:
         self.job = 0
         self.total = self.done = self.failed = self.running = 0
         self.bytes_in = self.bytes_out = 0
+        self.touched = 0                # steps that end no node: the job is not hung
         self._objects: dict[str, str] | None = {}
 
     def launched(self, nodes: Iterable[Node]) -> None:
@@ -216,6 +218,11 @@ class Progress:
             read, written = r.channel_bytes()
             self.bytes_in += read
             self.bytes_out += written
+
+    def touch(self) -> None:
+        """The job moved on without ending a node (an input fetched, an output stored:
+        up to zerovm_job_maxoutput after its last node): its state's ``moved``."""
+        self.touched += 1
 
     def objects(self) -> dict[str, str]:
         """The object each node of the (last) job runs next to, by node name (none for a
@@ -419,7 +426,7 @@ def _keep_state(app, req: Request, where: SwiftPath, heartbeat: float, finished:
     marker = f'{base}/{where.obj}{CANCEL_SUFFIX}'
     _home(app, req, where)
     written, due, look, asked = None, 0.0, time.monotonic() + CANCEL_EVERY, False
-    moved = time.time()                 # when the counts last changed
+    moved, touched = time.time(), 0     # when the counts last changed, or a step was made
     while True:
         if not asked and time.monotonic() >= look:
             asked = _request(app, req, 'HEAD', marker).status_int == 200
@@ -428,9 +435,9 @@ def _keep_state(app, req: Request, where: SwiftPath, heartbeat: float, finished:
                 logger.info('deferred job %s: cancelled', where)
                 cancel()
         counts = progress.counts()
-        if counts != written or time.monotonic() >= due:
-            if counts != written:
-                moved = time.time()
+        if counts != written or progress.touched != touched or time.monotonic() >= due:
+            if counts != written or progress.touched != touched:
+                moved, touched = time.time(), progress.touched
             body = json.dumps({'state': 'running', 'heartbeat': heartbeat, 'updated': time.time(),
                                'moved': moved,
                                'proxy': _proxy(), 'pids': pid_space(),

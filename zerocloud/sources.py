@@ -647,9 +647,10 @@ def open_launch(caller: Caller, account: str, container: str | None,
                                        body=f'open runs the app of {target} ({content_type}) '
                                             'with GET; other methods only run zapps\n')
         else:
-            job, config = _registered(caller, account, content_type)
-            # before a deferred open takes one of the account's slots (deferred.run)
+            # before a deferred open takes one of the account's slots (deferred.run), and
+            # before the registry is read: who may not run learns nothing of its apps
             caller.authorize('POST', f'/v1/{account}', None)
+            job, config = _registered(caller, account, content_type)
             launch = Launch(substitute(job, params, target))
             launch.source = config
             if content_type != NEXE_TYPE:

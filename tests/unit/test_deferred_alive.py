@@ -12,14 +12,17 @@ import os
 import socket
 import time
 
+import test_proxy_filter as proxy_tests
 from swift.common.concurrency import LightQueue
 from swift.common.swob import Request, Response
-from test_proxy_filter import ACCOUNT
+from test_proxy_filter import ACCOUNT, job, ok, post
 from test_sources import DeletingSwift, deferred_always, lost_env
 
 from zerocloud import deferred
 from zerocloud.config import Config
+from zerocloud.proxy import middleware
 
+servers, swift = proxy_tests.servers, proxy_tests.swift     # fixtures shared
 NAME = f'{ACCOUNT}/c/job-' + '7' * 32
 LOG = logging.getLogger('test')
 HERE = f'{socket.gethostname()}:{os.getpid()}'
@@ -128,3 +131,47 @@ def test_a_state_of_a_running_proxy_without_progress_past_the_jobs_limits_is_los
     env = state_of(app, time.time() - bound - 1, **alive)
     deferred.settle_lost(app, env, LOG, config)
     assert json.loads(app.objects[f'{NAME}.headers'][1])['X-Nexe-Status'] == 'lost'
+
+
+def test_a_step_that_ends_no_node_moves_the_state(monkeypatch) -> None:
+    """Storing the outputs after the last node (up to zerovm_job_maxoutput) and fetching
+    the inputs end no node: they ``touch()`` the progress, so the state's ``moved``
+    follows them and a slow store is not read as a hung job."""
+    monkeypatch.setattr(deferred, 'PROGRESS_EVERY', 0.01)
+    app = DeletingSwift()
+    step: LightQueue = LightQueue()
+    release: LightQueue = LightQueue()
+
+    def work(progress) -> Response:
+        progress.launched([])
+        step.get()
+        progress.touch()
+        return release.get()
+    result, state = deferred_always(app, work, heartbeat=3600)
+    first = json.loads(app.objects[state][1])
+    step.put(None)
+
+    def moved() -> bool:
+        return json.loads(app.objects[state][1])['moved'] > first['moved']
+    give_up = time.monotonic() + 10             # before the fix it never moved
+    app.wait_until(lambda: moved() or time.monotonic() > give_up)
+    assert moved()
+    release.put(Response(body=b'result'))
+    assert app.wait_until(lambda: state not in app.objects)
+
+
+def test_a_job_touches_its_progress_for_each_input_fetched_and_output_stored(
+        mw, swift, servers, monkeypatch) -> None:
+    """What ``touch()`` follows: the proxy's fetch of an input not next to its node,
+    and each PUT of an output (before, neither: touch() did not exist)."""
+    after: list[tuple[str, str]] = []
+    monkeypatch.setattr(middleware._Watched, 'touch',
+                        lambda self: after.append(swift.calls[-1][:2]))
+    swift.add('/c/other')
+    servers(d0=ok(b'out\n'))
+    group = job(stdout={'name': 'stdout', 'path': 'swift://~/c/out'})
+    group[0]['devices'].append({'name': 'input', 'path': 'swift://~/c/other'})
+    assert post(mw, group).status_int == 200
+    # the node runs next to one of its two objects; the other travels through the proxy
+    assert [m for m, _p in after] == ['GET', 'PUT'] and after[1][1] == f'{ACCOUNT}/c/out'
+    assert after[0][1] in (f'{ACCOUNT}/c/data', f'{ACCOUNT}/c/other')

@@ -8,6 +8,7 @@ import errno
 import os
 from types import SimpleNamespace
 
+import eventlet
 import pytest
 import test_proxy_filter as proxy_tests
 from test_proxy_filter import (
@@ -162,7 +163,8 @@ def test_a_proxy_disk_full_is_a_507_saying_whose_room_it_is(mw, swift, servers,
     resp = post(mw, job(), **{'X-Zerovm-Report': 'json'})
     assert resp.status_int == 507, resp.body
     assert resp.body.decode().startswith(
-        "this job was stopped: the proxy has no room left for the outputs of jobs (")
+        "this job was stopped: the proxy has no room left for the outputs, links and "
+        "inputs of jobs (")
     assert b'No space left on device); nothing of it was stored' in resp.body
     assert b"ask the operator to give the proxy's $TMPDIR more room" in resp.body
 
@@ -170,11 +172,22 @@ def test_a_proxy_disk_full_is_a_507_saying_whose_room_it_is(mw, swift, servers,
 def test_a_disk_full_after_some_outputs_were_stored_names_them(
         limited, swift, batch_servers, monkeypatch) -> None:
     """A large job's spool fills the proxy's disk while its outputs are being stored
-    (a node's record rewritten after its PUT): the 507 names what was stored, it
-    does not say nothing was."""
+    (a node's record rewritten after its PUT): the 507 names what was stored, it does
+    not say nothing was; the stores running then (two at a time, each PUT slower than
+    the one before) end before it is told, and none starts after."""
     monkeypatch.setattr(stream, 'SUMMARY_NODES', 1)
-    objects(swift, 3)
+    monkeypatch.setattr(stream, 'GATHER', 1)    # each record written at once
+    monkeypatch.setattr(middleware, 'MAX_CONCURRENCY', 2)
+    objects(swift, 4)
     batch_servers(d0=ran())
+    puts = []
+
+    def slower_puts(env, start_response):
+        if env['REQUEST_METHOD'] == 'PUT':
+            puts.append(env['PATH_INFO'])
+            for _ in range(10 * len(puts)):
+                eventlet.sleep(0)
+        return swift(env, start_response)
     pwrite = os.pwrite
 
     def full_once_stored(fd, data, at):
@@ -184,13 +197,19 @@ def test_a_disk_full_after_some_outputs_were_stored_names_them(
     monkeypatch.setattr(os, 'pwrite', full_once_stored)
     body = job(stdin='swift://~/c/item*', stdout={'name': 'stdout',
                                                    'path': 'swift://~/out/*.txt'})
-    resp = post(limited(1 << 20), body)
+    limited(1 << 20)
+    resp = post(ProxyExecMiddleware(slower_puts, {'zerovm_job_maxoutput': str(1 << 20)}), body)
     assert resp.status_int == 507, resp.body
     put = [p for m, p, _h in swift.calls if m == 'PUT']
-    assert len(put) == 1
+    assert put and put == puts                  # every PUT begun has ended
     text = resp.body.decode()
     assert 'nothing of it was stored' not in text
-    assert f'1 of its outputs was stored (swift:/{put[0][3:]}), no other' in text, text
+    many = 'was' if len(put) == 1 else 'were'
+    assert f'{len(put)} of its outputs {many} stored (' in text, text
+    assert all(f'swift:/{p[3:]}' in text for p in put), text
+    for _ in range(100):                        # nothing left running stores one more
+        eventlet.sleep(0)
+    assert [p for m, p, _h in swift.calls if m == 'PUT'] == put
 
 
 def test_a_disk_full_reading_a_batch_stops_the_job_without_running_its_nodes_again(
@@ -201,7 +220,7 @@ def test_a_disk_full_reading_a_batch_stops_the_job_without_running_its_nodes_aga
     fake, single = batch_servers(d0=ran())
     resp = post(mw, job(stdin='swift://~/c/item*'))
     assert resp.status_int == 507, resp.body
-    assert b'the proxy has no room left for the outputs of jobs' in resp.body
+    assert b'the proxy has no room left for the outputs, links and inputs of jobs' in resp.body
     assert len(fake.batches) == 1 and single.asked == []
 
 
@@ -240,7 +259,7 @@ def test_a_link_the_proxys_full_disk_cannot_hold_stops_the_job_with_a_507(
     group[0]['connect'] = ['r']
     resp = post(mw, group)
     assert resp.status_int == 507, resp.body
-    assert b'the proxy has no room left for the outputs of jobs' in resp.body
+    assert b'the proxy has no room left for the outputs, links and inputs of jobs' in resp.body
     assert len(asked.asked) == 1                # the writer ran once, not again elsewhere
 
 
@@ -256,4 +275,4 @@ def test_an_input_the_proxys_full_disk_cannot_hold_stops_the_job_with_a_507(
     group[0]['devices'].append({'name': 'input', 'path': 'swift://~/c/other'})
     resp = post(mw, group)
     assert resp.status_int == 507, resp.body
-    assert b'the proxy has no room left for the outputs of jobs' in resp.body
+    assert b'the proxy has no room left for the outputs, links and inputs of jobs' in resp.body

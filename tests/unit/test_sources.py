@@ -657,6 +657,27 @@ def test_an_open_deferred_is_authorised_before_it_takes_a_deferred_slot(
     assert not servers().asked
 
 
+@pytest.mark.parametrize('deferred_', ['', 'always'], ids=['now', 'deferred'])
+def test_an_unauthorised_open_does_not_read_the_registry(swift, servers, mw,
+                                                         deferred_: str) -> None:
+    """Who may read an object but not run jobs in its account is refused before the
+    account's registry is read: else its answer (a 404 naming no app, or the 403) told
+    whether an app is registered for the object's type."""
+    swift.add('/c/doc', b'text', **{'Content-Type': 'text/plain'})
+    for registered in (False, True):
+        if registered:
+            swift.add('/.zvm/text/plain/config', json.dumps(cgi_job('swift://~/bin/wc')).encode())
+        req = Request.blank('/open/AUTH_a/c/doc',
+                            headers={'X-Zerovm-Deferred': deferred_} if deferred_ else {})
+        req.environ['swift.authorize'] = lambda sub: (HTTPForbidden() if sub.method == 'POST'
+                                                      else None)
+        resp = req.get_response(mw)
+        assert (resp.status_int, resp.body) == (
+            403, b'Denied: may not execute jobs in swift://AUTH_a\n'), registered
+    assert not [p for _m, p, _h in swift.calls if '/.zvm/' in p]
+    assert not servers().asked
+
+
 def test_an_open_and_its_next_jobs_take_the_accounts_share_as_its_other_jobs(
         swift, servers, mw) -> None:
     """Only who may run jobs in AUTH_a opens its objects (401/403 before a node is sent:

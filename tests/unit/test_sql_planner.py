@@ -513,6 +513,9 @@ def test_skip_bad_merges_even_one_object_and_its_nodes_skip() -> None:
     aliased = plan(parse_query(f'SELECT sum(t.qty), avg("T"."price") FROM {URL} AS t'),
                    COLUMNS, 2)
     assert aliased.summed == ['qty', 'price']
+    # with no alias, by the table SQLite reads (the source rewritten to it): as it is too
+    bare = plan(parse_query(f'SELECT sum(t.qty), total("T".price) FROM {URL}'), COLUMNS, 2)
+    assert bare.summed == ['qty', 'price']
     with pytest.raises(SqlError):
         plan(parse_query(f'SELECT sum(u.qty) FROM {URL} t'), COLUMNS, 2)
     assert plan(parse_query(f'SELECT count(*) FROM {URL}'), COLUMNS, 2).numeric() is None

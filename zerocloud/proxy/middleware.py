@@ -281,6 +281,7 @@ import uuid
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
+from typing import TypeVar
 
 from swift.common.concurrency import GreenPool, tpool
 from swift.common.constraints import valid_api_version
@@ -343,6 +344,7 @@ from zerocloud.sql import entry as sql_entry
 from zerocloud.tmpdisk import DiskFull
 
 MAX_CONCURRENCY = 64
+T = TypeVar('T')
 CHUNK_NODES = 1000          # nodes of a streamed job planned at a time
 BATCH_CONCURRENCY = 2048    # nodes of a batched job in flight (most wait in batches)
 DEFAULT_CONTENT_TYPE = 'application/octet-stream'
@@ -568,9 +570,11 @@ class ProxyExecMiddleware:
                     account=account)
 
     def _prepare(self, caller: Caller, nodes: list[Node], account: str, job_id: str,
-                 inputs: dict[SwiftPath, Input], launch: Launch, known: _Known) -> list[Plan]:
+                 inputs: dict[SwiftPath, Input], launch: Launch, known: _Known,
+                 touch: Callable[[], None]) -> list[Plan]:
         """Check every object the nodes touch, as the caller; fetch what travels (once
-        per job: ``inputs`` and ``known`` serve its next nodes)."""
+        per job: ``inputs`` and ``known`` serve its next nodes), ``touch()`` after each
+        input fetched (a deferred job's fetch is not its hanging)."""
         for path in sorted(job_paths(nodes)[1], key=str):
             caller.authorize('PUT', '/v1' + path.path, 'write_acl')
         programs = sources.fetch_programs(caller, nodes, launch, known.programs)
@@ -588,6 +592,7 @@ class ProxyExecMiddleware:
                   if dev.readable and dev.path is not None and dev is not local[n.name]}
         for path in sorted(remote - inputs.keys(), key=str):
             inputs[path] = caller.fetch(path, self.config.max_input, reader=readers[path])[0]
+            touch()
         rings: dict[int, object] = {}
         plans = []
         for n in nodes:
@@ -649,7 +654,8 @@ class ProxyExecMiddleware:
             known = _Known(Budget(self.config.job_max_output))
             watched = _Watched(known.budget, progress)
             first = list(nodes) if connected else list(itertools.islice(nodes, CHUNK_NODES))
-            plans = self._prepare(caller, first, account, job_id, inputs, launch, known)
+            plans = self._prepare(caller, first, account, job_id, inputs, launch, known,
+                                  watched.touch)
             self._check_replicas(plans)
             if progress is not None:
                 progress.launched(first)
@@ -679,7 +685,7 @@ class ProxyExecMiddleware:
                         yield chunk.pop()
                     more = list(itertools.islice(nodes, CHUNK_NODES))
                     chunk = self._prepare(caller, more, account, job_id, inputs, launch,
-                                          known)
+                                          known, watched.touch)
                     self._check_replicas(chunk)
                     if progress is not None:
                         progress.more(more)
@@ -701,10 +707,10 @@ class ProxyExecMiddleware:
                 batches.close()
             spool = collector.spool
             if spool is not None:
-                self._store_spooled(caller, spool, stored)
+                self._store_spooled(caller, spool, stored, watched.touch)
                 # the response's body is read from the spool and closes it
                 return streamed.respond_spooled(spool, time.monotonic() - started, report_json)
-            self._store_all(caller, results, failed=any(r.failed for r in results))
+            self._store_all(caller, results, any(r.failed for r in results), watched.touch)
             # the response's body is read from the results' outputs and closes them
             return respond(results, time.monotonic() - started, report_json)
         except BaseException as e:
@@ -714,7 +720,8 @@ class ProxyExecMiddleware:
             if isinstance(e, OverBudget):
                 raise over_budget(str(e), self.config.job_max_output) from None
             if isinstance(e, DiskFull):
-                self.logger.error('a job was stopped: no room for its outputs in %s', e)
+                self.logger.error('a job was stopped: no room for its outputs, links or '
+                                  'inputs in %s', e)
                 raise disk_full(e, stored) from None
             raise
         finally:
@@ -727,17 +734,17 @@ class ProxyExecMiddleware:
         except JobError as e:
             raise HTTPBadRequest(body=f'{e}\n') from None
 
-    def _store_all(self, caller: Caller, results: list[NodeResult], failed: bool) -> None:
+    def _store_all(self, caller: Caller, results: list[NodeResult], failed: bool,
+                   touch: Callable[[], None]) -> None:
         """Store the outputs with a path: all of them when the job succeeded, else
-        only those of devices with ``"store": "always"``."""
-        todo = list(_to_store(results, failed))
-        if todo:
-            pool = GreenPool(min(len(todo), MAX_CONCURRENCY))
-            for _ in pool.imap(lambda job: self._store(caller, *job), todo):
-                pass
+        only those of devices with ``"store": "always"``; ``touch()`` after each."""
+        def store(job: tuple[NodeResult, Device]) -> None:
+            self._store(caller, *job)
+            touch()
+        _each(store, list(_to_store(results, failed)))
 
     def _store_spooled(self, caller: Caller, spool: streamed.JobSpool,
-                       stored: list[SwiftPath]) -> None:
+                       stored: list[SwiftPath], touch: Callable[[], None]) -> None:
         """``_store_all`` for a large job: node by node, from its spool; each output
         stored is added to ``stored`` (its spool may yet find the disk full)."""
         failed = spool.tally.failed > 0
@@ -749,11 +756,10 @@ class ProxyExecMiddleware:
                 self._store(caller, res, dev)
                 if dev.name in res.stored:
                     stored.append(dev.path)
+                touch()
             if todo:
                 spool.replace(node_id, old, new)
-        pool = GreenPool(MAX_CONCURRENCY)
-        for _ in pool.imap(store, sorted(set(spool.stores))):
-            pass
+        _each(store, sorted(set(spool.stores)))
 
     def _store(self, caller: Caller, res: NodeResult, dev: Device) -> None:
         size = res.size(dev.name)
@@ -772,6 +778,27 @@ class ProxyExecMiddleware:
                           + (f': {reason}' if reason else ''))
         res.http_status = max(res.http_status or 0,
                               resp.status_int if resp.status_int >= 400 else 503)
+
+def _each(work: Callable[[T], None], items: list[T]) -> None:
+    """``work`` on every item, ``MAX_CONCURRENCY`` at a time.  The first to fail starts
+    no other and is raised once those running have ended: what they stored is known
+    (``disk_full``), and nothing is stored after the job was answered."""
+    failed: list[Exception] = []
+
+    def one(item: T) -> None:
+        if failed:
+            return
+        try:
+            work(item)
+        except Exception as e:
+            failed.append(e)
+    pool = GreenPool(max(1, min(len(items), MAX_CONCURRENCY)))
+    for item in items:
+        pool.spawn_n(one, item)
+    pool.waitall()
+    if failed:
+        raise failed[0]
+
 
 def _to_store(results: Iterable[NodeResult], failed: bool) -> Iterator[tuple[NodeResult, Device]]:
     """The outputs to store: with a path, at least ``min_size`` bytes, and when the job
@@ -806,6 +833,11 @@ class _Watched:
         if self.progress is not None:
             self.progress.started()
 
+    def touch(self) -> None:
+        """A step of the job that ends no node (an input fetched, an output stored)."""
+        if self.progress is not None:
+            self.progress.touch()
+
     def finished(self, results: list[NodeResult]) -> None:
         if self.budget.over:
             for r in results:
@@ -832,9 +864,9 @@ def disk_full(e: DiskFull, stored: list[SwiftPath]) -> HTTPException:
     kept = (f'{len(stored)} of its outputs {"was" if len(stored) == 1 else "were"} stored '
             f'({some}), no other' if stored else 'nothing of it was stored')
     return HTTPInsufficientStorage(
-        body=f'this job was stopped: the proxy has no room left for the outputs of jobs '
-             f'({e}); {kept}: run it again later, or ask the operator to give the '
-             f'proxy\'s $TMPDIR more room\n')
+        body=f'this job was stopped: the proxy has no room left for the outputs, links '
+             f'and inputs of jobs ({e}); {kept}: run it again later, or ask the operator '
+             f'to give the proxy\'s $TMPDIR more room\n')
 
 
 def program_digest(program: bytes) -> str:

@@ -719,12 +719,13 @@ SUMMED = ('sum', 'avg', 'total')
 
 def _summed(query: Query, by_name: dict[str, str]) -> list[str]:
     """The columns the query sums as they are (``sum(qty)``, ``sum(t.qty)`` with
-    ``t`` the FROM alias, ``avg(DISTINCT price)``, not ``sum(CASE ...)``), in order:
+    ``t`` the FROM alias, or with none the table the source is rewritten to,
+    ``avg(DISTINCT price)``, not ``sum(CASE ...)``), in order:
     where a text (``n/a``, ``2,50``) would be summed as its leading number or 0, which
     "skip_bad" makes a malformed record."""
     toks, found = query.tokens, []
     end = query.clauses['from'][1]
-    alias = [t.key for t in toks[query.source_at + 1:end] if t.key != 'as']
+    alias = [t.key for t in toks[query.source_at + 1:end] if t.key != 'as'] or [TABLE]
     for call in _calls(query, 0, len(toks)):
         args = [t for t in toks[call.args[0]:call.args[1]] if t.key != 'distinct']
         if len(args) == 3 and args[1].text == '.' and [args[0].key] == alias:
