@@ -76,6 +76,50 @@ def test_a_refused_helper_write_ends_the_run_and_writes_nothing_after_it(guest, 
 
 
 
+def _failing_kills(_fastcall) -> bool:
+    """Make the watchdog's kill fail in this (child) process: serve() is given the pidfd
+    of a child already reaped.  False where the loop does not wait in RECV."""
+    if not _fastcall.recv_waits(True):
+        return False
+    gone = os.fork()
+    if gone == 0:
+        os._exit(0)
+    dead = os.pidfd_open(gone)
+    os.waitpid(gone, 0)
+    real = _fastcall.serve
+
+    def serve(listener, pidfd, *rest):
+        return real(listener, dead, *rest)
+    _fastcall.serve = serve
+    return True
+
+
+def _stopped_spinner(prog, timeout: float, got: dict, before=lambda: None):
+    """A native guest spinning in a new thread of this process (``before`` run first in
+    that thread), stopped (SIGSTOP) once past its loader: (the thread, the guest's pid);
+    its report lands in ``got['report']``."""
+    import threading
+
+    from tests.sandbox.test_native import _child_pids
+    from zvm_core.channels import FdBacking
+    from zvm_core.engines.native.loader import loader_path
+    from zvm_core.executor import Limits
+    r, w = os.pipe()
+
+    def running() -> None:
+        before()
+        got['report'] = run(prog, [Channel('/dev/stdout', FdBacking(w, True), WRITE)],
+                            argv=['native_hostile', 'spinning'],
+                            limits=Limits(timeout=timeout), engine='native')
+    t = threading.Thread(target=running)
+    t.start()
+    with os.fdopen(r, 'rb') as said:
+        assert said.readline() == b'spinning\n'     # past the loader, spinning
+    [pid] = [p for p in _child_pids() if os.readlink(f'/proc/{p}/exe') == str(loader_path())]
+    os.kill(pid, signal.SIGSTOP)
+    return t, pid
+
+
 def test_a_failed_watchdog_kill_still_ends_the_wait_at_the_deadline(guest):
     """A guest stopped (SIGSTOP: no call, no CPU) while the loop waits in RECV: at the
     deadline the helper kills it through its pidfd.  Here that kill fails (the loop
@@ -83,42 +127,16 @@ def test_a_failed_watchdog_kill_still_ends_the_wait_at_the_deadline(guest):
     ``timeout`` (the helper interrupts the wait, the supervisor kills the guest with
     its own pidfd).  review7: the helper said it fired and RECV waited forever (the
     alarm, a bound that only fails a hang, ends the test's child: None)."""
-    import threading
 
-    from tests.sandbox.test_native import _child_pids
-    from zvm_core.channels import FdBacking
-    from zvm_core.engines.native.loader import loader_path
-    from zvm_core.executor import Limits
     prog = guest('native_hostile')
 
     def body():
         from zvm_core.engines.native import _fastcall
-        if not _fastcall.recv_waits(True):
+        if not _failing_kills(_fastcall):
             return 'no recv wait'
-        gone = os.fork()
-        if gone == 0:
-            os._exit(0)
-        dead = os.pidfd_open(gone)
-        os.waitpid(gone, 0)
-        real = _fastcall.serve
-
-        def serve(listener, pidfd, *rest):
-            return real(listener, dead, *rest)
-        _fastcall.serve = serve
         signal.alarm(RUN_TIMEOUT)
-        r, w = os.pipe()
-        got = {}
-
-        def running() -> None:
-            got['report'] = run(prog, [Channel('/dev/stdout', FdBacking(w, True), WRITE)],
-                                argv=['native_hostile', 'spinning'],
-                                limits=Limits(timeout=5), engine='native')
-        t = threading.Thread(target=running)
-        t.start()
-        with os.fdopen(r, 'rb') as said:
-            assert said.readline() == b'spinning\n'     # past the loader, spinning
-        [pid] = [p for p in _child_pids() if os.readlink(f'/proc/{p}/exe') == str(loader_path())]
-        os.kill(pid, signal.SIGSTOP)
+        got: dict = {}
+        t, _pid = _stopped_spinner(prog, 5, got)
         t.join()
         signal.alarm(0)
         return [got['report'].status, got['report'].engine]
@@ -138,47 +156,23 @@ def test_a_failed_watchdog_kill_nudges_only_while_the_wake_signal_is_safe(guest,
     lives past the deadline with no WAKE pending, and the run ends once the guest is
     killed.  review: the helper checked WAKE's handler once at import (the child died
     of WAKE) and nudged a thread that blocked it (WAKE pending)."""
-    import threading
 
-    from tests.sandbox.test_native import _child_pids
-    from zvm_core.channels import FdBacking
-    from zvm_core.engines.native.loader import loader_path
-    from zvm_core.executor import Limits
     prog = guest('native_hostile')
     wake = signal.SIGRTMAX - 1
 
     def body():
         from zvm_core.engines.native import _fastcall
-        if not _fastcall.recv_waits(True):
+        if not _failing_kills(_fastcall):
             return 'no recv wait'
-        gone = os.fork()
-        if gone == 0:
-            os._exit(0)
-        dead = os.pidfd_open(gone)
-        os.waitpid(gone, 0)
-        real = _fastcall.serve
-
-        def serve(listener, pidfd, *rest):
-            return real(listener, dead, *rest)
-        _fastcall.serve = serve
         if how == 'reset':
             signal.signal(wake, signal.SIG_DFL)
         signal.alarm(RUN_TIMEOUT)
-        r, w = os.pipe()
-        got = {}
+        got: dict = {}
 
-        def running() -> None:
+        def before() -> None:
             if how == 'blocked':
                 signal.pthread_sigmask(signal.SIG_BLOCK, {wake})
-            got['report'] = run(prog, [Channel('/dev/stdout', FdBacking(w, True), WRITE)],
-                                argv=['native_hostile', 'spinning'],
-                                limits=Limits(timeout=1), engine='native')
-        t = threading.Thread(target=running)
-        t.start()
-        with os.fdopen(r, 'rb') as said:
-            assert said.readline() == b'spinning\n'     # past the loader, spinning
-        [pid] = [p for p in _child_pids() if os.readlink(f'/proc/{p}/exe') == str(loader_path())]
-        os.kill(pid, signal.SIGSTOP)
+        t, pid = _stopped_spinner(prog, 1, got, before)
         t.join(3)                       # past the deadline: the helper has given up
         with open(f'/proc/self/task/{t.native_id}/status') as f:
             [pending] = [int(line.split()[1], 16) for line in f if line.startswith('SigPnd:')]
@@ -210,18 +204,8 @@ def test_the_watchdog_does_not_interrupt_the_personality_past_the_deadline(guest
 
     def body():
         from zvm_core.engines.native import _fastcall
-        if not _fastcall.recv_waits(True):
+        if not _failing_kills(_fastcall):
             return 'no recv wait'
-        gone = os.fork()
-        if gone == 0:
-            os._exit(0)
-        dead = os.pidfd_open(gone)
-        os.waitpid(gone, 0)
-        real = _fastcall.serve
-
-        def serve(listener, pidfd, *rest):
-            return real(listener, dead, *rest)
-        _fastcall.serve = serve
         libc = ctypes.CDLL(None, use_errno=True)
         read = []
         real_answer = supervisor._Supervisor._answer
