@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
-import json
 import time
 
 import requests
-from swiftclient import ClientException, Connection
+from accounts import deferred_state, post_deferred
+from swiftclient import Connection
 
 from zerocloud.devcluster import DevCluster
 
@@ -30,19 +30,10 @@ def test_a_deferred_job_is_reported_lost_after_a_proxy_restart(
     conn.put_object(container, 'spin', guest('spin').read_bytes())
     job = [{'name': 'spin', 'exec': {'path': f'swift://~/{container}/spin'},
             'devices': [{'name': 'stdout'}]}]
+    name = post_deferred(conn, container, job)
     url, token = conn.get_auth()
-    resp = requests.post(f'{url}/{container}', data=json.dumps(job), timeout=60, headers={
-        'X-Auth-Token': token, 'X-Zerovm-Execute': '1.0', 'X-Zerovm-Deferred': 'always',
-        'Content-Type': 'application/json'})
-    assert resp.status_code == 202, resp.text
-    name = resp.text.strip().rsplit('/', 1)[1]
-
-    def state():
-        try:
-            return json.loads(conn.get_object(container, name + '.state')[1])
-        except ClientException:
-            return None
-    assert wait_for('the job state in Swift', state)['state'] == 'running'
+    assert wait_for('the job state in Swift',
+                    lambda: deferred_state(conn, container, name))['state'] == 'running'
     swift_cluster.kill_server('proxy')
     try:
         time.sleep(0.5)
@@ -60,4 +51,4 @@ def test_a_deferred_job_is_reported_lost_after_a_proxy_restart(
         'the proxy running this deferred job stopped before it finished (its process ')
     assert 'is gone)' in stored['X-Nexe-Error']       # at once, not after three heartbeats
     assert conn.get_object(container, name)[1].startswith(b'the proxy running this deferred')
-    assert state() is None                                  # settled: no state left behind
+    assert deferred_state(conn, container, name) is None     # settled: no state left behind

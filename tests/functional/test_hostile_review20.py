@@ -6,12 +6,10 @@ hold for what it writes afterwards, as it would for the user's own PUT then."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import requests
-from accounts import until
-from swiftclient import ClientException, Connection
+from accounts import deferred_state, post_deferred, until
+from swiftclient import Connection
 
 from zerocloud.devcluster import DevCluster
 
@@ -31,13 +29,6 @@ def dropbox(conn: Connection, connect, make_container, guest) -> dict:
     return {'other': other, 'drop': drop, 'own': own}
 
 
-def _state(other: Connection, container: str, name: str) -> dict | None:
-    try:
-        return json.loads(other.get_object(container, name + '.state')[1])
-    except ClientException:
-        return None
-
-
 def test_a_deferred_job_stores_nothing_where_its_write_acl_was_revoked_meanwhile(
         swift_cluster: DevCluster, conn: Connection, dropbox: dict) -> None:
     """test2's deferred job writes into AUTH_test's drop box (``"store": "always"``: even
@@ -49,19 +40,16 @@ def test_a_deferred_job_stores_nothing_where_its_write_acl_was_revoked_meanwhile
     job = [{'name': 'spin', 'exec': {'path': f'swift://~/{own}/spinning', 'args': ['spinning']},
             'devices': [{'name': 'stdout', 'path': f'swift://AUTH_test/{drop}/out',
                          'store': 'always'}]}]
+    name = post_deferred(other, own, job)
     url, token = other.get_auth()
-    resp = requests.post(f'{url}/{own}', data=json.dumps(job), timeout=120, headers={
-        'X-Auth-Token': token, 'X-Zerovm-Execute': '1.0', 'X-Zerovm-Deferred': 'always',
-        'Content-Type': 'application/json'})
-    assert resp.status_code == 202, resp.text
-    name = resp.text.strip().rsplit('/', 1)[1]
-    running = until(lambda: (_state(other, own, name) or {}).get('nodes', {}).get('running'))
-    assert running == 1, _state(other, own, name)
+    running = until(lambda: (deferred_state(other, own, name) or {}).get('nodes', {})
+                    .get('running'))
+    assert running == 1, deferred_state(other, own, name)
     conn.post_container(drop, {'X-Container-Write': ''})
     mine = requests.put(f'{url.rsplit("/", 1)[0]}/AUTH_test/{drop}/mine', data=b'x',
                         timeout=30, headers={'X-Auth-Token': token})
     assert mine.status_code == 403, mine.text
-    state = _state(other, own, name)            # the node spins on: nothing stored yet
+    state = deferred_state(other, own, name)            # the node spins on: nothing stored yet
     assert state['nodes']['done'] + state['nodes']['failed'] == 0, state
     result = until(lambda: requests.get(f'{url}/{own}/{name}.headers', timeout=30, headers={
         'X-Auth-Token': token}), seconds=150)
