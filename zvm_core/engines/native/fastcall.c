@@ -600,13 +600,6 @@ static int release(struct cache *k)
         else
             PyErr_Clear();
     }
-    if (hashed() < 0 && !failed) {      /* Python reads the states from now on */
-        failed = 1;                     /* (flush() waited for the helper already) */
-        if (type == NULL)
-            PyErr_Fetch(&type, &value, &tb);
-        else
-            PyErr_Clear();
-    }
     for (int i = 0; i < k->nchans; i++) {
         struct chan *ch = &k->chans[i];
         if (ch->dirty && r == 0
@@ -1071,8 +1064,6 @@ static void carry(void)
 #define WAKE (SIGRTMAX - 1)
 #define NUDGE 0.01
 
-static int s_wakes;                     /* WAKE's handler is ours (installed at import) */
-
 static void woken(int sig)
 {
     (void)sig;                          /* only to end a system call with EINTR */
@@ -1137,10 +1128,15 @@ static void hash_next(struct helper *h, size_t most)
     settle(h);
 }
 
-static double clock_now(void)           /* the helper's: it carries no flags */
+/* CLOCK_MONOTONIC (Python's time.monotonic): the vDSO's reads the TSC, so while
+ * this thread carries the flags, the system call's */
+static double monotonic(void)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    if (carried)
+        syscall(SYS_clock_gettime, CLOCK_MONOTONIC, &ts);
+    else
+        clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
@@ -1148,8 +1144,8 @@ static double clock_now(void)           /* the helper's: it carries no flags */
 static int nudge(const struct helper *h)
 {
     struct sigaction cur;
-    return s_wakes && !h->blocked && sigaction(WAKE, NULL, &cur) == 0
-           && cur.sa_handler == woken && pthread_kill(h->server, WAKE) == 0;
+    return !h->blocked && sigaction(WAKE, NULL, &cur) == 0 && cur.sa_handler == woken
+           && pthread_kill(h->server, WAKE) == 0;
 }
 
 /* Wait for work, or for the armed run's deadline (the lock held): the guest killed
@@ -1160,7 +1156,7 @@ static void idle(struct helper *h)
         pthread_cond_wait(&h->work, &h->lock);
         return;
     }
-    double now = clock_now(), until = h->deadline;
+    double now = monotonic(), until = h->deadline;
     if (now >= h->deadline) {
         if (syscall(SYS_pidfd_send_signal, h->pidfd, SIGKILL, NULL, 0) == 0) {
             h->armed = 0;
@@ -1408,17 +1404,6 @@ static int constant(const struct ctx *c, int nr, long long *ret)
     return 0;
 }
 
-/* CLOCK_MONOTONIC (Python's time.monotonic): the vDSO's reads the TSC, so while
- * this thread carries the flags, the system call's */
-static double monotonic(void)
-{
-    struct timespec ts;
-    if (carried)
-        syscall(SYS_clock_gettime, CLOCK_MONOTONIC, &ts);
-    else
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 /* How long the loop may wait for its deadline (CLOCK_MONOTONIC), at most the time
  * left: <= 0 when it has passed.  While this thread carries the flags, far from
@@ -2043,7 +2028,7 @@ PyMODINIT_FUNC PyInit__fastcall(void)
         struct sigaction sa = {.sa_handler = woken, .sa_flags = SA_ONSTACK};    /* no
                                                    SA_RESTART: EINTR */
         sigemptyset(&sa.sa_mask);
-        s_wakes = sigaction(WAKE, &sa, NULL) == 0;
+        sigaction(WAKE, &sa, NULL);     /* nudge() checks that it is ours */
     }
     struct timespec tick;       /* 4 ms at HZ=250; none above 10 ms is trusted */
     if (clock_getres(CLOCK_MONOTONIC_COARSE, &tick) == 0 && tick.tv_sec == 0
