@@ -325,6 +325,13 @@ def _given(spec: dict, key: str, alias: str) -> object:
     return spec.get(alias) if value is None else value
 
 
+def devices_key(group: dict) -> str:
+    """The key a group's devices are read from (``devices``, else ``file_list``), as
+    :func:`_given` reads them."""
+    return 'file_list' if group.get('devices') is None and group.get('file_list') is not None \
+        else 'devices'
+
+
 def group_devices(group: object) -> list[dict]:
     """The devices of a group (JSON objects; anything else is the parser's to refuse)."""
     devices = _given(group, 'devices', 'file_list') if isinstance(group, dict) else None

@@ -40,6 +40,7 @@ from zerocloud.client.jobs import (
     ELF_MAGIC,
     BuildError,
     device_name,
+    devices_key,
     group_devices,
     system_images,
     zapp_bytes,
@@ -241,8 +242,7 @@ def registered_job(job: list, image_url: str) -> list:
         if not isinstance(group, dict):
             raise BuildError(f'node {number} of the zapp\'s job is not a JSON object: make it '
                              '{"name": ..., "exec": ..., "devices": [...]}')
-        key = 'file_list' if group.get('devices') is None and \
-            group.get('file_list') is not None else 'devices'
+        key = devices_key(group)
         if group.get(key) is None:
             group[key] = []
         if not isinstance(group[key], list):

@@ -168,7 +168,9 @@ def _node_args(plan: planner.Plan, fmt: str, delimiter: str, has_header: bool,
                out: str, check_header: bool, skip_bad: bool) -> list[str]:
     args = ['--schema', plan.map_schema()]
     if skip_bad:
-        args += ['--skip-bad'] + (['--numeric', plan.numeric()] if plan.numeric() else [])
+        args += ['--skip-bad']
+        if numeric := plan.numeric():
+            args += ['--numeric', numeric]
     if fmt == 'jsonl':
         planner.check_json_keys(plan.loaded or plan.columns)
         args += ['--load', 'jsonl', '/dev/input']
