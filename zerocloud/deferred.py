@@ -243,11 +243,11 @@ class Progress:
 _RUNNING: collections.Counter[str] = collections.Counter()
 
 
-def _release(share: str) -> None:
-    """One deferred job of ``share`` (``_RUNNING``'s key) ended or never started."""
-    _RUNNING[share] -= 1
-    if not _RUNNING[share]:
-        del _RUNNING[share]
+def _release(account: str) -> None:
+    """One deferred job of ``account`` ended or never started."""
+    _RUNNING[account] -= 1
+    if not _RUNNING[account]:
+        del _RUNNING[account]
 
 
 def run(app, req: Request, how: str, account: str, container: str | None, timeout: float,
@@ -262,18 +262,17 @@ def run(app, req: Request, how: str, account: str, container: str | None, timeou
     proxy's disk) while others wait."""
     if how == 'never':
         return work(Progress())
-    share = account
-    if _RUNNING[share] >= most:
+    if _RUNNING[account] >= most:
         raise HTTPTooManyRequests(
-            body=f'account {account} has {_RUNNING[share]} deferred jobs running on this '
+            body=f'account {account} has {_RUNNING[account]} deferred jobs running on this '
                  f'proxy, the most one account may (zerovm_account_maxdeferred): wait until '
                  f'one ends (zc wait), or run this job without {HEADER}\n')
-    _RUNNING[share] += 1        # counted before the container's look, which yields
+    _RUNNING[account] += 1        # counted before the container's look, which yields
     try:
         if container is not None:
             _need_container(app, req, account, container)
     except BaseException:
-        _release(share)
+        _release(account)
         raise
     where = SwiftPath(account, container or REGISTRY, jobnames.new_name())
     events: LightQueue = LightQueue()
@@ -305,7 +304,7 @@ def run(app, req: Request, how: str, account: str, container: str | None, timeou
             else:
                 events.put(('done', resp))
         finally:
-            _release(share)
+            _release(account)
 
     running = spawn(worker)
     deadline = None if how == 'always' else time.monotonic() + timeout
@@ -427,6 +426,7 @@ def _keep_state(app, req: Request, where: SwiftPath, heartbeat: float, finished:
     _home(app, req, where)
     written, due, look, asked = None, 0.0, time.monotonic() + CANCEL_EVERY, False
     moved, touched = time.time(), 0     # when the counts last changed, or a step was made
+    since = started_at(os.getpid())     # this process's: read once, not per write
     while True:
         if not asked and time.monotonic() >= look:
             asked = _request(app, req, 'HEAD', marker).status_int == 200
@@ -435,13 +435,14 @@ def _keep_state(app, req: Request, where: SwiftPath, heartbeat: float, finished:
                 logger.info('deferred job %s: cancelled', where)
                 cancel()
         counts = progress.counts()
-        if counts != written or progress.touched != touched or time.monotonic() >= due:
-            if counts != written or progress.touched != touched:
+        changed = counts != written or progress.touched != touched
+        if changed or time.monotonic() >= due:
+            if changed:
                 moved, touched = time.time(), progress.touched
             body = json.dumps({'state': 'running', 'heartbeat': heartbeat, 'updated': time.time(),
                                'moved': moved,
                                'proxy': _proxy(), 'pids': pid_space(),
-                               'since': started_at(os.getpid()),
+                               'since': since,
                                'started': progress.started_at,
                                **counts}).encode()
             stored = _put(app, req, state, body, 'application/json')
