@@ -348,14 +348,14 @@ def _kind(content_type: str, head: bytes, where: str) -> str:
     """``script``, ``zapp`` or ``job``, by the first bytes and the content type."""
     if head.startswith(SHEBANG):
         return 'script'
-    if content_type in TAR_TYPES + GZIP_TYPES or (
-            content_type == OCTET_STREAM and looks_like_archive(head)):
-        if not looks_like_archive(head) and head.lstrip()[:1] in (b'[', b'{'):
+    archive = looks_like_archive(head)
+    if content_type in TAR_TYPES + GZIP_TYPES or (content_type == OCTET_STREAM and archive):
+        if not archive and head.lstrip()[:1] in (b'[', b'{'):
             raise HTTPBadRequest(body=f'{where} is a job description (JSON) sent as '
                                       f'{content_type}: send it as application/json\n')
         return 'zapp'
     if content_type in JOB_TYPES:
-        if looks_like_archive(head):       # curl --data-binary sends a form type
+        if archive:                        # curl --data-binary sends a form type
             raise HTTPBadRequest(body=f'{where} is a gzip or tar archive (a zapp?) sent as '
                                       f'{content_type or "no content type"}: send a zapp as '
                                       'application/x-gzip (or application/x-tar)\n')
