@@ -16,7 +16,9 @@ command -v curl >/dev/null || need+=(curl)         # the docs' commands use it
 [ -f /usr/include/zlib.h ] || need+=(zlib1g-dev)
 # A venv's python3 is not Debian's: its pip comes from ensurepip, not apt's python3-pip
 in_venv=$(python3 -c 'import sys; print(int(sys.prefix != sys.base_prefix))')
-python3 -m pip --version >/dev/null 2>&1 || [ "$in_venv" = 1 ] ||
+has_pip=1
+python3 -m pip --version >/dev/null 2>&1 || has_pip=0
+[ "$has_pip" = 1 ] || [ "$in_venv" = 1 ] ||
     need+=(python3-pip)                          # Debian's python3 comes without
 if [ ${#need[@]} -gt 0 ]; then
     SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
@@ -24,7 +26,7 @@ if [ ${#need[@]} -gt 0 ]; then
     $SUDO apt-get update -qq
     $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
-if [ "$in_venv" = 1 ] && ! python3 -m pip --version >/dev/null 2>&1; then
+if [ "$in_venv" = 1 ] && [ "$has_pip" = 0 ]; then
     # Debian moves ensurepip into python3.X-venv: a venv made without it has no pip
     if ! python3 -c 'import ensurepip' 2>/dev/null; then
         read -r version venv < <(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2], sys.prefix)')

@@ -134,7 +134,6 @@ from swift.common.concurrency import (
 
 from zerocloud import wire
 from zerocloud.job import Group, JobError, Node
-from zerocloud.peers import check_peers
 from zerocloud.tmpdisk import room
 
 IN, OUT = 'in/', 'out/'
@@ -194,11 +193,6 @@ def _cycle(names: list[str]) -> JobError:
         return JobError(f'Cannot connect {names[0]} to itself ({names[0]} -> {names[0]}): '
                         f'{why}')
     return JobError(f'connect makes a cycle ({" -> ".join(names)}): {why}')
-
-
-def check_nodes(nodes: Iterable[Node]) -> None:
-    for node in nodes:
-        check_peers(node, len(node.reads_from), len(node.writes_to))
 
 
 def check_replicas(plans: Iterable, servers_for: Callable[[object], tuple[int, str]]) -> None:

@@ -2,7 +2,7 @@
 
 A ``connect`` between two groups makes one link per pair of their nodes: the
 product of their counts.  The proxy wired every link of a connected job before
-it checked a node's channels (at most 253, ``zerocloud.graph.check_nodes``), in
+it checked a node's channels (at most 253, ``zerocloud.peers.check_peers``), in
 its event loop: 70 bytes of JSON (``count`` 50,000 connected to ``count``
 50,000, within ``zerovm_maxnodes``) made it build 2.5 billion links, tens of GB
 of lists, for minutes, while every other request of that proxy process waited.
@@ -22,7 +22,7 @@ import pytest
 from swift.common.swob import Request
 from test_proxy_filter import FakeSwift, Servers, job, objects, ok, post
 
-from zerocloud import graph, turns
+from zerocloud import peers, turns
 from zerocloud.job import JobError, Node, expand, parse_job
 from zerocloud.proxy.dispatch import Dispatcher
 
@@ -44,7 +44,7 @@ def test_a_connect_too_wide_is_refused_before_any_link_is_made() -> None:
 
     def check(node: Node, reads: int, writes: int) -> None:
         asked.append((node.name, reads, writes, bool(node.writes_to or node.reads_from)))
-        graph.check_peers(node, reads, writes)
+        peers.check_peers(node, reads, writes)
     with pytest.raises(JobError) as err:
         expand(parse_job(wide(3000), 'AUTH_a'), None, None, check_peers=check)
     assert asked == [('a-1', 0, 3000, False)]           # the first node: nothing wired
@@ -69,12 +69,12 @@ def test_peers_counted_before_wiring_are_those_wired() -> None:
 
 def test_the_proxy_refuses_a_wide_connect_unwired(mw, monkeypatch) -> None:
     wired = []
-    check = graph.check_peers
+    check = peers.check_peers
 
     def spy(node: Node, reads: int, writes: int) -> None:
         wired.append(bool(node.writes_to or node.reads_from))
         check(node, reads, writes)
-    monkeypatch.setattr(graph, 'check_peers', spy)
+    monkeypatch.setattr(peers, 'check_peers', spy)
     resp = Request.blank('/v1/AUTH_a', method='POST', body=json.dumps(wide(50_000)).encode(),
                          headers={'X-Zerovm-Execute': '1.0',
                                   'Content-Type': 'application/json'}).get_response(mw)

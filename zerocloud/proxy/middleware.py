@@ -305,6 +305,7 @@ from zerocloud import (
     deferred,
     graph,
     hangup,
+    peers,
     pipeline,
     placement,
     sources,
@@ -485,15 +486,23 @@ class ProxyExecMiddleware:
         if any(g.connect for g in groups):
             return True, self._checked(lambda: expand(
                 groups, list_objects, list_containers, max_nodes=self.config.max_nodes,
-                check_peers=graph.check_peers, step=turns.take))
+                check_peers=peers.check_peers, step=turns.take))
         return False, self._checked(lambda: stream(
             groups, list_objects, list_containers, max_nodes=self.config.max_nodes,
-            count_objects=count_objects))
+            count_objects=count_objects), check_channels=True)
 
-    def _checked(self, make: Callable[[], Iterable[Node]]) -> Iterator[Node]:
+    def _checked(self, make: Callable[[], Iterable[Node]], check_channels: bool = False
+                 ) -> Iterator[Node]:
+        """The nodes ``make()`` yields, each one's program location checked, with a bad
+        job's error as its HTTP response.  ``check_channels``: the channels of the first
+        node of each group (its nodes have the same devices, and unwired no peers);
+        ``expand`` checks a connected job's itself, peers counted, before wiring them."""
+        checked: set[str] = set()
         try:
             for node in make():
-                graph.check_nodes([node])
+                if check_channels and node.group not in checked:
+                    checked.add(node.group)
+                    peers.check_peers(node, 0, 0)
                 sources.program_location(node)
                 turns.take()
                 yield node
