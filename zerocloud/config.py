@@ -14,7 +14,8 @@ import functools
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from swift.common.utils import TRUE_VALUES, config_true_value
 from swift.common.wsgi import ConfigFileError
@@ -72,8 +73,8 @@ class Config:
     deferred_heartbeat: float = 10.0
     account_deferred: int = 16      # deferred jobs of one account running in one proxy
     zapp_limits: zapp.Limits = zapp.Limits()
-    # both: "name path name path ..." (the proxy reads the names, object servers the paths)
-    sysimage_devices: str = ''
+    # both: {name: tar path}, parsed once (the proxy reads the names, object servers the paths)
+    sysimage_devices: dict[str, Path] = field(default_factory=dict)
     # object server
     devices: str = '/srv/node'
     mount_check: bool = True
@@ -124,7 +125,7 @@ class Config:
             zapp_limits=zapp.Limits(option('zapp_max_members', positive, zapp.Limits.members),
                                     option('zapp_max_size', positive, zapp.Limits.size),
                                     option('zapp_max_ratio', positive, zapp.Limits.ratio)),
-            sysimage_devices=option('zerovm_sysimage_devices', _images, ''),
+            sysimage_devices=option('zerovm_sysimage_devices', sysimages.parse, ''),
             devices=conf.get('devices', '/srv/node'),
             mount_check=config_true_value(conf.get('mount_check', 'true')),
             pool_size=pool_size,
@@ -153,12 +154,12 @@ class Config:
             ('zerovm_timeout', float(self.timeout)), ('zerovm_maxnexemem', self.memory),
             ('zerovm_fuel', self.fuel), ('zerovm_maxinput', self.max_input),
             ('zerovm_maxoutput', self.max_output),
-            ('zerovm_sysimage_devices', ' '.join(sorted(self.system_images)))))
+            ('zerovm_sysimage_devices', ' '.join(sorted(self.sysimage_devices)))))
 
     @property
     def system_images(self) -> list[str]:
         """The names of the configured system images (what jobs may name as devices)."""
-        return self.sysimage_devices.split()[::2]
+        return list(self.sysimage_devices)
 
 
 def _refuse_unknown(name: str, known: set[str]) -> None:
@@ -211,13 +212,6 @@ def _positive_float(value: str | float) -> float:
     if not number > 0:
         raise ValueError(f'{value}: expected a number of seconds above 0')
     return number
-
-
-def _images(value: str) -> str:
-    """``name path ...`` as written, once its form is checked (the proxy reads only the
-    names, so a pair short of its path went unseen there)."""
-    sysimages.parse(value)
-    return value
 
 
 def _engine(value: str | None) -> str | None:

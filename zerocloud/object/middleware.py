@@ -165,7 +165,7 @@ from zvm_core import engines
 from zvm_core.channels import READ, WRITE, LinkWaker, LinkWriter, Quota
 from zvm_core.limits import Limits
 from zvm_core.pool import ChannelSpec, Pool, PoolBusy, WarmUp, WorkerFailed
-from zvm_core.sysimages import SysImageError, SysImageUnreadable, SystemImages, parse
+from zvm_core.sysimages import SysImageError, SysImageUnreadable, SystemImages
 
 PROGRAM_CACHE = 32
 IMAGE_CACHE = 8
@@ -279,7 +279,7 @@ class ObjectExecMiddleware:
         self.programs = ContentCache(PROGRAM_CACHE)
         self.images = ContentCache(IMAGE_CACHE)
         try:
-            self.sysimages = SystemImages(parse(self.config.sysimage_devices))
+            self.sysimages = SystemImages(self.config.sysimage_devices)
             self.warm = tuple(_warm_ups(self.sysimages, self.config.prewarm,
                                         self.config.memory))
         except SysImageError as e:
