@@ -16,6 +16,7 @@ import pytest
 
 from tests.conftest import RUN_TIMEOUT, in_child
 from tests.sandbox.test_fastcall import _backing
+from tests.sandbox.test_native import spinning_thread
 from zvm_core import engines
 from zvm_core.channels import READ, WRITE, Channel, MemoryBacking
 from zvm_core.executor import run
@@ -26,23 +27,10 @@ pytestmark = pytest.mark.skipif(engines.native_unavailable() is not None,
 LIMIT = 8 * 1024        # the file may not grow past it: the helper's 64 KiB are refused
 
 
-@pytest.fixture(params=[True, False], ids=['recv-wait', 'poll-wait'])
-def recv(request):
-    """Whether the C loop waits in RECV itself (set in the test's child): skipped where
-    the kernel does not end that wait when the guest is gone."""
-    from zvm_core.engines.native import _fastcall
-    before = _fastcall.recv_waits()
-    able = _fastcall.recv_waits(True)
-    _fastcall.recv_waits(before)
-    if request.param and not able:
-        pytest.skip('this kernel does not end a blocked RECV when the guest is gone')
-    return request.param
-
-
 @pytest.mark.parametrize('kind', ['fd', 'file'])
 @pytest.mark.parametrize('kib', [65, 129])
 def test_a_refused_helper_write_ends_the_run_and_writes_nothing_after_it(guest, tmp_path,
-                                                                         recv, kind, kib):
+                                                                         wait, kind, kib):
     """``gather 65``: 64 KiB gathered and handed to the helper, 1 KiB more gathered,
     then uname (answered in Python); ``gather 129``: the next 64 KiB gathered too,
     and the write after them finds the helper's failure.  The host refuses the
@@ -53,9 +41,7 @@ def test_a_refused_helper_write_ends_the_run_and_writes_nothing_after_it(guest, 
     descriptor was 0 in that build: made a writable file here, it must get nothing)."""
     prog = guest('gather')
 
-    def body():
-        from zvm_core.engines.native import _fastcall
-        _fastcall.recv_waits(recv)
+    def body():                 # the child inherits the wait the fixture set
         stray = os.open(tmp_path / 'stray', os.O_RDWR | os.O_CREAT, 0o644)
         os.dup2(stray, 0)       # where chans[-1]'s descriptor pointed (the child's own)
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
@@ -95,27 +81,9 @@ def _failing_kills(_fastcall) -> bool:
 
 
 def _stopped_spinner(prog, timeout: float, got: dict, before=lambda: None):
-    """A native guest spinning in a new thread of this process (``before`` run first in
-    that thread), stopped (SIGSTOP) once past its loader: (the thread, the guest's pid);
-    its report lands in ``got['report']``."""
-    import threading
-
-    from tests.sandbox.test_native import _child_pids
-    from zvm_core.channels import FdBacking
-    from zvm_core.engines.native.loader import loader_path
-    from zvm_core.executor import Limits
-    r, w = os.pipe()
-
-    def running() -> None:
-        before()
-        got['report'] = run(prog, [Channel('/dev/stdout', FdBacking(w, True), WRITE)],
-                            argv=['native_hostile', 'spinning'],
-                            limits=Limits(timeout=timeout), engine='native')
-    t = threading.Thread(target=running)
-    t.start()
-    with os.fdopen(r, 'rb') as said:
-        assert said.readline() == b'spinning\n'     # past the loader, spinning
-    [pid] = [p for p in _child_pids() if os.readlink(f'/proc/{p}/exe') == str(loader_path())]
+    """``spinning_thread`` (test_native), the guest stopped (SIGSTOP): it makes no call
+    and takes no CPU."""
+    t, pid = spinning_thread(prog, timeout, got, before)
     os.kill(pid, signal.SIGSTOP)
     return t, pid
 

@@ -883,21 +883,6 @@ def test_in_process_runs_leave_no_child(guest, how, status):
     assert not [c for c in _children() if c.startswith('loader')]     # not even a zombie
 
 
-@pytest.fixture(params=[True, False], ids=['recv-wait', 'poll-wait'])
-def wait(request):
-    """Each way the C loop waits for the guest's next call (fastcall.c, "the wait"): in
-    the RECV ioctl itself, with the helper's watchdog at the deadline (where the kernel
-    ends that wait when the guest is gone, Linux 6.11), and with poll and epoll."""
-    from zvm_core.engines.native import _fastcall
-    before = _fastcall.recv_waits()
-    if request.param and not _fastcall.recv_waits(True):
-        _fastcall.recv_waits(before)
-        pytest.skip('this kernel does not end a blocked RECV when the guest is gone')
-    _fastcall.recv_waits(request.param)
-    yield request.param
-    _fastcall.recv_waits(before)
-
-
 @pytest.mark.parametrize('how,status', [('spin', 'timeout'), ('calls', 'ok')])
 def test_either_wait_ends_a_run_as_its_guest_does_and_a_spin_at_its_deadline(guest, wait,
                                                                              how, status):
@@ -921,26 +906,9 @@ def test_a_guest_killed_outside_a_call_ends_its_run_then_not_at_its_deadline(gue
     the run as killed by its host -- the wait ends when the guest is gone, not at the
     run's deadline (which would say ``timeout``)."""
     import signal
-    import threading
-
-    from zvm_core.channels import WRITE, Channel, FdBacking
-    from zvm_core.engines.native.loader import loader_path
-    from zvm_core.executor import Limits, run
-    r, w = os.pipe()
     got = {}
-
-    def spinning() -> None:
-        got['report'] = run(guest('native_hostile'), [Channel('/dev/stdout', FdBacking(w, True),
-                                                              WRITE)],
-                            argv=['native_hostile', 'spinning'],
-                            limits=Limits(timeout=RUN_TIMEOUT), engine='native')
-    t = threading.Thread(target=spinning)
-    t.start()
+    t, pid = spinning_thread(guest('native_hostile'), RUN_TIMEOUT, got)
     try:
-        with os.fdopen(r, 'rb') as said:
-            assert said.readline() == b'spinning\n'     # past the loader, spinning
-        [pid] = [p for p in _child_pids() if _is(lambda p=p: os.readlink(f'/proc/{p}/exe')
-                                                 == str(loader_path()))]
         os.kill(pid, signal.SIGKILL)
     finally:
         t.join(RUN_TIMEOUT)
@@ -948,6 +916,35 @@ def test_a_guest_killed_outside_a_call_ends_its_run_then_not_at_its_deadline(gue
     report = got['report']
     assert report.status == 'killed' and 'SIGKILL' in report.message, report
     assert not [c for c in _children() if c.startswith('loader')]
+
+
+def spinning_thread(prog: Path, timeout: float, got: dict, before=lambda: None):
+    """A native guest spinning in a new thread of this process (``before`` run first in
+    that thread), past its loader: (the thread, the guest's pid); its report lands in
+    ``got['report']``.  Event-driven: the guest's first write says it runs."""
+    import threading
+
+    from zvm_core.channels import WRITE, Channel, FdBacking
+    from zvm_core.engines.native.loader import loader_path
+    from zvm_core.executor import Limits, run
+    r, w = os.pipe()
+
+    def spinning() -> None:
+        before()
+        got['report'] = run(prog, [Channel('/dev/stdout', FdBacking(w, True), WRITE)],
+                            argv=['native_hostile', 'spinning'],
+                            limits=Limits(timeout=timeout), engine='native')
+    t = threading.Thread(target=spinning)
+    t.start()
+    try:
+        with os.fdopen(r, 'rb') as said:
+            assert said.readline() == b'spinning\n'     # past the loader, spinning
+        [pid] = [p for p in _child_pids() if _is(lambda p=p: os.readlink(f'/proc/{p}/exe')
+                                                 == str(loader_path()))]
+    except BaseException:
+        t.join(timeout)
+        raise
+    return t, pid
 
 
 def _child_pids() -> list[int]:
