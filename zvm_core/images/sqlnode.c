@@ -24,9 +24,9 @@
  * go to stderr and (--out partial) as the output's last line,
  * "#skipped\t<count>\t<source name>\t<line <n>: what>" (text escaped as in a
  * partial field), which the merge's partials loading passes over.  A header row
- * is never skipped.  --numeric: the table's columns C1, C2, ... (from 1) are summed,
- * so a record whose value there is text (not empty, not a number: "n/a", "2,50")
- * is malformed too.
+ * is never skipped.  --numeric: the table's columns C1, C2, ... (from 1) are used as
+ * numbers (summed, computed with, ordered against a number), so a record whose value
+ * there is text (not empty, not a number: "n/a", "2,50") is malformed too.
  * Sources may be gzip-compressed (recognised by their first bytes).  --query
  * runs once; its rows go to --output (default /dev/stdout):
  *
@@ -282,7 +282,7 @@ static struct input {
     int nnumeric, *numeric;           /* --numeric: columns (from 0) that must hold numbers */
     char **numeric_names;
     long skipped;                     /* malformed records skipped (this pass) */
-    char why[160];                    /* what is wrong with the current record ("" if nothing) */
+    char why[256];                    /* what is wrong with the current record ("" if nothing) */
     char first_bad[256];              /* "line <n>: <what>" of the first one skipped */
 } in;
 
@@ -410,25 +410,28 @@ static void parse_numeric(const char *spec, sqlite3_stmt *st) {
     }
 }
 
-/* The index in in.numeric of the current row's first --numeric value that is text
- * (NULL, an empty CSV field or JSON "" aside: blanks alone are text), else -1;
- * `*text`, `*n`: that value. */
-static int not_a_number(const char **text, int *n) {
+/* Whether a --numeric value of the current row is text (NULL, an empty CSV field or
+ * JSON "" aside: blanks alone are text): then in.why names the first. */
+static int not_a_number(void) {
     for (int k = 0; k < in.nnumeric; k++) {
-        int i = in.numeric[k];
+        int i = in.numeric[k], n;
+        const char *text;
         if (in.extract) {
             if (sqlite3_column_type(in.extract, i) != SQLITE_TEXT) continue;
-            *text = (const char *)sqlite3_column_text(in.extract, i);
-            *n = sqlite3_column_bytes(in.extract, i);
+            text = (const char *)sqlite3_column_text(in.extract, i);
+            n = sqlite3_column_bytes(in.extract, i);
         } else {
-            *text = in.rec.p + in.off[i];
-            *n = (int)in.len[i];
+            text = in.rec.p + in.off[i];
+            n = (int)in.len[i];
         }
-        if (!*n) continue;
         double d;
-        if (sqlite3AtoF(*text, &d, *n, SQLITE_UTF8) <= 0) return k;
+        if (n && sqlite3AtoF(text, &d, n, SQLITE_UTF8) <= 0) {
+            snprintf(in.why, sizeof in.why, "\"%s\" is not a number: \"%.*s\"",
+                     in.numeric_names[k], n > 40 ? 40 : n, text);
+            return 1;
+        }
     }
-    return -1;
+    return 0;
 }
 
 /* Start reading `path` (format csv, csvh or jsonl) into the first table of the schema. */
@@ -585,11 +588,8 @@ static int input_next(void) {
                 sqlite3_reset(in.extract);
                 continue;
             }
-            const char *text;
-            int tn, k = not_a_number(&text, &tn);
-            if (k >= 0) {
-                bad_record("line %ld: \"%s\" is not a number: \"%.*s\"", in.record,
-                           in.numeric_names[k], tn > 40 ? 40 : tn, text);
+            if (not_a_number()) {
+                bad_record("line %ld: %s", in.record, in.why);
                 sqlite3_reset(in.extract);
                 continue;
             }
@@ -606,7 +606,7 @@ static int input_next(void) {
                 if (in.names) header_check(nf);
                 continue;
             }
-            if (in.why[0])
+            if (in.why[0] || (nf == in.width && not_a_number()))
                 bad_record("line %ld: record %ld: %s", in.line, in.record, in.why);
             else if (nf > in.width)
                 bad_record("line %ld: record %ld has more than %d fields", in.line, in.record,
@@ -615,14 +615,8 @@ static int input_next(void) {
                 bad_record("line %ld: record %ld has %d fields, not %d", in.line, in.record, nf,
                            in.width);
             else {
-                const char *text;
-                int tn, k = not_a_number(&text, &tn);
-                if (k < 0) {
-                    in.rows++;
-                    return 1;
-                }
-                bad_record("line %ld: record %ld: \"%s\" is not a number: \"%.*s\"", in.line,
-                           in.record, in.numeric_names[k], tn > 40 ? 40 : tn, text);
+                in.rows++;
+                return 1;
             }
         }
     }
