@@ -372,6 +372,21 @@ def test_skip_bad_skips_malformed_records_and_counts_them(swift_cluster, conn, m
         == ('count(*)\r\n2\r\n', '0', '[]')         # "n/a" is summed by no query here
 
 
+def test_skip_bad_skips_text_where_a_column_is_used_as_a_number(
+        swift_cluster, conn, make_container, make_object) -> None:
+    """A text in a column the query computes with (``x * 2``) or orders against a
+    number (``y > 4``) is skipped as in one it sums: it answered 10,3 (``n/a * 2`` is
+    0, and ``'n/a' > 4`` is true in SQLite: a text sorts above every number)."""
+    c = make_container('sqlskipexpr')
+    make_object(c, 'e.csv', b'x,y\n1,2\nn/a,9\n2,n/a\n3,7\n')
+    account = _account(conn)
+    resp = sql(conn, {'query': f'SELECT sum(x * 2), count(*) FROM swift://~/{c}/e.csv '
+                               'WHERE y > 4', 'input': {'skip_bad': True}})
+    assert (resp.status_code, resp.text) == (200, 'sum(x * 2),count(*)\r\n6,1\r\n'), resp.text
+    assert json.loads(resp.headers['X-Sql-Skipped-Detail']) == [
+        [f'swift://{account}/{c}/e.csv', 2, 'line 3: record 3: "x" is not a number: "n/a"']]
+
+
 def test_an_object_read_for_its_columns_is_read_as_a_job_reads_it(
         swift_cluster, conn, make_container, make_object) -> None:
     """The first object's head is read the way a job reads an object (one path): the

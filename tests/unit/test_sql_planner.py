@@ -508,19 +508,42 @@ def test_skip_bad_merges_even_one_object_and_its_nodes_skip() -> None:
     summed = plan(parse_query(f'SELECT sum(qty), avg(DISTINCT price), total(qty), '
                               f'sum(CASE WHEN note = 1 THEN price END), min(note) FROM {URL}'),
                   COLUMNS, 2)
-    assert summed.summed == ['qty', 'price'] and summed.numeric() == '1,2'
+    assert summed.numbers == ['qty', 'price'] and summed.numeric() == '1,2'
     # a column named by the FROM alias is summed as it is too; by another name, no column
     aliased = plan(parse_query(f'SELECT sum(t.qty), avg("T"."price") FROM {URL} AS t'),
                    COLUMNS, 2)
-    assert aliased.summed == ['qty', 'price']
+    assert aliased.numbers == ['qty', 'price']
     # with no alias, by the table SQLite reads (the source rewritten to it): as it is too
     bare = plan(parse_query(f'SELECT sum(t.qty), total("T".price) FROM {URL}'), COLUMNS, 2)
-    assert bare.summed == ['qty', 'price']
+    assert bare.numbers == ['qty', 'price']
     with pytest.raises(SqlError):
         plan(parse_query(f'SELECT sum(u.qty) FROM {URL} t'), COLUMNS, 2)
     assert plan(parse_query(f'SELECT count(*) FROM {URL}'), COLUMNS, 2).numeric() is None
     with pytest.raises(SqlError, match=r'rowid is not available with "skip_bad"'):
         plan(parse_query('SELECT rowid FROM swift://~/s/one.csv'), COLUMNS, 1, merged=True)
+
+
+@pytest.mark.parametrize('where,numbers', [
+    ('SELECT sum(qty * 2) FROM {url}', ['qty']),
+    ('SELECT total(-t.price), count(*) FROM {url} t', ['price']),
+    ('SELECT region, qty + price FROM {url} ORDER BY note % 2', ['qty', 'price', 'note']),
+    ('SELECT count(*) FROM {url} WHERE qty > 3', ['qty']),
+    ('SELECT count(*) FROM {url} WHERE 3 <= qty AND price < -1.5', ['qty', 'price']),
+    ('SELECT count(*) FROM {url} WHERE qty NOT BETWEEN 1 AND 5', ['qty']),
+    # compared as text, or rightly for a text: no number meant
+    ("SELECT count(*) FROM {url} WHERE region > 'm' AND note = 1 AND qty > price", []),
+    ('SELECT region || product, max(qty), min(price), count(note) FROM {url}', []),
+])
+def test_skip_bad_makes_text_malformed_where_the_query_uses_a_column_as_a_number(
+        where: str, numbers: list[str]) -> None:
+    """``"skip_bad"``: a text in a column the query reads as a number, in arithmetic or
+    ordered against a number, is a malformed record, as in one it sums: SQLite reads
+    ``n/a`` there as 0 (``sum(qty * 2)``) or sorts it above every number (``qty > 3``
+    was true), a wrong answer.  Only ``sum(qty)`` as it is was one."""
+    p = plan(parse_query(where.format(url=URL)), COLUMNS, 2)
+    assert p.numbers == numbers
+    loaded = [c.lower() for c in p.loaded]
+    assert p.numeric() == (','.join(str(loaded.index(c) + 1) for c in numbers) or None)
 
 
 def test_the_skipped_notes_among_partial_rows_become_headers() -> None:

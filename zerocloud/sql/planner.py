@@ -653,13 +653,13 @@ class Plan:
     partial_types: list[str] = field(default_factory=list)     # NUMERIC or '' per column
     result_columns: list[str] = field(default_factory=list)
     loaded: list[str] = field(default_factory=list)     # the columns a node loads
-    summed: list[str] = field(default_factory=list)     # summed as they are: sum(qty)
+    numbers: list[str] = field(default_factory=list)    # used as numbers: sum(qty), qty * 2
 
     def numeric(self) -> str | None:
-        """``sqlnode``'s ``--numeric`` (the loaded columns, from 1, summed as they are:
-        with ``--skip-bad`` a record with text there is malformed), None for none."""
+        """``sqlnode``'s ``--numeric`` (the loaded columns, from 1, the query uses as
+        numbers: with ``--skip-bad`` a record with text there is malformed), None for none."""
         loaded = [c.lower() for c in self.loaded or self.columns]
-        found = [str(loaded.index(c.lower()) + 1) for c in self.summed]
+        found = [str(loaded.index(c.lower()) + 1) for c in self.numbers]
         return ','.join(found) or None
 
     def map_schema(self) -> str:
@@ -710,30 +710,54 @@ def plan(query: Query, columns: list[str], objects: int, merged: bool = False,
         if p is None:
             p = _rows(query, by_name, columns, result, reason)
     p.loaded = _loaded(query, by_name, columns, p.map_query)
-    p.summed = _summed(query, by_name)
+    p.numbers = _numbers(query, by_name)
     return p
 
 
 SUMMED = ('sum', 'avg', 'total')
+ARITHMETIC = ('+', '-', '*', '/', '%', '<<', '>>', '&', '|', '~')
+ORDERING = ('<', '<=', '>', '>=')
 
 
-def _summed(query: Query, by_name: dict[str, str]) -> list[str]:
-    """The columns the query sums as they are (``sum(qty)``, ``sum(t.qty)`` with
-    ``t`` the FROM alias, or with none the table the source is rewritten to,
-    ``avg(DISTINCT price)``, not ``sum(CASE ...)``), in order:
-    where a text (``n/a``, ``2,50``) would be summed as its leading number or 0, which
-    "skip_bad" makes a malformed record."""
+def _numbers(query: Query, by_name: dict[str, str]) -> list[str]:
+    """The columns the query uses as numbers, in order: summed as they are
+    (``sum(qty)``, ``avg(DISTINCT price)``, not ``sum(CASE ...)``), an operand of
+    arithmetic (``qty * 2``, ``-qty``, ``sum(qty * price)``), or ordered against a
+    number (``qty > 3``, ``3 <= qty``, ``qty BETWEEN 1 AND 5``); named alone or by
+    the FROM alias (``t.qty``; with none, the table the source is rewritten to).
+    There a text (``n/a``, ``2,50``) would be read as its leading number or 0, or
+    sort above every number: a wrong answer, which "skip_bad" makes a malformed
+    record (``=`` and ``min``/``max`` compare text rightly: not these)."""
     toks, found = query.tokens, []
     end = query.clauses['from'][1]
     alias = [t.key for t in toks[query.source_at + 1:end] if t.key != 'as'] or [TABLE]
-    for call in _calls(query, 0, len(toks)):
-        args = [t for t in toks[call.args[0]:call.args[1]] if t.key != 'distinct']
-        if len(args) == 3 and args[1].text == '.' and [args[0].key] == alias:
-            args = args[2:]                # t.qty: the column qty
-        if call.name in SUMMED and len(args) == 1 and args[0].kind in ('word', 'ident') \
-                and args[0].key in by_name and by_name[args[0].key] not in found:
-            found.append(by_name[args[0].key])
+    summed = {(a + (toks[a].key == 'distinct'), b) for call in _calls(query, 0, len(toks))
+              if call.name in SUMMED for a, b in [call.args]}
+    for i, tok in enumerate(toks):
+        if tok.kind not in ('word', 'ident') or tok.key not in by_name \
+                or i + 1 < len(toks) and toks[i + 1].text in ('(', '.'):
+            continue                       # no column: a function, or a table alias
+        start = i - 2 if i >= 2 and toks[i - 1].text == '.' else i
+        if start < i and [toks[start].key] != alias:
+            continue                       # another table's (SQLite refused it)
+        op = i + 1                         # the operator after it (NOT BETWEEN: BETWEEN)
+        if op + 1 < len(toks) and toks[op].key == 'not' and toks[op + 1].key == 'between':
+            op += 1
+        before = toks[start - 1].text if start else ''
+        after = toks[op].key if op < len(toks) else ''
+        numeric = ((start, i + 1) in summed or before in ARITHMETIC or after in ARITHMETIC
+                   or (after in ORDERING or after == 'between') and _number_at(toks, op + 1)
+                   or before in ORDERING and start >= 2 and toks[start - 2].kind == 'number')
+        if numeric and by_name[tok.key] not in found:
+            found.append(by_name[tok.key])
     return found
+
+
+def _number_at(toks: list[Token], i: int) -> bool:
+    """Whether a number starts at token ``i`` (``3``, ``-3``)."""
+    if i < len(toks) and toks[i].text in ('-', '+'):
+        i += 1
+    return i < len(toks) and toks[i].kind == 'number'
 
 
 DATE_FUNCTIONS = ('date', 'time', 'datetime', 'julianday', 'unixepoch', 'strftime',
