@@ -78,8 +78,9 @@ age alone.  But a job whose counts have not moved (``moved``: when they last
 changed, or an input was fetched or an output stored: ``Progress.touch``)
 for HUNG_LIMITS times ``zerovm_timeout + chain_timeout`` of the reader's proxy
 is lost wherever its proxy runs: no node runs that long, so the job hung or its
-heartbeat died, and its pollers would wait forever (if that job ever ends, its
-result replaces the lost one).
+heartbeat died, and its pollers would wait forever.  A job reported lost whose
+proxy was slow or cut off, not stopped, may still end: its result then replaces
+the lost one, saying so (:func:`_note_lost`).
 
 A client's DELETE of ``<that name>.state`` cancels the job (:func:`cancel`):
 it stores ``<that name>.cancel``, which the proxy running the job looks for
@@ -134,6 +135,7 @@ FIRST_STATE_WAIT = 2.0                   # seconds the 202 waits for the state's
 STALE_BEATS = 3                          # a state this many heartbeats old is a lost job
 HUNG_LIMITS = 10                         # (zerovm_timeout + chain_timeout) without a
                                          # node moving: a hung job, however alive its proxy
+LOST_MAX = 65536                         # bytes: a lost result's .headers is smaller
 CANCEL_SUFFIX = '.cancel'                # stored by a DELETE of the state: stop the job
 CANCEL_EVERY = 1.0                       # seconds; how often the running job looks for it
 _JOB = r'/([^/]+)/([^/]+)/([^/]+)/(' + jobnames.NAME.pattern + ')'
@@ -297,6 +299,7 @@ def run(app, req: Request, how: str, account: str, container: str | None, timeou
             state['working'] = False        # storing the result is never cancelled
         try:
             if state['result'] == 'store':
+                _note_lost(app, req, where, resp)
                 _store(app, req, where, resp, logger, objects=progress.objects())
                 finished.put(None)
             elif state['result'] == 'drop':     # nobody reads it: its spool goes now
@@ -677,6 +680,24 @@ def _put(app, req: Request, path: str, body: bytes | Response = b'',
         return sub.get_response(app)
     finally:
         close_if_possible(chunks)
+
+
+def _note_lost(app, req: Request, where: SwiftPath, resp: Response) -> None:
+    """A job reported lost that ended after all (its proxy slow or cut off, not
+    stopped: :func:`_settle`): its result replaces the lost one, which it says, as
+    ``X-Nexe-Reported-Lost`` (the lost one's ``X-Nexe-Error``): whoever read ``lost``
+    may have run the job again, and then both runs ran.  The result is the truth, and
+    of more use than ``lost``; one GET per deferred result."""
+    earlier = _request(app, req, 'GET', f'/v1{where.path}{HEADERS_SUFFIX}')
+    if earlier.status_int != 200 or (earlier.content_length or 0) > LOST_MAX:
+        close_if_possible(earlier.app_iter)
+        return                      # none, or not one this proxy stored: overwritten
+    try:
+        said = json.loads(earlier.body)
+    except (ValueError, RecursionError):
+        return
+    if isinstance(said, dict) and said.get('X-Nexe-Status') == 'lost':
+        resp.headers['X-Nexe-Reported-Lost'] = str(said.get('X-Nexe-Error', 'lost'))
 
 
 def _store(app, req: Request, where: SwiftPath, resp: Response, logger,

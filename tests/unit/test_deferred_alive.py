@@ -88,6 +88,38 @@ def test_a_job_whose_state_went_stale_while_its_proxy_runs_ends_by_its_own_limit
     assert app.objects[result][1] == b'wc: timeout\n'
 
 
+def test_a_job_reported_lost_that_ends_after_all_replaces_it_and_says_so() -> None:
+    """Its proxy cut off (its state read as stale: here another host's), the job is
+    reported lost; it runs on and ends: its result replaces the lost one, saying what
+    the pollers were told (``X-Nexe-Reported-Lost``): one who ran it again has two runs.
+    Before, the lost one was overwritten without a trace."""
+    app = DeletingSwift()
+    release: LightQueue = LightQueue()
+
+    def work(progress) -> Response:
+        progress.launched([])
+        return release.get()
+    result, state = deferred_always(app, work, heartbeat=30)
+    written = json.loads(app.objects[state][1])
+    app.objects[state] = ({}, json.dumps({**written, 'proxy': 'elsewhere:1',
+                                          'updated': time.time() - 100}).encode())
+    deferred.settle_lost(app, Request.blank(f'{result}.headers').environ, LOG)
+    lost = json.loads(app.objects[f'{result}.headers'][1])
+    assert lost['X-Nexe-Status'] == 'lost'
+    release.put(Response(body=b'out\n', headers={'X-Nexe-Status': 'ok'}))
+    assert app.wait_until(lambda: json.loads(app.objects[f'{result}.headers'][1])
+                          .get('X-Nexe-Status') == 'ok')
+    stored = json.loads(app.objects[f'{result}.headers'][1])
+    assert stored['X-Nexe-Reported-Lost'] == lost['X-Nexe-Error']
+    assert app.objects[result][1] == b'out\n'
+    assert app.wait_until(lambda: state not in app.objects)
+    # a result without a lost one before it says nothing of it
+    result, state = deferred_always(app, work, heartbeat=30)
+    release.put(Response(body=b'out\n', headers={'X-Nexe-Status': 'ok'}))
+    assert app.wait_until(lambda: state not in app.objects)
+    assert 'X-Nexe-Reported-Lost' not in json.loads(app.objects[f'{result}.headers'][1])
+
+
 def test_the_start_time_of_no_process_is_none() -> None:
     import subprocess
     import sys
