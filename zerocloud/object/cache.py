@@ -4,6 +4,18 @@ A worker keeps a translated template per program file, so a program must
 arrive at the same path every time: the object filter
 (``zerocloud.object.middleware``) stores each program it receives under its
 SHA-256 and sends later nodes' programs by digest (``zerocloud.wire``).
+
+Programs, their templates and their validation verdicts (``zvm_core.validator``'s
+``VerdictCache``, by SHA-256 too) are shared by every account, by judgement: a
+verdict is decided by the program's bytes alone (with the validator's version and
+policy), so it tells an account nothing it could not compute from bytes it already
+has.  A hit does tell (a report's ``validation: cached``, a faster start) that this
+server met those exact bytes before, for someone: only an account holding the same
+bytes can ask, and a leak of "someone ran this program" is a timing channel that
+keying verdicts per account would not close (the program and template caches say as
+much), while every account would validate the programs all share (the system images'
+interpreters) again and crowd the bounded caches.  (Not in the validator's own
+docstring: its source is part of every verdict's version.)
 """
 
 from __future__ import annotations
