@@ -37,6 +37,17 @@ def state_of(app: DeletingSwift, updated: float, **fields) -> dict:
     return env
 
 
+def held_job(app: DeletingSwift) -> tuple[str, str, LightQueue]:
+    """A deferred job (``always``, heartbeat 30 s) that ends as the response put in the
+    queue: (its result's path, its state's, the queue)."""
+    release: LightQueue = LightQueue()
+
+    def work(progress) -> Response:
+        progress.launched([])
+        return release.get()
+    return *deferred_always(app, work, heartbeat=30), release
+
+
 def test_an_old_state_of_a_proxy_process_running_here_is_not_lost() -> None:
     app = DeletingSwift()
     env = state_of(app, time.time() - 100, proxy=HERE, pids=deferred.pid_space(),
@@ -69,12 +80,7 @@ def test_a_job_whose_state_went_stale_while_its_proxy_runs_ends_by_its_own_limit
     """Its heartbeat late (a stalled proxy, Swift refusing the writes): the job is read
     as running, then its own end (here a node's timeout, 504) is its result."""
     app = DeletingSwift()
-    release: LightQueue = LightQueue()
-
-    def work(progress) -> Response:
-        progress.launched([])
-        return release.get()
-    result, state = deferred_always(app, work, heartbeat=30)
+    result, state, release = held_job(app)
     written = json.loads(app.objects[state][1])
     assert (written['proxy'], written['since']) == (HERE, deferred.started_at(os.getpid()))
     assert written['moved'] <= written['updated']          # when its counts last changed
@@ -94,12 +100,7 @@ def test_a_job_reported_lost_that_ends_after_all_replaces_it_and_says_so() -> No
     the pollers were told (``X-Nexe-Reported-Lost``): one who ran it again has two runs.
     Before, the lost one was overwritten without a trace."""
     app = DeletingSwift()
-    release: LightQueue = LightQueue()
-
-    def work(progress) -> Response:
-        progress.launched([])
-        return release.get()
-    result, state = deferred_always(app, work, heartbeat=30)
+    result, state, release = held_job(app)
     written = json.loads(app.objects[state][1])
     app.objects[state] = ({}, json.dumps({**written, 'proxy': 'elsewhere:1',
                                           'updated': time.time() - 100}).encode())
@@ -114,7 +115,7 @@ def test_a_job_reported_lost_that_ends_after_all_replaces_it_and_says_so() -> No
     assert app.objects[result][1] == b'out\n'
     assert app.wait_until(lambda: state not in app.objects)
     # a result without a lost one before it says nothing of it
-    result, state = deferred_always(app, work, heartbeat=30)
+    result, state, release = held_job(app)
     release.put(Response(body=b'out\n', headers={'X-Nexe-Status': 'ok'}))
     assert app.wait_until(lambda: state not in app.objects)
     assert 'X-Nexe-Reported-Lost' not in json.loads(app.objects[f'{result}.headers'][1])
