@@ -372,6 +372,35 @@ def test_skip_bad_skips_malformed_records_and_counts_them(swift_cluster, conn, m
         == ('count(*)\r\n2\r\n', '0', '[]')         # "n/a" is summed by no query here
 
 
+def test_codes_that_look_like_numbers_keep_their_digits(swift_cluster, conn, make_container,
+                                                       make_object, engine) -> None:
+    """A zip code 01234 and an id 007 are text, as written (they were the integers 1234
+    and 7: the answer printed 1234 and LIKE '0%' found nothing, with a 200), still
+    compared as numbers with a number; a JSON string is text, a JSON number a number.
+    Through the merge's partial rows too (split and rows plans), on either engine."""
+    c = make_container('sqlzip')
+    make_object(c, 'a.csv', b'zip,n\n01234,1\n12345,2\n')
+    make_object(c, 'b.csv', b'zip,n\n007,3\n01234,4\n')
+    make_object(c, 'c.jsonl', b'{"zip": "01234", "n": 1}\n{"zip": 12345, "n": 2}\n'
+                              b'{"zip": "007", "n": "3"}\n')
+    csvs = f'swift://~/{c}/*.csv'
+    resp = sql(conn, {'query': f"SELECT zip, sum(n) FROM {csvs} WHERE zip LIKE '0%' "
+                               'GROUP BY zip ORDER BY zip', 'engine': engine})
+    assert (resp.status_code, resp.headers['X-Sql-Plan']) == (200, 'split'), resp.text
+    assert resp.text == 'zip,sum(n)\r\n007,3\r\n01234,5\r\n'
+    resp = sql(conn, {'query': f'SELECT zip, zip = 1234 FROM {csvs} ORDER BY n',
+                      'engine': engine})
+    assert (resp.status_code, resp.headers['X-Sql-Plan']) == (200, 'rows'), resp.text
+    assert resp.text == 'zip,zip = 1234\r\n01234,1\r\n12345,0\r\n007,0\r\n01234,1\r\n'
+    resp = sql(conn, {'query': f'SELECT zip, n, typeof(n) FROM swift://~/{c}/c.jsonl',
+                      'format': 'json', 'engine': engine})
+    assert resp.status_code == 200, resp.text
+    assert [json.loads(line) for line in resp.text.splitlines()] == [
+        {'zip': '01234', 'n': 1, 'typeof(n)': 'integer'},
+        {'zip': 12345, 'n': 2, 'typeof(n)': 'integer'},
+        {'zip': '007', 'n': '3', 'typeof(n)': 'text'}]
+
+
 def test_skip_bad_skips_text_where_a_column_is_used_as_a_number(
         swift_cluster, conn, make_container, make_object) -> None:
     """A text in a column the query computes with (``x * 2``) or orders against a

@@ -8,6 +8,7 @@ import csv
 import gzip
 import io
 import json
+import re
 import sqlite3
 import struct
 
@@ -44,8 +45,8 @@ def test_csv_fields_as_rfc_4180_says(zvm, sqlite) -> None:
     assert got == [['a', 'typeof(a)', 'b', 'typeof(b)', 'c'],
                    ['x', 'text', 'y,z', 'text', 'say "hi"'],
                    ['1', 'integer', '', 'null', 'two\nlines'],
-                   ['2.5', 'real', '7', 'integer', ''],
-                   ['-300', 'integer', '4', 'integer', 'é']]
+                   ['2.5', 'real', '007', 'text', ''],
+                   ['-300', 'integer', ' 4 ', 'text', 'é']]
 
 
 def test_csv_without_header_and_blank_lines(zvm, sqlite) -> None:
@@ -125,7 +126,7 @@ def test_json_lines(zvm, sqlite) -> None:
     assert [json.loads(line) for line in out.decode().splitlines()] == [
         {'a': 1, 'b': 'x', 'typeof(b)': 'text', 'c': None},
         {'a': 2.5, 'b': None, 'typeof(b)': 'null', 'c': '[1,2]'},
-        {'a': None, 'b': 12, 'typeof(b)': 'integer', 'c': None}]
+        {'a': None, 'b': '12', 'typeof(b)': 'text', 'c': None}]   # a JSON string is text
     bad = node(zvm, sqlite, b'{"a": 1}\n{"a": \n', SCHEMA, '--load', 'jsonl', '/dev/input',
                '--query', 'SELECT * FROM t')
     assert bad.report['retcode'] == 1 and 'line 2: malformed JSON' in bad.stderr.decode()
@@ -176,14 +177,40 @@ def test_only_the_needed_fields_are_loaded(zvm, sqlite) -> None:
 
 
 TRICKY = ['1', '12', '3.0', '2.50', ' 12 ', '-3e2', '1e400', '0x10', '007', '-0.0', 'abc',
-          '9223372036854775808', '12abc', 'é', '']
+          '9223372036854775808', '12abc', 'é', '', '01234', '+5', '.5', '1_000', '-0', '0']
+
+
+NUMBER = re.compile(r'-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?')
 
 
 def database(schema: str, rows: list[list[str]], query: str) -> list[tuple]:
+    """The answer of a database whose NUMERIC columns hold the values as written: a
+    field written as JSON writes a number (an integer within 64 bits) is that number
+    (CAST AS NUMERIC: 3.0 is 3), any other text, however SQLite's affinity would read
+    it (INSERT's would make 007 the integer 7).  A table of other types: INSERT's."""
     db = sqlite3.connect(':memory:')
     db.execute(schema)
-    db.executemany(f'INSERT INTO t VALUES ({",".join("?" * len(rows[0]))})',
-                   [[v if v != '' else None for v in row] for row in rows])
+
+    def typed(v: str):
+        if v == '':
+            return None
+        if 'NUMERIC' not in schema or not NUMBER.fullmatch(v) or (
+                v.lstrip('-').isdigit() and not -2**63 <= int(v) < 2**63):
+            return v
+        return db.execute('SELECT CAST(? AS NUMERIC)', (v,)).fetchone()[0]
+
+    values = [[typed(v) for v in row] for row in rows]
+    if 'NUMERIC' in schema:          # stored as they are: no affinity while inserted
+        version = db.execute('PRAGMA schema_version').fetchone()[0]
+        db.execute('PRAGMA writable_schema = ON')
+        db.execute("UPDATE sqlite_schema SET sql = 'CREATE TABLE t(a, b, c)' WHERE name = 't'")
+        db.execute(f'PRAGMA schema_version = {version + 1}')
+        db.executemany('INSERT INTO t VALUES (?, ?, ?)', values)
+        db.execute('UPDATE sqlite_schema SET sql = ? WHERE name = ?', (schema, 't'))
+        db.execute(f'PRAGMA schema_version = {version + 2}')
+        db.execute('PRAGMA writable_schema = OFF')
+    else:
+        db.executemany(f'INSERT INTO t VALUES ({",".join("?" * len(rows[0]))})', values)
     return db.execute(query).fetchall()
 
 
@@ -191,13 +218,16 @@ def database(schema: str, rows: list[list[str]], query: str) -> list[tuple]:
     # plain: read while parsed, through the virtual table
     (SCHEMA, 'SELECT rowid, a, typeof(a), b, typeof(b), c FROM t'),
     (SCHEMA, 'SELECT a, count(*), min(b), max(b), sum(c) FROM t GROUP BY a ORDER BY a'),
+    # a text written otherwise than a number is compared and computed with as one
+    (SCHEMA, "SELECT a, a = 1234, a = '1234', a > 100, a LIKE '0%', a + 0, b < c FROM t"),
     # reads the table twice: loaded first
-    (SCHEMA, 'SELECT x.a, y.b FROM t x, t y WHERE x.rowid = y.rowid + 1'),
+    (SCHEMA, 'SELECT x.a, typeof(x.a), y.b FROM t x, t y WHERE x.rowid = y.rowid + 1'),
     # not plain: loaded first, with the table's own rules
     ('CREATE TABLE t(a TEXT, b REAL, c)', 'SELECT a, typeof(a), b, typeof(b), c FROM t'),
 ])
 def test_values_as_a_database_has_them(zvm, sqlite, schema, query) -> None:
-    """Streamed or loaded, the query sees the values INSERT would store."""
+    """Streamed or loaded, the query sees the values a database holding the fields as
+    written would (see database: 01234 is text, not the integer 1234)."""
     rows = [[TRICKY[(i + k) % len(TRICKY)] for k in range(3)] for i in range(40)]
     text = io.StringIO()
     csv.writer(text).writerows([['a', 'b', 'c'], *rows[:20], [], *rows[20:]])
@@ -273,3 +303,55 @@ def test_skip_bad_passes_over_malformed_records_and_notes_how_many(zvm, sqlite) 
     assert header.report['retcode'] == 1
     # said as the header row's: no "record N" (zc's hint to --skip-bad reads that as one)
     assert 'line 1: the header row: text after a closing quote' in header.stderr.decode()
+
+
+def test_a_code_that_only_looks_like_a_number_stays_text(zvm, sqlite) -> None:
+    """01234 (a zip code), 007, +5, " 12", .5 are not written as numbers are: text, the
+    digits kept (01234 was the integer 1234: SELECT printed 1234, LIKE '0%' found
+    nothing), still compared and summed as numbers; a JSON string is text, a JSON
+    number a number.  Streamed, loaded (the query reads the table twice) and through
+    partial rows into a NUMERIC table (the merge's) alike."""
+    data = b'zip,n\n01234,1\n007,2\n12345,3\n+5,4\n" 12",5\n.5,6\n1e3,7\n2.50,8\n0,9\n-0,10\n'
+    want = [['01234', 'text'], ['007', 'text'], ['12345', 'integer'], ['+5', 'text'],
+            [' 12', 'text'], ['.5', 'text'], ['1000', 'integer'], ['2.5', 'real'],
+            ['0', 'integer'], ['0', 'integer']]
+    for query in ('SELECT zip, typeof(zip) FROM t',
+                  'SELECT x.zip, typeof(x.zip) FROM t x, t y WHERE x.rowid = y.rowid'):
+        out = ok(node(zvm, sqlite, data, 'CREATE TABLE t(zip NUMERIC, n NUMERIC)', '--load',
+                      'csvh', '/dev/input', '--query', query, '--out', 'csv'))
+        assert list(csv.reader(io.StringIO(out.decode(), newline=''))) == want, query
+    out = ok(node(zvm, sqlite, data, 'CREATE TABLE t(zip NUMERIC, n NUMERIC)', '--load', 'csvh',
+                  '/dev/input', '--query',
+                  "SELECT group_concat(n) FILTER (WHERE zip LIKE '0%'), "
+                  "group_concat(n) FILTER (WHERE zip = 1234), "
+                  "group_concat(n) FILTER (WHERE zip = '01234'), "
+                  "group_concat(n) FILTER (WHERE zip > 1000), sum(zip) FROM t", '--out', 'csv'))
+    assert out == b'"1,2,9,10",1,1,"1,3",14606.0\r\n'
+    partial = ok(node(zvm, sqlite, data, 'CREATE TABLE t(zip NUMERIC, n NUMERIC)', '--load',
+                      'csvh', '/dev/input', '--query', 'SELECT zip FROM t WHERE n < 3',
+                      '--out', 'partial'))
+    assert partial == b't01234\nt007\n'
+    merged = ok(node(zvm, sqlite, partial, 'CREATE TABLE p(zip NUMERIC)', '--load', 'partials',
+                     '/dev/input', '--query', 'SELECT zip, typeof(zip) FROM p', '--out', 'csv'))
+    assert merged == b'01234,text\r\n007,text\r\n'
+    lines = b'{"zip": "01234", "n": 1}\n{"zip": 1234, "n": "2"}\n{"zip": 2.0, "n": 3}\n'
+    out = ok(node(zvm, sqlite, lines, 'CREATE TABLE t(zip NUMERIC, n NUMERIC)', '--load',
+                  'jsonl', '/dev/input', '--query', 'SELECT zip, typeof(zip), n, typeof(n) '
+                  'FROM t', '--out', 'json'))
+    assert [json.loads(line) for line in out.decode().splitlines()] == [
+        {'zip': '01234', 'typeof(zip)': 'text', 'n': 1, 'typeof(n)': 'integer'},
+        {'zip': 1234, 'typeof(zip)': 'integer', 'n': '2', 'typeof(n)': 'text'},
+        {'zip': 2, 'typeof(zip)': 'integer', 'n': 3, 'typeof(n)': 'integer'}]
+
+
+def test_skip_bad_reads_as_numbers_what_sqlite_computes_with_as_numbers(zvm, sqlite) -> None:
+    """--numeric: a text SQLite reads whole as a number when it computes (01234, +5,
+    " 12", .5) is no malformed record, though kept as text; one it would read as its
+    leading number or 0 (0x10 is 0, 1_000 is 1) is."""
+    data = b'a,b\n1,01234\n2,+5\n3," 12"\n4,.5\n5,0x10\n6,1_000\n7,2\n'
+    run = node(zvm, sqlite, data, 'CREATE TABLE t(a NUMERIC, b NUMERIC)', '--load', 'csvh',
+               '/dev/input', '--skip-bad', '--numeric', '2', '--query',
+               'SELECT sum(b), group_concat(a) FROM t', '--out', 'csv')
+    assert ok(run) == b'1253.5,"1,2,3,4,7"\r\n'
+    assert ('skipped 2 malformed records; the first: line 6: record 6: "b" is not a number: '
+            '"0x10"') in run.stderr.decode()

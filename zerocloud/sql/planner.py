@@ -23,7 +23,7 @@ bad query is a 400 before any node starts), and splits it:
     of the query.  The plan's ``reason`` says why.
 
 Tables: ``t`` is an object's rows, ``p`` the merged partial rows; columns
-have NUMERIC affinity (a field that looks like a number is one), as in
+have NUMERIC affinity (a field written as a number is one: doc/sql.md, Types), as in
 the database the answer is compared with.
 """
 

@@ -43,12 +43,16 @@
  * index or trigger), the source is csv, csvh or jsonl, and
  * the query reads the table in one pass, the rows are not inserted: the query
  * reads them from a virtual table over the source as it is parsed, each value
- * given the NUMERIC affinity by the function SQLite's INSERT uses (this file
+ * typed by row_value (with SQLite's own NUMERIC affinity function: this file
  * includes the amalgamation for it), so the query sees the same values, rowids
  * and row order as over the loaded table; the rest of a source the query did
  * not read (LIMIT) is still parsed, so a malformed record fails the query
  * either way.  Otherwise the rows are loaded into the table first.
  *
+ * Types (row_value): a CSV field is a number only when it is written as JSON writes
+ * one (01234, +5, " 12" stay text: SQLite's arithmetic and comparisons with a number
+ * still read them as numbers), a JSON string is text; a plain table's loaded rows and
+ * the partial rows are stored as they are, not given the NUMERIC affinity again.
  * An empty CSV field is NULL.  Errors go to stderr as "sqlite: <where>: <what>"
  * and the exit code is 1; a source that does not load is "sqlite: load: <name>:
  * line <n>: <what>", its name the object's swift:// URL when ZeroCloud runs the
@@ -643,19 +647,59 @@ static void input_end(void) {
     free(in.len);
 }
 
-/* The current row's column i (from 0) as SQLite's INSERT would store it in a
- * NUMERIC column: through `out`, or NULL. */
-static void input_value(sqlite3_context *ctx, int i) {
-    if (in.extract) {
-        sqlite3_result_value(ctx, sqlite3_column_value(in.extract, i));
-    } else {
-        if (!in.len[i]) return;                  /* an empty field is NULL */
-        sqlite3_result_text(ctx, in.rec.p + in.off[i], (int)in.len[i], SQLITE_STATIC);
+/* Whether a CSV field is a number as it is written: JSON's number syntax,
+ * -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][-+]?[0-9]+)?, an integer only within 64 bits.
+ * Anything else is text, though SQLite would read it as a number (01234, 007, +5,
+ * .5, " 12", an integer of more digits): those digits are what a code (a zip code,
+ * an id) is, and the number would not print them back. */
+static int written_as_number(const char *z, int n) {
+    int i = z[0] == '-', whole;
+    if (i >= n || !isdigit((unsigned char)z[i])) return 0;
+    if (z[i++] != '0')
+        while (i < n && isdigit((unsigned char)z[i])) i++;
+    whole = i == n;
+    if (i < n && z[i] == '.') {
+        if (++i >= n || !isdigit((unsigned char)z[i])) return 0;
+        while (i < n && isdigit((unsigned char)z[i])) i++;
     }
-    Mem *out = ctx->pOut;
-    sqlite3ValueApplyAffinity(out, SQLITE_AFF_NUMERIC, SQLITE_UTF8);
-    if ((out->flags & (MEM_Str | MEM_Blob)) && sqlite3VdbeMemMakeWriteable(out) != SQLITE_OK)
-        sqlite3_result_error_nomem(ctx);        /* text outlives the row: a copy */
+    if (i < n && (z[i] == 'e' || z[i] == 'E')) {
+        i++;
+        if (i < n && (z[i] == '+' || z[i] == '-')) i++;
+        if (i >= n || !isdigit((unsigned char)z[i])) return 0;
+        while (i < n && isdigit((unsigned char)z[i])) i++;
+    }
+    sqlite3_int64 v;
+    return i == n && (!whole || sqlite3Atoi64(z, &v, n, SQLITE_UTF8) == 0);
+}
+
+/* The current row's column i (from 0) as the query sees it, into `out` (a copy: it
+ * outlives the row): a CSV field written as a number is that number, given the
+ * NUMERIC affinity (3.0 is 3), any other field text, an empty one NULL; a JSON
+ * number is a number (2.0 is 2), a string text, true 1, an array or object its
+ * JSON text, a missing key or null NULL.  SQLITE_OK or SQLite's error code. */
+static int row_value(Mem *out, int i) {
+    if (in.extract) {
+        sqlite3_value *v = sqlite3_column_value(in.extract, i);
+        int rc = sqlite3VdbeMemCopy(out, v);
+        if (rc == SQLITE_OK && sqlite3_value_type(v) != SQLITE_TEXT)
+            sqlite3ValueApplyAffinity(out, SQLITE_AFF_NUMERIC, SQLITE_UTF8);
+        return rc;
+    }
+    const char *z = in.rec.p + in.off[i];
+    int n = (int)in.len[i];
+    if (!n) {                                    /* an empty field is NULL */
+        sqlite3VdbeMemSetNull(out);
+        return SQLITE_OK;
+    }
+    int rc = sqlite3VdbeMemSetStr(out, z, n, SQLITE_UTF8, SQLITE_TRANSIENT);
+    if (rc == SQLITE_OK && written_as_number(z, n))
+        sqlite3ValueApplyAffinity(out, SQLITE_AFF_NUMERIC, SQLITE_UTF8);
+    return rc;
+}
+
+static void input_value(sqlite3_context *ctx, int i) {
+    int rc = row_value(ctx->pOut, i);
+    if (rc != SQLITE_OK) sqlite3_result_error_code(ctx, rc);
 }
 
 /* -- the source as a virtual table ------------------------------------------------ */
@@ -792,7 +836,13 @@ static int table_scans(sqlite3_stmt *st) {
 
 /* -- loading ---------------------------------------------------------------------- */
 
-static sqlite3_stmt *insert_stmt(const char *table, int *ncols) {
+/* INSERT INTO `table`, its `*ncols` values bound.  `typed`: the values are already
+ * what the rows hold (typed partial rows; row_value's), so a NUMERIC column stores
+ * them as they are: its affinity would read the text '01234' as 1234 again.  The
+ * statement is prepared with those columns' affinity off (SQLite computes the
+ * table's affinity string again after), and nothing changes the schema before the
+ * rows are in, so it is never prepared again. */
+static sqlite3_stmt *insert_stmt(const char *table, int *ncols, int typed) {
     sqlite3_stmt *st = table_columns(table);
     *ncols = sqlite3_column_count(st);
     sqlite3_finalize(st);
@@ -802,7 +852,18 @@ static sqlite3_stmt *insert_stmt(const char *table, int *ncols) {
     sqlite3_free(head);
     for (int i = 0; i < *ncols; i++) puts_(&b, i ? ",?" : "?");
     puts_(&b, ")");
+    Table *t = typed ? sqlite3FindTable(db, table, "main") : NULL;
+    if (t && (t->tabFlags & TF_Strict)) t = NULL;
+    char *numeric = t ? need(calloc((size_t)t->nCol, 1)) : NULL;
+    for (int i = 0; t && i < t->nCol; i++)
+        if ((numeric[i] = t->aCol[i].affinity == SQLITE_AFF_NUMERIC))
+            t->aCol[i].affinity = SQLITE_AFF_BLOB;
+    if (t) sqlite3DbFree(db, t->zColAff), t->zColAff = NULL;
     check(sqlite3_prepare_v2(db, b.p, -1, &st, NULL));
+    for (int i = 0; t && i < t->nCol; i++)
+        if (numeric[i]) t->aCol[i].affinity = SQLITE_AFF_NUMERIC;
+    if (t) sqlite3DbFree(db, t->zColAff), t->zColAff = NULL;
+    free(numeric);
     free(b.p);
     return st;
 }
@@ -813,19 +874,28 @@ static void insert_row(sqlite3_stmt *st) {
     sqlite3_clear_bindings(st);
 }
 
-/* Every row of `in` into `table`. */
+/* Every row of `in` into `table`: a plain table gets the values the query would see
+ * streamed (row_value), any other the fields as they are, for its own affinity. */
 static void load_input(const char *table) {
-    int ncols;
-    sqlite3_stmt *st = insert_stmt(table, &ncols);
+    int ncols, plain = plain_table(table);
+    sqlite3_stmt *st = insert_stmt(table, &ncols, plain);
+    sqlite3_value *v = need(sqlite3ValueNew(db));
     while (input_next()) {
         for (int i = 0; i < ncols; i++) {
-            if (in.extract) sqlite3_bind_value(st, i + 1, sqlite3_column_value(in.extract, i));
-            else if (in.len[i])
+            if (plain) {
+                int rc = row_value(v, i);
+                if (rc != SQLITE_OK) die("load: %s", sqlite3ErrStr(rc));
+                sqlite3_bind_value(st, i + 1, v);
+            } else if (in.extract) {
+                sqlite3_bind_value(st, i + 1, sqlite3_column_value(in.extract, i));
+            } else if (in.len[i]) {
                 sqlite3_bind_text(st, i + 1, in.rec.p + in.off[i], (int)in.len[i],
                                   SQLITE_STATIC);
+            }
         }
         insert_row(st);
     }
+    sqlite3ValueFree(v);
     sqlite3_finalize(st);
 }
 
@@ -888,7 +958,7 @@ static void load_partial(const char *path, const char *table) {
     struct src s;
     if (!src_open(&s, path, path)) die("cannot open %s: %s", path, strerror(errno));
     int ncols;
-    sqlite3_stmt *st = insert_stmt(table, &ncols);
+    sqlite3_stmt *st = insert_stmt(table, &ncols, 1);
     struct buf line = {0};
     long lineno = 0;
     int c;
