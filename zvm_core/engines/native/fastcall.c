@@ -112,6 +112,9 @@
 #define MAX_IOV 1024            /* io.py: IOV_MAX */
 #define MAX_FD 1024             /* io.py: MAX_FDS */
 #define CAP (1 << 20)           /* larger calls go to Python: their round trip is amortised */
+#define MAX_IO (1ULL << 30)     /* io.py: MAX_IO, what a read moves at most (a larger one
+                                   is Python's); one over CAP is served only where it ends
+                                   a regular file within CAP bytes (serve_one) */
 #define PAGE 4096ULL
 #define PROT_R 1
 #define PROT_W 2
@@ -792,9 +795,10 @@ static int serve_one(struct ctx *c, struct cache *k, const struct seccomp_notif 
     int nsegs = 0;
     uint64_t total = 0;
     long prot = writing ? PROT_R : PROT_W;
+    uint64_t most = writing ? CAP : MAX_IO;
     if (nr == NR_READ || nr == NR_WRITE) {
         uint64_t len = n->data.args[2];
-        if (len == 0 || len > CAP || !allowed(c, n->data.args[1], len, prot))
+        if (len == 0 || len > most || !allowed(c, n->data.args[1], len, prot))
             return 0;
         segs[nsegs++] = (struct iovec){(void *)(uintptr_t)n->data.args[1], len};
         total = len;
@@ -808,7 +812,7 @@ static int serve_one(struct ctx *c, struct cache *k, const struct seccomp_notif 
             uint64_t base = raw[2 * i], len = raw[2 * i + 1];
             if (len == 0)
                 continue;
-            if (len > CAP - total || !allowed(c, base, len, prot))
+            if (len > most - total || !allowed(c, base, len, prot))
                 return 0;
             segs[nsegs++] = (struct iovec){(void *)(uintptr_t)base, len};
             total += len;
@@ -900,12 +904,24 @@ static int serve_one(struct ctx *c, struct cache *k, const struct seccomp_notif 
         if (ch->kind == K_FILE)
             want = ch->end > ch->cursor ? (uint64_t)(ch->end - ch->cursor) < total
                                         ? (uint64_t)(ch->end - ch->cursor) : total : 0;
+        /* over CAP: a regular file read to its end within CAP bytes is served (the
+         * read of a growing buffer that finds the end: Python would stage the whole
+         * buffer for it); a FileBacking's end is known, a descriptor's is where a read
+         * of CAP bytes stops short, else those bytes are given back */
+        int over = want > CAP;
+        if (over && (ch->kind == K_FILE || !ch->regular))
+            return 0;
         done = 0;
         if (want) {
             done = ch->kind == K_FILE ? pread(ch->hostfd, buffer, want, ch->cursor)
-                                      : read(ch->hostfd, buffer, want);
+                                      : read(ch->hostfd, buffer, over ? CAP : want);
             if (done < 0)
                 return 0;
+        }
+        if (over && done == (ssize_t)CAP) {     /* the file goes on: Python's */
+            if (lseek(ch->hostfd, -done, SEEK_CUR) < 0)
+                return host_error(errno, "read");
+            return 0;
         }
         if (ch->read_hash != NULL)      /* (a read-only channel's: never the helper's) */
             md5_update(ch->read_hash, buffer, (size_t)done);
