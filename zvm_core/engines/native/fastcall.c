@@ -899,11 +899,18 @@ static int serve_one(struct ctx *c, struct cache *k, const struct seccomp_notif 
                                         ? (uint64_t)(ch->end - ch->cursor) : total : 0;
         /* over CAP: a regular file read to its end within CAP bytes is served (the
          * read of a growing buffer that finds the end: Python would stage the whole
-         * buffer for it); a FileBacking's end is known, a descriptor's is where a read
-         * of CAP bytes stops short, else those bytes are given back */
+         * buffer for it).  A FileBacking's end is known; a descriptor's is its size
+         * (a file with more left is Python's at once, never read here first), and
+         * where a read of CAP bytes stops short (one that does not -- the file grew
+         * meanwhile -- is given back, and is Python's) */
         int over = want > CAP;
-        if (over && (ch->kind == K_FILE || !ch->regular))
-            return 0;
+        if (over) {
+            struct stat st;
+            off_t at;
+            if (ch->kind == K_FILE || !ch->regular || (at = lseek(ch->hostfd, 0, SEEK_CUR)) < 0
+                || fstat(ch->hostfd, &st) < 0 || st.st_size - at > (off_t)CAP)
+                return 0;
+        }
         done = 0;
         if (want) {
             done = ch->kind == K_FILE ? pread(ch->hostfd, buffer, want, ch->cursor)
