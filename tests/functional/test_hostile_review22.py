@@ -1,0 +1,60 @@
+"""An attacker's review (review22) on the real cluster: test2 (an admin of AUTH_test2
+only) makes the proxy hold what it should never hold for one request, and writes jobs
+from inside a job that name what test2 may not reach."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+import uuid
+
+import pytest
+import requests
+from swiftclient import Connection
+
+from zerocloud.devcluster import DevCluster
+
+SECRET = b'top secret\n'
+PYTHON = 'file://python3:python3'
+MIB = 1 << 20
+
+
+def peak_kib(pid: int) -> int:
+    """The peak resident memory of process ``pid`` so far (VmHWM), KiB."""
+    with open(f'/proc/{pid}/status') as f:
+        return int(next(ln for ln in f if ln.startswith('VmHWM:')).split()[1])
+
+
+@pytest.fixture
+def setting(conn: Connection, connect, make_container) -> dict:
+    """AUTH_test's private container with a secret; test2's own container."""
+    private = make_container('private')
+    conn.put_object(private, 'secret', SECRET)
+    other = connect('test2:tester2')
+    own = make_container('own', connection=other)
+    url, token = other.get_auth()
+    return {'other': other, 'private': private, 'own': own, 'url': url, 'token': token}
+
+
+def test_an_object_named_as_a_deferred_state_is_not_read_whole(
+        swift_cluster: DevCluster, setting) -> None:
+    """A GET of a deferred result that is not there reads the job's ``.state`` to tell
+    whether the job was lost.  Any user can store an object under that name in their
+    own container, as large as Swift allows (5 GiB): the proxy read it whole, as bytes
+    then as a string (a 32 MiB one raised its peak memory by 64 MiB, per request).
+    Padded with blanks, a stale state parsed, and its lost result was stored.  A state
+    is a few hundred bytes: a larger object is not one, and is not read."""
+    other, own = setting['other'], setting['own']
+    name = f'job-{uuid.uuid4().hex}'
+    stale = json.dumps({'state': 'running', 'heartbeat': 1.0, 'updated': time.time() - 3600,
+                        'proxy': 'elsewhere:1'}).encode()
+    size = 32 * MIB
+    other.put_object(own, f'{name}.state', io.BytesIO(stale.ljust(size)), content_length=size)
+    proxy = swift_cluster.server('proxy').pid
+    before = peak_kib(proxy)
+    resp = requests.get(f'{setting["url"]}/{own}/{name}.headers', timeout=60,
+                        headers={'X-Auth-Token': setting['token']})
+    assert resp.status_code == 404, resp.text
+    assert peak_kib(proxy) - before < size // 1024, 'the state was read whole'
+    assert sorted(o['name'] for o in other.get_container(own)[1]) == [f'{name}.state']
