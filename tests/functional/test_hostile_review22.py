@@ -58,3 +58,27 @@ def test_an_object_named_as_a_deferred_state_is_not_read_whole(
     assert resp.status_code == 404, resp.text
     assert peak_kib(proxy) - before < size // 1024, 'the state was read whole'
     assert sorted(o['name'] for o in other.get_container(own)[1]) == [f'{name}.state']
+
+
+def test_the_partial_rows_of_a_query_wait_on_the_proxys_disk(
+        swift_cluster: DevCluster, setting, make_container) -> None:
+    """A ``rows`` plan ships every filtered row to the proxy, which hands them to the
+    merging node: the proxy read them whole into its memory (the body, then a copy),
+    up to ``zerovm_job_maxoutput`` (4 GiB) per query of any user.  They wait on its
+    disk, as a job's outputs do: its peak memory stays well below their size."""
+    other = setting['other']
+    data = make_container('rows', connection=other)
+    objects, rows = 4, 200_000          # 4 x 8.2 MB of distinct 34-byte texts
+    for i in range(objects):
+        body = ''.join(f'{n},v{n:032d}\n' for n in range(i * rows, (i + 1) * rows))
+        other.put_object(data, f'part-{i}.csv', ('a,b\n' + body).encode())
+    query = f'SELECT count(DISTINCT b) FROM swift://~/{data}/*.csv'
+    proxy = swift_cluster.server('proxy').pid
+    before = peak_kib(proxy)
+    resp = requests.post(setting['url'], data=json.dumps({'query': query}), timeout=300,
+                         headers={'X-Auth-Token': setting['token'],
+                                  'X-Zerovm-Execute': 'sql/1.0'})
+    assert resp.status_code == 200, resp.text
+    assert resp.headers['X-Sql-Plan'] == 'rows'
+    assert resp.text.splitlines() == ['count(DISTINCT b)', str(objects * rows)]
+    assert peak_kib(proxy) - before < 16 * 1024, 'the partial rows were held in memory'
