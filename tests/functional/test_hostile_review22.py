@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import time
 import uuid
 
 import pytest
 import requests
+from archives import tar_bytes
 from swiftclient import Connection
 
 from zerocloud.devcluster import DevCluster
@@ -82,3 +84,24 @@ def test_the_partial_rows_of_a_query_wait_on_the_proxys_disk(
     assert resp.headers['X-Sql-Plan'] == 'rows'
     assert resp.text.splitlines() == ['count(DISTINCT b)', str(objects * rows)]
     assert peak_kib(proxy) - before < 16 * 1024, 'the partial rows were held in memory'
+
+
+def test_one_zapp_member_spelt_many_ways_is_fetched_once(swift_cluster: DevCluster,
+                                                          setting) -> None:
+    """A zapp's program is taken out of it once per job and held in the proxy's memory
+    while the job runs.  ``bin/p``, ``./bin/p``, ``/bin/p``, ``././bin/p``... name the
+    same member: each spelling was taken out and held again, so one request of a 64 KiB
+    job and a zapp of one 256 MiB program held a copy per group (thousands).  Here
+    16 groups and a 16 MiB member: the proxy's peak memory grows by about one copy."""
+    size, groups = 16 * MIB, 16
+    job = [{'name': f'g{k}', 'exec': {'path': './' * (k // 2) + '/' * (k % 2) + 'bin/p'},
+            'devices': [{'name': 'stdout'}]} for k in range(groups)]
+    zapp = tar_bytes({'boot/system.map': json.dumps(job), 'bin/p': os.urandom(size)})
+    proxy = swift_cluster.server('proxy').pid
+    before = peak_kib(proxy)
+    resp = requests.post(setting['url'], data=zapp, timeout=300, headers={
+        'X-Auth-Token': setting['token'], 'X-Zerovm-Execute': '1.0',
+        'Content-Type': 'application/x-tar'})
+    assert resp.status_code == 422, resp.text          # random bytes: no program
+    assert 'g15: validation: not a valid program' in resp.text
+    assert peak_kib(proxy) - before < 4 * size // 1024, 'a copy per spelling'
