@@ -105,3 +105,24 @@ def test_one_zapp_member_spelt_many_ways_is_fetched_once(swift_cluster: DevClust
     assert resp.status_code == 422, resp.text          # random bytes: no program
     assert 'g15: validation: not a valid program' in resp.text
     assert peak_kib(proxy) - before < 4 * size // 1024, 'a copy per spelling'
+
+
+def test_a_column_name_with_a_line_break_stays_in_its_header(
+        swift_cluster: DevCluster, setting, make_container) -> None:
+    """``X-Sql-Plan-Reason`` names the column that made the plan ``rows``; column names
+    come from the objects' header row, where a quoted field may hold CR LF.  Escaped
+    only beyond ASCII, the line break ended the header and the rest of the name was a
+    header of the response (response splitting: whoever writes the data writes the
+    headers of a query's answer)."""
+    other = setting['other']
+    data = make_container('split', connection=other)
+    for i in range(2):
+        other.put_object(data, f'o{i}.csv', b'a,"x\r\nX-Injected: yes"\n1,2\n')
+    query = f'SELECT "x\r\nX-Injected: yes", count(*) FROM swift://~/{data}/*.csv'
+    resp = requests.post(setting['url'], data=json.dumps({'query': query}), timeout=120,
+                         headers={'X-Auth-Token': setting['token'],
+                                  'X-Zerovm-Execute': 'sql/1.0'})
+    assert resp.status_code == 200, resp.text
+    assert 'X-Injected' not in resp.headers, resp.headers
+    assert resp.headers['X-Sql-Plan-Reason'].startswith(
+        'column x\\x0d\\x0aX-Injected: yes is used outside the aggregates'), resp.headers
