@@ -126,3 +126,24 @@ def test_a_column_name_with_a_line_break_stays_in_its_header(
     assert 'X-Injected' not in resp.headers, resp.headers
     assert resp.headers['X-Sql-Plan-Reason'].startswith(
         'column x\\x0d\\x0aX-Injected: yes is used outside the aggregates'), resp.headers
+
+
+def test_a_wildcard_of_many_stars_is_matched_in_linear_time(
+        swift_cluster: DevCluster, setting, make_container) -> None:
+    """The objects a wildcard names are matched against its pattern in the proxy's event
+    loop.  As a regex (each ``*`` a ``(.*)``), ``a*a*...*b`` over a name of a thousand
+    ``a`` backtracks for a time growing as the name's length to the power of the stars:
+    one job held the proxy (every user's requests) for good.  Here 20 stars: the job
+    is answered (nothing matches) within the wait the test gives it."""
+    other = setting['other']
+    data = make_container('stars', connection=other)
+    other.put_object(data, 'a' * 1000, b'x')
+    pattern = 'a*' * 20 + 'b'
+    job = [{'name': 'w', 'exec': {'path': PYTHON, 'args': ['-c', '1']},
+            'devices': [{'name': 'python3'},
+                        {'name': 'stdin', 'path': f'swift://~/{data}/{pattern}'}]}]
+    resp = requests.post(setting['url'], data=json.dumps(job), timeout=60, headers={
+        'X-Auth-Token': setting['token'], 'X-Zerovm-Execute': '1.0',
+        'Content-Type': 'application/json'})
+    assert resp.status_code == 404, resp.text
+    assert f'No objects found in path swift://AUTH_test2/{data}/{pattern}' in resp.text
