@@ -147,3 +147,31 @@ def test_a_wildcard_of_many_stars_is_matched_in_linear_time(
         'Content-Type': 'application/json'})
     assert resp.status_code == 404, resp.text
     assert f'No objects found in path swift://AUTH_test2/{data}/{pattern}' in resp.text
+
+
+@pytest.mark.parametrize('device', [
+    {'name': 'stdin', 'path': 'swift://AUTH_test/{private}/secret'},
+    {'name': 'stdout', 'path': 'swift://AUTH_test/{private}/written'}])
+def test_a_job_the_guest_writes_is_authorised_as_any_job(setting, conn: Connection,
+                                                          device: dict) -> None:
+    """Passes from the start (not covered before): test2's own program answers with a
+    job (``message/cgi``, ``X-Zerovm-Execute``) that reads or writes AUTH_test's private
+    container.  The chain runs it as test2, whose rights it has: 403 naming the object,
+    nothing of AUTH_test read or written."""
+    private = setting['private']
+    step = [{'name': 'x', 'exec': {'path': PYTHON, 'args': ['-c', 'print(1)']},
+             'devices': [{'name': 'python3'}, {**device, 'path': device['path'].format(
+                 private=private)}, *([{'name': 'stdout'}] if device['name'] == 'stdin'
+                                      else [])]}]
+    code = ('import sys; sys.stdout.write("Content-Type: application/json\\n'
+            f'X-Zerovm-Execute: 1.0\\n\\n" + {json.dumps(json.dumps(step))})')
+    job = [{'name': 'gen', 'exec': {'path': PYTHON, 'args': ['-c', code]},
+            'devices': [{'name': 'python3'}, {'name': 'stdout', 'content_type': 'message/cgi'}]}]
+    resp = requests.post(setting['url'], data=json.dumps(job), timeout=120, headers={
+        'X-Auth-Token': setting['token'], 'X-Zerovm-Execute': '1.0',
+        'Content-Type': 'application/json'})
+    assert resp.status_code == 403, resp.text
+    assert f'swift://AUTH_test/{private}/' in resp.text
+    assert SECRET not in resp.content
+    assert 'X-Chain-Stopped' not in resp.headers
+    assert [o['name'] for o in conn.get_container(private)[1]] == ['secret']
