@@ -138,6 +138,8 @@ HUNG_LIMITS = 10                         # (zerovm_timeout + chain_timeout) with
 LOST_MAX = 65536                         # bytes: a lost result's .headers is smaller
 CANCEL_SUFFIX = '.cancel'                # stored by a DELETE of the state: stop the job
 CANCEL_EVERY = 1.0                       # seconds; how often the running job looks for it
+STATE_MAX = 65536                        # bytes: a state is ~400; a larger object named so
+                                         # is a user's, not read (it held the proxy's memory)
 _JOB = r'/([^/]+)/([^/]+)/([^/]+)/(' + jobnames.NAME.pattern + ')'
 _RESULT = re.compile(_JOB + re.escape(HEADERS_SUFFIX))
 _STATE = re.compile(_JOB + re.escape(STATE_SUFFIX))
@@ -536,8 +538,11 @@ def _settle(app, req: Request, version: str, account: str, container: str, name:
     if _request(app, req, 'HEAD', base + HEADERS_SUFFIX).status_int != 404:
         return
     state = _request(app, req, 'GET', base + STATE_SUFFIX)
+    if state.status_int != 200 or (state.content_length or STATE_MAX + 1) > STATE_MAX:
+        close_if_possible(state.app_iter)   # none, or the user's own object: never read whole
+        return
     try:
-        running = json.loads(state.body) if state.status_int == 200 else None
+        running = json.loads(state.body)
         age = time.time() - float(running['updated'])
         stale = age > STALE_BEATS * float(running['heartbeat'])
         still = time.time() - float(running.get('moved', running['updated']))

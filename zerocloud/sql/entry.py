@@ -190,6 +190,14 @@ _UNSAFE = re.compile(r'[\\\x00-\x1f\x7f]')
 _ESCAPES = {'\\': '\\\\', '\t': '\\t', '\n': '\\n', '\r': '\\r'}
 
 
+def _header_text(text: str) -> str:
+    """``text`` as a header's value: ASCII, control characters as ``\\xNN`` too (a reason
+    names a column, whose name in an object's header row may hold a line break: it
+    ended the header there, and the rest of the name was a header of the response)."""
+    text = text.encode('ascii', 'backslashreplace').decode()
+    return _CONTROL.sub(lambda m: f'\\x{ord(m.group()):02x}', text)
+
+
 def one_line(args: list[str]) -> list[str]:
     """``sqlnode``'s arguments as a job can carry them: none may hold a control
     character (ZeroVM's nvram keeps them on one line), so a multi-line query or a TAB
@@ -415,7 +423,7 @@ def respond(caller: Caller, execute: Callable[[Launch], Response], version: str,
     except SqlError as e:
         raise HTTPBadRequest(body=f'{e}\n') from None
     headers = {'X-Sql-Plan': plan.mode, 'X-Sql-Objects': str(len(objects)),
-               'X-Sql-Plan-Reason': plan.reason.encode('ascii', 'backslashreplace').decode()}
+               'X-Sql-Plan-Reason': _header_text(plan.reason)}
     if spec.explain:
         body = json.dumps({**plan.to_dict(), 'objects': len(objects), 'input_format': fmt,
                            'jobs': job}, indent=1).encode()
@@ -423,13 +431,11 @@ def respond(caller: Caller, execute: Callable[[Launch], Response], version: str,
                         content_type='application/json')
     with hangup.stop_on_hangup(req.environ, 'the query'):   # Ctrl-C frees the workers
         first = resp = _run(execute, Launch(json.dumps(job[0]).encode()))
-        if resp.status_int == 200 and spec.input.skip_bad:
-            headers.update(skipped_headers(skipped(first.body)))
-        if resp.status_int == 200 and len(job) > 1:
-            partials = Input(tempfile.SpooledTemporaryFile(max_size=1 << 20), len(first.body))
+        if resp.status_int == 200 and len(job) > 1:     # skip_bad: never one job
+            partials = _spooled(first)
             try:
-                partials.file.write(first.body)
-                partials.file.seek(0)
+                if spec.input.skip_bad:
+                    headers.update(skipped_headers(skipped(_notes(partials.file))))
                 resp = _run(execute, Launch(json.dumps(job[1]).encode(), input=partials))
             finally:
                 partials.file.close()
@@ -442,6 +448,40 @@ def respond(caller: Caller, execute: Callable[[Launch], Response], version: str,
 
 
 SKIPPED = b'#skipped\t'         # a node's note: #skipped<TAB>count<TAB>object<TAB>first
+NOTE_MAX = 1 << 16              # bytes of a note at most (sqlnode's are < 9 KiB)
+
+
+def _spooled(resp: Response) -> Input:
+    """``resp``'s body, the nodes' partial rows, in a file spooled to the proxy's disk a
+    chunk at a time: as large as a job's outputs may be (``zerovm_job_maxoutput``),
+    read whole it was held in the proxy's memory, twice."""
+    chunks = resp.app_iter if resp.app_iter is not None else [resp.body]
+    out, size = tempfile.SpooledTemporaryFile(max_size=1 << 20), 0
+    try:
+        for chunk in chunks:
+            out.write(chunk)
+            size += len(chunk)
+    except BaseException:
+        out.close()
+        raise
+    finally:
+        close_if_possible(chunks)
+    out.seek(0)
+    return Input(out, size)
+
+
+def _notes(f) -> bytes:
+    """The notes among the partial rows in file ``f`` (:func:`skipped` reads them), read
+    a line of at most :data:`NOTE_MAX` bytes at a time; ``f`` is left at its start."""
+    notes, line_start = [], True
+    while piece := f.readline(NOTE_MAX):
+        if line_start and piece.startswith(SKIPPED):
+            notes.append(piece)
+        line_start = piece.endswith(b'\n')
+    f.seek(0)
+    return b''.join(notes)
+
+
 _PARTIAL_ESCAPE = re.compile(rb'\\(.)')
 _PARTIAL_CHARS = {b't': b'\t', b'n': b'\n', b'r': b'\r'}
 SKIPPED_DETAIL = 4096           # bytes of X-Sql-Skipped-Detail at most (a header)
