@@ -455,30 +455,42 @@ def test_template_children_get_their_runs_cpu_limit(guest):
 
 
 def test_a_batch_asks_its_template_for_children_several_at_once(guest):
-    """A batch's nodes (``take(ahead=True)``) ask the template for the next
-    ``AHEAD`` children in one message once none is taken in or on its way, not one
-    per node; each node still starts in a child of its own, never run; closing the
-    template with children asked for and taken in kills and reaps every one."""
+    """A batch's nodes (``take(ahead=nodes after it)``) ask the template for the
+    children of the next ``AHEAD`` in one message once none is taken in or on its way,
+    not one per node, and none beyond the batch's last; each node still starts in a
+    child of its own, never run; closing the template with children asked for and
+    taken in kills and reaps every one."""
     from zvm_core.elf import load_program
     from zvm_core.engines.native import supervisor
     from zvm_core.engines.native.supervisor import Template
     before = set(_child_states(os.getpid()))
     template = Template(load_program(str(guest('hello'))), 64 << 20)
     sent: list[bytes] = []
-    send = template.sock.send
-    template.sock = type('Sock', (), {'send': lambda _self, data: sent.append(data) or send(data),
-                                      '__getattr__': lambda _self, name: getattr(send.__self__,
-                                                                                 name)})()
+
+    class Counted:
+        """The template's socket, its sends kept."""
+
+        def __init__(self, sock) -> None:
+            self.sock = sock
+
+        def send(self, data: bytes) -> int:
+            sent.append(data)
+            return self.sock.send(data)
+
+        def __getattr__(self, name: str):
+            return getattr(self.sock, name)
+
+    template.sock = Counted(template.sock)
     try:
-        children = []
-        for _ in range(supervisor.AHEAD + 2):
-            child = template.take(ahead=True)
+        children, nodes = [], supervisor.AHEAD + 3
+        for i in range(nodes - 1):              # the batch's last node not taken yet
+            child = template.take(ahead=nodes - i - 1)
             children.append(child.pid)
             child.close()
-        assert sent == [b'F', b'F' * supervisor.AHEAD, b'F' * supervisor.AHEAD]
+        assert sent == [b'F', b'F' * supervisor.AHEAD, b'F' * 2]
         assert len(set(children)) == len(children)
-        template.idle()                         # the rest taken in, waiting at their gates
-        assert len(template._ready) == supervisor.AHEAD - 1
+        template.idle()             # the last node's child, taken in at its gate: no more
+        assert len(template._ready) == 1
         kids = set(_child_states(os.getpid())) - before - {template.pid}
         assert kids == {child.pid for child in template._ready}
     finally:

@@ -534,12 +534,13 @@ class Template:
         guest, self._guest = self._guest, None
         return guest or Guest(self.program, self.memory, self._layout)
 
-    def take(self, ahead: bool = False) -> _Child:
+    def take(self, ahead: int = 0) -> _Child:
         """The child the next run starts in (forked now if none was asked for);
-        ``ahead``: another run follows this one at once (a batch's next node): once
-        no child is left taken in or on its way, the next :data:`AHEAD` are asked for
-        now, in one message, to fork and set themselves up while this one runs: one
-        wake-up of the template per that many nodes, not per node."""
+        ``ahead``: the runs that follow this one at once (a batch's next nodes): once
+        no child is left taken in or on its way, the children of the next of them (at
+        most :data:`AHEAD`) are asked for now, in one message, to fork and set
+        themselves up while this one runs: one wake-up of the template per that many
+        nodes, not per node, and none is left over at the batch's end."""
         if not self._ready:
             self.fork()
             self._ready.append(self._collect())
@@ -547,7 +548,7 @@ class Template:
         if ahead and not self._ready and not self._forking:
             # a template that died fails the next prefork or take, not this run
             with contextlib.suppress(OSError):
-                self.fork(AHEAD)
+                self.fork(min(ahead, AHEAD))
         return child
 
     @staticmethod
@@ -1068,7 +1069,7 @@ def _reap(pid: int, pidfd: int | None, tracer: Tracer | None = None) -> int:
 def run(program: Program, channels: list[Channel], argv: list[str], env: dict[str, str],
         memory: int, timeout: float, seed: int = 0, epoch: int = 0, image=None, *,
         tsc: bool = False, template: Template | None = None, snapshots=None,
-        start=None, ahead: bool = False, probe: bool = True) -> Report:
+        start=None, ahead: int = 0, probe: bool = True) -> Report:
     """Run ``program`` (already validated) natively; raises SetupError like the emulator.
 
     ``tsc``: the program contains ``rdtsc``, answered from the virtual counter
@@ -1078,7 +1079,7 @@ def run(program: Program, channels: list[Channel], argv: list[str], env: dict[st
     the run resumes from the one of its prefix, recorded first if there is
     none; ``start``: how this run starts instead of at the entry point (a
     ``snapshot.Snapshot``, or the ``snapshot.Probe`` that records one).
-    ``ahead``: another run of ``template`` follows at once (:meth:`Template.take`).
+    ``ahead``: the runs of ``template`` that follow at once (:meth:`Template.take`).
     ``probe``: ``snapshots`` may record this run's prefix (``snapshot.Snapshots.begin``).
     """
     # the C clock (time.monotonic's, and perf_counter's on Linux): no rdtsc while a
