@@ -358,8 +358,8 @@ class Template:
     after replying): the child sets its limits, installs the filter, passes
     its listener and waits at the gate; the worker takes it in when it is
     idle (:meth:`idle`).  The nodes of a batch follow one another at once:
-    :meth:`take` asks for the next node's child as it hands out this one's,
-    and takes it in when that node starts.
+    :meth:`take` asks for the next nodes' children (a few in one message) as it
+    hands out this one's, and takes each in when its node starts.
     :meth:`start` gives a child its run: writes the run's initial stack and
     user manifest into it, its stack pointer, its CPU limit, and lets it
     through the gate.  The children are the supervisor's (``CLONE_PARENT``):
@@ -619,9 +619,9 @@ class Template:
         return bool(self._ready)
 
     def descriptors(self) -> int:
-        """Descriptors this template holds in the worker (its socket and pidfd, the
-        next child's pidfd, listener and memory, the ended runs not reaped yet): the pool's
-        worker bounds their sum over the templates it keeps."""
+        """Descriptors this template holds in the worker (its socket and pidfd, each
+        child taken in's pidfd, listener and memory, the ended runs not reaped yet): the
+        pool's worker bounds their sum over the templates it keeps."""
         held = (self.sock.fileno() >= 0) + (self.pidfd is not None)
         for child in self._ready:
             held += 1 + (child.listener is not None) + (child.memfd is not None)
