@@ -2361,3 +2361,23 @@ def test_discarded_stdout_of_many_nodes_is_said_three_times_then_counted() -> No
     lines = err.getvalue().splitlines()
     assert [line.split()[2] for line in lines[:3]] == ['n-0', 'n-1', 'n-2']
     assert lines[3:] == ['zc: note: ... and 2 more nodes did so']
+
+
+def test_a_misspelt_option_is_named_with_the_one_meant(capsys) -> None:
+    # it said only "unrecognized arguments: --ouT", leaving the user to find the option
+    from zerocloud.client import cli
+    for argv, said in ((['run', 'prog', '--on', 'swift://~/c/*', '--ouT', 'swift://~/r/*'],
+                        'unrecognized arguments: --ouT swift://~/r/* (did you mean --out?)'),
+                       (['sql', 'SELECT 1 FROM swift://~/c/*', '--fromat', 'json'],
+                        'unrecognized arguments: --fromat json (did you mean --format?)'),
+                       (['wait', 'job-1', '--timout=3', '--splt', 'd'],
+                        '(--timout: did you mean --timeout?; --splt: did you mean --split?)'),
+                       (['run', 'job.json', '--os-usrname', 'u'],      # zc's own options too
+                        '(did you mean --os-username?)')):
+        with pytest.raises(SystemExit) as e:
+            cli.main(argv)
+        assert e.value.code == cli.EXIT_USAGE
+        assert said in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(['run', 'job.json', '--zzz'])          # nothing close: no guess
+    assert capsys.readouterr().err.endswith('zc: error: unrecognized arguments: --zzz\n')

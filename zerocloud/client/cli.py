@@ -30,6 +30,7 @@ from zvm_core.interrupt import quiet_imports
 with quiet_imports('zc'):   # Ctrl-C as the command is starting: exit 130
     import argparse
     import contextlib
+    import difflib
     import json
     import logging
     import os
@@ -1209,13 +1210,34 @@ def _http_logging(opts: argparse.Namespace) -> None:
     logger_settings['redact_sensitive_headers'] = not opts.debug_with_secrets
 
 
+def _meant_options(parser: argparse.ArgumentParser, command: str | None,
+                   extra: list[str]) -> str:
+    """`` (did you mean --out?)`` for each misspelt long option of ``extra``, from the
+    options of ``command`` and zc's own: argparse says only that it does not know it."""
+    parsers = [parser] + [action.choices[command] for action in parser._actions
+                          if isinstance(action, argparse._SubParsersAction)
+                          and command in action.choices]
+    known = {option.lower(): option for p in parsers for action in p._actions
+             for option in action.option_strings if option.startswith('--')}
+    hints = {}
+    for word in extra:
+        typed = word.split('=', 1)[0]
+        close = difflib.get_close_matches(typed.lower(), known, n=1, cutoff=0.7)
+        if typed.startswith('--') and close:
+            hints[typed] = known[close[0]]
+    if len(hints) < 2:
+        return ''.join(f' (did you mean {meant}?)' for meant in hints.values())
+    return f' ({"; ".join(f"{typed}: did you mean {meant}?" for typed, meant in hints.items())})'
+
+
 def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     opts, extra = parser.parse_known_args(argv)
     if extra:
+        meant = _meant_options(parser, opts.command, extra)
         quote = (': quote the query, it is one argument (zc sql "SELECT ... FROM '
-                 'swift://~/c/*.csv ...")' if opts.command == 'sql' else '')
-        parser.error(f'unrecognized arguments: {" ".join(extra)}{quote}')
+                 'swift://~/c/*.csv ...")' if opts.command == 'sql' and not meant else '')
+        parser.error(f'unrecognized arguments: {" ".join(extra)}{quote}{meant}')
     _http_logging(opts)
     if opts.os_help or opts.command is None:
         parser.print_help()
