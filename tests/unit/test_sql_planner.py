@@ -394,6 +394,25 @@ def test_input_format_and_columns_from_the_first_object() -> None:
     assert entry._columns(b'a,b\n1,' + cut, 'csv', ',', True, 'o') == ['a', 'b']
 
 
+def test_objects_named_as_two_formats_are_refused_before_anything_runs() -> None:
+    # swift://~/c/* over a.csv and b.jsonl read b.jsonl as CSV: its nodes failed (422)
+    # with "the header row names field 1 "{"a": 1", not "a" as the first object's"
+    from zerocloud.job import SwiftPath
+    from zerocloud.sql import entry
+    spec = planner.InputSpec()
+    objects = [SwiftPath('AUTH_a', 'c', name) for name in ('a.csv', 'b.CSV.gz', 'notes.txt')]
+    entry._one_format(spec, objects, ('csv', ','))       # a name that says nothing: as the first
+    for other, said in (('c.jsonl', 'JSON lines'), ('c.tsv', 'tab-separated CSV')):
+        with pytest.raises(SqlError) as e:
+            entry._one_format(spec, objects + [SwiftPath('AUTH_a', 'c', other)], ('csv', ','))
+        assert str(e.value) == (
+            f'swift://AUTH_a/c/a.csv is CSV and swift://AUTH_a/c/{other} {said}, by their '
+            'names: one query reads one format: narrow the FROM pattern to one kind of name, '
+            'or say "input": {"format": "csv"} or "jsonl" to read all of them so')
+    said = planner.InputSpec(format='csv')                # the format said: all read so
+    entry._one_format(said, objects + [SwiftPath('AUTH_a', 'c', 'c.jsonl')], ('csv', ','))
+
+
 def test_jobs_of_a_plan() -> None:
     from zerocloud.job import SwiftPath
     from zerocloud.sql import entry
