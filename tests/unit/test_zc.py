@@ -1729,6 +1729,10 @@ def test_a_404_for_an_on_with_a_shell_glob_says_only_star_is_a_wildcard(on: str,
     assert Client(opts, out=io.BytesIO()).show_result(result, {}) == 1
     said = ('(only * is a wildcard: the ? or [ of --on ' + on + ' are part of the name)\n')
     assert capsys.readouterr().err.endswith(said) is hint
+    result = report.parse(404, {}, b'No objects found in path swift://AUTH_test/x%3F* in n '
+                                   b'(only * is a wildcard: a ? or [ is part of the name)\n')
+    Client(opts, out=io.BytesIO()).show_result(result, {})
+    assert capsys.readouterr().err.count('only * is a wildcard') == 1      # the server's, once
 
 
 def test_a_413_for_the_zapp_zc_made_says_so_and_what_helps(

@@ -689,7 +689,8 @@ class Client:
         if result.status == 413 and not result.nodes and b'the request body' in result.body:
             self.err.write(_bundle_too_large(self.opts, result.body))
         on = getattr(self.opts, 'on', None) or ''
-        if result.status == 404 and not result.nodes and any(c in on for c in '?['):
+        if result.status == 404 and not result.nodes and any(c in on for c in '?[') and \
+                b'only * is a wildcard' not in result.body:         # the server said it
             self.err.write(f'(only * is a wildcard: the ? or [ of --on {on} are part of the '
                            'name)\n')
         return EXIT_FAILED if result.failed or unsent else 0
