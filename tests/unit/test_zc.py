@@ -6,6 +6,7 @@ import gzip
 import hashlib
 import io
 import json
+import os
 import subprocess
 import sys
 import tarfile
@@ -680,6 +681,27 @@ def test_a_split_dir_that_is_a_file_is_a_usage_error_before_any_request(
             'existing directory') in capsys.readouterr().err
     assert build_parser().parse_args([*command, '--split', str(tmp_path / 'new')]).split == \
         tmp_path / 'new'
+
+
+def test_a_split_dir_that_cannot_be_made_is_a_usage_error_before_any_request(
+        tmp_path: Path, monkeypatch, capsys) -> None:
+    # "zc: /var/parts: Permission denied" came after the job ran: its output was lost
+    (tmp_path / 'f').write_text('x')
+    locked = tmp_path / 'locked'
+    locked.mkdir()
+    real = os.access
+    monkeypatch.setattr(os, 'access', lambda p, mode: Path(p) != locked and real(p, mode))
+    for split, says in ((tmp_path / 'f' / 'parts', f'{tmp_path}/f/parts cannot be made: '
+                                                   f'{tmp_path}/f is a file, not a directory'),
+                        (locked / 'a' / 'b', f'{locked}/a/b: {locked} is not writable by you: '
+                                             'name a directory you can write in'),
+                        (locked, f'{locked}: {locked} is not writable by you')):
+        with pytest.raises(SystemExit) as e:
+            build_parser().parse_args(['run', 'job.json', '--split', str(split)])
+        assert e.value.code == 2
+        assert f'argument --split: {says}' in capsys.readouterr().err
+    assert build_parser().parse_args(['run', 'job.json', '--split', 'new/sub']).split == \
+        Path('new/sub')                                 # relative, not made yet: fine
 
 
 def test_a_split_dir_holding_an_earlier_runs_parts_is_noted(tmp_path: Path) -> None:

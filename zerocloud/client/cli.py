@@ -181,6 +181,13 @@ def _split_dir(text: str) -> Path:
     if path.exists() and not path.is_dir():
         raise argparse.ArgumentTypeError(f'{text} is a file, not a directory: name a new or '
                                          'existing directory')
+    there = next(p for p in (path.absolute(), *path.absolute().parents) if p.exists())
+    if not there.is_dir():
+        raise argparse.ArgumentTypeError(f'{text} cannot be made: {there} is a file, not a '
+                                         'directory')
+    if not os.access(there, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f'{text}: {there} is not writable by you: name a '
+                                         'directory you can write in')
     return path
 
 
