@@ -274,10 +274,11 @@ def test_bad_queries_say_what_and_where(query, message) -> None:
     assert message in str(e.value)
 
 
-@pytest.mark.parametrize('sep, shown', [(';', ';'), ('\t', '\\t'), ('|', '|')])
+@pytest.mark.parametrize('sep, shown', [(';', ';'), ('\t', '\\t'), ('|', '|'), (',', ',')])
 def test_one_column_named_with_another_delimiter_says_to_give_it(sep: str, shown: str) -> None:
     # a CSV of "a;b;c" read with commas: "no such column: b (the columns: a;b;c)", and
-    # nothing said of the delimiter
+    # nothing said of the delimiter; so was a CSV of commas read with --delimiter ';'
+    # (or named .tsv): "(the columns: a,b,c)" looked like a list of three
     with pytest.raises(SqlError) as e:
         plan(parse_query(f'SELECT b FROM {URL}'), [sep.join('abc')], 2)
     assert str(e.value).endswith(
