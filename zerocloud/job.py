@@ -862,7 +862,10 @@ def _instances(group: Group, list_objects: Callable[[str, str, str], Iterable[st
     matches = _find(wild.path, list_objects, list_containers)
     first = list(itertools.islice(matches, 2))
     if not first:
-        raise NoData(f'No objects found in path {wild.path} in {group.name}')
+        typed = f'{wild.path.container}/{wild.path.obj or ""}'
+        hint = ' (only * is a wildcard: a ? or [ is part of the name)' if set('?[') & set(typed) \
+            else ''
+        raise NoData(f'No objects found in path {wild.path} in {group.name}{hint}')
     return len(first) > 1, itertools.chain(first, matches)
 
 

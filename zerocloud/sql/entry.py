@@ -82,6 +82,35 @@ def _input_format(spec: planner.InputSpec, name: str) -> tuple[str, str]:
     return fmt, spec.delimiter if spec.delimiter != ',' else (found[1] or ',')
 
 
+def _one_format(spec: planner.InputSpec, objects: list, first: tuple[str, str]) -> None:
+    """Refuse objects whose names say another format than the first's (``a.csv`` beside
+    ``b.jsonl``): read as the first's, they failed on their first line, saying nothing of why."""
+    if spec.format is not None:
+        return
+    kinds = {}                  # a name of each suffix: 100,000 names in 0.1 s (load 10)
+    for path in objects[1:]:
+        base = path.obj.lower().removesuffix('.gz')
+        kinds.setdefault(base[base.rfind('.'):] if '.' in base else '', path)
+    for path in kinds.values():
+        try:
+            other = _input_format(spec, path.obj)
+        except SqlError:                # a name that says nothing: read as the first
+            continue
+        if other != first:
+            raise SqlError(f'{objects[0]} is {_format_name(*first)} and {path} '
+                           f'{_format_name(*other)}, by their names: one query reads one '
+                           'format: narrow the FROM pattern to one kind of name, or say '
+                           '"input": {"format": "csv"} or "jsonl" to read all of them so')
+
+
+def _format_name(fmt: str, delimiter: str) -> str:
+    """A format as the user knows it, for messages."""
+    if fmt == 'jsonl':
+        return 'JSON lines'
+    return {',': 'CSV', '\t': 'tab-separated CSV'}.get(delimiter,
+                                                       f'CSV separated by {delimiter!r}')
+
+
 def _head(caller: Caller, path: jobs.SwiftPath) -> bytes:
     """The first bytes of an object (decompressed when gzip), as the caller."""
     hint = 'the one wildcard of a FROM URL is *' if set('?[') & set(path.obj) else ''
@@ -398,6 +427,7 @@ def respond(caller: Caller, execute: Callable[[Launch], Response], version: str,
             if not source.wildcard:         # a missing object: a 404, not its format
                 _head(caller, source)
             raise
+        _one_format(spec.input, objects, (fmt, delimiter))
         has_header = fmt == 'csv' and spec.input.header
         columns = spec.input.columns
         if columns is None:
