@@ -16,7 +16,8 @@ would make a new one).
 When the job is done, its response body is stored there (with its content
 type) and a JSON object of its status and headers as ``<that name>.headers``
 (``{"Status": "200 OK", "X-Nexe-Status": "ok", ...}``), both as the caller;
-``.headers`` comes last, so once it exists the result is complete.  Its
+``.headers`` comes last, so once it exists the result is complete (a lost job's
+result, :func:`_store_lost`, may have the job's own body under it).  Its
 ``"Objects"`` (not a header) names the object each node ran next to, by node
 name (``{"wc-1": "swift://AUTH_a/logs/day-1.log", ...}``; nodes without one
 are left out; a job of more than :data:`OBJECTS_MAX` nodes has none, its
@@ -731,21 +732,22 @@ def _store_late(app, req: Request, where: SwiftPath, resp: Response, logger,
 def _store_lost(app, req: Request, where: SwiftPath, lost: Response, logger,
                 version: str) -> None:
     """Store a lost job's result, never over a real one its job (only cut off, not
-    stopped) stores at the same time (:func:`_store`: body, then ``.headers``): each
-    object only where none is (``If-None-Match: *``), ``.headers`` first.  Whatever the
-    order of the two writers' PUTs, the job's result, once both ``.headers`` and body
-    are stored, is its own; if the job never ends, ``.headers`` says lost (its body
-    the lost text, or what the job stored before it stopped)."""
+    stopped) stores at the same time (:func:`_store`: body, then ``.headers``, over what
+    is there): each object only where none is (``If-None-Match: *``), the body first,
+    then ``.headers`` even if the job's body was there (its ``.headers`` may never
+    come).  Whatever the order of the two writers' PUTs, the job's result, once both
+    are stored, is its own; if the job never ends, ``.headers`` says lost (its body the
+    lost text, or what the job stored before it stopped)."""
     if not _has_home(app, req, where, logger, version):
         return
     path = f'/{version}/{where.account}/{where.container}/{where.obj}'
-    stored = _put_headers(app, req, path, lost, None, only_new=True)
-    if is_success(stored.status_int):
-        stored = _put(app, req, path, lost.body, lost.content_type, only_new=True)
-    # 412: the job's own result is there (or another reader's lost one): it stays
-    if not is_success(stored.status_int) and stored.status_int != 412:
-        logger.error('deferred result %s: storing it as lost failed: %s', where,
-                     stored.status)
+    body = _put(app, req, path, lost.body, lost.content_type, only_new=True)
+    headers = _put_headers(app, req, path, lost, None, only_new=True)
+    for stored in (body, headers):
+        # 412: the job's own (or another reader's lost one) is there: it stays
+        if not is_success(stored.status_int) and stored.status_int != 412:
+            logger.error('deferred result %s: storing it as lost failed: %s', where,
+                         stored.status)
 
 
 def _store(app, req: Request, where: SwiftPath, resp: Response, logger,
