@@ -479,6 +479,7 @@ def respond(caller: Caller, execute: Callable[[Launch], Response], version: str,
 
 SKIPPED = b'#skipped\t'         # a node's note: #skipped<TAB>count<TAB>object<TAB>first
 NOTE_MAX = 1 << 16              # bytes of a note at most (sqlnode's are < 9 KiB)
+NOTES_CHUNK = 1 << 20           # bytes of the partial rows searched for notes at once
 
 
 def _spooled(resp: Response) -> Input:
@@ -501,13 +502,26 @@ def _spooled(resp: Response) -> Input:
 
 
 def _notes(f) -> bytes:
-    """The notes among the partial rows in file ``f`` (:func:`skipped` reads them), read
-    a line of at most :data:`NOTE_MAX` bytes at a time; ``f`` is left at its start."""
-    notes, line_start = [], True
-    while piece := f.readline(NOTE_MAX):
-        if line_start and piece.startswith(SKIPPED):
-            notes.append(piece)
-        line_start = piece.endswith(b'\n')
+    """The notes among the partial rows in file ``f`` (:func:`skipped` reads them): each
+    a line starting with :data:`SKIPPED`, of at most :data:`NOTE_MAX` bytes, found by
+    ``find`` in chunks of :data:`NOTES_CHUNK` bytes (a readline per row ran for seconds
+    over many short rows, in the proxy's event loop); ``f`` is left at its start."""
+    mark = b'\n' + SKIPPED
+    notes, buf, eof = [], b'\n', False     # the file's start is a line's start
+    while not eof:
+        chunk = f.read(NOTES_CHUNK)
+        eof, buf, at = not chunk, buf + chunk, 0
+        while (hit := buf.find(mark, at)) >= 0:
+            end = buf.find(b'\n', hit + 1, hit + 1 + NOTE_MAX)
+            if end < 0:
+                if not eof and len(buf) - hit - 1 < NOTE_MAX:
+                    break                   # its end is in the next chunk
+                end = min(len(buf), hit + 1 + NOTE_MAX) - 1
+            notes.append(buf[hit + 1:end + 1])
+            at = end                        # its newline may start the next note
+        else:
+            hit = max(at, len(buf) - len(mark) + 1)     # a mark cut at the chunk's edge
+        buf = buf[hit:]
     f.seek(0)
     return b''.join(notes)
 
