@@ -158,7 +158,11 @@ def workloads(tmp: Path, sizes: dict[str, int], reps: int, engines: list[str]) -
                'per 64 KiB gathered): ~9.5 us a write of CPU, guest, supervisor and helper '
                '(load 7), the host\'s own write '
                'included (the 1 KiB writev rows below); under load its spread is wider than '
-               'the host\'s (each of its ~4,000 switches may wait for a CPU). '
+               'the host\'s (each of its ~4,000 switches may wait for a CPU). Of that, the '
+               'round trip is ~5.5 us and the line\'s pread ~1.2 us; the reads that end its '
+               'input are served in C too; its realloc copies stay (mremap is ENOMEM: moving '
+               'pages natively cost more than copying them into huge pages, ~0.7 ms a sort), '
+               'and so does the heap\'s privacy (shared, its pages would lose their huge pages). '
                'Letting the kernel write the channel itself cannot keep the report, quotas '
                'and descriptors (doc/sandbox.md, "Cost of a mediated call")')
 

@@ -12,8 +12,10 @@ process (the worker's share: ``time.thread_time``), and its voluntary and
 involuntary context switches.  In process, without the pool's sockets nor a
 guest's run, it spreads far less than the pool's benchmarks: alternated between
 two trees (``PYTHONPATH``), it shows changes of a tenth in a child's set-up.
+``--chunk N``: the children handed out as a batch's nodes are, N to a request
+(``take`` told the nodes after it, ``prefork`` after each, ``idle`` once a chunk).
 
-Usage: ``python bench/template_children.py [--children 1500] [--rounds 3]``.
+Usage: ``python bench/template_children.py [--children 1500] [--rounds 3] [--chunk N]``.
 """
 
 from __future__ import annotations
@@ -54,24 +56,26 @@ def _idle(template: Template) -> None:
             template.tend(fd)
 
 
-def _one(template: Template) -> None:
-    """A child taken, released as a run's end does, the next one asked for and in."""
-    child = template.take()
+def _one(template: Template, after: int = 0) -> None:
+    """A child taken, released as a run's end does, the next one asked for; taken in
+    at once, or (``after``: the nodes of its batch after it) once the batch ends."""
+    child = template.take(after)
     if child.memfd is not None:
         os.close(child.memfd)
     template.reap_later(child.pid, child.pidfd, child.listener)
     template.prefork()
-    _idle(template)
+    if not after:
+        _idle(template)
 
 
-def measure(template: Template, count: int) -> list[object]:
+def measure(template: Template, count: int, chunk: int = 0) -> list[object]:
     """One round: per child, its CPU, the template's, this process's (us) and switches."""
     with open(f'/proc/{template.pid}/schedstat') as f:
         forks = int(f.read().split()[0])
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
     own, switches = time.thread_time(), _switches()
-    for _ in range(count):
-        _one(template)
+    for i in range(count):
+        _one(template, chunk - 1 - i % chunk if chunk else 0)
     own = time.thread_time() - own
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     with open(f'/proc/{template.pid}/schedstat') as f:
@@ -86,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--children', type=int, default=1500, help='children per round')
     parser.add_argument('--rounds', type=int, default=3, help='rounds measured')
+    parser.add_argument('--chunk', type=int, default=0, help="children handed out as a "
+                        "batch's nodes, this many to a request (0: one run at a time)")
     opts = parser.parse_args(argv)
     print(common.environment())
     template = Template(load_program(str(common.build('hello'))), 64 << 20)
@@ -94,10 +100,12 @@ def main(argv: list[str] | None = None) -> int:
         _idle(template)
         for _ in range(20):         # warm-up
             _one(template)
-        rows = [[str(i + 1), *measure(template, opts.children)] for i in range(opts.rounds)]
+        rows = [[str(i + 1), *measure(template, opts.children, opts.chunk)]
+                for i in range(opts.rounds)]
     finally:
         template.close()
-    common.table(f'A template\'s children, {opts.children} per round, no run, load '
+    common.table(f'A template\'s children, {opts.children} per round'
+                 + (f' in chunks of {opts.chunk}' if opts.chunk else '') + ', no run, load '
                  f'{os.getloadavg()[0]:.1f}',
                  ['round', 'children us', 'template us', 'worker us', 'vcsw', 'ivcsw'], rows,
                  note='per child: its own CPU (fork, set-up, death), the template\'s (the '

@@ -16,7 +16,8 @@ would make a new one).
 When the job is done, its response body is stored there (with its content
 type) and a JSON object of its status and headers as ``<that name>.headers``
 (``{"Status": "200 OK", "X-Nexe-Status": "ok", ...}``), both as the caller;
-``.headers`` comes last, so once it exists the result is complete.  Its
+``.headers`` comes last, so once it exists the result is complete (a lost job's
+result, :func:`_store_lost`, may have the job's own body under it).  Its
 ``"Objects"`` (not a header) names the object each node ran next to, by node
 name (``{"wc-1": "swift://AUTH_a/logs/day-1.log", ...}``; nodes without one
 are left out; a job of more than :data:`OBJECTS_MAX` nodes has none, its
@@ -80,7 +81,8 @@ for HUNG_LIMITS times ``zerovm_timeout + chain_timeout`` of the reader's proxy
 is lost wherever its proxy runs: no node runs that long, so the job hung or its
 heartbeat died, and its pollers would wait forever.  A job reported lost whose
 proxy was slow or cut off, not stopped, may still end: its result then replaces
-the lost one, saying so (:func:`_note_lost`).
+the lost one, saying so (:func:`_note_lost`); the lost one never replaces it,
+whatever the order of the two writers' PUTs (:func:`_store_lost`).
 
 A client's DELETE of ``<that name>.state`` cancels the job (:func:`cancel`):
 it stores ``<that name>.cancel``, which the proxy running the job looks for
@@ -138,6 +140,8 @@ HUNG_LIMITS = 10                         # (zerovm_timeout + chain_timeout) with
 LOST_MAX = 65536                         # bytes: a lost result's .headers is smaller
 CANCEL_SUFFIX = '.cancel'                # stored by a DELETE of the state: stop the job
 CANCEL_EVERY = 1.0                       # seconds; how often the running job looks for it
+STATE_MAX = 65536                        # bytes: a state is ~400; a larger object named so
+                                         # is a user's, not read (it held the proxy's memory)
 _JOB = r'/([^/]+)/([^/]+)/([^/]+)/(' + jobnames.NAME.pattern + ')'
 _RESULT = re.compile(_JOB + re.escape(HEADERS_SUFFIX))
 _STATE = re.compile(_JOB + re.escape(STATE_SUFFIX))
@@ -299,8 +303,7 @@ def run(app, req: Request, how: str, account: str, container: str | None, timeou
             state['working'] = False        # storing the result is never cancelled
         try:
             if state['result'] == 'store':
-                _note_lost(app, req, where, resp)
-                _store(app, req, where, resp, logger, objects=progress.objects())
+                _store_late(app, req, where, resp, logger, progress.objects())
                 finished.put(None)
             elif state['result'] == 'drop':     # nobody reads it: its spool goes now
                 close_if_possible(resp.app_iter)
@@ -536,8 +539,11 @@ def _settle(app, req: Request, version: str, account: str, container: str, name:
     if _request(app, req, 'HEAD', base + HEADERS_SUFFIX).status_int != 404:
         return
     state = _request(app, req, 'GET', base + STATE_SUFFIX)
+    if state.status_int != 200 or (state.content_length or STATE_MAX + 1) > STATE_MAX:
+        close_if_possible(state.app_iter)   # none, or the user's own object: never read whole
+        return
     try:
-        running = json.loads(state.body) if state.status_int == 200 else None
+        running = json.loads(state.body)
         age = time.time() - float(running['updated'])
         stale = age > STALE_BEATS * float(running['heartbeat'])
         still = time.time() - float(running.get('moved', running['updated']))
@@ -569,7 +575,7 @@ def _settle(app, req: Request, version: str, account: str, container: str, name:
                                        for k in ('total', 'done', 'failed')):
         lost.headers['X-Nexe-Node-Counts'] = _node_counts(
             nodes, lost=nodes['total'] - nodes['done'] - nodes['failed'])
-    _store(app, req, SwiftPath(account, container, name), lost, logger, version)
+    _store_lost(app, req, SwiftPath(account, container, name), lost, logger, version)
     _request(app, req, 'DELETE', base + STATE_SUFFIX)
     # a cancel asked while the state still looked fresh left a marker no proxy reads
     _request(app, req, 'DELETE', base + CANCEL_SUFFIX)
@@ -662,9 +668,10 @@ def _request(app, req: Request, method: str, path: str) -> Response:
 
 
 def _put(app, req: Request, path: str, body: bytes | Response = b'',
-         content_type: str | None = None) -> Response:
-    """PUT ``body``: bytes, or the body of a response, streamed (a job's may be large)."""
-    headers = {}
+         content_type: str | None = None, only_new: bool = False) -> Response:
+    """PUT ``body``: bytes, or the body of a response, streamed (a job's may be large);
+    ``only_new``: unless the object exists (``If-None-Match: *``, 412 if it does)."""
+    headers = {'If-None-Match': '*'} if only_new else {}
     if content_type:
         headers['Content-Type'] = content_type
     if isinstance(body, bytes):
@@ -689,7 +696,7 @@ def _note_lost(app, req: Request, where: SwiftPath, resp: Response) -> None:
     may have run the job again, and then both runs ran.  The result is the truth, and
     of more use than ``lost``; one GET per deferred result."""
     earlier = _request(app, req, 'GET', f'/v1{where.path}{HEADERS_SUFFIX}')
-    if earlier.status_int != 200 or (earlier.content_length or 0) > LOST_MAX:
+    if earlier.status_int != 200 or (earlier.content_length or LOST_MAX + 1) > LOST_MAX:
         close_if_possible(earlier.app_iter)
         return                      # none, or not one this proxy stored: overwritten
     try:
@@ -700,14 +707,54 @@ def _note_lost(app, req: Request, where: SwiftPath, resp: Response) -> None:
         resp.headers['X-Nexe-Reported-Lost'] = str(said.get('X-Nexe-Error', 'lost'))
 
 
+def _has_home(app, req: Request, where: SwiftPath, logger, version: str) -> bool:
+    """Is there a container for the result (:func:`_home`)?  Logged if not."""
+    container = _home(app, req, where, version)
+    if container is None or is_success(container.status_int):
+        return True
+    logger.error('deferred result %s: cannot create its container: %s', where,
+                 container.status)
+    return False
+
+
+def _store_late(app, req: Request, where: SwiftPath, resp: Response, logger,
+                objects: dict[str, str]) -> None:
+    """Store a deferred job's result, saying if it was reported lost (:func:`_note_lost`):
+    a failure to read the lost one (Swift's GET, its body) never keeps the result from
+    being stored, nor its pollers from reading it."""
+    try:
+        _note_lost(app, req, where, resp)
+    except Exception:
+        logger.exception('deferred result %s: reading a lost result before it failed', where)
+    _store(app, req, where, resp, logger, objects=objects)
+
+
+def _store_lost(app, req: Request, where: SwiftPath, lost: Response, logger,
+                version: str) -> None:
+    """Store a lost job's result, never over a real one its job (only cut off, not
+    stopped) stores at the same time (:func:`_store`: body, then ``.headers``, over what
+    is there): each object only where none is (``If-None-Match: *``), the body first,
+    then ``.headers`` even if the job's body was there (its ``.headers`` may never
+    come).  Whatever the order of the two writers' PUTs, the job's result, once both
+    are stored, is its own; if the job never ends, ``.headers`` says lost (its body the
+    lost text, or what the job stored before it stopped)."""
+    if not _has_home(app, req, where, logger, version):
+        return
+    path = f'/{version}/{where.account}/{where.container}/{where.obj}'
+    body = _put(app, req, path, lost.body, lost.content_type, only_new=True)
+    headers = _put_headers(app, req, path, lost, None, only_new=True)
+    for stored in (body, headers):
+        # 412: the job's own (or another reader's lost one) is there: it stays
+        if not is_success(stored.status_int) and stored.status_int != 412:
+            logger.error('deferred result %s: storing it as lost failed: %s', where,
+                         stored.status)
+
+
 def _store(app, req: Request, where: SwiftPath, resp: Response, logger,
            version: str = 'v1', objects: dict[str, str] | None = None) -> None:
     """Store a deferred job's body, then its status and headers (and ``objects``: the
     object of each node, by name)."""
-    container = _home(app, req, where, version)
-    if container is not None and not is_success(container.status_int):
-        logger.error('deferred result %s: cannot create its container: %s', where,
-                     container.status)
+    if not _has_home(app, req, where, logger, version):
         close_if_possible(resp.app_iter)
         return
     path = f'/{version}/{where.account}/{where.container}/{where.obj}'
@@ -730,13 +777,13 @@ def _store(app, req: Request, where: SwiftPath, resp: Response, logger,
 
 
 def _put_headers(app, req: Request, path: str, resp: Response,
-                 objects: dict[str, str] | None) -> Response:
+                 objects: dict[str, str] | None, only_new: bool = False) -> Response:
     """Store ``resp``'s status and headers (and ``objects``) as the result's ``.headers``."""
     headers = {'Status': resp.status, **dict(resp.headers)}
     if objects:
         headers[OBJECTS_KEY] = objects
     return _put(app, req, path + HEADERS_SUFFIX, json.dumps(headers, indent=1).encode(),
-                'application/json')
+                'application/json', only_new)
 
 
 def _unstored(where: SwiftPath, resp: Response, refused: Response) -> Response:

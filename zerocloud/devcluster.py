@@ -178,9 +178,9 @@ class ClusterRunning(ClusterError):
 class ServerStartError(ClusterError):
     """One server did not come up; the message names it and ends with its log."""
 
-    def __init__(self, server: str, reason: str, log: Path) -> None:
+    def __init__(self, server: str, reason: str, log: Path, since: int = 0) -> None:
         self.server = server
-        self.log_tail = tail(log)
+        self.log_tail = tail(log, since=since)
         super().__init__(f'{server} failed to start: {reason}\n'
                          f'--- last lines of {log} ---\n{self.log_tail}')
 
@@ -290,12 +290,15 @@ def healthy(port: int, timeout: float = 1.0) -> bool:
         conn.close()
 
 
-def tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
-    """The last lines of a log file (empty if there is none)."""
+def tail(path: Path, lines: int = LOG_TAIL_LINES, since: int = 0) -> str:
+    """The last lines of a log file (empty if there is none), of those after byte
+    ``since`` if there are any: what this start wrote, not the requests of the last run
+    (a restart's bad option was the 20th of 20 lines, the 19 before it access lines)."""
     try:
-        text = path.read_text(errors='replace')
+        data = path.read_bytes()
     except FileNotFoundError:
         return ''
+    text = (data[since:] if data[since:].strip() else data).decode(errors='replace')
     return '\n'.join(text.splitlines()[-lines:])
 
 
@@ -389,6 +392,7 @@ class DevCluster:
         self.sysimages = {name: Path(path).absolute() for name, path in sysimages.items()}
         self.servers: list[Server] = []
         self._procs: dict[int, subprocess.Popen] = {}
+        self._log_from: dict[str, int] = {}       # server -> its log's size when spawned
         self._load_state()
 
     def __enter__(self) -> DevCluster:
@@ -612,6 +616,7 @@ class DevCluster:
         if not self.detach:
             cmd += ['--parent', str(os.getpid())]
         with open(self.log_file(server), 'ab') as log:
+            self._log_from[server.name] = log.tell()
             proc = subprocess.Popen(
                 cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 cwd=self.dir, start_new_session=True)
@@ -635,7 +640,8 @@ class DevCluster:
                 proc = self._procs[server.pid]
                 if proc.poll() is not None:
                     raise ServerStartError(server.name, f'exited with status {proc.returncode}',
-                                           self.log_file(server))
+                                           self.log_file(server),
+                                           self._log_from.get(server.name, 0))
                 if healthy(server.port):
                     waiting.remove(server)
                     continue
@@ -647,7 +653,8 @@ class DevCluster:
                     why = (f'and not running for {START_TIMEOUT:.0f} s' if idle > START_TIMEOUT
                            else f'after {START_CAP:.0f} s')
                     raise ServerStartError(server.name, f'no answer on /healthcheck (port '
-                                           f'{server.port}) {why}', self.log_file(server))
+                                           f'{server.port}) {why}', self.log_file(server),
+                                           self._log_from.get(server.name, 0))
             if waiting:
                 time.sleep(HEALTH_POLL)
 

@@ -740,17 +740,41 @@ def parse_job(data: bytes | str | list, account: str, *, system_images: Iterable
     return groups
 
 
-def _glob(pattern: str) -> re.Pattern:
-    """ZeroCloud's wildcard: each ``*`` is ``.*``, captured for output names."""
-    return re.compile('(.*)'.join(map(re.escape, pattern.split('*'))), re.DOTALL)
+def _glob(name: str, parts: list[str]) -> tuple[str, ...] | None:
+    """ZeroCloud's wildcard (each ``*`` is ``.*``): the texts the stars of the pattern
+    ``parts`` (split at them) matched in ``name``, each as long as it can be from the
+    left, as the regex ``(.*)`` takes them, for output names; None when it does not
+    match.  Each part after the first is placed as far right as the parts after it
+    allow, a search each: the regex's backtracking took time growing as the name's
+    length to the power of the stars (4 stars over a 300-character name held the
+    proxy's event loop, every request, for 6 s; 20 over 1,000, for good)."""
+    if len(parts) == 1:
+        return () if name == parts[0] else None
+    first, *middle, last = parts
+    if len(first) + len(last) > len(name) or not name.startswith(first) \
+            or not name.endswith(last):
+        return None
+    found, end = [], len(name) - len(last)
+    for part in reversed(middle):
+        at = name.rfind(part, len(first), end)
+        if at < 0:
+            return None
+        found.append((at, at + len(part)))
+        end = at
+    texts, at = [], len(first)
+    for start, stop in reversed(found):
+        texts.append(name[at:start])
+        at = stop
+    texts.append(name[at:len(name) - len(last)])
+    return tuple(texts)
 
 
 def _select(names: Iterable[str], pattern: str) -> Iterator[tuple[str, tuple[str, ...]]]:
-    regex = _glob(pattern)
+    parts = pattern.split('*')
     for name in names:
-        match = regex.fullmatch(name)
-        if match:
-            yield name, match.groups()
+        texts = _glob(name, parts)
+        if texts is not None:
+            yield name, texts
 
 
 def _find(path: SwiftPath, list_objects: Callable[[str, str, str], Iterable[str]],
@@ -838,7 +862,10 @@ def _instances(group: Group, list_objects: Callable[[str, str, str], Iterable[st
     matches = _find(wild.path, list_objects, list_containers)
     first = list(itertools.islice(matches, 2))
     if not first:
-        raise NoData(f'No objects found in path {wild.path} in {group.name}')
+        typed = f'{wild.path.container}/{wild.path.obj or ""}'
+        hint = ' (only * is a wildcard: a ? or [ is part of the name)' if set('?[') & set(typed) \
+            else ''
+        raise NoData(f'No objects found in path {wild.path} in {group.name}{hint}')
     return len(first) > 1, itertools.chain(first, matches)
 
 

@@ -802,7 +802,9 @@ def fetch_programs(caller: Caller, nodes: Iterable[Node], launch: Launch,
             if isinstance(where, tuple) and isinstance(where[0], str):
                 programs[node.name] = None
                 continue
-            key = where if isinstance(where, SwiftPath) else (where[0].path, where[1])
+            # one member however spelt (./bin/p, /bin/p...): each spelling was a copy held
+            key = where if isinstance(where, SwiftPath) else (where[0].path,
+                                                              zapp.member_name(where[1]))
             if key not in found:
                 if isinstance(where, SwiftPath):
                     found[key] = caller.fetch_program(where, f'the program of {node.name}')

@@ -84,7 +84,8 @@ def gunzip(src, dst, limit: int, where: str, ratio: int | None = None,
     return size
 
 
-def _name(member: str) -> str:
+def member_name(member: str) -> str:
+    """A member's name as it is compared: without its leading ``./`` and ``/``."""
     while member.startswith(('./', '/')):
         member = member[2:] if member.startswith('./') else member[1:]
     return member
@@ -101,7 +102,7 @@ def _members(f, where: str, max_members: int | None,
             if max_members is not None and count > max_members:
                 raise HTTPRequestEntityTooLarge(
                     body=f'{where} has more than {max_members} members (zapp_max_members)\n')
-            name = _name(info.name)
+            name = member_name(info.name)
             if name in wanted:
                 found[name] = info
     except tarheaders.TooLarge as e:
@@ -114,7 +115,7 @@ def _members(f, where: str, max_members: int | None,
 def member(f, name: str, limit: int, where: str, max_members: int | None = None) -> bytes:
     """The content of regular file ``name`` (a program) of the tar in ``f`` (400 if
     absent, 413 over ``limit``, the operator's ``zerovm_maxnexe``)."""
-    found = _members(f, where, max_members, (_name(name),)).get(_name(name))
+    found = _members(f, where, max_members, (member_name(name),)).get(member_name(name))
     if found is None or not found.isfile():
         raise HTTPBadRequest(body=f'{where} has no file {name}\n')
     if found.size > limit:

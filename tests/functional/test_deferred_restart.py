@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import requests
@@ -52,3 +53,20 @@ def test_a_deferred_job_is_reported_lost_after_a_proxy_restart(
     assert 'is gone)' in stored['X-Nexe-Error']       # at once, not after three heartbeats
     assert conn.get_object(container, name)[1].startswith(b'the proxy running this deferred')
     assert deferred_state(conn, container, name) is None     # settled: no state left behind
+
+
+def test_a_lost_result_is_never_stored_over_the_job_s_own_body(
+        conn: Connection, make_container) -> None:
+    """The job's proxy, cut off, stored its body and not yet its ``.headers`` when a
+    reader found its state stale: Swift refuses the lost body (``If-None-Match: *``),
+    the job's ``.headers`` will replace the lost one (zerocloud.deferred._store_lost)."""
+    container, name = make_container(), 'job-' + '7' * 32
+    conn.put_object(container, name + '.state', json.dumps(
+        {'state': 'running', 'heartbeat': 10.0, 'updated': time.time() - 100,
+         'proxy': 'elsewhere:1'}).encode())
+    conn.put_object(container, name, b'out\n')
+    url, token = conn.get_auth()
+    got = requests.get(f'{url}/{container}/{name}.headers', timeout=60,
+                       headers={'X-Auth-Token': token})
+    assert got.status_code == 200 and got.json()['X-Nexe-Status'] == 'lost'
+    assert conn.get_object(container, name)[1] == b'out\n'

@@ -474,3 +474,42 @@ def test_a_host_write_failure_ends_the_run_as_the_personality_ends_it(guest, tmp
         return [report.status, report.message, report.host_failure]
     got = in_child(body, fast)
     assert got == ['killed', f'host I/O failed in {call}: File too large', True]
+
+
+@pytest.mark.parametrize('kind', ['fd', 'file'])
+@pytest.mark.parametrize('mode', ['read', 'readv', 'edge'])
+@pytest.mark.parametrize('lines', [5000, 150_000])      # ~90 KiB, ~2.6 MiB
+def test_reads_over_the_c_buffer_same_with_and_without_the_c_path(guest, monkeypatch, tmp_path,
+                                                                  kind, mode, lines):
+    """A read of more than the C loop's buffer (CAP, 1 MiB: here 3 MiB, one vector or
+    three) is served in C where it ends the file within CAP bytes (the last read of
+    a growing buffer, ``sort``'s), and otherwise handed to Python (a descriptor's
+    CAP bytes read to see given back first), over a buffer whose last page is
+    ``PROT_NONE`` always: the same answers, bytes, counters and etags on every way."""
+    seen: list[int] = []
+    real = supervisor._Supervisor._answer
+
+    def looking(self):
+        seen.append(int.from_bytes(self.notif[16:20], 'little'))  # seccomp_data.nr
+        return real(self)
+
+    data = text_input(lines)
+    results = []
+    for way in WAYS:
+        if way == ('native', True):
+            monkeypatch.setattr(supervisor._Supervisor, '_answer', looking)
+        results.append(_run(monkeypatch, tmp_path, guest('bigio'), [mode, '3'], kind, data,
+                            way))
+        monkeypatch.setattr(supervisor._Supervisor, '_answer', real)
+    report, _, err, _ = results[0]
+    assert report.status == 'ok' and report.retcode == 0, report
+    reads = [nr for nr in seen if nr in (0, 19)]                # read, readv
+    if mode == 'edge':
+        assert b'read = -1 errno=14' in err and b'readv = -1 errno=14' in err
+        assert f'read 10 = 10 errno=0\ngot {data[:10].decode()}'.encode() in err
+    else:
+        assert f'{mode} = {len(data)} errno=0'.encode() in err
+        assert len(reads) == (len(data) > 1 << 20), seen
+    assert report.accounting.channels['/dev/stdin'].read_bytes == \
+        (10 if mode == 'edge' else len(data))
+    _same(results)

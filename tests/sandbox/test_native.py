@@ -454,6 +454,79 @@ def test_template_children_get_their_runs_cpu_limit(guest):
         template.close()
 
 
+def test_a_batch_asks_its_template_for_children_several_at_once(guest):
+    """A batch's nodes (``take(ahead=nodes after it)``) ask the template for the
+    children of the next ``AHEAD`` in one message once none is taken in or on its way,
+    not one per node, and none beyond the batch's last; each node still starts in a
+    child of its own, never run; closing the template with children asked for and
+    taken in kills and reaps every one."""
+    from zvm_core.elf import load_program
+    from zvm_core.engines.native import supervisor
+    from zvm_core.engines.native.supervisor import Template
+    before = set(_child_states(os.getpid()))
+    template = Template(load_program(str(guest('hello'))), 64 << 20)
+    sent: list[bytes] = []
+
+    class Counted:
+        """The template's socket, its sends kept."""
+
+        def __init__(self, sock) -> None:
+            self.sock = sock
+
+        def send(self, data: bytes) -> int:
+            sent.append(data)
+            return self.sock.send(data)
+
+        def __getattr__(self, name: str):
+            return getattr(self.sock, name)
+
+    template.sock = Counted(template.sock)
+    try:
+        children, nodes = [], supervisor.AHEAD + 3
+        for i in range(nodes - 1):              # the batch's last node not taken yet
+            child = template.take(ahead=nodes - i - 1)
+            children.append(child.pid)
+            child.close()
+        assert sent == [b'F', b'F' * supervisor.AHEAD, b'F' * 2]
+        assert len(set(children)) == len(children)
+        template.idle()             # the last node's child, taken in at its gate: no more
+        assert len(template._ready) == 1
+        kids = set(_child_states(os.getpid())) - before - {template.pid}
+        assert kids == {child.pid for child in template._ready}
+    finally:
+        template.close()
+    assert set(_child_states(os.getpid())) <= before
+
+
+def test_reap_looks_at_a_killed_child_a_call_later(guest, monkeypatch):
+    """``Template.reap`` kills the ended runs' children and reaps those the call
+    before the previous one killed: the one just killed is mostly still dying a
+    node later (a ``waitid`` for nothing); ``idle`` and ``close`` reap them all."""
+    from zvm_core.elf import load_program
+    from zvm_core.engines.native import supervisor
+    from zvm_core.engines.native.supervisor import Template
+    looked: list[int] = []
+    reaped = supervisor._reaped
+    monkeypatch.setattr(supervisor, '_reaped',
+                        lambda pidfd, *args: looked.append(pidfd) or reaped(pidfd, *args))
+    before = set(_child_states(os.getpid()))
+    template = Template(load_program(str(guest('hello'))), 64 << 20)
+    try:
+        pidfds = []
+        for _ in range(3):
+            child = template.take()
+            os.close(child.memfd)
+            template.reap_later(child.pid, child.pidfd, child.listener)
+            pidfds.append(child.pidfd)
+            template.reap()
+        assert looked == pidfds[:1]         # the third call looked at the first's alone
+        template.idle()
+        assert not template._dying
+    finally:
+        template.close()
+    assert set(_child_states(os.getpid())) <= before
+
+
 def test_a_template_child_at_its_gate_holds_its_control_socket_alone(guest):
     """A template's child keeps no descriptor but its control socket (CTL_FD, above
     any the personality hands out) and its listener until the gate, however many the

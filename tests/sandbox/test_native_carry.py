@@ -6,6 +6,7 @@ when the run ends, and survives an rdtsc or cpuid of its own (the net).
 
 from __future__ import annotations
 
+import collections
 import ctypes
 import faulthandler
 import mmap
@@ -392,7 +393,7 @@ def test_a_templates_fork_request_says_whether_the_asking_thread_is_in_a_hold() 
 
     def asked() -> bytes:
         template = supervisor.Template.__new__(supervisor.Template)
-        template._next, template._forking, template._lost = None, False, 0
+        template._ready, template._forking, template._lost = collections.deque(), 0, 0
         template.sock = Sock()
         supervisor.Template.fork(template)
         return template.sock.sent[0]

@@ -354,7 +354,7 @@ def test_a_snapshot_child_has_its_copy_before_the_run(machines):
     _run(keeping, b'')
     keeping.kept.idle()             # the worker takes in the next run's child
     snap = keeping.snapshots.last
-    child = snap.template._next
+    child = snap.template._ready[0]
     assert snap.prefaults and child is not None
     table = (1 << 19) * 4           # startup's table: written by the prefix
     assert sum(size for _, size in snap.prefaults) >= table

@@ -309,3 +309,19 @@ def test_a_server_that_exits_while_its_tasks_are_listed_is_not_running(monkeypat
     monkeypatch.setattr(devcluster.Path, 'glob', glob)
     assert devcluster._runnable(os.getpid()) is False
     assert devcluster._child_pids(os.getpid()) == []
+
+
+def test_a_failed_start_shows_what_this_start_logged(tmp_path: Path) -> None:
+    # restart --conf object:zerovm_engin=x showed the 20 last lines of the log: 19 requests
+    # of the last run, then the one that said "zerovm_engin: no such option"
+    log = tmp_path / 'object0.log'
+    log.write_text(''.join(f'object0: GET /obj{i} 200\n' for i in range(30)))
+    since = log.stat().st_size
+    with open(log, 'a') as f:
+        f.write('zerovm_engin: no such option: did you mean zerovm_engine?\n')
+    error = devcluster.ServerStartError('object0', 'exited with status 1', log, since)
+    assert error.log_tail == 'zerovm_engin: no such option: did you mean zerovm_engine?'
+    assert str(error).endswith(f'--- last lines of {log} ---\n{error.log_tail}')
+    # a start that logged nothing: the last lines before it, rather than none
+    assert devcluster.tail(log, lines=2, since=log.stat().st_size) == (
+        'object0: GET /obj29 200\nzerovm_engin: no such option: did you mean zerovm_engine?')

@@ -185,8 +185,9 @@ def test_a_chunk_looks_at_its_program_once(monkeypatch, tmp_path) -> None:
                       ('stat', 'b'), ('prepared', 'b', ('b',)), reply, reply]
     # a batch's nodes: no probe, and run in the hold (the template's forks are asked with
     # the worker's flags: Template.fork reads _fastcall.held()), which ends with the batch
-    assert started == [('n1', True, False, True), ('n2', True, False, True),
-                       ('n3', True, False, True), ('n4', False, False, True)]
+    # each told the nodes after it (its template asks for their children: Template.take)
+    assert started == [('n1', 3, False, True), ('n2', 2, False, True),
+                       ('n3', 1, False, True), ('n4', 0, False, True)]
     assert holding == [False]
 
 

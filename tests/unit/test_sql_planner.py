@@ -274,10 +274,11 @@ def test_bad_queries_say_what_and_where(query, message) -> None:
     assert message in str(e.value)
 
 
-@pytest.mark.parametrize('sep, shown', [(';', ';'), ('\t', '\\t'), ('|', '|')])
+@pytest.mark.parametrize('sep, shown', [(';', ';'), ('\t', '\\t'), ('|', '|'), (',', ',')])
 def test_one_column_named_with_another_delimiter_says_to_give_it(sep: str, shown: str) -> None:
     # a CSV of "a;b;c" read with commas: "no such column: b (the columns: a;b;c)", and
-    # nothing said of the delimiter
+    # nothing said of the delimiter; so was a CSV of commas read with --delimiter ';'
+    # (or named .tsv): "(the columns: a,b,c)" looked like a list of three
     with pytest.raises(SqlError) as e:
         plan(parse_query(f'SELECT b FROM {URL}'), [sep.join('abc')], 2)
     assert str(e.value).endswith(
@@ -392,6 +393,25 @@ def test_input_format_and_columns_from_the_first_object() -> None:
         entry._columns(b'a\xff,b\n1,2\n', 'csv', ',', True, 'o')
     cut = 'é'.encode()[:1]                              # a character cut by the range
     assert entry._columns(b'a,b\n1,' + cut, 'csv', ',', True, 'o') == ['a', 'b']
+
+
+def test_objects_named_as_two_formats_are_refused_before_anything_runs() -> None:
+    # swift://~/c/* over a.csv and b.jsonl read b.jsonl as CSV: its nodes failed (422)
+    # with "the header row names field 1 "{"a": 1", not "a" as the first object's"
+    from zerocloud.job import SwiftPath
+    from zerocloud.sql import entry
+    spec = planner.InputSpec()
+    objects = [SwiftPath('AUTH_a', 'c', name) for name in ('a.csv', 'b.CSV.gz', 'notes.txt')]
+    entry._one_format(spec, objects, ('csv', ','))       # a name that says nothing: as the first
+    for other, said in (('c.jsonl', 'JSON lines'), ('c.tsv', 'tab-separated CSV')):
+        with pytest.raises(SqlError) as e:
+            entry._one_format(spec, objects + [SwiftPath('AUTH_a', 'c', other)], ('csv', ','))
+        assert str(e.value) == (
+            f'swift://AUTH_a/c/a.csv is CSV and swift://AUTH_a/c/{other} {said}, by their '
+            'names: one query reads one format: narrow the FROM pattern to one kind of name, '
+            'or say "input": {"format": "csv"} or "jsonl" to read all of them so')
+    said = planner.InputSpec(format='csv')                # the format said: all read so
+    entry._one_format(said, objects + [SwiftPath('AUTH_a', 'c', 'c.jsonl')], ('csv', ','))
 
 
 def test_jobs_of_a_plan() -> None:

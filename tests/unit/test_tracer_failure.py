@@ -92,7 +92,7 @@ def test_a_traced_template_seizes_its_child_ahead_of_the_run(traced_program) -> 
     try:
         template.prefork()
         template.idle()
-        child = template._next
+        child = template._ready[0]
         assert child.tracer is not None and child.tracer.attached()
         assert os.path.exists(f'/proc/self/task/{_tracer_pid(child.pid)}')  # our thread's
         assert _run(traced_program, template).retcode == 42
@@ -110,7 +110,7 @@ def test_a_seized_child_that_dies_before_its_run_is_reaped(traced_program) -> No
     try:
         template.prefork()
         template.idle()
-        pid, tracer = template._next.pid, template._next.tracer
+        pid, tracer = template._ready[0].pid, template._ready[0].tracer
         os.kill(pid, signal.SIGKILL)
         tracer.status()         # its thread is done with it (reaped, or left to the run)
         report = _run(traced_program, template)
@@ -127,7 +127,7 @@ def test_a_killed_templates_seized_child_is_reaped_on_close(traced_program) -> N
     template = supervisor.Template(traced_program, 32 << 20, tsc=True)
     template.prefork()
     template.idle()
-    child, tracer = template._next.pid, template._next.tracer
+    child, tracer = template._ready[0].pid, template._ready[0].tracer
     os.kill(template.pid, signal.SIGKILL)
     template.close()
     assert tracer.done() and _gone(child)

@@ -6,6 +6,7 @@ import gzip
 import hashlib
 import io
 import json
+import os
 import subprocess
 import sys
 import tarfile
@@ -680,6 +681,27 @@ def test_a_split_dir_that_is_a_file_is_a_usage_error_before_any_request(
             'existing directory') in capsys.readouterr().err
     assert build_parser().parse_args([*command, '--split', str(tmp_path / 'new')]).split == \
         tmp_path / 'new'
+
+
+def test_a_split_dir_that_cannot_be_made_is_a_usage_error_before_any_request(
+        tmp_path: Path, monkeypatch, capsys) -> None:
+    # "zc: /var/parts: Permission denied" came after the job ran: its output was lost
+    (tmp_path / 'f').write_text('x')
+    locked = tmp_path / 'locked'
+    locked.mkdir()
+    real = os.access
+    monkeypatch.setattr(os, 'access', lambda p, mode: Path(p) != locked and real(p, mode))
+    for split, says in ((tmp_path / 'f' / 'parts', f'{tmp_path}/f/parts cannot be made: '
+                                                   f'{tmp_path}/f is a file, not a directory'),
+                        (locked / 'a' / 'b', f'{locked}/a/b: {locked} is not writable by you: '
+                                             'name a directory you can write in'),
+                        (locked, f'{locked}: {locked} is not writable by you')):
+        with pytest.raises(SystemExit) as e:
+            build_parser().parse_args(['run', 'job.json', '--split', str(split)])
+        assert e.value.code == 2
+        assert f'argument --split: {says}' in capsys.readouterr().err
+    assert build_parser().parse_args(['run', 'job.json', '--split', 'new/sub']).split == \
+        Path('new/sub')                                 # relative, not made yet: fine
 
 
 def test_a_split_dir_holding_an_earlier_runs_parts_is_noted(tmp_path: Path) -> None:
@@ -1729,6 +1751,10 @@ def test_a_404_for_an_on_with_a_shell_glob_says_only_star_is_a_wildcard(on: str,
     assert Client(opts, out=io.BytesIO()).show_result(result, {}) == 1
     said = ('(only * is a wildcard: the ? or [ of --on ' + on + ' are part of the name)\n')
     assert capsys.readouterr().err.endswith(said) is hint
+    result = report.parse(404, {}, b'No objects found in path swift://AUTH_test/x%3F* in n '
+                                   b'(only * is a wildcard: a ? or [ is part of the name)\n')
+    Client(opts, out=io.BytesIO()).show_result(result, {})
+    assert capsys.readouterr().err.count('only * is a wildcard') == 1      # the server's, once
 
 
 def test_a_413_for_the_zapp_zc_made_says_so_and_what_helps(
@@ -2361,3 +2387,23 @@ def test_discarded_stdout_of_many_nodes_is_said_three_times_then_counted() -> No
     lines = err.getvalue().splitlines()
     assert [line.split()[2] for line in lines[:3]] == ['n-0', 'n-1', 'n-2']
     assert lines[3:] == ['zc: note: ... and 2 more nodes did so']
+
+
+def test_a_misspelt_option_is_named_with_the_one_meant(capsys) -> None:
+    # it said only "unrecognized arguments: --ouT", leaving the user to find the option
+    from zerocloud.client import cli
+    for argv, said in ((['run', 'prog', '--on', 'swift://~/c/*', '--ouT', 'swift://~/r/*'],
+                        'unrecognized arguments: --ouT swift://~/r/* (did you mean --out?)'),
+                       (['sql', 'SELECT 1 FROM swift://~/c/*', '--fromat', 'json'],
+                        'unrecognized arguments: --fromat json (did you mean --format?)'),
+                       (['wait', 'job-1', '--timout=3', '--splt', 'd'],
+                        '(--timout: did you mean --timeout?; --splt: did you mean --split?)'),
+                       (['run', 'job.json', '--os-usrname', 'u'],      # zc's own options too
+                        '(did you mean --os-username?)')):
+        with pytest.raises(SystemExit) as e:
+            cli.main(argv)
+        assert e.value.code == cli.EXIT_USAGE
+        assert said in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(['run', 'job.json', '--zzz'])          # nothing close: no guess
+    assert capsys.readouterr().err.endswith('zc: error: unrecognized arguments: --zzz\n')

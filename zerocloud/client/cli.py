@@ -30,6 +30,7 @@ from zvm_core.interrupt import quiet_imports
 with quiet_imports('zc'):   # Ctrl-C as the command is starting: exit 130
     import argparse
     import contextlib
+    import difflib
     import json
     import logging
     import os
@@ -180,6 +181,13 @@ def _split_dir(text: str) -> Path:
     if path.exists() and not path.is_dir():
         raise argparse.ArgumentTypeError(f'{text} is a file, not a directory: name a new or '
                                          'existing directory')
+    there = next(p for p in (path.absolute(), *path.absolute().parents) if p.exists())
+    if not there.is_dir():
+        raise argparse.ArgumentTypeError(f'{text} cannot be made: {there} is a file, not a '
+                                         'directory')
+    if not os.access(there, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f'{text}: {there} is not writable by you: name a '
+                                         'directory you can write in')
     return path
 
 
@@ -688,7 +696,8 @@ class Client:
         if result.status == 413 and not result.nodes and b'the request body' in result.body:
             self.err.write(_bundle_too_large(self.opts, result.body))
         on = getattr(self.opts, 'on', None) or ''
-        if result.status == 404 and not result.nodes and any(c in on for c in '?['):
+        if result.status == 404 and not result.nodes and any(c in on for c in '?[') and \
+                b'only * is a wildcard' not in result.body:         # the server said it
             self.err.write(f'(only * is a wildcard: the ? or [ of --on {on} are part of the '
                            'name)\n')
         return EXIT_FAILED if result.failed or unsent else 0
@@ -1209,13 +1218,34 @@ def _http_logging(opts: argparse.Namespace) -> None:
     logger_settings['redact_sensitive_headers'] = not opts.debug_with_secrets
 
 
+def _meant_options(parser: argparse.ArgumentParser, command: str | None,
+                   extra: list[str]) -> str:
+    """`` (did you mean --out?)`` for each misspelt long option of ``extra``, from the
+    options of ``command`` and zc's own: argparse says only that it does not know it."""
+    parsers = [parser] + [action.choices[command] for action in parser._actions
+                          if isinstance(action, argparse._SubParsersAction)
+                          and command in action.choices]
+    known = {option.lower(): option for p in parsers for action in p._actions
+             for option in action.option_strings if option.startswith('--')}
+    hints = {}
+    for word in extra:
+        typed = word.split('=', 1)[0]
+        close = difflib.get_close_matches(typed.lower(), known, n=1, cutoff=0.7)
+        if typed.startswith('--') and close:
+            hints[typed] = known[close[0]]
+    if len(hints) < 2:
+        return ''.join(f' (did you mean {meant}?)' for meant in hints.values())
+    return f' ({"; ".join(f"{typed}: did you mean {meant}?" for typed, meant in hints.items())})'
+
+
 def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     opts, extra = parser.parse_known_args(argv)
     if extra:
+        meant = _meant_options(parser, opts.command, extra)
         quote = (': quote the query, it is one argument (zc sql "SELECT ... FROM '
-                 'swift://~/c/*.csv ...")' if opts.command == 'sql' else '')
-        parser.error(f'unrecognized arguments: {" ".join(extra)}{quote}')
+                 'swift://~/c/*.csv ...")' if opts.command == 'sql' and not meant else '')
+        parser.error(f'unrecognized arguments: {" ".join(extra)}{quote}{meant}')
     _http_logging(opts)
     if opts.os_help or opts.command is None:
         parser.print_help()

@@ -4,7 +4,8 @@
 runs the nodes the proxy sends (``zerocloud.wire``) next to the object they
 read, one ``NodeRun`` per request, in the sandbox's warm workers
 (``zvm_core.pool``); ``batch`` runs a batch of a wildcard job's nodes,
-``diskfiles`` opens their objects; ``cache`` keeps the programs it received.  See
+``diskfiles`` opens their objects; ``cache`` keeps the programs it received;
+``hubwait`` keeps Swift's hub from spinning until its next timer.  See
 doc/operator-guide.md.
 """
 

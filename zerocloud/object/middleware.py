@@ -127,7 +127,7 @@ import shutil
 import time
 from collections.abc import Callable
 
-from swift.common.concurrency import Event, Semaphore, spawn, tpool
+from swift.common.concurrency import Event, Semaphore, hubs, spawn, tpool
 from swift.common.constraints import check_drive
 from swift.common.exceptions import (
     DiskFileCollision,
@@ -155,7 +155,7 @@ from zerocloud.httperrors import (
     HTTPRequestEntityTooLarge,
     HTTPServiceUnavailable,
 )
-from zerocloud.object import scratch
+from zerocloud.object import hubwait, scratch
 from zerocloud.object.admission import RETRY_AFTER, Admission, charged_to, pool_refused
 from zerocloud.object.batch import BatchRun, Spares, read_spec
 from zerocloud.object.cache import ContentCache
@@ -325,6 +325,7 @@ class ObjectExecMiddleware:
             return self.app(env, start_response)
         req = Request(env)
         started = time.monotonic()
+        hubwait.round_up(hubs.get_hub())        # no spinning for its runs' timers
         try:
             resp = (BatchRun(self, req, NodeRun) if wire.BATCH in req.headers
                     else NodeRun(self, req)).execute()

@@ -53,15 +53,20 @@ def spooled():
     return tempfile.SpooledTemporaryFile(max_size=1 << 20)
 
 
+# segments end at a byte count, not a record's end: a node each counted 495 lines of 492
+CUT = (' (a segment ends at a byte count, so a line may be cut between two nodes: for '
+       'records, upload parts that end at line ends instead, e.g. split -C 1G)')
+
+
 def _segments_hint(path: SwiftPath, headers) -> str:
     """Where a large object's data is, as a job can read it: its segments, a node each."""
     prefix = headers.get('X-Object-Manifest')
     if prefix and '/' in prefix:
         return (f'; its data is in its segments: swift://{path.account}/{prefix}* runs a '
-                'node on each')
+                f'node on each{CUT}')
     if 'X-Static-Large-Object' in headers:
         return ('; its data is in its segments, objects of their own (swift upload puts '
-                'them in <container>_segments): a * over them runs a node on each')
+                f'them in <container>_segments): a * over them runs a node on each{CUT}')
     return ''
 
 

@@ -82,6 +82,35 @@ def _input_format(spec: planner.InputSpec, name: str) -> tuple[str, str]:
     return fmt, spec.delimiter if spec.delimiter != ',' else (found[1] or ',')
 
 
+def _one_format(spec: planner.InputSpec, objects: list, first: tuple[str, str]) -> None:
+    """Refuse objects whose names say another format than the first's (``a.csv`` beside
+    ``b.jsonl``): read as the first's, they failed on their first line, saying nothing of why."""
+    if spec.format is not None:
+        return
+    kinds = {}                  # a name of each suffix: 100,000 names in 0.1 s (load 10)
+    for path in objects[1:]:
+        base = path.obj.lower().removesuffix('.gz')
+        kinds.setdefault(base[base.rfind('.'):] if '.' in base else '', path)
+    for path in kinds.values():
+        try:
+            other = _input_format(spec, path.obj)
+        except SqlError:                # a name that says nothing: read as the first
+            continue
+        if other != first:
+            raise SqlError(f'{objects[0]} is {_format_name(*first)} and {path} '
+                           f'{_format_name(*other)}, by their names: one query reads one '
+                           'format: narrow the FROM pattern to one kind of name, or say '
+                           '"input": {"format": "csv"} or "jsonl" to read all of them so')
+
+
+def _format_name(fmt: str, delimiter: str) -> str:
+    """A format as the user knows it, for messages."""
+    if fmt == 'jsonl':
+        return 'JSON lines'
+    return {',': 'CSV', '\t': 'tab-separated CSV'}.get(delimiter,
+                                                       f'CSV separated by {delimiter!r}')
+
+
 def _head(caller: Caller, path: jobs.SwiftPath) -> bytes:
     """The first bytes of an object (decompressed when gzip), as the caller."""
     hint = 'the one wildcard of a FROM URL is *' if set('?[') & set(path.obj) else ''
@@ -188,6 +217,14 @@ def _node_args(plan: planner.Plan, fmt: str, delimiter: str, has_header: bool,
 _CONTROL = re.compile(r'[\x00-\x1f\x7f]')
 _UNSAFE = re.compile(r'[\\\x00-\x1f\x7f]')
 _ESCAPES = {'\\': '\\\\', '\t': '\\t', '\n': '\\n', '\r': '\\r'}
+
+
+def _header_text(text: str) -> str:
+    """``text`` as a header's value: ASCII, control characters as ``\\xNN`` too (a reason
+    names a column, whose name in an object's header row may hold a line break: it
+    ended the header there, and the rest of the name was a header of the response)."""
+    text = text.encode('ascii', 'backslashreplace').decode()
+    return _CONTROL.sub(lambda m: f'\\x{ord(m.group()):02x}', text)
 
 
 def one_line(args: list[str]) -> list[str]:
@@ -390,6 +427,7 @@ def respond(caller: Caller, execute: Callable[[Launch], Response], version: str,
             if not source.wildcard:         # a missing object: a 404, not its format
                 _head(caller, source)
             raise
+        _one_format(spec.input, objects, (fmt, delimiter))
         has_header = fmt == 'csv' and spec.input.header
         columns = spec.input.columns
         if columns is None:
@@ -415,7 +453,7 @@ def respond(caller: Caller, execute: Callable[[Launch], Response], version: str,
     except SqlError as e:
         raise HTTPBadRequest(body=f'{e}\n') from None
     headers = {'X-Sql-Plan': plan.mode, 'X-Sql-Objects': str(len(objects)),
-               'X-Sql-Plan-Reason': plan.reason.encode('ascii', 'backslashreplace').decode()}
+               'X-Sql-Plan-Reason': _header_text(plan.reason)}
     if spec.explain:
         body = json.dumps({**plan.to_dict(), 'objects': len(objects), 'input_format': fmt,
                            'jobs': job}, indent=1).encode()
@@ -423,13 +461,11 @@ def respond(caller: Caller, execute: Callable[[Launch], Response], version: str,
                         content_type='application/json')
     with hangup.stop_on_hangup(req.environ, 'the query'):   # Ctrl-C frees the workers
         first = resp = _run(execute, Launch(json.dumps(job[0]).encode()))
-        if resp.status_int == 200 and spec.input.skip_bad:
-            headers.update(skipped_headers(skipped(first.body)))
-        if resp.status_int == 200 and len(job) > 1:
-            partials = Input(tempfile.SpooledTemporaryFile(max_size=1 << 20), len(first.body))
+        if resp.status_int == 200 and len(job) > 1:     # skip_bad: never one job
+            partials = _spooled(first)
             try:
-                partials.file.write(first.body)
-                partials.file.seek(0)
+                if spec.input.skip_bad:
+                    headers.update(skipped_headers(skipped(_notes(partials.file))))
                 resp = _run(execute, Launch(json.dumps(job[1]).encode(), input=partials))
             finally:
                 partials.file.close()
@@ -442,6 +478,54 @@ def respond(caller: Caller, execute: Callable[[Launch], Response], version: str,
 
 
 SKIPPED = b'#skipped\t'         # a node's note: #skipped<TAB>count<TAB>object<TAB>first
+NOTE_MAX = 1 << 16              # bytes of a note at most (sqlnode's are < 9 KiB)
+NOTES_CHUNK = 1 << 20           # bytes of the partial rows searched for notes at once
+
+
+def _spooled(resp: Response) -> Input:
+    """``resp``'s body, the nodes' partial rows, in a file spooled to the proxy's disk a
+    chunk at a time: as large as a job's outputs may be (``zerovm_job_maxoutput``),
+    read whole it was held in the proxy's memory, twice."""
+    chunks = resp.app_iter if resp.app_iter is not None else [resp.body]
+    out, size = tempfile.SpooledTemporaryFile(max_size=1 << 20), 0
+    try:
+        for chunk in chunks:
+            out.write(chunk)
+            size += len(chunk)
+    except BaseException:
+        out.close()
+        raise
+    finally:
+        close_if_possible(chunks)
+    out.seek(0)
+    return Input(out, size)
+
+
+def _notes(f) -> bytes:
+    """The notes among the partial rows in file ``f`` (:func:`skipped` reads them): each
+    a line starting with :data:`SKIPPED`, of at most :data:`NOTE_MAX` bytes, found by
+    ``find`` in chunks of :data:`NOTES_CHUNK` bytes (a readline per row ran for seconds
+    over many short rows, in the proxy's event loop); ``f`` is left at its start."""
+    mark = b'\n' + SKIPPED
+    notes, buf, eof = [], b'\n', False     # the file's start is a line's start
+    while not eof:
+        chunk = f.read(NOTES_CHUNK)
+        eof, buf, at = not chunk, buf + chunk, 0
+        while (hit := buf.find(mark, at)) >= 0:
+            end = buf.find(b'\n', hit + 1, hit + 1 + NOTE_MAX)
+            if end < 0:
+                if not eof and len(buf) - hit - 1 < NOTE_MAX:
+                    break                   # its end is in the next chunk
+                end = min(len(buf), hit + 1 + NOTE_MAX) - 1
+            notes.append(buf[hit + 1:end + 1])
+            at = end                        # its newline may start the next note
+        else:
+            hit = max(at, len(buf) - len(mark) + 1)     # a mark cut at the chunk's edge
+        buf = buf[hit:]
+    f.seek(0)
+    return b''.join(notes)
+
+
 _PARTIAL_ESCAPE = re.compile(rb'\\(.)')
 _PARTIAL_CHARS = {b't': b'\t', b'n': b'\n', b'r': b'\r'}
 SKIPPED_DETAIL = 4096           # bytes of X-Sql-Skipped-Detail at most (a header)

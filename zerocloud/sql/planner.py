@@ -493,7 +493,7 @@ def _column_hint(columns: list[str], fmt: str | None) -> str:
     if fmt == 'jsonl':
         return (': the keys of the first line; a key only later lines have is a column when '
                 '"input"."columns" names every one')
-    held = [sep for sep in ';\t|' if fmt == 'csv' and len(columns) == 1 and sep in columns[0]]
+    held = [sep for sep in ',;\t|' if fmt == 'csv' and len(columns) == 1 and sep in columns[0]]
     if not held:
         return ''
     shown = held[0].replace('\t', '\\t')

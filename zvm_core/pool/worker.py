@@ -311,11 +311,11 @@ def _backing(alias: str, fd: int, notify: int | None, wait: float | None, tail: 
 
 
 def _serve_one(req: dict, fds: list[int], templates: Templates,
-               tails: dict[str, TailBacking] | None = None, ahead: bool = False,
+               tails: dict[str, TailBacking] | None = None, ahead: int = 0,
                ready: dict | None = None):
     """Run one request: (report, the machine to clean afterwards or None);
-    ``tails``: it is a run of ``Pool.run_many`` (a batch's node); ``ahead``: another
-    run follows at once (the batch's next node); ``ready``: what the earlier runs of
+    ``tails``: it is a run of ``Pool.run_many`` (a batch's node); ``ahead``: the runs
+    that follow at once (the batch's next nodes); ``ready``: what the earlier runs of
     the same ``run_many`` request found of their programs (``_serve_many``)."""
     limits, plan, mounts, system = req.get('plan') or _plan(req)
     began = _fastcall.coarse()      # (the vDSO's: no rdtsc, no system call a batch's node)
@@ -446,7 +446,7 @@ def _serve_many(sock: socket.socket, runs: list[tuple[dict, list[int]]],
             tails: dict[str, TailBacking] = {}
             machine = None
             try:
-                report, machine = _serve_one(req, fds, templates, tails, i + 1 < len(runs),
+                report, machine = _serve_one(req, fds, templates, tails, len(runs) - i - 1,
                                              ready)
             except Exception as e:  # keep serving: one bad run must not take the others
                 report = _failed('killed', f'sandbox worker error: {e!r}')

@@ -112,6 +112,9 @@
 #define MAX_IOV 1024            /* io.py: IOV_MAX */
 #define MAX_FD 1024             /* io.py: MAX_FDS */
 #define CAP (1 << 20)           /* larger calls go to Python: their round trip is amortised */
+#define MAX_IO (1ULL << 30)     /* io.py: MAX_IO, what a read moves at most (a larger one
+                                   is Python's); one over CAP is served only where it ends
+                                   a regular file within CAP bytes (serve_one) */
 #define PAGE 4096ULL
 #define PROT_R 1
 #define PROT_W 2
@@ -203,7 +206,12 @@ static PyObject *attr(struct held *h, PyObject *obj, PyObject *name)
 
 /* -- the protection table (memory.py ProcessMemory._check) --------------------- */
 
-static int allowed(struct ctx *c, uint64_t addr, uint64_t size, long need)
+/* Whether the table lets the guest's [addr, addr + size) be used with need (all of
+ * it in one region), and where this process maps those bytes: *host is our copy's
+ * address in a shared region (ProcessMemory.share), else NULL (a system call moves
+ * them).  One search of the regions serves the check and the copy. */
+static int allowed(struct ctx *c, uint64_t addr, uint64_t size, long need,
+                   unsigned char **host)
 {
     for (int i = 0; i < c->nregions; i++) {
         struct region *r = &c->regions[i];
@@ -211,6 +219,7 @@ static int allowed(struct ctx *c, uint64_t addr, uint64_t size, long need)
             continue;
         if (size > r->end - addr)
             return 0;
+        *host = r->host != NULL ? r->host + (addr - r->start) : NULL;
         if (PyDict_GET_SIZE(c->prot) == 0)
             return (r->prot & need) == need;
         for (uint64_t page = addr & ~(PAGE - 1); page < addr + size; page += PAGE) {
@@ -236,36 +245,37 @@ static int allowed(struct ctx *c, uint64_t addr, uint64_t size, long need)
     return 0;
 }
 
-/* Where this process maps the guest's [addr, addr + size), if a shared region holds
- * it all (the table has allowed it already), else NULL */
-static unsigned char *shared_at(const struct ctx *c, uint64_t addr, uint64_t size)
+/* Read one guest range the table allows into buf: from our mapping (host, from
+ * allowed()), else through /proc/PID/mem, as ProcessMemory reads: for one small range
+ * (a writev's iovec array, a stdio caller's line in the heap) ~0.4 us cheaper than
+ * process_vm_readv, whose cost is mostly per call (its access check; this file's was
+ * made at its open), not per page. */
+static int guest_peek(struct ctx *c, void *buf, size_t size, uint64_t addr,
+                      const unsigned char *host)
 {
-    for (int i = 0; i < c->nregions; i++) {
-        const struct region *r = &c->regions[i];
-        if (addr >= r->start && addr < r->end)
-            return r->host != NULL && size <= r->end - addr ? r->host + (addr - r->start)
-                                                            : NULL;
+    if (host != NULL) {
+        memcpy(buf, host, size);
+        return 1;
     }
-    return NULL;
+    return pread(c->memfd, buf, size, (off_t)addr) == (ssize_t)size;
 }
 
-/* Gather the guest's buffers into buf, after the table's check: those in a shared
- * region (a C program's stdio buffers are in its data segment, its iovec arrays on
- * its stack) copied from our mapping; one other range with a pread of
- * /proc/PID/mem (as guest_peek: ~0.4 us cheaper than process_vm_readv); several
- * with one process_vm_readv (no bounce page, as a /proc/PID/mem read has; it also
- * holds to the guest's page protections).  A short read is declined, and Python
- * reads it again. */
-static int guest_read(struct ctx *c, void *buf, const struct iovec *remote, int n)
+/* Gather the guest's buffers into buf, after the table's check (hosts: where we map
+ * each, from allowed()): those in a shared region (a C program's stdio buffers are in
+ * its data segment, its iovec arrays on its stack) copied from our mapping; one other
+ * range as guest_peek reads it; several with one process_vm_readv (no bounce page, as
+ * a /proc/PID/mem read has; it also holds to the guest's page protections).  A short
+ * read is declined, and Python reads it again. */
+static int guest_read(struct ctx *c, void *buf, const struct iovec *remote,
+                      unsigned char *const *hosts, int n)
 {
     struct iovec local[MAX_IOV], rest[MAX_IOV];
     unsigned char *at = buf;
     size_t left = 0;
     int k = 0;
     for (int i = 0; i < n; i++) {
-        unsigned char *host = shared_at(c, (uintptr_t)remote[i].iov_base, remote[i].iov_len);
-        if (host != NULL) {
-            memcpy(at, host, remote[i].iov_len);
+        if (hosts[i] != NULL) {
+            memcpy(at, hosts[i], remote[i].iov_len);
         } else {
             local[k] = (struct iovec){at, remote[i].iov_len};
             rest[k++] = remote[i];
@@ -274,31 +284,15 @@ static int guest_read(struct ctx *c, void *buf, const struct iovec *remote, int 
         at += remote[i].iov_len;
     }
     if (k == 1)
-        return pread(c->memfd, local[0].iov_base, left, (off_t)(uintptr_t)rest[0].iov_base)
-               == (ssize_t)left;
+        return guest_peek(c, local[0].iov_base, left, (uintptr_t)rest[0].iov_base, NULL);
     return k == 0 || process_vm_readv(c->pid, local, k, rest, k, 0) == (ssize_t)left;
-}
-
-/* Read one guest range the table allows into buf: from our mapping of a shared
- * region, else through /proc/PID/mem, as ProcessMemory reads: for one small range
- * (a writev's iovec array) ~0.4 us cheaper than process_vm_readv, whose cost is
- * mostly per call (its access check; this file's was made at its open), not per
- * page. */
-static int guest_peek(struct ctx *c, void *buf, size_t size, uint64_t addr)
-{
-    unsigned char *host = shared_at(c, addr, size);
-    if (host != NULL) {
-        memcpy(buf, host, size);
-        return 1;
-    }
-    return pread(c->memfd, buf, size, (off_t)addr) == (ssize_t)size;
 }
 
 /* Scatter the first size bytes of buf into the guest's buffers, in order (what
  * ProcessMemory.flush does); where process_vm_writev stops short, /proc/PID/mem
  * as ProcessMemory writes it.  0 or -EFAULT. */
 static int guest_write(struct ctx *c, const unsigned char *buf, size_t size,
-                       const struct iovec *remote, int n)
+                       const struct iovec *remote, unsigned char *const *hosts, int n)
 {
     struct iovec local = {(void *)buf, size}, trimmed[MAX_IOV];
     int k = 0;
@@ -311,13 +305,11 @@ static int guest_write(struct ctx *c, const unsigned char *buf, size_t size,
     if (k == 0)                 /* nothing to write (and nothing for the kernel to read) */
         return 0;
     int shared = 0;
-    while (shared < k && shared_at(c, (uintptr_t)trimmed[shared].iov_base,
-                                   trimmed[shared].iov_len) != NULL)
+    while (shared < k && hosts[shared] != NULL)
         shared++;
     if (shared == k) {          /* all in shared regions: into our mapping */
         for (int i = 0; i < k; i++) {
-            memcpy(shared_at(c, (uintptr_t)trimmed[i].iov_base, trimmed[i].iov_len), buf,
-                   trimmed[i].iov_len);
+            memcpy(hosts[i], buf, trimmed[i].iov_len);
             buf += trimmed[i].iov_len;
         }
         return 0;
@@ -410,7 +402,8 @@ static int serve_clock(struct ctx *c, const struct seccomp_notif *n, long long *
                        struct held *h)
 {
     uint64_t clock = n->data.args[0], ts = n->data.args[1];
-    if (clock >= KNOWN_CLOCKS || !allowed(c, ts, 16, PROT_W)
+    unsigned char *host;
+    if (clock >= KNOWN_CLOCKS || !allowed(c, ts, 16, PROT_W, &host)
         || attr(h, c->guest, s_recorder) != Py_None)
         return 0;
     PyObject *vclock = attr(h, c->guest, s_clock);
@@ -431,7 +424,7 @@ static int serve_clock(struct ctx *c, const struct seccomp_notif *n, long long *
         return 0;
     int64_t value[2] = {now / NS, now % NS};
     struct iovec remote = {(void *)(uintptr_t)ts, sizeof value};
-    if (guest_write(c, (const unsigned char *)value, sizeof value, &remote, 1) < 0)
+    if (guest_write(c, (const unsigned char *)value, sizeof value, &remote, &host, 1) < 0)
         return 0;
     *ret = 0;
     return 1;
@@ -789,27 +782,31 @@ static int serve_one(struct ctx *c, struct cache *k, const struct seccomp_notif 
 
     /* the guest's buffers: [buf, count) or its iovec array */
     struct iovec segs[MAX_IOV];
+    unsigned char *hosts[MAX_IOV], *host;   /* where we map each (allowed()), or NULL */
     int nsegs = 0;
     uint64_t total = 0;
     long prot = writing ? PROT_R : PROT_W;
+    uint64_t most = writing ? CAP : MAX_IO;
     if (nr == NR_READ || nr == NR_WRITE) {
         uint64_t len = n->data.args[2];
-        if (len == 0 || len > CAP || !allowed(c, n->data.args[1], len, prot))
+        if (len == 0 || len > most || !allowed(c, n->data.args[1], len, prot, &host))
             return 0;
+        hosts[nsegs] = host;
         segs[nsegs++] = (struct iovec){(void *)(uintptr_t)n->data.args[1], len};
         total = len;
     } else {
         uint64_t count = n->data.args[2], iov = n->data.args[1];
         uint64_t raw[2 * MAX_IOV];
-        if (count == 0 || count > MAX_IOV || !allowed(c, iov, 16 * count, PROT_R)
-            || !guest_peek(c, raw, 16 * count, iov))
+        if (count == 0 || count > MAX_IOV || !allowed(c, iov, 16 * count, PROT_R, &host)
+            || !guest_peek(c, raw, 16 * count, iov, host))
             return 0;
         for (uint64_t i = 0; i < count; i++) {
             uint64_t base = raw[2 * i], len = raw[2 * i + 1];
             if (len == 0)
                 continue;
-            if (len > CAP - total || !allowed(c, base, len, prot))
+            if (len > most - total || !allowed(c, base, len, prot, &host))
                 return 0;
+            hosts[nsegs] = host;
             segs[nsegs++] = (struct iovec){(void *)(uintptr_t)base, len};
             total += len;
         }
@@ -837,7 +834,7 @@ static int serve_one(struct ctx *c, struct cache *k, const struct seccomp_notif 
             return -1;
         if (gather)
             buffer = k->obuf + k->fill;
-        if (!guest_read(c, buffer, segs, nsegs))
+        if (!guest_read(c, buffer, segs, hosts, nsegs))
             return 0;                   /* not readable after all: Python's EFAULT */
         if (gather) {
             if (k->fill == 0)
@@ -900,12 +897,31 @@ static int serve_one(struct ctx *c, struct cache *k, const struct seccomp_notif 
         if (ch->kind == K_FILE)
             want = ch->end > ch->cursor ? (uint64_t)(ch->end - ch->cursor) < total
                                         ? (uint64_t)(ch->end - ch->cursor) : total : 0;
+        /* over CAP: a regular file read to its end within CAP bytes is served (the
+         * read of a growing buffer that finds the end: Python would stage the whole
+         * buffer for it).  A FileBacking's end is known; a descriptor's is its size
+         * (a file with more left is Python's at once, never read here first), and
+         * where a read of CAP bytes stops short (one that does not -- the file grew
+         * meanwhile -- is given back, and is Python's) */
+        int over = want > CAP;
+        if (over) {
+            struct stat st;
+            off_t at;
+            if (ch->kind == K_FILE || !ch->regular || (at = lseek(ch->hostfd, 0, SEEK_CUR)) < 0
+                || fstat(ch->hostfd, &st) < 0 || st.st_size - at > (off_t)CAP)
+                return 0;
+        }
         done = 0;
         if (want) {
             done = ch->kind == K_FILE ? pread(ch->hostfd, buffer, want, ch->cursor)
-                                      : read(ch->hostfd, buffer, want);
+                                      : read(ch->hostfd, buffer, over ? CAP : want);
             if (done < 0)
                 return 0;
+        }
+        if (over && done == (ssize_t)CAP) {     /* the file goes on: Python's */
+            if (lseek(ch->hostfd, -done, SEEK_CUR) < 0)
+                return host_error(errno, "read");
+            return 0;
         }
         if (ch->read_hash != NULL)      /* (a read-only channel's: never the helper's) */
             md5_update(ch->read_hash, buffer, (size_t)done);
@@ -919,7 +935,7 @@ static int serve_one(struct ctx *c, struct cache *k, const struct seccomp_notif 
             ch->end = ch->cursor;
     }
     *ret = done;
-    if (!writing && guest_write(c, buffer, done, segs, nsegs) < 0)
+    if (!writing && guest_write(c, buffer, done, segs, hosts, nsegs) < 0)
         *ret = -EFAULT;                 /* as ProcessMemory.flush: the call has happened */
     return 1;
 }

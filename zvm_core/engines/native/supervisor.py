@@ -122,6 +122,7 @@ FILTER = seccomp.assemble(seccomp.program())
 _NOTIF_ZERO = bytes(seccomp.NOTIF.size)
 SP_SLOT = STACK_TOP - 8     # loader.c: where a child started at its entry reads it
 SP_GAP = 32                 # bytes of zeros at most between the stack's copy and SP_SLOT
+AHEAD = 4                   # children a template is asked for at once for a batch's nodes
 FAST_PATH = True        # channel reads and writes served in C (fastcall.c); tests compare
 # loader.c delivers these to the trap stub: a trap call with the signal as its argument
 FAULT_SIGNALS = frozenset({signal.SIGILL, signal.SIGTRAP, signal.SIGBUS, signal.SIGFPE,
@@ -357,8 +358,8 @@ class Template:
     after replying): the child sets its limits, installs the filter, passes
     its listener and waits at the gate; the worker takes it in when it is
     idle (:meth:`idle`).  The nodes of a batch follow one another at once:
-    :meth:`take` asks for the next node's child as it hands out this one's,
-    and takes it in when that node starts.
+    :meth:`take` asks for the next nodes' children (a few in one message) as it
+    hands out this one's, and takes each in when its node starts.
     :meth:`start` gives a child its run: writes the run's initial stack and
     user manifest into it, its stack pointer, its CPU limit, and lets it
     through the gate.  The children are the supervisor's (``CLONE_PARENT``):
@@ -379,12 +380,13 @@ class Template:
         self.timeout = timeout
         self.pid, self.sock = _spawn(spec or layout.image_spec(template=True))
         self.pidfd: int | None = None
-        self._next: _Child | None = None
-        self._forking = False           # a child asked for, not taken in yet
+        self._ready: collections.deque[_Child] = collections.deque()   # taken in, in order
+        self._forking = 0               # children asked for, not taken in yet
         self._lost = 0          # children asked for whose answer did not come in time
         # ended runs, not killed yet (pid, pidfd, listener, tracer)
         self._dead: list[tuple[int, int, int | None, Tracer | None]] = []
         self._dying: list[tuple[int, int, Tracer | None]] = []  # killed, not reaped yet
+        self._killed = 0        # of them, those the last reap() killed (the newest)
         self._unnamed = False   # a child was asked for whose message never came
         _LIVE.add(self)
         try:
@@ -413,17 +415,19 @@ class Template:
                           .strip())
         return int.from_bytes(data, 'little', signed=True)
 
-    def fork(self) -> None:
-        """Ask the template for the next run's child, without waiting for it
-        (:meth:`prefork` takes it in)."""
-        if self._next is not None or self._forking:
+    def fork(self, want: int = 1) -> None:
+        """Ask the template for children until ``want`` are taken in or on their
+        way, without waiting for them (:meth:`prefork` takes them in): one message,
+        a byte per child (loader.c: serve)."""
+        short = want - len(self._ready) - self._forking
+        if short <= 0:
             return
         if self._lost:
             raise OSError(errno.EPIPE, 'the template is being replaced')
         # the caller holds the guest's faulting flags (a batch: fastcall.c hold): so
         # does the template while it forks (loader.c carry_as)
-        self.sock.send(b'H' if _fastcall.held() else b'F')
-        self._forking = True
+        self.sock.send((b'H' if _fastcall.held() else b'F') * short)
+        self._forking += short
 
     def prefork(self) -> None:
         """After a reply: ask for the child the next run starts in (it forks and sets
@@ -435,17 +439,17 @@ class Template:
             self._guest = Guest(self.program, self.memory, self._layout)
 
     def idle(self) -> None:
-        """Take in the next run's child and reap the runs', waiting for both."""
-        if self._next is None and self._forking:
-            self._next = self._collect()
+        """Take in the children asked for and reap the runs', waiting for both."""
+        while self._forking:
+            self._ready.append(self._collect())
         self.reap(wait=True)
 
     def waiting(self) -> list[int]:
         """The descriptors the rest of :meth:`idle` waits for, to wait on with others
         (the worker's socket: a request comes first): the template's socket while
-        the next child is on its way, the pidfd of each killed child not reaped."""
+        children are on their way, the pidfd of each killed child not reaped."""
         fds = [pidfd for _, pidfd, _ in self._dying]
-        if self._next is None and self._forking:
+        if self._forking:
             fds.append(self.sock.fileno())
         return fds
 
@@ -453,7 +457,7 @@ class Template:
         """``fd`` of :meth:`waiting` is ready: take the child in, or reap the one
         that ended (a pidfd is readable once its process is a zombie)."""
         if fd == self.sock.fileno():
-            self._next = self._collect()
+            self._ready.append(self._collect())
             return
         for i, (_pid, pidfd, tracer) in enumerate(self._dying):
             if pidfd == fd:
@@ -467,7 +471,7 @@ class Template:
         its listener on the template's socket, one message whose sender's pid the
         kernel adds (``SO_PASSCRED``; no process can claim another's): one message
         instead of the template's reply and the child's on a socket of its own."""
-        self._forking = False
+        self._forking -= 1
         # a budget of seconds: the coarse clock (no system call under a hold, fastcall.c)
         deadline = _fastcall.coarse() + self.timeout
         try:
@@ -530,17 +534,21 @@ class Template:
         guest, self._guest = self._guest, None
         return guest or Guest(self.program, self.memory, self._layout)
 
-    def take(self, ahead: bool = False) -> _Child:
+    def take(self, ahead: int = 0) -> _Child:
         """The child the next run starts in (forked now if none was asked for);
-        ``ahead``: another run follows this one at once (a batch's next node): its
-        child is asked for now, to fork and set itself up while this one runs."""
-        if self._next is None:
+        ``ahead``: the runs that follow this one at once (a batch's next nodes): once
+        no child is left taken in or on its way, the children of the next of them (at
+        most :data:`AHEAD`) are asked for now, in one message, to fork and set
+        themselves up while this one runs: one wake-up of the template per that many
+        nodes, not per node, and none is left over at the batch's end."""
+        if not self._ready:
             self.fork()
-            self._next = self._collect()
-        child, self._next = self._next, None
-        if ahead:       # a template that died fails the next prefork or take, not this run
+            self._ready.append(self._collect())
+        child = self._ready.popleft()
+        if ahead and not self._ready and not self._forking:
+            # a template that died fails the next prefork or take, not this run
             with contextlib.suppress(OSError):
-                self.fork()
+                self.fork(min(ahead, AHEAD))
         return child
 
     @staticmethod
@@ -565,14 +573,18 @@ class Template:
         self._dead.append((pid, pidfd, listener, tracer))
 
     def reap(self, wait: bool = False) -> None:
-        """Kill the children whose runs ended, and reap those killed by an earlier
-        call that are gone by now (a look, never a wait: a batch's next node, or a
-        waiting request, is not put behind a process dying), or with ``wait`` every
-        killed one, waiting for it.  The worker reaps the rest when their pidfds
-        say they are gone (:meth:`waiting`, :meth:`tend`): none is left a zombie
-        while the worker waits for work."""
-        dying, self._dying = self._dying, []
-        for pid, pidfd, tracer in dying:
+        """Kill the children whose runs ended, and reap those killed before the
+        previous call that are gone by now (a look, never a wait: a batch's next
+        node, or a waiting request, is not put behind a process dying), or with
+        ``wait`` every killed one, waiting for it.  The children the previous call
+        killed are not looked at: a batch's node later, most were still dying (a
+        ``waitid`` per node for nothing).  The worker reaps the rest when their
+        pidfds say they are gone (:meth:`waiting`, :meth:`tend`): none is left a
+        zombie while the worker waits for work."""
+        dying = self._dying
+        last = 0 if wait else min(self._killed, len(dying))
+        self._dying = dying[len(dying) - last:]
+        for pid, pidfd, tracer in dying[:len(dying) - last]:
             if wait:
                 _wait(pid, pidfd, tracer)
             elif _reaped(pidfd, tracer):
@@ -588,6 +600,7 @@ class Template:
                 _wait(pid, pidfd, tracer)
             else:
                 self._dying.append((pid, pidfd, tracer))
+        self._killed = 0 if wait else len(self._dead)
         self._dead = []
 
     def alive(self) -> bool:
@@ -603,31 +616,32 @@ class Template:
     def ready(self) -> bool:
         """Whether the next run's child waits at its gate, taken in: that run starts
         in it whatever became of the template since (the child is the worker's)."""
-        return self._next is not None
+        return bool(self._ready)
 
     def descriptors(self) -> int:
-        """Descriptors this template holds in the worker (its socket and pidfd, the
-        next child's pidfd, listener and memory, the ended runs not reaped yet): the pool's
-        worker bounds their sum over the templates it keeps."""
+        """Descriptors this template holds in the worker (its socket and pidfd, each
+        child taken in's pidfd, listener and memory, the ended runs not reaped yet): the
+        pool's worker bounds their sum over the templates it keeps."""
         held = (self.sock.fileno() >= 0) + (self.pidfd is not None)
-        if self._next is not None:
-            held += 1 + (self._next.listener is not None) + (self._next.memfd is not None)
+        for child in self._ready:
+            held += 1 + (child.listener is not None) + (child.memfd is not None)
         return held + len(self._dying) + sum(1 + (listener is not None)
                                              for _, _, listener, _ in self._dead)
 
     def close(self) -> None:
-        """Kill and reap the template, its unused child and the runs' children."""
+        """Kill and reap the template, its unused children and the runs' children."""
         self.reap(wait=True)
         strays = self._unnamed      # a child asked for may be left unnamed
-        if self._forking:       # collected to be killed: else a stray child
+        while self._forking:        # collected to be killed: else stray children
             try:
-                self._next = self._collect()
+                self._ready.append(self._collect())
             except OSError:
                 strays = True
-        if self._next is not None:
-            self._next.close()
-            self._next = None
-        for _ in range(self._lost):     # killed: nothing but that child can answer now
+                break
+        while self._ready:
+            self._ready.popleft().close()
+        # killed: nothing but those children can answer now (none, once the socket ends)
+        for _ in range(self._lost + self._forking):
             try:
                 pid, listener, _hello = self._hello()
             except OSError:
@@ -648,11 +662,10 @@ class Template:
             _reap_strays()
 
     def pids(self) -> set[int]:
-        """The processes of this template the worker knows: itself, the next run's
-        child, the ended runs' children not reaped yet."""
+        """The processes of this template the worker knows: itself, the children
+        taken in, the ended runs' children not reaped yet."""
         known = {pid for pid, *_ in (*self._dead, *self._dying)}
-        if self._next is not None:
-            known.add(self._next.pid)
+        known.update(child.pid for child in self._ready)
         return known | {self.pid}
 
 
@@ -1056,7 +1069,7 @@ def _reap(pid: int, pidfd: int | None, tracer: Tracer | None = None) -> int:
 def run(program: Program, channels: list[Channel], argv: list[str], env: dict[str, str],
         memory: int, timeout: float, seed: int = 0, epoch: int = 0, image=None, *,
         tsc: bool = False, template: Template | None = None, snapshots=None,
-        start=None, ahead: bool = False, probe: bool = True) -> Report:
+        start=None, ahead: int = 0, probe: bool = True) -> Report:
     """Run ``program`` (already validated) natively; raises SetupError like the emulator.
 
     ``tsc``: the program contains ``rdtsc``, answered from the virtual counter
@@ -1066,7 +1079,7 @@ def run(program: Program, channels: list[Channel], argv: list[str], env: dict[st
     the run resumes from the one of its prefix, recorded first if there is
     none; ``start``: how this run starts instead of at the entry point (a
     ``snapshot.Snapshot``, or the ``snapshot.Probe`` that records one).
-    ``ahead``: another run of ``template`` follows at once (:meth:`Template.take`).
+    ``ahead``: the runs of ``template`` that follow at once (:meth:`Template.take`).
     ``probe``: ``snapshots`` may record this run's prefix (``snapshot.Snapshots.begin``).
     """
     # the C clock (time.monotonic's, and perf_counter's on Linux): no rdtsc while a

@@ -35,9 +35,9 @@ class Warm:
         self.snapshots = Snapshots(program, memory, tsc)    # start-up (snapshot.py)
 
     def run(self, channels: list, argv: list[str], env: dict[str, str], seed: int,
-            epoch: int, limits: Limits, image=None, ahead: bool = False,
+            epoch: int, limits: Limits, image=None, ahead: int = 0,
             probe: bool = True) -> Report:
-        """``ahead``: another run follows at once (a batch's next node); ``probe``:
+        """``ahead``: the runs that follow at once (a batch's next nodes); ``probe``:
         a run without a snapshot may record one (``Snapshots.begin``)."""
         # killed from outside: a new one.  Looked at only when no child is ready (a
         # system call per start less): a template that died after its child was
