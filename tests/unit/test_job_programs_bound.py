@@ -6,10 +6,12 @@ of a 256 MiB program held N x 256 MiB (copies cost the user only quota)."""
 from __future__ import annotations
 
 import io
+import json
 import tarfile
 
 import pytest
 import test_proxy_filter as proxy_tests
+from archives import tar_bytes
 from swift.common.swob import HTTPException
 from test_proxy_filter import ACCOUNT, FakeRing, ok, post
 
@@ -126,3 +128,20 @@ def test_a_job_within_the_bound_runs_and_one_object_is_held_once(
     one = [{**copies(1)[0], 'count': 3}]
     resp = post(bounded(len(PROGRAM)), one)
     assert resp.status_int == 200, resp.body
+
+
+def test_zapp_members_count_against_the_bound(bounded, servers) -> None:
+    """A zapp's members are programs held like stored ones (two members of 12 bytes
+    over a bound of 20: the second is refused before it is taken out)."""
+    job = [{'name': f'g{i}', 'exec': {'path': f'bin/p{i}'}, 'devices': [{'name': 'stdout'}]}
+           for i in range(2)]
+    archive = tar_bytes({'boot/system.map': json.dumps(job).encode(),
+                         'bin/p0': PROGRAM, 'bin/p1': PROGRAM})
+    asked = servers(d0=ok(), d1=ok(), d2=ok())
+    resp = post(bounded(20), archive, **{'Content-Type': 'application/x-tar'})
+    assert resp.status_int == 413, resp.body
+    assert resp.body.decode().startswith(
+        "this job's programs would hold 24 bytes in the proxy's memory (bin/p1 in the zapp "
+        'is 12 bytes), more than zerovm_job_maxprograms (20 bytes)'), resp.body
+    assert not asked.asked
+    assert post(bounded(24), archive, **{'Content-Type': 'application/x-tar'}).status_int == 200
