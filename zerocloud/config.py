@@ -66,6 +66,7 @@ class Config:
     max_nodes: int = 100000
     max_spool: int = 4 << 30
     job_max_output: int = 4 << 30   # bytes of output one job may hold on the proxy at once
+    job_max_programs: int = 512 << 20   # bytes of programs one job holds in memory
     pipeline: bool = True
     conn_timeout: float = 0.5
     interactive_timeout: float = DEFAULT_TIMEOUT
@@ -116,6 +117,7 @@ class Config:
             max_nodes=option('zerovm_maxnodes', positive, 100000),
             max_spool=option('zerovm_maxspool', positive, 4 << 30),
             job_max_output=option('zerovm_job_maxoutput', positive, 4 << 30),
+            job_max_programs=option('zerovm_job_maxprograms', positive, 512 << 20),
             pipeline=option('zerovm_pipeline', boolean, 'true'),
             conn_timeout=option('conn_timeout', _positive_float, 0.5),
             interactive_timeout=option('interactive_timeout', _positive_float, timeout),

@@ -113,7 +113,7 @@ from zerocloud.job import (
     SwiftPath,
     parse_location,
 )
-from zerocloud.proxy.caller import Caller, Input, spooled
+from zerocloud.proxy.caller import Caller, Held, Input, spooled
 from zerocloud.zapp_format import GZIP_MAGIC, looks_like_archive
 
 OPEN = 'open'
@@ -785,10 +785,11 @@ def program_location(node: Node) -> SwiftPath | tuple[Device | str, str]:
     return device, member
 
 
-def fetch_programs(caller: Caller, nodes: Iterable[Node], launch: Launch,
+def fetch_programs(caller: Caller, nodes: Iterable[Node], launch: Launch, held: Held,
                    found: dict | None = None) -> dict[str, bytes | None]:
-    """Every node's program by node name, each read once (as the caller); None for a
-    system image's program (the object server has it).  ``found`` keeps the programs
+    """Every node's program by node name, each read once (as the caller) and counted in
+    the job's ``held`` before it is read (413 past ``zerovm_job_maxprograms``); None for
+    a system image's program (the object server has it).  ``found`` keeps the programs
     read for the next call (the next nodes of a job made as its listing is read).
     ``launch`` notes where each node's code comes from (:meth:`Launch.ran`)."""
     found = {} if found is None else found
@@ -807,7 +808,8 @@ def fetch_programs(caller: Caller, nodes: Iterable[Node], launch: Launch,
                                                               zapp.member_name(where[1]))
             if key not in found:
                 if isinstance(where, SwiftPath):
-                    found[key] = caller.fetch_program(where, f'the program of {node.name}')
+                    found[key] = caller.fetch_program(where, held,
+                                                      f'the program of {node.name}')
                 else:
                     device, member = where
                     if device.path is None:
@@ -818,9 +820,10 @@ def fetch_programs(caller: Caller, nodes: Iterable[Node], launch: Launch,
                                 device.path, caller.config.max_input,
                                 reader=f'device {device.name} of {node.name}')[0]
                         image, name = images[device.path], str(device.path)
-                    found[key] = tpool.execute(zapp.member, image.file, member,
-                                               caller.config.max_nexe, name,
-                                               caller.config.zapp_limits.members)
+                    found[key] = tpool.execute(
+                        zapp.member, image.file, member, caller.config.max_nexe, name,
+                        caller.config.zapp_limits.members,
+                        lambda size, what=f'{member} in {name}': held.program(size, what))
             programs[node.name] = found[key]
     finally:
         for image in images.values():

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import tarfile
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from swift.common.utils import config_positive_int_value
@@ -112,15 +113,19 @@ def _members(f, where: str, max_members: int | None,
     return found
 
 
-def member(f, name: str, limit: int, where: str, max_members: int | None = None) -> bytes:
+def member(f, name: str, limit: int, where: str, max_members: int | None = None,
+           admit: Callable[[int], None] | None = None) -> bytes:
     """The content of regular file ``name`` (a program) of the tar in ``f`` (400 if
-    absent, 413 over ``limit``, the operator's ``zerovm_maxnexe``)."""
+    absent, 413 over ``limit``, the operator's ``zerovm_maxnexe``); ``admit(size)``
+    before it is read (raises to refuse it)."""
     found = _members(f, where, max_members, (member_name(name),)).get(member_name(name))
     if found is None or not found.isfile():
         raise HTTPBadRequest(body=f'{where} has no file {name}\n')
     if found.size > limit:
         raise HTTPRequestEntityTooLarge(
             body=f'{name} in {where} is larger than zerovm_maxnexe ({limit} bytes)\n')
+    if admit is not None:
+        admit(found.size)
     f.seek(found.offset_data)
     return f.read(found.size)
 

@@ -38,6 +38,7 @@ from zerocloud.proxy import uploads
 from zerocloud.tmpdisk import room
 
 LISTING_LIMIT = 10000
+SPOOL_MEMORY = 1 << 20          # a spooled file up to this size is in memory, beyond on disk
 
 
 @dataclass
@@ -50,7 +51,41 @@ class Input:
 
 def spooled():
     """A file for bytes that may be small (memory) or large (disk)."""
-    return tempfile.SpooledTemporaryFile(max_size=1 << 20)
+    return tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY)
+
+
+class Held:
+    """What one job makes the proxy hold in memory for its whole run: its programs
+    (each up to ``zerovm_maxnexe``; a job may name many stored copies of one) and its
+    inputs small enough to stay in memory.  At most ``limit`` bytes
+    (``zerovm_job_maxprograms``): a program past it is a 413 before it is read; an
+    input past it waits on the proxy's disk instead."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.held = limit, 0
+
+    def program(self, size: int, what: str) -> None:
+        """Count a program of ``size`` bytes about to be held (``what``: which)."""
+        total = self.held + size
+        if total > self.limit:
+            raise HTTPRequestEntityTooLarge(
+                body=f"this job's programs would hold {total} bytes in the proxy's memory "
+                     f'({what} is {size} bytes), more than zerovm_job_maxprograms '
+                     f'({self.limit} bytes): every distinct program object (each copy '
+                     'too) is held for the whole job; name fewer (nodes naming one object '
+                     'share it), or ask the operator to raise zerovm_job_maxprograms\n')
+        self.held = total
+
+    def input(self, data: Input) -> None:
+        """Keep a fetched input in memory while the job's bytes held allow, else move it
+        to the proxy's disk (it is read from there as it is sent)."""
+        if data.size > SPOOL_MEMORY:        # already on disk
+            return
+        if self.held + data.size <= self.limit:
+            self.held += data.size
+            return
+        with room():
+            data.file.rollover()
 
 
 # segments end at a byte count, not a record's end: a node each counted 495 lines of 492
@@ -265,14 +300,16 @@ class Caller:
             close_if_possible(resp.app_iter)
         return Input(out, size), resp
 
-    def fetch_program(self, path: SwiftPath, reader: str = '') -> bytes:
-        """A stored program's bytes; 422 when its upload's verdict says it is not valid."""
+    def fetch_program(self, path: SwiftPath, held: Held, reader: str = '') -> bytes:
+        """A stored program's bytes, counted in ``held`` before they are read into
+        memory; 422 when its upload's verdict says it is not valid."""
         program, resp = self.fetch(path, self.config.max_nexe, 'zerovm_maxnexe', reader)
         with program.file:
             if uploads.stored_verdict(resp.headers) is False:
                 raise HTTPUnprocessableEntity(
                     body=f'program {path} is not valid (checked at upload): '
                          f'{resp.headers.get(uploads.SYSMETA_ERROR, "")}\n')
+            held.program(program.size, str(path))
             program.file.seek(0)
             return program.file.read()
 

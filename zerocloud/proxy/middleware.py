@@ -36,7 +36,8 @@ Before anything runs, the filter
 * checks that the caller may write every object the job writes (403, or 404
   when the container does not exist) and reads, as the caller, every object
   the job reads: the programs (fetched once per job, at most
-  ``zerovm_maxnexe`` bytes), the objects read in place (HEAD; the objects a
+  ``zerovm_maxnexe`` bytes each and ``zerovm_job_maxprograms`` in all: they
+  are held in memory for the whole job), the objects read in place (HEAD; the objects a
   wildcard found in a container's listing are authorised once per container,
   ``_listed``) and the others (fetched once per job, at most
   ``zerovm_maxinput`` bytes).  A missing one
@@ -243,6 +244,9 @@ Configuration (``proxy-server.conf``), after the auth filter::
     # most bytes of output one job may hold on the proxy at once (they wait
     # on its disk until the job is answered); beyond: the job stops, 413
     zerovm_job_maxoutput = 4294967296
+    # most bytes of programs one job may make the proxy hold in memory (every
+    # distinct program object, each copy too); beyond: 413
+    zerovm_job_maxprograms = 536870912
     # connect graphs as pipelines (a node starts when the nodes it reads
     # from run); false: stage by stage (when they have finished)
     zerovm_pipeline = true
@@ -336,7 +340,7 @@ from zerocloud.job import (
 from zerocloud.proxy import stream as streamed
 from zerocloud.proxy import uploads
 from zerocloud.proxy.batch import Batches, batchable
-from zerocloud.proxy.caller import Caller, Input
+from zerocloud.proxy.caller import Caller, Held, Input
 from zerocloud.proxy.dispatch import Dispatcher, Plan, skipped
 from zerocloud.proxy.outputs import Budget, OverBudget
 from zerocloud.proxy.response import NodeResult, attached_object, respond, short, swift_reason
@@ -586,7 +590,7 @@ class ProxyExecMiddleware:
         input fetched (a deferred job's fetch is not its hanging)."""
         for path in sorted(job_paths(nodes)[1], key=str):
             caller.authorize('PUT', '/v1' + path.path, 'write_acl')
-        programs = sources.fetch_programs(caller, nodes, launch, known.programs)
+        programs = sources.fetch_programs(caller, nodes, launch, known.held, known.programs)
         listed = self._listed(caller, nodes, known.containers)
         attached = sorted({n.attach.path for n in nodes if attached_object(n)} - set(listed),
                           key=str)
@@ -601,6 +605,7 @@ class ProxyExecMiddleware:
                   if dev.readable and dev.path is not None and dev is not local[n.name]}
         for path in sorted(remote - inputs.keys(), key=str):
             inputs[path] = caller.fetch(path, self.config.max_input, reader=readers[path])[0]
+            known.held.input(inputs[path])
             touch()
         rings: dict[int, object] = {}
         plans = []
@@ -660,7 +665,8 @@ class ProxyExecMiddleware:
         collector = streamed.Collector(records=report_json)
         try:
             job_id = uuid.uuid4().hex
-            known = _Known(Budget(self.config.job_max_output))
+            known = _Known(Budget(self.config.job_max_output),
+                           Held(self.config.job_max_programs))
             watched = _Watched(known.budget, progress)
             first = list(nodes) if connected else list(itertools.islice(nodes, CHUNK_NODES))
             plans = self._prepare(caller, first, account, job_id, inputs, launch, known,
@@ -820,10 +826,12 @@ def _to_store(results: Iterable[NodeResult], failed: bool) -> Iterator[tuple[Nod
 class _Known:
     """What the job fetched or found for its first nodes and serves the next ones: its
     programs (``sources.fetch_programs``), its containers' policies
-    (``ProxyExecMiddleware._listed``), the digests of what it sends by digest, and the
-    budget its outputs share (``outputs.Budget``)."""
+    (``ProxyExecMiddleware._listed``), the digests of what it sends by digest, the
+    budget its outputs share (``outputs.Budget``) and what it holds in memory
+    (``caller.Held``, ``zerovm_job_maxprograms``)."""
 
-    def __init__(self, budget: Budget) -> None:
+    def __init__(self, budget: Budget, held: Held) -> None:
+        self.held = held
         self.programs: dict = {}
         self.containers: dict[tuple[str, str], int | None] = {}
         self.digests: dict[int, str] = {}

@@ -1,0 +1,147 @@
+"""What one job makes the proxy hold in memory (``zerovm_job_maxprograms``,
+``zerocloud.proxy.caller.Held``): the proxy held every distinct program object a job
+named for the whole job, each up to ``zerovm_maxnexe``, so a job naming N stored copies
+of a 256 MiB program held N x 256 MiB (copies cost the user only quota)."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+
+import pytest
+import test_proxy_filter as proxy_tests
+from archives import tar_bytes
+from swift.common.swob import HTTPException
+from test_proxy_filter import ACCOUNT, FakeRing, ok, post
+
+from zerocloud import config, zapp
+from zerocloud.httperrors import HTTPRequestEntityTooLarge
+from zerocloud.proxy.caller import SPOOL_MEMORY, Held, Input, spooled
+from zerocloud.proxy.middleware import ProxyExecMiddleware
+
+PROGRAM = b'\x7fELF program'            # 12 bytes, stored as /bin/p0, /bin/p1, ...
+
+# the fixtures this module's tests share with test_proxy_filter
+servers, swift = proxy_tests.servers, proxy_tests.swift
+
+
+def copies(count: int) -> list[dict]:
+    """A job of ``count`` groups, each naming its own stored copy of one program."""
+    return [{'name': f'g{i}', 'exec': {'path': f'swift://~/bin/p{i}'},
+             'devices': [{'name': 'stdout'}]} for i in range(count)]
+
+
+@pytest.fixture
+def bounded(swift, monkeypatch):
+    """``bounded(limit)``: the filter with ``zerovm_job_maxprograms = limit``, over
+    three stored copies of the program."""
+    FakeRing.install(monkeypatch)
+    for i in range(3):
+        swift.add(f'/bin/p{i}', PROGRAM)
+
+    def make(limit: int) -> ProxyExecMiddleware:
+        return ProxyExecMiddleware(swift, {'zerovm_job_maxprograms': str(limit)})
+    return make
+
+
+def test_the_option_has_a_default_and_refuses_a_bad_value() -> None:
+    conf = config.Config.from_conf({})
+    assert conf.job_max_programs == 512 << 20 >= conf.max_nexe
+    with pytest.raises(ValueError, match='zerovm_job_maxprograms: 1G: expected a whole'):
+        config.Config.from_conf({'zerovm_job_maxprograms': '1G'})
+
+
+def test_programs_past_the_bound_are_refused_before_they_are_held() -> None:
+    held = Held(30)
+    held.program(12, 'swift://a/c/p0')
+    held.program(18, 'swift://a/c/p1')              # exactly the bound
+    with pytest.raises(HTTPException) as e:
+        held.program(1, 'swift://a/c/p2')
+    assert e.value.status_int == 413
+    text = e.value.body.decode()
+    assert text.startswith("this job's programs would hold 31 bytes in the proxy's memory "
+                           '(swift://a/c/p2 is 1 bytes), more than zerovm_job_maxprograms '
+                           '(30 bytes)'), text
+    assert text.endswith('ask the operator to raise zerovm_job_maxprograms\n')
+    assert held.held == 30                          # the refused one is not counted
+
+
+def small(data: bytes) -> Input:
+    f = spooled()
+    f.write(data)
+    return Input(f, len(data))
+
+
+def test_small_inputs_past_the_bound_wait_on_disk_not_in_memory() -> None:
+    """Inputs are not refused: those that do not fit go to the proxy's disk, whole."""
+    held = Held(10)
+    kept, moved = small(b'x' * 10), small(b'y' * 5)
+    held.input(kept)
+    held.input(moved)
+    assert held.held == 10
+    assert not kept.file._rolled and moved.file._rolled
+    moved.file.seek(0)
+    assert moved.file.read() == b'y' * 5
+    large = small(b'z' * (SPOOL_MEMORY + 1))        # already on disk: nothing held
+    held = Held(10)
+    held.input(large)
+    assert held.held == 0 and large.file._rolled
+
+
+def test_a_zapp_member_is_admitted_before_it_is_read() -> None:
+    data = io.BytesIO()
+    with tarfile.open(fileobj=data, mode='w') as tar:
+        info = tarfile.TarInfo('bin/x')
+        info.size = 5
+        tar.addfile(info, io.BytesIO(b'12345'))
+    asked: list[int] = []
+    assert zapp.member(data, 'bin/x', 10, 'z', admit=asked.append) == b'12345'
+    assert asked == [5]
+
+    def refuse(size: int) -> None:
+        raise HTTPRequestEntityTooLarge(body=b'no')
+    with pytest.raises(HTTPException):
+        zapp.member(data, 'bin/x', 10, 'z', admit=refuse)
+
+
+def test_a_job_naming_copies_over_the_bound_is_a_413_and_nothing_runs(
+        bounded, swift, servers) -> None:
+    asked = servers(d0=ok(), d1=ok(), d2=ok())
+    resp = post(bounded(2 * len(PROGRAM)), copies(3))
+    assert resp.status_int == 413, resp.body
+    text = resp.body.decode()
+    assert text.startswith(f"this job's programs would hold {3 * len(PROGRAM)} bytes in "
+                           f"the proxy's memory (swift://{ACCOUNT[4:]}/bin/p2 is "
+                           f'{len(PROGRAM)} bytes), more than zerovm_job_maxprograms '
+                           f'({2 * len(PROGRAM)} bytes)'), text
+    assert not asked.asked                          # no node was sent
+    assert not [p for m, p, _h in swift.calls if m == 'PUT']
+
+
+def test_a_job_within_the_bound_runs_and_one_object_is_held_once(
+        bounded, swift, servers) -> None:
+    """Exactly the bound is fine; nodes naming one object share it (a group of three
+    nodes holds its program once)."""
+    servers(d0=ok(), d1=ok(), d2=ok())
+    assert post(bounded(3 * len(PROGRAM)), copies(3)).status_int == 200
+    one = [{**copies(1)[0], 'count': 3}]
+    resp = post(bounded(len(PROGRAM)), one)
+    assert resp.status_int == 200, resp.body
+
+
+def test_zapp_members_count_against_the_bound(bounded, servers) -> None:
+    """A zapp's members are programs held like stored ones (two members of 12 bytes
+    over a bound of 20: the second is refused before it is taken out)."""
+    job = [{'name': f'g{i}', 'exec': {'path': f'bin/p{i}'}, 'devices': [{'name': 'stdout'}]}
+           for i in range(2)]
+    archive = tar_bytes({'boot/system.map': json.dumps(job).encode(),
+                         'bin/p0': PROGRAM, 'bin/p1': PROGRAM})
+    asked = servers(d0=ok(), d1=ok(), d2=ok())
+    resp = post(bounded(20), archive, **{'Content-Type': 'application/x-tar'})
+    assert resp.status_int == 413, resp.body
+    assert resp.body.decode().startswith(
+        "this job's programs would hold 24 bytes in the proxy's memory (bin/p1 in the zapp "
+        'is 12 bytes), more than zerovm_job_maxprograms (20 bytes)'), resp.body
+    assert not asked.asked
+    assert post(bounded(24), archive, **{'Content-Type': 'application/x-tar'}).status_int == 200
