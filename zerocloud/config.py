@@ -66,7 +66,7 @@ class Config:
     max_nodes: int = 100000
     max_spool: int = 4 << 30
     job_max_output: int = 4 << 30   # bytes of output one job may hold on the proxy at once
-    job_max_programs: int = 512 << 20   # bytes of programs one job holds in memory
+    job_max_programs: int = 512 << 20   # bytes of programs one job holds on disk
     pipeline: bool = True
     conn_timeout: float = 0.5
     interactive_timeout: float = DEFAULT_TIMEOUT

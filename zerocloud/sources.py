@@ -114,6 +114,7 @@ from zerocloud.job import (
     parse_location,
 )
 from zerocloud.proxy.caller import Caller, Held, Input, spooled
+from zerocloud.tmpdisk import room
 from zerocloud.zapp_format import GZIP_MAGIC, looks_like_archive
 
 OPEN = 'open'
@@ -785,16 +786,35 @@ def program_location(node: Node) -> SwiftPath | tuple[Device | str, str]:
     return device, member
 
 
+def _zapp_program(caller: Caller, image: Input, member: str, name: str,
+                  held: Held) -> Input:
+    """Program ``member`` of the zapp ``image`` (``name``: which) copied into a spooled
+    file (in a thread: off the hub), counted in ``held`` before it is read; a full
+    disk is a :class:`~zerocloud.tmpdisk.DiskFull` (507)."""
+    out = spooled()
+    try:
+        with room():
+            size = tpool.execute(
+                zapp.copy_member, image.file, member, caller.config.max_nexe, name, out,
+                caller.config.zapp_limits.members,
+                lambda size, what=f'{member} in {name}': held.program(size, what))
+    except BaseException:
+        out.close()
+        raise
+    return Input(out, size)
+
+
 def fetch_programs(caller: Caller, nodes: Iterable[Node], launch: Launch, held: Held,
-                   found: dict | None = None) -> dict[str, bytes | None]:
-    """Every node's program by node name, each read once (as the caller) and counted in
-    the job's ``held`` before it is read (413 past ``zerovm_job_maxprograms``); None for
-    a system image's program (the object server has it).  ``found`` keeps the programs
-    read for the next call (the next nodes of a job made as its listing is read).
+                   found: dict | None = None) -> dict[str, Input | None]:
+    """Every node's program by node name, each read once (as the caller) into a spooled
+    file and counted in the job's ``held`` before it is read (413 past
+    ``zerovm_job_maxprograms``); None for a system image's program (the object server
+    has it).  ``found`` keeps the programs read for the next call (the next nodes of a
+    job made as its listing is read); the job closes them once it is over.
     ``launch`` notes where each node's code comes from (:meth:`Launch.ran`)."""
     found = {} if found is None else found
     images: dict[SwiftPath, Input] = {}
-    programs: dict[str, bytes | None] = {}
+    programs: dict[str, Input | None] = {}
     try:
         for node in nodes:
             turns.take()
@@ -820,10 +840,7 @@ def fetch_programs(caller: Caller, nodes: Iterable[Node], launch: Launch, held: 
                                 device.path, caller.config.max_input,
                                 reader=f'device {device.name} of {node.name}')[0]
                         image, name = images[device.path], str(device.path)
-                    found[key] = tpool.execute(
-                        zapp.member, image.file, member, caller.config.max_nexe, name,
-                        caller.config.zapp_limits.members,
-                        lambda size, what=f'{member} in {name}': held.program(size, what))
+                    found[key] = _zapp_program(caller, image, member, name, held)
             programs[node.name] = found[key]
     finally:
         for image in images.values():

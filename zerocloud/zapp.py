@@ -16,6 +16,7 @@ are untrusted: the caller runs these functions off the event loop
 
 from __future__ import annotations
 
+import io
 import json
 import tarfile
 import zlib
@@ -115,9 +116,18 @@ def _members(f, where: str, max_members: int | None,
 
 def member(f, name: str, limit: int, where: str, max_members: int | None = None,
            admit: Callable[[int], None] | None = None) -> bytes:
-    """The content of regular file ``name`` (a program) of the tar in ``f`` (400 if
-    absent, 413 over ``limit``, the operator's ``zerovm_maxnexe``); ``admit(size)``
-    before it is read (raises to refuse it)."""
+    """The content of regular file ``name`` of the tar in ``f`` (:func:`copy_member`)."""
+    out = io.BytesIO()
+    copy_member(f, name, limit, where, out, max_members, admit)
+    return out.getvalue()
+
+
+def copy_member(f, name: str, limit: int, where: str, out, max_members: int | None = None,
+                admit: Callable[[int], None] | None = None) -> int:
+    """Copy regular file ``name`` (a program) of the tar in ``f`` to ``out`` a chunk at
+    a time, never whole in memory, and return its size (400 if absent, 413 over
+    ``limit``, the operator's ``zerovm_maxnexe``); ``admit(size)`` before it is read
+    (raises to refuse it)."""
     found = _members(f, where, max_members, (member_name(name),)).get(member_name(name))
     if found is None or not found.isfile():
         raise HTTPBadRequest(body=f'{where} has no file {name}\n')
@@ -127,7 +137,14 @@ def member(f, name: str, limit: int, where: str, max_members: int | None = None,
     if admit is not None:
         admit(found.size)
     f.seek(found.offset_data)
-    return f.read(found.size)
+    left = found.size
+    while left:
+        chunk = f.read(min(CHUNK, left))
+        if not chunk:
+            raise HTTPBadRequest(body=f'{where} ends within {name}\n')
+        out.write(chunk)
+        left -= len(chunk)
+    return found.size
 
 
 def system_map(f, limit: int, where: str, max_members: int | None = None) -> bytes:

@@ -88,7 +88,7 @@ def test_the_partial_rows_of_a_query_wait_on_the_proxys_disk(
 
 def test_one_zapp_member_spelt_many_ways_is_fetched_once(swift_cluster: DevCluster,
                                                           setting) -> None:
-    """A zapp's program is taken out of it once per job and held in the proxy's memory
+    """A zapp's program is taken out of it once per job and held by the proxy
     while the job runs.  ``bin/p``, ``./bin/p``, ``/bin/p``, ``././bin/p``... name the
     same member: each spelling was taken out and held again, so one request of a 64 KiB
     job and a zapp of one 256 MiB program held a copy per group (thousands).  Here

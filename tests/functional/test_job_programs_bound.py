@@ -1,4 +1,4 @@
-"""What one job makes the proxy hold in memory, on the real cluster
+"""What one job makes the proxy hold on its disk, on the real cluster
 (``zerovm_job_maxprograms``, ``JOB_MAX_PROGRAMS`` there): the proxy holds every
 distinct program object a job names for the whole job, so a job naming many stored
 copies of one program (copies cost only quota) held each copy, up to 256 MiB apiece."""
@@ -43,7 +43,7 @@ def test_a_job_naming_copies_over_the_bound_is_a_413_and_stores_nothing(
     resp = post_job(conn, job(copies, count))
     assert resp.status_code == 413, resp.text
     assert resp.text.startswith(
-        f"this job's programs would hold {3 * size} bytes in the proxy's memory "), resp.text
+        f"this job's programs would hold {3 * size} bytes on the proxy's disk "), resp.text
     assert (f'/{copies["bin"]}/wc{count - 1} is {size} bytes), more than '
             f'zerovm_job_maxprograms ({JOB_MAX_PROGRAMS} bytes)') in resp.text
     assert 'ask the operator to raise zerovm_job_maxprograms' in resp.text

@@ -5,6 +5,7 @@ the other primaries, then the handoffs."""
 from __future__ import annotations
 
 import collections
+import io
 from types import SimpleNamespace
 
 import pytest
@@ -12,6 +13,7 @@ import pytest
 from zerocloud import placement
 from zerocloud.job import Device, Exec, Node, SwiftPath
 from zerocloud.proxy import batch
+from zerocloud.proxy.caller import Input
 from zerocloud.proxy.dispatch import Plan
 from zerocloud.proxy.response import NodeResult
 
@@ -38,7 +40,12 @@ def plan(ring: CountingRing, i: int, part: int) -> Plan:
     node = Node(f'wc-{i}', 'wc', i, i, Exec('swift://a/bin/wc'), [stdin, Device('stdout')],
                 attach=stdin, listed=True)
     return Plan(node, 0, part, f'/a/c/o{i}', placement.PartitionServers(ring, part), 'stdin',
-                b'program', {}, digest='d' * 64, account='a')
+                program(b'program'), {}, digest='d' * 64, account='a')
+
+
+def program(data: bytes) -> Input:
+    """A program as the proxy holds it: a file."""
+    return Input(io.BytesIO(data), len(data))
 
 
 def batches(monkeypatch, ring: CountingRing, sent_alone: list) -> batch.Batches:
@@ -493,7 +500,8 @@ def test_a_batch_too_large_for_its_server_goes_alone_only_if_a_node_alone_could_
     monkeypatch.setattr(jobs, '_exchange', refuse)
     ended: list = []
     for i in range(3):
-        jobs.submit(replace(plan(ring, i, 0), program=program), ended.append)
+        jobs.submit(replace(plan(ring, i, 0), program=Input(io.BytesIO(program), len(program))),
+                    ended.append)
     jobs._send(jobs.queues.pop(next(iter(jobs.queues))))
     if alone:
         assert (went_alone, ended) == (['wc-0', 'wc-1', 'wc-2'], [])

@@ -8,6 +8,7 @@ it and the ticker would never run.
 
 from __future__ import annotations
 
+import io
 import threading
 
 import pytest
@@ -18,6 +19,7 @@ from zerocloud import wire
 from zerocloud.object import ObjectExecMiddleware
 from zerocloud.object import middleware as object_middleware
 from zerocloud.proxy import middleware, uploads
+from zerocloud.proxy.caller import Input
 from zvm_core import pool as zvm_pool
 from zvm_core.report import Report
 
@@ -73,14 +75,15 @@ def test_a_program_is_hashed_off_the_hub(monkeypatch) -> None:
     sleep(0)
 
     class SlowHash:
-        def __init__(self, data: bytes) -> None:
+        def update(self, data: bytes) -> None:
             seen.append(ticker.waits_for_a_tick())
 
         def hexdigest(self) -> str:
             return 'ab' * 32
     monkeypatch.setattr(middleware.hashlib, 'sha256', SlowHash)
+    program = Input(io.BytesIO(b'\x7fELF'), 4)
     try:
-        assert middleware.program_digest(b'\x7fELF') == 'ab' * 32
+        assert middleware.input_digest(program) == 'ab' * 32
     finally:
         ticker.stop()
     assert seen == [True]

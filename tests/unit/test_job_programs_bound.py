@@ -1,13 +1,18 @@
-"""What one job makes the proxy hold in memory (``zerovm_job_maxprograms``,
+"""What one job makes the proxy hold (``zerovm_job_maxprograms``,
 ``zerocloud.proxy.caller.Held``): the proxy held every distinct program object a job
-named for the whole job, each up to ``zerovm_maxnexe``, so a job naming N stored copies
-of a 256 MiB program held N x 256 MiB (copies cost the user only quota)."""
+named for the whole job, each up to ``zerovm_maxnexe``, in memory, so a job naming N
+stored copies of a 256 MiB program held N x 256 MiB (copies cost the user only quota).
+Programs now wait in spooled files on the proxy's disk, closed when the job ends."""
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import io
 import json
+import os
 import tarfile
+import tempfile
 
 import pytest
 import test_proxy_filter as proxy_tests
@@ -15,8 +20,9 @@ from archives import tar_bytes
 from swift.common.swob import HTTPException
 from test_proxy_filter import ACCOUNT, FakeRing, ok, post
 
-from zerocloud import config, zapp
+from zerocloud import config, sources, wire, zapp
 from zerocloud.httperrors import HTTPRequestEntityTooLarge
+from zerocloud.proxy import caller
 from zerocloud.proxy.caller import SPOOL_MEMORY, Held, Input, spooled
 from zerocloud.proxy.middleware import ProxyExecMiddleware
 
@@ -60,7 +66,7 @@ def test_programs_past_the_bound_are_refused_before_they_are_held() -> None:
         held.program(1, 'swift://a/c/p2')
     assert e.value.status_int == 413
     text = e.value.body.decode()
-    assert text.startswith("this job's programs would hold 31 bytes in the proxy's memory "
+    assert text.startswith("this job's programs would hold 31 bytes on the proxy's disk "
                            '(swift://a/c/p2 is 1 bytes), more than zerovm_job_maxprograms '
                            '(30 bytes)'), text
     assert text.endswith('ask the operator to raise zerovm_job_maxprograms\n')
@@ -111,8 +117,8 @@ def test_a_job_naming_copies_over_the_bound_is_a_413_and_nothing_runs(
     resp = post(bounded(2 * len(PROGRAM)), copies(3))
     assert resp.status_int == 413, resp.body
     text = resp.body.decode()
-    assert text.startswith(f"this job's programs would hold {3 * len(PROGRAM)} bytes in "
-                           f"the proxy's memory (swift://{ACCOUNT[4:]}/bin/p2 is "
+    assert text.startswith(f"this job's programs would hold {3 * len(PROGRAM)} bytes on "
+                           f"the proxy's disk (swift://{ACCOUNT[4:]}/bin/p2 is "
                            f'{len(PROGRAM)} bytes), more than zerovm_job_maxprograms '
                            f'({2 * len(PROGRAM)} bytes)'), text
     assert not asked.asked                          # no node was sent
@@ -141,7 +147,121 @@ def test_zapp_members_count_against_the_bound(bounded, servers) -> None:
     resp = post(bounded(20), archive, **{'Content-Type': 'application/x-tar'})
     assert resp.status_int == 413, resp.body
     assert resp.body.decode().startswith(
-        "this job's programs would hold 24 bytes in the proxy's memory (bin/p1 in the zapp "
+        "this job's programs would hold 24 bytes on the proxy's disk (bin/p1 in the zapp "
         'is 12 bytes), more than zerovm_job_maxprograms (20 bytes)'), resp.body
     assert not asked.asked
     assert post(bounded(24), archive, **{'Content-Type': 'application/x-tar'}).status_int == 200
+
+
+# -- programs wait on the proxy's disk --------------------------------------------------------
+
+BIG = b'\x7fELF' + bytes(SPOOL_MEMORY)      # past what a spooled file keeps in memory
+
+
+@pytest.fixture
+def files(monkeypatch) -> list:
+    """Every spooled file the proxy makes for a job's programs and inputs."""
+    made: list = []
+
+    def recorded():
+        made.append(spooled())
+        return made[-1]
+    monkeypatch.setattr(caller, 'spooled', recorded)
+    monkeypatch.setattr(sources, 'spooled', recorded)
+    return made
+
+
+def big_job(count: int = 1, **device) -> list[dict]:
+    devices = [{'name': 'stdin', **device}] if device else []
+    return [{'name': 'g', 'exec': {'path': 'swift://~/bin/big'}, 'count': count,
+             'devices': [*devices, {'name': 'stdout'}]}]
+
+
+def test_a_program_waits_on_the_proxys_disk_and_is_closed_when_the_job_ends(
+        bounded, swift, servers, files) -> None:
+    """Nodes share one spooled file of their program (on disk past 1 MiB: not bytes in
+    memory); the object servers get the same bytes; the file is closed at the job's end."""
+    swift.add('/bin/big', BIG)
+    held: list = []
+
+    def answer(plan, headers, members):
+        held.append(plan.program)
+        return ok()(plan, headers, members)
+    asked = servers(d0=answer, d1=answer, d2=answer)
+    resp = post(bounded(len(BIG)), big_job(2))
+    assert resp.status_int == 200, resp.body
+    program, again = held
+    assert program is again and isinstance(program, Input) and program.size == len(BIG)
+    assert program.file._rolled and files == [program.file]
+    digest = hashlib.sha256(BIG).hexdigest()      # or its digest, where it was sent
+    got = [sent.get(wire.EXE) or headers[wire.PROGRAM] for _d, headers, sent in asked.asked]
+    assert len(got) == 2 and BIG in got and set(got) <= {BIG, digest}
+    assert program.file.closed
+
+
+def test_a_zapp_member_waits_on_the_proxys_disk(bounded, swift, servers, files) -> None:
+    job = [{'name': 'g', 'exec': {'path': 'bin/p'}, 'devices': [{'name': 'stdout'}]}]
+    archive = tar_bytes({'boot/system.map': json.dumps(job).encode(), 'bin/p': BIG})
+    held: list = []
+
+    def answer(plan, headers, members):
+        held.append(plan.program)
+        return ok()(plan, headers, members)
+    asked = servers(d0=answer, d1=answer, d2=answer)
+    resp = post(bounded(len(BIG)), archive, **{'Content-Type': 'application/x-tar'})
+    assert resp.status_int == 200, resp.body
+    (program,) = held
+    assert program.size == len(BIG) and program.file._rolled and program.file in files
+    assert [sent[wire.EXE] for _d, _h, sent in asked.asked] == [BIG]
+    assert all(f.closed for f in files)
+
+
+@pytest.mark.parametrize('failing', ['input missing', 'over the bound', 'no server',
+                                     'zapp over the bound'])
+def test_a_failed_jobs_programs_are_closed(bounded, swift, servers, files,
+                                           failing: str) -> None:
+    """Every spooled file of a job that fails (before or after its nodes were sent, or
+    a program refused) is closed: none is left open on the proxy's disk."""
+    swift.add('/bin/big', BIG)
+    body, headers, limit, status = big_job(), {}, 2 * len(BIG), 503
+    script = {'d0': ok(), 'd1': ok(), 'd2': ok()}
+    if failing == 'input missing':
+        body, status = big_job(path='swift://~/c/missing'), 404
+    elif failing == 'over the bound':
+        body, limit, status = [*big_job(), {**copies(1)[0], 'name': 'p'}], len(BIG), 413
+    elif failing == 'no server':
+        script = {}
+    else:
+        job = [{'name': f'g{i}', 'exec': {'path': f'bin/p{i}'},
+                'devices': [{'name': 'stdout'}]} for i in range(2)]
+        body = tar_bytes({'boot/system.map': json.dumps(job).encode(),
+                          'bin/p0': BIG, 'bin/p1': BIG})
+        headers, limit, status = {'Content-Type': 'application/x-tar'}, len(BIG), 413
+    servers(**script)
+    resp = post(bounded(limit), body, **headers)
+    assert resp.status_int == status, resp.body
+    assert len(files) >= (2 if failing in ('over the bound', 'zapp over the bound') else 1)
+    assert all(f.closed for f in files)
+
+
+def test_a_zapp_member_the_proxys_full_disk_cannot_hold_is_a_507(
+        bounded, swift, servers, monkeypatch) -> None:
+    """The member's copy fills the disk: 507 (the operator's), not a 500; its file closed."""
+    made: list = []
+
+    class Full(tempfile.SpooledTemporaryFile):
+        def rollover(self) -> None:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def full():        # the zapp itself (the request's body) fits; the member's copy not
+        made.append(Full(max_size=SPOOL_MEMORY) if made else spooled())
+        return made[-1]
+    monkeypatch.setattr(sources, 'spooled', full)
+    job = [{'name': 'g', 'exec': {'path': 'bin/p'}, 'devices': [{'name': 'stdout'}]}]
+    asked = servers(d0=ok(), d1=ok(), d2=ok())
+    resp = post(bounded(len(BIG)), tar_bytes({'boot/system.map': json.dumps(job).encode(),
+                                              'bin/p': BIG}),
+                **{'Content-Type': 'application/x-tar'})
+    assert resp.status_int == 507, resp.body
+    assert b'No space left on device' in resp.body and not asked.asked
+    assert len(made) == 2 and isinstance(made[1], Full) and made[1].closed

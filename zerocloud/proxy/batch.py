@@ -410,7 +410,7 @@ class Batches:
         server's zerovm_maxinput)?  Then sending them alone only has each refused."""
         limit = wire.too_large_limit(e.reason)
         image = plan.inputs.get(wire.IMAGE_DEVICE)
-        least = len(plan.program or b'') + (image.size if image is not None else 0)
+        least = plan.program_size + (image.size if image is not None else 0)
         return limit is not None and least > limit
 
     def _refused(self, entry: _Entry, e: _Refused) -> NodeResult:
@@ -443,7 +443,7 @@ class Batches:
         plan = batch[0].plan
         programs = self.dispatcher.programs
         exe = [] if plan.program is None or plan.digest in by_digest else [
-            wire.bytes_member(wire.EXE, plan.program)]
+            wire.shared_member(wire.EXE, plan.program.file, plan.program.size)]
         image = plan.inputs.get(wire.IMAGE_DEVICE)
         if image is not None and plan.image_digest not in by_digest:
             exe.append(wire.shared_member(wire.DEV_PREFIX + wire.IMAGE_DEVICE, image.file,
@@ -488,7 +488,7 @@ class Batches:
             self.dispatcher.setups.heard(server, resp)
             check_answer(resp, bool(by_digest))
             self._results(resp, server, batch, started,
-                          len(plan.program or b'') if exe and exe[0][0] == wire.EXE else 0,
+                          plan.program_size if exe and exe[0][0] == wire.EXE else 0,
                           sum(size for _, size, _ in (*exe, shared)))
         finally:
             for entry in sending:

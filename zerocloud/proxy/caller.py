@@ -55,11 +55,12 @@ def spooled():
 
 
 class Held:
-    """What one job makes the proxy hold in memory for its whole run: its programs
-    (each up to ``zerovm_maxnexe``; a job may name many stored copies of one) and its
-    inputs small enough to stay in memory.  At most ``limit`` bytes
-    (``zerovm_job_maxprograms``): a program past it is a 413 before it is read; an
-    input past it waits on the proxy's disk instead."""
+    """What one job makes the proxy hold for its whole run: its programs (each up to
+    ``zerovm_maxnexe``; a job may name many stored copies of one), spooled files on
+    the proxy's disk (a small buffer each in memory), and its inputs small enough to
+    stay in memory.  At most ``limit`` bytes (``zerovm_job_maxprograms``): a program
+    past it is a 413 before it is read; an input past it waits on the proxy's disk
+    instead."""
 
     def __init__(self, limit: int) -> None:
         self.limit, self.held = limit, 0
@@ -69,7 +70,7 @@ class Held:
         total = self.held + size
         if total > self.limit:
             raise HTTPRequestEntityTooLarge(
-                body=f"this job's programs would hold {total} bytes in the proxy's memory "
+                body=f"this job's programs would hold {total} bytes on the proxy's disk "
                      f'({what} is {size} bytes), more than zerovm_job_maxprograms '
                      f'({self.limit} bytes): every distinct program object (each copy '
                      'too) is held for the whole job; name fewer (nodes naming one object '
@@ -300,18 +301,21 @@ class Caller:
             close_if_possible(resp.app_iter)
         return Input(out, size), resp
 
-    def fetch_program(self, path: SwiftPath, held: Held, reader: str = '') -> bytes:
-        """A stored program's bytes, counted in ``held`` before they are read into
-        memory; 422 when its upload's verdict says it is not valid."""
+    def fetch_program(self, path: SwiftPath, held: Held, reader: str = '') -> Input:
+        """A stored program, spooled (on the proxy's disk beyond :data:`SPOOL_MEMORY`)
+        and counted in ``held``; 422 when its upload's verdict says it is not valid.
+        The caller closes its file."""
         program, resp = self.fetch(path, self.config.max_nexe, 'zerovm_maxnexe', reader)
-        with program.file:
+        try:
             if uploads.stored_verdict(resp.headers) is False:
                 raise HTTPUnprocessableEntity(
                     body=f'program {path} is not valid (checked at upload): '
                          f'{resp.headers.get(uploads.SYSMETA_ERROR, "")}\n')
             held.program(program.size, str(path))
-            program.file.seek(0)
-            return program.file.read()
+        except BaseException:
+            program.file.close()
+            raise
+        return program
 
     def put(self, path: SwiftPath, body, headers: dict[str, str]) -> Response:
         """PUT ``body`` (a file) to ``path`` through the normal PUT path, as the caller."""

@@ -121,7 +121,7 @@ class Plan:
     path: str                              # backend path: the data object or a placeholder
     servers: Iterable[dict]
     local: str | None                      # the device that reads ``path`` in place
-    program: bytes | None                  # None: a system image's file (the server's)
+    program: Input | None                  # spooled; None: a system image's file (the server's)
     inputs: dict[str, Input]               # device name -> object sent along
     replica: int = 1                       # only replica 1 returns its outputs
     digest: str | None = None              # SHA-256 (hex) of ``program``
@@ -132,6 +132,11 @@ class Plan:
     links_after: bool = False              # its /dev/out/<peer> come back as outputs once it
                                            # ended, not streamed (a node sent in a batch)
     budget: Budget | None = None           # what the job's outputs may hold (outputs.Budget)
+
+    @property
+    def program_size(self) -> int:
+        """The bytes of the program sent along (0: a system image's)."""
+        return 0 if self.program is None else self.program.size
 
     def output(self, device: str) -> OutputFile:
         """Where the node's output ``device`` waits on the proxy, charged to the job."""
@@ -282,13 +287,13 @@ class Dispatcher:
         def members(omit: frozenset = frozenset(),
                     sent: dict[str, Callable[[], None]] | None = None) -> list[wire.Member]:
             sent = sent or {}
-            exe = [] if plan.program is None or wire.EXE in omit else [
-                (wire.EXE, len(plan.program), _then([plan.program], sent.get(wire.EXE)))]
-            inputs = [wire.shared_member(wire.DEV_PREFIX + name, i.file, i.size)
-                      for name, i in plan.inputs.items() if wire.DEV_PREFIX + name not in omit]
-            return [wire.bytes_member(wire.SPEC, spec), *exe,
+            shared = [(wire.EXE, plan.program)] if plan.program is not None else []
+            shared += [(wire.DEV_PREFIX + name, i) for name, i in plan.inputs.items()]
+            members = [wire.shared_member(name, i.file, i.size)
+                       for name, i in shared if name not in omit]
+            return [wire.bytes_member(wire.SPEC, spec),
                     *((name, size, _then(chunks, sent.get(name)))
-                      for name, size, chunks in inputs)]
+                      for name, size, chunks in members)]
         return members
 
     def run_node(self, trans_id: str, plan: Plan, job_id: str,
@@ -366,7 +371,7 @@ class Dispatcher:
                     continue
                 res.server = where
                 res.request_bytes = sent[0]
-                res.program_bytes = 0 if wire.PROGRAM in headers else len(plan.program or b'')
+                res.program_bytes = 0 if wire.PROGRAM in headers else plan.program_size
                 break
             except _Refused as e:       # a 4xx: any server would refuse it
                 res.fail(*e.node_error(where, self.config.max_input))

@@ -37,7 +37,8 @@ Before anything runs, the filter
   when the container does not exist) and reads, as the caller, every object
   the job reads: the programs (fetched once per job, at most
   ``zerovm_maxnexe`` bytes each and ``zerovm_job_maxprograms`` in all: they
-  are held in memory for the whole job), the objects read in place (HEAD; the objects a
+  wait in spooled files on the proxy's disk for the whole job, a buffer of at most
+  1 MiB each in memory), the objects read in place (HEAD; the objects a
   wildcard found in a container's listing are authorised once per container,
   ``_listed``) and the others (fetched once per job, at most
   ``zerovm_maxinput`` bytes).  A missing one
@@ -244,8 +245,9 @@ Configuration (``proxy-server.conf``), after the auth filter::
     # most bytes of output one job may hold on the proxy at once (they wait
     # on its disk until the job is answered); beyond: the job stops, 413
     zerovm_job_maxoutput = 4294967296
-    # most bytes of programs one job may make the proxy hold in memory (every
-    # distinct program object, each copy too); beyond: 413
+    # most bytes of programs one job may make the proxy hold on its disk (every
+    # distinct program object, each copy too; at most 1 MiB of each in memory);
+    # beyond: 413
     zerovm_job_maxprograms = 536870912
     # connect graphs as pipelines (a node starts when the nodes it reads
     # from run); false: stage by stage (when they have finished)
@@ -560,7 +562,7 @@ class ProxyExecMiddleware:
                 listed[path] = containers[where]
         return listed
 
-    def _plan(self, node: Node, account: str, job_id: str, program: bytes,
+    def _plan(self, node: Node, account: str, job_id: str, program: Input | None,
               local: Device | None, policies: dict[SwiftPath, int | None],
               inputs: dict[SwiftPath, Input], rings: dict[int, object]) -> Plan:
         """``rings``: the object rings by policy (looked up once per chunk of nodes)."""
@@ -626,7 +628,7 @@ class ProxyExecMiddleware:
             plan.inputs.update(launch.device_inputs(node))
             if plan.program is not None:
                 plan.digest = digests.get(id(plan.program)) or digests.setdefault(
-                    id(plan.program), program_digest(plan.program))
+                    id(plan.program), input_digest(plan.program))
             image = plan.inputs.get(wire.IMAGE_DEVICE)
             if image is not None:               # kept by digest too (zerocloud.wire)
                 plan.image_digest = digests.get(id(image)) or digests.setdefault(
@@ -663,10 +665,9 @@ class ProxyExecMiddleware:
         results: list[NodeResult] = []
         stored: list[SwiftPath] = []        # by a large job, before a DiskFull
         collector = streamed.Collector(records=report_json)
+        known = _Known(Budget(self.config.job_max_output), Held(self.config.job_max_programs))
         try:
             job_id = uuid.uuid4().hex
-            known = _Known(Budget(self.config.job_max_output),
-                           Held(self.config.job_max_programs))
             watched = _Watched(known.budget, progress)
             first = list(nodes) if connected else list(itertools.islice(nodes, CHUNK_NODES))
             plans = self._prepare(caller, first, account, job_id, inputs, launch, known,
@@ -735,12 +736,12 @@ class ProxyExecMiddleware:
             if isinstance(e, OverBudget):
                 raise over_budget(str(e), self.config.job_max_output) from None
             if isinstance(e, DiskFull):
-                self.logger.error('a job was stopped: no room for its outputs, links or '
-                                  'inputs in %s', e)
+                self.logger.error('a job was stopped: no room for its outputs, links, '
+                                  'programs or inputs in %s', e)
                 raise disk_full(e, stored) from None
             raise
         finally:
-            for i in inputs.values():
+            for i in (*inputs.values(), *known.programs.values()):
                 i.file.close()
 
     def _check_replicas(self, plans: list[Plan]) -> None:
@@ -827,7 +828,7 @@ class _Known:
     """What the job fetched or found for its first nodes and serves the next ones: its
     programs (``sources.fetch_programs``), its containers' policies
     (``ProxyExecMiddleware._listed``), the digests of what it sends by digest, the
-    budget its outputs share (``outputs.Budget``) and what it holds in memory
+    budget its outputs share (``outputs.Budget``) and what it holds
     (``caller.Held``, ``zerovm_job_maxprograms``)."""
 
     def __init__(self, budget: Budget, held: Held) -> None:
@@ -886,15 +887,10 @@ def disk_full(e: DiskFull, stored: list[SwiftPath]) -> HTTPException:
              f'to give the proxy\'s $TMPDIR more room\n')
 
 
-def program_digest(program: bytes) -> str:
-    """SHA-256 (hex) of a program, computed in a thread (``tpool``), off the hub: a
-    program may have hundreds of MB."""
-    return tpool.execute(lambda: hashlib.sha256(program).hexdigest())
-
-
 def input_digest(data: Input) -> str:
-    """SHA-256 (hex) of an object or payload sent along, in a thread, off the hub
-    (before any node reads it: the file's position is free)."""
+    """SHA-256 (hex) of a program, object or payload sent along, in a thread, off the
+    hub (a program may have hundreds of MB; before any node reads it: the file's
+    position is free)."""
     def digest() -> str:
         sha = hashlib.sha256()
         data.file.seek(0)
