@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import types
 
+import pytest
+
 from zvm_core.pool import worker
 from zvm_core.pool.worker import Templates
 
@@ -208,26 +210,27 @@ def test_a_chunks_nodes_are_told_the_nodes_after_them_of_their_template() -> Non
     assert worker._following([]) == []
 
 
-def test_a_chunk_stopped_by_its_budget_trims_its_templates(monkeypatch) -> None:
+@pytest.mark.parametrize('budget,trimmed', [(None, False), (1.0, True)])
+def test_a_chunk_stopped_by_its_budget_trims_its_templates(monkeypatch, budget,
+                                                            trimmed) -> None:
     """Once the budget stops a chunk, the templates its runs used kill the children
     asked for the runs not started (``trim``), before they are weighed again; a
     chunk that ends whole trims none."""
-    for budget, trimmed in ((None, False), (1.0, True)):
-        steps: list = []
-        clock = [0.0]
-        templates, made = _templates(monkeypatch, budget=1 << 30)
-        template = _use(templates, 'a')
-        template.reset = lambda: clock.__setitem__(0, clock[0] + 1)    # each run: a second
-        template.trim = lambda: steps.append('trim')
-        monkeypatch.setattr(worker, '_serve_one', lambda req, fds, t, tails, ahead, ready: (
-            worker.Report('ok', 0), template))
-        monkeypatch.setattr(worker, '_reply', lambda sock, report, tails, ended: None)
-        monkeypatch.setattr(worker, '_send', lambda sock, msg: steps.append('stopped'))
-        monkeypatch.setattr(Templates, 'settle', lambda self, m: steps.append('settle'))
-        monkeypatch.setattr(worker, '_fastcall', types.SimpleNamespace(
-            hold=lambda on: False, monotonic=lambda: 0.0, coarse=lambda: clock[0]))
-        worker._serve_many(None, [({}, []), ({}, []), ({}, [])], templates, budget)
-        assert steps == (['stopped', 'trim', 'settle'] if trimmed else ['settle'])
+    steps: list = []
+    clock = [0.0]
+    templates, made = _templates(monkeypatch, budget=1 << 30)
+    template = _use(templates, 'a')
+    template.reset = lambda: clock.__setitem__(0, clock[0] + 1)    # each run: a second
+    template.trim = lambda: steps.append('trim')
+    monkeypatch.setattr(worker, '_serve_one', lambda req, fds, t, tails, ahead, ready: (
+        worker.Report('ok', 0), template))
+    monkeypatch.setattr(worker, '_reply', lambda sock, report, tails, ended: None)
+    monkeypatch.setattr(worker, '_send', lambda sock, msg: steps.append('stopped'))
+    monkeypatch.setattr(Templates, 'settle', lambda self, m: steps.append('settle'))
+    monkeypatch.setattr(worker, '_fastcall', types.SimpleNamespace(
+        hold=lambda on: False, monotonic=lambda: 0.0, coarse=lambda: clock[0]))
+    worker._serve_many(None, [({}, []), ({}, []), ({}, [])], templates, budget)
+    assert steps == (['stopped', 'trim', 'settle'] if trimmed else ['settle'])
 
 
 def test_one_account_cycling_programs_evicts_its_own_templates(monkeypatch) -> None:

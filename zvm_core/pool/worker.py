@@ -315,8 +315,9 @@ def _serve_one(req: dict, fds: list[int], templates: Templates,
                ready: dict | None = None):
     """Run one request: (report, the machine to clean afterwards or None);
     ``tails``: it is a run of ``Pool.run_many`` (a batch's node); ``ahead``: the runs
-    of its template that follow at once (the batch's next nodes: :func:`_following`); ``ready``: what the earlier runs of
-    the same ``run_many`` request found of their programs (``_serve_many``)."""
+    of its template that follow at once (the batch's next nodes: :func:`_following`);
+    ``ready``: what the earlier runs of the same ``run_many`` request found of their
+    programs (``_serve_many``)."""
     limits, plan, mounts, system = req.get('plan') or _plan(req)
     began = _fastcall.coarse()      # (the vDSO's: no rdtsc, no system call a batch's node)
     channels = [Channel(alias, FdBacking(fds[fd], owned=False) if notify is None and tail is None
