@@ -607,6 +607,53 @@ def test_a_trimmed_template_keeps_the_next_runs_child(guest):
     assert set(_child_states(os.getpid())) <= before
 
 
+def test_a_fork_the_template_cannot_make_fails_its_run_alone(guest, monkeypatch):
+    """The template's own line for a fork it could not make (loader.c serve: the
+    host's process limit) fails that run as the host's (``CannotFork``, saying
+    so), leaves no child unnamed (no look for strays at close), and the template
+    serves the next run."""
+    from zvm_core.elf import load_program
+    from zvm_core.engines.native import supervisor
+    from zvm_core.engines.native.supervisor import CannotFork, Template
+    looked: list[bool] = []
+    monkeypatch.setattr(supervisor, '_reap_strays', lambda: looked.append(True))
+    template = Template(load_program(str(guest('hello'))), 64 << 20)
+    real_sock, real_fastcall = template.sock, supervisor._fastcall
+
+    class Unsent:
+        """The template's socket, its asks not sent (the line below answers one)."""
+
+        def send(self, data: bytes) -> int:
+            return len(data)
+
+        def __getattr__(self, name: str):
+            return getattr(real_sock, name)
+
+    class Said:
+        """_fastcall, whose next message is the template's line for a failed fork."""
+
+        @staticmethod
+        def hello(fd: int, timeout: float):
+            return template.pid, -1, b'loader: cannot fork (errno 11)\n'
+
+        def __getattr__(self, name: str):
+            return getattr(real_fastcall, name)
+
+    try:
+        template.sock = Unsent()
+        monkeypatch.setattr(supervisor, '_fastcall', Said())
+        with pytest.raises(CannotFork, match='cannot fork .*errno 11.*limit, not the program'):
+            template.take()
+        assert not template._unnamed and not template._forking
+        template.sock = real_sock
+        monkeypatch.setattr(supervisor, '_fastcall', real_fastcall)
+        template.take().close()         # the template serves on
+    finally:
+        template.sock = real_sock
+        template.close()
+    assert looked == []
+
+
 def test_reap_looks_at_a_killed_child_a_call_later(guest, monkeypatch):
     """``Template.reap`` kills the ended runs' children and reaps those the call
     before the previous one killed: the one just killed is mostly still dying a

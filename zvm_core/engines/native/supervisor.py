@@ -346,6 +346,12 @@ def _writes(spec: Spec, sp_at: int) -> list[tuple[int, bytes]]:
     return [*spec.copies, (sp_at, sp)]
 
 
+class CannotFork(OSError):
+    """The template could not fork a child asked for (its own line, loader.c serve:
+    the host's process or memory limit): that run fails, the host's fault; no child
+    was made, none left unnamed."""
+
+
 class Template:
     """A fork server for one program at one memory size (the pool's warm native starts).
 
@@ -499,6 +505,8 @@ class Template:
             with contextlib.suppress(ProcessLookupError):
                 signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
             raise
+        except CannotFork:      # its own line: this child was never made
+            raise
         except OSError:         # the template is gone: a child it forked, unnamed
             self._unnamed = True
             raise
@@ -540,8 +548,12 @@ class Template:
                     msg += more
             finally:
                 self.sock.setblocking(False)
+            line = msg.decode(errors='replace').strip()
+            if pid == self.pid and 'cannot fork' in line:     # the one line it serves
+                raise CannotFork(errno.EAGAIN, f'the host cannot fork the run\'s process now '
+                                 f'({line}): its process or memory limit, not the program')
             if pid in (0, self.pid):
-                raise OSError(errno.EPROTO, msg.decode(errors='replace').strip())
+                raise OSError(errno.EPROTO, line)
         elif pid <= 0 or pid == self.pid:
             os.close(listener)
             raise OSError(errno.EPROTO, 'a listener from no child of the template')
@@ -656,6 +668,8 @@ class Template:
         while self._forking:        # collected to be killed: else stray children
             try:
                 self._ready.append(self._collect())
+            except CannotFork:      # no child to kill
+                continue
             except OSError:
                 strays = True
                 break
@@ -665,6 +679,8 @@ class Template:
         for _ in range(self._lost + self._forking):
             try:
                 pid, listener, _hello = self._hello()
+            except CannotFork:
+                continue
             except OSError:
                 strays = True
                 continue
@@ -1150,8 +1166,8 @@ def run(program: Program, channels: list[Channel], argv: list[str], env: dict[st
             child = template.take(ahead)
         except OSError as e:    # the template or its child failed: no guest ran
             what = e.strerror or str(e)
-            if not what.startswith('loader: '):     # the loader's own line says where
-                what = f'the template failed: {what}'
+            if not what.startswith('loader: ') and not isinstance(e, CannotFork):
+                what = f'the template failed: {what}'   # (those two say what failed)
             return Report('killed', None, _failure(what), host_failure=True)
         pid, sock, pidfd = child.pid, None, child.pidfd
     if child is None:
