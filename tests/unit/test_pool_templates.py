@@ -34,6 +34,9 @@ class _Template:
     def idle(self) -> None:
         pass
 
+    def trim(self) -> None:
+        pass
+
     def close(self) -> None:
         self.closed = True
 
@@ -160,6 +163,9 @@ def test_a_chunk_looks_at_its_program_once(monkeypatch, tmp_path) -> None:
         def reset(self) -> None:
             pass
 
+        def trim(self) -> None:
+            pass
+
     warm = Warm()
 
     class Prepared:
@@ -210,12 +216,11 @@ def test_a_chunks_nodes_are_told_the_nodes_after_them_of_their_template() -> Non
     assert worker._following([]) == []
 
 
-@pytest.mark.parametrize('budget,trimmed', [(None, False), (1.0, True)])
-def test_a_chunk_stopped_by_its_budget_trims_its_templates(monkeypatch, budget,
-                                                            trimmed) -> None:
-    """Once the budget stops a chunk, the templates its runs used kill the children
-    asked for the runs not started (``trim``), before they are weighed again; a
-    chunk that ends whole trims none."""
+@pytest.mark.parametrize('budget,stopped', [(None, False), (1.0, True)])
+def test_a_chunk_trims_its_templates_at_its_end(monkeypatch, budget, stopped) -> None:
+    """At a chunk's end, stopped by its budget or not, the templates its runs used
+    kill the children asked for runs that did not take them (``trim``), before
+    they are weighed again."""
     steps: list = []
     clock = [0.0]
     templates, made = _templates(monkeypatch, budget=1 << 30)
@@ -230,7 +235,7 @@ def test_a_chunk_stopped_by_its_budget_trims_its_templates(monkeypatch, budget,
     monkeypatch.setattr(worker, '_fastcall', types.SimpleNamespace(
         hold=lambda on: False, monotonic=lambda: 0.0, coarse=lambda: clock[0]))
     worker._serve_many(None, [({}, []), ({}, []), ({}, [])], templates, budget)
-    assert steps == (['stopped', 'trim', 'settle'] if trimmed else ['settle'])
+    assert steps == ['stopped'] * stopped + ['trim', 'settle']
 
 
 def test_one_account_cycling_programs_evicts_its_own_templates(monkeypatch) -> None:

@@ -433,20 +433,20 @@ def _serve_many(sock: socket.socket, runs: list[tuple[dict, list[int]]],
     ``budget`` seconds have gone since the request came, no other run starts: the
     worker says so (``STOPPED``) and closes the descriptors of the runs left, which
     its caller may send again: a chunk whose nodes turned slow holds its worker, and
-    its account's turn, that long plus one run, not a timeout per node; the children
-    its templates asked for those runs are killed (``trim``)."""
+    its account's turn, that long plus one run, not a timeout per node.  At the end
+    each template used keeps the next run's child alone (``trim``): the children
+    asked for runs not started, failed before their child, or resumed from a
+    snapshot's template, are killed."""
     done = 0
     used: dict[int, object] = {}        # id -> template reset since the request came
     ready: dict[tuple, tuple] = {}      # (program, engine, rdtsc) -> (file key, prepared)
     end = None if budget is None else _fastcall.coarse() + budget   # (no system call a node)
     following = _following(runs)
-    stopped = False
     _fastcall.hold(True)
     try:
         for i, (req, fds) in enumerate(runs):
             if i and end is not None and _fastcall.coarse() >= end:
                 _send(sock, [STOPPED])
-                stopped = True
                 break
             tails: dict[str, TailBacking] = {}
             machine = None
@@ -468,8 +468,7 @@ def _serve_many(sock: socket.socket, runs: list[tuple[dict, list[int]]],
     finally:
         _fastcall.hold(False)
         for machine in used.values():
-            if stopped:     # the children its template asked for the runs not started
-                machine.trim()
+            machine.trim()      # children asked for runs that did not come to them
             templates.settle(machine)
         for _, fds in runs[done:]:
             for f in fds:

@@ -452,7 +452,8 @@ class Template:
         self.reap(wait=True)
 
     def trim(self) -> None:
-        """A batch stopped by its budget: the children asked for its runs not started
+        """A batch's request ended: the children asked for its runs that did not
+        take them (not started: its budget; failed before; resumed from a snapshot)
         would wait unused, three descriptors each in the worker; one is kept for the
         next run, the others killed now or as they come in (:meth:`_take_in`)."""
         while len(self._ready) > 1:

@@ -65,8 +65,8 @@ class Warm:
         self._tend('idle')
 
     def trim(self) -> None:
-        """A batch stopped by its budget: its template's children beyond the next
-        run's are killed (``Template.trim``)."""
+        """A batch's request ended: its template's children beyond the next run's
+        are killed (``Template.trim``)."""
         self._tend('trim')
 
     def waiting(self) -> list[int]:
