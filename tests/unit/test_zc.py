@@ -2407,3 +2407,30 @@ def test_a_misspelt_option_is_named_with_the_one_meant(capsys) -> None:
     with pytest.raises(SystemExit):
         cli.main(['run', 'job.json', '--zzz'])          # nothing close: no guess
     assert capsys.readouterr().err.endswith('zc: error: unrecognized arguments: --zzz\n')
+
+
+@pytest.mark.parametrize('name, how', [
+    ('x.py', 'zc run --script {path}'),
+    ('x.lua', 'zc run --script {path}'),
+    ('x', 'zc run --script {path} --interpreter file://python3:python3 (or file://lua:lua '
+          'for Lua)')])
+def test_validate_of_a_script_says_the_command_that_runs_it(
+        tmp_path: Path, capsys, name: str, how: str) -> None:
+    # zc validate x.py advised "file://python3:python3", the job's URL, not what to type
+    from zerocloud.client import cli
+    path = tmp_path / name
+    path.write_text('print("hi")\n')
+    client = cli.Client(build_parser().parse_args(['validate', str(path)]))
+    assert client.cmd_validate() == cli.EXIT_FAILED
+    err = capsys.readouterr().err
+    assert f'runs with {how.format(path=path)} (doc/python.md' in err
+    assert '"file://python3:python3"' not in err
+
+
+def test_validate_of_binary_garbage_keeps_the_validators_verdict(tmp_path: Path, capsys) -> None:
+    from zerocloud.client import cli
+    path = tmp_path / 'x.py'
+    path.write_bytes(b'\x00\x01\x02\x03garbage')
+    client = cli.Client(build_parser().parse_args(['validate', str(path)]))
+    assert client.cmd_validate() == cli.EXIT_FAILED
+    assert capsys.readouterr().err.startswith(f'{path}: invalid: E1: not an ELF file')
