@@ -2434,3 +2434,41 @@ def test_validate_of_binary_garbage_keeps_the_validators_verdict(tmp_path: Path,
     client = cli.Client(build_parser().parse_args(['validate', str(path)]))
     assert client.cmd_validate() == cli.EXIT_FAILED
     assert capsys.readouterr().err.startswith(f'{path}: invalid: E1: not an ELF file')
+
+
+LOST_SAID = ('the proxy running this deferred job stopped before it finished (its state was '
+             'last updated 40 s ago); its result is lost: run the job again')
+LATE_HEADERS = {'Status': '200 OK', 'Content-Type': 'text/plain', 'X-Nexe-System': 'one',
+                'X-Nexe-Status': 'ok', 'X-Nexe-Retcode': '0', 'X-Nexe-Reported-Lost': LOST_SAID}
+LATE_NOTE = (f'zc: note: the job finished after it was reported lost ({LOST_SAID}): if you ran '
+             'it again, both runs happened (each may have written objects)\n')
+
+
+@pytest.mark.parametrize('argv', [['status', 'job-1'], ['wait', 'job-1'], ['wait', 'job-1', '-q']])
+def test_a_job_that_finished_after_it_was_reported_lost_says_so(monkeypatch, capsys,
+                                                                 argv) -> None:
+    # X-Nexe-Reported-Lost was in the result, but zc wait/status said "done" only: a user
+    # who read "lost" and ran the job again was not told that both runs happened
+    from zerocloud.client import cli
+    result = report.parse_stored(json.dumps(LATE_HEADERS).encode(), b'out\n')
+    monkeypatch.setattr(cli.Client, 'result_path', lambda self, job: job)
+    monkeypatch.setattr(cli.Client, 'known', lambda self, path, output=False: (result, None))
+    assert cli.main(argv) == 0
+    said = capsys.readouterr()
+    if argv[0] == 'status':
+        assert said.out.startswith('job-1: done: 1 node: 1 succeeded, 0 failed')
+        assert said.out.endswith(LATE_NOTE) and said.out.count('\n') == 2
+    else:
+        assert said.out == 'out\n' and said.err.endswith(LATE_NOTE)
+
+
+def test_status_json_of_a_job_that_finished_after_it_was_reported_lost_says_so() -> None:
+    from zerocloud.client.cli import Client
+    result = report.parse_stored(json.dumps(LATE_HEADERS).encode(), b'out\n')
+    client = Client(build_parser().parse_args(['status', 'job-1', '--json']))
+    said = json.loads(client.describe(result, as_json=True))
+    assert (said['state'], said['reported_lost']) == ('done', LOST_SAID)
+    plain = report.parse_stored(json.dumps(dict(LATE_HEADERS, **{
+        'X-Nexe-Reported-Lost': ''})).encode(), b'')
+    assert 'reported_lost' not in json.loads(client.describe(plain, as_json=True))
+    assert display.reported_lost(plain) == ''

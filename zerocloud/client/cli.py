@@ -691,6 +691,7 @@ class Client:
             if not (as_json and not result.failed):
                 self.err.write(display.report(result))
         self.note_discarded(result.discarded_stdout())
+        self.err.write(display.reported_lost(result))
         if getattr(self.opts, 'device', None) == 'stdin' and _missed_input(result.nodes):
             self.err.write('(the object was given on stdin: --as input gives it as /dev/input)\n')
         if result.status == 413 and not result.nodes and b'the request body' in result.body:
@@ -849,13 +850,15 @@ class Client:
         if as_json:
             total, failed = result.totals
             nodes = result.counts or {'total': total, 'done': total - failed, 'failed': failed}
+            lost = {'reported_lost': result.reported_lost} if result.reported_lost else {}
             return json.dumps({'state': state, 'status': result.status,
                                'seconds': result.seconds, 'nodes': nodes,
-                               **({'error': said} if said else {})}) + '\n'
+                               **({'error': said} if said else {}), **lost}) + '\n'
         if said:
             return f'{self.opts.id}: {state}: {said}\n'
         every = 'zc result with this id and --json lists every node'
-        return f'{self.opts.id}: {state}: {display.summary(result, every)}'
+        return (f'{self.opts.id}: {state}: {display.summary(result, every)}'
+                + display.reported_lost(result))
 
     def cmd_cancel(self) -> int:
         """Stop a running deferred job (a DELETE of its state), wait for its result
