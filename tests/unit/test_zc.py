@@ -2472,3 +2472,14 @@ def test_status_json_of_a_job_that_finished_after_it_was_reported_lost_says_so()
         'X-Nexe-Reported-Lost': ''})).encode(), b'')
     assert 'reported_lost' not in json.loads(client.describe(plain, as_json=True))
     assert display.reported_lost(plain) == ''
+
+
+def test_zc_takes_a_swift_url_in_upper_case() -> None:
+    # URL schemes are case-insensitive (RFC 3986): zc run SWIFT://~/bin/p read a local
+    # file of that name, and zc status SWIFT://~/c/job-... named swift://~/SWIFT:/...
+    from zerocloud.client.session import Session
+    payload = jobs.build('SWIFT://~/bin/p', None, 'SWIFT://~/logs/*.txt', 'Swift://~/out/*.n')
+    assert payload.job[0]['exec']['path'] == 'SWIFT://~/bin/p'
+    parse_job(payload.body, 'AUTH_t')           # the cluster takes it as it is
+    where = Session.location(SimpleNamespace(account='AUTH_t'), 'SWIFT://~/c/o')
+    assert where == SwiftPath('AUTH_t', 'c', 'o')

@@ -59,7 +59,7 @@ with quiet_imports('zc'):   # Ctrl-C as the command is starting: exit 130
     from zerocloud.answer_format import DEFERRED_HEADER, REPORT_HEADER, SUMMARY_NODES
     from zerocloud.client import display, jobs, local, report, zapps
     from zerocloud.client.session import Answer, ServerError, Session
-    from zerocloud.job import JobError, SwiftPath, parse_location
+    from zerocloud.job import JobError, SwiftPath, is_swift_url, parse_location
     from zerocloud.jobnames import HEADERS_SUFFIX, STATE_SUFFIX
     from zerocloud.jobnames import HOME as RESULTS
     from zerocloud.jobnames import NAME as JOB_NAME
@@ -448,10 +448,10 @@ class Client:
             raise Usage('give a job (.json or .zapp), a program, or --script FILE')
         if o.target is not None and o.script is not None:      # it was dropped, unread
             on = f": the objects go with --on '{o.target}'" if \
-                o.target.startswith('swift://') and o.on is None else ''
+                is_swift_url(o.target) and o.on is None else ''
             raise Usage(f'give a job, a program or --script FILE, not both ({o.target} and '
                         f'--script {o.script}){on}')
-        if o.script is None and not o.target.startswith('swift://') and \
+        if o.script is None and not is_swift_url(o.target) and \
                 not _is_program(o.target):
             payload = jobs.load(o.target)
             if o.on is None and o.out is None:
@@ -998,7 +998,7 @@ class Client:
 
     def cmd_validate(self) -> int:
         target = self.opts.program
-        if target.startswith('swift://'):
+        if is_swift_url(target):
             path = self.session.location(target)
             answer = self.session.request('HEAD', path, {})
             answer.read()

@@ -46,7 +46,7 @@ from zerocloud.client.jobs import (
     system_images,
     zapp_bytes,
 )
-from zerocloud.job import SWIFT, USER_IMAGE, JobError, _known_keys, parse_job
+from zerocloud.job import SWIFT, USER_IMAGE, JobError, _known_keys, is_swift_url, parse_job
 from zvm_core.elf import ElfError, load_program
 from zvm_core.validator import Policy, default_cache, validate
 
@@ -183,7 +183,7 @@ def check_program(name: str, data: bytes) -> str | None:
 def _not_elf(name: str, error: ElfError) -> str:
     """A local text file given as a program: the command that runs it if it is a script
     (the validator's own advice names the interpreter's URL, which zc users need not type)."""
-    if 'a text file' not in error.message or name.startswith('swift://'):
+    if 'a text file' not in error.message or is_swift_url(name):
         return f'{name}: invalid: {error}'
     how = (f'zc run --script {name}' if Path(name).suffix.lower() in INTERPRETERS else
            f'zc run --script {name} --interpreter {INTERPRETERS[".py"]} (or '
