@@ -2483,3 +2483,51 @@ def test_zc_takes_a_swift_url_in_upper_case() -> None:
     parse_job(payload.body, 'AUTH_t')           # the cluster takes it as it is
     where = Session.location(SimpleNamespace(account='AUTH_t'), 'SWIFT://~/c/o')
     assert where == SwiftPath('AUTH_t', 'c', 'o')
+
+
+def _cancelled_after(monkeypatch, answer: FakeAnswer, results: list) -> list:
+    """zc cancel job-1 with the DELETE answered ``answer`` and each look for the result
+    answered by the next of ``results``; what it asked."""
+    from zerocloud.client import cli
+    asked: list = []
+    monkeypatch.setattr(cli, 'POLL_START', 0.0)
+    monkeypatch.setattr(cli.Client, 'result_path', lambda self, job: SwiftPath('AUTH_t', 'c',
+                                                                               job))
+    monkeypatch.setattr(cli.Client, 'session', SimpleNamespace(
+        request=lambda method, path, headers: asked.append((method, path)) or answer))
+    monkeypatch.setattr(cli.Client, 'stored', lambda self, path: asked.append('look')
+                        or results.pop(0))
+    return asked
+
+
+LOST = report.parse_stored(json.dumps({
+    'Status': '503 Service Unavailable', 'X-Nexe-Status': 'lost',
+    'X-Nexe-Error': LOST_SAID}).encode(), LOST_SAID.encode() + b'\n')
+
+
+def test_cancel_of_a_job_reported_lost_that_runs_still_waits_for_its_own_result(
+        monkeypatch, capsys) -> None:
+    # it said "not running: it has ended": the lost result was taken for the job's own
+    from zerocloud.client import cli
+    cancelled = report.parse_stored(json.dumps({
+        'Status': '499 Client Disconnect', 'X-Nexe-Status': 'cancelled',
+        'X-Nexe-Error': 'stopped by a DELETE of its state (zc cancel) after 50.0 s: ...',
+        'X-Nexe-Reported-Lost': LOST_SAID}).encode(), b'stopped by a DELETE ...\n')
+    asked = _cancelled_after(monkeypatch, FakeAnswer(202, 'Accepted', b'cancelling ...', {
+        'X-Nexe-Reported-Lost': LOST_SAID}), [LOST, LOST, cancelled])
+    assert cli.main(['cancel', 'job-1']) == 0
+    assert asked == [('DELETE', SwiftPath('AUTH_t', 'c', 'job-1.state'))] + ['look'] * 3
+    assert capsys.readouterr().err == (
+        'job-1: it was reported lost, but its proxy runs it still: asked to stop it\n'
+        'job-1: cancelled: stopped by a DELETE ...\n' + LATE_NOTE)
+
+
+def test_cancel_of_a_job_reported_lost_and_not_seen_since_says_it_may_run_still(
+        monkeypatch, capsys) -> None:
+    from zerocloud.client import cli
+    _cancelled_after(monkeypatch, FakeAnswer(404, 'Not Found', b''), [LOST])
+    assert cli.main(['cancel', 'job-1']) == cli.EXIT_FAILED
+    assert capsys.readouterr().err == (
+        'job-1: not running, nothing to cancel (it was reported lost: if its proxy was only '
+        'slow or cut off it may run still, unseen, and its result then replaces the lost '
+        f'one; zc status with this id says)\njob-1: lost: {LOST_SAID}\n')

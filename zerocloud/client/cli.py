@@ -854,11 +854,9 @@ class Client:
             return json.dumps({'state': state, 'status': result.status,
                                'seconds': result.seconds, 'nodes': nodes,
                                **({'error': said} if said else {}), **lost}) + '\n'
-        if said:
-            return f'{self.opts.id}: {state}: {said}\n'
         every = 'zc result with this id and --json lists every node'
-        return (f'{self.opts.id}: {state}: {display.summary(result, every)}'
-                + display.reported_lost(result))
+        line = f'{said}\n' if said else display.summary(result, every)
+        return f'{self.opts.id}: {state}: {line}' + display.reported_lost(result)
 
     def cmd_cancel(self) -> int:
         """Stop a running deferred job (a DELETE of its state), wait for its result
@@ -871,13 +869,20 @@ class Client:
             result = self.stored(path)
             if result is None:
                 return self.unknown()
-            self.err.write(f'{job}: not running, nothing to cancel\n')
+            self.err.write(f'{job}: not running, nothing to cancel' + (
+                ' (it was reported lost: if its proxy was only slow or cut off it may run '
+                'still, unseen, and its result then replaces the lost one; zc status with '
+                'this id says)' if result.stopped == 'lost' else '') + '\n')
             self.err.write(self.describe(result))
             return EXIT_FAILED
         if answer.status >= 300:
             raise ServerError(f'DELETE {state}', answer.status, answer.reason, body)
+        if answer.headers.get('x-nexe-reported-lost'):      # running still: its own comes
+            self.err.write(f'{job}: it was reported lost, but its proxy runs it still: '
+                           'asked to stop it\n')
         deadline, pause = time.monotonic() + CANCEL_WAIT, POLL_START
-        while (result := self.stored(path)) is None:
+        while (result := self.stored(path)) is None or (
+                result.stopped == 'lost' and answer.headers.get('x-nexe-reported-lost')):
             if time.monotonic() >= deadline:
                 self.err.write(f'{job}: asked to stop, still running after {CANCEL_WAIT:.0f} s '
                                '(zc status with this id says when it stopped)\n')
