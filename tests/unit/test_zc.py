@@ -2531,3 +2531,25 @@ def test_cancel_of_a_job_reported_lost_and_not_seen_since_says_it_may_run_still(
         'job-1: not running, nothing to cancel (it was reported lost: if its proxy was only '
         'slow or cut off it may run still, unseen, and its result then replaces the lost '
         f'one; zc status with this id says)\njob-1: lost: {LOST_SAID}\n')
+
+
+@pytest.mark.parametrize('source, device, failed, hint', [
+    ('print(io.open("/dev/input"):read("a"))\n', 'stdin', True, True),
+    ('print(io.open("/dev/input"):read("a"))\n', 'input', True, False),
+    ('print(io.open("/dev/input"):read("a"))\n', 'stdin', False, False),
+    ('print(io.read("a"):upper())\n', 'stdin', True, False)])
+def test_a_failed_script_that_names_dev_input_with_the_object_on_stdin_hints_as_input(
+        tmp_path: Path, capsys, source: str, device: str, failed: bool, hint: bool) -> None:
+    # Lua's io.open("/dev/input") gives nil: "attempt to index a nil value" names no file,
+    # so the --as input hint did not fire
+    from zerocloud.client.cli import Client
+    script = tmp_path / 'up.lua'
+    script.write_text(source)
+    opts = build_parser().parse_args(['run', '--script', str(script), '--on', 'swift://~/c/*',
+                                      '--as', device])
+    node = report.NodeResult('up-1', status='ok', retcode=1 if failed else 0, stderr=(
+        'lua: /dev/script:1: attempt to index a nil value\n' if failed else ''))
+    result = report.JobResult(200, [node], body=b'')
+    Client(opts, out=io.BytesIO()).show_result(result, {})
+    said = '(the object was given on stdin: --as input gives it as /dev/input)\n'
+    assert capsys.readouterr().err.count(said) == hint

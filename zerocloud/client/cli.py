@@ -141,6 +141,16 @@ def _missed_input(nodes: list[report.NodeResult]) -> bool:
                for node in nodes for line in f'{node.error}\n{node.stderr}'.splitlines())
 
 
+def _names_input(script: str | None) -> bool:
+    """Does the ``--script`` source name ``/dev/input``?  Then a failed node may have
+    missed it: Lua's ``io.open`` of it gives nil, and the error, ``attempt to index a nil
+    value``, names no file for :func:`_missed_input`."""
+    try:
+        return script is not None and b'/dev/input' in Path(script).read_bytes()
+    except OSError:
+        return False
+
+
 AT_ONCE = 16        # requests at a time fetching (or deleting) a large job's stored stdouts
 
 
@@ -692,7 +702,9 @@ class Client:
                 self.err.write(display.report(result))
         self.note_discarded(result.discarded_stdout())
         self.err.write(display.reported_lost(result))
-        if getattr(self.opts, 'device', None) == 'stdin' and _missed_input(result.nodes):
+        script = getattr(self.opts, 'script', None)
+        if getattr(self.opts, 'device', None) == 'stdin' and (_missed_input(result.nodes) or (
+                any(n.failed for n in result.nodes) and _names_input(script))):
             self.err.write('(the object was given on stdin: --as input gives it as /dev/input)\n')
         if result.status == 413 and not result.nodes and b'the request body' in result.body:
             self.err.write(_bundle_too_large(self.opts, result.body))
