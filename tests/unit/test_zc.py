@@ -626,6 +626,14 @@ def test_a_registered_app_keeps_its_devices_spelling_and_image() -> None:
         zapps.registered_job([job[0], 'b'], url)
 
 
+def test_a_registered_app_keeps_its_stored_image_named_in_upper_case() -> None:
+    # SWIFT://~/img/x.tar (a swift:// URL: schemes are case-insensitive) was replaced
+    job = [{'name': 'a', 'exec': {'path': 'bin/a'},
+            'devices': [{'name': 'image', 'path': 'SWIFT://~/img/x.tar'}]}]
+    out = zapps.registered_job(job, 'swift://AUTH_t/apps/a.zapp')
+    assert out[0]['devices'] == [{'name': 'image', 'path': 'SWIFT://~/img/x.tar'}]
+
+
 def test_a_local_map_to_a_missing_directory_says_so(tmp_path: Path) -> None:
     run = local.LocalRun(local.parse_maps([f'logs={tmp_path}/nowhere']), tmp_path)
     with pytest.raises(jobs.BuildError, match=f'--map swift://~/logs={tmp_path}/nowhere: '

@@ -46,7 +46,7 @@ from zerocloud.client.jobs import (
     system_images,
     zapp_bytes,
 )
-from zerocloud.job import SWIFT, USER_IMAGE, JobError, _known_keys, is_swift_url, parse_job
+from zerocloud.job import USER_IMAGE, JobError, _known_keys, is_swift_url, parse_job
 from zvm_core.elf import ElfError, load_program
 from zvm_core.validator import Policy, default_cache, validate
 
@@ -264,6 +264,6 @@ def registered_job(job: list, image_url: str) -> list:
         image = next((d for d in group_devices(group) if device_name(d) == USER_IMAGE), None)
         if image is None:
             group[key].append({'name': USER_IMAGE, 'path': image_url})
-        elif not str(image.get('path') or '').startswith(SWIFT):
+        elif not is_swift_url(image.get('path')):
             image['path'] = image_url
     return out
