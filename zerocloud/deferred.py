@@ -512,13 +512,35 @@ def cancel(app, env: dict, logger, config: Config | None = None) -> Response | N
     if not is_success(stored.status_int):
         return stored
     # its proxy looks for the marker once more after it stored the result: if that came
-    # before the marker, it is done, and the marker is this request's to delete
+    # before the marker, it is done, and the marker is this request's to delete; a job
+    # reported lost whose proxy runs it still (it wrote its state again) reads it too
+    said = None
     if _request(app, req, 'HEAD', base + HEADERS_SUFFIX).status_int == 200:
-        _request(app, req, 'DELETE', base + CANCEL_SUFFIX)
-        return _not_running(app, req, base)
+        said = _reported_lost(app, req, base + HEADERS_SUFFIX)
+        if said is None or not _still_running(app, req, base, config):
+            _request(app, req, 'DELETE', base + CANCEL_SUFFIX)
+            if said is not None:        # the state of a proxy that stopped since
+                _request(app, req, 'DELETE', base + STATE_SUFFIX)
+            return _not_running(app, req, base)
     logger.info('deferred job %s: cancel asked', base)
-    return HTTPAccepted(body=f'cancelling {name}: it stops within {CANCEL_EVERY * 2:.0f} s; '
-                             f'its result then says what ended\n', content_type='text/plain')
+    late = ('it was reported lost, but its proxy runs it still: ' if said is not None else '')
+    return HTTPAccepted(body=f'cancelling {name}: {late}it stops within '
+                             f'{CANCEL_EVERY * 2:.0f} s; its result then says what ended\n',
+                        content_type='text/plain',
+                        headers={'X-Nexe-Reported-Lost': said} if said is not None else {})
+
+
+def _still_running(app, req: Request, base: str, config: Config | None) -> bool:
+    """Is the job ``base`` running by its state (:func:`_lost_why` finds no reason it
+    is lost)?  A job reported lost whose proxy was only slow writes its state again."""
+    state = _request(app, req, 'GET', base + STATE_SUFFIX)
+    if state.status_int != 200 or (state.content_length or STATE_MAX + 1) > STATE_MAX:
+        close_if_possible(state.app_iter)
+        return False
+    try:
+        return not _lost_why(json.loads(state.body), config)
+    except (ValueError, TypeError, KeyError, OverflowError, RecursionError):
+        return False
 
 
 def settle_lost(app, env: dict, logger, config: Config | None = None) -> None:
@@ -544,27 +566,13 @@ def _settle(app, req: Request, version: str, account: str, container: str, name:
         return
     try:
         running = json.loads(state.body)
-        age = time.time() - float(running['updated'])
-        stale = age > STALE_BEATS * float(running['heartbeat'])
-        still = time.time() - float(running.get('moved', running['updated']))
+        why = _lost_why(running, config)
     except (ValueError, TypeError, KeyError, OverflowError, RecursionError):
         return              # not a state this proxy wrote (the user's to overwrite)
-    limits = config or Config()
-    hung = still > max(STALE_BEATS * float(running['heartbeat']),
-                       HUNG_LIMITS * (limits.timeout + limits.chain_timeout))
-    process = _process(running)
-    gone = process == GONE
-    if not (gone or hung or (stale and process != ALIVE)):     # alive here: it is running
+    if not why:             # alive here, or its state fresh: it is running
         return
-    logger.error('deferred job %s was lost: its state was last updated %.0f s ago by %s',
-                 base, age, running.get('proxy'))
-    if gone:
-        why = f'its process {running["proxy"]} is gone'
-    elif stale and process != ALIVE:
-        why = f'its state was last updated {age:.0f} s ago'
-    else:
-        why = (f'its nodes have not moved for {still:.0f} s, over {HUNG_LIMITS} times '
-               f'zerovm_timeout + chain_timeout')
+    logger.error('deferred job %s was lost (%s): its proxy was %s', base, why,
+                 running.get('proxy'))
     lost = HTTPServiceUnavailable(
         body=f'the proxy running this deferred job stopped before it finished ({why}); its '
              f'result is lost: run the job again\n',
@@ -579,6 +587,26 @@ def _settle(app, req: Request, version: str, account: str, container: str, name:
     _request(app, req, 'DELETE', base + STATE_SUFFIX)
     # a cancel asked while the state still looked fresh left a marker no proxy reads
     _request(app, req, 'DELETE', base + CANCEL_SUFFIX)
+
+
+def _lost_why(running: dict, config: Config | None) -> str:
+    """Why the job of the state ``running`` is lost (:func:`_settle`), '' while it runs;
+    ValueError, TypeError, KeyError or OverflowError for a state this proxy did not write."""
+    age = time.time() - float(running['updated'])
+    stale = age > STALE_BEATS * float(running['heartbeat'])
+    still = time.time() - float(running.get('moved', running['updated']))
+    limits = config or Config()
+    hung = still > max(STALE_BEATS * float(running['heartbeat']),
+                       HUNG_LIMITS * (limits.timeout + limits.chain_timeout))
+    process = _process(running)
+    if process == GONE:
+        return f'its process {running["proxy"]} is gone'
+    if stale and process != ALIVE:
+        return f'its state was last updated {age:.0f} s ago'
+    if hung:
+        return (f'its nodes have not moved for {still:.0f} s, over {HUNG_LIMITS} times '
+                f'zerovm_timeout + chain_timeout')
+    return ''
 
 
 def _proxy() -> str:
@@ -657,8 +685,16 @@ def _exists(pid: int) -> bool:
 
 
 def _not_running(app, req: Request, base: str) -> Response:
-    ended = _request(app, req, 'HEAD', base + HEADERS_SUFFIX).status_int == 200
-    why = 'it has ended (its result is stored)' if ended else 'no such job'
+    """404: the job ended, or was reported lost (its proxy may run it still, unseen:
+    its result would then replace the lost one), or there is no such job."""
+    said = _reported_lost(app, req, base + HEADERS_SUFFIX)
+    if said is not None:
+        why = (f'it was reported lost ({said}); if its proxy was only slow or cut off it '
+               f'may run still, unseen, and its result then replaces the lost one')
+    elif _request(app, req, 'HEAD', base + HEADERS_SUFFIX).status_int == 200:
+        why = 'it has ended (its result is stored)'
+    else:
+        why = 'no such job'
     return HTTPNotFound(body=f'{base.rpartition("/")[2]} is not running: {why}\n')
 
 
@@ -695,16 +731,26 @@ def _note_lost(app, req: Request, where: SwiftPath, resp: Response) -> None:
     ``X-Nexe-Reported-Lost`` (the lost one's ``X-Nexe-Error``): whoever read ``lost``
     may have run the job again, and then both runs ran.  The result is the truth, and
     of more use than ``lost``; one GET per deferred result."""
-    earlier = _request(app, req, 'GET', f'/v1{where.path}{HEADERS_SUFFIX}')
+    said = _reported_lost(app, req, f'/v1{where.path}{HEADERS_SUFFIX}')
+    if said is not None:
+        resp.headers['X-Nexe-Reported-Lost'] = said
+
+
+def _reported_lost(app, req: Request, headers: str) -> str | None:
+    """What the result's ``.headers`` object (a path) says if it is a lost result (its
+    ``X-Nexe-Error``), else None: a job's own result, none, or one this proxy did not
+    store (too large to be a lost one: not read)."""
+    earlier = _request(app, req, 'GET', headers)
     if earlier.status_int != 200 or (earlier.content_length or LOST_MAX + 1) > LOST_MAX:
         close_if_possible(earlier.app_iter)
-        return                      # none, or not one this proxy stored: overwritten
+        return None
     try:
         said = json.loads(earlier.body)
     except (ValueError, RecursionError):
-        return
+        return None
     if isinstance(said, dict) and said.get('X-Nexe-Status') == 'lost':
-        resp.headers['X-Nexe-Reported-Lost'] = str(said.get('X-Nexe-Error', 'lost'))
+        return str(said.get('X-Nexe-Error', 'lost'))
+    return None
 
 
 def _has_home(app, req: Request, where: SwiftPath, logger, version: str) -> bool:

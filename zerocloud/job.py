@@ -174,6 +174,12 @@ class SwiftPath:
         return '*' in self.container or '*' in (self.obj or '')
 
 
+def is_swift_url(url: object) -> bool:
+    """Is ``url`` a ``swift://`` URL?  Its scheme in any case: schemes are case-insensitive
+    (RFC 3986), and ``SWIFT://~/c/o`` was refused as no URL at all."""
+    return isinstance(url, str) and url[:len(SWIFT)].lower() == SWIFT
+
+
 def parse_location(url: str, account: str, *, where: str | None = None) -> SwiftPath:
     """Parse ``swift://account/container[/object]``; ``~`` or ``.`` is ``account``.
 
@@ -183,7 +189,7 @@ def parse_location(url: str, account: str, *, where: str | None = None) -> Swift
         place = f' in {where}' if where else ''
         return JobError(f'Invalid path {url}{place}: {reason}')
 
-    if not isinstance(url, str) or not url.startswith(SWIFT):
+    if not is_swift_url(url):
         raise fail(f'expected swift://account/container[/object]{scheme_hint(url)}')
     acc, _, rest = url[len(SWIFT):].partition('/')
     cont, _, obj = rest.partition('/')
@@ -482,7 +488,7 @@ def home_hint(path: SwiftPath, account: str) -> str:
 
 
 def _exec_path(path: str, account: str, images: frozenset[str], where: str) -> str:
-    if path.startswith(SWIFT):
+    if is_swift_url(path):
         location = parse_location(path, account, where=where)
         if location.obj is None or location.wildcard:
             raise _invalid('executable path', where, f'{path} must name one object'
@@ -611,7 +617,7 @@ def _parse_device(spec: object, number: int, account: str, images: frozenset[str
         url = _string(url, f'path for device {name}', where)
         if device.system_image:
             raise JobError(f'System image device {name} cannot have a path in {where}')
-        if device.readable and not url.startswith(SWIFT):
+        if device.readable and not is_swift_url(url):
             raise JobError(f'Readable device must be a swift object: {name} path {url} '
                            f'in {where}{scheme_hint(url)}')
         device.path = parse_location(url, account, where=where)

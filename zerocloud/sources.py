@@ -111,6 +111,7 @@ from zerocloud.job import (
     JobError,
     Node,
     SwiftPath,
+    is_swift_url,
     parse_location,
 )
 from zerocloud.proxy.caller import Caller, Held, Input, spooled
@@ -465,8 +466,8 @@ def _script_job(caller: Caller, script: Input, account: str, script_path: SwiftP
         devices.append({'name': image})
     else:
         location = None
-        if interpreter.startswith(('swift://', '/')):
-            url = interpreter if interpreter.startswith('swift://') else 'swift://~' + interpreter
+        if is_swift_url(interpreter) or interpreter.startswith('/'):
+            url = interpreter if is_swift_url(interpreter) else 'swift://~' + interpreter
             try:
                 location = parse_location(url, account)
             except JobError:
@@ -476,7 +477,7 @@ def _script_job(caller: Caller, script: Input, account: str, script_path: SwiftP
                                       'swift://<account>/<container>/<object>, '
                                       '/<container>/<object> or file://<system image>:<path>'
                                       f'{_meant(interpreter)}\n')
-        if not interpreter.startswith('swift://'):
+        if not is_swift_url(interpreter):
             _stored_interpreter(caller, location, interpreter)
         interpreter = str(location)
     devices.append({'name': 'stdout', 'content_type': 'text/plain'})

@@ -477,6 +477,42 @@ def test_a_host_write_failure_ends_the_run_as_the_personality_ends_it(guest, tmp
 
 
 @pytest.mark.parametrize('kind', ['fd', 'file'])
+def test_a_read_over_the_c_buffer_left_to_python_is_not_walked_in_c(guest, monkeypatch,
+                                                                     tmp_path, kind):
+    """A read (or readv) of more than CAP bytes from a file with more than CAP left
+    is Python's: the C loop declines it before it looks up each page of the
+    guest's buffer in the protection table (up to 1 GiB of pages), not after.  A
+    page of the buffer is given a key in that table that notes who looks it up:
+    Python's own check alone (memory.py), never the C loop's."""
+    import sys
+
+    from zvm_core.engines.native.memory import PAGE, ProcessMemory
+    looked: list[str] = []
+
+    class Noted(int):
+        """A page number that notes the caller of each comparison with it."""
+
+        def __hash__(self) -> int:
+            return int(self)
+
+        def __eq__(self, other) -> bool:
+            looked.append(os.path.basename(sys._getframe(1).f_code.co_filename))
+            return False
+
+    protect = ProcessMemory.protect
+
+    def noting(self, start: int, end: int, prot: int) -> None:
+        protect(self, start, end, prot)
+        if prot == 0:       # bigio edge: the buffer's last page; the one before, noted
+            self._prot[Noted(start - PAGE)] = 3
+    monkeypatch.setattr(ProcessMemory, 'protect', noting)
+    report, _, err, _ = _run(monkeypatch, tmp_path, guest('bigio'), ['edge', '3'], kind,
+                             text_input(150_000), ('native', True))
+    assert report.status == 'ok' and b'readv = -1 errno=14' in err, (report, err)
+    assert looked and set(looked) == {'memory.py'}, looked
+
+
+@pytest.mark.parametrize('kind', ['fd', 'file'])
 @pytest.mark.parametrize('mode', ['read', 'readv', 'edge'])
 @pytest.mark.parametrize('lines', [5000, 150_000])      # ~90 KiB, ~2.6 MiB
 def test_reads_over_the_c_buffer_same_with_and_without_the_c_path(guest, monkeypatch, tmp_path,

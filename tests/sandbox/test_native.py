@@ -498,6 +498,162 @@ def test_a_batch_asks_its_template_for_children_several_at_once(guest):
     assert set(_child_states(os.getpid())) <= before
 
 
+def test_a_batch_asks_no_children_for_another_templates_nodes(guest, monkeypatch):
+    """A request's nodes of two memory sizes (two templates, A A B B): each node is
+    told the nodes after it of its own template (``worker._following``), so A's
+    first node asks for one child, not three, and once idle A holds the next run's
+    child alone, as before the batch asked ahead: no child waits unused."""
+    from zvm_core.pool import _plan, worker
+    monkeypatch.setattr(worker, '_reply', lambda sock, report, tails, ended: None)
+    program = str(guest('hello'))
+
+    def node(memory: int) -> tuple[dict, list[int]]:
+        shape = {'program': program, 'engine': 'native', 'rdtsc': 'virtualize',
+                 'channels': [], 'limits': {'memory': memory}}
+        return {**shape, 'plan': _plan(shape), 'argv': ['hello'], 'env': {}, 'seed': 0,
+                'epoch': 0}, []
+    before = set(_child_states(os.getpid()))
+    templates = worker.Templates(1 << 30)
+    try:
+        worker._serve_many(None, [node(32 << 20), node(32 << 20), node(64 << 20),
+                                  node(64 << 20)], templates)
+        warms = list(templates._machines.values())
+        assert [w.memory for w in warms] == [32 << 20, 64 << 20]
+        for warm in warms:
+            warm.idle()
+            assert len(warm.template._ready) == 1 and not warm.template._forking
+    finally:
+        templates.close()
+    assert set(_child_states(os.getpid())) <= before
+
+
+def test_a_template_counts_the_descriptors_of_children_on_their_way(guest):
+    """A child asked for holds, once taken in, its pidfd, listener and memory in the
+    worker: counted from the ask (``descriptors``), the worker's bound (settle,
+    evict) is not under by three a child while a batch's children fork."""
+    from zvm_core.elf import load_program
+    from zvm_core.engines.native.supervisor import Template
+    template = Template(load_program(str(guest('hello'))), 64 << 20)
+    try:
+        alone = template.descriptors()
+        template.fork(2)
+        asked = template.descriptors()
+        template.idle()
+        assert all(c.memfd is not None for c in template._ready)
+        assert asked == alone + 6 == template.descriptors()
+    finally:
+        template.close()
+
+
+def test_a_short_send_asks_for_the_children_it_sent(guest):
+    """``fork``'s message is sent on a non-blocking socket: a short send (a full
+    buffer) asked for fewer children, and only those are waited for (``idle`` and
+    ``close`` would wait for an answer that never comes); every one is reaped."""
+    from zvm_core.elf import load_program
+    from zvm_core.engines.native.supervisor import Template
+    before = set(_child_states(os.getpid()))
+    template = Template(load_program(str(guest('hello'))), 64 << 20)
+
+    class Short:
+        """The template's socket, sending one byte of each message."""
+
+        def __init__(self, sock) -> None:
+            self.sock = sock
+
+        def send(self, data: bytes) -> int:
+            return self.sock.send(data[:1])
+
+        def __getattr__(self, name: str):
+            return getattr(self.sock, name)
+
+    real = template.sock
+    template.sock = Short(real)
+    try:
+        template.fork(3)
+        assert template._forking == 1
+        template.idle()
+        assert len(template._ready) == 1
+    finally:
+        template.sock = real
+        template.close()
+    assert set(_child_states(os.getpid())) <= before
+
+
+def test_a_trimmed_template_keeps_the_next_runs_child(guest):
+    """A batch stopped by its budget (``trim``): of the children asked for its runs,
+    taken in or on their way, one is kept for the next run, the others killed and
+    reaped now or as they come in; a run asking again keeps those on their way."""
+    from zvm_core.elf import load_program
+    from zvm_core.engines.native.supervisor import Template
+    before = set(_child_states(os.getpid()))
+    template = Template(load_program(str(guest('hello'))), 64 << 20)
+    try:
+        template.fork(2)
+        template.idle()
+        template.fork(4)                # two taken in, two on their way
+        template.trim()
+        assert len(template._ready) == 1
+        template.idle()
+        assert len(template._ready) == 1
+        kids = set(_child_states(os.getpid())) - before - {template.pid}
+        assert kids == {template._ready[0].pid}
+        template.fork(3)
+        template.trim()                 # a run comes: the spares are its
+        template.take().close()
+        template.idle()
+        assert len(template._ready) == 2
+    finally:
+        template.close()
+    assert set(_child_states(os.getpid())) <= before
+
+
+def test_a_fork_the_template_cannot_make_fails_its_run_alone(guest, monkeypatch):
+    """The template's own line for a fork it could not make (loader.c serve: the
+    host's process limit) fails that run as the host's (``CannotFork``, saying
+    so), leaves no child unnamed (no look for strays at close), and the template
+    serves the next run."""
+    from zvm_core.elf import load_program
+    from zvm_core.engines.native import supervisor
+    from zvm_core.engines.native.supervisor import CannotFork, Template
+    looked: list[bool] = []
+    monkeypatch.setattr(supervisor, '_reap_strays', lambda: looked.append(True))
+    template = Template(load_program(str(guest('hello'))), 64 << 20)
+    real_sock, real_fastcall = template.sock, supervisor._fastcall
+
+    class Unsent:
+        """The template's socket, its asks not sent (the line below answers one)."""
+
+        def send(self, data: bytes) -> int:
+            return len(data)
+
+        def __getattr__(self, name: str):
+            return getattr(real_sock, name)
+
+    class Said:
+        """_fastcall, whose next message is the template's line for a failed fork."""
+
+        @staticmethod
+        def hello(fd: int, timeout: float):
+            return template.pid, -1, b'loader: cannot fork (errno 11)\n'
+
+        def __getattr__(self, name: str):
+            return getattr(real_fastcall, name)
+
+    try:
+        template.sock = Unsent()
+        monkeypatch.setattr(supervisor, '_fastcall', Said())
+        with pytest.raises(CannotFork, match='cannot fork .*errno 11.*limit, not the program'):
+            template.take()
+        assert not template._unnamed and not template._forking
+        template.sock = real_sock
+        monkeypatch.setattr(supervisor, '_fastcall', real_fastcall)
+        template.take().close()         # the template serves on
+    finally:
+        template.sock = real_sock
+        template.close()
+    assert looked == []
+
+
 def test_reap_looks_at_a_killed_child_a_call_later(guest, monkeypatch):
     """``Template.reap`` kills the ended runs' children and reaps those the call
     before the previous one killed: the one just killed is mostly still dying a

@@ -104,3 +104,48 @@ def test_a_proxy_of_another_pid_space_with_this_hostname_keeps_the_heartbeat_rul
         assert (f'{NAME}.headers' in app.objects, f'{NAME}.state' in app.objects) == (
             (True, False) if lost else (False, True)), pids
 
+
+
+def _cancel(app) -> object:
+    env = Request.blank(f'{NAME}.state', method='DELETE').environ
+    return Request(env).get_response(lambda e, s: deferred.cancel(app, e, LOG)(e, s))
+
+
+def test_a_cancel_of_a_job_reported_lost_whose_proxy_runs_it_still_cancels_it() -> None:
+    """The job was reported lost (its proxy slow, not stopped), then its proxy wrote its
+    state again: a cancel answered 404 "it has ended (its result is stored)", the lost
+    result taken for the job's own.  Its marker now stays, for that proxy to read."""
+    app = DeletingSwift()
+    deferred.settle_lost(app, lost_env(app, time.time() - 31), LOG)
+    said = json.loads(app.objects[f'{NAME}.headers'][1])['X-Nexe-Error']
+    lost_env(app, time.time() - 1)                # its proxy's next heartbeat
+    resp = _cancel(app)
+    assert resp.status_int == 202, resp.body
+    assert resp.headers['X-Nexe-Reported-Lost'] == said
+    assert b'it was reported lost, but its proxy runs it still' in resp.body
+    assert f'{NAME}.cancel' in app.objects and f'{NAME}.state' in app.objects
+
+
+def test_a_cancel_of_a_job_reported_lost_and_not_seen_since_says_so() -> None:
+    """No state since the lost result (or a stale one): 404, saying it was reported
+    lost and may run still, unseen; a stale state and the marker are not left behind."""
+    app = DeletingSwift()
+    deferred.settle_lost(app, lost_env(app, time.time() - 31), LOG)
+    said = json.loads(app.objects[f'{NAME}.headers'][1])['X-Nexe-Error']
+    for stale in (False, True):
+        if stale:
+            lost_env(app, time.time() - 100)
+        resp = _cancel(app)
+        assert resp.status_int == 404, resp.body
+        assert resp.body.decode().startswith(
+            f'job-{"7" * 32} is not running: it was reported lost ({said}); if its proxy '
+            'was only slow or cut off it may run still, unseen'), resp.body
+        assert f'{NAME}.cancel' not in app.objects and f'{NAME}.state' not in app.objects
+
+
+def test_a_cancel_of_a_job_that_ended_still_says_it_ended() -> None:
+    app = DeletingSwift()
+    app.objects[f'{NAME}.headers'] = ({}, json.dumps({'Status': '200 OK'}).encode())
+    resp = _cancel(app)
+    assert resp.status_int == 404
+    assert resp.body.endswith(b'is not running: it has ended (its result is stored)\n')

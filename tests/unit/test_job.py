@@ -951,3 +951,15 @@ def test_a_group_may_ask_for_an_engine():
     assert error(group(engine='fast')) == ('Invalid engine in sort: must be one of auto, '
                                            'native, emulated, got "fast"')
     assert error(group(engine=['native'])).endswith('got a list')
+
+
+@pytest.mark.parametrize('scheme', ['SWIFT://', 'Swift://'])
+def test_a_swift_url_in_upper_case_is_one_in_lower_case(scheme):
+    # URL schemes are case-insensitive (RFC 3986): SWIFT://~/c/o was "expected swift://..."
+    assert parse_location(f'{scheme}~/c/o', ACCOUNT) == SwiftPath(ACCOUNT, 'c', 'o')
+    [parsed] = parse(group(exec={'path': f'{scheme}~/bin/sort'},
+                           devices=[{'name': 'stdin', 'path': f'{scheme}~/data/a'},
+                                    {'name': 'stdout', 'path': f'{scheme}~/out/b'}]))
+    assert parsed.exec.path == f'swift://{ACCOUNT}/bin/sort'
+    assert [d.path for d in parsed.devices] == [SwiftPath(ACCOUNT, 'data', 'a'),
+                                                SwiftPath(ACCOUNT, 'out', 'b')]

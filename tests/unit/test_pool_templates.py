@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import types
 
+import pytest
+
 from zvm_core.pool import worker
 from zvm_core.pool.worker import Templates
 
@@ -30,6 +32,9 @@ class _Template:
         return self.fds
 
     def idle(self) -> None:
+        pass
+
+    def trim(self) -> None:
         pass
 
     def close(self) -> None:
@@ -158,6 +163,9 @@ def test_a_chunk_looks_at_its_program_once(monkeypatch, tmp_path) -> None:
         def reset(self) -> None:
             pass
 
+        def trim(self) -> None:
+            pass
+
     warm = Warm()
 
     class Prepared:
@@ -186,9 +194,48 @@ def test_a_chunk_looks_at_its_program_once(monkeypatch, tmp_path) -> None:
     # a batch's nodes: no probe, and run in the hold (the template's forks are asked with
     # the worker's flags: Template.fork reads _fastcall.held()), which ends with the batch
     # each told the nodes after it (its template asks for their children: Template.take)
-    assert started == [('n1', 3, False, True), ('n2', 2, False, True),
-                       ('n3', 1, False, True), ('n4', 0, False, True)]
+    # of its own template (a's children are not asked for b's node)
+    assert started == [('n1', 2, False, True), ('n2', 1, False, True),
+                       ('n3', 0, False, True), ('n4', 0, False, True)]
     assert holding == [False]
+
+
+def test_a_chunks_nodes_are_told_the_nodes_after_them_of_their_template() -> None:
+    """``_following``: a node's template is its program, engine, policy and memory,
+    so a node is told the later nodes of those alone (a template asks their children)."""
+    from zvm_core.pool import _plan
+
+    def node(program: str, memory: int) -> tuple[dict, list[int]]:
+        shape = {'program': program, 'engine': 'native', 'rdtsc': 'virtualize',
+                 'channels': [], 'limits': {'memory': memory}}
+        return {**shape, 'plan': _plan(shape)}, []
+    a, b = 32 * MIB, 64 * MIB
+    assert worker._following([node('p', a), node('p', a), node('p', b), node('p', b)]) \
+        == [1, 0, 1, 0]
+    assert worker._following([node('p', a), node('q', a), node('p', a)]) == [1, 0, 0]
+    assert worker._following([]) == []
+
+
+@pytest.mark.parametrize('budget,stopped', [(None, False), (1.0, True)])
+def test_a_chunk_trims_its_templates_at_its_end(monkeypatch, budget, stopped) -> None:
+    """At a chunk's end, stopped by its budget or not, the templates its runs used
+    kill the children asked for runs that did not take them (``trim``), before
+    they are weighed again."""
+    steps: list = []
+    clock = [0.0]
+    templates, made = _templates(monkeypatch, budget=1 << 30)
+    template = _use(templates, 'a')
+    template.reset = lambda: clock.__setitem__(0, clock[0] + 1)    # each run: a second
+    template.trim = lambda: steps.append('trim')
+    monkeypatch.setattr(worker, '_serve_one', lambda req, fds, t, tails, ahead, ready: (
+        worker.Report('ok', 0), template))
+    monkeypatch.setattr(worker, '_reply', lambda sock, report, tails, ended: None)
+    monkeypatch.setattr(worker, '_send', lambda sock, msg: steps.append('stopped'))
+    monkeypatch.setattr(Templates, 'settle', lambda self, m: steps.append('settle'))
+    monkeypatch.setattr(worker, '_fastcall', types.SimpleNamespace(
+        hold=lambda on: False, monotonic=lambda: 0.0, coarse=lambda: clock[0]))
+    worker._serve_many(None, [({}, []), ({}, []), ({}, [])], templates, budget)
+    assert steps == ['stopped'] * stopped + ['trim', 'settle']
 
 
 def test_one_account_cycling_programs_evicts_its_own_templates(monkeypatch) -> None:

@@ -648,3 +648,18 @@ def test_a_first_json_line_without_keys_or_too_long_still_says_columns(head: byt
     from zerocloud.sql import entry
     with pytest.raises(SqlError, match=r'"input": \{"columns": \[...\]\}'):
         entry._columns(head, 'jsonl', None, True, 'o')
+
+
+@pytest.mark.parametrize('scheme', ['SWIFT://', 'Swift://'])
+def test_a_swift_url_in_upper_case_is_a_source_and_an_output(scheme) -> None:
+    # URL schemes are case-insensitive (RFC 3986): FROM SWIFT://... was "FROM takes one
+    # swift://<account>/<container>/<objects>"
+    from zerocloud.job import parse_location
+    for query in (f'SELECT count(*) FROM {scheme}~/logs/*.csv',
+                  f'SELECT count(*) FROM "{scheme}~/logs/*.csv"'):
+        source = parse_query(query).source
+        assert parse_location(source, 'AUTH_t') == parse_location('swift://~/logs/*.csv',
+                                                                   'AUTH_t')
+    request = parse_request(json.dumps({'query': f'SELECT 1 FROM {scheme}~/c/o',
+                                        'output': f'{scheme}~/c/answer'}).encode())
+    assert request.output == f'{scheme}~/c/answer'

@@ -626,6 +626,14 @@ def test_a_registered_app_keeps_its_devices_spelling_and_image() -> None:
         zapps.registered_job([job[0], 'b'], url)
 
 
+def test_a_registered_app_keeps_its_stored_image_named_in_upper_case() -> None:
+    # SWIFT://~/img/x.tar (a swift:// URL: schemes are case-insensitive) was replaced
+    job = [{'name': 'a', 'exec': {'path': 'bin/a'},
+            'devices': [{'name': 'image', 'path': 'SWIFT://~/img/x.tar'}]}]
+    out = zapps.registered_job(job, 'swift://AUTH_t/apps/a.zapp')
+    assert out[0]['devices'] == [{'name': 'image', 'path': 'SWIFT://~/img/x.tar'}]
+
+
 def test_a_local_map_to_a_missing_directory_says_so(tmp_path: Path) -> None:
     run = local.LocalRun(local.parse_maps([f'logs={tmp_path}/nowhere']), tmp_path)
     with pytest.raises(jobs.BuildError, match=f'--map swift://~/logs={tmp_path}/nowhere: '
@@ -2407,3 +2415,149 @@ def test_a_misspelt_option_is_named_with_the_one_meant(capsys) -> None:
     with pytest.raises(SystemExit):
         cli.main(['run', 'job.json', '--zzz'])          # nothing close: no guess
     assert capsys.readouterr().err.endswith('zc: error: unrecognized arguments: --zzz\n')
+
+
+@pytest.mark.parametrize('name, how', [
+    ('x.py', 'zc run --script {path}'),
+    ('x.lua', 'zc run --script {path}'),
+    ('x', 'zc run --script {path} --interpreter file://python3:python3 (or file://lua:lua '
+          'for Lua)')])
+def test_validate_of_a_script_says_the_command_that_runs_it(
+        tmp_path: Path, capsys, name: str, how: str) -> None:
+    # zc validate x.py advised "file://python3:python3", the job's URL, not what to type
+    from zerocloud.client import cli
+    path = tmp_path / name
+    path.write_text('print("hi")\n')
+    client = cli.Client(build_parser().parse_args(['validate', str(path)]))
+    assert client.cmd_validate() == cli.EXIT_FAILED
+    err = capsys.readouterr().err
+    assert f'runs with {how.format(path=path)} (doc/python.md' in err
+    assert '"file://python3:python3"' not in err
+
+
+def test_validate_of_binary_garbage_keeps_the_validators_verdict(tmp_path: Path, capsys) -> None:
+    from zerocloud.client import cli
+    path = tmp_path / 'x.py'
+    path.write_bytes(b'\x00\x01\x02\x03garbage')
+    client = cli.Client(build_parser().parse_args(['validate', str(path)]))
+    assert client.cmd_validate() == cli.EXIT_FAILED
+    assert capsys.readouterr().err.startswith(f'{path}: invalid: E1: not an ELF file')
+
+
+LOST_SAID = ('the proxy running this deferred job stopped before it finished (its state was '
+             'last updated 40 s ago); its result is lost: run the job again')
+LATE_HEADERS = {'Status': '200 OK', 'Content-Type': 'text/plain', 'X-Nexe-System': 'one',
+                'X-Nexe-Status': 'ok', 'X-Nexe-Retcode': '0', 'X-Nexe-Reported-Lost': LOST_SAID}
+LATE_NOTE = (f'zc: note: the job finished after it was reported lost ({LOST_SAID}): if you ran '
+             'it again, both runs happened (each may have written objects)\n')
+
+
+@pytest.mark.parametrize('argv', [['status', 'job-1'], ['wait', 'job-1'], ['wait', 'job-1', '-q']])
+def test_a_job_that_finished_after_it_was_reported_lost_says_so(monkeypatch, capsys,
+                                                                 argv) -> None:
+    # X-Nexe-Reported-Lost was in the result, but zc wait/status said "done" only: a user
+    # who read "lost" and ran the job again was not told that both runs happened
+    from zerocloud.client import cli
+    result = report.parse_stored(json.dumps(LATE_HEADERS).encode(), b'out\n')
+    monkeypatch.setattr(cli.Client, 'result_path', lambda self, job: job)
+    monkeypatch.setattr(cli.Client, 'known', lambda self, path, output=False: (result, None))
+    assert cli.main(argv) == 0
+    said = capsys.readouterr()
+    if argv[0] == 'status':
+        assert said.out.startswith('job-1: done: 1 node: 1 succeeded, 0 failed')
+        assert said.out.endswith(LATE_NOTE) and said.out.count('\n') == 2
+    else:
+        assert said.out == 'out\n' and said.err.endswith(LATE_NOTE)
+
+
+def test_status_json_of_a_job_that_finished_after_it_was_reported_lost_says_so() -> None:
+    from zerocloud.client.cli import Client
+    result = report.parse_stored(json.dumps(LATE_HEADERS).encode(), b'out\n')
+    client = Client(build_parser().parse_args(['status', 'job-1', '--json']))
+    said = json.loads(client.describe(result, as_json=True))
+    assert (said['state'], said['reported_lost']) == ('done', LOST_SAID)
+    plain = report.parse_stored(json.dumps(dict(LATE_HEADERS, **{
+        'X-Nexe-Reported-Lost': ''})).encode(), b'')
+    assert 'reported_lost' not in json.loads(client.describe(plain, as_json=True))
+    assert display.reported_lost(plain) == ''
+
+
+def test_zc_takes_a_swift_url_in_upper_case() -> None:
+    # URL schemes are case-insensitive (RFC 3986): zc run SWIFT://~/bin/p read a local
+    # file of that name, and zc status SWIFT://~/c/job-... named swift://~/SWIFT:/...
+    from zerocloud.client.session import Session
+    payload = jobs.build('SWIFT://~/bin/p', None, 'SWIFT://~/logs/*.txt', 'Swift://~/out/*.n')
+    assert payload.job[0]['exec']['path'] == 'SWIFT://~/bin/p'
+    parse_job(payload.body, 'AUTH_t')           # the cluster takes it as it is
+    where = Session.location(SimpleNamespace(account='AUTH_t'), 'SWIFT://~/c/o')
+    assert where == SwiftPath('AUTH_t', 'c', 'o')
+
+
+def _cancelled_after(monkeypatch, answer: FakeAnswer, results: list) -> list:
+    """zc cancel job-1 with the DELETE answered ``answer`` and each look for the result
+    answered by the next of ``results``; what it asked."""
+    from zerocloud.client import cli
+    asked: list = []
+    monkeypatch.setattr(cli, 'POLL_START', 0.0)
+    monkeypatch.setattr(cli.Client, 'result_path', lambda self, job: SwiftPath('AUTH_t', 'c',
+                                                                               job))
+    monkeypatch.setattr(cli.Client, 'session', SimpleNamespace(
+        request=lambda method, path, headers: asked.append((method, path)) or answer))
+    monkeypatch.setattr(cli.Client, 'stored', lambda self, path: asked.append('look')
+                        or results.pop(0))
+    return asked
+
+
+LOST = report.parse_stored(json.dumps({
+    'Status': '503 Service Unavailable', 'X-Nexe-Status': 'lost',
+    'X-Nexe-Error': LOST_SAID}).encode(), LOST_SAID.encode() + b'\n')
+
+
+def test_cancel_of_a_job_reported_lost_that_runs_still_waits_for_its_own_result(
+        monkeypatch, capsys) -> None:
+    # it said "not running: it has ended": the lost result was taken for the job's own
+    from zerocloud.client import cli
+    cancelled = report.parse_stored(json.dumps({
+        'Status': '499 Client Disconnect', 'X-Nexe-Status': 'cancelled',
+        'X-Nexe-Error': 'stopped by a DELETE of its state (zc cancel) after 50.0 s: ...',
+        'X-Nexe-Reported-Lost': LOST_SAID}).encode(), b'stopped by a DELETE ...\n')
+    asked = _cancelled_after(monkeypatch, FakeAnswer(202, 'Accepted', b'cancelling ...', {
+        'X-Nexe-Reported-Lost': LOST_SAID}), [LOST, LOST, cancelled])
+    assert cli.main(['cancel', 'job-1']) == 0
+    assert asked == [('DELETE', SwiftPath('AUTH_t', 'c', 'job-1.state'))] + ['look'] * 3
+    assert capsys.readouterr().err == (
+        'job-1: it was reported lost, but its proxy runs it still: asked to stop it\n'
+        'job-1: cancelled: stopped by a DELETE ...\n' + LATE_NOTE)
+
+
+def test_cancel_of_a_job_reported_lost_and_not_seen_since_says_it_may_run_still(
+        monkeypatch, capsys) -> None:
+    from zerocloud.client import cli
+    _cancelled_after(monkeypatch, FakeAnswer(404, 'Not Found', b''), [LOST])
+    assert cli.main(['cancel', 'job-1']) == cli.EXIT_FAILED
+    assert capsys.readouterr().err == (
+        'job-1: not running, nothing to cancel (it was reported lost: if its proxy was only '
+        'slow or cut off it may run still, unseen, and its result then replaces the lost '
+        f'one; zc status with this id says)\njob-1: lost: {LOST_SAID}\n')
+
+
+@pytest.mark.parametrize('source, device, failed, hint', [
+    ('print(io.open("/dev/input"):read("a"))\n', 'stdin', True, True),
+    ('print(io.open("/dev/input"):read("a"))\n', 'input', True, False),
+    ('print(io.open("/dev/input"):read("a"))\n', 'stdin', False, False),
+    ('print(io.read("a"):upper())\n', 'stdin', True, False)])
+def test_a_failed_script_that_names_dev_input_with_the_object_on_stdin_hints_as_input(
+        tmp_path: Path, capsys, source: str, device: str, failed: bool, hint: bool) -> None:
+    # Lua's io.open("/dev/input") gives nil: "attempt to index a nil value" names no file,
+    # so the --as input hint did not fire
+    from zerocloud.client.cli import Client
+    script = tmp_path / 'up.lua'
+    script.write_text(source)
+    opts = build_parser().parse_args(['run', '--script', str(script), '--on', 'swift://~/c/*',
+                                      '--as', device])
+    node = report.NodeResult('up-1', status='ok', retcode=1 if failed else 0, stderr=(
+        'lua: /dev/script:1: attempt to index a nil value\n' if failed else ''))
+    result = report.JobResult(200, [node], body=b'')
+    Client(opts, out=io.BytesIO()).show_result(result, {})
+    said = '(the object was given on stdin: --as input gives it as /dev/input)\n'
+    assert capsys.readouterr().err.count(said) == hint

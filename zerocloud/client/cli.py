@@ -59,7 +59,7 @@ with quiet_imports('zc'):   # Ctrl-C as the command is starting: exit 130
     from zerocloud.answer_format import DEFERRED_HEADER, REPORT_HEADER, SUMMARY_NODES
     from zerocloud.client import display, jobs, local, report, zapps
     from zerocloud.client.session import Answer, ServerError, Session
-    from zerocloud.job import JobError, SwiftPath, parse_location
+    from zerocloud.job import JobError, SwiftPath, is_swift_url, parse_location
     from zerocloud.jobnames import HEADERS_SUFFIX, STATE_SUFFIX
     from zerocloud.jobnames import HOME as RESULTS
     from zerocloud.jobnames import NAME as JOB_NAME
@@ -139,6 +139,16 @@ def _missed_input(nodes: list[report.NodeResult]) -> bool:
     reads /dev/input, run with the object on stdin (``--as stdin``, the default)."""
     return any(node.failed and '/dev/input' in line and 'No such file' in line
                for node in nodes for line in f'{node.error}\n{node.stderr}'.splitlines())
+
+
+def _names_input(script: str | None) -> bool:
+    """Does the ``--script`` source name ``/dev/input``?  Then a failed node may have
+    missed it: Lua's ``io.open`` of it gives nil, and the error, ``attempt to index a nil
+    value``, names no file for :func:`_missed_input`."""
+    try:
+        return script is not None and b'/dev/input' in Path(script).read_bytes()
+    except OSError:
+        return False
 
 
 AT_ONCE = 16        # requests at a time fetching (or deleting) a large job's stored stdouts
@@ -448,10 +458,10 @@ class Client:
             raise Usage('give a job (.json or .zapp), a program, or --script FILE')
         if o.target is not None and o.script is not None:      # it was dropped, unread
             on = f": the objects go with --on '{o.target}'" if \
-                o.target.startswith('swift://') and o.on is None else ''
+                is_swift_url(o.target) and o.on is None else ''
             raise Usage(f'give a job, a program or --script FILE, not both ({o.target} and '
                         f'--script {o.script}){on}')
-        if o.script is None and not o.target.startswith('swift://') and \
+        if o.script is None and not is_swift_url(o.target) and \
                 not _is_program(o.target):
             payload = jobs.load(o.target)
             if o.on is None and o.out is None:
@@ -691,7 +701,10 @@ class Client:
             if not (as_json and not result.failed):
                 self.err.write(display.report(result))
         self.note_discarded(result.discarded_stdout())
-        if getattr(self.opts, 'device', None) == 'stdin' and _missed_input(result.nodes):
+        self.err.write(display.reported_lost(result))
+        script = getattr(self.opts, 'script', None)
+        if getattr(self.opts, 'device', None) == 'stdin' and (_missed_input(result.nodes) or (
+                any(n.failed for n in result.nodes) and _names_input(script))):
             self.err.write('(the object was given on stdin: --as input gives it as /dev/input)\n')
         if result.status == 413 and not result.nodes and b'the request body' in result.body:
             self.err.write(_bundle_too_large(self.opts, result.body))
@@ -849,13 +862,13 @@ class Client:
         if as_json:
             total, failed = result.totals
             nodes = result.counts or {'total': total, 'done': total - failed, 'failed': failed}
+            lost = {'reported_lost': result.reported_lost} if result.reported_lost else {}
             return json.dumps({'state': state, 'status': result.status,
                                'seconds': result.seconds, 'nodes': nodes,
-                               **({'error': said} if said else {})}) + '\n'
-        if said:
-            return f'{self.opts.id}: {state}: {said}\n'
+                               **({'error': said} if said else {}), **lost}) + '\n'
         every = 'zc result with this id and --json lists every node'
-        return f'{self.opts.id}: {state}: {display.summary(result, every)}'
+        line = f'{said}\n' if said else display.summary(result, every)
+        return f'{self.opts.id}: {state}: {line}' + display.reported_lost(result)
 
     def cmd_cancel(self) -> int:
         """Stop a running deferred job (a DELETE of its state), wait for its result
@@ -868,13 +881,20 @@ class Client:
             result = self.stored(path)
             if result is None:
                 return self.unknown()
-            self.err.write(f'{job}: not running, nothing to cancel\n')
+            self.err.write(f'{job}: not running, nothing to cancel' + (
+                ' (it was reported lost: if its proxy was only slow or cut off it may run '
+                'still, unseen, and its result then replaces the lost one; zc status with '
+                'this id says)' if result.stopped == 'lost' else '') + '\n')
             self.err.write(self.describe(result))
             return EXIT_FAILED
         if answer.status >= 300:
             raise ServerError(f'DELETE {state}', answer.status, answer.reason, body)
+        if answer.headers.get('x-nexe-reported-lost'):      # running still: its own comes
+            self.err.write(f'{job}: it was reported lost, but its proxy runs it still: '
+                           'asked to stop it\n')
         deadline, pause = time.monotonic() + CANCEL_WAIT, POLL_START
-        while (result := self.stored(path)) is None:
+        while (result := self.stored(path)) is None or (
+                result.stopped == 'lost' and answer.headers.get('x-nexe-reported-lost')):
             if time.monotonic() >= deadline:
                 self.err.write(f'{job}: asked to stop, still running after {CANCEL_WAIT:.0f} s '
                                '(zc status with this id says when it stopped)\n')
@@ -995,7 +1015,7 @@ class Client:
 
     def cmd_validate(self) -> int:
         target = self.opts.program
-        if target.startswith('swift://'):
+        if is_swift_url(target):
             path = self.session.location(target)
             answer = self.session.request('HEAD', path, {})
             answer.read()

@@ -159,6 +159,15 @@ def report(result: JobResult) -> str:
     return text + summary(result) + chain_stopped(result)
 
 
+def reported_lost(result: JobResult) -> str:
+    """A deferred job that ended after it was reported lost (its proxy slow or cut off):
+    whoever read ``lost`` and ran it again has two runs, each of which may have written."""
+    if not result.reported_lost:
+        return ''
+    return (f'zc: note: the job finished after it was reported lost ({result.reported_lost}'
+            '): if you ran it again, both runs happened (each may have written objects)\n')
+
+
 def chain_stopped(result: JobResult) -> str:
     """Why the job's answer, itself a job (the output above), was not run next."""
     if result.chain == 'foreign_code':

@@ -40,6 +40,7 @@ from zerocloud.job import (
     SwiftPath,
     expand,
     home_hint,
+    is_swift_url,
     parse_job,
     parse_location,
     scheme_hint,
@@ -120,7 +121,7 @@ def build(program: str | None, script: str | None, on: str | None, out: str | No
             raise BuildError(f'{error} (a syntax error: nothing was sent)')
         exec_ = {'path': interpreter, 'args': f'{shlex.quote("/" + base)} {args}'.strip()}
         group = group_name(script)
-    elif program.startswith('swift://'):
+    elif is_swift_url(program):
         exec_ = {'path': program, 'args': args}
         group = group_name(program)
     else:

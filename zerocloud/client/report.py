@@ -102,6 +102,8 @@ class JobResult:
     counts: dict[str, int] | None = None    # its nodes: total, done, failed, stopped|lost
     chain: str = ''                     # why a chain stopped (X-Chain-Stopped): its job not run
     foreign: str = ''                   # the other account's object that stopped it
+    reported_lost: str = ''             # a deferred job that ended after it was reported
+                                        # lost: what the lost result said (X-Nexe-Reported-Lost)
 
     @property
     def failed(self) -> bool:
@@ -311,7 +313,8 @@ def parse(status: int, headers: Mapping[str, str], body: bytes) -> JobResult:
                      counts=_counts(headers.get(NEXE + 'node-counts', '')) if stopped else None,
                      chain=headers.get('x-chain-stopped', ''),
                      foreign=headers.get('x-chain-foreign-code')
-                     or headers.get('x-chain-foreign-input', ''))
+                     or headers.get('x-chain-foreign-input', ''),
+                     reported_lost=headers.get(NEXE + 'reported-lost', ''))
 
 
 def _counts(text: str) -> dict[str, int] | None:

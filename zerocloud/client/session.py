@@ -23,7 +23,7 @@ from swiftclient.client import get_account, get_container, http_log
 from swiftclient.service import get_conn
 
 from zerocloud.client.display import REFUSED
-from zerocloud.job import SwiftPath, parse_location
+from zerocloud.job import SwiftPath, is_swift_url, parse_location
 
 EXECUTE = 'X-Zerovm-Execute'
 SQL = 'sql/1.0'
@@ -113,7 +113,7 @@ class Session:
 
     def location(self, url: str) -> SwiftPath:
         """``swift://~/c/o`` (or ``c/o``) in this account."""
-        if not url.startswith('swift://'):
+        if not is_swift_url(url):
             url = 'swift://~/' + url.lstrip('/')
         return parse_location(url, self.account)
 

@@ -38,6 +38,7 @@ import yaml
 
 from zerocloud.client.jobs import (
     ELF_MAGIC,
+    INTERPRETERS,
     BuildError,
     device_name,
     devices_key,
@@ -45,7 +46,7 @@ from zerocloud.client.jobs import (
     system_images,
     zapp_bytes,
 )
-from zerocloud.job import SWIFT, USER_IMAGE, JobError, _known_keys, parse_job
+from zerocloud.job import USER_IMAGE, JobError, _known_keys, is_swift_url, parse_job
 from zvm_core.elf import ElfError, load_program
 from zvm_core.validator import Policy, default_cache, validate
 
@@ -170,13 +171,26 @@ def check_program(name: str, data: bytes) -> str | None:
         try:
             program = load_program(f.name)
         except ElfError as e:
-            return f'{name}: invalid: {e}'
+            return f'{name}: invalid: {e}' if e.rule != 'E1' else _not_elf(name, e)
         verdict = validate(program, Policy(), default_cache())
     if verdict.ok:
         return None
     first = verdict.violations[0]
     return (f'{name}: invalid: {len(verdict.violations)} violation(s), first '
             f'{first.rule} at {first.address:#x}: {first.text}')
+
+
+def _not_elf(name: str, error: ElfError) -> str:
+    """A local text file given as a program: the command that runs it if it is a script
+    (the validator's own advice names the interpreter's URL, which zc users need not type)."""
+    if 'a text file' not in error.message or is_swift_url(name):
+        return f'{name}: invalid: {error}'
+    how = (f'zc run --script {name}' if Path(name).suffix.lower() in INTERPRETERS else
+           f'zc run --script {name} --interpreter {INTERPRETERS[".py"]} (or '
+           f'{INTERPRETERS[".lua"]} for Lua)')
+    return (f'{name}: a text file, not a program: a Python (.py) or Lua (.lua) script runs '
+            f'with {how} (doc/python.md, doc/lua.md); a program is built with musl-gcc '
+            '-static')
 
 
 def check(job: list, files: dict[str, bytes], where: str) -> list[str]:
@@ -250,6 +264,6 @@ def registered_job(job: list, image_url: str) -> list:
         image = next((d for d in group_devices(group) if device_name(d) == USER_IMAGE), None)
         if image is None:
             group[key].append({'name': USER_IMAGE, 'path': image_url})
-        elif not str(image.get('path') or '').startswith(SWIFT):
+        elif not is_swift_url(image.get('path')):
             image['path'] = image_url
     return out

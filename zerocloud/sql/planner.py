@@ -40,7 +40,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from zerocloud.job import scheme_hint
+from zerocloud.job import is_swift_url, scheme_hint
 from zerocloud.sql.formats import FORMATS, INPUT_FORMATS
 from zvm_core.engines import CHOICES
 
@@ -228,8 +228,7 @@ def parse_request(body: bytes) -> SqlRequest:
             or ord(delimiter) > 127:
         raise SqlError('"input"."delimiter" must be one ASCII character (not a quote or newline)')
     output = spec.get('output')
-    if output is not None and (not isinstance(output, str) or not output.startswith('swift://')
-                               or '*' in output):
+    if output is not None and (not is_swift_url(output) or '*' in output):
         raise SqlError('"output" must be one object: swift://<account>/<container>/<object>'
                        f'{scheme_hint(output)}')
     engine = spec.get('engine')
@@ -350,10 +349,10 @@ def parse_query(text: str) -> Query:
     start, end = bounds['from']
     src = tokens[start + 1:end]
     urls = [i for i, t in enumerate(tokens) if t.kind == 'url'
-            or (t.kind == 'ident' and t.key.startswith('swift://'))]
-    if not src or src[0].kind not in ('url', 'ident') or not src[0].key.startswith('swift://'):
+            or (t.kind == 'ident' and is_swift_url(t.key))]
+    if not src or src[0].kind not in ('url', 'ident') or not is_swift_url(src[0].key):
         pos = src[0].pos if src else tokens[start].pos
-        quoted = src and src[0].kind == 'string' and src[0].text[1:].startswith('swift://')
+        quoted = src and src[0].kind == 'string' and is_swift_url(src[0].text[1:])
         named = src and src[0].kind == 'word' and re.fullmatch(r'[\w.-]+', src[0].text)
         raise _error_at(text, pos, 'FROM takes one swift://<account>/<container>/<objects>'
                         + (f' (in double quotes, as a name: "{src[0].text[1:-1]}"; single '

@@ -315,8 +315,9 @@ def _serve_one(req: dict, fds: list[int], templates: Templates,
                ready: dict | None = None):
     """Run one request: (report, the machine to clean afterwards or None);
     ``tails``: it is a run of ``Pool.run_many`` (a batch's node); ``ahead``: the runs
-    that follow at once (the batch's next nodes); ``ready``: what the earlier runs of
-    the same ``run_many`` request found of their programs (``_serve_many``)."""
+    of its template that follow at once (the batch's next nodes: :func:`_following`);
+    ``ready``: what the earlier runs of the same ``run_many`` request found of their
+    programs (``_serve_many``)."""
     limits, plan, mounts, system = req.get('plan') or _plan(req)
     began = _fastcall.coarse()      # (the vDSO's: no rdtsc, no system call a batch's node)
     channels = [Channel(alias, FdBacking(fds[fd], owned=False) if notify is None and tail is None
@@ -432,11 +433,15 @@ def _serve_many(sock: socket.socket, runs: list[tuple[dict, list[int]]],
     ``budget`` seconds have gone since the request came, no other run starts: the
     worker says so (``STOPPED``) and closes the descriptors of the runs left, which
     its caller may send again: a chunk whose nodes turned slow holds its worker, and
-    its account's turn, that long plus one run, not a timeout per node."""
+    its account's turn, that long plus one run, not a timeout per node.  At the end
+    each template used keeps the next run's child alone (``trim``): the children
+    asked for runs not started, failed before their child, or resumed from a
+    snapshot's template, are killed."""
     done = 0
     used: dict[int, object] = {}        # id -> template reset since the request came
     ready: dict[tuple, tuple] = {}      # (program, engine, rdtsc) -> (file key, prepared)
     end = None if budget is None else _fastcall.coarse() + budget   # (no system call a node)
+    following = _following(runs)
     _fastcall.hold(True)
     try:
         for i, (req, fds) in enumerate(runs):
@@ -446,8 +451,7 @@ def _serve_many(sock: socket.socket, runs: list[tuple[dict, list[int]]],
             tails: dict[str, TailBacking] = {}
             machine = None
             try:
-                report, machine = _serve_one(req, fds, templates, tails, len(runs) - i - 1,
-                                             ready)
+                report, machine = _serve_one(req, fds, templates, tails, following[i], ready)
             except Exception as e:  # keep serving: one bad run must not take the others
                 report = _failed('killed', f'sandbox worker error: {e!r}')
             finally:
@@ -464,10 +468,27 @@ def _serve_many(sock: socket.socket, runs: list[tuple[dict, list[int]]],
     finally:
         _fastcall.hold(False)
         for machine in used.values():
+            machine.trim()      # children asked for runs that did not come to them
             templates.settle(machine)
         for _, fds in runs[done:]:
             for f in fds:
                 os.close(f)
+
+
+def _following(runs: list[tuple[dict, list[int]]]) -> list[int]:
+    """For each run, how many of the runs after it use its template (the same
+    program, engine, policy and memory): a native template asks for that many
+    children ahead (``Template.take``), none for later runs of another template,
+    whose children would wait unused.  Once a request, from what its runs carry."""
+    counts: list[int] = []
+    seen: dict[tuple, int] = {}
+    for req, _fds in reversed(runs):
+        plan = req.get('plan')      # none: a shape the worker could not read (its run fails)
+        key = (req.get('program'), req.get('engine'), req.get('rdtsc'),
+               plan.limits.memory if plan else None)
+        counts.append(seen.get(key, 0))
+        seen[key] = counts[-1] + 1
+    return counts[::-1]
 
 
 def _validate_one(req: dict, fds: list[int]) -> dict:

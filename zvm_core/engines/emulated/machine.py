@@ -295,6 +295,9 @@ class Machine:
     def idle(self) -> None:
         """Nothing to do between requests (a native template reaps its children)."""
 
+    def trim(self) -> None:
+        """Nothing asked for ahead (a native template's children: ``Warm.trim``)."""
+
     def waiting(self) -> list[int]:
         """Nothing to wait for between requests (``Warm.waiting``)."""
         return []

@@ -512,6 +512,19 @@ static int host_error(int err, const char *call)
     return -1;
 }
 
+/* Whether a read of more than CAP bytes from ch is Python's (the read over CAP in
+ * serve_one): more than CAP bytes left in its file, or no regular file.  Asked again
+ * after the flush and the read-ahead given back, which only make the rest longer. */
+static int over_cap(const struct chan *ch)
+{
+    if (ch->kind == K_FILE)
+        return ch->end - ch->cursor > (long long)CAP;
+    struct stat st;
+    off_t at;
+    return !ch->regular || (at = lseek(ch->hostfd, 0, SEEK_CUR)) < 0
+           || fstat(ch->hostfd, &st) < 0 || st.st_size - at > (off_t)CAP;
+}
+
 /* Give back the bytes read ahead and not given to the guest: a FileBacking's cursor
  * is where the guest is already; an FdBacking's file offset is moved back to it. */
 static int unread(struct cache *k)
@@ -780,7 +793,9 @@ static int serve_one(struct ctx *c, struct cache *k, const struct seccomp_notif 
     if (ch->kind == K_TAIL && ((PyByteArrayObject *)ch->kept)->ob_exports > 0)
         return 0;                       /* (a view of its bytes: Python's BufferError) */
 
-    /* the guest's buffers: [buf, count) or its iovec array */
+    /* the guest's buffers: [buf, count) or its iovec array; a read of more than CAP
+     * bytes that is Python's anyway (over_cap) is declined before its buffer's pages
+     * are looked up (up to MAX_IO / PAGE of them, allowed()) */
     struct iovec segs[MAX_IOV];
     unsigned char *hosts[MAX_IOV], *host;   /* where we map each (allowed()), or NULL */
     int nsegs = 0;
@@ -789,7 +804,8 @@ static int serve_one(struct ctx *c, struct cache *k, const struct seccomp_notif 
     uint64_t most = writing ? CAP : MAX_IO;
     if (nr == NR_READ || nr == NR_WRITE) {
         uint64_t len = n->data.args[2];
-        if (len == 0 || len > most || !allowed(c, n->data.args[1], len, prot, &host))
+        if (len == 0 || len > most || (!writing && len > CAP && over_cap(ch))
+            || !allowed(c, n->data.args[1], len, prot, &host))
             return 0;
         hosts[nsegs] = host;
         segs[nsegs++] = (struct iovec){(void *)(uintptr_t)n->data.args[1], len};
@@ -800,6 +816,14 @@ static int serve_one(struct ctx *c, struct cache *k, const struct seccomp_notif 
         if (count == 0 || count > MAX_IOV || !allowed(c, iov, 16 * count, PROT_R, &host)
             || !guest_peek(c, raw, 16 * count, iov, host))
             return 0;
+        for (uint64_t i = 0; i < count; i++) {
+            if (raw[2 * i + 1] > most - total)
+                return 0;
+            total += raw[2 * i + 1];
+        }
+        if (!writing && total > CAP && over_cap(ch))
+            return 0;
+        total = 0;
         for (uint64_t i = 0; i < count; i++) {
             uint64_t base = raw[2 * i], len = raw[2 * i + 1];
             if (len == 0)
@@ -904,13 +928,8 @@ static int serve_one(struct ctx *c, struct cache *k, const struct seccomp_notif 
          * where a read of CAP bytes stops short (one that does not -- the file grew
          * meanwhile -- is given back, and is Python's) */
         int over = want > CAP;
-        if (over) {
-            struct stat st;
-            off_t at;
-            if (ch->kind == K_FILE || !ch->regular || (at = lseek(ch->hostfd, 0, SEEK_CUR)) < 0
-                || fstat(ch->hostfd, &st) < 0 || st.st_size - at > (off_t)CAP)
-                return 0;
-        }
+        if (over && over_cap(ch))
+            return 0;
         done = 0;
         if (want) {
             done = ch->kind == K_FILE ? pread(ch->hostfd, buffer, want, ch->cursor)

@@ -395,7 +395,7 @@ class Snapshots(prefix.Snapshots):
         return [] if self.last is None else self.last.template.waiting()
 
     def tend_step(self, step: str, *args) -> None:
-        """``step`` (``Template.prefork``, ``idle`` or ``tend``) of the template of
+        """``step`` (``Template.prefork``, ``idle``, ``trim`` or ``tend``) of the template of
         the snapshot used last; a template that died is dropped (the next run of its
         key probes again)."""
         last = self.last

@@ -346,6 +346,12 @@ def _writes(spec: Spec, sp_at: int) -> list[tuple[int, bytes]]:
     return [*spec.copies, (sp_at, sp)]
 
 
+class CannotFork(OSError):
+    """The template could not fork a child asked for (its own line, loader.c serve:
+    the host's process or memory limit): that run fails, the host's fault; no child
+    was made, none left unnamed."""
+
+
 class Template:
     """A fork server for one program at one memory size (the pool's warm native starts).
 
@@ -383,6 +389,7 @@ class Template:
         self._ready: collections.deque[_Child] = collections.deque()   # taken in, in order
         self._forking = 0               # children asked for, not taken in yet
         self._lost = 0          # children asked for whose answer did not come in time
+        self._spare = 0         # of those on their way, the ones to kill as they come (trim)
         # ended runs, not killed yet (pid, pidfd, listener, tracer)
         self._dead: list[tuple[int, int, int | None, Tracer | None]] = []
         self._dying: list[tuple[int, int, Tracer | None]] = []  # killed, not reaped yet
@@ -426,8 +433,8 @@ class Template:
             raise OSError(errno.EPIPE, 'the template is being replaced')
         # the caller holds the guest's faulting flags (a batch: fastcall.c hold): so
         # does the template while it forks (loader.c carry_as)
-        self.sock.send((b'H' if _fastcall.held() else b'F') * short)
-        self._forking += short
+        # a short send (a full socket buffer) asked for fewer: those are on their way
+        self._forking += self.sock.send((b'H' if _fastcall.held() else b'F') * short)
 
     def prefork(self) -> None:
         """After a reply: ask for the child the next run starts in (it forks and sets
@@ -441,8 +448,26 @@ class Template:
     def idle(self) -> None:
         """Take in the children asked for and reap the runs', waiting for both."""
         while self._forking:
-            self._ready.append(self._collect())
+            self._take_in()
         self.reap(wait=True)
+
+    def trim(self) -> None:
+        """A batch's request ended: the children asked for its runs that did not
+        take them (not started: its budget; failed before; resumed from a snapshot)
+        would wait unused, three descriptors each in the worker; one is kept for the
+        next run, the others killed now or as they come in (:meth:`_take_in`)."""
+        while len(self._ready) > 1:
+            self._ready.pop().close()
+        self._spare = max(len(self._ready) + self._forking - 1, 0)
+
+    def _take_in(self) -> None:
+        """The next child asked for, taken in, or killed if it is a spare (:meth:`trim`)."""
+        child = self._collect()
+        if self._spare:
+            self._spare -= 1
+            child.close()
+        else:
+            self._ready.append(child)
 
     def waiting(self) -> list[int]:
         """The descriptors the rest of :meth:`idle` waits for, to wait on with others
@@ -457,7 +482,7 @@ class Template:
         """``fd`` of :meth:`waiting` is ready: take the child in, or reap the one
         that ended (a pidfd is readable once its process is a zombie)."""
         if fd == self.sock.fileno():
-            self._ready.append(self._collect())
+            self._take_in()
             return
         for i, (_pid, pidfd, tracer) in enumerate(self._dying):
             if pidfd == fd:
@@ -480,6 +505,8 @@ class Template:
             self._lost += 1     # forks no more (replaced), close() waits for the answer
             with contextlib.suppress(ProcessLookupError):
                 signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
+            raise
+        except CannotFork:      # its own line: this child was never made
             raise
         except OSError:         # the template is gone: a child it forked, unnamed
             self._unnamed = True
@@ -522,8 +549,12 @@ class Template:
                     msg += more
             finally:
                 self.sock.setblocking(False)
+            line = msg.decode(errors='replace').strip()
+            if pid == self.pid and 'cannot fork' in line:     # the one line it serves
+                raise CannotFork(errno.EAGAIN, f'the host cannot fork the run\'s process now '
+                                 f'({line}): its process or memory limit, not the program')
             if pid in (0, self.pid):
-                raise OSError(errno.EPROTO, msg.decode(errors='replace').strip())
+                raise OSError(errno.EPROTO, line)
         elif pid <= 0 or pid == self.pid:
             os.close(listener)
             raise OSError(errno.EPROTO, 'a listener from no child of the template')
@@ -536,11 +567,13 @@ class Template:
 
     def take(self, ahead: int = 0) -> _Child:
         """The child the next run starts in (forked now if none was asked for);
-        ``ahead``: the runs that follow this one at once (a batch's next nodes): once
+        ``ahead``: the runs of this template that follow this one at once (a batch's
+        next nodes of its program and memory: ``worker._following``): once
         no child is left taken in or on its way, the children of the next of them (at
         most :data:`AHEAD`) are asked for now, in one message, to fork and set
         themselves up while this one runs: one wake-up of the template per that many
         nodes, not per node, and none is left over at the batch's end."""
+        self._spare = 0         # a run again: those on their way are its and the next's
         if not self._ready:
             self.fork()
             self._ready.append(self._collect())
@@ -620,9 +653,10 @@ class Template:
 
     def descriptors(self) -> int:
         """Descriptors this template holds in the worker (its socket and pidfd, each
-        child taken in's pidfd, listener and memory, the ended runs not reaped yet): the
-        pool's worker bounds their sum over the templates it keeps."""
-        held = (self.sock.fileno() >= 0) + (self.pidfd is not None)
+        child taken in's pidfd, listener and memory, as many for each on its way, the
+        ended runs not reaped yet): the pool's worker bounds their sum over the
+        templates it keeps."""
+        held = (self.sock.fileno() >= 0) + (self.pidfd is not None) + 3 * self._forking
         for child in self._ready:
             held += 1 + (child.listener is not None) + (child.memfd is not None)
         return held + len(self._dying) + sum(1 + (listener is not None)
@@ -635,6 +669,8 @@ class Template:
         while self._forking:        # collected to be killed: else stray children
             try:
                 self._ready.append(self._collect())
+            except CannotFork:      # no child to kill
+                continue
             except OSError:
                 strays = True
                 break
@@ -644,6 +680,8 @@ class Template:
         for _ in range(self._lost + self._forking):
             try:
                 pid, listener, _hello = self._hello()
+            except CannotFork:
+                continue
             except OSError:
                 strays = True
                 continue
@@ -1129,8 +1167,8 @@ def run(program: Program, channels: list[Channel], argv: list[str], env: dict[st
             child = template.take(ahead)
         except OSError as e:    # the template or its child failed: no guest ran
             what = e.strerror or str(e)
-            if not what.startswith('loader: '):     # the loader's own line says where
-                what = f'the template failed: {what}'
+            if not what.startswith('loader: ') and not isinstance(e, CannotFork):
+                what = f'the template failed: {what}'   # (those two say what failed)
             return Report('killed', None, _failure(what), host_failure=True)
         pid, sock, pidfd = child.pid, None, child.pidfd
     if child is None:

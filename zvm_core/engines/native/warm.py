@@ -64,6 +64,11 @@ class Warm:
         runs' (``reset`` only asks and kills: a batch's next node waits for neither)."""
         self._tend('idle')
 
+    def trim(self) -> None:
+        """A batch's request ended: its template's children beyond the next run's
+        are killed (``Template.trim``)."""
+        self._tend('trim')
+
     def waiting(self) -> list[int]:
         """The descriptors the rest of :meth:`idle` waits for (``Template.waiting``):
         the worker waits on them and on its socket, and a request comes first."""
@@ -82,7 +87,7 @@ class Warm:
         self.template = Template(self.program, self.memory, tsc=self.tsc)
 
     def _tend(self, step: str, *args) -> None:
-        """``step`` (``prefork``, ``idle`` or ``tend``) of the template and of the
+        """``step`` (``prefork``, ``idle``, ``trim`` or ``tend``) of the template and of the
         snapshots.  A template that failed is replaced now, off the next run's path;
         if that fails too it stays closed, and the next run starts one (and says why
         it cannot)."""
