@@ -68,7 +68,8 @@ another process's, started at another time than ``since``), stores
 the result of a lost job: the error as
 body and ``{"Status": "503 Service Unavailable", "X-Nexe-Status": "lost",
 "X-Nexe-Error": ...}`` (as that reader, so it must be allowed to write
-there), and deletes the state and any cancel marker.  A job is never
+there), and deletes the state and any cancel marker (unless nothing could be stored:
+then the state stays, for the next reader to try again).  A job is never
 resumed: it may have written objects already.  A state however old whose
 proxy process is of this host and pid space and still running (the same pid
 and ``since``, not a zombie) is not lost: its job runs on (a proxy too busy to
@@ -583,7 +584,8 @@ def _settle(app, req: Request, version: str, account: str, container: str, name:
                                        for k in ('total', 'done', 'failed')):
         lost.headers['X-Nexe-Node-Counts'] = _node_counts(
             nodes, lost=nodes['total'] - nodes['done'] - nodes['failed'])
-    _store_lost(app, req, SwiftPath(account, container, name), lost, logger, version)
+    if not _store_lost(app, req, SwiftPath(account, container, name), lost, logger, version):
+        return              # nothing stored: the state stays, for a later poll to settle
     _request(app, req, 'DELETE', base + STATE_SUFFIX)
     # a cancel asked while the state still looked fresh left a marker no proxy reads
     _request(app, req, 'DELETE', base + CANCEL_SUFFIX)
@@ -730,7 +732,10 @@ def _note_lost(app, req: Request, where: SwiftPath, resp: Response) -> None:
     stopped: :func:`_settle`): its result replaces the lost one, which it says, as
     ``X-Nexe-Reported-Lost`` (the lost one's ``X-Nexe-Error``): whoever read ``lost``
     may have run the job again, and then both runs ran.  The result is the truth, and
-    of more use than ``lost``; one GET per deferred result."""
+    of more use than ``lost``; one GET per deferred result.  The note can be missing: a
+    lost ``.headers`` stored after this GET and before the job's ``.headers`` is
+    replaced without it (a reader may have seen it); closing that would take a second
+    look after the job's ``.headers``, and a second PUT of them."""
     said = _reported_lost(app, req, f'/v1{where.path}{HEADERS_SUFFIX}')
     if said is not None:
         resp.headers['X-Nexe-Reported-Lost'] = said
@@ -776,24 +781,28 @@ def _store_late(app, req: Request, where: SwiftPath, resp: Response, logger,
 
 
 def _store_lost(app, req: Request, where: SwiftPath, lost: Response, logger,
-                version: str) -> None:
+                version: str) -> bool:
     """Store a lost job's result, never over a real one its job (only cut off, not
     stopped) stores at the same time (:func:`_store`: body, then ``.headers``, over what
     is there): each object only where none is (``If-None-Match: *``), the body first,
-    then ``.headers`` even if the job's body was there (its ``.headers`` may never
-    come).  Whatever the order of the two writers' PUTs, the job's result, once both
-    are stored, is its own; if the job never ends, ``.headers`` says lost (its body the
-    lost text, or what the job stored before it stopped)."""
+    then ``.headers`` if the body is stored, or the job's was there (412: its
+    ``.headers`` may never come); no ``.headers`` over no body (Swift refused it: 503,
+    its quota, no ``If-None-Match``).  Whatever the order of the two writers' PUTs, the
+    job's result, once both are stored, is its own; if the job never ends, ``.headers``
+    says lost (its body the lost text, or what the job stored before it stopped).
+    True once a result (the lost one, or the job's) is there: if not, the caller keeps
+    the job's state, for a later poll to settle it again."""
     if not _has_home(app, req, where, logger, version):
-        return
+        return False
     path = f'/{version}/{where.account}/{where.container}/{where.obj}'
-    body = _put(app, req, path, lost.body, lost.content_type, only_new=True)
-    headers = _put_headers(app, req, path, lost, None, only_new=True)
-    for stored in (body, headers):
-        # 412: the job's own (or another reader's lost one) is there: it stays
-        if not is_success(stored.status_int) and stored.status_int != 412:
-            logger.error('deferred result %s: storing it as lost failed: %s', where,
-                         stored.status)
+    stored = _put(app, req, path, lost.body, lost.content_type, only_new=True)
+    # 412: the job's own (or another reader's lost one) is there: it stays
+    if is_success(stored.status_int) or stored.status_int == 412:
+        stored = _put_headers(app, req, path, lost, None, only_new=True)
+        if is_success(stored.status_int) or stored.status_int == 412:
+            return True
+    logger.error('deferred result %s: storing it as lost failed: %s', where, stored.status)
+    return False
 
 
 def _store(app, req: Request, where: SwiftPath, resp: Response, logger,

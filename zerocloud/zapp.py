@@ -114,6 +114,14 @@ def _members(f, where: str, max_members: int | None,
     return found
 
 
+def _not_sparse(info: tarfile.TarInfo, name: str, where: str) -> None:
+    """A sparse member (GNU, PAX) is a file to ``isfile()``, of its expanded size: read
+    as stored from its data it would be its stored blocks and the bytes after them."""
+    if info.issparse():
+        raise HTTPBadRequest(body=f'{name} in {where} is a sparse file: store it whole '
+                                  f'(tar without --sparse)\n')
+
+
 def member(f, name: str, limit: int, where: str, max_members: int | None = None,
            admit: Callable[[int], None] | None = None) -> bytes:
     """The content of regular file ``name`` of the tar in ``f`` (:func:`copy_member`)."""
@@ -131,6 +139,7 @@ def copy_member(f, name: str, limit: int, where: str, out, max_members: int | No
     found = _members(f, where, max_members, (member_name(name),)).get(member_name(name))
     if found is None or not found.isfile():
         raise HTTPBadRequest(body=f'{where} has no file {name}\n')
+    _not_sparse(found, name, where)
     if found.size > limit:
         raise HTTPRequestEntityTooLarge(
             body=f'{name} in {where} is larger than zerovm_maxnexe ({limit} bytes)\n')
@@ -154,6 +163,7 @@ def system_map(f, limit: int, where: str, max_members: int | None = None) -> byt
     if name is None:
         raise HTTPBadRequest(body=f'System boot map was not found in {where}: a zapp is a tar '
                                   f'with the job description as {MAPS[0]}\n')
+    _not_sparse(members[name], name, where)
     if members[name].size > limit:
         raise HTTPRequestEntityTooLarge(
             body=f'{name} in {where} is larger than zerovm_maxconfig ({limit} bytes)\n')

@@ -147,3 +147,43 @@ def test_a_failure_to_read_a_lost_result_never_keeps_the_job_s_from_being_stored
         app._answered.get(timeout=30)
     assert json.loads(app.objects[f'{result}.headers'][1])['X-Nexe-Status'] == 'ok'
     assert app.objects[result][1] == b'out\n' and f'{result}.state' not in app.objects
+
+
+class RefusingSwift(Swift):
+    """Answers ``refuse[path]`` to a PUT of the result's ``path`` (body or
+    ``.headers``), the rest as Swift."""
+
+    def __init__(self, refuse: dict[str, int]) -> None:
+        super().__init__()
+        self.refuse = refuse
+
+    def __call__(self, env, start_response):
+        status = self.refuse.get(env['PATH_INFO'])
+        if env['REQUEST_METHOD'] == 'PUT' and status:
+            return Response(status=status)(env, start_response)
+        return super().__call__(env, start_response)
+
+
+@pytest.mark.parametrize('status', [503, 507, 413, 400])
+def test_a_lost_result_whose_body_swift_refused_stores_no_headers(status) -> None:
+    """Before, its ``.headers`` was stored over no body, and the state deleted: a
+    result of no body, for good."""
+    app = RefusingSwift({RESULT: status})
+    deferred.settle_lost(app, stale_state(app), LOG)
+    assert f'{RESULT}.headers' not in app.objects and RESULT not in app.objects
+    assert f'{RESULT}.state' in app.objects
+
+
+@pytest.mark.parametrize('refused', ['', '.headers'])
+def test_a_lost_result_swift_refused_keeps_the_state_for_the_next_poll(refused) -> None:
+    """Nothing stored (or a body without ``.headers``): the state stays, and the next
+    poll stores the lost result (before, the state was deleted: "no such job")."""
+    app = RefusingSwift({RESULT + '.headers': 503, **({} if refused else {RESULT: 503})})
+    env = stale_state(app)
+    deferred.settle_lost(app, env, LOG)
+    assert f'{RESULT}.headers' not in app.objects and f'{RESULT}.state' in app.objects
+    app.refuse.clear()
+    deferred.settle_lost(app, env, LOG)
+    status, body = stored(app)
+    assert status == 'lost' and body.startswith(b'the proxy running this deferred job stopped')
+    assert f'{RESULT}.state' not in app.objects

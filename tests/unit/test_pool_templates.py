@@ -34,6 +34,9 @@ class _Template:
     def idle(self) -> None:
         pass
 
+    def reset(self) -> None:
+        pass
+
     def trim(self) -> None:
         pass
 
@@ -58,7 +61,7 @@ def _templates(monkeypatch, budget: int, descriptors: int = 1000) -> tuple[Templ
 
 class _Prepared:
     def __init__(self, name: str) -> None:
-        self.program, self.verdict, self.tsc = name, None, False
+        self.program, self.verdict, self.tsc, self.engine = name, None, False, 'native'
         self.policy = type('Policy', (), {'rdtsc': 'virtualize'})()
 
 
@@ -169,7 +172,7 @@ def test_a_chunk_looks_at_its_program_once(monkeypatch, tmp_path) -> None:
     warm = Warm()
 
     class Prepared:
-        engine = 'native'
+        engine, tsc, policy = 'native', False, _Prepared('').policy
 
     class Kept(Templates):
         def prepared(self, path, engine, rdtsc, file=None, deadline=None, account=''):
@@ -189,8 +192,8 @@ def test_a_chunk_looks_at_its_program_once(monkeypatch, tmp_path) -> None:
             (req('a', 'n4'), [])]
     worker._serve_many(None, runs, Kept(1 << 30))
     reply = 'clock'         # each reply's stamp (RunResult.ended)
-    assert looked == [('stat', 'a'), ('prepared', 'a', ('a',)), reply, reply,
-                      ('stat', 'b'), ('prepared', 'b', ('b',)), reply, reply]
+    assert looked == [('stat', 'a'), ('prepared', 'a', ('a',)),
+                      ('stat', 'b'), ('prepared', 'b', ('b',)), reply, reply, reply, reply]
     # a batch's nodes: no probe, and run in the hold (the template's forks are asked with
     # the worker's flags: Template.fork reads _fastcall.held()), which ends with the batch
     # each told the nodes after it (its template asks for their children: Template.take)
@@ -201,19 +204,68 @@ def test_a_chunk_looks_at_its_program_once(monkeypatch, tmp_path) -> None:
 
 
 def test_a_chunks_nodes_are_told_the_nodes_after_them_of_their_template() -> None:
-    """``_following``: a node's template is its program, engine, policy and memory,
-    so a node is told the later nodes of those alone (a template asks their children)."""
-    from zvm_core.pool import _plan
-
-    def node(program: str, memory: int) -> tuple[dict, list[int]]:
-        shape = {'program': program, 'engine': 'native', 'rdtsc': 'virtualize',
-                 'channels': [], 'limits': {'memory': memory}}
-        return {**shape, 'plan': _plan(shape)}, []
-    a, b = 32 * MIB, 64 * MIB
-    assert worker._following([node('p', a), node('p', a), node('p', b), node('p', b)]) \
-        == [1, 0, 1, 0]
-    assert worker._following([node('p', a), node('q', a), node('p', a)]) == [1, 0, 0]
+    """``_following``: a node is told the later nodes of its own template alone (a
+    template asks their children); a node of none (emulated) is told none."""
+    a, b = ('native', 'p', 32 * MIB), ('native', 'p', 64 * MIB)
+    assert worker._following([a, a, b, b]) == [1, 0, 1, 0]
+    assert worker._following([a, b, a]) == [1, 0, 0]
+    assert worker._following([a, None, a, None]) == [1, 0, 0, 0]
     assert worker._following([]) == []
+
+
+def _chunk(monkeypatch, serve) -> tuple[Templates, list]:
+    """Templates of stand-ins whose programs every engine runs natively (one template
+    per program and memory), and ``_serve_one`` as ``serve``; what each run was told."""
+    templates, _made = _templates(monkeypatch, budget=1 << 30)
+    monkeypatch.setattr(worker, '_CHOSEN', {(e, False): ('native', '', float('inf'))
+                                            for e in (None, 'auto', 'native')})
+    monkeypatch.setattr(Templates, 'prepared', lambda self, path, engine, rdtsc, file=None,
+                        deadline=None, account='': _Prepared(path))
+    monkeypatch.setattr(worker, '_reply', lambda sock, report, tails, ended: None)
+    monkeypatch.setattr(worker, '_fastcall', types.SimpleNamespace(
+        hold=lambda on: False, monotonic=lambda: 0.0, coarse=lambda: 0.0))
+    told: list = []
+
+    def served(req, fds, t, tails, ahead, ready):
+        told.append((req['engine'], ahead))
+        return serve(req, t)
+    monkeypatch.setattr(worker, '_serve_one', served)
+    return templates, told
+
+
+def _node(engine: str | None) -> tuple[dict, list[int]]:
+    from zvm_core.pool import _plan
+    shape = {'program': 'p', 'engine': engine, 'rdtsc': 'virtualize', 'channels': [],
+             'limits': {'memory': 64 * MIB}}
+    return {**shape, 'plan': _plan(shape)}, []
+
+
+def test_nodes_of_engines_that_choose_one_template_are_told_of_each_other(
+        monkeypatch) -> None:
+    """Engines none, ``auto`` and ``native`` choose one native template (its key:
+    program file, memory, policy, tsc): each node is told all the later ones (by
+    their engines' names, none was told of another's: too few children asked)."""
+    def serve(req, t):
+        return worker.Report('ok', 0), _use(t, 'p')
+    templates, told = _chunk(monkeypatch, serve)
+    worker._serve_many(None, [_node(None), _node('auto'), _node('native')], templates)
+    assert told == [(None, 2), ('auto', 1), ('native', 0)]
+
+
+def test_a_run_that_raised_after_asking_children_has_its_template_trimmed(
+        monkeypatch) -> None:
+    """A run raising out of ``_serve_one`` (after its template asked the next runs'
+    children: ``Template.take``) returned no machine: its template was not trimmed,
+    and the children asked waited unused."""
+    trims: list = []
+
+    def serve(req, t):
+        template = _use(t, 'p')
+        template.trim = lambda: trims.append(template)
+        raise OSError('the guest channel broke')
+    templates, told = _chunk(monkeypatch, serve)
+    worker._serve_many(None, [_node('auto'), _node('auto')], templates)
+    assert told == [('auto', 1), ('auto', 0)] and len(trims) == 1
 
 
 @pytest.mark.parametrize('budget,stopped', [(None, False), (1.0, True)])

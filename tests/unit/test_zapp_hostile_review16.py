@@ -102,3 +102,49 @@ def test_a_zapp_header_tarfile_does_not_check_is_a_400(records: dict) -> None:
     assert err.value.status_int == 400
     assert err.value.body.startswith(b'z is not a tar archive: a header does not parse ('), \
         err.value.body
+
+
+def _sparse_zapp(name: str, kind: str) -> bytes:
+    """A zapp whose ``name`` is a sparse member of 5 stored bytes, 4096 expanded: PAX
+    (GNU.sparse 0.1, as tarfile reads it) or an old GNU ``S`` header (made by hand:
+    tarfile writes none), then the other member and 'TAIL' bytes after it."""
+    other = 'bin/x' if name == 'boot/system.map' else 'boot/system.map'
+    buf = io.BytesIO()
+    form = tarfile.PAX_FORMAT if kind == 'pax' else tarfile.GNU_FORMAT
+    with tarfile.open(fileobj=buf, mode='w', format=form) as tar:
+        info = tarfile.TarInfo(name)
+        info.size = 5
+        if kind == 'pax':
+            info.pax_headers = {'GNU.sparse.map': '0,5', 'GNU.sparse.size': '4096'}
+        tar.addfile(info, io.BytesIO(b'[]   '))
+        for n, data in ((other, b'[]'), ('tail', b'TAIL' * 1024)):
+            more = tarfile.TarInfo(n)
+            more.size = len(data)
+            tar.addfile(more, io.BytesIO(data))
+    data = bytearray(buf.getvalue())
+    if kind == 'gnu':
+        header = data[:512]
+        header[156:157] = tarfile.GNUTYPE_SPARSE
+        header[386:410] = b'%011o\0%011o\0' % (0, 5)        # one (offset, bytes) entry
+        header[483:495] = b'%011o\0' % 4096                 # the expanded size
+        header[148:156] = b' ' * 8
+        header[148:156] = b'%06o\0 ' % sum(header)
+        data[:512] = header
+    return bytes(data)
+
+
+@pytest.mark.parametrize('kind', ['pax', 'gnu'])
+@pytest.mark.parametrize('name', ['bin/x', 'boot/system.map'])
+def test_a_sparse_zapp_member_is_a_400_naming_it(kind: str, name: str) -> None:
+    """tarfile gives it as a file of its expanded size: read from its data, it was the
+    stored bytes and the next members' (a program other than the one stored ran)."""
+    data = _sparse_zapp(name, kind)
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        assert tar.getmember(name).issparse() and tar.getmember(name).size == 4096
+    read = zapp.member if name == 'bin/x' else lambda f, n, limit, where: \
+        zapp.system_map(f, limit, where)
+    with pytest.raises(HTTPException) as err:
+        read(io.BytesIO(data), name, 1 << 16, 'z')
+    assert err.value.status_int == 400
+    assert err.value.body == (f'{name} in z is a sparse file: store it whole (tar '
+                              f'without --sparse)\n').encode()

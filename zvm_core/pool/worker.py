@@ -173,8 +173,12 @@ class Templates:
         def make():
             from zvm_core.engines.native.warm import Warm
             return Warm(prepared.program, prepared.verdict, memory, prepared.tsc)
-        return self._kept(('native', *(file or _file_key(path)), memory, prepared.policy.rdtsc,
-                           prepared.tsc), make, account)
+        return self._kept(native_key(file or _file_key(path), memory, prepared), make,
+                          account)
+
+    def kept(self, key: tuple):
+        """The template under ``key``, if there is one (none made, none reordered)."""
+        return self._machines.get(key)
 
     def _kept(self, key: tuple, make, account: str):
         """The template under ``key``, made by ``make()`` (charged, others evicted to
@@ -324,16 +328,10 @@ def _serve_one(req: dict, fds: list[int], templates: Templates,
                         else _backing(alias, fd, notify, wait, tail, fds, tails), mode,
                         random=random, quota=quota)
                 for alias, fd, mode, random, quota, _mount, notify, wait, tail in plan]
-    choice = (req.get('engine'), limits.fuel != DEFAULT_FUEL)
-    chosen = _CHOSEN.get(choice)
-    if chosen is None or chosen[2] <= _fastcall.coarse():
-        try:        # what this host can run: asked again only after a busy host's probe
-            chosen = _CHOSEN[choice] = (engines.choose(choice[0], fuel=choice[1]),
-                                        engines.unavailable_reason(choice[0], fuel=choice[1]),
-                                        engines.choice_lasts())
-        except engines.EngineError as e:    # the request's fault: a 400 at the proxy
-            return Report('refused', None, str(e)), None
-    engine, reason, _until = chosen
+    try:
+        engine, reason, _until = _chosen(req, limits)
+    except engines.EngineError as e:    # the request's fault: a 400 at the proxy
+        return Report('refused', None, str(e)), None
     image = None
     if mounts:
         from zvm_core.syscalls.fs import ImageError, ImageUnreadable, mounted
@@ -354,19 +352,10 @@ def _serve_one(req: dict, fds: list[int], templates: Templates,
     validated_by = began + limits.timeout
     account = req.get('account', '')    # whose templates it uses: for their eviction alone
     if engine == 'native':
-        key = (req['program'], req.get('engine'), req['rdtsc'])
-        known = ready.get(key) if ready is not None else None
-        if known is None:
-            file = _file_key(req['program'])
-            try:
-                prepared = templates.prepared(req['program'], req.get('engine'), req['rdtsc'],
-                                              file, validated_by, account)
-            except Rejected as e:
-                return e.report, None
-            if ready is not None:
-                ready[key] = file, prepared
-        else:
-            file, prepared = known
+        try:
+            file, prepared = _prepared(req, templates, ready, validated_by)
+        except Rejected as e:
+            return e.report, None
         if prepared.engine == 'native':     # a child of the program's template per run
             try:
                 warm = templates.native(req['program'], prepared, limits.memory, file,
@@ -399,6 +388,54 @@ def _serve_one(req: dict, fds: list[int], templates: Templates,
     return report, machine
 
 
+def _chosen(req: dict, limits: Limits) -> tuple[str, str, float]:
+    """The engine a run uses, why (``engines.unavailable_reason``) and until when that
+    holds: what this host can run, asked again only after a busy host's probe;
+    EngineError for an engine the request cannot have."""
+    choice = (req.get('engine'), limits.fuel != DEFAULT_FUEL)
+    chosen = _CHOSEN.get(choice)
+    if chosen is None or chosen[2] <= _fastcall.coarse():
+        chosen = _CHOSEN[choice] = (engines.choose(choice[0], fuel=choice[1]),
+                                    engines.unavailable_reason(choice[0], fuel=choice[1]),
+                                    engines.choice_lasts())
+    return chosen
+
+
+def _prepared(req: dict, templates: Templates, ready: dict | None,
+              validated_by: float | None) -> tuple:
+    """(file key, ``Prepared``) of a run's program, natively chosen: what an earlier run
+    of the same ``run_many`` request found (``ready``), else ``Templates.prepared``
+    (Rejected if invalid)."""
+    key = (req['program'], req.get('engine'), req['rdtsc'])
+    known = ready.get(key) if ready is not None else None
+    if known is None:
+        file = _file_key(req['program'])
+        known = file, templates.prepared(req['program'], req.get('engine'), req['rdtsc'],
+                                         file, validated_by, req.get('account', ''))
+        if ready is not None:
+            ready[key] = known
+    return known
+
+
+def native_key(file: tuple, memory: int, prepared) -> tuple:
+    """The native template of a program prepared natively (``Templates.native``): runs
+    whose engines (none, ``auto``, ``native``) differ share it."""
+    return ('native', *file, memory, prepared.policy.rdtsc, prepared.tsc)
+
+
+def _template_key(req: dict, templates: Templates, ready: dict) -> tuple | None:
+    """The native template a run will use (:func:`native_key`), None if none (it runs
+    emulated, or fails before its template: the run says why when it comes)."""
+    try:
+        limits = (req.get('plan') or _plan(req)).limits
+        if _chosen(req, limits)[0] != 'native':
+            return None
+        file, prepared = _prepared(req, templates, ready, _fastcall.coarse() + limits.timeout)
+    except Exception:       # noqa: BLE001 -- its run meets it again, and reports it
+        return None
+    return native_key(file, limits.memory, prepared) if prepared.engine == 'native' else None
+
+
 def _left(limits: Limits, began: float) -> Limits:
     """The run's limits with what mounting its images and validating its program took
     since ``began`` out of its timeout, once that is over a quarter of KILL_GRACE: the
@@ -427,8 +464,9 @@ def _serve_many(sock: socket.socket, runs: list[tuple[dict, list[int]]],
     once it ended.  The templates the runs used are weighed again (``settle``) once,
     at the end: what a native one holds does not change with its runs, and an
     emulated one's growth is seen a chunk later.  A program is looked at (its file's
-    ``stat``, its engine and verdict: ``Templates.prepared``) by the first of the
-    runs that name it: a batch's chunk runs one program, and those were two system
+    ``stat``, its engine and verdict: ``Templates.prepared``) once for the runs that
+    name it, before the first run (each run's template counts the runs after it:
+    :func:`_following`): a batch's chunk runs one program, and those were two system
     calls of each node's (the clock read under the hold, the ``stat``).  Once
     ``budget`` seconds have gone since the request came, no other run starts: the
     worker says so (``STOPPED``) and closes the descriptors of the runs left, which
@@ -436,12 +474,14 @@ def _serve_many(sock: socket.socket, runs: list[tuple[dict, list[int]]],
     its account's turn, that long plus one run, not a timeout per node.  At the end
     each template used keeps the next run's child alone (``trim``): the children
     asked for runs not started, failed before their child, or resumed from a
-    snapshot's template, are killed."""
+    snapshot's template, are killed; so are those of a run's template whose run
+    raised (it may have asked them: ``Template.take``)."""
     done = 0
     used: dict[int, object] = {}        # id -> template reset since the request came
     ready: dict[tuple, tuple] = {}      # (program, engine, rdtsc) -> (file key, prepared)
     end = None if budget is None else _fastcall.coarse() + budget   # (no system call a node)
-    following = _following(runs)
+    keys = [_template_key(req, templates, ready) for req, _fds in runs]
+    following = _following(keys)
     _fastcall.hold(True)
     try:
         for i, (req, fds) in enumerate(runs):
@@ -454,6 +494,9 @@ def _serve_many(sock: socket.socket, runs: list[tuple[dict, list[int]]],
                 report, machine = _serve_one(req, fds, templates, tails, following[i], ready)
             except Exception as e:  # keep serving: one bad run must not take the others
                 report = _failed('killed', f'sandbox worker error: {e!r}')
+                raised = templates.kept(keys[i]) if keys[i] is not None else None
+                if raised is not None:      # it may have asked its children ahead
+                    used[id(raised)] = raised
             finally:
                 done += 1
                 for f in fds:
@@ -475,19 +518,17 @@ def _serve_many(sock: socket.socket, runs: list[tuple[dict, list[int]]],
                 os.close(f)
 
 
-def _following(runs: list[tuple[dict, list[int]]]) -> list[int]:
-    """For each run, how many of the runs after it use its template (the same
-    program, engine, policy and memory): a native template asks for that many
-    children ahead (``Template.take``), none for later runs of another template,
-    whose children would wait unused.  Once a request, from what its runs carry."""
+def _following(keys: list[tuple | None]) -> list[int]:
+    """For each run, how many of the runs after it use its native template (its
+    :func:`_template_key`, ``keys``; None: none): a native template asks for that
+    many children ahead (``Template.take``), none for later runs of another
+    template, whose children would wait unused.  Once a request."""
     counts: list[int] = []
     seen: dict[tuple, int] = {}
-    for req, _fds in reversed(runs):
-        plan = req.get('plan')      # none: a shape the worker could not read (its run fails)
-        key = (req.get('program'), req.get('engine'), req.get('rdtsc'),
-               plan.limits.memory if plan else None)
-        counts.append(seen.get(key, 0))
-        seen[key] = counts[-1] + 1
+    for key in reversed(keys):
+        counts.append(0 if key is None else seen.get(key, 0))
+        if key is not None:
+            seen[key] = counts[-1] + 1
     return counts[::-1]
 
 
