@@ -85,14 +85,23 @@ def test_small_inputs_past_the_bound_wait_on_disk_not_in_memory() -> None:
     kept, moved = small(b'x' * 10), small(b'y' * 5)
     held.input(kept)
     held.input(moved)
-    assert held.held == 10
+    assert held.kept == 10
     assert not kept.file._rolled and moved.file._rolled
     moved.file.seek(0)
     assert moved.file.read() == b'y' * 5
     large = small(b'z' * (SPOOL_MEMORY + 1))        # already on disk: nothing held
     held = Held(10)
     held.input(large)
-    assert held.held == 0 and large.file._rolled
+    assert held.kept == 0 and large.file._rolled
+
+
+def test_inputs_kept_in_memory_do_not_count_against_the_programs() -> None:
+    """Programs wait on disk, small inputs in memory: a job's inputs never make its
+    next program a 413 that blames programs (a wildcard's later chunk did)."""
+    held = Held(10)
+    held.input(small(b'x' * 10))
+    held.program(10, 'swift://a/c/p')               # the whole bound, inputs aside
+    assert (held.held, held.kept) == (10, 10)
 
 
 def test_a_zapp_member_is_admitted_before_it_is_read() -> None:

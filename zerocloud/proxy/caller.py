@@ -58,12 +58,12 @@ class Held:
     """What one job makes the proxy hold for its whole run: its programs (each up to
     ``zerovm_maxnexe``; a job may name many stored copies of one), spooled files on
     the proxy's disk (a small buffer each in memory), and its inputs small enough to
-    stay in memory.  At most ``limit`` bytes (``zerovm_job_maxprograms``): a program
-    past it is a 413 before it is read; an input past it waits on the proxy's disk
-    instead."""
+    stay in memory.  Each at most ``limit`` bytes (``zerovm_job_maxprograms``), counted
+    apart (disk and memory): a program past it is a 413 before it is read, whatever
+    inputs the job keeps; an input past it waits on the proxy's disk instead."""
 
     def __init__(self, limit: int) -> None:
-        self.limit, self.held = limit, 0
+        self.limit, self.held, self.kept = limit, 0, 0
 
     def program(self, size: int, what: str) -> None:
         """Count a program of ``size`` bytes about to be held (``what``: which)."""
@@ -78,12 +78,12 @@ class Held:
         self.held = total
 
     def input(self, data: Input) -> None:
-        """Keep a fetched input in memory while the job's bytes held allow, else move it
-        to the proxy's disk (it is read from there as it is sent)."""
+        """Keep a fetched input in memory while the job's inputs kept allow, else move
+        it to the proxy's disk (it is read from there as it is sent)."""
         if data.size > SPOOL_MEMORY:        # already on disk
             return
-        if self.held + data.size <= self.limit:
-            self.held += data.size
+        if self.kept + data.size <= self.limit:
+            self.kept += data.size
             return
         with room():
             data.file.rollover()
