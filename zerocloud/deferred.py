@@ -534,14 +534,24 @@ def cancel(app, env: dict, logger, config: Config | None = None) -> Response | N
 def _still_running(app, req: Request, base: str, config: Config | None) -> bool:
     """Is the job ``base`` running by its state (:func:`_lost_why` finds no reason it
     is lost)?  A job reported lost whose proxy was only slow writes its state again."""
+    read = _read_state(app, req, base, config)
+    return read is not None and not read[1]
+
+
+def _read_state(app, req: Request, base: str,
+                config: Config | None) -> tuple[dict, str] | None:
+    """The job ``base``'s state and why it is lost ('' while it runs: :func:`_lost_why`);
+    None without a state this proxy wrote (none, or the user's own object: a larger one
+    never read whole)."""
     state = _request(app, req, 'GET', base + STATE_SUFFIX)
     if state.status_int != 200 or (state.content_length or STATE_MAX + 1) > STATE_MAX:
         close_if_possible(state.app_iter)
-        return False
+        return None
     try:
-        return not _lost_why(json.loads(state.body), config)
+        running = json.loads(state.body)
+        return running, _lost_why(running, config)
     except (ValueError, TypeError, KeyError, OverflowError, RecursionError):
-        return False
+        return None             # not a state this proxy wrote (the user's to overwrite)
 
 
 def settle_lost(app, env: dict, logger, config: Config | None = None) -> None:
@@ -561,17 +571,10 @@ def _settle(app, req: Request, version: str, account: str, container: str, name:
     base = f'/{version}/{account}/{container}/{name}'
     if _request(app, req, 'HEAD', base + HEADERS_SUFFIX).status_int != 404:
         return
-    state = _request(app, req, 'GET', base + STATE_SUFFIX)
-    if state.status_int != 200 or (state.content_length or STATE_MAX + 1) > STATE_MAX:
-        close_if_possible(state.app_iter)   # none, or the user's own object: never read whole
+    read = _read_state(app, req, base, config)
+    if read is None or not read[1]:     # no state of ours; or alive here, or fresh: running
         return
-    try:
-        running = json.loads(state.body)
-        why = _lost_why(running, config)
-    except (ValueError, TypeError, KeyError, OverflowError, RecursionError):
-        return              # not a state this proxy wrote (the user's to overwrite)
-    if not why:             # alive here, or its state fresh: it is running
-        return
+    running, why = read
     logger.error('deferred job %s was lost (%s): its proxy was %s', base, why,
                  running.get('proxy'))
     lost = HTTPServiceUnavailable(
