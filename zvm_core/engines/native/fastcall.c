@@ -816,23 +816,21 @@ static int serve_one(struct ctx *c, struct cache *k, const struct seccomp_notif 
         if (count == 0 || count > MAX_IOV || !allowed(c, iov, 16 * count, PROT_R, &host)
             || !guest_peek(c, raw, 16 * count, iov, host))
             return 0;
-        for (uint64_t i = 0; i < count; i++) {
+        for (uint64_t i = 0; i < count; i++) {     /* the bound, before any page is looked up */
             if (raw[2 * i + 1] > most - total)
                 return 0;
             total += raw[2 * i + 1];
         }
         if (!writing && total > CAP && over_cap(ch))
             return 0;
-        total = 0;
         for (uint64_t i = 0; i < count; i++) {
             uint64_t base = raw[2 * i], len = raw[2 * i + 1];
             if (len == 0)
                 continue;
-            if (len > most - total || !allowed(c, base, len, prot, &host))
+            if (!allowed(c, base, len, prot, &host))
                 return 0;
             hosts[nsegs] = host;
             segs[nsegs++] = (struct iovec){(void *)(uintptr_t)base, len};
-            total += len;
         }
         if (total == 0)
             return 0;
