@@ -2038,6 +2038,24 @@ def test_a_storage_url_set_by_hand_that_cannot_be_one_says_what_one_looks_like(
         assert (conn.url, conn.token) == (good, 'tok')
 
 
+@pytest.mark.parametrize('url', ['127.0.0.1:9/auth/v1.0', 'localhost:9/auth/v1.0',
+                                 'htp://127.0.0.1:9/auth/v1.0'])
+def test_an_auth_url_without_its_scheme_says_the_one_meant(monkeypatch, capsys,
+                                                           url: str) -> None:
+    # ST_AUTH=127.0.0.1:8080/auth/v1.0: zc said 'Unsupported scheme "" in url ...' and
+    # exited 1, as if the server had refused something
+    from zerocloud.client import cli
+    clear_credentials(monkeypatch)
+    monkeypatch.setenv('ST_AUTH', url)
+    monkeypatch.setenv('ST_USER', 'test:tester')
+    monkeypatch.setenv('ST_KEY', 'testing')
+    assert cli.main(['status', 'job-' + 'a' * 32]) == cli.EXIT_USAGE
+    meant = 'http://' + url.split('://')[-1]
+    assert capsys.readouterr().err == (
+        f'zc: the auth URL {url!r} (ST_AUTH, OS_AUTH_URL or -A) is not one: it starts with '
+        f"http:// or https:// (did you mean '{meant}'?) (zc -h for help)\n")
+
+
 def test_split_of_a_job_too_large_for_per_node_sizes_stores_each_stdout_and_fetches_it(
         monkeypatch, tmp_path: Path) -> None:
     # a job of more than 1,000 nodes is answered without X-Nexe-Body-Bytes: --split sent

@@ -249,6 +249,15 @@ def _check_storage_url(url: str | None) -> None:
                     'prints it)')
 
 
+def _check_auth_url(url: str | None) -> None:
+    """An auth URL without its scheme (``127.0.0.1:8080/auth/v1.0``), refused before
+    any request with the one meant: swiftclient says only 'Unsupported scheme ""'."""
+    if url and urlparse(url).scheme not in ('http', 'https'):
+        raise Usage(f'the auth URL {url!r} (ST_AUTH, OS_AUTH_URL or -A) is not one: it '
+                    f"starts with http:// or https:// (did you mean 'http://"
+                    f"{url.split('://', 1)[-1].lstrip('/')}'?)")
+
+
 def _auth_options(opts: argparse.Namespace) -> dict:
     """The swift options of ``opts``, those not given filled from their variables."""
     options = dict(vars(opts))
@@ -434,6 +443,8 @@ class Client:
                             'OS_USERNAME, OS_PASSWORD...; or OS_STORAGE_URL and OS_AUTH_TOKEN), '
                             'or give -A, -U, -K as for the swift command')
             _check_storage_url(os_options['object_storage_url'])
+            if not token:
+                _check_auth_url(options['auth'])
             self._session = Session(options)
         return self._session
 
