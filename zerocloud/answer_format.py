@@ -8,3 +8,13 @@ SUMMARY_NODES = 1000        # above this many results, X-Nexe-* headers summaris
 NODES_HEADER = 'X-Nexe-Nodes'           # only in such a summary: the count of results
 REPORT_HEADER = 'X-Zerovm-Report'       # "json": the answer is the JSON report
 DEFERRED_HEADER = 'X-Zerovm-Deferred'   # always | auto | never (zerocloud.deferred)
+
+
+def error_line(stderr: str) -> str:
+    """The line of stderr that says what went wrong (``X-Nexe-Error``'s ``exit N:
+    <this>``; ``zc local run`` says the same): the last one, but for a Lua error the
+    one before its ``stack traceback:`` (Lua prints the message first)."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    if 'stack traceback:' in lines[1:]:
+        return lines[lines.index('stack traceback:') - 1]
+    return lines[-1] if lines else ''

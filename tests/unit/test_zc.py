@@ -804,6 +804,21 @@ def test_local_run_of_a_program_without_on_reads_stdin_from_the_file(tmp_path: P
     assert capsys.readouterr().out == 'apple,3\npear,4\n'
 
 
+def test_local_run_of_a_failed_exit_says_its_stderrs_last_line_as_the_cluster_does(
+        tmp_path: Path, guest, capsys, monkeypatch) -> None:
+    # zc local run said "fails: exit 3" where zc run says "fails: exit 3: <last line of
+    # its stderr>" (the exception of a script): the same failure read differently here
+    from zerocloud.client import cli
+    source = tmp_path / 'fails.c'
+    source.write_text('#include <stdio.h>\nint main(void){fputs("reading\\nno such key: '
+                      'region\\n", stderr); return 3;}\n')
+    (tmp_path / 'fails').write_bytes(guest(source).read_bytes())
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(['local', 'run', './fails']) == cli.EXIT_FAILED
+    err = capsys.readouterr().err
+    assert 'fails: exit 3: no such key: region\n  | reading\n  | no such key: region\n' in err
+
+
 def test_the_session_lists_a_container_of_another_account_as_you(monkeypatch) -> None:
     # it listed none: zc run --on 'swift://AUTH_other/c/*' showed "-" for every node's object
     from zerocloud.client import session as zsession

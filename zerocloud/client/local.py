@@ -26,6 +26,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from zerocloud.answer_format import error_line
 from zerocloud.client.jobs import ZAPP_TYPE, BuildError, Payload, tar_bytes
 from zerocloud.client.report import OK, JobResult, node_from_report
 from zerocloud.client.sandbox import ZVM, zvm_env
@@ -146,6 +147,9 @@ class LocalRun:
             stderr = outdir / 'stderr'
             if result.failed and stderr.exists():
                 result.stderr = stderr.read_text('utf-8', 'replace')
+            if result.failed and result.status == OK and not result.error:
+                last = error_line(result.stderr)    # what the cluster's X-Nexe-Error says
+                result.error = f'exit {result.retcode}' + (f': {last}' if last else '')
             attached = node.attach.path if node.attach is not None else None
             result.object = attached.path[len(ACCOUNT) + 2:] if attached else ''
             results.append(result)

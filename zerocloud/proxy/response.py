@@ -34,7 +34,7 @@ from swift.common.swob import Response
 from swift.common.utils import close_if_possible
 
 from zerocloud import cgiout, graph, turns, wire
-from zerocloud.answer_format import NODES_HEADER, SUMMARY_NODES
+from zerocloud.answer_format import NODES_HEADER, SUMMARY_NODES, error_line
 from zerocloud.job import Node
 from zerocloud.proxy.outputs import OutputFile
 
@@ -87,15 +87,6 @@ def swift_reason(resp, limit: int = 120) -> str:
     text = head[:1024].decode('utf-8', 'replace')
     text = re.sub(r'<[^>]*>', ' ', re.sub(r'<h1>.*?</h1>', ' ', text))   # swob's page
     return short(text, limit)
-
-
-def _error_line(stderr: str) -> str:
-    """The line of stderr that says what went wrong: the last one, but for a Lua error
-    the one before its ``stack traceback:`` (Lua prints the message first)."""
-    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    if 'stack traceback:' in lines[1:]:
-        return lines[lines.index('stack traceback:') - 1]
-    return lines[-1] if lines else ''
 
 
 NOTHING_STORED: frozenset[str] = frozenset()   # one for every result (a set: 216 bytes)
@@ -171,7 +162,7 @@ class NodeResult:
         if self.error:
             return self.error
         if self.exit_failed:
-            last = _error_line(self.stderr)
+            last = error_line(self.stderr)
             return f'exit {self.report.retcode}' + (f': {last}' if last else '')
         if self.status in HINTS:
             default, hint = HINTS[self.status]
