@@ -572,6 +572,23 @@ def test_bundle_outside_an_app_says_how_to_make_one(tmp_path: Path) -> None:
         zapps.bundle(tmp_path)
 
 
+def test_bundle_of_a_directory_bundles_its_files(tmp_path: Path) -> None:
+    # bundle: [main.py, mylib] wrote a zapp without mylib/ (a directory matched and was
+    # passed over): every node then failed "No module named 'mylib'"
+    root = tmp_path / 'app'
+    (root / 'mylib' / 'sub').mkdir(parents=True)
+    (root / 'mylib' / '__init__.py').write_text('X = 1\n')
+    (root / 'mylib' / 'sub' / 'deep.py').write_text('Y = 2\n')
+    (root / 'main.py').write_text('import mylib\n')
+    (root / 'zapp.yaml').write_text('name: app\njob:\n  - name: a\n    exec: {path: '
+                                    '"file://python3:python3", args: /main.py}\n'
+                                    'bundle: [main.py, mylib]\n')
+    path, checked = zapps.bundle(root)
+    _, files = jobs.read_zapp(path.read_bytes(), str(path))
+    assert sorted(files) == ['main.py', 'mylib/__init__.py', 'mylib/sub/deep.py']
+    assert 'mylib/sub/deep.py: Python compiles' in checked
+
+
 def test_bundle_refuses_a_job_whose_program_is_not_bundled(tmp_path: Path) -> None:
     root = tmp_path / 'app'
     root.mkdir()

@@ -229,9 +229,11 @@ def bundle(root: Path, output: Path | None = None) -> tuple[Path, list[str]]:
         if not matches:
             hint = ' (run make first?)' if (root / 'Makefile').exists() else ''
             raise BuildError(f'{root / MANIFEST}: bundle: nothing matches {pattern}{hint}')
-        for match in matches:
-            if (root / match).is_file():
-                files[Path(match).as_posix()] = (root / match).read_bytes()
+        for match in matches:       # a directory (a package, mylib/) with all its files
+            found = [root / match] if (root / match).is_file() else \
+                sorted(p for p in (root / match).rglob('*') if p.is_file())
+            for path in found:
+                files[path.relative_to(root).as_posix()] = path.read_bytes()
     checked = check(spec['job'], files, str(root / MANIFEST))
     output = output or root / f'{spec["name"]}.zapp'
     output.write_bytes(zapp_bytes(spec['job'], files))
