@@ -1883,6 +1883,29 @@ def test_a_node_missing_dev_input_with_the_object_on_stdin_hints_as_input(
     assert capsys.readouterr().err.count(said) == hint
 
 
+@pytest.mark.parametrize('beside, hint', [('mylib.py', True), ('mylib/', True),
+                                           ('other.py', False)])
+def test_a_script_missing_a_module_beside_it_here_says_the_script_travels_alone(
+        tmp_path: Path, capsys, beside: str, hint: bool) -> None:
+    # main.py imports mylib (beside it): every node failed "No module named 'mylib'", and
+    # zc added "--as input gives it as /dev/input" (the script opens /dev/input), which
+    # was not what failed
+    from zerocloud.client.cli import Client
+    script = tmp_path / 'main.py'
+    script.write_text('import mylib\nprint(open("/dev/input").read())\n')
+    (tmp_path / 'mylib').mkdir() if beside.endswith('/') else (tmp_path / beside).write_text('')
+    opts = build_parser().parse_args(['run', '--script', str(script), '--on', 'swift://~/c/*'])
+    node = report.NodeResult('main-1', status='ok', retcode=1, stderr=(
+        'Traceback (most recent call last):\n  File "/main.py", line 1, in <module>\n'
+        "ModuleNotFoundError: No module named 'mylib.sub'\n"))
+    Client(opts, out=io.BytesIO()).show_result(report.JobResult(422, [node, node], body=b''), {})
+    err = capsys.readouterr().err
+    assert '/dev/input' not in err
+    said = (f'(mylib is beside {script} here, but --script sends the script alone: bundle '
+            'them together in a zapp, with zc new APP and zc bundle: doc/client.md, "Apps")\n')
+    assert err.count(said) == hint
+
+
 def test_deploy_registers_the_type_as_the_server_looks_it_up(tmp_path: Path, capsys) -> None:
     # "--content-type 'Text/X-Upper; charset=utf-8'" was registered under that text, which
     # the server (lower case, no parameters) never looks up: open said "No application"

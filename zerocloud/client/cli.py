@@ -141,6 +141,29 @@ def _missed_input(nodes: list[report.NodeResult]) -> bool:
                for node in nodes for line in f'{node.error}\n{node.stderr}'.splitlines())
 
 
+PY_TRACEBACK = 'Traceback (most recent call last):'
+NO_MODULE = re.compile(r"ModuleNotFoundError: No module named '([\w.]+)'")
+
+
+def _failed_elsewise(nodes: list[report.NodeResult]) -> bool:
+    """Did every failed node say why, with a Python traceback?  A Python script missing
+    ``/dev/input`` names it (:func:`_missed_input`); one that failed otherwise (an import,
+    a ``KeyError``) did not fail for want of it."""
+    return all(PY_TRACEBACK in node.stderr for node in nodes if node.failed)
+
+
+def _modules_left_here(nodes: list[report.NodeResult], script: str | None) -> list[str]:
+    """The modules a failed ``--script`` node could not import that are files beside
+    the script on this machine: ``--script`` sends the script alone."""
+    if script is None:
+        return []
+    here = Path(script).parent
+    missing = {found[1].split('.')[0] for node in nodes if node.failed
+               for found in NO_MODULE.finditer(node.stderr)}
+    return sorted(name for name in missing
+                  if (here / f'{name}.py').is_file() or (here / name).is_dir())
+
+
 def _names_input(script: str | None) -> bool:
     """Does the ``--script`` source name ``/dev/input``?  Then a failed node may have
     missed it: Lua's ``io.open`` of it gives nil, and the error, ``attempt to index a nil
@@ -715,8 +738,14 @@ class Client:
         self.err.write(display.reported_lost(result))
         script = getattr(self.opts, 'script', None)
         if getattr(self.opts, 'device', None) == 'stdin' and (_missed_input(result.nodes) or (
-                any(n.failed for n in result.nodes) and _names_input(script))):
+                any(n.failed for n in result.nodes) and _names_input(script)
+                and not _failed_elsewise(result.nodes))):
             self.err.write('(the object was given on stdin: --as input gives it as /dev/input)\n')
+        if left := _modules_left_here(result.nodes, script):
+            self.err.write(f'({", ".join(left)} {"is" if len(left) == 1 else "are"} beside '
+                           f'{script} here, but --script sends the script alone: bundle them '
+                           'together in a zapp, with zc new APP and zc bundle: '
+                           'doc/client.md, "Apps")\n')
         if result.status == 413 and not result.nodes and b'the request body' in result.body:
             self.err.write(_bundle_too_large(self.opts, result.body))
         on = getattr(self.opts, 'on', None) or ''
