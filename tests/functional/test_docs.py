@@ -49,6 +49,7 @@ DOCS = [                        # (doc, the section that runs: None for all), in
     ('examples/lua-filter/README.md', None),
     ('examples/sql/README.md', None),
     ('doc/sql.md', None),
+    ('doc/python.md', '## Running a script locally'),
 ]
 FENCE = re.compile(r'( *)(```+)(.*)')
 RUN = {'sh': '', 'python': "python3 - <<'ZC_DOC_EOF'"}
