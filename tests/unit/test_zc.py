@@ -2480,7 +2480,14 @@ def test_a_misspelt_option_is_named_with_the_one_meant(capsys) -> None:
                        (['wait', 'job-1', '--timout=3', '--splt', 'd'],
                         '(--timout: did you mean --timeout?; --splt: did you mean --split?)'),
                        (['run', 'job.json', '--os-usrname', 'u'],      # zc's own options too
-                        '(did you mean --os-username?)')):
+                        '(did you mean --os-username, before the command?)'),
+                       # zc's own, right but after the command: "--debug (did you mean
+                       # --debug?)", and -U said nothing
+                       (['run', 'job.json', '--debug'], 'unrecognized arguments: --debug '
+                        '(--debug goes before the command, as for swift: zc --debug ... run ...)'),
+                       (['status', 'job-1', '-U', 'test:tester', '-K', 'testing'],
+                        'unrecognized arguments: -U test:tester -K testing (-U, -K go before '
+                        'the command, as for swift: zc -U ... status ...)')):
         with pytest.raises(SystemExit) as e:
             cli.main(argv)
         assert e.value.code == cli.EXIT_USAGE

@@ -1287,12 +1287,20 @@ def _meant_options(parser: argparse.ArgumentParser, command: str | None,
                           and command in action.choices]
     known = {option.lower(): option for p in parsers for action in p._actions
              for option in action.option_strings if option.startswith('--')}
-    hints = {}
+    # zc's own (the swift auth options, --debug): right, but after the command
+    own = {option for action in parser._actions for option in action.option_strings} - {
+        option for p in parsers[1:] for action in p._actions for option in action.option_strings}
+    hints, before = {}, []
     for word in extra:
         typed = word.split('=', 1)[0]
         close = difflib.get_close_matches(typed.lower(), known, n=1, cutoff=0.7)
-        if typed.startswith('--') and close:
-            hints[typed] = known[close[0]]
+        if typed in own:
+            before.append(typed)
+        elif typed.startswith('--') and close:
+            hints[typed] = known[close[0]] + ', before the command' * (known[close[0]] in own)
+    if before:
+        return (f' ({", ".join(before)} {"goes" if len(before) == 1 else "go"} before the '
+                f'command, as for swift: zc {before[0]} ... {command} ...)')
     if len(hints) < 2:
         return ''.join(f' (did you mean {meant}?)' for meant in hints.values())
     return f' ({"; ".join(f"{typed}: did you mean {meant}?" for typed, meant in hints.items())})'
