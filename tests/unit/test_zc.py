@@ -2470,6 +2470,20 @@ def test_discarded_stdout_of_many_nodes_is_said_three_times_then_counted() -> No
     assert lines[3:] == ['zc: note: ... and 2 more nodes did so']
 
 
+def test_split_with_out_is_a_usage_error(tmp_path: Path, capsys) -> None:
+    # zc run ... --out 'swift://~/r/*' --split d exited 0 and wrote no d: every output
+    # went to its object, and --split had nothing to split
+    from zerocloud.client import cli
+    script = tmp_path / 'sum.py'
+    script.write_text('print(1)\n')
+    split = tmp_path / 'd'
+    assert cli.main(['run', '--script', str(script), '--on', 'swift://~/c/*', '--out',
+                     'swift://~/r/*.sum', '--split', str(split)]) == cli.EXIT_USAGE
+    assert capsys.readouterr().err == (
+        f"zc: --split {split} writes each node's output to a file here, --out "
+        'swift://~/r/*.sum stores it as objects instead: give one of them (zc -h for help)\n')
+
+
 def test_a_misspelt_option_is_named_with_the_one_meant(capsys) -> None:
     # it said only "unrecognized arguments: --ouT", leaving the user to find the option
     from zerocloud.client import cli

@@ -495,6 +495,9 @@ class Client:
                 is_swift_url(o.target) and o.on is None else ''
             raise Usage(f'give a job, a program or --script FILE, not both ({o.target} and '
                         f'--script {o.script}){on}')
+        if getattr(o, 'split', None) is not None and o.out is not None:   # split nothing
+            raise Usage(f'--split {o.split} writes each node\'s output to a file here, --out '
+                        f'{o.out} stores it as objects instead: give one of them')
         if o.script is None and not is_swift_url(o.target) and \
                 not _is_program(o.target):
             payload = jobs.load(o.target)
