@@ -2111,6 +2111,26 @@ def test_an_auth_url_without_its_scheme_says_the_one_meant(monkeypatch, capsys,
         f"http:// or https:// (did you mean '{meant}'?) (zc -h for help)\n")
 
 
+def test_a_v1_auth_url_in_keystones_variables_says_to_use_v1s(monkeypatch, capsys) -> None:
+    # OS_AUTH_URL=http://h:8080/auth/v1.0 with OS_USERNAME and OS_PASSWORD: zc printed
+    # swiftclient's "Auth versions 2.0 and 3 require python-keystoneclient, install it"
+    from zerocloud.client import cli
+    clear_credentials(monkeypatch)
+    monkeypatch.setenv('OS_AUTH_URL', 'http://127.0.0.1:9/auth/v1.0')
+    monkeypatch.setenv('OS_USERNAME', 'test:tester')
+    monkeypatch.setenv('OS_PASSWORD', 'testing')
+    assert cli.main(['status', 'job-' + 'a' * 32]) == cli.EXIT_USAGE
+    assert capsys.readouterr().err == (
+        'zc: http://127.0.0.1:9/auth/v1.0 is a v1 auth URL, but OS_AUTH_URL, OS_USERNAME and '
+        'OS_PASSWORD (--os-*) ask for Keystone (auth version 2.0): set ST_AUTH, ST_USER and '
+        "ST_KEY instead (zerocloud-devcluster env prints the local cluster's), or add "
+        'OS_AUTH_TYPE=v1password (zc -h for help)\n')
+    monkeypatch.setenv('OS_AUTH_TYPE', 'v1password')        # as it says: v1 then
+    conn = cli.Client(build_parser().parse_args(['status', 'job-1'])).session.conn
+    assert (conn.authurl, conn.user, conn.auth_version) == (
+        'http://127.0.0.1:9/auth/v1.0', 'test:tester', '1.0')
+
+
 def test_split_of_a_job_too_large_for_per_node_sizes_stores_each_stdout_and_fetches_it(
         monkeypatch, tmp_path: Path) -> None:
     # a job of more than 1,000 nodes is answered without X-Nexe-Body-Bytes: --split sent

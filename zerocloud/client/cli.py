@@ -281,6 +281,22 @@ def _check_auth_url(url: str | None) -> None:
                     f"{url.split('://', 1)[-1].lstrip('/')}'?)")
 
 
+V1_AUTH_PATH = re.compile(r'/auth/v1(\.0)?/?')   # tempauth's (the local cluster's)
+
+
+def _check_auth_version(options: dict) -> None:
+    """A v1 auth URL given as OS_AUTH_URL (--os-auth-url) with OS_USERNAME and
+    OS_PASSWORD: swiftclient reads those as Keystone's and says only that Keystone
+    needs python-keystoneclient, which would not log in to a v1 URL either."""
+    url = options['auth'] or ''
+    if options['auth_version'] in ('2.0', '3') and \
+            V1_AUTH_PATH.fullmatch(urlparse(url).path):
+        raise Usage(f'{url} is a v1 auth URL, but OS_AUTH_URL, OS_USERNAME and OS_PASSWORD '
+                    f'(--os-*) ask for Keystone (auth version {options["auth_version"]}): set '
+                    'ST_AUTH, ST_USER and ST_KEY instead (zerocloud-devcluster env prints '
+                    "the local cluster's), or add OS_AUTH_TYPE=v1password")
+
+
 def _auth_options(opts: argparse.Namespace) -> dict:
     """The swift options of ``opts``, those not given filled from their variables."""
     options = dict(vars(opts))
@@ -468,6 +484,7 @@ class Client:
             _check_storage_url(os_options['object_storage_url'])
             if not token:
                 _check_auth_url(options['auth'])
+                _check_auth_version(options)
             self._session = Session(options)
         return self._session
 
