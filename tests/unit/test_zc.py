@@ -2490,6 +2490,48 @@ def test_discarded_stdout_of_many_nodes_is_said_three_times_then_counted() -> No
     assert lines[3:] == ['zc: note: ... and 2 more nodes did so']
 
 
+class ChunkedAnswer:
+    """An answer whose body comes in the given chunks (what ``pass_on`` reads)."""
+
+    def __init__(self, headers: dict, chunks: list[bytes]) -> None:
+        self.status, self.headers, self._chunks = 200, headers, chunks
+
+    def chunks(self):
+        yield from self._chunks
+
+
+@pytest.mark.parametrize('parts, joined', [
+    ([b'3', b'', b'12', b'7\n'], 'cnt-1, cnt-3'),       # an empty part is passed over
+    ([b'3\n', b'12\n', b'7'], ''),                       # the last one may end as it likes
+    ([b'\x1f\x8b\x08\x00', b'\x1f\x8b\x08\x01'], '')])  # not text (gzip parts)
+def test_outputs_that_run_together_without_a_newline_are_noted(
+        capsys, parts: list[bytes], joined: str) -> None:
+    # three nodes counting lines with print(n, end=''): zc printed "3127" and exit 0,
+    # which reads as one number
+    from zerocloud.client.cli import Client
+    names = [f'cnt-{i}' for i in range(1, len(parts) + 1)]
+    headers = {'x-nexe-system': ','.join(names), 'x-nexe-status': ','.join(['ok'] * len(parts)),
+               'x-nexe-retcode': ','.join(['0'] * len(parts)),
+               'x-nexe-body-bytes': ','.join(str(len(p)) for p in parts)}
+    body = b''.join(parts)
+    said = (f"zc: note: the output of {joined} does not end with a newline: the next node's "
+            'runs on in its last line (--split DIR gives each node its own file)\n'
+            if joined else '')
+    opts = build_parser().parse_args(['run', 'job.json', '-q'])
+    for streamed in (False, True):       # a terminal: read whole; a pipe: as it comes
+        out = io.BytesIO()
+        client = Client(opts, out=out)
+        if streamed:
+            result = report.parse(200, headers, b'')
+            client.pass_on(ChunkedAnswer(headers, [body[i:i + 2] for i in
+                                                   range(0, len(body), 2)]), result)
+        else:
+            result = report.parse(200, headers, body)
+        assert client.show_result(result, {}) == 0
+        assert out.getvalue() == body
+        assert capsys.readouterr().err == said
+
+
 def test_split_with_out_is_a_usage_error(tmp_path: Path, capsys) -> None:
     # zc run ... --out 'swift://~/r/*' --split d exited 0 and wrote no d: every output
     # went to its object, and --split had nothing to split

@@ -174,6 +174,41 @@ def _names_input(script: str | None) -> bool:
         return False
 
 
+def _part_ends(result: report.JobResult) -> list[tuple[int, str]]:
+    """Where each node's part of the answer's body ends, ``(offset, node)``, but the
+    last: those of parts not empty; none when the answer does not give their sizes."""
+    sizes = [node.body_bytes for node in result.nodes]
+    if not sizes or None in sizes:
+        return []
+    ends, at = [], 0
+    for node, size in zip(result.nodes, sizes, strict=True):
+        if size:
+            at += size
+            ends.append((at, node.name))
+    return ends[:-1]
+
+
+def _around_ends(result: report.JobResult) -> list[int]:
+    """The offsets of the bytes around each end of :func:`_part_ends`, in order."""
+    return sorted({offset for at, _ in _part_ends(result) for offset in (at - 1, at)})
+
+
+TEXT = frozenset(range(0x20, 0x7f))     # a byte of a line of text (not a newline)
+
+
+def _run_together(ends: list[tuple[int, str]], around: dict[int, int]) -> str:
+    """A note naming the nodes whose text output ends without a newline, so that the
+    next node's runs on in its last line (``3`` and ``12`` read ``312``); ``around``:
+    the body's bytes at the offsets of :func:`_around_ends`."""
+    names = [name for at, name in ends
+             if around.get(at - 1) in TEXT and around.get(at) in TEXT]
+    if not names:
+        return ''
+    shown = ', '.join(names[:3]) + (f' and {len(names) - 3} more' if len(names) > 3 else '')
+    return (f'zc: note: the output of {shown} does not end with a newline: the next '
+            "node's runs on in its last line (--split DIR gives each node its own file)\n")
+
+
 AT_ONCE = 16        # requests at a time fetching (or deleting) a large job's stored stdouts
 
 
@@ -696,15 +731,22 @@ class Client:
         when :meth:`streams` (the result's body then empty)."""
         if not self.streams(answer.status, answer.headers):
             return report.parse(answer.status, answer.headers, answer.read())
-        self.pass_on(answer)
         result = report.parse(answer.status, answer.headers, b'')
-        result.streamed = True
+        self.pass_on(answer, result)
         return result
 
-    def pass_on(self, answer: Answer) -> None:
-        """The answer's body to stdout, as it comes (not held: up to a GiB per node)."""
+    def pass_on(self, answer: Answer, result: report.JobResult) -> None:
+        """The answer's body to stdout, as it comes (not held: up to a GiB per node),
+        and the bytes around each node's part's end, for :func:`_run_together`."""
+        wanted = _around_ends(result)
+        seen, i = 0, 0
         for chunk in answer.chunks():
+            while i < len(wanted) and wanted[i] < seen + len(chunk):
+                result.around[wanted[i]] = chunk[wanted[i] - seen]
+                i += 1
+            seen += len(chunk)
             self.out.write(chunk)
+        result.streamed = True
 
     def streams(self, status: int, headers: dict[str, str]) -> bool:
         """Whether the output of this answer goes to stdout as it comes, not held until
@@ -742,6 +784,8 @@ class Client:
         elif result.report is None and result.status < 300 and not result.streamed:
             if split is None:
                 self.out.write(result.body)
+                if result.parts() is not None:
+                    result.around = {at: result.body[at] for at in _around_ends(result)}
             else:
                 self.write_parts(result, split)
         elif unsent:
@@ -754,6 +798,8 @@ class Client:
         if not self.quiet or result.failed:
             if not (as_json and not result.failed):
                 self.err.write(display.report(result))
+        if split is None and not as_json:
+            self.err.write(_run_together(_part_ends(result), result.around))
         self.note_discarded(result.discarded_stdout())
         self.err.write(display.reported_lost(result))
         script = getattr(self.opts, 'script', None)
@@ -862,9 +908,8 @@ class Client:
         answer = self.session.request('GET', path, {})
         if answer.status >= 300:
             raise ServerError(f'GET {path}', answer.status, answer.reason, answer.read())
-        self.pass_on(answer)
         result = report.parse_stored(headers, b'')
-        result.streamed = True
+        self.pass_on(answer, result)
         return result
 
     def state(self, path: SwiftPath) -> dict | None:

@@ -97,6 +97,8 @@ class JobResult:
     report: dict | None = None          # the JSON report, when the body was one
     summary: Summary | None = None      # a large job's counts, when no report came
     streamed: bool = False              # the output went to stdout as it came (no body)
+    # the body's bytes around each node's part's end (its last, the next's first), by offset
+    around: dict[int, int] = field(default_factory=dict)
     stopped: str = ''                   # a deferred job that did not end: cancelled, lost;
                                         # or whose output Swift refused: unstored
     counts: dict[str, int] | None = None    # its nodes: total, done, failed, stopped|lost
