@@ -16,11 +16,11 @@ import tempfile
 
 import pytest
 import test_proxy_filter as proxy_tests
-from archives import tar_bytes
+from archives import tar_bytes, zapp_member
 from swift.common.swob import HTTPException
 from test_proxy_filter import ACCOUNT, FakeRing, ok, post
 
-from zerocloud import config, sources, wire, zapp
+from zerocloud import config, sources, wire
 from zerocloud.httperrors import HTTPRequestEntityTooLarge
 from zerocloud.proxy import caller
 from zerocloud.proxy.caller import SPOOL_MEMORY, Held, Input, spooled
@@ -111,13 +111,13 @@ def test_a_zapp_member_is_admitted_before_it_is_read() -> None:
         info.size = 5
         tar.addfile(info, io.BytesIO(b'12345'))
     asked: list[int] = []
-    assert zapp.member(data, 'bin/x', 10, 'z', admit=asked.append) == b'12345'
+    assert zapp_member(data, 'bin/x', 10, 'z', admit=asked.append) == b'12345'
     assert asked == [5]
 
     def refuse(size: int) -> None:
         raise HTTPRequestEntityTooLarge(body=b'no')
     with pytest.raises(HTTPException):
-        zapp.member(data, 'bin/x', 10, 'z', admit=refuse)
+        zapp_member(data, 'bin/x', 10, 'z', admit=refuse)
 
 
 def test_a_job_naming_copies_over_the_bound_is_a_413_and_nothing_runs(

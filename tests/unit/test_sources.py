@@ -14,7 +14,7 @@ from collections.abc import Callable
 from types import SimpleNamespace
 
 import pytest
-from archives import tar_bytes
+from archives import tar_bytes, zapp_member
 from swift.common.concurrency import Empty, LightQueue, spawn
 from swift.common.swob import HTTPBadRequest, HTTPException, HTTPForbidden, Request, Response
 from test_proxy_filter import ACCOUNT, TEXT, FakeRing, FakeSwift, Servers, ok
@@ -463,9 +463,9 @@ def test_a_body_over_zerovm_maxinput_is_a_413_naming_the_option() -> None:
 def test_zapp_members_and_limits() -> None:
     f = io.BytesIO(tar_bytes({'./boot/system.map': b'[]', 'bin/x': b'12345'}))
     assert zapp.system_map(f, 10, 'z') == b'[]'
-    assert zapp.member(f, '/bin/x', 10, 'z') == b'12345'
+    assert zapp_member(f, '/bin/x', 10, 'z') == b'12345'
     with pytest.raises(HTTPException) as err:
-        zapp.member(f, 'bin/x', 4, 'z')
+        zapp_member(f, 'bin/x', 4, 'z')
     assert err.value.status_int == 413
     assert err.value.body == b'bin/x in z is larger than zerovm_maxnexe (4 bytes)\n'
     with pytest.raises(HTTPException) as err:
