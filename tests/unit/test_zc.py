@@ -2561,3 +2561,38 @@ def test_a_failed_script_that_names_dev_input_with_the_object_on_stdin_hints_as_
     Client(opts, out=io.BytesIO()).show_result(result, {})
     said = '(the object was given on stdin: --as input gives it as /dev/input)\n'
     assert capsys.readouterr().err.count(said) == hint
+
+
+def test_a_local_run_gives_a_node_the_variables_the_cluster_gives_it(tmp_path: Path,
+                                                                      guest) -> None:
+    # zc local run gave a node only its exec.env: a program that names its output after
+    # LOCAL_PATH_INFO (as the docs suggest for a wildcard's nodes) found nothing here
+    (tmp_path / 'bin').mkdir()
+    (tmp_path / 'bin' / 'env').write_bytes(guest('args_env').read_bytes())
+    (tmp_path / 'data').mkdir()
+    (tmp_path / 'data' / 'my doc.txt').write_text('hello')
+    job = [{'name': 'a', 'exec': {'path': 'swift://~/bin/env',
+                                  'env': {'LOCAL_PATH_INFO': '/elsewhere', 'MINE': '1'}},
+            'devices': [{'name': 'stdin', 'path': 'swift://~/data/my doc.txt'},
+                        {'name': 'stdout'}]},
+           {'name': 'b', 'exec': {'path': 'swift://~/bin/env'},
+            'devices': [{'name': 'stdout'}]}]
+    payload = jobs.Payload(json.dumps(job).encode(), jobs.JSON_TYPE, job)
+    out: list[bytes] = []
+    maps = {'bin': tmp_path / 'bin', 'data': tmp_path / 'data'}
+    result = local.run(payload, 'job.json', maps, out=out.append)
+    assert not result.failed
+    printed = b''.join(out).decode()
+    a, b = printed.split('argc=')[1:]
+    env_a, env_b = ({k: v for line in text.splitlines() if line.startswith('envp')
+                     for k, v in [line.split('=', 2)[1:]]} for text in (a, b))
+    assert {k: v for k, v in env_a.items() if k.startswith(('LOCAL_', 'SCRIPT_', 'MINE'))} == {
+        'LOCAL_OBJECT': 'on', 'LOCAL_PATH_INFO': '/local/data/my%20doc.txt',
+        'LOCAL_DOCUMENT_ROOT': '/dev/stdin', 'LOCAL_CONTENT_LENGTH': '5', 'MINE': '1',
+        'SCRIPT_NAME': 'a', 'SCRIPT_FILENAME': 'swift://local/bin/env'}   # argv[0], exec.path
+    # the names and the quoting are the object server's
+    from zerocloud import wire
+    assert wire.local_env('/local/data/my doc.txt', [('Content-Length', '5')]).items() \
+        <= env_a.items()
+    assert not any(k.startswith('LOCAL_') for k in env_b)     # no object: none, as there
+    assert env_b['SCRIPT_NAME'] == 'b'
