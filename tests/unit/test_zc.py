@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -2493,18 +2494,28 @@ def test_zc_takes_a_swift_url_in_upper_case() -> None:
     assert where == SwiftPath('AUTH_t', 'c', 'o')
 
 
-def _cancelled_after(monkeypatch, answer: FakeAnswer, results: list) -> list:
-    """zc cancel job-1 with the DELETE answered ``answer`` and each look for the result
-    answered by the next of ``results``; what it asked."""
+def _cancelled_after(monkeypatch, answer: FakeAnswer, results: list,
+                     state: Callable[[float], dict | None] | None = None) -> list:
+    """zc cancel job-1 with the DELETE answered ``answer``, each look for the result
+    answered by the next of ``results`` and for the state by ``state(now)`` (default: a
+    state written at each look), on a clock that only its pauses move; what it asked."""
     from zerocloud.client import cli
     asked: list = []
-    monkeypatch.setattr(cli, 'POLL_START', 0.0)
+    clock = [0.0]
+
+    def sleep(seconds: float) -> None:
+        clock[0] += seconds
+    monkeypatch.setattr(cli, 'time', SimpleNamespace(monotonic=lambda: clock[0], sleep=sleep))
+    monkeypatch.setattr(cli, 'POLL_START', cli.POLL_MAX)
     monkeypatch.setattr(cli.Client, 'result_path', lambda self, job: SwiftPath('AUTH_t', 'c',
                                                                                job))
     monkeypatch.setattr(cli.Client, 'session', SimpleNamespace(
         request=lambda method, path, headers: asked.append((method, path)) or answer))
     monkeypatch.setattr(cli.Client, 'stored', lambda self, path: asked.append('look')
                         or results.pop(0))
+    fresh = state or (lambda now: {'updated': now, 'heartbeat': 10.0})
+    monkeypatch.setattr(cli.Client, 'state', lambda self, path: asked.append('state')
+                        or fresh(clock[0]))
     return asked
 
 
@@ -2524,10 +2535,39 @@ def test_cancel_of_a_job_reported_lost_that_runs_still_waits_for_its_own_result(
     asked = _cancelled_after(monkeypatch, FakeAnswer(202, 'Accepted', b'cancelling ...', {
         'X-Nexe-Reported-Lost': LOST_SAID}), [LOST, LOST, cancelled])
     assert cli.main(['cancel', 'job-1']) == 0
-    assert asked == [('DELETE', SwiftPath('AUTH_t', 'c', 'job-1.state'))] + ['look'] * 3
+    assert asked == [('DELETE', SwiftPath('AUTH_t', 'c', 'job-1.state'))] + [
+        'look', 'state'] * 2 + ['look']
     assert capsys.readouterr().err == (
         'job-1: it was reported lost, but its proxy runs it still: asked to stop it\n'
         'job-1: cancelled: stopped by a DELETE ...\n' + LATE_NOTE)
+
+
+def test_cancel_of_a_job_reported_lost_whose_proxy_then_stops_says_so_in_3_heartbeats(
+        monkeypatch, capsys) -> None:
+    # its proxy accepted the cancel and died: zc waited 60 s for a result that could not
+    # come, then said "asked to stop, still running after 60 s" of a job no proxy ran
+    from zerocloud.client import cli
+    accepted = FakeAnswer(202, 'Accepted', b'cancelling ...', {'X-Nexe-Reported-Lost': LOST_SAID})
+    asked = _cancelled_after(monkeypatch, accepted, [LOST] * 100,
+                             lambda now: {'updated': 5.0, 'heartbeat': 10.0})
+    assert cli.main(['cancel', 'job-1']) == cli.EXIT_FAILED
+    assert capsys.readouterr().err == (
+        'job-1: it was reported lost, but its proxy runs it still: asked to stop it\n'
+        'job-1: asked to stop, but its proxy has not written its state for 30 s (3 '
+        'heartbeats) and no result of its own came: it is lost after all (zc status with '
+        f'this id says if it ends still)\njob-1: lost: {LOST_SAID}\n')
+    assert asked.count('state') == 16          # a look every 2 s, from 0 s to 30 s
+    # its state gone (another cancel found its proxy gone), the lost result stands
+    _cancelled_after(monkeypatch, accepted, [LOST] * 2, lambda now: None)
+    assert cli.main(['cancel', 'job-1']) == cli.EXIT_FAILED
+    assert 'but its state is gone and no result of its own came' in capsys.readouterr().err
+    # gone since it stored its own: that one is said
+    cancelled = report.parse_stored(json.dumps({
+        'Status': '499 Client Disconnect', 'X-Nexe-Status': 'cancelled',
+        'X-Nexe-Error': 'stopped by a DELETE of its state (zc cancel)'}).encode(), b'stopped\n')
+    _cancelled_after(monkeypatch, accepted, [LOST, cancelled, cancelled], lambda now: None)
+    assert cli.main(['cancel', 'job-1']) == 0
+    assert capsys.readouterr().err.endswith('job-1: cancelled: stopped\n')
 
 
 def test_cancel_of_a_job_reported_lost_and_not_seen_since_says_it_may_run_still(
