@@ -1032,3 +1032,17 @@ def test_deferred_auto_answers_a_quick_result_itself() -> None:
     resp = deferred.run(app, req, 'auto', 'AUTH_a', None, 1.0,
                         lambda progress: Response(body=b'quick'), logger=None)
     assert resp.body == b'quick' and app.calls == []
+
+
+def test_a_stored_description_is_read_to_one_byte_over_its_bound_and_closed() -> None:
+    """One reader for an app's config and an SQL query's stored JSON (the query had its
+    own loop, gathering whole chunks by += until past the bound)."""
+    closed: list[bool] = []
+
+    class Chunks(list):
+        def close(self) -> None:
+            closed.append(True)
+    resp = SimpleNamespace(app_iter=Chunks([b'{"a"', b': 1}', b'x' * 100, b'never']))
+    assert sources.read_bounded(resp, 9) == b'{"a": 1}xx' and closed == [True]
+    resp = SimpleNamespace(app_iter=Chunks([b'{}']))
+    assert sources.read_bounded(resp, 9) == b'{}' and closed == [True, True]
