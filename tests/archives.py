@@ -28,3 +28,13 @@ def tar_bytes(members: dict[str, bytes | str | tuple], *, gz: bool = False,
                 info.linkname = what[1]
             tar.addfile(info, io.BytesIO(data) if data is not None else None)
     return gzip.compress(buf.getvalue(), mtime=0) if gz else buf.getvalue()
+
+
+def zapp_member(f, name: str, limit: int, where: str, max_members: int | None = None,
+                admit=None) -> bytes:
+    """The content of program ``name`` of the zapp in ``f``, as the proxy copies it
+    (``zerocloud.zapp.copy_member``), gathered in memory for a test to compare."""
+    from zerocloud import zapp  # here: the sandbox tests need not import the middleware
+    out = io.BytesIO()
+    zapp.copy_member(f, name, limit, where, out, max_members, admit)
+    return out.getvalue()

@@ -90,7 +90,7 @@ from urllib.parse import quote
 
 from swift.common.concurrency import tpool
 from swift.common.constraints import valid_api_version
-from swift.common.swob import HTTPException, Request
+from swift.common.swob import HTTPException, Request, Response
 from swift.common.utils import FileLikeIter, close_if_possible
 
 from zerocloud import jobnames, turns, wire, zapp
@@ -114,7 +114,7 @@ from zerocloud.job import (
     is_swift_url,
     parse_location,
 )
-from zerocloud.proxy.caller import Caller, Held, Input, spooled
+from zerocloud.proxy.caller import Caller, Held, Input, spool, spooled
 from zerocloud.tmpdisk import room
 from zerocloud.zapp_format import GZIP_MAGIC, looks_like_archive
 
@@ -148,22 +148,12 @@ _JOB_MARKS = frozenset({'exec', 'devices', 'connect', 'file_list'})
 
 def _collect(src, head: bytes, limit: int, declared: int | None, where: str) -> Input:
     """Spool ``head`` and the rest of ``src``: at most ``limit`` bytes, all that was declared."""
-    out, size = spooled(), len(head)
-    try:
-        out.write(head)
-        while chunk := src.read(_CHUNK):
-            size += len(chunk)
-            if size > limit:
-                raise HTTPRequestEntityTooLarge(
-                    body=f'{where} is larger than zerovm_maxinput ({limit} bytes)\n')
-            out.write(chunk)
-        if declared is not None and size < declared:
-            raise HTTPClientDisconnect(body=f'{where} is shorter than its Content-Length\n')
-    except BaseException:
-        out.close()
-        raise
-    out.seek(0)
-    return Input(out, size)
+    data = spool(itertools.chain((head,), iter(lambda: src.read(_CHUNK), b'')), limit,
+                 f'{where} is larger than zerovm_maxinput ({limit} bytes)\n')
+    if declared is not None and data.size < declared:
+        data.file.close()
+        raise HTTPClientDisconnect(body=f'{where} is shorter than its Content-Length\n')
+    return data
 
 
 def _read_head(src, size: int) -> bytes:
@@ -171,6 +161,15 @@ def _read_head(src, size: int) -> bytes:
     while len(head) < size and (chunk := src.read(size - len(head))):
         head += chunk
     return head
+
+
+def read_bounded(resp: Response, limit: int) -> bytes:
+    """``resp``'s body (a stored job description, app config or query), never more than
+    ``limit + 1`` bytes of it (more than ``limit``: too large), its app_iter closed."""
+    try:
+        return _read_head(FileLikeIter(resp.app_iter), limit + 1)
+    finally:
+        close_if_possible(resp.app_iter)
 
 
 def _others(by_account: dict[str, SwiftPath], account: str) -> list[SwiftPath]:
@@ -730,10 +729,7 @@ def _registered(caller: Caller, account: str,
                                 f'(no {config}): register one (zc deploy APP.zapp '
                                 f'--content-type TYPE) or name the app (X-Zerovm-Source, '
                                 f'zc open --source)\n') from None
-    try:
-        body = _read_head(FileLikeIter(resp.app_iter), caller.config.max_config + 1)
-    finally:
-        close_if_possible(resp.app_iter)
+    body = read_bounded(resp, caller.config.max_config)
     if len(body) > caller.config.max_config:
         raise HTTPRequestEntityTooLarge(body=f'{config} is larger than zerovm_maxconfig '
                                              f'({caller.config.max_config} bytes)\n')

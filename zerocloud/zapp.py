@@ -16,7 +16,6 @@ are untrusted: the caller runs these functions off the event loop
 
 from __future__ import annotations
 
-import io
 import json
 import tarfile
 import zlib
@@ -120,14 +119,6 @@ def _not_sparse(info: tarfile.TarInfo, name: str, where: str) -> None:
     if info.issparse():
         raise HTTPBadRequest(body=f'{name} in {where} is a sparse file: store it whole '
                                   f'(tar without --sparse)\n')
-
-
-def member(f, name: str, limit: int, where: str, max_members: int | None = None,
-           admit: Callable[[int], None] | None = None) -> bytes:
-    """The content of regular file ``name`` of the tar in ``f`` (:func:`copy_member`)."""
-    out = io.BytesIO()
-    copy_member(f, name, limit, where, out, max_members, admit)
-    return out.getvalue()
 
 
 def copy_member(f, name: str, limit: int, where: str, out, max_members: int | None = None,

@@ -138,6 +138,24 @@ def test_json_lines(zvm, sqlite) -> None:
         assert 'line 2: not a JSON object (one object per line' in bad.stderr.decode()
 
 
+def test_json_lines_loaded_are_the_values_streamed(zvm, sqlite) -> None:
+    """A query that reads the table twice has the rows inserted first (load_input binds
+    each text where the row holds it): it sees what the streamed query sees."""
+    lines = (b'{"a": "x\\u00e9", "b": 2.0, "c": [1, {"d": "e"}]}\n'
+             b'{"a": "01234", "b": true, "c": null}\n{"b": "", "c": 1e400}\n'
+             b'{"a": -0.5, "b": "y", "c": "' + b'long ' * 4000 + b'"}\n')
+    streamed = 'SELECT a, typeof(a), b, typeof(b), c, typeof(c) FROM t ORDER BY rowid'
+    loaded = ('SELECT x.a, typeof(x.a), x.b, typeof(x.b), x.c, typeof(x.c) FROM t x, t y '
+              'WHERE x.rowid = y.rowid ORDER BY x.rowid')
+    outs = [ok(node(zvm, sqlite, lines, SCHEMA, '--load', 'jsonl', '/dev/input', '--query',
+                    query, '--out', 'csv')) for query in (streamed, loaded)]
+    assert outs[0] == outs[1]
+    assert list(csv.reader(io.StringIO(outs[0].decode(), newline='')))[:3] == [
+        ['xé', 'text', '2', 'integer', '[1,{"d":"e"}]', 'text'],
+        ['01234', 'text', '1', 'integer', '', 'null'],
+        ['', 'null', '', 'text', 'Inf', 'real']]
+
+
 def test_partial_rows_are_exact(zvm, sqlite) -> None:
     """What one node writes (--out partial), another reads back to the same values."""
     values = "SELECT 1 AS a, 0.1 + 0.2 AS b, 'tab\tnew\nline\\\\' AS c UNION ALL " \

@@ -16,15 +16,16 @@ import tempfile
 
 import pytest
 import test_proxy_filter as proxy_tests
-from archives import tar_bytes
+from archives import tar_bytes, zapp_member
 from swift.common.swob import HTTPException
 from test_proxy_filter import ACCOUNT, FakeRing, ok, post
 
-from zerocloud import config, sources, wire, zapp
+from zerocloud import config, sources, wire
 from zerocloud.httperrors import HTTPRequestEntityTooLarge
 from zerocloud.proxy import caller
 from zerocloud.proxy.caller import SPOOL_MEMORY, Held, Input, spooled
 from zerocloud.proxy.middleware import ProxyExecMiddleware
+from zerocloud.tmpdisk import DiskFull
 
 PROGRAM = b'\x7fELF program'            # 12 bytes, stored as /bin/p0, /bin/p1, ...
 
@@ -104,6 +105,46 @@ def test_inputs_kept_in_memory_do_not_count_against_the_programs() -> None:
     assert (held.held, held.kept) == (10, 10)
 
 
+class _Chunks:
+    """Chunks that say whether they were closed (a Swift response's app_iter)."""
+
+    def __init__(self, *chunks: bytes) -> None:
+        self.chunks, self.closed = iter(chunks), False
+
+    def __iter__(self):
+        return self.chunks
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_spool_copies_the_chunks_bounded_and_closes_them(monkeypatch) -> None:
+    """One copy loop for a fetched object, a request body and an SQL query's partial
+    rows (each had its own): at its start, the chunks closed, 413 past the bound."""
+    chunks = _Chunks(b'ab', b'', b'cde')
+    data = caller.spool(chunks, 5, 'over\n')
+    assert (data.size, data.file.read(), chunks.closed) == (5, b'abcde', True)
+    assert caller.spool([]).file.read() == b''              # no bound
+    chunks = _Chunks(b'ab', b'cdef', b'never read')
+    made: list = []
+    monkeypatch.setattr(caller, 'spooled', lambda: made.append(spooled()) or made[-1])
+    with pytest.raises(HTTPException) as err:
+        caller.spool(chunks, 5, 'c/o is larger than zerovm_maxinput (5 bytes)\n')
+    assert (err.value.status_int, err.value.body) == (
+        413, b'c/o is larger than zerovm_maxinput (5 bytes)\n')
+    assert chunks.closed and made[0].closed and next(chunks.chunks) == b'never read'
+
+    class Full(tempfile.SpooledTemporaryFile):
+        def write(self, data: bytes) -> int:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    made.clear()
+    monkeypatch.setattr(caller, 'spooled', lambda: made.append(Full()) or made[-1])
+    chunks = _Chunks(b'ab')
+    with pytest.raises(DiskFull, match='No space left on device'):
+        caller.spool(chunks)
+    assert chunks.closed and made[0].closed
+
+
 def test_a_zapp_member_is_admitted_before_it_is_read() -> None:
     data = io.BytesIO()
     with tarfile.open(fileobj=data, mode='w') as tar:
@@ -111,13 +152,13 @@ def test_a_zapp_member_is_admitted_before_it_is_read() -> None:
         info.size = 5
         tar.addfile(info, io.BytesIO(b'12345'))
     asked: list[int] = []
-    assert zapp.member(data, 'bin/x', 10, 'z', admit=asked.append) == b'12345'
+    assert zapp_member(data, 'bin/x', 10, 'z', admit=asked.append) == b'12345'
     assert asked == [5]
 
     def refuse(size: int) -> None:
         raise HTTPRequestEntityTooLarge(body=b'no')
     with pytest.raises(HTTPException):
-        zapp.member(data, 'bin/x', 10, 'z', admit=refuse)
+        zapp_member(data, 'bin/x', 10, 'z', admit=refuse)
 
 
 def test_a_job_naming_copies_over_the_bound_is_a_413_and_nothing_runs(
@@ -262,8 +303,8 @@ def test_a_zapp_member_the_proxys_full_disk_cannot_hold_is_a_507(
         def rollover(self) -> None:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    def full():        # the zapp itself (the request's body) fits; the member's copy not
-        made.append(Full(max_size=SPOOL_MEMORY) if made else spooled())
+    def full():        # the member's copy (the zapp itself, the body, is caller.spool's)
+        made.append(Full(max_size=SPOOL_MEMORY))
         return made[-1]
     monkeypatch.setattr(sources, 'spooled', full)
     job = [{'name': 'g', 'exec': {'path': 'bin/p'}, 'devices': [{'name': 'stdout'}]}]
@@ -273,4 +314,4 @@ def test_a_zapp_member_the_proxys_full_disk_cannot_hold_is_a_507(
                 **{'Content-Type': 'application/x-tar'})
     assert resp.status_int == 507, resp.body
     assert b'No space left on device' in resp.body and not asked.asked
-    assert len(made) == 2 and isinstance(made[1], Full) and made[1].closed
+    assert len(made) == 1 and made[0].closed

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from types import SimpleNamespace
 
 import pytest
-from archives import tar_bytes
+from archives import tar_bytes, zapp_member
 from swift.common.concurrency import Empty, LightQueue, spawn
 from swift.common.swob import HTTPBadRequest, HTTPException, HTTPForbidden, Request, Response
 from test_proxy_filter import ACCOUNT, TEXT, FakeRing, FakeSwift, Servers, ok
@@ -463,9 +463,9 @@ def test_a_body_over_zerovm_maxinput_is_a_413_naming_the_option() -> None:
 def test_zapp_members_and_limits() -> None:
     f = io.BytesIO(tar_bytes({'./boot/system.map': b'[]', 'bin/x': b'12345'}))
     assert zapp.system_map(f, 10, 'z') == b'[]'
-    assert zapp.member(f, '/bin/x', 10, 'z') == b'12345'
+    assert zapp_member(f, '/bin/x', 10, 'z') == b'12345'
     with pytest.raises(HTTPException) as err:
-        zapp.member(f, 'bin/x', 4, 'z')
+        zapp_member(f, 'bin/x', 4, 'z')
     assert err.value.status_int == 413
     assert err.value.body == b'bin/x in z is larger than zerovm_maxnexe (4 bytes)\n'
     with pytest.raises(HTTPException) as err:
@@ -1032,3 +1032,17 @@ def test_deferred_auto_answers_a_quick_result_itself() -> None:
     resp = deferred.run(app, req, 'auto', 'AUTH_a', None, 1.0,
                         lambda progress: Response(body=b'quick'), logger=None)
     assert resp.body == b'quick' and app.calls == []
+
+
+def test_a_stored_description_is_read_to_one_byte_over_its_bound_and_closed() -> None:
+    """One reader for an app's config and an SQL query's stored JSON (the query had its
+    own loop, gathering whole chunks by += until past the bound)."""
+    closed: list[bool] = []
+
+    class Chunks(list):
+        def close(self) -> None:
+            closed.append(True)
+    resp = SimpleNamespace(app_iter=Chunks([b'{"a"', b': 1}', b'x' * 100, b'never']))
+    assert sources.read_bounded(resp, 9) == b'{"a": 1}xx' and closed == [True]
+    resp = SimpleNamespace(app_iter=Chunks([b'{}']))
+    assert sources.read_bounded(resp, 9) == b'{}' and closed == [True, True]

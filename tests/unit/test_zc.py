@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -2649,18 +2650,28 @@ def test_zc_takes_a_swift_url_in_upper_case() -> None:
     assert where == SwiftPath('AUTH_t', 'c', 'o')
 
 
-def _cancelled_after(monkeypatch, answer: FakeAnswer, results: list) -> list:
-    """zc cancel job-1 with the DELETE answered ``answer`` and each look for the result
-    answered by the next of ``results``; what it asked."""
+def _cancelled_after(monkeypatch, answer: FakeAnswer, results: list,
+                     state: Callable[[float], dict | None] | None = None) -> list:
+    """zc cancel job-1 with the DELETE answered ``answer``, each look for the result
+    answered by the next of ``results`` and for the state by ``state(now)`` (default: a
+    state written at each look), on a clock that only its pauses move; what it asked."""
     from zerocloud.client import cli
     asked: list = []
-    monkeypatch.setattr(cli, 'POLL_START', 0.0)
+    clock = [0.0]
+
+    def sleep(seconds: float) -> None:
+        clock[0] += seconds
+    monkeypatch.setattr(cli, 'time', SimpleNamespace(monotonic=lambda: clock[0], sleep=sleep))
+    monkeypatch.setattr(cli, 'POLL_START', cli.POLL_MAX)
     monkeypatch.setattr(cli.Client, 'result_path', lambda self, job: SwiftPath('AUTH_t', 'c',
                                                                                job))
     monkeypatch.setattr(cli.Client, 'session', SimpleNamespace(
         request=lambda method, path, headers: asked.append((method, path)) or answer))
     monkeypatch.setattr(cli.Client, 'stored', lambda self, path: asked.append('look')
                         or results.pop(0))
+    fresh = state or (lambda now: {'updated': now, 'heartbeat': 10.0})
+    monkeypatch.setattr(cli.Client, 'state', lambda self, path: asked.append('state')
+                        or fresh(clock[0]))
     return asked
 
 
@@ -2680,10 +2691,39 @@ def test_cancel_of_a_job_reported_lost_that_runs_still_waits_for_its_own_result(
     asked = _cancelled_after(monkeypatch, FakeAnswer(202, 'Accepted', b'cancelling ...', {
         'X-Nexe-Reported-Lost': LOST_SAID}), [LOST, LOST, cancelled])
     assert cli.main(['cancel', 'job-1']) == 0
-    assert asked == [('DELETE', SwiftPath('AUTH_t', 'c', 'job-1.state'))] + ['look'] * 3
+    assert asked == [('DELETE', SwiftPath('AUTH_t', 'c', 'job-1.state'))] + [
+        'look', 'state'] * 2 + ['look']
     assert capsys.readouterr().err == (
         'job-1: it was reported lost, but its proxy runs it still: asked to stop it\n'
         'job-1: cancelled: stopped by a DELETE ...\n' + LATE_NOTE)
+
+
+def test_cancel_of_a_job_reported_lost_whose_proxy_then_stops_says_so_in_3_heartbeats(
+        monkeypatch, capsys) -> None:
+    # its proxy accepted the cancel and died: zc waited 60 s for a result that could not
+    # come, then said "asked to stop, still running after 60 s" of a job no proxy ran
+    from zerocloud.client import cli
+    accepted = FakeAnswer(202, 'Accepted', b'cancelling ...', {'X-Nexe-Reported-Lost': LOST_SAID})
+    asked = _cancelled_after(monkeypatch, accepted, [LOST] * 100,
+                             lambda now: {'updated': 5.0, 'heartbeat': 10.0})
+    assert cli.main(['cancel', 'job-1']) == cli.EXIT_FAILED
+    assert capsys.readouterr().err == (
+        'job-1: it was reported lost, but its proxy runs it still: asked to stop it\n'
+        'job-1: asked to stop, but its proxy has not written its state for 30 s (3 '
+        'heartbeats) and no result of its own came: it is lost after all (zc status with '
+        f'this id says if it ends still)\njob-1: lost: {LOST_SAID}\n')
+    assert asked.count('state') == 16          # a look every 2 s, from 0 s to 30 s
+    # its state gone (another cancel found its proxy gone), the lost result stands
+    _cancelled_after(monkeypatch, accepted, [LOST] * 2, lambda now: None)
+    assert cli.main(['cancel', 'job-1']) == cli.EXIT_FAILED
+    assert 'but its state is gone and no result of its own came' in capsys.readouterr().err
+    # gone since it stored its own: that one is said
+    cancelled = report.parse_stored(json.dumps({
+        'Status': '499 Client Disconnect', 'X-Nexe-Status': 'cancelled',
+        'X-Nexe-Error': 'stopped by a DELETE of its state (zc cancel)'}).encode(), b'stopped\n')
+    _cancelled_after(monkeypatch, accepted, [LOST, cancelled, cancelled], lambda now: None)
+    assert cli.main(['cancel', 'job-1']) == 0
+    assert capsys.readouterr().err.endswith('job-1: cancelled: stopped\n')
 
 
 def test_cancel_of_a_job_reported_lost_and_not_seen_since_says_it_may_run_still(
@@ -2717,3 +2757,38 @@ def test_a_failed_script_that_names_dev_input_with_the_object_on_stdin_hints_as_
     Client(opts, out=io.BytesIO()).show_result(result, {})
     said = '(the object was given on stdin: --as input gives it as /dev/input)\n'
     assert capsys.readouterr().err.count(said) == hint
+
+
+def test_a_local_run_gives_a_node_the_variables_the_cluster_gives_it(tmp_path: Path,
+                                                                      guest) -> None:
+    # zc local run gave a node only its exec.env: a program that names its output after
+    # LOCAL_PATH_INFO (as the docs suggest for a wildcard's nodes) found nothing here
+    (tmp_path / 'bin').mkdir()
+    (tmp_path / 'bin' / 'env').write_bytes(guest('args_env').read_bytes())
+    (tmp_path / 'data').mkdir()
+    (tmp_path / 'data' / 'my doc.txt').write_text('hello')
+    job = [{'name': 'a', 'exec': {'path': 'swift://~/bin/env',
+                                  'env': {'LOCAL_PATH_INFO': '/elsewhere', 'MINE': '1'}},
+            'devices': [{'name': 'stdin', 'path': 'swift://~/data/my doc.txt'},
+                        {'name': 'stdout'}]},
+           {'name': 'b', 'exec': {'path': 'swift://~/bin/env'},
+            'devices': [{'name': 'stdout'}]}]
+    payload = jobs.Payload(json.dumps(job).encode(), jobs.JSON_TYPE, job)
+    out: list[bytes] = []
+    maps = {'bin': tmp_path / 'bin', 'data': tmp_path / 'data'}
+    result = local.run(payload, 'job.json', maps, out=out.append)
+    assert not result.failed
+    printed = b''.join(out).decode()
+    a, b = printed.split('argc=')[1:]
+    env_a, env_b = ({k: v for line in text.splitlines() if line.startswith('envp')
+                     for k, v in [line.split('=', 2)[1:]]} for text in (a, b))
+    assert {k: v for k, v in env_a.items() if k.startswith(('LOCAL_', 'SCRIPT_', 'MINE'))} == {
+        'LOCAL_OBJECT': 'on', 'LOCAL_PATH_INFO': '/local/data/my%20doc.txt',
+        'LOCAL_DOCUMENT_ROOT': '/dev/stdin', 'LOCAL_CONTENT_LENGTH': '5', 'MINE': '1',
+        'SCRIPT_NAME': 'a', 'SCRIPT_FILENAME': 'swift://local/bin/env'}   # argv[0], exec.path
+    # the names and the quoting are the object server's
+    from zerocloud import wire
+    assert wire.local_env('/local/data/my doc.txt', [('Content-Length', '5')]).items() \
+        <= env_a.items()
+    assert not any(k.startswith('LOCAL_') for k in env_b)     # no object: none, as there
+    assert env_b['SCRIPT_NAME'] == 'b'

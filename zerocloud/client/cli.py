@@ -72,6 +72,7 @@ with quiet_imports('zc'):   # Ctrl-C as the command is starting: exit 130
 EXIT_FAILED, EXIT_USAGE, EXIT_PENDING, EXIT_CANCELLED = 1, 2, 3, 130
 POLL_START, POLL_MAX = 0.2, 2.0
 CANCEL_WAIT = 60.0              # seconds zc cancel waits for the job to stop
+CANCEL_BEATS = 3                # heartbeats without a state write: a job's proxy is gone
 CANCELLED = {                   # what Ctrl-C did, by command
     'run': ': the connection is closed, so the server stops the job',
     'open': ': the connection is closed, so the server stops the job',
@@ -117,6 +118,33 @@ class _Output:
 
     def isatty(self) -> bool:
         return self._stream.isatty()
+
+
+class _Beats:
+    """Whether the proxy running a deferred job still writes its state, as ``zc cancel``
+    of a job reported lost sees it: the state's ``updated`` changes every heartbeat; the
+    state gone, or unchanged for CANCEL_BEATS heartbeats by this clock (the proxy's
+    may differ), the proxy is gone and the job's own result will not come."""
+
+    def __init__(self) -> None:
+        self.updated: object = None
+        self.since = time.monotonic()
+
+    def gone(self, state: dict | None) -> str:
+        """Why the proxy is gone, '' while it may still be running the job."""
+        if state is None:
+            return 'its state is gone'
+        now = time.monotonic()
+        if state.get('updated') != self.updated:
+            self.updated, self.since = state.get('updated'), now
+            return ''
+        beat = state.get('heartbeat')
+        if not isinstance(beat, int | float) or beat <= 0:     # not a state zc knows
+            beat = CANCEL_WAIT / CANCEL_BEATS
+        quiet = now - self.since
+        if quiet < CANCEL_BEATS * beat:
+            return ''
+        return f'its proxy has not written its state for {quiet:.0f} s ({CANCEL_BEATS} heartbeats)'
 
 
 def _env(text: str) -> tuple[str, str]:
@@ -998,8 +1026,18 @@ class Client:
             self.err.write(f'{job}: it was reported lost, but its proxy runs it still: '
                            'asked to stop it\n')
         deadline, pause = time.monotonic() + CANCEL_WAIT, POLL_START
+        beats = _Beats() if answer.headers.get('x-nexe-reported-lost') else None
         while (result := self.stored(path)) is None or (
-                result.stopped == 'lost' and answer.headers.get('x-nexe-reported-lost')):
+                result.stopped == 'lost' and beats is not None):
+            if beats is not None and (gone := beats.gone(self.state(path))):
+                result = self.stored(path)      # its own may have come since the last look
+                if result is None or result.stopped != 'lost':
+                    continue
+                self.err.write(f'{job}: asked to stop, but {gone} and no result of its own '
+                               'came: it is lost after all (zc status with this id says if '
+                               'it ends still)\n')
+                self.err.write(self.describe(result))
+                return EXIT_FAILED
             if time.monotonic() >= deadline:
                 self.err.write(f'{job}: asked to stop, still running after {CANCEL_WAIT:.0f} s '
                                '(zc status with this id says when it stopped)\n')

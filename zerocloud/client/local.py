@@ -14,7 +14,9 @@ pieces: never held whole), and ``stdin`` (or ``input``) without
 a path reads ``--stdin FILE`` (what an app opens, or a request body).
 ``exec.path`` may be a mapped ``swift://`` program, a file of a system image
 (``file://python3:python3``) or, for a zapp, a file of the zapp.  Graphs
-(``connect``) and replicas run only on the cluster.
+(``connect``) and replicas run only on the cluster.  A node's environment is its
+``exec.env`` and what the cluster adds that means something here (``cluster_env``:
+``LOCAL_PATH_INFO`` and the others of the object it runs next to).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import subprocess
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import quote
 
 from zerocloud.answer_format import error_line
 from zerocloud.client.jobs import ZAPP_TYPE, BuildError, Payload, tar_bytes
@@ -91,7 +94,7 @@ class LocalRun:
         cmd = [*ZVM, 'run', '--report', str(outdir / 'report.json')]
         if node.engine is not None:
             cmd += ['--engine', node.engine]
-        for key, value in node.exec.env.items():
+        for key, value in {**node.exec.env, **self.cluster_env(node)}.items():
             cmd += ['--env', f'{key}={value}']
         for dev in node.devices:
             if dev.system_image:
@@ -126,6 +129,23 @@ class LocalRun:
                 cmd += ['--image', str(image)]
             program = f'file://{where}:{member}'
         return [*cmd, program, *node.argv[1:]]
+
+    def cluster_env(self, node: Node) -> dict[str, str]:
+        """The variables the cluster gives ``node`` over its ``exec.env`` (the proxy's
+        plan, the object server's ``LOCAL_*``), so a program that reads them runs here
+        as there: ``SCRIPT_*`` and, next to an object, ``LOCAL_OBJECT``,
+        ``LOCAL_PATH_INFO`` (``/local/<c>/<o>``), ``LOCAL_DOCUMENT_ROOT`` and
+        ``LOCAL_CONTENT_LENGTH`` (named as ``zerocloud.wire.local_env`` names them: the
+        client does not import it).  There is no request (``REQUEST_*``, ``PATH_INFO``)
+        nor object metadata here but the file's size."""
+        env = {'SCRIPT_NAME': node.argv[0], 'SCRIPT_FILENAME': node.exec.path}
+        attach = node.attach        # the object it runs next to, as the proxy sees it
+        if attach is not None and attach.readable and attach.path is not None:
+            size = Path(self.existing(attach.path, f'device {attach.name} of {node.name}')
+                        ).stat().st_size
+            env.update(LOCAL_OBJECT='on', LOCAL_PATH_INFO=quote(attach.path.path),
+                       LOCAL_DOCUMENT_ROOT=f'/dev/{attach.name}', LOCAL_CONTENT_LENGTH=str(size))
+        return env
 
     def run(self, nodes: list[Node], image: Path | None) -> JobResult:
         results, written = [], []

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -52,6 +52,28 @@ class Input:
 def spooled():
     """A file for bytes that may be small (memory) or large (disk)."""
     return tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY)
+
+
+def spool(chunks: Iterable[bytes], limit: int | None = None, over: str = '') -> Input:
+    """``chunks`` (closed after, if they can be) copied into a :func:`spooled` file a
+    chunk at a time, never whole in memory, and left at its start: a 413 saying
+    ``over`` past ``limit`` bytes; a full disk a :class:`~zerocloud.tmpdisk.DiskFull`
+    (the proxy's trouble: a job's run answers it 507)."""
+    out, size = spooled(), 0
+    try:
+        for chunk in chunks:
+            size += len(chunk)
+            if limit is not None and size > limit:
+                raise HTTPRequestEntityTooLarge(body=over)
+            with room():
+                out.write(chunk)
+    except BaseException:
+        out.close()
+        raise
+    finally:
+        close_if_possible(chunks)
+    out.seek(0)
+    return Input(out, size)
 
 
 class Held:
@@ -285,21 +307,8 @@ class Caller:
         """GET an object as the caller into a spooled file (413 beyond ``limit`` bytes,
         naming the operator's ``option`` that sets it; ``reader``: see :meth:`read`)."""
         resp = self.read('GET', path, reader)
-        out, size = spooled(), 0
-        try:
-            for chunk in resp.app_iter:
-                size += len(chunk)
-                if size > limit:
-                    raise HTTPRequestEntityTooLarge(body=f'{path} is larger than {option} '
-                                                         f'({limit} bytes)\n')
-                with room():            # ENOSPC: the proxy's trouble (507), not a 500
-                    out.write(chunk)
-        except BaseException:
-            out.close()
-            raise
-        finally:
-            close_if_possible(resp.app_iter)
-        return Input(out, size), resp
+        over = f'{path} is larger than {option} ({limit} bytes)\n'
+        return spool(resp.app_iter, limit, over), resp
 
     def fetch_program(self, path: SwiftPath, held: Held, reader: str = '') -> Input:
         """A stored program, spooled (on the proxy's disk beyond :data:`SPOOL_MEMORY`)

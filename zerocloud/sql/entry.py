@@ -30,12 +30,10 @@ import csv
 import io
 import json
 import re
-import tempfile
 import zlib
 from typing import TYPE_CHECKING
 
 from swift.common.swob import Response
-from swift.common.utils import close_if_possible
 
 from zerocloud import deferred, hangup, sources
 from zerocloud import job as jobs
@@ -48,6 +46,7 @@ from zerocloud.httperrors import (
     HTTPRequestEntityTooLarge,
     HTTPUnprocessableEntity,
 )
+from zerocloud.proxy.caller import spool
 from zerocloud.proxy.response import Tally
 from zerocloud.sources import Input, Launch
 from zerocloud.sql import planner
@@ -365,15 +364,7 @@ def _body(caller: Caller, account: str) -> bytes:
             raise too_large
         body = req.body_file.read(caller.config.max_config + 1)
     else:
-        resp = caller.read('GET', source)
-        try:
-            body = b''
-            for chunk in resp.app_iter:
-                body += chunk
-                if len(body) > caller.config.max_config:
-                    break
-        finally:
-            close_if_possible(resp.app_iter)
+        body = sources.read_bounded(caller.read('GET', source), caller.config.max_config)
     if len(body) > caller.config.max_config:
         raise too_large
     return body
@@ -486,19 +477,7 @@ def _spooled(resp: Response) -> Input:
     """``resp``'s body, the nodes' partial rows, in a file spooled to the proxy's disk a
     chunk at a time: as large as a job's outputs may be (``zerovm_job_maxoutput``),
     read whole it was held in the proxy's memory, twice."""
-    chunks = resp.app_iter if resp.app_iter is not None else [resp.body]
-    out, size = tempfile.SpooledTemporaryFile(max_size=1 << 20), 0
-    try:
-        for chunk in chunks:
-            out.write(chunk)
-            size += len(chunk)
-    except BaseException:
-        out.close()
-        raise
-    finally:
-        close_if_possible(chunks)
-    out.seek(0)
-    return Input(out, size)
+    return spool(resp.app_iter if resp.app_iter is not None else [resp.body])
 
 
 def _notes(f) -> bytes:

@@ -672,15 +672,21 @@ static int written_as_number(const char *z, int n) {
     return i == n && (!whole || sqlite3Atoi64(z, &v, n, SQLITE_UTF8) == 0);
 }
 
-/* The current row's column i (from 0) as the query sees it, into `out` (a copy: it
- * outlives the row): a CSV field written as a number is that number, given the
- * NUMERIC affinity (3.0 is 3), any other field text, an empty one NULL; a JSON
- * number is a number (2.0 is 2), a string text, true 1, an array or object its
- * JSON text, a missing key or null NULL.  SQLITE_OK or SQLite's error code. */
-static int row_value(Mem *out, int i) {
+/* The current row's column i (from 0) as the query sees it, into `out`: a CSV field
+ * written as a number is that number, given the NUMERIC affinity (3.0 is 3), any
+ * other field text, an empty one NULL; a JSON number is a number (2.0 is 2), a
+ * string text, true 1, an array or object its JSON text, a missing key or null NULL.
+ * `copy`: a text is copied, to outlive the row (the query's values); else it is the
+ * row's (a load inserts it before the next row is read).  SQLITE_OK or SQLite's
+ * error code. */
+static int row_value(Mem *out, int i, int copy) {
     if (in.extract) {
         sqlite3_value *v = sqlite3_column_value(in.extract, i);
-        int rc = sqlite3VdbeMemCopy(out, v);
+        int rc = SQLITE_OK;
+        if (copy)
+            rc = sqlite3VdbeMemCopy(out, v);
+        else
+            sqlite3VdbeMemShallowCopy(out, v, MEM_Ephem);
         if (rc == SQLITE_OK && sqlite3_value_type(v) != SQLITE_TEXT)
             sqlite3ValueApplyAffinity(out, SQLITE_AFF_NUMERIC, SQLITE_UTF8);
         return rc;
@@ -691,14 +697,15 @@ static int row_value(Mem *out, int i) {
         sqlite3VdbeMemSetNull(out);
         return SQLITE_OK;
     }
-    int rc = sqlite3VdbeMemSetStr(out, z, n, SQLITE_UTF8, SQLITE_TRANSIENT);
+    int rc = sqlite3VdbeMemSetStr(out, z, n, SQLITE_UTF8,
+                                  copy ? SQLITE_TRANSIENT : SQLITE_STATIC);
     if (rc == SQLITE_OK && written_as_number(z, n))
         sqlite3ValueApplyAffinity(out, SQLITE_AFF_NUMERIC, SQLITE_UTF8);
     return rc;
 }
 
 static void input_value(sqlite3_context *ctx, int i) {
-    int rc = row_value(ctx->pOut, i);
+    int rc = row_value(ctx->pOut, i, 1);
     if (rc != SQLITE_OK) sqlite3_result_error_code(ctx, rc);
 }
 
@@ -875,7 +882,8 @@ static void insert_row(sqlite3_stmt *st) {
 }
 
 /* Every row of `in` into `table`: a plain table gets the values the query would see
- * streamed (row_value), any other the fields as they are, for its own affinity. */
+ * streamed (row_value), any other the fields as they are, for its own affinity.  A
+ * text is bound where the row holds it, not copied: the row outlives the insert. */
 static void load_input(const char *table) {
     int ncols, plain = plain_table(table);
     sqlite3_stmt *st = insert_stmt(table, &ncols, plain);
@@ -883,9 +891,12 @@ static void load_input(const char *table) {
     while (input_next()) {
         for (int i = 0; i < ncols; i++) {
             if (plain) {
-                int rc = row_value(v, i);
+                int rc = row_value(v, i, 0);
                 if (rc != SQLITE_OK) die("load: %s", sqlite3ErrStr(rc));
-                sqlite3_bind_value(st, i + 1, v);
+                if (sqlite3_value_type(v) == SQLITE_TEXT)
+                    sqlite3_bind_text(st, i + 1, v->z, v->n, SQLITE_STATIC);
+                else
+                    sqlite3_bind_value(st, i + 1, v);
             } else if (in.extract) {
                 sqlite3_bind_value(st, i + 1, sqlite3_column_value(in.extract, i));
             } else if (in.len[i]) {
