@@ -315,3 +315,25 @@ def test_a_zapp_member_the_proxys_full_disk_cannot_hold_is_a_507(
     assert resp.status_int == 507, resp.body
     assert b'No space left on device' in resp.body and not asked.asked
     assert len(made) == 1 and made[0].closed
+
+
+def test_a_request_body_the_proxys_full_disk_cannot_hold_is_a_507(
+        bounded, servers, monkeypatch) -> None:
+    """A script's body is spooled before its job runs (``caller.spool``): a full disk
+    there is the operator's 507 with the reason, as one met in the run is, not a 500."""
+    made: list = []
+
+    class Full(tempfile.SpooledTemporaryFile):
+        def rollover(self) -> None:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def full():
+        made.append(Full(max_size=16))
+        return made[-1]
+    monkeypatch.setattr(caller, 'spooled', full)
+    asked = servers(d0=ok(), d1=ok(), d2=ok())
+    script = b'#!swift://~/bin/p0\n' + b'# a script body is spooled\n' * 4
+    resp = post(bounded(1 << 20), script)
+    assert resp.status_int == 507, resp.body
+    assert b'No space left on device' in resp.body and not asked.asked
+    assert made and all(f.closed for f in made)

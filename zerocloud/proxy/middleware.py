@@ -412,7 +412,17 @@ class ProxyExecMiddleware:
 
     @wsgify
     def execute_app(self, req: Request):
-        """Every way to start a job (``zerocloud.sources``), deferred and chained."""
+        """Every way to start a job (``zerocloud.sources``), deferred and chained.  A
+        full disk met before the job's run (its request body, a query's partial rows
+        spooled) is a 507 as one met in it is (``execute``), not a 500."""
+        try:
+            return self._execute_app(req)
+        except DiskFull as e:
+            self.logger.error('a request was refused: no room for its body or partial '
+                              'results in %s', e)
+            raise disk_full(e, []) from None
+
+    def _execute_app(self, req: Request):
         try:
             version, account, container, obj = req.split_path(2, 4, True)
         except ValueError:
