@@ -18,7 +18,7 @@ import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 
-from zvm_core.channels import READ, WRITE, Channel
+from zvm_core.channels import READ, UNLIMITED, WRITE, Channel
 from zvm_core.cpu import CPUID_TABLE
 from zvm_core.elf import Program
 from zvm_core.limits import (  # noqa: F401 (the executor's API)
@@ -121,7 +121,7 @@ def blame_limits(status: str, retcode: int | None, message: str, arena: Arena,
     ``fclose``) exits 0 with an output that is not what it wrote, which must not
     pass for a success (the cluster would store it)."""
     if status == 'ok' and not retcode:
-        cut = [c.alias for c in channels.values() if c.cut]
+        cut = [_with_limits(c) for c in channels.values() if c.cut]
         if cut:
             return 'quota', (f'quota exceeded on {", ".join(cut)}: a write was refused or '
                              'cut short, the output is incomplete')
@@ -132,11 +132,18 @@ def blame_limits(status: str, retcode: int | None, message: str, arena: Arena,
         return 'memory', (f'memory limit of {memory} bytes reached '
                           f'({arena.refused} allocation(s) refused)'
                           + (f'; then: {message}' if message else ''))
-    over = [c.alias for c in channels.values() if c.refused or c.cut]
+    over = [_with_limits(c) for c in channels.values() if c.refused or c.cut]
     if over:
         return 'quota', (f'quota exceeded on {", ".join(over)}'
                          + (f'; then: {message}' if message else ''))
     return status, message
+
+
+def _with_limits(channel: Channel) -> str:
+    """``/dev/stdout (put_size 1048576)``: a channel and the quota limits it has, so
+    that a refused write says how much was allowed, as the memory limit does."""
+    limits = [f'{k} {v}' for k, v in vars(channel.quota).items() if v != UNLIMITED]
+    return f'{channel.alias} ({", ".join(limits)})' if limits else channel.alias
 
 
 MEMORY_ETAG = '/dev/memory'

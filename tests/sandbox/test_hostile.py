@@ -234,6 +234,8 @@ def test_input_quota(guest, zvm, engine):
     assert run.stdout == data[:1000]
     assert b'cat: read: ' in run.stderr
     assert run.accounting['channels']['/dev/stdin']['read_bytes'] == 1000
+    # the message says how much was allowed, as the memory limit's does
+    assert run.report['message'].startswith('quota exceeded on /dev/stdin (get_size 1000)'), run
 
 
 def test_output_cut_by_the_quota_is_not_a_success(guest, zvm, engine):
@@ -245,7 +247,8 @@ def test_output_cut_by_the_quota_is_not_a_success(guest, zvm, engine):
     assert run.returncode == NOT_OK
     assert run.report['retcode'] == 0               # the program itself saw no failure
     assert run.stdout == b'Hel'
-    assert '/dev/stdout' in run.report['message'] and 'cut short' in run.report['message']
+    assert run.report['message'].startswith('quota exceeded on /dev/stdout (put_size 3): '), run
+    assert 'cut short' in run.report['message']
 
 
 def test_output_that_fits_its_quota_exactly_is_ok(guest, zvm, engine):
