@@ -128,7 +128,7 @@ from zerocloud.httperrors import (
 )
 from zerocloud.job import Node, SwiftPath
 from zerocloud.jobnames import HEADERS_SUFFIX, STATE_SUFFIX
-from zerocloud.proxy.response import attached_object
+from zerocloud.proxy.response import attached_object, header_text
 from zerocloud.sources import REGISTRY
 
 MODES = ('always', 'auto', 'never')
@@ -774,7 +774,9 @@ def _reported_lost(app, req: Request, headers: str) -> str | None:
     except (ValueError, RecursionError):
         return None
     if isinstance(said, dict) and said.get('X-Nexe-Status') == 'lost':
-        return str(said.get('X-Nexe-Error', 'lost'))
+        # a header's value (X-Nexe-Reported-Lost), from an object any user who may write
+        # the container can write: a line break in it added headers to the answer
+        return header_text(str(said.get('X-Nexe-Error', 'lost')))
     return None
 
 

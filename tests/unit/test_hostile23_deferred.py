@@ -74,3 +74,26 @@ def test_a_running_jobs_state_is_still_cancelled_not_deleted() -> None:
     resp = _delete(app)
     assert resp.status_int == 202, resp.body
     assert f'{NAME}.state' in app.objects and f'{NAME}.cancel' in app.objects
+
+
+@pytest.mark.parametrize('error', ['x\r\nSet-Cookie: evil=1', 'caf\u00e9 \u20ac\x00\x7f'],
+                         ids=['line-break', 'not-latin-1'])
+def test_what_a_forged_lost_result_says_stays_in_its_header(error: str) -> None:
+    """A cancel of a job reported lost whose state is fresh again says what the lost
+    result said, in ``X-Nexe-Reported-Lost``; that result is an object (``.headers``)
+    any user who may write the container can write.  A line break in it added headers
+    to the answer (``Set-Cookie``), a character past Latin-1 dropped the connection."""
+    app = DeletingSwift()
+    now = time.time()
+    app.objects[f'{NAME}.headers'] = ({}, json.dumps(
+        {'Status': '503 Service Unavailable', 'X-Nexe-Status': 'lost',
+         'X-Nexe-Error': error}).encode())
+    app.objects[f'{NAME}.state'] = ({}, json.dumps({
+        'state': 'running', 'heartbeat': 10.0, 'updated': now, 'moved': now,
+        'proxy': 'elsewhere.invalid:1'}).encode())
+    resp = _delete(app)
+    assert resp.status_int == 202, resp.body
+    said = resp.headers['X-Nexe-Reported-Lost']
+    assert said.isascii() and not [c for c in said if ord(c) < 32 or ord(c) == 127], said
+    assert 'Set-Cookie' not in dict(resp.headers)
+    assert said.startswith(('x Set-Cookie: evil=1', 'caf? ?')), said
