@@ -6,10 +6,14 @@ the proxy's disk, which every user's outputs share (their jobs then failed 507).
 
 from __future__ import annotations
 
+import json
+
 import pytest
+from archives import tar_bytes
 from swift.common.swob import HTTPException
 
-from zerocloud import config
+from zerocloud import config, sources
+from zerocloud.job import parse_job, stream
 from zerocloud.proxy.caller import SPOOL_MEMORY, Held, Input, spooled
 
 
@@ -51,3 +55,42 @@ def test_small_inputs_moved_to_disk_count_and_those_kept_in_memory_do_not() -> N
     with pytest.raises(HTTPException) as e:
         held.input(sent(5), 'swift://a/c/o')
     assert e.value.status_int == 413 and b'(swift://a/c/o is 5 bytes)' in e.value.body
+
+
+class _Images:
+    """A caller whose objects are zapp images (``bin/x`` in each says which), noting
+    how many images it fetched were still open when it fetched the next one."""
+
+    def __init__(self) -> None:
+        self.config = config.Config()
+        self.fetched: list[Input] = []
+        self.open_at_fetch: list[int] = []
+
+    def fetch(self, path, limit: int, option: str = '', reader: str = ''):
+        self.open_at_fetch.append(sum(not i.file.closed for i in self.fetched))
+        data = sent(0)
+        data.file.write(tar_bytes({'bin/x': path.obj.encode()}))
+        data.size = data.file.tell()
+        self.fetched.append(data)
+        return data, None
+
+
+def test_a_wildcard_over_zapp_images_holds_one_image_at_a_time() -> None:
+    """Each node's program is read from its own image: every image of a chunk (up to a
+    thousand, each up to zerovm_maxinput) waited on the proxy's disk until the chunk's
+    last program was read."""
+    job = [{'name': 'z', 'exec': {'path': 'file://image:bin/x'},
+            'devices': [{'name': 'image', 'path': 'swift://AUTH_a/zapps/*'},
+                        {'name': 'stdout'}]}]
+    groups = parse_job(json.dumps(job).encode(), 'AUTH_a', system_images=frozenset())
+    names = [f'z{i}.tar' for i in range(5)]
+    nodes = list(stream(groups, lambda a, c, p: iter(names), lambda a: iter([]),
+                        max_nodes=10))
+    caller = _Images()
+    programs = sources.fetch_programs(caller, nodes, sources.Launch(b''), Held(1 << 30))
+    assert caller.open_at_fetch == [0] * len(names)
+    assert all(i.file.closed for i in caller.fetched)
+    for node, name in zip(nodes, names, strict=True):
+        program = programs[node.name]
+        program.file.seek(0)
+        assert program.file.read() == name.encode()
