@@ -206,7 +206,10 @@ Programs
 
 A ``PUT`` of an object with ``Content-Type: application/x-nexe`` or
 ``X-Zerovm-Validate: true`` validates the program before storing it (in a
-separate process, at most ``zerovm_maxnexe`` bytes, 413 beyond) and stores
+separate process, at most ``zerovm_maxnexe`` bytes, 413 beyond; spooled on the
+proxy's disk first, at most ``uploads.VALIDATE_SPOOL`` such uploads' worth at
+once per process: beyond, or while its validators are all busy, an upload is
+stored without a verdict; 507 when the disk is full) and stores
 the verdict with the object (system metadata, so it follows the object to
 every replica and survives POSTs).  The object is stored either way; the
 response says ``X-Zerovm-Valid: true`` or ``false`` plus
