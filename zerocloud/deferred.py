@@ -510,7 +510,7 @@ def cancel(app, env: dict, logger, config: Config | None = None) -> Response | N
         return _not_running(app, req, base)
     if not is_success(state.status_int):
         return state
-    if _read_state(app, req, base, config) == _NOT_OURS:
+    if _read_state(app, req, base, config) is _NOT_OURS:
         return None             # an object of the user's named so: deleted as any other
     stored = _put(app, req, base + CANCEL_SUFFIX, f'{time.time()}\n'.encode(), 'text/plain')
     if not is_success(stored.status_int):
@@ -538,7 +538,7 @@ def _still_running(app, req: Request, base: str, config: Config | None) -> bool:
     """Is the job ``base`` running by its state (:func:`_lost_why` finds no reason it
     is lost)?  A job reported lost whose proxy was only slow writes its state again."""
     read = _read_state(app, req, base, config)
-    return read is not None and read != _NOT_OURS and not read[1]
+    return read is not None and read is not _NOT_OURS and not read[1]
 
 
 # what _read_state says of an object there that is no state this proxy wrote
@@ -580,7 +580,7 @@ def _settle(app, req: Request, version: str, account: str, container: str, name:
     if _request(app, req, 'HEAD', base + HEADERS_SUFFIX).status_int != 404:
         return
     read = _read_state(app, req, base, config)
-    if read is None or read == _NOT_OURS or not read[1]:    # no state of ours; or alive
+    if read is None or read is _NOT_OURS or not read[1]:    # no state of ours; or alive
         return                                              # here, or fresh: running
     running, why = read
     logger.error('deferred job %s was lost (%s): its proxy was %s', base, why,
