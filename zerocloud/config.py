@@ -67,6 +67,7 @@ class Config:
     max_spool: int = 4 << 30
     job_max_output: int = 4 << 30   # bytes of output one job may hold on the proxy at once
     job_max_programs: int = 512 << 20   # bytes of programs one job holds on disk
+    job_max_inputs: int = 4 << 30   # bytes of objects sent along one job holds on disk
     pipeline: bool = True
     conn_timeout: float = 0.5
     interactive_timeout: float = DEFAULT_TIMEOUT
@@ -118,6 +119,7 @@ class Config:
             max_spool=option('zerovm_maxspool', positive, 4 << 30),
             job_max_output=option('zerovm_job_maxoutput', positive, 4 << 30),
             job_max_programs=option('zerovm_job_maxprograms', positive, 512 << 20),
+            job_max_inputs=option('zerovm_job_maxinputs', positive, 4 << 30),
             pipeline=option('zerovm_pipeline', boolean, 'true'),
             conn_timeout=option('conn_timeout', _positive_float, 0.5),
             interactive_timeout=option('interactive_timeout', _positive_float, timeout),

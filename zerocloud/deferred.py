@@ -100,6 +100,7 @@ import collections
 import functools
 import hashlib
 import json
+import math
 import os
 import re
 import socket
@@ -127,7 +128,7 @@ from zerocloud.httperrors import (
 )
 from zerocloud.job import Node, SwiftPath
 from zerocloud.jobnames import HEADERS_SUFFIX, STATE_SUFFIX
-from zerocloud.proxy.response import attached_object
+from zerocloud.proxy.response import attached_object, header_text
 from zerocloud.sources import REGISTRY
 
 MODES = ('always', 'auto', 'never')
@@ -509,6 +510,8 @@ def cancel(app, env: dict, logger, config: Config | None = None) -> Response | N
         return _not_running(app, req, base)
     if not is_success(state.status_int):
         return state
+    if _read_state(app, req, base, config) is _NOT_OURS:
+        return None             # an object of the user's named so: deleted as any other
     stored = _put(app, req, base + CANCEL_SUFFIX, f'{time.time()}\n'.encode(), 'text/plain')
     if not is_success(stored.status_int):
         return stored
@@ -535,23 +538,28 @@ def _still_running(app, req: Request, base: str, config: Config | None) -> bool:
     """Is the job ``base`` running by its state (:func:`_lost_why` finds no reason it
     is lost)?  A job reported lost whose proxy was only slow writes its state again."""
     read = _read_state(app, req, base, config)
-    return read is not None and not read[1]
+    return read is not None and read is not _NOT_OURS and not read[1]
+
+
+# what _read_state says of an object there that is no state this proxy wrote
+_NOT_OURS: tuple[dict, str] = ({}, 'not a state')
 
 
 def _read_state(app, req: Request, base: str,
                 config: Config | None) -> tuple[dict, str] | None:
     """The job ``base``'s state and why it is lost ('' while it runs: :func:`_lost_why`);
-    None without a state this proxy wrote (none, or the user's own object: a larger one
-    never read whole)."""
+    None without one (or unread: Swift refused or failed the GET); :data:`_NOT_OURS`
+    for an object there that this proxy did not write (the user's own: a larger one
+    never read whole), which no job's proxy reads or cancels."""
     state = _request(app, req, 'GET', base + STATE_SUFFIX)
     if state.status_int != 200 or (state.content_length or STATE_MAX + 1) > STATE_MAX:
         close_if_possible(state.app_iter)
-        return None
+        return _NOT_OURS if state.status_int == 200 else None
     try:
         running = json.loads(state.body)
         return running, _lost_why(running, config)
     except (ValueError, TypeError, KeyError, OverflowError, RecursionError):
-        return None             # not a state this proxy wrote (the user's to overwrite)
+        return _NOT_OURS        # not a state this proxy wrote (the user's to overwrite)
 
 
 def settle_lost(app, env: dict, logger, config: Config | None = None) -> None:
@@ -572,8 +580,8 @@ def _settle(app, req: Request, version: str, account: str, container: str, name:
     if _request(app, req, 'HEAD', base + HEADERS_SUFFIX).status_int != 404:
         return
     read = _read_state(app, req, base, config)
-    if read is None or not read[1]:     # no state of ours; or alive here, or fresh: running
-        return
+    if read is None or read is _NOT_OURS or not read[1]:    # no state of ours; or alive
+        return                                              # here, or fresh: running
     running, why = read
     logger.error('deferred job %s was lost (%s): its proxy was %s', base, why,
                  running.get('proxy'))
@@ -596,18 +604,27 @@ def _settle(app, req: Request, version: str, account: str, container: str, name:
 
 def _lost_why(running: dict, config: Config | None) -> str:
     """Why the job of the state ``running`` is lost (:func:`_settle`), '' while it runs;
-    ValueError, TypeError, KeyError or OverflowError for a state this proxy did not write."""
-    age = time.time() - float(running['updated'])
-    stale = age > STALE_BEATS * float(running['heartbeat'])
-    still = time.time() - float(running.get('moved', running['updated']))
+    ValueError, TypeError, KeyError or OverflowError for a state this proxy did not write.
+    A state dated ahead, or of a heartbeat past the reader's limits, is hung all the same
+    once as far off: written by hand (any user who may write the container can), it was
+    never lost, so its job never ended and its name was never free (nor its container)."""
+    updated, beat = float(running['updated']), float(running['heartbeat'])
+    moved = float(running.get('moved', updated))
+    if not all(map(math.isfinite, (updated, beat, moved))):
+        raise ValueError('not a state: a time that is no number')
+    age = time.time() - updated
+    stale = age > STALE_BEATS * beat
+    still = abs(time.time() - moved)
     limits = config or Config()
-    hung = still > max(STALE_BEATS * float(running['heartbeat']),
-                       HUNG_LIMITS * (limits.timeout + limits.chain_timeout))
+    bound = HUNG_LIMITS * (limits.timeout + limits.chain_timeout)
+    hung = still > max(STALE_BEATS * min(beat, bound), bound)
     process = _process(running)
     if process == GONE:
         return f'its process {running["proxy"]} is gone'
     if stale and process != ALIVE:
         return f'its state was last updated {age:.0f} s ago'
+    if hung and moved > time.time():
+        return f'its state is dated {still:.0f} s ahead: no proxy wrote it'
     if hung:
         return (f'its nodes have not moved for {still:.0f} s, over {HUNG_LIMITS} times '
                 f'zerovm_timeout + chain_timeout')
@@ -757,7 +774,9 @@ def _reported_lost(app, req: Request, headers: str) -> str | None:
     except (ValueError, RecursionError):
         return None
     if isinstance(said, dict) and said.get('X-Nexe-Status') == 'lost':
-        return str(said.get('X-Nexe-Error', 'lost'))
+        # a header's value (X-Nexe-Reported-Lost), from an object any user who may write
+        # the container can write: a line break in it added headers to the answer
+        return header_text(str(said.get('X-Nexe-Error', 'lost')))
     return None
 
 

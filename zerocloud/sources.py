@@ -810,7 +810,9 @@ def fetch_programs(caller: Caller, nodes: Iterable[Node], launch: Launch, held: 
     job made as its listing is read); the job closes them once it is over.
     ``launch`` notes where each node's code comes from (:meth:`Launch.ran`)."""
     found = {} if found is None else found
-    images: dict[SwiftPath, Input] = {}
+    # the zapp image read last, for the next node's program: one at a time (a wildcard
+    # over images named one per node, and all of a chunk's waited on the proxy's disk)
+    image: tuple[SwiftPath, Input] | None = None
     programs: dict[str, Input | None] = {}
     try:
         for node in nodes:
@@ -830,16 +832,19 @@ def fetch_programs(caller: Caller, nodes: Iterable[Node], launch: Launch, held: 
                 else:
                     device, member = where
                     if device.path is None:
-                        image, name = launch.image, 'the zapp'
+                        data, name = launch.image, 'the zapp'
                     else:
-                        if device.path not in images:
-                            images[device.path] = caller.fetch(
+                        if image is None or image[0] != device.path:
+                            if image is not None:
+                                image[1].file.close()
+                                image = None
+                            image = (device.path, caller.fetch(
                                 device.path, caller.config.max_input,
-                                reader=f'device {device.name} of {node.name}')[0]
-                        image, name = images[device.path], str(device.path)
-                    found[key] = _zapp_program(caller, image, member, name, held)
+                                reader=f'device {device.name} of {node.name}')[0])
+                        data, name = image[1], str(device.path)
+                    found[key] = _zapp_program(caller, data, member, name, held)
             programs[node.name] = found[key]
     finally:
-        for image in images.values():
-            image.file.close()
+        if image is not None:
+            image[1].file.close()
     return programs

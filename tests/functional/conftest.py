@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from urllib.parse import quote
 
 import pytest
-from cluster_limits import JOB_MAX_OUTPUT, JOB_MAX_PROGRAMS
+from cluster_limits import JOB_MAX_INPUTS, JOB_MAX_OUTPUT, JOB_MAX_PROGRAMS
 from swiftclient import ClientException, Connection
 from swiftclient.client import get_auth
 
@@ -33,7 +33,8 @@ from zerocloud.devcluster import USERS, DevCluster
 # machine's proxy may have, and a result read then said 'lost').
 PROXY_CONF = ('[filter:zerocloud]\ninteractive_timeout = 3\nchain_timeout = 10\n'
               f'deferred_heartbeat = 5\nzerovm_job_maxoutput = {JOB_MAX_OUTPUT}\n'
-              f'zerovm_job_maxprograms = {JOB_MAX_PROGRAMS}\n')
+              f'zerovm_job_maxprograms = {JOB_MAX_PROGRAMS}\n'
+              f'zerovm_job_maxinputs = {JOB_MAX_INPUTS}\n')
 # Short listing pages (Swift's default: 10,000), so that a job reads several pages
 # of a container of a few objects (tests/functional/test_jobs_scale.py).
 LISTING_LIMIT = 400

@@ -82,10 +82,16 @@ class Held:
     the proxy's disk (a small buffer each in memory), and its inputs small enough to
     stay in memory.  Each at most ``limit`` bytes (``zerovm_job_maxprograms``), counted
     apart (disk and memory): a program past it is a 413 before it is read, whatever
-    inputs the job keeps; an input past it waits on the proxy's disk instead."""
+    inputs the job keeps; an input past it waits on the proxy's disk instead.  The
+    inputs on its disk (objects sent along: every object of a wildcard whose nodes run
+    next to another device's, or of an erasure-coded container) are at most
+    ``inputs_limit`` bytes (``zerovm_job_maxinputs``; None: unbounded): they were not,
+    and one job over a large container anyone may read filled the disk every job's
+    outputs wait on."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, inputs_limit: int | None = None) -> None:
         self.limit, self.held, self.kept = limit, 0, 0
+        self.inputs_limit, self.spooled = inputs_limit, 0
 
     def program(self, size: int, what: str) -> None:
         """Count a program of ``size`` bytes about to be held (``what``: which)."""
@@ -99,16 +105,28 @@ class Held:
                      'share it), or ask the operator to raise zerovm_job_maxprograms\n')
         self.held = total
 
-    def input(self, data: Input) -> None:
-        """Keep a fetched input in memory while the job's inputs kept allow, else move
-        it to the proxy's disk (it is read from there as it is sent)."""
-        if data.size > SPOOL_MEMORY:        # already on disk
-            return
-        if self.kept + data.size <= self.limit:
+    def input(self, data: Input, what: str = 'an input') -> None:
+        """Keep a fetched input (``what``: which) in memory while the job's inputs kept
+        allow, else on the proxy's disk (it is read from there as it is sent), counted:
+        a 413 past ``inputs_limit`` (the caller closes its file)."""
+        if data.size <= SPOOL_MEMORY and self.kept + data.size <= self.limit:
             self.kept += data.size
             return
-        with room():
-            data.file.rollover()
+        total = self.spooled + data.size
+        if self.inputs_limit is not None and total > self.inputs_limit:
+            raise HTTPRequestEntityTooLarge(
+                body=f"this job's objects sent along would hold {total} bytes on the "
+                     f"proxy's disk ({what} is {data.size} bytes), more than "
+                     f'zerovm_job_maxinputs ({self.inputs_limit} bytes): an object a node '
+                     'does not run next to (a device\'s other than the one it is attached '
+                     'to, or in an erasure-coded or encrypted container) travels through '
+                     'the proxy and waits there for the whole job; run each node next to '
+                     'its large object (the wildcard\'s device last, or "attach"), read '
+                     'fewer at a time, or ask the operator to raise zerovm_job_maxinputs\n')
+        self.spooled = total
+        if data.size <= SPOOL_MEMORY:       # else already on disk
+            with room():
+                data.file.rollover()
 
 
 # segments end at a byte count, not a record's end: a node each counted 495 lines of 492

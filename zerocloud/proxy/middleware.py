@@ -41,7 +41,8 @@ Before anything runs, the filter
   1 MiB each in memory), the objects read in place (HEAD; the objects a
   wildcard found in a container's listing are authorised once per container,
   ``_listed``) and the others (fetched once per job, at most
-  ``zerovm_maxinput`` bytes).  A missing one
+  ``zerovm_maxinput`` bytes each and ``zerovm_job_maxinputs`` in all on the
+  proxy's disk: they wait there for the whole job).  A missing one
   is a 404 ``Error 404 Not Found while fetching swift://... (device stdin of
   wc)`` (the node and device that read it), a forbidden
   one a 403 naming it, a large-object manifest or a symlink a 409 (jobs read
@@ -205,7 +206,10 @@ Programs
 
 A ``PUT`` of an object with ``Content-Type: application/x-nexe`` or
 ``X-Zerovm-Validate: true`` validates the program before storing it (in a
-separate process, at most ``zerovm_maxnexe`` bytes, 413 beyond) and stores
+separate process, at most ``zerovm_maxnexe`` bytes, 413 beyond; spooled on the
+proxy's disk first, at most ``uploads.VALIDATE_SPOOL`` such uploads' worth at
+once per process: beyond, or while its validators are all busy, an upload is
+stored without a verdict; 507 when the disk is full) and stores
 the verdict with the object (system metadata, so it follows the object to
 every replica and survives POSTs).  The object is stored either way; the
 response says ``X-Zerovm-Valid: true`` or ``false`` plus
@@ -249,6 +253,9 @@ Configuration (``proxy-server.conf``), after the auth filter::
     # distinct program object, each copy too; at most 1 MiB of each in memory);
     # beyond: 413
     zerovm_job_maxprograms = 536870912
+    # most bytes of objects sent along (not read in place) one job may make the proxy
+    # hold on its disk; beyond: 413
+    zerovm_job_maxinputs = 4294967296
     # connect graphs as pipelines (a node starts when the nodes it reads
     # from run); false: stage by stage (when they have finished)
     zerovm_pipeline = true
@@ -617,7 +624,7 @@ class ProxyExecMiddleware:
                   if dev.readable and dev.path is not None and dev is not local[n.name]}
         for path in sorted(remote - inputs.keys(), key=str):
             inputs[path] = caller.fetch(path, self.config.max_input, reader=readers[path])[0]
-            known.held.input(inputs[path])
+            known.held.input(inputs[path], str(path))
             touch()
         rings: dict[int, object] = {}
         plans = []
@@ -675,7 +682,8 @@ class ProxyExecMiddleware:
         results: list[NodeResult] = []
         stored: list[SwiftPath] = []        # by a large job, before a DiskFull
         collector = streamed.Collector(records=report_json)
-        known = _Known(Budget(self.config.job_max_output), Held(self.config.job_max_programs))
+        known = _Known(Budget(self.config.job_max_output), Held(self.config.job_max_programs,
+                                                                   self.config.job_max_inputs))
         try:
             job_id = uuid.uuid4().hex
             watched = _Watched(known.budget, progress)

@@ -75,6 +75,18 @@ def short(text: str, limit: int = MAX_ERROR) -> str:
     return text if len(text) <= limit else text[:limit - 3] + '...'
 
 
+# a header value has no control character (CR and LF would end it, NUL is refused by
+# HTTP/1.1 parsers and proxies in front of Swift): what a node or a user wrote becomes a space
+_CONTROLS = dict.fromkeys([*range(32), 127], ' ')
+
+
+def header_text(text: str, limit: int = MAX_ERROR) -> str:
+    """``text`` as one header value: one line of ASCII (any other character ``?``: the
+    server writes headers in Latin-1, and failed on more), no control character, at most
+    ``limit`` characters."""
+    return short(text.translate(_CONTROLS), limit).encode('ascii', 'replace').decode()
+
+
 def swift_reason(resp, limit: int = 120) -> str:
     """The text of a Swift error answer (``Upload exceeds quota.``), one line, tags
     dropped, at most ``limit`` characters; only the first KiB of the body is read."""
@@ -394,10 +406,8 @@ def attached_object(node: Node) -> bool:
     return node.attach is not None and node.attach.readable and node.attach.path is not None
 
 
-# a header value has no control character (CR and LF would end it, NUL is refused by
-# HTTP/1.1 parsers and proxies in front of Swift): what a node wrote becomes a space;
-# a comma, which separates the nodes' values, a semicolon (one pass of translate)
-_ITEM_CHARS = {**dict.fromkeys([*range(32), 127], ' '), ord(','): ';'}
+# a comma, which separates the nodes' values, becomes a semicolon (one pass of translate)
+_ITEM_CHARS = {**_CONTROLS, ord(','): ';'}
 
 
 def header(values: Iterable[object], sep: str = ',') -> tuple[str, bool]:
@@ -468,8 +478,7 @@ def nexe_headers(results: list[NodeResult], seconds: float) -> dict[str, str]:
 def error_header(results: Iterable[NodeResult], headers: dict[str, str]) -> bool:
     """Set ``X-Nexe-Error`` when a node failed: ``<node>: <what happened>`` for each
     (ASCII); whether it was cut."""
-    errors = (f'{r.node.name}: {short(r.what)}'.encode('ascii', 'replace').decode()
-              for r in results if r.failed)
+    errors = (f'{r.node.name}: {header_text(r.what)}' for r in results if r.failed)
     first = next(errors, None)
     if first is None:
         return False

@@ -23,16 +23,24 @@ import tempfile
 
 from swift.common.concurrency import Semaphore, tpool
 from swift.common.http import is_success
-from swift.common.swob import Request, wsgify
+from swift.common.swob import HTTPException, Request, Response, wsgify
 
 from zerocloud import wire
 from zerocloud.config import boolean
-from zerocloud.httperrors import HTTPClientDisconnect, HTTPRequestEntityTooLarge
+from zerocloud.httperrors import (
+    HTTPClientDisconnect,
+    HTTPInsufficientStorage,
+    HTTPRequestEntityTooLarge,
+)
+from zerocloud.tmpdisk import DiskFull, room
 from zvm_core.pool import Pool, PoolBusy, WorkerFailed, WorkersFailing
 
 VALIDATE_TIMEOUT = 120.0
 VALIDATE_WORKERS = 2        # uploads validated at once per proxy process
 VALIDATE_QUEUE = 64         # more wait; beyond, an upload is stored without a verdict
+# uploads of zerovm_maxnexe bytes that may wait on the proxy's disk at once (per process:
+# each spooled whole before it is validated); beyond, an upload is stored without a verdict
+VALIDATE_SPOOL = 8
 NEXE_CONTENT_TYPE = 'application/x-nexe'
 SYSMETA_VALID = 'X-Object-Sysmeta-Zerovm-Valid'
 SYSMETA_VALIDATOR = 'X-Object-Sysmeta-Zerovm-Validator'
@@ -58,6 +66,19 @@ class Validation:
         self._pool: Pool | None = None
         self._pid = 0               # the process that started it (a fork's child does not own it)
         self._lock = Semaphore()
+        self.spooling = 0           # bytes of uploads reserved on the proxy's disk
+
+    def reserve(self, size: int, limit: int) -> bool:
+        """Count ``size`` bytes of an upload about to be spooled, unless the uploads
+        spooled at once would pass ``limit`` bytes (False): unbounded, a user's
+        uploads held open near their end filled the disk every job's outputs share."""
+        if self.spooling + size > limit:
+            return False
+        self.spooling += size
+        return True
+
+    def release(self, size: int) -> None:
+        self.spooling -= size
 
     def pool(self) -> Pool:
         with self._lock:
@@ -128,11 +149,27 @@ class ValidatedPut:
                  f'({self.max_nexe}) bytes\n')
         if (req.content_length or 0) > self.max_nexe:
             raise too_large
+        reserved = self.max_nexe if req.content_length is None else req.content_length
+        if not self.validation.reserve(reserved, VALIDATE_SPOOL * self.max_nexe):
+            return self.app             # stored as any upload, without a verdict
+        try:
+            return self._validated(req, too_large)
+        finally:
+            self.validation.release(reserved)
+
+    def _validated(self, req: Request, too_large: HTTPException) -> Response:
         with tempfile.NamedTemporaryFile(prefix='zerocloud-upload-') as program:
             try:
-                size = wire.copy_limited(req.environ['wsgi.input'], program, self.max_nexe)
+                with room():
+                    size = wire.copy_limited(req.environ['wsgi.input'], program,
+                                             self.max_nexe)
             except wire.TooLarge:
                 raise too_large from None
+            except DiskFull as e:       # the proxy's trouble, not an interrupted upload
+                raise HTTPInsufficientStorage(
+                    body=f'the proxy has no room left to validate this upload ({e}): try '
+                         'again later, or upload it without X-Zerovm-Validate (the object '
+                         'servers validate a program before they run it)\n') from None
             except (OSError, ValueError):
                 raise HTTPClientDisconnect(body='upload interrupted\n') from None
             if req.content_length is not None and size != req.content_length:
