@@ -434,7 +434,28 @@ def _info() -> int:
         reason = cpuid.unsupported()
         print('native cpuid: ' + ('faults, answered from the fixed table' if reason is None
                                   else f'not virtualised: {reason}'))
+        print(f'native transactions: {_transactions()}')
     return 0
+
+
+CPUINFO = '/proc/cpuinfo'
+
+
+def _transactions() -> str:
+    """What this host's CPU does with an RTM transaction natively: validated
+    ``xbegin``/``xabort``/``xend``/``xtest`` are ``ud2`` under both engines, but one in
+    code the sweep never saw (reached mid-instruction) runs as the CPU has it
+    (doc/sandbox.md, "What the hardware cannot hide natively")."""
+    try:
+        with open(CPUINFO) as f:
+            flags = next((line for line in f if line.startswith('flags')), '').split()
+    except OSError as e:
+        return f'unknown (cannot read {CPUINFO}: {e.strerror})'
+    if 'rtm' in flags:
+        return ('the CPU has TSX (rtm): validated ones are ud2, a hidden one would commit '
+                'or abort as the host decides')
+    return ('the CPU lists no TSX (rtm): validated ones are ud2, a hidden one faults (or '
+            'always aborts where TSX is disabled)')
 
 
 def _repeat(opts: argparse.Namespace, program: str, mounts: list[tuple[str, str]],

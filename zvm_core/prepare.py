@@ -16,6 +16,12 @@ why: it needs the tracer and this host forbids tracing, it can call ZeroVM's
 ``Jail`` (code made executable at run time: the kernel path cannot validate
 it), or ZeroVM's memory etag is asked for (a digest of the guest's memory
 after its exit).
+
+Both engines run :attr:`Prepared.program`, whose code has ``ud2`` in place of
+each transactional instruction (``xbegin``, ``xabort``, ``xend``, ``xtest``;
+``validator.without_rtm``): invalid instructions, as on the CPU the fixed
+cpuid table describes, the same under both engines on every host.  Its
+``sha256`` is still the file's (the verdict's key): it is never validated again.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from zvm_core.validator import (
     Violation,
     default_cache,
     validate,
+    without_rtm,
 )
 
 JAIL_CODE = (0x6C69614A).to_bytes(4, 'little')     # zvm_core.zerovm.trap.TRAP_JAIL ("Jail")
@@ -52,7 +59,7 @@ class Rejected(Exception):
 class Prepared:
     """A validated program and the engine that runs it."""
 
-    program: Program
+    program: Program        # as the engines map it (transactional instructions: ud2)
     verdict: Verdict
     policy: Policy
     engine: str             # 'native' or 'emulated'
@@ -93,6 +100,7 @@ def _prepare(program: Program, policy: Policy, cache, engine: str | None, name: 
     verdict = validate(program, policy, cache)
     if not verdict.ok:
         raise Rejected(replace(invalid_report(verdict), engine=name), verdict)
+    program = without_rtm(program, verdict)     # what both engines map: ud2 for RTM
     reason, tsc = engines.unavailable_reason(engine, fuel=fuel), False
     if name == 'native':
         auto = engines.requested(engine) == 'auto'

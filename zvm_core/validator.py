@@ -1,4 +1,4 @@
-"""Static validation of guest code (sandbox-research §1.8, rules I1–I12).
+"""Static validation of guest code (sandbox-research §1.8, rules I1–I14).
 
 A capstone linear sweep decodes every executable byte the program's sections
 point at, rejects what unicorn would run wrongly at CPL 0 (privileged and
@@ -27,6 +27,16 @@ the process).  Operand-size prefixes on relative branches and returns
 compares the two decoders on random and structured encodings of every
 opcode map, and ``bench/fuzz_decoder.py`` runs it long.
 
+The RTM instructions of Intel TSX (``xbegin``, ``xabort``, ``xend``,
+``xtest``) are allowed, since glibc's static programs contain them (lock
+elision, reached only if ``cpuid`` says RTM, which the fixed table never
+does), but noted: both engines run ``ud2`` in their place
+(:func:`without_rtm`), an invalid instruction as on the CPU that table
+describes.  Run as they are, a transaction natively commits or aborts as the
+host's interrupts decide, and unicorn runs ``xbegin`` as a ``mov``.  Rule I14
+refuses one whose ``ud2`` would change another decoded instruction (overlapping
+it out of sync), and more than :data:`MAX_RTM` of them.
+
 Executable memory can grow only where the heap arena starts (ZeroVM's
 ``jail`` makes arena pages executable), so an instruction cut off there is
 refused (its tail could be supplied later), and a jailed buffer is checked
@@ -49,6 +59,7 @@ from __future__ import annotations
 
 import array
 import base64
+import bisect
 import collections
 import contextlib
 import fcntl
@@ -87,8 +98,10 @@ def _fingerprint() -> str:
     return h.hexdigest()[:16]
 
 
-VALIDATOR_VERSION = '3-' + _fingerprint()
+VALIDATOR_VERSION = '4-' + _fingerprint()
 MAX_VIOLATIONS = 100
+MAX_RTM = 1 << 16    # transactional instructions a program may contain (their addresses)
+UD2 = b'\x0f\x0b'   # what each one's opcode becomes (:func:`without_rtm`)
 
 _CHUNK = 4096        # instructions per capstone call: bounds capstone's result array
 _DEADLINE: ContextVar[float | None] = ContextVar('validation deadline', default=None)
@@ -152,6 +165,9 @@ class Verdict:
     ``traced`` names the instructions of :data:`TRACED` that the sweep decoded:
     a native run answers them by tracing the guest (``zvm_core.prepare``), which
     it knows from this verdict without validating again.
+    ``rtm`` holds, in order, where the opcode of each :data:`RTM` instruction
+    the sweep decoded is (its start, after any prefixes): both engines run
+    ``ud2`` there instead (:func:`without_rtm`).
     ``boundaries`` holds ``(base, bitmap)`` pairs, ``base`` a multiple of 8:
     bit k (LSB first) of byte j is set iff ``base + 8*j + k`` starts an
     instruction the sweep decoded.  A list longer than :data:`MAX_VIOLATIONS`
@@ -164,6 +180,7 @@ class Verdict:
     cached: bool = False
     instructions: int = 0
     traced: frozenset[str] = frozenset()    # of :data:`TRACED` those decoded
+    rtm: tuple[int, ...] = ()               # where :data:`RTM` opcodes are (ud2 goes)
 
 
 # -- the rule table --------------------------------------------------------------
@@ -201,12 +218,16 @@ _FORBIDDEN: dict[str, tuple[str, str]] = {
 
 # Instructions that need a look at their operands or bytes.
 _DIRECT, _NEAR_OR_FAR, _MOV, _POP, _RET = 'direct', 'near-or-far', 'mov', 'pop', 'ret'
-_TRACE = 'trace'
+_TRACE, _RTM, _XBEGIN = 'trace', 'rtm', 'xbegin'
 TRACED = frozenset(('rdtsc', 'rdtscp', 'cpuid'))   # allowed, answered by the host: noted
+# Intel TSX's restricted transactional memory: allowed, noted, and made invalid
+# instructions (:func:`without_rtm`), as on the CPU the fixed cpuid table describes
+RTM = frozenset(('xbegin', 'xabort', 'xend', 'xtest'))
 _CHECKED: dict[str, str] = {
     **dict.fromkeys(TRACED, _TRACE),
     **dict.fromkeys(('ja jae jb jbe je jne jg jge jl jle jo jno jp jnp js jns '
-                     'jcxz jecxz jrcxz loop loope loopne xbegin').split(), _DIRECT),
+                     'jcxz jecxz jrcxz loop loope loopne').split(), _DIRECT),
+    **dict.fromkeys(RTM, _RTM), 'xbegin': _XBEGIN,     # xbegin's target is checked too
     'jmp': _NEAR_OR_FAR, 'call': _NEAR_OR_FAR, 'mov': _MOV, 'pop': _POP, 'ret': _RET,
 }
 
@@ -271,6 +292,8 @@ class _Sweep:
         self.sources, self.targets = array.array('Q'), array.array('Q')
         self.count = 0
         self.traced: set[str] = set()
+        self.rtm = array.array('Q')         # starts of RTM instructions
+        self.rtm_sites: set[int] = set()    # where their ud2 goes (:meth:`check_rtm`)
 
     def violate(self, rule: str, address: int, text: str) -> None:
         if len(self.violations) < MAX_VIOLATIONS:
@@ -369,6 +392,10 @@ class _Sweep:
               insn: tuple[int, int, str, str]) -> None:
         """Rules that need more than the mnemonic (or that always reject it)."""
         addr, size, mnem, ops = insn
+        if kind == _RTM or kind == _XBEGIN:
+            self.rtm.append(addr)
+            if kind == _RTM:
+                return
         if isinstance(kind, tuple):
             self.violate(kind[0], addr, f'{_text(insn)}: {kind[1]}')
         elif kind == _TRACE:
@@ -386,7 +413,7 @@ class _Sweep:
             if self.operand_size_prefix(img, off, size):
                 self.violate('I1', addr, f'{_text(insn)}: operand-size prefix on a return '
                                          '(capstone and unicorn disagree on its length)')
-        elif kind == _DIRECT or ops[:1].isdigit():     # capstone prints a direct target
+        elif kind == _DIRECT or kind == _XBEGIN or ops[:1].isdigit():  # a direct target
             if self.operand_size_prefix(img, off, size):
                 self.violate('I1', addr, f'{_text(insn)}: operand-size prefix on a relative '
                                          'branch (capstone and unicorn disagree on its length)')
@@ -483,6 +510,39 @@ class _Sweep:
                     flagged = insn[0]
                 p = data.find(pattern, p + 1)
 
+    def check_rtm(self, images: list[_Image]) -> None:
+        """I14: the ``ud2`` that replaces each transactional instruction's first two
+        opcode bytes (:func:`without_rtm`) must change no other instruction the sweep
+        decoded: one that overlaps them out of sync (code ranges that cut each
+        other's instructions) would run as bytes nobody validated.  A start that only
+        skips prefixes of the same instruction decodes to a prefixed ``ud2``.  At most
+        :data:`MAX_RTM` (glibc's lock elision has ~40): their addresses are kept."""
+        starts = sorted(set(self.rtm))
+        if len(starts) > MAX_RTM:
+            self.violate('I14', starts[MAX_RTM], f'more than {MAX_RTM} transactional '
+                                                 'instructions (xbegin, xabort, xend, xtest)')
+            return
+        sites = {}
+        for start in starts:
+            img = next(im for im in images if im.origin <= start < im.origin + len(im.data))
+            site = start - img.origin
+            while img.data[site] in _PREFIXES:
+                site += 1
+            sites[start] = (img, site + img.origin)
+        for start, (img, site) in sites.items():
+            for t in range(max(site - _MAX_INSN + 1, img.origin), site + 2):
+                if not img.is_start(t) or sites.get(t, (None, None))[1] == site:
+                    continue
+                other = self.decode_one(img, t - img.origin)
+                if other is None or t + other[1] > site:
+                    insn = self.decode_one(img, start - img.origin)
+                    self.violate('I14', start, f'{_text(insn)}: transactional instruction '
+                                               f'overlapping the instruction at {t:#x}; '
+                                               'the ud2 that replaces it would change that '
+                                               'one')
+                    break
+            self.rtm_sites.add(site)
+
     def check_preceding(self, before: bytes, starts: Sequence[int], code: bytes,
                         base: int) -> None:
         """Instructions validated before ``base`` must end there, not run on into ``code``.
@@ -515,7 +575,8 @@ class _Sweep:
                                         f'(the next: {first.rule} {first.text})'))
         return Verdict(ok=not violations, violations=violations,
                        boundaries=[(img.origin, bytes(img.bits)) for img in images],
-                       instructions=self.count, traced=frozenset(self.traced))
+                       instructions=self.count, traced=frozenset(self.traced),
+                       rtm=tuple(sorted(self.rtm_sites)))
 
 
 def _text(insn: tuple[int, int, str, str]) -> str:
@@ -565,6 +626,7 @@ def _validate(program: Program, policy: Policy) -> Verdict:
     sweep.check_branches(images, 'the executable segments')
     for img in images:
         sweep.check_escapes(img)
+    sweep.check_rtm(images)
     return sweep.verdict(images)
 
 
@@ -586,8 +648,45 @@ def validate_code(code: bytes, base: int, policy: Policy = Policy(), *,
     sweep.sweep(img, pad, len(img.data), len(img.data))
     sweep.check_branches([img], 'the buffer')
     sweep.check_escapes(img)
+    sweep.check_rtm([img])
     sweep.check_preceding(before[-(_MAX_INSN - 1):], before_starts, code, base)
     return sweep.verdict([img])
+
+
+def without_rtm(program: Program, verdict: Verdict) -> Program:
+    """``program`` as both engines run it: ``ud2`` over the first two opcode bytes of
+    each transactional instruction ``verdict`` found (:attr:`Verdict.rtm`), an
+    invalid instruction, as on the CPU the fixed cpuid table describes (see this
+    module's docstring).  No decoded instruction starts in the bytes after it (I14).
+    Its ``sha256`` stays the file's: it must not be validated again.
+    """
+    if not verdict.rtm:
+        return program
+    code = sorted((s for s in program.segments if s.executable and s.data),
+                  key=lambda s: s.vaddr)
+    starts = [s.vaddr for s in code]
+    writes: dict[int, dict[int, int]] = {}      # segment's vaddr -> its offset -> byte
+    for site in verdict.rtm:
+        for addr, byte in zip((site, site + 1), UD2, strict=True):
+            seg = code[bisect.bisect_right(starts, addr) - 1] if addr >= starts[0] else None
+            if seg is None or addr >= seg.vaddr + len(seg.data):
+                raise ValueError(f'no code at {addr:#x} for the ud2 of a transactional '
+                                 "instruction: not this program's verdict")
+            writes.setdefault(seg.vaddr, {})[addr - seg.vaddr] = byte
+    return replace(program, segments=tuple(
+        replace(s, data=_written(s.data, writes[s.vaddr]))
+        if s.executable and s.vaddr in writes else s for s in program.segments))
+
+
+def _written(data: bytes, writes: dict[int, int]) -> bytes:
+    """``data`` with the byte at each offset of ``writes`` replaced: one copy (a
+    CPython image's 4 MB of code take ~0.5 ms, per cold run)."""
+    view, pieces, at = memoryview(data), [], 0
+    for off in sorted(writes):
+        pieces += (view[at:off], bytes((writes[off],)))
+        at = off + 1
+    pieces.append(view[at:])
+    return b''.join(pieces)
 
 
 # -- the cache ------------------------------------------------------------------
@@ -738,6 +837,7 @@ class VerdictCache:
 
 def _encode(key: str, v: Verdict) -> dict:
     return {'key': key, 'ok': v.ok, 'instructions': v.instructions, 'traced': sorted(v.traced),
+            'rtm': list(v.rtm),
             'violations': [[x.rule, x.address, x.text] for x in v.violations],
             'boundaries': [[base, base64.b64encode(bits).decode()] for base, bits in v.boundaries]}
 
@@ -762,8 +862,11 @@ def _decode(obj: dict, key: str) -> Verdict:
     traced = frozenset(obj['traced'])
     if not traced <= TRACED:
         raise ValueError('bad traced instructions')
+    rtm = tuple(obj['rtm'])
+    if not all(isinstance(a, int) and a > 0 for a in rtm) or list(rtm) != sorted(set(rtm)):
+        raise ValueError('bad transactional instructions')
     return Verdict(ok=obj['ok'], violations=violations, boundaries=boundaries,
-                   instructions=obj['instructions'], traced=traced)
+                   instructions=obj['instructions'], traced=traced, rtm=rtm)
 
 
 def _lock(fd: int) -> None:

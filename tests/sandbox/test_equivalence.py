@@ -56,7 +56,8 @@ CASES: dict[str, list[tuple[tuple[str, ...], bytes]]] = {
     'mapfile': [(('65536', '4096'), b''), (('100', '0'), b'')],
     'membomb': [((), b'')], 'miniscript': [(('/script',), b'')], 'passwd': [((), b'')],
     'native_hostile': [(('calls',), b''), (('fds',), b''), (('edges',), b'')],
-    'rdtsc': [((), b'')], 'rdtsc_prefixed': [((), b'')], 'readsizes': [(('5',), TEXT[:100])],
+    'rdtsc': [((), b'')], 'rdtsc_prefixed': [((), b'')],
+    'rtm': [((), b''), (('skip',), b'')], 'readsizes': [(('5',), TEXT[:100])],
     'readtext': [((), b'')],
     'remap': [((), b'')], 'reopen': [((), b'')], 'scribble': [(('4', 'w'), b'')],
     'sigstate': [((), b'hi\n'), (('manifest',), b'hi\n')], 'sleep': [((), b'')],
@@ -78,7 +79,7 @@ CASES: dict[str, list[tuple[tuple[str, ...], bytes]]] = {
     'protsnap': [((how,), b'') for how in ('calls', 'store', 'held', 'data', 'unmapped')],
 }
 # the programs whose prefix is resumed under both engines (the others' may be too short)
-RESUMED = {'protsnap', 'freed', 'freedmix'}
+RESUMED = {'protsnap', 'freed', 'freedmix', 'rtm'}
 NATIVE_SKIP = {   # not deterministic natively, by design (doc/sandbox.md, "Engines")
     'loop': 'it ends by fuel, which only the emulated engine has',
     'rodata_code': 'natively its hidden rdrand runs: the hardware random number',

@@ -315,6 +315,42 @@ def test_crashes_are_faults(guest, zvm, how, kind, sig, engine):
         assert rip and state == f'Signal {sig} from untrusted code: Halting at {rip[1]}', run
 
 
+# Intel TSX (RTM): natively a transaction commits or aborts as the host decides, and
+# unicorn runs xbegin as a mov; the fixed cpuid table lists no RTM, so both engines run
+# each one as ud2 (validator.without_rtm): the same fault at its address, every time
+@pytest.mark.parametrize('how', ['xbegin', 'xabort', 'xend', 'xtest', 'prefixed', 'skip',
+                                 'loop'])
+def test_transactional_memory_is_an_invalid_instruction(guest, zvm, how, engine):
+    prog = guest('rtm')
+    assert zvm.validate(prog).returncode == 0           # glibc has them: not refused
+    runs = [zvm.run(prog, how) for _ in range(3)]
+    other = zvm.run(prog, how, opts=['--engine', 'emulated' if engine == 'native'
+                                     else 'native'])
+    run = runs[0]
+    assert_stopped(run, 'fault')
+    address = symbol(prog, f'rtm_{how}')
+    assert run.stdout == (b'' if how == 'loop' else f'{how} at {address:#x}\n'.encode()), run
+    message = run.report['message']
+    assert message.endswith(f'invalid or unsupported instruction (rip {address:#x})'), run
+    assert run.report['exit_state'] == f'Signal 4 from untrusted code: Halting at {address:#x}'
+    for again in [*runs[1:], other]:
+        assert (again.status, again.returncode, again.stdout) == \
+            (run.status, run.returncode, run.stdout), again
+        assert (again.report['message'], again.report['exit_state']) == \
+            (message, run.report['exit_state']), again
+
+
+def test_zvm_info_says_whether_this_cpu_runs_transactions(zvm):
+    with open('/proc/cpuinfo') as f:
+        tsx = 'rtm' in next(line for line in f if line.startswith('flags')).split()
+    out = zvm.cli('info').stdout.decode()
+    if 'native: available' in out:
+        line = 'native transactions: the CPU ' + ('has TSX' if tsx else 'lists no TSX')
+        assert line in out, out
+    else:
+        assert 'native transactions' not in out, out
+
+
 @pytest.mark.emulated_only(reason='the guard checks every executed block starts on a '
                            'validated boundary; natively a hidden instruction runs, and '
                            'a hidden system call is still answered by the supervisor')

@@ -7,6 +7,7 @@
   heap arena starts must not supply the tail of an instruction cut off at the
   end of the program, even under a verdict that let the program through (as
   the validator before issue 15 did).
+- a jailed buffer's transactional instructions become ``ud2``, as the program's.
 """
 
 from __future__ import annotations
@@ -80,3 +81,22 @@ def test_jail_checks_the_code_before_it(tmp_path):
         assert whole.jail.jail(whole.arena.start, PAGE) == 0
     finally:
         whole.close()
+
+
+def test_jailed_transactional_instructions_become_ud2(tmp_path):
+    """As in the program's code (validator.without_rtm): unicorn would run a jailed
+    xbegin as a mov.  A buffer the guest made read-only is patched all the same."""
+    from zvm_core.memory import PROT_R
+    code = bytes.fromhex('0f01d6' 'c7f8 00000000' 'c3')     # xtest; xbegin +0; ret
+    code += b'\xf4' * (PAGE - len(code))
+    machine = _machine(tmp_path, '0x90, 0xc3')
+    try:
+        for buf in (machine.arena.start + 0x10000, machine.arena.start + 0x20000):
+            machine.mem.write(buf, code)
+            if buf == machine.arena.start + 0x20000:
+                machine.mem.protect(buf, buf + PAGE, PROT_R)
+            assert machine.jail.jail(buf, PAGE) == 0
+            assert machine.mem.read(buf, 10) == bytes.fromhex('0f0bd6' '0f0b 00000000' 'c3')
+            assert machine.mem.read(buf + 10, PAGE - 10) == code[10:]
+    finally:
+        machine.close()

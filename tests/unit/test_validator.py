@@ -1,4 +1,5 @@
-"""Validator rules I1–I8, I13 and E5, the boundary bitmap, and the verdict cache.
+"""Validator rules I1–I8, I13, I14 and E5, the boundary bitmap, transactional
+instructions (noted, made ud2) and the verdict cache.
 
 Every rule is exercised by a real static binary: a few lines of assembly
 linked with ``gcc -nostdlib -static``, or C built with musl-gcc / gcc.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import fcntl
 import io
+import json
 import os
 import struct
 import subprocess
@@ -35,6 +37,7 @@ from zvm_core.validator import (
     default_cache,
     validate,
     validate_code,
+    without_rtm,
 )
 
 ASM = Path(__file__).resolve().parents[1] / 'programs' / 'asm'
@@ -207,7 +210,7 @@ ALLOWED = [
     ('read_fs', 'mov %fs, %ax'), ('push_fs', 'push %fs'), ('rdfsbase', 'rdfsbase %rax'),
     ('cs_nop_padding', 'cs nopw 0(%rax,%rax,1)'),
     ('ignored_prefix_nops', '.byte 0x3e, 0x90, 0x26, 0x90, 0x36, 0x90, 0x2e, 0x90'),
-    ('endbr64', 'endbr64'), ('tsx', 'xbegin 1f; xabort $1; 1: xend; xtest'),
+    ('endbr64', 'endbr64'),
     ('cet', 'rdsspq %rax; incsspq %rax'), ('avx2', 'vpaddd %ymm0, %ymm1, %ymm2'),
     ('avx512', 'vpaddd %zmm0, %zmm1, %zmm2'), ('lock', 'lock cmpxchg %rcx, (%rdx)'),
     ('rep', 'rep stosb'), ('indirect', 'notrack jmp *%rax; call *(%rax); jmp *%rbx'),
@@ -409,6 +412,112 @@ def test_without_section_headers(work):
     struct.pack_into('<HH', data, 0x3C, 0, 0)       # e_shnum, e_shstrndx
     verdict = validate(parse_elf(bytes(data)))
     assert verdict.ok, verdict.violations
+
+
+# -- transactional memory (RTM) ----------------------------------------------------
+
+TSX = 'xbegin 1f; xabort $1; 1: xend; xtest'
+
+
+def test_rtm_is_allowed_and_each_opcode_noted(work):
+    """glibc's static programs contain them (lock elision behind cpuid): not refused,
+    but noted, so that both engines run them as ud2 (doc/sandbox.md)."""
+    data = snippet(work, 'tsx', TSX)
+    mark = symbols(data)['mark']
+    verdict = validate(parse_elf(data))
+    assert verdict.ok, verdict.violations
+    assert verdict.rtm == (mark, mark + 6, mark + 9, mark + 12)   # 6 + 3 + 3 + 3 bytes
+    assert validate(parse_elf(snippet(work, 'no_tsx', 'nop'))).rtm == ()
+
+
+def test_glibc_hello_notes_its_lock_elision(glibc_hello):
+    verdict = validate(parse_elf(glibc_hello))
+    assert verdict.ok and verdict.rtm
+    code = Cs(CS_ARCH_X86, CS_MODE_64)
+    prog = parse_elf(glibc_hello)
+    text = next(s for s in prog.segments if s.executable)
+    for site in verdict.rtm:
+        insn, = code.disasm_lite(text.data[site - text.vaddr:][:15], site, 1)
+        assert insn[2] in ('xbegin', 'xabort', 'xend', 'xtest'), insn
+
+
+def test_without_rtm_puts_ud2_over_each_opcode_and_nothing_else(work, musl_hello):
+    data = snippet(work, 'tsx', TSX)
+    prog = parse_elf(data)
+    verdict = validate(prog)
+    patched = without_rtm(prog, verdict)
+    assert patched.sha256 == prog.sha256 and patched.entry == prog.entry
+    before = next(s for s in prog.segments if s.executable)
+    after = next(s for s in patched.segments if s.executable)
+    changed = {before.vaddr + i for i, (a, b) in enumerate(zip(before.data, after.data,
+                                                                strict=True)) if a != b}
+    mark = symbols(data)['mark']
+    # xbegin c7 f8 and xabort c6 f8: both bytes; xend/xtest 0f 01: the second
+    assert changed == {mark, mark + 1, mark + 6, mark + 7, mark + 10, mark + 13}
+    for site in verdict.rtm:
+        assert after.data[site - after.vaddr:site - after.vaddr + 2] == b'\x0f\x0b'
+    assert [s.data for s in patched.segments if not s.executable] == \
+        [s.data for s in prog.segments if not s.executable]
+    hello = parse_elf(musl_hello)
+    assert without_rtm(hello, validate(hello)) is hello         # nothing to do: no copy
+    with pytest.raises(ValueError, match='not this program'):
+        without_rtm(hello, dataclasses.replace(verdict, rtm=(0x10,)))
+
+
+def test_rtm_behind_prefixes_gets_ud2_at_its_opcode():
+    """The prefixes stay: every start of it, one a branch reaches by skipping a
+    prefix included, is then a prefixed ud2 (#UD at that start, both engines)."""
+    code = bytes.fromhex('eb 01' '2e 3e 48 0f 01 d6' 'c3')     # jmp over cs; ds rex.w xtest
+    verdict = validate_code(code, 0x1000)
+    assert verdict.ok and starts(verdict) == [0x1000, 0x1002, 0x1003, 0x1008]
+    assert verdict.rtm == (0x1005,)
+    insn, = Cs(CS_ARCH_X86, CS_MODE_64).disasm_lite(bytes.fromhex('2e 3e 48 0f 0b'), 0)
+    assert insn[:3] == (0, 5, 'ud2')
+
+
+def test_i14_rtm_overlapping_another_instruction(work):
+    """Two code ranges that cut each other's instructions: the ud2 would change the
+    mov that runs on into the xtest, which then runs as bytes nobody validated."""
+    data = build(work, 'tsx_overlap', '''\
+    .globl _start, two
+    .text
+_start:
+    nop
+    jmp two
+    .byte 0xb8              # mov $imm32, %eax: its immediate is the next section's
+    .section .two, "ax"
+two:
+    xtest
+    nop
+    mov $60, %eax
+    xor %edi, %edi
+    syscall
+''')
+    two = symbols(data)['two']
+    verdict = validate(parse_elf(data))
+    assert rules(verdict) == [('I14', two)]
+    assert f'overlapping the instruction at {two - 1:#x}' in verdict.violations[0].text
+
+
+def test_i14_bounds_the_noted_addresses(monkeypatch):
+    monkeypatch.setattr(validator, 'MAX_RTM', 3)
+    assert validate_code(bytes.fromhex('0f01d6' * 3), 0x1000).ok
+    verdict = validate_code(bytes.fromhex('0f01d6' * 4), 0x1000)
+    assert rules(verdict) == [('I14', 0x1009)]
+    assert verdict.violations[0].text.startswith('more than 3 transactional instructions')
+
+
+def test_cached_verdict_keeps_the_rtm_addresses(work, tmp_path):
+    prog = parse_elf(snippet(work, 'tsx', TSX))
+    first = validate(prog, cache=VerdictCache(tmp_path))
+    again = validate(prog, cache=VerdictCache(tmp_path))
+    assert again.cached and again.rtm == first.rtm and len(first.rtm) == 4
+    path, = tmp_path.glob('*.json')
+    for bad in ([1, 1], [2, 1], ['1'], [0]):        # repeated, unsorted, not a number, 0
+        obj = json.loads(path.read_text())
+        obj['rtm'] = bad
+        path.write_text(json.dumps(obj))
+        assert not validate(prog, cache=VerdictCache(tmp_path)).cached
 
 
 # -- validate_code ----------------------------------------------------------------

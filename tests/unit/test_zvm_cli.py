@@ -101,3 +101,18 @@ def test_a_run_with_a_cached_verdict_imports_only_what_it_uses(engine, guest, tm
     code, imported = json.loads(again.stdout)
     assert code == 0 and (tmp_path / 'out').read_bytes() == b'Hello, world!\n'
     assert imported == ([] if engine == 'native' else ['capstone', 'unicorn']), imported
+
+
+@pytest.mark.parametrize('flags, said', [
+    ('fpu tsc rtm hle avx', 'the CPU has TSX (rtm): validated ones are ud2, a hidden one '
+                            'would commit or abort as the host decides'),
+    ('fpu tsc hle avx', 'the CPU lists no TSX (rtm): validated ones are ud2, a hidden one '
+                        'faults'),
+    (None, 'unknown (cannot read ')])
+def test_zvm_info_says_whether_the_cpu_runs_transactions(flags, said, monkeypatch,
+                                                         tmp_path) -> None:
+    cpuinfo = tmp_path / 'cpuinfo'
+    if flags is not None:
+        cpuinfo.write_text(f'processor\t: 0\nflags\t\t: {flags}\nbugs\t\t: taa rtm\n')
+    monkeypatch.setattr(cli, 'CPUINFO', str(cpuinfo))
+    assert cli._transactions().startswith(said)

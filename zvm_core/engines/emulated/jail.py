@@ -3,8 +3,9 @@
 ``Jail`` validates a 64 KiB aligned heap buffer with the same validator as
 the program (and against the validated instructions just below it, which
 must not run on into it), records its instruction starts in the guard's
-bitmap and makes it read+execute (never writable); ``Unjail`` reverses that
-and drops the translated code.  Both are undone by a template reset.  The
+bitmap, puts ``ud2`` over its transactional instructions as the program's
+(``validator.without_rtm``) and makes it read+execute (never writable);
+``Unjail`` reverses that and drops the translated code.  Both are undone by a template reset.  The
 trap API itself (``zvm_core.zerovm.trap``) calls them as ``p.jail``.
 """
 
@@ -27,7 +28,7 @@ from zvm_core.memory import (
     GuestFault,
     page_up,
 )
-from zvm_core.validator import JAIL_ALIGN, Policy, validate_code, within
+from zvm_core.validator import JAIL_ALIGN, UD2, Policy, validate_code, within
 from zvm_core.zerovm.trap import MANIFEST_SIZE, STUB
 
 with within(None):      # imported by a worker's first emulated run: not that run's deadline
@@ -79,6 +80,8 @@ class Jail:
         verdict = validate_code(code, addr, self.policy, **self._preceding(addr))
         if not verdict.ok:
             return -errno.EPERM
+        for site in verdict.rtm:        # the guest's own bytes: it may have made them read-only
+            self.mem.view(site, len(UD2), PROT_R)[:] = UD2
         self.mem.protect(addr, end, PROT_R | PROT_X)
         self.arena.keep(addr, end)          # the code validated stays what runs
         for base, bits in verdict.boundaries:
