@@ -163,6 +163,8 @@ class Program:
     phnum: int
     tls: tuple[int, int, int, int] | None
     size: int
+    # its code as the engines run it (``validator.without_rtm``), no longer the file's
+    patched: bool = field(default=False, compare=False)
 
     def image_end(self) -> int:
         """Page-rounded end of the highest segment; the heap may start here."""

@@ -658,7 +658,9 @@ def without_rtm(program: Program, verdict: Verdict) -> Program:
     each transactional instruction ``verdict`` found (:attr:`Verdict.rtm`), an
     invalid instruction, as on the CPU the fixed cpuid table describes (see this
     module's docstring).  No decoded instruction starts in the bytes after it (I14).
-    Its ``sha256`` stays the file's: it must not be validated again.
+    Its ``sha256`` stays the file's, so it is marked ``patched``: :func:`validate`
+    refuses it (its sweep would find no transactional instruction, and cache that
+    verdict under the file's key: later runs would not be patched).
     """
     if not verdict.rtm:
         return program
@@ -673,7 +675,7 @@ def without_rtm(program: Program, verdict: Verdict) -> Program:
                 raise ValueError(f'no code at {addr:#x} for the ud2 of a transactional '
                                  "instruction: not this program's verdict")
             writes.setdefault(seg.vaddr, {})[addr - seg.vaddr] = byte
-    return replace(program, segments=tuple(
+    return replace(program, patched=True, segments=tuple(
         replace(s, data=_written(s.data, writes[s.vaddr]))
         if s.executable and s.vaddr in writes else s for s in program.segments))
 
@@ -892,6 +894,9 @@ def default_cache() -> VerdictCache:
 def validate(program: Program, policy: Policy = Policy(),
              cache: VerdictCache | None = None) -> Verdict:
     """Validate ``program`` under ``policy``, answering from ``cache`` when it can."""
+    if program.patched:
+        raise ValueError('a program patched to run (without_rtm) is not the file its '
+                         'sha256 names: validate the file as loaded')
     key = cache_key(program.sha256, policy)
     if cache is None:
         return _validate(program, policy)

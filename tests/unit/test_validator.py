@@ -458,6 +458,10 @@ def test_without_rtm_puts_ud2_over_each_opcode_and_nothing_else(work, musl_hello
         assert after.data[site - after.vaddr:site - after.vaddr + 2] == b'\x0f\x0b'
     assert [s.data for s in patched.segments if not s.executable] == \
         [s.data for s in prog.segments if not s.executable]
+    # validated again, its sweep would find no xbegin and cache that under the file's key
+    assert patched.patched and not prog.patched
+    with pytest.raises(ValueError, match='patched to run'):
+        validate(patched)
     hello = parse_elf(musl_hello)
     assert without_rtm(hello, validate(hello)) is hello         # nothing to do: no copy
     with pytest.raises(ValueError, match='not this program'):
