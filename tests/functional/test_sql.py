@@ -416,6 +416,57 @@ def test_skip_bad_skips_text_where_a_column_is_used_as_a_number(
         [f'swift://{account}/{c}/e.csv', 2, 'line 3: record 3: "x" is not a number: "n/a"']]
 
 
+def test_text_where_a_number_is_meant_fails_the_query(swift_cluster, conn, make_container,
+                                                    make_object) -> None:
+    """Without "skip_bad", a text in a column the query sums is a malformed record (422,
+    naming the line and value), as doc/sql.md says: ``east,lots`` was summed as 0, the
+    answer 200 with ``east,15465.0``.  Grouped or not, one object or several, CSV or
+    JSON lines; ``sum(CAST(qty AS REAL))`` asks for SQLite's reading."""
+    c = make_container('sqllots')
+    make_object(c, 'a.csv', b'region,qty\neast,3\nwest,4\n')
+    make_object(c, 'b.csv', b'region,qty\neast,2\neast,lots\n')
+    make_object(c, 'c.jsonl', b'{"region": "east", "qty": 1}\n{"region": "east", "qty": "lots"}\n')
+    account = _account(conn)
+    for query, node in [(f'SELECT region, sum(qty) FROM swift://~/{c}/b.csv GROUP BY region',
+                         'sql'), (f'SELECT sum(qty) FROM swift://~/{c}/*.csv', 'sql-2')]:
+        resp = sql(conn, {'query': query})
+        assert resp.status_code == 422, resp.text
+        assert resp.text.startswith(
+            f'{node}: exit 1: sqlite: load: swift://{account}/{c}/b.csv: line 3: record 3: '
+            '"qty" is not a number: "lots" (the query uses it as one; skip_bad skips such '
+            'records)\n'), resp.text
+    resp = sql(conn, {'query': f'SELECT sum(qty) FROM swift://~/{c}/c.jsonl'})
+    assert (resp.status_code, resp.headers['X-Nexe-Error']) == (422, (
+        f'sql: exit 1: sqlite: load: swift://{account}/{c}/c.jsonl: line 2: "qty" is not a '
+        'number: "lots" (the query uses it as one; skip_bad skips such records)')), resp.text
+    resp = sql(conn, {'query': f'SELECT sum(CAST(qty AS REAL)), count(*) FILTER (WHERE '
+                               f"typeof(qty) = 'text') FROM swift://~/{c}/*.csv"})
+    assert (resp.status_code, resp.text.splitlines()[1]) == (200, '9.0,1'), resp.text
+    resp = sql(conn, {'query': f'SELECT region, sum(qty) FROM swift://~/{c}/*.csv GROUP BY '
+                               'region', 'input': {'skip_bad': True}})
+    assert (resp.status_code, resp.text) == (200, 'region,sum(qty)\r\neast,5\r\nwest,4\r\n')
+
+
+def test_a_semicolon_separated_csv_read_with_commas_says_to_give_the_delimiter(
+        swift_cluster, conn, make_container, make_object) -> None:
+    """``region;qty`` read with commas is one column: a query naming its columns, bare or
+    in double quotes (which SQLite read as strings: 200, ``region,0.0``), is a 400 that
+    says the header row's name holds ";" and names the option; with it, the answer."""
+    c = make_container('sqlsemi')
+    make_object(c, 'semi.csv', b'region;qty\neast;3\nwest;4\neast;5\n')
+    hint = ('(the columns: region;qty: one column, whose name holds ";": if the fields are '
+            'separated by ";", give that as "input"."delimiter")')
+    for query in ['SELECT region, sum(qty) FROM {url} GROUP BY region',
+                  'SELECT "region", sum("qty") FROM {url} GROUP BY "region"']:
+        resp = sql(conn, {'query': query.format(url=f'swift://~/{c}/semi.csv')})
+        assert resp.status_code == 400, resp.text
+        assert resp.text.startswith('query: no such column: ') and hint in resp.text, resp.text
+        resp = sql(conn, {'query': query.format(url=f'swift://~/{c}/semi.csv'),
+                          'input': {'delimiter': ';'}})
+        assert resp.status_code == 200, resp.text
+        assert resp.text.splitlines()[1:] == ['east,8', 'west,4']
+
+
 def test_an_object_read_for_its_columns_is_read_as_a_job_reads_it(
         swift_cluster, conn, make_container, make_object) -> None:
     """The first object's head is read the way a job reads an object (one path): the
@@ -475,11 +526,13 @@ def test_objects_whose_columns_differ_fail_the_query(swift_cluster, conn, make_c
     resp = sql(conn, {'query': query + ' ORDER BY region'})
     assert (resp.status_code, resp.text) == (200, 'region,sum(qty)\r\neast,1\r\nnorth,10\r\n'
                                                   'west,2\r\n'), resp.text
-    # names the query gives itself replace every object's header row, unchecked
+    # names the query gives itself replace every object's header row, unchecked: read by
+    # position, the text summed fails the query (it was 10,0.0 with a 200)
     make_object(c, 'b.csv', b'qty,region\n10,east\n')
     resp = sql(conn, {'query': query.replace('region', 'r').replace('qty', 'q'),
                       'input': {'columns': ['r', 'q']}})
-    assert resp.status_code == 200 and '\n10,0.0\r\n' in resp.text, resp.text
+    assert resp.status_code == 422 and 'line 2: record 2: "q" is not a number: "east"' \
+        in resp.text, resp.text
 
 
 def test_a_client_that_goes_away_stops_its_query(swift_cluster, conn, make_container,

@@ -373,3 +373,21 @@ def test_skip_bad_reads_as_numbers_what_sqlite_computes_with_as_numbers(zvm, sql
     assert ok(run) == b'1253.5,"1,2,3,4,7"\r\n'
     assert ('skipped 2 malformed records; the first: line 6: record 6: "b" is not a number: '
             '"0x10"') in run.stderr.decode()
+
+
+def test_numeric_without_skip_bad_fails_on_text(zvm, sqlite) -> None:
+    """--numeric alone: a text where the query uses a number fails the load (exit 1,
+    the line, the record, the value, and how to skip it), where SQLite would sum it as
+    0 ("lots": 1 + 0 + 5 was 6.0, a wrong answer); numbers, empty fields pass."""
+    args = ('CREATE TABLE t(a NUMERIC, b NUMERIC)', '--load', 'csvh', '/dev/input',
+            '--numeric', '2', '--query', 'SELECT a, sum(b) FROM t GROUP BY a', '--out', 'csv')
+    run = node(zvm, sqlite, b'a,b\neast,1\neast,lots\nwest,5\n', *args)
+    assert run.report['retcode'] == 1
+    assert run.stderr.decode() == ('sqlite: load: /dev/input: line 3: record 3: "b" is not '
+                                   'a number: "lots" (the query uses it as one; skip_bad '
+                                   'skips such records)\n')
+    assert ok(node(zvm, sqlite, b'a,b\neast,1\neast,\nwest,5\n', *args)) == b'east,1\r\nwest,5\r\n'
+    jsonl = node(zvm, sqlite, b'{"a": "east", "b": 1}\n{"a": "east", "b": "lots"}\n',
+                 args[0], '--load', 'jsonl', *args[3:])
+    assert jsonl.report['retcode'] == 1
+    assert 'line 2: "b" is not a number: "lots"' in jsonl.stderr.decode()

@@ -663,3 +663,62 @@ def test_a_swift_url_in_upper_case_is_a_source_and_an_output(scheme) -> None:
     request = parse_request(json.dumps({'query': f'SELECT 1 FROM {scheme}~/c/o',
                                         'output': f'{scheme}~/c/answer'}).encode())
     assert request.output == f'{scheme}~/c/answer'
+
+
+def test_text_where_a_number_is_meant_fails_the_query_without_skip_bad_too() -> None:
+    """A column the query sums (or computes with, or orders against a number) goes to
+    every node as ``--numeric`` without ``"skip_bad"`` too, where a text there fails the
+    query (422): ``sum(qty)`` over a record ``east,lots`` answered 61715.0 with a 200,
+    ``lots`` summed as 0.  A plan of one object stays one node."""
+    from zerocloud.job import SwiftPath
+    from zerocloud.sql import entry
+    for objects, query in [(1, 'SELECT region, sum(qty) FROM swift://~/s/one.csv GROUP BY '
+                                'region'), (2, f'SELECT sum(qty) FROM {URL}')]:
+        p = plan(parse_query(query), COLUMNS, objects)
+        jobs = entry.build_jobs(p, SwiftPath('AUTH_t', 's', 'one.csv'), 'csv', ',', True,
+                                'csv', True)
+        args = jobs[0][0]['exec']['args']
+        assert len(jobs) == objects and '--skip-bad' not in args
+        assert args[args.index('--numeric') + 1] == str(p.loaded.index('qty') + 1)
+    p = plan(parse_query(f'SELECT region, count(*) FROM {URL} GROUP BY region'), COLUMNS, 2)
+    assert '--numeric' not in entry.build_jobs(p, SwiftPath('AUTH_t', 's', '*'), 'csv', ',',
+                                               True, 'csv', True)[0][0]['exec']['args']
+    # to sum as SQLite does (a text by its leading number), a CAST says so
+    assert plan(parse_query(f'SELECT sum(CAST(qty AS REAL)) FROM {URL}'), COLUMNS,
+                2).numeric() is None
+
+
+@pytest.mark.parametrize('query, columns, message', [
+    # a ;-separated CSV read with commas: one column "region;qty"; in double quotes the
+    # names were strings, so this answered 200 with "region,0.0" (no such column before)
+    ('SELECT "region", sum("qty") FROM {url} GROUP BY "region"', ['region;qty'],
+     'query: no such column: "region" at character 8 (SQLite would read a double-quoted '
+     "name that no column has as the string 'region'; a string is in single quotes) (the "
+     'columns: region;qty: one column, whose name holds ";": if the fields are separated by '
+     '";", give that as "input"."delimiter")'),
+    ('SELECT count(*) FROM {url} WHERE "region\tqty" > 1 AND "qty" = 2', ['region\tqty'],
+     'query: no such column: "qty" at character 71 (SQLite would read a double-quoted name '
+     "that no column has as the string 'qty'; a string is in single quotes) (the columns: "
+     'region\tqty: one column, whose name holds "\\t": if the fields are separated by "\\t", '
+     'give that as "input"."delimiter")'),
+    # a typo, a string in double quotes: the same text for every row, a wrong answer
+    ('SELECT "regoin", count(*) FROM {url} GROUP BY 1', COLUMNS,
+     'query: no such column: "regoin" at character 8 (SQLite would read a double-quoted '
+     "name that no column has as the string 'regoin'; a string is in single quotes) (the "
+     'columns: region, product, qty, price, note)'),
+    ("SELECT count(*) FROM {url} WHERE region = \"east\"", COLUMNS,
+     'query: no such column: "east" at character '),
+])
+def test_a_double_quoted_name_that_no_column_has_is_refused(query: str, columns: list[str],
+                                                            message: str) -> None:
+    with pytest.raises(SqlError) as e:
+        plan(parse_query(query.format(url=URL)), columns, 2)
+    assert str(e.value).startswith(message), str(e.value)
+
+
+def test_double_quoted_names_of_columns_aliases_and_the_source_are_names() -> None:
+    for query in ['SELECT "Region" AS "r", sum("qty") AS "n" FROM {url} "s" GROUP BY "r" '
+                  'ORDER BY "n", "s"."price"', 'SELECT "sum"(qty) FROM "{url}"',
+                  'SELECT "a""b", "x]" FROM {url}']:
+        columns = [*COLUMNS, 'a"b', 'x]'] if 'a""b' in query else COLUMNS
+        plan(parse_query(query.format(url=URL)), columns, 2)

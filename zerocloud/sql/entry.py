@@ -197,8 +197,8 @@ def _node_args(plan: planner.Plan, fmt: str, delimiter: str, has_header: bool,
     args = ['--schema', plan.map_schema()]
     if skip_bad:
         args += ['--skip-bad']
-        if numeric := plan.numeric():
-            args += ['--numeric', numeric]
+    if numeric := plan.numeric():       # text there is a malformed record, not a 0
+        args += ['--numeric', numeric]
     if fmt == 'jsonl':
         planner.check_json_keys(plan.loaded or plan.columns)
         args += ['--load', 'jsonl', '/dev/input']

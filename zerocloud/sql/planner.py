@@ -478,6 +478,39 @@ def _where_in(query: Query, columns: list[str], message: str) -> str:
     return message if offset is None else f'{message} at character {offset + 1}'
 
 
+def _no_string_names(query: Query, columns: list[str], fmt: str | None) -> None:
+    """Refuse a double-quoted name that no column (nor alias) has: SQLite reads it as a
+    string, so ``"regoin" = 'east'`` is false for every row and ``sum("qty")`` of a CSV
+    read with the wrong delimiter (one column ``region;qty``) is 0.0, with a 200.  The
+    query is checked again with each such name in brackets, which are never a string."""
+    url, names = query.tokens[query.source_at], []
+    text = query.text[:url.pos] + TABLE.ljust(len(url.text)) + query.text[url.pos + len(url.text):]
+    for tok in query.tokens:
+        if tok.kind == 'ident' and tok.text[0] == '"' and tok is not url \
+                and not re.search(r'["\]]', tok.name):     # same length in brackets
+            names.append(tok.name)
+            text = text[:tok.pos] + f'[{tok.name}]' + text[tok.pos + len(tok.text):]
+    if not names:
+        return
+    db = _checker()
+    try:
+        db.execute(schema(TABLE, columns))
+        db.execute(text)
+    except (sqlite3.Error, sqlite3.Warning) as e:
+        found = re.fullmatch(r'no such column: (.*)', str(e))
+        name = found and found.group(1).rsplit('.', 1)[-1]      # t."qty": t.qty
+        if name not in names:
+            return                          # not a name's (the query passed as it is)
+        offset = error_offset(text, [schema(TABLE, columns)])
+        where = '' if offset is None else f' at character {offset + 1}'
+        raise SqlError(f'query: no such column: "{name}"{where} (SQLite would read a '
+                       f'double-quoted name that no column has as the string \'{name}\'; '
+                       f'a string is in single quotes) (the columns: {_names(columns)}'
+                       f'{_column_hint(columns, fmt)})') from None
+    finally:
+        db.close()
+
+
 def _names(columns: list[str], most: int = 20) -> str:
     """The column names a query may use, for a message (the first ``most``)."""
     shown = ', '.join(columns[:most])
@@ -656,7 +689,8 @@ class Plan:
 
     def numeric(self) -> str | None:
         """``sqlnode``'s ``--numeric`` (the loaded columns, from 1, the query uses as
-        numbers: with ``--skip-bad`` a record with text there is malformed), None for none."""
+        numbers: a record with text there is malformed, fatal without ``--skip-bad``),
+        None for none."""
         loaded = [c.lower() for c in self.loaded or self.columns]
         found = [str(loaded.index(c.lower()) + 1) for c in self.numbers]
         return ','.join(found) or None
@@ -696,6 +730,7 @@ def plan(query: Query, columns: list[str], objects: int, merged: bool = False,
     them), for the hint of an unknown column."""
     table_sql = rewrite(query, TABLE)
     result = check(table_sql, _table(columns), query, fmt)
+    _no_string_names(query, columns, fmt)
     by_name = {c.lower(): c for c in columns}
     _no_clock(query)
     _no_host_only(query, by_name)
@@ -725,8 +760,9 @@ def _numbers(query: Query, by_name: dict[str, str]) -> list[str]:
     number (``qty > 3``, ``3 <= qty``, ``qty BETWEEN 1 AND 5``); named alone or by
     the FROM alias (``t.qty``; with none, the table the source is rewritten to).
     There a text (``n/a``, ``2,50``) would be read as its leading number or 0, or
-    sort above every number: a wrong answer, which "skip_bad" makes a malformed
-    record (``=`` and ``min``/``max`` compare text rightly: not these)."""
+    sort above every number: a wrong answer, so such a record is malformed (it fails
+    the query; "skip_bad" skips it) (``=`` and ``min``/``max`` compare text rightly:
+    not these)."""
     toks, found = query.tokens, []
     end = query.clauses['from'][1]
     alias = [t.key for t in toks[query.source_at + 1:end] if t.key != 'as'] or [TABLE]

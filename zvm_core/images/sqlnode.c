@@ -1,7 +1,7 @@
 /* sqlnode: one node of an SQL query over objects (the `sqlite` system image).
  *
  *   sqlite [--escaped] --schema SQL [--load csv|csvh|jsonl|partials PATH [--delimiter C]
- *          [--fields WIDTH:F1,F2,...] [--check-header] [--skip-bad [--numeric C1,C2,...]]]
+ *          [--fields WIDTH:F1,F2,...] [--check-header] [--skip-bad] [--numeric C1,C2,...]]
  *          --query SQL
  *          [--out partial|csv|csvh|json] [--output PATH]
  *
@@ -24,9 +24,10 @@
  * go to stderr and (--out partial) as the output's last line,
  * "#skipped\t<count>\t<source name>\t<line <n>: what>" (text escaped as in a
  * partial field), which the merge's partials loading passes over.  A header row
- * is never skipped.  --numeric: the table's columns C1, C2, ... (from 1) are used as
- * numbers (summed, computed with, ordered against a number), so a record whose value
- * there is text (not empty, not a number: "n/a", "2,50") is malformed too.
+ * is never skipped.  --numeric (csv, csvh, jsonl): the table's columns C1, C2, ... (from
+ * 1) are used as numbers (summed, computed with, ordered against a number), so a record
+ * whose value there is text (not empty, not a number: "n/a", "2,50") is malformed too:
+ * SQLite would read it as its leading number or 0, a wrong answer.
  * Sources may be gzip-compressed (recognised by their first bytes).  --query
  * runs once; its rows go to --output (default /dev/stdout):
  *
@@ -430,8 +431,9 @@ static int not_a_number(void) {
         }
         double d;
         if (n && sqlite3AtoF(text, &d, n, SQLITE_UTF8) <= 0) {
-            snprintf(in.why, sizeof in.why, "\"%s\" is not a number: \"%.*s\"",
-                     in.numeric_names[k], n > 40 ? 40 : n, text);
+            snprintf(in.why, sizeof in.why, "\"%s\" is not a number: \"%.*s\"%s",
+                     in.numeric_names[k], n > 40 ? 40 : n, text,
+                     in.skip_bad ? "" : " (the query uses it as one; skip_bad skips such records)");
             return 1;
         }
     }
@@ -1248,8 +1250,8 @@ static void unescape(char *s) {
 
 static void usage(void) {
     fputs("usage: sqlite [--escaped] --schema SQL [--load csv|csvh|jsonl|partials PATH "
-          "[--delimiter C] [--fields WIDTH:F1,F2,...] [--check-header] [--skip-bad "
-          "[--numeric C1,C2,...]]] --query SQL "
+          "[--delimiter C] [--fields WIDTH:F1,F2,...] [--check-header] [--skip-bad] "
+          "[--numeric C1,C2,...]] --query SQL "
           "[--out partial|csv|csvh|json] [--output PATH]\n", stderr);
     exit(2);
 }
@@ -1307,7 +1309,6 @@ int main(int argc, char **argv) {
         where = "load";
         if (!strcmp(load, "csv") || !strcmp(load, "csvh") || !strcmp(load, "jsonl")) {
             if (check_header && strcmp(load, "csvh")) usage();
-            if (numeric && !in.skip_bad) usage();
             input_start(from, load, table, delim, fields, check_header, numeric);
             streamed = plain_table(table);
             if (streamed) stand_in(table);
