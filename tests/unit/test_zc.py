@@ -13,6 +13,7 @@ import tarfile
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
+from typing import NoReturn
 
 import pytest
 
@@ -1977,6 +1978,29 @@ def test_a_job_id_that_names_no_object_is_a_usage_error(monkeypatch, capsys, com
     assert capsys.readouterr().err == (
         f'zc: {job_id!r} is not a job id: give the id zc submit printed (job-<32 hex '
         'digits>, or <container>/job-<32 hex digits>) (zc -h for help)\n')
+
+
+@pytest.mark.parametrize('given, meant', [
+    ('5eb3f0c2a1d94b7e8f6a1b2c3d4e5f60', 'job-5eb3f0c2a1d94b7e8f6a1b2c3d4e5f60'),
+    ('logs/5eb3f0c2a1d94b7e8f6a1b2c3d4e5f60', 'logs/job-5eb3f0c2a1d94b7e8f6a1b2c3d4e5f60'),
+    ('swift://~/logs/5eb3f0c2a1d94b7e8f6a1b2c3d4e5f60',
+     'swift://~/logs/job-5eb3f0c2a1d94b7e8f6a1b2c3d4e5f60'),
+    ('job-5eb3f0c2a1d94b7e8f6a1b2c3d4e5f60', 'job-5eb3f0c2a1d94b7e8f6a1b2c3d4e5f60')])
+@pytest.mark.parametrize('command', ['status', 'wait', 'result', 'cancel'])
+def test_a_job_id_without_its_prefix_is_the_job_s(monkeypatch, capsys, command: str,
+                                                  given: str, meant: str) -> None:
+    # zc wait 5eb3f0c2... (the id without "job-") was "not a job id"
+    from zerocloud.client import cli
+    asked = []
+
+    def result_path(self, job: str) -> NoReturn:
+        asked.append(job)
+        raise cli.Usage('asked')
+    monkeypatch.setattr(cli.Client, 'result_path', result_path)
+    assert cli.main(['--auth', 'http://127.0.0.1:9/auth/v1.0', '-U', 'u', '-K', 'k', command,
+                     given]) == cli.EXIT_USAGE
+    assert asked == [meant]
+    assert build_parser().parse_args([command, given]).id == meant
 
 
 @pytest.mark.parametrize('job_id', ['logs/notes', 'job-0000', 'c/job-ABC'])
