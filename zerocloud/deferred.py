@@ -495,7 +495,9 @@ def _node_counts(counts: dict, **rest: int) -> str:
 def cancel(app, env: dict, logger, config: Config | None = None) -> Response | None:
     """A client's DELETE of a deferred job's state (``job-<id>.state``): store its
     cancel marker, which the proxy running the job looks for (:func:`_keep_state`),
-    and answer 202; 404 when the job is not running.  None for any other request.
+    and answer 202; 404 when the job is not running.  None for any other request, and
+    for a state the user may not read: Swift's DELETE rules decide (a write ACL alone
+    may delete the object; the user's read was refused, and that 403 kept it for good).
     ``config``: this proxy's, whose limits say when a job is hung (:func:`_settle`)."""
     found = _STATE.fullmatch(env.get('PATH_INFO', ''))
     if found is None or env.get('swift.source') == SWIFT_SOURCE:
@@ -508,6 +510,8 @@ def cancel(app, env: dict, logger, config: Config | None = None) -> Response | N
     state = _request(app, req, 'HEAD', base + STATE_SUFFIX)
     if state.status_int == 404:
         return _not_running(app, req, base)
+    if state.status_int in (401, 403):
+        return None     # no state this user may read (a write ACL alone): Swift's DELETE
     if not is_success(state.status_int):
         return state
     if _read_state(app, req, base, config) is _NOT_OURS:

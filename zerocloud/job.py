@@ -133,6 +133,37 @@ def _meta_limits() -> tuple[int, int, int, int]:
             constraints.MAX_META_COUNT, constraints.MAX_META_OVERALL_SIZE)
 
 
+@functools.cache
+def _name_limits() -> tuple[int, int]:
+    """Swift's longest container and object names (swift.conf), checked for a written
+    path before the job runs: Swift refused one only when the output was stored, the
+    job's work lost.  Imported when first needed, as ``_meta_limits``."""
+    from swift.common import constraints
+    return constraints.MAX_CONTAINER_NAME_LENGTH, constraints.MAX_OBJECT_NAME_LENGTH
+
+
+def _too_long(path: SwiftPath, wildcard: bool = False) -> str | None:
+    """Why Swift would refuse to store an object at ``path`` for its names' lengths
+    (UTF-8 bytes, as Swift counts them), else None.  ``wildcard``: each ``*`` is yet
+    to be filled with text, at least none: a name already too long without them is."""
+    max_container, max_object = _name_limits()
+    for what, name, limit in (('container', path.container, max_container),
+                              ('object', path.obj or '', max_object)):
+        size = len(name.encode('utf-8')) - (name.count('*') if wildcard else 0)
+        if size > limit:
+            least = 'at least ' if wildcard and '*' in name else ''
+            return (f'{what} name is {least}{size} bytes, Swift allows at most {limit} '
+                    f'(max_{what}_name_length in swift.conf)')
+    return None
+
+
+def _shown(path: SwiftPath) -> str:
+    """A path for a message, its head only when it is long (a name too long for Swift
+    is over a kilobyte)."""
+    text = str(path)
+    return text if len(text) <= 100 else text[:100] + '...'
+
+
 class JobError(ValueError):
     """An invalid job; the message is the 400 body.
 
@@ -628,6 +659,9 @@ def _parse_device(spec: object, number: int, account: str, images: frozenset[str
                               ': a written device names an object, or objects '
                               f'({SwiftPath(own, device.path.container, "*")} makes one '
                               'per node)'))
+        if device.writable and (why := _too_long(device.path, wildcard=True)):
+            raise JobError(f'Output path too long for device {name} in {where}: {why}: '
+                           f'{_shown(device.path)}')
     content_type = _optional(spec, 'content_type')
     if content_type is not None:
         device.content_type = _string(content_type, f'content_type for device {name}', where)
@@ -810,7 +844,8 @@ def _fill(text: str, values: Iterator[str]) -> str:
     return first + ''.join(next(values) + part for part in rest)
 
 
-def _output_path(path: SwiftPath, values: tuple[str, ...], node: str, group: str) -> SwiftPath:
+def _output_path(path: SwiftPath, values: tuple[str, ...], node: str, group: str,
+                 device: str) -> SwiftPath:
     """A written path with each ``*`` replaced by the next matched text."""
     if _stars(path) > len(values):
         raise JobError(f'Wildcards in input cannot be resolved into output path {path} '
@@ -821,6 +856,10 @@ def _output_path(path: SwiftPath, values: tuple[str, ...], node: str, group: str
     if not mapped.container or '/' in mapped.container or mapped.obj == '':
         raise JobError(f'Invalid output path {mapped} for node {node} in {group}: '
                        'the wildcard text does not make a valid name')
+    why = _too_long(mapped)
+    if why:
+        raise JobError(f'Output path too long for device {device} of node {node} in {group} '
+                       f'(its "*" filled from the input\'s name): {why}: {_shown(mapped)}')
     return mapped
 
 
@@ -895,7 +934,7 @@ def _group_nodes(group: Group, several: bool,
                 path = matched
             elif device.writable and path and path.wildcard:
                 path = _output_path(path, values if wild is not None else (name,) * _stars(path),
-                                    name, group.name)
+                                    name, group.name, device.name)
             devices.append(_with_path(device, path))
         attach = _placement(devices, group.attach)
         yield Node(name=name, group=group.name, index=index, id=first_id + index - 1,

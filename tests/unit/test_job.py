@@ -658,6 +658,43 @@ def test_mapped_output_must_be_a_valid_name():
                        'sort: the wildcard text does not make a valid name')
 
 
+def test_written_names_longer_than_swift_allows_are_refused_before_the_run():
+    """Swift refused such an output only when it was stored: after the job ran."""
+    long = 'é' * 512 + 'x'                     # 1025 bytes of UTF-8, 513 characters
+    message = error(group(devices=[{'name': 'stdout', 'path': f'swift://~/out/{long}'}]))
+    assert message.startswith('Output path too long for device stdout in sort: object name '
+                              'is 1025 bytes, Swift allows at most 1024 '
+                              '(max_object_name_length in swift.conf): swift://')
+    assert message.endswith('...') and len(message) < 300
+    message = error(group(devices=[{'name': 'output', 'path': f'swift://~/{"c" * 257}/o'}]))
+    assert message.startswith('Output path too long for device output in sort: container '
+                              'name is 257 bytes, Swift allows at most 256 '
+                              '(max_container_name_length in swift.conf)')
+    # a wildcard's name already too long without its filled text is refused as parsed
+    message = error(group(count=2, devices=[
+        {'name': 'stderr', 'path': f'swift://~/out/{"x" * 1025}*'}]))
+    assert message.startswith('Output path too long for device stderr in sort: object name '
+                              'is at least 1025 bytes')
+    assert parse(group(devices=[{'name': 'stdout', 'path': f'swift://~/{"c" * 256}/'
+                                 f'{"é" * 512}'}]))      # at the limits: accepted
+
+
+def test_expanded_output_names_longer_than_swift_allows_are_refused_per_node():
+    """A name filled from the input's is checked as its node is made, before it runs:
+    the nodes made before it are not refused."""
+    swift = FakeSwift({'in': ['a', 'b' * 1000]})
+    groups = parse(group(devices=[{'name': 'stdin', 'path': 'swift://~/in/*'},
+                                  {'name': 'stdout', 'path': f'swift://~/out/{"r" * 20}-*.res'}]))
+    nodes = stream(groups, swift.list_objects, swift.list_containers)
+    assert paths(next(nodes))['stdout'] == f'swift://{ACCOUNT}/out/{"r" * 20}-a.res'
+    with pytest.raises(JobError) as caught:
+        next(nodes)
+    assert str(caught.value).startswith(
+        'Output path too long for device stdout of node sort-2 in sort (its "*" filled from '
+        'the input\'s name): object name is 1025 bytes, Swift allows at most 1024 '
+        '(max_object_name_length in swift.conf): swift://')
+
+
 def test_single_output_path_for_several_nodes():
     out = f'swift://{ACCOUNT}/data/out'
     one = {'name': 'stdout', 'path': 'swift://~/data/out'}

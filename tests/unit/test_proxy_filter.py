@@ -416,6 +416,25 @@ def test_a_bad_job_runs_nothing(mw, servers, body, status, says) -> None:
     assert asked.asked == []
 
 
+def test_an_output_name_longer_than_swift_allows_is_a_400_before_any_node_runs(
+        mw, swift, servers) -> None:
+    # Swift refused it only when the result was stored: a 400 after the job ran
+    asked = servers()
+    resp = post(mw, job(stdout={'name': 'stdout', 'path': 'swift://~/out/' + 'r' * 1025}))
+    assert resp.status_int == 400
+    assert resp.body.startswith(b'Output path too long for device stdout in wc: object name '
+                                b'is 1025 bytes, Swift allows at most 1024')
+    # a name filled from the input's, per node as it is made: here in the first chunk
+    swift.add('/in/a')
+    swift.add('/in/' + 'b' * 1021)
+    resp = post(mw, job(stdin='swift://~/in/*', stdout={'name': 'stdout',
+                                                        'path': 'swift://~/out/*.res'}))
+    assert resp.status_int == 400
+    assert resp.body.startswith(b'Output path too long for device stdout of node wc-2 in wc '
+                                b'(its "*" filled from the input\'s name): object name is 1025')
+    assert asked.asked == []
+
+
 @pytest.mark.parametrize('asked', ['sql', '2.0', 'open'])
 def test_an_unknown_execute_version_is_a_400_naming_the_known_ones(mw, servers,
                                                                    asked: str) -> None:

@@ -13,6 +13,7 @@ import tarfile
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
+from typing import NoReturn
 
 import pytest
 
@@ -77,6 +78,46 @@ def test_a_script_runs_with_the_interpreter_of_its_extension(tmp_path: Path) -> 
     assert jobs.build(None, str(lua), None, None).job[0]['exec']['path'] == 'file://lua:lua'
 
 
+def test_a_script_without_an_interpreter_is_a_usage_error_saying_what_to_add(
+        tmp_path: Path, capsys, monkeypatch) -> None:
+    # zc run --script x.txt exited 1, as if the cluster had refused the job
+    from zerocloud.client import cli
+    for k, v in {'ST_AUTH': 'http://127.0.0.1:9/auth/v1.0', 'ST_USER': 'u', 'ST_KEY': 'k'}.items():
+        monkeypatch.setenv(k, v)
+    script = tmp_path / 'x.txt'
+    script.write_text('print(1)\n')
+    assert cli.main(['run', '--script', str(script)]) == cli.EXIT_USAGE
+    assert capsys.readouterr().err == (
+        f'zc: no interpreter for {script}: start it with a line naming one, '
+        '#!file://python3:python3 (Python) or #!file://lua:lua (Lua); name a .py or .lua '
+        'file; or give --interpreter file://<image>:<program> (zc -h for help)\n')
+    script.write_text('#!/usr/bin/env python3\nprint(1)\n')
+    with pytest.raises(jobs.OptionError, match=r'x.txt \(its #!/usr/bin/env python3 is not '
+                       r'one\): start it with a line naming one, #!file://python3:python3'):
+        jobs.build(None, str(script), None, None)
+    script.write_text('#!file://python3\nprint(1)\n')
+    with pytest.raises(jobs.OptionError, match=r'x.txt: its #! line: file://python3: expected '
+                       r'file://<system image>:<program> .* \(did you mean file://python3:'
+                       r'python3\?\)'):
+        jobs.build(None, str(script), None, None)
+
+
+def test_a_script_runs_with_the_interpreter_of_its_first_line(tmp_path: Path) -> None:
+    # as a script POSTed to the cluster does (zerocloud.sources); --interpreter still wins
+    script = tmp_path / 'job.txt'
+    script.write_text('#!file://python3:python3 -u\nprint(1)\n')
+    payload = jobs.build(None, str(script), None, None, args='a b')
+    assert payload.job[0]['exec'] == {'path': 'file://python3:python3', 'args': '-u /job.txt a b'}
+    script.write_text('#!file://python3:python3\nprint(1\n')       # checked as Python
+    with pytest.raises(jobs.BuildError, match='job.txt:2: '):
+        jobs.build(None, str(script), None, None)
+    script.write_text('#!swift://~/bin/awk -f\nprint(1)\n')
+    assert jobs.build(None, str(script), None, None).job[0]['exec'] == {
+        'path': 'swift://~/bin/awk', 'args': '-f /job.txt'}
+    assert jobs.build(None, str(script), None, None, interpreter='file://lua:lua'
+                      ).job[0]['exec'] == {'path': 'file://lua:lua', 'args': '/job.txt'}
+
+
 def test_a_python_script_that_does_not_compile_is_refused_before_any_node_runs(
         tmp_path: Path) -> None:
     script = tmp_path / 'agg.py'
@@ -113,7 +154,7 @@ def test_a_stored_program_needs_no_zapp() -> None:
 @pytest.mark.parametrize('kwargs, message', [
     ({'program': None, 'script': None}, 'give a program or --script'),
     ({'program': 'swift://~/b/p', 'script': 'x.py'}, 'not both'),
-    ({'program': None, 'script': 'x.sh'}, 'no interpreter for x.sh'),
+    ({'program': None, 'script': 'x.sh'}, 'cannot read x.sh'),
     ({'program': 'swift://~/b/p', 'script': None, 'on': 'http://x/y'}, '--on: Invalid path'),
     ({'program': 'missing-program', 'script': None}, 'cannot read missing-program'),
 ])
@@ -1937,6 +1978,29 @@ def test_a_job_id_that_names_no_object_is_a_usage_error(monkeypatch, capsys, com
     assert capsys.readouterr().err == (
         f'zc: {job_id!r} is not a job id: give the id zc submit printed (job-<32 hex '
         'digits>, or <container>/job-<32 hex digits>) (zc -h for help)\n')
+
+
+@pytest.mark.parametrize('given, meant', [
+    ('5eb3f0c2a1d94b7e8f6a1b2c3d4e5f60', 'job-5eb3f0c2a1d94b7e8f6a1b2c3d4e5f60'),
+    ('logs/5eb3f0c2a1d94b7e8f6a1b2c3d4e5f60', 'logs/job-5eb3f0c2a1d94b7e8f6a1b2c3d4e5f60'),
+    ('swift://~/logs/5eb3f0c2a1d94b7e8f6a1b2c3d4e5f60',
+     'swift://~/logs/job-5eb3f0c2a1d94b7e8f6a1b2c3d4e5f60'),
+    ('job-5eb3f0c2a1d94b7e8f6a1b2c3d4e5f60', 'job-5eb3f0c2a1d94b7e8f6a1b2c3d4e5f60')])
+@pytest.mark.parametrize('command', ['status', 'wait', 'result', 'cancel'])
+def test_a_job_id_without_its_prefix_is_the_job_s(monkeypatch, capsys, command: str,
+                                                  given: str, meant: str) -> None:
+    # zc wait 5eb3f0c2... (the id without "job-") was "not a job id"
+    from zerocloud.client import cli
+    asked = []
+
+    def result_path(self, job: str) -> NoReturn:
+        asked.append(job)
+        raise cli.Usage('asked')
+    monkeypatch.setattr(cli.Client, 'result_path', result_path)
+    assert cli.main(['--auth', 'http://127.0.0.1:9/auth/v1.0', '-U', 'u', '-K', 'k', command,
+                     given]) == cli.EXIT_USAGE
+    assert asked == [meant]
+    assert build_parser().parse_args([command, given]).id == meant
 
 
 @pytest.mark.parametrize('job_id', ['logs/notes', 'job-0000', 'c/job-ABC'])

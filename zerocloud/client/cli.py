@@ -386,6 +386,17 @@ class _Parser(argparse.ArgumentParser):
         super().error(message)
 
 
+_BARE_ID = re.compile(r'[0-9a-f]{32}')
+
+
+def _job_id(text: str) -> str:
+    """A job id as given, ``<32 hex digits>`` being ``job-<32 hex digits>`` (also in a
+    container or a URL): the id copied without its prefix (a uuid, as a log or a
+    listing's ``cut`` may show it) was refused, though it names one job only."""
+    head, slash, last = text.rpartition('/')
+    return f'{head}{slash}job-{last}' if _BARE_ID.fullmatch(last) else text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog='zc', usage='zc [swift auth options] COMMAND [options]',
@@ -416,7 +427,8 @@ def build_parser() -> argparse.ArgumentParser:
                        ('cancel', 'stop a running deferred job; say what had ended')):
         p = sub.add_parser(name, parents=[quiet] + [split] * (name in ('wait', 'result')),
                            help=text)
-        p.add_argument('id', help='what submit printed (job-..., c/job-... or swift://)')
+        p.add_argument('id', type=_job_id,
+                       help='what submit printed (job-..., c/job-... or swift://)')
         if name == 'cancel':
             continue
         p.add_argument('--json', action='store_true',

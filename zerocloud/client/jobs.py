@@ -105,21 +105,20 @@ def build(program: str | None, script: str | None, on: str | None, out: str | No
     files: dict[str, bytes] = {}
     exec_: dict = {}
     if script is not None:
-        suffix = Path(script).suffix.lower()
-        if interpreter is not None:
-            _check_interpreter(interpreter)
-        interpreter = interpreter or INTERPRETERS.get(suffix)
-        if interpreter is None:
-            raise BuildError(f'no interpreter for {script}: name a .py or .lua file, or give '
-                             '--interpreter file://<image>:<program>')
         base = Path(script).name
         files[base] = _read(script)
+        first = ''
+        if interpreter is not None:
+            _check_interpreter(interpreter)
+        else:
+            interpreter, first = _script_interpreter(script, files[base])
         if interpreter == INTERPRETERS['.py']:
             _check_python(script, files[base])
         elif interpreter == INTERPRETERS['.lua'] and \
                 (error := lua_syntax_error(script, files[base])) is not None:
             raise BuildError(f'{error} (a syntax error: nothing was sent)')
-        exec_ = {'path': interpreter, 'args': f'{shlex.quote("/" + base)} {args}'.strip()}
+        exec_ = {'path': interpreter,
+                 'args': f'{first} {shlex.quote("/" + base)} {args}'.strip()}
         group = group_name(script)
     elif is_swift_url(program):
         exec_ = {'path': program, 'args': args}
@@ -166,6 +165,30 @@ def _check_python(script: str, source: bytes) -> None:
                          'sent)') from None
     except ValueError as e:            # null bytes
         raise BuildError(f'{script}: {e}') from None
+
+
+def _script_interpreter(script: str, data: bytes) -> tuple[str, str]:
+    """(interpreter, its first arguments) of a ``--script`` given no ``--interpreter``: its
+    ``#!`` line when that names a ZeroCloud program (as a script POSTed to the cluster
+    says it, ``zerocloud.sources``), else the one of its extension.  None is a usage
+    error (exit 2) saying what to add: it was exit 1, as if the cluster refused it."""
+    line = data.partition(b'\n')[0].removeprefix(b'\xef\xbb\xbf')
+    words = line[2:].decode('utf-8', 'replace').split() if line.startswith(b'#!') else []
+    if words and words[0].startswith(('file://', 'swift://')):
+        try:
+            _check_interpreter(words[0])
+        except OptionError as e:
+            raise OptionError(f'{script}: its #! line: {str(e).removeprefix("--interpreter ")}'
+                              ) from None
+        return words[0], ' '.join(map(shlex.quote, words[1:]))
+    known = INTERPRETERS.get(Path(script).suffix.lower())
+    if known is None:
+        found = f' (its {line.decode("utf-8", "replace")} is not one)' if words else ''
+        raise OptionError(f'no interpreter for {script}{found}: start it with a line naming '
+                          f'one, #!{INTERPRETERS[".py"]} (Python) or #!{INTERPRETERS[".lua"]} '
+                          '(Lua); name a .py or .lua file; or give --interpreter '
+                          'file://<image>:<program>')
+    return known, ''
 
 
 def _check_interpreter(url: str) -> None:
