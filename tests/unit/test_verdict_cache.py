@@ -43,7 +43,7 @@ def test_a_program_validated_at_once_by_several_is_validated_once(tmp_path, monk
         time.sleep(0.2)
         return Verdict(ok=True, violations=[], boundaries=[], instructions=3)
     monkeypatch.setattr(validator, '_validate', slow)
-    program = SimpleNamespace(sha256='ab' * 32)        # all validate() reads of it
+    program = SimpleNamespace(sha256='ab' * 32, patched=False)    # all validate() reads of it
     got = []
     threads = [threading.Thread(target=lambda: got.append(
         validator.validate(program, cache=VerdictCache(tmp_path)))) for _ in range(4)]
