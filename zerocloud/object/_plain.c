@@ -49,7 +49,8 @@ static int digits(const char *s, int n)
     return 1;
 }
 
-/* diskfiles.PLAIN_DATA: [0-9]{10}\.[0-9]{5}(_[0-9a-f]{16})?\.data, the whole name */
+/* A data file Swift takes as the object's (parse_on_disk_filename): the whole name
+ * [0-9]{10}\.[0-9]{5}(_[0-9a-f]{16})?\.data */
 static int plain_name(const char *s, size_t n)
 {
     if ((n != 21 && n != NAME_MAX_PLAIN) || !digits(s, 10) || s[10] != '.'
@@ -99,9 +100,14 @@ no:
     return -1;
 }
 
-/* The metadata of the open file fd into *raw (malloc'd, *len bytes), read as
- * diskfiles.read_metadata reads it, its checksum checked: 0, or -1 where that
- * raised (Swift's DiskFile is asked then). */
+/* The metadata of the open file fd into *raw (malloc'd, *len bytes), read as Swift's
+ * _read_file_metadata reads it (user.swift.metadata, ...1, ... up to the first
+ * missing one; its checksum checked when there is one): 0, or -1 for any error,
+ * which Swift's DiskFile then meets itself.  No chunk is looked for after one of
+ * another size than Swift cuts them in (254 bytes in older Swifts, else 65536): a
+ * system call per object that found none; a writer that cut them otherwise leaves a
+ * pickle cut short here, which decode() does not take (or a checksum that does not
+ * match), and Swift's DiskFile reads it whole. */
 static int read_metadata(int fd, char **raw, size_t *len)
 {
     size_t cap = XATTR_MAX, have = 0;
@@ -132,7 +138,7 @@ static int read_metadata(int fd, char **raw, size_t *len)
             goto fail;
         }
         have += (size_t)got;
-        if (got != 254 && got != XATTR_MAX)        /* diskfiles.XATTR_CHUNKS */
+        if (got != 254 && got != XATTR_MAX)        /* the last chunk */
             break;
     }
     char sum[64];
