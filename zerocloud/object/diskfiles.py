@@ -5,48 +5,38 @@ its files, open the ``.data``, read its metadata through the ``xattr`` library,
 unpickle and decode it, check it) took ~0.35 ms of the object server's CPU per
 node of a batch, about half of all it spent on one.  Most objects are as a PUT
 left them: their hash directory holds one ``.data`` file and nothing else.
-:class:`DiskFiles` opens those itself (~0.19 ms with the node's ``LOCAL_*``
-variables, most of it the system calls and Swift's unpickler): it reads the metadata
-as Swift does (every chunk of it, its checksum, Swift's restricted unpickler
-and decoding) and makes Swift's checks for such a file (the name, ``X-Delete-At``,
-``Content-Length`` against the file's size, an ``ETag``).  Anything else (no
-directory, a tombstone, a ``.meta``, more than one file, a file name that is not
-a plain timestamp, metadata that does not read back or fails a check) is opened
-by Swift's own DiskFile, from the start, so that it answers as for a node
-alone: deleted or expired ``404``, a corrupt object quarantined, logged and
-counted by Swift.
+:class:`DiskFiles` opens those itself, in one call of C (``_plain.open_data``:
+the system calls once each, the metadata of a Python 3 Swift's pickle decoded
+without Python's unpickler; ~10 us with the node's ``LOCAL_*`` variables, 25 in
+Python before): it reads the metadata as Swift does (every chunk of it, its
+checksum, the values Swift's unpickler and decoding give) and makes Swift's
+checks for such a file (the name, ``X-Delete-At``, ``Content-Length`` against
+the file's size, an ``ETag``).  Anything else (no directory, a tombstone, a
+``.meta``, more than one file, a file name that is not a plain timestamp,
+metadata that does not read back, that another writer pickled or that fails a
+check) is opened by Swift's own DiskFile, from the start, so that it answers as
+for a node alone: deleted or expired ``404``, a corrupt object quarantined,
+logged and counted by Swift.
 """
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import os
-import re
 import time
 
 from swift.common import utils as swift_utils
 from swift.common.utils import hash_path
-from swift.common.utils.pickle import unpickle
 from swift.obj.diskfile import (
-    METADATA_CHECKSUM_KEY,
-    METADATA_KEY,
     BaseDiskFileManager,
     DiskFile,
     DiskFileDeviceUnavailable,
     DiskFileManager,
-    _decode_metadata,
     get_data_dir,
 )
 from swift.obj.server import ObjectController
 
-# a lone .data file that Swift's parse_on_disk_filename takes as the object's data
-PLAIN_DATA = re.compile(r'[0-9]{10}\.[0-9]{5}(_[0-9a-f]{16})?\.data\Z')
-
-
-# the sizes of the chunks Swifts write an object's metadata in (``write_metadata``'s
-# ``xattr_size``; older Swifts 254 bytes): only the last one is shorter
-XATTR_CHUNKS = (254, 65536)
+from zerocloud.object import _plain
 
 
 class _File:
@@ -93,110 +83,26 @@ class Opened:
             fp.close()
 
 
-class _Whole:
-    """Bytes as the file Swift's restricted unpickler reads: its ``peek`` gives them all,
-    so the C unpickler takes them in one read; from ``io.BytesIO`` (Swift's
-    ``unpickle`` of bytes) it calls ``read`` once per opcode (an object's metadata:
-    ~14 -> ~8 us, a tenth of opening it)."""
-
-    __slots__ = ('data', 'pos')
-
-    def __init__(self, data: bytes) -> None:
-        self.data, self.pos = data, 0
-
-    def peek(self, size: int = 0) -> bytes:
-        return self.data[self.pos:]
-
-    def read(self, size: int = -1) -> bytes:
-        start = self.pos
-        self.pos = len(self.data) if size < 0 else min(start + size, len(self.data))
-        return self.data[start:self.pos]
-
-    def readline(self) -> bytes:
-        end = self.data.find(b'\n', self.pos)
-        return self.read(-1 if end < 0 else end + 1 - self.pos)
-
-
-def read_metadata(fd: int) -> dict:
-    """The metadata of an open object file, read as Swift's ``_read_file_metadata``
-    reads it (its chunks ``user.swift.metadata``, ``...1``, ... up to the first
-    missing one; its checksum, when there is one), with ``os.getxattr`` (the
-    ``xattr`` library's calls were a third of the cost), but no chunk is looked for
-    after one of another size than :data:`XATTR_CHUNKS` (a system call per object
-    that found none): a writer that cut them at another size leaves a pickle cut short
-    here, which does not unpickle (or a checksum that does not match).  Raises where Swift would
-    quarantine the file or fail, and for any error Swift would let pass (a checksum
-    that does not read back): the caller leaves those to Swift."""
-    raw = b''
-    key = 0
-    while True:
-        try:
-            chunk = os.getxattr(fd, METADATA_KEY + (str(key).encode() if key else b''))
-        except OSError as e:
-            if e.errno != errno.ENODATA or not key:
-                raise
-            break
-        raw += chunk
-        if len(chunk) not in XATTR_CHUNKS:  # the last: no next one to look for
-            break
-        key += 1
-    try:
-        checksum = os.getxattr(fd, METADATA_CHECKSUM_KEY)
-    except OSError as e:
-        if e.errno != errno.ENODATA:
-            raise
-        checksum = None
-    if checksum and checksum != hashlib.md5(raw, usedforsecurity=False).hexdigest().encode():
-        raise ValueError('metadata checksum mismatch')
-    return decode_metadata(unpickle(_Whole(raw), encoding='bytes'),
-                           b'_codecs\nencode' in raw[:32])
-
-
-def decode_metadata(metadata: dict, written_by_py3: bool) -> dict:
-    """Swift's ``_decode_metadata``: for metadata a Python 3 Swift wrote (every
-    object of this cluster's), its keys and values as UTF-8 ``str`` in one pass,
-    not two calls of a nested function per item (a tenth of an open); older
-    metadata by Swift's own.  Its keys and values are all bytes as a PUT writes them:
-    decoded without asking each (two ``isinstance`` an item were half of it); any
-    other (a number, a ``str``) is asked for again item by item."""
-    if not written_by_py3:
-        return _decode_metadata(metadata, written_by_py3)
-    try:
-        return {k.decode('utf8', 'surrogateescape'): v.decode('utf8', 'surrogateescape')
-                for k, v in metadata.items()}
-    except AttributeError:
-        return {k.decode('utf8', 'surrogateescape') if isinstance(k, bytes) else k:
-                v.decode('utf8', 'surrogateescape') if isinstance(v, bytes) else v
-                for k, v in metadata.items()}
-
-
 def open_plain(datadir: str, name: str) -> Opened | None:
     """The object in hash directory ``datadir`` opened, if that holds a lone ``.data``
-    whose metadata reads back and passes Swift's checks of a data file for a GET
-    (``BaseDiskFile._verify_data_file``: its ``name``, not expired, its
-    ``Content-Length`` the file's size; and an ``ETag``, which Swift's reader
-    needs); None for any other object, with nothing changed on disk."""
-    try:
-        files = os.listdir(datadir)
-    except OSError:
+    whose metadata a Python 3 Swift wrote, reads back (``_plain.open_data``) and
+    passes Swift's checks of a data file for a GET (``BaseDiskFile._verify_data_file``:
+    its ``name``, not expired, its ``Content-Length`` the file's size; and an
+    ``ETag``, which Swift's reader needs); None for any other object, with nothing
+    changed on disk."""
+    opened = _plain.open_data(datadir)
+    if opened is None:
         return None
-    if len(files) != 1 or not PLAIN_DATA.match(files[0]):
-        return None
+    fd, size, metadata = opened
     try:
-        fp = _File(os.open(f'{datadir}/{files[0]}', os.O_RDONLY))
-    except OSError:
-        return None
-    try:
-        fd = fp.fd
-        metadata = read_metadata(fd)
         if (metadata.get('name') == name and 'ETag' in metadata
                 and ('X-Delete-At' not in metadata
                      or int(metadata['X-Delete-At']) > time.time())
-                and int(metadata['Content-Length']) == os.fstat(fd).st_size):
-            return Opened(fp, metadata)
-    except Exception:           # bad metadata of any kind: Swift's DiskFile says what
+                and int(metadata['Content-Length']) == size):
+            return Opened(_File(fd), metadata)
+    except (KeyError, ValueError):      # Swift's DiskFile says what
         pass
-    fp.close()
+    os.close(fd)
     return None
 
 
