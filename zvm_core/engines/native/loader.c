@@ -28,8 +28,9 @@
  *      the last step, pass the listener to the supervisor over the socket
  *      (sendmsg on CTL_FD is the one call the filter lets through for this, and
  *      nanosleep between its tries while the kernel refuses it: ETOOMANYREFS),
- *      close it (the supervisor lets that one notification continue), close
- *      the socket, and jump to the entry point with Linux's initial state.
+ *      close the socket, zero what the guest must not find (forget), close the
+ *      listener (the gate: the supervisor lets that one notification continue),
+ *      and jump to the entry point with Linux's initial state.
  *
  * A template (the spec says so; the pool's warm native starts) stops after
  * step 3 and what of steps 4 and 5 a fork inherits (signals, limits but
@@ -544,7 +545,8 @@ static void prepare(const struct header *h, int forked) {
  * snapshot's: it names run_sp instead (written, never read). */
 #define SP_SLOT (STACK_TOP - 8)
 static volatile u64 run_sp;
-static long replied;        /* the template's last reply: not on the stack, start() clears it */
+static long replied;        /* the template's last reply: not on the stack, forget() clears it */
+extern char loader_stack[1 << 16];
 
 static void wipe(void *p, u64 n) {
     __asm__ volatile("cld\n\trep stosb" : "+D"(p), "+c"(n) : "a"(0) : "memory");
@@ -554,20 +556,30 @@ static void wipe(void *p, u64 n) {
  * supervisor's pid, a sibling's pid replied by the template), nor anything that
  * differs with how the guest was started (the spec's tables of a spawned loader,
  * a template's or a snapshot's, the run's stack pointer, the hello): the used
- * entries are zeroed (only those: a template's child copies each page it writes) */
-static void forget(void) {
+ * entries are zeroed (only those: a template's child copies each page it writes).
+ * A template zeroes the tables of its load once (forget_load, they are done with),
+ * its children zero the rest before the gate (start): each page a child writes
+ * after the gate was a copy-on-write fault on the run's path, four per run. */
+static void forget_load(void) {
     wipe(maps, hdr.nmaps * sizeof maps[0]);
     wipe(copies, hdr.ncopies * sizeof copies[0]);
     wipe(protects, hdr.nprotects * sizeof protects[0]);
+    hdr.nmaps = hdr.ncopies = hdr.nprotects = 0;
+}
+
+static void forget(void) {
+    forget_load();
     wipe(prefaults, hdr.nprefaults * sizeof prefaults[0]);
     wipe(filter, filter_len * sizeof filter[0]);
     wipe(&hdr, sizeof hdr);
     filter_len = 0;
     isolated = 0;
     replied = 0;
-    run_sp = 0;
     carried = 0;        /* whether its template forked it for a batch (carry_as) */
     request = 0;
+    /* the first bytes the way to the guest zeroes on the stack (WIPE_STACK): its
+     * page, below the set-up's frames, made now, not at the guest's first step */
+    ((volatile char *)loader_stack)[sizeof loader_stack - STACK_WIPE] = 0;
 }
 
 /* 5. (CPU time) and 6. the filter, last; then the guest */
@@ -615,15 +627,17 @@ static void __attribute__((noreturn)) start(const struct header *h, int forked) 
         __asm__ volatile("int $0x80" : : "a"(1L), "b"(127L) : "memory");
         __builtin_trap();
     }
-    sys3(SYS_close, listener, 0, 0);     /* the gate: the supervisor lets it continue */
     sys3(SYS_close, CTL_FD, 0, 0);       /* the filter allows close of CTL_FD only */
     u64 entry = h->entry, sp = h->sp, resuming = h->resume;
+    forget();                            /* before the gate: off the run's path */
+    sys3(SYS_close, listener, 0, 0);     /* the gate: the supervisor lets it continue */
     if (forked && !resuming) {
         volatile u64 *slot = (volatile u64 *)SP_SLOT;
         sp = *slot;
         *slot = 0;
     }
-    forget();
+    if (run_sp) run_sp = 0;     /* a resumed child's, written at the gate (a look first:
+                                 * its page is not copied for the others) */
     if (resuming) resume();
     enter(entry, sp);
 }
@@ -697,6 +711,7 @@ void __attribute__((noreturn, used)) loader_main(void) {
     if (hdr.nfilter == 0) fail("bad spec", 0);
     filter_len = hdr.nfilter;
     load(&hdr);
+    if (hdr.template) forget_load();     /* once: no child copies their pages to zero them */
     strip();
     restrict_all(&hdr);
     if (!hdr.template) {
