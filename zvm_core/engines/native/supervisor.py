@@ -123,7 +123,6 @@ _NOTIF_ZERO = bytes(seccomp.NOTIF.size)
 SP_SLOT = STACK_TOP - 8     # loader.c: where a child started at its entry reads it
 SP_GAP = 32                 # bytes of zeros at most between the stack's copy and SP_SLOT
 AHEAD = 4                   # children a template is asked for at once for a batch's nodes
-PREFAULTED = 8 * PAGE       # a program's data pages its template's children copy ahead, at most
 FAST_PATH = True        # channel reads and writes served in C (fastcall.c); tests compare
 # loader.c delivers these to the trap stub: a trap call with the signal as its argument
 FAULT_SIGNALS = frozenset({signal.SIGILL, signal.SIGTRAP, signal.SIGBUS, signal.SIGFPE,
@@ -214,14 +213,15 @@ class Guest:
     def written_ahead(self) -> list[tuple[int, int]]:
         """What a template's child copies before its gate (loader.c: prefault), as
         (address, size) ranges: the stack's top page, which the run's initial stack
-        is written into, and the pages of the writable segments' file bytes (a
-        program's data, which its start writes), if those are few (at most
-        :data:`PREFAULTED` bytes): each was a copy-on-write fault on the run's path,
-        the worker's write or the guest's, ~3-10 us apiece on a VM."""
-        data = [(page_down(s.vaddr), page_up(s.vaddr + len(s.data)) - page_down(s.vaddr))
-                for s in self.program.segments if s.writable and s.data]
-        top = [(STACK_TOP - PAGE, PAGE)]
-        return top + data if sum(size for _, size in data) <= PREFAULTED else top
+        is written into, and of each writable segment the page where its file bytes
+        end and its zeros begin (a static program's C library keeps its state there:
+        musl hello writes that one page of its data).  Each was a copy-on-write fault
+        on the run's path, the worker's write or the guest's (~3-10 us on a VM); the
+        segment's other pages are copied as the guest writes them (one copied ahead
+        for nothing is a page per child: its start was measured to write none)."""
+        return [(STACK_TOP - PAGE, PAGE)] + [
+            (page_down(s.vaddr + len(s.data) - 1), PAGE)
+            for s in self.program.segments if s.writable and s.data]
 
     def run_spec(self, channels: list[Channel], argv: list[bytes], envp: list[bytes],
                  seed: int, timeout: float) -> Spec:
