@@ -684,11 +684,10 @@ def test_reap_looks_at_a_killed_child_a_call_later(guest, monkeypatch):
 
 
 def test_a_template_child_at_its_gate_holds_its_control_socket_alone(guest):
-    """A template's child keeps no descriptor but its listener at the gate, however
-    many the worker has open: it closes the others before it moves its control socket
-    up (CTL_FD, above any the personality hands out: loader.c prepare), and that one
-    once its hello went (its run's path has no close of it); the template keeps its
-    spec and socket alone."""
+    """A template's child keeps no descriptor but its control socket (CTL_FD, above
+    any the personality hands out) and its listener until the gate, however many the
+    worker has open: it closes the others before it moves the socket up (loader.c:
+    prepare), and the template keeps its spec and socket alone."""
     from zvm_core.elf import load_program
     from zvm_core.engines.native.supervisor import Template
     spare = [os.open(os.devnull, os.O_RDONLY) for _ in range(8)]     # not CLOEXEC
@@ -697,8 +696,8 @@ def test_a_template_child_at_its_gate_holds_its_control_socket_alone(guest):
     try:
         for _ in range(2):
             child = template.take()
-            # its listener (the lowest number free: its close is the gate)
-            assert set(os.listdir(f'/proc/{child.pid}/fd')) == {'0'}
+            # its listener (the lowest number free: its close is the gate) and CTL_FD
+            assert set(os.listdir(f'/proc/{child.pid}/fd')) == {'0', '1030'}
             assert set(os.listdir(f'/proc/{template.pid}/fd')) == {'3', '4'}   # spec, socket
             child.close()
     finally:

@@ -28,9 +28,8 @@
  *      the last step, pass the listener to the supervisor over the socket
  *      (sendmsg on CTL_FD is the one call the filter lets through for this, and
  *      nanosleep between its tries while the kernel refuses it: ETOOMANYREFS),
- *      close the socket, zero what the guest must not find (forget), close the
- *      listener (the gate: the supervisor lets that one notification continue),
- *      and jump to the entry point with Linux's initial state.
+ *      close it (the supervisor lets that one notification continue), close
+ *      the socket, and jump to the entry point with Linux's initial state.
  *
  * A template (the spec says so; the pool's warm native starts) stops after
  * step 3 and what of steps 4 and 5 a fork inherits (signals, limits but
@@ -558,7 +557,7 @@ static void wipe(void *p, u64 n) {
  * a template's or a snapshot's, the run's stack pointer, the hello): the used
  * entries are zeroed (only those: a template's child copies each page it writes).
  * A template zeroes the tables of its load once (forget_load, they are done with),
- * its children zero the rest before the gate (start): each page a child writes
+ * its children zero the rest before their hello (start): each page a child writes
  * after the gate was a copy-on-write fault on the run's path, four per run. */
 static void forget_load(void) {
     wipe(maps, hdr.nmaps * sizeof maps[0]);
@@ -604,6 +603,10 @@ static void __attribute__((noreturn)) start(const struct header *h, int forked) 
     struct { void *base; u64 len; } iov = {hello, sizeof hello};
     struct { void *name; int namelen; void *iov; u64 iovlen; void *control; u64 controllen;
              int flags; } msg = {0, 0, &iov, 1, cmsg.buf, 24, 0};
+    u64 entry = h->entry, sp = h->sp, resuming = h->resume;
+    /* before the hello, off the run's path: the gate follows the hello at once (the
+     * worker taking the child in waits for both; one that came later woke it twice) */
+    forget();
     /* ETOOMANYREFS: its user's descriptors in flight, for now (a worker's request not
      * read yet).  8 tries at once, then after a pause of 1 ms, doubled up to 16 ms, for
      * about a second (~70 tries): the filter lets the loader's pages sleep (nanosleep
@@ -627,10 +630,8 @@ static void __attribute__((noreturn)) start(const struct header *h, int forked) 
         __asm__ volatile("int $0x80" : : "a"(1L), "b"(127L) : "memory");
         __builtin_trap();
     }
-    sys3(SYS_close, CTL_FD, 0, 0);       /* the filter allows close of CTL_FD only */
-    u64 entry = h->entry, sp = h->sp, resuming = h->resume;
-    forget();                            /* before the gate: off the run's path */
     sys3(SYS_close, listener, 0, 0);     /* the gate: the supervisor lets it continue */
+    sys3(SYS_close, CTL_FD, 0, 0);       /* the filter allows close of CTL_FD only */
     if (forked && !resuming) {
         volatile u64 *slot = (volatile u64 *)SP_SLOT;
         sp = *slot;
