@@ -544,7 +544,8 @@ static void prepare(const struct header *h, int forked) {
  * snapshot's: it names run_sp instead (written, never read). */
 #define SP_SLOT (STACK_TOP - 8)
 static volatile u64 run_sp;
-static long replied;        /* the template's last reply: not on the stack, start() clears it */
+static long replied;        /* the template's last reply: not on the stack, forget() clears it */
+extern char loader_stack[1 << 16];
 
 static void wipe(void *p, u64 n) {
     __asm__ volatile("cld\n\trep stosb" : "+D"(p), "+c"(n) : "a"(0) : "memory");
@@ -554,20 +555,30 @@ static void wipe(void *p, u64 n) {
  * supervisor's pid, a sibling's pid replied by the template), nor anything that
  * differs with how the guest was started (the spec's tables of a spawned loader,
  * a template's or a snapshot's, the run's stack pointer, the hello): the used
- * entries are zeroed (only those: a template's child copies each page it writes) */
-static void forget(void) {
+ * entries are zeroed (only those: a template's child copies each page it writes).
+ * A template zeroes the tables of its load once (forget_load, they are done with),
+ * its children zero the rest before their hello (start): each page a child writes
+ * after the gate was a copy-on-write fault on the run's path, four per run. */
+static void forget_load(void) {
     wipe(maps, hdr.nmaps * sizeof maps[0]);
     wipe(copies, hdr.ncopies * sizeof copies[0]);
     wipe(protects, hdr.nprotects * sizeof protects[0]);
+    hdr.nmaps = hdr.ncopies = hdr.nprotects = 0;
+}
+
+static void forget(void) {
+    forget_load();
     wipe(prefaults, hdr.nprefaults * sizeof prefaults[0]);
     wipe(filter, filter_len * sizeof filter[0]);
     wipe(&hdr, sizeof hdr);
     filter_len = 0;
     isolated = 0;
     replied = 0;
-    run_sp = 0;
     carried = 0;        /* whether its template forked it for a batch (carry_as) */
     request = 0;
+    /* the first bytes the way to the guest zeroes on the stack (WIPE_STACK): its
+     * page, below the set-up's frames, made now, not at the guest's first step */
+    ((volatile char *)loader_stack)[sizeof loader_stack - STACK_WIPE] = 0;
 }
 
 /* 5. (CPU time) and 6. the filter, last; then the guest */
@@ -592,6 +603,10 @@ static void __attribute__((noreturn)) start(const struct header *h, int forked) 
     struct { void *base; u64 len; } iov = {hello, sizeof hello};
     struct { void *name; int namelen; void *iov; u64 iovlen; void *control; u64 controllen;
              int flags; } msg = {0, 0, &iov, 1, cmsg.buf, 24, 0};
+    u64 entry = h->entry, sp = h->sp, resuming = h->resume;
+    /* before the hello, off the run's path: the gate follows the hello at once (the
+     * worker taking the child in waits for both; one that came later woke it twice) */
+    forget();
     /* ETOOMANYREFS: its user's descriptors in flight, for now (a worker's request not
      * read yet).  8 tries at once, then after a pause of 1 ms, doubled up to 16 ms, for
      * about a second (~70 tries): the filter lets the loader's pages sleep (nanosleep
@@ -617,13 +632,13 @@ static void __attribute__((noreturn)) start(const struct header *h, int forked) 
     }
     sys3(SYS_close, listener, 0, 0);     /* the gate: the supervisor lets it continue */
     sys3(SYS_close, CTL_FD, 0, 0);       /* the filter allows close of CTL_FD only */
-    u64 entry = h->entry, sp = h->sp, resuming = h->resume;
     if (forked && !resuming) {
         volatile u64 *slot = (volatile u64 *)SP_SLOT;
         sp = *slot;
         *slot = 0;
     }
-    forget();
+    if (run_sp) run_sp = 0;     /* a resumed child's, written at the gate (a look first:
+                                 * its page is not copied for the others) */
     if (resuming) resume();
     enter(entry, sp);
 }
@@ -697,6 +712,7 @@ void __attribute__((noreturn, used)) loader_main(void) {
     if (hdr.nfilter == 0) fail("bad spec", 0);
     filter_len = hdr.nfilter;
     load(&hdr);
+    if (hdr.template) forget_load();     /* once: no child copies their pages to zero them */
     strip();
     restrict_all(&hdr);
     if (!hdr.template) {

@@ -1,0 +1,63 @@
+"""A template's child does ahead of its run, before the gate, what it can: its run's
+path has no page fault of the loader's, nor of the pages the run's start writes
+(``loader.c``: forget before the gate, prefault; ``supervisor.Guest.written_ahead``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from zvm_core import engines
+from zvm_core.channels import WRITE, Channel, MemoryBacking
+from zvm_core.elf import load_program
+from zvm_core.engines.native import supervisor
+
+pytestmark = pytest.mark.skipif(engines.native_unavailable() is not None,
+                                reason=f'native engine: {engines.native_unavailable()}')
+
+
+def _minor_faults(pid: int) -> int:
+    with open(f'/proc/{pid}/stat') as f:
+        return int(f.read().rpartition(')')[2].split()[7])
+
+
+def test_a_template_childs_run_of_hello_takes_no_page_fault(guest):
+    """From its gate to its exit, musl hello in a template's child faults no page in:
+    the loader zeroes its tables and touches its stack's last page before the gate (it
+    copied four pages after it, each a fault on the run's path), and the child copied
+    the program's data page and the stack's top page ahead (the guest's first write,
+    the worker's write of the initial stack).  The same bytes either way."""
+    program = load_program(str(guest('hello')))
+    template = supervisor.Template(program, 64 << 20)
+    try:
+        for _ in range(2):
+            template.prefork()
+            template.idle()
+            pid = template._ready[0].pid
+            before = _minor_faults(pid)
+            out = MemoryBacking()
+            report = supervisor.run(program, [Channel('/dev/stdout', out, WRITE)], ['hello'],
+                                    {}, 64 << 20, 30, template=template)
+            assert (report.status, report.retcode) == ('ok', 0)
+            assert bytes(out.data) == b'Hello, world!\n'
+            assert _minor_faults(pid) == before     # still there: killed after the reply
+    finally:
+        template.close()
+
+
+def test_a_child_copies_ahead_one_page_of_the_programs_data(guest):
+    """What a child copies ahead is bounded whatever the program: the stack's top page
+    and, of its data, the page where the file bytes end (a program with much data has
+    the rest copied as it writes it, not a child's copy of all of it waiting)."""
+    hello = load_program(str(guest('hello')))
+    program = dataclasses.replace(hello, segments=tuple(
+        dataclasses.replace(s, vaddr=0x404fc0, memsz=0x100000, data=bytes(0x20000))
+        if s.writable else s for s in hello.segments))
+    layout = supervisor.Guest(program, 64 << 20)
+    page = supervisor.PAGE
+    ahead = [(supervisor.STACK_TOP - page, page), (0x424000, page)]
+    assert layout.written_ahead() == ahead
+    assert layout.image_spec(template=True).prefaults == ahead
+    assert layout.image_spec().prefaults == []      # a spawned loader's run writes them
