@@ -142,9 +142,9 @@ KNOWN = {
                    'exact quotient (gcc -ffast-math emits them)',
     'hadd-alias': 'SSSE3 horizontal add/subtract (phadd*, phsub*) with one register as both '
                   'operands: QEMU writes the low half before it reads the source\'s',
-    'mandatory-prefixes': 'more than one of 66, f2, f3 on an SSE opcode: the CPU and QEMU '
-                          'pick different ones (f3 f2 movddup runs as movsldup; f3 66 '
-                          'aesdec faults on the CPU only)',
+    'mandatory-prefixes': 'more than one of 66, f2, f3 on an SSE or MMX opcode: the CPU '
+                          'and QEMU pick different ones (f3 f2 movddup runs as movsldup; '
+                          'f3 66 aesdec, 66 f3 psraw mm faults on the CPU only)',
     'undefined-flags': 'flags the SDM says are undefined after this instruction',
 }
 _FCOMI = frozenset(('fcomi', 'fcomip', 'fcompi', 'fucomi', 'fucomip', 'fucompi'))
@@ -219,8 +219,7 @@ def explain(d: Difference) -> str | None:
     if d.kind == 'undefined-flags':
         return 'undefined-flags'
     head = c.code[:len(c.code) - len(_opcode(c.code))]
-    if sum(p in head for p in (0x66, 0xF2, 0xF3)) > 1 and _opcode(c.code)[:1] == b'\x0f' \
-            and 'xmm' in c.text:
+    if sum(p in head for p in (0x66, 0xF2, 0xF3)) > 1 and _opcode(c.code)[:1] == b'\x0f':
         return 'mandatory-prefixes'
     operands = c.text.partition(' ')[2].split(', ')
     if c.mnemonic in _HORIZONTAL and operands[0] == operands[1]:
