@@ -140,6 +140,9 @@ KNOWN = {
     'fcomi-flags': 'fcomi/fucomi(p): the CPU clears OF, SF and AF; QEMU leaves them',
     'approximate': 'rcpps/rcpss/rsqrtps/rsqrtss: the CPU\'s 12-bit approximation, QEMU\'s '
                    'exact quotient (gcc -ffast-math emits them)',
+    'ftz-daz': 'MXCSR flush-to-zero or denormals-are-zero (gcc -ffast-math sets both at '
+               'start-up): QEMU does not apply them everywhere (minps with DAZ, addps with FTZ '
+               'give other results)',
     'hadd-alias': 'SSSE3 horizontal add/subtract (phadd*, phsub*) with one register as both '
                   'operands: QEMU writes the low half before it reads the source\'s',
     'mandatory-prefixes': 'more than one of 66, f2, f3 on an SSE or MMX opcode: the CPU '
@@ -240,6 +243,10 @@ def explain(d: Difference) -> str | None:
         return None
     if x87 and _stack_fault(d):
         return 'x87-stack-fault'
+    if struct.unpack_from('<I', c.fx, 24)[0] & 0x8040 \
+            and any(n[:3] == 'xmm' for n in d.fields) \
+            and all(n[:3] == 'xmm' or n == 'mxcsr' for n in d.fields):
+        return 'ftz-daz'
     mmx = bool(_MMX.search(c.text))
     for name, (native, emulated) in d.fields.items():
         diff = int.from_bytes(native, 'little') ^ int.from_bytes(emulated, 'little')

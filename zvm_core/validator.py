@@ -27,7 +27,8 @@ the process).  Operand-size prefixes on relative branches and returns
 compares the two decoders on random and structured encodings of every
 opcode map, and ``bench/fuzz_decoder.py`` runs it long.  I13 also refuses
 encodings both decode alike but unicorn runs differently from the CPU, which
-no compiler emits (:func:`_quirk`, SSE4a); ``tests/semantic_diff.py`` finds
+no compiler emits (:func:`_quirk`, SSE4a, ``mov`` of an immediate with
+REX.R); ``tests/semantic_diff.py`` finds
 them by running register-only instructions under both engines.
 
 The RTM instructions of Intel TSX (``xbegin``, ``xabort``, ``xend``,
@@ -249,7 +250,11 @@ _TERMINATORS = frozenset('jmp ljmp ret retf retfq ud0 ud1 ud2 hlt int3'.split())
 _PREFIXES = frozenset(b'\x26\x2e\x36\x3e\x64\x65\x66\x67\xf0\xf2\xf3' + bytes(range(0x40, 0x50)))
 _SREGS = frozenset('es cs ss ds fs gs'.split())
 # opcode or prefix bytes that unicorn handles differently (I13), with what the rule says
-_ESCAPES = ((b'\x8f', _I13_XOP), (b'\x0f\x0f', _I13_3DNOW), (b'\xf0', _I13_LOCK))
+_I13_MOV_REX_R = ('I13', 'mov r/m, imm (c6, c7) with REX.R: unicorn faults, the CPU ignores '
+                        'REX.R there')
+_ESCAPES = ((b'\x8f', _I13_XOP), (b'\x0f\x0f', _I13_3DNOW), (b'\xf0', _I13_LOCK),
+            *((bytes([rex, op]), _I13_MOV_REX_R) for rex in b'\x44\x45\x46\x47\x4c\x4d\x4e\x4f'
+              for op in (0xC6, 0xC7)))
 
 
 @functools.cache
@@ -509,7 +514,7 @@ class _Sweep:
         A byte at ``p`` is an instruction's opcode or prefix iff walking back
         from ``p`` over prefix bytes only meets an instruction start.  An
         ``8f`` that capstone decodes as anything but ``pop`` is XOP; a lock
-        prefix needs a memory operand.
+        prefix needs a memory operand; REX.R before a ``mov`` of an immediate.
         """
         data = img.data
         for pattern, (rule, why) in _ESCAPES:
@@ -522,7 +527,8 @@ class _Sweep:
                 insn = self.decode_one(img, q) if img.is_start(img.origin + q) else None
                 if insn is not None and insn[0] != flagged and (
                         pattern == b'\x0f\x0f' or pattern == b'\x8f' and insn[2] != 'pop'
-                        or pattern == b'\xf0' and '[' not in insn[3]):
+                        or pattern == b'\xf0' and '[' not in insn[3]
+                        or pattern[1:] in (b'\xc6', b'\xc7') and insn[2] == 'mov'):
                     self.violate(rule, insn[0], f'{_text(insn)}: {why}')
                     flagged = insn[0]
                 p = data.find(pattern, p + 1)
