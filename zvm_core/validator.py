@@ -25,7 +25,11 @@ none), and a lock prefix without a memory operand (some make unicorn abort
 the process).  Operand-size prefixes on relative branches and returns
 (which unicorn decodes two bytes shorter) are I1.  ``tests/decoder_diff.py``
 compares the two decoders on random and structured encodings of every
-opcode map, and ``bench/fuzz_decoder.py`` runs it long.
+opcode map, and ``bench/fuzz_decoder.py`` runs it long.  I13 also refuses
+encodings both decode alike but unicorn runs differently from the CPU, which
+no compiler emits (:func:`_quirk`, SSE4a, ``mov`` of an immediate with
+REX.R); ``tests/semantic_diff.py`` finds
+them by running register-only instructions under both engines.
 
 The RTM instructions of Intel TSX (``xbegin``, ``xabort``, ``xend``,
 ``xtest``) are allowed, since glibc's static programs contain them (lock
@@ -197,6 +201,8 @@ _I13_XOP = ('I13', 'AMD XOP encoding (8f escape; XOP and TBM): unicorn does not 
 _I13_3DNOW = ('I13', '3DNow! instruction: unicorn does not implement 3DNow!')
 _I13_LOCK = ('I13', 'lock prefix without a memory operand: invalid on hardware, and unicorn '
                     'aborts the whole process on some (lock bt* with a register)')
+_I13_SSE4A = ('I13', 'AMD SSE4a instruction: unicorn runs it, an Intel CPU faults')
+_I13_MEANING = 'I13'     # same length in both decoders, another result: :func:`_quirk` says why
 
 _FORBIDDEN: dict[str, tuple[str, str]] = {
     **dict.fromkeys((
@@ -214,11 +220,16 @@ _FORBIDDEN: dict[str, tuple[str, str]] = {
     **dict.fromkeys('lds les lfs lgs lss ljmp lcall retf retfq wrfsbase wrgsbase'.split(), _I6),
     **dict.fromkeys('sysenter int into int1'.split(), _I7),
     'femms': _I13_3DNOW,
+    **dict.fromkeys('extrq insertq movntss movntsd'.split(), _I13_SSE4A),
 }
 
 # Instructions that need a look at their operands or bytes.
 _DIRECT, _NEAR_OR_FAR, _MOV, _POP, _RET = 'direct', 'near-or-far', 'mov', 'pop', 'ret'
 _TRACE, _RTM, _XBEGIN = 'trace', 'rtm', 'xbegin'
+_QUIRK = 'quirk'
+# SSSE3's MMX forms (0f 38 / 0f 3a maps): unicorn takes REX.R into their mm register number
+_SSSE3_MMX = frozenset('pshufb phaddw phaddd phaddsw pmaddubsw phsubw phsubd phsubsw psignb '
+                       'psignw psignd pmulhrsw pabsb pabsw pabsd palignr'.split())
 TRACED = frozenset(('rdtsc', 'rdtscp', 'cpuid'))   # allowed, answered by the host: noted
 # Intel TSX's restricted transactional memory: allowed, noted, and made invalid
 # instructions (:func:`without_rtm`), as on the CPU the fixed cpuid table describes
@@ -229,6 +240,9 @@ _CHECKED: dict[str, str] = {
                      'jcxz jecxz jrcxz loop loope loopne').split(), _DIRECT),
     **dict.fromkeys(RTM, _RTM), 'xbegin': _XBEGIN,     # xbegin's target is checked too
     'jmp': _NEAR_OR_FAR, 'call': _NEAR_OR_FAR, 'mov': _MOV, 'pop': _POP, 'ret': _RET,
+    **dict.fromkeys(('lahf sahf test cmpps cmppd cmpss cmpsd movhlps movlhps cmpxchg pcmpestri '
+                     'pcmpestrm '
+                     + ' '.join(_SSSE3_MMX)).split(), _QUIRK),
 }
 
 # After these, execution never falls through to the next byte.
@@ -236,7 +250,11 @@ _TERMINATORS = frozenset('jmp ljmp ret retf retfq ud0 ud1 ud2 hlt int3'.split())
 _PREFIXES = frozenset(b'\x26\x2e\x36\x3e\x64\x65\x66\x67\xf0\xf2\xf3' + bytes(range(0x40, 0x50)))
 _SREGS = frozenset('es cs ss ds fs gs'.split())
 # opcode or prefix bytes that unicorn handles differently (I13), with what the rule says
-_ESCAPES = ((b'\x8f', _I13_XOP), (b'\x0f\x0f', _I13_3DNOW), (b'\xf0', _I13_LOCK))
+_I13_MOV_REX_R = ('I13', 'mov r/m, imm (c6, c7) with REX.R: unicorn faults, the CPU ignores '
+                        'REX.R there')
+_ESCAPES = ((b'\x8f', _I13_XOP), (b'\x0f\x0f', _I13_3DNOW), (b'\xf0', _I13_LOCK),
+            *((bytes([rex, op]), _I13_MOV_REX_R) for rex in b'\x44\x45\x46\x47\x4c\x4d\x4e\x4f'
+              for op in (0xC6, 0xC7)))
 
 
 @functools.cache
@@ -409,6 +427,10 @@ class _Sweep:
         elif kind == _POP:
             if ops in ('fs', 'gs'):
                 self.violate(_I6[0], addr, f'{_text(insn)}: {_I6[1]}')
+        elif kind == _QUIRK:
+            why = _quirk(img.data[off:off + size], mnem, ops)
+            if why:
+                self.violate(_I13_MEANING, addr, f'{_text(insn)}: {why}')
         elif kind == _RET:
             if self.operand_size_prefix(img, off, size):
                 self.violate('I1', addr, f'{_text(insn)}: operand-size prefix on a return '
@@ -492,7 +514,7 @@ class _Sweep:
         A byte at ``p`` is an instruction's opcode or prefix iff walking back
         from ``p`` over prefix bytes only meets an instruction start.  An
         ``8f`` that capstone decodes as anything but ``pop`` is XOP; a lock
-        prefix needs a memory operand.
+        prefix needs a memory operand; REX.R before a ``mov`` of an immediate.
         """
         data = img.data
         for pattern, (rule, why) in _ESCAPES:
@@ -505,7 +527,8 @@ class _Sweep:
                 insn = self.decode_one(img, q) if img.is_start(img.origin + q) else None
                 if insn is not None and insn[0] != flagged and (
                         pattern == b'\x0f\x0f' or pattern == b'\x8f' and insn[2] != 'pop'
-                        or pattern == b'\xf0' and '[' not in insn[3]):
+                        or pattern == b'\xf0' and '[' not in insn[3]
+                        or pattern[1:] in (b'\xc6', b'\xc7') and insn[2] == 'mov'):
                     self.violate(rule, insn[0], f'{_text(insn)}: {why}')
                     flagged = insn[0]
                 p = data.find(pattern, p + 1)
@@ -577,6 +600,46 @@ class _Sweep:
                        boundaries=[(img.origin, bytes(img.bits)) for img in images],
                        instructions=self.count, traced=frozenset(self.traced),
                        rtm=tuple(sorted(self.rtm_sites)))
+
+
+def _quirk(raw: bytes, mnem: str, ops: str) -> str | None:
+    """Why unicorn would give another result than the CPU for these bytes (which both
+    decode to the same length), or None.  Found by ``tests/semantic_diff.py``; no
+    compiler or assembler emits them."""
+    i = 0
+    while raw[i] in _PREFIXES:
+        i += 1
+    prefixes, opcode = raw[:i], raw[i:]
+    rex = prefixes[-1] if prefixes and prefixes[-1] & 0xF0 == 0x40 else 0
+    m = mnem.rpartition(' ')[2]
+    if m in ('lahf', 'sahf'):
+        return 'with a REX prefix unicorn uses spl instead of ah' if rex else None
+    if m == 'test':
+        if opcode[0] in (0xF6, 0xF7) and opcode[1] >> 3 & 7 == 1:
+            return 'test /1 (the undocumented alias of /0): unicorn faults, the CPU runs it'
+        return None
+    if m in ('cmpps', 'cmppd', 'cmpss', 'cmpsd'):
+        if ops.startswith('xmm'):     # not the string cmpsd; capstone names imm < 8 cmpeq...
+            return ('SSE compare with a predicate above 7: unicorn faults, the CPU uses the '
+                    'low 3 bits')
+        return None
+    if m in ('movhlps', 'movlhps'):
+        if 0x66 in prefixes:
+            return ('operand-size prefix: the CPU faults (movlpd/movhpd need a memory '
+                    'operand), unicorn runs it as ' + m)
+        return None
+    if m == 'cmpxchg':
+        dst = ops.partition(',')[0]
+        if dst[:1] == 'e' or dst[:1] == 'r' and dst[-1:] == 'd':
+            return ('32-bit register destination: the CPU leaves its upper half when the '
+                    'comparison fails, unicorn zeroes it')
+        return None
+    if m in ('pcmpestri', 'pcmpestrm'):
+        return ('REX.W (64-bit lengths): unicorn takes the absolute value of -2**63 wrong'
+                if rex & 8 else None)
+    if rex & 4 and opcode[:2] in (b'\x0f\x38', b'\x0f\x3a') and 'xmm' not in ops:
+        return 'REX.R on an MMX register: unicorn reads it as part of the register number'
+    return None
 
 
 def _text(insn: tuple[int, int, str, str]) -> str:
