@@ -137,7 +137,6 @@ KNOWN = {
                        'QNaN and flags the CPU gives',
     'mmx-tags': 'MMX write: the CPU sets the register\'s exponent to 0xffff, the tag word '
                 'to all valid and TOP to 0; QEMU leaves the exponent and tags',
-    'fcomi-flags': 'fcomi/fucomi(p): the CPU clears OF, SF and AF; QEMU leaves them',
     'approximate': 'rcpps/rcpss/rsqrtps/rsqrtss: the CPU\'s 12-bit approximation, QEMU\'s '
                    'exact quotient (gcc -ffast-math emits them)',
     'ftz-daz': 'MXCSR flush-to-zero or denormals-are-zero (gcc -ffast-math sets both at '
@@ -235,9 +234,6 @@ def explain(d: Difference) -> str | None:
     if d.kind == 'fpu' and c.mnemonic in _APPROXIMATE and all(n[:3] == 'xmm' for n in d.fields):
         return 'approximate'
     if d.kind == 'flags':
-        native, emulated = d.fields['rflags']
-        if c.mnemonic in _FCOMI and (native ^ emulated) & ~(_A | _S | _O) == 0:
-            return 'fcomi-flags'
         return 'x87-stack-fault' if c.mnemonic in _FCOMI and _stack_fault(d) else None
     if d.kind != 'fpu':
         return None

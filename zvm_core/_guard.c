@@ -16,6 +16,11 @@
  *                fprem1, f2xm1, fyl2x, fyl2xp1, fpatan, fptan, fsin, fcos,
  *                fsincos, fscale, fxtract) run on the host's FPU with the
  *                guest's x87 state, and the guest skips them.
+ *  - zg_flags   (UC_HOOK_CODE on one address each): rflags as the CPU leaves
+ *                them where unicorn does not: clear OF, SF and AF before each
+ *                fcomi/fucomi(p) (which set ZF, PF, CF only, in QEMU), and set
+ *                IF and clear IOPL after each popf (which user mode cannot
+ *                change; unicorn runs the guest at CPL 0).
  *
  * The library is not linked against unicorn: the host passes the few unicorn
  * entry points it needs as function pointers in struct zg_state, whose layout
@@ -235,6 +240,29 @@ void zg_x87(uc_engine *uc, uint64_t addr, uint32_t size, void *ud)
 }
 
 size_t zg_x87_size(void) { return sizeof(struct zg_x87); }
+
+/* One kind of rflags fix, shared by its sites: rflags = rflags & ~clear | set. */
+struct zg_flags {
+    struct zg_state *g;
+    int32_t id;                /* the EFLAGS register's id */
+    uint32_t pad;
+    uint64_t clear, set;
+};
+
+void zg_flags(uc_engine *uc, uint64_t addr, uint32_t size, void *ud)
+{
+    struct zg_flags *f = ud;
+    uint64_t flags = 0;
+    int id = f->id;
+    void *ptr = &flags;
+    (void)addr;
+    (void)size;
+    f->g->reg_read_batch(uc, &id, &ptr, 1);
+    flags = (flags & ~f->clear) | f->set;
+    f->g->reg_write(uc, f->id, &flags);
+}
+
+size_t zg_flags_size(void) { return sizeof(struct zg_flags); }
 
 /* Lets guard.py check that its ctypes mirror has the same layout. */
 size_t zg_state_size(void) { return sizeof(struct zg_state); }

@@ -3,7 +3,9 @@ floating point as the same binary does natively.
 
 ``initstate`` prints every register, the flags, the x87/SSE state and the
 segment selectors and bases as they are at the ELF entry point; ``floats``
-prints decimal conversions, long double arithmetic and libm results exactly.
+prints decimal conversions, long double arithmetic and libm results exactly;
+``sysflags`` prints rflags after popf (IF and IOPL stay) and fcomi (OF, SF, AF
+cleared), which unicorn left otherwise (the guard's ``zg_flags``).
 Both are run natively on this host as the oracle, then fresh, on a reused
 machine after a run that left the FPU changed, and from a start-up snapshot.
 """
@@ -77,6 +79,19 @@ def test_floats_are_native_s(guest, zvm, native, engine):
     run = zvm.run(prog, stdin=stdin)
     assert run.status == 'ok', run
     assert run.stdout == nat.stdout
+
+
+def test_flags_after_popf_and_fcomi_are_the_cpu_s(guest, zvm, native, engine):
+    prog = guest('sysflags')
+    nat = native(prog)
+    assert nat.returncode == 0
+    lines = nat.stdout.decode().splitlines()
+    assert lines[0] == 'popfq 0: 0x202 popfw: 0x202'          # IF stays set
+    assert lines[4] == 'popfq 0x3202: 0x202 popfw: 0x202'     # IOPL stays 0
+    assert '0 1 0x8d7: fcomi 0x203 fucomi 0x203 fcomip 0x203 fucomip 0x203 lahf 0x3' in lines
+    run = zvm.run(prog)
+    assert run.status == 'ok', run
+    assert run.stdout.decode().splitlines() == lines
 
 
 def test_floats_from_reused_machine_and_snapshot(guest, native, machine_for):

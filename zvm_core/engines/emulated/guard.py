@@ -8,7 +8,9 @@ It also answers ``syscall`` (by calling back into Python with the arguments
 already read), ``cpuid`` (from ``zvm_core.cpu.CPUID_TABLE``) and ``rdtsc``/``rdtscp``
 (a virtual counter: fuel used so far).  The x87 instructions that unicorn
 computes through host doubles run on the host FPU instead (:data:`X87_HOST`),
-hooked at each address where the validated code has one.
+and rflags are set as the CPU leaves them around the instructions where unicorn
+does not (:data:`FLAG_FIXES`: popf, fcomi), each hooked at the addresses where
+the validated code has one.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from unicorn.x86_const import (
     UC_X86_INS_RDTSC,
     UC_X86_INS_RDTSCP,
     UC_X86_INS_SYSCALL,
+    UC_X86_REG_EFLAGS,
     UC_X86_REG_FP0,
     UC_X86_REG_FPCW,
     UC_X86_REG_FPSW,
@@ -91,24 +94,52 @@ class GuardState(ctypes.Structure):
     ]
 
 
-_X87 = re.compile(b'\\xd9[' + bytes(X87_HOST).replace(b'\\', b'\\\\') + b']')
+_X87 = re.compile(b'\\xd9[' + re.escape(bytes(sorted(X87_HOST))) + b']')
+_IF, _IOPL, _AF, _SF, _OF = 0x200, 0x3000, 0x10, 0x80, 0x800
+# rflags fixes: (opcode bytes, hook before the instruction or after it, clear, set).
+# fcomi, fucomi, fcomip, fucomip (DB/DF E8..F7): the CPU sets ZF, PF, CF and clears
+# OF, SF, AF; QEMU keeps those three, so they are cleared before it runs.  popf
+# (9D, any size): at CPL 3 with IOPL 0 the CPU keeps IF and IOPL (VM, VIF, VIP and
+# RF it keeps, or clears, in QEMU too); unicorn runs the guest at CPL 0 and pops
+# them, so they are set back before the next instruction, which is idempotent
+# wherever else it is reached from: no other instruction the validator lets
+# through changes them.
+FLAG_FIXES = {
+    'fcomi': (re.compile(b'[\\xdb\\xdf][\\xe8-\\xf7]'), False, _OF | _SF | _AF, 0),
+    'popf': (re.compile(b'\\x9d'), True, _IOPL, _IF),
+}
 
 
-def x87_sites(base: int, code: bytes, bitmap) -> dict[int, int]:
-    """{address: opcode} of every validated instruction in ``code`` (at ``base``)
-    that :data:`X87_HOST` names, prefixes included."""
+def _sites(pattern: re.Pattern, base: int, code: bytes, bitmap) -> dict[int, re.Match]:
+    """{address: match} of each validated instruction in ``code`` (at ``base``) whose
+    opcode ``pattern`` matches, prefixes included (a byte that merely looks like one
+    inside another instruction is not a validated start)."""
     sites = {}
-    for m in _X87.finditer(code):
+    for m in pattern.finditer(code):
         i = m.start()
         while True:                     # back over prefixes to the instruction's start
             a = base + i
             if bitmap[a // 8] >> (a % 8) & 1:
-                sites[a] = code[m.start() + 1]
+                sites[a] = m
                 break
             if i == 0 or code[i - 1] not in _PREFIXES or m.start() - i >= 14:
                 break
             i -= 1
     return sites
+
+
+def x87_sites(base: int, code: bytes, bitmap) -> dict[int, int]:
+    """{address: opcode} of every validated instruction in ``code`` (at ``base``)
+    that :data:`X87_HOST` names."""
+    return {a: m.group()[1] for a, m in _sites(_X87, base, code, bitmap).items()}
+
+
+def flag_sites(base: int, code: bytes, bitmap) -> dict[int, tuple[str, int]]:
+    """{instruction address: (kind, address to hook)} of each validated instruction
+    in ``code`` (at ``base``) that :data:`FLAG_FIXES` names."""
+    return {a: (kind, base + m.end() if after else a)
+            for kind, (pattern, after, _, _) in FLAG_FIXES.items()
+            for a, m in _sites(pattern, base, code, bitmap).items()}
 
 
 class X87Site(ctypes.Structure):
@@ -118,10 +149,19 @@ class X87Site(ctypes.Structure):
                 ('op', ctypes.c_uint32)]
 
 
+class FlagFix(ctypes.Structure):
+    """Mirror of ``struct zg_flags``."""
+
+    _fields_ = [('state', ctypes.c_void_p), ('reg_id', ctypes.c_int32),
+                ('pad', ctypes.c_uint32), ('clear', ctypes.c_uint64), ('set', ctypes.c_uint64)]
+
+
 _lib = ctypes.CDLL(_guard.__file__)
 _lib.zg_state_size.restype = _lib.zg_x87_size.restype = ctypes.c_size_t
+_lib.zg_flags_size.restype = ctypes.c_size_t
 if _lib.zg_state_size() != ctypes.sizeof(GuardState) or \
-        _lib.zg_x87_size() != ctypes.sizeof(X87Site):
+        _lib.zg_x87_size() != ctypes.sizeof(X87Site) or \
+        _lib.zg_flags_size() != ctypes.sizeof(FlagFix):
     raise ImportError('zvm_core._guard does not match zvm_core.engines.emulated.guard; '
                       'rebuild the package')
 
@@ -172,24 +212,34 @@ class Guard:
         st.cpuid_count = len(CPUID_TABLE)
         self.args = st.args
         self._x87: dict[int, tuple[X87Site, int]] = {}      # site (C holds it), hook
+        self._sites: dict[int, tuple[None, int]] = {}       # rflags fixes' hooks
+        self._fixes = {kind: FlagFix(ctypes.addressof(st), UC_X86_REG_EFLAGS, 0, clear, set_)
+                       for kind, (_, _, clear, set_) in FLAG_FIXES.items()}   # C holds them
         for htype, name, insn in _HOOKS:
             _hook(uc, htype, name, ctypes.addressof(st), 1, 0, insn)
 
-    def x87_on_host(self, uc, sites: dict[int, int]) -> None:
-        """Run the x87 instruction at each address (opcode ``D9 op``) on the host FPU."""
-        for addr, op in sites.items():
-            if addr in self._x87:
-                continue
-            site = X87Site(ctypes.addressof(self.state), tuple(_X87_REGS), op)
-            self._x87[addr] = site, _hook(uc, UC_HOOK_CODE, 'zg_x87', ctypes.addressof(site),
-                                          addr, addr)
+    def watch(self, uc, base: int, code: bytes, bitmap) -> None:
+        """Hook the instructions of validated ``code`` (at ``base``) that unicorn runs
+        otherwise than the CPU (:func:`flag_sites`, :func:`x87_sites`)."""
+        for addr, (kind, at) in flag_sites(base, code, bitmap).items():
+            if addr not in self._sites:
+                self._sites[addr] = None, self._add(uc, 'zg_flags', self._fixes[kind], at)
+        for addr, op in x87_sites(base, code, bitmap).items():
+            if addr not in self._x87:
+                site = X87Site(ctypes.addressof(self.state), tuple(_X87_REGS), op)
+                self._x87[addr] = site, self._add(uc, 'zg_x87', site, addr)
 
-    def x87_forget(self, uc, start: int, end: int) -> None:
-        """Drop the sites in [start, end) (code that was taken back)."""
-        for addr in [a for a in self._x87 if start <= a < end]:
-            err = _uclib.uc_hook_del(uc._uch, ctypes.c_size_t(self._x87.pop(addr)[1]))
-            if err:
-                raise RuntimeError(f'uc_hook_del failed: {err}')
+    @staticmethod
+    def _add(uc, name: str, ud: ctypes.Structure, addr: int) -> int:
+        return _hook(uc, UC_HOOK_CODE, name, ctypes.addressof(ud), addr, addr)
+
+    def forget(self, uc, start: int, end: int) -> None:
+        """Drop the hooks of the instructions in [start, end) (code that was taken back)."""
+        for sites in (self._sites, self._x87):
+            for addr in [a for a in sites if start <= a < end]:
+                err = _uclib.uc_hook_del(uc._uch, ctypes.c_size_t(sites.pop(addr)[1]))
+                if err:
+                    raise RuntimeError(f'uc_hook_del failed: {err}')
 
     def arm(self, fuel: int) -> None:
         """Reset the per-run state before a run."""

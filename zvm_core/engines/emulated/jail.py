@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import errno
 
-from zvm_core.engines.emulated.guard import Guard, x87_sites
+from zvm_core.engines.emulated.guard import Guard
 from zvm_core.engines.emulated.memory import AddressSpace, Region
 from zvm_core.memory import (
     MANIFEST_PAGE,
@@ -86,7 +86,7 @@ class Jail:
         self.arena.keep(addr, end)          # the code validated stays what runs
         for base, bits in verdict.boundaries:
             self.bitmap[base // 8:base // 8 + len(bits)] = bits
-        self.guard.x87_on_host(self.uc, x87_sites(addr, code, self.bitmap))
+        self.guard.watch(self.uc, addr, code, self.bitmap)
         self.uc.ctl_remove_cache(addr, end)
         self.pages.update(range(addr, end, PAGE))
         return 0
@@ -115,7 +115,7 @@ class Jail:
 
     def _forget(self, start: int, end: int) -> None:
         self.bitmap[start // 8:end // 8] = bytes((end - start) // 8)
-        self.guard.x87_forget(self.uc, start, end)
+        self.guard.forget(self.uc, start, end)
         self.uc.ctl_remove_cache(start, end)
         self.pages.difference_update(range(start, end, PAGE))
 

@@ -172,8 +172,7 @@ class Machine:
         self.guard = zguard.Guard(self.uc, bitmap_addr, limit, self._on_syscall)
         for seg in program.segments:
             if seg.flags & PF_X:
-                self.guard.x87_on_host(self.uc, zguard.x87_sites(seg.vaddr, seg.data,
-                                                                 self._bitmap))
+                self.guard.watch(self.uc, seg.vaddr, seg.data, self._bitmap)
         self.jail = jail.Jail(self.uc, self.mem, self.arena, self._bitmap, policy, self.guard)
         self.args = self.guard.args
         self.uc.hook_add(UC_HOOK_MEM_INVALID, _weak(self._on_mem_invalid))
