@@ -8,7 +8,8 @@
  *                instructions hidden inside other instructions), and charge
  *                the block's code bytes to a deterministic budget ("fuel").
  *  - zg_syscall (UC_HOOK_INSN/SYSCALL): read the argument registers in one
- *                batch, call the Python dispatcher, write RAX back.
+ *                batch, set RCX and R11 as the instruction does, call the
+ *                Python dispatcher, write RAX back.
  *  - zg_cpuid   (UC_HOOK_INSN/CPUID): answer from a fixed, versioned table.
  *  - zg_rdtsc / zg_rdtscp: a virtual time-stamp counter (fuel used).
  *  - zg_x87     (UC_HOOK_CODE on one address each): the x87 instructions that
@@ -38,8 +39,10 @@ typedef int64_t (*zg_syscall_cb)(void);
 
 enum { ZG_STOP_NONE = 0, ZG_STOP_BOUNDARY = 1, ZG_STOP_FUEL = 2, ZG_STOP_HOST = 3 };
 
-/* Register slots in zg_state.reg_ids; syscall arguments come first. */
-enum { R_RAX, R_RDI, R_RSI, R_RDX, R_R10, R_R8, R_R9, R_RBX, R_RCX, R_NREGS };
+/* Register slots in zg_state.reg_ids; syscall arguments come first, then what the
+ * syscall instruction itself reads. */
+enum { R_RAX, R_RDI, R_RSI, R_RDX, R_R10, R_R8, R_R9, R_RIP, R_EFLAGS, R_RBX, R_RCX, R_R11,
+       R_NREGS };
 
 #define ZG_CPUID_MAX 32
 
@@ -95,13 +98,27 @@ void zg_block(uc_engine *uc, uint64_t addr, uint32_t size, void *ud)
         halt(uc, g, ZG_STOP_FUEL, addr);
 }
 
+/* The syscall instruction as the CPU runs it: RCX = the next instruction's address
+ * (the validator's next start: the instruction may have prefixes), R11 = rflags.
+ * Set before the call, so that a start-up snapshot taken in it has them. */
 void zg_syscall(uc_engine *uc, void *ud)
 {
     struct zg_state *g = ud;
-    void *ptrs[7];
+    uint64_t rip = 0, flags = 0;
+    void *ptrs[9];
     for (int i = 0; i < 7; i++)
         ptrs[i] = &g->args[i];
-    g->reg_read_batch(uc, g->reg_ids, ptrs, 7);
+    ptrs[R_RIP] = &rip;
+    ptrs[R_EFLAGS] = &flags;
+    g->reg_read_batch(uc, g->reg_ids, ptrs, 9);
+    uint64_t next = rip + 2;                   /* 0f 05 */
+    for (uint64_t k = 2; k <= 15; k++)
+        if (is_start(g, rip + k)) {
+            next = rip + k;
+            break;
+        }
+    g->reg_write(uc, g->reg_ids[R_RCX], &next);
+    g->reg_write(uc, g->reg_ids[R_R11], &flags);
     g->syscalls++;
     if (g->syscall() != 0) {
         if (g->stop == ZG_STOP_NONE)

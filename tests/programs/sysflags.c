@@ -3,7 +3,8 @@
  * popf at CPL 3 with IOPL 0 cannot change IF or IOPL (unicorn, at CPL 0, could);
  * fcomi/fucomi(p) clear OF, SF and AF (unicorn kept them).  Each popf is followed
  * by pushf at once, the way a program would look at what it set.  No TF (a trap)
- * and no AC (alignment checks) are popped. */
+ * and no AC (alignment checks) are popped.  syscall sets RCX to the next instruction's
+ * address and R11 to rflags (unicorn left both alone). */
 #include <stdio.h>
 
 static const unsigned long popped[] = {
@@ -53,8 +54,28 @@ static unsigned lahf_after_fcomi(long double a, long double b)
     return (unsigned)r;
 }
 
+/* getpid by ``syscall`` (with a 66 prefix or not) with the flags of ``sub $1, x``:
+ * whether RCX is the address after it, and R11 */
+#define SYSCALL(name, insn)                                                         \
+    static void name(unsigned long x)                                               \
+    {                                                                               \
+        unsigned long rcx, r11, next;                                               \
+        __asm__ volatile("lea 1f(%%rip), %2\n\tmov $39, %%eax\n\tsub $1, %3\n\t"   \
+                         insn "\n1:\n\tmov %%rcx, %0\n\tmov %%r11, %1"              \
+                         : "=r"(rcx), "=r"(r11), "=&r"(next), "+r"(x)                \
+                         : : "rax", "rcx", "r11", "cc", "memory");                  \
+        printf(#name " %#lx: rcx is the next instruction: %d r11 %#lx\n", x,         \
+               rcx == next, r11);                                                   \
+    }
+SYSCALL(syscall_plain, "syscall")
+SYSCALL(syscall_prefixed, ".byte 0x66, 0x0f, 0x05")
+
 int main(void)
 {
+    for (unsigned long x = 0; x < 3; x++) {
+        syscall_plain(x << 63 | x);
+        syscall_prefixed(x << 63 | x);
+    }
     for (unsigned i = 0; i < sizeof popped / sizeof *popped; i++)
         printf("popfq %#lx: %#lx popfw: %#lx\n", popped[i], popfq(popped[i]),
                popfw(popped[i]));

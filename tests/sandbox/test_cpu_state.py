@@ -5,7 +5,8 @@ floating point as the same binary does natively.
 segment selectors and bases as they are at the ELF entry point; ``floats``
 prints decimal conversions, long double arithmetic and libm results exactly;
 ``sysflags`` prints rflags after popf (IF and IOPL stay) and fcomi (OF, SF, AF
-cleared), which unicorn left otherwise (the guard's ``zg_flags``).
+cleared), and RCX and R11 after syscall, which unicorn left otherwise (the
+guard's ``zg_flags`` and ``zg_syscall``).
 Both are run natively on this host as the oracle, then fresh, on a reused
 machine after a run that left the FPU changed, and from a start-up snapshot.
 """
@@ -81,14 +82,16 @@ def test_floats_are_native_s(guest, zvm, native, engine):
     assert run.stdout == nat.stdout
 
 
-def test_flags_after_popf_and_fcomi_are_the_cpu_s(guest, zvm, native, engine):
+def test_flags_after_popf_fcomi_and_syscall_are_the_cpu_s(guest, zvm, native, engine):
     prog = guest('sysflags')
     nat = native(prog)
     assert nat.returncode == 0
     lines = nat.stdout.decode().splitlines()
-    assert lines[0] == 'popfq 0: 0x202 popfw: 0x202'          # IF stays set
-    assert lines[4] == 'popfq 0x3202: 0x202 popfw: 0x202'     # IOPL stays 0
+    assert 'popfq 0: 0x202 popfw: 0x202' in lines             # IF stays set
+    assert 'popfq 0x3202: 0x202 popfw: 0x202' in lines        # IOPL stays 0
     assert '0 1 0x8d7: fcomi 0x203 fucomi 0x203 fcomip 0x203 fucomip 0x203 lahf 0x3' in lines
+    assert 'syscall_prefixed 0x8000000000000000: rcx is the next instruction: 1 r11 0x286' \
+        in lines                                                        # 1 << 63 | 1, minus 1
     run = zvm.run(prog)
     assert run.status == 'ok', run
     assert run.stdout.decode().splitlines() == lines

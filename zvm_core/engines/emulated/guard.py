@@ -34,6 +34,7 @@ from unicorn.x86_const import (
     UC_X86_REG_R8,
     UC_X86_REG_R9,
     UC_X86_REG_R10,
+    UC_X86_REG_R11,
     UC_X86_REG_RAX,
     UC_X86_REG_RBX,
     UC_X86_REG_RCX,
@@ -50,7 +51,8 @@ from zvm_core.validator import _PREFIXES  # legacy prefixes and REX
 STOP_NONE, STOP_BOUNDARY, STOP_FUEL, STOP_HOST = range(4)
 
 _ARG_REGS = (UC_X86_REG_RAX, UC_X86_REG_RDI, UC_X86_REG_RSI, UC_X86_REG_RDX,
-             UC_X86_REG_R10, UC_X86_REG_R8, UC_X86_REG_R9, UC_X86_REG_RBX, UC_X86_REG_RCX)
+             UC_X86_REG_R10, UC_X86_REG_R8, UC_X86_REG_R9, UC_X86_REG_RIP, UC_X86_REG_EFLAGS,
+             UC_X86_REG_RBX, UC_X86_REG_RCX, UC_X86_REG_R11)
 
 SyscallHandler = ctypes.CFUNCTYPE(ctypes.c_int64)
 

@@ -31,14 +31,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from unicorn.x86_const import UC_X86_REG_RAX, UC_X86_REG_RIP
+from unicorn.x86_const import UC_X86_REG_RAX, UC_X86_REG_RCX
 
 from zvm_core.engines.emulated.memory import Region
 from zvm_core.memory import PAGE
 from zvm_core.prefix import Cut, Personality, Recorder, Snapshots
 
 MIN_PREFIX = 2_000_000          # bytes of code (~5 ms): less is not worth the copy
-SYSCALL_SIZE = 2                # 0f 05
 _CHUNK = 16 * PAGE
 _ZERO = bytes(_CHUNK)
 
@@ -80,7 +79,7 @@ class Snapshot:
 
     personality: Personality
     context: object                     # unicorn context (registers, flags, segment bases)
-    resume_at: int                      # the instruction after the pending ``syscall``
+    resume_at: int                      # the instruction after the pending ``syscall`` (RCX)
     args: tuple[int, ...]               # the pending call's number and arguments
     pages: list[tuple[Region, int, bytes]]
     protections: dict[int, int]
@@ -123,7 +122,7 @@ def capture(machine, recorder: Recorder) -> Snapshot:
     st, uc = machine.guard.state, machine.uc
     return Snapshot(
         personality=Personality.capture(machine, recorder),
-        context=uc.context_save(), resume_at=uc.reg_read(UC_X86_REG_RIP) + SYSCALL_SIZE,
+        context=uc.context_save(), resume_at=uc.reg_read(UC_X86_REG_RCX),
         args=tuple(machine.args), pages=pages, protections=machine.mem.overrides(),
         fuel_used=st.used, syscalls=st.syscalls)
 
