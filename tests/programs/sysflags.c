@@ -4,7 +4,8 @@
  * fcomi/fucomi(p) clear OF, SF and AF (unicorn kept them).  Each popf is followed
  * by pushf at once, the way a program would look at what it set.  No TF (a trap)
  * and no AC (alignment checks) are popped.  syscall sets RCX to the next instruction's
- * address and R11 to rflags (unicorn left both alone). */
+ * address and R11 to rflags (unicorn left both alone).  With an argument, the first
+ * read of stdin is such a prefixed syscall (a start-up snapshot is taken in it). */
 #include <stdio.h>
 
 static const unsigned long popped[] = {
@@ -70,8 +71,17 @@ static unsigned lahf_after_fcomi(long double a, long double b)
 SYSCALL(syscall_plain, "syscall")
 SYSCALL(syscall_prefixed, ".byte 0x66, 0x0f, 0x05")
 
-int main(void)
+int main(int argc, char **argv)
 {
+    (void)argv;
+    if (argc > 1) {
+        char buf[16];
+        long n;
+        __asm__ volatile(".byte 0x66, 0x0f, 0x05" : "=a"(n)
+                         : "a"(0L), "D"(0L), "S"(buf), "d"(sizeof buf)
+                         : "rcx", "r11", "cc", "memory");
+        printf("read %ld: %.*s\n", n, (int)(n > 0 ? n : 0), buf);
+    }
     for (unsigned long x = 0; x < 3; x++) {
         syscall_plain(x << 63 | x);
         syscall_prefixed(x << 63 | x);

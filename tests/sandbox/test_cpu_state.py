@@ -17,6 +17,7 @@ import math
 import random
 
 from zvm_core.channels import READ, WRITE, Channel, MemoryBacking
+from zvm_core.engines.emulated import snapshot
 from zvm_core.engines.emulated.machine import Machine
 
 PROBE_FLAGS = ('-O2', '-Wl,-eprobe_entry')
@@ -95,6 +96,21 @@ def test_flags_after_popf_fcomi_and_syscall_are_the_cpu_s(guest, zvm, native, en
     run = zvm.run(prog)
     assert run.status == 'ok', run
     assert run.stdout.decode().splitlines() == lines
+
+
+def test_a_snapshot_in_a_prefixed_syscall_resumes_after_it(guest, native, machine_for,
+                                                          monkeypatch):
+    """The resumed run carries on at the instruction after the whole ``66 0f 05``."""
+    monkeypatch.setattr(snapshot, 'MIN_PREFIX', 0)
+    prog = guest('sysflags')
+    machine = machine_for(prog, snapshots=True)
+    starts = []
+    for stdin in (b'one', b'two', b'three'):
+        expected = native(prog, 'read', stdin=stdin).stdout
+        assert expected.startswith(b'read %d: %s\n' % (len(stdin), stdin))
+        assert machine_run(machine, ['sysflags', 'read'], stdin) == expected
+        starts.append(machine.start)
+    assert starts == ['recorded', 'resumed', 'resumed']
 
 
 def test_floats_from_reused_machine_and_snapshot(guest, native, machine_for):
