@@ -445,7 +445,7 @@ def test_glibc_hello_notes_its_lock_elision(glibc_hello):
     assert {'xtest', 'vex'} <= kinds <= validator.ABSENT | {'vex'}, kinds
 
 
-def test_without_rtm_puts_ud2_over_each_opcode_and_nothing_else(work, musl_hello):
+def test_as_fixed_cpu_puts_ud2_over_each_rtm_opcode_and_nothing_else(work, musl_hello):
     data = snippet(work, 'tsx', TSX)
     prog = parse_elf(data)
     verdict = validate(prog)
