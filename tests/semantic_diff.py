@@ -120,14 +120,6 @@ _md.detail = True
 # The classes of differences known (reported, not yet refused or fixed): name -> why.
 # :func:`explain` sorts a difference into one; anything else is news.
 KNOWN = {
-    'vex': 'VEX/EVEX encoding: unicorn 2 (QEMU 5) has no AVX; it runs a VEX-encoded SSE '
-           'opcode as its legacy form (ignoring vvvv and the 3-operand form), a VEX kmov '
-           'as the 0f opcode (kmovb k7, edx runs as setb dl), and faults on FMA, vtest, '
-           'vblendv...; natively the CPU runs them (the fixed cpuid table hides AVX, but '
-           'nothing stops a program)',
-    'missing-extension': 'SHA, GFNI or ADX instruction: not in unicorn\'s CPU model, so it '
-                         'faults (invalid opcode); the CPU runs it (the fixed cpuid table '
-                         'hides them, but nothing stops a program)',
     'fp-exception-flags': 'floating-point exception flags (MXCSR bits 0-5, x87 status '
                           'word IE..PE, SF, ES, C1): QEMU does not raise the inexact, '
                           'denormal, ... flags as the CPU does (fetestexcept sees it)',
@@ -216,8 +208,6 @@ def _opcode(code: bytes) -> bytes:
 def explain(d: Difference) -> str | None:
     """The :data:`KNOWN` class of a difference, or None if it is news."""
     c = d.case
-    if _opcode(c.code)[:1] in (b'\xc4', b'\xc5', b'\x62'):
-        return 'vex'
     if d.kind == 'undefined-flags':
         return 'undefined-flags'
     head = c.code[:len(c.code) - len(_opcode(c.code))]
@@ -227,9 +217,7 @@ def explain(d: Difference) -> str | None:
     if c.mnemonic in _HORIZONTAL and operands[0] == operands[1]:
         return 'hadd-alias'
     if d.kind == 'fault':
-        unicorn_lacks = c.mnemonic.startswith(('sha', 'gf2p8', 'adcx', 'adox'))
-        return 'missing-extension' if unicorn_lacks and d.fields['engine'] == ('ok', 'fault') \
-            else None
+        return None
     x87 = c.mnemonic.startswith('f')
     if d.kind == 'fpu' and c.mnemonic in _APPROXIMATE and all(n[:3] == 'xmm' for n in d.fields):
         return 'approximate'

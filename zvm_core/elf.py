@@ -163,7 +163,7 @@ class Program:
     phnum: int
     tls: tuple[int, int, int, int] | None
     size: int
-    # its code as the engines run it (``validator.without_rtm``), no longer the file's
+    # its code as the engines run it (``validator.as_fixed_cpu``), no longer the file's
     patched: bool = field(default=False, compare=False)
 
     def image_end(self) -> int:

@@ -30,7 +30,7 @@ from zvm_core.limits import (  # noqa: F401 (the executor's API)
     Limits,
 )
 from zvm_core.memory import MANIFEST_PAGE, STACK_SIZE, STACK_TOP, Arena, page_down, page_up
-from zvm_core.prepare import Prepared, Rejected, prepare
+from zvm_core.prepare import Prepared, Rejected, explained, prepare
 from zvm_core.report import Report
 from zvm_core.syscalls.fs import Image
 from zvm_core.syscalls.io import OpenFile
@@ -224,6 +224,7 @@ def execute(prepared: Prepared, channels: list[Channel], argv: list[str],
                                  memory_etag=memory_etag)
         finally:
             machine.close()
+    report = explained(report, prepared.program, prepared.verdict)
     report.engine, report.engine_reason = prepared.engine, prepared.reason
     report.validation = {'state': 'cached' if prepared.verdict.cached else 'ok',
                          'violations': []}

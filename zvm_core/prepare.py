@@ -18,10 +18,11 @@ it), or ZeroVM's memory etag is asked for (a digest of the guest's memory
 after its exit).
 
 Both engines run :attr:`Prepared.program`, whose code has ``ud2`` in place of
-each transactional instruction (``xbegin``, ``xabort``, ``xend``, ``xtest``;
-``validator.without_rtm``): invalid instructions, as on the CPU the fixed
-cpuid table describes, the same under both engines on every host.  Its
-``sha256`` is still the file's (the verdict's key): it is never validated again.
+each instruction of an extension the fixed cpuid table does not list (every
+VEX/EVEX encoding, TSX, SHA, GFNI, ADX, XSAVE; ``validator.as_fixed_cpu``): invalid
+instructions, as on the CPU that table describes, the same under both engines
+on every host.  Its ``sha256`` is still the file's (the verdict's key): it is
+never validated again.
 """
 
 from __future__ import annotations
@@ -37,9 +38,10 @@ from zvm_core.validator import (
     Unfinished,
     Verdict,
     Violation,
+    absent_at,
+    as_fixed_cpu,
     default_cache,
     validate,
-    without_rtm,
 )
 
 JAIL_CODE = (0x6C69614A).to_bytes(4, 'little')     # zvm_core.zerovm.trap.TRAP_JAIL ("Jail")
@@ -59,7 +61,7 @@ class Rejected(Exception):
 class Prepared:
     """A validated program and the engine that runs it."""
 
-    program: Program        # as the engines map it (transactional instructions: ud2)
+    program: Program        # as the engines map it (absent extensions: ud2)
     verdict: Verdict
     policy: Policy
     engine: str             # 'native' or 'emulated'
@@ -100,7 +102,7 @@ def _prepare(program: Program, policy: Policy, cache, engine: str | None, name: 
     verdict = validate(program, policy, cache)
     if not verdict.ok:
         raise Rejected(replace(invalid_report(verdict), engine=name), verdict)
-    program = without_rtm(program, verdict)     # what both engines map: ud2 for RTM
+    program = as_fixed_cpu(program, verdict)    # what both engines map: ud2 for AVX, TSX...
     reason, tsc = engines.unavailable_reason(engine, fuel=fuel), False
     if name == 'native':
         auto = engines.requested(engine) == 'auto'
@@ -116,6 +118,22 @@ def _prepare(program: Program, policy: Policy, cache, engine: str | None, name: 
         else:       # forced native on a host that cannot trace: rdtsc faults
             tsc = traced and untraceable is None
     return Prepared(program, verdict, policy, name, reason, tsc)
+
+
+ABSENT_FAULT = ('an instruction of an extension the sandbox\'s CPU lacks (AVX, BMI, TSX, SHA, '
+                'GFNI, ADX, XSAVE: build without -mavx or -march=native)')
+
+
+def explained(report: Report, program: Program, verdict: Verdict) -> Report:
+    """``report``, whose invalid-instruction fault at an instruction :func:`as_fixed_cpu`
+    made ``ud2`` says so: the same words under both engines (each run's report goes
+    through here: ``executor.execute``, the pool's worker)."""
+    from zvm_core.executor import INVALID_INSTRUCTION  # executor imports this module
+    what, _, rip = report.message.partition(' (rip ')
+    if report.status == 'fault' and what == INVALID_INSTRUCTION and rip[:2] == '0x' \
+            and rip.endswith(')') and absent_at(program, verdict, int(rip[:-1], 16)):
+        report.message += f': {ABSENT_FAULT}'
+    return report
 
 
 def emulated_because(program: Program, memory_etag: bool = False,

@@ -31,15 +31,26 @@ no compiler emits (:func:`_quirk`, SSE4a, ``mov`` of an immediate with
 REX.R); ``tests/semantic_diff.py`` finds
 them by running register-only instructions under both engines.
 
-The RTM instructions of Intel TSX (``xbegin``, ``xabort``, ``xend``,
-``xtest``) are allowed, since glibc's static programs contain them (lock
-elision, reached only if ``cpuid`` says RTM, which the fixed table never
-does), but noted: both engines run ``ud2`` in their place
-(:func:`without_rtm`), an invalid instruction as on the CPU that table
-describes.  Run as they are, a transaction natively commits or aborts as the
-host's interrupts decide, and unicorn runs ``xbegin`` as a ``mov``.  Rule I14
-refuses one whose ``ud2`` would change another decoded instruction (overlapping
-it out of sync), and more than :data:`MAX_RTM` of them.
+Instructions of extensions the fixed cpuid table (``zvm_core.cpu``) does not
+list are allowed but noted, and both engines run ``ud2`` in their place
+(:func:`as_fixed_cpu`): an invalid instruction, as on the CPU that table
+describes, the same fault at the same address under both engines on every
+host.  They are :data:`ABSENT`: every VEX- or EVEX-encoded instruction (AVX,
+AVX2, AVX-512, FMA, F16C, VEX-encoded BMI1/BMI2, mask registers, AMX; in
+64-bit mode an opcode byte ``c4``, ``c5`` or ``62`` is always VEX or EVEX),
+the RTM instructions of Intel TSX (``xbegin``, ``xabort``, ``xend``,
+``xtest``), SHA, GFNI, ADX and XSAVE (``xgetbv`` reads the host's XCR0
+natively, unicorn's ``3``).  AES-NI, PCLMULQDQ and MOVBE, also absent from the
+table, stay: both engines run them alike (``tests/semantic_diff.py``).
+Programs that ask ``cpuid`` never reach them
+(glibc's AVX string functions and lock elision are dead code behind it), but
+one built with ``-mavx2`` or ``-march=native`` uses them without asking: run
+as they are, the host's CPU decides natively (a transaction commits or aborts
+as its interrupts decide; AVX-512 runs or faults), and unicorn, which has
+none of them, runs a VEX-encoded SSE opcode as its legacy form (a silently
+wrong result), ``xbegin`` as a ``mov``, and faults on the rest.  Rule I14
+refuses one whose ``ud2`` would change another decoded instruction
+(overlapping it out of sync), and more than :data:`MAX_ABSENT` of them.
 
 Executable memory can grow only where the heap arena starts (ZeroVM's
 ``jail`` makes arena pages executable), so an instruction cut off there is
@@ -102,10 +113,10 @@ def _fingerprint() -> str:
     return h.hexdigest()[:16]
 
 
-VALIDATOR_VERSION = '4-' + _fingerprint()
+VALIDATOR_VERSION = '5-' + _fingerprint()
 MAX_VIOLATIONS = 100
-MAX_RTM = 1 << 16    # transactional instructions a program may contain (their addresses)
-UD2 = b'\x0f\x0b'   # what each one's opcode becomes (:func:`without_rtm`)
+MAX_ABSENT = 1 << 17  # instructions of absent extensions a program may contain (addresses)
+UD2 = b'\x0f\x0b'   # what each one's opcode becomes (:func:`as_fixed_cpu`)
 
 _CHUNK = 4096        # instructions per capstone call: bounds capstone's result array
 _DEADLINE: ContextVar[float | None] = ContextVar('validation deadline', default=None)
@@ -169,9 +180,9 @@ class Verdict:
     ``traced`` names the instructions of :data:`TRACED` that the sweep decoded:
     a native run answers them by tracing the guest (``zvm_core.prepare``), which
     it knows from this verdict without validating again.
-    ``rtm`` holds, in order, where the opcode of each :data:`RTM` instruction
-    the sweep decoded is (its start, after any prefixes): both engines run
-    ``ud2`` there instead (:func:`without_rtm`).
+    ``absent`` holds, in order, where the opcode of each instruction of an
+    extension the fixed CPU lacks (:data:`ABSENT`) the sweep decoded is (after
+    any prefixes): both engines run ``ud2`` there instead (:func:`as_fixed_cpu`).
     ``boundaries`` holds ``(base, bitmap)`` pairs, ``base`` a multiple of 8:
     bit k (LSB first) of byte j is set iff ``base + 8*j + k`` starts an
     instruction the sweep decoded.  A list longer than :data:`MAX_VIOLATIONS`
@@ -184,7 +195,7 @@ class Verdict:
     cached: bool = False
     instructions: int = 0
     traced: frozenset[str] = frozenset()    # of :data:`TRACED` those decoded
-    rtm: tuple[int, ...] = ()               # where :data:`RTM` opcodes are (ud2 goes)
+    absent: tuple[int, ...] = ()            # where :data:`ABSENT` opcodes are (ud2 goes)
 
 
 # -- the rule table --------------------------------------------------------------
@@ -225,20 +236,27 @@ _FORBIDDEN: dict[str, tuple[str, str]] = {
 
 # Instructions that need a look at their operands or bytes.
 _DIRECT, _NEAR_OR_FAR, _MOV, _POP, _RET = 'direct', 'near-or-far', 'mov', 'pop', 'ret'
-_TRACE, _RTM, _XBEGIN = 'trace', 'rtm', 'xbegin'
+_TRACE, _ABSENT, _XBEGIN = 'trace', 'absent', 'xbegin'
 _QUIRK = 'quirk'
 # SSSE3's MMX forms (0f 38 / 0f 3a maps): unicorn takes REX.R into their mm register number
 _SSSE3_MMX = frozenset('pshufb phaddw phaddd phaddsw pmaddubsw phsubw phsubd phsubsw psignb '
                        'psignw psignd pmulhrsw pabsb pabsw pabsd palignr'.split())
 TRACED = frozenset(('rdtsc', 'rdtscp', 'cpuid'))   # allowed, answered by the host: noted
-# Intel TSX's restricted transactional memory: allowed, noted, and made invalid
-# instructions (:func:`without_rtm`), as on the CPU the fixed cpuid table describes
+# Extensions the fixed cpuid table does not list, in legacy encodings: Intel TSX's
+# restricted transactional memory, SHA, GFNI, ADX, XSAVE.  Allowed, noted, and made invalid
+# instructions (:func:`as_fixed_cpu`), as on the CPU that table describes; so is every
+# VEX or EVEX encoding (:data:`VEX_OPCODES`, found by its bytes: :meth:`_Sweep.find_vex`)
 RTM = frozenset(('xbegin', 'xabort', 'xend', 'xtest'))
+ABSENT = RTM | frozenset((
+    'sha1rnds4 sha1nexte sha1msg1 sha1msg2 sha256rnds2 sha256msg1 sha256msg2 '
+    'gf2p8affineqb gf2p8affineinvqb gf2p8mulb adcx adox '
+    'xgetbv xsave xsave64 xsaveopt xsaveopt64 xsavec xsavec64 xrstor xrstor64').split())
+VEX_OPCODES = b'\xc4\xc5\x62'   # VEX3, VEX2, EVEX: in 64-bit mode never les, lds, bound
 _CHECKED: dict[str, str] = {
     **dict.fromkeys(TRACED, _TRACE),
     **dict.fromkeys(('ja jae jb jbe je jne jg jge jl jle jo jno jp jnp js jns '
                      'jcxz jecxz jrcxz loop loope loopne').split(), _DIRECT),
-    **dict.fromkeys(RTM, _RTM), 'xbegin': _XBEGIN,     # xbegin's target is checked too
+    **dict.fromkeys(ABSENT, _ABSENT), 'xbegin': _XBEGIN,     # xbegin's target is checked too
     'jmp': _NEAR_OR_FAR, 'call': _NEAR_OR_FAR, 'mov': _MOV, 'pop': _POP, 'ret': _RET,
     **dict.fromkeys(('lahf sahf test cmpps cmppd cmpss cmpsd movhlps movlhps cmpxchg pcmpestri '
                      'pcmpestrm '
@@ -310,8 +328,8 @@ class _Sweep:
         self.sources, self.targets = array.array('Q'), array.array('Q')
         self.count = 0
         self.traced: set[str] = set()
-        self.rtm = array.array('Q')         # starts of RTM instructions
-        self.rtm_sites: set[int] = set()    # where their ud2 goes (:meth:`check_rtm`)
+        self.absent = array.array('Q')      # starts of instructions of absent extensions
+        self.absent_sites: set[int] = set()     # where their ud2 goes (:meth:`check_absent`)
 
     def violate(self, rule: str, address: int, text: str) -> None:
         if len(self.violations) < MAX_VIOLATIONS:
@@ -410,9 +428,9 @@ class _Sweep:
               insn: tuple[int, int, str, str]) -> None:
         """Rules that need more than the mnemonic (or that always reject it)."""
         addr, size, mnem, ops = insn
-        if kind == _RTM or kind == _XBEGIN:
-            self.rtm.append(addr)
-            if kind == _RTM:
+        if kind == _ABSENT or kind == _XBEGIN:
+            self.absent.append(addr)
+            if kind == _ABSENT:
                 return
         if isinstance(kind, tuple):
             self.violate(kind[0], addr, f'{_text(insn)}: {kind[1]}')
@@ -533,17 +551,37 @@ class _Sweep:
                     flagged = insn[0]
                 p = data.find(pattern, p + 1)
 
-    def check_rtm(self, images: list[_Image]) -> None:
-        """I14: the ``ud2`` that replaces each transactional instruction's first two
-        opcode bytes (:func:`without_rtm`) must change no other instruction the sweep
-        decoded: one that overlaps them out of sync (code ranges that cut each
+    def find_vex(self, img: _Image) -> None:
+        """Note every VEX- or EVEX-encoded instruction the sweep decoded, by its bytes: an
+        opcode byte of :data:`VEX_OPCODES` after any legacy prefixes and REX (found as
+        :meth:`check_escapes` finds its bytes, without decoding again)."""
+        data, origin, bits = img.data, img.origin, img.bits
+        for opcode in VEX_OPCODES:
+            p = data.find(opcode)
+            while p >= 0:
+                q = p
+                while not bits[q >> 3] >> (q & 7) & 1 and q > 0 and p - q < _MAX_INSN \
+                        and data[q - 1] in _PREFIXES:
+                    q -= 1
+                if bits[q >> 3] >> (q & 7) & 1:
+                    self.absent.append(origin + q)
+                p = data.find(opcode, p + 1)
+
+    def check_absent(self, images: list[_Image]) -> None:
+        """I14: the ``ud2`` that replaces the first two opcode bytes of each instruction
+        of an absent extension (:func:`as_fixed_cpu`) must change no other instruction
+        the sweep decoded: one that overlaps them out of sync (code ranges that cut each
         other's instructions) would run as bytes nobody validated.  A start that only
         skips prefixes of the same instruction decodes to a prefixed ``ud2``.  At most
-        :data:`MAX_RTM` (glibc's lock elision has ~40): their addresses are kept."""
-        starts = sorted(set(self.rtm))
-        if len(starts) > MAX_RTM:
-            self.violate('I14', starts[MAX_RTM], f'more than {MAX_RTM} transactional '
-                                                 'instructions (xbegin, xabort, xend, xtest)')
+        :data:`MAX_ABSENT` (the CPython image's glibc has ~15,000, most in AVX string
+        functions behind ``cpuid``): their addresses are kept."""
+        for img in images:
+            self.find_vex(img)
+        starts = sorted(set(self.absent))
+        if len(starts) > MAX_ABSENT:
+            self.violate('I14', starts[MAX_ABSENT], f'more than {MAX_ABSENT} instructions '
+                                                    'of extensions the fixed CPU lacks (AVX, '
+                                                    'TSX, SHA, GFNI, ADX, XSAVE)')
             return
         sites = {}
         for start in starts:
@@ -559,12 +597,12 @@ class _Sweep:
                 other = self.decode_one(img, t - img.origin)
                 if other is None or t + other[1] > site:
                     insn = self.decode_one(img, start - img.origin)
-                    self.violate('I14', start, f'{_text(insn)}: transactional instruction '
-                                               f'overlapping the instruction at {t:#x}; '
-                                               'the ud2 that replaces it would change that '
-                                               'one')
+                    self.violate('I14', start, f'{_text(insn)}: instruction of an extension '
+                                               'the fixed CPU lacks, overlapping the '
+                                               f'instruction at {t:#x}; the ud2 that '
+                                               'replaces it would change that one')
                     break
-            self.rtm_sites.add(site)
+            self.absent_sites.add(site)
 
     def check_preceding(self, before: bytes, starts: Sequence[int], code: bytes,
                         base: int) -> None:
@@ -599,7 +637,7 @@ class _Sweep:
         return Verdict(ok=not violations, violations=violations,
                        boundaries=[(img.origin, bytes(img.bits)) for img in images],
                        instructions=self.count, traced=frozenset(self.traced),
-                       rtm=tuple(sorted(self.rtm_sites)))
+                       absent=tuple(sorted(self.absent_sites)))
 
 
 def _quirk(raw: bytes, mnem: str, ops: str) -> str | None:
@@ -689,7 +727,7 @@ def _validate(program: Program, policy: Policy) -> Verdict:
     sweep.check_branches(images, 'the executable segments')
     for img in images:
         sweep.check_escapes(img)
-    sweep.check_rtm(images)
+    sweep.check_absent(images)
     return sweep.verdict(images)
 
 
@@ -711,47 +749,61 @@ def validate_code(code: bytes, base: int, policy: Policy = Policy(), *,
     sweep.sweep(img, pad, len(img.data), len(img.data))
     sweep.check_branches([img], 'the buffer')
     sweep.check_escapes(img)
-    sweep.check_rtm([img])
+    sweep.check_absent([img])
     sweep.check_preceding(before[-(_MAX_INSN - 1):], before_starts, code, base)
     return sweep.verdict([img])
 
 
-def without_rtm(program: Program, verdict: Verdict) -> Program:
-    """``program`` as both engines run it: ``ud2`` over the first two opcode bytes of
-    each transactional instruction ``verdict`` found (:attr:`Verdict.rtm`), an
-    invalid instruction, as on the CPU the fixed cpuid table describes (see this
-    module's docstring).  No decoded instruction starts in the bytes after it (I14).
-    Its ``sha256`` stays the file's, so it is marked ``patched``: :func:`validate`
-    refuses it (its sweep would find no transactional instruction, and cache that
-    verdict under the file's key: later runs would not be patched).
+def as_fixed_cpu(program: Program, verdict: Verdict) -> Program:
+    """``program`` as both engines run it, on the CPU the fixed cpuid table describes:
+    ``ud2`` over the first two opcode bytes of each instruction of an extension that
+    CPU lacks (:attr:`Verdict.absent`; see this module's docstring), an invalid
+    instruction.  No decoded instruction starts in the bytes after it (I14).  Its
+    ``sha256`` stays the file's, so it is marked ``patched``: :func:`validate` refuses
+    it (its sweep would find none of them, and cache that verdict under the file's
+    key: later runs would not be patched).
     """
-    if not verdict.rtm:
+    if not verdict.absent:
         return program
-    code = sorted((s for s in program.segments if s.executable and s.data),
-                  key=lambda s: s.vaddr)
-    starts = [s.vaddr for s in code]
-    writes: dict[int, dict[int, int]] = {}      # segment's vaddr -> its offset -> byte
-    for site in verdict.rtm:
-        for addr, byte in zip((site, site + 1), UD2, strict=True):
-            seg = code[bisect.bisect_right(starts, addr) - 1] if addr >= starts[0] else None
-            if seg is None or addr >= seg.vaddr + len(seg.data):
-                raise ValueError(f'no code at {addr:#x} for the ud2 of a transactional '
-                                 "instruction: not this program's verdict")
-            writes.setdefault(seg.vaddr, {})[addr - seg.vaddr] = byte
+    sites, patched, covered = verdict.absent, {}, set()     # vaddr -> code with the ud2s
+    for seg in program.segments:
+        if not seg.executable or not seg.data:
+            continue
+        lo = bisect.bisect_left(sites, seg.vaddr)
+        hi = bisect.bisect_left(sites, seg.vaddr + len(seg.data) - 1)   # both bytes in it
+        if lo < hi:
+            patched[seg.vaddr] = _written(seg.data, [a - seg.vaddr for a in sites[lo:hi]])
+            covered.update(range(lo, hi))
+    if len(covered) != len(sites):
+        site = sites[min(set(range(len(sites))) - covered)]
+        raise ValueError(f'no code at {site:#x} for the ud2 of an instruction the fixed '
+                         "CPU lacks: not this program's verdict")
     return replace(program, patched=True, segments=tuple(
-        replace(s, data=_written(s.data, writes[s.vaddr]))
-        if s.executable and s.vaddr in writes else s for s in program.segments))
+        replace(s, data=patched[s.vaddr]) if s.executable and s.vaddr in patched else s
+        for s in program.segments))
 
 
-def _written(data: bytes, writes: dict[int, int]) -> bytes:
-    """``data`` with the byte at each offset of ``writes`` replaced: one copy (a
-    CPython image's 4 MB of code take ~0.5 ms, per cold run)."""
-    view, pieces, at = memoryview(data), [], 0
-    for off in sorted(writes):
-        pieces += (view[at:off], bytes((writes[off],)))
-        at = off + 1
-    pieces.append(view[at:])
-    return b''.join(pieces)
+def absent_at(program: Program, verdict: Verdict, rip: int) -> bool:
+    """Whether ``rip`` starts an instruction :func:`as_fixed_cpu` made ``ud2`` (a site
+    of :attr:`Verdict.absent`, behind prefixes only): a fault there is the program
+    using an extension the fixed CPU lacks."""
+    i = bisect.bisect_left(verdict.absent, rip)
+    if i == len(verdict.absent) or verdict.absent[i] - rip >= _MAX_INSN:
+        return False
+    site = verdict.absent[i]
+    seg = next((s for s in program.segments
+                if s.executable and s.vaddr <= rip and site < s.vaddr + len(s.data)), None)
+    return seg is not None and all(b in _PREFIXES
+                                   for b in seg.data[rip - seg.vaddr:site - seg.vaddr])
+
+
+def _written(data: bytes, offsets: list[int]) -> bytes:
+    """``data`` with :data:`UD2` at each offset: the CPython image's 4 MB of code and
+    ~14,000 sites take ~2 ms, per cold run."""
+    out = bytearray(data)
+    for off in offsets:
+        out[off:off + 2] = UD2
+    return bytes(out)
 
 
 # -- the cache ------------------------------------------------------------------
@@ -902,7 +954,7 @@ class VerdictCache:
 
 def _encode(key: str, v: Verdict) -> dict:
     return {'key': key, 'ok': v.ok, 'instructions': v.instructions, 'traced': sorted(v.traced),
-            'rtm': list(v.rtm),
+            'absent': list(v.absent),
             'violations': [[x.rule, x.address, x.text] for x in v.violations],
             'boundaries': [[base, base64.b64encode(bits).decode()] for base, bits in v.boundaries]}
 
@@ -927,11 +979,12 @@ def _decode(obj: dict, key: str) -> Verdict:
     traced = frozenset(obj['traced'])
     if not traced <= TRACED:
         raise ValueError('bad traced instructions')
-    rtm = tuple(obj['rtm'])
-    if not all(isinstance(a, int) and a > 0 for a in rtm) or list(rtm) != sorted(set(rtm)):
-        raise ValueError('bad transactional instructions')
+    absent = tuple(obj['absent'])
+    if not all(isinstance(a, int) and a > 0 for a in absent) \
+            or list(absent) != sorted(set(absent)):
+        raise ValueError('bad sites of absent instructions')
     return Verdict(ok=obj['ok'], violations=violations, boundaries=boundaries,
-                   instructions=obj['instructions'], traced=traced, rtm=rtm)
+                   instructions=obj['instructions'], traced=traced, absent=absent)
 
 
 def _lock(fd: int) -> None:
@@ -958,7 +1011,7 @@ def validate(program: Program, policy: Policy = Policy(),
              cache: VerdictCache | None = None) -> Verdict:
     """Validate ``program`` under ``policy``, answering from ``cache`` when it can."""
     if program.patched:
-        raise ValueError('a program patched to run (without_rtm) is not the file its '
+        raise ValueError('a program patched to run (as_fixed_cpu) is not the file its '
                          'sha256 names: validate the file as loaded')
     key = cache_key(program.sha256, policy)
     if cache is None:

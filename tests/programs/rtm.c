@@ -1,7 +1,7 @@
 /* rtm (hostile): Intel TSX's restricted transactional memory.  Natively a
  * transaction commits or aborts as the host's interrupts and caches decide, and
  * unicorn runs xbegin as a mov to eax; the fixed cpuid table lists no RTM, so
- * both engines make these invalid instructions (validator.without_rtm).  argv[1]
+ * both engines make these invalid instructions (validator.as_fixed_cpu).  argv[1]
  * picks the instruction run first (after printing its address): xbegin (the
  * default), xabort, xend, xtest, "prefixed" (xtest behind cs, ds and REX.W
  * prefixes), "skip" (the same, reached by a jump over its first prefix), or

@@ -23,7 +23,7 @@ from zvm_core.engines import native_unavailable
 from zvm_core.engines.emulated.machine import Machine
 from zvm_core.engines.native import cpuid
 from zvm_core.executor import MEMORY_ETAG, Limits, execute
-from zvm_core.prepare import prepare
+from zvm_core.prepare import explained, prepare
 from zvm_core.validator import validate
 
 PROGRAMS = Path(__file__).resolve().parents[1] / 'programs'
@@ -58,6 +58,7 @@ CASES: dict[str, list[tuple[tuple[str, ...], bytes]]] = {
     'native_hostile': [(('calls',), b''), (('fds',), b''), (('edges',), b'')],
     'rdtsc': [((), b'')], 'rdtsc_prefixed': [((), b'')],
     'rtm': [((), b''), (('skip',), b'')], 'readsizes': [(('5',), TEXT[:100])],
+    'avx': [((how,), b'') for how in ('xmm', 'zmm', 'kmovb', 'sha', 'xgetbv')],
     'readtext': [((), b'')],
     'remap': [((), b'')], 'reopen': [((), b'')], 'scribble': [(('4', 'w'), b'')],
     'sigstate': [((), b'hi\n'), (('manifest',), b'hi\n')], 'sleep': [((), b'')],
@@ -161,6 +162,8 @@ class Kept:
         else:
             report = self.kept.run(channels, argv, env, 5, 10**9, limits)
             self.kept.reset()
+        if self.kept is not None:   # as a pool's worker does after a template's run
+            report = explained(report, self.prepared.program, self.prepared.verdict)
         self.start = report.accounting.start
         result = report.to_dict()
         del result['accounting']['wall_time'], result['accounting']['start']

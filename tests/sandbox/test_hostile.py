@@ -18,6 +18,7 @@ import pytest
 from elftools.elf.elffile import ELFFile
 
 from tests.conftest import CLI, REPO, RUN_TIMEOUT
+from zvm_core.prepare import ABSENT_FAULT
 
 NOT_OK = 125
 PROGRAMS = Path(__file__).resolve().parent.parent / 'programs'
@@ -315,23 +316,29 @@ def test_crashes_are_faults(guest, zvm, how, kind, sig, engine):
         assert rip and state == f'Signal {sig} from untrusted code: Halting at {rip[1]}', run
 
 
-# Intel TSX (RTM): natively a transaction commits or aborts as the host decides, and
-# unicorn runs xbegin as a mov; the fixed cpuid table lists no RTM, so both engines run
-# each one as ud2 (validator.without_rtm): the same fault at its address, every time
-@pytest.mark.parametrize('how', ['xbegin', 'xabort', 'xend', 'xtest', 'prefixed', 'skip',
-                                 'loop'])
-def test_transactional_memory_is_an_invalid_instruction(guest, zvm, how, engine):
-    prog = guest('rtm')
-    assert zvm.validate(prog).returncode == 0           # glibc has them: not refused
+# Extensions the fixed cpuid table lacks.  Intel TSX (RTM): natively a transaction commits
+# or aborts as the host decides, and unicorn runs xbegin as a mov.  AVX (any VEX/EVEX
+# encoding), SHA, ADX, XSAVE: natively the host's CPU decides, and unicorn runs vpaddq on xmm as
+# paddq (another sum) and kmovb as setb, or faults.  Both engines run each one as ud2
+# (validator.as_fixed_cpu): the same fault at its address, every time
+@pytest.mark.parametrize('program, how', [
+    *(('rtm', how) for how in ('xbegin', 'xabort', 'xend', 'xtest', 'prefixed', 'skip',
+                               'loop')),
+    *(('avx', how) for how in ('xmm', 'ymm', 'zmm', 'kmovb', 'andn', 'sha', 'adcx',
+                               'xgetbv', 'prefixed'))])
+def test_instructions_the_fixed_cpu_lacks_are_invalid(guest, zvm, program, how, engine):
+    prog = guest(program)
+    assert zvm.validate(prog).returncode == 0       # not refused (glibc has TSX and AVX)
     runs = [zvm.run(prog, how) for _ in range(3)]
     other = zvm.run(prog, how, opts=['--engine', 'emulated' if engine == 'native'
                                      else 'native'])
     run = runs[0]
     assert_stopped(run, 'fault')
-    address = symbol(prog, f'rtm_{how}')
+    address = symbol(prog, f'{program}_{how}')
     assert run.stdout == (b'' if how == 'loop' else f'{how} at {address:#x}\n'.encode()), run
     message = run.report['message']
-    assert message.endswith(f'invalid or unsupported instruction (rip {address:#x})'), run
+    assert message.endswith(f'invalid or unsupported instruction (rip {address:#x}): '
+                            f'{ABSENT_FAULT}'), run
     assert run.report['exit_state'] == f'Signal 4 from untrusted code: Halting at {address:#x}'
     for again in [*runs[1:], other]:
         assert (again.status, again.returncode, again.stdout) == \
@@ -544,3 +551,20 @@ def test_a_stuck_stderr_pipe_does_not_hang_the_cli(guest, zvm):
         os.close(wr)
         os.close(rd)
     assert proc.returncode == NOT_OK
+
+
+def test_a_pool_run_names_the_extension_the_fixed_cpu_lacks(guest, engine):
+    """The pool's worker runs a program from its template (each engine's): its fault
+    report says what the CLI's does (executor.execute)."""
+    from zvm_core.channels import WRITE
+    from zvm_core.pool import ChannelSpec, Pool
+
+    prog = guest('avx')
+    address = symbol(prog, 'avx_zmm')
+    with Pool(size=1, queue=0) as pool, open(os.devnull, 'wb') as out:
+        reports = [pool.run(str(prog), [ChannelSpec('/dev/stdout', out.fileno(), WRITE)],
+                            argv=['avx', 'zmm'], engine=engine) for _ in range(2)]
+    for report in reports:
+        assert (report.status, report.message) == \
+            ('fault', f'invalid or unsupported instruction (rip {address:#x}): '
+                      f'{ABSENT_FAULT}'), report

@@ -84,7 +84,7 @@ def test_jail_checks_the_code_before_it(tmp_path):
 
 
 def test_jailed_transactional_instructions_become_ud2(tmp_path):
-    """As in the program's code (validator.without_rtm): unicorn would run a jailed
+    """As in the program's code (validator.as_fixed_cpu): unicorn would run a jailed
     xbegin as a mov.  A buffer the guest made read-only is patched all the same."""
     from zvm_core.memory import PROT_R
     code = bytes.fromhex('0f01d6' 'c7f8 00000000' 'c3')     # xtest; xbegin +0; ret

@@ -33,11 +33,11 @@ from zvm_core.validator import (
     Verdict,
     VerdictCache,
     Violation,
+    as_fixed_cpu,
     cache_key,
     default_cache,
     validate,
     validate_code,
-    without_rtm,
 )
 
 ASM = Path(__file__).resolve().parents[1] / 'programs' / 'asm'
@@ -414,7 +414,7 @@ def test_without_section_headers(work):
     assert verdict.ok, verdict.violations
 
 
-# -- transactional memory (RTM) ----------------------------------------------------
+# -- extensions the fixed CPU lacks: TSX (RTM), VEX/EVEX, SHA, GFNI, ADX -------------
 
 TSX = 'xbegin 1f; xabort $1; 1: xend; xtest'
 
@@ -426,26 +426,30 @@ def test_rtm_is_allowed_and_each_opcode_noted(work):
     mark = symbols(data)['mark']
     verdict = validate(parse_elf(data))
     assert verdict.ok, verdict.violations
-    assert verdict.rtm == (mark, mark + 6, mark + 9, mark + 12)   # 6 + 3 + 3 + 3 bytes
-    assert validate(parse_elf(snippet(work, 'no_tsx', 'nop'))).rtm == ()
+    assert verdict.absent == (mark, mark + 6, mark + 9, mark + 12)   # 6 + 3 + 3 + 3 bytes
+    assert validate(parse_elf(snippet(work, 'no_tsx', 'nop'))).absent == ()
 
 
 def test_glibc_hello_notes_its_lock_elision(glibc_hello):
     verdict = validate(parse_elf(glibc_hello))
-    assert verdict.ok and verdict.rtm
+    assert verdict.ok and verdict.absent
     code = Cs(CS_ARCH_X86, CS_MODE_64)
     prog = parse_elf(glibc_hello)
     text = next(s for s in prog.segments if s.executable)
-    for site in verdict.rtm:
-        insn, = code.disasm_lite(text.data[site - text.vaddr:][:15], site, 1)
-        assert insn[2] in ('xbegin', 'xabort', 'xend', 'xtest'), insn
+    kinds = set()
+    for site in verdict.absent:
+        raw = text.data[site - text.vaddr:][:15]
+        insn, = code.disasm_lite(raw, site, 1)
+        kinds.add(insn[2] if raw[0] not in b'\xc4\xc5\x62' else 'vex')
+    # lock elision and AVX string functions, both behind cpuid
+    assert {'xtest', 'vex'} <= kinds <= validator.ABSENT | {'vex'}, kinds
 
 
-def test_without_rtm_puts_ud2_over_each_opcode_and_nothing_else(work, musl_hello):
+def test_as_fixed_cpu_puts_ud2_over_each_rtm_opcode_and_nothing_else(work, musl_hello):
     data = snippet(work, 'tsx', TSX)
     prog = parse_elf(data)
     verdict = validate(prog)
-    patched = without_rtm(prog, verdict)
+    patched = as_fixed_cpu(prog, verdict)
     assert patched.sha256 == prog.sha256 and patched.entry == prog.entry
     before = next(s for s in prog.segments if s.executable)
     after = next(s for s in patched.segments if s.executable)
@@ -454,7 +458,7 @@ def test_without_rtm_puts_ud2_over_each_opcode_and_nothing_else(work, musl_hello
     mark = symbols(data)['mark']
     # xbegin c7 f8 and xabort c6 f8: both bytes; xend/xtest 0f 01: the second
     assert changed == {mark, mark + 1, mark + 6, mark + 7, mark + 10, mark + 13}
-    for site in verdict.rtm:
+    for site in verdict.absent:
         assert after.data[site - after.vaddr:site - after.vaddr + 2] == b'\x0f\x0b'
     assert [s.data for s in patched.segments if not s.executable] == \
         [s.data for s in prog.segments if not s.executable]
@@ -463,9 +467,9 @@ def test_without_rtm_puts_ud2_over_each_opcode_and_nothing_else(work, musl_hello
     with pytest.raises(ValueError, match='patched to run'):
         validate(patched)
     hello = parse_elf(musl_hello)
-    assert without_rtm(hello, validate(hello)) is hello         # nothing to do: no copy
+    assert as_fixed_cpu(hello, validate(hello)) is hello         # nothing to do: no copy
     with pytest.raises(ValueError, match='not this program'):
-        without_rtm(hello, dataclasses.replace(verdict, rtm=(0x10,)))
+        as_fixed_cpu(hello, dataclasses.replace(verdict, absent=(0x10,)))
 
 
 def test_rtm_behind_prefixes_gets_ud2_at_its_opcode():
@@ -474,7 +478,7 @@ def test_rtm_behind_prefixes_gets_ud2_at_its_opcode():
     code = bytes.fromhex('eb 01' '2e 3e 48 0f 01 d6' 'c3')     # jmp over cs; ds rex.w xtest
     verdict = validate_code(code, 0x1000)
     assert verdict.ok and starts(verdict) == [0x1000, 0x1002, 0x1003, 0x1008]
-    assert verdict.rtm == (0x1005,)
+    assert verdict.absent == (0x1005,)
     insn, = Cs(CS_ARCH_X86, CS_MODE_64).disasm_lite(bytes.fromhex('2e 3e 48 0f 0b'), 0)
     assert insn[:3] == (0, 5, 'ud2')
 
@@ -504,24 +508,100 @@ two:
 
 
 def test_i14_bounds_the_noted_addresses(monkeypatch):
-    monkeypatch.setattr(validator, 'MAX_RTM', 3)
+    monkeypatch.setattr(validator, 'MAX_ABSENT', 3)
     assert validate_code(bytes.fromhex('0f01d6' * 3), 0x1000).ok
     verdict = validate_code(bytes.fromhex('0f01d6' * 4), 0x1000)
     assert rules(verdict) == [('I14', 0x1009)]
-    assert verdict.violations[0].text.startswith('more than 3 transactional instructions')
+    assert verdict.violations[0].text.startswith('more than 3 instructions of extensions '
+                                                 'the fixed CPU lacks')
 
 
-def test_cached_verdict_keeps_the_rtm_addresses(work, tmp_path):
+def test_cached_verdict_keeps_the_absent_addresses(work, tmp_path):
     prog = parse_elf(snippet(work, 'tsx', TSX))
     first = validate(prog, cache=VerdictCache(tmp_path))
     again = validate(prog, cache=VerdictCache(tmp_path))
-    assert again.cached and again.rtm == first.rtm and len(first.rtm) == 4
+    assert again.cached and again.absent == first.absent and len(first.absent) == 4
     path, = tmp_path.glob('*.json')
     for bad in ([1, 1], [2, 1], ['1'], [0]):        # repeated, unsorted, not a number, 0
         obj = json.loads(path.read_text())
-        obj['rtm'] = bad
+        obj['absent'] = bad
         path.write_text(json.dumps(obj))
         assert not validate(prog, cache=VerdictCache(tmp_path)).cached
+
+
+# instructions of extensions the fixed cpuid table lacks, each with its bytes: every
+# VEX/EVEX encoding (c4, c5, 62 after any prefixes) and the legacy SHA, GFNI, ADX ones
+ABSENT = [
+    ('c5 f9 d4 da', 'vpaddq'),                  # VEX2: unicorn runs it as paddq (wrong)
+    ('c5 fd d4 da', 'vpaddq'),                  # ymm
+    ('62 f1 fd 48 d4 da', 'vpaddq'),            # EVEX, zmm
+    ('c5 f9 90 fa', 'kmovb'),                   # unicorn runs it as setb
+    ('c4 e2 70 f2 c0', 'andn'),                 # VEX-encoded BMI1
+    ('c4 e3 7b f0 c0 01', 'rorx'),              # BMI2
+    ('c4 e2 f1 a8 c2', 'vfmadd213pd'),          # FMA
+    ('2e 48 c5 f9 d4 da', None),                # REX before VEX: #UD, capstone refuses
+    ('0f 38 cb cb', 'sha256rnds2'),
+    ('0f 3a cc cb 01', 'sha1rnds4'),
+    ('66 0f 3a ce cb 05', 'gf2p8affineqb'),
+    ('66 0f 38 cf cb', 'gf2p8mulb'),
+    ('66 0f 38 f6 cb', 'adcx'),
+    ('f3 48 0f 38 f6 cb', 'adox'),
+    ('0f 01 d0', 'xgetbv'),                     # XCR0: the host's natively, unicorn's 3
+    ('48 0f ae 23', 'xsave'),
+]
+
+
+@pytest.mark.parametrize('hexcode, mnemonic', ABSENT)
+def test_instructions_of_absent_extensions_are_noted_at_their_opcode(hexcode, mnemonic):
+    code = bytes.fromhex('90 66' + hexcode + 'c3')     # nop; the instruction; ret
+    verdict = validate_code(code, 0x1000)
+    if mnemonic is None:            # refused
+        assert not verdict.ok and rules(verdict)[0] == ('I1', 0x1001)
+        return
+    insn, = Cs(CS_ARCH_X86, CS_MODE_64).disasm_lite(code[1:-1], 0x1001)
+    assert insn[2] == mnemonic and insn[1] == len(code) - 2
+    assert verdict.ok, verdict.violations
+    opcode = 0x1002 + len(hexcode.split()) - len(_opcode(bytes.fromhex(hexcode)))
+    assert verdict.absent == (opcode,)
+
+
+def _opcode(code: bytes) -> bytes:
+    i = 0
+    while code[i] in b'\x26\x2e\x36\x3e\x64\x65\x66\x67\xf0\xf2\xf3' or code[i] >> 4 == 4:
+        i += 1
+    return code[i:]
+
+
+def test_present_extensions_and_vex_bytes_elsewhere_are_not_noted():
+    """SSE4.2, POPCNT, AES-NI, PCLMULQDQ, tzcnt (bsf without BMI1) and a c4/c5/62 byte
+    that is not an opcode (pinsrw's 0f c4, an immediate, a ModRM) are left alone."""
+    code = bytes.fromhex('66 0f 38 17 c1'            # ptest
+                         'f3 48 0f b8 c1'            # popcnt
+                         'f2 0f 38 f1 c1'            # crc32
+                         '66 0f 38 dc cb'            # aesenc
+                         '66 0f 3a 44 cb 11'         # pclmulqdq
+                         'f3 0f bc c1'               # tzcnt
+                         '66 0f c4 c0 01'            # pinsrw
+                         'b8 c4 c5 62 00'            # mov $0x62c5c4, %eax
+                         '48 8d 84 24 62 c5 00 00'   # lea 0xc562(%rsp), %rax
+                         '48 89 c5'                  # mov %rax, %rbp (ModRM c5)
+                         'c3')
+    verdict = validate_code(code, 0x1000)
+    assert verdict.ok and verdict.absent == (), verdict
+
+
+def test_as_fixed_cpu_puts_ud2_over_vex_and_sha_opcodes(work):
+    """A 'c5' two-byte VEX prefix and its next byte become ud2 (the rest of the
+    instruction stays: after the #UD nothing runs it); a prefix stays before it."""
+    raw = '2e c5 f9 d4 da 0f 38 cb cb'
+    data = snippet(work, 'vex_sha', '.byte ' + ', '.join(f'0x{b}' for b in raw.split()))
+    mark = symbols(data)['mark']
+    prog = parse_elf(data)
+    verdict = validate(prog)
+    assert verdict.ok and verdict.absent == (mark + 1, mark + 5)
+    text = next(s for s in as_fixed_cpu(prog, verdict).segments if s.executable)
+    assert text.data[mark - text.vaddr:mark - text.vaddr + 9] == \
+        bytes.fromhex('2e 0f 0b d4 da 0f 0b cb cb')
 
 
 # -- validate_code ----------------------------------------------------------------

@@ -52,7 +52,7 @@ from zvm_core.pool import (
     _send,
     _send_json,
 )
-from zvm_core.prepare import Rejected, prepare
+from zvm_core.prepare import Rejected, explained, prepare
 from zvm_core.report import Report
 from zvm_core.validator import Policy, within
 
@@ -363,8 +363,9 @@ def _serve_one(req: dict, fds: list[int], templates: Templates,
                 left = _left(limits, began)
                 # a batch's node is not probed for a start-up snapshot: its key (its
                 # object's LOCAL_* variables) comes once (Snapshots.begin; emulated too)
-                return _noted(warm.run(channels, req['argv'], req['env'], req['seed'],
-                                       req['epoch'], left, image, ahead, probe=tails is None),
+                report = warm.run(channels, req['argv'], req['env'], req['seed'],
+                                  req['epoch'], left, image, ahead, probe=tails is None)
+                return _noted(explained(report, prepared.program, prepared.verdict),
                               limits, left), warm
             except SetupError as e:
                 return Report(e.status, None, str(e), engine='native'), None
@@ -381,6 +382,7 @@ def _serve_one(req: dict, fds: list[int], templates: Templates,
         report = _noted(machine.run(channels, req['argv'], req['env'], req['seed'], req['epoch'],
                                     limits=left, image=image, probe=tails is None),
                         limits, left)
+        report = explained(report, machine.program, verdict)
     except SetupError as e:
         report = Report(e.status, None, str(e))
     report.validation = {'state': 'cached' if verdict.cached else 'ok', 'violations': []}

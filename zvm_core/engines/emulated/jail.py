@@ -3,8 +3,8 @@
 ``Jail`` validates a 64 KiB aligned heap buffer with the same validator as
 the program (and against the validated instructions just below it, which
 must not run on into it), records its instruction starts in the guard's
-bitmap, puts ``ud2`` over its transactional instructions as the program's
-(``validator.without_rtm``) and makes it read+execute (never writable);
+bitmap, puts ``ud2`` over its instructions of extensions the fixed CPU lacks, as
+the program's (``validator.as_fixed_cpu``), and makes it read+execute (never writable);
 ``Unjail`` reverses that and drops the translated code.  Both are undone by a template reset.  The
 trap API itself (``zvm_core.zerovm.trap``) calls them as ``p.jail``.
 """
@@ -80,7 +80,7 @@ class Jail:
         verdict = validate_code(code, addr, self.policy, **self._preceding(addr))
         if not verdict.ok:
             return -errno.EPERM
-        for site in verdict.rtm:        # the guest's own bytes: it may have made them read-only
+        for site in verdict.absent:     # the guest's own bytes: it may have made them read-only
             self.mem.view(site, len(UD2), PROT_R)[:] = UD2
         self.mem.protect(addr, end, PROT_R | PROT_X)
         self.arena.keep(addr, end)          # the code validated stays what runs
