@@ -28,6 +28,7 @@ from zvm_core import validator
 from zvm_core.elf import parse_elf
 from zvm_core.validator import (
     MAX_VIOLATIONS,
+    UD2,
     VALIDATOR_VERSION,
     Policy,
     Verdict,
@@ -796,3 +797,41 @@ def test_a_validation_within_a_deadline_ends_by_it(musl_hello, tmp_path):
         validate(prog, cache=cache)             # its deadline passed: not even the sweep
     assert list(tmp_path.glob('*.json')) == []
     assert validate(prog, cache=cache).ok and len(list(tmp_path.glob('*.json'))) == 1
+
+
+def test_a_site_straddling_two_adjacent_segments_gets_its_ud2_in_both():
+    """An xbegin whose c7 is the last byte of one executable segment and whose f8
+    starts the next (two code sections cut so no decoded instruction starts there:
+    I14 passes): its ud2 is written across the two, not refused as no code (the
+    run had ended as a worker error, the verdict cached ok)."""
+    base = 0x400000
+    first = bytearray(b'\x90' * 0x1000)
+    first[-1] = 0xC7
+    second = bytearray(b'\xcc' * 0x1000)
+    second[0:12] = b'\xf8\x00\x00\x00\x00' + bytes.fromhex('b83c000000') + b'\x0f\x05'
+
+    def phdr(off, vaddr):
+        return struct.pack('<IIQQQQQQ', 1, 5, off, vaddr, vaddr, 0x1000, 0x1000, 0x1000)
+
+    def shdr(name, typ, flags, addr, off, size):
+        return struct.pack('<IIQQQQIIQQ', name, typ, flags, addr, off, size, 0, 0, 1, 0)
+    names = b'\0.text\0.text2\0.shstrtab\0'
+    shoff = 0x3100
+    data = bytearray(shoff + 4 * 64)
+    data[0:64] = struct.pack('<16sHHIQQQIHHHHHH', b'\x7fELF\x02\x01\x01' + b'\0' * 9, 2, 62,
+                             1, base + 0x2000 - 0x10, 64, shoff, 0, 64, 56, 2, 64, 4, 3)
+    data[64:120] = phdr(0x1000, base + 0x1000)
+    data[120:176] = phdr(0x2000, base + 0x2000)
+    data[0x1000:0x2000], data[0x2000:0x3000] = first, second
+    data[0x3000:0x3000 + len(names)] = names
+    data[shoff:shoff + 256] = (shdr(0, 0, 0, 0, 0, 0)
+                               + shdr(1, 1, 6, base + 0x1000, 0x1000, 0x1000)
+                               + shdr(7, 1, 6, base + 0x2005, 0x2005, 0x1000 - 5)
+                               + shdr(14, 3, 0, 0, 0x3000, len(names)))
+    prog = parse_elf(bytes(data))
+    verdict = validate(prog)
+    assert verdict.ok and verdict.absent == (base + 0x1FFF,), verdict
+    patched = {s.vaddr: s.data for s in as_fixed_cpu(prog, verdict).segments}
+    assert patched[base + 0x1000][-1:] + patched[base + 0x2000][:1] == UD2
+    assert patched[base + 0x1000][:-1] == bytes(first[:-1])
+    assert patched[base + 0x2000][1:] == bytes(second[1:])

@@ -263,8 +263,10 @@ static PyObject *decode(const char *data, Py_ssize_t size)
             if (room >= size)       /* each item took a byte of the pickle */
                 goto other;
             struct item *grown = PyMem_Malloc(2 * room * sizeof *stack);
-            if (grown == NULL)
+            if (grown == NULL) {
+                PyErr_NoMemory();
                 goto fail;
+            }
             memcpy(grown, stack, room * sizeof *stack);
             if (stack != small)
                 PyMem_Free(stack);
@@ -322,8 +324,10 @@ static PyObject *decode(const char *data, Py_ssize_t size)
             if ((Py_ssize_t)index >= memo_size) {
                 Py_ssize_t more = index < 64 ? 128 : (Py_ssize_t)index * 2;
                 struct item *grown = PyMem_Realloc(memo, more * sizeof *memo);
-                if (grown == NULL)
+                if (grown == NULL) {
+                    PyErr_NoMemory();
                     goto fail;
+                }
                 for (Py_ssize_t i = memo_size; i < more; i++)
                     grown[i].kind = K_UNSET;
                 memo = grown;

@@ -99,10 +99,14 @@ def open_plain(datadir: str, name: str) -> Opened | None:
                 and ('X-Delete-At' not in metadata
                      or int(metadata['X-Delete-At']) > time.time())
                 and int(metadata['Content-Length']) == size):
-            return Opened(_File(fd), metadata)
+            kept = Opened(_File(fd), metadata)
+            fd = None                   # the file's now
+            return kept
     except (KeyError, ValueError):      # Swift's DiskFile says what
         pass
-    os.close(fd)
+    finally:
+        if fd is not None:              # not handed over (declined, or MemoryError)
+            os.close(fd)
     return None
 
 
