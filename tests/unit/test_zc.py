@@ -1985,7 +1985,11 @@ def test_a_job_id_that_names_no_object_is_a_usage_error(monkeypatch, capsys, com
     ('logs/5eb3f0c2a1d94b7e8f6a1b2c3d4e5f60', 'logs/job-5eb3f0c2a1d94b7e8f6a1b2c3d4e5f60'),
     ('swift://~/logs/5eb3f0c2a1d94b7e8f6a1b2c3d4e5f60',
      'swift://~/logs/job-5eb3f0c2a1d94b7e8f6a1b2c3d4e5f60'),
-    ('job-5eb3f0c2a1d94b7e8f6a1b2c3d4e5f60', 'job-5eb3f0c2a1d94b7e8f6a1b2c3d4e5f60')])
+    ('job-5eb3f0c2a1d94b7e8f6a1b2c3d4e5f60', 'job-5eb3f0c2a1d94b7e8f6a1b2c3d4e5f60'),
+    # in capitals (as a listing or a log may show it) it was "not a job id: give ...
+    # (job-<32 hex digits>...)", though 32 hex digits were given
+    ('5EB3F0C2A1D94B7E8F6A1B2C3D4E5F60', 'job-5eb3f0c2a1d94b7e8f6a1b2c3d4e5f60'),
+    ('logs/JOB-5EB3F0C2A1D94B7E8F6A1B2C3D4E5F60', 'logs/job-5eb3f0c2a1d94b7e8f6a1b2c3d4e5f60')])
 @pytest.mark.parametrize('command', ['status', 'wait', 'result', 'cancel'])
 def test_a_job_id_without_its_prefix_is_the_job_s(monkeypatch, capsys, command: str,
                                                   given: str, meant: str) -> None:

@@ -386,15 +386,17 @@ class _Parser(argparse.ArgumentParser):
         super().error(message)
 
 
-_BARE_ID = re.compile(r'[0-9a-f]{32}')
+_BARE_ID = re.compile(r'(?:job-)?([0-9a-f]{32})', re.IGNORECASE)
 
 
 def _job_id(text: str) -> str:
     """A job id as given, ``<32 hex digits>`` being ``job-<32 hex digits>`` (also in a
-    container or a URL): the id copied without its prefix (a uuid, as a log or a
-    listing's ``cut`` may show it) was refused, though it names one job only."""
+    container or a URL), in any case: the id copied without its prefix (a uuid, as a log
+    or a listing's ``cut`` may show it) or in capitals was refused, though it names one
+    job only (ids are lower-case)."""
     head, slash, last = text.rpartition('/')
-    return f'{head}{slash}job-{last}' if _BARE_ID.fullmatch(last) else text
+    bare = _BARE_ID.fullmatch(last)
+    return f'{head}{slash}job-{bare[1].lower()}' if bare else text
 
 
 def build_parser() -> argparse.ArgumentParser:
