@@ -37,9 +37,11 @@ from zvm_core.validator import (
     Policy,
     Unfinished,
     Verdict,
+    VerdictCache,
     Violation,
     absent_at,
     as_fixed_cpu,
+    cache_key,
     default_cache,
     validate,
 )
@@ -99,10 +101,7 @@ def prepare(program: Program | str | os.PathLike, policy: Policy = Policy(), cac
 def _prepare(program: Program, policy: Policy, cache, engine: str | None, name: str,
              fuel: bool, memory_etag: bool) -> Prepared:
     cache = cache if cache is not None else default_cache()
-    verdict = validate(program, policy, cache)
-    if not verdict.ok:
-        raise Rejected(replace(invalid_report(verdict), engine=name), verdict)
-    program = as_fixed_cpu(program, verdict)    # what both engines map: ud2 for AVX, TSX...
+    verdict, program = _verdict(program, policy, cache, name)
     reason, tsc = engines.unavailable_reason(engine, fuel=fuel), False
     if name == 'native':
         auto = engines.requested(engine) == 'auto'
@@ -118,6 +117,27 @@ def _prepare(program: Program, policy: Policy, cache, engine: str | None, name: 
         else:       # forced native on a host that cannot trace: rdtsc faults
             tsc = traced and untraceable is None
     return Prepared(program, verdict, policy, name, reason, tsc)
+
+
+def _verdict(program: Program, policy: Policy, cache: VerdictCache,
+             name: str) -> tuple[Verdict, Program]:
+    """(its verdict, the program as both engines map it: ud2 for AVX, TSX...), or
+    :class:`Rejected`.  A cached verdict whose sites of absent instructions are not in
+    the program's code (a damaged cache file: decoding checks their form, not that
+    they lie in code) is replaced by the file's, validated again: it stayed cached,
+    and every run of the program was a worker error (``ValueError``).  One not cached
+    is the validator's own: a bug, raised."""
+    verdict = validate(program, policy, cache)
+    while True:
+        if not verdict.ok:
+            raise Rejected(replace(invalid_report(verdict), engine=name), verdict)
+        try:
+            return verdict, as_fixed_cpu(program, verdict)
+        except ValueError:
+            if not verdict.cached:
+                raise
+        verdict = validate(program, policy)         # not cached: a fresh one
+        cache.put(cache_key(program.sha256, policy), verdict)
 
 
 ABSENT_FAULT = ('an instruction of an extension the sandbox\'s CPU lacks (AVX, BMI, TSX, SHA, '

@@ -170,6 +170,23 @@ def test_full_report_as_json(swift_cluster: DevCluster, conn: Connection, make_c
                                     'bytes': len(wc(TEXT * (i + 1))), 'stored': False}]
 
 
+def test_a_node_writing_to_an_undeclared_stdout_is_said_to_have_dropped_it(
+        conn: Connection, make_container, upload) -> None:
+    """wc declares only ``output``: what it prints goes to /dev/null, said by the JSON
+    report's accounting and now by ``X-Nexe-Dropped`` (alone and in a batch)."""
+    container = make_container()
+    for i in range(3):
+        conn.put_object(container, f'part{i}', TEXT * (i + 1))
+    for data, names in [('part0', ['wc']), ('part*', ['wc-1', 'wc-2', 'wc-3'])]:
+        job = wc_job(upload('wc'), f'swift://~/{container}/{data}')
+        job[0]['devices'][1] = {'name': 'output', 'path': f'swift://~/{container}/out-*'}
+        resp = post_job(conn, job)
+        assert (resp.status_code, resp.content) == (200, b''), resp.text
+        assert resp.headers['X-Nexe-Dropped'] == ', '.join(
+            f'{name}: {len(wc(TEXT * (i + 1)))} bytes written to an undeclared stdout'
+            for i, name in enumerate(names))
+
+
 @pytest.mark.parametrize('engine', ['native', 'emulated'])
 def test_a_node_runs_on_the_engine_it_asks_for(conn: Connection, make_container, upload,
                                                engine: str) -> None:

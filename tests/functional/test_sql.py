@@ -467,6 +467,26 @@ def test_a_semicolon_separated_csv_read_with_commas_says_to_give_the_delimiter(
         assert resp.text.splitlines()[1:] == ['east,8', 'west,4']
 
 
+def test_columns_given_over_a_semicolon_separated_csv_say_to_give_the_delimiter(
+        swift_cluster, conn, make_container, make_object) -> None:
+    """With "input"."columns" no header row names the columns: a record read with the
+    wrong delimiter is one field, and the 422 (body and X-Nexe-Error) says which usual
+    delimiter it holds and how to give it; it was only 'has 1 fields, not 2'."""
+    c = make_container('sqlsemicols')
+    make_object(c, 'semi.csv', b'region;qty\neast;3\nwest;4\n')
+    query = f'SELECT region, sum(qty) FROM swift://~/{c}/semi.csv GROUP BY region'
+    resp = sql(conn, {'query': query, 'input': {'columns': ['region', 'qty']}})
+    error = (f'sql: exit 1: sqlite: load: swift://{_account(conn)}/{c}/semi.csv: line 2: '
+             'record 2 has 1 fields, not 2 and holds ";": if the fields are separated by ";" '
+             'give that as "input"."delimiter" (zc sql --delimiter \';\')')
+    assert resp.status_code == 422, resp.text
+    assert resp.text.startswith(error + '\n'), resp.text
+    assert resp.headers['X-Nexe-Error'] == error.replace('fields, not', 'fields; not')
+    resp = sql(conn, {'query': query, 'input': {'columns': ['region', 'qty'],
+                                                'delimiter': ';'}})
+    assert (resp.status_code, resp.text) == (200, 'region,sum(qty)\r\neast,3\r\nwest,4\r\n')
+
+
 def test_an_object_read_for_its_columns_is_read_as_a_job_reads_it(
         swift_cluster, conn, make_container, make_object) -> None:
     """The first object's head is read the way a job reads an object (one path): the

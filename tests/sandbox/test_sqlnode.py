@@ -97,6 +97,30 @@ def test_malformed_csv_fails_saying_where(zvm, sqlite, data, message) -> None:
     assert run.stdout == b''
 
 
+@pytest.mark.parametrize('data,delimiter,error', [
+    (b'a;b;c\n1;2;3\n', ',', 'record 2 has 1 fields, not 3 and holds ";": if the fields are '
+     'separated by ";" give that as "input"."delimiter" (zc sql --delimiter \';\')'),
+    (b'a\tb\tc\n1\t2\t3\n', ',', 'record 2 has 1 fields, not 3 and holds "\\t": if the '
+     'fields are separated by "\\t" give that as "input"."delimiter" (zc sql --delimiter tab)'),
+    (b'a|b|c\n1|2|3\n', ',', 'record 2 has 1 fields, not 3 and holds "|": if the fields are '
+     'separated by "|" give that as "input"."delimiter" (zc sql --delimiter \'|\')'),
+    (b'a,b,c\n1,2,3\n', ';', 'record 2 has 1 fields, not 3 and holds a comma: if commas '
+     'separate the fields give no other "input"."delimiter" (zc sql without --delimiter)'),
+    (b'a,b,c\n"1;2;3"\n', ',', 'record 2 has 1 fields, not 3'),     # quoted: one field
+    (b'a,b,c\n1;2,3\n', ',', 'record 2 has 2 fields, not 3'),       # not the delimiter's
+    (b'a,b,c\n123\n', ',', 'record 2 has 1 fields, not 3'),
+])
+def test_a_record_of_one_field_holding_a_delimiter_says_to_give_it(zvm, sqlite, data,
+                                                                    delimiter, error) -> None:
+    """Read with the wrong delimiter (the columns given, so no header names them), a
+    record is one field: the error says which usual delimiter it holds (not in quotes)
+    and how to give it, as the proxy says of a header row of one column."""
+    run = node(zvm, sqlite, data, SCHEMA, '--load', 'csvh', '/dev/input', '--delimiter',
+               delimiter, '--query', 'SELECT * FROM t')
+    assert run.report['retcode'] == 1
+    assert run.stderr.decode() == f'sqlite: load: /dev/input: line 2: {error}\n'
+
+
 @pytest.mark.parametrize('data,message', [
     (b'a,b,c\n\n1,2,3\n4,"two\r\nlines",6\n7,8\n', 'line 6: record 4 has 2 fields, not 3'),
     (b'a,b,c\r\n1,2,3\r\n"x\ny"z,1,2\r\n', 'line 3: record 3: text after a closing quote'),

@@ -754,6 +754,38 @@ def test_a_node_past_its_time_or_fuel_is_told_what_sets_the_limit(
         'gives a node each) or ask the operator')
 
 
+def test_bytes_written_to_an_undeclared_stdout_are_said_to_be_dropped(mw, swift,
+                                                                     servers) -> None:
+    """A node that declares only ``output`` and writes to stdout too: the object server
+    gave it /dev/null, and only the JSON report's accounting said so; the plain response
+    says it in ``X-Nexe-Dropped``.  A declared stdout, or nothing written, leaves the
+    headers as they were."""
+    def answer(stdout_bytes: int, device: str = 'output'):
+        def run(plan, headers, members):
+            report, outputs = ok(b'stored\n')(plan, headers, members)
+            outputs = {device: outputs.pop('stdout')}
+            report['etags'] = {f'/dev/{device}': hashlib.md5(b'stored\n').hexdigest()}
+            report['accounting']['channels'] = {
+                '/dev/stdout': {'reads': 0, 'read_bytes': 0, 'writes': 1,
+                                'write_bytes': stdout_bytes},
+                f'/dev/{device}': {'reads': 0, 'read_bytes': 0, 'writes': 1, 'write_bytes': 7}}
+            return report, outputs
+        return run
+    output_only = job(stdout={'name': 'output', 'path': 'swift://~/c/counted'})
+    servers(d0=answer(12))
+    resp = post(mw, output_only)
+    assert (resp.status_int, resp.body) == (200, b'')
+    assert resp.headers['X-Nexe-Dropped'] == 'wc: 12 bytes written to an undeclared stdout'
+    assert swift.objects['/v1/AUTH_a/c/counted'][1] == b'stored\n'
+    servers(d0=answer(0))
+    quiet = post(mw, output_only)
+    assert quiet.status_int == 200 and 'X-Nexe-Dropped' not in quiet.headers
+    assert set(resp.headers) - set(quiet.headers) == {'X-Nexe-Dropped'}
+    servers(d0=answer(7, 'stdout'))       # stdout declared: its bytes are the body
+    declared = post(mw, job())
+    assert declared.body == b'stored\n' and 'X-Nexe-Dropped' not in declared.headers
+
+
 def test_a_refusal_is_final(swift, servers, monkeypatch) -> None:
     # the request is larger than the proxy's own zerovm_maxinput: the job's inputs
     FakeRing.install(monkeypatch)

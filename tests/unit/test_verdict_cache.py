@@ -55,3 +55,40 @@ def test_a_program_validated_at_once_by_several_is_validated_once(tmp_path, monk
     assert sorted(v.cached for v in got) == [False, True, True, True]
     assert all(v.ok and v.instructions == 3 for v in got)
     assert list(tmp_path.glob('*.lock')) == []
+
+
+def test_a_cached_verdict_whose_sites_are_not_in_the_code_is_validated_again(tmp_path):
+    """A damaged cache file whose sites of absent instructions lie outside the code
+    (its decoding checks their form only): the program is validated again and that
+    verdict replaces it, in memory and on disk; it stayed cached, and every run of
+    the program was a worker error (as_fixed_cpu's ValueError)."""
+    import dataclasses
+    import json
+    import subprocess
+
+    from zvm_core.elf import parse_elf
+    from zvm_core.prepare import prepare
+    from zvm_core.validator import UD2, Policy, cache_key, validate
+    src = tmp_path / 'tsx.S'
+    src.write_text('.globl _start\n.text\n_start:\n xtest\n mov $60, %eax\n'
+                   ' xor %edi, %edi\n syscall\n')
+    subprocess.run(['gcc', '-nostdlib', '-static', '-o', str(tmp_path / 'tsx'), str(src)],
+                   check=True)
+    program = parse_elf((tmp_path / 'tsx').read_bytes())
+    good = validate(program)
+    assert good.ok and len(good.absent) == 1
+    key = cache_key(program.sha256, Policy())
+    directory = tmp_path / 'verdicts'
+    damaged = dataclasses.replace(good, absent=(0x10,))
+    VerdictCache(directory).put(key, damaged)          # on disk, as another process left it
+    in_memory = VerdictCache(None)
+    in_memory.put(key, damaged)
+    for cache in (VerdictCache(directory), in_memory):
+        assert cache.get(key).absent == (0x10,)
+        prepared = prepare(program, cache=cache)
+        assert prepared.verdict.absent == good.absent and not prepared.verdict.cached
+        text = next(s for s in prepared.program.segments if s.executable)
+        site = good.absent[0] - text.vaddr
+        assert text.data[site:site + 2] == UD2
+        assert cache.get(key).absent == good.absent
+    assert json.loads((directory / f'{key}.json').read_text())['absent'] == list(good.absent)

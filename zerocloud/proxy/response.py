@@ -61,6 +61,7 @@ HINTS = {'memory': ('memory limit reached', MEMORY_HINT),
          'timeout': ('wall-clock timeout', TIMEOUT_HINT),
          'fuel': ('fuel exhausted', _limit_hint('zerovm_fuel', TOO_MUCH))}
 BODY_BYTES = 'X-Nexe-Body-Bytes'     # bytes of the response body from each node
+DROPPED = 'X-Nexe-Dropped'           # nodes that wrote to an undeclared stdout, and how much
 # HTTP status of a node by how it ended; ``killed`` by the host's trouble (its report's
 # ``host_failure``): 503 (NodeResult.http).
 EXIT_FAILED = 422        # a program that exited with a code the job does not accept
@@ -470,9 +471,24 @@ def nexe_headers(results: list[NodeResult], seconds: float) -> dict[str, str]:
         [f'{seconds:.3f}', *(x for r in results for x in cdr(r))], sep=', ')
     truncated |= cut
     truncated |= error_header(results, headers)
+    dropped = [f'{r.node.name}: {n} bytes written to an undeclared stdout'
+               for r in results if (n := undeclared_stdout(r))]
+    if dropped:
+        headers[DROPPED], cut = header(dropped, sep=', ')
+        truncated |= cut
     if truncated:
         headers['X-Nexe-Truncated'] = 'true'
     return headers
+
+
+def undeclared_stdout(r: NodeResult) -> int:
+    """Bytes the node of ``r`` wrote to a stdout its job does not declare: the object
+    server gave it ``/dev/null`` and they are lost, which only the report's accounting
+    said (the JSON report): :data:`DROPPED` says it in the plain response too."""
+    channel = (r.report.accounting.get('channels') or {}).get('/dev/stdout')
+    if not channel or any(d.name == 'stdout' for d in r.node.devices):
+        return 0
+    return channel.get('write_bytes', 0)
 
 
 def error_header(results: Iterable[NodeResult], headers: dict[str, str]) -> bool:

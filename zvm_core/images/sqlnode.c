@@ -288,6 +288,8 @@ static struct input {
     char **numeric_names;
     long skipped;                     /* malformed records skipped (this pass) */
     char why[256];                    /* what is wrong with the current record ("" if nothing) */
+    int held;                         /* CSV: a usual delimiter in the record's first field
+                                       * outside quotes (0 if none): the wrong one given */
     char first_bad[256];              /* "line <n>: <what>" of the first one skipped */
 } in;
 
@@ -299,6 +301,23 @@ static void bad_input(const char *fmt, ...) {
     fputc('\n', stderr);
     va_end(ap);
     exit(1);
+}
+
+/* For a record of one field holding `held` (0: none), a usual delimiter other than
+ * the one given: the objects were likely read with the wrong one; how to give theirs
+ * (as zerocloud.sql.planner says of a header row of one column).  No comma but in the
+ * message's start: X-Nexe-Error's values are comma-separated, a comma becomes ';'. */
+static const char *delimiter_hint(int held) {
+    static char hint[160];
+    char shown[3] = {(char)held, 0, 0}, zc[4] = {'\'', (char)held, '\'', 0};
+    if (held == ',')
+        return " and holds a comma: if commas separate the fields give no other "
+               "\"input\".\"delimiter\" (zc sql without --delimiter)";
+    if (!held) return "";
+    if (held == '\t') memcpy(shown, "\\t", 3), memcpy(zc, "tab", 4);
+    snprintf(hint, sizeof hint, " and holds \"%s\": if the fields are separated by \"%s\" "
+             "give that as \"input\".\"delimiter\" (zc sql --delimiter %s)", shown, shown, zc);
+    return hint;
 }
 
 /* The current record is malformed ("line <n>: ..."): fatal, or with --skip-bad
@@ -473,6 +492,7 @@ static int csv_record(void) {
     int nf = 0, blank = 1, c;
     in.rec.n = 0;
     in.why[0] = 0;
+    in.held = 0;
     for (;;) {                                   /* one field */
         int col = nf < in.width ? (in.keep ? in.keep[nf] : nf + 1) : 0;
         size_t at = in.rec.n, seen = 0;       /* seen: the field's bytes, kept or not */
@@ -513,6 +533,8 @@ static int csv_record(void) {
                 unsigned char *p = s->buf + s->i, *e = s->buf + s->n, *q = p;
                 while (q < e && *q != in.delim && *q != '\n' && *q != '\r') q++;
                 if (col) put(&in.rec, p, (size_t)(q - p));
+                for (const char *d = ",;\t|"; !nf && !in.held && *d; d++)
+                    if (memchr(p, *d, (size_t)(q - p))) in.held = *d;
                 seen += (size_t)(q - p);
                 s->i = (int)(q - s->buf);
                 if (q < e) {
@@ -618,8 +640,8 @@ static int input_next(void) {
                 bad_record("line %ld: record %ld has more than %d fields", in.line, in.record,
                            in.width);
             else if (nf != in.width)
-                bad_record("line %ld: record %ld has %d fields, not %d", in.line, in.record, nf,
-                           in.width);
+                bad_record("line %ld: record %ld has %d fields, not %d%s", in.line, in.record, nf,
+                           in.width, nf == 1 ? delimiter_hint(in.held) : "");
             else {
                 in.rows++;
                 return 1;
