@@ -141,7 +141,8 @@ def _verdict(program: Program, policy: Policy, cache: VerdictCache,
 
 
 ABSENT_FAULT = ('an instruction of an extension the sandbox\'s CPU lacks (AVX, BMI, TSX, SHA, '
-                'GFNI, ADX, XSAVE: build without -mavx or -march=native)')
+                'GFNI, ADX, XSAVE: build without -march=native, -mavx* or -mbmi*; '
+                '-march=x86-64-v2 at most)')
 
 
 def explained(report: Report, program: Program, verdict: Verdict) -> Report:
