@@ -145,6 +145,9 @@ class FdBacking(Backing):
         self.fd, self.owned = fd, owned
         st = os.fstat(fd)
         self.seekable = stat.S_ISREG(st.st_mode)
+        # the file's identity (an open descriptor's never changes): the native C loop
+        # reads it here, not with an fstat of its own per run (fastcall.c: fill_chan)
+        self.dev, self.ino = st.st_dev, st.st_ino
         null = stat.S_ISCHR(st.st_mode) and st.st_rdev == _DEV_NULL
         # /dev/null is no terminal: not asked (an ioctl per channel of a warm run)
         self.full_reads = not self.seekable and (null or not os.isatty(fd))

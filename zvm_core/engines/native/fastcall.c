@@ -130,7 +130,7 @@ static PyObject *s_recorder, *s_fds, *s_syscalls, *s_access, *s_channel, *s_rand
     *s_direct, *s_fd, *s_cursor, *s_end, *s_quota, *s_counters, *s_gets, *s_get_size, *s_puts,
     *s_put_size, *s_reads, *s_read_bytes, *s_writes, *s_write_bytes, *s_appending, *s_md5,
     *s_appended, *s_read_md5, *s_pipe, *s_nowait, *s_clock, *s_clock_ns, *s_data,
-    *s_keep, *s_seekable, *s_tracer, *s_mode;
+    *s_keep, *s_seekable, *s_tracer, *s_mode, *s_dev, *s_ino;
 
 static pthread_key_t scratch;       /* a thread's buffer, freed when the thread ends */
 
@@ -684,11 +684,19 @@ static int fill_chan(struct ctx *c, struct cache *k, struct held *h, PyObject *c
     if (quota == NULL || counters == NULL)
         return -1;
     if (ch.regular) {       /* read ahead: a read-only channel whose file no other has */
-        struct stat st;
-        if (fstat(ch.hostfd, &st) < 0)
-            return -1;
-        ch.dev = st.st_dev;
-        ch.ino = st.st_ino;
+        /* the file's identity, as the FdBacking's fstat found it when made (an open
+         * descriptor's never changes): two system calls a batch's node less; fstat'd
+         * here if it has none (or one beyond 63 bits) */
+        long long dev = get_ll(backing, s_dev), ino = get_ll(backing, s_ino);
+        if (dev < 0 || ino < 0) {
+            struct stat st;
+            if (fstat(ch.hostfd, &st) < 0)
+                return -1;
+            dev = (long long)st.st_dev;
+            ino = (long long)st.st_ino;
+        }
+        ch.dev = (dev_t)dev;
+        ch.ino = (ino_t)ino;
         ch.ahead = get_ll(chobj, s_mode) == CH_READ;
         for (int i = 0; i < k->nchans; i++) {
             struct chan *other = &k->chans[i];
@@ -2039,6 +2047,7 @@ PyMODINIT_FUNC PyInit__fastcall(void)
         {&s_read_md5, "_read_md5"}, {&s_pipe, "pipe"},
         {&s_nowait, "nowait"}, {&s_clock, "clock"}, {&s_clock_ns, "clock_ns"},
         {&s_data, "data"}, {&s_keep, "keep"}, {&s_seekable, "seekable"}, {&s_tracer, "tracer"}, {&s_mode, "mode"},
+        {&s_dev, "dev"}, {&s_ino, "ino"},
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if ((*names[i].slot = PyUnicode_InternFromString(names[i].name)) == NULL)

@@ -224,11 +224,14 @@ class Guest:
             for s in self.program.segments if s.writable and s.data]
 
     def run_spec(self, channels: list[Channel], argv: list[bytes], envp: list[bytes],
-                 seed: int, timeout: float) -> Spec:
+                 seed: int, timeout: float, repeats: bool = True) -> Spec:
         """This run's bytes (user manifest, initial stack) and limits: what a
-        template's child is given (:meth:`Template.start`)."""
+        template's child is given (:meth:`Template.start`).  ``repeats``: runs with
+        the same arguments may follow (not a batch's node: its object's ``LOCAL_*``
+        variables are its own), whose initial stack is kept (:func:`_stack`)."""
         p = self.program
-        sp, stack = _stack(p, argv, envp, seed)
+        sp, stack = _stack(p, argv, envp, seed) if repeats else \
+            initial_stack(p, argv, envp, _at_random(seed))
         try:
             manifest = trap.user_manifest(self.arena.start, self.arena.end - self.arena.start,
                                           channels)
@@ -283,24 +286,30 @@ _AT_RANDOM: dict[int, bytes] = {}   # seed -> its AT_RANDOM bytes (at most STACK
 def _stack(program: Program, argv: list[bytes], envp: list[bytes],
            seed: int) -> tuple[int, bytes]:
     """The initial stack pointer and stack (a function of these alone: the same bytes
-    for every run of a program with the same arguments and seed).  A batch's nodes
-    differ in their arguments (each its own name and object), not in their seed:
-    the AT_RANDOM bytes (two SHA-256) are kept by seed, the stack by all four."""
+    for every run of a program with the same arguments and seed), kept by all four.
+    A batch's node does not come here (``Guest.run_spec``): each its own name and
+    object's variables, its stack would never be used again, and a chunk of 16 nodes
+    evicted every stack kept."""
     key = (program.sha256, tuple(argv), tuple(envp), seed)
     got = _STACKS.pop(key, None)
     if got is None:
-        at_random = _AT_RANDOM.get(seed)
-        if at_random is None:
-            if len(_AT_RANDOM) >= STACKS:
-                _AT_RANDOM.clear()
-            at_random = _AT_RANDOM[seed] = SeededStream(seed, b'AT_RANDOM').take(16)
-        got = initial_stack(program, argv, envp, at_random)
+        got = initial_stack(program, argv, envp, _at_random(seed))
         if len(got[1]) > STACK_KEPT:
             return got
         if len(_STACKS) >= STACKS:
             _STACKS.popitem(last=False)
     _STACKS[key] = got
     return got
+
+
+def _at_random(seed: int) -> bytes:
+    """The AT_RANDOM bytes of ``seed`` (two SHA-256), kept for at most STACKS seeds."""
+    at_random = _AT_RANDOM.get(seed)
+    if at_random is None:
+        if len(_AT_RANDOM) >= STACKS:
+            _AT_RANDOM.clear()
+        at_random = _AT_RANDOM[seed] = SeededStream(seed, b'AT_RANDOM').take(16)
+    return at_random
 
 
 def _prot(flags: int) -> int:
@@ -1156,8 +1165,10 @@ def run(program: Program, channels: list[Channel], argv: list[str], env: dict[st
     if start is not None:
         start.setup(guest)
         template = start.template
-    make_spec = guest.spec if template is None else guest.run_spec
-    spec = make_spec(guest.trap_channels, argv_b, envp_b, seed, timeout)
+    if template is None:
+        spec = guest.spec(guest.trap_channels, argv_b, envp_b, seed, timeout)
+    else:       # a run not probed is a batch's node: its stack, its own, is not kept
+        spec = guest.run_spec(guest.trap_channels, argv_b, envp_b, seed, timeout, probe)
     if start is not None:
         start.adjust(spec)
     guest.deadline = began + timeout     # a probe before this run counts
