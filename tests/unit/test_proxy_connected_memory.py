@@ -67,9 +67,12 @@ def test_a_connected_jobs_unconnected_wildcard_costs_a_few_kib_a_node(
         return tracemalloc.get_traced_memory()[1] - start
 
     def per_node(extra: list[dict]) -> float:
+        """The least of three measures: one came out 13 KB a node once in CI, in a
+        worker that had run many other files (tracemalloc counts every thread's
+        allocations); it was not seen alone, under CPU load or after the unit suite."""
         peak([wildcard('many'), *extra])          # warm: imports, caches, the hub's timers
-        return (peak([wildcard('many'), *extra]) - peak([wildcard('few'), *extra])) / (
-            MANY - FEW)
+        return min((peak([wildcard('many'), *extra]) - peak([wildcard('few'), *extra]))
+                   / (MANY - FEW) for _ in range(3))
 
     tracemalloc.start()
     try:
