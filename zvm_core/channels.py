@@ -75,6 +75,11 @@ class Quota:
     puts: int = UNLIMITED
     put_size: int = UNLIMITED
 
+    def limits(self, kind: str = '') -> list[tuple[str, int]]:
+        """(name, value) of each limit set, of those named ``kind...`` (``get``,
+        ``put``; '' for all): what a refusal's message names."""
+        return [(k, v) for k, v in vars(self).items() if k.startswith(kind) and v != UNLIMITED]
+
     @classmethod
     def parse(cls, text: str, base: Quota | None = None) -> Quota:
         """``gets:N,get_size:N,puts:N,put_size:N`` (any subset) -> Quota."""

@@ -18,7 +18,7 @@ import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 
-from zvm_core.channels import READ, UNLIMITED, WRITE, Channel
+from zvm_core.channels import READ, WRITE, Channel
 from zvm_core.cpu import CPUID_TABLE
 from zvm_core.elf import Program
 from zvm_core.limits import (  # noqa: F401 (the executor's API)
@@ -142,7 +142,7 @@ def blame_limits(status: str, retcode: int | None, message: str, arena: Arena,
 def _with_limits(channel: Channel) -> str:
     """``/dev/stdout (put_size 1048576)``: a channel and the quota limits it has, so
     that a refused write says how much was allowed, as the memory limit does."""
-    limits = [f'{k} {v}' for k, v in vars(channel.quota).items() if v != UNLIMITED]
+    limits = [f'{k} {v}' for k, v in channel.quota.limits()]
     return f'{channel.alias} ({", ".join(limits)})' if limits else channel.alias
 
 

@@ -20,7 +20,7 @@ import os
 import struct
 from collections.abc import Iterable, Iterator
 
-from zvm_core.channels import MAX_SIZE, READ, UNLIMITED, WRITE, Channel
+from zvm_core.channels import MAX_SIZE, READ, WRITE, Channel
 from zvm_core.memory import PROT_R, PROT_W
 from zvm_core.report import SIGPIPE_STATE
 from zvm_core.syscalls import fs  # fs imports io too: both used at call time only
@@ -215,8 +215,7 @@ def _refused(p, ch: Channel, what: str) -> int:
     """ZeroVM answers EDQUOT; a guest that ignores it and tries again is stopped."""
     if ch.refused > 1:
         kind = 'put' if what == 'write' else 'get'
-        limits = ', '.join(f'{k}={v}' for k, v in vars(ch.quota).items()
-                           if k.startswith(kind) and v != UNLIMITED)
+        limits = ', '.join(f'{k}={v}' for k, v in ch.quota.limits(kind))
         raise Stop('quota', f'{ch.alias}: {what} quota exceeded and the program kept '
                             f'trying (limits: {limits})')
     return -errno.EDQUOT
