@@ -10,11 +10,14 @@ REPORT_HEADER = 'X-Zerovm-Report'       # "json": the answer is the JSON report
 DEFERRED_HEADER = 'X-Zerovm-Deferred'   # always | auto | never (zerocloud.deferred)
 
 
-def error_line(stderr: str) -> str:
-    """The line of stderr that says what went wrong (``X-Nexe-Error``'s ``exit N:
-    <this>``; ``zc local run`` says the same): the last one, but for a Lua error the
-    one before its ``stack traceback:`` (Lua prints the message first)."""
+def exit_error(retcode: int | None, stderr: str) -> str:
+    """What a failed exit says (``X-Nexe-Error``; ``zc local run`` says the same):
+    ``exit N: <the line of stderr that says what went wrong>``, the last one, but for
+    a Lua error the one before its ``stack traceback:`` (Lua prints the message
+    first); ``exit N`` alone for an empty stderr."""
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
     if 'stack traceback:' in lines[1:]:
-        return lines[lines.index('stack traceback:') - 1]
-    return lines[-1] if lines else ''
+        last = lines[lines.index('stack traceback:') - 1]
+    else:
+        last = lines[-1] if lines else ''
+    return f'exit {retcode}' + (f': {last}' if last else '')

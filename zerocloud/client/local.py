@@ -29,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
 
-from zerocloud.answer_format import error_line
+from zerocloud.answer_format import exit_error
 from zerocloud.client.jobs import ZAPP_TYPE, BuildError, Payload, tar_bytes
 from zerocloud.client.report import OK, JobResult, node_from_report
 from zerocloud.client.sandbox import ZVM, zvm_env
@@ -168,8 +168,8 @@ class LocalRun:
             if result.failed and stderr.exists():
                 result.stderr = stderr.read_text('utf-8', 'replace')
             if result.failed and result.status == OK and not result.error:
-                last = error_line(result.stderr)    # what the cluster's X-Nexe-Error says
-                result.error = f'exit {result.retcode}' + (f': {last}' if last else '')
+                # what the cluster's X-Nexe-Error says
+                result.error = exit_error(result.retcode, result.stderr)
             attached = node.attach.path if node.attach is not None else None
             result.object = attached.path[len(ACCOUNT) + 2:] if attached else ''
             results.append(result)

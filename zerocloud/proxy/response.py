@@ -34,7 +34,7 @@ from swift.common.swob import Response
 from swift.common.utils import close_if_possible
 
 from zerocloud import cgiout, graph, turns, wire
-from zerocloud.answer_format import NODES_HEADER, SUMMARY_NODES, error_line
+from zerocloud.answer_format import NODES_HEADER, SUMMARY_NODES, exit_error
 from zerocloud.job import Node
 from zerocloud.proxy.outputs import OutputFile
 
@@ -175,8 +175,7 @@ class NodeResult:
         if self.error:
             return self.error
         if self.exit_failed:
-            last = error_line(self.stderr)
-            return f'exit {self.report.retcode}' + (f': {last}' if last else '')
+            return exit_error(self.report.retcode, self.stderr)
         if self.status in HINTS:
             default, hint = HINTS[self.status]
             head, then, rest = (self.report.message or default).partition('; then: ')
