@@ -306,6 +306,17 @@ class _Image:
         o = addr - self.origin
         return 0 <= o < len(self.data) and bool(self.bits[o >> 3] >> (o & 7) & 1)
 
+    def owner(self, p: int) -> int | None:
+        """The offset of the decoded instruction whose opcode or prefix the byte at
+        offset ``p`` is (back over prefix bytes only to an instruction start), or None:
+        the bytes of a pattern found without decoding everything again."""
+        data, bits = self.data, self.bits
+        q = p
+        while not bits[q >> 3] >> (q & 7) & 1 and q > 0 and p - q < _MAX_INSN \
+                and data[q - 1] in _PREFIXES:
+            q -= 1
+        return q if bits[q >> 3] >> (q & 7) & 1 else None
+
     def start_before(self, addr: int) -> int | None:
         """The closest instruction start below ``addr`` (to name what a target hits)."""
         for a in range(addr - 1, max(addr - _MAX_INSN, self.origin) - 1, -1):
@@ -538,11 +549,8 @@ class _Sweep:
         for pattern, (rule, why) in _ESCAPES:
             p, flagged = data.find(pattern), None
             while p >= 0:
-                q = p
-                while not img.is_start(img.origin + q) and q > 0 and p - q < _MAX_INSN \
-                        and data[q - 1] in _PREFIXES:
-                    q -= 1
-                insn = self.decode_one(img, q) if img.is_start(img.origin + q) else None
+                q = img.owner(p)
+                insn = self.decode_one(img, q) if q is not None else None
                 if insn is not None and insn[0] != flagged and (
                         pattern == b'\x0f\x0f' or pattern == b'\x8f' and insn[2] != 'pop'
                         or pattern == b'\xf0' and '[' not in insn[3]
@@ -555,16 +563,13 @@ class _Sweep:
         """Note every VEX- or EVEX-encoded instruction the sweep decoded, by its bytes: an
         opcode byte of :data:`VEX_OPCODES` after any legacy prefixes and REX (found as
         :meth:`check_escapes` finds its bytes, without decoding again)."""
-        data, origin, bits = img.data, img.origin, img.bits
+        data = img.data
         for opcode in VEX_OPCODES:
             p = data.find(opcode)
             while p >= 0:
-                q = p
-                while not bits[q >> 3] >> (q & 7) & 1 and q > 0 and p - q < _MAX_INSN \
-                        and data[q - 1] in _PREFIXES:
-                    q -= 1
-                if bits[q >> 3] >> (q & 7) & 1:
-                    self.absent.append(origin + q)
+                q = img.owner(p)
+                if q is not None:
+                    self.absent.append(img.origin + q)
                 p = data.find(opcode, p + 1)
 
     def check_absent(self, images: list[_Image]) -> None:
