@@ -139,11 +139,11 @@ FIRST_STATE_WAIT = 2.0                   # seconds the 202 waits for the state's
 STALE_BEATS = 3                          # a state this many heartbeats old is a lost job
 HUNG_LIMITS = 10                         # (zerovm_timeout + chain_timeout) without a
                                          # node moving: a hung job, however alive its proxy
-LOST_MAX = 65536                         # bytes: a lost result's .headers is smaller
 CANCEL_SUFFIX = '.cancel'                # stored by a DELETE of the state: stop the job
 CANCEL_EVERY = 1.0                       # seconds; how often the running job looks for it
-STATE_MAX = 65536                        # bytes: a state is ~400; a larger object named so
-                                         # is a user's, not read (it held the proxy's memory)
+STATE_MAX = 65536                        # bytes: a state (~400) or a lost result's .headers
+                                         # is smaller; a larger object named so is a user's,
+                                         # not read (it held the proxy's memory)
 _JOB = r'/([^/]+)/([^/]+)/([^/]+)/(' + jobnames.NAME.pattern + ')'
 _RESULT = re.compile(_JOB + re.escape(HEADERS_SUFFIX))
 _STATE = re.compile(_JOB + re.escape(STATE_SUFFIX))
@@ -555,15 +555,27 @@ def _read_state(app, req: Request, base: str,
     None without one (or unread: Swift refused or failed the GET); :data:`_NOT_OURS`
     for an object there that this proxy did not write (the user's own: a larger one
     never read whole), which no job's proxy reads or cancels."""
-    state = _request(app, req, 'GET', base + STATE_SUFFIX)
-    if state.status_int != 200 or (state.content_length or STATE_MAX + 1) > STATE_MAX:
-        close_if_possible(state.app_iter)
-        return _NOT_OURS if state.status_int == 200 else None
+    found, running = _small_json(app, req, base + STATE_SUFFIX)
+    if running is None:
+        return _NOT_OURS if found else None
     try:
-        running = json.loads(state.body)
         return running, _lost_why(running, config)
     except (ValueError, TypeError, KeyError, OverflowError, RecursionError):
         return _NOT_OURS        # not a state this proxy wrote (the user's to overwrite)
+
+
+def _small_json(app, req: Request, path: str) -> tuple[bool, object]:
+    """(whether Swift answered the GET of ``path`` with an object, what it holds if it
+    is JSON of at most :data:`STATE_MAX` bytes, else None): a state or a lost result's
+    ``.headers``, objects any writer of the container can also write."""
+    got = _request(app, req, 'GET', path)
+    if got.status_int != 200 or (got.content_length or STATE_MAX + 1) > STATE_MAX:
+        close_if_possible(got.app_iter)
+        return got.status_int == 200, None
+    try:
+        return True, json.loads(got.body)
+    except (ValueError, RecursionError):
+        return True, None
 
 
 def settle_lost(app, env: dict, logger, config: Config | None = None) -> None:
@@ -769,14 +781,7 @@ def _reported_lost(app, req: Request, headers: str) -> str | None:
     """What the result's ``.headers`` object (a path) says if it is a lost result (its
     ``X-Nexe-Error``), else None: a job's own result, none, or one this proxy did not
     store (too large to be a lost one: not read)."""
-    earlier = _request(app, req, 'GET', headers)
-    if earlier.status_int != 200 or (earlier.content_length or LOST_MAX + 1) > LOST_MAX:
-        close_if_possible(earlier.app_iter)
-        return None
-    try:
-        said = json.loads(earlier.body)
-    except (ValueError, RecursionError):
-        return None
+    _, said = _small_json(app, req, headers)
     if isinstance(said, dict) and said.get('X-Nexe-Status') == 'lost':
         # a header's value (X-Nexe-Reported-Lost), from an object any user who may write
         # the container can write: a line break in it added headers to the answer
