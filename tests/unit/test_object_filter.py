@@ -1157,7 +1157,7 @@ def test_zerovm_engine_native_on_a_host_without_it_stops_the_server(devices,
                                                                     monkeypatch) -> None:
     # every node sent here ended `killed` (HTTP 500) with the reason, job after job
     from zvm_core import engines
-    monkeypatch.setattr(engines, 'native_unavailable',
+    monkeypatch.setattr(engines, 'native_unavailable_apart',
                         lambda: 'turned off by the operator (ZVM_NATIVE=off)')
     with pytest.raises(ValueError) as e:
         ObjectExecMiddleware(None, {'devices': str(devices), 'mount_check': 'false',
@@ -1168,6 +1168,30 @@ def test_zerovm_engine_native_on_a_host_without_it_stops_the_server(devices,
     for engine in ('auto', 'emulated'):         # they run here whatever the host
         ObjectExecMiddleware(None, {'devices': str(devices), 'mount_check': 'false',
                                     'zerovm_engine': engine})
+
+
+def test_zerovm_engine_native_starts_a_server_whose_sockets_eventlet_patched(
+        devices) -> None:
+    # the probe ran in the server's main process, where a green socket has no recvmsg
+    # (the non-blocking one beneath failed at once, EAGAIN) and select has no poll:
+    # `zerovm_engine = native` never started an object server, saying the host could not
+    code = ('import eventlet; eventlet.patcher.monkey_patch(all=False, socket=True, '
+            'select=True, thread=True); '
+            'from zerocloud.object.middleware import ObjectExecMiddleware as M; '
+            f'M(None, {{"devices": {str(devices)!r}, "mount_check": "false", '
+            '"zerovm_engine": "native"}); print("started")')
+    done = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.stdout == 'started\n', done.stderr[-2000:]
+
+
+def test_the_probe_apart_says_why_the_host_cannot(monkeypatch) -> None:
+    from zvm_core import engines
+    monkeypatch.setenv('ZVM_NATIVE', 'off')
+    assert engines.native_unavailable_apart() == ('turned off by the operator '
+                                                  '(ZVM_NATIVE=off)')
+    monkeypatch.setenv('ZVM_NATIVE', 'on')
+    assert engines.native_unavailable_apart() is None
 
 
 def test_a_node_asking_an_engine_this_host_cannot_run_is_refused(server, devices, guest,
@@ -1246,7 +1270,7 @@ def test_the_environments_engine_is_checked_at_start(devices, monkeypatch, varia
     # operator18: a server with zerovm_engine unset and a bad ZVM_ENGINE started, and
     # every node then failed on it
     from zvm_core import engines
-    monkeypatch.setattr(engines, 'native_unavailable',    # the probe's answer is kept
+    monkeypatch.setattr(engines, 'native_unavailable_apart',
                         lambda: 'turned off by the operator (ZVM_NATIVE=off)')
     for name, value in variables.items():
         monkeypatch.setenv(name, value)

@@ -241,7 +241,7 @@ def _check_engine(engine: str | None) -> None:
     except engines.EngineError as e:
         raise ValueError(f'ZVM_ENGINE in the object server\'s environment: {e}; or set '
                          f'zerovm_engine in [filter:zerocloud]') from None
-    reason = engines.native_unavailable() if chosen == 'native' else None
+    reason = engines.native_unavailable_apart() if chosen == 'native' else None
     if reason:
         raise ValueError(f'{setting}native: this host cannot run the native engine: '
                          f'{reason}; set zerovm_engine = auto (native where the host can, '

@@ -11,6 +11,8 @@ can run it and emulated when a fuel limit is asked for or it cannot.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 ENGINES = ('native', 'emulated')
 CHOICES = ('auto', *ENGINES)
@@ -42,6 +44,30 @@ def requested(engine: str | None = None) -> str:
 def native_unavailable() -> str | None:
     from zvm_core.engines.native import unavailable
     return unavailable()
+
+
+# the child's answer: nothing when the host can, else the reason (one line)
+_ASK = ('from zvm_core.engines import native_unavailable; '
+        'print((native_unavailable() or "").replace("\\n", " "))')
+
+
+def native_unavailable_apart(timeout: float = 120.0) -> str | None:
+    """:func:`native_unavailable` as a new process of this Python finds it, as a pool's
+    workers (each such a process) will: for a process where the engine cannot run
+    itself (an object server's main process, whose sockets and ``select`` eventlet
+    patched: the supervisor's ``recvmsg`` and ``poll`` are not there).  ``timeout``
+    covers the loader's first build."""
+    try:
+        done = subprocess.run([sys.executable, '-c', _ASK], capture_output=True, text=True,
+                              stdin=subprocess.DEVNULL, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return f'the probe did not finish in {timeout:.0f} s'
+    except OSError as e:
+        return f'the probe could not start: {e}'
+    if done.returncode:
+        last = done.stderr.strip().splitlines()[-1:] or [f'exit status {done.returncode}']
+        return f'the probe failed: {last[0]}'
+    return done.stdout.strip() or None
 
 
 def available() -> dict[str, str | None]:
