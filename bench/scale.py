@@ -32,8 +32,11 @@ servers, 2 replicas, no system images: the program is C):
   thread), counted locally in Python exactly as wc.c counts; the totals
   must equal the job's.
 
+Each job runs once per engine (``--engines``, default ``native,emulated``: the
+object servers restarted with that ``zerovm_engine``), a row each, side by side.
+
 Usage: ``python bench/scale.py [--quick | --full] [--sizes N,N,...] [--no-download]
-[--keep DIR]``.
+[--keep DIR] [--engines native,emulated]``.
 ``bench/proxy_scale.py`` measures the proxy alone (object servers faked), which
 takes minutes for 100,000 nodes instead of the hour their bulk upload takes.
 """
@@ -245,6 +248,7 @@ def run_job(cluster: DevCluster, conn: Connection) -> dict:
         out['sent'] = sum(n['request_bytes'] for n in nodes)
         out['returned'] = sum(o['bytes'] for n in nodes for o in n['outputs'])
         out['proxy_node_s'] = [n['seconds'] for n in nodes]
+        out['engines'] = {n['engine'] for n in nodes}
         out['object_side'] = object_side(cluster, headers['x-trans-id'], len(nodes))
     return out
 
@@ -266,11 +270,12 @@ def download_and_count(cluster: DevCluster, n: int) -> tuple[float, tuple[int, i
     return wall, (sums[0], sums[1], sums[2])
 
 
-def measure(n: int, program: bytes, download_too: bool = True,
-            keep: Path | None = None) -> list[str]:
-    """One table row for N objects, on a fresh cluster (without the download path:
-    the expected counts come from the objects as they were made), or on the cluster
-    kept in ``keep`` by an earlier run (not populated again)."""
+def measure(n: int, program: bytes, engines: list[str], download_too: bool = True,
+            keep: Path | None = None) -> list[list[str]]:
+    """Table rows for N objects, one per engine, on a fresh cluster (without the
+    download path: the expected counts come from the objects as they were made), or
+    on the cluster kept in ``keep`` by an earlier run (not populated again)."""
+    jobs = {}
     with tempfile.TemporaryDirectory(prefix='zvm-bench-scale-') as d:
         where = (keep or Path(d)) / f'cluster-{n}'
         populated = where / 'populated'
@@ -285,11 +290,13 @@ def measure(n: int, program: bytes, download_too: bool = True,
             if not populated.exists():
                 upload = populate(cluster, n)
                 populated.touch()
-            cluster.stop()
-            cluster.start()         # a fresh proxy: its VmHWM is the job's, not the upload's
-            conn = common.connect(cluster)
-            job = run_job(cluster, conn)
-            conn.close()
+            for engine in engines:
+                cluster.stop()
+                cluster.start()     # a fresh proxy: its VmHWM is the job's, not the upload's
+                cluster.restart([f'object:zerovm_engine={engine}'])    # object servers only
+                conn = common.connect(cluster)
+                jobs[engine] = run_job(cluster, conn)
+                conn.close()
             if download_too:
                 download, expect = download_and_count(cluster, n)
             else:
@@ -299,19 +306,29 @@ def measure(n: int, program: bytes, download_too: bool = True,
             cluster.stop()
     uploaded = ('kept from an earlier run' if upload is None else
                 f'bulk upload {upload:.1f} s ({n / upload:,.0f} objects/s)')
-    print(f'{n:,} objects: {uploaded}; '
-          f'job {job["status"]} {job["reason"]} in {job["wall"]:.2f} s', flush=True)
+    print(f'{n:,} objects: {uploaded}; ' + '; '.join(
+        f'{engine}: job {job["status"]} {job["reason"]} in {job["wall"]:.2f} s'
+        for engine, job in jobs.items()), flush=True)
+    return [row(n, engine, job, expect, download) for engine, job in jobs.items()]
+
+
+def row(n: int, engine: str, job: dict, expect: tuple[int, int, int],
+        download: float | None) -> list[str]:
+    """One engine's row: the job's measures (exits if its counts are wrong, or if a
+    node ran on another engine than asked)."""
     download_col = '-' if download is None else f'{download:.2f} s'
     if job['status'] != 200:
         reason = job['body'].decode(errors='replace').strip()[:60]
-        return [f'{n:,}', f'refused: {job["status"]} {reason}', *['-'] * 9, download_col, '-',
-                f'{job["load"]:.1f}']
+        return [f'{n:,}', engine, f'refused: {job["status"]} {reason}', *['-'] * 9,
+                download_col, '-', f'{job["load"]:.1f}']
     got = totals(job['body'])
     if got != expect:
-        sys.exit(f'{n} objects: the job counted {got}, the download path {expect}')
+        sys.exit(f'{n} objects, {engine}: the job counted {got}, the download path {expect}')
+    if job['engines'] != {engine}:
+        sys.exit(f'{n} objects: asked for the {engine} engine, nodes ran on {job["engines"]}')
     ok = [s for status, s in job['object_side'] if status == 200]
     statuses = collections.Counter(status for status, _ in job['object_side'])
-    return [f'{n:,}', f'{job["wall"]:.2f} s', f'{job["wall"] / n * 1e3:.2f}',
+    return [f'{n:,}', engine, f'{job["wall"]:.2f} s', f'{job["wall"] / n * 1e3:.2f}',
             f'{mib(job["hwm"] << 10)} (+{mib((job["hwm"] - job["idle_hwm"]) << 10)})',
             f'{job["sent"] / n:,.0f} / {job["returned"] / n:,.0f}',
             f'{common.p50(job["proxy_node_s"]) * 1e3:.1f}',
@@ -336,16 +353,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--keep', type=Path, metavar='DIR',
                         help='keep each populated cluster in DIR/cluster-N and reuse it in '
                              'later runs (a 100,000-object upload takes ~20 minutes)')
+    parser.add_argument('--engines', default='native,emulated',
+                        help='comma-separated engines the object servers run the job on, '
+                             'each a row (zerovm_engine; default: native,emulated)')
     opts = parser.parse_args(argv)
+    engines = opts.engines.split(',')
+    if not engines or set(engines) - {'native', 'emulated'}:
+        parser.error(f'--engines {opts.engines}: choose from native, emulated')
     sizes = ([int(s) for s in opts.sizes.split(',')] if opts.sizes else
              [200, 1000] if opts.quick else
              [1000, 10_000, 100_000] if opts.full else [1000, 10_000])
     print(common.environment())
     program = common.build('wc').read_bytes()
-    rows = [measure(n, program, not opts.no_download, opts.keep) for n in sizes]
+    rows = [r for n in sizes for r in measure(n, program, engines, not opts.no_download,
+                                              opts.keep)]
     table(f'Wildcard word-count job over N objects of {SIZE} B vs download + count '
           f'({GETTERS} GETs at a time)',
-          ['objects', 'job wall', 'ms/node', 'proxy peak RSS (+ over idle)',
+          ['objects', 'engine', 'job wall', 'ms/node', 'proxy peak RSS (+ over idle)',
            'B/node to/from obj', 'node p50 ms', 'CPU ms/node proxy / obj / workers',
            'of obj: system', 'of workers: sandboxes',
            'obj-server p50 ms', 'obj-server answers',
@@ -366,6 +390,8 @@ def main(argv: list[str] | None = None) -> int:
                'their mean, which the nodes waiting for a worker raise); answers: '
                'status:count of every node request they got (503: queue '
                'full, the proxy tries another replica; 404: a handoff without the object);\n'
+               'engine: the object servers\' zerovm_engine (a node over a tiny object costs '
+               'less emulated: a native run is processes and kernel round trips);\n'
                'load: the host\'s load average (1 min) as the job started')
     return 0
 
