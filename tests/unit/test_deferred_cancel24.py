@@ -11,6 +11,7 @@ import logging
 import time
 
 import pytest
+from swift.common.middleware import gatekeeper
 from swift.common.swob import Request, Response
 from test_proxy_filter import ACCOUNT
 from test_sources import DeletingSwift
@@ -87,17 +88,24 @@ def _looked(app: DeletingSwift, marker: str, times: int) -> bool:
                                       if (m, p) == ('HEAD', marker)) >= start + times)
 
 
-@pytest.mark.parametrize('planted', ['put', 'copied'])
+@pytest.mark.parametrize('planted', ['put', 'forged', 'copied'])
 def test_a_cancel_object_written_directly_stops_no_job(monkeypatch, planted: str) -> None:
     """hostile23: any writer of the container (a write ACL, no read) could stop the
     owner's job with a PUT of ``<job>.cancel``.  Nor does a copy of a marker a cancel
     stored for another job (a marker of the copier's own job, whose system metadata a
-    server-side copy keeps) stop it: a marker names the job it is for."""
+    server-side copy keeps) stop it: a marker names the job it is for.  A user's PUT
+    that sets the mark itself loses it in Swift's gatekeeper (system metadata)."""
     app = DeletingSwift()
     name, release = _running_job(monkeypatch, app)
     marker = f'{name}.cancel'
     if planted == 'put':
         app.objects[marker] = ({}, b'stop\n')       # a user's PUT: no system metadata
+    elif planted == 'forged':
+        account, container, job = name.split('/')[2:]
+        forged = Request.blank(marker, method='PUT', body=b'stop\n', headers={
+            deferred.CANCEL_MARK: deferred._cancel_mark(account, container, job)})
+        assert forged.get_response(gatekeeper.filter_factory({})(app)).status_int == 201
+        assert marker in app.objects
     else:
         other = f'{ACCOUNT}/mine/job-' + '9' * 32
         _state(app, time.time(), other)
