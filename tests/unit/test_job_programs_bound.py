@@ -7,12 +7,12 @@ Programs now wait in spooled files on the proxy's disk, closed when the job ends
 from __future__ import annotations
 
 import errno
+import gzip
 import hashlib
 import io
 import json
 import os
 import tarfile
-import tempfile
 
 import pytest
 import test_proxy_filter as proxy_tests
@@ -134,11 +134,11 @@ def test_spool_copies_the_chunks_bounded_and_closes_them(monkeypatch) -> None:
         413, b'c/o is larger than zerovm_maxinput (5 bytes)\n')
     assert chunks.closed and made[0].closed and next(chunks.chunks) == b'never read'
 
-    class Full(tempfile.SpooledTemporaryFile):
-        def write(self, data: bytes) -> int:
+    class Full(caller.Spooled):          # its first byte goes to disk, and finds it full
+        def rollover(self) -> None:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
     made.clear()
-    monkeypatch.setattr(caller, 'spooled', lambda: made.append(Full()) or made[-1])
+    monkeypatch.setattr(caller, 'spooled', lambda: made.append(Full(max_size=1)) or made[-1])
     chunks = _Chunks(b'ab')
     with pytest.raises(DiskFull, match='No space left on device'):
         caller.spool(chunks)
@@ -299,7 +299,7 @@ def test_a_zapp_member_the_proxys_full_disk_cannot_hold_is_a_507(
     """The member's copy fills the disk: 507 (the operator's), not a 500; its file closed."""
     made: list = []
 
-    class Full(tempfile.SpooledTemporaryFile):
+    class Full(caller.Spooled):
         def rollover(self) -> None:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
@@ -317,13 +317,38 @@ def test_a_zapp_member_the_proxys_full_disk_cannot_hold_is_a_507(
     assert len(made) == 1 and made[0].closed
 
 
+def test_a_gzipped_zapp_the_proxys_full_disk_cannot_hold_uncompressed_is_a_507(
+        bounded, swift, servers, monkeypatch) -> None:
+    """A gzipped zapp is uncompressed into a spooled file (``sources._open_zapp``): a
+    full disk there was a 500; every write to a spooled file is now the operator's 507."""
+    made: list = []
+
+    class Full(caller.Spooled):
+        def rollover(self) -> None:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def full():        # the zapp uncompressed (the body itself is caller.spool's)
+        made.append(Full(max_size=SPOOL_MEMORY))
+        return made[-1]
+    monkeypatch.setattr(sources, 'spooled', full)
+    job = [{'name': 'g', 'exec': {'path': 'bin/p'}, 'devices': [{'name': 'stdout'}]}]
+    asked = servers(d0=ok(), d1=ok(), d2=ok())
+    program = b'\x7fELF' + os.urandom(SPOOL_MEMORY)     # that gzip cannot shrink
+    resp = post(bounded(len(program)), gzip.compress(tar_bytes({
+        'boot/system.map': json.dumps(job).encode(), 'bin/p': program})),
+        **{'Content-Type': 'application/gzip'})
+    assert resp.status_int == 507, resp.body
+    assert b'No space left on device' in resp.body and not asked.asked
+    assert made and all(f.closed for f in made)
+
+
 def test_a_request_body_the_proxys_full_disk_cannot_hold_is_a_507(
         bounded, servers, monkeypatch) -> None:
     """A script's body is spooled before its job runs (``caller.spool``): a full disk
     there is the operator's 507 with the reason, as one met in the run is, not a 500."""
     made: list = []
 
-    class Full(tempfile.SpooledTemporaryFile):
+    class Full(caller.Spooled):
         def rollover(self) -> None:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 

@@ -49,9 +49,36 @@ class Input:
     size: int
 
 
-def spooled():
+class Spooled(tempfile.SpooledTemporaryFile):
+    """A :func:`spooled` file: every write that may reach the proxy's disk (a write, its
+    move to disk, a flush of what was buffered) is under :func:`~zerocloud.tmpdisk.room`,
+    so a full disk is a :class:`~zerocloud.tmpdisk.DiskFull` (507) for every writer,
+    not a 500 where one forgot to say so."""
+
+    def write(self, data) -> int:
+        with room():
+            return super().write(data)
+
+    def writelines(self, lines) -> None:
+        with room():
+            super().writelines(lines)
+
+    def rollover(self) -> None:
+        with room():
+            super().rollover()
+
+    def flush(self) -> None:
+        with room():
+            super().flush()
+
+    def seek(self, *args) -> int:
+        with room():            # a seek flushes what was buffered
+            return super().seek(*args)
+
+
+def spooled() -> Spooled:
     """A file for bytes that may be small (memory) or large (disk)."""
-    return tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY)
+    return Spooled(max_size=SPOOL_MEMORY)
 
 
 def spool(chunks: Iterable[bytes], limit: int | None = None, over: str = '') -> Input:
@@ -65,8 +92,7 @@ def spool(chunks: Iterable[bytes], limit: int | None = None, over: str = '') -> 
             size += len(chunk)
             if limit is not None and size > limit:
                 raise HTTPRequestEntityTooLarge(body=over)
-            with room():
-                out.write(chunk)
+            out.write(chunk)
     except BaseException:
         out.close()
         raise
@@ -125,8 +151,7 @@ class Held:
                      'fewer at a time, or ask the operator to raise zerovm_job_maxinputs\n')
         self.spooled = total
         if data.size <= SPOOL_MEMORY:       # else already on disk
-            with room():
-                data.file.rollover()
+            data.file.rollover()
 
 
 # segments end at a byte count, not a record's end: a node each counted 495 lines of 492
