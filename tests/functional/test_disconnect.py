@@ -57,6 +57,14 @@ def post(conn: Connection, job: str, **headers: str) -> requests.Response:
         'X-Auth-Token': token, 'X-Zerovm-Execute': '1.0', **headers})
 
 
+def result(conn: Connection, name: str) -> bytes | None:
+    """The stored ``.headers`` of deferred job ``name`` in ``.zvm``, None before."""
+    try:
+        return conn.get_object('.zvm', name + '.headers')[1]
+    except ClientException:
+        return None
+
+
 def graph_job() -> str:
     """A spinning node that writes to another one (a streamed node, zerocloud.graph)."""
     spin, = json.loads(spin_job())
@@ -106,12 +114,7 @@ def test_a_deferred_job_goes_on_without_its_client(cluster: DevCluster,
     resp.close()
     name = resp.text.strip().rpartition('/')[2]
 
-    def result() -> bytes | None:
-        try:
-            return conn.get_object('.zvm', name + '.headers')[1]
-        except ClientException:
-            return None
-    headers = until(result)
+    headers = until(lambda: result(conn, name))
     assert headers is not None and json.loads(headers)['Status'] == '200 OK'
     assert conn.get_object('.zvm', name)[1] == b'spun 5000000\n'
 
@@ -131,12 +134,7 @@ def test_a_deferred_job_is_cancelled_by_a_delete_of_its_state(cluster: DevCluste
     assert cancel.status_code == 202, cancel.text
     assert cancel.text.startswith(f'cancelling {name}: ')
 
-    def result() -> bytes | None:
-        try:
-            return conn.get_object('.zvm', name + '.headers')[1]
-        except ClientException:
-            return None
-    stored = json.loads(until(result) or b'{}')
+    stored = json.loads(until(lambda: result(conn, name)) or b'{}')
     assert stored['Status'] == '499 Client Disconnect'
     assert stored['X-Nexe-Status'] == 'cancelled'
     assert stored['X-Nexe-Error'].startswith('stopped by a DELETE of its state (zc cancel) '
@@ -178,12 +176,7 @@ def test_a_cancel_marker_written_directly_stops_nothing(cluster: DevCluster,
     cancel = requests.delete(state, headers={'X-Auth-Token': token}, timeout=WAIT)
     assert cancel.status_code == 202, cancel.text       # it was running still
 
-    def result() -> bytes | None:
-        try:
-            return conn.get_object('.zvm', name + '.headers')[1]
-        except ClientException:
-            return None
-    stored = json.loads(until(result) or b'{}')
+    stored = json.loads(until(lambda: result(conn, name)) or b'{}')
     assert stored['X-Nexe-Status'] == 'cancelled', stored
     assert until(lambda: not {name + '.state', name + '.cancel'} & {
         o['name'] for o in conn.get_container('.zvm')[1]})
