@@ -85,13 +85,16 @@ proxy was slow or cut off, not stopped, may still end: its result then replaces
 the lost one, saying so (:func:`_note_lost`); the lost one never replaces it,
 whatever the order of the two writers' PUTs (:func:`_store_lost`).
 
-A client's DELETE of ``<that name>.state`` cancels the job (:func:`cancel`):
-it stores ``<that name>.cancel``, which the proxy running the job looks for
-every CANCEL_EVERY seconds; it then throws :class:`Cancelled` into the job
-(its nodes stop as for a client that hangs up) and stores its result, 499
-with ``X-Nexe-Status: cancelled`` and what had ended (in words, and as
-``X-Nexe-Node-Counts: total 3, done 1, failed 0, stopped 2``; a lost job's result
-gives what its state last counted, ``..., lost 2``).
+A client's DELETE of ``<that name>.state`` cancels the job (:func:`cancel`; so
+who may cancel may read the state and write the container): it stores
+``<that name>.cancel``, marked as the proxy's for that job (:data:`CANCEL_MARK`,
+system metadata: no user writes it, and a copy of another job's names that
+job), which the proxy running the job looks for every CANCEL_EVERY seconds (a
+``.cancel`` a user PUTs, or copies, without that mark stops nothing); it then
+throws :class:`Cancelled` into the job (its nodes stop as for a client that
+hangs up) and stores its result, 499 with ``X-Nexe-Status: cancelled`` and
+what had ended (in words, and as ``X-Nexe-Node-Counts: total 3, done 1, failed
+0, stopped 2``; a lost job's result gives what its state last counted, ``..., lost 2``).
 """
 
 from __future__ import annotations
@@ -140,6 +143,7 @@ STALE_BEATS = 3                          # a state this many heartbeats old is a
 HUNG_LIMITS = 10                         # (zerovm_timeout + chain_timeout) without a
                                          # node moving: a hung job, however alive its proxy
 CANCEL_SUFFIX = '.cancel'                # stored by a DELETE of the state: stop the job
+CANCEL_MARK = 'X-Object-Sysmeta-Zerocloud-Cancel'   # on it: which job (_cancel_mark)
 CANCEL_EVERY = 1.0                       # seconds; how often the running job looks for it
 STATE_MAX = 65536                        # bytes: a state (~400) or a lost result's .headers
                                          # is smaller; a larger object named so is a user's,
@@ -426,8 +430,9 @@ def _keep_state(app, req: Request, where: SwiftPath, heartbeat: float, finished:
     """Keep the job's state fresh in Swift until its result is stored, then delete it:
     every ``heartbeat`` seconds, and when its counts changed (at most every
     PROGRESS_EVERY seconds); ``stored_once`` gets Swift's answer to the first write.
-    Every CANCEL_EVERY seconds, look for the job's cancel marker: ``cancel()`` once
-    it is there (deleted with the state)."""
+    Every CANCEL_EVERY seconds, look for the job's cancel marker as :func:`cancel`
+    stores it (:func:`_marked`: a ``.cancel`` written any other way is a user's object,
+    left alone): ``cancel()`` once it is there (deleted with the state)."""
     base = f'/v1/{where.account}/{where.container}'
     state = f'{base}/{where.obj}{STATE_SUFFIX}'
     marker = f'{base}/{where.obj}{CANCEL_SUFFIX}'
@@ -437,7 +442,7 @@ def _keep_state(app, req: Request, where: SwiftPath, heartbeat: float, finished:
     since = started_at(os.getpid())     # this process's: read once, not per write
     while True:
         if not asked and time.monotonic() >= look:
-            asked = _request(app, req, 'HEAD', marker).status_int == 200
+            asked = _marked(app, req, where)
             look = time.monotonic() + CANCEL_EVERY
             if asked:
                 logger.info('deferred job %s: cancelled', where)
@@ -467,7 +472,7 @@ def _keep_state(app, req: Request, where: SwiftPath, heartbeat: float, finished:
         except Empty:
             pass
     _request(app, req, 'DELETE', state)
-    if asked or _request(app, req, 'HEAD', marker).status_int == 200:  # too late, or done
+    if asked or _marked(app, req, where):          # too late, or done
         _request(app, req, 'DELETE', marker)
 
 
@@ -498,38 +503,45 @@ def cancel(app, env: dict, logger, config: Config | None = None) -> Response | N
     and answer 202; 404 when the job is not running.  None for any other request, and
     for a state the user may not read: Swift's DELETE rules decide (a write ACL alone
     may delete the object; the user's read was refused, and that 403 kept it for good).
-    ``config``: this proxy's, whose limits say when a job is hung (:func:`_settle`)."""
+    So who may cancel may read the state and write the container, and the marker says
+    so: it carries :data:`CANCEL_MARK`, which only the proxy can write (a ``.cancel``
+    a user writes any other way stops nothing).  ``config``: this proxy's, whose
+    limits say when a job is hung (:func:`_settle`).  One read of the state, the
+    marker and one read of the result: three subrequests to cancel a running job."""
     found = _STATE.fullmatch(env.get('PATH_INFO', ''))
     if found is None or env.get('swift.source') == SWIFT_SOURCE:
         return None
     req = Request(env)
     version, account, container, name = found.groups()
     base = f'/{version}/{account}/{container}/{name}'
-    _settle(app, req, version, account, container, name, logger,    # a lost job has ended
-            config)
-    state = _request(app, req, 'HEAD', base + STATE_SUFFIX)
-    if state.status_int == 404:
+    status, read = _read_state(app, req, base, config)
+    if status == 404:
         return _not_running(app, req, base)
-    if state.status_int in (401, 403):
+    if status in (401, 403):
         return None     # no state this user may read (a write ACL alone): Swift's DELETE
-    if not is_success(state.status_int):
-        return state
-    if _read_state(app, req, base, config) is _NOT_OURS:
+    if not is_success(status):
+        return Response(status=status)
+    if read is None or read is _NOT_OURS:
         return None             # an object of the user's named so: deleted as any other
-    stored = _put(app, req, base + CANCEL_SUFFIX, f'{time.time()}\n'.encode(), 'text/plain')
+    lost = read[1]
+    if lost:                    # a lost job has ended: its result is stored first
+        result = _settle(app, req, version, account, container, name, logger, read)
+        if result is None:
+            return _not_running(app, req, base)
+        if result[0] == 200:
+            return _ended(app, req, base, result)
+    stored = _put(app, req, base + CANCEL_SUFFIX, f'{time.time()}\n'.encode(), 'text/plain',
+                  headers={CANCEL_MARK: _cancel_mark(account, container, name)})
     if not is_success(stored.status_int):
         return stored
     # its proxy looks for the marker once more after it stored the result: if that came
     # before the marker, it is done, and the marker is this request's to delete; a job
     # reported lost whose proxy runs it still (it wrote its state again) reads it too
-    said = None
-    if _request(app, req, 'HEAD', base + HEADERS_SUFFIX).status_int == 200:
-        said = _reported_lost(app, req, base + HEADERS_SUFFIX)
-        if said is None or not _still_running(app, req, base, config):
-            _request(app, req, 'DELETE', base + CANCEL_SUFFIX)
-            if said is not None:        # the state of a proxy that stopped since
-                _request(app, req, 'DELETE', base + STATE_SUFFIX)
-            return _not_running(app, req, base)
+    result = _result(app, req, base)
+    said = result[1]
+    if result[0] == 200 and (said is None or lost):
+        _request(app, req, 'DELETE', base + CANCEL_SUFFIX)
+        return _ended(app, req, base, result)
     logger.info('deferred job %s: cancel asked', base)
     late = ('it was reported lost, but its proxy runs it still: ' if said is not None else '')
     return HTTPAccepted(body=f'cancelling {name}: {late}it stops within '
@@ -538,11 +550,33 @@ def cancel(app, env: dict, logger, config: Config | None = None) -> Response | N
                         headers={'X-Nexe-Reported-Lost': said} if said is not None else {})
 
 
-def _still_running(app, req: Request, base: str, config: Config | None) -> bool:
-    """Is the job ``base`` running by its state (:func:`_lost_why` finds no reason it
-    is lost)?  A job reported lost whose proxy was only slow writes its state again."""
-    read = _read_state(app, req, base, config)
-    return read is not None and read is not _NOT_OURS and not read[1]
+def _ended(app, req: Request, base: str, result: tuple[int, str | None]) -> Response:
+    """404 for a cancel of a job whose result is there (``result``: :func:`_result`);
+    the state of one reported lost is its stopped proxy's: deleted."""
+    if result[1] is not None:
+        _request(app, req, 'DELETE', base + STATE_SUFFIX)
+    return _not_running(app, req, base, result)
+
+
+def _cancel_mark(account: str, container: str, name: str) -> str:
+    """The value of :data:`CANCEL_MARK` on the cancel marker of job ``name``: system
+    metadata, which Swift's gatekeeper strips from users' requests, so only this proxy
+    writes it; it names the job, as a server-side copy keeps it (a marker a user could
+    cancel elsewhere, copied here, stops nothing)."""
+    where = f'{account}/{container}/{name}'.encode('utf-8', 'surrogateescape')
+    return hashlib.sha256(where).hexdigest()
+
+
+def _marked(app, req: Request, where: SwiftPath) -> bool:
+    """Is the cancel marker of the job ``where`` there, stored by :func:`cancel`?"""
+    got = _request(app, req, 'HEAD', f'/v1{where.path}{CANCEL_SUFFIX}')
+    return got.status_int == 200 and got.headers.get(CANCEL_MARK) == _cancel_mark(
+        where.account, where.container, where.obj)
+
+
+def _is_lost(read: tuple[dict, str] | None) -> bool:
+    """Does a read state (:func:`_read_state`) say its job is lost?"""
+    return read is not None and read is not _NOT_OURS and bool(read[1])
 
 
 # what _read_state says of an object there that is no state this proxy wrote
@@ -550,54 +584,75 @@ _NOT_OURS: tuple[dict, str] = ({}, 'not a state')
 
 
 def _read_state(app, req: Request, base: str,
-                config: Config | None) -> tuple[dict, str] | None:
-    """The job ``base``'s state and why it is lost ('' while it runs: :func:`_lost_why`);
-    None without one (or unread: Swift refused or failed the GET); :data:`_NOT_OURS`
-    for an object there that this proxy did not write (the user's own: a larger one
-    never read whole), which no job's proxy reads or cancels."""
-    found, running = _small_json(app, req, base + STATE_SUFFIX)
-    if running is None:
-        return _NOT_OURS if found else None
+                config: Config | None) -> tuple[int, tuple[dict, str] | None]:
+    """The status of Swift's GET of the job ``base``'s state, and the state with why it
+    is lost ('' while it runs: :func:`_lost_why`): None without one (or unread: Swift
+    refused or failed the GET); :data:`_NOT_OURS` for an object there that this proxy
+    did not write (the user's own: a larger one never read whole), which no job's proxy
+    reads or cancels."""
+    status, running = _small_json(app, req, base + STATE_SUFFIX)
+    if not isinstance(running, dict):
+        return status, (_NOT_OURS if status == 200 else None)
     try:
-        return running, _lost_why(running, config)
+        return status, (running, _lost_why(running, config))
     except (ValueError, TypeError, KeyError, OverflowError, RecursionError):
-        return _NOT_OURS        # not a state this proxy wrote (the user's to overwrite)
+        return status, _NOT_OURS    # not a state this proxy wrote (the user's to overwrite)
 
 
-def _small_json(app, req: Request, path: str) -> tuple[bool, object]:
-    """(whether Swift answered the GET of ``path`` with an object, what it holds if it
-    is JSON of at most :data:`STATE_MAX` bytes, else None): a state or a lost result's
-    ``.headers``, objects any writer of the container can also write."""
+def _small_json(app, req: Request, path: str) -> tuple[int, object]:
+    """(the status of Swift's GET of ``path``, what it holds if it is JSON of at most
+    :data:`STATE_MAX` bytes, else None): a state or a lost result's ``.headers``,
+    objects any writer of the container can also write."""
     got = _request(app, req, 'GET', path)
     if got.status_int != 200 or (got.content_length or STATE_MAX + 1) > STATE_MAX:
         close_if_possible(got.app_iter)
-        return got.status_int == 200, None
+        return got.status_int, None
     try:
-        return True, json.loads(got.body)
+        return 200, json.loads(got.body)
     except (ValueError, RecursionError):
-        return True, None
+        return 200, None
+
+
+def _result(app, req: Request, base: str) -> tuple[int, str | None]:
+    """(the status of Swift's GET of the job ``base``'s ``.headers``, what it says if it
+    is a lost result: its ``X-Nexe-Error``, else None: a job's own result, none, or one
+    this proxy did not store, too large to be a lost one: not read)."""
+    status, said = _small_json(app, req, base + HEADERS_SUFFIX)
+    if isinstance(said, dict) and said.get('X-Nexe-Status') == 'lost':
+        # a header's value (X-Nexe-Reported-Lost), from an object any user who may write
+        # the container can write: a line break in it added headers to the answer
+        return status, header_text(str(said.get('X-Nexe-Error', 'lost')))
+    return status, None
 
 
 def settle_lost(app, env: dict, logger, config: Config | None = None) -> None:
     """Before a GET/HEAD of a deferred result: if it is missing and its job's state is
-    stale (the proxy running it stopped) or hung, store the result of a lost job."""
+    stale (the proxy running it stopped) or hung, store the result of a lost job.  The
+    state is read first: a running job's poll costs that one read."""
     found = _RESULT.fullmatch(env.get('PATH_INFO', ''))
-    if found is not None:
-        _settle(app, Request(env), *found.groups(), logger, config)
+    if found is None:
+        return
+    req = Request(env)
+    version, account, container, name = found.groups()
+    _, read = _read_state(app, req, f'/{version}/{account}/{container}/{name}', config)
+    if _is_lost(read):
+        _settle(app, req, version, account, container, name, logger, read)
 
 
 def _settle(app, req: Request, version: str, account: str, container: str, name: str,
-            logger, config: Config | None) -> None:
-    """Store the result of the job ``name`` if it was lost (:func:`settle_lost`): its
-    proxy process is gone, or its state is stale and not of a process running here, or
-    its counts have not moved for HUNG_LIMITS times the job's own limits (``config``'s
-    zerovm_timeout + chain_timeout; a running proxy's hung job, or its dead heartbeat)."""
+            logger, read: tuple[dict, str]) -> tuple[int, str | None] | None:
+    """Store the result of the job ``name`` whose state (``read``: :func:`_read_state`)
+    says it was lost (:func:`settle_lost`): its proxy process is gone, or its state is
+    stale and not of a process running here, or its counts have not moved for
+    HUNG_LIMITS times the job's own limits (zerovm_timeout + chain_timeout; a running
+    proxy's hung job, or its dead heartbeat); unless a result is there.  None once the
+    lost result is stored (its state and marker deleted); else the result's
+    :func:`_result`: one there, or none (nothing stored: the state stays, for a later
+    poll to settle)."""
     base = f'/{version}/{account}/{container}/{name}'
-    if _request(app, req, 'HEAD', base + HEADERS_SUFFIX).status_int != 404:
-        return
-    read = _read_state(app, req, base, config)
-    if read is None or read is _NOT_OURS or not read[1]:    # no state of ours; or alive
-        return                                              # here, or fresh: running
+    result = _result(app, req, base)
+    if result[0] != 404:
+        return result
     running, why = read
     logger.error('deferred job %s was lost (%s): its proxy was %s', base, why,
                  running.get('proxy'))
@@ -612,10 +667,11 @@ def _settle(app, req: Request, version: str, account: str, container: str, name:
         lost.headers['X-Nexe-Node-Counts'] = _node_counts(
             nodes, lost=nodes['total'] - nodes['done'] - nodes['failed'])
     if not _store_lost(app, req, SwiftPath(account, container, name), lost, logger, version):
-        return              # nothing stored: the state stays, for a later poll to settle
+        return result
     _request(app, req, 'DELETE', base + STATE_SUFFIX)
     # a cancel asked while the state still looked fresh left a marker no proxy reads
     _request(app, req, 'DELETE', base + CANCEL_SUFFIX)
+    return None
 
 
 def _lost_why(running: dict, config: Config | None) -> str:
@@ -722,14 +778,16 @@ def _exists(pid: int) -> bool:
     return True
 
 
-def _not_running(app, req: Request, base: str) -> Response:
+def _not_running(app, req: Request, base: str,
+                 result: tuple[int, str | None] | None = None) -> Response:
     """404: the job ended, or was reported lost (its proxy may run it still, unseen:
-    its result would then replace the lost one), or there is no such job."""
-    said = _reported_lost(app, req, base + HEADERS_SUFFIX)
+    its result would then replace the lost one), or there is no such job; ``result``:
+    its :func:`_result`, if read already."""
+    status, said = result if result is not None else _result(app, req, base)
     if said is not None:
         why = (f'it was reported lost ({said}); if its proxy was only slow or cut off it '
                f'may run still, unseen, and its result then replaces the lost one')
-    elif _request(app, req, 'HEAD', base + HEADERS_SUFFIX).status_int == 200:
+    elif status == 200:
         why = 'it has ended (its result is stored)'
     else:
         why = 'no such job'
@@ -742,10 +800,11 @@ def _request(app, req: Request, method: str, path: str) -> Response:
 
 
 def _put(app, req: Request, path: str, body: bytes | Response = b'',
-         content_type: str | None = None, only_new: bool = False) -> Response:
+         content_type: str | None = None, only_new: bool = False,
+         headers: dict[str, str] | None = None) -> Response:
     """PUT ``body``: bytes, or the body of a response, streamed (a job's may be large);
     ``only_new``: unless the object exists (``If-None-Match: *``, 412 if it does)."""
-    headers = {'If-None-Match': '*'} if only_new else {}
+    headers = {**(headers or {}), **({'If-None-Match': '*'} if only_new else {})}
     if content_type:
         headers['Content-Type'] = content_type
     if isinstance(body, bytes):
@@ -772,21 +831,9 @@ def _note_lost(app, req: Request, where: SwiftPath, resp: Response) -> None:
     lost ``.headers`` stored after this GET and before the job's ``.headers`` is
     replaced without it (a reader may have seen it); closing that would take a second
     look after the job's ``.headers``, and a second PUT of them."""
-    said = _reported_lost(app, req, f'/v1{where.path}{HEADERS_SUFFIX}')
+    said = _result(app, req, f'/v1{where.path}')[1]
     if said is not None:
         resp.headers['X-Nexe-Reported-Lost'] = said
-
-
-def _reported_lost(app, req: Request, headers: str) -> str | None:
-    """What the result's ``.headers`` object (a path) says if it is a lost result (its
-    ``X-Nexe-Error``), else None: a job's own result, none, or one this proxy did not
-    store (too large to be a lost one: not read)."""
-    _, said = _small_json(app, req, headers)
-    if isinstance(said, dict) and said.get('X-Nexe-Status') == 'lost':
-        # a header's value (X-Nexe-Reported-Lost), from an object any user who may write
-        # the container can write: a line break in it added headers to the answer
-        return header_text(str(said.get('X-Nexe-Error', 'lost')))
-    return None
 
 
 def _has_home(app, req: Request, where: SwiftPath, logger, version: str) -> bool:

@@ -115,7 +115,6 @@ from zerocloud.job import (
     parse_location,
 )
 from zerocloud.proxy.caller import Caller, Held, Input, spool, spooled
-from zerocloud.tmpdisk import room
 from zerocloud.zapp_format import GZIP_MAGIC, looks_like_archive
 
 OPEN = 'open'
@@ -790,11 +789,10 @@ def _zapp_program(caller: Caller, image: Input, member: str, name: str,
     disk is a :class:`~zerocloud.tmpdisk.DiskFull` (507)."""
     out = spooled()
     try:
-        with room():
-            size = tpool.execute(
-                zapp.copy_member, image.file, member, caller.config.max_nexe, name, out,
-                caller.config.zapp_limits.members,
-                lambda size, what=f'{member} in {name}': held.program(size, what))
+        size = tpool.execute(
+            zapp.copy_member, image.file, member, caller.config.max_nexe, name, out,
+            caller.config.zapp_limits.members,
+            lambda size, what=f'{member} in {name}': held.program(size, what))
     except BaseException:
         out.close()
         raise

@@ -17,9 +17,10 @@ import urllib.parse
 import pytest
 import requests
 from accounts import account, until
-from cluster_logs import executed
+from cluster_logs import executed, storage_requests
 from swiftclient import ClientException, Connection
 
+from zerocloud import deferred
 from zerocloud.devcluster import DevCluster
 
 TIMEOUT = 120
@@ -54,6 +55,14 @@ def post(conn: Connection, job: str, **headers: str) -> requests.Response:
     url, token = conn.get_auth()
     return requests.post(url, data=job, timeout=WAIT, headers={
         'X-Auth-Token': token, 'X-Zerovm-Execute': '1.0', **headers})
+
+
+def result(conn: Connection, name: str) -> bytes | None:
+    """The stored ``.headers`` of deferred job ``name`` in ``.zvm``, None before."""
+    try:
+        return conn.get_object('.zvm', name + '.headers')[1]
+    except ClientException:
+        return None
 
 
 def graph_job() -> str:
@@ -105,12 +114,7 @@ def test_a_deferred_job_goes_on_without_its_client(cluster: DevCluster,
     resp.close()
     name = resp.text.strip().rpartition('/')[2]
 
-    def result() -> bytes | None:
-        try:
-            return conn.get_object('.zvm', name + '.headers')[1]
-        except ClientException:
-            return None
-    headers = until(result)
+    headers = until(lambda: result(conn, name))
     assert headers is not None and json.loads(headers)['Status'] == '200 OK'
     assert conn.get_object('.zvm', name)[1] == b'spun 5000000\n'
 
@@ -130,12 +134,7 @@ def test_a_deferred_job_is_cancelled_by_a_delete_of_its_state(cluster: DevCluste
     assert cancel.status_code == 202, cancel.text
     assert cancel.text.startswith(f'cancelling {name}: ')
 
-    def result() -> bytes | None:
-        try:
-            return conn.get_object('.zvm', name + '.headers')[1]
-        except ClientException:
-            return None
-    stored = json.loads(until(result) or b'{}')
+    stored = json.loads(until(lambda: result(conn, name)) or b'{}')
     assert stored['Status'] == '499 Client Disconnect'
     assert stored['X-Nexe-Status'] == 'cancelled'
     assert stored['X-Nexe-Error'].startswith('stopped by a DELETE of its state (zc cancel) '
@@ -151,3 +150,33 @@ def test_a_deferred_job_is_cancelled_by_a_delete_of_its_state(cluster: DevCluste
     left = {o['name'] for o in conn.get_container('.zvm')[1]}
     assert until(lambda: not {name + '.state', name + '.cancel'} & {
         o['name'] for o in conn.get_container('.zvm')[1]}), left
+
+
+def test_a_cancel_marker_written_directly_stops_nothing(cluster: DevCluster,
+                                                       conn: Connection) -> None:
+    """hostile23: any writer of the container could stop its owner's job by writing
+    ``job-<id>.cancel`` itself.  Only the marker a DELETE of the state stores stops a
+    job (the proxy's system metadata, naming the job): a PUT of one, even with that
+    metadata forged, is an object like any other.  The job's proxy looks at it and spins
+    on; a DELETE of the state still cancels it."""
+    url, token = conn.get_auth()
+    resp = post(conn, spin_job(), **{'X-Zerovm-Deferred': 'always'})
+    assert resp.status_code == 202, resp.text
+    name = resp.text.strip().rpartition('/')[2]
+    assert until(lambda: post(conn, spin_job('1')).status_code == 503)     # it spins
+    account = urllib.parse.urlsplit(url).path.split('/')[2]
+    conn.put_object('.zvm', name + '.cancel', b'stop\n', headers={
+        deferred.CANCEL_MARK: deferred._cancel_mark(account, '.zvm', name)})
+
+    def looked() -> int:        # the job's proxy's HEADs of the marker, as stored
+        return sum(1 for line in storage_requests(cluster, '.zvm')
+                   if '"HEAD ' in line and f'/{name}.cancel' in line and '" 200 ' in line)
+    assert until(lambda: looked() >= 2), storage_requests(cluster, '.zvm')[-5:]
+    state = f'{url}/.zvm/{name}.state'
+    cancel = requests.delete(state, headers={'X-Auth-Token': token}, timeout=WAIT)
+    assert cancel.status_code == 202, cancel.text       # it was running still
+
+    stored = json.loads(until(lambda: result(conn, name)) or b'{}')
+    assert stored['X-Nexe-Status'] == 'cancelled', stored
+    assert until(lambda: not {name + '.state', name + '.cancel'} & {
+        o['name'] for o in conn.get_container('.zvm')[1]})

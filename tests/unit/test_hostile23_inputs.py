@@ -34,10 +34,10 @@ def test_the_option_has_a_default_and_refuses_a_bad_value() -> None:
 def test_inputs_on_the_proxys_disk_past_the_bound_are_refused() -> None:
     limit = 3 * SPOOL_MEMORY
     held = Held(10, limit)
-    held.input(sent(SPOOL_MEMORY + 1), 'swift://a/c/o1')
-    held.input(sent(SPOOL_MEMORY + 1), 'swift://a/c/o2')
+    held.input(SPOOL_MEMORY + 1, 'swift://a/c/o1')
+    held.input(SPOOL_MEMORY + 1, 'swift://a/c/o2')
     with pytest.raises(HTTPException) as e:
-        held.input(sent(SPOOL_MEMORY + 1), 'swift://a/c/o3')
+        held.input(SPOOL_MEMORY + 1, 'swift://a/c/o3')
     assert e.value.status_int == 413
     text = e.value.body.decode()
     assert text.startswith(f"this job's objects sent along would hold {3 * SPOOL_MEMORY + 3} "
@@ -49,11 +49,11 @@ def test_inputs_on_the_proxys_disk_past_the_bound_are_refused() -> None:
 
 def test_small_inputs_moved_to_disk_count_and_those_kept_in_memory_do_not() -> None:
     held = Held(10, 12)
-    held.input(sent(10))                    # in memory: the programs' bound, apart
-    held.input(sent(8))                     # on disk
+    assert not held.input(10)               # in memory: the programs' bound, apart
+    assert held.input(8)                    # on disk
     assert (held.kept, held.spooled) == (10, 8)
     with pytest.raises(HTTPException) as e:
-        held.input(sent(5), 'swift://a/c/o')
+        held.input(5, 'swift://a/c/o')
     assert e.value.status_int == 413 and b'(swift://a/c/o is 5 bytes)' in e.value.body
 
 

@@ -7,21 +7,22 @@ Programs now wait in spooled files on the proxy's disk, closed when the job ends
 from __future__ import annotations
 
 import errno
+import gzip
 import hashlib
 import io
 import json
 import os
 import tarfile
-import tempfile
 
 import pytest
 import test_proxy_filter as proxy_tests
 from archives import tar_bytes, zapp_member
-from swift.common.swob import HTTPException
+from swift.common.swob import HTTPException, Request
 from test_proxy_filter import ACCOUNT, FakeRing, ok, post
 
 from zerocloud import config, sources, wire
 from zerocloud.httperrors import HTTPRequestEntityTooLarge
+from zerocloud.job import SwiftPath
 from zerocloud.proxy import caller
 from zerocloud.proxy.caller import SPOOL_MEMORY, Held, Input, spooled
 from zerocloud.proxy.middleware import ProxyExecMiddleware
@@ -74,33 +75,28 @@ def test_programs_past_the_bound_are_refused_before_they_are_held() -> None:
     assert held.held == 30                          # the refused one is not counted
 
 
-def small(data: bytes) -> Input:
-    f = spooled()
-    f.write(data)
-    return Input(f, len(data))
-
-
-def test_small_inputs_past_the_bound_wait_on_disk_not_in_memory() -> None:
+def test_small_inputs_past_the_bound_wait_on_disk_not_in_memory(swift) -> None:
     """Inputs are not refused: those that do not fit go to the proxy's disk, whole."""
     held = Held(10)
-    kept, moved = small(b'x' * 10), small(b'y' * 5)
-    held.input(kept)
-    held.input(moved)
+    assert (held.input(10), held.input(5)) == (False, True)
     assert held.kept == 10
-    assert not kept.file._rolled and moved.file._rolled
-    moved.file.seek(0)
-    assert moved.file.read() == b'y' * 5
-    large = small(b'z' * (SPOOL_MEMORY + 1))        # already on disk: nothing held
     held = Held(10)
-    held.input(large)
-    assert held.kept == 0 and large.file._rolled
+    assert held.input(SPOOL_MEMORY + 1) and held.kept == 0     # on disk as it is read
+    swift.add('/c/kept', b'x' * 10)
+    swift.add('/c/moved', b'y' * 5)
+    asker = caller.Caller(swift, Request.blank(ACCOUNT), config.Config())
+    held = Held(10)
+    kept, moved = (asker.fetch_input(SwiftPath('AUTH_a', 'c', name), held)
+                   for name in ('kept', 'moved'))
+    assert not kept.file._rolled and moved.file._rolled
+    assert moved.file.read() == b'y' * 5
 
 
 def test_inputs_kept_in_memory_do_not_count_against_the_programs() -> None:
     """Programs wait on disk, small inputs in memory: a job's inputs never make its
     next program a 413 that blames programs (a wildcard's later chunk did)."""
     held = Held(10)
-    held.input(small(b'x' * 10))
+    held.input(10)
     held.program(10, 'swift://a/c/p')               # the whole bound, inputs aside
     assert (held.held, held.kept) == (10, 10)
 
@@ -134,11 +130,11 @@ def test_spool_copies_the_chunks_bounded_and_closes_them(monkeypatch) -> None:
         413, b'c/o is larger than zerovm_maxinput (5 bytes)\n')
     assert chunks.closed and made[0].closed and next(chunks.chunks) == b'never read'
 
-    class Full(tempfile.SpooledTemporaryFile):
-        def write(self, data: bytes) -> int:
+    class Full(caller.Spooled):          # its first byte goes to disk, and finds it full
+        def rollover(self) -> None:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
     made.clear()
-    monkeypatch.setattr(caller, 'spooled', lambda: made.append(Full()) or made[-1])
+    monkeypatch.setattr(caller, 'spooled', lambda: made.append(Full(max_size=1)) or made[-1])
     chunks = _Chunks(b'ab')
     with pytest.raises(DiskFull, match='No space left on device'):
         caller.spool(chunks)
@@ -249,6 +245,51 @@ def test_a_program_waits_on_the_proxys_disk_and_is_closed_when_the_job_ends(
     assert program.file.closed
 
 
+def test_a_program_past_the_bound_is_refused_before_it_is_spooled(
+        bounded, servers, files) -> None:
+    """A stored program was counted once spooled, as a zapp's member is not: the 413
+    the same, its copy on the proxy's disk wasted.  Now by its length, before it is read."""
+    asked = servers(d0=ok(), d1=ok(), d2=ok())
+    resp = post(bounded(20), copies(3))
+    assert resp.status_int == 413, resp.body
+    assert b'(swift://AUTH_a/bin/p1 is 12 bytes), more than zerovm_job_maxprograms' \
+        in resp.body
+    assert len(files) == 1 and all(f.closed for f in files) and not asked.asked
+
+
+def test_an_input_past_the_bound_is_refused_before_it_is_spooled(
+        swift, servers, monkeypatch) -> None:
+    """An object sent along was counted in zerovm_job_maxinputs once spooled: the 413
+    the same, the object written to the proxy's disk first.  Now by its length."""
+    FakeRing.install(monkeypatch)
+    files: list = []
+
+    class Counted(caller.Spooled):
+        written = 0
+
+        def write(self, data) -> int:
+            self.written += len(data)
+            return super().write(data)
+    monkeypatch.setattr(caller, 'spooled', lambda: files.append(
+        Counted(max_size=SPOOL_MEMORY)) or files[-1])
+    large = b'x' * (SPOOL_MEMORY + 1)
+    for i in range(3):
+        swift.add(f'/c/in{i}', large)
+    groups = [{'name': f'g{i}', 'exec': {'path': 'swift://~/bin/wc'},
+               'devices': [{'name': 'input', 'path': f'swift://~/c/in{i}'},
+                           {'name': 'stdin', 'path': 'swift://~/c/data'},    # runs here
+                           {'name': 'stdout'}]} for i in range(3)]
+    asked = servers(d0=ok(), d1=ok(), d2=ok())
+    mw = ProxyExecMiddleware(swift, {'zerovm_job_maxinputs': str(2 * len(large))})
+    resp = post(mw, groups)
+    assert resp.status_int == 413, resp.body
+    assert b"this job's objects sent along would hold" in resp.body
+    assert b'(swift://AUTH_a/c/in2 is' in resp.body
+    # the program and the two inputs admitted: nothing spooled of the third
+    assert sorted(f.written for f in files) == [12, len(large), len(large)]
+    assert all(f.closed for f in files) and not asked.asked
+
+
 def test_a_zapp_member_waits_on_the_proxys_disk(bounded, swift, servers, files) -> None:
     job = [{'name': 'g', 'exec': {'path': 'bin/p'}, 'devices': [{'name': 'stdout'}]}]
     archive = tar_bytes({'boot/system.map': json.dumps(job).encode(), 'bin/p': BIG})
@@ -290,7 +331,7 @@ def test_a_failed_jobs_programs_are_closed(bounded, swift, servers, files,
     servers(**script)
     resp = post(bounded(limit), body, **headers)
     assert resp.status_int == status, resp.body
-    assert len(files) >= (2 if failing in ('over the bound', 'zapp over the bound') else 1)
+    assert len(files) >= (2 if failing == 'zapp over the bound' else 1)
     assert all(f.closed for f in files)
 
 
@@ -299,7 +340,7 @@ def test_a_zapp_member_the_proxys_full_disk_cannot_hold_is_a_507(
     """The member's copy fills the disk: 507 (the operator's), not a 500; its file closed."""
     made: list = []
 
-    class Full(tempfile.SpooledTemporaryFile):
+    class Full(caller.Spooled):
         def rollover(self) -> None:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
@@ -317,13 +358,38 @@ def test_a_zapp_member_the_proxys_full_disk_cannot_hold_is_a_507(
     assert len(made) == 1 and made[0].closed
 
 
+def test_a_gzipped_zapp_the_proxys_full_disk_cannot_hold_uncompressed_is_a_507(
+        bounded, swift, servers, monkeypatch) -> None:
+    """A gzipped zapp is uncompressed into a spooled file (``sources._open_zapp``): a
+    full disk there was a 500; every write to a spooled file is now the operator's 507."""
+    made: list = []
+
+    class Full(caller.Spooled):
+        def rollover(self) -> None:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def full():        # the zapp uncompressed (the body itself is caller.spool's)
+        made.append(Full(max_size=SPOOL_MEMORY))
+        return made[-1]
+    monkeypatch.setattr(sources, 'spooled', full)
+    job = [{'name': 'g', 'exec': {'path': 'bin/p'}, 'devices': [{'name': 'stdout'}]}]
+    asked = servers(d0=ok(), d1=ok(), d2=ok())
+    program = b'\x7fELF' + os.urandom(SPOOL_MEMORY)     # that gzip cannot shrink
+    resp = post(bounded(len(program)), gzip.compress(tar_bytes({
+        'boot/system.map': json.dumps(job).encode(), 'bin/p': program})),
+        **{'Content-Type': 'application/gzip'})
+    assert resp.status_int == 507, resp.body
+    assert b'No space left on device' in resp.body and not asked.asked
+    assert made and all(f.closed for f in made)
+
+
 def test_a_request_body_the_proxys_full_disk_cannot_hold_is_a_507(
         bounded, servers, monkeypatch) -> None:
     """A script's body is spooled before its job runs (``caller.spool``): a full disk
     there is the operator's 507 with the reason, as one met in the run is, not a 500."""
     made: list = []
 
-    class Full(tempfile.SpooledTemporaryFile):
+    class Full(caller.Spooled):
         def rollover(self) -> None:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 

@@ -754,23 +754,28 @@ def test_a_node_past_its_time_or_fuel_is_told_what_sets_the_limit(
         'gives a node each) or ask the operator')
 
 
+def writing_stdout(stdout_bytes: int, device: str = 'output'):
+    """A server answer: the node wrote ``stored`` to ``device`` and ``stdout_bytes`` to
+    its stdout (undeclared unless ``device`` is stdout)."""
+    def run(plan, headers, members):
+        report, outputs = ok(b'stored\n')(plan, headers, members)
+        outputs = {device: outputs.pop('stdout')}
+        report['etags'] = {f'/dev/{device}': hashlib.md5(b'stored\n').hexdigest()}
+        report['accounting']['channels'] = {
+            '/dev/stdout': {'reads': 0, 'read_bytes': 0, 'writes': 1,
+                            'write_bytes': stdout_bytes},
+            f'/dev/{device}': {'reads': 0, 'read_bytes': 0, 'writes': 1, 'write_bytes': 7}}
+        return report, outputs
+    return run
+
+
 def test_bytes_written_to_an_undeclared_stdout_are_said_to_be_dropped(mw, swift,
                                                                      servers) -> None:
     """A node that declares only ``output`` and writes to stdout too: the object server
     gave it /dev/null, and only the JSON report's accounting said so; the plain response
     says it in ``X-Nexe-Dropped``.  A declared stdout, or nothing written, leaves the
     headers as they were."""
-    def answer(stdout_bytes: int, device: str = 'output'):
-        def run(plan, headers, members):
-            report, outputs = ok(b'stored\n')(plan, headers, members)
-            outputs = {device: outputs.pop('stdout')}
-            report['etags'] = {f'/dev/{device}': hashlib.md5(b'stored\n').hexdigest()}
-            report['accounting']['channels'] = {
-                '/dev/stdout': {'reads': 0, 'read_bytes': 0, 'writes': 1,
-                                'write_bytes': stdout_bytes},
-                f'/dev/{device}': {'reads': 0, 'read_bytes': 0, 'writes': 1, 'write_bytes': 7}}
-            return report, outputs
-        return run
+    answer = writing_stdout
     output_only = job(stdout={'name': 'output', 'path': 'swift://~/c/counted'})
     servers(d0=answer(12))
     resp = post(mw, output_only)
@@ -784,6 +789,29 @@ def test_bytes_written_to_an_undeclared_stdout_are_said_to_be_dropped(mw, swift,
     servers(d0=answer(7, 'stdout'))       # stdout declared: its bytes are the body
     declared = post(mw, job())
     assert declared.body == b'stored\n' and 'X-Nexe-Dropped' not in declared.headers
+
+
+@pytest.mark.parametrize('held', [True, False], ids=['held', 'spooled'])
+def test_a_large_job_says_how_many_nodes_dropped_bytes(mw, servers, monkeypatch,
+                                                       held: bool) -> None:
+    """Past 1,000 nodes the headers are a summary, which left ``X-Nexe-Dropped`` out:
+    bytes lost without a word.  It counts them now; the JSON report has each node's."""
+    from zerocloud.proxy import response, stream
+    monkeypatch.setattr(response, 'SUMMARY_NODES', 1)
+    if not held:                # past it, the results wait in the job's spool
+        monkeypatch.setattr(stream, 'SUMMARY_NODES', 1)
+    servers(d0=writing_stdout(12), d1=writing_stdout(12), d2=writing_stdout(12))
+    groups = [{'name': name, 'exec': {'path': 'swift://~/bin/wc'},
+               'devices': [{'name': 'output'}]} for name in ('a', 'b', 'c')]
+    resp = post(mw, groups)
+    assert resp.status_int == 200, resp.body
+    assert resp.headers['X-Nexe-Nodes'] == '3'
+    assert resp.headers['X-Nexe-Dropped'] == '3 nodes: 36 bytes written to an undeclared stdout'
+    report = json.loads(post(mw, groups, **{'X-Zerovm-Report': 'json'}).body)
+    assert [(n['name'], n['dropped']) for n in report['nodes']] == [
+        ('a', 12), ('b', 12), ('c', 12)]
+    servers(d0=writing_stdout(0), d1=writing_stdout(0), d2=writing_stdout(0))
+    assert 'X-Nexe-Dropped' not in post(mw, groups).headers
 
 
 def test_a_refusal_is_final(swift, servers, monkeypatch) -> None:

@@ -267,8 +267,9 @@ def test_an_input_the_proxys_full_disk_cannot_hold_stops_the_job_with_a_507(
         mw, swift, servers, monkeypatch) -> None:
     """An object a node reads that is not next to it is fetched through the proxy into a
     temporary file: ENOSPC there is a 507 saying so, not a 500."""
-    monkeypatch.setattr(caller, 'spooled', lambda: SimpleNamespace(write=no_room,
-                                                                   close=lambda: None))
+    class Full(caller.Spooled):          # its first byte goes to disk, and finds it full
+        rollover = no_room
+    monkeypatch.setattr(caller, 'spooled', lambda: Full(max_size=1))
     swift.add('/c/other')
     servers(d0=ok(b'out\n'))
     group = job()

@@ -1023,7 +1023,7 @@ def test_a_fresh_state_or_a_stored_result_is_left_alone() -> None:
     env = lost_env(app, time.time() - 100)
     app.objects[f'{ACCOUNT}/c/job-' + '7' * 32 + '.headers'] = ({}, b'{}')
     deferred.settle_lost(app, env, logging.getLogger('test'))
-    assert [c[0] for c in app.calls] == ['HEAD']                              # done already
+    assert [c[0] for c in app.calls] == ['GET', 'GET']      # state, result: done already
 
 
 def test_deferred_auto_answers_a_quick_result_itself() -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -49,9 +49,36 @@ class Input:
     size: int
 
 
-def spooled():
+class Spooled(tempfile.SpooledTemporaryFile):
+    """A :func:`spooled` file: every write that may reach the proxy's disk (a write, its
+    move to disk, a flush of what was buffered) is under :func:`~zerocloud.tmpdisk.room`,
+    so a full disk is a :class:`~zerocloud.tmpdisk.DiskFull` (507) for every writer,
+    not a 500 where one forgot to say so."""
+
+    def write(self, data) -> int:
+        with room():
+            return super().write(data)
+
+    def writelines(self, lines) -> None:
+        with room():
+            super().writelines(lines)
+
+    def rollover(self) -> None:
+        with room():
+            super().rollover()
+
+    def flush(self) -> None:
+        with room():
+            super().flush()
+
+    def seek(self, *args) -> int:
+        with room():            # a seek flushes what was buffered
+            return super().seek(*args)
+
+
+def spooled() -> Spooled:
     """A file for bytes that may be small (memory) or large (disk)."""
-    return tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY)
+    return Spooled(max_size=SPOOL_MEMORY)
 
 
 def spool(chunks: Iterable[bytes], limit: int | None = None, over: str = '') -> Input:
@@ -65,8 +92,7 @@ def spool(chunks: Iterable[bytes], limit: int | None = None, over: str = '') -> 
             size += len(chunk)
             if limit is not None and size > limit:
                 raise HTTPRequestEntityTooLarge(body=over)
-            with room():
-                out.write(chunk)
+            out.write(chunk)
     except BaseException:
         out.close()
         raise
@@ -105,18 +131,18 @@ class Held:
                      'share it), or ask the operator to raise zerovm_job_maxprograms\n')
         self.held = total
 
-    def input(self, data: Input, what: str = 'an input') -> None:
-        """Keep a fetched input (``what``: which) in memory while the job's inputs kept
-        allow, else on the proxy's disk (it is read from there as it is sent), counted:
-        a 413 past ``inputs_limit`` (the caller closes its file)."""
-        if data.size <= SPOOL_MEMORY and self.kept + data.size <= self.limit:
-            self.kept += data.size
-            return
-        total = self.spooled + data.size
+    def input(self, size: int, what: str = 'an input') -> bool:
+        """Count an input of ``size`` bytes about to be fetched (``what``: which): kept in
+        memory while the job's inputs kept allow (False), else on the proxy's disk (True:
+        read from there as it is sent), counted: a 413 past ``inputs_limit``."""
+        if size <= SPOOL_MEMORY and self.kept + size <= self.limit:
+            self.kept += size
+            return False
+        total = self.spooled + size
         if self.inputs_limit is not None and total > self.inputs_limit:
             raise HTTPRequestEntityTooLarge(
                 body=f"this job's objects sent along would hold {total} bytes on the "
-                     f"proxy's disk ({what} is {data.size} bytes), more than "
+                     f"proxy's disk ({what} is {size} bytes), more than "
                      f'zerovm_job_maxinputs ({self.inputs_limit} bytes): an object a node '
                      'does not run next to (a device\'s other than the one it is attached '
                      'to, or in an erasure-coded or encrypted container) travels through '
@@ -124,9 +150,7 @@ class Held:
                      'its large object (the wildcard\'s device last, or "attach"), read '
                      'fewer at a time, or ask the operator to raise zerovm_job_maxinputs\n')
         self.spooled = total
-        if data.size <= SPOOL_MEMORY:       # else already on disk
-            with room():
-                data.file.rollover()
+        return True
 
 
 # segments end at a byte count, not a record's end: a node each counted 495 lines of 492
@@ -321,28 +345,66 @@ class Caller:
         return f': {self.said_missing(where, missing)}{self.own_hint("/v1" + path.path)}'
 
     def fetch(self, path: SwiftPath, limit: int, option: str = 'zerovm_maxinput',
-              reader: str = '') -> tuple[Input, Response]:
+              reader: str = '', admit: Callable[[int], None] | None = None
+              ) -> tuple[Input, Response]:
         """GET an object as the caller into a spooled file (413 beyond ``limit`` bytes,
-        naming the operator's ``option`` that sets it; ``reader``: see :meth:`read`)."""
+        naming the operator's ``option`` that sets it; ``reader``: see :meth:`read`);
+        ``admit(size)`` (raises to refuse it) before it is read."""
         resp = self.read('GET', path, reader)
+        return self._spool(resp, path, limit, option, admit), resp
+
+    @staticmethod
+    def _spool(resp: Response, path: SwiftPath, limit: int, option: str,
+               admit: Callable[[int], None] | None) -> Input:
+        """``resp``'s body, spooled, once ``admit`` took its size (its Content-Length:
+        no byte of a refused object is written; without one, as read)."""
         over = f'{path} is larger than {option} ({limit} bytes)\n'
-        return spool(resp.app_iter, limit, over), resp
+        size = resp.content_length
+        if admit is not None and size is not None:
+            try:
+                if size > limit:
+                    raise HTTPRequestEntityTooLarge(body=over)
+                admit(size)
+            except BaseException:
+                close_if_possible(resp.app_iter)
+                raise
+        data = spool(resp.app_iter, limit, over)
+        if admit is not None and size is None:
+            try:
+                admit(data.size)
+            except BaseException:
+                data.file.close()
+                raise
+        return data
 
     def fetch_program(self, path: SwiftPath, held: Held, reader: str = '') -> Input:
         """A stored program, spooled (on the proxy's disk beyond :data:`SPOOL_MEMORY`)
-        and counted in ``held``; 422 when its upload's verdict says it is not valid.
-        The caller closes its file."""
-        program, resp = self.fetch(path, self.config.max_nexe, 'zerovm_maxnexe', reader)
-        try:
+        and counted in ``held`` before it is read; 422 when its upload's verdict says it
+        is not valid.  The caller closes its file."""
+        resp = self.read('GET', path, reader)
+
+        def admit(size: int) -> None:
             if uploads.stored_verdict(resp.headers) is False:
                 raise HTTPUnprocessableEntity(
                     body=f'program {path} is not valid (checked at upload): '
                          f'{resp.headers.get(uploads.SYSMETA_ERROR, "")}\n')
-            held.program(program.size, str(path))
-        except BaseException:
-            program.file.close()
-            raise
-        return program
+            held.program(size, str(path))
+        return self._spool(resp, path, self.config.max_nexe, 'zerovm_maxnexe', admit)
+
+    def fetch_input(self, path: SwiftPath, held: Held, reader: str = '') -> Input:
+        """An object a node reads but does not run next to, spooled and counted in
+        ``held`` before it is read (:meth:`Held.input`: a 413 writes nothing); one it
+        keeps on the proxy's disk is moved there if it was small.  The caller closes it."""
+        on_disk: list[bool] = []
+        data, _ = self.fetch(path, self.config.max_input, reader=reader,
+                             admit=lambda size: on_disk.append(held.input(size, str(path))))
+        if on_disk[0]:
+            try:
+                data.file.rollover()
+            except BaseException:
+                data.file.close()
+                raise
+        return data
 
     def put(self, path: SwiftPath, body, headers: dict[str, str]) -> Response:
         """PUT ``body`` (a file) to ``path`` through the normal PUT path, as the caller."""

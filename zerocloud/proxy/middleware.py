@@ -623,8 +623,7 @@ class ProxyExecMiddleware:
         remote = {dev.path for n in nodes for dev in n.devices
                   if dev.readable and dev.path is not None and dev is not local[n.name]}
         for path in sorted(remote - inputs.keys(), key=str):
-            inputs[path] = caller.fetch(path, self.config.max_input, reader=readers[path])[0]
-            known.held.input(inputs[path], str(path))
+            inputs[path] = caller.fetch_input(path, known.held, readers[path])
             touch()
         rings: dict[int, object] = {}
         plans = []

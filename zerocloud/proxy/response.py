@@ -217,6 +217,7 @@ class NodeResult:
                 'validation': report.validation, 'engine': report.engine,
                 'engine_reason': report.engine_reason,
                 'etags': report.etags, 'accounting': report.accounting, 'outputs': outputs,
+                'dropped': undeclared_stdout(self),
                 'object': str(self.node.attach.path) if attached_object(self.node) else None,
                 'request_bytes': self.request_bytes, 'program_bytes': self.program_bytes,
                 'started': self.started,
@@ -510,6 +511,7 @@ class Tally:
         self.statuses: collections.Counter = collections.Counter()
         self.retcodes: collections.Counter = collections.Counter()
         self.totals = [0, 0, 0, 0]           # fuel, syscalls, bytes read, bytes written
+        self.dropped = [0, 0]                # nodes, bytes written to an undeclared stdout
 
     def add(self, r: NodeResult, sign: int = 1, failed: bool | None = None) -> None:
         """Count ``r`` (``sign`` -1: no longer); ``failed``: ``r.failed``, if known."""
@@ -526,6 +528,10 @@ class Tally:
         totals[1] += sign * acc.get('syscalls', 0)
         totals[2] += sign * read
         totals[3] += sign * written
+        dropped = undeclared_stdout(r)
+        if dropped:
+            self.dropped[0] += sign
+            self.dropped[1] += sign * dropped
 
     def __iadd__(self, other: Tally) -> Tally:
         """``other``'s counts too (two jobs answered as one: ``zerocloud.sql``)."""
@@ -534,10 +540,11 @@ class Tally:
         self.statuses += other.statuses
         self.retcodes += other.retcodes
         self.totals = [a + b for a, b in zip(self.totals, other.totals, strict=True)]
+        self.dropped = [a + b for a, b in zip(self.dropped, other.dropped, strict=True)]
         return self
 
     def headers(self, seconds: float) -> dict[str, str]:
-        return {
+        headers = {
             NODES_HEADER: str(self.nodes),
             'X-Nexe-Failed': str(self.failed),
             'X-Nexe-Status-Counts': ', '.join(f'{k} {n}' for k, n in
@@ -546,6 +553,11 @@ class Tally:
                                                sorted(self.retcodes.items()) if n),
             'X-Nexe-Cdr-Total': f'{seconds:.3f}, {" ".join(map(str, self.totals))}',
         }
+        nodes, dropped = self.dropped
+        if nodes:               # which: the JSON report's "dropped"
+            headers[DROPPED] = (f'{nodes} node{"s" if nodes != 1 else ""}: {dropped} bytes '
+                                f'written to an undeclared stdout')
+        return headers
 
 
 def summary_headers(results: list[NodeResult], seconds: float) -> dict[str, str]:
