@@ -292,7 +292,9 @@ class _Image:
     ``origin`` is a multiple of 8; offsets into ``data`` are bit numbers.
     Only ``[lo, hi)`` holds code the caller vouches for.  ``open_end``: the
     page after the image may become executable (the heap arena, where
-    ``jail`` makes code).
+    ``jail`` makes code).  ``runs``: ``[lo, hi)`` offsets of each run of
+    instructions decoded one after the other (none overlaps another of its run),
+    for :meth:`shared`.
     """
 
     def __init__(self, origin: int, data: bytearray, lo: int, hi: int,
@@ -301,6 +303,29 @@ class _Image:
         self.open_end = open_end
         self.view = memoryview(data)
         self.bits = bytearray((len(data) + 7) // 8)
+        self.runs: list[list[int]] = []
+
+    def decoded(self, lo: int, hi: int) -> None:
+        """Note that the sweep decoded instructions one after the other from offset ``lo``
+        to ``hi`` (a run that ``lo`` continues grows)."""
+        if self.runs and self.runs[-1][1] == lo:
+            self.runs[-1][1] = hi
+        elif lo < hi:
+            self.runs.append([lo, hi])
+
+    def shared(self) -> list[list[int]]:
+        """The ``[lo, hi)`` offsets, sorted and disjoint, that more than one run decoded:
+        only there can two decoded instructions overlap."""
+        shared: list[list[int]] = []
+        reach = -1
+        for lo, hi in sorted(self.runs):
+            if lo < reach:
+                if shared and lo <= shared[-1][1]:
+                    shared[-1][1] = max(shared[-1][1], min(hi, reach))
+                else:
+                    shared.append([lo, min(hi, reach)])
+            reach = max(reach, hi)
+        return shared
 
     def is_start(self, addr: int) -> bool:
         o = addr - self.origin
@@ -383,6 +408,7 @@ class _Sweep:
                 continue
             self.count += n
             break
+        img.decoded(start, off)
         return None if last is None else (off, last)
 
     def follow(self, img: _Image, off: int) -> None:
@@ -423,6 +449,7 @@ class _Sweep:
     def accept(self, img: _Image, off: int, insn: tuple[int, int, str, str]) -> str:
         """Mark and check one instruction found outside the linear sweep; return its mnemonic."""
         img.bits[off >> 3] |= 1 << (off & 7)
+        img.decoded(off, off + insn[1])
         self.count += 1
         mnem = insn[2]
         m = mnem.rpartition(' ')[2] if ' ' in mnem else mnem
@@ -577,7 +604,9 @@ class _Sweep:
         of an absent extension (:func:`as_fixed_cpu`) must change no other instruction
         the sweep decoded: one that overlaps them out of sync (code ranges that cut each
         other's instructions) would run as bytes nobody validated.  A start that only
-        skips prefixes of the same instruction decodes to a prefixed ``ud2``.  At most
+        skips prefixes of the same instruction decodes to a prefixed ``ud2``.  Two
+        decoded instructions overlap only where two runs of the sweep do
+        (:meth:`_Image.shared`): only there is anything decoded again.  At most
         :data:`MAX_ABSENT` (the CPython image's glibc has ~15,000, most in AVX string
         functions behind ``cpuid``): their addresses are kept."""
         for img in images:
@@ -588,26 +617,37 @@ class _Sweep:
                                                     'of extensions the fixed CPU lacks (AVX, '
                                                     'TSX, SHA, GFNI, ADX, XSAVE)')
             return
+        origins = [img.origin for img in images]       # sorted: _images, validate_code
         sites = {}
         for start in starts:
-            img = next(im for im in images if im.origin <= start < im.origin + len(im.data))
+            img = images[bisect.bisect_right(origins, start) - 1]
             site = start - img.origin
             while img.data[site] in _PREFIXES:
                 site += 1
             sites[start] = (img, site + img.origin)
+        shared = {id(img): img.shared() for img in images}
         for start, (img, site) in sites.items():
-            for t in range(max(site - _MAX_INSN + 1, img.origin), site + 2):
-                if not img.is_start(t) or sites.get(t, (None, None))[1] == site:
-                    continue
-                other = self.decode_one(img, t - img.origin)
-                if other is None or t + other[1] > site:
-                    insn = self.decode_one(img, start - img.origin)
-                    self.violate('I14', start, f'{_text(insn)}: instruction of an extension '
-                                               'the fixed CPU lacks, overlapping the '
-                                               f'instruction at {t:#x}; the ud2 that '
-                                               'replaces it would change that one')
-                    break
+            if _meets(shared[id(img)], site - img.origin):
+                self.check_overlap(start, img, site, sites)
             self.absent_sites.add(site)
+
+    def check_overlap(self, start: int, img: _Image, site: int,
+                      sites: dict[int, tuple[_Image, int]]) -> None:
+        """I14 where runs of the sweep overlap (:meth:`_Image.shared`): decode every
+        start in the 15 bytes before ``site`` and at ``site + 1``, to see whether one
+        runs into the ud2.  Elsewhere the only instruction there is the one at
+        ``start`` (or one that only skips its prefixes)."""
+        for t in range(max(site - _MAX_INSN + 1, img.origin), site + 2):
+            if not img.is_start(t) or sites.get(t, (None, None))[1] == site:
+                continue
+            other = self.decode_one(img, t - img.origin)
+            if other is None or t + other[1] > site:
+                insn = self.decode_one(img, start - img.origin)
+                self.violate('I14', start, f'{_text(insn)}: instruction of an extension '
+                                           'the fixed CPU lacks, overlapping the '
+                                           f'instruction at {t:#x}; the ud2 that '
+                                           'replaces it would change that one')
+                return
 
     def check_preceding(self, before: bytes, starts: Sequence[int], code: bytes,
                         base: int) -> None:
@@ -683,6 +723,12 @@ def _quirk(raw: bytes, mnem: str, ops: str) -> str | None:
     if rex & 4 and opcode[:2] in (b'\x0f\x38', b'\x0f\x3a') and 'xmm' not in ops:
         return 'REX.R on an MMX register: unicorn reads it as part of the register number'
     return None
+
+
+def _meets(shared: list[list[int]], site: int) -> bool:
+    """Whether the two bytes of a ud2 at offset ``site`` meet a region of ``shared``."""
+    i = bisect.bisect_right(shared, [site + 1, 1 << 64]) - 1
+    return i >= 0 and shared[i][1] > site
 
 
 def _text(insn: tuple[int, int, str, str]) -> str:
