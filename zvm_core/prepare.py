@@ -41,7 +41,6 @@ from zvm_core.validator import (
     Violation,
     absent_at,
     as_fixed_cpu,
-    cache_key,
     default_cache,
     validate,
 )
@@ -122,22 +121,12 @@ def _prepare(program: Program, policy: Policy, cache, engine: str | None, name: 
 def _verdict(program: Program, policy: Policy, cache: VerdictCache,
              name: str) -> tuple[Verdict, Program]:
     """(its verdict, the program as both engines map it: ud2 for AVX, TSX...), or
-    :class:`Rejected`.  A cached verdict whose sites of absent instructions are not in
-    the program's code (a damaged cache file: decoding checks their form, not that
-    they lie in code) is replaced by the file's, validated again: it stayed cached,
-    and every run of the program was a worker error (``ValueError``).  One not cached
-    is the validator's own: a bug, raised."""
+    :class:`Rejected`.  A cache file whose sites of absent instructions are not in its
+    code is a miss (``validator._decode``): ``as_fixed_cpu``'s ValueError is a bug."""
     verdict = validate(program, policy, cache)
-    while True:
-        if not verdict.ok:
-            raise Rejected(replace(invalid_report(verdict), engine=name), verdict)
-        try:
-            return verdict, as_fixed_cpu(program, verdict)
-        except ValueError:
-            if not verdict.cached:
-                raise
-        verdict = validate(program, policy)         # not cached: a fresh one
-        cache.put(cache_key(program.sha256, policy), verdict)
+    if not verdict.ok:
+        raise Rejected(replace(invalid_report(verdict), engine=name), verdict)
+    return verdict, as_fixed_cpu(program, verdict)
 
 
 ABSENT_FAULT = ('an instruction of an extension the sandbox\'s CPU lacks (AVX, BMI, TSX, SHA, '

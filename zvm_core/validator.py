@@ -1038,8 +1038,29 @@ def _decode(obj: dict, key: str) -> Verdict:
     if not all(isinstance(a, int) and a > 0 for a in absent) \
             or list(absent) != sorted(set(absent)):
         raise ValueError('bad sites of absent instructions')
+    if not _in_code(absent, boundaries):
+        raise ValueError('sites of absent instructions outside the code')
     return Verdict(ok=obj['ok'], violations=violations, boundaries=boundaries,
                    instructions=obj['instructions'], traced=traced, absent=absent)
+
+
+def _in_code(sites: Sequence[int], boundaries: list[tuple[int, bytes]]) -> bool:
+    """Whether each site's ud2 lies in the verdict's bitmap, an instruction start at most
+    :data:`_MAX_INSN` - 1 bytes (its prefixes) before it: a cache file damaged there
+    is a miss, not an :func:`as_fixed_cpu` that fails on every run of the program."""
+    ordered = sorted(boundaries)
+    bases = [base for base, _ in ordered]
+    for site in sites:
+        i = bisect.bisect_right(bases, site) - 1
+        if i < 0:
+            return False
+        base, bits = ordered[i]
+        o = site - base
+        lo = max(o - _MAX_INSN + 1, 0)
+        if o + 1 >= 8 * len(bits) or not int.from_bytes(
+                bits[lo >> 3:(o >> 3) + 1], 'little') >> (lo & 7) & (2 << (o - lo)) - 1:
+            return False
+    return True
 
 
 def _lock(fd: int) -> None:
