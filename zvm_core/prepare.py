@@ -135,16 +135,12 @@ ABSENT_FAULT = ('an instruction of an extension the sandbox\'s CPU lacks (AVX, B
 
 
 def explained(report: Report, program: Program, verdict: Verdict) -> Report:
-    """``report``, whose invalid-instruction fault at an instruction :func:`as_fixed_cpu`
-    made ``ud2`` says so: the same words under both engines (each run's report goes
-    through here: ``executor.execute``, the pool's worker; one that is no fault returns
-    before the import and the message's parsing)."""
-    if report.status != 'fault':
-        return report
-    from zvm_core.executor import INVALID_INSTRUCTION  # executor imports this module
-    what, _, rip = report.message.partition(' (rip ')
-    if what == INVALID_INSTRUCTION and rip[:2] == '0x' \
-            and rip.endswith(')') and absent_at(program, verdict, int(rip[:-1], 16)):
+    """``report``, whose invalid-instruction fault (:attr:`Report.invalid_at`, set by
+    both engines) at an instruction :func:`as_fixed_cpu` made ``ud2`` says so: the same
+    words under both engines (each run's report goes through here: ``executor.execute``,
+    the pool's worker)."""
+    if report.status == 'fault' and report.invalid_at is not None \
+            and absent_at(program, verdict, report.invalid_at):
         report.message += f': {ABSENT_FAULT}'
     return report
 
