@@ -129,9 +129,9 @@ def _verdict(program: Program, policy: Policy, cache: VerdictCache,
     return verdict, as_fixed_cpu(program, verdict)
 
 
+BUILD_FOR_THE_CPU = 'build without -march=native, -mavx* or -mbmi*; -march=x86-64-v2 at most'
 ABSENT_FAULT = ('an instruction of an extension the sandbox\'s CPU lacks (AVX, BMI, TSX, SHA, '
-                'GFNI, ADX, XSAVE: build without -march=native, -mavx* or -mbmi*; '
-                '-march=x86-64-v2 at most)')
+                f'GFNI, ADX, XSAVE: {BUILD_FOR_THE_CPU})')
 
 
 def explained(report: Report, program: Program, verdict: Verdict) -> Report:

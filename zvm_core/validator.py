@@ -247,11 +247,21 @@ TRACED = frozenset(('rdtsc', 'rdtscp', 'cpuid'))   # allowed, answered by the ho
 # instructions (:func:`as_fixed_cpu`), as on the CPU that table describes; so is every
 # VEX or EVEX encoding (:data:`VEX_OPCODES`, found by its bytes: :meth:`_Sweep.find_vex`)
 RTM = frozenset(('xbegin', 'xabort', 'xend', 'xtest'))
-ABSENT = RTM | frozenset((
-    'sha1rnds4 sha1nexte sha1msg1 sha1msg2 sha256rnds2 sha256msg1 sha256msg2 '
-    'gf2p8affineqb gf2p8affineinvqb gf2p8mulb adcx adox '
-    'xgetbv xsave xsave64 xsaveopt xsaveopt64 xsavec xsavec64 xrstor xrstor64').split())
+EXTENSIONS = {      # of each legacy-encoded instruction of :data:`ABSENT`: its extension
+    **dict.fromkeys(RTM, 'TSX'),
+    **dict.fromkeys('sha1rnds4 sha1nexte sha1msg1 sha1msg2 sha256rnds2 sha256msg1 '
+                    'sha256msg2'.split(), 'SHA'),
+    **dict.fromkeys('gf2p8affineqb gf2p8affineinvqb gf2p8mulb'.split(), 'GFNI'),
+    **dict.fromkeys(('adcx', 'adox'), 'ADX'),
+    **dict.fromkeys('xgetbv xsave xsave64 xsaveopt xsaveopt64 xsavec xsavec64 xrstor '
+                    'xrstor64'.split(), 'XSAVE')}
+ABSENT = frozenset(EXTENSIONS)
 VEX_OPCODES = b'\xc4\xc5\x62'   # VEX3, VEX2, EVEX: in 64-bit mode never les, lds, bound
+# (VEX map, opcode) of VEX-encoded BMI1/BMI2 (andn, bls*, bextr; bzhi, pdep, pext, mulx,
+# sarx, shlx, shrx; rorx) and of AVX-512's mask-register instructions (kand*...kmov*, kortest)
+_VEX_BMI = frozenset(((2, 0xF2), (2, 0xF3), (2, 0xF5), (2, 0xF6), (2, 0xF7), (3, 0xF0)))
+_VEX_MASK = frozenset((1, op) for op in (*range(0x41, 0x48), 0x4A, 0x4B, 0x90, 0x91, 0x92,
+                                         0x93, 0x98, 0x99))
 _CHECKED: dict[str, str] = {
     **dict.fromkeys(TRACED, _TRACE),
     **dict.fromkeys(('ja jae jb jbe je jne jg jge jl jle jo jno jp jnp js jns '
@@ -859,6 +869,36 @@ def absent_at(program: Program, verdict: Verdict, rip: int) -> bool:
                 if s.executable and s.vaddr <= rip and site < s.vaddr + len(s.data)), None)
     return seg is not None and all(b in _PREFIXES
                                    for b in seg.data[rip - seg.vaddr:site - seg.vaddr])
+
+
+def absent_extensions(program: Program, verdict: Verdict) -> collections.Counter[str]:
+    """How many of the program's sites of :attr:`Verdict.absent` each extension has:
+    ``AVX`` (VEX), ``AVX-512`` (EVEX, mask registers), ``BMI`` (VEX-encoded), ``TSX``,
+    ``SHA``, ``GFNI``, ``ADX``, ``XSAVE``: what ``zvm validate`` tells of a program
+    built with -march=native, which is valid but faults where it reaches one."""
+    counts: collections.Counter[str] = collections.Counter()
+    if not verdict.absent:
+        return counts
+    images, bits, md = _images(program), dict(verdict.boundaries), None
+    for site in verdict.absent:
+        img = next(im for im in images if im.origin <= site < im.origin + len(im.data))
+        o = site - img.origin
+        op, b1, b2, b3 = img.data[o:o + 4].ljust(4, b'\0')
+        if op == 0x62:
+            counts['AVX-512'] += 1
+        elif op in (0xC4, 0xC5):
+            key = (b1 & 0x1F, b3) if op == 0xC4 else (1, b2)
+            counts['BMI' if key in _VEX_BMI else 'AVX-512' if key in _VEX_MASK else 'AVX'] += 1
+        else:       # legacy encoding: decoded from its start (mandatory prefixes: 66 0f 38 f6)
+            if md is None:
+                from capstone import CS_ARCH_X86, CS_MODE_64, Cs
+                md = Cs(CS_ARCH_X86, CS_MODE_64)
+            img.bits = bytearray(bits.get(img.origin, b''))
+            start = img.owner(o)
+            insn = None if start is None else next(
+                md.disasm_lite(img.view[start:start + _MAX_INSN], site), None)
+            counts[EXTENSIONS.get(insn[2].rpartition(' ')[2] if insn else '', 'other')] += 1
+    return counts
 
 
 # -- the cache ------------------------------------------------------------------
