@@ -4,14 +4,16 @@ against what the CPU does.
 Generates register-only instructions the validator accepts (random encodings
 of every opcode map, and every opcode's register form in turn), runs each
 from the same random registers, flags and x87/SSE state under the emulated
-and the native engine, and prints every difference: the encoding, capstone's
+and the native engine, then every memory form of ``semantic_diff.MEMORY`` (loads,
+stores, locked read-modify-write, cmpxchg, xadd, SSE, string instructions) ``--memory``
+times on a random scratch buffer, and prints every difference: the encoding, capstone's
 text and what each engine gave, with the known class it falls in
 (``semantic_diff.KNOWN``), then a count per class.  Exit status 1 if any
 difference is in no known class.  The comparison is ``tests/semantic_diff.py``;
 the test suite runs a bounded version (``tests/sandbox/test_semantic_diff.py``).
 
 Usage: ``python bench/fuzz_semantics.py [--samples N] [--seed S] [--structured F]
-[--quiet]``.
+[--memory EACH] [--quiet]``.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ def main() -> int:
     ap.add_argument('--seed', type=int, default=1)
     ap.add_argument('--structured', type=float, default=0.5,
                     help='share of the cases from the opcode maps (the rest: random bytes)')
+    ap.add_argument('--memory', type=int, default=10,
+                    help='cases of each memory form (semantic_diff.MEMORY)')
     ap.add_argument('--quiet', action='store_true', help='print only the unknown differences')
     opts = ap.parse_args()
 
@@ -41,8 +45,11 @@ def main() -> int:
     rng = random.Random(opts.seed)
     counts: Counter[str] = Counter()
     done = faulted = refused = 0
-    for first in range(0, opts.samples, 1000):     # a thousand cases at a time: progress
-        batch = semantic_diff.cases(rng, min(1000, opts.samples - first), opts.structured)
+    # a thousand register-only cases at a time (progress), then rounds of the memory forms
+    sizes = [min(1000, opts.samples - first) for first in range(0, opts.samples, 1000)]
+    for n in sizes + [0] * opts.memory:
+        batch = (semantic_diff.cases(rng, n, opts.structured) if n
+                 else semantic_diff.memory_cases(rng))
         result = semantic_diff.differences(batch)
         done, faulted, refused = (done + result.cases, faulted + result.faulted,
                                   refused + result.refused)

@@ -5,16 +5,22 @@ instruction ends; this checks that unicorn and the CPU agree on what it does.
 ``xbegin`` was the first found: both decoders give it the same length, but
 unicorn runs it as ``mov $imm32, %eax`` and the CPU as a transaction.
 
-Only instructions that the validator accepts and that use registers alone (no
+Instructions that the validator accepts and that use registers alone (no
 memory operand, no implicit stack or string access, no control transfer, no
 system call, nothing that reads a counter or a random number) are tried: the
 encodings of :func:`decoder_diff.generate` and :func:`structured` (every
 opcode of the one-byte, 0f, 0f38 and 0f3a maps and VEX in register form).
+So are the memory forms of :data:`MEMORY` (:func:`memory_cases`: loads and
+stores, read-modify-write with and without lock, ``cmpxchg``/``xadd``, SSE
+loads and stores, string instructions with and without ``rep``), whose base
+registers point into a scratch buffer at a fixed address (``rbx`` at its
+middle, ``rsi``/``rdi`` apart from it, ``rcx`` a small count), filled at random.
 
 A batch of cases becomes one assembly program (:func:`source`): for each case
-it loads the x87/SSE state (``fxrstor64``), rflags and the 16 general
-registers from a table, runs the instruction's bytes, stores the registers,
-rflags and ``fxsave64`` and writes that record to stdout.  The program is run
+it fills the scratch buffer (a case with memory), loads the x87/SSE state
+(``fxrstor64``), rflags and the 16 general registers from a table, runs the
+instruction's bytes, stores the registers, rflags, ``fxsave64`` and the scratch
+buffer and writes that record to stdout.  The program is run
 under each engine (:func:`execute`) and the records compared.  A case that
 faults ends the program: the cases after it go into the next program, and a
 case that faults under one engine only is a disagreement.
@@ -22,13 +28,15 @@ case that faults under one engine only is a disagreement.
 Each difference is classified (:class:`Difference`): ``fault`` (one engine
 faulted), ``gpr``, ``flags`` (defined flags, or flags the instruction leaves
 alone), ``undefined-flags`` (only flags Intel documents as undefined after
-it), ``fpu`` (x87 registers, control/status/tag words, MXCSR, xmm).  Known,
+it), ``fpu`` (x87 registers, control/status/tag words, MXCSR, xmm), ``memory``
+(the scratch buffer).  Known,
 accepted ones are :data:`KNOWN`.  Used by ``tests/sandbox/test_semantic_diff.py``
 (bounded) and ``bench/fuzz_semantics.py`` (long runs).
 """
 
 from __future__ import annotations
 
+import functools
 import random
 import re
 import struct
@@ -60,7 +68,34 @@ from zvm_core.prepare import Rejected, prepare
 
 GPRS = ('rax', 'rcx', 'rdx', 'rbx', 'rsp', 'rbp', 'rsi', 'rdi',
         'r8', 'r9', 'r10', 'r11', 'r12', 'r13', 'r14', 'r15')
-RECORD = struct.Struct('<Q16QQ512s')    # case number, registers, rflags, fxsave image
+SCRATCH = 512       # bytes of the scratch buffer memory operands use
+# case number, registers, rflags, fxsave image, the scratch buffer
+RECORD = struct.Struct(f'<Q16QQ512s{SCRATCH}s')
+# memory forms tried (AT&T syntax): rbx points at the scratch buffer's middle, rsi and
+# rdi 64 bytes either side of it, rcx is 0..12 (string counts, shift counts)
+MEMORY = (
+    'mov (%rbx), %rax', 'mov %rcx, 8(%rbx)', 'movl $0x12345678, -4(%rbx)',
+    'movb %dl, 3(%rbx)', 'movzwl 6(%rbx), %eax', 'movsbq -1(%rbx), %rdx',
+    'add %rax, (%rbx)', 'addl $7, 12(%rbx)', 'sub (%rbx), %ecx', 'lock addq $1, (%rbx)',
+    'incw 2(%rbx)', 'negb 5(%rbx)', 'andq %rdx, 16(%rbx)', 'shlq $3, (%rbx)',
+    'rorl %cl, 4(%rbx)', 'adcq (%rbx), %rdx', 'lock orl %eax, 20(%rbx)',
+    'cmpxchg %rcx, (%rbx)', 'lock cmpxchg %ecx, 8(%rbx)', 'cmpxchg %edx, 12(%rbx)',
+    'cmpxchgw %dx, 2(%rbx)', 'cmpxchgb %dl, 1(%rbx)',
+    'lock cmpxchg16b (%rbx)', 'cmpxchg8b 8(%rbx)',
+    'xadd %rax, (%rbx)', 'lock xaddl %ecx, 4(%rbx)', 'xchg %rdx, (%rbx)',
+    'btsl $5, (%rbx)', 'lock btrq $63, 8(%rbx)', 'sete (%rbx)', 'cmovne 8(%rbx), %rax',
+    'imul 8(%rbx), %rcx', 'mulq 8(%rbx)', 'popcntq (%rbx), %rax', 'movbe (%rbx), %rax',
+    'movups (%rbx), %xmm0', 'movaps %xmm1, 16(%rbx)', 'movdqu %xmm2, 3(%rbx)',
+    'movdqa (%rbx), %xmm3', 'movq 8(%rbx), %xmm3', 'movq %xmm4, (%rbx)',
+    'movd %xmm5, 4(%rbx)', 'movss 4(%rbx), %xmm6', 'movsd %xmm7, 8(%rbx)',
+    'movhps 8(%rbx), %xmm0', 'movlps %xmm1, (%rbx)', 'addps 16(%rbx), %xmm2',
+    'pshufd $0x1b, (%rbx), %xmm3', 'movntdq %xmm0, 32(%rbx)', 'lddqu 1(%rbx), %xmm5',
+    'pinsrw $3, 2(%rbx), %xmm1', 'pextrd $1, %xmm2, 4(%rbx)', 'ptest (%rbx), %xmm4',
+    'cvtsi2sdq 8(%rbx), %xmm6', 'fldl (%rbx)', 'fstl 8(%rbx)', 'fildl 4(%rbx)',
+    'movsb', 'movsq', 'rep movsb', 'rep movsq', 'rep movsl', 'stosb', 'rep stosb',
+    'rep stosq', 'lodsw', 'rep lodsb', 'cmpsb', 'repe cmpsb', 'repne cmpsq', 'scasl',
+    'repne scasb', 'repe scasw',
+)
 FLAG_BITS = {'CF': 0, 'PF': 2, 'AF': 4, 'ZF': 6, 'SF': 7, 'TF': 8, 'IF': 9, 'DF': 10,
              'OF': 11, 'AC': 18, 'ID': 21}
 _INPUT_FLAGS = 0x8D5 | 0x400      # the arithmetic flags and DF: never TF, AC (alignment
@@ -140,6 +175,9 @@ KNOWN = {
                           'and QEMU pick different ones (f3 f2 movddup runs as movsldup; '
                           'f3 66 aesdec, 66 f3 psraw mm faults on the CPU only)',
     'undefined-flags': 'flags the SDM says are undefined after this instruction',
+    'cmpxchg-accumulator': 'a 32-bit cmpxchg whose comparison succeeds: the CPU does not '
+                           'write the accumulator (RAX keeps its upper half), QEMU writes '
+                           'EAX (zeroing it)',
 }
 _FCOMI = frozenset(('fcomi', 'fcomip', 'fcompi', 'fucomi', 'fucomip', 'fucompi'))
 _HORIZONTAL = frozenset('phaddw phaddd phaddsw phsubw phsubd phsubsw'.split())
@@ -153,9 +191,10 @@ class Case:
     code: bytes
     text: str
     mnemonic: str
-    regs: list[int]
+    regs: list[int | str]   # a value, or an address in the program ('scratch+256')
     flags: int
     fx: bytes
+    memory: bytes | None = None     # the scratch buffer's contents before it (SCRATCH)
 
 
 @dataclass
@@ -172,6 +211,9 @@ class Difference:
         if self.kind == 'fault':
             native, emulated = self.fields['engine']
             return f'only the {"native" if native == "fault" else "emulated"} engine faulted'
+        if self.kind == 'memory':
+            return '; '.join(f'scratch[{name}] native {a.hex()} emulated {b.hex()}'
+                             for name, (a, b) in self.fields.items())
         if self.kind in ('flags', 'undefined-flags'):
             native, emulated = self.fields['rflags']
             return (f'{_names(native ^ emulated)} differ: native {native:#x} '
@@ -218,11 +260,16 @@ def explain(d: Difference) -> str | None:
         return 'hadd-alias'
     if d.kind == 'fault':
         return None
+    if d.kind == 'gpr' and c.mnemonic == 'cmpxchg' and set(d.fields) == {'rax'}:
+        native, emulated = d.fields['rax']
+        return 'cmpxchg-accumulator' if emulated == native & 0xFFFFFFFF else None
     x87 = c.mnemonic.startswith('f')
     if d.kind == 'fpu' and c.mnemonic in _APPROXIMATE and all(n[:3] == 'xmm' for n in d.fields):
         return 'approximate'
     if d.kind == 'flags':
         return 'x87-stack-fault' if c.mnemonic in _FCOMI and _stack_fault(d) else None
+    if d.kind == 'memory':      # an x87 store of what a stack fault left
+        return 'x87-stack-fault' if x87 and _stack_fault(d) else None
     if d.kind != 'fpu':
         return None
     if x87 and _stack_fault(d):
@@ -341,6 +388,55 @@ def case(rng: random.Random, code: bytes) -> Case | None:
     return Case(insn, text, mnemonic, regs, rng.getrandbits(32) & _INPUT_FLAGS | 0x202, _fx(rng))
 
 
+@functools.cache
+def _assembled(texts: tuple[str, ...]) -> tuple[bytes, ...]:
+    """The bytes of each instruction of ``texts`` (assembled once, by the toolchain)."""
+    lines = ['.text', '.globl _start', '_start:']
+    lines += [f't{i}: {text}' for i, text in enumerate(texts)] + [f't{len(texts)}:']
+    with tempfile.TemporaryDirectory(prefix='semdiff-') as tmp:
+        src = Path(tmp) / 'semantic_memory.S'
+        src.write_text('\n'.join(lines) + '\n')
+        with open(build_static(src, Path(tmp) / 'build'), 'rb') as f:
+            elf = ELFFile(f)
+            at = {s.name: s.entry.st_value for s in elf.get_section_by_name('.symtab')
+                  .iter_symbols() if s.name[:1] == 't' and s.name[1:].isdigit()}
+            text = elf.get_section_by_name('.text')
+            data, base = text.data(), text['sh_addr']
+    return tuple(data[at[f't{i}'] - base:at[f't{i + 1}'] - base] for i in range(len(texts)))
+
+
+def memory_case(rng: random.Random, text: str) -> Case:
+    """A case for ``text`` (AT&T syntax, as in :data:`MEMORY`): random registers, flags,
+    x87/SSE state and scratch buffer; its base registers point into the buffer.  Half
+    the ``cmpxchg`` cases find rax (edx:eax, rdx:rax) in memory: the exchange is made."""
+    code = _assembled(MEMORY)[MEMORY.index(text)] if text in MEMORY else _assembled((text,))[0]
+    insn = next(_md.disasm(code, 0x100000, 1))
+    mnemonic = insn.mnemonic.split()[-1]
+    regs: list[int | str] = [_value(rng) for _ in GPRS]
+    mid = SCRATCH // 2
+    for reg, value in (('rbx', f'scratch+{mid}'), ('rsi', f'scratch+{mid - 64}'),
+                       ('rdi', f'scratch+{mid + 64}'), ('rcx', rng.randrange(13))):
+        regs[GPRS.index(reg)] = value
+    memory = bytearray(rng.randbytes(SCRATCH))
+    if mnemonic.startswith('cmpxchg') and rng.random() < 0.5:
+        op = next(op for op in insn.operands if op.type == X86_OP_MEM)
+        rax, rdx = (int(regs[GPRS.index(r)]) for r in ('rax', 'rdx'))
+        half = (1 << 4 * op.size) - 1       # cmpxchg8b/16b: edx:eax, rdx:rax
+        value = (rax & half | (rdx & half) << 4 * op.size if mnemonic[-1] == 'b'
+                 else rax & (1 << 8 * op.size) - 1)
+        at = mid + op.mem.disp
+        memory[at:at + op.size] = value.to_bytes(op.size, 'little')
+    return Case(code, f'{insn.mnemonic} {insn.op_str}'.strip(), mnemonic, regs,
+                rng.getrandbits(32) & _INPUT_FLAGS | 0x202, _fx(rng), bytes(memory))
+
+
+def memory_cases(rng: random.Random, each: int = 1) -> list[Case]:
+    """``each`` cases of every form of :data:`MEMORY`, in a random order."""
+    made = [memory_case(rng, text) for text in MEMORY for _ in range(each)]
+    rng.shuffle(made)
+    return made
+
+
 def cases(rng: random.Random, count: int, structured_share: float = 0.5) -> list[Case]:
     """``count`` cases: random encodings (:func:`decoder_diff.generate`) and, for
     ``structured_share`` of them, register forms of every map's opcodes in turn from a
@@ -364,20 +460,28 @@ def source(batch: list[Case]) -> str:
     """The assembly program running ``batch``: see the module's docstring."""
     lines = ['.text', '.globl _start', '_start:', '  mov %rsp, saved_rsp(%rip)']
     for i, c in enumerate(batch):
+        if c.memory is not None:
+            lines += ['  cld', f'  lea mem{i}(%rip), %rsi', '  lea scratch(%rip), %rdi',
+                      f'  mov ${SCRATCH}, %ecx', '  rep movsb']
         lines += [f'  fxrstor64 fx{i}(%rip)', f'  pushq flags{i}(%rip)', '  popfq']
         lines += [f'  mov in{i}+{8 * n}(%rip), %{r}' for n, r in enumerate(GPRS)]
         lines += [f'c{i}: .byte {", ".join(str(b) for b in c.code)}']
         lines += [f'  mov %{r}, out+{8 + 8 * n}(%rip)' for n, r in enumerate(GPRS)]
         lines += ['  mov saved_rsp(%rip), %rsp', '  pushfq', '  popq out+136(%rip)', '  cld',
-                  '  fxsave64 out+144(%rip)', f'  movq ${i}, out(%rip)',
+                  '  fxsave64 out+144(%rip)', '  lea scratch(%rip), %rsi',
+                  '  lea out+656(%rip), %rdi', f'  mov ${SCRATCH}, %ecx', '  rep movsb',
+                  f'  movq ${i}, out(%rip)',
                   '  mov $1, %eax', '  mov $1, %edi', '  lea out(%rip), %rsi',
                   f'  mov ${RECORD.size}, %edx', '  syscall']
     lines += ['  mov $60, %eax', '  xor %edi, %edi', '  syscall', '.data', '.balign 16',
-              'saved_rsp: .quad 0', '.balign 16', f'out: .skip {RECORD.size + 16}']
+              'saved_rsp: .quad 0', '.balign 16', f'out: .skip {RECORD.size + 16}',
+              '.balign 64', f'scratch: .skip {SCRATCH}']
     for i, c in enumerate(batch):
         lines += ['.balign 16', f'fx{i}: .byte {", ".join(str(b) for b in c.fx)}',
                   f'flags{i}: .quad {c.flags}',
                   f'in{i}: .quad {", ".join(str(v) for v in c.regs)}']
+        if c.memory is not None:
+            lines += [f'mem{i}: .byte {", ".join(str(b) for b in c.memory)}']
     return '\n'.join(lines) + '\n'
 
 
@@ -444,6 +548,11 @@ def compare(c: Case, native: tuple, emulated: tuple) -> list[Difference]:
            for name, (o, n) in FX_FIELDS.items() if native[18][o:o + n] != emulated[18][o:o + n]}
     if fpu:
         found.append(Difference(c, 'fpu', fpu, fsw))
+    if native[19] != emulated[19]:
+        differ = [o for o in range(SCRATCH) if native[19][o] != emulated[19][o]]
+        lo, hi = differ[0] & ~7, (differ[-1] | 7) + 1
+        found.append(Difference(c, 'memory', {f'{lo}:{hi}': (native[19][lo:hi],
+                                                              emulated[19][lo:hi])}, fsw))
     return found
 
 

@@ -9,6 +9,10 @@
             [--report F|-] [--repeat N] PROGRAM [ARGS...]
     zvm info
 
+``validate`` exits 0 for a valid program (1 for an invalid one, with its
+violations); a valid one that holds instructions of extensions the sandbox's
+CPU lacks (built with -march=native or -mavx2; glibc's, behind ``cpuid``) gets
+a second line: how many, of which extensions, and that they fault if reached.
 ``run`` exits with the guest's return code when the report status is ``ok``,
 with 141 (128 + SIGPIPE, quietly, as ``cat``) when the program was stopped for
 writing again to a pipe whose reader went away (``zvm run prog | head -1``), and
@@ -233,11 +237,29 @@ def _cmd_validate(opts: argparse.Namespace) -> int:
     if verdict.ok:
         print(f'{opts.program}: valid ({verdict.instructions} instructions'
               f'{", cached" if verdict.cached else ""})')
+        if verdict.absent:
+            print(f'{opts.program}: {_absent_note(program, verdict)}')
         return 0
     print(f'{opts.program}: invalid: {len(verdict.violations)} violation(s)')
     for v in verdict.violations:
         print(f'  {v.rule} {v.address:#x} {v.text}')
     return 1
+
+
+def _absent_note(program, verdict) -> str:
+    """What a valid program's instructions of extensions the sandbox's CPU lacks do
+    (``validator.as_fixed_cpu``): a program built with -march=native is valid, and
+    faults where it reaches one."""
+    from zvm_core.prepare import BUILD_FOR_THE_CPU
+    from zvm_core.validator import absent_extensions
+    counts = absent_extensions(program, verdict)
+    which = ', '.join(f'{name} {n}' for name, n in
+                      sorted(counts.items(), key=lambda c: (-c[1], c[0])))
+    n = len(verdict.absent)
+    one = n == 1
+    return (f'{n} instruction{"" if one else "s"} of extensions the sandbox\'s CPU lacks '
+            f'({which}) fault{"s" if one else ""} if reached (glibc\'s, behind cpuid, never '
+            f'are): {BUILD_FOR_THE_CPU}')
 
 
 def _images(opts: argparse.Namespace) -> tuple[str, list[tuple[str, str]]]:

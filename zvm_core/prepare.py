@@ -41,7 +41,6 @@ from zvm_core.validator import (
     Violation,
     absent_at,
     as_fixed_cpu,
-    cache_key,
     default_cache,
     validate,
 )
@@ -122,40 +121,26 @@ def _prepare(program: Program, policy: Policy, cache, engine: str | None, name: 
 def _verdict(program: Program, policy: Policy, cache: VerdictCache,
              name: str) -> tuple[Verdict, Program]:
     """(its verdict, the program as both engines map it: ud2 for AVX, TSX...), or
-    :class:`Rejected`.  A cached verdict whose sites of absent instructions are not in
-    the program's code (a damaged cache file: decoding checks their form, not that
-    they lie in code) is replaced by the file's, validated again: it stayed cached,
-    and every run of the program was a worker error (``ValueError``).  One not cached
-    is the validator's own: a bug, raised."""
+    :class:`Rejected`.  A cache file whose sites of absent instructions are not in its
+    code is a miss (``validator._decode``): ``as_fixed_cpu``'s ValueError is a bug."""
     verdict = validate(program, policy, cache)
-    while True:
-        if not verdict.ok:
-            raise Rejected(replace(invalid_report(verdict), engine=name), verdict)
-        try:
-            return verdict, as_fixed_cpu(program, verdict)
-        except ValueError:
-            if not verdict.cached:
-                raise
-        verdict = validate(program, policy)         # not cached: a fresh one
-        cache.put(cache_key(program.sha256, policy), verdict)
+    if not verdict.ok:
+        raise Rejected(replace(invalid_report(verdict), engine=name), verdict)
+    return verdict, as_fixed_cpu(program, verdict)
 
 
+BUILD_FOR_THE_CPU = 'build without -march=native, -mavx* or -mbmi*; -march=x86-64-v2 at most'
 ABSENT_FAULT = ('an instruction of an extension the sandbox\'s CPU lacks (AVX, BMI, TSX, SHA, '
-                'GFNI, ADX, XSAVE: build without -march=native, -mavx* or -mbmi*; '
-                '-march=x86-64-v2 at most)')
+                f'GFNI, ADX, XSAVE: {BUILD_FOR_THE_CPU})')
 
 
 def explained(report: Report, program: Program, verdict: Verdict) -> Report:
-    """``report``, whose invalid-instruction fault at an instruction :func:`as_fixed_cpu`
-    made ``ud2`` says so: the same words under both engines (each run's report goes
-    through here: ``executor.execute``, the pool's worker; one that is no fault returns
-    before the import and the message's parsing)."""
-    if report.status != 'fault':
-        return report
-    from zvm_core.executor import INVALID_INSTRUCTION  # executor imports this module
-    what, _, rip = report.message.partition(' (rip ')
-    if what == INVALID_INSTRUCTION and rip[:2] == '0x' \
-            and rip.endswith(')') and absent_at(program, verdict, int(rip[:-1], 16)):
+    """``report``, whose invalid-instruction fault (:attr:`Report.invalid_at`, set by
+    both engines) at an instruction :func:`as_fixed_cpu` made ``ud2`` says so: the same
+    words under both engines (each run's report goes through here: ``executor.execute``,
+    the pool's worker)."""
+    if report.status == 'fault' and report.invalid_at is not None \
+            and absent_at(program, verdict, report.invalid_at):
         report.message += f': {ABSENT_FAULT}'
     return report
 

@@ -65,6 +65,10 @@ class Report:
     engine: str = 'emulated'    # or 'native' (zvm_core.engines)
     engine_reason: str = ''     # why ``auto`` chose the emulated engine (zvm_core.prepare)
     host_failure: bool = False  # ``killed`` by the host's trouble, not by a bug of ours
+    # where an invalid-instruction fault stopped the guest, for ``prepare.explained``
+    # (which says when it is an extension the sandbox's CPU lacks): the engine's answer
+    # to the run's caller, in the message already, so neither sent on nor compared
+    invalid_at: int | None = field(default=None, compare=False, metadata={'local': True})
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -101,7 +105,7 @@ class Report:
 # passes them on to the proxy (``zerocloud.wire``): a field added here travels with them.
 # ``validation`` travels as [state, violations], ``accounting`` as its values in the
 # order of ACCOUNTING_FIELDS with ``channels`` as [[alias, *the CHANNEL_FIELDS]].
-REPORT_FIELDS = tuple(f.name for f in fields(Report))
+REPORT_FIELDS = tuple(f.name for f in fields(Report) if not f.metadata.get('local'))
 ACCOUNTING_FIELDS = tuple(f.name for f in fields(Accounting))
 CHANNEL_FIELDS = tuple(f.name for f in fields(ChannelAccounting))
 

@@ -247,11 +247,21 @@ TRACED = frozenset(('rdtsc', 'rdtscp', 'cpuid'))   # allowed, answered by the ho
 # instructions (:func:`as_fixed_cpu`), as on the CPU that table describes; so is every
 # VEX or EVEX encoding (:data:`VEX_OPCODES`, found by its bytes: :meth:`_Sweep.find_vex`)
 RTM = frozenset(('xbegin', 'xabort', 'xend', 'xtest'))
-ABSENT = RTM | frozenset((
-    'sha1rnds4 sha1nexte sha1msg1 sha1msg2 sha256rnds2 sha256msg1 sha256msg2 '
-    'gf2p8affineqb gf2p8affineinvqb gf2p8mulb adcx adox '
-    'xgetbv xsave xsave64 xsaveopt xsaveopt64 xsavec xsavec64 xrstor xrstor64').split())
+EXTENSIONS = {      # of each legacy-encoded instruction of :data:`ABSENT`: its extension
+    **dict.fromkeys(RTM, 'TSX'),
+    **dict.fromkeys('sha1rnds4 sha1nexte sha1msg1 sha1msg2 sha256rnds2 sha256msg1 '
+                    'sha256msg2'.split(), 'SHA'),
+    **dict.fromkeys('gf2p8affineqb gf2p8affineinvqb gf2p8mulb'.split(), 'GFNI'),
+    **dict.fromkeys(('adcx', 'adox'), 'ADX'),
+    **dict.fromkeys('xgetbv xsave xsave64 xsaveopt xsaveopt64 xsavec xsavec64 xrstor '
+                    'xrstor64'.split(), 'XSAVE')}
+ABSENT = frozenset(EXTENSIONS)
 VEX_OPCODES = b'\xc4\xc5\x62'   # VEX3, VEX2, EVEX: in 64-bit mode never les, lds, bound
+# (VEX map, opcode) of VEX-encoded BMI1/BMI2 (andn, bls*, bextr; bzhi, pdep, pext, mulx,
+# sarx, shlx, shrx; rorx) and of AVX-512's mask-register instructions (kand*...kmov*, kortest)
+_VEX_BMI = frozenset(((2, 0xF2), (2, 0xF3), (2, 0xF5), (2, 0xF6), (2, 0xF7), (3, 0xF0)))
+_VEX_MASK = frozenset((1, op) for op in (*range(0x41, 0x48), 0x4A, 0x4B, 0x90, 0x91, 0x92,
+                                         0x93, 0x98, 0x99))
 _CHECKED: dict[str, str] = {
     **dict.fromkeys(TRACED, _TRACE),
     **dict.fromkeys(('ja jae jb jbe je jne jg jge jl jle jo jno jp jnp js jns '
@@ -292,7 +302,9 @@ class _Image:
     ``origin`` is a multiple of 8; offsets into ``data`` are bit numbers.
     Only ``[lo, hi)`` holds code the caller vouches for.  ``open_end``: the
     page after the image may become executable (the heap arena, where
-    ``jail`` makes code).
+    ``jail`` makes code).  ``runs``: ``[lo, hi)`` offsets of each run of
+    instructions decoded one after the other (none overlaps another of its run),
+    for :meth:`shared`.
     """
 
     def __init__(self, origin: int, data: bytearray, lo: int, hi: int,
@@ -301,6 +313,29 @@ class _Image:
         self.open_end = open_end
         self.view = memoryview(data)
         self.bits = bytearray((len(data) + 7) // 8)
+        self.runs: list[list[int]] = []
+
+    def decoded(self, lo: int, hi: int) -> None:
+        """Note that the sweep decoded instructions one after the other from offset ``lo``
+        to ``hi`` (a run that ``lo`` continues grows)."""
+        if self.runs and self.runs[-1][1] == lo:
+            self.runs[-1][1] = hi
+        elif lo < hi:
+            self.runs.append([lo, hi])
+
+    def shared(self) -> list[list[int]]:
+        """The ``[lo, hi)`` offsets, sorted and disjoint, that more than one run decoded:
+        only there can two decoded instructions overlap."""
+        shared: list[list[int]] = []
+        reach = -1
+        for lo, hi in sorted(self.runs):
+            if lo < reach:
+                if shared and lo <= shared[-1][1]:
+                    shared[-1][1] = max(shared[-1][1], min(hi, reach))
+                else:
+                    shared.append([lo, min(hi, reach)])
+            reach = max(reach, hi)
+        return shared
 
     def is_start(self, addr: int) -> bool:
         o = addr - self.origin
@@ -383,6 +418,7 @@ class _Sweep:
                 continue
             self.count += n
             break
+        img.decoded(start, off)
         return None if last is None else (off, last)
 
     def follow(self, img: _Image, off: int) -> None:
@@ -423,6 +459,7 @@ class _Sweep:
     def accept(self, img: _Image, off: int, insn: tuple[int, int, str, str]) -> str:
         """Mark and check one instruction found outside the linear sweep; return its mnemonic."""
         img.bits[off >> 3] |= 1 << (off & 7)
+        img.decoded(off, off + insn[1])
         self.count += 1
         mnem = insn[2]
         m = mnem.rpartition(' ')[2] if ' ' in mnem else mnem
@@ -577,7 +614,9 @@ class _Sweep:
         of an absent extension (:func:`as_fixed_cpu`) must change no other instruction
         the sweep decoded: one that overlaps them out of sync (code ranges that cut each
         other's instructions) would run as bytes nobody validated.  A start that only
-        skips prefixes of the same instruction decodes to a prefixed ``ud2``.  At most
+        skips prefixes of the same instruction decodes to a prefixed ``ud2``.  Two
+        decoded instructions overlap only where two runs of the sweep do
+        (:meth:`_Image.shared`): only there is anything decoded again.  At most
         :data:`MAX_ABSENT` (the CPython image's glibc has ~15,000, most in AVX string
         functions behind ``cpuid``): their addresses are kept."""
         for img in images:
@@ -588,26 +627,37 @@ class _Sweep:
                                                     'of extensions the fixed CPU lacks (AVX, '
                                                     'TSX, SHA, GFNI, ADX, XSAVE)')
             return
+        origins = [img.origin for img in images]       # sorted: _images, validate_code
         sites = {}
         for start in starts:
-            img = next(im for im in images if im.origin <= start < im.origin + len(im.data))
+            img = images[bisect.bisect_right(origins, start) - 1]
             site = start - img.origin
             while img.data[site] in _PREFIXES:
                 site += 1
             sites[start] = (img, site + img.origin)
+        shared = {id(img): img.shared() for img in images}
         for start, (img, site) in sites.items():
-            for t in range(max(site - _MAX_INSN + 1, img.origin), site + 2):
-                if not img.is_start(t) or sites.get(t, (None, None))[1] == site:
-                    continue
-                other = self.decode_one(img, t - img.origin)
-                if other is None or t + other[1] > site:
-                    insn = self.decode_one(img, start - img.origin)
-                    self.violate('I14', start, f'{_text(insn)}: instruction of an extension '
-                                               'the fixed CPU lacks, overlapping the '
-                                               f'instruction at {t:#x}; the ud2 that '
-                                               'replaces it would change that one')
-                    break
+            if _meets(shared[id(img)], site - img.origin):
+                self.check_overlap(start, img, site, sites)
             self.absent_sites.add(site)
+
+    def check_overlap(self, start: int, img: _Image, site: int,
+                      sites: dict[int, tuple[_Image, int]]) -> None:
+        """I14 where runs of the sweep overlap (:meth:`_Image.shared`): decode every
+        start in the 15 bytes before ``site`` and at ``site + 1``, to see whether one
+        runs into the ud2.  Elsewhere the only instruction there is the one at
+        ``start`` (or one that only skips its prefixes)."""
+        for t in range(max(site - _MAX_INSN + 1, img.origin), site + 2):
+            if not img.is_start(t) or sites.get(t, (None, None))[1] == site:
+                continue
+            other = self.decode_one(img, t - img.origin)
+            if other is None or t + other[1] > site:
+                insn = self.decode_one(img, start - img.origin)
+                self.violate('I14', start, f'{_text(insn)}: instruction of an extension '
+                                           'the fixed CPU lacks, overlapping the '
+                                           f'instruction at {t:#x}; the ud2 that '
+                                           'replaces it would change that one')
+                return
 
     def check_preceding(self, before: bytes, starts: Sequence[int], code: bytes,
                         base: int) -> None:
@@ -683,6 +733,12 @@ def _quirk(raw: bytes, mnem: str, ops: str) -> str | None:
     if rex & 4 and opcode[:2] in (b'\x0f\x38', b'\x0f\x3a') and 'xmm' not in ops:
         return 'REX.R on an MMX register: unicorn reads it as part of the register number'
     return None
+
+
+def _meets(shared: list[list[int]], site: int) -> bool:
+    """Whether the two bytes of a ud2 at offset ``site`` meet a region of ``shared``."""
+    i = bisect.bisect_right(shared, [site + 1, 1 << 64]) - 1
+    return i >= 0 and shared[i][1] > site
 
 
 def _text(insn: tuple[int, int, str, str]) -> str:
@@ -813,6 +869,36 @@ def absent_at(program: Program, verdict: Verdict, rip: int) -> bool:
                 if s.executable and s.vaddr <= rip and site < s.vaddr + len(s.data)), None)
     return seg is not None and all(b in _PREFIXES
                                    for b in seg.data[rip - seg.vaddr:site - seg.vaddr])
+
+
+def absent_extensions(program: Program, verdict: Verdict) -> collections.Counter[str]:
+    """How many of the program's sites of :attr:`Verdict.absent` each extension has:
+    ``AVX`` (VEX), ``AVX-512`` (EVEX, mask registers), ``BMI`` (VEX-encoded), ``TSX``,
+    ``SHA``, ``GFNI``, ``ADX``, ``XSAVE``: what ``zvm validate`` tells of a program
+    built with -march=native, which is valid but faults where it reaches one."""
+    counts: collections.Counter[str] = collections.Counter()
+    if not verdict.absent:
+        return counts
+    images, bits, md = _images(program), dict(verdict.boundaries), None
+    for site in verdict.absent:
+        img = next(im for im in images if im.origin <= site < im.origin + len(im.data))
+        o = site - img.origin
+        op, b1, b2, b3 = img.data[o:o + 4].ljust(4, b'\0')
+        if op == 0x62:
+            counts['AVX-512'] += 1
+        elif op in (0xC4, 0xC5):
+            key = (b1 & 0x1F, b3) if op == 0xC4 else (1, b2)
+            counts['BMI' if key in _VEX_BMI else 'AVX-512' if key in _VEX_MASK else 'AVX'] += 1
+        else:       # legacy encoding: decoded from its start (mandatory prefixes: 66 0f 38 f6)
+            if md is None:
+                from capstone import CS_ARCH_X86, CS_MODE_64, Cs
+                md = Cs(CS_ARCH_X86, CS_MODE_64)
+            img.bits = bytearray(bits.get(img.origin, b''))
+            start = img.owner(o)
+            insn = None if start is None else next(
+                md.disasm_lite(img.view[start:start + _MAX_INSN], site), None)
+            counts[EXTENSIONS.get(insn[2].rpartition(' ')[2] if insn else '', 'other')] += 1
+    return counts
 
 
 # -- the cache ------------------------------------------------------------------
@@ -992,8 +1078,29 @@ def _decode(obj: dict, key: str) -> Verdict:
     if not all(isinstance(a, int) and a > 0 for a in absent) \
             or list(absent) != sorted(set(absent)):
         raise ValueError('bad sites of absent instructions')
+    if not _in_code(absent, boundaries):
+        raise ValueError('sites of absent instructions outside the code')
     return Verdict(ok=obj['ok'], violations=violations, boundaries=boundaries,
                    instructions=obj['instructions'], traced=traced, absent=absent)
+
+
+def _in_code(sites: Sequence[int], boundaries: list[tuple[int, bytes]]) -> bool:
+    """Whether each site's ud2 lies in the verdict's bitmap, an instruction start at most
+    :data:`_MAX_INSN` - 1 bytes (its prefixes) before it: a cache file damaged there
+    is a miss, not an :func:`as_fixed_cpu` that fails on every run of the program."""
+    ordered = sorted(boundaries)
+    bases = [base for base, _ in ordered]
+    for site in sites:
+        i = bisect.bisect_right(bases, site) - 1
+        if i < 0:
+            return False
+        base, bits = ordered[i]
+        o = site - base
+        lo = max(o - _MAX_INSN + 1, 0)
+        if o + 1 >= 8 * len(bits) or not int.from_bytes(
+                bits[lo >> 3:(o >> 3) + 1], 'little') >> (lo & 7) & (2 << (o - lo)) - 1:
+            return False
+    return True
 
 
 def _lock(fd: int) -> None:

@@ -2,7 +2,8 @@
 differential test (``tests/semantic_diff.py``).
 
 A bounded run with a fixed seed: every register-only instruction the validator
-accepts must leave the same general registers, rflags, x87/SSE state and
+accepts, and every memory form of ``semantic_diff.MEMORY`` (on a scratch buffer),
+must leave the same general registers, rflags, x87/SSE state, memory and
 fault under both engines, or differ only in a class the lead knows of
 (``semantic_diff.KNOWN``, reported, not fixed yet).  The encodings the
 validator refuses because of this test (rule I13, ``validator._quirk``) are
@@ -63,6 +64,32 @@ def test_register_only_instructions_agree_between_engines():
     assert result.faulted > 0 and {'mmx-tags', 'fp-exception-flags'} <= known, known
 
 
+def test_memory_operands_agree_between_engines():
+    """Loads, stores, read-modify-write (locked too), cmpxchg, xadd, SSE loads and
+    stores and string instructions (rep too) on a scratch buffer: the buffer, the
+    registers, rflags and x87/SSE state agree, or differ in a known class."""
+    rng = random.Random(SEED)
+    batch = semantic_diff.memory_cases(rng, each=4)
+    result = semantic_diff.differences(batch)
+    news = [str(d) for d in result.differences if semantic_diff.explain(d) is None]
+    assert news == []
+    assert result.cases == len(batch) and result.refused == 0 and result.faulted == 0
+    known = {semantic_diff.explain(d) for d in result.differences}
+    assert 'cmpxchg-accumulator' in known, known
+
+
+def test_a_memory_difference_is_reported_by_its_bytes():
+    made = semantic_diff.memory_case(random.Random(1), 'movsq')
+    assert made.text == 'movsq qword ptr [rdi], qword ptr [rsi]' and made.memory
+    native, emulated = ([0, *range(16), made.flags, made.fx, bytearray(made.memory)]
+                        for _ in range(2))
+    emulated[19][322] ^= 1
+    (diff,) = semantic_diff.compare(made, tuple(native), tuple(emulated))
+    assert diff.kind == 'memory' and list(diff.fields) == ['320:328']
+    assert str(diff).startswith('memory: 48 a5: movsq qword ptr [rdi], qword ptr [rsi]: '
+                                'scratch[320:328] native ')
+
+
 @pytest.mark.parametrize('hexcode, kind', QUIRKS)
 def test_quirks_are_refused(hexcode, kind):
     code = bytes.fromhex(hexcode)
@@ -95,7 +122,8 @@ def test_quirks_still_differ_when_let_through(monkeypatch):
 
 def test_a_difference_is_reported_with_its_encoding_and_both_results():
     made = semantic_diff.case(random.Random(1), bytes.fromhex('48 0f c8') + bytes(8))
-    native, emulated = ([0, *made.regs, made.flags, made.fx] for _ in range(2))
+    native, emulated = ([0, *made.regs, made.flags, made.fx, bytes(semantic_diff.SCRATCH)]
+                        for _ in range(2))
     emulated[1] ^= 0xFF00
     (diff,) = semantic_diff.compare(made, tuple(native), tuple(emulated))
     assert str(diff) == (f'gpr: 48 0f c8: bswap rax: rax native {made.regs[0]:#x} '

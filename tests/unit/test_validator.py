@@ -484,10 +484,13 @@ def test_rtm_behind_prefixes_gets_ud2_at_its_opcode():
     assert insn[:3] == (0, 5, 'ud2')
 
 
-def test_i14_rtm_overlapping_another_instruction(work):
+@pytest.mark.parametrize('insn', ['xtest', 'vpaddq %xmm2, %xmm0, %xmm3'])
+def test_i14_rtm_overlapping_another_instruction(work, insn):
     """Two code ranges that cut each other's instructions: the ud2 would change the
-    mov that runs on into the xtest, which then runs as bytes nobody validated."""
-    data = build(work, 'tsx_overlap', '''\
+    mov that runs on into the xtest (or the VEX instruction, found by its bytes), which
+    then runs as bytes nobody validated.  Only where two runs of the sweep overlap
+    does check_absent decode again, and this is one."""
+    data = build(work, f'absent_overlap_{insn[:5]}', f'''\
     .globl _start, two
     .text
 _start:
@@ -496,7 +499,7 @@ _start:
     .byte 0xb8              # mov $imm32, %eax: its immediate is the next section's
     .section .two, "ax"
 two:
-    xtest
+    {insn}
     nop
     mov $60, %eax
     xor %edi, %edi

@@ -59,9 +59,9 @@ def test_a_program_validated_at_once_by_several_is_validated_once(tmp_path, monk
 
 def test_a_cached_verdict_whose_sites_are_not_in_the_code_is_validated_again(tmp_path):
     """A damaged cache file whose sites of absent instructions lie outside the code
-    (its decoding checks their form only): the program is validated again and that
-    verdict replaces it, in memory and on disk; it stayed cached, and every run of
-    the program was a worker error (as_fixed_cpu's ValueError)."""
+    its own bitmap describes is a miss for every caller (it was a cached verdict with
+    which every run of the program was a worker error, as_fixed_cpu's ValueError): the
+    program is validated again and that verdict replaces it on disk."""
     import dataclasses
     import json
     import subprocess
@@ -71,7 +71,7 @@ def test_a_cached_verdict_whose_sites_are_not_in_the_code_is_validated_again(tmp
     from zvm_core.validator import UD2, Policy, cache_key, validate
     src = tmp_path / 'tsx.S'
     src.write_text('.globl _start\n.text\n_start:\n xtest\n mov $60, %eax\n'
-                   ' xor %edi, %edi\n syscall\n')
+                   ' xor %edi, %edi\n syscall\n hlt\n')      # nothing decoded after it
     subprocess.run(['gcc', '-nostdlib', '-static', '-o', str(tmp_path / 'tsx'), str(src)],
                    check=True)
     program = parse_elf((tmp_path / 'tsx').read_bytes())
@@ -79,16 +79,16 @@ def test_a_cached_verdict_whose_sites_are_not_in_the_code_is_validated_again(tmp
     assert good.ok and len(good.absent) == 1
     key = cache_key(program.sha256, Policy())
     directory = tmp_path / 'verdicts'
-    damaged = dataclasses.replace(good, absent=(0x10,))
-    VerdictCache(directory).put(key, damaged)          # on disk, as another process left it
-    in_memory = VerdictCache(None)
-    in_memory.put(key, damaged)
-    for cache in (VerdictCache(directory), in_memory):
-        assert cache.get(key).absent == (0x10,)
-        prepared = prepare(program, cache=cache)
+    (base, bits), = good.boundaries
+    end = base + 8 * len(bits)
+    site = good.absent[0]
+    # below the bitmap, no start in the 15 bytes before, the ud2's second byte past its end
+    for absent in [(0x10,), (site + 32,), (end - 1,), (site, end - 1)]:
+        VerdictCache(directory).put(key, dataclasses.replace(good, absent=absent))
+        assert VerdictCache(directory).get(key) is None, absent
+        prepared = prepare(program, cache=VerdictCache(directory))
         assert prepared.verdict.absent == good.absent and not prepared.verdict.cached
         text = next(s for s in prepared.program.segments if s.executable)
-        site = good.absent[0] - text.vaddr
-        assert text.data[site:site + 2] == UD2
-        assert cache.get(key).absent == good.absent
-    assert json.loads((directory / f'{key}.json').read_text())['absent'] == list(good.absent)
+        assert text.data[site - text.vaddr:site - text.vaddr + 2] == UD2
+        assert json.loads((directory / f'{key}.json').read_text())['absent'] == [site]
+        assert VerdictCache(directory).get(key).absent == good.absent

@@ -116,3 +116,32 @@ def test_zvm_info_says_whether_the_cpu_runs_transactions(flags, said, monkeypatc
         cpuinfo.write_text(f'processor\t: 0\nflags\t\t: {flags}\nbugs\t\t: taa rtm\n')
     monkeypatch.setattr(cli, 'CPUINFO', str(cpuinfo))
     assert cli._transactions().startswith(said)
+
+
+def test_zvm_validate_says_what_instructions_the_cpu_lacks_do(guest, capsys, monkeypatch,
+                                                              tmp_path) -> None:
+    """A program built with -mavx2 is valid (exit 0), and a second line says how many
+    instructions of which extensions the sandbox's CPU lacks it holds, that they fault
+    if reached and what to build with; one with none gets the one line it had."""
+    from zvm_core.elf import load_program
+    from zvm_core.validator import VerdictCache, validate
+    monkeypatch.setenv('ZVM_CACHE_DIR', str(tmp_path / 'verdicts'))
+    monkeypatch.setattr(cli, 'default_cache', lambda: VerdictCache(tmp_path / 'verdicts'))
+    avx2 = guest('floats', flags=('-O2', '-mavx2'))
+    sites = len(validate(load_program(avx2)).absent)
+    assert sites > 0
+    assert cli.main(['validate', str(avx2)]) == 0
+    valid, note = capsys.readouterr().out.splitlines()
+    assert valid.startswith(f'{avx2}: valid (')
+    assert note == (f"{avx2}: {sites} instructions of extensions the sandbox's CPU lacks "
+                    f"(AVX {sites}) fault if reached (glibc's, behind cpuid, never are): "
+                    'build without -march=native, -mavx* or -mbmi*; -march=x86-64-v2 at most')
+    avx = guest('avx')          # tests/programs/avx.c: one of each, in asm
+    assert cli.main(['validate', str(avx)]) == 0
+    note = capsys.readouterr().out.splitlines()[1]
+    listed = note.partition('lacks (')[2].partition(')')[0]
+    counts = {name: int(n) for name, n in (item.rsplit(' ', 1) for item in listed.split(', '))}
+    assert set(counts) == {'AVX', 'AVX-512', 'BMI', 'SHA', 'ADX', 'XSAVE'}, note
+    assert sum(counts.values()) == len(validate(load_program(avx)).absent)
+    assert cli.main(['validate', str(guest('floats'))]) == 0
+    assert capsys.readouterr().out.count('\n') == 1

@@ -13,14 +13,17 @@ class SysError(Exception):
 
 class Stop(Exception):
     """End the run: ``status`` as in the report, ``retcode`` when the guest exited;
-    ``host_failure``: the host's trouble, not the program's nor ours (``Report.host_failure``)."""
+    ``host_failure``: the host's trouble, not the program's nor ours (``Report.host_failure``);
+    ``invalid_at``: the rip of an invalid instruction that ended it (``Report.invalid_at``)."""
 
     def __init__(self, status: str, message: str = '', retcode: int | None = None,
-                 exit_state: str = '', host_failure: bool = False) -> None:
+                 exit_state: str = '', host_failure: bool = False,
+                 invalid_at: int | None = None) -> None:
         super().__init__(message)
         self.status, self.message, self.retcode = status, message, retcode
         self.exit_state = exit_state        # ZeroVM's, when more precise (a native fault)
         self.host_failure = host_failure
+        self.invalid_at = invalid_at
 
 
 def host_io_failure(call: str, err: OSError) -> Stop:

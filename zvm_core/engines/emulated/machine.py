@@ -468,7 +468,7 @@ class Machine:
 
     def _classify(self, error: UcError | None) -> Report:
         st = self.guard.state
-        exit_state = ''
+        exit_state, invalid_at = '', None
         if self.outcome is not None:
             o = self.outcome
             status, retcode, message, exit_state = o.status, o.retcode, o.message, o.exit_state
@@ -489,6 +489,7 @@ class Machine:
             what = self.fault or _UC_ERRORS.get(error.errno, str(error))
             message = f'{what} (rip {self._rip():#x})'
             invalid = error is not None and error.errno == ucc.UC_ERR_INSN_INVALID
+            invalid_at = self._rip() if what == INVALID_INSTRUCTION else None
             exit_state = halting(self.signal or (SIGILL if invalid else SIGSEGV), self._rip())
         else:
             status, retcode = 'fault', None
@@ -497,7 +498,8 @@ class Machine:
         status, message = blame_limits(status, retcode, message, self.arena, self.channels,
                                        self.limits.memory)
         host = self.outcome is not None and self.outcome.host_failure
-        return Report(status, retcode, message, exit_state=exit_state, host_failure=host)
+        return Report(status, retcode, message, exit_state=exit_state, host_failure=host,
+                      invalid_at=invalid_at)
 
     def _accounting(self, wall: float) -> Accounting:
         st = self.guard.state

@@ -1075,7 +1075,8 @@ def _fault(guest: Guest, sig: int, info: int, context: int) -> Stop:
             what = TRAPS.get(trapno, _SIGNAL_TEXT[sig])
     except GuestFault:
         return Stop('fault', _SIGNAL_TEXT[sig], exit_state=f'Signal {sig} from untrusted code')
-    return Stop('fault', f'{what} (rip {rip:#x})', exit_state=halting(sig, rip))
+    return Stop('fault', f'{what} (rip {rip:#x})', exit_state=halting(sig, rip),
+                invalid_at=rip if what == INVALID_INSTRUCTION else None)
 
 
 _CONSTANTS: dict[int, tuple[tuple[int, int], ...]] = {}
@@ -1265,10 +1266,11 @@ def _classify(guest: Guest, status: int, stopped: str | None, timeout: float,
               elapsed: float) -> Report:
     """The report of a guest that ended (``status``) without an outcome of its
     personality; ``elapsed``: seconds since its run began."""
-    exit_state = ''
+    exit_state, invalid_at = '', None
     if guest.outcome is not None:
         o = guest.outcome
         kind, retcode, message, exit_state = o.status, o.retcode, o.message, o.exit_state
+        invalid_at = o.invalid_at
     elif stopped == 'timeout':
         kind, retcode, message = 'timeout', None, f'wall-clock timeout of {timeout:g} s'
     elif os.WIFEXITED(status):
@@ -1291,4 +1293,5 @@ def _classify(guest: Guest, status: int, stopped: str | None, timeout: float,
     kind, message = blame_limits(kind, retcode, message, guest.arena, guest.channels,
                                  guest.memory_limit)
     host = guest.outcome is not None and guest.outcome.host_failure
-    return Report(kind, retcode, message, exit_state=exit_state, host_failure=host)
+    return Report(kind, retcode, message, exit_state=exit_state, host_failure=host,
+                  invalid_at=invalid_at)
