@@ -233,6 +233,11 @@ def _cmd_validate(opts: argparse.Namespace) -> int:
     if verdict.ok:
         print(f'{opts.program}: valid ({verdict.instructions} instructions'
               f'{", cached" if verdict.cached else ""})')
+        if verdict.absent:      # valid, yet one built for another CPU faults where it runs them
+            print(f'  note: {len(verdict.absent)} of them are of extensions the sandbox\'s CPU '
+                  'lacks (AVX, BMI, TSX, SHA, GFNI, ADX, XSAVE), each a fault if reached: '
+                  'fine behind a cpuid check, as in glibc; else build without -march=native, '
+                  '-mavx* or -mbmi* (-march=x86-64-v2 at most). zvm run it to see')
         return 0
     print(f'{opts.program}: invalid: {len(verdict.violations)} violation(s)')
     for v in verdict.violations:

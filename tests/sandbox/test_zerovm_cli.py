@@ -134,6 +134,16 @@ def test_the_subcommands_still_work(zvm, guest):
     assert zvm.run(guest('hello')).stdout == b'Hello, world!\n'
 
 
+def test_validate_notes_instructions_the_sandboxs_cpu_lacks(zvm, guest):
+    # a -mavx2 build is valid, and faulted at its first AVX instruction with no word
+    # from validate: it now counts them and says how to build instead
+    noted = zvm.validate(guest('avx')).stdout.decode()
+    assert noted.startswith(f'{guest("avx")}: valid (')
+    assert re.search(r"\n  note: \d+ of them are of extensions the sandbox's CPU lacks "
+                     r'\(AVX, .*-march=x86-64-v2 at most\)\. zvm run it to see\n$', noted)
+    assert '\n' not in zvm.validate(guest('hello')).stdout.decode().rstrip('\n')
+
+
 @pytest.mark.parametrize('example, expect', [
     ('hello', b'hello, channel /dev/stdout!\nhello, channel /dev/stderr!\n'),
     ('jit', b'sum(1..100) = 5050\n'),
