@@ -50,6 +50,7 @@ DOCS = [                        # (doc, the section that runs: None for all), in
     ('examples/sql/README.md', None),
     ('doc/sql.md', None),
     ('doc/python.md', '## Running a script locally'),
+    ('doc/lua.md', '## Running a script'),
 ]
 FENCE = re.compile(r'( *)(```+)(.*)')
 RUN = {'sh': '', 'python': "python3 - <<'ZC_DOC_EOF'"}
