@@ -478,6 +478,10 @@ def _load(data: bytes | str | list, max_size: int) -> list:
         if not raw.strip():
             raise JobError('Job description is empty: POST a JSON list of node groups '
                            '(doc/job-reference.md)')
+        if raw.startswith(b'\x7fELF'):     # curl --data-binary @prog, to run it
+            raise JobError('Job description is a program (an ELF file), not a job: upload '
+                           'it (swift upload <container> prog) and POST a job that names it '
+                           'as exec.path (doc/user-guide.md), or run it with zc run ./prog')
         try:
             data = json.loads(raw.decode('utf-8'), object_pairs_hook=_no_duplicate_keys)
         except UnicodeDecodeError:

@@ -88,6 +88,10 @@ def test_body_forms(body):
 @pytest.mark.parametrize('body, message', [
     ('[{"name": "sort",', 'Job description is not valid JSON: '),
     (b'[{"name": "\xff"}]', 'Job description is not UTF-8'),
+    # a program POSTed to run it was "not UTF-8", which did not say what to do
+    (b'\x7fELF\x02\x01\x01' + bytes(64), 'Job description is a program (an ELF file), not '
+     'a job: upload it (swift upload <container> prog) and POST a job that names it as '
+     'exec.path (doc/user-guide.md), or run it with zc run ./prog'),
     ('[' * 5000 + ']' * 5000, 'Job description is not valid JSON: '),
     ('{"name": "sort"}', 'Job description must be a JSON list of node groups, got an object'),
     ('"sort"', 'Job description must be a JSON list of node groups, got "sort"'),
@@ -100,8 +104,8 @@ def test_body_forms(body):
     ('\n ', 'Job description is empty: POST a JSON list of node groups'),
     ('[{"name": "sort", "exec": {"path": "s"}}, 7]', 'Node group #2 must be a JSON object, got 7'),
     ('[{"name": "a", "name": "b", "exec": {}}]', 'Duplicate key "name" in job description'),
-], ids=['json', 'utf8', 'nesting', 'object', 'string', 'group', 'query', 'empty', 'no-body',
-        'blank', 'item', 'duplicate-key'])
+], ids=['json', 'utf8', 'program', 'nesting', 'object', 'string', 'group', 'query', 'empty',
+        'no-body', 'blank', 'item', 'duplicate-key'])
 def test_bad_body(body, message):
     with pytest.raises(JobError) as caught:
         parse_job(body, ACCOUNT)
