@@ -489,7 +489,10 @@ def _load(data: bytes | str | list, max_size: int) -> list:
         except JobError:
             raise
         except (ValueError, RecursionError) as err:
-            raise JobError(f'Job description is not valid JSON: {err}') from None
+            hint = '' if raw.lstrip()[:1] in (b'[', b'{') else (
+                ' (a job is a JSON list of node groups, [{"name": ..., "exec": ...}]; a '
+                'script starts with #!, #!file://python3:python3 for Python)')
+            raise JobError(f'Job description is not valid JSON: {err}{hint}') from None
     if not isinstance(data, list):
         raise JobError(f'Job description must be a JSON list of node groups, got '
                        f'{_show(data)}{_shape_hint(data)}')
