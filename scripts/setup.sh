@@ -11,6 +11,7 @@ command -v musl-gcc >/dev/null || need+=(musl-tools)
 command -v gcc >/dev/null || need+=(gcc libc6-dev)
 command -v strip >/dev/null || need+=(binutils)
 command -v curl >/dev/null || need+=(curl)         # the docs' commands use it
+command -v g++ >/dev/null || need+=(g++)           # the user guide's C++ example
 [ -f /usr/lib/python3.11/config-3.11-x86_64-linux-gnu/libpython3.11.a ] || need+=(libpython3.11-dev)
 [ -f /usr/include/expat.h ] || need+=(libexpat1-dev)
 [ -f /usr/include/zlib.h ] || need+=(zlib1g-dev)

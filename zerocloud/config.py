@@ -146,6 +146,11 @@ class Config:
         )
         for name in sorted(set(conf) - known):      # a typo does nothing
             _refuse_unknown(name, known)
+        if config.engine == 'native' and config.fuel != DEFAULT_FUEL:   # every node refused
+            raise ValueError(f'zerovm_engine = native with zerovm_fuel = {config.fuel}: the '
+                             'native engine counts no fuel, so every node would be refused; '
+                             'drop zerovm_fuel, or set zerovm_engine = auto (emulated when a '
+                             'fuel limit is set) or emulated')
         return config
 
     @functools.cached_property

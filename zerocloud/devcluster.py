@@ -791,8 +791,10 @@ class DevCluster:
             self._write_restart_conf(server, before[server.name])
         try:
             self._start_again(servers)
-        except ServerStartError:
-            return f'not running: {names}, on the previous options either: {fix}'
+        except ServerStartError as again:    # not the options: say why, as for the first
+            return (f'not running: {names}, on the previous options either: {again}\n'
+                    'fix what its log says (the servers get the environment of this '
+                    f'command too: ZVM_*), or {fix}')
         return (f'the option was not kept: {names} started again on the previous options; '
                 'fix it (the last lines above say how) and restart --conf again')
 

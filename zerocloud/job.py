@@ -478,6 +478,10 @@ def _load(data: bytes | str | list, max_size: int) -> list:
         if not raw.strip():
             raise JobError('Job description is empty: POST a JSON list of node groups '
                            '(doc/job-reference.md)')
+        if raw.startswith(b'\x7fELF'):     # curl --data-binary @prog, to run it
+            raise JobError('Job description is a program (an ELF file), not a job: upload '
+                           'it (swift upload <container> prog) and POST a job that names it '
+                           'as exec.path (doc/user-guide.md), or run it with zc run ./prog')
         try:
             data = json.loads(raw.decode('utf-8'), object_pairs_hook=_no_duplicate_keys)
         except UnicodeDecodeError:
@@ -485,7 +489,10 @@ def _load(data: bytes | str | list, max_size: int) -> list:
         except JobError:
             raise
         except (ValueError, RecursionError) as err:
-            raise JobError(f'Job description is not valid JSON: {err}') from None
+            hint = '' if raw.lstrip()[:1] in (b'[', b'{') else (
+                ' (a job is a JSON list of node groups, [{"name": ..., "exec": ...}]; a '
+                'script starts with #!, #!file://python3:python3 for Python)')
+            raise JobError(f'Job description is not valid JSON: {err}{hint}') from None
     if not isinstance(data, list):
         raise JobError(f'Job description must be a JSON list of node groups, got '
                        f'{_show(data)}{_shape_hint(data)}')

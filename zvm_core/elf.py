@@ -44,7 +44,7 @@ _SHF_ALLOC, _SHF_EXECINSTR = 0x2, 0x4
 # e_ehsize e_phentsize e_phnum e_shentsize e_shnum e_shstrndx
 _EHDR = struct.Struct('<HHIQQQIHHHHHH')
 _PHDR = struct.Struct('<IIQQQQQQ')  # p_type flags offset vaddr paddr filesz memsz align
-ET_EXEC, ET_DYN, EM_X86_64 = 2, 3, 62
+ET_REL, ET_EXEC, ET_DYN, EM_X86_64 = 1, 2, 3, 62
 PT_LOAD, PT_DYNAMIC, PT_INTERP, PT_PHDR, PT_TLS, PT_GNU_STACK = 1, 2, 3, 6, 7, 0x6474E551
 
 
@@ -252,6 +252,9 @@ def parse_elf(data: bytes, *, memory_limit: int = 4 << 30) -> Program:
     if e_type == ET_DYN:
         raise ElfError('E1', 'e_type is ET_DYN (position-independent executable or shared '
                              'object); build with -static (not -static-pie)')
+    if e_type == ET_REL:
+        raise ElfError('E1', 'e_type is ET_REL (an object file, compiled with -c but not '
+                             'linked): link it into a program, musl-gcc -static -o prog prog.o')
     if e_type != ET_EXEC:
         raise ElfError('E1', f'e_type is {_named(data, "e_type")}, not ET_EXEC')
     phdrs = _program_headers(data, phoff, phnum, phentsize)

@@ -24,10 +24,12 @@ from zerocloud.devcluster import DevCluster, ServerStartError, port_free, proc_s
 SMALL = ['--object-servers', '1', '--replicas', '1']
 
 
-def cli(*args: str) -> subprocess.CompletedProcess:
-    """Run zerocloud-devcluster (as ``python -m``, so PATH does not matter)."""
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run zerocloud-devcluster (as ``python -m``, so PATH does not matter), with
+    ``env`` added to this environment."""
     return subprocess.run([sys.executable, '-m', 'zerocloud.devcluster', *args],
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, **(env or {})})
 
 
 def processes_in(dir: Path) -> list[int]:
@@ -179,4 +181,21 @@ def test_restart_with_an_option_that_stops_a_server_keeps_the_cluster_usable(
                                'previous options; fix it (the last lines above say how) '
                                'and restart --conf again\n'), bad.stderr
     assert restart_conf.read_text() == kept
+    assert all(s.healthy for s in DevCluster(cluster_dir).status())
+
+
+def test_a_restart_that_fails_on_the_previous_options_too_says_why(cluster_dir: Path) -> None:
+    """A server the restart's environment keeps from starting (a bad ZVM_ENGINE) failed
+    on the previous options too, and only the option's error was shown, with advice
+    (a full stop, then start) that could not help: the second failure is shown too."""
+    dir_opt = ['--dir', str(cluster_dir)]
+    assert cli('start', *dir_opt, *SMALL).returncode == 0
+    bad = cli('restart', *dir_opt, '--conf', 'object:zerovm_enigne=emulated',
+              env={'ZVM_ENGINE': 'nativ'})
+    assert bad.returncode == 1
+    first, _, second = bad.stderr.partition('on the previous options either: ')
+    assert 'zerovm_enigne: no such option' in first
+    assert "ZVM_ENGINE in the object server's environment: unknown engine 'nativ'" in second
+    assert 'the servers get the environment of this command too' in second
+    assert cli('start', *dir_opt).returncode == 0
     assert all(s.healthy for s in DevCluster(cluster_dir).status())

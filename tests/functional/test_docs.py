@@ -50,6 +50,7 @@ DOCS = [                        # (doc, the section that runs: None for all), in
     ('examples/sql/README.md', None),
     ('doc/sql.md', None),
     ('doc/python.md', '## Running a script locally'),
+    ('doc/lua.md', '## Running a script'),
 ]
 FENCE = re.compile(r'( *)(```+)(.*)')
 RUN = {'sh': '', 'python': "python3 - <<'ZC_DOC_EOF'"}
@@ -183,7 +184,7 @@ def home(tmp_path_factory: pytest.TempPathFactory, sysimages) -> Iterator[Path]:
 @pytest.mark.parametrize('doc, section', DOCS, ids=[doc for doc, _ in DOCS])
 def test_the_docs_commands_work_as_written(doc: str, section: str | None, home: Path,
                                            tmp_path: Path) -> None:
-    for tool in ('zerocloud-devcluster', 'zvm', 'zc', 'swift', 'curl', 'musl-gcc'):
+    for tool in ('zerocloud-devcluster', 'zvm', 'zc', 'swift', 'curl', 'musl-gcc', 'g++'):
         assert shutil.which(tool), f'{tool} is not on PATH: the docs need it' + (
             INSTALLED if tool in ENTRY_POINTS else '')
     work = tmp_path / 'work'

@@ -38,6 +38,11 @@ def test_the_defaults_parse() -> None:
     ({'zerovm_maxqueue': '-1'}, 'zerovm_maxqueue: -1: expected a whole number 0 or more, '
      'written out without a unit (256 MiB is 268435456, 2x10^10 is 20000000000)'),
     ({'zerovm_pipeline': 'maybe'}, 'zerovm_pipeline: maybe: expected true or false'),
+    # newuser24: the server started, and every node was refused as the job's fault
+    ({'zerovm_engine': 'native', 'zerovm_fuel': '100000000'},
+     'zerovm_engine = native with zerovm_fuel = 100000000: the native engine counts no '
+     'fuel, so every node would be refused; drop zerovm_fuel, or set zerovm_engine = auto '
+     '(emulated when a fuel limit is set) or emulated'),
     # operator18: the proxy (which reads only the names) took a pair short of its path
     ({'zerovm_sysimage_devices': 'python3 /p.tar lua'},
      'zerovm_sysimage_devices: system images are "name path" pairs; \'lua\' has no path'),
@@ -47,6 +52,12 @@ def test_a_bad_option_is_refused_by_name(conf: dict, says: str) -> None:
     with pytest.raises(ValueError) as e:
         Config.from_conf(conf)
     assert str(e.value) == says
+
+
+def test_a_fuel_limit_goes_with_an_engine_that_counts_it() -> None:
+    for engine in ('auto', 'emulated'):
+        assert Config.from_conf({'zerovm_engine': engine, 'zerovm_fuel': '1000'}).fuel == 1000
+    assert Config.from_conf({'zerovm_engine': 'native'}).engine == 'native'
 
 
 @pytest.mark.parametrize('word, value', [('true', True), ('Yes', True), ('off', False),

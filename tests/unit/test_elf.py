@@ -404,6 +404,10 @@ def test_e1_names_the_machine_and_type_as_pyelftools_does(asm_exit):
         'e_machine is 48879, not EM_X86_64'
     assert rejects(patched(asm_exit, 0x10, '<H', 4), 'E1').message == \
         'e_type is ET_CORE, not ET_EXEC'
+    # an object file (cc -c) said only "not ET_EXEC": it says to link it
+    assert rejects(patched(asm_exit, 0x10, '<H', 1), 'E1').message == (
+        'e_type is ET_REL (an object file, compiled with -c but not linked): link it '
+        'into a program, musl-gcc -static -o prog prog.o')
 
 
 def test_e3_a_dynamic_segment_pyelftools_cannot_read(work):

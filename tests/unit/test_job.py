@@ -87,7 +87,15 @@ def test_body_forms(body):
 
 @pytest.mark.parametrize('body, message', [
     ('[{"name": "sort",', 'Job description is not valid JSON: '),
+    # a script without its #! line (curl sends it as a form): only "Expecting value"
+    ('print(1)\n', 'Job description is not valid JSON: Expecting value: line 1 column 1 '
+     '(char 0) (a job is a JSON list of node groups, [{"name": ..., "exec": ...}]; a script '
+     'starts with #!, #!file://python3:python3 for Python)'),
     (b'[{"name": "\xff"}]', 'Job description is not UTF-8'),
+    # a program POSTed to run it was "not UTF-8", which did not say what to do
+    (b'\x7fELF\x02\x01\x01' + bytes(64), 'Job description is a program (an ELF file), not '
+     'a job: upload it (swift upload <container> prog) and POST a job that names it as '
+     'exec.path (doc/user-guide.md), or run it with zc run ./prog'),
     ('[' * 5000 + ']' * 5000, 'Job description is not valid JSON: '),
     ('{"name": "sort"}', 'Job description must be a JSON list of node groups, got an object'),
     ('"sort"', 'Job description must be a JSON list of node groups, got "sort"'),
@@ -100,8 +108,8 @@ def test_body_forms(body):
     ('\n ', 'Job description is empty: POST a JSON list of node groups'),
     ('[{"name": "sort", "exec": {"path": "s"}}, 7]', 'Node group #2 must be a JSON object, got 7'),
     ('[{"name": "a", "name": "b", "exec": {}}]', 'Duplicate key "name" in job description'),
-], ids=['json', 'utf8', 'nesting', 'object', 'string', 'group', 'query', 'empty', 'no-body',
-        'blank', 'item', 'duplicate-key'])
+], ids=['json', 'not-json', 'utf8', 'program', 'nesting', 'object', 'string', 'group', 'query',
+        'empty', 'no-body', 'blank', 'item', 'duplicate-key'])
 def test_bad_body(body, message):
     with pytest.raises(JobError) as caught:
         parse_job(body, ACCOUNT)
