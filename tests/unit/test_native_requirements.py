@@ -30,3 +30,14 @@ def test_enough_open_files_goes_on_to_the_probe(monkeypatch) -> None:
     monkeypatch.setattr(resource, 'getrlimit', lambda which: (1024, 1031))
     monkeypatch.setattr('zvm_core.engines.native.probe.probe', lambda: 'probed')
     assert native.unavailable.__wrapped__() == 'probed'
+
+
+def test_a_fuel_limit_on_the_native_engine_says_where_either_is_set() -> None:
+    # a cluster's node was told to use `--engine emulated`, a flag of zvm's, while the
+    # limit was the proxy's zerovm_fuel and the engine the object server's
+    from zvm_core import engines
+    with pytest.raises(engines.EngineError) as e:
+        engines.choose('native', fuel=True)
+    for where in ('zvm --fuel', 'limits.fuel', 'zerovm_fuel', '--engine emulated',
+                  'zerovm_engine'):
+        assert where in str(e.value)

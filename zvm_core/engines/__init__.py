@@ -20,6 +20,12 @@ CHOICES = ('auto', *ENGINES)
 SWITCHES = ('ZVM_NATIVE', 'ZVM_NATIVE_NAMESPACES')
 
 
+# said wherever the limit came from: zvm's options, a job node's, a proxy's
+NO_FUEL = ('the native engine has no fuel: drop the fuel limit (zvm --fuel; a job node\'s '
+           'limits.fuel, the proxy\'s zerovm_fuel) or use the emulated engine (zvm --engine '
+           'emulated or auto; a job node\'s "engine", the object server\'s zerovm_engine)')
+
+
 class EngineError(ValueError):
     """The engine asked for cannot run this job (a usage error)."""
 
@@ -82,8 +88,7 @@ def choose(engine: str | None = None, *, fuel: bool = False) -> str:
         return name
     if name == 'native':
         if fuel:
-            raise EngineError('the native engine has no fuel: drop the fuel limit or use '
-                              '--engine emulated (or auto)')
+            raise EngineError(NO_FUEL)
         reason = native_unavailable()
         if reason:
             raise EngineError(f'the native engine cannot run on this host: {reason}')
