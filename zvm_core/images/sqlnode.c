@@ -288,8 +288,7 @@ static struct input {
     char **numeric_names;
     long skipped;                     /* malformed records skipped (this pass) */
     char why[256];                    /* what is wrong with the current record ("" if nothing) */
-    int held;                         /* CSV: a usual delimiter in the record's first field
-                                       * outside quotes (0 if none): the wrong one given */
+    int quoted1;                      /* CSV: the record's first field is quoted */
     char first_bad[256];              /* "line <n>: <what>" of the first one skipped */
 } in;
 
@@ -303,12 +302,17 @@ static void bad_input(const char *fmt, ...) {
     exit(1);
 }
 
-/* For a record of one field holding `held` (0: none), a usual delimiter other than
- * the one given: the objects were likely read with the wrong one; how to give theirs
- * (as zerocloud.sql.planner says of a header row of one column).  No comma but in the
- * message's start: X-Nexe-Error's values are comma-separated, a comma becomes ';'. */
-static const char *delimiter_hint(int held) {
+/* For a record of one field (in `in.rec`, kept even when --fields drops field 1)
+ * holding a usual delimiter outside quotes, other than the one given: the objects
+ * were likely read with the wrong one; how to give theirs (as zerocloud.sql.planner
+ * says of a header row of one column).  Looked for only here, for the error: not in
+ * every record's first field as it is read.  No comma but in the message's start:
+ * X-Nexe-Error's values are comma-separated, a comma becomes ';'. */
+static const char *delimiter_hint(void) {
     static char hint[160];
+    int held = 0;
+    for (const char *d = ",;\t|"; !in.quoted1 && in.rec.n && !held && *d; d++)
+        if (memchr(in.rec.p, *d, in.rec.n)) held = *d;
     char shown[3] = {(char)held, 0, 0}, zc[4] = {'\'', (char)held, '\'', 0};
     if (held == ',')
         return " and holds a comma: if commas separate the fields give no other "
@@ -492,7 +496,7 @@ static int csv_record(void) {
     int nf = 0, blank = 1, c;
     in.rec.n = 0;
     in.why[0] = 0;
-    in.held = 0;
+    in.quoted1 = 0;
     for (;;) {                                   /* one field */
         int col = nf < in.width ? (in.keep ? in.keep[nf] : nf + 1) : 0;
         size_t at = in.rec.n, seen = 0;       /* seen: the field's bytes, kept or not */
@@ -500,6 +504,7 @@ static int csv_record(void) {
         int plain = c != '"';                    /* read up to a delimiter or line end */
         if (!plain) {
             blank = 0;
+            in.quoted1 |= !nf;
             s->i++;
             for (;;) {
                 if (s->i == s->n && !src_fill(s)) {
@@ -532,9 +537,7 @@ static int csv_record(void) {
                 }
                 unsigned char *p = s->buf + s->i, *e = s->buf + s->n, *q = p;
                 while (q < e && *q != in.delim && *q != '\n' && *q != '\r') q++;
-                if (col) put(&in.rec, p, (size_t)(q - p));
-                for (const char *d = ",;\t|"; !nf && !in.held && *d; d++)
-                    if (memchr(p, *d, (size_t)(q - p))) in.held = *d;
+                if (col || !nf) put(&in.rec, p, (size_t)(q - p));   /* 1st: for the hint */
                 seen += (size_t)(q - p);
                 s->i = (int)(q - s->buf);
                 if (q < e) {
@@ -641,7 +644,7 @@ static int input_next(void) {
                            in.width);
             else if (nf != in.width)
                 bad_record("line %ld: record %ld has %d fields, not %d%s", in.line, in.record, nf,
-                           in.width, nf == 1 ? delimiter_hint(in.held) : "");
+                           in.width, nf == 1 ? delimiter_hint() : "");
             else {
                 in.rows++;
                 return 1;
