@@ -114,6 +114,9 @@ def test_a_script_runs_with_the_interpreter_of_its_first_line(tmp_path: Path) ->
     script.write_text('#!swift://~/bin/awk -f\nprint(1)\n')
     assert jobs.build(None, str(script), None, None).job[0]['exec'] == {
         'path': 'swift://~/bin/awk', 'args': '-f /job.txt'}
+    script.write_text('#!SWIFT://~/bin/awk -f\nprint(1)\n')     # a scheme in any case
+    assert jobs.build(None, str(script), None, None).job[0]['exec'] == {
+        'path': 'SWIFT://~/bin/awk', 'args': '-f /job.txt'}
     assert jobs.build(None, str(script), None, None, interpreter='file://lua:lua'
                       ).job[0]['exec'] == {'path': 'file://lua:lua', 'args': '/job.txt'}
 
@@ -1766,7 +1769,7 @@ def test_an_interpreter_that_names_no_program_is_a_usage_error(tmp_path: Path, i
                             '<program> (a program of a system image, e.g. file://python3:'
                             'python3) or swift://~/<container>/<program>'
                             + (f' (did you mean {meant}?)' if meant else ''))
-    for good in ('file://python3:python3', 'swift://~/bin/python'):
+    for good in ('file://python3:python3', 'swift://~/bin/python', 'Swift://~/bin/python'):
         jobs.build(None, str(tmp_path / 'sum.py'), None, None, interpreter=good)
 
 

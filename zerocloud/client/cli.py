@@ -640,7 +640,7 @@ class Client:
     def short(self, name: str) -> str:
         """An object the server named, as ``c/o`` when it is in your account; a
         ``swift://`` URL (quoted, as in the JSON report) by its name, as ``show``."""
-        if name.startswith('swift://'):
+        if is_swift_url(name):
             try:
                 return self.show(parse_location(name, ''))
             except JobError:
@@ -826,7 +826,7 @@ class Client:
         elif result.report is None and result.status < 300 and not result.streamed:
             if split is None:
                 self.out.write(result.body)
-                if result.parts() is not None:
+                if result.part_sizes() is not None:
                     result.around = {at: result.body[at] for at in _around_ends(result)}
             else:
                 self.write_parts(result, split)
@@ -927,7 +927,7 @@ class Client:
 
     def result_path(self, job_id: str) -> SwiftPath:
         """Where a job id's result is; an id that names no object is a usage error."""
-        where = job_id if job_id.startswith('swift://') or '/' in job_id else f'{RESULTS}/{job_id}'
+        where = job_id if is_swift_url(job_id) or '/' in job_id else f'{RESULTS}/{job_id}'
         try:
             path: SwiftPath | None = self.session.location(where)
         except JobError:
