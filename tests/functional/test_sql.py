@@ -467,6 +467,25 @@ def test_a_semicolon_separated_csv_read_with_commas_says_to_give_the_delimiter(
         assert resp.text.splitlines()[1:] == ['east,8', 'west,4']
 
 
+def test_select_star_over_a_semicolon_separated_csv_with_decimal_commas_says_the_delimiter(
+        swift_cluster, conn, make_container, make_object) -> None:
+    """``SELECT *`` names no column, so no 'no such column' says it: read with commas,
+    the header row is one column and a record with a decimal comma two fields; the 422
+    said only 'has more than 1 fields' (and zc suggested --skip-bad, which skipped
+    every such record). Now it says what the header row holds and how to give it."""
+    c = make_container('sqlsemistar')
+    make_object(c, 'eu.csv', b'region;qty;price\neast;3;2,50\nwest;4;1,25\n')
+    resp = sql(conn, {'query': f'SELECT * FROM swift://~/{c}/eu.csv'})
+    assert resp.status_code == 422, resp.text
+    assert resp.text.startswith(
+        f'sql: exit 1: sqlite: load: swift://{_account(conn)}/{c}/eu.csv: line 2: record 2 '
+        'has more than 1 fields and the header row holds ";": if the fields are separated by '
+        '";" give that as "input"."delimiter" (zc sql --delimiter \';\')\n'), resp.text
+    resp = sql(conn, {'query': f'SELECT region, qty FROM swift://~/{c}/eu.csv',
+                      'input': {'delimiter': ';'}})
+    assert (resp.status_code, resp.text) == (200, 'region,qty\r\neast,3\r\nwest,4\r\n')
+
+
 def test_columns_given_over_a_semicolon_separated_csv_say_to_give_the_delimiter(
         swift_cluster, conn, make_container, make_object) -> None:
     """With "input"."columns" no header row names the columns: a record read with the

@@ -1528,6 +1528,14 @@ def test_zc_sql_shows_failed_nodes_as_zc_run_does_then_counts_them(monkeypatch,
     answer = FakeAnswer(422, 'Unprocessable Entity', f'{error}\n'.encode(), headers)
     code, _, _, err = zc_sql(monkeypatch, capsys, answer, QUERY)
     assert code == 1 and error in err and '--skip-bad' not in err
+    # records read with the wrong delimiter: --skip-bad would skip every one of them
+    error = ('sql: exit 1: sqlite: load: swift://AUTH_test/eu/a.csv: line 2: record 2 has more '
+             'than 1 fields and the header row holds ";": if the fields are separated by ";" '
+             'give that as "input"."delimiter" (zc sql --delimiter \';\')')
+    headers.update({'X-Nexe-System': 'sql', 'X-Nexe-Error': error})
+    answer = FakeAnswer(422, 'Unprocessable Entity', f'{error}\n'.encode(), headers)
+    code, _, _, err = zc_sql(monkeypatch, capsys, answer, QUERY)
+    assert code == 1 and error in err and '--skip-bad' not in err
 
 
 def test_zc_sql_skip_bad_asks_for_it_and_says_what_was_skipped(monkeypatch,

@@ -524,6 +524,9 @@ SQL_KEYS = {b'"input": {"format": "csv"} or "jsonl"': b'--input-format csv (or j
 # A node's error that one malformed record failed the query (doc/sql.md, "Statuses")
 BAD_RECORD = re.compile(r'sqlite: load: .*: line \d+: '
                         r'(record \d+|not a JSON object|malformed JSON)')
+# what a node says of a record that looks read with the wrong delimiter (sqlnode.c's
+# delimiter_hint): --skip-bad would skip every record of such an object
+WRONG_DELIMITER = '"input"."delimiter"'
 
 
 def _as_options(answer: bytes) -> bytes:
@@ -1244,7 +1247,8 @@ class Client:
         result = report.parse(answer.status, answer.headers, data)
         if not any(node.failed for node in result.nodes):
             raise ServerError('the query', answer.status, answer.reason, _as_options(data))
-        bad = any(BAD_RECORD.search(node.error or '') for node in result.nodes if node.failed)
+        bad = any(BAD_RECORD.search(node.error or '') and WRONG_DELIMITER not in node.error
+                  for node in result.nodes if node.failed)
         self.err.write(f'zc: the query: {answer.status} {answer.reason}\n' +
                        display.failures(result.nodes, most=display.ALIKE_SHOWN) +
                        display.summary(result, 'the answer counts its nodes') +
