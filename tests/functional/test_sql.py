@@ -268,6 +268,10 @@ def test_bad_queries_are_400_before_any_node(swift_cluster, conn, sales) -> None
     assert (missing.status_code, missing.text) == (
         404, 'Error 404 Not Found while fetching swift://AUTH_test/sql-sales/day-?.csv (the '
              'one wildcard of a FROM URL is *)\n')
+    missing = sql(conn, {'query': 'SELECT 1 FROM swift://~/sql-sales/day-[12]*'})    # was
+    assert (missing.status_code, missing.text) == (                  # day-%5B12%5D*, no hint
+        404, 'No objects found in path swift://AUTH_test/sql-sales/day-[12]* (the one '
+             'wildcard of a FROM URL is *)\n')
     assert sql(conn, {'query': f'SELECT 1 FROM {URL}'}, method='PUT').status_code == 405
     # a query runs while the client waits: X-Zerovm-Deferred: always was ignored (200)
     for how, status in [('always', 400), ('sometimes', 400), ('never', 200)]:

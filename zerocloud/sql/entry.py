@@ -110,10 +110,14 @@ def _format_name(fmt: str, delimiter: str) -> str:
                                                        f'CSV separated by {delimiter!r}')
 
 
+def _wildcard_hint(path: jobs.SwiftPath) -> str:
+    """What a 404 adds for a FROM URL holding a shell's wildcard, which is a name here."""
+    return 'the one wildcard of a FROM URL is *' if set('?[') & set(path.obj or '') else ''
+
+
 def _head(caller: Caller, path: jobs.SwiftPath) -> bytes:
     """The first bytes of an object (decompressed when gzip), as the caller."""
-    hint = 'the one wildcard of a FROM URL is *' if set('?[') & set(path.obj) else ''
-    resp = caller.read('GET', path, hint, first=HEAD_BYTES)
+    resp = caller.read('GET', path, _wildcard_hint(path), first=HEAD_BYTES)
     if resp.status_int == 416:                       # an empty object
         return b''
     data = resp.body[:HEAD_BYTES]
@@ -187,8 +191,10 @@ def _objects(caller: Caller, path: jobs.SwiftPath) -> list[jobs.SwiftPath]:
                                           'limit\n')
     except jobs.JobError as e:                  # a container that does not exist
         raise HTTPNotFound(body=f'{e}\n') from None
-    if not found:
-        raise HTTPNotFound(body=f'No objects found in path {path}\n')
+    if not found:                       # named as written: day-[12]*.csv, not day-%5B12%5D*.csv
+        hint = _wildcard_hint(path)
+        raise HTTPNotFound(body=f'No objects found in path swift:/{path.path}'
+                                f'{f" ({hint})" if hint else ""}\n')
     return sorted(found, key=lambda p: (p.container, p.obj or ''))
 
 
