@@ -615,6 +615,7 @@ def test_explain_shows_the_plan(swift_cluster, conn, sales) -> None:
                       'explain': True})
     assert resp.status_code == 200, resp.text
     plan = json.loads(resp.content)
+    assert resp.content.endswith(b'}\n')       # zc sql --explain's prompt ran on after it
     assert plan['mode'] == 'split' and plan['objects'] == 6
     assert plan['node_query'] == ('SELECT "region" AS "region", total(qty) AS _zc0, '
                                   'count(qty) AS _zc1 FROM t GROUP BY "region"')

@@ -1474,6 +1474,10 @@ def test_zc_sql_reads_the_query_from_stdin_and_stores_the_answer(monkeypatch, ca
                              'output': 'swift://AUTH_test/results/top.csv'}]
     assert session.made == ['results']                  # as zc run --out does
     assert 'the answer is in results/top.csv' in capsys.readouterr().err
+    session.made.clear()                                # --explain runs (and makes) nothing
+    assert cli.main(['sql', QUERY, '--out', 'swift://~/other/top.csv', '--explain']) == 0
+    assert session.sent[-1]['output'] == 'swift://AUTH_test/other/top.csv'
+    assert session.made == []
     assert cli.main(['sql', QUERY, '--out', 'swift://~/results/*.csv']) == cli.EXIT_USAGE
     assert "--out names one object (swift://~/c/o), not 'swift://~/results/*.csv'" in \
         capsys.readouterr().err

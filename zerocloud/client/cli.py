@@ -1219,7 +1219,7 @@ class Client:
             out = ses.location(o.out)
             if out.obj is None or '*' in out.path:
                 raise Usage(f'--out names one object (swift://~/c/o), not {o.out!r}')
-            if out.account == ses.account:
+            if out.account == ses.account and not o.explain:      # explain runs nothing
                 ses.ensure_container(out.container)
             body['output'] = str(out)
         with self.progress('running the query'):

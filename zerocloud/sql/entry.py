@@ -453,7 +453,7 @@ def respond(caller: Caller, execute: Callable[[Launch], Response], version: str,
                'X-Sql-Plan-Reason': _header_text(plan.reason)}
     if spec.explain:
         body = json.dumps({**plan.to_dict(), 'objects': len(objects), 'input_format': fmt,
-                           'jobs': job}, indent=1).encode()
+                           'jobs': job}, indent=1).encode() + b'\n'     # a shell's line
         return Response(status=200, body=body, headers=headers,
                         content_type='application/json')
     with hangup.stop_on_hangup(req.environ, 'the query'):   # Ctrl-C frees the workers
