@@ -643,6 +643,26 @@ def test_stored_query_and_stored_answer(swift_cluster, conn, sales, make_contain
     check_csv(body, names, rows, True)
 
 
+def test_an_answer_stored_over_an_object_the_query_reads_is_refused(
+        swift_cluster, conn, make_container, make_object) -> None:
+    """"output" naming one of the FROM objects (zc sql ... --out over the data) replaced
+    that object with the answer once the nodes had read it: 200, its data gone."""
+    c = make_container('sqlover')
+    make_object(c, 'a.csv', b'region,qty\neast,3\n')
+    make_object(c, 'b.csv', b'region,qty\nwest,4\n')
+    for source in ('*.csv', 'a.csv'):
+        resp = sql(conn, {'query': f'SELECT count(*) FROM swift://~/{c}/{source}',
+                          'output': f'swift://~/{c}/a.csv'})
+        assert (resp.status_code, resp.text) == (
+            400, f'"output": swift://{_account(conn)}/{c}/a.csv is one of the objects the '
+                 'query reads: the answer would replace it; name another object\n')
+        assert conn.get_object(c, 'a.csv')[1] == b'region,qty\neast,3\n'
+    resp = sql(conn, {'query': f'SELECT count(*) FROM swift://~/{c}/*.csv',
+                      'output': f'swift://~/{c}/count.txt'})
+    assert resp.status_code == 200, resp.text
+    assert conn.get_object(c, 'count.txt')[1] == b'count(*)\r\n2\r\n'
+
+
 def test_the_example(swift_cluster, conn, tmp_path) -> None:
     """examples/sql: its generated data set and its stored query (top.json)."""
     example = Path(__file__).resolve().parents[2] / 'examples' / 'sql'

@@ -1598,7 +1598,11 @@ def test_zc_sql_refuses_an_empty_query_and_a_bad_format(monkeypatch, capsys) -> 
      'query: no such column: c (the columns: a: the keys of the first line; a key only '
      'later lines have is a column when --columns names every one)\n'),
     (b'query: rowid is not available with "skip_bad" (another node merges the rows)',
-     'query: rowid is not available with --skip-bad (another node merges the rows)\n')])
+     'query: rowid is not available with --skip-bad (another node merges the rows)\n'),
+    (b'"output": swift://AUTH_test/s/a.csv is one of the objects the query reads: the answer '
+     b'would replace it; name another object',
+     '--out swift://AUTH_test/s/a.csv is one of the objects the query reads: the answer '
+     'would replace it; name another object\n')])
 def test_zc_sql_names_its_option_where_the_server_names_a_request_key(
         monkeypatch, capsys, refusal, says) -> None:
     code, _, _, err = zc_sql(monkeypatch, capsys, FakeAnswer(400, 'Bad Request', refusal), QUERY)

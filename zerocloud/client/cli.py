@@ -520,7 +520,7 @@ def _delimiter(text: str) -> str:
 SQL_KEYS = {b'"input": {"format": "csv"} or "jsonl"': b'--input-format csv (or jsonl)',
             b'"input": {"columns": [...]}': b'--columns A,B,...',
             b'"input"."columns"': b'--columns', b'"input"."delimiter"': b'--delimiter',
-            b'"skip_bad"': b'--skip-bad'}
+            b'"skip_bad"': b'--skip-bad', b'"output": ': b'--out '}
 # A node's error that one malformed record failed the query (doc/sql.md, "Statuses")
 BAD_RECORD = re.compile(r'sqlite: load: .*: line \d+: '
                         r'(record \d+|not a JSON object|malformed JSON)')

@@ -418,6 +418,9 @@ def respond(caller: Caller, execute: Callable[[Launch], Response], version: str,
             raise SqlError(f'query: FROM {source} names a container: name its objects '
                            f'({source}/* for all)')
         objects = _objects(caller, source)
+        if output in objects:           # stored over its data once the nodes had read it
+            raise SqlError(f'"output": {output} is one of the objects the query reads: the '
+                           'answer would replace it; name another object')
         try:
             fmt, delimiter = _input_format(spec.input, objects[0].obj)
         except SqlError:
