@@ -708,6 +708,13 @@ def test_text_where_a_number_is_meant_fails_the_query_without_skip_bad_too() -> 
      'columns: region, product, qty, price, note)'),
     ("SELECT count(*) FROM {url} WHERE region = \"east\"", COLUMNS,
      'query: no such column: "east" at character '),
+    # a name with a dot (a JSON line's nested key, a column price.eur) was read as t.b:
+    # passed, and answered 200 with the text 'a.b' on every row
+    ('SELECT "a.b" FROM {url}', ['a', 'c'],
+     'query: no such column: "a.b" at character 8 (SQLite would read a double-quoted '
+     "name that no column has as the string 'a.b'; a string is in single quotes)"),
+    ('SELECT sum("price.euro") FROM {url}', ['price.eur'], 'query: no such column: '
+     '"price.euro" at character 12'),
 ])
 def test_a_double_quoted_name_that_no_column_has_is_refused(query: str, columns: list[str],
                                                             message: str) -> None:
@@ -719,6 +726,6 @@ def test_a_double_quoted_name_that_no_column_has_is_refused(query: str, columns:
 def test_double_quoted_names_of_columns_aliases_and_the_source_are_names() -> None:
     for query in ['SELECT "Region" AS "r", sum("qty") AS "n" FROM {url} "s" GROUP BY "r" '
                   'ORDER BY "n", "s"."price"', 'SELECT "sum"(qty) FROM "{url}"',
-                  'SELECT "a""b", "x]" FROM {url}']:
-        columns = [*COLUMNS, 'a"b', 'x]'] if 'a""b' in query else COLUMNS
+                  'SELECT "a""b", "x]" FROM {url}', 'SELECT "price.eur", t."qty" FROM {url} t']:
+        columns = [*COLUMNS, 'a"b', 'x]', 'price.eur']
         plan(parse_query(query.format(url=URL)), columns, 2)

@@ -498,8 +498,9 @@ def _no_string_names(query: Query, columns: list[str], fmt: str | None) -> None:
         db.execute(text)
     except (sqlite3.Error, sqlite3.Warning) as e:
         found = re.fullmatch(r'no such column: (.*)', str(e))
-        name = found and found.group(1).rsplit('.', 1)[-1]      # t."qty": t.qty
-        if name not in names:
+        said = found.group(1) if found else ''          # "a.b": a.b; t."qty": t.qty
+        name = next((n for n in (said, said.rsplit('.', 1)[-1]) if n in names), None)
+        if name is None:
             return                          # not a name's (the query passed as it is)
         offset = error_offset(text, [schema(TABLE, columns)])
         where = '' if offset is None else f' at character {offset + 1}'
