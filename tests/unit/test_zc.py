@@ -716,6 +716,12 @@ def test_an_unmapped_container_is_named_as_the_user_wrote_it(tmp_path: Path) -> 
     with pytest.raises(jobs.BuildError) as e:
         local.run(payload, 'job.json', {'d': tmp_path})
     assert str(e.value) == 'swift://~/sales is not mapped: add --map swift://~/sales=DIR'
+    # nor is a mapped one that holds no match (it said swift://local/d/*.csv)
+    job[0]['devices'][0]['path'] = 'swift://~/d/*.csv'
+    payload = jobs.Payload(json.dumps(job).encode(), jobs.JSON_TYPE, job)
+    with pytest.raises(jobs.BuildError) as e:
+        local.run(payload, 'job.json', {'d': tmp_path})
+    assert str(e.value) == 'job.json: No objects found in path swift://~/d/*.csv in a'
 
 
 @pytest.mark.parametrize('missing, says', [
