@@ -217,6 +217,12 @@ def test_split_node_query_reads_only_what_it_needs() -> None:
     ('SELECT count(*) FROM swift://~/c/my data*.csv WHERE 1', 'FROM takes one collection and '
      'an alias (joins are not supported; a name with spaces is quoted: FROM '
      '"swift://~/c/my data*.csv") at character 41'),
+    # a comma in a name, unquoted: it was 'joins are not supported' alone
+    ('SELECT count(*) FROM swift://~/c/a,b*.csv', 'FROM takes one collection and an alias '
+     '(joins are not supported; a name with a comma is quoted: FROM "swift://~/c/a,b*.csv") '
+     'at character 36'),
+    (f'SELECT 1 FROM {URL},{URL}', 'joins are not supported) at'),
+    (f'SELECT 1 FROM {URL},t2', 'joins are not supported) at'),
     (f'SELECT 1 FROM {URL}; DROP TABLE t', 'one statement only'),
     (f'SELECT (1 FROM {URL}', 'a ")" is missing'),
     ("SELECT 'abc FROM x", 'unterminated string at character 8'),

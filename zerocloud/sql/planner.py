@@ -373,12 +373,16 @@ def parse_query(text: str) -> Query:
 
 def _quote_hint(text: str, url: Token, tokens: list[Token], end: int) -> str:
     """``; a name with spaces is quoted: FROM "swift://..."`` when what follows the URL
-    in its FROM clause looks like more of the name (``my data*.csv``), else ''."""
+    in its FROM clause looks like more of the name (``my data*.csv``, ``a,b.csv``: a
+    comma the name goes on after), else ''."""
     after = url.pos + len(url.text)
     tail = text[after:tokens[end].pos if end < len(tokens) else len(text)].rstrip()
-    if not tail or re.search(r'[,()]|swift:', tail) or not re.search(r'[*./]', tail.split()[-1]):
+    glued = re.fullmatch(r',[^\s,()]+', tail)
+    if not tail or re.search(r'swift:', tail) or (re.search(r'[,()]', tail) and not glued) \
+            or not re.search(r'[*./]', tail.split()[-1]):
         return ''                       # another table (a join), or words of SQL
-    return f'; a name with spaces is quoted: FROM "{url.text}{tail}"'
+    return (f'; a name with {"a comma" if glued else "spaces"} is quoted: '
+            f'FROM "{url.text}{tail}"')
 
 
 def _replace(query: Query, start: int, end: int, edits: dict[int, tuple[int, str]]) -> str:
