@@ -718,7 +718,8 @@ def test_text_where_a_number_is_meant_fails_the_query_without_skip_bad_too() -> 
     # passed, and answered 200 with the text 'a.b' on every row
     ('SELECT "a.b" FROM {url}', ['a', 'c'],
      'query: no such column: "a.b" at character 8 (SQLite would read a double-quoted '
-     "name that no column has as the string 'a.b'; a string is in single quotes)"),
+     "name that no column has as the string 'a.b'; a string is in single quotes; a key in "
+     "column a's JSON is json_extract(a, '$.b')) (the columns: a, c)"),
     ('SELECT sum("price.euro") FROM {url}', ['price.eur'], 'query: no such column: '
      '"price.euro" at character 12'),
 ])

@@ -508,10 +508,13 @@ def _no_string_names(query: Query, columns: list[str], fmt: str | None) -> None:
             return                          # not a name's (the query passed as it is)
         offset = error_offset(text, [schema(TABLE, columns)])
         where = '' if offset is None else f' at character {offset + 1}'
+        key, _, path = name.partition('.')                  # "a.b": a's JSON key b?
+        nested = (f'; a key in column {key}\'s JSON is json_extract({key}, \'$.{path}\')'
+                  if path and key.lower() in {c.lower() for c in columns} else '')
         raise SqlError(f'query: no such column: "{name}"{where} (SQLite would read a '
                        f'double-quoted name that no column has as the string \'{name}\'; '
-                       f'a string is in single quotes) (the columns: {_names(columns)}'
-                       f'{_column_hint(columns, fmt)})') from None
+                       f'a string is in single quotes{nested}) (the columns: '
+                       f'{_names(columns)}{_column_hint(columns, fmt)})') from None
     finally:
         db.close()
 
