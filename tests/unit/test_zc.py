@@ -1546,6 +1546,28 @@ def test_zc_sql_shows_failed_nodes_as_zc_run_does_then_counts_them(monkeypatch,
     answer = FakeAnswer(422, 'Unprocessable Entity', f'{error}\n'.encode(), headers)
     code, _, _, err = zc_sql(monkeypatch, capsys, answer, QUERY)
     assert code == 1 and error in err and '--skip-bad' not in err
+    # --columns taken for the columns to read (a subset): every record has more fields
+    error = ('sql: exit 1: sqlite: load: swift://AUTH_test/sales/a.csv: line 2: record 2 has '
+             'more than 2 fields')
+    headers.update({'X-Nexe-Error': error})
+    answer = FakeAnswer(422, 'Unprocessable Entity', f'{error}\n'.encode(), headers)
+    hint = ('zc: note: --columns names every field of the records, in order, not only the '
+            'columns to read (the query reads those it uses); these records have another '
+            'number of fields than its 2\n')
+    code, _, _, err = zc_sql(monkeypatch, capsys, answer, QUERY, '--columns', 'region,qty')
+    assert code == 1 and '--skip-bad' not in err
+    assert err.endswith(f'{error}\n1 node: 0 succeeded, 1 failed; HTTP 422\n{hint}'), err
+    code, _, _, err = zc_sql(monkeypatch, capsys, answer, QUERY)
+    assert err.endswith('zc: --skip-bad skips malformed records (and counts them)\n')
+    # with --skip-bad every such record was skipped: an empty answer, said why
+    detail = [['swift://AUTH_test/sales/a.csv', 500, 'line 2: record 2 has more than 2 fields']]
+    skipped = {**SQL_HEADERS, 'X-Sql-Skipped': '500', 'X-Sql-Skipped-Objects': '1',
+               'X-Sql-Skipped-Detail': json.dumps(detail)}
+    code, _, out, err = zc_sql(monkeypatch, capsys, FakeAnswer(200, 'OK', b'', skipped), QUERY,
+                               '--columns', 'region,qty', '--skip-bad', '-q')
+    assert (code, out) == (0, '')
+    assert err == ('zc: skipped 500 malformed records in 1 object:\n  sales/a.csv: 500 (the '
+                   'first: line 2: record 2 has more than 2 fields)\n' + hint)
 
 
 def test_zc_sql_skip_bad_asks_for_it_and_says_what_was_skipped(monkeypatch,

@@ -527,6 +527,8 @@ BAD_RECORD = re.compile(r'sqlite: load: .*: line \d+: '
 # what a node says of a record that looks read with the wrong delimiter (sqlnode.c's
 # delimiter_hint): --skip-bad would skip every record of such an object
 WRONG_DELIMITER = '"input"."delimiter"'
+# ... and of a record with another number of fields than the columns
+FIELD_COUNT = re.compile(r'line \d+: record \d+ has (more than )?\d+ fields')
 
 
 def _as_options(answer: bytes) -> bytes:
@@ -1239,7 +1241,20 @@ class Client:
                                            'the answer counts its nodes'))
         if 'x-sql-skipped' in answer.headers and not o.explain:
             self.err.write(display.skipped(answer.headers, self.short, self.quiet))
+            detail = json.loads(answer.headers.get('x-sql-skipped-detail') or '[]')
+            self.err.write(self.columns_hint([first for _, _, first in detail]))
         return 0
+
+    def columns_hint(self, errors: list[str]) -> str:
+        """For records with another number of fields than ``--columns`` names (``errors``:
+        the nodes' or the skipped records' first), that it names every field: taken for
+        the columns to read, it failed every record (or skipped every one)."""
+        columns = self.opts.columns
+        if not columns or not any(FIELD_COUNT.search(e) for e in errors):
+            return ''
+        return (f'zc: note: --columns names every field of the records, in order, not only '
+                f'the columns to read (the query reads those it uses); these records have '
+                f'another number of fields than its {len(columns)}\n')
 
     def query_failed(self, answer: Answer, data: bytes) -> int:
         """A refused query: the server's whole answer; one whose nodes failed (each
@@ -1247,13 +1262,14 @@ class Client:
         result = report.parse(answer.status, answer.headers, data)
         if not any(node.failed for node in result.nodes):
             raise ServerError('the query', answer.status, answer.reason, _as_options(data))
-        bad = any(BAD_RECORD.search(node.error or '') and WRONG_DELIMITER not in node.error
-                  for node in result.nodes if node.failed)
+        errors = [node.error or '' for node in result.nodes if node.failed]
+        bad = any(BAD_RECORD.search(e) and WRONG_DELIMITER not in e for e in errors)
+        hint = self.columns_hint(errors) or (       # else --skip-bad would skip every record
+            'zc: --skip-bad skips malformed records (and counts them)\n'
+            if bad and not self.opts.skip_bad else '')
         self.err.write(f'zc: the query: {answer.status} {answer.reason}\n' +
                        display.failures(result.nodes, most=display.ALIKE_SHOWN) +
-                       display.summary(result, 'the answer counts its nodes') +
-                       ('zc: --skip-bad skips malformed records (and counts them)\n'
-                        if bad and not self.opts.skip_bad else ''))
+                       display.summary(result, 'the answer counts its nodes') + hint)
         return EXIT_FAILED
 
     def cmd_local(self) -> int:
