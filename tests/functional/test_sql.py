@@ -643,6 +643,17 @@ def test_stored_query_and_stored_answer(swift_cluster, conn, sales, make_contain
     check_csv(body, names, rows, True)
 
 
+def test_records_ending_with_cr_alone_are_read(swift_cluster, conn, make_container,
+                                              make_object) -> None:
+    """An old Mac's line ends (CR alone): reading the header row for the columns was a
+    500 (the csv module's 'new-line character seen in unquoted field')."""
+    c = make_container('sqlcr')
+    make_object(c, 'mac.csv', b'region,qty\reast,3\rwest,4\reast,5\r')
+    resp = sql(conn, {'query': f'SELECT region, sum(qty) FROM swift://~/{c}/mac.csv '
+                               'GROUP BY region'})
+    assert (resp.status_code, resp.text) == (200, 'region,sum(qty)\r\neast,8\r\nwest,4\r\n')
+
+
 def test_an_answer_stored_over_an_object_the_query_reads_is_refused(
         swift_cluster, conn, make_container, make_object) -> None:
     """"output" naming one of the FROM objects (zc sql ... --out over the data) replaced

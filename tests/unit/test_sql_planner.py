@@ -4,6 +4,7 @@ answer the query gives over all the data at once."""
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import random
@@ -399,6 +400,17 @@ def test_input_format_and_columns_from_the_first_object() -> None:
         entry._columns(b'a\xff,b\n1,2\n', 'csv', ',', True, 'o')
     cut = 'é'.encode()[:1]                              # a character cut by the range
     assert entry._columns(b'a,b\n1,' + cut, 'csv', ',', True, 'o') == ['a', 'b']
+    # records ending with CR alone (old Mac): the csv module's error was a 500
+    assert entry._columns(b'region,qty\reast,1\r', 'csv', ',', True, 'o') == ['region', 'qty']
+    long = b'region,qty\r' + b'east,1\r' * (entry.HEAD_BYTES // 7)
+    assert entry._columns(long[:entry.HEAD_BYTES], 'csv', ',', True, 'o') == ['region', 'qty']
+    limit = csv.field_size_limit(4)                     # what the csv module refuses: a 400
+    try:
+        with pytest.raises(SqlError, match=r'^the first record of o does not read as CSV: '
+                                           r'field larger than field limit \(4\)$'):
+            entry._columns(b'region,qty\n', 'csv', ',', True, 'o')
+    finally:
+        csv.field_size_limit(limit)
 
 
 def test_objects_named_as_two_formats_are_refused_before_anything_runs() -> None:

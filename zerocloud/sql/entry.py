@@ -139,12 +139,14 @@ def _columns(head: bytes, fmt: str, delimiter: str, header: bool, path) -> list[
             raise SqlError(f'{path} is not UTF-8 text (byte {e.start + 1})') from None
         text = head[:e.start].decode('utf-8')
     text = text.removeprefix('\ufeff')
-    newline = '\n' in text
     if fmt == 'jsonl':
-        return _json_columns(text, newline or len(head) < HEAD_BYTES, path)
-    if not newline and len(head) >= HEAD_BYTES:
+        return _json_columns(text, '\n' in text or len(head) < HEAD_BYTES, path)
+    if not re.search('[\r\n]', text) and len(head) >= HEAD_BYTES:
         raise SqlError(f'the first record of {path} is longer than {HEAD_BYTES} bytes')
-    record = next(csv.reader(io.StringIO(text), delimiter=delimiter), [])
+    try:            # records end with LF, CRLF or CR alone (old Mac), as the nodes read them
+        record = next(csv.reader(io.StringIO(text, newline=''), delimiter=delimiter), [])
+    except csv.Error as e:                      # a 400, never a 500 (the proxy's traceback)
+        raise SqlError(f'the first record of {path} does not read as CSV: {e}') from None
     if header:
         return planner.check_columns(record, f'the header of {path}')
     return [f'c{i}' for i in range(1, len(record) + 1)]
