@@ -1603,6 +1603,17 @@ def test_zc_sql_skip_bad_asks_for_it_and_says_what_was_skipped(monkeypatch,
     assert (code, err) == (0, '')
 
 
+def test_zc_sql_given_a_file_says_how_to_read_the_query_from_it(monkeypatch, capsys,
+                                                                tmp_path: Path) -> None:
+    # "query: expected SELECT, found 'top' at character 1" from the server
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / 'top.sql').write_text(QUERY + '\n')
+    code, sent, _, err = zc_sql(monkeypatch, capsys, FakeAnswer(200, 'OK', b''), 'top.sql')
+    assert (code, sent) == (2, None)
+    assert err == ('zc: top.sql is a file here, not a query: zc sql - < top.sql reads the '
+                   'query from it (zc -h for help)\n')
+
+
 def test_zc_sql_refuses_an_empty_query_and_a_bad_format(monkeypatch, capsys) -> None:
     code, sent, _, err = zc_sql(monkeypatch, capsys, FakeAnswer(200, 'OK', b''), ' ')
     assert (code, sent) == (2, None)       # a usage error (doc/client.md), nothing sent

@@ -1212,6 +1212,9 @@ class Client:
         its failed nodes (:meth:`query_failed`)."""
         o = self.opts
         query = sys.stdin.read() if o.query == '-' else o.query
+        if o.query != '-' and not any(c.isspace() for c in query) and Path(query).is_file():
+            raise Usage(f'{query} is a file here, not a query: zc sql - < {shlex.quote(query)} '
+                        'reads the query from it')       # was the server's "found 'top'"
         body = jobs.sql_request(query, fmt=o.format, header=not o.no_header, explain=o.explain,
                                 engine=o.engine, input_format=o.input_format,
                                 columns=o.columns, delimiter=o.delimiter,
