@@ -1035,6 +1035,28 @@ def test_keystone_and_v1_credentials_come_as_for_the_swift_command(monkeypatch) 
         ('http://proxy/auth/v1.0', 'test:tester', 'testing', '1.0')
 
 
+def test_credentials_given_in_part_say_which_part_is_missing(monkeypatch) -> None:
+    # ST_USER= (empty) beside ST_AUTH and ST_KEY said only "set ST_AUTH, ST_USER and ST_KEY"
+    from zerocloud.client.cli import Client, Usage
+
+    def said() -> str:
+        with pytest.raises(Usage) as e:
+            _ = Client(build_parser().parse_args(['status', 'job-1'])).session
+        return str(e.value)
+    clear_credentials(monkeypatch)
+    monkeypatch.setenv('ST_AUTH', 'http://proxy/auth/v1.0')
+    monkeypatch.setenv('ST_USER', '')
+    monkeypatch.setenv('ST_KEY', 'testing')
+    rest = ('set ST_AUTH, ST_USER and ST_KEY (or OS_AUTH_URL, OS_USERNAME, OS_PASSWORD...; or '
+            'OS_STORAGE_URL and OS_AUTH_TOKEN), or give -A, -U, -K as for the swift command')
+    assert said() == 'no credentials: the user (ST_USER, OS_USERNAME or -U) is not set; ' + rest
+    monkeypatch.delenv('ST_KEY')
+    assert said() == ('no credentials: the user (ST_USER, OS_USERNAME or -U) and the key '
+                      '(ST_KEY, OS_PASSWORD or -K) are not set; ' + rest)
+    clear_credentials(monkeypatch)                  # none at all: as before
+    assert said() == 'no credentials: ' + rest
+
+
 def test_an_account_named_on_the_command_line_wins_over_a_token_in_the_environment(
         monkeypatch) -> None:
     # after eval "$(swift auth)", zc -U test2:tester2 -K testing2 acted as the first user:

@@ -560,9 +560,16 @@ class Client:
                 options['user'] or os_options['user_id'])
             credential = options['auth'] and os_options['application_credential_id']
             if not (token or password or credential):
-                raise Usage('no credentials: set ST_AUTH, ST_USER and ST_KEY (or OS_AUTH_URL, '
-                            'OS_USERNAME, OS_PASSWORD...; or OS_STORAGE_URL and OS_AUTH_TOKEN), '
-                            'or give -A, -U, -K as for the swift command')
+                parts = {'the auth URL (ST_AUTH, OS_AUTH_URL or -A)': options['auth'],
+                         'the user (ST_USER, OS_USERNAME or -U)': options['user']
+                         or os_options['user_id'],
+                         'the key (ST_KEY, OS_PASSWORD or -K)': options['key']}
+                unset = [what for what, value in parts.items() if not value]
+                which = f'{" and ".join(unset)} {"is" if len(unset) == 1 else "are"} not ' \
+                    'set; ' if len(unset) < len(parts) else ''       # the others are
+                raise Usage(f'no credentials: {which}set ST_AUTH, ST_USER and ST_KEY (or '
+                            'OS_AUTH_URL, OS_USERNAME, OS_PASSWORD...; or OS_STORAGE_URL and '
+                            'OS_AUTH_TOKEN), or give -A, -U, -K as for the swift command')
             _check_storage_url(os_options['object_storage_url'])
             if not token:
                 _check_auth_url(options['auth'])
