@@ -268,6 +268,10 @@ def test_bad_queries_are_400_before_any_node(swift_cluster, conn, sales) -> None
     assert (missing.status_code, missing.text) == (
         404, 'Error 404 Not Found while fetching swift://AUTH_test/sql-sales/day-?.csv (the '
              'one wildcard of a FROM URL is *)\n')
+    missing = sql(conn, {'query': 'SELECT 1 FROM swift://~/sql-sales/day-[12]*'})    # was
+    assert (missing.status_code, missing.text) == (                  # day-%5B12%5D*, no hint
+        404, 'No objects found in path swift://AUTH_test/sql-sales/day-[12]* (the one '
+             'wildcard of a FROM URL is *)\n')
     assert sql(conn, {'query': f'SELECT 1 FROM {URL}'}, method='PUT').status_code == 405
     # a query runs while the client waits: X-Zerovm-Deferred: always was ignored (200)
     for how, status in [('always', 400), ('sometimes', 400), ('never', 200)]:
@@ -467,6 +471,25 @@ def test_a_semicolon_separated_csv_read_with_commas_says_to_give_the_delimiter(
         assert resp.text.splitlines()[1:] == ['east,8', 'west,4']
 
 
+def test_select_star_over_a_semicolon_separated_csv_with_decimal_commas_says_the_delimiter(
+        swift_cluster, conn, make_container, make_object) -> None:
+    """``SELECT *`` names no column, so no 'no such column' says it: read with commas,
+    the header row is one column and a record with a decimal comma two fields; the 422
+    said only 'has more than 1 fields' (and zc suggested --skip-bad, which skipped
+    every such record). Now it says what the header row holds and how to give it."""
+    c = make_container('sqlsemistar')
+    make_object(c, 'eu.csv', b'region;qty;price\neast;3;2,50\nwest;4;1,25\n')
+    resp = sql(conn, {'query': f'SELECT * FROM swift://~/{c}/eu.csv'})
+    assert resp.status_code == 422, resp.text
+    assert resp.text.startswith(
+        f'sql: exit 1: sqlite: load: swift://{_account(conn)}/{c}/eu.csv: line 2: record 2 '
+        'has more than 1 fields and the header row holds ";": if the fields are separated by '
+        '";" give that as "input"."delimiter" (zc sql --delimiter \';\')\n'), resp.text
+    resp = sql(conn, {'query': f'SELECT region, qty FROM swift://~/{c}/eu.csv',
+                      'input': {'delimiter': ';'}})
+    assert (resp.status_code, resp.text) == (200, 'region,qty\r\neast,3\r\nwest,4\r\n')
+
+
 def test_columns_given_over_a_semicolon_separated_csv_say_to_give_the_delimiter(
         swift_cluster, conn, make_container, make_object) -> None:
     """With "input"."columns" no header row names the columns: a record read with the
@@ -592,6 +615,7 @@ def test_explain_shows_the_plan(swift_cluster, conn, sales) -> None:
                       'explain': True})
     assert resp.status_code == 200, resp.text
     plan = json.loads(resp.content)
+    assert resp.content.endswith(b'}\n')       # zc sql --explain's prompt ran on after it
     assert plan['mode'] == 'split' and plan['objects'] == 6
     assert plan['node_query'] == ('SELECT "region" AS "region", total(qty) AS _zc0, '
                                   'count(qty) AS _zc1 FROM t GROUP BY "region"')
@@ -617,6 +641,37 @@ def test_stored_query_and_stored_answer(swift_cluster, conn, sales, make_contain
     assert headers['content-type'] == 'text/csv; charset=utf-8'
     names, rows = reference(sales[1], query, URL)
     check_csv(body, names, rows, True)
+
+
+def test_records_ending_with_cr_alone_are_read(swift_cluster, conn, make_container,
+                                              make_object) -> None:
+    """An old Mac's line ends (CR alone): reading the header row for the columns was a
+    500 (the csv module's 'new-line character seen in unquoted field')."""
+    c = make_container('sqlcr')
+    make_object(c, 'mac.csv', b'region,qty\reast,3\rwest,4\reast,5\r')
+    resp = sql(conn, {'query': f'SELECT region, sum(qty) FROM swift://~/{c}/mac.csv '
+                               'GROUP BY region'})
+    assert (resp.status_code, resp.text) == (200, 'region,sum(qty)\r\neast,8\r\nwest,4\r\n')
+
+
+def test_an_answer_stored_over_an_object_the_query_reads_is_refused(
+        swift_cluster, conn, make_container, make_object) -> None:
+    """"output" naming one of the FROM objects (zc sql ... --out over the data) replaced
+    that object with the answer once the nodes had read it: 200, its data gone."""
+    c = make_container('sqlover')
+    make_object(c, 'a.csv', b'region,qty\neast,3\n')
+    make_object(c, 'b.csv', b'region,qty\nwest,4\n')
+    for source in ('*.csv', 'a.csv'):
+        resp = sql(conn, {'query': f'SELECT count(*) FROM swift://~/{c}/{source}',
+                          'output': f'swift://~/{c}/a.csv'})
+        assert (resp.status_code, resp.text) == (
+            400, f'"output": swift://{_account(conn)}/{c}/a.csv is one of the objects the '
+                 'query reads: the answer would replace it; name another object\n')
+        assert conn.get_object(c, 'a.csv')[1] == b'region,qty\neast,3\n'
+    resp = sql(conn, {'query': f'SELECT count(*) FROM swift://~/{c}/*.csv',
+                      'output': f'swift://~/{c}/count.txt'})
+    assert resp.status_code == 200, resp.text
+    assert conn.get_object(c, 'count.txt')[1] == b'count(*)\r\n2\r\n'
 
 
 def test_the_example(swift_cluster, conn, tmp_path) -> None:

@@ -121,6 +121,43 @@ def test_a_record_of_one_field_holding_a_delimiter_says_to_give_it(zvm, sqlite, 
     assert run.stderr.decode() == f'sqlite: load: /dev/input: line 2: {error}\n'
 
 
+@pytest.mark.parametrize('data,error', [
+    (b'a;b;c\n1;2;3\n', 'record 2 has 1 fields, not 3 and holds ";": if the fields are '
+     'separated by ";" give that as "input"."delimiter" (zc sql --delimiter \';\')'),
+    (b'a;b;c\n"1;2;3"\n', 'record 2 has 1 fields, not 3'),          # quoted: one field
+])
+def test_the_delimiter_hint_reads_the_first_field_when_only_others_are_loaded(
+        zvm, sqlite, data, error) -> None:
+    """The hint is looked for only in the failing record's one field, which the node
+    keeps though --fields loads only fields 2 and 3 (a query naming neither column 1)."""
+    run = node(zvm, sqlite, data, 'CREATE TABLE t(b NUMERIC, c NUMERIC)', '--load', 'csvh',
+               '/dev/input', '--fields', '3:2,3', '--query', 'SELECT * FROM t')
+    assert run.report['retcode'] == 1
+    assert run.stderr.decode() == f'sqlite: load: /dev/input: line 2: {error}\n'
+
+
+@pytest.mark.parametrize('data,error', [
+    (b'region;qty;price\neast;3;2,50\n', 'record 2 has more than 1 fields and the header row '
+     'holds ";": if the fields are separated by ";" give that as "input"."delimiter" (zc sql '
+     '--delimiter \';\')'),
+    (b'region|qty\neast|3,5\n', 'record 2 has more than 1 fields and the header row holds "|": '
+     'if the fields are separated by "|" give that as "input"."delimiter" (zc sql --delimiter '
+     '\'|\')'),
+    (b'"region;qty"\neast;3,5\n', 'record 2 has more than 1 fields'),     # a quoted name
+    (b'region\neast,3\n', 'record 2 has more than 1 fields'),
+])
+def test_a_header_row_of_one_field_holding_a_delimiter_says_to_give_it(zvm, sqlite, data,
+                                                                       error) -> None:
+    """Read with commas, a ;-separated object has one column, named by its whole header
+    row; a record with a comma (a decimal comma) is then more fields than that: the
+    error says which usual delimiter the header row holds, as a record of one field's
+    does (zc suggested --skip-bad, which skipped every such record)."""
+    run = node(zvm, sqlite, data, 'CREATE TABLE t(a NUMERIC)', '--load', 'csvh', '/dev/input',
+               '--query', 'SELECT * FROM t')
+    assert run.report['retcode'] == 1
+    assert run.stderr.decode() == f'sqlite: load: /dev/input: line 2: {error}\n'
+
+
 @pytest.mark.parametrize('data,message', [
     (b'a,b,c\n\n1,2,3\n4,"two\r\nlines",6\n7,8\n', 'line 6: record 4 has 2 fields, not 3'),
     (b'a,b,c\r\n1,2,3\r\n"x\ny"z,1,2\r\n', 'line 3: record 3: text after a closing quote'),

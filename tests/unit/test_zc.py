@@ -114,6 +114,9 @@ def test_a_script_runs_with_the_interpreter_of_its_first_line(tmp_path: Path) ->
     script.write_text('#!swift://~/bin/awk -f\nprint(1)\n')
     assert jobs.build(None, str(script), None, None).job[0]['exec'] == {
         'path': 'swift://~/bin/awk', 'args': '-f /job.txt'}
+    script.write_text('#!SWIFT://~/bin/awk -f\nprint(1)\n')     # a scheme in any case
+    assert jobs.build(None, str(script), None, None).job[0]['exec'] == {
+        'path': 'SWIFT://~/bin/awk', 'args': '-f /job.txt'}
     assert jobs.build(None, str(script), None, None, interpreter='file://lua:lua'
                       ).job[0]['exec'] == {'path': 'file://lua:lua', 'args': '/job.txt'}
 
@@ -713,6 +716,12 @@ def test_an_unmapped_container_is_named_as_the_user_wrote_it(tmp_path: Path) -> 
     with pytest.raises(jobs.BuildError) as e:
         local.run(payload, 'job.json', {'d': tmp_path})
     assert str(e.value) == 'swift://~/sales is not mapped: add --map swift://~/sales=DIR'
+    # nor is a mapped one that holds no match (it said swift://local/d/*.csv)
+    job[0]['devices'][0]['path'] = 'swift://~/d/*.csv'
+    payload = jobs.Payload(json.dumps(job).encode(), jobs.JSON_TYPE, job)
+    with pytest.raises(jobs.BuildError) as e:
+        local.run(payload, 'job.json', {'d': tmp_path})
+    assert str(e.value) == 'job.json: No objects found in path swift://~/d/*.csv in a'
 
 
 @pytest.mark.parametrize('missing, says', [
@@ -1024,6 +1033,28 @@ def test_keystone_and_v1_credentials_come_as_for_the_swift_command(monkeypatch) 
     v1 = Client(build_parser().parse_args(['status', 'job-1'])).session.conn
     assert (v1.authurl, v1.user, v1.key, v1.auth_version) == \
         ('http://proxy/auth/v1.0', 'test:tester', 'testing', '1.0')
+
+
+def test_credentials_given_in_part_say_which_part_is_missing(monkeypatch) -> None:
+    # ST_USER= (empty) beside ST_AUTH and ST_KEY said only "set ST_AUTH, ST_USER and ST_KEY"
+    from zerocloud.client.cli import Client, Usage
+
+    def said() -> str:
+        with pytest.raises(Usage) as e:
+            _ = Client(build_parser().parse_args(['status', 'job-1'])).session
+        return str(e.value)
+    clear_credentials(monkeypatch)
+    monkeypatch.setenv('ST_AUTH', 'http://proxy/auth/v1.0')
+    monkeypatch.setenv('ST_USER', '')
+    monkeypatch.setenv('ST_KEY', 'testing')
+    rest = ('set ST_AUTH, ST_USER and ST_KEY (or OS_AUTH_URL, OS_USERNAME, OS_PASSWORD...; or '
+            'OS_STORAGE_URL and OS_AUTH_TOKEN), or give -A, -U, -K as for the swift command')
+    assert said() == 'no credentials: the user (ST_USER, OS_USERNAME or -U) is not set; ' + rest
+    monkeypatch.delenv('ST_KEY')
+    assert said() == ('no credentials: the user (ST_USER, OS_USERNAME or -U) and the key '
+                      '(ST_KEY, OS_PASSWORD or -K) are not set; ' + rest)
+    clear_credentials(monkeypatch)                  # none at all: as before
+    assert said() == 'no credentials: ' + rest
 
 
 def test_an_account_named_on_the_command_line_wins_over_a_token_in_the_environment(
@@ -1471,6 +1502,10 @@ def test_zc_sql_reads_the_query_from_stdin_and_stores_the_answer(monkeypatch, ca
                              'output': 'swift://AUTH_test/results/top.csv'}]
     assert session.made == ['results']                  # as zc run --out does
     assert 'the answer is in results/top.csv' in capsys.readouterr().err
+    session.made.clear()                                # --explain runs (and makes) nothing
+    assert cli.main(['sql', QUERY, '--out', 'swift://~/other/top.csv', '--explain']) == 0
+    assert session.sent[-1]['output'] == 'swift://AUTH_test/other/top.csv'
+    assert session.made == []
     assert cli.main(['sql', QUERY, '--out', 'swift://~/results/*.csv']) == cli.EXIT_USAGE
     assert "--out names one object (swift://~/c/o), not 'swift://~/results/*.csv'" in \
         capsys.readouterr().err
@@ -1525,6 +1560,36 @@ def test_zc_sql_shows_failed_nodes_as_zc_run_does_then_counts_them(monkeypatch,
     answer = FakeAnswer(422, 'Unprocessable Entity', f'{error}\n'.encode(), headers)
     code, _, _, err = zc_sql(monkeypatch, capsys, answer, QUERY)
     assert code == 1 and error in err and '--skip-bad' not in err
+    # records read with the wrong delimiter: --skip-bad would skip every one of them
+    error = ('sql: exit 1: sqlite: load: swift://AUTH_test/eu/a.csv: line 2: record 2 has more '
+             'than 1 fields and the header row holds ";": if the fields are separated by ";" '
+             'give that as "input"."delimiter" (zc sql --delimiter \';\')')
+    headers.update({'X-Nexe-System': 'sql', 'X-Nexe-Error': error})
+    answer = FakeAnswer(422, 'Unprocessable Entity', f'{error}\n'.encode(), headers)
+    code, _, _, err = zc_sql(monkeypatch, capsys, answer, QUERY)
+    assert code == 1 and error in err and '--skip-bad' not in err
+    # --columns taken for the columns to read (a subset): every record has more fields
+    error = ('sql: exit 1: sqlite: load: swift://AUTH_test/sales/a.csv: line 2: record 2 has '
+             'more than 2 fields')
+    headers.update({'X-Nexe-Error': error})
+    answer = FakeAnswer(422, 'Unprocessable Entity', f'{error}\n'.encode(), headers)
+    hint = ('zc: note: --columns names every field of the records, in order, not only the '
+            'columns to read (the query reads those it uses); these records have another '
+            'number of fields than its 2\n')
+    code, _, _, err = zc_sql(monkeypatch, capsys, answer, QUERY, '--columns', 'region,qty')
+    assert code == 1 and '--skip-bad' not in err
+    assert err.endswith(f'{error}\n1 node: 0 succeeded, 1 failed; HTTP 422\n{hint}'), err
+    code, _, _, err = zc_sql(monkeypatch, capsys, answer, QUERY)
+    assert err.endswith('zc: --skip-bad skips malformed records (and counts them)\n')
+    # with --skip-bad every such record was skipped: an empty answer, said why
+    detail = [['swift://AUTH_test/sales/a.csv', 500, 'line 2: record 2 has more than 2 fields']]
+    skipped = {**SQL_HEADERS, 'X-Sql-Skipped': '500', 'X-Sql-Skipped-Objects': '1',
+               'X-Sql-Skipped-Detail': json.dumps(detail)}
+    code, _, out, err = zc_sql(monkeypatch, capsys, FakeAnswer(200, 'OK', b'', skipped), QUERY,
+                               '--columns', 'region,qty', '--skip-bad', '-q')
+    assert (code, out) == (0, '')
+    assert err == ('zc: skipped 500 malformed records in 1 object:\n  sales/a.csv: 500 (the '
+                   'first: line 2: record 2 has more than 2 fields)\n' + hint)
 
 
 def test_zc_sql_skip_bad_asks_for_it_and_says_what_was_skipped(monkeypatch,
@@ -1560,6 +1625,17 @@ def test_zc_sql_skip_bad_asks_for_it_and_says_what_was_skipped(monkeypatch,
     assert (code, err) == (0, '')
 
 
+def test_zc_sql_given_a_file_says_how_to_read_the_query_from_it(monkeypatch, capsys,
+                                                                tmp_path: Path) -> None:
+    # "query: expected SELECT, found 'top' at character 1" from the server
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / 'top.sql').write_text(QUERY + '\n')
+    code, sent, _, err = zc_sql(monkeypatch, capsys, FakeAnswer(200, 'OK', b''), 'top.sql')
+    assert (code, sent) == (2, None)
+    assert err == ('zc: top.sql is a file here, not a query: zc sql - < top.sql reads the '
+                   'query from it (zc -h for help)\n')
+
+
 def test_zc_sql_refuses_an_empty_query_and_a_bad_format(monkeypatch, capsys) -> None:
     code, sent, _, err = zc_sql(monkeypatch, capsys, FakeAnswer(200, 'OK', b''), ' ')
     assert (code, sent) == (2, None)       # a usage error (doc/client.md), nothing sent
@@ -1583,7 +1659,11 @@ def test_zc_sql_refuses_an_empty_query_and_a_bad_format(monkeypatch, capsys) -> 
      'query: no such column: c (the columns: a: the keys of the first line; a key only '
      'later lines have is a column when --columns names every one)\n'),
     (b'query: rowid is not available with "skip_bad" (another node merges the rows)',
-     'query: rowid is not available with --skip-bad (another node merges the rows)\n')])
+     'query: rowid is not available with --skip-bad (another node merges the rows)\n'),
+    (b'"output": swift://AUTH_test/s/a.csv is one of the objects the query reads: the answer '
+     b'would replace it; name another object',
+     '--out swift://AUTH_test/s/a.csv is one of the objects the query reads: the answer '
+     'would replace it; name another object\n')])
 def test_zc_sql_names_its_option_where_the_server_names_a_request_key(
         monkeypatch, capsys, refusal, says) -> None:
     code, _, _, err = zc_sql(monkeypatch, capsys, FakeAnswer(400, 'Bad Request', refusal), QUERY)
@@ -1766,7 +1846,7 @@ def test_an_interpreter_that_names_no_program_is_a_usage_error(tmp_path: Path, i
                             '<program> (a program of a system image, e.g. file://python3:'
                             'python3) or swift://~/<container>/<program>'
                             + (f' (did you mean {meant}?)' if meant else ''))
-    for good in ('file://python3:python3', 'swift://~/bin/python'):
+    for good in ('file://python3:python3', 'swift://~/bin/python', 'Swift://~/bin/python'):
         jobs.build(None, str(tmp_path / 'sum.py'), None, None, interpreter=good)
 
 

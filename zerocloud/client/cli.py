@@ -520,10 +520,15 @@ def _delimiter(text: str) -> str:
 SQL_KEYS = {b'"input": {"format": "csv"} or "jsonl"': b'--input-format csv (or jsonl)',
             b'"input": {"columns": [...]}': b'--columns A,B,...',
             b'"input"."columns"': b'--columns', b'"input"."delimiter"': b'--delimiter',
-            b'"skip_bad"': b'--skip-bad'}
+            b'"skip_bad"': b'--skip-bad', b'"output": ': b'--out '}
 # A node's error that one malformed record failed the query (doc/sql.md, "Statuses")
 BAD_RECORD = re.compile(r'sqlite: load: .*: line \d+: '
                         r'(record \d+|not a JSON object|malformed JSON)')
+# what a node says of a record that looks read with the wrong delimiter (sqlnode.c's
+# delimiter_hint): --skip-bad would skip every record of such an object
+WRONG_DELIMITER = '"input"."delimiter"'
+# ... and of a record with another number of fields than the columns
+FIELD_COUNT = re.compile(r'line \d+: record \d+ has (more than )?\d+ fields')
 
 
 def _as_options(answer: bytes) -> bytes:
@@ -555,9 +560,16 @@ class Client:
                 options['user'] or os_options['user_id'])
             credential = options['auth'] and os_options['application_credential_id']
             if not (token or password or credential):
-                raise Usage('no credentials: set ST_AUTH, ST_USER and ST_KEY (or OS_AUTH_URL, '
-                            'OS_USERNAME, OS_PASSWORD...; or OS_STORAGE_URL and OS_AUTH_TOKEN), '
-                            'or give -A, -U, -K as for the swift command')
+                parts = {'the auth URL (ST_AUTH, OS_AUTH_URL or -A)': options['auth'],
+                         'the user (ST_USER, OS_USERNAME or -U)': options['user']
+                         or os_options['user_id'],
+                         'the key (ST_KEY, OS_PASSWORD or -K)': options['key']}
+                unset = [what for what, value in parts.items() if not value]
+                which = f'{" and ".join(unset)} {"is" if len(unset) == 1 else "are"} not ' \
+                    'set; ' if len(unset) < len(parts) else ''       # the others are
+                raise Usage(f'no credentials: {which}set ST_AUTH, ST_USER and ST_KEY (or '
+                            'OS_AUTH_URL, OS_USERNAME, OS_PASSWORD...; or OS_STORAGE_URL and '
+                            'OS_AUTH_TOKEN), or give -A, -U, -K as for the swift command')
             _check_storage_url(os_options['object_storage_url'])
             if not token:
                 _check_auth_url(options['auth'])
@@ -640,7 +652,7 @@ class Client:
     def short(self, name: str) -> str:
         """An object the server named, as ``c/o`` when it is in your account; a
         ``swift://`` URL (quoted, as in the JSON report) by its name, as ``show``."""
-        if name.startswith('swift://'):
+        if is_swift_url(name):
             try:
                 return self.show(parse_location(name, ''))
             except JobError:
@@ -826,7 +838,7 @@ class Client:
         elif result.report is None and result.status < 300 and not result.streamed:
             if split is None:
                 self.out.write(result.body)
-                if result.parts() is not None:
+                if result.part_sizes() is not None:
                     result.around = {at: result.body[at] for at in _around_ends(result)}
             else:
                 self.write_parts(result, split)
@@ -927,7 +939,7 @@ class Client:
 
     def result_path(self, job_id: str) -> SwiftPath:
         """Where a job id's result is; an id that names no object is a usage error."""
-        where = job_id if job_id.startswith('swift://') or '/' in job_id else f'{RESULTS}/{job_id}'
+        where = job_id if is_swift_url(job_id) or '/' in job_id else f'{RESULTS}/{job_id}'
         try:
             path: SwiftPath | None = self.session.location(where)
         except JobError:
@@ -1207,6 +1219,9 @@ class Client:
         its failed nodes (:meth:`query_failed`)."""
         o = self.opts
         query = sys.stdin.read() if o.query == '-' else o.query
+        if o.query != '-' and not any(c.isspace() for c in query) and Path(query).is_file():
+            raise Usage(f'{query} is a file here, not a query: zc sql - < {shlex.quote(query)} '
+                        'reads the query from it')       # was the server's "found 'top'"
         body = jobs.sql_request(query, fmt=o.format, header=not o.no_header, explain=o.explain,
                                 engine=o.engine, input_format=o.input_format,
                                 columns=o.columns, delimiter=o.delimiter,
@@ -1216,7 +1231,7 @@ class Client:
             out = ses.location(o.out)
             if out.obj is None or '*' in out.path:
                 raise Usage(f'--out names one object (swift://~/c/o), not {o.out!r}')
-            if out.account == ses.account:
+            if out.account == ses.account and not o.explain:      # explain runs nothing
                 ses.ensure_container(out.container)
             body['output'] = str(out)
         with self.progress('running the query'):
@@ -1236,7 +1251,20 @@ class Client:
                                            'the answer counts its nodes'))
         if 'x-sql-skipped' in answer.headers and not o.explain:
             self.err.write(display.skipped(answer.headers, self.short, self.quiet))
+            detail = json.loads(answer.headers.get('x-sql-skipped-detail') or '[]')
+            self.err.write(self.columns_hint([first for _, _, first in detail]))
         return 0
+
+    def columns_hint(self, errors: list[str]) -> str:
+        """For records with another number of fields than ``--columns`` names (``errors``:
+        the nodes' or the skipped records' first), that it names every field: taken for
+        the columns to read, it failed every record (or skipped every one)."""
+        columns = self.opts.columns
+        if not columns or not any(FIELD_COUNT.search(e) for e in errors):
+            return ''
+        return (f'zc: note: --columns names every field of the records, in order, not only '
+                f'the columns to read (the query reads those it uses); these records have '
+                f'another number of fields than its {len(columns)}\n')
 
     def query_failed(self, answer: Answer, data: bytes) -> int:
         """A refused query: the server's whole answer; one whose nodes failed (each
@@ -1244,12 +1272,14 @@ class Client:
         result = report.parse(answer.status, answer.headers, data)
         if not any(node.failed for node in result.nodes):
             raise ServerError('the query', answer.status, answer.reason, _as_options(data))
-        bad = any(BAD_RECORD.search(node.error or '') for node in result.nodes if node.failed)
+        errors = [node.error or '' for node in result.nodes if node.failed]
+        bad = any(BAD_RECORD.search(e) and WRONG_DELIMITER not in e for e in errors)
+        hint = self.columns_hint(errors) or (       # else --skip-bad would skip every record
+            'zc: --skip-bad skips malformed records (and counts them)\n'
+            if bad and not self.opts.skip_bad else '')
         self.err.write(f'zc: the query: {answer.status} {answer.reason}\n' +
                        display.failures(result.nodes, most=display.ALIKE_SHOWN) +
-                       display.summary(result, 'the answer counts its nodes') +
-                       ('zc: --skip-bad skips malformed records (and counts them)\n'
-                        if bad and not self.opts.skip_bad else ''))
+                       display.summary(result, 'the answer counts its nodes') + hint)
         return EXIT_FAILED
 
     def cmd_local(self) -> int:

@@ -174,7 +174,7 @@ def _script_interpreter(script: str, data: bytes) -> tuple[str, str]:
     error (exit 2) saying what to add: it was exit 1, as if the cluster refused it."""
     line = data.partition(b'\n')[0].removeprefix(b'\xef\xbb\xbf')
     words = line[2:].decode('utf-8', 'replace').split() if line.startswith(b'#!') else []
-    if words and words[0].startswith(('file://', 'swift://')):
+    if words and (words[0].startswith('file://') or is_swift_url(words[0])):
         try:
             _check_interpreter(words[0])
         except OptionError as e:
@@ -195,7 +195,7 @@ def _check_interpreter(url: str) -> None:
     """OptionError for an ``--interpreter`` that names no program: the job's zapp holds
     only the script, so ``python3`` was 'the zapp has no file python3' from the server."""
     image, colon, program = url.removeprefix('file://').partition(':')
-    if url.startswith('swift://') or url.startswith('file://') and colon and image and program:
+    if is_swift_url(url) or url.startswith('file://') and colon and image and program:
         return
     name = url.rstrip('/').rpartition('/')[2].split(':')[0]
     meant = next((known for known in INTERPRETERS.values()

@@ -66,8 +66,7 @@ class LocalRun:
 
     def file(self, path: SwiftPath) -> Path:
         if path.account != ACCOUNT or path.container not in self.maps:
-            shown = str(path).replace(f'swift://{ACCOUNT}/', 'swift://~/', 1)   # as written
-            raise BuildError(f'{shown} is not mapped: add --map swift://~/{path.container}=DIR')
+            raise BuildError(f'{_as_written(str(path))} is not mapped: add --map swift://~/{path.container}=DIR')
         return self.maps[path.container] / (path.obj or '')
 
     def existing(self, path: SwiftPath, what: str) -> str:
@@ -210,7 +209,7 @@ def run(payload: Payload, where: str, maps: dict[str, Path], stdin: Path | None 
         try:
             groups = parse_job(payload.job, ACCOUNT, system_images=_images())
         except JobError as e:
-            raise BuildError(f'{where}: {e}') from None
+            raise BuildError(f'{where}: {_as_written(str(e))}') from None
         for group in groups:
             if group.connect or group.replicate > 1:
                 raise BuildError(f'{group.name}: connect and replicate run only on the cluster')
@@ -221,8 +220,14 @@ def run(payload: Payload, where: str, maps: dict[str, Path], stdin: Path | None 
         try:
             nodes = expand(groups, local.list_objects, local.list_containers)
         except JobError as e:
-            raise BuildError(f'{where}: {e}') from None
+            raise BuildError(f'{where}: {_as_written(str(e))}') from None
         return local.run(nodes, image)
+
+
+def _as_written(text: str) -> str:
+    """A message naming this run's objects as the user wrote them, ``swift://~/c/o``:
+    the account ``local`` is nothing of theirs."""
+    return text.replace(f'swift://{ACCOUNT}/', 'swift://~/')
 
 
 def _images() -> list[str]:

@@ -164,12 +164,20 @@ class JobResult:
                 found.setdefault(str(node.get('name', '')), written)
         return found
 
-    def parts(self) -> list[tuple[str, bytes]] | None:
-        """Each node's part of the body, by ``X-Nexe-Body-Bytes``; None when the answer
-        does not say (a JSON report, a failure, headers cut) or does not add up."""
+    def part_sizes(self) -> list[int] | None:
+        """Each node's part's size, by ``X-Nexe-Body-Bytes``; None when the answer does
+        not say (a JSON report, a failure, headers cut) or they do not add up: whether
+        the body splits, without copying it into parts."""
         sizes = [n.body_bytes for n in self.nodes]
         if self.report is not None or self.status >= 300 or self.truncated or \
                 not sizes or None in sizes or sum(sizes) != len(self.body):
+            return None
+        return sizes
+
+    def parts(self) -> list[tuple[str, bytes]] | None:
+        """Each node's part of the body (copies of it); None as for :meth:`part_sizes`."""
+        sizes = self.part_sizes()
+        if sizes is None:
             return None
         parts, start = [], 0
         for node, size in zip(self.nodes, sizes, strict=True):

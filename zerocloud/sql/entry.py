@@ -110,10 +110,14 @@ def _format_name(fmt: str, delimiter: str) -> str:
                                                        f'CSV separated by {delimiter!r}')
 
 
+def _wildcard_hint(path: jobs.SwiftPath) -> str:
+    """What a 404 adds for a FROM URL holding a shell's wildcard, which is a name here."""
+    return 'the one wildcard of a FROM URL is *' if set('?[') & set(path.obj or '') else ''
+
+
 def _head(caller: Caller, path: jobs.SwiftPath) -> bytes:
     """The first bytes of an object (decompressed when gzip), as the caller."""
-    hint = 'the one wildcard of a FROM URL is *' if set('?[') & set(path.obj) else ''
-    resp = caller.read('GET', path, hint, first=HEAD_BYTES)
+    resp = caller.read('GET', path, _wildcard_hint(path), first=HEAD_BYTES)
     if resp.status_int == 416:                       # an empty object
         return b''
     data = resp.body[:HEAD_BYTES]
@@ -135,12 +139,14 @@ def _columns(head: bytes, fmt: str, delimiter: str, header: bool, path) -> list[
             raise SqlError(f'{path} is not UTF-8 text (byte {e.start + 1})') from None
         text = head[:e.start].decode('utf-8')
     text = text.removeprefix('\ufeff')
-    newline = '\n' in text
     if fmt == 'jsonl':
-        return _json_columns(text, newline or len(head) < HEAD_BYTES, path)
-    if not newline and len(head) >= HEAD_BYTES:
+        return _json_columns(text, '\n' in text or len(head) < HEAD_BYTES, path)
+    if not re.search('[\r\n]', text) and len(head) >= HEAD_BYTES:
         raise SqlError(f'the first record of {path} is longer than {HEAD_BYTES} bytes')
-    record = next(csv.reader(io.StringIO(text), delimiter=delimiter), [])
+    try:            # records end with LF, CRLF or CR alone (old Mac), as the nodes read them
+        record = next(csv.reader(io.StringIO(text, newline=''), delimiter=delimiter), [])
+    except csv.Error as e:                      # a 400, never a 500 (the proxy's traceback)
+        raise SqlError(f'the first record of {path} does not read as CSV: {e}') from None
     if header:
         return planner.check_columns(record, f'the header of {path}')
     return [f'c{i}' for i in range(1, len(record) + 1)]
@@ -187,8 +193,10 @@ def _objects(caller: Caller, path: jobs.SwiftPath) -> list[jobs.SwiftPath]:
                                           'limit\n')
     except jobs.JobError as e:                  # a container that does not exist
         raise HTTPNotFound(body=f'{e}\n') from None
-    if not found:
-        raise HTTPNotFound(body=f'No objects found in path {path}\n')
+    if not found:                       # named as written: day-[12]*.csv, not day-%5B12%5D*.csv
+        hint = _wildcard_hint(path)
+        raise HTTPNotFound(body=f'No objects found in path swift:/{path.path}'
+                                f'{f" ({hint})" if hint else ""}\n')
     return sorted(found, key=lambda p: (p.container, p.obj or ''))
 
 
@@ -412,6 +420,9 @@ def respond(caller: Caller, execute: Callable[[Launch], Response], version: str,
             raise SqlError(f'query: FROM {source} names a container: name its objects '
                            f'({source}/* for all)')
         objects = _objects(caller, source)
+        if output in objects:           # stored over its data once the nodes had read it
+            raise SqlError(f'"output": {output} is one of the objects the query reads: the '
+                           'answer would replace it; name another object')
         try:
             fmt, delimiter = _input_format(spec.input, objects[0].obj)
         except SqlError:
@@ -447,7 +458,7 @@ def respond(caller: Caller, execute: Callable[[Launch], Response], version: str,
                'X-Sql-Plan-Reason': _header_text(plan.reason)}
     if spec.explain:
         body = json.dumps({**plan.to_dict(), 'objects': len(objects), 'input_format': fmt,
-                           'jobs': job}, indent=1).encode()
+                           'jobs': job}, indent=1).encode() + b'\n'     # a shell's line
         return Response(status=200, body=body, headers=headers,
                         content_type='application/json')
     with hangup.stop_on_hangup(req.environ, 'the query'):   # Ctrl-C frees the workers

@@ -373,12 +373,16 @@ def parse_query(text: str) -> Query:
 
 def _quote_hint(text: str, url: Token, tokens: list[Token], end: int) -> str:
     """``; a name with spaces is quoted: FROM "swift://..."`` when what follows the URL
-    in its FROM clause looks like more of the name (``my data*.csv``), else ''."""
+    in its FROM clause looks like more of the name (``my data*.csv``, ``a,b.csv``: a
+    comma the name goes on after), else ''."""
     after = url.pos + len(url.text)
     tail = text[after:tokens[end].pos if end < len(tokens) else len(text)].rstrip()
-    if not tail or re.search(r'[,()]|swift:', tail) or not re.search(r'[*./]', tail.split()[-1]):
+    glued = re.fullmatch(r',[^\s,()]+', tail)
+    if not tail or re.search(r'swift:', tail) or (re.search(r'[,()]', tail) and not glued) \
+            or not re.search(r'[*./]', tail.split()[-1]):
         return ''                       # another table (a join), or words of SQL
-    return f'; a name with spaces is quoted: FROM "{url.text}{tail}"'
+    return (f'; a name with {"a comma" if glued else "spaces"} is quoted: '
+            f'FROM "{url.text}{tail}"')
 
 
 def _replace(query: Query, start: int, end: int, edits: dict[int, tuple[int, str]]) -> str:
@@ -498,15 +502,19 @@ def _no_string_names(query: Query, columns: list[str], fmt: str | None) -> None:
         db.execute(text)
     except (sqlite3.Error, sqlite3.Warning) as e:
         found = re.fullmatch(r'no such column: (.*)', str(e))
-        name = found and found.group(1).rsplit('.', 1)[-1]      # t."qty": t.qty
-        if name not in names:
+        said = found.group(1) if found else ''          # "a.b": a.b; t."qty": t.qty
+        name = next((n for n in (said, said.rsplit('.', 1)[-1]) if n in names), None)
+        if name is None:
             return                          # not a name's (the query passed as it is)
         offset = error_offset(text, [schema(TABLE, columns)])
         where = '' if offset is None else f' at character {offset + 1}'
+        key, _, path = name.partition('.')                  # "a.b": a's JSON key b?
+        nested = (f'; a key in column {key}\'s JSON is json_extract({key}, \'$.{path}\')'
+                  if path and key.lower() in {c.lower() for c in columns} else '')
         raise SqlError(f'query: no such column: "{name}"{where} (SQLite would read a '
                        f'double-quoted name that no column has as the string \'{name}\'; '
-                       f'a string is in single quotes) (the columns: {_names(columns)}'
-                       f'{_column_hint(columns, fmt)})') from None
+                       f'a string is in single quotes{nested}) (the columns: '
+                       f'{_names(columns)}{_column_hint(columns, fmt)})') from None
     finally:
         db.close()
 

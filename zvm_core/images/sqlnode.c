@@ -288,8 +288,9 @@ static struct input {
     char **numeric_names;
     long skipped;                     /* malformed records skipped (this pass) */
     char why[256];                    /* what is wrong with the current record ("" if nothing) */
-    int held;                         /* CSV: a usual delimiter in the record's first field
-                                       * outside quotes (0 if none): the wrong one given */
+    int quoted1;                      /* CSV: the record's first field is quoted */
+    int header_held;                  /* csvh: the usual delimiter a header row of one
+                                       * field holds (held_delimiter; 0 if none) */
     char first_bad[256];              /* "line <n>: <what>" of the first one skipped */
 } in;
 
@@ -303,20 +304,35 @@ static void bad_input(const char *fmt, ...) {
     exit(1);
 }
 
-/* For a record of one field holding `held` (0: none), a usual delimiter other than
- * the one given: the objects were likely read with the wrong one; how to give theirs
- * (as zerocloud.sql.planner says of a header row of one column).  No comma but in the
- * message's start: X-Nexe-Error's values are comma-separated, a comma becomes ';'. */
-static const char *delimiter_hint(int held) {
-    static char hint[160];
+/* The usual delimiter (a comma, ;, TAB, |: the first found) that a record of one
+ * field (in `in.rec`, kept even when --fields drops field 1) holds outside quotes, 0 if
+ * none.  Looked for only when such a record is wrong (or is the header row): not in
+ * every record's first field as it is read. */
+static int held_delimiter(void) {
+    int held = 0;
+    for (const char *d = ",;\t|"; !in.quoted1 && in.rec.n && !held && *d; d++)
+        if (memchr(in.rec.p, *d, in.rec.n)) held = *d;
+    return held;
+}
+
+/* For a record of one field, or the header row of one (`who`: "" or "the header row
+ * "), holding `held`, a usual delimiter other than the one given: the objects were
+ * likely read with the wrong one; how to give theirs (as zerocloud.sql.planner says of
+ * a header row of one column).  No comma but in the message's start: X-Nexe-Error's
+ * values are comma-separated, a comma becomes ';'. */
+static const char *delimiter_hint(const char *who, int held) {
+    static char hint[192];
     char shown[3] = {(char)held, 0, 0}, zc[4] = {'\'', (char)held, '\'', 0};
-    if (held == ',')
-        return " and holds a comma: if commas separate the fields give no other "
-               "\"input\".\"delimiter\" (zc sql without --delimiter)";
     if (!held) return "";
+    if (held == ',') {
+        snprintf(hint, sizeof hint, " and %sholds a comma: if commas separate the fields "
+                 "give no other \"input\".\"delimiter\" (zc sql without --delimiter)", who);
+        return hint;
+    }
     if (held == '\t') memcpy(shown, "\\t", 3), memcpy(zc, "tab", 4);
-    snprintf(hint, sizeof hint, " and holds \"%s\": if the fields are separated by \"%s\" "
-             "give that as \"input\".\"delimiter\" (zc sql --delimiter %s)", shown, shown, zc);
+    snprintf(hint, sizeof hint, " and %sholds \"%s\": if the fields are separated by \"%s\" "
+             "give that as \"input\".\"delimiter\" (zc sql --delimiter %s)", who, shown, shown,
+             zc);
     return hint;
 }
 
@@ -384,6 +400,7 @@ static sqlite3_stmt *extract_stmt(const char *table) {
 static void input_open(void) {
     if (!src_open(&in.s, in.path, in.name)) bad_input("cannot open: %s", strerror(errno));
     in.record = in.rows = in.lines = in.skipped = 0;
+    in.header_held = 0;
     in.open = 1;
     in.done = 0;
     if (in.format[0] == 'c' && src_peek(&in.s) == 0xEF) {       /* a UTF-8 byte order mark */
@@ -492,7 +509,7 @@ static int csv_record(void) {
     int nf = 0, blank = 1, c;
     in.rec.n = 0;
     in.why[0] = 0;
-    in.held = 0;
+    in.quoted1 = 0;
     for (;;) {                                   /* one field */
         int col = nf < in.width ? (in.keep ? in.keep[nf] : nf + 1) : 0;
         size_t at = in.rec.n, seen = 0;       /* seen: the field's bytes, kept or not */
@@ -500,6 +517,7 @@ static int csv_record(void) {
         int plain = c != '"';                    /* read up to a delimiter or line end */
         if (!plain) {
             blank = 0;
+            in.quoted1 |= !nf;
             s->i++;
             for (;;) {
                 if (s->i == s->n && !src_fill(s)) {
@@ -532,9 +550,7 @@ static int csv_record(void) {
                 }
                 unsigned char *p = s->buf + s->i, *e = s->buf + s->n, *q = p;
                 while (q < e && *q != in.delim && *q != '\n' && *q != '\r') q++;
-                if (col) put(&in.rec, p, (size_t)(q - p));
-                for (const char *d = ",;\t|"; !nf && !in.held && *d; d++)
-                    if (memchr(p, *d, (size_t)(q - p))) in.held = *d;
+                if (col || !nf) put(&in.rec, p, (size_t)(q - p));   /* 1st: for the hint */
                 seen += (size_t)(q - p);
                 s->i = (int)(q - s->buf);
                 if (q < e) {
@@ -632,16 +648,17 @@ static int input_next(void) {
             if (header && in.record == 1) {      /* never skipped: it names the columns */
                 if (in.why[0]) bad_input("line %ld: the header row: %s", in.line, in.why);
                 if (in.names) header_check(nf);
+                if (nf == 1) in.header_held = held_delimiter();
                 continue;
             }
             if (in.why[0] || (nf == in.width && not_a_number()))
                 bad_record("line %ld: record %ld: %s", in.line, in.record, in.why);
             else if (nf > in.width)
-                bad_record("line %ld: record %ld has more than %d fields", in.line, in.record,
-                           in.width);
+                bad_record("line %ld: record %ld has more than %d fields%s", in.line, in.record,
+                           in.width, delimiter_hint("the header row ", in.header_held));
             else if (nf != in.width)
                 bad_record("line %ld: record %ld has %d fields, not %d%s", in.line, in.record, nf,
-                           in.width, nf == 1 ? delimiter_hint(in.held) : "");
+                           in.width, nf == 1 ? delimiter_hint("", held_delimiter()) : "");
             else {
                 in.rows++;
                 return 1;
