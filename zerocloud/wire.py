@@ -762,7 +762,15 @@ class ReportsBlock:
     def add(self, index: int, values: list, outputs: list[tuple[str, bytes]]) -> None:
         """Node ``index``'s report (its values in the order of ``names.report``) and
         outputs (device, bytes)."""
-        self._row([index, values, [[name, len(data)] for name, data in outputs]])
+        self.add_encoded(index, _encode_json(values).encode(), outputs)
+
+    def add_encoded(self, index: int, values: bytes, outputs: list[tuple[str, bytes]]) -> None:
+        """:meth:`add` of values already JSON as ``json.dumps`` writes them (a worker's
+        report passed on as it came: ``zerocloud.object.answer``), the same row."""
+        data = b'[%d, %s, %s]' % (index, values, _encode_json(
+            [[name, len(data)] for name, data in outputs]).encode())
+        self.rows.append(data)
+        self.size += len(data) + 1
         for _, data in outputs:
             self.outputs.append(data)
             self.size += len(data)

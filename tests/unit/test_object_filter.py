@@ -1512,7 +1512,7 @@ def test_a_reports_block_waits_a_little_for_more_results_then_goes_without_them(
     from zerocloud.object import batch as object_batch
     monkeypatch.setattr(object_batch, 'LINGER', 0.1)
     done = LightQueue()
-    report = SimpleNamespace(values=lambda: ['ok'])
+    report = SimpleNamespace(values=lambda: ['ok'], encoded=lambda: b'["ok"]')
     run = SimpleNamespace(blocks=True, ended=False, outputs=SimpleNamespace(
         small=lambda path: b'out', give=lambda paths: None))
     entries = [SimpleNamespace(spec=SimpleNamespace(outputs=True))] * 3

@@ -694,7 +694,7 @@ class BatchRun:
                 small = [(name, self.outputs.small(path)) for name, path in sent]
                 if sum(SMALL + 1 if data is None else len(data) for _, data in small) <= SMALL:
                     send_at = send_at if block.rows else time.monotonic() + LINGER
-                    block.add(index, report.values(), small)
+                    block.add_encoded(index, report.encoded(), small)
                     self.outputs.give([path for _, path in outputs])
                     continue
             ready += wire.tar_member(wire.batch_member(index, wire.REPORT), report.to_json())

@@ -177,6 +177,18 @@ if json.encoder.c_make_encoder is not None:
 else:       # pragma: no cover (a Python built without json's C accelerator)
     _dumps = _ENCODER.encode
 _loads = json.JSONDecoder().raw_decode      # (value, end): what json.loads does, less
+_AS_JSON = json.JSONEncoder(check_circular=False)
+if json.encoder.c_make_encoder is not None:
+    _as_json = json.encoder.c_make_encoder(None, _AS_JSON.default,
+                                           json.encoder.encode_basestring_ascii, None, ': ',
+                                           ', ', False, False, True)
+
+    def as_json(obj: object) -> str:
+        """``json.dumps(obj)``, the same text, by json's C encoder made once (``dumps``
+        makes one per call of a list or dict)."""
+        return ''.join(_as_json(obj, 0))
+else:       # pragma: no cover (a Python built without json's C accelerator)
+    as_json = _AS_JSON.encode
 
 
 def _failed(status: str, message: str, host_failure: bool = False) -> Report:
@@ -278,6 +290,7 @@ def _json(message: memoryview):
 # violations], ``accounting`` as its values with ``channels`` as [alias, *counters].
 _REPORT, _ACCOUNTING, _CHANNEL = REPORT_FIELDS, ACCOUNTING_FIELDS, CHANNEL_FIELDS
 _VALIDATION_AT, _ACCOUNTING_AT = _REPORT.index('validation'), _REPORT.index('accounting')
+_STATUS_AT, _ETAGS_AT = _REPORT.index('status'), _REPORT.index('etags')
 _CHANNELS_AT = _ACCOUNTING.index('channels')
 _report_values = operator.attrgetter(*_REPORT)
 _accounting_values = operator.attrgetter(*_ACCOUNTING)
@@ -310,12 +323,17 @@ def _report_of(fields: list) -> Report:
 def _reply(sock: socket.socket, report: Report, tails: Mapping[str, bytes] | None = None,
            ended: float | None = None) -> None:
     """Send a run's report and its tails (``Pool.run_many``'s): the length of a JSON
-    part (the report's fields, the tails' sizes, and ``ended``, when the worker
-    sent it: ``CLOCK_MONOTONIC``, every process's), that part, then the tails as
-    they are.  One that cannot travel is replaced by a short report that says so."""
+    part, that part, then the tails as they are.  The JSON part (ASCII, as
+    ``json.dumps`` writes it) is the tails' sizes; ``ended``, when the worker sent
+    it (``CLOCK_MONOTONIC``, every process's); then the report's fields in three:
+    those before its etags (a list), the etags, those after (a list).  So a caller
+    passes the fields' text on as it came, its etags alone read and written again
+    (``RunResult.parts``).  One that cannot travel is replaced by a short report
+    that says so."""
     tails = tails or {}
-    head = _dumps([_report_fields(report), [[k, len(v)] for k, v in tails.items()],
-                   ended]).encode()
+    fields = _report_fields(report)
+    head = as_json([[[k, len(v)] for k, v in tails.items()], ended, fields[:_ETAGS_AT],
+                    fields[_ETAGS_AT], fields[_ETAGS_AT + 1:]]).encode()
     try:
         _send(sock, [_LENGTH.pack(len(head)), head, *tails.values()])
     except MessageTooLarge as e:
@@ -324,21 +342,28 @@ def _reply(sock: socket.socket, report: Report, tails: Mapping[str, bytes] | Non
 
 
 def _run_result(message: memoryview) -> RunResult:
-    """What :func:`_reply` sent."""
+    """What :func:`_reply` sent: the tails' sizes, ``ended``, the fields before the
+    etags and the etags read, the fields' text kept (``RunResult.parts``)."""
     (size,) = _LENGTH.unpack_from(message)
     end = _LENGTH.size + size
-    (fields, sizes, ended), _ = _loads(str(message[_LENGTH.size:end], 'utf-8'))
+    head = str(message[_LENGTH.size:end], 'ascii')
+    sizes, at = _loads(head, 1)
+    ended, at = _loads(head, at + 2)
+    before, etags_at = _loads(head, at + 2)
+    etags, after_at = _loads(head, etags_at + 2)
     tails = {}
     for alias, size in sizes:
         tails[alias] = bytes(message[end:end + size])
         end += size
-    return RunResult(fields, tails, ended)
+    result = RunResult(None, tails, ended)
+    result.before, result.etags = before, etags
+    result.parts = (head[at + 3:etags_at - 1], head[after_at + 3:-2])
+    return result
 
 
 def _run_report(message: memoryview) -> Report:
     """The report :func:`_reply` sent (``Pool.run``'s: it has no tails)."""
-    (size,) = _LENGTH.unpack_from(message)
-    return _report_of(_loads(str(message[_LENGTH.size:_LENGTH.size + size], 'utf-8'))[0][0])
+    return _run_result(message).report
 
 
 def _shape(program: str, channels: list[ChannelSpec], limits, rdtsc: str,
@@ -497,15 +522,30 @@ class Run:
 class RunResult:
     """What :meth:`Pool.run_many` gives for one run: its report and, per channel with
     ``tail``, the bytes kept.  ``fields`` is the report as the worker sent it (its
-    values in the order of ``REPORT_FIELDS``: a batch's node passes them on to the
-    proxy as they are, ``zerocloud.object.batch``); ``data`` (``Report.to_dict``)
-    and ``report`` are built from them when first asked for.  ``ended``: when the
-    worker sent it (``time.monotonic``'s clock, the same in every process), if it
-    did: how fast the worker went, whenever its caller got to read the reply."""
+    values in the order of ``REPORT_FIELDS``); ``parts``, the JSON text (as
+    ``json.dumps`` writes it) of the fields before ``etags`` and of those after, as
+    the worker wrote them (None when made here): a batch's node passes them on to
+    the proxy as they came, with its ``etags`` (read) written again
+    (``zerocloud.object.answer``).  ``fields``, ``data`` (``Report.to_dict``) and
+    ``report`` are made when first asked for.  ``ended``: when the worker sent it
+    (``time.monotonic``'s clock, the same in every process), if it did: how fast the
+    worker went, whenever its caller got to read the reply."""
 
-    def __init__(self, fields: list, tails: dict[str, bytes] | None = None,
+    def __init__(self, fields: list | None, tails: dict[str, bytes] | None = None,
                  ended: float | None = None) -> None:
-        self.fields, self.tails, self.ended = fields, tails or {}, ended
+        if fields is not None:
+            self.fields = fields
+            self.before, self.etags = fields[:_ETAGS_AT], fields[_ETAGS_AT]
+        self.tails, self.ended = tails or {}, ended
+        self.parts: tuple[str, str] | None = None
+
+    @functools.cached_property
+    def fields(self) -> list:
+        return [*self.before, self.etags, *_loads(f'[{self.parts[1]}]')[0]]
+
+    @property
+    def status(self) -> str:
+        return self.before[_STATUS_AT]
 
     @functools.cached_property
     def data(self) -> dict:
