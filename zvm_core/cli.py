@@ -238,28 +238,13 @@ def _cmd_validate(opts: argparse.Namespace) -> int:
         print(f'{opts.program}: valid ({verdict.instructions} instructions'
               f'{", cached" if verdict.cached else ""})')
         if verdict.absent:
-            print(f'{opts.program}: {_absent_note(program, verdict)}')
+            from zvm_core.prepare import absent_note
+            print(f'{opts.program}: {absent_note(program, verdict)}')
         return 0
     print(f'{opts.program}: invalid: {len(verdict.violations)} violation(s)')
     for v in verdict.violations:
         print(f'  {v.rule} {v.address:#x} {v.text}')
     return 1
-
-
-def _absent_note(program, verdict) -> str:
-    """What a valid program's instructions of extensions the sandbox's CPU lacks do
-    (``validator.as_fixed_cpu``): a program built with -march=native is valid, and
-    faults where it reaches one."""
-    from zvm_core.prepare import BUILD_FOR_THE_CPU
-    from zvm_core.validator import absent_extensions
-    counts = absent_extensions(program, verdict)
-    which = ', '.join(f'{name} {n}' for name, n in
-                      sorted(counts.items(), key=lambda c: (-c[1], c[0])))
-    n = len(verdict.absent)
-    one = n == 1
-    return (f'{n} instruction{"" if one else "s"} of extensions the sandbox\'s CPU lacks '
-            f'({which}) fault{"s" if one else ""} if reached (glibc\'s, behind cpuid, never '
-            f'are): {BUILD_FOR_THE_CPU}')
 
 
 def _images(opts: argparse.Namespace) -> tuple[str, list[tuple[str, str]]]:

@@ -3,7 +3,8 @@
 The program headers are authoritative: they are what gets mapped.  Section
 headers are only hints that tell the validator where the sweep of each
 executable segment should start (``.init``, ``.text``, ``.fini`` ...); when
-they are missing or unreadable the whole executable segment is swept.
+they are missing or unreadable the whole executable segment is swept, past the
+zero padding between what were sections (``validator._Sweep.sweep_segment``).
 Every malformed file raises an :class:`ElfError` naming the rule, so callers
 handle exactly one exception type.
 
@@ -95,10 +96,16 @@ class Segment:
 
 @dataclass(frozen=True)
 class CodeRange:
-    """Bytes the validator sweeps, starting at an address it trusts to be in sync."""
+    """Bytes the validator sweeps, starting at an address it trusts to be in sync.
+
+    ``sections``: the range is an executable section (or sections); else it is a
+    whole segment that no section header describes (headers stripped), where
+    the zero padding between what were sections must be skipped, not decoded.
+    """
 
     start: int
     data: bytes = field(repr=False)
+    sections: bool = True
 
     @property
     def end(self) -> int:
@@ -468,7 +475,7 @@ def _code_ranges(elf: ELFFile, segments: tuple[Segment, ...]) -> tuple[CodeRange
     section start is a point where the sweep is known to be in sync.
     """
     sections = sorted(_exec_sections(elf))
-    ranges: list[tuple[int, int, Segment]] = []
+    ranges: list[tuple[int, int, Segment, bool]] = []
     for seg in segments:
         if not seg.executable or not seg.data:
             continue
@@ -476,7 +483,8 @@ def _code_ranges(elf: ELFFile, segments: tuple[Segment, ...]) -> tuple[CodeRange
         clipped = [(max(a, lo), min(b, hi)) for a, b in sections if a < hi and b > lo]
         for a, b in clipped or [(lo, hi)]:
             if ranges and ranges[-1][2] is seg and a < ranges[-1][1]:
-                start, end, _ = ranges.pop()
+                start, end, _, _ = ranges.pop()
                 a, b = start, max(end, b)
-            ranges.append((a, b, seg))
-    return tuple(CodeRange(a, seg.data[a - seg.vaddr:b - seg.vaddr]) for a, b, seg in ranges)
+            ranges.append((a, b, seg, bool(clipped)))
+    return tuple(CodeRange(a, seg.data[a - seg.vaddr:b - seg.vaddr], sections=hinted)
+                 for a, b, seg, hinted in ranges)

@@ -40,6 +40,7 @@ from zvm_core.validator import (
     VerdictCache,
     Violation,
     absent_at,
+    absent_extensions,
     as_fixed_cpu,
     default_cache,
     validate,
@@ -132,6 +133,20 @@ def _verdict(program: Program, policy: Policy, cache: VerdictCache,
 BUILD_FOR_THE_CPU = 'build without -march=native, -mavx* or -mbmi*; -march=x86-64-v2 at most'
 ABSENT_FAULT = ('an instruction of an extension the sandbox\'s CPU lacks (AVX, BMI, TSX, SHA, '
                 f'GFNI, ADX, XSAVE: {BUILD_FOR_THE_CPU})')
+
+
+def absent_note(program: Program, verdict: Verdict) -> str:
+    """What a valid program's instructions of extensions the sandbox's CPU lacks do
+    (``validator.as_fixed_cpu``), for ``zvm validate`` and ``zc validate``: a program
+    built with -march=native is valid, and faults where it reaches one."""
+    counts = absent_extensions(program, verdict)
+    which = ', '.join(f'{name} {n}' for name, n in
+                      sorted(counts.items(), key=lambda c: (-c[1], c[0])))
+    n = len(verdict.absent)
+    one = n == 1
+    return (f'{n} instruction{"" if one else "s"} of extensions the sandbox\'s CPU lacks '
+            f'({which}) fault{"s" if one else ""} if reached (glibc\'s, behind cpuid, never '
+            f'are): {BUILD_FOR_THE_CPU}')
 
 
 def explained(report: Report, program: Program, verdict: Verdict) -> Report:

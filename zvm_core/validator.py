@@ -201,7 +201,11 @@ class Verdict:
 # -- the rule table --------------------------------------------------------------
 
 _I2 = ('I2', 'privileged or system instruction (it would succeed at CPL 0 under unicorn)')
-_I3 = ('I3', 'hardware random number: nondeterministic and cannot be hooked')
+# a C++ program's usually come from the static libstdc++'s std::random_device, linked into
+# any that uses strings or containers unless unused sections are dropped
+_I3 = ('I3', 'hardware random number: nondeterministic and cannot be hooked (static '
+             'libstdc++? link with -Wl,--gc-sections; the sandbox has no hardware '
+             'randomness: getrandom is seeded)')
 _I4_TSC = ('I4', 'reads the time-stamp counter (policy rdtsc=reject)')
 _I4_PID = ('I4', 'reads the processor id: nondeterministic and not hooked')
 _I6 = ('I6', 'changes segment state (the FS/GS bases belong to the host, via arch_prctl)')
@@ -385,11 +389,32 @@ class _Sweep:
             self.first_omitted = Violation(rule, address, text)
         self.omitted += 1
 
-    def sweep(self, img: _Image, start: int, end: int, lim: int) -> tuple[int, str] | None:
+    def sweep_segment(self, img: _Image, start: int, end: int,
+                      lim: int) -> tuple[int, str] | None:
+        """:meth:`sweep` of a whole segment no section header describes (stripped): a
+        run of zero bytes after a terminator is the linker's padding between what were
+        sections (``.init``'s ``ret``, then zeros up to ``.text``), skipped to the next
+        byte that is not zero.  Decoded, its ``00 00`` pairs (``add [rax], al``) would
+        run on into the next section out of sync when their count is odd.  Skipped bytes
+        are not instruction starts: nothing falls into them, and the guard refuses a
+        jump there."""
+        while True:
+            last = self.sweep(img, start, end, lim, stop_at_padding=True)
+            if last is None or last[0] >= end or last[1] not in _TERMINATORS:
+                return last
+            start = last[0]
+            while start < end and img.data[start] == 0:
+                start += 1
+            if start >= end:
+                return last
+
+    def sweep(self, img: _Image, start: int, end: int, lim: int,
+              stop_at_padding: bool = False) -> tuple[int, str] | None:
         """Decode offsets [start, end) of ``img``; the last instruction may run on to ``lim``.
 
         Returns (offset after the last instruction, its mnemonic), or None
-        when the range ends in undecodable bytes.
+        when the range ends in undecodable bytes.  ``stop_at_padding``: stop
+        after a terminator followed by a zero byte (:meth:`sweep_segment`).
         """
         bits, origin, table, view = img.bits, img.origin, self.table, img.view
         off, last = start, None
@@ -410,6 +435,8 @@ class _Sweep:
                                          or 'cr' in ops or 'dr' in ops):
                     self.check(kind, img, o, insn)
                 off, last = o + size, m
+                if stop_at_padding and m in _TERMINATORS and off < end and not view[off]:
+                    break
             else:
                 self.count += n
                 if n < _CHUNK and off < end:     # capstone stopped on a byte it cannot decode
@@ -777,7 +804,8 @@ def _validate(program: Program, policy: Policy) -> Verdict:
     for rng in program.code:
         img = next(i for i in images if i.lo <= rng.start < i.hi)
         start, end = rng.start - img.origin, rng.end - img.origin
-        last = sweep.sweep(img, start, end, min(end + _MAX_INSN - 1, len(img.data)))
+        lim = min(end + _MAX_INSN - 1, len(img.data))
+        last = (sweep.sweep if rng.sections else sweep.sweep_segment)(img, start, end, lim)
         if last is not None and last[1] not in _TERMINATORS:
             fall_through.append((img, last[0]))
     for img, off in fall_through:

@@ -319,6 +319,23 @@ def test_new_bundle_deploy_open(zc, conn: Connection, make_container, tmp_path: 
         conn.delete_object('.zvm', 'text/x-zc-hello/config')
 
 
+def test_validate_of_a_program_refused_at_upload_fails_plainly(
+        zc, conn: Connection, make_container, guest) -> None:
+    # the validated upload answers 201 with X-Zerovm-Valid: false, easy to miss; zc
+    # validate must say it plainly, with a failed exit
+    container = make_container()
+    put: dict = {}
+    conn.put_object(container, 'rdrand', guest('rdrand').read_bytes(),
+                    headers={'X-Zerovm-Validate': 'true'}, response_dict=put)
+    assert (put['status'], put['headers']['x-zerovm-valid']) == (201, 'false')
+    proc = zc('validate', f'swift://~/{container}/rdrand')
+    assert proc.returncode == 1
+    said = f'swift://~/{container}/rdrand: invalid: I3 0x'
+    assert proc.stderr.startswith(said), proc.stderr
+    assert proc.stderr.endswith('(the verdict stored at upload: the object servers refuse to '
+                                'run it)\n')
+
+
 def test_validate_and_local_run(zc, guest, tmp_path: Path) -> None:
     assert zc('validate', str(wc(guest))).stderr.endswith(': valid\n')
     refused = zc('validate', str(guest('wrmsr')))

@@ -1195,9 +1195,14 @@ class Client:
                 return self.check_locally(target, self.session.get(path), (
                     ' (checked here: no verdict stored; upload it with X-Zerovm-Validate: '
                     'true, or as application/x-nexe, for the cluster\'s)'))
+            if valid == 'true':
+                self.err.write(f'{target}: valid\n')
+                return 0
+            # the upload that stored it answered 201 all the same: say what it means
             why = answer.headers.get('x-zerovm-validation-error', '')
-            self.err.write(f'{target}: {"valid" if valid == "true" else "invalid: " + why}\n')
-            return 0 if valid == 'true' else EXIT_FAILED
+            self.err.write(f'{target}: invalid{": " + why if why else ""} (the verdict '
+                           'stored at upload: the object servers refuse to run it)\n')
+            return EXIT_FAILED
         try:
             data = Path(target).read_bytes()
         except OSError as e:
@@ -1207,8 +1212,10 @@ class Client:
     def check_locally(self, target: str, data: bytes, where: str = '') -> int:
         """The validator's verdict on ``data`` on this machine (the same rules as the
         object servers'), ``where`` saying so when ``target`` is stored."""
-        problem = zapps.check_program(target, data)
+        notes: list[str] = []
+        problem = zapps.check_program(target, data, notes)
         self.err.write((problem or f'{target}: valid') + where + '\n')
+        self.err.write(''.join(note + '\n' for note in notes))
         return EXIT_FAILED if problem else 0
 
     # -- SQL ----------------------------------------------------------------------------
