@@ -55,3 +55,31 @@ def test_what_the_kernel_performs_by_itself(nr, args, ip, expected) -> None:
 
 def test_another_architecture_is_killed() -> None:
     assert verdict(1, arch=0x40000003) == KILL        # AUDIT_ARCH_I386
+
+
+def cache_steps(nr: int, arch: int) -> tuple[int, bool | None]:
+    """The kernel's emulation of the filter for its action cache (``seccomp_is_const_allow``,
+    run for every call number of each architecture as a filter is installed): the
+    instructions it ran, and whether the call is always allowed (None: it gave up at a
+    load of anything but the number or architecture, which it cannot know)."""
+    acc, pc, prog, steps = 0, 0, seccomp.program(), 0
+    while True:
+        code, jt, jf, k = prog[pc]
+        pc += 1
+        steps += 1
+        if code == 0x20:
+            if k not in (0, 4):
+                return steps, None
+            acc = nr if k == 0 else arch
+        elif code == 0x15:
+            pc += jt if acc == k else jf
+        elif code == 0x06:
+            return steps, k == ALLOW
+
+
+@pytest.mark.parametrize('arch', [seccomp.AUDIT_ARCH_X86_64, 0x40000003])
+def test_the_kernels_cache_emulation_stops_at_the_first_instruction(arch) -> None:
+    """The filter always allows no call (each decision reads an argument or the address):
+    the kernel's emulation of it for every call number, as each guest process installs
+    it, is for nothing, and it stops at its first instruction, a load of the address."""
+    assert {cache_steps(nr, arch) for nr in range(512)} == {(1, None)}

@@ -58,6 +58,17 @@ that waits gives it already, but uncounted, like the two calls above.
 Behind :func:`may_continue`, the loader sets ``PR_SET_MDWE`` where the
 kernel has it: a continued ``mprotect`` could not make code anyway.
 
+The filter's first instruction loads the instruction pointer and nothing uses it
+(the next one loads the architecture over it): installing a filter, the kernel
+works out which calls it always allows (its action cache) by running it in an
+emulator for each call number, x86-64 and i386 (~900), under the process's signal
+lock, and that emulator gives up on a call at the first load of anything but the
+number or architecture.  This filter always allows no call (every decision reads
+an argument or the address), so the cache never served it; the emulator stopping
+at once spared each guest process ~7 us of its ~70 of set-up and exit (a fork
+bench: the filter's install 22-25 -> 17-19 us), and per call the load costs the
+JIT'd filter one instruction.
+
 Refused outright: another architecture (``int 0x80``, ``sysenter``: the i386
 ABI) kills the process (``SIGSYS``, status ``fault``).  The x32 ABI (numbers
 from ``0x40000000``) goes to the personality like any number it does not
@@ -84,7 +95,7 @@ PROT_CONTINUED = 1 | 2 | 8      # PROT_READ, PROT_WRITE, PROT_SEM: never PROT_EX
 
 RET_KILL_PROCESS, RET_USER_NOTIF, RET_ALLOW = 0x80000000, 0x7FC00000, 0x7FFF0000
 _LD, _JEQ, _RET = 0x20, 0x15, 0x06
-_NR, _ARCH, _IP_HIGH = 0, 4, 12
+_NR, _ARCH, _IP, _IP_HIGH = 0, 4, 8, 12
 
 
 def _arg(i: int, high: bool = False) -> int:
@@ -114,7 +125,9 @@ def program(ctl_fd: int = CTL_FD, loader: int = LOADER_BASE) -> list[tuple[int, 
     ``loader`` (its image; the guest is below 4 GiB) are allowed, every other x86-64
     call is notified."""
     notify, allow = _ret(RET_USER_NOTIF), _ret(RET_ALLOW)
-    prog = [_ld(_ARCH), _jeq(AUDIT_ARCH_X86_64, 1, 0), _ret(RET_KILL_PROCESS), _ld(_NR)]
+    # first a load the kernel's action-cache emulator cannot know: it stops there (above)
+    prog = [_ld(_IP), _ld(_ARCH), _jeq(AUDIT_ARCH_X86_64, 1, 0), _ret(RET_KILL_PROCESS),
+            _ld(_NR)]
     for nr in (NR_CLOSE, NR_SENDMSG):           # the kernel reads an int: the low half
         prog += _block(nr, [_ld(_arg(0)), _jeq(ctl_fd, 0, 3),
                             _ld(_IP_HIGH), _jeq(loader >> 32, 0, 1), allow, notify])
