@@ -75,7 +75,7 @@ from zvm_core.syscalls import HANDLERS, Stop, SysError, count_unknown, syscall_n
 from zvm_core.syscalls.errors import host_io_failure
 from zvm_core.syscalls.fs import Image
 from zvm_core.syscalls.io import OpenFile
-from zvm_core.syscalls.random import SeededStream
+from zvm_core.syscalls.random import SeededStream, at_random
 from zvm_core.syscalls.time import VirtualClock
 from zvm_core.validator import Policy, Verdict
 from zvm_core.zerovm import trap
@@ -348,7 +348,7 @@ class Machine:
         self._user_manifest_size = len(data)
         argv_b = [a.encode() for a in argv]
         envp_b = [f'{k}={v}'.encode() for k, v in env.items()]
-        sp = self._initial_stack(argv_b, envp_b, SeededStream(seed, b'AT_RANDOM').take(16))
+        sp = self._initial_stack(argv_b, envp_b, at_random(seed))
         self.uc.reg_write(UC_X86_REG_RSP, sp)
         self.guard.arm(self.limits.fuel)
         self.timed_out = self.manifest_read = False
