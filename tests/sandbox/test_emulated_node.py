@@ -8,7 +8,7 @@ bytes, fuel and report alike, whatever ran on it before.
 
 from __future__ import annotations
 
-from zvm_core.channels import READ, WRITE, Channel, MemoryBacking
+from zvm_core.channels import READ, WRITE, Channel, FdBacking, MemoryBacking
 from zvm_core.syscalls.random import SeededStream, at_random
 
 
@@ -39,3 +39,22 @@ def test_seeds_alternating_on_one_machine_give_each_seeds_bytes(guest, machine_f
     for seed in (0, 1, 0, 1):
         assert _seen(*_run(reused, ['timeprint'], seed=seed)) == fresh[seed]
 
+
+def test_reads_into_guest_memory_give_what_a_fresh_machine_reads(guest, machine_for, tmp_path):
+    """wc over a file (FdBacking: read(2) into guest memory) and over memory, on one
+    machine, interleaved with runs of other sizes: each as on a fresh machine."""
+    prog = guest('wc')
+    data = {n: b''.join(b'%d word%d\n' % (i % 97, i) for i in range(n // 8))[:n].ljust(n, b'x')
+            for n in (0, 1024, 70_000, 300_000)}
+    fresh = {n: _seen(*_run(machine_for(prog), ['wc'], d)) for n, d in data.items()}
+    reused = machine_for(prog)
+    for n in (1024, 300_000, 0, 1024, 70_000, 1024):
+        assert _seen(*_run(reused, ['wc'], data[n])) == fresh[n]
+        path = tmp_path / f'in{n}'
+        path.write_bytes(data[n])
+        out = MemoryBacking()
+        with open(path, 'rb') as f:
+            report = reused.run([Channel('/dev/stdin', FdBacking(f.fileno(), owned=False), READ),
+                                 Channel('/dev/stdout', out, WRITE)], ['wc'], {}, probe=False)
+        assert report.status == 'ok' and report.accounting.fuel == fresh[n][5]
+        assert bytes(out.data) == fresh[n][-1]

@@ -168,10 +168,18 @@ def read_steps(p, ch, spans: list[tuple[int, int]], limit: int, offset: int | No
     short step ends the call, as a short read does (a step of a stream is read in
     full or to its end)."""
     done = 0
+    direct = not fresh and getattr(p.mem, 'direct', False)
     for i, step in enumerate(_steps(spans, limit)):
+        at = None if offset is None else offset + done
+        if direct:      # guest memory is this process's: read into it, no copy
+            bufs = [p.mem.view(addr, n, PROT_W) for addr, n in step]
+            got = ch.read(bufs, at, first=not i)
+            done += got
+            if got < sum(n for _, n in step) or not step:
+                break
+            continue
         buf = memoryview(bytearray(sum(n for _, n in step)))
-        got = ch.read([buf] if step else [], None if offset is None else offset + done,
-                      first=not i)
+        got = ch.read([buf] if step else [], at, first=not i)
         pos = 0
         for addr, n in step:
             if pos >= got:

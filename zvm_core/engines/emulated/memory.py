@@ -55,6 +55,8 @@ def _host_mapping(size: int) -> tuple[mmap.mmap, int]:
 class AddressSpace:
     """Regions of one unicorn instance, with the protection table syscalls check."""
 
+    direct = True       # a view is the guest's memory itself (``syscalls.io.read_steps``)
+
     def __init__(self, uc: Uc) -> None:
         self.uc = uc
         self.regions: list[Region] = []
