@@ -9,7 +9,8 @@
  *                the block's code bytes to a deterministic budget ("fuel").
  *  - zg_syscall (UC_HOOK_INSN/SYSCALL): read the argument registers in one
  *                batch, set RCX and R11 as the instruction does, call the
- *                Python dispatcher, write RAX back.
+ *                Python dispatcher (a callable, not a ctypes callback), write
+ *                RAX back.
  *  - zg_cpuid   (UC_HOOK_INSN/CPUID): answer from a fixed, versioned table.
  *  - zg_rdtsc / zg_rdtscp: a virtual time-stamp counter (fuel used).
  *  - zg_x87     (UC_HOOK_CODE on one address each): the x87 instructions that
@@ -35,7 +36,6 @@ typedef void uc_engine;
 typedef int (*uc_emu_stop_fn)(uc_engine *);
 typedef int (*uc_reg_read_batch_fn)(uc_engine *, int *, void **, int);
 typedef int (*uc_reg_write_fn)(uc_engine *, int, const void *);
-typedef int64_t (*zg_syscall_cb)(void);
 
 enum { ZG_STOP_NONE = 0, ZG_STOP_BOUNDARY = 1, ZG_STOP_FUEL = 2, ZG_STOP_HOST = 3 };
 
@@ -56,7 +56,8 @@ struct zg_state {
     uc_emu_stop_fn emu_stop;
     uc_reg_read_batch_fn reg_read_batch;
     uc_reg_write_fn reg_write;
-    zg_syscall_cb syscall;     /* returns 0 to continue, non-zero to stop */
+    PyObject *syscall;         /* the dispatcher: returns 0 to continue, non-zero to stop */
+    uc_engine *uc;             /* the instance, for zvm_core._guard.reg_write */
     int32_t reg_ids[R_NREGS];
     uint32_t stop;             /* ZG_STOP_* */
     uint64_t stop_addr;
@@ -98,6 +99,26 @@ void zg_block(uc_engine *uc, uint64_t addr, uint32_t size, void *ud)
         halt(uc, g, ZG_STOP_FUEL, addr);
 }
 
+/* The Python dispatcher called directly (the GIL is not held in a hook: unicorn is
+ * called through ctypes): a ctypes callback costs ~1 us more a call.  An exception
+ * escaping it (the dispatcher catches every Exception) stops the run. */
+static int64_t call_syscall(PyObject *handler)
+{
+    PyGILState_STATE gil = PyGILState_Ensure();
+    PyObject *res = PyObject_CallNoArgs(handler);
+    int64_t ret = 1;
+    if (res != NULL) {
+        ret = PyLong_AsLongLong(res);
+        Py_DECREF(res);
+    }
+    if (PyErr_Occurred()) {
+        PyErr_WriteUnraisable(handler);
+        ret = 1;
+    }
+    PyGILState_Release(gil);
+    return ret;
+}
+
 /* The syscall instruction as the CPU runs it: RCX = the next instruction's address
  * (the validator's next start: the instruction may have prefixes), R11 = rflags.
  * Set before the call, so that a start-up snapshot taken in it has them. */
@@ -120,7 +141,7 @@ void zg_syscall(uc_engine *uc, void *ud)
     g->reg_write(uc, g->reg_ids[R_RCX], &next);
     g->reg_write(uc, g->reg_ids[R_R11], &flags);
     g->syscalls++;
-    if (g->syscall() != 0) {
+    if (call_syscall(g->syscall) != 0) {
         if (g->stop == ZG_STOP_NONE)
             g->stop = ZG_STOP_HOST;
         g->emu_stop(uc);
@@ -284,9 +305,42 @@ size_t zg_flags_size(void) { return sizeof(struct zg_flags); }
 /* Lets guard.py check that its ctypes mirror has the same layout. */
 size_t zg_state_size(void) { return sizeof(struct zg_state); }
 
-/* Importable as a Python module only so that its path can be found. */
+/* reg_write(state address, register id, value): one register of the state's
+ * instance, a 64-bit value (cut to it); what unicorn's Python reg_write does in
+ * ~4 us, for the registers a run sets every time (its RSP, arch_prctl's FS base). */
+static PyObject *py_reg_write(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "reg_write(state, reg, value)");
+        return NULL;
+    }
+    struct zg_state *g = PyLong_AsVoidPtr(args[0]);
+    int reg = PyLong_AsLong(args[1]);
+    uint64_t value = PyLong_AsUnsignedLongLongMask(args[2]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (g == NULL || g->uc == NULL || g->reg_write == NULL) {
+        PyErr_SetString(PyExc_ValueError, "reg_write: no instance in this state");
+        return NULL;
+    }
+    int err = g->reg_write(g->uc, reg, &value);
+    if (err != 0) {
+        PyErr_Format(PyExc_RuntimeError, "uc_reg_write(%d) failed: %d", reg, err);
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef guard_methods[] = {
+    {"reg_write", (PyCFunction)(void (*)(void))py_reg_write, METH_FASTCALL,
+     "reg_write(state, reg, value): set one register of the guard state's instance."},
+    {NULL, NULL, 0, NULL},
+};
+
+/* Loaded with ctypes for its hooks; imported as a module for reg_write (and its path). */
 static struct PyModuleDef guard_module = {PyModuleDef_HEAD_INIT, "_guard",
                                           "C hooks for zvm_core (loaded with ctypes).", -1,
-                                          NULL};
+                                          guard_methods};
 
 PyMODINIT_FUNC PyInit__guard(void) { return PyModule_Create(&guard_module); }

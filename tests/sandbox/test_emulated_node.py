@@ -8,6 +8,8 @@ bytes, fuel and report alike, whatever ran on it before.
 
 from __future__ import annotations
 
+import pytest
+
 from zvm_core.channels import READ, WRITE, Channel, FdBacking, MemoryBacking
 from zvm_core.syscalls.random import SeededStream, at_random
 
@@ -58,3 +60,24 @@ def test_reads_into_guest_memory_give_what_a_fresh_machine_reads(guest, machine_
                                  Channel('/dev/stdout', out, WRITE)], ['wc'], {}, probe=False)
         assert report.status == 'ok' and report.accounting.fuel == fresh[n][5]
         assert bytes(out.data) == fresh[n][-1]
+
+
+@pytest.mark.filterwarnings('ignore::pytest.PytestUnraisableExceptionWarning')   # printed
+def test_what_escapes_the_dispatcher_stops_the_run(guest, machine_for, monkeypatch):
+    """The C guard calls the dispatcher itself: what it lets escape (not an Exception:
+    those end the run as an internal error already) ends the run, which does not go on
+    with a stale result in RAX, and the next run on the machine is a normal one."""
+    from zvm_core.engines.emulated import machine as emulated
+
+    machine = machine_for(guest('hello'))
+    fresh = _seen(*_run(machine, ['hello']))
+
+    def interrupted(p, *args):
+        raise KeyboardInterrupt
+    monkeypatch.setitem(emulated.DISPATCH, 20, ('writev', interrupted))
+    monkeypatch.setitem(emulated.DISPATCH, 1, ('write', interrupted))
+    report, out = _run(machine, ['hello'])
+    assert (report.status, out) == ('killed', b''), report
+    assert 'dispatcher raised' in report.message
+    monkeypatch.undo()
+    assert _seen(*_run(machine, ['hello'])) == fresh

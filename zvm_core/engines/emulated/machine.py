@@ -248,7 +248,7 @@ class Machine:
         return self.uc.reg_read(_SEGMENT_BASES[which])
 
     def set_segment_base(self, which: str, addr: int) -> None:
-        self.uc.reg_write(_SEGMENT_BASES[which], addr)
+        self.guard.reg_write(_SEGMENT_BASES[which], addr)
 
     # -- set-up ----------------------------------------------------------------
 
@@ -349,7 +349,7 @@ class Machine:
         argv_b = [a.encode() for a in argv]
         envp_b = [f'{k}={v}'.encode() for k, v in env.items()]
         sp = self._initial_stack(argv_b, envp_b, at_random(seed))
-        self.uc.reg_write(UC_X86_REG_RSP, sp)
+        self.guard.reg_write(UC_X86_REG_RSP, sp)
         self.guard.arm(self.limits.fuel)
         self.timed_out = self.manifest_read = False
         self.deadline = time.monotonic() + self.limits.timeout
@@ -477,6 +477,10 @@ class Machine:
             message = (f'execution reached {st.stop_addr:#x}, which is not an instruction '
                        'boundary the validator saw (hidden or unvalidated code)')
             exit_state = halting(SIGSEGV, st.stop_addr)
+        elif st.stop == zguard.STOP_HOST:     # only what the dispatcher lets escape
+            status, retcode = 'killed', None
+            message = ('internal error: the system-call dispatcher raised (its traceback '
+                       'is in the host\'s log)')
         elif st.stop == zguard.STOP_FUEL:
             status, retcode = 'fuel', None
             message = (f'fuel exhausted at {st.stop_addr:#x}: the budget of '
