@@ -4,7 +4,8 @@ A wildcard job runs one tiny node per object; the pool worker's emulated
 template runs each one and is reset after it.  This times exactly that in
 process, with the worker's channels: stdin and stdout host descriptors of
 regular files (``FdBacking``, not owned), stderr a ``TailBacking``, no
-start-up snapshot probed.  A node is ``Machine.run`` + ``Machine.reset``
+start-up snapshot probed (the machine keeps snapshots, as the pool's
+templates do).  A node is ``Machine.run`` + ``Machine.reset``
 (channels built included), in CPU time (``time.process_time``: the host is
 shared), per node, over blocks of ``--block`` nodes; the block median is
 printed.
@@ -53,7 +54,8 @@ class Node:
 
     def __init__(self, program: Path, tmp: Path) -> None:
         prog = load_program(program)
-        self.machine = Machine(prog, validate(prog, Policy(), default_cache()), Limits())
+        self.machine = Machine(prog, validate(prog, Policy(), default_cache()), Limits(),
+                               snapshots=True)      # as the pool's templates
         (tmp / 'in').write_bytes(common.text(1024))
         self.fd_in = os.open(tmp / 'in', os.O_RDONLY)
         self.fd_out = os.open(tmp / 'out', os.O_RDWR | os.O_CREAT | os.O_TRUNC)
