@@ -254,7 +254,8 @@ class Machine:
 
     def _initial_stack(self, argv: list[bytes], envp: list[bytes], at_random: bytes) -> int:
         sp, data = initial_stack(self.program, argv, envp, at_random)
-        self.mem.write(sp, data)
+        off = sp - self.stack.start         # (MAX_ARGS_SIZE: well inside the stack)
+        self.stack.view[off:off + len(data)] = data
         return sp
 
     def _attach(self, channels: Iterable[Channel]) -> None:
@@ -321,7 +322,8 @@ class Machine:
         start = time.perf_counter()
         channels = list(channels)
         if limits is not None:
-            self.limits = Limits(self.memory_limit, limits.fuel, limits.timeout)
+            self.limits = limits if limits.memory == self.memory_limit else Limits(
+                self.memory_limit, limits.fuel, limits.timeout)
         if self.dirty:
             self.reset()
         self.runs += 1
@@ -329,7 +331,8 @@ class Machine:
         self.outcome: Stop | None = None
         self.fault: str | None = None
         self.signal: int | None = None
-        self.unknown: collections.Counter = collections.Counter()
+        # an empty Counter without Counter.__init__ (~1 us: update() in Python)
+        self.unknown: collections.Counter = collections.Counter.__new__(collections.Counter)
         self.rng = SeededStream(seed)
         state = self.guard.state
         self.clock = VirtualClock(epoch, lambda: state.used)
@@ -383,8 +386,8 @@ class Machine:
         machine keeps snapshots and ``probe``) or, from a snapshot of this prefix,
         past the pending call (None when that call ended the run)."""
         self.start = 'entry'
-        if self.snapshots is None:
-            return self.program.entry
+        if self.snapshots is None or not probe and not self.snapshots.kept:
+            return self.program.entry       # (no key: none to record, none to find)
         self._key = prefix.key(*inputs, self.fds)
         if self._key in self.snapshots.short:
             return self.program.entry
