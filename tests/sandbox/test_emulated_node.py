@@ -8,6 +8,8 @@ bytes, fuel and report alike, whatever ran on it before.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from zvm_core.channels import READ, WRITE, Channel, FdBacking, MemoryBacking
@@ -81,3 +83,38 @@ def test_what_escapes_the_dispatcher_stops_the_run(guest, machine_for, monkeypat
     assert 'dispatcher raised' in report.message
     monkeypatch.undo()
     assert _seen(*_run(machine, ['hello'])) == fresh
+
+
+def test_a_reset_zeroes_the_kept_stack_and_bss_pages_and_the_rest(guest, machine_for):
+    """A reset keeps the stack's top and small runs of bss pages (zeroed, not given
+    back): a run that dirtied them, and far below them, leaves nothing the next sees."""
+    prog = guest('deepstack')
+    machine = machine_for(prog)
+    for kib, fill in ((1, 'a'), (4000, 'b'), (7, 'c'), (12000, 'd'), (2000, 'e'), (3, 'f')):
+        argv = ['deepstack', str(kib), fill]
+        report, out = _run(machine, argv)
+        assert (report.status, report.retcode) == ('ok', 0), report.message
+        assert out.endswith(b'\nbss 0\n') and out == _run(machine_for(prog), argv)[1]
+    machine.reset()
+    assert machine.held() <= machine_for(prog).held() + (128 << 10)
+
+
+def test_a_forked_child_reads_its_own_page_tables():
+    """The pagemap descriptor ``memory.touched`` keeps is the opener's: a pool worker
+    forked after its parent read it must open its own, or it would see the parent's
+    pages and leave its own guest's data behind."""
+    from unicorn import UC_ARCH_X86, UC_MODE_64, Uc
+
+    from zvm_core.engines.emulated.memory import AddressSpace
+    from zvm_core.memory import PAGE, PROT_R, PROT_W
+
+    space = AddressSpace(Uc(UC_ARCH_X86, UC_MODE_64))
+    region = space.map(0x100000, 16 * PAGE, PROT_R | PROT_W)
+    assert space.touched(region, region.start, region.end) == []      # opened here
+    pid = os.fork()
+    if pid == 0:        # the child dirties a page the parent never had
+        region.view[5 * PAGE] = 1
+        seen = space.touched(region, region.start, region.end)
+        os._exit(0 if seen == [(region.start + 5 * PAGE, region.start + 6 * PAGE)] else 1)
+    assert os.waitpid(pid, 0)[1] == 0
+    assert space.touched(region, region.start, region.end) == []

@@ -40,7 +40,7 @@ from zvm_core.channels import Channel, standard_order, with_etags
 from zvm_core.elf import PF_R, PF_W, PF_X, Program
 from zvm_core.engines.emulated import guard as zguard
 from zvm_core.engines.emulated import jail, snapshot
-from zvm_core.engines.emulated.memory import AddressSpace, Region, _host_mapping
+from zvm_core.engines.emulated.memory import CLEAR_MAX, AddressSpace, Region, _host_mapping
 from zvm_core.executor import (
     HLT_STOP,
     INVALID_INSTRUCTION,
@@ -271,7 +271,11 @@ class Machine:
         registers, data segments, the whole heap arena, stack, protections.
         The pages of data segments that load as zeros (bss) and the arena
         are given back to the host, the others are copied again: a reset
-        leaves held only the pages that hold the program's initial data.
+        leaves held only the pages that hold the program's initial data, and
+        at most a few zeroed pages that every run touches (kept, not faulted
+        in again: the top STACK_KEPT bytes of the stack, where the initial stack
+        is, and the pages runs touched of each run of bss pages of at most
+        ``memory.CLEAR_MAX`` bytes).
         """
         self.uc.context_restore(self._context)
         self.mem.reset_protections()
@@ -281,16 +285,23 @@ class Machine:
                 off = addr - region.start
                 region.view[off:off + len(data)] = data
             for lo, hi in zeros:
-                self.mem.zero(lo, hi)
+                if hi - lo <= CLEAR_MAX:
+                    self.mem.clear(lo, hi)
+                else:
+                    self.mem.zero(lo, hi)
         self.arena.reset()
-        self.mem.zero(self.stack.start, self.stack.end)
+        kept = self.stack.end - STACK_KEPT
+        self.mem.zero(self.stack.start, kept)
+        self.stack.view[kept - self.stack.start:] = ZERO_STACK
         self.channels, self.fds = {}, {}
         self.dirty = False
 
     def held(self) -> int:
-        """Host memory a reset machine holds: its data pages (``reset`` gave the
-        arena and the stack back, whatever the run touched)."""
-        return self.mem.resident(skip=(self.mem.region_at(self.arena.start), self.stack))
+        """Host memory a reset machine holds: its data pages and the stack's kept top
+        (``reset`` gave the arena and the rest of the stack back, whatever the run
+        touched)."""
+        return STACK_KEPT + self.mem.resident(skip=(self.mem.region_at(self.arena.start),
+                                                    self.stack))
 
     def idle(self) -> None:
         """Nothing to do between requests (a native template reaps its children)."""
@@ -574,6 +585,8 @@ class Watchdog:
 WATCHDOG = Watchdog()
 DISPATCH = {**HANDLERS, **trap.HANDLERS}     # Linux calls and the ZeroVM trap's stub
 ZERO_PAGE = bytes(PAGE)
+STACK_KEPT = 2 * PAGE       # the stack's top, zeroed and kept by a reset (initial stack)
+ZERO_STACK = bytes(STACK_KEPT)
 
 
 def _in_manifest(address: int) -> bool:
