@@ -46,7 +46,11 @@ from zvm_core.engines.emulated.machine import Machine  # noqa: E402
 from zvm_core.executor import Limits  # noqa: E402
 from zvm_core.validator import Policy, default_cache, validate  # noqa: E402
 
-ENV = {'LOCAL_CONTENT_LENGTH': '1024', 'LOCAL_PATH_INFO': '/c/o/obj-00001'}
+# a batch node's: its object's LOCAL_* variables (zerocloud.wire.local_env)
+ENV = {'LOCAL_OBJECT': 'on', 'LOCAL_PATH_INFO': '/AUTH_test/c/obj-00001',
+       'LOCAL_CONTENT_LENGTH': '1024', 'LOCAL_CONTENT_TYPE': 'application/octet-stream',
+       'LOCAL_HTTP_ETAG': 'a0c1e3d1f2e4b5a6978695a4b3c2d1e0',
+       'LOCAL_HTTP_X_TIMESTAMP': '1764936000.12345'}
 
 
 class Node:
