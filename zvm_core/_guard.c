@@ -56,7 +56,7 @@ struct zg_state {
     uc_emu_stop_fn emu_stop;
     uc_reg_read_batch_fn reg_read_batch;
     uc_reg_write_fn reg_write;
-    PyObject *syscall;         /* the dispatcher: returns 0 to continue, non-zero to stop */
+    PyObject *syscall;         /* the dispatcher (call_syscall) */
     uc_engine *uc;             /* the instance, for zvm_core._guard.reg_write */
     int32_t reg_ids[R_NREGS];
     uint32_t stop;             /* ZG_STOP_* */
@@ -99,24 +99,37 @@ void zg_block(uc_engine *uc, uint64_t addr, uint32_t size, void *ud)
         halt(uc, g, ZG_STOP_FUEL, addr);
 }
 
-/* The Python dispatcher called directly (the GIL is not held in a hook: unicorn is
- * called through ctypes): a ctypes callback costs ~1 us more a call.  An exception
- * escaping it (the dispatcher catches every Exception) stops the run. */
-static int64_t call_syscall(PyObject *handler)
+/* The Python dispatcher called directly with the call's number and arguments (the
+ * GIL is not held in a hook: unicorn is called through ctypes): a ctypes callback,
+ * and the dispatcher reading them from the ctypes array, cost ~1 us more a call.
+ * It returns the result for RAX, or None to stop the run; anything else escaping it
+ * (it catches every Exception) stops the run too.  0: go on with *ret. */
+static int call_syscall(struct zg_state *g, int64_t *ret)
 {
     PyGILState_STATE gil = PyGILState_Ensure();
-    PyObject *res = PyObject_CallNoArgs(handler);
-    int64_t ret = 1;
-    if (res != NULL) {
-        ret = PyLong_AsLongLong(res);
-        Py_DECREF(res);
+    PyObject *argv[7];
+    int n, stop = 1;
+    for (n = 0; n < 7; n++)
+        if ((argv[n] = PyLong_FromUnsignedLongLong(g->args[n])) == NULL)
+            break;
+    if (n == 7) {
+        PyObject *res = PyObject_Vectorcall(g->syscall, argv, 7, NULL);
+        if (res != NULL) {
+            if (res != Py_None) {
+                *ret = (int64_t)PyLong_AsUnsignedLongLongMask(res);   /* as ctypes did */
+                stop = PyErr_Occurred() != NULL;
+            }
+            Py_DECREF(res);
+        }
     }
+    while (n > 0)
+        Py_DECREF(argv[--n]);
     if (PyErr_Occurred()) {
-        PyErr_WriteUnraisable(handler);
-        ret = 1;
+        PyErr_WriteUnraisable(g->syscall);
+        stop = 1;
     }
     PyGILState_Release(gil);
-    return ret;
+    return stop;
 }
 
 /* The syscall instruction as the CPU runs it: RCX = the next instruction's address
@@ -141,7 +154,7 @@ void zg_syscall(uc_engine *uc, void *ud)
     g->reg_write(uc, g->reg_ids[R_RCX], &next);
     g->reg_write(uc, g->reg_ids[R_R11], &flags);
     g->syscalls++;
-    if (call_syscall(g->syscall) != 0) {
+    if (call_syscall(g, &g->ret) != 0) {
         if (g->stop == ZG_STOP_NONE)
             g->stop = ZG_STOP_HOST;
         g->emu_stop(uc);
@@ -332,7 +345,31 @@ static PyObject *py_reg_write(PyObject *self, PyObject *const *args, Py_ssize_t 
     Py_RETURN_NONE;
 }
 
+/* arm(state address, fuel): the per-run state of a new run (Guard.arm). */
+static PyObject *py_arm(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "arm(state, fuel)");
+        return NULL;
+    }
+    struct zg_state *g = PyLong_AsVoidPtr(args[0]);
+    long long fuel = PyLong_AsLongLong(args[1]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (g == NULL) {
+        PyErr_SetString(PyExc_ValueError, "arm: no state");
+        return NULL;
+    }
+    g->fuel = fuel;
+    g->used = g->stop_addr = g->syscalls = 0;
+    g->stop = ZG_STOP_NONE;
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef guard_methods[] = {
+    {"arm", (PyCFunction)(void (*)(void))py_arm, METH_FASTCALL,
+     "arm(state, fuel): fuel set, the counters and the stop reason cleared."},
     {"reg_write", (PyCFunction)(void (*)(void))py_reg_write, METH_FASTCALL,
      "reg_write(state, reg, value): set one register of the guard state's instance."},
     {NULL, NULL, 0, NULL},

@@ -249,6 +249,4 @@ class Guard:
 
     def arm(self, fuel: int) -> None:
         """Reset the per-run state before a run."""
-        st = self.state
-        st.fuel = min(fuel, (1 << 63) - 1)     # more than that is unlimited in practice
-        st.used, st.stop, st.stop_addr, st.syscalls = 0, STOP_NONE, 0, 0
+        _guard.arm(self._address, min(fuel, (1 << 63) - 1))    # more: unlimited in practice

@@ -192,37 +192,36 @@ class Machine:
 
     # -- hooks -----------------------------------------------------------------
 
-    def _on_syscall(self) -> int:
-        a = self.args
-        nr = (a[0] + (1 << 31) & 0xFFFFFFFF) - (1 << 31)    # an int, as Linux reads it
+    def _on_syscall(self, nr: int, a1: int, a2: int, a3: int, a4: int, a5: int,
+                    a6: int) -> int | None:
+        """A ``syscall`` (called by the C guard, ``_guard.c``: call_syscall): the
+        result for RAX, or None to stop the run."""
+        nr = (nr + (1 << 31) & 0xFFFFFFFF) - (1 << 31)     # an int, as Linux reads it
         entry = DISPATCH.get(nr)
         try:
             if entry is None:
                 count_unknown(self.unknown, nr)
-                ret = -errno.ENOSYS
-            else:
-                ret = entry[1](self, a[1], a[2], a[3], a[4], a[5], a[6])
+                return -errno.ENOSYS
+            return entry[1](self, a1, a2, a3, a4, a5, a6)
         except SysError as e:
-            ret = -e.errno
+            return -e.errno
         except GuestFault as e:
             if self.recorder is not None and _in_manifest(e.args[0] if e.args else 0):
                 self.manifest_read = True   # unreadable only while recording: start over
-                return 1
-            ret = -errno.EFAULT
+                return None
+            return -errno.EFAULT
         except snapshot.Cut:
             self._cut()
-            return self._on_syscall()
+            return self._on_syscall(*self.args)
         except Stop as s:
             self.outcome = s.with_traceback(None)    # frames would keep this machine alive
-            return 1
+            return None
         except OSError as e:    # the host side of a channel failed (ZeroVM: EIO)
             self.outcome = host_io_failure(entry[0], e)
-            return 1
+            return None
         except Exception as e:  # a sandbox bug must end the run, never escape into C
             self.outcome = Stop('killed', f'internal error in {syscall_name(nr)}: {e!r}')
-            return 1
-        self.guard.state.ret = ret
-        return 0
+            return None
 
     def _on_mem_invalid(self, uc, access, address, size, value, _data) -> bool:
         if self.recorder is not None and access == ucc.UC_MEM_READ_PROT and \
@@ -413,8 +412,10 @@ class Machine:
             return self.program.entry
         snap.restore(self)
         self.start = 'resumed'
-        if self._on_syscall():
+        ret = self._on_syscall(*self.args)
+        if ret is None:
             return None
+        self.guard.state.ret = ret
         snapshot.resume_rax(self)
         return snap.resume_at
 
