@@ -318,22 +318,35 @@ size_t zg_flags_size(void) { return sizeof(struct zg_flags); }
 /* Lets guard.py check that its ctypes mirror has the same layout. */
 size_t zg_state_size(void) { return sizeof(struct zg_state); }
 
+/* The state a Python call names (its first argument, an address), or NULL and an
+ * exception: ``usage`` when it has not ``want`` arguments. */
+static struct zg_state *state_arg(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t want,
+                                  const char *usage)
+{
+    if (nargs != want) {
+        PyErr_SetString(PyExc_TypeError, usage);
+        return NULL;
+    }
+    struct zg_state *g = PyLong_AsVoidPtr(args[0]);
+    if (g == NULL && !PyErr_Occurred())
+        PyErr_SetString(PyExc_ValueError, "no guard state at address 0");
+    return g;
+}
+
 /* reg_write(state address, register id, value): one register of the state's
  * instance, a 64-bit value (cut to it); what unicorn's Python reg_write does in
  * ~4 us, for the registers a run sets every time (its RSP, arch_prctl's FS base). */
 static PyObject *py_reg_write(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)self;
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "reg_write(state, reg, value)");
+    struct zg_state *g = state_arg(args, nargs, 3, "reg_write(state, reg, value)");
+    if (g == NULL)
         return NULL;
-    }
-    struct zg_state *g = PyLong_AsVoidPtr(args[0]);
     int reg = PyLong_AsLong(args[1]);
     uint64_t value = PyLong_AsUnsignedLongLongMask(args[2]);
     if (PyErr_Occurred())
         return NULL;
-    if (g == NULL || g->uc == NULL || g->reg_write == NULL) {
+    if (g->uc == NULL || g->reg_write == NULL) {
         PyErr_SetString(PyExc_ValueError, "reg_write: no instance in this state");
         return NULL;
     }
@@ -349,18 +362,12 @@ static PyObject *py_reg_write(PyObject *self, PyObject *const *args, Py_ssize_t 
 static PyObject *py_arm(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)self;
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "arm(state, fuel)");
+    struct zg_state *g = state_arg(args, nargs, 2, "arm(state, fuel)");
+    if (g == NULL)
         return NULL;
-    }
-    struct zg_state *g = PyLong_AsVoidPtr(args[0]);
     long long fuel = PyLong_AsLongLong(args[1]);
     if (PyErr_Occurred())
         return NULL;
-    if (g == NULL) {
-        PyErr_SetString(PyExc_ValueError, "arm: no state");
-        return NULL;
-    }
     g->fuel = fuel;
     g->used = g->stop_addr = g->syscalls = 0;
     g->stop = ZG_STOP_NONE;
