@@ -9,7 +9,8 @@
  *                the block's code bytes to a deterministic budget ("fuel").
  *  - zg_syscall (UC_HOOK_INSN/SYSCALL): read the argument registers in one
  *                batch, set RCX and R11 as the instruction does, call the
- *                Python dispatcher, write RAX back.
+ *                Python dispatcher (a callable, not a ctypes callback), write
+ *                RAX back.
  *  - zg_cpuid   (UC_HOOK_INSN/CPUID): answer from a fixed, versioned table.
  *  - zg_rdtsc / zg_rdtscp: a virtual time-stamp counter (fuel used).
  *  - zg_x87     (UC_HOOK_CODE on one address each): the x87 instructions that
@@ -35,7 +36,6 @@ typedef void uc_engine;
 typedef int (*uc_emu_stop_fn)(uc_engine *);
 typedef int (*uc_reg_read_batch_fn)(uc_engine *, int *, void **, int);
 typedef int (*uc_reg_write_fn)(uc_engine *, int, const void *);
-typedef int64_t (*zg_syscall_cb)(void);
 
 enum { ZG_STOP_NONE = 0, ZG_STOP_BOUNDARY = 1, ZG_STOP_FUEL = 2, ZG_STOP_HOST = 3 };
 
@@ -56,7 +56,8 @@ struct zg_state {
     uc_emu_stop_fn emu_stop;
     uc_reg_read_batch_fn reg_read_batch;
     uc_reg_write_fn reg_write;
-    zg_syscall_cb syscall;     /* returns 0 to continue, non-zero to stop */
+    PyObject *syscall;         /* the dispatcher (call_syscall) */
+    uc_engine *uc;             /* the instance, for zvm_core._guard.reg_write */
     int32_t reg_ids[R_NREGS];
     uint32_t stop;             /* ZG_STOP_* */
     uint64_t stop_addr;
@@ -98,6 +99,39 @@ void zg_block(uc_engine *uc, uint64_t addr, uint32_t size, void *ud)
         halt(uc, g, ZG_STOP_FUEL, addr);
 }
 
+/* The Python dispatcher called directly with the call's number and arguments (the
+ * GIL is not held in a hook: unicorn is called through ctypes): a ctypes callback,
+ * and the dispatcher reading them from the ctypes array, cost ~1 us more a call.
+ * It returns the result for RAX, or None to stop the run; anything else escaping it
+ * (it catches every Exception) stops the run too.  0: go on with *ret. */
+static int call_syscall(struct zg_state *g, int64_t *ret)
+{
+    PyGILState_STATE gil = PyGILState_Ensure();
+    PyObject *argv[7];
+    int n, stop = 1;
+    for (n = 0; n < 7; n++)
+        if ((argv[n] = PyLong_FromUnsignedLongLong(g->args[n])) == NULL)
+            break;
+    if (n == 7) {
+        PyObject *res = PyObject_Vectorcall(g->syscall, argv, 7, NULL);
+        if (res != NULL) {
+            if (res != Py_None) {
+                *ret = (int64_t)PyLong_AsUnsignedLongLongMask(res);   /* as ctypes did */
+                stop = PyErr_Occurred() != NULL;
+            }
+            Py_DECREF(res);
+        }
+    }
+    while (n > 0)
+        Py_DECREF(argv[--n]);
+    if (PyErr_Occurred()) {
+        PyErr_WriteUnraisable(g->syscall);
+        stop = 1;
+    }
+    PyGILState_Release(gil);
+    return stop;
+}
+
 /* The syscall instruction as the CPU runs it: RCX = the next instruction's address
  * (the validator's next start: the instruction may have prefixes), R11 = rflags.
  * Set before the call, so that a start-up snapshot taken in it has them. */
@@ -120,7 +154,7 @@ void zg_syscall(uc_engine *uc, void *ud)
     g->reg_write(uc, g->reg_ids[R_RCX], &next);
     g->reg_write(uc, g->reg_ids[R_R11], &flags);
     g->syscalls++;
-    if (g->syscall() != 0) {
+    if (call_syscall(g, &g->ret) != 0) {
         if (g->stop == ZG_STOP_NONE)
             g->stop = ZG_STOP_HOST;
         g->emu_stop(uc);
@@ -284,9 +318,73 @@ size_t zg_flags_size(void) { return sizeof(struct zg_flags); }
 /* Lets guard.py check that its ctypes mirror has the same layout. */
 size_t zg_state_size(void) { return sizeof(struct zg_state); }
 
-/* Importable as a Python module only so that its path can be found. */
+/* The state a Python call names (its first argument, an address), or NULL and an
+ * exception: ``usage`` when it has not ``want`` arguments. */
+static struct zg_state *state_arg(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t want,
+                                  const char *usage)
+{
+    if (nargs != want) {
+        PyErr_SetString(PyExc_TypeError, usage);
+        return NULL;
+    }
+    struct zg_state *g = PyLong_AsVoidPtr(args[0]);
+    if (g == NULL && !PyErr_Occurred())
+        PyErr_SetString(PyExc_ValueError, "no guard state at address 0");
+    return g;
+}
+
+/* reg_write(state address, register id, value): one register of the state's
+ * instance, a 64-bit value (cut to it); what unicorn's Python reg_write does in
+ * ~4 us, for the registers a run sets every time (its RSP, arch_prctl's FS base). */
+static PyObject *py_reg_write(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    struct zg_state *g = state_arg(args, nargs, 3, "reg_write(state, reg, value)");
+    if (g == NULL)
+        return NULL;
+    int reg = PyLong_AsLong(args[1]);
+    uint64_t value = PyLong_AsUnsignedLongLongMask(args[2]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (g->uc == NULL || g->reg_write == NULL) {
+        PyErr_SetString(PyExc_ValueError, "reg_write: no instance in this state");
+        return NULL;
+    }
+    int err = g->reg_write(g->uc, reg, &value);
+    if (err != 0) {
+        PyErr_Format(PyExc_RuntimeError, "uc_reg_write(%d) failed: %d", reg, err);
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* arm(state address, fuel): the per-run state of a new run (Guard.arm). */
+static PyObject *py_arm(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    struct zg_state *g = state_arg(args, nargs, 2, "arm(state, fuel)");
+    if (g == NULL)
+        return NULL;
+    long long fuel = PyLong_AsLongLong(args[1]);
+    if (PyErr_Occurred())
+        return NULL;
+    g->fuel = fuel;
+    g->used = g->stop_addr = g->syscalls = 0;
+    g->stop = ZG_STOP_NONE;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef guard_methods[] = {
+    {"arm", (PyCFunction)(void (*)(void))py_arm, METH_FASTCALL,
+     "arm(state, fuel): fuel set, the counters and the stop reason cleared."},
+    {"reg_write", (PyCFunction)(void (*)(void))py_reg_write, METH_FASTCALL,
+     "reg_write(state, reg, value): set one register of the guard state's instance."},
+    {NULL, NULL, 0, NULL},
+};
+
+/* Loaded with ctypes for its hooks; imported as a module for reg_write (and its path). */
 static struct PyModuleDef guard_module = {PyModuleDef_HEAD_INIT, "_guard",
                                           "C hooks for zvm_core (loaded with ctypes).", -1,
-                                          NULL};
+                                          guard_methods};
 
 PyMODINIT_FUNC PyInit__guard(void) { return PyModule_Create(&guard_module); }

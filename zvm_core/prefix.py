@@ -186,6 +186,11 @@ class Snapshots:
         while len(self.short) > SHORT_KEPT:
             self.short.popitem(last=False)
 
+    @property
+    def kept(self) -> int:
+        """How many snapshots there are (none: no run can resume from one)."""
+        return len(self._kept)
+
     def find(self, key: tuple, p):
         snap = self._kept.get(key)
         if snap is None or not snap.personality.matches(p):

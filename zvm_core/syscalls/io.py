@@ -115,6 +115,11 @@ def _iovecs(p, iov: int, count: int, need: int) -> list[tuple[int, int]]:
     return spans
 
 
+def _total(spans: list[tuple[int, int]]) -> int:
+    """The bytes of ``spans`` (one, mostly: no generator, ~0.4 us a call less)."""
+    return spans[0][1] if len(spans) == 1 else sum([n for _, n in spans])
+
+
 def _steps(spans: list[tuple[int, int]], limit: int) -> Iterable[list[tuple[int, int]]]:
     """The first ``limit`` bytes of ``spans``, as spans of at most STEP bytes in all;
     one empty step when there is nothing to move."""
@@ -168,10 +173,18 @@ def read_steps(p, ch, spans: list[tuple[int, int]], limit: int, offset: int | No
     short step ends the call, as a short read does (a step of a stream is read in
     full or to its end)."""
     done = 0
+    direct = not fresh and getattr(p.mem, 'direct', False)
     for i, step in enumerate(_steps(spans, limit)):
-        buf = memoryview(bytearray(sum(n for _, n in step)))
-        got = ch.read([buf] if step else [], None if offset is None else offset + done,
-                      first=not i)
+        at = None if offset is None else offset + done
+        if direct:      # guest memory is this process's: read into it, no copy
+            bufs = [p.mem.view(addr, n, PROT_W) for addr, n in step]
+            got = ch.read(bufs, at, first=not i)
+            done += got
+            if got < _total(step) or not step:
+                break
+            continue
+        buf = memoryview(bytearray(_total(step)))
+        got = ch.read([buf] if step else [], at, first=not i)
         pos = 0
         for addr, n in step:
             if pos >= got:
@@ -244,7 +257,7 @@ def _read(p, f: OpenFile, spans: list[tuple[int, int]], offset: int | None,
           fresh: bool = False) -> int:
     """A read of ``f`` into ``spans`` (``fresh``: :func:`read_steps`)."""
     ch = f.channel
-    want = sum(n for _, n in spans)
+    want = _total(spans)
     if ch.random:
         want = min(want, max(0, ch.size - (f.pos if offset is None else offset)))
     budget = ch.read_budget(want)
@@ -261,7 +274,7 @@ def _read(p, f: OpenFile, spans: list[tuple[int, int]], offset: int | None,
 
 def _write(p, f: OpenFile, spans: list[tuple[int, int]], offset: int | None) -> int:
     ch = f.channel
-    want = sum(n for _, n in spans)
+    want = _total(spans)
     positional = ch.random and not ch.append        # an appendable channel writes at its end
     room = None
     if positional:
@@ -496,7 +509,7 @@ def sys_faccessat(p, dirfd, path, mode, *_):
 
 def sys_ioctl(p, fd, request, *_):
     _described(p, fd)
-    raise SysError(errno.ENOTTY)
+    return -errno.ENOTTY        # (not raised: stdio asks once a run, TIOCGWINSZ)
 
 
 def _dup(p, f: OpenFile, fd: int) -> int:

@@ -54,8 +54,6 @@ _ARG_REGS = (UC_X86_REG_RAX, UC_X86_REG_RDI, UC_X86_REG_RSI, UC_X86_REG_RDX,
              UC_X86_REG_R10, UC_X86_REG_R8, UC_X86_REG_R9, UC_X86_REG_RIP, UC_X86_REG_EFLAGS,
              UC_X86_REG_RBX, UC_X86_REG_RCX, UC_X86_REG_R11)
 
-SyscallHandler = ctypes.CFUNCTYPE(ctypes.c_int64)
-
 # Second bytes of the ``D9 xx`` x87 instructions that QEMU 5.0 (unicorn 2)
 # computes in double precision or through the host's libm: fprem and fprem1
 # (musl's fmodl, so every strtod), f2xm1, fyl2x, fyl2xp1, fpatan (expl, logl,
@@ -83,7 +81,8 @@ class GuardState(ctypes.Structure):
         ('emu_stop', ctypes.c_void_p),
         ('reg_read_batch', ctypes.c_void_p),
         ('reg_write', ctypes.c_void_p),
-        ('syscall', SyscallHandler),
+        ('syscall', ctypes.py_object),      # called by C (zg_syscall: call_syscall)
+        ('uc', ctypes.c_void_p),
         ('reg_ids', ctypes.c_int32 * len(_ARG_REGS)),
         ('stop', ctypes.c_uint32),
         ('stop_addr', ctypes.c_uint64),
@@ -206,8 +205,9 @@ class Guard:
         st.emu_stop = _fn(_uclib, 'uc_emu_stop')
         st.reg_read_batch = _fn(_uclib, 'uc_reg_read_batch')
         st.reg_write = _fn(_uclib, 'uc_reg_write')
-        self._handler = SyscallHandler(on_syscall)  # keep alive: C holds it
-        st.syscall = self._handler
+        st.syscall = on_syscall     # the structure keeps it alive
+        st.uc = uc._uch
+        self._address = ctypes.addressof(st)
         st.reg_ids[:] = _ARG_REGS
         for i, (leaf, sub, eax, ebx, ecx, edx) in enumerate(CPUID_TABLE):
             st.cpuid[i] = CpuidEntry(leaf, sub or 0, sub is None, eax, ebx, ecx, edx, 0)
@@ -243,8 +243,10 @@ class Guard:
                 if err:
                     raise RuntimeError(f'uc_hook_del failed: {err}')
 
+    def reg_write(self, reg: int, value: int) -> None:
+        """Set one register (a 64-bit value): unicorn's ``Uc.reg_write`` costs ~4 us."""
+        _guard.reg_write(self._address, reg, value)
+
     def arm(self, fuel: int) -> None:
         """Reset the per-run state before a run."""
-        st = self.state
-        st.fuel = min(fuel, (1 << 63) - 1)     # more than that is unlimited in practice
-        st.used, st.stop, st.stop_addr, st.syscalls = 0, STOP_NONE, 0, 0
+        _guard.arm(self._address, min(fuel, (1 << 63) - 1))    # more: unlimited in practice

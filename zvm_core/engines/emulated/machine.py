@@ -40,7 +40,7 @@ from zvm_core.channels import Channel, standard_order, with_etags
 from zvm_core.elf import PF_R, PF_W, PF_X, Program
 from zvm_core.engines.emulated import guard as zguard
 from zvm_core.engines.emulated import jail, snapshot
-from zvm_core.engines.emulated.memory import AddressSpace, Region, _host_mapping
+from zvm_core.engines.emulated.memory import CLEAR_MAX, AddressSpace, Region, _host_mapping
 from zvm_core.executor import (
     HLT_STOP,
     INVALID_INSTRUCTION,
@@ -75,7 +75,7 @@ from zvm_core.syscalls import HANDLERS, Stop, SysError, count_unknown, syscall_n
 from zvm_core.syscalls.errors import host_io_failure
 from zvm_core.syscalls.fs import Image
 from zvm_core.syscalls.io import OpenFile
-from zvm_core.syscalls.random import SeededStream
+from zvm_core.syscalls.random import SeededStream, at_random
 from zvm_core.syscalls.time import VirtualClock
 from zvm_core.validator import Policy, Verdict
 from zvm_core.zerovm import trap
@@ -192,37 +192,36 @@ class Machine:
 
     # -- hooks -----------------------------------------------------------------
 
-    def _on_syscall(self) -> int:
-        a = self.args
-        nr = (a[0] + (1 << 31) & 0xFFFFFFFF) - (1 << 31)    # an int, as Linux reads it
+    def _on_syscall(self, nr: int, a1: int, a2: int, a3: int, a4: int, a5: int,
+                    a6: int) -> int | None:
+        """A ``syscall`` (called by the C guard, ``_guard.c``: call_syscall): the
+        result for RAX, or None to stop the run."""
+        nr = (nr + (1 << 31) & 0xFFFFFFFF) - (1 << 31)     # an int, as Linux reads it
         entry = DISPATCH.get(nr)
         try:
             if entry is None:
                 count_unknown(self.unknown, nr)
-                ret = -errno.ENOSYS
-            else:
-                ret = entry[1](self, a[1], a[2], a[3], a[4], a[5], a[6])
+                return -errno.ENOSYS
+            return entry[1](self, a1, a2, a3, a4, a5, a6)
         except SysError as e:
-            ret = -e.errno
+            return -e.errno
         except GuestFault as e:
             if self.recorder is not None and _in_manifest(e.args[0] if e.args else 0):
                 self.manifest_read = True   # unreadable only while recording: start over
-                return 1
-            ret = -errno.EFAULT
+                return None
+            return -errno.EFAULT
         except snapshot.Cut:
             self._cut()
-            return self._on_syscall()
+            return self._on_syscall(*self.args)
         except Stop as s:
             self.outcome = s.with_traceback(None)    # frames would keep this machine alive
-            return 1
+            return None
         except OSError as e:    # the host side of a channel failed (ZeroVM: EIO)
             self.outcome = host_io_failure(entry[0], e)
-            return 1
+            return None
         except Exception as e:  # a sandbox bug must end the run, never escape into C
             self.outcome = Stop('killed', f'internal error in {syscall_name(nr)}: {e!r}')
-            return 1
-        self.guard.state.ret = ret
-        return 0
+            return None
 
     def _on_mem_invalid(self, uc, access, address, size, value, _data) -> bool:
         if self.recorder is not None and access == ucc.UC_MEM_READ_PROT and \
@@ -248,13 +247,14 @@ class Machine:
         return self.uc.reg_read(_SEGMENT_BASES[which])
 
     def set_segment_base(self, which: str, addr: int) -> None:
-        self.uc.reg_write(_SEGMENT_BASES[which], addr)
+        self.guard.reg_write(_SEGMENT_BASES[which], addr)
 
     # -- set-up ----------------------------------------------------------------
 
     def _initial_stack(self, argv: list[bytes], envp: list[bytes], at_random: bytes) -> int:
         sp, data = initial_stack(self.program, argv, envp, at_random)
-        self.mem.write(sp, data)
+        off = sp - self.stack.start         # (MAX_ARGS_SIZE: well inside the stack)
+        self.stack.view[off:off + len(data)] = data
         return sp
 
     def _attach(self, channels: Iterable[Channel]) -> None:
@@ -270,7 +270,11 @@ class Machine:
         registers, data segments, the whole heap arena, stack, protections.
         The pages of data segments that load as zeros (bss) and the arena
         are given back to the host, the others are copied again: a reset
-        leaves held only the pages that hold the program's initial data.
+        leaves held only the pages that hold the program's initial data, and
+        at most a few zeroed pages that every run touches (kept, not faulted
+        in again: the top STACK_KEPT bytes of the stack, where the initial stack
+        is, and the pages runs touched of each run of bss pages of at most
+        ``memory.CLEAR_MAX`` bytes).
         """
         self.uc.context_restore(self._context)
         self.mem.reset_protections()
@@ -280,16 +284,23 @@ class Machine:
                 off = addr - region.start
                 region.view[off:off + len(data)] = data
             for lo, hi in zeros:
-                self.mem.zero(lo, hi)
+                if hi - lo <= CLEAR_MAX:
+                    self.mem.clear(lo, hi)
+                else:
+                    self.mem.zero(lo, hi)
         self.arena.reset()
-        self.mem.zero(self.stack.start, self.stack.end)
+        kept = self.stack.end - STACK_KEPT
+        self.mem.zero(self.stack.start, kept)
+        self.stack.view[kept - self.stack.start:] = ZERO_STACK
         self.channels, self.fds = {}, {}
         self.dirty = False
 
     def held(self) -> int:
-        """Host memory a reset machine holds: its data pages (``reset`` gave the
-        arena and the stack back, whatever the run touched)."""
-        return self.mem.resident(skip=(self.mem.region_at(self.arena.start), self.stack))
+        """Host memory a reset machine holds: its data pages and the stack's kept top
+        (``reset`` gave the arena and the rest of the stack back, whatever the run
+        touched)."""
+        return STACK_KEPT + self.mem.resident(skip=(self.mem.region_at(self.arena.start),
+                                                    self.stack))
 
     def idle(self) -> None:
         """Nothing to do between requests (a native template reaps its children)."""
@@ -321,7 +332,8 @@ class Machine:
         start = time.perf_counter()
         channels = list(channels)
         if limits is not None:
-            self.limits = Limits(self.memory_limit, limits.fuel, limits.timeout)
+            self.limits = limits if limits.memory == self.memory_limit else Limits(
+                self.memory_limit, limits.fuel, limits.timeout)
         if self.dirty:
             self.reset()
         self.runs += 1
@@ -329,7 +341,8 @@ class Machine:
         self.outcome: Stop | None = None
         self.fault: str | None = None
         self.signal: int | None = None
-        self.unknown: collections.Counter = collections.Counter()
+        # an empty Counter without Counter.__init__ (~1 us: update() in Python)
+        self.unknown: collections.Counter = collections.Counter.__new__(collections.Counter)
         self.rng = SeededStream(seed)
         state = self.guard.state
         self.clock = VirtualClock(epoch, lambda: state.used)
@@ -348,8 +361,8 @@ class Machine:
         self._user_manifest_size = len(data)
         argv_b = [a.encode() for a in argv]
         envp_b = [f'{k}={v}'.encode() for k, v in env.items()]
-        sp = self._initial_stack(argv_b, envp_b, SeededStream(seed, b'AT_RANDOM').take(16))
-        self.uc.reg_write(UC_X86_REG_RSP, sp)
+        sp = self._initial_stack(argv_b, envp_b, at_random(seed))
+        self.guard.reg_write(UC_X86_REG_RSP, sp)
         self.guard.arm(self.limits.fuel)
         self.timed_out = self.manifest_read = False
         self.deadline = time.monotonic() + self.limits.timeout
@@ -383,8 +396,8 @@ class Machine:
         machine keeps snapshots and ``probe``) or, from a snapshot of this prefix,
         past the pending call (None when that call ended the run)."""
         self.start = 'entry'
-        if self.snapshots is None:
-            return self.program.entry
+        if self.snapshots is None or not probe and not self.snapshots.kept:
+            return self.program.entry       # (no key: none to record, none to find)
         self._key = prefix.key(*inputs, self.fds)
         if self._key in self.snapshots.short:
             return self.program.entry
@@ -399,8 +412,10 @@ class Machine:
             return self.program.entry
         snap.restore(self)
         self.start = 'resumed'
-        if self._on_syscall():
+        ret = self._on_syscall(*self.args)
+        if ret is None:
             return None
+        self.guard.state.ret = ret
         snapshot.resume_rax(self)
         return snap.resume_at
 
@@ -477,6 +492,10 @@ class Machine:
             message = (f'execution reached {st.stop_addr:#x}, which is not an instruction '
                        'boundary the validator saw (hidden or unvalidated code)')
             exit_state = halting(SIGSEGV, st.stop_addr)
+        elif st.stop == zguard.STOP_HOST:     # only what the dispatcher lets escape
+            status, retcode = 'killed', None
+            message = ('internal error: the system-call dispatcher raised (its traceback '
+                       'is in the host\'s log)')
         elif st.stop == zguard.STOP_FUEL:
             status, retcode = 'fuel', None
             message = (f'fuel exhausted at {st.stop_addr:#x}: the budget of '
@@ -569,6 +588,8 @@ class Watchdog:
 WATCHDOG = Watchdog()
 DISPATCH = {**HANDLERS, **trap.HANDLERS}     # Linux calls and the ZeroVM trap's stub
 ZERO_PAGE = bytes(PAGE)
+STACK_KEPT = 2 * PAGE       # the stack's top, zeroed and kept by a reset (initial stack)
+ZERO_STACK = bytes(STACK_KEPT)
 
 
 def _in_manifest(address: int) -> bool:

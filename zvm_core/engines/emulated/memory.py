@@ -34,6 +34,32 @@ _libc.mincore.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p)
 _PAGEMAP_USED = bytes((1 if b & 0xC0 else 0) for b in range(256))   # present | swapped
 _MINCORE_IN = bytes(b & 1 for b in range(256))
 _RUN = re.compile(b'\x01+')
+CLEAR_MAX = 64 << 10        # the most ``AddressSpace.clear`` writes over at once
+_ZEROS = bytes(CLEAR_MAX)
+_pagemap_fd: int | None = None      # /proc/self/pagemap, opened once per process
+
+
+def _pagemap() -> int | None:
+    """This process's ``/proc/self/pagemap`` (None without /proc).  A forked child
+    opens its own (:func:`_forget_pagemap`): the descriptor reads the page tables of
+    the process that opened it."""
+    global _pagemap_fd
+    if _pagemap_fd is None:
+        try:
+            _pagemap_fd = os.open('/proc/self/pagemap', os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return None
+    return _pagemap_fd
+
+
+def _forget_pagemap() -> None:
+    global _pagemap_fd
+    if _pagemap_fd is not None:
+        os.close(_pagemap_fd)
+        _pagemap_fd = None
+
+
+os.register_at_fork(after_in_child=_forget_pagemap)
 
 
 @dataclass
@@ -54,6 +80,8 @@ def _host_mapping(size: int) -> tuple[mmap.mmap, int]:
 
 class AddressSpace:
     """Regions of one unicorn instance, with the protection table syscalls check."""
+
+    direct = True       # a view is the guest's memory itself (``syscalls.io.read_steps``)
 
     def __init__(self, uc: Uc) -> None:
         self.uc = uc
@@ -189,18 +217,23 @@ class AddressSpace:
         else:
             region.view[lo:hi] = bytes(hi - lo)
 
+    def clear(self, start: int, end: int) -> None:
+        """Zero the pages [start, end) (page aligned, in one region, at most CLEAR_MAX
+        bytes) and keep them: those the host holds are written over, ready for the
+        next run, which would fault them in again after a ``zero`` (a page fault and
+        a page zeroed by the kernel each, and freeing them a TLB flush: ~2 us a page)."""
+        region = self.region_at(start)
+        for lo, hi in self.touched(region, start, end):
+            region.view[lo - region.start:hi - region.start] = _ZEROS[:hi - lo]
+
     def touched(self, region: Region, lo: int, hi: int) -> list[tuple[int, int]]:
         """Runs of pages in [lo, hi) (page aligned, in ``region``) that hold data:
         every other page of the range reads as zeros."""
         first, count = (region.addr + lo - region.start) // PAGE, (hi - lo) // PAGE
-        try:
-            fd = os.open('/proc/self/pagemap', os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:
+        fd = _pagemap()
+        if fd is None:
             return [(lo, hi)] if hi > lo else []        # no /proc: all of it, to be safe
-        try:
-            entries = os.pread(fd, 8 * count, 8 * first) if count else b''
-        finally:
-            os.close(fd)
+        entries = os.pread(fd, 8 * count, 8 * first) if count else b''
         used = entries[7::8].translate(_PAGEMAP_USED)   # the flags byte of each entry
         return [(lo + m.start() * PAGE, lo + m.end() * PAGE) for m in _RUN.finditer(used)]
 
