@@ -88,7 +88,7 @@ from zvm_core.syscalls import HANDLERS, Stop, SysError, count_unknown, syscall_n
 from zvm_core.syscalls.errors import host_io_failure
 from zvm_core.syscalls.io import OpenFile
 from zvm_core.syscalls.proc import CONSTANT, segment_request, sys_exit
-from zvm_core.syscalls.random import SeededStream
+from zvm_core.syscalls.random import SeededStream, at_random
 from zvm_core.syscalls.time import VirtualClock
 from zvm_core.zerovm import trap
 
@@ -231,7 +231,7 @@ class Guest:
         variables are its own), whose initial stack is kept (:func:`_stack`)."""
         p = self.program
         sp, stack = _stack(p, argv, envp, seed) if repeats else \
-            initial_stack(p, argv, envp, _at_random(seed))
+            initial_stack(p, argv, envp, at_random(seed))
         try:
             manifest = trap.user_manifest(self.arena.start, self.arena.end - self.arena.start,
                                           channels)
@@ -280,7 +280,6 @@ def _layout(program: Program, memory: int) -> Guest:
 
 _STACKS: collections.OrderedDict = collections.OrderedDict()
 STACKS, STACK_KEPT = 16, 4 * PAGE   # initial stacks kept (a worker's runs repeat them), bytes
-_AT_RANDOM: dict[int, bytes] = {}   # seed -> its AT_RANDOM bytes (at most STACKS seeds)
 
 
 def _stack(program: Program, argv: list[bytes], envp: list[bytes],
@@ -293,23 +292,13 @@ def _stack(program: Program, argv: list[bytes], envp: list[bytes],
     key = (program.sha256, tuple(argv), tuple(envp), seed)
     got = _STACKS.pop(key, None)
     if got is None:
-        got = initial_stack(program, argv, envp, _at_random(seed))
+        got = initial_stack(program, argv, envp, at_random(seed))
         if len(got[1]) > STACK_KEPT:
             return got
         if len(_STACKS) >= STACKS:
             _STACKS.popitem(last=False)
     _STACKS[key] = got
     return got
-
-
-def _at_random(seed: int) -> bytes:
-    """The AT_RANDOM bytes of ``seed`` (two SHA-256), kept for at most STACKS seeds."""
-    at_random = _AT_RANDOM.get(seed)
-    if at_random is None:
-        if len(_AT_RANDOM) >= STACKS:
-            _AT_RANDOM.clear()
-        at_random = _AT_RANDOM[seed] = SeededStream(seed, b'AT_RANDOM').take(16)
-    return at_random
 
 
 def _prot(flags: int) -> int:
