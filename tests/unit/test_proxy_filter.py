@@ -547,6 +547,28 @@ def test_a_written_object_of_another_account_denied_says_whom_to_ask(mw, swift,
     assert asked.asked == []
 
 
+@pytest.mark.parametrize('stdin, denied', [
+    ('swift://AUTH_b/shared/in.txt', b'read swift://AUTH_b/shared/in.txt'),
+    ('swift://AUTH_b/shared/*.txt', b'list swift://AUTH_b/shared')])
+def test_a_read_of_another_accounts_object_denied_says_whom_to_ask(
+        mw, swift, servers, stdin: str, denied: bytes) -> None:
+    # "Denied: may not read swift://AUTH_b/...": nothing, where a denied write named the
+    # container's write ACL and who can grant it
+    asked = servers()
+
+    def denying(env, start_response):       # Swift's answer to another account's object
+        if env['PATH_INFO'].startswith('/v1/AUTH_b/'):
+            return Response(status=403)(env, start_response)
+        return swift(env, start_response)
+    mw.app = denying
+    resp = post(mw, job(stdin=stdin))
+    assert (resp.status_int, resp.body) == (
+        403, b'Denied: may not %s (swift://AUTH_b/shared is of account AUTH_b, not yours '
+             b'(AUTH_a): only its owner can change it; ask them to add you to its read ACL '
+             b'(X-Container-Read))\n' % denied)
+    assert asked.asked == []
+
+
 def test_a_program_known_invalid_is_refused(mw, swift, servers) -> None:
     swift.add('/bin/wc', b'\x7fELF', **{'X-Object-Sysmeta-Zerovm-Valid': 'false',
                                         'X-Object-Sysmeta-Zerovm-Validator': VALIDATOR_VERSION,
