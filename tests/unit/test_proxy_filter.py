@@ -836,6 +836,30 @@ def test_a_large_job_says_how_many_nodes_dropped_bytes(mw, servers, monkeypatch,
     assert 'X-Nexe-Dropped' not in post(mw, groups).headers
 
 
+@pytest.mark.parametrize('large', [False, True], ids=['columns', 'summary'])
+def test_an_output_under_its_min_size_is_said_not_stored(mw, swift, servers, monkeypatch,
+                                                         large: bool) -> None:
+    """An output with a path smaller than its ``min_size`` is not stored, as the job
+    asked, and the answer said nothing of it: ``X-Nexe-Dropped`` says it (a count past
+    1,000 nodes), with the bytes written to an undeclared stdout."""
+    from zerocloud.proxy import response, stream
+    if large:
+        monkeypatch.setattr(response, 'SUMMARY_NODES', 1)
+        monkeypatch.setattr(stream, 'SUMMARY_NODES', 1)
+    servers(d0=writing_stdout(3), d1=writing_stdout(3), d2=writing_stdout(3))
+    groups = [{'name': name, 'exec': {'path': 'swift://~/bin/wc'},
+               'devices': [{'name': 'output', 'path': f'swift://~/c/{name}', 'min_size': size}]}
+              for name, size in (('a', 100), ('b', 7))]
+    resp = post(mw, groups)
+    assert resp.status_int == 200, resp.body
+    assert resp.headers['X-Nexe-Dropped'] == (
+        '2 nodes: 6 bytes written to an undeclared stdout, 1 output not stored (under their '
+        'min_size)' if large else 'a: 3 bytes written to an undeclared stdout, a: output not '
+        'stored (7 bytes < min_size 100), b: 3 bytes written to an undeclared stdout')
+    assert '/v1/AUTH_a/c/a' not in swift.objects
+    assert swift.objects['/v1/AUTH_a/c/b'][1] == b'stored\n'
+
+
 def test_a_refusal_is_final(swift, servers, monkeypatch) -> None:
     # the request is larger than the proxy's own zerovm_maxinput: the job's inputs
     FakeRing.install(monkeypatch)
