@@ -640,6 +640,12 @@ def _parse_device(spec: object, number: int, account: str, images: frozenset[str
     if not isinstance(spec, dict):
         raise _invalid(f'device #{number}', where, f'must be an object, got {_show(spec)}')
     label = _labelled(f'device #{number}', spec.get('name', spec.get('device')))
+    if 'attach' in spec:        # where the node runs is its group's
+        named = spec.get('name', spec.get('device'))
+        named = named if isinstance(named, str) else '<device>'
+        raise JobError(f'"attach" in {label} of {where} belongs to the node group, next to '
+                       f'"devices": "attach": {_show(named)} places the node next to that '
+                       'device\'s object (it needs a swift:// path)')
     _known_keys(spec, DEVICE_KEYS, f'{label} of {where}')
     if 'name' in spec and 'device' in spec:
         raise _invalid(f'device #{number}', where, 'give "name" or the deprecated "device", '

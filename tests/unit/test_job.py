@@ -518,6 +518,15 @@ def test_bad_group_fields(fields, message):
         assert error(group(**fields)).startswith(message)
 
 
+def test_attach_on_a_device_says_it_is_the_groups() -> None:
+    # "Unknown key "attach" in device #2 (stdout)": not where it goes, nor what it needs
+    message = error(group(devices=[{'name': 'stdin', 'path': 'swift://~/c/o'},
+                                   {'name': 'stdout', 'attach': True}]))
+    assert message == ('"attach" in device #2 (stdout) of sort belongs to the node group, '
+                       'next to "devices": "attach": "stdout" places the node next to that '
+                       "device's object (it needs a swift:// path)")
+
+
 def test_connect_targets_are_unique():
     message = error(group('mapper', connect=['reducer', 'reducer']), group('reducer'))
     assert message == 'Duplicate node in connect reducer of mapper'
