@@ -1,8 +1,9 @@
-"""A deferred job POSTed to a container with a non-ASCII or percent-encoded name: its
-state and result go to that container, and a DELETE of its state (as ``zc cancel``
-sends it, the name URL-encoded) cancels it.  The proxy's names were WSGI strings
-(UTF-8 bytes as Latin-1), quoted again: the state went to ``dÃ©...``, a container
-that does not exist."""
+"""Jobs POSTed to a container or object with a non-ASCII or percent-encoded name.  The
+proxy took the names from the request's path as WSGI strings (UTF-8 bytes as Latin-1)
+and quoted them again: it looked for ``dÃ©jÃ ...``, a container that does not exist.
+A deferred job's state and result now go to the container it was POSTed to, and a
+DELETE of its state (the name URL-encoded, as ``zc cancel`` sends it) cancels it; a job
+POSTed to an object runs over it."""
 
 from __future__ import annotations
 
@@ -52,4 +53,25 @@ def test_a_deferred_job_in_a_non_ascii_container_is_cancelled(swift_cluster: Dev
     finally:
         for obj in conn.get_container(container, full_listing=True)[1]:
             conn.delete_object(container, obj['name'])
+        conn.delete_container(container)
+
+
+def test_a_job_posted_to_a_non_ascii_object_runs_over_it(swift_cluster: DevCluster,
+                                                         guest) -> None:
+    """POSTed to an object, a job runs over that object (its path-less stdin): named
+    from the WSGI path, ``déjà`` was looked up as ``dÃ©jÃ``."""
+    conn = account(swift_cluster, guest, programs=('cat',))
+    container, obj = f'déjà {uuid.uuid4().hex[:8]}', 'été %41.txt'
+    conn.put_container(container)
+    conn.put_object(container, obj, b'over the object\n')
+    url, token = conn.get_auth()
+    job = [{'name': 'cat', 'exec': {'path': 'swift://~/bin/cat'},
+            'devices': [{'name': 'stdin'}, {'name': 'stdout'}]}]
+    try:
+        resp = requests.post(f'{url}/{quote(container)}/{quote(obj)}', data=json.dumps(job),
+                             timeout=WAIT, headers={'X-Auth-Token': token,
+                                                    'X-Zerovm-Execute': '1.0'})
+        assert (resp.status_code, resp.content) == (200, b'over the object\n'), resp.text
+    finally:
+        conn.delete_object(container, obj)
         conn.delete_container(container)
