@@ -109,11 +109,11 @@ import re
 import socket
 import time
 from collections.abc import Callable, Iterable, Sequence
-from urllib.parse import quote, unquote
+from urllib.parse import quote
 
 from swift.common.concurrency import Empty, LightQueue, hubs, spawn
 from swift.common.http import is_success
-from swift.common.swob import HTTPAccepted, HTTPException, Request, Response
+from swift.common.swob import HTTPAccepted, HTTPException, Request, Response, wsgi_to_str
 from swift.common.utils import FileLikeIter, close_if_possible
 from swift.common.wsgi import make_subrequest
 from swift.proxy.controllers.base import get_container_info
@@ -371,7 +371,7 @@ def _need_container(app, req: Request, account: str, container: str) -> None:
     if get_container_info(sub.environ, app, swift_source=SWIFT_SOURCE)['status'] != 404:
         return
     if req.method != 'POST':    # an open or API request: nothing here to create
-        named = unquote(req.path_info).split('/', 3)[3]
+        named = wsgi_to_str(req.path_info).split('/', 3)[3]
         raise HTTPNotFound(body=f'container swift://{account}/{container} does not exist (of '
                                 f'swift://{account}/{named}, this request\'s URL)\n')
     said = (f'container swift://{account}/{container} does not exist: a deferred job keeps '
@@ -512,7 +512,7 @@ def cancel(app, env: dict, logger, config: Config | None = None) -> Response | N
     if found is None or env.get('swift.source') == SWIFT_SOURCE:
         return None
     req = Request(env)
-    version, account, container, name = found.groups()
+    version, account, container, name = map(wsgi_to_str, found.groups())
     base = f'/{version}/{account}/{container}/{name}'
     status, read = _read_state(app, req, base, config)
     if status == 404:
@@ -633,7 +633,7 @@ def settle_lost(app, env: dict, logger, config: Config | None = None) -> None:
     if found is None:
         return
     req = Request(env)
-    version, account, container, name = found.groups()
+    version, account, container, name = map(wsgi_to_str, found.groups())   # as run() has them
     _, read = _read_state(app, req, f'/{version}/{account}/{container}/{name}', config)
     if _is_lost(read):
         _settle(app, req, version, account, container, name, logger, read)

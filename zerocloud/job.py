@@ -58,7 +58,8 @@ group of several nodes may connect to itself (a node never to itself).
 
 A node runs next to the object of its last read device with a path (then
 ``image``, ``script``, the first written device), or of the device named
-by ``attach``; without one it runs on any server.
+by ``attach`` (which must have a path, or be a payload device the request
+gives its object to); without one it runs on any server.
 
 Every invalid job raises :class:`JobError`, whose message (the body of the
 400 answer) says what is wrong and where.  A key the format does not know
@@ -639,6 +640,12 @@ def _parse_device(spec: object, number: int, account: str, images: frozenset[str
     if not isinstance(spec, dict):
         raise _invalid(f'device #{number}', where, f'must be an object, got {_show(spec)}')
     label = _labelled(f'device #{number}', spec.get('name', spec.get('device')))
+    if 'attach' in spec:        # where the node runs is its group's
+        named = spec.get('name', spec.get('device'))
+        named = named if isinstance(named, str) else '<device>'
+        raise JobError(f'"attach" in {label} of {where} belongs to the node group, next to '
+                       f'"devices": "attach": {_show(named)} places the node next to that '
+                       'device\'s object (it needs a swift:// path)')
     _known_keys(spec, DEVICE_KEYS, f'{label} of {where}')
     if 'name' in spec and 'device' in spec:
         raise _invalid(f'device #{number}', where, 'give "name" or the deprecated "device", '
@@ -747,6 +754,13 @@ def _parse_group(spec: object, number: int, account: str, images: frozenset[str]
         if attach not in names:
             raise _invalid('attach', name, f'no device {_show(attach)} in the group '
                            f'(its devices: {", ".join(names) or "none"})')
+        device = group.devices[names.index(attach)]
+        if device.path is None and device.name not in PAYLOAD_DEVICES:
+            # it has no object (a response, a system image): the node ran anywhere
+            raise _invalid('attach', name, f'device {_show(attach)} has no path, so no object '
+                           'for the node to run next to: name a device with a swift:// '
+                           'path, or leave "attach" out (the node then runs next to the '
+                           'object of its last read device with a path)')
         group.attach = attach
     location = _optional(spec, 'location', '')
     group.location = _string(location, 'location', name) or None

@@ -80,6 +80,13 @@ def call(conn: Connection, method: str, path: str = '', headers: dict | None = N
                             headers={'X-Auth-Token': token, **(headers or {})})
 
 
+def ask_for_read(env: Env) -> str:
+    """What a 403 to test2 reading ``env``'s container says to ask for."""
+    return (f' (swift://AUTH_test/{env.container} is of account AUTH_test, not yours '
+            '(AUTH_test2): only its owner can change it; ask them to add you to its read '
+            'ACL (X-Container-Read))')
+
+
 def source(url: str) -> dict:
     return {**EXECUTE, 'X-Zerovm-Source': url}
 
@@ -148,7 +155,7 @@ def test_a_source_the_caller_may_not_read_is_a_403(swift_cluster: DevCluster,
                        key=USERS['test2:tester2'][0], retries=0)
     resp = call(other, 'POST', headers=source(job), data=b'x')
     assert resp.status_code == 403, resp.text
-    assert resp.text == f'Denied: may not read {job}\n'
+    assert resp.text == f'Denied: may not read {job}{ask_for_read(env)}\n'
     resp = call(env.conn, 'POST', headers=source(env.url('missing.json')))
     assert resp.status_code == 404
     assert resp.text == f'Error 404 Not Found while fetching {env.url("missing.json")}\n'

@@ -123,7 +123,10 @@ def test_sql_over_a_private_object_is_refused_even_to_explain(swift_cluster, set
             headers={'X-Auth-Token': token, 'X-Zerovm-Execute': 'sql/1.0',
                      'Content-Type': 'application/json'})
         assert resp.status_code == 403, resp.text
-        assert resp.text == f'Denied: may not read {secret}\n'
+        assert resp.text == (f'Denied: may not read {secret} (swift://AUTH_test/'
+                             f'{setting["private"]} is of account AUTH_test, not yours '
+                             '(AUTH_test2): only its owner can change it; ask them to add '
+                             'you to its read ACL (X-Container-Read))\n')
     assert executed(swift_cluster, setting['private']) == []
 
 

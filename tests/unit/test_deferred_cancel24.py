@@ -138,3 +138,38 @@ def test_not_running_is_unchanged_for_a_missing_job() -> None:
     resp = _delete(app)
     assert (resp.status_int, resp.body) == (
         404, HTTPNotFound(body=f'job-{"8" * 32} is not running: no such job\n').body)
+
+
+def test_a_job_in_a_non_ascii_container_is_cancelled_where_it_runs(monkeypatch) -> None:
+    """The job kept its state, and looked for its marker, under the names the request's
+    path gave (WSGI strings: UTF-8 bytes as Latin-1) quoted again: in ``dÃ©jÃ ...``, a
+    container that is not there; the proxy's middleware and ``cancel`` now both name
+    ``déjà vu %41``, as the client's URL-encoded path does."""
+    from swift.common.concurrency import LightQueue
+
+    from zerocloud.proxy.middleware import _native
+    monkeypatch.setattr(deferred, 'CANCEL_EVERY', 0.01)
+    app = DeletingSwift()
+    release: LightQueue = LightQueue()
+
+    def work(progress) -> Response:
+        progress.launched([])
+        release.get()
+        return Response(body=b'done', headers={'X-Nexe-Status': 'ok'})
+    url = f'{ACCOUNT}/d%C3%A9j%C3%A0%20vu%20%2541'
+    req = Request.blank(url, method='POST')
+    _, account, container = _native(req.split_path(3, 3))
+    assert container == 'déjà vu %41'
+    resp = deferred.run(app, req, 'always', account, container, 1.0, work, logger=LOG)
+    assert resp.status_int == 202, resp.body
+    job = resp.body.decode().strip().rsplit('/', 1)[1]
+    assert resp.body.decode().strip() == f'swift://AUTH_a/d%C3%A9j%C3%A0%20vu%20%2541/{job}'
+    name = f'{url}/{job}'
+    assert app.wait_until(lambda: f'{name}.state' in app.objects)
+    assert _delete(app, name).status_int == 202
+    assert f'{name}.cancel' in app.objects
+    assert app.wait_until(lambda: f'{name}.headers' in app.objects)
+    stored = json.loads(app.objects[f'{name}.headers'][1])
+    assert stored['X-Nexe-Status'] == 'cancelled'
+    assert app.wait_until(lambda: not {f'{name}.state', f'{name}.cancel'} & set(app.objects))
+    release.put(None)

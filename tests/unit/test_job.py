@@ -496,6 +496,18 @@ def test_swift_path_text_forms():
     ({'attach': 'stdn', 'devices': [{'name': 'stdin', 'path': 'swift://~/c/o'}]},
      'Invalid attach in sort: no device "stdn" in the group (its devices: stdin)'),
     ({'attach': 3}, 'Invalid attach in sort: no device 3 in the group'),
+    # a device without a path has no object: the node quietly ran on any server
+    ({'attach': 'stdout', 'devices': [{'name': 'stdin', 'path': 'swift://~/c/o'},
+                                      {'name': 'stdout'}]},
+     'Invalid attach in sort: device "stdout" has no path, so no object for the node to run '
+     'next to: name a device with a swift:// path, or leave "attach" out (the node then runs '
+     'next to the object of its last read device with a path)'),
+    ({'attach': 'stderr', 'devices': [{'name': 'stdin', 'path': 'swift://~/c/o'},
+                                      {'name': 'stderr'}]},
+     'Invalid attach in sort: device "stderr" has no path'),
+    # a written object's path places it; a path-less stdin is the object POSTed to
+    ({'attach': 'stdout', 'devices': [{'name': 'stdout', 'path': 'swift://~/c/o'}]}, None),
+    ({'attach': 'stdin', 'devices': [{'name': 'stdin'}]}, None),
     ({'location': 3}, 'Invalid location in sort: must be a string, got 3'),
     ({'location': 'r\n1'}, 'Invalid location in sort: control characters are not allowed'),
 ])
@@ -504,6 +516,15 @@ def test_bad_group_fields(fields, message):
         run(group(**fields))
     else:
         assert error(group(**fields)).startswith(message)
+
+
+def test_attach_on_a_device_says_it_is_the_groups() -> None:
+    # "Unknown key "attach" in device #2 (stdout)": not where it goes, nor what it needs
+    message = error(group(devices=[{'name': 'stdin', 'path': 'swift://~/c/o'},
+                                   {'name': 'stdout', 'attach': True}]))
+    assert message == ('"attach" in device #2 (stdout) of sort belongs to the node group, '
+                       'next to "devices": "attach": "stdout" places the node next to that '
+                       "device's object (it needs a swift:// path)")
 
 
 def test_connect_targets_are_unique():
@@ -523,8 +544,8 @@ def test_null_means_absent():
 
 
 def test_group_fields():
-    [parsed] = parse(group(devices=[{'name': 'stdout'}], count=2, replicate=3,
-                           attach='stdout', location='rack-1'))
+    [parsed] = parse(group(devices=[{'name': 'stdout', 'path': 'swift://~/c/o'}], count=2,
+                           replicate=3, attach='stdout', location='rack-1'))
     assert (parsed.count, parsed.replicate, parsed.attach, parsed.location) == \
         (2, 3, 'stdout', 'rack-1')
     [parsed] = parse(group(attach='default', location=''))
@@ -861,7 +882,6 @@ def test_self_connect_of_a_single_match_has_no_channel():
     (['stdout', 'output'], None, 'stdout'),
     (['stdin', 'python3', 'stdout'], None, 'stdin'),
     (['input', 'stdout'], 'stdout', 'stdout'),
-    (['input', 'stderr'], 'stderr', None),
     ([], None, None),
 ])
 def test_placement(devices, attach, expected):

@@ -547,6 +547,28 @@ def test_a_written_object_of_another_account_denied_says_whom_to_ask(mw, swift,
     assert asked.asked == []
 
 
+@pytest.mark.parametrize('stdin, denied', [
+    ('swift://AUTH_b/shared/in.txt', b'read swift://AUTH_b/shared/in.txt'),
+    ('swift://AUTH_b/shared/*.txt', b'list swift://AUTH_b/shared')])
+def test_a_read_of_another_accounts_object_denied_says_whom_to_ask(
+        mw, swift, servers, stdin: str, denied: bytes) -> None:
+    # "Denied: may not read swift://AUTH_b/...": nothing, where a denied write named the
+    # container's write ACL and who can grant it
+    asked = servers()
+
+    def denying(env, start_response):       # Swift's answer to another account's object
+        if env['PATH_INFO'].startswith('/v1/AUTH_b/'):
+            return Response(status=403)(env, start_response)
+        return swift(env, start_response)
+    mw.app = denying
+    resp = post(mw, job(stdin=stdin))
+    assert (resp.status_int, resp.body) == (
+        403, b'Denied: may not %s (swift://AUTH_b/shared is of account AUTH_b, not yours '
+             b'(AUTH_a): only its owner can change it; ask them to add you to its read ACL '
+             b'(X-Container-Read))\n' % denied)
+    assert asked.asked == []
+
+
 def test_a_program_known_invalid_is_refused(mw, swift, servers) -> None:
     swift.add('/bin/wc', b'\x7fELF', **{'X-Object-Sysmeta-Zerovm-Valid': 'false',
                                         'X-Object-Sysmeta-Zerovm-Validator': VALIDATOR_VERSION,
@@ -812,6 +834,30 @@ def test_a_large_job_says_how_many_nodes_dropped_bytes(mw, servers, monkeypatch,
         ('a', 12), ('b', 12), ('c', 12)]
     servers(d0=writing_stdout(0), d1=writing_stdout(0), d2=writing_stdout(0))
     assert 'X-Nexe-Dropped' not in post(mw, groups).headers
+
+
+@pytest.mark.parametrize('large', [False, True], ids=['columns', 'summary'])
+def test_an_output_under_its_min_size_is_said_not_stored(mw, swift, servers, monkeypatch,
+                                                         large: bool) -> None:
+    """An output with a path smaller than its ``min_size`` is not stored, as the job
+    asked, and the answer said nothing of it: ``X-Nexe-Dropped`` says it (a count past
+    1,000 nodes), with the bytes written to an undeclared stdout."""
+    from zerocloud.proxy import response, stream
+    if large:
+        monkeypatch.setattr(response, 'SUMMARY_NODES', 1)
+        monkeypatch.setattr(stream, 'SUMMARY_NODES', 1)
+    servers(d0=writing_stdout(3), d1=writing_stdout(3), d2=writing_stdout(3))
+    groups = [{'name': name, 'exec': {'path': 'swift://~/bin/wc'},
+               'devices': [{'name': 'output', 'path': f'swift://~/c/{name}', 'min_size': size}]}
+              for name, size in (('a', 100), ('b', 7))]
+    resp = post(mw, groups)
+    assert resp.status_int == 200, resp.body
+    assert resp.headers['X-Nexe-Dropped'] == (
+        '2 nodes: 6 bytes written to an undeclared stdout, 1 output not stored (under their '
+        'min_size)' if large else 'a: 3 bytes written to an undeclared stdout, a: output not '
+        'stored (7 bytes < min_size 100), b: 3 bytes written to an undeclared stdout')
+    assert '/v1/AUTH_a/c/a' not in swift.objects
+    assert swift.objects['/v1/AUTH_a/c/b'][1] == b'stored\n'
 
 
 def test_a_refusal_is_final(swift, servers, monkeypatch) -> None:

@@ -704,9 +704,10 @@ class DeletingSwift(FakeSwift):
 
     def __call__(self, env, start_response):
         try:
-            if env['REQUEST_METHOD'] == 'DELETE':
-                self.calls.append(('DELETE', env['PATH_INFO'], {}))
-                found = self.objects.pop(env['PATH_INFO'], None)
+            if env['REQUEST_METHOD'] == 'DELETE':       # by its quoted path, as FakeSwift
+                path = Request(env).path
+                self.calls.append(('DELETE', path, {}))
+                found = self.objects.pop(path, None)
                 return Response(status=204 if found else 404)(env, start_response)
             return super().__call__(env, start_response)
         finally:

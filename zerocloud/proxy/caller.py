@@ -206,9 +206,7 @@ class Caller:
         denied = authorize(sub)
         if denied is not None:
             what = {'POST': 'execute jobs in', 'PUT': 'write', 'GET': 'read'}[method]
-            hint = self.own_hint(path) if denied.status_int == 403 else ''
-            if denied.status_int == 403 and method == 'PUT' and not hint:
-                hint = self.others_hint(path, 'add you to its write ACL (X-Container-Write)')
+            hint = self.denied_hint(path, method) if denied.status_int == 403 else ''
             raise denied_error(denied, f'{what} swift:/{path[3:]}{hint}')
         missing = self.missing(status, path)
         if missing:
@@ -232,6 +230,17 @@ class Caller:
         container = rest.partition('/')[0]
         return (f' (swift://{account}/{container} is of account {account}, not yours '
                 f'({self.account}): only its owner can change it; ask them to {ask})')
+
+    def denied_hint(self, path: str, method: str = 'GET') -> str:
+        """What a 403 of ``method`` on ``path`` (``/v1/a/c...``) lacks: :meth:`own_hint`'s
+        account, else for another account's container whose ACL (read for GET, write
+        for PUT) it is and who can grant it; '' for the caller's own (POST: no ACL)."""
+        hint = self.own_hint(path)
+        acl = {'GET': 'read ACL (X-Container-Read)',
+               'PUT': 'write ACL (X-Container-Write)'}.get(method)
+        if hint or not acl or path.count('/') < 3:     # an account: no ACL of a container
+            return hint
+        return self.others_hint(path, f'add you to its {acl}')
 
     def own_hint(self, path: str) -> str:
         """`` (your account is AUTH_a: ...)`` when the account of ``path`` (``/v1/a/...``)
@@ -298,7 +307,7 @@ class Caller:
                 what = 'container' if path.count('/') > 2 else 'account'
                 raise NoData(f'{what} swift:/{path[3:]} does not exist')
             if resp.status_int in (401, 403):
-                hint = self.own_hint(path) if resp.status_int == 403 else ''
+                hint = self.denied_hint(path) if resp.status_int == 403 else ''
                 raise denied_error(resp, f'list swift:/{path[3:]}{hint}')
             if not is_success(resp.status_int):
                 raise HTTPServiceUnavailable(body=f'cannot list swift:/{path[3:]}: '
@@ -322,7 +331,7 @@ class Caller:
             raise HTTPNotFound(body=f'Error 404 Not Found while fetching swift:/{path.path}'
                                     f'{who}{self.missing_container(path)}\n')
         if resp.status_int in (401, 403):
-            hint = self.own_hint('/v1' + path.path) if resp.status_int == 403 else ''
+            hint = self.denied_hint('/v1' + path.path) if resp.status_int == 403 else ''
             raise denied_error(resp, f'read {path}{hint}')
         kind = next((key for key in NOT_PLAIN if key in resp.headers), None)
         if kind:

@@ -406,7 +406,7 @@ class ProxyExecMiddleware:
         """A program upload, authorised before it is spooled or validated: an
         unauthorised PUT costs the proxy nothing (401/403, body unread)."""
         try:
-            version, account, container, obj = req.split_path(4, 4, True)
+            version, account, container, obj = _native(req.split_path(4, 4, True))
         except ValueError:
             return self.app
         if valid_api_version(version):
@@ -431,7 +431,7 @@ class ProxyExecMiddleware:
 
     def _execute_app(self, req: Request):
         try:
-            version, account, container, obj = req.split_path(2, 4, True)
+            version, account, container, obj = _native(req.split_path(2, 4, True))
         except ValueError:
             return self.app
         opening, api = version == sources.OPEN, version == sources.API
@@ -831,6 +831,12 @@ def _each(work: Callable[[T], None], items: list[T]) -> None:
     pool.waitall()
     if failed:
         raise failed[0]
+
+
+def _native(parts: list[str | None]) -> list[str | None]:
+    """A request path's parts as names (``déjà``), not WSGI strings (its UTF-8 bytes as
+    Latin-1): quoted again for a subrequest, a WSGI string named another container."""
+    return [None if p is None else wsgi_to_str(p) for p in parts]
 
 
 def _to_store(results: Iterable[NodeResult], failed: bool) -> Iterator[tuple[NodeResult, Device]]:

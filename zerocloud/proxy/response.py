@@ -35,7 +35,7 @@ from swift.common.utils import close_if_possible
 
 from zerocloud import cgiout, graph, turns, wire
 from zerocloud.answer_format import NODES_HEADER, SUMMARY_NODES, exit_error
-from zerocloud.job import Node
+from zerocloud.job import Device, Node
 from zerocloud.proxy.outputs import OutputFile
 
 MAX_HEADER = 8192
@@ -61,7 +61,9 @@ HINTS = {'memory': ('memory limit reached', MEMORY_HINT),
          'timeout': ('wall-clock timeout', TIMEOUT_HINT),
          'fuel': ('fuel exhausted', _limit_hint('zerovm_fuel', TOO_MUCH))}
 BODY_BYTES = 'X-Nexe-Body-Bytes'     # bytes of the response body from each node
-DROPPED = 'X-Nexe-Dropped'           # nodes that wrote to an undeclared stdout, and how much
+DROPPED = 'X-Nexe-Dropped'           # bytes lost: to an undeclared stdout, under a min_size
+UNDECLARED = 'bytes written to an undeclared stdout'
+UNDER_MIN = 'not stored (under their min_size)'   # the summary's count of outputs
 # HTTP status of a node by how it ended; ``killed`` by the host's trouble (its report's
 # ``host_failure``): 503 (NodeResult.http).
 EXIT_FAILED = 422        # a program that exited with a code the job does not accept
@@ -471,8 +473,7 @@ def nexe_headers(results: list[NodeResult], seconds: float) -> dict[str, str]:
         [f'{seconds:.3f}', *(x for r in results for x in cdr(r))], sep=', ')
     truncated |= cut
     truncated |= error_header(results, headers)
-    dropped = [f'{r.node.name}: {n} bytes written to an undeclared stdout'
-               for r in results if (n := undeclared_stdout(r))]
+    dropped = [entry for r in results for entry in dropped_entries(r)]
     if dropped:
         headers[DROPPED], cut = header(dropped, sep=', ')
         truncated |= cut
@@ -489,6 +490,30 @@ def undeclared_stdout(r: NodeResult) -> int:
     if not channel or any(d.name == 'stdout' for d in r.node.devices):
         return 0
     return channel.get('write_bytes', 0)
+
+
+def dropped_entries(r: NodeResult) -> list[str]:
+    """``r``'s part of :data:`DROPPED`: the bytes it wrote to an undeclared stdout, and
+    each output with a path left unstored for being under its ``min_size`` (no comma:
+    the header's entries are comma-separated)."""
+    entries = [f'{r.node.name}: {n} {UNDECLARED}'] if (n := undeclared_stdout(r)) else []
+    return entries + [f'{r.node.name}: {dev.name} not stored ({size} bytes < min_size '
+                      f'{dev.min_size})' for dev, size in under_min_size(r)]
+
+
+def under_min_size(r: NodeResult) -> list[tuple[Device, int]]:
+    """The outputs of ``r`` with a path that are smaller than their device's
+    ``min_size``, and their sizes: not stored, which the answer said nowhere.  Its
+    outputs may be files or, in a job's spool, ``(offset, size)``."""
+    small = []
+    for dev in r.node.devices:
+        out = r.outputs.get(dev.name) if dev.min_size and dev.path is not None else None
+        if out is None or not dev.writable:
+            continue
+        size = out[1] if isinstance(out, tuple) else r.size(dev.name)
+        if size < dev.min_size:
+            small.append((dev, size))
+    return small
 
 
 def error_header(results: Iterable[NodeResult], headers: dict[str, str]) -> bool:
@@ -512,6 +537,7 @@ class Tally:
         self.retcodes: collections.Counter = collections.Counter()
         self.totals = [0, 0, 0, 0]           # fuel, syscalls, bytes read, bytes written
         self.dropped = [0, 0]                # nodes, bytes written to an undeclared stdout
+        self.unstored = 0                    # outputs not stored: under their min_size
 
     def add(self, r: NodeResult, sign: int = 1, failed: bool | None = None) -> None:
         """Count ``r`` (``sign`` -1: no longer); ``failed``: ``r.failed``, if known."""
@@ -532,6 +558,7 @@ class Tally:
         if dropped:
             self.dropped[0] += sign
             self.dropped[1] += sign * dropped
+        self.unstored += sign * len(under_min_size(r))
 
     def __iadd__(self, other: Tally) -> Tally:
         """``other``'s counts too (two jobs answered as one: ``zerocloud.sql``)."""
@@ -541,6 +568,7 @@ class Tally:
         self.retcodes += other.retcodes
         self.totals = [a + b for a, b in zip(self.totals, other.totals, strict=True)]
         self.dropped = [a + b for a, b in zip(self.dropped, other.dropped, strict=True)]
+        self.unstored += other.unstored
         return self
 
     def headers(self, seconds: float) -> dict[str, str]:
@@ -554,9 +582,13 @@ class Tally:
             'X-Nexe-Cdr-Total': f'{seconds:.3f}, {" ".join(map(str, self.totals))}',
         }
         nodes, dropped = self.dropped
-        if nodes:               # which: the JSON report's "dropped"
-            headers[DROPPED] = (f'{nodes} node{"s" if nodes != 1 else ""}: {dropped} bytes '
-                                f'written to an undeclared stdout')
+        lost = [f'{nodes} node{"s" if nodes != 1 else ""}: {dropped} {UNDECLARED}'
+                ] if nodes else []
+        if self.unstored:       # which: the JSON report's outputs, "stored": false
+            lost.append(f'{self.unstored} output{"s" if self.unstored != 1 else ""} '
+                        f'{UNDER_MIN}')
+        if lost:                # which: the JSON report's "dropped"
+            headers[DROPPED] = ', '.join(lost)
         return headers
 
 

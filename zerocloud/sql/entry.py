@@ -47,7 +47,7 @@ from zerocloud.httperrors import (
     HTTPUnprocessableEntity,
 )
 from zerocloud.proxy.caller import spool
-from zerocloud.proxy.response import Tally
+from zerocloud.proxy.response import DROPPED, UNDECLARED, UNDER_MIN, Tally
 from zerocloud.sources import Input, Launch
 from zerocloud.sql import planner
 from zerocloud.sql.planner import SqlError
@@ -311,6 +311,7 @@ def _tally(headers) -> tuple[Tally, float]:
         tally.retcodes.update(_pairs(headers.get('X-Nexe-Retcode-Counts', ''), int))
         secs, _, rest = headers['X-Nexe-Cdr-Total'].partition(', ')
         tally.totals = [int(n) for n in rest.split()]
+        _count_dropped(tally, headers.get(DROPPED, ''), summary=True)
         return tally, float(secs)
     statuses = [s.strip() for s in headers.get('X-Nexe-Status', '').split(',')]
     codes = [c.strip() for c in headers.get('X-Nexe-Retcode', '').split(',')]
@@ -321,7 +322,24 @@ def _tally(headers) -> tuple[Tally, float]:
     tally.statuses.update(statuses)
     tally.retcodes.update(int(c) for c in codes if c)
     tally.totals = [sum(int(n.split()[i]) for n in cdr[2::2]) for i in range(4)]
+    _count_dropped(tally, headers.get(DROPPED, ''), summary=False)
     return tally, float(cdr[0])
+
+
+def _count_dropped(tally: Tally, text: str, summary: bool) -> None:
+    """``X-Nexe-Dropped`` (``text``) counted into ``tally``: a merged answer said
+    nothing of the bytes lost or the outputs not stored.  A ``summary``'s entries are
+    counts (``3 nodes: 36 bytes ...``, ``2 outputs not stored ...``), else one a node
+    (``map-1: 12 bytes ...``, ``map-1: out not stored (...)``)."""
+    for entry in filter(None, (e.strip() for e in text.split(','))):
+        if entry.endswith(UNDECLARED):
+            who, _, what = entry.rpartition(': ')
+            tally.dropped[0] += int(who.split()[0]) if summary else 1
+            tally.dropped[1] += int(what.split()[0])
+        elif entry.endswith(UNDER_MIN):
+            tally.unstored += int(entry.split()[0])
+        elif ' not stored (' in entry:
+            tally.unstored += 1
 
 
 def _pairs(text: str, kind: type) -> dict:
