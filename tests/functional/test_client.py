@@ -336,6 +336,28 @@ def test_validate_of_a_program_refused_at_upload_fails_plainly(
                                 'run it)\n')
 
 
+def test_validate_of_a_program_built_for_another_cpu_gives_the_uploads_note(
+        zc, conn: Connection, make_container, guest) -> None:
+    # a -mavx2 build is valid: its upload's 201 and zc validate said only that, and
+    # its jobs faulted where they reached an AVX instruction
+    from zvm_core.elf import load_program
+    from zvm_core.prepare import absent_note
+    from zvm_core.validator import validate
+    program = guest('floats', flags=('-O2', '-mavx2'))
+    loaded = load_program(program)
+    note = absent_note(loaded, validate(loaded))
+    container = make_container()
+    put: dict = {}
+    conn.put_object(container, 'floats', program.read_bytes(),
+                    headers={'X-Zerovm-Validate': 'true'}, response_dict=put)
+    assert put['status'] == 201 and put['headers']['x-zerovm-valid'] == 'true'
+    assert put['headers']['x-zerovm-validation-note'] == note
+    assert conn.head_object(container, 'floats')['x-zerovm-validation-note'] == note
+    proc = zc('validate', f'swift://~/{container}/floats')
+    url = f'swift://~/{container}/floats'
+    assert (proc.returncode, proc.stderr) == (0, f'{url}: valid\n{url}: {note}\n')
+
+
 def test_validate_and_local_run(zc, guest, tmp_path: Path) -> None:
     assert zc('validate', str(wc(guest))).stderr.endswith(': valid\n')
     refused = zc('validate', str(guest('wrmsr')))

@@ -117,10 +117,11 @@ def test_pool_validates_as_zvm_validate_does(guest, pool, zvm, tmp_path, name):
     else:
         program = guest(name)
     with open(program, 'rb') as f:
-        valid, reason = pool.validate(f.fileno())
+        valid, reason, note = pool.validate(f.fileno())
     cli = zvm.validate(program)
     assert valid == (cli.returncode == 0)
     lines = cli.stdout.decode().splitlines()
+    assert note == ''
     if valid:
         assert reason == ''
     elif name is None:
@@ -358,6 +359,18 @@ def test_a_worker_that_dies_on_its_first_request_did_not_die_starting() -> None:
         assert isinstance(died, Report) and died.message == 'sandbox worker died (exit status 1)'
 
 
+def test_pool_notes_what_the_cpu_lacks_as_zvm_validate_does(guest, pool, zvm) -> None:
+    """A -mavx2 build is valid, with ``zvm validate``'s second line: the upload's
+    verdict (the proxy's pool) said only valid, and its jobs faulted."""
+    program = guest('floats', flags=('-O2', '-mavx2'))
+    with open(program, 'rb') as f:
+        valid, reason, note = pool.validate(f.fileno())
+    cli = zvm.validate(program)
+    assert (valid, reason, cli.returncode) == (True, '', 0)
+    assert " instructions of extensions the sandbox's CPU lacks (AVX " in note
+    assert f'{program}: {note}' == cli.stdout.decode().splitlines()[1]
+
+
 @pytest.mark.parametrize('what', ['a directory', 'a pipe'])
 def test_validating_what_is_not_a_file_says_so_and_keeps_the_worker(tmp_path, what) -> None:
     with Pool(size=1, queue=0) as small:
@@ -368,7 +381,7 @@ def test_validating_what_is_not_a_file_says_so_and_keeps_the_worker(tmp_path, wh
             fds = list(os.pipe())
         try:
             assert small.validate(fds[0], timeout=60) == (
-                False, f'the program is {what}, not a file')
+                False, f'the program is {what}, not a file', '')
         finally:
             for fd in fds:
                 os.close(fd)

@@ -68,6 +68,18 @@ def test_a_stored_program_checked_here_gets_the_note_too(avx2: Path, capsys) -> 
     assert note.startswith("swift://~/bin/prog: ") and note.endswith(NOTE_END)
 
 
+def test_a_stored_verdict_gives_the_proxys_note(capsys) -> None:
+    # the upload's verdict said only "valid" for a -mavx2 build, whose jobs faulted
+    client = cli.Client(build_parser().parse_args(['validate', 'swift://~/bin/prog']))
+    note = "84 instructions of extensions the sandbox's CPU lacks (AVX 84) " + NOTE_END
+    assert stored(client, {'x-zerovm-valid': 'true', 'x-zerovm-validation-note': note}) == []
+    assert client.cmd_validate() == 0
+    assert capsys.readouterr().err == f'swift://~/bin/prog: valid\nswift://~/bin/prog: {note}\n'
+    assert stored(client, {'x-zerovm-valid': 'true'}) == []
+    assert client.cmd_validate() == 0
+    assert capsys.readouterr().err == 'swift://~/bin/prog: valid\n'
+
+
 @pytest.mark.parametrize('headers, said', [
     ({'x-zerovm-valid': 'false',
       'x-zerovm-validation-error': 'I3 0x401000 rdrand eax: hardware random number'},

@@ -1195,8 +1195,9 @@ class Client:
                 return self.check_locally(target, self.session.get(path), (
                     ' (checked here: no verdict stored; upload it with X-Zerovm-Validate: '
                     'true, or as application/x-nexe, for the cluster\'s)'))
-            if valid == 'true':
-                self.err.write(f'{target}: valid\n')
+            if valid == 'true':     # and the proxy's note on a -mavx2 build, as checked here
+                note = answer.headers.get('x-zerovm-validation-note')
+                self.err.write(f'{target}: valid\n' + (f'{target}: {note}\n' if note else ''))
                 return 0
             # the upload that stored it answered 201 all the same: say what it means
             why = answer.headers.get('x-zerovm-validation-error', '')

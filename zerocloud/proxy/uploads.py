@@ -5,11 +5,12 @@ true`` is authorised by the proxy filter first (nothing here runs for a
 request that may not write the object), then validated (at most
 ``zerovm_maxnexe`` bytes, 413 beyond) before it is stored; the verdict
 travels with the object as system metadata and is shown as
-``X-Zerovm-Valid`` (and ``X-Zerovm-Validation-Error``) while the validator
-that gave it is current.  The verdict comes from a worker of the
-proxy filter's own small ``zvm_core.pool`` (:class:`Validation`: started with
-the first validated upload, off the hub; closed with the filter or at exit), so
-the proxy never loads the validator.  The proxy filter's
+``X-Zerovm-Valid`` (and ``X-Zerovm-Validation-Error``, or a valid program's
+``X-Zerovm-Validation-Note``) while the validator that gave it is current.
+The verdict comes from a worker of the proxy filter's own small
+``zvm_core.pool`` (:class:`Validation`: started with the first validated
+upload, off the hub; closed with the filter or at exit), so the proxy never
+loads the validator.  The proxy filter's
 docstring ("Programs") and doc/http-api.md describe it for users.
 """
 
@@ -45,6 +46,11 @@ NEXE_CONTENT_TYPE = 'application/x-nexe'
 SYSMETA_VALID = 'X-Object-Sysmeta-Zerovm-Valid'
 SYSMETA_VALIDATOR = 'X-Object-Sysmeta-Zerovm-Validator'
 SYSMETA_ERROR = 'X-Object-Sysmeta-Zerovm-Validation-Error'
+# a valid program's instructions of extensions the sandbox's CPU lacks (a -mavx2 build:
+# it faults where it reaches one), zvm validate's second line
+SYSMETA_NOTE = 'X-Object-Sysmeta-Zerovm-Validation-Note'
+ERROR_LIMIT = 200           # characters of a stored reason, one header line
+NOTE_LIMIT = 400            # of a stored note (zvm validate's: 190-280)
 
 
 @functools.cache
@@ -110,7 +116,8 @@ def wants_validation(env: dict) -> bool:
 
 
 def verdict_headers(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """``X-Zerovm-Valid`` (and why not) from a stored, current verdict in ``headers``."""
+    """``X-Zerovm-Valid`` (and why not, or a valid program's note) from a stored,
+    current verdict in ``headers``."""
     found = {k.lower(): v for k, v in headers if k.lower().startswith('x-object-sysmeta-zerovm-')}
     valid = found.get(SYSMETA_VALID.lower())
     if valid is None or found.get(SYSMETA_VALIDATOR.lower()) != validator_version():
@@ -118,6 +125,8 @@ def verdict_headers(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
     out = [('X-Zerovm-Valid', valid)]
     if SYSMETA_ERROR.lower() in found:
         out.append(('X-Zerovm-Validation-Error', found[SYSMETA_ERROR.lower()]))
+    if SYSMETA_NOTE.lower() in found:
+        out.append(('X-Zerovm-Validation-Note', found[SYSMETA_NOTE.lower()]))
     return out
 
 
@@ -181,30 +190,36 @@ class ValidatedPut:
             req.environ.pop('HTTP_TRANSFER_ENCODING', None)
             req.content_length = size
             if verdict is not None:
-                valid, error = verdict
+                valid, error, note = verdict
                 req.headers[SYSMETA_VALIDATOR] = validator_version()
                 req.headers[SYSMETA_VALID] = 'true' if valid else 'false'
                 if error:
                     req.headers[SYSMETA_ERROR] = error
+                if note:
+                    req.headers[SYSMETA_NOTE] = note
             resp = req.get_response(self.app)
         if is_success(resp.status_int):
             resp.headers.update(verdict_headers(list(req.headers.items())))
         return resp
 
-    def validate(self, path: str) -> tuple[bool, str] | None:
-        """(valid, first violation) from a validating worker; None when it could
-        not decide (logged; the object is stored without a verdict)."""
+    def validate(self, path: str) -> tuple[bool, str, str] | None:
+        """(valid, first violation, note on a valid one) from a validating worker,
+        each one bounded ASCII line; None when it could not decide (logged; the
+        object is stored without a verdict)."""
         try:
             with open(path, 'rb') as program:
-                valid, reason = self.validation.pool().validate(program.fileno(),
-                                                                timeout=VALIDATE_TIMEOUT)
+                valid, reason, note = self.validation.pool().validate(
+                    program.fileno(), timeout=VALIDATE_TIMEOUT)
         except (PoolBusy, WorkerFailed, OSError) as e:
             if not isinstance(e, WorkersFailing) or e.first:    # once per back-off
                 self.logger.error('validating an upload failed: %s', e)
             return None
         if valid:
-            return True, ''
-        reason = ' '.join(reason.split())
-        if len(reason) > 200:
-            reason = reason[:197] + '...'
-        return False, reason.encode('ascii', 'replace').decode()
+            return True, '', header_line(note, NOTE_LIMIT)
+        return False, header_line(reason, ERROR_LIMIT), ''
+
+
+def header_line(text: str, limit: int) -> str:
+    """``text`` as one ASCII line of at most ``limit`` characters, fit for a header."""
+    text = ''.join(c if ' ' <= c <= '~' else '?' for c in ' '.join(text.split()))
+    return text if len(text) <= limit else text[:limit - 3] + '...'

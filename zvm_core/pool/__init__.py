@@ -878,19 +878,22 @@ class Pool:
         yield from (None for _ in runs[done + 1:])
 
     def validate(self, fd: int, *, rdtsc: str = 'virtualize',
-                 timeout: float = 120.0) -> tuple[bool, str]:
-        """(valid, first reason) of the program open as ``fd``, checked in a worker
-        as ``zvm validate`` does; :class:`PoolBusy` when full, :class:`WorkerFailed`
-        when no verdict came within ``timeout`` seconds.  Not a regular file (a
-        directory, a pipe...) is invalid, said here: a worker could not read it."""
+                 timeout: float = 120.0) -> tuple[bool, str, str]:
+        """(valid, first reason, note) of the program open as ``fd``, checked in a
+        worker as ``zvm validate`` does; the note ('' if none) is ``zvm validate``'s
+        second line on a valid program holding instructions of extensions the
+        sandbox's CPU lacks (``prepare.absent_note``).  :class:`PoolBusy` when full,
+        :class:`WorkerFailed` when no verdict came within ``timeout`` seconds.  Not a
+        regular file (a directory, a pipe...) is invalid, said here: a worker could
+        not read it."""
         kind = _not_a_file(os.fstat(fd).st_mode)
         if kind:
-            return False, f'the program is {kind}, not a file'
+            return False, f'the program is {kind}, not a file', ''
         reply = self._admit(lambda _: [b'V', _dumps({'rdtsc': rdtsc}).encode()], [fd],
                             timeout, None, _json)
         if isinstance(reply, Report):
             raise WorkerFailed(reply.message)
-        return bool(reply['valid']), str(reply['reason'])
+        return bool(reply['valid']), str(reply['reason']), str(reply.get('note', ''))
 
     def _admit(self, message: Callable[[_Shapes], list], fds: list[int], wait: float,
                started: Callable[[], None] | None, parse: Callable[[memoryview], object],

@@ -52,7 +52,7 @@ from zvm_core.pool import (
     _send,
     _send_json,
 )
-from zvm_core.prepare import Rejected, explained, prepare
+from zvm_core.prepare import Rejected, absent_note, explained, prepare
 from zvm_core.report import Report
 from zvm_core.validator import Policy, within
 
@@ -536,7 +536,9 @@ def _following(keys: list[tuple | None]) -> list[int]:
 
 def _validate_one(req: dict, fds: list[int]) -> dict:
     """The verdict on the program open as ``fds[0]``: valid, and the first reason
-    if not (``zvm validate``'s words)."""
+    if not, or the note on a valid one's instructions of extensions the sandbox's
+    CPU lacks (a -mavx2 build: it faults where it reaches one), ``zvm validate``'s
+    words: the upload's verdict said only valid."""
     from zvm_core.elf import ElfError, load_program
     from zvm_core.validator import default_cache, validate
     try:
@@ -545,7 +547,8 @@ def _validate_one(req: dict, fds: list[int]) -> dict:
         return {'valid': False, 'reason': str(e)}
     verdict = validate(program, Policy(rdtsc=req['rdtsc']), default_cache())
     if verdict.ok:
-        return {'valid': True, 'reason': ''}
+        return {'valid': True, 'reason': '',
+                'note': absent_note(program, verdict) if verdict.absent else ''}
     first = verdict.violations[0] if verdict.violations else None
     return {'valid': False, 'reason': f'{first.rule} {first.address:#x} {first.text}'
             if first else f'{len(verdict.violations)} violation(s)'}
