@@ -113,7 +113,7 @@ from urllib.parse import quote, unquote
 
 from swift.common.concurrency import Empty, LightQueue, hubs, spawn
 from swift.common.http import is_success
-from swift.common.swob import HTTPAccepted, HTTPException, Request, Response
+from swift.common.swob import HTTPAccepted, HTTPException, Request, Response, wsgi_to_str
 from swift.common.utils import FileLikeIter, close_if_possible
 from swift.common.wsgi import make_subrequest
 from swift.proxy.controllers.base import get_container_info
@@ -274,6 +274,8 @@ def run(app, req: Request, how: str, account: str, container: str | None, timeou
     proxy's disk) while others wait."""
     if how == 'never':
         return work(Progress())
+    # names as text, not the request's WSGI strings: quoted for subrequests (café, not cafÃ©)
+    account, container = wsgi_to_str(account), container and wsgi_to_str(container)
     if _RUNNING[account] >= most:
         raise HTTPTooManyRequests(
             body=f'account {account} has {_RUNNING[account]} deferred jobs running on this '
@@ -512,7 +514,7 @@ def cancel(app, env: dict, logger, config: Config | None = None) -> Response | N
     if found is None or env.get('swift.source') == SWIFT_SOURCE:
         return None
     req = Request(env)
-    version, account, container, name = found.groups()
+    version, account, container, name = map(wsgi_to_str, found.groups())
     base = f'/{version}/{account}/{container}/{name}'
     status, read = _read_state(app, req, base, config)
     if status == 404:
@@ -633,7 +635,7 @@ def settle_lost(app, env: dict, logger, config: Config | None = None) -> None:
     if found is None:
         return
     req = Request(env)
-    version, account, container, name = found.groups()
+    version, account, container, name = map(wsgi_to_str, found.groups())
     _, read = _read_state(app, req, f'/{version}/{account}/{container}/{name}', config)
     if _is_lost(read):
         _settle(app, req, version, account, container, name, logger, read)
