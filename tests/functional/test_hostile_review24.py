@@ -12,10 +12,9 @@ from urllib.parse import quote
 import requests
 from swiftclient import Connection
 
-SPIN = b'#!file://python3:python3\nwhile True:\n    pass\n'
 
-
-def _job(container: str) -> bytes:
+def _job() -> bytes:
+    """A job that runs until cancelled."""
     return json.dumps([{'name': 'spin', 'exec': {'path': 'file://python3:python3',
                                                  'args': '-c "while True: pass"'},
                         'devices': [{'name': 'stdout'}]}]).encode()
@@ -29,7 +28,7 @@ def test_a_deferred_job_runs_and_cancels_in_a_container_named_past_ascii(
     quoted the request's WSGI strings as text."""
     container = make_container('caf\u00e9')
     url, token = conn.get_auth()
-    resp = requests.post(f'{url}/{quote(container)}', data=_job(container), timeout=120,
+    resp = requests.post(f'{url}/{quote(container)}', data=_job(), timeout=120,
                          headers={'X-Auth-Token': token, 'X-Zerovm-Execute': '1.0',
                                   'X-Zerovm-Deferred': 'always',
                                   'Content-Type': 'application/json'})
@@ -53,3 +52,41 @@ def test_a_deferred_job_runs_and_cancels_in_a_container_named_past_ascii(
         assert time.monotonic() < deadline, 'the cancelled job did not stop'
         time.sleep(0.5)
     assert got.json()['X-Nexe-Status'] == 'cancelled', got.text
+
+
+def _deferred(url: str, token: str, container: str) -> str:
+    """Start a job that runs until cancelled, deferred in ``container``: its URL."""
+    resp = requests.post(f'{url}/{quote(container)}', data=_job(), timeout=120,
+                         headers={'X-Auth-Token': token, 'X-Zerovm-Execute': '1.0',
+                                  'X-Zerovm-Deferred': 'always',
+                                  'Content-Type': 'application/json'})
+    assert resp.status_code == 202, resp.text
+    return f'{url}/{quote(container)}/' + resp.text.strip().rsplit('/', 1)[1]
+
+
+def test_a_cancel_swift_refuses_to_store_says_the_job_runs_on(
+        conn: Connection, make_container) -> None:
+    """A cancel stores a marker in the job's container: in one at its quota (of
+    objects) Swift refuses it, and the cancel was answered with Swift's bare 413
+    ``Upload exceeds quota.``, not saying that nothing was cancelled, nor why."""
+    container = make_container('quota')
+    url, token = conn.get_auth()
+    base = _deferred(url, token, container)
+    auth = {'X-Auth-Token': token}
+    deadline = time.monotonic() + 60
+    while requests.head(f'{base}.state', headers=auth, timeout=60).status_code != 200:
+        assert time.monotonic() < deadline, 'no state stored'
+        time.sleep(0.5)
+    count = len(conn.get_container(container)[1])
+    conn.post_container(container, {'X-Container-Meta-Quota-Count': str(count)})
+    try:
+        refused = requests.delete(f'{base}.state', headers=auth, timeout=60)
+    finally:
+        conn.post_container(container, {'X-Container-Meta-Quota-Count': ''})
+        cancelled = requests.delete(f'{base}.state', headers=auth, timeout=60)
+    assert cancelled.status_code == 202, cancelled.text
+    assert refused.status_code == 413, refused.text
+    assert refused.text.startswith(f'{base.rsplit("/", 1)[1]} was not cancelled: it runs on; '
+                                   'the marker that stops it could not be stored in '), \
+        refused.text
+    assert 'Upload exceeds quota' in refused.text
