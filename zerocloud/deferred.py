@@ -532,8 +532,10 @@ def cancel(app, env: dict, logger, config: Config | None = None) -> Response | N
             return _ended(app, req, base, result)
     stored = _put(app, req, base + CANCEL_SUFFIX, f'{time.time()}\n'.encode(), 'text/plain',
                   headers={CANCEL_MARK: _cancel_mark(account, container, name)})
-    if not is_success(stored.status_int):
-        return stored
+    if not is_success(stored.status_int):       # a quota, a write ACL missing
+        return Response(status=stored.status_int, content_type='text/plain', body=(
+            f'{name} was not cancelled: it runs on; the marker that stops it could not be '
+            f'stored in swift://{account}/{container} {_swift_said(stored)}\n').encode())
     # its proxy looks for the marker once more after it stored the result: if that came
     # before the marker, it is done, and the marker is this request's to delete; a job
     # reported lost whose proxy runs it still (it wrote its state again) reads it too

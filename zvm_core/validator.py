@@ -1029,8 +1029,8 @@ class VerdictCache:
         try:
             with open(self._path(key), 'rb') as f:
                 verdict = _decode(json.load(f), key)
-        except (OSError, ValueError, TypeError, KeyError):
-            return None
+        except (OSError, ValueError, TypeError, KeyError, AttributeError, RecursionError):
+            return None             # damaged: a miss (a bitmap not a string, JSON too deep)
         with contextlib.suppress(OSError):
             os.utime(self._path(key))           # recently used: evicted last
         return verdict
