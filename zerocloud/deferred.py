@@ -131,6 +131,7 @@ from zerocloud.httperrors import (
 )
 from zerocloud.job import Node, SwiftPath
 from zerocloud.jobnames import HEADERS_SUFFIX, STATE_SUFFIX
+from zerocloud.pathnames import text_names
 from zerocloud.proxy.response import attached_object, header_text
 from zerocloud.sources import REGISTRY
 
@@ -511,8 +512,11 @@ def cancel(app, env: dict, logger, config: Config | None = None) -> Response | N
     found = _STATE.fullmatch(env.get('PATH_INFO', ''))
     if found is None or env.get('swift.source') == SWIFT_SOURCE:
         return None
+    names = text_names(found.groups())
+    if names is None:       # not UTF-8: Swift's 412
+        return None
     req = Request(env)
-    version, account, container, name = map(wsgi_to_str, found.groups())
+    version, account, container, name = names
     base = f'/{version}/{account}/{container}/{name}'
     status, read = _read_state(app, req, base, config)
     if status == 404:
@@ -634,8 +638,11 @@ def settle_lost(app, env: dict, logger, config: Config | None = None) -> None:
     found = _RESULT.fullmatch(env.get('PATH_INFO', ''))
     if found is None:
         return
+    names = text_names(found.groups())      # as run() has them
+    if names is None:       # not UTF-8: Swift's 412
+        return
     req = Request(env)
-    version, account, container, name = map(wsgi_to_str, found.groups())   # as run() has them
+    version, account, container, name = names
     _, read = _read_state(app, req, f'/{version}/{account}/{container}/{name}', config)
     if _is_lost(read):
         _settle(app, req, version, account, container, name, logger, read)

@@ -331,6 +331,7 @@ from zerocloud.httperrors import (
     HTTPBadRequest,
     HTTPInsufficientStorage,
     HTTPNotFound,
+    HTTPPreconditionFailed,
     HTTPRequestEntityTooLarge,
 )
 from zerocloud.job import (
@@ -346,6 +347,7 @@ from zerocloud.job import (
     parse_job,
     stream,
 )
+from zerocloud.pathnames import text_names
 from zerocloud.proxy import stream as streamed
 from zerocloud.proxy import uploads
 from zerocloud.proxy.batch import Batches, batchable
@@ -835,8 +837,12 @@ def _each(work: Callable[[T], None], items: list[T]) -> None:
 
 def _native(parts: list[str | None]) -> list[str | None]:
     """A request path's parts as names (``déjà``), not WSGI strings (its UTF-8 bytes as
-    Latin-1): quoted again for a subrequest, a WSGI string named another container."""
-    return [None if p is None else wsgi_to_str(p) for p in parts]
+    Latin-1): quoted again for a subrequest, a WSGI string named another container;
+    Swift's 412 for a path that is not UTF-8 (quoting it raised: a 500)."""
+    names = text_names(parts)
+    if names is None:
+        raise HTTPPreconditionFailed(body='Invalid UTF8 or contains NULL\n')
+    return names
 
 
 def _to_store(results: Iterable[NodeResult], failed: bool) -> Iterator[tuple[NodeResult, Device]]:
