@@ -316,6 +316,18 @@ def test_output_the_job_dropped_is_said(zc, conn: Connection, data: str, guest,
     assert (waited.returncode, waited.stderr) == (0, undeclared)
 
 
+def test_a_query_over_another_accounts_container_prints_what_doc_client_md_shows(
+        zc) -> None:
+    """doc/client.md's session shows the refusal before the proxy said whose read ACL
+    to ask for: the doc's lines are what zc prints."""
+    command = '$ zc sql "SELECT region FROM swift://AUTH_test2/private/*.csv"'
+    lines = (REPO / 'doc' / 'client.md').read_text().splitlines()
+    shown = lines[lines.index(command) + 1:]
+    shown = shown[:shown.index('[exit 1]')]
+    proc = zc('sql', 'SELECT region FROM swift://AUTH_test2/private/*.csv')
+    assert (proc.returncode, proc.stdout, proc.stderr.splitlines()) == (1, '', shown)
+
+
 def test_new_bundle_deploy_open(zc, conn: Connection, make_container, tmp_path: Path) -> None:
     assert zc('new', 'hello').returncode == 0
     app = tmp_path / 'hello'
