@@ -285,6 +285,49 @@ def test_submit_then_status_wait_and_result(zc, data: str, guest, tmp_path: Path
             'digits>, or <container>/job-<32 hex digits>) (zc -h for help)\n')), command
 
 
+def test_output_the_job_dropped_is_said(zc, conn: Connection, data: str, guest,
+                                        tmp_path: Path) -> None:
+    """A node that prints with only an ``output`` declared, or whose stored stdout is
+    under its ``min_size``: the answer is a 200 that says so only in ``X-Nexe-Dropped``,
+    and zc said nothing, run or deferred."""
+    conn.put_object(data, 'wc', wc(guest).read_bytes())
+    node = {'name': 'wc', 'exec': {'path': f'swift://~/{data}/wc'}}
+    stdin = {'name': 'stdin', 'path': f'swift://~/{data}/n1.txt'}
+    (tmp_path / 'undeclared.json').write_text(json.dumps([{**node, 'devices': [
+        stdin, {'name': 'output', 'path': f'swift://~/{data}/n1.out'}]}]))
+    (tmp_path / 'small.json').write_text(json.dumps([{**node, 'devices': [
+        stdin, {'name': 'stdout', 'path': f'swift://~/{data}/n1.count', 'min_size': 1000}]}]))
+    undeclared = ('zc: dropped: wc: 24 bytes written to an undeclared stdout\n(an undeclared '
+                  'stdout is /dev/null: add {"name": "stdout"} to a node\'s devices to get '
+                  'what it writes, with a "path" to store it)\n')
+    small = ('zc: dropped: wc: stdout not stored (24 bytes < min_size 1000)\n(an output '
+             'smaller than its device\'s min_size is not stored, as its job asks: a lower '
+             'min_size keeps it)\n')
+    proc = zc('run', 'undeclared.json')
+    assert (proc.returncode, proc.stdout) == (0, ''), proc.stderr
+    assert proc.stderr.endswith('HTTP 200\n' + undeclared), proc.stderr
+    for args in ([], ['--json']):
+        proc = zc('run', 'small.json', '-q', *args)
+        assert (proc.returncode, proc.stderr) == (0, small), args
+    assert 'n1.count' not in [o['name'] for o in conn.get_container(data)[1]]
+    submitted = zc('submit', 'undeclared.json')
+    assert submitted.returncode == 0, submitted.stderr
+    waited = zc('wait', submitted.stdout.strip(), '--timeout', '60', '-q')
+    assert (waited.returncode, waited.stderr) == (0, undeclared)
+
+
+def test_a_query_over_another_accounts_container_prints_what_doc_client_md_shows(
+        zc) -> None:
+    """doc/client.md's session shows the refusal before the proxy said whose read ACL
+    to ask for: the doc's lines are what zc prints."""
+    command = '$ zc sql "SELECT region FROM swift://AUTH_test2/private/*.csv"'
+    lines = (REPO / 'doc' / 'client.md').read_text().splitlines()
+    shown = lines[lines.index(command) + 1:]
+    shown = shown[:shown.index('[exit 1]')]
+    proc = zc('sql', 'SELECT region FROM swift://AUTH_test2/private/*.csv')
+    assert (proc.returncode, proc.stdout, proc.stderr.splitlines()) == (1, '', shown)
+
+
 def test_new_bundle_deploy_open(zc, conn: Connection, make_container, tmp_path: Path) -> None:
     assert zc('new', 'hello').returncode == 0
     app = tmp_path / 'hello'

@@ -2588,8 +2588,9 @@ def test_output_to_a_stdout_the_job_does_not_declare_is_said_discarded() -> None
                           json.dumps(stored).encode())
     assert client.show_result(result, {}) == 0
     assert err.getvalue() == (
-        'zc: note: sum wrote 73 bytes to stdout, which its job does not declare: they were '
-        'discarded (add {"name": "stdout"} to its devices to get them)\n')
+        'zc: dropped: sum: 73 bytes written to an undeclared stdout\n'
+        '(an undeclared stdout is /dev/null: add {"name": "stdout"} to a node\'s devices to '
+        'get what it writes, with a "path" to store it)\n')
 
 
 def test_a_replica_or_a_failed_node_without_outputs_is_not_said_discarded() -> None:
@@ -2635,8 +2636,8 @@ def test_discarded_stdout_of_many_nodes_is_said_three_times_then_counted() -> No
     client.show_result(report.parse(200, {'Content-Type': 'application/json'},
                                     json.dumps(stored).encode()), {})
     lines = err.getvalue().splitlines()
-    assert [line.split()[2] for line in lines[:3]] == ['n-0', 'n-1', 'n-2']
-    assert lines[3:] == ['zc: note: ... and 2 more nodes did so']
+    assert [line.split()[2] for line in lines[:3]] == ['n-0:', 'n-1:', 'n-2:']
+    assert lines[3] == 'zc: dropped: ... and 2 more nodes did so'
 
 
 class ChunkedAnswer:

@@ -854,7 +854,7 @@ class Client:
                 self.err.write(display.report(result))
         if split is None and not as_json:
             self.err.write(_run_together(_part_ends(result), result.around))
-        self.note_discarded(result.discarded_stdout())
+        self.err.write(display.dropped(result))
         self.err.write(display.reported_lost(result))
         script = getattr(self.opts, 'script', None)
         if getattr(self.opts, 'device', None) == 'stdin' and (_missed_input(result.nodes) or (
@@ -874,16 +874,6 @@ class Client:
             self.err.write(f'(only * is a wildcard: the ? or [ of --on {on} are part of the '
                            'name)\n')
         return EXIT_FAILED if result.failed or unsent else 0
-
-    def note_discarded(self, discarded: dict[str, int]) -> None:
-        """Say which nodes wrote to a stdout their job does not declare (three, then a
-        count): the answer was 200 with nothing of it."""
-        for name, written in list(discarded.items())[:3]:
-            self.err.write(f'zc: note: {name} wrote {written} bytes to stdout, which its job '
-                           'does not declare: they were discarded (add {"name": "stdout"} to '
-                           'its devices to get them)\n')
-        if len(discarded) > 3:
-            self.err.write(f'zc: note: ... and {len(discarded) - 3} more nodes did so\n')
 
     def write_parts(self, result: report.JobResult, where: Path) -> None:
         """``--split``: each node's part of the body as ``where/<node>`` (replicas of a node
@@ -1022,12 +1012,14 @@ class Client:
             total, failed = result.totals
             nodes = result.counts or {'total': total, 'done': total - failed, 'failed': failed}
             lost = {'reported_lost': result.reported_lost} if result.reported_lost else {}
+            dropped = {'dropped': result.lost()} if result.lost() else {}
             return json.dumps({'state': state, 'status': result.status,
                                'seconds': result.seconds, 'nodes': nodes,
-                               **({'error': said} if said else {}), **lost}) + '\n'
+                               **({'error': said} if said else {}), **lost, **dropped}) + '\n'
         every = 'zc result with this id and --json lists every node'
         line = f'{said}\n' if said else display.summary(result, every)
-        return f'{self.opts.id}: {state}: {line}' + display.reported_lost(result)
+        return f'{self.opts.id}: {state}: {line}' + display.dropped(result) + \
+            display.reported_lost(result)
 
     def cmd_cancel(self) -> int:
         """Stop a running deferred job (a DELETE of its state), wait for its result
@@ -1249,14 +1241,15 @@ class Client:
             return self.query_failed(answer, data)
         self.out.write(data)
         self.out.flush()
+        result = report.parse(answer.status, answer.headers, b'')
         if not self.quiet and not o.explain:
             h = answer.headers
             stored = f'; the answer is in {self.short(body["output"])}' if o.out else ''
             objects = h.get('x-sql-objects', '?')
             self.err.write(f'plan {h.get("x-sql-plan", "?")} over {objects} '
                            f'object{"" if objects == "1" else "s"}{stored}; ' +
-                           display.summary(report.parse(answer.status, h, b''),
-                                           'the answer counts its nodes'))
+                           display.summary(result, 'the answer counts its nodes'))
+        self.err.write(display.dropped(result))
         if 'x-sql-skipped' in answer.headers and not o.explain:
             self.err.write(display.skipped(answer.headers, self.short, self.quiet))
             detail = json.loads(answer.headers.get('x-sql-skipped-detail') or '[]')
@@ -1287,7 +1280,8 @@ class Client:
             if bad and not self.opts.skip_bad else '')
         self.err.write(f'zc: the query: {answer.status} {answer.reason}\n' +
                        display.failures(result.nodes, most=display.ALIKE_SHOWN) +
-                       display.summary(result, 'the answer counts its nodes') + hint)
+                       display.summary(result, 'the answer counts its nodes') + hint +
+                       display.dropped(result))
         return EXIT_FAILED
 
     def cmd_local(self) -> int:

@@ -14,7 +14,7 @@ import time
 import unicodedata
 from collections.abc import Callable
 
-from zerocloud.client.report import JobResult, NodeResult
+from zerocloud.client.report import UNDECLARED, JobResult, NodeResult
 
 COLUMNS = ('NODE', 'OBJECT', 'SERVER', 'STATUS', 'EXIT', 'FUEL', 'IN', 'OUT', 'SECONDS')
 STDERR_LINES = 20               # of each failed node's stderr shown under the table
@@ -157,6 +157,35 @@ def report(result: JobResult) -> str:
         text += f'the server answered HTTP {result.status}:\n' + \
             result.body.decode('utf-8', 'replace')      # e.g. a program's bad CGI output
     return text + summary(result) + chain_stopped(result)
+
+
+DROPPED_HINTS = {   # once under the lines of each kind: why, and what keeps it
+    True: '(an undeclared stdout is /dev/null: add {"name": "stdout"} to a node\'s devices '
+          'to get what it writes, with a "path" to store it)\n',
+    False: '(an output smaller than its device\'s min_size is not stored, as its job asks: '
+           'a lower min_size keeps it)\n'}
+
+
+def dropped(result: JobResult) -> str:
+    """What the job lost (``X-Nexe-Dropped``, :meth:`JobResult.lost`), a line each, as
+    the failures under the table: the first :data:`ALIKE_SHOWN` of a kind, then a
+    count, and what to do. The answer was a 200 with nothing of it: only these lines
+    tell a user that output went nowhere."""
+    kinds: dict[bool, list[str]] = {}
+    for entry in result.lost():
+        kinds.setdefault(entry.endswith(UNDECLARED), []).append(entry)
+    out = []
+    for undeclared, entries in kinds.items():
+        out += [f'zc: dropped: {entry}\n' for entry in entries[:ALIKE_SHOWN]]
+        if len(entries) > ALIKE_SHOWN:
+            more = len(entries) - ALIKE_SHOWN
+            out.append(f'zc: dropped: ... and {more} more '
+                       f'{"nodes did so" if undeclared else "outputs not stored"}\n')
+        out.append(DROPPED_HINTS[undeclared])
+    if result.dropped_cut:
+        out.append('zc: dropped: ... (the header was cut: the JSON report, --json, says '
+                   'what each node lost)\n')
+    return ''.join(out)
 
 
 def reported_lost(result: JobResult) -> str:

@@ -10,6 +10,10 @@ that reads them (so a change of the server's report changes one file):
   :class:`Summary`), and its failed nodes are named in the body;
 * the JSON report (``X-Zerovm-Report: json``), richer: host, accounting,
   outputs, whether the node failed, its object and the end of its stderr;
+* ``X-Nexe-Dropped``: output the job lost though it succeeded (a node's
+  bytes written to a stdout it did not declare, an output not stored for
+  being under its ``min_size``; a large job's counts of them):
+  :meth:`JobResult.lost`;
 * the body of a failed job: one ``<node>: <status>: <what happened>`` line
   per failed node, then the end of each one's stderr after a
   ``--- stderr of <node> (its end) ---`` line.
@@ -34,6 +38,7 @@ from dataclasses import dataclass, field
 OK = 'ok'
 OBJECTS = 'Objects'                 # of a deferred result's .headers: node -> object
 NEXE = 'x-nexe-'
+UNDECLARED = 'bytes written to an undeclared stdout'     # an X-Nexe-Dropped entry's end
 STDERR_SECTION = re.compile(r'^\n?--- stderr of (\S+)(?: \([^)\n]*\))? ---\n', re.M)
 
 
@@ -106,6 +111,8 @@ class JobResult:
     foreign: str = ''                   # the other account's object that stopped it
     reported_lost: str = ''             # a deferred job that ended after it was reported
                                         # lost: what the lost result said (X-Nexe-Reported-Lost)
+    dropped: list[str] = field(default_factory=list)    # X-Nexe-Dropped's entries
+    dropped_cut: bool = False           # X-Nexe-Dropped ended with ``...``: more were lost
 
     @property
     def failed(self) -> bool:
@@ -132,6 +139,8 @@ class JobResult:
             out['error'] = self.body.decode('utf-8', 'replace')
         if self.chain:
             out['chain_stopped'] = self.chain
+        if self.dropped:
+            out['dropped'] = [*self.dropped, *(['...'] if self.dropped_cut else [])]
         return out
 
     def unsent_output(self, answer_devices: tuple[str, ...]) -> int:
@@ -163,6 +172,15 @@ class JobResult:
             if written:
                 found.setdefault(str(node.get('name', '')), written)
         return found
+
+    def lost(self) -> list[str]:
+        """What the job lost though it may have succeeded, an entry each as
+        ``X-Nexe-Dropped`` has them (``wc: 12 bytes written to an undeclared stdout``,
+        ``wc: out not stored (3 bytes < min_size 10)``); an answer without it (an older
+        server, ``zvm``'s report): the undeclared stdouts its JSON report shows."""
+        if self.dropped:
+            return self.dropped
+        return [f'{name}: {n} {UNDECLARED}' for name, n in self.discarded_stdout().items()]
 
     def part_sizes(self) -> list[int] | None:
         """Each node's part's size, by ``X-Nexe-Body-Bytes``; None when the answer does
@@ -319,12 +337,14 @@ def parse(status: int, headers: Mapping[str, str], body: bytes) -> JobResult:
             node.verdict = node.verdict or node.status != OK
     stopped = headers.get(NEXE + 'status', '') if status >= 300 and not nodes else ''
     stopped = stopped if stopped in STOPPED else ''
+    dropped, dropped_cut = _split(headers.get(NEXE + 'dropped'))
     return JobResult(status, nodes, seconds, truncated, body, report, summary, stopped=stopped,
                      counts=_counts(headers.get(NEXE + 'node-counts', '')) if stopped else None,
                      chain=headers.get('x-chain-stopped', ''),
                      foreign=headers.get('x-chain-foreign-code')
                      or headers.get('x-chain-foreign-input', ''),
-                     reported_lost=headers.get(NEXE + 'reported-lost', ''))
+                     reported_lost=headers.get(NEXE + 'reported-lost', ''),
+                     dropped=[d for d in dropped if d], dropped_cut=dropped_cut)
 
 
 def _counts(text: str) -> dict[str, int] | None:

@@ -213,9 +213,14 @@ stored without a verdict; 507 when the disk is full) and stores
 the verdict with the object (system metadata, so it follows the object to
 every replica and survives POSTs).  The object is stored either way; the
 response says ``X-Zerovm-Valid: true`` or ``false`` plus
-``X-Zerovm-Validation-Error: <first violation>``, and so do GET and HEAD of
-the object later (while the validator version that gave the verdict is
-current).  A job whose program is known invalid is refused with 422 without
+``X-Zerovm-Validation-Error: <first violation>``; a valid program holding
+instructions of extensions the sandbox's CPU lacks (built with ``-mavx2`` or
+``-march=native``) also gets ``X-Zerovm-Validation-Note: <n> instructions of
+extensions the sandbox's CPU lacks (AVX <n>) fault if reached ...`` (``zvm
+validate``'s second line, one line of at most ``uploads.NOTE_LIMIT``
+characters): it runs, and faults where it reaches one.  GET and HEAD of the
+object say the same later (while the validator version that gave the verdict
+is current).  A job whose program is known invalid is refused with 422 without
 running anything.  Object servers validate again (cached by SHA-256 per
 host) before they run a program: the stored verdict saves the round trip,
 never replaces the check.  The PUT is authorised first (the auth's
