@@ -86,6 +86,6 @@ def test_a_stored_note_is_one_bounded_ascii_line(monkeypatch) -> None:
     swift = FakeSwift()
     resp = put(ProxyExecMiddleware(swift, {}), b'\x7fELF program')
     note = resp.headers['X-Zerovm-Validation-Note']
-    assert len(note) == uploads.NOTE_LIMIT and note.startswith('first second ?? word word')
+    assert len(note) == uploads.NOTE_LIMIT and note.startswith('first second ? word word')
     assert note.endswith('...') and note.isascii() and note.isprintable()
     assert swift.objects[ACCOUNT + '/bin/prog'][0][uploads.SYSMETA_NOTE] == note

@@ -33,6 +33,7 @@ from zerocloud.httperrors import (
     HTTPInsufficientStorage,
     HTTPRequestEntityTooLarge,
 )
+from zerocloud.proxy.response import header_text
 from zerocloud.tmpdisk import DiskFull, room
 from zvm_core.pool import Pool, PoolBusy, WorkerFailed, WorkersFailing
 
@@ -215,11 +216,5 @@ class ValidatedPut:
                 self.logger.error('validating an upload failed: %s', e)
             return None
         if valid:
-            return True, '', header_line(note, NOTE_LIMIT)
-        return False, header_line(reason, ERROR_LIMIT), ''
-
-
-def header_line(text: str, limit: int) -> str:
-    """``text`` as one ASCII line of at most ``limit`` characters, fit for a header."""
-    text = ''.join(c if ' ' <= c <= '~' else '?' for c in ' '.join(text.split()))
-    return text if len(text) <= limit else text[:limit - 3] + '...'
+            return True, '', header_text(note, NOTE_LIMIT)
+        return False, header_text(reason, ERROR_LIMIT), ''
