@@ -2044,6 +2044,7 @@ def test_a_wildcard_jobs_proxy_memory_does_not_grow_with_its_nodes(
     them past a thousand).  Anything else kept per node (a result, a plan, a
     batch entry...) costs a kilobyte or more a node."""
     import collections
+    import gc
     import tracemalloc
 
     from zerocloud import turns
@@ -2070,6 +2071,7 @@ def test_a_wildcard_jobs_proxy_memory_does_not_grow_with_its_nodes(
         req = Request.blank(ACCOUNT, method='POST', body=json.dumps(
             job(stdin=f'swift://~/c/{prefix}*')).encode(),
             headers={'X-Zerovm-Execute': '1.0', 'Content-Type': 'application/json'})
+        gc.collect()        # what earlier tests left for the collector is not the job's
         tracemalloc.reset_peak()
         start = tracemalloc.get_traced_memory()[0]
         body = req.call_application(mw)[2]
@@ -2084,7 +2086,9 @@ def test_a_wildcard_jobs_proxy_memory_does_not_grow_with_its_nodes(
         small, large = peak(few), peak(many)
     finally:
         tracemalloc.stop()
-    assert (large - small) / (many - few) < 300, (small, large)
+    # ~280 bytes a node (the spool's index, the hub's timers), the same in any process;
+    # a result, plan or entry kept would add a kilobyte or more
+    assert (large - small) / (many - few) < 400, (small, large)
 
 
 def test_a_server_without_the_program_gets_the_batch_again_with_it(
