@@ -545,7 +545,7 @@ def cancel(app, env: dict, logger, config: Config | None = None) -> Response | N
     # reported lost whose proxy runs it still (it wrote its state again) reads it too
     result = _result(app, req, base)
     said = result[1]
-    if result[0] == 200 and (said is None or lost):
+    if result[0] == 200 and (said is None or lost or _gone(app, req, base, config)):
         _request(app, req, 'DELETE', base + CANCEL_SUFFIX)
         return _ended(app, req, base, result)
     logger.info('deferred job %s: cancel asked', base)
@@ -554,6 +554,13 @@ def cancel(app, env: dict, logger, config: Config | None = None) -> Response | N
                              f'{CANCEL_EVERY * 2:.0f} s; its result then says what ended\n',
                         content_type='text/plain',
                         headers={'X-Nexe-Reported-Lost': said} if said is not None else {})
+
+
+def _gone(app, req: Request, base: str, config: Config | None) -> bool:
+    """Whether a job whose state was read running, and that a poll reported lost
+    since, has no state now: that poll settled it (its state and marker deleted), so
+    no proxy runs it to read a marker stored after."""
+    return _read_state(app, req, base, config)[0] == 404
 
 
 def _ended(app, req: Request, base: str, result: tuple[int, str | None]) -> Response:

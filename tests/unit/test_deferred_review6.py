@@ -149,3 +149,25 @@ def test_a_cancel_of_a_job_that_ended_still_says_it_ended() -> None:
     resp = _cancel(app)
     assert resp.status_int == 404
     assert resp.body.endswith(b'is not running: it has ended (its result is stored)\n')
+
+
+def test_a_cancel_racing_a_poll_that_settles_the_job_lost_leaves_no_marker() -> None:
+    """The state read fresh, then another poll reported the job lost (its state and
+    marker deleted) before the marker was stored: the cancel answered 202 "its proxy
+    runs it still" from its first read, and the marker it stored stayed for good."""
+    settled = DeletingSwift()
+    deferred.settle_lost(settled, lost_env(settled, time.time() - 31), LOG)
+    lost = {k: v for k, v in settled.objects.items() if not k.endswith('.state')}
+
+    class Racing(DeletingSwift):
+        def __call__(self, env, start_response):
+            if env['REQUEST_METHOD'] == 'PUT' and env['PATH_INFO'].endswith('.cancel'):
+                self.objects.pop(f'{NAME}.state')       # the other poll, just before
+                self.objects.update(lost)
+            return super().__call__(env, start_response)
+
+    app = Racing()
+    lost_env(app, time.time() - 1)
+    resp = _cancel(app)
+    assert resp.status_int == 404, resp.body
+    assert f'{NAME}.cancel' not in app.objects and f'{NAME}.state' not in app.objects
