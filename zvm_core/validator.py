@@ -908,8 +908,9 @@ def absent_extensions(program: Program, verdict: Verdict) -> collections.Counter
     if not verdict.absent:
         return counts
     images, bits, md = _images(program), dict(verdict.boundaries), None
+    origins, filled = [im.origin for im in images], set()
     for site in verdict.absent:
-        img = next(im for im in images if im.origin <= site < im.origin + len(im.data))
+        img = images[bisect.bisect_right(origins, site) - 1]
         o = site - img.origin
         op, b1, b2, b3 = img.data[o:o + 4].ljust(4, b'\0')
         if op == 0x62:
@@ -921,7 +922,9 @@ def absent_extensions(program: Program, verdict: Verdict) -> collections.Counter
             if md is None:
                 from capstone import CS_ARCH_X86, CS_MODE_64, Cs
                 md = Cs(CS_ARCH_X86, CS_MODE_64)
-            img.bits = bytearray(bits.get(img.origin, b''))
+            if img.origin not in filled:        # its instruction starts, once an image
+                img.bits = bytearray(bits.get(img.origin, b''))
+                filled.add(img.origin)
             start = img.owner(o)
             insn = None if start is None else next(
                 md.disasm_lite(img.view[start:start + _MAX_INSN], site), None)
