@@ -106,6 +106,9 @@ class Report:
 # ``validation`` travels as [state, violations], ``accounting`` as its values in the
 # order of ACCOUNTING_FIELDS with ``channels`` as [[alias, *the CHANNEL_FIELDS]].
 REPORT_FIELDS = tuple(f.name for f in fields(Report) if not f.metadata.get('local'))
+# a report is made again from these values by position (``pool._report_of``): the
+# fields that do not travel come last, left at their defaults
+assert [f.name for f in fields(Report)][:len(REPORT_FIELDS)] == list(REPORT_FIELDS)
 ACCOUNTING_FIELDS = tuple(f.name for f in fields(Accounting))
 CHANNEL_FIELDS = tuple(f.name for f in fields(ChannelAccounting))
 
