@@ -150,10 +150,12 @@ import operator
 import os
 import re
 import tarfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, fields
 from sys import intern
 from urllib.parse import quote
+
+from zvm_core.pool import one_shot
 
 SPEC = 'node.json'
 SPEC_LIMIT = 1 << 20           # largest node spec an object server reads (node.json, batch/spec)
@@ -202,26 +204,7 @@ LOCAL_HEADERS = {'content-length': 'LOCAL_CONTENT_LENGTH', 'content-type': 'LOCA
 _ENV_UNSAFE = re.compile('[^A-Z0-9_]')
 
 
-def _one_shot(encoder: json.JSONEncoder) -> Callable[[object], str]:
-    """``encoder.encode`` (ASCII, no indent) with json's C encoder made once:
-    ``encode`` makes one per call of a list or dict (a node's report, a batch entry,
-    and per node of a batch its argv's and env's sizes: 5.6 -> 1.0 us, 8.3 -> 3.2 us;
-    a batch's reports row); the same text."""
-    if json.encoder.c_make_encoder is None:     # pragma: no cover (no C accelerator)
-        return encoder.encode
-    made = json.encoder.c_make_encoder(
-        None, encoder.default, json.encoder.encode_basestring_ascii, None,
-        encoder.key_separator, encoder.item_separator, encoder.sort_keys, encoder.skipkeys,
-        encoder.allow_nan)
-
-    def encode(obj: object) -> str:
-        if type(obj) is str:
-            return json.encoder.encode_basestring_ascii(obj)
-        return ''.join(made(obj, 0))
-    return encode
-
-
-_sorted_json = _one_shot(json.JSONEncoder(sort_keys=True))     # json.dumps(obj, sort_keys=True)
+_sorted_json = one_shot(json.JSONEncoder(sort_keys=True))     # json.dumps(obj, sort_keys=True)
 _decode_json = json.JSONDecoder().decode          # json.loads of a str
 
 Member = tuple[str, int, Iterable[bytes]]
@@ -730,7 +713,7 @@ class NodeReport:
         return read, written
 
 
-_encode_json = _one_shot(json.JSONEncoder())     # json.dumps(obj): no raw newline (ASCII)
+_encode_json = one_shot(json.JSONEncoder())     # json.dumps(obj): no raw newline (ASCII)
 
 
 class ReportsBlock:
