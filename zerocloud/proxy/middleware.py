@@ -855,7 +855,7 @@ def _to_store(results: Iterable[NodeResult], failed: bool) -> Iterator[tuple[Nod
     ``failed`` only those of devices with ``"store": "always"``."""
     return ((r, dev) for r in results for dev in r.node.devices
             if dev.writable and dev.path is not None and dev.name in r.outputs
-            and r.size(dev.name) >= dev.min_size and (not failed or dev.store == 'always'))
+            and r.short_of(dev) is None and (not failed or dev.store == 'always'))
 
 
 class _Known:

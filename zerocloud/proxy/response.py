@@ -202,6 +202,17 @@ class NodeResult:
         out.seek(0)
         return size
 
+    def short_of(self, dev: Device) -> int | None:
+        """The size of this node's output of ``dev`` if it is under the device's
+        ``min_size`` (so it is not stored), else None: the one rule for storing it
+        and for saying it was not.  The output may be a file or, in a job's spool,
+        ``(offset, size)``."""
+        if not dev.min_size:
+            return None
+        out = self.outputs[dev.name]
+        size = out[1] if isinstance(out, tuple) else self.size(dev.name)
+        return size if size < dev.min_size else None
+
     def to_dict(self) -> dict:
         report = self.report
         outputs = []
@@ -503,17 +514,10 @@ def dropped_entries(r: NodeResult) -> list[str]:
 
 def under_min_size(r: NodeResult) -> list[tuple[Device, int]]:
     """The outputs of ``r`` with a path that are smaller than their device's
-    ``min_size``, and their sizes: not stored, which the answer said nowhere.  Its
-    outputs may be files or, in a job's spool, ``(offset, size)``."""
-    small = []
-    for dev in r.node.devices:
-        out = r.outputs.get(dev.name) if dev.min_size and dev.path is not None else None
-        if out is None or not dev.writable:
-            continue
-        size = out[1] if isinstance(out, tuple) else r.size(dev.name)
-        if size < dev.min_size:
-            small.append((dev, size))
-    return small
+    ``min_size``, and their sizes: not stored, which the answer said nowhere."""
+    return [(dev, size) for dev in r.node.devices
+            if dev.writable and dev.path is not None and dev.name in r.outputs
+            and (size := r.short_of(dev)) is not None]
 
 
 def error_header(results: Iterable[NodeResult], headers: dict[str, str]) -> bool:
