@@ -396,6 +396,27 @@ def test_a_container_quota_limits_what_a_job_writes(
     assert conn.get_container(small)[1] == []
 
 
+@pytest.mark.parametrize('quota', [{'X-Container-Meta-Quota-Bytes': '100'},
+                                   {'X-Container-Meta-Quota-Count': '2'}])
+def test_a_quota_holds_against_a_wildcard_jobs_many_outputs(
+        conn: Connection, make_container, upload, quota: dict) -> None:
+    # the quota filter read the container's counts from the job's shared info cache, as
+    # they were at its start: every one of 30 outputs was stored past a quota of 100
+    # bytes or 2 objects, and the job answered 200
+    data = make_container()
+    for i in range(30):
+        conn.put_object(data, f'o{i:02d}', TEXT)
+    small = make_container('small', headers=quota)
+    resp = post_job(conn, wc_job(upload('wc'), f'swift://~/{data}/*',
+                                 stdout=f'swift://~/{small}/*'))
+    assert resp.status_code == 413, resp.text
+    assert 'Upload exceeds quota.' in resp.headers['X-Nexe-Error']
+    head = conn.head_container(small)
+    assert int(head['x-container-bytes-used']) <= 100
+    assert int(head['x-container-object-count']) <= (2 if 'X-Container-Meta-Quota-Count'
+                                                     in quota else 30)
+
+
 def test_a_large_object_uploaded_as_swift_upload_makes_it_is_refused(
         conn: Connection, make_container, upload) -> None:
     # swift upload --use-slo (an SLO manifest) to a proxy without the slo filter stored

@@ -10,6 +10,7 @@ never reach back into the middleware.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 from swift.common import constraints
+from swift.common.concurrency import Semaphore
 from swift.common.http import HTTP_NOT_FOUND, HTTP_OK, is_success
 from swift.common.swob import HTTPException, Request, Response
 from swift.common.utils import close_if_possible
@@ -177,6 +179,8 @@ class Caller:
         self.app = app
         self.req = req
         self.config = config
+        # (account, container) -> its stores' turn when it or its account has a quota
+        self._quota_turns: dict[tuple[str, str], Semaphore | None] = {}
 
     def sub(self, method: str, path: str, query: str = '', **kwargs) -> Request:
         """A sub-request as the caller (same auth) for an unquoted Swift path."""
@@ -416,10 +420,31 @@ class Caller:
         return data
 
     def put(self, path: SwiftPath, body, headers: dict[str, str]) -> Response:
-        """PUT ``body`` (a file) to ``path`` through the normal PUT path, as the caller."""
-        sub = self.sub('PUT', '/v1' + path.path, headers=headers)
-        sub.environ['wsgi.input'] = body
-        return sub.get_response(self.app)
+        """PUT ``body`` (a file) to ``path`` through the normal PUT path, as the caller.
+        Into a container or account with a quota, one at a time, each with its counts
+        read anew: Swift's quota filters read them from the request's info cache, which
+        a job's sub-requests share, so from the job's start every output went past a
+        full quota (a job stored 300 outputs into a container of 100 bytes)."""
+        turn = self._quota_turn(path)
+        with turn if turn is not None else contextlib.nullcontext():
+            sub = self.sub('PUT', '/v1' + path.path, headers=headers)
+            if turn is not None:
+                sub.environ['swift.infocache'] = {}
+            sub.environ['wsgi.input'] = body
+            return sub.get_response(self.app)
+
+    def _quota_turn(self, path: SwiftPath) -> Semaphore | None:
+        """The turn of the stores into ``path``'s container, if it or its account has
+        a quota (Swift's ``container_quotas`` and ``account_quotas`` keys), else None."""
+        key = (path.account, path.container)
+        if key not in self._quota_turns:
+            env = self.sub('HEAD', f'/v1/{path.account}/{path.container}').environ
+            metas = (get_container_info(env, self.app, swift_source=SWIFT_SOURCE),
+                     get_account_info(env, self.app, swift_source=SWIFT_SOURCE))
+            quota = any(k in (info.get('meta') or {}) for info in metas
+                        for k in ('quota-bytes', 'quota-count'))
+            self._quota_turns[key] = Semaphore() if quota else None
+        return self._quota_turns[key]
 
 
 def denied_error(resp: Response, action: str) -> HTTPException:
