@@ -310,8 +310,7 @@ def run(app, req: Request, how: str, account: str, container: str | None, timeou
             state['working'] = False        # storing the result is never cancelled
         try:
             if state['result'] == 'store':
-                _store_late(app, req, where, resp, logger, progress.objects())
-                finished.put(None)
+                finished.put(_store_late(app, req, where, resp, logger, progress.objects()))
             elif state['result'] == 'drop':     # nobody reads it: its spool goes now
                 close_if_possible(resp.app_iter)
             else:
@@ -467,11 +466,14 @@ def _keep_state(app, req: Request, where: SwiftPath, heartbeat: float, finished:
                              stored.status)
             written, due = counts, time.monotonic() + heartbeat
         try:
-            finished.get(timeout=max(0.0, min(PROGRESS_EVERY, heartbeat, CANCEL_EVERY,
-                                              due - time.monotonic())))
+            stored_result = finished.get(timeout=max(0.0, min(
+                PROGRESS_EVERY, heartbeat, CANCEL_EVERY, due - time.monotonic())))
             break
         except Empty:
             pass
+    if stored_result is False:      # no result, nor why: the state stays (a poll says lost)
+        logger.error('deferred job %s: no result could be stored; its state stays', where)
+        return
     _request(app, req, 'DELETE', state)
     if asked or _marked(app, req, where):          # too late, or done
         _request(app, req, 'DELETE', marker)
@@ -863,15 +865,15 @@ def _has_home(app, req: Request, where: SwiftPath, logger, version: str) -> bool
 
 
 def _store_late(app, req: Request, where: SwiftPath, resp: Response, logger,
-                objects: dict[str, str]) -> None:
+                objects: dict[str, str]) -> bool:
     """Store a deferred job's result, saying if it was reported lost (:func:`_note_lost`):
     a failure to read the lost one (Swift's GET, its body) never keeps the result from
-    being stored, nor its pollers from reading it."""
+    being stored, nor its pollers from reading it.  Whether a result is stored."""
     try:
         _note_lost(app, req, where, resp)
     except Exception:
         logger.exception('deferred result %s: reading a lost result before it failed', where)
-    _store(app, req, where, resp, logger, objects=objects)
+    return _store(app, req, where, resp, logger, objects=objects)
 
 
 def _store_lost(app, req: Request, where: SwiftPath, lost: Response, logger,
@@ -900,18 +902,19 @@ def _store_lost(app, req: Request, where: SwiftPath, lost: Response, logger,
 
 
 def _store(app, req: Request, where: SwiftPath, resp: Response, logger,
-           version: str = 'v1', objects: dict[str, str] | None = None) -> None:
+           version: str = 'v1', objects: dict[str, str] | None = None) -> bool:
     """Store a deferred job's body, then its status and headers (and ``objects``: the
-    object of each node, by name)."""
+    object of each node, by name); what Swift refused, why in its place.  Whether a
+    result (the job's or why it is not there) is stored."""
     if not _has_home(app, req, where, logger, version):
         close_if_possible(resp.app_iter)
-        return
+        return False
     path = f'/{version}/{where.account}/{where.container}/{where.obj}'
     stored = _put(app, req, path, resp, resp.content_type)
     if is_success(stored.status_int):
         stored = _put_headers(app, req, path, resp, objects)
         if is_success(stored.status_int):
-            return
+            return True
         # a body that filled the quota left no room for its headers: without them the
         # result is never complete (a poller waits forever); why goes in its place
         logger.error('deferred result %s: storing its headers failed: %s', where,
@@ -921,8 +924,10 @@ def _store(app, req: Request, where: SwiftPath, resp: Response, logger,
         logger.error('deferred result %s: storing it failed: %s', where, stored.status)
     resp = _unstored(where, resp, stored)
     if is_success(_put(app, req, path, resp.body, resp.content_type).status_int) and \
-            not is_success(_put_headers(app, req, path, resp, None).status_int):
-        logger.error('deferred result %s: storing why it is not there failed too', where)
+            is_success(_put_headers(app, req, path, resp, None).status_int):
+        return True
+    logger.error('deferred result %s: storing why it is not there failed too', where)
+    return False
 
 
 def _put_headers(app, req: Request, path: str, resp: Response,

@@ -911,6 +911,30 @@ def test_a_result_whose_body_filled_the_quota_is_replaced_by_why() -> None:
     assert app.objects[f'{ACCOUNT}/c/big'][1].startswith(b'the job ended 200 OK')
 
 
+def test_a_job_whose_result_and_why_swift_both_refuse_keeps_its_state() -> None:
+    """A count quota full: neither the result nor why it is not there could be stored,
+    and the state was deleted anyway: the job vanished (zc status: no such job).  Its
+    state now stays, for a poll to report it lost."""
+    app = RefusingSwift(lambda path, size: not path.endswith('.state'))
+    req = Request.blank(ACCOUNT + '/c', method='POST')
+    release: LightQueue = LightQueue()
+
+    def work(progress) -> Response:
+        progress.launched([])
+        release.get()
+        return Response(body=b'done')
+    resp = deferred.run(app, req, 'always', 'AUTH_a', 'c', 1.0, work,
+                        logger=logging.getLogger('test'))
+    assert resp.status_int == 202
+    name = resp.body.decode().strip().rsplit('/', 1)[1]
+    release.put(None)
+    refused = f'{ACCOUNT}/c/{name}'         # the result, then why it is not there
+    assert app.wait_until(lambda: sum(p == refused for _m, p, _h in app.calls) >= 2)
+    app.wait_until(lambda: False, idle=0.5)         # what it does after, if anything
+    assert f'{ACCOUNT}/c/{name}.state' in app.objects
+    assert ('DELETE', f'{ACCOUNT}/c/{name}.state') not in [c[:2] for c in app.calls]
+
+
 def test_a_deferred_open_in_a_missing_container_says_so_without_posting_advice() -> None:
     """An open's container is its object's: a deferred GET of /open/a/typo/o was told
     the job is POSTed there and to create the container (swift post typo)."""
