@@ -301,15 +301,16 @@ def test_output_the_job_dropped_is_said(zc, conn: Connection, data: str, guest,
                   'stdout is /dev/null: add {"name": "stdout"} to a node\'s devices to get '
                   'what it writes, with a "path" to store it)\n')
     small = ('zc: dropped: wc: stdout not stored (24 bytes < min_size 1000)\n(an output '
-             'smaller than its device\'s min_size is not stored, as its job asks: a lower '
-             'min_size keeps it)\n')
+             'smaller than its device\'s min_size is not stored, as its job asks: an object '
+             'of that name from an earlier run stays as it was; a lower min_size keeps it)\n')
+    conn.put_object(data, 'n1.count', b'an earlier run\n')     # not replaced, as zc says
     proc = zc('run', 'undeclared.json')
     assert (proc.returncode, proc.stdout) == (0, ''), proc.stderr
     assert proc.stderr.endswith('HTTP 200\n' + undeclared), proc.stderr
     for args in ([], ['--json']):
         proc = zc('run', 'small.json', '-q', *args)
         assert (proc.returncode, proc.stderr) == (0, small), args
-    assert 'n1.count' not in [o['name'] for o in conn.get_container(data)[1]]
+    assert conn.get_object(data, 'n1.count')[1] == b'an earlier run\n'
     submitted = zc('submit', 'undeclared.json')
     assert submitted.returncode == 0, submitted.stderr
     waited = zc('wait', submitted.stdout.strip(), '--timeout', '60', '-q')

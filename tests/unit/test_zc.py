@@ -2941,3 +2941,33 @@ def test_a_local_run_gives_a_node_the_variables_the_cluster_gives_it(tmp_path: P
         <= env_a.items()
     assert not any(k.startswith('LOCAL_') for k in env_b)     # no object: none, as there
     assert env_b['SCRIPT_NAME'] == 'b'
+
+
+@pytest.mark.parametrize('status, reason, fix', [
+    (413, 'Request Entity Too Large', 'make room in swift://AUTH_test/caf\u00e9 (delete objects '
+     'there, or raise its quota or its account\'s: swift stat caf\u00e9 shows them)'),
+    (403, 'Forbidden', 'ask the owner of swift://AUTH_test/caf\u00e9 for write access '
+     '(X-Container-Write): the marker is written as you')])
+def test_a_cancel_swift_refused_to_store_says_what_to_fix(monkeypatch, capsys, status: int,
+                                                          reason: str, fix: str) -> None:
+    # the proxy's 413 said the job runs on and why, but not what to do to stop it
+    from zerocloud.client import cli
+    from zerocloud.client import session as zsession
+    job = 'job-' + 'a' * 32
+    body = (f'{job} was not cancelled: it runs on; the marker that stops it could not be '
+            f'stored in swift://AUTH_test/caf\u00e9 ({status} {reason})').encode()
+    asked = []
+    ses = object.__new__(zsession.Session)
+    ses.conn = SimpleNamespace(url='http://127.0.0.1:9/v1/AUTH_test', token='tok')
+
+    def request(method, path, *a, **k):
+        asked.append((method, str(path)))
+        return SimpleNamespace(status=status, reason=reason, headers={}, read=lambda: body)
+    ses.request = request
+    monkeypatch.setattr(cli.Client, 'session', ses)
+    assert cli.main(['--auth', 'http://127.0.0.1:9/auth/v1.0', '-U', 'u', '-K', 'k',
+                     'cancel', f'caf\u00e9/{job}']) == cli.EXIT_FAILED
+    assert [m for m, _ in asked] == ['DELETE']      # no waiting for a result never coming
+    err = capsys.readouterr().err
+    assert body.decode() in err
+    assert err.endswith(f'zc: {fix}, then zc cancel caf\u00e9/{job} again\n'), err

@@ -14,8 +14,10 @@ from zerocloud.client.cli import build_parser
 
 UNDECLARED_HINT = ('(an undeclared stdout is /dev/null: add {"name": "stdout"} to a node\'s '
                    'devices to get what it writes, with a "path" to store it)\n')
+# not stored: an object of that name from an earlier run is not replaced, so say so
 MIN_SIZE_HINT = ('(an output smaller than its device\'s min_size is not stored, as its job '
-                 'asks: a lower min_size keeps it)\n')
+                 'asks: an object of that name from an earlier run stays as it was; a lower '
+                 'min_size keeps it)\n')
 OK = {'X-Nexe-System': 'a,b', 'X-Nexe-Status': 'ok,ok', 'X-Nexe-Retcode': '0,0',
       'X-Nexe-Cdr-Line': '0.500, 0.100, 2000 10 292 24, 0.200, 3000 11 692 24',
       'Content-Type': 'text/plain'}

@@ -1038,6 +1038,11 @@ class Client:
                 'this id says)' if result.stopped == 'lost' else '') + '\n')
             self.err.write(self.describe(result))
             return EXIT_FAILED
+        if answer.status in CANCEL_UNSTORED and b' was not cancelled: ' in body:
+            refused = ServerError(f'DELETE {state}', answer.status, answer.reason, body)
+            self.err.write(f'zc: {refused}\nzc: {cancel_unstored(answer.status, state)}, '
+                           f'then zc cancel {job} again\n')
+            return EXIT_FAILED
         if answer.status >= 300:
             raise ServerError(f'DELETE {state}', answer.status, answer.reason, body)
         if answer.headers.get('x-nexe-reported-lost'):      # running still: its own comes
@@ -1358,6 +1363,20 @@ def _bundle_too_large(opts: argparse.Namespace, refusal: bytes) -> str:
 
 
 _MAXINPUT = re.compile(r'zerovm_maxinput \((\d+) bytes\)')
+
+
+CANCEL_UNSTORED = (403, 413)      # Swift refused the proxy's marker: the job runs on
+
+
+def cancel_unstored(status: int, state: SwiftPath) -> str:
+    """What lets a cancel's marker be stored next time: Swift refused it with ``status``
+    (the proxy says the job runs on, and Swift's reason, not what to do)."""
+    where = f'swift://{state.account}/{state.container}'
+    if status == 413:
+        return (f'make room in {where} (delete objects there, or raise its quota or its '
+                f"account's: swift stat {state.container} shows them)")
+    return (f'ask the owner of {where} for write access (X-Container-Write): the marker '
+            'is written as you')
 
 
 REQUEST_ERRORS = (ServerError, ClientException, OSError, HTTPException)

@@ -163,7 +163,8 @@ DROPPED_HINTS = {   # once under the lines of each kind: why, and what keeps it
     True: '(an undeclared stdout is /dev/null: add {"name": "stdout"} to a node\'s devices '
           'to get what it writes, with a "path" to store it)\n',
     False: '(an output smaller than its device\'s min_size is not stored, as its job asks: '
-           'a lower min_size keeps it)\n'}
+           'an object of that name from an earlier run stays as it was; a lower min_size '
+           'keeps it)\n'}
 
 
 def dropped(result: JobResult) -> str:
