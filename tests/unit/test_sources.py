@@ -858,8 +858,9 @@ def test_the_result_of_a_job_stopped_by_its_refused_state_is_closed() -> None:
     assert closed.get(timeout=10)
 
 
-def test_a_passing_5xx_of_the_first_state_does_not_stop_the_job() -> None:
-    app = RefusingSwift(lambda path, size: path.endswith('.state'), status=503)
+def _ran_deferred(app: DeletingSwift) -> str:
+    """The name of a deferred job of ``app``'s container ``c`` that answered 202 and
+    then ended (its result being stored)."""
     req = Request.blank(ACCOUNT + '/c', method='POST')
     release: LightQueue = LightQueue()
 
@@ -871,7 +872,12 @@ def test_a_passing_5xx_of_the_first_state_does_not_stop_the_job() -> None:
                         logger=logging.getLogger('test'))
     assert resp.status_int == 202
     release.put(None)
-    name = resp.body.decode().strip().rsplit('/', 1)[1]
+    return resp.body.decode().strip().rsplit('/', 1)[1]
+
+
+def test_a_passing_5xx_of_the_first_state_does_not_stop_the_job() -> None:
+    app = RefusingSwift(lambda path, size: path.endswith('.state'), status=503)
+    name = _ran_deferred(app)
     assert app.wait_until(lambda: f'{ACCOUNT}/c/{name}.headers' in app.objects)
 
 
@@ -916,18 +922,7 @@ def test_a_job_whose_result_and_why_swift_both_refuse_keeps_its_state() -> None:
     and the state was deleted anyway: the job vanished (zc status: no such job).  Its
     state now stays, for a poll to report it lost."""
     app = RefusingSwift(lambda path, size: not path.endswith('.state'))
-    req = Request.blank(ACCOUNT + '/c', method='POST')
-    release: LightQueue = LightQueue()
-
-    def work(progress) -> Response:
-        progress.launched([])
-        release.get()
-        return Response(body=b'done')
-    resp = deferred.run(app, req, 'always', 'AUTH_a', 'c', 1.0, work,
-                        logger=logging.getLogger('test'))
-    assert resp.status_int == 202
-    name = resp.body.decode().strip().rsplit('/', 1)[1]
-    release.put(None)
+    name = _ran_deferred(app)
     refused = f'{ACCOUNT}/c/{name}'         # the result, then why it is not there
     assert app.wait_until(lambda: sum(p == refused for _m, p, _h in app.calls) >= 2)
     app.wait_until(lambda: False, idle=0.5)         # what it does after, if anything
