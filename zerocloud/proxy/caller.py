@@ -435,14 +435,16 @@ class Caller:
 
     def _quota_turn(self, path: SwiftPath) -> Semaphore | None:
         """The turn of the stores into ``path``'s container, if it or its account has
-        a quota (Swift's ``container_quotas`` and ``account_quotas`` keys), else None."""
+        a quota (the keys of Swift's ``container_quotas`` and ``account_quotas``:
+        ``quota-bytes``, ``quota-count``, per policy ``quota-bytes-policy-N``..., in
+        metadata or system metadata), else None."""
         key = (path.account, path.container)
         if key not in self._quota_turns:
             env = self.sub('HEAD', f'/v1/{path.account}/{path.container}').environ
-            metas = (get_container_info(env, self.app, swift_source=SWIFT_SOURCE),
+            infos = (get_container_info(env, self.app, swift_source=SWIFT_SOURCE),
                      get_account_info(env, self.app, swift_source=SWIFT_SOURCE))
-            quota = any(k in (info.get('meta') or {}) for info in metas
-                        for k in ('quota-bytes', 'quota-count'))
+            quota = any(k.startswith('quota-') for info in infos
+                        for meta in ('meta', 'sysmeta') for k in info.get(meta) or ())
             self._quota_turns[key] = Semaphore() if quota else None
         return self._quota_turns[key]
 
