@@ -203,6 +203,52 @@ def test_a_chunk_looks_at_its_program_once(monkeypatch, tmp_path) -> None:
     assert holding == [False]
 
 
+def test_an_emulated_chunk_looks_at_its_program_once(monkeypatch) -> None:
+    """``_serve_many``'s emulated runs of one program: the first one's ``stat`` of the
+    file names the template of the others (each still takes it from ``Templates.get``,
+    most recently used); another program of the same request is looked at for itself."""
+    looked: list = []
+    started: list = []
+    monkeypatch.setattr(worker, '_CHOSEN', {(None, False): ('emulated', '', float('inf'))})
+    monkeypatch.setattr(worker, '_file_key', lambda path: looked.append(('stat', path)) or (path,))
+    monkeypatch.setattr(worker, '_reply', lambda sock, report, tails, ended: None)
+    monkeypatch.setattr(worker, '_fastcall', types.SimpleNamespace(
+        hold=lambda on: False, monotonic=lambda: 0.0, coarse=lambda: 0.0))
+
+    class Machine:
+        program, verdict = None, types.SimpleNamespace(cached=True)
+
+        def run(self, channels, argv, env, seed, epoch, limits, image, probe):
+            started.append(argv[0])
+            return worker.Report('ok', 0)
+
+        def reset(self) -> None:
+            pass
+
+        def trim(self) -> None:
+            pass
+
+    machines = {'a': Machine(), 'b': Machine()}
+
+    class Kept(Templates):
+        def get(self, path, memory, rdtsc, deadline=None, account='', file=None):
+            looked.append(('get', path, file))
+            return machines[path], machines[path].verdict
+
+        def settle(self, machine) -> None:
+            pass
+
+    def req(program: str, name: str) -> dict:
+        return {'program': program, 'channels': [], 'argv': [name], 'env': {}, 'limits': {},
+                'rdtsc': 'virtualize', 'seed': 0, 'epoch': 0}
+    runs = [(req('a', 'n1'), []), (req('a', 'n2'), []), (req('b', 'n3'), []),
+            (req('a', 'n4'), [])]
+    worker._serve_many(None, runs, Kept(1 << 30))
+    assert looked == [('stat', 'a'), ('get', 'a', ('a',)), ('get', 'a', ('a',)),
+                      ('stat', 'b'), ('get', 'b', ('b',)), ('get', 'a', ('a',))]
+    assert started == ['n1', 'n2', 'n3', 'n4']
+
+
 def test_a_chunks_nodes_are_told_the_nodes_after_them_of_their_template() -> None:
     """``_following``: a node is told the later nodes of its own template alone (a
     template asks their children); a node of none (emulated) is told none."""

@@ -128,10 +128,10 @@ class Templates:
         self._held = 0                      # their sum: what ``_evict`` weighs
 
     def get(self, path: str, memory: int, rdtsc: str, deadline: float | None = None,
-            account: str = ''):
+            account: str = '', file: tuple | None = None):
         """The template machine for the program (Rejected if it is not valid; its
         validation ends by ``deadline``: ``validator.within``, entered only to make one)
-        for a run of ``account``."""
+        for a run of ``account``; ``file``: its :func:`_file_key`, if the caller has it."""
         def make():
             from zvm_core.engines.emulated.machine import Machine
             with within(deadline):
@@ -140,7 +140,7 @@ class Templates:
                               snapshots=True)
             machine.verdict = p.verdict
             return machine
-        machine = self._kept((*_file_key(path), memory, rdtsc), make, account)
+        machine = self._kept((*(file or _file_key(path)), memory, rdtsc), make, account)
         return machine, machine.verdict
 
     def prepared(self, path: str, engine: str | None, rdtsc: str, file: tuple | None = None,
@@ -372,7 +372,7 @@ def _serve_one(req: dict, fds: list[int], templates: Templates,
         reason = prepared.reason    # auto runs it emulated (zvm_core.prepare): its template
     try:
         machine, verdict = templates.get(req['program'], limits.memory, req['rdtsc'],
-                                         validated_by, account)
+                                         validated_by, account, _file(req['program'], ready))
     except Rejected as e:
         return e.report, None
     except SetupError as e:
@@ -411,12 +411,24 @@ def _prepared(req: dict, templates: Templates, ready: dict | None,
     key = (req['program'], req.get('engine'), req['rdtsc'])
     known = ready.get(key) if ready is not None else None
     if known is None:
-        file = _file_key(req['program'])
+        file = _file(req['program'], ready)
         known = file, templates.prepared(req['program'], req.get('engine'), req['rdtsc'],
                                          file, validated_by, req.get('account', ''))
         if ready is not None:
             ready[key] = known
     return known
+
+
+def _file(path: str, ready: dict | None) -> tuple:
+    """The program file's :func:`_file_key`: the one an earlier run of the same
+    ``run_many`` request found (``ready``), or looked at now.  An emulated batch's
+    node took a ``stat`` of its own, as a native one did before ``ready``."""
+    if ready is None:
+        return _file_key(path)
+    file = ready.get(path)
+    if file is None:
+        file = ready[path] = _file_key(path)
+    return file
 
 
 def native_key(file: tuple, memory: int, prepared) -> tuple:
@@ -480,7 +492,8 @@ def _serve_many(sock: socket.socket, runs: list[tuple[dict, list[int]]],
     raised (it may have asked them: ``Template.take``)."""
     done = 0
     used: dict[int, object] = {}        # id -> template reset since the request came
-    ready: dict[tuple, tuple] = {}      # (program, engine, rdtsc) -> (file key, prepared)
+    # program -> file key (_file); (program, engine, rdtsc) -> (file key, prepared)
+    ready: dict = {}
     end = None if budget is None else _fastcall.coarse() + budget   # (no system call a node)
     keys = [_template_key(req, templates, ready) for req, _fds in runs]
     following = _following(keys)
