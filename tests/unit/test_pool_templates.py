@@ -206,14 +206,16 @@ def test_a_chunk_looks_at_its_program_once(monkeypatch, tmp_path) -> None:
 def test_an_emulated_chunk_looks_at_its_program_once(monkeypatch) -> None:
     """``_serve_many``'s emulated runs of one program: the first one's ``stat`` of the
     file names the template of the others (each still takes it from ``Templates.get``,
-    most recently used); another program of the same request is looked at for itself."""
+    most recently used); another program of the same request is looked at for itself;
+    no run is in a hold (fastcall.c: only a native template's forks need it)."""
     looked: list = []
     started: list = []
     monkeypatch.setattr(worker, '_CHOSEN', {(None, False): ('emulated', '', float('inf'))})
     monkeypatch.setattr(worker, '_file_key', lambda path: looked.append(('stat', path)) or (path,))
     monkeypatch.setattr(worker, '_reply', lambda sock, report, tails, ended: None)
+    held: list = []
     monkeypatch.setattr(worker, '_fastcall', types.SimpleNamespace(
-        hold=lambda on: False, monotonic=lambda: 0.0, coarse=lambda: 0.0))
+        hold=held.append, monotonic=lambda: 0.0, coarse=lambda: 0.0))
 
     class Machine:
         program, verdict = None, types.SimpleNamespace(cached=True)
@@ -247,6 +249,9 @@ def test_an_emulated_chunk_looks_at_its_program_once(monkeypatch) -> None:
     assert looked == [('stat', 'a'), ('get', 'a', ('a',)), ('get', 'a', ('a',)),
                       ('stat', 'b'), ('get', 'b', ('b',)), ('get', 'a', ('a',))]
     assert started == ['n1', 'n2', 'n3', 'n4']
+    # no native template: the guest's flags are not carried across its nodes (the
+    # first clock read of each request's emulated run faulted on them)
+    assert held == []
 
 
 def test_a_chunks_nodes_are_told_the_nodes_after_them_of_their_template() -> None:

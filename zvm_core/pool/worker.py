@@ -497,7 +497,12 @@ def _serve_many(sock: socket.socket, runs: list[tuple[dict, list[int]]],
     end = None if budget is None else _fastcall.coarse() + budget   # (no system call a node)
     keys = [_template_key(req, templates, ready) for req, _fds in runs]
     following = _following(keys)
-    _fastcall.hold(True)
+    # the guest's flags carried across the nodes (fastcall.c: hold) only for a native
+    # template's forks: an emulated node's first clock read (Machine.run) would fault
+    # on them, and their carry and drop are four system calls
+    native = any(key is not None for key in keys)
+    if native:
+        _fastcall.hold(True)
     try:
         for i, (req, fds) in enumerate(runs):
             if i and end is not None and _fastcall.coarse() >= end:
@@ -524,7 +529,8 @@ def _serve_many(sock: socket.socket, runs: list[tuple[dict, list[int]]],
                 machine.reset()     # after the reply: idle templates hold no guest data
                 used[id(machine)] = machine
     finally:
-        _fastcall.hold(False)
+        if native:
+            _fastcall.hold(False)
         for machine in used.values():
             machine.trim()      # children asked for runs that did not come to them
             templates.settle(machine)
