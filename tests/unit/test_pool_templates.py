@@ -99,6 +99,38 @@ def test_templates_weigh_what_each_holds_after_its_runs(monkeypatch) -> None:
     assert b.closed and c.closed
 
 
+def test_an_emulated_template_got_again_at_once_is_not_reordered(monkeypatch) -> None:
+    """``Templates.get`` of the template it gave last, for the same account (a batch's
+    next node): nothing to reorder or record (``_hold``); after another template, or
+    for another account, it is recorded again, and the least recently used still
+    goes first."""
+    monkeypatch.setattr(worker, '_file_key', lambda path: (path,))
+    monkeypatch.setattr(worker, 'prepare', lambda path, policy, engine: types.SimpleNamespace(
+        program=path, verdict=None, policy=policy))
+    made: dict[str, _Template] = {}
+
+    class Machine:
+        def __new__(cls, program, verdict, limits, policy, snapshots):
+            made[program] = _Template(10 * MIB)
+            return made[program]
+    import zvm_core.engines.emulated.machine as machine
+    monkeypatch.setattr(machine, 'Machine', Machine)
+    held: list = []
+    hold = worker._hold
+    monkeypatch.setattr(worker, '_hold', lambda holders, key, account: (
+        held.append((key[0], account)), hold(holders, key, account)))
+    templates = Templates(2 * (10 * MIB + OVERHEAD))
+    a = templates.get('a', 64 * MIB, 'virtualize', account='x')[0]
+    assert templates.get('a', 64 * MIB, 'virtualize', account='x')[0] is a
+    assert held == [('a', 'x')]
+    templates.get('b', 64 * MIB, 'virtualize', account='x')
+    templates.get('a', 64 * MIB, 'virtualize', account='y')     # shared: recorded
+    assert templates.get('a', 64 * MIB, 'virtualize', account='y')[0] is a
+    assert held == [('a', 'x'), ('b', 'x'), ('a', 'y')]
+    templates.get('c', 64 * MIB, 'virtualize', account='x')     # b, least recently used
+    assert made['b'].closed and not a.closed and not made['c'].closed
+
+
 def test_templates_keep_their_descriptors_within_the_worker_s(monkeypatch) -> None:
     templates, made = _templates(monkeypatch, budget=1 << 40, descriptors=5)
     a = _use(templates, 'a')

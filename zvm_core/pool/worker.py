@@ -126,12 +126,19 @@ class Templates:
         self._ran: dict = {}        # native templates settled since the worker was idle
         self._costs: dict[int, int] = {}    # id(template) -> its cost when last charged
         self._held = 0                      # their sum: what ``_evict`` weighs
+        # (key, account, machine) of the last ``get``, while its template is the most
+        # recently used: a batch's next node of it has nothing to reorder or record
+        self._last: tuple | None = None
 
     def get(self, path: str, memory: int, rdtsc: str, deadline: float | None = None,
             account: str = '', file: tuple | None = None):
         """The template machine for the program (Rejected if it is not valid; its
         validation ends by ``deadline``: ``validator.within``, entered only to make one)
         for a run of ``account``; ``file``: its :func:`_file_key`, if the caller has it."""
+        key = (*(file or _file_key(path)), memory, rdtsc)
+        last = self._last
+        if last is not None and last[0] == key and last[1] == account:
+            return last[2], last[2].verdict
         def make():
             from zvm_core.engines.emulated.machine import Machine
             with within(deadline):
@@ -140,7 +147,8 @@ class Templates:
                               snapshots=True)
             machine.verdict = p.verdict
             return machine
-        machine = self._kept((*(file or _file_key(path)), memory, rdtsc), make, account)
+        machine = self._kept(key, make, account)
+        self._last = (key, account, machine)
         return machine, machine.verdict
 
     def prepared(self, path: str, engine: str | None, rdtsc: str, file: tuple | None = None,
@@ -184,6 +192,7 @@ class Templates:
         """The template under ``key``, made by ``make()`` (charged, others evicted to
         make room) if there is none; the most recently used now, held by ``account``,
         either way."""
+        self._last = None
         machine = self._machines.pop(key, None)
         if machine is not None:         # kept: its cost unchanged
             self._machines[key] = machine
@@ -197,6 +206,7 @@ class Templates:
 
     def close(self) -> None:
         """Close every template (a native one is a process: killed and reaped)."""
+        self._last = None
         while self._machines:
             self._machines.popitem()[1].close()
         self._costs, self._held, self._holders = {}, 0, {}
@@ -275,6 +285,7 @@ class Templates:
     def _close(self, key: tuple) -> None:
         """Drop a template: a native one's process, children and descriptors go too."""
         machine = self._machines.pop(key)
+        self._last = None
         del self._holders[key]
         self._ran.pop(id(machine), None)
         self._held -= self._costs.pop(id(machine), 0)
