@@ -174,6 +174,15 @@ def test_a_chunk_settles_each_template_once_after_its_runs(monkeypatch) -> None:
     assert steps == ['reply', 'reset'] * 3 + [('settle', template)]
 
 
+def _runs_of_a_a_b_a() -> list[tuple[dict, list]]:
+    """A ``run_many`` request's runs (no channels) of programs a, a, b, a: nodes n1-n4."""
+    def req(program: str, name: str) -> dict:
+        return {'program': program, 'channels': [], 'argv': [name], 'env': {}, 'limits': {},
+                'rdtsc': 'virtualize', 'seed': 0, 'epoch': 0}
+    return [(req('a', 'n1'), []), (req('a', 'n2'), []), (req('b', 'n3'), []),
+            (req('a', 'n4'), [])]
+
+
 def test_a_chunk_looks_at_its_program_once(monkeypatch, tmp_path) -> None:
     """``_serve_many``'s runs of one program: the first one's ``stat`` of the file and
     ``Templates.prepared`` serve the others, and no node reads the clock with a
@@ -217,12 +226,7 @@ def test_a_chunk_looks_at_its_program_once(monkeypatch, tmp_path) -> None:
         def settle(self, machine) -> None:
             pass
 
-    def req(program: str, name: str) -> dict:
-        return {'program': program, 'channels': [], 'argv': [name], 'env': {}, 'limits': {},
-                'rdtsc': 'virtualize', 'seed': 0, 'epoch': 0}
-    runs = [(req('a', 'n1'), []), (req('a', 'n2'), []), (req('b', 'n3'), []),
-            (req('a', 'n4'), [])]
-    worker._serve_many(None, runs, Kept(1 << 30))
+    worker._serve_many(None, _runs_of_a_a_b_a(), Kept(1 << 30))
     reply = 'clock'         # each reply's stamp (RunResult.ended)
     assert looked == [('stat', 'a'), ('prepared', 'a', ('a',)),
                       ('stat', 'b'), ('prepared', 'b', ('b',)), reply, reply, reply, reply]
@@ -272,12 +276,7 @@ def test_an_emulated_chunk_looks_at_its_program_once(monkeypatch) -> None:
         def settle(self, machine) -> None:
             pass
 
-    def req(program: str, name: str) -> dict:
-        return {'program': program, 'channels': [], 'argv': [name], 'env': {}, 'limits': {},
-                'rdtsc': 'virtualize', 'seed': 0, 'epoch': 0}
-    runs = [(req('a', 'n1'), []), (req('a', 'n2'), []), (req('b', 'n3'), []),
-            (req('a', 'n4'), [])]
-    worker._serve_many(None, runs, Kept(1 << 30))
+    worker._serve_many(None, _runs_of_a_a_b_a(), Kept(1 << 30))
     assert looked == [('stat', 'a'), ('get', 'a', ('a',)), ('get', 'a', ('a',)),
                       ('stat', 'b'), ('get', 'b', ('b',)), ('get', 'a', ('a',))]
     assert started == ['n1', 'n2', 'n3', 'n4']
