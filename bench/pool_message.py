@@ -9,9 +9,14 @@ per run, the median over ``--reps``: the caller's CPU (``time.process_time``
 around the pool's calls only: the request, waiting, the reply) and the worker
 process's own CPU (``/proc/<pid>/schedstat``: its messages, engine choice,
 templates; not the guests, which are its template's children).  Alternate two
-trees (``PYTHONPATH``) in one session to compare them.
+trees (``PYTHONPATH``) in one session to compare them, or give ``--against TREE``
+(another checkout, its extensions built): a second pool whose worker runs that
+tree's code, under the same caller, measurements alternated between the two (the
+worker's CPU per run: its side of the protocol must be the same), and the median
+of the pairs' ratios printed.
 
-Usage: ``python bench/pool_message.py [--runs 512] [--reps 5] [--engine auto]``.
+Usage: ``python bench/pool_message.py [--runs 512] [--reps 5] [--engine auto]
+[--against TREE]``.
 """
 
 from __future__ import annotations
@@ -105,17 +110,62 @@ def measure(pool: Pool, runs: Runs, count: int, many: bool) -> tuple[float, floa
     return caller / count, (worker_cpu(pid) - worker) / count
 
 
+def worker_of(tree: str) -> Pool:
+    """A one-worker pool whose worker imports ``tree``'s code: started in ``tree`` (``python
+    -m`` puts its directory first on the path, before ``PYTHONPATH``) with ``tree`` first
+    on its ``PYTHONPATH``."""
+    was, cwd = os.environ.get('PYTHONPATH'), os.getcwd()
+    os.environ['PYTHONPATH'] = tree
+    os.chdir(tree)
+    try:
+        return Pool(size=1, queue=0)
+    finally:
+        os.chdir(cwd)
+        if was is None:
+            del os.environ['PYTHONPATH']
+        else:
+            os.environ['PYTHONPATH'] = was
+
+
+def against(runs: Runs, opts: argparse.Namespace) -> int:
+    """This tree's worker and ``opts.against``'s, ``run_many`` measurements alternated."""
+    trees = {'this': str(Path(__file__).resolve().parent.parent),
+             'against': os.path.abspath(opts.against)}
+    pools = {k: worker_of(t) for k, t in trees.items()}
+    try:
+        got: dict[str, list[float]] = {k: [] for k in pools}
+        for pool in pools.values():
+            measure(pool, runs, CHUNK, True)        # warm: the template exists
+        for i in range(opts.reps):
+            for k in (('this', 'against') if i % 2 == 0 else ('against', 'this')):
+                got[k].append(measure(pools[k], runs, opts.runs, True)[1])
+    finally:
+        for pool in pools.values():
+            pool.close()
+    ratio = statistics.median(a / b for a, b in zip(got['this'], got['against'], strict=True))
+    common.table(f'{opts.runs} runs of wc over 1 KiB through run_many (16), a one-worker '
+                 f'pool per tree, {opts.reps} alternated pairs, load '
+                 f'{os.getloadavg()[0]:.1f}', ['tree', 'worker CPU ms/run (p50)'],
+                 [[k, f'{statistics.median(v) * 1e3:.4f}'] for k, v in got.items()],
+                 note=f'this/against, median of the pairs: {ratio:.3f}')
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--runs', type=int, default=512, help='runs per measurement')
     parser.add_argument('--reps', type=int, default=5, help='measurements (median printed)')
     parser.add_argument('--engine', default=None, help='auto (default), native, emulated')
+    parser.add_argument('--against', metavar='TREE',
+                        help="another checkout: its worker's CPU per run beside this one's")
     opts = parser.parse_args(argv)
     print(common.environment())
     with tempfile.TemporaryDirectory(prefix='zvm-bench-poolmsg-') as tmp:
         data, out = Path(tmp) / 'object', Path(tmp) / 'out'
         data.write_bytes(common.text(1024))
         runs = Runs(common.build('wc'), data, out, opts.engine)
+        if opts.against:
+            return against(runs, opts)
         rows = []
         with Pool(size=1, queue=0) as pool:
             measure(pool, runs, CHUNK, True)        # warm: the template exists

@@ -99,6 +99,38 @@ def test_templates_weigh_what_each_holds_after_its_runs(monkeypatch) -> None:
     assert b.closed and c.closed
 
 
+def test_an_emulated_template_got_again_at_once_is_not_reordered(monkeypatch) -> None:
+    """``Templates.get`` of the template it gave last, for the same account (a batch's
+    next node): nothing to reorder or record (``_hold``); after another template, or
+    for another account, it is recorded again, and the least recently used still
+    goes first."""
+    monkeypatch.setattr(worker, '_file_key', lambda path: (path,))
+    monkeypatch.setattr(worker, 'prepare', lambda path, policy, engine: types.SimpleNamespace(
+        program=path, verdict=None, policy=policy))
+    made: dict[str, _Template] = {}
+
+    class Machine:
+        def __new__(cls, program, verdict, limits, policy, snapshots):
+            made[program] = _Template(10 * MIB)
+            return made[program]
+    import zvm_core.engines.emulated.machine as machine
+    monkeypatch.setattr(machine, 'Machine', Machine)
+    held: list = []
+    hold = worker._hold
+    monkeypatch.setattr(worker, '_hold', lambda holders, key, account: (
+        held.append((key[0], account)), hold(holders, key, account)))
+    templates = Templates(2 * (10 * MIB + OVERHEAD))
+    a = templates.get('a', 64 * MIB, 'virtualize', account='x')[0]
+    assert templates.get('a', 64 * MIB, 'virtualize', account='x')[0] is a
+    assert held == [('a', 'x')]
+    templates.get('b', 64 * MIB, 'virtualize', account='x')
+    templates.get('a', 64 * MIB, 'virtualize', account='y')     # shared: recorded
+    assert templates.get('a', 64 * MIB, 'virtualize', account='y')[0] is a
+    assert held == [('a', 'x'), ('b', 'x'), ('a', 'y')]
+    templates.get('c', 64 * MIB, 'virtualize', account='x')     # b, least recently used
+    assert made['b'].closed and not a.closed and not made['c'].closed
+
+
 def test_templates_keep_their_descriptors_within_the_worker_s(monkeypatch) -> None:
     templates, made = _templates(monkeypatch, budget=1 << 40, descriptors=5)
     a = _use(templates, 'a')
@@ -140,6 +172,15 @@ def test_a_chunk_settles_each_template_once_after_its_runs(monkeypatch) -> None:
         hold=lambda on: False, monotonic=lambda: 0.0))
     worker._serve_many(None, [({}, []), ({}, []), ({}, [])], templates)
     assert steps == ['reply', 'reset'] * 3 + [('settle', template)]
+
+
+def _runs_of_a_a_b_a() -> list[tuple[dict, list]]:
+    """A ``run_many`` request's runs (no channels) of programs a, a, b, a: nodes n1-n4."""
+    def req(program: str, name: str) -> dict:
+        return {'program': program, 'channels': [], 'argv': [name], 'env': {}, 'limits': {},
+                'rdtsc': 'virtualize', 'seed': 0, 'epoch': 0}
+    return [(req('a', 'n1'), []), (req('a', 'n2'), []), (req('b', 'n3'), []),
+            (req('a', 'n4'), [])]
 
 
 def test_a_chunk_looks_at_its_program_once(monkeypatch, tmp_path) -> None:
@@ -185,12 +226,7 @@ def test_a_chunk_looks_at_its_program_once(monkeypatch, tmp_path) -> None:
         def settle(self, machine) -> None:
             pass
 
-    def req(program: str, name: str) -> dict:
-        return {'program': program, 'channels': [], 'argv': [name], 'env': {}, 'limits': {},
-                'rdtsc': 'virtualize', 'seed': 0, 'epoch': 0}
-    runs = [(req('a', 'n1'), []), (req('a', 'n2'), []), (req('b', 'n3'), []),
-            (req('a', 'n4'), [])]
-    worker._serve_many(None, runs, Kept(1 << 30))
+    worker._serve_many(None, _runs_of_a_a_b_a(), Kept(1 << 30))
     reply = 'clock'         # each reply's stamp (RunResult.ended)
     assert looked == [('stat', 'a'), ('prepared', 'a', ('a',)),
                       ('stat', 'b'), ('prepared', 'b', ('b',)), reply, reply, reply, reply]
@@ -201,6 +237,52 @@ def test_a_chunk_looks_at_its_program_once(monkeypatch, tmp_path) -> None:
     assert started == [('n1', 2, False, True), ('n2', 1, False, True),
                        ('n3', 0, False, True), ('n4', 0, False, True)]
     assert holding == [False]
+
+
+def test_an_emulated_chunk_looks_at_its_program_once(monkeypatch) -> None:
+    """``_serve_many``'s emulated runs of one program: the first one's ``stat`` of the
+    file names the template of the others (each still takes it from ``Templates.get``,
+    most recently used); another program of the same request is looked at for itself;
+    no run is in a hold (fastcall.c: only a native template's forks need it)."""
+    looked: list = []
+    started: list = []
+    monkeypatch.setattr(worker, '_CHOSEN', {(None, False): ('emulated', '', float('inf'))})
+    monkeypatch.setattr(worker, '_file_key', lambda path: looked.append(('stat', path)) or (path,))
+    monkeypatch.setattr(worker, '_reply', lambda sock, report, tails, ended: None)
+    held: list = []
+    monkeypatch.setattr(worker, '_fastcall', types.SimpleNamespace(
+        hold=held.append, monotonic=lambda: 0.0, coarse=lambda: 0.0))
+
+    class Machine:
+        program, verdict = None, types.SimpleNamespace(cached=True)
+
+        def run(self, channels, argv, env, seed, epoch, limits, image, probe):
+            started.append(argv[0])
+            return worker.Report('ok', 0)
+
+        def reset(self) -> None:
+            pass
+
+        def trim(self) -> None:
+            pass
+
+    machines = {'a': Machine(), 'b': Machine()}
+
+    class Kept(Templates):
+        def get(self, path, memory, rdtsc, deadline=None, account='', file=None):
+            looked.append(('get', path, file))
+            return machines[path], machines[path].verdict
+
+        def settle(self, machine) -> None:
+            pass
+
+    worker._serve_many(None, _runs_of_a_a_b_a(), Kept(1 << 30))
+    assert looked == [('stat', 'a'), ('get', 'a', ('a',)), ('get', 'a', ('a',)),
+                      ('stat', 'b'), ('get', 'b', ('b',)), ('get', 'a', ('a',))]
+    assert started == ['n1', 'n2', 'n3', 'n4']
+    # no native template: the guest's flags are not carried across its nodes (the
+    # first clock read of each request's emulated run faulted on them)
+    assert held == []
 
 
 def test_a_chunks_nodes_are_told_the_nodes_after_them_of_their_template() -> None:

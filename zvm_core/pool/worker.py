@@ -126,12 +126,19 @@ class Templates:
         self._ran: dict = {}        # native templates settled since the worker was idle
         self._costs: dict[int, int] = {}    # id(template) -> its cost when last charged
         self._held = 0                      # their sum: what ``_evict`` weighs
+        # (key, account, machine) of the last ``get``, while its template is the most
+        # recently used: a batch's next node of it has nothing to reorder or record
+        self._last: tuple | None = None
 
     def get(self, path: str, memory: int, rdtsc: str, deadline: float | None = None,
-            account: str = ''):
+            account: str = '', file: tuple | None = None):
         """The template machine for the program (Rejected if it is not valid; its
         validation ends by ``deadline``: ``validator.within``, entered only to make one)
-        for a run of ``account``."""
+        for a run of ``account``; ``file``: its :func:`_file_key`, if the caller has it."""
+        key = (*(file or _file_key(path)), memory, rdtsc)
+        last = self._last
+        if last is not None and last[0] == key and last[1] == account:
+            return last[2], last[2].verdict
         def make():
             from zvm_core.engines.emulated.machine import Machine
             with within(deadline):
@@ -140,7 +147,8 @@ class Templates:
                               snapshots=True)
             machine.verdict = p.verdict
             return machine
-        machine = self._kept((*_file_key(path), memory, rdtsc), make, account)
+        machine = self._kept(key, make, account)
+        self._last = (key, account, machine)
         return machine, machine.verdict
 
     def prepared(self, path: str, engine: str | None, rdtsc: str, file: tuple | None = None,
@@ -184,6 +192,7 @@ class Templates:
         """The template under ``key``, made by ``make()`` (charged, others evicted to
         make room) if there is none; the most recently used now, held by ``account``,
         either way."""
+        self._last = None
         machine = self._machines.pop(key, None)
         if machine is not None:         # kept: its cost unchanged
             self._machines[key] = machine
@@ -197,6 +206,7 @@ class Templates:
 
     def close(self) -> None:
         """Close every template (a native one is a process: killed and reaped)."""
+        self._last = None
         while self._machines:
             self._machines.popitem()[1].close()
         self._costs, self._held, self._holders = {}, 0, {}
@@ -275,6 +285,7 @@ class Templates:
     def _close(self, key: tuple) -> None:
         """Drop a template: a native one's process, children and descriptors go too."""
         machine = self._machines.pop(key)
+        self._last = None
         del self._holders[key]
         self._ran.pop(id(machine), None)
         self._held -= self._costs.pop(id(machine), 0)
@@ -372,7 +383,7 @@ def _serve_one(req: dict, fds: list[int], templates: Templates,
         reason = prepared.reason    # auto runs it emulated (zvm_core.prepare): its template
     try:
         machine, verdict = templates.get(req['program'], limits.memory, req['rdtsc'],
-                                         validated_by, account)
+                                         validated_by, account, _file(req['program'], ready))
     except Rejected as e:
         return e.report, None
     except SetupError as e:
@@ -411,12 +422,24 @@ def _prepared(req: dict, templates: Templates, ready: dict | None,
     key = (req['program'], req.get('engine'), req['rdtsc'])
     known = ready.get(key) if ready is not None else None
     if known is None:
-        file = _file_key(req['program'])
+        file = _file(req['program'], ready)
         known = file, templates.prepared(req['program'], req.get('engine'), req['rdtsc'],
                                          file, validated_by, req.get('account', ''))
         if ready is not None:
             ready[key] = known
     return known
+
+
+def _file(path: str, ready: dict | None) -> tuple:
+    """The program file's :func:`_file_key`: the one an earlier run of the same
+    ``run_many`` request found (``ready``), or looked at now.  An emulated batch's
+    node took a ``stat`` of its own, as a native one did before ``ready``."""
+    if ready is None:
+        return _file_key(path)
+    file = ready.get(path)
+    if file is None:
+        file = ready[path] = _file_key(path)
+    return file
 
 
 def native_key(file: tuple, memory: int, prepared) -> tuple:
@@ -480,11 +503,17 @@ def _serve_many(sock: socket.socket, runs: list[tuple[dict, list[int]]],
     raised (it may have asked them: ``Template.take``)."""
     done = 0
     used: dict[int, object] = {}        # id -> template reset since the request came
-    ready: dict[tuple, tuple] = {}      # (program, engine, rdtsc) -> (file key, prepared)
+    # program -> file key (_file); (program, engine, rdtsc) -> (file key, prepared)
+    ready: dict = {}
     end = None if budget is None else _fastcall.coarse() + budget   # (no system call a node)
     keys = [_template_key(req, templates, ready) for req, _fds in runs]
     following = _following(keys)
-    _fastcall.hold(True)
+    # the guest's flags carried across the nodes (fastcall.c: hold) only for a native
+    # template's forks: an emulated node's first clock read (Machine.run) would fault
+    # on them, and their carry and drop are four system calls
+    native = any(key is not None for key in keys)
+    if native:
+        _fastcall.hold(True)
     try:
         for i, (req, fds) in enumerate(runs):
             if i and end is not None and _fastcall.coarse() >= end:
@@ -511,7 +540,8 @@ def _serve_many(sock: socket.socket, runs: list[tuple[dict, list[int]]],
                 machine.reset()     # after the reply: idle templates hold no guest data
                 used[id(machine)] = machine
     finally:
-        _fastcall.hold(False)
+        if native:
+            _fastcall.hold(False)
         for machine in used.values():
             machine.trim()      # children asked for runs that did not come to them
             templates.settle(machine)
