@@ -23,7 +23,11 @@ from swift.common.http import HTTP_NOT_FOUND, HTTP_OK, is_success
 from swift.common.swob import HTTPException, Request, Response
 from swift.common.utils import close_if_possible
 from swift.common.wsgi import make_subrequest
-from swift.proxy.controllers.base import get_account_info, get_container_info
+from swift.proxy.controllers.base import (
+    clear_info_cache,
+    get_account_info,
+    get_container_info,
+)
 
 from zerocloud.config import NOT_PLAIN, SWIFT_SOURCE, Config
 from zerocloud.httperrors import (
@@ -428,24 +432,24 @@ class Caller:
         turn = self._quota_turn(path)
         with turn if turn is not None else contextlib.nullcontext():
             sub = self.sub('PUT', '/v1' + path.path, headers=headers)
-            if turn is not None:
+            if turn is not None:    # nor memcache's copy, kept up to recheck_container_existence
                 sub.environ['swift.infocache'] = {}
+                clear_info_cache(sub.environ, path.account, path.container)
             sub.environ['wsgi.input'] = body
             return sub.get_response(self.app)
 
     def _quota_turn(self, path: SwiftPath) -> Semaphore | None:
-        """The turn of the stores into ``path``'s container, if it or its account has
-        a quota (the keys of Swift's ``container_quotas`` and ``account_quotas``:
-        ``quota-bytes``, ``quota-count``, per policy ``quota-bytes-policy-N``..., in
-        metadata or system metadata), else None."""
+        """The turn of the stores into ``path``'s container, if it has a quota (Swift's
+        ``container_quotas``: ``quota-bytes``, ``quota-count``), else None.  An account's
+        quota is not: its counts reach the account only as the container updater runs
+        (minutes), so reading them again per store would change nothing."""
         key = (path.account, path.container)
         if key not in self._quota_turns:
             env = self.sub('HEAD', f'/v1/{path.account}/{path.container}').environ
-            infos = (get_container_info(env, self.app, swift_source=SWIFT_SOURCE),
-                     get_account_info(env, self.app, swift_source=SWIFT_SOURCE))
-            quota = any(k.startswith('quota-') for info in infos
-                        for meta in ('meta', 'sysmeta') for k in info.get(meta) or ())
-            self._quota_turns[key] = Semaphore() if quota else None
+            meta = get_container_info(env, self.app, swift_source=SWIFT_SOURCE).get('meta') or {}
+            quota = 'quota-bytes' in meta or 'quota-count' in meta
+            # two stores may both have looked (the lookup yields): the first turn made wins
+            self._quota_turns.setdefault(key, Semaphore() if quota else None)
         return self._quota_turns[key]
 
 
