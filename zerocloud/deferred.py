@@ -154,6 +154,9 @@ _RESULT = re.compile(_JOB + re.escape(HEADERS_SUFFIX))
 _STATE = re.compile(_JOB + re.escape(STATE_SUFFIX))
 
 
+UNSTORED = 'unstored'    # a state's kind when neither its job's result nor why could be stored
+
+
 class _Uncached(dict):
     """The ``swift.infocache`` of a job once answered 202: it keeps nothing, so what the
     job looks up later (an ACL) is read again, as for its caller's own requests.
@@ -310,7 +313,12 @@ def run(app, req: Request, how: str, account: str, container: str | None, timeou
             state['working'] = False        # storing the result is never cancelled
         try:
             if state['result'] == 'store':
-                finished.put(_store_late(app, req, where, resp, logger, progress.objects()))
+                try:
+                    unstored = _store_late(app, req, where, resp, logger, progress.objects())
+                except Exception as e:
+                    logger.exception('deferred result %s: storing it failed', where)
+                    unstored = f'storing its result failed: {e!r}'
+                finished.put(unstored)
             elif state['result'] == 'drop':     # nobody reads it: its spool goes now
                 close_if_possible(resp.app_iter)
             else:
@@ -440,6 +448,12 @@ def _keep_state(app, req: Request, where: SwiftPath, heartbeat: float, finished:
     written, due, look, asked = None, 0.0, time.monotonic() + CANCEL_EVERY, False
     moved, touched = time.time(), 0     # when the counts last changed, or a step was made
     since = started_at(os.getpid())     # this process's: read once, not per write
+
+    def state_body(kind: str, **more: str) -> bytes:
+        return json.dumps({'state': kind, 'heartbeat': heartbeat, 'updated': time.time(),
+                           'moved': moved, 'proxy': _proxy(), 'pids': pid_space(),
+                           'since': since, 'started': progress.started_at,
+                           **progress.counts(), **more}).encode()
     while True:
         if not asked and time.monotonic() >= look:
             asked = _marked(app, req, where)
@@ -452,13 +466,7 @@ def _keep_state(app, req: Request, where: SwiftPath, heartbeat: float, finished:
         if changed or time.monotonic() >= due:
             if changed:
                 moved, touched = time.time(), progress.touched
-            body = json.dumps({'state': 'running', 'heartbeat': heartbeat, 'updated': time.time(),
-                               'moved': moved,
-                               'proxy': _proxy(), 'pids': pid_space(),
-                               'since': since,
-                               'started': progress.started_at,
-                               **counts}).encode()
-            stored = _put(app, req, state, body, 'application/json')
+            stored = _put(app, req, state, state_body('running'), 'application/json')
             if written is None:
                 stored_once.put(stored)
             if not is_success(stored.status_int):
@@ -466,15 +474,17 @@ def _keep_state(app, req: Request, where: SwiftPath, heartbeat: float, finished:
                              stored.status)
             written, due = counts, time.monotonic() + heartbeat
         try:
-            stored_result = finished.get(timeout=max(0.0, min(
+            unstored = finished.get(timeout=max(0.0, min(
                 PROGRESS_EVERY, heartbeat, CANCEL_EVERY, due - time.monotonic())))
             break
         except Empty:
             pass
-    if stored_result is False:      # no result, nor why: the state stays (a poll says lost)
-        logger.error('deferred job %s: no result could be stored; its state stays', where)
-        return
     _request(app, req, 'DELETE', state)
+    if unstored:    # no result, nor why: the state says it (after the DELETE: the room it made)
+        said = _put(app, req, state, state_body(UNSTORED, why=unstored), 'application/json')
+        if not is_success(said.status_int):
+            logger.error('deferred job %s: neither its result nor why could be stored: %s',
+                         where, said.status)
     if asked or _marked(app, req, where):          # too late, or done
         _request(app, req, 'DELETE', marker)
 
@@ -674,11 +684,13 @@ def _settle(app, req: Request, version: str, account: str, container: str, name:
     running, why = read
     logger.error('deferred job %s was lost (%s): its proxy was %s', base, why,
                  running.get('proxy'))
-    lost = HTTPServiceUnavailable(
-        body=f'the proxy running this deferred job stopped before it finished ({why}); its '
-             f'result is lost: run the job again\n',
-        content_type='text/plain', headers={'X-Nexe-Status': 'lost'})
-    lost.headers['X-Nexe-Error'] = lost.body.decode().strip()
+    said = (f'this deferred job ended, but {why}; it is lost: make room there and run the '
+            f'job again' if running.get('state') == UNSTORED else
+            f'the proxy running this deferred job stopped before it finished ({why}); its '
+            f'result is lost: run the job again')
+    lost = HTTPServiceUnavailable(body=said + '\n', content_type='text/plain',
+                                  headers={'X-Nexe-Status': 'lost'})
+    lost.headers['X-Nexe-Error'] = header_text(said, 1000)
     nodes = running.get('nodes')
     if isinstance(nodes, dict) and all(isinstance(nodes.get(k), int)
                                        for k in ('total', 'done', 'failed')):
@@ -702,6 +714,9 @@ def _lost_why(running: dict, config: Config | None) -> str:
     moved = float(running.get('moved', updated))
     if not all(map(math.isfinite, (updated, beat, moved))):
         raise ValueError('not a state: a time that is no number')
+    if running.get('state') == UNSTORED:        # its proxy could store nothing else
+        return header_text(f'neither its result nor why could be stored: {running["why"]}',
+                           400)
     age = time.time() - updated
     stale = age > STALE_BEATS * beat
     still = abs(time.time() - moved)
@@ -865,10 +880,11 @@ def _has_home(app, req: Request, where: SwiftPath, logger, version: str) -> bool
 
 
 def _store_late(app, req: Request, where: SwiftPath, resp: Response, logger,
-                objects: dict[str, str]) -> bool:
+                objects: dict[str, str]) -> str:
     """Store a deferred job's result, saying if it was reported lost (:func:`_note_lost`):
     a failure to read the lost one (Swift's GET, its body) never keeps the result from
-    being stored, nor its pollers from reading it.  Whether a result is stored."""
+    being stored, nor its pollers from reading it.  Why no result is stored ('' when
+    one is: :func:`_store`)."""
     try:
         _note_lost(app, req, where, resp)
     except Exception:
@@ -902,19 +918,20 @@ def _store_lost(app, req: Request, where: SwiftPath, lost: Response, logger,
 
 
 def _store(app, req: Request, where: SwiftPath, resp: Response, logger,
-           version: str = 'v1', objects: dict[str, str] | None = None) -> bool:
+           version: str = 'v1', objects: dict[str, str] | None = None) -> str:
     """Store a deferred job's body, then its status and headers (and ``objects``: the
-    object of each node, by name); what Swift refused, why in its place.  Whether a
-    result (the job's or why it is not there) is stored."""
+    object of each node, by name); what Swift refused, why in its place.  '' once a
+    result (the job's or why it is not there) is stored, else why none is."""
     if not _has_home(app, req, where, logger, version):
         close_if_possible(resp.app_iter)
-        return False
+        return f'the container of its result, swift://{where.account}/{where.container}, ' \
+               f'could not be created'
     path = f'/{version}/{where.account}/{where.container}/{where.obj}'
     stored = _put(app, req, path, resp, resp.content_type)
     if is_success(stored.status_int):
         stored = _put_headers(app, req, path, resp, objects)
         if is_success(stored.status_int):
-            return True
+            return ''
         # a body that filled the quota left no room for its headers: without them the
         # result is never complete (a poller waits forever); why goes in its place
         logger.error('deferred result %s: storing its headers failed: %s', where,
@@ -925,9 +942,9 @@ def _store(app, req: Request, where: SwiftPath, resp: Response, logger,
     resp = _unstored(where, resp, stored)
     if is_success(_put(app, req, path, resp.body, resp.content_type).status_int) and \
             is_success(_put_headers(app, req, path, resp, None).status_int):
-        return True
+        return ''
     logger.error('deferred result %s: storing why it is not there failed too', where)
-    return False
+    return resp.headers['X-Nexe-Error']
 
 
 def _put_headers(app, req: Request, path: str, resp: Response,

@@ -917,17 +917,27 @@ def test_a_result_whose_body_filled_the_quota_is_replaced_by_why() -> None:
     assert app.objects[f'{ACCOUNT}/c/big'][1].startswith(b'the job ended 200 OK')
 
 
-def test_a_job_whose_result_and_why_swift_both_refuse_keeps_its_state() -> None:
+def test_a_job_whose_result_and_why_swift_both_refuse_says_so_in_its_state() -> None:
     """A count quota full: neither the result nor why it is not there could be stored,
     and the state was deleted anyway: the job vanished (zc status: no such job).  Its
-    state now stays, for a poll to report it lost."""
+    state now says so (written again once deleted: the room that makes), and a poll
+    reports the job lost with that reason, once there is room."""
     app = RefusingSwift(lambda path, size: not path.endswith('.state'))
     name = _ran_deferred(app)
-    refused = f'{ACCOUNT}/c/{name}'         # the result, then why it is not there
-    assert app.wait_until(lambda: sum(p == refused for _m, p, _h in app.calls) >= 2)
-    app.wait_until(lambda: False, idle=0.5)         # what it does after, if anything
-    assert f'{ACCOUNT}/c/{name}.state' in app.objects
-    assert ('DELETE', f'{ACCOUNT}/c/{name}.state') not in [c[:2] for c in app.calls]
+    state = f'{ACCOUNT}/c/{name}.state'
+    assert app.wait_until(lambda: state in app.objects and json.loads(
+        app.objects[state][1])['state'] == 'unstored')
+    said = json.loads(app.objects[state][1])['why']
+    assert said.startswith('the job ended 200 OK (X-Nexe-Status: ) but its output could not '
+                           'be stored as swift://AUTH_a/c/' + name + ' (413 ')
+    app.refuse = lambda path, size: False       # room made: a poll settles it
+    env = Request.blank(f'{ACCOUNT}/c/{name}.headers').environ
+    deferred.settle_lost(app, env, logging.getLogger('test'))
+    stored = json.loads(app.objects[f'{ACCOUNT}/c/{name}.headers'][1])
+    assert stored['X-Nexe-Status'] == 'lost'
+    assert stored['X-Nexe-Error'].startswith('this deferred job ended, but neither its result '
+                                             'nor why could be stored: the job ended 200 OK')
+    assert state not in app.objects
 
 
 def test_a_deferred_open_in_a_missing_container_says_so_without_posting_advice() -> None:

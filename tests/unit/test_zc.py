@@ -1704,7 +1704,11 @@ def test_status_of_a_result_with_cut_headers_names_the_command_that_lists_every_
 @pytest.mark.parametrize('known, code, line', [
     ((report.parse(200, OK_HEADERS, b''), None), 0, 'job-1: done: 1 node: 1 succeeded, 0 failed'),
     ((None, {'state': 'running', 'nodes': {'total': 3, 'done': 1, 'failed': 0, 'running': 2}}),
-     3, 'job-1: running for 0 s: 1/3 nodes done, 0 failed, 2 running')])
+     3, 'job-1: running for 0 s: 1/3 nodes done, 0 failed, 2 running'),
+    # its proxy could store neither its result nor why (a quota full): not "running"
+    ((None, {'state': 'unstored', 'why': 'the job ended 200 OK ... (413 ...)',
+             'nodes': {'total': 3, 'done': 3, 'failed': 0, 'running': 0}}),
+     1, 'job-1: ended, but neither its result nor why could be stored: the job ended 200 OK')])
 def test_status_prints_its_line_on_stdout(monkeypatch, capsys, known, code, line) -> None:
     # the line went to stderr: `zc status ID > f` left f empty
     from zerocloud.client import cli

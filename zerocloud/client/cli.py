@@ -994,6 +994,11 @@ class Client:
                 self.out.write(json.dumps(state or {'state': 'unknown'}).encode() + b'\n')
             if state is None:
                 return EXIT_FAILED if self.opts.json else self.unknown()
+            if state.get('state') == 'unstored':    # its proxy could store nothing else
+                if not self.opts.json:
+                    self.out.write(f'{self.opts.id}: ended, but neither its result nor why '
+                                   f'could be stored: {state.get("why")}\n'.encode())
+                return EXIT_FAILED
             if not self.opts.json:
                 now = time.time()       # one reading: two said "running for -0 s"
                 since = now - float(state.get('started') or now)
