@@ -126,7 +126,7 @@ class Templates:
         self._ran: dict = {}        # native templates settled since the worker was idle
         self._costs: dict[int, int] = {}    # id(template) -> its cost when last charged
         self._held = 0                      # their sum: what ``_evict`` weighs
-        # (key, account, machine) of the last ``get``, while its template is the most
+        # (key, account, machine) of the last ``_kept``, while its template is the most
         # recently used: a batch's next node of it has nothing to reorder or record
         self._last: tuple | None = None
 
@@ -136,9 +136,7 @@ class Templates:
         validation ends by ``deadline``: ``validator.within``, entered only to make one)
         for a run of ``account``; ``file``: its :func:`_file_key`, if the caller has it."""
         key = (*(file or _file_key(path)), memory, rdtsc)
-        last = self._last
-        if last is not None and last[0] == key and last[1] == account:
-            return last[2], last[2].verdict
+
         def make():
             from zvm_core.engines.emulated.machine import Machine
             with within(deadline):
@@ -148,7 +146,6 @@ class Templates:
             machine.verdict = p.verdict
             return machine
         machine = self._kept(key, make, account)
-        self._last = (key, account, machine)
         return machine, machine.verdict
 
     def prepared(self, path: str, engine: str | None, rdtsc: str, file: tuple | None = None,
@@ -191,17 +188,21 @@ class Templates:
     def _kept(self, key: tuple, make, account: str):
         """The template under ``key``, made by ``make()`` (charged, others evicted to
         make room) if there is none; the most recently used now, held by ``account``,
-        either way."""
-        self._last = None
+        either way.  The last one asked for again, by the same account (a batch's next
+        node, of either engine), has nothing to reorder or record."""
+        last = self._last
+        if last is not None and last[0] == key and last[1] == account:
+            return last[2]
         machine = self._machines.pop(key, None)
         if machine is not None:         # kept: its cost unchanged
             self._machines[key] = machine
             _hold(self._holders, key, account)
-            return machine
-        machine = self._machines[key] = make()
-        _hold(self._holders, key, account)
-        self._charge(machine)
-        self._evict()
+        else:
+            machine = self._machines[key] = make()
+            _hold(self._holders, key, account)
+            self._charge(machine)
+            self._evict()
+        self._last = (key, account, machine)
         return machine
 
     def close(self) -> None:
