@@ -537,8 +537,8 @@ def cancel(app, env: dict, logger, config: Config | None = None) -> Response | N
         return None     # no state this user may read (a write ACL alone): Swift's DELETE
     if not is_success(status):
         return Response(status=status)
-    if read is None or read is _NOT_OURS:
-        return None             # an object of the user's named so: deleted as any other
+    if read is None:
+        return None             # none, or an object of the user's named so: deleted as any other
     lost = read[1]
     if lost:                    # a lost job has ended: its result is stored first
         result = _settle(app, req, version, account, container, name, logger, read)
@@ -601,27 +601,23 @@ def _marked(app, req: Request, where: SwiftPath) -> bool:
 
 def _is_lost(read: tuple[dict, str] | None) -> bool:
     """Does a read state (:func:`_read_state`) say its job is lost?"""
-    return read is not None and read is not _NOT_OURS and bool(read[1])
-
-
-# what _read_state says of an object there that is no state this proxy wrote
-_NOT_OURS: tuple[dict, str] = ({}, 'not a state')
+    return read is not None and bool(read[1])
 
 
 def _read_state(app, req: Request, base: str,
                 config: Config | None) -> tuple[int, tuple[dict, str] | None]:
     """The status of Swift's GET of the job ``base``'s state, and the state with why it
-    is lost ('' while it runs: :func:`_lost_why`): None without one (or unread: Swift
-    refused or failed the GET); :data:`_NOT_OURS` for an object there that this proxy
-    did not write (the user's own: a larger one never read whole), which no job's proxy
-    reads or cancels."""
+    is lost ('' while it runs: :func:`_lost_why`): None without one, unread (Swift
+    refused or failed the GET), or for an object there that this proxy did not write
+    (the user's own: a larger one never read whole), which no job's proxy reads or
+    cancels."""
     status, running = _small_json(app, req, base + STATE_SUFFIX)
     if not isinstance(running, dict):
-        return status, (_NOT_OURS if status == 200 else None)
+        return status, None
     try:
         return status, (running, _lost_why(running, config))
     except (ValueError, TypeError, KeyError, OverflowError, RecursionError):
-        return status, _NOT_OURS    # not a state this proxy wrote (the user's to overwrite)
+        return status, None     # not a state this proxy wrote (the user's to overwrite)
 
 
 def _small_json(app, req: Request, path: str) -> tuple[int, object]:
