@@ -8,6 +8,13 @@ SUMMARY_NODES = 1000        # above this many results, X-Nexe-* headers summaris
 NODES_HEADER = 'X-Nexe-Nodes'           # only in such a summary: the count of results
 REPORT_HEADER = 'X-Zerovm-Report'       # "json": the answer is the JSON report
 DEFERRED_HEADER = 'X-Zerovm-Deferred'   # always | auto | never (zerocloud.deferred)
+# what a job lost though it succeeded, entries comma-separated: ``<node>: N bytes written
+# to an undeclared stdout``, ``<node>: <device> not stored (N bytes < min_size M)``; in a
+# summary (over SUMMARY_NODES) counts: ``<n> nodes: N bytes ...``, ``N outputs not
+# stored (under their min_size)``
+DROPPED_HEADER = 'X-Nexe-Dropped'
+UNDECLARED = 'bytes written to an undeclared stdout'
+UNDER_MIN = 'not stored (under their min_size)'
 
 
 def exit_error(retcode: int | None, stderr: str) -> str:

@@ -14,7 +14,8 @@ import time
 import unicodedata
 from collections.abc import Callable
 
-from zerocloud.client.report import UNDECLARED, JobResult, NodeResult
+from zerocloud.answer_format import UNDECLARED
+from zerocloud.client.report import JobResult, NodeResult
 
 COLUMNS = ('NODE', 'OBJECT', 'SERVER', 'STATUS', 'EXIT', 'FUEL', 'IN', 'OUT', 'SECONDS')
 STDERR_LINES = 20               # of each failed node's stderr shown under the table

@@ -35,10 +35,11 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from zerocloud.answer_format import UNDECLARED
+
 OK = 'ok'
 OBJECTS = 'Objects'                 # of a deferred result's .headers: node -> object
 NEXE = 'x-nexe-'
-UNDECLARED = 'bytes written to an undeclared stdout'     # an X-Nexe-Dropped entry's end
 STDERR_SECTION = re.compile(r'^\n?--- stderr of (\S+)(?: \([^)\n]*\))? ---\n', re.M)
 
 

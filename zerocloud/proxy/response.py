@@ -34,7 +34,14 @@ from swift.common.swob import Response
 from swift.common.utils import close_if_possible
 
 from zerocloud import cgiout, graph, turns, wire
-from zerocloud.answer_format import NODES_HEADER, SUMMARY_NODES, exit_error
+from zerocloud.answer_format import DROPPED_HEADER as DROPPED
+from zerocloud.answer_format import (
+    NODES_HEADER,
+    SUMMARY_NODES,
+    UNDECLARED,
+    UNDER_MIN,
+    exit_error,
+)
 from zerocloud.job import Device, Node
 from zerocloud.proxy.outputs import OutputFile
 
@@ -61,9 +68,6 @@ HINTS = {'memory': ('memory limit reached', MEMORY_HINT),
          'timeout': ('wall-clock timeout', TIMEOUT_HINT),
          'fuel': ('fuel exhausted', _limit_hint('zerovm_fuel', TOO_MUCH))}
 BODY_BYTES = 'X-Nexe-Body-Bytes'     # bytes of the response body from each node
-DROPPED = 'X-Nexe-Dropped'           # bytes lost: to an undeclared stdout, under a min_size
-UNDECLARED = 'bytes written to an undeclared stdout'
-UNDER_MIN = 'not stored (under their min_size)'   # the summary's count of outputs
 # HTTP status of a node by how it ended; ``killed`` by the host's trouble (its report's
 # ``host_failure``): 503 (NodeResult.http).
 EXIT_FAILED = 422        # a program that exited with a code the job does not accept

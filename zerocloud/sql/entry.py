@@ -37,7 +37,7 @@ from swift.common.swob import Response
 
 from zerocloud import deferred, hangup, sources
 from zerocloud import job as jobs
-from zerocloud.answer_format import NODES_HEADER
+from zerocloud.answer_format import NODES_HEADER, UNDECLARED, UNDER_MIN
 from zerocloud.httperrors import (
     HTTPBadRequest,
     HTTPMethodNotAllowed,
@@ -47,7 +47,7 @@ from zerocloud.httperrors import (
     HTTPUnprocessableEntity,
 )
 from zerocloud.proxy.caller import spool
-from zerocloud.proxy.response import DROPPED, UNDECLARED, UNDER_MIN, Tally
+from zerocloud.proxy.response import DROPPED, Tally
 from zerocloud.sources import Input, Launch
 from zerocloud.sql import planner
 from zerocloud.sql.planner import SqlError
