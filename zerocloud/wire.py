@@ -155,7 +155,7 @@ from dataclasses import dataclass, field, fields
 from sys import intern
 from urllib.parse import quote
 
-from zvm_core.pool import one_shot
+from zvm_core.pool import as_json, one_shot
 
 SPEC = 'node.json'
 SPEC_LIMIT = 1 << 20           # largest node spec an object server reads (node.json, batch/spec)
@@ -713,9 +713,6 @@ class NodeReport:
         return read, written
 
 
-_encode_json = one_shot(json.JSONEncoder())     # json.dumps(obj): no raw newline (ASCII)
-
-
 class ReportsBlock:
     """A ``batch/reports`` member: the results of up to :data:`REPORTS_NODES` nodes of
     a batch in one member, instead of a ``<i>/report.json`` and a ``<i>/dev/<device>``
@@ -736,7 +733,7 @@ class ReportsBlock:
     (:meth:`member`); the proxy reads it with :func:`read_reports`."""
 
     def __init__(self, names: dict[str, tuple[str, ...]]) -> None:
-        self.prefix = b'{"names":' + _encode_json(
+        self.prefix = b'{"names":' + as_json(
             {k: list(v) for k, v in names.items()}).encode() + b',"nodes":'
         self.rows: list[bytes] = []         # each row as JSON: the block's size is exact
         self.outputs: list[bytes] = []
@@ -745,25 +742,22 @@ class ReportsBlock:
     def add(self, index: int, values: list, outputs: list[tuple[str, bytes]]) -> None:
         """Node ``index``'s report (its values in the order of ``names.report``) and
         outputs (device, bytes)."""
-        self.add_encoded(index, _encode_json(values).encode(), outputs)
+        self.add_encoded(index, as_json(values).encode(), outputs)
 
     def add_encoded(self, index: int, values: bytes, outputs: list[tuple[str, bytes]]) -> None:
         """:meth:`add` of values already JSON as ``json.dumps`` writes them (a worker's
         report passed on as it came: ``zerocloud.object.answer``), the same row."""
-        data = b'[%d, %s, %s]' % (index, values, _encode_json(
-            [[name, len(data)] for name, data in outputs]).encode())
-        self.rows.append(data)
-        self.size += len(data) + 1
+        self._row(b'[%d, %s, %s]' % (index, values, as_json(
+            [[name, len(data)] for name, data in outputs]).encode()))
         for _, data in outputs:
             self.outputs.append(data)
             self.size += len(data)
 
     def error(self, index: int, text: str) -> None:
         """Node ``index`` was not run here: ``text`` is its status and reason."""
-        self._row([index, text])
+        self._row(as_json([index, text]).encode())
 
-    def _row(self, row: list) -> None:
-        data = _encode_json(row).encode()
+    def _row(self, data: bytes) -> None:
         self.rows.append(data)
         self.size += len(data) + 1
 
