@@ -9,20 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from swift.common.constraints import check_utf8
+from swift.common.swob import wsgi_to_str
+
 
 def text_names(parts: Iterable[str | None]) -> list[str | None] | None:
-    """``parts`` (WSGI strings, or None) as text, or None if one is not UTF-8 or holds
-    a NUL: Swift's proxy answers such a path ``412 Invalid UTF8 or contains NULL``."""
-    names = []
-    for part in parts:
-        if part is None:
-            names.append(None)
-            continue
-        try:
-            name = part.encode('latin-1').decode('utf-8')
-        except UnicodeError:
-            return None
-        if '\0' in name:
-            return None
-        names.append(name)
-    return names
+    """``parts`` (WSGI strings, or None) as text, or None if one fails Swift's own
+    ``check_utf8`` (not UTF-8, or a NUL): its proxy answers such a path ``412 Invalid
+    UTF8 or contains NULL``."""
+    names = [None if part is None else wsgi_to_str(part) for part in parts]
+    return names if all(not name or check_utf8(name) for name in names) else None
