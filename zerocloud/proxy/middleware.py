@@ -853,9 +853,8 @@ def _native(parts: list[str | None]) -> list[str | None]:
 def _to_store(results: Iterable[NodeResult], failed: bool) -> Iterator[tuple[NodeResult, Device]]:
     """The outputs to store: with a path, at least ``min_size`` bytes, and when the job
     ``failed`` only those of devices with ``"store": "always"``."""
-    return ((r, dev) for r in results for dev in r.node.devices
-            if dev.writable and dev.path is not None and dev.name in r.outputs
-            and r.short_of(dev) is None and (not failed or dev.store == 'always'))
+    return ((r, dev) for r in results for dev in r.path_outputs()
+            if r.short_of(dev) is None and (not failed or dev.store == 'always'))
 
 
 class _Known:

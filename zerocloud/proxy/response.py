@@ -206,6 +206,11 @@ class NodeResult:
         out.seek(0)
         return size
 
+    def path_outputs(self) -> Iterator[Device]:
+        """The devices whose output this node wrote and that name a path to store it."""
+        return (dev for dev in self.node.devices
+                if dev.writable and dev.path is not None and dev.name in self.outputs)
+
     def short_of(self, dev: Device) -> int | None:
         """The size of this node's output of ``dev`` if it is under the device's
         ``min_size`` (so it is not stored), else None: the one rule for storing it
@@ -519,9 +524,7 @@ def dropped_entries(r: NodeResult) -> list[str]:
 def under_min_size(r: NodeResult) -> list[tuple[Device, int]]:
     """The outputs of ``r`` with a path that are smaller than their device's
     ``min_size``, and their sizes: not stored, which the answer said nowhere."""
-    return [(dev, size) for dev in r.node.devices
-            if dev.writable and dev.path is not None and dev.name in r.outputs
-            and (size := r.short_of(dev)) is not None]
+    return [(dev, size) for dev in r.path_outputs() if (size := r.short_of(dev)) is not None]
 
 
 def error_header(results: Iterable[NodeResult], headers: dict[str, str]) -> bool:
