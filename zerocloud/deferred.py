@@ -449,11 +449,11 @@ def _keep_state(app, req: Request, where: SwiftPath, heartbeat: float, finished:
     moved, touched = time.time(), 0     # when the counts last changed, or a step was made
     since = started_at(os.getpid())     # this process's: read once, not per write
 
-    def state_body(kind: str, **more: str) -> bytes:
+    def state_body(kind: str, counts: dict, **more: str) -> bytes:
         return json.dumps({'state': kind, 'heartbeat': heartbeat, 'updated': time.time(),
                            'moved': moved, 'proxy': _proxy(), 'pids': pid_space(),
                            'since': since, 'started': progress.started_at,
-                           **progress.counts(), **more}).encode()
+                           **counts, **more}).encode()
     while True:
         if not asked and time.monotonic() >= look:
             asked = _marked(app, req, where)
@@ -466,7 +466,7 @@ def _keep_state(app, req: Request, where: SwiftPath, heartbeat: float, finished:
         if changed or time.monotonic() >= due:
             if changed:
                 moved, touched = time.time(), progress.touched
-            stored = _put(app, req, state, state_body('running'), 'application/json')
+            stored = _put(app, req, state, state_body('running', counts), 'application/json')
             if written is None:
                 stored_once.put(stored)
             if not is_success(stored.status_int):
@@ -481,7 +481,8 @@ def _keep_state(app, req: Request, where: SwiftPath, heartbeat: float, finished:
             pass
     _request(app, req, 'DELETE', state)
     if unstored:    # no result, nor why: the state says it (after the DELETE: the room it made)
-        said = _put(app, req, state, state_body(UNSTORED, why=unstored), 'application/json')
+        said = _put(app, req, state, state_body(UNSTORED, progress.counts(), why=unstored),
+                    'application/json')
         if not is_success(said.status_int):
             logger.error('deferred job %s: neither its result nor why could be stored: %s',
                          where, said.status)
