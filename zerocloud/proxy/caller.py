@@ -362,13 +362,11 @@ class Caller:
         return f': {self.said_missing(where, missing)}{self.own_hint("/v1" + path.path)}'
 
     def fetch(self, path: SwiftPath, limit: int, option: str = 'zerovm_maxinput',
-              reader: str = '', admit: Callable[[int], None] | None = None
-              ) -> tuple[Input, Response]:
+              reader: str = '') -> tuple[Input, Response]:
         """GET an object as the caller into a spooled file (413 beyond ``limit`` bytes,
-        naming the operator's ``option`` that sets it; ``reader``: see :meth:`read`);
-        ``admit(size)`` (raises to refuse it) before it is read."""
+        naming the operator's ``option`` that sets it; ``reader``: see :meth:`read`)."""
         resp = self.read('GET', path, reader)
-        return self._spool(resp, path, limit, option, admit), resp
+        return self._spool(resp, path, limit, option, None), resp
 
     @staticmethod
     def _spool(resp: Response, path: SwiftPath, limit: int, option: str,
@@ -412,10 +410,14 @@ class Caller:
         """An object a node reads but does not run next to, spooled and counted in
         ``held`` before it is read (:meth:`Held.input`: a 413 writes nothing); one it
         keeps on the proxy's disk is moved there if it was small.  The caller closes it."""
-        on_disk: list[bool] = []
-        data, _ = self.fetch(path, self.config.max_input, reader=reader,
-                             admit=lambda size: on_disk.append(held.input(size, str(path))))
-        if on_disk[0]:
+        resp = self.read('GET', path, reader)
+        on_disk = False
+
+        def admit(size: int) -> None:
+            nonlocal on_disk
+            on_disk = held.input(size, str(path))
+        data = self._spool(resp, path, self.config.max_input, 'zerovm_maxinput', admit)
+        if on_disk:
             try:
                 data.file.rollover()
             except BaseException:
