@@ -505,15 +505,15 @@ class Machine:
             message = f'wall-clock timeout of {self.limits.timeout:g} s at {self._rip():#x}'
         elif error is not None or self.fault:
             status, retcode = 'fault', None
-            what = self.fault or _UC_ERRORS.get(error.errno, str(error))
-            message = f'{what} (rip {self._rip():#x})'
+            what, rip = self.fault or _UC_ERRORS.get(error.errno, str(error)), self._rip()
+            message = f'{what} (rip {rip:#x})'
             invalid = error is not None and error.errno == ucc.UC_ERR_INSN_INVALID
-            invalid_at = self._rip() if what == INVALID_INSTRUCTION else None
-            exit_state = halting(self.signal or (SIGILL if invalid else SIGSEGV), self._rip())
+            invalid_at = rip if what == INVALID_INSTRUCTION else None
+            exit_state = halting(self.signal or (SIGILL if invalid else SIGSEGV), rip)
         else:
-            status, retcode = 'fault', None
-            message = HLT_STOP.format(rip=self._rip())
-            exit_state = halting(SIGSEGV, self._rip())
+            status, retcode, rip = 'fault', None, self._rip()
+            message = HLT_STOP.format(rip=rip)
+            exit_state = halting(SIGSEGV, rip)
         status, message = blame_limits(status, retcode, message, self.arena, self.channels,
                                        self.limits.memory)
         host = self.outcome is not None and self.outcome.host_failure
