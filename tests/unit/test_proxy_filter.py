@@ -57,6 +57,7 @@ class FakeSwift:
         self.put_status = 201
         self.put_reason = b''                   # the body of a failed PUT's answer
         self.missing: set[str] = set()          # containers (``/c``) that answer 404
+        self.containers: dict[str, dict] = {}   # a container's (``/c``) own headers
         self.listed = 0                         # names the listings (pages) answered
 
     def add(self, path: str, body: bytes = TEXT, **headers) -> None:
@@ -81,7 +82,8 @@ class FakeSwift:
                      ][:int(req.params.get('limit', 10000))]
             self.listed += len(names) if 'marker' in req.params else 0
             resp = Response(status=200 if req.method == 'GET' else 204,
-                            headers={'X-Backend-Storage-Policy-Index': '0'},
+                            headers={'X-Backend-Storage-Policy-Index': '0',
+                                     **self.containers.get(req.path[len(ACCOUNT):], {})},
                             body=json.dumps([{'name': n} for n in names]).encode()
                             if req.method == 'GET' else b'')
         elif req.path in self.objects:
@@ -1081,6 +1083,30 @@ def test_a_failed_store_says_swifts_reason(mw, swift, servers) -> None:
             'Too Large: Upload exceeds quota.')
     assert resp.headers['X-Nexe-Error'] == said
     assert resp.body.decode().startswith(said + '\n')
+
+
+def test_a_quota_refusal_leaves_the_other_outputs_into_its_container_unsent(
+        mw, swift, servers) -> None:
+    # every output after the first 413 was still PUT (and its container looked up
+    # again) into the container whose quota had refused it: 30 refusals for 30 outputs
+    for i in range(1, 8):
+        swift.add(f'/c/in-{i}', b'more')
+    swift.containers['/q'] = {'X-Container-Meta-Quota-Count': '2'}
+    swift.put_status, swift.put_reason = 413, b'Upload exceeds quota.'
+    servers(d0=ok(), d1=ok())
+    group = job(stdin='swift://~/c/in-*', stdout={'name': 'stdout', 'path': 'swift://~/q/*'})
+    resp = post(mw, group)
+    assert resp.status_int == 413, resp.body
+    assert [p for m, p, _h in swift.calls if m == 'PUT'] == [ACCOUNT + '/q/1']
+    errors = resp.headers['X-Nexe-Error'].split(', ')
+    said = 'Swift answered 413 Request Entity Too Large'
+    assert errors[0] == f'wc-1: could not store swift://AUTH_a/q/1: {said}: Upload exceeds ' \
+                        'quota.'                                # the first's, as it was
+    assert errors[1:] == [f'wc-{i}: could not store swift://AUTH_a/q/{i}: {said} to an '
+                          'earlier output into swift://AUTH_a/q (this one was not sent): '
+                          'Upload exceeds quota.' for i in range(2, 8)]
+    report = json.loads(post(mw, group, **{'X-Zerovm-Report': 'json'}).body)
+    assert [o['stored'] for n in report['nodes'] for o in n['outputs']] == [False] * 7
 
 
 def test_a_failed_stores_reason_is_bounded_and_without_html(mw, swift, servers) -> None:
