@@ -224,6 +224,16 @@ def post_writing(app, path: str, authorize=lambda req: None):
     return req.get_response(app)
 
 
+def denying(swift: FakeSwift, account: str):
+    """``swift``, but answering 403 for ``account``'s objects, as Swift does to a caller
+    of another account."""
+    def app(env, start_response):
+        if env['PATH_INFO'].startswith(f'/v1/{account}/'):
+            return Response(status=403)(env, start_response)
+        return swift(env, start_response)
+    return app
+
+
 # -- pass-through and entry checks ------------------------------------------------------------
 
 def test_other_requests_pass_through(mw, swift) -> None:
@@ -360,11 +370,7 @@ def test_a_program_over_zerovm_maxnexe_is_a_413_naming_the_option(swift, servers
 ])
 def test_a_denied_read_or_listing_of_an_account_without_its_prefix_says_so(
         mw, swift, servers, account: str, path: str, denied: bytes, hint: bytes) -> None:
-    def denying(env, start_response):       # Swift's answer to another account's object
-        if env['PATH_INFO'].startswith(f'/v1/{account}/'):
-            return Response(status=403)(env, start_response)
-        return swift(env, start_response)
-    mw.app = denying
+    mw.app = denying(swift, account)
     resp = post(mw, job(stdin=f'swift://{account}/{path}'))
     assert (resp.status_int, resp.body) == (403, b'Denied: may not %s (%s)\n' % (denied, hint))
 
@@ -557,17 +563,31 @@ def test_a_read_of_another_accounts_object_denied_says_whom_to_ask(
     # "Denied: may not read swift://AUTH_b/...": nothing, where a denied write named the
     # container's write ACL and who can grant it
     asked = servers()
-
-    def denying(env, start_response):       # Swift's answer to another account's object
-        if env['PATH_INFO'].startswith('/v1/AUTH_b/'):
-            return Response(status=403)(env, start_response)
-        return swift(env, start_response)
-    mw.app = denying
+    mw.app = denying(swift, 'AUTH_b')
     resp = post(mw, job(stdin=stdin))
     assert (resp.status_int, resp.body) == (
         403, b'Denied: may not %s (swift://AUTH_b/shared is of account AUTH_b, not yours '
              b'(AUTH_a): only its owner can change it; ask them to add you to its read ACL '
              b'(X-Container-Read))\n' % denied)
+    assert asked.asked == []
+
+
+@pytest.mark.parametrize('path, headers', [
+    ('/open/AUTH_b/shared/doc', {}),
+    ('/v1/AUTH_b/shared/doc', {'X-Zerovm-Execute': 'open/1.0'})])
+def test_an_open_of_another_accounts_object_denied_says_whom_to_ask(
+        mw, swift, servers, path: str, headers: dict) -> None:
+    # "Denied: may not read swift://AUTH_b/shared/doc" and nothing more: an open's URL
+    # names the object's account, taken for the caller's, so no hint was given
+    asked = servers()
+    mw.app = denying(swift, 'AUTH_b')
+    resp = Request.blank(path, headers=headers).get_response(mw)
+    assert (resp.status_int, resp.body) == (
+        403, b'Denied: may not read swift://AUTH_b/shared/doc (swift://AUTH_b/shared is of '
+             b'account AUTH_b: only its owner can change it; ask them to add you to its read '
+             b'ACL (X-Container-Read), then run your job over it from your own account: an '
+             b'open runs as a job of AUTH_b, and only who may run jobs there can open its '
+             b'objects)\n')
     assert asked.asked == []
 
 

@@ -184,10 +184,13 @@ def _segments_hint(path: SwiftPath, headers) -> str:
 class Caller:
     """Swift as the user of ``req`` sees it (sub-requests through ``app``)."""
 
-    def __init__(self, app, req: Request, config: Config) -> None:
+    def __init__(self, app, req: Request, config: Config, opening: bool = False) -> None:
+        """``opening``: ``req`` opens an object (``/open/...``): its URL names the
+        object's account, which is the caller's only if it may run jobs there."""
         self.app = app
         self.req = req
         self.config = config
+        self.opening = opening
         # (account, container) -> its stores' turn when it or its account has a quota
         self._quota_turns: dict[tuple[str, str], Semaphore | None] = {}
         # (account, container) -> Swift's status and reason for the first output its quota
@@ -250,13 +253,22 @@ class Caller:
     def denied_hint(self, path: str, method: str = 'GET') -> str:
         """What a 403 of ``method`` on ``path`` (``/v1/a/c...``) lacks: :meth:`own_hint`'s
         account, else for another account's container whose ACL (read for GET, write
-        for PUT) it is and who can grant it; '' for the caller's own (POST: no ACL)."""
+        for PUT) it is and who can grant it; '' for the caller's own (POST: no ACL).
+        An open's URL names its object's account, not the caller's: refused there, the
+        caller is not its owner, and runs the job from its own account instead."""
         hint = self.own_hint(path)
         acl = {'GET': 'read ACL (X-Container-Read)',
                'PUT': 'write ACL (X-Container-Write)'}.get(method)
         if hint or not acl or path.count('/') < 3:     # an account: no ACL of a container
             return hint
-        return self.others_hint(path, f'add you to its {acl}')
+        hint = self.others_hint(path, f'add you to its {acl}')
+        if hint or not self.opening:
+            return hint
+        account, _, rest = path[4:].partition('/')
+        return (f' (swift://{account}/{rest.partition("/")[0]} is of account {account}: only '
+                f'its owner can change it; ask them to add you to its {acl}, then run your '
+                f'job over it from your own account: an open runs as a job of {account}, '
+                'and only who may run jobs there can open its objects)')
 
     def own_hint(self, path: str) -> str:
         """`` (your account is AUTH_a: ...)`` when the account of ``path`` (``/v1/a/...``)

@@ -460,7 +460,7 @@ class ProxyExecMiddleware:
         if mode not in ('', 'json'):
             raise HTTPBadRequest(body=f'{REPORT_HEADER} must be "json"\n')
         when = deferred.mode(req)
-        caller = Caller(self.app, req, self.config)
+        caller = Caller(self.app, req, self.config, opening)
         version = 'v1' if version in (sources.OPEN, sources.API) else version
         if not opening:     # before any work the request pays for: its body, a zapp
             caller.authorize('POST', f'/{version}/{account}', None)
