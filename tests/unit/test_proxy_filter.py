@@ -501,6 +501,20 @@ def test_a_query_of_an_object_of_a_missing_container_says_the_container_is_missi
              b'swift://AUTH_a/nowhere does not exist\n')
 
 
+def test_a_wildcard_matching_nothing_is_named_as_written_by_a_job_and_a_query(
+        mw, swift, servers) -> None:
+    # a job said swift://AUTH_a/c/d%C3%A9j%C3%A0-%5B12%5D*, a query the name as written
+    query = ProxyExecMiddleware(swift, {'zerovm_sysimage_devices': 'sqlite /no/sqlite.tar'})
+    path = 'swift://~/c/déjà-[12]*'
+    said = 'No objects found in path swift://AUTH_a/c/déjà-[12]*'.encode()
+    resp = post(mw, job(stdin=path))
+    assert (resp.status_int, resp.body) == (404, said + b' in wc (only * is a wildcard: a ? '
+                                                        b'or [ is part of the name)\n')
+    resp = post(query, {'query': f'SELECT 1 FROM {path}'}, **{'X-Zerovm-Execute': 'sql/1.0'})
+    assert (resp.status_int, resp.body) == (404, said + b' (the one wildcard of a FROM URL '
+                                                        b'is *)\n')
+
+
 @pytest.mark.parametrize('path, says', [
     ('swift://~/nowhere/out.txt',
      b'container swift://AUTH_a/nowhere does not exist: a job writes '

@@ -193,10 +193,8 @@ def _objects(caller: Caller, path: jobs.SwiftPath) -> list[jobs.SwiftPath]:
                                           'limit\n')
     except jobs.JobError as e:                  # a container that does not exist
         raise HTTPNotFound(body=f'{e}\n') from None
-    if not found:                       # named as written: day-[12]*.csv, not day-%5B12%5D*.csv
-        hint = _wildcard_hint(path)
-        raise HTTPNotFound(body=f'No objects found in path swift:/{path.path}'
-                                f'{f" ({hint})" if hint else ""}\n')
+    if not found:
+        raise HTTPNotFound(body=f'{jobs.no_objects_found(path, _wildcard_hint(path))}\n')
     return sorted(found, key=lambda p: (p.container, p.obj or ''))
 
 
