@@ -470,6 +470,22 @@ def _shape_hint(data: object) -> str:
     return ''
 
 
+def trailing_comma(err: ValueError) -> str:
+    """Where a JSON error is the ``}`` or ``]`` after a trailing comma (which JavaScript,
+    Python and YAML allow and JSON does not), a hint saying so: the decoder's own message
+    (``Expecting property name enclosed in double quotes``) names what it wanted there."""
+    if not isinstance(err, json.JSONDecodeError) or err.doc[err.pos:err.pos + 1] not in ('}', ']'):
+        return ''
+    before = err.doc[:err.pos].rstrip()
+    if not before.endswith(','):
+        return ''
+    comma = len(before) - 1
+    line = err.doc.count('\n', 0, comma) + 1
+    column = comma - err.doc.rfind('\n', 0, comma)
+    return (f' (a trailing comma at line {line} column {column}, before '
+            f'"{err.doc[err.pos]}": JSON allows none; remove it)')
+
+
 def _load(data: bytes | str | list, max_size: int) -> list:
     if isinstance(data, (bytes, bytearray, str)):
         raw = data.encode('utf-8', 'surrogatepass') if isinstance(data, str) else bytes(data)
@@ -490,7 +506,7 @@ def _load(data: bytes | str | list, max_size: int) -> list:
         except JobError:
             raise
         except (ValueError, RecursionError) as err:
-            hint = '' if raw.lstrip()[:1] in (b'[', b'{') else (
+            hint = trailing_comma(err) if raw.lstrip()[:1] in (b'[', b'{') else (
                 ' (a job is a JSON list of node groups, [{"name": ..., "exec": ...}]; a '
                 'script starts with #!, #!file://python3:python3 for Python)')
             raise JobError(f'Job description is not valid JSON: {err}{hint}') from None
