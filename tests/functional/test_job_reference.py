@@ -65,3 +65,46 @@ def test_the_graph_example_counts_words_with_the_mapreduce_programs(
             word, count = line.split()
             counts[word] = counts.get(word, 0) + int(count)
     assert counts == {'swift': 2, 'node': 2, 'object': 1}
+
+
+def _mapreduce_programs(conn: Connection, container: str, guest) -> None:
+    for name in ('mapper', 'reducer'):
+        source = ROOT / 'examples' / 'mapreduce' / f'{name}.c'
+        conn.put_object(container, name, guest(source).read_bytes())
+
+
+def test_the_staged_example_counts_words_with_the_mapreduce_programs(
+        conn: Connection, make_container, guest) -> None:
+    """Three mapper groups, a reducer each writing to the final one, which prints the
+    totals: the count of every object's words (the reducers' stdout, undeclared, was
+    the example's: final read nothing, and the job said 200)."""
+    demo = make_container('demo')
+    _mapreduce_programs(conn, demo, guest)
+    texts = {f'part-{g}{i}': b'node swift %d\n' % g + b'object\n' * i
+             for g in range(3) for i in range(2)}
+    for name, text in texts.items():
+        conn.put_object(demo, name, text)
+    resp = post_job(conn, renamed(example('[{"name": "map0"'), {'demo': demo}))
+    assert resp.status_code == 200, resp.text
+    assert 'X-Nexe-Dropped' not in resp.headers
+    words = b' '.join(texts.values()).split()
+    assert resp.content == b''.join(b'%s %d\n' % (w, words.count(w)) for w in sorted(set(words)))
+
+
+def test_a_reducer_told_a_misspelt_group_fails_and_stores_nothing(
+        conn: Connection, make_container, guest) -> None:
+    """The graph example with the reducers reading "mappers": they find no channel and
+    fail the job (422, naming the channel), where they counted nothing and it stored
+    empty counts with a 200."""
+    demo = make_container('demo')
+    _mapreduce_programs(conn, demo, guest)
+    conn.put_object(demo, 'books/a.txt', b'swift node swift\n')
+    job = renamed(example('[{"name": "mapper"'), {'demo': demo}).replace(
+        '"args": "mapper"', '"args": "mappers"')
+    resp = post_job(conn, job)
+    assert resp.status_code == 422, resp.text
+    assert resp.text.startswith(
+        'reducer-1: exit 1: reducer: no channel /dev/in/mappers or /dev/in/mappers-1: no '
+        'node of group mappers writes to this one (its name, and its connect?)\n')
+    assert [o['name'] for o in conn.get_container(demo)[1]] == ['books/a.txt', 'mapper',
+                                                                 'reducer']
