@@ -8,7 +8,9 @@ fails here.
 
 from __future__ import annotations
 
+import io
 import re
+import tarfile
 from pathlib import Path
 
 from swiftclient import Connection
@@ -108,3 +110,30 @@ def test_a_reducer_told_a_misspelt_group_fails_and_stores_nothing(
         'node of group mappers writes to this one (its name, and its connect?)\n')
     assert [o['name'] for o in conn.get_container(demo)[1]] == ['books/a.txt', 'mapper',
                                                                  'reducer']
+
+
+AGG = b'''import csv, sys
+key, value = sys.argv[1], sys.argv[2]
+totals = {}
+with open('/dev/input', newline='') as f:
+    for row in csv.DictReader(f):
+        totals[row[key]] = totals.get(row[key], 0) + int(row[value])
+for k in sorted(totals):
+    print(k, totals[k])
+'''
+
+
+def test_the_system_image_example_runs_a_script_of_the_jobs_image(
+        conn: Connection, make_container) -> None:
+    """``python3`` from its system image runs ``/agg.py`` of the job's own image (a tar
+    mounted at ``/`` after it) over ``/dev/input``."""
+    names = {old: make_container(old) for old in ('jobs', 'data')}
+    image = io.BytesIO()
+    with tarfile.open(fileobj=image, mode='w') as tar:
+        member = tarfile.TarInfo('agg.py')
+        member.size = len(AGG)
+        tar.addfile(member, io.BytesIO(AGG))
+    conn.put_object(names['jobs'], 'agg.tar', image.getvalue())
+    conn.put_object(names['data'], 'sales.csv', b'region,qty\nnorth,3\nsouth,4\nnorth,5\n')
+    resp = post_job(conn, renamed(example('[{"name": "agg"'), names))
+    assert (resp.status_code, resp.text) == (200, 'north 8\nsouth 4\n')
