@@ -651,6 +651,23 @@ def _meta(value: object, what: str, where: str) -> dict[str, str]:
     return dict(value)
 
 
+def _peer_channel(name: object, where: str) -> JobError | None:
+    """A channel to another node (``out/B``, ``/dev/in/A-3``) declared as a device, as if
+    devices made them: ``connect`` does, and the unknown device alone did not say so."""
+    direction, _, peer = str(name).removeprefix('/dev/').partition('/')
+    if not isinstance(name, str) or direction not in ('in', 'out') or not peer:
+        return None
+    group = re.sub(r'-\d+$', '', peer)
+    how = (f'"connect": [{json.dumps(group)}] on {where} gives each of its nodes '
+           f'/dev/out/<node> for every node of {group}, which reads it as /dev/in/<node>'
+           if direction == 'out' else
+           f'"connect": [{json.dumps(where)}] on {group} gives each node of {where} '
+           f'/dev/in/<node> for every node of {group}, which writes it as /dev/out/<node>')
+    return JobError(f'Device {_show(name)} in {where} is a channel between nodes, which '
+                    f'"connect" makes, not "devices": {how} (doc/job-reference.md, '
+                    '"Multi-node graphs")')
+
+
 def _parse_device(spec: object, number: int, account: str, images: frozenset[str],
                   where: str) -> Device:
     if not isinstance(spec, dict):
@@ -671,7 +688,8 @@ def _parse_device(spec: object, number: int, account: str, images: frozenset[str
         raise JobError(f'Must specify device for file in {where}: device #{number} has no '
                        f'"name" ({", ".join(DEVICES)} or a system image)')
     if not isinstance(name, str) or name not in DEVICES and name not in images:
-        raise _unknown('device', name, where, [*DEVICES, *sorted(images)])
+        raise _peer_channel(name, where) or _unknown('device', name, where,
+                                                     [*DEVICES, *sorted(images)])
     url = _optional(spec, 'path', '')
     device = Device(name)
     if url != '':

@@ -308,6 +308,15 @@ def test_deprecated_device_keys():
     ([{'name': 'debug', 'path': 'tcp://h:1'}], 'Unknown device "debug" in sort. Valid devices'),
     ([{'name': 'lua'}], 'Unknown device "lua" in sort. Valid devices: stdin,'),
     ([{'name': 7}], 'Unknown device 7 in sort. Valid devices: stdin,'),
+    # a channel to another node declared as a device: connect makes those
+    ([{'name': 'out/reduce'}], 'Device "out/reduce" in sort is a channel between nodes, which '
+     '"connect" makes, not "devices": "connect": ["reduce"] on sort gives each of its nodes '
+     '/dev/out/<node> for every node of reduce, which reads it as /dev/in/<node> '
+     '(doc/job-reference.md, "Multi-node graphs")'),
+    ([{'name': '/dev/in/map-1'}], 'Device "/dev/in/map-1" in sort is a channel between nodes, '
+     'which "connect" makes, not "devices": "connect": ["sort"] on map gives each node of '
+     'sort /dev/in/<node> for every node of map, which writes it as /dev/out/<node>'),
+    ([{'name': 'outfile'}], 'Unknown device "outfile" in sort. Valid devices'),
     ([{'name': 'stdout'}, {'name': 'stdout'}], 'Duplicate device stdout in sort'),
     ([{'name': 'stdout', 'device': 'stderr'}], 'Invalid device #1 in sort: give "name" or the '
                                                'deprecated "device", not both'),
