@@ -188,6 +188,12 @@ def test_a_job_file_or_zapp_is_read_as_is(tmp_path: Path) -> None:
         jobs.load(str(tmp_path / 'noted.json'))
     assert str(e.value) == (f'{tmp_path}/noted.json is not valid JSON: Expecting value: line 1 '
                             'column 1 (char 0) (JSON has no comments)')
+    (tmp_path / 'comma.json').write_text('[{"name": "a"},\n]')
+    with pytest.raises(jobs.BuildError) as e:
+        jobs.load(str(tmp_path / 'comma.json'))
+    assert str(e.value) == (f'{tmp_path}/comma.json is not valid JSON: Expecting value: line 2 '
+                            'column 1 (char 16) (a trailing comma at line 1 column 15, before '
+                            '"]": JSON allows none; remove it)')
 
 
 @pytest.mark.parametrize('name, text, says', [
