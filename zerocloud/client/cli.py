@@ -886,8 +886,8 @@ class Client:
         return EXIT_FAILED if result.failed or unsent else 0
 
     def write_parts(self, result: report.JobResult, where: Path) -> None:
-        """``--split``: each node's part of the body as ``where/<node>`` (replicas of a node
-        as ``<node>.2``...); the whole body on stdout if the answer does not say."""
+        """``--split``: each node's part of the body as ``where/<node>`` (one file for all
+        its replicas); the whole body on stdout if the answer does not say."""
         parts = result.parts()
         if parts is None:
             self.err.write(_unsplit_note(result, where))
@@ -898,11 +898,9 @@ class Client:
     def write_files(self, parts: Iterable[tuple[str, bytes]], where: Path) -> None:
         """Each (node, bytes) as ``where/<node>``, and what else ``where`` holds."""
         where.mkdir(parents=True, exist_ok=True)
-        seen: dict[str, int] = {}
         written = set()
         for name, data in parts:
-            seen[name] = seen.get(name, 0) + 1
-            file = where / (name if seen[name] == 1 else f'{name}.{seen[name]}')
+            file = where / name
             file.write_bytes(data)
             written.add(file.name)
             if not self.quiet:

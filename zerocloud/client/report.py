@@ -200,15 +200,19 @@ class JobResult:
         return sizes
 
     def parts(self) -> list[tuple[str, bytes]] | None:
-        """Each node's part of the body (copies of it); None as for :meth:`part_sizes`."""
+        """Each node's part of the body (copies of it), once per node however many
+        replicas it ran as: the headers give each replica a value, but only its first
+        returns outputs (the others' ``X-Nexe-Body-Bytes`` are 0), so a node's part is
+        the bytes of all its entries; None as for :meth:`part_sizes`."""
         sizes = self.part_sizes()
         if sizes is None:
             return None
-        parts, start = [], 0
+        parts: dict[str, bytes] = {}
+        start = 0
         for node, size in zip(self.nodes, sizes, strict=True):
-            parts.append((node.name, self.body[start:start + size]))
+            parts[node.name] = parts.get(node.name, b'') + self.body[start:start + size]
             start += size
-        return parts
+        return list(parts.items())
 
 
 def _split(value: str | None) -> tuple[list[str], bool]:
