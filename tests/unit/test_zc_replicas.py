@@ -5,9 +5,10 @@ others' ``X-Nexe-Body-Bytes`` are 0)."""
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
-from zerocloud.client import cli, report
+from zerocloud.client import cli, display, report
 from zerocloud.client.cli import build_parser
 
 # two nodes of 3 replicas each, as the proxy answers: each replica a value, in node order
@@ -26,3 +27,39 @@ def test_split_writes_one_file_per_replicated_node(tmp_path: Path) -> None:
     assert sorted(p.name for p in parts.iterdir()) == ['sum-1', 'sum-2']
     assert (parts / 'sum-1').read_bytes() == b'a\n' and (parts / 'sum-2').read_bytes() == b'bb\n'
     assert err.getvalue() == f'{parts}/sum-1: 2\n{parts}/sum-2: 3\n'
+
+
+def test_the_summary_counts_a_replicated_node_once() -> None:
+    # it said "6 nodes: 6 succeeded", the deferred job's state "3 nodes"
+    result = report.parse(200, REPLICATED, b'a\nbb\n')
+    assert result.totals == (2, 0)
+    assert display.summary(result) == ('2 nodes (3 replicas each): 2 succeeded, 0 failed; '
+                                       'HTTP 200\n')
+    one = report.parse(200, {'X-Nexe-System': 'x,x', 'X-Nexe-Status': 'ok,ok',
+                             'X-Nexe-Retcode': '0,0'}, b'')
+    assert display.summary(one) == '1 node (2 replicas): 1 succeeded, 0 failed; HTTP 200\n'
+    plain = report.parse(200, {'X-Nexe-System': 'a,b', 'X-Nexe-Status': 'ok,ok',
+                               'X-Nexe-Retcode': '0,0'}, b'')
+    assert display.summary(plain) == '2 nodes: 2 succeeded, 0 failed; HTTP 200\n'
+
+
+def test_a_node_fails_once_when_its_replicas_disagree_and_others_are_counted_apart() -> None:
+    # a node counts as failed when any replica did (as the deferred job's state counts)
+    why = 'replicas disagree on /dev/stdout: h1 aaa; h2 bbb'
+    result = report.parse(409, {'X-Nexe-System': 'm,m,r,r,one',
+                                'X-Nexe-Status': 'mismatch,mismatch,ok,ok,ok',
+                                'X-Nexe-Retcode': '0,0,0,0,0',
+                                'X-Nexe-Error': f'm: {why}, m: {why}'}, b'')
+    assert result.totals == (3, 1)
+    assert display.summary(result) == ('3 nodes (some replicated: 5 runs): 2 succeeded, '
+                                       '1 failed; HTTP 409\n')
+
+
+def test_status_counts_as_run_does() -> None:
+    stored = json.dumps({'Status': '200 OK', **REPLICATED}).encode()
+    result = report.parse_stored(stored, b'a\nbb\n')
+    client = cli.Client(build_parser().parse_args(['status', 'job-1']))
+    assert client.describe(result) == (
+        'job-1: done: 2 nodes (3 replicas each): 2 succeeded, 0 failed; HTTP 200\n')
+    assert json.loads(client.describe(result, as_json=True))['nodes'] == {
+        'total': 2, 'done': 2, 'failed': 0}
