@@ -7,8 +7,9 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
-from zerocloud.client import cli, display, report
+from zerocloud.client import cli, display, jobs, report
 from zerocloud.client.cli import build_parser
 
 # two nodes of 3 replicas each, as the proxy answers: each replica a value, in node order
@@ -63,3 +64,23 @@ def test_status_counts_as_run_does() -> None:
         'job-1: done: 2 nodes (3 replicas each): 2 succeeded, 0 failed; HTTP 200\n')
     assert json.loads(client.describe(result, as_json=True))['nodes'] == {
         'total': 2, 'done': 2, 'failed': 0}
+
+
+def test_split_stores_the_outputs_of_a_job_whose_runs_pass_the_answers_sizes(
+        monkeypatch, tmp_path: Path) -> None:
+    # 600 nodes of 2 replicas are 1,200 results: answered without X-Nexe-Body-Bytes, but
+    # zc counted 600 nodes, did not store their stdouts, and could not split the answer
+    job = [{'name': name, 'exec': {'path': 'swift://~/bin/wc'}, 'replicate': 2,
+            'devices': [{'name': 'stdout'}]} for name in ('a', 'b')]
+    made: list[str] = []
+    client = cli.Client(build_parser().parse_args(['run', 'job.json', '--split',
+                                                   str(tmp_path / 'parts')]))
+    client._session = SimpleNamespace(account='AUTH_t', ensure_container=made.append,
+                                      list_objects=None, list_containers=None)
+    objects, runs = client.expand(job)
+    assert (objects, runs) == ({'a': '', 'b': ''}, 4)
+    monkeypatch.setattr(cli, 'SUMMARY_NODES', 3)
+    payload = jobs.Payload(json.dumps(job).encode(), jobs.JSON_TYPE, job)
+    stored, prefix = client.spooled(payload, runs)
+    assert stored.job[0]['devices'][0]['path'] == f'swift://~/.zvm/{prefix}0/*'
+    assert made == ['.zvm']

@@ -645,19 +645,20 @@ class Client:
                 self.session.ensure_container(out.container)
         return payload
 
-    def expand(self, job: list) -> dict[str, str]:
+    def expand(self, job: list) -> tuple[dict[str, str], int]:
         """Node name -> the object it runs on ('' for none), from the job as the proxy
-        expands it; empty when the client cannot tell (the server will say why)."""
+        expands it, and its runs (a node of ``replicate: 2`` runs twice: the answer has
+        a value per run); empty when the client cannot tell (the server will say why)."""
         ses = self.session
         try:
             nodes = jobs.nodes(job, ses.account, ses.list_objects, ses.list_containers)
         except (ValueError, ClientException):
-            return {}
+            return {}, 0
         found = {}
         for node in nodes:
             path = jobs.node_object(node)
             found[node.name] = '' if path is None else self.show(path)
-        return found
+        return found, sum(node.replicate for node in nodes)
 
     def short(self, name: str) -> str:
         """An object the server named, as ``c/o`` when it is in your account; a
@@ -684,8 +685,8 @@ class Client:
         if self.opts.progress:
             return self.run_deferred()
         payload = self.payload()
-        objects = self.expand(payload.job)
-        spool = self.spooled(payload, len(objects))
+        objects, runs = self.expand(payload.job)
+        spool = self.spooled(payload, runs)
         if spool is not None:
             payload = spool[0]
         headers = self.report_header(payload)
@@ -716,11 +717,12 @@ class Client:
         shown = self.show_result(result, objects)
         return EXIT_FAILED if fetch_failed else shown
 
-    def spooled(self, payload: jobs.Payload, nodes: int) -> tuple[jobs.Payload, str] | None:
-        """``--split`` of a job of more nodes than an answer gives each one's size for:
+    def spooled(self, payload: jobs.Payload, runs: int) -> tuple[jobs.Payload, str] | None:
+        """``--split`` of a job of more runs (replicas counted, as the answer counts its
+        results) than an answer gives each one's size for:
         the job with each node's stdout stored as ``.zvm/split-<hex>/...`` (fetched into
         DIR, then deleted), and that prefix; None for a job answered as it is."""
-        if getattr(self.opts, 'split', None) is None or nodes <= SUMMARY_NODES:
+        if getattr(self.opts, 'split', None) is None or runs <= SUMMARY_NODES:
             return None
         prefix = f'split-{uuid.uuid4().hex}/'
         where = self.opts.target or self.opts.script
