@@ -61,3 +61,27 @@ def test_a_child_copies_ahead_one_page_of_the_programs_data(guest):
     assert layout.written_ahead() == ahead
     assert layout.image_spec(template=True).prefaults == ahead
     assert layout.image_spec().prefaults == []      # a spawned loader's run writes them
+
+
+def test_a_fork_takes_the_template_no_page_fault(guest):
+    """The template writes between forks only on a stack no child gets (loader.c:
+    serve): a fork leaves no page it writes shared with the child, so it takes no
+    copy-on-write fault per run (it took two: its stack's page and its request byte's).
+    Its child's run is the same (its stack is the loader's, as a spawned loader's)."""
+    program = load_program(str(guest('hello')))
+    template = supervisor.Template(program, 64 << 20)
+    try:
+        template.prefork()
+        template.idle()         # the first fork: its own stack's pages made
+        before = _minor_faults(template.pid)
+        for _ in range(4):
+            out = MemoryBacking()
+            report = supervisor.run(program, [Channel('/dev/stdout', out, WRITE)], ['hello'],
+                                    {}, 64 << 20, 30, template=template)
+            assert (report.status, report.retcode, bytes(out.data)) == \
+                ('ok', 0, b'Hello, world!\n')
+            template.prefork()
+            template.idle()
+        assert _minor_faults(template.pid) == before
+    finally:
+        template.close()

@@ -96,6 +96,7 @@
 #define SYS_madvise 28
 #define MADV_POPULATE_WRITE 23
 #define MADV_HUGEPAGE 14
+#define MADV_DONTFORK 10
 /* A map's flag beside its protection (loader.py: HUGE): the heap arena, whose interior
  * -- all of it but its first and last HUGE_EDGE bytes, where brk and the first
  * mappings of a small heap lie -- may be backed by transparent huge pages (see load()) */
@@ -506,11 +507,9 @@ static void fault_counters(void) {
  * with the flags of the worker that asks and of the children, a single run's one
  * without, like the worker between its runs.  A performance matter only: each
  * child sets the flags itself (start()); a template that cannot is no worse off. */
-static long carried;        /* the template's faulting flags (carry_as): forget() clears it */
-static char request;        /* a fork request's byte ('H' or 'F'): forget() clears it too */
-static void carry_as(int held) {
-    if (held == carried) return;
-    carried = held;
+static void carry_as(int held, long *carried) {
+    if (held == *carried) return;
+    *carried = held;
     sys6(SYS_prctl, 26, held ? 2 : 1, 0, 0, 0, 0);     /* PR_TSC_SIGSEGV : PR_TSC_ENABLE */
     sys3(SYS_arch_prctl, 0x1012, held ? 0 : 1, 0);      /* ARCH_SET_CPUID */
 }
@@ -544,7 +543,6 @@ static void prepare(const struct header *h, int forked) {
  * snapshot's: it names run_sp instead (written, never read). */
 #define SP_SLOT (STACK_TOP - 8)
 static volatile u64 run_sp;
-static long replied;        /* the template's last reply: not on the stack, forget() clears it */
 extern char loader_stack[1 << 16];
 
 static void wipe(void *p, u64 n) {
@@ -552,7 +550,8 @@ static void wipe(void *p, u64 n) {
 }
 
 /* The loader's pages stay readable: nothing of the host may stay in them (the
- * supervisor's pid, a sibling's pid replied by the template), nor anything that
+ * supervisor's pid, a sibling's pid replied by the template: those are on the
+ * template's own stack, which no child has, see serve()), nor anything that
  * differs with how the guest was started (the spec's tables of a spawned loader,
  * a template's or a snapshot's, the run's stack pointer, the hello): the used
  * entries are zeroed (only those: a template's child copies each page it writes).
@@ -573,9 +572,6 @@ static void forget(void) {
     wipe(&hdr, sizeof hdr);
     filter_len = 0;
     isolated = 0;
-    replied = 0;
-    carried = 0;        /* whether its template forked it for a batch (carry_as) */
-    request = 0;
     /* the first bytes the way to the guest zeroes on the stack (WIPE_STACK): its
      * page, below the set-up's frames, made now, not at the guest's first step */
     ((volatile char *)loader_stack)[sizeof loader_stack - STACK_WIPE] = 0;
@@ -654,9 +650,40 @@ static void prefault(const struct header *h) {
 }
 
 static void reply(long value) {
-    replied = value;
-    if (sys3(SYS_write, SOCK_FD, &replied, sizeof replied) != sizeof replied)
+    if (sys3(SYS_write, SOCK_FD, &value, sizeof value) != sizeof value)
         sys3(SYS_exit, 0, 0, 0);         /* the supervisor is gone: so is the template */
+}
+
+/* A template's child, on the loader's stack (fork_child): its own set-up, the
+ * filter, the gate, the guest. */
+static void __attribute__((noreturn, used)) child_main(void) {
+    check(sys6(SYS_prctl, 1, 9, 0, 0, 0, 0), "PR_SET_PDEATHSIG");
+    if ((u64)sys3(SYS_getppid, 0, 0, 0) != hdr.parent) sys3(SYS_exit, 0, 0, 0);
+    prefault(&hdr);
+    prepare(&hdr, 1);
+    start(&hdr, 1);
+}
+
+/* clone(CLONE_PARENT | SIGCHLD): the child's pid, or a negative errno.  The child
+ * does not return: the template's stack is not its (serve()), so it goes on at once,
+ * touching no memory, on the top of the loader's stack, as a spawned loader starts. */
+static long fork_child(void) {
+    long ret;
+    register long r10 __asm__("r10") = 0;
+    register long r8 __asm__("r8") = 0;
+    __asm__ volatile("syscall\n\t"
+                     "test %%rax, %%rax\n\t"
+                     "jnz 1f\n\t"
+                     "lea loader_stack+65536(%%rip), %%rsp\n\t"
+                     "xor %%ebp, %%ebp\n\t"
+                     "call child_main\n\t"
+                     "hlt\n"
+                     "1:"
+                     : "=a"(ret)
+                     : "a"((long)SYS_clone), "D"(0x00008000L | 17), "S"(0L), "d"(0L),
+                       "r"(r10), "r"(r8)
+                     : "rcx", "r11", "memory");
+    return ret;
 }
 
 /* A template (a fork server): the program is mapped once, no guest instruction
@@ -674,8 +701,16 @@ static void reply(long value) {
  * the run's initial stack and user manifest into the child (/proc/PID/mem),
  * with the stack pointer (SP_SLOT), sets its CPU limit and lets the gate continue.  The template
  * never sees a run's bytes, and every child starts from the same never-run
- * state.  EOF on SOCK_FD ends the template. */
-static void __attribute__((noreturn)) serve(void) {
+ * state.  EOF on SOCK_FD ends the template.
+ *
+ * Everything the template writes between forks (its frames, the poll and the
+ * request byte, its replies and flags) is on a stack of its own that no child
+ * gets (MADV_DONTFORK, made by serve_on_own_stack): a fork leaves every page the
+ * template writes its own, not shared with the child it just made, so the template
+ * takes no copy-on-write fault per fork (it took two: its stack's page and the
+ * request's), and nothing of it is in a child's memory to zero. */
+static void __attribute__((noreturn, used)) serve(void) {
+    long carried = 0;                    /* the faulting flags it has (carry_as) */
     reply(0);                            /* ready */
     for (;;) {
         /* poll for input first: read() sleeps on the socket's one wait queue, which
@@ -683,20 +718,25 @@ static void __attribute__((noreturn)) serve(void) {
          * space): a wake-up per run for nothing.  poll's wait is for POLLIN alone */
         struct { int fd; short events, revents; } ready = {SOCK_FD, 1, 0};    /* POLLIN */
         if (sys6(SYS_ppoll, (long)&ready, 1, 0, 0, 8, 0) == -4) continue;      /* EINTR */
+        char request;
         long n = sys3(SYS_read, SOCK_FD, &request, 1);
         if (n == -4) continue;                               /* EINTR */
         if (n <= 0) sys3(SYS_exit, 0, 0, 0);
-        carry_as(request == 'H');
-        long pid = sys6(SYS_clone, 0x00008000 | 17, 0, 0, 0, 0, 0);   /* CLONE_PARENT | SIGCHLD */
-        if (pid == 0) {
-            check(sys6(SYS_prctl, 1, 9, 0, 0, 0, 0), "PR_SET_PDEATHSIG");
-            if ((u64)sys3(SYS_getppid, 0, 0, 0) != hdr.parent) sys3(SYS_exit, 0, 0, 0);
-            prefault(&hdr);
-            prepare(&hdr, 1);
-            start(&hdr, 1);
-        }
+        carry_as(request == 'H', &carried);
+        long pid = fork_child();
         if (pid < 0) say("cannot fork", pid);
     }
+}
+
+/* serve() on a stack of its own, which a fork does not give the child (above) */
+#define SERVE_STACK 0x4000
+static void __attribute__((noreturn)) serve_on_own_stack(void) {
+    long base = sys6(SYS_mmap, 0, SERVE_STACK, 3, 0x02 | 0x20, -1, 0);    /* PRIVATE ANON */
+    check(base, "cannot map the template's stack");
+    check(sys3(SYS_madvise, base, SERVE_STACK, MADV_DONTFORK), "MADV_DONTFORK");
+    __asm__ volatile("mov %0, %%rsp\n\txor %%ebp, %%ebp\n\tcall serve\n\thlt"
+                     : : "r"(base + SERVE_STACK) : "memory");
+    __builtin_unreachable();
 }
 
 void __attribute__((noreturn, used)) loader_main(void) {
@@ -721,7 +761,7 @@ void __attribute__((noreturn, used)) loader_main(void) {
     }
     check(sys6(SYS_prctl, 1, 9, 0, 0, 0, 0), "PR_SET_PDEATHSIG");
     if ((u64)sys3(SYS_getppid, 0, 0, 0) != hdr.parent) fail("the supervisor is gone", 0);
-    serve();
+    serve_on_own_stack();
 }
 
 char loader_stack[1 << 16] __attribute__((aligned(16)));
