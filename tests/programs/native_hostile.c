@@ -24,6 +24,10 @@
  *              through a `syscall` of the loader's own code (found in its N bytes: one
  *              followed by its error check), with stdout as descriptor 4, where the
  *              loader's error path writes (its socket is gone)
+ *   manifest PROT N  store into the user manifest (which must fault) at once if PROT
+ *              is 0, else first mprotect its region to PROT from its own code, printing
+ *              the result, then the same through a `syscall` of the loader's code (in its
+ *              N bytes, as loadercall; its error path on failure), printing that result
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -200,6 +204,40 @@ int main(int argc, char **argv)
                 return 0;
             }
         printf("loadercall: no such syscall in the loader\n");
+        return 4;
+    }
+    if (!strcmp(what, "manifest") && argc > 3) {
+        const unsigned char *l = (const unsigned char *)0x7e0000000000UL;
+        volatile unsigned char *manifest = (volatile unsigned char *)0xfeff0000UL;
+        long prot = strtol(argv[2], NULL, 0);
+        size_t span = strtoul(argv[3], NULL, 0);
+        if (prot == 0) {
+            manifest[0] = 1;
+            printf("wrote the manifest\n");
+            return 0;
+        }
+        printf("own %ld\n", sys(SYS_mprotect, (long)manifest, 0x10000, prot, 0, 0, 0));
+        for (size_t i = 0; i + 13 <= span; i++)
+            if (!memcmp(l + i, "\x0f\x05\x48\x85\xc0\x78", 6) &&
+                    !memcmp(l + i + 7, "\x48\x83\xc4", 3) && !memcmp(l + i + 11, "\x5b\xc3", 2)) {
+                static const char text[] = "jumped in";   /* what the error path names */
+                long frame = l[i + 10], nr = SYS_mprotect;
+                sys(SYS_dup2, 1, 4, 0, 0, 0, 0);
+                register long r8 __asm__("r8") = (long)text;    /* set after the call */
+                __asm__ volatile("mov %6, %%r11\n\tpush %%rbx\n\tpush %%rbp\n\tmov %%rsp, %%rbp\n\t"
+                                 "and $-16, %%rsp\n\tlea 1f(%%rip), %%rbx\n\t"
+                                 "push %%rbx\n\tpush %%r8\n\tsub %%rcx, %%rsp\n\t"
+                                 "mov %%r8, %%rbx\n\tjmp *%%r11\n"
+                                 "1:\n\tmov %%rbp, %%rsp\n\tpop %%rbp\n\tpop %%rbx"
+                                 : "+a"(nr), "+c"(frame)
+                                 : "D"(manifest), "S"(0x10000L), "d"(prot), "r"(r8), "r"(l + i)
+                                 : "r11", "memory");
+                printf("loader %ld\n", nr);
+                manifest[0] = 1;
+                printf("wrote the manifest\n");
+                return 0;
+            }
+        printf("manifest: no such syscall in the loader\n");
         return 4;
     }
     printf("still running after %s\n", what);

@@ -1,14 +1,15 @@
 """Hostile guests against what the native engine's kernel side allows.
 
-The seccomp filter lets the kernel perform two calls by itself: the loader's
-``sendmsg`` and ``close`` of its control socket (descriptor 1030), made from
-the loader's pages.  Those pages stay mapped, so a guest can jump into one of
+The seccomp filter lets the kernel perform three calls by itself: the loader's
+``sendmsg`` and ``close`` of its control socket (descriptor 1030), and its
+``mprotect`` of the user manifest's region to read-only, made from the loader's
+pages.  Those pages stay mapped, so a guest can jump into one of
 the loader's ``syscall`` instructions.  That is harmless: the loader closed
 1030 before the guest's first instruction and no call of the guest can make a
-descriptor (the personality answers them all), so both calls fail with EBADF
-and touch nothing.  The supervisor continues ``mprotect`` only without
-``PROT_EXEC``; behind that rule the kernel itself refuses an executable gain
-(``PR_SET_MDWE``, Linux 6.3+).
+descriptor (the personality answers them all), so the first two fail with
+EBADF and touch nothing, and the third makes read-only what is read-only.
+The supervisor continues ``mprotect`` only without ``PROT_EXEC``; behind that
+rule the kernel itself refuses an executable gain (``PR_SET_MDWE``, Linux 6.3+).
 """
 
 from __future__ import annotations
@@ -110,3 +111,47 @@ def test_the_loaders_pages_hold_nothing_of_the_host(guest, zvm, tmp_path):
                 step(pool)
     assert len(forked[0]) == int(argv[2], 16)
     assert forked[1:] == forked[:1] * 9
+
+
+def test_a_template_childs_guest_cannot_write_its_manifest(guest, tmp_path):
+    """A template's child has its user manifest's region writable from before its
+    filter until its gate, for the supervisor to write the run's manifest there with
+    process_vm_writev, and read-only again before the guest's first instruction (the
+    filter lets the loader's ``mprotect(manifest, 64 KiB, PROT_READ)`` through: loader.c
+    start, seccomp.py).  The guest, alone or as a batch's node: its own mprotect to
+    read+write is the personality's EACCES; the same through the loader's ``syscall``
+    is notified too (EACCES: the loader's error path and exit 127); the one allowed,
+    to read-only, changes nothing (0).  Its store into the manifest faults, at once or
+    after those."""
+    from zvm_core.channels import WRITE
+    from zvm_core.pool import ChannelSpec, Pool, Run
+
+    program = str(guest('native_hostile'))
+    span = _loader_span()
+    write_fault = 'write at 0xfeff0000, below the 16 MiB stack (into the read-only user manifest)'
+
+    def runs(pool: Pool, prot: int) -> list[tuple]:
+        outs = [tmp_path / f'{prot}-{i}' for i in range(3)]
+        files = [open(out, 'wb') for out in outs]
+        try:
+            argv = ['native_hostile', 'manifest', str(prot), span]
+            channels = [[ChannelSpec('/dev/stdout', f.fileno(), WRITE)] for f in files]
+            reports = [pool.run(program, channels[0], argv=argv, engine='native')]
+            reports += [r.report for r in pool.run_many(
+                [Run(program, spec, argv, engine='native') for spec in channels[1:]])]
+        finally:
+            for f in files:
+                f.close()
+        return [(r.status, r.retcode, r.message, out.read_bytes())
+                for r, out in zip(reports, outs, strict=True)]
+
+    with Pool(size=1) as pool:
+        for status, _retcode, message, stdout in runs(pool, 0):     # a store at once
+            assert (status, stdout) == ('fault', b''), message
+            assert write_fault in message, message
+        for status, retcode, _message, stdout in runs(pool, 3):     # PROT_READ | PROT_WRITE
+            assert (status, retcode, stdout) == (
+                'ok', 127, b'own -13\nloader: jumped in (errno 13)\n')
+        for status, _retcode, message, stdout in runs(pool, 1):     # PROT_READ
+            assert (status, stdout) == ('fault', b'own -13\nloader 0\n'), message
+            assert write_fault in message, message

@@ -143,6 +143,7 @@ struct ctx {
     PyObject *guest, *prot, *openfile, *channel, *fdbacking, *filebacking, *tailbacking;
     unsigned char *buffer;              /* this thread's CAP + 2 * OBUF + IBUF bytes */
     int memfd, pid, nregions, nconstants;
+    int own_memfd, peeks;               /* memfd opened here (memfd_of), peeks without */
     int defer;                          /* no tracer: the call count kept here ... */
     long long calls;                    /* ... these calls not yet added to guest.syscalls */
     struct region regions[MAX_REGIONS];
@@ -245,17 +246,40 @@ static int allowed(struct ctx *c, uint64_t addr, uint64_t size, long need,
     return 0;
 }
 
+/* The guest's /proc/PID/mem: the one ProcessMemory gave (a spawned guest's), else
+ * one opened here now and closed when serve() ends, -1 if it cannot be.  A template's
+ * child comes without one (supervisor.py: Template.start writes its run's bytes with
+ * process_vm_writev): its open costs the worker ~7 us (the kernel makes the /proc
+ * entries of a pid new to it), more than a short run's reads save by it. */
+static int memfd_of(struct ctx *c)
+{
+    if (c->memfd < 0) {
+        char path[32];
+        snprintf(path, sizeof path, "/proc/%d/mem", c->pid);
+        c->memfd = open(path, O_RDWR | O_CLOEXEC);
+        c->own_memfd = c->memfd >= 0;
+    }
+    return c->memfd;
+}
+
 /* Read one guest range the table allows into buf: from our mapping (host, from
  * allowed()), else through /proc/PID/mem, as ProcessMemory reads: for one small range
  * (a writev's iovec array, a stdio caller's line in the heap) ~0.4 us cheaper than
  * process_vm_readv, whose cost is mostly per call (its access check; this file's was
- * made at its open), not per page. */
+ * made at its open), not per page.  Without that file (a template's child), the first
+ * LAZY_PEEKS - 1 reads are process_vm_readv's, then the file is opened (memfd_of):
+ * a short run never opens it, a long one pays its open once. */
+#define LAZY_PEEKS 16
 static int guest_peek(struct ctx *c, void *buf, size_t size, uint64_t addr,
                       const unsigned char *host)
 {
     if (host != NULL) {
         memcpy(buf, host, size);
         return 1;
+    }
+    if (c->memfd < 0 && (++c->peeks < LAZY_PEEKS || memfd_of(c) < 0)) {
+        struct iovec local = {buf, size}, remote = {(void *)(uintptr_t)addr, size};
+        return process_vm_readv(c->pid, &local, 1, &remote, 1, 0) == (ssize_t)size;
     }
     return pread(c->memfd, buf, size, (off_t)addr) == (ssize_t)size;
 }
@@ -316,6 +340,8 @@ static int guest_write(struct ctx *c, const unsigned char *buf, size_t size,
     }
     if (process_vm_writev(c->pid, &local, 1, trimmed, k, 0) == (ssize_t)size)
         return 0;
+    if (memfd_of(c) < 0)
+        return -EFAULT;
     for (int i = 0; i < k; i++) {
         const struct iovec *to = &trimmed[i];
         if (pwrite(c->memfd, buf, to->iov_len, (off_t)(uintptr_t)to->iov_base)
@@ -1401,6 +1427,7 @@ static int load_ctx(PyObject *tuple, struct ctx *c)
                           &c->channel, &c->fdbacking, &c->filebacking, &c->tailbacking,
                           &PyTuple_Type, &constants))
         return -1;
+    c->own_memfd = c->peeks = 0;
     c->buffer = pthread_getspecific(scratch);
     if (c->buffer == NULL) {        /* malloc: its pages are touched only when used */
         if ((c->buffer = malloc(CAP + 2 * OBUF + IBUF)) == NULL
@@ -1746,6 +1773,8 @@ static PyObject *serve(PyObject *self, PyObject *args)
         drop();
     if (ep >= 0)
         close(ep);
+    if (c.own_memfd)
+        close(c.memfd);
     if (dog != NULL && unwatch(dog) && (result == EXITED || result == HUNGUP))
         result = DEADLINE;      /* (the watchdog killed it just as the loop looked) */
     PyBuffer_Release(&out);
@@ -1754,21 +1783,18 @@ static PyObject *serve(PyObject *self, PyObject *args)
 
 /* A template's child, once its listener came (supervisor.py: Template._collect),
  * up to its gate in one call: a pidfd for it, the listener's wake-ups on this
- * CPU (Linux 6.6; before, the same a little slower), its close at the gate (a
- * notification, left pending: the run lets it continue) and its /proc/PID/mem
- * opened ahead of the run (-1 if it cannot be: start() opens it then, and says
- * why not).  OSError if the child does not reach its gate within timeout. */
+ * CPU (Linux 6.6; before, the same a little slower) and its close at the gate (a
+ * notification, left pending: the run lets it continue).  OSError if the child
+ * does not reach its gate within timeout. */
 static PyObject *gate(PyObject *self, PyObject *args)
 {
     int pid, listener;
     double timeout;
     if (!PyArg_ParseTuple(args, "iid", &pid, &listener, &timeout))
         return NULL;
-    int pidfd = -1, memfd = -1, err = 0, ready = 0;
+    int pidfd = -1, err = 0, ready = 0;
     struct seccomp_notif notif;
     memset(&notif, 0, sizeof notif);
-    char path[32];
-    snprintf(path, sizeof path, "/proc/%d/mem", pid);
     Py_BEGIN_ALLOW_THREADS
     pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
     if (pidfd < 0) {
@@ -1784,8 +1810,6 @@ static PyObject *gate(PyObject *self, PyObject *args)
         } while (ready < 0 && errno == EINTR);
         if (ready > 0 && ioctl(listener, SECCOMP_IOCTL_NOTIF_RECV, &notif) < 0)
             err = errno;
-        else if (ready > 0 && notif.data.nr == NR_CLOSE)
-            memfd = open(path, O_RDWR | O_CLOEXEC);
     }
     Py_END_ALLOW_THREADS
     if (pidfd < 0 || err) {
@@ -1799,38 +1823,55 @@ static PyObject *gate(PyObject *self, PyObject *args)
         PyErr_Format(PyExc_OSError, "the child did not reach the gate");
         return NULL;
     }
-    return Py_BuildValue("iKi", pidfd, (unsigned long long)notif.id, memfd);
+    return Py_BuildValue("iK", pidfd, (unsigned long long)notif.id);
 }
 
 /* A template's child given its run in one call: each (address, bytes) of writes
- * into its memory through memfd (its /proc/PID/mem, which writes the read-only
- * manifest page too, as a debugger's write), then its CPU limit (soft, hard). */
+ * into its memory with one process_vm_writev (the user manifest too: the child made
+ * its region writable before its filter and makes it read-only again after the
+ * gate, before the guest's first instruction; loader.c: child_main, start), then
+ * its CPU limit (soft, hard). */
+#define MAX_STARTS 8
 static PyObject *start(PyObject *self, PyObject *args)
 {
-    int memfd, pid;
+    int pid;
     PyObject *writes;
     unsigned long long soft, hard;
-    if (!PyArg_ParseTuple(args, "iiO!KK", &memfd, &pid, &PyList_Type, &writes, &soft, &hard))
+    if (!PyArg_ParseTuple(args, "iO!KK", &pid, &PyList_Type, &writes, &soft, &hard))
         return NULL;
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(writes); i++) {
+    Py_ssize_t n = PyList_GET_SIZE(writes);
+    if (n > MAX_STARTS) {
+        PyErr_SetString(PyExc_ValueError, "start: too many writes");
+        return NULL;
+    }
+    struct iovec local[MAX_STARTS], remote[MAX_STARTS];
+    Py_buffer data[MAX_STARTS];
+    size_t total = 0;
+    Py_ssize_t got = 0;
+    for (; got < n; got++) {
         unsigned long long addr;
-        Py_buffer data;
-        if (!PyArg_ParseTuple(PyList_GET_ITEM(writes, i), "Ky*;start: (address, bytes)", &addr,
-                              &data))
-            return NULL;
-        Py_ssize_t len = data.len;
-        ssize_t n = pwrite(memfd, data.buf, (size_t)len, (off_t)addr);
-        int err = errno;
-        PyBuffer_Release(&data);
-        if (n < 0) {
-            errno = err;
-            return PyErr_SetFromErrno(PyExc_OSError);
-        }
-        if (n != len) {
-            errno = EIO;
-            PyErr_Format(PyExc_OSError, "short write into the guest");
-            return NULL;
-        }
+        if (!PyArg_ParseTuple(PyList_GET_ITEM(writes, got), "Ky*;start: (address, bytes)",
+                              &addr, &data[got]))
+            break;
+        local[got] = (struct iovec){data[got].buf, (size_t)data[got].len};
+        remote[got] = (struct iovec){(void *)(uintptr_t)addr, (size_t)data[got].len};
+        total += (size_t)data[got].len;
+    }
+    ssize_t done = got < n ? 0 : process_vm_writev(pid, local, (unsigned long)n, remote,
+                                                    (unsigned long)n, 0);
+    int err = errno;
+    for (Py_ssize_t i = 0; i < got; i++)
+        PyBuffer_Release(&data[i]);
+    if (got < n)
+        return NULL;
+    if (done < 0) {
+        errno = err;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    if ((size_t)done != total) {
+        errno = EIO;
+        PyErr_Format(PyExc_OSError, "short write into the guest");
+        return NULL;
     }
     struct rlimit cpu = {soft, hard};
     if (prlimit(pid, RLIMIT_CPU, &cpu, NULL) < 0)
@@ -1997,14 +2038,14 @@ static PyMethodDef methods[] = {
      "in notif).\n\ngate: the id of a notification to let continue with the first "
      "wait (a template child's close at the gate).  A call it does not serve is put in notif and answer() is called: it gives "
      "the response to send, (id, val, error, flags), or None when the run is over "
-     "(STOPPED).\n\nctx: (guest, memfd, pid, "
+     "(STOPPED).\n\nctx: (guest, memfd (-1: opened if needed), pid, "
      "regions ((start, end, prot), ...), page protections {page: prot}, OpenFile, Channel, "
      "FdBacking, FileBacking, TailBacking, constant calls ((nr, answer), ...))."},
     {"gate", gate, METH_VARARGS,
-     "gate(pid, listener, timeout) -> (pidfd, gate id, memfd or -1): a template's child "
+     "gate(pid, listener, timeout) -> (pidfd, gate id): a template's child "
      "up to its gate."},
     {"start", start, METH_VARARGS,
-     "start(memfd, pid, [(address, bytes), ...], cpu soft, cpu hard): a template's child "
+     "start(pid, [(address, bytes), ...], cpu soft, cpu hard): a template's child "
      "given its run."},
     {"hold", hold, METH_O,
      "hold(on) -> whether this thread carries the guest's flags now: on, across serve()s "

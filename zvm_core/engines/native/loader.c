@@ -54,7 +54,8 @@
  * linked at LOADER_BASE, far above the guest: its pages stay mapped, hold no
  * secret nor anything of the host (start() clears what did), and any system
  * call made from them passes the same filter (which lets close and sendmsg of
- * CTL_FD through from there: EBADF once the guest runs, the socket is closed).
+ * CTL_FD through from there: EBADF once the guest runs, the socket is closed; and
+ * the mprotect of the user manifest's region to read-only, which it is then).
  */
 #include <linux/filter.h>
 #include <linux/seccomp.h>
@@ -113,6 +114,13 @@
 #define TRAP_ENTRY 0x10000      /* memory.TRAP_PAGE: the ZeroVM trap stub (fault signals) */
 #define STACK_TOP 0x100000000UL /* memory.STACK_TOP and STACK_SIZE: the signal stack */
 #define STACK_SIZE 0x1000000UL
+/* memory.MANIFEST_PAGE and the region up to the stack (trap.MANIFEST_SIZE, then the
+ * pointer to it): read-only to the guest.  A template's child makes it writable before
+ * its filter, for the supervisor to write its run's manifest at the gate with
+ * process_vm_writev, and read-only again just after the gate, before the guest's first
+ * instruction (seccomp.py lets that one call through from the loader's pages) */
+#define MANIFEST_PAGE (STACK_TOP - STACK_SIZE - 0x10000UL)
+#define MANIFEST_REGION 0x10000UL
 #define SYS_sigaltstack 131
 #define SPEC_FD 3
 #define SOCK_FD 4
@@ -628,6 +636,10 @@ static void __attribute__((noreturn)) start(const struct header *h, int forked) 
     }
     sys3(SYS_close, listener, 0, 0);     /* the gate: the supervisor lets it continue */
     sys3(SYS_close, CTL_FD, 0, 0);       /* the filter allows close of CTL_FD only */
+    /* the run's manifest is written: read-only for good (the filter lets this call
+     * through).  If it cannot be, the guest does not start: killed as above */
+    if (forked && sys3(SYS_mprotect, MANIFEST_PAGE, MANIFEST_REGION, 1) != 0)
+        __asm__ volatile("int $0x80" : : "a"(1L), "b"(127L) : "memory");
     if (forked && !resuming) {
         volatile u64 *slot = (volatile u64 *)SP_SLOT;
         sp = *slot;
@@ -660,6 +672,8 @@ static void __attribute__((noreturn, used)) child_main(void) {
     check(sys6(SYS_prctl, 1, 9, 0, 0, 0, 0), "PR_SET_PDEATHSIG");
     if ((u64)sys3(SYS_getppid, 0, 0, 0) != hdr.parent) sys3(SYS_exit, 0, 0, 0);
     prefault(&hdr);
+    /* its run's manifest is written at the gate (start() makes it read-only after) */
+    check(sys3(SYS_mprotect, MANIFEST_PAGE, MANIFEST_REGION, 3), "mprotect of the manifest");
     prepare(&hdr, 1);
     start(&hdr, 1);
 }
@@ -669,9 +683,9 @@ static void __attribute__((noreturn, used)) child_main(void) {
  * touching no memory, on the top of the loader's stack, as a spawned loader starts. */
 static long fork_child(void) {
     long ret;
-    register long r10 __asm__("r10") = 0;
-    register long r8 __asm__("r8") = 0;
-    __asm__ volatile("syscall\n\t"
+    __asm__ volatile("xor %%r10d, %%r10d\n\t"         /* no child tid, no TLS */
+                     "xor %%r8d, %%r8d\n\t"
+                     "syscall\n\t"
                      "test %%rax, %%rax\n\t"
                      "jnz 1f\n\t"
                      "lea loader_stack+65536(%%rip), %%rsp\n\t"
@@ -680,9 +694,8 @@ static long fork_child(void) {
                      "hlt\n"
                      "1:"
                      : "=a"(ret)
-                     : "a"((long)SYS_clone), "D"(0x00008000L | 17), "S"(0L), "d"(0L),
-                       "r"(r10), "r"(r8)
-                     : "rcx", "r11", "memory");
+                     : "a"((long)SYS_clone), "D"(0x00008000L | 17), "S"(0L), "d"(0L)
+                     : "rcx", "r8", "r10", "r11", "memory");
     return ret;
 }
 
@@ -698,8 +711,9 @@ static long fork_child(void) {
  * installs the filter, passes its listener on the template's socket and
  * waits at the gate (its close of the listener) -- the
  * supervisor may fork it ahead of the run.  For the run, the supervisor writes
- * the run's initial stack and user manifest into the child (/proc/PID/mem),
- * with the stack pointer (SP_SLOT), sets its CPU limit and lets the gate continue.  The template
+ * the run's initial stack and user manifest into the child (process_vm_writev: the
+ * manifest's region is writable until the gate, child_main), with the stack pointer
+ * (SP_SLOT), sets its CPU limit and lets the gate continue.  The template
  * never sees a run's bytes, and every child starts from the same never-run
  * state.  EOF on SOCK_FD ends the template.
  *

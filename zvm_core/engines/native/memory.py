@@ -8,7 +8,8 @@ It keeps the same layout and protection table as the emulator, so a bad
 pointer is ``EFAULT`` under both engines for the same reasons.
 
 Reads and writes go through ``/proc/PID/mem``, opened once the loader runs
-(:meth:`ProcessMemory.attach`): one ``pread``/``pwrite`` is a fifth of the
+(:meth:`ProcessMemory.attach`; a template's child's when a read or write here
+first needs it): one ``pread``/``pwrite`` is a fifth of the
 cost of ``process_vm_readv``/``writev`` through ctypes, and every mediated
 call that moves data pays it (doc/sandbox.md, "Cost of a mediated call").
 The descriptor pins the guest's address space, not its pid.  Such a write
@@ -93,17 +94,24 @@ class ProcessMemory:
         self._shared: tuple[int, mmap.mmap] | None = None     # share(): memfd, our mapping
         self._staged: list[tuple[int, bytearray]] = []
         self._memfd: int | None = None
+        self._lazy = False              # _memfd is opened when first needed (attach)
         self._last = Region(0, 0, 0)    # the region found last: calls come in runs
 
-    def attach(self, pid: int, memfd: int | None = None) -> None:
-        """Address the guest process ``pid`` (the loader, already exec'd); ``memfd``:
-        its ``/proc/PID/mem``, opened already (this takes it over)."""
+    def attach(self, pid: int, lazy: bool = False) -> None:
+        """Address the guest process ``pid`` (the loader, already exec'd), its
+        ``/proc/PID/mem`` opened now, or with ``lazy`` when a read or write here first
+        needs it: a template's child, whose short run is the C loop's, which reads
+        without it (fastcall.c: memfd_of), and whose open costs ~7 us (the kernel
+        makes the /proc entries of a pid new to it)."""
         self.pid = pid
-        if memfd is not None:
-            self._memfd = memfd
-            return
+        self._lazy = lazy
+        if not lazy:
+            self._open()
+
+    def _open(self) -> None:
+        self._lazy = False
         try:
-            self._memfd = os.open(f'/proc/{pid}/mem', os.O_RDWR | os.O_CLOEXEC)
+            self._memfd = os.open(f'/proc/{self.pid}/mem', os.O_RDWR | os.O_CLOEXEC)
         except OSError:
             self._memfd = None          # no /proc here: process_vm_readv/writev
 
@@ -156,16 +164,18 @@ class ProcessMemory:
     def table(self) -> tuple[int, int, tuple[tuple[int, int, int, int], ...],
                              dict[int, int]] | None:
         """What the supervisor's C loop (``fastcall.c``) checks and moves guest bytes
-        with: the ``/proc/PID/mem`` descriptor, the pid, the regions as (start, end,
-        prot, where this process maps it: :meth:`share`, or 0), and the live page
-        protections ``protect`` records (the same dict); None without ``/proc``."""
-        if self._memfd is None:
+        with: the ``/proc/PID/mem`` descriptor (-1: not opened yet, ``attach``), the
+        pid, the regions as (start, end, prot, where this process maps it:
+        :meth:`share`, or 0), and the live page protections ``protect`` records (the
+        same dict); None without ``/proc``."""
+        if self._memfd is None and not self._lazy:
             return None
-        return self._memfd, self.pid, self._spans, self._prot
+        return (-1 if self._memfd is None else self._memfd), self.pid, self._spans, self._prot
 
     def close(self) -> None:
         """The guest's descriptors and this process's mapping of it (the C loop has
         ended: nothing reads the mapping after)."""
+        self._lazy = False
         if self._memfd is not None:
             os.close(self._memfd)
             self._memfd = None
@@ -238,6 +248,8 @@ class ProcessMemory:
         return n
 
     def _readv(self, addr: int, size: int) -> bytes | bytearray:
+        if self._lazy:
+            self._open()
         if self._memfd is not None:
             try:
                 data = os.pread(self._memfd, size, addr)
@@ -252,6 +264,8 @@ class ProcessMemory:
         return buf
 
     def _writev(self, addr: int, data) -> None:
+        if self._lazy:
+            self._open()
         if self._memfd is not None:
             try:
                 done = os.pwrite(self._memfd, data, addr)

@@ -4,7 +4,14 @@ The filter is the kernel-enforced half of the native engine's containment
 (the personality answering notifications is the other).  It is default
 deny: the kernel performs by itself only the loader's own ``sendmsg`` and
 ``close`` of its control socket (:data:`CTL_FD`, from an instruction in the
-loader's image, :data:`LOADER_BASE`, and nowhere else); every other call,
+loader's image, :data:`LOADER_BASE`, and nowhere else), and its ``mprotect`` of
+the user manifest's region (all of it, :data:`MANIFEST_REGION`) to ``PROT_READ``
+alone: a template's child makes that region writable before its filter, for the
+supervisor to write the run's manifest with ``process_vm_writev`` (a
+``/proc/PID/mem`` opened per child cost the worker ~7 us), and read-only again
+after its gate, before the guest's first instruction.  A guest that makes that
+call from the loader's pages changes nothing (the region is read-only for good;
+any other argument is notified: the personality's EACCES); every other call,
 the guest's ``close(CTL_FD)`` too, is sent to the supervisor, which answers
 it from the personality (``zvm_core.syscalls``) and so counts it, as the
 emulator does.  The supervisor lets the kernel perform (continue) only what
@@ -34,7 +41,7 @@ wait for the kernel to tear the process down (a template's child is reaped
 after the reply).
 
 The loader's pages stay mapped, so a guest can jump into one of its
-``syscall`` instructions and make the two allowed calls itself: harmless,
+``syscall`` instructions and make the allowed calls itself: harmless,
 as :data:`CTL_FD` is closed before the guest's first instruction and no
 call can make it exist again (the personality answers every call that makes
 a descriptor, none is continued, no descriptor is added), so both are
@@ -85,8 +92,11 @@ from __future__ import annotations
 import struct
 
 from zvm_core.engines.native.loader import LOADER_BASE
+from zvm_core.memory import MANIFEST_PAGE, STACK_SIZE, STACK_TOP
 
 CTL_FD = 1030                   # loader.c: CTL_FD
+MANIFEST_REGION = STACK_TOP - STACK_SIZE - MANIFEST_PAGE   # loader.c: MANIFEST_REGION
+PROT_READ = 1
 AUDIT_ARCH_X86_64 = 0xC000003E
 NR_CLOSE, NR_MPROTECT, NR_SENDMSG, NR_ARCH_PRCTL = 3, 10, 46, 158
 NR_NANOSLEEP = 35
@@ -136,6 +146,15 @@ def program(ctl_fd: int = CTL_FD, loader: int = LOADER_BASE) -> list[tuple[int, 
                                   allow, notify])
     # a pause a stop signal (SIGSTOP, a freezer) interrupted comes back as restart_syscall
     prog += _block(NR_RESTART_SYSCALL, [_ld(_IP_HIGH), _jeq(loader >> 32, 0, 1), allow, notify])
+    # a template's child makes the user manifest read-only again after its gate
+    # (loader.c: start); the kernel reads each argument as 64 bits
+    checks = [(_IP_HIGH, loader >> 32), (_arg(0), MANIFEST_PAGE & 0xFFFFFFFF),
+              (_arg(0, True), MANIFEST_PAGE >> 32), (_arg(1), MANIFEST_REGION),
+              (_arg(1, True), 0), (_arg(2), PROT_READ), (_arg(2, True), 0)]
+    body: list[tuple] = []
+    for i, (offset, value) in enumerate(checks):
+        body += [_ld(offset), _jeq(value, 0, 2 * (len(checks) - i) - 1)]
+    prog += _block(NR_MPROTECT, [*body, allow, notify])
     prog.append(notify)
     return prog
 

@@ -322,7 +322,6 @@ class _Child:
         self.listener: int | None = None
         self.gate = 0                   # the notification id of its close (the gate)
         self.sp_at = 0                  # where the loader reads the initial stack pointer
-        self.memfd: int | None = None   # its /proc/PID/mem, opened ahead of the run
         self.tracer: Tracer | None = None   # seized when taken in (``Template(tsc=True)``)
 
     def trace(self, ticks: Callable[[], int]) -> Tracer:
@@ -335,9 +334,8 @@ class _Child:
         return tracer
 
     def close(self) -> None:
-        for fd in (self.listener, self.memfd):
-            if fd is not None:
-                os.close(fd)
+        if self.listener is not None:
+            os.close(self.listener)
         _reap(self.pid, self.pidfd, self.tracer)
 
 
@@ -467,7 +465,7 @@ class Template:
     def trim(self) -> None:
         """A batch's request ended: the children asked for its runs that did not
         take them (not started: its budget; failed before; resumed from a snapshot)
-        would wait unused, three descriptors each in the worker; one is kept for the
+        would wait unused, two descriptors each in the worker; one is kept for the
         next run, the others killed now or as they come in (:meth:`_take_in`)."""
         while len(self._ready) > 1:
             self._ready.pop().close()
@@ -530,9 +528,8 @@ class Template:
             if listener is None:    # its error line: it exits (reaped by close)
                 raise OSError(errno.EPROTO, hello.decode(errors='replace').strip())
             child.sp_at = int.from_bytes(hello[1:9], 'little')
-            child.pidfd, child.gate, memfd = _fastcall.gate(pid, listener,
-                                                            deadline - _fastcall.coarse())
-            child.memfd = None if memfd < 0 else memfd
+            child.pidfd, child.gate = _fastcall.gate(pid, listener,
+                                                     deadline - _fastcall.coarse())
             if self.tsc:    # waits at the gate: seized before its first instruction
                 child.tracer = Tracer(pid, _no_ticks)
         except BaseException:
@@ -599,16 +596,13 @@ class Template:
 
     @staticmethod
     def start(child: _Child, spec: Spec) -> None:
-        """Give ``child`` its run (``spec``: a run spec): OSError if it is gone."""
-        fd = child.memfd
-        if fd is None:
-            fd = os.open(f'/proc/{child.pid}/mem', os.O_RDWR | os.O_CLOEXEC)
-        try:        # /proc/PID/mem writes the read-only manifest page too (a debugger's write)
-            _fastcall.start(fd, child.pid, _writes(spec, child.sp_at),
-                            spec.cpu_seconds, spec.cpu_seconds + 1)
-        finally:
-            if fd != child.memfd:
-                os.close(fd)
+        """Give ``child`` its run (``spec``: a run spec): OSError if it is gone.  One
+        ``process_vm_writev``: the user manifest's region is writable until the gate,
+        read-only again before the guest's first instruction (loader.c: child_main,
+        start); no ``/proc/PID/mem`` of the child is opened for it (~7 us of the
+        worker's: the kernel makes the /proc entries of each new pid)."""
+        _fastcall.start(child.pid, _writes(spec, child.sp_at), spec.cpu_seconds,
+                        spec.cpu_seconds + 1)
 
     def reap_later(self, pid: int, pidfd: int, listener: int | None = None,
                    tracer: Tracer | None = None) -> None:
@@ -666,12 +660,12 @@ class Template:
 
     def descriptors(self) -> int:
         """Descriptors this template holds in the worker (its socket and pidfd, each
-        child taken in's pidfd, listener and memory, as many for each on its way, the
+        child taken in's pidfd and listener, as many for each on its way, the
         ended runs not reaped yet): the pool's worker bounds their sum over the
         templates it keeps."""
-        held = (self.sock.fileno() >= 0) + (self.pidfd is not None) + 3 * self._forking
+        held = (self.sock.fileno() >= 0) + (self.pidfd is not None) + 2 * self._forking
         for child in self._ready:
-            held += 1 + (child.listener is not None) + (child.memfd is not None)
+            held += 1 + (child.listener is not None)
         return held + len(self._dying) + sum(1 + (listener is not None)
                                              for _, _, listener, _ in self._dead)
 
@@ -1190,7 +1184,7 @@ def run(program: Program, channels: list[Channel], argv: list[str], env: dict[st
     if child is None:
         guest.mem.attach(pid)
     else:
-        guest.mem.attach(pid, child.memfd)      # guest.mem's now (closed with it)
+        guest.mem.attach(pid, lazy=True)    # its /proc/PID/mem opened if a call needs it
     stopped = failure = None
     host = True         # a failure before the guest ran: the loader's, the template's
     listener, gate = (None, None) if child is None else (child.listener, child.gate)
