@@ -6,6 +6,7 @@ path has no page fault of the loader's, nor of the pages the run's start writes
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import pytest
 
@@ -83,5 +84,40 @@ def test_a_fork_takes_the_template_no_page_fault(guest):
             template.prefork()
             template.idle()
         assert _minor_faults(template.pid) == before
+    finally:
+        template.close()
+
+
+def test_a_template_childs_run_reads_its_memory_without_proc_until_it_pays(guest, tmp_path):
+    """A template's child comes without its /proc/PID/mem (its run's bytes are one
+    process_vm_writev): the C loop reads its iovec arrays with process_vm_readv, and
+    from a run's 16th read opens the file (fastcall.c: guest_peek), closed when the
+    loop ends; Python opens its own if a call it answers reads the guest (a channel in
+    memory).  The bytes are the same either way (~30 unbuffered printf lines: a writev
+    each), and no descriptor is left open in the worker."""
+    from zvm_core.channels import FdBacking
+    from zvm_core.executor import run as run_engine
+    program = load_program(str(guest('native_hostile')))
+    argv = ['native_hostile', 'calls']
+    emulated = MemoryBacking()
+    assert run_engine(str(guest('native_hostile')), [Channel('/dev/stdout', emulated, WRITE)],
+                      argv=argv, engine='emulated').status == 'ok'
+    assert bytes(emulated.data).count(b'\n') > 20
+    template = supervisor.Template(program, 64 << 20)
+    try:
+        template.prefork()
+        template.idle()
+        fds = len(os.listdir('/proc/self/fd'))
+        for i in range(4):
+            path = tmp_path / f'out{i}'
+            with open(path, 'wb') as f:
+                backing = FdBacking(f.fileno(), owned=False) if i % 2 else MemoryBacking()
+                report = supervisor.run(program, [Channel('/dev/stdout', backing, WRITE)],
+                                        argv, {}, 64 << 20, 30, template=template)
+            got = path.read_bytes() if i % 2 else bytes(backing.data)
+            assert (report.status, got) == ('ok', bytes(emulated.data)), report
+            template.prefork()
+            template.idle()
+            assert len(os.listdir('/proc/self/fd')) == fds
     finally:
         template.close()
