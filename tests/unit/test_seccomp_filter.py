@@ -10,8 +10,10 @@ import pytest
 
 from zvm_core.engines.native import seccomp
 from zvm_core.engines.native.loader import LOADER_BASE
+from zvm_core.memory import MANIFEST_PAGE
 
 GUEST_IP, LOADER_IP = 0x401000, LOADER_BASE + 0x1234
+MANIFEST, REGION = MANIFEST_PAGE, 0x10000
 
 
 def verdict(nr: int, args=(0,) * 6, ip: int = LOADER_IP,
@@ -48,6 +50,18 @@ ALLOW, NOTIFY, KILL = seccomp.RET_ALLOW, seccomp.RET_USER_NOTIF, seccomp.RET_KIL
     # that pause resumed after a stop signal (SIGSTOP, a freezer)
     (seccomp.NR_RESTART_SYSCALL, (), LOADER_IP, ALLOW),
     (seccomp.NR_RESTART_SYSCALL, (), GUEST_IP, NOTIFY),
+    # a template's child makes its user manifest read-only again after its gate: that
+    # call alone, every argument whole (64 bits), from the loader's pages
+    (seccomp.NR_MPROTECT, (MANIFEST, REGION, 1), LOADER_IP, ALLOW),
+    (seccomp.NR_MPROTECT, (MANIFEST, REGION, 1), GUEST_IP, NOTIFY),
+    (seccomp.NR_MPROTECT, (MANIFEST, REGION, 3), LOADER_IP, NOTIFY),         # writable
+    (seccomp.NR_MPROTECT, (MANIFEST, REGION, 1 | 1 << 32), LOADER_IP, NOTIFY),
+    (seccomp.NR_MPROTECT, (MANIFEST, REGION, 0), LOADER_IP, NOTIFY),
+    (seccomp.NR_MPROTECT, (MANIFEST | 1 << 32, REGION, 1), LOADER_IP, NOTIFY),
+    (seccomp.NR_MPROTECT, (MANIFEST - 0x1000, REGION, 1), LOADER_IP, NOTIFY),
+    (seccomp.NR_MPROTECT, (MANIFEST, REGION + 0x1000, 1), LOADER_IP, NOTIFY),
+    (seccomp.NR_MPROTECT, (MANIFEST, REGION | 1 << 32, 1), LOADER_IP, NOTIFY),
+    (seccomp.NR_MPROTECT, (0x401000, 0x1000, 1), LOADER_IP, NOTIFY),
     (39, (), LOADER_IP, NOTIFY)])
 def test_what_the_kernel_performs_by_itself(nr, args, ip, expected) -> None:
     assert verdict(nr, args, ip) == expected
