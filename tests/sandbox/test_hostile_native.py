@@ -113,16 +113,16 @@ def test_the_loaders_pages_hold_nothing_of_the_host(guest, zvm, tmp_path):
     assert forked[1:] == forked[:1] * 9
 
 
-def test_a_template_childs_guest_cannot_write_its_manifest(guest, tmp_path):
-    """A template's child has its user manifest's region writable from before its
-    filter until its gate, for the supervisor to write the run's manifest there with
-    process_vm_writev, and read-only again before the guest's first instruction (the
+def test_a_template_childs_guest_cannot_write_its_manifest(guest, zvm, tmp_path):
+    """A template's child has its user manifest's region writable (as its template
+    maps it) until its gate, for the supervisor to write the run's manifest there with
+    process_vm_writev, and read-only before the guest's first instruction (the
     filter lets the loader's ``mprotect(manifest, 64 KiB, PROT_READ)`` through: loader.c
     start, seccomp.py).  The guest, alone or as a batch's node: its own mprotect to
     read+write is the personality's EACCES; the same through the loader's ``syscall``
     is notified too (EACCES: the loader's error path and exit 127); the one allowed,
     to read-only, changes nothing (0).  Its store into the manifest faults, at once or
-    after those."""
+    after those (and in a spawned loader's guest, whose manifest is read-only as mapped)."""
     from zvm_core.channels import WRITE
     from zvm_core.pool import ChannelSpec, Pool, Run
 
@@ -145,6 +145,8 @@ def test_a_template_childs_guest_cannot_write_its_manifest(guest, tmp_path):
         return [(r.status, r.retcode, r.message, out.read_bytes())
                 for r, out in zip(reports, outs, strict=True)]
 
+    spawned = zvm.run(guest('native_hostile'), 'manifest', '0', span, opts=NATIVE)
+    assert spawned.status == 'fault' and write_fault in spawned.report['message'], spawned
     with Pool(size=1) as pool:
         for status, _retcode, message, stdout in runs(pool, 0):     # a store at once
             assert (status, stdout) == ('fault', b''), message

@@ -1829,9 +1829,9 @@ static PyObject *gate(PyObject *self, PyObject *args)
 }
 
 /* A template's child given its run in one call: each (address, bytes) of writes
- * into its memory with one process_vm_writev (the user manifest too: the child made
- * its region writable before its filter and makes it read-only again after the
- * gate, before the guest's first instruction; loader.c: child_main, start), then
+ * into its memory with one process_vm_writev (the user manifest too: its region is
+ * writable in the template, and the child makes it read-only after the gate, before
+ * the guest's first instruction; loader.c: MANIFEST_PAGE, start), then
  * its CPU limit (soft, hard). */
 #define MAX_STARTS 8
 static PyObject *start(PyObject *self, PyObject *args)

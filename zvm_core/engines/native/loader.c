@@ -115,10 +115,11 @@
 #define STACK_TOP 0x100000000UL /* memory.STACK_TOP and STACK_SIZE: the signal stack */
 #define STACK_SIZE 0x1000000UL
 /* memory.MANIFEST_PAGE and the region up to the stack (trap.MANIFEST_SIZE, then the
- * pointer to it): read-only to the guest.  A template's child makes it writable before
- * its filter, for the supervisor to write its run's manifest at the gate with
- * process_vm_writev, and read-only again just after the gate, before the guest's first
- * instruction (seccomp.py lets that one call through from the loader's pages) */
+ * pointer to it): read-only to the guest.  A template maps it writable (its spec says
+ * so: supervisor.py Guest.image_spec), for the supervisor to write each child's run's
+ * manifest at the gate with process_vm_writev; the child makes it read-only just after
+ * the gate, before the guest's first instruction (seccomp.py lets that one call
+ * through from the loader's pages) */
 #define MANIFEST_PAGE (STACK_TOP - STACK_SIZE - 0x10000UL)
 #define MANIFEST_REGION 0x10000UL
 #define SYS_sigaltstack 131
@@ -672,8 +673,6 @@ static void __attribute__((noreturn, used)) child_main(void) {
     check(sys6(SYS_prctl, 1, 9, 0, 0, 0, 0), "PR_SET_PDEATHSIG");
     if ((u64)sys3(SYS_getppid, 0, 0, 0) != hdr.parent) sys3(SYS_exit, 0, 0, 0);
     prefault(&hdr);
-    /* its run's manifest is written at the gate (start() makes it read-only after) */
-    check(sys3(SYS_mprotect, MANIFEST_PAGE, MANIFEST_REGION, 3), "mprotect of the manifest");
     prepare(&hdr, 1);
     start(&hdr, 1);
 }
@@ -712,7 +711,7 @@ static long fork_child(void) {
  * waits at the gate (its close of the listener) -- the
  * supervisor may fork it ahead of the run.  For the run, the supervisor writes
  * the run's initial stack and user manifest into the child (process_vm_writev: the
- * manifest's region is writable until the gate, child_main), with the stack pointer
+ * manifest's region is writable until the gate, see MANIFEST_PAGE), with the stack pointer
  * (SP_SLOT), sets its CPU limit and lets the gate continue.  The template
  * never sees a run's bytes, and every child starts from the same never-run
  * state.  EOF on SOCK_FD ends the template.

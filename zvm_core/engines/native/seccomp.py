@@ -6,10 +6,10 @@ deny: the kernel performs by itself only the loader's own ``sendmsg`` and
 ``close`` of its control socket (:data:`CTL_FD`, from an instruction in the
 loader's image, :data:`LOADER_BASE`, and nowhere else), and its ``mprotect`` of
 the user manifest's region (all of it, :data:`MANIFEST_REGION`) to ``PROT_READ``
-alone: a template's child makes that region writable before its filter, for the
-supervisor to write the run's manifest with ``process_vm_writev`` (a
-``/proc/PID/mem`` opened per child cost the worker ~7 us), and read-only again
-after its gate, before the guest's first instruction.  A guest that makes that
+alone: a template maps that region writable, for the supervisor to write each
+child's run's manifest with ``process_vm_writev`` (a ``/proc/PID/mem`` opened per
+child cost the worker ~7 us), and the child makes it read-only after its gate,
+before the guest's first instruction.  A guest that makes that
 call from the loader's pages changes nothing (the region is read-only for good;
 any other argument is notified: the personality's EACCES); every other call,
 the guest's ``close(CTL_FD)`` too, is sent to the supervisor, which answers

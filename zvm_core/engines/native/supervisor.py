@@ -198,9 +198,13 @@ class Guest:
                     namespaces=OFF if os.environ.get('ZVM_NATIVE_NAMESPACES') == 'off' else OWN)
         # unicorn's protection bits are mmap's (1, 2, 4)
         # the heap's interior as huge pages for a spawned run only: a template's children
-        # (and a snapshot's copied heap) were not measured with them
+        # (and a snapshot's copied heap) were not measured with them.  A template's user
+        # manifest is writable: its children get their run's written at the gate
+        # (process_vm_writev, Template.start) and make it read-only before the guest's
+        # first instruction (loader.c: start); no guest runs in the template
         spec.maps = [(r.start, r.end - r.start,
-                      r.prot | (HUGE if r.start == self.heap_start and not template else 0))
+                      r.prot | (HUGE if r.start == self.heap_start and not template else 0)
+                      | (PROT_W if r.start == MANIFEST_PAGE and template else 0))
                      for r in self.regions]
         spec.as_limit = sum(r.end - r.start for r in self.regions) + AS_SLACK
         spec.copies = [(s.vaddr, s.data) for s in p.segments if s.data]
@@ -597,9 +601,9 @@ class Template:
     @staticmethod
     def start(child: _Child, spec: Spec) -> None:
         """Give ``child`` its run (``spec``: a run spec): OSError if it is gone.  One
-        ``process_vm_writev``: the user manifest's region is writable until the gate,
-        read-only again before the guest's first instruction (loader.c: child_main,
-        start); no ``/proc/PID/mem`` of the child is opened for it (~7 us of the
+        ``process_vm_writev``: the user manifest's region is writable until the gate
+        (:meth:`Guest.image_spec`), read-only before the guest's first instruction
+        (loader.c: start); no ``/proc/PID/mem`` of the child is opened for it (~7 us of the
         worker's: the kernel makes the /proc entries of each new pid)."""
         _fastcall.start(child.pid, _writes(spec, child.sp_at), spec.cpu_seconds,
                         spec.cpu_seconds + 1)
