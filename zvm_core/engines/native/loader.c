@@ -559,7 +559,7 @@ static void wipe(void *p, u64 n) {
 }
 
 /* The loader's pages stay readable: nothing of the host may stay in them (the
- * supervisor's pid, a sibling's pid replied by the template: those are on the
+ * supervisor's pid, the template's replies and request bytes: those are on the
  * template's own stack, which no child has, see serve()), nor anything that
  * differs with how the guest was started (the spec's tables of a spawned loader,
  * a template's or a snapshot's, the run's stack pointer, the hello): the used

@@ -44,8 +44,12 @@ The loader's pages stay mapped, so a guest can jump into one of its
 ``syscall`` instructions and make the allowed calls itself: harmless,
 as :data:`CTL_FD` is closed before the guest's first instruction and no
 call can make it exist again (the personality answers every call that makes
-a descriptor, none is continued, no descriptor is added), so both are
-``EBADF`` (uncounted); ``tests/sandbox/test_hostile_native.py`` does it.
+a descriptor, none is continued, no descriptor is added), so those are
+``EBADF`` (uncounted); the one ``mprotect`` let through from those pages
+(the user manifest's region to ``PROT_READ``, each argument whole) can only
+take away a write the manifest no longer has when the guest runs (a
+template's child made it read-only after its gate);
+``tests/sandbox/test_hostile_native.py`` does both.
 
 The loader may also ``nanosleep`` from its pages, with no remainder pointer:
 between its tries of the listener's ``sendmsg`` while the kernel refuses it
