@@ -191,7 +191,7 @@ def test_a_chunk_looks_at_its_program_once(monkeypatch, tmp_path) -> None:
     request is looked at for itself."""
     looked: list = []
     started: list = []
-    monkeypatch.setattr(worker, '_CHOSEN', {(None, False): ('native', '', float('inf'))})
+    monkeypatch.setattr(worker, '_CHOSEN', {(None, False): ('native', '', False, float('inf'))})
     monkeypatch.setattr(worker, '_file_key', lambda path: looked.append(('stat', path)) or (path,))
     monkeypatch.setattr(worker, '_reply', lambda sock, report, tails, ended: None)
     holding = [False]       # fastcall.c's hold, which a template's fork request reads
@@ -246,7 +246,7 @@ def test_an_emulated_chunk_looks_at_its_program_once(monkeypatch) -> None:
     no run is in a hold (fastcall.c: only a native template's forks need it)."""
     looked: list = []
     started: list = []
-    monkeypatch.setattr(worker, '_CHOSEN', {(None, False): ('emulated', '', float('inf'))})
+    monkeypatch.setattr(worker, '_CHOSEN', {(None, False): ('emulated', '', False, float('inf'))})
     monkeypatch.setattr(worker, '_file_key', lambda path: looked.append(('stat', path)) or (path,))
     monkeypatch.setattr(worker, '_reply', lambda sock, report, tails, ended: None)
     held: list = []
@@ -299,7 +299,7 @@ def _chunk(monkeypatch, serve) -> tuple[Templates, list]:
     """Templates of stand-ins whose programs every engine runs natively (one template
     per program and memory), and ``_serve_one`` as ``serve``; what each run was told."""
     templates, _made = _templates(monkeypatch, budget=1 << 30)
-    monkeypatch.setattr(worker, '_CHOSEN', {(e, False): ('native', '', float('inf'))
+    monkeypatch.setattr(worker, '_CHOSEN', {(e, False): ('native', '', False, float('inf'))
                                             for e in (None, 'auto', 'native')})
     monkeypatch.setattr(Templates, 'prepared', lambda self, path, engine, rdtsc, file=None,
                         deadline=None, account='': _Prepared(path))
@@ -432,3 +432,24 @@ def test_prepared_programs_are_evicted_by_account_too(monkeypatch) -> None:
         templates.prepared(f'b{i}', 'auto', 'virtualize', (f'b{i}',), None, 'B')
     templates.prepared('a', 'auto', 'virtualize', ('a',), None, 'A')
     assert prepared.count('a') == 1 and len(templates._prepared) == 4
+
+
+def test_a_node_auto_tries_first_asks_for_no_children_ahead(monkeypatch) -> None:
+    """``auto``'s nodes run emulated first (``engines.TRIAL_FUEL``): no native template
+    is theirs to ask children of, unless a channel is a stream (no trial: natively)."""
+    from zvm_core.pool import _plan
+    templates, _made = _templates(monkeypatch, budget=1 << 30)
+    monkeypatch.setattr(worker, '_CHOSEN', {(e, False): ('native', '', e == 'auto', float('inf'))
+                                            for e in ('auto', 'native')})
+    monkeypatch.setattr(Templates, 'prepared', lambda self, path, engine, rdtsc, file=None,
+                        deadline=None, account='': _Prepared(path))
+
+    def node(engine: str, notify: int | None = None) -> dict:
+        shape = {'program': 'p', 'engine': engine, 'rdtsc': 'virtualize',
+                 'channels': [{'alias': '/dev/stdin', 'fd': 0, 'mode': 1, 'notify': notify}],
+                 'limits': {'memory': 64 * MIB}}
+        return {**shape, 'plan': _plan(shape)}
+    native = ('native', 'p', 64 * MIB, 'virtualize', False)
+    assert worker._template_key(node('auto'), templates, {}) is None
+    assert worker._template_key(node('auto', notify=1), templates, {}) == native
+    assert worker._template_key(node('native'), templates, {}) == native

@@ -6,6 +6,13 @@ and counts deterministic fuel; it works everywhere.  ``native``
 a process the kernel confines, at native speed, without fuel.  ``auto``
 (the default; ``ZVM_ENGINE`` in the environment) is native where the host
 can run it and emulated when a fuel limit is asked for or it cannot.
+
+In a pool's warm workers (the object servers, ``zvm run --repeat``) ``auto``
+first runs a node emulated for :data:`TRIAL_FUEL` bytes of code: most nodes
+of a job over many small objects end by then, for less than a process costs
+to start; one that does not starts over natively, from the beginning, which
+its channels allow (``zvm_core.pool.worker``).  The engines give the same
+bytes, and whether a run ends within its trial is itself deterministic.
 """
 
 from __future__ import annotations
@@ -16,6 +23,12 @@ import sys
 
 ENGINES = ('native', 'emulated')
 CHOICES = ('auto', *ENGINES)
+# auto's trial in a pool (module docstring): bytes of code, about 0.5 ms emulated, the
+# CPU a native node's process costs beside an emulated node (bench/scale.py); what
+# a node that runs on pays at most
+TRIAL_FUEL = 1 << 20
+TRIAL_REASON = ('auto: it ended within its first 1 MiB of code, run emulated (no process '
+                'to start)')
 # `off` turns off the native engine, its namespaces (doc/operator-guide.md)
 SWITCHES = ('ZVM_NATIVE', 'ZVM_NATIVE_NAMESPACES')
 
