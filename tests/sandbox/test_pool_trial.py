@@ -1,6 +1,7 @@
-"""``auto`` in a pool: a node runs emulated for ``engines.TRIAL_FUEL`` first, and
-one that does not end by then starts over natively, with nothing of its trial
-left in its outputs.  Both ends give what either engine alone gives."""
+"""``auto`` in a pool: a node of a small program runs emulated for
+``engines.TRIAL_FUEL`` first, and one that does not end by then starts over
+natively, with nothing of its trial left in its outputs.  Both ends give what
+either engine alone gives."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from zvm_core.channels import READ, WRITE
 from zvm_core.limits import Limits
 from zvm_core.pool import ChannelSpec, Pool, Run
 
-LONG = 2_000_000        # startover's count: far past the trial (a few bytes of code each)
+LONG = 200_000          # startover's count: far past the trial (24 bytes of code each)
 
 
 @pytest.fixture(scope='module')
@@ -172,3 +173,14 @@ def test_a_batch_tries_each_node_and_starts_the_long_ones_over(guest, pool) -> N
     assert [r.report.engine for r in results] == [
         'native' if n == LONG else 'emulated' for n in counts]
     assert [r.tails['/dev/stderr'] for r in results] == [b'counting\n'] * len(counts)
+
+
+def test_a_large_program_is_not_tried(pool, sysimages) -> None:
+    """A program with more code than ``TRIAL_CODE`` (an interpreter: Lua's) runs
+    natively at once, known from the file: its start-up alone is longer than a trial."""
+    from zvm_core.elf import load_program
+    lua = sysimages.program('lua')
+    assert not engines.tried(load_program(str(lua)))
+    report, out, _ = _run(pool, lua, ['lua', '-e', 'print(6 * 7)'])
+    assert (report.status, report.engine, report.engine_reason) == ('ok', 'native', '')
+    assert out == b'42\n'

@@ -435,17 +435,20 @@ def test_prepared_programs_are_evicted_by_account_too(monkeypatch) -> None:
 
 
 def test_a_node_auto_tries_first_asks_for_no_children_ahead(monkeypatch) -> None:
-    """``auto``'s nodes run emulated first (``engines.TRIAL_FUEL``): no native template
-    is theirs to ask children of, unless a channel is a stream (no trial: natively)."""
+    """``auto``'s nodes of a small program run emulated first (``engines.TRIAL_FUEL``):
+    no native template is theirs to ask children of, unless a channel is a stream or
+    the program large (no trial: natively)."""
     from zvm_core.pool import _plan
     templates, _made = _templates(monkeypatch, budget=1 << 30)
     monkeypatch.setattr(worker, '_CHOSEN', {(e, False): ('native', '', e == 'auto', float('inf'))
                                             for e in ('auto', 'native')})
+    small = {'p': True, 'big': False}       # engines.tried: the program's size
+    monkeypatch.setattr(worker.engines, 'tried', lambda program: small[program])
     monkeypatch.setattr(Templates, 'prepared', lambda self, path, engine, rdtsc, file=None,
                         deadline=None, account='': _Prepared(path))
 
-    def node(engine: str, notify: int | None = None) -> dict:
-        shape = {'program': 'p', 'engine': engine, 'rdtsc': 'virtualize',
+    def node(engine: str, notify: int | None = None, program: str = 'p') -> dict:
+        shape = {'program': program, 'engine': engine, 'rdtsc': 'virtualize',
                  'channels': [{'alias': '/dev/stdin', 'fd': 0, 'mode': 1, 'notify': notify}],
                  'limits': {'memory': 64 * MIB}}
         return {**shape, 'plan': _plan(shape)}
@@ -453,3 +456,5 @@ def test_a_node_auto_tries_first_asks_for_no_children_ahead(monkeypatch) -> None
     assert worker._template_key(node('auto'), templates, {}) is None
     assert worker._template_key(node('auto', notify=1), templates, {}) == native
     assert worker._template_key(node('native'), templates, {}) == native
+    assert worker._template_key(node('auto', program='big'), templates, {}) == (
+        'native', 'big', *native[2:])

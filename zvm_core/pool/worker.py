@@ -371,7 +371,7 @@ def _serve_one(req: dict, fds: list[int], templates: Templates,
         except Rejected as e:
             return e.report, None
         if prepared.engine == 'native':     # a child of the program's template per run
-            points = _start_points(channels) if trial else None
+            points = _start_points(channels) if trial and engines.tried(prepared.program) else None
             if points is not None:
                 report, machine = _emulated(run, channels, engines.TRIAL_REASON,
                                             engines.TRIAL_FUEL, file)
@@ -519,12 +519,15 @@ def _template_key(req: dict, templates: Templates, ready: dict) -> tuple | None:
         plan = req.get('plan') or _plan(req)
         limits = plan.limits
         engine, _reason, trial, _until = _chosen(req, limits)
-        if engine != 'native' or trial and all(c.notify is None for c in plan.channels):
+        if engine != 'native':
             return None
         file, prepared = _prepared(req, templates, ready, _fastcall.coarse() + limits.timeout)
     except Exception:       # noqa: BLE001 -- its run meets it again, and reports it
         return None
-    return native_key(file, limits.memory, prepared) if prepared.engine == 'native' else None
+    if prepared.engine != 'native' or trial and engines.tried(prepared.program) and all(
+            c.notify is None for c in plan.channels):
+        return None
+    return native_key(file, limits.memory, prepared)
 
 
 def _left(limits: Limits, began: float) -> Limits:
