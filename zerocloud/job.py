@@ -900,6 +900,15 @@ def _placement(devices: list[Device], attach: str | None) -> Device | None:
     return ranked[0] if ranked else None
 
 
+def no_objects_found(path: SwiftPath, hint: str = '', group: str = '') -> str:
+    """What a wildcard ``path`` that matched nothing says, for a job (``group``: its
+    group's name) and a query's FROM alike: the path as written, ``déjà-[12]*``, not
+    quoted (``d%C3%A9j%C3%A0-%5B12%5D*``: a job's said so, a query's not), and
+    `` (<hint>)``."""
+    return (f'No objects found in path {SWIFT}{path.path[1:]}'
+            + (f' in {group}' if group else '') + (f' ({hint})' if hint else ''))
+
+
 def _too_large(max_nodes: int, group: str) -> JobError:
     return JobError(f'Job too large: more than {max_nodes} nodes (at {group}); the '
                     'operator\'s zerovm_maxnodes (proxy) raises the limit')
@@ -929,9 +938,9 @@ def _instances(group: Group, list_objects: Callable[[str, str, str], Iterable[st
     first = list(itertools.islice(matches, 2))
     if not first:
         typed = f'{wild.path.container}/{wild.path.obj or ""}'
-        hint = ' (only * is a wildcard: a ? or [ is part of the name)' if set('?[') & set(typed) \
+        hint = 'only * is a wildcard: a ? or [ is part of the name' if set('?[') & set(typed) \
             else ''
-        raise NoData(f'No objects found in path {wild.path} in {group.name}{hint}')
+        raise NoData(no_objects_found(wild.path, hint, group.name))
     return len(first) > 1, itertools.chain(first, matches)
 
 

@@ -226,8 +226,6 @@ def execute(prepared: Prepared, channels: list[Channel], argv: list[str],
             machine.close()
     report = explained(report, prepared.program, prepared.verdict)
     report.engine, report.engine_reason = prepared.engine, prepared.reason
-    report.validation = {'state': 'cached' if prepared.verdict.cached else 'ok',
-                         'violations': []}
     return report
 
 

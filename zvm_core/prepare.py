@@ -150,13 +150,15 @@ def absent_note(program: Program, verdict: Verdict) -> str:
 
 
 def explained(report: Report, program: Program, verdict: Verdict) -> Report:
-    """``report``, whose invalid-instruction fault (:attr:`Report.invalid_at`, set by
-    both engines) at an instruction :func:`as_fixed_cpu` made ``ud2`` says so: the same
-    words under both engines (each run's report goes through here: ``executor.execute``,
-    the pool's worker)."""
+    """``report`` of a run of ``program`` with what ``verdict`` tells of it, the same
+    under both engines (each run's report goes through here: ``executor.execute``, the
+    pool's worker): its validation state, ``cached`` when the verdict was; an
+    invalid-instruction fault (:attr:`Report.invalid_at`, set by both engines) at an
+    instruction :func:`as_fixed_cpu` made ``ud2`` says so."""
     if report.status == 'fault' and report.invalid_at is not None \
             and absent_at(program, verdict, report.invalid_at):
         report.message += f': {ABSENT_FAULT}'
+    report.validation = {'state': 'cached' if verdict.cached else 'ok', 'violations': []}
     return report
 
 

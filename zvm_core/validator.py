@@ -82,6 +82,7 @@ import functools
 import hashlib
 import importlib.util
 import json
+import operator
 import os
 import tempfile
 import threading
@@ -1106,8 +1107,8 @@ def _decode(obj: dict, key: str) -> Verdict:
     if not traced <= TRACED:
         raise ValueError('bad traced instructions')
     absent = tuple(obj['absent'])
-    if not all(isinstance(a, int) and a > 0 for a in absent) \
-            or list(absent) != sorted(set(absent)):
+    if not (set(map(type, absent)) <= {int} and (not absent or absent[0] > 0)
+            and all(map(operator.lt, absent, absent[1:]))):       # ints, increasing
         raise ValueError('bad sites of absent instructions')
     if not _in_code(absent, boundaries):
         raise ValueError('sites of absent instructions outside the code')
@@ -1118,20 +1119,42 @@ def _decode(obj: dict, key: str) -> Verdict:
 def _in_code(sites: Sequence[int], boundaries: list[tuple[int, bytes]]) -> bool:
     """Whether each site's ud2 lies in the verdict's bitmap, an instruction start at most
     :data:`_MAX_INSN` - 1 bytes (its prefixes) before it: a cache file damaged there
-    is a miss, not an :func:`as_fixed_cpu` that fails on every run of the program."""
+    is a miss, not an :func:`as_fixed_cpu` that fails on every run of the program.
+    ``sites`` increase (:func:`_decode` checked).  A site belongs to the bitmap of the
+    highest base at or below it."""
     ordered = sorted(boundaries)
-    bases = [base for base, _ in ordered]
-    for site in sites:
-        i = bisect.bisect_right(bases, site) - 1
-        if i < 0:
-            return False
-        base, bits = ordered[i]
-        o = site - base
-        lo = max(o - _MAX_INSN + 1, 0)
-        if o + 1 >= 8 * len(bits) or not int.from_bytes(
-                bits[lo >> 3:(o >> 3) + 1], 'little') >> (lo & 7) & (2 << (o - lo)) - 1:
+    if sites and (not ordered or sites[0] < ordered[0][0]):
+        return False
+    for i, (base, bits) in enumerate(ordered):
+        lo = bisect.bisect_left(sites, base)
+        hi = bisect.bisect_left(sites, ordered[i + 1][0]) if i + 1 < len(ordered) \
+            else len(sites)
+        if lo < hi and not _started(sites[lo:hi], base, bits):
             return False
     return True
+
+
+def _started(sites: Sequence[int], base: int, bits: bytes) -> bool:
+    """:func:`_in_code` for the increasing ``sites`` of one bitmap, on whole ints rather
+    than site by site: the python3 system image's interpreter has 14,000 sites, 7 ms
+    one by one on every load of its verdict from disk, 1.5 ms so."""
+    first, last = sites[0] - base, sites[-1] - base
+    if last + 1 >= 8 * len(bits):               # the ud2's second byte past the bitmap
+        return False
+    skip = max(first - _MAX_INSN + 1, 0) >> 3   # bytes below every site's window
+    span = bits[skip:(last >> 3) + 1]
+    reach = int.from_bytes(span, 'little')      # bit k: a start in k - width + 1 .. k
+    width = 1
+    while width < _MAX_INSN:
+        step = min(width, _MAX_INSN - width)
+        reach |= reach << step
+        width += step
+    marks, origin = bytearray(len(span)), base + 8 * skip
+    for site in sites:
+        o = site - origin
+        marks[o >> 3] |= 1 << (o & 7)
+    want = int.from_bytes(marks, 'little')
+    return want & reach == want
 
 
 def _lock(fd: int) -> None:

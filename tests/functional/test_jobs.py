@@ -413,13 +413,26 @@ def test_a_quota_holds_against_a_wildcard_jobs_many_outputs(
         conn.put_object(data, f'o{i:02d}', TEXT)
     small = make_container('small', headers=quota)
     resp = post_job(conn, wc_job(upload('wc'), f'swift://~/{data}/*',
-                                 stdout=f'swift://~/{small}/*'))
+                                 stdout=f'swift://~/{small}/*'),
+                    headers={'X-Zerovm-Report': 'json'})
     assert resp.status_code == 413, resp.text
     assert 'Upload exceeds quota.' in resp.headers['X-Nexe-Error']
     head = conn.head_container(small)
     assert int(head['x-container-bytes-used']) <= 100
-    assert int(head['x-container-object-count']) <= (2 if 'X-Container-Meta-Quota-Count'
-                                                     in quota else 30)
+    stored = int(head['x-container-object-count'])
+    assert stored <= (2 if 'X-Container-Meta-Quota-Count' in quota else 30)
+    # once the quota refused one, the others were not sent (each was refused after a
+    # PUT of its own), and each node still says its output was not stored, and why
+    account = conn.get_auth()[0].rsplit('/', 1)[1]
+    errors = [n['error'] for n in resp.json()['nodes'] if n['error']]
+    said = 'Swift answered 413 Request Entity Too Large'
+    unsent = [e for e in errors if e.endswith(
+        f'{said} to an earlier output into swift://{account}/{small} (this one was not '
+        'sent): Upload exceeds quota.')]
+    assert [e for e in errors if e.endswith(f'{said}: Upload exceeds quota.')] == [
+        e for e in errors if e not in unsent], errors           # one, as it was
+    assert len(errors) == 30 - stored and len(unsent) == 29 - stored, errors
+    assert all(e.startswith(f'could not store swift://{account}/{small}/o') for e in errors)
 
 
 def test_a_large_object_uploaded_as_swift_upload_makes_it_is_refused(

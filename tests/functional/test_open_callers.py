@@ -53,3 +53,24 @@ def test_only_who_may_run_jobs_in_an_account_opens_its_public_objects_with_its_a
     assert resp.status_code == 200, resp.text
     assert resp.content == wc(TEXT)
     assert len(executed(swift_cluster, pub)) == 1
+
+
+def test_an_open_of_another_accounts_private_object_says_how_to_read_it(
+        conn: Connection, make_container, connect) -> None:
+    """test2 opening test's private object was told "Denied: may not read ..." and
+    nothing more, where a job's read of it named the read ACL and who grants it: an
+    open's URL names the object's account, taken for the caller's."""
+    container = make_container()
+    conn.put_object(container, 'doc', TEXT, content_type='text/plain')
+    url = conn.get_auth()[0]
+    account = url.rsplit('/', 1)[1]
+    other = connect('test2:tester2').get_auth()[1]
+    resp = requests.get(url.replace('/v1/', '/open/', 1) + f'/{container}/doc',
+                        headers={'X-Auth-Token': other}, timeout=120)
+    assert (resp.status_code, resp.text) == (
+        403, f'Denied: may not read swift://{account}/{container}/doc (swift://{account}/'
+             f'{container} is of account {account}: only its owner can change it; ask them '
+             'to add you to its read ACL (X-Container-Read), then run your job over it from '
+             f'your own account: an open runs as a job of {account}, and only who may run '
+             'jobs there can open its objects)\n')
+    assert 'X-Nexe-System' not in resp.headers

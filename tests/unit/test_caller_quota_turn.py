@@ -40,3 +40,30 @@ def test_a_turns_store_clears_the_containers_cached_info_memcache_too(monkeypatc
                       Request.blank('/v1/AUTH_a', method='POST'), Config())
     assert c.put(SwiftPath('AUTH_a', 'c', 'o'), None, {}).status_int == 201
     assert cleared == [('AUTH_a', 'c')]
+
+
+@pytest.mark.parametrize('container, sent', [
+    ({'meta': {'quota-count': '2'}}, 1),        # its quota refused one: the rest unsent
+    ({}, 30),                                   # no quota: a 413 is the object's own
+])
+def test_after_its_quota_refused_an_output_none_more_is_sent_into_the_container(
+        monkeypatch, container: dict, sent: int) -> None:
+    # each of a job's 30 outputs into a full container was refused after its own PUT
+    # and a fresh lookup of the container's counts
+    monkeypatch.setattr(caller, 'get_container_info', lambda env, app, **kw: container)
+    cleared = []
+    monkeypatch.setattr(caller, 'clear_info_cache',
+                        lambda env, account, container: cleared.append(container))
+    puts = []
+
+    def swift(env, start):
+        puts.append(env['PATH_INFO'])
+        start('413 Request Entity Too Large', [])
+        return [b'Upload exceeds quota.']
+    c = caller.Caller(swift, Request.blank('/v1/AUTH_a', method='POST'), Config())
+    answers = [c.put(SwiftPath('AUTH_a', 'c', f'o{i}'), None, {}) for i in range(30)]
+    assert len(puts) == sent and len(cleared) == (sent if container else 0)
+    assert [(a.status_int, a.body) for a in answers] == [(413, b'Upload exceeds quota.')] * 30
+    assert sum(isinstance(a, caller.Unsent) for a in answers) == 30 - sent
+    c.put(SwiftPath('AUTH_a', 'other', 'o'), None, {})     # another container: sent
+    assert len(puts) == sent + 1

@@ -643,11 +643,12 @@ def test_no_objects_found():
     swift = FakeSwift({'c': ['y1', 'x1/']})
     message = error(group(devices=[{'name': 'stdin', 'path': 'swift://~/c/x*'}]), swift=swift)
     assert message == f'No objects found in path swift://{ACCOUNT}/c/x* in sort'
-    # a shell pattern in a job file matched nothing, saying only part-%5B0-2%5D*
-    for typed, shown in (('x[0-2]*', 'x%5B0-2%5D*'), ('x?*', 'x%3F*')):
+    # a shell pattern in a job file matched nothing, saying only part-%5B0-2%5D*; then
+    # its hint, but the pattern still quoted (x%5B0-2%5D*), where a query's was as written
+    for typed in ('x[0-2]*', 'x?*', 'é[0-2]*'):
         message = error(group(devices=[{'name': 'stdin', 'path': f'swift://~/c/{typed}'}]),
                         swift=swift)
-        assert message == (f'No objects found in path swift://{ACCOUNT}/c/{shown} in sort '
+        assert message == (f'No objects found in path swift://{ACCOUNT}/c/{typed} in sort '
                            '(only * is a wildcard: a ? or [ is part of the name)')
 
 

@@ -1,8 +1,10 @@
 """prepare.explained: a fault at an instruction as_fixed_cpu made ud2 says why, from the
-address the engine gave (Report.invalid_at), not from its message's words."""
+address the engine gave (Report.invalid_at), not from its message's words; and the
+report's validation state is the verdict's, whichever engine and path ran it."""
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 
 import pytest
@@ -39,3 +41,15 @@ def test_explained_takes_the_faulting_address_as_data(tsx):
                           invalid_at=program.entry)):                 # not a fault
         message = report.message
         assert explained(report, program, verdict).message == message
+
+
+def test_explained_gives_the_verdicts_validation_state(tsx):
+    """One place says it for every path (executor.execute, the pool worker's native and
+    emulated templates): each had its own copy of the line."""
+    program, verdict = tsx
+    for cached, state in ((False, 'ok'), (True, 'cached')):
+        for status in ('ok', 'fault', 'timeout'):
+            report = Report(status, 0 if status == 'ok' else None, '',
+                            {'state': 'skipped', 'violations': []})
+            report = explained(report, program, dataclasses.replace(verdict, cached=cached))
+            assert report.validation == {'state': state, 'violations': []}

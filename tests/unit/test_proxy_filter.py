@@ -57,6 +57,7 @@ class FakeSwift:
         self.put_status = 201
         self.put_reason = b''                   # the body of a failed PUT's answer
         self.missing: set[str] = set()          # containers (``/c``) that answer 404
+        self.containers: dict[str, dict] = {}   # a container's (``/c``) own headers
         self.listed = 0                         # names the listings (pages) answered
 
     def add(self, path: str, body: bytes = TEXT, **headers) -> None:
@@ -81,7 +82,8 @@ class FakeSwift:
                      ][:int(req.params.get('limit', 10000))]
             self.listed += len(names) if 'marker' in req.params else 0
             resp = Response(status=200 if req.method == 'GET' else 204,
-                            headers={'X-Backend-Storage-Policy-Index': '0'},
+                            headers={'X-Backend-Storage-Policy-Index': '0',
+                                     **self.containers.get(req.path[len(ACCOUNT):], {})},
                             body=json.dumps([{'name': n} for n in names]).encode()
                             if req.method == 'GET' else b'')
         elif req.path in self.objects:
@@ -222,6 +224,16 @@ def post_writing(app, path: str, authorize=lambda req: None):
     return req.get_response(app)
 
 
+def denying(swift: FakeSwift, account: str):
+    """``swift``, but answering 403 for ``account``'s objects, as Swift does to a caller
+    of another account."""
+    def app(env, start_response):
+        if env['PATH_INFO'].startswith(f'/v1/{account}/'):
+            return Response(status=403)(env, start_response)
+        return swift(env, start_response)
+    return app
+
+
 # -- pass-through and entry checks ------------------------------------------------------------
 
 def test_other_requests_pass_through(mw, swift) -> None:
@@ -358,11 +370,7 @@ def test_a_program_over_zerovm_maxnexe_is_a_413_naming_the_option(swift, servers
 ])
 def test_a_denied_read_or_listing_of_an_account_without_its_prefix_says_so(
         mw, swift, servers, account: str, path: str, denied: bytes, hint: bytes) -> None:
-    def denying(env, start_response):       # Swift's answer to another account's object
-        if env['PATH_INFO'].startswith(f'/v1/{account}/'):
-            return Response(status=403)(env, start_response)
-        return swift(env, start_response)
-    mw.app = denying
+    mw.app = denying(swift, account)
     resp = post(mw, job(stdin=f'swift://{account}/{path}'))
     assert (resp.status_int, resp.body) == (403, b'Denied: may not %s (%s)\n' % (denied, hint))
 
@@ -493,6 +501,20 @@ def test_a_query_of_an_object_of_a_missing_container_says_the_container_is_missi
              b'swift://AUTH_a/nowhere does not exist\n')
 
 
+def test_a_wildcard_matching_nothing_is_named_as_written_by_a_job_and_a_query(
+        mw, swift, servers) -> None:
+    # a job said swift://AUTH_a/c/d%C3%A9j%C3%A0-%5B12%5D*, a query the name as written
+    query = ProxyExecMiddleware(swift, {'zerovm_sysimage_devices': 'sqlite /no/sqlite.tar'})
+    path = 'swift://~/c/déjà-[12]*'
+    said = 'No objects found in path swift://AUTH_a/c/déjà-[12]*'.encode()
+    resp = post(mw, job(stdin=path))
+    assert (resp.status_int, resp.body) == (404, said + b' in wc (only * is a wildcard: a ? '
+                                                        b'or [ is part of the name)\n')
+    resp = post(query, {'query': f'SELECT 1 FROM {path}'}, **{'X-Zerovm-Execute': 'sql/1.0'})
+    assert (resp.status_int, resp.body) == (404, said + b' (the one wildcard of a FROM URL '
+                                                        b'is *)\n')
+
+
 @pytest.mark.parametrize('path, says', [
     ('swift://~/nowhere/out.txt',
      b'container swift://AUTH_a/nowhere does not exist: a job writes '
@@ -555,17 +577,31 @@ def test_a_read_of_another_accounts_object_denied_says_whom_to_ask(
     # "Denied: may not read swift://AUTH_b/...": nothing, where a denied write named the
     # container's write ACL and who can grant it
     asked = servers()
-
-    def denying(env, start_response):       # Swift's answer to another account's object
-        if env['PATH_INFO'].startswith('/v1/AUTH_b/'):
-            return Response(status=403)(env, start_response)
-        return swift(env, start_response)
-    mw.app = denying
+    mw.app = denying(swift, 'AUTH_b')
     resp = post(mw, job(stdin=stdin))
     assert (resp.status_int, resp.body) == (
         403, b'Denied: may not %s (swift://AUTH_b/shared is of account AUTH_b, not yours '
              b'(AUTH_a): only its owner can change it; ask them to add you to its read ACL '
              b'(X-Container-Read))\n' % denied)
+    assert asked.asked == []
+
+
+@pytest.mark.parametrize('path, headers', [
+    ('/open/AUTH_b/shared/doc', {}),
+    ('/v1/AUTH_b/shared/doc', {'X-Zerovm-Execute': 'open/1.0'})])
+def test_an_open_of_another_accounts_object_denied_says_whom_to_ask(
+        mw, swift, servers, path: str, headers: dict) -> None:
+    # "Denied: may not read swift://AUTH_b/shared/doc" and nothing more: an open's URL
+    # names the object's account, taken for the caller's, so no hint was given
+    asked = servers()
+    mw.app = denying(swift, 'AUTH_b')
+    resp = Request.blank(path, headers=headers).get_response(mw)
+    assert (resp.status_int, resp.body) == (
+        403, b'Denied: may not read swift://AUTH_b/shared/doc (swift://AUTH_b/shared is of '
+             b'account AUTH_b: only its owner can change it; ask them to add you to its read '
+             b'ACL (X-Container-Read), then run your job over it from your own account: an '
+             b'open runs as a job of AUTH_b, and only who may run jobs there can open its '
+             b'objects)\n')
     assert asked.asked == []
 
 
@@ -1081,6 +1117,30 @@ def test_a_failed_store_says_swifts_reason(mw, swift, servers) -> None:
             'Too Large: Upload exceeds quota.')
     assert resp.headers['X-Nexe-Error'] == said
     assert resp.body.decode().startswith(said + '\n')
+
+
+def test_a_quota_refusal_leaves_the_other_outputs_into_its_container_unsent(
+        mw, swift, servers) -> None:
+    # every output after the first 413 was still PUT (and its container looked up
+    # again) into the container whose quota had refused it: 30 refusals for 30 outputs
+    for i in range(1, 8):
+        swift.add(f'/c/in-{i}', b'more')
+    swift.containers['/q'] = {'X-Container-Meta-Quota-Count': '2'}
+    swift.put_status, swift.put_reason = 413, b'Upload exceeds quota.'
+    servers(d0=ok(), d1=ok())
+    group = job(stdin='swift://~/c/in-*', stdout={'name': 'stdout', 'path': 'swift://~/q/*'})
+    resp = post(mw, group)
+    assert resp.status_int == 413, resp.body
+    assert [p for m, p, _h in swift.calls if m == 'PUT'] == [ACCOUNT + '/q/1']
+    errors = resp.headers['X-Nexe-Error'].split(', ')
+    said = 'Swift answered 413 Request Entity Too Large'
+    assert errors[0] == f'wc-1: could not store swift://AUTH_a/q/1: {said}: Upload exceeds ' \
+                        'quota.'                                # the first's, as it was
+    assert errors[1:] == [f'wc-{i}: could not store swift://AUTH_a/q/{i}: {said} to an '
+                          'earlier output into swift://AUTH_a/q (this one was not sent): '
+                          'Upload exceeds quota.' for i in range(2, 8)]
+    report = json.loads(post(mw, group, **{'X-Zerovm-Report': 'json'}).body)
+    assert [o['stored'] for n in report['nodes'] for o in n['outputs']] == [False] * 7
 
 
 def test_a_failed_stores_reason_is_bounded_and_without_html(mw, swift, servers) -> None:

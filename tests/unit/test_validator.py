@@ -533,6 +533,54 @@ def test_cached_verdict_keeps_the_absent_addresses(work, tmp_path):
         assert not validate(prog, cache=VerdictCache(tmp_path)).cached
 
 
+def _started_one_by_one(sites, boundaries) -> bool:
+    """validator._in_code as it was, site by site: what the bitwise one must agree with."""
+    ordered = sorted(boundaries)
+    for site in sites:
+        base, bits = max(((b, x) for b, x in ordered if b <= site), default=(None, b''))
+        if base is None:
+            return False
+        o = site - base
+        if o + 1 >= 8 * len(bits) or not any(
+                bits[k >> 3] >> (k & 7) & 1 for k in range(max(o - 14, 0), o + 1)):
+            return False
+    return True
+
+
+def test_sites_of_a_cached_verdict_are_checked_against_its_bitmaps_exactly():
+    """_in_code works on whole ints, not site by site; it accepts a site exactly when an
+    instruction start lies 0..14 bytes before it in the bitmap of the highest base at or
+    below it, with the ud2's second byte in that bitmap too."""
+    import random
+    rng = random.Random(25)
+    cases = [
+        ([0x1000 + 14], [(0x1000, b'\x01\0\0')]),          # 14 after a start: in
+        ([0x1000 + 15], [(0x1000, b'\x01\0\0')]),          # 15 after: out
+        ([0x1000 + 22], [(0x1000, b'\0\x80\0\0')]),       # start at bit 15, 7 after
+        ([0x1000 + 23], [(0x1000, b'\0\x80\0')]),          # its second byte past the end
+        ([0x1000], [(0x1000, b'\x01')]),                    # bit 0, 8 bits: in
+        ([0x1007], [(0x1000, b'\x01')]),                    # the last bit: out
+        ([0xFF8], [(0x1000, b'\xff')]),                     # below every bitmap
+        ([0x1010], [(0x1000, b'\xff\xff'), (0x1010, b'\0\0')]),   # the higher one's
+        ([0x1010], [(0x1000, b'\0\0\0\0'), (0x1010, b'\x01\0')]),
+        ([0x1001], [(0x1000, b'\0\0'), (0x1000, b'\x01\0')]),  # a base twice: the last
+        ([], []), ([0x1000], []),
+    ]
+    for _ in range(400):
+        boundaries = [(8 * rng.randrange(0x200, 0x240),
+                       bytes(rng.choice((0, 0, 1, 0x80, rng.randrange(256)))
+                             for _ in range(rng.randrange(1, 12))))
+                      for _ in range(rng.randrange(1, 4))]
+        lo = min(base for base, _ in boundaries) - 4
+        hi = max(base + 8 * len(bits) for base, bits in boundaries) + 4
+        cases.append((sorted(rng.sample(range(lo, hi), rng.randrange(1, 4))), boundaries))
+    agreed = [validator._in_code(tuple(sites), boundaries) for sites, boundaries in cases]
+    assert agreed == [_started_one_by_one(sites, b) for sites, b in cases]
+    assert agreed[:12] == [True, False, True, False, True, False, False, False, True,
+                           True, True, False]
+    assert 50 < sum(agreed[12:]) < 350         # the random ones are not all one answer
+
+
 # instructions of extensions the fixed cpuid table lacks, each with its bytes: every
 # VEX/EVEX encoding (c4, c5, 62 after any prefixes) and the legacy SHA, GFNI, ADX ones
 ABSENT = [

@@ -328,8 +328,13 @@ def test_each_nodes_part_of_the_body_by_body_bytes() -> None:
     assert report.parse(200, headers, b'onefour').parts() == \
         [('a', b'one'), ('b', b''), ('c', b'four')]
     assert report.parse(200, headers, b'onefive!').parts() is None     # does not add up
+    streamed = report.parse(200, headers, b'')          # passed on as it came: not held
+    assert streamed.said_sizes() == [3, 0, 4] and streamed.part_sizes() is None
+    headers['X-Nexe-Body-Bytes'] = '3,,4'
+    assert report.parse(200, headers, b'onefour').said_sizes() is None     # one not said
     del headers['X-Nexe-Body-Bytes']
     assert report.parse(200, headers, b'onefour').parts() is None      # not said
+    assert report.parse(200, headers, b'onefour').said_sizes() is None
 
 
 def test_the_summary_line_of_a_large_job_gives_its_counts() -> None:

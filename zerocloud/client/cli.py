@@ -205,8 +205,8 @@ def _names_input(script: str | None) -> bool:
 def _part_ends(result: report.JobResult) -> list[tuple[int, str]]:
     """Where each node's part of the answer's body ends, ``(offset, node)``, but the
     last: those of parts not empty; none when the answer does not give their sizes."""
-    sizes = [node.body_bytes for node in result.nodes]
-    if not sizes or None in sizes:
+    sizes = result.said_sizes()
+    if sizes is None:
         return []
     ends, at = [], 0
     for node, size in zip(result.nodes, sizes, strict=True):

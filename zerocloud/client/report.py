@@ -183,13 +183,19 @@ class JobResult:
             return self.dropped
         return [f'{name}: {n} {UNDECLARED}' for name, n in self.discarded_stdout().items()]
 
-    def part_sizes(self) -> list[int] | None:
-        """Each node's part's size, by ``X-Nexe-Body-Bytes``; None when the answer does
-        not say (a JSON report, a failure, headers cut) or they do not add up: whether
-        the body splits, without copying it into parts."""
+    def said_sizes(self) -> list[int] | None:
+        """Each node's part's size as ``X-Nexe-Body-Bytes`` says, None unless it says
+        for every node: also of a body passed on as it came (``streamed``, not held)."""
         sizes = [n.body_bytes for n in self.nodes]
-        if self.report is not None or self.status >= 300 or self.truncated or \
-                not sizes or None in sizes or sum(sizes) != len(self.body):
+        return sizes if sizes and None not in sizes else None
+
+    def part_sizes(self) -> list[int] | None:
+        """:meth:`said_sizes` of the body held; None when the answer does not say (a JSON
+        report, a failure, headers cut) or they do not add up: whether the body splits,
+        without copying it into parts."""
+        sizes = self.said_sizes()
+        if sizes is None or self.report is not None or self.status >= 300 or \
+                self.truncated or sum(sizes) != len(self.body):
             return None
         return sizes
 

@@ -10,7 +10,6 @@ never reach back into the middleware.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
@@ -19,7 +18,12 @@ from urllib.parse import quote
 
 from swift.common import constraints
 from swift.common.concurrency import Semaphore
-from swift.common.http import HTTP_NOT_FOUND, HTTP_OK, is_success
+from swift.common.http import (
+    HTTP_NOT_FOUND,
+    HTTP_OK,
+    HTTP_REQUEST_ENTITY_TOO_LARGE,
+    is_success,
+)
 from swift.common.swob import HTTPException, Request, Response
 from swift.common.utils import close_if_possible
 from swift.common.wsgi import make_subrequest
@@ -41,6 +45,7 @@ from zerocloud.httperrors import (
 )
 from zerocloud.job import NoData, SwiftPath
 from zerocloud.proxy import uploads
+from zerocloud.proxy.response import swift_reason
 from zerocloud.tmpdisk import room
 
 LISTING_LIMIT = 10000
@@ -179,12 +184,18 @@ def _segments_hint(path: SwiftPath, headers) -> str:
 class Caller:
     """Swift as the user of ``req`` sees it (sub-requests through ``app``)."""
 
-    def __init__(self, app, req: Request, config: Config) -> None:
+    def __init__(self, app, req: Request, config: Config, opening: bool = False) -> None:
+        """``opening``: ``req`` opens an object (``/open/...``): its URL names the
+        object's account, which is the caller's only if it may run jobs there."""
         self.app = app
         self.req = req
         self.config = config
+        self.opening = opening
         # (account, container) -> its stores' turn when it or its account has a quota
         self._quota_turns: dict[tuple[str, str], Semaphore | None] = {}
+        # (account, container) -> Swift's status and reason for the first output its quota
+        # refused
+        self._refused: dict[tuple[str, str], tuple[str, bytes]] = {}
 
     def sub(self, method: str, path: str, query: str = '', **kwargs) -> Request:
         """A sub-request as the caller (same auth) for an unquoted Swift path."""
@@ -242,13 +253,22 @@ class Caller:
     def denied_hint(self, path: str, method: str = 'GET') -> str:
         """What a 403 of ``method`` on ``path`` (``/v1/a/c...``) lacks: :meth:`own_hint`'s
         account, else for another account's container whose ACL (read for GET, write
-        for PUT) it is and who can grant it; '' for the caller's own (POST: no ACL)."""
+        for PUT) it is and who can grant it; '' for the caller's own (POST: no ACL).
+        An open's URL names its object's account, not the caller's: refused there, the
+        caller is not its owner, and runs the job from its own account instead."""
         hint = self.own_hint(path)
         acl = {'GET': 'read ACL (X-Container-Read)',
                'PUT': 'write ACL (X-Container-Write)'}.get(method)
         if hint or not acl or path.count('/') < 3:     # an account: no ACL of a container
             return hint
-        return self.others_hint(path, f'add you to its {acl}')
+        hint = self.others_hint(path, f'add you to its {acl}')
+        if hint or not self.opening:
+            return hint
+        account, _, rest = path[4:].partition('/')
+        return (f' (swift://{account}/{rest.partition("/")[0]} is of account {account}: only '
+                f'its owner can change it; ask them to add you to its {acl}, then run your '
+                f'job over it from your own account: an open runs as a job of {account}, '
+                'and only who may run jobs there can open its objects)')
 
     def own_hint(self, path: str) -> str:
         """`` (your account is AUTH_a: ...)`` when the account of ``path`` (``/v1/a/...``)
@@ -430,15 +450,33 @@ class Caller:
         Into a container or account with a quota, one at a time, each with its counts
         read anew: Swift's quota filters read them from the request's info cache, which
         a job's sub-requests share, so from the job's start every output went past a
-        full quota (a job stored 300 outputs into a container of 100 bytes)."""
+        full quota (a job stored 300 outputs into a container of 100 bytes).  Once
+        the container's quota refused one (413), every later one into it is answered
+        that, :class:`Unsent`: each was refused too, after a PUT and a lookup of the
+        container of its own (a job's 30,000 outputs into a full container)."""
         turn = self._quota_turn(path)
-        with turn if turn is not None else contextlib.nullcontext():
-            sub = self.sub('PUT', '/v1' + path.path, headers=headers)
-            if turn is not None:    # nor memcache's copy, kept up to recheck_container_existence
-                sub.environ['swift.infocache'] = {}
-                clear_info_cache(sub.environ, path.account, path.container)
-            sub.environ['wsgi.input'] = body
-            return sub.get_response(self.app)
+        if turn is None:
+            return self._put(path, body, headers)
+        key = (path.account, path.container)
+        with turn:
+            refused = self._refused.get(key)
+            if refused is not None:
+                return Unsent(refused)
+            resp = self._put(path, body, headers, fresh=True)
+            if resp.status_int != HTTP_REQUEST_ENTITY_TOO_LARGE:
+                return resp
+            self._refused[key] = refused = (resp.status, swift_reason(resp).encode())
+            return Response(status=resp.status, app_iter=[refused[1]])
+
+    def _put(self, path: SwiftPath, body, headers: dict[str, str],
+             fresh: bool = False) -> Response:
+        """The PUT of :meth:`put`; ``fresh``: its container's counts read anew."""
+        sub = self.sub('PUT', '/v1' + path.path, headers=headers)
+        if fresh:       # nor memcache's copy, kept up to recheck_container_existence
+            sub.environ['swift.infocache'] = {}
+            clear_info_cache(sub.environ, path.account, path.container)
+        sub.environ['wsgi.input'] = body
+        return sub.get_response(self.app)
 
     def _quota_turn(self, path: SwiftPath) -> Semaphore | None:
         """The turn of the stores into ``path``'s container, if it has a quota (Swift's
@@ -453,6 +491,15 @@ class Caller:
             # two stores may both have looked (the lookup yields): the first turn made wins
             self._quota_turns.setdefault(key, Semaphore() if quota else None)
         return self._quota_turns[key]
+
+
+class Unsent(Response):
+    """The answer to an output not sent (:meth:`Caller.put`): Swift's to an earlier
+    output into the same container, which its quota refused (``refused``: its status
+    and reason)."""
+
+    def __init__(self, refused: tuple[str, bytes]) -> None:
+        super().__init__(status=refused[0], app_iter=[refused[1]])
 
 
 def denied_error(resp: Response, action: str) -> HTTPException:

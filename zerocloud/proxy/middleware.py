@@ -356,7 +356,7 @@ from zerocloud.pathnames import text_names
 from zerocloud.proxy import stream as streamed
 from zerocloud.proxy import uploads
 from zerocloud.proxy.batch import Batches, batchable
-from zerocloud.proxy.caller import Caller, Held, Input
+from zerocloud.proxy.caller import Caller, Held, Input, Unsent
 from zerocloud.proxy.dispatch import Dispatcher, Plan, skipped
 from zerocloud.proxy.outputs import Budget, OverBudget
 from zerocloud.proxy.response import NodeResult, attached_object, respond, short, swift_reason
@@ -460,7 +460,7 @@ class ProxyExecMiddleware:
         if mode not in ('', 'json'):
             raise HTTPBadRequest(body=f'{REPORT_HEADER} must be "json"\n')
         when = deferred.mode(req)
-        caller = Caller(self.app, req, self.config)
+        caller = Caller(self.app, req, self.config, opening)
         version = 'v1' if version in (sources.OPEN, sources.API) else version
         if not opening:     # before any work the request pays for: its body, a zapp
             caller.authorize('POST', f'/{version}/{account}', None)
@@ -814,7 +814,10 @@ class ProxyExecMiddleware:
             res.stored |= {dev.name}
             return
         reason = swift_reason(resp)
-        res.error = short(f'could not store {dev.path}: Swift answered {resp.status}'
+        unsent = (f' to an earlier output into swift://{dev.path.account}/'
+                  f'{dev.path.container} (this one was not sent)'
+                  if isinstance(resp, Unsent) else '')
+        res.error = short(f'could not store {dev.path}: Swift answered {resp.status}{unsent}'
                           + (f': {reason}' if reason else ''))
         res.http_status = max(res.http_status or 0,
                               resp.status_int if resp.status_int >= 400 else 503)

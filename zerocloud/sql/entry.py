@@ -47,7 +47,7 @@ from zerocloud.httperrors import (
     HTTPUnprocessableEntity,
 )
 from zerocloud.proxy.caller import spool
-from zerocloud.proxy.response import DROPPED, Tally
+from zerocloud.proxy.response import DROPPED, Tally, header_text
 from zerocloud.sources import Input, Launch
 from zerocloud.sql import planner
 from zerocloud.sql.planner import SqlError
@@ -193,10 +193,8 @@ def _objects(caller: Caller, path: jobs.SwiftPath) -> list[jobs.SwiftPath]:
                                           'limit\n')
     except jobs.JobError as e:                  # a container that does not exist
         raise HTTPNotFound(body=f'{e}\n') from None
-    if not found:                       # named as written: day-[12]*.csv, not day-%5B12%5D*.csv
-        hint = _wildcard_hint(path)
-        raise HTTPNotFound(body=f'No objects found in path swift:/{path.path}'
-                                f'{f" ({hint})" if hint else ""}\n')
+    if not found:
+        raise HTTPNotFound(body=f'{jobs.no_objects_found(path, _wildcard_hint(path))}\n')
     return sorted(found, key=lambda p: (p.container, p.obj or ''))
 
 
@@ -224,14 +222,6 @@ def _node_args(plan: planner.Plan, fmt: str, delimiter: str, has_header: bool,
 _CONTROL = re.compile(r'[\x00-\x1f\x7f]')
 _UNSAFE = re.compile(r'[\\\x00-\x1f\x7f]')
 _ESCAPES = {'\\': '\\\\', '\t': '\\t', '\n': '\\n', '\r': '\\r'}
-
-
-def _header_text(text: str) -> str:
-    """``text`` as a header's value: ASCII, control characters as ``\\xNN`` too (a reason
-    names a column, whose name in an object's header row may hold a line break: it
-    ended the header there, and the rest of the name was a header of the response)."""
-    text = text.encode('ascii', 'backslashreplace').decode()
-    return _CONTROL.sub(lambda m: f'\\x{ord(m.group()):02x}', text)
 
 
 def one_line(args: list[str]) -> list[str]:
@@ -473,7 +463,7 @@ def respond(caller: Caller, execute: Callable[[Launch], Response], version: str,
     except SqlError as e:
         raise HTTPBadRequest(body=f'{e}\n') from None
     headers = {'X-Sql-Plan': plan.mode, 'X-Sql-Objects': str(len(objects)),
-               'X-Sql-Plan-Reason': _header_text(plan.reason)}
+               'X-Sql-Plan-Reason': header_text(plan.reason)}
     if spec.explain:
         body = json.dumps({**plan.to_dict(), 'objects': len(objects), 'input_format': fmt,
                            'jobs': job}, indent=1).encode() + b'\n'     # a shell's line
