@@ -416,10 +416,9 @@ def _emulated(run: tuple, channels: list[Channel], reason: str, fuel: int | None
                                     dataclasses.replace(left, fuel=fuel),
                                     image=image, probe=probe),
                         limits, left)
-        report = explained(report, machine.program, verdict)
     except SetupError as e:
         report = Report(e.status, None, str(e))
-    report.validation = {'state': 'cached' if verdict.cached else 'ok', 'violations': []}
+    report = explained(report, machine.program, verdict)
     report.engine_reason = reason
     return report, machine
 
