@@ -470,6 +470,22 @@ def _shape_hint(data: object) -> str:
     return ''
 
 
+def trailing_comma(err: ValueError) -> str:
+    """Where a JSON error is the ``}`` or ``]`` after a trailing comma (which JavaScript,
+    Python and YAML allow and JSON does not), a hint saying so: the decoder's own message
+    (``Expecting property name enclosed in double quotes``) names what it wanted there."""
+    if not isinstance(err, json.JSONDecodeError) or err.doc[err.pos:err.pos + 1] not in ('}', ']'):
+        return ''
+    before = err.doc[:err.pos].rstrip()
+    if not before.endswith(','):
+        return ''
+    comma = len(before) - 1
+    line = err.doc.count('\n', 0, comma) + 1
+    column = comma - err.doc.rfind('\n', 0, comma)
+    return (f' (a trailing comma at line {line} column {column}, before '
+            f'"{err.doc[err.pos]}": JSON allows none; remove it)')
+
+
 def _load(data: bytes | str | list, max_size: int) -> list:
     if isinstance(data, (bytes, bytearray, str)):
         raw = data.encode('utf-8', 'surrogatepass') if isinstance(data, str) else bytes(data)
@@ -490,7 +506,7 @@ def _load(data: bytes | str | list, max_size: int) -> list:
         except JobError:
             raise
         except (ValueError, RecursionError) as err:
-            hint = '' if raw.lstrip()[:1] in (b'[', b'{') else (
+            hint = trailing_comma(err) if raw.lstrip()[:1] in (b'[', b'{') else (
                 ' (a job is a JSON list of node groups, [{"name": ..., "exec": ...}]; a '
                 'script starts with #!, #!file://python3:python3 for Python)')
             raise JobError(f'Job description is not valid JSON: {err}{hint}') from None
@@ -635,6 +651,23 @@ def _meta(value: object, what: str, where: str) -> dict[str, str]:
     return dict(value)
 
 
+def _peer_channel(name: object, where: str) -> JobError | None:
+    """A channel to another node (``out/B``, ``/dev/in/A-3``) declared as a device, as if
+    devices made them: ``connect`` does, and the unknown device alone did not say so."""
+    direction, _, peer = str(name).removeprefix('/dev/').partition('/')
+    if not isinstance(name, str) or direction not in ('in', 'out') or not peer:
+        return None
+    group = re.sub(r'-\d+$', '', peer)
+    how = (f'"connect": [{json.dumps(group)}] on {where} gives each of its nodes '
+           f'/dev/out/<node> for every node of {group}, which reads it as /dev/in/<node>'
+           if direction == 'out' else
+           f'"connect": [{json.dumps(where)}] on {group} gives each node of {where} '
+           f'/dev/in/<node> for every node of {group}, which writes it as /dev/out/<node>')
+    return JobError(f'Device {_show(name)} in {where} is a channel between nodes, which '
+                    f'"connect" makes, not "devices": {how} (doc/job-reference.md, '
+                    '"Multi-node graphs")')
+
+
 def _parse_device(spec: object, number: int, account: str, images: frozenset[str],
                   where: str) -> Device:
     if not isinstance(spec, dict):
@@ -655,7 +688,8 @@ def _parse_device(spec: object, number: int, account: str, images: frozenset[str
         raise JobError(f'Must specify device for file in {where}: device #{number} has no '
                        f'"name" ({", ".join(DEVICES)} or a system image)')
     if not isinstance(name, str) or name not in DEVICES and name not in images:
-        raise _unknown('device', name, where, [*DEVICES, *sorted(images)])
+        raise _peer_channel(name, where) or _unknown('device', name, where,
+                                                     [*DEVICES, *sorted(images)])
     url = _optional(spec, 'path', '')
     device = Device(name)
     if url != '':

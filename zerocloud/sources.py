@@ -382,6 +382,12 @@ def _load(caller: Caller, src, content_type: str, declared: int | None, where: s
     is the request body); ``stdin``, the object a script reads on stdin.
     """
     head = _read_head(src, HEAD_SIZE)
+    if script_path is not None and head.startswith(b'\x7fELF') and content_type != NEXE_TYPE:
+        # a stored program named as what runs (X-Zerovm-Source): job.py's word for a
+        # program POSTed as the body ("upload it") does not fit one uploaded already
+        raise HTTPBadRequest(body=f'{where} is a program, not a job, zapp or script: name it '
+                                  f'as the exec.path of a job (zc run {where} --on URL runs '
+                                  'it over objects)\n')
     kind = _kind(content_type, head, where)
     if kind == 'job':
         if declared is not None and declared > caller.config.max_config:

@@ -1,11 +1,15 @@
 /* Reduce step of a word count: add up what every mapper sent this node and
  * print "<word> <count>\n" lines, sorted by word (byte order), to stdout.
  *
- *     reducer <mapper group>
+ *     reducer <mapper group>[,<group>...] [<node>]
  *
  * The mappers' data arrives on /dev/in/<group>-1 ... /dev/in/<group>-N
  * (or /dev/in/<group> when the group has one node), each a stream of
- * "<word> <count>\n" lines (see mapper.c).
+ * "<word> <count>\n" lines (see mapper.c); several groups, comma-separated,
+ * are all read (a final reducer reading reduce0,reduce1,...).  A group with
+ * no channel here is an error (a misspelt name would count nothing).  With
+ * <node>, the lines go to /dev/out/<node> (another reducer's input) instead
+ * of stdout: reducing in stages, doc/job-reference.md.
  *
  * Build: musl-gcc -static -O2 -o reducer reducer.c
  */
@@ -85,16 +89,41 @@ static int by_word(const void *a, const void *b) {
     return c ? c : (x->len > y->len) - (x->len < y->len);
 }
 
-int main(int argc, char **argv) {
-    if (argc != 2) { fputs("usage: reducer <mapper group>\n", stderr); return 2; }
-    table = need(calloc(slots, sizeof *table));
+/* Read every node of one group: 0 when none writes to this one. */
+static int consume_group(const char *group) {
     char path[512];
-    snprintf(path, sizeof path, "/dev/in/%s", argv[1]);
-    if (!consume(path))
-        for (int i = 1;; i++) {
-            snprintf(path, sizeof path, "/dev/in/%s-%d", argv[1], i);
-            if (!consume(path)) break;
+    snprintf(path, sizeof path, "/dev/in/%s", group);
+    if (consume(path)) return 1;
+    int i = 1;
+    for (;; i++) {
+        snprintf(path, sizeof path, "/dev/in/%s-%d", group, i);
+        if (!consume(path)) break;
+    }
+    return i > 1;
+}
+
+int main(int argc, char **argv) {
+    if (argc != 2 && argc != 3) {
+        fputs("usage: reducer <mapper group>[,<group>...] [<node>]\n", stderr);
+        return 2;
+    }
+    table = need(calloc(slots, sizeof *table));
+    for (char *group = strtok(argv[1], ","); group; group = strtok(NULL, ","))
+        if (!consume_group(group)) {
+            fprintf(stderr, "reducer: no channel /dev/in/%s or /dev/in/%s-1: no node of "
+                    "group %s writes to this one (its name, and its connect?)\n",
+                    group, group, group);
+            return 1;
         }
+    if (argc == 3) {
+        char path[512];
+        snprintf(path, sizeof path, "/dev/out/%s", argv[2]);
+        if (!freopen(path, "w", stdout)) {
+            fprintf(stderr, "reducer: no channel %s (does this group connect to %s?)\n",
+                    path, argv[2]);
+            return 1;
+        }
+    }
 
     size_t n = 0;
     for (size_t i = 0; i < slots; i++)

@@ -98,6 +98,48 @@ def test_run_a_job_file_prints_outputs_and_a_row_per_node(zc, conn: Connection, 
         'wc-3': ['300', '300', '1092']}
 
 
+def test_a_replicated_node_is_one_node_in_split_and_in_the_counts(
+        zc, conn: Connection, data: str, guest, tmp_path: Path) -> None:
+    """``"replicate": 2`` (the object ring's 2 replicas) over 3 objects: 3 nodes of 2
+    replicas each, run and deferred; a node without an object on the 3 object servers.
+    --split wrote empty <node>.2 files (only the first replica returns output) and the
+    summary said "6 nodes", the deferred job's state 3."""
+    conn.put_object(data, 'wc', wc(guest).read_bytes())
+    counts = {'wc-1': '100 100 292', 'wc-2': '200 200 692', 'wc-3': '300 300 1092'}
+    (tmp_path / 'job.json').write_text(json.dumps([{
+        'name': 'wc', 'exec': {'path': f'swift://~/{data}/wc'}, 'replicate': 2,
+        'devices': [{'name': 'stdin', 'path': f'swift://~/{data}/n*.txt'},
+                    {'name': 'stdout'}]}]))
+    proc = zc('run', 'job.json', '--split', 'parts')
+    assert (proc.returncode, proc.stdout) == (0, ''), proc.stderr
+    assert {p.name: ' '.join(p.read_text().split())
+            for p in (tmp_path / 'parts').iterdir()} == counts
+    assert proc.stderr.splitlines()[-1].startswith(
+        '3 nodes (2 replicas each): 3 succeeded, 0 failed in ')
+    submitted = zc('submit', 'job.json')
+    assert submitted.returncode == 0, submitted.stderr
+    job = submitted.stdout.strip()
+    waited = zc('wait', job, '--timeout', '60', '--split', 'later', '-q')
+    assert (waited.returncode, waited.stderr) == (0, '')
+    assert {p.name: ' '.join(p.read_text().split())
+            for p in (tmp_path / 'later').iterdir()} == counts
+    status = zc('status', job)
+    assert status.stdout.startswith(f'{job}: done: 3 nodes (2 replicas each): 3 succeeded, '
+                                    '0 failed in '), status.stdout
+    as_json = json.loads(zc('status', job, '--json').stdout)
+    assert as_json['nodes'] == {'total': 3, 'done': 3, 'failed': 0}
+    (tmp_path / 'alone.json').write_text(json.dumps([{
+        'name': 'none', 'exec': {'path': f'swift://~/{data}/wc'}, 'replicate': 3,
+        'devices': [{'name': 'stdout'}]}]))
+    proc = zc('run', 'alone.json', '--split', 'alone')
+    assert proc.returncode == 0, proc.stderr
+    assert [(p.name, p.read_text().split()) for p in (tmp_path / 'alone').iterdir()] == [
+        ('none', ['0', '0', '0'])]
+    # the table keeps a row per replica (each its server's), the count one per node
+    assert sum(line.startswith('none ') for line in proc.stderr.splitlines()) == 3
+    assert '\n1 node (3 replicas): 1 succeeded, 0 failed in ' in proc.stderr
+
+
 def test_a_script_over_a_wildcard_with_outputs_to_objects(zc, conn: Connection, data: str,
                                                           tmp_path: Path) -> None:
     (tmp_path / 'total.py').write_text('import sys\nprint(sum(int(x) for x in sys.stdin))\n')

@@ -87,6 +87,13 @@ def test_body_forms(body):
 
 @pytest.mark.parametrize('body, message', [
     ('[{"name": "sort",', 'Job description is not valid JSON: '),
+    # a trailing comma (JavaScript's, Python's): the decoder wanted a property name there
+    ('[{"name": "a", "exec": {"path": "s"},}]', 'Job description is not valid JSON: Expecting '
+     'property name enclosed in double quotes: line 1 column 38 (char 37) (a trailing comma at '
+     'line 1 column 37, before "}": JSON allows none; remove it)'),
+    ('[{"name": "a", "exec": {"path": "s"}},\n]', 'Job description is not valid JSON: '
+     'Expecting value: line 2 column 1 (char 39) (a trailing comma at line 1 column 38, before '
+     '"]": JSON allows none; remove it)'),
     # a script without its #! line (curl sends it as a form): only "Expecting value"
     ('print(1)\n', 'Job description is not valid JSON: Expecting value: line 1 column 1 '
      '(char 0) (a job is a JSON list of node groups, [{"name": ..., "exec": ...}]; a script '
@@ -108,7 +115,8 @@ def test_body_forms(body):
     ('\n ', 'Job description is empty: POST a JSON list of node groups'),
     ('[{"name": "sort", "exec": {"path": "s"}}, 7]', 'Node group #2 must be a JSON object, got 7'),
     ('[{"name": "a", "name": "b", "exec": {}}]', 'Duplicate key "name" in job description'),
-], ids=['json', 'not-json', 'utf8', 'program', 'nesting', 'object', 'string', 'group', 'query',
+], ids=['json', 'trailing-comma', 'trailing-comma-list', 'not-json', 'utf8', 'program',
+        'nesting', 'object', 'string', 'group', 'query',
         'empty', 'no-body', 'blank', 'item', 'duplicate-key'])
 def test_bad_body(body, message):
     with pytest.raises(JobError) as caught:
@@ -300,6 +308,15 @@ def test_deprecated_device_keys():
     ([{'name': 'debug', 'path': 'tcp://h:1'}], 'Unknown device "debug" in sort. Valid devices'),
     ([{'name': 'lua'}], 'Unknown device "lua" in sort. Valid devices: stdin,'),
     ([{'name': 7}], 'Unknown device 7 in sort. Valid devices: stdin,'),
+    # a channel to another node declared as a device: connect makes those
+    ([{'name': 'out/reduce'}], 'Device "out/reduce" in sort is a channel between nodes, which '
+     '"connect" makes, not "devices": "connect": ["reduce"] on sort gives each of its nodes '
+     '/dev/out/<node> for every node of reduce, which reads it as /dev/in/<node> '
+     '(doc/job-reference.md, "Multi-node graphs")'),
+    ([{'name': '/dev/in/map-1'}], 'Device "/dev/in/map-1" in sort is a channel between nodes, '
+     'which "connect" makes, not "devices": "connect": ["sort"] on map gives each node of '
+     'sort /dev/in/<node> for every node of map, which writes it as /dev/out/<node>'),
+    ([{'name': 'outfile'}], 'Unknown device "outfile" in sort. Valid devices'),
     ([{'name': 'stdout'}, {'name': 'stdout'}], 'Duplicate device stdout in sort'),
     ([{'name': 'stdout', 'device': 'stderr'}], 'Invalid device #1 in sort: give "name" or the '
                                                'deprecated "device", not both'),

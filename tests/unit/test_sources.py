@@ -185,6 +185,22 @@ def test_a_stored_job_that_is_not_valid_is_named(mw, swift, servers) -> None:
     assert resp.body.endswith(b' (in swift://AUTH_a/jobs/bad.json)\n')
 
 
+@pytest.mark.parametrize('url, method', [('/v1/AUTH_a', 'POST'), ('/open/AUTH_a/c/doc', 'GET')])
+def test_a_stored_program_named_as_the_source_says_it_runs_as_a_jobs_program(
+        mw, swift, servers, url: str, method: str) -> None:
+    # it said "Job description is a program (an ELF file), not a job: upload it ...", of a
+    # program uploaded already (swift upload stores it as application/octet-stream)
+    swift.add('/bin/wc', b'\x7fELF program', **{'Content-Type': 'application/octet-stream'})
+    swift.add('/c/doc', TEXT, **{'Content-Type': 'text/plain'})
+    asked = servers()
+    resp = request(mw, url, method=method, body=b'',
+                   **{'X-Zerovm-Source': 'swift://~/bin/wc'})
+    assert (resp.status_int, resp.body) == (400, (
+        b'swift://AUTH_a/bin/wc is a program, not a job, zapp or script: name it as the '
+        b'exec.path of a job (zc run swift://AUTH_a/bin/wc --on URL runs it over objects)\n'))
+    assert asked.asked == []
+
+
 def test_a_registered_app_that_is_not_valid_is_named(mw, swift, servers) -> None:
     # a GET said "Job description is not valid JSON: ..." of a job its user never sent
     swift.add('/.zvm/text/plain/config', b'[{"name": "v", "exec": {"path": {.object_path}}}]')

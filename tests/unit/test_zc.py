@@ -188,6 +188,12 @@ def test_a_job_file_or_zapp_is_read_as_is(tmp_path: Path) -> None:
         jobs.load(str(tmp_path / 'noted.json'))
     assert str(e.value) == (f'{tmp_path}/noted.json is not valid JSON: Expecting value: line 1 '
                             'column 1 (char 0) (JSON has no comments)')
+    (tmp_path / 'comma.json').write_text('[{"name": "a"},\n]')
+    with pytest.raises(jobs.BuildError) as e:
+        jobs.load(str(tmp_path / 'comma.json'))
+    assert str(e.value) == (f'{tmp_path}/comma.json is not valid JSON: Expecting value: line 2 '
+                            'column 1 (char 16) (a trailing comma at line 1 column 15, before '
+                            '"]": JSON allows none; remove it)')
 
 
 @pytest.mark.parametrize('name, text, says', [
@@ -1282,7 +1288,7 @@ def test_a_big_answer_goes_to_stdout_as_it_comes_not_held(monkeypatch) -> None:
                                                    'swift://~/c/o', '-q']), out=Out())
     client._session = SimpleNamespace(
         account='AUTH_t', execute=lambda *a: zsession.Answer(Resp()))
-    monkeypatch.setattr(cli.Client, 'expand', lambda self, job: {'big': 'c/o'})
+    monkeypatch.setattr(cli.Client, 'expand', lambda self, job: ({'big': 'c/o'}, 1))
     assert client.cmd_run() == 0
     assert written == chunks
 
@@ -2300,8 +2306,8 @@ def test_split_of_a_job_too_large_for_per_node_sizes_stores_each_stdout_and_fetc
          'devices': [{'name': 'stdin', 'path': 'swift://~/logs/*.txt'}, {'name': 'stdout'}]},
         {'name': 'one', 'exec': {'path': 'swift://~/bin/wc'}, 'devices': [{'name': 'stdout'}]}]))
     monkeypatch.setattr(cli, 'SUMMARY_NODES', 2)
-    monkeypatch.setattr(cli.Client, 'expand', lambda self, job: {
-        'wc-1': 'logs/a.txt', 'wc-2': 'logs/b.txt', 'one': ''})
+    monkeypatch.setattr(cli.Client, 'expand', lambda self, job: ({
+        'wc-1': 'logs/a.txt', 'wc-2': 'logs/b.txt', 'one': ''}, 3))
     stored: dict[str, bytes] = {}
     sent = []
 
@@ -2362,8 +2368,8 @@ def _large_split(monkeypatch, tmp_path: Path, count: int, execute_ends=None, **s
          'devices': [{'name': 'stdin', 'path': 'swift://~/logs/*.txt'}, {'name': 'stdout'}]}]))
     monkeypatch.setattr(cli, 'SUMMARY_NODES', 2)
     names = [f'wc-{i}' for i in range(1, count + 1)]
-    monkeypatch.setattr(cli.Client, 'expand', lambda self, job: {
-        name: f'logs/{name}.txt' for name in names})
+    monkeypatch.setattr(cli.Client, 'expand', lambda self, job: ({
+        name: f'logs/{name}.txt' for name in names}, count))
     stored: dict[str, bytes] = {}
     cancels = []
 

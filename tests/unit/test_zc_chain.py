@@ -35,7 +35,7 @@ def run(monkeypatch, headers: list[tuple[str, str]]) -> tuple[int, bytes, str]:
                                                    'swift://~/c/o', '-q']), out=out, err=err)
     client._session = SimpleNamespace(
         account='AUTH_t', execute=lambda *a: zsession.Answer(Resp(headers), 'POST'))
-    monkeypatch.setattr(cli.Client, 'expand', lambda self, job: {'tool': 'c/o'})
+    monkeypatch.setattr(cli.Client, 'expand', lambda self, job: ({'tool': 'c/o'}, 1))
     return client.cmd_run(), out.getvalue(), err.getvalue()
 
 

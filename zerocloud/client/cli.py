@@ -412,7 +412,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 prog='zc [swift auth options]')     # usage: "zc ... run"
     quiet = argparse.ArgumentParser(add_help=False)
     quiet.add_argument('--quiet', '-q', dest='quiet_cmd', action='store_true',
-                       help='no progress and no table unless something failed')
+                       help='say nothing but what failed: no progress, no table, no '
+                            "account of what was done (zc -q COMMAND: the same)")
     split = argparse.ArgumentParser(add_help=False)
     split.add_argument('--split', metavar='DIR', type=_split_dir,
                        help="write each node's output to DIR/<node> instead of stdout")
@@ -421,7 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--progress', action='store_true',
                    help='run it deferred, to show nodes done/failed/total as it runs '
                         '(Ctrl-C then stops following, not the job)')
-    p = sub.add_parser('submit', help='start a job deferred; print its id')
+    p = sub.add_parser('submit', parents=[quiet], help='start a job deferred; print its id')
     _job_options(p)
     for name, text in (('status', 'is a deferred job done?'),
                        ('wait', 'wait for a deferred job, then show its result'),
@@ -440,12 +441,14 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument('--timeout', type=float, default=None, metavar='SECONDS',
                            dest='wait_timeout',     # not swift's -T/--timeout (HTTP)
                            help='give up after this long (exit status 3)')
-    p = sub.add_parser('new', help='write the skeleton of an app (zapp)')
+    p = sub.add_parser('new', parents=[quiet], help='write the skeleton of an app (zapp)')
     p.add_argument('name')
-    p = sub.add_parser('bundle', help="check an app's programs locally and build its zapp")
+    p = sub.add_parser('bundle', parents=[quiet],
+                       help="check an app's programs locally and build its zapp")
     p.add_argument('dir', nargs='?', default='.')
     p.add_argument('-o', '--output', metavar='FILE')
-    p = sub.add_parser('deploy', help='upload a zapp; register it for a content type')
+    p = sub.add_parser('deploy', parents=[quiet],
+                       help='upload a zapp; register it for a content type')
     p.add_argument('zapp')
     p.add_argument('--to', metavar='URL', help='default: swift://~/apps/<name>.zapp')
     p.add_argument('--content-type', metavar='TYPE',
@@ -457,7 +460,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--param', type=_env, action='append', default=[], metavar='K=V',
                    help='query parameter of the app')
     p.add_argument('--source', metavar='URL', help='run this app over the object instead')
-    p = sub.add_parser('validate', help='check a program as the object servers will')
+    p = sub.add_parser('validate', parents=[quiet],
+                       help='check a program as the object servers will')
     p.add_argument('program', help='a local file, or swift://~/c/o (its stored verdict, else '
                                      'checked here)')
     p = sub.add_parser('sql', parents=[quiet], help='run one SQL query over objects, where they '
@@ -577,6 +581,12 @@ class Client:
             self._session = Session(options)
         return self._session
 
+    def say(self, text: str) -> None:
+        """What a command did (uploaded, written, valid), on stderr: not with -q, given
+        before the command (swift's) or after it (every command's)."""
+        if not self.quiet:
+            self.err.write(text)
+
     def progress(self, what: str, extra=lambda: ''):
         """A live status line on a terminal, unless quiet."""
         return contextlib.nullcontext() if self.quiet else display.Progress(what, extra)
@@ -635,19 +645,20 @@ class Client:
                 self.session.ensure_container(out.container)
         return payload
 
-    def expand(self, job: list) -> dict[str, str]:
+    def expand(self, job: list) -> tuple[dict[str, str], int]:
         """Node name -> the object it runs on ('' for none), from the job as the proxy
-        expands it; empty when the client cannot tell (the server will say why)."""
+        expands it, and its runs (a node of ``replicate: 2`` runs twice: the answer has
+        a value per run); empty when the client cannot tell (the server will say why)."""
         ses = self.session
         try:
             nodes = jobs.nodes(job, ses.account, ses.list_objects, ses.list_containers)
         except (ValueError, ClientException):
-            return {}
+            return {}, 0
         found = {}
         for node in nodes:
             path = jobs.node_object(node)
             found[node.name] = '' if path is None else self.show(path)
-        return found
+        return found, sum(node.replicate for node in nodes)
 
     def short(self, name: str) -> str:
         """An object the server named, as ``c/o`` when it is in your account; a
@@ -674,8 +685,8 @@ class Client:
         if self.opts.progress:
             return self.run_deferred()
         payload = self.payload()
-        objects = self.expand(payload.job)
-        spool = self.spooled(payload, len(objects))
+        objects, runs = self.expand(payload.job)
+        spool = self.spooled(payload, runs)
         if spool is not None:
             payload = spool[0]
         headers = self.report_header(payload)
@@ -706,11 +717,12 @@ class Client:
         shown = self.show_result(result, objects)
         return EXIT_FAILED if fetch_failed else shown
 
-    def spooled(self, payload: jobs.Payload, nodes: int) -> tuple[jobs.Payload, str] | None:
-        """``--split`` of a job of more nodes than an answer gives each one's size for:
+    def spooled(self, payload: jobs.Payload, runs: int) -> tuple[jobs.Payload, str] | None:
+        """``--split`` of a job of more runs (replicas counted, as the answer counts its
+        results) than an answer gives each one's size for:
         the job with each node's stdout stored as ``.zvm/split-<hex>/...`` (fetched into
         DIR, then deleted), and that prefix; None for a job answered as it is."""
-        if getattr(self.opts, 'split', None) is None or nodes <= SUMMARY_NODES:
+        if getattr(self.opts, 'split', None) is None or runs <= SUMMARY_NODES:
             return None
         prefix = f'split-{uuid.uuid4().hex}/'
         where = self.opts.target or self.opts.script
@@ -876,8 +888,8 @@ class Client:
         return EXIT_FAILED if result.failed or unsent else 0
 
     def write_parts(self, result: report.JobResult, where: Path) -> None:
-        """``--split``: each node's part of the body as ``where/<node>`` (replicas of a node
-        as ``<node>.2``...); the whole body on stdout if the answer does not say."""
+        """``--split``: each node's part of the body as ``where/<node>`` (one file for all
+        its replicas); the whole body on stdout if the answer does not say."""
         parts = result.parts()
         if parts is None:
             self.err.write(_unsplit_note(result, where))
@@ -888,11 +900,9 @@ class Client:
     def write_files(self, parts: Iterable[tuple[str, bytes]], where: Path) -> None:
         """Each (node, bytes) as ``where/<node>``, and what else ``where`` holds."""
         where.mkdir(parents=True, exist_ok=True)
-        seen: dict[str, int] = {}
         written = set()
         for name, data in parts:
-            seen[name] = seen.get(name, 0) + 1
-            file = where / (name if seen[name] == 1 else f'{name}.{seen[name]}')
+            file = where / name
             file.write_bytes(data)
             written.add(file.name)
             if not self.quiet:
@@ -1072,8 +1082,11 @@ class Client:
                 return EXIT_PENDING
             time.sleep(pause)
             pause = min(pause * 1.5, POLL_MAX)
+        if result.stopped == 'cancelled':
+            self.say(self.describe(result))
+            return 0
         self.err.write(self.describe(result))
-        return 0 if result.stopped == 'cancelled' else EXIT_FAILED
+        return EXIT_FAILED
 
     def cmd_wait(self) -> int:
         path = self.result_path(self.opts.id)
@@ -1120,16 +1133,15 @@ class Client:
 
     def cmd_new(self) -> int:
         root = zapps.new(self.opts.name, Path.cwd())
-        self.err.write(f'{root}/: {", ".join(sorted(p.name for p in root.iterdir()))}\n'
-                       f'next: cd {root.name} && make && zc bundle\n')
+        self.say(f'{root}/: {", ".join(sorted(p.name for p in root.iterdir()))}\n'
+                 f'next: cd {root.name} && make && zc bundle\n')
         return 0
 
     def cmd_bundle(self) -> int:
         output = Path(self.opts.output) if self.opts.output else None
         path, checked = zapps.bundle(Path(self.opts.dir), output)
-        for line in checked:
-            self.err.write(f'  {line}\n')
-        self.err.write(f'{path}: {display.size(path.stat().st_size)}\n')
+        self.say(''.join(f'  {line}\n' for line in checked))
+        self.say(f'{path}: {display.size(path.stat().st_size)}\n')
         return 0
 
     def cmd_deploy(self) -> int:
@@ -1139,8 +1151,7 @@ class Client:
         data = Path(self.opts.zapp).read_bytes()
         job, files = jobs.read_zapp(data, self.opts.zapp)
         tar = jobs.tar_bytes(data)
-        for line in zapps.check(job, files, self.opts.zapp):
-            self.err.write(f'  {line}\n')
+        self.say(''.join(f'  {line}\n' for line in zapps.check(job, files, self.opts.zapp)))
         ses = self.session
         target = ses.location(self.opts.to or f'apps/{Path(self.opts.zapp).name}')
         if target.obj is None or target.obj.endswith('/'):
@@ -1149,13 +1160,13 @@ class Client:
         config = json.dumps(zapps.registered_job(job, str(target)), indent=1).encode() \
             if kind else None           # refused before the zapp is uploaded
         ses.put(target, tar, {'Content-Type': 'application/x-tar'})
-        self.err.write(f'uploaded {target} ({display.size(len(tar))})\n'
-                       f'REST endpoint: {ses.http_url(target, "/open")}\n')
+        self.say(f'uploaded {target} ({display.size(len(tar))})\n'
+                 f'REST endpoint: {ses.http_url(target, "/open")}\n')
         if config:
             ses.put(SwiftPath(ses.account, RESULTS, f'{kind}/config'), config,
                     {'Content-Type': 'application/json'})
-            self.err.write(f'registered for {kind}: zc open '
-                           f'swift://~/<container>/<object of that type>\n')
+            self.say(f'registered for {kind}: zc open '
+                     f'swift://~/<container>/<object of that type>\n')
         if self.opts.endpoint:
             container = self.opts.endpoint.strip('/')
             if not container or '/' in container:
@@ -1163,7 +1174,7 @@ class Client:
                             f'{self.opts.endpoint!r}')
             ses.set_container_meta(container, {ENDPOINT_HEADER: str(target)})
             url = ses.http_url(SwiftPath(ses.account, container), '/api')
-            self.err.write(f'API endpoint: {url}/<path> (any method runs the app)\n')
+            self.say(f'API endpoint: {url}/<path> (any method runs the app)\n')
         return 0
 
     def cmd_open(self) -> int:
@@ -1199,7 +1210,8 @@ class Client:
                     'true, or as application/x-nexe, for the cluster\'s)'))
             if valid == 'true':     # and the proxy's note on a -mavx2 build, as checked here
                 note = answer.headers.get('x-zerovm-validation-note')
-                self.err.write(f'{target}: valid\n' + (f'{target}: {note}\n' if note else ''))
+                self.say(f'{target}: valid\n')
+                self.err.write(f'{target}: {note}\n' if note else '')
                 return 0
             # the upload that stored it answered 201 all the same: say what it means
             why = answer.headers.get('x-zerovm-validation-error', '')
@@ -1217,7 +1229,10 @@ class Client:
         object servers'), ``where`` saying so when ``target`` is stored."""
         notes: list[str] = []
         problem = zapps.check_program(target, data, notes)
-        self.err.write((problem or f'{target}: valid') + where + '\n')
+        if problem:
+            self.err.write(problem + where + '\n')
+        else:
+            self.say(f'{target}: valid{where}\n')
         self.err.write(''.join(note + '\n' for note in notes))
         return EXIT_FAILED if problem else 0
 

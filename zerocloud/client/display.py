@@ -109,13 +109,26 @@ def summary(result: JobResult, every: str = 'use --json for every node') -> str:
     (or, for a large job, answered with counts, always)."""
     if result.summary is not None:
         return large_summary(result, every)
-    failed = sum(n.failed for n in result.nodes)
-    total = len(result.nodes)
+    total, failed = result.totals
     secs = '' if result.seconds is None else f' in {result.seconds:.2f} s'
     cut = f' (headers cut: {every})' if result.truncated else ''
     word = 'node' if total == 1 else 'nodes'
     http = f'; HTTP {result.status}' if result.status else ''
-    return f'{total} {word}: {total - failed} succeeded, {failed} failed{secs}{http}{cut}\n'
+    return (f'{total} {word}{_replicated(result)}: {total - failed} succeeded, {failed} '
+            f'failed{secs}{http}{cut}\n')
+
+
+def _replicated(result: JobResult) -> str:
+    """`` (2 replicas each)`` after the count of a job whose nodes ran replicated (a
+    node counts once, failed when a replica did); `` (some replicated: 7 runs)`` when
+    they ran as different numbers of replicas; nothing without ``replicate``."""
+    replicas = result.replicas
+    if max(replicas, default=1) == 1:
+        return ''
+    if len(replicas) > 1:
+        return f' (some replicated: {len(result.nodes)} runs)'
+    (runs,) = replicas
+    return f' ({runs} replicas{" each" if result.totals[0] > 1 else ""})'
 
 
 def skipped(headers, short: Callable[[str], str], quiet: bool) -> str:

@@ -44,6 +44,7 @@ from zerocloud.job import (
     parse_job,
     parse_location,
     scheme_hint,
+    trailing_comma,
 )
 from zerocloud.peers import check_peers
 from zerocloud.zapp_format import GZIP_MAGIC, MAPS, looks_like_archive
@@ -257,7 +258,7 @@ def load(path: str) -> Payload:
     except ValueError as e:
         if data.lstrip()[:1] in (b'[', b'{') or Path(path).suffix.lower() == '.json':
             comments = ' (JSON has no comments)' if data.lstrip()[:2] in (b'//', b'/*', b'#') \
-                else ''
+                else trailing_comma(e)
             raise BuildError(f'{path} is not valid JSON: {e}{comments}') from None
         script = f'; a script runs with --script {path}' \
             if Path(path).suffix.lower() in INTERPRETERS else ''

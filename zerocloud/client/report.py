@@ -45,7 +45,8 @@ STDERR_SECTION = re.compile(r'^\n?--- stderr of (\S+)(?: \([^)\n]*\))? ---\n', r
 
 @dataclass
 class NodeResult:
-    """One node (or replica) of a job, as far as the answer told."""
+    """One node of a job, or one replica of it (which share its name), as far as the
+    answer told."""
 
     name: str
     status: str = ''
@@ -122,10 +123,24 @@ class JobResult:
 
     @property
     def totals(self) -> tuple[int, int]:
-        """(nodes, failed): a large job's from its summary, else from its nodes."""
+        """(nodes, failed): a large job's from its summary, else from its nodes, a node
+        of replicas once (failed when any of them did), as the deferred job's state
+        counts them (``zerocloud.deferred``)."""
         if self.summary is not None:
             return self.summary.nodes, self.summary.failed
-        return len(self.nodes), sum(n.failed for n in self.nodes)
+        failed: dict[str, bool] = {}
+        for node in self.nodes:
+            failed[node.name] = failed.get(node.name, False) or node.failed
+        return len(failed), sum(failed.values())
+
+    @property
+    def replicas(self) -> set[int]:
+        """How many replicas each node ran as (the answer gives each a value), e.g.
+        ``{2}``; ``{1}`` for a job without ``replicate`` (empty without nodes)."""
+        runs: dict[str, int] = {}
+        for node in self.nodes:
+            runs[node.name] = runs.get(node.name, 0) + 1
+        return set(runs.values())
 
     def to_json(self) -> dict:
         """The JSON report, or one made from the headers (``--json`` always prints one)."""
@@ -200,15 +215,19 @@ class JobResult:
         return sizes
 
     def parts(self) -> list[tuple[str, bytes]] | None:
-        """Each node's part of the body (copies of it); None as for :meth:`part_sizes`."""
+        """Each node's part of the body (copies of it), once per node however many
+        replicas it ran as: the headers give each replica a value, but only its first
+        returns outputs (the others' ``X-Nexe-Body-Bytes`` are 0), so a node's part is
+        the bytes of all its entries; None as for :meth:`part_sizes`."""
         sizes = self.part_sizes()
         if sizes is None:
             return None
-        parts, start = [], 0
+        parts: dict[str, bytes] = {}
+        start = 0
         for node, size in zip(self.nodes, sizes, strict=True):
-            parts.append((node.name, self.body[start:start + size]))
+            parts[node.name] = parts.get(node.name, b'') + self.body[start:start + size]
             start += size
-        return parts
+        return list(parts.items())
 
 
 def _split(value: str | None) -> tuple[list[str], bool]:

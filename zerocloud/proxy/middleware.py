@@ -441,6 +441,8 @@ class ProxyExecMiddleware:
             version, account, container, obj = _native(req.split_path(2, 4, True))
         except ValueError:
             return self.app
+        # /v1/a/ is the account and /v1/a/c/ the container, as Swift's proxy reads them
+        container, obj = container or None, obj or None
         opening, api = version == sources.OPEN, version == sources.API
         if not (opening or api or valid_api_version(version)):
             return self.app
