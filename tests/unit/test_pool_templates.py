@@ -163,7 +163,7 @@ def test_a_chunk_settles_each_template_once_after_its_runs(monkeypatch) -> None:
     templates, made = _templates(monkeypatch, budget=1 << 30)
     template = _use(templates, 'a')
     template.reset = lambda: steps.append('reset')
-    monkeypatch.setattr(worker, '_serve_one', lambda req, fds, t, tails, ahead, ready: (
+    monkeypatch.setattr(worker, '_serve_one', lambda req, fds, t, tails, ahead, ready, probe: (
         worker.Report('ok', 0), template))
     monkeypatch.setattr(worker, '_reply', lambda sock, report, tails, ended: steps.append(
         'reply'))
@@ -308,7 +308,7 @@ def _chunk(monkeypatch, serve) -> tuple[Templates, list]:
         hold=lambda on: False, monotonic=lambda: 0.0, coarse=lambda: 0.0))
     told: list = []
 
-    def served(req, fds, t, tails, ahead, ready):
+    def served(req, fds, t, tails, ahead, ready, probe):
         told.append((req['engine'], ahead))
         return serve(req, t)
     monkeypatch.setattr(worker, '_serve_one', served)
@@ -361,7 +361,7 @@ def test_a_chunk_trims_its_templates_at_its_end(monkeypatch, budget, stopped) ->
     template = _use(templates, 'a')
     template.reset = lambda: clock.__setitem__(0, clock[0] + 1)    # each run: a second
     template.trim = lambda: steps.append('trim')
-    monkeypatch.setattr(worker, '_serve_one', lambda req, fds, t, tails, ahead, ready: (
+    monkeypatch.setattr(worker, '_serve_one', lambda req, fds, t, tails, ahead, ready, probe: (
         worker.Report('ok', 0), template))
     monkeypatch.setattr(worker, '_reply', lambda sock, report, tails, ended: None)
     monkeypatch.setattr(worker, '_send', lambda sock, msg: steps.append('stopped'))

@@ -316,8 +316,7 @@ def _warm_up(warm: WarmUp, templates: Templates) -> None:
 
 def _backing(alias: str, fd: int, notify: int | None, wait: float | None, tail: int | None,
              fds: list[int], tails: dict[str, TailBacking] | None):
-    """The host side of one channel of a request (a ``tail`` one only in ``run_many``'s
-    requests: kept in ``tails``)."""
+    """The host side of one channel of a request (a ``tail`` one: kept in ``tails``)."""
     if tail is not None and tails is not None:
         tails[alias] = TailBacking(tail)
         return tails[alias]
@@ -328,13 +327,16 @@ def _backing(alias: str, fd: int, notify: int | None, wait: float | None, tail: 
 
 def _serve_one(req: dict, fds: list[int], templates: Templates,
                tails: dict[str, TailBacking] | None = None, ahead: int = 0,
-               ready: dict | None = None):
+               ready: dict | None = None, probe: bool = True):
     """Run one request: (report, the machine to clean afterwards or None);
-    ``tails``: it is a run of ``Pool.run_many`` (a batch's node); ``ahead``: the runs
-    of its template that follow at once (the batch's next nodes: :func:`_following`);
+    ``tails``: where its ``tail`` channels are kept; ``ahead``: the runs of its
+    template that follow at once (the batch's next nodes: :func:`_following`);
     ``ready``: what the earlier runs of the same ``run_many`` request found of their
-    programs (``_serve_many``).  ``auto``'s native run is tried emulated first where
-    its channels let it start over (``engines.TRIAL_FUEL``, :func:`_start_points`)."""
+    programs (``_serve_many``); ``probe``: it may record a start-up snapshot (not a
+    batch's node: its key, its object's LOCAL_* variables, comes once; its copy would
+    only evict the kept ones: Snapshots.begin, under both engines).  ``auto``'s native
+    run is tried emulated first where its channels let it start over
+    (``engines.TRIAL_FUEL``, :func:`_start_points`)."""
     limits, plan, mounts, system = req.get('plan') or _plan(req)
     began = _fastcall.coarse()      # (the vDSO's: no rdtsc, no system call a batch's node)
     channels = [Channel(alias, FdBacking(fds[fd], owned=False) if notify is None and tail is None
@@ -364,7 +366,7 @@ def _serve_one(req: dict, fds: list[int], templates: Templates,
     # the run has what is left (_left)
     validated_by = began + limits.timeout
     account = req.get('account', '')    # whose templates it uses: for their eviction alone
-    run = (req, templates, limits, began, image, validated_by, account, tails is None)
+    run = (req, templates, limits, began, image, validated_by, account, probe)
     if engine == 'native':
         try:
             file, prepared = _prepared(req, templates, ready, validated_by)
@@ -384,10 +386,8 @@ def _serve_one(req: dict, fds: list[int], templates: Templates,
                 warm = templates.native(req['program'], prepared, limits.memory, file,
                                         account)
                 left = _left(limits, began)
-                # a batch's node is not probed for a start-up snapshot: its key (its
-                # object's LOCAL_* variables) comes once (Snapshots.begin; emulated too)
                 report = warm.run(channels, req['argv'], req['env'], req['seed'],
-                                  req['epoch'], left, image, ahead, probe=tails is None)
+                                  req['epoch'], left, image, ahead, probe=probe)
                 return _noted(explained(report, prepared.program, prepared.verdict),
                               limits, left), warm
             except SetupError as e:
@@ -590,7 +590,8 @@ def _serve_many(sock: socket.socket, runs: list[tuple[dict, list[int]]],
             tails: dict[str, TailBacking] = {}
             machine = None
             try:
-                report, machine = _serve_one(req, fds, templates, tails, following[i], ready)
+                report, machine = _serve_one(req, fds, templates, tails, following[i], ready,
+                                             probe=False)
             except Exception as e:  # keep serving: one bad run must not take the others
                 report = _failed('killed', f'sandbox worker error: {e!r}')
                 raised = templates.kept(keys[i]) if keys[i] is not None else None
@@ -728,14 +729,15 @@ def worker_main(fd: int, template_bytes: int, address_space: int,
             runs, budget = req
             _serve_many(sock, runs, templates, budget)
             continue
+        tails: dict[str, TailBacking] = {}
         try:
-            report, machine = _serve_one(req, fds, templates)
+            report, machine = _serve_one(req, fds, templates, tails)
         except Exception as e:  # keep serving: one bad request must not take the worker
             report = _failed('killed', f'sandbox worker error: {e!r}')
         finally:
             for f in fds:
                 os.close(f)
-        _reply(sock, report)
+        _reply(sock, report, {k: t.data for k, t in tails.items()})
         # the caller first: a socket's wake-up is a synchronous one (the kernel expects
         # the waker to sleep next), so the caller often waits on this CPU, and a native
         # template's clean-up wakes the template (its fork) and the ended child (its
