@@ -153,6 +153,7 @@ class FdBacking(Backing):
         # the file's identity (an open descriptor's never changes): the native C loop
         # reads it here, not with an fstat of its own per run (fastcall.c: fill_chan)
         self.dev, self.ino = st.st_dev, st.st_ino
+        self.opened_size = st.st_size   # a written one empty: a run may start over on it
         null = stat.S_ISCHR(st.st_mode) and st.st_rdev == _DEV_NULL
         # /dev/null is no terminal: not asked (an ioctl per channel of a warm run)
         self.full_reads = not self.seekable and (null or not os.isatty(fd))

@@ -52,7 +52,10 @@ def test_only_who_may_run_jobs_in_an_account_opens_its_public_objects_with_its_a
     resp = requests.get(opened, headers={'X-Auth-Token': token}, timeout=120)
     assert resp.status_code == 200, resp.text
     assert resp.content == wc(TEXT)
-    assert len(executed(swift_cluster, pub)) == 1
+    # one run: a 412 before it is the server not holding the program its digest named
+    # (an earlier test's cache is not this one's), which the proxy then sent
+    assert [line.split()[3] for line in executed(swift_cluster, pub)] in (['200'],
+                                                                         ['412', '200'])
 
 
 def test_an_open_of_another_accounts_private_object_says_how_to_read_it(

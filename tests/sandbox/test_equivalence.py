@@ -64,7 +64,7 @@ CASES: dict[str, list[tuple[tuple[str, ...], bytes]]] = {
     'remap': [((), b'')], 'reopen': [((), b'')], 'scribble': [(('4', 'w'), b'')],
     'sigstate': [((), b'hi\n'), (('manifest',), b'hi\n')], 'sleep': [((), b'')],
     'sort': [((), b'')], 'spin': [(('100000',), b'')], 'src_interp': [(('/script',), b'')],
-    'startup': [((), TEXT)],
+    'startover': [(('1000',), b'')], 'startup': [((), TEXT)],
     'timeprint': [((), b'')], 'timewarp': [((), b'')], 'unknown_syscalls': [(('300',), b'')],
     'wc': [((), TEXT)], 'write_text': [((), b'')],
     'zvm_copy': [((), TEXT)], 'zvm_exit': [((), b'5')], 'zvm_jail': [((), b'v'), ((), b'x')],

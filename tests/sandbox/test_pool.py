@@ -37,7 +37,7 @@ from zvm_core.pool import (
     _buffer,
     _recv,
     _reply,
-    _run_report,
+    _run_result,
 )
 from zvm_core.pool.worker import FDS_RESERVED
 from zvm_core.report import Report
@@ -606,10 +606,10 @@ def test_a_report_too_large_for_the_transport_is_replaced_by_a_status():
         huge = Report('ok', 0, 'm' * (2 * MAX_MESSAGE))
         buf = _buffer()
         _reply(worker, huge)
-        report = _run_report(_recv(caller, buf)[0])
+        report = _run_result(_recv(caller, buf)[0]).report
         assert report.status == 'killed' and 'too large' in report.message
         _reply(worker, Report('ok', 0, 'fits'))
-        assert _run_report(_recv(caller, buf)[0]).message == 'fits'
+        assert _run_result(_recv(caller, buf)[0]).report.message == 'fits'
 
 
 def _children(pid: int) -> list[str]:

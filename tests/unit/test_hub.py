@@ -260,13 +260,12 @@ def test_a_worker_ending_is_waited_for_off_the_hub(monkeypatch, how: str) -> Non
     monkeypatch.setattr(zvm_pool, '_recv', lambda *args, **kw: (replies.pop(0), []))
     monkeypatch.setattr(zvm_pool, '_wait', lambda *args: None)
     monkeypatch.setattr(zvm_pool, '_run_result', lambda message: bytes(message))
-    monkeypatch.setattr(zvm_pool, '_run_report', lambda message: bytes(message))
     pool = zvm_pool.Pool(size=1, queue=0, offload=tpool.execute)
     first = workers[0]
     runs = [zvm_pool.Run('/bin/true', [], ['true'], {}, zvm_pool.Limits(), 0, 0, None)] * 3
     try:
         if how == 'worker dies (run)':
-            assert pool.run('/bin/true', [], argv=['true']) == b'reply'
+            assert pool.run_result('/bin/true', [], argv=['true']) == b'reply'
             report = pool.run('/bin/true', [], argv=['true'])
             assert report.status == 'killed' and 'SIGKILL' in report.message
         else:

@@ -1301,7 +1301,7 @@ def test_a_batch_s_nodes_share_one_plan_and_get_the_channels_of_a_node_alone(
     outputs = Outputs(mw.spare_files(str(devices / 'sda1' / 'tmp')))
     alone, batched = NodeRun(mw, Request.blank('/')), NodeRun(mw, Request.blank('/'))
     for helper in (alone, batched):
-        helper.tail_in_worker, helper.outputs = True, outputs
+        helper.outputs = outputs
     member = devices / 'member'
     member.write_bytes(b'x')
     files = {'dev/image': str(member), 'dev/input': str(member)}

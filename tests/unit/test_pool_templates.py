@@ -163,7 +163,7 @@ def test_a_chunk_settles_each_template_once_after_its_runs(monkeypatch) -> None:
     templates, made = _templates(monkeypatch, budget=1 << 30)
     template = _use(templates, 'a')
     template.reset = lambda: steps.append('reset')
-    monkeypatch.setattr(worker, '_serve_one', lambda req, fds, t, tails, ahead, ready: (
+    monkeypatch.setattr(worker, '_serve_one', lambda req, fds, t, tails, ahead, ready, probe: (
         worker.Report('ok', 0), template))
     monkeypatch.setattr(worker, '_reply', lambda sock, report, tails, ended: steps.append(
         'reply'))
@@ -191,7 +191,7 @@ def test_a_chunk_looks_at_its_program_once(monkeypatch, tmp_path) -> None:
     request is looked at for itself."""
     looked: list = []
     started: list = []
-    monkeypatch.setattr(worker, '_CHOSEN', {(None, False): ('native', '', float('inf'))})
+    monkeypatch.setattr(worker, '_CHOSEN', {(None, False): ('native', '', False, float('inf'))})
     monkeypatch.setattr(worker, '_file_key', lambda path: looked.append(('stat', path)) or (path,))
     monkeypatch.setattr(worker, '_reply', lambda sock, report, tails, ended: None)
     holding = [False]       # fastcall.c's hold, which a template's fork request reads
@@ -246,7 +246,7 @@ def test_an_emulated_chunk_looks_at_its_program_once(monkeypatch) -> None:
     no run is in a hold (fastcall.c: only a native template's forks need it)."""
     looked: list = []
     started: list = []
-    monkeypatch.setattr(worker, '_CHOSEN', {(None, False): ('emulated', '', float('inf'))})
+    monkeypatch.setattr(worker, '_CHOSEN', {(None, False): ('emulated', '', False, float('inf'))})
     monkeypatch.setattr(worker, '_file_key', lambda path: looked.append(('stat', path)) or (path,))
     monkeypatch.setattr(worker, '_reply', lambda sock, report, tails, ended: None)
     held: list = []
@@ -299,7 +299,7 @@ def _chunk(monkeypatch, serve) -> tuple[Templates, list]:
     """Templates of stand-ins whose programs every engine runs natively (one template
     per program and memory), and ``_serve_one`` as ``serve``; what each run was told."""
     templates, _made = _templates(monkeypatch, budget=1 << 30)
-    monkeypatch.setattr(worker, '_CHOSEN', {(e, False): ('native', '', float('inf'))
+    monkeypatch.setattr(worker, '_CHOSEN', {(e, False): ('native', '', False, float('inf'))
                                             for e in (None, 'auto', 'native')})
     monkeypatch.setattr(Templates, 'prepared', lambda self, path, engine, rdtsc, file=None,
                         deadline=None, account='': _Prepared(path))
@@ -308,7 +308,7 @@ def _chunk(monkeypatch, serve) -> tuple[Templates, list]:
         hold=lambda on: False, monotonic=lambda: 0.0, coarse=lambda: 0.0))
     told: list = []
 
-    def served(req, fds, t, tails, ahead, ready):
+    def served(req, fds, t, tails, ahead, ready, probe):
         told.append((req['engine'], ahead))
         return serve(req, t)
     monkeypatch.setattr(worker, '_serve_one', served)
@@ -361,7 +361,7 @@ def test_a_chunk_trims_its_templates_at_its_end(monkeypatch, budget, stopped) ->
     template = _use(templates, 'a')
     template.reset = lambda: clock.__setitem__(0, clock[0] + 1)    # each run: a second
     template.trim = lambda: steps.append('trim')
-    monkeypatch.setattr(worker, '_serve_one', lambda req, fds, t, tails, ahead, ready: (
+    monkeypatch.setattr(worker, '_serve_one', lambda req, fds, t, tails, ahead, ready, probe: (
         worker.Report('ok', 0), template))
     monkeypatch.setattr(worker, '_reply', lambda sock, report, tails, ended: None)
     monkeypatch.setattr(worker, '_send', lambda sock, msg: steps.append('stopped'))
@@ -432,3 +432,29 @@ def test_prepared_programs_are_evicted_by_account_too(monkeypatch) -> None:
         templates.prepared(f'b{i}', 'auto', 'virtualize', (f'b{i}',), None, 'B')
     templates.prepared('a', 'auto', 'virtualize', ('a',), None, 'A')
     assert prepared.count('a') == 1 and len(templates._prepared) == 4
+
+
+def test_a_node_auto_tries_first_asks_for_no_children_ahead(monkeypatch) -> None:
+    """``auto``'s nodes of a small program run emulated first (``engines.TRIAL_FUEL``):
+    no native template is theirs to ask children of, unless a channel is a stream or
+    the program large (no trial: natively)."""
+    from zvm_core.pool import _plan
+    templates, _made = _templates(monkeypatch, budget=1 << 30)
+    monkeypatch.setattr(worker, '_CHOSEN', {(e, False): ('native', '', e == 'auto', float('inf'))
+                                            for e in ('auto', 'native')})
+    small = {'p': True, 'big': False}       # engines.tried: the program's size
+    monkeypatch.setattr(worker.engines, 'tried', lambda program: small[program])
+    monkeypatch.setattr(Templates, 'prepared', lambda self, path, engine, rdtsc, file=None,
+                        deadline=None, account='': _Prepared(path))
+
+    def node(engine: str, notify: int | None = None, program: str = 'p') -> dict:
+        shape = {'program': program, 'engine': engine, 'rdtsc': 'virtualize',
+                 'channels': [{'alias': '/dev/stdin', 'fd': 0, 'mode': 1, 'notify': notify}],
+                 'limits': {'memory': 64 * MIB}}
+        return {**shape, 'plan': _plan(shape)}
+    native = ('native', 'p', 64 * MIB, 'virtualize', False)
+    assert worker._template_key(node('auto'), templates, {}) is None
+    assert worker._template_key(node('auto', notify=1), templates, {}) == native
+    assert worker._template_key(node('native'), templates, {}) == native
+    assert worker._template_key(node('auto', program='big'), templates, {}) == (
+        'native', 'big', *native[2:])

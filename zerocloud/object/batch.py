@@ -453,7 +453,6 @@ class BatchRun:
         """A node run of this batch's request, charged to the batch's account."""
         helper = self.node_run(self.owner, self.req)
         helper.account, helper.job = self.account, self.job
-        helper.tail_in_worker = True
         helper.outputs = self.outputs
         return helper
 

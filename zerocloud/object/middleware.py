@@ -159,8 +159,8 @@ from zerocloud.object import hubwait, scratch
 from zerocloud.object.admission import RETRY_AFTER, Admission, charged_to, pool_refused
 from zerocloud.object.batch import BatchRun, Spares, read_spec
 from zerocloud.object.cache import ContentCache
-from zerocloud.object.plan import FILE, FIXED, LINK, LOCAL, OUT, TAIL, Step
-from zerocloud.object.results import STDERR_TAIL, Tail, node_report, stderr_of, with_local_env
+from zerocloud.object.plan import FILE, FIXED, LINK, LOCAL, OUT, Step
+from zerocloud.object.results import STDERR_TAIL, node_report, stderr_of, with_local_env
 from zvm_core import engines
 from zvm_core.channels import READ, WRITE, LinkWaker, LinkWriter, Quota
 from zvm_core.limits import Limits
@@ -370,7 +370,6 @@ class NodeRun:
     what it held (the middleware hands each request to one, as Swift's
     ``symlink`` hands requests to its context)."""
 
-    tail_in_worker = False      # an undeclared stderr's end is kept by the worker (a batch's)
     outputs = None      # a batch's output files (``zerocloud.object.batch.Outputs``)
     null_fd: Callable[[], int] | None = None    # a batch's /dev/null for undeclared streams
 
@@ -548,11 +547,9 @@ class NodeRun:
         alias = '/dev/' + name
         if dev is not None and dev.source == 'link':     # arrives while the node runs
             return Step(LINK, name, alias, READ)
-        if dev is None and name == 'stderr':     # kept for the report (its end)
-            if self.tail_in_worker:
-                return Step(FIXED, name, alias, WRITE,
-                            fixed=ChannelSpec(alias, -1, WRITE, tail=STDERR_TAIL))
-            return Step(TAIL, name, alias, WRITE)
+        if dev is None and name == 'stderr':     # its end kept by the worker, for the report
+            return Step(FIXED, name, alias, WRITE,
+                        fixed=ChannelSpec(alias, -1, WRITE, tail=STDERR_TAIL))
         if dev is None:                       # an undeclared standard stream: /dev/null
             mode = READ if name == 'stdin' else WRITE
             if self.null_fd is not None:
@@ -615,10 +612,6 @@ class NodeRun:
                 opened.append(f)
                 channels.append(ChannelSpec(alias, f.fileno(), step.mode, step.random,
                                             mount=step.mount, system=step.system))
-            elif kind is TAIL:
-                tail = Tail()
-                opened.append(tail)
-                channels.append(ChannelSpec(alias, tail.fd, WRITE))
             elif kind is LINK:
                 if None not in links:                  # one waker for all the node's links
                     links[None] = LinkWaker()
@@ -662,17 +655,19 @@ class NodeRun:
         return asked
 
     def pool_run(self, spec: wire.NodeSpec, files: dict[str, str], channels: list[ChannelSpec],
-                  stderr: Callable[[], bytes], started=None) -> wire.NodeReport:
-        """The node's report, with the end of its stderr (``stderr()``)."""
+                  outputs: list[tuple[str, str]], started=None) -> wire.NodeReport:
+        """The node's report, with the end of its stderr (what the worker kept of an
+        undeclared one, or the end of the declared one's file in ``outputs``)."""
         engine = self.engine(spec)
         try:
-            report = self.owner.pool.run(self.program(spec, files), channels,
-                                   argv=spec.argv, env=spec.env, limits=self.limits(spec),
-                                   seed=spec.seed, epoch=spec.epoch, started=started,
-                                   engine=engine, account=self.account)
+            result = self.owner.pool.run_result(
+                self.program(spec, files), channels, argv=spec.argv, env=spec.env,
+                limits=self.limits(spec), seed=spec.seed, epoch=spec.epoch, started=started,
+                engine=engine, account=self.account)
         except PoolBusy as e:
             raise pool_refused(e, self.logger) from None
-        return node_report(spec, report.to_dict(), stderr())
+        stderr = result.tails.get('/dev/stderr')
+        return node_report(spec, result.data, stderr_of(outputs) if stderr is None else stderr)
 
     def run(self, spec: wire.NodeSpec, files: dict[str, str], reader, tmp: str):
         """Run the node in a warm worker; returns (report, [(device, output path)])."""
@@ -686,7 +681,7 @@ class NodeRun:
             for name, link in links.items():        # nothing follows a request not streamed
                 if name is not None:
                     link.abort()
-            report = self.pool_run(spec, files, channels, lambda: stderr_of(opened, outputs))
+            report = self.pool_run(spec, files, channels, outputs)
             return report, outputs
         finally:
             for f in opened:
@@ -754,8 +749,7 @@ class _Streamed:
 
     def _run(self, channels: list[ChannelSpec], started: Event) -> wire.NodeReport:
         try:
-            return self.owner.pool_run(self.spec, self.files, channels,
-                                        lambda: stderr_of(self.opened, self.outputs),
+            return self.owner.pool_run(self.spec, self.files, channels, self.outputs,
                                         started=lambda: started.send(True))
         finally:
             if not started.ready():

@@ -16,10 +16,10 @@ from typing import NamedTuple
 from zvm_core.channels import Quota
 from zvm_core.pool import ChannelSpec
 
-# What a device becomes: a channel made once for every node (FIXED), or per node:
-# the local object, an output file, a file opened (a member, a system image,
-# /dev/null), the end of an undeclared stderr kept in this process (TAIL), a link.
-FIXED, LOCAL, OUT, FILE, TAIL, LINK = 'fixed', 'local', 'out', 'file', 'tail', 'link'
+# What a device becomes: a channel made once for every node (FIXED: also the end of
+# an undeclared stderr, which the worker keeps), or per node: the local object, an
+# output file, a file opened (a member, a system image, /dev/null), a link.
+FIXED, LOCAL, OUT, FILE, LINK = 'fixed', 'local', 'out', 'file', 'link'
 
 
 class Step(NamedTuple):

@@ -10,71 +10,23 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 
-from swift.common.concurrency import spawn, trampoline
-
 from zerocloud import wire
 from zerocloud.httperrors import HTTPBadRequest
 
 STDERR_TAIL = 64 << 10      # bytes of a node's stderr its report keeps (ZeroCloud's cap)
 
 
-class Tail:
-    """The last :data:`STDERR_TAIL` bytes written to a pipe: the stderr of a node
-    that did not declare one.  No quota, no disk: a program never fails for
-    what it writes there, and its report still says why it stopped."""
-
-    def __init__(self) -> None:
-        self._read_fd, self.fd = os.pipe2(os.O_CLOEXEC)
-        os.set_blocking(self._read_fd, False)
-        self.data = bytearray()
-        self.reader = spawn(self._read)
-
-    def _read(self) -> None:
-        while True:
-            try:
-                chunk = os.read(self._read_fd, wire.CHUNK)
-            except BlockingIOError:
-                trampoline(self._read_fd, read=True)
-                continue
-            if not chunk:
-                return
-            self.data += chunk
-            del self.data[:-STDERR_TAIL]
-
-    def tail(self) -> bytes:
-        """What was written, once every writer is done (the worker closed its copy)."""
-        self._close_writer()
-        self.reader.wait()
-        return bytes(self.data)
-
-    def _close_writer(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
-
-    def close(self) -> None:
-        self._close_writer()
-        self.reader.kill()
-        if self._read_fd is not None:
-            os.close(self._read_fd)
-            self._read_fd = None
-
-
-def _file_tail(path: str) -> bytes:
-    """The last :data:`STDERR_TAIL` bytes of a written channel's file."""
+def stderr_of(outputs: list[tuple[str, str]]) -> bytes:
+    """The last :data:`STDERR_TAIL` bytes the node wrote to its declared
+    ``/dev/stderr`` (an output in ``outputs``), b'' if it declared none (then the
+    worker kept the end: ``Pool.run_result``'s tails)."""
+    path = dict(outputs).get('stderr')
+    if not path:
+        return b''
     with open(path, 'rb') as f:
         size = f.seek(0, os.SEEK_END)
         f.seek(max(0, size - STDERR_TAIL))
         return f.read()
-
-
-def stderr_of(opened: list, outputs: list[tuple[str, str]]) -> bytes:
-    """The end of what the node wrote to ``/dev/stderr``, declared or not."""
-    tail = next((f for f in opened if isinstance(f, Tail)), None)
-    if tail is not None:
-        return tail.tail()
-    path = dict(outputs).get('stderr')
-    return _file_tail(path) if path else b''
 
 
 def node_report(spec: wire.NodeSpec, done: dict, stderr: bytes) -> wire.NodeReport:

@@ -6,6 +6,14 @@ and counts deterministic fuel; it works everywhere.  ``native``
 a process the kernel confines, at native speed, without fuel.  ``auto``
 (the default; ``ZVM_ENGINE`` in the environment) is native where the host
 can run it and emulated when a fuel limit is asked for or it cannot.
+
+In a pool's warm workers (the object servers, ``zvm run --repeat``) ``auto``
+first runs a node of a small program (:func:`tried`) emulated for
+:data:`TRIAL_FUEL` bytes of code: most nodes of a job over many small objects
+end by then, for less than a process costs to start; one that does not starts
+over natively, from the beginning, which its channels allow
+(``zvm_core.pool.worker``).  The engines give the same bytes, and whether a
+run ends within its trial is itself deterministic.
 """
 
 from __future__ import annotations
@@ -14,8 +22,20 @@ import os
 import subprocess
 import sys
 
+from zvm_core.elf import Program
+
 ENGINES = ('native', 'emulated')
 CHOICES = ('auto', *ENGINES)
+# auto's trial in a pool (module docstring), in bytes of code executed: 0.1-1 ms
+# emulated (straight code to tight loops of loads and stores), about what a native
+# node's process costs beside an emulated node (bench/scale.py); what a node that
+# runs on pays at most.  wc over 4 KiB ends in 170 KB.
+TRIAL_FUEL = 256 << 10
+TRIAL_REASON = (f'auto: it ended within its first {TRIAL_FUEL >> 10} KiB of code, run '
+                'emulated (no process to start)')
+# a program with more code is not tried: an interpreter's or SQLite's start-up alone
+# goes past the trial (Lua's hello: 1 MB; sqlnode over 32 rows: 1.9 MB)
+TRIAL_CODE = 256 << 10
 # `off` turns off the native engine, its namespaces (doc/operator-guide.md)
 SWITCHES = ('ZVM_NATIVE', 'ZVM_NATIVE_NAMESPACES')
 
@@ -45,6 +65,13 @@ def requested(engine: str | None = None) -> str:
     if name not in CHOICES:
         raise EngineError(f'unknown engine {name!r}: choose one of {", ".join(CHOICES)}')
     return name
+
+
+def tried(program: Program) -> bool:
+    """Whether ``auto`` in a pool runs ``program`` emulated first (:data:`TRIAL_FUEL`):
+    a small one (:data:`TRIAL_CODE`), known from the file alone, so that whether a
+    node is tried, as how its trial ends, is the same on every host and every run."""
+    return sum(s.memsz for s in program.segments if s.executable) <= TRIAL_CODE
 
 
 def native_unavailable() -> str | None:

@@ -363,11 +363,6 @@ def _run_result(message: memoryview) -> RunResult:
     return result
 
 
-def _run_report(message: memoryview) -> Report:
-    """The report :func:`_reply` sent (``Pool.run``'s: it has no tails)."""
-    return _run_result(message).report
-
-
 def _shape(program: str, channels: list[ChannelSpec], limits, rdtsc: str,
            notify: Mapping[int, int], engine: str | None, account: str = '') -> dict:
     """What the request for a run says but its argv, environment, seed and epoch:
@@ -754,12 +749,17 @@ class Pool:
         """Process ids of the workers (idle or busy)."""
         return sorted(w.proc.pid for w in self._all)
 
-    def run(self, program: str, channels: Iterable[ChannelSpec], *,
-            argv: list[str], env: Mapping[str, str] | None = None, limits=None,
-            seed: int = 0, epoch: int = 0, rdtsc: str = 'virtualize',
-            started: Callable[[], None] | None = None, engine: str | None = None,
-            account: str = '') -> Report:
-        """Run ``program`` (a host path) in a warm worker; :class:`PoolBusy` when full.
+    def run(self, program: str, channels: Iterable[ChannelSpec], **kwargs) -> Report:
+        """:meth:`run_result`'s report (what ``tail`` channels kept is dropped)."""
+        return self.run_result(program, channels, **kwargs).report
+
+    def run_result(self, program: str, channels: Iterable[ChannelSpec], *,
+                   argv: list[str], env: Mapping[str, str] | None = None, limits=None,
+                   seed: int = 0, epoch: int = 0, rdtsc: str = 'virtualize',
+                   started: Callable[[], None] | None = None, engine: str | None = None,
+                   account: str = '') -> RunResult:
+        """Run ``program`` (a host path) in a warm worker: its report and what its
+        ``tail`` channels kept; :class:`PoolBusy` when full.
 
         ``started`` is called once a worker has taken the request (it may have
         waited in the queue until then, in turn with other accounts' requests).
@@ -770,9 +770,8 @@ class Pool:
         channels = list(channels)
         fds, notify, woken = [], {}, False
         for c in channels:
-            if c.tail is not None:
-                raise ValueError('a channel with tail needs Pool.run_many')
-            fds.append(c.fd)
+            if c.tail is None:          # (a tail has no descriptor)
+                fds.append(c.fd)
             woken = woken or c.notify is not None
         if woken:
             shared: dict[int, int] = {}               # one descriptor may wake several
@@ -785,9 +784,10 @@ class Pool:
         if len(fds) > MAX_FDS:
             raise ValueError(f'{len(fds)} descriptors for one run: at most {MAX_FDS}')
         run = Run(program, channels, argv, env, limits, seed, epoch, engine)
-        return self._admit(lambda shapes: shapes.request(b'R', [run], rdtsc, notify,
-                                                         account=account), fds,
-                           limits.timeout + KILL_GRACE, started, _run_report, account)
+        got = self._admit(lambda shapes: shapes.request(b'R', [run], rdtsc, notify,
+                                                        account=account), fds,
+                          limits.timeout + KILL_GRACE, started, _run_result, account)
+        return RunResult(_report_fields(got)) if isinstance(got, Report) else got
 
     def run_many(self, runs: list[Run], *, rdtsc: str = 'virtualize', account: str = '',
                  started: Callable[[], None] | None = None, pace: float = 0.0,
@@ -1013,7 +1013,7 @@ class Pool:
         return new
 
     def _exchange(self, worker: _Worker, message: Callable[[_Shapes], list], fds: list[int],
-                  wait: float, parse: Callable[[memoryview], object] = _run_report,
+                  wait: float, parse: Callable[[memoryview], object],
                   gone: object = None):
         """``parse`` of the worker's reply to ``message(worker.shapes)``, or a failed
         :class:`Report`; with ``gone``, that if the request did not go because the

@@ -63,7 +63,7 @@ PR_SET_THP_DISABLE = 41
 PREPARED = 64               # programs whose engine choice a worker keeps
 FDS_RESERVED = 32           # descriptors a run opens besides its request's (a probe's loader...)
 # (engine asked, fuel) -> (engine, engine_reason, until when: engines.choice_lasts)
-_CHOSEN: dict[tuple, tuple[str, str, float]] = {}
+_CHOSEN: dict[tuple, tuple[str, str, bool, float]] = {}
 
 
 def _file_key(path: str) -> tuple:
@@ -316,8 +316,7 @@ def _warm_up(warm: WarmUp, templates: Templates) -> None:
 
 def _backing(alias: str, fd: int, notify: int | None, wait: float | None, tail: int | None,
              fds: list[int], tails: dict[str, TailBacking] | None):
-    """The host side of one channel of a request (a ``tail`` one only in ``run_many``'s
-    requests: kept in ``tails``)."""
+    """The host side of one channel of a request (a ``tail`` one: kept in ``tails``)."""
     if tail is not None and tails is not None:
         tails[alias] = TailBacking(tail)
         return tails[alias]
@@ -328,12 +327,16 @@ def _backing(alias: str, fd: int, notify: int | None, wait: float | None, tail: 
 
 def _serve_one(req: dict, fds: list[int], templates: Templates,
                tails: dict[str, TailBacking] | None = None, ahead: int = 0,
-               ready: dict | None = None):
+               ready: dict | None = None, probe: bool = True):
     """Run one request: (report, the machine to clean afterwards or None);
-    ``tails``: it is a run of ``Pool.run_many`` (a batch's node); ``ahead``: the runs
-    of its template that follow at once (the batch's next nodes: :func:`_following`);
+    ``tails``: where its ``tail`` channels are kept; ``ahead``: the runs of its
+    template that follow at once (the batch's next nodes: :func:`_following`);
     ``ready``: what the earlier runs of the same ``run_many`` request found of their
-    programs (``_serve_many``)."""
+    programs (``_serve_many``); ``probe``: it may record a start-up snapshot (not a
+    batch's node: its key, its object's LOCAL_* variables, comes once; its copy would
+    only evict the kept ones: Snapshots.begin, under both engines).  ``auto``'s native
+    run is tried emulated first where its channels let it start over
+    (``engines.TRIAL_FUEL``, :func:`_start_points`)."""
     limits, plan, mounts, system = req.get('plan') or _plan(req)
     began = _fastcall.coarse()      # (the vDSO's: no rdtsc, no system call a batch's node)
     channels = [Channel(alias, FdBacking(fds[fd], owned=False) if notify is None and tail is None
@@ -341,7 +344,7 @@ def _serve_one(req: dict, fds: list[int], templates: Templates,
                         random=random, quota=quota)
                 for alias, fd, mode, random, quota, _mount, notify, wait, tail in plan]
     try:
-        engine, reason, _until = _chosen(req, limits)
+        engine, reason, trial, _until = _chosen(req, limits)
     except engines.EngineError as e:    # the request's fault: a 400 at the proxy
         return Report('refused', None, str(e)), None
     image = None
@@ -363,28 +366,45 @@ def _serve_one(req: dict, fds: list[int], templates: Templates,
     # the run has what is left (_left)
     validated_by = began + limits.timeout
     account = req.get('account', '')    # whose templates it uses: for their eviction alone
+    run = (req, templates, limits, began, image, validated_by, account, probe)
     if engine == 'native':
         try:
             file, prepared = _prepared(req, templates, ready, validated_by)
         except Rejected as e:
             return e.report, None
         if prepared.engine == 'native':     # a child of the program's template per run
+            points = _start_points(channels) if trial and engines.tried(prepared.program) else None
+            if points is not None:
+                report, machine = _emulated(run, channels, engines.TRIAL_REASON,
+                                            engines.TRIAL_FUEL, file)
+                if machine is None or not machine.ran_out():
+                    return report, machine
+                machine.reset()
+                templates.settle(machine)
+                channels = _started_over(channels, points)
             try:
                 warm = templates.native(req['program'], prepared, limits.memory, file,
                                         account)
                 left = _left(limits, began)
-                # a batch's node is not probed for a start-up snapshot: its key (its
-                # object's LOCAL_* variables) comes once (Snapshots.begin; emulated too)
                 report = warm.run(channels, req['argv'], req['env'], req['seed'],
-                                  req['epoch'], left, image, ahead, probe=tails is None)
+                                  req['epoch'], left, image, ahead, probe=probe)
                 return _noted(explained(report, prepared.program, prepared.verdict),
                               limits, left), warm
             except SetupError as e:
                 return Report(e.status, None, str(e), engine='native'), None
         reason = prepared.reason    # auto runs it emulated (zvm_core.prepare): its template
+    return _emulated(run, channels, reason, None, _file(req['program'], ready))
+
+
+def _emulated(run: tuple, channels: list[Channel], reason: str, fuel: int | None,
+              file: tuple):
+    """(report, machine) of a run on the program's emulated template (``run``: what
+    :func:`_serve_one` found of the request); ``fuel``: a trial's budget, in place of
+    the request's, after which :meth:`Machine.ran_out` says it did not end."""
+    req, templates, limits, began, image, validated_by, account, probe = run
     try:
         machine, verdict = templates.get(req['program'], limits.memory, req['rdtsc'],
-                                         validated_by, account, _file(req['program'], ready))
+                                         validated_by, account, file)
     except Rejected as e:
         return e.report, None
     except SetupError as e:
@@ -392,25 +412,65 @@ def _serve_one(req: dict, fds: list[int], templates: Templates,
     left = _left(limits, began)
     try:
         report = _noted(machine.run(channels, req['argv'], req['env'], req['seed'], req['epoch'],
-                                    limits=left, image=image, probe=tails is None),
+                                    limits=left if fuel is None else
+                                    dataclasses.replace(left, fuel=fuel),
+                                    image=image, probe=probe),
                         limits, left)
-        report = explained(report, machine.program, verdict)
     except SetupError as e:
         report = Report(e.status, None, str(e))
-    report.validation = {'state': 'cached' if verdict.cached else 'ok', 'violations': []}
+    report = explained(report, machine.program, verdict)
     report.engine_reason = reason
     return report, machine
 
 
-def _chosen(req: dict, limits: Limits) -> tuple[str, str, float]:
-    """The engine a run uses, why (``engines.unavailable_reason``) and until when that
-    holds: what this host can run, asked again only after a busy host's probe;
-    EngineError for an engine the request cannot have."""
+def _start_points(channels: list[Channel]) -> list[tuple[int, int, int | None]] | None:
+    """Where each file of ``channels`` stands if a run on them can start over as if it
+    had not run (:func:`_started_over`), else None: its descriptor, offset (which a
+    sequential channel reads or writes from) and, written, the size to cut it back to.
+    Each channel reads a file, writes one past its old content, is /dev/null or a
+    batch's tail; none is a stream whose bytes went, or came, once."""
+    points = []
+    for ch in channels:
+        backing = ch.backing
+        if type(backing) is TailBacking:
+            continue
+        if type(backing) is not FdBacking or not backing.direct:
+            return None
+        if backing.seekable:
+            offset, size = os.lseek(backing.fd, 0, os.SEEK_CUR), backing.opened_size
+            if ch.mode & WRITE and size and (ch.random or offset < size):
+                return None         # it may write over what the file held
+            points.append((backing.fd, offset, size if ch.mode & WRITE else None))
+    return points
+
+
+def _started_over(channels: list[Channel],
+                  points: list[tuple[int, int, int | None]]) -> list[Channel]:
+    """``channels`` as a run found them (``points``: :func:`_start_points`): their
+    written files cut back, every file's offset back, tails cleared, counters and
+    digests fresh."""
+    for fd, offset, size in points:
+        if size is not None:
+            os.ftruncate(fd, size)
+        os.lseek(fd, offset, os.SEEK_SET)
+    for ch in channels:
+        if type(ch.backing) is TailBacking:
+            ch.backing.data.clear()
+    return [Channel(ch.alias, ch.backing, ch.mode, random=ch.random, quota=ch.quota)
+            for ch in channels]
+
+
+def _chosen(req: dict, limits: Limits) -> tuple[str, str, bool, float]:
+    """The engine a run uses, why (``engines.unavailable_reason``), whether a native
+    run is ``auto``'s, tried emulated first (``engines.TRIAL_FUEL``) where it can be,
+    and until when that holds: what this host can run, asked again only after a busy
+    host's probe; EngineError for an engine the request cannot have."""
     choice = (req.get('engine'), limits.fuel != DEFAULT_FUEL)
     chosen = _CHOSEN.get(choice)
-    if chosen is None or chosen[2] <= _fastcall.coarse():
+    if chosen is None or chosen[3] <= _fastcall.coarse():
         chosen = _CHOSEN[choice] = (engines.choose(choice[0], fuel=choice[1]),
                                     engines.unavailable_reason(choice[0], fuel=choice[1]),
+                                    engines.requested(choice[0]) == 'auto',
                                     engines.choice_lasts())
     return chosen
 
@@ -451,15 +511,22 @@ def native_key(file: tuple, memory: int, prepared) -> tuple:
 
 def _template_key(req: dict, templates: Templates, ready: dict) -> tuple | None:
     """The native template a run will use (:func:`native_key`), None if none (it runs
-    emulated, or fails before its template: the run says why when it comes)."""
+    emulated, is tried emulated first, or fails before its template: the run says why
+    when it comes).  A tried run that does not end within its trial runs natively
+    without children asked ahead for it."""
     try:
-        limits = (req.get('plan') or _plan(req)).limits
-        if _chosen(req, limits)[0] != 'native':
+        plan = req.get('plan') or _plan(req)
+        limits = plan.limits
+        engine, _reason, trial, _until = _chosen(req, limits)
+        if engine != 'native':
             return None
         file, prepared = _prepared(req, templates, ready, _fastcall.coarse() + limits.timeout)
     except Exception:       # noqa: BLE001 -- its run meets it again, and reports it
         return None
-    return native_key(file, limits.memory, prepared) if prepared.engine == 'native' else None
+    if prepared.engine != 'native' or trial and engines.tried(prepared.program) and all(
+            c.notify is None for c in plan.channels):
+        return None
+    return native_key(file, limits.memory, prepared)
 
 
 def _left(limits: Limits, began: float) -> Limits:
@@ -523,7 +590,8 @@ def _serve_many(sock: socket.socket, runs: list[tuple[dict, list[int]]],
             tails: dict[str, TailBacking] = {}
             machine = None
             try:
-                report, machine = _serve_one(req, fds, templates, tails, following[i], ready)
+                report, machine = _serve_one(req, fds, templates, tails, following[i], ready,
+                                             probe=False)
             except Exception as e:  # keep serving: one bad run must not take the others
                 report = _failed('killed', f'sandbox worker error: {e!r}')
                 raised = templates.kept(keys[i]) if keys[i] is not None else None
@@ -661,14 +729,15 @@ def worker_main(fd: int, template_bytes: int, address_space: int,
             runs, budget = req
             _serve_many(sock, runs, templates, budget)
             continue
+        tails: dict[str, TailBacking] = {}
         try:
-            report, machine = _serve_one(req, fds, templates)
+            report, machine = _serve_one(req, fds, templates, tails)
         except Exception as e:  # keep serving: one bad request must not take the worker
             report = _failed('killed', f'sandbox worker error: {e!r}')
         finally:
             for f in fds:
                 os.close(f)
-        _reply(sock, report)
+        _reply(sock, report, {k: t.data for k, t in tails.items()})
         # the caller first: a socket's wake-up is a synchronous one (the kernel expects
         # the waker to sleep next), so the caller often waits on this CPU, and a native
         # template's clean-up wakes the template (its fork) and the ended child (its

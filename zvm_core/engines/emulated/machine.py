@@ -473,6 +473,11 @@ class Machine:
         if zeros:
             h.update(f'<{zeros} zero bytes>'.encode())
 
+    def ran_out(self) -> bool:
+        """Whether the last run stopped at its fuel budget, neither ended nor failed:
+        what ``auto``'s trial (``zvm_core.engines.TRIAL_FUEL``) starts over natively."""
+        return self.outcome is None and self.guard.state.stop == zguard.STOP_FUEL
+
     def expire(self) -> None:
         """Called by the watchdog when the run passed its deadline."""
         self.timed_out = True
