@@ -434,6 +434,10 @@ def _info() -> int:
               + _kept_note(name))
     print(f'auto: {engines.choose("auto")}')
     if available['native'] is None:
+        print(f'auto in a pool (object servers, zvm run --repeat): a program of at most '
+              f'{engines.TRIAL_CODE >> 10} KiB of code runs emulated first, then natively '
+              f'from the start if it has not ended within {engines.TRIAL_FUEL >> 10} KiB of '
+              'code')
         from zvm_core.engines.native import cpuid, tsc_unavailable
         reason = tsc_unavailable()
         print(f'native rdtsc: {"answered" if reason is None else "unavailable: " + reason}'

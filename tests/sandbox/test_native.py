@@ -230,6 +230,8 @@ def test_engine_choice_on_the_command_line(guest, zvm):
     info = zvm.cli('info')
     assert info.returncode == 0
     assert b'native: available' in info.stdout and b'auto: native' in info.stdout
+    assert b'auto in a pool (object servers, zvm run --repeat): a program of at most 256 KiB' \
+        in info.stdout
 
 
 def test_rdtsc_runs_natively_from_the_virtual_counter(guest, zvm):
