@@ -82,7 +82,8 @@ struct zg_state {
     int32_t cx_dest_id;        /* the destination register's id, or -1 (memory) */
     uint32_t cx_pad;
     /* the 64-byte lines of [lazy_lo, lazy_lo + lazy_len) with cmpxchg sites not
-     * hooked yet (a byte each; the map goes on a block's size past the end, and
+     * hooked yet (a bit each, to stay in the L1 cache; the map goes on a block's size
+     * past the end, and
      * starts that much before the first such line): a block on one stops the run
      * (ZG_STOP_SITES; its end in lazy_stop_end) until guard.py hooks them */
     const uint8_t *lazy;
@@ -120,7 +121,7 @@ void zg_block(uc_engine *uc, uint64_t addr, uint32_t size, void *ud)
         for (uint64_t i = off >> 6, last = (off + n - 1) >> 6; i <= last; i++) {
             if (i > g->lazy_len >> 6)               /* past the last line with sites */
                 break;
-            if (g->lazy[i]) {
+            if (g->lazy[i >> 3] >> (i & 7) & 1) {
                 g->lazy_stop_end = addr + n;
                 halt(uc, g, ZG_STOP_SITES, addr);
                 return;

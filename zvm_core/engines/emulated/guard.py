@@ -323,9 +323,9 @@ class Guard:
             st.lazy_len = 0
             return
         lo, hi = min(lines) - _BLOCK_LINES, max(lines) + 1
-        self._lazy = (ctypes.c_uint8 * (hi + _BLOCK_LINES - lo))()
+        self._lazy = (ctypes.c_uint8 * ((hi + _BLOCK_LINES - lo + 7) // 8))()
         for line in lines:
-            self._lazy[line - lo] = 1
+            self._lazy[line - lo >> 3] |= 1 << (line - lo & 7)
         st.lazy, st.lazy_lo, st.lazy_len = ctypes.addressof(self._lazy), lo << 6, (hi - lo) << 6
 
     def resume(self, uc) -> int | None:
