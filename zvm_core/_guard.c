@@ -29,8 +29,9 @@
  *                every time).  The hook saves them before it runs and puts
  *                back what the CPU left at the next instruction.  A
  *                program's sites are hooked when zg_block first meets a block
- *                on their 64-byte line: every code hook costs each
- *                instruction unicorn translates a look at it.
+ *                on their 64-byte line (the rest when the machine runs again):
+ *                every code hook costs each instruction unicorn translates a
+ *                look at it.
  *
  * The library is not linked against unicorn: the host passes the few unicorn
  * entry points it needs as function pointers in struct zg_state, whose layout

@@ -89,7 +89,8 @@ def test_forgotten_sites_are_unicorn_s():
 def test_a_program_s_sites_are_hooked_when_their_line_first_runs():
     """``watch(lazy=True)``: no hook until zg_block meets a block on a line with a site;
     then the run stops before that block (not charged), the line's sites are hooked and
-    it goes on there (``resume``).  A site that never runs is never hooked."""
+    it goes on there (``resume``).  A site that never runs is hooked only when the
+    machine runs again (``settle``)."""
     far = BASE + 0x100                              # cmpxchg [rbx], edx: never run
     code = CODE + b'\x90' * (far - BASE - len(CODE)) + bytes.fromhex('0fb113') + b'\x90'
     used = []
@@ -113,3 +114,5 @@ def test_a_program_s_sites_are_hooked_when_their_line_first_runs():
         assert (far in g._cmpxchg) is not lazy and (far >> 6 in g._pending) is lazy
         used.append(g.state.used)
     assert used[0] == used[1] == len(CODE)
+    g.settle(uc)            # run again (a template): the rest hooked, zg_block's look ends
+    assert far in g._cmpxchg and not g._pending and g.state.lazy_len == 0

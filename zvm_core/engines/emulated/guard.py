@@ -342,6 +342,16 @@ class Guard:
         st.stop, st.stop_addr = STOP_NONE, 0
         return at
 
+    def settle(self, uc) -> None:
+        """Hook the cmpxchg sites still waiting for a block on their line, and end
+        zg_block's look at each block for them: what a machine run again (a template)
+        did not reach in its first run it seldom reaches later, while the look costs
+        every block (CPython's warm start-up 6%)."""
+        for sites in self._pending.values():
+            self._hook_cmpxchg(uc, sites, flush=True)
+        self._pending.clear()
+        self._map_pending()
+
     def _hook_cmpxchg(self, uc, sites: dict[int, tuple[int, int]], flush: bool) -> None:
         """One hook for each cmpxchg of ``sites``, from its first start to the instruction
         after it (``flush``: and drop what unicorn translated of them)."""

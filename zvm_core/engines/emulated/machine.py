@@ -337,6 +337,8 @@ class Machine:
         if self.dirty:
             self.reset()
         self.runs += 1
+        if self.runs == 2:      # a template: its cold start is over (Guard.settle)
+            self.guard.settle(self.uc)
         self.dirty = True
         self.outcome: Stop | None = None
         self.fault: str | None = None
