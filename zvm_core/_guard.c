@@ -23,6 +23,15 @@
  *                fcomi/fucomi(p) (which set ZF, PF, CF only, in QEMU), and set
  *                IF and clear IOPL after each popf (which user mode cannot
  *                change; unicorn runs the guest at CPL 0).
+ *  - zg_cmpxchg (UC_HOOK_CODE on each, to the next instruction): a 32-bit cmpxchg as the CPU
+ *                runs it: RAX keeps its upper half when the comparison succeeds,
+ *                a register destination when it fails (QEMU zero-extends both
+ *                every time).  The hook saves them before it runs and puts
+ *                back what the CPU left at the next instruction.  A
+ *                program's sites are hooked when zg_block first meets a block
+ *                on their 64-byte line (the rest when the machine runs again):
+ *                every code hook costs each instruction unicorn translates a
+ *                look at it.
  *
  * The library is not linked against unicorn: the host passes the few unicorn
  * entry points it needs as function pointers in struct zg_state, whose layout
@@ -37,7 +46,8 @@ typedef int (*uc_emu_stop_fn)(uc_engine *);
 typedef int (*uc_reg_read_batch_fn)(uc_engine *, int *, void **, int);
 typedef int (*uc_reg_write_fn)(uc_engine *, int, const void *);
 
-enum { ZG_STOP_NONE = 0, ZG_STOP_BOUNDARY = 1, ZG_STOP_FUEL = 2, ZG_STOP_HOST = 3 };
+enum { ZG_STOP_NONE = 0, ZG_STOP_BOUNDARY = 1, ZG_STOP_FUEL = 2, ZG_STOP_HOST = 3,
+       ZG_STOP_SITES = 4 };
 
 /* Register slots in zg_state.reg_ids; syscall arguments come first, then what the
  * syscall instruction itself reads. */
@@ -67,6 +77,18 @@ struct zg_state {
     uint32_t cpuid_count;
     uint32_t pad;
     struct zg_cpuid_entry cpuid[ZG_CPUID_MAX];
+    /* the 32-bit cmpxchg that started and has not reached its next instruction */
+    uint64_t cx_next;          /* that instruction's address; 0: none */
+    uint64_t cx_rax, cx_dest;  /* RAX and the destination register before it */
+    int32_t cx_dest_id;        /* the destination register's id, or -1 (memory) */
+    uint32_t cx_pad;
+    /* the 64-byte lines of [lazy_lo, lazy_lo + lazy_len) with cmpxchg sites not
+     * hooked yet (a bit each, to stay in the L1 cache; the map goes on a block's size
+     * past the end, and
+     * starts that much before the first such line): a block on one stops the run
+     * (ZG_STOP_SITES; its end in lazy_stop_end) until guard.py hooks them */
+    const uint8_t *lazy;
+    uint64_t lazy_lo, lazy_len, lazy_stop_end;
 };
 
 static inline int is_start(const struct zg_state *g, uint64_t a)
@@ -93,6 +115,19 @@ void zg_block(uc_engine *uc, uint64_t addr, uint32_t size, void *ud)
     /* fuel is code bytes, not instructions: counting instructions per block
      * costs more than the rest of the guard together (bench/sandbox.py) */
     uint64_t n = size ? size : 1;
+    /* a block on a line with sites not hooked yet runs once they are (translated
+     * again); one compare outside the lines' range (all of it without such sites) */
+    uint64_t off = addr - g->lazy_lo;
+    if (off < g->lazy_len)
+        for (uint64_t i = off >> 6, last = (off + n - 1) >> 6; i <= last; i++) {
+            if (i > g->lazy_len >> 6)               /* past the last line with sites */
+                break;
+            if (g->lazy[i >> 3] >> (i & 7) & 1) {
+                g->lazy_stop_end = addr + n;
+                halt(uc, g, ZG_STOP_SITES, addr);
+                return;
+            }
+        }
     g->used += n;
     g->fuel -= (int64_t)n;
     if (g->fuel < 0)
@@ -315,6 +350,43 @@ void zg_flags(uc_engine *uc, uint64_t addr, uint32_t size, void *ud)
 
 size_t zg_flags_size(void) { return sizeof(struct zg_flags); }
 
+/* One 32-bit cmpxchg, hooked from its (first) start to the instruction after it: the
+ * only instruction starts in that range are its own (after prefixes, or not) and that
+ * one.  Any hook there may run first: each puts back what the cmpxchg before left. */
+struct zg_cmpxchg {
+    struct zg_state *g;
+    uint64_t next;             /* the next instruction's address */
+    int32_t dest;              /* the destination register's id, or -1 (memory) */
+    uint32_t pad;
+};
+
+void zg_cmpxchg(uc_engine *uc, uint64_t addr, uint32_t size, void *ud)
+{
+    struct zg_cmpxchg *c = ud;
+    struct zg_state *g = c->g;
+    (void)size;
+    if (g->cx_next == addr) {      /* the cmpxchg before ran: what it left is the CPU's? */
+        uint64_t flags = 0;
+        int id = g->reg_ids[R_EFLAGS];
+        void *ptr = &flags;
+        g->reg_read_batch(uc, &id, &ptr, 1);
+        if (flags & 0x40)                       /* ZF: equal, the accumulator unwritten */
+            g->reg_write(uc, g->reg_ids[R_RAX], &g->cx_rax);
+        else if (g->cx_dest_id >= 0)            /* not: the register destination is */
+            g->reg_write(uc, g->cx_dest_id, &g->cx_dest);
+        g->cx_next = 0;
+    }
+    if (addr != c->next) {         /* this one is about to run */
+        int ids[2] = {g->reg_ids[R_RAX], c->dest};
+        void *ptrs[2] = {&g->cx_rax, &g->cx_dest};
+        g->reg_read_batch(uc, ids, ptrs, c->dest >= 0 ? 2 : 1);
+        g->cx_dest_id = c->dest;
+        g->cx_next = c->next;
+    }
+}
+
+size_t zg_cmpxchg_size(void) { return sizeof(struct zg_cmpxchg); }
+
 /* Lets guard.py check that its ctypes mirror has the same layout. */
 size_t zg_state_size(void) { return sizeof(struct zg_state); }
 
@@ -369,7 +441,7 @@ static PyObject *py_arm(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     if (PyErr_Occurred())
         return NULL;
     g->fuel = fuel;
-    g->used = g->stop_addr = g->syscalls = 0;
+    g->used = g->stop_addr = g->syscalls = g->cx_next = 0;
     g->stop = ZG_STOP_NONE;
     Py_RETURN_NONE;
 }

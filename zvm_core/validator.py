@@ -273,7 +273,7 @@ _CHECKED: dict[str, str] = {
                      'jcxz jecxz jrcxz loop loope loopne').split(), _DIRECT),
     **dict.fromkeys(ABSENT, _ABSENT), 'xbegin': _XBEGIN,     # xbegin's target is checked too
     'jmp': _NEAR_OR_FAR, 'call': _NEAR_OR_FAR, 'mov': _MOV, 'pop': _POP, 'ret': _RET,
-    **dict.fromkeys(('lahf sahf test cmpps cmppd cmpss cmpsd movhlps movlhps cmpxchg pcmpestri '
+    **dict.fromkeys(('lahf sahf test cmpps cmppd cmpss cmpsd movhlps movlhps pcmpestri '
                      'pcmpestrm '
                      + ' '.join(_SSSE3_MMX)).split(), _QUIRK),
 }
@@ -748,12 +748,6 @@ def _quirk(raw: bytes, mnem: str, ops: str) -> str | None:
         if 0x66 in prefixes:
             return ('operand-size prefix: the CPU faults (movlpd/movhpd need a memory '
                     'operand), unicorn runs it as ' + m)
-        return None
-    if m == 'cmpxchg':
-        dst = ops.partition(',')[0]
-        if dst[:1] == 'e' or dst[:1] == 'r' and dst[-1:] == 'd':
-            return ('32-bit register destination: the CPU leaves its upper half when the '
-                    'comparison fails, unicorn zeroes it')
         return None
     if m in ('pcmpestri', 'pcmpestrm'):
         return ('REX.W (64-bit lengths): unicorn takes the absolute value of -2**63 wrong'

@@ -77,7 +77,7 @@ CASES: dict[str, list[tuple[tuple[str, ...], bytes]]] = {
     'writesizes': [(('300000', '5', '700000'), b'')],
     'stacktop': [((), b''), (('x' * 15, 'y'), b'')],
     'hostile8': [((what,), b'abcdefgh') for what in ('threads', 'fds', 'vectors', 'memory')],
-    'hostile20': [((), b'')], 'sysflags': [((), b'')],
+    'hostile20': [((), b'')], 'sysflags': [((), b'')], 'cmpxchg': [((), b'')],
     'reprotect': [((how,), b'') for how in ('fixed', 'reuse', 'read', 'reserve')],
     'protsnap': [((how,), b'') for how in ('calls', 'store', 'held', 'data', 'unmapped')],
 }

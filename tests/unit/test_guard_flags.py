@@ -33,20 +33,25 @@ def _bitmap(code: bytes) -> ctypes.Array:
     return bitmap
 
 
+def run_guarded(uc: Uc, code: bytes, forget: bool = False) -> None:
+    """Run ``code`` at BASE to its end, its sites hooked by the guard (or forgotten)."""
+    uc.mem_map(BASE, 0x1000)
+    uc.mem_write(BASE, code)
+    bitmap = _bitmap(code)
+    g = guard.Guard(uc, ctypes.addressof(bitmap), BASE + 0x1000, lambda: 0)
+    g.watch(uc, BASE, code, bitmap)
+    if forget:
+        g.forget(uc, BASE, BASE + len(code))
+    g.arm(1 << 20)
+    uc.emu_start(BASE, BASE + len(code))
+
+
 def _run(forget: bool = False) -> tuple[int, int]:
     uc = Uc(UC_ARCH_X86, UC_MODE_64)
-    uc.mem_map(BASE, 0x1000)
-    uc.mem_write(BASE, CODE)
     uc.mem_map(STACK, 0x1000)
     uc.reg_write(UC_X86_REG_RSP, STACK + 0x800)
     uc.reg_write(UC_X86_REG_EFLAGS, 0x202)
-    bitmap = _bitmap(CODE)
-    g = guard.Guard(uc, ctypes.addressof(bitmap), BASE + 0x1000, lambda: 0)
-    g.watch(uc, BASE, CODE, bitmap)
-    if forget:
-        g.forget(uc, BASE, BASE + len(CODE))
-    g.arm(1 << 20)
-    uc.emu_start(BASE, BASE + len(CODE))
+    run_guarded(uc, CODE, forget)
     return uc.reg_read(UC_X86_REG_RCX), uc.reg_read(UC_X86_REG_RDX)
 
 

@@ -8,9 +8,10 @@ It also answers ``syscall`` (by calling back into Python with the arguments
 already read), ``cpuid`` (from ``zvm_core.cpu.CPUID_TABLE``) and ``rdtsc``/``rdtscp``
 (a virtual counter: fuel used so far).  The x87 instructions that unicorn
 computes through host doubles run on the host FPU instead (:data:`X87_HOST`),
-and rflags are set as the CPU leaves them around the instructions where unicorn
-does not (:data:`FLAG_FIXES`: popf, fcomi), each hooked at the addresses where
-the validated code has one.
+rflags are set as the CPU leaves them around the instructions where unicorn
+does not (:data:`FLAG_FIXES`: popf, fcomi), and a 32-bit ``cmpxchg`` leaves RAX
+and its register destination as the CPU does (:func:`cmpxchg_sites`), each hooked
+at the addresses where the validated code has one.
 """
 
 from __future__ import annotations
@@ -35,20 +36,26 @@ from unicorn.x86_const import (
     UC_X86_REG_R9,
     UC_X86_REG_R10,
     UC_X86_REG_R11,
+    UC_X86_REG_R12,
+    UC_X86_REG_R13,
+    UC_X86_REG_R14,
+    UC_X86_REG_R15,
     UC_X86_REG_RAX,
+    UC_X86_REG_RBP,
     UC_X86_REG_RBX,
     UC_X86_REG_RCX,
     UC_X86_REG_RDI,
     UC_X86_REG_RDX,
     UC_X86_REG_RIP,
     UC_X86_REG_RSI,
+    UC_X86_REG_RSP,
 )
 
 from zvm_core import _guard
 from zvm_core.cpu import CPUID_TABLE
 from zvm_core.validator import _PREFIXES  # legacy prefixes and REX
 
-STOP_NONE, STOP_BOUNDARY, STOP_FUEL, STOP_HOST = range(4)
+STOP_NONE, STOP_BOUNDARY, STOP_FUEL, STOP_HOST, STOP_SITES = range(5)
 
 _ARG_REGS = (UC_X86_REG_RAX, UC_X86_REG_RDI, UC_X86_REG_RSI, UC_X86_REG_RDX,
              UC_X86_REG_R10, UC_X86_REG_R8, UC_X86_REG_R9, UC_X86_REG_RIP, UC_X86_REG_EFLAGS,
@@ -92,6 +99,15 @@ class GuardState(ctypes.Structure):
         ('cpuid_count', ctypes.c_uint32),
         ('pad', ctypes.c_uint32),
         ('cpuid', CpuidEntry * 32),
+        ('cx_next', ctypes.c_uint64),
+        ('cx_rax', ctypes.c_uint64),
+        ('cx_dest', ctypes.c_uint64),
+        ('cx_dest_id', ctypes.c_int32),
+        ('cx_pad', ctypes.c_uint32),
+        ('lazy', ctypes.c_void_p),
+        ('lazy_lo', ctypes.c_uint64),
+        ('lazy_len', ctypes.c_uint64),
+        ('lazy_stop_end', ctypes.c_uint64),
     ]
 
 
@@ -117,15 +133,16 @@ FLAG_FIXES = {
 def _sites(pattern: re.Pattern, base: int, code: bytes, bitmap) -> dict[int, re.Match]:
     """{address: match} of each validated instruction in ``code`` (at ``base``) whose
     opcode ``pattern`` matches, prefixes included (a byte that merely looks like one
-    inside another instruction is not a validated start)."""
+    inside another instruction is not a validated start).  An instruction may have
+    more than one start: a branch past its prefixes (glibc's ``je 1f; lock; 1:
+    cmpxchg``) is one too, and unicorn calls a code hook only at the one it runs from."""
     sites = {}
     for m in pattern.finditer(code):
         i = m.start()
-        while True:                     # back over prefixes to the instruction's start
+        while True:                     # back over prefixes to each of its starts
             a = base + i
             if bitmap[a // 8] >> (a % 8) & 1:
                 sites[a] = m
-                break
             if i == 0 or code[i - 1] not in _PREFIXES or m.start() - i >= 14:
                 break
             i -= 1
@@ -146,6 +163,51 @@ def flag_sites(base: int, code: bytes, bitmap) -> dict[int, tuple[str, int]]:
             for a, m in _sites(pattern, base, code, bitmap).items()}
 
 
+# cmpxchg r/m, r (0F B1): 32-bit without 66 or REX.W.  The CPU writes EAX (zero-extending
+# RAX) only when the comparison fails and a register destination only when it succeeds;
+# QEMU writes both every time.  A destination of EAX is always equal: nothing to fix.
+_CMPXCHG = re.compile(b'\\x0f\\xb1')
+_BLOCK_LINES = (4096 + 64) // 64      # 64-byte lines a translated block can span
+_GPRS = (UC_X86_REG_RAX, UC_X86_REG_RCX, UC_X86_REG_RDX, UC_X86_REG_RBX, UC_X86_REG_RSP,
+         UC_X86_REG_RBP, UC_X86_REG_RSI, UC_X86_REG_RDI, UC_X86_REG_R8, UC_X86_REG_R9,
+         UC_X86_REG_R10, UC_X86_REG_R11, UC_X86_REG_R12, UC_X86_REG_R13, UC_X86_REG_R14,
+         UC_X86_REG_R15)
+
+
+def cmpxchg_sites(base: int, code: bytes, bitmap) -> dict[int, tuple[int, int]]:
+    """{address: (the next instruction's address, the destination register's unicorn
+    id or -1 for memory)} of each validated 32-bit ``cmpxchg`` in ``code`` (at
+    ``base``) whose result unicorn leaves otherwise than the CPU."""
+    found = {}
+    for a, m in _sites(_CMPXCHG, base, code, bitmap).items():
+        prefixes, j = code[a - base:m.start()], m.end()
+        rex = prefixes[-1] if prefixes and prefixes[-1] & 0xF0 == 0x40 else 0
+        if rex & 8 or 0x66 in prefixes or j >= len(code):
+            continue                    # 64- or 16-bit (or cut off: never validated)
+        modrm = code[j]
+        mod, rm = modrm >> 6, modrm & 7
+        if mod == 3:
+            dest = _GPRS[rm | (rex & 1) << 3]
+            if dest != UC_X86_REG_RAX:
+                found[a] = base + j + 1, dest
+            continue
+        sib = code[j + 1] if rm == 4 and j + 1 < len(code) else None
+        size = 1 + (sib is not None)    # ModRM, SIB, then the displacement:
+        if mod == 1:
+            size += 1
+        elif mod == 2 or rm == 5 or sib is not None and sib & 7 == 5:
+            size += 4                   # rip-relative, or a SIB without a base
+        found[a] = base + j + size, -1
+    return found
+
+
+class CmpxchgSite(ctypes.Structure):
+    """Mirror of ``struct zg_cmpxchg``."""
+
+    _fields_ = [('state', ctypes.c_void_p), ('next', ctypes.c_uint64),
+                ('dest', ctypes.c_int32), ('pad', ctypes.c_uint32)]
+
+
 class X87Site(ctypes.Structure):
     """Mirror of ``struct zg_x87``."""
 
@@ -162,10 +224,11 @@ class FlagFix(ctypes.Structure):
 
 _lib = ctypes.CDLL(_guard.__file__)
 _lib.zg_state_size.restype = _lib.zg_x87_size.restype = ctypes.c_size_t
-_lib.zg_flags_size.restype = ctypes.c_size_t
+_lib.zg_flags_size.restype = _lib.zg_cmpxchg_size.restype = ctypes.c_size_t
 if _lib.zg_state_size() != ctypes.sizeof(GuardState) or \
         _lib.zg_x87_size() != ctypes.sizeof(X87Site) or \
-        _lib.zg_flags_size() != ctypes.sizeof(FlagFix):
+        _lib.zg_flags_size() != ctypes.sizeof(FlagFix) or \
+        _lib.zg_cmpxchg_size() != ctypes.sizeof(CmpxchgSite):
     raise ImportError('zvm_core._guard does not match zvm_core.engines.emulated.guard; '
                       'rebuild the package')
 
@@ -218,14 +281,24 @@ class Guard:
         self.args = st.args
         self._x87: dict[int, tuple[X87Site, int]] = {}      # site (C holds it), hook
         self._sites: dict[int, tuple[None, int]] = {}       # rflags fixes' hooks
+        self._cmpxchg: dict[int, tuple[CmpxchgSite, int]] = {}     # (C holds it), hook
+        # 64-byte line -> its cmpxchg sites not hooked yet, and their map (st.lazy)
+        self._pending: dict[int, dict[int, tuple[int, int]]] = {}
+        self._lazy = (ctypes.c_uint8 * 0)()
         self._fixes = {kind: FlagFix(ctypes.addressof(st), UC_X86_REG_EFLAGS, 0, clear, set_)
                        for kind, (_, _, clear, set_) in FLAG_FIXES.items()}   # C holds them
         for htype, name, insn in _HOOKS:
             _hook(uc, htype, name, ctypes.addressof(st), 1, 0, insn)
 
-    def watch(self, uc, base: int, code: bytes, bitmap) -> None:
+    def watch(self, uc, base: int, code: bytes, bitmap, lazy: bool = False) -> None:
         """Hook the instructions of validated ``code`` (at ``base``) that unicorn runs
-        otherwise than the CPU (:func:`flag_sites`, :func:`x87_sites`)."""
+        otherwise than the CPU (:func:`flag_sites`, :func:`x87_sites`,
+        :func:`cmpxchg_sites`: hooked to the instruction after each).
+
+        ``lazy``: the cmpxchg sites of a line when a block there first runs
+        (:meth:`resume`).  Each code hook costs every instruction unicorn
+        translates a look at it (CPython has ~260 sites: its cold start took
+        twice as long with all hooked), and most sites never run."""
         for addr, (kind, at) in flag_sites(base, code, bitmap).items():
             if addr not in self._sites:
                 self._sites[addr] = None, self._add(uc, 'zg_flags', self._fixes[kind], at)
@@ -233,6 +306,66 @@ class Guard:
             if addr not in self._x87:
                 site = X87Site(ctypes.addressof(self.state), tuple(_X87_REGS), op)
                 self._x87[addr] = site, self._add(uc, 'zg_x87', site, addr)
+        sites = cmpxchg_sites(base, code, bitmap)
+        if not lazy:
+            self._hook_cmpxchg(uc, sites, flush=False)
+            return
+        for addr, site in sites.items():
+            self._pending.setdefault(addr >> 6, {})[addr] = site
+        self._map_pending()
+
+    def _map_pending(self) -> None:
+        """zg_block's map of the lines of :attr:`_pending`, with a block's size of lines
+        (QEMU's are under a page and an instruction) either side: a block starting
+        before those lines is checked in one compare, its lines without a bound."""
+        st, lines = self.state, self._pending
+        if not lines:
+            st.lazy_len = 0
+            return
+        lo, hi = min(lines) - _BLOCK_LINES, max(lines) + 1
+        self._lazy = (ctypes.c_uint8 * ((hi + _BLOCK_LINES - lo + 7) // 8))()
+        for line in lines:
+            self._lazy[line - lo >> 3] |= 1 << (line - lo & 7)
+        st.lazy, st.lazy_lo, st.lazy_len = ctypes.addressof(self._lazy), lo << 6, (hi - lo) << 6
+
+    def resume(self, uc) -> int | None:
+        """Where the run goes on after zg_block stopped it at a block on a line with
+        cmpxchg sites not hooked yet (now hooked, the code there to be translated
+        again), or None if it did not."""
+        st = self.state
+        if st.stop != STOP_SITES:
+            return None
+        at = st.stop_addr
+        for line in range(at >> 6, (st.lazy_stop_end - 1 >> 6) + 1):
+            self._hook_cmpxchg(uc, self._pending.pop(line, {}), flush=True)
+        self._map_pending()
+        st.stop, st.stop_addr = STOP_NONE, 0
+        return at
+
+    def settle(self, uc) -> None:
+        """Hook the cmpxchg sites still waiting for a block on their line, and end
+        zg_block's look at each block for them: what a machine run again (a template)
+        did not reach in its first run it seldom reaches later, while the look costs
+        every block (CPython's warm start-up 6%)."""
+        for sites in self._pending.values():
+            self._hook_cmpxchg(uc, sites, flush=True)
+        self._pending.clear()
+        self._map_pending()
+
+    def _hook_cmpxchg(self, uc, sites: dict[int, tuple[int, int]], flush: bool) -> None:
+        """One hook for each cmpxchg of ``sites``, from its first start to the instruction
+        after it (``flush``: and drop what unicorn translated of them)."""
+        first: dict[int, tuple[int, int]] = {}
+        for addr, (after, dest) in sorted(sites.items(), reverse=True):
+            first[after] = addr, dest
+        for after, (addr, dest) in first.items():
+            if addr in self._cmpxchg:
+                continue
+            site = CmpxchgSite(ctypes.addressof(self.state), after, dest, 0)
+            self._cmpxchg[addr] = site, _hook(uc, UC_HOOK_CODE, 'zg_cmpxchg',
+                                              ctypes.addressof(site), addr, after)
+            if flush:
+                uc.ctl_remove_cache(addr, after + 1)
 
     @staticmethod
     def _add(uc, name: str, ud: ctypes.Structure, addr: int) -> int:
@@ -240,7 +373,7 @@ class Guard:
 
     def forget(self, uc, start: int, end: int) -> None:
         """Drop the hooks of the instructions in [start, end) (code that was taken back)."""
-        for sites in (self._sites, self._x87):
+        for sites in (self._sites, self._x87, self._cmpxchg):
             for addr in [a for a in sites if start <= a < end]:
                 err = _uclib.uc_hook_del(uc._uch, ctypes.c_size_t(sites.pop(addr)[1]))
                 if err:

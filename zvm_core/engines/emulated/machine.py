@@ -172,7 +172,7 @@ class Machine:
         self.guard = zguard.Guard(self.uc, bitmap_addr, limit, self._on_syscall)
         for seg in program.segments:
             if seg.flags & PF_X:
-                self.guard.watch(self.uc, seg.vaddr, seg.data, self._bitmap)
+                self.guard.watch(self.uc, seg.vaddr, seg.data, self._bitmap, lazy=True)
         self.jail = jail.Jail(self.uc, self.mem, self.arena, self._bitmap, policy, self.guard)
         self.args = self.guard.args
         self.uc.hook_add(UC_HOOK_MEM_INVALID, _weak(self._on_mem_invalid))
@@ -337,6 +337,8 @@ class Machine:
         if self.dirty:
             self.reset()
         self.runs += 1
+        if self.runs == 2:      # a template: its cold start is over (Guard.settle)
+            self.guard.settle(self.uc)
         self.dirty = True
         self.outcome: Stop | None = None
         self.fault: str | None = None
@@ -370,8 +372,9 @@ class Machine:
         WATCHDOG.arm(self)
         try:
             begin = self._begin((list(argv), dict(env), seed, epoch), probe)
-            if begin is not None:
+            while begin is not None and not self.timed_out:
                 self.uc.emu_start(begin, 0)
+                begin = self.guard.resume(self.uc)      # where it hooked code about to run
         except UcError as e:
             error = e
         finally:
