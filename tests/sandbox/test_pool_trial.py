@@ -184,3 +184,31 @@ def test_a_large_program_is_not_tried(pool, sysimages) -> None:
     report, out, _ = _run(pool, lua, ['lua', '-e', 'print(6 * 7)'])
     assert (report.status, report.engine, report.engine_reason) == ('ok', 'native', '')
     assert out == b'42\n'
+
+
+def test_a_watched_node_is_not_tried(guest, pool) -> None:
+    """A node whose caller reads its outputs as they grow (a streamed node): a start
+    over would show, so it runs natively at once."""
+    stdout, stderr = _files(2)
+    with stdout, stderr:
+        result = pool.run_result(str(guest('startover')),
+                                 [ChannelSpec('/dev/stdout', stdout.fileno(), WRITE),
+                                  ChannelSpec('/dev/stderr', -1, WRITE, tail=64)],
+                                 argv=['startover', '10'], engine='auto', watched=True)
+        assert _read(stdout) == b'begin\nend 10\n'
+    assert (result.report.status, result.report.engine) == ('ok', 'native')
+    assert result.tails == {'/dev/stderr': b'counting\n'}
+
+
+def test_a_node_alone_keeps_its_tail_and_is_tried(guest, pool) -> None:
+    """``Pool.run_result``: a run's ``tail`` channel kept by the worker (an object
+    server's node alone: no pipe), and the run tried as a batch's node is."""
+    stdout, stderr = _files(2)
+    with stdout, stderr:
+        result = pool.run_result(str(guest('startover')),
+                                 [ChannelSpec('/dev/stdout', stdout.fileno(), WRITE),
+                                  ChannelSpec('/dev/stderr', -1, WRITE, tail=64)],
+                                 argv=['startover', str(LONG)], engine='auto')
+        assert _read(stdout) == b'begin\nend %d\n' % LONG
+    assert (result.report.status, result.report.engine) == ('ok', 'native')
+    assert result.tails == {'/dev/stderr': b'counting\n'}

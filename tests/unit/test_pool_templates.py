@@ -458,3 +458,54 @@ def test_a_node_auto_tries_first_asks_for_no_children_ahead(monkeypatch) -> None
     assert worker._template_key(node('native'), templates, {}) == native
     assert worker._template_key(node('auto', program='big'), templates, {}) == (
         'native', 'big', *native[2:])
+
+
+@pytest.mark.parametrize('failure', [MemoryError, OSError, 'rejected'])
+def test_a_trial_that_cannot_start_runs_natively(monkeypatch, failure) -> None:
+    """The trial's machine lives in the worker (its address space, its memory): where
+    it cannot be made, or its program is refused emulated, the node runs natively
+    (which says for itself what is wrong), not a failure of the trial's."""
+    from zvm_core.pool import _plan
+    from zvm_core.prepare import Rejected
+    templates, made = _templates(monkeypatch, budget=1 << 30)
+    monkeypatch.setattr(worker, '_CHOSEN', {('auto', False): ('native', '', True, float('inf'))})
+    monkeypatch.setattr(worker.engines, 'tried', lambda program: True)
+    monkeypatch.setattr(Templates, 'prepared', lambda self, path, engine, rdtsc, file=None,
+                        deadline=None, account='': _Prepared(path))
+
+    def get(*args, **kwargs):
+        if failure == 'rejected':
+            raise Rejected(worker.Report('refused', None, 'refused emulated'))
+        raise failure('no room for the machine')
+    monkeypatch.setattr(Templates, 'get', get)
+    ran: list = []
+    monkeypatch.setattr(_Template, 'run', lambda self, *args, **kwargs: ran.append(args) or
+                        worker.Report('ok', 0), raising=False)
+    monkeypatch.setattr(worker, 'explained', lambda report, program, verdict: report)
+    shape = {'program': 'p', 'engine': 'auto', 'rdtsc': 'virtualize', 'channels': [],
+             'limits': {'memory': 64 * MIB}, 'argv': ['p'], 'env': {}, 'seed': 0, 'epoch': 0}
+    report, machine = worker._serve_one({**shape, 'plan': _plan(shape)}, [], templates, {})
+    assert (report.status, len(ran), machine) == ('ok', 1, made['p'])
+
+
+def test_a_watched_run_is_not_tried(monkeypatch) -> None:
+    """A run whose written files its caller reads as they grow (a streamed node) is
+    not tried: a start over would show; its template is asked children ahead."""
+    from zvm_core.pool import _plan
+    templates, _made = _templates(monkeypatch, budget=1 << 30)
+    monkeypatch.setattr(worker, '_CHOSEN', {('auto', False): ('native', '', True, float('inf'))})
+    monkeypatch.setattr(worker.engines, 'tried', lambda program: True)
+    monkeypatch.setattr(Templates, 'prepared', lambda self, path, engine, rdtsc, file=None,
+                        deadline=None, account='': _Prepared(path))
+    shape = {'program': 'p', 'engine': 'auto', 'rdtsc': 'virtualize', 'channels': [],
+             'limits': {'memory': 64 * MIB}, 'watched': True}
+    assert worker._template_key({**shape, 'plan': _plan(shape)}, templates, {}) == (
+        'native', 'p', 64 * MIB, 'virtualize', False)
+    monkeypatch.setattr(Templates, 'get', lambda *args, **kwargs: pytest.fail('tried'))
+    ran: list = []
+    monkeypatch.setattr(_Template, 'run', lambda self, *args, **kwargs: ran.append(args) or
+                        worker.Report('ok', 0), raising=False)
+    monkeypatch.setattr(worker, 'explained', lambda report, program, verdict: report)
+    req = {**shape, 'argv': ['p'], 'env': {}, 'seed': 0, 'epoch': 0}
+    report, _ = worker._serve_one({**req, 'plan': _plan(req)}, [], templates, {})
+    assert (report.status, len(ran)) == ('ok', 1)

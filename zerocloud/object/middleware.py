@@ -655,15 +655,17 @@ class NodeRun:
         return asked
 
     def pool_run(self, spec: wire.NodeSpec, files: dict[str, str], channels: list[ChannelSpec],
-                  outputs: list[tuple[str, str]], started=None) -> wire.NodeReport:
+                  outputs: list[tuple[str, str]], started=None,
+                  watched: bool = False) -> wire.NodeReport:
         """The node's report, with the end of its stderr (what the worker kept of an
-        undeclared one, or the end of the declared one's file in ``outputs``)."""
+        undeclared one, or the end of the declared one's file in ``outputs``);
+        ``watched``: its outputs are sent on as they grow (``Pool.run_result``)."""
         engine = self.engine(spec)
         try:
             result = self.owner.pool.run_result(
                 self.program(spec, files), channels, argv=spec.argv, env=spec.env,
                 limits=self.limits(spec), seed=spec.seed, epoch=spec.epoch, started=started,
-                engine=engine, account=self.account)
+                engine=engine, account=self.account, watched=watched)
         except PoolBusy as e:
             raise pool_refused(e, self.logger) from None
         stderr = result.tails.get('/dev/stderr')
@@ -750,7 +752,7 @@ class _Streamed:
     def _run(self, channels: list[ChannelSpec], started: Event) -> wire.NodeReport:
         try:
             return self.owner.pool_run(self.spec, self.files, channels, self.outputs,
-                                        started=lambda: started.send(True))
+                                        started=lambda: started.send(True), watched=True)
         finally:
             if not started.ready():
                 started.send(False)

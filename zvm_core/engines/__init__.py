@@ -12,8 +12,9 @@ first runs a node of a small program (:func:`tried`) emulated for
 :data:`TRIAL_FUEL` bytes of code: most nodes of a job over many small objects
 end by then, for less than a process costs to start; one that does not starts
 over natively, from the beginning, which its channels allow
-(``zvm_core.pool.worker``).  The engines give the same bytes, and whether a
-run ends within its trial is itself deterministic.
+(``zvm_core.pool.worker``).  Whether a run ends within its trial is
+deterministic (fuel); what differs between the engines by design (the virtual
+clock, ``rdtsc``) follows the one it ended on.
 """
 
 from __future__ import annotations

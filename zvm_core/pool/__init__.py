@@ -364,7 +364,8 @@ def _run_result(message: memoryview) -> RunResult:
 
 
 def _shape(program: str, channels: list[ChannelSpec], limits, rdtsc: str,
-           notify: Mapping[int, int], engine: str | None, account: str = '') -> dict:
+           notify: Mapping[int, int], engine: str | None, account: str = '',
+           watched: bool = False) -> dict:
     """What the request for a run says but its argv, environment, seed and epoch:
     what a batch's nodes share (a wildcard's nodes' ``argv[0]`` is each one's name).
     A channel's ``fd`` indexes the run's descriptors (a
@@ -380,6 +381,8 @@ def _shape(program: str, channels: list[ChannelSpec], limits, rdtsc: str,
              'rdtsc': rdtsc, 'engine': engine, 'channels': fields}
     if account:
         shape['account'] = account
+    if watched:
+        shape['watched'] = True
     return shape
 
 
@@ -509,6 +512,9 @@ class Run:
     seed: int = 0
     epoch: int = 0
     engine: str | None = None
+    # the caller reads the run's written files while it runs (a streamed node): no
+    # ``auto`` trial, whose start over it would see (``zvm_core.engines.TRIAL_FUEL``)
+    watched: bool = False
     # the caller's promise that runs of the same ``layout`` (an ``object()`` of its own:
     # compared by identity) have channels that differ in their descriptors alone: their
     # shape's key holds that object, not their channels' fields read one by one (a
@@ -604,7 +610,7 @@ class _Shapes:
                                  c.quota.gets, c.quota.get_size, c.quota.puts, c.quota.put_size)
                                 for c in run.channels])
             key = (program, limits.memory, limits.fuel, limits.timeout,
-                   run.engine, rdtsc, notified, layout, account)
+                   run.engine, run.watched, rdtsc, notified, layout, account)
             env = run.env if type(run.env) is dict else dict(run.env or {})
             number = self.numbers.get(key)
             if number is not None:
@@ -616,7 +622,7 @@ class _Shapes:
             self.keys[number], self.numbers[key] = key, number
             entries.append([number, list(run.argv), env, run.seed, run.epoch,
                             _shape(program, run.channels, run.limits, rdtsc, notify,
-                                   run.engine, account)])
+                                   run.engine, account, run.watched)])
         return [kind, _dumps([budget, entries] if kind == b'M' else entries).encode()]
 
 
@@ -757,14 +763,15 @@ class Pool:
                    argv: list[str], env: Mapping[str, str] | None = None, limits=None,
                    seed: int = 0, epoch: int = 0, rdtsc: str = 'virtualize',
                    started: Callable[[], None] | None = None, engine: str | None = None,
-                   account: str = '') -> RunResult:
+                   account: str = '', watched: bool = False) -> RunResult:
         """Run ``program`` (a host path) in a warm worker: its report and what its
         ``tail`` channels kept; :class:`PoolBusy` when full.
 
         ``started`` is called once a worker has taken the request (it may have
         waited in the queue until then, in turn with other accounts' requests).
         ``engine`` (``zvm_core.engines``) is chosen in the worker; a native run is a
-        child of the program's template there.
+        child of the program's template there.  ``watched``: the caller reads the
+        written files while the run goes on (:attr:`Run.watched`).
         """
         limits = limits or _DEFAULT_LIMITS
         channels = list(channels)
@@ -783,7 +790,7 @@ class Pool:
                       if c.notify is not None}
         if len(fds) > MAX_FDS:
             raise ValueError(f'{len(fds)} descriptors for one run: at most {MAX_FDS}')
-        run = Run(program, channels, argv, env, limits, seed, epoch, engine)
+        run = Run(program, channels, argv, env, limits, seed, epoch, engine, watched)
         got = self._admit(lambda shapes: shapes.request(b'R', [run], rdtsc, notify,
                                                         account=account), fds,
                           limits.timeout + KILL_GRACE, started, _run_result, account)

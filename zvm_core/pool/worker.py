@@ -373,11 +373,17 @@ def _serve_one(req: dict, fds: list[int], templates: Templates,
         except Rejected as e:
             return e.report, None
         if prepared.engine == 'native':     # a child of the program's template per run
-            points = _start_points(channels) if trial and engines.tried(prepared.program) else None
+            points = (_start_points(channels) if trial and not req.get('watched')
+                      and engines.tried(prepared.program) else None)
+            machine = None
             if points is not None:
-                report, machine = _emulated(run, channels, engines.TRIAL_REASON,
-                                            engines.TRIAL_FUEL, file)
-                if machine is None or not machine.ran_out():
+                try:        # (its machine in this process: what native would not need)
+                    report, machine = _emulated(run, channels, engines.TRIAL_REASON,
+                                                engines.TRIAL_FUEL, file)
+                except (MemoryError, OSError):
+                    pass
+            if machine is not None:     # else the trial could not start: natively
+                if not machine.ran_out():
                     return report, machine
                 machine.reset()
                 templates.settle(machine)
@@ -520,6 +526,7 @@ def _template_key(req: dict, templates: Templates, ready: dict) -> tuple | None:
         engine, _reason, trial, _until = _chosen(req, limits)
         if engine != 'native':
             return None
+        trial = trial and not req.get('watched')
         file, prepared = _prepared(req, templates, ready, _fastcall.coarse() + limits.timeout)
     except Exception:       # noqa: BLE001 -- its run meets it again, and reports it
         return None
