@@ -1083,7 +1083,7 @@ def test_warm_native_rdtsc_is_answered_in_template_children(guest, zvm, tmp_path
         for args in ((), ('handler',), ()):
             with open(tmp_path / 'out', 'wb') as out:
                 report = pool.run(str(prog), [ChannelSpec('/dev/stdout', out.fileno(), WRITE)],
-                                  argv=['rdtsc', *args], engine='auto')
+                                  argv=['rdtsc', *args], engine='native')
             assert report.status == 'ok' and report.engine == 'native', report
             outputs.append((tmp_path / 'out').read_bytes())
     fresh = [zvm.run(prog, *args, opts=NATIVE).stdout for args in ((), ('handler',))]

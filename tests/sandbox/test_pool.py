@@ -635,7 +635,7 @@ def test_a_worker_runs_any_number_of_native_programs(guest, tmp_path):
         pytest.skip(f'this host cannot run the native engine: {engines.native_unavailable()}')
     exitcode = guest('exitcode').read_bytes()
     soft = MAX_FDS * 2                  # the worker's own limit (worker._limit_self)
-    kept = (soft - MAX_FDS - FDS_RESERVED) // 5     # a template and its next child: 5
+    kept = (soft - MAX_FDS - FDS_RESERVED) // 4     # a template and its next child: 4
     with Pool(size=1) as one:
         [pid] = one.pids
         for i in range(max(90, 2 * kept)):

@@ -362,7 +362,7 @@ def test_a_worker_past_its_budget_starts_no_other_run(monkeypatch) -> None:
     from zvm_core.pool import worker
     clock, took, sent = [0.0], [0.001, 0.001, 60.0, 0.001, 0.001], []
 
-    def serve_one(req, fds, templates, tails, ahead, ready):
+    def serve_one(req, fds, templates, tails, ahead, ready, probe):
         clock[0] += took[req['i']]
         return Report('ok', 0), None
     monkeypatch.setattr(worker, '_serve_one', serve_one)

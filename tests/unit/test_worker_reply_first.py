@@ -52,9 +52,9 @@ def _serve(monkeypatch, machine: _Machine) -> list[str]:
     monkeypatch.setattr(worker.gc, 'freeze', lambda: None)
     monkeypatch.setattr(worker.signal, 'signal', lambda *args: None)
     monkeypatch.setattr(worker, '_Inbox', _Inbox)
-    monkeypatch.setattr(worker, '_serve_one', lambda req, fds, templates: (Report('ok', 0),
-                                                                            machine))
-    monkeypatch.setattr(worker, '_reply', lambda sock, report: steps.append('reply'))
+    monkeypatch.setattr(worker, '_serve_one', lambda req, fds, templates, tails: (
+        Report('ok', 0), machine))
+    monkeypatch.setattr(worker, '_reply', lambda sock, report, tails: steps.append('reply'))
     monkeypatch.setattr(worker.Templates, 'settle', lambda self, m: steps.append('settle'))
     monkeypatch.setattr(worker.os, 'sched_yield', lambda: steps.append('yield'))
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
