@@ -28,6 +28,10 @@
  *              is 0, else first mprotect its region to PROT from its own code, printing
  *              the result, then the same through a `syscall` of the loader's code (in its
  *              N bytes, as loadercall; its error path on failure), printing that result
+ *   manifestsum N  natively: mprotect the user manifest to PROT_READ through a `syscall`
+ *              of the loader's code (as manifest), read its first page, make 200 more
+ *              calls (a prefix a start-up snapshot records), then print the result and
+ *              the page's sum: its own manifest's, in every run
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +46,36 @@
     "1: movabs $" imm ", %%rax\n\t" : : "a"(eax) : "rcx", "memory")
 
 static char page[8192] __attribute__((aligned(4096)));
+
+#define LOADER 0x7e0000000000UL
+#define MANIFEST 0xfeff0000L
+#define NO_GADGET (-4096L)
+
+/* mprotect(MANIFEST, 64 KiB, prot) through a `syscall` of the loader's code (in its
+ * span bytes, as loadercall), with stdout as descriptor 4 for its error path: the
+ * result (NO_GADGET: no such syscall found) */
+static long manifest_via_loader(long prot, size_t span)
+{
+    const unsigned char *l = (const unsigned char *)LOADER;
+    for (size_t i = 0; i + 13 <= span; i++)
+        if (!memcmp(l + i, "\x0f\x05\x48\x85\xc0\x78", 6) &&
+                !memcmp(l + i + 7, "\x48\x83\xc4", 3) && !memcmp(l + i + 11, "\x5b\xc3", 2)) {
+            static const char text[] = "jumped in";   /* what the error path names */
+            long frame = l[i + 10], nr = SYS_mprotect;
+            sys(SYS_dup2, 1, 4, 0, 0, 0, 0);
+            register long r8 __asm__("r8") = (long)text;    /* set after the call */
+            __asm__ volatile("mov %6, %%r11\n\tpush %%rbx\n\tpush %%rbp\n\tmov %%rsp, %%rbp\n\t"
+                             "and $-16, %%rsp\n\tlea 1f(%%rip), %%rbx\n\t"
+                             "push %%rbx\n\tpush %%r8\n\tsub %%rcx, %%rsp\n\t"
+                             "mov %%r8, %%rbx\n\tjmp *%%r11\n"
+                             "1:\n\tmov %%rbp, %%rsp\n\tpop %%rbp\n\tpop %%rbx"
+                             : "+a"(nr), "+c"(frame)
+                             : "D"(MANIFEST), "S"(0x10000L), "d"(prot), "r"(r8), "r"(l + i)
+                             : "r11", "memory");
+            return nr;
+        }
+    return NO_GADGET;
+}
 
 int main(int argc, char **argv)
 {
@@ -207,38 +241,34 @@ int main(int argc, char **argv)
         return 4;
     }
     if (!strcmp(what, "manifest") && argc > 3) {
-        const unsigned char *l = (const unsigned char *)0x7e0000000000UL;
-        volatile unsigned char *manifest = (volatile unsigned char *)0xfeff0000UL;
+        volatile unsigned char *manifest = (volatile unsigned char *)MANIFEST;
         long prot = strtol(argv[2], NULL, 0);
-        size_t span = strtoul(argv[3], NULL, 0);
         if (prot == 0) {
             manifest[0] = 1;
             printf("wrote the manifest\n");
             return 0;
         }
-        printf("own %ld\n", sys(SYS_mprotect, (long)manifest, 0x10000, prot, 0, 0, 0));
-        for (size_t i = 0; i + 13 <= span; i++)
-            if (!memcmp(l + i, "\x0f\x05\x48\x85\xc0\x78", 6) &&
-                    !memcmp(l + i + 7, "\x48\x83\xc4", 3) && !memcmp(l + i + 11, "\x5b\xc3", 2)) {
-                static const char text[] = "jumped in";   /* what the error path names */
-                long frame = l[i + 10], nr = SYS_mprotect;
-                sys(SYS_dup2, 1, 4, 0, 0, 0, 0);
-                register long r8 __asm__("r8") = (long)text;    /* set after the call */
-                __asm__ volatile("mov %6, %%r11\n\tpush %%rbx\n\tpush %%rbp\n\tmov %%rsp, %%rbp\n\t"
-                                 "and $-16, %%rsp\n\tlea 1f(%%rip), %%rbx\n\t"
-                                 "push %%rbx\n\tpush %%r8\n\tsub %%rcx, %%rsp\n\t"
-                                 "mov %%r8, %%rbx\n\tjmp *%%r11\n"
-                                 "1:\n\tmov %%rbp, %%rsp\n\tpop %%rbp\n\tpop %%rbx"
-                                 : "+a"(nr), "+c"(frame)
-                                 : "D"(manifest), "S"(0x10000L), "d"(prot), "r"(r8), "r"(l + i)
-                                 : "r11", "memory");
-                printf("loader %ld\n", nr);
-                manifest[0] = 1;
-                printf("wrote the manifest\n");
-                return 0;
-            }
-        printf("manifest: no such syscall in the loader\n");
-        return 4;
+        printf("own %ld\n", sys(SYS_mprotect, MANIFEST, 0x10000, prot, 0, 0, 0));
+        long got = manifest_via_loader(prot, strtoul(argv[3], NULL, 0));
+        if (got == NO_GADGET) {
+            printf("manifest: no such syscall in the loader\n");
+            return 4;
+        }
+        printf("loader %ld\n", got);
+        manifest[0] = 1;
+        printf("wrote the manifest\n");
+        return 0;
+    }
+    if (!strcmp(what, "manifestsum") && argc > 2) {
+        long got = manifest_via_loader(PROT_READ, strtoul(argv[2], NULL, 0));
+        const volatile unsigned char *manifest = (const volatile unsigned char *)MANIFEST;
+        unsigned long sum = 0;
+        for (int i = 0; i < 4096; i++)
+            sum = sum * 31 + manifest[i];
+        for (int i = 0; i < 200; i++)       /* a prefix a snapshot is recorded for */
+            sys(SYS_brk, 0, 0, 0, 0, 0, 0);
+        printf("loader %ld sum %lx\n", got, sum);
+        return 0;
     }
     printf("still running after %s\n", what);
     return 3;

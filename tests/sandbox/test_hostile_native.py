@@ -1,13 +1,14 @@
 """Hostile guests against what the native engine's kernel side allows.
 
 The seccomp filter lets the kernel perform three calls by itself: the loader's
-``sendmsg`` and ``close`` of its control socket (descriptor 1030), and its
-``mprotect`` of the user manifest's region to read-only, made from the loader's
-pages.  Those pages stay mapped, so a guest can jump into one of
-the loader's ``syscall`` instructions.  That is harmless: the loader closed
+``sendmsg`` and ``close`` of its control socket (descriptor 1030), and, in a
+template's child, its ``mprotect`` of the user manifest's region to read-only,
+made from the loader's pages.  Those pages stay mapped, so a guest can jump into
+one of the loader's ``syscall`` instructions.  That is harmless: the loader closed
 1030 before the guest's first instruction and no call of the guest can make a
 descriptor (the personality answers them all), so the first two fail with
-EBADF and touch nothing, and the third makes read-only what is read-only.
+EBADF and touch nothing, and the third makes read-only what is read-only (in a
+spawned loader, whose manifest may be unreadable, a probe's, it is notified).
 The supervisor continues ``mprotect`` only without ``PROT_EXEC``; behind that
 rule the kernel itself refuses an executable gain (``PR_SET_MDWE``, Linux 6.3+).
 """
@@ -157,3 +158,66 @@ def test_a_template_childs_guest_cannot_write_its_manifest(guest, zvm, tmp_path)
         for status, _retcode, message, stdout in runs(pool, 1):     # PROT_READ
             assert (status, stdout) == ('fault', b'own -13\nloader 0\n'), message
             assert write_fault in message, message
+
+
+def test_a_probed_guest_cannot_carry_its_manifest_into_a_later_run(guest, tmp_path):
+    """A pool's first run of a key is a probe (snapshot.py): a spawned loader with the
+    user manifest unreadable, whose snapshot later runs of the key resume from.  The
+    guest makes its manifest readable through the loader's ``syscall`` (the mprotect a
+    template's child needs), reads it before its first channel access and makes 200
+    more calls: had the probe's filter let that through, the snapshot would keep the
+    first run's manifest's sum, which a later run with another input printed as its
+    own.  Each run prints its own manifest's, as in a pool of its own."""
+    from zvm_core.channels import READ, WRITE
+    from zvm_core.pool import ChannelSpec, Pool
+
+    argv = ['native_hostile', 'manifestsum', _loader_span()]
+
+    def run(pool: Pool, size: int) -> bytes:
+        stdin, stdout = tmp_path / f'in{size}', tmp_path / f'out{size}'
+        stdin.write_bytes(b'x' * size)
+        with open(stdin, 'rb') as i, open(stdout, 'wb') as o:
+            report = pool.run(str(guest('native_hostile')),
+                              [ChannelSpec('/dev/stdin', i.fileno(), READ),
+                               ChannelSpec('/dev/stdout', o.fileno(), WRITE)],
+                              argv=argv, engine='native')
+        out = stdout.read_bytes()
+        assert (report.status, report.retcode, out[:12]) == ('ok', 0, b'loader 0 sum'), report
+        return out
+    with Pool(size=1) as pool:
+        first, second = run(pool, 10), run(pool, 5000)
+    with Pool(size=1) as pool:
+        alone = run(pool, 5000)
+    assert first != alone
+    assert second == alone
+
+
+def test_a_spawned_loaders_syscall_cannot_make_an_unreadable_manifest_readable(guest):
+    """A spawned loader (a probe's, a single run's) maps the user manifest as its guest
+    has it, read-only or (a probe's) unreadable, and its filter lets no mprotect
+    through: the guest's through the loader's ``syscall`` is notified, the
+    personality's EACCES (the loader's error path, exit 127), and its manifest, here
+    mapped as a probe's (untraced), stays unreadable."""
+    from zvm_core.channels import WRITE, Channel, MemoryBacking
+    from zvm_core.elf import load_program
+    from zvm_core.engines.native.snapshot import Probe
+
+    class Unreadable:
+        """A spawned run whose manifest is mapped as a probe's, without its tracer."""
+
+        template = None
+        adjust = Probe.adjust
+
+        def setup(self, guest) -> None:
+            pass
+
+        def tracer(self, pid, ticks, tsc, child=None) -> None:
+            return None
+
+    out = MemoryBacking()
+    report = supervisor.run(load_program(str(guest('native_hostile'))),
+                            [Channel('/dev/stdout', out, WRITE)],
+                            ['native_hostile', 'manifestsum', _loader_span()], {}, 64 << 20, 30,
+                            start=Unreadable())
+    assert (report.status, report.retcode, bytes(out.data)) == (
+        'ok', 127, b'loader: jumped in (errno 13)\n'), report

@@ -252,13 +252,16 @@ static int allowed(struct ctx *c, uint64_t addr, uint64_t size, long need,
  * process_vm_writev): its open costs the worker ~7 us (the kernel makes the /proc
  * entries of a pid new to it), which a read through it repays by ~0.1 us (a 32-byte
  * read: pread 0.32-0.36 us, process_vm_readv 0.41-0.48 here): ~70 reads. */
+#define NO_MEMFD (-2)              /* memfd: its open failed (no /proc): not tried again */
 static int memfd_of(struct ctx *c)
 {
-    if (c->memfd < 0) {
+    if (c->memfd == -1) {
         char path[32];
         snprintf(path, sizeof path, "/proc/%d/mem", c->pid);
         c->memfd = open(path, O_RDWR | O_CLOEXEC);
         c->own_memfd = c->memfd >= 0;
+        if (c->memfd < 0)
+            c->memfd = NO_MEMFD;
     }
     return c->memfd;
 }
@@ -270,7 +273,9 @@ static int memfd_of(struct ctx *c)
  * made at its open), not per page.  Without that file (a template's child), the first
  * LAZY_PEEKS - 1 reads are process_vm_readv's, then the file is opened (memfd_of):
  * a short run never opens it (wc over 1 KiB reads once), a long one pays for it once
- * (at most ~6 us of reads, which a run that long spends in ~0.5 ms of its calls). */
+ * (at most ~6 us of reads, which a run that long spends in ~0.5 ms of its calls);
+ * where it cannot be opened (no /proc), its reads stay process_vm_readv's, the open
+ * tried once a run (NO_MEMFD). */
 #define LAZY_PEEKS 64
 static int guest_peek(struct ctx *c, void *buf, size_t size, uint64_t addr,
                       const unsigned char *host)
@@ -279,7 +284,8 @@ static int guest_peek(struct ctx *c, void *buf, size_t size, uint64_t addr,
         memcpy(buf, host, size);
         return 1;
     }
-    if (c->memfd < 0 && (++c->peeks < LAZY_PEEKS || memfd_of(c) < 0)) {
+    if (c->memfd < 0 && (c->memfd == NO_MEMFD || ++c->peeks < LAZY_PEEKS
+                         || memfd_of(c) < 0)) {
         struct iovec local = {buf, size}, remote = {(void *)(uintptr_t)addr, size};
         return process_vm_readv(c->pid, &local, 1, &remote, 1, 0) == (ssize_t)size;
     }

@@ -54,8 +54,9 @@
  * linked at LOADER_BASE, far above the guest: its pages stay mapped, hold no
  * secret nor anything of the host (start() clears what did), and any system
  * call made from them passes the same filter (which lets close and sendmsg of
- * CTL_FD through from there: EBADF once the guest runs, the socket is closed; and
- * the mprotect of the user manifest's region to read-only, which it is then).
+ * CTL_FD through from there: EBADF once the guest runs, the socket is closed; and,
+ * a template's child's, the mprotect of the user manifest's region to read-only,
+ * which it is then).
  */
 #include <linux/filter.h>
 #include <linux/seccomp.h>
@@ -118,8 +119,8 @@
  * pointer to it): read-only to the guest.  A template maps it writable (its spec says
  * so: supervisor.py Guest.image_spec), for the supervisor to write each child's run's
  * manifest at the gate with process_vm_writev; the child makes it read-only just after
- * the gate, before the guest's first instruction (seccomp.py lets that one call
- * through from the loader's pages) */
+ * the gate, before the guest's first instruction (its filter, a template's child's,
+ * lets that one call through from the loader's pages: seccomp.py) */
 #define MANIFEST_PAGE (STACK_TOP - STACK_SIZE - 0x10000UL)
 #define MANIFEST_REGION 0x10000UL
 #define SYS_sigaltstack 131

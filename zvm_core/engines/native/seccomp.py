@@ -4,14 +4,20 @@ The filter is the kernel-enforced half of the native engine's containment
 (the personality answering notifications is the other).  It is default
 deny: the kernel performs by itself only the loader's own ``sendmsg`` and
 ``close`` of its control socket (:data:`CTL_FD`, from an instruction in the
-loader's image, :data:`LOADER_BASE`, and nowhere else), and its ``mprotect`` of
-the user manifest's region (all of it, :data:`MANIFEST_REGION`) to ``PROT_READ``
-alone: a template maps that region writable, for the supervisor to write each
-child's run's manifest with ``process_vm_writev`` (a ``/proc/PID/mem`` opened per
-child cost the worker ~7 us), and the child makes it read-only after its gate,
-before the guest's first instruction.  A guest that makes that
-call from the loader's pages changes nothing (the region is read-only for good;
-any other argument is notified: the personality's EACCES); every other call,
+loader's image, :data:`LOADER_BASE`, and nowhere else), and, in a template's
+children only (``program(template=True)``), its ``mprotect`` of the user
+manifest's region (all of it, :data:`MANIFEST_REGION`) to ``PROT_READ`` alone: a
+template maps that region writable, for the supervisor to write each child's run's
+manifest with ``process_vm_writev`` (a ``/proc/PID/mem`` opened per child cost the
+worker ~7 us), and the child makes it read-only after its gate, before the guest's
+first instruction.  A guest that makes that call from the loader's pages changes
+nothing there (the region is read-only for good; any other argument is notified:
+the personality's EACCES).  A spawned loader maps the region as its guest has it
+and needs no such call, so its filter has no such rule: a snapshot's probe maps it
+unreadable and learns from the fault (or from the personality) that its guest
+read it, which that call through the loader's ``syscall`` would have hidden (the
+guest read its manifest in the prefix a snapshot kept for later runs, which
+resumed with the first run's); every other call,
 the guest's ``close(CTL_FD)`` too, is sent to the supervisor, which answers
 it from the personality (``zvm_core.syscalls``) and so counts it, as the
 emulator does.  The supervisor lets the kernel perform (continue) only what
@@ -45,11 +51,12 @@ The loader's pages stay mapped, so a guest can jump into one of its
 as :data:`CTL_FD` is closed before the guest's first instruction and no
 call can make it exist again (the personality answers every call that makes
 a descriptor, none is continued, no descriptor is added), so those are
-``EBADF`` (uncounted); the one ``mprotect`` let through from those pages
-(the user manifest's region to ``PROT_READ``, each argument whole) can only
-take away a write the manifest no longer has when the guest runs (a
-template's child made it read-only after its gate);
-``tests/sandbox/test_hostile_native.py`` does both.
+``EBADF`` (uncounted); the one ``mprotect`` a template's child lets through from
+those pages (the user manifest's region to ``PROT_READ``, each argument whole)
+can only take away a write the manifest no longer has when the guest runs (the
+child made it read-only after its gate), and in a spawned loader it is notified
+(the personality's ``EACCES``; a probe's ends the probe);
+``tests/sandbox/test_hostile_native.py`` does each.
 
 The loader may also ``nanosleep`` from its pages, with no remainder pointer:
 between its tries of the listener's ``sendmsg`` while the kernel refuses it
@@ -133,11 +140,13 @@ def _block(nr: int, body: list[tuple]) -> list[tuple]:
     return [_jeq(nr, 0, len(body)), *body]
 
 
-def program(ctl_fd: int = CTL_FD, loader: int = LOADER_BASE) -> list[tuple[int, int, int, int]]:
+def program(ctl_fd: int = CTL_FD, loader: int = LOADER_BASE, template: bool = False
+            ) -> list[tuple[int, int, int, int]]:
     """The filter as (code, jt, jf, k) instructions: ``close``/``sendmsg`` of ``ctl_fd``
     and ``nanosleep`` without a remainder pointer made from the loader's 4 GiB at
-    ``loader`` (its image; the guest is below 4 GiB) are allowed, every other x86-64
-    call is notified."""
+    ``loader`` (its image; the guest is below 4 GiB) are allowed, and with
+    ``template`` (a template's children's) the user manifest's ``mprotect`` to
+    read-only from there too; every other x86-64 call is notified."""
     notify, allow = _ret(RET_USER_NOTIF), _ret(RET_ALLOW)
     # first a load the kernel's action-cache emulator cannot know: it stops there (above)
     prog = [_ld(_IP), _ld(_ARCH), _jeq(AUDIT_ARCH_X86_64, 1, 0), _ret(RET_KILL_PROCESS),
@@ -150,15 +159,17 @@ def program(ctl_fd: int = CTL_FD, loader: int = LOADER_BASE) -> list[tuple[int, 
                                   allow, notify])
     # a pause a stop signal (SIGSTOP, a freezer) interrupted comes back as restart_syscall
     prog += _block(NR_RESTART_SYSCALL, [_ld(_IP_HIGH), _jeq(loader >> 32, 0, 1), allow, notify])
-    # a template's child makes the user manifest read-only again after its gate
-    # (loader.c: start); the kernel reads each argument as 64 bits
-    checks = [(_IP_HIGH, loader >> 32), (_arg(0), MANIFEST_PAGE & 0xFFFFFFFF),
-              (_arg(0, True), MANIFEST_PAGE >> 32), (_arg(1), MANIFEST_REGION),
-              (_arg(1, True), 0), (_arg(2), PROT_READ), (_arg(2, True), 0)]
-    body: list[tuple] = []
-    for i, (offset, value) in enumerate(checks):
-        body += [_ld(offset), _jeq(value, 0, 2 * (len(checks) - i) - 1)]
-    prog += _block(NR_MPROTECT, [*body, allow, notify])
+    if template:
+        # a template's child makes the user manifest read-only after its gate (loader.c:
+        # start); the kernel reads each argument as 64 bits.  Not a spawned loader's: a
+        # probe's guest would make its unreadable manifest readable (above)
+        checks = [(_IP_HIGH, loader >> 32), (_arg(0), MANIFEST_PAGE & 0xFFFFFFFF),
+                  (_arg(0, True), MANIFEST_PAGE >> 32), (_arg(1), MANIFEST_REGION),
+                  (_arg(1, True), 0), (_arg(2), PROT_READ), (_arg(2, True), 0)]
+        body: list[tuple] = []
+        for i, (offset, value) in enumerate(checks):
+            body += [_ld(offset), _jeq(value, 0, 2 * (len(checks) - i) - 1)]
+        prog += _block(NR_MPROTECT, [*body, allow, notify])
     prog.append(notify)
     return prog
 

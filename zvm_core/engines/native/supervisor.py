@@ -118,7 +118,8 @@ DISPATCH = {**HANDLERS, **trap.HANDLERS, seccomp.NR_ARCH_PRCTL: ('arch_prctl', _
 VSYSCALL = 0xFFFFFFFFFF600000
 TICK_NS = 1000          # the native virtual clock: 1 us per mediated call (no fuel to count)
 AS_SLACK = 16 << 20     # the loader's own pages under RLIMIT_AS
-FILTER = seccomp.assemble(seccomp.program())
+FILTER = seccomp.assemble(seccomp.program())        # a spawned loader's
+TEMPLATE_FILTER = seccomp.assemble(seccomp.program(template=True))    # its children's
 _NOTIF_ZERO = bytes(seccomp.NOTIF.size)
 SP_SLOT = STACK_TOP - 8     # loader.c: where a child started at its entry reads it
 SP_GAP = 32                 # bytes of zeros at most between the stack's copy and SP_SLOT
@@ -194,7 +195,9 @@ class Guest:
     def image_spec(self, template: bool = False) -> Spec:
         """What the loader maps and copies whatever the run: the program's image."""
         p = self.program
-        spec = Spec(entry=p.entry, filter=FILTER, template=template,
+        # a template's children's filter lets their manifest's mprotect through (seccomp.py)
+        spec = Spec(entry=p.entry, filter=TEMPLATE_FILTER if template else FILTER,
+                    template=template,
                     namespaces=OFF if os.environ.get('ZVM_NATIVE_NAMESPACES') == 'off' else OWN)
         # unicorn's protection bits are mmap's (1, 2, 4)
         # the heap's interior as huge pages for a spawned run only: a template's children
