@@ -5,7 +5,10 @@ client (which reads it and must not import the proxy's modules)."""
 from __future__ import annotations
 
 SUMMARY_NODES = 1000        # above this many results, X-Nexe-* headers summarise the job
-NODES_HEADER = 'X-Nexe-Nodes'           # only in such a summary: the count of results
+NODES_HEADER = 'X-Nexe-Nodes'   # only in such a summary: the count of nodes (a node of
+# replicas once, failed when one of them failed, as a deferred job's state counts them)
+REPLICAS_HEADER = 'X-Nexe-Replica-Counts'   # in it when a node ran replicated: ``2 600``
+# (<replicas> <nodes>, ...): the results, each replica's run, are their sum of products
 REPORT_HEADER = 'X-Zerovm-Report'       # "json": the answer is the JSON report
 DEFERRED_HEADER = 'X-Zerovm-Deferred'   # always | auto | never (zerocloud.deferred)
 # what a job lost though it succeeded, entries comma-separated: ``<node>: N bytes written

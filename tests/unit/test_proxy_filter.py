@@ -872,6 +872,28 @@ def test_a_large_job_says_how_many_nodes_dropped_bytes(mw, servers, monkeypatch,
     assert 'X-Nexe-Dropped' not in post(mw, groups).headers
 
 
+@pytest.mark.parametrize('held', [True, False], ids=['held', 'spooled'])
+def test_a_large_jobs_summary_counts_a_node_of_replicas_once(mw, servers, monkeypatch,
+                                                              held: bool) -> None:
+    """It counted each replica: ``X-Nexe-Nodes: 3`` for a node of 2 replicas and one
+    alone, and the bytes both replicas wrote to an undeclared stdout as two nodes'."""
+    from zerocloud.proxy import response, stream
+    monkeypatch.setattr(response, 'SUMMARY_NODES', 1)
+    if not held:
+        monkeypatch.setattr(stream, 'SUMMARY_NODES', 1)
+    servers(d0=writing_stdout(12), d1=writing_stdout(12), d2=writing_stdout(12))
+    groups = [{'name': name, 'exec': {'path': 'swift://~/bin/wc'}, 'replicate': replicate,
+               'devices': [{'name': 'output'}]} for name, replicate in (('a', 2), ('b', 1))]
+    resp = post(mw, groups)
+    assert resp.status_int == 200, resp.body
+    assert {k: v for k, v in resp.headers.items() if k in (
+        'X-Nexe-Nodes', 'X-Nexe-Failed', 'X-Nexe-Replica-Counts', 'X-Nexe-Status-Counts',
+        'X-Nexe-Dropped')} == {
+        'X-Nexe-Nodes': '2', 'X-Nexe-Failed': '0', 'X-Nexe-Replica-Counts': '1 1, 2 1',
+        'X-Nexe-Status-Counts': 'ok 3',
+        'X-Nexe-Dropped': '2 nodes: 24 bytes written to an undeclared stdout'}
+
+
 @pytest.mark.parametrize('large', [False, True], ids=['columns', 'summary'])
 def test_an_output_under_its_min_size_is_said_not_stored(mw, swift, servers, monkeypatch,
                                                          large: bool) -> None:

@@ -9,7 +9,7 @@ import random
 
 import pytest
 
-from zerocloud import cgiout, wire
+from zerocloud import cgiout, deferred, wire
 from zerocloud.job import Device, Exec, Node
 from zerocloud.proxy import outputs
 from zerocloud.proxy.outputs import OutputFile
@@ -296,10 +296,41 @@ def test_a_large_job_has_summary_headers_and_the_same_body() -> None:
     assert (fuel, syscalls) == (10 * (SUMMARY_NODES + 2), 2 * (SUMMARY_NODES + 2))
     assert written == sum(len(b'%d\n' % i) for i in range(SUMMARY_NODES + 2) if i not in (5, 7))
     for name in ('X-Nexe-System', 'X-Nexe-Status', 'X-Nexe-Etag', 'X-Nexe-Cdr-Line',
-                 'X-Nexe-Body-Bytes', 'X-Nexe-Truncated'):
+                 'X-Nexe-Body-Bytes', 'X-Nexe-Truncated', 'X-Nexe-Replica-Counts'):
         assert name not in headers
     body, _ = body_of(resp)
     assert body.startswith(b'n5: exit 2: no\nn7: timeout')
+
+
+def replicas(name: str, *statuses: str) -> list[NodeResult]:
+    """A node's results, one per replica of ``statuses``, sharing its ``Node``."""
+    runs = [result(name, b'x\n' if status == 'ok' else None, status=status,
+                   retcode=0 if status == 'ok' else None) for status in statuses]
+    for replica, r in enumerate(runs[1:], 2):
+        r.node, r.replica = runs[0].node, replica
+    return runs
+
+
+def test_a_large_job_counts_a_node_of_replicas_once_as_the_deferred_state_does() -> None:
+    # 501 nodes of 2 replicas said X-Nexe-Nodes: 1003, X-Nexe-Failed: 3; the deferred
+    # job's state 502 nodes, 2 failed (a node failed when any replica did)
+    count = SUMMARY_NODES // 2 + 1
+    nodes = [replicas(f'n{i}', 'ok', 'ok') for i in range(count)]
+    nodes[3] = replicas('n3', 'timeout', 'timeout')
+    nodes[4] = replicas('n4', 'ok', 'timeout')
+    nodes.append(replicas('lone', 'ok'))
+    progress = deferred.Progress()
+    for group in nodes:
+        progress.finished(group)
+    resp = respond([r for group in nodes for r in group], 1.0, False)
+    headers = resp.headers
+    assert (headers['X-Nexe-Nodes'], headers['X-Nexe-Failed']) == (
+        str(count + 1), '2') == (str(progress.done + progress.failed), str(progress.failed))
+    assert headers['X-Nexe-Replica-Counts'] == f'1 1, 2 {count}'
+    # statuses and exit codes count each replica's run, as the small job's columns do
+    assert headers['X-Nexe-Status-Counts'] == f'ok {2 * count - 2}, timeout 3'
+    assert headers['X-Nexe-Error'].startswith('n3: it said timeout; ')
+    body_of(resp)
 
 
 def test_a_successful_large_job_streams_every_output() -> None:

@@ -82,6 +82,28 @@ def test_a_large_job_answers_from_its_spool_exactly_as_from_memory(report_json, 
         assert status == 200 and body == b''.join(b'%d\n' % i for i in range(1, count + 1))
 
 
+def test_a_large_job_of_replicas_counts_each_node_once_from_its_spool_too() -> None:
+    count = SUMMARY_NODES // 2 + 10
+    def made() -> list[list[NodeResult]]:
+        nodes = []
+        for i in range(1, count + 1):
+            runs = [result(i, b'%d\n' % i, retcode=3 if i == 9 else 0) for _ in range(2)]
+            runs[1].node, runs[1].replica = runs[0].node, 2
+            nodes.append(runs)
+        return nodes
+    expected = answer(respond([r for runs in made() for r in runs], 1.5, False))
+    collector = stream.Collector(records=False)
+    ended = made()
+    random.Random(5).shuffle(ended)
+    for runs in ended:
+        collector.add(runs)
+    assert collector.spool is not None
+    got = answer(stream.respond_spooled(collector.spool, 1.5, False))
+    assert got == expected
+    assert (got[1]['X-Nexe-Nodes'], got[1]['X-Nexe-Failed']) == (str(count), '1')
+    assert got[1]['X-Nexe-Replica-Counts'] == f'2 {count}'
+
+
 def test_a_small_job_stays_in_memory_in_node_order() -> None:
     collector = stream.Collector()
     ended = job(SUMMARY_NODES)

@@ -163,8 +163,9 @@ a node one value (commas inside a value become ``;``):
     node's part of a concatenated body starts and ends
 
 ``ETag`` is the MD5 of the body.  A job of more than 1000 nodes (replicas
-counted) gets, instead of these columns, ``X-Nexe-Nodes`` (the count),
-``X-Nexe-Failed``, ``X-Nexe-Status-Counts`` (``ok 99998, fault 2``),
+counted) gets, instead of these columns, ``X-Nexe-Nodes`` (the count, a node of
+replicas once), ``X-Nexe-Failed``, ``X-Nexe-Replica-Counts`` (``2 600``: only for
+replicated nodes), ``X-Nexe-Status-Counts`` (``ok 99998, fault 2``),
 ``X-Nexe-Retcode-Counts`` (``0 99998, 1 2``), ``X-Nexe-Cdr-Total`` (``<total
 seconds>, <fuel> <syscalls> <bytes read> <bytes written>`` summed) and
 ``X-Nexe-Error``; its status and body are those of a small job.  Each

@@ -37,6 +37,7 @@ from zerocloud import cgiout, graph, turns, wire
 from zerocloud.answer_format import DROPPED_HEADER as DROPPED
 from zerocloud.answer_format import (
     NODES_HEADER,
+    REPLICAS_HEADER,
     SUMMARY_NODES,
     UNDECLARED,
     UNDER_MIN,
@@ -540,36 +541,48 @@ def error_header(results: Iterable[NodeResult], headers: dict[str, str]) -> bool
 
 class Tally:
     """The counts and totals of a job's results that its summary headers give, kept
-    as results come and go (``add(r, -1)``) without keeping them."""
+    as nodes end and their results change (``add(results, -1)``) without keeping them.
+
+    A node counts once however many replicas it ran as (``replicate``), failed when
+    any of them failed, as the deferred job's state counts it
+    (``zerocloud.deferred.Progress``); statuses, exit codes and totals count each
+    replica's run; :attr:`replicas` how many nodes ran as how many replicas."""
 
     def __init__(self) -> None:
         self.nodes = self.failed = 0
         self.statuses: collections.Counter = collections.Counter()
         self.retcodes: collections.Counter = collections.Counter()
+        self.replicas: collections.Counter = collections.Counter()  # replicas -> nodes
         self.totals = [0, 0, 0, 0]           # fuel, syscalls, bytes read, bytes written
         self.dropped = [0, 0]                # nodes, bytes written to an undeclared stdout
         self.unstored = 0                    # outputs not stored: under their min_size
 
-    def add(self, r: NodeResult, sign: int = 1, failed: bool | None = None) -> None:
-        """Count ``r`` (``sign`` -1: no longer); ``failed``: ``r.failed``, if known."""
-        report = r.report
+    def add(self, results: list[NodeResult], sign: int = 1, failed: bool | None = None) -> None:
+        """Count one node's ``results``, one per replica (``sign`` -1: no longer);
+        ``failed``: whether any of them failed, if known."""
         self.nodes += sign
-        self.failed += sign * (r.failed if failed is None else failed)
-        self.statuses[report.status] += sign
-        if report.retcode is not None:
-            self.retcodes[report.retcode] += sign
-        acc = report.accounting
-        read, written = r.channel_bytes()
+        if failed is None:
+            failed = any(r.failed for r in results)
+        self.failed += sign * failed
+        self.replicas[len(results)] += sign
         totals = self.totals
-        totals[0] += sign * acc.get('fuel', 0)
-        totals[1] += sign * acc.get('syscalls', 0)
-        totals[2] += sign * read
-        totals[3] += sign * written
-        dropped = undeclared_stdout(r)
-        if dropped:
+        lost = 0
+        for r in results:
+            report = r.report
+            self.statuses[report.status] += sign
+            if report.retcode is not None:
+                self.retcodes[report.retcode] += sign
+            acc = report.accounting
+            read, written = r.channel_bytes()
+            totals[0] += sign * acc.get('fuel', 0)
+            totals[1] += sign * acc.get('syscalls', 0)
+            totals[2] += sign * read
+            totals[3] += sign * written
+            lost = max(lost, undeclared_stdout(r))  # each replica lost the same bytes
+            self.unstored += sign * len(under_min_size(r))
+        if lost:
             self.dropped[0] += sign
-            self.dropped[1] += sign * dropped
-        self.unstored += sign * len(under_min_size(r))
+            self.dropped[1] += sign * lost
 
     def __iadd__(self, other: Tally) -> Tally:
         """``other``'s counts too (two jobs answered as one: ``zerocloud.sql``)."""
@@ -577,6 +590,7 @@ class Tally:
         self.failed += other.failed
         self.statuses += other.statuses
         self.retcodes += other.retcodes
+        self.replicas += other.replicas
         self.totals = [a + b for a, b in zip(self.totals, other.totals, strict=True)]
         self.dropped = [a + b for a, b in zip(self.dropped, other.dropped, strict=True)]
         self.unstored += other.unstored
@@ -592,6 +606,9 @@ class Tally:
                                                sorted(self.retcodes.items()) if n),
             'X-Nexe-Cdr-Total': f'{seconds:.3f}, {" ".join(map(str, self.totals))}',
         }
+        if any(n for k, n in self.replicas.items() if k > 1):
+            headers[REPLICAS_HEADER] = ', '.join(f'{k} {n}' for k, n in
+                                                 sorted(self.replicas.items()) if n)
         nodes, dropped = self.dropped
         lost = [f'{nodes} node{"s" if nodes != 1 else ""}: {dropped} {UNDECLARED}'
                 ] if nodes else []
@@ -606,9 +623,11 @@ class Tally:
 def summary_headers(results: list[NodeResult], seconds: float) -> dict[str, str]:
     """The ``X-Nexe-*`` headers of a large job: counts and totals, whatever its size
     (the per-node report is the body with ``X-Zerovm-Report: json``)."""
-    tally = Tally()
-    for r in results:
-        tally.add(r)
+    tally, nodes = Tally(), {}
+    for r in results:                   # a node's replicas share its Node
+        nodes.setdefault(id(r.node), []).append(r)
+    for replicas in nodes.values():
+        tally.add(replicas)
     headers = tally.headers(seconds)
     if error_header(results, headers):
         headers['X-Nexe-Truncated'] = 'true'

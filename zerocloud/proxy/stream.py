@@ -275,7 +275,6 @@ class JobSpool:
         for r in results:
             http = r.http
             failed |= http != 200
-            self.tally.add(r, failed=http != 200)
             if r.status != graph.SKIPPED and http > self.worst:
                 self.worst = http
             if not r.outputs:
@@ -291,6 +290,7 @@ class JobSpool:
                     self.body[3 * slot:3 * slot + 3] = array.array(
                         'q', [*r.outputs[dev.name], self.types.index(dev.content_type)])
                     cgi = dev.content_type in (cgiout.CGI, cgiout.HTTP)
+        self.tally.add(results, failed=failed)
         if self.records or failed or stores or cgi:
             self._write(node_id, results)
         self.count += len(results)
@@ -318,10 +318,9 @@ class JobSpool:
         """A node's results changed (its outputs were stored, or storing one failed)."""
         if not any(r.failed for r in old) and any(r.failed for r in new):
             self.failed.append(node_id)
-        for r in old:
-            self.tally.add(r, -1)
+        self.tally.add(old, -1)
+        self.tally.add(new)
         for r in new:
-            self.tally.add(r)
             if r.status != graph.SKIPPED:
                 self.worst = max(self.worst, r.http)
             r.outputs = {name: (out.offset, out.size) for name, out in r.outputs.items()}
