@@ -140,6 +140,22 @@ def test_a_replicated_node_is_one_node_in_split_and_in_the_counts(
     assert '\n1 node (3 replicas): 1 succeeded, 0 failed in ' in proc.stderr
 
 
+def test_a_large_replicated_job_counts_each_node_once(zc, conn: Connection, data: str,
+                                                     guest, tmp_path: Path) -> None:
+    """501 nodes of ``"replicate": 2`` are 1,002 runs: the answer is counts, which said
+    "1002 nodes" (each replica) where the deferred job's state says 501."""
+    conn.put_object(data, 'wc', wc(guest).read_bytes())
+    (tmp_path / 'job.json').write_text(json.dumps([{
+        'name': 'wc', 'exec': {'path': f'swift://~/{data}/wc'}, 'count': 501, 'replicate': 2,
+        'devices': [{'name': 'stdout'}]}]))
+    proc = zc('run', 'job.json')
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ['0'] * 3 * 501          # the first replicas' outputs
+    assert proc.stderr.splitlines()[-1].startswith(
+        '501 nodes (2 replicas each): 501 succeeded, 0 failed in '), proc.stderr
+    assert 'statuses: ok 1002; exit codes: 0 1002' in proc.stderr
+
+
 def test_a_script_over_a_wildcard_with_outputs_to_objects(zc, conn: Connection, data: str,
                                                           tmp_path: Path) -> None:
     (tmp_path / 'total.py').write_text('import sys\nprint(sum(int(x) for x in sys.stdin))\n')

@@ -84,3 +84,26 @@ def test_split_stores_the_outputs_of_a_job_whose_runs_pass_the_answers_sizes(
     stored, prefix = client.spooled(payload, runs)
     assert stored.job[0]['devices'][0]['path'] == f'swift://~/.zvm/{prefix}0/*'
     assert made == ['.zvm']
+
+
+def test_a_large_replicated_jobs_summary_counts_each_node_once() -> None:
+    # 501 nodes of 2 replicas (1,002 runs: a summary) said "1002 nodes: 1000 succeeded,
+    # 2 failed" for one node whose replicas disagreed; the deferred job's state 501, 1
+    from tests.unit.test_response import body_of, replicas
+    from zerocloud.proxy.response import SUMMARY_NODES, respond
+    count = SUMMARY_NODES // 2 + 1
+    nodes = [replicas(f'n{i}', 'ok', 'ok') for i in range(count)]
+    nodes[7] = replicas('n7', 'mismatch', 'mismatch')
+    resp = respond([r for group in nodes for r in group], 2.0, False)
+    body, _ = body_of(resp)
+    got = report.parse(resp.status_int, dict(resp.headers), body)
+    assert (got.status, got.totals, got.replicas) == (409, (count, 1), {2: count})
+    assert display.summary(got).startswith(
+        f'{count} nodes (2 replicas each): {count - 1} succeeded, 1 failed in 2.00 s; HTTP 409')
+    assert [n.name for n in got.nodes] == ['n7']
+    mixed = report.parse(200, {'X-Nexe-Nodes': '605', 'X-Nexe-Failed': '0',
+                               'X-Nexe-Replica-Counts': '1 5, 3 600'}, b'')
+    assert display.summary(mixed).startswith(
+        '605 nodes (some replicated: 1805 runs): 605 succeeded, 0 failed; HTTP 200')
+    plain = report.parse(200, {'X-Nexe-Nodes': '1200', 'X-Nexe-Failed': '0'}, b'')
+    assert display.summary(plain).startswith('1200 nodes: 1200 succeeded, 0 failed; ')

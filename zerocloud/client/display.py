@@ -126,7 +126,7 @@ def _replicated(result: JobResult) -> str:
     if max(replicas, default=1) == 1:
         return ''
     if len(replicas) > 1:
-        return f' (some replicated: {len(result.nodes)} runs)'
+        return f' (some replicated: {sum(k * n for k, n in replicas.items())} runs)'
     (runs,) = replicas
     return f' ({runs} replicas{" each" if result.totals[0] > 1 else ""})'
 
@@ -238,9 +238,9 @@ def large_summary(result: JobResult, every: str = 'use --json for every node') -
     """The summary line of a job answered with counts (more than 1,000 nodes)."""
     s = result.summary
     secs = '' if result.seconds is None else f' in {result.seconds:.2f} s'
-    return (f'{s.nodes} nodes: {s.nodes - s.failed} succeeded, {s.failed} failed{secs}; '
-            f'HTTP {result.status}; statuses: {s.statuses or "-"}; exit codes: '
-            f'{s.retcodes or "-"} (a large job: {every})\n')
+    return (f'{s.nodes} nodes{_replicated(result)}: {s.nodes - s.failed} succeeded, '
+            f'{s.failed} failed{secs}; HTTP {result.status}; statuses: {s.statuses or "-"}; '
+            f'exit codes: {s.retcodes or "-"} (a large job: {every})\n')
 
 
 def counts(state: dict) -> str:

@@ -30,6 +30,7 @@ body each node wrote (:meth:`JobResult.parts`).
 
 from __future__ import annotations
 
+import collections
 import json
 import re
 from collections.abc import Mapping
@@ -77,6 +78,7 @@ class Summary:
     failed: int
     statuses: str = ''          # ``ok 998, nexe_error 2``
     retcodes: str = ''          # ``0 998, 1 2``
+    replicas: str = ''          # ``2 600``: 600 nodes of 2 replicas (only when replicated)
 
 
 def summary_from_headers(headers: Mapping[str, str]) -> Summary | None:
@@ -86,7 +88,8 @@ def summary_from_headers(headers: Mapping[str, str]) -> Summary | None:
         return None
     return Summary(nodes, _int(headers.get(NEXE + 'failed')) or 0,
                    headers.get(NEXE + 'status-counts', ''),
-                   headers.get(NEXE + 'retcode-counts', ''))
+                   headers.get(NEXE + 'retcode-counts', ''),
+                   headers.get(NEXE + 'replica-counts', ''))
 
 
 STOPPED = ('cancelled', 'lost', 'unstored')  # a deferred job that did not end, or its output
@@ -134,13 +137,18 @@ class JobResult:
         return len(failed), sum(failed.values())
 
     @property
-    def replicas(self) -> set[int]:
-        """How many replicas each node ran as (the answer gives each a value), e.g.
-        ``{2}``; ``{1}`` for a job without ``replicate`` (empty without nodes)."""
+    def replicas(self) -> dict[int, int]:
+        """How many nodes ran as how many replicas, e.g. ``{2: 3}``; ``{1: 3}`` for a job
+        without ``replicate`` (empty without nodes): the answer gives each replica a
+        value, a large job's summary these counts (``X-Nexe-Replica-Counts``, absent
+        when no node was replicated)."""
+        if self.summary is not None:
+            counts = _counts(self.summary.replicas) or {'1': self.summary.nodes}
+            return {int(k): n for k, n in counts.items() if k.isdigit()}
         runs: dict[str, int] = {}
         for node in self.nodes:
             runs[node.name] = runs.get(node.name, 0) + 1
-        return set(runs.values())
+        return dict(collections.Counter(runs.values()))
 
     def to_json(self) -> dict:
         """The JSON report, or one made from the headers (``--json`` always prints one)."""
