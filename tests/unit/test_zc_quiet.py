@@ -110,3 +110,22 @@ def test_a_swift_option_after_the_command_still_says_where_it_goes(capsys) -> No
         cli.main(['deploy', 'x.zapp', '--debug'])
     assert e.value.code == cli.EXIT_USAGE
     assert '(--debug goes before the command, as for swift' in capsys.readouterr().err
+
+
+def test_v_after_every_command_is_taken_and_changes_nothing_as_before_it(
+        tmp_path: Path, capsys) -> None:
+    # ``zc run X -v`` was refused ("-v goes before the command"), where it changes nothing
+    # either: zc shows every node's row already
+    parsers = commands(build_parser())
+    assert [words for words, p in parsers.items()
+            if '-v' not in p._option_string_actions] == []
+    parse = build_parser().parse_args
+    for argv in (['run', 'job.json', '-v'], ['-v', 'run', 'job.json'],
+                 ['run', 'job.json', '--verbose', '-v'], ['local', 'run', 'x.py', '-v']):
+        assert not cli.Client(parse(argv)).quiet, argv
+    assert cli.Client(parse(['run', 'job.json', '-v', '-q'])).quiet
+    missing = str(tmp_path / 'none.json')
+    said = []
+    for argv in (['run', missing], ['run', missing, '-v'], ['-v', 'run', missing]):
+        said.append((cli.main(argv), capsys.readouterr().err))
+    assert said[0] == said[1] == said[2] and f'cannot read {missing}' in said[0][1]

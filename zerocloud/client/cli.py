@@ -414,6 +414,9 @@ def build_parser() -> argparse.ArgumentParser:
     quiet.add_argument('--quiet', '-q', dest='quiet_cmd', action='store_true',
                        help='say nothing but what failed: no progress, no table, no '
                             "account of what was done (zc -q COMMAND: the same)")
+    quiet.add_argument('--verbose', '-v', dest='verbose_cmd', action='count', default=0,
+                       help="taken and ignored, as before the command (swift's): zc "
+                            "shows every node already (--json: its whole report)")
     split = argparse.ArgumentParser(add_help=False)
     split.add_argument('--split', metavar='DIR', type=_split_dir,
                        help="write each node's output to DIR/<node> instead of stdout")
