@@ -446,11 +446,119 @@ static PyObject *py_arm(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
+/* The offset of the first opcode first, second (a table, or NULL: one byte) at or
+ * after at in c, or len: memchr for its rarer byte, the second when it is the only
+ * one (only, else -1; 0F B1: CPython's code has 154,740 0F bytes, 2,281 B1). */
+static size_t next_opcode(const uint8_t *c, size_t len, size_t at, int first,
+                          const uint8_t *second, int only)
+{
+    size_t width = second != NULL ? 2 : 1;
+    while (at + width <= len) {
+        if (only >= 0 && only != first) {
+            const uint8_t *hit = memchr(c + at + 1, only, len - at - 1);
+            if (hit == NULL)
+                return len;
+            size_t m = (size_t)(hit - c) - 1;
+            if (c[m] == first)
+                return m;
+            at = m + 1;
+            continue;
+        }
+        const uint8_t *hit = memchr(c + at, first, len - at - width + 1);
+        if (hit == NULL)
+            return len;
+        size_t m = (size_t)(hit - c);
+        if (second == NULL || second[c[m + 1]])
+            return m;
+        at = m + 1;
+    }
+    return len;
+}
+
+/* sites(code, base, bitmap, prefixes, first, seconds): {address: offset of the opcode}
+ * of each instruction start the validator decoded (its bit set in bitmap, indexed by
+ * address) whose opcode is the byte first, then (seconds: a 256-byte table, or None
+ * for a one-byte opcode) a byte whose entry is non-zero, found as re.finditer finds
+ * the pattern; the starts are the opcode's and each up to 14 bytes of prefixes
+ * (prefixes: a 256-byte table) before it.  guard._sites in C: CPython's code has
+ * ~11,000 such bytes for a handful of sites, ~8 ms a machine in Python. */
+static PyObject *py_sites(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "sites(code, base, bitmap, prefixes, first, seconds)");
+        return NULL;
+    }
+    unsigned long long base = PyLong_AsUnsignedLongLong(args[1]);
+    long first = PyLong_AsLong(args[4]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (first < 0 || first > 255) {
+        PyErr_SetString(PyExc_ValueError, "sites: first is not a byte");
+        return NULL;
+    }
+    Py_buffer code = {0}, bitmap = {0}, pre = {0}, sec = {0};
+    PyObject *found = NULL;
+    if (PyObject_GetBuffer(args[0], &code, PyBUF_SIMPLE) < 0 ||
+        PyObject_GetBuffer(args[2], &bitmap, PyBUF_SIMPLE) < 0 ||
+        PyObject_GetBuffer(args[3], &pre, PyBUF_SIMPLE) < 0 ||
+        (args[5] != Py_None && PyObject_GetBuffer(args[5], &sec, PyBUF_SIMPLE) < 0))
+        goto done;
+    if (pre.len != 256 || (args[5] != Py_None && sec.len != 256)) {
+        PyErr_SetString(PyExc_ValueError, "sites: prefixes and seconds are 256-byte tables");
+        goto done;
+    }
+    found = PyDict_New();
+    if (found == NULL)
+        goto done;
+    const uint8_t *c = code.buf, *bits = bitmap.buf, *isprefix = pre.buf, *second = sec.buf;
+    size_t len = (size_t)code.len, width = second != NULL ? 2 : 1, m;
+    int only = -1;
+    for (int b = 0; second != NULL && b < 256; b++)
+        if (second[b])
+            only = only == -1 ? b : -2;
+    for (size_t at = 0; (m = next_opcode(c, len, at, (int)first, second, only)) < len;) {
+        at = m + width;                 /* matches do not overlap (re.finditer) */
+        for (size_t i = m;; i--) {      /* back over prefixes to each of its starts */
+            unsigned long long a = base + i;
+            if (a / 8 >= (unsigned long long)bitmap.len) {
+                PyErr_Format(PyExc_IndexError, "sites: %#llx is past the bitmap", a);
+                Py_CLEAR(found);
+                goto done;
+            }
+            if (bits[a / 8] >> (a % 8) & 1) {
+                PyObject *key = PyLong_FromUnsignedLongLong(a), *value = PyLong_FromSize_t(m);
+                int err = key == NULL || value == NULL || PyDict_SetItem(found, key, value) < 0;
+                Py_XDECREF(key);
+                Py_XDECREF(value);
+                if (err) {
+                    Py_CLEAR(found);
+                    goto done;
+                }
+            }
+            if (i == 0 || !isprefix[c[i - 1]] || m - i >= 14)
+                break;
+        }
+    }
+done:
+    if (code.obj != NULL)
+        PyBuffer_Release(&code);
+    if (bitmap.obj != NULL)
+        PyBuffer_Release(&bitmap);
+    if (pre.obj != NULL)
+        PyBuffer_Release(&pre);
+    if (sec.obj != NULL)
+        PyBuffer_Release(&sec);
+    return found;
+}
+
 static PyMethodDef guard_methods[] = {
     {"arm", (PyCFunction)(void (*)(void))py_arm, METH_FASTCALL,
      "arm(state, fuel): fuel set, the counters and the stop reason cleared."},
     {"reg_write", (PyCFunction)(void (*)(void))py_reg_write, METH_FASTCALL,
      "reg_write(state, reg, value): set one register of the guard state's instance."},
+    {"sites", (PyCFunction)(void (*)(void))py_sites, METH_FASTCALL,
+     "sites(code, base, bitmap, prefixes, first, seconds): {start: opcode offset}."},
     {NULL, NULL, 0, NULL},
 };
 

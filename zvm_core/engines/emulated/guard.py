@@ -17,8 +17,7 @@ at the addresses where the validated code has one.
 from __future__ import annotations
 
 import ctypes
-import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from unicorn import unicorn_py3
 from unicorn.unicorn_const import UC_HOOK_BLOCK, UC_HOOK_CODE, UC_HOOK_INSN
@@ -111,7 +110,16 @@ class GuardState(ctypes.Structure):
     ]
 
 
-_X87 = re.compile(b'\\xd9[' + re.escape(bytes(sorted(X87_HOST))) + b']')
+def _opcode(first: int, seconds: Iterable[int] | None = None) -> tuple[int, bytes | None]:
+    """An opcode for :func:`_sites`: its first byte and a table of the second bytes it
+    may have (None: it is one byte)."""
+    if seconds is None:
+        return first, None
+    wanted = set(seconds)
+    return first, bytes(b in wanted for b in range(256))
+
+
+_X87 = _opcode(0xD9, X87_HOST)
 _IF, _IOPL, _AF, _SF, _OF = 0x200, 0x3000, 0x10, 0x80, 0x800
 # rflags fixes: (opcode bytes, hook before the instruction or after it, clear, set).
 # fcomi, fucomi, fcomip, fucomip (DB/DF E8..F7): the CPU sets ZF, PF, CF and clears
@@ -120,53 +128,45 @@ _IF, _IOPL, _AF, _SF, _OF = 0x200, 0x3000, 0x10, 0x80, 0x800
 # RF it keeps, or clears, in QEMU too); unicorn runs the guest at CPL 0 and pops
 # them, so they are set back before the next instruction, which is idempotent
 # wherever else it is reached from: no other instruction the validator lets
-# through changes them.  Each pattern opens with one literal byte, which re finds
-# at memchr speed; [\xdb\xdf] it tries at every byte: over the python3 interpreter's
-# 4 MB of code 20 ms a machine, 5 ms as two patterns.
+# through changes them.
 FLAG_FIXES = {
-    'fcomi': ((re.compile(b'\\xdb[\\xe8-\\xf7]'), re.compile(b'\\xdf[\\xe8-\\xf7]')), False,
+    'fcomi': ((_opcode(0xDB, range(0xE8, 0xF8)), _opcode(0xDF, range(0xE8, 0xF8))), False,
               _OF | _SF | _AF, 0),
-    'popf': ((re.compile(b'\\x9d'),), True, _IOPL, _IF),
+    'popf': ((_opcode(0x9D),), True, _IOPL, _IF),
 }
+_PREFIX_TABLE = bytes(b in _PREFIXES for b in range(256))
 
 
-def _sites(pattern: re.Pattern, base: int, code: bytes, bitmap) -> dict[int, re.Match]:
-    """{address: match} of each validated instruction in ``code`` (at ``base``) whose
-    opcode ``pattern`` matches, prefixes included (a byte that merely looks like one
-    inside another instruction is not a validated start).  An instruction may have
-    more than one start: a branch past its prefixes (glibc's ``je 1f; lock; 1:
-    cmpxchg``) is one too, and unicorn calls a code hook only at the one it runs from."""
-    sites = {}
-    for m in pattern.finditer(code):
-        i = m.start()
-        while True:                     # back over prefixes to each of its starts
-            a = base + i
-            if bitmap[a // 8] >> (a % 8) & 1:
-                sites[a] = m
-            if i == 0 or code[i - 1] not in _PREFIXES or m.start() - i >= 14:
-                break
-            i -= 1
-    return sites
+def _sites(opcode: tuple[int, bytes | None], base: int, code: bytes,
+           bitmap) -> dict[int, int]:
+    """{address: the opcode's offset in ``code``} of each validated instruction in
+    ``code`` (at ``base``) with ``opcode`` (:func:`_opcode`), prefixes included (a byte
+    that merely looks like one inside another instruction is not a validated start).
+    An instruction may have more than one start: a branch past its prefixes (glibc's
+    ``je 1f; lock; 1: cmpxchg``) is one too, and unicorn calls a code hook only at the
+    one it runs from.  In C (``_guard.sites``): CPython's code has ~11,000 bytes to
+    look at for a handful of sites, 8 ms a machine in Python."""
+    return _guard.sites(code, base, bitmap, _PREFIX_TABLE, *opcode)
 
 
 def x87_sites(base: int, code: bytes, bitmap) -> dict[int, int]:
     """{address: opcode} of every validated instruction in ``code`` (at ``base``)
     that :data:`X87_HOST` names."""
-    return {a: m.group()[1] for a, m in _sites(_X87, base, code, bitmap).items()}
+    return {a: code[m + 1] for a, m in _sites(_X87, base, code, bitmap).items()}
 
 
 def flag_sites(base: int, code: bytes, bitmap) -> dict[int, tuple[str, int]]:
     """{instruction address: (kind, address to hook)} of each validated instruction
     in ``code`` (at ``base``) that :data:`FLAG_FIXES` names."""
-    return {a: (kind, base + m.end() if after else a)
-            for kind, (patterns, after, _, _) in FLAG_FIXES.items() for pattern in patterns
-            for a, m in _sites(pattern, base, code, bitmap).items()}
+    return {a: (kind, base + m + 1 + (opcode[1] is not None) if after else a)
+            for kind, (opcodes, after, _, _) in FLAG_FIXES.items() for opcode in opcodes
+            for a, m in _sites(opcode, base, code, bitmap).items()}
 
 
 # cmpxchg r/m, r (0F B1): 32-bit without 66 or REX.W.  The CPU writes EAX (zero-extending
 # RAX) only when the comparison fails and a register destination only when it succeeds;
 # QEMU writes both every time.  A destination of EAX is always equal: nothing to fix.
-_CMPXCHG = re.compile(b'\\x0f\\xb1')
+_CMPXCHG = _opcode(0x0F, (0xB1,))
 _BLOCK_LINES = (4096 + 64) // 64      # 64-byte lines a translated block can span
 _GPRS = (UC_X86_REG_RAX, UC_X86_REG_RCX, UC_X86_REG_RDX, UC_X86_REG_RBX, UC_X86_REG_RSP,
          UC_X86_REG_RBP, UC_X86_REG_RSI, UC_X86_REG_RDI, UC_X86_REG_R8, UC_X86_REG_R9,
@@ -180,7 +180,7 @@ def cmpxchg_sites(base: int, code: bytes, bitmap) -> dict[int, tuple[int, int]]:
     ``base``) whose result unicorn leaves otherwise than the CPU."""
     found = {}
     for a, m in _sites(_CMPXCHG, base, code, bitmap).items():
-        prefixes, j = code[a - base:m.start()], m.end()
+        prefixes, j = code[a - base:m], m + 2
         rex = prefixes[-1] if prefixes and prefixes[-1] & 0xF0 == 0x40 else 0
         if rex & 8 or 0x66 in prefixes or j >= len(code):
             continue                    # 64- or 16-bit (or cut off: never validated)
