@@ -22,6 +22,7 @@ from swiftclient import Connection
 from test_jobs import post_job, wc, where
 
 from zerocloud.devcluster import DevCluster
+from zvm_core import engines
 
 COUNT = 1100                # > 1,000 nodes and > 2 listing pages
 
@@ -76,6 +77,11 @@ def test_a_wildcard_over_many_pages_runs_every_node_in_batches(
     assert [n['object'] for n in nodes] == [
         f'swift://AUTH_test/{container}/{name}' for name in names]
     assert {n['status'] for n in nodes} == {'ok'}
+    # auto: each node of wc over a few bytes ends within its emulated trial, batched too
+    # (where the host runs native nodes; emulated anyway where it cannot)
+    assert {(n['engine'], n['engine_reason']) for n in nodes} == {('emulated', (
+        engines.TRIAL_REASON if engines.native_unavailable() is None else
+        f'the native engine cannot run on this host: {engines.native_unavailable()}'))}
     for node, name in zip(nodes, names, strict=True):       # next to its object
         primaries = swift_cluster.object_nodes('AUTH_test', container, name)[1]
         assert node['host'] in {where(p) for p in primaries}, (name, node['host'])

@@ -512,14 +512,14 @@ class Run:
     seed: int = 0
     epoch: int = 0
     engine: str | None = None
-    # the caller reads the run's written files while it runs (a streamed node): no
-    # ``auto`` trial, whose start over it would see (``zvm_core.engines.TRIAL_FUEL``)
-    watched: bool = False
     # the caller's promise that runs of the same ``layout`` (an ``object()`` of its own:
     # compared by identity) have channels that differ in their descriptors alone: their
     # shape's key holds that object, not their channels' fields read one by one (a
     # batch's nodes laid out by one plan: ~3 us of the object server's CPU a node)
     layout: object = None
+    # the caller reads the run's written files while it runs (a streamed node): no
+    # ``auto`` trial, whose start over it would see (``zvm_core.engines.TRIAL_FUEL``)
+    watched: bool = False
 
 
 class RunResult:
@@ -790,7 +790,7 @@ class Pool:
                       if c.notify is not None}
         if len(fds) > MAX_FDS:
             raise ValueError(f'{len(fds)} descriptors for one run: at most {MAX_FDS}')
-        run = Run(program, channels, argv, env, limits, seed, epoch, engine, watched)
+        run = Run(program, channels, argv, env, limits, seed, epoch, engine, watched=watched)
         got = self._admit(lambda shapes: shapes.request(b'R', [run], rdtsc, notify,
                                                         account=account), fds,
                           limits.timeout + KILL_GRACE, started, _run_result, account)
