@@ -56,7 +56,7 @@ def test_a_short_node_ends_in_its_trial_emulated_and_says_why(guest, pool) -> No
     assert (report.status, report.engine) == ('ok', 'emulated')
     assert report.engine_reason == engines.TRIAL_REASON
     assert 0 < report.accounting.fuel <= engines.TRIAL_FUEL
-    assert (out, err) == (b'begin\nend 10\n', b'counting\n')
+    assert (out, err) == (b'begin\nend 10 read 0\n', b'counting\n')
     native, n_out, n_err = _run(pool, program, ['startover', '10'], 'native')
     assert native.engine == 'native' and (n_out, n_err) == (out, err)
     assert native.etags == report.etags
@@ -66,7 +66,7 @@ def test_a_long_node_starts_over_natively_and_writes_once(guest, pool) -> None:
     program = guest('startover')
     report, out, err = _run(pool, program, ['startover', str(LONG)])
     assert (report.status, report.engine, report.engine_reason) == ('ok', 'native', '')
-    assert (out, err) == (b'begin\nend %d\n' % LONG, b'counting\n')
+    assert (out, err) == (b'begin\nend %d read 0\n' % LONG, b'counting\n')
     # the counters and running digests are the native run's alone
     assert report.accounting.channels['/dev/stdout'].writes == 2
     assert report.accounting.channels['/dev/stderr'].write_bytes == 9
@@ -79,17 +79,35 @@ def test_a_long_node_reads_its_input_again_from_where_it_stood(guest, pool) -> N
     """A sequential stdin reads from its descriptor's offset: the trial's reads moved
     it, and the native run starts where the node's input began (here past a header
     the caller had read)."""
-    text = b'header line\n' + b'some words on a line\n' * 100_000
+    text = b'header line\n' + b'a line\n' * 100
     with tempfile.TemporaryFile() as fin, tempfile.TemporaryFile() as fout:
         fin.write(text)
         fin.seek(len(b'header line\n'))
-        report = pool.run(str(guest('wc')), [ChannelSpec('/dev/stdin', fin.fileno(), READ),
-                                             ChannelSpec('/dev/stdout', fout.fileno(), WRITE)],
-                          argv=['wc'], engine='auto')
+        report = pool.run(str(guest('startover')),
+                          [ChannelSpec('/dev/stdin', fin.fileno(), READ),
+                           ChannelSpec('/dev/stdout', fout.fileno(), WRITE),
+                           ChannelSpec('/dev/stderr', -1, WRITE, tail=64)],
+                          argv=['startover', str(LONG)], engine='auto')
         out = _read(fout)
     assert (report.status, report.engine) == ('ok', 'native')
-    assert out.split() == [b'100000', b'500000', b'%d' % (len(text) - 12)]
-    assert report.accounting.channels['/dev/stdin'].read_bytes == len(text) - 12
+    assert out == b'begin\nend %d read 700\n' % LONG
+    assert report.accounting.channels['/dev/stdin'].read_bytes == 700
+
+
+def test_a_node_over_more_than_its_trials_input_is_not_tried(guest, pool) -> None:
+    """Inputs over ``TRIAL_INPUT`` (the files a node may read, not its images): its
+    work grows with them (wc: past its trial over 8 KiB), so natively at once."""
+    for size, engine in ((engines.TRIAL_INPUT, 'emulated'), (engines.TRIAL_INPUT + 1, 'native')):
+        text = (b'x y\n' * size)[:size]
+        with tempfile.TemporaryFile() as fin, tempfile.TemporaryFile() as fout:
+            fin.write(text)
+            fin.seek(0)
+            report = pool.run(str(guest('wc')), [ChannelSpec('/dev/stdin', fin.fileno(), READ),
+                                                 ChannelSpec('/dev/stdout', fout.fileno(), WRITE)],
+                              argv=['wc'], engine='auto')
+            assert _read(fout).split() == [b'%d' % n for n in (
+                text.count(b'\n'), len(text.split()), size)]
+        assert (report.status, report.engine) == ('ok', engine), size
 
 
 def test_a_long_node_appending_to_a_file_leaves_its_old_content(guest, pool) -> None:
@@ -99,7 +117,7 @@ def test_a_long_node_appending_to_a_file_leaves_its_old_content(guest, pool) -> 
     report, out, _ = _run(pool, guest('startover'), ['startover', str(LONG)],
                           stdout_before=old)
     assert (report.status, report.engine) == ('ok', 'native')
-    assert out == old + b'begin\nend %d\n' % LONG
+    assert out == old + b'begin\nend %d read 0\n' % LONG
 
 
 def test_a_node_that_may_write_over_old_data_is_not_tried(guest, pool) -> None:
@@ -114,7 +132,7 @@ def test_a_node_that_may_write_over_old_data_is_not_tried(guest, pool) -> None:
                           argv=['startover', '10'], engine='auto')
         out = _read(stdout)
     assert (report.status, report.engine) == ('ok', 'native')
-    assert out == b'begin\nend 10\nger than the output\n'
+    assert out == b'begin\nend 10 read 0\nn the output\n'
 
 
 def test_a_node_writing_a_stream_is_not_tried(guest, pool) -> None:
@@ -129,7 +147,7 @@ def test_a_node_writing_a_stream_is_not_tried(guest, pool) -> None:
         os.close(write)
         write = -1
         with os.fdopen(os.dup(read), 'rb') as got:
-            assert got.read() == b'begin\nend 10\n'
+            assert got.read() == b'begin\nend 10 read 0\n'
     finally:
         os.close(read)
         if write >= 0:
@@ -141,7 +159,7 @@ def test_a_node_writing_a_stream_is_not_tried(guest, pool) -> None:
 def test_an_engine_asked_for_is_not_tried(guest, pool, engine) -> None:
     report, out, _ = _run(pool, guest('startover'), ['startover', '10'], engine)
     assert (report.status, report.engine, report.engine_reason) == ('ok', engine, '')
-    assert out == b'begin\nend 10\n'
+    assert out == b'begin\nend 10 read 0\n'
 
 
 def test_a_fuel_limit_runs_auto_emulated_to_its_own_budget(guest, pool) -> None:
@@ -169,7 +187,7 @@ def test_a_batch_tries_each_node_and_starts_the_long_ones_over(guest, pool) -> N
     finally:
         for f in outs:
             f.close()
-    assert got == [b'begin\nend %d\n' % n for n in counts]
+    assert got == [b'begin\nend %d read 0\n' % n for n in counts]
     assert [r.report.engine for r in results] == [
         'native' if n == LONG else 'emulated' for n in counts]
     assert [r.tails['/dev/stderr'] for r in results] == [b'counting\n'] * len(counts)
@@ -195,7 +213,7 @@ def test_a_watched_node_is_not_tried(guest, pool) -> None:
                                  [ChannelSpec('/dev/stdout', stdout.fileno(), WRITE),
                                   ChannelSpec('/dev/stderr', -1, WRITE, tail=64)],
                                  argv=['startover', '10'], engine='auto', watched=True)
-        assert _read(stdout) == b'begin\nend 10\n'
+        assert _read(stdout) == b'begin\nend 10 read 0\n'
     assert (result.report.status, result.report.engine) == ('ok', 'native')
     assert result.tails == {'/dev/stderr': b'counting\n'}
 
@@ -209,6 +227,6 @@ def test_a_node_alone_keeps_its_tail_and_is_tried(guest, pool) -> None:
                                  [ChannelSpec('/dev/stdout', stdout.fileno(), WRITE),
                                   ChannelSpec('/dev/stderr', -1, WRITE, tail=64)],
                                  argv=['startover', str(LONG)], engine='auto')
-        assert _read(stdout) == b'begin\nend %d\n' % LONG
+        assert _read(stdout) == b'begin\nend %d read 0\n' % LONG
     assert (result.report.status, result.report.engine) == ('ok', 'native')
     assert result.tails == {'/dev/stderr': b'counting\n'}

@@ -8,10 +8,11 @@ a process the kernel confines, at native speed, without fuel.  ``auto``
 can run it and emulated when a fuel limit is asked for or it cannot.
 
 In a pool's warm workers (the object servers, ``zvm run --repeat``) ``auto``
-first runs a node of a small program (:func:`tried`) emulated for
-:data:`TRIAL_FUEL` bytes of code: most nodes of a job over many small objects
-end by then, for less than a process costs to start; one that does not starts
-over natively, from the beginning, which its channels allow
+first runs a node of a small program (:func:`tried`) over small inputs
+(:data:`TRIAL_INPUT`) emulated for :data:`TRIAL_FUEL` bytes of code: most
+nodes of a job over many small objects end by then, for less than a process
+costs to start; one that does not starts over natively, from the beginning,
+which its channels allow
 (``zvm_core.pool.worker``).  Whether a run ends within its trial is
 deterministic (fuel); what differs between the engines by design (the virtual
 clock, ``rdtsc``) follows the one it ended on.
@@ -37,6 +38,10 @@ TRIAL_REASON = (f'auto: it ended within its first {TRIAL_FUEL >> 10} KiB of code
 # a program with more code is not tried: an interpreter's or SQLite's start-up alone
 # goes past the trial (Lua's hello: 1 MB; sqlnode over 32 rows: 1.9 MB)
 TRIAL_CODE = 256 << 10
+# nor a node whose inputs (the files it may read, not images) hold more: most programs'
+# work grows with their input (wc: 40 bytes of code a byte; over 8 KiB it ran past its
+# trial and took 1.0 ms a node against 0.5 natively, bench: over 1-6 KiB emulated won)
+TRIAL_INPUT = 4 << 10
 # `off` turns off the native engine, its namespaces (doc/operator-guide.md)
 SWITCHES = ('ZVM_NATIVE', 'ZVM_NATIVE_NAMESPACES')
 

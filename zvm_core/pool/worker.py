@@ -373,7 +373,7 @@ def _serve_one(req: dict, fds: list[int], templates: Templates,
         except Rejected as e:
             return e.report, None
         if prepared.engine == 'native':     # a child of the program's template per run
-            points = (_start_points(channels) if trial and not req.get('watched')
+            points = (_start_points(channels, mounts) if trial and not req.get('watched')
                       and engines.tried(prepared.program) else None)
             machine = None
             if points is not None:
@@ -429,21 +429,28 @@ def _emulated(run: tuple, channels: list[Channel], reason: str, fuel: int | None
     return report, machine
 
 
-def _start_points(channels: list[Channel]) -> list[tuple[int, int, int | None]] | None:
-    """Where each file of ``channels`` stands if a run on them can start over as if it
-    had not run (:func:`_started_over`), else None: its descriptor, offset (which a
-    sequential channel reads or writes from) and, written, the size to cut it back to.
-    Each channel reads a file, writes one past its old content, is /dev/null or a
-    batch's tail; none is a stream whose bytes went, or came, once."""
-    points = []
-    for ch in channels:
+def _start_points(channels: list[Channel], mounts: tuple[int, ...] = ()
+                  ) -> list[tuple[int, int, int | None]] | None:
+    """Where each file of ``channels`` stands if a run on them is tried and can start
+    over as if it had not run (:func:`_started_over`), else None: its descriptor,
+    offset (which a sequential channel reads or writes from) and, written, the size to
+    cut it back to.  Each channel reads a file, writes one past its old content, is
+    /dev/null or a batch's tail; none is a stream whose bytes went, or came, once; the
+    files it may read (not the images, ``mounts``) hold at most ``TRIAL_INPUT``."""
+    points, inputs = [], 0
+    for i, ch in enumerate(channels):
         backing = ch.backing
         if type(backing) is TailBacking:
             continue
         if type(backing) is not FdBacking or not backing.direct:
             return None
         if backing.seekable:
-            offset, size = os.lseek(backing.fd, 0, os.SEEK_CUR), backing.opened_size
+            size = backing.opened_size
+            if ch.mode & READ and i not in mounts:
+                inputs += size
+                if inputs > engines.TRIAL_INPUT:
+                    return None
+            offset = os.lseek(backing.fd, 0, os.SEEK_CUR)
             if ch.mode & WRITE and size and (ch.random or offset < size):
                 return None         # it may write over what the file held
             points.append((backing.fd, offset, size if ch.mode & WRITE else None))
