@@ -434,10 +434,10 @@ def test_prepared_programs_are_evicted_by_account_too(monkeypatch) -> None:
     assert prepared.count('a') == 1 and len(templates._prepared) == 4
 
 
-def test_a_node_auto_tries_first_asks_for_no_children_ahead(monkeypatch) -> None:
+def test_a_node_auto_tries_first_asks_for_no_children_ahead(monkeypatch, tmp_path) -> None:
     """``auto``'s nodes of a small program run emulated first (``engines.TRIAL_FUEL``):
     no native template is theirs to ask children of, unless a channel is a stream or
-    the program large (no trial: natively)."""
+    the program or its inputs large (no trial: natively)."""
     from zvm_core.pool import _plan
     templates, _made = _templates(monkeypatch, budget=1 << 30)
     monkeypatch.setattr(worker, '_CHOSEN', {(e, False): ('native', '', e == 'auto', float('inf'))
@@ -453,11 +453,16 @@ def test_a_node_auto_tries_first_asks_for_no_children_ahead(monkeypatch) -> None
                  'limits': {'memory': 64 * MIB}}
         return {**shape, 'plan': _plan(shape)}
     native = ('native', 'p', 64 * MIB, 'virtualize', False)
-    assert worker._template_key(node('auto'), templates, {}) is None
-    assert worker._template_key(node('auto', notify=1), templates, {}) == native
-    assert worker._template_key(node('native'), templates, {}) == native
-    assert worker._template_key(node('auto', program='big'), templates, {}) == (
-        'native', 'big', *native[2:])
+    with open(tmp_path / 'small', 'w+b') as tiny, open(tmp_path / 'large', 'w+b') as large:
+        large.truncate(worker.engines.TRIAL_INPUT + 1)
+        fds = [tiny.fileno()]
+        assert worker._template_key(node('auto'), fds, templates, {}) is None
+        assert worker._template_key(node('auto', notify=1), fds, templates, {}) == native
+        assert worker._template_key(node('native'), fds, templates, {}) == native
+        assert worker._template_key(node('auto', program='big'), fds, templates, {}) == (
+            'native', 'big', *native[2:])
+        # over a trial's inputs: natively at once, its children asked ahead
+        assert worker._template_key(node('auto'), [large.fileno()], templates, {}) == native
 
 
 @pytest.mark.parametrize('failure', [MemoryError, OSError, 'rejected'])
@@ -499,7 +504,7 @@ def test_a_watched_run_is_not_tried(monkeypatch) -> None:
                         deadline=None, account='': _Prepared(path))
     shape = {'program': 'p', 'engine': 'auto', 'rdtsc': 'virtualize', 'channels': [],
              'limits': {'memory': 64 * MIB}, 'watched': True}
-    assert worker._template_key({**shape, 'plan': _plan(shape)}, templates, {}) == (
+    assert worker._template_key({**shape, 'plan': _plan(shape)}, [], templates, {}) == (
         'native', 'p', 64 * MIB, 'virtualize', False)
     monkeypatch.setattr(Templates, 'get', lambda *args, **kwargs: pytest.fail('tried'))
     ran: list = []

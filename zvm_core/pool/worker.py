@@ -22,6 +22,7 @@ import resource
 import select
 import signal
 import socket
+import stat
 import sys
 import threading
 import time
@@ -380,8 +381,8 @@ def _serve_one(req: dict, fds: list[int], templates: Templates,
                 try:        # (its machine in this process: what native would not need)
                     report, machine = _emulated(run, channels, engines.TRIAL_REASON,
                                                 engines.TRIAL_FUEL, file)
-                except (MemoryError, OSError):
-                    pass
+                except (MemoryError, OSError):      # natively, as it found its files
+                    channels = _started_over(channels, points)
             if machine is not None:     # else the trial could not start: natively
                 if not machine.ran_out():
                     return report, machine
@@ -522,25 +523,40 @@ def native_key(file: tuple, memory: int, prepared) -> tuple:
     return ('native', *file, memory, prepared.policy.rdtsc, prepared.tsc)
 
 
-def _template_key(req: dict, templates: Templates, ready: dict) -> tuple | None:
+def _template_key(req: dict, fds: list[int], templates: Templates,
+                  ready: dict) -> tuple | None:
     """The native template a run will use (:func:`native_key`), None if none (it runs
     emulated, is tried emulated first, or fails before its template: the run says why
     when it comes).  A tried run that does not end within its trial runs natively
-    without children asked ahead for it."""
+    without children asked ahead for it; one over larger inputs than a trial's
+    (``fds``: its descriptors) is not tried (:func:`_start_points`)."""
     try:
         plan = req.get('plan') or _plan(req)
         limits = plan.limits
         engine, _reason, trial, _until = _chosen(req, limits)
         if engine != 'native':
             return None
-        trial = trial and not req.get('watched')
         file, prepared = _prepared(req, templates, ready, _fastcall.coarse() + limits.timeout)
+        if prepared.engine != 'native' or (
+                trial and not req.get('watched') and engines.tried(prepared.program)
+                and all(c.notify is None for c in plan.channels)
+                and _inputs(plan, fds) <= engines.TRIAL_INPUT):
+            return None
     except Exception:       # noqa: BLE001 -- its run meets it again, and reports it
         return None
-    if prepared.engine != 'native' or trial and engines.tried(prepared.program) and all(
-            c.notify is None for c in plan.channels):
-        return None
     return native_key(file, limits.memory, prepared)
+
+
+def _inputs(plan, fds: list[int]) -> int:
+    """What the files a run may read hold (its images not counted), as
+    :func:`_start_points` counts them: a ``stat`` each, before the run's own."""
+    total = 0
+    for c in plan.channels:
+        if c.mode & READ and c.fd is not None and not c.mount:
+            st = os.fstat(fds[c.fd])
+            if stat.S_ISREG(st.st_mode):
+                total += st.st_size
+    return total
 
 
 def _left(limits: Limits, began: float) -> Limits:
@@ -588,7 +604,7 @@ def _serve_many(sock: socket.socket, runs: list[tuple[dict, list[int]]],
     # program -> file key (_file); (program, engine, rdtsc) -> (file key, prepared)
     ready: dict = {}
     end = None if budget is None else _fastcall.coarse() + budget   # (no system call a node)
-    keys = [_template_key(req, templates, ready) for req, _fds in runs]
+    keys = [_template_key(req, fds, templates, ready) for req, fds in runs]
     following = _following(keys)
     # the guest's flags carried across the nodes (fastcall.c: hold) only for a native
     # template's forks: an emulated node's first clock read (Machine.run) would fault
