@@ -370,7 +370,10 @@ def test_hello_gives_a_message_its_sender_and_descriptor():
 def test_a_timeout_in_calls_answered_in_c_ends_at_its_deadline_with_the_flags(guest):
     """A guest making only calls the C loop answers (getpid, forever), served with the
     flags carried: ``timeout`` no earlier than its deadline, its calls read no rdtsc of
-    the loop's (the deadline's clock is the coarse one until the last ticks)."""
+    the loop's (the deadline's clock is the coarse one until the last ticks).  A read
+    the loop did make would be caught once a call, up to its REARMS (16) rearms; one
+    or two catches are CPython's own clock read in a contended GIL wait (another
+    thread of this process, an earlier test's), which the net is for (fastcall.c)."""
     from zvm_core.executor import Limits
     before = _fastcall.caught()
     report = run(guest('getpid'), [Channel('/dev/stdout', MemoryBacking(), WRITE)],
@@ -378,7 +381,7 @@ def test_a_timeout_in_calls_answered_in_c_ends_at_its_deadline_with_the_flags(gu
     assert (report.status, report.engine) == ('timeout', 'native'), report
     assert report.accounting.syscalls > 100      # answered in C: ~5 us each, when not starved
     assert report.accounting.wall_time >= 0.5
-    assert _fastcall.caught() == before
+    assert _fastcall.caught() - before <= 2
 
 
 def test_a_templates_fork_request_says_whether_the_asking_thread_is_in_a_hold() -> None:
