@@ -374,8 +374,8 @@ def _serve_one(req: dict, fds: list[int], templates: Templates,
         except Rejected as e:
             return e.report, None
         if prepared.engine == 'native':     # a child of the program's template per run
-            points = (_start_points(channels, mounts) if trial and not req.get('watched')
-                      and engines.tried(prepared.program) else None)
+            points = (_start_points(channels, mounts) if _may_try(req, trial, prepared)
+                      else None)
             machine = None
             if points is not None:
                 try:        # (its machine in this process: what native would not need)
@@ -428,6 +428,14 @@ def _emulated(run: tuple, channels: list[Channel], reason: str, fuel: int | None
     report = explained(report, machine.program, verdict)
     report.engine_reason = reason
     return report, machine
+
+
+def _may_try(req: dict, trial: bool, prepared) -> bool:
+    """Whether ``auto``'s trial is for a run of ``prepared``, its channels aside
+    (:func:`_start_points`): ``trial`` (:func:`_chosen`), a caller that does not read
+    its outputs as they grow, a small program (``engines.tried``).  One rule for the
+    run and for what its batch asks ahead of it (:func:`_template_key`)."""
+    return trial and not req.get('watched') and engines.tried(prepared.program)
 
 
 def _start_points(channels: list[Channel], mounts: tuple[int, ...] = ()
@@ -538,8 +546,7 @@ def _template_key(req: dict, fds: list[int], templates: Templates,
             return None
         file, prepared = _prepared(req, templates, ready, _fastcall.coarse() + limits.timeout)
         if prepared.engine != 'native' or (
-                trial and not req.get('watched') and engines.tried(prepared.program)
-                and all(c.notify is None for c in plan.channels)
+                _may_try(req, trial, prepared) and all(c.notify is None for c in plan.channels)
                 and _inputs(plan, fds) <= engines.TRIAL_INPUT):
             return None
     except Exception:       # noqa: BLE001 -- its run meets it again, and reports it
